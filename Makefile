@@ -1,0 +1,18 @@
+# tamperscope: `make demo` runs the main job on the built-in lab, `make test` the suite.
+.PHONY: setup demo test bench lab-down
+SHELL := /bin/bash
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	.venv/bin/tamperscope demo $(DEMO_ARGS)
+
+test: setup
+	bash scripts/test.sh $(TEST_ARGS)
+
+bench: setup
+	.venv/bin/python -m bench.bridge
+
+lab-down:
+	-.venv/bin/tamperscope lab down
