@@ -1,0 +1,62 @@
+"""The `tamperscope` console script: one command, thin over library functions.
+
+Each part contributes its subcommand through an `add_parser(subparsers)`
+function in its own `command` module; this file only wires them together and
+turns expected errors into one-line messages with exit code 2 (usage) or 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+
+# (module, attribute): each adds its subcommand(s)
+COMMANDS = [
+    "tamperscope.lab.command",
+]
+
+
+class UsageError(Exception):
+    """The user asked for something that cannot be done as asked (exit 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tamperscope",
+        description="An open observatory of network interference: whether, how, where and by what "
+                    "equipment traffic is blocked, with evidence others can check.",
+    )
+    p.add_argument("--version", action="version", version=f"tamperscope {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        importlib.import_module(name).add_parser(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .lab.manager import LabError
+    from .model.profile import ProfileError
+
+    try:
+        return int(args.func(args) or 0)
+    except LabError as e:
+        print(f"tamperscope: {e}", file=sys.stderr)
+        return e.exit_code
+    except (UsageError, ProfileError) as e:
+        print(f"tamperscope: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tamperscope: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

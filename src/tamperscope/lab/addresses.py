@@ -1,0 +1,98 @@
+"""The lab's fixed plan: namespaces, links and addresses (all in 198.18.0.0/15).
+
+    ts-client --- ts-access ===[ts-censor bridge]=== ts-border --- ts-inet (198.19.0.0/16, AnyIP)
+    198.18.1.2    198.18.1.1      (no addresses)       198.18.2.2    198.18.3.2
+                  198.18.2.1                           198.18.3.1
+                                                       198.18.4.1 --- ts-outside 198.18.4.2
+
+The censor is a layer-2 bridge between the access and border routers, so a
+packet sent with TTL 2 reaches it with TTL 1: `CENSOR_AFTER_HOP` routers lie
+between the client and the censor. The internet namespace owns the whole of
+198.19.0.0/16 through a local route, so any address there answers.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+PREFIX = "ts-"
+NS_CLIENT = "ts-client"
+NS_ACCESS = "ts-access"
+NS_CENSOR = "ts-censor"
+NS_BORDER = "ts-border"
+NS_INET = "ts-inet"
+NS_OUTSIDE = "ts-outside"
+NAMESPACES = (NS_CLIENT, NS_ACCESS, NS_CENSOR, NS_BORDER, NS_INET, NS_OUTSIDE)
+
+CLIENT = "198.18.1.2"
+ACCESS_LAN = "198.18.1.1"  # client's gateway (hop 1)
+ACCESS_UP = "198.18.2.1"
+BORDER_DOWN = "198.18.2.2"  # hop 2
+BORDER_UP = "198.18.3.1"
+BORDER_OUT = "198.18.4.1"
+INET_LINK = "198.18.3.2"
+OUTSIDE = "198.18.4.2"
+
+ISP_RESOLVER = "198.18.1.53"  # on the access router: recurses through the censor
+ISP_WEB = "198.18.1.80"  # an in-country web server, for measuring from the outside in
+ISP_BLOCKPAGE = "198.18.1.81"  # where a poisoning ISP resolver sends people
+
+INET_NET = "198.19.0.0/16"
+AUTHORITATIVE = "198.19.0.53"
+PUBLIC_RESOLVER = "198.19.0.8"
+SILENT = "198.19.0.9"  # runs no DNS server: any DNS answer "from" it is forged
+ECHO = "198.19.0.7"
+HELPER = "198.19.0.10"
+HELPER_PORT = 80
+FARM = tuple(f"198.19.1.{i}" for i in range(1, 33))  # shared web-hosting addresses
+DEDICATED_NET = ipaddress.ip_network("198.19.128.0/17")  # one address per rule-named site
+
+CENSOR_AFTER_HOP = 1
+
+# links: (namespace A, device A, namespace B, device B)
+LINKS = (
+    (NS_CLIENT, "ts-c0", NS_ACCESS, "ts-a0"),
+    (NS_ACCESS, "ts-a1", NS_CENSOR, "ts-z0"),
+    (NS_CENSOR, "ts-z1", NS_BORDER, "ts-b0"),
+    (NS_BORDER, "ts-b1", NS_INET, "ts-i0"),
+    (NS_BORDER, "ts-b2", NS_OUTSIDE, "ts-o0"),
+)
+CENSOR_CLIENT_SIDE = "ts-z0"
+CENSOR_INET_SIDE = "ts-z1"
+ROUTERS = {"access": [ACCESS_LAN, ACCESS_UP], "border": [BORDER_DOWN, BORDER_UP, BORDER_OUT]}
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """What `lab status --json` reports and `lab exec` exports."""
+
+    helper_url: str = f"http://{HELPER}:{HELPER_PORT}/"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "client": CLIENT,
+            "isp_resolver": ISP_RESOLVER,
+            "public_resolver": PUBLIC_RESOLVER,
+            "authoritative": AUTHORITATIVE,
+            "silent_resolver": SILENT,
+            "helper": HELPER,
+            "helper_url": self.helper_url,
+            "echo": ECHO,
+            "isp_web": ISP_WEB,
+            "isp_blockpage": ISP_BLOCKPAGE,
+            "outside": OUTSIDE,
+            "web_farm": list(FARM),
+            "dedicated_net": str(DEDICATED_NET),
+            "routers": ROUTERS,
+            "hops": [ACCESS_LAN, BORDER_DOWN],
+            "censor_after_hop": CENSOR_AFTER_HOP,
+            "namespaces": list(NAMESPACES),
+        }
+
+
+def in_lab(addr: str) -> bool:
+    try:
+        return ipaddress.ip_address(addr) in ipaddress.ip_network("198.18.0.0/15")
+    except ValueError:
+        return False

@@ -1,0 +1,133 @@
+"""Certificate authorities of the lab: the lab CA and the interception CA.
+
+The lab CA signs the web farm's certificates, issued on demand for any SNI;
+clients in the lab trust it (TAMPERSCOPE_CA_BUNDLE, SSL_CERT_FILE). The
+interception CA is what a MITM box uses: clients do not trust it, so
+interception shows up as `ssl_unknown_authority`, with its issuer as evidence.
+Leaf keys are one ECDSA P-256 key per authority, so issuing is ~1 ms.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import ssl
+import threading
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+_PEM = serialization.Encoding.PEM
+
+
+def _name(cn: str, org: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn), x509.NameAttribute(NameOID.ORGANIZATION_NAME, org)])
+
+
+def create_ca(directory: Path, stem: str, cn: str, org: str) -> None:
+    """Write `stem`.pem (certificate) and `stem`.key (private key) into `directory`."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn, org))
+        .issuer_name(_name(cn, org))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                                     key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{stem}.pem").write_bytes(cert.public_bytes(_PEM))
+    keyfile = directory / f"{stem}.key"
+    keyfile.write_bytes(key.private_bytes(_PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    keyfile.chmod(0o600)
+
+
+class Issuer:
+    """Issues leaf certificates for any name from one CA, with SSLContexts cached per name."""
+
+    def __init__(self, directory: Path, stem: str, cache_dir: Path, alpn: tuple[str, ...] = ("h2", "http/1.1")) -> None:
+        self.ca_cert = x509.load_pem_x509_certificate((directory / f"{stem}.pem").read_bytes())
+        self.ca_key = serialization.load_pem_private_key((directory / f"{stem}.key").read_bytes(), None)
+        self.leaf_key = ec.generate_private_key(ec.SECP256R1())
+        self.cache_dir = cache_dir
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        self.alpn = alpn
+        self._contexts: dict[str, ssl.SSLContext] = {}
+        self._lock = threading.Lock()
+        self._key_pem = self.leaf_key.private_bytes(_PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+    def leaf(self, name: str) -> x509.Certificate:
+        now = dt.datetime.now(dt.timezone.utc)
+        try:
+            san: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(name))
+        except ValueError:
+            san = x509.DNSName(name)
+        return (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name[:64])]))
+            .issuer_name(self.ca_cert.subject)
+            .public_key(self.leaf_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=90))
+            .add_extension(x509.SubjectAlternativeName([san]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.ca_cert.public_key()), critical=False)  # type: ignore[arg-type]
+            .sign(self.ca_key, hashes.SHA256())  # type: ignore[arg-type]
+        )
+
+    def context(self, name: str) -> ssl.SSLContext:
+        """A server SSLContext presenting a certificate for `name`."""
+        name = name.lower().rstrip(".")[:253] or "unknown"
+        ctx = self._contexts.get(name)
+        if ctx is not None:
+            return ctx
+        with self._lock:
+            ctx = self._contexts.get(name)
+            if ctx is not None:
+                return ctx
+            cert = self.leaf(name)
+            path = self.cache_dir / (hashlib.sha1(name.encode()).hexdigest() + ".pem")
+            path.write_bytes(cert.public_bytes(_PEM) + self.ca_cert.public_bytes(_PEM) + self._key_pem)
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(path)
+            ctx.set_alpn_protocols(list(self.alpn))
+            self._contexts[name] = ctx
+            return ctx
+
+    def sni_context(self, default_name: str) -> ssl.SSLContext:
+        """A server context that switches to a per-SNI certificate."""
+        base = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        base.load_cert_chain(self._path_for(default_name))
+        base.set_alpn_protocols(list(self.alpn))
+
+        def pick(sslobj: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _ctx: ssl.SSLContext) -> None:
+            if server_name:
+                sslobj.context = self.context(server_name)
+            else:
+                try:
+                    local = sslobj.getsockname()[0] if isinstance(sslobj, ssl.SSLSocket) else None
+                except OSError:
+                    local = None
+                if local:
+                    sslobj.context = self.context(local)
+
+        base.sni_callback = pick
+        return base
+
+    def _path_for(self, name: str) -> Path:
+        self.context(name)
+        return self.cache_dir / (hashlib.sha1(name.encode()).hexdigest() + ".pem")

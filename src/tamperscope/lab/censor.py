@@ -1,0 +1,418 @@
+"""The lab's censor: an in-path layer-2 bridge in user space on AF_PACKET sockets.
+
+This kernel has no NFQUEUE and no netem, so the censor relays every frame
+between its two interfaces itself. It parses just enough of each frame to
+apply the profile: it forwards, delays, drops, throttles, or forges packets
+(DNS answers, RSTs, blockpages with FIN) with the header values the rule asks
+for, and appends one ground-truth line per censor action to a JSONL log.
+
+Directions: frames arriving on the client-side interface travel "egress";
+frames from the internet side travel "ingress". A rule's `direction` says
+which side's requests trigger it (`both`: either, as Turkmenistan's filter).
+
+Run as `python -m tamperscope.lab.censor --profile FILE --log FILE` inside the
+censor namespace (the lab does this).
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import ipaddress
+import json
+import os
+import random
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..model.profile import Profile, Rule, load_profile
+from ..wire import dnswire, httphead, packet
+from ..wire.tlshello import ClientHello, ClientHelloBuffer
+from . import addresses as A
+from . import blockpages, farm
+
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+PACKET_IGNORE_OUTGOING = 23
+MSS = 1400
+MAX_QUEUE_DELAY = 5.0  # seconds a throttled packet may wait before it is dropped
+FLOW_TTL = 300.0
+
+Flow = tuple[str, int, str, int]  # (src, sport, dst, dport) as seen travelling egress
+
+
+@dataclass
+class Bucket:
+    rate_bps: float
+    next_free: float = 0.0
+
+
+class GroundTruth:
+    """Appends one JSON line per censor action."""
+
+    def __init__(self, path: Path) -> None:
+        self._f = open(path, "a", buffering=1, encoding="utf-8")
+
+    def write(self, rule: Rule, client: str, server: str, name: str | None, **extra: object) -> None:
+        rec = {"t": round(time.time(), 6), "rule": rule.id, "layer": rule.layer, "action": rule.action,
+               "client": client, "server": server, "name": name, **extra}
+        self._f.write(json.dumps(rec) + "\n")
+
+
+class Censor:
+    """The profile's decisions over frames. `Bridge` moves the frames."""
+
+    def __init__(self, profile: Profile, truth: GroundTruth) -> None:
+        self.p = profile
+        self.truth = truth
+        self.in_path = profile.network.placement == "in-path"
+        self.delay = profile.network.delay_ms / 1000.0
+        self.residual_s = profile.network.residual_s
+        self.dns_rules = [r for r in profile.rules_for("dns") if r.action != "poison"]
+        self.http_rules = profile.rules_for("http")
+        self.tls_rules = [r for r in profile.rules_for("tls") if r.action != "mitm"]
+        self.http_ports = {p for r in self.http_rules for p in (r.ports or (80,))}
+        self.tls_ports = {p for r in self.tls_rules for p in (r.ports or (443,))}
+        # ip rules: address -> rules; CIDR rules checked by network
+        self.ip_addr_rules: dict[str, list[Rule]] = {}
+        self.ip_net_rules: list[tuple[ipaddress.IPv4Network, Rule]] = []
+        for r in profile.rules_for("ip"):
+            for d in r.domains:
+                self.ip_addr_rules.setdefault(farm.address_for(d, profile), []).append(r)
+            for c in r.cidrs:
+                self.ip_net_rules.append((ipaddress.IPv4Network(c), r))
+        self.quic_addrs: dict[str, Rule] = {}
+        for r in profile.rules_for("quic"):
+            for d in r.domains:
+                self.quic_addrs.setdefault(farm.address_for(d, profile), r)
+        self.names_by_addr = {farm.address_for(d, profile): d for r in profile.rules for d in r.domains}
+        self.hello: dict[Flow, ClientHelloBuffer | None] = {}
+        self.dropped: dict[Flow, float] = {}  # 4-tuples dropped until t
+        self.residual: dict[tuple[str, str, int], float] = {}  # (client, server, port) until t
+        self.throttled: dict[Flow, tuple[Bucket, Bucket]] = {}
+        self.logged_ip: dict[Flow, float] = {}
+        self.last_gc = time.monotonic()
+
+    # -- helpers -----------------------------------------------------------
+    def _ip_id(self, r: Rule) -> int:
+        return r.inject.ip_id if r.inject.ip_id is not None else random.randrange(1, 0xFFFF)
+
+    def _ip_rule(self, addr: str, port: int) -> Rule | None:
+        for r in self.ip_addr_rules.get(addr, ()):
+            if not r.ports or port in r.ports:
+                return r
+        if self.ip_net_rules:
+            a = ipaddress.IPv4Address(addr)
+            for net, r in self.ip_net_rules:
+                if a in net and (not r.ports or port in r.ports):
+                    return r
+        return None
+
+    def _first(self, rules: tuple[Rule, ...] | list[Rule], name: str | None, direction: str, port: int | None = None) -> Rule | None:
+        for r in rules:
+            if r.applies_to(direction) and r.matches_name(name) and (port is None or not r.ports or port in r.ports):
+                return r
+        return None
+
+    def gc(self, now_wall: float) -> None:
+        for table in (self.dropped, self.residual, self.logged_ip):
+            for k in [k for k, t in table.items() if t < now_wall]:
+                del table[k]
+        if len(self.hello) > 50000:
+            self.hello.clear()
+
+    # -- decisions ---------------------------------------------------------
+    def decide(self, frame: bytes, from_client_side: bool, now: float, wall: float) -> list[tuple[bytes, bool, float]]:
+        """What to send for one frame: [(frame, to_client_side, delay_s)].
+
+        The original frame, if forwarded, goes to the other side.
+        """
+        fwd = [(frame, not from_client_side, self.delay)]
+        if len(frame) < 34 or frame[12:14] != b"\x08\x00":
+            return fwd
+        ihl = (frame[14] & 0x0F) * 4
+        proto = frame[23]
+        src = socket.inet_ntoa(frame[26:30])
+        dst = socket.inet_ntoa(frame[30:34])
+        l4 = 14 + ihl
+        if proto == packet.PROTO_TCP and len(frame) >= l4 + 20:
+            sport, dport = struct.unpack_from("!HH", frame, l4)
+            return self._tcp(frame, from_client_side, src, dst, sport, dport, l4, fwd, wall)
+        if proto == packet.PROTO_UDP and len(frame) >= l4 + 8:
+            sport, dport = struct.unpack_from("!HH", frame, l4)
+            if dport == 53:
+                return self._dns(frame, from_client_side, src, dst, sport, l4, fwd)
+            if dport == 443 and self.quic_addrs:
+                r = self.quic_addrs.get(dst if from_client_side else src)
+                if r is not None and r.applies_to("egress" if from_client_side else "ingress"):
+                    flow = (src, sport, dst, dport)
+                    if self._once(flow, wall):
+                        self.truth.write(r, f"{src}:{sport}", f"{dst}:{dport}", self.names_by_addr.get(dst))
+                    return []
+        return fwd
+
+    def _once(self, flow: Flow, wall: float) -> bool:
+        if flow in self.logged_ip:
+            return False
+        self.logged_ip[flow] = wall + 30
+        return True
+
+    def _dns(self, frame: bytes, from_client: bool, src: str, dst: str, sport: int, l4: int, fwd: list) -> list:
+        if not self.dns_rules:
+            return fwd
+        payload = frame[l4 + 8 :]
+        q = dnswire.parse_question(payload)
+        if q is None or q.is_response:
+            return fwd
+        direction = "egress" if from_client else "ingress"
+        r = self._first(self.dns_rules, q.name, direction)
+        if r is None:
+            return fwd
+        self.truth.write(r, f"{src}:{sport}", f"{dst}:53", q.name)
+        out = []
+        if r.action in ("inject", "nxdomain"):
+            if r.action == "inject":
+                resp = dnswire.forge_response(payload, q, answer_ip=r.answer)
+            else:
+                resp = dnswire.forge_response(payload, q, answer_ip=None, rcode=dnswire.RCODE_NXDOMAIN)
+            pkt = packet.udp_packet(dst, src, 53, sport, resp, ttl=r.inject.ttl, ip_id=self._ip_id(r))
+            out.append((frame[6:12] + frame[0:6] + b"\x08\x00" + pkt, from_client, 0.0))
+            if r.action == "inject" or not self.in_path:
+                out.extend(fwd)
+            return out
+        # drop
+        return []
+
+    def _tcp(self, frame: bytes, from_client: bool, src: str, dst: str, sport: int, dport: int,
+             l4: int, fwd: list, wall: float) -> list:
+        flow: Flow = (src, sport, dst, dport) if from_client else (dst, dport, src, sport)
+        if self.dropped and flow in self.dropped:
+            return []
+        if self.residual:
+            for key in ((src, dst, dport), (dst, src, sport)):
+                until = self.residual.get(key)
+                if until is not None:
+                    if until > wall:
+                        return []
+        # ip rules: the server is dst when egress, src when ingress
+        if self.ip_addr_rules or self.ip_net_rules:
+            for server, port, client, cport, towards_server in ((dst, dport, src, sport, True), (src, sport, dst, dport, False)):
+                r = self._ip_rule(server, port)
+                if r is None:
+                    continue
+                init_dir = "egress" if from_client == towards_server else "ingress"
+                if not r.applies_to(init_dir):
+                    continue
+                flags = frame[l4 + 13]
+                if towards_server and flags & packet.SYN and not flags & packet.ACK:
+                    if self._once((client, cport, server, port), wall):
+                        self.truth.write(r, f"{client}:{cport}", f"{server}:{port}", self.names_by_addr.get(server))
+                    if r.action == "rst":
+                        seq = struct.unpack_from("!I", frame, l4 + 4)[0]
+                        pkt = packet.tcp_packet(server, client, port, cport, seq=0, ack=seq + 1,
+                                                flags=packet.RST | packet.ACK, window=0,
+                                                ttl=r.inject.ttl, ip_id=self._ip_id(r))
+                        return [(frame[6:12] + frame[0:6] + b"\x08\x00" + pkt, from_client, 0.0)]
+                return []
+        if self.throttled:
+            buckets = self.throttled.get(flow)
+            if buckets is not None:
+                return self._throttle(frame, from_client, buckets)
+        doff = (frame[l4 + 12] >> 4) * 4
+        total = struct.unpack_from("!H", frame, 16)[0]
+        pstart = l4 + doff
+        pend = min(len(frame), 14 + total)
+        if pend <= pstart:
+            if frame[l4 + 13] & (packet.FIN | packet.RST) and flow in self.hello:
+                del self.hello[flow]
+            return fwd
+        payload = frame[pstart:pend]
+        direction = "egress" if from_client else "ingress"
+        if dport in self.http_ports and payload[:1].isalpha():
+            host = httphead.find_host(payload)
+            if host is not None:
+                r = self._first(self.http_rules, host, direction, dport)
+                if r is not None:
+                    return self._act(r, frame, from_client, src, dst, sport, dport, l4, len(payload), host, fwd, wall)
+        if dport in self.tls_ports:
+            state = self.hello.get(flow, False)
+            if state is None:
+                return fwd
+            seq = struct.unpack_from("!I", frame, l4 + 4)[0]
+            if state is False:
+                if payload[:1] != b"\x16":
+                    self.hello[flow] = None
+                    return fwd
+                state = self.hello[flow] = ClientHelloBuffer(seq)
+            result = state.feed(seq, payload)
+            if result is False:
+                return fwd
+            self.hello[flow] = None
+            if isinstance(result, ClientHello) and result.sni:
+                r = self._first(self.tls_rules, result.sni, direction, dport)
+                if r is not None:
+                    return self._act(r, frame, from_client, src, dst, sport, dport, l4, len(payload), result.sni, fwd, wall)
+        return fwd
+
+    def _throttle(self, frame: bytes, from_client: bool, buckets: tuple[Bucket, Bucket]) -> list:
+        now = time.monotonic()
+        b = buckets[0] if from_client else buckets[1]
+        start = max(now, b.next_free)
+        if start - now > MAX_QUEUE_DELAY:
+            return []
+        b.next_free = start + len(frame) * 8 / b.rate_bps
+        return [(frame, not from_client, self.delay + (b.next_free - now))]
+
+    def _act(self, r: Rule, frame: bytes, from_client: bool, src: str, dst: str, sport: int, dport: int,
+             l4: int, plen: int, name: str, fwd: list, wall: float) -> list:
+        """Apply an http/tls rule to the segment that completed the trigger."""
+        flow: Flow = (src, sport, dst, dport) if from_client else (dst, dport, src, sport)
+        self.truth.write(r, f"{src}:{sport}", f"{dst}:{dport}", name)
+        seq, ack = struct.unpack_from("!II", frame, l4 + 4)
+        back_macs = frame[6:12] + frame[0:6] + b"\x08\x00"
+        fwd_macs = frame[0:14]
+        out: list[tuple[bytes, bool, float]] = []
+        if r.action == "throttle":
+            rate = float(r.rate_kbps or 0) * 1000.0
+            self.throttled[flow] = (Bucket(rate), Bucket(rate))
+            return fwd
+        residual = self.residual_s > 0
+        if r.action == "rst":
+            to_client = packet.tcp_packet(dst, src, dport, sport, seq=ack, ack=seq + plen, flags=packet.RST | packet.ACK,
+                                          window=r.inject.window, ttl=r.inject.ttl, ip_id=self._ip_id(r))
+            to_server_seq = seq if self.in_path else seq + plen
+            to_server = packet.tcp_packet(src, dst, sport, dport, seq=to_server_seq, ack=ack, flags=packet.RST | packet.ACK,
+                                          window=r.inject.window, ttl=r.inject.ttl, ip_id=self._ip_id(r))
+            out.append((back_macs + to_client, from_client, 0.0))
+            if not self.in_path:
+                out.extend(fwd)
+            out.append((fwd_macs + to_server, not from_client, self.delay))
+        elif r.action == "drop":
+            self.dropped[flow] = wall + FLOW_TTL
+        elif r.action == "blockpage":
+            body = blockpages.load(r.blockpage or "generic")
+            resp = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nConnection: close\r\n"
+                    + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            s = ack
+            chunks = [resp[i : i + MSS] for i in range(0, len(resp), MSS)]
+            ip_id = self._ip_id(r)
+            for i, chunk in enumerate(chunks):
+                last = i == len(chunks) - 1
+                flags = packet.ACK | packet.PSH | (packet.FIN if last else 0)
+                pkt = packet.tcp_packet(dst, src, dport, sport, seq=s, ack=seq + plen, flags=flags,
+                                        window=r.inject.window, payload=chunk, ttl=r.inject.ttl,
+                                        ip_id=(ip_id + i) & 0xFFFF if r.inject.ip_id is None else ip_id)
+                out.append((back_macs + pkt, from_client, 0.0))
+                s += len(chunk)
+            if self.in_path:
+                to_server = packet.tcp_packet(src, dst, sport, dport, seq=seq, ack=ack, flags=packet.RST | packet.ACK,
+                                              window=r.inject.window, ttl=r.inject.ttl, ip_id=self._ip_id(r))
+                out.append((fwd_macs + to_server, not from_client, self.delay))
+                self.dropped[flow] = wall + FLOW_TTL
+            else:
+                out.extend(fwd)
+        if residual:
+            self.residual[(src, dst, dport)] = wall + self.residual_s
+        return out
+
+
+class Bridge:
+    """Moves frames between the two interfaces through a `Censor`, with delays."""
+
+    def __init__(self, censor: Censor, client_if: str, inet_if: str) -> None:
+        self.censor = censor
+        self.socks = []
+        for ifname in (client_if, inet_if):
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+            s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 * 1024 * 1024)
+            s.bind((ifname, 0))
+            s.setblocking(False)
+            self.socks.append(s)
+        self.heap: list[tuple[float, int, bytes, bool]] = []
+        self.seq = 0
+        self.running = True
+        self.stats = {"frames": 0}
+
+    def _send(self, frame: bytes, to_client_side: bool) -> None:
+        try:
+            self.socks[0 if to_client_side else 1].send(frame)
+        except OSError:
+            pass  # a full queue drops the frame, as a busy link would
+
+    def run(self) -> None:
+        poller = select.epoll()
+        fds = {s.fileno(): i for i, s in enumerate(self.socks)}
+        for s in self.socks:
+            poller.register(s.fileno(), select.EPOLLIN)
+        censor = self.censor
+        heap = self.heap
+        while self.running:
+            timeout = -1.0
+            if heap:
+                timeout = max(0.0, heap[0][0] - time.monotonic())
+            try:
+                events = poller.poll(timeout if timeout >= 0 else 1.0)
+            except InterruptedError:
+                continue
+            now = time.monotonic()
+            wall = time.time()
+            for fd, _ev in events:
+                i = fds[fd]
+                sock = self.socks[i]
+                from_client = i == 0
+                for _ in range(256):
+                    try:
+                        frame = sock.recv(65535)
+                    except BlockingIOError:
+                        break
+                    except OSError:
+                        break
+                    self.stats["frames"] += 1
+                    for out, to_client, delay in censor.decide(frame, from_client, now, wall):
+                        if delay <= 0:
+                            self._send(out, to_client)
+                        else:
+                            self.seq += 1
+                            heapq.heappush(heap, (now + delay, self.seq, out, to_client))
+            if heap:
+                now = time.monotonic()
+                while heap and heap[0][0] <= now:
+                    _, _, out, to_client = heapq.heappop(heap)
+                    self._send(out, to_client)
+            if now - censor.last_gc > 10:
+                censor.last_gc = now
+                censor.gc(wall)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="tamperscope-censor", description="The lab's in-path censor bridge.")
+    ap.add_argument("--profile", required=True, type=Path)
+    ap.add_argument("--log", required=True, type=Path)
+    ap.add_argument("--client-if", default=A.CENSOR_CLIENT_SIDE)
+    ap.add_argument("--inet-if", default=A.CENSOR_INET_SIDE)
+    ap.add_argument("--ready", type=Path)
+    args = ap.parse_args(argv)
+    profile = load_profile(args.profile, blockpages.names())
+    bridge = Bridge(Censor(profile, GroundTruth(args.log)), args.client_if, args.inet_if)
+
+    def stop(*_: object) -> None:
+        bridge.running = False
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if args.ready:
+        args.ready.write_text(str(os.getpid()))
+    bridge.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""The lab's DNS servers: authoritative, public resolver, ISP resolver.
+
+- The authoritative server answers any name deterministically (lab/farm.py).
+- The public resolver (on the internet side) answers the same, as a
+  recursive resolver with a warm cache would; it also serves DNS over TCP,
+  DoT (853) and DoH (through the web farm, /dns-query).
+- The ISP resolver (on the access router) recurses through the censor to the
+  authoritative server for every query, and applies the profile's `poison`
+  rules itself, logging each as ground truth. If its upstream stays silent it
+  answers SERVFAIL, as real resolvers do.
+
+Messages are parsed and built with dnspython (sans-IO); sockets are asyncio's.
+Garbage in is ignored, never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import struct
+from collections.abc import Callable
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+from ..model.profile import Profile
+from . import farm
+
+log = logging.getLogger("tamperscope.lab.dns")
+Answerer = Callable[[dns.message.Message, tuple[str, int]], "asyncio.Future[bytes | None] | bytes | None"]
+
+
+def authoritative_answer(query: dns.message.Message, profile: Profile | None, *, recursive: bool) -> dns.message.Message:
+    resp = dns.message.make_response(query)
+    if recursive:
+        resp.flags |= dns.flags.RA
+    else:
+        resp.flags |= dns.flags.AA
+    if not query.question:
+        resp.set_rcode(dns.rcode.FORMERR)
+        return resp
+    q = query.question[0]
+    name = q.name.to_text(omit_final_dot=True).lower()
+    if farm.is_nxdomain(name):
+        resp.set_rcode(dns.rcode.NXDOMAIN)
+        return resp
+    if q.rdtype == dns.rdatatype.A and q.rdclass == dns.rdataclass.IN:
+        ip = name if _is_ipv4(name) else farm.address_for(name, profile)
+        resp.answer.append(dns.rrset.from_text(q.name, 300, "IN", "A", ip))
+    return resp
+
+
+def _is_ipv4(s: str) -> bool:
+    try:
+        ipaddress.IPv4Address(s)
+        return True
+    except ValueError:
+        return False
+
+
+class _UDP(asyncio.DatagramProtocol):
+    def __init__(self, handle: Callable[[bytes, tuple[str, int]], "asyncio.Future[bytes | None]"]) -> None:
+        self.handle = handle
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        asyncio.ensure_future(self._reply(data, addr))
+
+    async def _reply(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            out = await self.handle(data, addr)
+        except Exception:  # a bad query must never stop the server
+            log.exception("dns handler failed")
+            return
+        if out is not None and self.transport is not None:
+            self.transport.sendto(out, addr)
+
+
+async def _tcp_session(handle: Callable[[bytes, tuple[str, int]], "asyncio.Future[bytes | None]"],
+                       reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    peer = writer.get_extra_info("peername")
+    try:
+        while True:
+            async with asyncio.timeout(10):
+                hdr = await reader.readexactly(2)
+                (n,) = struct.unpack("!H", hdr)
+                data = await reader.readexactly(n)
+            out = await handle(data, peer)
+            if out is None:
+                break
+            writer.write(struct.pack("!H", len(out)) + out)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, TimeoutError, ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()
+
+
+class DNSServer:
+    """Serves one answer function on UDP and TCP port 53 of one address (and DoT if given a TLS context)."""
+
+    def __init__(self, address: str, answer: Callable[[dns.message.Message, tuple[str, int]], "asyncio.Future[dns.message.Message | None]"]) -> None:
+        self.address = address
+        self.answer = answer
+
+    async def handle_wire(self, data: bytes, peer: tuple[str, int]) -> bytes | None:
+        try:
+            query = dns.message.from_wire(data)
+        except (dns.exception.DNSException, ValueError, struct.error):
+            return None
+        resp = await self.answer(query, peer)
+        return None if resp is None else resp.to_wire()
+
+    async def start(self, tls: object | None = None) -> list[object]:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: _UDP(self.handle_wire), local_addr=(self.address, 53))
+        srv = await asyncio.start_server(lambda r, w: _tcp_session(self.handle_wire, r, w), self.address, 53)
+        out: list[object] = [transport, srv]
+        if tls is not None:
+            out.append(await asyncio.start_server(lambda r, w: _tcp_session(self.handle_wire, r, w), self.address, 853, ssl=tls))  # type: ignore[arg-type]
+        return out
+
+
+def static_answerer(profile: Profile | None, *, recursive: bool) -> Callable[[dns.message.Message, tuple[str, int]], "asyncio.Future[dns.message.Message | None]"]:
+    async def answer(query: dns.message.Message, _peer: tuple[str, int]) -> dns.message.Message | None:
+        return authoritative_answer(query, profile, recursive=recursive)
+
+    return answer  # type: ignore[return-value]
+
+
+class _Upstream(asyncio.DatagramProtocol):
+    def __init__(self, fut: "asyncio.Future[bytes]", qid: int) -> None:
+        self.fut = fut
+        self.qid = qid
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if len(data) >= 2 and data[:2] == struct.pack("!H", self.qid) and not self.fut.done():
+            self.fut.set_result(data)
+
+
+def isp_answerer(profile: Profile, upstream: str, truth_write: Callable[..., None], timeout: float = 2.0):  # type: ignore[no-untyped-def]
+    """The ISP resolver: poison rules locally, else ask `upstream` through the censor."""
+    poison = [r for r in profile.rules_for("dns") if r.action == "poison"]
+
+    async def answer(query: dns.message.Message, peer: tuple[str, int]) -> dns.message.Message | None:
+        if not query.question:
+            return None
+        q = query.question[0]
+        name = q.name.to_text(omit_final_dot=True).lower()
+        for r in poison:
+            if r.applies_to("egress") and r.matches_name(name):
+                truth_write(r, f"{peer[0]}:{peer[1]}", "isp-resolver", name)
+                resp = dns.message.make_response(query)
+                resp.flags |= dns.flags.RA
+                if q.rdtype == dns.rdatatype.A:
+                    resp.answer.append(dns.rrset.from_text(q.name, 300, "IN", "A", r.answer or "127.0.0.1"))
+                return resp
+        loop = asyncio.get_running_loop()
+        fwd = dns.message.make_query(q.name, q.rdtype, q.rdclass)
+        fut: asyncio.Future[bytes] = loop.create_future()
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Upstream(fut, fwd.id), remote_addr=(upstream, 53))
+        try:
+            transport.sendto(fwd.to_wire())
+            async with asyncio.timeout(timeout):
+                data = await fut
+            got = dns.message.from_wire(data)
+        except (TimeoutError, dns.exception.DNSException, ValueError):
+            resp = dns.message.make_response(query)
+            resp.flags |= dns.flags.RA
+            resp.set_rcode(dns.rcode.SERVFAIL)
+            return resp
+        finally:
+            transport.close()
+        resp = dns.message.make_response(query)
+        resp.flags |= dns.flags.RA
+        resp.set_rcode(got.rcode())
+        resp.answer = got.answer
+        return resp
+
+    return answer

@@ -1,0 +1,129 @@
+"""Ground truth before the fact: what a correct probe concludes for a URL under a profile.
+
+`expect_url` walks the path a web_connectivity measurement takes (DNS, TCP,
+TLS for https, HTTP for http, redirects as the web farm answers them) and
+returns the first censor action on it, with OONI's `blocking` value and our
+mechanism name. The censor, the lab's DNS and the web farm obey the same
+profile and the same lab/farm.py, so the prediction is exact, not a guess.
+"""
+
+from __future__ import annotations
+
+import csv
+import ipaddress
+import io
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from ..model.profile import Profile, Rule
+from . import farm
+
+BLOCKING = {"dns": "dns", "tcp": "tcp_ip", "tls": "http-failure", "http": "http-failure"}
+
+
+@dataclass(frozen=True)
+class Expectation:
+    url: str
+    blocking: str  # OONI vocabulary: false, dns, tcp_ip, http-failure, http-diff
+    mechanism: str
+    rule: str | None  # the rule that decides, if any
+    host: str | None = None  # the host (after redirects) where it happens
+
+
+class BadURL(ValueError):
+    pass
+
+
+def parse_url(url: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, path) of an http(s) URL, or BadURL."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as e:
+        raise BadURL(f"malformed URL {url!r}: {e}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadURL(f"not an http(s) URL: {url!r}")
+    host = parts.hostname.lower().rstrip(".")
+    return parts.scheme, host, port or (443 if parts.scheme == "https" else 80), (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def _ip_rule(profile: Profile, host: str, addr: str, port: int) -> Rule | None:
+    for r in profile.rules_for("ip"):
+        if not r.applies_to("egress") or (r.ports and port not in r.ports):
+            continue
+        if any(farm.address_for(d, profile) == addr for d in r.domains):
+            return r
+        if any(ipaddress.IPv4Address(addr) in ipaddress.IPv4Network(c) for c in r.cidrs):
+            return r
+    return None
+
+
+def _named(profile: Profile, layer: str, host: str, port: int) -> Rule | None:
+    for r in profile.rules_for(layer):
+        if r.applies_to("egress") and r.matches_name(host) and (not r.ports or port in r.ports):
+            return r
+    return None
+
+
+def expect_url(profile: Profile, url: str) -> Expectation:
+    scheme, host, port, path = parse_url(url)
+    throttled: Rule | None = None
+    for _hop in range(farm.MAX_REDIRECT_HOPS + 1):
+        if farm.is_ip(host):
+            addr = host
+        else:
+            r = _named(profile, "dns", host, 53)
+            if r is not None:
+                return Expectation(url, "dns", f"dns.{'injection' if r.action == 'inject' else r.action}", r.id, host)
+            if farm.is_nxdomain(host):
+                return Expectation(url, "false", "none", None, host)
+            addr = farm.address_for(host, profile)
+        r = _ip_rule(profile, host, addr, port)
+        if r is not None:
+            return Expectation(url, "tcp_ip", f"tcp.{r.action}", r.id, host)
+        if scheme == "https":
+            r = _named(profile, "tls", host, port) if not farm.is_ip(host) else None
+            if r is not None and r.action == "throttle":
+                throttled = throttled or r
+            elif r is not None:
+                return Expectation(url, "http-failure", f"tls.{r.action}", r.id, host)
+        else:
+            r = _named(profile, "http", host, port)
+            if r is not None:
+                if r.action == "blockpage":
+                    return Expectation(url, "http-diff", "http.blockpage", r.id, host)
+                return Expectation(url, "http-failure", f"http.{r.action}", r.id, host)
+        loc = farm.redirect_for(scheme, host, path) if not farm.is_ip(host) else None
+        if loc is None:
+            break
+        scheme, host, port, path = parse_url(loc)
+    if throttled is not None:
+        return Expectation(url, "false", "throttle", throttled.id, host)
+    return Expectation(url, "false", "none", None, host)
+
+
+def read_url_list(text: str, source: str = "list") -> list[str]:
+    """URLs from a Citizen Lab test-list CSV (header `url,...`) or one URL per line."""
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines:
+        raise BadURL(f"{source}: no URLs in it")
+    if lines[0].split(",")[0].strip().lower() == "url":
+        rows = list(csv.DictReader(io.StringIO("\n".join(lines))))
+        urls = [row["url"].strip() for row in rows if row.get("url")]
+    else:
+        urls = [ln.strip() for ln in lines]
+    for i, u in enumerate(urls, 1):
+        try:
+            parse_url(u)
+        except BadURL as e:
+            raise BadURL(f"{source}: entry {i}: {e}") from None
+    return urls
+
+
+def to_csv(rows: list[Expectation]) -> str:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["url", "blocking", "mechanism"])
+    for e in rows:
+        w.writerow([e.url, e.blocking, e.mechanism])
+    return out.getvalue()

@@ -1,0 +1,119 @@
+"""The lab internet's deterministic behaviour, as pure functions.
+
+The authoritative DNS, the web farm and `lab expect` all ask this module, so
+what a server does and what the ground truth predicts can never drift apart.
+
+- Every name resolves, except names under `.invalid` and names whose first
+  label is `nx` (NXDOMAIN). A names only; AAAA is empty (the lab is IPv4).
+- A name that any rule of the active profile names gets an address of its own
+  in 198.19.128.0/17, so blocking it (and residual blocking after it) never
+  hits another site. Other names share 32 web-farm addresses by hash.
+- Each host serves a stable page: its own title and body length.
+- `redirect.X` answers 302 to `https://X/` (cross-host); one host in four
+  (by hash) redirects http to https; `large.X` serves a 4 MiB body; any host
+  serves `/blob?size=N` (N random-looking bytes, at most 64 MiB) for throughput tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+from ..model.profile import Profile
+from . import addresses as A
+
+LARGE_BODY = 4 * 1024 * 1024
+MAX_BLOB = 64 * 1024 * 1024
+MAX_REDIRECT_HOPS = 10
+
+
+def _h(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
+
+
+def is_nxdomain(name: str) -> bool:
+    name = name.lower().rstrip(".")
+    return name.endswith(".invalid") or name == "invalid" or name.split(".", 1)[0] == "nx"
+
+
+def address_for(name: str, profile: Profile | None) -> str:
+    """The lab address of `name` (deterministic for a given profile)."""
+    name = name.lower().rstrip(".")
+    if profile is not None and profile.named_in_rules(name):
+        net = A.DEDICATED_NET
+        offset = 1 + _h("dedicated:" + name) % (net.num_addresses - 2)
+        return str(net.network_address + offset)
+    return A.FARM[_h(name) % len(A.FARM)]
+
+
+def is_service_address(ip: str) -> bool:
+    return ip in (A.AUTHORITATIVE, A.PUBLIC_RESOLVER, A.ECHO, A.HELPER, A.SILENT)
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+def page(host: str) -> bytes:
+    """The stable page of `host`: its own title and a body length of 2-30 KB."""
+    h = _h("page:" + host)
+    title = f"{host} | lab site {h % 9973}"
+    para = (f"<p>This is {host}, a page of the tamperscope lab internet. "
+            "Its content is stable, so a probe and a control helper see the same bytes.</p>\n")
+    n = 2000 + h % 28000
+    head = f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\n<body>\n<h1>{host}</h1>\n"
+    body = head + para * max(1, (n - len(head)) // len(para)) + "</body></html>\n"
+    return body.encode()
+
+
+def title_of(host: str) -> str:
+    return f"{host} | lab site {_h('page:' + host) % 9973}"
+
+
+def redirect_for(scheme: str, host: str, path: str) -> str | None:
+    """Where a request is redirected to, or None."""
+    if host.startswith("redirect.") and host.count(".") >= 2:
+        return f"https://{host[len('redirect.'):]}/"
+    if scheme == "http" and not host.startswith("large.") and _h("https:" + host) % 4 == 0:
+        return f"https://{host}{path or '/'}"
+    return None
+
+
+def blob(size: int) -> bytes:
+    size = max(0, min(size, MAX_BLOB))
+    chunk = hashlib.sha256(b"blob").digest() * 2048  # 64 KiB
+    out = chunk * (size // len(chunk) + 1)
+    return out[:size]
+
+
+def respond(scheme: str, host: str, target: str) -> Response:
+    """The web farm's answer to `GET target` for `host` over `scheme`."""
+    host = host.lower().rstrip(".")
+    parts = urlsplit(target if target.startswith("/") else "/" + target)
+    if parts.path == "/blob":
+        try:
+            size = int(parse_qs(parts.query).get("size", ["0"])[0])
+        except ValueError:
+            size = 0
+        data = blob(size)
+        return Response(200, (("Content-Type", "application/octet-stream"),), data)
+    loc = redirect_for(scheme, host, target)
+    if loc is not None:
+        body = f"<html><body>Moved to <a href=\"{loc}\">{loc}</a></body></html>".encode()
+        return Response(302 if host.startswith("redirect.") else 301, (("Location", loc), ("Content-Type", "text/html")), body)
+    if host.startswith("large."):
+        return Response(200, (("Content-Type", "application/octet-stream"),), blob(LARGE_BODY))
+    return Response(200, (("Content-Type", "text/html; charset=utf-8"),), page(host))
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False

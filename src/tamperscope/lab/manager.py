@@ -1,0 +1,388 @@
+"""Bringing the lab up and down: namespaces, links, routes, processes, state.
+
+State lives in one directory (default /run/tamperscope-lab, or
+$TAMPERSCOPE_LAB_STATE): state.json (profile, pids, status), the CAs, the
+ground-truth log, the service logs. `down` needs nothing but the `ts-`
+prefix: it kills every process in every `ts-` namespace, deletes the
+namespaces (and with them every link), and removes the state directory, so it
+cleans up after a crash or a `kill -9` as well as after a normal run. `up`
+refuses to start over a healthy lab and silently clears a stale one (a
+session killed while its lab was up leaves namespaces behind).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from ..model.profile import Profile, ProfileError, load_profile
+from . import addresses as A
+from . import blockpages
+from .ca import create_ca
+
+STATE_DIR = Path(os.environ.get("TAMPERSCOPE_LAB_STATE", "/run/tamperscope-lab"))
+NETNS_ETC = Path("/etc/netns")
+READY_TIMEOUT = 20.0
+
+
+class LabError(Exception):
+    """A lab operation cannot be done; the message is one line for the user."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: Path
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "groundtruth.jsonl"
+
+    @property
+    def ca_bundle(self) -> Path:
+        return self.root / "ca" / "lab-ca.pem"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+
+PATHS = Paths(STATE_DIR)
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (network namespaces); run as root, e.g. with sudo", 2)
+    if shutil.which("ip") is None:
+        raise LabError("the lab needs iproute2's `ip` command; run `make setup`", 2)
+
+
+def builtin_profiles() -> dict[str, Path]:
+    base = resources.files("tamperscope.lab") / "profiles"
+    return {p.name[:-5]: Path(str(p)) for p in base.iterdir() if p.name.endswith(".toml")}
+
+
+def resolve_profile(spec: str) -> Profile:
+    """A built-in profile name or a path to a TOML file, validated."""
+    builtins = builtin_profiles()
+    if spec in builtins:
+        path = builtins[spec]
+    else:
+        path = Path(spec)
+        if not path.exists():
+            raise LabError(f"no built-in profile or file {spec!r} (built-in: {', '.join(sorted(builtins))})", 2)
+    try:
+        return load_profile(path.resolve(), blockpages.names())
+    except ProfileError as e:
+        raise LabError(str(e), 2) from None
+
+
+def _run(*cmd: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(cmd, capture_output=True, text=True, input=input)
+    if check and res.returncode != 0:
+        raise LabError(f"`{' '.join(cmd[:6])}…` failed: {res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode}")
+    return res
+
+
+def lab_namespaces() -> list[str]:
+    res = _run("ip", "netns", "list", check=False)
+    names = [line.split()[0] for line in res.stdout.splitlines() if line.strip()]
+    return [n for n in names if n.startswith(A.PREFIX)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def read_state() -> dict | None:
+    try:
+        return json.loads(PATHS.state.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_up() -> bool:
+    st = read_state()
+    if not st or st.get("status") != "up":
+        return False
+    pids = st.get("pids", {})
+    return bool(pids) and all(_alive(p) for p in pids.values()) and set(A.NAMESPACES) <= set(lab_namespaces())
+
+
+# -- down ---------------------------------------------------------------
+
+def down(quiet: bool = False) -> list[str]:
+    """Remove everything the lab made. Returns what it removed (for messages and tests)."""
+    require_root()
+    removed: list[str] = []
+    st = read_state()
+    pids = list((st or {}).get("pids", {}).values())
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + 2.0
+    while pids and time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.05)
+    for ns in lab_namespaces():
+        res = _run("ip", "netns", "pids", ns, check=False)
+        for tok in res.stdout.split():
+            try:
+                os.kill(int(tok), signal.SIGKILL)
+            except (ValueError, ProcessLookupError):
+                pass
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for ns in lab_namespaces():
+        _run("ip", "netns", "del", ns, check=False)
+        removed.append(f"netns {ns}")
+    # links that somehow landed in the root namespace
+    res = _run("ip", "-o", "link", "show", check=False)
+    for line in res.stdout.splitlines():
+        name = line.split(":", 2)[1].strip().split("@")[0] if ":" in line else ""
+        if name.startswith(A.PREFIX):
+            _run("ip", "link", "del", "dev", name, check=False)
+            removed.append(f"link {name}")
+    for ns in A.NAMESPACES:
+        d = NETNS_ETC / ns
+        if d.exists():
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(str(d))
+    if PATHS.root.exists():
+        shutil.rmtree(PATHS.root, ignore_errors=True)
+        removed.append(str(PATHS.root))
+    return removed
+
+
+# -- up -----------------------------------------------------------------
+
+def _topology_batch() -> str:
+    lines = []
+    for ns in A.NAMESPACES:
+        lines.append(f"netns add {ns}")
+    for nsa, da, nsb, db in A.LINKS:
+        lines.append(f"link add {da} netns {nsa} type veth peer name {db} netns {nsb}")
+    return "\n".join(lines) + "\n"
+
+
+def _ns_batch(ns: str, cmds: list[str]) -> None:
+    _run("ip", "-n", ns, "-batch", "-", input="\n".join(cmds) + "\n")
+
+
+def _configure() -> None:
+    _run("ip", "-batch", "-", input=_topology_batch())
+    up = lambda *devs: [f"link set dev {d} up" for d in ("lo", *devs)]  # noqa: E731
+    _ns_batch(A.NS_CLIENT, [f"addr add {A.CLIENT}/24 dev ts-c0", *up("ts-c0"), f"route add default via {A.ACCESS_LAN}"])
+    _ns_batch(A.NS_ACCESS, [
+        f"addr add {A.ACCESS_LAN}/24 dev ts-a0", f"addr add {A.ISP_RESOLVER}/24 dev ts-a0",
+        f"addr add {A.ISP_WEB}/24 dev ts-a0", f"addr add {A.ISP_BLOCKPAGE}/24 dev ts-a0",
+        f"addr add {A.ACCESS_UP}/24 dev ts-a1", *up("ts-a0", "ts-a1"), f"route add default via {A.BORDER_DOWN}"])
+    _ns_batch(A.NS_CENSOR, [*up("ts-z0", "ts-z1")])
+    _ns_batch(A.NS_BORDER, [
+        f"addr add {A.BORDER_DOWN}/24 dev ts-b0", f"addr add {A.BORDER_UP}/24 dev ts-b1", f"addr add {A.BORDER_OUT}/24 dev ts-b2",
+        *up("ts-b0", "ts-b1", "ts-b2"), f"route add 198.18.1.0/24 via {A.ACCESS_UP}", f"route add {A.INET_NET} via {A.INET_LINK}"])
+    _ns_batch(A.NS_INET, [f"addr add {A.INET_LINK}/24 dev ts-i0", *up("ts-i0"), f"route add default via {A.BORDER_UP}",
+                          f"route add local {A.INET_NET} dev lo"])
+    _ns_batch(A.NS_OUTSIDE, [f"addr add {A.OUTSIDE}/24 dev ts-o0", *up("ts-o0"), f"route add default via {A.BORDER_OUT}"])
+    common = "net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0"
+    router = "net.ipv4.ip_forward=1 net.ipv4.icmp_ratelimit=0 net.ipv4.icmp_msgs_per_sec=100000"
+    for ns in A.NAMESPACES:
+        extra = router if ns in (A.NS_ACCESS, A.NS_BORDER) else ""
+        _run("ip", "netns", "exec", ns, "sysctl", "-qw", *f"{common} {extra}".split())
+    # The bridge relays frames itself: checksums and segmentation must be finished in software.
+    for ns, dev in ((A.NS_ACCESS, "ts-a1"), (A.NS_CENSOR, "ts-z0"), (A.NS_CENSOR, "ts-z1"), (A.NS_BORDER, "ts-b0")):
+        _run("ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off")
+
+
+def _nft_border(profile: Profile) -> bool:
+    rules = []
+    if profile.proxy.enabled:
+        rules.append(f'iifname "ts-b0" ip daddr {A.INET_NET} tcp dport 80 redirect to :8080')
+    if any(r.action == "mitm" for r in profile.rules_for("tls")):
+        rules.append(f'iifname "ts-b0" ip daddr {A.INET_NET} tcp dport 443 redirect to :8443')
+    if not rules:
+        return False
+    script = "table ip ts_intercept {\n chain pre {\n  type nat hook prerouting priority dstnat; policy accept;\n" + \
+        "".join(f"  {r}\n" for r in rules) + " }\n}\n"
+    _run("ip", "netns", "exec", A.NS_BORDER, "nft", "-f", "-", input=script)
+    return True
+
+
+def _spawn(ns: str, name: str, args: list[str]) -> int:
+    PATHS.logs.mkdir(parents=True, exist_ok=True)
+    out = open(PATHS.logs / f"{name}.log", "ab")
+    proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, *args], stdout=out, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+    out.close()
+    return proc.pid
+
+
+def _write_state(st: dict) -> None:
+    tmp = PATHS.state.with_suffix(".tmp")
+    tmp.write_text(json.dumps(st, indent=1))
+    tmp.replace(PATHS.state)
+
+
+def up(spec: str) -> dict:
+    """Bring the lab up with a profile; returns the state. Never leaves half a lab."""
+    require_root()
+    profile = resolve_profile(spec)
+    if is_up():
+        st = read_state() or {}
+        raise LabError(f"the lab is already up (profile {st.get('profile')!r}, since {st.get('started')}); "
+                       "run `tamperscope lab down` first", 2)
+    stale = lab_namespaces() or PATHS.root.exists()
+    if stale:
+        down()
+        print("lab: cleared a stale lab left by an earlier run", file=sys.stderr)
+    PATHS.root.mkdir(parents=True, exist_ok=True)
+    os.chmod(PATHS.root, 0o755)
+    st: dict = {"status": "starting", "profile": profile.name, "profile_path": profile.source,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "log_path": str(PATHS.log),
+                "ca_bundle": str(PATHS.ca_bundle), "pids": {}}
+    _write_state(st)
+    try:
+        _configure()
+        create_ca(PATHS.root / "ca", "lab-ca", "tamperscope lab root CA", "tamperscope lab")
+        create_ca(PATHS.root / "ca", "intercept-ca", "Lab Secure Gateway CA", "Interception Equipment Ltd")
+        PATHS.log.touch()
+        for ns, server in ((A.NS_CLIENT, A.ISP_RESOLVER), (A.NS_OUTSIDE, A.PUBLIC_RESOLVER)):
+            d = NETNS_ETC / ns
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "resolv.conf").write_text(f"nameserver {server}\noptions timeout:2 attempts:1\n")
+        border = _nft_border(profile)
+        _write_state(st)
+        pids = st["pids"]
+        state_arg = ["--state", str(PATHS.root)]
+        pids["censor"] = _spawn(A.NS_CENSOR, "censor", ["-m", "tamperscope.lab.censor", "--profile", profile.source,
+                                                         "--log", str(PATHS.log), "--ready", str(PATHS.root / "ready-censor")])
+        pids["inet"] = _spawn(A.NS_INET, "inet", ["-m", "tamperscope.lab.services", "inet", *state_arg])
+        pids["isp"] = _spawn(A.NS_ACCESS, "isp", ["-m", "tamperscope.lab.services", "isp", *state_arg])
+        if border:
+            pids["border"] = _spawn(A.NS_BORDER, "border", ["-m", "tamperscope.lab.services", "border", *state_arg])
+        helper = _helper_command()
+        if helper is not None:
+            pids["helper"] = _spawn(A.NS_INET, "helper", helper)
+        _write_state(st)
+        _wait_ready(list(pids))
+        st["status"] = "up"
+        _write_state(st)
+        return st
+    except BaseException as e:
+        logs = _log_tail()
+        try:
+            down()
+        except LabError:
+            pass
+        if isinstance(e, LabError):
+            raise LabError(f"{e}{logs}", e.exit_code) from None
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        raise LabError(f"lab up failed: {e.__class__.__name__}: {e}{logs}") from None
+
+
+def _helper_command() -> list[str] | None:
+    """The control helper runs on the internet side once the probe package provides it."""
+    try:
+        import importlib.util
+
+        if importlib.util.find_spec("tamperscope.helper.server") is None:
+            return None
+    except ImportError:
+        return None
+    return ["-m", "tamperscope.helper.server", "--host", A.HELPER, "--port", str(A.HELPER_PORT),
+            "--ready", str(PATHS.root / "ready-helper"), "--asn-table", "lab",
+            "--ca-bundle", str(PATHS.ca_bundle), "--resolver", A.PUBLIC_RESOLVER]
+
+
+def _wait_ready(names: list[str]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    st = read_state() or {}
+    while True:
+        missing = [n for n in names if not (PATHS.root / f"ready-{n}").exists()]
+        if not missing:
+            return
+        dead = [n for n in missing if not _alive(st["pids"][n])]
+        if dead:
+            raise LabError(f"lab service {dead[0]} exited while starting")
+        if time.monotonic() > deadline:
+            raise LabError(f"lab services did not start in {READY_TIMEOUT:.0f} s: {', '.join(missing)}")
+        time.sleep(0.05)
+
+
+def _log_tail() -> str:
+    out = []
+    if PATHS.logs.exists():
+        for f in sorted(PATHS.logs.glob("*.log")):
+            lines = [ln for ln in f.read_text(errors="replace").splitlines() if ln.strip()]
+            if lines:
+                out.append(f"{f.stem}: {lines[-1][:300]}")
+    return ("; " + " | ".join(out)) if out else ""
+
+
+# -- status / exec / log ---------------------------------------------------
+
+def status() -> dict:
+    st = read_state()
+    running = is_up()
+    info: dict = {"up": running, "namespaces": lab_namespaces()}
+    if st:
+        info.update({"profile": st.get("profile"), "profile_path": st.get("profile_path"), "started": st.get("started"),
+                     "ca_bundle": st.get("ca_bundle"), "log": st.get("log_path"),
+                     "processes": {k: {"pid": v, "alive": _alive(v)} for k, v in st.get("pids", {}).items()}})
+    info["addresses"] = A.Endpoints().as_dict()
+    info["censor_after_hop"] = A.CENSOR_AFTER_HOP
+    return info
+
+
+def client_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    env.update({
+        "TAMPERSCOPE_LAB": "1",
+        "TAMPERSCOPE_RESOLVER": A.ISP_RESOLVER,
+        "TAMPERSCOPE_PUBLIC_RESOLVER": A.PUBLIC_RESOLVER,
+        "TAMPERSCOPE_HELPER": A.Endpoints().helper_url,
+        "TAMPERSCOPE_ECHO": A.ECHO,
+        "TAMPERSCOPE_CA_BUNDLE": str(PATHS.ca_bundle),
+        "SSL_CERT_FILE": str(PATHS.ca_bundle),
+        "TAMPERSCOPE_ASN_TABLE": "lab",
+    })
+    return env
+
+
+def exec_argv(cmd: list[str], namespace: str = A.NS_CLIENT) -> list[str]:
+    return ["ip", "netns", "exec", namespace, *cmd]
+
+
+def run_in(namespace: str, cmd: list[str], **kw: object) -> subprocess.CompletedProcess:
+    """Run a command in a lab namespace with the client environment (for tests and the demo)."""
+    return subprocess.run(exec_argv(cmd, namespace), env=client_env(), **kw)  # type: ignore[call-overload]

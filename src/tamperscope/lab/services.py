@@ -1,0 +1,137 @@
+"""The lab's server processes, one per namespace that needs one.
+
+    python -m tamperscope.lab.services inet|isp|border --state DIR
+
+- inet (ts-inet): authoritative DNS, public resolver (UDP/TCP/DoT/DoH), the
+  web farm on 80/443 for every address of 198.19.0.0/16, the echo service.
+- isp (ts-access): the ISP resolver, an in-country web server, and the ISP's
+  blockpage server (where poisoned names point).
+- border (ts-border): the rewriting proxy and the MITM box, when the profile
+  asks for them.
+
+Each reads the lab's state.json for the profile, writes a ready file when it
+listens, and appends its censor actions to the ground-truth log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import dns.message
+
+from ..model.profile import Profile, load_profile
+from . import addresses as A
+from . import blockpages, farm
+from .ca import Issuer
+from .censor import GroundTruth
+from .dnsd import DNSServer, authoritative_answer, isp_answerer, static_answerer
+from .farm import Response
+from .web import Request, WebServer, echo
+
+
+def _profile(state: dict) -> Profile:
+    return load_profile(Path(state["profile_path"]), blockpages.names())
+
+
+async def _inet(state_dir: Path, state: dict) -> None:
+    profile = _profile(state)
+    issuer = Issuer(state_dir / "ca", "lab-ca", state_dir / "certs" / "inet")
+    auth = DNSServer(A.AUTHORITATIVE, static_answerer(profile, recursive=False))
+    public = DNSServer(A.PUBLIC_RESOLVER, static_answerer(profile, recursive=True))
+    keep: list[object] = []
+    keep += await auth.start()
+    keep += await public.start(tls=issuer.sni_context(A.PUBLIC_RESOLVER))
+
+    async def handler(req: Request) -> Response:
+        if req.local_ip == A.PUBLIC_RESOLVER and req.target.startswith("/dns-query"):
+            return _doh(req, profile)
+        return farm.respond(req.scheme, req.host, req.target)
+
+    web = WebServer(handler, raw={A.ECHO: echo})
+    keep.append(await web.start("0.0.0.0", 80, reuse_port=True))
+    keep.append(await web.start("0.0.0.0", 443, tls=issuer.sni_context("lab.test"), reuse_port=True))
+    keep.append(await asyncio.start_server(echo, A.ECHO, 7))
+    (state_dir / "ready-inet").write_text("ok")
+    await asyncio.Event().wait()
+
+
+def _doh(req: Request, profile: Profile) -> Response:
+    import base64
+    from urllib.parse import parse_qs, urlsplit
+
+    try:
+        if req.method == "POST":
+            wire = req.body
+        else:
+            q = parse_qs(urlsplit(req.target).query).get("dns", [""])[0]
+            wire = base64.urlsafe_b64decode(q + "=" * (-len(q) % 4))
+        query = dns.message.from_wire(wire)
+    except Exception:
+        return Response(400, (("Content-Type", "text/plain"),), b"bad dns message\n")
+    resp = authoritative_answer(query, profile, recursive=True)
+    return Response(200, (("Content-Type", "application/dns-message"),), resp.to_wire())
+
+
+async def _isp(state_dir: Path, state: dict) -> None:
+    profile = _profile(state)
+    truth = GroundTruth(Path(state["log_path"]))
+    issuer = Issuer(state_dir / "ca", "lab-ca", state_dir / "certs" / "isp")
+    resolver = DNSServer(A.ISP_RESOLVER, isp_answerer(profile, A.AUTHORITATIVE, truth.write))
+    keep: list[object] = list(await resolver.start())
+    poison = [r for r in profile.rules_for("dns") if r.action == "poison"]
+
+    async def handler(req: Request) -> Response:
+        if req.local_ip == A.ISP_BLOCKPAGE:
+            rule = next((r for r in poison if r.matches_name(req.host) and r.blockpage), None)
+            page = blockpages.load(rule.blockpage if rule and rule.blockpage else "generic")
+            return Response(200, (("Content-Type", "text/html; charset=utf-8"),), page)
+        return farm.respond(req.scheme, req.host, req.target)
+
+    web = WebServer(handler)
+    keep.append(await web.start("0.0.0.0", 80))
+    keep.append(await web.start(A.ISP_WEB, 443, tls=issuer.sni_context(A.ISP_WEB)))
+    (state_dir / "ready-isp").write_text("ok")
+    await asyncio.Event().wait()
+
+
+def _border(state_dir: Path, state: dict) -> None:
+    from .proxy import Interceptor
+
+    profile = _profile(state)
+    truth = GroundTruth(Path(state["log_path"]))
+    issuer = Issuer(state_dir / "ca", "intercept-ca", state_dir / "certs" / "intercept", alpn=("http/1.1",))
+    box = Interceptor(profile, issuer, str(state_dir / "ca" / "lab-ca.pem"), truth.write)
+    if profile.proxy.enabled:
+        box.serve(8080, box.http)
+    if box.mitm_rules:
+        box.serve(8443, box.tls)
+    (state_dir / "ready-border").write_text("ok")
+    threading.Event().wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="tamperscope-lab-services")
+    ap.add_argument("kind", choices=("inet", "isp", "border"))
+    ap.add_argument("--state", required=True, type=Path)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    state = json.loads((args.state / "state.json").read_text())
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if args.kind == "border":
+        _border(args.state, state)
+        return 0
+    import uvloop
+
+    uvloop.run(_inet(args.state, state) if args.kind == "inet" else _isp(args.state, state))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

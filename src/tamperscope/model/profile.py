@@ -1,0 +1,324 @@
+"""Censor profiles: the documented TOML format the lab's censor obeys.
+
+A profile is pure data. `load_profile` reads and validates a file (or a
+built-in name resolved by the lab), rejecting unknown keys and bad values with
+a `ProfileError` that names the file and the key. The format is documented in
+docs/lab-profiles.md; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LAYERS = ("dns", "ip", "http", "tls", "quic")
+ACTIONS: dict[str, tuple[str, ...]] = {
+    "dns": ("inject", "poison", "nxdomain", "drop"),
+    "ip": ("drop", "rst"),
+    "http": ("rst", "drop", "blockpage"),
+    "tls": ("rst", "drop", "throttle", "mitm"),
+    "quic": ("drop",),
+}
+# Actions that need to hold back the original packet: impossible for an on-path tap.
+IN_PATH_ONLY = {("dns", "drop"), ("ip", "drop"), ("http", "drop"), ("tls", "drop"), ("tls", "throttle"),
+                ("tls", "mitm"), ("quic", "drop")}
+DIRECTIONS = ("egress", "ingress", "both")
+PLACEMENTS = ("in-path", "on-path")
+HEADER_CASES = ("keep", "lower", "upper", "title")
+LAB_NET = ipaddress.ip_network("198.18.0.0/15")
+LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
+
+TOP_KEYS = {"name", "description", "network", "proxy", "rule"}
+NETWORK_KEYS = {"delay_ms", "residual_s", "placement"}
+PROXY_KEYS = {"enabled", "header_case", "add_headers"}
+RULE_KEYS = {"id", "layer", "action", "domains", "suffix", "regex", "cidrs", "ports", "answer",
+             "blockpage", "rate_kbps", "direction", "inject"}
+INJECT_KEYS = {"ip_id", "ttl", "window"}
+
+
+class ProfileError(ValueError):
+    """A profile is unreadable or invalid; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Inject:
+    """Header values of every packet a rule forges (equipment signature)."""
+
+    ip_id: int | None = None  # None: a fresh random IP-ID per packet
+    ttl: int = 64
+    window: int = 8192
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    layer: str
+    action: str
+    domains: tuple[str, ...] = ()
+    suffix: bool = False
+    regex: str | None = None
+    cidrs: tuple[str, ...] = ()
+    ports: tuple[int, ...] = ()
+    answer: str | None = None
+    blockpage: str | None = None  # built-in name or absolute path (resolved at load)
+    rate_kbps: int | None = None
+    direction: str = "egress"
+    inject: Inject = field(default_factory=Inject)
+
+    def matches_name(self, name: str | None) -> bool:
+        """Whether a DNS name / Host / SNI falls under this rule."""
+        if not name:
+            return False
+        name = name.lower().rstrip(".")
+        for d in self.domains:
+            if name == d or (self.suffix and name.endswith("." + d)):
+                return True
+        if self.regex is not None and re.search(self.regex, name):
+            return True
+        return False
+
+    @property
+    def has_name_match(self) -> bool:
+        return bool(self.domains) or self.regex is not None
+
+    def applies_to(self, direction: str) -> bool:
+        """Whether traffic initiated in `direction` ('egress'/'ingress') triggers the rule."""
+        return self.direction == "both" or self.direction == direction
+
+
+@dataclass(frozen=True)
+class Network:
+    delay_ms: float = 0.0  # one-way, added in each direction between ISP and internet
+    residual_s: float = 0.0  # after a trigger, drop client<->server-endpoint packets this long
+    placement: str = "in-path"
+
+
+@dataclass(frozen=True)
+class Proxy:
+    enabled: bool = False
+    header_case: str = "keep"
+    add_headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    network: Network
+    proxy: Proxy
+    rules: tuple[Rule, ...]
+    source: str  # the file it came from
+
+    def rules_for(self, layer: str) -> tuple[Rule, ...]:
+        return tuple(r for r in self.rules if r.layer == layer)
+
+    def first_match(self, layer: str, name: str | None, direction: str = "egress") -> Rule | None:
+        for r in self.rules:
+            if r.layer == layer and r.applies_to(direction) and r.matches_name(name):
+                return r
+        return None
+
+    def named_in_rules(self, name: str) -> bool:
+        """Whether any rule names `name` (the lab gives such names their own address)."""
+        return any(r.matches_name(name) for r in self.rules)
+
+
+def _fail(src: str, key: str, msg: str) -> ProfileError:
+    return ProfileError(f"{src}: {key}: {msg}")
+
+
+def _check_keys(src: str, where: str, table: dict[str, Any], allowed: set[str]) -> None:
+    for k in table:
+        if k not in allowed:
+            raise _fail(src, f"{where}{k}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def _typed(src: str, key: str, value: Any, typ: type | tuple[type, ...], what: str) -> Any:
+    if isinstance(value, bool) and typ in (int, float, (int, float)):
+        raise _fail(src, key, f"must be {what}, not {value!r}")
+    if not isinstance(value, typ):
+        raise _fail(src, key, f"must be {what}, not {value!r}")
+    return value
+
+
+def _domain(src: str, key: str, d: Any) -> str:
+    _typed(src, key, d, str, "a domain name")
+    d = d.strip().lower().rstrip(".")
+    if not d or len(d) > 253 or not re.fullmatch(r"[a-z0-9_*.-]+", d) or ".." in d:
+        raise _fail(src, key, f"not a domain name: {d!r}")
+    return d
+
+
+def _parse_network(src: str, t: Any) -> Network:
+    _typed(src, "network", t, dict, "a table")
+    _check_keys(src, "network.", t, NETWORK_KEYS)
+    delay = float(_typed(src, "network.delay_ms", t.get("delay_ms", 0), (int, float), "a number of milliseconds"))
+    residual = float(_typed(src, "network.residual_s", t.get("residual_s", 0), (int, float), "a number of seconds"))
+    placement = _typed(src, "network.placement", t.get("placement", "in-path"), str, "a string")
+    if not 0 <= delay <= 5000:
+        raise _fail(src, "network.delay_ms", "must be between 0 and 5000")
+    if not 0 <= residual <= 3600:
+        raise _fail(src, "network.residual_s", "must be between 0 and 3600")
+    if placement not in PLACEMENTS:
+        raise _fail(src, "network.placement", f"must be one of {', '.join(PLACEMENTS)}")
+    return Network(delay, residual, placement)
+
+
+def _parse_proxy(src: str, t: Any) -> Proxy:
+    _typed(src, "proxy", t, dict, "a table")
+    _check_keys(src, "proxy.", t, PROXY_KEYS)
+    enabled = _typed(src, "proxy.enabled", t.get("enabled", False), bool, "true or false")
+    case = _typed(src, "proxy.header_case", t.get("header_case", "keep"), str, "a string")
+    if case not in HEADER_CASES:
+        raise _fail(src, "proxy.header_case", f"must be one of {', '.join(HEADER_CASES)}")
+    add = _typed(src, "proxy.add_headers", t.get("add_headers", {}), dict, "a table of Name = \"value\"")
+    pairs = []
+    for k, v in add.items():
+        if not re.fullmatch(r"[A-Za-z0-9-]+", k):
+            raise _fail(src, f"proxy.add_headers.{k}", "not a valid header name")
+        _typed(src, f"proxy.add_headers.{k}", v, str, "a string")
+        if "\r" in v or "\n" in v:
+            raise _fail(src, f"proxy.add_headers.{k}", "must not contain line breaks")
+        pairs.append((k, v))
+    return Proxy(enabled, case, tuple(pairs))
+
+
+def _parse_inject(src: str, key: str, t: Any) -> Inject:
+    _typed(src, key, t, dict, "a table {ip_id, ttl, window}")
+    _check_keys(src, key + ".", t, INJECT_KEYS)
+    ip_id = t.get("ip_id")
+    if ip_id is not None:
+        _typed(src, key + ".ip_id", ip_id, int, "an integer 0-65535")
+        if not 0 <= ip_id <= 0xFFFF:
+            raise _fail(src, key + ".ip_id", "must be 0-65535")
+    ttl = _typed(src, key + ".ttl", t.get("ttl", 64), int, "an integer 1-255")
+    if not 1 <= ttl <= 255:
+        raise _fail(src, key + ".ttl", "must be 1-255")
+    window = _typed(src, key + ".window", t.get("window", 8192), int, "an integer 0-65535")
+    if not 0 <= window <= 0xFFFF:
+        raise _fail(src, key + ".window", "must be 0-65535")
+    return Inject(ip_id, ttl, window)
+
+
+def _parse_rule(src: str, i: int, t: Any, base: Path, builtin_pages: set[str], placement: str) -> Rule:
+    where = f"rule[{i}]"
+    _typed(src, where, t, dict, "a table")
+    _check_keys(src, where + ".", t, RULE_KEYS)
+    for req in ("id", "layer", "action"):
+        if req not in t:
+            raise _fail(src, f"{where}.{req}", "is required")
+    rid = _typed(src, f"{where}.id", t["id"], str, "a string")
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", rid):
+        raise _fail(src, f"{where}.id", "use 1-64 letters, digits, _ . : -")
+    where = f"rule[{i}] ({rid})"
+    layer = _typed(src, f"{where}.layer", t["layer"], str, "a string")
+    if layer not in LAYERS:
+        raise _fail(src, f"{where}.layer", f"must be one of {', '.join(LAYERS)}")
+    action = _typed(src, f"{where}.action", t["action"], str, "a string")
+    if action not in ACTIONS[layer]:
+        raise _fail(src, f"{where}.action", f"for layer {layer} must be one of {', '.join(ACTIONS[layer])}")
+    if placement == "on-path" and (layer, action) in IN_PATH_ONLY:
+        raise _fail(src, f"{where}.action", f"{layer} {action} needs an in-path censor; placement is on-path")
+    domains = tuple(_domain(src, f"{where}.domains", d) for d in _typed(src, f"{where}.domains", t.get("domains", []), list, "a list of domain names"))
+    suffix = _typed(src, f"{where}.suffix", t.get("suffix", False), bool, "true or false")
+    regex = t.get("regex")
+    if regex is not None:
+        _typed(src, f"{where}.regex", regex, str, "a string")
+        try:
+            re.compile(regex)
+        except re.error as e:
+            raise _fail(src, f"{where}.regex", f"invalid regular expression: {e}") from None
+    cidrs = []
+    for c in _typed(src, f"{where}.cidrs", t.get("cidrs", []), list, "a list of CIDRs"):
+        try:
+            net = ipaddress.ip_network(_typed(src, f"{where}.cidrs", c, str, "a CIDR string"), strict=False)
+        except ValueError:
+            raise _fail(src, f"{where}.cidrs", f"not a CIDR: {c!r}") from None
+        if net.version != 4 or not net.subnet_of(LAB_NET):  # type: ignore[arg-type]
+            raise _fail(src, f"{where}.cidrs", f"{c} is outside the lab's 198.18.0.0/15")
+        cidrs.append(str(net))
+    ports = []
+    for p in _typed(src, f"{where}.ports", t.get("ports", []), list, "a list of port numbers"):
+        _typed(src, f"{where}.ports", p, int, "a port number")
+        if not 1 <= p <= 65535:
+            raise _fail(src, f"{where}.ports", f"{p} is not a port number")
+        ports.append(p)
+    if layer == "ip" and not (domains or cidrs):
+        raise _fail(src, where, "an ip rule needs domains or cidrs")
+    if layer in ("ip", "quic") and regex is not None:
+        raise _fail(src, f"{where}.regex", f"{layer} rules match addresses: give domains, not a regex")
+    if layer == "quic" and not domains:
+        raise _fail(src, where, "a quic rule needs domains")
+    if layer != "ip" and cidrs:
+        raise _fail(src, f"{where}.cidrs", "only ip rules match CIDRs")
+    if layer in ("dns", "http", "tls") and not (domains or regex):
+        raise _fail(src, where, f"a {layer} rule needs domains or a regex")
+    answer = t.get("answer")
+    if answer is not None:
+        _typed(src, f"{where}.answer", answer, str, "an IPv4 address")
+        try:
+            ip = ipaddress.IPv4Address(answer)
+        except ValueError:
+            raise _fail(src, f"{where}.answer", f"not an IPv4 address: {answer!r}") from None
+        if not (ip in LOOPBACK or ip in LAB_NET or str(ip) == "0.0.0.0"):
+            raise _fail(src, f"{where}.answer", f"{answer} is refused: use 127.0.0.0/8, 0.0.0.0 or a lab address")
+    if layer == "dns" and action in ("inject", "poison") and answer is None:
+        raise _fail(src, f"{where}.answer", f"dns {action} needs an answer address")
+    if answer is not None and not (layer == "dns" and action in ("inject", "poison")):
+        raise _fail(src, f"{where}.answer", "only dns inject/poison rules take an answer")
+    blockpage = t.get("blockpage")
+    if blockpage is not None:
+        _typed(src, f"{where}.blockpage", blockpage, str, "a built-in name or a file path")
+        if blockpage not in builtin_pages:
+            p = (base / blockpage).resolve()
+            if not p.is_file():
+                raise _fail(src, f"{where}.blockpage", f"no built-in page or file {blockpage!r} (built-in: {', '.join(sorted(builtin_pages))})")
+            blockpage = str(p)
+    if layer == "http" and action == "blockpage" and blockpage is None:
+        raise _fail(src, f"{where}.blockpage", "http blockpage needs a blockpage")
+    rate = t.get("rate_kbps")
+    if rate is not None:
+        _typed(src, f"{where}.rate_kbps", rate, int, "an integer (kbit/s)")
+        if not 8 <= rate <= 1_000_000:
+            raise _fail(src, f"{where}.rate_kbps", "must be between 8 and 1000000")
+    if action == "throttle" and rate is None:
+        raise _fail(src, f"{where}.rate_kbps", "throttle needs rate_kbps")
+    direction = _typed(src, f"{where}.direction", t.get("direction", "egress"), str, "a string")
+    if direction not in DIRECTIONS:
+        raise _fail(src, f"{where}.direction", f"must be one of {', '.join(DIRECTIONS)}")
+    inject = _parse_inject(src, f"{where}.inject", t["inject"]) if "inject" in t else Inject()
+    return Rule(rid, layer, action, domains, suffix, regex, tuple(cidrs), tuple(ports), answer,
+                blockpage, rate, direction, inject)
+
+
+def parse_profile(text: str, *, source: str, base: Path, builtin_pages: set[str]) -> Profile:
+    """Validate a profile's TOML text. `base` resolves relative blockpage paths."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ProfileError(f"{source}: not valid TOML: {e}") from None
+    _check_keys(source, "", data, TOP_KEYS)
+    name = _typed(source, "name", data.get("name", Path(source).stem), str, "a string")
+    desc = _typed(source, "description", data.get("description", ""), str, "a string")
+    network = _parse_network(source, data.get("network", {}))
+    proxy = _parse_proxy(source, data.get("proxy", {}))
+    raw_rules = _typed(source, "rule", data.get("rule", []), list, "an array of [[rule]] tables")
+    rules = tuple(_parse_rule(source, i, r, base, builtin_pages, network.placement) for i, r in enumerate(raw_rules))
+    seen: set[str] = set()
+    for r in rules:
+        if r.id in seen:
+            raise _fail(source, f"rule ({r.id}).id", "is not unique")
+        seen.add(r.id)
+    return Profile(name, desc, network, proxy, rules, source)
+
+
+def load_profile(path: Path, builtin_pages: set[str]) -> Profile:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ProfileError(f"{path}: cannot read: {e.__class__.__name__}: {e}") from None
+    return parse_profile(text, source=str(path), base=path.parent, builtin_pages=builtin_pages)
