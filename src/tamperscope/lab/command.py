@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--json", action="store_true", help="print the state as JSON")
     d = ls.add_parser("down", help="remove every namespace, link, process and file of the lab",
                       description="Remove everything the lab made, even after a crash or kill -9.")
-    d.add_argument("--quiet", action="store_true")
+    d.add_argument("--quiet", "-q", action="store_true", help="print nothing")
     s = ls.add_parser("status", help="is the lab up, with which profile; every address",
                       description="Print whether the lab is up, its profile, processes and every address.")
     s.add_argument("--json", action="store_true", help="machine-readable output (addresses, censor_after_hop)")

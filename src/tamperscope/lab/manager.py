@@ -31,6 +31,7 @@ from .ca import create_ca
 STATE_DIR = Path(os.environ.get("TAMPERSCOPE_LAB_STATE", "/run/tamperscope-lab"))
 NETNS_ETC = Path("/etc/netns")
 READY_TIMEOUT = 20.0
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}  # started by this process: reaped on down()
 
 
 class LabError(Exception):
@@ -162,6 +163,12 @@ def down(quiet: bool = False) -> list[str]:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+    for pid, proc in list(_CHILDREN.items()):
+        try:
+            proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            pass
+        del _CHILDREN[pid]
     for ns in lab_namespaces():
         _run("ip", "netns", "del", ns, check=False)
         removed.append(f"netns {ns}")
@@ -243,6 +250,7 @@ def _spawn(ns: str, name: str, args: list[str]) -> int:
     proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, *args], stdout=out, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True)
     out.close()
+    _CHILDREN[proc.pid] = proc
     return proc.pid
 
 

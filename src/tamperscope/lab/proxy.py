@@ -42,19 +42,27 @@ def original_dst(sock: socket.socket) -> tuple[str, int]:
 
 
 def pipe(a: socket.socket | ssl.SSLSocket, b: socket.socket | ssl.SSLSocket, idle: float = TIMEOUT) -> None:
-    """Relay bytes both ways until either side closes or `idle` seconds pass quietly."""
-    socks = [a, b]
+    """Relay bytes both ways until both sides have closed (half-closes are passed on) or `idle` s pass."""
+    open_ = [a, b]
     try:
-        while True:
-            pending = [s for s in socks if isinstance(s, ssl.SSLSocket) and s.pending()]
-            ready = pending or select.select(socks, [], [], idle)[0]
+        while open_:
+            pending = [s for s in open_ if isinstance(s, ssl.SSLSocket) and s.pending()]
+            ready = pending or select.select(open_, [], [], idle)[0]
             if not ready:
                 return
             for s in ready:
+                other = b if s is a else a
                 data = s.recv(65536)
-                if not data:
+                if data:
+                    other.sendall(data)
+                    continue
+                open_.remove(s)
+                try:
+                    if isinstance(other, ssl.SSLSocket):
+                        return  # TLS has no half-close worth keeping
+                    other.shutdown(socket.SHUT_WR)
+                except OSError:
                     return
-                (b if s is a else a).sendall(data)
     except (OSError, ssl.SSLError):
         return
 

@@ -7,10 +7,13 @@ get bytes that may be hostile; parsing never raises.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 METHODS = (b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ", b"CONNECT ")
 MAX_HEAD = 65536
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +74,14 @@ def parse_request_head(data: bytes) -> RequestHead | None:
             return None
     lines = data[:end].decode("latin-1").replace("\r\n", "\n").split("\n")
     parts = lines[0].split(" ")
-    if len(parts) != 3:
+    if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1] or not _VERSION.fullmatch(parts[2]):
         return None
     headers = []
     for line in lines[1:]:
         if ":" not in line:
             return None
         k, v = line.split(":", 1)
+        if not _TOKEN.fullmatch(k):
+            return None
         headers.append((k, v.strip()))
     return RequestHead(parts[0], parts[1], parts[2], tuple(headers), end + sep)

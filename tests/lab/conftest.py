@@ -1,0 +1,59 @@
+"""The lab fixture: bring a profile up, run plain clients inside, read the ground truth."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tamperscope.lab import addresses as A
+from tamperscope.lab import farm, manager
+from tamperscope.model.profile import Profile
+
+HERE = Path(__file__).parent
+CLIENT = HERE / "plainclient.py"
+
+
+class Lab:
+    """A running lab with one profile."""
+
+    def __init__(self, profile_name: str) -> None:
+        self.profile: Profile = manager.resolve_profile(profile_name)
+
+    def run(self, ops: list[dict], ns: str = A.NS_CLIENT, parallel: int = 1, timeout: float = 120) -> list[dict]:
+        env = manager.client_env()
+        env["PLAIN_PARALLEL"] = str(parallel)
+        res = subprocess.run(manager.exec_argv([sys.executable, str(CLIENT)], ns), input=json.dumps(ops),
+                             capture_output=True, text=True, env=env, timeout=timeout)
+        assert res.returncode == 0, res.stderr[-2000:]
+        return json.loads(res.stdout)
+
+    def one(self, op: str, *args: object, ns: str = A.NS_CLIENT, **kwargs: object) -> dict:
+        return self.run([{"op": op, "args": list(args), "kwargs": kwargs}], ns=ns)[0]
+
+    def addr(self, name: str) -> str:
+        return farm.address_for(name, self.profile)
+
+    def log(self) -> list[dict]:
+        text = manager.PATHS.log.read_text()
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def logged(self, rule: str, name: str | None = None) -> list[dict]:
+        return [e for e in self.log() if e["rule"] == rule and (name is None or e["name"] == name)]
+
+
+@pytest.fixture(scope="module")
+def lab_factory() -> Iterator[object]:
+    """Call with a profile name; the lab is brought up (replacing any other) and downed at module end."""
+
+    def start(profile: str) -> Lab:
+        manager.down()
+        manager.up(profile)
+        return Lab(profile)
+
+    yield start
+    manager.down()
