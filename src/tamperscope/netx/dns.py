@@ -1,0 +1,357 @@
+"""Traced DNS lookups over getaddrinfo, UDP, TCP and DNS-over-TLS (DoH lives in ``doh.py``).
+
+dnspython is used for its message codec only (``make_query`` / ``from_wire``);
+every socket is ours. Each lookup appends one record to ``trace.queries`` and
+returns a :class:`DNSResult`; network outcomes are data here, never exceptions
+(only cancellation propagates).
+
+UDP keeps listening after the first reply: on-path injectors race the real
+resolver, so the first answer may be forged and the real one arrives later.
+The first reply goes to ``queries``; every further reply to the same query
+(duplicates, late answers) is appended to ``x_dns_duplicate_responses`` by a
+collector the trace owns, for ``duplicate_window`` seconds. Datagrams that do
+not parse or do not match the query are noted in ``network_events`` and
+otherwise ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import socket
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import dns.message
+import dns.rdatatype
+
+from tamperscope.model import failures as F
+from tamperscope.netx import tcp as tcp_mod
+from tamperscope.netx import tls as tls_mod
+from tamperscope.netx.classify import classify, failure_for_rcode
+from tamperscope.netx.stream import Connection
+from tamperscope.netx.trace import Record, Trace, dns_record, endpoint
+
+DEFAULT_DNS_TIMEOUT = 5.0
+DEFAULT_DUPLICATE_WINDOW = 0.3  # seconds to keep listening for injected/late UDP replies
+_A, _AAAA, _CNAME = dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.CNAME
+
+
+@dataclass(frozen=True, slots=True)
+class DNSResult:
+    """What one lookup produced; the archival record is in the trace (and in ``record``)."""
+
+    hostname: str
+    query_type: str  # "A", "AAAA", or "ANY" for getaddrinfo and merged lookups
+    engine: str  # "system", "udp", "tcp", "dot", "doh"
+    addresses: tuple[str, ...]  # addresses of the asked type, in answer order
+    failure: str | None  # OONI failure string, None on success
+    rcode: int | None = None  # DNS rcode of the reply, None without one
+    transaction_id: int = 0
+    record: Record | None = field(default=None, compare=False, repr=False)
+
+
+def make_query(hostname: str, query_type: str, *, query_id: int | None = None) -> dns.message.Message:
+    """A recursive query for ``hostname``/``query_type`` (random id unless given)."""
+    query = dns.message.make_query(hostname, query_type)
+    if query_id is not None:
+        query.id = query_id
+    return query
+
+
+def parse_reply(query: dns.message.Message, wire: bytes) -> dns.message.Message | None:
+    """The reply in ``wire`` if it parses and answers ``query``, else ``None``."""
+    try:
+        reply = dns.message.from_wire(wire)
+    except Exception:  # hostile input: any decode error means "not a reply"
+        return None
+    try:
+        return reply if query.is_response(reply) else None
+    except Exception:
+        return None
+
+
+def interpret(query_type: str, reply: dns.message.Message) -> tuple[list[Record], tuple[str, ...], int, str | None]:
+    """``(answers, addresses, rcode, failure)`` of a reply, in OONI's answer shape."""
+    want = _A if query_type == "A" else _AAAA
+    answers: list[Record] = []
+    addresses: list[str] = []
+    for rrset in reply.answer:
+        for rr in rrset:
+            rdtype = rr.rdtype
+            if rdtype == _A:
+                answers.append({"answer_type": "A", "ipv4": rr.address, "ttl": rrset.ttl})
+            elif rdtype == _AAAA:
+                answers.append({"answer_type": "AAAA", "ipv6": rr.address, "ttl": rrset.ttl})
+            elif rdtype == _CNAME:
+                answers.append({"answer_type": "CNAME", "hostname": rr.target.to_text(), "ttl": rrset.ttl})
+                continue
+            else:
+                continue
+            if rdtype == want:
+                addresses.append(rr.address)
+    rcode = reply.rcode()
+    failure = failure_for_rcode(rcode)
+    if failure is None and not addresses:
+        failure = F.DNS_NO_ANSWER
+    return answers, tuple(addresses), rcode, failure
+
+
+def finish_lookup(trace: Trace, *, engine: str, hostname: str, query_type: str,
+                  resolver_address: str, t0: float, tid: int, tags: Sequence[str],
+                  reply: dns.message.Message | None, wire: bytes | None,
+                  failure: str | None) -> DNSResult:
+    """Append the ``queries`` record of a finished lookup and return its result."""
+    answers: list[Record] | None = None
+    addresses: tuple[str, ...] = ()
+    rcode: int | None = None
+    if reply is not None:
+        found, addresses, rcode, failure = interpret(query_type, reply)
+        answers = found or None
+    record = dns_record(engine=engine, hostname=hostname, query_type=query_type,
+                        resolver_address=resolver_address, answers=answers, failure=failure,
+                        t0=t0, t=trace.now(), transaction_id=tid, rcode=rcode,
+                        raw_response=wire, tags=tags)
+    trace.queries.append(record)
+    return DNSResult(hostname, query_type, engine, addresses, failure, rcode, tid, record)
+
+
+# --- getaddrinfo ------------------------------------------------------------------------
+
+async def lookup_system(hostname: str, *, trace: Trace, timeout: float = DEFAULT_DNS_TIMEOUT,
+                        tags: Sequence[str] = (), transaction_id: int | None = None) -> DNSResult:
+    """The system resolver (``getaddrinfo``): one ``ANY`` record with A and AAAA answers."""
+    tid = trace.next_transaction_id() if transaction_id is None else transaction_id
+    loop = asyncio.get_running_loop()
+    t0 = trace.now()
+    answers: list[Record] = []
+    addresses: list[str] = []
+    failure: str | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            infos = await loop.getaddrinfo(hostname, None, type=socket.SOCK_STREAM)
+        for family, _, _, _, sockaddr in infos:
+            ip = str(sockaddr[0])
+            if ip in addresses:
+                continue
+            addresses.append(ip)
+            if family == socket.AF_INET6:
+                answers.append({"answer_type": "AAAA", "ipv6": ip, "ttl": None})
+            else:
+                answers.append({"answer_type": "A", "ipv4": ip, "ttl": None})
+        if not addresses:
+            failure = F.DNS_NO_ANSWER
+    except BaseException as exc:
+        failure = classify(exc, operation=F.RESOLVE)
+        if not isinstance(exc, Exception):
+            _system_record(trace, hostname, None, failure, t0, tid, tags)
+            raise
+    record = _system_record(trace, hostname, answers or None, failure, t0, tid, tags)
+    return DNSResult(hostname, "ANY", "system", tuple(addresses), failure, None, tid, record)
+
+
+def _system_record(trace: Trace, hostname: str, answers: list[Record] | None, failure: str | None,
+                   t0: float, tid: int, tags: Sequence[str]) -> Record:
+    record = dns_record(engine="system", hostname=hostname, query_type="ANY", resolver_address="",
+                        answers=answers, failure=failure, t0=t0, t=trace.now(),
+                        transaction_id=tid, tags=tags)
+    trace.queries.append(record)
+    return record
+
+
+# --- UDP -------------------------------------------------------------------------------------
+
+class _UDPProtocol(asyncio.DatagramProtocol):
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.datagrams: collections.deque[bytes] = collections.deque()
+        self.error: Exception | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.loop = loop
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        self.datagrams.append(data)
+        self._wake()
+
+    def error_received(self, exc: Exception) -> None:  # e.g. ICMP port unreachable
+        self.error = exc
+        self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.error is None:
+            self.error = exc or ConnectionAbortedError("socket closed")
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> bytes:
+        while not self.datagrams:
+            if self.error is not None:
+                raise self.error
+            self.waiter = self.loop.create_future()
+            await self.waiter
+        return self.datagrams.popleft()
+
+
+async def lookup_udp(hostname: str, query_type: str = "A", *, server: str, port: int = 53,
+                     trace: Trace, timeout: float = DEFAULT_DNS_TIMEOUT,
+                     duplicate_window: float = DEFAULT_DUPLICATE_WINDOW,
+                     tags: Sequence[str] = (), transaction_id: int | None = None) -> DNSResult:
+    """One query over UDP to ``server:port``; later replies go to ``x_dns_duplicate_responses``."""
+    tid = trace.next_transaction_id() if transaction_id is None else transaction_id
+    address = endpoint(server, port)
+    loop = asyncio.get_running_loop()
+    t0 = trace.now()
+    transport: asyncio.DatagramTransport | None = None
+    reply = wire = None
+    try:
+        query = make_query(hostname, query_type)
+        payload = query.to_wire()
+        async with asyncio.timeout(timeout):
+            transport, proto = await loop.create_datagram_endpoint(
+                lambda: _UDPProtocol(loop), remote_addr=(server, port))
+            transport.sendto(payload)
+            if trace.record_io:
+                trace.add_network_event(F.WRITE_TO, t0=t0, transaction_id=tid, address=address,
+                                        proto="udp", num_bytes=len(payload))
+            while reply is None:
+                wire = await proto.get()
+                reply = _check(trace, query, wire, address, tid)
+    except BaseException as exc:
+        if transport is not None:
+            transport.close()
+        failure = classify(exc, operation=F.RESOLVE)
+        result = finish_lookup(trace, engine="udp", hostname=hostname, query_type=query_type,
+                         resolver_address=address, t0=t0, tid=tid, tags=tags, reply=None,
+                         wire=None, failure=failure)
+        if not isinstance(exc, Exception):
+            raise
+        return result
+    result = finish_lookup(trace, engine="udp", hostname=hostname, query_type=query_type,
+                     resolver_address=address, t0=t0, tid=tid, tags=tags, reply=reply,
+                     wire=wire, failure=None)
+    if duplicate_window > 0:
+        trace.spawn(_collect_duplicates(trace, transport, proto, query, hostname, query_type,
+                                        address, t0, tid, tags, duplicate_window))
+    else:
+        transport.close()
+    return result
+
+
+def _check(trace: Trace, query: dns.message.Message, wire: bytes, address: str,
+           tid: int) -> dns.message.Message | None:
+    """Parse a datagram; note it in network_events; the reply if it answers ``query``."""
+    reply = parse_reply(query, wire)
+    if trace.record_io or reply is None:
+        extra = None if reply is not None else {"x_dns_ignored": True}
+        now = trace.now()
+        trace.add_network_event(F.READ_FROM, t0=now, transaction_id=tid, address=address,
+                                proto="udp", num_bytes=len(wire), extra=extra)
+    return reply
+
+
+async def _collect_duplicates(trace: Trace, transport: asyncio.DatagramTransport,
+                              proto: _UDPProtocol, query: dns.message.Message, hostname: str,
+                              query_type: str, address: str, t0: float, tid: int,
+                              tags: Sequence[str], window: float) -> None:
+    try:
+        async with asyncio.timeout(window):
+            while True:
+                wire = await proto.get()
+                reply = _check(trace, query, wire, address, tid)
+                if reply is None:
+                    continue
+                answers, _, rcode, failure = interpret(query_type, reply)
+                trace.x_dns_duplicate_responses.append(dns_record(
+                    engine="udp", hostname=hostname, query_type=query_type,
+                    resolver_address=address, answers=answers or None, failure=failure, t0=t0,
+                    t=trace.now(), transaction_id=tid, rcode=rcode, raw_response=wire, tags=tags))
+    except (TimeoutError, OSError):
+        pass
+    finally:
+        transport.close()
+
+
+# --- TCP and DNS-over-TLS ----------------------------------------------------------------------
+
+async def exchange_stream(conn: Connection, payload: bytes) -> bytes:
+    """Send one length-prefixed DNS message (RFC 1035 4.2.2) and read one back."""
+    await conn.write(struct.pack("!H", len(payload)) + payload)
+    head = await _read_exact(conn, 2)
+    return await _read_exact(conn, struct.unpack("!H", head)[0])
+
+
+async def _read_exact(conn: Connection, size: int) -> bytes:
+    chunks = bytearray()
+    while len(chunks) < size:
+        data = await conn.read(size - len(chunks))
+        if not data:
+            raise EOFError("EOF before the end of the DNS message")
+        chunks += data
+    return bytes(chunks)
+
+
+async def lookup_tcp(hostname: str, query_type: str = "A", *, server: str, port: int = 53,
+                     trace: Trace, timeout: float = DEFAULT_DNS_TIMEOUT,
+                     record_transport: bool = False, tags: Sequence[str] = (),
+                     transaction_id: int | None = None) -> DNSResult:
+    """One query over TCP to ``server:port``."""
+    return await _lookup_stream("tcp", hostname, query_type, server=server, port=port,
+                                trace=trace, timeout=timeout, record_transport=record_transport,
+                                tags=tags, transaction_id=transaction_id)
+
+
+async def lookup_dot(hostname: str, query_type: str = "A", *, server: str, port: int = 853,
+                     server_name: str | None = None, ca_bundle: str | None = None,
+                     trace: Trace, timeout: float = DEFAULT_DNS_TIMEOUT,
+                     record_transport: bool = False, tags: Sequence[str] = (),
+                     transaction_id: int | None = None) -> DNSResult:
+    """One query over DNS-over-TLS (RFC 7858); SNI and verification use ``server_name`` or ``server``."""
+    return await _lookup_stream("dot", hostname, query_type, server=server, port=port,
+                                trace=trace, timeout=timeout, record_transport=record_transport,
+                                tags=tags, transaction_id=transaction_id,
+                                server_name=server_name or server, ca_bundle=ca_bundle)
+
+
+async def _lookup_stream(engine: str, hostname: str, query_type: str, *, server: str, port: int,
+                         trace: Trace, timeout: float, record_transport: bool,
+                         tags: Sequence[str], transaction_id: int | None,
+                         server_name: str | None = None, ca_bundle: str | None = None) -> DNSResult:
+    tid = trace.next_transaction_id() if transaction_id is None else transaction_id
+    address = endpoint(server, port)
+    sub = trace if record_transport else Trace(record_io=False)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    t0 = trace.now()
+    reply = wire = None
+    failure: str | None = None
+    try:
+        query = make_query(hostname, query_type)
+        conn: Connection = await tcp_mod.connect(server, port, trace=sub, timeout=timeout,
+                                                 tags=tags, transaction_id=tid)
+        try:
+            if engine == "dot":
+                conn = await tls_mod.handshake(conn, server_name=server_name, alpn=("dot",),
+                                               ca_bundle=ca_bundle, trace=sub, tags=tags,
+                                               timeout=max(0.0, deadline - loop.time()))
+            async with asyncio.timeout_at(deadline):
+                wire = await exchange_stream(conn, query.to_wire())
+        finally:
+            await conn.aclose()
+        reply = parse_reply(query, wire)
+        if reply is None:
+            failure = F.DNS_SERVER_MISBEHAVING
+    except BaseException as exc:
+        failure = classify(exc, operation=F.RESOLVE)
+        if not isinstance(exc, Exception):
+            finish_lookup(trace, engine=engine, hostname=hostname, query_type=query_type,
+                    resolver_address=address, t0=t0, tid=tid, tags=tags, reply=None,
+                    wire=None, failure=failure)
+            raise
+    return finish_lookup(trace, engine=engine, hostname=hostname, query_type=query_type,
+                   resolver_address=address, t0=t0, tid=tid, tags=tags, reply=reply,
+                   wire=wire, failure=failure)
+
