@@ -1,0 +1,72 @@
+"""Every action the built-in profiles leave out, from a profile written from the docs alone."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tamperscope.lab import addresses as A
+
+pytestmark = pytest.mark.lab
+PROFILE = str(Path(__file__).parent / "profiles" / "all-actions.toml")
+
+
+@pytest.fixture(scope="module")
+def lab(lab_factory):  # type: ignore[no-untyped-def]
+    return lab_factory(PROFILE)
+
+
+def test_dns_nxdomain_and_drop(lab) -> None:  # type: ignore[no-untyped-def]
+    res = lab.run([{"op": "dns_udp", "args": [A.PUBLIC_RESOLVER, "www.nx-me.org"]},
+                   {"op": "dns_udp", "args": [A.PUBLIC_RESOLVER, "drop-dns.example.com"]},
+                   {"op": "dns_system", "args": ["drop-dns.example.com"]},
+                   {"op": "dns_system", "args": ["www.nx-me.org"]}], parallel=4)
+    assert [r["rcode"] for r in res[0]["responses"]] == ["NXDOMAIN"]  # in-path: the query was dropped
+    assert res[1]["responses"] == [] and res[1]["error"] == "timeout"
+    assert res[2]["error"] == "gai:-3"  # the ISP resolver gave up: SERVFAIL -> EAI_AGAIN
+    assert res[3]["error"] == "gai:-2"  # NXDOMAIN
+    assert lab.logged("nx", "www.nx-me.org") and lab.logged("dnsdrop", "drop-dns.example.com")
+
+
+def test_ip_rst_only_on_its_port(lab) -> None:  # type: ignore[no-untyped-def]
+    ip = lab.addr("refused.example")
+    res = lab.run([{"op": "tcp", "args": [ip, 443]}, {"op": "tcp", "args": [ip, 80]}])
+    assert [r["error"] for r in res] == ["refused", None]
+    assert lab.logged("refuse", "refused.example")
+
+
+def test_http_drop_tls_drop_and_blockpage_file(lab) -> None:  # type: ignore[no-untyped-def]
+    t0 = time.monotonic()
+    res = lab.run([{"op": "http_get", "args": [lab.addr("http-drop.example"), "http-drop.example"]},
+                   {"op": "tls", "args": [lab.addr("tls-drop.example"), "tls-drop.example"]},
+                   {"op": "sniff_rst", "args": [lab.addr("page.example"), "page.example"]}], parallel=3)
+    assert res[0]["stage"] == "http" and res[0]["error"] == "timeout"
+    assert res[1]["stage"] == "tls" and res[1]["error"] == "timeout"
+    page = res[2]["result"]
+    assert page["status"] == 200 and "custom-blockpage-marker" in page["body"]
+    assert time.monotonic() - t0 < 10
+    for rule in ("httpdrop", "tlsdrop", "page"):
+        assert lab.logged(rule), rule
+
+
+def test_delay_adds_round_trip(lab) -> None:  # type: ignore[no-untyped-def]
+    from tamperscope.lab import manager
+
+    out = manager.run_in(A.NS_CLIENT, ["ping", "-c", "3", "-i", "0.2", lab.addr("example.com")],
+                         capture_output=True, text=True).stdout
+    avg = float(out.strip().splitlines()[-1].split("=")[1].split("/")[1])
+    assert 10.0 <= avg < 14.0, out  # 2 x 5 ms
+
+
+def test_docs_example_profile_is_valid(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tamperscope.lab.blockpages import names
+    from tamperscope.model.profile import load_profile
+
+    doc = (Path(__file__).parents[2] / "docs" / "lab-profiles.md").read_text()
+    example = doc.split("## A complete example", 1)[1].split("```toml", 1)[1].split("```", 1)[0]
+    p = tmp_path / "example.toml"
+    p.write_text(example)
+    prof = load_profile(p, names())
+    assert [r.id for r in prof.rules] == ["hijack", "sni", "video"]
