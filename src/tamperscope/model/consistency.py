@@ -1,0 +1,766 @@
+"""A normalised view of one Web Connectivity measurement, and its comparisons with the control.
+
+`model.verdict` decides *what happened*; this module prepares the ground for it:
+
+* `observe()` turns the raw OONI-format ``test_keys`` (``queries``,
+  ``x_dns_duplicate_responses``, ``tcp_connect``, ``tls_handshakes``, ``requests``,
+  ``control``) into frozen records that remember where they came from (a
+  JSON-pointer-ish ``pointer`` such as ``test_keys.queries[2]``), at which hop of
+  the redirect chain they happened (``depth``) and whether they were on the path
+  that fetched the page (``fetch_body``). OONI's probe writes ``depth=N`` and
+  ``fetch_body=true|false`` tags; when they are missing (older data, other
+  probes) both are inferred from transaction ids, host names and ports.
+* `AddressJudge` says whether resolved addresses agree with the control: same
+  address, same AS number (from ``control.ip_info`` or the answers' ``asn``), or,
+  in Web Connectivity v0.5, a TLS handshake with the right SNI that verified.
+  Bogons are never valid unless the control resolved the very same address.
+* `http_diff()` is OONI's legacy body-length / status-code / headers / title
+  comparison of the final response with the control's.
+
+Everything here is pure: dictionaries in, frozen values out. Stored verdict
+fields (``blocking``, ``accessible``, ``dns_consistency``, ``*_match``) are never read.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+# Engines that stand for "the resolver the user's browser would use".
+SYSTEM_ENGINES = frozenset({"getaddrinfo", "system", "golang_net_resolver", "go", "android", "stdlib"})
+# Encrypted transports: an on-path censor cannot forge their answers, so their failures
+# say something about the DNS service, not about the measured site (ooni/probe#2274).
+ENCRYPTED_ENGINES = frozenset({"doh", "dot", "doq", "doh3"})
+# Failures that mean "the name has no address", as opposed to "the lookup broke".
+NXDOMAIN_FAILURES = frozenset({"dns_nxdomain_error", "dns_name_error", "android_dns_cache_no_data"})
+NO_ANSWER_FAILURES = frozenset({"dns_no_answer", "dns_no_answer_error"})
+
+_BOGON_NETWORKS = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+        "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15",
+        "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+        "::/128", "::1/128", "100::/64", "2001:10::/28", "2001:db8::/32", "fc00::/7",
+        "fe80::/10", "ff00::/8",
+    )
+)
+_TITLE_RE = re.compile(r"(?i)<title>([^<]{1,512})</title>")
+_DEPTH_TAG = "depth="
+_FETCH_TAG = "fetch_body="
+# Headers every server sends; they say nothing about whether two pages are the same.
+COMMON_HEADERS = frozenset({
+    "date", "content-type", "server", "cache-control", "vary", "set-cookie", "location",
+    "expires", "x-powered-by", "content-encoding", "last-modified", "accept-ranges",
+    "pragma", "x-frame-options", "etag", "x-content-type-options", "age", "via", "p3p",
+    "x-xss-protection", "content-language", "cf-ray", "strict-transport-security", "link",
+    "x-varnish",
+})
+BODY_PROPORTION_FACTOR = 0.7  # OONI: bodies "match" when the smaller is > 70% of the larger
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class Query:
+    """One DNS lookup (or one late/duplicate response to it)."""
+
+    pointer: str              # e.g. "test_keys.queries[2]"
+    engine: str               # "getaddrinfo", "udp", "doh", ...
+    resolver: str             # resolver address, "" for the system resolver
+    hostname: str
+    query_type: str           # "A", "AAAA", "ANY"
+    transaction_id: int | None
+    failure: str | None
+    addrs: tuple[str, ...]    # A/AAAA answers, in answer order
+    depth: int                # hop of the redirect chain, 0 = the input URL
+    late: bool                # True for x_dns_duplicate_responses entries
+
+    @property
+    def key(self) -> tuple[str, str, str, str, int | None]:
+        """Identifies "the same question": responses sharing it are duplicates."""
+        return (self.engine, self.resolver, self.hostname, self.query_type, self.transaction_id)
+
+    @property
+    def encrypted(self) -> bool:
+        return self.engine in ENCRYPTED_ENGINES
+
+
+@dataclass(frozen=True)
+class Connect:
+    """One TCP connect attempt."""
+
+    pointer: str
+    ip: str
+    port: int
+    failure: str | None
+    transaction_id: int | None
+    depth: int
+    fetch_body: bool          # on the path that fetched the page (vs. a connectivity check)
+
+    @property
+    def endpoint(self) -> str:
+        return endpoint(self.ip, self.port)
+
+
+@dataclass(frozen=True)
+class Handshake:
+    """One TLS handshake."""
+
+    pointer: str
+    ip: str
+    port: int
+    server_name: str
+    failure: str | None
+    transaction_id: int | None
+    depth: int
+    fetch_body: bool
+    verified: bool            # False when the probe skipped certificate verification
+
+    @property
+    def endpoint(self) -> str:
+        return endpoint(self.ip, self.port)
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One HTTP round trip of the redirect chain."""
+
+    pointer: str
+    url: str
+    failure: str | None
+    status_code: int          # 0 when no response head was received
+    body: bytes
+    body_truncated: bool
+    headers: tuple[tuple[str, str], ...]
+    transaction_id: int | None
+    depth: int
+    ip: str | None            # peer address when recorded
+
+    @property
+    def scheme(self) -> str:
+        return urlsplit(self.url).scheme.lower()
+
+    @property
+    def host(self) -> str:
+        return url_host(self.url)
+
+    @property
+    def port(self) -> int:
+        return url_port(self.url)
+
+    @property
+    def location(self) -> str | None:
+        for name, value in self.headers:
+            if name.lower() == "location" and value:
+                return urljoin(self.url, value)
+        return None
+
+    @property
+    def is_final(self) -> bool:
+        """A successful response that ends the chain (not a redirect to follow)."""
+        if self.failure is not None or self.status_code <= 0:
+            return False
+        return not (300 <= self.status_code < 400 and self.location)
+
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def header_map(self) -> dict[str, str]:
+        return {name: value for name, value in self.headers}
+
+
+@dataclass(frozen=True)
+class ControlHTTP:
+    """What the control fetched for the input URL."""
+
+    failure: str | None
+    status_code: int
+    body_length: int
+    title: str
+    headers: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Control:
+    """The test helper's view of the same URL (None fields: the control did not say)."""
+
+    dns_failure: str | None
+    dns_addrs: tuple[str, ...] | None          # None: no DNS section at all
+    tcp: Mapping[str, str | None]              # "ip:port" -> failure (None = connected)
+    tls: Mapping[str, tuple[str | None, str]]  # "ip:port" -> (failure, server_name)
+    http: ControlHTTP | None
+    asns: Mapping[str, int]                    # ip -> AS number (0 = unknown)
+
+    @property
+    def resolved(self) -> bool:
+        return bool(self.dns_addrs)
+
+
+@dataclass(frozen=True)
+class Observations:
+    """Everything the verdict needs, normalised."""
+
+    version: tuple[int, int]                   # (0, 4) or (0, 5); (0, 5) when unknown
+    url: str                                   # the URL the control was asked about
+    host: str                                  # its host name, IDNA-encoded, lower case
+    queries: tuple[Query, ...]
+    late_responses: tuple[Query, ...]
+    connects: tuple[Connect, ...]
+    handshakes: tuple[Handshake, ...]
+    exchanges: tuple[Exchange, ...]            # chronological: input URL first
+    control: Control | None                    # None when missing or control_failure is set
+    control_failure: str | None
+    answer_asns: Mapping[str, int]             # ip -> AS number seen in any answer
+    hop_hosts: tuple[str, ...]                 # host of each hop, index = depth
+
+    @property
+    def max_depth(self) -> int:
+        records: tuple[Query | Connect | Handshake | Exchange, ...] = (
+            *self.queries, *self.connects, *self.handshakes, *self.exchanges)
+        return max((r.depth for r in records), default=0)
+
+    def asn(self, ip: str) -> int:
+        if self.control is not None and self.control.asns.get(ip):
+            return self.control.asns[ip]
+        return self.answer_asns.get(ip, 0)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def endpoint(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def split_endpoint(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]")
+    try:
+        return host, int(port)
+    except ValueError:
+        return value, 0
+
+
+def url_host(url: str) -> str:
+    host = urlsplit(url).hostname or ""
+    return idna_host(host)
+
+
+def url_port(url: str) -> int:
+    parts = urlsplit(url)
+    try:
+        explicit = parts.port
+    except ValueError:
+        explicit = None
+    if explicit:
+        return explicit
+    return 443 if parts.scheme.lower() == "https" else 80
+
+
+def idna_host(host: str) -> str:
+    host = host.strip().rstrip(".").lower()
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return host
+
+
+def is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def is_bogon(value: str) -> bool:
+    """True for addresses no public web site lives at (OONI's netxlite bogon list)."""
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return any(addr.version == net.version and addr in net for net in _BOGON_NETWORKS)
+
+
+def page_title(body: str) -> str:
+    match = _TITLE_RE.search(body)
+    return match.group(1) if match else ""
+
+
+def _tags(record: Mapping[str, Any]) -> Sequence[str]:
+    tags = record.get("tags")
+    return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+
+
+def _tag_depth(record: Mapping[str, Any]) -> int | None:
+    for tag in _tags(record):
+        if tag.startswith(_DEPTH_TAG) and tag[len(_DEPTH_TAG):].isdigit():
+            return int(tag[len(_DEPTH_TAG):])
+    return None
+
+
+def _tag_fetch_body(record: Mapping[str, Any]) -> bool | None:
+    for tag in _tags(record):
+        if tag.startswith(_FETCH_TAG):
+            return tag[len(_FETCH_TAG):] == "true"
+    return None
+
+
+def _int(value: Any, default: int = 0) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _tx(record: Mapping[str, Any]) -> int | None:
+    value = record.get("transaction_id")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _failure(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _list(value: Any) -> list[Mapping[str, Any]]:
+    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+
+def _body_bytes(body: Any) -> bytes:
+    if isinstance(body, str):
+        return body.encode("utf-8", errors="surrogateescape")
+    if isinstance(body, Mapping) and body.get("format") == "base64":
+        try:
+            return base64.b64decode(_str(body.get("data")))
+        except (binascii.Error, ValueError):
+            return b""
+    return b""
+
+
+def _headers(response: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    pairs = response.get("headers_list")
+    if isinstance(pairs, list) and pairs:
+        return tuple((_str(p[0]), _str(p[1])) for p in pairs if isinstance(p, list) and len(p) == 2)
+    headers = response.get("headers")
+    if isinstance(headers, Mapping):
+        return tuple((str(k), v if isinstance(v, str) else str(v)) for k, v in headers.items())
+    return ()
+
+
+def parse_version(value: Any) -> tuple[int, int]:
+    """"0.4.3" -> (0, 4); anything unparsable is treated as the current (0, 5)."""
+    match = re.match(r"^(\d+)\.(\d+)", _str(value))
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 5)
+
+
+# --------------------------------------------------------------------------- observe
+
+
+def observe(measurement: Mapping[str, Any]) -> Observations:
+    """Normalise one measurement; tolerant of missing and malformed fields."""
+    tk = measurement.get("test_keys")
+    tk = tk if isinstance(tk, Mapping) else {}
+    request = tk.get("x_control_request")
+    url = _str(request.get("http_request")) if isinstance(request, Mapping) else ""
+    url = url or _str(measurement.get("input"))
+    host = url_host(url)
+
+    exchanges = _exchanges(tk, url)
+    hops = _hop_hosts(exchanges, host)
+    raw_queries = [(f"test_keys.queries[{i}]", q, False) for i, q in enumerate(_list(tk.get("queries")))]
+    raw_late = [
+        (f"test_keys.x_dns_duplicate_responses[{i}]", q, True)
+        for i, q in enumerate(_list(tk.get("x_dns_duplicate_responses")))
+    ]
+    queries = tuple(_query(p, q, late, hops) for p, q, late in raw_queries)
+    late = tuple(_query(p, q, is_late, hops) for p, q, is_late in raw_late)
+    ip_host = _ip_hostnames(queries)
+    tx_depth = {e.transaction_id: e.depth for e in exchanges if e.transaction_id is not None}
+    locate = _Locator(hops, tx_depth, ip_host, exchanges, url)
+    connects = tuple(_connect(i, c, locate) for i, c in enumerate(_list(tk.get("tcp_connect"))))
+    handshakes = tuple(_handshake(i, h, locate) for i, h in enumerate(_list(tk.get("tls_handshakes"))))
+
+    control_failure = _failure(tk.get("control_failure"))
+    control = _control(tk.get("control")) if control_failure is None else None
+    return Observations(
+        version=parse_version(measurement.get("test_version")),
+        url=url,
+        host=host,
+        queries=queries,
+        late_responses=late,
+        connects=connects,
+        handshakes=handshakes,
+        exchanges=exchanges,
+        control=control,
+        control_failure=control_failure,
+        answer_asns=_answer_asns(_list(tk.get("queries")) + _list(tk.get("x_dns_duplicate_responses"))),
+        hop_hosts=hops,
+    )
+
+
+def _exchanges(tk: Mapping[str, Any], input_url: str) -> tuple[Exchange, ...]:
+    raw = _list(tk.get("requests"))
+    indexed = list(enumerate(raw))
+    if indexed and all(_tag_depth(r) is not None for _, r in indexed):
+        # OONI lists the newest first; with equal depths keep that order reversed.
+        indexed.sort(key=lambda item: (_tag_depth(item[1]) or 0, -item[0]))
+    elif len(indexed) > 1 and not (_same_url(_request_url(indexed[0][1]), input_url)
+                                   and not _same_url(_request_url(indexed[-1][1]), input_url)):
+        indexed.reverse()  # OONI order (newest first) unless the list clearly starts at the input
+    out = []
+    for depth, (index, item) in enumerate(indexed):
+        response = item.get("response")
+        response = response if isinstance(response, Mapping) else {}
+        tag_depth = _tag_depth(item)
+        address = _str(item.get("address"))
+        out.append(Exchange(
+            pointer=f"test_keys.requests[{index}]",
+            url=_request_url(item),
+            failure=_failure(item.get("failure")),
+            status_code=_int(response.get("code")),
+            body=_body_bytes(response.get("body")),
+            body_truncated=bool(response.get("body_is_truncated")),
+            headers=_headers(response),
+            transaction_id=_tx(item),
+            depth=tag_depth if tag_depth is not None else depth,
+            ip=split_endpoint(address)[0] if address else None,
+        ))
+    return tuple(out)
+
+
+def _same_url(a: str, b: str) -> bool:
+    """Equal up to case, IDNA, default ports and an empty path."""
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.scheme.lower(), url_host(a), url_port(a), pa.path or "/", pa.query) == \
+        (pb.scheme.lower(), url_host(b), url_port(b), pb.path or "/", pb.query)
+
+
+def _request_url(item: Mapping[str, Any]) -> str:
+    request = item.get("request")
+    return _str(request.get("url")) if isinstance(request, Mapping) else ""
+
+
+def _hop_hosts(exchanges: Sequence[Exchange], host: str) -> tuple[str, ...]:
+    """Host of each hop; a trailing redirect whose target was never fetched adds a hop."""
+    hops = [e.host for e in exchanges] or [host]
+    pending = _pending_redirect(exchanges)
+    if pending is not None:
+        hops.append(url_host(pending))
+    return tuple(hops)
+
+
+def _pending_redirect(exchanges: Sequence[Exchange]) -> str | None:
+    """The target of a last redirect that was never fetched (an earlier step failed)."""
+    last = exchanges[-1] if exchanges else None
+    if last is None or last.failure is not None or not 300 <= last.status_code < 400:
+        return None
+    return last.location
+
+
+def _query(pointer: str, q: Mapping[str, Any], late: bool, hops: Sequence[str]) -> Query:
+    hostname = idna_host(_str(q.get("hostname")))
+    depth = _tag_depth(q)
+    if depth is None:
+        depth = hops.index(hostname) if hostname in hops else 0
+    addrs = []
+    for answer in _list(q.get("answers")):
+        kind = answer.get("answer_type")
+        value = answer.get("ipv4") if kind == "A" else answer.get("ipv6") if kind == "AAAA" else None
+        if isinstance(value, str) and is_ip(value):
+            addrs.append(value)
+    return Query(
+        pointer=pointer,
+        engine=_str(q.get("engine")).lower(),
+        resolver=_str(q.get("resolver_address")),
+        hostname=hostname,
+        query_type=_str(q.get("query_type")).upper(),
+        transaction_id=_tx(q),
+        failure=_failure(q.get("failure")),
+        addrs=tuple(addrs),
+        depth=depth,
+        late=late,
+    )
+
+
+def _ip_hostnames(queries: Iterable[Query]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for q in queries:
+        for ip in q.addrs:
+            out.setdefault(ip, q.hostname)
+    return out
+
+
+def _answer_asns(raw: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for q in raw:
+        for answer in _list(q.get("answers")):
+            ip = answer.get("ipv4") or answer.get("ipv6")
+            asn = _int(answer.get("asn"))
+            if isinstance(ip, str) and asn > 0:
+                out.setdefault(ip, asn)
+    return out
+
+
+@dataclass(frozen=True)
+class _Locator:
+    """Infers depth and fetch_body for TCP/TLS records that carry no tags."""
+
+    hops: Sequence[str]
+    tx_depth: Mapping[int, int]
+    ip_host: Mapping[str, str]
+    exchanges: Sequence[Exchange]
+    input_url: str
+
+    def depth(self, record: Mapping[str, Any], host: str, port: int) -> int:
+        tagged = _tag_depth(record)
+        if tagged is not None:
+            return tagged
+        tx = _tx(record)
+        if tx is not None and tx in self.tx_depth:
+            return self.tx_depth[tx]
+        same_host = [d for d, h in enumerate(self.hops) if h == host]
+        same_port = [d for d in same_host if self.hop_port(d) == port]
+        return max(same_port or same_host or [0])
+
+    def hop_port(self, depth: int) -> int:
+        for e in self.exchanges:
+            if e.depth == depth:
+                return e.port
+        pending = _pending_redirect(self.exchanges)
+        if depth > 0 and pending is not None:
+            return url_port(pending)
+        return url_port(self.input_url) if self.input_url else 0
+
+    def fetch_body(self, record: Mapping[str, Any], depth: int, port: int) -> bool:
+        tagged = _tag_fetch_body(record)
+        return tagged if tagged is not None else self.hop_port(depth) in (port, 0)
+
+
+def _connect(index: int, c: Mapping[str, Any], locate: _Locator) -> Connect:
+    status = c.get("status")
+    status = status if isinstance(status, Mapping) else {}
+    ip, port = _str(c.get("ip")), _int(c.get("port"))
+    depth = locate.depth(c, locate.ip_host.get(ip, ip), port)
+    return Connect(
+        pointer=f"test_keys.tcp_connect[{index}]",
+        ip=ip,
+        port=port,
+        failure=_failure(status.get("failure")),
+        transaction_id=_tx(c),
+        depth=depth,
+        fetch_body=locate.fetch_body(c, depth, port),
+    )
+
+
+def _handshake(index: int, h: Mapping[str, Any], locate: _Locator) -> Handshake:
+    ip, port = split_endpoint(_str(h.get("address")))
+    server_name = idna_host(_str(h.get("server_name")))
+    depth = locate.depth(h, server_name or locate.ip_host.get(ip, ip), port)
+    return Handshake(
+        pointer=f"test_keys.tls_handshakes[{index}]",
+        ip=ip,
+        port=port,
+        server_name=server_name,
+        failure=_failure(h.get("failure")),
+        transaction_id=_tx(h),
+        depth=depth,
+        fetch_body=locate.fetch_body(h, depth, port),
+        verified=not h.get("no_tls_verify"),
+    )
+
+
+def _control(raw: Any) -> Control | None:
+    if not isinstance(raw, Mapping) or not raw:
+        return None
+    dns = raw.get("dns")
+    dns_addrs: tuple[str, ...] | None = None
+    dns_failure = None
+    if isinstance(dns, Mapping):
+        dns_failure = _failure(dns.get("failure"))
+        addrs = dns.get("addrs")
+        dns_addrs = tuple(a for a in addrs if isinstance(a, str)) if isinstance(addrs, list) else ()
+    tcp = {
+        _normal_endpoint(key): _control_outcome(value)
+        for key, value in _mapping(raw.get("tcp_connect")).items() if isinstance(value, Mapping)
+    }
+    tls = {
+        _normal_endpoint(key): (_control_outcome(value), idna_host(_str(value.get("server_name"))))
+        for key, value in _mapping(raw.get("tls_handshake")).items() if isinstance(value, Mapping)
+    }
+    asns = {
+        str(ip): _int(info.get("asn"))
+        for ip, info in _mapping(raw.get("ip_info")).items()
+        if isinstance(info, Mapping) and _int(info.get("asn")) > 0
+    }
+    return Control(
+        dns_failure=dns_failure,
+        dns_addrs=dns_addrs,
+        tcp=tcp,
+        tls=tls,
+        http=_control_http(raw.get("http_request")),
+        asns=asns,
+    )
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _control_outcome(value: Mapping[str, Any]) -> str | None:
+    """None when the control succeeded, else its failure string."""
+    if value.get("status") is True and not value.get("failure"):
+        return None
+    return _failure(value.get("failure")) or "unknown_failure"
+
+
+def _normal_endpoint(key: str) -> str:
+    ip, port = split_endpoint(str(key))
+    return endpoint(ip, port)
+
+
+def _control_http(raw: Any) -> ControlHTTP | None:
+    if not isinstance(raw, Mapping):
+        return None
+    headers = raw.get("headers")
+    return ControlHTTP(
+        failure=_failure(raw.get("failure")),
+        status_code=_int(raw.get("status_code")),
+        body_length=_int(raw.get("body_length")),
+        title=_str(raw.get("title")),
+        headers=tuple((str(k), _str(v)) for k, v in headers.items()) if isinstance(headers, Mapping) else (),
+    )
+
+
+# --------------------------------------------------------------------------- DNS consistency
+
+
+@dataclass(frozen=True)
+class AddressJudge:
+    """Decides whether resolved addresses agree with the control.
+
+    ``use_tls`` switches on the v0.5 rule: an address with which the probe completed a
+    verified TLS handshake for the looked-up name is legitimate even when the control
+    resolved something else (geo-DNS, CDNs, anycast): OONI's commonest false positive.
+    """
+
+    obs: Observations
+    use_tls: bool
+
+    def tls_validated(self, ip: str, hostname: str) -> bool:
+        return self.use_tls and any(
+            h.ip == ip and h.failure is None and h.verified and h.server_name == hostname
+            for h in self.obs.handshakes
+        )
+
+    def control_asns(self) -> frozenset[int]:
+        control = self.obs.control
+        addrs = control.dns_addrs or () if control is not None else ()
+        return frozenset(a for a in (self.obs.asn(ip) for ip in addrs) if a > 0)
+
+    def consistent(self, addrs: Sequence[str], hostname: str) -> bool | None:
+        """True/False for a set of answers; None when there is nothing to compare with."""
+        if not addrs:
+            return None
+        control = self.obs.control
+        control_addrs = frozenset(control.dns_addrs or ()) if control is not None else frozenset()
+        if any(is_bogon(ip) and ip not in control_addrs for ip in addrs):
+            return False
+        if control_addrs & frozenset(addrs):
+            return True
+        asns = self.control_asns()
+        if any(self.obs.asn(ip) in asns for ip in addrs if not is_bogon(ip)):
+            return True
+        if any(self.tls_validated(ip, hostname) for ip in addrs):
+            return True
+        if control is None or control.dns_addrs is None:
+            return None  # no control DNS to compare with, and TLS did not vouch either
+        # The control resolved other addresses, or none at all (NXDOMAIN: "ghost" DNS).
+        return False
+
+
+# --------------------------------------------------------------------------- HTTP diff
+
+
+@dataclass(frozen=True)
+class HTTPDiff:
+    """OONI's comparison of the final response with the control's (None = not applicable)."""
+
+    body_proportion: float | None
+    body_length_match: bool | None
+    status_code_match: bool | None
+    headers_match: bool | None
+    title_match: bool | None
+
+    @property
+    def is_diff(self) -> bool:
+        """OONI's rule: same status and at least one of body length, headers or title."""
+        if self.status_code_match is not True:
+            return True
+        return not (self.body_length_match or self.headers_match or self.title_match)
+
+
+def http_diff(response: Exchange, control: ControlHTTP, version: tuple[int, int]) -> HTTPDiff:
+    proportion = _body_proportion(response, control)
+    return HTTPDiff(
+        body_proportion=proportion,
+        body_length_match=None if proportion is None else proportion > BODY_PROPORTION_FACTOR,
+        status_code_match=_status_match(response.status_code, control.status_code, version),
+        headers_match=_headers_match(response, control, version),
+        title_match=_title_match(response, control, version),
+    )
+
+
+def _body_proportion(response: Exchange, control: ControlHTTP) -> float | None:
+    measured = len(response.body)
+    if control.body_length <= 0 or response.body_truncated or measured <= 0:
+        return None
+    return min(measured, control.body_length) / max(measured, control.body_length)
+
+
+def _status_match(measured: int, control: int, version: tuple[int, int]) -> bool | None:
+    if measured <= 0 or control <= 0:
+        return None
+    if measured == control:
+        return True
+    # v0.4 (and Measurement Kit) skip when the control got a 5xx; v0.5 unless it got a 2xx.
+    skip = control // 100 == 5 if version < (0, 5) else control // 100 != 2
+    return None if skip else False
+
+
+def _headers_match(response: Exchange, control: ControlHTTP, version: tuple[int, int]) -> bool | None:
+    if version < (0, 5):
+        if response.status_code <= 0 or control.status_code <= 0:
+            return None
+    elif not response.headers or not control.headers:
+        return None
+    ours = {name.lower() for name, _ in response.headers}
+    theirs = {name.lower() for name, _ in control.headers}
+    if ours == theirs:
+        return True
+    return bool((ours - COMMON_HEADERS) & (theirs - COMMON_HEADERS))
+
+
+def _title_match(response: Exchange, control: ControlHTTP, version: tuple[int, int]) -> bool | None:
+    if response.status_code <= 0 or response.body_truncated or control.status_code <= 0:
+        return None
+    measured = page_title(response.text())
+    if not measured or (version >= (0, 5) and not control.title):
+        return None
+    # Words of 5+ bytes, order ignored: all of them must appear in both titles.
+    words: dict[str, int] = {}
+    for bit, title in ((1, measured), (2, control.title)):
+        for word in title.split(" "):
+            if len(word.encode("utf-8")) >= 5:
+                words[word.lower()] = words.get(word.lower(), 0) | bit
+    return all(flags == 3 for flags in words.values())
