@@ -1,0 +1,68 @@
+"""Profile validation: every built-in profile loads; bad ones are refused naming file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tamperscope.lab import blockpages, manager
+from tamperscope.lab.expect import expect_url
+from tamperscope.model.profile import ProfileError, load_profile
+
+
+def test_builtins_load_and_are_the_documented_set() -> None:
+    names = set(manager.builtin_profiles())
+    assert names == {"none", "tm-like", "ru-like", "gfw-like", "middlebox"}
+    for n in names:
+        p = manager.resolve_profile(n)
+        assert p.name == n and (n == "none" or p.rules or p.proxy.enabled)
+    tm = manager.resolve_profile("tm-like")
+    assert tm.network.residual_s == 30
+    assert any(r.inject.ip_id == 30000 and r.inject.ttl == 128 for r in tm.rules)
+    assert all(r.direction == "both" for r in tm.rules)
+
+
+BAD = [
+    ("unknown_top = 1\n", "unknown_top: unknown key"),
+    ("[network]\ndelay = 5\n", "network.delay: unknown key"),
+    ("[network]\nplacement = 'sideways'\n", "network.placement"),
+    ("[[rule]]\nid='a'\nlayer='smtp'\naction='drop'\n", "layer: must be one of"),
+    ("[[rule]]\nid='a'\nlayer='dns'\naction='rst'\ndomains=['x.org']\n", "action: for layer dns"),
+    ("[[rule]]\nid='a'\nlayer='dns'\naction='inject'\ndomains=['x.org']\nanswer='8.8.8.8'\n", "answer: 8.8.8.8 is refused"),
+    ("[[rule]]\nid='a'\nlayer='tls'\naction='throttle'\ndomains=['x.org']\n", "rate_kbps: throttle needs"),
+    ("[[rule]]\nid='a'\nlayer='http'\naction='blockpage'\ndomains=['x.org']\nblockpage='nope.html'\n", "blockpage: no built-in"),
+    ("[[rule]]\nid='a'\nlayer='ip'\naction='drop'\ncidrs=['10.0.0.0/8']\n", "outside the lab"),
+    ("[[rule]]\nid='a'\nlayer='http'\naction='rst'\nregex='('\n", "regex: invalid"),
+    ("[[rule]]\nid='a'\nlayer='http'\naction='rst'\ndomains=['x.org']\ncolour='red'\n", "colour: unknown key"),
+    ("[[rule]]\nid='a'\nlayer='http'\naction='rst'\ndomains=['x.org']\n[[rule]]\nid='a'\nlayer='http'\naction='rst'\ndomains=['y.org']\n", "not unique"),
+    ("[[rule]]\nid='a'\nlayer='http'\naction='rst'\ndomains=['x.org']\ninject={ttl=300}\n", "inject.ttl"),
+    ("[[rule]]\nid='a'\nlayer='quic'\naction='drop'\nregex='x'\n", "regex: quic rules match addresses"),
+    ("[proxy]\nenabled = 'yes'\n", "proxy.enabled: must be true or false"),
+    ("this is [not toml", "not valid TOML"),
+]
+
+
+@pytest.mark.parametrize("text,needle", BAD)
+def test_bad_profiles_name_file_and_key(tmp_path: Path, text: str, needle: str) -> None:
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    with pytest.raises(ProfileError) as e:
+        load_profile(p, blockpages.names())
+    msg = str(e.value)
+    assert msg.startswith(str(p)) and needle in msg and "\n" not in msg
+
+
+def test_expect_follows_redirects_and_layers() -> None:
+    tm = manager.resolve_profile("tm-like")
+    assert expect_url(tm, "http://www.facebook.com/").mechanism == "dns.injection"
+    assert expect_url(tm, "http://bbc.com/").mechanism == "http.rst"
+    assert expect_url(tm, "https://bbc.com/").mechanism == "none"  # bbc.com is only on the HTTP list
+    assert expect_url(tm, "https://www.youtube.com/").mechanism == "tls.rst"
+    assert expect_url(tm, "http://nordvpn.com/").blocking == "tcp_ip"
+    ru = manager.resolve_profile("ru-like")
+    e = expect_url(ru, "https://twitter.com/")
+    assert (e.blocking, e.mechanism) == ("false", "throttle")
+    assert expect_url(ru, "http://meduza.io/").blocking == "dns"
+    # a cross-host redirect to a blocked site is blocked at the second hop
+    assert expect_url(tm, "http://redirect.youtube.com/").mechanism == "tls.rst"

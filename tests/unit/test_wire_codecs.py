@@ -1,0 +1,97 @@
+"""Sans-IO codecs the censor and the probe share: packets, DNS questions, ClientHello, request heads."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import struct
+
+import dns.message
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tamperscope.wire import dnswire, httphead, packet, tlshello
+
+
+def _client_hello(sni: str, alpn: list[str] | None = None) -> bytes:
+    ctx = ssl.create_default_context()
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname=sni)
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    return out.read()
+
+
+def test_checksum_known_value() -> None:
+    # RFC 1071 example words
+    data = bytes.fromhex("0001f203f4f5f6f7")
+    assert packet.checksum(data) == 0x220D
+
+
+def test_forged_tcp_packet_parses_back_and_verifies() -> None:
+    pkt = packet.tcp_packet("198.18.1.2", "198.19.1.1", 40000, 80, seq=123, ack=456,
+                            flags=packet.RST | packet.ACK, window=0, ttl=128, ip_id=30000)
+    ip = packet.parse_ipv4(pkt)
+    assert ip is not None and (ip.src, ip.dst, ip.ttl, ip.ip_id, ip.proto) == ("198.18.1.2", "198.19.1.1", 128, 30000, 6)
+    assert packet.checksum(pkt[:20]) == 0
+    seg = packet.parse_tcp(pkt[20:])
+    assert seg is not None and (seg.seq, seg.ack, seg.flags, seg.window) == (123, 456, packet.RST | packet.ACK, 0)
+    pseudo = socket.inet_aton("198.18.1.2") + socket.inet_aton("198.19.1.1") + struct.pack("!BBH", 0, 6, len(pkt) - 20)
+    assert packet.checksum(pseudo + pkt[20:]) == 0
+
+
+def test_initial_ttl_guess() -> None:
+    assert [packet.initial_ttl(t) for t in (1, 47, 64, 65, 127, 200)] == [32, 64, 64, 128, 128, 255]
+
+
+def test_dns_question_and_forged_answer_roundtrip() -> None:
+    q = dns.message.make_query("WWW.Example.COM", "A")
+    wire = q.to_wire()
+    parsed = dnswire.parse_question(wire)
+    assert parsed is not None and parsed.name == "www.example.com" and parsed.qtype == 1 and not parsed.is_response
+    forged = dns.message.from_wire(dnswire.forge_response(wire, parsed, answer_ip="127.0.0.1"))
+    assert forged.id == q.id and [rd.address for rr in forged.answer for rd in rr] == ["127.0.0.1"]
+    nx = dns.message.from_wire(dnswire.forge_response(wire, parsed, answer_ip=None, rcode=3))
+    assert nx.rcode() == 3 and not nx.answer
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=300)
+def test_dns_parser_never_raises_on_garbage(data: bytes) -> None:
+    dnswire.parse_question(data)
+
+
+def test_client_hello_sni_and_alpn() -> None:
+    hello = _client_hello("Video.Example.org", ["h2", "http/1.1"])
+    got = tlshello.parse_client_hello(hello)
+    assert isinstance(got, tlshello.ClientHello) and got.sni == "video.example.org" and got.alpn == ("h2", "http/1.1")
+
+
+@pytest.mark.parametrize("cut", [1, 5, 40, 100, -1])
+def test_client_hello_reassembled_across_segments(cut: int) -> None:
+    hello = _client_hello("split.example")
+    cut = cut if cut > 0 else len(hello) - 1
+    buf = tlshello.ClientHelloBuffer(1000)
+    assert buf.feed(1000, hello[:cut]) is False
+    assert buf.feed(5000, b"out of order") is False
+    got = buf.feed(1000 + cut, hello[cut:])
+    assert isinstance(got, tlshello.ClientHello) and got.sni == "split.example"
+
+
+@given(st.binary(max_size=600))
+@settings(max_examples=300)
+def test_client_hello_parser_never_raises(data: bytes) -> None:
+    tlshello.parse_client_hello(b"\x16\x03\x01" + data)
+    tlshello.parse_client_hello(data)
+
+
+def test_request_head_host_and_strictness() -> None:
+    assert httphead.find_host(b"GET / HTTP/1.1\r\nHOST: Example.COM:8080\r\n") == "example.com"
+    assert httphead.find_host(b"\x16\x03\x01") is None
+    head = httphead.parse_request_head(b"GET /a HTTP/1.1\r\nHost: x.org\r\nX-A: 1\r\n\r\nBODY")
+    assert head is not None and head.host == "x.org" and head.raw_len == len(b"GET /a HTTP/1.1\r\nHost: x.org\r\nX-A: 1\r\n\r\n")
+    assert httphead.parse_request_head(b"GET\t/ HTTP/1.1 x\r\n\r\n") is None
+    assert httphead.parse_request_head(b"GET / HTTP/1.1\r\nBad Header: y\r\n\r\n") is None
