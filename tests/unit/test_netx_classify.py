@@ -11,6 +11,8 @@ from pathlib import Path
 
 import h11
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tamperscope.model import failures as F
 from tamperscope.netx.classify import (
@@ -127,3 +129,10 @@ def test_vocabulary_is_documented() -> None:
     documented = set(re.findall(r"`([a-z0-9_]+(?:: [a-z0-9 ]+)?)`", text))
     missing = sorted(f for f in F.ALL_FAILURES if f not in documented)
     assert not missing, f"undocumented failure strings: {missing}"
+
+
+@given(st.text(max_size=300), st.sampled_from([ValueError, RuntimeError, KeyError, Exception]))
+@settings(max_examples=200, deadline=None)
+def test_any_exception_gets_a_known_failure(text: str, kind: type[Exception]) -> None:
+    failure = classify(kind(text), operation=F.TOP_LEVEL)
+    assert F.is_known(failure) and "\n" not in failure

@@ -9,10 +9,20 @@ from pathlib import Path
 
 import dns.message
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tamperscope.model import failures as F
 from tamperscope.netx import Resolver, Trace, lookup_addresses
-from tamperscope.netx.dns import lookup_dot, lookup_system, lookup_tcp, lookup_udp
+from tamperscope.netx.dns import (
+    interpret,
+    lookup_dot,
+    lookup_system,
+    lookup_tcp,
+    lookup_udp,
+    make_query,
+    parse_reply,
+)
 from tamperscope.netx.doh import lookup_doh
 
 try:
@@ -273,3 +283,15 @@ def test_resolver_validation() -> None:
         Resolver("carrier-pigeon", "x")
     with pytest.raises(ValueError):
         Resolver("udp")
+
+
+@given(st.binary(max_size=600))
+@settings(max_examples=300, deadline=None)
+def test_garbage_never_crashes_the_parser(data: bytes) -> None:
+    query = make_query("fuzz.example", "A", query_id=4242)
+    reply = parse_reply(query, data)
+    assert reply is None or reply.id == 4242
+    wire = data[:2] and (struct.pack("!H", 4242) + data[2:])
+    reply = parse_reply(query, wire)  # right id, random rest
+    if reply is not None:
+        interpret("A", reply)

@@ -330,11 +330,12 @@ async def _lookup_stream(engine: str, hostname: str, query_type: str, *, server:
     failure: str | None = None
     try:
         query = make_query(hostname, query_type)
-        conn: Connection = await tcp_mod.connect(server, port, trace=sub, timeout=timeout,
-                                                 tags=tags, transaction_id=tid)
+        stream = await tcp_mod.connect(server, port, trace=sub, timeout=timeout, tags=tags,
+                                       transaction_id=tid)
+        conn: Connection = stream
         try:
             if engine == "dot":
-                conn = await tls_mod.handshake(conn, server_name=server_name, alpn=("dot",),
+                conn = await tls_mod.handshake(stream, server_name=server_name, alpn=("dot",),
                                                ca_bundle=ca_bundle, trace=sub, tags=tags,
                                                timeout=max(0.0, deadline - loop.time()))
             async with asyncio.timeout_at(deadline):

@@ -24,9 +24,9 @@ async def exchange(conn: Connection, request: Request, partial: Partial, limits:
     out = h11conn.send(h11.Request(method=request.method, target=request.target.path,
                                    headers=request_headers(request)))
     if request.body:
-        out += h11conn.send(h11.Data(data=request.body))  # type: ignore[operator]
-    out += h11conn.send(h11.EndOfMessage())  # type: ignore[operator]
-    await conn.write(out)  # type: ignore[arg-type]
+        out += h11conn.send(h11.Data(data=request.body))
+    out += h11conn.send(h11.EndOfMessage())
+    await conn.write(out)
     got_response = False
     while True:
         event = h11conn.next_event()

@@ -14,7 +14,7 @@ and time, which is what throttling analysis needs.
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import Protocol, cast
 
 from tamperscope.model import failures as F
 from tamperscope.netx.classify import classify
@@ -58,8 +58,8 @@ class _StreamProtocol(asyncio.Protocol):
         self.lost: asyncio.Future[None] = loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance check here.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -120,8 +120,8 @@ class TCPStream:
         """Connect (no timeout here: callers wrap this in ``asyncio.timeout``)."""
         loop = asyncio.get_running_loop()
         transport, proto = await loop.create_connection(lambda: _StreamProtocol(loop), ip, port)
-        assert isinstance(transport, asyncio.Transport) and isinstance(proto, _StreamProtocol)
-        return cls(transport, proto, address=address, transaction_id=transaction_id, trace=trace)
+        return cls(transport, proto, address=address,
+                   transaction_id=transaction_id, trace=trace)
 
     @property
     def alpn(self) -> str | None:

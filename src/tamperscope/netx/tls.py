@@ -33,6 +33,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509 import verification as xv
+from cryptography.x509.general_name import DNSName, IPAddress
 
 from tamperscope.model import failures as F
 from tamperscope.netx.classify import TLSError, classify
@@ -311,11 +312,11 @@ def verify_offline(chain: Sequence[bytes], server_name: str | None,
         return F.SSL_UNKNOWN_AUTHORITY
     try:
         certs = [x509.load_der_x509_certificate(der) for der in chain]
-        name: xv.DNSName | xv.IPAddress
+        name: DNSName | IPAddress
         try:
-            name = xv.IPAddress(ipaddress.ip_address(server_name or ""))
+            name = IPAddress(ipaddress.ip_address(server_name or ""))
         except ValueError:
-            name = xv.DNSName(server_name or "")
+            name = DNSName(server_name or "")
         builder = (xv.PolicyBuilder().store(store)
                    .time(datetime.datetime.now(datetime.timezone.utc))
                    .extension_policies(
