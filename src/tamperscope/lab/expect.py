@@ -10,11 +10,13 @@ profile and the same lab/farm.py, so the prediction is exact, not a guess.
 from __future__ import annotations
 
 import csv
-import ipaddress
 import io
+import ipaddress
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
+from ..model.inputs import BadInput
+from ..model.inputs import parse_url as _parse
+from ..model.inputs import read_url_list as _read
 from ..model.profile import Profile, Rule
 from . import farm
 
@@ -30,21 +32,13 @@ class Expectation:
     host: str | None = None  # the host (after redirects) where it happens
 
 
-class BadURL(ValueError):
-    pass
+BadURL = BadInput
 
 
 def parse_url(url: str) -> tuple[str, str, int, str]:
     """(scheme, host, port, path) of an http(s) URL, or BadURL."""
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError as e:
-        raise BadURL(f"malformed URL {url!r}: {e}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadURL(f"not an http(s) URL: {url!r}")
-    host = parts.hostname.lower().rstrip(".")
-    return parts.scheme, host, port or (443 if parts.scheme == "https" else 80), (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    p = _parse(url)
+    return p.scheme, p.host, p.port, p.path
 
 
 def _ip_rule(profile: Profile, host: str, addr: str, port: int) -> Rule | None:
@@ -103,21 +97,8 @@ def expect_url(profile: Profile, url: str) -> Expectation:
 
 
 def read_url_list(text: str, source: str = "list") -> list[str]:
-    """URLs from a Citizen Lab test-list CSV (header `url,...`) or one URL per line."""
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    if not lines:
-        raise BadURL(f"{source}: no URLs in it")
-    if lines[0].split(",")[0].strip().lower() == "url":
-        rows = list(csv.DictReader(io.StringIO("\n".join(lines))))
-        urls = [row["url"].strip() for row in rows if row.get("url")]
-    else:
-        urls = [ln.strip() for ln in lines]
-    for i, u in enumerate(urls, 1):
-        try:
-            parse_url(u)
-        except BadURL as e:
-            raise BadURL(f"{source}: entry {i}: {e}") from None
-    return urls
+    """URLs from a Citizen Lab test-list CSV or one URL per line."""
+    return [e.url for e in _read(text, source)]
 
 
 def to_csv(rows: list[Expectation]) -> str:

@@ -8,7 +8,7 @@ what a server does and what the ground truth predicts can never drift apart.
 - A name that any rule of the active profile names gets an address of its own
   in 198.19.128.0/17, so blocking it (and residual blocking after it) never
   hits another site. Other names share 32 web-farm addresses by hash.
-- Each host serves a stable page: its own title and body length.
+- Each host serves a stable page: its own title and body length (12-40 KB).
 - `redirect.X` answers 302 to `https://X/` (cross-host); one host in four
   (by hash) redirects http to https; `large.X` serves a 4 MiB body; any host
   serves `/blob?size=N` (N random-looking bytes, at most 64 MiB) for throughput tests.
@@ -60,12 +60,16 @@ class Response:
 
 
 def page(host: str) -> bytes:
-    """The stable page of `host`: its own title and a body length of 2-30 KB."""
+    """The stable page of `host`: its own title and a body length of 12-40 KB.
+
+    Pages are large enough that throttling to a few hundred kbit/s is visible
+    in one fetch (~0.5 s at 150 kbit/s), as it is on real sites.
+    """
     h = _h("page:" + host)
     title = f"{host} | lab site {h % 9973}"
     para = (f"<p>This is {host}, a page of the tamperscope lab internet. "
             "Its content is stable, so a probe and a control helper see the same bytes.</p>\n")
-    n = 2000 + h % 28000
+    n = 12000 + h % 28000
     head = f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\n<body>\n<h1>{host}</h1>\n"
     body = head + para * max(1, (n - len(head)) // len(para)) + "</body></html>\n"
     return body.encode()

@@ -318,6 +318,11 @@ def up(spec: str) -> dict:
         raise LabError(f"lab up failed: {e.__class__.__name__}: {e}{logs}") from None
 
 
+def asn_table() -> str:
+    """The lab's prefix-to-ASN table, in iptoasn.com's TSV format."""
+    return str(resources.files("tamperscope.lab") / "data" / "ip2asn.tsv")
+
+
 def _helper_command() -> list[str] | None:
     """The control helper runs on the internet side once the probe package provides it."""
     try:
@@ -328,7 +333,7 @@ def _helper_command() -> list[str] | None:
     except ImportError:
         return None
     return ["-m", "tamperscope.helper.server", "--host", A.HELPER, "--port", str(A.HELPER_PORT),
-            "--ready", str(PATHS.root / "ready-helper"), "--asn-table", "lab",
+            "--ready", str(PATHS.root / "ready-helper"), "--asn-table", asn_table(),
             "--ca-bundle", str(PATHS.ca_bundle), "--resolver", A.PUBLIC_RESOLVER]
 
 
@@ -382,7 +387,7 @@ def client_env(base: dict[str, str] | None = None) -> dict[str, str]:
         "TAMPERSCOPE_ECHO": A.ECHO,
         "TAMPERSCOPE_CA_BUNDLE": str(PATHS.ca_bundle),
         "SSL_CERT_FILE": str(PATHS.ca_bundle),
-        "TAMPERSCOPE_ASN_TABLE": "lab",
+        "TAMPERSCOPE_ASN_TABLE": asn_table(),
     })
     return env
 
