@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import copy
+import functools
+import secrets
 import socket
 import struct
 from collections.abc import Sequence
@@ -52,12 +55,26 @@ class DNSResult:
     record: Record | None = field(default=None, compare=False, repr=False)
 
 
+@functools.lru_cache(maxsize=4096)
+def _template(hostname: str, query_type: str) -> tuple[dns.message.Message, bytes]:
+    # Building a query (name parsing, rendering) costs more than the rest of a UDP
+    # lookup; measurements ask for the same names again and again, so render once.
+    query = dns.message.make_query(hostname, query_type)
+    return query, query.to_wire()
+
+
+def build_query(hostname: str, query_type: str, *,
+                query_id: int | None = None) -> tuple[dns.message.Message, bytes]:
+    """A recursive query and its wire form (random id unless given). Never mutate the result."""
+    template, wire = _template(hostname, query_type)
+    query = copy.copy(template)
+    query.id = secrets.randbits(16) if query_id is None else query_id
+    return query, struct.pack("!H", query.id) + wire[2:]
+
+
 def make_query(hostname: str, query_type: str, *, query_id: int | None = None) -> dns.message.Message:
     """A recursive query for ``hostname``/``query_type`` (random id unless given)."""
-    query = dns.message.make_query(hostname, query_type)
-    if query_id is not None:
-        query.id = query_id
-    return query
+    return build_query(hostname, query_type, query_id=query_id)[0]
 
 
 def parse_reply(query: dns.message.Message, wire: bytes) -> dns.message.Message | None:
@@ -208,8 +225,7 @@ async def lookup_udp(hostname: str, query_type: str = "A", *, server: str, port:
     transport: asyncio.DatagramTransport | None = None
     reply = wire = None
     try:
-        query = make_query(hostname, query_type)
-        payload = query.to_wire()
+        query, payload = build_query(hostname, query_type)
         async with asyncio.timeout(timeout):
             transport, proto = await loop.create_datagram_endpoint(
                 lambda: _UDPProtocol(loop), remote_addr=(server, port))
@@ -329,7 +345,7 @@ async def _lookup_stream(engine: str, hostname: str, query_type: str, *, server:
     reply = wire = None
     failure: str | None = None
     try:
-        query = make_query(hostname, query_type)
+        query, payload = build_query(hostname, query_type)
         stream = await tcp_mod.connect(server, port, trace=sub, timeout=timeout, tags=tags,
                                        transaction_id=tid)
         conn: Connection = stream
@@ -339,7 +355,7 @@ async def _lookup_stream(engine: str, hostname: str, query_type: str, *, server:
                                                ca_bundle=ca_bundle, trace=sub, tags=tags,
                                                timeout=max(0.0, deadline - loop.time()))
             async with asyncio.timeout_at(deadline):
-                wire = await exchange_stream(conn, query.to_wire())
+                wire = await exchange_stream(conn, payload)
         finally:
             await conn.aclose()
         reply = parse_reply(query, wire)

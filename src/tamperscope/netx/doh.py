@@ -16,7 +16,13 @@ from collections.abc import Sequence
 from tamperscope.model import failures as F
 from tamperscope.netx.classify import classify
 from tamperscope.netx.connect import Connector, DirectConnector
-from tamperscope.netx.dns import DEFAULT_DNS_TIMEOUT, DNSResult, finish_lookup, make_query, parse_reply
+from tamperscope.netx.dns import (
+    DEFAULT_DNS_TIMEOUT,
+    DNSResult,
+    build_query,
+    finish_lookup,
+    parse_reply,
+)
 from tamperscope.netx.http import round_trip
 from tamperscope.netx.trace import Trace
 
@@ -37,11 +43,11 @@ async def lookup_doh(hostname: str, query_type: str = "A", *, url: str, trace: T
     reply = wire = None
     failure: str | None = None
     try:
-        query = make_query(hostname, query_type, query_id=0)  # RFC 8484 4.1: id 0 for caching
+        query, payload = build_query(hostname, query_type, query_id=0)  # RFC 8484 4.1: id 0
         conn = await connector(url, trace=sub, timeout=timeout, tags=tags)
         try:
             response = await round_trip(
-                conn, url, trace=sub, method="POST", body=query.to_wire(),
+                conn, url, trace=sub, method="POST", body=payload,
                 headers=(("Accept", _CONTENT_TYPE), ("Content-Type", _CONTENT_TYPE)),
                 timeout=max(0.0, deadline - loop.time()), record=record_transport, tags=tags)
         finally:
