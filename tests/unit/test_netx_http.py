@@ -346,3 +346,14 @@ def test_target_parsing() -> None:
     for bad in ("ftp://x/", "http://", "http://x:99999/"):
         with pytest.raises(ValueError):
             Target.parse(bad)
+
+
+def test_redirect_to_other_scheme_is_unknown_failure() -> None:
+    async def main() -> None:
+        routes = {"/": srv.http_response(302, b"", [("Location", "ftp://files.test/x")])}
+        async with srv.TCPServer(site(routes)) as server, Trace() as trace:
+            result = await fetch(f"http://s.test:{server.port}/", trace=trace, connector=loopback())
+        assert result.failure == "unknown_failure: unsupported protocol scheme 'ftp'"
+        assert trace.requests[0]["failure"] == result.failure
+
+    srv.run(main())

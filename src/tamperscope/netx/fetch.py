@@ -80,9 +80,9 @@ async def fetch(url: str, *, trace: Trace, resolver: Resolver = SYSTEM,
             return FetchResult(url, tuple(responses), None, None)
         if depth == max_redirects:
             return _fail(url, responses, response, F.HTTP_TOO_MANY_REDIRECTS)
-        following = _redirect_target(current, location)
+        following, failure = _redirect_target(current, location)
         if following is None:
-            return _fail(url, responses, response, F.HTTP_INVALID_REDIRECT_LOCATION_HOST)
+            return _fail(url, responses, response, failure)
         current = following
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -94,26 +94,27 @@ def _fail(url: str, responses: list[HTTPResponse], response: HTTPResponse,
     return FetchResult(url, tuple(responses), failure, F.HTTP_ROUND_TRIP)
 
 
-def _redirect_target(current: str, location: str) -> str | None:
-    """The absolute URL ``location`` points to, or None when it has no usable host."""
+def _redirect_target(current: str, location: str) -> tuple[str | None, str]:
+    """``(absolute URL, "")`` for a followable ``location``, else ``(None, failure)``."""
+    invalid = F.HTTP_INVALID_REDIRECT_LOCATION_HOST
     location = location.strip()
     if not location:
-        return None
+        return None, invalid
     try:
         given = urlsplit(location)
     except ValueError:
-        return None
+        return None, invalid
     if (given.scheme or location.startswith("//")) and not given.hostname:
-        return None  # "http://", "//": absolute, but without a host
+        return None, invalid  # "http://", "//": absolute, but without a host
     following = urljoin(current, location)
+    scheme = urlsplit(following).scheme.lower()
+    if scheme not in ("http", "https"):
+        return None, F.unknown(f"unsupported protocol scheme {scheme!r}")
     try:
-        parts = urlsplit(following)
         Target.parse(following)
     except ValueError:
-        return None
-    if not parts.hostname:
-        return None
-    return following
+        return None, invalid
+    return following, ""
 
 
 def _host(url: str) -> str:
