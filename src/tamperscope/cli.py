@@ -16,6 +16,7 @@ from . import __version__
 # (module, attribute): each adds its subcommand(s)
 COMMANDS = [
     "tamperscope.lab.command",
+    "tamperscope.helper.command",
 ]
 
 

@@ -1,0 +1,28 @@
+"""`tamperscope helper`: run the control test helper."""
+
+from __future__ import annotations
+
+import argparse
+
+from .server import add_arguments
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("helper", help="run the control test helper (OONI's web-connectivity TH protocol)",
+                       description="Serve the control test helper: the uncensored vantage that measures the same "
+                                   "target for comparison. Speaks OONI's web-connectivity test-helper protocol "
+                                   "(POST / with {http_request, http_request_headers, tcp_connect}). Writes nothing.")
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvloop
+
+    from .server import serve_forever
+
+    try:
+        uvloop.run(serve_forever(args))
+    except KeyboardInterrupt:
+        pass
+    return 0
