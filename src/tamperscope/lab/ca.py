@@ -69,11 +69,15 @@ class Issuer:
         self._key_pem = self.leaf_key.private_bytes(_PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 
     def leaf(self, name: str) -> x509.Certificate:
+        """A certificate for `name`, or for several names given comma-separated (first is the CN)."""
         now = dt.datetime.now(dt.timezone.utc)
-        try:
-            san: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(name))
-        except ValueError:
-            san = x509.DNSName(name)
+        sans: list[x509.GeneralName] = []
+        for n in name.split(","):
+            try:
+                sans.append(x509.IPAddress(ipaddress.ip_address(n)))
+            except ValueError:
+                sans.append(x509.DNSName(n))
+        name = name.split(",")[0]
         return (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name[:64])]))
@@ -82,7 +86,7 @@ class Issuer:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(days=1))
             .not_valid_after(now + dt.timedelta(days=90))
-            .add_extension(x509.SubjectAlternativeName([san]), critical=False)
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.ca_cert.public_key()), critical=False)  # type: ignore[arg-type]

@@ -385,6 +385,8 @@ def client_env(base: dict[str, str] | None = None) -> dict[str, str]:
         "TAMPERSCOPE_PUBLIC_RESOLVER": A.PUBLIC_RESOLVER,
         "TAMPERSCOPE_HELPER": A.Endpoints().helper_url,
         "TAMPERSCOPE_ECHO": A.ECHO,
+        "TAMPERSCOPE_SILENT_RESOLVER": A.SILENT,
+        "TAMPERSCOPE_DOH": f"https://{A.PUBLIC_RESOLVER}/dns-query",
         "TAMPERSCOPE_CA_BUNDLE": str(PATHS.ca_bundle),
         "SSL_CERT_FILE": str(PATHS.ca_bundle),
         "TAMPERSCOPE_ASN_TABLE": asn_table(),

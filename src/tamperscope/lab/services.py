@@ -36,6 +36,10 @@ from .farm import Response
 from .web import Request, WebServer, echo
 
 
+# What a client connecting without SNI (by address) is shown: the service addresses.
+DEFAULT_NAMES = ",".join(["lab.test", A.PUBLIC_RESOLVER, A.AUTHORITATIVE, A.HELPER, A.ECHO])
+
+
 def _profile(state: dict) -> Profile:
     return load_profile(Path(state["profile_path"]), blockpages.names())
 
@@ -56,7 +60,7 @@ async def _inet(state_dir: Path, state: dict) -> None:
 
     web = WebServer(handler, raw={A.ECHO: echo})
     keep.append(await web.start("0.0.0.0", 80, reuse_port=True))
-    keep.append(await web.start("0.0.0.0", 443, tls=issuer.sni_context("lab.test"), reuse_port=True))
+    keep.append(await web.start("0.0.0.0", 443, tls=issuer.sni_context(DEFAULT_NAMES), reuse_port=True))
     keep.append(await asyncio.start_server(echo, A.ECHO, 7))
     (state_dir / "ready-inet").write_text("ok")
     await asyncio.Event().wait()

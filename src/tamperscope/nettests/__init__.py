@@ -1,1 +1,25 @@
+"""Nettests, one module each, registered by name.
 
+Each module has the same parts in the same order: NAME, VERSION,
+NEEDS_INPUT, Config, run(input, ctx) -> test_keys, and optionally
+finish(measurement, ctx) to add verdict keys once the envelope exists.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+REGISTRY: dict[str, str] = {
+    "web_connectivity": "tamperscope.nettests.web_connectivity",
+    "dnscheck": "tamperscope.nettests.dnscheck",
+}
+
+
+def names() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def load(name: str) -> ModuleType:
+    """The nettest module called `name`; KeyError if there is none."""
+    return importlib.import_module(REGISTRY[name])

@@ -1,0 +1,74 @@
+"""The dnscheck verdict: one name over every transport, against the control.
+
+Pure, like the web_connectivity verdict, so `analyze` re-derives it. Rules, in order:
+1. Any answer from the silent address (where no DNS server runs) is forged:
+   `dns.injection`, confirmed (the GFWatch / Turkmenistan-study method).
+2. A cleartext (system/udp/tcp) answer set inconsistent with the control and
+   with what the encrypted transports (DoT/DoH) say, with a duplicate response
+   to the same query: `dns.injection`; without: `dns.poison`.
+3. Cleartext NXDOMAIN while the control or an encrypted transport resolves:
+   `dns.nxdomain`; cleartext timeouts/SERVFAIL while they resolve: `dns.drop`.
+4. Otherwise not blocked. With no control and no encrypted answer: cannot tell.
+Consistency is by address or by AS number (CDNs), and bogons never count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .consistency import is_bogon
+from .verdict import Verdict
+
+CLEARTEXT = ("system", "getaddrinfo", "udp", "tcp")
+ENCRYPTED = ("dot", "doh")
+DROP_FAILURES = {"generic_timeout_error", "dns_server_failure", "dns_temporary_failure", "dns_refused_error"}
+
+
+def _v(blocking: Any, accessible: Any, mechanism: str, confidence: float, status: str, evidence: list[str]) -> Verdict:
+    return Verdict(blocking=blocking, accessible=accessible, mechanism=mechanism, confidence=confidence,
+                   status=status, evidence=tuple(evidence), fingerprints=())
+
+
+def dnscheck_verdict(measurement: Mapping[str, Any]) -> Verdict:
+    tk = measurement.get("test_keys") or {}
+    lookups = tk.get("x_lookups") or {}
+    if not isinstance(lookups, Mapping):
+        return _v(None, None, "none", 0.0, "failure", [])
+    silent = tk.get("x_injection") or {}
+    if isinstance(silent, Mapping) and silent.get("answers"):
+        return _v("dns", False, "dns.injection", 0.99, "anomaly", ["test_keys.x_injection"])
+    control = tk.get("control") or {}
+    ctrl_dns = control.get("dns") if isinstance(control, Mapping) else None
+    good: set[str] = set()
+    good_asn: set[int] = set()
+    if isinstance(ctrl_dns, Mapping) and not ctrl_dns.get("failure"):
+        good |= {a for a in ctrl_dns.get("addrs") or [] if isinstance(a, str)}
+    asn_of: dict[str, int] = {}
+    for ip, info in ((control.get("ip_info") or {}) if isinstance(control, Mapping) else {}).items():
+        if isinstance(info, Mapping) and isinstance(info.get("asn"), int):
+            asn_of[ip] = info["asn"]
+    encrypted_ok = False
+    for key, lk in lookups.items():
+        if isinstance(lk, Mapping) and lk.get("engine") in ENCRYPTED and not lk.get("failure") and lk.get("addrs"):
+            good |= set(lk["addrs"])
+            encrypted_ok = True
+    good_asn = {asn_of[a] for a in good if asn_of.get(a)}
+    if not good:
+        return _v(None, None, "none", 0.0, "failure" if not encrypted_ok else "ok", ["test_keys.control"])
+    dup_keys = {(d.get("engine"), d.get("resolver_address"), d.get("query_type"))
+                for d in tk.get("x_dns_duplicate_responses") or [] if isinstance(d, Mapping)}
+    for key, lk in lookups.items():
+        if not isinstance(lk, Mapping) or lk.get("engine") not in CLEARTEXT:
+            continue
+        ev = [f"test_keys.x_lookups.{key}"]
+        failure = lk.get("failure")
+        addrs = [a for a in lk.get("addrs") or [] if isinstance(a, str)]
+        if failure == "dns_nxdomain_error":
+            return _v("dns", False, "dns.nxdomain", 0.8, "anomaly", ev)
+        if failure in DROP_FAILURES:
+            return _v("dns", False, "dns.drop", 0.6, "anomaly", ev)
+        if addrs and not any(a in good or (asn_of.get(a) in good_asn and not is_bogon(a)) for a in addrs):
+            injected = (lk.get("engine"), lk.get("resolver_address"), "A") in dup_keys
+            return _v("dns", False, "dns.injection" if injected else "dns.poison", 0.9 if injected else 0.8, "anomaly", ev)
+    return _v(False, True, "none", 0.8, "ok", ["test_keys.x_lookups"])

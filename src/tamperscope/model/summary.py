@@ -1,0 +1,36 @@
+"""OONI's summary test_keys for web_connectivity: dns_consistency and the *_match fields.
+
+These are the keys OONI's own probe writes next to `blocking`; ours are
+computed from the same normalised observations the verdict uses
+(model/consistency.py), so the two never disagree about the facts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .consistency import AddressJudge, http_diff, observe
+
+
+def summary_keys(measurement: Mapping[str, Any]) -> dict[str, Any]:
+    obs = observe(measurement)
+    judge = AddressJudge(obs, use_tls=obs.version >= (0, 5))
+    depth0 = [q for q in obs.queries if q.depth == 0 and not q.encrypted and q.addrs]
+    addrs = sorted({a for q in depth0 for a in q.addrs})
+    consistent = judge.consistent(addrs, obs.host) if addrs else None
+    failures = [q.failure for q in obs.queries if q.depth == 0 and q.failure]
+    if consistent is None and failures and obs.control is not None and obs.control.dns_failure == failures[0]:
+        dns_consistency: str | None = "consistent"
+    elif consistent is None:
+        dns_consistency = None if not failures else "inconsistent"
+    else:
+        dns_consistency = "consistent" if consistent else "inconsistent"
+    out: dict[str, Any] = {"dns_consistency": dns_consistency, "body_length_match": None, "body_proportion": 0,
+                           "status_code_match": None, "headers_match": None, "title_match": None}
+    final = next((e for e in reversed(obs.exchanges) if e.is_final), None)
+    if final is not None and obs.control is not None and obs.control.http is not None and obs.control.http.failure is None:
+        d = http_diff(final, obs.control.http, obs.version)
+        out.update(body_length_match=d.body_length_match, body_proportion=d.body_proportion or 0,
+                   status_code_match=d.status_code_match, headers_match=d.headers_match, title_match=d.title_match)
+    return out

@@ -1,0 +1,85 @@
+"""What every nettest gets and gives: the run context and the nettest protocol.
+
+A nettest module has the same parts in the same order: NAME, VERSION,
+NEEDS_INPUT, `Config` (its options, if any), `run(input, ctx) -> test_keys`.
+`run` raises only when it cannot run at all (`NettestError`, bad input);
+every network outcome is a record with a failure string.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..model.asn import EMPTY, AsnTable
+from ..netx import Resolver
+
+BlockpageMatcher = Callable[[str, Mapping[str, str]], Sequence[str]]
+
+
+class IPLimiter:
+    """At most `per_ip` measurements in flight towards one server address.
+
+    Addresses are taken in sorted order, one at a time, so two measurements
+    waiting for each other's addresses cannot deadlock.
+    """
+
+    def __init__(self, per_ip: int = 2) -> None:
+        self.per_ip = per_ip
+        self._sems: dict[str, asyncio.Semaphore] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, ips: Sequence[str]) -> AsyncIterator[None]:
+        taken: list[asyncio.Semaphore] = []
+        try:
+            for ip in sorted(set(ips)):
+                sem = self._sems.get(ip)
+                if sem is None:
+                    sem = self._sems[ip] = asyncio.Semaphore(self.per_ip)
+                await sem.acquire()
+                taken.append(sem)
+            yield
+        finally:
+            for sem in taken:
+                sem.release()
+
+
+class NettestError(ValueError):
+    """A nettest cannot run as asked (bad input or configuration); one-line message."""
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    dns: float = 4.0
+    connect: float = 5.0
+    tls: float = 5.0
+    http: float = 10.0
+    control: float = 15.0
+    measurement: float = 60.0
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where the probe is and what it may use, for every nettest of a run."""
+
+    helper_url: str | None = None  # the control helper (OONI's TH protocol)
+    udp_resolver: Resolver | None = None  # a public resolver spoken to over UDP
+    isp_resolver: str | None = None  # the system resolver's address, when known (recorded, never the user's IP)
+    ca_bundle: str | None = None  # trust store for TLS; None: the system's
+    matcher: BlockpageMatcher | None = None
+    asn: AsnTable = EMPTY
+    backend: str | None = None  # echo / middlebox backend (host or URL)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    limiter: IPLimiter = field(default_factory=IPLimiter)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Nettest(Protocol):
+    NAME: str
+    VERSION: str
+    NEEDS_INPUT: bool
+
+    async def run(self, input: str | None, ctx: Context) -> dict[str, Any]: ...

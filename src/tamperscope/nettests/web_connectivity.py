@@ -1,0 +1,195 @@
+"""web_connectivity: is this URL reachable, and if not, how is it blocked?
+
+Follows OONI's Web Connectivity v0.5:
+1. DNS, in parallel: the system resolver and a UDP resolver (every response
+   recorded, so injected answers racing the real one show up as duplicates).
+2. In parallel: the control request to the helper (with our endpoints), and a
+   TCP connect (+ TLS with the URL's SNI for https) to every resolved address.
+3. The HTTP GET over the first connection that succeeded, then the redirect
+   chain (up to 10 hops) with fresh connections.
+4. When the page came slowly, a throughput check: the same resource from the
+   same address with an innocent SNI/Host, to tell throttling from a slow line.
+The verdict is `model.verdict.web_connectivity_verdict` over the raw records,
+the same function `tamperscope analyze` applies to anyone's measurements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ..model.inputs import BadInput, parse_url
+from ..model.summary import summary_keys
+from ..model.verdict import web_connectivity_verdict
+from ..netx import (SYSTEM, Connection, NetxError, Resolver, Trace, fetch, lookup_addresses, lookup_system,
+                    round_trip, tcp_connect, tls_handshake)
+from ..netx.trace import endpoint
+from .base import Context, NettestError
+from .control import REQUEST_HEADERS, ask_helper, control_request
+
+NAME = "web_connectivity"
+VERSION = "0.5.28"
+NEEDS_INPUT = True
+MAX_ENDPOINTS = 6
+HEADERS = tuple((k, v[0]) for k, v in REQUEST_HEADERS.items())
+# A fetch slower than this, for a body at least this big, gets the throughput check.
+SLOW_KBPS = 2000.0
+MIN_BODY = 8 * 1024
+THROTTLE_RATIO = 0.3
+
+
+class Config:
+    """web_connectivity has no options beyond the run context."""
+
+
+async def run(input: str | None, ctx: Context) -> dict[str, Any]:
+    if not input:
+        raise NettestError("web_connectivity needs an input URL")
+    try:
+        url = parse_url(input)
+    except BadInput as e:
+        raise NettestError(str(e)) from None
+    trace = Trace()
+    tk: dict[str, Any] = {"agent": "redirect", "client_resolver": ctx.isp_resolver, "retries": None, "socksproxy": None}
+    try:
+        async with asyncio.timeout(ctx.timeouts.measurement):
+            async with trace:
+                await _measure(input, url.scheme, url.host, url.port, ctx, trace, tk)
+    except TimeoutError:
+        trace.cancel()
+        tk["x_measurement_failure"] = "generic_timeout_error"
+    tk.update(trace.test_keys())
+    tk.setdefault("control", None)
+    tk.setdefault("control_failure", "generic_timeout_error")
+    tk.setdefault("x_control_request", None)
+    tk.setdefault("dns_experiment_failure", None)
+    tk["http_experiment_failure"] = next((r.get("failure") for r in tk["requests"]), None)
+    return tk
+
+
+def finish(measurement: dict[str, Any], ctx: Context) -> None:
+    """Fill the verdict keys in place, from the raw records only."""
+    tk = measurement["test_keys"]
+    tk.update(summary_keys(measurement))
+    tk.update(web_connectivity_verdict(measurement, ctx.matcher).to_test_keys())
+
+
+async def _measure(input: str, scheme: str, host: str, port: int, ctx: Context, trace: Trace, tk: dict[str, Any]) -> None:
+    t = ctx.timeouts
+    addrs: list[str] = []
+    if _is_ip(host):
+        addrs = [host]
+    else:
+        async with asyncio.TaskGroup() as tg:
+            sys_task = tg.create_task(lookup_system(host, trace=trace, timeout=t.dns, tags=("depth=0",)))
+            udp_task = tg.create_task(lookup_addresses(host, resolver=ctx.udp_resolver, trace=trace, timeout=t.dns,
+                                                       tags=("depth=0",))) if ctx.udp_resolver else None
+        sys_res = sys_task.result()
+        tk["dns_experiment_failure"] = sys_res.failure
+        addrs = list(sys_res.addresses)
+        if udp_task is not None:
+            addrs += [a for a in udp_task.result().addresses if a not in addrs]
+    addrs = addrs[:MAX_ENDPOINTS]
+    endpoints = [endpoint(a, port) for a in addrs]
+    creq = control_request(input, endpoints)
+    tk["x_control_request"] = creq
+    conns: dict[str, Connection | None] = {}
+
+    async def connect(ip: str) -> None:
+        try:
+            stream = await tcp_connect(ip, port, trace=trace, timeout=t.connect, tags=("depth=0",))
+        except NetxError:
+            conns[ip] = None
+            return
+        if scheme != "https":
+            conns[ip] = stream
+            return
+        try:
+            conns[ip] = await tls_handshake(stream, server_name=host, ca_bundle=ctx.ca_bundle, timeout=t.tls,
+                                            tags=("depth=0",))
+        except NetxError:
+            conns[ip] = None
+
+    async def control() -> None:
+        resp, failure = await ask_helper(ctx, creq)
+        tk["control"] = resp
+        tk["control_failure"] = failure
+
+    async with ctx.limiter.hold(addrs):
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(control())
+            for ip in addrs:
+                tg.create_task(connect(ip))
+        chosen = next((conns[ip] for ip in addrs if conns.get(ip) is not None), None)
+        for ip in addrs:
+            c = conns.get(ip)
+            if c is not None and c is not chosen:
+                await c.aclose()
+        if chosen is None:
+            return
+        try:
+            resp = await round_trip(chosen, input, headers=HEADERS, timeout=t.http, tags=("depth=0", "fetch_body=true"))
+        except NetxError:
+            return
+        finally:
+            await chosen.aclose()
+    location = resp.header("Location") if resp.status in (301, 302, 303, 307, 308) else None
+    if location is not None:
+        from urllib.parse import urljoin
+
+        await fetch(urljoin(input, location), trace=trace, resolver=SYSTEM, ca_bundle=ctx.ca_bundle,
+                    timeout=t.http * 2, max_redirects=9, headers=HEADERS, tags=("redirect",))
+        return
+    await _throughput_check(input, scheme, host, port, resp, trace, ctx, tk)
+
+
+async def _throughput_check(url: str, scheme: str, host: str, port: int, resp: Any, trace: Trace, ctx: Context,
+                            tk: dict[str, Any]) -> None:
+    """When a big-enough page came slowly, fetch it again with an innocent SNI/Host and compare."""
+    rec = resp.record
+    if rec is None or len(resp.body) < MIN_BODY or resp.body_is_truncated:
+        return
+    seconds = max(1e-6, rec["t"] - rec["t0"])
+    target_kbps = len(resp.body) * 8 / 1000 / seconds
+    if target_kbps >= SLOW_KBPS:
+        return
+    ip = resp.address.rsplit(":", 1)[0].strip("[]")
+    probe = Trace(record_io=False)
+    innocent = "www.example.com"
+    try:
+        stream = await tcp_connect(ip, port, trace=probe, timeout=ctx.timeouts.connect)
+        try:
+            conn: Connection = stream
+            if scheme == "https":
+                conn = await tls_handshake(stream, server_name=innocent, ca_bundle=ctx.ca_bundle, verify=False,
+                                           timeout=ctx.timeouts.tls, alpn=("http/1.1",))
+            other = url.replace(f"//{host}", f"//{innocent}", 1) if scheme == "http" else url
+            c0 = probe.now()
+            again = await round_trip(conn, other, headers=HEADERS, timeout=ctx.timeouts.http, record=False)
+            control_seconds = max(1e-6, probe.now() - c0)
+        finally:
+            await stream.aclose()
+    except NetxError:
+        return
+    if len(again.body) < MIN_BODY // 2:
+        return
+    control_kbps = len(again.body) * 8 / 1000 / control_seconds
+    ratio = target_kbps / control_kbps if control_kbps > 0 else None
+    throttled = ratio is not None and ratio < THROTTLE_RATIO
+    tk["x_throttle"] = {"target_kbps": round(target_kbps, 1), "control_kbps": round(control_kbps, 1),
+                        "ratio": None if ratio is None else round(ratio, 4),
+                        "cap_kbps": round(target_kbps, 1) if throttled else None, "throttled": throttled,
+                        "method": "same address, innocent SNI/Host", "innocent_name": innocent}
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+__all__ = ["NAME", "VERSION", "NEEDS_INPUT", "Config", "run", "finish", "Resolver"]
