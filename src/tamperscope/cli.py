@@ -17,6 +17,7 @@ from . import __version__
 COMMANDS = [
     "tamperscope.lab.command",
     "tamperscope.helper.command",
+    "tamperscope.probe.command",
 ]
 
 

@@ -62,7 +62,7 @@ def _named(profile: Profile, layer: str, host: str, port: int) -> Rule | None:
 def expect_url(profile: Profile, url: str) -> Expectation:
     scheme, host, port, path = parse_url(url)
     throttled: Rule | None = None
-    for _hop in range(farm.MAX_REDIRECT_HOPS + 1):
+    for hop in range(farm.MAX_REDIRECT_HOPS + 1):
         if farm.is_ip(host):
             addr = host
         else:
@@ -74,7 +74,8 @@ def expect_url(profile: Profile, url: str) -> Expectation:
             addr = farm.address_for(host, profile)
         r = _ip_rule(profile, host, addr, port)
         if r is not None:
-            return Expectation(url, "tcp_ip", f"tcp.{r.action}", r.id, host)
+            # OONI calls a connect failure on a redirect hop http-failure, not tcp_ip
+            return Expectation(url, "tcp_ip" if hop == 0 else "http-failure", f"tcp.{r.action}", r.id, host)
         if scheme == "https":
             r = _named(profile, "tls", host, port) if not farm.is_ip(host) else None
             if r is not None and r.action == "throttle":
