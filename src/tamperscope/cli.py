@@ -18,6 +18,7 @@ COMMANDS = [
     "tamperscope.lab.command",
     "tamperscope.helper.command",
     "tamperscope.probe.command",
+    "tamperscope.demo",
 ]
 
 

@@ -56,6 +56,10 @@ async def _inet(state_dir: Path, state: dict) -> None:
     async def handler(req: Request) -> Response:
         if req.local_ip == A.PUBLIC_RESOLVER and req.target.startswith("/dns-query"):
             return _doh(req, profile)
+        if req.target.startswith("/whoami"):
+            # like "what is my IP" pages and blockpages that print it: the probe must scrub it
+            body = f"<html><head><title>Your address</title></head><body>You are {req.peer_ip}</body></html>".encode()
+            return Response(200, (("Content-Type", "text/html"), ("X-Client-IP", req.peer_ip)), body)
         return farm.respond(req.scheme, req.host, req.target)
 
     web = WebServer(handler, raw={A.ECHO: echo})

@@ -91,7 +91,8 @@ class Progress:
 
     def close(self) -> None:
         if self.enabled:
-            self.update(force=True)
+            if self.tty or time.monotonic() - self._last > 0.5:
+                self.update(force=True)
             if self.tty:
                 self.stream.write("\n")
             self.stream.flush()
