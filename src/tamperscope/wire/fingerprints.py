@@ -1,0 +1,896 @@
+"""Blockpage fingerprints: recognise censorship blockpages and DNS blockpage answers.
+
+What lives here: the fingerprint database shipped as package data
+(``wire/data/fingerprints.json``, built by ``scripts/build_fingerprints.py`` from
+the Censored Planet and Citizen Lab fingerprint sets; licences in
+``wire/data/FINGERPRINTS-LICENSES.md``) and the matcher that applies it to an
+HTTP response or to DNS answers. Design notes: ``docs/fingerprints.md``.
+
+Why it looks like this:
+
+* Pure ``wire`` layer: no I/O except reading its own package data once.
+* One pass per response. Every regex gets a *required literal* (a string, or a
+  few alternatives, that any match contains), found by walking the parsed
+  regex; each literal is indexed by an *anchor* (a substring of it that starts
+  with a rare character). One trie-shaped regex finds all anchors in one
+  left-to-right scan of the lowercased response; a fingerprint's full regex
+  then runs only in a window around its hits. Literal-less fingerprints form a
+  small always-run set.
+* Guarded: exponential backtracking shapes are rejected at load, ``A.*B.*C``
+  chains run as linear sequences of searches, full regexes see at most
+  ``WINDOW`` characters either side of a hit, and only the first
+  ``MAX_BODY_SCAN`` bytes of a body are looked at.
+* Precedence: a Censored Planet false-positive match suppresses only *generic*
+  Censored Planet matches (``f_gen``/``e_unk``), which must also match whole
+  words; fingerprints naming a product, country, ISP or organisation, and all
+  Citizen Lab ones, stand.
+"""
+
+from __future__ import annotations
+
+import codecs
+import functools
+import http
+import ipaddress
+import json
+import re
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from re import _constants as _sre  # private, stable on the supported Pythons (3.11+)
+from re import _parser as _sre_parse
+from typing import Any, TypeAlias
+
+MAX_BODY_SCAN = 256 * 1024  # bytes (str: characters) of a body looked at; the rest is ignored
+MAX_HEADER_SCAN = 16 * 1024  # characters of serialised status line + headers looked at
+WINDOW = 16 * 1024  # characters either side of a hit that a full regex may span
+ALWAYS_RUN_SCAN = 64 * 1024  # characters of its region a literal-less regex sees
+MIN_LITERAL = 4  # shortest literal (and anchor) worth indexing
+MAX_LITERAL = 48  # literals are cut to this many characters
+ANCHOR_LENGTH = 12  # longest anchor the scanner looks for
+MAX_ALTERNATIVES = 8  # most alternatives in one required-literal set
+GENERIC_LABELS = frozenset({"f_gen", "e_unk"})  # CP labels that name nobody
+DATA_FORMAT = "tamperscope-fingerprints/1"
+CENSOREDPLANET, CITIZENLAB = "censoredplanet", "citizenlab"
+
+Headers: TypeAlias = Mapping[str, str] | Sequence[tuple[str, str]] | None
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """One entry of ``fingerprints.json``."""
+
+    id: str  # unique: "cp/<name>" or "cl/<name>", "~2" suffix for repeated CP names
+    name: str  # the source's own name, verbatim
+    source: str  # "censoredplanet" | "citizenlab"
+    kind: str  # "blockpage" | "false_positive" | "dns"
+    syntax: str  # "regex" (Python re) | "substring" | "ip" (DNS answer: IP or host name)
+    pattern: str
+    flags: str  # Python inline flag letters for regexes ("s" = DOTALL); "" otherwise
+    where: str  # what the pattern runs over: "response" | "body" | "header" | "dns"
+    label: str  # CP: a_prod b_nat c_isp d_corp e_unk f_gen, or fp; CL: its scope
+    expected_countries: tuple[str, ...] = ()  # ISO 3166 codes; optional
+    confidence: int | None = None  # CL confidence_no_fp, 0-10; None for CP
+    title: str = ""  # CL common_name; optional
+
+    @property
+    def generic(self) -> bool:
+        """A Censored Planet blockpage fingerprint that names no product, country or operator."""
+        return self.source == CENSOREDPLANET and self.kind == "blockpage" and self.label in GENERIC_LABELS
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Fingerprint:
+        fields = {k: obj[k] for k in ("id", "name", "source", "kind", "syntax", "pattern", "where", "label")}
+        return cls(
+            **fields,
+            flags=obj.get("flags", ""),
+            expected_countries=tuple(obj.get("expected_countries", ())),
+            confidence=obj.get("confidence"),
+            title=obj.get("title", ""),
+        )
+
+
+@dataclass(frozen=True)
+class Match:
+    """One fingerprint that matched.
+
+    ``span`` is relative to the part ``where`` names: the decoded (capped) body
+    for "body", the serialised status line and headers for "header", the two
+    concatenated for "response" (a match straddling both), the index in the
+    answer list for "dns".
+    """
+
+    id: str  # Fingerprint.id
+    source: str  # "censoredplanet" | "citizenlab"
+    kind: str  # "blockpage" | "false_positive" | "dns"
+    label: str  # Fingerprint.label
+    where: str  # "body" | "header" | "response" | "dns"
+    span: tuple[int, int]  # [start, end)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A fingerprint refused at load, and why."""
+
+    id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ResponseMatches:
+    """Everything one response matched, after precedence."""
+
+    blockpages: tuple[Match, ...]  # blockpage matches that stand
+    false_positives: tuple[Match, ...]  # Censored Planet false-positive matches
+    suppressed: tuple[Match, ...]  # generic blockpage matches a false positive overruled
+    regex_evaluations: int  # full-regex searches run (one per window): the one-pass witness
+    scanned_chars: int  # characters of status line + headers + body scanned
+    truncated: bool  # body (or headers) longer than what was scanned
+
+    @property
+    def is_blockpage(self) -> bool:
+        return bool(self.blockpages)
+
+
+# --------------------------------------------------------------------------- text
+
+_META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]{1,40})""", re.I)
+_HEADER_CHARSET = re.compile(r"""charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]{1,40})""", re.I)
+_CHARSET_SNIFF = 4096  # bytes of body searched for <meta charset>
+
+
+def _codec(label: str) -> str | None:
+    """Python codec for a charset label ("windows-874" style labels map to cpNNN), or None."""
+    label = label.strip().lower()
+    if m := re.fullmatch(r"(?:windows|win|x-cp)-?(\d{3,4})", label):
+        label = "cp" + m.group(1)
+    try:
+        return codecs.lookup(label).name
+    except LookupError:
+        return None
+
+
+def _header_items(headers: Headers) -> list[tuple[str, str]]:
+    if headers is None:
+        return []
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return [(str(k), str(v)) for k, v in pairs]
+
+
+def _declared_charset(body: bytes, headers: Headers) -> str | None:
+    for name, value in _header_items(headers):
+        if name.lower() == "content-type" and (m := _HEADER_CHARSET.search(value)):
+            if codec := _codec(m.group(1)):
+                return codec
+    if m := _META_CHARSET.search(body, 0, _CHARSET_SNIFF):
+        return _codec(m.group(1).decode("ascii", "replace"))
+    return None
+
+
+def decode_body(body: bytes | str, headers: Headers = None) -> str:
+    """Body to text: UTF-8 when valid, else the declared charset, else UTF-8 with U+FFFD.
+
+    UTF-8 with replacement comes last because that is how the Censored Planet
+    data (JSON strings) saw undecodable responses.
+    """
+    if isinstance(body, str):
+        return body
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.reason == "unexpected end of data":  # a capped body cut inside a character
+            return body[: exc.start].decode("utf-8")
+    codec = _declared_charset(body, headers)
+    return body.decode(codec if codec else "utf-8", errors="replace")
+
+
+def serialise_head(status: int | None, headers: Headers) -> str:
+    """Status line and "Name: value" header lines, as the fingerprints were written against."""
+    lines = []
+    if status is not None:
+        try:
+            phrase = http.HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ""
+        lines.append(f"HTTP/1.1 {status} {phrase}".rstrip())
+    for name, value in _header_items(headers):
+        # HTTP/2 stacks lowercase names; fingerprints say "Location: ...".
+        lines.append("-".join(p[:1].upper() + p[1:].lower() for p in name.split("-")) + ": " + value)
+    return "\r\n".join(lines) + "\r\n\r\n" if lines else ""
+
+
+_FINAL_SIGMA = str.maketrans({"ς": "σ"})
+
+
+def _fold(text: str) -> str:
+    """Lowercase without changing length, so offsets in the folded text are offsets in ``text``."""
+    if "\u0130" in text:  # the one code point whose lower() is two characters
+        text = text.replace("\u0130", "i")
+    folded = text.lower()
+    return folded.translate(_FINAL_SIGMA) if "ς" in folded else folded  # lower() knows word ends
+
+
+# --------------------------------------------------------------------------- regex analysis
+
+_Items: TypeAlias = Any  # re._parser.SubPattern, or a list of (op, av) pairs
+_UNBOUNDED = 64  # a repeat allowing more iterations than this counts as unbounded
+_REPEATS = (_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT)
+_BACKTRACKING_REPEATS = (_sre.MAX_REPEAT, _sre.MIN_REPEAT)
+_ZERO_WIDTH = (_sre.AT, _sre.ASSERT, _sre.ASSERT_NOT)
+
+
+def _parse(pattern: str, flags: int) -> _Items:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return _sre_parse.parse(pattern, flags)
+
+
+def _product(left: set[str], right: set[str]) -> set[str] | None:
+    return None if len(left) * len(right) > MAX_ALTERNATIVES else {a + b for a in left for b in right}
+
+
+def _exact(op: Any, av: Any) -> set[str] | None:
+    """The few strings one parsed item can match, or None when unknown or too many."""
+    if op is _sre.LITERAL:
+        return {chr(av)}
+    if op in _ZERO_WIDTH:
+        return {""}
+    if op is _sre.SUBPATTERN:
+        return _exact_seq(av[3])
+    if op is _sre.IN and len(av) <= MAX_ALTERNATIVES and all(o is _sre.LITERAL for o, _ in av):
+        return {chr(a) for _, a in av}
+    if op is _sre.BRANCH:
+        out: set[str] = set()
+        for branch in av[1]:
+            if (sub := _exact_seq(branch)) is None:
+                return None
+            out |= sub
+        return out if len(out) <= MAX_ALTERNATIVES else None
+    if op in _REPEATS and av[0] == av[1] <= MAX_LITERAL:
+        return _exact_seq(list(av[2]) * av[0])
+    return None
+
+
+def _exact_seq(items: _Items) -> set[str] | None:
+    acc: set[str] | None = {""}
+    for op, av in items:
+        unit = _exact(op, av)
+        if unit is None or acc is None:
+            return None
+        acc = _product(acc, unit)
+    return acc
+
+
+def _candidates(items: _Items) -> list[frozenset[str]]:
+    """Sets of strings such that every match of ``items`` contains a member of each set."""
+    found: list[frozenset[str]] = []
+    run: set[str] = {""}
+    for op, av in [*items, (None, None)]:  # the sentinel flushes the last run
+        unit = _exact(op, av) if op is not None else None
+        if unit is not None and (joined := _product(run, unit)) is not None:
+            run = joined
+            continue
+        if "" not in run:
+            found.append(frozenset(run))
+        run = unit if unit is not None else {""}
+        if unit is None and op is not None:
+            found.extend(_candidates_of(op, av))
+    return found
+
+
+def _candidates_of(op: Any, av: Any) -> list[frozenset[str]]:
+    if op is _sre.SUBPATTERN:
+        return _candidates(av[3])
+    if op is _sre.ATOMIC_GROUP:
+        return _candidates(av)
+    if op in _REPEATS and av[0] >= 1:
+        unit = _exact_seq(av[2])
+        return [frozenset(unit)] if unit and "" not in unit else _candidates(av[2])
+    if op is _sre.BRANCH:
+        union: set[str] = set()
+        for branch in av[1]:
+            if (best := _best(_candidates(branch))) is None:
+                return []
+            union |= best
+        return [frozenset(union)] if len(union) <= MAX_ALTERNATIVES else []
+    return []
+
+
+def _best(sets: Iterable[frozenset[str]]) -> frozenset[str] | None:
+    """The most selective set: longest shortest member, then fewest members."""
+    scored = [(min(map(len, s)), -len(s), sorted(s)) for s in sets if s]
+    return frozenset(max(scored)[2]) if scored else None
+
+
+def _literals_of(parsed: _Items) -> tuple[str, ...]:
+    best = _best(_candidates(parsed))
+    if best is None or min(map(len, best)) < MIN_LITERAL:
+        return ()
+    return tuple(sorted({_fold(s)[:MAX_LITERAL] for s in best}))
+
+
+def required_literals(pattern: str, flags: int = 0) -> tuple[str, ...]:
+    """Lowercased literals one of which every match of ``pattern`` contains; () when none is usable."""
+    try:
+        return _literals_of(_parse(pattern, flags))
+    except (re.error, RecursionError, Warning):
+        return ()
+
+
+def _single_char(op: Any, av: Any) -> frozenset[int] | None:
+    """Code points a one-character item matches; None when unknown or any."""
+    if op is _sre.LITERAL:
+        return frozenset({av})
+    if op is _sre.IN and all(o is _sre.LITERAL for o, _ in av):
+        return frozenset(a for _, a in av)
+    return None
+
+
+def _first_chars(items: _Items) -> frozenset[int] | None:
+    solid = [(op, av) for op, av in items if op not in _ZERO_WIDTH]
+    if not solid:
+        return None
+    op, av = solid[0]
+    return _first_chars(av[3]) if op is _sre.SUBPATTERN else _single_char(op, av)
+
+
+def _overlap(a: frozenset[int] | None, b: frozenset[int] | None) -> bool:
+    return a is None or b is None or bool(a & b)
+
+
+def _top_branches(items: _Items) -> list[_Items]:
+    out: list[_Items] = []
+    for op, av in items:
+        if op is _sre.BRANCH:
+            out.extend(av[1])
+        elif op is _sre.SUBPATTERN:
+            out.extend(_top_branches(av[3]))
+    return out
+
+
+_SINGLE = (_sre.ANY, _sre.IN, _sre.LITERAL, _sre.NOT_LITERAL, _sre.CATEGORY)
+_NONE = frozenset({-1})  # "no unbounded one-char repeat just before"
+
+
+def _risk(items: _Items, loop: str | None) -> str | None:
+    """Exponential-backtracking shape in ``items``; ``loop``: None, "bounded" or "unbounded" enclosing repeat."""
+    previous: frozenset[int] | None = _NONE
+    for op, av in items:
+        if op in _BACKTRACKING_REPEATS:
+            lo, hi, body = av
+            unbounded = hi > _UNBOUNDED
+            if lo != hi and hi > 1 and loop is not None and (unbounded or loop == "unbounded"):
+                return "nested quantifiers, like (a+)+"
+            heads = [_first_chars(b) for b in _top_branches(body)] if unbounded else []
+            if any(_overlap(x, y) for i, x in enumerate(heads) for y in heads[i + 1 :]):
+                return "overlapping alternatives under a quantifier, like (a|ab)*"
+            inner = loop if hi <= 1 else ("unbounded" if unbounded or loop == "unbounded" else "bounded")
+            if reason := _risk(body, inner):
+                return reason
+            if unbounded and len(body) == 1 and body[0][0] in _SINGLE:
+                chars = _single_char(*body[0])
+                if previous is not _NONE and _overlap(previous, chars):
+                    return "adjacent overlapping unbounded quantifiers, like .*.*"
+                previous = chars
+                continue
+        elif op is _sre.SUBPATTERN and (reason := _risk(av[3], loop)):
+            return reason
+        elif op is _sre.BRANCH and (reason := next(filter(None, (_risk(b, loop) for b in av[1])), None)):
+            return reason
+        elif op in (_sre.ASSERT, _sre.ASSERT_NOT) and (reason := _risk(av[1], loop)):
+            return reason
+        elif op is _sre.POSSESSIVE_REPEAT and (reason := _risk(av[2], None)):
+            return reason  # never backtracked into as a whole, but its body may be risky itself
+        elif op is _sre.ATOMIC_GROUP and (reason := _risk(av, None)):
+            return reason
+        if op not in _ZERO_WIDTH:
+            previous = _NONE
+    return None
+
+
+def backtracking_risk(pattern: str, flags: int = 0) -> str | None:
+    """Why ``pattern`` may backtrack exponentially, or None."""
+    try:
+        return _risk(_parse(pattern, flags), loop=None)
+    except RecursionError:
+        return "too deeply nested"
+    except (re.error, Warning) as exc:
+        return f"does not compile: {exc}"
+
+
+def _unbounded_repeats(items: _Items) -> int:
+    count = 0
+    for op, av in items:
+        if op in _BACKTRACKING_REPEATS:
+            count += (av[1] > _UNBOUNDED) + _unbounded_repeats(av[2])
+        elif op is _sre.SUBPATTERN:
+            count += _unbounded_repeats(av[3])
+        elif op is _sre.BRANCH:
+            count += max(_unbounded_repeats(b) for b in av[1])
+    return count
+
+
+_CATEGORY_TEXT = {
+    _sre.CATEGORY_DIGIT: r"\d",
+    _sre.CATEGORY_NOT_DIGIT: r"\D",
+    _sre.CATEGORY_SPACE: r"\s",
+    _sre.CATEGORY_NOT_SPACE: r"\S",
+    _sre.CATEGORY_WORD: r"\w",
+    _sre.CATEGORY_NOT_WORD: r"\W",
+}
+
+
+def _fixed_text(op: Any, av: Any) -> str | None:
+    """Regex text of a one-position item (literal, ., class, X{n}); None for anything else."""
+    if op is _sre.LITERAL:
+        return re.escape(chr(av))
+    if op is _sre.NOT_LITERAL:
+        return f"[^{re.escape(chr(av))}]"
+    if op is _sre.ANY:
+        return "."
+    if op is _sre.IN:
+        parts = []
+        for o, a in av:
+            if o is _sre.NEGATE:
+                parts.append("^")
+            elif o is _sre.LITERAL:
+                parts.append(re.escape(chr(a)))
+            elif o is _sre.RANGE:
+                parts.append(f"{re.escape(chr(a[0]))}-{re.escape(chr(a[1]))}")
+            elif o is _sre.CATEGORY and a in _CATEGORY_TEXT:
+                parts.append(_CATEGORY_TEXT[a])
+            else:
+                return None
+        return "[" + "".join(parts) + "]"
+    if op in _REPEATS and av[0] == av[1] and len(av[2]) == 1 and (unit := _fixed_text(*av[2][0])):
+        return f"(?:{unit}){{{av[0]}}}"
+    return None
+
+
+def _gapped_chain(items: _Items) -> tuple[str, ...] | None:
+    """``A.*B.*C`` (fixed-width segments joined by unbounded dot gaps) as ("A", "B", "C")."""
+    if len(items) == 1 and items[0][0] is _sre.SUBPATTERN:
+        return _gapped_chain(items[0][1][3])
+    segments = [""]
+    for op, av in items:
+        if op in _BACKTRACKING_REPEATS and av[0] == 0 and av[1] > _UNBOUNDED and list(av[2]) == [(_sre.ANY, None)]:
+            segments.append("")
+        elif (text := _fixed_text(op, av)) is not None:
+            segments[-1] += text
+        else:
+            return None
+    chain = tuple(s for s in segments if s)  # a leading or trailing .* matches the empty string
+    return chain if len(segments) > 1 and chain else None
+
+
+def _cased(ch: str) -> bool:
+    """Letters of scripts that space their words (Latin, Cyrillic, Greek...), and digits."""
+    return ch.isdigit() or ch.lower() != ch.upper()
+
+
+def _word_edges(items: _Items) -> tuple[bool, bool]:
+    """Whether a regex starts / ends with a cased letter (so a word edge is meaningful there)."""
+    if len(items) == 1 and items[0][0] is _sre.SUBPATTERN:
+        return _word_edges(items[0][1][3])
+    solid = [(op, av) for op, av in items if op not in _ZERO_WIDTH]
+    if not solid:
+        return False, False
+    (op0, av0), (op1, av1) = solid[0], solid[-1]
+    return (op0 is _sre.LITERAL and _cased(chr(av0)), op1 is _sre.LITERAL and _cased(chr(av1)))
+
+
+@dataclass(frozen=True)
+class Guarded:
+    """What the load-time guard decided for one regex."""
+
+    chain: tuple[str, ...]  # for A.*B.*C: the segments, searched one after another; else ()
+    rejected: str | None  # why the regex was refused, or None
+
+
+def guard_pattern(pattern: str, flags: int = 0) -> Guarded:
+    """Reject exponential shapes; turn ``A.*B.*C`` into a linear chain of searches.
+
+    Rejected: nested quantifiers, ambiguous alternation under a quantifier,
+    adjacent overlapping quantifiers, and two or more unbounded quantifiers
+    (polynomial) unless the regex is a DOTALL gapped chain of fixed-width
+    segments. Such a chain runs as: first A, then first B after it, then first
+    C after that. A fixed-width segment's earliest occurrence also ends
+    earliest and leaves the most room for the rest, so a match exists iff the
+    sequence finds one; only the reported end differs (first C, not last).
+    """
+    try:
+        parsed = _parse(pattern, flags)
+    except RecursionError:
+        return Guarded((), "too deeply nested")
+    except (re.error, Warning) as exc:
+        return Guarded((), f"does not compile: {exc}")
+    return _guard(parsed, flags)
+
+
+def _guard(parsed: _Items, flags: int) -> Guarded:
+    if reason := _risk(parsed, loop=None):
+        return Guarded((), f"catastrophic backtracking risk: {reason}")
+    unbounded = _unbounded_repeats(parsed)
+    if unbounded and flags & re.DOTALL and (chain := _gapped_chain(parsed)):
+        return Guarded(chain, None)
+    if unbounded >= 2:
+        return Guarded((), "polynomial backtracking risk: two or more unbounded quantifiers")
+    return Guarded((), None)
+
+
+# --------------------------------------------------------------------------- one-pass literal scanner
+
+# Characters of typical web text (HTML, CSS, JS, prose; lowercased), most frequent
+# first. Only the order matters: it steers anchors towards rare characters, so
+# the scanner regex can skip most positions with its first-character test.
+_FREQUENT_ASCII = " etai\"nsor<>/=lcdphu-m.fgbvwy:01x2k;,_()345#869'7{}jqz&!?%[]+*|@$\\^~`"
+_FREQUENT_CYRILLIC = "оеаинтсрвлкмдпуяызьбгчйхжшюцщэфъё"
+# Strings on most web pages: an anchor inside one, or containing one, filters nothing.
+_COMMON_TOKENS = (
+    "http/1.1", "https://www.", ".com/", ".js", ".css", "<div", "</div", "<span", "class=", "href=", "src=",
+    "<script", "<meta", "content=", "<title>", "</title>", "<a ", "</a>", "<p>", "</p>", "<li", "<img", "<br",
+    "style=", "type=\"submit\"", "twitter:card", "set-cookie:",
+)  # fmt: skip
+
+
+@functools.cache
+def _char_weight(ch: str) -> float:
+    if (rank := _FREQUENT_ASCII.find(ch)) >= 0:
+        return 0.88**rank
+    if (rank := _FREQUENT_CYRILLIC.find(ch)) >= 0:
+        return 0.5 * 0.88**rank
+    return 1.0 if ch.isspace() else 0.01 if ord(ch) < 0x3000 else 0.05
+
+
+def _commonness(anchor: str) -> float:
+    """Rough chance that ``anchor`` occurs on an ordinary page (lower filters better)."""
+    common = any(token in anchor or anchor in token for token in _COMMON_TOKENS)
+    estimate = 1e6 if common else 1.0
+    for ch in anchor:
+        estimate *= _char_weight(ch)
+    return estimate
+
+
+def _choose_anchors(literals: Iterable[str]) -> dict[str, str]:
+    """Literal -> anchor: a substring starting with a character from a small, rare set.
+
+    Greedy weighted set cover picks start characters (most uncovered literals
+    per unit of frequency), then drops picks made redundant; each literal then
+    takes its least common anchor starting with a picked character.
+    """
+    starts = {lit: {lit[i] for i in range(len(lit) - MIN_LITERAL + 1)} for lit in set(literals)}
+    chosen: set[str] = set()
+    uncovered = set(starts)
+    while uncovered:
+        gain = Counter(ch for lit in uncovered for ch in starts[lit])
+        best = max(gain, key=lambda ch: (gain[ch] / _char_weight(ch), ch))
+        chosen.add(best)
+        uncovered = {lit for lit in uncovered if best not in starts[lit]}
+    for ch in sorted(chosen, key=_char_weight, reverse=True):
+        if all(starts[lit] & (chosen - {ch}) for lit in starts):
+            chosen.discard(ch)
+    anchors = {}
+    for lit in starts:
+        options = [lit[i : i + ANCHOR_LENGTH] for i in range(len(lit) - MIN_LITERAL + 1) if lit[i] in chosen]
+        anchors[lit] = min(options, key=lambda a: (_commonness(a), a))
+    return anchors
+
+
+def _trie_regex(words: Iterable[str]) -> str:
+    """A regex for any of ``words``, longest first, shaped as a radix trie (shallow, fast to fail)."""
+    root: dict[str, Any] = {}
+    for word in words:
+        node = root
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: dict[str, Any]) -> str:
+        alternatives = []
+        # Most frequent characters first: sre tries alternatives in order.
+        for ch in sorted((k for k in node if k), key=lambda k: (-_char_weight(k), k)):
+            chunk, child = ch, node[ch]
+            while "" not in child and len(child) == 1:  # collapse single-child chains
+                ((nxt, child),) = child.items()
+                chunk += nxt
+            alternatives.append(re.escape(chunk) + emit(child))
+        if not alternatives:
+            return ""
+        body = alternatives[0] if len(alternatives) == 1 else "(?:" + "|".join(alternatives) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return emit(root)
+
+
+class _LiteralScanner:
+    """All anchor occurrences in one left-to-right pass of one compiled regex.
+
+    The trie regex yields the longest anchor starting at a position; shorter
+    anchors that are prefixes of it are added from a table. Searching again
+    from the next character after each hit also finds overlapping anchors.
+    """
+
+    def __init__(self, literals: Iterable[str]) -> None:
+        self.anchor_of = _choose_anchors(literals)
+        self.anchors = tuple(sorted(set(self.anchor_of.values())))
+        known = set(self.anchors)
+        self._prefixes = {a: tuple(a[:i] for i in range(1, len(a)) if a[:i] in known) for a in self.anchors}
+        self._regex = re.compile(_trie_regex(self.anchors), re.DOTALL) if self.anchors else None
+
+    def scan(self, folded: str) -> dict[str, list[int]]:
+        """Anchor -> start positions in ``folded``."""
+        hits: dict[str, list[int]] = {}
+        pos = 0
+        while self._regex is not None and (m := self._regex.search(folded, pos)):
+            start, anchor = m.start(), m.group()
+            for a in (anchor, *self._prefixes[anchor]):
+                hits.setdefault(a, []).append(start)
+            pos = start + 1
+        return hits
+
+
+# --------------------------------------------------------------------------- compiled fingerprints
+
+_FLAG_LETTERS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE, "a": re.ASCII}
+
+
+def _search(regex: re.Pattern[str], text: str, pos: int, end: int, edges: tuple[bool, bool]) -> tuple[int, int] | None:
+    """First match in [pos, end); with ``edges``, the first that does not start/end inside a word."""
+    while m := regex.search(text, pos, end):
+        start, stop = m.span()
+        glued_before = edges[0] and start > 0 and text[start - 1].isalnum()
+        glued_after = edges[1] and stop < len(text) and text[stop].isalnum()
+        if not (glued_before or glued_after):
+            return start, stop
+        pos = start + 1
+    return None
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    index: int
+    fingerprint: Fingerprint
+    segments: tuple[re.Pattern[str], ...]  # one regex, or a gapped chain's segments in order
+    literals: tuple[str, ...]  # empty: always run
+    edges: tuple[bool, bool] = (False, False)  # whole-word check at the start / end
+
+    def find(self, text: str, start: int, end: int) -> tuple[int, int] | None:
+        first, pos, last = -1, start, len(self.segments) - 1
+        for k, segment in enumerate(self.segments):
+            edges = (self.edges[0] and k == 0, self.edges[1] and k == last)
+            if (span := _search(segment, text, pos, end, edges)) is None:
+                return None
+            first, pos = (span[0] if k == 0 else first), span[1]
+        return first, pos
+
+
+def _compile(index: int, fp: Fingerprint) -> _Compiled | Rejected:
+    if fp.syntax == "substring":
+        if not fp.pattern:
+            return Rejected(fp.id, "empty substring")
+        literal = _fold(fp.pattern)[:MAX_LITERAL]
+        literals = (literal,) if len(literal) >= MIN_LITERAL else ()
+        return _Compiled(index, fp, (re.compile(re.escape(fp.pattern)),), literals)
+    if fp.syntax != "regex" or not set(fp.flags) <= set(_FLAG_LETTERS):
+        return Rejected(fp.id, f"unknown syntax {fp.syntax!r} or flags {fp.flags!r}")
+    flags = functools.reduce(lambda acc, letter: acc | _FLAG_LETTERS[letter], fp.flags, 0)
+    try:
+        parsed = _parse(fp.pattern, flags)
+    except (re.error, RecursionError, Warning) as exc:
+        return Rejected(fp.id, f"does not compile: {exc!r}")
+    guarded = _guard(parsed, flags)
+    if guarded.rejected:
+        return Rejected(fp.id, guarded.rejected)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        segments = tuple(re.compile(p, flags) for p in guarded.chain or (fp.pattern,))
+    # Generic fingerprints are ordinary words ("Access Denied", "loqueada"): they
+    # must match whole words, not the inside of "bloqueada" in a news story.
+    edges = _word_edges(parsed) if fp.generic else (False, False)
+    return _Compiled(index, fp, segments, _literals_of(parsed), edges)
+
+
+def _windows(positions: Sequence[int], lo: int, hi: int) -> list[tuple[int, int]]:
+    """Merged windows of WINDOW characters either side of each hit inside [lo, hi)."""
+    merged: list[tuple[int, int]] = []
+    for pos in sorted(p for p in positions if lo <= p < hi):
+        # An anchor sits at most MAX_LITERAL characters into its literal.
+        start, end = max(lo, pos - MAX_LITERAL - WINDOW), min(hi, pos + MAX_LITERAL + WINDOW)
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
+
+
+# --------------------------------------------------------------------------- database
+
+
+class FingerprintDB:
+    """Compiled fingerprints and the one-pass matcher. Get the shipped one with ``load()``."""
+
+    def __init__(self, fingerprints: Iterable[Fingerprint]) -> None:
+        self.fingerprints = tuple(fingerprints)
+        self._by_id = {fp.id: fp for fp in self.fingerprints}
+        if len(self._by_id) != len(self.fingerprints):
+            raise ValueError("duplicate fingerprint ids")
+        compiled: list[_Compiled] = []
+        rejected: list[Rejected] = []
+        dns: dict[str, list[Fingerprint]] = {}
+        for fp in self.fingerprints:
+            if fp.kind == "dns":
+                dns.setdefault(_dns_key(fp.pattern), []).append(fp)
+            elif isinstance(result := _compile(len(compiled), fp), Rejected):
+                rejected.append(result)
+            else:
+                compiled.append(result)
+        self.rejected = tuple(rejected)
+        self._compiled = tuple(compiled)
+        self._always = tuple(c for c in compiled if not c.literals)
+        self._dns = {k: tuple(v) for k, v in dns.items()}
+        self._scanner = _LiteralScanner(lit for c in compiled for lit in c.literals)
+        by_anchor: dict[str, list[_Compiled]] = {}
+        for c in compiled:
+            for anchor in sorted({self._scanner.anchor_of[lit] for lit in c.literals}):
+                by_anchor.setdefault(anchor, []).append(c)
+        self._by_anchor = {k: tuple(v) for k, v in by_anchor.items()}
+
+    @classmethod
+    def from_entries(cls, entries: Iterable[Mapping[str, Any]]) -> FingerprintDB:
+        return cls(Fingerprint.from_json(e) for e in entries)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> FingerprintDB:
+        doc = json.loads(text)
+        if doc.get("format") != DATA_FORMAT:
+            raise ValueError(f"unsupported fingerprint data format {doc.get('format')!r}")
+        return cls.from_entries(doc["entries"])
+
+    @staticmethod
+    @functools.cache
+    def load() -> FingerprintDB:
+        """The database shipped with the package, compiled once per process."""
+        data = resources.files("tamperscope.wire").joinpath("data", "fingerprints.json").read_bytes()
+        return FingerprintDB.from_json(data)
+
+    # ---- introspection (bench, tests, explorer)
+
+    def get(self, fingerprint_id: str) -> Fingerprint:
+        return self._by_id[fingerprint_id]
+
+    @property
+    def pattern_count(self) -> int:
+        """Compiled HTTP fingerprints (regexes and substrings)."""
+        return len(self._compiled)
+
+    @property
+    def literal_indexed_count(self) -> int:
+        return len(self._compiled) - len(self._always)
+
+    @property
+    def always_run(self) -> tuple[str, ...]:
+        """Ids of fingerprints with no usable literal: run on every response."""
+        return tuple(c.fingerprint.id for c in self._always)
+
+    @property
+    def chains(self) -> tuple[str, ...]:
+        """Ids of ``A.*B.*C`` fingerprints run as linear chains of searches."""
+        return tuple(c.fingerprint.id for c in self._compiled if len(c.segments) > 1)
+
+    @property
+    def anchors(self) -> tuple[str, ...]:
+        """What the one scanner regex looks for."""
+        return self._scanner.anchors
+
+    def literals_of(self, fingerprint_id: str) -> tuple[str, ...]:
+        return next(c.literals for c in self._compiled if c.fingerprint.id == fingerprint_id)
+
+    # ---- HTTP
+
+    def classify_response(
+        self, body: bytes | str, headers: Headers = None, status: int | None = None, *, max_body: int = MAX_BODY_SCAN
+    ) -> ResponseMatches:
+        """Match one HTTP response (body, headers, status) against every HTTP fingerprint."""
+        truncated = len(body) > max_body
+        head = serialise_head(status, headers)
+        if len(head) > MAX_HEADER_SCAN:
+            head, truncated = head[:MAX_HEADER_SCAN], True
+        full = head + decode_body(body[:max_body], headers)
+        split = len(head)
+        candidates: dict[int, list[int]] = {}
+        for anchor, positions in self._scanner.scan(_fold(full)).items():
+            for c in self._by_anchor[anchor]:
+                candidates.setdefault(c.index, []).extend(positions)
+        found: list[Match] = []
+        evaluations = 0
+        for c in self._always:
+            lo, hi = _region(c.fingerprint.where, split, len(full))
+            evaluations += 1
+            if span := c.find(full, lo, min(hi, lo + ALWAYS_RUN_SCAN)):
+                found.append(_match(c.fingerprint, span, split))
+        for index in sorted(candidates):
+            c = self._compiled[index]
+            for start, end in _windows(candidates[index], *_region(c.fingerprint.where, split, len(full))):
+                evaluations += 1
+                if span := c.find(full, start, end):
+                    found.append(_match(c.fingerprint, span, split))
+                    break
+        blockpages, false_positives, suppressed = _precedence(found, self._by_id)
+        return ResponseMatches(blockpages, false_positives, suppressed, evaluations, len(full), truncated)
+
+    def match_response(self, body: bytes | str, headers: Headers = None, status: int | None = None) -> list[Match]:
+        """Blockpage fingerprints this response matches, after false-positive precedence."""
+        return list(self.classify_response(body, headers, status).blockpages)
+
+    # ---- DNS
+
+    def match_dns(self, answers: Iterable[str]) -> list[Match]:
+        """Citizen Lab DNS fingerprints (blockpage IPs, CNAME targets) among ``answers``."""
+        return [
+            Match(fp.id, fp.source, fp.kind, fp.label, "dns", (i, i + 1))
+            for i, answer in enumerate(answers)
+            for fp in self._dns.get(_dns_key(answer), ())
+        ]
+
+
+def _dns_key(value: str) -> str:
+    value = value.strip()
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return value.lower().rstrip(".")
+
+
+def _region(where: str, split: int, total: int) -> tuple[int, int]:
+    return {"header": (0, split), "body": (split, total)}.get(where, (0, total))
+
+
+def _match(fp: Fingerprint, span: tuple[int, int], split: int) -> Match:
+    start, end = span
+    if end <= split:
+        return Match(fp.id, fp.source, fp.kind, fp.label, "header", span)
+    if start >= split:
+        return Match(fp.id, fp.source, fp.kind, fp.label, "body", (start - split, end - split))
+    return Match(fp.id, fp.source, fp.kind, fp.label, "response", span)
+
+
+def _precedence(
+    found: Sequence[Match], by_id: Mapping[str, Fingerprint]
+) -> tuple[tuple[Match, ...], tuple[Match, ...], tuple[Match, ...]]:
+    """(standing blockpage matches, false positives, suppressed blockpage matches).
+
+    A Censored Planet false positive suppresses only generic Censored Planet
+    blockpage matches (f_gen, e_unk). A fingerprint naming a product, country,
+    ISP or organisation beats a false positive, and Citizen Lab fingerprints
+    (curated separately, with their own confidence) are never overruled by
+    Censored Planet's list.
+    """
+    false_positives = tuple(m for m in found if m.kind == "false_positive")
+    blockpages = [m for m in found if m.kind == "blockpage"]
+    if not false_positives:
+        return tuple(blockpages), (), ()
+    stand = tuple(m for m in blockpages if not by_id[m.id].generic)
+    return stand, false_positives, tuple(m for m in blockpages if by_id[m.id].generic)
+
+
+# --------------------------------------------------------------------------- module API
+
+
+def classify_response(body: bytes | str, headers: Headers = None, status: int | None = None) -> ResponseMatches:
+    """``FingerprintDB.load().classify_response(...)``: all matches, false positives, suppressions."""
+    return FingerprintDB.load().classify_response(body, headers, status)
+
+
+def match_response(body: bytes | str, headers: Headers = None, status: int | None = None) -> list[Match]:
+    """Blockpage fingerprints one HTTP response matches, using the shipped database."""
+    return FingerprintDB.load().match_response(body, headers, status)
+
+
+def match_dns(ips: Iterable[str]) -> list[Match]:
+    """Citizen Lab DNS fingerprints among DNS answers (IPs or CNAME targets)."""
+    return FingerprintDB.load().match_dns(ips)
