@@ -37,6 +37,7 @@ from tamperscope.netx.stream import Connection
 from tamperscope.netx.trace import Record, Trace, dns_record, endpoint
 
 DEFAULT_DNS_TIMEOUT = 5.0
+ICMP_GRACE = 0.05  # seconds to keep reading after an ICMP error (see _UDPProtocol.get)
 DEFAULT_DUPLICATE_WINDOW = 0.3  # seconds to keep listening for injected/late UDP replies
 _A, _AAAA, _CNAME = dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.CNAME
 
@@ -185,6 +186,7 @@ class _UDPProtocol(asyncio.DatagramProtocol):
         self.error: Exception | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.loop = loop
+        self.grace_until: float | None = None
 
     def datagram_received(self, data: bytes, addr: object) -> None:
         self.datagrams.append(data)
@@ -205,9 +207,26 @@ class _UDPProtocol(asyncio.DatagramProtocol):
             waiter.set_result(None)
 
     async def get(self) -> bytes:
+        """The next datagram. An ICMP error ends the wait only after a short grace period:
+        Linux reports a pending ICMP error before datagrams already queued, and an
+        injector's forged answer to a silent address is queued just before the
+        port-unreachable that the real destination sends back."""
         while not self.datagrams:
             if self.error is not None:
-                raise self.error
+                if isinstance(self.error, ConnectionAbortedError):
+                    raise self.error
+                if self.grace_until is None:
+                    self.grace_until = self.loop.time() + ICMP_GRACE
+                left = self.grace_until - self.loop.time()
+                if left <= 0:
+                    raise self.error
+                self.waiter = self.loop.create_future()
+                try:
+                    async with asyncio.timeout(left):
+                        await self.waiter
+                except TimeoutError:
+                    raise self.error from None
+                continue
             self.waiter = self.loop.create_future()
             await self.waiter
         return self.datagrams.popleft()

@@ -1,0 +1,89 @@
+"""The probe as a user runs it in the lab: privacy, dnscheck, resume after kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tamperscope.lab import addresses as A
+from tamperscope.lab import manager
+
+pytestmark = pytest.mark.lab
+
+
+def probe(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "run", *args, "--yes", "--no-progress"]),
+                          env=manager.client_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def read(path) -> list[dict]:  # type: ignore[no-untyped-def]
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_own_address_is_scrubbed_everywhere(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    lab_factory("none")  # the whoami page prints the address it sees: the client's
+    out = tmp_path / "m.jsonl"
+    res = probe("web_connectivity", "-i", "http://whoami.example.net/whoami", "-i", "https://whoami.example.net/whoami",
+                "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    text = out.read_text()
+    assert A.CLIENT not in text
+    ms = read(out)
+    assert all(m["probe_ip"] == "127.0.0.1" for m in ms)
+    bodies = [r["response"]["body"] for m in ms for r in m["test_keys"]["requests"] if r["response"]["body"]]
+    assert bodies and all("You are [scrubbed]" in b for b in bodies)
+    hdrs = [r["response"]["headers"].get("X-Client-IP") for m in ms for r in m["test_keys"]["requests"]]
+    assert "[scrubbed]" in hdrs
+    assert ms[0]["probe_asn"] == "AS64500" and ms[0]["resolver_ip"] == A.ISP_RESOLVER
+
+
+def test_dnscheck_injection_trap_and_poison(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    lab_factory("gfw-like")
+    out = tmp_path / "d.jsonl"
+    res = probe("dnscheck", "-i", "www.google.com", "-i", "example.com", "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    by = {m["input"]: m["test_keys"] for m in read(out)}
+    g = by["www.google.com"]
+    assert g["x_injection"]["answers"] == ["198.18.250.3"] and g["x_mechanism"] == "dns.injection" and g["blocking"] == "dns"
+    assert {lk["engine"] for lk in g["x_lookups"].values()} == {"system", "udp", "tcp", "dot", "doh"}
+    enc = [lk for lk in g["x_lookups"].values() if lk["engine"] in ("dot", "doh")]
+    assert all(lk["failure"] is None and lk["addrs"] and lk["addrs"][0].startswith("198.19.") for lk in enc)
+    assert by["example.com"]["blocking"] is False and by["example.com"]["x_injection"]["answers"] == []
+    lab_factory("ru-like")
+    out2 = tmp_path / "d2.jsonl"
+    assert probe("dnscheck", "-i", "meduza.io", "-o", str(out2)).returncode == 0
+    m = read(out2)[0]["test_keys"]
+    assert m["x_lookups"]["system"]["addrs"] == [A.ISP_BLOCKPAGE]
+    assert m["x_mechanism"] == "dns.poison" and m["blocking"] == "dns"
+
+
+def test_killed_run_resumes_without_duplicates(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    lab_factory("none")
+    urls = [f"https://site{i}.example.org/" for i in range(60)]
+    lst = tmp_path / "l.txt"
+    lst.write_text("\n".join(urls) + "\n")
+    out = tmp_path / "r.jsonl"
+    argv = manager.exec_argv([sys.executable, "-m", "tamperscope", "run", "web_connectivity", "--list", str(lst), "--yes",
+                              "--no-progress", "--parallel", "2", "-o", str(out)])
+    proc = subprocess.Popen(argv, env=manager.client_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 10):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = out.read_text().count("\n")
+    assert 10 <= first < 60
+    with open(out, "ab") as f:
+        f.write(b'{"torn": ')  # what a kill in the middle of a write leaves
+    res = probe("web_connectivity", "--list", str(lst), "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    assert f"({first} already in" in res.stderr
+    inputs = [m["input"] for m in read(out)]
+    assert sorted(inputs) == sorted(urls)  # every input exactly once, the torn line gone
