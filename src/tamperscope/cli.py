@@ -19,6 +19,7 @@ COMMANDS = [
     "tamperscope.helper.command",
     "tamperscope.probe.command",
     "tamperscope.demo",
+    "tamperscope.analysis.command",
 ]
 
 

@@ -1,0 +1,231 @@
+"""The ``analyze``, ``report`` and ``export`` subcommands: thin over the analysis library.
+
+Exit codes: 0 done (bad input may have been skipped: it is counted and shown);
+1 the input held records but not one usable measurement; 2 usage errors (a
+path that does not exist, no measurement files, a store in use or too new, an
+unreachable Dask scheduler, bad options), always as one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tamperscope.analysis.reader import REASONS
+from tamperscope.analysis.store import Store, StoreError, WriteStats, default_db_path
+from tamperscope.cli import UsageError
+
+JSONL_KEYS = ("measurement_uid", "report_id", "input", "test_name", "probe_cc", "probe_asn", "blocking",
+              "accessible", "x_mechanism", "x_confidence", "fingerprints")
+
+
+def add_parser(subparsers: Any) -> None:
+    db_help = f"the analysis store (default: {default_db_path()}; env TAMPERSCOPE_DB)"
+
+    p = subparsers.add_parser(
+        "analyze", help="turn OONI-format measurements into verdicts and aggregates",
+        description="Read measurements (ours or OONI's: .json, .jsonl, .jsonl.gz, .jsonl.zst, .post, OONI's raw "
+                    "archive layout with .tar.gz postcans; files or directories), re-derive every verdict from "
+                    "the raw records, and write the store: raw measurements (verbatim, append-only), "
+                    "measurements, observations and verdicts. Bad input is skipped, counted and reported. "
+                    "Ingesting the same measurement twice leaves one row.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="measurement files or directories")
+    p.add_argument("--db", type=Path, help=db_help)
+    p.add_argument("--jsonl", metavar="OUT",
+                   help="also write one JSON line per measurement (uid, report_id, input, test_name, probe_cc, "
+                        "probe_asn, blocking, accessible, x_mechanism, x_confidence, fingerprints); '-' for stdout")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="worker processes (local engine) or LocalCluster workers (dask engine); default 1")
+    p.add_argument("--engine", choices=("local", "dask"), default="local",
+                   help="where the analysis runs: this machine's processes, or a Dask cluster (default local)")
+    p.add_argument("--scheduler", metavar="ADDR",
+                   help="with --engine dask: an existing scheduler (tcp://host:8786); default: a LocalCluster")
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    p.set_defaults(func=analyze_command)
+
+    r = subparsers.add_parser(
+        "report", help="summarise the store: terminal tables, optionally a self-contained HTML report",
+        description="Print the top blocked domains, networks and mechanisms. With --html, also write one "
+                    "self-contained HTML file (plotly embedded, works offline): timeline, domain x network "
+                    "heatmap, mechanisms by country, equipment signatures.")
+    r.add_argument("--db", type=Path, help=db_help)
+    r.add_argument("--html", metavar="OUT", type=Path, help="write the HTML report to OUT")
+    r.add_argument("--cc", help="only this country (probe_cc)")
+    r.add_argument("--asn", help="only this network (probe_asn, e.g. AS12345)")
+    r.add_argument("--limit", type=int, default=15, help="rows per table (default 15)")
+    r.set_defaults(func=report_command)
+
+    e = subparsers.add_parser(
+        "export", help="write the store's tables as Parquet, partitioned by day and country",
+        description="Write measurements, verdicts and observations as Parquet under DIR/<table>/day=.../"
+                    "probe_cc=.../, plus rejections.parquet and runs.parquet.")
+    e.add_argument("--parquet", metavar="DIR", type=Path, required=True, help="output directory")
+    e.add_argument("--db", type=Path, help=db_help)
+    e.set_defaults(func=export_command)
+
+
+def _open(db: Path | None, *, create: bool) -> Store:
+    path = db or default_db_path()
+    try:
+        return Store(path, create=create)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+
+
+# --------------------------------------------------------------------------- analyze
+
+
+def analyze_command(args: argparse.Namespace) -> int:
+    from tamperscope.analysis import pipeline, reader
+
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if args.scheduler and args.engine != "dask":
+        raise UsageError("--scheduler needs --engine dask")
+    if args.engine == "dask":
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise UsageError("--engine dask needs the 'distributed' package") from None
+    try:
+        files = list(reader.discover(args.paths))
+    except reader.InputError as exc:
+        raise UsageError(str(exc)) from None
+    if not files:
+        raise UsageError("no measurement files (.json, .jsonl, .jsonl.gz, .jsonl.zst, .post, .tar.gz) under "
+                         + ", ".join(args.paths))
+    out_tmp: Path | None = None
+    if args.jsonl and args.jsonl != "-":
+        target = Path(args.jsonl)
+        if not target.parent.is_dir():
+            raise UsageError(f"cannot write {args.jsonl}: no such directory {target.parent}")
+        out_tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+
+    store = _open(args.db, create=True)
+    show = not args.quiet and sys.stderr.isatty()
+    last = [0.0]
+
+    def progress(p: pipeline.Progress) -> None:
+        if show and p.elapsed - last[0] >= 0.5:
+            last[0] = p.elapsed
+            rate = p.records / p.elapsed if p.elapsed else 0.0
+            print(f"\ranalyze: {p.records:,} records, {p.rejected:,} skipped, {rate:,.0f}/s",
+                  end="", file=sys.stderr, flush=True)
+
+    options = pipeline.Options(engine=args.engine, workers=args.workers, scheduler=args.scheduler)
+    started = time.monotonic()
+    try:
+        store.begin_run(engine=args.engine, workers=args.workers, paths=[str(p) for p in args.paths],
+                        track_order=bool(args.jsonl))
+        try:
+            stats = pipeline.run(args.paths, store, options, progress)
+        except pipeline.EngineError as exc:
+            raise UsageError(str(exc)) from None
+        if show:
+            print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
+        if args.jsonl:
+            _write_jsonl(store, args.jsonl, out_tmp)
+    finally:
+        store.close()
+    elapsed = time.monotonic() - started
+    print(summary(stats, elapsed, store.path))
+    if stats.records and not stats.accepted:
+        print("tamperscope: no usable measurement in the input", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _write_jsonl(store: Store, target: str, tmp: Path | None) -> None:
+    import orjson
+
+    out = sys.stdout.buffer if tmp is None else open(tmp, "wb")
+    try:
+        for row in store.run_lines():
+            line = {
+                "measurement_uid": row["measurement_uid"], "report_id": row["report_id"],
+                "input": row["input"], "test_name": row["test_name"], "probe_cc": row["probe_cc"],
+                "probe_asn": row["probe_asn"], "blocking": _blocking(row["blocking"]),
+                "accessible": row["accessible"], "x_mechanism": row["mechanism"],
+                "x_confidence": row["outcome"], "fingerprints": list(row["fingerprints"] or []),
+            }
+            out.write(orjson.dumps(line) + b"\n")
+    except BaseException:
+        if tmp is not None:
+            out.close()
+            tmp.unlink(missing_ok=True)
+        raise
+    if tmp is not None:
+        out.close()
+        os.replace(tmp, target)
+    else:
+        out.flush()
+
+
+def _blocking(value: str | None) -> str | bool | None:
+    if value == "false":
+        return False
+    if value == "true":
+        return True
+    return value
+
+
+def summary(stats: WriteStats, elapsed: float, db: Path) -> str:
+    rate = stats.accepted / elapsed if elapsed > 0 else 0.0
+    lines = [f"analyzed {stats.accepted:,} measurements in {elapsed:.1f} s ({rate:,.0f}/s): {stats.new:,} new, "
+             f"{stats.duplicates:,} already in the store; {stats.rejected:,} records skipped as bad input",
+             f"store: {db}"]
+    if stats.matcher_calls:
+        lines.append(f"fingerprints: {stats.matcher_calls:,} responses matched against the database "
+                     f"({stats.matcher_hits:,} repeats answered from memory)")
+    if stats.analysis_errors:
+        lines.append(f"warning: the verdict failed on {stats.analysis_errors:,} measurements; they are stored "
+                     "with a 'failure' verdict")
+    if stats.by_reason:
+        lines.append("skipped input, by reason:")
+        for reason, count in sorted(stats.by_reason.items(), key=lambda kv: (-kv[1], kv[0])):
+            lines.append(f"  {reason:<19} {count:>9,}  {REASONS.get(reason, '')}")
+            for example in stats.examples.get(reason, []):
+                lines.append(f"      e.g. {example}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- report, export
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from tamperscope.analysis.report import html_report, terminal_report
+    from tamperscope.analysis.store import Filters
+
+    if args.html is not None and not args.html.parent.is_dir():
+        raise UsageError(f"cannot write {args.html}: no such directory {args.html.parent}")
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    filters = Filters(probe_cc=args.cc, probe_asn=args.asn)
+    store = _open(args.db, create=False)
+    try:
+        print(terminal_report(store, filters, args.limit))
+        if args.html is not None:
+            page = html_report(store, filters, limit=max(args.limit, 30))
+            tmp = args.html.with_name(f".{args.html.name}.{os.getpid()}.tmp")
+            tmp.write_text(page, encoding="utf-8")
+            os.replace(tmp, args.html)
+            print(f"\nHTML report: {args.html} ({len(page.encode()) / 1e6:.1f} MB, works offline)")
+    finally:
+        store.close()
+    return 0
+
+
+def export_command(args: argparse.Namespace) -> int:
+    if args.parquet.exists() and not args.parquet.is_dir():
+        raise UsageError(f"--parquet {args.parquet} exists and is not a directory")
+    store = _open(args.db, create=False)
+    try:
+        counts = store.export_parquet(args.parquet)
+    finally:
+        store.close()
+    print(f"exported to {args.parquet}: " + ", ".join(f"{name} {n:,}" for name, n in counts.items()))
+    return 0

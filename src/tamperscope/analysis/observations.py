@@ -1,0 +1,224 @@
+"""Observations: one row per DNS, TCP, TLS, QUIC or HTTP step of a measurement.
+
+OONI's archival records (``queries``, ``x_dns_duplicate_responses``,
+``tcp_connect``, ``tls_handshakes``, ``quic_handshakes``, ``requests``, and the
+same lists nested under OONI dnscheck's ``lookups``) flattened into one table
+that SQL can group and filter: which resolvers answered what, which endpoints
+reset, which certificates failed, which pages came back with which status.
+Every row keeps its ``pointer`` (``test_keys.queries[2]``), the same pointers
+the verdicts cite as evidence, so the explorer can show the record verbatim.
+
+`ObservationColumns` accumulates rows column by column (one Python list per
+column, no per-row objects) and hands them to Arrow in one go; measurement
+content is hostile, so every field is type-checked and anything unexpected is
+dropped to NULL rather than trusted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+
+STEPS = ("dns", "tcp", "tls", "quic", "http")
+
+SCHEMA = pa.schema([
+    ("measurement_uid", pa.string()),
+    ("idx", pa.int32()),                # order within the measurement
+    ("step", pa.string()),              # one of STEPS
+    ("pointer", pa.string()),           # e.g. "test_keys.queries[2]"
+    ("t0", pa.float64()),               # seconds since the measurement started; optional
+    ("t", pa.float64()),                # seconds, when the step ended; optional
+    ("transaction_id", pa.int64()),     # optional
+    ("hostname", pa.string()),          # dns: the name asked; http: the URL's host
+    ("engine", pa.string()),            # dns: getaddrinfo, udp, doh, ...
+    ("resolver", pa.string()),          # dns: resolver address
+    ("query_type", pa.string()),        # dns: A, AAAA, ...
+    ("answers", pa.list_(pa.string())),  # dns: addresses and names answered
+    ("ip", pa.string()),                # tcp/tls/quic/http: peer address
+    ("port", pa.int32()),
+    ("server_name", pa.string()),       # tls/quic: SNI
+    ("url", pa.string()),               # http
+    ("status_code", pa.int32()),        # http; NULL without a response
+    ("body_length", pa.int64()),        # http: length of the recorded body (characters; bytes if base64)
+    ("body_truncated", pa.bool_()),     # http
+    ("failure", pa.string()),           # OONI failure string; NULL on success
+])
+
+_LISTS = (
+    ("queries", "dns"), ("x_dns_duplicate_responses", "dns"), ("tcp_connect", "tcp"),
+    ("tls_handshakes", "tls"), ("quic_handshakes", "quic"), ("requests", "http"),
+)
+
+
+def _s(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _i(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63 else None
+
+
+def _f(value: Any) -> float | None:
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _port(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 65536:
+        return value
+    if isinstance(value, str) and value.isdigit() and len(value) <= 5:
+        return int(value)
+    return None
+
+
+def _split(address: Any) -> tuple[str | None, int | None]:
+    if not isinstance(address, str) or not address:
+        return None, None
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        return address, None
+    return host.strip("[]"), _port(port)
+
+
+def _host_of(url: str | None) -> str | None:
+    if not url:
+        return None
+    rest = url.partition("://")[2] or url
+    host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0].lower()
+    return host.rsplit(":", 1)[0].lower() if host.count(":") == 1 else host.lower()
+
+
+class ObservationColumns:
+    """Observation rows of many measurements, column by column."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
+
+    def __len__(self) -> int:
+        return len(self.columns["measurement_uid"])
+
+    def add(self, uid: str, test_keys: Mapping[str, Any]) -> int:
+        """Append the steps of one measurement; returns how many rows it added."""
+        before = len(self)
+        idx = 0
+        for key, step in _LISTS:
+            idx = self._records(uid, test_keys.get(key), step, f"test_keys.{key}", idx)
+        lookups = test_keys.get("lookups")  # OONI dnscheck: {resolver URL: {queries, tcp_connect, ...}}
+        if isinstance(lookups, Mapping):
+            for name, lookup in lookups.items():
+                if isinstance(lookup, Mapping):
+                    for key, step in _LISTS:
+                        idx = self._records(uid, lookup.get(key), step, f"test_keys.lookups[{name!r}].{key}", idx)
+        return len(self) - before
+
+    def _records(self, uid: str, records: Any, step: str, prefix: str, idx: int) -> int:
+        if not isinstance(records, list):
+            return idx
+        c = self.columns
+        for i, record in enumerate(records):
+            if not isinstance(record, Mapping):
+                continue
+            hostname = engine = resolver = query_type = ip = server_name = url = failure = None
+            answers: list[str] | None = None
+            port = status_code = body_length = None
+            body_truncated = None
+            get = record.get
+            if step == "dns":
+                hostname = _s(get("hostname"))
+                engine = _s(get("engine"))
+                resolver = _s(get("resolver_address"))
+                query_type = _s(get("query_type"))
+                answers = _answers(get("answers"))
+                failure = _s(get("failure"))
+            elif step == "tcp":
+                ip = _s(get("ip"))
+                port = _port(get("port"))
+                status = get("status")
+                failure = _s(status.get("failure")) if isinstance(status, Mapping) else None
+            elif step in ("tls", "quic"):
+                ip, port = _split(get("address"))
+                server_name = _s(get("server_name"))
+                failure = _s(get("failure"))
+            else:
+                request = get("request")
+                url = _s(request.get("url")) if isinstance(request, Mapping) else None
+                hostname = _host_of(url)
+                ip, port = _split(get("address"))
+                response = get("response")
+                if isinstance(response, Mapping):
+                    status_code = _i(response.get("code"))
+                    if status_code is not None and not 0 < status_code < 1000:
+                        status_code = None
+                    body_length = _body_length(response.get("body"))
+                    truncated = response.get("body_is_truncated")
+                    body_truncated = truncated if isinstance(truncated, bool) else None
+                failure = _s(get("failure"))
+            c["measurement_uid"].append(uid)
+            c["idx"].append(idx)
+            c["step"].append(step)
+            c["pointer"].append(f"{prefix}[{i}]")
+            c["t0"].append(_f(get("t0")))
+            c["t"].append(_f(get("t")))
+            c["transaction_id"].append(_i(get("transaction_id")))
+            c["hostname"].append(hostname)
+            c["engine"].append(engine)
+            c["resolver"].append(resolver)
+            c["query_type"].append(query_type)
+            c["answers"].append(answers)
+            c["ip"].append(ip)
+            c["port"].append(port)
+            c["server_name"].append(server_name)
+            c["url"].append(url)
+            c["status_code"].append(status_code)
+            c["body_length"].append(body_length)
+            c["body_truncated"].append(body_truncated)
+            c["failure"].append(failure or None)
+            idx += 1
+        return idx
+
+    def to_arrow(self) -> pa.Table:
+        return pa.table({name: pa.array(values, type=SCHEMA.field(name).type)
+                         for name, values in self.columns.items()}, schema=SCHEMA)
+
+
+def _answers(value: Any) -> list[str] | None:
+    if not isinstance(value, list):
+        return None
+    out = []
+    for answer in value:
+        if isinstance(answer, Mapping):
+            found = answer.get("ipv4") or answer.get("ipv6") or answer.get("hostname")
+            if isinstance(found, str):
+                out.append(found)
+    return out
+
+
+def _body_length(body: Any) -> int | None:
+    if isinstance(body, str):
+        return len(body)
+    if isinstance(body, Mapping):
+        data = body.get("data")
+        if isinstance(data, str):
+            if body.get("format") == "base64":
+                return max(0, len(data) * 3 // 4 - data[-2:].count("="))
+            return len(data)
+    return None
+
+
+def observations_of(uid: str, measurement: Mapping[str, Any]) -> pa.Table:
+    """The observation rows of one measurement (handy for tests and the explorer)."""
+    cols = ObservationColumns()
+    tk = measurement.get("test_keys")
+    if isinstance(tk, Mapping):
+        cols.add(uid, tk)
+    return cols.to_arrow()
+
+
+__all__ = ["SCHEMA", "STEPS", "ObservationColumns", "observations_of"]

@@ -1,0 +1,498 @@
+"""The analysis pipeline: raw lines in, verdicts, observations and raw frames out, on any engine.
+
+One pure step, `analyse_batch()`, turns a batch of input records (`reader.Line`
+and `reader.Rejection`) into a `store.BatchResult`:
+
+1. parse each line with orjson; check the envelope (`envelope()`), rejecting with
+   a reason from `reader.REASONS`;
+2. derive the ``measurement_uid`` from the content (`content_uid()`);
+3. compute the verdict by test name (`verdicts.verdict_for`: web_connectivity is
+   re-derived from the raw records with the probe's verdict function and the
+   whole blockpage fingerprint database);
+4. flatten the archival records into observation rows;
+5. compress the raw lines into zstd frames, one per (day, country, test).
+
+The engines only decide where that step runs; the store is the single writer:
+
+* ``local``, ``workers=1``: in this process, streaming, batch after batch;
+* ``local``, ``workers=N``: N worker processes; this process reads and writes,
+  with at most 2N batches in flight (memory stays flat however big the input);
+* ``dask``: one task per partition (whole files, and byte ranges of big plain
+  JSONL files) on a Dask cluster (``--scheduler tcp://...``, or a LocalCluster of
+  N workers); results come back in partition order and are written by the same
+  store code, so the tables are identical to the local engine's. Workers must
+  see the input paths (same machine, or a shared file system).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+import pyarrow as pa
+
+from tamperscope.analysis import reader
+from tamperscope.analysis.observations import ObservationColumns
+from tamperscope.analysis.reader import Line, Partition, Rejection
+from tamperscope.analysis.store import (
+    MEASUREMENT_SCHEMA,
+    VERDICT_SCHEMA,
+    BatchResult,
+    RawFrame,
+    Store,
+    WriteStats,
+)
+from tamperscope.analysis.verdicts import ANALYSIS_VERSION, Matcher, default_matcher, verdict_for
+from tamperscope.model.verdict import Verdict
+
+BATCH_SIZE = 512            # records per batch handed to a worker
+ZSTD_LEVEL = 3              # raw frames: fast, and about 5x smaller than the JSON
+ENGINES = ("local", "dask")
+_ZSTD = pa.Codec("zstd", compression_level=ZSTD_LEVEL)
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to run an analysis."""
+
+    engine: str = "local"            # "local" | "dask"
+    workers: int = 1                 # processes (local) or LocalCluster workers (dask)
+    scheduler: str | None = None     # dask: address of an existing scheduler
+    batch_size: int = BATCH_SIZE
+    max_bytes: int = reader.MAX_MEASUREMENT_BYTES
+    split_bytes: int = reader.SPLIT_BYTES  # dask: plain JSONL files are cut into partitions this big
+    fingerprints: bool = True        # match the blockpage fingerprint database
+
+
+@dataclass(frozen=True)
+class Progress:
+    records: int
+    rejected: int
+    elapsed: float                   # seconds
+
+
+class EngineError(Exception):
+    """The engine could not be started or reached (e.g. no Dask scheduler at that address)."""
+
+
+# --------------------------------------------------------------------------- one measurement
+
+
+class Invalid(Exception):
+    """A record that is not a usable measurement; ``reason`` is a key of reader.REASONS."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+_REQUIRED = ("test_name", "measurement_start_time", "probe_cc", "probe_asn", "test_keys")
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The envelope fields the store indexes, checked."""
+
+    test_name: str
+    start: dt.datetime               # naive UTC
+    probe_cc: str
+    probe_asn: str                   # "AS1234"
+    input: str | None
+    report_id: str | None
+
+
+def _type(value: object) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
+            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def envelope(m: Any) -> Envelope:
+    """Check the fields every measurement must have; raise `Invalid` otherwise."""
+    if not isinstance(m, dict):
+        raise Invalid("wrong_type", f"the record is a JSON {_type(m)}, not an object")
+    for name in _REQUIRED:
+        if m.get(name) is None:
+            raise Invalid("missing_field", f"no {name}")
+    test_name, start, cc, asn = m["test_name"], m["measurement_start_time"], m["probe_cc"], m["probe_asn"]
+    if not isinstance(m["test_keys"], dict):
+        raise Invalid("wrong_type", f"test_keys is a {_type(m['test_keys'])}, not an object")
+    for name, value in (("test_name", test_name), ("measurement_start_time", start), ("probe_cc", cc)):
+        if not isinstance(value, str):
+            raise Invalid("wrong_type", f"{name} is a {_type(value)}, not a string")
+    if isinstance(asn, int) and not isinstance(asn, bool):
+        asn = f"AS{asn}"
+    elif not isinstance(asn, str):
+        raise Invalid("wrong_type", f"probe_asn is a {_type(asn)}, not a string")
+    if not test_name or len(test_name) > 100:
+        raise Invalid("invalid_value", "empty or overlong test_name")
+    try:
+        when = dt.datetime.fromisoformat(start.strip())
+    except ValueError:
+        raise Invalid("invalid_value", f"measurement_start_time {start[:40]!r} is not a time") from None
+    if when.tzinfo is not None:
+        when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    inp = m.get("input")
+    if inp is not None and not isinstance(inp, str):
+        raise Invalid("wrong_type", f"input is a {_type(inp)}, not a string")
+    report_id = m.get("report_id")
+    return Envelope(test_name, when, cc, asn, inp or None, report_id if isinstance(report_id, str) else None)
+
+
+def _compact(text: str, keep: str) -> str:
+    return "".join(ch for ch in text if ch in keep)
+
+
+_ALNUM = "abcdefghijklmnopqrstuvwxyz0123456789"
+_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _cc(probe_cc: str) -> str:
+    cc = probe_cc.upper()
+    return cc if len(cc) == 2 and cc.isascii() and cc.isalpha() else "ZZ"
+
+
+def content_uid(m: Mapping[str, Any], env: Envelope) -> tuple[str, int]:
+    """(measurement_uid, 64-bit key): ``YYYYmmddHHMMSS_CC_testname_<128-bit hash>``.
+
+    The hash is a SHA-256 of the canonical JSON (orjson, keys sorted): the same
+    measurement, however formatted, always gets the same uid.
+    """
+    digest = hashlib.sha256(orjson.dumps(m, option=orjson.OPT_SORT_KEYS)).digest()
+    cc = _cc(env.probe_cc)
+    test = _compact(env.test_name.lower(), _ALNUM)[:40] or "unknown"
+    uid = f"{env.start:%Y%m%d%H%M%S}_{cc}_{test}_{digest[:16].hex()}"
+    return uid, int.from_bytes(digest[:8], "big", signed=True)
+
+
+def domain_of(test_name: str, inp: str | None) -> str | None:
+    if not inp:
+        return None
+    if "://" in inp:
+        try:
+            host = urlsplit(inp).hostname
+        except ValueError:
+            return None
+        return host.rstrip(".").lower() if host else None
+    if test_name == "dnscheck" or ("." in inp and " " not in inp and "/" not in inp):
+        return inp.strip().rstrip(".").lower() or None
+    return None
+
+
+def _label(value: Any) -> str | None:
+    """x_signature / x_equipment as one short string, whatever shape the probe gave."""
+    if value is None or value == "" or value == {} or value == []:
+        return None
+    if isinstance(value, str):
+        return value[:200]
+    if isinstance(value, Mapping):
+        for key in ("id", "name", "label", "signature", "vendor"):
+            if isinstance(value.get(key), str) and value[key]:
+                return str(value[key])[:200]
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()[:200]
+
+
+def _blocking(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _local_outcome(v: Verdict) -> str:
+    if v.status == "failure":
+        return "failure"
+    if v.status != "anomaly":
+        return "ok"
+    return "confirmed" if v.fingerprints else "anomaly"  # the store upgrades repeated anomalies
+
+
+def _analysis_failure(exc: BaseException) -> Verdict:
+    return Verdict(None, None, "none", 0.0, "failure", (f"analysis_error: {type(exc).__name__}",))
+
+
+# --------------------------------------------------------------------------- one batch
+
+
+class _Columns:
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.data: dict[str, list[Any]] = {name: [] for name in schema.names}
+
+    def table(self) -> pa.Table:
+        return pa.table({n: pa.array(v, type=self.schema.field(n).type) for n, v in self.data.items()},
+                        schema=self.schema)
+
+
+def analyse_batch(items: Sequence[Line | Rejection], matcher: Matcher | None = None,
+                  *, fingerprints: bool = True) -> BatchResult:
+    """Everything one batch of input records yields (pure apart from the matcher's memo)."""
+    if matcher is None and fingerprints:
+        matcher = default_matcher()
+    calls0, hits0 = (matcher.calls, matcher.hits) if matcher else (0, 0)
+    mcols, vcols = _Columns(MEASUREMENT_SCHEMA), _Columns(VERDICT_SCHEMA)
+    M, V = mcols.data, vcols.data
+    obs = ObservationColumns()
+    rejections: list[Rejection] = []
+    errors: list[Rejection] = []
+    order: list[str] = []
+    seen: set[str] = set()
+    frames: dict[tuple[str, str, str], list[tuple[str, bytes]]] = {}
+    records = 0
+    loads = orjson.loads
+    for item in items:
+        records += 1
+        if isinstance(item, Rejection):
+            rejections.append(item)
+            continue
+        try:
+            m = loads(item.data)
+        except orjson.JSONDecodeError as exc:
+            rejections.append(Rejection(item.source, item.line, "corrupt_json", str(exc).splitlines()[0][:160]))
+            continue
+        try:
+            env = envelope(m)
+        except Invalid as exc:
+            rejections.append(Rejection(item.source, item.line, exc.reason, exc.detail))
+            continue
+        uid, key = content_uid(m, env)
+        order.append(uid)
+        if uid in seen:
+            continue
+        seen.add(uid)
+        try:
+            verdict = verdict_for(m, matcher)
+        except Exception as exc:  # a bug in a verdict function must not stop the run
+            verdict = _analysis_failure(exc)
+            errors.append(Rejection(item.source, item.line, "analysis_error",
+                                    f"{type(exc).__name__}: {str(exc)[:120]}"))
+        tk = m["test_keys"]
+        day = env.start.date()
+        domain = domain_of(env.test_name, env.input)
+        network_name = m.get("probe_network_name")
+        network_name = network_name if isinstance(network_name, str) else None
+        M["measurement_uid"].append(uid)
+        M["uid_key"].append(key)
+        M["report_id"].append(env.report_id)
+        M["input"].append(env.input)
+        M["domain"].append(domain)
+        M["test_name"].append(env.test_name)
+        tv = m.get("test_version")
+        M["test_version"].append(tv if isinstance(tv, str) else None)
+        M["probe_cc"].append(env.probe_cc)
+        M["probe_asn"].append(env.probe_asn)
+        M["probe_network_name"].append(network_name)
+        M["measurement_start_time"].append(env.start)
+        M["day"].append(day)
+        sn, sv = m.get("software_name"), m.get("software_version")
+        M["software_name"].append(sn if isinstance(sn, str) else None)
+        M["software_version"].append(sv if isinstance(sv, str) else None)
+        M["source"].append(item.source)
+
+        V["measurement_uid"].append(uid)
+        V["test_name"].append(env.test_name)
+        V["input"].append(env.input)
+        V["domain"].append(domain)
+        V["probe_cc"].append(env.probe_cc)
+        V["probe_asn"].append(env.probe_asn)
+        V["probe_network_name"].append(network_name)
+        V["day"].append(day)
+        V["measurement_start_time"].append(env.start)
+        V["blocking"].append(_blocking(verdict.blocking))
+        V["accessible"].append(verdict.accessible)
+        V["mechanism"].append(verdict.mechanism)
+        V["confidence"].append(verdict.confidence)
+        V["status"].append(verdict.status)
+        V["evidence"].append(list(verdict.evidence))
+        V["fingerprints"].append(list(verdict.fingerprints))
+        V["signature"].append(_label(tk.get("x_signature")))
+        V["equipment"].append(_label(tk.get("x_equipment")))
+        V["analysis_version"].append(ANALYSIS_VERSION)
+        V["outcome"].append(_local_outcome(verdict))
+
+        obs.add(uid, tk)
+        test = _compact(env.test_name.lower(), _ALNUM + "_")[:40] or "unknown"
+        frames.setdefault((day.isoformat(), _cc(env.probe_cc), test), []).append((uid, item.data))
+    return BatchResult(
+        measurements=mcols.table(),
+        verdicts=vcols.table(),
+        observations=obs.to_arrow(),
+        frames=tuple(_frame(key, lines) for key, lines in frames.items()),
+        rejections=tuple(rejections),
+        records=records,
+        order=tuple(order),
+        errors=tuple(errors),
+        matcher_calls=(matcher.calls - calls0) if matcher else 0,
+        matcher_hits=(matcher.hits - hits0) if matcher else 0,
+    )
+
+
+def _frame(key: tuple[str, str, str], lines: Sequence[tuple[str, bytes]]) -> RawFrame:
+    offsets, lengths = [], []
+    pos = 0
+    for _, data in lines:
+        offsets.append(pos)
+        lengths.append(len(data))
+        pos += len(data) + 1
+    blob = b"\n".join(data for _, data in lines) + b"\n"
+    return RawFrame(key, _ZSTD.compress(blob, asbytes=True), len(blob), tuple(u for u, _ in lines),
+                    tuple(offsets), tuple(lengths))
+
+
+def _batches(items: Iterable[Line | Rejection], size: int) -> Iterator[list[Line | Rejection]]:
+    batch: list[Line | Rejection] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# --------------------------------------------------------------------------- worker entry points
+
+
+def _worker_batch(items: list[Line | Rejection], fingerprints: bool) -> BatchResult:
+    return analyse_batch(items, fingerprints=fingerprints)
+
+
+def analyse_partition(part: Partition, batch_size: int = BATCH_SIZE, max_bytes: int = reader.MAX_MEASUREMENT_BYTES,
+                      fingerprints: bool = True) -> list[BatchResult]:
+    """A Dask task: one partition, analysed batch by batch."""
+    return [analyse_batch(b, fingerprints=fingerprints)
+            for b in _batches(reader.read_partition(part, max_bytes), batch_size)]
+
+
+def _warm(fingerprints: bool) -> int:
+    """Compile the fingerprint database in a worker before the first batch arrives."""
+    return default_matcher().pattern_count if fingerprints else 0
+
+
+# --------------------------------------------------------------------------- engines
+
+
+def run(paths: Sequence[str | os.PathLike[str]], store: Store, options: Options = Options(),
+        progress: Callable[[Progress], None] | None = None) -> WriteStats:
+    """Analyse everything under ``paths`` into ``store``; returns the run's counts.
+
+    The caller opens the run (``store.begin_run``) when it wants to name the
+    engine or track the order; otherwise one is opened here.
+    """
+    if options.engine not in ENGINES:
+        raise ValueError(f"unknown engine {options.engine!r}")
+    if options.workers < 1:
+        raise ValueError("workers must be at least 1")
+    store.run_id  # noqa: B018 - opens a run if the caller did not
+    started = time.monotonic()
+    seen = [0, 0]
+
+    def write(result: BatchResult) -> None:
+        store.write(result)
+        seen[0] += result.records
+        seen[1] += len(result.rejections)
+        if progress is not None:
+            progress(Progress(seen[0], seen[1], time.monotonic() - started))
+
+    if options.engine == "dask":
+        _run_dask(paths, options, write)
+    elif options.workers == 1:
+        matcher = default_matcher() if options.fingerprints else None
+        for batch in _batches(_read(paths, options), options.batch_size):
+            write(analyse_batch(batch, matcher, fingerprints=options.fingerprints))
+    else:
+        _run_processes(paths, options, write)
+    return store.finish_run()
+
+
+def _read(paths: Sequence[str | os.PathLike[str]], options: Options) -> Iterator[Line | Rejection]:
+    for path, kind in reader.discover(paths):
+        yield from reader.read_partition(Partition(str(path), kind), options.max_bytes)
+
+
+def _run_processes(paths: Sequence[str | os.PathLike[str]], options: Options,
+                   write: Callable[[BatchResult], None]) -> None:
+    import multiprocessing
+
+    # "spawn": this process holds a DuckDB connection and its threads; forking that is unsafe.
+    context = multiprocessing.get_context("spawn")
+    window = 2 * options.workers
+    with ProcessPoolExecutor(max_workers=options.workers, mp_context=context) as pool:
+        warm = [pool.submit(_warm, options.fingerprints) for _ in range(options.workers)]
+        for f in warm:
+            f.result()
+        pending: deque[Future[BatchResult]] = deque()
+        for batch in _batches(_read(paths, options), options.batch_size):
+            pending.append(pool.submit(_worker_batch, batch, options.fingerprints))
+            while len(pending) >= window:
+                write(pending.popleft().result())
+        while pending:
+            write(pending.popleft().result())
+
+
+def _run_dask(paths: Sequence[str | os.PathLike[str]], options: Options,
+              write: Callable[[BatchResult], None]) -> None:
+    from contextlib import ExitStack
+
+    from distributed import Client, LocalCluster
+
+    parts = reader.partitions(paths, options.split_bytes)
+    with ExitStack() as stack:
+        if options.scheduler:
+            try:
+                client = stack.enter_context(Client(options.scheduler, timeout="10s"))
+            except (OSError, TimeoutError) as exc:
+                raise EngineError(f"cannot reach the Dask scheduler at {options.scheduler}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+        else:
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=options.workers, threads_per_worker=1, processes=True,
+                dashboard_address=None, host="127.0.0.1"))
+            client = stack.enter_context(Client(cluster))
+        client.run(_warm, options.fingerprints)
+        workers = max(1, len(client.scheduler_info().get("workers", {})))
+        window = 2 * workers
+        pending: deque[Any] = deque()
+        for part in parts:
+            pending.append(client.submit(analyse_partition, part, options.batch_size, options.max_bytes,
+                                         options.fingerprints, pure=False))
+            while len(pending) >= window:
+                for result in pending.popleft().result():
+                    write(result)
+        while pending:
+            for result in pending.popleft().result():
+                write(result)
+
+
+# --------------------------------------------------------------------------- single submissions
+
+
+def ingest(store: Store, records: Sequence[bytes], source: str = "api") -> list[str | None]:
+    """Analyse and store raw measurements one call at a time (the collector's path).
+
+    Returns the uid of each record, or None where it was rejected; flushes before
+    returning, so what was acknowledged is on disk.
+    """
+    items: list[Line | Rejection] = [Line(source, i + 1, data.strip()) for i, data in enumerate(records)]
+    result = analyse_batch(items)
+    store.write(result)
+    store.flush()
+    rejected = {r.line for r in result.rejections}
+    order = iter(result.order)
+    return [None if i + 1 in rejected else next(order) for i in range(len(records))]
+
+
+__all__ = [
+    "BATCH_SIZE", "ENGINES", "EngineError", "Envelope", "Invalid", "Options", "Progress", "analyse_batch",
+    "analyse_partition", "content_uid", "domain_of", "envelope", "ingest", "run",
+]

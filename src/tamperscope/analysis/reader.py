@@ -1,0 +1,424 @@
+"""Streaming reader for OONI-format measurements, with bad input counted, never fatal.
+
+What lives here: the discovery of input files (files, directories, OONI's raw
+archive layout), their cutting into *partitions* (the unit a worker or a Dask
+task reads), and the line reader that turns a partition into `Line` records
+(one measurement's raw bytes each) and `Rejection` records (bad input, with a
+reason from `REASONS`).
+
+Formats, by file name (anything else is sniffed: gzip magic, else text):
+
+* ``.jsonl``, ``.jsonl.gz``, ``.json.gz``, ``.jsonl.zst``: one measurement per line;
+* ``.json``: one measurement (pretty-printed is fine), a JSON array of them, or
+  JSON lines (OONI's legacy cans name their JSONL files ``.json``);
+* ``.post``: an OONI collector submission ``{"format": "json", "content": {...}}``;
+* ``.tar.gz`` / ``.tgz`` / ``.tar``: OONI "postcans" (``raw/YYYYMMDD/HH/CC/test/*.tar.gz``
+  holding ``.post`` files) and legacy cans holding ``.json`` (JSON lines) files;
+* OONI's S3 layout (``raw/<day>/<hour>/<cc>/<test>/*.jsonl.gz``,
+  ``jsonl/<test>/<cc>/<day>/<hour>/*.jsonl.gz``) is just directories of the above;
+  ``index.json.gz`` files there are indexes, not measurements, and are skipped.
+
+Memory stays flat: lines are read with a bound (`MAX_MEASUREMENT_BYTES`); a
+longer line is skipped in chunks without being held, and counted "too_large".
+A pretty-printed ``.json`` file larger than the bound is rejected the same way.
+
+Only the framing is checked here (a line, its size, the gzip stream). Parsing
+and the envelope checks happen in the worker (`pipeline`), which reports its
+rejections with the same `Rejection` record and the same reasons.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import tarfile
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import orjson
+
+MAX_MEASUREMENT_BYTES = 16 * 1024 * 1024  # one measurement; OONI probes cap bodies far below
+SPLIT_BYTES = 32 * 1024 * 1024  # uncompressed JSONL files are cut into partitions of about this size
+_CHUNK = 1024 * 1024  # read size when skipping an oversized line
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+# reason -> what it means; the report prints these, docs/analysis.md lists them.
+REASONS: dict[str, str] = {
+    "corrupt_json": "the record is not valid JSON (or not UTF-8)",
+    "truncated_gzip": "the compressed stream ends early; every complete line before the cut was kept",
+    "corrupt_gzip": "the compressed stream is damaged (bad header or checksum); lines before the damage were kept",
+    "too_large": f"a measurement larger than {MAX_MEASUREMENT_BYTES // (1024 * 1024)} MiB (skipped without loading it)",
+    "missing_field": "a required envelope field is missing (test_name, measurement_start_time, probe_cc, probe_asn, "
+                     "test_keys)",
+    "wrong_type": "the record or one of its fields has the wrong JSON type (e.g. a list instead of an object)",
+    "invalid_value": "a field has the right type but an unusable value (e.g. an unparsable measurement_start_time)",
+    "unsupported_format": "a record format tamperscope does not read (YAML reports, an unknown archive member)",
+    "unreadable": "the file could not be opened or read",
+    "analysis_error": "the verdict function failed on this measurement (a bug: please report it)",
+}
+
+
+@dataclass(frozen=True)
+class Line:
+    """The raw bytes of one measurement and where they came from."""
+
+    source: str   # file path (plus "!member" inside archives)
+    line: int     # 1-based line number in the partition (absolute unless the partition starts mid-file)
+    data: bytes   # the record, verbatim (no trailing newline)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One piece of bad input, skipped."""
+
+    source: str
+    line: int     # 0 when the problem is the file itself
+    reason: str   # a key of REASONS
+    detail: str   # one line, for people
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}:{self.line}" if self.line else self.source
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A piece of the input one worker reads on its own."""
+
+    path: str
+    kind: str            # "jsonl" | "gzip" | "zstd" | "json" | "post" | "tar"
+    start: int = 0       # byte range, only for "jsonl": lines that *start* in [start, end)
+    end: int | None = None
+    size: int = 0        # bytes on disk of the range (for scheduling and progress)
+
+    @property
+    def label(self) -> str:
+        return self.path if self.start == 0 and self.end is None else f"{self.path}@{self.start}"
+
+
+class InputError(Exception):
+    """A path given by the user does not exist (the CLI turns this into a usage error)."""
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def _kind(path: Path) -> str | None:
+    name = path.name.lower()
+    if name == "index.json.gz":
+        return None
+    if name.endswith((".tar.gz", ".tgz", ".tar")):
+        return "tar"
+    if name.endswith((".jsonl.gz", ".json.gz")):
+        return "gzip"
+    if name.endswith((".jsonl.zst", ".json.zst")):
+        return "zstd"
+    if name.endswith(".jsonl"):
+        return "jsonl"
+    if name.endswith(".json"):
+        return "json"
+    if name.endswith(".post"):
+        return "post"
+    return None
+
+
+def _sniff(path: Path) -> str:
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError:
+        return "jsonl"  # the read itself will report "unreadable"
+    if head.startswith(_GZIP_MAGIC):
+        return "gzip"
+    if head == _ZSTD_MAGIC:
+        return "zstd"
+    return "json"
+
+
+def discover(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, str]]:
+    """(file, kind) for every measurement file under ``paths``, in a stable order.
+
+    Files named explicitly are read whatever their name (sniffed); inside
+    directories only known suffixes count, so READMEs and indexes are ignored.
+    Raises `InputError` for a path that does not exist.
+    """
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(files):
+                    child = Path(root, name)
+                    kind = _kind(child)
+                    if kind is not None:
+                        yield child, kind
+        elif path.exists():
+            yield path, _kind(path) or _sniff(path)
+        else:
+            raise InputError(f"no such file or directory: {raw}")
+
+
+def partitions(paths: Iterable[str | os.PathLike[str]], split_bytes: int = SPLIT_BYTES) -> list[Partition]:
+    """Cut the input into partitions: whole files, and byte ranges of large plain JSONL files."""
+    out: list[Partition] = []
+    for path, kind in discover(paths):
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = 0
+        if kind == "jsonl" and size > split_bytes > 0:
+            for start in range(0, size, split_bytes):
+                end = min(size, start + split_bytes)
+                out.append(Partition(str(path), kind, start, None if end >= size else end, end - start))
+        else:
+            out.append(Partition(str(path), kind, size=size))
+    return out
+
+
+# --------------------------------------------------------------------------- lines
+
+
+def read(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Line | Rejection]:
+    """Every measurement record (and every rejection) under ``paths``, streamed."""
+    for path, kind in discover(paths):
+        yield from read_partition(Partition(str(path), kind))
+
+
+def read_partition(part: Partition, max_bytes: int = MAX_MEASUREMENT_BYTES) -> Iterator[Line | Rejection]:
+    """The records of one partition; I/O and compression problems become rejections."""
+    try:
+        if part.kind == "tar":
+            yield from _read_tar(part.path, max_bytes)
+        elif part.kind == "post":
+            with open(part.path, "rb") as f:
+                yield from _read_post(part.path, f, max_bytes)
+        elif part.kind == "json":
+            yield from _read_json_file(part.path, max_bytes)
+        elif part.kind == "gzip":
+            with gzip.open(part.path, "rb") as f:
+                yield from _lines(part.path, f, max_bytes)
+        elif part.kind == "zstd":
+            yield from _read_zstd(part.path, max_bytes)
+        else:
+            with open(part.path, "rb", buffering=_CHUNK) as f:
+                yield from _lines(part.path, f, max_bytes, part.start, part.end)
+    except OSError as exc:
+        yield Rejection(part.path, 0, "unreadable", _one_line(exc))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _lines(source: str, f: IO[bytes], max_bytes: int, start: int = 0,
+           end: int | None = None) -> Iterator[Line | Rejection]:
+    """JSON lines from a binary stream: bounded, tolerant of damaged compression."""
+    number = 0
+    pos = start
+    if start:
+        f.seek(start - 1)
+        pos = start - 1 + len(f.readline())  # the line straddling `start` belongs to the previous partition
+    try:
+        while end is None or pos < end:
+            chunk = f.readline(max_bytes + 1)
+            if not chunk:
+                return
+            number += 1
+            pos += len(chunk)
+            if len(chunk) > max_bytes and not chunk.endswith(b"\n"):
+                skipped = len(chunk)
+                while chunk and not chunk.endswith(b"\n"):
+                    chunk = f.readline(_CHUNK)
+                    skipped += len(chunk)
+                pos += skipped - (max_bytes + 1)
+                yield Rejection(source, number, "too_large", f"{skipped} bytes on one line (limit {max_bytes})")
+                continue
+            data = chunk.strip()
+            if data:
+                yield Line(source, number, data)
+    except EOFError:
+        yield Rejection(source, number + 1, "truncated_gzip",
+                        f"the compressed file ends early after {number} complete lines")
+    except (gzip.BadGzipFile, zlib.error) as exc:
+        yield Rejection(source, number + 1, "corrupt_gzip", _one_line(exc))
+    except OSError as exc:
+        text = str(exc)
+        if "zstd" in text.lower() or "decompress" in text.lower():
+            yield Rejection(source, number + 1, "corrupt_gzip", _one_line(exc))
+        else:
+            yield Rejection(source, number + 1, "unreadable", _one_line(exc))
+
+
+def _read_zstd(path: str, max_bytes: int) -> Iterator[Line | Rejection]:
+    import pyarrow as pa
+
+    raw = pa.OSFile(path, "rb")
+    stream = pa.CompressedInputStream(raw, "zstd")
+    try:
+        reader = _ArrowLines(stream)
+        yield from _lines(path, reader, max_bytes)  # type: ignore[arg-type]
+    finally:
+        stream.close()
+
+
+class _ArrowLines:
+    """The bit of the binary file API `_lines` needs, over a pyarrow input stream."""
+
+    def __init__(self, stream: object) -> None:
+        self._stream = stream
+        self._buffer = b""
+        self._eof = False
+
+    def readline(self, limit: int = -1) -> bytes:
+        while True:
+            cut = self._buffer.find(b"\n")
+            if cut >= 0 and (limit < 0 or cut < limit):
+                line, self._buffer = self._buffer[:cut + 1], self._buffer[cut + 1:]
+                return line
+            if 0 <= limit <= len(self._buffer) or self._eof:
+                size = len(self._buffer) if limit < 0 else min(limit, len(self._buffer))
+                line, self._buffer = self._buffer[:size], self._buffer[size:]
+                return line
+            try:
+                more = self._stream.read(_CHUNK)  # type: ignore[attr-defined]
+            except OSError:
+                raise
+            if not more:
+                self._eof = True
+            self._buffer += bytes(more)
+
+    def seek(self, offset: int) -> None:  # pragma: no cover - zstd partitions always start at 0
+        raise OSError("cannot seek in a compressed stream")
+
+
+def _read_json_file(path: str, max_bytes: int) -> Iterator[Line | Rejection]:
+    """One measurement, an array of them, or (legacy cans) JSON lines."""
+    size = os.path.getsize(path)
+    with open(path, "rb", buffering=_CHUNK) as f:
+        head = f.read(1)
+        while head.isspace():
+            head = f.read(1)
+        f.seek(0)
+        if size > max_bytes:
+            if head == b"{":
+                # Either JSON lines (each line bounded) or one oversized document.
+                yield from _lines(path, f, max_bytes)
+            else:
+                yield Rejection(path, 0, "too_large", f"{size} bytes in one JSON document (limit {max_bytes})")
+            return
+        data = f.read()
+    yield from _json_document(path, data, max_bytes)
+
+
+def _json_document(source: str, data: bytes, max_bytes: int) -> Iterator[Line | Rejection]:
+    stripped = data.strip()
+    if not stripped:
+        return
+    try:
+        value = orjson.loads(stripped)
+    except orjson.JSONDecodeError:
+        if b"\n" in stripped and stripped.startswith(b"{"):
+            yield from _lines(source, _BytesLines(stripped), max_bytes)
+            return
+        yield Rejection(source, 1, "corrupt_json", "not a JSON document")
+        return
+    if isinstance(value, list):
+        for i, item in enumerate(value, 1):
+            if isinstance(item, dict):
+                yield Line(source, i, orjson.dumps(item))
+            else:
+                yield Rejection(source, i, "wrong_type", f"array item {i} is a {_json_type(item)}, not an object")
+        return
+    # JSON forbids raw line breaks inside strings: joining the lines changes only
+    # insignificant whitespace, and keeps the raw store one measurement per line.
+    yield Line(source, 1, stripped.replace(b"\r\n", b" ").replace(b"\n", b" ").replace(b"\r", b" "))
+
+
+class _BytesLines:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._pos = 0
+
+    def readline(self, limit: int = -1) -> bytes:
+        end = self._data.find(b"\n", self._pos)
+        end = len(self._data) if end < 0 else end + 1
+        if limit >= 0:
+            end = min(end, self._pos + limit)
+        line = self._data[self._pos:end]
+        self._pos = end
+        return line
+
+    def seek(self, offset: int) -> None:
+        self._pos = offset
+
+
+def _json_type(value: object) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
+            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _read_post(source: str, f: IO[bytes], max_bytes: int) -> Iterator[Line | Rejection]:
+    """An OONI collector submission: ``{"format": "json", "content": measurement}``."""
+    data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        yield Rejection(source, 0, "too_large", f"submission larger than {max_bytes} bytes")
+        return
+    try:
+        post = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        yield Rejection(source, 1, "corrupt_json", "the submission is not valid JSON")
+        return
+    if not isinstance(post, dict):
+        yield Rejection(source, 1, "wrong_type", f"the submission is a {_json_type(post)}, not an object")
+        return
+    fmt = post.get("format")
+    if fmt != "json":
+        yield Rejection(source, 1, "unsupported_format", f"submission format {str(fmt)[:20]!r}")
+        return
+    content = post.get("content")
+    if not isinstance(content, dict):
+        yield Rejection(source, 1, "wrong_type", f"content is a {_json_type(content)}, not an object")
+        return
+    yield Line(source, 1, orjson.dumps(content))
+
+
+def _read_tar(path: str, max_bytes: int) -> Iterator[Line | Rejection]:
+    try:
+        archive = tarfile.open(path, "r|*")
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        yield Rejection(path, 0, "corrupt_gzip", f"not a readable tar archive: {_one_line(exc)}")
+        return
+    with archive:
+        try:
+            for member in archive:
+                if not member.isfile():
+                    continue
+                source = f"{path}!{member.name}"
+                name = member.name.lower()
+                if member.size > max_bytes and not name.endswith(".json"):
+                    yield Rejection(source, 0, "too_large", f"{member.size} bytes (limit {max_bytes})")
+                    continue
+                f = archive.extractfile(member)
+                if f is None:
+                    continue
+                if name.endswith(".post"):
+                    yield from _read_post(source, f, max_bytes)
+                elif name.endswith(".json") or name.endswith(".jsonl"):
+                    yield from _lines(source, f, max_bytes)
+                else:
+                    yield Rejection(source, 0, "unsupported_format", "archive member is not .post, .json or .jsonl")
+        except EOFError:
+            yield Rejection(path, 0, "truncated_gzip", "the archive ends early; members before the cut were kept")
+        except (tarfile.TarError, zlib.error, gzip.BadGzipFile) as exc:
+            yield Rejection(path, 0, "corrupt_gzip", _one_line(exc))
+
+
+__all__ = [
+    "MAX_MEASUREMENT_BYTES", "REASONS", "SPLIT_BYTES", "InputError", "Line", "Partition", "Rejection",
+    "discover", "partitions", "read", "read_partition",
+]

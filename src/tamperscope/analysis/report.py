@@ -1,0 +1,322 @@
+"""Reports from the store: tables for the terminal, and one self-contained HTML file.
+
+`terminal_report()` renders the top blocked domains, networks and mechanisms as
+plain-text tables. `html_report()` writes a single HTML file a journalist can
+open anywhere, offline: plotly.js is embedded (no CDN, no network), and it
+shows a summary in words, what the labels mean, a timeline, a domain × network
+heatmap, the mechanisms by country, the equipment signatures seen and the
+tables behind them.
+
+Measurement content is hostile (inputs, network names and signatures come from
+the field): every text is HTML-escaped, and chart data is embedded as JSON in
+``<script type="application/json">`` with ``<``, ``>`` and ``&`` escaped, so no
+captured string can close the script element or run anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from tamperscope.analysis import store as st
+from tamperscope.analysis.confidence import CONFIRM_MIN
+from tamperscope.analysis.store import Filters, Store
+
+# Plain words for each mechanism (model.verdict.MECHANISMS), for the report's readers.
+MECHANISM_WORDS: dict[str, str] = {
+    "dns.injection": "forged DNS answers injected on the network path",
+    "dns.poison": "the resolver answered with addresses that are not the site's",
+    "dns.nxdomain": "the resolver claimed the site does not exist",
+    "dns.drop": "DNS questions about the site went unanswered",
+    "tcp.drop": "connections to the site's address timed out",
+    "tcp.rst": "connections to the site's address were refused or reset",
+    "tls.rst": "the encrypted connection was cut during the handshake (typically filtering on the name, SNI)",
+    "tls.drop": "the encrypted handshake stalled",
+    "tls.mitm": "a certificate that is not the site's was presented (interception)",
+    "http.rst": "the web request was cut (reset)",
+    "http.drop": "the web request went unanswered",
+    "http.blockpage": "another page came back instead of the site (a blockpage)",
+    "throttle": "the site was slowed down",
+    "quic.drop": "HTTP/3 (QUIC) connections were blocked",
+    "middlebox": "a device on the path altered the traffic",
+    "none": "something differed from the uncensored control, but no single technique explains it",
+}
+
+OUTCOME_WORDS: dict[str, str] = {
+    "confirmed": f"interference shown by a known blockpage, or the same anomaly on at least {CONFIRM_MIN} "
+                 "measurements of the same site from the same network",
+    "anomaly": "this measurement differs from the uncensored control in a way that suggests interference; "
+               "one anomaly alone can be a glitch",
+    "failure": "the measurement itself failed (for example the control could not be reached): no conclusion",
+    "ok": "the site was reachable as expected",
+}
+OUTCOME_COLOURS = {"confirmed": "#b2182b", "anomaly": "#ef8a62", "failure": "#999999", "ok": "#67a9cf"}
+
+
+# --------------------------------------------------------------------------- terminal
+
+
+def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]], *, limit: int | None = None) -> str:
+    """A plain-text table: ``columns`` are (key, heading) pairs; numbers right-aligned."""
+    shown = list(rows)[:limit] if limit is not None else list(rows)
+    cells = [[_cell(r.get(key)) for key, _ in columns] for r in shown]
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (_, h) in enumerate(columns)]
+    numeric = [all(isinstance(r.get(k), (int, float)) for r in shown) and bool(shown) for k, _ in columns]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
+        return "  ".join(parts).rstrip()
+
+    out = [line([h for _, h in columns]), line(["-" * w for w in widths])]
+    out += [line(c) for c in cells]
+    return "\n".join(out)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    text = str(value)
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)  # no terminal escapes from the field
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.0f}%" if whole else "-"
+
+
+def terminal_report(store: Store, filters: Filters | None = None, limit: int = 15) -> str:
+    """The top blocked domains, networks and mechanisms, as text."""
+    t = st.totals(store, filters)
+    n = int(t.get("measurement_count") or 0)
+    if not n:
+        return "The store has no measurements yet: run `tamperscope analyze PATH…` first."
+    lines = [
+        f"{n} measurements from {t['first_day']} to {t['last_day']}: {t['country_count']} countries, "
+        f"{t['network_count']} networks, {t['domain_count']} domains.",
+        f"Outcomes: {t['confirmed_count']} confirmed, {t['anomaly_count'] - t['confirmed_count']} anomaly "
+        f"(unconfirmed), {t['failure_count']} failure, {t['ok_count']} ok "
+        f"({_share(t['anomaly_count'], n)} anomalous).",
+        "",
+    ]
+    domains = [d for d in st.per_domain(store, filters, limit) if d["anomaly_count"]]
+    for d in domains:
+        d["share"] = _share(d["anomaly_count"], d["measurement_count"])
+    lines += ["Top blocked domains", table(domains, [
+        ("domain", "domain"), ("measurement_count", "measured"), ("anomaly_count", "anomalies"),
+        ("confirmed_count", "confirmed"), ("share", "share"), ("network_count", "networks"),
+        ("top_mechanism", "mechanism")]) if domains else "  (none)", ""]
+    networks = [x for x in st.per_network(store, filters, limit) if x["anomaly_count"]]
+    lines += ["Top networks with interference", table(networks, [
+        ("probe_asn", "network"), ("probe_cc", "cc"), ("probe_network_name", "name"),
+        ("measurement_count", "measured"), ("anomaly_count", "anomalies"), ("confirmed_count", "confirmed"),
+        ("blocked_domain_count", "domains")]) if networks else "  (none)", ""]
+    mechanisms = st.per_mechanism(store, filters)
+    for m in mechanisms:
+        m["meaning"] = MECHANISM_WORDS.get(str(m["mechanism"]), "")
+    lines += ["Mechanisms", table(mechanisms, [
+        ("mechanism", "mechanism"), ("measurement_count", "anomalies"), ("confirmed_count", "confirmed"),
+        ("domain_count", "domains"), ("network_count", "networks"), ("meaning", "what it means")])
+        if mechanisms else "  (none)"]
+    sigs = st.signatures(store, filters, limit)
+    if sigs:
+        lines += ["", "Equipment signatures", table(sigs, [
+            ("signature", "signature"), ("equipment", "equipment"), ("measurement_count", "measurements"),
+            ("mechanisms", "mechanisms"), ("countries", "countries"), ("network_count", "networks")])]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- HTML
+
+
+def _json_for_script(value: Any) -> str:
+    """JSON that is safe inside a <script> element whatever strings it carries."""
+    data = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    return data.replace(b"<", b"\\u003c").replace(b">", b"\\u003e").replace(b"&", b"\\u0026").decode()
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _timeline_figure(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    days = [r["day"] for r in rows]
+    series = {
+        "confirmed": [r["confirmed_count"] for r in rows],
+        "anomaly": [r["anomaly_count"] - r["confirmed_count"] for r in rows],
+        "failure": [r["failure_count"] for r in rows],
+        "ok": [r["ok_count"] for r in rows],
+    }
+    data = [{"type": "bar", "name": name, "x": days, "y": ys, "marker": {"color": OUTCOME_COLOURS[name]}}
+            for name, ys in series.items()]
+    layout = {"barmode": "stack", "title": {"text": "Measurements per day, by outcome"},
+              "xaxis": {"title": {"text": "day (UTC)"}, "type": "date"},
+              "yaxis": {"title": {"text": "measurements"}}, "legend": {"orientation": "h"},
+              "margin": {"t": 50, "r": 10, "l": 60, "b": 50}}
+    return {"data": data, "layout": layout}
+
+
+def _heatmap_figure(cells: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    if not cells:
+        return None
+    domains = sorted({c["domain"] for c in cells})
+    networks = sorted({c["probe_asn"] for c in cells})
+    label = {c["probe_asn"]: f"{c['probe_asn']} ({c['probe_cc']})" for c in cells}
+    index = {(c["domain"], c["probe_asn"]): c for c in cells}
+    z, text = [], []
+    for d in domains:
+        zr, tr = [], []
+        for n in networks:
+            c = index.get((d, n))
+            if c is None:
+                zr.append(None)
+                tr.append("not measured")
+            else:
+                zr.append(round(100 * c["anomaly_count"] / c["measurement_count"], 1))
+                tr.append(f"{c['measurement_count']} measured, {c['anomaly_count']} anomalous, "
+                          f"{c['confirmed_count']} confirmed")
+        z.append(zr)
+        text.append(tr)
+    data = [{"type": "heatmap", "z": z, "x": [label[n] for n in networks], "y": domains, "text": text,
+             "hovertemplate": "%{y} on %{x}<br>%{z}% anomalous<br>%{text}<extra></extra>",
+             "colorscale": "Reds", "zmin": 0, "zmax": 100, "colorbar": {"title": {"text": "% anomalous"}}}]
+    layout = {"title": {"text": "Where each site is interfered with (share of measurements anomalous)"},
+              "xaxis": {"title": {"text": "network"}, "automargin": True},
+              "yaxis": {"automargin": True}, "height": max(320, 60 + 22 * len(domains)),
+              "margin": {"t": 50, "r": 10, "b": 80}}
+    return {"data": data, "layout": layout}
+
+
+def _mechanisms_figure(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    if not rows:
+        return None
+    countries = sorted({r["probe_cc"] for r in rows})
+    mechanisms = sorted({r["mechanism"] for r in rows})
+    counts = {(r["probe_cc"], r["mechanism"]): r["measurement_count"] for r in rows}
+    data = [{"type": "bar", "name": m, "x": countries, "y": [counts.get((c, m), 0) for c in countries],
+             "hovertemplate": f"{m}: %{{y}} anomalies in %{{x}}<extra></extra>"} for m in mechanisms]
+    layout = {"barmode": "stack", "title": {"text": "How sites are blocked, by country"},
+              "xaxis": {"title": {"text": "country"}}, "yaxis": {"title": {"text": "anomalous measurements"}},
+              "legend": {"orientation": "h"}, "margin": {"t": 50, "r": 10, "l": 60, "b": 50}}
+    return {"data": data, "layout": layout}
+
+
+def _html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
+    if not rows:
+        return "<p class='none'>None.</p>"
+    head = "".join(f"<th>{_e(h)}</th>" for _, h in columns)
+    body = []
+    for r in rows:
+        cells = []
+        for key, _ in columns:
+            value = r.get(key)
+            cls = " class='num'" if isinstance(value, (int, float)) else ""
+            cells.append(f"<td{cls}>{_e(_cell(value) if not isinstance(value, str) else value)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#222;background:#fafafa}
+main{max-width:1100px;margin:0 auto;padding:1rem 1.25rem 3rem}
+h1{font-size:1.6rem;margin:.5rem 0}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #ddd}
+.summary{font-size:1.1rem;line-height:1.5;background:#fff;border-left:4px solid #b2182b;padding:.75rem 1rem}
+.chart{background:#fff;margin:1rem 0;min-height:320px}
+table{border-collapse:collapse;width:100%;background:#fff;font-size:.92rem}
+th,td{padding:.35rem .5rem;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
+td.num{text-align:right;font-variant-numeric:tabular-nums}th{background:#f0f0f0}
+.scroll{overflow-x:auto}.none{color:#777}dl{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}
+dt{font-weight:600}dd{margin:0}.tag{display:inline-block;padding:0 .4rem;border-radius:3px;color:#fff}
+footer{color:#777;font-size:.85rem;margin-top:2rem}
+"""
+
+_DRAW = """
+document.querySelectorAll('script[type="application/json"][data-chart]').forEach(function (node) {
+  var fig = JSON.parse(node.textContent);
+  var target = document.getElementById(node.getAttribute('data-chart'));
+  Plotly.newPlot(target, fig.data, fig.layout, {responsive: true, displaylogo: false});
+});
+"""
+
+
+def html_report(store: Store, filters: Filters | None = None, *, title: str = "Network interference report",
+                limit: int = 30, plotly_js: str | None = None) -> str:
+    """The whole report as one HTML document (about 5 MB: plotly.js is inside)."""
+    if plotly_js is None:
+        from plotly.offline import get_plotlyjs
+
+        plotly_js = get_plotlyjs()
+    script = plotly_js.replace("</script", "<\\/script")
+    t = st.totals(store, filters)
+    n = int(t.get("measurement_count") or 0)
+    charts: list[tuple[str, str, dict[str, Any] | None, str]] = [
+        ("timeline", "Over time", _timeline_figure(st.timeline(store, filters)) if n else None,
+         "Each bar is one day; the red parts are measurements showing interference."),
+        ("heatmap", "Sites × networks", _heatmap_figure(st.domain_network(store, filters, limit, 20)),
+         "Darker cells: a larger share of that site's measurements on that network were anomalous. "
+         "Hover a cell for the counts."),
+        ("mechanisms", "How, by country", _mechanisms_figure(st.mechanism_country(store, filters)),
+         "Which technique was used against the anomalous measurements, country by country."),
+    ]
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+             f"<title>{_e(title)}</title><style>{_CSS}</style>"
+             f"<script>{script}</script></head><body><main>",
+             f"<h1>{_e(title)}</h1>"]
+    if not n:
+        parts.append("<p class='summary'>The store has no measurements yet.</p>")
+    else:
+        anomalous = int(t["anomaly_count"])
+        parts.append(
+            f"<p class='summary'>From {_e(t['first_day'])} to {_e(t['last_day'])}, {n:,} measurements from "
+            f"{t['network_count']:,} networks in {t['country_count']:,} countries tested {t['domain_count']:,} "
+            f"sites. {anomalous:,} ({_share(anomalous, n)}) showed signs of interference; "
+            f"<strong>{t['confirmed_count']:,} are confirmed</strong>. {t['failure_count']:,} measurements "
+            f"failed and say nothing either way.</p>")
+    parts.append("<h2>How to read this</h2><dl>")
+    for name in ("confirmed", "anomaly", "failure", "ok"):
+        parts.append(f"<dt><span class='tag' style='background:{OUTCOME_COLOURS[name]}'>{name}</span></dt>"
+                     f"<dd>{_e(OUTCOME_WORDS[name])}</dd>")
+    parts.append("</dl>")
+    for key, heading, figure, caption in charts:
+        parts.append(f"<h2>{_e(heading)}</h2><p>{_e(caption)}</p>")
+        if figure is None:
+            parts.append("<p class='none'>Nothing to show.</p>")
+            continue
+        parts.append(f"<div class='chart' id='chart-{key}'></div>"
+                     f"<script type='application/json' data-chart='chart-{key}'>{_json_for_script(figure)}</script>")
+    mechanisms = st.per_mechanism(store, filters)
+    for m in mechanisms:
+        m["meaning"] = MECHANISM_WORDS.get(str(m["mechanism"]), "")
+    parts.append("<h2>Techniques seen</h2>" + _html_table(mechanisms, [
+        ("mechanism", "technique"), ("meaning", "what it means"), ("measurement_count", "anomalies"),
+        ("confirmed_count", "confirmed"), ("domain_count", "sites"), ("network_count", "networks")]))
+    parts.append("<h2>Equipment signatures seen</h2><p>Packet and blockpage signatures of the devices "
+                 "doing the interfering, where the probe could capture them.</p>" +
+                 _html_table(st.signatures(store, filters, limit), [
+                     ("signature", "signature"), ("equipment", "equipment"), ("measurement_count", "measurements"),
+                     ("mechanisms", "techniques"), ("countries", "countries"), ("network_count", "networks"),
+                     ("domain_count", "sites"), ("first_seen", "first seen"), ("last_seen", "last seen")]))
+    domains = [d for d in st.per_domain(store, filters, limit) if d["anomaly_count"]]
+    parts.append("<h2>Most blocked sites</h2>" + _html_table(domains, [
+        ("domain", "site"), ("measurement_count", "measured"), ("anomaly_count", "anomalous"),
+        ("confirmed_count", "confirmed"), ("network_count", "networks"), ("country_count", "countries"),
+        ("top_mechanism", "main technique")]))
+    networks = [x for x in st.per_network(store, filters, limit) if x["anomaly_count"]]
+    parts.append("<h2>Networks with the most interference</h2>" + _html_table(networks, [
+        ("probe_asn", "network"), ("probe_network_name", "name"), ("probe_cc", "country"),
+        ("measurement_count", "measured"), ("anomaly_count", "anomalous"), ("confirmed_count", "confirmed"),
+        ("blocked_domain_count", "sites affected")]))
+    generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts.append(f"<footer>Generated by tamperscope on {generated}. Verdicts are re-derived from the raw "
+                 "measurements; every number here can be rebuilt from them.</footer>")
+    parts.append(f"</main><script>{_DRAW}</script></body></html>")
+    return "".join(parts)
+
+
+__all__ = ["MECHANISM_WORDS", "OUTCOME_WORDS", "html_report", "table", "terminal_report"]
