@@ -36,6 +36,8 @@ HEADERS = tuple((k, v[0]) for k, v in REQUEST_HEADERS.items())
 SLOW_KBPS = 2000.0
 MIN_BODY = 8 * 1024
 THROTTLE_RATIO = 0.3
+SLOW_MIN_SECONDS = 0.3
+SLOW_RTTS = 6
 
 
 class Config:
@@ -179,8 +181,12 @@ async def _throughput_check(url: str, scheme: str, host: str, port: int, resp: A
     rec = resp.record
     if rec is None or len(resp.body) < MIN_BODY or resp.body_is_truncated:
         return
-    first_kbps = len(resp.body) * 8 / 1000 / max(1e-6, rec["t"] - rec["t0"])
-    if first_kbps >= SLOW_KBPS:
+    seconds = max(1e-6, rec["t"] - rec["t0"])
+    first_kbps = len(resp.body) * 8 / 1000 / seconds
+    rtts = [c["t"] - c["t0"] for c in trace.tcp_connect if c["status"]["success"]]
+    rtt = min(rtts) if rtts else 0.0
+    # Slow for the size AND for the path: a page over a long path takes a few round trips.
+    if first_kbps >= SLOW_KBPS or seconds < max(SLOW_MIN_SECONDS, SLOW_RTTS * rtt):
         return
     ip = resp.address.rsplit(":", 1)[0].strip("[]")
     innocent = "www.example.com"

@@ -17,6 +17,7 @@ otherwise ignored.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import collections
 import copy
 import functools
@@ -137,6 +138,17 @@ def finish_lookup(trace: Trace, *, engine: str, hostname: str, query_type: str,
 
 # --- getaddrinfo ------------------------------------------------------------------------
 
+_GAI_POOL: concurrent.futures.ThreadPoolExecutor | None = None
+GAI_THREADS = 64  # getaddrinfo blocks a thread for a whole lookup; a probe runs dozens at once
+
+
+def _gai_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """A thread pool of its own for getaddrinfo (loops' default pools have 4-6 threads)."""
+    global _GAI_POOL
+    if _GAI_POOL is None:
+        _GAI_POOL = concurrent.futures.ThreadPoolExecutor(GAI_THREADS, thread_name_prefix="getaddrinfo")
+    return _GAI_POOL
+
 async def lookup_system(hostname: str, *, trace: Trace, timeout: float = DEFAULT_DNS_TIMEOUT,
                         tags: Sequence[str] = (), transaction_id: int | None = None) -> DNSResult:
     """The system resolver (``getaddrinfo``): one ``ANY`` record with A and AAAA answers."""
@@ -148,7 +160,8 @@ async def lookup_system(hostname: str, *, trace: Trace, timeout: float = DEFAULT
     failure: str | None = None
     try:
         async with asyncio.timeout(timeout):
-            infos = await loop.getaddrinfo(hostname, None, type=socket.SOCK_STREAM)
+            infos = await loop.run_in_executor(_gai_pool(), functools.partial(
+                socket.getaddrinfo, hostname, None, type=socket.SOCK_STREAM))
         for family, _, _, _, sockaddr in infos:
             ip = str(sockaddr[0])
             if ip in addresses:
@@ -246,8 +259,14 @@ async def lookup_udp(hostname: str, query_type: str = "A", *, server: str, port:
     try:
         query, payload = build_query(hostname, query_type)
         async with asyncio.timeout(timeout):
-            transport, proto = await loop.create_datagram_endpoint(
-                lambda: _UDPProtocol(loop), remote_addr=(server, port))
+            sock = socket.socket(socket.AF_INET6 if ":" in server else socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                sock.setblocking(False)
+                sock.connect((server, port))  # numeric: no getaddrinfo thread pool (see stream.open)
+                transport, proto = await loop.create_datagram_endpoint(lambda: _UDPProtocol(loop), sock=sock)
+            except BaseException:
+                sock.close()
+                raise
             transport.sendto(payload)
             if trace.record_io:
                 trace.add_network_event(F.WRITE_TO, t0=t0, transaction_id=tid, address=address,

@@ -14,6 +14,7 @@ and time, which is what throttling analysis needs.
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Protocol, cast
 
 from tamperscope.model import failures as F
@@ -119,7 +120,16 @@ class TCPStream:
                    address: str) -> TCPStream:
         """Connect (no timeout here: callers wrap this in ``asyncio.timeout``)."""
         loop = asyncio.get_running_loop()
-        transport, proto = await loop.create_connection(lambda: _StreamProtocol(loop), ip, port)
+        # Our own socket, connected by address: event loops (uvloop) would otherwise send even a
+        # numeric address through getaddrinfo's thread pool, where it queues behind real lookups.
+        sock = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, (ip, port))
+            transport, proto = await loop.create_connection(lambda: _StreamProtocol(loop), sock=sock)
+        except BaseException:
+            sock.close()
+            raise
         return cls(transport, proto, address=address,
                    transaction_id=transaction_id, trace=trace)
 

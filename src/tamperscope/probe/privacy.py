@@ -57,14 +57,26 @@ class Scrubber:
             b = b.replace(p, b"\0" * len(p))
         return b
 
+    def needed(self, obj: Any) -> bool:
+        """Whether `obj` may hold an address: one C-speed search of its JSON, base64 always walked."""
+        import orjson
+
+        blob = orjson.dumps(obj)
+        return b'"format":"base64"' in blob or any(a in blob for a, _ in self._bytes)
+
     def __call__(self, obj: Any) -> Any:
-        """A scrubbed copy of a JSON-like value."""
+        """A scrubbed copy of a JSON-like value (the value itself when nothing needs scrubbing)."""
+        if not self.addresses or not self.needed(obj):
+            return obj
+        return self._walk(obj)
+
+    def _walk(self, obj: Any) -> Any:
         if not self.addresses:
             return obj
         if isinstance(obj, str):
             return self.text(obj)
         if isinstance(obj, list):
-            return [self(v) for v in obj]
+            return [self._walk(v) for v in obj]
         if isinstance(obj, dict):
             if obj.get("format") == "base64" and isinstance(obj.get("data"), str) and len(obj) == 2:
                 try:
@@ -72,5 +84,5 @@ class Scrubber:
                 except (binascii.Error, ValueError):
                     return {"format": "base64", "data": self.text(obj["data"])}
                 return {"format": "base64", "data": base64.b64encode(self.raw(raw)).decode()}
-            return {self.text(k) if isinstance(k, str) else k: self(v) for k, v in obj.items()}
+            return {self.text(k) if isinstance(k, str) else k: self._walk(v) for k, v in obj.items()}
         return obj
