@@ -35,6 +35,7 @@ def main() -> int:
     ap.add_argument("--urls", type=int, default=1000)
     ap.add_argument("--parallel", type=int, default=64)
     ap.add_argument("--delay-ms", type=float, default=25.0)
+    ap.add_argument("--extra", default="", help="extra arguments for tamperscope run, e.g. --no-network-events")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ts-bench-"))
     prof = work / "bench.toml"
@@ -54,7 +55,7 @@ def main() -> int:
         t0 = time.monotonic()
         res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "run", "web_connectivity",
                                                 "--list", str(lst), "--parallel", str(args.parallel), "--yes",
-                                                "--no-progress", "-o", str(out)]),
+                                                "--no-progress", "-o", str(out), *args.extra.split()]),
                              env=manager.client_env(), capture_output=True, text=True)
         wall = time.monotonic() - t0
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -68,7 +69,7 @@ def main() -> int:
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     rate = len(ms) / wall
     bound = args.parallel / (4 * rtt)
-    print(f"probe speed: {len(ms)} URLs (half https), --parallel {args.parallel}, delay_ms {args.delay_ms}")
+    print(f"probe speed: {len(ms)} URLs (half https), --parallel {args.parallel}, delay_ms {args.delay_ms} {args.extra}")
     print(f"  {'metric':34} {'value':>12}")
     print(f"  {'measured RTT (ms)':34} {rtt * 1000:12.1f}")
     print(f"  {'wall time (s)':34} {wall:12.1f}")

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .consistency import AddressJudge, http_diff, observe
+from .consistency import AddressJudge, Observations, http_diff, observe
 
 
-def summary_keys(measurement: Mapping[str, Any]) -> dict[str, Any]:
-    obs = observe(measurement)
+def summary_keys(measurement: Mapping[str, Any], obs: Observations | None = None) -> dict[str, Any]:
+    obs = observe(measurement) if obs is None else obs
     judge = AddressJudge(obs, use_tls=obs.version >= (0, 5))
     depth0 = [q for q in obs.queries if q.depth == 0 and not q.encrypted and q.addrs]
     addrs = sorted({a for q in depth0 for a in q.addrs})

@@ -456,11 +456,24 @@ def _scan_fingerprints(obs: Observations,
     for e in obs.exchanges:
         if e.status_code <= 0 and not e.body:
             continue
+        if _authenticated_site_page(obs, e):
+            continue
         matched = [str(i) for i in matcher(e.text(), e.header_map())]
         if matched:
             ids.update(dict.fromkeys(matched))
             pointers.append(e.pointer)
     return tuple(ids), tuple(pointers)
+
+
+def _authenticated_site_page(obs: Observations, e: Exchange) -> bool:
+    """A response from the tested host itself over TLS that verified for it: the site's own
+    page, not an injected one, so the fingerprint scan (the costliest step) is skipped.
+    Cleartext pages are always scanned, even when they equal the control's: the control may
+    sit behind the same censor."""
+    if e.scheme != "https" or e.host != obs.host or e.status_code // 100 != 2:
+        return False
+    h = _handshake_for(obs, e)
+    return h is not None and h.failure is None and h.verified and h.server_name == obs.host
 
 
 def _dns_verdict(finding: Finding, fps: Sequence[str]) -> Verdict:
@@ -651,7 +664,12 @@ def web_connectivity_verdict(measurement: Mapping[str, Any],
     Measurements with ``test_version`` 0.4.x follow v0.4's rules (no TLS validation
     of addresses); everything else follows v0.5's.
     """
-    obs = observe(measurement)
+    return verdict_from(observe(measurement), measurement, match_blockpage)
+
+
+def verdict_from(obs: Observations, measurement: Mapping[str, Any],
+                 match_blockpage: BlockpageMatcher | None = None) -> Verdict:
+    """`web_connectivity_verdict` for observations already made (saves a second `observe`)."""
     decide = _decide_v04 if obs.version < (0, 5) else _decide_v05
     verdict = decide(obs, match_blockpage)
     tk = measurement.get("test_keys")
@@ -660,5 +678,5 @@ def web_connectivity_verdict(measurement: Mapping[str, Any],
 
 __all__ = [
     "MECHANISMS", "OONI_BLOCKING", "STATUSES", "BlockpageMatcher", "Verdict",
-    "failure_class", "web_connectivity_verdict",
+    "failure_class", "verdict_from", "web_connectivity_verdict",
 ]

@@ -9,12 +9,16 @@ from .base import BlockpageMatcher
 
 
 @lru_cache(maxsize=1)
-def matcher() -> BlockpageMatcher:
+def _db() -> object:
     from ..wire.fingerprints import FingerprintDB
 
-    db = FingerprintDB.load()
+    return FingerprintDB.load()
+
+
+def matcher() -> BlockpageMatcher:
+    """Fingerprint ids matching a response; the database is compiled on first use only."""
 
     def match(body: str, headers: Mapping[str, str]) -> Sequence[str]:
-        return [m.id for m in db.match_response(body, headers)]
+        return [m.id for m in _db().match_response(body, headers)]  # type: ignore[attr-defined]
 
     return match

@@ -20,7 +20,8 @@ from typing import Any
 
 from ..model.inputs import BadInput, parse_url
 from ..model.summary import summary_keys
-from ..model.verdict import web_connectivity_verdict
+from ..model.consistency import observe
+from ..model.verdict import verdict_from
 from ..netx import (SYSTEM, Connection, NetxError, Resolver, Trace, fetch, lookup_addresses, lookup_system,
                     round_trip, tcp_connect, tls_handshake)
 from ..netx.trace import endpoint
@@ -51,7 +52,7 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
         url = parse_url(input)
     except BadInput as e:
         raise NettestError(str(e)) from None
-    trace = Trace()
+    trace = Trace(record_io=ctx.options.get("network_events", True))
     tk: dict[str, Any] = {"agent": "redirect", "client_resolver": ctx.isp_resolver, "retries": None, "socksproxy": None}
     try:
         async with asyncio.timeout(ctx.timeouts.measurement):
@@ -72,8 +73,9 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
 def finish(measurement: dict[str, Any], ctx: Context) -> None:
     """Fill the verdict keys in place, from the raw records only."""
     tk = measurement["test_keys"]
-    tk.update(summary_keys(measurement))
-    tk.update(web_connectivity_verdict(measurement, ctx.matcher).to_test_keys())
+    obs = observe(measurement)
+    tk.update(summary_keys(measurement, obs))
+    tk.update(verdict_from(obs, measurement, ctx.matcher).to_test_keys())
 
 
 async def _measure(input: str, scheme: str, host: str, port: int, ctx: Context, trace: Trace, tk: dict[str, Any]) -> None:

@@ -46,6 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--silent-resolver", default=None, help="dnscheck: an address where no DNS server runs; default $TAMPERSCOPE_SILENT_RESOLVER")
     p.add_argument("--doh", default=None, help="dnscheck: DoH URL; default $TAMPERSCOPE_DOH")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per measurement (default 60)")
+    p.add_argument("--no-network-events", action="store_true",
+                   help="leave out network_events (every read/write): smaller files, less CPU; the verdict does not use them")
     p.add_argument("--yes", "-y", action="store_true", help="give informed consent without the prompt (automation)")
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.add_argument("--summary", action="store_true", help="print a table by mechanism at the end")
@@ -131,7 +133,7 @@ def build_context(args: argparse.Namespace) -> tuple[Context, ProbeInfo, list[st
                       resolver_ip=isp or "", resolver_asn=rinfo.asn if rinfo else 0,
                       resolver_network_name=rinfo.name if rinfo else "")
     options = {"resolver": public, "silent": args.silent_resolver or env.get("TAMPERSCOPE_SILENT_RESOLVER"),
-               "doh": args.doh or env.get("TAMPERSCOPE_DOH")}
+               "doh": args.doh or env.get("TAMPERSCOPE_DOH"), "network_events": not args.no_network_events}
     ctx = Context(helper_url=helper, udp_resolver=udp, isp_resolver=isp, ca_bundle=ca, matcher=_matcher(), asn=asn,
                   backend=args.backend or env.get("TAMPERSCOPE_ECHO"),
                   timeouts=Timeouts(measurement=args.timeout), options=options)
