@@ -13,7 +13,7 @@ import sys
 
 from . import __version__
 
-# (module, attribute): each adds its subcommand(s)
+# Modules that add subcommands (each has add_parser(subparsers)).
 COMMANDS = [
     "tamperscope.lab.command",
     "tamperscope.helper.command",
@@ -23,11 +23,25 @@ COMMANDS = [
 ]
 
 
+# Which module serves a subcommand, so a run imports only what it needs (duckdb, pyarrow
+# and the lab are slow to import); modules not named here are always loaded.
+ROUTES = {
+    "lab": "tamperscope.lab.command",
+    "helper": "tamperscope.helper.command",
+    "run": "tamperscope.probe.command",
+    "demo": "tamperscope.demo",
+    "analyze": "tamperscope.analysis.command",
+    "report": "tamperscope.analysis.command",
+    "export": "tamperscope.analysis.command",
+}
+
+
 class UsageError(Exception):
     """The user asked for something that cannot be done as asked (exit 2)."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `only` (a subcommand name), just that subcommand's module is loaded."""
     p = argparse.ArgumentParser(
         prog="tamperscope",
         description="An open observatory of network interference: whether, how, where and by what "
@@ -36,13 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"tamperscope {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    routed = set(ROUTES.values())
+    wanted = ROUTES.get(only or "")
     for name in COMMANDS:
-        importlib.import_module(name).add_parser(sub)
+        if wanted is None or name == wanted or name not in routed:
+            importlib.import_module(name).add_parser(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    args_list = sys.argv[1:] if argv is None else argv
+    parser = build_parser(args_list[0] if args_list and args_list[0] in ROUTES else None)
     args = parser.parse_args(argv)
     from .lab.manager import LabError
     from .model.profile import ProfileError

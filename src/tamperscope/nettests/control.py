@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from ..netx import DirectConnector, NetxError, Trace, round_trip
+from ..netx import Connection, DirectConnector, NetxError, Trace, round_trip
 from .base import Context
 
 USER_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
@@ -25,31 +25,86 @@ def control_request(url: str, endpoints: Sequence[str]) -> dict[str, Any]:
             "x_quic_enabled": False}
 
 
+class _Pool:
+    """Idle keep-alive connections to the helper, reused across measurements (one per loop)."""
+
+    def __init__(self) -> None:
+        self.idle: dict[str, list[Connection]] = {}
+
+    def take(self, url: str) -> Connection | None:
+        conns = self.idle.get(url)
+        return conns.pop() if conns else None
+
+    def give(self, url: str, conn: Connection) -> None:
+        conns = self.idle.setdefault(url, [])
+        if len(conns) < MAX_IDLE:
+            conns.append(conn)
+        else:
+            asyncio.ensure_future(conn.aclose())
+
+
+MAX_IDLE = 64
+_POOLS: dict[int, _Pool] = {}
+
+
+def _pool() -> _Pool:
+    loop = asyncio.get_running_loop()
+    pool = _POOLS.get(id(loop))
+    if pool is None:
+        _POOLS.clear()  # pools of loops that have ended
+        pool = _POOLS[id(loop)] = _Pool()
+    return pool
+
+
+async def _exchange(ctx: Context, body: bytes, trace: Trace) -> tuple[int, bytes]:
+    """POST the control request on a pooled connection, or a fresh one if the pooled one died."""
+    assert ctx.helper_url is not None
+    pool = _pool()
+    connector = DirectConnector(ca_bundle=ctx.ca_bundle, alpn=("http/1.1",))
+    headers = (("Content-Type", "application/json"), ("Accept", "application/json"))
+    for reuse in (True, False):
+        conn = pool.take(ctx.helper_url) if reuse else None
+        if reuse and conn is None:
+            continue
+        if conn is None:
+            conn = await connector(ctx.helper_url, trace=trace, timeout=ctx.timeouts.control)
+        try:
+            resp = await round_trip(conn, ctx.helper_url, method="POST", body=body, record=False,
+                                    headers=headers, timeout=ctx.timeouts.control)
+        except NetxError:
+            await conn.aclose()
+            if reuse:
+                continue  # the helper closed an idle connection: try a fresh one
+            raise
+        except BaseException:
+            await conn.aclose()
+            raise
+        if (resp.header("Connection") or "").lower() == "close":
+            await conn.aclose()
+        else:
+            pool.give(ctx.helper_url, conn)
+        return resp.status, resp.body
+    raise AssertionError("unreachable")
+
+
 async def ask_helper(ctx: Context, request: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-    """(control response, failure). Retries once on 503 (busy)."""
+    """(control response, failure). Retries on 503 (busy)."""
     if not ctx.helper_url:
         return None, "control_disabled"
     body = orjson.dumps(request)
-    connector = DirectConnector(ca_bundle=ctx.ca_bundle, alpn=("http/1.1",))
     trace = Trace(record_io=False)
     for attempt in range(3):
         try:
-            conn = await connector(ctx.helper_url, trace=trace, timeout=ctx.timeouts.control)
-            try:
-                resp = await round_trip(conn, ctx.helper_url, method="POST", body=body, record=False,
-                                        headers=(("Content-Type", "application/json"), ("Accept", "application/json")),
-                                        timeout=ctx.timeouts.control)
-            finally:
-                await conn.aclose()
+            status, data_bytes = await _exchange(ctx, body, trace)
         except NetxError as e:
             return None, e.failure
-        if resp.status == 503 and attempt < 2:
+        if status == 503 and attempt < 2:
             await asyncio.sleep(0.2 * (attempt + 1))
             continue
-        if resp.status != 200:
-            return None, f"http_request_failed: control helper answered {resp.status}"
+        if status != 200:
+            return None, f"http_request_failed: control helper answered {status}"
         try:
-            data = orjson.loads(resp.body)
+            data = orjson.loads(data_bytes)
         except orjson.JSONDecodeError:
             return None, "unknown_failure: control helper answered garbage"
         if not isinstance(data, dict):
