@@ -132,7 +132,7 @@ def analyze_command(args: argparse.Namespace) -> int:
     finally:
         store.close()
     elapsed = time.monotonic() - started
-    print(summary(stats, elapsed, store.path))
+    print(summary(stats, elapsed, store.path), file=sys.stderr if args.jsonl == "-" else sys.stdout)
     if stats.records and not stats.accepted:
         print("tamperscope: no usable measurement in the input", file=sys.stderr)
         return 1

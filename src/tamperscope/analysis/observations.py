@@ -8,8 +8,8 @@ reset, which certificates failed, which pages came back with which status.
 Every row keeps its ``pointer`` (``test_keys.queries[2]``), the same pointers
 the verdicts cite as evidence, so the explorer can show the record verbatim.
 
-`ObservationColumns` accumulates rows column by column (one Python list per
-column, no per-row objects) and hands them to Arrow in one go; measurement
+`ObservationColumns` accumulates one tuple per row and hands the columns to
+Arrow in one go (no per-cell Python calls beyond the type checks); measurement
 content is hostile, so every field is type-checked and anything unexpected is
 dropped to NULL rather than trusted.
 """
@@ -96,96 +96,119 @@ def _host_of(url: str | None) -> str | None:
 
 
 class ObservationColumns:
-    """Observation rows of many measurements, column by column."""
+    """Observation rows of many measurements; one tuple per row, columns made once at the end."""
 
     def __init__(self) -> None:
-        self.columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
+        self.rows: list[tuple[Any, ...]] = []
 
     def __len__(self) -> int:
-        return len(self.columns["measurement_uid"])
+        return len(self.rows)
 
     def add(self, uid: str, test_keys: Mapping[str, Any]) -> int:
         """Append the steps of one measurement; returns how many rows it added."""
-        before = len(self)
+        before = len(self.rows)
         idx = 0
         for key, step in _LISTS:
-            idx = self._records(uid, test_keys.get(key), step, f"test_keys.{key}", idx)
+            records = test_keys.get(key)
+            if records:
+                idx = _STEP[step](self.rows, uid, records, f"test_keys.{key}", idx)
         lookups = test_keys.get("lookups")  # OONI dnscheck: {resolver URL: {queries, tcp_connect, ...}}
         if isinstance(lookups, Mapping):
             for name, lookup in lookups.items():
                 if isinstance(lookup, Mapping):
                     for key, step in _LISTS:
-                        idx = self._records(uid, lookup.get(key), step, f"test_keys.lookups[{name!r}].{key}", idx)
-        return len(self) - before
-
-    def _records(self, uid: str, records: Any, step: str, prefix: str, idx: int) -> int:
-        if not isinstance(records, list):
-            return idx
-        c = self.columns
-        for i, record in enumerate(records):
-            if not isinstance(record, Mapping):
-                continue
-            hostname = engine = resolver = query_type = ip = server_name = url = failure = None
-            answers: list[str] | None = None
-            port = status_code = body_length = None
-            body_truncated = None
-            get = record.get
-            if step == "dns":
-                hostname = _s(get("hostname"))
-                engine = _s(get("engine"))
-                resolver = _s(get("resolver_address"))
-                query_type = _s(get("query_type"))
-                answers = _answers(get("answers"))
-                failure = _s(get("failure"))
-            elif step == "tcp":
-                ip = _s(get("ip"))
-                port = _port(get("port"))
-                status = get("status")
-                failure = _s(status.get("failure")) if isinstance(status, Mapping) else None
-            elif step in ("tls", "quic"):
-                ip, port = _split(get("address"))
-                server_name = _s(get("server_name"))
-                failure = _s(get("failure"))
-            else:
-                request = get("request")
-                url = _s(request.get("url")) if isinstance(request, Mapping) else None
-                hostname = _host_of(url)
-                ip, port = _split(get("address"))
-                response = get("response")
-                if isinstance(response, Mapping):
-                    status_code = _i(response.get("code"))
-                    if status_code is not None and not 0 < status_code < 1000:
-                        status_code = None
-                    body_length = _body_length(response.get("body"))
-                    truncated = response.get("body_is_truncated")
-                    body_truncated = truncated if isinstance(truncated, bool) else None
-                failure = _s(get("failure"))
-            c["measurement_uid"].append(uid)
-            c["idx"].append(idx)
-            c["step"].append(step)
-            c["pointer"].append(f"{prefix}[{i}]")
-            c["t0"].append(_f(get("t0")))
-            c["t"].append(_f(get("t")))
-            c["transaction_id"].append(_i(get("transaction_id")))
-            c["hostname"].append(hostname)
-            c["engine"].append(engine)
-            c["resolver"].append(resolver)
-            c["query_type"].append(query_type)
-            c["answers"].append(answers)
-            c["ip"].append(ip)
-            c["port"].append(port)
-            c["server_name"].append(server_name)
-            c["url"].append(url)
-            c["status_code"].append(status_code)
-            c["body_length"].append(body_length)
-            c["body_truncated"].append(body_truncated)
-            c["failure"].append(failure or None)
-            idx += 1
-        return idx
+                        records = lookup.get(key)
+                        if records:
+                            idx = _STEP[step](self.rows, uid, records, f"test_keys.lookups[{name!r}].{key}", idx)
+        return len(self.rows) - before
 
     def to_arrow(self) -> pa.Table:
-        return pa.table({name: pa.array(values, type=SCHEMA.field(name).type)
-                         for name, values in self.columns.items()}, schema=SCHEMA)
+        if not self.rows:
+            return SCHEMA.empty_table()
+        columns = list(zip(*self.rows, strict=True))
+        return pa.table([pa.array(col, type=f.type) for col, f in zip(columns, SCHEMA, strict=True)],
+                        schema=SCHEMA)
+
+
+# One function per step kind, each appending full rows in SCHEMA order:
+# (uid, idx, step, pointer, t0, t, transaction_id, hostname, engine, resolver, query_type,
+#  answers, ip, port, server_name, url, status_code, body_length, body_truncated, failure)
+Rows = list[tuple[Any, ...]]
+
+
+def _dns(rows: Rows, uid: str, records: Any, prefix: str, idx: int) -> int:
+    if not isinstance(records, list):
+        return idx
+    for i, r in enumerate(records):
+        if isinstance(r, dict):
+            get = r.get
+            rows.append((uid, idx, "dns", f"{prefix}[{i}]", _f(get("t0")), _f(get("t")), _i(get("transaction_id")),
+                         _s(get("hostname")), _s(get("engine")), _s(get("resolver_address")),
+                         _s(get("query_type")), _answers(get("answers")), None, None, None, None, None, None,
+                         None, _s(get("failure")) or None))
+            idx += 1
+    return idx
+
+
+def _tcp(rows: Rows, uid: str, records: Any, prefix: str, idx: int) -> int:
+    if not isinstance(records, list):
+        return idx
+    for i, r in enumerate(records):
+        if isinstance(r, dict):
+            get = r.get
+            status = get("status")
+            failure = _s(status.get("failure")) if isinstance(status, dict) else None
+            rows.append((uid, idx, "tcp", f"{prefix}[{i}]", _f(get("t0")), _f(get("t")), _i(get("transaction_id")),
+                         None, None, None, None, None, _s(get("ip")), _port(get("port")), None, None, None, None,
+                         None, failure or None))
+            idx += 1
+    return idx
+
+
+def _tls(rows: Rows, uid: str, records: Any, prefix: str, idx: int, step: str = "tls") -> int:
+    if not isinstance(records, list):
+        return idx
+    for i, r in enumerate(records):
+        if isinstance(r, dict):
+            get = r.get
+            ip, port = _split(get("address"))
+            rows.append((uid, idx, step, f"{prefix}[{i}]", _f(get("t0")), _f(get("t")), _i(get("transaction_id")),
+                         None, None, None, None, None, ip, port, _s(get("server_name")), None, None, None, None,
+                         _s(get("failure")) or None))
+            idx += 1
+    return idx
+
+
+def _quic(rows: Rows, uid: str, records: Any, prefix: str, idx: int) -> int:
+    return _tls(rows, uid, records, prefix, idx, "quic")
+
+
+def _http(rows: Rows, uid: str, records: Any, prefix: str, idx: int) -> int:
+    if not isinstance(records, list):
+        return idx
+    for i, r in enumerate(records):
+        if isinstance(r, dict):
+            get = r.get
+            request = get("request")
+            url = _s(request.get("url")) if isinstance(request, dict) else None
+            ip, port = _split(get("address"))
+            status_code = body_length = body_truncated = None
+            response = get("response")
+            if isinstance(response, dict):
+                status_code = _i(response.get("code"))
+                if status_code is not None and not 0 < status_code < 1000:
+                    status_code = None
+                body_length = _body_length(response.get("body"))
+                truncated = response.get("body_is_truncated")
+                body_truncated = truncated if isinstance(truncated, bool) else None
+            rows.append((uid, idx, "http", f"{prefix}[{i}]", _f(get("t0")), _f(get("t")), _i(get("transaction_id")),
+                         _host_of(url), None, None, None, None, ip, port, None, url, status_code, body_length,
+                         body_truncated, _s(get("failure")) or None))
+            idx += 1
+    return idx
+
+
+_STEP = {"dns": _dns, "tcp": _tcp, "tls": _tls, "quic": _quic, "http": _http}
 
 
 def _answers(value: Any) -> list[str] | None:

@@ -10,7 +10,7 @@ and `reader.Rejection`) into a `store.BatchResult`:
    re-derived from the raw records with the probe's verdict function and the
    whole blockpage fingerprint database);
 4. flatten the archival records into observation rows;
-5. compress the raw lines into zstd frames, one per (day, country, test).
+5. keep the raw bytes, for the store to append to its raw segments.
 
 The engines only decide where that step runs; the store is the single writer:
 
@@ -47,7 +47,6 @@ from tamperscope.analysis.store import (
     MEASUREMENT_SCHEMA,
     VERDICT_SCHEMA,
     BatchResult,
-    RawFrame,
     Store,
     WriteStats,
 )
@@ -55,9 +54,7 @@ from tamperscope.analysis.verdicts import ANALYSIS_VERSION, Matcher, default_mat
 from tamperscope.model.verdict import Verdict
 
 BATCH_SIZE = 512            # records per batch handed to a worker
-ZSTD_LEVEL = 3              # raw frames: fast, and about 5x smaller than the JSON
 ENGINES = ("local", "dask")
-_ZSTD = pa.Codec("zstd", compression_level=ZSTD_LEVEL)
 
 
 @dataclass(frozen=True)
@@ -224,30 +221,20 @@ def _analysis_failure(exc: BaseException) -> Verdict:
 # --------------------------------------------------------------------------- one batch
 
 
-class _Columns:
-    def __init__(self, schema: pa.Schema) -> None:
-        self.schema = schema
-        self.data: dict[str, list[Any]] = {name: [] for name in schema.names}
-
-    def table(self) -> pa.Table:
-        return pa.table({n: pa.array(v, type=self.schema.field(n).type) for n, v in self.data.items()},
-                        schema=self.schema)
-
-
 def analyse_batch(items: Sequence[Line | Rejection], matcher: Matcher | None = None,
                   *, fingerprints: bool = True) -> BatchResult:
     """Everything one batch of input records yields (pure apart from the matcher's memo)."""
     if matcher is None and fingerprints:
         matcher = default_matcher()
     calls0, hits0 = (matcher.calls, matcher.hits) if matcher else (0, 0)
-    mcols, vcols = _Columns(MEASUREMENT_SCHEMA), _Columns(VERDICT_SCHEMA)
-    M, V = mcols.data, vcols.data
+    mrows: list[tuple[Any, ...]] = []
+    vrows: list[tuple[Any, ...]] = []
+    raw: list[bytes] = []
     obs = ObservationColumns()
     rejections: list[Rejection] = []
     errors: list[Rejection] = []
     order: list[str] = []
     seen: set[str] = set()
-    frames: dict[tuple[str, str, str], list[tuple[str, bytes]]] = {}
     records = 0
     loads = orjson.loads
     for item in items:
@@ -278,56 +265,24 @@ def analyse_batch(items: Sequence[Line | Rejection], matcher: Matcher | None = N
                                     f"{type(exc).__name__}: {str(exc)[:120]}"))
         tk = m["test_keys"]
         day = env.start.date()
-        domain = domain_of(env.test_name, env.input)
-        network_name = m.get("probe_network_name")
-        network_name = network_name if isinstance(network_name, str) else None
-        M["measurement_uid"].append(uid)
-        M["uid_key"].append(key)
-        M["report_id"].append(env.report_id)
-        M["input"].append(env.input)
-        M["domain"].append(domain)
-        M["test_name"].append(env.test_name)
-        tv = m.get("test_version")
-        M["test_version"].append(tv if isinstance(tv, str) else None)
-        M["probe_cc"].append(env.probe_cc)
-        M["probe_asn"].append(env.probe_asn)
-        M["probe_network_name"].append(network_name)
-        M["measurement_start_time"].append(env.start)
-        M["day"].append(day)
-        sn, sv = m.get("software_name"), m.get("software_version")
-        M["software_name"].append(sn if isinstance(sn, str) else None)
-        M["software_version"].append(sv if isinstance(sv, str) else None)
-        M["source"].append(item.source)
-
-        V["measurement_uid"].append(uid)
-        V["test_name"].append(env.test_name)
-        V["input"].append(env.input)
-        V["domain"].append(domain)
-        V["probe_cc"].append(env.probe_cc)
-        V["probe_asn"].append(env.probe_asn)
-        V["probe_network_name"].append(network_name)
-        V["day"].append(day)
-        V["measurement_start_time"].append(env.start)
-        V["blocking"].append(_blocking(verdict.blocking))
-        V["accessible"].append(verdict.accessible)
-        V["mechanism"].append(verdict.mechanism)
-        V["confidence"].append(verdict.confidence)
-        V["status"].append(verdict.status)
-        V["evidence"].append(list(verdict.evidence))
-        V["fingerprints"].append(list(verdict.fingerprints))
-        V["signature"].append(_label(tk.get("x_signature")))
-        V["equipment"].append(_label(tk.get("x_equipment")))
-        V["analysis_version"].append(ANALYSIS_VERSION)
-        V["outcome"].append(_local_outcome(verdict))
-
+        inp, test, cc, asn, start = env.input, env.test_name, env.probe_cc, env.probe_asn, env.start
+        domain = domain_of(test, inp)
+        network_name = _opt_str(m.get("probe_network_name"))
+        # Rows in MEASUREMENT_SCHEMA and VERDICT_SCHEMA order.
+        mrows.append((uid, key, env.report_id, inp, domain, test, _opt_str(m.get("test_version")), cc, asn,
+                      network_name, start, day, _opt_str(m.get("software_name")),
+                      _opt_str(m.get("software_version")), item.source))
+        vrows.append((uid, test, inp, domain, cc, asn, network_name, day, start, _blocking(verdict.blocking),
+                      verdict.accessible, verdict.mechanism, verdict.confidence, verdict.status,
+                      list(verdict.evidence), list(verdict.fingerprints), _label(tk.get("x_signature")),
+                      _label(tk.get("x_equipment")), ANALYSIS_VERSION, _local_outcome(verdict)))
         obs.add(uid, tk)
-        test = _compact(env.test_name.lower(), _ALNUM + "_")[:40] or "unknown"
-        frames.setdefault((day.isoformat(), _cc(env.probe_cc), test), []).append((uid, item.data))
+        raw.append(item.data)
     return BatchResult(
-        measurements=mcols.table(),
-        verdicts=vcols.table(),
+        measurements=_table(mrows, MEASUREMENT_SCHEMA),
+        verdicts=_table(vrows, VERDICT_SCHEMA),
         observations=obs.to_arrow(),
-        frames=tuple(_frame(key, lines) for key, lines in frames.items()),
+        raw=tuple(raw),
         rejections=tuple(rejections),
         records=records,
         order=tuple(order),
@@ -337,16 +292,15 @@ def analyse_batch(items: Sequence[Line | Rejection], matcher: Matcher | None = N
     )
 
 
-def _frame(key: tuple[str, str, str], lines: Sequence[tuple[str, bytes]]) -> RawFrame:
-    offsets, lengths = [], []
-    pos = 0
-    for _, data in lines:
-        offsets.append(pos)
-        lengths.append(len(data))
-        pos += len(data) + 1
-    blob = b"\n".join(data for _, data in lines) + b"\n"
-    return RawFrame(key, _ZSTD.compress(blob, asbytes=True), len(blob), tuple(u for u, _ in lines),
-                    tuple(offsets), tuple(lengths))
+def _opt_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _table(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
+    if not rows:
+        return schema.empty_table()
+    columns = zip(*rows, strict=True)
+    return pa.table([pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)], schema=schema)
 
 
 def _batches(items: Iterable[Line | Rejection], size: int) -> Iterator[list[Line | Rejection]]:

@@ -8,8 +8,8 @@ Layout (docs/analysis.md has the column-by-column schema):
   per DNS/TCP/TLS/QUIC/HTTP step), ``rejections`` (bad input, with its reason),
   ``runs``, ``meta`` and ``migrations``.
 * ``<name>.raw/day=YYYY-MM-DD/cc=XX/test=NAME/<run>.jsonl.zst``: the raw
-  measurements, verbatim, one per line, append-only, in zstd frames (each frame
-  one batch; ``zstdcat`` reads them, and so does ``tamperscope analyze``, so the
+  measurements, verbatim, one per line, append-only, in zstd frames (one frame
+  per flush and segment; ``zstdcat`` reads them, and so does ``tamperscope analyze``, so the
   derived tables can always be rebuilt from this directory alone).
 
 Identity: ``measurement_uid`` is derived from the content (a SHA-256 of the
@@ -53,6 +53,9 @@ from tamperscope.analysis.reader import Rejection
 
 SCHEMA_VERSION = 2
 FLUSH_ROWS = 8192  # measurements buffered before one transaction writes them
+MAX_OPEN_SEGMENTS = 256  # raw segment files kept open between flushes
+ZSTD_LEVEL = 3  # raw frames: fast, and several times smaller than the JSON
+_ZSTD = pa.Codec("zstd", compression_level=ZSTD_LEVEL)
 DEFAULT_DB_NAME = "tamperscope.duckdb"
 
 
@@ -122,25 +125,13 @@ VERDICT_SCHEMA = pa.schema([
 
 
 @dataclass(frozen=True)
-class RawFrame:
-    """One zstd frame of raw lines, all for the same day, country and test."""
-
-    key: tuple[str, str, str]          # (day "YYYY-MM-DD", cc, test_name), sanitised for paths
-    data: bytes                        # compressed
-    size: int                          # uncompressed bytes
-    uids: tuple[str, ...]              # one per line, in order
-    offsets: tuple[int, ...]           # byte offset of each line in the uncompressed frame
-    lengths: tuple[int, ...]           # bytes of each line (no newline)
-
-
-@dataclass(frozen=True)
 class BatchResult:
     """What analysing one batch of input lines produced; the store writes it."""
 
     measurements: pa.Table             # MEASUREMENT_SCHEMA, unique uids within the batch
     verdicts: pa.Table                 # VERDICT_SCHEMA, same rows, same order
     observations: pa.Table             # observations.SCHEMA
-    frames: tuple[RawFrame, ...]
+    raw: tuple[bytes, ...]             # the input bytes of each measurement row, verbatim
     rejections: tuple[Rejection, ...]
     records: int                       # input records seen (accepted + rejected + duplicates in the batch)
     order: tuple[str, ...] = ()        # uid of every accepted record, in input order (repeats included)
@@ -280,7 +271,7 @@ class Store:
     """One analysis store. Not thread-safe for writing; readers use `cursor()`."""
 
     def __init__(self, path: str | os.PathLike[str], *, raw_root: str | os.PathLike[str] | None = None,
-                 create: bool = True, memory_limit: str | None = "1GB") -> None:
+                 create: bool = True, memory_limit: str | None = "1GB", sync: bool = False) -> None:
         self.path = Path(path)
         if not create and not self.path.exists():
             raise StoreError(f"no store at {self.path}: run `tamperscope analyze` first")
@@ -308,13 +299,19 @@ class Store:
         self._order_seq = 0
         self._track_order = False
         self._lock = threading.Lock()
+        self._open_segments: dict[str, Any] = {}
+        self._made_dirs: set[Path] = set()
+        self.sync = sync  # fsync raw segments before the database commits their pointers
         self.stats = WriteStats()
 
     # ---- lifecycle
 
     def close(self) -> None:
-        self.flush()
-        self.con.close()
+        try:
+            self.flush()
+        finally:
+            self._close_segments()
+            self.con.close()
 
     def __enter__(self) -> Store:
         return self
@@ -324,6 +321,7 @@ class Store:
             self.close()
         else:
             self._pending.clear()
+            self._close_segments()
             self.con.close()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -354,6 +352,7 @@ class Store:
 
     def finish_run(self) -> WriteStats:
         self.flush()
+        self._close_segments()
         s = self.stats
         if self._run_id is not None:
             self.con.execute(
@@ -435,22 +434,20 @@ class Store:
         stats.duplicates += len(order) - len(fresh)
         if not fresh:
             return
-        pointers = self._write_frames([f for b in batches for f in b.frames], fresh)
-        keep = pa.array(sorted(fresh.values()), pa.int64())
-        rows = measurements.take(keep)
-        uids = rows.column("measurement_uid").to_pylist()
+        keep = sorted(fresh.values())
+        rows = measurements.take(pa.array(keep, pa.int64()))
+        raw = [line for b in batches for line in b.raw]
+        pointers = self._write_raw(rows, [raw[i] for i in keep])
         rows = rows.append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string()))
-        for name, typ, pos in (("raw_segment", pa.string(), 0), ("raw_frame_offset", pa.int64(), 1),
-                               ("raw_frame_length", pa.int64(), 2), ("raw_frame_size", pa.int64(), 3),
-                               ("raw_line_offset", pa.int64(), 4), ("raw_line_length", pa.int64(), 5)):
-            rows = rows.append_column(name, pa.array([pointers[u][pos] for u in uids], typ))
+        for name, values in pointers.items():
+            rows = rows.append_column(name, values)
         con.register("_m", rows)
         con.execute("INSERT INTO measurements BY NAME SELECT * FROM _m")
         con.unregister("_m")
 
         wanted = pa.array(list(fresh), pa.string())
         verdicts = pa.concat_tables([b.verdicts for b in batches])
-        verdicts = verdicts.take(keep)
+        verdicts = verdicts.take(pa.array(keep, pa.int64()))
         con.register("_v", verdicts)
         con.execute("INSERT INTO verdicts BY NAME SELECT * FROM _v")
         observations = pa.concat_tables([b.observations for b in batches])
@@ -467,30 +464,58 @@ class Store:
         if con.execute("SELECT count(*) FROM touched").fetchone() != (0,):
             con.execute(OUTCOME_SQL)
 
-    def _write_frames(self, frames: Sequence[RawFrame],
-                      fresh: Mapping[str, int]) -> dict[str, tuple[str, int, int, int, int, int]]:
-        """Append the frames holding new measurements; their pointers by uid."""
-        pointers: dict[str, tuple[str, int, int, int, int, int]] = {}
-        by_segment: dict[str, list[RawFrame]] = {}
-        for frame in frames:
-            if any(u in fresh and u not in pointers for u in frame.uids):
-                day, cc, test = frame.key
-                segment = f"day={day}/cc={cc}/test={test}/{self.run_id}.jsonl.zst"
-                by_segment.setdefault(segment, []).append(frame)
-                for u in frame.uids:
-                    pointers.setdefault(u, (segment, -1, 0, 0, 0, 0))
-        for segment, group in by_segment.items():
+    def _write_raw(self, rows: pa.Table, lines: Sequence[bytes]) -> dict[str, pa.Array]:
+        """Append the new measurements' raw lines, one zstd frame per (day, country, test); pointer columns."""
+        groups: dict[str, list[int]] = {}
+        days = rows.column("day").to_pylist()
+        ccs = rows.column("probe_cc").to_pylist()
+        tests = rows.column("test_name").to_pylist()
+        for i, (day, cc, test) in enumerate(zip(days, ccs, tests, strict=True)):
+            cc = cc.upper() if len(cc) == 2 and cc.isascii() and cc.isalpha() else "ZZ"
+            segment = f"day={day.isoformat()}/cc={cc}/test={_safe(test.lower(), 'unknown')}/{self.run_id}.jsonl.zst"
+            groups.setdefault(segment, []).append(i)
+        n = len(lines)
+        seg: list[str] = [""] * n
+        offset, length, size, line_offset, line_length = ([0] * n for _ in range(5))
+        for segment, members in groups.items():
+            blob = b"".join(lines[i] + b"\n" for i in members)
+            frame = _ZSTD.compress(blob, asbytes=True)
+            f = self._segment(segment)
+            start = f.tell()
+            f.write(frame)
+            pos = 0
+            for i in members:
+                seg[i], offset[i], length[i], size[i] = segment, start, len(frame), len(blob)
+                line_offset[i], line_length[i] = pos, len(lines[i])
+                pos += len(lines[i]) + 1
+        for f in self._open_segments.values():
+            f.flush()
+            if self.sync:
+                os.fsync(f.fileno())
+        return {"raw_segment": pa.array(seg, pa.string()), "raw_frame_offset": pa.array(offset, pa.int64()),
+                "raw_frame_length": pa.array(length, pa.int64()), "raw_frame_size": pa.array(size, pa.int64()),
+                "raw_line_offset": pa.array(line_offset, pa.int64()),
+                "raw_line_length": pa.array(line_length, pa.int64())}
+
+    def _segment(self, segment: str) -> Any:
+        """An open append handle on a raw segment file (a few hundred kept open, oldest closed first)."""
+        f = self._open_segments.pop(segment, None)
+        if f is None:
             path = self.raw_root / segment
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "ab") as f:
-                offset = f.tell()
-                for frame in group:
-                    f.write(frame.data)
-                    for u, line_offset, length in zip(frame.uids, frame.offsets, frame.lengths, strict=True):
-                        if pointers[u][1] < 0:
-                            pointers[u] = (segment, offset, len(frame.data), frame.size, line_offset, length)
-                    offset += len(frame.data)
-        return pointers
+            if path.parent not in self._made_dirs:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._made_dirs.add(path.parent)
+            f = open(path, "ab")
+            if len(self._open_segments) >= MAX_OPEN_SEGMENTS:
+                oldest = next(iter(self._open_segments))
+                self._open_segments.pop(oldest).close()
+        self._open_segments[segment] = f  # most recently used last
+        return f
+
+    def _close_segments(self) -> None:
+        for f in self._open_segments.values():
+            f.close()
+        self._open_segments.clear()
 
     # ---- reading one measurement
 
@@ -734,7 +759,7 @@ AGGREGATES: dict[str, Callable[..., list[dict[str, Any]]]] = {
 
 __all__ = [
     "AGGREGATES", "BatchResult", "FLUSH_ROWS", "Filters", "MEASUREMENT_SCHEMA", "MIGRATIONS", "Migration",
-    "OBSERVATION_SCHEMA", "RawFrame", "SCHEMA_VERSION", "Store", "StoreError", "VERDICT_SCHEMA", "WriteStats",
+    "OBSERVATION_SCHEMA", "SCHEMA_VERSION", "Store", "StoreError", "VERDICT_SCHEMA", "WriteStats",
     "default_db_path", "domain_network", "mechanism_country", "migrate", "per_country", "per_domain",
     "per_mechanism", "per_network", "raw_root_for", "schema_version", "signatures", "timeline", "totals",
 ]

@@ -1,0 +1,304 @@
+"""Benchmark: ``tamperscope analyze`` against plain JSON parsing, memory, scaling, Dask, aggregates.
+
+    .venv/bin/python -m bench.analyze [--small 20000] [--large 100000] [--rows 1000000] [--skip-dask]
+
+Builds a corpus of OONI-format web_connectivity measurements by replicating the
+50 shared OONI samples (../shared/data/ooni-samples), varying report_id, input,
+probe_asn, probe_cc and the time of each copy so that every uid differs, then
+prints tables for:
+
+1. speed: orjson alone parsing the file (read + ``orjson.loads`` per line) and
+   ``tamperscope analyze --workers 1`` on the same file in the same run
+   (re-deriving every verdict, matching the whole fingerprint database and
+   writing the store), as a ratio and as measurements/s against OONI's fastpath
+   (~180/s on one core, as measured in issue 5);
+2. peak RSS of analyze at the small and the large corpus (growth should be none);
+3. scaling: ``--workers 2`` and ``--engine dask`` on a LocalCluster of 2 workers;
+4. the explorer's aggregate queries (store.py) over 1,000,000 verdict rows:
+   p50/p95 latency (target p95 <= 200 ms).
+
+Each analyze run is its own process (`python -m tamperscope analyze`), timed by
+wall clock from the outside and reporting its own peak RSS (ru_maxrss of the
+process and of its children). The library-only time (``pipeline.run``, without
+interpreter start and fingerprint compilation) is reported too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+SAMPLES = ROOT.parent / "shared" / "data" / "ooni-samples" / "generated"
+OONI_FASTPATH_RATE = 180.0  # measurements/s on one core (issue 5)
+
+RUNNER = r"""
+import json, resource, sys, time
+t0 = time.monotonic()
+from tamperscope.analysis import pipeline
+from tamperscope.analysis.store import Store
+from tamperscope.analysis.verdicts import default_matcher
+opts = json.loads(sys.argv[1])
+paths, db = opts.pop("paths"), opts.pop("db")
+t_import = time.monotonic()
+if opts.get("engine", "local") == "local" and opts.get("fingerprints", True):
+    default_matcher()
+t_ready = time.monotonic()
+store = Store(db)
+stats = pipeline.run(paths, store, pipeline.Options(**opts))
+store.close()
+t_done = time.monotonic()
+self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({"run": t_done - t_ready, "startup": t_ready - t0, "accepted": stats.accepted,
+                  "new": stats.new, "rejected": stats.rejected, "rss_kb": self_rss, "child_rss_kb": child_rss,
+                  "matcher_calls": stats.matcher_calls, "matcher_hits": stats.matcher_hits}))
+"""
+
+
+# --------------------------------------------------------------------------- corpus
+
+
+def load_samples() -> list[dict[str, Any]]:
+    return [orjson.loads((p / "measurement.json").read_bytes()) for p in sorted(SAMPLES.iterdir())
+            if (p / "measurement.json").is_file()]
+
+
+def build_corpus(path: Path, n: int, seed: int = 5) -> int:
+    """Write ``n`` measurements, round-robin over the samples, each copy with its own identity."""
+    samples = load_samples()
+    rng = random.Random(seed)
+    networks = [(cc, f"AS{asn}") for cc, asn in
+                [("IT", 137), ("IT", 3269), ("RU", 12389), ("RU", 8359), ("TR", 9121), ("IR", 58224),
+                 ("IR", 197207), ("CN", 4134), ("MM", 9988), ("TM", 20661), ("KZ", 9198), ("BY", 6697)]]
+    base = dt.datetime(2024, 1, 1)
+    written = 0
+    with path.open("wb") as f:
+        for i in range(n):
+            m = copy.deepcopy(samples[i % len(samples)]) if i < len(samples) else _shallow(samples[i % len(samples)])
+            cc, asn = networks[rng.randrange(len(networks))]
+            when = base + dt.timedelta(seconds=rng.randrange(60 * 86400))
+            m["report_id"] = f"{when:%Y%m%dT%H%M%SZ}_webconnectivity_{cc}_{asn[2:]}_n1_{i:016x}"
+            m["probe_cc"], m["probe_asn"] = cc, asn
+            m["measurement_start_time"] = m["test_start_time"] = when.strftime("%Y-%m-%d %H:%M:%S")
+            variant = i // len(samples) % 40  # each input recurs on several networks: confirmations happen
+            m["input"] = f"{m['input']}{'&' if '?' in m['input'] else '?'}v={variant}" if variant else m["input"]
+            f.write(orjson.dumps(m) + b"\n")
+            written += 1
+    return written
+
+
+def _shallow(sample: dict[str, Any]) -> dict[str, Any]:
+    return dict(sample)  # only top-level keys change; test_keys are shared and never mutated
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def parse_time(path: Path) -> tuple[float, int]:
+    """Seconds for orjson alone to parse every line of the file (best of 3)."""
+    best, count = float("inf"), 0
+    loads = orjson.loads
+    for _ in range(3):
+        t = time.perf_counter()
+        count = 0
+        with path.open("rb", buffering=1 << 20) as f:
+            for line in f:
+                loads(line)
+                count += 1
+        best = min(best, time.perf_counter() - t)
+    return best, count
+
+
+def analyze(paths: Sequence[Path], db: Path, **options: Any) -> dict[str, Any]:
+    """One analyze run in a fresh process: wall time from outside, the rest from inside."""
+    for stale in (db, db.with_name(db.name + ".wal")):
+        stale.unlink(missing_ok=True)
+    shutil.rmtree(db.with_name(db.name.removesuffix(".duckdb") + ".raw"), ignore_errors=True)
+    spec = json.dumps({"paths": [str(p) for p in paths], "db": str(db), **options})
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", RUNNER, spec], capture_output=True, text=True, env=env, check=False)
+    wall = time.perf_counter() - t
+    if out.returncode != 0:
+        raise SystemExit(f"analyze failed:\n{out.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    result["wall"] = wall
+    return result
+
+
+def cli_time(path: Path, db: Path) -> float:
+    """Wall time of the real command line, ``tamperscope analyze --workers 1``."""
+    for stale in (db, db.with_name(db.name + ".wal")):
+        stale.unlink(missing_ok=True)
+    shutil.rmtree(db.with_name(db.name.removesuffix(".duckdb") + ".raw"), ignore_errors=True)
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "tamperscope", "analyze", str(path), "--db", str(db), "--workers", "1",
+                    "--quiet"], check=True, env=env, capture_output=True)
+    return time.perf_counter() - t
+
+
+def aggregate_latency(rows: int, db: Path, repeats: int = 30) -> list[tuple[str, float, float]]:
+    """p50/p95 milliseconds of each explorer aggregate over ``rows`` synthetic verdict rows."""
+    from tamperscope.analysis import store as st
+
+    for stale in (db, db.with_name(db.name + ".wal")):
+        stale.unlink(missing_ok=True)
+    s = st.Store(db)
+    s.con.execute(f"""
+        INSERT INTO verdicts BY NAME
+        SELECT printf('%016x', i) AS measurement_uid,
+               (['web_connectivity', 'web_connectivity', 'web_connectivity', 'dnscheck'])[1 + i % 4] AS test_name,
+               'https://site' || (hash(i * 7) % 2000)::VARCHAR || '.example/' AS input,
+               'site' || (hash(i * 7) % 2000)::VARCHAR || '.example' AS domain,
+               (['IT','RU','TR','IR','CN','MM','TM','KZ','BY','DE','US','BR'])[1 + hash(i * 13) % 12] AS probe_cc,
+               'AS' || (1000 + hash(i * 13) % 300)::VARCHAR AS probe_asn,
+               'Network ' || (hash(i * 13) % 300)::VARCHAR AS probe_network_name,
+               DATE '2024-01-01' + (hash(i * 17) % 365)::INTEGER AS day,
+               TIMESTAMP '2024-01-01' + to_seconds((hash(i * 17) % (365 * 86400))::BIGINT) AS measurement_start_time,
+               CASE WHEN hash(i * 3) % 10 < 3 THEN 'dns' ELSE 'false' END AS blocking,
+               hash(i * 3) % 10 >= 3 AS accessible,
+               CASE WHEN hash(i * 3) % 10 < 3 THEN
+                   (['dns.poison','dns.nxdomain','tcp.rst','tls.rst','http.blockpage','throttle'])[1 + hash(i) % 6]
+                   ELSE 'none' END AS mechanism,
+               0.8 AS confidence,
+               CASE WHEN hash(i * 3) % 10 < 3 THEN 'anomaly' WHEN hash(i * 3) % 10 = 9 THEN 'failure'
+                    ELSE 'ok' END AS status,
+               []::VARCHAR[] AS evidence, []::VARCHAR[] AS fingerprints,
+               CASE WHEN hash(i * 5) % 50 = 0 THEN 'sig-' || (hash(i) % 12)::VARCHAR END AS signature,
+               CASE WHEN hash(i * 5) % 50 = 0 THEN (['Fortinet','Netsweeper','Sandvine'])[1 + hash(i) % 3] END
+                   AS equipment,
+               '1' AS analysis_version,
+               CASE WHEN hash(i * 3) % 10 < 3 THEN (CASE WHEN hash(i * 11) % 2 = 0 THEN 'confirmed' ELSE 'anomaly' END)
+                    WHEN hash(i * 3) % 10 = 9 THEN 'failure' ELSE 'ok' END AS outcome
+        FROM range({rows}) t(i)""")
+    s.con.execute("CHECKPOINT")
+    filtered = st.Filters(probe_cc="RU", since="2024-03-01", until="2024-06-30")
+    queries: list[tuple[str, Callable[[], object]]] = [
+        ("timeline", lambda: st.timeline(s)),
+        ("timeline (RU, 4 months)", lambda: st.timeline(s, filtered)),
+        ("per_domain", lambda: st.per_domain(s)),
+        ("per_domain (one network)", lambda: st.per_domain(s, st.Filters(probe_asn="AS1042"))),
+        ("per_network", lambda: st.per_network(s)),
+        ("per_mechanism", lambda: st.per_mechanism(s)),
+        ("per_country", lambda: st.per_country(s)),
+        ("domain_network (heatmap)", lambda: st.domain_network(s)),
+        ("signatures", lambda: st.signatures(s)),
+    ]
+    out = []
+    for name, fn in queries:
+        fn()  # warm
+        samples = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            samples.append((time.perf_counter() - t) * 1000)
+        samples.sort()
+        out.append((name, statistics.median(samples), samples[max(0, int(round(0.95 * len(samples))) - 1)]))
+    s.close()
+    return out
+
+
+# --------------------------------------------------------------------------- output
+
+
+def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    cells = [[str(c) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(header)]
+    print(f"\n{title}")
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for r in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--small", type=int, default=20_000, help="measurements in the main corpus")
+    ap.add_argument("--large", type=int, default=100_000, help="measurements in the memory-growth corpus")
+    ap.add_argument("--rows", type=int, default=1_000_000, help="verdict rows for the aggregate queries")
+    ap.add_argument("--skip-dask", action="store_true")
+    ap.add_argument("--keep", type=Path, help="work in this directory and keep it")
+    args = ap.parse_args(argv)
+
+    work = args.keep or Path(tempfile.mkdtemp(prefix="ts-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        small, large = work / f"corpus-{args.small}.jsonl", work / f"corpus-{args.large}.jsonl"
+        n_small = build_corpus(small, args.small)
+        size_mb = small.stat().st_size / 1e6
+        print(f"corpus: {n_small:,} web_connectivity measurements replicated from {len(load_samples())} OONI "
+              f"samples, {size_mb:.0f} MB ({small.stat().st_size / n_small / 1e3:.1f} kB each)")
+        from tamperscope.analysis.verdicts import default_matcher
+        print(f"fingerprint database: {default_matcher().pattern_count:,} HTTP patterns, all matched")
+
+        parse_s, _ = parse_time(small)
+        one = analyze([small], work / "w1.duckdb", workers=1)
+        cli = cli_time(small, work / "cli.duckdb")
+        rate = one["accepted"] / one["run"]
+        print_table("1. speed, --workers 1 (same file, same run)", ["step", "seconds", "per measurement", "vs parse"], [
+            ["orjson parse only (read + loads)", f"{parse_s:.2f}", f"{parse_s / n_small * 1e6:.0f} us", "1.0x"],
+            ["analyze, library (pipeline.run)", f"{one['run']:.2f}", f"{one['run'] / n_small * 1e6:.0f} us",
+             f"{one['run'] / parse_s:.1f}x"],
+            ["analyze, whole process", f"{one['wall']:.2f}", f"{one['wall'] / n_small * 1e6:.0f} us",
+             f"{one['wall'] / parse_s:.1f}x"],
+            ["tamperscope analyze --workers 1 (CLI)", f"{cli:.2f}", f"{cli / n_small * 1e6:.0f} us",
+             f"{cli / parse_s:.1f}x"],
+        ])
+        calls, hits = one["matcher_calls"], one["matcher_hits"]
+        print(f"rate: {rate:,.0f} measurements/s = {rate / OONI_FASTPATH_RATE:.1f}x OONI fastpath "
+              f"({OONI_FASTPATH_RATE:.0f}/s); fingerprint lookups {calls:,}, answered from the memo {hits:,} "
+              f"({100 * hits / max(1, calls):.0f}%: replicated bodies repeat)")
+        nomemo = analyze([small], work / "nomemo.duckdb", workers=1, batch_size=512)
+        del nomemo  # same run again, as a check on noise
+
+        n_large = build_corpus(large, args.large, seed=7)
+        big = analyze([large], work / "w1-large.duckdb", workers=1)
+        print_table("2. peak memory (RSS) of analyze --workers 1", ["corpus", "measurements", "peak RSS", "run s"], [
+            [small.name, f"{n_small:,}", f"{one['rss_kb'] / 1024:.0f} MB", f"{one['run']:.1f}"],
+            [large.name, f"{n_large:,}", f"{big['rss_kb'] / 1024:.0f} MB", f"{big['run']:.1f}"],
+        ])
+        print(f"growth from {n_small:,} to {n_large:,}: {(big['rss_kb'] - one['rss_kb']) / 1024:+.0f} MB")
+
+        two = analyze([small], work / "w2.duckdb", workers=2)
+        rows = [["local, --workers 1", f"{one['run']:.2f}", f"{n_small / one['run']:,.0f}", "1.00x",
+                 f"{one['rss_kb'] / 1024:.0f} MB"],
+                ["local, --workers 2", f"{two['run']:.2f}", f"{n_small / two['run']:,.0f}",
+                 f"{one['run'] / two['run']:.2f}x", f"{max(two['rss_kb'], two['child_rss_kb']) / 1024:.0f} MB"]]
+        if not args.skip_dask:
+            dask = analyze([small], work / "dask.duckdb", engine="dask", workers=2, split_bytes=16 << 20)
+            rows.append(["dask LocalCluster, 2 workers", f"{dask['run']:.2f}", f"{n_small / dask['run']:,.0f}",
+                         f"{one['run'] / dask['run']:.2f}x", f"{max(dask['rss_kb'], dask['child_rss_kb']) / 1024:.0f} MB"])
+        print_table("3. scaling (library time, 2 cores)", ["engine", "seconds", "measurements/s", "speed-up",
+                                                           "peak RSS (largest process)"], rows)
+
+        latencies = aggregate_latency(args.rows, work / "agg.duckdb")
+        print_table(f"4. explorer aggregates over {args.rows:,} verdict rows (30 runs each)",
+                    ["query", "p50 ms", "p95 ms"], [[n, f"{a:.1f}", f"{b:.1f}"] for n, a, b in latencies])
+        worst = max(b for _, _, b in latencies)
+        print(f"worst p95: {worst:.1f} ms (target <= 200 ms)")
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

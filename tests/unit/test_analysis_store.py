@@ -1,0 +1,238 @@
+"""The analysis store: ingest of the 50 shared OONI samples, idempotence, raw data, migrations, export, aggregates."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import duckdb
+import orjson
+import pyarrow.parquet as pq
+import pytest
+
+from tamperscope.analysis import pipeline, store as st
+from tamperscope.analysis.store import Filters, Store, StoreError
+
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-samples" / "generated"
+
+
+def _sample_paths() -> list[Path]:
+    return sorted(p / "measurement.json" for p in SAMPLES.iterdir() if (p / "measurement.json").is_file())
+
+
+@pytest.fixture()
+def ingested(tmp_path: Path) -> Store:
+    store = Store(tmp_path / "s.duckdb")
+    stats = pipeline.run([str(SAMPLES)], store)
+    assert (stats.accepted, stats.new, stats.rejected) == (50, 50, 0)
+    return store
+
+
+def test_ingest_of_the_fifty_samples(ingested: Store) -> None:
+    store = ingested
+    assert store.count("measurements") == store.count("verdicts") == 50
+    steps = store.cursor().execute("SELECT step, count(*) FROM observations GROUP BY step").fetchall()
+    assert {s for s, _ in steps} == {"dns", "tcp", "tls", "http"}
+    # one observation per archival record
+    expected = 0
+    for path in _sample_paths():
+        tk = json.loads(path.read_text())["test_keys"]
+        expected += sum(len(tk.get(k) or []) for k in
+                        ("queries", "x_dns_duplicate_responses", "tcp_connect", "tls_handshakes", "requests"))
+    assert store.count("observations") == expected
+    row = store.cursor().execute(
+        "SELECT test_name, probe_cc, probe_asn, day FROM measurements LIMIT 1").fetchone()
+    assert row == ("web_connectivity", "IT", "AS137", dt.date(2024, 2, 12))
+    store.close()
+
+
+def test_verdict_evidence_points_at_observations(ingested: Store) -> None:
+    cur = ingested.cursor()
+    missing = cur.execute("""
+        SELECT v.measurement_uid, e FROM verdicts v, unnest(v.evidence) AS t(e)
+        WHERE e LIKE 'test_keys.queries[%' OR e LIKE 'test_keys.tcp_connect[%'
+           OR e LIKE 'test_keys.tls_handshakes[%' OR e LIKE 'test_keys.requests[%'
+        EXCEPT SELECT measurement_uid, pointer FROM observations""").fetchall()
+    assert missing == []
+    ingested.close()
+
+
+def test_ingesting_twice_leaves_one_row(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    first = pipeline.run([str(SAMPLES)], store)
+    again = pipeline.run([str(SAMPLES)], store)
+    assert (first.new, again.new, again.duplicates) == (50, 0, 50)
+    # the same measurements re-serialised (compact JSONL, keys reordered) are still the same ones
+    compact = tmp_path / "compact.jsonl"
+    compact.write_bytes(b"\n".join(orjson.dumps(dict(reversed(json.loads(p.read_text()).items())))
+                                   for p in _sample_paths()))
+    third = pipeline.run([str(compact), str(compact)], store)
+    assert (third.new, third.duplicates) == (0, 100)
+    for table in ("measurements", "verdicts"):
+        assert store.count(table) == 50
+    raw_files = sorted(store.raw_root.rglob("*.jsonl.zst"))
+    assert len(raw_files) == 1  # runs that added nothing wrote no raw bytes
+    store.close()
+
+
+def test_duplicates_across_flushes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(st, "FLUSH_ROWS", 7)
+    store = Store(tmp_path / "s.duckdb")
+    stats = pipeline.run([str(SAMPLES), str(SAMPLES / "dnsBlockingNXDOMAIN")], store, pipeline.Options(batch_size=5))
+    assert (stats.new, stats.duplicates) == (50, 1)
+    assert store.count("measurements") == 50
+    assert store.cursor().execute("SELECT count(DISTINCT measurement_uid) FROM observations").fetchone() == (50,)
+    store.close()
+
+
+def test_raw_is_kept_verbatim(tmp_path: Path) -> None:
+    lines = [orjson.dumps(json.loads(p.read_text())) for p in _sample_paths()[:10]]
+    lines[3] = lines[3].replace(b'"test_keys":{', b'"test_keys" : {', 1)  # odd whitespace is kept as is
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    store = Store(tmp_path / "s.duckdb")
+    pipeline.run([str(path)], store)
+    uids = [r[0] for r in store.cursor().execute(
+        "SELECT measurement_uid FROM measurements ORDER BY source, raw_frame_offset, raw_line_offset").fetchall()]
+    got = sorted(store.raw(u) or b"" for u in uids)
+    assert got == sorted(lines)
+    assert store.raw("nope") is None
+    # the raw directory is itself valid input: the store can be rebuilt from it alone
+    rebuilt = Store(tmp_path / "rebuilt.duckdb")
+    stats = pipeline.run([str(store.raw_root)], rebuilt)
+    assert stats.new == 10
+    assert sorted(r[0] for r in rebuilt.cursor().execute("SELECT measurement_uid FROM verdicts").fetchall()) == \
+        sorted(uids)
+    store.close()
+    rebuilt.close()
+
+
+def test_uid_is_content_derived() -> None:
+    m = json.loads(_sample_paths()[0].read_text())
+    env = pipeline.envelope(m)
+    uid, key = pipeline.content_uid(m, env)
+    assert uid.startswith("20240212203347_IT_webconnectivity_") and len(uid.rsplit("_", 1)[1]) == 32
+    assert pipeline.content_uid(dict(reversed(m.items())), env) == (uid, key)
+    changed = dict(m, report_id="other")
+    assert pipeline.content_uid(changed, pipeline.envelope(changed))[0] != uid
+
+
+# --------------------------------------------------------------------------- migrations
+
+
+def test_migrations_from_version_one(tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    assert st.migrate(con, target=1) == [1]
+    cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
+                                      "WHERE table_name = 'verdicts'").fetchall()}
+    assert "outcome" not in cols
+    rows = [("u1", "dns.poison", "anomaly", []), ("u2", "dns.poison", "anomaly", []),
+            ("u3", "tcp.rst", "anomaly", []), ("u4", "http.blockpage", "anomaly", ["cp/x"]),
+            ("u5", "none", "ok", []), ("u6", "none", "failure", [])]
+    for uid, mechanism, status, fps in rows:
+        asn = "AS2" if uid == "u3" else "AS1"
+        con.execute("""INSERT INTO verdicts (measurement_uid, test_name, input, probe_cc, probe_asn, day,
+                       measurement_start_time, mechanism, status, fingerprints)
+                       VALUES (?, 'web_connectivity', 'http://x/', 'IT', ?, DATE '2024-01-01',
+                       TIMESTAMP '2024-01-01', ?, ?, ?)""", [uid, asn, mechanism, status, fps])
+    con.close()
+    store = Store(path)
+    assert store.migrated == [2] and store.version == st.SCHEMA_VERSION
+    got = dict(store.cursor().execute("SELECT measurement_uid, outcome FROM verdicts").fetchall())
+    assert got == {"u1": "confirmed", "u2": "confirmed", "u3": "anomaly", "u4": "confirmed", "u5": "ok",
+                   "u6": "failure"}
+    history = store.cursor().execute("SELECT version FROM migrations ORDER BY version").fetchall()
+    assert history == [(1,), (2,)]
+    store.close()
+    assert Store(path).migrated == []  # nothing left to do
+
+
+def test_a_newer_store_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.duckdb"
+    Store(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("INSERT INTO migrations VALUES (99, 'from the future', now()::TIMESTAMP)")
+    con.close()
+    with pytest.raises(StoreError, match="newer than this tamperscope"):
+        Store(path)
+
+
+def test_a_missing_store_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no store at"):
+        Store(tmp_path / "absent.duckdb", create=False)
+
+
+# --------------------------------------------------------------------------- export
+
+
+def test_parquet_export_partitioned_by_day_and_country(ingested: Store, tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    counts = ingested.export_parquet(out)
+    assert counts["verdicts"] == 50 and counts["measurements"] == 50 and counts["observations"] > 50
+    for table in ("measurements", "verdicts", "observations"):
+        files = list((out / table).rglob("*.parquet"))
+        assert files and all("day=2024-02-12" in str(f) and "probe_cc=IT" in str(f) for f in files)
+    table = pq.read_table(out / "verdicts")
+    assert table.num_rows == 50
+    again = ingested.export_parquet(out)  # re-export over an existing directory
+    assert again == counts
+    ingested.close()
+
+
+# --------------------------------------------------------------------------- aggregates
+
+
+def test_aggregates_return_plain_rows(ingested: Store) -> None:
+    for name, fn in st.AGGREGATES.items():
+        rows = fn(ingested)
+        assert isinstance(rows, list), name
+        for row in rows:
+            assert isinstance(row, dict)
+            assert all(isinstance(v, (str, int, float, type(None))) for v in row.values()), (name, row)
+    timeline = st.timeline(ingested)
+    assert timeline == [{"day": "2024-02-12", "measurement_count": 50, "anomaly_count": 29, "confirmed_count": 13,
+                         "failure_count": 1, "ok_count": 20}]
+    mechanisms = {r["mechanism"]: r["measurement_count"] for r in st.per_mechanism(ingested)}
+    assert mechanisms["dns.nxdomain"] == 3 and "http.blockpage" in mechanisms
+    assert st.per_country(ingested)[0]["probe_cc"] == "IT"
+    domains = st.per_domain(ingested, Filters(domain="bit.ly"))
+    assert [d["domain"] for d in domains] == ["bit.ly"]
+    assert st.timeline(ingested, Filters(since="2024-02-13")) == []
+    assert st.timeline(ingested, Filters(until=dt.date(2024, 2, 12)))[0]["measurement_count"] == 50
+    assert st.per_network(ingested, Filters(probe_asn="AS137"))[0]["probe_network_name"] == "Consortium GARR"
+    ingested.close()
+
+
+def test_signatures_and_equipment_from_test_keys(tmp_path: Path) -> None:
+    m = json.loads(_sample_paths()[0].read_text())
+    lines = []
+    for i, sig in enumerate([{"id": "ipid=0,ttl=64,win=0", "vendor": "x"}, "ipid=0,ttl=64,win=0", None]):
+        tk = dict(m["test_keys"], x_signature=sig, x_equipment="Fortinet FortiGate" if sig else None)
+        lines.append(orjson.dumps(dict(m, report_id=f"r{i}", test_keys=tk)))
+    path = tmp_path / "sig.jsonl"
+    path.write_bytes(b"\n".join(lines))
+    store = Store(tmp_path / "s.duckdb")
+    pipeline.run([str(path)], store)
+    rows = st.signatures(store)
+    assert [(r["signature"], r["equipment"], r["measurement_count"]) for r in rows] == \
+        [("ipid=0,ttl=64,win=0", "Fortinet FortiGate", 2)]
+    store.close()
+
+
+def test_default_db_path_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("TAMPERSCOPE_DB", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert st.default_db_path() == tmp_path / "tamperscope" / "tamperscope.duckdb"
+    monkeypatch.setenv("TAMPERSCOPE_DB", str(tmp_path / "x.duckdb"))
+    assert st.default_db_path() == tmp_path / "x.duckdb"
+
+
+def test_ingest_for_single_submissions(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    data = _sample_paths()[0].read_bytes()
+    uids = pipeline.ingest(store, [data, b"{broken", data])
+    assert uids[0] is not None and uids[1] is None and uids[2] == uids[0]
+    assert store.count("measurements") == 1
+    store.close()
