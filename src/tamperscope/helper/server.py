@@ -110,6 +110,14 @@ def parse_control_request(body: bytes) -> tuple[str, list[tuple[str, str]], list
     return url, headers, good
 
 
+def _chain_info(trace: Trace, ep: str) -> dict[str, Any]:
+    """Our extension of the TH protocol: who issued the certificate the helper saw, and its key."""
+    rec = next((r for r in reversed(trace.tls_handshakes) if r.get("address") == ep), None)
+    if rec is None:
+        return {}
+    return {"x_issuer": rec.get("x_issuer"), "x_spki_sha256": rec.get("x_spki_sha256")}
+
+
 class ControlHelper:
     """Measures a target from the uncensored side."""
 
@@ -153,9 +161,11 @@ class ControlHelper:
                         tls = await tls_handshake(stream, server_name=host, trace=trace, ca_bundle=self.ca_bundle,
                                                   alpn=("h2", "http/1.1"), timeout=self.timeout / 2)
                         await tls.aclose()
-                        out["tls_handshake"][ep] = {"server_name": host, "status": True, "failure": None}
+                        out["tls_handshake"][ep] = {"server_name": host, "status": True, "failure": None,
+                                                    **_chain_info(trace, ep)}
                     except NetxError as e:
-                        out["tls_handshake"][ep] = {"server_name": host, "status": False, "failure": e.failure}
+                        out["tls_handshake"][ep] = {"server_name": host, "status": False, "failure": e.failure,
+                                                    **_chain_info(trace, ep)}
             finally:
                 await stream.aclose()
 

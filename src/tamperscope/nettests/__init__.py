@@ -13,6 +13,10 @@ from types import ModuleType
 REGISTRY: dict[str, str] = {
     "web_connectivity": "tamperscope.nettests.web_connectivity",
     "dnscheck": "tamperscope.nettests.dnscheck",
+    "http_invalid_request_line": "tamperscope.nettests.http_invalid_request_line",
+    "http_header_field_manipulation": "tamperscope.nettests.http_header_field_manipulation",
+    "throttling": "tamperscope.nettests.throttling",
+    "tls_mitm": "tamperscope.nettests.tls_mitm",
 }
 
 

@@ -21,12 +21,14 @@ from typing import Any
 from ..model.inputs import BadInput, parse_url
 from ..model.summary import summary_keys
 from ..model.consistency import observe
+from ..model.interception import interception, issuer_name
 from ..model.verdict import verdict_from
 from ..netx import (SYSTEM, Connection, NetxError, Resolver, Trace, fetch, lookup_addresses, lookup_system,
                     round_trip, tcp_connect, tls_handshake)
 from ..netx.trace import endpoint
 from .base import Context, NettestError
 from .control import REQUEST_HEADERS, ask_helper, control_request
+from .throughput import INNOCENT, swap_host, timed_fetch
 
 NAME = "web_connectivity"
 VERSION = "0.5.28"
@@ -76,6 +78,11 @@ def finish(measurement: dict[str, Any], ctx: Context) -> None:
     obs = observe(measurement)
     tk.update(summary_keys(measurement, obs))
     tk.update(verdict_from(obs, measurement, ctx.matcher).to_test_keys())
+    if tk.get("x_mechanism") == "tls.mitm":
+        x = interception(measurement)
+        if x is not None:
+            tk["x_interception"] = x
+            tk["x_equipment"] = {"kind": "tls-interception", "issuer": x["issuer"], "name": issuer_name(x["issuer"])}
 
 
 async def _measure(input: str, scheme: str, host: str, port: int, ctx: Context, trace: Trace, tk: dict[str, Any]) -> None:
@@ -154,28 +161,6 @@ async def _measure(input: str, scheme: str, host: str, port: int, ctx: Context, 
     await _throughput_check(input, scheme, host, port, resp, trace, ctx, tk)
 
 
-async def _timed_fetch(ip: str, port: int, scheme: str, url: str, sni: str, ctx: Context) -> float | None:
-    """kbit/s of one GET of `url` from ip:port with SNI `sni` (unverified: only the speed counts)."""
-    probe = Trace(record_io=False)
-    try:
-        stream = await tcp_connect(ip, port, trace=probe, timeout=ctx.timeouts.connect)
-        try:
-            conn: Connection = stream
-            if scheme == "https":
-                conn = await tls_handshake(stream, server_name=sni, ca_bundle=ctx.ca_bundle, verify=False,
-                                           timeout=ctx.timeouts.tls, alpn=("http/1.1",))
-            c0 = probe.now()
-            resp = await round_trip(conn, url, headers=HEADERS, timeout=ctx.timeouts.http, record=False)
-            seconds = max(1e-6, probe.now() - c0)
-        finally:
-            await stream.aclose()
-    except NetxError:
-        return None
-    if len(resp.body) < MIN_BODY // 2:
-        return None
-    return len(resp.body) * 8 / 1000 / seconds
-
-
 async def _throughput_check(url: str, scheme: str, host: str, port: int, resp: Any, trace: Trace, ctx: Context,
                             tk: dict[str, Any]) -> None:
     """When a big-enough page came slowly, fetch it again, with its own and with an innocent SNI/Host
@@ -191,13 +176,14 @@ async def _throughput_check(url: str, scheme: str, host: str, port: int, resp: A
     if first_kbps >= SLOW_KBPS or seconds < max(SLOW_MIN_SECONDS, SLOW_RTTS * rtt):
         return
     ip = resp.address.rsplit(":", 1)[0].strip("[]")
-    innocent = "www.example.com"
-    other = url.replace(f"//{host}", f"//{innocent}", 1) if scheme == "http" else url
-    again, control_kbps = await asyncio.gather(_timed_fetch(ip, port, scheme, url, host, ctx),
-                                               _timed_fetch(ip, port, scheme, other, innocent, ctx))
+    innocent = INNOCENT
+    other = swap_host(url, host, innocent) if scheme == "http" else url
+    again, control = await asyncio.gather(timed_fetch(ip, port, scheme, url, host, ctx, HEADERS),
+                                          timed_fetch(ip, port, scheme, other, innocent, ctx, HEADERS))
+    control_kbps = control.kbps
     if control_kbps is None:
         return
-    target_kbps = max(first_kbps, again or 0.0)
+    target_kbps = max(first_kbps, again.kbps or 0.0)
     ratio = target_kbps / control_kbps if control_kbps > 0 else None
     throttled = ratio is not None and ratio < THROTTLE_RATIO and target_kbps < SLOW_KBPS / 2
     tk["x_throttle"] = {"target_kbps": round(target_kbps, 1), "control_kbps": round(control_kbps, 1),

@@ -79,6 +79,8 @@ def _inputs(args: argparse.Namespace, nettest: Any) -> list[str]:
                 raise UsageError(str(e)) from None
     if nettest.NEEDS_INPUT and not items:
         raise UsageError(f"{nettest.NAME} needs --input or --list")
+    if not items:
+        return [None]  # type: ignore[list-item]  # one measurement without input
     return list(dict.fromkeys(items))
 
 

@@ -1,0 +1,50 @@
+"""TLS interception: the certificate we were shown against the one the control saw.
+
+An interception box terminates TLS with a certificate from its own CA. The
+probe records the chain even when verification fails (netx), and our control
+helper reports the issuer and SubjectPublicKeyInfo hash it saw for the same
+endpoint. A different key for the same name and address, with the probe's
+verification failing and the control's succeeding, is interception; the
+issuer of the certificate we were shown names the interceptor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+BAD_CERT = {"ssl_unknown_authority", "ssl_invalid_hostname", "ssl_invalid_certificate"}
+
+
+def interception(measurement: Mapping[str, Any]) -> dict[str, Any] | None:
+    """{intercepted, issuer, spki_sha256, control_issuer, control_spki_sha256, address, server_name} or None."""
+    tk = measurement.get("test_keys") or {}
+    control = tk.get("control") or {}
+    ctrl_tls = control.get("tls_handshake") or {} if isinstance(control, Mapping) else {}
+    for i, h in enumerate(tk.get("tls_handshakes") or []):
+        if not isinstance(h, Mapping) or h.get("failure") not in BAD_CERT:
+            continue
+        addr = str(h.get("address") or "")
+        ctrl = ctrl_tls.get(addr) if isinstance(ctrl_tls, Mapping) else None
+        if not isinstance(ctrl, Mapping):
+            ctrl = next((c for c in ctrl_tls.values() if isinstance(c, Mapping) and c.get("status")), None) \
+                if isinstance(ctrl_tls, Mapping) else None
+        ours = h.get("x_spki_sha256")
+        theirs = ctrl.get("x_spki_sha256") if ctrl else None
+        control_ok = bool(ctrl and ctrl.get("status"))
+        return {
+            "intercepted": bool(control_ok and ours and (theirs is None or ours != theirs)),
+            "issuer": h.get("x_issuer"), "spki_sha256": ours,
+            "control_issuer": ctrl.get("x_issuer") if ctrl else None, "control_spki_sha256": theirs,
+            "control_ok": control_ok, "address": addr, "server_name": h.get("server_name"),
+            "failure": h.get("failure"), "evidence": [f"test_keys.tls_handshakes[{i}]", f"test_keys.control.tls_handshake.{addr}"],
+        }
+    return None
+
+
+def issuer_name(issuer: str | None) -> str | None:
+    """The O= (else CN=) of an RFC 4514 issuer string: how the interceptor calls itself."""
+    if not issuer:
+        return None
+    parts = dict(p.split("=", 1) for p in issuer.split(",") if "=" in p)
+    return parts.get("O") or parts.get("CN") or issuer

@@ -1,0 +1,79 @@
+"""throttling: is one service slowed down, and to what rate?
+
+Downloads the same resource from the same server address, alternately with
+the target's SNI/Host and with an innocent one (`www.example.com`), several
+rounds, one fetch at a time. A throttler keyed on the name caps only the
+target; a slow line slows both. `x_throttle = {target_kbps, control_kbps,
+ratio, cap_kbps, throttled}`, medians over rounds; `cap_kbps` is the target's
+rate when throttled. Use a URL that serves at least ~50 KB (in the lab:
+`https://NAME/blob?size=60000`).
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from ..model.inputs import BadInput, parse_url
+from ..netx import SYSTEM, Trace, lookup_addresses
+from .base import Context, NettestError
+from .throughput import INNOCENT, swap_host, timed_fetch
+
+NAME = "throttling"
+VERSION = "0.1.0"
+NEEDS_INPUT = True
+ROUNDS = 3
+RATIO = 0.25  # target four times slower than the control: throttled (fast transfers are noisy)
+
+
+class Config:
+    """Options: rounds (context option `rounds`, default 3)."""
+
+
+async def run(input: str | None, ctx: Context) -> dict[str, Any]:
+    if not input:
+        raise NettestError("throttling needs an input URL")
+    try:
+        u = parse_url(input)
+    except BadInput as e:
+        raise NettestError(str(e)) from None
+    trace = Trace(record_io=False)
+    tk: dict[str, Any] = {"rounds": []}
+    res = await lookup_addresses(u.host, resolver=SYSTEM, trace=trace, timeout=ctx.timeouts.dns)
+    tk["queries"] = trace.queries
+    if not res.addresses:
+        tk["failure"] = res.failure
+        return tk
+    ip = res.addresses[0]
+    other = swap_host(input, u.host, INNOCENT) if u.scheme == "http" else input
+    targets: list[float] = []
+    controls: list[float] = []
+    for _ in range(int(ctx.options.get("rounds", ROUNDS))):
+        t = await timed_fetch(ip, u.port, u.scheme, input, u.host, ctx)
+        c = await timed_fetch(ip, u.port, u.scheme, other, INNOCENT, ctx)
+        tk["rounds"].append({"target": {"kbps": t.kbps, "bytes": t.bytes, "seconds": round(t.seconds, 4), "failure": t.failure},
+                             "control": {"kbps": c.kbps, "bytes": c.bytes, "seconds": round(c.seconds, 4), "failure": c.failure}})
+        if t.kbps is not None:
+            targets.append(t.kbps)
+        if c.kbps is not None:
+            controls.append(c.kbps)
+    tk["address"] = f"{ip}:{u.port}"
+    tk["failure"] = None if targets and controls else "throttling_inconclusive"
+    if targets and controls:
+        tkbps, ckbps = statistics.median(targets), statistics.median(controls)
+        ratio = tkbps / ckbps if ckbps > 0 else None
+        throttled = ratio is not None and ratio < RATIO
+        tk["x_throttle"] = {"target_kbps": round(tkbps, 1), "control_kbps": round(ckbps, 1),
+                            "ratio": None if ratio is None else round(ratio, 4),
+                            "cap_kbps": round(tkbps, 1) if throttled else None, "throttled": throttled,
+                            "innocent_name": INNOCENT}
+    return tk
+
+
+def finish(measurement: dict[str, Any], ctx: Context) -> None:
+    tk = measurement["test_keys"]
+    th = tk.get("x_throttle")
+    tk["x_mechanism"] = "throttle" if th and th.get("throttled") else "none"
+    tk["blocking"] = False if th else None
+    tk["accessible"] = bool(th)
+    tk["x_confidence"] = 0.9 if th and th.get("throttled") else (0.7 if th else 0.0)
