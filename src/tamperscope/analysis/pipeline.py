@@ -404,7 +404,7 @@ def _run_dask(paths: Sequence[str | os.PathLike[str]], options: Options,
     with ExitStack() as stack:
         if options.scheduler:
             try:
-                client = stack.enter_context(Client(options.scheduler, timeout="10s"))
+                client = stack.enter_context(Client(options.scheduler, timeout="5s"))
             except (OSError, TimeoutError) as exc:
                 raise EngineError(f"cannot reach the Dask scheduler at {options.scheduler}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc

@@ -164,8 +164,13 @@ def _timeline_figure(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 def _heatmap_figure(cells: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     if not cells:
         return None
-    domains = sorted({c["domain"] for c in cells})
-    networks = sorted({c["probe_asn"] for c in cells})
+    def ranked(key: str) -> list[str]:  # most anomalous first
+        totals: dict[str, int] = {}
+        for c in cells:
+            totals[c[key]] = totals.get(c[key], 0) + int(c["anomaly_count"])
+        return sorted(totals, key=lambda k: (-totals[k], k))
+
+    domains, networks = ranked("domain"), ranked("probe_asn")
     label = {c["probe_asn"]: f"{c['probe_asn']} ({c['probe_cc']})" for c in cells}
     index = {(c["domain"], c["probe_asn"]): c for c in cells}
     z, text = [], []
@@ -187,7 +192,7 @@ def _heatmap_figure(cells: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None
              "colorscale": "Reds", "zmin": 0, "zmax": 100, "colorbar": {"title": {"text": "% anomalous"}}}]
     layout = {"title": {"text": "Where each site is interfered with (share of measurements anomalous)"},
               "xaxis": {"title": {"text": "network"}, "automargin": True},
-              "yaxis": {"automargin": True}, "height": max(320, 60 + 22 * len(domains)),
+              "yaxis": {"automargin": True, "autorange": "reversed"}, "height": max(320, 90 + 22 * len(domains)),
               "margin": {"t": 50, "r": 10, "b": 80}}
     return {"data": data, "layout": layout}
 

@@ -183,7 +183,7 @@ class Matcher:
             return found
         result = tuple(m.id for m in self.db.match_response(body, headers))
         if len(body) <= self.MAX_BODY:
-            if len(self._memo) >= self.MAX_ENTRIES:
+            while len(self._memo) >= self.MAX_ENTRIES:
                 del self._memo[next(iter(self._memo))]  # oldest first
             self._memo[key] = result
         return result

@@ -1,0 +1,154 @@
+"""`tamperscope analyze`, `report` and `export`: exit codes, one-line messages, the --jsonl line shape."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tamperscope.cli import main
+
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-samples" / "generated"
+JSONL_KEYS = ["measurement_uid", "report_id", "input", "test_name", "probe_cc", "probe_asn", "blocking",
+              "accessible", "x_mechanism", "x_confidence", "fingerprints"]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tamperscope", *args], capture_output=True, text=True, timeout=300,
+                          check=False)
+
+
+def test_jsonl_line_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "v.jsonl"
+    assert main(["analyze", str(SAMPLES), "--db", str(tmp_path / "s.duckdb"), "--jsonl", str(out)]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 50
+    for line in lines:
+        assert list(line) == JSONL_KEYS
+        assert isinstance(line["measurement_uid"], str) and line["test_name"] == "web_connectivity"
+        assert line["blocking"] in (False, None, "dns", "tcp_ip", "http-failure", "http-diff")
+        assert line["accessible"] in (True, False, None)
+        assert line["x_confidence"] in ("confirmed", "anomaly", "failure", "ok")
+        assert isinstance(line["fingerprints"], list)
+        assert (line["x_confidence"] in ("confirmed", "anomaly")) == isinstance(line["blocking"], str)
+    assert any(line["fingerprints"] == ["cp/f_gen_access_denied"] for line in lines)
+    printed = capsys.readouterr().out
+    assert "analyzed 50 measurements" in printed and "0 records skipped" in printed
+
+
+def test_jsonl_follows_input_order_and_repeats(tmp_path: Path) -> None:
+    names = ["successWithHTTP", "dnsBlockingNXDOMAIN", "successWithHTTP"]
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(json.loads((SAMPLES / n / "measurement.json").read_text()))
+                                for n in names))
+    out = tmp_path / "v.jsonl"
+    assert main(["analyze", str(path), "--db", str(tmp_path / "s.duckdb"), "--jsonl", str(out), "--quiet"]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["x_mechanism"] for line in lines] == ["none", "dns.nxdomain", "none"]
+    assert lines[0]["measurement_uid"] == lines[2]["measurement_uid"]
+
+
+def test_jsonl_to_stdout_keeps_the_summary_on_stderr(tmp_path: Path) -> None:
+    r = _run("analyze", str(SAMPLES / "dnsBlockingNXDOMAIN"), "--db", str(tmp_path / "s.duckdb"), "--jsonl", "-")
+    assert r.returncode == 0, r.stderr
+    assert [list(json.loads(line)) for line in r.stdout.splitlines()] == [JSONL_KEYS]
+    assert "analyzed 1 measurements" in r.stderr
+
+
+def test_bad_input_is_reported_with_reasons(tmp_path: Path) -> None:
+    good = orjson.dumps(json.loads((SAMPLES / "successWithHTTP" / "measurement.json").read_text()))
+    (tmp_path / "in.jsonl").write_bytes(b"\n".join([good, b"{oops", b"[1]", b'{"test_name": "x"}']))
+    r = _run("analyze", str(tmp_path / "in.jsonl"), "--db", str(tmp_path / "s.duckdb"))
+    assert r.returncode == 0, r.stderr
+    assert "3 records skipped as bad input" in r.stdout
+    for reason in ("corrupt_json", "wrong_type", "missing_field"):
+        assert reason in r.stdout
+    assert f"{tmp_path / 'in.jsonl'}:2:" in r.stdout  # where, for people to look
+
+
+@pytest.mark.parametrize("args,message", [
+    (["analyze", "{tmp}/nope"], "no such file or directory"),
+    (["analyze", "{tmp}/empty"], "no measurement files"),
+    (["analyze", "{samples}", "--workers", "0"], "--workers must be at least 1"),
+    (["analyze", "{samples}", "--scheduler", "tcp://127.0.0.1:1"], "--scheduler needs --engine dask"),
+    (["analyze", "{samples}", "--jsonl", "{tmp}/no/such/dir/out.jsonl"], "no such directory"),
+    (["report", "--db", "{tmp}/absent.duckdb"], "no store at"),
+    (["export", "--parquet", "{tmp}/out", "--db", "{tmp}/absent.duckdb"], "no store at"),
+])
+def test_usage_errors_exit_2_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "empty").mkdir()
+    argv = [a.format(tmp=tmp_path, samples=SAMPLES) for a in args]
+    if argv[0] == "analyze" and "--db" not in argv:
+        argv += ["--db", str(tmp_path / "s.duckdb")]
+    r = _run(*argv)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert not (tmp_path / "no").exists()
+
+
+def test_unreachable_scheduler_exit_2(tmp_path: Path) -> None:
+    r = _run("analyze", str(SAMPLES / "successWithHTTP"), "--db", str(tmp_path / "s.duckdb"), "--engine", "dask",
+             "--scheduler", "tcp://127.0.0.1:9")
+    assert r.returncode == 2, r.stderr
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_nothing_usable_exits_1(tmp_path: Path) -> None:
+    with gzip.open(tmp_path / "junk.jsonl.gz", "wb") as f:
+        f.write(b"not json\n{}\n")
+    r = _run("analyze", str(tmp_path), "--db", str(tmp_path / "s.duckdb"))
+    assert r.returncode == 1
+    assert "no usable measurement" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_newer_store_is_a_usage_error(tmp_path: Path) -> None:
+    import duckdb
+
+    db = tmp_path / "s.duckdb"
+    assert main(["analyze", str(SAMPLES / "successWithHTTP"), "--db", str(db), "--quiet"]) == 0
+    con = duckdb.connect(str(db))
+    con.execute("INSERT INTO migrations VALUES (99, 'future', now()::TIMESTAMP)")
+    con.close()
+    r = _run("report", "--db", str(db))
+    assert r.returncode == 2 and "newer than this tamperscope" in r.stderr
+
+
+def test_report_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "s.duckdb"
+    assert main(["analyze", str(SAMPLES), "--db", str(db), "--quiet"]) == 0
+    capsys.readouterr()
+    html = tmp_path / "report.html"
+    assert main(["report", "--db", str(db), "--html", str(html)]) == 0
+    text = capsys.readouterr().out
+    for heading in ("Top blocked domains", "Top networks with interference", "Mechanisms"):
+        assert heading in text
+    assert "www.example.com" in text and "dns.nxdomain" in text
+    assert html.stat().st_size > 1_000_000 and "Plotly.newPlot" in html.read_text()
+    assert main(["export", "--parquet", str(tmp_path / "pq"), "--db", str(db)]) == 0
+    assert "verdicts 50" in capsys.readouterr().out
+    assert list((tmp_path / "pq" / "verdicts").glob("day=2024-02-12/probe_cc=IT/*.parquet"))
+
+
+def test_default_store_is_under_the_data_dir(tmp_path: Path) -> None:
+    env_home = tmp_path / "data"
+    r = subprocess.run([sys.executable, "-m", "tamperscope", "analyze", str(SAMPLES / "successWithHTTP")],
+                       capture_output=True, text=True, timeout=300, check=False,
+                       env={"XDG_DATA_HOME": str(env_home), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert r.returncode == 0, r.stderr
+    assert (env_home / "tamperscope" / "tamperscope.duckdb").is_file()
+    assert str(env_home / "tamperscope" / "tamperscope.duckdb") in r.stdout
+
+
+def test_help_says_what_each_command_writes() -> None:
+    for command in ("analyze", "report", "export"):
+        r = _run(command, "--help")
+        assert r.returncode == 0
+        assert "--db" in r.stdout
+    assert "--engine" in _run("analyze", "--help").stdout and "--html" in _run("report", "--help").stdout

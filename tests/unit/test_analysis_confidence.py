@@ -1,0 +1,187 @@
+"""Confidence across measurements ("confirmed", "anomaly", "failure", "ok") and the verdicts-by-test-name table."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as s
+
+from tamperscope.analysis import pipeline
+from tamperscope.analysis.confidence import outcome, outcomes
+from tamperscope.analysis.store import Store
+from tamperscope.analysis.verdicts import VERDICTS, Matcher, generic_verdict, register, verdict_for
+from tamperscope.model.verdict import MECHANISMS, Verdict
+
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-samples" / "generated"
+
+
+def _sample(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((SAMPLES / name / "measurement.json").read_text())
+    return data
+
+
+def test_outcome_rules() -> None:
+    assert outcome("failure", ["fp"], 5) == "failure"
+    assert outcome("ok", [], 3) == "ok"
+    assert outcome("anomaly", ["cp/x"], 1) == "confirmed"   # a blockpage fingerprint alone confirms
+    assert outcome("anomaly", [], 1) == "anomaly"           # one anomaly alone does not
+    assert outcome("anomaly", [], 2) == "confirmed"         # the same anomaly twice on one input and network does
+
+
+def _copy(m: dict[str, Any], **envelope: Any) -> bytes:
+    return orjson.dumps(dict(m, **envelope))
+
+
+def test_same_anomaly_twice_on_same_input_and_network_confirms(tmp_path: Path) -> None:
+    tcp = _sample("tcpBlockingConnectTimeout")  # tcp.drop, no fingerprint
+    ok = _sample("successWithHTTP")
+    lines = [
+        _copy(tcp, report_id="a", probe_asn="AS1"),
+        _copy(tcp, report_id="b", probe_asn="AS2"),   # another network: does not count
+        _copy(ok, report_id="c", probe_asn="AS1"),
+    ]
+    (tmp_path / "one.jsonl").write_bytes(b"\n".join(lines))
+    store = Store(tmp_path / "s.duckdb")
+    pipeline.run([str(tmp_path / "one.jsonl")], store)
+    assert _labels(store) == {("AS1", "tcp.drop"): ["anomaly"], ("AS2", "tcp.drop"): ["anomaly"],
+                              ("AS1", "none"): ["ok"]}
+    # a later run adds the second measurement on AS1: both become confirmed, AS2's stays an anomaly
+    (tmp_path / "two.jsonl").write_bytes(_copy(tcp, report_id="d", probe_asn="AS1"))
+    pipeline.run([str(tmp_path / "two.jsonl")], store)
+    assert _labels(store)[("AS1", "tcp.drop")] == ["confirmed", "confirmed"]
+    assert _labels(store)[("AS2", "tcp.drop")] == ["anomaly"]
+    store.close()
+
+
+def test_fingerprint_confirms_and_failure_is_failure(tmp_path: Path) -> None:
+    lines = [orjson.dumps(_sample(n)) for n in ("httpDiffWithConsistentDNS", "controlFailureWithSuccessfulHTTPWebsite")]
+    (tmp_path / "x.jsonl").write_bytes(b"\n".join(lines))
+    store = Store(tmp_path / "s.duckdb")
+    pipeline.run([str(tmp_path)], store)
+    rows = dict(store.cursor().execute("SELECT mechanism || ':' || status, outcome FROM verdicts").fetchall())
+    assert rows == {"http.blockpage:anomaly": "confirmed", "none:failure": "failure"}
+    store.close()
+
+
+def _labels(store: Store) -> dict[tuple[str, str], list[str]]:
+    out: dict[tuple[str, str], list[str]] = {}
+    for asn, mechanism, label in store.cursor().execute(
+            "SELECT probe_asn, mechanism, outcome FROM verdicts ORDER BY outcome").fetchall():
+        out.setdefault((asn, mechanism), []).append(label)
+    return out
+
+
+_rows = s.lists(s.tuples(s.sampled_from(["http://a/", "http://b/", None]), s.sampled_from(["AS1", "AS2"]),
+                         s.sampled_from(["ok", "anomaly", "failure"]), s.sampled_from(["dns.poison", "tcp.rst"]),
+                         s.booleans()), min_size=1, max_size=30)
+
+
+@settings(max_examples=40, deadline=None)
+@given(_rows)
+def test_sql_and_python_agree(rows: list[tuple[str | None, str, str, str, bool]]) -> None:
+    """The store's UPDATE and `outcomes()` are one rule."""
+    import duckdb
+
+    from tamperscope.analysis import store as st
+
+    con = duckdb.connect()
+    st.migrate(con)
+    plain = []
+    for i, (inp, asn, status, mechanism, fp) in enumerate(rows):
+        mechanism = mechanism if status == "anomaly" else "none"
+        fps = ["cp/x"] if fp and status == "anomaly" else []
+        con.execute("""INSERT INTO verdicts (measurement_uid, test_name, input, probe_cc, probe_asn, day,
+                       measurement_start_time, mechanism, status, fingerprints, outcome)
+                       VALUES (?, 't', ?, 'IT', ?, ?, ?, ?, ?, ?, NULL)""",
+                    [str(i), inp, asn, dt.date(2024, 1, 1), dt.datetime(2024, 1, 1), mechanism, status, fps])
+        plain.append({"test_name": "t", "input": inp, "probe_asn": asn, "mechanism": mechanism, "status": status,
+                      "fingerprints": fps})
+    con.execute("CREATE TEMP TABLE touched AS SELECT DISTINCT test_name, coalesce(input, '') AS input_key, "
+                "probe_asn FROM verdicts")
+    con.execute(st.OUTCOME_SQL)
+    got = [r[0] for r in con.execute("SELECT outcome FROM verdicts ORDER BY measurement_uid::INTEGER").fetchall()]
+    con.close()
+    assert got == outcomes(plain)
+
+
+# --------------------------------------------------------------------------- verdicts by test name
+
+
+def _m(test_name: str, **test_keys: Any) -> dict[str, Any]:
+    return {"test_name": test_name, "test_keys": test_keys}
+
+
+@pytest.mark.parametrize("m,expected", [
+    (_m("http_invalid_request_line", tampering=True), ("anomaly", "middlebox")),
+    (_m("http_invalid_request_line", tampering=False), ("ok", "none")),
+    (_m("http_invalid_request_line"), ("failure", "none")),
+    (_m("http_header_field_manipulation", tampering={"total": True, "header_field_name": True}),
+     ("anomaly", "middlebox")),
+    (_m("http_header_field_manipulation", tampering={"total": False}), ("ok", "none")),
+    (_m("throttling", x_throttle={"throttled": True, "cap_kbps": 120}), ("anomaly", "throttle")),
+    (_m("throttling", x_throttle={"throttled": False}), ("ok", "none")),
+    (_m("throttling", x_throttle="garbage"), ("failure", "none")),
+    (_m("tls_mitm", x_mitm={"intercepted": True, "issuer": "Evil CA"}), ("anomaly", "tls.mitm")),
+    (_m("tls_mitm", x_mitm={"intercepted": False}), ("ok", "none")),
+    (_m("dnscheck", x_lookups={"system": {"engine": "system", "addrs": ["1.2.3.4"]}},
+        x_injection={"answers": ["10.10.34.35"]}), ("anomaly", "dns.injection")),
+    (_m("dnscheck", lookups={"https://dns.google/dns-query": {"queries": []}}), ("ok", "none")),
+    (_m("some_future_nettest", tampering=True), ("anomaly", "middlebox")),
+    (_m("signal"), ("ok", "none")),
+])
+def test_verdicts_by_test_name(m: dict[str, Any], expected: tuple[str, str]) -> None:
+    v = verdict_for(m)
+    assert isinstance(v, Verdict) and v.mechanism in MECHANISMS
+    assert (v.status, v.mechanism) == expected
+
+
+def test_web_connectivity_uses_the_model_verdict() -> None:
+    assert verdict_for(_sample("dnsBlockingNXDOMAIN")).mechanism == "dns.nxdomain"
+    assert {"web_connectivity", "dnscheck", "throttling", "tls_mitm"} <= set(VERDICTS)
+
+
+def test_a_new_nettest_plugs_in() -> None:
+    @register("my_new_nettest")
+    def mine(m: Any, matcher: Any) -> Verdict:
+        return Verdict("dns", False, "dns.drop", 0.5, "anomaly", ("test_keys.x",))
+
+    try:
+        assert verdict_for(_m("my_new_nettest")).mechanism == "dns.drop"
+    finally:
+        del VERDICTS["my_new_nettest"]
+    assert verdict_for(_m("my_new_nettest")) == generic_verdict(_m("my_new_nettest"), None)
+
+
+def test_matcher_memo_is_exact_and_bounded() -> None:
+    class CountingDB:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def match_response(self, body: str, headers: Any) -> list[Any]:
+            self.calls += 1
+
+            class M:
+                id = "fp/" + body[:3]
+            return [M()] if "blocked" in body else []
+
+    db = CountingDB()
+    m = Matcher(db)
+    assert m("blocked page", {"Server": "x"}) == ("fp/blo",)
+    assert m("blocked page", {"Server": "x"}) == ("fp/blo",)
+    assert m("blocked page", {"Server": "y"}) == ("fp/blo",)  # other headers: asked again
+    assert m("fine", {}) == ()
+    assert db.calls == 3 and m.hits == 1
+    m.MAX_ENTRIES = 2
+    for i in range(10):
+        m(f"page {i}", {})
+    assert len(m._memo) <= 2
+    big = "blocked" + "x" * (Matcher.MAX_BODY + 1)
+    m(big, {})
+    m(big, {})
+    assert db.calls == 3 + 10 + 2  # long bodies are never kept

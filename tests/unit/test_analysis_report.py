@@ -1,0 +1,120 @@
+"""Reports: terminal tables, and an HTML file that is self-contained, offline and inert to hostile content."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tamperscope.analysis import pipeline
+from tamperscope.analysis.report import MECHANISM_WORDS, html_report, table, terminal_report
+from tamperscope.analysis.store import Store
+from tamperscope.model.verdict import MECHANISMS
+
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-samples" / "generated"
+EVIL = '</script><script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    tmp = tmp_path_factory.mktemp("report")
+    lines = []
+    for p in sorted(SAMPLES.iterdir()):
+        lines.append((p / "measurement.json").read_bytes().replace(b"\n", b" "))
+    # hostile strings where the report shows field data: input/domain, network name, signature
+    m = json.loads((SAMPLES / "dnsBlockingNXDOMAIN" / "measurement.json").read_text())
+    for i in range(2):
+        evil = dict(m, report_id=f"evil{i}", input=f"http://evil{i}.example/{EVIL}", probe_network_name=EVIL,
+                    test_keys=dict(m["test_keys"], x_signature=EVIL, x_equipment="Evil \u202e box"))
+        lines.append(orjson.dumps(evil))
+    (tmp / "in.jsonl").write_bytes(b"\n".join(lines))
+    s = Store(tmp / "s.duckdb")
+    pipeline.run([str(tmp / "in.jsonl")], s)
+    return s
+
+
+class _Scripts(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scripts: list[dict[str, str | None]] = []
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        if tag == "script":
+            self.scripts.append(dict(attrs))
+
+
+def test_html_is_self_contained_and_offline(store: Store) -> None:
+    page = html_report(store)
+    parser = _Scripts()
+    parser.feed(page)
+    assert all("src" not in attrs for attrs in parser.scripts)  # no external script, no CDN
+    assert not [a for t, a in parser.tags if t in ("link", "iframe", "img")]
+    assert "cdn.plot.ly" not in page.split("</script>", 1)[1]  # nothing after the embedded library loads it
+    assert "Plotly.newPlot" in page and len(page) > 1_000_000
+    charts = [a for a in parser.scripts if a.get("type") == "application/json"]
+    assert {c["data-chart"] for c in charts} == {"chart-timeline", "chart-heatmap", "chart-mechanisms"}
+
+
+def test_chart_data_is_valid_json_with_the_counts(store: Store) -> None:
+    page = html_report(store)
+    blobs = re.findall(r"<script type='application/json' data-chart='(chart-\w+)'>(.*?)</script>", page, re.S)
+    figures = {name: json.loads(blob) for name, blob in blobs}
+    timeline = figures["chart-timeline"]["data"]
+    assert sum(sum(trace["y"]) for trace in timeline) == 52
+    heat = figures["chart-heatmap"]["data"][0]
+    assert heat["type"] == "heatmap" and "www.example.com" in heat["y"]
+    assert any(t["name"] == "dns.nxdomain" for t in figures["chart-mechanisms"]["data"])
+
+
+def test_hostile_strings_are_inert(store: Store) -> None:
+    page = html_report(store)
+    assert "window.pwned" in page  # the data is there ...
+    assert EVIL not in page        # ... but never as markup
+    assert 'onerror="' not in page
+    body = page.split("</script>", 1)[1]  # after the embedded plotly.js
+    parser = _Scripts()
+    parser.feed(body)
+    assert not [a for t, a in parser.tags if t == "img"]
+    for attrs in parser.scripts:
+        assert attrs.get("type") in ("application/json", None)
+    assert len(re.findall(r"<script>", body)) == 1  # only our drawing code
+
+
+def test_signatures_are_listed(store: Store) -> None:
+    page = html_report(store)
+    assert "Equipment signatures seen" in page and "Evil \u202e box" in page
+    text = terminal_report(store)
+    assert "Equipment signatures" in text
+    assert "\u202e" not in text and "\x1b" not in text  # no control characters reach the terminal
+
+
+def test_terminal_report(store: Store) -> None:
+    text = terminal_report(store)
+    assert text.splitlines()[0].startswith("52 measurements from 2024-02-12 to 2024-02-12")
+    for heading in ("Top blocked domains", "Top networks with interference", "Mechanisms"):
+        assert heading in text
+    assert "dns.nxdomain" in text
+
+
+def test_empty_store(tmp_path: Path) -> None:
+    s = Store(tmp_path / "empty.duckdb")
+    assert "no measurements yet" in terminal_report(s)
+    assert "no measurements yet" in html_report(s, plotly_js="/* stub */")
+    s.close()
+
+
+def test_every_mechanism_has_plain_words() -> None:
+    assert set(MECHANISMS) == set(MECHANISM_WORDS)
+
+
+def test_table_alignment() -> None:
+    rows: list[dict[str, Any]] = [{"a": "x", "n": 5}, {"a": "longer", "n": 12345}]
+    lines = table(rows, [("a", "name"), ("n", "count")]).splitlines()
+    assert lines[0].startswith("name") and lines[2].endswith("    5") and lines[3].endswith("12345")
