@@ -76,14 +76,20 @@ def test_ingesting_twice_leaves_one_row(tmp_path: Path) -> None:
     store.close()
 
 
-def test_duplicates_across_flushes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(st, "FLUSH_ROWS", 7)
+@pytest.mark.parametrize("flush_rows", [7, st.FLUSH_ROWS])
+def test_duplicates_across_batches_and_flushes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               flush_rows: int) -> None:
+    monkeypatch.setattr(st, "FLUSH_ROWS", flush_rows)
     store = Store(tmp_path / "s.duckdb")
     stats = pipeline.run([str(SAMPLES), str(SAMPLES / "dnsBlockingNXDOMAIN")], store, pipeline.Options(batch_size=5))
     assert (stats.new, stats.duplicates) == (50, 1)
     assert store.count("measurements") == 50
     assert store.cursor().execute("SELECT count(DISTINCT measurement_uid) FROM observations").fetchone() == (50,)
+    once = Store(tmp_path / "once.duckdb")
+    pipeline.run([str(SAMPLES)], once)
+    assert store.count("observations") == once.count("observations")  # the repeat added no steps
     store.close()
+    once.close()
 
 
 def test_raw_is_kept_verbatim(tmp_path: Path) -> None:

@@ -445,15 +445,28 @@ class Store:
         con.execute("INSERT INTO measurements BY NAME SELECT * FROM _m")
         con.unregister("_m")
 
-        wanted = pa.array(list(fresh), pa.string())
         verdicts = pa.concat_tables([b.verdicts for b in batches])
         verdicts = verdicts.take(pa.array(keep, pa.int64()))
         con.register("_v", verdicts)
         con.execute("INSERT INTO verdicts BY NAME SELECT * FROM _v")
-        observations = pa.concat_tables([b.observations for b in batches])
-        if observations.num_rows:
-            mask = pc.is_in(observations.column("measurement_uid"), value_set=wanted)
-            con.register("_o", observations.filter(mask))
+        # Observations of each new measurement, from the batch that holds its first copy only.
+        owned: list[pa.Table] = []
+        first = 0
+        kept = iter(keep)
+        next_keep = next(kept, None)
+        for b in batches:
+            last = first + b.measurements.num_rows
+            mine = []
+            while next_keep is not None and next_keep < last:
+                mine.append(next_keep - first)
+                next_keep = next(kept, None)
+            if mine and b.observations.num_rows:
+                uids_here = b.measurements.column("measurement_uid").take(pa.array(mine, pa.int64()))
+                owned.append(b.observations.filter(pc.is_in(b.observations.column("measurement_uid"),
+                                                            value_set=uids_here)))
+            first = last
+        if owned:
+            con.register("_o", pa.concat_tables(owned))
             con.execute("INSERT INTO observations BY NAME SELECT * FROM _o")
             con.unregister("_o")
         # Confidence: every group these verdicts joined may change label.
