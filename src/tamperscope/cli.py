@@ -20,6 +20,7 @@ COMMANDS = [
     "tamperscope.probe.command",
     "tamperscope.demo",
     "tamperscope.analysis.command",
+    "tamperscope.collector.command",
 ]
 
 

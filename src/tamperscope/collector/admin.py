@@ -1,0 +1,162 @@
+"""Administrative actions: delete a measurement, re-analyse measurements; and the token that guards them.
+
+Both run on the ingestor's writer thread (`Ingestor.call`), between batches:
+
+* `delete()` first appends a tombstone to the raw log's ``tombstones.jsonl``
+  (fsync'd), then removes the measurement's rows (measurements, verdicts,
+  observations) in one transaction and recomputes the confidence labels of its
+  group. The raw log itself is never rewritten (append-only): the tombstone keeps
+  the measurement out of the tables on every replay or rebuild, and a
+  resubmission of it is answered 410.
+* `reanalyse()` re-derives verdicts and observations from the stored raw bytes
+  (after a verdict rule changed: see ``ANALYSIS_VERSION``), a chunk per
+  transaction, so submissions keep flowing in between.
+
+The token: `TAMPERSCOPE_ADMIN_TOKEN` (or a file given to ``serve
+--admin-token-file``). Without one, admin actions are disabled. Requests carry
+``Authorization: Bearer <token>``; it is compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tamperscope.analysis.confidence import OUTCOME_SQL
+from tamperscope.analysis.pipeline import analyse_batch
+from tamperscope.analysis.reader import Line
+from tamperscope.analysis.store import Filters, Store
+from tamperscope.analysis.verdicts import ANALYSIS_VERSION, default_matcher
+from tamperscope.collector.queries import Reader
+from tamperscope.collector.rawlog import RawLog
+
+REANALYSE_CHUNK = 512
+TOKEN_ENV = "TAMPERSCOPE_ADMIN_TOKEN"
+MIN_TOKEN_LENGTH = 16
+
+
+class TokenError(Exception):
+    """The admin token is unusable (too short, unreadable)."""
+
+
+def check_token(configured: str | None, header: str | None) -> int:
+    """0 if allowed, else the HTTP status to answer (401 no credentials, 403 wrong or disabled)."""
+    if not configured:
+        return 403
+    if not header:
+        return 401
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        return 401
+    return 0 if hmac.compare_digest(given.strip().encode(), configured.encode()) else 403
+
+
+def usable_token(token: str | None) -> str | None:
+    if token is None:
+        return None
+    token = token.strip()
+    if not token:
+        return None
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise TokenError(f"the admin token must be at least {MIN_TOKEN_LENGTH} characters")
+    return token
+
+
+def _touched(con: Any, uids: Sequence[str]) -> None:
+    con.execute("""CREATE OR REPLACE TEMP TABLE touched AS
+                   SELECT DISTINCT test_name, coalesce(input, '') AS input_key, probe_asn FROM verdicts
+                   WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [list(uids)])
+
+
+@dataclass(frozen=True)
+class Deletion:
+    measurement_uid: str
+    existed: bool          # rows were removed (False: unknown, or already deleted)
+    tombstoned: bool       # a new tombstone was written
+
+
+def delete(store: Store, rawlog: RawLog, uid: str, reason: str) -> Deletion:
+    """Tombstone first (durable), then remove the rows."""
+    con = store.con
+    store.flush()
+    existed = con.execute("SELECT count(*) FROM measurements WHERE measurement_uid = ?", [uid]).fetchone() != (0,)
+    if not existed and not rawlog.is_deleted(uid):
+        return Deletion(uid, False, False)
+    tombstoned = rawlog.bury(uid, reason)
+    if existed:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            _touched(con, [uid])
+            for table in ("observations", "verdicts", "measurements"):
+                con.execute(f"DELETE FROM {table} WHERE measurement_uid = ?", [uid])
+            con.execute(OUTCOME_SQL)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    return Deletion(uid, existed, tombstoned)
+
+
+def select_for_reanalysis(store: Store, *, uids: Sequence[str] = (), filters: Filters | None = None,
+                          stale_only: bool = False, everything: bool = False) -> list[str]:
+    """The uids a re-analysis request names (explicit uids, or filters, or stale, or all)."""
+    con = store.con
+    if uids:
+        return [r[0] for r in con.execute(
+            "SELECT measurement_uid FROM verdicts WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))",
+            [list(uids)]).fetchall()]
+    where, params = (filters or Filters()).where()
+    if stale_only:
+        where = f"({where}) AND analysis_version IS DISTINCT FROM ?"
+        params.append(ANALYSIS_VERSION)
+    elif not everything and where == "TRUE":
+        return []
+    return [r[0] for r in con.execute(
+        f"SELECT measurement_uid FROM verdicts WHERE {where} ORDER BY measurement_uid", params).fetchall()]
+
+
+def reanalyse(store: Store, reader: Reader, uids: Sequence[str]) -> dict[str, int]:
+    """Re-derive verdicts and observations of ``uids`` (one chunk) from their raw bytes."""
+    con = store.con
+    store.flush()
+    raw = reader.raw_many(list(uids))
+    items = [Line("reanalyse", i + 1, data) for i, data in enumerate(raw.values())]
+    if not items:
+        return {"reanalysed": 0, "changed": 0, "missing": len(uids)}
+    result = analyse_batch(items, default_matcher())
+    new_uids = result.verdicts.column("measurement_uid").to_pylist()
+    wanted = [u for u in new_uids if u in raw]  # the content hash must give the same uid back
+    before = {r[0]: r[1:] for r in con.execute(
+        """SELECT measurement_uid, blocking, accessible, mechanism, status FROM verdicts
+           WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [wanted]).fetchall()}
+    verdicts = result.verdicts.filter([u in raw for u in new_uids])
+    observations = result.observations
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table in ("observations", "verdicts"):
+            con.execute(f"DELETE FROM {table} WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))", [wanted])
+        con.register("_rv", verdicts)
+        con.execute("INSERT INTO verdicts BY NAME SELECT * FROM _rv")
+        con.unregister("_rv")
+        if observations.num_rows:
+            con.register("_ro", observations)
+            con.execute("""INSERT INTO observations BY NAME SELECT * FROM _ro
+                           WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [wanted])
+            con.unregister("_ro")
+        _touched(con, wanted)
+        con.execute(OUTCOME_SQL)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    after = {r[0]: r[1:] for r in con.execute(
+        """SELECT measurement_uid, blocking, accessible, mechanism, status FROM verdicts
+           WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [wanted]).fetchall()}
+    changed = sum(1 for u in wanted if before.get(u) != after.get(u))
+    return {"reanalysed": len(wanted), "changed": changed, "missing": len(uids) - len(wanted)}
+
+
+__all__ = ["Deletion", "MIN_TOKEN_LENGTH", "REANALYSE_CHUNK", "TOKEN_ENV", "TokenError", "check_token", "delete",
+           "reanalyse", "select_for_reanalysis", "usable_token"]

@@ -1,0 +1,351 @@
+"""The JSON API: OONI's measurement listing and raw measurements, aggregations, exports, admin.
+
+* ``GET /api/v1/measurements``: OONI's parameters (probe_cc, probe_asn, test_name,
+  input, domain, since, until, report_id, anomaly, confirmed, failure, limit,
+  offset, order) plus ``mechanism``; OONI's shape ``{"metadata", "results"}``.
+* ``GET /api/v1/measurement/{uid}``: the measurement's JSON, byte for byte as stored.
+* ``GET /api/v1/aggregation/{name}``: the store's aggregates (timeline, per_domain,
+  per_network, per_mechanism, per_country, signatures, domain_network,
+  mechanism_country) and ``hops``, as JSON or ``format=csv``.
+* ``GET /api/v1/export/measurements.{csv,json,jsonl}`` and ``/api/v1/export/raw.jsonl``:
+  everything matching the filters, streamed.
+* ``GET /api/v1/health``: counts and the writer's state.
+* ``POST /api/v1/admin/delete/{uid}``, ``POST /api/v1/admin/reanalyse``: behind the
+  admin token (`admin.check_token`).
+
+CSV cells that a spreadsheet would run as a formula (starting with ``= + - @``
+or a tab/CR) are prefixed with ``'``: measurement content is hostile input.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from collections.abc import Iterator, Sequence
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from tamperscope.analysis import store as store_mod
+from tamperscope.analysis.store import Filters
+from tamperscope.analysis.verdicts import ANALYSIS_VERSION
+from tamperscope.collector import admin
+from tamperscope.collector.config import Collector
+from tamperscope.collector.queries import (
+    MAX_LIMIT,
+    MeasurementQuery,
+    QueryError,
+    hops,
+    iter_measurements,
+    list_measurements,
+    ooni_row,
+)
+from tamperscope.collector.schema import SubmissionError, parse_json
+
+router = APIRouter(prefix="/api/v1", tags=["api"])
+
+AGGREGATIONS = (*store_mod.AGGREGATES, "hops")
+UID_PATTERN = r"^[A-Za-z0-9_.-]{1,200}$"
+
+
+def collector_of(request: Request) -> Collector:
+    collector: Collector = request.app.state.collector
+    return collector
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def measurement_query(
+    probe_cc: Annotated[str | None, Query(description="country, ISO 3166-1 alpha-2", max_length=8)] = None,
+    probe_asn: Annotated[str | None, Query(description="network, AS1234 or 1234", max_length=16)] = None,
+    test_name: Annotated[str | None, Query(max_length=64)] = None,
+    input: Annotated[str | None, Query(description="the exact input (URL)", max_length=8192)] = None,
+    domain: Annotated[str | None, Query(description="the input's host name", max_length=300)] = None,
+    since: Annotated[str | None, Query(description="from this date or UTC time, inclusive", max_length=40)] = None,
+    until: Annotated[str | None, Query(description="until this date or UTC time, exclusive", max_length=40)] = None,
+    report_id: Annotated[str | None, Query(max_length=200)] = None,
+    anomaly: Annotated[bool | None, Query(description="anomalies (confirmed ones included) or not")] = None,
+    confirmed: Annotated[bool | None, Query()] = None,
+    failure: Annotated[bool | None, Query()] = None,
+    mechanism: Annotated[str | None, Query(description="tamperscope's mechanism, e.g. dns.poison", max_length=40)] = None,
+    order: Annotated[str, Query(pattern="^(asc|desc)$", description="by measurement_start_time")] = "desc",
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> MeasurementQuery:
+    try:
+        return MeasurementQuery(probe_cc=probe_cc, probe_asn=probe_asn, test_name=test_name, input=input,
+                                domain=domain, since=since, until=until, report_id=report_id, anomaly=anomaly,
+                                confirmed=confirmed, failure=failure, mechanism=mechanism, order=order,
+                                limit=limit, offset=offset).checked()
+    except QueryError as exc:
+        raise SubmissionError(400, "invalid_parameter", str(exc)) from None
+
+
+QueryDep = Annotated[MeasurementQuery, Depends(measurement_query)]
+
+
+def measurements_page(collector: Collector, query: MeasurementQuery, url_base: str, path: str) -> dict[str, Any]:
+    """OONI's ``{"metadata", "results"}`` for one page (also the search page's JSON twin)."""
+    started = time.perf_counter()
+    rows, total = list_measurements(collector.reader, query)
+    count = total or 0
+    pages = max(1, math.ceil(count / query.limit))
+    next_url = None
+    if query.offset + query.limit < count:
+        from urllib.parse import urlencode
+
+        params = {**query.params(), "offset": query.offset + query.limit, "limit": query.limit}
+        next_url = f"{url_base}{path}?{urlencode(params)}"
+    return {
+        "metadata": {"count": count, "current_page": query.offset // query.limit + 1, "limit": query.limit,
+                     "offset": query.offset, "pages": pages, "next_url": next_url,
+                     "query_time": round(time.perf_counter() - started, 4)},
+        "results": [ooni_row(r, url_base) for r in rows],
+    }
+
+
+@router.get("/measurements", summary="List measurements (OONI's parameters and shape)")
+def get_measurements(request: Request, query: QueryDep) -> Response:
+    page = measurements_page(collector_of(request), query, base_url(request), "/api/v1/measurements")
+    return JSONResponse(page)
+
+
+@router.get("/measurement/{measurement_uid}", summary="One measurement's raw JSON, as stored",
+            responses={200: {"content": {"application/json": {}}}, 404: {"description": "unknown"}})
+def get_measurement(request: Request,
+                    measurement_uid: Annotated[str, Path(pattern=UID_PATTERN)]) -> Response:
+    data = collector_of(request).reader.raw(measurement_uid)
+    if data is None:
+        return JSONResponse({"error": "not_found", "detail": "no measurement with this uid"}, status_code=404)
+    return Response(data, media_type="application/json")
+
+
+def _filters(query: MeasurementQuery) -> Filters:
+    try:
+        return query.filters()
+    except QueryError as exc:
+        raise SubmissionError(400, "invalid_parameter", str(exc)) from None
+
+
+def aggregate(collector: Collector, name: str, filters: Filters, limit: int | None) -> list[dict[str, Any]]:
+    reader: Any = collector.reader
+    if name == "hops":
+        return hops(collector.reader, filters)
+    fn = store_mod.AGGREGATES[name]
+    if name in ("per_domain", "per_network", "signatures"):
+        return fn(reader, filters, limit=limit)
+    rows = fn(reader, filters)
+    return rows[:limit] if limit is not None else rows
+
+
+@router.get("/aggregation/{name}", summary="Counts by day, domain, network, mechanism, country, signature or hop")
+def get_aggregation(request: Request, query: QueryDep,
+                    name: Annotated[str, Path(description="one of " + ", ".join(AGGREGATIONS))],
+                    format: Annotated[str, Query(pattern="^(json|csv|JSON|CSV)$")] = "json",
+                    rows: Annotated[int | None, Query(ge=1, le=100_000, description="at most this many rows")] = None,
+                    ) -> Response:
+    if name not in AGGREGATIONS:
+        return JSONResponse({"error": "not_found", "detail": f"no aggregation {name!r}; known: "
+                             f"{', '.join(AGGREGATIONS)}"}, status_code=404)
+    filters = _filters(query)
+    result = aggregate(collector_of(request), name, filters, rows)
+    if format.lower() == "csv":
+        return Response(_csv(result), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    return JSONResponse({"v": 0, "aggregation": name, "filters": _filter_dict(filters), "result": result},
+                        headers={})
+
+
+def _filter_dict(filters: Filters) -> dict[str, Any]:
+    return {k: (str(v) if v is not None else None) for k, v in vars(filters).items() if v is not None}
+
+
+# --------------------------------------------------------------------------- CSV
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        value = " ".join(str(v) for v in value)
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def _csv(rows: Sequence[dict[str, Any]], header: Sequence[str] | None = None) -> str:
+    out = io.StringIO()
+    names = list(header or (rows[0].keys() if rows else []))
+    writer = csv.writer(out)
+    writer.writerow(names)
+    for row in rows:
+        writer.writerow([_cell(row.get(n)) for n in names])
+    return out.getvalue()
+
+
+EXPORT_FIELDS = ("measurement_uid", "report_id", "test_name", "input", "domain", "probe_cc", "probe_asn",
+                 "probe_network_name", "measurement_start_time", "anomaly", "confirmed", "failure", "blocking",
+                 "accessible", "mechanism", "confidence", "outcome", "fingerprints", "signature")
+
+
+def _export_rows(collector: Collector, query: MeasurementQuery, url_base: str, limited: bool) -> Iterator[dict[str, Any]]:
+    for batch in iter_measurements(collector.reader, query, limited=limited):
+        for row in batch:
+            yield ooni_row(row, url_base)
+
+
+@router.get("/export/measurements.{kind}", summary="Every matching measurement's verdict row, streamed "
+            "(all of them unless limit is given)",
+            responses={200: {"content": {"text/csv": {}, "application/json": {}, "application/x-ndjson": {}}}})
+def export_measurements(request: Request, query: QueryDep,
+                        kind: Annotated[str, Path(pattern="^(csv|json|jsonl)$")]) -> Response:
+    collector = collector_of(request)
+    url_base = base_url(request)
+    rows = _export_rows(collector, query, url_base, "limit" in request.query_params)
+
+    def as_csv() -> Iterator[str]:
+        yield _csv([], EXPORT_FIELDS)
+        for row in rows:
+            yield _csv([row], EXPORT_FIELDS).split("\r\n", 1)[1]
+
+    def as_jsonl() -> Iterator[bytes]:
+        for row in rows:
+            yield orjson.dumps({k: row[k] for k in EXPORT_FIELDS}) + b"\n"
+
+    def as_json() -> Iterator[bytes]:
+        yield b"["
+        first = True
+        for row in rows:
+            yield (b"" if first else b",\n") + orjson.dumps({k: row[k] for k in EXPORT_FIELDS})
+            first = False
+        yield b"]\n"
+
+    media = {"csv": "text/csv; charset=utf-8", "json": "application/json", "jsonl": "application/x-ndjson"}[kind]
+    body = {"csv": as_csv, "json": as_json, "jsonl": as_jsonl}[kind]()
+    return StreamingResponse(body, media_type=media,
+                             headers={"Content-Disposition": f'attachment; filename="measurements.{kind}"'})
+
+
+@router.get("/export/raw.jsonl", summary="Every matching measurement, verbatim, one per line, streamed "
+            "(all of them unless limit is given)",
+            responses={200: {"content": {"application/x-ndjson": {}}}})
+def export_raw(request: Request, query: QueryDep) -> Response:
+    collector = collector_of(request)
+
+    def lines() -> Iterator[bytes]:
+        for batch in iter_measurements(collector.reader, query, batch=256, limited="limit" in request.query_params):
+            found = collector.reader.raw_many([r["measurement_uid"] for r in batch])
+            for row in batch:
+                data = found.get(row["measurement_uid"])
+                if data is not None:
+                    yield data + b"\n"
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson",
+                             headers={"Content-Disposition": 'attachment; filename="measurements.jsonl"'})
+
+
+@router.get("/health", summary="Is the collector up, and how much does it hold")
+def health(request: Request) -> dict[str, Any]:
+    c = collector_of(request)
+    row = c.reader.cursor().execute("SELECT count(*) FROM measurements").fetchone()
+    s = c.ingestor.stats
+    return {
+        "status": "ok" if c.ingestor.healthy else "degraded",
+        "measurements": int(row[0]) if row else 0,
+        "accepting_submissions": c.settings.accept_submissions,
+        "queued_requests": c.ingestor.queued,
+        "stored": s.stored, "duplicates": s.duplicates, "refused": s.rejected, "replayed": s.replayed,
+        "commits": s.commits, "largest_commit": s.largest_commit,
+        "raw_log_bytes": c.rawlog.size, "analysis_version": ANALYSIS_VERSION,
+        "uptime_seconds": round(time.time() - c.started, 1),
+    }
+
+
+# --------------------------------------------------------------------------- admin
+
+def _authorise(request: Request) -> Collector:
+    collector = collector_of(request)
+    status = admin.check_token(collector.settings.admin_token, request.headers.get("authorization"))
+    if status == 401:
+        raise SubmissionError(401, "unauthorised", "admin actions need Authorization: Bearer <token>")
+    if status == 403:
+        if not collector.settings.admin_token:
+            raise SubmissionError(403, "admin_disabled",
+                                  f"admin actions are disabled: start the server with {admin.TOKEN_ENV} set")
+        raise SubmissionError(403, "forbidden", "wrong admin token")
+    return collector
+
+
+_ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {401: {"description": "no token"},
+                                                  403: {"description": "wrong token, or admin disabled"}}
+
+
+@router.post("/admin/delete/{measurement_uid}", summary="Delete a measurement (admin token)",
+             responses=_ADMIN_ERRORS, tags=["admin"])
+async def admin_delete(request: Request, measurement_uid: Annotated[str, Path(pattern=UID_PATTERN)]) -> Response:
+    collector = _authorise(request)
+    body = await request.body()
+    reason = "deleted by an administrator"
+    if body.strip():
+        payload = parse_json(body[:65536])
+        if isinstance(payload, dict) and isinstance(payload.get("reason"), str):
+            reason = payload["reason"]
+    result = await collector.ingestor.call(
+        lambda: admin.delete(collector.store, collector.rawlog, measurement_uid, reason))
+    if not result.existed and not result.tombstoned and not collector.rawlog.is_deleted(measurement_uid):
+        return JSONResponse({"error": "not_found", "detail": "no measurement with this uid"}, status_code=404)
+    return JSONResponse({"measurement_uid": measurement_uid, "deleted": True, "rows_removed": result.existed})
+
+
+@router.post("/admin/reanalyse", summary="Re-derive verdicts from the raw measurements (admin token)",
+             responses=_ADMIN_ERRORS, tags=["admin"],
+             openapi_extra={"requestBody": {"content": {"application/json": {"schema": {
+                 "type": "object", "properties": {
+                     "measurement_uid": {"type": "array", "items": {"type": "string"}},
+                     "stale": {"type": "boolean", "description": "those analysed by an older analysis version"},
+                     "all": {"type": "boolean"},
+                     "filters": {"type": "object", "description": "probe_cc, probe_asn, domain, input, "
+                                 "test_name, mechanism, since, until"}}}}}}})
+async def admin_reanalyse(request: Request) -> Response:
+    collector = _authorise(request)
+    body = await request.body()
+    payload = parse_json(body[:1_048_576]) if body.strip() else {}
+    if not isinstance(payload, dict):
+        raise SubmissionError(400, "invalid_json", "the body must be a JSON object")
+    uids = payload.get("measurement_uid") or []
+    if isinstance(uids, str):
+        uids = [uids]
+    if not isinstance(uids, list) or not all(isinstance(u, str) for u in uids):
+        raise SubmissionError(400, "invalid_parameter", "measurement_uid must be a list of strings")
+    raw_filters = payload.get("filters") or {}
+    if not isinstance(raw_filters, dict):
+        raise SubmissionError(400, "invalid_parameter", "filters must be an object")
+    allowed = {"probe_cc", "probe_asn", "domain", "input", "test_name", "mechanism", "since", "until"}
+    unknown = set(raw_filters) - allowed
+    if unknown or not all(isinstance(v, str) for v in raw_filters.values()):
+        raise SubmissionError(400, "invalid_parameter", f"filters take string values for {', '.join(sorted(allowed))}")
+    try:
+        filters = MeasurementQuery(**raw_filters).filters()
+    except QueryError as exc:
+        raise SubmissionError(400, "invalid_parameter", str(exc)) from None
+    stale, everything = payload.get("stale") is True, payload.get("all") is True
+    if not (uids or raw_filters or stale or everything):
+        raise SubmissionError(400, "invalid_parameter", "say what to re-analyse: measurement_uid, filters, "
+                              "stale or all")
+    selected = await collector.ingestor.call(lambda: admin.select_for_reanalysis(
+        collector.store, uids=uids, filters=filters, stale_only=stale, everything=everything))
+    totals = {"selected": len(selected), "reanalysed": 0, "changed": 0, "missing": 0}
+    for at in range(0, len(selected), admin.REANALYSE_CHUNK):
+        chunk = selected[at:at + admin.REANALYSE_CHUNK]
+        done = await collector.ingestor.call(lambda chunk=chunk: admin.reanalyse(collector.store, collector.reader, chunk))
+        for key in ("reanalysed", "changed", "missing"):
+            totals[key] += done[key]
+    return JSONResponse({**totals, "analysis_version": ANALYSIS_VERSION})
+
+
+__all__ = ["AGGREGATIONS", "aggregate", "measurement_query", "measurements_page", "router"]

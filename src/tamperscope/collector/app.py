@@ -1,0 +1,164 @@
+"""The app factory: collector, API and explorer in one FastAPI application.
+
+`create_app(settings)` returns the ASGI app; its lifespan opens the store, the
+raw log and the writer (`config.Collector`), catches the store up with the raw
+log, and closes everything on shutdown (answering what is queued first).
+
+Around every request, two pure-ASGI layers (no per-request tasks):
+
+* `RateLimit`: a token bucket per client address (`ratelimit.RateLimiter`), one
+  for submissions (``POST /report...``, ``POST /api/v1/submit``) and one for
+  everything else but static files; over the limit: 429 with ``Retry-After``;
+* `explorer.headers.SecurityHeaders`: the Content-Security-Policy (no inline
+  script, no third-party origin), ``nosniff``, no framing, no referrer.
+
+Errors: `schema.SubmissionError` becomes ``{"error", "detail"}`` with its
+status; a full writer queue is a 503 with ``Retry-After``; bad query parameters
+are 422 in the same shape. The OpenAPI description is at ``/openapi.json``
+(no Swagger UI: it would need inline scripts and a CDN).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tamperscope import __version__
+from tamperscope.analysis.store import Store
+from tamperscope.collector import api, submissions
+from tamperscope.collector.config import Collector, Settings
+from tamperscope.collector.ingestor import Busy
+from tamperscope.collector.ratelimit import RateLimiter
+from tamperscope.collector.schema import SubmissionError
+from tamperscope.explorer import routes as explorer_routes
+from tamperscope.explorer.headers import SecurityHeaders
+
+DESCRIPTION = """\
+tamperscope's collector, API and explorer.
+
+* Submit measurements with OONI's collector protocol (`POST /report`, `POST /report/{report_id}`,
+  `POST /report/{report_id}/close`) or as JSON lines (`POST /api/v1/submit`). A 200 means the
+  measurement is on disk, fsync'd, and analysed; resubmitting it is harmless.
+* Query them with OONI's `/api/v1/measurements` parameters, fetch one with
+  `/api/v1/measurement/{uid}`, aggregate with `/api/v1/aggregation/{name}`, export with
+  `/api/v1/export/...`.
+* Every explorer page (`/`, `/country/{cc}`, `/network/{asn}`, `/domain/{domain}`, `/m/{uid}`,
+  `/search`) has a JSON twin: the same path with `.json` appended.
+"""
+
+
+def _submission(scope: Scope) -> bool:
+    path: str = scope.get("path", "")
+    return scope.get("method") == "POST" and (path.startswith("/report") or path == "/api/v1/submit")
+
+
+class RateLimit:
+    """429 for a client over its bucket; static files are never limited."""
+
+    def __init__(self, app: ASGIApp, submit: RateLimiter, read: RateLimiter) -> None:
+        self.app = app
+        self.submit = submit
+        self.read = read
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path", "").startswith("/static/"):
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        key = client[0] if client else "unknown"
+        limiter = self.submit if _submission(scope) else self.read
+        wait = limiter.take(key)
+        if wait:
+            body = orjson.dumps({"error": "rate_limited",
+                                 "detail": f"too many requests from this address; retry in {wait:.1f} s"})
+            await send({"type": "http.response.start", "status": 429, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                (b"retry-after", RateLimiter.retry_after(wait).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
+class _LateRateLimit:
+    """Binds `RateLimit` to the collector's limiters once the lifespan has created them."""
+
+    def __init__(self, app: ASGIApp, fastapi_app: FastAPI) -> None:
+        self.app = app
+        self.fastapi_app = fastapi_app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        collector: Collector | None = getattr(self.fastapi_app.state, "collector", None)
+        if collector is None or scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await RateLimit(self.app, collector.submit_limiter, collector.read_limiter)(scope, receive, send)
+
+
+def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
+    """The whole server as an ASGI app. ``store``: an already opened store to use (else opened here)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        collector = Collector.open(settings, store)
+        await collector.start()
+        app.state.collector = collector
+        try:
+            yield
+        finally:
+            await collector.stop()
+            app.state.collector = None
+
+    app = FastAPI(title="tamperscope", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url="/openapi.json")
+    app.state.collector = None
+    app.state.settings = settings
+
+    @app.exception_handler(SubmissionError)
+    async def submission_error(request: Request, exc: SubmissionError) -> JSONResponse:
+        headers = {"Retry-After": "1"} if exc.status == 429 else None
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(Busy)
+    async def busy(request: Request, exc: Busy) -> JSONResponse:
+        return JSONResponse({"error": "busy", "detail": str(exc)}, status_code=503, headers={"Retry-After": "2"})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Any:
+        problems = []
+        for e in exc.errors()[:5]:
+            where = ".".join(str(x) for x in e.get("loc", ()) if x not in ("query", "path", "body"))
+            problems.append(f"{where}: {e.get('msg', 'invalid')}" if where else str(e.get("msg", "invalid")))
+        if explorer_routes.wants_html(request):
+            return explorer_routes.error_page(request, 422, "; ".join(problems))
+        return JSONResponse({"error": "invalid_parameter", "detail": "; ".join(problems)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Any:
+        detail = exc.detail if isinstance(exc.detail, str) else "error"
+        if explorer_routes.wants_html(request):
+            return explorer_routes.error_page(request, exc.status_code, detail)
+        return JSONResponse({"error": "not_found" if exc.status_code == 404 else "http_error", "detail": detail},
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    app.include_router(submissions.router)
+    app.include_router(api.router)
+    app.include_router(explorer_routes.router)
+    app.add_middleware(_LateRateLimit, fastapi_app=app)
+    app.add_middleware(SecurityHeaders)
+    return app
+
+
+def announce(text: str) -> None:
+    print(f"tamperscope: {text}", file=sys.stderr, flush=True)
+
+
+__all__ = ["RateLimit", "create_app"]

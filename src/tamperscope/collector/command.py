@@ -1,0 +1,67 @@
+"""``tamperscope serve``: the collector, the JSON API and the web explorer, on one port."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "serve",
+        help="accept measurements, serve the API and the web explorer",
+        description="Serve the collector (OONI's report protocol and a bulk JSONL upload), the JSON API "
+                    "(OpenAPI at /openapi.json) and the web explorer from one store. Writes acknowledged "
+                    "measurements to <db>.collector/incoming/*.jsonl (fsync'd, append-only) and their "
+                    "verdicts into the store. See docs/collector-api.md.",
+    )
+    p.add_argument("--db", type=Path, default=None, metavar="FILE",
+                   help="the analysis store (default: $TAMPERSCOPE_DB or ~/.local/share/tamperscope/"
+                        "tamperscope.duckdb); created if missing")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    p.add_argument("--read-only", action="store_true", help="serve the explorer and API only; refuse submissions")
+    p.add_argument("--max-body-mib", type=float, default=5.0, metavar="MIB",
+                   help="largest submission (one measurement) in MiB (default 5)")
+    p.add_argument("--rate", type=float, default=20.0, metavar="N",
+                   help="submissions per second per client address; 0 disables the limit (default 20)")
+    p.add_argument("--burst", type=float, default=400.0, metavar="N",
+                   help="submissions a client may send at once before --rate applies (default 400)")
+    p.add_argument("--read-rate", type=float, default=50.0, metavar="N",
+                   help="page and API requests per second per client address; 0 disables (default 50)")
+    p.add_argument("--admin-token-file", type=Path, default=None, metavar="FILE",
+                   help="file holding the admin token (else $TAMPERSCOPE_ADMIN_TOKEN; without either, "
+                        "admin actions are disabled)")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tamperscope.analysis.store import default_db_path
+    from tamperscope.cli import UsageError
+    from tamperscope.collector.admin import TokenError
+    from tamperscope.collector.schema import Limits, MiB
+    from tamperscope.collector.server import ServeError, serve, settings_from_env
+
+    if not 0 < args.port < 65536:
+        raise UsageError("--port must be between 1 and 65535")
+    if not 0 < args.max_body_mib <= 64:
+        raise UsageError("--max-body-mib must be more than 0 and at most 64")
+    if args.rate < 0 or args.read_rate < 0 or args.burst < 1:
+        raise UsageError("--rate and --read-rate must not be negative, --burst at least 1")
+    token = None
+    if args.admin_token_file is not None:
+        try:
+            token = args.admin_token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise UsageError(f"cannot read {args.admin_token_file}: {exc.strerror or exc}") from None
+    db = args.db or default_db_path()
+    try:
+        settings = settings_from_env(
+            db, args.host, args.port, admin_token=token,
+            limits=Limits(measurement=int(args.max_body_mib * MiB)),
+            submit_rate=args.rate, submit_burst=args.burst, read_rate=args.read_rate,
+            accept_submissions=not args.read_only, announce=not args.quiet)
+        return serve(settings)
+    except (ServeError, TokenError) as exc:
+        raise UsageError(str(exc)) from None

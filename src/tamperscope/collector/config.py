@@ -1,0 +1,78 @@
+"""How a collector runs: its settings, and the running parts handed to every request.
+
+`Settings` is what ``tamperscope serve`` options and `serve_demo()` fill in;
+`Collector` is the running instance (store, raw log, reader, writer, rate
+limiters) that the app's lifespan opens and closes and that handlers reach as
+``request.app.state.collector``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tamperscope.analysis.store import Store
+from tamperscope.collector.ingestor import Ingestor
+from tamperscope.collector.queries import Reader
+from tamperscope.collector.ratelimit import RateLimiter
+from tamperscope.collector.rawlog import RawLog, collector_dir_for
+from tamperscope.collector.schema import Limits
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything ``serve`` can be told."""
+
+    db_path: Path                        # the analysis store (created if missing)
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    limits: Limits = field(default_factory=Limits)
+    submit_rate: float = 20.0            # submissions per second per client address (<= 0: no limit)
+    submit_burst: float = 400.0          # submissions a client may send at once
+    read_rate: float = 50.0              # page and API requests per second per client (<= 0: no limit)
+    read_burst: float = 200.0
+    admin_token: str | None = None       # None: admin actions disabled
+    memory_limit: str = "1GB"            # DuckDB's
+    announce: bool = True                # print what the server does on stderr
+    accept_submissions: bool = True      # False: read-only explorer and API (demo)
+
+
+@dataclass
+class Collector:
+    """The running parts; one per app."""
+
+    settings: Settings
+    store: Store
+    rawlog: RawLog
+    reader: Reader
+    ingestor: Ingestor
+    submit_limiter: RateLimiter
+    read_limiter: RateLimiter
+    started: float = field(default_factory=time.time)
+
+    @classmethod
+    def open(cls, settings: Settings, store: Store | None = None) -> Collector:
+        """Open the store (unless given) and the raw log; the caller starts the ingestor."""
+        store = store or Store(settings.db_path, memory_limit=settings.memory_limit)
+        rawlog = RawLog(collector_dir_for(Path(store.path)))
+        announce = None if settings.announce else (lambda text: None)
+        return cls(
+            settings=settings, store=store, rawlog=rawlog, reader=Reader(store),
+            ingestor=Ingestor(store, rawlog, announce=announce),
+            submit_limiter=RateLimiter(settings.submit_rate, settings.submit_burst),
+            read_limiter=RateLimiter(settings.read_rate, settings.read_burst),
+        )
+
+    async def start(self) -> None:
+        await self.ingestor.start()
+
+    async def stop(self) -> None:
+        self.reader.close()
+        await self.ingestor.stop()
+
+
+__all__ = ["Collector", "DEFAULT_HOST", "DEFAULT_PORT", "Settings"]

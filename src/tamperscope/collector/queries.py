@@ -1,0 +1,422 @@
+"""Read-side queries over the analysis store, for the API and the explorer.
+
+The analysis store (`tamperscope.analysis.store`) owns the tables and the
+aggregates; this module adds what a web server needs on top, without touching
+the store's schema:
+
+* `Reader`: one DuckDB cursor per thread (DuckDB connections are not shared
+  between threads), all closed together, plus raw measurement bytes read from
+  the store's zstd frames through a small LRU of decompressed frames;
+* `MeasurementQuery` and `list_measurements()`: OONI's ``/api/v1/measurements``
+  (same parameters, same row shape, plus our verdict columns);
+* `hops()`: the located hops (``test_keys.x_hop``) of recent anomalies, read from
+  the raw measurements since no table carries them.
+
+A `Reader` has a ``cursor()`` method, which is all the store's aggregate
+functions use, so ``store.timeline(reader, filters)`` works with it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, cast
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from tamperscope.analysis.store import Filters, Store
+
+MAX_LIMIT = 1000          # rows per page of /api/v1/measurements
+FRAME_CACHE_BYTES = 64 * 1024 * 1024
+
+
+class QueryError(ValueError):
+    """A parameter that cannot be used as given (the API answers 400 with this text)."""
+
+
+class Reader:
+    """Thread-local read cursors on a store, and its raw measurements."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.raw_root: Path = store.raw_root
+        self._base = store.con.cursor()
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._frames: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._frame_bytes = 0
+        self._frame_lock = threading.Lock()
+        self.closed = False
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            with self._lock:
+                if self.closed:
+                    raise RuntimeError("the reader is closed")
+                cur = self._base.cursor()
+                self._cursors.append(cur)
+            self._local.cursor = cur
+        return cast(duckdb.DuckDBPyConnection, cur)
+
+    def private_cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor of one's own, for a result read over time (a streamed export); close it after."""
+        with self._lock:
+            if self.closed:
+                raise RuntimeError("the reader is closed")
+            cur = self._base.cursor()
+            self._cursors.append(cur)
+            return cur
+
+    def release(self, cur: duckdb.DuckDBPyConnection) -> None:
+        with self._lock:
+            if cur in self._cursors:
+                self._cursors.remove(cur)
+        try:
+            cur.close()
+        except duckdb.Error:
+            pass
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            for cur in self._cursors:
+                try:
+                    cur.close()
+                except duckdb.Error:
+                    pass
+            self._cursors.clear()
+            self._base.close()
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        result = self.cursor().execute(sql, list(params))
+        names = [d[0] for d in result.description or []]
+        return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+
+    # ---- raw bytes
+
+    def raw(self, uid: str) -> bytes | None:
+        """The measurement exactly as stored (None if unknown)."""
+        found = self.raw_many([uid])
+        return found.get(uid)
+
+    def raw_many(self, uids: Sequence[str]) -> dict[str, bytes]:
+        if not uids:
+            return {}
+        pointers = self.cursor().execute(
+            """SELECT measurement_uid, raw_segment, raw_frame_offset, raw_frame_length, raw_frame_size,
+                      raw_line_offset, raw_line_length
+               FROM measurements WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""",
+            [list(uids)]).fetchall()
+        out: dict[str, bytes] = {}
+        for uid, segment, offset, length, size, line_offset, line_length in sorted(pointers, key=lambda r: (r[1] or "", r[2] or 0)):
+            if segment is None:
+                continue
+            frame = self._frame(segment, offset, length, size)
+            out[uid] = bytes(frame[line_offset:line_offset + line_length])
+        return out
+
+    def _frame(self, segment: str, offset: int, length: int, size: int) -> bytes:
+        key = (segment, offset)
+        with self._frame_lock:
+            cached = self._frames.get(key)
+            if cached is not None:
+                self._frames.move_to_end(key)
+                return cached
+        with open(self.raw_root / segment, "rb") as f:
+            f.seek(offset)
+            compressed = f.read(length)
+        data = bytes(pa.Codec("zstd").decompress(compressed, decompressed_size=size, asbytes=True))
+        with self._frame_lock:
+            if key not in self._frames and len(data) <= FRAME_CACHE_BYTES // 4:
+                self._frames[key] = data
+                self._frame_bytes += len(data)
+                while self._frame_bytes > FRAME_CACHE_BYTES and self._frames:
+                    _, old = self._frames.popitem(last=False)
+                    self._frame_bytes -= len(old)
+        return data
+
+    def measurement(self, uid: str) -> dict[str, Any] | None:
+        data = self.raw(uid)
+        if data is None:
+            return None
+        value = orjson.loads(data)
+        return value if isinstance(value, dict) else None
+
+
+# --------------------------------------------------------------------------- /api/v1/measurements
+
+
+def _time(value: str, name: str) -> dt.datetime:
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            return dt.datetime.combine(dt.date.fromisoformat(text), dt.time())
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise QueryError(f"{name} must be a date (2024-01-31) or a time (2024-01-31T12:00:00Z)") from None
+    if when.tzinfo is not None:
+        when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return when
+
+
+def normal_asn(value: str | None) -> str | None:
+    """"AS1234", "as1234" or "1234" → "AS1234"."""
+    if value is None or value == "":
+        return None
+    text = value.strip().upper()
+    if text.isdigit():
+        text = "AS" + text
+    return text
+
+
+@dataclass(frozen=True)
+class MeasurementQuery:
+    """OONI's ``/api/v1/measurements`` parameters (and ``mechanism``, ours). None = any."""
+
+    probe_cc: str | None = None
+    probe_asn: str | None = None
+    test_name: str | None = None
+    input: str | None = None
+    domain: str | None = None
+    since: str | None = None          # inclusive; a date or an ISO time (UTC)
+    until: str | None = None          # exclusive, as in OONI's API
+    report_id: str | None = None
+    anomaly: bool | None = None       # True: anomaly or confirmed
+    confirmed: bool | None = None
+    failure: bool | None = None
+    mechanism: str | None = None
+    measurement_uid: str | None = None
+    order: str = "desc"               # by measurement_start_time
+    limit: int = 100
+    offset: int = 0
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for name, column in (("probe_cc", "v.probe_cc"), ("test_name", "v.test_name"), ("input", "v.input"),
+                             ("domain", "v.domain"), ("report_id", "m.report_id"), ("mechanism", "v.mechanism"),
+                             ("measurement_uid", "v.measurement_uid")):
+            value = getattr(self, name)
+            if value is not None and value != "":
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        asn = normal_asn(self.probe_asn)
+        if asn is not None:
+            clauses.append("v.probe_asn = ?")
+            params.append(asn)
+        if self.since:
+            clauses.append("v.measurement_start_time >= ?")
+            params.append(_time(self.since, "since"))
+        if self.until:
+            clauses.append("v.measurement_start_time < ?")
+            params.append(_time(self.until, "until"))
+        for flag, expr in ((self.anomaly, "v.outcome IN ('anomaly', 'confirmed')"),
+                           (self.confirmed, "v.outcome = 'confirmed'"), (self.failure, "v.outcome = 'failure'")):
+            if flag is True:
+                clauses.append(expr)
+            elif flag is False:
+                clauses.append(f"NOT coalesce({expr}, false)")
+        return " AND ".join(clauses) or "TRUE", params
+
+    def checked(self) -> MeasurementQuery:
+        if not 1 <= self.limit <= MAX_LIMIT:
+            raise QueryError(f"limit must be between 1 and {MAX_LIMIT}")
+        if self.offset < 0:
+            raise QueryError("offset must not be negative")
+        if self.order not in ("asc", "desc"):
+            raise QueryError("order must be asc or desc")
+        self.where()  # parses since/until
+        return self
+
+    def params(self) -> dict[str, Any]:
+        """The non-default parameters, for building next_url."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None and value != f.default:
+                out[f.name] = str(value).lower() if isinstance(value, bool) else value
+        return out
+
+    def filters(self) -> Filters:
+        """The same narrowing for the store's aggregates (by day, not by time)."""
+        return Filters(probe_cc=self.probe_cc or None, probe_asn=normal_asn(self.probe_asn),
+                       domain=self.domain or None, input=self.input or None, test_name=self.test_name or None,
+                       mechanism=self.mechanism or None,
+                       since=_time(self.since, "since").date() if self.since else None,
+                       until=_time(self.until, "until").date() if self.until else None)
+
+
+LIST_COLUMNS = """v.measurement_uid, m.report_id, v.test_name, v.input, v.domain, v.probe_cc, v.probe_asn,
+    v.probe_network_name, v.measurement_start_time, v.blocking, v.accessible, v.mechanism, v.confidence,
+    v.status, v.outcome, v.fingerprints, v.signature, v.equipment"""
+
+
+def _iso(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def ooni_row(row: dict[str, Any], base_url: str = "") -> dict[str, Any]:
+    """One result of /api/v1/measurements: OONI's fields first, then ours."""
+    outcome = row.get("outcome")
+    uid = row["measurement_uid"]
+    return {
+        "measurement_uid": uid,
+        "report_id": row.get("report_id"),
+        "test_name": row.get("test_name"),
+        "input": row.get("input"),
+        "probe_cc": row.get("probe_cc"),
+        "probe_asn": row.get("probe_asn"),
+        "measurement_start_time": _iso(row.get("measurement_start_time")),
+        "anomaly": outcome in ("anomaly", "confirmed"),
+        "confirmed": outcome == "confirmed",
+        "failure": outcome == "failure",
+        "scores": {"blocking": row.get("blocking"), "accessible": row.get("accessible"),
+                   "mechanism": row.get("mechanism"), "confidence": row.get("confidence")},
+        "measurement_url": f"{base_url}/api/v1/measurement/{uid}",
+        "domain": row.get("domain"),
+        "probe_network_name": row.get("probe_network_name"),
+        "blocking": row.get("blocking"),
+        "accessible": row.get("accessible"),
+        "mechanism": row.get("mechanism"),
+        "confidence": row.get("confidence"),
+        "outcome": outcome,
+        "fingerprints": list(row.get("fingerprints") or []),
+        "signature": row.get("signature"),
+        "explorer_url": f"{base_url}/m/{uid}",
+    }
+
+
+def list_measurements(reader: Reader, query: MeasurementQuery, *, count: bool = True) -> tuple[list[dict[str, Any]], int | None]:
+    """(rows, total matching) for one page; rows are plain store rows (see `ooni_row`)."""
+    q = query.checked()
+    where, params = q.where()
+    order = "DESC" if q.order == "desc" else "ASC"
+    rows = reader.rows(
+        f"""SELECT {LIST_COLUMNS} FROM verdicts v JOIN measurements m USING (measurement_uid)
+            WHERE {where} ORDER BY v.measurement_start_time {order}, v.measurement_uid {order}
+            LIMIT {int(q.limit)} OFFSET {int(q.offset)}""", params)
+    total = None
+    if count:
+        found = reader.cursor().execute(
+            f"SELECT count(*) FROM verdicts v JOIN measurements m USING (measurement_uid) WHERE {where}",
+            params).fetchone()
+        total = int(found[0]) if found else 0
+    return rows, total
+
+
+def iter_measurements(reader: Reader, query: MeasurementQuery, batch: int = 2048, *,
+                      limited: bool = False) -> Iterator[list[dict[str, Any]]]:
+    """Every matching row (or, with ``limited``, the query's limit and offset), in batches, for exports."""
+    where, params = query.where()
+    order = "DESC" if query.order == "desc" else "ASC"
+    page = f" LIMIT {int(query.limit)} OFFSET {int(query.offset)}" if limited else ""
+    cur = reader.private_cursor()
+    try:
+        result = cur.execute(
+            f"""SELECT {LIST_COLUMNS} FROM verdicts v JOIN measurements m USING (measurement_uid)
+                WHERE {where} ORDER BY v.measurement_start_time {order}, v.measurement_uid {order}{page}""", params)
+        names = [d[0] for d in result.description or []]
+        while True:
+            chunk = result.fetchmany(batch)
+            if not chunk:
+                return
+            yield [dict(zip(names, row, strict=True)) for row in chunk]
+    finally:
+        reader.release(cur)
+
+
+def known_values(reader: Reader, column: str, limit: int = 500) -> list[str]:
+    """Distinct values of a verdict column, commonest first (for the search form's choices)."""
+    if column not in ("probe_cc", "probe_asn", "test_name", "mechanism"):
+        raise ValueError(column)
+    return [r[0] for r in reader.cursor().execute(
+        f"SELECT {column} FROM verdicts WHERE {column} IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT {int(limit)}"
+    ).fetchall()]
+
+
+# --------------------------------------------------------------------------- located hops
+
+
+def hop_fields(value: Any) -> dict[str, Any] | None:
+    """``x_hop`` in whatever shape the probe wrote it → {ttl, ip, asn, name, cc, label}."""
+    if value is None or value == {} or value == []:
+        return None
+    if isinstance(value, list):
+        value = value[-1] if value else None
+        if value is None:
+            return None
+    if isinstance(value, str):
+        return {"ttl": None, "ip": value[:100], "asn": None, "name": None, "cc": None, "label": value[:200]}
+    if not isinstance(value, dict):
+        return {"ttl": None, "ip": None, "asn": None, "name": None, "cc": None, "label": str(value)[:200]}
+
+    def pick(*names: str) -> Any:
+        for n in names:
+            v = value.get(n)
+            if v not in (None, ""):
+                return v if isinstance(v, (int, float, str)) and not isinstance(v, bool) else str(v)[:100]
+        return None
+
+    ttl = pick("ttl", "hop", "distance", "index")
+    ip = pick("ip", "address", "addr", "router")
+    asn = pick("asn", "probe_asn", "as")
+    if isinstance(asn, int):
+        asn = f"AS{asn}"
+    name = pick("name", "network", "as_name", "as_org_name", "org")
+    cc = pick("cc", "country")
+    parts = [f"hop {ttl}" if ttl is not None else "hop ?", str(ip) if ip is not None else "?"]
+    if asn or name:
+        parts.append(f"({' '.join(str(x) for x in (asn, name) if x)})")
+    return {"ttl": ttl, "ip": ip, "asn": asn, "name": name, "cc": cc, "label": " ".join(parts)[:200]}
+
+
+def hops(reader: Reader, filters: Filters | None = None, *, scan: int = 300) -> list[dict[str, Any]]:
+    """Located hops among the ``scan`` most recent anomalies matching ``filters``, commonest first."""
+    where, params = (filters or Filters()).where()
+    uids = [r[0] for r in reader.cursor().execute(
+        f"""SELECT measurement_uid FROM verdicts WHERE ({where}) AND outcome IN ('anomaly', 'confirmed')
+            ORDER BY measurement_start_time DESC LIMIT {int(scan)}""", params).fetchall()]
+    meta = {r["measurement_uid"]: r for r in reader.rows(
+        """SELECT measurement_uid, mechanism, probe_asn, domain FROM verdicts
+           WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [uids])} if uids else {}
+    groups: dict[str, dict[str, Any]] = {}
+    for uid, data in reader.raw_many(uids).items():
+        try:
+            m = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            continue
+        tk = m.get("test_keys") if isinstance(m, dict) else None
+        hop = hop_fields(tk.get("x_hop")) if isinstance(tk, dict) else None
+        if hop is None:
+            continue
+        g = groups.setdefault(hop["label"], {**hop, "measurement_count": 0, "mechanisms": set(),
+                                             "networks": set(), "domains": set(), "example_uid": uid})
+        g["measurement_count"] += 1
+        info = meta.get(uid, {})
+        for key, column in (("mechanisms", "mechanism"), ("networks", "probe_asn"), ("domains", "domain")):
+            if info.get(column):
+                g[key].add(info[column])
+    out = []
+    for g in sorted(groups.values(), key=lambda g: (-g["measurement_count"], g["label"])):
+        for key in ("mechanisms", "networks", "domains"):
+            g[key] = ", ".join(sorted(g[key]))
+        out.append(g)
+    return out
+
+
+__all__ = [
+    "LIST_COLUMNS", "MAX_LIMIT", "MeasurementQuery", "QueryError", "Reader", "hop_fields", "hops",
+    "iter_measurements", "known_values", "list_measurements", "normal_asn", "ooni_row",
+]

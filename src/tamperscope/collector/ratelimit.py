@@ -1,0 +1,73 @@
+"""Per-client rate limits: a token bucket per (client address, kind of request).
+
+Each client address gets ``burst`` tokens, refilled at ``rate`` per second; a
+request costs one token (a bulk submission costs one per measurement, at least
+one). When the bucket is empty the request is answered 429 with a
+``Retry-After`` header saying when one token will be there. ``rate <= 0``
+disables the limit. Buckets of clients not seen for a while are forgotten, so
+memory stays bounded however many addresses appear (`max_clients`).
+
+The clock is injected (``now``), so tests need no sleeping.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    stamp: float
+
+
+class RateLimiter:
+    """Token buckets keyed by client; thread-safe."""
+
+    def __init__(self, rate: float, burst: float, *, now: Callable[[], float] = time.monotonic,
+                 max_clients: int = 100_000) -> None:
+        self.rate = rate
+        self.burst = max(burst, 1.0)
+        self.now = now
+        self.max_clients = max_clients
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return self.rate > 0
+
+    def take(self, key: str, cost: float = 1.0) -> float:
+        """0.0 if allowed (tokens taken), else the seconds to wait before retrying."""
+        if not self.enabled:
+            return 0.0
+        cost = min(max(cost, 1.0), self.burst)  # a request bigger than the burst must still pass once full
+        t = self.now()
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = _Bucket(self.burst, t)
+                self._buckets[key] = bucket
+                if len(self._buckets) > self.max_clients:
+                    self._buckets.popitem(last=False)
+            else:
+                self._buckets.move_to_end(key)
+                bucket.tokens = min(self.burst, bucket.tokens + (t - bucket.stamp) * self.rate)
+                bucket.stamp = t
+            if bucket.tokens >= cost:
+                bucket.tokens -= cost
+                return 0.0
+            return (cost - bucket.tokens) / self.rate
+
+    @staticmethod
+    def retry_after(wait: float) -> str:
+        """The Retry-After header value (whole seconds, at least 1)."""
+        return str(max(1, math.ceil(wait)))
+
+
+__all__ = ["RateLimiter"]

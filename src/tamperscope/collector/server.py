@@ -1,0 +1,98 @@
+"""Running the app under uvicorn: `serve()` for ``tamperscope serve``, `serve_demo()` for the demo.
+
+One process, one worker: the store has a single writer (DuckDB), and the
+writer batches submissions itself. uvicorn handles SIGINT/SIGTERM by finishing
+the requests in flight; the lifespan then answers what is queued and closes
+the store. A ``kill -9`` loses nothing that was acknowledged (see `rawlog`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from tamperscope.analysis.store import Store, StoreError
+from tamperscope.collector.admin import TOKEN_ENV, usable_token
+from tamperscope.collector.app import create_app
+from tamperscope.collector.config import DEFAULT_HOST, DEFAULT_PORT, Settings
+
+
+class ServeError(Exception):
+    """The server cannot start as asked (store in use, port taken, bad token)."""
+
+
+def _loop() -> str:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def serve(settings: Settings, *, store: Store | None = None) -> int:
+    """Serve until interrupted; returns an exit code. Raises `ServeError` before listening if it cannot."""
+    import uvicorn
+
+    if store is None:
+        try:
+            store = Store(settings.db_path, memory_limit=settings.memory_limit)
+        except StoreError as exc:
+            raise ServeError(str(exc)) from None
+    app = create_app(settings, store=store)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, loop=_loop(), http="h11", lifespan="on",
+        log_level="warning", access_log=False, server_header=False, date_header=True,
+        timeout_keep_alive=30, timeout_graceful_shutdown=10, backlog=2048,
+        h11_max_incomplete_event_size=64 * 1024,
+    )
+    server = uvicorn.Server(config)
+    if settings.announce:
+        where = f"http://{_url_host(settings.host)}:{settings.port}/"
+        mode = "explorer, API and collector" if settings.accept_submissions else "explorer and API (read-only)"
+        print(f"tamperscope: {mode} at {where} (store {settings.db_path}; Ctrl-C to stop)",
+              file=sys.stderr, flush=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    except SystemExit:  # uvicorn exits when it cannot bind
+        raise ServeError(f"cannot listen on {settings.host}:{settings.port} (is the port in use?)") from None
+    except OSError as exc:
+        raise ServeError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
+    if not server.started:
+        raise ServeError(f"the server did not start on {settings.host}:{settings.port} (is the port in use?)")
+    return 0
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def explorer_url(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> str:
+    return f"http://{_url_host(host)}:{port}/"
+
+
+def serve_demo(db_path: str | os.PathLike[str], host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
+               accept_submissions: bool = False) -> int:
+    """Serve a store (e.g. the one ``tamperscope demo`` just analysed) until Ctrl-C.
+
+    Prints ``tamperscope: explorer at http://HOST:PORT/ ...`` on stderr once
+    listening. Read-only by default (no submissions), rate limits off, no admin.
+    Raises `ServeError` if the store is in use or the port is taken.
+    """
+    settings = Settings(db_path=Path(db_path), host=host, port=port, submit_rate=0, read_rate=0,
+                        accept_submissions=accept_submissions)
+    return serve(settings)
+
+
+def settings_from_env(db_path: Path, host: str, port: int, **kwargs: object) -> Settings:
+    """Settings with the admin token taken from ``$TAMPERSCOPE_ADMIN_TOKEN`` when not given."""
+    token = kwargs.pop("admin_token", None) or os.environ.get(TOKEN_ENV)
+    return Settings(db_path=db_path, host=host, port=port, admin_token=usable_token(token if isinstance(token, str) else None),
+                    **kwargs)  # type: ignore[arg-type]
+
+
+__all__ = ["ServeError", "explorer_url", "serve", "serve_demo", "settings_from_env"]

@@ -1,0 +1,191 @@
+"""The collector endpoints: OONI's report protocol, and a bulk JSONL upload.
+
+OONI-compatible (what OONI Probe and our ``tamperscope run --submit`` speak):
+
+* ``POST /report`` with the report's metadata → ``{"report_id", "backend_version",
+  "supported_formats"}``. Report ids are not state: any well-formed id is
+  accepted later, so uploads resume across server restarts.
+* ``POST /report/{report_id}`` with ``{"format": "json", "content": measurement}``
+  → 200 ``{"measurement_uid", "duplicate", "verdict"}`` once the measurement is
+  on disk and fsync'd (and analysed); 4xx with ``{"error", "detail"}`` otherwise.
+* ``POST /report/{report_id}/close`` → ``{}``.
+
+Ours: ``POST /api/v1/submit`` takes a JSONL body (``application/x-ndjson``), one
+measurement (or one OONI submission object) per line, and answers per line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from tamperscope import __version__
+from tamperscope.collector.config import Collector
+from tamperscope.collector.ingestor import Receipt
+from tamperscope.collector.schema import (
+    ERROR,
+    REPORT_OPEN,
+    SUBMISSION,
+    SubmissionError,
+    check_measurement,
+    check_report_id,
+    check_report_open,
+    check_submission,
+    json_body,
+    parse_json,
+)
+
+router = APIRouter(tags=["collector"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"description": text, "content": {"application/json": {"schema": ERROR}}}
+    for code, text in ((400, "not JSON, or not a submission"), (410, "deleted by an administrator"),
+                       (413, "too large"), (422, "not a valid measurement"), (429, "rate limited"),
+                       (503, "busy, retry later"))
+}
+
+
+def collector_of(request: Request) -> Collector:
+    collector: Collector = request.app.state.collector
+    if not collector.settings.accept_submissions:
+        raise SubmissionError(403, "read_only", "this server does not accept submissions")
+    return collector
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) more than ``limit`` bytes without reading them all."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise SubmissionError(400, "invalid_length", "Content-Length is not a number") from None
+        if size > limit:
+            raise SubmissionError(413, "too_large", f"the body is {size} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise SubmissionError(413, "too_large", f"the body is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def serialise(measurement: dict[str, Any], limit: int) -> bytes:
+    try:
+        line = orjson.dumps(measurement)
+    except (orjson.JSONEncodeError, TypeError) as exc:
+        raise SubmissionError(422, "invalid_measurement", f"the measurement cannot be stored: {exc}") from None
+    if len(line) > limit:
+        raise SubmissionError(413, "too_large", f"the measurement is {len(line)} bytes; the limit is {limit}")
+    return line
+
+
+def receipt_body(r: Receipt) -> dict[str, Any]:
+    return {"measurement_uid": r.measurement_uid, "duplicate": r.status == "duplicate", "verdict": r.verdict}
+
+
+def receipt_response(r: Receipt) -> Response:
+    if r.status in ("stored", "duplicate"):
+        return JSONResponse(receipt_body(r))
+    if r.status == "deleted":
+        return JSONResponse({"error": "deleted", "measurement_uid": r.measurement_uid,
+                             "detail": "an administrator deleted this measurement; it is not stored again"},
+                            status_code=410)
+    return JSONResponse({"error": r.error or "invalid_measurement", "detail": r.detail or "refused"},
+                        status_code=422)
+
+
+def new_report_id(test_name: str, probe_cc: str, probe_asn: str, now: dt.datetime | None = None) -> str:
+    """OONI's shape: ``20240131T120000Z_webconnectivity_IT_30722_n1_<random>``."""
+    when = now or dt.datetime.now(dt.timezone.utc)
+    tail = "".join(ch for ch in secrets.token_urlsafe(24) if ch.isalnum())[:16]
+    return f"{when:%Y%m%dT%H%M%SZ}_{test_name.replace('_', '')}_{probe_cc}_{probe_asn[2:]}_n1_{tail}"
+
+
+@router.post("/report", summary="Open a report (OONI collector protocol)",
+             openapi_extra=json_body(REPORT_OPEN), responses={400: _ERRORS[400], 413: _ERRORS[413]})
+async def open_report(request: Request) -> dict[str, Any]:
+    collector = collector_of(request)
+    payload = parse_json(await read_body(request, collector.settings.limits.small))
+    meta = check_report_open(payload)
+    return {"backend_version": __version__, "report_id": new_report_id(**meta), "supported_formats": ["json"]}
+
+
+@router.post("/report/{report_id}", summary="Submit one measurement to a report (OONI collector protocol)",
+             openapi_extra=json_body(SUBMISSION),
+             responses={code: _ERRORS[code] for code in (400, 410, 413, 422, 429, 503)})
+async def submit_measurement(report_id: str, request: Request) -> Response:
+    collector = collector_of(request)
+    check_report_id(report_id)
+    limits = collector.settings.limits
+    payload = parse_json(await read_body(request, limits.measurement))
+    measurement = check_submission(payload, limits)
+    line = serialise(measurement, limits.measurement)
+    (receipt,) = await collector.ingestor.submit([line])
+    return receipt_response(receipt)
+
+
+@router.post("/report/{report_id}/close", summary="Close a report (OONI collector protocol)")
+async def close_report(report_id: str, request: Request) -> dict[str, Any]:
+    collector_of(request)
+    check_report_id(report_id)
+    return {}
+
+
+@router.post("/api/v1/submit", summary="Submit many measurements as JSON lines",
+             openapi_extra=json_body({"type": "string", "description": "one measurement (or one "
+                                      "{\"format\": \"json\", \"content\": ...} object) per line"},
+                                     "application/x-ndjson"),
+             responses={code: _ERRORS[code] for code in (400, 413, 422, 429, 503)})
+async def submit_bulk(request: Request) -> Response:
+    collector = collector_of(request)
+    limits = collector.settings.limits
+    body = await read_body(request, limits.bulk)
+    raw_lines = [(n + 1, line) for n, line in enumerate(body.split(b"\n")) if line.strip()]
+    if not raw_lines:
+        raise SubmissionError(400, "empty", "the body holds no measurement (one JSON object per line)")
+    if len(raw_lines) > limits.bulk_lines:
+        raise SubmissionError(413, "too_many", f"{len(raw_lines)} lines; at most {limits.bulk_lines} per request")
+    client = request.client.host if request.client else "unknown"
+    wait = collector.submit_limiter.take(client, len(raw_lines) - 1) if len(raw_lines) > 1 else 0.0
+    if wait:
+        raise SubmissionError(429, "rate_limited", f"too many measurements; retry in {wait:.1f} s")
+    results: list[dict[str, Any] | None] = [None] * len(raw_lines)
+    accepted: list[tuple[int, bytes]] = []
+    for i, (number, raw) in enumerate(raw_lines):
+        try:
+            if len(raw) > limits.measurement:
+                raise SubmissionError(413, "too_large", f"the line is {len(raw)} bytes; the limit is {limits.measurement}")
+            value = parse_json(raw, "the line")
+            if isinstance(value, dict) and "content" in value and "format" in value:
+                value = check_submission(value, limits)
+            else:
+                check_measurement(value, limits)
+            accepted.append((i, serialise(value, limits.measurement)))
+        except SubmissionError as exc:
+            results[i] = {"line": number, **exc.body()}
+    receipts = await collector.ingestor.submit([line for _, line in accepted]) if accepted else []
+    for (i, _), r in zip(accepted, receipts, strict=True):
+        number = raw_lines[i][0]
+        if r.status in ("stored", "duplicate"):
+            results[i] = {"line": number, **receipt_body(r)}
+        elif r.status == "deleted":
+            results[i] = {"line": number, "error": "deleted", "measurement_uid": r.measurement_uid,
+                          "detail": "an administrator deleted this measurement"}
+        else:
+            results[i] = {"line": number, "error": r.error, "detail": r.detail}
+    stored = sum(1 for r in receipts if r.status == "stored")
+    duplicates = sum(1 for r in receipts if r.status == "duplicate")
+    refused = len(raw_lines) - stored - duplicates
+    summary = {"stored": stored, "duplicates": duplicates, "refused": refused, "results": results}
+    return JSONResponse(summary, status_code=200 if stored + duplicates else 422)
+
+
+__all__ = ["new_report_id", "read_body", "router"]

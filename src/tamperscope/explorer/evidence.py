@@ -1,0 +1,309 @@
+"""The evidence in one measurement, laid out for people: what was seen, against the control.
+
+`evidence(measurement, verdict)` reads the OONI archival records and our ``x_``
+keys and returns plain dicts (the measurement page renders them, its JSON twin
+returns them):
+
+* ``dns``: each lookup's answers beside the control's, with the answers the
+  control never saw marked (injection, poisoning), and late duplicate answers;
+* ``tcp``: each connect and the control's connect to the same endpoint;
+* ``tls``: each handshake, the certificate chain (subject, issuer, validity,
+  names, SHA-256) and the control's handshake;
+* ``http``: each response (status, headers, the body as text) and the diff
+  against the control (status code, body length, title, header names);
+* ``fingerprints``: the blockpage fingerprints that matched, with their source;
+* ``hop`` and ``signature``: where on the path, and what equipment.
+
+Everything here is measurement content, so hostile: it is returned as data
+and only ever rendered through autoescaping templates, or in a sandboxed frame.
+Bodies are decoded for display only (the raw JSON keeps the bytes).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tamperscope.collector.queries import hop_fields
+
+MAX_BODY_TEXT = 64 * 1024       # characters of a body shown on the page
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title", re.I | re.S)
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def body_bytes(value: Any) -> bytes:
+    """An OONI body (a string, or ``{"format": "base64", "data": ...}``) as bytes."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    if isinstance(value, dict) and value.get("format") == "base64" and isinstance(value.get("data"), str):
+        try:
+            return base64.b64decode(value["data"], validate=False)
+        except (binascii.Error, ValueError):
+            return b""
+    return b""
+
+
+def headers_of(response: Mapping[str, Any]) -> list[tuple[str, str]]:
+    pairs = response.get("headers_list")
+    if isinstance(pairs, list) and pairs:
+        return [(str(p[0]), str(p[1])) for p in pairs if isinstance(p, list) and len(p) == 2]
+    headers = response.get("headers")
+    if isinstance(headers, dict):
+        out: list[tuple[str, str]] = []
+        for k, v in headers.items():
+            for item in v if isinstance(v, list) else [v]:
+                out.append((str(k), str(item)))
+        return out
+    return []
+
+
+def body_text(value: Any, headers: Sequence[tuple[str, str]] = ()) -> str:
+    """The body decoded for display (charset from the headers or the page, else UTF-8 with replacement)."""
+    data = body_bytes(value)
+    try:
+        from tamperscope.wire.fingerprints import decode_body
+
+        return decode_body(data, dict(headers))
+    except Exception:  # a hostile charset label must not break the page
+        return data.decode("utf-8", "replace")
+
+
+def title_of(text: str) -> str | None:
+    found = _TITLE.search(text[:65536])
+    if not found:
+        return None
+    return " ".join(found.group(1).split())[:300] or None
+
+
+# --------------------------------------------------------------------------- DNS
+
+
+def _answers(query: Mapping[str, Any]) -> list[str]:
+    out = []
+    for a in _list(query.get("answers")):
+        if not isinstance(a, dict):
+            continue
+        for key in ("ipv4", "ipv6", "hostname", "cname", "ns", "txt"):
+            if a.get(key):
+                out.append(str(a[key]))
+                break
+    return out
+
+
+def dns(tk: Mapping[str, Any]) -> dict[str, Any]:
+    control = _dict(_dict(tk.get("control")).get("dns"))
+    control_addrs = [str(a) for a in _list(control.get("addrs"))]
+    known = set(control_addrs)
+
+    def row(q: Any) -> dict[str, Any] | None:
+        if not isinstance(q, dict):
+            return None
+        answers = _answers(q)
+        return {
+            "engine": _str(q.get("engine")), "resolver": _str(q.get("resolver_address")) or "system",
+            "hostname": _str(q.get("hostname")), "query_type": _str(q.get("query_type")),
+            "answers": answers, "failure": _str(q.get("failure")),
+            "unexpected": [a for a in answers if known and a not in known and _looks_ip(a)],
+            "t": q.get("t"),
+        }
+
+    queries = [r for r in (row(q) for q in _list(tk.get("queries"))) if r]
+    duplicates = [r for r in (row(q) for q in _list(tk.get("x_dns_duplicate_responses"))) if r]
+    return {"queries": queries, "late_answers": duplicates,
+            "control": {"addrs": control_addrs, "failure": _str(control.get("failure"))} if control else None,
+            "consistency": _str(tk.get("dns_consistency")), "failure": _str(tk.get("dns_experiment_failure"))}
+
+
+def _looks_ip(text: str) -> bool:
+    return bool(re.fullmatch(r"[0-9.]+|[0-9a-fA-F:]+", text)) and ("." in text or ":" in text)
+
+
+# --------------------------------------------------------------------------- TCP and TLS
+
+
+def tcp(tk: Mapping[str, Any]) -> list[dict[str, Any]]:
+    control = _dict(_dict(tk.get("control")).get("tcp_connect"))
+    out = []
+    for c in _list(tk.get("tcp_connect")):
+        if not isinstance(c, dict):
+            continue
+        endpoint = f"{c.get('ip')}:{c.get('port')}"
+        if ":" in str(c.get("ip")):
+            endpoint = f"[{c.get('ip')}]:{c.get('port')}"
+        status = _dict(c.get("status"))
+        ctrl = _dict(control.get(endpoint))
+        out.append({"endpoint": endpoint, "success": status.get("success") is True,
+                    "failure": _str(status.get("failure")), "t": c.get("t"),
+                    "control": {"success": ctrl.get("status") is True, "failure": _str(ctrl.get("failure"))}
+                    if ctrl else None})
+    return out
+
+
+def certificate(entry: Any) -> dict[str, Any]:
+    """A DER certificate (OONI's ``{"format": "base64", "data"}``) → what a person checks."""
+    der = body_bytes(entry)
+    if not der:
+        return {"error": "no certificate data"}
+    info: dict[str, Any] = {"sha256": hashlib.sha256(der).hexdigest()}
+    try:
+        from cryptography import x509
+
+        cert = x509.load_der_x509_certificate(der)
+        info["subject"] = cert.subject.rfc4514_string()
+        info["issuer"] = cert.issuer.rfc4514_string()
+        info["not_before"] = cert.not_valid_before_utc.isoformat()
+        info["not_after"] = cert.not_valid_after_utc.isoformat()
+        info["self_signed"] = cert.subject == cert.issuer
+        try:
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            info["names"] = [str(n) for n in san.get_values_for_type(x509.DNSName)][:50]
+        except x509.ExtensionNotFound:
+            info["names"] = []
+    except Exception as exc:  # hostile or damaged DER
+        info["error"] = f"unparsable certificate: {type(exc).__name__}"
+    return info
+
+
+def tls(tk: Mapping[str, Any]) -> list[dict[str, Any]]:
+    control = _dict(_dict(tk.get("control")).get("tls_handshake"))
+    out = []
+    for h in _list(tk.get("tls_handshakes")):
+        if not isinstance(h, dict):
+            continue
+        endpoint = _str(h.get("address")) or "?"
+        ctrl = _dict(control.get(endpoint))
+        out.append({
+            "endpoint": endpoint, "server_name": _str(h.get("server_name")),
+            "tls_version": _str(h.get("tls_version")), "cipher_suite": _str(h.get("cipher_suite")),
+            "alpn": _str(h.get("negotiated_protocol")), "failure": _str(h.get("failure")),
+            "no_tls_verify": h.get("no_tls_verify") is True,
+            "certificates": [certificate(c) for c in _list(h.get("peer_certificates"))[:5]],
+            "control": {"success": ctrl.get("status") is True, "failure": _str(ctrl.get("failure")),
+                        "server_name": _str(ctrl.get("server_name"))} if ctrl else None,
+        })
+    return out
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+def http(tk: Mapping[str, Any]) -> dict[str, Any]:
+    control = _dict(_dict(tk.get("control")).get("http_request"))
+    requests = []
+    for i, r in enumerate(_list(tk.get("requests"))):
+        if not isinstance(r, dict):
+            continue
+        request, response = _dict(r.get("request")), _dict(r.get("response"))
+        headers = headers_of(response)
+        text = body_text(response.get("body"), headers)
+        requests.append({
+            "index": i, "url": _str(request.get("url")), "method": _str(request.get("method")),
+            "address": _str(r.get("address")), "failure": _str(r.get("failure")),
+            "status_code": response.get("code") if isinstance(response.get("code"), int) else None,
+            "headers": headers[:100], "body_length": len(body_bytes(response.get("body"))),
+            "body_truncated": response.get("body_is_truncated") is True,
+            "body_text": text[:MAX_BODY_TEXT], "body_text_cut": len(text) > MAX_BODY_TEXT,
+            "title": title_of(text),
+        })
+    ctrl = None
+    if control:
+        ctrl_headers = _dict(control.get("headers"))
+        ctrl = {"status_code": control.get("status_code"), "body_length": control.get("body_length"),
+                "title": _str(control.get("title")), "failure": _str(control.get("failure")),
+                "headers": [(str(k), str(v)) for k, v in ctrl_headers.items()][:100]}
+    diff = None
+    final = next((r for r in reversed(requests) if r["status_code"]), None)
+    if final is not None and ctrl is not None and ctrl.get("status_code"):
+        measured_names = {k.lower() for k, _ in final["headers"]}
+        control_names = {k.lower() for k, _ in ctrl["headers"]}
+        c_len = ctrl.get("body_length") if isinstance(ctrl.get("body_length"), int) else None
+        proportion = None
+        if c_len and final["body_length"]:
+            proportion = round(min(c_len, final["body_length"]) / max(c_len, final["body_length"]), 3)
+        diff = {
+            "status_code": {"measured": final["status_code"], "control": ctrl["status_code"],
+                            "match": final["status_code"] == ctrl["status_code"]},
+            "body_length": {"measured": final["body_length"], "control": c_len, "proportion": proportion,
+                            "match": tk.get("body_length_match")},
+            "title": {"measured": final["title"], "control": ctrl["title"],
+                      "match": (final["title"] or "").lower() == (ctrl["title"] or "").lower()},
+            "headers": {"only_measured": sorted(measured_names - control_names)[:40],
+                        "only_control": sorted(control_names - measured_names)[:40],
+                        "match": tk.get("headers_match")},
+        }
+    return {"requests": requests, "control": ctrl, "diff": diff, "failure": _str(tk.get("http_experiment_failure"))}
+
+
+# --------------------------------------------------------------------------- verdict, fingerprints, hop
+
+
+def fingerprints(ids: Sequence[str]) -> list[dict[str, Any]]:
+    out = []
+    db = None
+    if ids:
+        try:
+            from tamperscope.analysis.verdicts import default_matcher
+
+            db = default_matcher().db
+        except Exception:
+            db = None
+    for fid in ids:
+        entry: dict[str, Any] = {"id": str(fid)}
+        try:
+            fp = db.get(fid) if db is not None else None
+        except KeyError:
+            fp = None
+        if fp is not None:
+            entry.update({"name": fp.name, "source": fp.source, "kind": fp.kind, "label": fp.label,
+                          "countries": list(fp.expected_countries), "title": fp.title, "where": fp.where,
+                          "pattern": fp.pattern[:300]})
+        out.append(entry)
+    return out
+
+
+def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Everything the measurement page shows, as plain data."""
+    tk = _dict(m.get("test_keys"))
+    v = dict(verdict or {})
+    fps = list(v.get("fingerprints") or tk.get("x_fingerprints") or [])
+    hop_raw = tk.get("x_hop")
+    return {
+        "verdict": {
+            "blocking": v.get("blocking", _str(tk.get("blocking"))), "accessible": v.get("accessible", tk.get("accessible")),
+            "mechanism": v.get("mechanism", _str(tk.get("x_mechanism"))), "confidence": v.get("confidence"),
+            "status": v.get("status"), "outcome": v.get("outcome"),
+            "evidence": list(v.get("evidence") or tk.get("x_evidence") or []),
+            "probe_said": {"x_mechanism": _str(tk.get("x_mechanism")), "x_confidence": tk.get("x_confidence"),
+                           "blocking": _str(tk.get("blocking"))},
+        },
+        "dns": dns(tk),
+        "tcp": tcp(tk),
+        "tls": tls(tk),
+        "http": http(tk),
+        "fingerprints": fingerprints([str(f) for f in fps][:20]),
+        "hop": ({**(hop_fields(hop_raw) or {}), "raw": hop_raw} if hop_raw not in (None, {}, []) else None),
+        "signature": tk.get("x_signature"),
+        "equipment": tk.get("x_equipment"),
+        "throttle": tk.get("x_throttle"),
+    }
+
+
+__all__ = ["MAX_BODY_TEXT", "body_bytes", "body_text", "certificate", "dns", "evidence", "fingerprints",
+           "headers_of", "http", "tcp", "title_of", "tls"]

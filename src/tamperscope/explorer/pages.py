@@ -1,0 +1,180 @@
+"""What each explorer page shows, as data: one function per page, one dict per call.
+
+The HTML page renders the dict through a template; the JSON twin (the same
+path with ``.json``) returns the same dict, so what a person sees and what a
+script reads never differ. Each function returns None when there is nothing
+to show (an unknown country, network, domain or measurement: 404).
+
+Pages:
+
+* `home`: totals, recent anomalies, countries, networks, most blocked domains,
+  mechanisms, the timeline;
+* `area` (country, network, domain): the same, narrowed, plus equipment
+  signatures and located hops;
+* `measurement`: the envelope, the verdict and the evidence (`evidence.py`);
+* `search`: filters in, one page of OONI-shaped results out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from tamperscope.analysis import store as store_mod
+from tamperscope.analysis.store import Filters
+from tamperscope.collector.queries import MeasurementQuery, Reader, hops, known_values, list_measurements, ooni_row
+from tamperscope.explorer import charts
+from tamperscope.explorer.evidence import evidence
+
+RECENT = 15
+TOP = 25
+MAX_RAW_SHOWN = 256 * 1024      # bytes of raw JSON printed on the measurement page
+
+
+def _agg(reader: Reader, name: str, filters: Filters, **kwargs: Any) -> list[dict[str, Any]]:
+    fn = store_mod.AGGREGATES[name]
+    return fn(reader, filters, **kwargs)  # type: ignore[arg-type]
+
+
+def _recent(reader: Reader, query: MeasurementQuery) -> list[dict[str, Any]]:
+    rows, _ = list_measurements(reader, query, count=False)
+    return [ooni_row(r) for r in rows]
+
+
+def home(reader: Reader) -> dict[str, Any]:
+    f = Filters()
+    timeline = _agg(reader, "timeline", f)
+    mechanisms = _agg(reader, "per_mechanism", f)
+    return {
+        "page": "home",
+        "title": "Network interference, measured",
+        "totals": store_mod.totals(reader, f),  # type: ignore[arg-type]
+        "recent_anomalies": _recent(reader, MeasurementQuery(anomaly=True, limit=RECENT)),
+        "countries": _agg(reader, "per_country", f),
+        "networks": _agg(reader, "per_network", f, limit=TOP),
+        "domains": [d for d in _agg(reader, "per_domain", f, limit=TOP)],
+        "mechanisms": mechanisms,
+        "charts": {"timeline": charts.timeline(timeline), "mechanisms": charts.mechanisms(mechanisms)},
+    }
+
+
+AREAS = {"country": "probe_cc", "network": "probe_asn", "domain": "domain"}
+
+
+def area(reader: Reader, kind: str, key: str) -> dict[str, Any] | None:
+    """A country (``probe_cc``), network (``probe_asn``) or domain page."""
+    column = AREAS[kind]
+    f = Filters(**{column: key})
+    totals = store_mod.totals(reader, f)  # type: ignore[arg-type]
+    if not totals or not totals.get("measurement_count"):
+        return None
+    timeline = _agg(reader, "timeline", f)
+    mechanisms = _agg(reader, "per_mechanism", f)
+    query = MeasurementQuery(**{column: key, "limit": RECENT})
+    names = {"country": f"Country {key}", "network": f"Network {key}", "domain": key}
+    page: dict[str, Any] = {
+        "page": kind,
+        "key": key,
+        "title": names[kind],
+        "filter": {column: key},
+        "totals": totals,
+        "mechanisms": mechanisms,
+        "signatures": _agg(reader, "signatures", f, limit=TOP),
+        "hops": hops(reader, f),
+        "recent_anomalies": _recent(reader, MeasurementQuery(**{column: key, "anomaly": True, "limit": RECENT})),
+        "recent": _recent(reader, query),
+        "charts": {"timeline": charts.timeline(timeline), "mechanisms": charts.mechanisms(mechanisms)},
+    }
+    if kind == "network":
+        first = page["recent"][0] if page["recent"] else {}
+        page["network_name"] = first.get("probe_network_name")
+        page["probe_cc"] = first.get("probe_cc")
+    if kind != "domain":
+        page["domains"] = _agg(reader, "per_domain", f, limit=TOP)
+    if kind != "network":
+        page["networks"] = _agg(reader, "per_network", f, limit=TOP)
+    return page
+
+
+def measurement(reader: Reader, uid: str) -> dict[str, Any] | None:
+    raw = reader.raw(uid)
+    if raw is None:
+        return None
+    try:
+        m = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(m, dict):
+        return None
+    rows = reader.rows(
+        """SELECT v.*, m.report_id FROM verdicts v JOIN measurements m USING (measurement_uid)
+           WHERE v.measurement_uid = ?""", [uid])
+    verdict = rows[0] if rows else {}
+    pretty = orjson.dumps(m, option=orjson.OPT_INDENT_2)
+    env_keys = ("test_name", "test_version", "input", "probe_cc", "probe_asn", "probe_network_name",
+                "measurement_start_time", "report_id", "software_name", "software_version", "resolver_ip",
+                "test_runtime")
+    envelope = {k: m.get(k) for k in env_keys}
+    return {
+        "page": "measurement",
+        "title": f"{m.get('test_name')} · {m.get('input') or m.get('probe_asn')}",
+        "measurement_uid": uid,
+        "envelope": envelope,
+        "domain": verdict.get("domain"),
+        "evidence": evidence(m, {k: verdict.get(k) for k in ("blocking", "accessible", "mechanism", "confidence",
+                                                             "status", "outcome", "evidence", "fingerprints")}
+                             if verdict else None),
+        "raw_size": len(raw),
+        "raw_pretty": pretty[:MAX_RAW_SHOWN].decode("utf-8", "replace"),
+        "raw_cut": len(pretty) > MAX_RAW_SHOWN,
+    }
+
+
+def body(reader: Reader, uid: str, index: int) -> str | None:
+    """The text of one captured response body (for the sandboxed view)."""
+    found = measurement(reader, uid)
+    if found is None:
+        return None
+    requests = found["evidence"]["http"]["requests"]
+    for r in requests:
+        if r["index"] == index:
+            return str(r["body_text"])
+    return None
+
+
+OUTCOMES = ("", "anomaly", "confirmed", "failure", "ok")
+
+
+def search_query(params: dict[str, str]) -> MeasurementQuery:
+    """The search form's fields → a query (``outcome`` is the form's one choice among the flags)."""
+    outcome = params.get("outcome", "")
+    flags: dict[str, Any] = {}
+    if outcome == "anomaly":
+        flags["anomaly"] = True
+    elif outcome == "confirmed":
+        flags["confirmed"] = True
+    elif outcome == "failure":
+        flags["failure"] = True
+    elif outcome == "ok":
+        flags.update(anomaly=False, failure=False)
+    fields = {k: (params.get(k) or None) for k in ("probe_cc", "probe_asn", "test_name", "domain", "input",
+                                                   "mechanism", "since", "until", "report_id")}
+    limit = _int(params.get("limit"), 50, 1, 1000)
+    page = _int(params.get("page"), 1, 1, 100_000)
+    return MeasurementQuery(**fields, **flags, limit=limit, offset=(page - 1) * limit)
+
+
+def _int(text: str | None, default: int, low: int, high: int) -> int:
+    try:
+        value = int(text) if text not in (None, "") else default
+    except ValueError:
+        return default
+    return min(max(value, low), high)
+
+
+def search_choices(reader: Reader) -> dict[str, list[str]]:
+    return {name: known_values(reader, name, 300) for name in ("probe_cc", "probe_asn", "test_name", "mechanism")}
+
+
+__all__ = ["AREAS", "OUTCOMES", "area", "body", "home", "measurement", "search_choices", "search_query"]

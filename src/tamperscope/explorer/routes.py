@@ -1,0 +1,315 @@
+"""The explorer's routes: server-rendered pages, their JSON twins, static files, the sandboxed body view.
+
+Every page is ``GET <path>`` for HTML and ``GET <path>.json`` for the same data
+as JSON (`pages.py` builds the data once): ``/`` (twin ``/index.json``),
+``/country/{cc}``, ``/network/{asn}``, ``/domain/{domain}``, ``/m/{uid}``,
+``/search?…``, ``/api`` (twin: the OpenAPI description).
+
+Templates are Jinja2 with autoescaping on for everything; URLs built from data
+go through `seg` (one path segment, percent-encoded, ``/`` included) or `qs`.
+The only thing rendered as HTML from a measurement is a captured body, and only
+at ``/m/{uid}/body/{n}``, served with a ``sandbox`` Content-Security-Policy into
+an ``<iframe sandbox>`` (no scripts, unique origin, no network).
+
+Static files (``/static/...``) are read once; ``plotly.min.js`` comes from the
+plotly package itself (offline, no CDN), gzip'd once in memory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import hashlib
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import jinja2
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from tamperscope import __version__
+from tamperscope.collector.config import Collector
+from tamperscope.explorer import pages
+from tamperscope.explorer.headers import SANDBOX_CSP
+
+HERE = Path(__file__).parent
+router = APIRouter(include_in_schema=False)
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(HERE / "templates")),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _seg(value: Any) -> str:
+    return quote(str(value), safe="")
+
+
+def _qs(params: dict[str, Any]) -> str:
+    return urlencode({k: v for k, v in params.items() if v not in (None, "")})
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else str(value)
+    if isinstance(value, int):
+        return f"{value:,}".replace(",", "\u202f")
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+def _attrjson(value: Any) -> str:
+    # A plain str (not Markup): autoescaping turns the quotes into entities inside the attribute.
+    return orjson.dumps(value, default=str).decode()
+
+
+def _pct(part: Any, whole: Any) -> str:
+    try:
+        return f"{100 * float(part) / float(whole):.0f}%" if whole else ""
+    except (TypeError, ValueError):
+        return ""
+
+
+def _when(value: Any) -> str:
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat(sep=" ") if isinstance(value, dt.datetime) else value.isoformat()
+    return str(value or "").replace("T", " ").removesuffix("Z")
+
+
+_env.filters.update(seg=_seg, qs=_qs, num=_num, attrjson=_attrjson, when=_when)
+_env.globals.update(pct=_pct, version=__version__)
+
+
+def collector_of(request: Request) -> Collector:
+    collector: Collector = request.app.state.collector
+    return collector
+
+
+def wants_html(request: Request) -> bool:
+    path = request.url.path
+    if path.endswith(".json") or path.startswith(("/api/", "/report", "/openapi")):
+        return False
+    return True
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data, default=str, option=orjson.OPT_NON_STR_KEYS), status_code=status,
+                    media_type="application/json")
+
+
+def render(request: Request, template: str, data: dict[str, Any], json_url: str, status: int = 200) -> HTMLResponse:
+    context = {**data, "json_url": json_url, "path": request.url.path}
+    context.setdefault("charts", {})
+    return HTMLResponse(_env.get_template(template).render(**context), status_code=status)
+
+
+def error_page(request: Request, status: int, detail: str) -> Response:
+    titles = {404: "Not found", 422: "Invalid request", 400: "Invalid request", 429: "Too many requests"}
+    data = {"page": "error", "title": titles.get(status, "Error"), "status": status, "detail": detail}
+    return render(request, "error.html", data, "/index.json", status)
+
+
+def _twin(name: str) -> tuple[str, bool]:
+    return (name[:-5], True) if name.endswith(".json") else (name, False)
+
+
+def _page(request: Request, data: dict[str, Any] | None, template: str, path: str, as_json: bool,
+          missing: str) -> Response:
+    if data is None:
+        if as_json:
+            return _json({"error": "not_found", "detail": missing}, 404)
+        return error_page(request, 404, missing)
+    if as_json:
+        return _json(data)
+    query = request.url.query
+    return render(request, template, data, f"{path}.json" + (f"?{query}" if query else ""))
+
+
+# --------------------------------------------------------------------------- pages
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request) -> Response:
+    return _page(request, pages.home(collector_of(request).reader), "home.html", "/index", False, "")
+
+
+@router.get("/index.json")
+def home_json(request: Request) -> Response:
+    return _json(pages.home(collector_of(request).reader))
+
+
+@router.get("/country/{cc}")
+def country(request: Request, cc: str) -> Response:
+    key, as_json = _twin(cc)
+    data = pages.area(collector_of(request).reader, "country", key.upper())
+    return _page(request, data, "area.html", f"/country/{_seg(key.upper())}", as_json,
+                 "no measurements from this country")
+
+
+@router.get("/network/{asn}")
+def network(request: Request, asn: str) -> Response:
+    key, as_json = _twin(asn)
+    key = key.upper()
+    if key.isdigit():
+        key = "AS" + key
+    data = pages.area(collector_of(request).reader, "network", key)
+    return _page(request, data, "area.html", f"/network/{_seg(key)}", as_json, "no measurements from this network")
+
+
+@router.get("/domain/{domain}")
+def domain(request: Request, domain: str) -> Response:
+    key, as_json = _twin(domain)
+    data = pages.area(collector_of(request).reader, "domain", key.lower())
+    return _page(request, data, "area.html", f"/domain/{_seg(key.lower())}", as_json,
+                 "no measurements of this domain")
+
+
+@router.get("/m/{uid}")
+def measurement(request: Request, uid: str) -> Response:
+    key, as_json = _twin(uid)
+    data = pages.measurement(collector_of(request).reader, key) if len(key) <= 200 else None
+    return _page(request, data, "measurement.html", f"/m/{_seg(key)}", as_json, "no measurement with this uid")
+
+
+@router.get("/m/{uid}/body/{index}")
+def captured_body(request: Request, uid: str, index: int) -> Response:
+    """One captured page, for the sandboxed frame: scripts cannot run, nothing can be fetched."""
+    text = pages.body(collector_of(request).reader, uid, index)
+    if text is None:
+        return error_page(request, 404, "no such captured body")
+    return Response(text.encode("utf-8"), media_type="text/html; charset=utf-8", headers={
+        "Content-Security-Policy": SANDBOX_CSP, "X-Frame-Options": "SAMEORIGIN",
+        "Cache-Control": "no-store"})
+
+
+SEARCH_FIELDS = ("probe_cc", "probe_asn", "test_name", "domain", "input", "mechanism", "outcome", "since",
+                 "until", "report_id", "limit", "page")
+
+
+def _search(request: Request, as_json: bool) -> Response:
+    from tamperscope.collector.api import measurements_page
+    from tamperscope.collector.queries import QueryError
+
+    collector = collector_of(request)
+    params = {k: v.strip() for k, v in request.query_params.items() if k in SEARCH_FIELDS and len(v) <= 8192}
+    query = pages.search_query(params)
+    try:
+        result = measurements_page(collector, query, "", "/api/v1/measurements")
+        problem = None
+    except QueryError as exc:
+        result, problem = {"metadata": {"count": 0}, "results": []}, str(exc)
+    if as_json:
+        if problem:
+            return _json({"error": "invalid_parameter", "detail": problem}, 400)
+        return _json(result)
+    page_no = query.offset // query.limit + 1
+    data = {
+        "page": "search", "title": "Search measurements", "params": params, "problem": problem,
+        "choices": pages.search_choices(collector.reader), "outcomes": pages.OUTCOMES,
+        "result": result, "page_no": page_no,
+        "prev_params": {**params, "page": page_no - 1} if page_no > 1 else None,
+        "next_params": {**params, "page": page_no + 1} if result["metadata"].get("next_url") else None,
+    }
+    query_text = request.url.query
+    return render(request, "search.html", data, "/search.json" + (f"?{query_text}" if query_text else ""),
+                  400 if problem else 200)
+
+
+@router.get("/search")
+def search(request: Request) -> Response:
+    return _search(request, False)
+
+
+@router.get("/search.json")
+def search_json(request: Request) -> Response:
+    return _search(request, True)
+
+
+@router.get("/api")
+def api_page(request: Request) -> Response:
+    spec = request.app.openapi()
+    endpoints = []
+    for path, methods in spec.get("paths", {}).items():
+        for method, op in methods.items():
+            endpoints.append({"method": method.upper(), "path": path, "summary": op.get("summary", ""),
+                              "parameters": [p.get("name") for p in op.get("parameters", [])]})
+    data = {"page": "api", "title": "API", "endpoints": endpoints}
+    return render(request, "api.html", data, "/openapi.json")
+
+
+@router.get("/api.json")
+def api_json(request: Request) -> Response:
+    return _json(request.app.openapi())
+
+
+# --------------------------------------------------------------------------- static files
+
+
+class _Static:
+    """One static file in memory: bytes, gzip'd bytes, ETag."""
+
+    def __init__(self, data: bytes, media_type: str, max_age: int) -> None:
+        self.data = data
+        self.gzipped = gzip.compress(data, 6) if len(data) > 1024 else None
+        self.etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+        self.media_type = media_type
+        self.max_age = max_age
+
+    def response(self, request: Request) -> Response:
+        headers = {"ETag": self.etag, "Cache-Control": f"public, max-age={self.max_age}", "Vary": "Accept-Encoding"}
+        if request.headers.get("if-none-match") == self.etag:
+            return Response(status_code=304, headers=headers)
+        if self.gzipped is not None and "gzip" in request.headers.get("accept-encoding", ""):
+            return Response(self.gzipped, media_type=self.media_type, headers={**headers, "Content-Encoding": "gzip"})
+        return Response(self.data, media_type=self.media_type, headers=headers)
+
+
+_STATIC: dict[str, _Static] = {}
+_STATIC_LOCK = threading.Lock()
+_MEDIA = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml",
+          ".png": "image/png", ".ico": "image/x-icon"}
+
+
+def plotly_js() -> bytes:
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs().encode("utf-8")
+
+
+def static_file(name: str) -> _Static | None:
+    with _STATIC_LOCK:
+        found = _STATIC.get(name)
+        if found is not None:
+            return found
+        if name == "plotly.min.js":
+            found = _Static(plotly_js(), _MEDIA[".js"], 86400)
+        else:
+            path = (HERE / "static" / name).resolve()
+            if path.parent != (HERE / "static").resolve() or not path.is_file() or path.suffix not in _MEDIA:
+                return None
+            found = _Static(path.read_bytes(), _MEDIA[path.suffix], 3600)
+        _STATIC[name] = found
+        return found
+
+
+@router.get("/static/{name}")
+def static(request: Request, name: str) -> Response:
+    found = static_file(name)
+    if found is None:
+        return Response(b"not found", status_code=404, media_type="text/plain")
+    return found.response(request)
+
+
+@router.get("/favicon.ico")
+def favicon() -> Response:
+    return Response(status_code=204)
+
+
+__all__ = ["error_page", "render", "router", "static_file", "wants_html"]
