@@ -1,0 +1,218 @@
+"""The JSON API in-process: OONI's listing parameters and shape, raw JSON, aggregations, exports,
+OpenAPI, and the admin token."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+
+import orjson
+import pytest
+
+from tamperscope.collector import samples
+from tamperscope.collector.config import Settings
+from tamperscope.collector.testing import SyncClient, running_app
+
+TOKEN = "s3cret-admin-token-for-tests"
+N = 120
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyncClient]:
+    db = tmp_path_factory.mktemp("api") / "a.duckdb"
+    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0, admin_token=TOKEN)) as c:
+        body = b"\n".join(orjson.dumps(m) for m in samples.corpus(N, seed="api"))
+        formula = samples.measurement("http.blockpage", url="http://=cmd.example/", probe_cc="RU",
+                                      probe_asn="AS12389", network_name="=HYPERLINK(\"http://evil\")",
+                                      start="2026-05-20 00:00:00")
+        body += b"\n" + orjson.dumps(formula)
+        out = c.post("/api/v1/submit", content=body).json()
+        assert out["stored"] == N + 1
+        yield c
+
+
+def test_measurements_shape_and_metadata(client: SyncClient) -> None:
+    r = client.get("/api/v1/measurements", params={"limit": 10})
+    assert r.status_code == 200
+    page = r.json()
+    assert set(page) == {"metadata", "results"}
+    meta = page["metadata"]
+    assert meta["count"] == N + 1 and meta["limit"] == 10 and meta["offset"] == 0 and meta["pages"] == 13
+    assert meta["next_url"].startswith("http://testserver/api/v1/measurements?") and "offset=10" in meta["next_url"]
+    row = page["results"][0]
+    for key in ("measurement_uid", "report_id", "test_name", "input", "probe_cc", "probe_asn",
+                "measurement_start_time", "anomaly", "confirmed", "failure", "scores", "measurement_url"):
+        assert key in row
+    assert row["measurement_start_time"].endswith("Z")
+    times = [r["measurement_start_time"] for r in page["results"]]
+    assert times == sorted(times, reverse=True)
+    nxt = client.get(meta["next_url"].removeprefix("http://testserver")).json()
+    assert not {r["measurement_uid"] for r in nxt["results"]} & {r["measurement_uid"] for r in page["results"]}
+
+
+@pytest.mark.parametrize("params", [
+    {"probe_cc": "RU"}, {"probe_asn": "AS8359"}, {"probe_asn": "8359"}, {"test_name": "web_connectivity"},
+    {"domain": "news.example.org"}, {"input": "https://chat.example.io/"}, {"anomaly": "true"},
+    {"anomaly": "false"}, {"confirmed": "true"}, {"failure": "false"}, {"mechanism": "tcp.drop"},
+    {"since": "2026-05-05", "until": "2026-05-08"}, {"since": "2026-05-05T12:00:00Z"},
+])
+def test_filters_narrow_the_results(client: SyncClient, params: dict[str, str]) -> None:
+    page = client.get("/api/v1/measurements", params={**params, "limit": 1000}).json()
+    rows = page["results"]
+    assert rows and len(rows) == page["metadata"]["count"] <= N + 1
+    for r in rows:
+        if "probe_cc" in params:
+            assert r["probe_cc"] == params["probe_cc"]
+        if "probe_asn" in params:
+            assert r["probe_asn"] == "AS8359"
+        if "domain" in params:
+            assert r["domain"] == params["domain"]
+        if "input" in params:
+            assert r["input"] == params["input"]
+        if params.get("anomaly") == "true":
+            assert r["anomaly"]
+        if params.get("anomaly") == "false":
+            assert not r["anomaly"]
+        if "confirmed" in params:
+            assert r["confirmed"]
+        if "mechanism" in params:
+            assert r["mechanism"] == "tcp.drop"
+        if "until" in params:
+            assert "2026-05-05" <= r["measurement_start_time"][:10] < "2026-05-08"
+    if "report_id" not in params:
+        rid = rows[0]["report_id"]
+        by_report = client.get("/api/v1/measurements", params={"report_id": rid}).json()
+        assert all(x["report_id"] == rid for x in by_report["results"])
+
+
+@pytest.mark.parametrize("params", [{"limit": "0"}, {"limit": "5000"}, {"offset": "-1"}, {"since": "last week"},
+                                    {"anomaly": "maybe"}, {"order": "sideways"}])
+def test_bad_parameters_are_4xx(client: SyncClient, params: dict[str, str]) -> None:
+    r = client.get("/api/v1/measurements", params=params)
+    assert 400 <= r.status_code < 500
+    assert r.json()["error"] in ("invalid_parameter",)
+
+
+def test_raw_measurement_is_byte_for_byte(client: SyncClient) -> None:
+    m = samples.measurement("http.rst", url="https://bytes.example/", start="2026-05-21 00:00:00")
+    sent = orjson.dumps(m)
+    uid = client.post("/api/v1/submit", content=sent).json()["results"][0]["measurement_uid"]
+    r = client.get(f"/api/v1/measurement/{uid}")
+    assert r.status_code == 200 and r.content == sent and r.headers["content-type"] == "application/json"
+    assert client.get("/api/v1/measurement/nope").status_code == 404
+
+
+@pytest.mark.parametrize("name", ["timeline", "per_domain", "per_network", "per_mechanism", "per_country",
+                                  "signatures", "hops", "domain_network", "mechanism_country"])
+def test_aggregations_json_and_csv(client: SyncClient, name: str) -> None:
+    r = client.get(f"/api/v1/aggregation/{name}", params={"probe_cc": "RU"})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["aggregation"] == name and body["filters"] == {"probe_cc": "RU"}
+    assert body["result"], name
+    c = client.get(f"/api/v1/aggregation/{name}", params={"probe_cc": "RU", "format": "csv"})
+    assert c.status_code == 200 and c.headers["content-type"].startswith("text/csv")
+    assert len(list(csv.reader(io.StringIO(c.text)))) == len(body["result"]) + 1
+    assert client.get("/api/v1/aggregation/nonsense").status_code == 404
+
+
+def test_timeline_and_mechanisms_add_up(client: SyncClient) -> None:
+    timeline = client.get("/api/v1/aggregation/timeline").json()["result"]
+    assert sum(d["measurement_count"] for d in timeline) >= N + 1
+    mech = {r["mechanism"] for r in client.get("/api/v1/aggregation/per_mechanism").json()["result"]}
+    assert {"dns.poison", "tcp.drop", "tls.rst", "http.rst", "http.blockpage"} <= mech
+    hops = client.get("/api/v1/aggregation/hops").json()["result"]
+    assert hops and all(h["label"].startswith("hop ") for h in hops)
+
+
+def test_exports_csv_json_jsonl_raw(client: SyncClient) -> None:
+    params = {"probe_cc": "RU"}
+    count = client.get("/api/v1/measurements", params=params).json()["metadata"]["count"]
+    c = client.get("/api/v1/export/measurements.csv", params=params)
+    rows = list(csv.DictReader(io.StringIO(c.text)))
+    assert len(rows) == count and c.headers["content-disposition"].startswith("attachment")
+    # a spreadsheet must not run what a measurement says
+    evil = [r for r in rows if "HYPERLINK" in r["probe_network_name"]]
+    assert evil and all(r["probe_network_name"].startswith("'=") for r in evil)
+    j = client.get("/api/v1/export/measurements.json", params=params).json()
+    assert len(j) == count and {r["measurement_uid"] for r in j} == {r["measurement_uid"] for r in rows}
+    lines = client.get("/api/v1/export/measurements.jsonl", params=params).content.splitlines()
+    assert len(lines) == count
+    raw = client.get("/api/v1/export/raw.jsonl", params=params).content.splitlines()
+    assert len(raw) == count and all(orjson.loads(x)["probe_cc"] == "RU" for x in raw)
+    assert len(client.get("/api/v1/export/raw.jsonl", params={"limit": 3}).content.splitlines()) == 3
+
+
+def test_openapi_describes_every_endpoint(client: SyncClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert spec["openapi"].startswith("3.")
+    paths = spec["paths"]
+    for path in ("/report", "/report/{report_id}", "/report/{report_id}/close", "/api/v1/submit",
+                 "/api/v1/measurements", "/api/v1/measurement/{measurement_uid}", "/api/v1/aggregation/{name}",
+                 "/api/v1/export/measurements.{kind}", "/api/v1/export/raw.jsonl", "/api/v1/health",
+                 "/api/v1/admin/delete/{measurement_uid}", "/api/v1/admin/reanalyse"):
+        assert path in paths, path
+    names = {p["name"] for p in paths["/api/v1/measurements"]["get"]["parameters"]}
+    assert {"probe_cc", "probe_asn", "test_name", "input", "domain", "since", "until", "report_id", "anomaly",
+            "confirmed", "limit", "offset"} <= names
+    body = paths["/report/{report_id}"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["properties"]["content"]["required"] == ["test_name", "measurement_start_time", "probe_cc",
+                                                         "probe_asn", "test_keys"]
+
+
+def test_admin_needs_the_token(client: SyncClient) -> None:
+    uid = client.get("/api/v1/measurements", params={"limit": 1}).json()["results"][0]["measurement_uid"]
+    assert client.post(f"/api/v1/admin/delete/{uid}").status_code == 401
+    assert client.post(f"/api/v1/admin/delete/{uid}", headers={"Authorization": "Basic abc"}).status_code == 401
+    r = client.post(f"/api/v1/admin/delete/{uid}", headers={"Authorization": "Bearer wrong-token-123456"})
+    assert r.status_code == 403 and r.json()["error"] == "forbidden"
+    assert client.post("/api/v1/admin/reanalyse", json={"all": True}).status_code == 401
+    assert client.get(f"/api/v1/measurement/{uid}").status_code == 200  # untouched
+
+
+def test_admin_delete_removes_everywhere_and_tombstones(client: SyncClient) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    row = client.get("/api/v1/measurements", params={"limit": 1, "anomaly": "true"}).json()["results"][0]
+    uid = row["measurement_uid"]
+    before = client.get("/api/v1/measurements").json()["metadata"]["count"]
+    r = client.post(f"/api/v1/admin/delete/{uid}", headers=auth, json={"reason": "contains the user's IP"})
+    assert r.status_code == 200 and r.json() == {"measurement_uid": uid, "deleted": True, "rows_removed": True}
+    assert client.get(f"/api/v1/measurement/{uid}").status_code == 404
+    assert client.get(f"/m/{uid}").status_code == 404
+    assert client.get("/api/v1/measurements").json()["metadata"]["count"] == before - 1
+    assert client.collector.rawlog.is_deleted(uid)
+    assert client.post("/api/v1/admin/delete/unknown-uid", headers=auth).status_code == 404
+
+
+def test_admin_reanalyse(client: SyncClient) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    con = client.collector.reader.cursor()
+    uid = con.execute("SELECT measurement_uid FROM verdicts WHERE mechanism = 'tcp.drop' LIMIT 1").fetchone()[0]
+
+    def corrupt() -> None:  # a stale verdict, as after a rule change
+        client.collector.store.con.execute(
+            "UPDATE verdicts SET mechanism = 'none', status = 'ok', analysis_version = '0' WHERE measurement_uid = ?",
+            [uid])
+
+    client.run(lambda: client.collector.ingestor.call(corrupt))
+    assert con.execute("SELECT mechanism FROM verdicts WHERE measurement_uid = ?", [uid]).fetchone()[0] == "none"
+    r = client.post("/api/v1/admin/reanalyse", headers=auth, json={"stale": True})
+    assert r.status_code == 200 and r.json()["reanalysed"] == 1 and r.json()["changed"] == 1
+    assert con.execute("SELECT mechanism FROM verdicts WHERE measurement_uid = ?", [uid]).fetchone()[0] == "tcp.drop"
+    r = client.post("/api/v1/admin/reanalyse", headers=auth, json={"filters": {"probe_cc": "IR"}})
+    assert r.status_code == 200 and r.json()["reanalysed"] > 0 and r.json()["changed"] == 0
+    assert client.post("/api/v1/admin/reanalyse", headers=auth, json={}).status_code == 400
+    assert client.post("/api/v1/admin/reanalyse", headers=auth, json={"filters": {"bogus": "x"}}).status_code == 400
+
+
+def test_admin_disabled_without_a_token(tmp_path_factory: pytest.TempPathFactory) -> None:
+    db = tmp_path_factory.mktemp("noadmin") / "n.duckdb"
+    with running_app(Settings(db_path=db, announce=False)) as c:
+        r = c.post("/api/v1/admin/delete/x", headers={"Authorization": "Bearer anything-at-all-here"})
+        assert r.status_code == 403 and r.json()["error"] == "admin_disabled"
+
+
+def test_health(client: SyncClient) -> None:
+    h = client.get("/api/v1/health").json()
+    assert h["status"] == "ok" and h["measurements"] >= N and h["raw_log_bytes"] > 0
