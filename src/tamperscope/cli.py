@@ -19,6 +19,7 @@ COMMANDS = [
     "tamperscope.helper.command",
     "tamperscope.probe.command",
     "tamperscope.demo",
+    "tamperscope.probe.locate",
     "tamperscope.analysis.command",
     "tamperscope.collector.command",
 ]
@@ -31,6 +32,7 @@ ROUTES = {
     "helper": "tamperscope.helper.command",
     "run": "tamperscope.probe.command",
     "demo": "tamperscope.demo",
+    "locate": "tamperscope.probe.locate",
     "analyze": "tamperscope.analysis.command",
     "report": "tamperscope.analysis.command",
     "export": "tamperscope.analysis.command",

@@ -141,6 +141,9 @@ class Censor:
         src = socket.inet_ntoa(frame[26:30])
         dst = socket.inet_ntoa(frame[30:34])
         l4 = 14 + ihl
+        if self.ip_addr_rules or self.ip_net_rules:
+            if proto != packet.PROTO_TCP and self._ip_block_all(src, dst, from_client_side, wall):
+                return []
         if proto == packet.PROTO_TCP and len(frame) >= l4 + 20:
             sport, dport = struct.unpack_from("!HH", frame, l4)
             return self._tcp(frame, from_client_side, src, dst, sport, dport, l4, fwd, wall)
@@ -156,6 +159,16 @@ class Censor:
                         self.truth.write(r, f"{src}:{sport}", f"{dst}:{dport}", self.names_by_addr.get(dst))
                     return []
         return fwd
+
+    def _ip_block_all(self, src: str, dst: str, from_client: bool, wall: float) -> bool:
+        """ip rules without ports drop every packet to/from their addresses (ICMP and UDP too)."""
+        for server, towards in ((dst, True), (src, False)):
+            r = self._ip_rule(server, 0)
+            if r is not None and not r.ports and r.action == "drop":
+                init_dir = "egress" if from_client == towards else "ingress"
+                if r.applies_to(init_dir):
+                    return True
+        return False
 
     def _once(self, flow: Flow, wall: float) -> bool:
         if flow in self.logged_ip:

@@ -1,0 +1,135 @@
+"""Where is the censor? Deciding from TTL-limited observations (pure).
+
+Input: the plain path to the server (which router answers ICMP at each TTL,
+and at which TTL the server itself answers), and, for TTL k = 1, 2, …, what
+came back after the triggering packet was sent with TTL k, for the target
+name and for an innocent control name.
+
+Interference at TTL k is any of:
+- an answer (RST, data, FIN; a DNS answer) although TTL k is too small to
+  reach the server: something between hop k-1 and hop k answered;
+- silence where the router at hop k should have sent ICMP time-exceeded
+  (and does for the control): the trigger was dropped before hop k;
+- at or beyond the server's distance, an answer that the control does not get
+  (an RST or a different payload).
+`hop` is the smallest such k; `router` the address that answered at k-1 (the
+last hop before the censor); `placement` is on-path when the trigger still
+travelled on (ICMP from hop k arrived) and a forged answer came too, in-path
+otherwise. `scope` says whether the control name saw the same thing
+(a transparent proxy intercepts everything: scope "all").
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One TTL step: what came back (plain data, built from netx.ttlprobe.Step)."""
+
+    ttl: int
+    connected: bool
+    icmp_from: str | None
+    responses: tuple[Mapping[str, Any], ...]  # each: kind, src, ttl, initial_ttl, ip_id, flags, window, payload_len
+    payload: bytes = b""  # the first response's payload, for blockpage matching
+
+
+@dataclass(frozen=True)
+class RunResult:
+    hop: int | None
+    router: str | None
+    placement: str | None  # "in-path" | "on-path" | None
+    scope: str | None  # "name" | "all" | None
+    reason: str
+    forged: tuple[Mapping[str, Any], ...] = ()
+    payload: bytes = b""
+
+
+def decide_run(path: Sequence[str | None], server_ttl: int | None, target: Sequence[Observation],
+               control: Mapping[int, Observation]) -> RunResult:
+    dist = server_ttl or (len(path) + 1)
+    for obs in target:
+        k = obs.ttl
+        ctl = control.get(k)
+        expected = path[k - 1] if k - 1 < len(path) else None
+        if not obs.connected:
+            continue
+        reason = None
+        if k < dist and obs.responses:
+            reason = f"answer at TTL {k}, before the server (TTL {dist})"
+        elif k < dist and expected and obs.icmp_from is None and (ctl is None or ctl.icmp_from is not None):
+            reason = f"no ICMP time-exceeded from {expected} at TTL {k}: the trigger was dropped"
+        elif k >= dist and ctl is not None and _rst(obs) and not _rst(ctl):
+            reason = f"RST at TTL {k} that the control did not get"
+        if reason is None:
+            continue
+        on_path = bool(obs.responses) and obs.icmp_from is not None
+        ctl_hit = ctl is not None and ((k < dist and bool(ctl.responses)) or (k < dist and expected is not None and ctl.icmp_from is None))
+        return RunResult(
+            hop=k, router=path[k - 2] if k >= 2 and k - 2 < len(path) else None,
+            placement="on-path" if on_path else "in-path", scope="all" if ctl_hit else "name", reason=reason,
+            forged=obs.responses, payload=obs.payload)
+    return RunResult(None, None, None, None, "no interference seen")
+
+
+def _rst(o: Observation) -> bool:
+    return any("R" in str(r.get("flags") or "") for r in o.responses)
+
+
+def signature(forged: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The equipment's packet signature: header values of the forged packets."""
+    if not forged:
+        return None
+    first = forged[0]
+    ids = sorted({int(r["ip_id"]) for r in forged})
+    return {"kind": first.get("kind"), "flags": first.get("flags"), "ip_id": ids[0] if len(ids) == 1 else None,
+            "ip_ids": ids[:8], "ttl": first.get("ttl"), "initial_ttl": first.get("initial_ttl"),
+            "window": first.get("window"), "packets": len(forged)}
+
+
+def signature_key(sig: Mapping[str, Any] | None, fingerprints: Sequence[str] = ()) -> str:
+    """A stable name for grouping: two rules forging with different header values differ."""
+    if not sig:
+        return "none"
+    ipid = sig.get("ip_id")
+    parts = [str(sig.get("kind")), str(sig.get("flags") or ""), f"ttl{sig.get('initial_ttl')}",
+             f"win{sig.get('window')}" if sig.get("window") is not None else "", f"ipid{ipid}" if ipid is not None else "ipid*"]
+    if fingerprints:
+        parts.append("fp:" + "+".join(sorted(fingerprints)))
+    return "/".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class Location:
+    hop: int | None
+    router: str | None
+    placement: str | None
+    scope: str | None
+    runs: tuple[int | None, ...]
+    agreement: float
+    reason: str
+    fingerprint: dict[str, Any] | None = None
+    blockpage: tuple[str, ...] = ()
+    signature: str = "none"
+    path: tuple[str | None, ...] = field(default_factory=tuple)
+    server_ttl: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"hop": self.hop, "router": self.router, "placement": self.placement, "scope": self.scope,
+                "runs": list(self.runs), "agreement": round(self.agreement, 3), "reason": self.reason,
+                "fingerprint": self.fingerprint, "blockpage": list(self.blockpage), "signature": self.signature,
+                "path": list(self.path), "server_ttl": self.server_ttl}
+
+
+def majority(results: Sequence[RunResult]) -> tuple[RunResult | None, float]:
+    """The result most runs agree on (by hop), and the share that agrees."""
+    if not results:
+        return None, 0.0
+    counts = Counter(r.hop for r in results)
+    hop, n = counts.most_common(1)[0]
+    best = next(r for r in results if r.hop == hop)
+    return best, n / len(results)

@@ -1,0 +1,209 @@
+"""`tamperscope locate URL`: find the hop where interference happens (CenTrace's method).
+
+1. The plain path: ICMP traceroute to the server's real address (from DNS over
+   TCP, which on-path DNS injectors do not touch).
+2. A control sweep, then a target sweep: for TTL 1, 2, …, a fresh TCP
+   connection, then the trigger (the HTTP request, or the ClientHello with
+   the SNI) sent with that TTL; what comes back is captured on raw sockets.
+   For names whose DNS is tampered with, the trigger is a DNS query to the
+   public resolver instead.
+3. model/location.py decides hop, router, placement and scope; the forged
+   packets give the equipment's signature; a forged page is matched against
+   the blockpage fingerprints.
+Runs repeat until a majority agrees (at least `--runs`). Residual blocking
+(the same client and server endpoint blocked for a while after a trigger) would
+spoil later runs, so runs may be spread over other addresses that serve the
+same names (`--spread`). Needs root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import ssl
+
+from typing import Any
+
+from ..cli import UsageError
+from ..model.inputs import BadInput, parse_url
+from ..model.location import Location, Observation, RunResult, decide_run, majority, signature, signature_key
+from ..netx import Resolver, Trace, lookup_udp
+from ..netx import ttlprobe
+from ..netx.dns import build_query
+
+CONTROL_NAME = "www.example.com"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("locate", help="find the hop where a URL is interfered with (CenTrace method; root)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("url", help="the URL to locate interference for")
+    p.add_argument("--layer", choices=("auto", "http", "tls", "dns"), default="auto",
+                   help="what to trigger with (auto: dns if its DNS is tampered with, else the URL's scheme)")
+    p.add_argument("--control", default=CONTROL_NAME, help=f"innocent name for the control sweep (default {CONTROL_NAME})")
+    p.add_argument("--runs", type=int, default=3, help="runs to make (more if they disagree; default 3)")
+    p.add_argument("--max-ttl", type=int, default=12, help="highest TTL to try (default 12)")
+    p.add_argument("--wait", type=float, default=0.6, help="seconds to listen after each trigger (default 0.6)")
+    p.add_argument("--spread", nargs="*", default=[], metavar="IP", help="other addresses serving the same names, one per run")
+    p.add_argument("--resolver", default=None, help="public resolver IP; default $TAMPERSCOPE_PUBLIC_RESOLVER or 8.8.8.8")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def trigger_payload(layer: str, host: str, path: str = "/") -> bytes:
+    if layer == "http":
+        return (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: Mozilla/5.0\r\nAccept: */*\r\n"
+                "Connection: close\r\n\r\n").encode()
+    if layer == "tls":
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        obj = ctx.wrap_bio(ssl.MemoryBIO(), out := ssl.MemoryBIO(), server_hostname=host)
+        try:
+            obj.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        return out.read()
+    _, wire = build_query(host, "A")
+    return wire
+
+
+def _observation(step: ttlprobe.Step) -> Observation:
+    resp = step.responses()
+    return Observation(step.ttl, step.connected, step.icmp_from, tuple(s.as_dict() for s in resp),
+                       b"".join(s.payload for s in resp))
+
+
+def sweep(cap: ttlprobe.Capture, layer: str, ip: str, port: int, name: str, path: str, max_ttl: int, wait: float,
+          stop_at_first: bool = False, dist: int | None = None) -> list[Observation]:
+    out = []
+    payload = trigger_payload(layer, name, path)
+    for ttl in range(1, max_ttl + 1):
+        if layer == "dns":
+            step = ttlprobe.udp_trigger(cap, ip, 53, payload, ttl, wait=wait)
+        else:
+            step = ttlprobe.tcp_trigger(cap, ip, port, payload, ttl, wait=wait)
+        o = _observation(step)
+        out.append(o)
+        if not step.connected and ttl == 1:
+            break
+        if dist is not None and ttl >= dist:
+            break
+        if stop_at_first and (o.responses or (dist and ttl < dist and o.icmp_from is None)):
+            break
+    return out
+
+
+async def _real_address(host: str, resolver: str) -> tuple[str | None, bool]:
+    """(address from DNS over TCP, whether UDP's first answer differs: DNS tampering)."""
+    from ..netx import lookup_tcp
+
+    trace = Trace(record_io=False)
+    tcp = await lookup_tcp(host, "A", server=resolver, trace=trace, timeout=4)
+    udp = await lookup_udp(host, "A", server=resolver, trace=trace, timeout=4, duplicate_window=0)
+    real = tcp.addresses[0] if tcp.addresses else None
+    tampered = bool(real) and (not udp.addresses or udp.addresses[0] != real)
+    return real, tampered
+
+
+def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait: float, spread: list[str],
+           resolver: str, matcher: Any = None) -> tuple[Location, dict[str, Any]]:
+    u = parse_url(url)
+    real, tampered = asyncio.run(_real_address(u.host, resolver))
+    if layer == "auto":
+        layer = "dns" if tampered else ("tls" if u.scheme == "https" else "http")
+    if layer == "dns":
+        servers = [resolver]
+    else:
+        if real is None:
+            raise UsageError(f"cannot resolve {u.host} (DNS over TCP to {resolver})")
+        servers = [real, *spread]
+    cap = ttlprobe.Capture()
+    results: list[RunResult] = []
+    detail: dict[str, Any] = {"layer": layer, "address": servers[0], "runs": []}
+    path: list[str | None] = []
+    dist: int | None = None
+    try:
+        i = 0
+        while i < max(runs, 1) * 2:
+            server = servers[i % len(servers)]
+            path, dist = ttlprobe.traceroute(server, max_ttl=max_ttl, wait=min(wait, 0.5))
+            top = (dist or max_ttl)
+            ctl = {o.ttl: o for o in sweep(cap, layer, server, u.port, control, "/", top, wait, dist=dist)}
+            tgt = sweep(cap, layer, server, u.port, u.host, u.path, top, wait, stop_at_first=True, dist=dist)
+            if not tgt or not tgt[0].connected:
+                r = RunResult(None, None, None, None, "could not connect (residual blocking or an IP block?)")
+                if path and dist is None:  # the path goes silent: an IP block
+                    k = len([h for h in path if h]) + 1
+                    r = RunResult(k, path[k - 2] if k >= 2 else None, "in-path", "name",
+                                  f"the path goes silent after hop {k - 1}: packets to {server} are dropped")
+                    servers = [server]  # the address is the target: other addresses would not tell
+                else:
+                    detail["runs"].append({"server": server, "result": r.reason})
+                    i += 1
+                    continue
+            else:
+                r = decide_run(path, dist, tgt, ctl)
+            results.append(r)
+            detail["runs"].append({"server": server, "hop": r.hop, "placement": r.placement, "reason": r.reason,
+                                   "target": [_obs_dict(o) for o in tgt], "control": [_obs_dict(o) for o in ctl.values()]})
+            i += 1
+            best, share = majority(results)
+            if len(results) >= runs and share > 0.5:
+                break
+    finally:
+        cap.close()
+    best, share = majority(results)
+    if best is None:
+        return Location(None, None, None, None, (), 0.0, "no run completed", path=tuple(path), server_ttl=dist), detail
+    sig = signature(best.forged)
+    fps: tuple[str, ...] = ()
+    if best.payload and matcher is not None:
+        body = best.payload.decode("latin-1")
+        head, _, rest = body.partition("\r\n\r\n")
+        fps = tuple(matcher(rest or body, dict(h.split(": ", 1) for h in head.split("\r\n")[1:] if ": " in h)))
+    loc = Location(best.hop, best.router, best.placement, best.scope, tuple(r.hop for r in results), share,
+                   best.reason, sig, fps, signature_key(sig, fps), tuple(path), dist)
+    return loc, detail
+
+
+def _obs_dict(o: Observation) -> dict[str, Any]:
+    return {"ttl": o.ttl, "connected": o.connected, "icmp_from": o.icmp_from, "responses": list(o.responses)}
+
+
+def run(args: argparse.Namespace) -> int:
+    if os.geteuid() != 0:
+        raise UsageError("locate needs root: it sends TTL-limited packets and listens on raw sockets")
+    try:
+        parse_url(args.url)
+    except BadInput as e:
+        raise UsageError(str(e)) from None
+    if not 1 <= args.max_ttl <= 64 or not 1 <= args.runs <= 20:
+        raise UsageError("--max-ttl must be 1-64 and --runs 1-20")
+    resolver = args.resolver or os.environ.get("TAMPERSCOPE_PUBLIC_RESOLVER") or "8.8.8.8"
+    from ..nettests.blockpages import matcher
+
+    loc, detail = locate(args.url, layer=args.layer, control=args.control, runs=args.runs, max_ttl=args.max_ttl,
+                         wait=args.wait, spread=list(args.spread), resolver=resolver, matcher=matcher())
+    out = {"url": args.url, **loc.as_dict(), "layer": detail["layer"], "address": detail["address"]}
+    if args.json:
+        print(json.dumps({**out, "detail": detail["runs"]}, indent=1, default=str))
+        return 0
+    if loc.hop is None:
+        print(f"{args.url}: no interference located ({loc.reason}); path {' > '.join(h or '*' for h in loc.path)}")
+        return 0
+    fp = loc.fingerprint or {}
+    print(f"{args.url}: interference at hop {loc.hop}, after router {loc.router or '-'} ({loc.placement}, "
+          f"{'this name only' if loc.scope == 'name' else 'every name'}); runs {list(loc.runs)}")
+    print(f"  layer {detail['layer']}; {loc.reason}")
+    if fp:
+        print(f"  signature {loc.signature}: {fp.get('kind')} {fp.get('flags') or ''} IP-ID {fp.get('ip_id')} "
+              f"TTL {fp.get('ttl')} (initial {fp.get('initial_ttl')}) window {fp.get('window')}")
+    if loc.blockpage:
+        print(f"  blockpage fingerprint: {', '.join(loc.blockpage)}")
+    return 0
+
+
+
