@@ -175,3 +175,30 @@ def corpus(count: int, *, seed: str = "", start: dt.datetime | None = None) -> I
 
 
 __all__ = ["BLOCKPAGE", "DOMAINS", "NETWORKS", "POISON_IP", "SCENARIOS", "SITE_IP", "corpus", "measurement"]
+
+
+# Hostile content, as a censor's blockpage or a malicious submitter would write it: every string a
+# page shows carries markup that would set window.__pwned if it ever ran.
+PAYLOAD = ('<script>window.__pwned=1</script><img src=x onerror="window.__pwned=1">'
+           '"><svg onload=window.__pwned=1>\'><iframe src="javascript:window.__pwned=1"></iframe>')
+
+
+def hostile(start: str = "2026-05-09 09:09:09") -> list[dict[str, Any]]:
+    """Measurements whose input, body, headers, names, signature and hop carry script payloads."""
+    body = ("<html><head><title>" + PAYLOAD + "</title><script>window.__pwned=1;alert(1)</script></head>"
+            "<body onload=\"window.__pwned=1\"><h1>Access restricted</h1>" + PAYLOAD +
+            "<p>zapret-info.prometey.me</p></body></html>")
+    first = measurement("http.blockpage", url="http://evil.example/<script>window.__pwned=1</script>?q=\"><img src=x onerror=window.__pwned=1>",
+                        probe_cc="RU", probe_asn="AS12389", network_name=PAYLOAD, start=start, body=body,
+                        signature={"id": PAYLOAD, "name": PAYLOAD}, hop={"ttl": 4, "ip": PAYLOAD, "name": PAYLOAD},
+                        report_id="x_" + PAYLOAD)
+    first["test_keys"]["requests"][0]["response"]["headers_list"].append(["X-Evil", PAYLOAD])
+    first["test_keys"]["requests"][0]["response"]["headers"]["X-Evil"] = PAYLOAD
+    first["test_keys"]["queries"][0]["hostname"] = PAYLOAD
+    second = measurement("dns.poison", url="https://<svg onload=window.__pwned=1>.example/", probe_cc="RU",
+                         probe_asn="AS12389", network_name="Rostelecom", start=start,
+                         hop={"ttl": 5, "ip": "198.18.0.9", "name": PAYLOAD})
+    return [first, second]
+
+
+__all__ += ["PAYLOAD", "hostile"]

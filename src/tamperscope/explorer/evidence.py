@@ -284,6 +284,7 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
     v = dict(verdict or {})
     fps = list(v.get("fingerprints") or tk.get("x_fingerprints") or [])
     hop_raw = tk.get("x_hop")
+    hop = hop_fields(hop_raw)
     return {
         "verdict": {
             "blocking": v.get("blocking", _str(tk.get("blocking"))), "accessible": v.get("accessible", tk.get("accessible")),
@@ -298,7 +299,7 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
         "tls": tls(tk),
         "http": http(tk),
         "fingerprints": fingerprints([str(f) for f in fps][:20]),
-        "hop": ({**(hop_fields(hop_raw) or {}), "raw": hop_raw} if hop_raw not in (None, {}, []) else None),
+        "hop": {**hop, "raw": hop_raw} if hop is not None else None,
         "signature": tk.get("x_signature"),
         "equipment": tk.get("x_equipment"),
         "throttle": tk.get("x_throttle"),

@@ -204,7 +204,9 @@ def _search(request: Request, as_json: bool) -> Response:
         result = measurements_page(collector, query, "", "/api/v1/measurements")
         problem = None
     except QueryError as exc:
-        result, problem = {"metadata": {"count": 0}, "results": []}, str(exc)
+        problem = str(exc)
+        result = {"metadata": {"count": 0, "current_page": 1, "limit": query.limit, "offset": query.offset,
+                               "pages": 1, "next_url": None, "query_time": 0.0}, "results": []}
     if as_json:
         if problem:
             return _json({"error": "invalid_parameter", "detail": problem}, 400)

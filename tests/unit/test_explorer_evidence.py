@@ -1,0 +1,121 @@
+"""Evidence extraction: DNS against the control, connects, certificates, the HTTP diff, fingerprints, hops,
+and hostile or broken records that must not break a page."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tamperscope.collector import samples
+from tamperscope.collector.queries import hop_fields
+from tamperscope.explorer import charts
+from tamperscope.explorer.evidence import body_text, certificate, evidence, title_of
+
+
+def _cert_der(cn: str, issuer_cn: str) -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_cn)]))
+            .public_key(key.public_key()).serial_number(7).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn), x509.DNSName("*." + cn)]), False)
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def test_dns_answers_not_seen_by_the_control_are_marked() -> None:
+    e = evidence(samples.measurement("dns.poison"))
+    q = e["dns"]["queries"][0]
+    assert q["answers"] == [samples.POISON_IP] and q["unexpected"] == [samples.POISON_IP]
+    assert e["dns"]["control"] == {"addrs": [samples.SITE_IP], "failure": None}
+    assert e["tcp"][0]["endpoint"] == f"{samples.POISON_IP}:443" and e["tcp"][0]["failure"] == "connection_refused"
+    ok = evidence(samples.measurement("ok"))
+    assert ok["dns"]["queries"][0]["unexpected"] == []
+
+
+def test_connects_and_handshakes_beside_the_control() -> None:
+    e = evidence(samples.measurement("tls.rst"))
+    assert e["tcp"][0]["success"] and e["tcp"][0]["control"] == {"success": True, "failure": None}
+    h = e["tls"][0]
+    assert h["failure"] == "connection_reset" and h["control"]["success"] is True
+    assert h["server_name"] == "www.example.com"
+
+
+def test_certificates_are_parsed_for_people() -> None:
+    m = samples.measurement("ok")
+    der = _cert_der("www.example.com", "Lab Interception CA")
+    m["test_keys"]["tls_handshakes"][0]["peer_certificates"] = [
+        {"format": "base64", "data": base64.b64encode(der).decode()}]
+    cert = evidence(m)["tls"][0]["certificates"][0]
+    assert cert["subject"] == "CN=www.example.com" and cert["issuer"] == "CN=Lab Interception CA"
+    assert cert["names"] == ["www.example.com", "*.www.example.com"] and cert["self_signed"] is False
+    assert cert["not_after"].startswith("2026-01-31") and len(cert["sha256"]) == 64
+    assert "error" in certificate({"format": "base64", "data": base64.b64encode(b"garbage").decode()})
+    assert certificate(None) == {"error": "no certificate data"}
+
+
+def test_http_diff_against_the_control_and_fingerprints() -> None:
+    e = evidence(samples.measurement("http.blockpage", url="http://blocked.example/"),
+                 {"fingerprints": ["cl/inst_corp_prometey_datacenter_blockpage"], "mechanism": "http.blockpage"})
+    d = e["http"]["diff"]
+    assert d["status_code"] == {"measured": 200, "control": 200, "match": True}
+    assert d["title"]["measured"] == "Access restricted" and d["title"]["match"] is False
+    assert d["body_length"]["proportion"] < 0.5
+    assert "server" not in d["headers"]["only_measured"]  # both have Server, with different values
+    assert e["http"]["requests"][0]["body_text"].startswith("<html>")
+    fp = e["fingerprints"][0]
+    assert fp["id"] == "cl/inst_corp_prometey_datacenter_blockpage" and fp["source"] == "citizenlab"
+    assert "RU" in fp["countries"]
+    assert e["verdict"]["mechanism"] == "http.blockpage"
+
+
+def test_base64_bodies_and_charsets() -> None:
+    data = "<title>Доступ ограничен</title>".encode("cp1251")
+    text = body_text({"format": "base64", "data": base64.b64encode(data).decode()},
+                     [("Content-Type", "text/html; charset=windows-1251")])
+    assert title_of(text) == "Доступ ограничен"
+    assert body_text({"format": "base64", "data": "!!!"}) == ""
+    assert body_text(None) == ""
+    assert body_text("x", [("Content-Type", "text/html; charset=no-such-charset<script>")]) == "x"
+
+
+@pytest.mark.parametrize(("value", "label"), [
+    ({"ttl": 4, "ip": "198.18.0.1", "asn": 64500, "name": "LAB"}, "hop 4 198.18.0.1 (AS64500 LAB)"),
+    ("198.18.0.9", "198.18.0.9"),
+    ([{"ttl": 1, "ip": "a"}, {"ttl": 2, "ip": "b"}], "hop 2 b"),
+    ({"hop": 3, "address": "x"}, "hop 3 x"),
+])
+def test_hops_in_any_shape(value: object, label: str) -> None:
+    found = hop_fields(value)
+    assert found is not None and found["label"] == label
+    assert hop_fields(None) is None and hop_fields({}) is None
+
+
+def test_broken_records_do_not_break_the_page() -> None:
+    m = samples.measurement("ok")
+    m["test_keys"].update({"queries": "x", "tcp_connect": [1, None, {"status": "no"}], "tls_handshakes": {"a": 1},
+                           "requests": [{"request": [], "response": {"body": {"format": "base64", "data": 5},
+                                                                     "headers_list": [[1], "x"], "code": "200"}}],
+                           "control": {"dns": [], "tcp_connect": "x", "http_request": {"headers": 3}},
+                           "x_hop": 12, "x_signature": ["weird"]})
+    e = evidence(m)
+    assert e["dns"]["queries"] == [] and e["tls"] == [] and e["http"]["requests"][0]["status_code"] is None
+    assert e["hop"]["label"] == "12"
+
+
+def test_chart_specs() -> None:
+    rows = [{"day": "2026-05-01", "measurement_count": 5, "anomaly_count": 3, "confirmed_count": 1, "ok_count": 2,
+             "failure_count": 0}]
+    spec = charts.timeline(rows)
+    assert spec is not None
+    assert [t["name"] for t in spec["data"]] == ["ok", "anomaly", "confirmed", "failure"]
+    assert spec["data"][1]["y"] == [2] and spec["layout"]["barmode"] == "stack"
+    assert charts.timeline([]) is None and charts.mechanisms([{"mechanism": None}]) is None

@@ -1,0 +1,204 @@
+"""Explorer pages in-process: every page renders and has a JSON twin, everything is escaped, the CSP
+forbids inline script, captured pages are sandboxed, and evidence is three clicks from home."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from urllib.parse import urlsplit
+
+import orjson
+import pytest
+
+from tamperscope.collector import samples
+from tamperscope.collector.config import Settings
+from tamperscope.collector.testing import SyncClient, running_app
+from tamperscope.explorer.headers import CSP
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyncClient]:
+    db = tmp_path_factory.mktemp("explorer") / "e.duckdb"
+    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as c:
+        ms = [*samples.corpus(80, seed="explorer"), *samples.hostile()]
+        out = c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(m) for m in ms)).json()
+        assert out["stored"] == len(ms), out
+        c.hostile_uids = [r["measurement_uid"] for r in out["results"][-2:]]  # type: ignore[attr-defined]
+        yield c
+
+
+class Links(HTMLParser):
+    """Collects hrefs, script tags, event-handler attributes and the JSON twin link."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+        self.scripts: list[dict[str, str | None]] = []
+        self.handlers: list[tuple[str, str]] = []
+        self.twin: str | None = None
+        self.iframes: list[dict[str, str | None]] = []
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        self.tags.append(tag)
+        if tag == "a" and a.get("href"):
+            self.hrefs.append(str(a["href"]))
+        if tag == "script":
+            self.scripts.append(a)
+        if tag == "iframe":
+            self.iframes.append(a)
+        if tag == "link" and a.get("rel") == "alternate" and a.get("type") == "application/json":
+            self.twin = a.get("href")
+        for name, _ in attrs:
+            if name.startswith("on"):
+                self.handlers.append((tag, name))
+
+
+def parse(html: str) -> Links:
+    p = Links()
+    p.feed(html)
+    return p
+
+
+def pages(client: SyncClient) -> list[str]:
+    uid = client.hostile_uids[0]  # type: ignore[attr-defined]
+    return ["/", "/country/RU", "/network/AS12389", "/domain/evil.example", "/domain/www.example.com",
+            f"/m/{uid}", f"/m/{client.hostile_uids[1]}", "/search", "/search?probe_cc=RU&outcome=anomaly",  # type: ignore[attr-defined]
+            "/api", "/domain/%3Csvg%20onload%3Dwindow.__pwned%3D1%3E.example"]
+
+
+def test_every_page_renders_with_its_json_twin(client: SyncClient) -> None:
+    for path in pages(client):
+        r = client.get(path)
+        assert r.status_code == 200, (path, r.text[:300])
+        assert r.headers["content-type"].startswith("text/html")
+        html = parse(r.text)
+        assert html.twin, path
+        twin = client.get(html.twin)
+        assert twin.status_code == 200, (path, html.twin)
+        assert twin.headers["content-type"].startswith("application/json")
+        data = twin.json()
+        assert isinstance(data, dict) and data
+
+
+def test_twins_carry_what_the_page_shows(client: SyncClient) -> None:
+    home = client.get("/index.json").json()
+    assert home["page"] == "home" and home["totals"]["measurement_count"] == 82
+    assert {"recent_anomalies", "countries", "networks", "domains", "mechanisms", "charts"} <= set(home)
+    html = client.get("/").text
+    for d in home["domains"][:5]:
+        assert f'href="/domain/{d["domain"]}"' in html
+    ru = client.get("/country/RU.json").json()
+    assert ru["page"] == "country" and {"networks", "domains", "signatures", "hops", "mechanisms"} <= set(ru)
+    assert ru["charts"]["timeline"]["data"] and ru["signatures"] and ru["hops"]
+    net = client.get("/network/12389.json").json()
+    assert net["page"] == "network" and net["key"] == "AS12389" and net["network_name"]
+    dom = client.get("/domain/www.example.com.json").json()
+    assert dom["page"] == "domain" and dom["networks"]
+    search = client.get("/search.json?probe_cc=RU&outcome=anomaly").json()
+    assert set(search) == {"metadata", "results"} and all(r["anomaly"] for r in search["results"])
+    m = client.get(f"/m/{client.hostile_uids[0]}.json").json()  # type: ignore[attr-defined]
+    assert m["page"] == "measurement" and m["evidence"]["verdict"]["mechanism"] == "http.blockpage"
+
+
+def test_unknown_things_are_404_in_both_forms(client: SyncClient) -> None:
+    for path in ("/country/XX", "/network/AS1", "/domain/nowhere.example", "/m/nope", "/no/such/page"):
+        r = client.get(path)
+        assert r.status_code == 404 and r.headers["content-type"].startswith("text/html"), path
+        if not path.startswith("/no/"):
+            j = client.get(path + ".json")
+            assert j.status_code == 404 and j.json()["error"] == "not_found"
+
+
+RAW_MARKERS = ("<script>window.__pwned", "<img src=x onerror", "<svg onload", '<iframe src="javascript:',
+               "<body onload")
+
+
+def test_hostile_content_is_escaped_everywhere(client: SyncClient) -> None:
+    for path in pages(client):
+        text = client.get(path).text
+        for marker in RAW_MARKERS:
+            assert marker not in text, (path, marker)
+        html = parse(text)
+        assert html.handlers == [], (path, html.handlers)
+        assert all(s.get("src", "").startswith("/static/") for s in html.scripts), path  # type: ignore[union-attr]
+        assert all(not href.lower().startswith("javascript:") for href in html.hrefs), path
+    page = client.get(f"/m/{client.hostile_uids[0]}").text  # type: ignore[attr-defined]
+    assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in page  # shown, as text
+
+
+def test_csp_and_security_headers_on_everything(client: SyncClient) -> None:
+    uid = client.hostile_uids[0]  # type: ignore[attr-defined]
+    for path in [*pages(client), "/index.json", "/api/v1/measurements", f"/api/v1/measurement/{uid}",
+                 "/static/explorer.js", "/openapi.json", "/nope"]:
+        r = client.get(path)
+        csp = r.headers["content-security-policy"]
+        assert csp == CSP, path
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["x-frame-options"] == "DENY"
+        assert r.headers["referrer-policy"] == "no-referrer"
+    directives = dict(d.strip().split(" ", 1) for d in CSP.split(";"))
+    assert directives["script-src"] == "'self'" and directives["default-src"] == "'none'"
+    assert "unsafe" not in CSP and "http" not in CSP  # no inline, no eval, no CDN
+
+
+def test_captured_pages_render_only_in_a_sandbox(client: SyncClient) -> None:
+    uid = client.hostile_uids[0]  # type: ignore[attr-defined]
+    page = parse(client.get(f"/m/{uid}").text)
+    assert page.iframes and all(f.get("sandbox") == "" for f in page.iframes)
+    src = page.iframes[0]["data-src"]
+    assert src == f"/m/{uid}/body/0"
+    r = client.get(src)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    csp = r.headers["content-security-policy"]
+    assert csp.startswith("sandbox;") and "script-src" not in csp and "default-src 'none'" in csp
+    assert r.headers["x-frame-options"] == "SAMEORIGIN"
+    assert "<script>window.__pwned" in r.text  # served as captured, inert under the sandbox
+    assert client.get(f"/m/{uid}/body/9").status_code == 404
+
+
+def test_plotly_is_served_offline_and_cached(client: SyncClient) -> None:
+    home = parse(client.get("/").text)
+    assert [s["src"] for s in home.scripts] == ["/static/plotly.min.js", "/static/explorer.js"]
+    r = client.get("/static/plotly.min.js", headers={"Accept-Encoding": "gzip"})
+    assert r.status_code == 200 and len(r.content) > 1_000_000 and b"plotly" in r.content[:2000].lower()
+    again = client.get("/static/plotly.min.js", headers={"If-None-Match": r.headers["etag"]})
+    assert again.status_code == 304
+    assert client.get("/static/../pages.py").status_code == 404
+    assert client.get("/static/nothing.js").status_code == 404
+
+
+def test_pages_are_built_for_small_screens(client: SyncClient) -> None:
+    html = client.get("/").text
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+    css = client.get("/static/explorer.css").text
+    assert ".scroll { overflow-x: auto" in css and "@media" in css
+
+
+def test_search_filters(client: SyncClient) -> None:
+    html = client.get("/search?probe_cc=RU&mechanism=tcp.drop").text
+    assert 'option value="RU" selected' in html and 'option value="tcp.drop" selected' in html
+    data = client.get("/search.json?probe_cc=RU&mechanism=tcp.drop").json()
+    assert data["results"] and all(r["probe_cc"] == "RU" and r["mechanism"] == "tcp.drop" for r in data["results"])
+    bad = client.get("/search?since=yesterday")
+    assert bad.status_code == 400 and "since" in bad.text
+    paged = client.get("/search.json?limit=10&page=2").json()
+    assert paged["metadata"]["offset"] == 10
+
+
+def test_evidence_is_three_clicks_from_home(client: SyncClient) -> None:
+    """Home → a blocked site → one of its anomalous measurements → the evidence (two clicks here)."""
+    home = parse(client.get("/").text)
+    domains = [h for h in home.hrefs if h.startswith("/domain/")]
+    assert domains
+    first = domains[0]
+    domain_page = parse(client.get(first).text)
+    evidence = [h for h in domain_page.hrefs if h.startswith("/m/")]
+    assert evidence
+    page = client.get(evidence[0]).text
+    assert "Verdict" in page and 'id="mechanism"' in page
+    mech = re.search(r'id="mechanism">([^<]+)<', page)
+    assert mech and mech.group(1) != "none"
+    assert urlsplit(first).path.startswith("/domain/")
