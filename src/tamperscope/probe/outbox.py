@@ -250,7 +250,15 @@ class Outbox:
         report = orjson.dumps({"data_format_version": "0.2.0", "format": "json", "probe_asn": asn, "probe_cc": cc,
                                "software_name": software, "software_version": software_version,
                                "test_name": test_name, "test_version": test_version})
-        report_id = await self._open_report(client, report, result, deadline, backoff)
+        try:
+            report_id = await self._open_report(client, report, result, deadline, backoff)
+        except _Refused as exc:
+            # The collector will not take measurements with this envelope (e.g. a malformed probe_cc).
+            reason = (f"the collector refused to open a report for it: HTTP {exc.status}: "
+                      f"{exc.body[:500].decode('utf-8', 'replace')}")
+            for entry in entries:
+                self._reject(entry.path, reason, result)
+            return
         if report_id is None:
             return
         current = {"id": report_id}
@@ -276,6 +284,7 @@ class Outbox:
 
     async def _open_report(self, client: _Client, report: bytes, result: FlushResult, deadline: float,
                            backoff: Backoff) -> str | None:
+        """The new report's id; None when the deadline passed; raises `_Refused` on a 4xx."""
         attempt = 0
         while time.monotonic() < deadline:
             try:
@@ -290,9 +299,6 @@ class Outbox:
                 result.last_error = exc.reason
                 await self._pause(backoff.delay(attempt, exc.retry_after), deadline)
                 attempt += 1
-            except _Refused as exc:
-                result.last_error = f"POST /report: HTTP {exc.status}: {exc.body[:200].decode('utf-8', 'replace')}"
-                return None
             except orjson.JSONDecodeError:
                 result.last_error = "POST /report: the answer is not JSON"
                 await self._pause(backoff.delay(attempt), deadline)
@@ -329,7 +335,12 @@ class Outbox:
                 if status == 404 and not reopened:
                     # The collector forgot the report (OONI's expire): open a new one and resend.
                     reopened = True
-                    new_id = await self._open_report(client, report, result, deadline, backoff)
+                    try:
+                        new_id = await self._open_report(client, report, result, deadline, backoff)
+                    except _Refused as exc:
+                        self._reject(entry.path, f"HTTP {exc.status}: {exc.body[:500].decode('utf-8', 'replace')}",
+                                     result)
+                        return
                     if new_id is None:
                         return
                     current["id"] = new_id
