@@ -58,17 +58,63 @@ def run(args: argparse.Namespace) -> int:
         say(f"demo: probing {len(urls)} URLs with web_connectivity from the lab's client ({manager.A.CLIENT})")
         res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "run", "web_connectivity",
                                                 "--list", str(lst), "--yes", "--parallel", str(args.parallel),
-                                                "-o", str(out)]), env=manager.client_env())
+                                                "--capture", "-o", str(out)]), env=manager.client_env())
         if res.returncode != 0:
             say("demo: the probe failed")
             return res.returncode
+        measurements = [json.loads(line) for line in Path(out).read_text().splitlines() if line.strip()]
+        located = locate_examples(measurements, say)
         truth = [json.loads(line) for line in manager.PATHS.log.read_text().splitlines() if line.strip()]
     finally:
         manager.down()
         say("demo: lab down")
-    measurements = [json.loads(line) for line in Path(out).read_text().splitlines() if line.strip()]
     print(summary(measurements, profile, truth, time.monotonic() - t0, out))
+    print(equipment(measurements, located))
     return 0
+
+
+def locate_examples(measurements: list[dict], say: object) -> dict[str, dict]:
+    """One `tamperscope locate` per mechanism seen (the first example URL), inside the lab."""
+    seen: dict[str, str] = {}
+    for m in measurements:
+        mech = m["test_keys"].get("x_mechanism") or "none"
+        if mech != "none" and mech not in seen:
+            seen[mech] = m["input"]
+    out: dict[str, dict] = {}
+    for mech, url in seen.items():
+        say(f"demo: locating {mech} with {url}")  # type: ignore[operator]
+        res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--json", "--wait", "0.3",
+                                                "--spread", *manager.A.FARM[:3]]), env=manager.client_env(),
+                             capture_output=True, text=True, timeout=300)
+        if res.returncode == 0:
+            out[mech] = {"url": url, **json.loads(res.stdout)}
+    return out
+
+
+def equipment(measurements: list[dict], located: dict[str, dict]) -> str:
+    """Which equipment, where, doing what: signature groups and located hops."""
+    groups: dict[str, dict] = {}
+    for m in measurements:
+        tk = m["test_keys"]
+        sig = tk.get("x_signature")
+        if not sig:
+            continue
+        g = groups.setdefault(sig["key"], {"n": 0, "mechs": Counter(), "sig": sig})
+        g["n"] += 1
+        g["mechs"][tk.get("x_mechanism")] += 1
+    lines = ["", "  where and by what equipment (tamperscope locate, one URL per mechanism):",
+             f"  {'mechanism':15} {'hop':>3}  {'after router':14} {'placement':10} signature"]
+    for mech, loc in located.items():
+        lines.append(f"  {mech:15} {str(loc.get('hop') or '-'):>3}  {str(loc.get('router') or '-'):14} "
+                     f"{str(loc.get('placement') or '-'):10} {loc.get('signature')}")
+    lines += ["", "  equipment signatures in the measurements (forged packets, --capture):",
+              f"  {'signature':44} {'URLs':>5}  mechanisms"]
+    for key, g in sorted(groups.items(), key=lambda kv: -kv[1]["n"]):
+        lines.append(f"  {key:44} {g['n']:5d}  {', '.join(f'{k} {v}' for k, v in g['mechs'].items())}")
+    tls = [m["test_keys"].get("x_equipment") for m in measurements if m["test_keys"].get("x_equipment")]
+    if tls:
+        lines.append(f"  TLS interception by: {', '.join(sorted({str(e.get('name')) for e in tls}))}")
+    return "\n".join(lines)
 
 
 def summary(measurements: list[dict], profile: object, truth: list[dict], seconds: float, out: Path) -> str:

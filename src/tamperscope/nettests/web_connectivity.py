@@ -22,6 +22,7 @@ from ..model.inputs import BadInput, parse_url
 from ..model.summary import summary_keys
 from ..model.consistency import observe
 from ..model.interception import interception, issuer_name
+from ..model.signature import signature_from
 from ..model.verdict import verdict_from
 from ..netx import (SYSTEM, Connection, NetxError, Resolver, Trace, fetch, lookup_addresses, lookup_system,
                     round_trip, tcp_connect, tls_handshake)
@@ -78,6 +79,9 @@ def finish(measurement: dict[str, Any], ctx: Context) -> None:
     obs = observe(measurement)
     tk.update(summary_keys(measurement, obs))
     tk.update(verdict_from(obs, measurement, ctx.matcher).to_test_keys())
+    sig = signature_from(measurement)
+    if sig is not None:
+        tk["x_signature"] = sig
     if tk.get("x_mechanism") == "tls.mitm":
         x = interception(measurement)
         if x is not None:

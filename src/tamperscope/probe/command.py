@@ -46,6 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--silent-resolver", default=None, help="dnscheck: an address where no DNS server runs; default $TAMPERSCOPE_SILENT_RESOLVER")
     p.add_argument("--doh", default=None, help="dnscheck: DoH URL; default $TAMPERSCOPE_DOH")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per measurement (default 60)")
+    p.add_argument("--capture", action="store_true",
+                   help="(root) capture forged packets (RSTs, injected pages, DNS answers) for equipment signatures: x_packets, x_signature")
     p.add_argument("--no-network-events", action="store_true",
                    help="leave out network_events (every read/write): smaller files, less CPU; the verdict does not use them")
     p.add_argument("--yes", "-y", action="store_true", help="give informed consent without the prompt (automation)")
@@ -178,7 +180,14 @@ def run(args: argparse.Namespace) -> int:
           + f"; contacting the targets, resolver {ctx.isp_resolver or 'system'}, public resolver "
           f"{ctx.udp_resolver.address if ctx.udp_resolver else '-'}, helper {ctx.helper_url or 'none'}; "
           f"writing {out_path}; submitting nothing.", file=sys.stderr)
-    engine = Engine(nettest, ctx, probe, Scrubber(mine), parallel=args.parallel)
+    sniffer = None
+    if args.capture:
+        if os.geteuid() != 0:
+            raise UsageError("--capture needs root (it listens on a packet socket)")
+        from ..netx.sniffer import Sniffer
+
+        sniffer = Sniffer().start()
+    engine = Engine(nettest, ctx, probe, Scrubber(mine), parallel=args.parallel, sniffer=sniffer)
     progress = Progress(stats, enabled=not args.no_progress)
     try:
         _loop_run(engine.run(todo, out, stats, progress))
@@ -187,6 +196,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         out.close()
         progress.close()
+        if sniffer is not None:
+            sniffer.close()
     if args.summary:
         print(summary_table(stats))
     return 0

@@ -98,6 +98,34 @@ class Progress:
             self.stream.flush()
 
 
+def packets_of(tk: dict[str, Any], sniffer: Any, since: float, until: float) -> list[dict[str, Any]]:
+    """The captured packets from this measurement's remote endpoints, in OONI-ish records."""
+    import base64
+
+    remotes: set[str] = set()
+    for rec in tk.get("tcp_connect") or []:
+        remotes.add(f"{rec['ip']}:{rec['port']}")
+    raw: dict[str, str] = {}
+    for key in ("queries", "x_dns_duplicate_responses"):
+        for i, q in enumerate(tk.get(key) or []):
+            addr = q.get("resolver_address") or ""
+            if q.get("engine") == "udp" and addr:
+                remotes.add(addr)
+                if q.get("raw_response"):
+                    raw.setdefault(q["raw_response"], f"test_keys.{key}[{i}]")
+    out = []
+    for p in sniffer.packets_for(remotes, since, until):
+        rec = p.as_record(since)
+        if p.proto == "udp":
+            rec["matches"] = raw.get(base64.b64encode(p.payload).decode())
+            if rec["matches"] is None:
+                continue  # a DNS answer to some other measurement
+        elif "R" not in p.flags and not ("F" in p.flags and p.payload):
+            continue  # an ordinary close
+        out.append(rec)
+    return out
+
+
 def done_inputs(path: Path, test_name: str) -> set[str]:
     """Inputs already measured in `path` (JSONL); cuts a torn last line so appending stays valid."""
     if not path.exists():
@@ -122,7 +150,7 @@ def done_inputs(path: Path, test_name: str) -> set[str]:
 class Engine:
     def __init__(self, nettest: ModuleType, ctx: Context, probe: ProbeInfo, scrubber: Scrubber, *,
                  parallel: int = 16, annotations: dict[str, str] | None = None,
-                 sink: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 sink: Callable[[dict[str, Any]], None] | None = None, sniffer: Any = None) -> None:
         self.nettest = nettest
         self.ctx = ctx
         self.probe = probe
@@ -130,6 +158,7 @@ class Engine:
         self.parallel = max(1, parallel)
         self.annotations = annotations or {}
         self.sink = sink
+        self.sniffer = sniffer  # netx.sniffer.Sniffer when run with --capture
         now = dt.datetime.now(dt.timezone.utc)
         self.test_start = now
         self.report_id = new_report_id(nettest.NAME, probe, now)
@@ -137,11 +166,15 @@ class Engine:
     async def measure(self, input: str | None) -> dict[str, Any]:
         start = dt.datetime.now(dt.timezone.utc)
         t0 = time.monotonic()
+        wall0 = time.time()
         try:
             async with asyncio.timeout(self.ctx.timeouts.measurement + 5):
                 tk = await self.nettest.run(input, self.ctx)
         except TimeoutError:
             tk = {"x_measurement_failure": "generic_timeout_error"}
+        if self.sniffer is not None:
+            await asyncio.sleep(0.05)  # let the capture thread catch the last packets
+            tk["x_packets"] = packets_of(tk, self.sniffer, wall0, time.time())
         m = envelope(test_name=self.nettest.NAME, test_version=self.nettest.VERSION, input=input,
                      report_id=self.report_id, probe=self.probe, test_start_time=self.test_start,
                      measurement_start_time=start, runtime=time.monotonic() - t0, test_keys=tk,

@@ -45,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--control", default=CONTROL_NAME, help=f"innocent name for the control sweep (default {CONTROL_NAME})")
     p.add_argument("--runs", type=int, default=3, help="runs to make (more if they disagree; default 3)")
     p.add_argument("--max-ttl", type=int, default=12, help="highest TTL to try (default 12)")
-    p.add_argument("--wait", type=float, default=0.6, help="seconds to listen after each trigger (default 0.6)")
+    p.add_argument("--wait", type=float, default=0.6, help="seconds to listen after each trigger (default 0.6; a long path needs more)")
     p.add_argument("--spread", nargs="*", default=[], metavar="IP", help="other addresses serving the same names, one per run")
     p.add_argument("--resolver", default=None, help="public resolver IP; default $TAMPERSCOPE_PUBLIC_RESOLVER or 8.8.8.8")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

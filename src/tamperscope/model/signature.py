@@ -1,0 +1,66 @@
+"""The equipment signature of a measurement: header values of the packets that did it.
+
+With `--capture` the probe keeps, per measurement, the packets that censors
+forge (`test_keys.x_packets`: RSTs, data+FIN, DNS answers, each with IP-ID,
+TTL, window, flags). For the mechanism the verdict chose, this picks the
+packets that carried it (the first DNS answer for an injection, the RSTs from
+the endpoint that was reset, the data+FIN of a blockpage) and summarises them
+with model.location.signature; `key` groups measurements of the same gear.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .location import signature, signature_key
+
+
+def _as_forged(p: Mapping[str, Any]) -> dict[str, Any]:
+    return {"kind": p.get("proto"), "flags": p.get("flags"), "ip_id": p.get("ip_id"), "ttl": p.get("ttl"),
+            "initial_ttl": p.get("initial_ttl"), "window": p.get("window")}
+
+
+def _addresses(tk: Mapping[str, Any], evidence: Sequence[str]) -> set[str]:
+    out = set()
+    for ptr in evidence:
+        if not ptr.startswith("test_keys.") or "[" not in ptr:
+            continue
+        key, _, rest = ptr[len("test_keys."):].partition("[")
+        try:
+            rec = (tk.get(key) or [])[int(rest.split("]")[0])]
+        except (ValueError, IndexError, TypeError):
+            continue
+        if isinstance(rec, Mapping):
+            if rec.get("address"):
+                out.add(str(rec["address"]))
+            if rec.get("ip") and rec.get("port"):
+                out.add(f"{rec['ip']}:{rec['port']}")
+    return out
+
+
+def signature_from(measurement: Mapping[str, Any]) -> dict[str, Any] | None:
+    tk = measurement.get("test_keys") or {}
+    packets = [p for p in tk.get("x_packets") or [] if isinstance(p, Mapping)]
+    mech = tk.get("x_mechanism") or "none"
+    if not packets or mech == "none":
+        return None
+    evidence = [str(e) for e in tk.get("x_evidence") or []]
+    chosen: list[Mapping[str, Any]] = []
+    if mech.startswith("dns."):
+        first = [p for p in packets if p.get("proto") == "udp" and str(p.get("matches", "")).startswith("test_keys.queries[")]
+        chosen = sorted(first, key=lambda p: p.get("t", 0))[:1]
+    else:
+        addrs = _addresses(tk, evidence)
+        if mech.endswith(".rst"):
+            chosen = [p for p in packets if "R" in str(p.get("flags") or "") and (not addrs or p.get("remote") in addrs)]
+        elif mech == "http.blockpage":
+            chosen = [p for p in packets if p.get("proto") == "tcp" and p.get("payload_len") and "F" in str(p.get("flags") or "")
+                      and (not addrs or p.get("remote") in addrs)]
+    if not chosen:
+        return None
+    sig = signature([_as_forged(p) for p in chosen])
+    if sig is None:
+        return None
+    fps = [str(f) for f in tk.get("x_fingerprints") or []]
+    return {**sig, "key": signature_key(sig, fps), "remote": chosen[0].get("remote")}

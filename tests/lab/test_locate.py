@@ -1,0 +1,82 @@
+"""`tamperscope locate` in the lab: the hop is censor_after_hop + 1 for every profile, the placement
+matches the profile, and the forged packets carry the profile's header values.
+
+One scenario table drives it: profile, URL, expected layer, placement, scope, signature checks.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tamperscope.lab import addresses as A
+from tamperscope.lab import manager
+
+pytestmark = pytest.mark.lab
+HOP = A.CENSOR_AFTER_HOP + 1
+SPREAD = list(A.FARM[:4])
+
+# profile, url, layer, placement, scope, expected signature fields (None: no interference)
+SCENARIOS = [
+    ("tm-like", "http://www.bbc.com/", "http", "in-path", "name", {"ip_id": 30000, "initial_ttl": 128, "window": 0, "flags": "RA"}),
+    ("tm-like", "https://www.youtube.com/", "tls", "in-path", "name", {"ip_id": 30000, "initial_ttl": 128, "flags": "RA"}),
+    ("tm-like", "http://www.facebook.com/", "dns", "on-path", "name", {"kind": "udp", "ip_id": 0}),
+    ("tm-like", "http://nordvpn.com/", "http", "in-path", "name", None),  # an IP block: located by silence
+    ("ru-like", "https://www.linkedin.com/", "tls", "in-path", "name", {"ip_id": 0, "initial_ttl": 64, "window": 0}),
+    ("ru-like", "http://rutracker.org/", "http", "in-path", "name", {"ip_id": 12345, "window": 65535, "flags": "PA"}),
+    ("gfw-like", "http://www.falundafa.org/", "http", "on-path", "name", {"window": 2050, "initial_ttl": 64, "flags": "RA"}),
+    ("gfw-like", "https://www.bbc.com/", "tls", "on-path", "name", {"window": 2050}),
+    ("middlebox", "http://example.com/", "http", "in-path", "all", {}),
+    ("none", "http://www.bbc.com/", "http", None, None, None),
+    ("none", "https://www.youtube.com/", "tls", None, None, None),
+]
+
+
+@pytest.fixture(scope="module")
+def labs(lab_factory):  # type: ignore[no-untyped-def]
+    current: dict[str, str] = {}
+
+    def ensure(profile: str) -> None:
+        if current.get("p") != profile:
+            lab_factory(profile)
+            current["p"] = profile
+
+    return ensure
+
+
+@pytest.mark.parametrize("profile,url,layer,placement,scope,sig", SCENARIOS, ids=[f"{s[0]}:{s[1]}" for s in SCENARIOS])
+def test_locate(labs, profile, url, layer, placement, scope, sig) -> None:  # type: ignore[no-untyped-def]
+    labs(profile)
+    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--json",
+                                            "--wait", "0.25", "--spread", *SPREAD]), env=manager.client_env(),
+                         capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["layer"] == layer
+    if placement is None:
+        assert out["hop"] is None, out["reason"]
+        assert out["path"][: A.CENSOR_AFTER_HOP + 1] == [A.ACCESS_LAN, A.BORDER_DOWN]
+        return
+    assert out["hop"] == HOP, out
+    assert out["router"] == A.ACCESS_LAN  # the last hop before the censor
+    assert out["placement"] == placement and out["scope"] == scope
+    assert len(out["runs"]) >= 3 and out["agreement"] > 0.5
+    for k, v in (sig or {}).items():
+        assert out["fingerprint"][k] == v, (k, out["fingerprint"])
+    if url == "http://rutracker.org/":
+        assert out["blockpage"], "the forged page must match a blockpage fingerprint"
+        assert out["signature"].endswith("fp:" + "+".join(out["blockpage"]))
+
+
+def test_two_rules_with_different_headers_have_different_signatures(labs) -> None:  # type: ignore[no-untyped-def]
+    labs("ru-like")
+    sigs = set()
+    for url in ("https://www.linkedin.com/", "http://rutracker.org/"):
+        res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--json", "--runs", "1",
+                                                "--wait", "0.25", "--spread", *SPREAD]), env=manager.client_env(),
+                             capture_output=True, text=True, timeout=180)
+        sigs.add(json.loads(res.stdout)["signature"])
+    assert len(sigs) == 2
