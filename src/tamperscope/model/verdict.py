@@ -118,6 +118,7 @@ class Verdict:
             "x_confidence": self.confidence,
             "x_evidence": list(self.evidence),
             "x_fingerprints": list(self.fingerprints),
+            "x_status": self.status,
         }
 
 
