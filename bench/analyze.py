@@ -64,9 +64,10 @@ store = Store(db)
 stats = pipeline.run(paths, store, pipeline.Options(**opts))
 store.close()
 t_done = time.monotonic()
-self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(json.dumps({"run": t_done - t_ready, "startup": t_ready - t0, "accepted": stats.accepted,
+me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+self_rss, child_rss = me.ru_maxrss, kids.ru_maxrss
+cpu = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+print(json.dumps({"run": t_done - t_ready, "startup": t_ready - t0, "accepted": stats.accepted, "cpu": cpu,
                   "new": stats.new, "rejected": stats.rejected, "rss_kb": self_rss, "child_rss_kb": child_rss,
                   "matcher_calls": stats.matcher_calls, "matcher_hits": stats.matcher_hits}))
 """
@@ -111,36 +112,67 @@ def _shallow(sample: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- measurements
 
 
-def parse_time(path: Path) -> tuple[float, int]:
-    """Seconds for orjson alone to parse every line of the file (best of 3)."""
-    best, count = float("inf"), 0
+def parse_time(path: Path) -> tuple[float, float, int]:
+    """(wall, cpu) seconds for orjson alone to parse every line of the file (best of 3), and the line count."""
+    best, best_cpu, count = float("inf"), float("inf"), 0
     loads = orjson.loads
     for _ in range(3):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         count = 0
         with path.open("rb", buffering=1 << 20) as f:
             for line in f:
                 loads(line)
                 count += 1
         best = min(best, time.perf_counter() - t)
-    return best, count
+        best_cpu = min(best_cpu, time.process_time() - c)
+    return best, best_cpu, count
 
 
 def analyze(paths: Sequence[Path], db: Path, **options: Any) -> dict[str, Any]:
-    """One analyze run in a fresh process: wall time from outside, the rest from inside."""
+    """One analyze run in a fresh process: wall time and RSS (sampled) from outside, the rest from inside."""
+    import psutil
+
     for stale in (db, db.with_name(db.name + ".wal")):
         stale.unlink(missing_ok=True)
     shutil.rmtree(db.with_name(db.name.removesuffix(".duckdb") + ".raw"), ignore_errors=True)
     spec = json.dumps({"paths": [str(p) for p in paths], "db": str(db), **options})
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", RUNNER, spec], capture_output=True, text=True, env=env, check=False)
+    proc = subprocess.Popen([sys.executable, "-c", RUNNER, spec], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env)
+    samples: list[float] = []  # MB, the whole process tree (workers and Dask included)
+    watched = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            tree = [watched, *watched.children(recursive=True)]
+            samples.append(sum(p.memory_info().rss for p in tree if p.is_running()) / 2**20)
+        except psutil.Error:
+            pass
+        time.sleep(0.25)
+    out, err = proc.communicate()
     wall = time.perf_counter() - t
-    if out.returncode != 0:
-        raise SystemExit(f"analyze failed:\n{out.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    if proc.returncode != 0:
+        raise SystemExit(f"analyze failed:\n{err.decode()[-3000:]}")
+    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
     result["wall"] = wall
+    steady = samples[len(samples) // 5:] or samples or [0.0]
+    result["tree_peak_mb"] = max(samples or [0.0])
+    result["tree_median_mb"] = statistics.median(steady)
     return result
+
+
+def verdict_floor(path: Path) -> tuple[float, float]:
+    """(wall, cpu) seconds to parse every line and run only the verdict function with the fingerprint matcher:
+    the least any analysis reusing the probe's verdict function can cost."""
+    from tamperscope.analysis.verdicts import default_matcher, verdict_for
+
+    matcher = default_matcher()
+    loads = orjson.loads
+    t, c = time.perf_counter(), time.process_time()
+    with path.open("rb", buffering=1 << 20) as f:
+        for line in f:
+            verdict_for(loads(line), matcher)
+    return time.perf_counter() - t, time.process_time() - c
 
 
 def cli_time(path: Path, db: Path) -> float:
@@ -164,31 +196,35 @@ def aggregate_latency(rows: int, db: Path, repeats: int = 30) -> list[tuple[str,
     s = st.Store(db)
     s.con.execute(f"""
         INSERT INTO verdicts BY NAME
+        WITH r AS (
+            SELECT i, (hash(i * 7) % 2000)::BIGINT AS site, (hash(i * 13) % 300)::BIGINT AS net,
+                   (hash(i * 17) % (365 * 86400))::BIGINT AS sec, (hash(i * 3) % 10)::BIGINT AS o,
+                   (hash(i) % 6)::BIGINT AS mech, (hash(i * 5) % 50)::BIGINT AS sig, (hash(i) % 12)::BIGINT AS kind,
+                   (hash(i * 11) % 2)::BIGINT AS conf
+            FROM range({rows}) t(i))
         SELECT printf('%016x', i) AS measurement_uid,
-               (['web_connectivity', 'web_connectivity', 'web_connectivity', 'dnscheck'])[1 + i % 4] AS test_name,
-               'https://site' || (hash(i * 7) % 2000)::VARCHAR || '.example/' AS input,
-               'site' || (hash(i * 7) % 2000)::VARCHAR || '.example' AS domain,
-               (['IT','RU','TR','IR','CN','MM','TM','KZ','BY','DE','US','BR'])[1 + hash(i * 13) % 12] AS probe_cc,
-               'AS' || (1000 + hash(i * 13) % 300)::VARCHAR AS probe_asn,
-               'Network ' || (hash(i * 13) % 300)::VARCHAR AS probe_network_name,
-               DATE '2024-01-01' + (hash(i * 17) % 365)::INTEGER AS day,
-               TIMESTAMP '2024-01-01' + to_seconds((hash(i * 17) % (365 * 86400))::BIGINT) AS measurement_start_time,
-               CASE WHEN hash(i * 3) % 10 < 3 THEN 'dns' ELSE 'false' END AS blocking,
-               hash(i * 3) % 10 >= 3 AS accessible,
-               CASE WHEN hash(i * 3) % 10 < 3 THEN
-                   (['dns.poison','dns.nxdomain','tcp.rst','tls.rst','http.blockpage','throttle'])[1 + hash(i) % 6]
+               CASE WHEN i % 4 = 3 THEN 'dnscheck' ELSE 'web_connectivity' END AS test_name,
+               'https://site' || site || '.example/' AS input,
+               'site' || site || '.example' AS domain,
+               (['IT','RU','TR','IR','CN','MM','TM','KZ','BY','DE','US','BR'])[1 + net % 12] AS probe_cc,
+               'AS' || (1000 + net) AS probe_asn,
+               'Network ' || net AS probe_network_name,
+               (DATE '2024-01-01' + (sec // 86400)::INTEGER) AS day,
+               TIMESTAMP '2024-01-01' + to_seconds(sec) AS measurement_start_time,
+               CASE WHEN o < 3 THEN 'dns' ELSE 'false' END AS blocking,
+               o >= 3 AS accessible,
+               CASE WHEN o < 3 THEN
+                   (['dns.poison','dns.nxdomain','tcp.rst','tls.rst','http.blockpage','throttle'])[1 + mech]
                    ELSE 'none' END AS mechanism,
                0.8 AS confidence,
-               CASE WHEN hash(i * 3) % 10 < 3 THEN 'anomaly' WHEN hash(i * 3) % 10 = 9 THEN 'failure'
-                    ELSE 'ok' END AS status,
+               CASE WHEN o < 3 THEN 'anomaly' WHEN o = 9 THEN 'failure' ELSE 'ok' END AS status,
                []::VARCHAR[] AS evidence, []::VARCHAR[] AS fingerprints,
-               CASE WHEN hash(i * 5) % 50 = 0 THEN 'sig-' || (hash(i) % 12)::VARCHAR END AS signature,
-               CASE WHEN hash(i * 5) % 50 = 0 THEN (['Fortinet','Netsweeper','Sandvine'])[1 + hash(i) % 3] END
-                   AS equipment,
+               CASE WHEN sig = 0 THEN 'sig-' || kind END AS signature,
+               CASE WHEN sig = 0 THEN (['Fortinet','Netsweeper','Sandvine'])[1 + kind % 3] END AS equipment,
                '1' AS analysis_version,
-               CASE WHEN hash(i * 3) % 10 < 3 THEN (CASE WHEN hash(i * 11) % 2 = 0 THEN 'confirmed' ELSE 'anomaly' END)
-                    WHEN hash(i * 3) % 10 = 9 THEN 'failure' ELSE 'ok' END AS outcome
-        FROM range({rows}) t(i)""")
+               CASE WHEN o < 3 THEN (CASE WHEN conf = 0 THEN 'confirmed' ELSE 'anomaly' END)
+                    WHEN o = 9 THEN 'failure' ELSE 'ok' END AS outcome
+        FROM r""")
     s.con.execute("CHECKPOINT")
     filtered = st.Filters(probe_cc="RU", since="2024-03-01", until="2024-06-30")
     queries: list[tuple[str, Callable[[], object]]] = [
@@ -249,45 +285,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tamperscope.analysis.verdicts import default_matcher
         print(f"fingerprint database: {default_matcher().pattern_count:,} HTTP patterns, all matched")
 
-        parse_s, _ = parse_time(small)
+        load = os.getloadavg()[0]
+        parse_s, parse_cpu, _ = parse_time(small)
+        floor_s, floor_cpu = verdict_floor(small)
         one = analyze([small], work / "w1.duckdb", workers=1)
         cli = cli_time(small, work / "cli.duckdb")
+        parse_again, _, _ = parse_time(small)
+        parse_s = min(parse_s, parse_again)
         rate = one["accepted"] / one["run"]
-        print_table("1. speed, --workers 1 (same file, same run)", ["step", "seconds", "per measurement", "vs parse"], [
-            ["orjson parse only (read + loads)", f"{parse_s:.2f}", f"{parse_s / n_small * 1e6:.0f} us", "1.0x"],
-            ["analyze, library (pipeline.run)", f"{one['run']:.2f}", f"{one['run'] / n_small * 1e6:.0f} us",
-             f"{one['run'] / parse_s:.1f}x"],
-            ["analyze, whole process", f"{one['wall']:.2f}", f"{one['wall'] / n_small * 1e6:.0f} us",
+        us = lambda s: f"{s / n_small * 1e6:.0f} us"  # noqa: E731
+        print_table("1. speed, --workers 1 (same file, same run; wall clock, and CPU in brackets)",
+                    ["step", "seconds", "per measurement", "vs parse"], [
+            ["orjson parse only (read + loads)", f"{parse_s:.2f} ({parse_cpu:.2f})", us(parse_s), "1.0x"],
+            ["parse + verdict function only", f"{floor_s:.2f} ({floor_cpu:.2f})", us(floor_s),
+             f"{floor_s / parse_s:.1f}x"],
+            ["analyze, library (pipeline.run)", f"{one['run']:.2f}", us(one["run"]), f"{one['run'] / parse_s:.1f}x"],
+            ["analyze, whole process", f"{one['wall']:.2f} ({one['cpu']:.2f})", us(one["wall"]),
              f"{one['wall'] / parse_s:.1f}x"],
-            ["tamperscope analyze --workers 1 (CLI)", f"{cli:.2f}", f"{cli / n_small * 1e6:.0f} us",
-             f"{cli / parse_s:.1f}x"],
+            ["tamperscope analyze --workers 1 (CLI)", f"{cli:.2f}", us(cli), f"{cli / parse_s:.1f}x"],
         ])
         calls, hits = one["matcher_calls"], one["matcher_hits"]
         print(f"rate: {rate:,.0f} measurements/s = {rate / OONI_FASTPATH_RATE:.1f}x OONI fastpath "
-              f"({OONI_FASTPATH_RATE:.0f}/s); fingerprint lookups {calls:,}, answered from the memo {hits:,} "
-              f"({100 * hits / max(1, calls):.0f}%: replicated bodies repeat)")
-        nomemo = analyze([small], work / "nomemo.duckdb", workers=1, batch_size=512)
-        del nomemo  # same run again, as a check on noise
+              f"({OONI_FASTPATH_RATE:.0f}/s); the verdict function alone is {floor_s / parse_s:.1f}x the parse, "
+              f"{100 * (floor_s - parse_s) / max(1e-9, one['run']):.0f}% of analyze")
+        print(f"fingerprints: {calls:,} responses looked up, {hits:,} ({100 * hits / max(1, calls):.0f}%) answered "
+              "from the exact memo (replicated bodies repeat)")
+        print(f"load average at start: {load:.2f} (2 cores, shared: other jobs skew wall times)")
 
         n_large = build_corpus(large, args.large, seed=7)
         big = analyze([large], work / "w1-large.duckdb", workers=1)
-        print_table("2. peak memory (RSS) of analyze --workers 1", ["corpus", "measurements", "peak RSS", "run s"], [
-            [small.name, f"{n_small:,}", f"{one['rss_kb'] / 1024:.0f} MB", f"{one['run']:.1f}"],
-            [large.name, f"{n_large:,}", f"{big['rss_kb'] / 1024:.0f} MB", f"{big['run']:.1f}"],
+        print_table("2. memory of analyze --workers 1 (RSS of the process, sampled every 0.25 s)",
+                    ["corpus", "measurements", "peak RSS", "median RSS", "ru_maxrss", "run s"], [
+            [small.name, f"{n_small:,}", f"{one['tree_peak_mb']:.0f} MB", f"{one['tree_median_mb']:.0f} MB",
+             f"{one['rss_kb'] / 1024:.0f} MB", f"{one['run']:.1f}"],
+            [large.name, f"{n_large:,}", f"{big['tree_peak_mb']:.0f} MB", f"{big['tree_median_mb']:.0f} MB",
+             f"{big['rss_kb'] / 1024:.0f} MB", f"{big['run']:.1f}"],
         ])
-        print(f"growth from {n_small:,} to {n_large:,}: {(big['rss_kb'] - one['rss_kb']) / 1024:+.0f} MB")
+        print(f"growth from {n_small:,} to {n_large:,}: peak {big['tree_peak_mb'] - one['tree_peak_mb']:+.0f} MB, "
+              f"median {big['tree_median_mb'] - one['tree_median_mb']:+.0f} MB")
 
         two = analyze([small], work / "w2.duckdb", workers=2)
         rows = [["local, --workers 1", f"{one['run']:.2f}", f"{n_small / one['run']:,.0f}", "1.00x",
-                 f"{one['rss_kb'] / 1024:.0f} MB"],
+                 f"{one['tree_peak_mb']:.0f} MB"],
                 ["local, --workers 2", f"{two['run']:.2f}", f"{n_small / two['run']:,.0f}",
-                 f"{one['run'] / two['run']:.2f}x", f"{max(two['rss_kb'], two['child_rss_kb']) / 1024:.0f} MB"]]
+                 f"{one['run'] / two['run']:.2f}x", f"{two['tree_peak_mb']:.0f} MB"]]
         if not args.skip_dask:
             dask = analyze([small], work / "dask.duckdb", engine="dask", workers=2, split_bytes=16 << 20)
             rows.append(["dask LocalCluster, 2 workers", f"{dask['run']:.2f}", f"{n_small / dask['run']:,.0f}",
-                         f"{one['run'] / dask['run']:.2f}x", f"{max(dask['rss_kb'], dask['child_rss_kb']) / 1024:.0f} MB"])
-        print_table("3. scaling (library time, 2 cores)", ["engine", "seconds", "measurements/s", "speed-up",
-                                                           "peak RSS (largest process)"], rows)
+                         f"{one['run'] / dask['run']:.2f}x", f"{dask['tree_peak_mb']:.0f} MB"])
+        print_table("3. scaling (library time incl. pool/cluster start; 2 cores)",
+                    ["engine", "seconds", "measurements/s", "speed-up", "peak RSS, all processes"], rows)
 
         latencies = aggregate_latency(args.rows, work / "agg.duckdb")
         print_table(f"4. explorer aggregates over {args.rows:,} verdict rows (30 runs each)",

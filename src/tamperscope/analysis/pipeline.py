@@ -53,7 +53,8 @@ from tamperscope.analysis.store import (
 from tamperscope.analysis.verdicts import ANALYSIS_VERSION, Matcher, default_matcher, verdict_for
 from tamperscope.model.verdict import Verdict
 
-BATCH_SIZE = 512            # records per batch handed to a worker
+BATCH_SIZE = 512            # records per batch handed to a worker ...
+BATCH_BYTES = 16 * 1024 * 1024  # ... or this many bytes of input, whichever comes first
 ENGINES = ("local", "dask")
 
 
@@ -303,13 +304,19 @@ def _table(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
     return pa.table([pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)], schema=schema)
 
 
-def _batches(items: Iterable[Line | Rejection], size: int) -> Iterator[list[Line | Rejection]]:
+def _batches(items: Iterable[Line | Rejection], size: int,
+             max_bytes: int = BATCH_BYTES) -> Iterator[list[Line | Rejection]]:
+    """Batches of at most ``size`` records and about ``max_bytes`` of input (memory stays bounded)."""
     batch: list[Line | Rejection] = []
+    held = 0
     for item in items:
         batch.append(item)
-        if len(batch) >= size:
+        if isinstance(item, Line):
+            held += len(item.data)
+        if len(batch) >= size or held >= max_bytes:
             yield batch
             batch = []
+            held = 0
     if batch:
         yield batch
 

@@ -38,7 +38,8 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,8 @@ from tamperscope.analysis.observations import SCHEMA as OBSERVATION_SCHEMA
 from tamperscope.analysis.reader import Rejection
 
 SCHEMA_VERSION = 2
-FLUSH_ROWS = 8192  # measurements buffered before one transaction writes them
+FLUSH_ROWS = 4096  # measurements buffered before one transaction writes them ...
+FLUSH_BYTES = 48 * 1024 * 1024  # ... or this many bytes of raw measurements, whichever comes first
 MAX_OPEN_SEGMENTS = 256  # raw segment files kept open between flushes
 ZSTD_LEVEL = 3  # raw frames: fast, and several times smaller than the JSON
 _ZSTD = pa.Codec("zstd", compression_level=ZSTD_LEVEL)
@@ -271,7 +273,8 @@ class Store:
     """One analysis store. Not thread-safe for writing; readers use `cursor()`."""
 
     def __init__(self, path: str | os.PathLike[str], *, raw_root: str | os.PathLike[str] | None = None,
-                 create: bool = True, memory_limit: str | None = "1GB", sync: bool = False) -> None:
+                 create: bool = True, memory_limit: str | None = "1GB", sync: bool = False,
+                 background: bool = True) -> None:
         self.path = Path(path)
         if not create and not self.path.exists():
             raise StoreError(f"no store at {self.path}: run `tamperscope analyze` first")
@@ -295,6 +298,7 @@ class Store:
         self.raw_root = Path(raw_root) if raw_root is not None else raw_root_for(self.path)
         self._pending: list[BatchResult] = []
         self._pending_rows = 0
+        self._pending_bytes = 0
         self._run_id: str | None = None
         self._order_seq = 0
         self._track_order = False
@@ -302,6 +306,8 @@ class Store:
         self._open_segments: dict[str, Any] = {}
         self._made_dirs: set[Path] = set()
         self.sync = sync  # fsync raw segments before the database commits their pointers
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="tamperscope-store") if background else None
+        self._inflight: Future[None] | None = None
         self.stats = WriteStats()
 
     # ---- lifecycle
@@ -310,8 +316,14 @@ class Store:
         try:
             self.flush()
         finally:
-            self._close_segments()
-            self.con.close()
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+        self._inflight = None
+        self._close_segments()
+        self.con.close()
 
     def __enter__(self) -> Store:
         return self
@@ -321,8 +333,11 @@ class Store:
             self.close()
         else:
             self._pending.clear()
-            self._close_segments()
-            self.con.close()
+            try:
+                self._wait()
+            except BaseException:  # the original error matters more
+                pass
+            self._shutdown()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection for one reader thread (DuckDB connections are not shared across threads)."""
@@ -373,17 +388,42 @@ class Store:
     # ---- writing
 
     def write(self, batch: BatchResult) -> None:
-        """Buffer one batch; every `FLUSH_ROWS` measurements go to disk in one transaction."""
+        """Buffer one batch; every `FLUSH_ROWS` measurements go to disk in one transaction.
+
+        With ``background`` (the default) that transaction runs on the store's
+        writer thread while the caller analyses the next batches: DuckDB, zstd
+        and file writes release the GIL, so on two cores they overlap the
+        analysis. At most one flush is in flight; its errors surface here or in
+        `flush()`.
+        """
         self.run_id  # noqa: B018 - make sure a run exists
         self._pending.append(batch)
         self._pending_rows += batch.measurements.num_rows + len(batch.rejections)
-        if self._pending_rows >= FLUSH_ROWS:
-            self.flush()
+        self._pending_bytes += sum(len(line) for line in batch.raw)
+        if self._pending_rows >= FLUSH_ROWS or self._pending_bytes >= FLUSH_BYTES:
+            batches = self._take()
+            self._wait()
+            if self._writer is None:
+                self._transaction(batches)
+            else:
+                self._inflight = self._writer.submit(self._transaction, batches)
 
     def flush(self) -> None:
-        if not self._pending:
-            return
-        batches, self._pending, self._pending_rows = self._pending, [], 0
+        """Write everything buffered, and wait until it is committed."""
+        self._wait()
+        if self._pending:
+            self._transaction(self._take())
+
+    def _take(self) -> list[BatchResult]:
+        batches, self._pending, self._pending_rows, self._pending_bytes = self._pending, [], 0, 0
+        return batches
+
+    def _wait(self) -> None:
+        if self._inflight is not None:
+            inflight, self._inflight = self._inflight, None
+            inflight.result()
+
+    def _transaction(self, batches: list[BatchResult]) -> None:
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
@@ -677,25 +717,48 @@ def timeline(store: Store, filters: Filters | None = None) -> list[dict[str, Any
     return _aggregate(store, f"day, {_COUNTS}", "day", "day", filters, None)
 
 
+_ANOMALOUS = "outcome IN ('anomaly', 'confirmed')"
+
+
 def per_domain(store: Store, filters: Filters | None = None, limit: int | None = 100) -> list[dict[str, Any]]:
-    """Per domain, most anomalous first: counts, networks and countries seen, the commonest mechanism."""
-    return _aggregate(
-        store,
-        f"""domain, {_COUNTS}, count(DISTINCT probe_asn) AS network_count,
-            count(DISTINCT probe_cc) AS country_count,
-            mode(mechanism) FILTER (WHERE outcome IN ('anomaly', 'confirmed')) AS top_mechanism""",
-        "domain", "anomaly_count DESC, confirmed_count DESC, measurement_count DESC, domain", filters, limit,
-        "domain IS NOT NULL")
+    """Per domain, most anomalous first: counts, networks and countries seen, the commonest mechanism.
+
+    The counts come from one pass; the distinct counts and the commonest
+    mechanism only for the domains that make the cut (DISTINCT is what costs).
+    """
+    where, params = (filters or Filters()).where()
+    top = f"LIMIT {int(limit)}" if limit is not None else ""
+    sql = f"""
+        WITH f AS NOT MATERIALIZED (SELECT domain, probe_asn, probe_cc, mechanism, outcome FROM verdicts
+                   WHERE ({where}) AND domain IS NOT NULL),
+        top AS (SELECT domain, {_COUNTS} FROM f GROUP BY domain
+                ORDER BY anomaly_count DESC, confirmed_count DESC, measurement_count DESC, domain {top}),
+        seen AS (SELECT domain, count(DISTINCT probe_asn) AS network_count, count(DISTINCT probe_cc) AS country_count
+                 FROM f SEMI JOIN top USING (domain) GROUP BY domain),
+        mech AS (SELECT domain, mechanism, count(*) AS n FROM f SEMI JOIN top USING (domain)
+                 WHERE {_ANOMALOUS} GROUP BY domain, mechanism),
+        best AS (SELECT domain, first(mechanism ORDER BY n DESC, mechanism) AS top_mechanism FROM mech GROUP BY domain)
+        SELECT top.*, seen.network_count, seen.country_count, best.top_mechanism
+        FROM top JOIN seen USING (domain) LEFT JOIN best USING (domain)
+        ORDER BY anomaly_count DESC, confirmed_count DESC, measurement_count DESC, domain"""
+    return _plain(_rows(store.cursor(), sql, params))
 
 
 def per_network(store: Store, filters: Filters | None = None, limit: int | None = 100) -> list[dict[str, Any]]:
     """Per network (probe_asn, with its country and name), most anomalous first."""
-    return _aggregate(
-        store,
-        f"""probe_asn, any_value(probe_cc) AS probe_cc, max(probe_network_name) AS probe_network_name,
-            {_COUNTS}, count(DISTINCT domain) FILTER (WHERE outcome IN ('anomaly', 'confirmed'))
-            AS blocked_domain_count""",
-        "probe_asn", "anomaly_count DESC, confirmed_count DESC, measurement_count DESC, probe_asn", filters, limit)
+    where, params = (filters or Filters()).where()
+    top = f"LIMIT {int(limit)}" if limit is not None else ""
+    sql = f"""
+        WITH f AS NOT MATERIALIZED (SELECT probe_asn, probe_cc, probe_network_name, domain, outcome FROM verdicts WHERE {where}),
+        top AS (SELECT probe_asn, any_value(probe_cc) AS probe_cc, max(probe_network_name) AS probe_network_name,
+                       {_COUNTS} FROM f GROUP BY probe_asn
+                ORDER BY anomaly_count DESC, confirmed_count DESC, measurement_count DESC, probe_asn {top}),
+        blocked AS (SELECT probe_asn, count(DISTINCT domain) AS blocked_domain_count
+                    FROM f SEMI JOIN top USING (probe_asn) WHERE {_ANOMALOUS} GROUP BY probe_asn)
+        SELECT top.*, coalesce(blocked.blocked_domain_count, 0) AS blocked_domain_count
+        FROM top LEFT JOIN blocked USING (probe_asn)
+        ORDER BY anomaly_count DESC, confirmed_count DESC, measurement_count DESC, probe_asn"""
+    return _plain(_rows(store.cursor(), sql, params))
 
 
 def per_mechanism(store: Store, filters: Filters | None = None) -> list[dict[str, Any]]:
@@ -720,7 +783,7 @@ def domain_network(store: Store, filters: Filters | None = None, domains: int = 
     """The heatmap's cells: the most anomalous domains × networks, with counts."""
     where, params = (filters or Filters()).where()
     sql = f"""
-        WITH f AS (SELECT * FROM verdicts WHERE {where} AND domain IS NOT NULL),
+        WITH f AS NOT MATERIALIZED (SELECT * FROM verdicts WHERE {where} AND domain IS NOT NULL),
         d AS (SELECT domain FROM f GROUP BY domain
               ORDER BY count(*) FILTER (WHERE outcome IN ('anomaly', 'confirmed')) DESC, count(*) DESC, domain
               LIMIT {int(domains)}),
