@@ -58,7 +58,13 @@ def dns_udp(server: str, name: str, wait: float = 0.6, qtype: str = "A") -> dict
             r, _, _ = select.select([s], [], [], left)
             if not r:
                 break
-            data = s.recv(4096)
+            try:
+                data = s.recv(4096)
+            except ConnectionRefusedError:
+                # Linux reports a pending ICMP port-unreachable before datagrams already queued
+                # (an injector's answer to a silent address): keep reading briefly.
+                deadline = min(deadline, time.monotonic() + 0.2)
+                continue
             m = dns.message.from_wire(data)
             if m.id != q.id:
                 continue
