@@ -36,6 +36,7 @@ ROUTES = {
     "analyze": "tamperscope.analysis.command",
     "report": "tamperscope.analysis.command",
     "export": "tamperscope.analysis.command",
+    "serve": "tamperscope.collector.command",
 }
 
 
