@@ -273,7 +273,7 @@ class Store:
     """One analysis store. Not thread-safe for writing; readers use `cursor()`."""
 
     def __init__(self, path: str | os.PathLike[str], *, raw_root: str | os.PathLike[str] | None = None,
-                 create: bool = True, memory_limit: str | None = "1GB", sync: bool = False,
+                 create: bool = True, memory_limit: str | None = "256MB", sync: bool = False,
                  background: bool = True) -> None:
         self.path = Path(path)
         if not create and not self.path.exists():
@@ -288,8 +288,11 @@ class Store:
             raise StoreError(f"cannot open the store {self.path}: {first}") from exc
         except duckdb.Error as exc:
             raise StoreError(f"cannot open the store {self.path}: {str(exc).splitlines()[0]}") from exc
+        # DuckDB's buffer cache counts towards our memory: capped, it stays flat as the store grows
+        # (queries spill to disk beyond it). No progress bars on our stdout.
         if memory_limit:
             self.con.execute(f"SET memory_limit = '{memory_limit}'")
+        self.con.execute("SET enable_progress_bar = false")
         try:
             self.migrated = migrate(self.con)
         except BaseException:
