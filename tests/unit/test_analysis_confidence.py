@@ -185,3 +185,22 @@ def test_matcher_memo_is_exact_and_bounded() -> None:
     m(big, {})
     m(big, {})
     assert db.calls == 3 + 10 + 2  # long bodies are never kept
+
+
+def test_a_failing_verdict_function_is_reported_and_the_measurement_kept(tmp_path: Path) -> None:
+    @register("crashy")
+    def crashy(m: Any, matcher: Any) -> Verdict:
+        raise KeyError("boom")
+
+    try:
+        good = dict(_sample("successWithHTTP"), test_name="crashy")
+        (tmp_path / "x.jsonl").write_bytes(orjson.dumps(good))
+        store = Store(tmp_path / "s.duckdb")
+        stats = pipeline.run([str(tmp_path / "x.jsonl")], store)
+        assert (stats.new, stats.rejected, stats.analysis_errors) == (1, 0, 1)
+        assert stats.examples["analysis_error"][0].endswith("KeyError: 'boom'")
+        row = store.cursor().execute("SELECT status, outcome, evidence FROM verdicts").fetchone()
+        assert row == ("failure", "failure", ["analysis_error: KeyError"])
+        store.close()
+    finally:
+        del VERDICTS["crashy"]

@@ -244,3 +244,47 @@ def _rejections(store: Store) -> list[dict[str, Any]]:
     cur = store.cursor().execute("SELECT * FROM rejections ORDER BY line")
     names = [d[0] for d in cur.description or []]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+# --------------------------------------------------------------------------- fuzz
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20)
+_record_keys = st.sampled_from(["queries", "tcp_connect", "tls_handshakes", "requests", "control", "lookups",
+                                "x_dns_duplicate_responses", "quic_handshakes", "x_throttle", "tampering",
+                                "x_signature", "x_lookups", "x_injection", "control_failure"])
+_test_keys = st.dictionaries(_record_keys, _json | st.lists(st.dictionaries(
+    st.sampled_from(["hostname", "answers", "failure", "ip", "port", "status", "address", "request", "response",
+                     "t0", "t", "transaction_id", "tags", "engine", "server_name"]), _json, max_size=6), max_size=4),
+    max_size=6)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(test_name=st.sampled_from(["web_connectivity", "dnscheck", "throttling", "tls_mitm", "x"]),
+       test_keys=_test_keys, extra=st.dictionaries(st.sampled_from(["input", "probe_cc", "probe_asn",
+                                                                   "measurement_start_time", "test_version"]),
+                                                  _json, max_size=3))
+def test_hostile_measurements_never_crash_the_pipeline(tmp_path_factory: pytest.TempPathFactory, test_name: str,
+                                                       test_keys: dict[str, Any], extra: dict[str, Any]) -> None:
+    m: dict[str, Any] = {"test_name": test_name, "measurement_start_time": "2024-01-01 00:00:00", "probe_cc": "IT",
+                         "probe_asn": "AS1", "input": "http://x.example/", "test_keys": test_keys}
+    m.update(extra)
+    try:
+        data = orjson.dumps(m)
+    except orjson.JSONEncodeError:  # integers beyond 64 bits cannot even be written
+        return
+    result = pipeline.analyse_batch([Line("fuzz", 1, data)])
+    assert result.records == 1
+    assert result.measurements.num_rows + len(result.rejections) == 1
+    if result.measurements.num_rows:
+        store = Store(tmp_path_factory.mktemp("fuzz") / "s.duckdb")
+        store.write(result)
+        store.flush()
+        assert store.count("verdicts") == 1
+        store.close()

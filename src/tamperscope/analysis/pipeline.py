@@ -135,10 +135,10 @@ def envelope(m: Any) -> Envelope:
         raise Invalid("invalid_value", "empty or overlong test_name")
     try:
         when = dt.datetime.fromisoformat(start.strip())
-    except ValueError:
+        if when.tzinfo is not None:
+            when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    except (ValueError, OverflowError):
         raise Invalid("invalid_value", f"measurement_start_time {start[:40]!r} is not a time") from None
-    if when.tzinfo is not None:
-        when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
     inp = m.get("input")
     if inp is not None and not isinstance(inp, str):
         raise Invalid("wrong_type", f"input is a {_type(inp)}, not a string")
