@@ -19,9 +19,10 @@ in any formatting, leaves one row. Deduplication happens per flush (thousands of
 measurements at once) with one semi-join on a 64-bit ``uid_key`` column, and
 then on the full uid; no per-row DB calls.
 
-Schema versions: `MIGRATIONS` is an ordered list; opening a store applies the
-missing ones in one transaction each and records them in ``migrations``. A
-store newer than this code is refused (`StoreError`), never silently used.
+Schema versions (`schema.py`, re-exported here): `MIGRATIONS` is an ordered
+list; opening a store applies the missing ones in one transaction each and
+records them in ``migrations``. A store newer than this code is refused
+(`StoreError`), never silently used.
 
 The aggregate functions at the end (`timeline`, `per_domain`, `per_network`,
 `per_mechanism`, `per_country`, and the report's `domain_network`,
@@ -51,18 +52,23 @@ import pyarrow.compute as pc
 from tamperscope.analysis.confidence import OUTCOME_SQL
 from tamperscope.analysis.observations import SCHEMA as OBSERVATION_SCHEMA
 from tamperscope.analysis.reader import Rejection
+from tamperscope.analysis.schema import (
+    MEASUREMENT_SCHEMA,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    VERDICT_SCHEMA,
+    Migration,
+    StoreError,
+    migrate,
+    schema_version,
+)
 
-SCHEMA_VERSION = 2
 FLUSH_ROWS = 4096  # measurements buffered before one transaction writes them ...
 FLUSH_BYTES = 48 * 1024 * 1024  # ... or this many bytes of raw measurements, whichever comes first
 MAX_OPEN_SEGMENTS = 256  # raw segment files kept open between flushes
 ZSTD_LEVEL = 3  # raw frames: fast, and several times smaller than the JSON
 _ZSTD = pa.Codec("zstd", compression_level=ZSTD_LEVEL)
 DEFAULT_DB_NAME = "tamperscope.duckdb"
-
-
-class StoreError(Exception):
-    """The store cannot be used as asked (missing, locked, newer than this code)."""
 
 
 # --------------------------------------------------------------------------- paths
@@ -83,48 +89,6 @@ def raw_root_for(db_path: Path) -> Path:
 
 
 # --------------------------------------------------------------------------- batches
-
-MEASUREMENT_SCHEMA = pa.schema([
-    ("measurement_uid", pa.string()),
-    ("uid_key", pa.int64()),                     # first 64 bits of the content hash, for fast dedup
-    ("report_id", pa.string()),
-    ("input", pa.string()),                      # NULL for nettests without input
-    ("domain", pa.string()),                     # host of the input URL (or the input domain)
-    ("test_name", pa.string()),
-    ("test_version", pa.string()),
-    ("probe_cc", pa.string()),
-    ("probe_asn", pa.string()),                  # "AS1234"
-    ("probe_network_name", pa.string()),
-    ("measurement_start_time", pa.timestamp("us")),  # UTC
-    ("day", pa.date32()),                        # UTC day of measurement_start_time
-    ("software_name", pa.string()),
-    ("software_version", pa.string()),
-    ("source", pa.string()),                     # file:line it was read from
-])
-
-VERDICT_SCHEMA = pa.schema([
-    ("measurement_uid", pa.string()),
-    ("test_name", pa.string()),
-    ("input", pa.string()),
-    ("domain", pa.string()),
-    ("probe_cc", pa.string()),
-    ("probe_asn", pa.string()),
-    ("probe_network_name", pa.string()),
-    ("day", pa.date32()),
-    ("measurement_start_time", pa.timestamp("us")),
-    ("blocking", pa.string()),                   # OONI's blocking as text: "false", "dns", ...; NULL = null
-    ("accessible", pa.bool_()),
-    ("mechanism", pa.string()),                  # x_mechanism
-    ("confidence", pa.float64()),                # the verdict's own confidence, 0..1
-    ("status", pa.string()),                     # ok | anomaly | failure (this measurement alone)
-    ("evidence", pa.list_(pa.string())),
-    ("fingerprints", pa.list_(pa.string())),
-    ("signature", pa.string()),                  # test_keys.x_signature, when the probe saw equipment
-    ("equipment", pa.string()),                  # test_keys.x_equipment
-    ("analysis_version", pa.string()),
-    ("outcome", pa.string()),                    # ok | anomaly | confirmed | failure (confidence.py)
-])
-
 
 @dataclass(frozen=True)
 class BatchResult:
@@ -167,96 +131,6 @@ class WriteStats:
             shown = self.examples.setdefault(r.reason, [])
             if len(shown) < 3:
                 shown.append(f"{r.where}: {r.detail}")
-
-
-# --------------------------------------------------------------------------- migrations
-
-_V1 = [
-    """CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)""",
-    """CREATE TABLE runs (
-        run_id VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP, engine VARCHAR, workers INTEGER,
-        paths VARCHAR[], records BIGINT, accepted BIGINT, new BIGINT, duplicates BIGINT, rejected BIGINT)""",
-    """CREATE TABLE measurements (
-        measurement_uid VARCHAR NOT NULL, uid_key BIGINT NOT NULL, report_id VARCHAR, input VARCHAR,
-        domain VARCHAR, test_name VARCHAR NOT NULL, test_version VARCHAR, probe_cc VARCHAR NOT NULL,
-        probe_asn VARCHAR NOT NULL, probe_network_name VARCHAR, measurement_start_time TIMESTAMP NOT NULL,
-        day DATE NOT NULL, software_name VARCHAR, software_version VARCHAR, source VARCHAR, run_id VARCHAR,
-        raw_segment VARCHAR, raw_frame_offset BIGINT, raw_frame_length BIGINT, raw_frame_size BIGINT,
-        raw_line_offset BIGINT, raw_line_length BIGINT)""",
-    """CREATE TABLE verdicts (
-        measurement_uid VARCHAR NOT NULL, test_name VARCHAR NOT NULL, input VARCHAR, domain VARCHAR,
-        probe_cc VARCHAR NOT NULL, probe_asn VARCHAR NOT NULL, probe_network_name VARCHAR, day DATE NOT NULL,
-        measurement_start_time TIMESTAMP NOT NULL, blocking VARCHAR, accessible BOOLEAN, mechanism VARCHAR,
-        confidence DOUBLE, status VARCHAR, evidence VARCHAR[], fingerprints VARCHAR[], signature VARCHAR,
-        equipment VARCHAR, analysis_version VARCHAR)""",
-    """CREATE TABLE observations (
-        measurement_uid VARCHAR NOT NULL, idx INTEGER, step VARCHAR, pointer VARCHAR, t0 DOUBLE, t DOUBLE,
-        transaction_id BIGINT, hostname VARCHAR, engine VARCHAR, resolver VARCHAR, query_type VARCHAR,
-        answers VARCHAR[], ip VARCHAR, port INTEGER, server_name VARCHAR, url VARCHAR, status_code INTEGER,
-        body_length BIGINT, body_truncated BOOLEAN, failure VARCHAR)""",
-    """CREATE TABLE rejections (run_id VARCHAR, source VARCHAR, line BIGINT, reason VARCHAR, detail VARCHAR)""",
-]
-
-
-def _v2(con: duckdb.DuckDBPyConnection) -> None:
-    """Cross-measurement confidence: the ``outcome`` column, back-filled for every verdict."""
-    con.execute("ALTER TABLE verdicts ADD COLUMN outcome VARCHAR")
-    con.execute("""CREATE TEMP TABLE touched AS
-                   SELECT DISTINCT test_name, coalesce(input, '') AS input_key, probe_asn FROM verdicts""")
-    con.execute(OUTCOME_SQL)
-    con.execute("DROP TABLE touched")
-
-
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    description: str
-    apply: Callable[[duckdb.DuckDBPyConnection], None]
-
-
-def _statements(sql: Sequence[str]) -> Callable[[duckdb.DuckDBPyConnection], None]:
-    def run(con: duckdb.DuckDBPyConnection) -> None:
-        for statement in sql:
-            con.execute(statement)
-    return run
-
-
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "measurements, verdicts, observations, rejections, runs", _statements(_V1)),
-    Migration(2, "verdicts.outcome: confirmed / anomaly / failure / ok across measurements", _v2),
-)
-
-
-def schema_version(con: duckdb.DuckDBPyConnection) -> int:
-    tables = {row[0] for row in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
-    if "migrations" not in tables:
-        return 0
-    row = con.execute("SELECT max(version) FROM migrations").fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
-
-
-def migrate(con: duckdb.DuckDBPyConnection, target: int = SCHEMA_VERSION) -> list[int]:
-    """Apply the missing migrations up to ``target``; returns the versions applied."""
-    current = schema_version(con)
-    if current > SCHEMA_VERSION:
-        raise StoreError(f"the store has schema version {current}, newer than this tamperscope "
-                         f"({SCHEMA_VERSION}): upgrade tamperscope to use it")
-    con.execute("""CREATE TABLE IF NOT EXISTS migrations
-                   (version INTEGER, description VARCHAR, applied_at TIMESTAMP)""")
-    applied = []
-    for m in MIGRATIONS:
-        if current < m.version <= target:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                m.apply(con)
-                con.execute("INSERT INTO migrations VALUES (?, ?, now()::TIMESTAMP)", [m.version, m.description])
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            applied.append(m.version)
-    return applied
 
 
 # --------------------------------------------------------------------------- the store
