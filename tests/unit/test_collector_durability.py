@@ -113,6 +113,5 @@ def test_checkpoint_moves_so_a_restart_reads_only_the_tail(tmp_path: Path) -> No
     db = tmp_path / "s.duckdb"
     with running_app(settings(db)) as c:
         _submit_all(c, list(samples.corpus(20, seed="tail")))
-        assert c.collector.ingestor.checkpoint() == c.collector.rawlog.end()
     with running_app(settings(db)) as c:
         assert c.collector.ingestor.stats.replayed == 0

@@ -59,6 +59,11 @@ async def collector(db: Path, *, fail: list[int] | None = None, delay: float = 0
         yield url, flaky
 
 
+async def settled(flaky: Flaky) -> int:
+    await flaky.app_state.collector.ingestor.settled()  # type: ignore[attr-defined]
+    return stored(flaky)
+
+
 def stored(flaky: Flaky) -> int:
     row = flaky.app_state.collector.reader.cursor().execute("SELECT count(*) FROM measurements").fetchone()  # type: ignore[attr-defined]
     return int(row[0])
@@ -97,11 +102,11 @@ def test_flush_uploads_everything_and_empties_the_outbox(tmp_path: Path) -> None
             sent_to: list[str] = []
             result = await box.flush(url, timeout=30, on_sent=lambda uid, path: sent_to.append(uid))
             assert result.done and result.sent == 40 and result.rejected == 0 and len(result.uids) == 40
-            assert stored(flaky) == 40 and len(box) == 0 and sorted(sent_to) == sorted(result.uids)
+            assert await settled(flaky) == 40 and len(box) == 0 and sorted(sent_to) == sorted(result.uids)
             again = fill(box, 3, "flush")[:3]  # the same content again: acknowledged as duplicates
             assert again
             result = await box.flush(url + "/", timeout=30)
-            assert result.duplicates == 3 and result.sent == 0 and stored(flaky) == 40 and len(box) == 0
+            assert result.duplicates == 3 and result.sent == 0 and await settled(flaky) == 40 and len(box) == 0
 
     run(go)
 
@@ -115,7 +120,7 @@ def test_retries_5xx_and_429_with_backoff(tmp_path: Path) -> None:
             result = await box.flush(url, timeout=30, backoff=FAST, parallel=2)
             assert result.done and result.sent == 10
             assert result.attempts == 16 and flaky.submissions == 16
-            assert stored(flaky) == 10
+            assert await settled(flaky) == 10
 
     run(go)
 
@@ -152,7 +157,7 @@ def test_collector_down_keeps_everything_until_it_is_back(tmp_path: Path) -> Non
         assert result.remaining == 8 and result.sent == 0 and "connection_refused" in (result.last_error or "")
         async with collector(tmp_path / "c.duckdb", port=port) as (url, flaky):
             result = await box.flush(url, timeout=30, backoff=FAST)
-            assert result.done and result.sent == 8 and stored(flaky) == 8
+            assert result.done and result.sent == 8 and await settled(flaky) == 8
 
     run(go)
 
@@ -200,7 +205,7 @@ def test_a_killed_flush_resumes_and_loses_nothing(tmp_path: Path) -> None:
                     if stored(flaky) >= 8:
                         break
                     await asyncio.sleep(0.02)
-                assert stored(flaky) >= 8
+                assert await settled(flaky) >= 8
             finally:
                 proc.send_signal(signal.SIGKILL)
                 await proc.wait()
@@ -209,7 +214,7 @@ def test_a_killed_flush_resumes_and_loses_nothing(tmp_path: Path) -> None:
             assert 0 < left < 30, left
             result = await box.flush(url, timeout=30, backoff=FAST)  # the next run resumes
             assert result.done and result.sent + result.duplicates == left
-            assert stored(flaky) == 30
+            assert await settled(flaky) == 30
             uids = {r[0] for r in flaky.app_state.collector.reader.cursor().execute(  # type: ignore[attr-defined]
                 "SELECT input FROM measurements").fetchall()}
             assert len(uids) == len({m["input"] for m in ms})

@@ -120,7 +120,8 @@ def get_measurements(request: Request, query: QueryDep) -> Response:
             responses={200: {"content": {"application/json": {}}}, 404: {"description": "unknown"}})
 def get_measurement(request: Request,
                     measurement_uid: Annotated[str, Path(pattern=UID_PATTERN)]) -> Response:
-    data = collector_of(request).reader.raw(measurement_uid)
+    collector = collector_of(request)
+    data = collector.reader.raw(measurement_uid) or collector.ingestor.unsettled_raw(measurement_uid)
     if data is None:
         return JSONResponse({"error": "not_found", "detail": "no measurement with this uid"}, status_code=404)
     return Response(data, media_type="application/json")
@@ -260,7 +261,8 @@ def health(request: Request) -> dict[str, Any]:
         "accepting_submissions": c.settings.accept_submissions,
         "queued_requests": c.ingestor.queued,
         "stored": s.stored, "duplicates": s.duplicates, "refused": s.rejected, "replayed": s.replayed,
-        "commits": s.commits, "largest_commit": s.largest_commit,
+        "unsettled": c.ingestor.unsettled, "commits": s.commits, "largest_commit": s.largest_commit,
+        "transactions": s.transactions, "largest_transaction": s.largest_transaction,
         "raw_log_bytes": c.rawlog.size, "analysis_version": ANALYSIS_VERSION,
         "uptime_seconds": round(time.time() - c.started, 1),
     }

@@ -41,6 +41,11 @@ class Settings:
     accept_submissions: bool = True      # False: read-only explorer and API (demo)
 
 
+def open_store(settings: Settings) -> Store:
+    """The store as the collector uses it: no background writer of its own (the ingestor is one)."""
+    return Store(settings.db_path, memory_limit=settings.memory_limit, background=False)
+
+
 @dataclass
 class Collector:
     """The running parts; one per app."""
@@ -57,7 +62,7 @@ class Collector:
     @classmethod
     def open(cls, settings: Settings, store: Store | None = None) -> Collector:
         """Open the store (unless given) and the raw log; the caller starts the ingestor."""
-        store = store or Store(settings.db_path, memory_limit=settings.memory_limit)
+        store = store or open_store(settings)
         rawlog = RawLog(collector_dir_for(Path(store.path)))
         announce = None if settings.announce else (lambda text: None)
         return cls(
@@ -75,4 +80,4 @@ class Collector:
         await self.ingestor.stop()
 
 
-__all__ = ["Collector", "DEFAULT_HOST", "DEFAULT_PORT", "Settings"]
+__all__ = ["Collector", "DEFAULT_HOST", "DEFAULT_PORT", "Settings", "open_store"]

@@ -1,24 +1,31 @@
-"""The single writer: raw log first, then the analysis store, in batches, on one thread.
+"""The single writer: the raw log first (then the answer), the analysis store right after, in batches.
 
-Every submission goes through `Ingestor.submit()`. A background task takes
-everything queued (up to `MAX_BATCH` measurements from many requests) and runs
-one *commit* on the writer thread:
+Two threads, each the only one doing its job:
 
-1. analyse the lines (`pipeline.analyse_batch`: uid from the content, verdict by
-   test name, observations); a line the analysis cannot read is refused (422);
-2. drop what the store already has (same uid: idempotent resubmission) and what
-   an administrator deleted (410);
-3. append the new lines to the raw log and ``fdatasync`` it (`RawLog.append`);
-4. write the batch to the store (one transaction) and move the store's
-   checkpoint (how far into the raw log it has ingested);
-5. answer every waiting request: uid, duplicate or not, the verdict.
+* the *journal* thread takes everything queued (up to `MAX_BATCH` measurements
+  from many requests, group commit) and, for that group:
 
-A request is answered only after step 3 (and, unless the store failed, step 4),
-so a 200 means "on disk, fsync'd", and the verdict comes back with it.
+  1. analyses the lines (`pipeline.analyse_batch`: uid from the content, the
+     verdict by test name, observations); a line the analysis cannot read is
+     refused (422);
+  2. sorts out what the collector already has (same uid: an idempotent
+     resubmission, answered 200 ``duplicate``) and what an administrator deleted
+     (410), with an in-memory set of 64-bit uid keys and an exact check on a hit;
+  3. appends the new lines to the raw log and ``fdatasync``s it (`RawLog.append`);
+  4. hands the analysed batch to the store thread, and only then answers every
+     waiting request with its uid and verdict.
 
-At start the store catches up with the raw log from its checkpoint (what was
-acknowledged before a crash but not yet in the tables). Administrative jobs
-(delete, re-analyse) run on the same thread, between batches, in queue order.
+* the *store* thread writes what the journal handed over into the DuckDB store,
+  as many batches per transaction as have accumulated (a transaction costs about
+  the same for 1 or 1000 measurements), moves the store's checkpoint (how far
+  into the raw log the tables go), and runs administrative jobs (delete,
+  re-analyse) in order with the batches.
+
+So a 200 means "on disk, fsync'd, analysed", and the tables follow within a
+transaction's time (`Ingestor.settled()` waits for that; `unsettled_raw()`
+serves acknowledged measurements that are not in the tables yet). A crash
+between the two loses nothing: at start the store catches up with the raw log
+from its checkpoint.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,9 +51,14 @@ from tamperscope.collector.rawlog import Position, RawLog
 log = logging.getLogger("tamperscope.collector")
 T = TypeVar("T")
 
-MAX_BATCH = 1024          # measurements per commit
-QUEUE_SIZE = 512          # requests waiting for the writer before new ones get 503
-REPLAY_BATCH = 512        # raw log lines per transaction when catching up at start
+MAX_BATCH = 1024          # measurements per journal commit
+LINGER = 0.002            # seconds a journal commit waits for more submissions to join it
+QUEUE_SIZE = 512          # requests waiting for the journal before new ones get 503
+UNSETTLED_BYTES = 256 * 1024 * 1024  # acknowledged but not in the store yet; above this, submissions wait
+REPLAY_BATCH = 2048       # raw log lines per transaction when catching up at start
+CHECKPOINT_EVERY = 0.5    # seconds between updates of the store's checkpoint (replay is idempotent)
+STORE_INTERVAL = 0.25     # seconds between store transactions while submissions keep coming
+STORE_BATCH = 4096        # measurements that make a store transaction start at once
 
 CHECKPOINT_TABLE = "collector_checkpoint"
 
@@ -66,8 +80,10 @@ class IngestStats:
     duplicates: int = 0
     rejected: int = 0
     deleted: int = 0
-    commits: int = 0
+    commits: int = 0                     # journal group commits (fsyncs)
     largest_commit: int = 0
+    transactions: int = 0                # store transactions
+    largest_transaction: int = 0
     replayed: int = 0
     store_errors: int = 0
 
@@ -85,11 +101,21 @@ class _Job:
 
 
 @dataclass
+class _Handover:
+    """An acknowledged group, for the store thread."""
+
+    results: list[BatchResult]
+    position: Position                   # the raw log's end after this group
+    fresh: dict[str, int]                # uid -> bytes, appended by this group
+
+
+@dataclass
 class _Analysed:
-    """Analysis of a run of lines: which result covers which line, and per-line outcome."""
+    """Analysis of a run of lines: the results, and per line its uid or why it was refused."""
 
     results: list[BatchResult] = field(default_factory=list)
-    uids: list[str | None] = field(default_factory=list)          # per line
+    uids: list[str | None] = field(default_factory=list)
+    keys: dict[str, int] = field(default_factory=dict)                 # uid -> 64-bit key
     refused: dict[int, tuple[str, str]] = field(default_factory=dict)  # line index -> (error, detail)
 
 
@@ -107,38 +133,56 @@ class Ingestor:
     """Owns the store and the raw log for writing; everything that writes goes through here."""
 
     def __init__(self, store: Store, rawlog: RawLog, *, max_batch: int = MAX_BATCH,
-                 queue_size: int = QUEUE_SIZE, matcher: Matcher | None = None,
+                 queue_size: int = QUEUE_SIZE, matcher: Matcher | None = None, linger: float = LINGER,
                  announce: Callable[[str], None] | None = None) -> None:
         self.store = store
         self.rawlog = rawlog
         self.max_batch = max_batch
+        self.linger = linger
         self.stats = IngestStats()
         self.healthy = True                  # False after a store error: the checkpoint stops moving
         self._matcher = matcher
-        self._queue: asyncio.Queue[_Submission | _Job | None] | None = None
+        self._announce = announce or (lambda text: print(f"tamperscope: {text}", file=sys.stderr, flush=True))
         self._queue_size = queue_size
-        self._held: _Submission | _Job | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tamperscope-writer")
-        self._task: asyncio.Task[None] | None = None
-        self._announce = announce or (lambda text: print(f"tamperscope: {text}", file=sys.stderr))
+        self._queue: asyncio.Queue[_Submission | None] | None = None
+        self._store_queue: asyncio.Queue[_Handover | _Job | None] | None = None
+        self._journal_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tamperscope-journal")
+        self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tamperscope-store")
+        self._tasks: list[asyncio.Task[None]] = []
+        self._keys: set[int] = set()         # uid keys of everything stored or acknowledged
+        self._unsettled: dict[str, bytes] = {}  # acknowledged, not yet in the store
+        self._unsettled_bytes = 0
+        self._lock = threading.Lock()
+        self._room = asyncio.Event()
+        self._lookup: Any = None             # the journal thread's own DuckDB cursor
+        self._position: Position | None = None
+        self._checkpointed = 0.0
+        self._last_transaction = 0.0
 
     # ---- lifecycle
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue(maxsize=self._queue_size)
-        await loop.run_in_executor(self._executor, self._startup)
-        self._task = asyncio.create_task(self._run(), name="tamperscope-ingestor")
+        self._store_queue = asyncio.Queue()
+        self._room.set()
+        await loop.run_in_executor(self._store_thread, self._startup)
+        self._lookup = await loop.run_in_executor(self._store_thread, self.store.con.cursor)
+        self._tasks = [asyncio.create_task(self._journal_loop(), name="tamperscope-journal"),
+                       asyncio.create_task(self._store_loop(), name="tamperscope-store")]
 
     async def stop(self) -> None:
-        """Answer everything queued, then close the store (flushes) and the raw log."""
-        if self._task is not None and self._queue is not None:
+        """Answer everything queued, write it to the store, then close the store and the raw log."""
+        if self._tasks and self._queue is not None and self._store_queue is not None:
             await self._queue.put(None)
-            await self._task
-            self._task = None
+            await self._tasks[0]
+            await self._store_queue.put(None)
+            await self._tasks[1]
+            self._tasks = []
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._shutdown)
-        self._executor.shutdown(wait=True)
+        await loop.run_in_executor(self._store_thread, self._shutdown)
+        self._journal_thread.shutdown(wait=True)
+        self._store_thread.shutdown(wait=True)
 
     def _startup(self) -> None:
         if self._matcher is None:
@@ -149,11 +193,16 @@ class Ingestor:
             con.execute(f"INSERT INTO {CHECKPOINT_TABLE} VALUES ('', 0)")
         self.store.begin_run(engine="collector", paths=[str(self.rawlog.incoming)])
         self._replay()
+        self._keys = {int(r[0]) for r in con.execute("SELECT uid_key FROM measurements").fetchall()}
 
     def _shutdown(self) -> None:
         try:
+            if self.healthy and self._position is not None:
+                self._set_checkpoint(self._position)
             self.store.finish_run()
         finally:
+            if self._lookup is not None:
+                self._lookup.close()
             self.store.close()
             self.rawlog.close()
 
@@ -168,8 +217,7 @@ class Ingestor:
     def _replay(self) -> None:
         """Ingest what the raw log holds beyond the store's checkpoint (after a crash, or a rebuild)."""
         since = self.checkpoint()
-        end = self.rawlog.end()
-        if end <= since:
+        if self.rawlog.end() <= since:
             return
         self._announce(f"catching up: ingesting the raw log from {since.segment or 'the start'}"
                        f"{f' @ {since.offset}' if since.offset else ''} into {self.store.path}")
@@ -196,8 +244,8 @@ class Ingestor:
     # ---- the API
 
     async def submit(self, lines: Sequence[bytes], *, wait: float = 30.0) -> list[Receipt]:
-        """Queue measurements (serialised JSON, one per element); their receipts once committed."""
-        if self._queue is None or self._task is None:
+        """Queue measurements (serialised JSON, one per element); their receipts once durable."""
+        if self._queue is None or not self._tasks:
             raise RuntimeError("the ingestor is not running")
         future: asyncio.Future[list[Receipt]] = asyncio.get_running_loop().create_future()
         try:
@@ -207,62 +255,75 @@ class Ingestor:
         return await asyncio.shield(future)
 
     async def call(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` on the writer thread, after everything queued before it."""
-        if self._queue is None or self._task is None:
+        """Run ``fn`` on the store thread, after every batch acknowledged before this call."""
+        if self._store_queue is None or not self._tasks:
             raise RuntimeError("the ingestor is not running")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(fn, future))
+        await self._store_queue.put(_Job(fn, future))
         return await asyncio.shield(future)  # type: ignore[no-any-return]
+
+    async def settled(self) -> None:
+        """Return once everything acknowledged so far is in the store's tables."""
+        await self.call(lambda: None)
+
+    def unsettled_raw(self, uid: str) -> bytes | None:
+        """An acknowledged measurement the store has not taken yet (read-your-writes for the raw API)."""
+        with self._lock:
+            return self._unsettled.get(uid)
 
     @property
     def queued(self) -> int:
         return self._queue.qsize() if self._queue is not None else 0
 
-    # ---- the loop
+    @property
+    def unsettled(self) -> int:
+        with self._lock:
+            return len(self._unsettled)
 
-    async def _run(self) -> None:
-        assert self._queue is not None
+    # ---- the journal
+
+    async def _journal_loop(self) -> None:
+        assert self._queue is not None and self._store_queue is not None
         loop = asyncio.get_running_loop()
-        while True:
-            item = self._held if self._held is not None else await self._queue.get()
-            self._held = None
+        stopping = False
+        while not stopping:
+            item = await self._queue.get()
             if item is None:
                 return
-            if isinstance(item, _Job):
-                try:
-                    result = await loop.run_in_executor(self._executor, item.fn)
-                except Exception as exc:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
-                else:
-                    if not item.future.done():
-                        item.future.set_result(result)
-                continue
             group = [item]
             count = len(item.lines)
+            # Group commit: give requests already on their way a moment to join this fsync.
+            linger_until = loop.time() + self.linger
             while count < self.max_batch:
                 try:
                     more = self._queue.get_nowait()
                 except asyncio.QueueEmpty:
-                    break
-                if not isinstance(more, _Submission):
-                    self._held = more
+                    if loop.time() >= linger_until:
+                        break
+                    await asyncio.sleep(0.0005)
+                    continue
+                if more is None:
+                    stopping = True
                     break
                 group.append(more)
                 count += len(more.lines)
+            await self._room.wait()  # the store thread is too far behind: let it catch up first
             try:
-                receipts = await loop.run_in_executor(self._executor, self._commit, [s.lines for s in group])
+                receipts, handover = await loop.run_in_executor(
+                    self._journal_thread, self._commit, [s.lines for s in group])
             except Exception as exc:  # the raw log could not be written: nothing was acknowledged
-                log.exception("commit failed")
+                log.exception("journal commit failed")
                 for s in group:
                     if not s.future.done():
                         s.future.set_exception(exc)
                 continue
+            if handover is not None:
+                if self._unsettled_bytes > UNSETTLED_BYTES:
+                    self._room.clear()
+                await self._store_queue.put(handover)
             for s, r in zip(group, receipts, strict=True):
                 if not s.future.done():
                     s.future.set_result(r)
-
-    # ---- on the writer thread
 
     def _analyse(self, lines: Sequence[bytes], source: str) -> _Analysed:
         """Analyse lines; a line that breaks the analysis is refused on its own, not with its batch."""
@@ -299,30 +360,38 @@ class Ingestor:
                 if keep:
                     run(keep)  # analyse again without the deleted ones, so not a byte of them is stored
                 return
+            out.keys.update(zip(result.measurements.column("measurement_uid").to_pylist(),
+                                result.measurements.column("uid_key").to_pylist(), strict=True))
             out.results.append(result)
 
         run(list(range(len(lines))))
         return out
 
-    def _known(self, uids: Sequence[str]) -> set[str]:
+    def _stored(self, uids: Sequence[str]) -> set[str]:
+        """Which of these uids the store's tables hold (exact; journal thread)."""
         if not uids:
             return set()
-        rows = self.store.con.execute(
-            "SELECT measurement_uid FROM measurements WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))",
-            [list(uids)]).fetchall()
+        marks = ", ".join("?" * len(uids))
+        rows = self._lookup.execute(
+            f"SELECT measurement_uid FROM measurements WHERE measurement_uid IN ({marks})", list(uids)).fetchall()
         return {r[0] for r in rows}
 
-    def _commit(self, groups: list[list[bytes]]) -> list[list[Receipt]]:
+    def _commit(self, groups: list[list[bytes]]) -> tuple[list[list[Receipt]], _Handover | None]:
         lines = [line for g in groups for line in g]
         analysed = self._analyse(lines, "collector")
         verdicts: dict[str, dict[str, Any]] = {}
         for result in analysed.results:
             verdicts.update(_verdict_of(result.verdicts))
-        candidates = [u for u in analysed.uids if u is not None]
-        known = self._known(sorted(set(candidates)))
         deleted = self.rawlog.deleted
+        # Known already? The key set answers "certainly new" for almost everything; a hit is checked
+        # exactly: first among the acknowledged-but-unsettled, then in the tables (in that order, so a
+        # batch the store thread commits meanwhile is seen in one place or the other).
+        maybe = sorted({u for u in analysed.uids if u is not None and analysed.keys.get(u) in self._keys})
+        with self._lock:
+            known = {u for u in maybe if u in self._unsettled}
+        known |= self._stored([u for u in maybe if u not in known])
+        fresh: dict[str, int] = {}
         fresh_lines: list[bytes] = []
-        seen: set[str] = set()
         per_line: list[Receipt] = []
         for i, uid in enumerate(analysed.uids):
             if uid is None:
@@ -332,27 +401,24 @@ class Ingestor:
             elif uid in deleted:
                 per_line.append(Receipt("deleted", uid))
                 self.stats.deleted += 1
-            elif uid in known or uid in seen:
+            elif uid in known or uid in fresh:
                 per_line.append(Receipt("duplicate", uid, verdicts.get(uid)))
                 self.stats.duplicates += 1
             else:
-                seen.add(uid)
+                fresh[uid] = len(lines[i])
                 fresh_lines.append(lines[i])
                 per_line.append(Receipt("stored", uid, verdicts.get(uid)))
                 self.stats.stored += 1
+        handover = None
         if fresh_lines:
             position = self.rawlog.append(fresh_lines)  # durable from here on
-            try:
-                for result in analysed.results:
-                    self.store.write(result)
-                self.store.flush()
-                if self.healthy:
-                    self._set_checkpoint(position)
-            except Exception:
-                # Acknowledged anyway: the raw log has it, and the next start replays it.
-                log.exception("the store could not take a batch; it will be replayed from the raw log at restart")
-                self.healthy = False
-                self.stats.store_errors += 1
+            with self._lock:
+                for i, uid in enumerate(analysed.uids):
+                    if uid is not None and uid in fresh and uid not in self._unsettled:
+                        self._unsettled[uid] = lines[i]
+                        self._unsettled_bytes += len(lines[i])
+            self._keys.update(analysed.keys[u] for u in fresh)
+            handover = _Handover(analysed.results, position, fresh)
         self.stats.commits += 1
         self.stats.largest_commit = max(self.stats.largest_commit, len(lines))
         out: list[list[Receipt]] = []
@@ -360,7 +426,72 @@ class Ingestor:
         for g in groups:
             out.append(per_line[at:at + len(g)])
             at += len(g)
-        return out
+        return out, handover
+
+    # ---- the store
+
+    async def _store_loop(self) -> None:
+        assert self._store_queue is not None
+        loop = asyncio.get_running_loop()
+        held: _Handover | _Job | None = None
+        while True:
+            item = held if held is not None else await self._store_queue.get()
+            held = None
+            if item is None:
+                return
+            if isinstance(item, _Job):
+                try:
+                    result = await loop.run_in_executor(self._store_thread, item.fn)
+                except Exception as exc:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                else:
+                    if not item.future.done():
+                        item.future.set_result(result)
+                continue
+            batch = [item]
+            # One transaction costs DuckDB about the same for 1 or 1000 rows: gather what arrives within
+            # STORE_INTERVAL of the previous one, unless a job (a reader waiting to settle) is asking.
+            until = max(loop.time(), self._last_transaction + STORE_INTERVAL)
+            while sum(len(h.fresh) for h in batch) < STORE_BATCH:
+                try:
+                    more = await asyncio.wait_for(self._store_queue.get(), max(0.0, until - loop.time()))
+                except TimeoutError:
+                    break
+                if not isinstance(more, _Handover):
+                    held = more
+                    break
+                batch.append(more)
+            await loop.run_in_executor(self._store_thread, self._ingest, batch)
+            self._last_transaction = loop.time()
+            if self._unsettled_bytes <= UNSETTLED_BYTES:
+                self._room.set()
+
+    def _ingest(self, batch: list[_Handover]) -> None:
+        try:
+            for handover in batch:
+                for result in handover.results:
+                    self.store.write(result)
+            self.store.flush()
+            self._position = batch[-1].position
+            now = time.monotonic()
+            if self.healthy and now - self._checkpointed >= CHECKPOINT_EVERY:
+                self._set_checkpoint(self._position)
+                self._checkpointed = now
+        except Exception:
+            # Acknowledged anyway: the raw log has it, and the next start replays it.
+            log.exception("the store could not take a batch; it will be replayed from the raw log at restart")
+            self.healthy = False
+            self.stats.store_errors += 1
+        finally:
+            with self._lock:
+                for handover in batch:
+                    for uid, size in handover.fresh.items():
+                        if self._unsettled.pop(uid, None) is not None:
+                            self._unsettled_bytes -= size
+            self.stats.transactions += 1
+            self.stats.largest_transaction = max(self.stats.largest_transaction,
+                                                 sum(len(h.fresh) for h in batch))
 
 
 __all__ = ["Busy", "CHECKPOINT_TABLE", "IngestStats", "Ingestor", "MAX_BATCH", "Receipt"]

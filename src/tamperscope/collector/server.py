@@ -15,7 +15,7 @@ from pathlib import Path
 from tamperscope.analysis.store import Store, StoreError
 from tamperscope.collector.admin import TOKEN_ENV, usable_token
 from tamperscope.collector.app import create_app
-from tamperscope.collector.config import DEFAULT_HOST, DEFAULT_PORT, Settings
+from tamperscope.collector.config import DEFAULT_HOST, DEFAULT_PORT, Settings, open_store
 
 
 class ServeError(Exception):
@@ -36,7 +36,7 @@ def serve(settings: Settings, *, store: Store | None = None) -> int:
 
     if store is None:
         try:
-            store = Store(settings.db_path, memory_limit=settings.memory_limit)
+            store = open_store(settings)
         except StoreError as exc:
             raise ServeError(str(exc)) from None
     app = create_app(settings, store=store)

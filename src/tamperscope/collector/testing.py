@@ -51,9 +51,18 @@ class SyncClient:
         self.app = client.app
 
     def request(self, method: str, url: str, **kwargs: Any) -> Any:
+        """One request; a GET first waits until every acknowledged submission is in the tables
+        (the store follows the acknowledgements by one transaction), so tests read their writes."""
         async def call() -> Any:
+            if method == "GET":
+                await self.settle()
             return await self.client.request(method, url, **kwargs)
         return self.portal.call(call)
+
+    async def settle(self) -> None:
+        collector = self.app.state.collector
+        if collector is not None:
+            await collector.ingestor.settled()
 
     def get(self, url: str, **kwargs: Any) -> Any:
         return self.request("GET", url, **kwargs)
