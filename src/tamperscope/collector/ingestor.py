@@ -434,9 +434,14 @@ class Ingestor:
         assert self._store_queue is not None
         loop = asyncio.get_running_loop()
         held: _Handover | _Job | None = None
+        stopping = False
         while True:
-            item = held if held is not None else await self._store_queue.get()
-            held = None
+            if held is not None:
+                item, held = held, None
+            elif stopping:
+                return
+            else:
+                item = await self._store_queue.get()
             if item is None:
                 return
             if isinstance(item, _Job):
@@ -458,7 +463,10 @@ class Ingestor:
                     more = await asyncio.wait_for(self._store_queue.get(), max(0.0, until - loop.time()))
                 except TimeoutError:
                     break
-                if not isinstance(more, _Handover):
+                if more is None:
+                    stopping = True
+                    break
+                if isinstance(more, _Job):
                     held = more
                     break
                 batch.append(more)
