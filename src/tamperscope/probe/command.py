@@ -53,6 +53,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--yes", "-y", action="store_true", help="give informed consent without the prompt (automation)")
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.add_argument("--summary", action="store_true", help="print a table by mechanism at the end")
+    p.add_argument("--submit", default=None, metavar="URL",
+                   help="upload each measurement to this collector (OONI's report protocol, e.g. `tamperscope serve`) "
+                        "through a durable local outbox; what cannot be sent now is sent by the next --submit run")
+    p.add_argument("--outbox", type=Path, default=None, metavar="DIR",
+                   help="the outbox directory (default $XDG_DATA_HOME/tamperscope/outbox, else ~/.local/share/...)")
+    p.add_argument("--submit-timeout", type=float, default=120.0, metavar="S",
+                   help="seconds to keep retrying the upload after the last measurement (default 120)")
     p.set_defaults(func=run)
 
 
@@ -167,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         ensure_consent(args.yes)
     except ConsentRequired as e:
         raise UsageError(str(e)) from None
+    submit = _submission(args)
     out_path: Path = args.output or Path(f"tamperscope-{nettest.NAME}.jsonl")
     try:
         seen = done_inputs(out_path, nettest.NAME)
@@ -179,7 +187,9 @@ def run(args: argparse.Namespace) -> int:
           + (f" ({stats.skipped} already in {out_path})" if stats.skipped else "")
           + f"; contacting the targets, resolver {ctx.isp_resolver or 'system'}, public resolver "
           f"{ctx.udp_resolver.address if ctx.udp_resolver else '-'}, helper {ctx.helper_url or 'none'}; "
-          f"writing {out_path}; submitting nothing.", file=sys.stderr)
+          f"writing {out_path}; "
+          + (f"submitting to {submit.url} (outbox {submit.box.root}, {len(submit.box)} waiting)." if submit
+             else "submitting nothing."), file=sys.stderr)
     sniffer = None
     if args.capture:
         if os.geteuid() != 0:
@@ -189,8 +199,12 @@ def run(args: argparse.Namespace) -> int:
         sniffer = Sniffer().start()
     engine = Engine(nettest, ctx, probe, Scrubber(mine), parallel=args.parallel, sniffer=sniffer)
     progress = Progress(stats, enabled=not args.no_progress)
+    sink: Any = out if submit is None else _Tee(out, submit.box)
     try:
-        _loop_run(engine.run(todo, out, stats, progress))
+        if submit is None:
+            _loop_run(engine.run(todo, sink, stats, progress))
+        else:
+            _loop_run(_run_and_submit(engine.run(todo, sink, stats, progress), submit, ctx.ca_bundle, progress))
     except NettestError as e:
         raise UsageError(str(e)) from None
     finally:
@@ -201,6 +215,95 @@ def run(args: argparse.Namespace) -> int:
     if args.summary:
         print(summary_table(stats))
     return 0
+
+
+class _Submission:
+    def __init__(self, url: str, box: Any, timeout: float) -> None:
+        self.url, self.box, self.timeout = url, box, timeout
+        self.sent = self.duplicates = self.rejected = 0
+        self.last_error: str | None = None
+
+
+def _submission(args: argparse.Namespace) -> _Submission | None:
+    if args.submit is None:
+        if args.outbox is not None:
+            raise UsageError("--outbox goes with --submit URL")
+        return None
+    from urllib.parse import urlsplit
+
+    from .outbox import Outbox, OutboxError
+
+    parts = urlsplit(args.submit)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--submit must be a collector's http(s) URL, not {args.submit!r}")
+    if not 0 < args.submit_timeout <= 86400:
+        raise UsageError("--submit-timeout must be more than 0 and at most 86400 seconds")
+    directory = args.outbox or Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "tamperscope" / "outbox"
+    try:
+        box = Outbox(directory)
+    except OutboxError as e:
+        raise UsageError(str(e)) from None
+    return _Submission(args.submit, box, args.submit_timeout)
+
+
+class _Tee:
+    """The output file, with every measurement put in the outbox first (durably), then written."""
+
+    def __init__(self, out: Any, box: Any) -> None:
+        self.out, self.box = out, box
+
+    def write(self, line: bytes) -> int:
+        self.box.add(line)
+        return int(self.out.write(line))
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def fileno(self) -> int:
+        return int(self.out.fileno())
+
+
+async def _run_and_submit(measuring: Any, submit: _Submission, ca_bundle: str | None, progress: Any) -> None:
+    """Measure while uploading what the outbox holds every few seconds; then upload the rest,
+    retrying until --submit-timeout. What is still pending stays in the outbox for the next run."""
+    from .outbox import OutboxError
+
+    async def flush(timeout: float) -> None:
+        try:
+            r = await submit.box.flush(submit.url, timeout=timeout, ca_bundle=ca_bundle)
+        except OutboxError as e:
+            submit.last_error = str(e)
+            return
+        submit.sent += r.sent
+        submit.duplicates += r.duplicates
+        submit.rejected += r.rejected
+        submit.last_error = r.last_error or submit.last_error
+
+    async def uploader() -> None:
+        while True:
+            await asyncio.sleep(2.0)
+            if len(submit.box):
+                await flush(30.0)
+
+    task = asyncio.create_task(uploader())
+    try:
+        await measuring
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+    await flush(submit.timeout)
+    progress.close()
+    left = len(submit.box)
+    msg = (f"tamperscope: submitted {submit.sent} measurement(s) to {submit.url}"
+           + (f" ({submit.duplicates} the collector had already)" if submit.duplicates else "")
+           + (f"; {submit.rejected} refused, kept in {submit.box.root / 'rejected'}" if submit.rejected else ""))
+    if left:
+        msg += (f"; {left} still waiting in {submit.box.root} (last error: {submit.last_error or 'timeout'}): "
+                "the next run with --submit sends them")
+    print(msg, file=sys.stderr)
 
 
 def _loop_run(coro: Any) -> None:

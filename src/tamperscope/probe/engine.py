@@ -90,7 +90,8 @@ class Progress:
         self.stream.flush()
 
     def close(self) -> None:
-        if self.enabled:
+        if self.enabled and not getattr(self, "_closed", False):
+            self._closed = True
             if self.tty or time.monotonic() - self._last > 0.5:
                 self.update(force=True)
             if self.tty:
