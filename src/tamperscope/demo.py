@@ -33,6 +33,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--list", type=Path, default=None, help="URL list instead of the bundled one")
     p.add_argument("--output", type=Path, default=None, help="keep the measurements here (JSONL)")
     p.add_argument("--parallel", type=int, default=32)
+    p.add_argument("--serve", action="store_true",
+                   help="then submit the measurements to a local collector (`tamperscope serve`, OONI's report "
+                        "protocol) and keep its explorer running; prints the explorer's URL")
+    p.add_argument("--port", type=int, default=8080, help="--serve: port on 127.0.0.1 (default 8080)")
+    p.add_argument("--db", type=Path, default=None, help="--serve: the store to fill (default: a new one in the demo's "
+                                                         "temporary directory)")
+    p.add_argument("--serve-seconds", type=float, default=None, metavar="S",
+                   help="--serve: stop after S seconds (default: until Ctrl-C)")
     p.set_defaults(func=run)
 
 
@@ -41,6 +49,12 @@ def bundled_list() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .cli import UsageError
+
+    if not 0 < args.port < 65536:
+        raise UsageError("--port must be between 1 and 65535")
+    if not args.serve and (args.db is not None or args.serve_seconds is not None):
+        raise UsageError("--db and --serve-seconds go with --serve")
     manager.require_root()
     profile = manager.resolve_profile(args.profile)
     text = args.list.read_text() if args.list else bundled_list()
@@ -69,8 +83,108 @@ def run(args: argparse.Namespace) -> int:
         manager.down()
         say("demo: lab down")
     print(summary(measurements, profile, truth, time.monotonic() - t0, out))
-    print(equipment(measurements, located))
+    print(equipment(measurements, located), flush=True)
+    if args.serve:
+        return serve(with_hops(measurements, located), args.db or work / "demo.duckdb", args.port, args.serve_seconds, say)
     return 0
+
+
+def with_hops(measurements: list[dict], located: dict[str, dict]) -> list[dict]:
+    """The measurements, each located URL's carrying its hop as ``test_keys.x_hop`` (from `tamperscope locate`)."""
+    from .model.asn import AsnTable
+
+    try:
+        table = AsnTable.from_text(Path(manager.client_env()["TAMPERSCOPE_ASN_TABLE"]).read_text(), "lab")
+    except (KeyError, OSError, ValueError):
+        table = None
+    by_url = {loc["url"]: loc for loc in located.values() if loc.get("hop")}
+    out = []
+    for m in measurements:
+        loc = by_url.get(m.get("input"))
+        if loc is not None:
+            info = table.lookup(loc["router"]) if table is not None and loc.get("router") else None
+            m = {**m, "test_keys": {**m["test_keys"], "x_hop": {
+                "ttl": loc["hop"], "ip": loc.get("router"), "asn": f"AS{info.asn}" if info and info.asn else None,
+                "name": info.name if info else None, "placement": loc.get("placement"),
+                "signature": loc.get("signature"), "method": "tamperscope locate: TTL-limited trigger packets"}}}
+        out.append(m)
+    return out
+
+
+def serve(measurements: list[dict], db: Path, port: int, seconds: float | None, say: object) -> int:
+    """Start `tamperscope serve` on 127.0.0.1, submit the measurements through the probe's outbox
+    (OONI's report protocol over loopback), print the explorer's URL, and serve until Ctrl-C."""
+    import asyncio
+    import socket
+
+    from .probe.outbox import Outbox
+
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "tamperscope", "serve", "--db", str(db), "--host", "127.0.0.1",
+                               "--port", str(port), "--rate", "0", "--read-rate", "0", "--quiet"])
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if server.poll() is not None:
+                say(f"demo: the explorer could not start (port {port} taken? try --port)")  # type: ignore[operator]
+                return 1
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    say("demo: the explorer did not start within 60 s")  # type: ignore[operator]
+                    return 1
+                time.sleep(0.1)
+        box = Outbox(Path(tempfile.mkdtemp(prefix="tamperscope-demo-outbox-")), durable=False)
+        for m in measurements:
+            box.add(m)
+        result = asyncio.run(box.flush(url, timeout=120))
+        if not result.done:
+            say(f"demo: {result.remaining} measurements could not be submitted: {result.last_error}")  # type: ignore[operator]
+            return 1
+        _wait_listed(url, result.sent + result.duplicates)
+        blocked = next((m for m in measurements if m["test_keys"].get("x_hop")), None) or \
+            next((m for m in measurements if (m["test_keys"].get("x_mechanism") or "none") != "none"), None)
+        print(f"\n  explorer: {url}/  ({result.sent} measurements submitted; store {db})")
+        if blocked is not None:
+            print(f"  e.g. the evidence for {blocked['input']}: {url}/domain/{_host(blocked['input'])}")
+        print("  Ctrl-C to stop." if seconds is None else f"  serving for {seconds:g} s.", flush=True)
+        try:
+            server.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            pass
+        except KeyboardInterrupt:
+            pass
+        return 0
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+def _wait_listed(url: str, n: int, seconds: float = 60) -> None:
+    """Until the explorer lists ``n`` measurements (its tables follow the acknowledgements by a moment)."""
+    import urllib.request
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            with urllib.request.urlopen(f"{url}/api/v1/measurements?limit=1", timeout=5) as r:
+                if json.loads(r.read())["metadata"]["count"] >= n:
+                    return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.2)
+
+
+def _host(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).hostname or ""
 
 
 def locate_examples(measurements: list[dict], say: object) -> dict[str, dict]:

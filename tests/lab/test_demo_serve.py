@@ -1,0 +1,66 @@
+"""`tamperscope demo --serve`: the demo ends with an explorer holding its measurements and located hops."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+pytestmark = pytest.mark.lab
+
+PORT = 18190
+URLS = ["https://facebook.com/", "https://signal.org/", "http://www.bbc.com/", "https://x.com/"]
+
+
+def get(path: str) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{PORT}{path}", timeout=10) as r:
+        return r.read().decode()
+
+
+def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    lst = tmp_path / "urls.csv"
+    lst.write_text("url\n" + "\n".join(URLS) + "\n")
+    proc = subprocess.Popen([sys.executable, "-m", "tamperscope", "demo", "--list", str(lst), "--serve", "--port", str(PORT),
+                             "--db", str(tmp_path / "demo.duckdb"), "--serve-seconds", "300"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        out = []
+        deadline = time.monotonic() + 400
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            out.append(line)
+            if "serving for" in line:
+                break
+        text = "".join(out)
+        assert f"explorer: http://127.0.0.1:{PORT}/" in text, text
+        assert "agreement with the lab's ground truth: 4/4" in text
+        page = json.loads(get("/api/v1/measurements?limit=100"))
+        assert sorted(r["input"] for r in page["results"]) == sorted(URLS)
+        by = {r["input"]: r for r in page["results"]}
+        assert by["https://facebook.com/"]["scores"]["mechanism"] == "dns.injection"
+        assert by["http://www.bbc.com/"]["anomaly"] is True and by["https://x.com/"]["anomaly"] is False
+        # the located hop reached the evidence: the router before the censor, from `tamperscope locate`
+        uid = by["http://www.bbc.com/"]["measurement_uid"]
+        m = json.loads(get(f"/api/v1/measurement/{uid}"))
+        assert m["test_keys"]["x_hop"]["ttl"] == 2 and m["test_keys"]["x_hop"]["ip"] == "198.18.1.1"
+        html = get(f"/m/{uid}")
+        assert "198.18.1.1" in html and "http.rst" in html
+        assert "facebook.com" in get("/")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
