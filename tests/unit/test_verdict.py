@@ -168,7 +168,7 @@ def test_verdict_validates_and_serialises() -> None:
     v = Verdict("dns", False, "dns.poison", 0.9, "anomaly", ("test_keys.queries[0]",), ("fp",))
     assert v.to_test_keys() == {
         "blocking": "dns", "accessible": False, "x_mechanism": "dns.poison", "x_confidence": 0.9,
-        "x_evidence": ["test_keys.queries[0]"], "x_fingerprints": ["fp"],
+        "x_evidence": ["test_keys.queries[0]"], "x_fingerprints": ["fp"], "x_status": "anomaly",
     }
     with pytest.raises(ValueError):
         Verdict(False, True, "dns.bogus", 0.5, "ok")

@@ -7,6 +7,7 @@ import ssl
 import struct
 
 import dns.message
+import dns.rrset
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -95,3 +96,39 @@ def test_request_head_host_and_strictness() -> None:
     assert head is not None and head.host == "x.org" and head.raw_len == len(b"GET /a HTTP/1.1\r\nHost: x.org\r\nX-A: 1\r\n\r\n")
     assert httphead.parse_request_head(b"GET\t/ HTTP/1.1 x\r\n\r\n") is None
     assert httphead.parse_request_head(b"GET / HTTP/1.1\r\nBad Header: y\r\n\r\n") is None
+
+
+@pytest.mark.parametrize("name", ["example.com", "WWW.Example.COM.", "a-b_c.x1.example", "*.wild.example",
+                                  "x" * 63 + ".example"])
+@pytest.mark.parametrize("qtype", ["A", "AAAA"])
+def test_encoded_query_is_what_dnspython_renders(name: str, qtype: str) -> None:
+    ours = dnswire.encode_query(name, dnswire.QTYPE_A if qtype == "A" else dnswire.QTYPE_AAAA, 0x1234)
+    theirs = dns.message.make_query(name, qtype, id=0x1234).to_wire()
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("name", ["", ".", "a..b", "x" * 64 + ".example", "bücher.example", "a\\.b.example",
+                                  "sp ace.example", ("a" * 60 + ".") * 5])
+def test_names_dnspython_must_build_are_refused(name: str) -> None:
+    assert dnswire.encode_query(name, dnswire.QTYPE_A, 1) is None
+
+
+def test_udp_reply_must_answer_the_query() -> None:
+    from tamperscope.netx.dns import udp_query
+
+    expected, wire = udp_query("Www.Example.com", "A")
+    query = dns.message.from_wire(wire)
+    good = dns.message.make_response(query)
+    good.answer.append(dns.rrset.from_text("www.example.com.", 60, "IN", "A", "198.19.1.1"))
+    assert expected.reply(good.to_wire()) is not None
+    other_id = dns.message.make_response(query)
+    other_id.id = (query.id + 1) & 0xFFFF
+    assert expected.reply(other_id.to_wire()) is None
+    assert expected.reply(wire) is None  # the query itself (QR clear) is no reply
+    other = dns.message.make_response(dns.message.make_query("www.example.org", "A", id=query.id))
+    assert expected.reply(other.to_wire()) is None
+    aaaa = dns.message.make_response(dns.message.make_query("www.example.com", "AAAA", id=query.id))
+    assert expected.reply(aaaa.to_wire()) is None
+    assert expected.reply(b"\x00" * 11) is None and expected.reply(wire[:2] + b"\x81\x80" + b"\xff" * 40) is None
+    idna, wire2 = udp_query("bücher.example", "A")  # falls back to dnspython's codec
+    assert idna.query is not None and dns.message.from_wire(wire2).question[0].name.to_text() == "xn--bcher-kva.example."

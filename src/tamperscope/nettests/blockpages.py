@@ -22,3 +22,8 @@ def matcher() -> BlockpageMatcher:
         return [m.id for m in _db().match_response(body, headers)]  # type: ignore[attr-defined]
 
     return match
+
+
+def warm() -> None:
+    """Compile the database now (before a long run), not at the first page."""
+    _db()

@@ -36,6 +36,7 @@ from tamperscope.netx import tls as tls_mod
 from tamperscope.netx.classify import classify, failure_for_rcode
 from tamperscope.netx.stream import Connection
 from tamperscope.netx.trace import Record, Trace, dns_record, endpoint
+from tamperscope.wire import dnswire
 
 DEFAULT_DNS_TIMEOUT = 5.0
 ICMP_GRACE = 0.05  # seconds to keep reading after an ICMP error (see _UDPProtocol.get)
@@ -72,6 +73,45 @@ def build_query(hostname: str, query_type: str, *,
     query = copy.copy(template)
     query.id = secrets.randbits(16) if query_id is None else query_id
     return query, struct.pack("!H", query.id) + wire[2:]
+
+
+_QTYPE_CODES = {"A": dnswire.QTYPE_A, "AAAA": dnswire.QTYPE_AAAA}
+
+
+class Expected:
+    """What a reply to one UDP query must look like; `reply()` parses a datagram that is one.
+
+    For plain names the query is encoded, and a datagram checked (id, QR bit, opcode,
+    question), without dnspython: only a datagram that answers is parsed by it.
+    """
+
+    __slots__ = ("query", "qid", "name", "qtype")
+
+    def __init__(self, query: dns.message.Message | None, qid: int, name: str, qtype: int) -> None:
+        self.query, self.qid, self.name, self.qtype = query, qid, name, qtype
+
+    def reply(self, wire: bytes) -> dns.message.Message | None:
+        if self.query is not None:
+            return parse_reply(self.query, wire)
+        q = dnswire.parse_question(wire)
+        if (q is None or not q.is_response or q.qid != self.qid or q.flags & 0x7800 or q.qtype != self.qtype
+                or q.qclass != 1 or q.name != self.name):
+            return None
+        try:
+            return dns.message.from_wire(wire)
+        except Exception:  # hostile input: any decode error means "not a reply"
+            return None
+
+
+def udp_query(hostname: str, query_type: str) -> tuple[Expected, bytes]:
+    """A query with a random id, and what its reply must look like."""
+    qid = secrets.randbits(16)
+    qtype = _QTYPE_CODES.get(query_type)
+    wire = dnswire.encode_query(hostname, qtype, qid) if qtype is not None else None
+    if wire is None:
+        query, wire = build_query(hostname, query_type, query_id=qid)
+        return Expected(query, qid, "", 0), wire
+    return Expected(None, qid, hostname.rstrip(".").lower(), qtype), wire  # type: ignore[arg-type]
 
 
 def make_query(hostname: str, query_type: str, *, query_id: int | None = None) -> dns.message.Message:
@@ -257,7 +297,7 @@ async def lookup_udp(hostname: str, query_type: str = "A", *, server: str, port:
     transport: asyncio.DatagramTransport | None = None
     reply = wire = None
     try:
-        query, payload = build_query(hostname, query_type)
+        query, payload = udp_query(hostname, query_type)
         async with asyncio.timeout(timeout):
             sock = socket.socket(socket.AF_INET6 if ":" in server else socket.AF_INET, socket.SOCK_DGRAM)
             try:
@@ -295,10 +335,10 @@ async def lookup_udp(hostname: str, query_type: str = "A", *, server: str, port:
     return result
 
 
-def _check(trace: Trace, query: dns.message.Message, wire: bytes, address: str,
+def _check(trace: Trace, query: Expected, wire: bytes, address: str,
            tid: int) -> dns.message.Message | None:
     """Parse a datagram; note it in network_events; the reply if it answers ``query``."""
-    reply = parse_reply(query, wire)
+    reply = query.reply(wire)
     if trace.record_io or reply is None:
         extra = None if reply is not None else {"x_dns_ignored": True}
         now = trace.now()
@@ -308,7 +348,7 @@ def _check(trace: Trace, query: dns.message.Message, wire: bytes, address: str,
 
 
 async def _collect_duplicates(trace: Trace, transport: asyncio.DatagramTransport,
-                              proto: _UDPProtocol, query: dns.message.Message, hostname: str,
+                              proto: _UDPProtocol, query: Expected, hostname: str,
                               query_type: str, address: str, t0: float, tid: int,
                               tags: Sequence[str], window: float) -> None:
     try:

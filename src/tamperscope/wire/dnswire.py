@@ -32,6 +32,27 @@ class Question:
         return bool(self.flags & 0x8000)
 
 
+_PLAIN_LABEL = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_*")
+
+
+def encode_query(name: str, qtype: int, qid: int) -> bytes | None:
+    """A recursive (RD) query for one plain ASCII name, no EDNS: the bytes dnspython's
+    ``make_query(name, qtype).to_wire()`` gives. ``None`` for anything else (escapes,
+    IDNA, empty or over-long labels, the root): callers then let dnspython build it."""
+    if name.endswith("."):
+        name = name[:-1]
+    if not name or not name.isascii() or len(name) > 253:
+        return None
+    out = bytearray(struct.pack("!HHHHHH", qid & 0xFFFF, 0x0100, 1, 0, 0, 0))
+    for label in name.encode("ascii").split(b"."):
+        if not 0 < len(label) < 64 or not _PLAIN_LABEL.issuperset(label):
+            return None
+        out.append(len(label))
+        out += label
+    out += struct.pack("!BHH", 0, qtype, 1)
+    return bytes(out)
+
+
 def parse_question(msg: bytes) -> Question | None:
     """The first question of a DNS message, or None if the message is malformed."""
     if len(msg) < 12:

@@ -655,9 +655,18 @@ def _search(regex: re.Pattern[str], text: str, pos: int, end: int, edges: tuple[
 class _Compiled:
     index: int
     fingerprint: Fingerprint
-    segments: tuple[re.Pattern[str], ...]  # one regex, or a gapped chain's segments in order
+    patterns: tuple[str, ...]  # one regex, or a gapped chain's segments in order
+    flags: int
     literals: tuple[str, ...]  # empty: always run
     edges: tuple[bool, bool] = (False, False)  # whole-word check at the start / end
+
+    @functools.cached_property
+    def segments(self) -> tuple[re.Pattern[str], ...]:
+        """Compiled on first use: most fingerprints never get past the scanner (the patterns
+        were parsed and checked when the database was built)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return tuple(re.compile(p, self.flags) for p in self.patterns)
 
     def find(self, text: str, start: int, end: int) -> tuple[int, int] | None:
         first, pos, last = -1, start, len(self.segments) - 1
@@ -675,7 +684,7 @@ def _compile(index: int, fp: Fingerprint) -> _Compiled | Rejected:
             return Rejected(fp.id, "empty substring")
         literal = _fold(fp.pattern)[:MAX_LITERAL]
         literals = (literal,) if len(literal) >= MIN_LITERAL else ()
-        return _Compiled(index, fp, (re.compile(re.escape(fp.pattern)),), literals)
+        return _Compiled(index, fp, (re.escape(fp.pattern),), 0, literals)
     if fp.syntax != "regex" or not set(fp.flags) <= set(_FLAG_LETTERS):
         return Rejected(fp.id, f"unknown syntax {fp.syntax!r} or flags {fp.flags!r}")
     flags = functools.reduce(lambda acc, letter: acc | _FLAG_LETTERS[letter], fp.flags, 0)
@@ -686,13 +695,10 @@ def _compile(index: int, fp: Fingerprint) -> _Compiled | Rejected:
     guarded = _guard(parsed, flags)
     if guarded.rejected:
         return Rejected(fp.id, guarded.rejected)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        segments = tuple(re.compile(p, flags) for p in guarded.chain or (fp.pattern,))
     # Generic fingerprints are ordinary words ("Access Denied", "loqueada"): they
     # must match whole words, not the inside of "bloqueada" in a news story.
     edges = _word_edges(parsed) if fp.generic else (False, False)
-    return _Compiled(index, fp, segments, _literals_of(parsed), edges)
+    return _Compiled(index, fp, guarded.chain or (fp.pattern,), flags, _literals_of(parsed), edges)
 
 
 def _windows(positions: Sequence[int], lo: int, hi: int) -> list[tuple[int, int]]:
@@ -780,7 +786,7 @@ class FingerprintDB:
     @property
     def chains(self) -> tuple[str, ...]:
         """Ids of ``A.*B.*C`` fingerprints run as linear chains of searches."""
-        return tuple(c.fingerprint.id for c in self._compiled if len(c.segments) > 1)
+        return tuple(c.fingerprint.id for c in self._compiled if len(c.patterns) > 1)
 
     @property
     def anchors(self) -> tuple[str, ...]:
