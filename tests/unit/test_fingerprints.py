@@ -761,3 +761,26 @@ def test_match_dns() -> None:
     [m] = match_dns(["8.8.8.8", " Internet-Positif.org. "])
     assert (m.id, m.kind, m.where, m.span) == ("cl/dns_isp_id_sehat_telkom_uzone_mercusuar", "dns", "dns", (1, 2))
     assert match_dns(["93.184.216.34", "2001:db8::1"]) == []
+
+
+def test_compiled_database_cache_is_used_and_survives_damage(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from importlib import resources
+
+    from tamperscope.wire import fingerprints as fpmod
+
+    monkeypatch.setenv("TAMPERSCOPE_CACHE_DIR", str(tmp_path))
+    data = resources.files("tamperscope.wire").joinpath("data", "fingerprints.json").read_bytes()
+    fresh = fpmod._cached(data)
+    files = list(tmp_path.glob("fingerprints-*.pickle"))
+    assert len(files) == 1 and files[0].stat().st_mode & 0o077 == 0
+    page = "<html><head><title>Access Denied</title></head><body>blocked by order of the ministry</body></html>"
+    cached = fpmod._cached(data)
+    assert cached is not fresh
+    assert [m.id for m in cached.match_response(page, {})] == [m.id for m in fresh.match_response(page, {})] != []
+    files[0].write_bytes(files[0].read_bytes()[:1000])  # truncated: compiled again, and rewritten
+    again = fpmod._cached(data)
+    assert [m.id for m in again.match_response(page, {})] == [m.id for m in fresh.match_response(page, {})]
+    assert files[0].stat().st_size > 1000
+    files[0].write_bytes(b"not ours")
+    assert len(fpmod._cached(data).fingerprints) == len(fresh.fingerprints)
+    assert fpmod._cache_path(data + b" ") != fpmod._cache_path(data)  # other data, other file

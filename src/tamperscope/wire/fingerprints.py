@@ -30,15 +30,20 @@ from __future__ import annotations
 
 import codecs
 import functools
+import hashlib
 import http
 import ipaddress
 import json
+import os
+import pickle
 import re
+import sys
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from re import _constants as _sre  # private, stable on the supported Pythons (3.11+)
 from re import _parser as _sre_parse
 from typing import Any, TypeAlias
@@ -760,9 +765,15 @@ class FingerprintDB:
     @staticmethod
     @functools.cache
     def load() -> FingerprintDB:
-        """The database shipped with the package, compiled once per process."""
+        """The database shipped with the package, compiled once per process.
+
+        Compiling it (choosing anchors, parsing ~1,450 patterns) takes about 0.25 s, so
+        the result is cached in ``$XDG_CACHE_HOME/tamperscope`` (``~/.cache/...``), keyed
+        by the hash of the data and of this module's code; loading it takes about 0.03 s.
+        A cache that is missing, stale, unreadable or unwritable only costs the compile.
+        """
         data = resources.files("tamperscope.wire").joinpath("data", "fingerprints.json").read_bytes()
-        return FingerprintDB.from_json(data)
+        return _cached(data)
 
     # ---- introspection (bench, tests, explorer)
 
@@ -900,3 +911,44 @@ def match_response(body: bytes | str, headers: Headers = None, status: int | Non
 def match_dns(ips: Iterable[str]) -> list[Match]:
     """Citizen Lab DNS fingerprints among DNS answers (IPs or CNAME targets)."""
     return FingerprintDB.load().match_dns(ips)
+
+
+# --------------------------------------------------------------------------- compiled-database cache
+
+_CACHE_MAGIC = b"tamperscope-fingerprints-1\n"
+
+
+def _cache_path(data: bytes) -> Path | None:
+    base = os.environ.get("TAMPERSCOPE_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "tamperscope")
+    try:
+        code = Path(__file__).read_bytes()
+    except OSError:
+        return None
+    key = hashlib.sha256(data + b"\0" + code + sys.version.encode()).hexdigest()[:24]
+    return Path(base) / f"fingerprints-{key}.pickle"
+
+
+def _cached(data: bytes) -> FingerprintDB:
+    path = _cache_path(data)
+    if path is not None:
+        try:
+            blob = path.read_bytes()
+            if blob.startswith(_CACHE_MAGIC):
+                db = pickle.loads(blob[len(_CACHE_MAGIC):])
+                if isinstance(db, FingerprintDB):
+                    return db
+        except Exception:  # missing, truncated or foreign: compile instead
+            pass
+    db = FingerprintDB.from_json(data)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(_CACHE_MAGIC + pickle.dumps(db, protocol=pickle.HIGHEST_PROTOCOL))
+            os.replace(tmp, path)
+        except Exception:  # a read-only home: fine, compile every time
+            pass
+    return db
