@@ -132,3 +132,69 @@ def test_udp_reply_must_answer_the_query() -> None:
     assert expected.reply(b"\x00" * 11) is None and expected.reply(wire[:2] + b"\x81\x80" + b"\xff" * 40) is None
     idna, wire2 = udp_query("bücher.example", "A")  # falls back to dnspython's codec
     assert idna.query is not None and dns.message.from_wire(wire2).question[0].name.to_text() == "xn--bcher-kva.example."
+
+
+_names = st.sampled_from(["www.example.com.", "WWW.Example.COM.", "cdn.example.net.", "a-b.example.org.", "x.y.z."])
+_rr = st.one_of(
+    st.tuples(_names, st.just("A"), st.integers(0, 2**31 - 1), st.ip_addresses(v=4).map(str)),
+    st.tuples(_names, st.just("AAAA"), st.integers(0, 2**31 - 1), st.ip_addresses(v=6).map(str)),
+    st.tuples(_names, st.just("CNAME"), st.integers(0, 2**31 - 1), _names),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_rr, max_size=8), st.sampled_from([0, 2, 3, 5]), st.booleans())
+def test_fast_answers_equal_dnspython(rrs: list, rcode: int, compress: bool) -> None:
+    """The probe's fast path reads a reply exactly as dnspython does (grouping, TTLs, duplicates)."""
+    from tamperscope.netx.dns import interpret
+
+    query = dns.message.make_query("www.example.com", "A", id=7)
+    reply = dns.message.make_response(query)
+    reply.set_rcode(rcode)
+    for name, rdtype, ttl, value in rrs:
+        reply.answer.append(dns.rrset.from_text(name, ttl, "IN", rdtype, value))
+    # dnspython merges on append; render record by record to keep duplicates and TTLs on the wire
+    wire = reply.to_wire() if compress else _uncompressed(reply)
+    fast = dnswire.parse_answers(wire)
+    slow = dns.message.from_wire(wire)
+    if fast is None:  # allowed (the caller falls back), but not for these plain messages
+        raise AssertionError(wire.hex())
+    for qtype in ("A", "AAAA"):
+        assert interpret(qtype, fast) == interpret(qtype, slow)
+
+
+def _uncompressed(msg: dns.message.Message) -> bytes:
+    out = bytearray(msg.to_wire()[:12])
+    out[6:8] = struct.pack("!H", sum(len(r) for r in msg.answer))
+    q = msg.question[0]
+    out += q.name.to_wire() + struct.pack("!HH", q.rdtype, q.rdclass)
+    for rrset in msg.answer:
+        for rd in rrset:
+            data = rd.to_digestable()
+            out += rrset.name.to_wire() + struct.pack("!HHIH", rrset.rdtype, 1, rrset.ttl, len(data)) + data
+    return bytes(out)
+
+
+def test_raw_duplicate_records_and_ttls_are_grouped_like_dnspython() -> None:
+    from tamperscope.netx.dns import interpret
+
+    q = dnswire.encode_query("www.example.com", dnswire.QTYPE_A, 9)
+    assert q is not None
+    head = struct.pack("!HHHHHH", 9, 0x8180, 1, 4, 0, 0) + q[12:]
+    rr = lambda ttl, ip: struct.pack("!HHHIH", 0xC00C, 1, 1, ttl, 4) + socket.inet_aton(ip)  # noqa: E731
+    wire = head + rr(300, "198.19.1.1") + rr(60, "198.19.1.2") + rr(100, "198.19.1.1") + rr(90, "198.19.1.3")
+    assert interpret("A", dnswire.parse_answers(wire)) == interpret("A", dns.message.from_wire(wire))  # type: ignore[arg-type]
+    assert interpret("A", dnswire.parse_answers(wire))[1] == ("198.19.1.1", "198.19.1.2", "198.19.1.3")  # type: ignore[arg-type]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=200))
+def test_fast_answer_parser_never_raises(data: bytes) -> None:
+    q = dnswire.encode_query("www.example.com", dnswire.QTYPE_A, 9)
+    assert q is not None
+    for msg in (data, q[:2] + b"\x81\x80" + q[4:] + data):
+        result = dnswire.parse_answers(msg)
+        if result is not None:  # whatever it decodes, dnspython decodes the same way
+            from tamperscope.netx.dns import interpret
+
+            assert interpret("A", result) == interpret("A", dns.message.from_wire(msg))

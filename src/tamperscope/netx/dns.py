@@ -90,13 +90,16 @@ class Expected:
     def __init__(self, query: dns.message.Message | None, qid: int, name: str, qtype: int) -> None:
         self.query, self.qid, self.name, self.qtype = query, qid, name, qtype
 
-    def reply(self, wire: bytes) -> dns.message.Message | None:
+    def reply(self, wire: bytes) -> dns.message.Message | dnswire.Answers | None:
         if self.query is not None:
             return parse_reply(self.query, wire)
         q = dnswire.parse_question(wire)
         if (q is None or not q.is_response or q.qid != self.qid or q.flags & 0x7800 or q.qtype != self.qtype
                 or q.qclass != 1 or q.name != self.name):
             return None
+        fast = dnswire.parse_answers(wire)
+        if fast is not None:
+            return fast
         try:
             return dns.message.from_wire(wire)
         except Exception:  # hostile input: any decode error means "not a reply"
@@ -131,11 +134,24 @@ def parse_reply(query: dns.message.Message, wire: bytes) -> dns.message.Message 
         return None
 
 
-def interpret(query_type: str, reply: dns.message.Message) -> tuple[list[Record], tuple[str, ...], int, str | None]:
+def interpret(query_type: str,
+              reply: dns.message.Message | dnswire.Answers) -> tuple[list[Record], tuple[str, ...], int, str | None]:
     """``(answers, addresses, rcode, failure)`` of a reply, in OONI's answer shape."""
     want = _A if query_type == "A" else _AAAA
     answers: list[Record] = []
     addresses: list[str] = []
+    if isinstance(reply, dnswire.Answers):
+        for rdtype, ttl, value in reply.records:
+            if rdtype == _A:
+                answers.append({"answer_type": "A", "ipv4": value, "ttl": ttl})
+            elif rdtype == _AAAA:
+                answers.append({"answer_type": "AAAA", "ipv6": value, "ttl": ttl})
+            else:
+                answers.append({"answer_type": "CNAME", "hostname": value, "ttl": ttl})
+                continue
+            if rdtype == want:
+                addresses.append(value)
+        return _outcome(answers, addresses, reply.rcode)
     for rrset in reply.answer:
         for rr in rrset:
             rdtype = rr.rdtype
@@ -150,7 +166,10 @@ def interpret(query_type: str, reply: dns.message.Message) -> tuple[list[Record]
                 continue
             if rdtype == want:
                 addresses.append(rr.address)
-    rcode = reply.rcode()
+    return _outcome(answers, addresses, reply.rcode())
+
+
+def _outcome(answers: list[Record], addresses: list[str], rcode: int) -> tuple[list[Record], tuple[str, ...], int, str | None]:
     failure = failure_for_rcode(rcode)
     if failure is None and not addresses:
         failure = F.DNS_NO_ANSWER
@@ -159,7 +178,7 @@ def interpret(query_type: str, reply: dns.message.Message) -> tuple[list[Record]
 
 def finish_lookup(trace: Trace, *, engine: str, hostname: str, query_type: str,
                   resolver_address: str, t0: float, tid: int, tags: Sequence[str],
-                  reply: dns.message.Message | None, wire: bytes | None,
+                  reply: dns.message.Message | dnswire.Answers | None, wire: bytes | None,
                   failure: str | None) -> DNSResult:
     """Append the ``queries`` record of a finished lookup and return its result."""
     answers: list[Record] | None = None
@@ -336,7 +355,7 @@ async def lookup_udp(hostname: str, query_type: str = "A", *, server: str, port:
 
 
 def _check(trace: Trace, query: Expected, wire: bytes, address: str,
-           tid: int) -> dns.message.Message | None:
+           tid: int) -> dns.message.Message | dnswire.Answers | None:
     """Parse a datagram; note it in network_events; the reply if it answers ``query``."""
     reply = query.reply(wire)
     if trace.record_io or reply is None:

@@ -319,7 +319,7 @@ def _tune_gc() -> None:
 
     gc.collect()
     gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
+    gc.set_threshold(100_000, 20, 20)
 
 
 def _loop_run(coro: Any) -> None:

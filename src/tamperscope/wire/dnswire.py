@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 QTYPE_A = 1
 QTYPE_AAAA = 28
@@ -100,3 +101,111 @@ def forge_response(
         assert answer_ip is not None
         out += struct.pack("!HHHIH", 0xC00C, QTYPE_A, 1, ttl, 4) + socket.inet_aton(answer_ip)
     return out
+
+
+QTYPE_CNAME = 5
+_MAX_POINTERS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Answers:
+    """The answer section of a reply, grouped as dnspython groups it: one RRset per
+    (owner, type), in order of first appearance, identical records once, the RRset's
+    TTL the smallest of its records, of several CNAMEs the last. ``records`` holds ``(rdtype, ttl, value)``:
+    a dotted or colon address for A/AAAA, an absolute name ("a.example.") for CNAME."""
+
+    rcode: int
+    records: tuple[tuple[int, int, str], ...]
+
+
+def _name(msg: bytes, pos: int) -> tuple[str, int] | None:
+    """A (possibly compressed) name at ``pos`` → (text with a trailing dot, offset after it).
+    ``None`` when it is malformed or not plain (escapes would be needed): callers fall back."""
+    labels: list[bytes] = []
+    end = -1
+    hops = 0
+    total = 0
+    while True:
+        if pos >= len(msg):
+            return None
+        n = msg[pos]
+        if n & 0xC0 == 0xC0:
+            if pos + 1 >= len(msg):
+                return None
+            target = ((n & 0x3F) << 8) | msg[pos + 1]
+            if end < 0:
+                end = pos + 2
+            if target >= pos or hops >= _MAX_POINTERS:  # only backwards, as dnspython requires
+                return None
+            hops += 1
+            pos = target
+            continue
+        if n & 0xC0:
+            return None
+        if n == 0:
+            if end < 0:
+                end = pos + 1
+            break
+        label = msg[pos + 1 : pos + 1 + n]
+        if len(label) != n or not _PLAIN_LABEL.issuperset(label):
+            return None
+        total += n + 1
+        if total > 254:
+            return None
+        labels.append(label)
+        pos += 1 + n
+    return (b".".join(labels).decode("ascii") + ".") if labels else ".", end
+
+
+def parse_answers(msg: bytes) -> Answers | None:
+    """The rcode and the A/AAAA/CNAME answers of a plain reply to one question, or ``None``
+    for anything this fast path does not decode exactly as dnspython would (EDNS, other
+    classes, escaped names, truncation, trailing bytes...): the caller then uses dnspython."""
+    if len(msg) < 12:
+        return None
+    _, flags, qdcount, ancount, nscount, arcount = struct.unpack_from("!HHHHHH", msg, 0)
+    if qdcount != 1 or nscount or arcount:
+        return None
+    q = _name(msg, 12)
+    if q is None or q[1] + 4 > len(msg):
+        return None
+    pos = q[1] + 4
+    groups: dict[tuple[str, int], list[Any]] = {}
+    for _ in range(ancount):
+        owner = _name(msg, pos)
+        if owner is None or owner[1] + 10 > len(msg):
+            return None
+        rdtype, rdclass, ttl, rdlength = struct.unpack_from("!HHIH", msg, owner[1])
+        start = owner[1] + 10
+        pos = start + rdlength
+        if pos > len(msg) or rdclass != 1 or ttl > 0x7FFFFFFF:
+            return None
+        if rdtype == QTYPE_A:
+            if rdlength != 4:
+                return None
+            value = socket.inet_ntop(socket.AF_INET, msg[start:pos])
+        elif rdtype == QTYPE_AAAA:
+            if rdlength != 16:
+                return None
+            value = socket.inet_ntop(socket.AF_INET6, msg[start:pos])
+        elif rdtype == QTYPE_CNAME:
+            target = _name(msg, start)
+            if target is None or target[1] != pos:
+                return None
+            value = target[0]
+        else:
+            return None
+        key = (owner[0].lower(), rdtype)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [ttl, [value]]
+        else:
+            group[0] = min(group[0], ttl)
+            if rdtype == QTYPE_CNAME:  # a singleton type: the last one stands (as in dnspython)
+                group[1] = [value]
+            elif value not in group[1]:
+                group[1].append(value)
+    if pos != len(msg):
+        return None
+    records = tuple((rdtype, g[0], v) for (_, rdtype), g in groups.items() for v in g[1])
+    return Answers(flags & 0xF, records)
