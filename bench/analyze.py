@@ -161,12 +161,19 @@ def analyze(paths: Sequence[Path], db: Path, **options: Any) -> dict[str, Any]:
     return result
 
 
-def verdict_floor(path: Path) -> tuple[float, float]:
+def verdict_floor(path: Path, memo: bool = True) -> tuple[float, float]:
     """(wall, cpu) seconds to parse every line and run only the verdict function with the fingerprint matcher:
-    the least any analysis reusing the probe's verdict function can cost."""
+    the least any analysis reusing the probe's verdict function can cost.
+
+    With ``memo=False`` the fingerprint database is matched against every response (no exact memo): what a
+    corpus whose bodies never repeat would cost, since every body of the replicated corpus repeats.
+    """
     from tamperscope.analysis.verdicts import default_matcher, verdict_for
 
-    matcher = default_matcher()
+    matcher: Any = default_matcher()
+    if not memo:
+        db = matcher.db
+        matcher = lambda body, headers: tuple(m.id for m in db.match_response(body, headers))  # noqa: E731
     loads = orjson.loads
     t, c = time.perf_counter(), time.process_time()
     with path.open("rb", buffering=1 << 20) as f:
@@ -288,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         load = os.getloadavg()[0]
         parse_s, parse_cpu, _ = parse_time(small)
         floor_s, floor_cpu = verdict_floor(small)
+        nomemo_s, nomemo_cpu = verdict_floor(small, memo=False)
         one = analyze([small], work / "w1.duckdb", workers=1)
         cli = cli_time(small, work / "cli.duckdb")
         parse_again, _, _ = parse_time(small)
@@ -299,6 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ["orjson parse only (read + loads)", f"{parse_s:.2f} ({parse_cpu:.2f})", us(parse_s), "1.0x"],
             ["parse + verdict function only", f"{floor_s:.2f} ({floor_cpu:.2f})", us(floor_s),
              f"{floor_s / parse_s:.1f}x"],
+            ["parse + verdict function, fingerprint memo off", f"{nomemo_s:.2f} ({nomemo_cpu:.2f})", us(nomemo_s),
+             f"{nomemo_s / parse_s:.1f}x"],
             ["analyze, library (pipeline.run)", f"{one['run']:.2f}", us(one["run"]), f"{one['run'] / parse_s:.1f}x"],
             ["analyze, whole process", f"{one['wall']:.2f} ({one['cpu']:.2f})", us(one["wall"]),
              f"{one['wall'] / parse_s:.1f}x"],
@@ -310,7 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{100 * (floor_s - parse_s) / max(1e-9, one['run']):.0f}% of analyze")
         print(f"fingerprints: {calls:,} responses looked up, {hits:,} ({100 * hits / max(1, calls):.0f}%) answered "
               "from the exact memo (replicated bodies repeat)")
-        print(f"load average at start: {load:.2f} (2 cores, shared: other jobs skew wall times)")
+        print(f"load average at start: {load:.2f}, after: {os.getloadavg()[0]:.2f} (2 cores, shared: other jobs "
+              "skew wall times)")
 
         n_large = build_corpus(large, args.large, seed=7)
         big = analyze([large], work / "w1-large.duckdb", workers=1)
