@@ -4,8 +4,9 @@ One connection, one stream: a measurement wants to see each exchange on its
 own, not a multiplexed pool. Bytes received before the response headers are
 counted against ``Limits.header_bytes`` (plus one frame of slack), so a server
 that streams endless HEADERS/CONTINUATION or junk frames fails fast; h2's own
-HPACK list-size check is a second line. Flow control is acknowledged as data
-arrives; past ``Limits.body`` the stream is cancelled with RST_STREAM.
+HPACK list-size check is a second line. The receive windows granted up front
+cover ``Limits.body`` (so no WINDOW_UPDATE is ever needed); past it the stream is
+cancelled with RST_STREAM.
 """
 
 from __future__ import annotations
@@ -36,12 +37,19 @@ def _new_connection(limits: Limits) -> h2.connection.H2Connection:
         codes.ENABLE_PUSH: 0,
         codes.MAX_CONCURRENT_STREAMS: 100,
         codes.MAX_HEADER_LIST_SIZE: limits.header_bytes,
+        codes.INITIAL_WINDOW_SIZE: _window(limits),
     })
     # h2 advertises this by default; servers do not need it from a client.
     del conn.local_settings[codes.ENABLE_CONNECT_PROTOCOL]
     conn.initiate_connection()
-    conn.increment_flow_control_window(_WINDOW)
+    conn.increment_flow_control_window(_window(limits))
     return conn
+
+
+def _window(limits: Limits) -> int:
+    """Receive windows (stream and connection) that hold the whole body we keep and a frame more:
+    the server never waits for a WINDOW_UPDATE, and we never send one (one write less per fetch)."""
+    return min(2**31 - 1 - 65535, max(_WINDOW, limits.body + 2 * 16384))
 
 
 async def exchange(conn: Connection, request: Request, partial: Partial, limits: Limits) -> None:
@@ -79,7 +87,6 @@ async def exchange(conn: Connection, request: Request, partial: Partial, limits:
                 got_headers = True
                 _take_headers(partial, event.headers or [], limits)
             elif isinstance(event, h2.events.DataReceived):
-                h2conn.acknowledge_received_data(event.flow_controlled_length, stream_id)
                 if not partial.add_body(event.data or b"", limits.body):
                     h2conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
                     done = True
