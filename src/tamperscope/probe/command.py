@@ -325,6 +325,10 @@ def _tune_gc() -> None:
 def _loop_run(coro: Any) -> None:
     import uvloop
 
+    from ..netx.dns import wide_libuv_pool
+
+    wide_libuv_pool()
+
     uvloop.run(coro)
 
 
