@@ -19,6 +19,12 @@
 
 Everything here is pure: dictionaries in, frozen values out. Stored verdict
 fields (``blocking``, ``accessible``, ``dns_consistency``, ``*_match``) are never read.
+
+Speed matters (``analyze`` runs this over every measurement; bench/verdict.py times
+it): pure functions of one string (IP parsing, IDNA, URL splitting, endpoints) are
+memoised in bounded LRU caches, each record's tags are read once, and the records'
+``__init__`` fills the instance dict in one step (`_quick_init`) instead of one
+``object.__setattr__`` per field, which is what frozen dataclasses otherwise cost.
 """
 
 from __future__ import annotations
@@ -28,8 +34,9 @@ import binascii
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import MISSING, dataclass, fields
+from functools import cached_property, lru_cache
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 # Engines that stand for "the resolver the user's browser would use".
@@ -63,11 +70,38 @@ COMMON_HEADERS = frozenset({
     "x-varnish",
 })
 BODY_PROPORTION_FACTOR = 0.7  # OONI: bodies "match" when the smaller is > 70% of the larger
+_VERSION_RE = re.compile(r"^(\d+)\.(\d+)")
+_CACHE = 16384  # entries of each string-keyed memo (IPs, hosts, URLs): bounded memory
+
+_T = TypeVar("_T")
+
+
+def _quick_init(cls: type[_T]) -> type[_T]:
+    """Give a frozen dataclass an ``__init__`` that sets the instance dict in one call.
+
+    The generated ``__init__`` of a frozen dataclass calls ``object.__setattr__`` once
+    per field (about 0.4 us each); `observe` builds a dozen records per measurement.
+    Same signature, same instance dict, so equality, hashing, repr, pickling and
+    `dataclasses.replace` are unchanged. Only for classes without defaults or
+    ``__post_init__``.
+    """
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    assert all(f.default is MISSING and f.default_factory is MISSING for f in fields(cls))  # type: ignore[arg-type]
+    assert not hasattr(cls, "__post_init__")
+    body = ", ".join(f"{n!r}: {n}" for n in names)
+    namespace: dict[str, Any] = {"_set": object.__setattr__}
+    exec(f"def __init__(self, {', '.join(names)}):\n    _set(self, '__dict__', {{{body}}})\n", namespace)
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__doc__ = cls.__init__.__doc__
+    cls.__init__ = init  # type: ignore[misc]
+    return cls
 
 
 # --------------------------------------------------------------------------- records
 
 
+@_quick_init
 @dataclass(frozen=True)
 class Query:
     """One DNS lookup (or one late/duplicate response to it)."""
@@ -93,6 +127,7 @@ class Query:
         return self.engine in ENCRYPTED_ENGINES
 
 
+@_quick_init
 @dataclass(frozen=True)
 class Connect:
     """One TCP connect attempt."""
@@ -110,6 +145,7 @@ class Connect:
         return endpoint(self.ip, self.port)
 
 
+@_quick_init
 @dataclass(frozen=True)
 class Handshake:
     """One TLS handshake."""
@@ -129,6 +165,7 @@ class Handshake:
         return endpoint(self.ip, self.port)
 
 
+@_quick_init
 @dataclass(frozen=True)
 class Exchange:
     """One HTTP round trip of the redirect chain."""
@@ -146,7 +183,7 @@ class Exchange:
 
     @property
     def scheme(self) -> str:
-        return urlsplit(self.url).scheme.lower()
+        return url_scheme(self.url)
 
     @property
     def host(self) -> str:
@@ -160,7 +197,7 @@ class Exchange:
     def location(self) -> str | None:
         for name, value in self.headers:
             if name.lower() == "location" and value:
-                return urljoin(self.url, value)
+                return _urljoin(self.url, value)
         return None
 
     @property
@@ -177,6 +214,7 @@ class Exchange:
         return {name: value for name, value in self.headers}
 
 
+@_quick_init
 @dataclass(frozen=True)
 class ControlHTTP:
     """What the control fetched for the input URL."""
@@ -188,6 +226,7 @@ class ControlHTTP:
     headers: tuple[tuple[str, str], ...]
 
 
+@_quick_init
 @dataclass(frozen=True)
 class Control:
     """The test helper's view of the same URL (None fields: the control did not say)."""
@@ -204,6 +243,7 @@ class Control:
         return bool(self.dns_addrs)
 
 
+@_quick_init
 @dataclass(frozen=True)
 class Observations:
     """Everything the verdict needs, normalised."""
@@ -240,6 +280,7 @@ def endpoint(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
+@lru_cache(maxsize=_CACHE)
 def split_endpoint(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     host = host.strip("[]")
@@ -249,11 +290,13 @@ def split_endpoint(value: str) -> tuple[str, int]:
         return value, 0
 
 
+@lru_cache(maxsize=_CACHE)
 def url_host(url: str) -> str:
     host = urlsplit(url).hostname or ""
     return idna_host(host)
 
 
+@lru_cache(maxsize=_CACHE)
 def url_port(url: str) -> int:
     parts = urlsplit(url)
     try:
@@ -265,8 +308,22 @@ def url_port(url: str) -> int:
     return 443 if parts.scheme.lower() == "https" else 80
 
 
+@lru_cache(maxsize=_CACHE)
+def url_scheme(url: str) -> str:
+    return urlsplit(url).scheme.lower()
+
+
+_urljoin = lru_cache(maxsize=_CACHE)(urljoin)
+
+
 def idna_host(host: str) -> str:
     host = host.strip().rstrip(".").lower()
+    # The IDNA codec returns an ASCII name unchanged (or fails, and then we keep it).
+    return host if host.isascii() else _idna_encode(host)
+
+
+@lru_cache(maxsize=_CACHE)
+def _idna_encode(host: str) -> str:
     try:
         return host.encode("idna").decode("ascii")
     except UnicodeError:
@@ -274,6 +331,11 @@ def idna_host(host: str) -> str:
 
 
 def is_ip(value: str) -> bool:
+    return _is_ip(value) if type(value) is str else _is_ip.__wrapped__(value)
+
+
+@lru_cache(maxsize=_CACHE)
+def _is_ip(value: str) -> bool:
     try:
         ipaddress.ip_address(value)
     except ValueError:
@@ -283,6 +345,11 @@ def is_ip(value: str) -> bool:
 
 def is_bogon(value: str) -> bool:
     """True for addresses no public web site lives at (OONI's netxlite bogon list)."""
+    return _is_bogon(value) if type(value) is str else _is_bogon.__wrapped__(value)
+
+
+@lru_cache(maxsize=_CACHE)
+def _is_bogon(value: str) -> bool:
     try:
         addr = ipaddress.ip_address(value)
     except ValueError:
@@ -297,22 +364,30 @@ def page_title(body: str) -> str:
     return match.group(1) if match else ""
 
 
-def _tags(record: Mapping[str, Any]) -> Sequence[str]:
-    tags = record.get("tags")
-    return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+def _is_map(value: Any) -> bool:
+    # JSON gives plain dicts: skip the (slow) ABC check for them.
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 def _tag_depth(record: Mapping[str, Any]) -> int | None:
-    for tag in _tags(record):
-        if tag.startswith(_DEPTH_TAG) and tag[len(_DEPTH_TAG):].isdigit():
-            return int(tag[len(_DEPTH_TAG):])
+    """The first ``depth=N`` tag's N, if any."""
+    tags = record.get("tags")
+    if not tags or not isinstance(tags, list):
+        return None
+    for tag in tags:
+        if isinstance(tag, str) and tag.startswith(_DEPTH_TAG) and tag[6:].isdigit():
+            return int(tag[6:])
     return None
 
 
 def _tag_fetch_body(record: Mapping[str, Any]) -> bool | None:
-    for tag in _tags(record):
-        if tag.startswith(_FETCH_TAG):
-            return tag[len(_FETCH_TAG):] == "true"
+    """The first ``fetch_body=`` tag's value, if any."""
+    tags = record.get("tags")
+    if not tags or not isinstance(tags, list):
+        return None
+    for tag in tags:
+        if isinstance(tag, str) and tag.startswith(_FETCH_TAG):
+            return tag[11:] == "true"
     return None
 
 
@@ -334,7 +409,9 @@ def _failure(value: Any) -> str | None:
 
 
 def _list(value: Any) -> list[Mapping[str, Any]]:
-    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+    if not isinstance(value, list):
+        return []
+    return [v for v in value if type(v) is dict or isinstance(v, Mapping)]
 
 
 def _body_bytes(body: Any) -> bytes:
@@ -360,7 +437,12 @@ def _headers(response: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
 
 def parse_version(value: Any) -> tuple[int, int]:
     """"0.4.3" -> (0, 4); anything unparsable is treated as the current (0, 5)."""
-    match = re.match(r"^(\d+)\.(\d+)", _str(value))
+    return _parse_version(_str(value))
+
+
+@lru_cache(maxsize=256)
+def _parse_version(value: str) -> tuple[int, int]:
+    match = _VERSION_RE.match(value)
     return (int(match.group(1)), int(match.group(2))) if match else (0, 5)
 
 
@@ -370,21 +452,19 @@ def parse_version(value: Any) -> tuple[int, int]:
 def observe(measurement: Mapping[str, Any]) -> Observations:
     """Normalise one measurement; tolerant of missing and malformed fields."""
     tk = measurement.get("test_keys")
-    tk = tk if isinstance(tk, Mapping) else {}
+    tk = tk if _is_map(tk) else {}
     request = tk.get("x_control_request")
-    url = _str(request.get("http_request")) if isinstance(request, Mapping) else ""
+    url = _str(request.get("http_request")) if _is_map(request) else ""
     url = url or _str(measurement.get("input"))
     host = url_host(url)
 
     exchanges = _exchanges(tk, url)
     hops = _hop_hosts(exchanges, host)
-    raw_queries = [(f"test_keys.queries[{i}]", q, False) for i, q in enumerate(_list(tk.get("queries")))]
-    raw_late = [
-        (f"test_keys.x_dns_duplicate_responses[{i}]", q, True)
-        for i, q in enumerate(_list(tk.get("x_dns_duplicate_responses")))
-    ]
-    queries = tuple(_query(p, q, late, hops) for p, q, late in raw_queries)
-    late = tuple(_query(p, q, is_late, hops) for p, q, is_late in raw_late)
+    answer_asns: dict[str, int] = {}  # filled by _query: queries first, then late responses
+    queries = tuple(_query(f"test_keys.queries[{i}]", q, False, hops, answer_asns)
+                    for i, q in enumerate(_list(tk.get("queries"))))
+    late = tuple(_query(f"test_keys.x_dns_duplicate_responses[{i}]", q, True, hops, answer_asns)
+                 for i, q in enumerate(_list(tk.get("x_dns_duplicate_responses"))))
     ip_host = _ip_hostnames(queries)
     tx_depth = {e.transaction_id: e.depth for e in exchanges if e.transaction_id is not None}
     locate = _Locator(hops, tx_depth, ip_host, exchanges, url)
@@ -404,25 +484,27 @@ def observe(measurement: Mapping[str, Any]) -> Observations:
         exchanges=exchanges,
         control=control,
         control_failure=control_failure,
-        answer_asns=_answer_asns(_list(tk.get("queries")) + _list(tk.get("x_dns_duplicate_responses"))),
+        answer_asns=answer_asns,
         hop_hosts=hops,
     )
 
 
 def _exchanges(tk: Mapping[str, Any], input_url: str) -> tuple[Exchange, ...]:
     raw = _list(tk.get("requests"))
-    indexed = list(enumerate(raw))
-    if indexed and all(_tag_depth(r) is not None for _, r in indexed):
+    tag_depths = [_tag_depth(r) for r in raw]
+    order = list(range(len(raw)))
+    if raw and None not in tag_depths:
         # OONI lists the newest first; with equal depths keep that order reversed.
-        indexed.sort(key=lambda item: (_tag_depth(item[1]) or 0, -item[0]))
-    elif len(indexed) > 1 and not (_same_url(_request_url(indexed[0][1]), input_url)
-                                   and not _same_url(_request_url(indexed[-1][1]), input_url)):
-        indexed.reverse()  # OONI order (newest first) unless the list clearly starts at the input
+        order.sort(key=lambda i: (tag_depths[i] or 0, -i))
+    elif len(raw) > 1 and not (_same_url(_request_url(raw[0]), input_url)
+                               and not _same_url(_request_url(raw[-1]), input_url)):
+        order.reverse()  # OONI order (newest first) unless the list clearly starts at the input
     out = []
-    for depth, (index, item) in enumerate(indexed):
+    for depth, index in enumerate(order):
+        item = raw[index]
         response = item.get("response")
-        response = response if isinstance(response, Mapping) else {}
-        tag_depth = _tag_depth(item)
+        response = response if _is_map(response) else {}
+        tag_depth = tag_depths[index]
         address = _str(item.get("address"))
         out.append(Exchange(
             pointer=f"test_keys.requests[{index}]",
@@ -439,6 +521,7 @@ def _exchanges(tk: Mapping[str, Any], input_url: str) -> tuple[Exchange, ...]:
     return tuple(out)
 
 
+@lru_cache(maxsize=_CACHE)
 def _same_url(a: str, b: str) -> bool:
     """Equal up to case, IDNA, default ports and an empty path."""
     pa, pb = urlsplit(a), urlsplit(b)
@@ -448,7 +531,7 @@ def _same_url(a: str, b: str) -> bool:
 
 def _request_url(item: Mapping[str, Any]) -> str:
     request = item.get("request")
-    return _str(request.get("url")) if isinstance(request, Mapping) else ""
+    return _str(request.get("url")) if _is_map(request) else ""
 
 
 def _hop_hosts(exchanges: Sequence[Exchange], host: str) -> tuple[str, ...]:
@@ -468,7 +551,9 @@ def _pending_redirect(exchanges: Sequence[Exchange]) -> str | None:
     return last.location
 
 
-def _query(pointer: str, q: Mapping[str, Any], late: bool, hops: Sequence[str]) -> Query:
+def _query(pointer: str, q: Mapping[str, Any], late: bool, hops: Sequence[str],
+           answer_asns: dict[str, int]) -> Query:
+    """One lookup; also records the AS number of each answer in ``answer_asns`` (first wins)."""
     hostname = idna_host(_str(q.get("hostname")))
     depth = _tag_depth(q)
     if depth is None:
@@ -479,6 +564,10 @@ def _query(pointer: str, q: Mapping[str, Any], late: bool, hops: Sequence[str]) 
         value = answer.get("ipv4") if kind == "A" else answer.get("ipv6") if kind == "AAAA" else None
         if isinstance(value, str) and is_ip(value):
             addrs.append(value)
+        ip = answer.get("ipv4") or answer.get("ipv6")
+        asn = _int(answer.get("asn"))
+        if isinstance(ip, str) and asn > 0 and ip not in answer_asns:
+            answer_asns[ip] = asn
     return Query(
         pointer=pointer,
         engine=_str(q.get("engine")).lower(),
@@ -501,17 +590,7 @@ def _ip_hostnames(queries: Iterable[Query]) -> dict[str, str]:
     return out
 
 
-def _answer_asns(raw: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for q in raw:
-        for answer in _list(q.get("answers")):
-            ip = answer.get("ipv4") or answer.get("ipv6")
-            asn = _int(answer.get("asn"))
-            if isinstance(ip, str) and asn > 0:
-                out.setdefault(ip, asn)
-    return out
-
-
+@_quick_init
 @dataclass(frozen=True)
 class _Locator:
     """Infers depth and fetch_body for TCP/TLS records that carry no tags."""
@@ -522,11 +601,10 @@ class _Locator:
     exchanges: Sequence[Exchange]
     input_url: str
 
-    def depth(self, record: Mapping[str, Any], host: str, port: int) -> int:
-        tagged = _tag_depth(record)
+    def depth(self, tagged: int | None, tx: int | None, host: str, port: int) -> int:
+        """The record's ``depth=`` tag (``tagged``), else its transaction's hop, else by host and port."""
         if tagged is not None:
             return tagged
-        tx = _tx(record)
         if tx is not None and tx in self.tx_depth:
             return self.tx_depth[tx]
         same_host = [d for d, h in enumerate(self.hops) if h == host]
@@ -549,15 +627,16 @@ class _Locator:
 
 def _connect(index: int, c: Mapping[str, Any], locate: _Locator) -> Connect:
     status = c.get("status")
-    status = status if isinstance(status, Mapping) else {}
+    status = status if _is_map(status) else {}
     ip, port = _str(c.get("ip")), _int(c.get("port"))
-    depth = locate.depth(c, locate.ip_host.get(ip, ip), port)
+    tx = _tx(c)
+    depth = locate.depth(_tag_depth(c), tx, locate.ip_host.get(ip, ip), port)
     return Connect(
         pointer=f"test_keys.tcp_connect[{index}]",
         ip=ip,
         port=port,
         failure=_failure(status.get("failure")),
-        transaction_id=_tx(c),
+        transaction_id=tx,
         depth=depth,
         fetch_body=locate.fetch_body(c, depth, port),
     )
@@ -566,14 +645,15 @@ def _connect(index: int, c: Mapping[str, Any], locate: _Locator) -> Connect:
 def _handshake(index: int, h: Mapping[str, Any], locate: _Locator) -> Handshake:
     ip, port = split_endpoint(_str(h.get("address")))
     server_name = idna_host(_str(h.get("server_name")))
-    depth = locate.depth(h, server_name or locate.ip_host.get(ip, ip), port)
+    tx = _tx(h)
+    depth = locate.depth(_tag_depth(h), tx, server_name or locate.ip_host.get(ip, ip), port)
     return Handshake(
         pointer=f"test_keys.tls_handshakes[{index}]",
         ip=ip,
         port=port,
         server_name=server_name,
         failure=_failure(h.get("failure")),
-        transaction_id=_tx(h),
+        transaction_id=tx,
         depth=depth,
         fetch_body=locate.fetch_body(h, depth, port),
         verified=not h.get("no_tls_verify"),
