@@ -12,7 +12,9 @@ at ``/m/{uid}/body/{n}``, served with a ``sandbox`` Content-Security-Policy into
 an ``<iframe sandbox>`` (no scripts, unique origin, no network).
 
 Static files (``/static/...``) are read once; ``plotly.min.js`` comes from the
-plotly package itself (offline, no CDN), gzip'd once in memory.
+plotly package itself (offline, no CDN), gzip'd once in memory, and
+``plotly.css`` holds the rules plotly.js would otherwise inject inline, which
+the CSP refuses (`plotlyjs.py`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from tamperscope import __version__
 from tamperscope.collector.config import Collector
-from tamperscope.explorer import pages
+from tamperscope.explorer import pages, plotlyjs
 from tamperscope.explorer.headers import SANDBOX_CSP
 
 HERE = Path(__file__).parent
@@ -84,7 +86,8 @@ def _when(value: Any) -> str:
 
 
 _env.filters.update(seg=_seg, qs=_qs, num=_num, attrjson=_attrjson, when=_when)
-_env.globals.update(pct=_pct, version=__version__)
+_env.globals.update(pct=_pct, version=__version__, plotly_style_ids=plotlyjs.style_ids,
+                    plotly_css=lambda: plotlyjs.stylesheet() is not None)
 
 
 def collector_of(request: Request) -> Collector:
@@ -280,9 +283,7 @@ _MEDIA = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=ut
 
 
 def plotly_js() -> bytes:
-    from plotly.offline import get_plotlyjs
-
-    return get_plotlyjs().encode("utf-8")
+    return plotlyjs.bundle().encode("utf-8")
 
 
 def static_file(name: str) -> _Static | None:
@@ -292,6 +293,8 @@ def static_file(name: str) -> _Static | None:
             return found
         if name == "plotly.min.js":
             found = _Static(plotly_js(), _MEDIA[".js"], 86400)
+        elif name == "plotly.css" and plotlyjs.stylesheet() is not None:
+            found = _Static(str(plotlyjs.stylesheet()).encode("utf-8"), _MEDIA[".css"], 86400)
         else:
             path = (HERE / "static" / name).resolve()
             if path.parent != (HERE / "static").resolve() or not path.is_file() or path.suffix not in _MEDIA:
