@@ -1,0 +1,115 @@
+"""What a person sees, in chromium: every page renders without a console error or CSP violation,
+charts draw from the offline plotly, nothing is fetched from anywhere but the explorer, and a
+phone-sized screen never scrolls sideways."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.browser.harness import XSS_DOMAIN, Explorer, Guard, guard_page, open_page
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
+
+CHART_PAGES = ["/", "/country/RU", "/network/AS12389", "/domain/www.example.com", f"/domain/{XSS_DOMAIN}"]
+
+
+def all_pages(explorer: Explorer) -> list[str]:
+    return [*CHART_PAGES, "/country/IT", f"/m/{explorer.xss_uid}", *(f"/m/{u}" for u in explorer.hostile_uids),
+            "/search", "/search?probe_cc=RU&outcome=anomaly", f"/search?domain={XSS_DOMAIN}", "/api"]
+
+
+def test_pages_render_without_errors_or_foreign_requests(guarded: tuple[Any, Guard], explorer: Explorer) -> None:
+    """Every page, its collapsed parts opened (captured pages load into their sandbox on opening)."""
+    page, guard = guarded
+    for path in all_pages(explorer):
+        open_page(page, path)
+        h1 = page.locator("main h1").first
+        assert h1.is_visible() and h1.inner_text().strip(), path
+        # The page is the explorer's, complete: header, main content, footer with its JSON twin.
+        assert page.locator("header.top a.brand").is_visible(), path
+        assert page.locator("footer a.twin").get_attribute("href"), path
+        for details in page.locator("main details").all():
+            details.evaluate("d => { d.open = true; }")
+        page.wait_for_function("() => Array.from(document.querySelectorAll('iframe[data-src]'))"
+                               ".every(f => f.getAttribute('src') === f.dataset.src)")
+        for frame in page.frames:
+            frame.wait_for_load_state("load")
+        assert not guard.problems(), (path, guard.problems())
+    # Every request went to the explorer on 127.0.0.1: plotly and its stylesheet included, and the
+    # captured pages (the blockpages' images and scripts are refused inside the sandbox, not fetched).
+    base = explorer.url + "/"
+    assert [u for u in guard.requests if not (u.startswith(base) or u.startswith("data:"))] == []
+    assert guard.foreign == []
+    assert any(u.endswith("/static/plotly.min.js") for u in guard.requests)
+    assert any(u.endswith("/static/plotly.css") for u in guard.requests)
+    assert any("/body/" in u for u in guard.requests)
+    guard.sandboxed.clear()
+
+
+def test_error_page_renders_too(guarded: tuple[Any, Guard]) -> None:
+    page, guard = guarded
+    page.goto("/country/XX")
+    assert page.locator("main h1").inner_text() == "Not found"
+    # The 404 itself is the only console error chromium reports ("Failed to load resource").
+    assert all("404" in m for m in guard.console_errors), guard.console_errors
+    guard.console_errors.clear()
+
+
+def test_charts_draw_from_the_offline_plotly(guarded: tuple[Any, Guard]) -> None:
+    page, guard = guarded
+    for path in ("/", "/country/RU", "/domain/www.example.com"):     # home, area (same template for all three)
+        open_page(page, path)
+        charts = page.locator(".chart")
+        assert charts.count() == 2, path      # timeline and mechanisms
+        for i in range(charts.count()):
+            chart = charts.nth(i)
+            name = chart.get_attribute("id")
+            assert chart.get_attribute("data-drawn") == "true", (path, name)
+            assert chart.locator("svg.main-svg").count() >= 2, (path, name)
+            # Bars were drawn, not just empty axes.
+            assert chart.locator(".trace.bars .point path").count() >= 1, (path, name)
+            box = chart.bounding_box()
+            assert box and box["height"] >= 150 and box["width"] >= 200, (path, name, box)
+            # plotly's own stylesheet applies (it is refused if injected inline): the SVG layers are
+            # stacked on one another, and the legend stays inside the chart instead of spilling below it.
+            positions = chart.locator("svg.main-svg").evaluate_all("ns => ns.map(n => getComputedStyle(n).position)")
+            assert set(positions) == {"absolute"}, (path, name, positions)
+            for legend in chart.locator("g.legend").all():
+                lb = legend.bounding_box()
+                assert lb and lb["y"] + lb["height"] <= box["y"] + box["height"] + 1, (path, name, lb, box)
+    assert guard.requests and all(guard.local(u) for u in guard.requests), guard.requests
+    assert not [u for u in guard.requests if "cdn" in u]
+
+
+PHONE = {"width": 375, "height": 667}
+
+
+def test_phone_screen_has_no_sideways_scroll(browser: Any, explorer: Explorer) -> None:
+    context, page, guard = guard_page(browser, explorer.url, viewport=PHONE)
+    try:
+        for path in all_pages(explorer):
+            open_page(page, path)
+            for details in page.locator("main details").all():      # headers, raw JSON, captured page
+                details.evaluate("d => { d.open = true; }")
+            width, scroll_width = page.evaluate("() => [innerWidth, document.documentElement.scrollWidth]")
+            assert width == PHONE["width"], path
+            assert scroll_width <= width + 1, (path, scroll_width, width)
+            main = page.locator("main")
+            assert main.is_visible(), path
+            box = main.bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= width + 1, (path, box)
+            h1 = page.locator("main h1").first
+            assert h1.is_visible() and h1.bounding_box()["y"] < PHONE["height"], path   # type: ignore[index]
+            for chart in page.locator(".chart").all():
+                cb = chart.bounding_box()
+                assert cb and cb["x"] + cb["width"] <= width + 1, (path, cb)
+            # The search form's fields fit the screen too.
+            for field in page.locator("form.filters select, form.filters input").all():
+                fb = field.bounding_box()
+                assert fb and fb["x"] >= 0 and fb["x"] + fb["width"] <= width + 1, (path, fb)
+        guard.sandboxed.clear()
+        guard.check()
+    finally:
+        context.close()

@@ -1,0 +1,120 @@
+"""Hostile measurements in chromium: script payloads in a measurement's input, captured body, page
+title and response headers never run, in the explorer's pages or in the sandboxed frame that shows the
+captured page, and they are displayed, as text (so a page cannot pass by hiding them)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from tamperscope.collector import samples
+from tests.browser.harness import (XSS_DOMAIN, XSS_HEADER, XSS_IMG, XSS_INPUT, XSS_SCRIPT, XSS_SVG, Explorer,
+                                    Guard, open_page, pwned)
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
+
+HOSTILE_DOMAIN = "<svg onload=window.__pwned=1>.example"   # samples.hostile()'s second measurement
+
+# Elements the payloads would create if they were parsed as markup in the explorer's own pages.
+INJECTED = ("script:not([src]), img[src='x'], svg[onload], [onerror], [onload], body iframe:not([sandbox]), "
+            "iframe[src^='javascript']")
+
+
+def assert_inert(page: Any, path: str) -> None:
+    """Nothing ran anywhere, and no payload became an element of the page itself."""
+    page.wait_for_timeout(100)      # an onerror/onload handler would have fired by now
+    found = pwned(page)
+    assert set(found.values()) == {"undefined"}, (path, found)
+    assert page.locator(INJECTED).count() == 0, (path, page.locator(INJECTED).evaluate_all(
+        "ns => ns.map(n => n.outerHTML.slice(0, 200))"))
+
+
+def visible_text(page: Any, selector: str, text: str) -> None:
+    """``text`` is displayed literally inside ``selector`` (and visible)."""
+    node = page.locator(selector).filter(has_text=text).first
+    assert node.count() and node.is_visible(), (selector, text)
+    assert text in node.inner_text(), (selector, text, node.inner_text()[:500])
+
+
+def test_measurement_page_shows_the_payloads_as_text(guarded: tuple[Any, Guard], explorer: Explorer) -> None:
+    page, guard = guarded
+    path = f"/m/{explorer.xss_uid}"
+    open_page(page, path)
+    assert page.locator("main h1").inner_text() == XSS_INPUT          # the input, as typed by the probe
+    assert XSS_INPUT in page.title()
+    # Response headers: the hostile value shown in the table once opened.
+    page.locator("#http details > summary", has_text="Response headers").first.click()
+    visible_text(page, "#http td", XSS_HEADER)
+    # The body, as text, and its title in the summary.
+    visible_text(page, "#http pre.body", f"<p>{XSS_SCRIPT}{XSS_IMG}{XSS_SVG}</p>")
+    visible_text(page, "#http summary", f"Blocked {XSS_IMG} {XSS_SCRIPT}")
+    visible_text(page, "#http table.diff", XSS_IMG)                     # the title diff against the control
+    assert_inert(page, path)
+    # The captured page rendered: only inside <iframe sandbox="">, where the browser refuses its scripts.
+    page.locator("details.rendered > summary").first.click()
+    frame_element = page.locator("details.rendered iframe").first
+    assert frame_element.get_attribute("sandbox") == ""
+    page.wait_for_function("() => document.querySelector('details.rendered iframe').getAttribute('src')")
+    frame = frame_element.element_handle().content_frame()
+    assert frame is not None
+    frame.wait_for_url("**/body/0")
+    frame.wait_for_load_state("load")
+    assert frame.locator("h1").inner_text() == "Access restricted"     # it did render
+    assert_inert(page, path)
+    assert frame.evaluate("typeof window.__pwned") == "undefined"
+    assert frame.evaluate("document.querySelectorAll('script').length") >= 2   # the scripts were there...
+    assert any("Blocked script execution" in m for m in guard.sandboxed), guard.sandboxed  # ...and refused
+    guard.sandboxed.clear()
+
+
+def test_raw_json_shows_the_payloads_as_text(guarded: tuple[Any, Guard], explorer: Explorer) -> None:
+    page, _ = guarded
+    path = f"/m/{explorer.hostile_uids[0]}"
+    open_page(page, path)
+    page.locator("#raw details > summary").click()
+    raw = page.locator("#raw pre.raw")
+    assert raw.is_visible() and "<script>window.__pwned=1</script>" in raw.inner_text()
+    visible_text(page, "#envelope", samples.PAYLOAD)                   # the network name
+    visible_text(page, "#hop", samples.PAYLOAD)                        # the located hop's name
+    assert_inert(page, path)
+
+
+LISTS = [  # (page, where on it, payload text shown there)
+    ("/", "#recent-anomalies", XSS_INPUT),
+    ("/", "#blocked-domains", HOSTILE_DOMAIN),
+    ("/country/RU", "#recent-anomalies", XSS_INPUT),
+    ("/network/AS12389", "#recent-anomalies", XSS_INPUT),
+    ("/network/AS12389", "#signatures", samples.PAYLOAD),                # an equipment signature
+    (f"/domain/{XSS_DOMAIN}", "main h1", XSS_DOMAIN),
+    ("/domain/evil.example", "#recent", samples.PAYLOAD),                # a network's name
+    ("/domain/evil.example", "#networks", samples.PAYLOAD),
+    ("/domain/evil.example", "#hops", samples.PAYLOAD),                  # a located hop
+    (f"/domain/{quote(HOSTILE_DOMAIN, safe='')}", "main h1", HOSTILE_DOMAIN),
+    (f"/search?domain={XSS_DOMAIN}", "table.measurements", XSS_INPUT),
+    ("/search?probe_cc=RU&outcome=anomaly", "table.measurements", XSS_INPUT),
+    ("/m/{hostile1}", "main h1", "https://<svg onload=window.__pwned=1>.example/"),
+]
+
+
+def test_every_list_shows_the_payloads_as_text(guarded: tuple[Any, Guard], explorer: Explorer) -> None:
+    page, _ = guarded
+    for path, where, text in LISTS:
+        path = path.replace("{hostile1}", explorer.hostile_uids[1])
+        if page.url != explorer.url + path:
+            open_page(page, path)
+        visible_text(page, where, text)
+        assert_inert(page, path)
+
+
+def test_typed_payloads_in_the_search_form_stay_text(guarded: tuple[Any, Guard]) -> None:
+    """A payload typed into the search boxes comes back in the form's value, not as markup."""
+    page, _ = guarded
+    open_page(page, "/search")
+    payload = f'{XSS_SVG}{XSS_SCRIPT}'
+    page.locator("#filters input[name=domain]").fill(payload)
+    with page.expect_navigation():
+        page.locator("#filters button[type=submit]").click()
+    assert page.locator("#filters input[name=domain]").input_value() == payload
+    assert_inert(page, page.url)
