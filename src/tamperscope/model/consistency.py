@@ -23,7 +23,7 @@ fields (``blocking``, ``accessible``, ``dns_consistency``, ``*_match``) are neve
 Speed matters (``analyze`` runs this over every measurement; bench/verdict.py times
 it): pure functions of one string (IP parsing, IDNA, URL splitting, endpoints) are
 memoised in bounded LRU caches, each record's tags are read once, and the records'
-``__init__`` fills the instance dict in one step (`_quick_init`) instead of one
+``__init__`` fills the instance dict in one step (`quick_init`) instead of one
 ``object.__setattr__`` per field, which is what frozen dataclasses otherwise cost.
 """
 
@@ -35,8 +35,8 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
-from functools import cached_property, lru_cache
-from typing import Any, TypeVar
+from functools import lru_cache
+from typing import Any, Callable, Generic, TypeVar, overload
 from urllib.parse import urljoin, urlsplit
 
 # Engines that stand for "the resolver the user's browser would use".
@@ -74,23 +74,58 @@ _VERSION_RE = re.compile(r"^(\d+)\.(\d+)")
 _CACHE = 16384  # entries of each string-keyed memo (IPs, hosts, URLs): bounded memory
 
 _T = TypeVar("_T")
+_V = TypeVar("_V")
 
 
-def _quick_init(cls: type[_T]) -> type[_T]:
+class cached_property(Generic[_T, _V]):  # noqa: N801 - a drop-in for functools.cached_property
+    """`functools.cached_property` without its lock (Python 3.11 takes an RLock on every first
+    access, which costs more than the values cached here). Records are built and read by one
+    thread; a race would only compute the same value twice.
+    """
+
+    def __init__(self, func: Callable[[_T], _V]) -> None:
+        self.func = func
+        self.name = func.__name__
+        self.__doc__ = func.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> cached_property[_T, _V]: ...
+    @overload
+    def __get__(self, instance: _T, owner: type | None = None) -> _V: ...
+
+    def __get__(self, instance: _T | None, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = self.func(instance)
+        instance.__dict__[self.name] = value  # shadows this non-data descriptor from now on
+        return value
+
+
+def quick_init(cls: type[_T]) -> type[_T]:
     """Give a frozen dataclass an ``__init__`` that sets the instance dict in one call.
 
     The generated ``__init__`` of a frozen dataclass calls ``object.__setattr__`` once
     per field (about 0.4 us each); `observe` builds a dozen records per measurement.
-    Same signature, same instance dict, so equality, hashing, repr, pickling and
-    `dataclasses.replace` are unchanged. Only for classes without defaults or
-    ``__post_init__``.
+    Same signature and defaults, same instance dict, ``__post_init__`` still called,
+    so equality, hashing, repr, pickling and `dataclasses.replace` are unchanged.
+    Plain defaults only (no ``default_factory``), no ``InitVar``, every field in ``__init__``.
     """
-    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-    assert all(f.default is MISSING and f.default_factory is MISSING for f in fields(cls))  # type: ignore[arg-type]
-    assert not hasattr(cls, "__post_init__")
-    body = ", ".join(f"{n!r}: {n}" for n in names)
+    params, items = [], []
     namespace: dict[str, Any] = {"_set": object.__setattr__}
-    exec(f"def __init__(self, {', '.join(names)}):\n    _set(self, '__dict__', {{{body}}})\n", namespace)
+    for f in fields(cls):  # type: ignore[arg-type]
+        assert f.init and f.default_factory is MISSING, f"{cls.__name__}.{f.name}: not supported"
+        if f.default is MISSING:
+            params.append(f.name)
+        else:
+            namespace[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+        items.append(f"{f.name!r}: {f.name}")
+    post = "\n    self.__post_init__()" if hasattr(cls, "__post_init__") else ""
+    exec(f"def __init__(self, {', '.join(params)}):\n"
+         f"    _set(self, '__dict__', {{{', '.join(items)}}}){post}\n", namespace)
     init = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__doc__ = cls.__init__.__doc__
@@ -101,7 +136,7 @@ def _quick_init(cls: type[_T]) -> type[_T]:
 # --------------------------------------------------------------------------- records
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True)
 class Query:
     """One DNS lookup (or one late/duplicate response to it)."""
@@ -117,7 +152,7 @@ class Query:
     depth: int                # hop of the redirect chain, 0 = the input URL
     late: bool                # True for x_dns_duplicate_responses entries
 
-    @property
+    @cached_property
     def key(self) -> tuple[str, str, str, str, int | None]:
         """Identifies "the same question": responses sharing it are duplicates."""
         return (self.engine, self.resolver, self.hostname, self.query_type, self.transaction_id)
@@ -127,7 +162,7 @@ class Query:
         return self.engine in ENCRYPTED_ENGINES
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True)
 class Connect:
     """One TCP connect attempt."""
@@ -140,12 +175,12 @@ class Connect:
     depth: int
     fetch_body: bool          # on the path that fetched the page (vs. a connectivity check)
 
-    @property
+    @cached_property
     def endpoint(self) -> str:
         return endpoint(self.ip, self.port)
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True)
 class Handshake:
     """One TLS handshake."""
@@ -160,12 +195,12 @@ class Handshake:
     fetch_body: bool
     verified: bool            # False when the probe skipped certificate verification
 
-    @property
+    @cached_property
     def endpoint(self) -> str:
         return endpoint(self.ip, self.port)
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True)
 class Exchange:
     """One HTTP round trip of the redirect chain."""
@@ -214,7 +249,7 @@ class Exchange:
         return {name: value for name, value in self.headers}
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True)
 class ControlHTTP:
     """What the control fetched for the input URL."""
@@ -226,7 +261,7 @@ class ControlHTTP:
     headers: tuple[tuple[str, str], ...]
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True)
 class Control:
     """The test helper's view of the same URL (None fields: the control did not say)."""
@@ -243,7 +278,7 @@ class Control:
         return bool(self.dns_addrs)
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True)
 class Observations:
     """Everything the verdict needs, normalised."""
@@ -261,7 +296,7 @@ class Observations:
     answer_asns: Mapping[str, int]             # ip -> AS number seen in any answer
     hop_hosts: tuple[str, ...]                 # host of each hop, index = depth
 
-    @property
+    @cached_property
     def max_depth(self) -> int:
         records: tuple[Query | Connect | Handshake | Exchange, ...] = (
             *self.queries, *self.connects, *self.handshakes, *self.exchanges)
@@ -369,43 +404,53 @@ def _is_map(value: Any) -> bool:
     return type(value) is dict or isinstance(value, Mapping)
 
 
+_NO_TAGS: tuple[int | None, bool | None] = (None, None)
+
+
+def _tags(record: Mapping[str, Any]) -> tuple[int | None, bool | None]:
+    """(the first ``depth=N`` tag's N, the first ``fetch_body=`` tag's value), None when absent."""
+    tags = record.get("tags")
+    if not tags or not isinstance(tags, list):
+        return _NO_TAGS
+    try:
+        return _parse_tags(tuple(tags))  # a handful of distinct tag lists in practice
+    except TypeError:  # unhashable junk among the tags
+        return _parse_tags.__wrapped__(tags)
+
+
+@lru_cache(maxsize=1024)
+def _parse_tags(tags: Sequence[Any]) -> tuple[int | None, bool | None]:
+    depth: int | None = None
+    fetch_body: bool | None = None
+    for tag in tags:
+        if not isinstance(tag, str):
+            continue
+        if depth is None and tag.startswith(_DEPTH_TAG) and tag[6:].isdigit():
+            depth = int(tag[6:])
+        elif fetch_body is None and tag.startswith(_FETCH_TAG):
+            fetch_body = tag[11:] == "true"
+    return depth, fetch_body
+
+
 def _tag_depth(record: Mapping[str, Any]) -> int | None:
-    """The first ``depth=N`` tag's N, if any."""
-    tags = record.get("tags")
-    if not tags or not isinstance(tags, list):
-        return None
-    for tag in tags:
-        if isinstance(tag, str) and tag.startswith(_DEPTH_TAG) and tag[6:].isdigit():
-            return int(tag[6:])
-    return None
-
-
-def _tag_fetch_body(record: Mapping[str, Any]) -> bool | None:
-    """The first ``fetch_body=`` tag's value, if any."""
-    tags = record.get("tags")
-    if not tags or not isinstance(tags, list):
-        return None
-    for tag in tags:
-        if isinstance(tag, str) and tag.startswith(_FETCH_TAG):
-            return tag[11:] == "true"
-    return None
+    return _tags(record)[0]
 
 
 def _int(value: Any, default: int = 0) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
+    return value if type(value) is int or (isinstance(value, int) and not isinstance(value, bool)) else default
 
 
 def _tx(record: Mapping[str, Any]) -> int | None:
     value = record.get("transaction_id")
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return value if type(value) is int or (isinstance(value, int) and not isinstance(value, bool)) else None
 
 
 def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
+    return value if type(value) is str or isinstance(value, str) else ""
 
 
 def _failure(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+    return value if value and isinstance(value, str) else None
 
 
 def _list(value: Any) -> list[Mapping[str, Any]]:
@@ -554,32 +599,29 @@ def _pending_redirect(exchanges: Sequence[Exchange]) -> str | None:
 def _query(pointer: str, q: Mapping[str, Any], late: bool, hops: Sequence[str],
            answer_asns: dict[str, int]) -> Query:
     """One lookup; also records the AS number of each answer in ``answer_asns`` (first wins)."""
-    hostname = idna_host(_str(q.get("hostname")))
+    get = q.get
+    hostname = idna_host(_str(get("hostname")))
     depth = _tag_depth(q)
     if depth is None:
         depth = hops.index(hostname) if hostname in hops else 0
     addrs = []
-    for answer in _list(q.get("answers")):
+    answers = get("answers")
+    for answer in answers if isinstance(answers, list) else ():
+        if not (type(answer) is dict or isinstance(answer, Mapping)):
+            continue
         kind = answer.get("answer_type")
-        value = answer.get("ipv4") if kind == "A" else answer.get("ipv6") if kind == "AAAA" else None
+        ipv4 = answer.get("ipv4")
+        ipv6 = answer.get("ipv6")
+        value = ipv4 if kind == "A" else ipv6 if kind == "AAAA" else None
         if isinstance(value, str) and is_ip(value):
             addrs.append(value)
-        ip = answer.get("ipv4") or answer.get("ipv6")
-        asn = _int(answer.get("asn"))
-        if isinstance(ip, str) and asn > 0 and ip not in answer_asns:
-            answer_asns[ip] = asn
-    return Query(
-        pointer=pointer,
-        engine=_str(q.get("engine")).lower(),
-        resolver=_str(q.get("resolver_address")),
-        hostname=hostname,
-        query_type=_str(q.get("query_type")).upper(),
-        transaction_id=_tx(q),
-        failure=_failure(q.get("failure")),
-        addrs=tuple(addrs),
-        depth=depth,
-        late=late,
-    )
+        ip = ipv4 or ipv6
+        if isinstance(ip, str) and ip not in answer_asns:
+            asn = _int(answer.get("asn"))
+            if asn > 0:
+                answer_asns[ip] = asn
+    return Query(pointer, _str(get("engine")).lower(), _str(get("resolver_address")), hostname,
+                 _str(get("query_type")).upper(), _tx(q), _failure(get("failure")), tuple(addrs), depth, late)
 
 
 def _ip_hostnames(queries: Iterable[Query]) -> dict[str, str]:
@@ -590,7 +632,7 @@ def _ip_hostnames(queries: Iterable[Query]) -> dict[str, str]:
     return out
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True)
 class _Locator:
     """Infers depth and fetch_body for TCP/TLS records that carry no tags."""
@@ -620,8 +662,8 @@ class _Locator:
             return url_port(pending)
         return url_port(self.input_url) if self.input_url else 0
 
-    def fetch_body(self, record: Mapping[str, Any], depth: int, port: int) -> bool:
-        tagged = _tag_fetch_body(record)
+    def fetch_body(self, tagged: bool | None, depth: int, port: int) -> bool:
+        """The record's ``fetch_body=`` tag (``tagged``), else whether the hop's URL has its port."""
         return tagged if tagged is not None else self.hop_port(depth) in (port, 0)
 
 
@@ -630,71 +672,51 @@ def _connect(index: int, c: Mapping[str, Any], locate: _Locator) -> Connect:
     status = status if _is_map(status) else {}
     ip, port = _str(c.get("ip")), _int(c.get("port"))
     tx = _tx(c)
-    depth = locate.depth(_tag_depth(c), tx, locate.ip_host.get(ip, ip), port)
-    return Connect(
-        pointer=f"test_keys.tcp_connect[{index}]",
-        ip=ip,
-        port=port,
-        failure=_failure(status.get("failure")),
-        transaction_id=tx,
-        depth=depth,
-        fetch_body=locate.fetch_body(c, depth, port),
-    )
+    tag_depth, tag_fetch = _tags(c)
+    depth = locate.depth(tag_depth, tx, locate.ip_host.get(ip, ip), port)
+    return Connect(f"test_keys.tcp_connect[{index}]", ip, port, _failure(status.get("failure")), tx, depth,
+                   locate.fetch_body(tag_fetch, depth, port))
 
 
 def _handshake(index: int, h: Mapping[str, Any], locate: _Locator) -> Handshake:
     ip, port = split_endpoint(_str(h.get("address")))
     server_name = idna_host(_str(h.get("server_name")))
     tx = _tx(h)
-    depth = locate.depth(_tag_depth(h), tx, server_name or locate.ip_host.get(ip, ip), port)
-    return Handshake(
-        pointer=f"test_keys.tls_handshakes[{index}]",
-        ip=ip,
-        port=port,
-        server_name=server_name,
-        failure=_failure(h.get("failure")),
-        transaction_id=tx,
-        depth=depth,
-        fetch_body=locate.fetch_body(h, depth, port),
-        verified=not h.get("no_tls_verify"),
-    )
+    tag_depth, tag_fetch = _tags(h)
+    depth = locate.depth(tag_depth, tx, server_name or locate.ip_host.get(ip, ip), port)
+    return Handshake(f"test_keys.tls_handshakes[{index}]", ip, port, server_name, _failure(h.get("failure")), tx,
+                     depth, locate.fetch_body(tag_fetch, depth, port), not h.get("no_tls_verify"))
 
 
 def _control(raw: Any) -> Control | None:
-    if not isinstance(raw, Mapping) or not raw:
+    if not raw or not _is_map(raw):
         return None
     dns = raw.get("dns")
     dns_addrs: tuple[str, ...] | None = None
     dns_failure = None
-    if isinstance(dns, Mapping):
+    if _is_map(dns):
         dns_failure = _failure(dns.get("failure"))
         addrs = dns.get("addrs")
-        dns_addrs = tuple(a for a in addrs if isinstance(a, str)) if isinstance(addrs, list) else ()
+        dns_addrs = tuple([a for a in addrs if isinstance(a, str)]) if isinstance(addrs, list) else ()
     tcp = {
         _normal_endpoint(key): _control_outcome(value)
-        for key, value in _mapping(raw.get("tcp_connect")).items() if isinstance(value, Mapping)
+        for key, value in _mapping(raw.get("tcp_connect")).items() if _is_map(value)
     }
     tls = {
         _normal_endpoint(key): (_control_outcome(value), idna_host(_str(value.get("server_name"))))
-        for key, value in _mapping(raw.get("tls_handshake")).items() if isinstance(value, Mapping)
+        for key, value in _mapping(raw.get("tls_handshake")).items() if _is_map(value)
     }
-    asns = {
-        str(ip): _int(info.get("asn"))
-        for ip, info in _mapping(raw.get("ip_info")).items()
-        if isinstance(info, Mapping) and _int(info.get("asn")) > 0
-    }
-    return Control(
-        dns_failure=dns_failure,
-        dns_addrs=dns_addrs,
-        tcp=tcp,
-        tls=tls,
-        http=_control_http(raw.get("http_request")),
-        asns=asns,
-    )
+    asns = {}
+    for ip, info in _mapping(raw.get("ip_info")).items():
+        if _is_map(info):
+            asn = _int(info.get("asn"))
+            if asn > 0:
+                asns[str(ip)] = asn
+    return Control(dns_failure, dns_addrs, tcp, tls, _control_http(raw.get("http_request")), asns)
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    return value if _is_map(value) else {}
 
 
 def _control_outcome(value: Mapping[str, Any]) -> str | None:
@@ -705,26 +727,30 @@ def _control_outcome(value: Mapping[str, Any]) -> str | None:
 
 
 def _normal_endpoint(key: str) -> str:
-    ip, port = split_endpoint(str(key))
+    return _normal_endpoint_of(key if type(key) is str else str(key))
+
+
+@lru_cache(maxsize=_CACHE)
+def _normal_endpoint_of(key: str) -> str:
+    ip, port = split_endpoint(key)
     return endpoint(ip, port)
 
 
 def _control_http(raw: Any) -> ControlHTTP | None:
-    if not isinstance(raw, Mapping):
+    if not _is_map(raw):
         return None
     headers = raw.get("headers")
     return ControlHTTP(
-        failure=_failure(raw.get("failure")),
-        status_code=_int(raw.get("status_code")),
-        body_length=_int(raw.get("body_length")),
-        title=_str(raw.get("title")),
-        headers=tuple((str(k), _str(v)) for k, v in headers.items()) if isinstance(headers, Mapping) else (),
+        _failure(raw.get("failure")), _int(raw.get("status_code")), _int(raw.get("body_length")),
+        _str(raw.get("title")),
+        tuple([(str(k), _str(v)) for k, v in headers.items()]) if _is_map(headers) else (),
     )
 
 
 # --------------------------------------------------------------------------- DNS consistency
 
 
+@quick_init
 @dataclass(frozen=True)
 class AddressJudge:
     """Decides whether resolved addresses agree with the control.
@@ -748,18 +774,27 @@ class AddressJudge:
         addrs = control.dns_addrs or () if control is not None else ()
         return frozenset(a for a in (self.obs.asn(ip) for ip in addrs) if a > 0)
 
+    @cached_property
+    def _control_addrs(self) -> frozenset[str]:
+        control = self.obs.control
+        return frozenset(control.dns_addrs or ()) if control is not None else frozenset()
+
+    @cached_property
+    def _control_asns(self) -> frozenset[int]:
+        return self.control_asns()
+
     def consistent(self, addrs: Sequence[str], hostname: str) -> bool | None:
         """True/False for a set of answers; None when there is nothing to compare with."""
         if not addrs:
             return None
         control = self.obs.control
-        control_addrs = frozenset(control.dns_addrs or ()) if control is not None else frozenset()
+        control_addrs = self._control_addrs
         if any(is_bogon(ip) and ip not in control_addrs for ip in addrs):
             return False
-        if control_addrs & frozenset(addrs):
+        if not control_addrs.isdisjoint(addrs):
             return True
-        asns = self.control_asns()
-        if any(self.obs.asn(ip) in asns for ip in addrs if not is_bogon(ip)):
+        asns = self._control_asns
+        if asns and any(self.obs.asn(ip) in asns for ip in addrs if not is_bogon(ip)):
             return True
         if any(self.tls_validated(ip, hostname) for ip in addrs):
             return True
@@ -772,6 +807,7 @@ class AddressJudge:
 # --------------------------------------------------------------------------- HTTP diff
 
 
+@quick_init
 @dataclass(frozen=True)
 class HTTPDiff:
     """OONI's comparison of the final response with the control's (None = not applicable)."""

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any, Protocol
 
 from tamperscope.model.consistency import (
@@ -62,6 +63,7 @@ from tamperscope.model.consistency import (
     is_bogon,
     is_ip,
     observe,
+    quick_init,
 )
 
 MECHANISMS = (
@@ -70,6 +72,8 @@ MECHANISMS = (
     "quic.drop", "middlebox",
 )
 STATUSES = ("ok", "anomaly", "failure")
+_MECHANISM_SET = frozenset(MECHANISMS)
+_STATUS_SET = frozenset(STATUSES)
 
 # OONI's `blocking` vocabulary for each of our mechanisms (see _blocking for redirect hops).
 OONI_BLOCKING: Mapping[str, str | bool] = {
@@ -90,6 +94,7 @@ class BlockpageMatcher(Protocol):
     def __call__(self, body: str, headers: Mapping[str, str]) -> Sequence[str]: ...
 
 
+@quick_init
 @dataclass(frozen=True)
 class Verdict:
     """What a Web Connectivity measurement says about its URL."""
@@ -103,9 +108,9 @@ class Verdict:
     fingerprints: tuple[str, ...] = ()   # blockpage fingerprint ids that matched
 
     def __post_init__(self) -> None:
-        if self.mechanism not in MECHANISMS:
+        if self.mechanism not in _MECHANISM_SET:
             raise ValueError(f"unknown mechanism {self.mechanism!r}")
-        if self.status not in STATUSES:
+        if self.status not in _STATUS_SET:
             raise ValueError(f"unknown status {self.status!r}")
         if not 0.0 <= self.confidence <= 1.0:
             raise ValueError(f"confidence {self.confidence} outside 0..1")
@@ -126,6 +131,11 @@ def failure_class(failure: str | None) -> str:
     """Coarse class of an OONI failure string (also the legacy test helper's ones)."""
     if not failure:
         return "ok"
+    return _failure_class(failure) if type(failure) is str else _failure_class.__wrapped__(failure)
+
+
+@lru_cache(maxsize=1024)  # a small vocabulary: OONI's failure strings
+def _failure_class(failure: str) -> str:
     f = failure.lower()
     table = (
         (("dns_nxdomain_error", "dns_name_error", "android_dns_cache_no_data"), "dns_nxdomain"),
@@ -150,6 +160,7 @@ def failure_class(failure: str | None) -> str:
 # --------------------------------------------------------------------------- findings
 
 
+@quick_init
 @dataclass(frozen=True)
 class Finding:
     """One failed (or suspicious) step, judged against the control."""
@@ -163,12 +174,14 @@ class Finding:
     endpoint_control: bool = True  # the control measured this very step (not just HTTP)
 
 
+@quick_init
 @dataclass(frozen=True)
 class DNSOutcome:
     finding: Finding | None = None            # tampering of the input's host
     suspect: frozenset[str] = frozenset()     # addresses from inconsistent lookups
 
 
+@lru_cache(maxsize=4096)
 def _index(pointer: str) -> int:
     digits = pointer.rsplit("[", 1)[-1].rstrip("]")
     return int(digits) if digits.isdigit() else 0
@@ -187,14 +200,18 @@ def _tcp_mechanism(failure: str) -> tuple[str, float]:
     cls = failure_class(failure)
     if cls in ("reset", "refused"):
         return "tcp.rst", 0.9
-    return "tcp.drop", {"timeout": 0.85, "unreachable": 0.6}.get(cls, 0.5)
+    return "tcp.drop", _TCP_CONFIDENCE.get(cls, 0.5)
+
+
+_TCP_CONFIDENCE = {"timeout": 0.85, "unreachable": 0.6}
 
 
 def _tls_mechanism(failure: str) -> tuple[str, float]:
-    cls = failure_class(failure)
-    mapping = {"reset": ("tls.rst", 0.9), "eof": ("tls.rst", 0.8), "timeout": ("tls.drop", 0.8),
-               "tls_cert": ("tls.mitm", 0.9)}
-    return mapping.get(cls, ("tls.rst", 0.5))
+    return _TLS_MECHANISMS.get(failure_class(failure), ("tls.rst", 0.5))
+
+
+_TLS_MECHANISMS = {"reset": ("tls.rst", 0.9), "eof": ("tls.rst", 0.8), "timeout": ("tls.drop", 0.8),
+                   "tls_cert": ("tls.mitm", 0.9)}
 
 
 def _http_mechanism(exchange: Exchange) -> tuple[str, float]:
@@ -252,9 +269,13 @@ def _dns_failure(obs: Observations, q: Query, hop: bool) -> Finding | None:
 def _injection(obs: Observations, judge: AddressJudge, depth0: Sequence[Query],
                primary: Sequence[Query], tampered: bool) -> Finding | None:
     groups: dict[tuple[object, ...], list[Query]] = {}
+    grouped = 0
     for q in depth0:
         if not q.encrypted:
             groups.setdefault(q.key, []).append(q)
+            grouped += 1
+    if not obs.late_responses and len(groups) == grouped:
+        return None  # every question answered once: no duplicates to judge
     for late in obs.late_responses:
         # Exact question first; else the same name and type from the same resolver.
         key = late.key if late.key in groups else next(
