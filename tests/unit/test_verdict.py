@@ -639,3 +639,64 @@ def test_requests_in_chronological_order_are_understood() -> None:
     m["test_keys"]["requests"].reverse()  # oldest first
     v = web_connectivity_verdict(m)
     assert ooni(v) == ("http-failure", False, "http.rst") and v.evidence[0] == "test_keys.requests[1]"
+
+
+# --------------------------------------------------------------------------- speed-ups keep results
+
+
+def test_memoised_helpers_agree_with_the_uncached_definitions() -> None:
+    """The string-keyed memos and the ASCII fast path of IDNA must not change any answer."""
+    import dataclasses
+    import ipaddress
+    import pickle
+
+    from tamperscope.model import consistency as c
+
+    for value in ("1.2.3.4", "010.0.0.1", "1.2.3.4\n", "256.1.1.1", "::ffff:127.0.0.1", "fe80::1%eth0",
+                  "198.19.0.1", "2001:db8::1", "", "host", "١.٢.٣.٤"):
+        try:
+            ipaddress.ip_address(value)
+            expected = True
+        except ValueError:
+            expected = False
+        assert c.is_ip(value) is expected, value
+        assert c.is_bogon(value) is c._is_bogon.__wrapped__(value), value
+    for name in ("www.Example.COM.", " a.b ", "x" * 64 + ".com", "a..b", "münchen.de", "K.com", "☃.net", ""):
+        stripped = name.strip().rstrip(".").lower()
+        try:
+            expected_name = stripped.encode("idna").decode("ascii")
+        except UnicodeError:
+            expected_name = stripped
+        assert c.idna_host(name) == expected_name, name
+    # Records built by the one-step __init__ behave like any frozen dataclass.
+    q = c.Query("p", "udp", "", "h", "A", 1, None, ("1.2.3.4",), 0, False)
+    same = c.Query(pointer="p", engine="udp", resolver="", hostname="h", query_type="A", transaction_id=1,
+                   failure=None, addrs=("1.2.3.4",), depth=0, late=False)
+    assert q == same and hash(q) == hash(same) and q.key == ("udp", "", "h", "A", 1)
+    assert pickle.loads(pickle.dumps(q)) == q and dataclasses.replace(q, depth=2).depth == 2
+    assert repr(q).startswith("Query(pointer='p'")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        q.depth = 3  # type: ignore[misc]
+    with pytest.raises(ValueError):
+        Verdict(False, True, "no-such-mechanism", 0.5, "ok")
+    assert Verdict(False, True, "none", 0.5, "ok").evidence == ()
+
+
+def test_observe_is_the_same_with_cold_and_warm_memos() -> None:
+    from tamperscope.model import consistency as c
+
+    m = WC().dns().dns(HOST, (FAKE_IP,), engine="udp").fetch_ok().control().build()
+    warm = observe(m)
+    for memo in (c.url_host, c.url_port, c.url_scheme, c._urljoin, c._is_ip, c._is_bogon, c._idna_encode,
+                 c.split_endpoint, c._same_url, c._parse_tags, c._normal_endpoint_of, c._parse_version):
+        memo.cache_clear()
+    cold = observe(m)
+    assert cold == warm and web_connectivity_verdict(m) == verdict_from_cold(m)
+
+
+def verdict_from_cold(m: Mapping[str, Any]) -> Verdict:
+    from tamperscope.model.verdict import _failure_class, _index, verdict_from
+
+    _failure_class.cache_clear()
+    _index.cache_clear()
+    return verdict_from(observe(m), m)

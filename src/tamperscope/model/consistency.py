@@ -243,7 +243,15 @@ class Exchange:
         return not (300 <= self.status_code < 400 and self.location)
 
     def text(self) -> str:
+        return self._text
+
+    @cached_property
+    def _text(self) -> str:  # decoded once: the fingerprint scan and the title both read it
         return self.body.decode("utf-8", errors="replace")
+
+    @cached_property
+    def _title(self) -> str:
+        return page_title(self._text)
 
     def header_map(self) -> dict[str, str]:
         return {name: value for name, value in self.headers}
@@ -298,9 +306,11 @@ class Observations:
 
     @cached_property
     def max_depth(self) -> int:
-        records: tuple[Query | Connect | Handshake | Exchange, ...] = (
-            *self.queries, *self.connects, *self.handshakes, *self.exchanges)
-        return max((r.depth for r in records), default=0)
+        depths = [q.depth for q in self.queries]
+        depths += [c.depth for c in self.connects]
+        depths += [h.depth for h in self.handshakes]
+        depths += [e.depth for e in self.exchanges]
+        return max(depths, default=0)
 
     def asn(self, ip: str) -> int:
         if self.control is not None and self.control.asns.get(ip):
@@ -473,7 +483,7 @@ def _body_bytes(body: Any) -> bytes:
 def _headers(response: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     pairs = response.get("headers_list")
     if isinstance(pairs, list) and pairs:
-        return tuple((_str(p[0]), _str(p[1])) for p in pairs if isinstance(p, list) and len(p) == 2)
+        return tuple([(_str(p[0]), _str(p[1])) for p in pairs if isinstance(p, list) and len(p) == 2])
     headers = response.get("headers")
     if isinstance(headers, Mapping):
         return tuple((str(k), v if isinstance(v, str) else str(v)) for k, v in headers.items())
@@ -506,15 +516,15 @@ def observe(measurement: Mapping[str, Any]) -> Observations:
     exchanges = _exchanges(tk, url)
     hops = _hop_hosts(exchanges, host)
     answer_asns: dict[str, int] = {}  # filled by _query: queries first, then late responses
-    queries = tuple(_query(f"test_keys.queries[{i}]", q, False, hops, answer_asns)
-                    for i, q in enumerate(_list(tk.get("queries"))))
-    late = tuple(_query(f"test_keys.x_dns_duplicate_responses[{i}]", q, True, hops, answer_asns)
-                 for i, q in enumerate(_list(tk.get("x_dns_duplicate_responses"))))
+    queries = tuple([_query(f"test_keys.queries[{i}]", q, False, hops, answer_asns)
+                     for i, q in enumerate(_list(tk.get("queries")))])
+    late = tuple([_query(f"test_keys.x_dns_duplicate_responses[{i}]", q, True, hops, answer_asns)
+                  for i, q in enumerate(_list(tk.get("x_dns_duplicate_responses")))])
     ip_host = _ip_hostnames(queries)
     tx_depth = {e.transaction_id: e.depth for e in exchanges if e.transaction_id is not None}
     locate = _Locator(hops, tx_depth, ip_host, exchanges, url)
-    connects = tuple(_connect(i, c, locate) for i, c in enumerate(_list(tk.get("tcp_connect"))))
-    handshakes = tuple(_handshake(i, h, locate) for i, h in enumerate(_list(tk.get("tls_handshakes"))))
+    connects = tuple([_connect(i, c, locate) for i, c in enumerate(_list(tk.get("tcp_connect")))])
+    handshakes = tuple([_handshake(i, h, locate) for i, h in enumerate(_list(tk.get("tls_handshakes")))])
 
     control_failure = _failure(tk.get("control_failure"))
     control = _control(tk.get("control")) if control_failure is None else None
@@ -600,8 +610,10 @@ def _query(pointer: str, q: Mapping[str, Any], late: bool, hops: Sequence[str],
            answer_asns: dict[str, int]) -> Query:
     """One lookup; also records the AS number of each answer in ``answer_asns`` (first wins)."""
     get = q.get
-    hostname = idna_host(_str(get("hostname")))
-    depth = _tag_depth(q)
+    hostname = get("hostname")
+    hostname = idna_host(hostname if isinstance(hostname, str) else "")
+    tags = get("tags")
+    depth = _tags(q)[0] if tags else None
     if depth is None:
         depth = hops.index(hostname) if hostname in hops else 0
     addrs = []
@@ -611,17 +623,32 @@ def _query(pointer: str, q: Mapping[str, Any], late: bool, hops: Sequence[str],
             continue
         kind = answer.get("answer_type")
         ipv4 = answer.get("ipv4")
-        ipv6 = answer.get("ipv6")
-        value = ipv4 if kind == "A" else ipv6 if kind == "AAAA" else None
-        if isinstance(value, str) and is_ip(value):
-            addrs.append(value)
-        ip = ipv4 or ipv6
+        if kind == "A":
+            if isinstance(ipv4, str) and is_ip(ipv4):
+                addrs.append(ipv4)
+        elif kind == "AAAA":
+            ipv6 = answer.get("ipv6")
+            if isinstance(ipv6, str) and is_ip(ipv6):
+                addrs.append(ipv6)
+        ip = ipv4 or answer.get("ipv6")
         if isinstance(ip, str) and ip not in answer_asns:
             asn = _int(answer.get("asn"))
             if asn > 0:
                 answer_asns[ip] = asn
-    return Query(pointer, _str(get("engine")).lower(), _str(get("resolver_address")), hostname,
-                 _str(get("query_type")).upper(), _tx(q), _failure(get("failure")), tuple(addrs), depth, late)
+    engine, resolver, qtype, tx, failure = (
+        get("engine"), get("resolver_address"), get("query_type"), get("transaction_id"), get("failure"))
+    return Query(
+        pointer,
+        engine.lower() if isinstance(engine, str) else "",
+        resolver if isinstance(resolver, str) else "",
+        hostname,
+        qtype.upper() if isinstance(qtype, str) else "",
+        tx if type(tx) is int or (isinstance(tx, int) and not isinstance(tx, bool)) else None,
+        failure if failure and isinstance(failure, str) else None,
+        tuple(addrs),
+        depth,
+        late,
+    )
 
 
 def _ip_hostnames(queries: Iterable[Query]) -> dict[str, str]:
@@ -870,7 +897,7 @@ def _headers_match(response: Exchange, control: ControlHTTP, version: tuple[int,
 def _title_match(response: Exchange, control: ControlHTTP, version: tuple[int, int]) -> bool | None:
     if response.status_code <= 0 or response.body_truncated or control.status_code <= 0:
         return None
-    measured = page_title(response.text())
+    measured = response._title
     if not measured or (version >= (0, 5) and not control.title):
         return None
     # Words of 5+ bytes, order ignored: all of them must appear in both titles.

@@ -50,6 +50,7 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from tamperscope.model.consistency import (
+    ENCRYPTED_ENGINES,
     NO_ANSWER_FAILURES,
     NXDOMAIN_FAILURES,
     SYSTEM_ENGINES,
@@ -229,7 +230,7 @@ def _primary(queries: Sequence[Query]) -> list[Query]:
     """The lookups the user's browser relies on: first response per question."""
     live = [q for q in queries if not q.late]
     chosen = [q for q in live if q.engine in SYSTEM_ENGINES]
-    chosen = chosen or [q for q in live if not q.encrypted] or live
+    chosen = chosen or [q for q in live if q.engine not in ENCRYPTED_ENGINES] or live
     seen: set[tuple[object, ...]] = set()
     out = []
     for q in chosen:
