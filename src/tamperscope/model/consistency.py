@@ -36,7 +36,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
 from functools import lru_cache
-from typing import Any, Callable, Generic, TypeVar, overload
+from typing import Any, Callable, Generic, TypeGuard, TypeVar, overload
 from urllib.parse import urljoin, urlsplit
 
 # Engines that stand for "the resolver the user's browser would use".
@@ -129,7 +129,7 @@ def quick_init(cls: type[_T]) -> type[_T]:
     init = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__doc__ = cls.__init__.__doc__
-    cls.__init__ = init  # type: ignore[misc]
+    setattr(cls, "__init__", init)  # noqa: B010 - assigning a method is what this does
     return cls
 
 
@@ -358,7 +358,9 @@ def url_scheme(url: str) -> str:
     return urlsplit(url).scheme.lower()
 
 
-_urljoin = lru_cache(maxsize=_CACHE)(urljoin)
+@lru_cache(maxsize=_CACHE)
+def _urljoin(base: str, url: str) -> str:
+    return urljoin(base, url)
 
 
 def idna_host(host: str) -> str:
@@ -409,7 +411,7 @@ def page_title(body: str) -> str:
     return match.group(1) if match else ""
 
 
-def _is_map(value: Any) -> bool:
+def _is_map(value: Any) -> TypeGuard[Mapping[str, Any]]:
     # JSON gives plain dicts: skip the (slow) ABC check for them.
     return type(value) is dict or isinstance(value, Mapping)
 
@@ -460,7 +462,7 @@ def _str(value: Any) -> str:
 
 
 def _failure(value: Any) -> str | None:
-    return value if value and isinstance(value, str) else None
+    return value if isinstance(value, str) and value else None
 
 
 def _list(value: Any) -> list[Mapping[str, Any]]:
