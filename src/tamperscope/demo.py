@@ -55,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--port must be between 1 and 65535")
     if not args.serve and (args.db is not None or args.serve_seconds is not None):
         raise UsageError("--db and --serve-seconds go with --serve")
+    if args.serve_seconds is not None and args.serve_seconds <= 0:
+        raise UsageError("--serve-seconds must be more than 0")
+    if args.serve:
+        _port_is_free(args.port)
     manager.require_root()
     profile = manager.resolve_profile(args.profile)
     text = args.list.read_text() if args.list else bundled_list()
@@ -164,6 +168,19 @@ def serve(measurements: list[dict], db: Path, port: int, seconds: float | None, 
                 server.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 server.kill()
+
+
+def _port_is_free(port: int) -> None:
+    """Refuse a taken port before the demo's minute of measuring, not after it."""
+    import socket
+
+    from .cli import UsageError
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise UsageError(f"port {port} on 127.0.0.1 is taken; choose another with --port") from None
 
 
 def _wait_listed(url: str, n: int, seconds: float = 60) -> None:

@@ -58,3 +58,31 @@ def test_every_command_has_help(tmp_path: Path) -> None:
     for cmd in (["run"], ["helper"], ["lab"], ["lab", "up"], ["lab", "expect"], ["demo"]):
         res = cli(*cmd, "--help", cwd=tmp_path)
         assert res.returncode == 0 and len(res.stdout) > 200, cmd
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["demo", "--serve-seconds", "5"], "go with --serve"),
+    (["demo", "--db", "x.duckdb"], "go with --serve"),
+    (["demo", "--serve", "--serve-seconds", "0"], "--serve-seconds must be more than 0"),
+    (["demo", "--serve", "--port", "70000"], "--port must be between"),
+    (["run", "web_connectivity", "-i", "http://x.org/", "--outbox", "o"], "--outbox goes with --submit"),
+    (["run", "web_connectivity", "-i", "http://x.org/", "--submit", "http://127.0.0.1:1/", "--submit-timeout", "0"],
+     "--submit-timeout"),
+])
+def test_demo_and_submit_options_are_checked_first(tmp_path: Path, args: list[str], needle: str) -> None:
+    res = cli(*args, "--yes" if args[0] == "run" else "--profile", *([] if args[0] == "run" else ["tm-like"]),
+              cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert needle in res.stderr and len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+    assert not list(tmp_path.glob("*.jsonl"))
+
+
+def test_demo_serve_refuses_a_taken_port_before_measuring(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        res = cli("demo", "--serve", "--port", str(port), cwd=tmp_path)
+    assert res.returncode == 2 and f"port {port} on 127.0.0.1 is taken" in res.stderr
