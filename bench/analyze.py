@@ -72,6 +72,41 @@ print(json.dumps({"run": t_done - t_ready, "startup": t_ready - t0, "accepted": 
                   "matcher_calls": stats.matcher_calls, "matcher_hits": stats.matcher_hits}))
 """
 
+TRACER = r"""
+import gc, json, sys
+from tamperscope.analysis import pipeline
+from tamperscope.analysis.store import Store
+opts = json.loads(sys.argv[1])
+every = opts.pop("every")
+class Traced(Store):
+    seen = 0
+    mark = 0
+    def _transaction(self, batches):
+        super()._transaction(batches)
+        self.seen += sum(len(b.order) for b in batches)
+        if self.seen >= self.mark:
+            self.mark += every
+            duck = self.con.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchone()[0] or 0
+            rss = int(open("/proc/self/statm").read().split()[1]) * 4096
+            print(json.dumps({"n": self.seen, "rss_mb": rss / 2**20, "duckdb_mb": duck / 2**20,
+                              "py_blocks": sys.getallocatedblocks(), "py_objects": len(gc.get_objects())}),
+                  flush=True)
+store = Traced(opts["db"])
+pipeline.run(opts["paths"], store, pipeline.Options(workers=1))
+store.close()
+"""
+
+
+def memory_trace(path: Path, db: Path, every: int) -> list[dict[str, Any]]:
+    """RSS, DuckDB's own memory and Python's live heap every ``every`` measurements of one analyze run."""
+    for stale in (db, db.with_name(db.name + ".wal")):
+        stale.unlink(missing_ok=True)
+    shutil.rmtree(db.with_name(db.name.removesuffix(".duckdb") + ".raw"), ignore_errors=True)
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    spec = json.dumps({"paths": [str(path)], "db": str(db), "every": every})
+    out = subprocess.run([sys.executable, "-c", TRACER, spec], capture_output=True, text=True, env=env, check=True)
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
 
 # --------------------------------------------------------------------------- corpus
 
@@ -334,6 +369,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         ])
         print(f"growth from {n_small:,} to {n_large:,}: peak {big['tree_peak_mb'] - one['tree_peak_mb']:+.0f} MB, "
               f"median {big['tree_median_mb'] - one['tree_median_mb']:+.0f} MB")
+        trace = memory_trace(large, work / "trace.duckdb", max(4096, n_large // 8))
+        print_table(f"2b. inside one run over {n_large:,}: Python's heap, DuckDB's buffers (capped at 256 MB) and RSS",
+                    ["measurements", "RSS", "DuckDB", "Python blocks", "Python objects"],
+                    [[f"{t['n']:,}", f"{t['rss_mb']:.0f} MB", f"{t['duckdb_mb']:.0f} MB", f"{t['py_blocks']:,}",
+                      f"{t['py_objects']:,}"] for t in trace])
+        if len(trace) >= 2:
+            print(f"Python heap from the first to the last row: {trace[-1]['py_blocks'] - trace[0]['py_blocks']:+,} "
+                  f"blocks; DuckDB {trace[-1]['duckdb_mb'] - trace[0]['duckdb_mb']:+.0f} MB (its limit bounds it)")
 
         two = analyze([small], work / "w2.duckdb", workers=2)
         rows = [["local, --workers 1", f"{one['run']:.2f}", f"{n_small / one['run']:,.0f}", "1.00x",
