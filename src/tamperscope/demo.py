@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -115,7 +116,8 @@ def with_hops(measurements: list[dict], located: dict[str, dict]) -> list[dict]:
     return out
 
 
-def serve(measurements: list[dict], db: Path, port: int, seconds: float | None, say: object) -> int:
+def serve(measurements: list[dict], db: Path, port: int, seconds: float | None,
+          say: Callable[[str], None]) -> int:
     """Start `tamperscope serve` on 127.0.0.1, submit the measurements through the probe's outbox
     (OONI's report protocol over loopback), print the explorer's URL, and serve until Ctrl-C."""
     import asyncio
@@ -130,14 +132,14 @@ def serve(measurements: list[dict], db: Path, port: int, seconds: float | None, 
         deadline = time.monotonic() + 60
         while True:
             if server.poll() is not None:
-                say(f"demo: the explorer could not start (port {port} taken? try --port)")  # type: ignore[operator]
+                say(f"demo: the explorer could not start (port {port} taken? try --port)")
                 return 1
             try:
                 socket.create_connection(("127.0.0.1", port), 0.5).close()
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    say("demo: the explorer did not start within 60 s")  # type: ignore[operator]
+                    say("demo: the explorer did not start within 60 s")
                     return 1
                 time.sleep(0.1)
         box = Outbox(Path(tempfile.mkdtemp(prefix="tamperscope-demo-outbox-")), durable=False)
@@ -145,7 +147,7 @@ def serve(measurements: list[dict], db: Path, port: int, seconds: float | None, 
             box.add(m)
         result = asyncio.run(box.flush(url, timeout=120))
         if not result.done:
-            say(f"demo: {result.remaining} measurements could not be submitted: {result.last_error}")  # type: ignore[operator]
+            say(f"demo: {result.remaining} measurements could not be submitted: {result.last_error}")
             return 1
         _wait_listed(url, result.sent + result.duplicates)
         blocked = next((m for m in measurements if m["test_keys"].get("x_hop")), None) or \
@@ -204,7 +206,7 @@ def _host(url: str) -> str:
     return urlsplit(url).hostname or ""
 
 
-def locate_examples(measurements: list[dict], say: object) -> dict[str, dict]:
+def locate_examples(measurements: list[dict], say: Callable[[str], None]) -> dict[str, dict]:
     """One `tamperscope locate` per mechanism seen (the first example URL), inside the lab."""
     seen: dict[str, str] = {}
     for m in measurements:
@@ -213,7 +215,7 @@ def locate_examples(measurements: list[dict], say: object) -> dict[str, dict]:
             seen[mech] = m["input"]
     out: dict[str, dict] = {}
     for mech, url in seen.items():
-        say(f"demo: locating {mech} with {url}")  # type: ignore[operator]
+        say(f"demo: locating {mech} with {url}")
         res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--json", "--wait", "0.3",
                                                 "--spread", *manager.A.FARM[:3]]), env=manager.client_env(),
                              capture_output=True, text=True, timeout=300)

@@ -98,13 +98,7 @@ class Expected:
         if (q is None or not q.is_response or q.qid != self.qid or q.flags & 0x7800 or q.qtype != self.qtype
                 or q.qclass != 1 or q.name != self.name):
             return None
-        fast = dnswire.parse_answers(wire)
-        if fast is not None:
-            return fast
-        try:
-            return dns.message.from_wire(wire)
-        except Exception:  # hostile input: any decode error means "not a reply"
-            return None
+        return dnswire.parse_answers(wire) or _from_wire(wire)
 
 
 def udp_query(hostname: str, query_type: str) -> tuple[Expected, bytes]:
@@ -123,11 +117,17 @@ def make_query(hostname: str, query_type: str, *, query_id: int | None = None) -
     return build_query(hostname, query_type, query_id=query_id)[0]
 
 
+def _from_wire(wire: bytes) -> dns.message.Message | None:
+    try:
+        return dns.message.from_wire(wire)
+    except Exception:  # hostile input: any decode error means "not a reply"
+        return None
+
+
 def parse_reply(query: dns.message.Message, wire: bytes) -> dns.message.Message | None:
     """The reply in ``wire`` if it parses and answers ``query``, else ``None``."""
-    try:
-        reply = dns.message.from_wire(wire)
-    except Exception:  # hostile input: any decode error means "not a reply"
+    reply = _from_wire(wire)
+    if reply is None:
         return None
     try:
         return reply if query.is_response(reply) else None
@@ -208,6 +208,7 @@ def _gai_pool() -> concurrent.futures.ThreadPoolExecutor:
     if _GAI_POOL is None:
         _GAI_POOL = concurrent.futures.ThreadPoolExecutor(GAI_THREADS, thread_name_prefix="getaddrinfo")
     return _GAI_POOL
+
 
 def _libuv_pool_is_wide(loop: asyncio.AbstractEventLoop) -> bool:
     """uvloop resolves in libuv's thread pool: use it when it was sized for a probe's dozens of

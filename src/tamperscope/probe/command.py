@@ -204,12 +204,11 @@ def run(args: argparse.Namespace) -> int:
         warm()
     _tune_gc()
     progress = Progress(stats, enabled=not args.no_progress)
-    sink: Any = out if submit is None else _Tee(out, submit.box)
+    work: Any = engine.run(todo, out if submit is None else _Tee(out, submit.box), stats, progress)
+    if submit is not None:
+        work = _run_and_submit(work, submit, ctx.ca_bundle, progress)
     try:
-        if submit is None:
-            _loop_run(engine.run(todo, sink, stats, progress))
-        else:
-            _loop_run(_run_and_submit(engine.run(todo, sink, stats, progress), submit, ctx.ca_bundle, progress))
+        _loop_run(work)
     except NettestError as e:
         raise UsageError(str(e)) from None
     finally:

@@ -63,6 +63,7 @@ class Progress:
         self.enabled = enabled
         self.tty = stream.isatty()
         self._last = 0.0
+        self._closed = False
 
     def line(self) -> str:
         s = self.stats
@@ -90,7 +91,7 @@ class Progress:
         self.stream.flush()
 
     def close(self) -> None:
-        if self.enabled and not getattr(self, "_closed", False):
+        if self.enabled and not self._closed:  # idempotent: --submit closes it before its report
             self._closed = True
             if self.tty or time.monotonic() - self._last > 0.5:
                 self.update(force=True)
