@@ -18,6 +18,24 @@ HERE = Path(__file__).parent
 CLIENT = HERE / "plainclient.py"
 
 
+def in_client(code: str, timeout: float = 60) -> str:
+    """Run Python ``code`` in the lab's client namespace (with the lab's environment); its stdout."""
+    res = subprocess.run(manager.exec_argv([sys.executable, "-c", code]), env=manager.client_env(),
+                         capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, res.stderr[-1500:]
+    return res.stdout
+
+
+def wait_listening(port: int, seconds: float = 30) -> None:
+    """Until something accepts on 127.0.0.1:``port`` inside the client namespace."""
+    in_client("import socket,time\n"
+              f"for _ in range({int(seconds * 10)}):\n"
+              "    try:\n"
+              f"        socket.create_connection(('127.0.0.1', {port}), 0.5).close(); break\n"
+              "    except OSError: time.sleep(0.1)\n"
+              "else: raise SystemExit('nothing listens')\n", timeout=seconds + 30)
+
+
 class Lab:
     """A running lab with one profile."""
 

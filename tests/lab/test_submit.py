@@ -12,12 +12,13 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tamperscope.lab import manager
+
+from .conftest import in_client, wait_listening
 
 pytestmark = pytest.mark.lab
 
@@ -28,13 +29,6 @@ URL = f"http://127.0.0.1:{PORT}"
 def probe_argv(*args: str) -> list[str]:
     return manager.exec_argv([sys.executable, "-m", "tamperscope", "run", "web_connectivity", "--yes", "--no-progress",
                               "--submit", URL, *args])
-
-
-def in_client(code: str, timeout: float = 30) -> str:
-    res = subprocess.run(manager.exec_argv([sys.executable, "-c", code]), env=manager.client_env(),
-                         capture_output=True, text=True, timeout=timeout)
-    assert res.returncode == 0, res.stderr[-1500:]
-    return res.stdout
 
 
 def api(path: str) -> dict:
@@ -58,10 +52,7 @@ def start_collector(db: Path) -> subprocess.Popen[bytes]:
                                                "--port", str(PORT), "--quiet"]),
                             env=manager.client_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    probe = ("import socket,time\nfor _ in range(300):\n    try:\n"
-             f"        socket.create_connection(('127.0.0.1', {PORT}), 0.5).close(); break\n"
-             "    except OSError: time.sleep(0.1)\nelse: raise SystemExit('collector did not start')\n")
-    in_client(probe, timeout=60)
+    wait_listening(PORT)
     return proc
 
 
