@@ -114,6 +114,33 @@ def test_raw_is_kept_verbatim(tmp_path: Path) -> None:
     rebuilt.close()
 
 
+def test_raw_frames_and_segments_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames hold about FRAME_BYTES of lines, a run rolls to a new segment past SEGMENT_BYTES, and every
+    measurement still reads back verbatim from its frame."""
+    monkeypatch.setattr(st, "FRAME_BYTES", 20_000)
+    monkeypatch.setattr(st, "SEGMENT_BYTES", 30_000)
+    monkeypatch.setattr(st, "FLUSH_ROWS", 9)
+    lines = [orjson.dumps(json.loads(p.read_text())) for p in _sample_paths()]
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    store = Store(tmp_path / "s.duckdb")
+    pipeline.run([str(path)], store, pipeline.Options(batch_size=5))
+    rows = store.cursor().execute(
+        """SELECT measurement_uid, raw_segment, raw_frame_offset, raw_frame_size, count(*) OVER w
+           FROM measurements WINDOW w AS (PARTITION BY raw_segment, raw_frame_offset)""").fetchall()
+    assert len(rows) == 50
+    for _, _, _, size, members in rows:
+        # a frame closes before the line that would take it past FRAME_BYTES (one line alone may exceed it)
+        assert members == 1 or size <= 20_000
+    assert max(r[4] for r in rows) > 1  # and frames do group lines
+    segments = sorted(store.raw_root.rglob("*.jsonl.zst"))
+    assert len(segments) >= 2 and len({r[1] for r in rows}) == len(segments)
+    assert all(s.parent.name == store.cursor().execute("SELECT max(run_id) FROM runs").fetchone()[0]
+               for s in segments)
+    assert sorted(store.raw(r[0]) or b"" for r in rows) == sorted(lines)
+    store.close()
+
+
 def test_uid_is_content_derived() -> None:
     m = json.loads(_sample_paths()[0].read_text())
     env = pipeline.envelope(m)

@@ -7,10 +7,10 @@ Layout (docs/analysis.md has the column-by-column schema):
   with the envelope fields the aggregates filter on), ``observations`` (one row
   per DNS/TCP/TLS/QUIC/HTTP step), ``rejections`` (bad input, with its reason),
   ``runs``, ``meta`` and ``migrations``.
-* ``<name>.raw/day=YYYY-MM-DD/cc=XX/test=NAME/<run>.jsonl.zst``: the raw
-  measurements, verbatim, one per line, append-only, in zstd frames (one frame
-  per flush and segment; ``zstdcat`` reads them, and so does ``tamperscope analyze``, so the
-  derived tables can always be rebuilt from this directory alone).
+* ``<name>.raw/<run_id>/<n>.jsonl.zst``: the raw measurements, verbatim, one
+  per line, append-only, in zstd frames of about 4 MiB of lines (a new segment
+  file every 256 MiB; ``zstdcat`` reads them, and so does ``tamperscope analyze``,
+  so the derived tables can always be rebuilt from this directory alone).
 
 Identity: ``measurement_uid`` is derived from the content (a SHA-256 of the
 measurement's canonical JSON, keys sorted) prefixed with its time, country and
@@ -66,7 +66,8 @@ from tamperscope.analysis.schema import (
 
 FLUSH_ROWS = 4096  # measurements buffered before one transaction writes them ...
 FLUSH_BYTES = 48 * 1024 * 1024  # ... or this many bytes of raw measurements, whichever comes first
-MAX_OPEN_SEGMENTS = 256  # raw segment files kept open between flushes
+FRAME_BYTES = 4 * 1024 * 1024  # raw lines per zstd frame: reading one measurement decompresses at most this
+SEGMENT_BYTES = 256 * 1024 * 1024  # a run's raw segment file is closed and a new one begun past this size
 ZSTD_LEVEL = 3  # raw frames: fast, and several times smaller than the JSON
 _ZSTD = pa.Codec("zstd", compression_level=ZSTD_LEVEL)
 DEFAULT_DB_NAME = "tamperscope.duckdb"
@@ -181,8 +182,8 @@ class Store:
         self._order_seq = 0
         self._track_order = False
         self._lock = threading.Lock()
-        self._open_segments: dict[str, Any] = {}
-        self._made_dirs: set[Path] = set()
+        self._segment_file: Any = None  # the raw segment being appended to, and its name
+        self._segment_name = ""
         self.sync = sync  # fsync raw segments before the database commits their pointers
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="tamperscope-store") if background else None
         self._inflight: Future[None] | None = None
@@ -396,57 +397,65 @@ class Store:
             con.execute(OUTCOME_SQL)
 
     def _write_raw(self, rows: pa.Table, lines: Sequence[bytes]) -> dict[str, pa.Array]:
-        """Append the new measurements' raw lines, one zstd frame per (day, country, test); pointer columns."""
-        groups: dict[str, list[int]] = {}
-        days = rows.column("day").to_pylist()
-        ccs = rows.column("probe_cc").to_pylist()
-        tests = rows.column("test_name").to_pylist()
-        for i, (day, cc, test) in enumerate(zip(days, ccs, tests, strict=True)):
-            cc = cc.upper() if len(cc) == 2 and cc.isascii() and cc.isalpha() else "ZZ"
-            segment = f"day={day.isoformat()}/cc={cc}/test={_safe(test.lower(), 'unknown')}/{self.run_id}.jsonl.zst"
-            groups.setdefault(segment, []).append(i)
+        """Append the new measurements' raw lines to the run's current segment; returns the pointer columns.
+
+        The lines go in input order into zstd frames of about `FRAME_BYTES` each, and all
+        of a flush's frames reach the file in one write. This runs on the writer thread
+        while the main thread analyses: every call that releases the GIL (a compression,
+        a write, an open) makes this thread wait up to the interpreter's switch interval
+        (5 ms) to get it back, so the number of such calls per flush, not their CPU, is
+        what bounds the writer. A few large frames keep it at about ten per flush.
+        """
         n = len(lines)
-        seg: list[str] = [""] * n
+        segment = self._current_segment()
+        f = self._segment_file
+        assert f is not None
+        start = f.tell()
         offset, length, size, line_offset, line_length = ([0] * n for _ in range(5))
-        for segment, members in groups.items():
-            blob = b"".join(lines[i] + b"\n" for i in members)
+        frames: list[bytes] = []
+        position = start
+        first = 0
+        while first < n:
+            last, held = first, 0
+            while last < n and (last == first or held + len(lines[last]) < FRAME_BYTES):
+                held += len(lines[last]) + 1
+                last += 1
+            blob = b"\n".join(lines[first:last]) + b"\n"
             frame = _ZSTD.compress(blob, asbytes=True)
-            f = self._segment(segment)
-            start = f.tell()
-            f.write(frame)
             pos = 0
-            for i in members:
-                seg[i], offset[i], length[i], size[i] = segment, start, len(frame), len(blob)
+            for i in range(first, last):
+                offset[i], length[i], size[i] = position, len(frame), len(blob)
                 line_offset[i], line_length[i] = pos, len(lines[i])
                 pos += len(lines[i]) + 1
-        for f in self._open_segments.values():
-            f.flush()
-            if self.sync:
-                os.fsync(f.fileno())
-        return {"raw_segment": pa.array(seg, pa.string()), "raw_frame_offset": pa.array(offset, pa.int64()),
+            frames.append(frame)
+            position += len(frame)
+            first = last
+        f.write(b"".join(frames))
+        f.flush()
+        if self.sync:
+            os.fsync(f.fileno())
+        return {"raw_segment": pa.array([segment] * n, pa.string()), "raw_frame_offset": pa.array(offset, pa.int64()),
                 "raw_frame_length": pa.array(length, pa.int64()), "raw_frame_size": pa.array(size, pa.int64()),
                 "raw_line_offset": pa.array(line_offset, pa.int64()),
                 "raw_line_length": pa.array(line_length, pa.int64())}
 
-    def _segment(self, segment: str) -> Any:
-        """An open append handle on a raw segment file (a few hundred kept open, oldest closed first)."""
-        f = self._open_segments.pop(segment, None)
-        if f is None:
-            path = self.raw_root / segment
-            if path.parent not in self._made_dirs:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._made_dirs.add(path.parent)
-            f = open(path, "ab")
-            if len(self._open_segments) >= MAX_OPEN_SEGMENTS:
-                oldest = next(iter(self._open_segments))
-                self._open_segments.pop(oldest).close()
-        self._open_segments[segment] = f  # most recently used last
-        return f
+    def _current_segment(self) -> str:
+        """The run's segment being appended to (``<run_id>/<n>.jsonl.zst``); a new one past `SEGMENT_BYTES`."""
+        f = self._segment_file
+        if f is not None and self._segment_name.startswith(f"{self.run_id}/") and f.tell() < SEGMENT_BYTES:
+            return self._segment_name
+        self._close_segments()
+        directory = self.raw_root / self.run_id
+        directory.mkdir(parents=True, exist_ok=True)
+        seq = len(list(directory.glob("*.jsonl.zst")))
+        self._segment_name = f"{self.run_id}/{seq:05d}.jsonl.zst"
+        self._segment_file = open(self.raw_root / self._segment_name, "ab")  # noqa: SIM115 - kept open across flushes
+        return self._segment_name
 
     def _close_segments(self) -> None:
-        for f in self._open_segments.values():
-            f.close()
-        self._open_segments.clear()
+        if self._segment_file is not None:
+            self._segment_file.close()
+            self._segment_file = None
 
     # ---- reading one measurement
 
