@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,7 +42,7 @@ import orjson
 import pyarrow as pa
 
 from tamperscope.analysis import reader
-from tamperscope.analysis.observations import ObservationColumns
+from tamperscope.analysis.observations import ObservationColumns, rows_to_table
 from tamperscope.analysis.reader import Line, Partition, Rejection
 from tamperscope.analysis.store import (
     MEASUREMENT_SCHEMA,
@@ -172,6 +173,7 @@ def content_uid(m: Mapping[str, Any], env: Envelope) -> tuple[str, int]:
     return uid, int.from_bytes(digest[:8], "big", signed=True)
 
 
+@lru_cache(maxsize=65536)  # inputs recur: test lists hold a few thousand URLs, measured everywhere
 def domain_of(test_name: str, inp: str | None) -> str | None:
     if not inp:
         return None
@@ -298,10 +300,7 @@ def _opt_str(value: Any) -> str | None:
 
 
 def _table(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
-    if not rows:
-        return schema.empty_table()
-    columns = zip(*rows, strict=True)
-    return pa.table([pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)], schema=schema)
+    return rows_to_table(rows, schema)
 
 
 def _batches(items: Iterable[Line | Rejection], size: int,

@@ -419,6 +419,11 @@ def _is_map(value: Any) -> TypeGuard[Mapping[str, Any]]:
 _NO_TAGS: tuple[int | None, bool | None] = (None, None)
 
 
+def _small_number(text: str) -> bool:
+    """ASCII digits that `int` takes (not "²", not 5,000 digits: hostile tags must not raise)."""
+    return 0 < len(text) <= 9 and text.isascii() and text.isdigit()
+
+
 def _tags(record: Mapping[str, Any]) -> tuple[int | None, bool | None]:
     """(the first ``depth=N`` tag's N, the first ``fetch_body=`` tag's value), None when absent."""
     tags = record.get("tags")
@@ -437,7 +442,7 @@ def _parse_tags(tags: Sequence[Any]) -> tuple[int | None, bool | None]:
     for tag in tags:
         if not isinstance(tag, str):
             continue
-        if depth is None and tag.startswith(_DEPTH_TAG) and tag[6:].isdigit():
+        if depth is None and tag.startswith(_DEPTH_TAG) and _small_number(tag[6:]):
             depth = int(tag[6:])
         elif fetch_body is None and tag.startswith(_FETCH_TAG):
             fetch_body = tag[11:] == "true"

@@ -1,0 +1,193 @@
+"""Observation rows: what each archival record becomes, hostile values, and the fast path against a plain one.
+
+`observations.py` inlines its type checks for speed. `reference_rows` below is the
+straightforward statement of the same rules (one helper per check); hypothesis feeds
+both arbitrary JSON in every field and they must agree row for row.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import orjson
+from hypothesis import given, settings, strategies as hst
+
+from tamperscope.analysis.observations import SCHEMA, ObservationColumns, observations_of
+
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-samples" / "generated"
+LISTS = (("queries", "dns"), ("x_dns_duplicate_responses", "dns"), ("tcp_connect", "tcp"),
+         ("tls_handshakes", "tls"), ("quic_handshakes", "quic"), ("requests", "http"))
+
+
+# --------------------------------------------------------------------------- the plain statement of the rules
+
+
+def _s(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def _i(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and -2**63 <= v < 2**63 else None
+
+
+def _f(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return None
+    return float(v) if isinstance(v, (int, float)) else None
+
+
+def _port(v: Any) -> int | None:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v if 0 <= v < 65536 else None
+    if isinstance(v, str) and 0 < len(v) <= 5 and all("0" <= c <= "9" for c in v):
+        return int(v)
+    return None
+
+
+def _split(address: Any) -> tuple[str | None, int | None]:
+    if not isinstance(address, str) or not address:
+        return None, None
+    host, sep, port = address.rpartition(":")
+    if not sep or not port or not all("0" <= c <= "9" for c in port):
+        return address, None
+    return host.strip("[]"), _port(port)
+
+
+def _answers(v: Any) -> list[str] | None:
+    if not isinstance(v, list):
+        return None
+    out = []
+    for a in v:
+        if isinstance(a, dict):
+            found = a.get("ipv4") or a.get("ipv6") or a.get("hostname")
+            if isinstance(found, str):
+                out.append(found)
+    return out
+
+
+def reference_rows(uid: str, tk: dict[str, Any]) -> list[dict[str, Any]]:
+    from tamperscope.analysis.observations import _body_length, _host_of
+
+    rows: list[dict[str, Any]] = []
+    lists = [(f"test_keys.{key}", step, tk.get(key)) for key, step in LISTS]
+    if isinstance(tk.get("lookups"), dict):
+        for name, lookup in tk["lookups"].items():
+            if isinstance(lookup, dict):
+                lists += [(f"test_keys.lookups[{name!r}].{key}", step, lookup.get(key)) for key, step in LISTS]
+    for prefix, step, records in lists:
+        if not records or not isinstance(records, list):
+            continue
+        for i, r in enumerate(records):
+            if not isinstance(r, dict):
+                continue
+            row: dict[str, Any] = {f.name: None for f in SCHEMA}
+            row.update(measurement_uid=uid, idx=len(rows), step=step, pointer=f"{prefix}[{i}]", t0=_f(r.get("t0")),
+                       t=_f(r.get("t")), transaction_id=_i(r.get("transaction_id")))
+            failure = r.get("failure")
+            if step == "dns":
+                row.update(hostname=_s(r.get("hostname")), engine=_s(r.get("engine")),
+                           resolver=_s(r.get("resolver_address")), query_type=_s(r.get("query_type")),
+                           answers=_answers(r.get("answers")))
+            elif step == "tcp":
+                status = r.get("status")
+                failure = status.get("failure") if isinstance(status, dict) else None
+                row.update(ip=_s(r.get("ip")), port=_port(r.get("port")))
+            elif step in ("tls", "quic"):
+                ip, port = _split(r.get("address"))
+                row.update(ip=ip, port=port, server_name=_s(r.get("server_name")))
+            else:
+                request, response = r.get("request"), r.get("response")
+                url = _s(request.get("url")) if isinstance(request, dict) else None
+                ip, port = _split(r.get("address"))
+                row.update(hostname=_host_of(url), ip=ip, port=port, url=url)
+                if isinstance(response, dict):
+                    code = _i(response.get("code"))
+                    row.update(status_code=code if code is not None and 0 < code < 1000 else None,
+                               body_length=_body_length(response.get("body")),
+                               body_truncated=response.get("body_is_truncated")
+                               if isinstance(response.get("body_is_truncated"), bool) else None)
+            row["failure"] = _s(failure) or None
+            rows.append(row)
+    return rows
+
+
+def fast_rows(uid: str, tk: dict[str, Any]) -> list[dict[str, Any]]:
+    cols = ObservationColumns()
+    cols.add(uid, tk)
+    return cols.to_arrow().to_pylist()
+
+
+# --------------------------------------------------------------------------- hostile values
+
+json_leaf = hst.one_of(hst.none(), hst.booleans(), hst.integers(-2**63, 2**64 - 1), hst.floats(allow_nan=False),
+                       hst.text(max_size=8), hst.sampled_from(["1.2.3.4:443", "[::1]:80", "x:²", "h:99999", "h:",
+                                                                "https://A.example:8/p?q", "", "0", "443"]))
+json_value = hst.recursive(json_leaf, lambda inner: hst.lists(inner, max_size=3)
+                           | hst.dictionaries(hst.text(max_size=6), inner, max_size=3), max_leaves=6)
+FIELDS = ["t0", "t", "transaction_id", "hostname", "engine", "resolver_address", "query_type", "answers", "failure",
+          "ip", "port", "status", "address", "server_name", "request", "response"]
+record = hst.one_of(
+    json_value,
+    hst.fixed_dictionaries({}, optional={f: json_value for f in FIELDS}),
+    hst.fixed_dictionaries({}, optional={
+        "answers": hst.lists(hst.fixed_dictionaries({}, optional={k: json_leaf for k in ("ipv4", "ipv6", "hostname")})),
+        "status": hst.fixed_dictionaries({}, optional={"failure": json_leaf}),
+        "request": hst.fixed_dictionaries({}, optional={"url": json_leaf}),
+        "response": hst.fixed_dictionaries({}, optional={
+            "code": json_leaf, "body_is_truncated": json_leaf,
+            "body": hst.one_of(json_leaf, hst.fixed_dictionaries({"format": hst.sampled_from(["base64", "x"]),
+                                                                  "data": json_leaf}))})}),
+)
+test_keys = hst.fixed_dictionaries({}, optional={key: hst.one_of(json_value, hst.lists(record, max_size=4))
+                                                 for key, _ in LISTS}
+                                   | {"lookups": hst.dictionaries(hst.text(max_size=5), hst.fixed_dictionaries(
+                                       {}, optional={"queries": hst.lists(record, max_size=2)}), max_size=2)})
+
+
+@settings(max_examples=400, deadline=None)
+@given(test_keys)
+def test_fast_path_matches_the_plain_rules(tk: dict[str, Any]) -> None:
+    tk = orjson.loads(orjson.dumps(tk, option=orjson.OPT_NON_STR_KEYS))  # exactly what a parsed line holds
+    assert fast_rows("u", tk) == reference_rows("u", tk)
+
+
+def test_the_fifty_samples_match_the_plain_rules() -> None:
+    total = 0
+    for path in sorted(SAMPLES.glob("*/measurement.json")):
+        tk = json.loads(path.read_text())["test_keys"]
+        rows = fast_rows("u", tk)
+        assert rows == reference_rows("u", tk)
+        total += len(rows)
+    assert total > 500
+
+
+def test_what_a_record_becomes() -> None:
+    tk = {
+        "queries": [{"t0": 1, "t": 0.5, "transaction_id": True, "hostname": "a.example", "engine": "udp",
+                     "resolver_address": "8.8.8.8:53", "query_type": "A", "failure": "",
+                     "answers": [{"ipv4": "1.2.3.4"}, {"ipv6": ""}, {"hostname": "b.example"}, "junk"]},
+                    "not a record"],
+        "tcp_connect": [{"ip": "1.2.3.4", "port": "443", "status": {"failure": "connection_reset"}},
+                        {"ip": 5, "port": "²"}, {"port": 70000}],
+        "tls_handshakes": [{"address": "[2001:db8::1]:443", "server_name": "a.example", "failure": None}],
+        "requests": [{"request": {"url": "https://User@A.Example:8443/x"},
+                      "response": {"code": 1000, "body": {"format": "base64", "data": "aGk="},
+                                   "body_is_truncated": "no"}}],
+    }
+    rows = observations_of("u", {"test_keys": tk}).to_pylist()
+    assert [(r["idx"], r["step"], r["pointer"]) for r in rows] == [
+        (0, "dns", "test_keys.queries[0]"), (1, "tcp", "test_keys.tcp_connect[0]"),
+        (2, "tcp", "test_keys.tcp_connect[1]"), (3, "tcp", "test_keys.tcp_connect[2]"),
+        (4, "tls", "test_keys.tls_handshakes[0]"), (5, "http", "test_keys.requests[0]")]
+    dns, tcp, odd, far, tls, http = rows
+    assert (dns["t0"], dns["t"], dns["transaction_id"], dns["failure"]) == (1.0, 0.5, None, None)
+    assert isinstance(dns["t0"], float)
+    assert dns["answers"] == ["1.2.3.4", "b.example"]
+    assert (tcp["ip"], tcp["port"], tcp["failure"]) == ("1.2.3.4", 443, "connection_reset")
+    assert (odd["ip"], odd["port"]) == (None, None)  # a superscript two is a digit to Python, not a port
+    assert far["port"] is None
+    assert (tls["ip"], tls["port"], tls["server_name"], tls["failure"]) == ("2001:db8::1", 443, "a.example", None)
+    assert (http["hostname"], http["port"], http["status_code"], http["body_length"], http["body_truncated"]) == \
+        ("a.example", None, None, 2, None)
