@@ -269,3 +269,24 @@ def test_ingest_for_single_submissions(tmp_path: Path) -> None:
     assert uids[0] is not None and uids[1] is None and uids[2] == uids[0]
     assert store.count("measurements") == 1
     store.close()
+
+
+def test_an_ingest_caps_duckdb_buffers_and_restores_the_store_limit(tmp_path: Path) -> None:
+    """DuckDB's cache fills as the store grows: while `run` streams, it is capped at INGEST_MEMORY_LIMIT."""
+    import pyarrow as pa
+
+    def mib(setting: str) -> float:
+        number, unit = setting.split()
+        return float(number) * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}[unit]
+
+    store = Store(tmp_path / "s.duckdb", memory_limit="200MB")
+    setting = "SELECT current_setting('memory_limit')"
+    before = mib(store.cursor().execute(setting).fetchone()[0])
+    during: list[float] = []
+    pipeline.run([str(SAMPLES)], store, pipeline.Options(batch_size=10),
+                 progress=lambda _: during.append(mib(store.cursor().execute(setting).fetchone()[0])))
+    after = mib(store.cursor().execute(setting).fetchone()[0])
+    assert 180 < before == after < 200
+    assert during and all(abs(d - mib("30.5 MiB")) < 1 for d in during)
+    assert pa.default_memory_pool().backend_name == "system"  # Arrow's freed pages go back to malloc
+    store.close()

@@ -42,6 +42,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ from tamperscope.analysis.schema import (
 
 FLUSH_ROWS = 4096  # measurements buffered before one transaction writes them ...
 FLUSH_BYTES = 48 * 1024 * 1024  # ... or this many bytes of raw measurements, whichever comes first
+INGEST_MEMORY_LIMIT = "32MB"  # DuckDB's buffers while `analyze` streams into the store (Store.streaming)
 FRAME_BYTES = 4 * 1024 * 1024  # raw lines per zstd frame: reading one measurement decompresses at most this
 SEGMENT_BYTES = 256 * 1024 * 1024  # a run's raw segment file is closed and a new one begun past this size
 ZSTD_LEVEL = 3  # raw frames: fast, and several times smaller than the JSON
@@ -166,6 +168,7 @@ class Store:
             raise StoreError(f"cannot open the store {self.path}: {str(exc).splitlines()[0]}") from exc
         # DuckDB's buffer cache counts towards our memory: capped, it stays flat as the store grows
         # (queries spill to disk beyond it). No progress bars on our stdout.
+        self.memory_limit = memory_limit
         if memory_limit:
             self.con.execute(f"SET memory_limit = '{memory_limit}'")
         self.con.execute("SET enable_progress_bar = false")
@@ -217,6 +220,26 @@ class Store:
             except BaseException:  # the original error matters more
                 pass
             self._shutdown()
+
+    @contextmanager
+    def streaming(self, memory_limit: str = INGEST_MEMORY_LIMIT) -> Iterator[Store]:
+        """Run a long ingest with DuckDB's buffers capped lower (then everything is flushed and the
+        store's own limit restored).
+
+        An ingest reads the database only to deduplicate and to relabel the groups it touched, so
+        a small cache costs it nothing measurable, while a large one fills as the store grows and
+        makes the process's memory depend on how much it has ingested (bench/analyze, section 2).
+        """
+        self.flush()
+        self.con.execute(f"SET memory_limit = '{memory_limit}'")
+        try:
+            yield self
+        finally:
+            self._wait()
+            if self.memory_limit:
+                self.con.execute(f"SET memory_limit = '{self.memory_limit}'")
+            else:
+                self.con.execute("RESET memory_limit")
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection for one reader thread (DuckDB connections are not shared across threads)."""
