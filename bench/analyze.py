@@ -192,6 +192,8 @@ def analyze(paths: Sequence[Path], db: Path, **options: Any) -> dict[str, Any]:
     result["wall"] = wall
     steady = samples[len(samples) // 5:] or samples or [0.0]
     result["tree_peak_mb"] = max(samples or [0.0])
+    n = len(samples)
+    result["fifths_mb"] = [max(samples[i * n // 5:(i + 1) * n // 5] or [0.0]) for i in range(5)]
     result["tree_median_mb"] = statistics.median(steady)
     return result
 
@@ -369,8 +371,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ])
         print(f"growth from {n_small:,} to {n_large:,}: peak {big['tree_peak_mb'] - one['tree_peak_mb']:+.0f} MB, "
               f"median {big['tree_median_mb'] - one['tree_median_mb']:+.0f} MB")
+        print(f"peak RSS in each fifth of the {n_large:,} run (about {n_large // 5:,} measurements each): "
+              + ", ".join(f"{x:.0f}" for x in big["fifths_mb"]) + " MB (a longer run samples more of the same "
+              "flush-time spikes; a trend would show here)")
+        from tamperscope.analysis.store import INGEST_MEMORY_LIMIT
         trace = memory_trace(large, work / "trace.duckdb", max(4096, n_large // 8))
-        print_table(f"2b. inside one run over {n_large:,}: Python's heap, DuckDB's buffers (capped at 256 MB) and RSS",
+        print_table(f"2b. inside one run over {n_large:,}: Python's heap, DuckDB's buffers (capped at "
+                    f"{INGEST_MEMORY_LIMIT} while analyze runs) and RSS",
                     ["measurements", "RSS", "DuckDB", "Python blocks", "Python objects"],
                     [[f"{t['n']:,}", f"{t['rss_mb']:.0f} MB", f"{t['duckdb_mb']:.0f} MB", f"{t['py_blocks']:,}",
                       f"{t['py_objects']:,}"] for t in trace])
