@@ -377,7 +377,10 @@ class Store:
         if not fresh:
             return
         keep = sorted(fresh.values())
-        rows = measurements.take(pa.array(keep, pa.int64()))
+        everything = len(keep) == measurements.num_rows  # the usual case: nothing to filter out
+        # (Each pyarrow or DuckDB call lets go of the GIL and costs this thread up to 5 ms to get
+        # it back while the analysis runs: the usual case makes as few as it can.)
+        rows = measurements if everything else measurements.take(pa.array(keep, pa.int64()))
         raw = [line for b in batches for line in b.raw]
         pointers = self._write_raw(rows, [raw[i] for i in keep])
         rows = rows.append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string()))
@@ -388,7 +391,8 @@ class Store:
         con.unregister("_m")
 
         verdicts = pa.concat_tables([b.verdicts for b in batches])
-        verdicts = verdicts.take(pa.array(keep, pa.int64()))
+        if not everything:
+            verdicts = verdicts.take(pa.array(keep, pa.int64()))
         con.register("_v", verdicts)
         con.execute("INSERT INTO verdicts BY NAME SELECT * FROM _v")
         # Observations of each new measurement, from the batch that holds its first copy only.
@@ -402,22 +406,24 @@ class Store:
             while next_keep is not None and next_keep < last:
                 mine.append(next_keep - first)
                 next_keep = next(kept, None)
-            if mine and b.observations.num_rows:
+            if len(mine) == b.measurements.num_rows:
+                owned.append(b.observations)
+            elif mine and b.observations.num_rows:
                 uids_here = b.measurements.column("measurement_uid").take(pa.array(mine, pa.int64()))
                 owned.append(b.observations.filter(pc.is_in(b.observations.column("measurement_uid"),
                                                             value_set=uids_here)))
             first = last
-        if owned:
-            con.register("_o", pa.concat_tables(owned))
+        observations = pa.concat_tables(owned) if owned else None
+        if observations is not None and observations.num_rows:
+            con.register("_o", observations)
             con.execute("INSERT INTO observations BY NAME SELECT * FROM _o")
             con.unregister("_o")
         # Confidence: every group these verdicts joined may change label.
-        con.execute("""CREATE OR REPLACE TEMP TABLE touched AS
-                       SELECT DISTINCT test_name, coalesce(input, '') AS input_key, probe_asn
-                       FROM _v WHERE status = 'anomaly'""")
+        if "anomaly" in verdicts.column("status").to_pylist():
+            con.execute(f"""WITH touched AS (SELECT DISTINCT test_name, coalesce(input, '') AS input_key, probe_asn
+                                             FROM _v WHERE status = 'anomaly')
+                            {OUTCOME_SQL}""")
         con.unregister("_v")
-        if con.execute("SELECT count(*) FROM touched").fetchone() != (0,):
-            con.execute(OUTCOME_SQL)
 
     def _write_raw(self, rows: pa.Table, lines: Sequence[bytes]) -> dict[str, pa.Array]:
         """Append the new measurements' raw lines to the run's current segment; returns the pointer columns.
