@@ -364,10 +364,11 @@ class Store:
         if measurements.num_rows == 0:
             stats.duplicates += len(order)
             return
-        con.register("_keys", measurements.select(["uid_key"]))
+        # The Arrow tables below reach DuckDB as local variables (its replacement scan finds
+        # `_keys`, `_m`, `_v`, `_o` in this frame): no register/unregister round trips.
+        _keys = measurements.select(["uid_key"])  # noqa: F841 - read by DuckDB
         known = {row[0] for row in con.execute(
             "SELECT m.measurement_uid FROM measurements m SEMI JOIN _keys k ON m.uid_key = k.uid_key").fetchall()}
-        con.unregister("_keys")
         fresh: dict[str, int] = {}
         for i, uid in enumerate(measurements.column("measurement_uid").to_pylist()):
             if uid not in known and uid not in fresh:
@@ -386,14 +387,13 @@ class Store:
         rows = rows.append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string()))
         for name, values in pointers.items():
             rows = rows.append_column(name, values)
-        con.register("_m", rows)
+        _m = rows  # noqa: F841 - read by DuckDB
         con.execute("INSERT INTO measurements BY NAME SELECT * FROM _m")
-        con.unregister("_m")
 
         verdicts = pa.concat_tables([b.verdicts for b in batches])
         if not everything:
             verdicts = verdicts.take(pa.array(keep, pa.int64()))
-        con.register("_v", verdicts)
+        _v = verdicts  # noqa: F841 - read by DuckDB
         con.execute("INSERT INTO verdicts BY NAME SELECT * FROM _v")
         # Observations of each new measurement, from the batch that holds its first copy only.
         owned: list[pa.Table] = []
@@ -415,15 +415,13 @@ class Store:
             first = last
         observations = pa.concat_tables(owned) if owned else None
         if observations is not None and observations.num_rows:
-            con.register("_o", observations)
+            _o = observations  # noqa: F841 - read by DuckDB
             con.execute("INSERT INTO observations BY NAME SELECT * FROM _o")
-            con.unregister("_o")
         # Confidence: every group these verdicts joined may change label.
         if "anomaly" in verdicts.column("status").to_pylist():
             con.execute(f"""WITH touched AS (SELECT DISTINCT test_name, coalesce(input, '') AS input_key, probe_asn
                                              FROM _v WHERE status = 'anomaly')
                             {OUTCOME_SQL}""")
-        con.unregister("_v")
 
     def _write_raw(self, rows: pa.Table, lines: Sequence[bytes]) -> dict[str, pa.Array]:
         """Append the new measurements' raw lines to the run's current segment; returns the pointer columns.
