@@ -152,3 +152,16 @@ def test_help_says_what_each_command_writes() -> None:
         assert r.returncode == 0
         assert "--db" in r.stdout
     assert "--engine" in _run("analyze", "--help").stdout and "--html" in _run("report", "--help").stdout
+
+
+def test_a_store_out_of_memory_is_one_line_and_exit_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from tamperscope.analysis import store as st
+
+    monkeypatch.setattr(st, "INGEST_MEMORY_LIMIT", "1MB")
+    monkeypatch.setattr(st.Store, "_grow_streaming_limit", lambda self: False)  # as if at the store's limit
+    code = main(["analyze", str(SAMPLES), "--db", str(tmp_path / "s.duckdb"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("tamperscope: the store ran out of memory") and err.count("\n") == 1
+    assert "Traceback" not in err

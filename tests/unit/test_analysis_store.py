@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import orjson
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -289,4 +290,32 @@ def test_an_ingest_caps_duckdb_buffers_and_restores_the_store_limit(tmp_path: Pa
     assert 180 < before == after < 200
     assert during and all(abs(d - mib("30.5 MiB")) < 1 for d in during)
     assert pa.default_memory_pool().backend_name == "system"  # Arrow's freed pages go back to malloc
+    store.close()
+
+
+def test_a_flush_that_runs_out_of_memory_is_redone_with_more(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The streaming cap is a start, not a wall: out of memory, the flush is rolled back, the cap doubled
+    and the flush redone; nothing is counted twice and every raw line is written once."""
+    monkeypatch.setattr(st, "INGEST_MEMORY_LIMIT", "1MB")
+    store = Store(tmp_path / "s.duckdb", memory_limit="512MB")
+    stats = pipeline.run([str(SAMPLES)], store)
+    assert store.streaming_limit_raised >= 1  # 1 MB is not enough for the first flush
+    assert (stats.records, stats.accepted, stats.new, stats.duplicates) == (50, 50, 50, 0)
+    assert store.count("measurements") == store.count("verdicts") == 50
+    segments = sorted(store.raw_root.rglob("*.jsonl.zst"))
+    lines = b"".join(pa.CompressedInputStream(pa.OSFile(str(f)), "zstd").read() for f in segments).splitlines()
+    assert len(lines) == 50  # the retried flush reused the frames it had written
+    uids = [r[0] for r in store.cursor().execute("SELECT measurement_uid FROM measurements").fetchall()]
+    assert all(store.raw(u) for u in uids)
+    assert store.cursor().execute("SELECT current_setting('memory_limit')").fetchone()[0].startswith("488")
+    store.close()
+
+
+def test_the_cap_does_not_grow_past_the_store_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(st, "INGEST_MEMORY_LIMIT", "1MB")
+    store = Store(tmp_path / "s.duckdb", memory_limit="4MB")
+    with pytest.raises(StoreError, match=r"ran out of memory at its limit \(4MB\)"):
+        pipeline.run([str(SAMPLES)], store)
+    assert store.streaming_limit_raised == 2  # 1 MB, 2 MB, 4 MB, then it gives up with one clear line
+    assert store.count("measurements") == 0  # rolled back, nothing half-written
     store.close()

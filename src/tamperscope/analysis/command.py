@@ -125,6 +125,9 @@ def analyze_command(args: argparse.Namespace) -> int:
             stats = pipeline.run(args.paths, store, options, progress)
         except pipeline.EngineError as exc:
             raise UsageError(str(exc)) from None
+        except StoreError as exc:  # e.g. out of memory at the store's limit: what was committed stays
+            print(f"tamperscope: {exc}", file=sys.stderr)
+            return 1
         if show:
             print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
         if args.jsonl:
