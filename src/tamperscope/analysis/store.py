@@ -28,9 +28,9 @@ The aggregate functions at the end (`timeline`, `per_domain`, `per_network`,
 `per_mechanism`, `per_country`, and the report's `domain_network`,
 `mechanism_country`, `signatures`) return plain rows (lists of dicts of str,
 int, float) and are what the explorer calls. They share one set of filters
-(`Filters`). Over 1,000,000 verdict rows (``bench/analyze.py``) their p95 was
-under 200 ms on two of three runs on a shared 2-core machine, and up to 355 ms
-on one run under heavy load (docs/analysis.md, Benchmarks).
+(`Filters`). Over 1,000,000 verdict rows (``bench/analyze.py``) their worst p95
+was 41-57 ms in the runs of 2026-11-29 on a shared 2-core machine; one run under
+heavy load, earlier, reached 355 ms (docs/analysis.md, Benchmarks).
 """
 
 from __future__ import annotations
