@@ -251,9 +251,12 @@ def _rejections(store: Store) -> list[dict[str, Any]]:
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+# Strings that have broken parsers before: URLs urlsplit refuses, digits int() refuses, huge numbers.
+_NASTY = ["http://[::1", "https://[zz::/x", "1.2.3.4:²", "[::1]:٤٤٣", "²", "depth=²", "depth=" + "9" * 5000,
+          "9" * 5000, "https://ß.example/", "http://a:99999/", "", "\u0000"]
 _json = st.recursive(
     st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20),
+    | st.text(max_size=20) | st.sampled_from(_NASTY),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=20)
 _record_keys = st.sampled_from(["queries", "tcp_connect", "tls_handshakes", "requests", "control", "lookups",
@@ -281,6 +284,7 @@ def test_hostile_measurements_never_crash_the_pipeline(tmp_path_factory: pytest.
         return
     result = pipeline.analyse_batch([Line("fuzz", 1, data)])
     assert result.records == 1
+    assert not result.errors, result.errors  # a verdict function that raises is a bug, even on hostile input
     assert result.measurements.num_rows + len(result.rejections) == 1
     if result.measurements.num_rows:
         store = Store(tmp_path_factory.mktemp("fuzz") / "s.duckdb")

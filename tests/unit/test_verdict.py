@@ -700,3 +700,19 @@ def verdict_from_cold(m: Mapping[str, Any]) -> Verdict:
     _failure_class.cache_clear()
     _index.cache_clear()
     return verdict_from(observe(m), m)
+
+
+@pytest.mark.parametrize("bad", ["http://[::1", "https://[zz::/x", "http://[::1]:99999/"])
+def test_an_unparsable_url_in_a_hostile_measurement_gets_a_verdict_not_an_exception(bad: str) -> None:
+    """urlsplit raises on these; the verdict must still come out (it used to raise ValueError)."""
+    import json
+
+    sample = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-samples" / "generated"
+    m = json.loads((sample / "dnsBlockingNXDOMAIN" / "measurement.json").read_text())
+    m["input"] = bad
+    for r in m["test_keys"].get("requests") or []:
+        r["request"]["url"] = bad
+        (r.get("response") or {}).setdefault("headers", {})["Location"] = bad
+    m["test_keys"]["x_control_request"] = {"http_request": bad}
+    v = web_connectivity_verdict(m)
+    assert isinstance(v, Verdict) and v.mechanism in MECHANISMS

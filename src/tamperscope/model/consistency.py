@@ -37,7 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
 from functools import lru_cache
 from typing import Any, Callable, Generic, TypeGuard, TypeVar, overload
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 # Engines that stand for "the resolver the user's browser would use".
 SYSTEM_ENGINES = frozenset({"getaddrinfo", "system", "golang_net_resolver", "go", "android", "stdlib"})
@@ -335,15 +335,30 @@ def split_endpoint(value: str) -> tuple[str, int]:
         return value, 0
 
 
+_NO_URL = urlsplit("")
+
+
+@lru_cache(maxsize=_CACHE)
+def _parts(url: str) -> SplitResult:
+    """`urlsplit`, with an unparsable URL (``http://[::1``, from a hostile measurement) as an empty one."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return _NO_URL
+
+
 @lru_cache(maxsize=_CACHE)
 def url_host(url: str) -> str:
-    host = urlsplit(url).hostname or ""
+    try:
+        host = _parts(url).hostname or ""
+    except ValueError:
+        host = ""
     return idna_host(host)
 
 
 @lru_cache(maxsize=_CACHE)
 def url_port(url: str) -> int:
-    parts = urlsplit(url)
+    parts = _parts(url)
     try:
         explicit = parts.port
     except ValueError:
@@ -355,12 +370,15 @@ def url_port(url: str) -> int:
 
 @lru_cache(maxsize=_CACHE)
 def url_scheme(url: str) -> str:
-    return urlsplit(url).scheme.lower()
+    return _parts(url).scheme.lower()
 
 
 @lru_cache(maxsize=_CACHE)
 def _urljoin(base: str, url: str) -> str:
-    return urljoin(base, url)
+    try:
+        return urljoin(base, url)
+    except ValueError:  # an unparsable base or location: keep the location as given
+        return url
 
 
 def idna_host(host: str) -> str:
@@ -586,7 +604,7 @@ def _exchanges(tk: Mapping[str, Any], input_url: str) -> tuple[Exchange, ...]:
 @lru_cache(maxsize=_CACHE)
 def _same_url(a: str, b: str) -> bool:
     """Equal up to case, IDNA, default ports and an empty path."""
-    pa, pb = urlsplit(a), urlsplit(b)
+    pa, pb = _parts(a), _parts(b)
     return (pa.scheme.lower(), url_host(a), url_port(a), pa.path or "/", pa.query) == \
         (pb.scheme.lower(), url_host(b), url_port(b), pb.path or "/", pb.query)
 
