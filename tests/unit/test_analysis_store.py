@@ -319,3 +319,19 @@ def test_the_cap_does_not_grow_past_the_store_limit(tmp_path: Path, monkeypatch:
     assert store.streaming_limit_raised == 2  # 1 MB, 2 MB, 4 MB, then it gives up with one clear line
     assert store.count("measurements") == 0  # rolled back, nothing half-written
     store.close()
+
+
+def test_a_flush_lets_go_of_the_raw_bytes_once_they_are_on_disk(tmp_path: Path) -> None:
+    """The raw lines are the bulk of a flush; they are dropped before the inserts and the commit."""
+    from tamperscope.analysis.reader import Line
+
+    lines = [orjson.dumps(json.loads(p.read_text())) for p in _sample_paths()[:5]]
+    result = pipeline.analyse_batch([Line("t", i + 1, line) for i, line in enumerate(lines)])
+    assert len(result.raw) == 5
+    store = Store(tmp_path / "s.duckdb", background=False)
+    store.run_id  # noqa: B018
+    batches = [result]
+    store._transaction(batches)
+    assert batches[0].raw == () and batches[0].measurements.num_rows == 5
+    assert sorted(store.raw(u) or b"" for u in result.order) == sorted(lines)
+    store.close()

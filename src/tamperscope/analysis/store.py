@@ -44,7 +44,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -433,6 +433,11 @@ class Store:
             pointers = self._write_raw(rows, [raw[i] for i in keep])
             if written is not None:
                 written["pointers"] = pointers
+            # The raw bytes are on disk: let them go before the inserts and the commit, where this
+            # transaction's memory peaks (the list is the one the caller handed over, so this drops
+            # the last reference to them; a retry reuses the pointers, not the bytes).
+            raw.clear()
+            batches[:] = [replace(b, raw=()) for b in batches]
         rows = rows.append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string()))
         for name, values in pointers.items():
             rows = rows.append_column(name, values)
