@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from hypothesis import given, settings, strategies as hst
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 
 from tamperscope.analysis.observations import SCHEMA, ObservationColumns, observations_of
 

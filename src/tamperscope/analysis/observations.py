@@ -147,7 +147,7 @@ Rows = list[tuple[Any, ...]]
 # every archival record of every measurement (about a tenth of analyze's main thread).
 # Parsed JSON holds only dict, list, str, int, float, bool and None, so ``type(x) is
 # float`` is `_f`'s isinstance test, and ``type(x) is int`` excludes bool.
-_FLOAT, _INT, _STR, _DICT, _LIST = float, int, str, dict, list
+_FLOAT, _INT, _STR, _DICT = float, int, str, dict
 _MIN, _MAX = -2**63, 2**63
 
 
@@ -156,7 +156,7 @@ def _dns(rows: Rows, uid: str, records: Any, prefix: str, idx: int) -> int:
         return idx
     append = rows.append
     for i, r in enumerate(records):
-        if type(r) is _DICT:
+        if isinstance(r, dict):
             get = r.get
             t0, t, tx = get("t0"), get("t"), get("transaction_id")
             hostname, engine, resolver = get("hostname"), get("engine"), get("resolver_address")
@@ -171,13 +171,6 @@ def _dns(rows: Rows, uid: str, records: Any, prefix: str, idx: int) -> int:
                     qtype if type(qtype) is _STR else None,
                     _answers(get("answers")), None, None, None, None, None, None, None,
                     failure if type(failure) is _STR and failure else None))
-            idx += 1
-        elif isinstance(r, dict):  # a mapping that is not a plain dict: the general path
-            get = r.get
-            append((uid, idx, "dns", f"{prefix}[{i}]", _f(get("t0")), _f(get("t")), _i(get("transaction_id")),
-                    _s(get("hostname")), _s(get("engine")), _s(get("resolver_address")),
-                    _s(get("query_type")), _answers(get("answers")), None, None, None, None, None, None,
-                    None, _s(get("failure")) or None))
             idx += 1
     return idx
 

@@ -410,7 +410,7 @@ class Store:
             return
         # The Arrow tables below reach DuckDB as local variables (its replacement scan finds
         # `_keys`, `_m`, `_v`, `_o` in this frame): no register/unregister round trips.
-        _keys = measurements.select(["uid_key"])  # noqa: F841 - read by DuckDB
+        _keys = measurements.select(["uid_key"])  # read by DuckDB
         known = {row[0] for row in con.execute(
             "SELECT m.measurement_uid FROM measurements m SEMI JOIN _keys k ON m.uid_key = k.uid_key").fetchall()}
         fresh: dict[str, int] = {}
@@ -441,13 +441,13 @@ class Store:
         rows = rows.append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string()))
         for name, values in pointers.items():
             rows = rows.append_column(name, values)
-        _m = rows  # noqa: F841 - read by DuckDB
+        _m = rows  # read by DuckDB
         con.execute("INSERT INTO measurements BY NAME SELECT * FROM _m")
 
         verdicts = pa.concat_tables([b.verdicts for b in batches])
         if not everything:
             verdicts = verdicts.take(pa.array(keep, pa.int64()))
-        _v = verdicts  # noqa: F841 - read by DuckDB
+        _v = verdicts  # read by DuckDB
         con.execute("INSERT INTO verdicts BY NAME SELECT * FROM _v")
         # Observations of each new measurement, from the batch that holds its first copy only.
         owned: list[pa.Table] = []
@@ -469,7 +469,7 @@ class Store:
             first = last
         observations = pa.concat_tables(owned) if owned else None
         if observations is not None and observations.num_rows:
-            _o = observations  # noqa: F841 - read by DuckDB
+            _o = observations  # read by DuckDB
             con.execute("INSERT INTO observations BY NAME SELECT * FROM _o")
         # Confidence: every group these verdicts joined may change label.
         if "anomaly" in verdicts.column("status").to_pylist():

@@ -349,11 +349,7 @@ def _parts(url: str) -> SplitResult:
 
 @lru_cache(maxsize=_CACHE)
 def url_host(url: str) -> str:
-    try:
-        host = _parts(url).hostname or ""
-    except ValueError:
-        host = ""
-    return idna_host(host)
+    return idna_host(_parts(url).hostname or "")
 
 
 @lru_cache(maxsize=_CACHE)
