@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as s
 
 from tamperscope.analysis import pipeline
-from tamperscope.analysis.confidence import outcome, outcomes
+from tamperscope.analysis.confidence import OUTCOME_SQL, group_key, outcome, outcomes
 from tamperscope.analysis.store import Store
 from tamperscope.analysis.verdicts import VERDICTS, Matcher, generic_verdict, register, verdict_for
 from tamperscope.model.verdict import MECHANISMS, Verdict
@@ -104,10 +105,106 @@ def test_sql_and_python_agree(rows: list[tuple[str | None, str, str, str, bool]]
                       "fingerprints": fps})
     con.execute("CREATE TEMP TABLE touched AS SELECT DISTINCT test_name, coalesce(input, '') AS input_key, "
                 "probe_asn FROM verdicts")
-    con.execute(st.OUTCOME_SQL)
+    con.execute(OUTCOME_SQL)
     got = [r[0] for r in con.execute("SELECT outcome FROM verdicts ORDER BY measurement_uid::INTEGER").fetchall()]
     con.close()
     assert got == outcomes(plain)
+
+
+def _verdict_table(rows: list[tuple[str | None, str, str, str, bool]], first: int) -> tuple[Any, list[dict[str, Any]]]:
+    """Rows of the strategy as a flush's verdicts (own outcome, as the pipeline labels them) and as plain dicts."""
+    import pyarrow as pa
+
+    plain = []
+    for inp, asn, status, mechanism, fp in rows:
+        mechanism = mechanism if status == "anomaly" else "none"
+        fps = ["cp/x"] if fp and status == "anomaly" else []
+        plain.append({"test_name": "t", "input": inp, "probe_asn": asn, "mechanism": mechanism, "status": status,
+                      "fingerprints": fps})
+    n = len(plain)
+    table = pa.table({
+        "measurement_uid": [str(first + i) for i in range(n)], "test_name": ["t"] * n,
+        "input": [r["input"] for r in plain], "probe_cc": ["IT"] * n, "probe_asn": [r["probe_asn"] for r in plain],
+        "day": [dt.date(2024, 1, 1)] * n, "measurement_start_time": [dt.datetime(2024, 1, 1)] * n,
+        "mechanism": [r["mechanism"] for r in plain], "status": [r["status"] for r in plain],
+        "fingerprints": pa.array([r["fingerprints"] for r in plain], pa.list_(pa.string())),
+        "outcome": [outcome(r["status"], r["fingerprints"], 1) for r in plain]})
+    return table, plain
+
+
+def _ingest(con: Any, table: Any) -> None:
+    """What a store flush does with its new verdicts."""
+    from tamperscope.analysis.confidence import label_new_verdicts
+
+    con.execute("BEGIN TRANSACTION")
+    _labelled = label_new_verdicts(con, table)
+    con.execute("INSERT INTO verdicts BY NAME SELECT * FROM _labelled")
+    con.execute("COMMIT")
+
+
+def _stored(con: Any) -> tuple[list[str], Counter[tuple[Any, ...]]]:
+    labels = [r[0] for r in con.execute("SELECT outcome FROM verdicts ORDER BY measurement_uid::INTEGER").fetchall()]
+    groups: Counter[tuple[Any, ...]] = Counter()
+    for *key, count in con.execute(
+            "SELECT test_name, input_key, probe_asn, mechanism, anomalies FROM anomaly_groups").fetchall():
+        assert tuple(key) not in groups, "one row per group"
+        groups[tuple(key)] = count
+    return labels, groups
+
+
+def _counts(plain: list[dict[str, Any]]) -> Counter[tuple[Any, ...]]:
+    return Counter(group_key(r) for r in plain if r["status"] == "anomaly")
+
+
+@settings(max_examples=60, deadline=None)
+@given(_rows, s.lists(s.integers(1, 7), min_size=1, max_size=8))
+def test_labels_from_group_counts_follow_the_rule_however_the_flushes_fall(
+        rows: list[tuple[str | None, str, str, str, bool]], cuts: list[int]) -> None:
+    """An ingest labels from the counts; split into any flushes, the store ends as `outcomes()` says."""
+    import duckdb
+
+    from tamperscope.analysis import store as st
+
+    con = duckdb.connect()
+    st.migrate(con)
+    table, plain = _verdict_table(rows, 0)
+    start, i = 0, 0
+    while start < len(rows):
+        size = cuts[i % len(cuts)]
+        _ingest(con, table.slice(start, size))
+        start, i = start + size, i + 1
+    labels, groups = _stored(con)
+    con.close()
+    assert labels == outcomes(plain)
+    assert groups == _counts(plain)
+
+
+@settings(max_examples=40, deadline=None)
+@given(_rows, s.sets(s.integers(0, 29)))
+def test_removing_verdicts_recounts_and_relabels_their_groups(
+        rows: list[tuple[str | None, str, str, str, bool]], gone: set[int]) -> None:
+    """The collector's delete and re-analysis paths: REGROUP_SQL then OUTCOME_SQL over the touched groups."""
+    import duckdb
+
+    from tamperscope.analysis import store as st
+    from tamperscope.analysis.confidence import REGROUP_SQL
+
+    con = duckdb.connect()
+    st.migrate(con)
+    table, plain = _verdict_table(rows, 0)
+    _ingest(con, table)
+    gone = {i for i in gone if i < len(rows)}
+    con.execute("""CREATE TEMP TABLE touched AS SELECT DISTINCT test_name, coalesce(input, '') AS input_key, probe_asn
+                   FROM verdicts WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [[str(i) for i in gone]])
+    con.execute("DELETE FROM verdicts WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))", [[str(i) for i in gone]])
+    for statement in REGROUP_SQL:
+        con.execute(statement)
+    con.execute(OUTCOME_SQL)
+    labels, groups = _stored(con)
+    con.close()
+    kept = [r for i, r in enumerate(plain) if i not in gone]
+    assert labels == outcomes(kept)
+    assert groups == _counts(kept)
 
 
 # --------------------------------------------------------------------------- verdicts by test name

@@ -11,10 +11,21 @@ censorship depends on the others, as in OONI's explorer:
 * ``anomaly``: any other anomaly;
 * ``ok``: nothing suspicious.
 
-The rule is a function of a group, so the store recomputes it for every group
-an ingest touched (`OUTCOME_SQL`), and `outcome()` states it for one row given
-its group's count. `outcomes()` applies it to plain rows, which tests and the
-Dask equality check use to cross-check the SQL.
+The rule is a function of a group's count of anomalies, which the store keeps
+in the table ``anomaly_groups`` (one row per test name, input, network and
+mechanism with at least one anomaly). An ingest labels its new verdicts with
+`label_new_verdicts`: it reads the counts of the groups it adds to, labels its
+rows from them, promotes the one older anomaly of each group that reaches
+`CONFIRM_MIN` with it, and adds to the counts. Its memory and its joins are the
+size of one flush, never of the store: the previous way, recomputing every
+touched group over the whole verdicts table in one window query, ran out of a
+32 MB cap at ~127,000 verdicts and took longer with every flush.
+
+Deleting or re-deriving verdicts can lower a count, so those paths recount
+their groups from the verdicts (`REGROUP_SQL`) and relabel them whole
+(`OUTCOME_SQL`). `outcome()` states the rule for one row given its group's
+count; `outcomes()` applies it to plain rows, which tests use to cross-check
+both SQL paths.
 """
 
 from __future__ import annotations
@@ -22,6 +33,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+import duckdb
+import pyarrow as pa
 
 OUTCOMES = ("ok", "anomaly", "confirmed", "failure")
 CONFIRM_MIN = 2  # measurements of the same input and network showing the same anomaly
@@ -71,4 +85,82 @@ FROM (
 WHERE v.measurement_uid = g.measurement_uid AND g.old_outcome IS DISTINCT FROM g.new_outcome
 """
 
-__all__ = ["CONFIRM_MIN", "OUTCOMES", "OUTCOME_SQL", "group_key", "outcome", "outcomes"]
+
+GROUPS_DDL = """CREATE TABLE anomaly_groups (
+    test_name VARCHAR NOT NULL, input_key VARCHAR NOT NULL, probe_asn VARCHAR NOT NULL, mechanism VARCHAR,
+    anomalies BIGINT NOT NULL)"""
+
+_SAME_GROUP = """{a}.test_name = {b}.test_name AND {a_input} = {b}.input_key AND {a}.probe_asn = {b}.probe_asn
+    AND {a}.mechanism IS NOT DISTINCT FROM {b}.mechanism"""
+
+# Recount, from the verdicts, every group of the temporary table `touched` (as for OUTCOME_SQL).
+REGROUP_SQL = (
+    """DELETE FROM anomaly_groups g USING touched t
+       WHERE g.test_name = t.test_name AND g.input_key = t.input_key AND g.probe_asn = t.probe_asn""",
+    """INSERT INTO anomaly_groups
+       SELECT x.test_name, coalesce(x.input, ''), x.probe_asn, x.mechanism, count(*)
+       FROM verdicts x SEMI JOIN touched t ON x.test_name = t.test_name AND coalesce(x.input, '') = t.input_key
+           AND x.probe_asn = t.probe_asn
+       WHERE x.status = 'anomaly' GROUP BY ALL""",
+)
+
+# Every group, from scratch (a migration, or a store whose counts are suspect).
+COUNT_ALL_SQL = """INSERT INTO anomaly_groups
+    SELECT test_name, coalesce(input, ''), probe_asn, mechanism, count(*) FROM verdicts
+    WHERE status = 'anomaly' GROUP BY ALL"""
+
+
+def label_new_verdicts(con: duckdb.DuckDBPyConnection, verdicts: pa.Table) -> pa.Table:
+    """Label a flush's new verdicts (not yet inserted) and bring the store's older labels and counts up to date.
+
+    ``verdicts`` has the columns test_name, input, probe_asn, mechanism, status and outcome,
+    where outcome is the measurement's own ("confirmed" for a fingerprint match, "anomaly",
+    "ok", "failure"). Returns the table with the outcome the whole store gives each row.
+    Runs inside the caller's transaction. Every join is built on this flush's groups and
+    streams over ``anomaly_groups`` or (only when a group reaches `CONFIRM_MIN`) over the
+    verdicts' outcome column, so memory does not grow with the store.
+    """
+    status = verdicts.column("status").to_pylist()
+    if "anomaly" not in status:
+        return verdicts
+    _new = verdicts  # read by DuckDB (replacement scan of this frame's locals)
+    _groups = con.sql(f"""
+        SELECT f.test_name, f.input_key, f.probe_asn, f.mechanism, f.n, coalesce(g.anomalies, 0) AS before
+        FROM (SELECT test_name, coalesce(input, '') AS input_key, probe_asn, mechanism, count(*) AS n
+              FROM _new WHERE status = 'anomaly' GROUP BY ALL) f
+        LEFT JOIN anomaly_groups g ON {_SAME_GROUP.format(a='f', b='g', a_input='f.input_key')}
+        """).to_arrow_table()
+    before, added = _groups.column("before").to_pylist(), _groups.column("n").to_pylist()
+    if any(0 < b < CONFIRM_MIN <= b + n for b, n in zip(before, added, strict=True)):
+        # The older anomalies these groups had were alone, and labelled "anomaly" unless a
+        # fingerprint confirmed them: this flush is their second measurement.
+        con.execute(f"""
+            UPDATE verdicts AS v SET outcome = 'confirmed'
+            FROM (SELECT * FROM _groups WHERE before > 0 AND before < {CONFIRM_MIN}
+                  AND before + n >= {CONFIRM_MIN}) AS x
+            WHERE v.outcome = 'anomaly' AND v.status = 'anomaly'
+              AND {_SAME_GROUP.format(a='v', b='x', a_input="coalesce(v.input, '')")}""")
+    if any(b > 0 for b in before):
+        con.execute(f"""
+            UPDATE anomaly_groups AS g SET anomalies = g.anomalies + x.n
+            FROM (SELECT * FROM _groups WHERE before > 0) AS x
+            WHERE {_SAME_GROUP.format(a='x', b='g', a_input='x.input_key')}""")
+    if any(b == 0 for b in before):
+        con.execute("""INSERT INTO anomaly_groups SELECT test_name, input_key, probe_asn, mechanism, n
+                       FROM _groups WHERE before = 0""")
+    totals = {(t, i, a, m): b + n for t, i, a, m, n, b in zip(*(_groups.column(c).to_pylist() for c in (
+        "test_name", "input_key", "probe_asn", "mechanism", "n", "before")), strict=True)}
+    labels = verdicts.column("outcome").to_pylist()
+    names, inputs, asns, mechanisms = (verdicts.column(c).to_pylist()
+                                       for c in ("test_name", "input", "probe_asn", "mechanism"))
+    for i, label in enumerate(labels):
+        if label == "anomaly" and totals.get((names[i], inputs[i] or "", asns[i], mechanisms[i]), 0) >= CONFIRM_MIN:
+            labels[i] = "confirmed"
+    where = verdicts.schema.get_field_index("outcome")
+    return verdicts.set_column(where, verdicts.schema.field(where), pa.array(labels, pa.string()))
+
+
+__all__ = [
+    "CONFIRM_MIN", "COUNT_ALL_SQL", "GROUPS_DDL", "OUTCOMES", "OUTCOME_SQL", "REGROUP_SQL", "group_key",
+    "label_new_verdicts", "outcome", "outcomes",
+]

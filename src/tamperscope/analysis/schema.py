@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from tamperscope.analysis.confidence import OUTCOME_SQL
+from tamperscope.analysis.confidence import COUNT_ALL_SQL, GROUPS_DDL, OUTCOME_SQL
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class StoreError(Exception):
@@ -106,6 +106,12 @@ def _v2(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DROP TABLE touched")
 
 
+def _v3(con: duckdb.DuckDBPyConnection) -> None:
+    """Anomalies counted per group, so an ingest labels its verdicts without rescanning the store."""
+    con.execute(GROUPS_DDL)
+    con.execute(COUNT_ALL_SQL)
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -123,6 +129,7 @@ def _statements(sql: Sequence[str]) -> Callable[[duckdb.DuckDBPyConnection], Non
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "measurements, verdicts, observations, rejections, runs", _statements(_V1)),
     Migration(2, "verdicts.outcome: confirmed / anomaly / failure / ok across measurements", _v2),
+    Migration(3, "anomaly_groups: anomalies per test name, input, network and mechanism", _v3),
 )
 
 

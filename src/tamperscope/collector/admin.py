@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tamperscope.analysis.confidence import OUTCOME_SQL
+from tamperscope.analysis.confidence import OUTCOME_SQL, REGROUP_SQL
 from tamperscope.analysis.pipeline import analyse_batch
 from tamperscope.analysis.reader import Line
 from tamperscope.analysis.store import Filters, Store
@@ -70,6 +70,13 @@ def _touched(con: Any, uids: Sequence[str]) -> None:
                    WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [list(uids)])
 
 
+def _relabel(con: Any) -> None:
+    """After verdicts of the `touched` groups were removed or re-derived: their counts and labels, recomputed."""
+    for statement in REGROUP_SQL:
+        con.execute(statement)
+    con.execute(OUTCOME_SQL)
+
+
 @dataclass(frozen=True)
 class Deletion:
     measurement_uid: str
@@ -91,7 +98,7 @@ def delete(store: Store, rawlog: RawLog, uid: str, reason: str) -> Deletion:
             _touched(con, [uid])
             for table in ("observations", "verdicts", "measurements"):
                 con.execute(f"DELETE FROM {table} WHERE measurement_uid = ?", [uid])
-            con.execute(OUTCOME_SQL)
+            _relabel(con)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -146,7 +153,7 @@ def reanalyse(store: Store, reader: Reader, uids: Sequence[str]) -> dict[str, in
                            WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [wanted])
             con.unregister("_ro")
         _touched(con, wanted)
-        con.execute(OUTCOME_SQL)
+        _relabel(con)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
