@@ -337,6 +337,45 @@ def test_the_cap_does_not_grow_past_the_store_limit(tmp_path: Path, monkeypatch:
     store.close()
 
 
+def test_an_ingest_checkpoints_before_it_lifts_the_cap(tmp_path: Path) -> None:
+    """The WAL is folded into the database under the ingest cap, not left to close() under the store's limit."""
+    path = tmp_path / "s.duckdb"
+    store = Store(path, memory_limit="200MB")
+    pipeline.run([str(SAMPLES)], store)
+    wal = path.with_name(path.name + ".wal")
+    assert not wal.exists() or wal.stat().st_size == 0
+    assert store.count("verdicts") == 50
+    store.close()
+
+
+def test_big_blocks_are_mapped_even_after_big_frees() -> None:
+    """glibc raises its mmap threshold to the size of each mapped block freed (then later big blocks come
+    from the heap and fragment it); the pipeline fixes the threshold, so they stay mapped."""
+    import ctypes
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in
+                    ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                     "keepcost")]
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = MallInfo2
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    assert pipeline._fixed_mmap_threshold()
+
+    def mapped_after_a_free(size: int) -> bool:
+        libc.free(libc.malloc(size))  # would lift a dynamic threshold above `size`
+        before = libc.mallinfo2().hblks
+        block = libc.malloc(size)
+        try:
+            return bool(libc.mallinfo2().hblks == before + 1)
+        finally:
+            libc.free(block)
+
+    assert mapped_after_a_free(1 << 20) and mapped_after_a_free(3 << 20)
+
+
 def test_a_flush_lets_go_of_the_raw_bytes_once_they_are_on_disk(tmp_path: Path) -> None:
     """The raw lines are the bulk of a flush; they are dropped before the inserts and the commit."""
     from tamperscope.analysis.reader import Line

@@ -374,7 +374,7 @@ class Store:
         """Fold the ingest's WAL into the database file while the cap still holds.
 
         Left to `close()`, the checkpoint runs under the store's own limit and takes what it is
-        given: ~120 MB more at the end of a 100,000-measurement run than of a 20,000 one
+        given: ~83 MB more at the end of a 100,000-measurement run than of a 20,000 one
         (bench/analyze, section 2). Under the cap it spills instead, and grows the cap as a flush
         does if it must.
         """
