@@ -1,6 +1,6 @@
 """Benchmark: ``tamperscope analyze`` against plain JSON parsing, memory, scaling, Dask, aggregates.
 
-    .venv/bin/python -m bench.analyze [--small 20000] [--large 100000] [--rows 1000000] [--skip-dask]
+    .venv/bin/python -m bench.analyze [--small 20000] [--large 100000] [--huge 200000] [--rows 1000000] [--skip-dask]
 
 Builds a corpus of OONI-format web_connectivity measurements by replicating the
 50 shared OONI samples (../shared/data/ooni-samples), varying report_id, input,
@@ -12,7 +12,7 @@ prints tables for:
    (re-deriving every verdict, matching the whole fingerprint database and
    writing the store), as a ratio and as measurements/s against OONI's fastpath
    (~180/s on one core, as measured in issue 5);
-2. peak RSS of analyze at the small and the large corpus (growth should be none);
+2. peak RSS of analyze at the small, the large and the huge corpus (growth should be none);
 3. scaling: ``--workers 2`` and ``--engine dask`` on a LocalCluster of 2 workers;
 4. the explorer's aggregate queries (store.py) over 1,000,000 verdict rows:
    p50/p95 latency (target p95 <= 200 ms).
@@ -69,7 +69,8 @@ self_rss, child_rss = me.ru_maxrss, kids.ru_maxrss
 cpu = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 print(json.dumps({"run": t_done - t_ready, "startup": t_ready - t0, "accepted": stats.accepted, "cpu": cpu,
                   "new": stats.new, "rejected": stats.rejected, "rss_kb": self_rss, "child_rss_kb": child_rss,
-                  "matcher_calls": stats.matcher_calls, "matcher_hits": stats.matcher_hits}))
+                  "matcher_calls": stats.matcher_calls, "matcher_hits": stats.matcher_hits,
+                  "cap_raised": store.streaming_limit_raised}))
 """
 
 TRACER = r"""
@@ -313,6 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--small", type=int, default=20_000, help="measurements in the main corpus")
     ap.add_argument("--large", type=int, default=100_000, help="measurements in the memory-growth corpus")
+    ap.add_argument("--huge", type=int, default=200_000,
+                    help="measurements in a third corpus, to show memory stays flat past DuckDB's cap (0: skip)")
     ap.add_argument("--rows", type=int, default=1_000_000, help="verdict rows for the aggregate queries")
     ap.add_argument("--skip-dask", action="store_true")
     ap.add_argument("--keep", type=Path, help="work in this directory and keep it")
@@ -362,18 +365,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         n_large = build_corpus(large, args.large, seed=7)
         big = analyze([large], work / "w1-large.duckdb", workers=1)
+        runs = [(small.name, n_small, one), (large.name, n_large, big)]
+        if args.huge:
+            huge = work / f"corpus-{args.huge}.jsonl"
+            n_huge = build_corpus(huge, args.huge, seed=9)
+            runs.append((huge.name, n_huge, analyze([huge], work / "w1-huge.duckdb", workers=1)))
+            huge.unlink()
         print_table("2. memory of analyze --workers 1 (RSS of the process, sampled every 0.25 s)",
-                    ["corpus", "measurements", "peak RSS", "median RSS", "ru_maxrss", "run s"], [
-            [small.name, f"{n_small:,}", f"{one['tree_peak_mb']:.0f} MB", f"{one['tree_median_mb']:.0f} MB",
-             f"{one['rss_kb'] / 1024:.0f} MB", f"{one['run']:.1f}"],
-            [large.name, f"{n_large:,}", f"{big['tree_peak_mb']:.0f} MB", f"{big['tree_median_mb']:.0f} MB",
-             f"{big['rss_kb'] / 1024:.0f} MB", f"{big['run']:.1f}"],
-        ])
-        print(f"growth from {n_small:,} to {n_large:,}: peak {big['tree_peak_mb'] - one['tree_peak_mb']:+.0f} MB, "
-              f"median {big['tree_median_mb'] - one['tree_median_mb']:+.0f} MB")
-        print(f"peak RSS in each fifth of the {n_large:,} run (about {n_large // 5:,} measurements each): "
-              + ", ".join(f"{x:.0f}" for x in big["fifths_mb"]) + " MB (a longer run samples more of the same "
-              "flush-time spikes; a trend would show here)")
+                    ["corpus", "measurements", "peak RSS", "median RSS", "ru_maxrss", "DuckDB cap raised", "run s"],
+                    [[name, f"{n:,}", f"{r['tree_peak_mb']:.0f} MB", f"{r['tree_median_mb']:.0f} MB",
+                      f"{r['rss_kb'] / 1024:.0f} MB", str(r["cap_raised"]), f"{r['run']:.1f}"] for name, n, r in runs])
+        for _, n, r in runs[1:]:
+            print(f"growth from {n_small:,} to {n:,}: peak {r['tree_peak_mb'] - one['tree_peak_mb']:+.0f} MB, "
+                  f"median {r['tree_median_mb'] - one['tree_median_mb']:+.0f} MB")
+        for _, n, r in runs[1:]:
+            print(f"peak RSS in each fifth of the {n:,} run (about {n // 5:,} measurements each): "
+                  + ", ".join(f"{x:.0f}" for x in r["fifths_mb"]) + " MB")
+        print("(a longer run samples more of the same flush-time spikes; a trend would show in the fifths)")
         from tamperscope.analysis.store import INGEST_MEMORY_LIMIT
         trace = memory_trace(large, work / "trace.duckdb", max(4096, n_large // 8))
         print_table(f"2b. inside one run over {n_large:,}: Python's heap, DuckDB's buffers (capped at "

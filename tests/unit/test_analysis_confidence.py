@@ -134,11 +134,10 @@ def _verdict_table(rows: list[tuple[str | None, str, str, str, bool]], first: in
 
 def _ingest(con: Any, table: Any) -> None:
     """What a store flush does with its new verdicts."""
-    from tamperscope.analysis.confidence import label_new_verdicts
+    from tamperscope.analysis.confidence import insert_verdicts
 
     con.execute("BEGIN TRANSACTION")
-    _labelled = label_new_verdicts(con, table)
-    con.execute("INSERT INTO verdicts BY NAME SELECT * FROM _labelled")
+    insert_verdicts(con, table)
     con.execute("COMMIT")
 
 

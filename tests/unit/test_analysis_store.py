@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tamperscope.analysis import pipeline, store as st
-from tamperscope.analysis.confidence import label_new_verdicts
+from tamperscope.analysis.confidence import insert_verdicts
 from tamperscope.analysis.store import Filters, Store, StoreError
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-samples" / "generated"
@@ -189,9 +189,7 @@ def test_migrations_from_version_one(tmp_path: Path) -> None:
                     "status": ["anomaly"], "outcome": ["anomaly"]})
     con = store.con
     con.execute("BEGIN TRANSACTION")
-    labelled = label_new_verdicts(con, new)
-    con.register("_new", labelled)
-    con.execute("INSERT INTO verdicts BY NAME SELECT * FROM _new")
+    insert_verdicts(con, new)
     con.execute("COMMIT")
     got = dict(store.cursor().execute("SELECT measurement_uid, outcome FROM verdicts").fetchall())
     assert got["u3"] == got["u7"] == "confirmed"

@@ -52,7 +52,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tamperscope.analysis.confidence import label_new_verdicts
+from tamperscope.analysis.confidence import insert_verdicts
 from tamperscope.analysis.observations import SCHEMA as OBSERVATION_SCHEMA
 from tamperscope.analysis.reader import Rejection
 from tamperscope.analysis.schema import (
@@ -428,7 +428,7 @@ class Store:
             stats.duplicates += len(order)
             return
         # The Arrow tables below reach DuckDB as local variables (its replacement scan finds
-        # `_keys`, `_m`, `_v`, `_o` in this frame): no register/unregister round trips.
+        # `_keys`, `_m`, `_o` in this frame, confidence.insert_verdicts its own): no register/unregister round trips.
         _keys = measurements.select(["uid_key"])  # read by DuckDB
         known = {row[0] for row in con.execute(
             "SELECT m.measurement_uid FROM measurements m SEMI JOIN _keys k ON m.uid_key = k.uid_key").fetchall()}
@@ -467,8 +467,7 @@ class Store:
         if not everything:
             verdicts = verdicts.take(pa.array(keep, pa.int64()))
         # Confidence: labels from the groups' counts, older labels promoted (confidence.py).
-        _v = label_new_verdicts(con, verdicts)  # read by DuckDB
-        con.execute("INSERT INTO verdicts BY NAME SELECT * FROM _v")
+        insert_verdicts(con, verdicts)
         # Observations of each new measurement, from the batch that holds its first copy only.
         owned: list[pa.Table] = []
         first = 0
