@@ -605,6 +605,26 @@ def test_false_match_rate_on_ordinary_pages() -> None:
     assert rate <= 0.01
 
 
+def test_the_automaton_and_the_regex_scanner_find_the_same_anchors() -> None:
+    """The Aho-Corasick scan (pinned dependency, the one in use) and the regex fallback: same anchors, same
+    positions, on real blockpages, ordinary pages and text packed with overlapping anchors."""
+    scanner = FingerprintDB.load()._scanner
+    assert scanner.scan("") == {} and scanner._build() not in (None, False)  # the extension is installed
+    rng = random.Random(SEED)
+    anchors = list(scanner.anchors)
+    packed = ["".join(rng.choice(anchors)[rng.randrange(2):] + rng.choice(["", " ", "x", "\n"]) for _ in range(300))
+              for _ in range(20)]
+    texts = [p.read_text(errors="replace") for p in sorted(BLOCKPAGES.glob("*.html"))]
+    texts += [p.body if isinstance(p.body, str) else p.body.decode("latin-1") for p in _ordinary()[:200]]
+    hits = 0
+    for text in [fpmod._fold(t) for t in texts] + packed:
+        got = scanner.scan(text)
+        assert got == scanner.scan_regex(text)
+        assert all(positions == sorted(positions) for positions in got.values())
+        hits += sum(len(v) for v in got.values())
+    assert hits > 5_000  # the comparison saw plenty of anchors
+
+
 # --------------------------------------------------------------------------- precedence
 
 
