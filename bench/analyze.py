@@ -1,6 +1,7 @@
 """Benchmark: ``tamperscope analyze`` against plain JSON parsing, memory, scaling, Dask, aggregates.
 
-    .venv/bin/python -m bench.analyze [--small 20000] [--large 100000] [--huge 200000] [--rows 1000000] [--skip-dask]
+    .venv/bin/python -m bench.analyze [--small 20000] [--large 100000] [--huge 200000] [--heavy 3000]
+                                      [--heavy-kb 32] [--rows 1000000] [--skip-dask]
 
 Builds a corpus of OONI-format web_connectivity measurements by replicating the
 50 shared OONI samples (../shared/data/ooni-samples), varying report_id, input,
@@ -12,6 +13,9 @@ prints tables for:
    (re-deriving every verdict, matching the whole fingerprint database and
    writing the store), as a ratio and as measurements/s against OONI's fastpath
    (~180/s on one core, as measured in issue 5);
+1b. like for like: a scorer in the manner of OONI's fastpath (stored verdict
+   trusted, one substring search per fingerprint) on the same files as analyze,
+   the replicated corpus and one whose bodies are 32 KiB and never repeat;
 2. peak RSS of analyze at the small, the large and the huge corpus (growth should be none);
 3. scaling: ``--workers 2`` and ``--engine dask`` on a LocalCluster of 2 workers;
 4. the explorer's aggregate queries (store.py) over 1,000,000 verdict rows:
@@ -141,6 +145,31 @@ def build_corpus(path: Path, n: int, seed: int = 5) -> int:
     return written
 
 
+def build_heavy_corpus(path: Path, n: int, body_kb: int) -> int:
+    """``n`` measurements whose HTTP bodies are padded to ``body_kb`` KiB and unique per copy.
+
+    The shared samples carry small bodies (~0.8 KB per measurement on average) and the
+    replicated corpus repeats them, so the fingerprint memo answers almost every lookup.
+    Real pages weigh tens of kilobytes and never repeat byte for byte: this corpus pads each
+    body with the samples' own HTML and marks it with its copy number.
+    """
+    samples = load_samples()
+    filler = "\n".join(b for m in samples for r in (m["test_keys"].get("requests") or ())
+                       if isinstance(b := (r.get("response") or {}).get("body"), str) and len(b) > 1000)
+    pad = filler * (body_kb * 1024 // max(1, len(filler)) + 1)
+    with path.open("wb") as f:
+        for i in range(n):
+            m = orjson.loads(orjson.dumps(samples[i % len(samples)]))
+            m["report_id"] = f"20240101T000000Z_webconnectivity_IT_137_n1_{i:016x}"
+            for r in m["test_keys"].get("requests") or ():
+                response = r.get("response") or {}
+                body = response.get("body")
+                if isinstance(body, str) and body:
+                    response["body"] = f"<!-- copy {i} -->{body}{pad[:max(0, body_kb * 1024 - len(body))]}"
+            f.write(orjson.dumps(m) + b"\n")
+    return n
+
+
 def _shallow(sample: dict[str, Any]) -> dict[str, Any]:
     return dict(sample)  # only top-level keys change; test_keys are shared and never mutated
 
@@ -218,6 +247,39 @@ def verdict_floor(path: Path, memo: bool = True) -> tuple[float, float]:
         for line in f:
             verdict_for(loads(line), matcher)
     return time.perf_counter() - t, time.process_time() - c
+
+
+def fastpath_needles() -> list[str]:
+    """One substring per HTTP fingerprint of our database (its longest literal, else its pattern text)."""
+    from tamperscope.analysis.verdicts import default_matcher
+
+    db = default_matcher().db
+    return [max(c.literals, key=len) if c.literals else c.fingerprint.pattern for c in db._compiled]
+
+
+def fastpath_style(path: Path, needles: Sequence[str]) -> tuple[float, int]:
+    """(seconds, measurements) for a scorer in the manner of OONI's fastpath, on one core: parse each line,
+    trust the ``blocking`` the probe stored, and run one substring search per fingerprint over each response
+    body. Not OONI's code (that one has 1,729 fingerprints and does more per measurement): the part of its
+    work that grows with bodies and fingerprints, on the same file as analyze."""
+    loads = orjson.loads
+    count = 0
+    t = time.perf_counter()
+    with path.open("rb", buffering=1 << 20) as f:
+        for line in f:
+            m = loads(line)
+            count += 1
+            tk = m.get("test_keys") or {}
+            tk.get("blocking")  # trusted as stored
+            for r in tk.get("requests") or ():
+                body = (r.get("response") or {}).get("body")
+                if isinstance(body, dict):
+                    body = body.get("data")
+                if isinstance(body, str) and body:
+                    for needle in needles:
+                        if needle in body:
+                            break
+    return time.perf_counter() - t, count
 
 
 def cli_time(path: Path, db: Path) -> float:
@@ -316,6 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--large", type=int, default=100_000, help="measurements in the memory-growth corpus")
     ap.add_argument("--huge", type=int, default=200_000,
                     help="measurements in a third corpus, to show memory stays flat past DuckDB's cap (0: skip)")
+    ap.add_argument("--heavy", type=int, default=3_000, help="measurements in the corpus with heavier bodies")
+    ap.add_argument("--heavy-kb", type=int, default=32, help="KiB per HTTP body in that corpus")
     ap.add_argument("--rows", type=int, default=1_000_000, help="verdict rows for the aggregate queries")
     ap.add_argument("--skip-dask", action="store_true")
     ap.add_argument("--keep", type=Path, help="work in this directory and keep it")
@@ -362,6 +426,25 @@ def main(argv: Sequence[str] | None = None) -> int:
               "from the exact memo (replicated bodies repeat)")
         print(f"load average at start: {load:.2f}, after: {os.getloadavg()[0]:.2f} (2 cores, shared: other jobs "
               "skew wall times)")
+
+        needles = fastpath_needles()
+        heavy = work / f"corpus-heavy-{args.heavy_kb}k.jsonl"
+        n_heavy = build_heavy_corpus(heavy, args.heavy, args.heavy_kb)
+        like = []
+        for name, path, n, result in ((small.name, small, n_small, one),
+                                      (heavy.name, heavy, n_heavy, analyze([heavy], work / "heavy.duckdb", workers=1))):
+            fp_s, _ = fastpath_style(path, needles)
+            p_s, _, _ = parse_time(path)
+            like.append([name, f"{path.stat().st_size / n / 1e3:.1f} kB", f"{p_s:.2f}",
+                         f"{fp_s:.2f} ({n / fp_s:,.0f}/s)", f"{result['run']:.2f} ({n / result['run']:,.0f}/s)",
+                         f"{fp_s / result['run']:.1f}x", f"{result['run'] / p_s:.1f}x"])
+        heavy.unlink()
+        print_table(f"1b. like for like: a fastpath-style scorer ({len(needles):,} substring searches per body, "
+                    "stored verdict trusted) on the same files",
+                    ["corpus", "per measurement", "parse s", "fastpath-style s", "analyze s (library)",
+                     "analyze vs fastpath-style", "analyze vs parse"], like)
+        print("(OONI's own fastpath, with its 1,729 fingerprints, measured ~180/s on real OONI measurements: "
+              "the 'x OONI fastpath' figure above divides by that constant)")
 
         n_large = build_corpus(large, args.large, seed=7)
         big = analyze([large], work / "w1-large.duckdb", workers=1)
