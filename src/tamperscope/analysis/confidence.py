@@ -19,7 +19,7 @@ rows from them, promotes the one older anomaly of each group that reaches
 `CONFIRM_MIN` with it, and adds to the counts. Its memory and its joins are the
 size of one flush, never of the store: the previous way, recomputing every
 touched group over the whole verdicts table in one window query, ran out of a
-32 MB cap at ~127,000 verdicts and took longer with every flush.
+32 MB cap at ~120,000 verdicts and took longer with every flush.
 
 Deleting or re-deriving verdicts can lower a count, so those paths recount
 their groups from the verdicts (`REGROUP_SQL`) and relabel them whole

@@ -241,14 +241,16 @@ class Store:
         """Run a long ingest with DuckDB's buffers capped lower (then everything is flushed and the
         store's own limit restored).
 
-        An ingest reads the database only to deduplicate and to relabel the groups it touched, so
-        a small cache costs it nothing measurable, while a large one fills as the store grows and
+        An ingest reads the database only to deduplicate and to look up its groups' counts, so a
+        small cache costs it nothing measurable, while a large one fills as the store grows and
         makes the process's memory depend on how much it has ingested (bench/analyze, section 2).
 
-        The cap is a starting point, not a wall: the confidence update of a big store needs more
-        (32 MB ran out at ~127,000 verdicts). When DuckDB runs out of memory in a flush, the
-        transaction is rolled back, the cap doubled (up to the store's own limit) and the flush
-        done again, so a store grows its working memory only when it must.
+        The cap is a starting point, not a wall. No statement of a flush needs memory that grows
+        with the store (a 300,000-measurement ingest never raised it; before schema version 3
+        the confidence update ran out of 32 MB at ~120,000 verdicts), but when DuckDB does run
+        out of memory in a flush, the transaction is rolled back, the cap doubled (up to the
+        store's own limit) and the flush done again. Before the store's limit comes back, the
+        WAL is checkpointed under the cap.
         """
         self.flush()
         memory_limit = memory_limit or INGEST_MEMORY_LIMIT
