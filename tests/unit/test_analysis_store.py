@@ -351,27 +351,23 @@ def test_big_blocks_are_mapped_even_after_big_frees() -> None:
     from the heap and fragment it); the pipeline fixes the threshold, so they stay mapped."""
     import ctypes
 
-    class MallInfo2(ctypes.Structure):
-        _fields_ = [(n, ctypes.c_size_t) for n in
-                    ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
-                     "keepcost")]
-
     libc = ctypes.CDLL("libc.so.6")
-    libc.mallinfo2.restype = MallInfo2
     libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
     libc.free.argtypes = [ctypes.c_void_p]
     assert pipeline._fixed_mmap_threshold()
 
     def mapped_after_a_free(size: int) -> bool:
         libc.free(libc.malloc(size))  # would lift a dynamic threshold above `size`
-        before = libc.mallinfo2().hblks
         block = libc.malloc(size)
         try:
-            return bool(libc.mallinfo2().hblks == before + 1)
+            # glibc's chunk header, just before the block: its size word has IS_MMAPPED (0x2) set for a
+            # block of its own mapping (a property of this block, so other threads cannot disturb it)
+            return bool(ctypes.c_size_t.from_address(block - ctypes.sizeof(ctypes.c_size_t)).value & 0x2)
         finally:
             libc.free(block)
 
     assert mapped_after_a_free(1 << 20) and mapped_after_a_free(3 << 20)
+    assert not mapped_after_a_free(4096)  # and the check can tell: a small block comes from the heap
 
 
 def test_a_flush_lets_go_of_the_raw_bytes_once_they_are_on_disk(tmp_path: Path) -> None:
