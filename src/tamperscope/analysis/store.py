@@ -140,9 +140,6 @@ class WriteStats:
 
 # --------------------------------------------------------------------------- the store
 
-_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
-
-
 _UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
           "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}
 
@@ -153,11 +150,6 @@ def _bytes(limit: str) -> int:
     if not match or match.group(2).upper() not in _UNITS:
         raise ValueError(f"not a memory size: {limit!r}")
     return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
-
-
-def _safe(value: str, default: str) -> str:
-    cleaned = _SAFE.sub("", value)[:64].strip(".")
-    return cleaned or default
 
 
 class Store:
@@ -219,7 +211,7 @@ class Store:
         if self._writer is not None:
             self._writer.shutdown(wait=True)
         self._inflight = None
-        self._close_segments()
+        self._close_segment()
         self.con.close()
 
     def __enter__(self) -> Store:
@@ -296,7 +288,7 @@ class Store:
 
     def finish_run(self) -> WriteStats:
         self.flush()
-        self._close_segments()
+        self._close_segment()
         s = self.stats
         if self._run_id is not None:
             self.con.execute(
@@ -365,9 +357,7 @@ class Store:
             except duckdb.OutOfMemoryException as exc:
                 con.execute("ROLLBACK")
                 self.stats, self._order_seq = stats, order_seq
-                if not self._grow_streaming_limit():
-                    raise StoreError(f"the store ran out of memory at its limit ({self.memory_limit}): "
-                                     f"{str(exc).splitlines()[0]}") from exc
+                self._grow_or_give_up(exc)
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
@@ -385,20 +375,18 @@ class Store:
                 self.con.execute("CHECKPOINT")
                 return
             except duckdb.OutOfMemoryException as exc:
-                if not self._grow_streaming_limit():
-                    raise StoreError(f"the store ran out of memory at its limit ({self.memory_limit}): "
-                                     f"{str(exc).splitlines()[0]}") from exc
+                self._grow_or_give_up(exc)
 
-    def _grow_streaming_limit(self) -> bool:
-        """Double the streaming cap (not past the store's own limit); False if it cannot grow."""
+    def _grow_or_give_up(self, exc: duckdb.OutOfMemoryException) -> None:
+        """Double the streaming cap (not past the store's own limit), or raise one clear StoreError."""
         ceiling = _bytes(self.memory_limit) if self.memory_limit else None
         if self._streaming_limit is None or (ceiling is not None and self._streaming_limit >= ceiling):
-            return False
+            raise StoreError(f"the store ran out of memory at its limit ({self.memory_limit}): "
+                             f"{str(exc).splitlines()[0]}") from exc
         grown = self._streaming_limit * 2 if ceiling is None else min(self._streaming_limit * 2, ceiling)
         self.con.execute(f"SET memory_limit = '{grown // 1024}KB'")
         self._streaming_limit = grown
         self.streaming_limit_raised += 1
-        return True
 
     def _flush(self, batches: list[BatchResult], written: dict[str, Any] | None = None) -> None:
         con, stats, run_id = self.con, self.stats, self.run_id
@@ -541,7 +529,7 @@ class Store:
         f = self._segment_file
         if f is not None and self._segment_name.startswith(f"{self.run_id}/") and f.tell() < SEGMENT_BYTES:
             return self._segment_name
-        self._close_segments()
+        self._close_segment()
         directory = self.raw_root / self.run_id
         directory.mkdir(parents=True, exist_ok=True)
         seq = len(list(directory.glob("*.jsonl.zst")))
@@ -549,7 +537,7 @@ class Store:
         self._segment_file = open(self.raw_root / self._segment_name, "ab")  # noqa: SIM115 - kept open across flushes
         return self._segment_name
 
-    def _close_segments(self) -> None:
+    def _close_segment(self) -> None:
         if self._segment_file is not None:
             self._segment_file.close()
             self._segment_file = None
