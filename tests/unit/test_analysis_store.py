@@ -15,6 +15,7 @@ import pytest
 
 from tamperscope.analysis import pipeline, store as st
 from tamperscope.analysis.confidence import insert_verdicts
+from tamperscope.analysis.schema import rows_to_table
 from tamperscope.analysis.store import Filters, Store, StoreError
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-samples" / "generated"
@@ -93,6 +94,41 @@ def test_duplicates_across_batches_and_flushes(tmp_path: Path, monkeypatch: pyte
     assert store.count("observations") == once.count("observations")  # the repeat added no steps
     store.close()
     once.close()
+
+
+def test_dedup_reads_only_the_row_groups_of_the_flushs_times(tmp_path: Path) -> None:
+    # 600,000 stored measurements in time order (OONI's archive comes a day at a time), keys random.
+    store = Store(tmp_path / "s.duckdb")
+    store.con.execute("""
+        INSERT INTO measurements (measurement_uid, uid_key, test_name, probe_cc, probe_asn,
+                                  measurement_start_time, day)
+        SELECT 'u' || i, (hash(i) >> 1)::BIGINT, 'web_connectivity', 'IT', 'AS137',
+               TIMESTAMP '2024-01-01' + to_seconds(i * 10), (TIMESTAMP '2024-01-01' + to_seconds(i * 10))::DATE
+        FROM range(600000) r(i)""")
+    old_key, old_start = store.con.execute(
+        "SELECT uid_key, measurement_start_time FROM measurements WHERE measurement_uid = 'u300000'").fetchone()
+    fields = {name: None for name in st.MEASUREMENT_SCHEMA.names}
+    flush = rows_to_table([
+        tuple({**fields, "measurement_uid": "u300000", "uid_key": old_key, "measurement_start_time": old_start,
+               "test_name": "web_connectivity"}.values()),                       # stored already
+        tuple({**fields, "measurement_uid": "new", "uid_key": 12345, "test_name": "web_connectivity",
+               "measurement_start_time": old_start + dt.timedelta(minutes=5)}.values()),  # same day, new
+    ], st.MEASUREMENT_SCHEMA)
+    profile = tmp_path / "profile.json"
+    store.con.execute("SET enable_profiling = 'json'")
+    store.con.execute(f"SET profiling_output = '{profile}'")
+    known = store._known(flush)
+    store.con.execute("SET enable_profiling = 'no_output'")
+    assert known == {"u300000"}
+
+    def scans(node: dict) -> list[dict]:
+        here = [node] if node.get("extra_info", {}).get("Table", "").endswith(".measurements") else []
+        return here + [s for child in node.get("children", ()) for s in scans(child)]
+
+    (scan,) = [s for op in json.loads(profile.read_text())["operator"] for s in scans(op)]
+    assert scan["total_row_groups_to_scan"] >= 4
+    assert scan["row_groups_scanned"] == 1  # the one that holds the flush's times
+    store.close()
 
 
 def test_raw_is_kept_verbatim(tmp_path: Path) -> None:

@@ -16,8 +16,9 @@ Identity: ``measurement_uid`` is derived from the content (a SHA-256 of the
 measurement's canonical JSON, keys sorted) prefixed with its time, country and
 test name, OONI-style. Ingesting the same measurement twice, from any file,
 in any formatting, leaves one row. Deduplication happens per flush (thousands of
-measurements at once) with one semi-join on a 64-bit ``uid_key`` column, and
-then on the full uid; no per-row DB calls.
+measurements at once) with one semi-join on a 64-bit ``uid_key`` column and the
+start time (a copy has the same start, and time-ordered input lets DuckDB skip
+the row groups of other days), then on the full uid; no per-row DB calls.
 
 Schema versions (`schema.py`, re-exported here): `MIGRATIONS` is an ordered
 list; opening a store applies the missing ones in one transaction each and
@@ -417,11 +418,9 @@ class Store:
         if measurements.num_rows == 0:
             stats.duplicates += len(order)
             return
-        # The Arrow tables below reach DuckDB as local variables (its replacement scan finds
-        # `_keys`, `_m`, `_o` in this frame, confidence.insert_verdicts its own): no register/unregister round trips.
-        _keys = measurements.select(["uid_key"])  # read by DuckDB
-        known = {row[0] for row in con.execute(
-            "SELECT m.measurement_uid FROM measurements m SEMI JOIN _keys k ON m.uid_key = k.uid_key").fetchall()}
+        # The Arrow tables below reach DuckDB as local variables (its replacement scan finds `_m`, `_o`
+        # in this frame, and _known and confidence.insert_verdicts their own): no register/unregister round trips.
+        known = self._known(measurements)
         fresh: dict[str, int] = {}
         for i, uid in enumerate(measurements.column("measurement_uid").to_pylist()):
             if uid not in known and uid not in fresh:
@@ -480,6 +479,20 @@ class Store:
         if observations is not None and observations.num_rows:
             _o = observations  # read by DuckDB
             con.execute("INSERT INTO observations BY NAME SELECT * FROM _o")
+
+    def _known(self, measurements: pa.Table) -> set[str]:
+        """The uids of ``measurements`` (in MEASUREMENT_SCHEMA) that the store already holds.
+
+        A copy of a measurement has its start time too (the time is part of the content
+        the uid hashes), so the join matches on it as well as on the 64-bit key: DuckDB
+        pushes the flush's earliest and latest start into its scan of ``measurements``, and
+        zone maps skip every row group outside them. OONI's archive comes a day at a time,
+        so a flush reads the rows of its own days, not the whole store (bench/dedup.py).
+        """
+        _keys = measurements.select(["uid_key", "measurement_start_time"])  # read by DuckDB
+        return {row[0] for row in self.con.execute(
+            "SELECT m.measurement_uid FROM measurements m SEMI JOIN _keys k ON m.uid_key = k.uid_key"
+            " AND m.measurement_start_time = k.measurement_start_time").fetchall()}
 
     def _write_raw(self, rows: pa.Table, lines: Sequence[bytes]) -> dict[str, pa.Array]:
         """Append the new measurements' raw lines to the run's current segment; returns the pointer columns.
