@@ -17,7 +17,7 @@ bench: setup
 	.venv/bin/python -m bench.fingerprints
 	.venv/bin/python -m bench.verdict
 	.venv/bin/python -m bench.analyze
-	.venv/bin/python -m bench.dedup
+	.venv/bin/python -m bench.flush
 
 lab-down:
 	-.venv/bin/tamperscope lab down

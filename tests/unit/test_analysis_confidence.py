@@ -132,12 +132,12 @@ def _verdict_table(rows: list[tuple[str | None, str, str, str, bool]], first: in
     return table, plain
 
 
-def _ingest(con: Any, table: Any) -> None:
-    """What a store flush does with its new verdicts."""
+def _ingest(con: Any, table: Any, defer: bool = False) -> None:
+    """What a store flush does with its new verdicts (a streaming ingest defers the promotions)."""
     from tamperscope.analysis.confidence import insert_verdicts
 
     con.execute("BEGIN TRANSACTION")
-    insert_verdicts(con, table)
+    insert_verdicts(con, table, defer=defer)
     con.execute("COMMIT")
 
 
@@ -155,14 +155,16 @@ def _counts(plain: list[dict[str, Any]]) -> Counter[tuple[Any, ...]]:
     return Counter(group_key(r) for r in plain if r["status"] == "anomaly")
 
 
-@settings(max_examples=60, deadline=None)
-@given(_rows, s.lists(s.integers(1, 7), min_size=1, max_size=8))
+@settings(max_examples=80, deadline=None)
+@given(_rows, s.lists(s.integers(1, 7), min_size=1, max_size=8), s.booleans())
 def test_labels_from_group_counts_follow_the_rule_however_the_flushes_fall(
-        rows: list[tuple[str | None, str, str, str, bool]], cuts: list[int]) -> None:
-    """An ingest labels from the counts; split into any flushes, the store ends as `outcomes()` says."""
+        rows: list[tuple[str | None, str, str, str, bool]], cuts: list[int], defer: bool) -> None:
+    """An ingest labels from the counts; split into any flushes, the store ends as `outcomes()` says,
+    whether each flush promotes the older anomalies it confirms or leaves them to one `promote()`."""
     import duckdb
 
     from tamperscope.analysis import store as st
+    from tamperscope.analysis.confidence import promote
 
     con = duckdb.connect()
     st.migrate(con)
@@ -170,12 +172,16 @@ def test_labels_from_group_counts_follow_the_rule_however_the_flushes_fall(
     start, i = 0, 0
     while start < len(rows):
         size = cuts[i % len(cuts)]
-        _ingest(con, table.slice(start, size))
+        _ingest(con, table.slice(start, size), defer)
         start, i = start + size, i + 1
+    if defer:
+        promote(con)
     labels, groups = _stored(con)
+    noted = con.execute("SELECT count(*) FROM promotions").fetchone()[0]
     con.close()
     assert labels == outcomes(plain)
     assert groups == _counts(plain)
+    assert noted == 0
 
 
 @settings(max_examples=40, deadline=None)

@@ -211,12 +211,12 @@ def test_migrations_from_version_one(tmp_path: Path) -> None:
                        TIMESTAMP '2024-01-01', ?, ?, ?)""", [uid, asn, mechanism, status, fps])
     con.close()
     store = Store(path)
-    assert store.migrated == [2, 3] and store.version == st.SCHEMA_VERSION
+    assert store.migrated == [2, 3, 4] and store.version == st.SCHEMA_VERSION
     got = dict(store.cursor().execute("SELECT measurement_uid, outcome FROM verdicts").fetchall())
     assert got == {"u1": "confirmed", "u2": "confirmed", "u3": "anomaly", "u4": "confirmed", "u5": "ok",
                    "u6": "failure"}
     history = store.cursor().execute("SELECT version FROM migrations ORDER BY version").fetchall()
-    assert history == [(1,), (2,), (3,)]
+    assert history == [(1,), (2,), (3,), (4,)]
     # version 3 counted the anomalies per group, so the next ingest labels from the counts
     groups = store.cursor().execute("SELECT probe_asn, mechanism, anomalies FROM anomaly_groups ORDER BY ALL")
     assert groups.fetchall() == [("AS1", "dns.poison", 2), ("AS1", "http.blockpage", 1), ("AS2", "tcp.rst", 1)]
@@ -232,6 +232,43 @@ def test_migrations_from_version_one(tmp_path: Path) -> None:
     assert got["u3"] == got["u7"] == "confirmed"
     store.close()
     assert Store(path).migrated == []  # nothing left to do
+
+
+def test_promotions_a_run_left_are_made_when_the_store_opens(tmp_path: Path) -> None:
+    """A streaming ingest confirms older anomalies at its end; one that stopped before leaves notes."""
+    path = tmp_path / "s.duckdb"
+    store = Store(path)
+    common = {"test_name": ["web_connectivity"], "input": ["http://x/"], "probe_cc": ["IT"], "probe_asn": ["AS1"],
+              "day": [dt.date(2024, 1, 1)], "mechanism": ["tcp.rst"], "status": ["anomaly"], "outcome": ["anomaly"]}
+    for uid, minute in (("u1", 0), ("u2", 1)):
+        store.con.execute("BEGIN TRANSACTION")
+        insert_verdicts(store.con, pa.table({"measurement_uid": [uid], **common,
+                                             "measurement_start_time": [dt.datetime(2024, 1, 1, 0, minute)]}),
+                        defer=True)
+        store.con.execute("COMMIT")
+    labels = "SELECT measurement_uid, outcome FROM verdicts ORDER BY 1"
+    assert store.con.execute(labels).fetchall() == [("u1", "anomaly"), ("u2", "confirmed")]  # u1 waits
+    store.close()  # the run stops here
+    store = Store(path)
+    assert store.con.execute(labels).fetchall() == [("u1", "confirmed"), ("u2", "confirmed")]
+    assert store.con.execute("SELECT count(*) FROM promotions").fetchone() == (0,)
+    store.close()
+
+
+def test_a_streaming_ingest_confirms_older_anomalies_at_its_end(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    pipeline.run([str(SAMPLES / "dnsBlockingNXDOMAIN")], store)
+    (before,) = store.con.execute("SELECT outcome FROM verdicts").fetchone()
+    # the same measurement from another report is a second anomaly of its group
+    other = json.loads((SAMPLES / "dnsBlockingNXDOMAIN" / "measurement.json").read_text())
+    other["report_id"] = "20240212T203347Z_webconnectivity_IT_137_n1_another"
+    again = tmp_path / "again.jsonl"
+    again.write_bytes(orjson.dumps(other))
+    pipeline.run([str(again)], store)
+    after = store.con.execute("SELECT outcome FROM verdicts").fetchall()
+    assert before == "anomaly" and after == [("confirmed",), ("confirmed",)]
+    assert store.con.execute("SELECT count(*) FROM promotions").fetchone() == (0,)
+    store.close()
 
 
 def test_a_newer_store_is_refused(tmp_path: Path) -> None:

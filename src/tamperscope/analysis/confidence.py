@@ -15,11 +15,20 @@ The rule is a function of a group's count of anomalies, which the store keeps
 in the table ``anomaly_groups`` (one row per test name, input, network and
 mechanism with at least one anomaly). An ingest inserts its new verdicts with
 `insert_verdicts`: it reads the counts of the groups it adds to, labels its
-rows from them, promotes the one older anomaly of each group that reaches
-`CONFIRM_MIN` with it, and adds to the counts. Its memory and its joins are the
-size of one flush, never of the store: the previous way, recomputing every
-touched group over the whole verdicts table in one window query, ran out of a
-32 MB cap at ~120,000 verdicts and took longer with every flush.
+rows from them, and adds to the counts. Its memory and its joins are the size
+of one flush, never of the store: the previous way, recomputing every touched
+group over the whole verdicts table in one window query, ran out of a 32 MB cap
+at ~120,000 verdicts and took longer with every flush.
+
+A group that a flush brings to `CONFIRM_MIN` also has one older anomaly, stored
+as "anomaly", that is now confirmed. Finding it means scanning the verdicts
+table, so a flush only notes the group in ``promotions`` (in the same
+transaction as the counts) and `PROMOTE_SQL` relabels every noted group in one
+scan: after each flush for a single submission, once at the end of a streaming
+ingest (`insert_verdicts(..., defer=True)`; with 5,000,000 stored verdicts this
+was ~100 ms of every flush), and when a store is opened with notes left by a run
+that did not finish. It promotes only groups whose count is still at least
+`CONFIRM_MIN`, so a note outlived by a deletion does no harm.
 
 Deleting or re-deriving verdicts can lower a count, so those paths recount
 their groups from the verdicts (`REGROUP_SQL`) and relabel them whole
@@ -111,6 +120,20 @@ COUNT_ALL_SQL = """INSERT INTO anomaly_groups
     WHERE status = 'anomaly' GROUP BY ALL"""
 
 
+PROMOTIONS_DDL = """CREATE TABLE promotions (
+    test_name VARCHAR NOT NULL, input_key VARCHAR NOT NULL, probe_asn VARCHAR NOT NULL, mechanism VARCHAR)"""
+
+# The older anomaly of each noted group was alone, and labelled "anomaly" unless a fingerprint
+# confirmed it: promote it, if its group still has CONFIRM_MIN anomalies. One scan of verdicts.
+PROMOTE_SQL = f"""
+UPDATE verdicts AS v SET outcome = 'confirmed'
+    FROM (SELECT DISTINCT p.* FROM promotions p SEMI JOIN anomaly_groups g
+          ON {_SAME_GROUP.format(a='p', b='g', a_input='p.input_key')} AND g.anomalies >= {CONFIRM_MIN}) AS x
+    WHERE v.outcome = 'anomaly' AND v.status = 'anomaly'
+      AND {_SAME_GROUP.format(a='v', b='x', a_input="coalesce(v.input, '')")};
+DELETE FROM promotions;
+"""
+
 # Five statements, each a round trip into DuckDB, and one scan of the Arrow table (see
 # `insert_verdicts`); the temporary tables are replaced by the next flush, not dropped.
 _INSERT_SQL = f"""
@@ -120,13 +143,9 @@ CREATE OR REPLACE TEMP TABLE _flush_groups AS
     FROM (SELECT test_name, coalesce(input, '') AS input_key, probe_asn, mechanism, count(*) AS n
           FROM _flush_verdicts WHERE status = 'anomaly' GROUP BY ALL) f
     LEFT JOIN anomaly_groups g ON {_SAME_GROUP.format(a='f', b='g', a_input='f.input_key')};
--- The older anomaly of a group these rows bring to CONFIRM_MIN was alone, and labelled
--- "anomaly" unless a fingerprint confirmed it: promote it.
-UPDATE verdicts AS v SET outcome = 'confirmed'
-    FROM (SELECT * FROM _flush_groups WHERE before > 0 AND before < {CONFIRM_MIN}
-          AND before + n >= {CONFIRM_MIN}) AS x
-    WHERE v.outcome = 'anomaly' AND v.status = 'anomaly'
-      AND {_SAME_GROUP.format(a='v', b='x', a_input="coalesce(v.input, '')")};
+-- The groups these rows bring to CONFIRM_MIN have an older anomaly to promote (PROMOTE_SQL).
+INSERT INTO promotions SELECT test_name, input_key, probe_asn, mechanism FROM _flush_groups
+    WHERE before > 0 AND before < {CONFIRM_MIN} AND before + n >= {CONFIRM_MIN};
 MERGE INTO anomaly_groups AS g USING _flush_groups AS x
     ON {_SAME_GROUP.format(a='x', b='g', a_input='x.input_key')}
     WHEN MATCHED THEN UPDATE SET anomalies = g.anomalies + x.n
@@ -139,15 +158,16 @@ INSERT INTO verdicts BY NAME
 """
 
 
-def insert_verdicts(con: duckdb.DuckDBPyConnection, verdicts: pa.Table) -> None:
-    """Insert a flush's new verdicts with the label the whole store gives each, and bring the older labels
-    and the group counts up to date. Runs inside the caller's transaction.
+def insert_verdicts(con: duckdb.DuckDBPyConnection, verdicts: pa.Table, *, defer: bool = False) -> None:
+    """Insert a flush's new verdicts with the label the whole store gives each, and bring the group
+    counts up to date. Runs inside the caller's transaction.
 
     ``verdicts`` is in `schema.VERDICT_SCHEMA`, its ``outcome`` the measurement's own
     ("confirmed" for a fingerprint match, "anomaly", "ok", "failure"). Every join is built on
-    this flush's groups and streams over ``anomaly_groups``, or over the verdicts whose
-    outcome is still "anomaly" (min/max statistics skip the rest), so memory does not grow
-    with the store.
+    this flush's groups and streams over ``anomaly_groups``, so memory does not grow with the
+    store. The older anomalies the flush confirms are relabelled now (`PROMOTE_SQL`, one scan
+    of the verdicts), or, with ``defer``, when the caller runs `promote` (a streaming ingest:
+    once at its end instead of once per flush).
 
     As few statements as it can: the store's writer thread runs this beside the analysis,
     and each statement (DuckDB's client lets go of the GIL for each) and each scan of a
@@ -159,10 +179,20 @@ def insert_verdicts(con: duckdb.DuckDBPyConnection, verdicts: pa.Table) -> None:
     if pc.index(verdicts.column("status"), "anomaly").as_py() < 0:
         con.execute("INSERT INTO verdicts BY NAME SELECT * FROM _new")
         return
-    con.execute(_INSERT_SQL)
+    con.execute(_INSERT_SQL if defer else _INSERT_SQL + PROMOTE_SQL)
+
+
+def promote(con: duckdb.DuckDBPyConnection) -> int:
+    """Relabel the older anomalies of the groups flushes noted in ``promotions``; returns how many
+    groups were noted (0: nothing to do, and no scan of the verdicts)."""
+    row = con.execute("SELECT count(*) FROM promotions").fetchone()
+    noted = int(row[0]) if row else 0
+    if noted:
+        con.execute(PROMOTE_SQL)
+    return noted
 
 
 __all__ = [
-    "CONFIRM_MIN", "COUNT_ALL_SQL", "GROUPS_DDL", "OUTCOMES", "OUTCOME_SQL", "REGROUP_SQL", "group_key",
-    "insert_verdicts", "outcome", "outcomes",
+    "CONFIRM_MIN", "COUNT_ALL_SQL", "GROUPS_DDL", "OUTCOMES", "OUTCOME_SQL", "PROMOTE_SQL", "PROMOTIONS_DDL",
+    "REGROUP_SQL", "group_key", "insert_verdicts", "outcome", "outcomes", "promote",
 ]

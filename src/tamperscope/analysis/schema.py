@@ -18,9 +18,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from tamperscope.analysis.confidence import COUNT_ALL_SQL, GROUPS_DDL, OUTCOME_SQL
+from tamperscope.analysis.confidence import COUNT_ALL_SQL, GROUPS_DDL, OUTCOME_SQL, PROMOTIONS_DDL
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class StoreError(Exception):
@@ -140,6 +140,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "measurements, verdicts, observations, rejections, runs", _statements(_V1)),
     Migration(2, "verdicts.outcome: confirmed / anomaly / failure / ok across measurements", _v2),
     Migration(3, "anomaly_groups: anomalies per test name, input, network and mechanism", _v3),
+    Migration(4, "promotions: groups whose older anomaly a streaming ingest confirms at its end",
+              _statements([PROMOTIONS_DDL])),
 )
 
 

@@ -53,7 +53,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tamperscope.analysis.confidence import insert_verdicts
+from tamperscope.analysis.confidence import insert_verdicts, promote
 from tamperscope.analysis.observations import SCHEMA as OBSERVATION_SCHEMA
 from tamperscope.analysis.reader import Rejection
 from tamperscope.analysis.schema import (
@@ -180,6 +180,7 @@ class Store:
         self.con.execute("SET enable_progress_bar = false")
         try:
             self.migrated = migrate(self.con)
+            promote(self.con)  # what a streaming ingest that did not finish left to confirm
         except BaseException:
             self.con.close()
             raise
@@ -244,6 +245,11 @@ class Store:
         out of memory in a flush, the transaction is rolled back, the cap doubled (up to the
         store's own limit) and the flush done again. Before the store's limit comes back, the
         WAL is checkpointed under the cap.
+
+        The older anomalies that the ingest's verdicts confirm are relabelled once, at the end
+        (`confidence.promote`: one scan of the verdicts, instead of one per flush). Until then
+        a reader sees them as "anomaly"; a run that stops early leaves them noted, and the
+        next `Store` to open the file relabels them.
         """
         self.flush()
         memory_limit = memory_limit or INGEST_MEMORY_LIMIT
@@ -252,7 +258,8 @@ class Store:
         try:
             yield self
             self._wait()
-            self._checkpoint()
+            self._under_cap(lambda: promote(self.con))
+            self._under_cap(lambda: self.con.execute("CHECKPOINT"))
         finally:
             self._wait()
             self._streaming_limit = None
@@ -363,17 +370,17 @@ class Store:
                 con.execute("ROLLBACK")
                 raise
 
-    def _checkpoint(self) -> None:
-        """Fold the ingest's WAL into the database file while the cap still holds.
+    def _under_cap(self, step: Callable[[], object]) -> None:
+        """Run the end of an ingest (its promotions, then the checkpoint of its WAL) while the cap
+        still holds, growing the cap as a flush does if it must.
 
-        Left to `close()`, the checkpoint runs under the store's own limit and takes what it is
+        Left to `close()`, the checkpoint ran under the store's own limit and took what it was
         given: ~83 MB more at the end of a 100,000-measurement run than of a 20,000 one
-        (bench/analyze, section 2). Under the cap it spills instead, and grows the cap as a flush
-        does if it must.
+        (bench/analyze, section 2). Under the cap it spills instead.
         """
         while True:
             try:
-                self.con.execute("CHECKPOINT")
+                step()
                 return
             except duckdb.OutOfMemoryException as exc:
                 self._grow_or_give_up(exc)
@@ -456,7 +463,7 @@ class Store:
         if not everything:
             verdicts = verdicts.take(pa.array(keep, pa.int64()))
         # Confidence: labels from the groups' counts, older labels promoted (confidence.py).
-        insert_verdicts(con, verdicts)
+        insert_verdicts(con, verdicts, defer=self._streaming_limit is not None)
         # Observations of each new measurement, from the batch that holds its first copy only.
         owned: list[pa.Table] = []
         first = 0
@@ -487,7 +494,7 @@ class Store:
         the uid hashes), so the join matches on it as well as on the 64-bit key: DuckDB
         pushes the flush's earliest and latest start into its scan of ``measurements``, and
         zone maps skip every row group outside them. OONI's archive comes a day at a time,
-        so a flush reads the rows of its own days, not the whole store (bench/dedup.py).
+        so a flush reads the rows of its own days, not the whole store (bench/flush.py).
         """
         _keys = measurements.select(["uid_key", "measurement_start_time"])  # read by DuckDB
         return {row[0] for row in self.con.execute(

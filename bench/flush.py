@@ -1,0 +1,198 @@
+"""Benchmark: what one flush costs as the store grows (deduplication and confidence).
+
+    .venv/bin/python -m bench.flush [--sizes 1000000,5000000,20000000] [--flush 4096] [--repeats 7]
+
+The store is filled here with synthetic rows straight through SQL (the analysis
+would take hours to write 20 million), in time order, as OONI's archive is laid
+out (a day at a time), with random 64-bit keys; one verdict in ten is an
+anomaly with an input of its own, so the store holds many lone anomalies, each
+of which a later measurement can confirm.
+
+1. Deduplication (`Store._known`): which of a flush's measurements, a few of
+   them stored already, the store holds:
+   * "one day": the flush's measurements come from one day, as when the input is
+     a day of OONI's archive;
+   * "any time": their times are spread over the whole store (shuffled input):
+     no row group can be skipped;
+   * "key only": the lookup before 2026-11-30, a semi-join on the key alone, for
+     the same one-day flush.
+2. Confidence (`confidence.insert_verdicts`) for a flush of verdicts, one in ten
+   an anomaly, half of those confirming a stored lone anomaly: with the
+   promotions made at once (a single submission; every flush before 2026-11-30)
+   and deferred to the end of the run (a streaming ingest, now). Rolled back
+   after each timing.
+
+DuckDB runs with the ingest's memory cap (32 MB); times are the median and the
+worst of ``--repeats``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from tamperscope.analysis import store as st  # noqa: E402
+from tamperscope.analysis.confidence import COUNT_ALL_SQL, insert_verdicts, promote  # noqa: E402
+from tamperscope.analysis.schema import VERDICT_SCHEMA, rows_to_table  # noqa: E402
+
+BASE = dt.datetime(2024, 1, 1)
+STEP_S = 2  # seconds between stored measurements: 43,200 a day
+
+
+def _fill(store: st.Store, start: int, stop: int) -> None:
+    store.con.execute(f"""
+        INSERT INTO measurements (measurement_uid, uid_key, test_name, probe_cc, probe_asn,
+                                  measurement_start_time, day)
+        SELECT 'u' || i, (hash(i) >> 1)::BIGINT, 'web_connectivity', 'IT', 'AS137',
+               TIMESTAMP '{BASE:%Y-%m-%d}' + to_seconds(i * {STEP_S}),
+               (TIMESTAMP '{BASE:%Y-%m-%d}' + to_seconds(i * {STEP_S}))::DATE
+        FROM range({start}, {stop}) r(i)""")
+    store.con.execute(f"""
+        INSERT INTO verdicts (measurement_uid, test_name, input, probe_cc, probe_asn, day, measurement_start_time,
+                              status, mechanism, outcome, fingerprints, evidence)
+        SELECT 'u' || i, 'web_connectivity', 'https://d' || i || '.example/', 'IT', 'AS137', DATE '{BASE:%Y-%m-%d}',
+               TIMESTAMP '{BASE:%Y-%m-%d}' + to_seconds(i * {STEP_S}),
+               CASE WHEN i % 10 = 0 THEN 'anomaly' ELSE 'ok' END, CASE WHEN i % 10 = 0 THEN 'dns.poison' END,
+               CASE WHEN i % 10 = 0 THEN 'anomaly' ELSE 'ok' END, [], []
+        FROM range({start}, {stop}) r(i)""")
+    store.con.execute("DELETE FROM anomaly_groups")
+    store.con.execute(COUNT_ALL_SQL)
+    store.con.execute("CHECKPOINT")
+
+
+def _verdicts(stored: int, size: int, rng: random.Random) -> object:
+    """A flush of verdicts: one in ten an anomaly, half of those of a stored lone anomaly's group."""
+    fields = dict.fromkeys(VERDICT_SCHEMA.names)
+    rows = []
+    for j in range(size):
+        anomalous = j % 10 == 0
+        group = rng.randrange(stored // 10) * 10 if j % 20 == 0 else stored + j  # stored lone anomaly, or new
+        rows.append(tuple({**fields, "measurement_uid": f"new{j}", "test_name": "web_connectivity",
+                           "input": f"https://d{group}.example/", "probe_cc": "IT", "probe_asn": "AS137",
+                           "day": BASE.date(), "measurement_start_time": BASE,
+                           "status": "anomaly" if anomalous else "ok", "mechanism": "dns.poison" if anomalous else None,
+                           "outcome": "anomaly" if anomalous else "ok", "fingerprints": [], "evidence": []}.values()))
+    return rows_to_table(rows, VERDICT_SCHEMA)
+
+
+def _time_insert(store: st.Store, verdicts: object, defer: bool, repeats: int) -> tuple[float, float, float]:
+    """(median, worst) ms of insert_verdicts, and the median ms of the promote() that a deferred one leaves."""
+    times, promotes = [], []
+    for _ in range(repeats):
+        store.con.execute("BEGIN TRANSACTION")
+        t = time.perf_counter()
+        insert_verdicts(store.con, verdicts, defer=defer)  # type: ignore[arg-type]
+        times.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        promote(store.con)
+        promotes.append(time.perf_counter() - t)
+        store.con.execute("ROLLBACK")
+    return statistics.median(times) * 1e3, max(times) * 1e3, statistics.median(promotes) * 1e3
+
+
+def _flush(store: st.Store, stored: int, size: int, spread: bool, rng: random.Random) -> tuple[object, set[str]]:
+    """A flush table: ``size`` measurements, 1% of them stored already; one day of times unless ``spread``."""
+    day0 = rng.randrange(max(1, stored * STEP_S // 86400 - 1))
+    fields = dict.fromkeys(st.MEASUREMENT_SCHEMA.names)
+    rows, expected = [], set()
+    for j in range(size):
+        if j % 100 == 0:  # a copy of a stored measurement
+            i = rng.randrange(stored) if spread else min(stored - 1, (day0 * 86400 + rng.randrange(86400)) // STEP_S)
+            uid, key, start = store.con.execute(
+                "SELECT measurement_uid, uid_key, measurement_start_time FROM measurements "
+                "WHERE measurement_uid = ?", [f"u{i}"]).fetchone()
+            expected.add(uid)
+        else:
+            seconds = rng.randrange(stored * STEP_S) if spread else day0 * 86400 + rng.randrange(86400)
+            uid, key, start = f"new{j}", rng.getrandbits(63), BASE + dt.timedelta(seconds=seconds, microseconds=1)
+        rows.append(tuple({**fields, "measurement_uid": uid, "uid_key": key, "measurement_start_time": start,
+                           "test_name": "web_connectivity"}.values()))
+    return rows_to_table(rows, st.MEASUREMENT_SCHEMA), expected
+
+
+def _key_only(store: st.Store, measurements: object) -> set[str]:
+    _keys = measurements.select(["uid_key"])  # type: ignore[attr-defined]  # noqa: F841 - read by DuckDB
+    return {row[0] for row in store.con.execute(
+        "SELECT m.measurement_uid FROM measurements m SEMI JOIN _keys k ON m.uid_key = k.uid_key").fetchall()}
+
+
+def _time(lookup: Callable[[], set[str]], expected: set[str], repeats: int) -> tuple[float, float]:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        found = lookup()
+        times.append(time.perf_counter() - t)
+        if found != expected:
+            raise SystemExit(f"the lookup found {len(found)} stored measurements, expected {len(expected)}")
+    return statistics.median(times) * 1e3, max(times) * 1e3
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1000000,5000000,20000000", help="stored rows, comma-separated, increasing")
+    ap.add_argument("--flush", type=int, default=st.FLUSH_ROWS, help="measurements per flush")
+    ap.add_argument("--repeats", type=int, default=7)
+    args = ap.parse_args(argv)
+    try:
+        sizes = sorted(int(x) for x in args.sizes.split(","))
+    except ValueError:
+        ap.error("--sizes takes integers separated by commas")
+    work = Path(tempfile.mkdtemp(prefix="ts-bench-dedup-"))
+    rng = random.Random(3)
+    rows: list[list[str]] = []
+    conf: list[list[str]] = []
+    try:
+        store = st.Store(work / "dedup.duckdb")
+        with store.streaming():
+            filled = 0
+            for n in sizes:
+                store.con.execute("SET memory_limit = '2GB'")  # the filling only, then the ingest's cap
+                _fill(store, filled, n)
+                store.con.execute(f"SET memory_limit = '{st.INGEST_MEMORY_LIMIT}'")
+                filled = n
+                day, day_expected = _flush(store, n, args.flush, False, rng)
+                anytime, any_expected = _flush(store, n, args.flush, True, rng)
+                one = _time(lambda: store._known(day), day_expected, args.repeats)
+                spread = _time(lambda: store._known(anytime), any_expected, args.repeats)
+                before = _time(lambda: _key_only(store, day), day_expected, args.repeats)
+                verdicts = _verdicts(n, args.flush, rng)
+                now = _time_insert(store, verdicts, False, args.repeats)
+                later = _time_insert(store, verdicts, True, args.repeats)
+                rows.append([f"{n:,}", f"{one[0]:.1f} ({one[1]:.1f})", f"{spread[0]:.1f} ({spread[1]:.1f})",
+                             f"{before[0]:.1f} ({before[1]:.1f})", f"{before[0] / one[0]:.0f}x"])
+                conf.append([f"{n:,}", f"{now[0]:.1f} ({now[1]:.1f})", f"{later[0]:.1f} ({later[1]:.1f})",
+                             f"{now[0] / later[0]:.1f}x", f"{later[2]:.1f}"])
+        store.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    _table(f"1. dedup of one flush of {args.flush:,} measurements (1% already stored): median (worst) "
+           f"of {args.repeats}, ms",
+           ["stored rows", "one day", "any time", "key only (before)", "one day vs before"], rows)
+    _table(f"2. confidence for one flush of {args.flush:,} verdicts ({args.flush // 20:,} confirm a stored lone "
+           f"anomaly): median (worst) of {args.repeats}, ms",
+           ["stored verdicts", "promoted at once", "deferred to the run's end", "at once vs deferred",
+            "promote() at the end, once a run"], conf)
+    return 0
+
+
+def _table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    print(title)
+    for r in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+    print()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
