@@ -100,6 +100,40 @@ def test_unreachable_scheduler_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr
 
 
+def test_a_scheduler_address_that_is_not_dask_exits_2(tmp_path: Path) -> None:
+    """Something else answers there (a web server): one line, exit 2, not Dask's MemoryError traceback."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer() -> None:
+        server.settimeout(30)
+        try:
+            while True:
+                conn, _ = server.accept()
+                with conn:
+                    conn.settimeout(5)
+                    try:
+                        conn.recv(65536)
+                        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" + b"\xff" * 64)
+                    except OSError:
+                        pass
+        except OSError:
+            return
+
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        r = _run("analyze", str(SAMPLES / "successWithHTTP"), "--db", str(tmp_path / "s.duckdb"), "--engine", "dask",
+                 "--scheduler", f"tcp://127.0.0.1:{port}")
+    finally:
+        server.close()
+    assert r.returncode == 2, r.stderr
+    assert f"cannot use tcp://127.0.0.1:{port} as a Dask scheduler" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
 def test_nothing_usable_exits_1(tmp_path: Path) -> None:
     with gzip.open(tmp_path / "junk.jsonl.gz", "wb") as f:
         f.write(b"not json\n{}\n")

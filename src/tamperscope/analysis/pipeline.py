@@ -477,6 +477,10 @@ def _run_dask(paths: Sequence[str | os.PathLike[str]], options: Options,
             except (OSError, TimeoutError) as exc:
                 raise EngineError(f"cannot reach the Dask scheduler at {options.scheduler}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+            except Exception as exc:  # noqa: BLE001 - whatever answered there does not speak Dask's protocol
+                # (an HTTP server's reply read as a frame length made Dask allocate exabytes: MemoryError)
+                raise EngineError(f"cannot use {options.scheduler} as a Dask scheduler: it answered, but not as "
+                                  f"one ({type(exc).__name__})") from exc
         else:
             cluster = stack.enter_context(LocalCluster(
                 n_workers=options.workers, threads_per_worker=1, processes=True,
