@@ -41,6 +41,47 @@ def test_jsonl_line_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "analyzed 50 measurements" in printed and "0 records skipped" in printed
 
 
+def test_a_jsonl_that_cannot_be_written_is_one_line_and_the_store_keeps_the_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    from tamperscope.analysis import command
+    from tamperscope.analysis.store import Store
+
+    def full(src: object, dst: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(command.os, "replace", full)
+    db = tmp_path / "s.duckdb"
+    assert main(["analyze", str(SAMPLES / "successWithHTTP"), "--db", str(db), "--jsonl", str(tmp_path / "v.jsonl")]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot write {tmp_path / 'v.jsonl'}: No space left on device; the verdicts are in the store" in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".tmp") == []  # no half-written file left
+    store = Store(db, create=False)
+    assert store.count("verdicts") == 1
+    store.close()
+
+
+def test_jsonl_to_a_pipe_closed_early_is_quiet(tmp_path: Path) -> None:
+    """`analyze --jsonl - | head -1`: the reader closing the pipe is not an error."""
+    sample = json.loads((SAMPLES / "successWithHTTP" / "measurement.json").read_text())
+    # ~1,000 lines of output: more than a pipe holds, so the writer does meet the closed end
+    (tmp_path / "in.jsonl").write_bytes(b"\n".join(orjson.dumps(dict(sample, report_id=f"r{i}"))
+                                                   for i in range(1000)))
+    with subprocess.Popen([sys.executable, "-m", "tamperscope", "analyze", str(tmp_path / "in.jsonl"), "--db",
+                           str(tmp_path / "s.duckdb"), "--jsonl", "-"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        first = proc.stdout.readline()
+        proc.stdout.close()  # as head does
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=300) == 0, err
+    assert json.loads(first)["test_name"] == "web_connectivity"
+    assert "Traceback" not in err and "Broken pipe" not in err and "analyzed 1,000 measurements" in err
+
+
 def test_jsonl_follows_input_order_and_repeats(tmp_path: Path) -> None:
     names = ["successWithHTTP", "dnsBlockingNXDOMAIN", "successWithHTTP"]
     path = tmp_path / "in.jsonl"
@@ -77,6 +118,7 @@ def test_bad_input_is_reported_with_reasons(tmp_path: Path) -> None:
     (["analyze", "{samples}", "--workers", "0"], "--workers must be at least 1"),
     (["analyze", "{samples}", "--scheduler", "tcp://127.0.0.1:1"], "--scheduler needs --engine dask"),
     (["analyze", "{samples}", "--jsonl", "{tmp}/no/such/dir/out.jsonl"], "no such directory"),
+    (["analyze", "{samples}", "--jsonl", "{tmp}/empty"], "is a directory"),
     (["report", "--db", "{tmp}/absent.duckdb"], "no store at"),
     (["export", "--parquet", "{tmp}/out", "--db", "{tmp}/absent.duckdb"], "no store at"),
 ])

@@ -101,6 +101,8 @@ def analyze_command(args: argparse.Namespace) -> int:
     out_tmp: Path | None = None
     if args.jsonl and args.jsonl != "-":
         target = Path(args.jsonl)
+        if target.is_dir():
+            raise UsageError(f"--jsonl {args.jsonl} is a directory: give the name of the file to write")
         if not target.parent.is_dir():
             raise UsageError(f"cannot write {args.jsonl}: no such directory {target.parent}")
         out_tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
@@ -131,7 +133,17 @@ def analyze_command(args: argparse.Namespace) -> int:
         if show:
             print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
         if args.jsonl:
-            _write_jsonl(store, args.jsonl, out_tmp)
+            try:
+                _write_jsonl(store, args.jsonl, out_tmp)
+            except OSError as exc:
+                if not (isinstance(exc, BrokenPipeError) and out_tmp is None):
+                    # a full disk, a directory made read-only meanwhile: the store keeps the run
+                    print(f"tamperscope: cannot write {args.jsonl}: {exc.strerror or exc}; the verdicts are in "
+                          f"the store {store.path}", file=sys.stderr)
+                    return 1
+                # `--jsonl - | head`: the reader had enough. Quietly, as `cat` would be; stdout goes
+                # to /dev/null so that the interpreter's last flush does not complain either.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     finally:
         store.close()
     elapsed = time.monotonic() - started
@@ -156,16 +168,16 @@ def _write_jsonl(store: Store, target: str, tmp: Path | None) -> None:
                 "x_confidence": row["outcome"], "fingerprints": list(row["fingerprints"] or []),
             }
             out.write(orjson.dumps(line) + b"\n")
+        if tmp is None:
+            out.flush()
+        else:
+            out.close()
+            os.replace(tmp, target)
     except BaseException:
         if tmp is not None:
             out.close()
             tmp.unlink(missing_ok=True)
         raise
-    if tmp is not None:
-        out.close()
-        os.replace(tmp, target)
-    else:
-        out.flush()
 
 
 def _blocking(value: str | None) -> str | bool | None:
