@@ -54,7 +54,8 @@ def test_a_jsonl_that_cannot_be_written_is_one_line_and_the_store_keeps_the_run(
 
     monkeypatch.setattr(command.os, "replace", full)
     db = tmp_path / "s.duckdb"
-    assert main(["analyze", str(SAMPLES / "successWithHTTP"), "--db", str(db), "--jsonl", str(tmp_path / "v.jsonl")]) == 1
+    out = tmp_path / "v.jsonl"
+    assert main(["analyze", str(SAMPLES / "successWithHTTP"), "--db", str(db), "--jsonl", str(out)]) == 1
     err = capsys.readouterr().err
     assert f"cannot write {tmp_path / 'v.jsonl'}: No space left on device; the verdicts are in the store" in err
     assert "Traceback" not in err
