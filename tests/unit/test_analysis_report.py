@@ -114,6 +114,19 @@ def test_every_mechanism_has_plain_words() -> None:
     assert set(MECHANISMS) == set(MECHANISM_WORDS)
 
 
+def test_every_mechanism_has_a_colour_of_its_own() -> None:
+    from tamperscope.analysis.report import MECHANISM_COLOURS, _mechanisms_figure
+
+    assert set(MECHANISMS) == set(MECHANISM_COLOURS)
+    assert len(set(MECHANISM_COLOURS.values())) == len(MECHANISM_COLOURS)
+    rows = [{"probe_cc": cc, "mechanism": m, "measurement_count": 1}
+            for cc in ("IR", "RU") for m in (*MECHANISMS, "future.one", "future.two")]
+    figure = _mechanisms_figure(rows)
+    assert figure is not None
+    colours = [trace["marker"]["color"] for trace in figure["data"]]
+    assert len(colours) == len(MECHANISMS) + 2 and len(set(colours)) == len(colours)
+
+
 def test_table_alignment() -> None:
     rows: list[dict[str, Any]] = [{"a": "x", "n": 5}, {"a": "longer", "n": 12345}]
     lines = table(rows, [("a", "name"), ("n", "count")]).splitlines()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -45,6 +46,18 @@ MECHANISM_WORDS: dict[str, str] = {
     "middlebox": "a device on the path altered the traffic",
     "none": "something differed from the uncensored control, but no single technique explains it",
 }
+
+# One colour per mechanism, the same in every report, in families by layer (DNS purples, TCP
+# browns, TLS greens, HTTP blues): plotly's default cycle has ten colours and repeated them
+# in the chart of mechanisms by country, where eleven were seen.
+MECHANISM_COLOURS: dict[str, str] = {
+    "dns.injection": "#3f007d", "dns.poison": "#6a51a3", "dns.nxdomain": "#9e9ac8", "dns.drop": "#d4b9da",
+    "tcp.drop": "#8c510a", "tcp.rst": "#dfc27d",
+    "tls.rst": "#1b7837", "tls.drop": "#a6dba0", "tls.mitm": "#00441b",
+    "http.rst": "#08519c", "http.drop": "#6baed6", "http.blockpage": "#c51b7d",
+    "throttle": "#fdae61", "quic.drop": "#35978f", "middlebox": "#d73027", "none": "#bdbdbd",
+}
+_SPARE_COLOURS = ("#000000", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#1f78b4", "#b15928", "#ffff99")
 
 OUTCOME_WORDS: dict[str, str] = {
     "confirmed": f"interference shown by a known blockpage, or the same anomaly on at least {CONFIRM_MIN} "
@@ -156,8 +169,10 @@ def _timeline_figure(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             for name, ys in series.items()]
     layout = {"barmode": "stack", "title": {"text": "Measurements per day, by outcome"},
               "xaxis": {"title": {"text": "day (UTC)"}, "type": "date"},
-              "yaxis": {"title": {"text": "measurements"}}, "legend": {"orientation": "h"},
-              "margin": {"t": 50, "r": 10, "l": 60, "b": 50}}
+              "yaxis": {"title": {"text": "measurements"}},
+              # above the bars: below them it hid the year under the first month's tick
+              "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"},
+              "margin": {"t": 100, "r": 10, "l": 60, "b": 50}}  # room for a legend wrapped on a phone
     return {"data": data, "layout": layout}
 
 
@@ -203,10 +218,14 @@ def _mechanisms_figure(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | No
     countries = sorted({r["probe_cc"] for r in rows})
     mechanisms = sorted({r["mechanism"] for r in rows})
     counts = {(r["probe_cc"], r["mechanism"]): r["measurement_count"] for r in rows}
+    spare = itertools.cycle(_SPARE_COLOURS)  # for mechanisms of a newer analysis version
+    colour = {m: MECHANISM_COLOURS.get(m) or next(spare) for m in mechanisms}
     data = [{"type": "bar", "name": m, "x": countries, "y": [counts.get((c, m), 0) for c in countries],
+             "marker": {"color": colour[m]},
              "hovertemplate": f"{m}: %{{y}} anomalies in %{{x}}<extra></extra>"} for m in mechanisms]
     layout = {"barmode": "stack", "title": {"text": "How sites are blocked, by country"},
-              "xaxis": {"title": {"text": "country"}}, "yaxis": {"title": {"text": "anomalous measurements"}},
+              # no x-axis title: the ticks are country codes, and a title sat under the legend
+              "yaxis": {"title": {"text": "anomalous measurements"}},
               "legend": {"orientation": "h"}, "margin": {"t": 50, "r": 10, "l": 60, "b": 50}}
     return {"data": data, "layout": layout}
 

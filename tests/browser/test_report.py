@@ -1,0 +1,114 @@
+"""`tamperscope report --html`, opened from disk in chromium: the three charts draw from the bundled
+plotly with nothing fetched, no script error, legends that cover no axis title, a colour per
+technique, and no sideways scroll on a phone."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-samples" / "generated"
+CHARTS = ("chart-timeline", "chart-heatmap", "chart-mechanisms")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 50 shared samples, and copies of them spread over 9 networks, 9 countries and 30 days."""
+    work = tmp_path_factory.mktemp("report")
+    networks = [("IR", 197207), ("RU", 12389), ("TR", 9121), ("CN", 4134), ("IT", 137), ("BY", 6697),
+                ("KZ", 9198), ("MM", 9988), ("TM", 20661)]
+    lines = []
+    for i, path in enumerate(sorted(SAMPLES.glob("*/measurement.json")) * 12):
+        m = json.loads(path.read_text())
+        cc, asn = networks[i % len(networks)]
+        m.update(probe_cc=cc, probe_asn=f"AS{asn}", report_id=f"r{i}",
+                 measurement_start_time=f"2024-01-{1 + i % 30:02d} 12:00:00")
+        lines.append(orjson.dumps(m))
+    (work / "in.jsonl").write_bytes(b"\n".join(lines))
+    db, out = work / "s.duckdb", work / "report.html"
+    for args in (["analyze", str(work / "in.jsonl")], ["report", "--html", str(out)]):
+        subprocess.run([sys.executable, "-m", "tamperscope", *args, "--db", str(db)], check=True,
+                       capture_output=True, timeout=300)
+    return out
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[tuple[Any, dict[str, list[str]]]]:
+    """A page that records every request and every error; anything but the file itself is refused."""
+    seen: dict[str, list[str]] = {"requests": [], "foreign": [], "errors": []}
+    context = browser.new_context(viewport={"width": 1300, "height": 900})
+
+    def route(r: Any) -> None:
+        seen["requests"].append(r.request.url)
+        if r.request.url.startswith("file://"):
+            r.continue_()
+        else:
+            seen["foreign"].append(r.request.url)
+            r.abort()
+
+    context.route("**/*", route)
+    p = context.new_page()
+    p.on("console", lambda msg: seen["errors"].append(msg.text) if msg.type == "error" else None)
+    p.on("pageerror", lambda exc: seen["errors"].append(str(exc)))
+    try:
+        yield p, seen
+    finally:
+        context.close()
+
+
+def _open(p: Any, report: Path) -> None:
+    p.goto(report.as_uri(), wait_until="load")
+    p.wait_for_function("ids => ids.every(id => document.querySelector('#' + id + ' svg.main-svg'))",
+                        arg=list(CHARTS), timeout=20000)
+
+
+def _overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    return not (a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"]
+                or a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"])
+
+
+def test_the_report_draws_offline_and_reads_cleanly(page: tuple[Any, dict[str, list[str]]], report: Path) -> None:
+    p, seen = page
+    _open(p, report)
+    for chart_id in CHARTS:
+        chart = p.locator(f"#{chart_id}")
+        box = chart.bounding_box()
+        assert box and box["height"] >= 150 and box["width"] >= 600, (chart_id, box)
+        drawn = chart.locator(".trace.bars .point path, .hm image, .heatmaplayer image").count()
+        assert drawn >= 1, chart_id  # bars or the heatmap, not empty axes
+        # Nothing sits on anything: a legend over an axis title or tick labels is unreadable.
+        for legend in chart.locator("g.legend").all():
+            lb = legend.bounding_box()
+            assert lb and lb["y"] + lb["height"] <= box["y"] + box["height"] + 1, (chart_id, lb, box)
+            for label in chart.locator("g.g-xtitle text, g.g-ytitle text, g.xtick text").all():
+                tb = label.bounding_box()
+                assert tb is None or not _overlap(lb, tb), (chart_id, label.text_content(), lb, tb)
+    # One colour per technique in the chart of techniques by country.
+    colours = p.locator("#chart-mechanisms .trace.bars").evaluate_all(
+        "ts => ts.map(t => getComputedStyle(t.querySelector('.point path')).fill)")
+    assert len(colours) >= 10 and len(set(colours)) == len(colours), colours
+    assert seen["requests"] and all(u.startswith("file://") for u in seen["requests"]), seen["requests"]
+    assert seen["foreign"] == [] and seen["errors"] == []
+
+
+def test_the_report_fits_a_phone(browser: Any, report: Path) -> None:
+    context = browser.new_context(viewport={"width": 375, "height": 667})
+    try:
+        p = context.new_page()
+        _open(p, report)
+        width, scroll_width = p.evaluate("() => [innerWidth, document.documentElement.scrollWidth]")
+        assert scroll_width <= width + 1, (scroll_width, width)
+        for chart_id in CHARTS:
+            box = p.locator(f"#{chart_id}").bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= width + 1, (chart_id, box)
+    finally:
+        context.close()
