@@ -228,3 +228,9 @@ def open_page(page: Any, path: str, status: int = 200) -> Any:
 def pwned(page: Any) -> dict[str, str]:
     """``typeof window.__pwned`` in the top page and in every frame, by frame URL."""
     return {f"{i}:{frame.url}": frame.evaluate("typeof window.__pwned") for i, frame in enumerate(page.frames)}
+
+
+def overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    """Whether two bounding boxes (Playwright's x, y, width, height) intersect."""
+    return not (a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"]
+                or a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"])

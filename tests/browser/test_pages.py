@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.harness import XSS_DOMAIN, Explorer, Guard, guard_page, open_page
+from tests.browser.harness import XSS_DOMAIN, Explorer, Guard, guard_page, open_page, overlap
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -79,6 +79,9 @@ def test_charts_draw_from_the_offline_plotly(guarded: tuple[Any, Guard]) -> None
             for legend in chart.locator("g.legend").all():
                 lb = legend.bounding_box()
                 assert lb and lb["y"] + lb["height"] <= box["y"] + box["height"] + 1, (path, name, lb, box)
+                for label in chart.locator("g.g-xtitle text, g.g-ytitle text, g.xtick text").all():
+                    tb = label.bounding_box()  # a legend over tick labels or an axis title is unreadable
+                    assert tb is None or not overlap(lb, tb), (path, name, label.text_content(), lb, tb)
     assert guard.requests and all(guard.local(u) for u in guard.requests), guard.requests
     assert not [u for u in guard.requests if "cdn" in u]
 

@@ -14,6 +14,8 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.browser.harness import overlap
+
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-samples" / "generated"
@@ -71,11 +73,6 @@ def _open(p: Any, report: Path) -> None:
                         arg=list(CHARTS), timeout=20000)
 
 
-def _overlap(a: dict[str, float], b: dict[str, float]) -> bool:
-    return not (a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"]
-                or a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"])
-
-
 def test_the_report_draws_offline_and_reads_cleanly(page: tuple[Any, dict[str, list[str]]], report: Path) -> None:
     p, seen = page
     _open(p, report)
@@ -91,7 +88,7 @@ def test_the_report_draws_offline_and_reads_cleanly(page: tuple[Any, dict[str, l
             assert lb and lb["y"] + lb["height"] <= box["y"] + box["height"] + 1, (chart_id, lb, box)
             for label in chart.locator("g.g-xtitle text, g.g-ytitle text, g.xtick text").all():
                 tb = label.bounding_box()
-                assert tb is None or not _overlap(lb, tb), (chart_id, label.text_content(), lb, tb)
+                assert tb is None or not overlap(lb, tb), (chart_id, label.text_content(), lb, tb)
     # One colour per technique in the chart of techniques by country.
     colours = p.locator("#chart-mechanisms .trace.bars").evaluate_all(
         "ts => ts.map(t => getComputedStyle(t.querySelector('.point path')).fill)")
