@@ -44,9 +44,16 @@ class UsageError(Exception):
     """The user asked for something that cannot be done as asked (exit 2)."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (it prints the whole usage first); subcommands inherit it."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser; with `only` (a subcommand name), just that subcommand's module is loaded."""
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="tamperscope",
         description="An open observatory of network interference: whether, how, where and by what "
                     "equipment traffic is blocked, with evidence others can check.",

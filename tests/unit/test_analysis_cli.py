@@ -121,6 +121,11 @@ def test_bad_input_is_reported_with_reasons(tmp_path: Path) -> None:
     (["analyze", "{samples}", "--jsonl", "{tmp}/no/such/dir/out.jsonl"], "no such directory"),
     (["analyze", "{samples}", "--jsonl", "{tmp}/empty"], "is a directory"),
     (["report", "--db", "{tmp}/absent.duckdb"], "no store at"),
+    (["report", "--db", "{tmp}/absent.duckdb", "--cc", "ZZZ"], "'ZZZ' is not a two-letter country code"),
+    (["report", "--db", "{tmp}/absent.duckdb", "--asn", "ASX"], "'ASX' is not an AS number"),
+    (["report", "--db", "{tmp}/absent.duckdb", "--limit", "99999999999999999999"], "--limit must be between 1"),
+    (["report", "--db", "{tmp}/absent.duckdb", "--html", "{tmp}"], "is a directory"),
+    (["analyze", "{samples}", "--engine", "foo"], "invalid choice: 'foo'"),
     (["export", "--parquet", "{tmp}/out", "--db", "{tmp}/absent.duckdb"], "no store at"),
 ])
 def test_usage_errors_exit_2_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:
@@ -175,6 +180,20 @@ def test_a_scheduler_address_that_is_not_dask_exits_2(tmp_path: Path) -> None:
     assert r.returncode == 2, r.stderr
     assert f"cannot use tcp://127.0.0.1:{port} as a Dask scheduler" in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_report_filters_are_normalised_and_an_empty_match_says_so(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "s.duckdb")
+    assert main(["analyze", str(SAMPLES), "--db", db]) == 0
+    capsys.readouterr()
+    for args in (["--cc", "it"], ["--asn", "137"], ["--asn", "as137"]):
+        assert main(["report", "--db", db, *args]) == 0
+        assert capsys.readouterr().out.startswith("50 measurements from 2024-02-12"), args
+    assert main(["report", "--db", db, "--cc", "de", "--html", str(tmp_path / "r.html")]) == 0
+    out = capsys.readouterr().out
+    assert "No measurements match probe_cc DE: the store has 50" in out and "no measurements yet" not in out
+    assert "<p class='summary'>No measurements match probe_cc DE.</p>" in (tmp_path / "r.html").read_text()
 
 
 def test_nothing_usable_exits_1(tmp_path: Path) -> None:

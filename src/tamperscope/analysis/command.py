@@ -23,6 +23,23 @@ JSONL_KEYS = ("measurement_uid", "report_id", "input", "test_name", "probe_cc", 
               "accessible", "x_mechanism", "x_confidence", "fingerprints")
 
 
+MAX_LIMIT = 10_000  # rows per table of a report: more is not a report any more (and DuckDB wants an int64)
+
+
+def _country(value: str) -> str:
+    cc = value.strip().upper()
+    if len(cc) != 2 or not cc.isascii() or not cc.isalpha():
+        raise argparse.ArgumentTypeError(f"{value!r} is not a two-letter country code")
+    return cc
+
+
+def _asn(value: str) -> str:
+    number = value.strip().upper().removeprefix("AS")
+    if not number.isascii() or not number.isdigit() or not 0 < int(number) < 2**32:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an AS number (AS12345, or 12345)")
+    return f"AS{int(number)}"
+
+
 def add_parser(subparsers: Any) -> None:
     db_help = f"the analysis store (default: {default_db_path()}; env TAMPERSCOPE_DB)"
 
@@ -54,9 +71,9 @@ def add_parser(subparsers: Any) -> None:
                     "heatmap, mechanisms by country, equipment signatures.")
     r.add_argument("--db", type=Path, help=db_help)
     r.add_argument("--html", metavar="OUT", type=Path, help="write the HTML report to OUT")
-    r.add_argument("--cc", help="only this country (probe_cc)")
-    r.add_argument("--asn", help="only this network (probe_asn, e.g. AS12345)")
-    r.add_argument("--limit", type=int, default=15, help="rows per table (default 15)")
+    r.add_argument("--cc", type=_country, help="only this country (probe_cc, two letters: IR, ru)")
+    r.add_argument("--asn", type=_asn, help="only this network (probe_asn: AS12345, or 12345)")
+    r.add_argument("--limit", type=int, default=15, help=f"rows per table (default 15, at most {MAX_LIMIT:,})")
     r.set_defaults(func=report_command)
 
     e = subparsers.add_parser(
@@ -215,10 +232,12 @@ def report_command(args: argparse.Namespace) -> int:
     from tamperscope.analysis.report import html_report, terminal_report
     from tamperscope.analysis.store import Filters
 
+    if args.html is not None and args.html.is_dir():
+        raise UsageError(f"--html {args.html} is a directory: give the name of the file to write")
     if args.html is not None and not args.html.parent.is_dir():
         raise UsageError(f"cannot write {args.html}: no such directory {args.html.parent}")
-    if args.limit < 1:
-        raise UsageError("--limit must be at least 1")
+    if not 1 <= args.limit <= MAX_LIMIT:
+        raise UsageError(f"--limit must be between 1 and {MAX_LIMIT:,}")
     filters = Filters(probe_cc=args.cc, probe_asn=args.asn)
     store = _open(args.db, create=False)
     try:
@@ -226,8 +245,13 @@ def report_command(args: argparse.Namespace) -> int:
         if args.html is not None:
             page = html_report(store, filters, limit=max(args.limit, 30))
             tmp = args.html.with_name(f".{args.html.name}.{os.getpid()}.tmp")
-            tmp.write_text(page, encoding="utf-8")
-            os.replace(tmp, args.html)
+            try:
+                tmp.write_text(page, encoding="utf-8")
+                os.replace(tmp, args.html)
+            except OSError as exc:  # a full disk, say: one line, and no half-written file left behind
+                tmp.unlink(missing_ok=True)
+                print(f"tamperscope: cannot write {args.html}: {exc.strerror or exc}", file=sys.stderr)
+                return 1
             print(f"\nHTML report: {args.html} ({len(page.encode()) / 1e6:.1f} MB, works offline)")
     finally:
         store.close()
