@@ -303,6 +303,34 @@ def test_parquet_export_partitioned_by_day_and_country(ingested: Store, tmp_path
     ingested.close()
 
 
+def test_a_re_export_replaces_the_old_one_and_keeps_other_files(tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    big = Store(tmp_path / "big.duckdb")
+    pipeline.run([str(SAMPLES)], big)
+    big.export_parquet(out)
+    big.close()
+    (out / "notes.txt").write_text("mine")
+    # another store: ten of the measurements, another day and country
+    lines = []
+    for p in _sample_paths()[:10]:
+        m = json.loads(p.read_text())
+        m.update(measurement_start_time="2024-03-01 10:00:00", probe_cc="DE")
+        lines.append(orjson.dumps(m))
+    (tmp_path / "ten.jsonl").write_bytes(b"\n".join(lines))
+    small = Store(tmp_path / "small.duckdb")
+    pipeline.run([str(tmp_path / "ten.jsonl")], small)
+    assert small.export_parquet(out)["verdicts"] == 10
+    small.close()
+    con = duckdb.connect()
+    for table in ("measurements", "verdicts"):
+        rows = con.execute(f"SELECT day::VARCHAR, probe_cc, count(*) FROM read_parquet('{out}/{table}/**/*.parquet', "
+                           "hive_partitioning = true) GROUP BY ALL").fetchall()
+        assert rows == [("2024-03-01", "DE", 10)], (table, rows)  # nothing left of the first export
+    assert (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in out.iterdir()) == ["measurements", "notes.txt", "observations",
+                                                     "rejections.parquet", "runs.parquet", "verdicts"]
+
+
 # --------------------------------------------------------------------------- aggregates
 
 

@@ -41,6 +41,7 @@ import datetime as dt
 import os
 import re
 import secrets
+import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -610,7 +611,14 @@ class Store:
     # ---- export
 
     def export_parquet(self, directory: str | os.PathLike[str]) -> dict[str, int]:
-        """Every table as Parquet, partitioned by day and country (hive style); rows per table."""
+        """Every table as Parquet, partitioned by day and country (hive style); rows per table.
+
+        The export is written beside the old one (``DIR/.export-*``), then each table's
+        directory and file is swapped in whole: a re-export never mixes with what an
+        earlier one left (a day or a country the store no longer has, a partition that
+        had more files), and the files of ``DIR`` that are not the export's are left alone.
+        An export that fails while writing (a full disk) leaves the previous one as it was.
+        """
         self.flush()
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
@@ -622,17 +630,32 @@ class Store:
         }
         counts = {}
         cur = self.cursor()
-        for name, query in queries.items():
-            target = out / name
-            row = cur.execute(f"SELECT count(*) FROM ({query})").fetchone()
-            counts[name] = int(row[0]) if row else 0
-            if counts[name]:
-                cur.execute(f"COPY ({query}) TO '{_sql_path(target)}' "
-                            "(FORMAT parquet, PARTITION_BY (day, probe_cc), OVERWRITE_OR_IGNORE true)")
-        for name in ("rejections", "runs"):  # no day or country of their own
-            row = cur.execute(f"SELECT count(*) FROM {name}").fetchone()
-            counts[name] = int(row[0]) if row else 0
-            cur.execute(f"COPY {name} TO '{_sql_path(out / (name + '.parquet'))}' (FORMAT parquet)")
+        staging = out / f".export-{os.getpid()}-{secrets.token_hex(4)}"
+        staging.mkdir()
+        try:
+            made = []
+            for name, query in queries.items():
+                row = cur.execute(f"SELECT count(*) FROM ({query})").fetchone()
+                counts[name] = int(row[0]) if row else 0
+                if counts[name]:
+                    cur.execute(f"COPY ({query}) TO '{_sql_path(staging / name)}' "
+                                "(FORMAT parquet, PARTITION_BY (day, probe_cc))")
+                else:
+                    (staging / name).mkdir()  # an empty table replaces an old export's rows too
+                made.append(name)
+            for name in ("rejections", "runs"):  # no day or country of their own
+                row = cur.execute(f"SELECT count(*) FROM {name}").fetchone()
+                counts[name] = int(row[0]) if row else 0
+                cur.execute(f"COPY {name} TO '{_sql_path(staging / (name + '.parquet'))}' (FORMAT parquet)")
+                made.append(name + ".parquet")
+            old = staging / ".old"
+            old.mkdir()
+            for name in made:
+                if (out / name).exists():
+                    os.replace(out / name, old / name)
+                os.replace(staging / name, out / name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         return counts
 
 
