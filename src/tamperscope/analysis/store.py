@@ -463,7 +463,8 @@ class Store:
         verdicts = pa.concat_tables([b.verdicts for b in batches])
         if not everything:
             verdicts = verdicts.take(pa.array(keep, pa.int64()))
-        # Confidence: labels from the groups' counts, older labels promoted (confidence.py).
+        # Confidence: labels from the groups' counts; older labels promoted now, or at the end of a
+        # streaming ingest (confidence.py).
         insert_verdicts(con, verdicts, defer=self._streaming_limit is not None)
         # Observations of each new measurement, from the batch that holds its first copy only.
         owned: list[pa.Table] = []
