@@ -88,6 +88,68 @@ def test_ooni_raw_archive_layout(tmp_path: Path) -> None:
     assert sorted(orjson.loads(g.data)["input"] for g in good) == sorted(m["input"] for m in ms)
 
 
+def _lz4_tar(members: list[tuple[str, bytes]]) -> bytes:
+    """A tar whose every member (header and data) is its own LZ4 frame, as OONI's autoclaved
+    archive writes them, so that an index can point into it; the frames simply concatenate."""
+    import lz4.frame
+
+    out = []
+    for name, data in members:
+        one = io.BytesIO()
+        with tarfile.open(fileobj=one, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        blob = one.getvalue().rstrip(b"\0")  # one member, without the archive's end
+        blob += b"\0" * (-len(blob) % 512)
+        out.append(lz4.frame.compress(blob))
+    out.append(lz4.frame.compress(b"\0" * 1024))  # the end-of-archive blocks, a frame of their own
+    return b"".join(out)
+
+
+def test_ooni_historical_archive_in_lz4(tmp_path: Path) -> None:
+    """autoclaved/jsonl.tar.lz4/<day>/*.tar.lz4 (JSONL reports as members) and *.json.lz4 (one report)."""
+    import lz4.frame
+
+    ms = _samples(7)
+    lines = _lines(ms)
+    day = tmp_path / "autoclaved" / "jsonl.tar.lz4" / "2018-09-20"
+    day.mkdir(parents=True)
+    (day / "20180920T010203Z-IT-AS137-web_connectivity-0.2.0-probe.json.lz4").write_bytes(
+        lz4.frame.compress(b"\n".join(lines[:2]) + b"\n"))
+    (day / "web_connectivity.00.tar.lz4").write_bytes(_lz4_tar([
+        ("2018-09-20/20180920T020000Z-RU-AS8359-web_connectivity-probe.json", b"\n".join(lines[2:5]) + b"\n"),
+        ("2018-09-20/20180920T030000Z-IR-AS58224-web_connectivity-probe.json", b"\n".join(lines[5:]) + b"\n"),
+    ]))
+    good, bad = _records(tmp_path / "autoclaved")
+    assert not bad
+    assert sorted(g.data for g in good) == sorted(lines)
+    assert any("!2018-09-20/20180920T020000Z-RU" in g.source for g in good)  # where each came from
+    # a file named otherwise is recognised by its magic number
+    (tmp_path / "report").write_bytes(lz4.frame.compress(lines[0] + b"\n"))
+    assert [g.data for g in _records(tmp_path / "report")[0]] == [lines[0]]
+
+
+def test_damaged_lz4_keeps_what_came_before(tmp_path: Path) -> None:
+    import lz4.frame
+
+    lines = _lines(_samples(6))
+    frames = [lz4.frame.compress(b"\n".join(lines[:3]) + b"\n"), lz4.frame.compress(b"\n".join(lines[3:]) + b"\n")]
+    (tmp_path / "cut.json.lz4").write_bytes(b"".join(frames)[:-20])
+    good, bad = _records(tmp_path / "cut.json.lz4")
+    assert [g.data for g in good] == lines[:len(good)] and len(good) >= 3
+    assert [b.reason for b in bad] == ["truncated_gzip"]
+    broken = bytearray(frames[0] + frames[1])
+    broken[len(frames[0]) + 5] ^= 0xFF  # the second frame's header checksum
+    (tmp_path / "bad.json.lz4").write_bytes(bytes(broken))
+    good, bad = _records(tmp_path / "bad.json.lz4")
+    assert [g.data for g in good] == lines[:3]
+    assert [b.reason for b in bad] == ["corrupt_gzip"] and "lz4" in bad[0].detail
+    (tmp_path / "bad.tar.lz4").write_bytes(b"\x04\x22\x4d\x18" + b"\x00" * 40)
+    good, bad = _records(tmp_path / "bad.tar.lz4")
+    assert not good and [b.reason for b in bad] == ["corrupt_gzip"]
+
+
 def test_json_array_and_legacy_json_lines(tmp_path: Path) -> None:
     ms = _samples(3)
     (tmp_path / "array.json").write_bytes(orjson.dumps([ms[0], ms[1]]))

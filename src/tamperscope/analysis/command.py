@@ -46,7 +46,8 @@ def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "analyze", help="turn OONI-format measurements into verdicts and aggregates",
         description="Read measurements (ours or OONI's: .json, .jsonl, .jsonl.gz, .jsonl.zst, .post, OONI's raw "
-                    "archive layout with .tar.gz postcans; files or directories), re-derive every verdict from "
+                    "archive layout with .tar.gz postcans, and its historical .json.lz4 and .tar.lz4 files; files "
+                    "or directories), re-derive every verdict from "
                     "the raw records, and write the store: raw measurements (verbatim, append-only), "
                     "measurements, observations and verdicts. Bad input is skipped, counted and reported. "
                     "Ingesting the same measurement twice leaves one row.")
@@ -113,7 +114,8 @@ def analyze_command(args: argparse.Namespace) -> int:
     except reader.InputError as exc:
         raise UsageError(str(exc)) from None
     if not files:
-        raise UsageError("no measurement files (.json, .jsonl, .jsonl.gz, .jsonl.zst, .post, .tar.gz) under "
+        raise UsageError("no measurement files (.json, .jsonl, .jsonl.gz, .jsonl.zst, .json.lz4, .post, .tar.gz, "
+                         ".tar.lz4) under "
                          + ", ".join(args.paths))
     out_tmp: Path | None = None
     if args.jsonl and args.jsonl != "-":

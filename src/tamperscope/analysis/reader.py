@@ -9,11 +9,16 @@ reason from `REASONS`).
 Formats, by file name (anything else is sniffed: gzip magic, else text):
 
 * ``.jsonl``, ``.jsonl.gz``, ``.json.gz``, ``.jsonl.zst``: one measurement per line;
+* ``.json.lz4``, ``.jsonl.lz4``: the same in LZ4 frames (OONI's historical archive,
+  ``autoclaved/jsonl.tar.lz4/<YYYY-MM-DD>/*.json.lz4``, 2012-2020: mostly Web
+  Connectivity v0.4 and older);
 * ``.json``: one measurement (pretty-printed is fine), a JSON array of them, or
   JSON lines (OONI's legacy cans name their JSONL files ``.json``);
 * ``.post``: an OONI collector submission ``{"format": "json", "content": {...}}``;
-* ``.tar.gz`` / ``.tgz`` / ``.tar``: OONI "postcans" (``raw/YYYYMMDD/HH/CC/test/*.tar.gz``
-  holding ``.post`` files) and legacy cans holding ``.json`` (JSON lines) files;
+* ``.tar.gz`` / ``.tgz`` / ``.tar`` / ``.tar.lz4``: OONI "postcans"
+  (``raw/YYYYMMDD/HH/CC/test/*.tar.gz`` holding ``.post`` files) and legacy cans
+  holding ``.json`` (JSON lines) files (the historical ``*.tar.lz4``, one LZ4 frame
+  per member);
 * OONI's S3 layout (``raw/<day>/<hour>/<cc>/<test>/*.jsonl.gz``,
   ``jsonl/<test>/<cc>/<day>/<hour>/*.jsonl.gz``) is just directories of the above;
   ``index.json.gz`` files there are indexes, not measurements, and are skipped.
@@ -45,6 +50,7 @@ SPLIT_BYTES = 32 * 1024 * 1024  # uncompressed JSONL files are cut into partitio
 _CHUNK = 1024 * 1024  # read size when skipping an oversized line
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_LZ4_MAGIC = b"\x04\x22\x4d\x18"
 
 # reason -> what it means; the report prints these, docs/analysis.md lists them.
 REASONS: dict[str, str] = {
@@ -90,7 +96,7 @@ class Partition:
     """A piece of the input one worker reads on its own."""
 
     path: str
-    kind: str            # "jsonl" | "gzip" | "zstd" | "json" | "post" | "tar"
+    kind: str            # "jsonl" | "gzip" | "zstd" | "lz4" | "json" | "post" | "tar"
     start: int = 0       # byte range, only for "jsonl": lines that *start* in [start, end)
     end: int | None = None
     size: int = 0        # bytes on disk of the range (for scheduling and progress)
@@ -111,12 +117,14 @@ def _kind(path: Path) -> str | None:
     name = path.name.lower()
     if name == "index.json.gz":
         return None
-    if name.endswith((".tar.gz", ".tgz", ".tar")):
+    if name.endswith((".tar.gz", ".tgz", ".tar", ".tar.lz4")):
         return "tar"
     if name.endswith((".jsonl.gz", ".json.gz")):
         return "gzip"
     if name.endswith((".jsonl.zst", ".json.zst")):
         return "zstd"
+    if name.endswith((".jsonl.lz4", ".json.lz4")):
+        return "lz4"
     if name.endswith(".jsonl"):
         return "jsonl"
     if name.endswith(".json"):
@@ -136,6 +144,8 @@ def _sniff(path: Path) -> str:
         return "gzip"
     if head == _ZSTD_MAGIC:
         return "zstd"
+    if head == _LZ4_MAGIC:
+        return "lz4"
     return "json"
 
 
@@ -203,6 +213,9 @@ def read_partition(part: Partition, max_bytes: int = MAX_MEASUREMENT_BYTES) -> I
                 yield from _lines(part.path, f, max_bytes)
         elif part.kind == "zstd":
             yield from _read_zstd(part.path, max_bytes)
+        elif part.kind == "lz4":
+            with _Lz4File(part.path) as f:
+                yield from _lines(part.path, f, max_bytes)  # type: ignore[arg-type]
         else:
             with open(part.path, "rb", buffering=_CHUNK) as f:
                 yield from _lines(part.path, f, max_bytes, part.start, part.end)
@@ -294,6 +307,40 @@ class _ArrowLines:
 
     def seek(self, offset: int) -> None:  # pragma: no cover - zstd partitions always start at 0
         raise OSError("cannot seek in a compressed stream")
+
+
+class _Lz4File:
+    """An LZ4 frame file (frames concatenated, as OONI's archive writes them) whose damage reads
+    as the OSError `_lines` and `_read_tar` report ("corrupt_gzip"); lz4 raises RuntimeError."""
+
+    def __init__(self, path: str) -> None:
+        import lz4.frame
+
+        self._f = lz4.frame.open(path, "rb")
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._f.read(size)
+        except RuntimeError as exc:
+            raise OSError(f"lz4 decompress failed: {_one_line(exc)}") from exc
+
+    def readline(self, limit: int = -1) -> bytes:
+        try:
+            return self._f.readline(limit)
+        except RuntimeError as exc:
+            raise OSError(f"lz4 decompress failed: {_one_line(exc)}") from exc
+
+    def seek(self, offset: int) -> None:  # pragma: no cover - lz4 partitions always start at 0
+        raise OSError("cannot seek in a compressed stream")
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> _Lz4File:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _read_json_file(path: str, max_bytes: int) -> Iterator[Line | Rejection]:
@@ -388,9 +435,12 @@ def _read_post(source: str, f: IO[bytes], max_bytes: int) -> Iterator[Line | Rej
 
 
 def _read_tar(path: str, max_bytes: int) -> Iterator[Line | Rejection]:
+    lz4 = _Lz4File(path) if path.lower().endswith(".lz4") else None
     try:
-        archive = tarfile.open(path, "r|*")
-    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        archive = tarfile.open(path, "r|*") if lz4 is None else tarfile.open(fileobj=lz4, mode="r|")  # type: ignore[call-overload]
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        if lz4 is not None:
+            lz4.close()
         yield Rejection(path, 0, "corrupt_gzip", f"not a readable tar archive: {_one_line(exc)}")
         return
     with archive:
@@ -416,6 +466,13 @@ def _read_tar(path: str, max_bytes: int) -> Iterator[Line | Rejection]:
             yield Rejection(path, 0, "truncated_gzip", "the archive ends early; members before the cut were kept")
         except (tarfile.TarError, zlib.error, gzip.BadGzipFile) as exc:
             yield Rejection(path, 0, "corrupt_gzip", _one_line(exc))
+        except OSError as exc:
+            if lz4 is None or "lz4" not in str(exc):
+                raise
+            yield Rejection(path, 0, "corrupt_gzip", _one_line(exc))
+        finally:
+            if lz4 is not None:
+                lz4.close()
 
 
 __all__ = [
