@@ -235,12 +235,57 @@ def _m(test_name: str, **test_keys: Any) -> dict[str, Any]:
         x_injection={"answers": ["10.10.34.35"]}), ("anomaly", "dns.injection")),
     (_m("dnscheck", lookups={"https://dns.google/dns-query": {"queries": []}}), ("ok", "none")),
     (_m("some_future_nettest", tampering=True), ("anomaly", "middlebox")),
-    (_m("signal"), ("ok", "none")),
+    # OONI's instant-messaging and legacy tests: their documented flags, and the failure strings beside them
+    (_m("signal"), ("failure", "none")),  # no flag at all: the test produced nothing to judge
+    (_m("signal", signal_backend_status="ok", signal_backend_failure=None), ("ok", "none")),
+    (_m("signal", signal_backend_status="blocked", signal_backend_failure="connection_reset"), ("anomaly", "tls.rst")),
+    (_m("signal", signal_backend_status="blocked", signal_backend_failure="ssl_unknown_authority"),
+     ("anomaly", "tls.mitm")),
+    (_m("telegram", telegram_tcp_blocking=False, telegram_http_blocking=False, telegram_web_status="ok"),
+     ("ok", "none")),
+    (_m("telegram", telegram_tcp_blocking=True, telegram_http_blocking=True, telegram_web_status="ok",
+        tcp_connect=[{"ip": "149.154.175.50", "port": 443, "status": {"success": False,
+                                                                     "failure": "generic_timeout_error"}},
+                     {"ip": "149.154.167.51", "port": 443, "status": {"success": False,
+                                                                     "failure": "connection_refused"}}]),
+     ("anomaly", "tcp.rst")),  # a refusal says more than a timeout
+    (_m("telegram", telegram_tcp_blocking=False, telegram_http_blocking=True, telegram_web_status="ok",
+        requests=[{"failure": "generic_timeout_error"}]), ("anomaly", "http.drop")),
+    (_m("telegram", telegram_tcp_blocking=False, telegram_http_blocking=False, telegram_web_status="blocked",
+        telegram_web_failure="generic_timeout_error"), ("anomaly", "tls.drop")),
+    (_m("whatsapp", whatsapp_endpoints_status="ok", registration_server_status="ok", whatsapp_web_status="ok"),
+     ("ok", "none")),
+    (_m("whatsapp", whatsapp_endpoints_status="blocked", registration_server_status="ok",
+        whatsapp_web_status="blocked", whatsapp_web_failure="dns_nxdomain_error"), ("anomaly", "tcp.drop")),
+    (_m("whatsapp", whatsapp_endpoints_status="ok", registration_server_status="blocked",
+        registration_server_failure="dns_nxdomain_error", whatsapp_web_status="ok"), ("anomaly", "dns.nxdomain")),
+    (_m("facebook_messenger", facebook_dns_blocking=True, facebook_tcp_blocking=False), ("anomaly", "dns.poison")),
+    (_m("facebook_messenger", **{"facebook-dns-blocking": False, "facebook-tcp-blocking": True}),
+     ("anomaly", "tcp.drop")),  # the keys of versions up to 0.3.0
+    (_m("facebook_messenger", facebook_dns_blocking=False, facebook_tcp_blocking=False), ("ok", "none")),
+    (_m("tcp_connect", connection="success"), ("ok", "none")),
+    (_m("tcp_connect", connection="connection_reset"), ("anomaly", "tcp.rst")),
+    (_m("tcp_connect", connection=7), ("failure", "none")),
 ])
 def test_verdicts_by_test_name(m: dict[str, Any], expected: tuple[str, str]) -> None:
     v = verdict_for(m)
     assert isinstance(v, Verdict) and v.mechanism in MECHANISMS
     assert (v.status, v.mechanism) == expected
+
+
+def test_instant_messaging_verdicts_speak_oonis_blocking_and_cite_their_keys() -> None:
+    v = verdict_for(_m("telegram", telegram_tcp_blocking=True, telegram_http_blocking=True, telegram_web_status="ok"))
+    assert (v.blocking, v.accessible) == ("tcp_ip", False)
+    assert v.evidence == ("test_keys.telegram_tcp_blocking", "test_keys.telegram_http_blocking")
+    v = verdict_for(_m("whatsapp", whatsapp_endpoints_status="ok", registration_server_status="blocked",
+                       registration_server_failure="connection_reset", whatsapp_web_status="ok"))
+    assert (v.blocking, v.mechanism) == ("http-failure", "tls.rst")
+    assert v.evidence == ("test_keys.registration_server_status",)
+    v = verdict_for(_m("facebook_messenger", facebook_dns_blocking=True, facebook_tcp_blocking=False))
+    assert v.blocking == "dns"
+    ok = verdict_for(_m("signal", signal_backend_status="ok"))
+    assert (ok.blocking, ok.accessible, ok.evidence) == (False, True, ("test_keys.signal_backend_status",))
+    assert {"telegram", "whatsapp", "facebook_messenger", "signal", "tcp_connect"} <= set(VERDICTS)
 
 
 def test_web_connectivity_uses_the_model_verdict() -> None:

@@ -6,7 +6,9 @@ mechanisms and statuses). ``web_connectivity`` re-derives everything from the ra
 records with the probe's own verdict function, ignoring any stored
 ``blocking``/``accessible``; ``dnscheck`` uses the model's dnscheck verdict; the
 middlebox, throttling and interception nettests read the flags their test_keys
-carry (OONI's ``tampering``, our ``x_throttle``, ``x_mitm``). A test name with no
+carry (OONI's ``tampering``, our ``x_throttle``, ``x_mitm``); OONI's instant-messaging
+tests (``telegram``, ``whatsapp``, ``facebook_messenger``, ``signal``) and the legacy
+``tcp_connect`` read their documented blocking flags and failure strings. A test name with no
 entry gets `generic_verdict`, which understands those same flags and otherwise
 says "ok, nothing to judge".
 
@@ -33,7 +35,7 @@ VERDICTS: dict[str, VerdictFunction] = {}
 
 # Bumped whenever a verdict rule here or in the model changes meaning: rows
 # carry it, so stale verdicts can be found and re-derived from the raw data.
-ANALYSIS_VERSION = "1"
+ANALYSIS_VERSION = "2"  # 2: telegram, whatsapp, facebook_messenger, signal, tcp_connect read their flags
 
 
 def register(test_name: str) -> Callable[[VerdictFunction], VerdictFunction]:
@@ -132,6 +134,121 @@ def tls_mitm(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -
                 return _anomaly("http-failure", "tls.mitm", 0.9, [f"test_keys.{key}"])
             return _ok([f"test_keys.{key}"])
     return generic_verdict(measurement, matcher)
+
+
+# --------------------------------------------------------------------------- OONI's instant-messaging and legacy tests
+#
+# These carry their probe's own conclusions as flags (ooni/spec ts-008, ts-018, ts-019, ts-020,
+# ts-029): there are no raw records rich enough to re-derive them, so the flags are read, and
+# the failure strings beside them say how (a reset or a timeout, at which layer).
+
+
+def _how(failure: Any, layer: str) -> str:
+    """The mechanism an OONI failure string points to, for a failure at ``layer`` (dns, tcp, http, https)."""
+    text = failure.lower() if isinstance(failure, str) else ""
+    if text.startswith("dns_") or "nxdomain" in text:
+        return "dns.nxdomain" if "nxdomain" in text else "dns.drop"
+    if layer == "dns":
+        return "dns.poison"
+    reset = any(word in text for word in ("reset", "refused", "eof_error", "connection_closed"))
+    if layer == "tcp":
+        return "tcp.rst" if reset else "tcp.drop"
+    if layer == "http":
+        return "http.rst" if reset else "http.drop"
+    if any(word in text for word in ("certificate", "unknown_authority", "invalid_hostname")):
+        return "tls.mitm"
+    return "tls.rst" if reset else "tls.drop"
+
+
+def _tcp_failure(tk: Mapping[str, Any]) -> str | None:
+    """A failure string from the tcp_connect records (a reset, if any connection was reset)."""
+    failures = [f for r in (tk.get("tcp_connect") if isinstance(tk.get("tcp_connect"), list) else ())
+                if isinstance(r, Mapping) and isinstance(r.get("status"), Mapping)
+                and isinstance(f := r["status"].get("failure"), str) and f]
+    return next((f for f in failures if "reset" in f or "refused" in f), failures[0] if failures else None)
+
+
+def _request_failure(tk: Mapping[str, Any]) -> str | None:
+    """The first failure string among the HTTP transactions."""
+    requests = tk.get("requests") if isinstance(tk.get("requests"), list) else ()
+    return next((f for r in requests if isinstance(r, Mapping) and isinstance(f := r.get("failure"), str) and f),
+                None)
+
+
+def _services(measurement: Mapping[str, Any], checks: Sequence[tuple[str, bool | None, str, Any]]) -> Verdict:
+    """One verdict from several services' flags: (evidence key, blocked?, layer, failure string).
+
+    Blocked anywhere is an anomaly (the first one found names the mechanism, every blocked
+    key is evidence); all flags present and clear is "ok"; no flag at all is a failure.
+    """
+    blocked = [(key, layer, failure) for key, flag, layer, failure in checks if flag is True]
+    seen = [key for key, flag, _, _ in checks if flag is not None]
+    if blocked:
+        key, layer, failure = blocked[0]
+        mechanism = _how(failure, layer)
+        ooni = {"dns": "dns", "tcp": "tcp_ip"}.get(mechanism.split(".")[0], "http-failure")
+        return _anomaly(ooni, mechanism, 0.8, [f"test_keys.{k}" for k, _, _ in blocked])
+    if not seen:
+        return _failure()
+    return _ok([f"test_keys.{k}" for k in seen])
+
+
+def _flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _status(value: Any) -> bool | None:
+    """OONI's "blocked" / "ok" status strings as blocked?"""
+    return {"blocked": True, "ok": False}.get(value) if isinstance(value, str) else None
+
+
+@register("telegram")
+def telegram(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
+    tk = _tk(measurement)
+    return _services(measurement, [
+        ("telegram_tcp_blocking", _flag(tk.get("telegram_tcp_blocking")), "tcp", _tcp_failure(tk)),
+        ("telegram_http_blocking", _flag(tk.get("telegram_http_blocking")), "http", _request_failure(tk)),
+        ("telegram_web_status", _status(tk.get("telegram_web_status")), "https", tk.get("telegram_web_failure")),
+    ])
+
+
+@register("whatsapp")
+def whatsapp(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
+    tk = _tk(measurement)
+    return _services(measurement, [
+        ("whatsapp_endpoints_status", _status(tk.get("whatsapp_endpoints_status")), "tcp", _tcp_failure(tk)),
+        ("registration_server_status", _status(tk.get("registration_server_status")), "https",
+         tk.get("registration_server_failure")),
+        ("whatsapp_web_status", _status(tk.get("whatsapp_web_status")), "https", tk.get("whatsapp_web_failure")),
+    ])
+
+
+@register("facebook_messenger")
+def facebook_messenger(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
+    tk = _tk(measurement)
+    sep = "_" if "facebook_dns_blocking" in tk or "facebook_tcp_blocking" in tk else "-"  # "-" up to v0.3.0
+    dns, tcp = f"facebook{sep}dns{sep}blocking", f"facebook{sep}tcp{sep}blocking"
+    return _services(measurement, [
+        (dns, _flag(tk.get(dns)), "dns", None),
+        (tcp, _flag(tk.get(tcp)), "tcp", _tcp_failure(tk)),
+    ])
+
+
+@register("signal")
+def signal(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
+    tk = _tk(measurement)
+    return _services(measurement, [
+        ("signal_backend_status", _status(tk.get("signal_backend_status")), "https", tk.get("signal_backend_failure")),
+    ])
+
+
+@register("tcp_connect")
+def tcp_connect(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
+    """The legacy test (ts-008): one TCP connection to the input ``ip:port``."""
+    connection = _tk(measurement).get("connection")
+    if not isinstance(connection, str) or not connection:
+        return _failure()
+    return _services(measurement, [("connection", connection != "success", "tcp", connection)])
 
 
 def generic_verdict(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
