@@ -436,9 +436,13 @@ def _read_post(source: str, f: IO[bytes], max_bytes: int) -> Iterator[Line | Rej
 
 def _read_tar(path: str, max_bytes: int) -> Iterator[Line | Rejection]:
     lz4 = _Lz4File(path) if path.lower().endswith(".lz4") else None
+    damaged: tuple[type[BaseException], ...] = (tarfile.TarError, EOFError, zlib.error)
     try:
-        archive = tarfile.open(path, "r|*") if lz4 is None else tarfile.open(fileobj=lz4, mode="r|")  # type: ignore[call-overload]
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        if lz4 is None:
+            archive = tarfile.open(path, "r|*")
+        else:
+            archive = tarfile.open(fileobj=lz4, mode="r|")  # type: ignore[call-overload]
+    except damaged + ((OSError,) if lz4 is not None else ()) as exc:  # an unreadable file stays "unreadable"
         if lz4 is not None:
             lz4.close()
         yield Rejection(path, 0, "corrupt_gzip", f"not a readable tar archive: {_one_line(exc)}")

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tamperscope.model.dnsverdict import dnscheck_verdict
-from tamperscope.model.verdict import BlockpageMatcher, Verdict, web_connectivity_verdict
+from tamperscope.model.verdict import BlockpageMatcher, Verdict, failure_class, web_connectivity_verdict
 
 VerdictFunction = Callable[[Mapping[str, Any], BlockpageMatcher | None], Verdict]
 
@@ -144,18 +144,21 @@ def tls_mitm(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -
 
 
 def _how(failure: Any, layer: str) -> str:
-    """The mechanism an OONI failure string points to, for a failure at ``layer`` (dns, tcp, http, https)."""
-    text = failure.lower() if isinstance(failure, str) else ""
-    if text.startswith("dns_") or "nxdomain" in text:
-        return "dns.nxdomain" if "nxdomain" in text else "dns.drop"
+    """The mechanism an OONI failure string points to, for a failure at ``layer`` (dns, tcp, http,
+    https), through the model's one classifier of failure strings (`model.verdict.failure_class`)."""
+    kind = failure_class(failure if isinstance(failure, str) else None)
+    if kind == "dns_nxdomain":
+        return "dns.nxdomain"
+    if kind in ("dns_error", "dns_no_answer"):
+        return "dns.drop"
     if layer == "dns":
         return "dns.poison"
-    reset = any(word in text for word in ("reset", "refused", "eof_error", "connection_closed"))
+    reset = kind in ("reset", "refused", "eof")
     if layer == "tcp":
         return "tcp.rst" if reset else "tcp.drop"
     if layer == "http":
         return "http.rst" if reset else "http.drop"
-    if any(word in text for word in ("certificate", "unknown_authority", "invalid_hostname")):
+    if kind == "tls_cert":
         return "tls.mitm"
     return "tls.rst" if reset else "tls.drop"
 
@@ -165,7 +168,7 @@ def _tcp_failure(tk: Mapping[str, Any]) -> str | None:
     failures = [f for r in (tk.get("tcp_connect") if isinstance(tk.get("tcp_connect"), list) else ())
                 if isinstance(r, Mapping) and isinstance(r.get("status"), Mapping)
                 and isinstance(f := r["status"].get("failure"), str) and f]
-    return next((f for f in failures if "reset" in f or "refused" in f), failures[0] if failures else None)
+    return next((f for f in failures if failure_class(f) in ("reset", "refused")), failures[0] if failures else None)
 
 
 def _request_failure(tk: Mapping[str, Any]) -> str | None:
@@ -175,7 +178,7 @@ def _request_failure(tk: Mapping[str, Any]) -> str | None:
                 None)
 
 
-def _services(measurement: Mapping[str, Any], checks: Sequence[tuple[str, bool | None, str, Any]]) -> Verdict:
+def _services(checks: Sequence[tuple[str, bool | None, str, Any]]) -> Verdict:
     """One verdict from several services' flags: (evidence key, blocked?, layer, failure string).
 
     Blocked anywhere is an anomaly (the first one found names the mechanism, every blocked
@@ -205,7 +208,7 @@ def _status(value: Any) -> bool | None:
 @register("telegram")
 def telegram(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
     tk = _tk(measurement)
-    return _services(measurement, [
+    return _services([
         ("telegram_tcp_blocking", _flag(tk.get("telegram_tcp_blocking")), "tcp", _tcp_failure(tk)),
         ("telegram_http_blocking", _flag(tk.get("telegram_http_blocking")), "http", _request_failure(tk)),
         ("telegram_web_status", _status(tk.get("telegram_web_status")), "https", tk.get("telegram_web_failure")),
@@ -215,7 +218,7 @@ def telegram(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -
 @register("whatsapp")
 def whatsapp(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
     tk = _tk(measurement)
-    return _services(measurement, [
+    return _services([
         ("whatsapp_endpoints_status", _status(tk.get("whatsapp_endpoints_status")), "tcp", _tcp_failure(tk)),
         ("registration_server_status", _status(tk.get("registration_server_status")), "https",
          tk.get("registration_server_failure")),
@@ -228,7 +231,7 @@ def facebook_messenger(measurement: Mapping[str, Any], matcher: BlockpageMatcher
     tk = _tk(measurement)
     sep = "_" if "facebook_dns_blocking" in tk or "facebook_tcp_blocking" in tk else "-"  # "-" up to v0.3.0
     dns, tcp = f"facebook{sep}dns{sep}blocking", f"facebook{sep}tcp{sep}blocking"
-    return _services(measurement, [
+    return _services([
         (dns, _flag(tk.get(dns)), "dns", None),
         (tcp, _flag(tk.get(tcp)), "tcp", _tcp_failure(tk)),
     ])
@@ -237,7 +240,7 @@ def facebook_messenger(measurement: Mapping[str, Any], matcher: BlockpageMatcher
 @register("signal")
 def signal(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
     tk = _tk(measurement)
-    return _services(measurement, [
+    return _services([
         ("signal_backend_status", _status(tk.get("signal_backend_status")), "https", tk.get("signal_backend_failure")),
     ])
 
@@ -248,7 +251,7 @@ def tcp_connect(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None
     connection = _tk(measurement).get("connection")
     if not isinstance(connection, str) or not connection:
         return _failure()
-    return _services(measurement, [("connection", connection != "success", "tcp", connection)])
+    return _services([("connection", connection != "success", "tcp", connection)])
 
 
 def generic_verdict(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
