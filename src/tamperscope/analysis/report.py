@@ -103,13 +103,13 @@ def _share(part: int, whole: int) -> str:
     return f"{100 * part / whole:.0f}%" if whole else "-"
 
 
-def _nothing(store: Store, filters: Filters | None) -> str:
-    """Why a report is empty: an empty store, or filters that match none of it."""
+def _nothing(store: Store, filters: Filters | None) -> tuple[str, str]:
+    """Why a report is empty (an empty store, or filters that match none of it), and what to know next."""
     chosen = {k: v for k, v in vars(filters).items() if v is not None} if filters is not None else {}
     if chosen and (everything := int(st.totals(store).get("measurement_count") or 0)):
         described = ", ".join(f"{k} {v}" for k, v in chosen.items())
-        return f"No measurements match {described}: the store has {everything:,}, from other places or times."
-    return "The store has no measurements yet: run `tamperscope analyze PATH…` first."
+        return f"No measurements match {described}", f"the store has {everything:,}, from other places or times."
+    return "The store has no measurements yet", "run `tamperscope analyze PATH…` first."
 
 
 def terminal_report(store: Store, filters: Filters | None = None, limit: int = 15) -> str:
@@ -117,7 +117,7 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
     t = st.totals(store, filters)
     n = int(t.get("measurement_count") or 0)
     if not n:
-        return _nothing(store, filters)
+        return ": ".join(_nothing(store, filters))
     lines = [
         f"{n} measurements from {t['first_day']} to {t['last_day']}: {t['country_count']} countries, "
         f"{t['network_count']} networks, {t['domain_count']} domains.",
@@ -302,7 +302,7 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
              f"<script>{script}</script></head><body><main>",
              f"<h1>{_e(title)}</h1>"]
     if not n:
-        parts.append(f"<p class='summary'>{_e(_nothing(store, filters).split(':')[0])}.</p>")
+        parts.append(f"<p class='summary'>{_e(_nothing(store, filters)[0])}.</p>")
     else:
         anomalous = int(t["anomaly_count"])
         parts.append(
