@@ -8,9 +8,12 @@ records with the probe's own verdict function, ignoring any stored
 middlebox, throttling and interception nettests read the flags their test_keys
 carry (OONI's ``tampering``, our ``x_throttle``, ``x_mitm``); OONI's instant-messaging
 tests (``telegram``, ``whatsapp``, ``facebook_messenger``, ``signal``) and the legacy
-``tcp_connect`` read their documented blocking flags and failure strings. A test name with no
-entry gets `generic_verdict`, which understands those same flags and otherwise
-says "ok, nothing to judge".
+``tcp_connect`` read their documented blocking flags and failure strings; the circumvention
+tests (``tor``, ``vanilla_tor``, ``torsf``, ``psiphon``, ``riseupvpn``, ``stunreachability``)
+and the legacy ``http_requests``, ``dns_consistency``, ``bridge_reachability``,
+``meek_fronted_requests_test`` and ``http_host`` read theirs, deciding as OONI's fastpath does
+where it scores them. A test name with no entry gets `generic_verdict`, which understands those
+same flags and otherwise says "ok, nothing to judge".
 
 To add a nettest: write ``def my_verdict(m, matcher) -> Verdict`` and
 ``register("my_nettest")(my_verdict)`` (or decorate it).
@@ -35,7 +38,10 @@ VERDICTS: dict[str, VerdictFunction] = {}
 
 # Bumped whenever a verdict rule here or in the model changes meaning: rows
 # carry it, so stale verdicts can be found and re-derived from the raw data.
-ANALYSIS_VERSION = "2"  # 2: telegram, whatsapp, facebook_messenger, signal, tcp_connect read their flags
+# 2: telegram, whatsapp, facebook_messenger, signal, tcp_connect read their flags;
+# 3: tor, vanilla_tor, torsf, psiphon, riseupvpn, stunreachability and the legacy http_requests,
+#    dns_consistency, bridge_reachability, meek_fronted_requests_test, http_host get verdicts.
+ANALYSIS_VERSION = "3"
 
 
 def register(test_name: str) -> Callable[[VerdictFunction], VerdictFunction]:
@@ -163,6 +169,11 @@ def _how(failure: Any, layer: str) -> str:
     return "tls.rst" if reset else "tls.drop"
 
 
+def _ooni_blocking(mechanism: str) -> str:
+    """OONI's ``blocking`` word for a mechanism: "dns", "tcp_ip", else its catch-all "http-failure"."""
+    return {"dns": "dns", "tcp": "tcp_ip"}.get(mechanism.split(".")[0], "http-failure")
+
+
 def _tcp_failure(tk: Mapping[str, Any]) -> str | None:
     """A failure string from the tcp_connect records (a reset, if any connection was reset)."""
     failures = [f for r in (tk.get("tcp_connect") if isinstance(tk.get("tcp_connect"), list) else ())
@@ -189,8 +200,7 @@ def _services(checks: Sequence[tuple[str, bool | None, str, Any]]) -> Verdict:
     if blocked:
         key, layer, failure = blocked[0]
         mechanism = _how(failure, layer)
-        ooni = {"dns": "dns", "tcp": "tcp_ip"}.get(mechanism.split(".")[0], "http-failure")
-        return _anomaly(ooni, mechanism, 0.8, [f"test_keys.{k}" for k, _, _ in blocked])
+        return _anomaly(_ooni_blocking(mechanism), mechanism, 0.8, [f"test_keys.{k}" for k, _, _ in blocked])
     if not seen:
         return _failure()
     return _ok([f"test_keys.{k}" for k in seen])
@@ -323,6 +333,10 @@ def default_matcher() -> Matcher:
         _MATCHER = Matcher()
     return _MATCHER
 
+
+# The verdicts of OONI's circumvention and legacy tests live in their own modules, which import
+# this one's helpers and register themselves here.
+from tamperscope.analysis import circumvention, legacy  # noqa: E402,F401
 
 __all__ = [
     "ANALYSIS_VERSION", "Matcher", "VERDICTS", "VerdictFunction", "default_matcher", "generic_verdict",

@@ -1,0 +1,313 @@
+"""Verdicts for OONI's circumvention tests: ``tor``, ``vanilla_tor``, ``torsf``, ``psiphon``,
+``riseupvpn`` and ``stunreachability`` (ooni/spec ts-015, ts-016, ts-023, ts-025, ts-026, ts-030).
+
+They carry no raw records rich enough to re-derive a verdict from, so each reads the flags and
+failure strings its spec documents, decides as OONI's fastpath does where it scores the test, and
+names the mechanism through the model's one classifier of failure strings (`failure_class`, by
+way of `verdicts._how`). Registered in `verdicts.VERDICTS` when `verdicts` is imported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tamperscope.analysis.verdicts import (
+    _anomaly, _failure, _how, _ok, _ooni_blocking, _request_failure, _status, _tcp_failure, _tk, register,
+)
+from tamperscope.model.verdict import BlockpageMatcher, Verdict, failure_class
+
+# --------------------------------------------------------------------------- OONI's circumvention tests
+#
+# Whether a circumvention tool, or the servers it needs, can be reached from here (ooni/spec ts-015,
+# ts-016, ts-023, ts-025, ts-026, ts-030). The anomaly rules are OONI fastpath's (``score_tor``,
+# ``score_psiphon``...), so our status agrees with OONI's anomaly flag; differences are said in each
+# docstring. A tool also fails when its servers are down or the network is slow, so a failed bootstrap
+# with nothing more specific is weak evidence; a failure string saying reset or refused is stronger.
+
+BOOTSTRAP_CONFIDENCE = 0.6  # the tool did not come up, and nothing says why
+TARGET_CONFIDENCE = 0.7     # a named server failed with a failure string (a timeout, a TLS error)
+RESET_CONFIDENCE = 0.8      # a failure string says reset or refused
+_SCAN = 64                  # records read per list: these are small in real data, not in hostile data
+
+# The layer a failure string's class points to when the caller only knows "the connection failed".
+_LAYER_OF_CLASS = {"tls_error": "https", "tls_cert": "https", "http_error": "http"}
+
+
+def _mechanism(failure: Any, layer: str) -> str:
+    """`_how` for a failure at ``layer``, except that a string no classifier knows names no mechanism."""
+    kind = failure_class(failure if isinstance(failure, str) else None)
+    if kind in ("ok", "unknown"):
+        return "none"
+    return _how(failure, _LAYER_OF_CLASS.get(kind, layer) if layer == "tcp" else layer)
+
+
+def _confidence(failure: Any, otherwise: float) -> float:
+    kind = failure_class(failure if isinstance(failure, str) else None)
+    return RESET_CONFIDENCE if kind in ("reset", "refused") else otherwise
+
+
+def _failed(failure: Any, layer: str, otherwise: float, evidence: Sequence[str]) -> Verdict:
+    """The anomaly a failure string names (mechanism, OONI's blocking word, confidence)."""
+    mechanism = _mechanism(failure, layer)
+    return _anomaly(_ooni_blocking(mechanism), mechanism, _confidence(failure, otherwise), evidence)
+
+
+def _failure_string(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _count(value: Any) -> int | None:
+    """A counter from test_keys: a non-negative int (not a bool, a string or a float)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
+
+
+_TOR_PROTOCOLS = ("dir_port", "obfs4", "or_port_dirauth", "or_port")
+# What a tor target does after its TCP connect (ts-023 "Test description"): GET the consensus over
+# HTTP, a TLS handshake, an obfs4 handshake (a TCP stream to a censor: no TLS to see).
+_TOR_LAYERS = {"dir_port": "http", "or_port": "https", "or_port_dirauth": "https", "obfs4": "tcp"}
+
+
+def _tor_layer(target: Mapping[str, Any]) -> str:
+    """The layer a tor target failed at: "tcp" if its connect failed, else its protocol's next step."""
+    connects = target.get("tcp_connect")
+    for c in connects[:_SCAN] if isinstance(connects, list) else ():
+        if isinstance(c, Mapping) and isinstance(c.get("status"), Mapping) and c["status"].get("failure"):
+            return "tcp"
+    summary = target.get("summary")  # since 2020-01-30: {"connect": {"failure": ...}, "handshake": ...}
+    connect = summary.get("connect") if isinstance(summary, Mapping) else None
+    if isinstance(connect, Mapping) and connect.get("failure"):
+        return "tcp"
+    protocol = target.get("target_protocol")
+    return _TOR_LAYERS.get(protocol, "tcp") if isinstance(protocol, str) else "tcp"
+
+
+TorFailure = tuple[str, Mapping[str, Any], str]  # (target id, target, failure string)
+
+
+def _tor_targets(targets: Mapping[Any, Any]) -> tuple[list[TorFailure], int, dict[str, list[int]]]:
+    """(failed targets, how many succeeded, [total, accessible] by protocol) of the targets that ran.
+
+    ``failure`` is null on success and a string on error; OONI's fastpath reads ``false`` as "did
+    not run", and so do we for anything else (a missing key, an empty string, a number).
+    """
+    failed: list[TorFailure] = []
+    succeeded = 0
+    classes: dict[str, list[int]] = {}
+    for key, target in targets.items():
+        if not isinstance(target, Mapping) or "failure" not in target:
+            continue
+        failure = target["failure"]
+        if failure is not None and not _failure_string(failure):
+            continue
+        if failure is None:
+            succeeded += 1
+        else:
+            failed.append((str(key)[:100], target, failure))
+        protocol = target.get("target_protocol")
+        if protocol in _TOR_PROTOCOLS:
+            counts = classes.setdefault(protocol, [0, 0])
+            counts[0] += 1
+            counts[1] += failure is None
+    return failed, succeeded, classes
+
+
+def _tor_counters(tk: Mapping[str, Any]) -> list[str]:
+    """Protocols none of whose targets was accessible, by the summary counters (since 2020-01-27)."""
+    out = []
+    for protocol in _TOR_PROTOCOLS:
+        total, accessible = _count(tk.get(f"{protocol}_total")), _count(tk.get(f"{protocol}_accessible"))
+        if total and accessible == 0:
+            out.append(protocol)
+    return out
+
+
+@register("tor")
+def tor(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
+    """ts-023: directory authorities and bridges, one ``targets`` entry each ("Possible conclusions":
+    each target worked or not by its ``failure``).
+
+    Anomaly when more than half of the targets that ran failed (OONI fastpath's ``score_tor``), or
+    when every target of one protocol failed, e.g. all directory authorities (the probe's own
+    ``IsAnomaly`` over the ``*_total``/``*_accessible`` counters, which fastpath does not apply: there
+    we say anomaly where OONI's flag says ok). The classes are counted from the targets themselves;
+    the counters are read only when no target names its protocol. The failing target that names the
+    mechanism is one of a wholly failed protocol if any, a reset or refusal first; its layer is its
+    TCP connect if that failed, else its protocol's next step (HTTP, TLS, obfs4 over TCP). ``targets``
+    not a map (a list in early experiments) or no target that ran: failure, as in fastpath (which also
+    fails a measurement whose targets lack ``network_events``: we do not need them).
+    """
+    tk = _tk(measurement)
+    targets = tk.get("targets")
+    if not isinstance(targets, Mapping):
+        return _failure()
+    failed, succeeded, classes = _tor_targets(targets)
+    if not failed:
+        return _ok(["test_keys.targets"]) if succeeded else _failure(["test_keys.targets"])
+    whole = [p for p, (total, accessible) in classes.items() if total and not accessible]
+    counters = [] if classes else _tor_counters(tk)
+    if 2 * len(failed) <= len(failed) + succeeded and not whole and not counters:
+        return _ok(["test_keys.targets"])
+    pool = [f for f in failed if f[1].get("target_protocol") in whole] or failed
+    key, target, failure = next((f for f in pool if failure_class(f[2]) in ("reset", "refused")), pool[0])
+    others = [k for k, _, _ in failed if k != key][:3]
+    evidence = ["test_keys.targets", *(f'test_keys.targets["{k}"]' for k in (key, *others)),
+                *(f"test_keys.{p}_accessible" for p in counters)]
+    return _failed(failure, _tor_layer(target), TARGET_CONFIDENCE, evidence)
+
+
+# Where tor's bootstrap stopped (the same percentages in tor 0.2 and 0.4): connecting to a relay
+# (tcp.drop), in the TLS handshake with it (tls.drop), and the same two steps towards the first hop
+# of a circuit at 80-89%. Elsewhere (0%: tor never tried; 20-79%: directory downloads) nothing says how.
+_TOR_STUCK = ((1, 10, "tcp.drop"), (10, 20, "tls.drop"), (80, 85, "tcp.drop"), (85, 90, "tls.drop"))
+
+
+def _tor_progress_mechanism(progress: Any) -> str | None:
+    if isinstance(progress, bool) or not isinstance(progress, (int, float)) or not 0 <= progress <= 100:
+        return None
+    return next((m for low, high, m in _TOR_STUCK if low <= progress < high), "none")
+
+
+def _tor_log_done(tk: Mapping[str, Any]) -> bool:
+    """The log (``tor_log``, a string, legacy; ``tor_logs``, a list, since 2022) reached 100%."""
+    log, logs = tk.get("tor_log"), tk.get("tor_logs")
+    lines = [log] if isinstance(log, str) else logs[-_SCAN:] if isinstance(logs, list) else []
+    return any(isinstance(line, str) and "Bootstrapped 100%" in line for line in lines)
+
+
+def _tor_bootstrap(tk: Mapping[str, Any], confidence: float) -> Verdict:
+    """One tor bootstrap: ``success`` (true: 100%; false: it timed out; null: tor exited)."""
+    success = tk.get("success")
+    if success is True:
+        return _ok(["test_keys.success"])
+    if success is not False:
+        return _ok(["test_keys.tor_logs" if "tor_logs" in tk else "test_keys.tor_log"]) \
+            if _tor_log_done(tk) else _failure()
+    key = next((k for k in ("failure", "error") if _failure_string(tk.get(k))), None)
+    failure = tk.get(key) if key else None
+    stuck = _tor_progress_mechanism(tk.get("tor_progress"))
+    if failure_class(failure) not in ("ok", "unknown", "timeout") or stuck is None:
+        # a reset, a TLS or a DNS error says more than where the bootstrap stopped
+        return _failed(failure, "tcp", confidence, ["test_keys.success", *([f"test_keys.{key}"] if key else [])])
+    return _anomaly(_ooni_blocking(stuck), stuck, confidence, ["test_keys.success", "test_keys.tor_progress"])
+
+
+@register("vanilla_tor")
+def vanilla_tor(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
+    """ts-016 (both the legacy and the 2022 Go layouts): ``success`` false is an anomaly, true ok.
+
+    The mechanism comes from ``failure``/``error`` when it names one (a reset: tcp.rst, 0.8), else from
+    ``tor_progress``, where the bootstrap stopped. ``success`` null or missing: ok if the log reached
+    100%, else failure. OONI fastpath (``score_vanilla_tor``) reads only the legacy ``tor_log``: it
+    calls every 2022 measurement ok (we read ``success``), and a legacy null ``success`` whose log
+    stops short an anomaly (the spec says tor exited before the test completed: we say failure).
+    """
+    return _tor_bootstrap(_tk(measurement), BOOTSTRAP_CONFIDENCE)
+
+
+@register("torsf")
+def torsf(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
+    """ts-030: tor over Snowflake; ``failure`` null: it bootstrapped, a string: it did not (OONI
+    fastpath's ``score_torsf``). A missing or non-string ``failure`` is a failure (fastpath: ok)."""
+    tk = _tk(measurement)
+    if "failure" in tk and tk["failure"] is None:
+        return _ok(["test_keys.failure"])
+    failure = _failure_string(tk.get("failure"))
+    if failure is None:
+        return _failure()
+    return _failed(failure, "tcp", BOOTSTRAP_CONFIDENCE, ["test_keys.failure"])
+
+
+@register("psiphon")
+def psiphon(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
+    """ts-015 v0.3 "Possible conclusions": ``failure`` a string is an anomaly (``bootstrap_time`` 0:
+    Psiphon did not bootstrap; above 0: the fetch through it failed, its ``requests`` may say how);
+    ``failure`` null with ``bootstrap_time`` above 0 is ok; null with 0 or no time "should not happen":
+    failure (all as OONI fastpath's ``score_psiphon``). The legacy v0.1/v0.2 keys are read too, where
+    fastpath fails the measurement (it has no ``bootstrap_time``)."""
+    tk = _tk(measurement)
+    if "bootstrapped_success" in tk:
+        return _psiphon_legacy(tk)
+    failure = tk.get("failure")
+    booted = _positive(tk.get("bootstrap_time"))
+    if failure is None:
+        return _ok(["test_keys.failure", "test_keys.bootstrap_time"]) if booted else _failure()
+    if not _failure_string(failure):
+        return _failure()
+    if booted:
+        failure = _request_failure(tk) or failure
+    return _failed(failure, "tcp", BOOTSTRAP_CONFIDENCE, ["test_keys.failure", "test_keys.bootstrap_time"])
+
+
+def _psiphon_legacy(tk: Mapping[str, Any]) -> Verdict:
+    """probe-legacy's psiphon: ``bootstrapped_success``, then ``request_success`` (no failure strings)."""
+    booted, fetched = tk.get("bootstrapped_success"), tk.get("request_success")
+    if booted is False and tk.get("psiphon_found") is not False:  # not found: nothing ran
+        return _anomaly("http-failure", "none", BOOTSTRAP_CONFIDENCE, ["test_keys.bootstrapped_success"])
+    if booted is True and fetched is False:
+        return _failed(_request_failure(tk), "tcp", BOOTSTRAP_CONFIDENCE, ["test_keys.request_success"])
+    if booted is True and fetched is True:
+        return _ok(["test_keys.bootstrapped_success", "test_keys.request_success"])
+    return _failure()
+
+
+def _api_failure(tk: Mapping[str, Any]) -> str | None:
+    """riseupvpn's ``api_failure``: a string or null, a list of strings since v0.2.0 (a reset first);
+    else the failure of an API request (v0.1 left it null when fetching the CA failed)."""
+    value = tk.get("api_failure")
+    strings = [f for f in value[:_SCAN] if _failure_string(f)] if isinstance(value, list) else \
+        [value] if _failure_string(value) else []
+    reset = next((f for f in strings if failure_class(f) in ("reset", "refused")), None)
+    return reset or (strings[0] if strings else _request_failure(tk))
+
+
+@register("riseupvpn")
+def riseupvpn(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
+    """ts-026, every layout: anomaly when ``api_status`` is "blocked", ``ca_cert_status`` false, or
+    ``transport_status`` (since 2021-02) says "blocked" for openvpn or obfs4 (OONI fastpath's
+    ``score_riseupvpn`` and the probe's ``IsAnomaly``). The API (HTTPS) fails first and names the
+    mechanism from ``api_failure`` ("invalid_ca": none); a blocked transport is a gateway TCP connect.
+    ``failing_gateways`` alone is not blocking (the spec: an overloaded gateway is listed too); in the
+    2020 layout, without ``transport_status``, it lowers the confidence of "ok". No flag: failure.
+    """
+    tk = _tk(measurement)
+    api, ca = _status(tk.get("api_status")), tk.get("ca_cert_status")
+    ca_bad = (not ca) if isinstance(ca, bool) else None
+    transports = tk.get("transport_status")
+    flags = {t: _status(transports.get(t)) for t in ("openvpn", "obfs4")} if isinstance(transports, Mapping) else {}
+    if api or ca_bad:
+        evidence = [f"test_keys.{k}" for k, flag in (("api_status", api), ("ca_cert_status", ca_bad)) if flag]
+        return _failed(_api_failure(tk), "https", TARGET_CONFIDENCE, evidence)
+    blocked = [t for t, flag in flags.items() if flag]
+    if blocked:
+        evidence = [f"test_keys.transport_status.{t}" for t in blocked]
+        return _failed(_tcp_failure(tk), "tcp", TARGET_CONFIDENCE, [*evidence, "test_keys.failing_gateways"])
+    seen = [f"test_keys.{k}" for k, flag in (("api_status", api), ("ca_cert_status", ca_bad)) if flag is not None]
+    seen += [f"test_keys.transport_status.{t}" for t, flag in flags.items() if flag is not None]
+    if not seen:
+        return _failure()
+    gateways = tk.get("failing_gateways")
+    unsure = not flags and isinstance(gateways, list) and bool(gateways)
+    return _ok(seen, 0.6 if unsure else 0.8)
+
+
+@register("stunreachability")
+@register("stun_reachability")  # the name in the spec's 2020 example
+def stunreachability(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
+    """ts-025: one STUN binding request over UDP; ``failure`` null is ok, a string an anomaly (OONI
+    fastpath's ``score_stunreachability``; a missing ``failure``, which it calls ok, is a failure here).
+    A DNS failure names a dns.* mechanism; MECHANISMS has none for a UDP drop, so anything else is
+    "none"."""
+    tk = _tk(measurement)
+    if "failure" in tk and tk["failure"] is None:
+        return _ok(["test_keys.failure"])
+    failure = _failure_string(tk.get("failure"))
+    if failure is None:
+        return _failure()
+    if failure_class(failure).startswith("dns"):
+        return _failed(failure, "dns", TARGET_CONFIDENCE, ["test_keys.failure"])
+    return _anomaly("http-failure", "none", BOOTSTRAP_CONFIDENCE, ["test_keys.failure"])
