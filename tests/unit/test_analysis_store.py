@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tamperscope.analysis import pipeline, store as st
-from tamperscope.analysis.confidence import insert_verdicts
+from tamperscope.analysis.confidence import GROUP_KEY_SQL, insert_verdicts
 from tamperscope.analysis.schema import rows_to_table
 from tamperscope.analysis.store import Filters, Store, StoreError
 
@@ -211,15 +211,19 @@ def test_migrations_from_version_one(tmp_path: Path) -> None:
                        TIMESTAMP '2024-01-01', ?, ?, ?)""", [uid, asn, mechanism, status, fps])
     con.close()
     store = Store(path)
-    assert store.migrated == [2, 3, 4] and store.version == st.SCHEMA_VERSION
+    assert store.migrated == [2, 3, 4, 5] and store.version == st.SCHEMA_VERSION
     got = dict(store.cursor().execute("SELECT measurement_uid, outcome FROM verdicts").fetchall())
     assert got == {"u1": "confirmed", "u2": "confirmed", "u3": "anomaly", "u4": "confirmed", "u5": "ok",
                    "u6": "failure"}
     history = store.cursor().execute("SELECT version FROM migrations ORDER BY version").fetchall()
-    assert history == [(1,), (2,), (3,), (4,)]
-    # version 3 counted the anomalies per group, so the next ingest labels from the counts
+    assert history == [(1,), (2,), (3,), (4,), (5,)]
+    # version 3 counted the anomalies per group, so the next ingest labels from the counts;
+    # version 5 keyed each group (the ingest below finds AS2's by that key)
     groups = store.cursor().execute("SELECT probe_asn, mechanism, anomalies FROM anomaly_groups ORDER BY ALL")
     assert groups.fetchall() == [("AS1", "dns.poison", 2), ("AS1", "http.blockpage", 1), ("AS2", "tcp.rst", 1)]
+    keys = store.cursor().execute(f"SELECT count(DISTINCT gkey), count(*) FILTER (gkey = {GROUP_KEY_SQL}) "
+                                  "FROM anomaly_groups").fetchone()
+    assert keys == (3, 3)
     new = pa.table({"measurement_uid": ["u7"], "test_name": ["web_connectivity"], "input": ["http://x/"],
                     "probe_cc": ["IT"], "probe_asn": ["AS2"], "day": [dt.date(2024, 1, 2)],
                     "measurement_start_time": [dt.datetime(2024, 1, 2)], "mechanism": ["tcp.rst"],
@@ -232,6 +236,37 @@ def test_migrations_from_version_one(tmp_path: Path) -> None:
     assert got["u3"] == got["u7"] == "confirmed"
     store.close()
     assert Store(path).migrated == []  # nothing left to do
+
+
+def test_a_version_4_store_keeps_its_counts_and_notes_through_version_5(tmp_path: Path) -> None:
+    """v5 keys the groups: counts and a streaming run's leftover notes still work after it."""
+    path = tmp_path / "v4.duckdb"
+    con = duckdb.connect(str(path))
+    assert st.migrate(con, target=4) == [1, 2, 3, 4]
+    for uid, outcome in (("u1", "anomaly"), ("u2", "confirmed")):
+        con.execute("""INSERT INTO verdicts (measurement_uid, test_name, input, probe_cc, probe_asn, day,
+                       measurement_start_time, mechanism, status, fingerprints, outcome)
+                       VALUES (?, 'web_connectivity', NULL, 'IT', 'AS1', DATE '2024-01-01',
+                       TIMESTAMP '2024-01-01', 'tcp.rst', 'anomaly', [], ?)""", [uid, outcome])
+    con.execute("INSERT INTO anomaly_groups VALUES ('web_connectivity', '', 'AS1', 'tcp.rst', 2)")
+    con.execute("INSERT INTO promotions VALUES ('web_connectivity', '', 'AS1', 'tcp.rst')")  # a run stopped
+    con.close()
+    store = Store(path)
+    assert store.migrated == [5]
+    got = dict(store.cursor().execute("SELECT measurement_uid, outcome FROM verdicts").fetchall())
+    assert got == {"u1": "confirmed", "u2": "confirmed"}  # the note, applied through the keyed groups
+    assert store.cursor().execute("SELECT count(*) FROM promotions").fetchone() == (0,)
+    new = pa.table({"measurement_uid": ["u3"], "test_name": ["web_connectivity"], "input": pa.array([None], pa.string()),
+                    "probe_cc": ["IT"], "probe_asn": ["AS1"], "day": [dt.date(2024, 1, 2)],
+                    "measurement_start_time": [dt.datetime(2024, 1, 2)], "mechanism": ["tcp.rst"],
+                    "status": ["anomaly"], "outcome": ["anomaly"]})
+    store.con.execute("BEGIN TRANSACTION")
+    insert_verdicts(store.con, new)
+    store.con.execute("COMMIT")
+    rows = store.cursor().execute("SELECT anomalies, gkey = " + GROUP_KEY_SQL + " FROM anomaly_groups").fetchall()
+    assert rows == [(3, True)]  # the migrated group was found, not added again
+    assert store.cursor().execute("SELECT outcome FROM verdicts WHERE measurement_uid = 'u3'").fetchone() == (
+        "confirmed",)
 
 
 def test_promotions_a_run_left_are_made_when_the_store_opens(tmp_path: Path) -> None:

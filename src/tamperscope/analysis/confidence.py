@@ -96,65 +96,89 @@ WHERE v.measurement_uid = g.measurement_uid AND g.old_outcome IS DISTINCT FROM g
 """
 
 
+def group_key_sql(test_name: str = "test_name", input_key: str = "input_key", probe_asn: str = "probe_asn",
+                  mechanism: str = "mechanism") -> str:
+    """SQL for a group's key: a 128-bit MD5 of its four fields, each prefixed by its length (and a
+    NULL mechanism written as "-", which no length starts with), so no two groups share an encoding.
+
+    Flushes find their groups by this key alone: a join on one 16-byte column instead of four
+    strings (with 20,000,000 groups, ~130 ms a flush instead of ~1.0-1.4 s; bench/flush.py). MD5,
+    not DuckDB's ``hash()``, because the keys are stored and ``hash()`` may change between
+    versions; 128 bits, because two groups sharing a key would share a count (a chance of about
+    n^2 / 2^129 for n groups).
+    """
+    return (f"md5_number(concat_ws('|', length({test_name}), {test_name}, length({input_key}), {input_key}, "
+            f"length({probe_asn}), {probe_asn}, coalesce(length({mechanism}) || '|' || {mechanism}, '-')))")
+
+
+GROUP_KEY_SQL = group_key_sql()
+
 GROUPS_DDL = """CREATE TABLE anomaly_groups (
     test_name VARCHAR NOT NULL, input_key VARCHAR NOT NULL, probe_asn VARCHAR NOT NULL, mechanism VARCHAR,
-    anomalies BIGINT NOT NULL)"""
+    anomalies BIGINT NOT NULL, gkey UHUGEINT NOT NULL)"""
 
-_SAME_GROUP = """{a}.test_name = {b}.test_name AND {a_input} = {b}.input_key AND {a}.probe_asn = {b}.probe_asn
-    AND {a}.mechanism IS NOT DISTINCT FROM {b}.mechanism"""
+_GROUP_COLUMNS = "test_name, input_key, probe_asn, mechanism, anomalies, gkey"
 
 # Recount, from the verdicts, every group of the temporary table `touched` (as for OUTCOME_SQL).
 REGROUP_SQL = (
     """DELETE FROM anomaly_groups g USING touched t
        WHERE g.test_name = t.test_name AND g.input_key = t.input_key AND g.probe_asn = t.probe_asn""",
-    """INSERT INTO anomaly_groups
-       SELECT x.test_name, coalesce(x.input, ''), x.probe_asn, x.mechanism, count(*)
-       FROM verdicts x SEMI JOIN touched t ON x.test_name = t.test_name AND coalesce(x.input, '') = t.input_key
-           AND x.probe_asn = t.probe_asn
-       WHERE x.status = 'anomaly' GROUP BY ALL""",
+    f"""INSERT INTO anomaly_groups ({_GROUP_COLUMNS})
+       SELECT *, {GROUP_KEY_SQL} FROM (
+           SELECT x.test_name, coalesce(x.input, '') AS input_key, x.probe_asn, x.mechanism, count(*)
+           FROM verdicts x SEMI JOIN touched t ON x.test_name = t.test_name
+               AND coalesce(x.input, '') = t.input_key AND x.probe_asn = t.probe_asn
+           WHERE x.status = 'anomaly' GROUP BY ALL)""",
 )
 
 # Every group, from scratch (a migration, or a store whose counts are suspect).
-COUNT_ALL_SQL = """INSERT INTO anomaly_groups
-    SELECT test_name, coalesce(input, ''), probe_asn, mechanism, count(*) FROM verdicts
-    WHERE status = 'anomaly' GROUP BY ALL"""
+COUNT_ALL_SQL = f"""INSERT INTO anomaly_groups ({_GROUP_COLUMNS})
+    SELECT *, {GROUP_KEY_SQL} FROM (
+        SELECT test_name, coalesce(input, '') AS input_key, probe_asn, mechanism, count(*) FROM verdicts
+        WHERE status = 'anomaly' GROUP BY ALL)"""
 
 
 PROMOTIONS_DDL = """CREATE TABLE promotions (
-    test_name VARCHAR NOT NULL, input_key VARCHAR NOT NULL, probe_asn VARCHAR NOT NULL, mechanism VARCHAR)"""
+    test_name VARCHAR NOT NULL, input_key VARCHAR NOT NULL, probe_asn VARCHAR NOT NULL, mechanism VARCHAR,
+    gkey UHUGEINT NOT NULL)"""
 
 # The older anomaly of each noted group was alone, and labelled "anomaly" unless a fingerprint
 # confirmed it: promote it, if its group still has CONFIRM_MIN anomalies. One scan of verdicts.
 PROMOTE_SQL = f"""
 UPDATE verdicts AS v SET outcome = 'confirmed'
-    FROM (SELECT DISTINCT p.* FROM promotions p SEMI JOIN anomaly_groups g
-          ON {_SAME_GROUP.format(a='p', b='g', a_input='p.input_key')} AND g.anomalies >= {CONFIRM_MIN}) AS x
-    WHERE v.outcome = 'anomaly' AND v.status = 'anomaly'
-      AND {_SAME_GROUP.format(a='v', b='x', a_input="coalesce(v.input, '')")};
+    FROM (SELECT DISTINCT p.test_name, p.input_key, p.probe_asn, p.mechanism FROM promotions p
+          SEMI JOIN anomaly_groups g ON p.gkey = g.gkey AND g.anomalies >= {CONFIRM_MIN}) AS x
+    WHERE v.outcome = 'anomaly' AND v.status = 'anomaly' AND v.test_name = x.test_name
+      AND coalesce(v.input, '') = x.input_key AND v.probe_asn = x.probe_asn
+      AND v.mechanism IS NOT DISTINCT FROM x.mechanism;
 DELETE FROM promotions;
 """
 
-# Five statements, each a round trip into DuckDB, and one scan of the Arrow table (see
-# `insert_verdicts`); the temporary tables are replaced by the next flush, not dropped.
+# Six statements, each a round trip into DuckDB, and one scan of the Arrow table (see
+# `insert_verdicts`); the temporary tables are replaced by the next flush, not dropped. The
+# store's groups are read once, in the join on `gkey` that finds this flush's groups (and their
+# row ids, by which they are updated); the flush's rows are matched to their groups by key too.
 _INSERT_SQL = f"""
-CREATE OR REPLACE TEMP TABLE _flush_verdicts AS SELECT * FROM _new;
+CREATE OR REPLACE TEMP TABLE _flush_verdicts AS
+    SELECT *, CASE WHEN status = 'anomaly' THEN {group_key_sql(input_key="coalesce(input, '')")} END AS _gkey
+    FROM _new;
 CREATE OR REPLACE TEMP TABLE _flush_groups AS
-    SELECT f.test_name, f.input_key, f.probe_asn, f.mechanism, f.n, coalesce(g.anomalies, 0) AS before
-    FROM (SELECT test_name, coalesce(input, '') AS input_key, probe_asn, mechanism, count(*) AS n
-          FROM _flush_verdicts WHERE status = 'anomaly' GROUP BY ALL) f
-    LEFT JOIN anomaly_groups g ON {_SAME_GROUP.format(a='f', b='g', a_input='f.input_key')};
+    SELECT f.*, coalesce(g.anomalies, 0) AS before, g.rowid AS _row
+    FROM (SELECT _gkey AS gkey, any_value(test_name) AS test_name, any_value(coalesce(input, '')) AS input_key,
+                 any_value(probe_asn) AS probe_asn, any_value(mechanism) AS mechanism, count(*) AS n
+          FROM _flush_verdicts WHERE _gkey IS NOT NULL GROUP BY _gkey) f
+    LEFT JOIN anomaly_groups g ON f.gkey = g.gkey;
 -- The groups these rows bring to CONFIRM_MIN have an older anomaly to promote (PROMOTE_SQL).
-INSERT INTO promotions SELECT test_name, input_key, probe_asn, mechanism FROM _flush_groups
+INSERT INTO promotions SELECT test_name, input_key, probe_asn, mechanism, gkey FROM _flush_groups
     WHERE before > 0 AND before < {CONFIRM_MIN} AND before + n >= {CONFIRM_MIN};
-MERGE INTO anomaly_groups AS g USING _flush_groups AS x
-    ON {_SAME_GROUP.format(a='x', b='g', a_input='x.input_key')}
-    WHEN MATCHED THEN UPDATE SET anomalies = g.anomalies + x.n
-    WHEN NOT MATCHED THEN INSERT VALUES (x.test_name, x.input_key, x.probe_asn, x.mechanism, x.n);
+UPDATE anomaly_groups AS g SET anomalies = g.anomalies + x.n FROM _flush_groups x WHERE g.rowid = x._row;
+INSERT INTO anomaly_groups ({_GROUP_COLUMNS})
+    SELECT test_name, input_key, probe_asn, mechanism, n, gkey FROM _flush_groups WHERE _row IS NULL;
 INSERT INTO verdicts BY NAME
-    SELECT v.* REPLACE (CASE WHEN v.outcome = 'anomaly' AND x.before + x.n >= {CONFIRM_MIN} THEN 'confirmed'
-                             ELSE v.outcome END AS outcome)
-    FROM _flush_verdicts v LEFT JOIN _flush_groups x
-        ON v.status = 'anomaly' AND {_SAME_GROUP.format(a='v', b='x', a_input="coalesce(v.input, '')")};
+    SELECT v.* EXCLUDE (_gkey) REPLACE (
+        CASE WHEN v.outcome = 'anomaly' AND x.before + x.n >= {CONFIRM_MIN} THEN 'confirmed'
+             ELSE v.outcome END AS outcome)
+    FROM _flush_verdicts v LEFT JOIN _flush_groups x ON v._gkey = x.gkey;
 """
 
 
@@ -193,6 +217,6 @@ def promote(con: duckdb.DuckDBPyConnection) -> int:
 
 
 __all__ = [
-    "CONFIRM_MIN", "COUNT_ALL_SQL", "GROUPS_DDL", "OUTCOMES", "OUTCOME_SQL", "PROMOTE_SQL", "PROMOTIONS_DDL",
-    "REGROUP_SQL", "group_key", "insert_verdicts", "outcome", "outcomes", "promote",
+    "CONFIRM_MIN", "COUNT_ALL_SQL", "GROUPS_DDL", "GROUP_KEY_SQL", "OUTCOMES", "OUTCOME_SQL", "PROMOTE_SQL",
+    "PROMOTIONS_DDL", "REGROUP_SQL", "group_key", "group_key_sql", "insert_verdicts", "outcome", "outcomes", "promote",
 ]

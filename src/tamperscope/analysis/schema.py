@@ -18,9 +18,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from tamperscope.analysis.confidence import COUNT_ALL_SQL, GROUPS_DDL, OUTCOME_SQL, PROMOTIONS_DDL
+from tamperscope.analysis.confidence import GROUP_KEY_SQL, GROUPS_DDL, OUTCOME_SQL, PROMOTIONS_DDL
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class StoreError(Exception):
@@ -116,10 +116,30 @@ def _v2(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DROP TABLE touched")
 
 
-def _v3(con: duckdb.DuckDBPyConnection) -> None:
-    """Anomalies counted per group, so an ingest labels its verdicts without rescanning the store."""
-    con.execute(GROUPS_DDL)
-    con.execute(COUNT_ALL_SQL)
+# Migrations are history: each creates the tables as they were at its version (v3 and v4 as
+# below), and a later one changes them (v5), so a store of any age takes the same path.
+_V3 = [
+    """CREATE TABLE anomaly_groups (
+        test_name VARCHAR NOT NULL, input_key VARCHAR NOT NULL, probe_asn VARCHAR NOT NULL, mechanism VARCHAR,
+        anomalies BIGINT NOT NULL)""",
+    """INSERT INTO anomaly_groups
+        SELECT test_name, coalesce(input, ''), probe_asn, mechanism, count(*) FROM verdicts
+        WHERE status = 'anomaly' GROUP BY ALL""",
+]
+_V4 = ["""CREATE TABLE promotions (
+    test_name VARCHAR NOT NULL, input_key VARCHAR NOT NULL, probe_asn VARCHAR NOT NULL, mechanism VARCHAR)"""]
+
+
+def _v5(con: duckdb.DuckDBPyConnection) -> None:
+    """A 128-bit key per anomaly group (`confidence.group_key_sql`), in ``anomaly_groups`` and
+    ``promotions``, so a flush finds its groups by one column instead of four strings."""
+    for table, ddl, columns in (
+            ("anomaly_groups", GROUPS_DDL, "test_name, input_key, probe_asn, mechanism, anomalies"),
+            ("promotions", PROMOTIONS_DDL, "test_name, input_key, probe_asn, mechanism")):
+        con.execute(f"ALTER TABLE {table} RENAME TO {table}_v4")
+        con.execute(ddl)
+        con.execute(f"INSERT INTO {table} ({columns}, gkey) SELECT {columns}, {GROUP_KEY_SQL} FROM {table}_v4")
+        con.execute(f"DROP TABLE {table}_v4")
 
 
 @dataclass(frozen=True)
@@ -139,9 +159,10 @@ def _statements(sql: Sequence[str]) -> Callable[[duckdb.DuckDBPyConnection], Non
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "measurements, verdicts, observations, rejections, runs", _statements(_V1)),
     Migration(2, "verdicts.outcome: confirmed / anomaly / failure / ok across measurements", _v2),
-    Migration(3, "anomaly_groups: anomalies per test name, input, network and mechanism", _v3),
+    Migration(3, "anomaly_groups: anomalies per test name, input, network and mechanism", _statements(_V3)),
     Migration(4, "promotions: groups whose older anomaly a streaming ingest confirms at its end",
-              _statements([PROMOTIONS_DDL])),
+              _statements(_V4)),
+    Migration(5, "a 128-bit key per anomaly group, which flushes join on", _v5),
 )
 
 
