@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import random
 import shutil
 import statistics
@@ -51,18 +52,32 @@ BASE = dt.datetime(2024, 1, 1)
 STEP_S = 2  # seconds between stored measurements: 43,200 a day
 
 
+# Stored row i: its uid starts with its time, as real ones do, and its input is a host name in no
+# particular order, as real inputs are (a zone map of ordered names would prune a join on them).
+_UID_SQL = f"strftime(TIMESTAMP '{BASE:%Y-%m-%d}' + to_seconds(i * {STEP_S}), '%Y%m%d%H%M%S') || '_IT_' || i"
+_INPUT_SQL = "'https://' || md5(i::VARCHAR)[:12] || '.example/'"
+
+
+def _uid(i: int) -> str:
+    return f"{BASE + dt.timedelta(seconds=i * STEP_S):%Y%m%d%H%M%S}_IT_{i}"
+
+
+def _input(i: int) -> str:
+    return f"https://{hashlib.md5(str(i).encode()).hexdigest()[:12]}.example/"
+
+
 def _fill(store: st.Store, start: int, stop: int) -> None:
     store.con.execute(f"""
         INSERT INTO measurements (measurement_uid, uid_key, test_name, probe_cc, probe_asn,
                                   measurement_start_time, day)
-        SELECT 'u' || i, (hash(i) >> 1)::BIGINT, 'web_connectivity', 'IT', 'AS137',
+        SELECT {_UID_SQL}, (hash(i) >> 1)::BIGINT, 'web_connectivity', 'IT', 'AS137',
                TIMESTAMP '{BASE:%Y-%m-%d}' + to_seconds(i * {STEP_S}),
                (TIMESTAMP '{BASE:%Y-%m-%d}' + to_seconds(i * {STEP_S}))::DATE
         FROM range({start}, {stop}) r(i)""")
     store.con.execute(f"""
         INSERT INTO verdicts (measurement_uid, test_name, input, probe_cc, probe_asn, day, measurement_start_time,
                               status, mechanism, outcome, fingerprints, evidence)
-        SELECT 'u' || i, 'web_connectivity', 'https://d' || i || '.example/', 'IT', 'AS137', DATE '{BASE:%Y-%m-%d}',
+        SELECT {_UID_SQL}, 'web_connectivity', {_INPUT_SQL}, 'IT', 'AS137', DATE '{BASE:%Y-%m-%d}',
                TIMESTAMP '{BASE:%Y-%m-%d}' + to_seconds(i * {STEP_S}),
                CASE WHEN i % 10 = 0 THEN 'anomaly' ELSE 'ok' END, CASE WHEN i % 10 = 0 THEN 'dns.poison' END,
                CASE WHEN i % 10 = 0 THEN 'anomaly' ELSE 'ok' END, [], []
@@ -80,7 +95,7 @@ def _verdicts(stored: int, size: int, rng: random.Random) -> object:
         anomalous = j % 10 == 0
         group = rng.randrange(stored // 10) * 10 if j % 20 == 0 else stored + j  # stored lone anomaly, or new
         rows.append(tuple({**fields, "measurement_uid": f"new{j}", "test_name": "web_connectivity",
-                           "input": f"https://d{group}.example/", "probe_cc": "IT", "probe_asn": "AS137",
+                           "input": _input(group), "probe_cc": "IT", "probe_asn": "AS137",
                            "day": BASE.date(), "measurement_start_time": BASE,
                            "status": "anomaly" if anomalous else "ok", "mechanism": "dns.poison" if anomalous else None,
                            "outcome": "anomaly" if anomalous else "ok", "fingerprints": [], "evidence": []}.values()))
@@ -113,11 +128,12 @@ CREATE OR REPLACE TEMP TABLE _flush_groups AS
     FROM (SELECT test_name, input_key, probe_asn, mechanism, count(*) AS n
           FROM _flush_verdicts WHERE status = 'anomaly' GROUP BY ALL) f
     LEFT JOIN anomaly_groups g ON {_SAME.format(a='f', b='g')};
-INSERT INTO promotions SELECT test_name, input_key, probe_asn, mechanism, {GROUP_KEY_SQL} FROM _flush_groups
-    WHERE before = 1 AND n >= 1;
+CREATE OR REPLACE TEMP TABLE _notes AS SELECT test_name, input_key, probe_asn, mechanism FROM _flush_groups
+    WHERE before = 1;
 MERGE INTO anomaly_groups AS g USING _flush_groups AS x ON {_SAME.format(a='x', b='g')}
     WHEN MATCHED THEN UPDATE SET anomalies = g.anomalies + x.n
-    WHEN NOT MATCHED THEN INSERT VALUES (x.test_name, x.input_key, x.probe_asn, x.mechanism, x.n, {GROUP_KEY_SQL});
+    WHEN NOT MATCHED THEN INSERT VALUES (x.test_name, x.input_key, x.probe_asn, x.mechanism, x.n, {GROUP_KEY_SQL},
+                                         NULL);
 INSERT INTO verdicts BY NAME
     SELECT v.* EXCLUDE (input_key) REPLACE (CASE WHEN v.outcome = 'anomaly' AND x.before + x.n >= 2
                                                  THEN 'confirmed' ELSE v.outcome END AS outcome)
@@ -125,14 +141,26 @@ INSERT INTO verdicts BY NAME
 """
 
 
-def _time_strings(store: st.Store, verdicts: object, repeats: int) -> tuple[float, float]:
-    """(median, worst) ms of the deferred flush joined on the groups' strings (before schema v5)."""
+# ... and its promotion: the verdicts of the noted groups, found by their four strings.
+_STRINGS_PROMOTE_SQL = f"""
+UPDATE verdicts AS v SET outcome = 'confirmed'
+    FROM (SELECT DISTINCT n.* FROM _notes n SEMI JOIN anomaly_groups g ON {_SAME.format(a='n', b='g')}
+          AND g.anomalies >= 2) AS x
+    WHERE v.outcome = 'anomaly' AND v.status = 'anomaly' AND v.test_name = x.test_name
+      AND coalesce(v.input, '') = x.input_key AND v.probe_asn = x.probe_asn
+      AND v.mechanism IS NOT DISTINCT FROM x.mechanism;
+"""
+
+
+def _time_strings(store: st.Store, verdicts: object, repeats: int, at_once: bool = False) -> tuple[float, float]:
+    """(median, worst) ms of the flush joined on the groups' strings (before schema v5), deferred or
+    promoting at once."""
     _new = verdicts  # noqa: F841 - read by DuckDB
     times = []
     for _ in range(repeats):
         store.con.execute("BEGIN TRANSACTION")
         t = time.perf_counter()
-        store.con.execute(_STRINGS_SQL)
+        store.con.execute(_STRINGS_SQL + (_STRINGS_PROMOTE_SQL if at_once else ""))
         times.append(time.perf_counter() - t)
         store.con.execute("ROLLBACK")
     return statistics.median(times) * 1e3, max(times) * 1e3
@@ -148,7 +176,7 @@ def _flush(store: st.Store, stored: int, size: int, spread: bool, rng: random.Ra
             i = rng.randrange(stored) if spread else min(stored - 1, (day0 * 86400 + rng.randrange(86400)) // STEP_S)
             uid, key, start = store.con.execute(
                 "SELECT measurement_uid, uid_key, measurement_start_time FROM measurements "
-                "WHERE measurement_uid = ?", [f"u{i}"]).fetchone()
+                "WHERE measurement_uid = ?", [_uid(i)]).fetchone()
             expected.add(uid)
         else:
             seconds = rng.randrange(stored * STEP_S) if spread else day0 * 86400 + rng.randrange(86400)
@@ -189,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rng = random.Random(3)
     rows: list[list[str]] = []
     conf: list[list[str]] = []
+    single_rows: list[list[str]] = []
     try:
         store = st.Store(work / "dedup.duckdb")
         with store.streaming():
@@ -207,11 +236,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 now = _time_insert(store, verdicts, False, args.repeats)
                 later = _time_insert(store, verdicts, True, args.repeats)
                 strings = _time_strings(store, verdicts, args.repeats)
+                single = _verdicts(n, 1, rng)  # one submission (an anomaly) that confirms a lone anomaly
+                one_now = _time_insert(store, single, False, args.repeats)
+                one_before = _time_strings(store, single, args.repeats, at_once=True)
                 rows.append([f"{n:,}", f"{one[0]:.1f} ({one[1]:.1f})", f"{spread[0]:.1f} ({spread[1]:.1f})",
                              f"{before[0]:.1f} ({before[1]:.1f})", f"{before[0] / one[0]:.0f}x"])
                 conf.append([f"{n:,}", f"{n // 10:,}", f"{now[0]:.1f} ({now[1]:.1f})",
                              f"{later[0]:.1f} ({later[1]:.1f})", f"{later[2]:.1f}",
                              f"{strings[0]:.1f} ({strings[1]:.1f})", f"{strings[0] / later[0]:.1f}x"])
+                single_rows.append([f"{n:,}", f"{one_now[0]:.1f} ({one_now[1]:.1f})",
+                                    f"{one_before[0]:.1f} ({one_before[1]:.1f})", f"{one_before[0] / one_now[0]:.0f}x"])
         store.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -222,6 +256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
            f"anomaly): median (worst) of {args.repeats}, ms",
            ["stored verdicts", "groups", "promoted at once", "deferred to the run's end",
             "promote() at the end, once a run", "deferred, joined on strings (before)", "keyed vs before"], conf)
+    _table(f"3. one submission that confirms a stored lone anomaly, promoted at once (the collector): median "
+           f"(worst) of {args.repeats}, ms",
+           ["stored verdicts", "keyed, lone anomaly found by its uid", "joined on strings (before)", "now vs before"],
+           single_rows)
     return 0
 
 

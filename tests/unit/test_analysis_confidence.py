@@ -151,6 +151,16 @@ def _stored(con: Any) -> tuple[list[str], Counter[tuple[Any, ...]]]:
     return labels, groups
 
 
+def _lone_uids_wrong(con: Any) -> list[tuple[Any, ...]]:
+    """Groups whose ``lone_uid`` is not the uid of their only anomaly (or not NULL when they have more)."""
+    return con.execute("""
+        SELECT g.input_key, g.probe_asn, g.mechanism, g.anomalies, g.lone_uid FROM anomaly_groups g
+        LEFT JOIN (SELECT coalesce(input, '') AS input_key, probe_asn, mechanism, any_value(measurement_uid) AS uid
+                   FROM verdicts WHERE status = 'anomaly' GROUP BY ALL) v
+            ON g.input_key = v.input_key AND g.probe_asn = v.probe_asn AND g.mechanism = v.mechanism
+        WHERE g.lone_uid IS DISTINCT FROM CASE WHEN g.anomalies = 1 THEN v.uid END""").fetchall()
+
+
 def _counts(plain: list[dict[str, Any]]) -> Counter[tuple[Any, ...]]:
     return Counter(group_key(r) for r in plain if r["status"] == "anomaly")
 
@@ -178,21 +188,24 @@ def test_labels_from_group_counts_follow_the_rule_however_the_flushes_fall(
         promote(con)
     labels, groups = _stored(con)
     noted = con.execute("SELECT count(*) FROM promotions").fetchone()[0]
+    wrong = _lone_uids_wrong(con)
     con.close()
     assert labels == outcomes(plain)
     assert groups == _counts(plain)
     assert noted == 0
+    assert wrong == []
 
 
 @settings(max_examples=40, deadline=None)
-@given(_rows, s.sets(s.integers(0, 29)))
+@given(_rows, s.sets(s.integers(0, 29)), s.booleans())
 def test_removing_verdicts_recounts_and_relabels_their_groups(
-        rows: list[tuple[str | None, str, str, str, bool]], gone: set[int]) -> None:
-    """The collector's delete and re-analysis paths: REGROUP_SQL then OUTCOME_SQL over the touched groups."""
+        rows: list[tuple[str | None, str, str, str, bool]], gone: set[int], defer: bool) -> None:
+    """The collector's delete and re-analysis paths: REGROUP_SQL then OUTCOME_SQL over the touched groups;
+    and the same measurements measured again afterwards confirm what the removals left alone."""
     import duckdb
 
     from tamperscope.analysis import store as st
-    from tamperscope.analysis.confidence import REGROUP_SQL
+    from tamperscope.analysis.confidence import REGROUP_SQL, promote
 
     con = duckdb.connect()
     st.migrate(con)
@@ -206,10 +219,19 @@ def test_removing_verdicts_recounts_and_relabels_their_groups(
         con.execute(statement)
     con.execute(OUTCOME_SQL)
     labels, groups = _stored(con)
-    con.close()
+    wrong = _lone_uids_wrong(con)
     kept = [r for i, r in enumerate(plain) if i not in gone]
     assert labels == outcomes(kept)
     assert groups == _counts(kept)
+    assert wrong == []
+    again, repeated = _verdict_table(rows, 100)
+    _ingest(con, again, defer)
+    if defer:
+        promote(con)
+    labels, groups = _stored(con)
+    con.close()
+    assert labels == outcomes(kept + repeated)
+    assert groups == _counts(kept + repeated)
 
 
 # --------------------------------------------------------------------------- verdicts by test name

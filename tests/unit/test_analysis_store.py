@@ -224,6 +224,8 @@ def test_migrations_from_version_one(tmp_path: Path) -> None:
     keys = store.cursor().execute(f"SELECT count(DISTINCT gkey), count(*) FILTER (gkey = {GROUP_KEY_SQL}) "
                                   "FROM anomaly_groups").fetchone()
     assert keys == (3, 3)
+    lone = store.cursor().execute("SELECT probe_asn, mechanism, lone_uid FROM anomaly_groups ORDER BY ALL")
+    assert lone.fetchall() == [("AS1", "dns.poison", None), ("AS1", "http.blockpage", "u4"), ("AS2", "tcp.rst", "u3")]
     new = pa.table({"measurement_uid": ["u7"], "test_name": ["web_connectivity"], "input": ["http://x/"],
                     "probe_cc": ["IT"], "probe_asn": ["AS2"], "day": [dt.date(2024, 1, 2)],
                     "measurement_start_time": [dt.datetime(2024, 1, 2)], "mechanism": ["tcp.rst"],
@@ -254,10 +256,11 @@ def test_a_version_4_store_keeps_its_counts_and_notes_through_version_5(tmp_path
     store = Store(path)
     assert store.migrated == [5]
     got = dict(store.cursor().execute("SELECT measurement_uid, outcome FROM verdicts").fetchall())
-    assert got == {"u1": "confirmed", "u2": "confirmed"}  # the note, applied through the keyed groups
+    assert got == {"u1": "confirmed", "u2": "confirmed"}  # the note a stopped run left, applied by v5
     assert store.cursor().execute("SELECT count(*) FROM promotions").fetchone() == (0,)
-    new = pa.table({"measurement_uid": ["u3"], "test_name": ["web_connectivity"], "input": pa.array([None], pa.string()),
-                    "probe_cc": ["IT"], "probe_asn": ["AS1"], "day": [dt.date(2024, 1, 2)],
+    new = pa.table({"measurement_uid": ["u3"], "test_name": ["web_connectivity"],
+                    "input": pa.array([None], pa.string()), "probe_cc": ["IT"], "probe_asn": ["AS1"],
+                    "day": [dt.date(2024, 1, 2)],
                     "measurement_start_time": [dt.datetime(2024, 1, 2)], "mechanism": ["tcp.rst"],
                     "status": ["anomaly"], "outcome": ["anomaly"]})
     store.con.execute("BEGIN TRANSACTION")

@@ -21,14 +21,19 @@ group over the whole verdicts table in one window query, ran out of a 32 MB cap
 at ~120,000 verdicts and took longer with every flush.
 
 A group that a flush brings to `CONFIRM_MIN` also has one older anomaly, stored
-as "anomaly", that is now confirmed. Finding it means scanning the verdicts
-table, so a flush only notes the group in ``promotions`` (in the same
-transaction as the counts) and `PROMOTE_SQL` relabels every noted group in one
-scan: after each flush for a single submission, once at the end of a streaming
-ingest (`insert_verdicts(..., defer=True)`; with 5,000,000 stored verdicts this
-was ~100 ms of every flush), and when a store is opened with notes left by a run
-that did not finish. It promotes only groups whose count is still at least
-`CONFIRM_MIN`, so a note outlived by a deletion does no harm.
+as "anomaly", that is now confirmed: the group's ``lone_uid``. Relabelling it means
+reading the verdicts table (pruned to the row groups of the uids' times, which is
+all of them when a long run has noted many), so a flush only notes the group and
+that uid in ``promotions`` (in the same transaction as the counts) and
+`PROMOTE_SQL` relabels every noted one in one statement: after each flush for a
+single submission, once at the end of a streaming ingest (`insert_verdicts(...,
+defer=True)`; with 5,000,000 stored verdicts this was ~100 ms of every flush), and
+when a store is opened with notes left by a run that did not finish. It promotes
+only groups whose count is still at least `CONFIRM_MIN`, so a note outlived by a
+deletion does no harm.
+
+Groups are found by ``gkey``, a 128-bit key of their four fields (`group_key_sql`):
+one join on one column per flush, instead of joins on four strings.
 
 Deleting or re-deriving verdicts can lower a count, so those paths recount
 their groups from the verdicts (`REGROUP_SQL`) and relabel them whole
@@ -49,6 +54,8 @@ import pyarrow.compute as pc
 
 OUTCOMES = ("ok", "anomaly", "confirmed", "failure")
 CONFIRM_MIN = 2  # measurements of the same input and network showing the same anomaly
+# A group's count reaches CONFIRM_MIN from one anomaly, its `lone_uid` (the SQL below relies on it).
+assert CONFIRM_MIN == 2
 
 
 def outcome(status: str, fingerprints: Sequence[str], same_anomaly: int) -> str:
@@ -115,17 +122,21 @@ GROUP_KEY_SQL = group_key_sql()
 
 GROUPS_DDL = """CREATE TABLE anomaly_groups (
     test_name VARCHAR NOT NULL, input_key VARCHAR NOT NULL, probe_asn VARCHAR NOT NULL, mechanism VARCHAR,
-    anomalies BIGINT NOT NULL, gkey UHUGEINT NOT NULL)"""
+    anomalies BIGINT NOT NULL, gkey UHUGEINT NOT NULL, lone_uid VARCHAR)"""
+# lone_uid: while a group has one anomaly, that verdict's measurement_uid (else NULL), so that
+# confirming it later is an update of one row found by its uid (see PROMOTE_SQL).
 
-_GROUP_COLUMNS = "test_name, input_key, probe_asn, mechanism, anomalies, gkey"
+_GROUP_COLUMNS = "test_name, input_key, probe_asn, mechanism, anomalies, gkey, lone_uid"
+_LONE = "CASE WHEN count(*) = 1 THEN any_value(measurement_uid) END"
 
 # Recount, from the verdicts, every group of the temporary table `touched` (as for OUTCOME_SQL).
 REGROUP_SQL = (
     """DELETE FROM anomaly_groups g USING touched t
        WHERE g.test_name = t.test_name AND g.input_key = t.input_key AND g.probe_asn = t.probe_asn""",
     f"""INSERT INTO anomaly_groups ({_GROUP_COLUMNS})
-       SELECT *, {GROUP_KEY_SQL} FROM (
-           SELECT x.test_name, coalesce(x.input, '') AS input_key, x.probe_asn, x.mechanism, count(*)
+       SELECT test_name, input_key, probe_asn, mechanism, anomalies, {GROUP_KEY_SQL}, lone_uid FROM (
+           SELECT x.test_name, coalesce(x.input, '') AS input_key, x.probe_asn, x.mechanism, count(*) AS anomalies,
+                  {_LONE} AS lone_uid
            FROM verdicts x SEMI JOIN touched t ON x.test_name = t.test_name
                AND coalesce(x.input, '') = t.input_key AND x.probe_asn = t.probe_asn
            WHERE x.status = 'anomaly' GROUP BY ALL)""",
@@ -133,28 +144,27 @@ REGROUP_SQL = (
 
 # Every group, from scratch (a migration, or a store whose counts are suspect).
 COUNT_ALL_SQL = f"""INSERT INTO anomaly_groups ({_GROUP_COLUMNS})
-    SELECT *, {GROUP_KEY_SQL} FROM (
-        SELECT test_name, coalesce(input, '') AS input_key, probe_asn, mechanism, count(*) FROM verdicts
-        WHERE status = 'anomaly' GROUP BY ALL)"""
+    SELECT test_name, input_key, probe_asn, mechanism, anomalies, {GROUP_KEY_SQL}, lone_uid FROM (
+        SELECT test_name, coalesce(input, '') AS input_key, probe_asn, mechanism, count(*) AS anomalies,
+               {_LONE} AS lone_uid
+        FROM verdicts WHERE status = 'anomaly' GROUP BY ALL)"""
 
 
-PROMOTIONS_DDL = """CREATE TABLE promotions (
-    test_name VARCHAR NOT NULL, input_key VARCHAR NOT NULL, probe_asn VARCHAR NOT NULL, mechanism VARCHAR,
-    gkey UHUGEINT NOT NULL)"""
+PROMOTIONS_DDL = "CREATE TABLE promotions (gkey UHUGEINT NOT NULL, lone_uid VARCHAR NOT NULL)"
 
-# The older anomaly of each noted group was alone, and labelled "anomaly" unless a fingerprint
-# confirmed it: promote it, if its group still has CONFIRM_MIN anomalies. One scan of verdicts.
+# A noted group had one anomaly, `lone_uid`, labelled "anomaly" unless a fingerprint confirmed it:
+# promote it, if its group still has CONFIRM_MIN anomalies. The verdicts are joined on their uid,
+# which starts with the measurement's time: DuckDB prunes the scan to the row groups of the
+# noted uids' times (the few of a single submission's; all of them at the end of a long run).
 PROMOTE_SQL = f"""
 UPDATE verdicts AS v SET outcome = 'confirmed'
-    FROM (SELECT DISTINCT p.test_name, p.input_key, p.probe_asn, p.mechanism FROM promotions p
+    FROM (SELECT DISTINCT p.lone_uid FROM promotions p
           SEMI JOIN anomaly_groups g ON p.gkey = g.gkey AND g.anomalies >= {CONFIRM_MIN}) AS x
-    WHERE v.outcome = 'anomaly' AND v.status = 'anomaly' AND v.test_name = x.test_name
-      AND coalesce(v.input, '') = x.input_key AND v.probe_asn = x.probe_asn
-      AND v.mechanism IS NOT DISTINCT FROM x.mechanism;
+    WHERE v.measurement_uid = x.lone_uid AND v.outcome = 'anomaly' AND v.status = 'anomaly';
 DELETE FROM promotions;
 """
 
-# Six statements, each a round trip into DuckDB, and one scan of the Arrow table (see
+# Seven statements, each a round trip into DuckDB, and one scan of the Arrow table (see
 # `insert_verdicts`); the temporary tables are replaced by the next flush, not dropped. The
 # store's groups are read once, in the join on `gkey` that finds this flush's groups (and their
 # row ids, by which they are updated); the flush's rows are matched to their groups by key too.
@@ -165,15 +175,18 @@ CREATE OR REPLACE TEMP TABLE _flush_verdicts AS
 CREATE OR REPLACE TEMP TABLE _flush_groups AS
     SELECT f.*, coalesce(g.anomalies, 0) AS before, g.rowid AS _row
     FROM (SELECT _gkey AS gkey, any_value(test_name) AS test_name, any_value(coalesce(input, '')) AS input_key,
-                 any_value(probe_asn) AS probe_asn, any_value(mechanism) AS mechanism, count(*) AS n
+                 any_value(probe_asn) AS probe_asn, any_value(mechanism) AS mechanism, count(*) AS n,
+                 {_LONE} AS lone
           FROM _flush_verdicts WHERE _gkey IS NOT NULL GROUP BY _gkey) f
     LEFT JOIN anomaly_groups g ON f.gkey = g.gkey;
 -- The groups these rows bring to CONFIRM_MIN have an older anomaly to promote (PROMOTE_SQL).
-INSERT INTO promotions SELECT test_name, input_key, probe_asn, mechanism, gkey FROM _flush_groups
-    WHERE before > 0 AND before < {CONFIRM_MIN} AND before + n >= {CONFIRM_MIN};
-UPDATE anomaly_groups AS g SET anomalies = g.anomalies + x.n FROM _flush_groups x WHERE g.rowid = x._row;
+-- (Their lone uids are read by row id: in the join above, that column would be read for every group.)
+INSERT INTO promotions SELECT x.gkey, g.lone_uid FROM _flush_groups x JOIN anomaly_groups g ON g.rowid = x._row
+    WHERE x.before = 1 AND x.before + x.n >= {CONFIRM_MIN} AND g.lone_uid IS NOT NULL;
+UPDATE anomaly_groups AS g SET anomalies = g.anomalies + x.n, lone_uid = NULL
+    FROM _flush_groups x WHERE g.rowid = x._row;
 INSERT INTO anomaly_groups ({_GROUP_COLUMNS})
-    SELECT test_name, input_key, probe_asn, mechanism, n, gkey FROM _flush_groups WHERE _row IS NULL;
+    SELECT test_name, input_key, probe_asn, mechanism, n, gkey, lone FROM _flush_groups WHERE _row IS NULL;
 INSERT INTO verdicts BY NAME
     SELECT v.* EXCLUDE (_gkey) REPLACE (
         CASE WHEN v.outcome = 'anomaly' AND x.before + x.n >= {CONFIRM_MIN} THEN 'confirmed'
@@ -189,8 +202,8 @@ def insert_verdicts(con: duckdb.DuckDBPyConnection, verdicts: pa.Table, *, defer
     ``verdicts`` is in `schema.VERDICT_SCHEMA`, its ``outcome`` the measurement's own
     ("confirmed" for a fingerprint match, "anomaly", "ok", "failure"). Every join is built on
     this flush's groups and streams over ``anomaly_groups``, so memory does not grow with the
-    store. The older anomalies the flush confirms are relabelled now (`PROMOTE_SQL`, one scan
-    of the verdicts), or, with ``defer``, when the caller runs `promote` (a streaming ingest:
+    store. The older anomalies the flush confirms are relabelled now (`PROMOTE_SQL`, by their
+    uids), or, with ``defer``, when the caller runs `promote` (a streaming ingest:
     once at its end instead of once per flush).
 
     As few statements as it can: the store's writer thread runs this beside the analysis,

@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from tamperscope.analysis.confidence import GROUP_KEY_SQL, GROUPS_DDL, OUTCOME_SQL, PROMOTIONS_DDL
+from tamperscope.analysis.confidence import COUNT_ALL_SQL, GROUPS_DDL, OUTCOME_SQL, PROMOTIONS_DDL
 
 SCHEMA_VERSION = 5
 
@@ -131,15 +131,21 @@ _V4 = ["""CREATE TABLE promotions (
 
 
 def _v5(con: duckdb.DuckDBPyConnection) -> None:
-    """A 128-bit key per anomaly group (`confidence.group_key_sql`), in ``anomaly_groups`` and
-    ``promotions``, so a flush finds its groups by one column instead of four strings."""
-    for table, ddl, columns in (
-            ("anomaly_groups", GROUPS_DDL, "test_name, input_key, probe_asn, mechanism, anomalies"),
-            ("promotions", PROMOTIONS_DDL, "test_name, input_key, probe_asn, mechanism")):
-        con.execute(f"ALTER TABLE {table} RENAME TO {table}_v4")
+    """Anomaly groups keyed by 128 bits (`confidence.group_key_sql`), and each lone anomaly's uid,
+    so a flush finds its groups by one column and a promotion its verdict by its uid. The notes
+    a stopped run left are applied first, the old way; the groups are counted again from the
+    verdicts they summarise."""
+    con.execute("""UPDATE verdicts AS v SET outcome = 'confirmed'
+        FROM (SELECT DISTINCT p.* FROM promotions p SEMI JOIN anomaly_groups g
+              ON p.test_name = g.test_name AND p.input_key = g.input_key AND p.probe_asn = g.probe_asn
+                 AND p.mechanism IS NOT DISTINCT FROM g.mechanism AND g.anomalies >= 2) AS x
+        WHERE v.outcome = 'anomaly' AND v.status = 'anomaly' AND v.test_name = x.test_name
+          AND coalesce(v.input, '') = x.input_key AND v.probe_asn = x.probe_asn
+          AND v.mechanism IS NOT DISTINCT FROM x.mechanism""")
+    for table, ddl in (("anomaly_groups", GROUPS_DDL), ("promotions", PROMOTIONS_DDL)):
+        con.execute(f"DROP TABLE {table}")
         con.execute(ddl)
-        con.execute(f"INSERT INTO {table} ({columns}, gkey) SELECT {columns}, {GROUP_KEY_SQL} FROM {table}_v4")
-        con.execute(f"DROP TABLE {table}_v4")
+    con.execute(COUNT_ALL_SQL)
 
 
 @dataclass(frozen=True)
@@ -162,7 +168,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "anomaly_groups: anomalies per test name, input, network and mechanism", _statements(_V3)),
     Migration(4, "promotions: groups whose older anomaly a streaming ingest confirms at its end",
               _statements(_V4)),
-    Migration(5, "a 128-bit key per anomaly group, which flushes join on", _v5),
+    Migration(5, "anomaly groups keyed by 128 bits, with the uid of a lone anomaly", _v5),
 )
 
 
