@@ -209,16 +209,22 @@ def vanilla_tor(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None
     return _tor_bootstrap(_tk(measurement), BOOTSTRAP_CONFIDENCE)
 
 
+def _top_failure(tk: Mapping[str, Any]) -> Verdict | str:
+    """A test's one top-level ``failure``: null is "ok", a string is returned for the caller to
+    judge, and anything else (missing, another type) is a failure."""
+    if "failure" in tk and tk["failure"] is None:
+        return _ok(["test_keys.failure"])
+    failure = _failure_string(tk.get("failure"))
+    return _failure() if failure is None else failure
+
+
 @register("torsf")
 def torsf(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
     """ts-030: tor over Snowflake; ``failure`` null: it bootstrapped, a string: it did not (OONI
     fastpath's ``score_torsf``). A missing or non-string ``failure`` is a failure (fastpath: ok)."""
-    tk = _tk(measurement)
-    if "failure" in tk and tk["failure"] is None:
-        return _ok(["test_keys.failure"])
-    failure = _failure_string(tk.get("failure"))
-    if failure is None:
-        return _failure()
+    failure = _top_failure(_tk(measurement))
+    if isinstance(failure, Verdict):
+        return failure
     return _failed(failure, "tcp", BOOTSTRAP_CONFIDENCE, ["test_keys.failure"])
 
 
@@ -302,12 +308,9 @@ def stunreachability(measurement: Mapping[str, Any], matcher: BlockpageMatcher |
     fastpath's ``score_stunreachability``; a missing ``failure``, which it calls ok, is a failure here).
     A DNS failure names a dns.* mechanism; MECHANISMS has none for a UDP drop, so anything else is
     "none"."""
-    tk = _tk(measurement)
-    if "failure" in tk and tk["failure"] is None:
-        return _ok(["test_keys.failure"])
-    failure = _failure_string(tk.get("failure"))
-    if failure is None:
-        return _failure()
+    failure = _top_failure(_tk(measurement))
+    if isinstance(failure, Verdict):
+        return failure
     if failure_class(failure).startswith("dns"):
         return _failed(failure, "dns", TARGET_CONFIDENCE, ["test_keys.failure"])
     return _anomaly("http-failure", "none", BOOTSTRAP_CONFIDENCE, ["test_keys.failure"])

@@ -109,7 +109,7 @@ def group_key_sql(test_name: str = "test_name", input_key: str = "input_key", pr
     NULL mechanism written as "-", which no length starts with), so no two groups share an encoding.
 
     Flushes find their groups by this key alone: a join on one 16-byte column instead of four
-    strings (with 20,000,000 groups, ~130 ms a flush instead of ~1.0-1.4 s; bench/flush.py). MD5,
+    strings (bench/flush.py, 2,000,000 groups: 61 ms a deferred flush instead of 115). MD5,
     not DuckDB's ``hash()``, because the keys are stored and ``hash()`` may change between
     versions; 128 bits, because two groups sharing a key would share a count (a chance of about
     n^2 / 2^129 for n groups).
