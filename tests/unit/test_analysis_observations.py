@@ -73,10 +73,11 @@ def reference_rows(uid: str, tk: dict[str, Any]) -> list[dict[str, Any]]:
 
     rows: list[dict[str, Any]] = []
     lists = [(f"test_keys.{key}", step, tk.get(key)) for key, step in LISTS]
-    if isinstance(tk.get("lookups"), dict):
-        for name, lookup in tk["lookups"].items():
-            if isinstance(lookup, dict):
-                lists += [(f"test_keys.lookups[{name!r}].{key}", step, lookup.get(key)) for key, step in LISTS]
+    for nest in ("lookups", "targets"):
+        if isinstance(tk.get(nest), dict):
+            for name, inner in tk[nest].items():
+                if isinstance(inner, dict):
+                    lists += [(f"test_keys.{nest}[{name!r}].{key}", step, inner.get(key)) for key, step in LISTS]
     for prefix, step, records in lists:
         if not records or not isinstance(records, list):
             continue
@@ -143,8 +144,10 @@ record = hst.one_of(
 )
 test_keys = hst.fixed_dictionaries({}, optional={key: hst.one_of(json_value, hst.lists(record, max_size=4))
                                                  for key, _ in LISTS}
-                                   | {"lookups": hst.dictionaries(hst.text(max_size=5), hst.fixed_dictionaries(
-                                       {}, optional={"queries": hst.lists(record, max_size=2)}), max_size=2)})
+                                   | {nest: hst.dictionaries(hst.text(max_size=5), hst.fixed_dictionaries(
+                                       {}, optional={"queries": hst.lists(record, max_size=2),
+                                                     "tcp_connect": hst.lists(record, max_size=2)}), max_size=2)
+                                      for nest in ("lookups", "targets")})
 
 
 @settings(max_examples=400, deadline=None)
@@ -192,3 +195,22 @@ def test_what_a_record_becomes() -> None:
     assert (tls["ip"], tls["port"], tls["server_name"], tls["failure"]) == ("2001:db8::1", 443, "a.example", None)
     assert (http["hostname"], http["port"], http["status_code"], http["body_length"], http["body_truncated"]) == \
         ("a.example", None, None, 2, None)
+
+
+def test_tor_targets_become_rows_under_their_pointers() -> None:
+    """ts-023 nests each target's records under ``targets``: they are observations too."""
+    tk = {"targets": {
+        "128.31.0.39:9101": {"target_protocol": "or_port_dirauth", "failure": "connection_reset",
+                             "tcp_connect": [{"ip": "128.31.0.39", "port": 9101,
+                                              "status": {"failure": "connection_reset"}}]},
+        "dir": {"target_protocol": "dir_port", "failure": None,
+                "tcp_connect": [{"ip": "199.58.81.140", "port": 80, "status": {"failure": None}}],
+                "requests": [{"request": {"url": "http://199.58.81.140:80/tor/status-vote/current/consensus.z"},
+                              "response": {"code": 200, "body": "x"}}]},
+        "junk": ["not", "a", "target"]}}
+    rows = observations_of("u", {"test_keys": tk}).to_pylist()
+    assert [(r["step"], r["pointer"], r["ip"], r["failure"]) for r in rows] == [
+        ("tcp", "test_keys.targets['128.31.0.39:9101'].tcp_connect[0]", "128.31.0.39", "connection_reset"),
+        ("tcp", "test_keys.targets['dir'].tcp_connect[0]", "199.58.81.140", None),
+        ("http", "test_keys.targets['dir'].requests[0]", None, None)]
+    assert rows[2]["status_code"] == 200 and rows[2]["hostname"] == "199.58.81.140"

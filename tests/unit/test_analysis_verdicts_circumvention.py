@@ -240,7 +240,7 @@ def test_tor_follows_oonis_half_rule_and_the_probes_whole_protocol_rule() -> Non
     assert run([*not_run, ("eof_error", "dir_port")]).status == "anomaly"
     dirauths = run([("connection_reset", "or_port_dirauth"), (None, "obfs4"), (None, "obfs4"), (None, "dir_port")])
     assert dirauths.status == "anomaly"  # 1 of 4, but every directory authority's OR port
-    assert dirauths.evidence[:2] == ("test_keys.targets", 'test_keys.targets["t0"]')
+    assert dirauths.evidence[:2] == ("test_keys.targets", "test_keys.targets['t0']")
     assert dirauths.blocking == "http-failure" and dirauths.mechanism == "tls.rst"  # no connect record: TLS
 
 
@@ -253,7 +253,7 @@ def test_tor_names_the_wholly_failed_protocol_and_prefers_a_reset() -> None:
                "ok9": _target(None, "obfs4")}
     v = verdict_for(_m("tor", targets=targets))
     assert (v.status, v.mechanism, v.blocking, v.confidence) == ("anomaly", "tcp.rst", "tcp_ip", 0.8)
-    assert v.evidence[1] == 'test_keys.targets["auth2"]'
+    assert v.evidence[1] == "test_keys.targets['auth2']"
     assert len(v.evidence) <= 5  # a few pointers, not the whole map
 
 

@@ -155,7 +155,7 @@ def tor(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Ver
     pool = [f for f in failed if f[1].get("target_protocol") in whole] or failed
     key, target, failure = next((f for f in pool if failure_class(f[2]) in ("reset", "refused")), pool[0])
     others = [k for k, _, _ in failed if k != key][:3]
-    evidence = ["test_keys.targets", *(f'test_keys.targets["{k}"]' for k in (key, *others)),
+    evidence = ["test_keys.targets", *(f"test_keys.targets[{k!r}]" for k in (key, *others)),
                 *(f"test_keys.{p}_accessible" for p in counters)]
     return _failed(failure, _tor_layer(target), TARGET_CONFIDENCE, evidence)
 

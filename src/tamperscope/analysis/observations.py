@@ -2,7 +2,7 @@
 
 OONI's archival records (``queries``, ``x_dns_duplicate_responses``,
 ``tcp_connect``, ``tls_handshakes``, ``quic_handshakes``, ``requests``, and the
-same lists nested under OONI dnscheck's ``lookups``) flattened into one table
+same lists nested under OONI dnscheck's ``lookups`` and tor's ``targets``) flattened into one table
 that SQL can group and filter: which resolvers answered what, which endpoints
 reset, which certificates failed, which pages came back with which status.
 Every row keeps its ``pointer`` (``test_keys.queries[2]``), the same pointers
@@ -52,6 +52,11 @@ _LISTS = (
     ("queries", "dns"), ("x_dns_duplicate_responses", "dns"), ("tcp_connect", "tcp"),
     ("tls_handshakes", "tls"), ("quic_handshakes", "quic"), ("requests", "http"),
 )
+
+
+# Maps whose every entry holds the same lists: OONI dnscheck's ``lookups`` (by resolver URL) and
+# tor's ``targets`` (by directory authority or bridge).
+_NESTS = ("lookups", "targets")
 
 
 def _s(value: Any) -> str | None:
@@ -114,14 +119,15 @@ class ObservationColumns:
             records = test_keys.get(key)
             if records:
                 idx = _STEP[step](self.rows, uid, records, f"test_keys.{key}", idx)
-        lookups = test_keys.get("lookups")  # OONI dnscheck: {resolver URL: {queries, tcp_connect, ...}}
-        if isinstance(lookups, Mapping):
-            for name, lookup in lookups.items():
-                if isinstance(lookup, Mapping):
-                    for key, step in _LISTS:
-                        records = lookup.get(key)
-                        if records:
-                            idx = _STEP[step](self.rows, uid, records, f"test_keys.lookups[{name!r}].{key}", idx)
+        for nest in _NESTS:
+            nested = test_keys.get(nest)
+            if isinstance(nested, Mapping):
+                for name, inner in nested.items():
+                    if isinstance(inner, Mapping):
+                        for key, step in _LISTS:
+                            records = inner.get(key)
+                            if records:
+                                idx = _STEP[step](self.rows, uid, records, f"test_keys.{nest}[{name!r}].{key}", idx)
         return len(self.rows) - before
 
     def to_arrow(self) -> pa.Table:
