@@ -131,3 +131,33 @@ def test_table_alignment() -> None:
     rows: list[dict[str, Any]] = [{"a": "x", "n": 5}, {"a": "longer", "n": 12345}]
     lines = table(rows, [("a", "name"), ("n", "count")]).splitlines()
     assert lines[0].startswith("name") and lines[2].endswith("    5") and lines[3].endswith("12345")
+
+
+def test_apps_and_tools_show_by_test(tmp_path: Path) -> None:
+    """Tor, Psiphon and Telegram have no site: a report must still say they are blocked, and where."""
+    lines = []
+    for i in range(3):
+        start = f"2024-03-01 10:0{i}:00"
+        common = {"measurement_start_time": start, "probe_cc": "TM", "probe_asn": "AS20661", "input": None,
+                  "report_id": f"r{i}"}
+        lines.append({**common, "test_name": "tor", "test_keys": {"targets": {
+            "a": {"target_protocol": "or_port_dirauth", "failure": "connection_reset"},
+            "b": {"target_protocol": "or_port_dirauth", "failure": "connection_reset"}}}})
+        lines.append({**common, "test_name": "psiphon", "test_keys": {"failure": None, "bootstrap_time": 3.5}})
+        lines.append({**common, "test_name": "telegram", "test_keys": {
+            "telegram_tcp_blocking": True, "telegram_http_blocking": False, "telegram_web_status": "ok",
+            "tcp_connect": [{"ip": "149.154.167.51", "port": 443, "status": {"failure": "generic_timeout_error"}}]}})
+    (tmp_path / "in.jsonl").write_bytes(b"\n".join(orjson.dumps(m) for m in lines))
+    s = Store(tmp_path / "s.duckdb")
+    pipeline.run([str(tmp_path / "in.jsonl")], s)
+    text = terminal_report(s)
+    assert text.splitlines()[0] == ("9 measurements from 2024-03-01 to 2024-03-01: 1 country, 1 network, "
+                                    "0 domains.")
+    section = text.split("Tests with interference")[1].split("\n\n")[0]
+    rows = [line.split()[:4] for line in section.splitlines()[3:]]
+    assert rows == [["telegram", "3", "3", "3"], ["tor", "3", "3", "3"]]  # psiphon worked: not listed
+    assert "tcp.drop" in section and "tls.rst" in section and "Tor's directory authorities" in section
+    page = html_report(s, plotly_js="/* stub */")
+    assert "Apps, tools and sites, by test" in page and "the Telegram app and Telegram Web" in page
+    assert "tested 0 sites and 3 tests" in page
+    s.close()

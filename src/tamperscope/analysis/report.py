@@ -27,6 +27,32 @@ from tamperscope.analysis import store as st
 from tamperscope.analysis.confidence import CONFIRM_MIN
 from tamperscope.analysis.store import Filters, Store
 
+# What each nettest checks, in plain words, for the report's table of tests.
+TEST_WORDS: dict[str, str] = {
+    "web_connectivity": "websites from the test lists",
+    "dnscheck": "DNS resolvers, plain and encrypted",
+    "http_invalid_request_line": "a middlebox on the path that rewrites HTTP",
+    "http_header_field_manipulation": "a middlebox on the path that rewrites HTTP headers",
+    "throttling": "whether traffic to a site is slowed down",
+    "tls_mitm": "whether TLS connections are intercepted",
+    "telegram": "the Telegram app and Telegram Web",
+    "whatsapp": "the WhatsApp app, its registration and WhatsApp Web",
+    "facebook_messenger": "the Facebook Messenger app",
+    "signal": "the Signal app",
+    "tor": "Tor's directory authorities and bridges",
+    "vanilla_tor": "whether Tor starts",
+    "torsf": "whether Tor starts over Snowflake",
+    "psiphon": "whether the Psiphon circumvention tool starts",
+    "riseupvpn": "the RiseupVPN service",
+    "stunreachability": "STUN servers (used by voice and video calls)",
+    "tcp_connect": "TCP connections to given addresses",
+    "http_requests": "websites, fetched directly and over Tor (older probes)",
+    "dns_consistency": "DNS answers against a control resolver (older probes)",
+    "bridge_reachability": "Tor bridges (older probes)",
+    "meek_fronted_requests_test": "Tor's domain-fronted meek servers (older probes)",
+    "http_host": "filtering on the HTTP Host header (older probes)",
+}
+
 # Plain words for each mechanism (model.verdict.MECHANISMS), for the report's readers.
 MECHANISM_WORDS: dict[str, str] = {
     "dns.injection": "forged DNS answers injected on the network path",
@@ -99,6 +125,12 @@ def _cell(value: Any) -> str:
     return text if len(text) <= 60 else text[:59] + "…"
 
 
+def _many(count: Any, one: str, many: str | None = None) -> str:
+    """"1 country", "2 countries": a count with its noun."""
+    n = int(count or 0)
+    return f"{n:,} {one if n == 1 else (many or one + 's')}"
+
+
 def _share(part: int, whole: int) -> str:
     return f"{100 * part / whole:.0f}%" if whole else "-"
 
@@ -119,8 +151,9 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
     if not n:
         return ": ".join(_nothing(store, filters))
     lines = [
-        f"{n} measurements from {t['first_day']} to {t['last_day']}: {t['country_count']} countries, "
-        f"{t['network_count']} networks, {t['domain_count']} domains.",
+        f"{_many(n, 'measurement')} from {t['first_day']} to {t['last_day']}: "
+        f"{_many(t['country_count'], 'country', 'countries')}, {_many(t['network_count'], 'network')}, "
+        f"{_many(t['domain_count'], 'domain')}.",
         f"Outcomes: {t['confirmed_count']} confirmed, {t['anomaly_count'] - t['confirmed_count']} anomaly "
         f"(unconfirmed), {t['failure_count']} failure, {t['ok_count']} ok "
         f"({_share(t['anomaly_count'], n)} anomalous).",
@@ -133,6 +166,14 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
         ("domain", "domain"), ("measurement_count", "measured"), ("anomaly_count", "anomalies"),
         ("confirmed_count", "confirmed"), ("share", "share"), ("network_count", "networks"),
         ("top_mechanism", "mechanism")]) if domains else "  (none)", ""]
+    tests = [x for x in st.per_test(store, filters, limit) if x["anomaly_count"]]
+    for x in tests:
+        x["share"] = _share(x["anomaly_count"], x["measurement_count"])
+        x["checks"] = TEST_WORDS.get(str(x["test_name"]), "")
+    lines += ["Tests with interference (apps and tools as well as sites)", table(tests, [
+        ("test_name", "test"), ("measurement_count", "measured"), ("anomaly_count", "anomalies"),
+        ("confirmed_count", "confirmed"), ("share", "share"), ("network_count", "networks"),
+        ("top_mechanism", "mechanism"), ("checks", "what it checks")]) if tests else "  (none)", ""]
     networks = [x for x in st.per_network(store, filters, limit) if x["anomaly_count"]]
     lines += ["Top networks with interference", table(networks, [
         ("probe_asn", "network"), ("probe_cc", "cc"), ("probe_network_name", "name"),
@@ -306,11 +347,12 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
     else:
         anomalous = int(t["anomaly_count"])
         parts.append(
-            f"<p class='summary'>From {_e(t['first_day'])} to {_e(t['last_day'])}, {n:,} measurements from "
-            f"{t['network_count']:,} networks in {t['country_count']:,} countries tested {t['domain_count']:,} "
-            f"sites. {anomalous:,} ({_share(anomalous, n)}) showed signs of interference; "
-            f"<strong>{t['confirmed_count']:,} are confirmed</strong>. {t['failure_count']:,} measurements "
-            f"failed and say nothing either way.</p>")
+            f"<p class='summary'>From {_e(t['first_day'])} to {_e(t['last_day'])}, {_many(n, 'measurement')} "
+            f"from {_many(t['network_count'], 'network')} in {_many(t['country_count'], 'country', 'countries')} "
+            f"tested {_many(t['domain_count'], 'site')} and {_many(t['test_count'], 'test')}. "
+            f"{anomalous:,} ({_share(anomalous, n)}) showed signs of interference; "
+            f"<strong>{t['confirmed_count']:,} are confirmed</strong>. {_many(t['failure_count'], 'measurement')} "
+            f"failed (a failed measurement says nothing either way).</p>")
     parts.append("<h2>How to read this</h2><dl>")
     for name in ("confirmed", "anomaly", "failure", "ok"):
         parts.append(f"<dt><span class='tag' style='background:{OUTCOME_COLOURS[name]}'>{name}</span></dt>"
@@ -340,6 +382,16 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
         ("domain", "site"), ("measurement_count", "measured"), ("anomaly_count", "anomalous"),
         ("confirmed_count", "confirmed"), ("network_count", "networks"), ("country_count", "countries"),
         ("top_mechanism", "main technique")]))
+    tests = [x for x in st.per_test(store, filters, limit) if x["anomaly_count"]]
+    for x in tests:
+        x["checks"] = TEST_WORDS.get(str(x["test_name"]), "")
+    parts.append("<h2>Apps, tools and sites, by test</h2><p>Each test checks one thing: websites, a messaging "
+                 "app, a circumvention tool. Apps and tools have no website of their own, so they show here "
+                 "rather than under the sites.</p>" + _html_table(tests, [
+                     ("test_name", "test"), ("checks", "what it checks"), ("measurement_count", "measured"),
+                     ("anomaly_count", "anomalous"), ("confirmed_count", "confirmed"),
+                     ("network_count", "networks"), ("country_count", "countries"),
+                     ("top_mechanism", "main technique")]))
     networks = [x for x in st.per_network(store, filters, limit) if x["anomaly_count"]]
     parts.append("<h2>Networks with the most interference</h2>" + _html_table(networks, [
         ("probe_asn", "network"), ("probe_network_name", "name"), ("probe_cc", "country"),
@@ -352,4 +404,4 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
     return "".join(parts)
 
 
-__all__ = ["MECHANISM_WORDS", "OUTCOME_WORDS", "html_report", "table", "terminal_report"]
+__all__ = ["MECHANISM_WORDS", "OUTCOME_WORDS", "TEST_WORDS", "html_report", "table", "terminal_report"]

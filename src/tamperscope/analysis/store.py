@@ -777,6 +777,30 @@ def per_network(store: Store, filters: Filters | None = None, limit: int | None 
     return _plain(_rows(store.cursor(), sql, params))
 
 
+def per_test(store: Store, filters: Filters | None = None, limit: int | None = 100) -> list[dict[str, Any]]:
+    """Per nettest (``test_name``), most anomalous first: counts, the networks and countries where it
+    showed anomalies, and the commonest mechanism. Apps and circumvention tools (telegram, tor,
+    psiphon...) have no input site, so this is where they show."""
+    where, params = (filters or Filters()).where()
+    top = f"LIMIT {int(limit)}" if limit is not None else ""
+    sql = f"""
+        WITH f AS NOT MATERIALIZED (SELECT test_name, probe_asn, probe_cc, mechanism, outcome FROM verdicts
+                   WHERE {where}),
+        top AS (SELECT test_name, {_COUNTS} FROM f GROUP BY test_name
+                ORDER BY anomaly_count DESC, confirmed_count DESC, measurement_count DESC, test_name {top}),
+        seen AS (SELECT test_name, count(DISTINCT probe_asn) AS network_count, count(DISTINCT probe_cc) AS country_count
+                 FROM f SEMI JOIN top USING (test_name) WHERE {_ANOMALOUS} GROUP BY test_name),
+        mech AS (SELECT test_name, mechanism, count(*) AS n FROM f SEMI JOIN top USING (test_name)
+                 WHERE {_ANOMALOUS} GROUP BY test_name, mechanism),
+        best AS (SELECT test_name, first(mechanism ORDER BY n DESC, mechanism) AS top_mechanism FROM mech
+                 GROUP BY test_name)
+        SELECT top.*, coalesce(seen.network_count, 0) AS network_count,
+               coalesce(seen.country_count, 0) AS country_count, best.top_mechanism
+        FROM top LEFT JOIN seen USING (test_name) LEFT JOIN best USING (test_name)
+        ORDER BY anomaly_count DESC, confirmed_count DESC, measurement_count DESC, test_name"""
+    return _plain(_rows(store.cursor(), sql, params))
+
+
 def per_mechanism(store: Store, filters: Filters | None = None) -> list[dict[str, Any]]:
     """Per mechanism among anomalies: how often, how many confirmed, where."""
     return _aggregate(
@@ -838,13 +862,13 @@ def totals(store: Store, filters: Filters | None = None) -> dict[str, Any]:
     rows = _plain(_rows(store.cursor(), f"""
         SELECT {_COUNTS}, min(day) AS first_day, max(day) AS last_day,
                count(DISTINCT probe_cc) AS country_count, count(DISTINCT probe_asn) AS network_count,
-               count(DISTINCT domain) AS domain_count
+               count(DISTINCT domain) AS domain_count, count(DISTINCT test_name) AS test_count
         FROM verdicts WHERE {where}""", params))
     return rows[0] if rows else {}
 
 
 AGGREGATES: dict[str, Callable[..., list[dict[str, Any]]]] = {
-    "timeline": timeline, "per_domain": per_domain, "per_network": per_network,
+    "timeline": timeline, "per_domain": per_domain, "per_network": per_network, "per_test": per_test,
     "per_mechanism": per_mechanism, "per_country": per_country, "domain_network": domain_network,
     "mechanism_country": mechanism_country, "signatures": signatures,
 }
@@ -853,5 +877,6 @@ __all__ = [
     "AGGREGATES", "BatchResult", "FLUSH_ROWS", "Filters", "MEASUREMENT_SCHEMA", "MIGRATIONS", "Migration",
     "OBSERVATION_SCHEMA", "SCHEMA_VERSION", "Store", "StoreError", "VERDICT_SCHEMA", "WriteStats",
     "default_db_path", "domain_network", "mechanism_country", "migrate", "per_country", "per_domain",
-    "per_mechanism", "per_network", "raw_root_for", "schema_version", "signatures", "timeline", "totals",
+    "per_mechanism", "per_network", "per_test", "raw_root_for", "schema_version", "signatures", "timeline",
+    "totals",
 ]

@@ -139,7 +139,7 @@ def aggregate(collector: Collector, name: str, filters: Filters, limit: int | No
     if name == "hops":
         return hops(collector.reader, filters)
     fn = store_mod.AGGREGATES[name]
-    if name in ("per_domain", "per_network", "signatures"):
+    if name in ("per_domain", "per_network", "per_test", "signatures"):
         return fn(reader, filters, limit=limit)
     rows = fn(reader, filters)
     return rows[:limit] if limit is not None else rows
