@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import orjson
 import pytest
@@ -125,6 +126,11 @@ def test_bad_input_is_reported_with_reasons(tmp_path: Path) -> None:
     (["report", "--db", "{tmp}/absent.duckdb", "--asn", "ASX"], "'ASX' is not an AS number"),
     (["report", "--db", "{tmp}/absent.duckdb", "--limit", "99999999999999999999"], "--limit must be between 1"),
     (["report", "--db", "{tmp}/absent.duckdb", "--html", "{tmp}"], "is a directory"),
+    (["report", "--db", "{tmp}/absent.duckdb", "--since", "2024-13-01"], "'2024-13-01' is not a date (YYYY-MM-DD)"),
+    (["report", "--db", "{tmp}/absent.duckdb", "--since", "2024-03-02", "--until", "2024-03-01"],
+     "--since 2024-03-02 is after --until 2024-03-01"),
+    (["report", "--db", "{tmp}/absent.duckdb", "--test", "tor; DROP TABLE verdicts"], "is not a test name"),
+    (["report", "--db", "{tmp}/absent.duckdb", "--domain", "http://x/"], "is not a domain name"),
     (["analyze", "{samples}", "--engine", "foo"], "invalid choice: 'foo'"),
     (["export", "--parquet", "{tmp}/out", "--db", "{tmp}/absent.duckdb"], "no store at"),
 ])
@@ -190,6 +196,17 @@ def test_report_filters_are_normalised_and_an_empty_match_says_so(tmp_path: Path
     for args in (["--cc", "it"], ["--asn", "137"], ["--asn", "as137"]):
         assert main(["report", "--db", db, *args]) == 0
         assert capsys.readouterr().out.startswith("50 measurements from 2024-02-12"), args
+    example = sum(urlsplit(json.loads(p.read_text()).get("input") or "").hostname == "www.example.com"
+                  for p in SAMPLES.glob("*/measurement.json"))  # any scheme or port
+    assert 0 < example < 50
+    for args, first in ((["--test", "Web_Connectivity", "--since", "2024-02-12", "--until", "2024-02-12"], "50 "),
+                        (["--domain", "WWW.Example.com."], f"{example} measurements from 2024-02-12 to 2024-02-12: "
+                                                           "1 country, 1 network, 1 domain."),
+                        (["--since", "2024-02-13"], "No ")):
+        assert main(["report", "--db", db, *args]) == 0
+        assert capsys.readouterr().out.startswith(first), args
+    assert main(["report", "--db", db, "--test", "telegram", "--cc", "IT"]) == 0
+    assert capsys.readouterr().out.startswith("No measurements match probe_cc IT, test_name telegram: the store has 50")
     assert main(["report", "--db", db, "--cc", "de", "--html", str(tmp_path / "r.html")]) == 0
     out = capsys.readouterr().out
     assert "No measurements match probe_cc DE: the store has 50" in out and "no measurements yet" not in out

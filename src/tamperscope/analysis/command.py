@@ -9,6 +9,7 @@ unreachable Dask scheduler, bad options), always as one line on stderr.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 import time
@@ -40,6 +41,28 @@ def _asn(value: str) -> str:
     return f"AS{int(number)}"
 
 
+def _day(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _test_name(value: str) -> str:
+    name = value.strip().lower()
+    if not 0 < len(name) <= 64 or not name.isascii() or not all(c.isalnum() or c == "_" for c in name):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a test name (web_connectivity, telegram, tor...)")
+    return name
+
+
+def _domain(value: str) -> str:
+    """A host name as the store keeps it (lower case, no trailing dot; an IDN in Unicode, as in the URL)."""
+    name = value.strip().rstrip(".").lower()
+    if not 0 < len(name) <= 253 or not all(c.isalnum() or c in "-._" for c in name):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a domain name (example.com)")
+    return name
+
+
 def add_parser(subparsers: Any) -> None:
     db_help = f"the analysis store (default: {default_db_path()}; env TAMPERSCOPE_DB)"
 
@@ -67,13 +90,18 @@ def add_parser(subparsers: Any) -> None:
 
     r = subparsers.add_parser(
         "report", help="summarise the store: terminal tables, optionally a self-contained HTML report",
-        description="Print the top blocked domains, networks and mechanisms. With --html, also write one "
-                    "self-contained HTML file (plotly embedded, works offline): timeline, domain x network "
-                    "heatmap, mechanisms by country, equipment signatures.")
+        description="Print the top blocked domains, the tests with interference (apps and circumvention tools "
+                    "too), networks and mechanisms. With --html, also write one self-contained HTML file (plotly "
+                    "embedded, works offline): timeline, domain x network heatmap, mechanisms by country, "
+                    "equipment signatures, tests. The filters combine: --cc IR --test telegram --since 2024-01-01.")
     r.add_argument("--db", type=Path, help=db_help)
     r.add_argument("--html", metavar="OUT", type=Path, help="write the HTML report to OUT")
     r.add_argument("--cc", type=_country, help="only this country (probe_cc, two letters: IR, ru)")
     r.add_argument("--asn", type=_asn, help="only this network (probe_asn: AS12345, or 12345)")
+    r.add_argument("--test", type=_test_name, help="only this nettest (test_name: web_connectivity, telegram, tor...)")
+    r.add_argument("--domain", type=_domain, help="only this site (the input's host name: example.com)")
+    r.add_argument("--since", type=_day, metavar="YYYY-MM-DD", help="only measurements of this day or later")
+    r.add_argument("--until", type=_day, metavar="YYYY-MM-DD", help="only measurements of this day or earlier")
     r.add_argument("--limit", type=int, default=15, help=f"rows per table (default 15, at most {MAX_LIMIT:,})")
     r.set_defaults(func=report_command)
 
@@ -240,7 +268,10 @@ def report_command(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot write {args.html}: no such directory {args.html.parent}")
     if not 1 <= args.limit <= MAX_LIMIT:
         raise UsageError(f"--limit must be between 1 and {MAX_LIMIT:,}")
-    filters = Filters(probe_cc=args.cc, probe_asn=args.asn)
+    if args.since is not None and args.until is not None and args.since > args.until:
+        raise UsageError(f"--since {args.since} is after --until {args.until}")
+    filters = Filters(probe_cc=args.cc, probe_asn=args.asn, test_name=args.test, domain=args.domain,
+                      since=args.since, until=args.until)
     store = _open(args.db, create=False)
     try:
         print(terminal_report(store, filters, args.limit))
