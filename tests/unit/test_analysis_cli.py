@@ -193,24 +193,29 @@ def test_report_filters_are_normalised_and_an_empty_match_says_so(tmp_path: Path
     db = str(tmp_path / "s.duckdb")
     assert main(["analyze", str(SAMPLES), "--db", db]) == 0
     capsys.readouterr()
-    for args in (["--cc", "it"], ["--asn", "137"], ["--asn", "as137"]):
+    for args, only in ((["--cc", "it"], "country IT"), (["--asn", "137"], "network AS137"),
+                       (["--asn", "as137"], "network AS137")):
         assert main(["report", "--db", db, *args]) == 0
-        assert capsys.readouterr().out.startswith("50 measurements from 2024-02-12"), args
+        assert capsys.readouterr().out.startswith(f"Only {only}.\n50 measurements from 2024-02-12"), args
     example = sum(urlsplit(json.loads(p.read_text()).get("input") or "").hostname == "www.example.com"
                   for p in SAMPLES.glob("*/measurement.json"))  # any scheme or port
     assert 0 < example < 50
-    for args, first in ((["--test", "Web_Connectivity", "--since", "2024-02-12", "--until", "2024-02-12"], "50 "),
-                        (["--domain", "WWW.Example.com."], f"{example} measurements from 2024-02-12 to 2024-02-12: "
-                                                           "1 country, 1 network, 1 domain."),
+    for args, first in ((["--test", "Web_Connectivity", "--since", "2024-02-12", "--until", "2024-02-12"],
+                         "Only test web_connectivity, from 2024-02-12, until 2024-02-12.\n50 "),
+                        (["--domain", "WWW.Example.com."], f"Only site www.example.com.\n{example} measurements "
+                                                           "from 2024-02-12 to 2024-02-12: 1 country, 1 network, "
+                                                           "1 domain."),
                         (["--since", "2024-02-13"], "No ")):
         assert main(["report", "--db", db, *args]) == 0
         assert capsys.readouterr().out.startswith(first), args
     assert main(["report", "--db", db, "--test", "telegram", "--cc", "IT"]) == 0
-    assert capsys.readouterr().out.startswith("No measurements match probe_cc IT, test_name telegram: the store has 50")
+    assert capsys.readouterr().out.startswith("No measurements match country IT, test telegram: the store has 50")
     assert main(["report", "--db", db, "--cc", "de", "--html", str(tmp_path / "r.html")]) == 0
     out = capsys.readouterr().out
-    assert "No measurements match probe_cc DE: the store has 50" in out and "no measurements yet" not in out
-    assert "<p class='summary'>No measurements match probe_cc DE.</p>" in (tmp_path / "r.html").read_text()
+    assert "No measurements match country DE: the store has 50" in out and "no measurements yet" not in out
+    page = (tmp_path / "r.html").read_text()
+    assert "<p class='summary'>No measurements match country DE.</p>" in page
+    assert "<p class='selection'>Only country DE.</p>" in page
 
 
 def test_nothing_usable_exits_1(tmp_path: Path) -> None:

@@ -135,12 +135,27 @@ def _share(part: int, whole: int) -> str:
     return f"{100 * part / whole:.0f}%" if whole else "-"
 
 
+_SELECTION_WORDS = (("probe_cc", "country"), ("probe_asn", "network"), ("test_name", "test"), ("domain", "site"),
+                    ("input", "input"), ("mechanism", "technique"), ("since", "from"), ("until", "until"))
+
+
+def _chosen(filters: Filters | None) -> list[str]:
+    return [f"{word} {getattr(filters, key)}" for key, word in _SELECTION_WORDS
+            if filters is not None and getattr(filters, key) is not None]
+
+
+def _selection(filters: Filters | None) -> str | None:
+    """The filters in words ("Only country IR, test telegram, from 2024-01-01."), or None for everything."""
+    chosen = _chosen(filters)
+    return f"Only {', '.join(chosen)}." if chosen else None
+
+
 def _nothing(store: Store, filters: Filters | None) -> tuple[str, str]:
     """Why a report is empty (an empty store, or filters that match none of it), and what to know next."""
-    chosen = {k: v for k, v in vars(filters).items() if v is not None} if filters is not None else {}
+    chosen = _chosen(filters)
     if chosen and (everything := int(st.totals(store).get("measurement_count") or 0)):
-        described = ", ".join(f"{k} {v}" for k, v in chosen.items())
-        return f"No measurements match {described}", f"the store has {everything:,}, from other places or times."
+        return (f"No measurements match {', '.join(chosen)}",
+                f"the store has {everything:,}, from other places, times or tests.")
     return "The store has no measurements yet", "run `tamperscope analyze PATH…` first."
 
 
@@ -159,6 +174,8 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
         f"({_share(t['anomaly_count'], n)} anomalous).",
         "",
     ]
+    if (selection := _selection(filters)) is not None:
+        lines.insert(0, selection)
     domains = [d for d in st.per_domain(store, filters, limit) if d["anomaly_count"]]
     for d in domains:
         d["share"] = _share(d["anomaly_count"], d["measurement_count"])
@@ -299,6 +316,7 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#222;background:#fafafa}
 main{max-width:1100px;margin:0 auto;padding:1rem 1.25rem 3rem}
 h1{font-size:1.6rem;margin:.5rem 0}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #ddd}
+.selection{font-weight:600;color:#333}
 .summary{font-size:1.1rem;line-height:1.5;background:#fff;border-left:4px solid #b2182b;padding:.75rem 1rem}
 .chart{background:#fff;margin:1rem 0;min-height:320px}
 table{border-collapse:collapse;width:100%;background:#fff;font-size:.92rem}
@@ -342,6 +360,8 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
              f"<title>{_e(title)}</title><style>{_CSS}</style>"
              f"<script>{script}</script></head><body><main>",
              f"<h1>{_e(title)}</h1>"]
+    if (selection := _selection(filters)) is not None:
+        parts.append(f"<p class='selection'>{_e(selection)}</p>")
     if not n:
         parts.append(f"<p class='summary'>{_e(_nothing(store, filters)[0])}.</p>")
     else:
