@@ -90,7 +90,15 @@ def test_twins_carry_what_the_page_shows(client: SyncClient) -> None:
     html = client.get("/").text
     for d in home["domains"][:5]:
         assert f'href="/domain/{d["domain"]}"' in html
+    assert home["tests"] and all(t["search"].startswith("/search?test_name=") for t in home["tests"])
+    for t in home["tests"]:
+        assert f'href="{t["search"].replace("&", "&amp;")}"' in html and t["checks"] in html
     ru = client.get("/country/RU.json").json()
+    assert ru["tests"] and all("probe_cc=RU" in t["search"] for t in ru["tests"])
+    ru_html = client.get("/country/RU").text
+    assert 'id="tests"' in ru_html and ru["tests"][0]["test_name"] in ru_html
+    found = client.get(ru["tests"][0]["search"].replace("/search?", "/search.json?")).json()["results"]
+    assert found and {(r["test_name"], r["probe_cc"]) for r in found} == {(ru["tests"][0]["test_name"], "RU")}
     assert ru["page"] == "country" and {"networks", "domains", "signatures", "hops", "mechanisms"} <= set(ru)
     assert ru["charts"]["timeline"]["data"] and ru["signatures"] and ru["hops"]
     net = client.get("/network/12389.json").json()

@@ -8,7 +8,7 @@ to show (an unknown country, network, domain or measurement: 404).
 Pages:
 
 * `home`: totals, recent anomalies, countries, networks, most blocked domains,
-  mechanisms, the timeline;
+  tests (apps and circumvention tools too), mechanisms, the timeline;
 * `area` (country, network, domain): the same, narrowed, plus equipment
   signatures and located hops;
 * `measurement`: the envelope, the verdict and the evidence (`evidence.py`);
@@ -18,10 +18,12 @@ Pages:
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 
 from tamperscope.analysis import store as store_mod
+from tamperscope.analysis.report import TEST_WORDS
 from tamperscope.analysis.store import Filters
 from tamperscope.collector.queries import MeasurementQuery, Reader, hops, known_values, list_measurements, ooni_row
 from tamperscope.explorer import charts
@@ -42,6 +44,16 @@ def _recent(reader: Reader, query: MeasurementQuery) -> list[dict[str, Any]]:
     return [ooni_row(r) for r in rows]
 
 
+def _tests(reader: Reader, filters: Filters, where: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Per nettest, most anomalous first, with what it checks and a link to its anomalies: apps and
+    circumvention tools (telegram, tor, psiphon) have no domain, so this is where they show."""
+    rows = _agg(reader, "per_test", filters, limit=TOP)
+    for row in rows:
+        row["checks"] = TEST_WORDS.get(str(row["test_name"]), "")
+        row["search"] = "/search?" + urlencode({**(where or {}), "test_name": row["test_name"], "outcome": "anomaly"})
+    return rows
+
+
 def home(reader: Reader) -> dict[str, Any]:
     f = Filters()
     timeline = _agg(reader, "timeline", f)
@@ -54,6 +66,7 @@ def home(reader: Reader) -> dict[str, Any]:
         "countries": _agg(reader, "per_country", f),
         "networks": _agg(reader, "per_network", f, limit=TOP),
         "domains": [d for d in _agg(reader, "per_domain", f, limit=TOP)],
+        "tests": _tests(reader, f),
         "mechanisms": mechanisms,
         "charts": {"timeline": charts.timeline(timeline), "mechanisms": charts.mechanisms(mechanisms)},
     }
@@ -92,6 +105,7 @@ def area(reader: Reader, kind: str, key: str) -> dict[str, Any] | None:
         page["probe_cc"] = first.get("probe_cc")
     if kind != "domain":
         page["domains"] = _agg(reader, "per_domain", f, limit=TOP)
+        page["tests"] = _tests(reader, f, {column: key})
     if kind != "network":
         page["networks"] = _agg(reader, "per_network", f, limit=TOP)
     return page
