@@ -23,6 +23,7 @@ import pytest
 from tamperscope.analysis import pipeline, reader
 from tamperscope.analysis.reader import Line, Partition, Rejection
 from tamperscope.analysis.store import Store
+from tamperscope.analysis.verdicts import VERDICTS
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-samples" / "generated"
 
@@ -323,15 +324,17 @@ _json = st.recursive(
     max_leaves=20)
 _record_keys = st.sampled_from(["queries", "tcp_connect", "tls_handshakes", "requests", "control", "lookups",
                                 "x_dns_duplicate_responses", "quic_handshakes", "x_throttle", "tampering",
-                                "x_signature", "x_lookups", "x_injection", "control_failure"])
+                                "x_signature", "x_lookups", "x_injection", "control_failure", "targets",
+                                "failure", "success", "bootstrap_time", "api_status", "transport_status",
+                                "telegram_tcp_blocking", "connection", "inconsistent", "body_length_match"])
 _test_keys = st.dictionaries(_record_keys, _json | st.lists(st.dictionaries(
     st.sampled_from(["hostname", "answers", "failure", "ip", "port", "status", "address", "request", "response",
                      "t0", "t", "transaction_id", "tags", "engine", "server_name"]), _json, max_size=6), max_size=4),
     max_size=6)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(test_name=st.sampled_from(["web_connectivity", "dnscheck", "throttling", "tls_mitm", "x"]),
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(test_name=st.sampled_from([*sorted(VERDICTS), "x"]),  # every nettest with a verdict, and one without
        test_keys=_test_keys, extra=st.dictionaries(st.sampled_from(["input", "probe_cc", "probe_asn",
                                                                    "measurement_start_time", "test_version"]),
                                                   _json, max_size=3))
