@@ -161,3 +161,20 @@ def test_apps_and_tools_show_by_test(tmp_path: Path) -> None:
     assert "Apps, tools and sites, by test" in page and "the Telegram app and Telegram Web" in page
     assert "tested 0 sites and 3 tests" in page
     s.close()
+
+
+def test_a_short_timeline_ticks_by_day_not_by_hour() -> None:
+    from tamperscope.analysis.report import _timeline_figure
+
+    def rows(days: list[str]) -> list[dict[str, Any]]:
+        return [{"day": d, "measurement_count": 1, "anomaly_count": 0, "confirmed_count": 0, "failure_count": 0,
+                 "ok_count": 1} for d in days]
+
+    one = _timeline_figure(rows(["2024-03-01"]))["layout"]["xaxis"]
+    assert (one["dtick"], one["tickformat"]) == (86_400_000, "%b %d\n%Y")  # plotly's ticks said "00:00:00 Mar 1"
+    three = _timeline_figure(rows(["2024-03-01", "2024-03-03"]))["layout"]["xaxis"]
+    assert three["dtick"] == 86_400_000
+    week = _timeline_figure(rows(["2024-03-01", "2024-03-07"]))["layout"]["xaxis"]
+    assert "dtick" not in week  # seven two-line labels overlap on a phone: plotly's own ticks
+    months = _timeline_figure(rows(["2024-03-01", "2024-06-01"]))["layout"]["xaxis"]
+    assert "dtick" not in months and "tickformat" not in months  # plotly picks months

@@ -234,8 +234,13 @@ def _timeline_figure(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
     data = [{"type": "bar", "name": name, "x": days, "y": ys, "marker": {"color": OUTCOME_COLOURS[name]}}
             for name, ys in series.items()]
+    xaxis: dict[str, Any] = {"title": {"text": "day (UTC)"}, "type": "date"}
+    if days and (dt.date.fromisoformat(max(days)) - dt.date.fromisoformat(min(days))).days < 3:
+        # one to three days: one tick a day, as a date (plotly's own ticks show hours: "00:00:00 Mar 1");
+        # more ticks than three of these would turn and overlap on a phone
+        xaxis.update(dtick=86_400_000, tickformat="%b %d\n%Y")
     layout = {"barmode": "stack", "title": {"text": "Measurements per day, by outcome"},
-              "xaxis": {"title": {"text": "day (UTC)"}, "type": "date"},
+              "xaxis": xaxis,
               "yaxis": {"title": {"text": "measurements"}},
               # above the bars: below them it hid the year under the first month's tick
               "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"},
