@@ -111,6 +111,22 @@ def test_broken_records_do_not_break_the_page() -> None:
     assert e["hop"]["label"] == "12"
 
 
+def test_tor_targets_are_laid_out() -> None:
+    tk = {"targets": {
+        "128.31.0.39:9101": {"target_protocol": "or_port_dirauth", "target_address": "128.31.0.39:9101",
+                             "failure": "connection_reset"},
+        "obfs4-1": {"target_protocol": "obfs4", "target_address": "192.95.36.142:443", "failure": None},
+        "skipped": {"target_protocol": "dir_port", "failure": False},
+        "junk": "not a target"}}
+    e = evidence({"test_name": "tor", "test_keys": tk})
+    assert [(t["name"], t["protocol"], t["state"], t["failure"]) for t in e["targets"]] == [
+        ("128.31.0.39:9101", "or_port_dirauth", "failed", "connection_reset"),
+        ("obfs4-1", "obfs4", "reached", None), ("skipped", "dir_port", "did not run", None)]
+    many = {"targets": {str(i): {"failure": None} for i in range(5000)}}
+    assert len(evidence({"test_keys": many})["targets"]) == 200  # a hostile map is cut, not rendered whole
+    assert evidence({"test_keys": {"targets": ["a", "list"]}})["targets"] == []
+
+
 def test_chart_specs() -> None:
     rows = [{"day": "2026-05-01", "measurement_count": 5, "anomaly_count": 3, "confirmed_count": 1, "ok_count": 2,
              "failure_count": 0}]

@@ -210,3 +210,26 @@ def test_evidence_is_three_clicks_from_home(client: SyncClient) -> None:
     mech = re.search(r'id="mechanism">([^<]+)<', page)
     assert mech and mech.group(1) != "none"
     assert urlsplit(first).path.startswith("/domain/")
+
+
+def test_a_tor_measurement_shows_its_targets(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tor's records sit under ``targets``: the page lists them, their results, and escapes their names."""
+    evil = "<img src=x onerror=window.__pwned=1>"
+    m = {"test_name": "tor", "test_version": "0.4.0", "measurement_start_time": "2024-03-01 10:00:00",
+         "probe_cc": "TM", "probe_asn": "AS20661", "input": None, "report_id": "20240301T100000Z_tor_TM_AS20661_x",
+         "software_name": "ooniprobe", "software_version": "3.20.0",
+         "test_keys": {"targets": {
+             "128.31.0.39:9101": {"target_protocol": "or_port_dirauth", "target_address": "128.31.0.39:9101",
+                                  "failure": "connection_reset"},
+             evil: {"target_protocol": "obfs4", "target_address": "192.95.36.142:443", "failure": "connection_reset"}}}}
+    db = tmp_path_factory.mktemp("tor") / "t.duckdb"
+    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as c:
+        out = c.post("/api/v1/submit", content=orjson.dumps(m)).json()
+        assert out["stored"] == 1, out
+        uid = out["results"][0]["measurement_uid"]
+        page = c.get(f"/m/{uid}").text
+        twin = c.get(f"/m/{uid}.json").json()
+    assert 'id="targets"' in page and "or_port_dirauth" in page and "connection_reset" in page
+    assert evil not in page and "&lt;img src=x" in page
+    assert [t["state"] for t in twin["evidence"]["targets"]] == ["failed", "failed"]
+    assert twin["evidence"]["verdict"]["mechanism"] == "tls.rst"  # no connect record: the reset is put at TLS

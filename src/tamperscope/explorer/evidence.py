@@ -7,6 +7,7 @@ returns them):
 * ``dns``: each lookup's answers beside the control's, with the answers the
   control never saw marked (injection, poisoning), and late duplicate answers;
 * ``tcp``: each connect and the control's connect to the same endpoint;
+* ``targets``: tor's directory authorities and bridges, each reached, failed or not run;
 * ``tls``: each handshake, the certificate chain (subject, issuer, validity,
   names, SHA-256) and the control's handshake;
 * ``http``: each response (status, headers, the body as text) and the diff
@@ -156,6 +157,25 @@ def tcp(tk: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+MAX_TARGETS = 200               # tor targets listed on the page (real measurements have a few dozen)
+
+
+def targets(tk: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Tor's ``targets`` (ts-023): each directory authority or bridge, its protocol and address, and
+    whether it was reached (``failure`` null), failed (a string), or did not run (anything else)."""
+    out = []
+    for name, t in list(_dict(tk.get("targets")).items())[:MAX_TARGETS]:
+        if not isinstance(t, dict):
+            continue
+        failure = t.get("failure")
+        state = "reached" if failure is None and "failure" in t else "failed" if isinstance(failure, str) and failure \
+            else "did not run"
+        out.append({"name": _str(name), "protocol": _str(t.get("target_protocol")),
+                    "address": _str(t.get("target_address")), "state": state,
+                    "failure": failure if state == "failed" else None})
+    return out
+
+
 def certificate(entry: Any) -> dict[str, Any]:
     """A DER certificate (OONI's ``{"format": "base64", "data"}``) → what a person checks."""
     der = body_bytes(entry)
@@ -296,6 +316,7 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
         },
         "dns": dns(tk),
         "tcp": tcp(tk),
+        "targets": targets(tk),
         "tls": tls(tk),
         "http": http(tk),
         "fingerprints": fingerprints([str(f) for f in fps][:20]),
@@ -306,5 +327,5 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
     }
 
 
-__all__ = ["MAX_BODY_TEXT", "body_bytes", "body_text", "certificate", "dns", "evidence", "fingerprints",
-           "headers_of", "http", "tcp", "title_of", "tls"]
+__all__ = ["MAX_BODY_TEXT", "MAX_TARGETS", "body_bytes", "body_text", "certificate", "dns", "evidence",
+           "fingerprints", "headers_of", "http", "targets", "tcp", "title_of", "tls"]
