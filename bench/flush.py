@@ -22,6 +22,12 @@ of which a later measurement can confirm.
    and deferred to the end of the run (a streaming ingest, now), and the deferred
    flush as it was before the groups had a 128-bit key (schema v5): joined and
    merged on the groups' four strings. Rolled back after each timing.
+3. One submission (the collector's case) whose one anomaly confirms a stored lone
+   anomaly, promoted at once: the older verdict found by its uid (`lone_uid`, now)
+   and by its group's four strings (before schema v5).
+
+Stored uids start with their time and inputs are host names in no order, as in
+real data: ordered names would let DuckDB's zone maps prune joins on them.
 
 DuckDB runs with the ingest's memory cap (32 MB); times are the median and the
 worst of ``--repeats``.
