@@ -100,7 +100,7 @@ def test_jsonl_to_stdout_keeps_the_summary_on_stderr(tmp_path: Path) -> None:
     r = _run("analyze", str(SAMPLES / "dnsBlockingNXDOMAIN"), "--db", str(tmp_path / "s.duckdb"), "--jsonl", "-")
     assert r.returncode == 0, r.stderr
     assert [list(json.loads(line)) for line in r.stdout.splitlines()] == [JSONL_KEYS]
-    assert "analyzed 1 measurements" in r.stderr
+    assert "analyzed 1 measurement in" in r.stderr
 
 
 def test_bad_input_is_reported_with_reasons(tmp_path: Path) -> None:

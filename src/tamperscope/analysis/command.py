@@ -74,7 +74,9 @@ def add_parser(subparsers: Any) -> None:
                     "the raw records, and write the store: raw measurements (verbatim, append-only), "
                     "measurements, observations and verdicts. Bad input is skipped, counted and reported. "
                     "Ingesting the same measurement twice leaves one row.")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="measurement files or directories")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="measurement files or directories; '-' reads standard input (plain, gzip, zstd or lz4: "
+                        "zcat *.jsonl.gz | tamperscope analyze -)")
     p.add_argument("--db", type=Path, help=db_help)
     p.add_argument("--jsonl", metavar="OUT",
                    help="also write one JSON line per measurement (uid, report_id, input, test_name, probe_cc, "
@@ -137,6 +139,9 @@ def analyze_command(args: argparse.Namespace) -> int:
             import distributed  # noqa: F401
         except ImportError:
             raise UsageError("--engine dask needs the 'distributed' package") from None
+    if args.engine == "dask" and any(reader.is_stream(p) for p in args.paths):
+        raise UsageError("standard input and pipes can only be read by this process: use --engine local "
+                         "(--workers N still analyses in parallel)")
     try:
         files = list(reader.discover(args.paths))
     except reader.InputError as exc:
@@ -235,17 +240,22 @@ def _blocking(value: str | None) -> str | bool | None:
     return value
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
 def summary(stats: WriteStats, elapsed: float, db: Path) -> str:
     rate = stats.accepted / elapsed if elapsed > 0 else 0.0
-    lines = [f"analyzed {stats.accepted:,} measurements in {elapsed:.1f} s ({rate:,.0f}/s): {stats.new:,} new, "
-             f"{stats.duplicates:,} already in the store; {stats.rejected:,} records skipped as bad input",
+    lines = [f"analyzed {_count(stats.accepted, 'measurement')} in {elapsed:.1f} s ({rate:,.0f}/s): "
+             f"{stats.new:,} new, {stats.duplicates:,} already in the store; "
+             f"{_count(stats.rejected, 'record')} skipped as bad input",
              f"store: {db}"]
     if stats.matcher_calls:
-        lines.append(f"fingerprints: {stats.matcher_calls:,} responses matched against the database "
-                     f"({stats.matcher_hits:,} repeats answered from memory)")
+        lines.append(f"fingerprints: {_count(stats.matcher_calls, 'response')} matched against the database "
+                     f"({_count(stats.matcher_hits, 'repeat')} answered from memory)")
     if stats.analysis_errors:
-        lines.append(f"warning: the verdict failed on {stats.analysis_errors:,} measurements; they are stored "
-                     "with a 'failure' verdict")
+        lines.append(f"warning: the verdict failed on {_count(stats.analysis_errors, 'measurement')}; they are "
+                     "stored with a 'failure' verdict")
     if stats.by_reason:
         lines.append("skipped input, by reason:")
         for reason, count in sorted(stats.by_reason.items(), key=lambda kv: (-kv[1], kv[0])):

@@ -470,6 +470,10 @@ def _run_dask(paths: Sequence[str | os.PathLike[str]], options: Options,
     from distributed import Client, LocalCluster
 
     parts = reader.partitions(paths, options.split_bytes)
+    streams = [p.path for p in parts if p.kind == "stream"]
+    if streams:  # a worker would read its own standard input, or wait on a pipe it cannot see
+        raise EngineError(f"the dask engine reads files, not standard input or pipes ({streams[0]}): "
+                          "use the local engine")
     with ExitStack() as stack:
         if options.scheduler:
             try:

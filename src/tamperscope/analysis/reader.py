@@ -21,7 +21,11 @@ Formats, by file name (anything else is sniffed: gzip magic, else text):
   per member);
 * OONI's S3 layout (``raw/<day>/<hour>/<cc>/<test>/*.jsonl.gz``,
   ``jsonl/<test>/<cc>/<day>/<hour>/*.jsonl.gz``) is just directories of the above;
-  ``index.json.gz`` files there are indexes, not measurements, and are skipped.
+  ``index.json.gz`` files there are indexes, not measurements, and are skipped;
+* ``-`` (standard input) and pipes (``<(zcat ...)``, a FIFO): a *stream*, read once,
+  front to back. Its first bytes say what it is: gzip, zstd or LZ4 (decompressed on
+  the fly), a tar archive inside (a postcan), a JSON array or one pretty-printed
+  measurement (bounded, like a ``.json`` file), else JSON lines.
 
 Memory stays flat: lines are read with a bound (`MAX_MEASUREMENT_BYTES`); a
 longer line is skipped in chunks without being held, and counted "too_large".
@@ -34,14 +38,18 @@ rejections with the same `Rejection` record and the same reasons.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import os
+import stat
+import sys
 import tarfile
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import orjson
 
@@ -51,6 +59,8 @@ _CHUNK = 1024 * 1024  # read size when skipping an oversized line
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _LZ4_MAGIC = b"\x04\x22\x4d\x18"
+_TAR_MAGIC = b"ustar"  # at offset 257 of a tar archive's first header (POSIX and GNU)
+STDIN = "-"  # the path that names standard input
 
 # reason -> what it means; the report prints these, docs/analysis.md lists them.
 REASONS: dict[str, str] = {
@@ -96,7 +106,7 @@ class Partition:
     """A piece of the input one worker reads on its own."""
 
     path: str
-    kind: str            # "jsonl" | "gzip" | "zstd" | "lz4" | "json" | "post" | "tar"
+    kind: str            # "jsonl" | "gzip" | "zstd" | "lz4" | "json" | "post" | "tar" | "stream"
     start: int = 0       # byte range, only for "jsonl": lines that *start* in [start, end)
     end: int | None = None
     size: int = 0        # bytes on disk of the range (for scheduling and progress)
@@ -149,16 +159,30 @@ def _sniff(path: Path) -> str:
     return "json"
 
 
+def is_stream(path: str | os.PathLike[str]) -> bool:
+    """Standard input (``-``), or a path that is not a regular file: a pipe, ``/dev/stdin``, a socket."""
+    if os.fspath(path) == STDIN:
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
 def discover(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, str]]:
     """(file, kind) for every measurement file under ``paths``, in a stable order.
 
     Files named explicitly are read whatever their name (sniffed); inside
     directories only known suffixes count, so READMEs and indexes are ignored.
+    ``-`` and pipes are streams (kind ``"stream"``), sniffed as they are read.
     Raises `InputError` for a path that does not exist.
     """
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
+        if is_stream(raw):
+            yield path, "stream"
+        elif path.is_dir():
             for root, dirs, files in os.walk(path):
                 dirs.sort()
                 for name in sorted(files):
@@ -216,6 +240,8 @@ def read_partition(part: Partition, max_bytes: int = MAX_MEASUREMENT_BYTES) -> I
         elif part.kind == "lz4":
             with _Lz4File(part.path) as f:
                 yield from _lines(part.path, f, max_bytes)  # type: ignore[arg-type]
+        elif part.kind == "stream":
+            yield from _read_stream(part.path, max_bytes)
         else:
             with open(part.path, "rb", buffering=_CHUNK) as f:
                 yield from _lines(part.path, f, max_bytes, part.start, part.end)
@@ -305,6 +331,19 @@ class _ArrowLines:
                 self._eof = True
             self._buffer += bytes(more)
 
+    def read(self, size: int = -1) -> bytes:
+        while not self._eof and (size < 0 or len(self._buffer) < size):
+            more = self._stream.read(_CHUNK)  # type: ignore[attr-defined]
+            if not more:
+                self._eof = True
+            self._buffer += bytes(more)
+        size = len(self._buffer) if size < 0 else size
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    def close(self) -> None:
+        self._stream.close()  # type: ignore[attr-defined]
+
     def seek(self, offset: int) -> None:  # pragma: no cover - zstd partitions always start at 0
         raise OSError("cannot seek in a compressed stream")
 
@@ -313,7 +352,7 @@ class _Lz4File:
     """An LZ4 frame file (frames concatenated, as OONI's archive writes them) whose damage reads
     as the OSError `_lines` and `_read_tar` report ("corrupt_gzip"); lz4 raises RuntimeError."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str | IO[bytes]) -> None:
         import lz4.frame
 
         self._f = lz4.frame.open(path, "rb")
@@ -434,15 +473,20 @@ def _read_post(source: str, f: IO[bytes], max_bytes: int) -> Iterator[Line | Rej
     yield Line(source, 1, orjson.dumps(content))
 
 
-def _read_tar(path: str, max_bytes: int) -> Iterator[Line | Rejection]:
-    lz4 = _Lz4File(path) if path.lower().endswith(".lz4") else None
+def _read_tar(path: str, max_bytes: int, fileobj: IO[bytes] | None = None) -> Iterator[Line | Rejection]:
+    """A tar archive: a file (compressed as its name and magic say), or ``fileobj``, an already
+    decompressed stream."""
+    lz4 = _Lz4File(path) if fileobj is None and path.lower().endswith(".lz4") else None
     damaged: tuple[type[BaseException], ...] = (tarfile.TarError, EOFError, zlib.error)
     try:
-        if lz4 is None:
+        if fileobj is not None:
+            archive = tarfile.open(fileobj=fileobj, mode="r|")
+        elif lz4 is None:
             archive = tarfile.open(path, "r|*")
         else:
             archive = tarfile.open(fileobj=lz4, mode="r|")  # type: ignore[call-overload]
-    except damaged + ((OSError,) if lz4 is not None else ()) as exc:  # an unreadable file stays "unreadable"
+    except damaged + ((OSError,) if lz4 is not None or fileobj is not None else ()) as exc:
+        # (a file that cannot be opened stays "unreadable")
         if lz4 is not None:
             lz4.close()
         yield Rejection(path, 0, "corrupt_gzip", f"not a readable tar archive: {_one_line(exc)}")
@@ -471,7 +515,7 @@ def _read_tar(path: str, max_bytes: int) -> Iterator[Line | Rejection]:
         except (tarfile.TarError, zlib.error, gzip.BadGzipFile) as exc:
             yield Rejection(path, 0, "corrupt_gzip", _one_line(exc))
         except OSError as exc:
-            if lz4 is None or "lz4" not in str(exc):
+            if lz4 is None and fileobj is None or not _decompress_error(exc):
                 raise
             yield Rejection(path, 0, "corrupt_gzip", _one_line(exc))
         finally:
@@ -479,7 +523,102 @@ def _read_tar(path: str, max_bytes: int) -> Iterator[Line | Rejection]:
                 lz4.close()
 
 
+# --------------------------------------------------------------------------- streams
+
+
+class _Replay(io.RawIOBase):
+    """A stream whose first bytes were already read: gives them back, then the rest."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        self._head = head
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._head:
+            n = min(len(view), len(self._head))
+            view[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._rest.read1(len(view)) if hasattr(self._rest, "read1") else self._rest.read(len(view))
+        view[:len(data)] = data
+        return len(data)
+
+
+def _lookahead(f: IO[bytes], n: int) -> tuple[bytes, IO[bytes]]:
+    """The first ``n`` bytes of ``f`` (fewer at its end), and a stream that still starts with them."""
+    head = b""
+    while len(head) < n:
+        more = f.read1(n - len(head)) if hasattr(f, "read1") else f.read(n - len(head))
+        if not more:
+            break
+        head += more
+    return head, io.BufferedReader(_Replay(head, f), buffer_size=_CHUNK)
+
+
+def _decompress_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "decompress" in text or "zstd" in text or "lz4" in text
+
+
+def _read_stream(path: str, max_bytes: int) -> Iterator[Line | Rejection]:
+    """Standard input or a pipe, read once: sniffed by its first bytes, decompressed on the fly."""
+    source = "<stdin>" if path == STDIN else path
+    owned = None if path == STDIN else open(path, "rb", buffering=_CHUNK)  # noqa: SIM115 - closed below
+    raw: IO[bytes] | None = getattr(sys.stdin, "buffer", None) if owned is None else owned
+    if raw is None:
+        yield Rejection(source, 0, "unreadable", "standard input is closed")
+        return
+    closers: list[Any] = [] if owned is None else [owned]
+    try:
+        head, stream = _lookahead(raw, 4)
+        if head.startswith(_GZIP_MAGIC):
+            stream = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[assignment]
+        elif head == _ZSTD_MAGIC:
+            import pyarrow as pa
+
+            compressed = pa.CompressedInputStream(pa.PythonFile(stream, mode="r"), "zstd")
+            closers.append(compressed)
+            stream = _ArrowLines(compressed)  # type: ignore[assignment]
+        elif head == _LZ4_MAGIC:
+            stream = _Lz4File(stream)  # type: ignore[assignment]
+        closers.append(stream)
+        try:
+            head, stream = _lookahead(stream, 512)
+        except EOFError as exc:  # the compressed stream ends within its first 512 bytes
+            yield Rejection(source, 1, "truncated_gzip", _one_line(exc))
+            return
+        except (gzip.BadGzipFile, zlib.error) as exc:
+            yield Rejection(source, 1, "corrupt_gzip", _one_line(exc))
+            return
+        except OSError as exc:
+            if not _decompress_error(exc):
+                raise  # a read error: "unreadable", in read_partition
+            yield Rejection(source, 1, "corrupt_gzip", _one_line(exc))
+            return
+        if head[257:262] == _TAR_MAGIC:
+            yield from _read_tar(source, max_bytes, stream)
+            return
+        first = head.lstrip()[:1]
+        if first == b"[" or (first == b"{" and head.lstrip().split(b"\n", 1)[0].strip() == b"{"):
+            # a JSON array, or one pretty-printed measurement: a whole document, bounded like a .json file
+            data = stream.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                yield Rejection(source, 0, "too_large", f"more than {max_bytes} bytes in one JSON document")
+                return
+            yield from _json_document(source, data, max_bytes)
+            return
+        yield from _lines(source, stream, max_bytes)
+    finally:
+        for closer in reversed(closers):
+            with contextlib.suppress(Exception):  # closing a damaged decompressor may complain again
+                closer.close()
+
+
 __all__ = [
-    "MAX_MEASUREMENT_BYTES", "REASONS", "SPLIT_BYTES", "InputError", "Line", "Partition", "Rejection",
-    "discover", "partitions", "read", "read_partition",
+    "MAX_MEASUREMENT_BYTES", "REASONS", "SPLIT_BYTES", "STDIN", "InputError", "Line", "Partition", "Rejection",
+    "discover", "is_stream", "partitions", "read", "read_partition",
 ]
