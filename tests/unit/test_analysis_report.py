@@ -178,3 +178,60 @@ def test_a_short_timeline_ticks_by_day_not_by_hour() -> None:
     assert "dtick" not in week  # seven two-line labels overlap on a phone: plotly's own ticks
     months = _timeline_figure(rows(["2024-03-01", "2024-06-01"]))["layout"]["xaxis"]
     assert "dtick" not in months and "tickformat" not in months  # plotly picks months
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def test_json_report_holds_the_stores_numbers(store: Store) -> None:
+    from tamperscope.analysis.report import JSON_FORMAT, json_report
+    from tamperscope.analysis.store import Filters
+
+    doc = orjson.loads(orjson.dumps(json_report(store, limit=5)))  # JSON-ready: dates as strings
+    con = store.con
+    n, anomalous, confirmed = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE outcome IN ('anomaly', 'confirmed')), "
+        "count(*) FILTER (WHERE outcome = 'confirmed') FROM verdicts").fetchone()
+    assert doc["format"] == JSON_FORMAT and doc["selection"] == {} and doc["limit"] == 5
+    assert (doc["totals"]["measurement_count"], doc["totals"]["anomaly_count"],
+            doc["totals"]["confirmed_count"]) == (n, anomalous, confirmed)
+    assert len(doc["domains"]) == 5
+    by_domain = dict(con.execute("SELECT domain, count(*) FILTER (WHERE outcome IN ('anomaly', 'confirmed')) "
+                                 "FROM verdicts WHERE domain IS NOT NULL GROUP BY domain").fetchall())
+    assert [d["anomaly_count"] for d in doc["domains"]] == sorted(by_domain.values(), reverse=True)[:5]
+    assert all(d["anomaly_count"] == by_domain[d["domain"]] for d in doc["domains"])
+    assert sum(c["measurement_count"] for c in doc["countries"]) == n
+    assert sum(d["measurement_count"] for d in doc["timeline"]) == n
+    assert sum(m["measurement_count"] for m in doc["mechanisms"]) == anomalous
+    assert all(m["meaning"] == MECHANISM_WORDS[m["mechanism"]] for m in doc["mechanisms"])
+    assert any(s["signature"] == EVIL for s in doc["signatures"])  # the store's value, as it is
+
+    one = json_report(store, Filters(domain="www.example.com", since="2024-01-01"))
+    assert one["selection"] == {"domain": "www.example.com", "since": "2024-01-01"}
+    assert one["totals"]["measurement_count"] == con.execute(
+        "SELECT count(*) FROM verdicts WHERE domain = 'www.example.com'").fetchone()[0] > 0
+    assert [d["domain"] for d in one["domains"]] == ["www.example.com"]
+
+
+def test_report_json_on_stdout_is_the_document_alone(store: Store, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from tamperscope.cli import main
+
+    db = str(store.path)
+    store.con.execute("CHECKPOINT")
+    html = tmp_path / "r.html"
+    assert main(["report", "--db", db, "--json", "-", "--html", str(html), "--cc", "it"]) == 0
+    out, err = capsys.readouterr()
+    doc = json.loads(out)  # nothing but the document: no tables, no "HTML report:" line
+    assert doc["selection"] == {"probe_cc": "IT"} and doc["totals"]["measurement_count"] > 0
+    assert "HTML report:" in err and html.is_file()
+
+    target = tmp_path / "r.json"
+    assert main(["report", "--db", db, "--json", str(target), "--limit", "3"]) == 0
+    out, _ = capsys.readouterr()
+    assert "Top blocked domains" in out and f"JSON report: {target}" in out
+    assert len(json.loads(target.read_text())["domains"]) == 3
+    assert not list(tmp_path.glob(".*.tmp"))
+
+    assert main(["report", "--db", db, "--json", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err

@@ -98,6 +98,9 @@ def add_parser(subparsers: Any) -> None:
                     "equipment signatures, tests. The filters combine: --cc IR --test telegram --since 2024-01-01.")
     r.add_argument("--db", type=Path, help=db_help)
     r.add_argument("--html", metavar="OUT", type=Path, help="write the HTML report to OUT")
+    r.add_argument("--json", metavar="OUT",
+                   help="write the report's numbers as one JSON document to OUT ('-': standard output, "
+                        "instead of the tables); format in docs/analysis.md")
     r.add_argument("--cc", type=_country, help="only this country (probe_cc, two letters: IR, ru)")
     r.add_argument("--asn", type=_asn, help="only this network (probe_asn: AS12345, or 12345)")
     r.add_argument("--test", type=_test_name, help="only this nettest (test_name: web_connectivity, telegram, tor...)")
@@ -268,14 +271,36 @@ def summary(stats: WriteStats, elapsed: float, db: Path) -> str:
 # --------------------------------------------------------------------------- report, export
 
 
+def _writable(option: str, target: Path) -> None:
+    if target.is_dir():
+        raise UsageError(f"{option} {target} is a directory: give the name of the file to write")
+    if not target.parent.is_dir():
+        raise UsageError(f"cannot write {target}: no such directory {target.parent}")
+
+
+def _write_atomically(target: Path, data: bytes) -> str | None:
+    """Write ``target`` whole or not at all; the reason it failed, or None."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    except OSError as exc:  # a full disk, say: no half-written file left behind
+        tmp.unlink(missing_ok=True)
+        return str(exc.strerror or exc)
+    return None
+
+
 def report_command(args: argparse.Namespace) -> int:
-    from tamperscope.analysis.report import html_report, terminal_report
+    import orjson
+
+    from tamperscope.analysis.report import html_report, json_report, terminal_report
     from tamperscope.analysis.store import Filters
 
-    if args.html is not None and args.html.is_dir():
-        raise UsageError(f"--html {args.html} is a directory: give the name of the file to write")
-    if args.html is not None and not args.html.parent.is_dir():
-        raise UsageError(f"cannot write {args.html}: no such directory {args.html.parent}")
+    if args.html is not None:
+        _writable("--html", args.html)
+    json_out = None if args.json in (None, "-") else Path(args.json)
+    if json_out is not None:
+        _writable("--json", json_out)
     if not 1 <= args.limit <= MAX_LIMIT:
         raise UsageError(f"--limit must be between 1 and {MAX_LIMIT:,}")
     if args.since is not None and args.until is not None and args.since > args.until:
@@ -283,19 +308,30 @@ def report_command(args: argparse.Namespace) -> int:
     filters = Filters(probe_cc=args.cc, probe_asn=args.asn, test_name=args.test, domain=args.domain,
                       since=args.since, until=args.until)
     store = _open(args.db, create=False)
+    # With --json -, standard output is the document alone; what would be printed goes to stderr.
+    say = sys.stderr if args.json == "-" else sys.stdout
     try:
-        print(terminal_report(store, filters, args.limit))
-        if args.html is not None:
-            page = html_report(store, filters, limit=max(args.limit, 30))
-            tmp = args.html.with_name(f".{args.html.name}.{os.getpid()}.tmp")
-            try:
-                tmp.write_text(page, encoding="utf-8")
-                os.replace(tmp, args.html)
-            except OSError as exc:  # a full disk, say: one line, and no half-written file left behind
-                tmp.unlink(missing_ok=True)
-                print(f"tamperscope: cannot write {args.html}: {exc.strerror or exc}", file=sys.stderr)
+        if args.json != "-":
+            print(terminal_report(store, filters, args.limit))
+        if args.json is not None:
+            document = orjson.dumps(json_report(store, filters, args.limit), option=orjson.OPT_INDENT_2) + b"\n"
+            if json_out is None:
+                try:
+                    sys.stdout.buffer.write(document)
+                    sys.stdout.flush()
+                except BrokenPipeError:  # `| head`: the reader had enough, as with `cat`
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            elif (why := _write_atomically(json_out, document)) is not None:
+                print(f"tamperscope: cannot write {json_out}: {why}", file=sys.stderr)
                 return 1
-            print(f"\nHTML report: {args.html} ({len(page.encode()) / 1e6:.1f} MB, works offline)")
+            else:
+                print(f"\nJSON report: {json_out}", file=say)
+        if args.html is not None:
+            page = html_report(store, filters, limit=max(args.limit, 30)).encode()
+            if (why := _write_atomically(args.html, page)) is not None:
+                print(f"tamperscope: cannot write {args.html}: {why}", file=sys.stderr)
+                return 1
+            print(f"\nHTML report: {args.html} ({len(page) / 1e6:.1f} MB, works offline)", file=say)
     finally:
         store.close()
     return 0

@@ -1,11 +1,12 @@
-"""Reports from the store: tables for the terminal, and one self-contained HTML file.
+"""Reports from the store: tables for the terminal, one self-contained HTML file, and JSON.
 
 `terminal_report()` renders the top blocked domains, networks and mechanisms as
-plain-text tables. `html_report()` writes a single HTML file a journalist can
-open anywhere, offline: plotly.js is embedded (no CDN, no network), and it
-shows a summary in words, what the labels mean, a timeline, a domain × network
-heatmap, the mechanisms by country, the equipment signatures seen and the
-tables behind them.
+plain-text tables. `json_report()` gives the same aggregates (and the timeline and
+the tables behind the charts) as one JSON document, for scripts and notebooks.
+`html_report()` writes a single HTML file a journalist can open anywhere, offline:
+plotly.js is embedded (no CDN, no network), and it shows a summary in words, what
+the labels mean, a timeline, a domain × network heatmap, the mechanisms by country,
+the equipment signatures seen and the tables behind them.
 
 Measurement content is hostile (inputs, network names and signatures come from
 the field): every text is HTML-escaped, and chart data is embedded as JSON in
@@ -59,8 +60,8 @@ MECHANISM_WORDS: dict[str, str] = {
     "dns.poison": "the resolver answered with addresses that are not the site's",
     "dns.nxdomain": "the resolver claimed the site does not exist",
     "dns.drop": "DNS questions about the site went unanswered",
-    "tcp.drop": "connections to the site's address timed out",
-    "tcp.rst": "connections to the site's address were refused or reset",
+    "tcp.drop": "connections to the server's address timed out",
+    "tcp.rst": "connections to the server's address were refused or reset",
     "tls.rst": "the encrypted connection was cut during the handshake (typically filtering on the name, SNI)",
     "tls.drop": "the encrypted handshake stalled",
     "tls.mitm": "a certificate that is not the site's was presented (interception)",
@@ -429,4 +430,46 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
     return "".join(parts)
 
 
-__all__ = ["MECHANISM_WORDS", "OUTCOME_WORDS", "TEST_WORDS", "html_report", "table", "terminal_report"]
+# --------------------------------------------------------------------------- JSON
+
+JSON_FORMAT = "tamperscope-report/1"
+
+
+def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -> dict[str, Any]:
+    """The report's numbers as one JSON-ready document (docs/analysis.md, "Report").
+
+    Every list is ordered as the report orders it; the ranked ones (domains, tests,
+    networks, signatures) hold at most ``limit`` rows, *including* rows without
+    anomalies, so that a script sees what was measured as well as what was blocked.
+    Field values are the store's, unescaped: whoever displays them must escape them.
+    """
+    from tamperscope.analysis.verdicts import ANALYSIS_VERSION
+
+    chosen = {key: str(getattr(filters, key)) for key, _ in _SELECTION_WORDS
+              if filters is not None and getattr(filters, key) is not None}
+    mechanisms = st.per_mechanism(store, filters)
+    for m in mechanisms:
+        m["meaning"] = MECHANISM_WORDS.get(str(m["mechanism"]), "")
+    tests = st.per_test(store, filters, limit)
+    for x in tests:
+        x["checks"] = TEST_WORDS.get(str(x["test_name"]), "")
+    return {
+        "format": JSON_FORMAT,
+        "analysis_version": ANALYSIS_VERSION,
+        "selection": chosen,
+        "limit": limit,
+        "totals": st.totals(store, filters),
+        "outcomes": OUTCOME_WORDS,
+        "domains": st.per_domain(store, filters, limit),
+        "tests": tests,
+        "networks": st.per_network(store, filters, limit),
+        "mechanisms": mechanisms,
+        "countries": st.per_country(store, filters),
+        "mechanisms_by_country": st.mechanism_country(store, filters),
+        "signatures": st.signatures(store, filters, limit),
+        "timeline": st.timeline(store, filters),
+    }
+
+
+__all__ = ["JSON_FORMAT", "MECHANISM_WORDS", "OUTCOME_WORDS", "TEST_WORDS", "html_report", "json_report", "table",
+           "terminal_report"]
