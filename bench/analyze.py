@@ -12,7 +12,9 @@ prints tables for:
    ``tamperscope analyze --workers 1`` on the same file in the same run
    (re-deriving every verdict, matching the whole fingerprint database and
    writing the store), as a ratio and as measurements/s against OONI's fastpath
-   (~180/s on one core, as measured in issue 5);
+   (~180/s on one core, as measured in issue 5); and two floors: parse plus a mere
+   visit of every value the verdict reads (what any Python verdict function costs
+   before it tests anything), and parse plus the probe's verdict function alone;
 1b. like for like: a scorer in the manner of OONI's fastpath (stored verdict
    trusted, one substring search per fingerprint) on the same files as analyze,
    the replicated corpus and one whose bodies are 32 KiB and never repeat;
@@ -254,6 +256,33 @@ def analyze(paths: Sequence[Path], db: Path, **options: Any) -> dict[str, Any]:
     return result
 
 
+_VERDICT_RECORDS = ("queries", "x_dns_duplicate_responses", "tcp_connect", "tls_handshakes", "requests", "control",
+                    "x_control_request")
+
+
+def _visit(value: Any) -> None:
+    kind = type(value)
+    if kind is dict:
+        for item in value.values():
+            _visit(item)
+    elif kind is list:
+        for item in value:
+            _visit(item)
+
+
+def visit_floor(path: Path) -> tuple[float, float]:
+    """(wall, cpu) seconds to parse every line and merely visit every value of the records the verdict
+    function reads (no test, no logic, nothing built): a floor under any verdict function written in Python."""
+    loads = orjson.loads
+    t, c = time.perf_counter(), time.process_time()
+    with path.open("rb", buffering=1 << 20) as f:
+        for line in f:
+            test_keys = loads(line)["test_keys"]
+            for name in _VERDICT_RECORDS:
+                _visit(test_keys.get(name))
+    return time.perf_counter() - t, time.process_time() - c
+
+
 def verdict_floor(path: Path, memo: bool = True) -> tuple[float, float]:
     """(wall, cpu) seconds to parse every line and run only the verdict function with the fingerprint matcher:
     the least any analysis reusing the probe's verdict function can cost.
@@ -425,6 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         load = os.getloadavg()[0]
         parse_s, parse_cpu, _ = parse_time(small)
+        visit_s, visit_cpu = visit_floor(small)
         floor_s, floor_cpu = verdict_floor(small)
         nomemo_s, nomemo_cpu = verdict_floor(small, memo=False)
         one = analyze([small], work / "w1.duckdb", workers=1, window=args.small)
@@ -436,6 +466,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_table("1. speed, --workers 1 (same file, same run; wall clock, and CPU in brackets)",
                     ["step", "seconds", "per measurement", "vs parse"], [
             ["orjson parse only (read + loads)", f"{parse_s:.2f} ({parse_cpu:.2f})", us(parse_s), "1.0x"],
+            ["parse + visit what the verdict reads (no logic)", f"{visit_s:.2f} ({visit_cpu:.2f})", us(visit_s),
+             f"{visit_s / parse_s:.1f}x"],
             ["parse + verdict function only", f"{floor_s:.2f} ({floor_cpu:.2f})", us(floor_s),
              f"{floor_s / parse_s:.1f}x"],
             ["parse + verdict function, fingerprint memo off", f"{nomemo_s:.2f} ({nomemo_cpu:.2f})", us(nomemo_s),

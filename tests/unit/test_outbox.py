@@ -220,3 +220,17 @@ def test_a_killed_flush_resumes_and_loses_nothing(tmp_path: Path) -> None:
             assert len(uids) == len({m["input"] for m in ms})
 
     run(go)
+
+
+def test_an_attempt_cut_by_the_deadline_does_not_hide_the_collectors_error() -> None:
+    from tamperscope.probe.outbox import FlushResult, _note, _Retry
+
+    result = FlushResult()
+    _note(result, _Retry("http://c/report: connection_refused"))
+    _note(result, _Retry("http://c/report: generic_timeout_error", cut=True))  # the flush's time ran out
+    assert result.last_error == "http://c/report: connection_refused"
+    _note(result, _Retry("http://c/report: HTTP 503"))  # a real answer replaces it
+    assert result.last_error == "http://c/report: HTTP 503"
+    alone = FlushResult()
+    _note(alone, _Retry("http://c/report: generic_timeout_error", cut=True))  # nothing better known
+    assert alone.last_error == "http://c/report: generic_timeout_error"

@@ -99,10 +99,18 @@ class _Entry:
 
 
 class _Retry(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(self, reason: str, retry_after: float | None = None, *, cut: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.cut = cut  # the flush's own deadline ended the attempt: it says nothing about the collector
+
+
+def _note(result: FlushResult, exc: _Retry) -> None:
+    """Keep the most telling error: an attempt cut short by the deadline does not hide why the earlier ones
+    failed (a collector that refused every connection reads "connection_refused", not "timeout")."""
+    if not (exc.cut and result.last_error):
+        result.last_error = exc.reason
 
 
 class _Refused(Exception):
@@ -296,7 +304,7 @@ class Outbox:
                     raise _Retry("the collector answered POST /report without a report_id")
                 raise _Refused(status, body)
             except _Retry as exc:
-                result.last_error = exc.reason
+                _note(result, exc)
                 await self._pause(backoff.delay(attempt, exc.retry_after), deadline)
                 attempt += 1
             except orjson.JSONDecodeError:
@@ -347,7 +355,7 @@ class Outbox:
                     continue
                 raise _Refused(status, answer)
             except _Retry as exc:
-                result.last_error = exc.reason
+                _note(result, exc)
                 await self._pause(backoff.delay(attempt, exc.retry_after), deadline)
                 attempt += 1
             except orjson.JSONDecodeError:
@@ -377,7 +385,7 @@ class _Client:
         url = self.base + path
         left = deadline - time.monotonic()
         if left <= 0:
-            raise _Retry("deadline reached")
+            raise _Retry("deadline reached", cut=True)
         timeout = min(self.request_timeout, left)
         headers = (("Content-Type", "application/json"), ("Accept", "application/json"),
                    ("User-Agent", USER_AGENT))
@@ -395,7 +403,8 @@ class _Client:
                     await conn.aclose()
                 if reuse:
                     continue  # the server closed an idle connection: try a fresh one
-                raise _Retry(f"{url}: {exc.failure}") from None
+                cut = timeout < self.request_timeout and "timeout" in exc.failure
+                raise _Retry(f"{url}: {exc.failure}", cut=cut) from None
             except BaseException:
                 if conn is not None:
                     await conn.aclose()
