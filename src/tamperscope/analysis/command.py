@@ -63,6 +63,14 @@ def _domain(value: str) -> str:
     return name
 
 
+def _countries(value: str) -> list[str]:
+    return [_country(part) for part in value.split(",") if part.strip()] or [_country(value)]
+
+
+def _test_names(value: str) -> list[str]:
+    return [_test_name(part) for part in value.split(",") if part.strip()] or [_test_name(value)]
+
+
 def add_parser(subparsers: Any) -> None:
     db_help = f"the analysis store (default: {default_db_path()}; env TAMPERSCOPE_DB)"
 
@@ -87,6 +95,16 @@ def add_parser(subparsers: Any) -> None:
                    help="where the analysis runs: this machine's processes, or a Dask cluster (default local)")
     p.add_argument("--scheduler", metavar="ADDR",
                    help="with --engine dask: an existing scheduler (tcp://host:8786); default: a LocalCluster")
+    p.add_argument("--cc", type=_countries, action="extend", metavar="CC[,CC…]",
+                   help="only measurements from these countries (probe_cc); files of OONI's archive that name "
+                        "another country are not opened")
+    p.add_argument("--test", type=_test_names, action="extend", metavar="NAME[,NAME…]",
+                   help="only these nettests (test_name); files of OONI's archive that name another test are "
+                        "not opened")
+    p.add_argument("--since", type=_day, metavar="YYYY-MM-DD",
+                   help="only measurements started on this day (UTC) or later")
+    p.add_argument("--until", type=_day, metavar="YYYY-MM-DD",
+                   help="only measurements started on this day (UTC) or earlier")
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     p.set_defaults(func=analyze_command)
 
@@ -137,6 +155,8 @@ def analyze_command(args: argparse.Namespace) -> int:
         raise UsageError("--workers must be at least 1")
     if args.scheduler and args.engine != "dask":
         raise UsageError("--scheduler needs --engine dask")
+    if args.since is not None and args.until is not None and args.since > args.until:
+        raise UsageError(f"--since {args.since} is after --until {args.until}")
     if args.engine == "dask":
         try:
             import distributed  # noqa: F401
@@ -173,7 +193,13 @@ def analyze_command(args: argparse.Namespace) -> int:
             print(f"\ranalyze: {p.records:,} records, {p.rejected:,} skipped, {rate:,.0f}/s",
                   end="", file=sys.stderr, flush=True)
 
-    options = pipeline.Options(engine=args.engine, workers=args.workers, scheduler=args.scheduler)
+    selection = None
+    if args.cc or args.test or args.since or args.until:
+        selection = pipeline.Selection(
+            probe_cc=frozenset(args.cc) if args.cc else None, test_name=frozenset(args.test) if args.test else None,
+            since=args.since, until=args.until)
+    options = pipeline.Options(engine=args.engine, workers=args.workers, scheduler=args.scheduler,
+                               selection=selection)
     started = time.monotonic()
     try:
         store.begin_run(engine=args.engine, workers=args.workers, paths=[str(p) for p in args.paths],
@@ -202,11 +228,28 @@ def analyze_command(args: argparse.Namespace) -> int:
     finally:
         store.close()
     elapsed = time.monotonic() - started
-    print(summary(stats, elapsed, store.path), file=sys.stderr if args.jsonl == "-" else sys.stdout)
-    if stats.records and not stats.accepted:
-        print("tamperscope: no usable measurement in the input", file=sys.stderr)
+    print(summary(stats, elapsed, store.path, _selection_words(args)),
+          file=sys.stderr if args.jsonl == "-" else sys.stdout)
+    if not stats.accepted and (stats.records or stats.files_skipped):
+        if stats.outside or stats.files_skipped:
+            print("tamperscope: no measurement in the input matches the selection", file=sys.stderr)
+        else:
+            print("tamperscope: no usable measurement in the input", file=sys.stderr)
         return 1
     return 0
+
+
+def _selection_words(args: argparse.Namespace) -> str | None:
+    words = []
+    if args.cc:
+        words.append(f"{'country' if len(args.cc) == 1 else 'countries'} {', '.join(sorted(set(args.cc)))}")
+    if args.test:
+        words.append(f"{'test' if len(args.test) == 1 else 'tests'} {', '.join(sorted(set(args.test)))}")
+    if args.since:
+        words.append(f"from {args.since}")
+    if args.until:
+        words.append(f"until {args.until}")
+    return "; ".join(words) or None
 
 
 def _write_jsonl(store: Store, target: str, tmp: Path | None) -> None:
@@ -247,12 +290,17 @@ def _count(n: int, word: str) -> str:
     return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
 
 
-def summary(stats: WriteStats, elapsed: float, db: Path) -> str:
+def summary(stats: WriteStats, elapsed: float, db: Path, selection: str | None = None) -> str:
     rate = stats.accepted / elapsed if elapsed > 0 else 0.0
     lines = [f"analyzed {_count(stats.accepted, 'measurement')} in {elapsed:.1f} s ({rate:,.0f}/s): "
              f"{stats.new:,} new, {stats.duplicates:,} already in the store; "
              f"{_count(stats.rejected, 'record')} skipped as bad input",
              f"store: {db}"]
+    if selection is not None:
+        unopened = (f"; {_count(stats.files_skipped, 'file')} of OONI's archive not opened (another country "
+                    "or test)") if stats.files_skipped else ""
+        lines.append(f"selection: {selection}: {_count(stats.outside, 'other measurement')} read and left "
+                     f"out{unopened}")
     if stats.matcher_calls:
         lines.append(f"fingerprints: {_count(stats.matcher_calls, 'response')} matched against the database "
                      f"({_count(stats.matcher_hits, 'repeat')} answered from memory)")

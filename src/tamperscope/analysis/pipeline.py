@@ -63,6 +63,42 @@ ENGINES = ("local", "dask")
 
 
 @dataclass(frozen=True)
+class Selection:
+    """Which measurements a run analyses and stores (None: any); the rest are counted, not stored.
+
+    Files whose place in OONI's archive names another country or test (`reader.layout`)
+    are not even opened: selecting one country of a mirror of the archive reads that
+    country's files only.
+    """
+
+    probe_cc: frozenset[str] | None = None    # upper case
+    test_name: frozenset[str] | None = None   # lower case
+    since: dt.date | None = None              # by measurement_start_time's day (UTC), inclusive
+    until: dt.date | None = None
+
+    def admits(self, env: Envelope) -> bool:
+        if self.probe_cc is not None and env.probe_cc.upper() not in self.probe_cc:
+            return False
+        if self.test_name is not None and env.test_name.lower() not in self.test_name:
+            return False
+        if self.since is not None or self.until is not None:
+            day = env.start.date()
+            if (self.since is not None and day < self.since) or (self.until is not None and day > self.until):
+                return False
+        return True
+
+    def opens(self, path: str | os.PathLike[str]) -> bool:
+        """False only when the file's OONI path says it holds another country or another test."""
+        if self.probe_cc is None and self.test_name is None:
+            return True
+        cc, test = reader.layout(path)
+        if cc is not None and self.probe_cc is not None and cc not in self.probe_cc:
+            return False
+        return not (test is not None and self.test_name is not None
+                    and test not in {reader.test_key(t) for t in self.test_name})
+
+
+@dataclass(frozen=True)
 class Options:
     """How to run an analysis."""
 
@@ -73,6 +109,7 @@ class Options:
     max_bytes: int = reader.MAX_MEASUREMENT_BYTES
     split_bytes: int = reader.SPLIT_BYTES  # dask: plain JSONL files are cut into partitions this big
     fingerprints: bool = True        # match the blockpage fingerprint database
+    selection: Selection | None = None  # only these measurements (None: all)
 
 
 @dataclass(frozen=True)
@@ -232,7 +269,7 @@ def _analysis_failure(exc: BaseException) -> Verdict:
 
 
 def analyse_batch(items: Sequence[Line | Rejection], matcher: Matcher | None = None,
-                  *, fingerprints: bool = True) -> BatchResult:
+                  *, fingerprints: bool = True, selection: Selection | None = None) -> BatchResult:
     """Everything one batch of input records yields (pure apart from the matcher's memo)."""
     if matcher is None and fingerprints:
         matcher = default_matcher()
@@ -245,7 +282,7 @@ def analyse_batch(items: Sequence[Line | Rejection], matcher: Matcher | None = N
     errors: list[Rejection] = []
     order: list[str] = []
     seen: set[str] = set()
-    records = 0
+    records = outside = 0
     loads = orjson.loads
     for item in items:
         records += 1
@@ -261,6 +298,9 @@ def analyse_batch(items: Sequence[Line | Rejection], matcher: Matcher | None = N
             env = envelope(m)
         except Invalid as exc:
             rejections.append(Rejection(item.source, item.line, exc.reason, exc.detail))
+            continue
+        if selection is not None and not selection.admits(env):
+            outside += 1
             continue
         uid, key = content_uid(m, env)
         order.append(uid)
@@ -299,6 +339,7 @@ def analyse_batch(items: Sequence[Line | Rejection], matcher: Matcher | None = N
         errors=tuple(errors),
         matcher_calls=(matcher.calls - calls0) if matcher else 0,
         matcher_hits=(matcher.hits - hits0) if matcher else 0,
+        outside=outside,
     )
 
 
@@ -326,14 +367,15 @@ def _batches(items: Iterable[Line | Rejection], size: int,
 # --------------------------------------------------------------------------- worker entry points
 
 
-def _worker_batch(items: list[Line | Rejection], fingerprints: bool) -> BatchResult:
-    return analyse_batch(items, fingerprints=fingerprints)
+def _worker_batch(items: list[Line | Rejection], fingerprints: bool,
+                  selection: Selection | None = None) -> BatchResult:
+    return analyse_batch(items, fingerprints=fingerprints, selection=selection)
 
 
 def analyse_partition(part: Partition, batch_size: int = BATCH_SIZE, max_bytes: int = reader.MAX_MEASUREMENT_BYTES,
-                      fingerprints: bool = True) -> list[BatchResult]:
+                      fingerprints: bool = True, selection: Selection | None = None) -> list[BatchResult]:
     """A Dask task: one partition, analysed batch by batch."""
-    return [analyse_batch(b, fingerprints=fingerprints)
+    return [analyse_batch(b, fingerprints=fingerprints, selection=selection)
             for b in _batches(reader.read_partition(part, max_bytes), batch_size)]
 
 
@@ -368,16 +410,19 @@ def run(paths: Sequence[str | os.PathLike[str]], store: Store, options: Options 
             progress(Progress(seen[0], seen[1], time.monotonic() - started))
 
     _lean_allocators()
+    skipped = [0]
     with store.streaming(), _quiet_gc():
         if options.engine == "dask":
-            _run_dask(paths, options, write)
+            _run_dask(paths, options, write, skipped)
         elif options.workers == 1:
             matcher = default_matcher() if options.fingerprints else None
-            for batch in _batches(_read(paths, options), options.batch_size):
-                write(analyse_batch(batch, matcher, fingerprints=options.fingerprints))
+            for batch in _batches(_read(paths, options, skipped), options.batch_size):
+                write(analyse_batch(batch, matcher, fingerprints=options.fingerprints, selection=options.selection))
         else:
-            _run_processes(paths, options, write)
-        return store.finish_run()
+            _run_processes(paths, options, write, skipped)
+        stats = store.finish_run()
+        stats.files_skipped += skipped[0]
+        return stats
 
 
 @contextmanager
@@ -438,13 +483,16 @@ def _fixed_mmap_threshold(threshold: int = 128 * 1024) -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
 
 
-def _read(paths: Sequence[str | os.PathLike[str]], options: Options) -> Iterator[Line | Rejection]:
+def _read(paths: Sequence[str | os.PathLike[str]], options: Options, skipped: list[int]) -> Iterator[Line | Rejection]:
     for path, kind in reader.discover(paths):
+        if options.selection is not None and not options.selection.opens(path):
+            skipped[0] += 1
+            continue
         yield from reader.read_partition(Partition(str(path), kind), options.max_bytes)
 
 
 def _run_processes(paths: Sequence[str | os.PathLike[str]], options: Options,
-                   write: Callable[[BatchResult], None]) -> None:
+                   write: Callable[[BatchResult], None], skipped: list[int]) -> None:
     import multiprocessing
 
     # "spawn": this process holds a DuckDB connection and its threads; forking that is unsafe.
@@ -455,8 +503,8 @@ def _run_processes(paths: Sequence[str | os.PathLike[str]], options: Options,
         for f in warm:
             f.result()
         pending: deque[Future[BatchResult]] = deque()
-        for batch in _batches(_read(paths, options), options.batch_size):
-            pending.append(pool.submit(_worker_batch, batch, options.fingerprints))
+        for batch in _batches(_read(paths, options, skipped), options.batch_size):
+            pending.append(pool.submit(_worker_batch, batch, options.fingerprints, options.selection))
             while len(pending) >= window:
                 write(pending.popleft().result())
         while pending:
@@ -464,12 +512,16 @@ def _run_processes(paths: Sequence[str | os.PathLike[str]], options: Options,
 
 
 def _run_dask(paths: Sequence[str | os.PathLike[str]], options: Options,
-              write: Callable[[BatchResult], None]) -> None:
+              write: Callable[[BatchResult], None], skipped: list[int]) -> None:
     from contextlib import ExitStack
 
     from distributed import Client, LocalCluster
 
     parts = reader.partitions(paths, options.split_bytes)
+    if options.selection is not None:
+        kept = [p for p in parts if options.selection.opens(p.path)]
+        skipped[0] += len({p.path for p in parts} - {p.path for p in kept})
+        parts = kept
     streams = [p.path for p in parts if p.kind == "stream"]
     if streams:  # a worker would read its own standard input, or wait on a pipe it cannot see
         raise EngineError(f"the dask engine reads files, not standard input or pipes ({streams[0]}): "
@@ -496,7 +548,7 @@ def _run_dask(paths: Sequence[str | os.PathLike[str]], options: Options,
         pending: deque[Any] = deque()
         for part in parts:
             pending.append(client.submit(analyse_partition, part, options.batch_size, options.max_bytes,
-                                         options.fingerprints, pure=False))
+                                         options.fingerprints, options.selection, pure=False))
             while len(pending) >= window:
                 for result in pending.popleft().result():
                     write(result)
@@ -524,6 +576,7 @@ def ingest(store: Store, records: Sequence[bytes], source: str = "api") -> list[
 
 
 __all__ = [
-    "BATCH_SIZE", "ENGINES", "EngineError", "Envelope", "Invalid", "Options", "Progress", "analyse_batch",
+    "BATCH_SIZE", "ENGINES", "EngineError", "Envelope", "Invalid", "Options", "Progress", "Selection",
+    "analyse_batch",
     "analyse_partition", "content_uid", "domain_of", "envelope", "ingest", "run",
 ]

@@ -42,6 +42,7 @@ import contextlib
 import gzip
 import io
 import os
+import re
 import stat
 import sys
 import tarfile
@@ -211,6 +212,49 @@ def partitions(paths: Iterable[str | os.PathLike[str]], split_bytes: int = SPLIT
         else:
             out.append(Partition(str(path), kind, size=size))
     return out
+
+
+_RAW_DAY, _HOUR, _CC = re.compile(r"\d{8}"), re.compile(r"\d{2}"), re.compile(r"[A-Z]{2}")
+_TEST_DIR = re.compile(r"[a-z][a-z0-9_]{1,63}")
+_FILE_NAMES = (
+    re.compile(r"\d{10}_([A-Z]{2})_([a-z][a-z0-9_]{1,63})\."),  # 2024010100_IT_webconnectivity.n1.0.jsonl.gz
+    re.compile(r"\d{8}T\d{6}Z-([A-Z]{2})-AS\d+-([a-z][a-z0-9_]{1,63})-"),  # 20170101T000010Z-IT-AS137-web_connectivity-
+)
+
+
+def test_key(test_name: str) -> str:
+    """A test name as OONI's archive paths spell it: ``web_connectivity`` -> ``webconnectivity``."""
+    return test_name.lower().replace("_", "")
+
+
+def layout(path: str | os.PathLike[str]) -> tuple[str | None, str | None]:
+    """(country, `test_key`) that a file's place in OONI's archive says it holds; (None, None) when its
+    path does not say, or says two different things.
+
+    Read from ``raw/<YYYYMMDD>/<HH>/<CC>/<test>/``, ``jsonl/<test>/<CC>/<YYYYMMDD>/<HH>/``, and from file
+    names: ``<YYYYMMDDHH>_<CC>_<test>.…`` (postcans and JSONL cans) and the historical
+    ``<YYYYMMDD>T<HHMMSS>Z-<CC>-AS<n>-<test>-…``. The archive files by the measurement's own
+    ``probe_cc`` and ``test_name``; the day in these paths is the day the collector *received* the
+    measurement, which is why only country and test are read.
+    """
+    parts = Path(path).parts
+    said: set[tuple[str, str]] = set()
+    dirs = parts[:-1]
+    for i, part in enumerate(dirs):
+        if part == "raw" and i + 4 < len(dirs) and _RAW_DAY.fullmatch(dirs[i + 1]) \
+                and _HOUR.fullmatch(dirs[i + 2]) and _CC.fullmatch(dirs[i + 3]) and _TEST_DIR.fullmatch(dirs[i + 4]):
+            said.add((dirs[i + 3], test_key(dirs[i + 4])))
+        if part == "jsonl" and i + 3 < len(dirs) and _TEST_DIR.fullmatch(dirs[i + 1]) \
+                and _CC.fullmatch(dirs[i + 2]) and _RAW_DAY.fullmatch(dirs[i + 3]):
+            said.add((dirs[i + 2], test_key(dirs[i + 1])))
+    if parts:
+        for pattern in _FILE_NAMES:
+            if (match := pattern.match(parts[-1])) is not None:
+                said.add((match.group(1), test_key(match.group(2))))
+    if len(said) != 1:
+        return None, None
+    cc, test = said.pop()
+    return cc, test
 
 
 # --------------------------------------------------------------------------- lines
@@ -620,5 +664,5 @@ def _read_stream(path: str, max_bytes: int) -> Iterator[Line | Rejection]:
 
 __all__ = [
     "MAX_MEASUREMENT_BYTES", "REASONS", "SPLIT_BYTES", "STDIN", "InputError", "Line", "Partition", "Rejection",
-    "discover", "is_stream", "partitions", "read", "read_partition",
+    "discover", "is_stream", "layout", "partitions", "read", "read_partition", "test_key",
 ]

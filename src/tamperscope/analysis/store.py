@@ -111,6 +111,7 @@ class BatchResult:
     errors: tuple[Rejection, ...] = ()  # "analysis_error": stored with a failure verdict, and reported
     matcher_calls: int = 0
     matcher_hits: int = 0
+    outside: int = 0                   # good records outside the run's selection (--cc, --test...): not stored
 
 
 @dataclass
@@ -127,6 +128,8 @@ class WriteStats:
     examples: dict[str, list[str]] = field(default_factory=dict)  # reason -> first few "file:line: detail"
     matcher_calls: int = 0
     matcher_hits: int = 0
+    outside: int = 0                    # records outside the selection, skipped (not bad input)
+    files_skipped: int = 0              # files not opened: their OONI path names another country or test
 
     def add_rejections(self, rejections: Sequence[Rejection]) -> None:
         for r in rejections:
@@ -403,6 +406,7 @@ class Store:
         stats.add_rejections(rejections)
         for b in batches:
             stats.records += b.records
+            stats.outside += b.outside
             stats.matcher_calls += b.matcher_calls
             stats.matcher_hits += b.matcher_hits
         if rejections:
