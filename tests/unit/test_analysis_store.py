@@ -65,8 +65,10 @@ def test_verdict_evidence_points_at_observations(ingested: Store) -> None:
 def test_ingesting_twice_leaves_one_row(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.duckdb")
     first = pipeline.run([str(SAMPLES)], store)
-    again = pipeline.run([str(SAMPLES)], store)
+    again = pipeline.run([str(SAMPLES)], store, pipeline.Options(reread=True))  # read again, on purpose
     assert (first.new, again.new, again.duplicates) == (50, 0, 50)
+    skipped = pipeline.run([str(SAMPLES)], store)  # by default the unchanged files are not even opened
+    assert (skipped.records, skipped.files_known) == (0, 50)
     # the same measurements re-serialised (compact JSONL, keys reordered) are still the same ones
     compact = tmp_path / "compact.jsonl"
     compact.write_bytes(b"\n".join(orjson.dumps(dict(reversed(json.loads(p.read_text()).items())))
@@ -211,12 +213,12 @@ def test_migrations_from_version_one(tmp_path: Path) -> None:
                        TIMESTAMP '2024-01-01', ?, ?, ?)""", [uid, asn, mechanism, status, fps])
     con.close()
     store = Store(path)
-    assert store.migrated == [2, 3, 4, 5] and store.version == st.SCHEMA_VERSION
+    assert store.migrated == [2, 3, 4, 5, 6] and store.version == st.SCHEMA_VERSION
     got = dict(store.cursor().execute("SELECT measurement_uid, outcome FROM verdicts").fetchall())
     assert got == {"u1": "confirmed", "u2": "confirmed", "u3": "anomaly", "u4": "confirmed", "u5": "ok",
                    "u6": "failure"}
     history = store.cursor().execute("SELECT version FROM migrations ORDER BY version").fetchall()
-    assert history == [(1,), (2,), (3,), (4,), (5,)]
+    assert history == [(1,), (2,), (3,), (4,), (5,), (6,)]
     # version 3 counted the anomalies per group, so the next ingest labels from the counts;
     # version 5 keyed each group (the ingest below finds AS2's by that key)
     groups = store.cursor().execute("SELECT probe_asn, mechanism, anomalies FROM anomaly_groups ORDER BY ALL")
@@ -254,7 +256,7 @@ def test_a_version_4_store_keeps_its_counts_and_notes_through_version_5(tmp_path
     con.execute("INSERT INTO promotions VALUES ('web_connectivity', '', 'AS1', 'tcp.rst')")  # a run stopped
     con.close()
     store = Store(path)
-    assert store.migrated == [5]
+    assert store.migrated == [5, 6]
     got = dict(store.cursor().execute("SELECT measurement_uid, outcome FROM verdicts").fetchall())
     assert got == {"u1": "confirmed", "u2": "confirmed"}  # the note a stopped run left, applied by v5
     assert store.cursor().execute("SELECT count(*) FROM promotions").fetchone() == (0,)

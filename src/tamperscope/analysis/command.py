@@ -105,6 +105,9 @@ def add_parser(subparsers: Any) -> None:
                    help="only measurements started on this day (UTC) or later")
     p.add_argument("--until", type=_day, metavar="YYYY-MM-DD",
                    help="only measurements started on this day (UTC) or earlier")
+    p.add_argument("--reread", action="store_true",
+                   help="read again the files an earlier run analysed in full (by default they are skipped "
+                        "while their size and modification time are unchanged)")
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     p.set_defaults(func=analyze_command)
 
@@ -199,7 +202,7 @@ def analyze_command(args: argparse.Namespace) -> int:
             probe_cc=frozenset(args.cc) if args.cc else None, test_name=frozenset(args.test) if args.test else None,
             since=args.since, until=args.until)
     options = pipeline.Options(engine=args.engine, workers=args.workers, scheduler=args.scheduler,
-                               selection=selection)
+                               selection=selection, reread=args.reread)
     started = time.monotonic()
     try:
         store.begin_run(engine=args.engine, workers=args.workers, paths=[str(p) for p in args.paths],
@@ -230,7 +233,7 @@ def analyze_command(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - started
     print(summary(stats, elapsed, store.path, _selection_words(args)),
           file=sys.stderr if args.jsonl == "-" else sys.stdout)
-    if not stats.accepted and (stats.records or stats.files_skipped):
+    if not stats.accepted and (stats.records or stats.files_skipped) and not stats.files_known:
         if stats.outside or stats.files_skipped:
             print("tamperscope: no measurement in the input matches the selection", file=sys.stderr)
         else:
@@ -296,6 +299,9 @@ def summary(stats: WriteStats, elapsed: float, db: Path, selection: str | None =
              f"{stats.new:,} new, {stats.duplicates:,} already in the store; "
              f"{_count(stats.rejected, 'record')} skipped as bad input",
              f"store: {db}"]
+    if stats.files_known:
+        lines.append(f"{_count(stats.files_known, 'file')} skipped: analysed in full by an earlier run and "
+                     "unchanged since (--reread reads them again)")
     if selection is not None:
         unopened = (f"; {_count(stats.files_skipped, 'file')} of OONI's archive not opened (another country "
                     "or test)") if stats.files_skipped else ""

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,7 +46,7 @@ import pyarrow as pa
 
 from tamperscope.analysis import reader
 from tamperscope.analysis.observations import ObservationColumns
-from tamperscope.analysis.reader import Line, Partition, Rejection
+from tamperscope.analysis.reader import FileDone, Line, Partition, Rejection
 from tamperscope.analysis.schema import rows_to_table
 from tamperscope.analysis.store import (
     MEASUREMENT_SCHEMA,
@@ -95,7 +96,7 @@ class Selection:
         if cc is not None and self.probe_cc is not None and cc not in self.probe_cc:
             return False
         return not (test is not None and self.test_name is not None
-                    and test not in {reader.test_key(t) for t in self.test_name})
+                    and test not in {reader.archive_test_name(t) for t in self.test_name})
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class Options:
     split_bytes: int = reader.SPLIT_BYTES  # dask: plain JSONL files are cut into partitions this big
     fingerprints: bool = True        # match the blockpage fingerprint database
     selection: Selection | None = None  # only these measurements (None: all)
+    reread: bool = False             # read files an earlier run analysed in full (skipped by default)
 
 
 @dataclass(frozen=True)
@@ -268,7 +270,10 @@ def _analysis_failure(exc: BaseException) -> Verdict:
 # --------------------------------------------------------------------------- one batch
 
 
-def analyse_batch(items: Sequence[Line | Rejection], matcher: Matcher | None = None,
+Item = Line | Rejection | FileDone
+
+
+def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
                   *, fingerprints: bool = True, selection: Selection | None = None) -> BatchResult:
     """Everything one batch of input records yields (pure apart from the matcher's memo)."""
     if matcher is None and fingerprints:
@@ -282,9 +287,13 @@ def analyse_batch(items: Sequence[Line | Rejection], matcher: Matcher | None = N
     errors: list[Rejection] = []
     order: list[str] = []
     seen: set[str] = set()
+    done: list[FileDone] = []
     records = outside = 0
     loads = orjson.loads
     for item in items:
+        if type(item) is FileDone:
+            done.append(item)
+            continue
         records += 1
         if isinstance(item, Rejection):
             rejections.append(item)
@@ -340,6 +349,7 @@ def analyse_batch(items: Sequence[Line | Rejection], matcher: Matcher | None = N
         matcher_calls=(matcher.calls - calls0) if matcher else 0,
         matcher_hits=(matcher.hits - hits0) if matcher else 0,
         outside=outside,
+        files_done=tuple(done),
     )
 
 
@@ -347,10 +357,9 @@ def _opt_str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _batches(items: Iterable[Line | Rejection], size: int,
-             max_bytes: int = BATCH_BYTES) -> Iterator[list[Line | Rejection]]:
+def _batches(items: Iterable[Item], size: int, max_bytes: int = BATCH_BYTES) -> Iterator[list[Item]]:
     """Batches of at most ``size`` records and about ``max_bytes`` of input (memory stays bounded)."""
-    batch: list[Line | Rejection] = []
+    batch: list[Item] = []
     held = 0
     for item in items:
         batch.append(item)
@@ -367,16 +376,27 @@ def _batches(items: Iterable[Line | Rejection], size: int,
 # --------------------------------------------------------------------------- worker entry points
 
 
-def _worker_batch(items: list[Line | Rejection], fingerprints: bool,
-                  selection: Selection | None = None) -> BatchResult:
+def _worker_batch(items: list[Item], fingerprints: bool, selection: Selection | None = None) -> BatchResult:
     return analyse_batch(items, fingerprints=fingerprints, selection=selection)
 
 
 def analyse_partition(part: Partition, batch_size: int = BATCH_SIZE, max_bytes: int = reader.MAX_MEASUREMENT_BYTES,
-                      fingerprints: bool = True, selection: Selection | None = None) -> list[BatchResult]:
-    """A Dask task: one partition, analysed batch by batch."""
+                      fingerprints: bool = True, selection: Selection | None = None,
+                      done: FileDone | None = None) -> list[BatchResult]:
+    """A Dask task: one partition, analysed batch by batch; ``done`` marks its file read in full at its end."""
     return [analyse_batch(b, fingerprints=fingerprints, selection=selection)
-            for b in _batches(reader.read_partition(part, max_bytes), batch_size)]
+            for b in _batches(_marked(reader.read_partition(part, max_bytes), done), batch_size)]
+
+
+def _marked(items: Iterator[Line | Rejection], done: FileDone | None) -> Iterator[Item]:
+    """The records of one file, then ``done`` unless the file could not be read in full ("unreadable")."""
+    whole = True
+    for item in items:
+        if type(item) is Rejection and item.reason == "unreadable":
+            whole = False
+        yield item
+    if done is not None and whole:
+        yield done
 
 
 def _warm(fingerprints: bool) -> int:
@@ -410,19 +430,59 @@ def run(paths: Sequence[str | os.PathLike[str]], store: Store, options: Options 
             progress(Progress(seen[0], seen[1], time.monotonic() - started))
 
     _lean_allocators()
-    skipped = [0]
+    skipped = _Skipped()
     with store.streaming(), _quiet_gc():
         if options.engine == "dask":
-            _run_dask(paths, options, write, skipped)
+            _run_dask(paths, options, write, store, skipped)
         elif options.workers == 1:
             matcher = default_matcher() if options.fingerprints else None
-            for batch in _batches(_read(paths, options, skipped), options.batch_size):
+            for batch in _batches(_read(paths, options, store, skipped), options.batch_size):
                 write(analyse_batch(batch, matcher, fingerprints=options.fingerprints, selection=options.selection))
         else:
-            _run_processes(paths, options, write, skipped)
+            _run_processes(paths, options, write, store, skipped)
         stats = store.finish_run()
-        stats.files_skipped += skipped[0]
+        stats.files_skipped += skipped.elsewhere
+        stats.files_known += skipped.known
         return stats
+
+
+@dataclass
+class _Skipped:
+    elsewhere: int = 0   # files whose OONI path names another country or test than the selection's
+    known: int = 0       # files an earlier run analysed in full
+
+
+_LOOKUP = 1024  # files looked up in the store at once
+
+
+def _files(paths: Sequence[str | os.PathLike[str]], options: Options, store: Store,
+           skipped: _Skipped) -> Iterator[tuple[Path, str, FileDone | None]]:
+    """(file, kind, its identity to record once read in full, or None) for each file this run reads.
+
+    Files outside the selection's countries and tests, and (unless ``reread``) files an earlier run
+    analysed in full and that have not changed since, are counted and left out. A run with a
+    selection reads files without recording them: it did not store all they hold.
+    """
+    def chunks() -> Iterator[list[tuple[Path, str, FileDone | None]]]:
+        chunk: list[tuple[Path, str, FileDone | None]] = []
+        for path, kind in reader.discover(paths):
+            if options.selection is not None and not options.selection.opens(path):
+                skipped.elsewhere += 1
+                continue
+            chunk.append((path, kind, None if kind == "stream" else reader.file_identity(path)))
+            if len(chunk) >= _LOOKUP:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    for chunk in chunks():
+        known = set() if options.reread else store.ingested([d for _, _, d in chunk if d is not None])
+        for path, kind, identity in chunk:
+            if identity is not None and identity.key in known:
+                skipped.known += 1
+                continue
+            yield path, kind, identity if options.selection is None else None
 
 
 @contextmanager
@@ -483,16 +543,14 @@ def _fixed_mmap_threshold(threshold: int = 128 * 1024) -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
 
 
-def _read(paths: Sequence[str | os.PathLike[str]], options: Options, skipped: list[int]) -> Iterator[Line | Rejection]:
-    for path, kind in reader.discover(paths):
-        if options.selection is not None and not options.selection.opens(path):
-            skipped[0] += 1
-            continue
-        yield from reader.read_partition(Partition(str(path), kind), options.max_bytes)
+def _read(paths: Sequence[str | os.PathLike[str]], options: Options, store: Store,
+          skipped: _Skipped) -> Iterator[Item]:
+    for path, kind, identity in _files(paths, options, store, skipped):
+        yield from _marked(reader.read_partition(Partition(str(path), kind), options.max_bytes), identity)
 
 
 def _run_processes(paths: Sequence[str | os.PathLike[str]], options: Options,
-                   write: Callable[[BatchResult], None], skipped: list[int]) -> None:
+                   write: Callable[[BatchResult], None], store: Store, skipped: _Skipped) -> None:
     import multiprocessing
 
     # "spawn": this process holds a DuckDB connection and its threads; forking that is unsafe.
@@ -503,7 +561,7 @@ def _run_processes(paths: Sequence[str | os.PathLike[str]], options: Options,
         for f in warm:
             f.result()
         pending: deque[Future[BatchResult]] = deque()
-        for batch in _batches(_read(paths, options, skipped), options.batch_size):
+        for batch in _batches(_read(paths, options, store, skipped), options.batch_size):
             pending.append(pool.submit(_worker_batch, batch, options.fingerprints, options.selection))
             while len(pending) >= window:
                 write(pending.popleft().result())
@@ -512,16 +570,13 @@ def _run_processes(paths: Sequence[str | os.PathLike[str]], options: Options,
 
 
 def _run_dask(paths: Sequence[str | os.PathLike[str]], options: Options,
-              write: Callable[[BatchResult], None], skipped: list[int]) -> None:
+              write: Callable[[BatchResult], None], store: Store, skipped: _Skipped) -> None:
     from contextlib import ExitStack
 
     from distributed import Client, LocalCluster
 
-    parts = reader.partitions(paths, options.split_bytes)
-    if options.selection is not None:
-        kept = [p for p in parts if options.selection.opens(p.path)]
-        skipped[0] += len({p.path for p in parts} - {p.path for p in kept})
-        parts = kept
+    files = {str(path): identity for path, _, identity in _files(paths, options, store, skipped)}
+    parts = [p for p in reader.partitions(paths, options.split_bytes) if p.path in files]
     streams = [p.path for p in parts if p.kind == "stream"]
     if streams:  # a worker would read its own standard input, or wait on a pipe it cannot see
         raise EngineError(f"the dask engine reads files, not standard input or pipes ({streams[0]}): "
@@ -547,8 +602,10 @@ def _run_dask(paths: Sequence[str | os.PathLike[str]], options: Options,
         window = 2 * workers
         pending: deque[Any] = deque()
         for part in parts:
+            # a file cut into byte ranges is marked at the end of its last range, written after the others
+            done = files[part.path] if part.end is None else None
             pending.append(client.submit(analyse_partition, part, options.batch_size, options.max_bytes,
-                                         options.fingerprints, options.selection, pure=False))
+                                         options.fingerprints, options.selection, done, pure=False))
             while len(pending) >= window:
                 for result in pending.popleft().result():
                     write(result)

@@ -103,6 +103,31 @@ class Rejection:
 
 
 @dataclass(frozen=True)
+class FileDone:
+    """Marks the end of an input file read in full, in the stream of records: the store records it
+    (`Store.ingested`) in the transaction that commits the file's last measurements."""
+
+    path: str      # absolute
+    size: int
+    mtime_ns: int
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return self.path, self.size, self.mtime_ns
+
+
+def file_identity(path: str | os.PathLike[str]) -> FileDone | None:
+    """What says a regular file is unchanged since it was read: absolute path, size, modification time."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    return FileDone(os.path.abspath(path), info.st_size, info.st_mtime_ns)
+
+
+@dataclass(frozen=True)
 class Partition:
     """A piece of the input one worker reads on its own."""
 
@@ -222,14 +247,14 @@ _FILE_NAMES = (
 )
 
 
-def test_key(test_name: str) -> str:
+def archive_test_name(test_name: str) -> str:
     """A test name as OONI's archive paths spell it: ``web_connectivity`` -> ``webconnectivity``."""
     return test_name.lower().replace("_", "")
 
 
 def layout(path: str | os.PathLike[str]) -> tuple[str | None, str | None]:
-    """(country, `test_key`) that a file's place in OONI's archive says it holds; (None, None) when its
-    path does not say, or says two different things.
+    """(country, `archive_test_name`) that a file's place in OONI's archive says it holds; (None, None)
+    when its path does not say, or says two different things.
 
     Read from ``raw/<YYYYMMDD>/<HH>/<CC>/<test>/``, ``jsonl/<test>/<CC>/<YYYYMMDD>/<HH>/``, and from file
     names: ``<YYYYMMDDHH>_<CC>_<test>.…`` (postcans and JSONL cans) and the historical
@@ -243,14 +268,14 @@ def layout(path: str | os.PathLike[str]) -> tuple[str | None, str | None]:
     for i, part in enumerate(dirs):
         if part == "raw" and i + 4 < len(dirs) and _RAW_DAY.fullmatch(dirs[i + 1]) \
                 and _HOUR.fullmatch(dirs[i + 2]) and _CC.fullmatch(dirs[i + 3]) and _TEST_DIR.fullmatch(dirs[i + 4]):
-            said.add((dirs[i + 3], test_key(dirs[i + 4])))
+            said.add((dirs[i + 3], archive_test_name(dirs[i + 4])))
         if part == "jsonl" and i + 3 < len(dirs) and _TEST_DIR.fullmatch(dirs[i + 1]) \
                 and _CC.fullmatch(dirs[i + 2]) and _RAW_DAY.fullmatch(dirs[i + 3]):
-            said.add((dirs[i + 2], test_key(dirs[i + 1])))
+            said.add((dirs[i + 2], archive_test_name(dirs[i + 1])))
     if parts:
         for pattern in _FILE_NAMES:
             if (match := pattern.match(parts[-1])) is not None:
-                said.add((match.group(1), test_key(match.group(2))))
+                said.add((match.group(1), archive_test_name(match.group(2))))
     if len(said) != 1:
         return None, None
     cc, test = said.pop()
@@ -559,7 +584,7 @@ def _read_tar(path: str, max_bytes: int, fileobj: IO[bytes] | None = None) -> It
         except (tarfile.TarError, zlib.error, gzip.BadGzipFile) as exc:
             yield Rejection(path, 0, "corrupt_gzip", _one_line(exc))
         except OSError as exc:
-            if lz4 is None and fileobj is None or not _decompress_error(exc):
+            if (lz4 is None and fileobj is None) or not _decompress_error(exc):
                 raise
             yield Rejection(path, 0, "corrupt_gzip", _one_line(exc))
         finally:
@@ -663,6 +688,7 @@ def _read_stream(path: str, max_bytes: int) -> Iterator[Line | Rejection]:
 
 
 __all__ = [
-    "MAX_MEASUREMENT_BYTES", "REASONS", "SPLIT_BYTES", "STDIN", "InputError", "Line", "Partition", "Rejection",
-    "discover", "is_stream", "layout", "partitions", "read", "read_partition", "test_key",
+    "MAX_MEASUREMENT_BYTES", "REASONS", "SPLIT_BYTES", "STDIN", "FileDone", "InputError", "Line", "Partition",
+    "Rejection", "archive_test_name", "discover", "file_identity", "is_stream", "layout", "partitions", "read",
+    "read_partition",
 ]

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from tamperscope.analysis.confidence import COUNT_ALL_SQL, GROUPS_DDL, OUTCOME_SQL, PROMOTIONS_DDL
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class StoreError(Exception):
@@ -148,6 +148,10 @@ def _v5(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(COUNT_ALL_SQL)
 
 
+_V6 = ["""CREATE TABLE ingested_files (
+    path VARCHAR NOT NULL, size BIGINT NOT NULL, mtime_ns BIGINT NOT NULL, run_id VARCHAR, finished_at TIMESTAMP)"""]
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -169,6 +173,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "promotions: groups whose older anomaly a streaming ingest confirms at its end",
               _statements(_V4)),
     Migration(5, "anomaly groups keyed by 128 bits, with the uid of a lone anomaly", _v5),
+    Migration(6, "ingested_files: input files analysed in full, which later runs skip", _statements(_V6)),
 )
 
 

@@ -56,7 +56,7 @@ import pyarrow.compute as pc
 
 from tamperscope.analysis.confidence import insert_verdicts, promote
 from tamperscope.analysis.observations import SCHEMA as OBSERVATION_SCHEMA
-from tamperscope.analysis.reader import Rejection
+from tamperscope.analysis.reader import FileDone, Rejection
 from tamperscope.analysis.schema import (
     MEASUREMENT_SCHEMA,
     MIGRATIONS,
@@ -112,6 +112,7 @@ class BatchResult:
     matcher_calls: int = 0
     matcher_hits: int = 0
     outside: int = 0                   # good records outside the run's selection (--cc, --test...): not stored
+    files_done: tuple[FileDone, ...] = ()  # input files whose last record is in this batch (or before)
 
 
 @dataclass
@@ -130,6 +131,7 @@ class WriteStats:
     matcher_hits: int = 0
     outside: int = 0                    # records outside the selection, skipped (not bad input)
     files_skipped: int = 0              # files not opened: their OONI path names another country or test
+    files_known: int = 0                # files not opened: an earlier run analysed them, unchanged, in full
 
     def add_rejections(self, rejections: Sequence[Rejection]) -> None:
         for r in rejections:
@@ -272,6 +274,20 @@ class Store:
             else:
                 self.con.execute("RESET memory_limit")
 
+    def ingested(self, files: Sequence[FileDone]) -> set[tuple[str, int, int]]:
+        """Which of ``files`` (path, size, modification time) an earlier run analysed in full and committed."""
+        if not files:
+            return set()
+        cur = self.cursor()
+        try:
+            cur.register("_asked", pa.table({"path": [f.path for f in files], "size": [f.size for f in files],
+                                             "mtime_ns": [f.mtime_ns for f in files]}))
+            rows = cur.execute("SELECT DISTINCT a.path, a.size, a.mtime_ns FROM _asked a "
+                               "SEMI JOIN ingested_files i USING (path, size, mtime_ns)").fetchall()
+        finally:
+            cur.close()
+        return {(path, size, mtime) for path, size, mtime in rows}
+
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection for one reader thread (DuckDB connections are not shared across threads)."""
         with self._lock:
@@ -409,6 +425,10 @@ class Store:
             stats.outside += b.outside
             stats.matcher_calls += b.matcher_calls
             stats.matcher_hits += b.matcher_hits
+        done = [d for b in batches for d in b.files_done]
+        if done:
+            con.executemany("INSERT INTO ingested_files VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
+                            [[d.path, d.size, d.mtime_ns, run_id] for d in done])
         if rejections:
             con.register("_rej", pa.table({
                 "run_id": [run_id] * len(rejections), "source": [r.source for r in rejections],
