@@ -235,3 +235,5 @@ def test_report_json_on_stdout_is_the_document_alone(store: Store, tmp_path: Pat
 
     assert main(["report", "--db", db, "--json", str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err
+    assert main(["report", "--db", db, "--json", str(target), "--html", str(target)]) == 2
+    assert "both name" in capsys.readouterr().err

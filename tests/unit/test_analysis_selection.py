@@ -161,12 +161,16 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_command_says_what_it_left_out(mirror: Path, tmp_path: Path) -> None:
-    r = _cli(str(mirror / "raw"), "--db", str(tmp_path / "s.duckdb"), "--cc", "ir", "--cc", "ru,TM", "--test",
+    r = _cli(str(mirror / "raw"), "--db", str(tmp_path / "s.duckdb"), "--cc", "ir", "--cc", "ru,TM,IR", "--test",
              "telegram", "--quiet")
     assert r.returncode == 0, r.stderr
     assert "analyzed 9 measurements" in r.stdout
     assert "selection: countries IR, RU, TM; test telegram: 0 other measurements read and left out; " \
            "4 files of OONI's archive not opened" in r.stdout
+
+    r = _cli(str(mirror / "raw"), "--db", str(tmp_path / "u.duckdb"), "--test", "telegram", "--test", "telegram",
+             "--quiet")
+    assert r.returncode == 0 and "selection: test telegram:" in r.stdout  # once, in the singular
 
     r = _cli(str(mirror / "raw"), "--db", str(tmp_path / "t.duckdb"), "--test", "tor", "--quiet")
     assert r.returncode == 1 and "no measurement in the input matches the selection" in r.stderr

@@ -245,9 +245,11 @@ def analyze_command(args: argparse.Namespace) -> int:
 def _selection_words(args: argparse.Namespace) -> str | None:
     words = []
     if args.cc:
-        words.append(f"{'country' if len(args.cc) == 1 else 'countries'} {', '.join(sorted(set(args.cc)))}")
+        ccs = sorted(set(args.cc))
+        words.append(f"{'country' if len(ccs) == 1 else 'countries'} {', '.join(ccs)}")
     if args.test:
-        words.append(f"{'test' if len(args.test) == 1 else 'tests'} {', '.join(sorted(set(args.test)))}")
+        tests = sorted(set(args.test))
+        words.append(f"{'test' if len(tests) == 1 else 'tests'} {', '.join(tests)}")
     if args.since:
         words.append(f"from {args.since}")
     if args.until:
@@ -355,6 +357,8 @@ def report_command(args: argparse.Namespace) -> int:
     json_out = None if args.json in (None, "-") else Path(args.json)
     if json_out is not None:
         _writable("--json", json_out)
+        if args.html is not None and json_out.resolve() == args.html.resolve():
+            raise UsageError(f"--json and --html both name {json_out}: give each its own file")
     if not 1 <= args.limit <= MAX_LIMIT:
         raise UsageError(f"--limit must be between 1 and {MAX_LIMIT:,}")
     if args.since is not None and args.until is not None and args.since > args.until:
