@@ -23,7 +23,8 @@ prints tables for:
    window of as many measurements as the small corpus;
 3. scaling: ``--workers 2`` and ``--engine dask`` on a LocalCluster of 2 workers;
 4. the explorer's aggregate queries (store.py) over 1,000,000 verdict rows:
-   p50/p95 latency (target p95 <= 200 ms).
+   p50/p95 latency (target p95 <= 200 ms); and the report's ``changes`` (when a site
+   became blocked or unblocked on a network), which the explorer does not run.
 
 Each analyze run is its own process (`python -m tamperscope analyze`), timed by
 wall clock from the outside and reporting its own peak RSS (ru_maxrss of the
@@ -400,6 +401,8 @@ def aggregate_latency(rows: int, db: Path, repeats: int = 30) -> list[tuple[str,
         ("per_country", lambda: st.per_country(s)),
         ("domain_network (heatmap)", lambda: st.domain_network(s)),
         ("signatures", lambda: st.signatures(s)),
+        ("changes (the report's; outcomes flip at random)", lambda: st.changes(s)),
+        ("changes (one network)", lambda: st.changes(s, st.Filters(probe_asn="AS1042"))),
     ]
     out = []
     for name, fn in queries:
@@ -564,8 +567,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         latencies = aggregate_latency(args.rows, work / "agg.duckdb")
         print_table(f"4. explorer aggregates over {args.rows:,} verdict rows (30 runs each)",
                     ["query", "p50 ms", "p95 ms"], [[n, f"{a:.1f}", f"{b:.1f}"] for n, a, b in latencies])
-        worst = max(b for _, _, b in latencies)
-        print(f"worst p95: {worst:.1f} ms (target <= 200 ms)")
+        worst = max(b for n, _, b in latencies if not n.startswith("changes"))
+        print(f"worst p95 of the explorer's aggregates: {worst:.1f} ms (target <= 200 ms); 'changes' is the "
+              "report's, not the explorer's")
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from html.parser import HTMLParser
@@ -237,3 +238,65 @@ def test_report_json_on_stdout_is_the_document_alone(store: Store, tmp_path: Pat
     assert "is a directory" in capsys.readouterr().err
     assert main(["report", "--db", db, "--json", str(target), "--html", str(target)]) == 2
     assert "both name" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- changes
+
+
+def _series(store: Store, rows: list[tuple[str, str, int, str]]) -> None:
+    """Verdict rows (domain, network, minute of 2024-03-01, outcome), straight into the store."""
+    import pyarrow as pa
+
+    table = pa.table({
+        "measurement_uid": [f"u{i:03d}" for i in range(len(rows))],
+        "test_name": ["web_connectivity"] * len(rows),
+        "input": [f"https://{d}/" for d, _, _, _ in rows], "domain": [d for d, _, _, _ in rows],
+        "probe_cc": ["IR"] * len(rows), "probe_asn": [n for _, n, _, _ in rows],
+        "day": [dt.date(2024, 3, 1)] * len(rows),
+        "measurement_start_time": [dt.datetime(2024, 3, 1) + dt.timedelta(minutes=m) for _, _, m, _ in rows],
+        "mechanism": ["dns.poison" if o != "ok" else "none" for _, _, _, o in rows],
+        "status": [o if o != "confirmed" else "anomaly" for _, _, _, o in rows],
+        "outcome": [o for _, _, _, o in rows]})
+    cur = store.cursor()
+    cur.register("_series", table)
+    cur.execute("INSERT INTO verdicts BY NAME SELECT * FROM _series")
+    cur.close()
+
+
+def test_changes_find_when_sites_were_blocked_and_unblocked(tmp_path: Path) -> None:
+    from tamperscope.analysis import store as st
+
+    s = Store(tmp_path / "s.duckdb")
+    ok, bad, conf, fail = "ok", "anomaly", "confirmed", "failure"
+    _series(s, [
+        # a: fine twice, then blocked three times and still so
+        ("a.example", "AS1", 1, ok), ("a.example", "AS1", 2, ok), ("a.example", "AS1", 3, bad),
+        ("a.example", "AS1", 4, conf), ("a.example", "AS1", 5, bad),
+        # b: a single anomaly between fine ones is no change
+        ("b.example", "AS1", 1, ok), ("b.example", "AS1", 2, bad), ("b.example", "AS1", 3, ok),
+        # c: blocked from the first measurement (no "blocked" change: nothing before), then unblocked
+        ("c.example", "AS2", 1, bad), ("c.example", "AS2", 2, bad), ("c.example", "AS2", 3, ok),
+        ("c.example", "AS2", 4, ok),
+        # d: blocked, then unblocked; the failure in between says nothing and is skipped
+        ("d.example", "AS3", 1, ok), ("d.example", "AS3", 2, bad), ("d.example", "AS3", 3, bad),
+        ("d.example", "AS3", 4, ok), ("d.example", "AS3", 5, fail), ("d.example", "AS3", 6, ok),
+        # the same site on another network is another series
+        ("a.example", "AS9", 1, bad), ("a.example", "AS9", 2, ok), ("a.example", "AS9", 3, bad),
+        # given out of order: the series is in time order
+        ("e.example", "AS1", 9, bad), ("e.example", "AS1", 7, ok), ("e.example", "AS1", 8, bad),
+    ])
+    got = [(c["change"], c["domain"], c["probe_asn"], c["since"][11:16], c["before"][11:16], c["latest"][11:16],
+            c["measurements"], c["mechanism"], c["ongoing"]) for c in st.changes(s)]
+    assert got == [
+        ("blocked", "e.example", "AS1", "00:08", "00:07", "00:09", 2, "dns.poison", True),
+        ("unblocked", "d.example", "AS3", "00:04", "00:03", "00:06", 2, None, True),
+        ("blocked", "a.example", "AS1", "00:03", "00:02", "00:05", 3, "dns.poison", True),
+        ("unblocked", "c.example", "AS2", "00:03", "00:02", "00:04", 2, None, True),
+        ("blocked", "d.example", "AS3", "00:02", "00:01", "00:03", 2, "dns.poison", False),
+    ]
+    assert [c["domain"] for c in st.changes(s, st.Filters(probe_asn="AS3"))] == ["d.example", "d.example"]
+    assert len(st.changes(s, limit=2)) == 2
+    text = terminal_report(s)
+    assert "Changes, latest first" in text and "unblocked" in text
+    assert "What changed" in html_report(s)
+    s.close()

@@ -197,6 +197,15 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
         ("probe_asn", "network"), ("probe_cc", "cc"), ("probe_network_name", "name"),
         ("measurement_count", "measured"), ("anomaly_count", "anomalies"), ("confirmed_count", "confirmed"),
         ("blocked_domain_count", "domains")]) if networks else "  (none)", ""]
+    moves = st.changes(store, filters, limit)
+    for c in moves:
+        c["since_day"], c["before_day"] = str(c["since"])[:10], str(c["before"])[:10]
+        c["still"] = "yes" if c["ongoing"] else "no"
+    lines += [f"Changes, latest first (blocked: {CONFIRM_MIN}+ anomalies after an ok measurement; unblocked: "
+              f"{CONFIRM_MIN}+ ok after {CONFIRM_MIN}+ anomalies)", table(moves, [
+        ("change", "change"), ("since_day", "since"), ("before_day", "last before"), ("domain", "domain"),
+        ("probe_asn", "network"), ("probe_cc", "cc"), ("measurements", "measurements"),
+        ("mechanism", "mechanism"), ("still", "still so")]) if moves else "  (none)", ""]
     mechanisms = st.per_mechanism(store, filters)
     for m in mechanisms:
         m["meaning"] = MECHANISM_WORDS.get(str(m["mechanism"]), "")
@@ -303,6 +312,12 @@ def _mechanisms_figure(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | No
     return {"data": data, "layout": layout}
 
 
+def _when(value: Any) -> str:
+    """An ISO timestamp as "2024-03-01 14:05 UTC"."""
+    text = str(value or "")
+    return f"{text[:10]} {text[11:16]} UTC" if len(text) >= 16 else text
+
+
 def _html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
     if not rows:
         return "<p class='none'>None.</p>"
@@ -403,6 +418,17 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
                      ("signature", "signature"), ("equipment", "equipment"), ("measurement_count", "measurements"),
                      ("mechanisms", "techniques"), ("countries", "countries"), ("network_count", "networks"),
                      ("domain_count", "sites"), ("first_seen", "first seen"), ("last_seen", "last seen")]))
+    moves = st.changes(store, filters, limit)
+    for c in moves:
+        c["since_text"], c["before_text"] = _when(c["since"]), _when(c["before"])
+        c["still"] = "yes" if c["ongoing"] else "no"
+    parts.append(f"<h2>What changed</h2><p>When a site became blocked on a network ({CONFIRM_MIN} anomalies "
+                 f"or more in a row after a measurement that was fine), or was unblocked ({CONFIRM_MIN} fine "
+                 "measurements or more after such a run), the latest first. Failed measurements are left out: "
+                 "they say nothing either way.</p>" + _html_table(moves, [
+                     ("change", "change"), ("since_text", "since"), ("before_text", "last measured otherwise"),
+                     ("domain", "site"), ("probe_asn", "network"), ("probe_cc", "country"),
+                     ("measurements", "measurements since"), ("mechanism", "technique"), ("still", "still so")]))
     domains = [d for d in st.per_domain(store, filters, limit) if d["anomaly_count"]]
     parts.append("<h2>Most blocked sites</h2>" + _html_table(domains, [
         ("domain", "site"), ("measurement_count", "measured"), ("anomaly_count", "anomalous"),
@@ -467,6 +493,7 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
         "countries": st.per_country(store, filters),
         "mechanisms_by_country": st.mechanism_country(store, filters),
         "signatures": st.signatures(store, filters, limit),
+        "changes": st.changes(store, filters, limit),
         "timeline": st.timeline(store, filters),
     }
 

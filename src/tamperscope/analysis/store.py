@@ -54,7 +54,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tamperscope.analysis.confidence import insert_verdicts, promote
+from tamperscope.analysis.confidence import CONFIRM_MIN, insert_verdicts, promote
 from tamperscope.analysis.observations import SCHEMA as OBSERVATION_SCHEMA
 from tamperscope.analysis.reader import FileDone, Rejection
 from tamperscope.analysis.schema import (
@@ -880,6 +880,54 @@ def signatures(store: Store, filters: Filters | None = None, limit: int | None =
         "(signature IS NOT NULL OR equipment IS NOT NULL)")
 
 
+def changes(store: Store, filters: Filters | None = None, limit: int | None = 100) -> list[dict[str, Any]]:
+    """When a site became blocked, or unblocked, on a network: the latest first.
+
+    Each (domain, network) series of measurements, in time order and without failures
+    (they say nothing either way), is cut into runs of anomalous and of ok measurements.
+    ``blocked``: a run of at least `CONFIRM_MIN` anomalies right after an ok measurement;
+    ``unblocked``: a run of at least `CONFIRM_MIN` ok measurements right after a run of at
+    least `CONFIRM_MIN` anomalies (one anomaly, or one ok, is not a change). Each row:
+    ``change``, ``domain``, ``probe_asn``, ``probe_cc``, ``before`` (the last measurement
+    of the previous run), ``since`` and ``latest`` (the first and last of this run),
+    ``measurements`` (in this run), ``mechanism`` (of a blocked run's first anomaly) and
+    ``ongoing`` (no later run: it is still so).
+
+    Two sorts: the series of the (domain, network) pairs that can hold a change (two
+    anomalies and an ok at least) by time, then the first measurement of each run. Over
+    1,000,000 verdict rows whose outcomes flip at random (bench/analyze, section 4; real
+    series flip far less) it takes ~0.3 s, which is why the report runs it and the
+    explorer's aggregates, held to 200 ms, do not.
+    """
+    where, params = (filters or Filters()).where()
+    top = f"LIMIT {int(limit)}" if limit is not None else ""
+    sql = f"""
+        WITH f AS NOT MATERIALIZED (
+            SELECT domain, probe_asn, probe_cc, measurement_start_time AS t, measurement_uid AS uid, mechanism,
+                   outcome <> 'ok' AS bad
+            FROM verdicts WHERE ({where}) AND domain IS NOT NULL AND outcome IN ('ok', 'anomaly', 'confirmed')),
+        pairs AS (SELECT domain, probe_asn FROM f GROUP BY domain, probe_asn
+                  HAVING count(*) FILTER (WHERE bad) >= {CONFIRM_MIN} AND count(*) FILTER (WHERE NOT bad) >= 1),
+        marked AS (
+            SELECT domain, probe_asn, probe_cc, t, mechanism, bad, row_number() OVER w AS rn,
+                   lag(bad) OVER w AS before_bad, lag(t) OVER w AS before,
+                   count(*) OVER (PARTITION BY domain, probe_asn) AS total,
+                   max(t) OVER (PARTITION BY domain, probe_asn) AS last_t
+            FROM f SEMI JOIN pairs USING (domain, probe_asn)
+            WINDOW w AS (PARTITION BY domain, probe_asn ORDER BY t, uid)),
+        starts AS (SELECT * FROM marked WHERE before_bad IS DISTINCT FROM bad),
+        runs AS (
+            SELECT *, coalesce(lead(rn) OVER p, total + 1) - rn AS measurements, rn - lag(rn) OVER p AS before_n,
+                   coalesce(lead(before) OVER p, last_t) AS latest, lead(rn) OVER p IS NULL AS ongoing
+            FROM starts WINDOW p AS (PARTITION BY domain, probe_asn ORDER BY rn))
+        SELECT CASE WHEN bad THEN 'blocked' ELSE 'unblocked' END AS change, domain, probe_asn, probe_cc, before,
+               t AS since, latest, measurements, CASE WHEN bad THEN mechanism END AS mechanism, ongoing
+        FROM runs
+        WHERE before_bad IS NOT NULL AND measurements >= {CONFIRM_MIN} AND (bad OR before_n >= {CONFIRM_MIN})
+        ORDER BY since DESC, domain, probe_asn {top}"""
+    return _plain(_rows(store.cursor(), sql, params))
+
+
 def totals(store: Store, filters: Filters | None = None) -> dict[str, Any]:
     """Whole-store counts, and the span of days."""
     where, params = (filters or Filters()).where()
@@ -898,7 +946,7 @@ AGGREGATES: dict[str, Callable[..., list[dict[str, Any]]]] = {
 }
 
 __all__ = [
-    "AGGREGATES", "BatchResult", "FLUSH_ROWS", "Filters", "MEASUREMENT_SCHEMA", "MIGRATIONS", "Migration",
+    "AGGREGATES", "BatchResult", "FLUSH_ROWS", "Filters", "changes", "MEASUREMENT_SCHEMA", "MIGRATIONS", "Migration",
     "OBSERVATION_SCHEMA", "SCHEMA_VERSION", "Store", "StoreError", "VERDICT_SCHEMA", "WriteStats",
     "default_db_path", "domain_network", "mechanism_country", "migrate", "per_country", "per_domain",
     "per_mechanism", "per_network", "per_test", "raw_root_for", "schema_version", "signatures", "timeline",
