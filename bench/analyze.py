@@ -402,6 +402,7 @@ def aggregate_latency(rows: int, db: Path, repeats: int = 30) -> list[tuple[str,
         ("domain_network (heatmap)", lambda: st.domain_network(s)),
         ("signatures", lambda: st.signatures(s)),
         ("changes (the report's; outcomes flip at random)", lambda: st.changes(s)),
+        ("changes (one country: the explorer's country page)", lambda: st.changes(s, st.Filters(probe_cc="RU"))),
         ("changes (one network)", lambda: st.changes(s, st.Filters(probe_asn="AS1042"))),
     ]
     out = []
@@ -567,9 +568,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         latencies = aggregate_latency(args.rows, work / "agg.duckdb")
         print_table(f"4. explorer aggregates over {args.rows:,} verdict rows (30 runs each)",
                     ["query", "p50 ms", "p95 ms"], [[n, f"{a:.1f}", f"{b:.1f}"] for n, a, b in latencies])
-        worst = max(b for n, _, b in latencies if not n.startswith("changes"))
-        print(f"worst p95 of the explorer's aggregates: {worst:.1f} ms (target <= 200 ms); 'changes' is the "
-              "report's, not the explorer's")
+        worst = max(b for n, _, b in latencies if not n.startswith("changes ("))
+        print(f"worst p95 of the explorer's aggregates: {worst:.1f} ms (target <= 200 ms); 'changes' over the "
+              "whole store is the report's, and the explorer runs it for one country, network or domain")
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

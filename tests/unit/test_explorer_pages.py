@@ -233,3 +233,31 @@ def test_a_tor_measurement_shows_its_targets(tmp_path_factory: pytest.TempPathFa
     assert evil not in page and "&lt;img src=x" in page
     assert [t["state"] for t in twin["evidence"]["targets"]] == ["failed", "failed"]
     assert twin["evidence"]["verdict"]["mechanism"] == "tls.rst"  # no connect record: the reset is put at TLS
+
+
+def test_area_pages_say_what_changed(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A site fine twice then poisoned twice on one network shows as 'blocked since' on its country's,
+    network's and domain's pages, with links; a site with one anomaly among fine ones does not."""
+    db = tmp_path_factory.mktemp("changes") / "e.duckdb"
+    series = [("ok", "00"), ("ok", "01"), ("dns.poison", "02"), ("dns.poison", "03")]
+    ms = [samples.measurement(s, url="https://changes.example/", probe_cc="IR", probe_asn="AS197207",
+                              start=f"2026-05-03 10:{m}:00", report_id=f"c{m}") for s, m in series]
+    ms += [samples.measurement(s, url="https://steady.example/", probe_cc="IR", probe_asn="AS197207",
+                               start=f"2026-05-03 11:{m}:00", report_id=f"s{m}")
+           for s, m in (("ok", "00"), ("dns.poison", "01"), ("ok", "02"))]
+    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as c:
+        out = c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(m) for m in ms)).json()
+        assert out["stored"] == len(ms), out
+        for path in ("/country/IR", "/network/AS197207", "/domain/changes.example"):
+            page = c.get(path + ".json").json()
+            assert [(x["change"], x["domain"], x["since"], x["before"], x["measurements"], x["mechanism"],
+                     x["ongoing"]) for x in page["changes"]] == [
+                ("blocked", "changes.example", "2026-05-03T10:02:00", "2026-05-03T10:01:00", 2, "dns.poison", True)]
+            html = c.get(path).text
+            section = html.split('id="changes"', 1)[1].split("</section>", 1)[0]
+            assert "2026-05-03 10:02" in section and 'href="/domain/changes.example"' in section
+            assert "steady.example" not in section
+            found = c.get(page["changes"][0]["search"].replace("/search?", "/search.json?")).json()["results"]
+            assert {r["input"] for r in found} == {"https://changes.example/"} and len(found) == 4
+        assert "changes" not in c.get("/index.json").json()  # the whole store's is the report's job
+        assert c.get("/domain/steady.example.json").json()["changes"] == []

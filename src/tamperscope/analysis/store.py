@@ -896,8 +896,9 @@ def changes(store: Store, filters: Filters | None = None, limit: int | None = 10
     Two sorts: the series of the (domain, network) pairs that can hold a change (two
     anomalies and an ok at least) by time, then the first measurement of each run. Over
     1,000,000 verdict rows whose outcomes flip at random (bench/analyze, section 4; real
-    series flip far less) it takes ~0.3 s, which is why the report runs it and the
-    explorer's aggregates, held to 200 ms, do not.
+    series flip far less) it takes ~0.4 s, which is why it is not among the explorer's
+    `AGGREGATES` (held to 200 ms): the report runs it over the whole store, the explorer
+    for one country, network or domain (~75 ms for a country of that benchmark).
     """
     where, params = (filters or Filters()).where()
     top = f"LIMIT {int(limit)}" if limit is not None else ""

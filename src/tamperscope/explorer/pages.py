@@ -9,8 +9,8 @@ Pages:
 
 * `home`: totals, recent anomalies, countries, networks, most blocked domains,
   tests (apps and circumvention tools too), mechanisms, the timeline;
-* `area` (country, network, domain): the same, narrowed, plus equipment
-  signatures and located hops;
+* `area` (country, network, domain): the same, narrowed, plus what changed
+  (sites blocked or unblocked on a network), equipment signatures and located hops;
 * `measurement`: the envelope, the verdict and the evidence (`evidence.py`);
 * `search`: filters in, one page of OONI-shaped results out.
 """
@@ -51,6 +51,16 @@ def _tests(reader: Reader, filters: Filters, where: dict[str, str] | None = None
     for row in rows:
         row["checks"] = TEST_WORDS.get(str(row["test_name"]), "")
         row["search"] = "/search?" + urlencode({**(where or {}), "test_name": row["test_name"], "outcome": "anomaly"})
+    return rows
+
+
+def _changes(reader: Reader, filters: Filters) -> list[dict[str, Any]]:
+    """When sites became blocked or unblocked on a network, latest first (`store.changes`). Only on
+    the pages of one country, network or domain: over the whole store it is the report's job."""
+    rows = store_mod.changes(reader, filters, limit=TOP)  # type: ignore[arg-type]
+    for row in rows:
+        row["search"] = "/search?" + urlencode({"domain": row["domain"], "probe_asn": row["probe_asn"],
+                                                "since": str(row["since"])[:10]})
     return rows
 
 
@@ -97,6 +107,7 @@ def area(reader: Reader, kind: str, key: str) -> dict[str, Any] | None:
         "hops": hops(reader, f),
         "recent_anomalies": _recent(reader, MeasurementQuery(**{column: key, "anomaly": True, "limit": RECENT})),
         "recent": _recent(reader, query),
+        "changes": _changes(reader, f),
         "charts": {"timeline": charts.timeline(timeline), "mechanisms": charts.mechanisms(mechanisms)},
     }
     if kind == "network":
