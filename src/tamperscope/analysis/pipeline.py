@@ -36,8 +36,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -381,11 +381,17 @@ def _worker_batch(items: list[Item], fingerprints: bool, selection: Selection | 
 
 
 def analyse_partition(part: Partition, batch_size: int = BATCH_SIZE, max_bytes: int = reader.MAX_MEASUREMENT_BYTES,
-                      fingerprints: bool = True, selection: Selection | None = None,
-                      done: FileDone | None = None) -> list[BatchResult]:
-    """A Dask task: one partition, analysed batch by batch; ``done`` marks its file read in full at its end."""
+                      fingerprints: bool = True, selection: Selection | None = None) -> list[BatchResult]:
+    """A Dask task: one partition, analysed batch by batch."""
     return [analyse_batch(b, fingerprints=fingerprints, selection=selection)
-            for b in _batches(_marked(reader.read_partition(part, max_bytes), done), batch_size)]
+            for b in _batches(reader.read_partition(part, max_bytes), batch_size)]
+
+
+def _file_marker(done: FileDone) -> BatchResult:
+    """A batch that holds nothing but the news that a file was read in full (the Dask engine's)."""
+    return BatchResult(measurements=MEASUREMENT_SCHEMA.empty_table(), verdicts=VERDICT_SCHEMA.empty_table(),
+                       observations=ObservationColumns().to_arrow(), raw=(), rejections=(), records=0,
+                       files_done=(done,))
 
 
 def _marked(items: Iterator[Line | Rejection], done: FileDone | None) -> Iterator[Item]:
@@ -600,18 +606,28 @@ def _run_dask(paths: Sequence[str | os.PathLike[str]], options: Options,
         client.run(_warm, options.fingerprints)
         workers = max(1, len(client.scheduler_info().get("workers", {})))
         window = 2 * workers
-        pending: deque[Any] = deque()
-        for part in parts:
-            # a file cut into byte ranges is marked at the end of its last range, written after the others
-            done = files[part.path] if part.end is None else None
-            pending.append(client.submit(analyse_partition, part, options.batch_size, options.max_bytes,
-                                         options.fingerprints, options.selection, done, pure=False))
-            while len(pending) >= window:
-                for result in pending.popleft().result():
-                    write(result)
-        while pending:
-            for result in pending.popleft().result():
+        pending: deque[tuple[Partition, Any]] = deque()
+        broken: set[str] = set()  # files with an "unreadable" piece: never recorded as read in full
+
+        def write_partition(part: Partition, results: list[BatchResult]) -> None:
+            for result in results:
+                if any(r.reason == "unreadable" for r in result.rejections):
+                    broken.add(part.path)
                 write(result)
+            # results come back in partition order: a file's last range (or whole file) comes after the rest
+            done = files[part.path]
+            if part.end is None and done is not None and part.path not in broken:
+                write(_file_marker(done))
+
+        for part in parts:
+            pending.append((part, client.submit(analyse_partition, part, options.batch_size, options.max_bytes,
+                                                options.fingerprints, options.selection, pure=False)))
+            while len(pending) >= window:
+                done_part, future = pending.popleft()
+                write_partition(done_part, future.result())
+        while pending:
+            done_part, future = pending.popleft()
+            write_partition(done_part, future.result())
 
 
 # --------------------------------------------------------------------------- single submissions
