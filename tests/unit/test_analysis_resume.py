@@ -194,3 +194,10 @@ def test_the_command_says_what_it_skipped(tmp_path: Path) -> None:
         in r.stdout
     r = subprocess.run([*args, "--reread"], capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0 and "analyzed 15 measurements" in r.stdout and "15 already in the store" in r.stdout
+    one = tmp_path / "one.jsonl"
+    one.write_bytes(orjson.dumps(_samples()[0]) + b"\n")
+    single = [*args[:4], str(one), *args[5:]]
+    assert subprocess.run(single, capture_output=True, timeout=300, check=False).returncode == 0
+    r = subprocess.run(single, capture_output=True, text=True, timeout=300, check=False)
+    assert "1 file skipped: analysed in full by an earlier run and unchanged since (--reread reads it again)" \
+        in r.stdout

@@ -303,7 +303,7 @@ def summary(stats: WriteStats, elapsed: float, db: Path, selection: str | None =
              f"store: {db}"]
     if stats.files_known:
         lines.append(f"{_count(stats.files_known, 'file')} skipped: analysed in full by an earlier run and "
-                     "unchanged since (--reread reads them again)")
+                     f"unchanged since (--reread reads {'it' if stats.files_known == 1 else 'them'} again)")
     if selection is not None:
         unopened = (f"; {_count(stats.files_skipped, 'file')} of OONI's archive not opened (another country "
                     "or test)") if stats.files_skipped else ""
