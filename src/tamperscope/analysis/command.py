@@ -63,6 +63,11 @@ def _domain(value: str) -> str:
     return name
 
 
+def _check_days(args: argparse.Namespace) -> None:
+    if args.since is not None and args.until is not None and args.since > args.until:
+        raise UsageError(f"--since {args.since} is after --until {args.until}")
+
+
 def _countries(value: str) -> list[str]:
     return [_country(part) for part in value.split(",") if part.strip()] or [_country(value)]
 
@@ -158,8 +163,7 @@ def analyze_command(args: argparse.Namespace) -> int:
         raise UsageError("--workers must be at least 1")
     if args.scheduler and args.engine != "dask":
         raise UsageError("--scheduler needs --engine dask")
-    if args.since is not None and args.until is not None and args.since > args.until:
-        raise UsageError(f"--since {args.since} is after --until {args.until}")
+    _check_days(args)
     if args.engine == "dask":
         try:
             import distributed  # noqa: F401
@@ -291,29 +295,27 @@ def _blocking(value: str | None) -> str | bool | None:
     return value
 
 
-def _count(n: int, word: str) -> str:
-    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
-
-
 def summary(stats: WriteStats, elapsed: float, db: Path, selection: str | None = None) -> str:
+    from tamperscope.analysis.report import counted
+
     rate = stats.accepted / elapsed if elapsed > 0 else 0.0
-    lines = [f"analyzed {_count(stats.accepted, 'measurement')} in {elapsed:.1f} s ({rate:,.0f}/s): "
+    lines = [f"analyzed {counted(stats.accepted, 'measurement')} in {elapsed:.1f} s ({rate:,.0f}/s): "
              f"{stats.new:,} new, {stats.duplicates:,} already in the store; "
-             f"{_count(stats.rejected, 'record')} skipped as bad input",
+             f"{counted(stats.rejected, 'record')} skipped as bad input",
              f"store: {db}"]
     if stats.files_known:
-        lines.append(f"{_count(stats.files_known, 'file')} skipped: analysed in full by an earlier run and "
+        lines.append(f"{counted(stats.files_known, 'file')} skipped: analysed in full by an earlier run and "
                      f"unchanged since (--reread reads {'it' if stats.files_known == 1 else 'them'} again)")
     if selection is not None:
-        unopened = (f"; {_count(stats.files_skipped, 'file')} of OONI's archive not opened (another country "
+        unopened = (f"; {counted(stats.files_skipped, 'file')} of OONI's archive not opened (another country "
                     "or test)") if stats.files_skipped else ""
-        lines.append(f"selection: {selection}: {_count(stats.outside, 'other measurement')} read and left "
+        lines.append(f"selection: {selection}: {counted(stats.outside, 'other measurement')} read and left "
                      f"out{unopened}")
     if stats.matcher_calls:
-        lines.append(f"fingerprints: {_count(stats.matcher_calls, 'response')} matched against the database "
-                     f"({_count(stats.matcher_hits, 'repeat')} answered from memory)")
+        lines.append(f"fingerprints: {counted(stats.matcher_calls, 'response')} matched against the database "
+                     f"({counted(stats.matcher_hits, 'repeat')} answered from memory)")
     if stats.analysis_errors:
-        lines.append(f"warning: the verdict failed on {_count(stats.analysis_errors, 'measurement')}; they are "
+        lines.append(f"warning: the verdict failed on {counted(stats.analysis_errors, 'measurement')}; they are "
                      "stored with a 'failure' verdict")
     if stats.by_reason:
         lines.append("skipped input, by reason:")
@@ -361,8 +363,7 @@ def report_command(args: argparse.Namespace) -> int:
             raise UsageError(f"--json and --html both name {json_out}: give each its own file")
     if not 1 <= args.limit <= MAX_LIMIT:
         raise UsageError(f"--limit must be between 1 and {MAX_LIMIT:,}")
-    if args.since is not None and args.until is not None and args.since > args.until:
-        raise UsageError(f"--since {args.since} is after --until {args.until}")
+    _check_days(args)
     filters = Filters(probe_cc=args.cc, probe_asn=args.asn, test_name=args.test, domain=args.domain,
                       since=args.since, until=args.until)
     store = _open(args.db, create=False)

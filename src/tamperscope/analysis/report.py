@@ -126,10 +126,35 @@ def _cell(value: Any) -> str:
     return text if len(text) <= 60 else text[:59] + "…"
 
 
-def _many(count: Any, one: str, many: str | None = None) -> str:
+def counted(count: Any, one: str, many: str | None = None) -> str:
     """"1 country", "2 countries": a count with its noun."""
     n = int(count or 0)
     return f"{n:,} {one if n == 1 else (many or one + 's')}"
+
+
+def _mechanisms(store: Store, filters: Filters | None) -> list[dict[str, Any]]:
+    """`store.per_mechanism`, each row with what it means in words (``meaning``)."""
+    rows = st.per_mechanism(store, filters)
+    for m in rows:
+        m["meaning"] = MECHANISM_WORDS.get(str(m["mechanism"]), "")
+    return rows
+
+
+def _tests(store: Store, filters: Filters | None, limit: int, *, anomalous: bool) -> list[dict[str, Any]]:
+    """`store.per_test`, each row with what the test checks (``checks``); with ``anomalous``, only
+    the tests that showed some anomaly."""
+    rows = [x for x in st.per_test(store, filters, limit) if x["anomaly_count"] or not anomalous]
+    for x in rows:
+        x["checks"] = TEST_WORDS.get(str(x["test_name"]), "")
+    return rows
+
+
+def _changes(store: Store, filters: Filters | None, limit: int) -> list[dict[str, Any]]:
+    """`store.changes`, each row also with ``still`` ("yes"/"no") for a table."""
+    rows = st.changes(store, filters, limit)
+    for c in rows:
+        c["still"] = "yes" if c["ongoing"] else "no"
+    return rows
 
 
 def _share(part: int, whole: int) -> str:
@@ -167,9 +192,9 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
     if not n:
         return ": ".join(_nothing(store, filters))
     lines = [
-        f"{_many(n, 'measurement')} from {t['first_day']} to {t['last_day']}: "
-        f"{_many(t['country_count'], 'country', 'countries')}, {_many(t['network_count'], 'network')}, "
-        f"{_many(t['domain_count'], 'domain')}.",
+        f"{counted(n, 'measurement')} from {t['first_day']} to {t['last_day']}: "
+        f"{counted(t['country_count'], 'country', 'countries')}, {counted(t['network_count'], 'network')}, "
+        f"{counted(t['domain_count'], 'domain')}.",
         f"Outcomes: {t['confirmed_count']} confirmed, {t['anomaly_count'] - t['confirmed_count']} anomaly "
         f"(unconfirmed), {t['failure_count']} failure, {t['ok_count']} ok "
         f"({_share(t['anomaly_count'], n)} anomalous).",
@@ -184,10 +209,9 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
         ("domain", "domain"), ("measurement_count", "measured"), ("anomaly_count", "anomalies"),
         ("confirmed_count", "confirmed"), ("share", "share"), ("network_count", "networks"),
         ("top_mechanism", "mechanism")]) if domains else "  (none)", ""]
-    tests = [x for x in st.per_test(store, filters, limit) if x["anomaly_count"]]
+    tests = _tests(store, filters, limit, anomalous=True)
     for x in tests:
         x["share"] = _share(x["anomaly_count"], x["measurement_count"])
-        x["checks"] = TEST_WORDS.get(str(x["test_name"]), "")
     lines += ["Tests with interference (apps and tools as well as sites)", table(tests, [
         ("test_name", "test"), ("measurement_count", "measured"), ("anomaly_count", "anomalies"),
         ("confirmed_count", "confirmed"), ("share", "share"), ("network_count", "networks"),
@@ -197,18 +221,15 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
         ("probe_asn", "network"), ("probe_cc", "cc"), ("probe_network_name", "name"),
         ("measurement_count", "measured"), ("anomaly_count", "anomalies"), ("confirmed_count", "confirmed"),
         ("blocked_domain_count", "domains")]) if networks else "  (none)", ""]
-    moves = st.changes(store, filters, limit)
+    moves = _changes(store, filters, limit)
     for c in moves:
         c["since_day"], c["before_day"] = str(c["since"])[:10], str(c["before"])[:10]
-        c["still"] = "yes" if c["ongoing"] else "no"
     lines += [f"Changes, latest first (blocked: {CONFIRM_MIN}+ anomalies after an ok measurement; unblocked: "
               f"{CONFIRM_MIN}+ ok after {CONFIRM_MIN}+ anomalies)", table(moves, [
         ("change", "change"), ("since_day", "since"), ("before_day", "last before"), ("domain", "domain"),
         ("probe_asn", "network"), ("probe_cc", "cc"), ("measurements", "measurements"),
         ("mechanism", "mechanism"), ("still", "still so")]) if moves else "  (none)", ""]
-    mechanisms = st.per_mechanism(store, filters)
-    for m in mechanisms:
-        m["meaning"] = MECHANISM_WORDS.get(str(m["mechanism"]), "")
+    mechanisms = _mechanisms(store, filters)
     lines += ["Mechanisms", table(mechanisms, [
         ("mechanism", "mechanism"), ("measurement_count", "anomalies"), ("confirmed_count", "confirmed"),
         ("domain_count", "domains"), ("network_count", "networks"), ("meaning", "what it means")])
@@ -388,11 +409,11 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
     else:
         anomalous = int(t["anomaly_count"])
         parts.append(
-            f"<p class='summary'>From {_e(t['first_day'])} to {_e(t['last_day'])}, {_many(n, 'measurement')} "
-            f"from {_many(t['network_count'], 'network')} in {_many(t['country_count'], 'country', 'countries')} "
-            f"tested {_many(t['domain_count'], 'site')} and {_many(t['test_count'], 'test')}. "
+            f"<p class='summary'>From {_e(t['first_day'])} to {_e(t['last_day'])}, {counted(n, 'measurement')} "
+            f"from {counted(t['network_count'], 'network')} in {counted(t['country_count'], 'country', 'countries')} "
+            f"tested {counted(t['domain_count'], 'site')} and {counted(t['test_count'], 'test')}. "
             f"{anomalous:,} ({_share(anomalous, n)}) showed signs of interference; "
-            f"<strong>{t['confirmed_count']:,} are confirmed</strong>. {_many(t['failure_count'], 'measurement')} "
+            f"<strong>{t['confirmed_count']:,} are confirmed</strong>. {counted(t['failure_count'], 'measurement')} "
             f"failed (a failed measurement says nothing either way).</p>")
     parts.append("<h2>How to read this</h2><dl>")
     for name in ("confirmed", "anomaly", "failure", "ok"):
@@ -406,9 +427,7 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
             continue
         parts.append(f"<div class='chart' id='chart-{key}'></div>"
                      f"<script type='application/json' data-chart='chart-{key}'>{_json_for_script(figure)}</script>")
-    mechanisms = st.per_mechanism(store, filters)
-    for m in mechanisms:
-        m["meaning"] = MECHANISM_WORDS.get(str(m["mechanism"]), "")
+    mechanisms = _mechanisms(store, filters)
     parts.append("<h2>Techniques seen</h2>" + _html_table(mechanisms, [
         ("mechanism", "technique"), ("meaning", "what it means"), ("measurement_count", "anomalies"),
         ("confirmed_count", "confirmed"), ("domain_count", "sites"), ("network_count", "networks")]))
@@ -418,10 +437,9 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
                      ("signature", "signature"), ("equipment", "equipment"), ("measurement_count", "measurements"),
                      ("mechanisms", "techniques"), ("countries", "countries"), ("network_count", "networks"),
                      ("domain_count", "sites"), ("first_seen", "first seen"), ("last_seen", "last seen")]))
-    moves = st.changes(store, filters, limit)
+    moves = _changes(store, filters, limit)
     for c in moves:
         c["since_text"], c["before_text"] = _when(c["since"]), _when(c["before"])
-        c["still"] = "yes" if c["ongoing"] else "no"
     parts.append(f"<h2>What changed</h2><p>When a site became blocked on a network ({CONFIRM_MIN} anomalies "
                  f"or more in a row after a measurement that was fine), or was unblocked ({CONFIRM_MIN} fine "
                  "measurements or more after such a run), the latest first. Failed measurements are left out: "
@@ -434,9 +452,7 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
         ("domain", "site"), ("measurement_count", "measured"), ("anomaly_count", "anomalous"),
         ("confirmed_count", "confirmed"), ("network_count", "networks"), ("country_count", "countries"),
         ("top_mechanism", "main technique")]))
-    tests = [x for x in st.per_test(store, filters, limit) if x["anomaly_count"]]
-    for x in tests:
-        x["checks"] = TEST_WORDS.get(str(x["test_name"]), "")
+    tests = _tests(store, filters, limit, anomalous=True)
     parts.append("<h2>Apps, tools and sites, by test</h2><p>Each test checks one thing: websites, a messaging "
                  "app, a circumvention tool. Apps and tools have no website of their own, so they show here "
                  "rather than under the sites.</p>" + _html_table(tests, [
@@ -473,12 +489,6 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
 
     chosen = {key: str(getattr(filters, key)) for key, _ in _SELECTION_WORDS
               if filters is not None and getattr(filters, key) is not None}
-    mechanisms = st.per_mechanism(store, filters)
-    for m in mechanisms:
-        m["meaning"] = MECHANISM_WORDS.get(str(m["mechanism"]), "")
-    tests = st.per_test(store, filters, limit)
-    for x in tests:
-        x["checks"] = TEST_WORDS.get(str(x["test_name"]), "")
     return {
         "format": JSON_FORMAT,
         "analysis_version": ANALYSIS_VERSION,
@@ -487,9 +497,9 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
         "totals": st.totals(store, filters),
         "outcomes": OUTCOME_WORDS,
         "domains": st.per_domain(store, filters, limit),
-        "tests": tests,
+        "tests": _tests(store, filters, limit, anomalous=False),
         "networks": st.per_network(store, filters, limit),
-        "mechanisms": mechanisms,
+        "mechanisms": _mechanisms(store, filters),
         "countries": st.per_country(store, filters),
         "mechanisms_by_country": st.mechanism_country(store, filters),
         "signatures": st.signatures(store, filters, limit),
@@ -498,5 +508,5 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
     }
 
 
-__all__ = ["JSON_FORMAT", "MECHANISM_WORDS", "OUTCOME_WORDS", "TEST_WORDS", "html_report", "json_report", "table",
-           "terminal_report"]
+__all__ = ["JSON_FORMAT", "MECHANISM_WORDS", "OUTCOME_WORDS", "TEST_WORDS", "counted", "html_report", "json_report",
+           "table", "terminal_report"]
