@@ -97,6 +97,19 @@ def test_a_touched_file_is_read_again(tmp_path: Path, monkeypatch: pytest.Monkey
         assert [Path(p).name for p in spy.opened] == [files[1].name] and stats.files_known == 1
 
 
+def test_a_file_reached_through_a_link_is_the_same_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = _archive(tmp_path, files=2)
+    (tmp_path / "mirror").symlink_to(tmp_path / "raw", target_is_directory=True)
+    (tmp_path / "latest.jsonl.gz").symlink_to(files[1])
+    with Store(tmp_path / "s.duckdb") as store:
+        pipeline.run([str(tmp_path / "raw")], store)
+        spy = _Spy(monkeypatch)
+        stats = pipeline.run([str(tmp_path / "mirror"), str(tmp_path / "latest.jsonl.gz")], store)
+        assert spy.opened == [] and stats.files_known == 3
+        recorded = store.con.execute("SELECT path FROM ingested_files ORDER BY path").fetchall()
+        assert [Path(p) for (p,) in recorded] == sorted(f.resolve() for f in files)
+
+
 def test_an_interrupted_run_records_only_files_wholly_committed(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from tamperscope.analysis import store as store_module

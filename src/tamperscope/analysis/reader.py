@@ -117,14 +117,16 @@ class FileDone:
 
 
 def file_identity(path: str | os.PathLike[str]) -> FileDone | None:
-    """What says a regular file is unchanged since it was read: absolute path, size, modification time."""
+    """What says a regular file is unchanged since it was read: its path with symbolic links resolved
+    (so a file reached through a link, or by another relative path, is the same file), size and
+    modification time."""
     try:
         info = os.stat(path)
     except (OSError, ValueError):
         return None
     if not stat.S_ISREG(info.st_mode):
         return None
-    return FileDone(os.path.abspath(path), info.st_size, info.st_mtime_ns)
+    return FileDone(os.path.realpath(path), info.st_size, info.st_mtime_ns)
 
 
 @dataclass(frozen=True)
