@@ -190,6 +190,34 @@ def test_every_engine_records_and_skips_alike(tmp_path: Path, engine: str, worke
     assert first.accepted == 4 * 5 + len(_samples()) and (again.files_known, again.records) == (5, 0)
 
 
+def test_dask_does_not_record_a_file_one_of_whose_ranges_was_unreadable(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from distributed import LocalCluster
+
+    _archive(tmp_path, files=1)
+    big = tmp_path / "raw" / "big.jsonl"
+    big.write_bytes(b"".join(orjson.dumps(dict(m, report_id="big")) + b"\n" for m in _samples()))
+    ranges = [p for p in reader.partitions([str(big)], 60_000)]
+    assert len(ranges) >= 3
+    middle = ranges[1]
+    original = reader.read_partition
+
+    def fails(part: reader.Partition, *args: Any) -> Any:  # the workers are threads here: they see this
+        if (part.path, part.start) == (middle.path, middle.start):
+            return iter([reader.Rejection(part.path, part.start, "unreadable", "Input/output error")])
+        return original(part, *args)
+
+    monkeypatch.setattr(reader, "read_partition", fails)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+             Store(tmp_path / "s.duckdb") as store:
+        options = Options(engine="dask", scheduler=cluster.scheduler_address, split_bytes=60_000)
+        stats = pipeline.run([str(tmp_path / "raw")], store, options)
+        recorded = [Path(r[0]).name for r in store.con.execute("SELECT path FROM ingested_files").fetchall()]
+        kept = _count(store, "SELECT count(*) FROM measurements WHERE report_id = 'big'")
+    assert recorded == ["2024021200_IT_x.jsonl.gz"]  # the gzip file, read whole; not big.jsonl
+    assert 0 < kept < len(_samples()) and stats.by_reason == {"unreadable": 1}
+
+
 def test_the_command_says_what_it_skipped(tmp_path: Path) -> None:
     _archive(tmp_path, files=3)
     args = [sys.executable, "-m", "tamperscope", "analyze", str(tmp_path / "raw"), "--db", str(tmp_path / "s.duckdb"),
