@@ -192,6 +192,32 @@ def test_uid_is_content_derived() -> None:
     assert pipeline.content_uid(changed, pipeline.envelope(changed))[0] != uid
 
 
+def test_the_envelope_keeps_codes_and_names_the_store_can_show_and_partition_by() -> None:
+    m = json.loads(_sample_paths()[0].read_text())
+
+    def env(**fields: object) -> pipeline.Envelope:
+        return pipeline.envelope(dict(m, **fields))
+
+    assert env(probe_cc=" it ").probe_cc == "IT"
+    for hostile in ("<" * 100, "..", "a/b", "ITA", ""):  # a Parquet partition name, markup: unknown, as OONI says
+        assert env(probe_cc=hostile).probe_cc == "ZZ"
+    assert [env(probe_asn=a).probe_asn for a in ("AS30722", "as0042", "13335", 137)] == ["AS30722", "AS42", "AS13335",
+                                                                                         "AS137"]
+    for hostile in ('AS1<a href="https://evil.example/">x</a>', "AS99999999999", "ASN", "-1"):
+        assert env(probe_asn=hostile).probe_asn == "AS0"
+    assert pipeline.domain_of("web_connectivity", "http://<script>alert(1)</script>/") is None
+    assert pipeline.domain_of("web_connectivity", "http://a b.example/") is None
+    assert pipeline.domain_of("web_connectivity", "https://WWW.Example.com./x") == "www.example.com"
+    assert pipeline.domain_of("web_connectivity", "https://яндекс.рф/") == "яндекс.рф"
+    assert pipeline.domain_of("dnscheck", "dns.google") == "dns.google"
+
+
+def test_the_uid_has_fourteen_digits_of_time_whatever_the_year() -> None:
+    m = dict(json.loads(_sample_paths()[0].read_text()), measurement_start_time="0001-02-03 04:05:06")
+    uid, _ = pipeline.content_uid(m, pipeline.envelope(m))
+    assert uid.startswith("00010203040506_IT_webconnectivity_")
+
+
 # --------------------------------------------------------------------------- migrations
 
 

@@ -186,7 +186,8 @@ def envelope(m: Any) -> Envelope:
     if inp is not None and not isinstance(inp, str):
         raise Invalid("wrong_type", f"input is a {_type(inp)}, not a string")
     report_id = m.get("report_id")
-    return Envelope(test_name, when, cc, asn, inp or None, report_id if isinstance(report_id, str) else None)
+    return Envelope(test_name, when, _cc(cc), _asn(asn), inp or None,
+                    report_id if isinstance(report_id, str) else None)
 
 
 def _compact(text: str, keep: str) -> str:
@@ -204,8 +205,21 @@ def _uid_test(test_name: str) -> str:
 
 @lru_cache(maxsize=4096)
 def _cc(probe_cc: str) -> str:
-    cc = probe_cc.upper()
+    """A country code as the store keeps it: two ASCII capitals, or OONI's "ZZ" (unknown) for anything else
+    (a path, markup, a name): it names Parquet partitions and is shown everywhere."""
+    cc = probe_cc.strip().upper()
     return cc if len(cc) == 2 and cc.isascii() and cc.isalpha() else "ZZ"
+
+
+@lru_cache(maxsize=4096)
+def _asn(probe_asn: str) -> str:
+    """A network as the store keeps it: "AS" and the number (OONI writes "AS0" when it is unknown)."""
+    text = probe_asn.strip()
+    if text[:2].upper() == "AS":
+        text = text[2:]
+    if text.isascii() and text.isdigit() and len(text) <= 10 and int(text) < 2**32:
+        return f"AS{int(text)}"
+    return "AS0"
 
 
 def content_uid(m: Mapping[str, Any], env: Envelope) -> tuple[str, int]:
@@ -215,7 +229,8 @@ def content_uid(m: Mapping[str, Any], env: Envelope) -> tuple[str, int]:
     measurement, however formatted, always gets the same uid.
     """
     digest = hashlib.sha256(orjson.dumps(m, option=orjson.OPT_SORT_KEYS)).digest()
-    uid = f"{env.start:%Y%m%d%H%M%S}_{_cc(env.probe_cc)}_{_uid_test(env.test_name)}_{digest[:16].hex()}"
+    # the year padded by hand: strftime's %Y writes year 1 as "1", not "0001"
+    uid = f"{env.start.year:04d}{env.start:%m%d%H%M%S}_{env.probe_cc}_{_uid_test(env.test_name)}_{digest[:16].hex()}"
     return uid, int.from_bytes(digest[:8], "big", signed=True)
 
 
@@ -228,10 +243,23 @@ def domain_of(test_name: str, inp: str | None) -> str | None:
             host = urlsplit(inp).hostname
         except ValueError:
             return None
-        return host.rstrip(".").lower() if host else None
+        return _host(host)
     if test_name == "dnscheck" or ("." in inp and " " not in inp and "/" not in inp):
-        return inp.strip().rstrip(".").lower() or None
+        return _host(inp.strip())
     return None
+
+
+_NOT_IN_HOSTS = frozenset('<>"\'`{}|\\^%/?#@ ')
+
+
+def _host(host: str | None) -> str | None:
+    """A host name as the store keeps it, or None if it cannot be one (markup, spaces, controls)."""
+    if not host:
+        return None
+    host = host.rstrip(".").lower()
+    if not host or len(host) > 253 or any(ch in _NOT_IN_HOSTS or ch < "!" or ch == "\x7f" for ch in host):
+        return None
+    return host
 
 
 def _label(value: Any) -> str | None:
