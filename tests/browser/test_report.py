@@ -109,3 +109,38 @@ def test_the_report_fits_a_phone(browser: Any, report: Path) -> None:
             assert box and box["x"] >= 0 and box["x"] + box["width"] <= width + 1, (chart_id, box)
     finally:
         context.close()
+
+
+def test_markup_a_measurement_carried_is_drawn_as_text(page: tuple[Any, dict[str, list[str]]],
+                                                       tmp_path: Path) -> None:
+    """plotly draws a subset of HTML in its labels: a network or domain holding `<a href>` would be a live link.
+    Today's analyze keeps only codes and host names, but a store built before may hold anything."""
+    lines = []
+    for i, path in enumerate(sorted(SAMPLES.glob("*/measurement.json")) * 3):
+        m = json.loads(path.read_text())
+        m.update(report_id=f"h{i}", measurement_start_time=f"2024-01-{1 + i % 3:02d} 12:00:00")
+        lines.append(orjson.dumps(m))
+    (tmp_path / "in.jsonl").write_bytes(b"\n".join(lines))
+    db, out = tmp_path / "s.duckdb", tmp_path / "report.html"
+    subprocess.run([sys.executable, "-m", "tamperscope", "analyze", str(tmp_path / "in.jsonl"), "--db", str(db)],
+                   check=True, capture_output=True, timeout=300)
+    import duckdb
+
+    con = duckdb.connect(str(db))
+    con.execute("""UPDATE verdicts SET probe_asn = 'AS1<a href="https://evil.example/">CLICKME</a><b>BOLD</b>',
+                          probe_cc = '<a href="https://evil2.example/">CC</a>',
+                          domain = '<a href="https://evil3.example/">DOMAIN</a>' || domain""")
+    con.close()
+    subprocess.run([sys.executable, "-m", "tamperscope", "report", "--html", str(out), "--db", str(db)],
+                   check=True, capture_output=True, timeout=300)
+    p, seen = page
+    _open(p, out)
+    charts = ", ".join(f"#{c}" for c in CHARTS)
+    links = p.locator(f":is({charts}) a").evaluate_all(
+        "as => as.map(a => a.getAttribute('href') || a.getAttribute('xlink:href') || '')")
+    assert not [h for h in links if "evil" in h], links
+    assert p.locator(f":is({charts}) b, :is({charts}) tspan[style*='bold']").count() == 0
+    shown = p.locator(f":is({charts}) .xtick text, :is({charts}) .ytick text").all_text_contents()
+    assert any('<a href="https://evil.example/">CLICKME</a><b>BOLD</b>' in t for t in shown), shown
+    assert any("DOMAIN</a>" in t for t in shown), shown
+    assert seen["foreign"] == [] and seen["errors"] == []

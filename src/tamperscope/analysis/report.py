@@ -255,6 +255,12 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
+def _plot(value: Any) -> str:
+    """Text for a chart: plotly draws a subset of HTML in labels (<a href>, <b>, <br>...) and decodes
+    entities, so markup a measurement carried would become a live link; escaped, it is drawn as typed."""
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _timeline_figure(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     days = [r["day"] for r in rows]
     series = {
@@ -289,7 +295,7 @@ def _heatmap_figure(cells: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None
         return sorted(totals, key=lambda k: (-totals[k], k))
 
     domains, networks = ranked("domain"), ranked("probe_asn")
-    label = {c["probe_asn"]: f"{c['probe_asn']} ({c['probe_cc']})" for c in cells}
+    label = {c["probe_asn"]: _plot(f"{c['probe_asn']} ({c['probe_cc']})") for c in cells}
     index = {(c["domain"], c["probe_asn"]): c for c in cells}
     z, text = [], []
     for d in domains:
@@ -305,7 +311,8 @@ def _heatmap_figure(cells: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None
                           f"{c['confirmed_count']} confirmed")
         z.append(zr)
         text.append(tr)
-    data = [{"type": "heatmap", "z": z, "x": [label[n] for n in networks], "y": domains, "text": text,
+    data = [{"type": "heatmap", "z": z, "x": [label[n] for n in networks], "y": [_plot(d) for d in domains],
+             "text": text,
              "hovertemplate": "%{y} on %{x}<br>%{z}% anomalous<br>%{text}<extra></extra>",
              "colorscale": "Reds", "zmin": 0, "zmax": 100, "colorbar": {"title": {"text": "% anomalous"}}}]
     layout = {"title": {"text": "Where each site is interfered with (share of measurements anomalous)"},
@@ -323,9 +330,9 @@ def _mechanisms_figure(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | No
     counts = {(r["probe_cc"], r["mechanism"]): r["measurement_count"] for r in rows}
     spare = itertools.cycle(_SPARE_COLOURS)  # for mechanisms of a newer analysis version
     colour = {m: MECHANISM_COLOURS.get(m) or next(spare) for m in mechanisms}
-    data = [{"type": "bar", "name": m, "x": countries, "y": [counts.get((c, m), 0) for c in countries],
-             "marker": {"color": colour[m]},
-             "hovertemplate": f"{m}: %{{y}} anomalies in %{{x}}<extra></extra>"} for m in mechanisms]
+    data = [{"type": "bar", "name": _plot(m), "x": [_plot(c) for c in countries],
+             "y": [counts.get((c, m), 0) for c in countries], "marker": {"color": colour[m]},
+             "hovertemplate": f"{_plot(m)}: %{{y}} anomalies in %{{x}}<extra></extra>"} for m in mechanisms]
     layout = {"barmode": "stack", "title": {"text": "How sites are blocked, by country"},
               # no x-axis title: the ticks are country codes, and a title sat under the legend
               "yaxis": {"title": {"text": "anomalous measurements"}},
