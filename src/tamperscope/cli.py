@@ -8,7 +8,9 @@ turns expected errors into one-line messages with exit code 2 (usage) or 1.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 
 from . import __version__
@@ -77,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     from .model.profile import ProfileError
 
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, not at exit: a full disk under `> file` is then one line, not a traceback
+        return code
     except LabError as e:
         print(f"tamperscope: {e}", file=sys.stderr)
         return e.exit_code
@@ -88,7 +92,26 @@ def main(argv: list[str] | None = None) -> int:
         print("tamperscope: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        _quiet_stdout()
         return 0
+    except OSError as e:
+        if e.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        _quiet_stdout()  # what is still buffered for it would fail again at exit
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"tamperscope: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
+
+
+# The machine's fault, not the program's nor the user's: said in one line, exit 1.
+_ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG})
+
+
+def _quiet_stdout() -> None:
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

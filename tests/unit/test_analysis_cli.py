@@ -133,6 +133,10 @@ def test_bad_input_is_reported_with_reasons(tmp_path: Path) -> None:
     (["report", "--db", "{tmp}/absent.duckdb", "--domain", "http://x/"], "is not a domain name"),
     (["analyze", "{samples}", "--engine", "foo"], "invalid choice: 'foo'"),
     (["export", "--parquet", "{tmp}/out", "--db", "{tmp}/absent.duckdb"], "no store at"),
+    (["export", "--parquet", "", "--db", "{tmp}/absent.duckdb"], "--parquet needs the name of a directory"),
+    (["export", "--parquet", "{tmp}/no/such/dir", "--db", "{tmp}/absent.duckdb"], "no such directory"),
+    (["analyze", "{samples}", "--workers", "100000"], "at most"),
+    (["report", "--db", "{tmp}/absent.duckdb", "--json", "-", "--html", "-"], "both name standard output"),
 ])
 def test_usage_errors_exit_2_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     (tmp_path / "empty").mkdir()
@@ -285,3 +289,110 @@ def test_a_store_out_of_memory_is_one_line_and_exit_1(tmp_path: Path, monkeypatc
     assert code == 1
     assert err.startswith("tamperscope: the store ran out of memory") and err.count("\n") == 1
     assert "Traceback" not in err
+
+
+def test_devices_and_pipes_are_written_in_place_not_replaced(tmp_path: Path) -> None:
+    """Renaming a temporary file over /dev/null (as root) or over a pipe another program reads would
+    replace it for everyone and write nowhere: such targets are written in place."""
+    import os
+    import stat
+    import threading
+
+    db = tmp_path / "s.duckdb"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    r = _run("analyze", str(SAMPLES), "--db", str(db), "--jsonl", str(fifo))
+    reader.join(60)
+    assert r.returncode == 0, r.stderr
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and len(got[0].splitlines()) == 50
+    r = _run("report", "--db", str(db), "--html", "/dev/null", "--json", "/dev/null")
+    assert r.returncode == 0, r.stderr
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert not list(Path("/dev").glob(".null.*.tmp"))
+    r = _run("report", "--db", str(db), "--html", "/dev/full")
+    assert r.returncode == 1 and "cannot write /dev/full: No space left on device" in r.stderr
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
+def test_html_to_standard_output(tmp_path: Path) -> None:
+    db = tmp_path / "s.duckdb"
+    assert _run("analyze", str(SAMPLES), "--db", str(db)).returncode == 0
+    r = _run("report", "--db", str(db), "--html", "-")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.lower().startswith("<!doctype html>") and r.stdout.rstrip().endswith("</html>")
+    assert "Top blocked domains" not in r.stdout and not (tmp_path / "-").exists() and not Path("-").exists()
+
+
+@pytest.mark.parametrize("args", [["analyze", "{samples}"], ["report"], ["report", "--json", "-"],
+                                  ["export", "--parquet", "{tmp}/pq"]])
+def test_a_full_disk_under_standard_output_is_one_line(tmp_path: Path, args: list[str]) -> None:
+    db = tmp_path / "s.duckdb"
+    assert _run("analyze", str(SAMPLES / "successWithHTTP"), "--db", str(db)).returncode == 0
+    argv = [a.format(tmp=tmp_path, samples=SAMPLES) for a in args] + ["--db", str(db)]
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", "tamperscope", *argv], stdout=full, stderr=subprocess.PIPE,
+                           text=True, timeout=300, check=False)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip() == "tamperscope: No space left on device"
+
+
+def test_a_jsonl_cut_by_a_full_disk_leaves_no_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import errno
+    import io
+    import os
+
+    from tamperscope.analysis import command
+
+    class Full(io.BytesIO):  # the disk fills on the first write, and closing (which flushes) fails as well
+        def write(self, data: bytes) -> int:  # type: ignore[override]
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def close(self) -> None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    real_open = open
+
+    def fake_open(path: object, mode: str = "r", *args: object) -> object:
+        if "w" in mode and str(path).endswith(".tmp"):
+            real_open(path, mode).close()  # the temporary file exists, as on a real disk
+            return Full()
+        return real_open(path, mode, *args)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(command, "open", fake_open, raising=False)
+    out = tmp_path / "v.jsonl"
+    assert main(["analyze", str(SAMPLES / "successWithHTTP"), "--db", str(tmp_path / "s.duckdb"),
+                 "--jsonl", str(out)]) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == [] and not out.exists()
+
+
+def test_names_from_the_input_are_printed_without_terminal_escapes(tmp_path: Path) -> None:
+    bad = tmp_path / "x\x1b]0;PWNED\x07\x1b[2J\nevil.jsonl"
+    bad.write_bytes(b"not json\n")
+    r = _run("analyze", str(tmp_path), "--db", str(tmp_path / "s.duckdb"))
+    assert r.returncode == 1
+    example = next(line for line in r.stdout.splitlines() if "e.g." in line)
+    assert "\x1b" not in r.stdout + r.stderr and "evil.jsonl:1" in example and "PWNED" in example
+
+
+def test_a_file_name_that_is_not_utf8_is_analysed_and_remembered(tmp_path: Path) -> None:
+    import os
+
+    names = tmp_path / "names"
+    names.mkdir()
+    odd = os.path.join(os.fsencode(names), b"c\xff\xfe.json")
+    with open(odd, "wb") as f:
+        f.write((SAMPLES / "successWithHTTP" / "measurement.json").read_bytes())
+    (names / "bad.jsonl").write_bytes(b"{}\n")
+    db = str(tmp_path / "s.duckdb")
+    first = _run("analyze", str(names), "--db", db)
+    assert first.returncode == 0 and "analyzed 1 measurement" in first.stdout, first.stderr
+    again = _run("analyze", str(names), "--db", db)
+    assert again.returncode == 0 and "2 files skipped" in again.stdout, again.stderr
+    named = subprocess.run([sys.executable, "-m", "tamperscope", "analyze", odd, "--db", db, "--reread"],
+                           capture_output=True, text=True, timeout=300, check=False)
+    assert named.returncode == 0 and "1 already in the store" in named.stdout, named.stderr

@@ -9,12 +9,16 @@ unreachable Dask scheduler, bad options), always as one line on stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
+import stat
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import duckdb
 
 from tamperscope.analysis.reader import REASONS
 from tamperscope.analysis.store import Store, StoreError, WriteStats, default_db_path
@@ -123,7 +127,8 @@ def add_parser(subparsers: Any) -> None:
                     "embedded, works offline): timeline, domain x network heatmap, mechanisms by country, "
                     "equipment signatures, tests. The filters combine: --cc IR --test telegram --since 2024-01-01.")
     r.add_argument("--db", type=Path, help=db_help)
-    r.add_argument("--html", metavar="OUT", type=Path, help="write the HTML report to OUT")
+    r.add_argument("--html", metavar="OUT", type=Path,
+                   help="write the HTML report to OUT ('-': standard output, instead of the tables)")
     r.add_argument("--json", metavar="OUT",
                    help="write the report's numbers as one JSON document to OUT ('-': standard output, "
                         "instead of the tables); format in docs/analysis.md")
@@ -161,6 +166,9 @@ def analyze_command(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    if args.workers > (most := 4 * (os.cpu_count() or 1)):
+        raise UsageError(f"--workers {args.workers}: this machine has {os.cpu_count() or 1} CPUs; at most {most} "
+                         "workers help")
     if args.scheduler and args.engine != "dask":
         raise UsageError("--scheduler needs --engine dask")
     _check_days(args)
@@ -187,7 +195,7 @@ def analyze_command(args: argparse.Namespace) -> int:
             raise UsageError(f"--jsonl {args.jsonl} is a directory: give the name of the file to write")
         if not target.parent.is_dir():
             raise UsageError(f"cannot write {args.jsonl}: no such directory {target.parent}")
-        out_tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        out_tmp = _temporary(target)
 
     store = _open(args.db, create=True)
     show = not args.quiet and sys.stderr.isatty()
@@ -224,7 +232,7 @@ def analyze_command(args: argparse.Namespace) -> int:
             try:
                 _write_jsonl(store, args.jsonl, out_tmp)
             except OSError as exc:
-                if not (isinstance(exc, BrokenPipeError) and out_tmp is None):
+                if not (isinstance(exc, BrokenPipeError) and args.jsonl == "-"):
                     # a full disk, a directory made read-only meanwhile: the store keeps the run
                     print(f"tamperscope: cannot write {args.jsonl}: {exc.strerror or exc}; the verdicts are in "
                           f"the store {store.path}", file=sys.stderr)
@@ -262,9 +270,10 @@ def _selection_words(args: argparse.Namespace) -> str | None:
 
 
 def _write_jsonl(store: Store, target: str, tmp: Path | None) -> None:
+    """To standard output (``-``), in place (a device or a pipe: ``tmp`` is None), or to ``tmp`` renamed."""
     import orjson
 
-    out = sys.stdout.buffer if tmp is None else open(tmp, "wb")
+    out = sys.stdout.buffer if target == "-" else open(target if tmp is None else tmp, "wb")
     try:
         for row in store.run_lines():
             line = {
@@ -275,14 +284,17 @@ def _write_jsonl(store: Store, target: str, tmp: Path | None) -> None:
                 "x_confidence": row["outcome"], "fingerprints": list(row["fingerprints"] or []),
             }
             out.write(orjson.dumps(line) + b"\n")
-        if tmp is None:
+        if target == "-":
             out.flush()
         else:
             out.close()
-            os.replace(tmp, target)
+            if tmp is not None:
+                os.replace(tmp, target)
     except BaseException:
+        if target != "-":
+            with contextlib.suppress(OSError):  # closing flushes, and a full disk fails that too
+                out.close()
         if tmp is not None:
-            out.close()
             tmp.unlink(missing_ok=True)
         raise
 
@@ -322,11 +334,18 @@ def summary(stats: WriteStats, elapsed: float, db: Path, selection: str | None =
         for reason, count in sorted(stats.by_reason.items(), key=lambda kv: (-kv[1], kv[0])):
             lines.append(f"  {reason:<19} {count:>9,}  {REASONS.get(reason, '')}")
             for example in stats.examples.get(reason, []):
-                lines.append(f"      e.g. {example}")
+                # file and member names come from the input: no terminal escapes, no line breaks
+                lines.append("      e.g. " + "".join(ch if ch.isprintable() else "?" for ch in example))
     return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- report, export
+
+
+def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def _writable(option: str, target: Path) -> None:
@@ -336,14 +355,33 @@ def _writable(option: str, target: Path) -> None:
         raise UsageError(f"cannot write {target}: no such directory {target.parent}")
 
 
-def _write_atomically(target: Path, data: bytes) -> str | None:
-    """Write ``target`` whole or not at all; the reason it failed, or None."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+def _special(target: Path) -> bool:
+    """A device, a FIFO, a socket: written to in place. Renaming a file over /dev/null or over a pipe
+    another program reads would replace it (as root, for everyone) and write nowhere."""
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        return not stat.S_ISREG(os.stat(target).st_mode)
+    except OSError:
+        return False  # not there yet: a new regular file
+
+
+def _temporary(target: Path) -> Path | None:
+    """Where to write before renaming onto ``target``; None to write ``target`` in place."""
+    return None if _special(target) else target.with_name(f".{target.name}.{os.getpid()}.tmp")
+
+
+def _write_atomically(target: Path, data: bytes) -> str | None:
+    """Write ``target`` whole or not at all (in place if it is a device or a pipe); why it failed, or None."""
+    tmp = _temporary(target)
+    try:
+        if tmp is None:
+            with open(target, "wb") as f:
+                f.write(data)
+        else:
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
     except OSError as exc:  # a full disk, say: no half-written file left behind
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         return str(exc.strerror or exc)
     return None
 
@@ -354,12 +392,15 @@ def report_command(args: argparse.Namespace) -> int:
     from tamperscope.analysis.report import html_report, json_report, terminal_report
     from tamperscope.analysis.store import Filters
 
-    if args.html is not None:
-        _writable("--html", args.html)
+    html_out = None if args.html is None or str(args.html) == "-" else args.html
+    if args.json == "-" and args.html is not None and html_out is None:
+        raise UsageError("--json - and --html - both name standard output: send one of them to a file")
+    if html_out is not None:
+        _writable("--html", html_out)
     json_out = None if args.json in (None, "-") else Path(args.json)
     if json_out is not None:
         _writable("--json", json_out)
-        if args.html is not None and json_out.resolve() == args.html.resolve():
+        if html_out is not None and json_out.resolve() == html_out.resolve() and not _special(json_out):
             raise UsageError(f"--json and --html both name {json_out}: give each its own file")
     if not 1 <= args.limit <= MAX_LIMIT:
         raise UsageError(f"--limit must be between 1 and {MAX_LIMIT:,}")
@@ -367,19 +408,16 @@ def report_command(args: argparse.Namespace) -> int:
     filters = Filters(probe_cc=args.cc, probe_asn=args.asn, test_name=args.test, domain=args.domain,
                       since=args.since, until=args.until)
     store = _open(args.db, create=False)
-    # With --json -, standard output is the document alone; what would be printed goes to stderr.
-    say = sys.stderr if args.json == "-" else sys.stdout
+    # With --json - or --html -, standard output is the document alone; what would be printed goes to stderr.
+    to_stdout = args.json == "-" or (args.html is not None and html_out is None)
+    say = sys.stderr if to_stdout else sys.stdout
     try:
-        if args.json != "-":
+        if not to_stdout:
             print(terminal_report(store, filters, args.limit))
         if args.json is not None:
             document = orjson.dumps(json_report(store, filters, args.limit), option=orjson.OPT_INDENT_2) + b"\n"
             if json_out is None:
-                try:
-                    sys.stdout.buffer.write(document)
-                    sys.stdout.flush()
-                except BrokenPipeError:  # `| head`: the reader had enough, as with `cat`
-                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                _to_stdout(document)
             elif (why := _write_atomically(json_out, document)) is not None:
                 print(f"tamperscope: cannot write {json_out}: {why}", file=sys.stderr)
                 return 1
@@ -387,21 +425,39 @@ def report_command(args: argparse.Namespace) -> int:
                 print(f"\nJSON report: {json_out}", file=say)
         if args.html is not None:
             page = html_report(store, filters, limit=max(args.limit, 30)).encode()
-            if (why := _write_atomically(args.html, page)) is not None:
-                print(f"tamperscope: cannot write {args.html}: {why}", file=sys.stderr)
+            if html_out is None:
+                _to_stdout(page)
+            elif (why := _write_atomically(html_out, page)) is not None:
+                print(f"tamperscope: cannot write {html_out}: {why}", file=sys.stderr)
                 return 1
-            print(f"\nHTML report: {args.html} ({len(page) / 1e6:.1f} MB, works offline)", file=say)
+            else:
+                print(f"\nHTML report: {html_out} ({len(page) / 1e6:.1f} MB, works offline)", file=say)
     finally:
         store.close()
     return 0
 
 
+def _to_stdout(document: bytes) -> None:
+    try:
+        sys.stdout.buffer.write(document)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head`: the reader had enough, as with `cat`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def export_command(args: argparse.Namespace) -> int:
+    if not str(args.parquet).strip() or args.parquet == Path("."):
+        raise UsageError("--parquet needs the name of a directory to write into")
     if args.parquet.exists() and not args.parquet.is_dir():
         raise UsageError(f"--parquet {args.parquet} exists and is not a directory")
+    if not args.parquet.parent.is_dir():
+        raise UsageError(f"cannot write {args.parquet}: no such directory {args.parquet.parent}")
     store = _open(args.db, create=False)
     try:
         counts = store.export_parquet(args.parquet)
+    except (OSError, duckdb.Error) as exc:  # a full disk: the previous export is left as it was
+        print(f"tamperscope: cannot export to {args.parquet}: {_first_line(exc)}", file=sys.stderr)
+        return 1
     finally:
         store.close()
     print(f"exported to {args.parquet}: " + ", ".join(f"{name} {n:,}" for name, n in counts.items()))

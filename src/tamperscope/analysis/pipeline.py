@@ -47,7 +47,7 @@ import pyarrow as pa
 from tamperscope.analysis import reader
 from tamperscope.analysis.observations import ObservationColumns
 from tamperscope.analysis.reader import FileDone, Line, Partition, Rejection
-from tamperscope.analysis.schema import rows_to_table
+from tamperscope.analysis.schema import path_text, rows_to_table
 from tamperscope.analysis.store import (
     MEASUREMENT_SCHEMA,
     VERDICT_SCHEMA,
@@ -358,7 +358,7 @@ def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
         # Rows in MEASUREMENT_SCHEMA and VERDICT_SCHEMA order.
         mrows.append((uid, key, env.report_id, inp, domain, test, _opt_str(m.get("test_version")), cc, asn,
                       network_name, start, day, _opt_str(m.get("software_name")),
-                      _opt_str(m.get("software_version")), item.source))
+                      _opt_str(m.get("software_version")), path_text(item.source)))
         vrows.append((uid, test, inp, domain, cc, asn, network_name, day, start, _blocking(verdict.blocking),
                       verdict.accessible, verdict.mechanism, verdict.confidence, verdict.status,
                       list(verdict.evidence), list(verdict.fingerprints), _label(tk.get("x_signature")),

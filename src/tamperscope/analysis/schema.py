@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import duckdb
@@ -76,6 +77,20 @@ def rows_to_table(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
         return schema.empty_table()
     structs = pa.array(rows, type=pa.struct(list(schema)))
     return pa.Table.from_batches([pa.RecordBatch.from_struct_array(structs)]).cast(schema)
+
+
+@lru_cache(maxsize=4096)  # a few sources per run, named once per measurement
+def path_text(path: str) -> str:
+    """A file name as text the store can hold. DuckDB and Arrow take UTF-8 only, and a name that is not
+    UTF-8 reaches Python with lone surrogates (os.fsdecode): its odd bytes are written as ``\\xNN``."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        try:
+            return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # a surrogate that is no escaped byte
+            return path.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 # --------------------------------------------------------------------------- migrations

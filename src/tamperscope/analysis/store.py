@@ -65,6 +65,7 @@ from tamperscope.analysis.schema import (
     Migration,
     StoreError,
     migrate,
+    path_text,
     schema_version,
 )
 
@@ -279,14 +280,15 @@ class Store:
         if not files:
             return set()
         cur = self.cursor()
+        named = {path_text(f.path): f.path for f in files}
         try:
-            cur.register("_asked", pa.table({"path": [f.path for f in files], "size": [f.size for f in files],
-                                             "mtime_ns": [f.mtime_ns for f in files]}))
+            cur.register("_asked", pa.table({"path": [path_text(f.path) for f in files],
+                                             "size": [f.size for f in files], "mtime_ns": [f.mtime_ns for f in files]}))
             rows = cur.execute("SELECT DISTINCT a.path, a.size, a.mtime_ns FROM _asked a "
                                "SEMI JOIN ingested_files i USING (path, size, mtime_ns)").fetchall()
         finally:
             cur.close()
-        return {(path, size, mtime) for path, size, mtime in rows}
+        return {(named[path], size, mtime) for path, size, mtime in rows}
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection for one reader thread (DuckDB connections are not shared across threads)."""
@@ -309,7 +311,7 @@ class Store:
         self._track_order = track_order
         self._order_seq = 0
         self.con.execute("INSERT INTO runs (run_id, started_at, engine, workers, paths) VALUES (?, ?, ?, ?, ?)",
-                         [self._run_id, now, engine, workers, list(paths)])
+                         [self._run_id, now, engine, workers, [path_text(p) for p in paths]])
         if track_order:
             self.con.execute("CREATE OR REPLACE TEMP TABLE run_order (seq BIGINT, measurement_uid VARCHAR)")
         return self._run_id
@@ -428,12 +430,12 @@ class Store:
         done = [d for b in batches for d in b.files_done]
         if done:
             con.executemany("INSERT INTO ingested_files VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
-                            [[d.path, d.size, d.mtime_ns, run_id] for d in done])
+                            [[path_text(d.path), d.size, d.mtime_ns, run_id] for d in done])
         if rejections:
             con.register("_rej", pa.table({
-                "run_id": [run_id] * len(rejections), "source": [r.source for r in rejections],
+                "run_id": [run_id] * len(rejections), "source": [path_text(r.source) for r in rejections],
                 "line": [r.line for r in rejections], "reason": [r.reason for r in rejections],
-                "detail": [r.detail for r in rejections]}))
+                "detail": [path_text(r.detail) for r in rejections]}))
             con.execute("INSERT INTO rejections SELECT * FROM _rej")
             con.unregister("_rej")
         order = [uid for b in batches for uid in b.order]
