@@ -396,3 +396,55 @@ def test_a_file_name_that_is_not_utf8_is_analysed_and_remembered(tmp_path: Path)
     named = subprocess.run([sys.executable, "-m", "tamperscope", "analyze", odd, "--db", db, "--reread"],
                            capture_output=True, text=True, timeout=300, check=False)
     assert named.returncode == 0 and "1 already in the store" in named.stdout, named.stderr
+
+
+def test_a_full_disk_under_the_store_is_one_line_and_leaves_no_stray_raw_bytes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second transaction fails after its raw lines reached the segment (as a commit on a full disk
+    does): one line, exit 1; the first transaction stays; the failed one's raw bytes are cut off again,
+    so a run after space was freed leaves every raw byte pointed at."""
+    import errno
+    import os
+
+    import duckdb
+
+    from tamperscope.analysis import pipeline
+    from tamperscope.analysis import store as st
+
+    lines = [orjson.dumps(dict(json.loads(p.read_text()), report_id=f"r{i}"))
+             for i, p in enumerate(sorted(SAMPLES.glob("*/measurement.json")) * 4)]
+    (tmp_path / "in.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    monkeypatch.setattr(st, "FLUSH_ROWS", 60)
+    flush, calls = st.Store._flush, [0]
+
+    def full_on_second(self: st.Store, *args: object, **kwargs: object) -> None:
+        flush(self, *args, **kwargs)
+        calls[0] += 1
+        if calls[0] == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(st.Store, "_flush", full_on_second)
+    db = tmp_path / "s.duckdb"
+    small = pipeline.Options(batch_size=50)
+    with st.Store(db) as store, pytest.raises(st.StoreError) as failed:
+        store.begin_run()
+        pipeline.run([str(tmp_path / "in.jsonl")], store, small)
+    assert str(failed.value) == ("the store could not be written: No space left on device; what earlier "
+                                 "transactions committed stays")
+
+    def raw_is_all_pointed_at() -> int:
+        con = duckdb.connect(str(db), read_only=True)
+        rows = con.execute("SELECT raw_segment, max(raw_frame_offset + raw_frame_length), count(*) "
+                           "FROM measurements GROUP BY 1").fetchall()
+        con.close()
+        for segment, end, _ in rows:
+            assert (tmp_path / "s.raw" / segment).stat().st_size == end, segment
+        return sum(n for *_, n in rows)
+
+    assert raw_is_all_pointed_at() == 100  # the first transaction (two batches of 50), whole
+    monkeypatch.setattr(st.Store, "_flush", flush)
+    with st.Store(db) as store:
+        store.begin_run()
+        again = pipeline.run([str(tmp_path / "in.jsonl")], store, small)
+    assert (again.files_known, again.new, again.duplicates) == (0, 100, 100), again  # the file was not marked read: its lost lines come back
+    assert raw_is_all_pointed_at() == 200

@@ -36,6 +36,7 @@ heavy load, earlier, reached 355 ms (docs/analysis.md, Benchmarks).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import os
@@ -77,6 +78,12 @@ SEGMENT_BYTES = 256 * 1024 * 1024  # a run's raw segment file is closed and a ne
 ZSTD_LEVEL = 3  # raw frames: fast, and several times smaller than the JSON
 _ZSTD = pa.Codec("zstd", compression_level=ZSTD_LEVEL)
 DEFAULT_DB_NAME = "tamperscope.duckdb"
+
+
+def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 # --------------------------------------------------------------------------- paths
@@ -206,6 +213,9 @@ class Store:
         self.sync = sync  # fsync raw segments before the database commits their pointers
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="tamperscope-store") if background else None
         self._inflight: Future[None] | None = None
+        # A transaction failed (a full disk, no memory left, ^C): what is still buffered must not be
+        # committed after it, or a file's marker could say "read in full" over the lines that were lost.
+        self._failed = False
         self.stats = WriteStats()
 
     # ---- lifecycle
@@ -213,6 +223,9 @@ class Store:
     def close(self) -> None:
         try:
             self.flush()
+        except StoreError:
+            if not self._failed:
+                raise
         finally:
             self._shutdown()
 
@@ -365,6 +378,11 @@ class Store:
         if self._pending:
             self._transaction(self._take())
 
+    def _refuse_after_failure(self) -> None:
+        if self._failed:
+            self._pending.clear()
+            raise StoreError("an earlier transaction of this run failed: nothing more is written")
+
     def _take(self) -> list[BatchResult]:
         batches, self._pending, self._pending_rows, self._pending_bytes = self._pending, [], 0, 0
         return batches
@@ -375,6 +393,14 @@ class Store:
             inflight.result()
 
     def _transaction(self, batches: list[BatchResult]) -> None:
+        self._refuse_after_failure()
+        try:
+            self._commit(batches)
+        except BaseException:
+            self._failed = True
+            raise
+
+    def _commit(self, batches: list[BatchResult]) -> None:
         con = self.con
         written: dict[str, Any] = {}  # raw pointers survive a retry: the bytes are on disk once
         while True:
@@ -388,9 +414,22 @@ class Store:
                 con.execute("ROLLBACK")
                 self.stats, self._order_seq = stats, order_seq
                 self._grow_or_give_up(exc)
-            except BaseException:
-                con.execute("ROLLBACK")
+            except BaseException as exc:
+                with contextlib.suppress(duckdb.Error):  # a failed write may have ended it already
+                    con.execute("ROLLBACK")
+                self._unwrite_raw(written)
+                if isinstance(exc, (OSError, duckdb.IOException, duckdb.TransactionException)):  # a full disk
+                    raise StoreError(f"the store could not be written: {_first_line(exc)}; what earlier "
+                                     "transactions committed stays") from exc
                 raise
+
+    def _unwrite_raw(self, written: dict[str, Any]) -> None:
+        """Cut this transaction's raw lines off the segment again: nothing will point at them."""
+        where = written.get("start")
+        f = self._segment_file
+        if where is not None and f is not None and where[0] == self._segment_name:
+            with contextlib.suppress(OSError):
+                os.ftruncate(f.fileno(), where[1])
 
     def _under_cap(self, step: Callable[[], object]) -> None:
         """Run the end of an ingest (its promotions, then the checkpoint of its WAL) while the cap
@@ -472,6 +511,8 @@ class Store:
         if written is not None and "pointers" in written:
             pointers = written["pointers"]
         else:
+            if written is not None:
+                written["start"] = (self._current_segment(), self._segment_file.tell())
             pointers = self._write_raw(rows, [raw[i] for i in keep])
             if written is not None:
                 written["pointers"] = pointers
@@ -563,8 +604,9 @@ class Store:
             frames.append(frame)
             position += len(frame)
             first = last
-        f.write(b"".join(frames))
-        f.flush()
+        data = memoryview(b"".join(frames))
+        while data:  # unbuffered: what failed to reach the file is not written later, after a truncate
+            data = data[f.write(data):]
         if self.sync:
             os.fsync(f.fileno())
         return {"raw_segment": pa.array([segment] * n, pa.string()), "raw_frame_offset": pa.array(offset, pa.int64()),
@@ -582,7 +624,7 @@ class Store:
         directory.mkdir(parents=True, exist_ok=True)
         seq = len(list(directory.glob("*.jsonl.zst")))
         self._segment_name = f"{self.run_id}/{seq:05d}.jsonl.zst"
-        self._segment_file = open(self.raw_root / self._segment_name, "ab")  # noqa: SIM115 - kept open across flushes
+        self._segment_file = open(self.raw_root / self._segment_name, "ab", buffering=0)  # noqa: SIM115 - kept open
         return self._segment_name
 
     def _close_segment(self) -> None:
