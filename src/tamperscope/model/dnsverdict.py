@@ -30,45 +30,61 @@ def _v(blocking: Any, accessible: Any, mechanism: str, confidence: float, status
                    status=status, evidence=tuple(evidence), fingerprints=())
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _strings(value: Any) -> list[str]:
+    """The strings of a JSON array; nothing from anything else (the record is hostile input)."""
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def dnscheck_verdict(measurement: Mapping[str, Any]) -> Verdict:
-    tk = measurement.get("test_keys") or {}
+    tk = _mapping(measurement.get("test_keys"))
     lookups = tk.get("x_lookups") or {}
     if not isinstance(lookups, Mapping):
         return _v(None, None, "none", 0.0, "failure", [])
     silent = tk.get("x_injection") or {}
     if isinstance(silent, Mapping) and silent.get("answers"):
         return _v("dns", False, "dns.injection", 0.99, "anomaly", ["test_keys.x_injection"])
-    control = tk.get("control") or {}
-    ctrl_dns = control.get("dns") if isinstance(control, Mapping) else None
+    control = _mapping(tk.get("control"))
+    ctrl_dns = control.get("dns")
     good: set[str] = set()
     good_asn: set[int] = set()
     if isinstance(ctrl_dns, Mapping) and not ctrl_dns.get("failure"):
-        good |= {a for a in ctrl_dns.get("addrs") or [] if isinstance(a, str)}
+        good |= set(_strings(ctrl_dns.get("addrs")))
     asn_of: dict[str, int] = {}
-    for ip, info in ((control.get("ip_info") or {}) if isinstance(control, Mapping) else {}).items():
+    for ip, info in _mapping(control.get("ip_info")).items():
         if isinstance(info, Mapping) and isinstance(info.get("asn"), int):
             asn_of[ip] = info["asn"]
     encrypted_ok = False
     for key, lk in lookups.items():
-        if isinstance(lk, Mapping) and lk.get("engine") in ENCRYPTED and not lk.get("failure") and lk.get("addrs"):
-            good |= set(lk["addrs"])
+        if isinstance(lk, Mapping) and _text(lk.get("engine")) in ENCRYPTED and not lk.get("failure") and \
+                _strings(lk.get("addrs")):
+            good |= set(_strings(lk.get("addrs")))
             encrypted_ok = True
     good_asn = {asn_of[a] for a in good if asn_of.get(a)}
     if not good:
         return _v(None, None, "none", 0.0, "failure" if not encrypted_ok else "ok", ["test_keys.control"])
-    dup_keys = {(d.get("engine"), d.get("resolver_address"), d.get("query_type"))
-                for d in tk.get("x_dns_duplicate_responses") or [] if isinstance(d, Mapping)}
+    duplicates = tk.get("x_dns_duplicate_responses")
+    dup_keys = {(_text(d.get("engine")), _text(d.get("resolver_address")), _text(d.get("query_type")))
+                for d in (duplicates if isinstance(duplicates, list) else []) if isinstance(d, Mapping)}
     for key, lk in lookups.items():
-        if not isinstance(lk, Mapping) or lk.get("engine") not in CLEARTEXT:
+        if not isinstance(lk, Mapping) or _text(lk.get("engine")) not in CLEARTEXT:
             continue
         ev = [f"test_keys.x_lookups.{key}"]
-        failure = lk.get("failure")
-        addrs = [a for a in lk.get("addrs") or [] if isinstance(a, str)]
+        failure = _text(lk.get("failure"))
+        addrs = _strings(lk.get("addrs"))
         if failure == "dns_nxdomain_error":
             return _v("dns", False, "dns.nxdomain", 0.8, "anomaly", ev)
         if failure in DROP_FAILURES:
             return _v("dns", False, "dns.drop", 0.6, "anomaly", ev)
         if addrs and not any(a in good or (asn_of.get(a) in good_asn and not is_bogon(a)) for a in addrs):
-            injected = (lk.get("engine"), lk.get("resolver_address"), "A") in dup_keys
-            return _v("dns", False, "dns.injection" if injected else "dns.poison", 0.9 if injected else 0.8, "anomaly", ev)
+            injected = (_text(lk.get("engine")), _text(lk.get("resolver_address")), "A") in dup_keys
+            return _v("dns", False, "dns.injection" if injected else "dns.poison", 0.9 if injected else 0.8,
+                      "anomaly", ev)
     return _v(False, True, "none", 0.8, "ok", ["test_keys.x_lookups"])

@@ -1,0 +1,72 @@
+"""The dnscheck verdict (model/dnsverdict.py): its rules on a typical record, and no crash whatever
+type any field of a hostile record has (a crash stores the measurement with a `failure` verdict and
+an `analysis_error`; the verdict itself should simply not rely on the field)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tamperscope.model.dnsverdict import dnscheck_verdict
+
+
+def _record(**lookups: dict[str, Any]) -> dict[str, Any]:
+    return {"test_name": "dnscheck", "input": "dot://1.1.1.1", "test_keys": {
+        "control": {"dns": {"addrs": ["93.184.216.34"], "failure": None},
+                    "ip_info": {"93.184.216.34": {"asn": 15133}, "93.184.216.35": {"asn": 15133}}},
+        "x_lookups": {"dot": {"engine": "dot", "addrs": ["93.184.216.34"], "failure": None}, **lookups},
+        "x_dns_duplicate_responses": [{"engine": "udp", "resolver_address": "8.8.8.8:53", "query_type": "A"}],
+    }}
+
+
+def test_the_rules_on_typical_records() -> None:
+    ok = dnscheck_verdict(_record(udp={"engine": "udp", "resolver_address": "8.8.8.8:53",
+                                       "addrs": ["93.184.216.35"]}))
+    assert (ok.status, ok.mechanism) == ("ok", "none")  # another address of the same AS: a CDN
+    forged = dnscheck_verdict(_record(udp={"engine": "udp", "resolver_address": "8.8.8.8:53", "addrs": ["10.0.0.1"]}))
+    assert (forged.mechanism, forged.blocking) == ("dns.injection", "dns")  # with a duplicate response
+    poisoned = dnscheck_verdict(_record(tcp={"engine": "tcp", "resolver_address": "9.9.9.9:53", "addrs": ["10.0.0.1"]}))
+    assert poisoned.mechanism == "dns.poison"
+    nx = dnscheck_verdict(_record(system={"engine": "system", "failure": "dns_nxdomain_error"}))
+    assert nx.mechanism == "dns.nxdomain"
+    silent = dict(_record(), test_keys={**_record()["test_keys"], "x_injection": {"answers": ["1.2.3.4"]}})
+    assert dnscheck_verdict(silent).mechanism == "dns.injection"
+
+
+ODD = [None, True, 7, 1.5, "x", [], {}, [None], [[1]], [{"a": [1]}], {"k": [1]}]
+
+
+def _paths(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    yield path
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _paths(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _paths(v, (*path, i))
+
+
+def test_no_field_of_any_type_makes_it_raise() -> None:
+    base = _record(udp={"engine": "udp", "resolver_address": "8.8.8.8:53", "addrs": ["10.0.0.1"]},
+                   system={"engine": "system", "failure": "generic_timeout_error", "addrs": []})
+    tried = 0
+    for path in _paths(base["test_keys"]):
+        for odd in ODD:
+            m = copy.deepcopy(base)
+            if not path:
+                m["test_keys"] = odd
+            else:
+                node = m["test_keys"]
+                for step in path[:-1]:
+                    node = node[step]
+                node[path[-1]] = odd
+            try:
+                verdict = dnscheck_verdict(m)
+            except Exception as exc:  # noqa: BLE001 - the test is that nothing escapes
+                pytest.fail(f"test_keys{list(path)} = {odd!r}: {type(exc).__name__}: {exc}")
+            assert verdict.status in ("ok", "anomaly", "failure")
+            tried += 1
+    assert tried > 300
