@@ -222,6 +222,27 @@ def test_report_filters_are_normalised_and_an_empty_match_says_so(tmp_path: Path
     assert "<p class='selection'>Only country DE.</p>" in page
 
 
+def test_an_idn_is_one_site_however_it_was_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Test lists write yandex's Russian site as https://яндекс.рф/ or https://xn--d1acpjx3f.xn--p1ai/:
+    the store keeps one spelling, and --domain finds it under either (in an older store too)."""
+    import duckdb
+
+    m = json.loads((SAMPLES / "successWithHTTP" / "measurement.json").read_text())
+    lines = [orjson.dumps(dict(m, input=url, report_id=url)) for url in
+             ("https://яндекс.рф/", "https://xn--d1acpjx3f.xn--p1ai/", "https://XN--D1ACPJX3F.xn--p1ai./")]
+    (tmp_path / "in.jsonl").write_bytes(b"\n".join(lines))
+    db = str(tmp_path / "s.duckdb")
+    assert main(["analyze", str(tmp_path / "in.jsonl"), "--db", db]) == 0
+    con = duckdb.connect(db)
+    assert con.execute("SELECT DISTINCT domain FROM verdicts").fetchall() == [("яндекс.рф",)]
+    con.execute("UPDATE verdicts SET domain = 'xn--d1acpjx3f.xn--p1ai' WHERE input = 'https://яндекс.рф/'")
+    con.close()  # as an older tamperscope stored it
+    capsys.readouterr()
+    for spelling in ("xn--d1acpjx3f.xn--p1ai", "ЯНДЕКС.рф"):
+        assert main(["report", "--db", db, "--domain", spelling]) == 0
+        assert capsys.readouterr().out.startswith("Only site яндекс.рф.\n3 measurements"), spelling
+
+
 def test_nothing_usable_exits_1(tmp_path: Path) -> None:
     with gzip.open(tmp_path / "junk.jsonl.gz", "wb") as f:
         f.write(b"not json\n{}\n")
@@ -446,5 +467,6 @@ def test_a_full_disk_under_the_store_is_one_line_and_leaves_no_stray_raw_bytes(
     with st.Store(db) as store:
         store.begin_run()
         again = pipeline.run([str(tmp_path / "in.jsonl")], store, small)
-    assert (again.files_known, again.new, again.duplicates) == (0, 100, 100), again  # the file was not marked read: its lost lines come back
+    # the file was not marked as read: the lines of the failed transaction come back
+    assert (again.files_known, again.new, again.duplicates) == (0, 100, 100), again
     assert raw_is_all_pointed_at() == 200

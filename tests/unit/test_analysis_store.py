@@ -209,6 +209,7 @@ def test_the_envelope_keeps_codes_and_names_the_store_can_show_and_partition_by(
     assert pipeline.domain_of("web_connectivity", "http://a b.example/") is None
     assert pipeline.domain_of("web_connectivity", "https://WWW.Example.com./x") == "www.example.com"
     assert pipeline.domain_of("web_connectivity", "https://яндекс.рф/") == "яндекс.рф"
+    assert pipeline.domain_of("web_connectivity", "https://xn--d1acpjx3f.xn--p1ai/") == "яндекс.рф"
     assert pipeline.domain_of("dnscheck", "dns.google") == "dns.google"
 
 

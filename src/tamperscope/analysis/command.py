@@ -23,6 +23,7 @@ import duckdb
 from tamperscope.analysis.reader import REASONS
 from tamperscope.analysis.store import Store, StoreError, WriteStats, default_db_path
 from tamperscope.cli import UsageError
+from tamperscope.model.inputs import unicode_host
 
 JSONL_KEYS = ("measurement_uid", "report_id", "input", "test_name", "probe_cc", "probe_asn", "blocking",
               "accessible", "x_mechanism", "x_confidence", "fingerprints")
@@ -64,7 +65,7 @@ def _domain(value: str) -> str:
     name = value.strip().rstrip(".").lower()
     if not 0 < len(name) <= 253 or not all(c.isalnum() or c in "-._" for c in name):
         raise argparse.ArgumentTypeError(f"{value!r} is not a domain name (example.com)")
-    return name
+    return unicode_host(name)  # xn--d1acpjx3f.xn--p1ai and яндекс.рф are one site
 
 
 def _check_days(args: argparse.Namespace) -> None:

@@ -56,6 +56,7 @@ from tamperscope.analysis.store import (
     WriteStats,
 )
 from tamperscope.analysis.verdicts import ANALYSIS_VERSION, Matcher, default_matcher, verdict_for
+from tamperscope.model.inputs import unicode_host
 from tamperscope.model.verdict import Verdict
 
 BATCH_SIZE = 512            # records per batch handed to a worker ...
@@ -259,7 +260,7 @@ def _host(host: str | None) -> str | None:
     host = host.rstrip(".").lower()
     if not host or len(host) > 253 or any(ch in _NOT_IN_HOSTS or ch < "!" or ch == "\x7f" for ch in host):
         return None
-    return host
+    return unicode_host(host)  # one spelling per site: yandex's page is not split by how a list wrote it
 
 
 def _label(value: Any) -> str | None:

@@ -69,6 +69,7 @@ from tamperscope.analysis.schema import (
     path_text,
     schema_version,
 )
+from tamperscope.model.inputs import host_forms
 
 FLUSH_ROWS = 4096  # measurements buffered before one transaction writes them ...
 FLUSH_BYTES = 48 * 1024 * 1024  # ... or this many bytes of raw measurements, whichever comes first
@@ -758,7 +759,12 @@ class Filters:
         clauses, params = [], []
         for column in ("probe_cc", "probe_asn", "domain", "input", "test_name", "mechanism"):
             value = getattr(self, column)
-            if value is not None:
+            if value is None:
+                continue
+            if column == "domain" and len(forms := host_forms(value)) > 1:  # a store may hold either spelling
+                clauses.append(f"domain IN ({', '.join('?' * len(forms))})")
+                params.extend(forms)
+            else:
                 clauses.append(f"{column} = ?")
                 params.append(value)
         if self.since is not None:

@@ -24,6 +24,35 @@ class URLParts:
     path: str  # path and query, at least "/"
 
 
+def unicode_host(host: str) -> str:
+    """A host name with its IDNA labels (``xn--...``) decoded: the one form stores keep and readers read
+    (``xn--d1acpjx3f.xn--p1ai`` is ``яндекс.рф``). A label that does not decode is kept as it is."""
+    if "xn--" not in host:
+        return host
+    labels = []
+    for label in host.split("."):
+        if label.startswith("xn--"):
+            try:
+                label = label.encode("ascii").decode("idna")
+            except (UnicodeError, ValueError):
+                pass
+        labels.append(label)
+    return ".".join(labels)
+
+
+def host_forms(host: str) -> tuple[str, ...]:
+    """The spellings a store may hold for ``host``: as decoded by `unicode_host`, and in IDNA (ASCII)."""
+    forms = [unicode_host(host)]
+    try:
+        ascii_form = forms[0].encode("idna").decode("ascii")
+    except (UnicodeError, ValueError):
+        ascii_form = host
+    for form in (ascii_form, host):
+        if form not in forms:
+            forms.append(form)
+    return tuple(forms)
+
+
 def parse_url(url: str) -> URLParts:
     """Split an http(s) URL, or raise BadInput."""
     if not isinstance(url, str) or not url.strip():
