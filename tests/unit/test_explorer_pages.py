@@ -66,7 +66,15 @@ def pages(client: SyncClient) -> list[str]:
     uid = client.hostile_uids[0]  # type: ignore[attr-defined]
     return ["/", "/country/RU", "/network/AS12389", "/domain/evil.example", "/domain/www.example.com",
             f"/m/{uid}", f"/m/{client.hostile_uids[1]}", "/search", "/search?probe_cc=RU&outcome=anomaly",  # type: ignore[attr-defined]
-            "/api", "/domain/%3Csvg%20onload%3Dwindow.__pwned%3D1%3E.example"]
+            "/api"]
+
+
+def test_a_host_that_cannot_be_one_gets_no_domain_page(client: SyncClient) -> None:
+    """The hostile sample's URL is https://<svg onload=...>.example/: no domain is derived from it (its
+    measurement page shows the URL, escaped), and asking for that domain is an escaped 404."""
+    r = client.get("/domain/%3Csvg%20onload%3Dwindow.__pwned%3D1%3E.example")
+    assert r.status_code == 404 and "<svg" not in r.text
+    assert "&lt;svg onload" in client.get(f"/m/{client.hostile_uids[1]}").text  # type: ignore[attr-defined]
 
 
 def test_every_page_renders_with_its_json_twin(client: SyncClient) -> None:

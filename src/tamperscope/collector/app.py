@@ -4,18 +4,21 @@
 raw log and the writer (`config.Collector`), catches the store up with the raw
 log, and closes everything on shutdown (answering what is queued first).
 
-Around every request, two pure-ASGI layers (no per-request tasks):
+Around every request, three pure-ASGI layers (no per-request tasks):
 
 * `RateLimit`: a token bucket per client address (`ratelimit.RateLimiter`), one
   for submissions (``POST /report...``, ``POST /api/v1/submit``) and one for
   everything else but static files; over the limit: 429 with ``Retry-After``;
-* `explorer.headers.SecurityHeaders`: the Content-Security-Policy (no inline
-  script, no third-party origin), ``nosniff``, no framing, no referrer.
+* `InternalErrors`: an unhandled error becomes a plain 500 (no traceback);
+* `explorer.headers.SecurityHeaders`, outermost: the Content-Security-Policy (no
+  inline script, no third-party origin), ``nosniff``, no framing, no referrer.
 
 Errors: `schema.SubmissionError` becomes ``{"error", "detail"}`` with its
 status; a full writer queue is a 503 with ``Retry-After``; bad query parameters
-are 422 in the same shape. The OpenAPI description is at ``/openapi.json``
-(no Swagger UI: it would need inline scripts and a CDN).
+are 422 in the same shape. Anything unhandled is a plain 500 from `InternalErrors`,
+which sits inside `SecurityHeaders` so the 500 carries the same headers. The
+OpenAPI description is at ``/openapi.json`` (no Swagger UI: it would need
+inline scripts and a CDN).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tamperscope import __version__
 from tamperscope.analysis.store import Store
@@ -88,6 +91,45 @@ class RateLimit:
         await self.app(scope, receive, send)
 
 
+_INTERNAL_JSON = orjson.dumps({"error": "internal_error",
+                               "detail": "the server failed on this request; the error is in its log"})
+_INTERNAL_HTML = (b"<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Server error</title>"
+                  b"<h1>Server error</h1><p>The server failed on this request; the error is in its log.</p></html>")
+
+
+class InternalErrors:
+    """An unhandled error answers a plain 500 from here, inside `SecurityHeaders`, so it carries the same
+    headers as every other answer: Starlette's own 500 comes from its outermost layer, past all the
+    middleware. No traceback is sent; the error is raised on, for the server to log (Starlette then sees
+    the answer sent and sends nothing more). An error after the answer started can only cut it short."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception:
+            if not started:
+                html = explorer_routes.wants_html(Request(scope))
+                body, media = (_INTERNAL_HTML, b"text/html; charset=utf-8") if html else \
+                    (_INTERNAL_JSON, b"application/json")
+                await send({"type": "http.response.start", "status": 500, "headers": [
+                    (b"content-type", media), (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+            raise
+
+
 class _LateRateLimit:
     """Binds `RateLimit` to the collector's limiters once the lifespan has created them."""
 
@@ -124,7 +166,7 @@ def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
 
     @app.exception_handler(SubmissionError)
     async def submission_error(request: Request, exc: SubmissionError) -> JSONResponse:
-        headers = {"Retry-After": "1"} if exc.status == 429 else None
+        headers = {"Retry-After": RateLimiter.retry_after(exc.retry_after or 1.0)} if exc.status == 429 else None
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
     @app.exception_handler(Busy)
@@ -153,7 +195,8 @@ def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(explorer_routes.router)
     app.add_middleware(_LateRateLimit, fastapi_app=app)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(InternalErrors)
+    app.add_middleware(SecurityHeaders)  # outermost: on every answer, the 500 of `InternalErrors` included
     return app
 
 
@@ -161,4 +204,4 @@ def announce(text: str) -> None:
     print(f"tamperscope: {text}", file=sys.stderr, flush=True)
 
 
-__all__ = ["RateLimit", "create_app"]
+__all__ = ["InternalErrors", "RateLimit", "create_app"]

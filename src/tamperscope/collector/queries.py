@@ -163,7 +163,10 @@ def _time(value: str, name: str) -> dt.datetime:
     except ValueError:
         raise QueryError(f"{name} must be a date (2024-01-31) or a time (2024-01-31T12:00:00Z)") from None
     if when.tzinfo is not None:
-        when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        try:
+            when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        except OverflowError:  # year 1 minus an offset, or year 9999 plus one, is no datetime
+            raise QueryError(f"{name} is out of range (years 1 to 9999 in UTC)") from None
     return when
 
 

@@ -2,7 +2,7 @@
 
 Layout, beside the store (``<name>.duckdb`` → ``<name>.collector/``)::
 
-    incoming/YYYY-MM-DD.jsonl   one measurement per line, verbatim as accepted,
+    incoming/YYYY-MM-DD.jsonl   one measurement per line, as stored (re-encoded),
                                 by UTC day of arrival; only ever appended to
     tombstones.jsonl            {"measurement_uid", "at", "reason"} per deleted
                                 measurement; appended, fsync'd

@@ -10,7 +10,9 @@ when it is not what OONI's collector protocol and data format say:
   two capital letters, ``probe_asn`` ``"AS"`` and digits, ``test_name`` lowercase
   letters, digits and ``_``, ``measurement_start_time`` ``"YYYY-MM-DD HH:MM:SS"``
   (UTC; ISO 8601 with an offset is taken too), ``test_keys`` an object;
-* it is too large (413 ``too_large``), see `Limits`.
+* it is too large (413 ``too_large``), see `Limits`;
+* it holds an integer beyond 64 bits (422 ``invalid_measurement``): the stored
+  measurement is the parsed JSON re-encoded, and such a number would change (`check_numbers`).
 
 The same rules are written out as JSON Schema (`MEASUREMENT`, `SUBMISSION`,
 `REPORT_OPEN`) for the OpenAPI description, so clients can check before sending.
@@ -42,13 +44,15 @@ class Limits:
 
 
 class SubmissionError(Exception):
-    """A submission refused: HTTP ``status``, a stable ``error`` code, a one-line ``detail``."""
+    """A submission refused: HTTP ``status``, a stable ``error`` code, a one-line ``detail``; for a 429,
+    ``retry_after``: the seconds until the request would pass (the ``Retry-After`` header)."""
 
-    def __init__(self, status: int, error: str, detail: str) -> None:
+    def __init__(self, status: int, error: str, detail: str, *, retry_after: float | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.error = error
         self.detail = detail
+        self.retry_after = retry_after
 
     def body(self) -> dict[str, Any]:
         return {"error": self.error, "detail": self.detail}
@@ -74,8 +78,46 @@ def parse_json(body: bytes, what: str = "the body") -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if not _is_utf8(body):  # orjson's own words for this ("surrogates not allowed") mislead
+            raise SubmissionError(400, "invalid_json", f"{what} is not UTF-8 JSON{_not_utf8_hint(body)}") from None
         first = str(exc).splitlines()[0] if str(exc) else "not JSON"
         raise SubmissionError(400, "invalid_json", f"{what} is not valid JSON: {first[:160]}") from None
+
+
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _not_utf8_hint(body: bytes) -> str:
+    if body[:2] == b"\x1f\x8b":
+        return ": it is gzip-compressed (Content-Encoding is not supported; send it uncompressed)"
+    return " (other charsets, and Content-Encoding, are not supported)"
+
+
+# orjson reads an integer outside [-2**63, 2**64) as a float, so 18446744073709551617 would be stored as
+# 1.8446744073709552e+19: such a measurement is refused rather than changed. Only integers of 20 digits,
+# or negative ones of 19, can be out of range, so most bodies are cleared by one search for a run of 19
+# digits; the others are searched again with their strings emptied (digits in a string are text), for
+# whole integers (not the digits of a fraction or an exponent) of that length.
+_NINETEEN_DIGITS = re.compile(rb"[0-9]{19}")
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_LONG_INTEGER = re.compile(rb"(?<![0-9.eE+-])(?:-?[0-9]{20,}|-[0-9]{19})(?![0-9.eE])")
+INTEGERS = range(-2**63, 2**64)
+
+
+def check_numbers(body: bytes, what: str = "the measurement") -> None:
+    """Refuse (422) valid JSON holding an integer that cannot be stored exactly (see `INTEGERS`)."""
+    if not _NINETEEN_DIGITS.search(body):
+        return
+    for found in _LONG_INTEGER.finditer(_JSON_STRING.sub(b'""', body)):
+        if int(found.group()) not in INTEGERS:
+            shown = found.group()[:30].decode("ascii") + ("…" if len(found.group()) > 30 else "")
+            raise _invalid(f"{what} holds the integer {shown}, beyond 64 bits: it cannot be stored exactly "
+                           "(send it as a string)")
 
 
 def check_measurement(m: Any, limits: Limits = Limits()) -> None:
@@ -173,7 +215,8 @@ MEASUREMENT: dict[str, Any] = {
         "probe_cc": {"type": "string", "pattern": "^[A-Z]{2}$", "example": "IT"},
         "probe_asn": {"type": "string", "pattern": "^AS[0-9]{1,10}$", "example": "AS30722"},
         "probe_network_name": {"type": "string"},
-        "probe_ip": {"type": "string", "description": "always 127.0.0.1: the probe never sends its address"},
+        "probe_ip": {"type": "string", "description": "always 127.0.0.1: the probe never sends its address, "
+                     "and the collector stores any other value as 127.0.0.1"},
         "input": {"type": ["string", "null"], "maxLength": 8192},
         "report_id": {"type": "string"},
         "software_name": {"type": "string"},
@@ -225,6 +268,7 @@ def json_body(schema: Mapping[str, Any], media: str = "application/json") -> dic
 
 
 __all__ = [
-    "ERROR", "Limits", "MEASUREMENT", "MiB", "REPORT_OPEN", "SUBMISSION", "SubmissionError", "check_measurement",
-    "check_report_id", "check_report_open", "check_submission", "json_body", "parse_json",
+    "ERROR", "INTEGERS", "Limits", "MEASUREMENT", "MiB", "REPORT_OPEN", "SUBMISSION", "SubmissionError",
+    "check_measurement", "check_numbers", "check_report_id", "check_report_open", "check_submission", "json_body",
+    "parse_json",
 ]

@@ -12,6 +12,11 @@ OONI-compatible (what OONI Probe and our ``tamperscope run --submit`` speak):
 
 Ours: ``POST /api/v1/submit`` takes a JSONL body (``application/x-ndjson``), one
 measurement (or one OONI submission object) per line, and answers per line.
+
+What is stored (and its uid derived from) is the parsed measurement re-encoded
+compactly (`serialise`), not the submitted bytes, with ``probe_ip`` set to
+127.0.0.1 whatever was sent (`without_address`). A number that re-encoding would
+change (an integer beyond 64 bits) is refused instead (`schema.check_numbers`).
 """
 
 from __future__ import annotations
@@ -33,12 +38,14 @@ from tamperscope.collector.schema import (
     SUBMISSION,
     SubmissionError,
     check_measurement,
+    check_numbers,
     check_report_id,
     check_report_open,
     check_submission,
     json_body,
     parse_json,
 )
+from tamperscope.model.measurement import SCRUBBED_IP
 
 router = APIRouter(tags=["collector"])
 
@@ -77,9 +84,18 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def without_address(measurement: dict[str, Any]) -> dict[str, Any]:
+    """The measurement with ``probe_ip`` set to 127.0.0.1: a client that sent its address (OONI Probe
+    and ours never do) has it dropped before anything is stored, logged or hashed into the uid."""
+    if isinstance(measurement.get("probe_ip"), str) and measurement["probe_ip"] != SCRUBBED_IP:
+        return {**measurement, "probe_ip": SCRUBBED_IP}  # same key order
+    return measurement
+
+
 def serialise(measurement: dict[str, Any], limit: int) -> bytes:
+    """The line stored for an accepted measurement: re-encoded compactly, without the probe's address."""
     try:
-        line = orjson.dumps(measurement)
+        line = orjson.dumps(without_address(measurement))
     except (orjson.JSONEncodeError, TypeError) as exc:
         raise SubmissionError(422, "invalid_measurement", f"the measurement cannot be stored: {exc}") from None
     if len(line) > limit:
@@ -125,8 +141,9 @@ async def submit_measurement(report_id: str, request: Request) -> Response:
     collector = collector_of(request)
     check_report_id(report_id)
     limits = collector.settings.limits
-    payload = parse_json(await read_body(request, limits.measurement))
-    measurement = check_submission(payload, limits)
+    body = await read_body(request, limits.measurement)
+    measurement = check_submission(parse_json(body), limits)
+    check_numbers(body)
     line = serialise(measurement, limits.measurement)
     (receipt,) = await collector.ingestor.submit([line])
     return receipt_response(receipt)
@@ -156,7 +173,7 @@ async def submit_bulk(request: Request) -> Response:
     client = request.client.host if request.client else "unknown"
     wait = collector.submit_limiter.take(client, len(raw_lines) - 1) if len(raw_lines) > 1 else 0.0
     if wait:
-        raise SubmissionError(429, "rate_limited", f"too many measurements; retry in {wait:.1f} s")
+        raise SubmissionError(429, "rate_limited", f"too many measurements; retry in {wait:.1f} s", retry_after=wait)
     results: list[dict[str, Any] | None] = [None] * len(raw_lines)
     accepted: list[tuple[int, bytes]] = []
     for i, (number, raw) in enumerate(raw_lines):
@@ -168,6 +185,7 @@ async def submit_bulk(request: Request) -> Response:
                 value = check_submission(value, limits)
             else:
                 check_measurement(value, limits)
+            check_numbers(raw, "the line")
             accepted.append((i, serialise(value, limits.measurement)))
         except SubmissionError as exc:
             results[i] = {"line": number, **exc.body()}
@@ -188,4 +206,4 @@ async def submit_bulk(request: Request) -> Response:
     return JSONResponse(summary, status_code=200 if stored + duplicates else 422)
 
 
-__all__ = ["new_report_id", "read_body", "router"]
+__all__ = ["new_report_id", "read_body", "router", "serialise", "without_address"]

@@ -17,7 +17,11 @@ returns them):
 
 Everything here is measurement content, so hostile: it is returned as data
 and only ever rendered through autoescaping templates, or in a sandboxed frame.
-Bodies are decoded for display only (the raw JSON keeps the bytes).
+Bodies are decoded for display only (the raw JSON keeps the bytes). The work per page is
+bounded whatever the measurement holds: the first `MAX_REQUESTS` requests are listed, the first
+`MAX_BODIES` bodies decoded, and a title is found in linear time in at most `MAX_TITLE_SCAN`
+characters. Keys the probe wrote (``x_fingerprints``, ``x_evidence``, certificates) may have any
+shape; the wrong ones are shown as missing, never trusted to be lists or strings.
 """
 
 from __future__ import annotations
@@ -32,7 +36,14 @@ from typing import Any
 from tamperscope.collector.queries import hop_fields
 
 MAX_BODY_TEXT = 64 * 1024       # characters of a body shown on the page
-_TITLE = re.compile(r"<title[^>]*>(.*?)</title", re.I | re.S)
+MAX_TITLE_SCAN = 64 * 1024      # characters of a body searched for its <title>
+MAX_BODIES = 20                 # bodies decoded per measurement view (redirect chains are a handful)
+MAX_REQUESTS = 200              # HTTP requests listed on the page
+MAX_CHARSET_LABEL = 200         # characters of a Content-Type header read for the charset
+# Only the two tags are searched for, each with one linear scan: a lazy ``<title[^>]*>(.*?)</title``
+# retried from every ``<title`` of a body that never closes it is quadratic (seconds per body).
+_TITLE_OPEN = re.compile(r"<title", re.I)
+_TITLE_CLOSE = re.compile(r"</title", re.I)
 
 
 def _list(value: Any) -> list[Any]:
@@ -41,6 +52,13 @@ def _list(value: Any) -> list[Any]:
 
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def _items(value: Any) -> list[Any]:
+    """A list as is, a lone string as a list of one; junk (a number, true, an object) as nothing."""
+    if isinstance(value, list):
+        return value
+    return [value] if isinstance(value, str) and value else []
 
 
 def _str(value: Any) -> str | None:
@@ -75,22 +93,37 @@ def headers_of(response: Mapping[str, Any]) -> list[tuple[str, str]]:
     return []
 
 
+def _content_type(headers: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """Only what the charset comes from, and only its start: the charset regex backtracks over long
+    runs of spaces, and a hostile header can be megabytes long."""
+    return {name: value[:MAX_CHARSET_LABEL] for name, value in headers if name.lower() == "content-type"}
+
+
 def body_text(value: Any, headers: Sequence[tuple[str, str]] = ()) -> str:
     """The body decoded for display (charset from the headers or the page, else UTF-8 with replacement)."""
     data = body_bytes(value)
     try:
         from tamperscope.wire.fingerprints import decode_body
 
-        return decode_body(data, dict(headers))
+        return decode_body(data, _content_type(headers))
     except Exception:  # a hostile charset label must not break the page
         return data.decode("utf-8", "replace")
 
 
 def title_of(text: str) -> str | None:
-    found = _TITLE.search(text[:65536])
-    if not found:
+    """The text of the first ``<title>``, in time linear in the text (it is hostile)."""
+    text = text[:MAX_TITLE_SCAN]
+    opening = _TITLE_OPEN.search(text)
+    if opening is None:
         return None
-    return " ".join(found.group(1).split())[:300] or None
+    # The first "<title" decides: if it has no ">" or no "</title" after it, no later one has.
+    start = text.find(">", opening.end())
+    if start < 0:
+        return None
+    closing = _TITLE_CLOSE.search(text, start + 1)
+    if closing is None:
+        return None
+    return " ".join(text[start + 1:closing.start()].split())[:300] or None
 
 
 # --------------------------------------------------------------------------- DNS
@@ -179,7 +212,7 @@ def targets(tk: Mapping[str, Any]) -> list[dict[str, Any]]:
 def certificate(entry: Any) -> dict[str, Any]:
     """A DER certificate (OONI's ``{"format": "base64", "data"}``) → what a person checks."""
     der = body_bytes(entry)
-    if not der:
+    if not der:  # null, {}, [], a number, empty data: nothing to hash, so no sha256 either
         return {"error": "no certificate data"}
     info: dict[str, Any] = {"sha256": hashlib.sha256(der).hexdigest()}
     try:
@@ -227,12 +260,18 @@ def tls(tk: Mapping[str, Any]) -> list[dict[str, Any]]:
 def http(tk: Mapping[str, Any]) -> dict[str, Any]:
     control = _dict(_dict(tk.get("control")).get("http_request"))
     requests = []
-    for i, r in enumerate(_list(tk.get("requests"))):
+    listed = _list(tk.get("requests"))
+    decoded = 0
+    for i, r in enumerate(listed[:MAX_REQUESTS]):
         if not isinstance(r, dict):
             continue
         request, response = _dict(r.get("request")), _dict(r.get("response"))
         headers = headers_of(response)
-        text = body_text(response.get("body"), headers)
+        # A 5 MiB measurement can carry thousands of bodies: the page decodes the first few only.
+        shown = decoded < MAX_BODIES and response.get("body") is not None
+        if shown:
+            decoded += 1
+        text = body_text(response.get("body"), headers) if shown else ""
         requests.append({
             "index": i, "url": _str(request.get("url")), "method": _str(request.get("method")),
             "address": _str(r.get("address")), "failure": _str(r.get("failure")),
@@ -240,6 +279,7 @@ def http(tk: Mapping[str, Any]) -> dict[str, Any]:
             "headers": headers[:100], "body_length": len(body_bytes(response.get("body"))),
             "body_truncated": response.get("body_is_truncated") is True,
             "body_text": text[:MAX_BODY_TEXT], "body_text_cut": len(text) > MAX_BODY_TEXT,
+            "body_skipped": not shown and response.get("body") is not None,
             "title": title_of(text),
         })
     ctrl = None
@@ -268,7 +308,17 @@ def http(tk: Mapping[str, Any]) -> dict[str, Any]:
                         "only_control": sorted(control_names - measured_names)[:40],
                         "match": tk.get("headers_match")},
         }
-    return {"requests": requests, "control": ctrl, "diff": diff, "failure": _str(tk.get("http_experiment_failure"))}
+    return {"requests": requests, "requests_not_listed": max(0, len(listed) - MAX_REQUESTS), "control": ctrl,
+            "diff": diff, "failure": _str(tk.get("http_experiment_failure"))}
+
+
+def captured_body(m: Mapping[str, Any], index: int) -> str | None:
+    """The text of request ``index``'s body (for the sandboxed view), decoding that body alone."""
+    requests = _list(_dict(m.get("test_keys")).get("requests"))
+    if not 0 <= index < len(requests) or not isinstance(requests[index], dict):
+        return None
+    response = _dict(requests[index].get("response"))
+    return body_text(response.get("body"), headers_of(response))[:MAX_BODY_TEXT]
 
 
 # --------------------------------------------------------------------------- verdict, fingerprints, hop
@@ -302,7 +352,8 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
     """Everything the measurement page shows, as plain data."""
     tk = _dict(m.get("test_keys"))
     v = dict(verdict or {})
-    fps = list(v.get("fingerprints") or tk.get("x_fingerprints") or [])
+    # The probe's own x_ keys may be anything (a number, true): only lists (or one string) are read.
+    fps = _items(v.get("fingerprints")) or _items(tk.get("x_fingerprints"))
     hop_raw = tk.get("x_hop")
     hop = hop_fields(hop_raw)
     return {
@@ -310,7 +361,7 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
             "blocking": v.get("blocking", _str(tk.get("blocking"))), "accessible": v.get("accessible", tk.get("accessible")),
             "mechanism": v.get("mechanism", _str(tk.get("x_mechanism"))), "confidence": v.get("confidence"),
             "status": v.get("status"), "outcome": v.get("outcome"),
-            "evidence": list(v.get("evidence") or tk.get("x_evidence") or []),
+            "evidence": _items(v.get("evidence")) or _items(tk.get("x_evidence")),
             "probe_said": {"x_mechanism": _str(tk.get("x_mechanism")), "x_confidence": tk.get("x_confidence"),
                            "blocking": _str(tk.get("blocking"))},
         },
@@ -327,5 +378,5 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
     }
 
 
-__all__ = ["MAX_BODY_TEXT", "MAX_TARGETS", "body_bytes", "body_text", "certificate", "dns", "evidence",
-           "fingerprints", "headers_of", "http", "targets", "tcp", "title_of", "tls"]
+__all__ = ["MAX_BODIES", "MAX_BODY_TEXT", "MAX_REQUESTS", "MAX_TARGETS", "body_bytes", "body_text", "captured_body",
+           "certificate", "dns", "evidence", "fingerprints", "headers_of", "http", "targets", "tcp", "title_of", "tls"]

@@ -27,7 +27,7 @@ from tamperscope.analysis.report import TEST_WORDS
 from tamperscope.analysis.store import Filters
 from tamperscope.collector.queries import MeasurementQuery, Reader, hops, known_values, list_measurements, ooni_row
 from tamperscope.explorer import charts
-from tamperscope.explorer.evidence import evidence
+from tamperscope.explorer.evidence import captured_body, evidence
 
 RECENT = 15
 TOP = 25
@@ -157,15 +157,16 @@ def measurement(reader: Reader, uid: str) -> dict[str, Any] | None:
 
 
 def body(reader: Reader, uid: str, index: int) -> str | None:
-    """The text of one captured response body (for the sandboxed view)."""
-    found = measurement(reader, uid)
-    if found is None:
+    """The text of one captured response body (for the sandboxed view): that body alone is decoded,
+    not the whole page's evidence."""
+    raw = reader.raw(uid)
+    if raw is None:
         return None
-    requests = found["evidence"]["http"]["requests"]
-    for r in requests:
-        if r["index"] == index:
-            return str(r["body_text"])
-    return None
+    try:
+        m = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return captured_body(m, index) if isinstance(m, dict) else None
 
 
 OUTCOMES = ("", "anomaly", "confirmed", "failure", "ok")

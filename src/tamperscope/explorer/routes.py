@@ -286,6 +286,20 @@ def plotly_js() -> bytes:
     return plotlyjs.bundle().encode("utf-8")
 
 
+def _static_path(name: str) -> Path | None:
+    """The file ``name`` names in ``static/``, or None: a name the file system refuses (a NUL byte,
+    too long) is simply not there, whatever error the operating system would raise."""
+    if not name or len(name) > 255 or any(ch in name for ch in "\x00/\\"):
+        return None
+    try:
+        path = (HERE / "static" / name).resolve()
+        if path.parent != (HERE / "static").resolve() or path.suffix not in _MEDIA or not path.is_file():
+            return None
+    except (OSError, ValueError):
+        return None
+    return path
+
+
 def static_file(name: str) -> _Static | None:
     with _STATIC_LOCK:
         found = _STATIC.get(name)
@@ -296,8 +310,8 @@ def static_file(name: str) -> _Static | None:
         elif name == "plotly.css" and plotlyjs.stylesheet() is not None:
             found = _Static(str(plotlyjs.stylesheet()).encode("utf-8"), _MEDIA[".css"], 86400)
         else:
-            path = (HERE / "static" / name).resolve()
-            if path.parent != (HERE / "static").resolve() or not path.is_file() or path.suffix not in _MEDIA:
+            path = _static_path(name)
+            if path is None:
                 return None
             found = _Static(path.read_bytes(), _MEDIA[path.suffix], 3600)
         _STATIC[name] = found

@@ -1,0 +1,177 @@
+"""The collector against hostile or careless clients: out-of-range times, a probe that sends its address,
+numbers that re-encoding would change, bodies that are not UTF-8, and the bulk endpoint's Retry-After."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tamperscope.collector import samples
+from tamperscope.collector.config import Settings
+from tamperscope.collector.testing import SyncClient, running_app
+
+TOKEN = "hostile-admin-token-for-tests"
+ADDRESS = "203.0.113.77"
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyncClient]:
+    db = tmp_path_factory.mktemp("hostile") / "h.duckdb"
+    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0, admin_token=TOKEN)) as c:
+        out = c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(m) for m in samples.corpus(10, seed="h")))
+        assert out.json()["stored"] == 10
+        yield c
+
+
+def _submit(client: SyncClient, m: dict[str, object]) -> str:
+    r = client.post("/report/r1", json={"format": "json", "content": m})
+    assert r.status_code == 200, r.text
+    return str(r.json()["measurement_uid"])
+
+
+# --------------------------------------------------------------------------- since / until out of range
+
+OUT_OF_RANGE = [{"since": "0001-01-01T00:00:00+01:00"}, {"until": "9999-12-31T23:59:59-01:00"}]
+
+
+@pytest.mark.parametrize("params", OUT_OF_RANGE)
+@pytest.mark.parametrize("path", ["/api/v1/measurements", "/api/v1/aggregation/timeline",
+                                  "/api/v1/aggregation/hops", "/api/v1/export/measurements.csv",
+                                  "/api/v1/export/raw.jsonl", "/search.json"])
+def test_times_beyond_the_calendar_are_400_in_the_api(client: SyncClient, path: str, params: dict[str, str]) -> None:
+    r = client.get(path, params=params)
+    assert r.status_code == 400, (path, r.status_code, r.text[:200])
+    body = r.json()
+    assert body["error"] == "invalid_parameter" and "out of range" in body["detail"]
+    assert "\n" not in body["detail"]
+
+
+@pytest.mark.parametrize("params", OUT_OF_RANGE)
+def test_times_beyond_the_calendar_are_400_on_the_search_page(client: SyncClient, params: dict[str, str]) -> None:
+    r = client.get("/search", params=params)
+    assert r.status_code == 400 and r.headers["content-type"].startswith("text/html")
+    assert "out of range" in r.text
+
+
+@pytest.mark.parametrize("filters", [{"since": "0001-01-01T00:00:00+01:00"}, {"until": "9999-12-31T23:59:59-01:00"}])
+def test_times_beyond_the_calendar_are_400_in_reanalyse_filters(client: SyncClient, filters: dict[str, str]) -> None:
+    r = client.post("/api/v1/admin/reanalyse", json={"filters": filters},
+                    headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 400 and r.json()["error"] == "invalid_parameter", r.text
+
+
+def test_the_calendar_s_own_ends_still_work(client: SyncClient) -> None:
+    r = client.get("/api/v1/measurements", params={"since": "0001-01-01T00:00:00Z", "until": "9999-12-31T23:59:59Z"})
+    assert r.status_code == 200 and r.json()["metadata"]["count"] >= 10
+
+
+# --------------------------------------------------------------------------- the probe's address
+
+
+def test_a_probe_address_is_replaced_before_anything_keeps_it(client: SyncClient) -> None:
+    sent = samples.measurement("http.blockpage", url="http://address.example/", start="2026-05-22 00:00:00")
+    sent["probe_ip"] = ADDRESS
+    uid = _submit(client, sent)
+    bulk_one = samples.measurement("tcp.drop", url="https://address-bulk.example/", start="2026-05-22 00:00:01")
+    bulk_one["probe_ip"] = ADDRESS
+    wrapped = samples.measurement("ok", url="https://address-wrapped.example/", start="2026-05-22 00:00:02")
+    wrapped["probe_ip"] = ADDRESS
+    body = orjson.dumps(bulk_one) + b"\n" + orjson.dumps({"format": "json", "content": wrapped})
+    out = client.post("/api/v1/submit", content=body).json()
+    assert out["stored"] == 2, out
+    uids = [uid, *(r["measurement_uid"] for r in out["results"])]
+
+    stored = client.get(f"/api/v1/measurement/{uid}")
+    assert orjson.loads(stored.content)["probe_ip"] == "127.0.0.1"
+    # The same measurement without the address is the same measurement: the uid is derived after the change.
+    clean = {**sent, "probe_ip": "127.0.0.1"}
+    again = client.post("/report/r2", json={"format": "json", "content": clean}).json()
+    assert again["measurement_uid"] == uid and again["duplicate"] is True
+
+    pages = [*(f"/m/{u}" for u in uids), *(f"/m/{u}.json" for u in uids), *(f"/api/v1/measurement/{u}" for u in uids),
+             "/api/v1/export/raw.jsonl", "/api/v1/export/measurements.jsonl", "/search?input=http://address.example/"]
+    for path in pages:
+        r = client.get(path)
+        assert r.status_code == 200 and ADDRESS.encode() not in r.content, path
+    # Nowhere on disk either: the raw log (plain JSONL), the store and everything beside it.
+    store_dir = Path(client.collector.settings.db_path).parent
+    files = [p for p in store_dir.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".jsonl" for p in files)
+    for p in files:
+        assert ADDRESS.encode() not in p.read_bytes(), p
+
+
+# --------------------------------------------------------------------------- numbers kept exactly
+
+
+@pytest.mark.parametrize("number", [b"18446744073709551616", b"-9223372036854775809",
+                                    b"123456789012345678901234567890"])
+def test_integers_beyond_64_bits_are_refused_not_changed(client: SyncClient, number: bytes) -> None:
+    m = orjson.dumps(samples.measurement("ok", url="https://big.example/", start="2026-05-23 00:00:00"))
+    line = m[:-1] + b',"x_big":' + number + b"}"
+    r = client.post("/report/r1", content=b'{"format":"json","content":' + line + b"}")
+    assert r.status_code == 422 and r.json()["error"] == "invalid_measurement", r.text
+    detail = r.json()["detail"]
+    assert number.decode() in detail and "64 bits" in detail and "\n" not in detail
+    bulk = client.post("/api/v1/submit", content=line)
+    assert bulk.status_code == 422 and bulk.json()["results"][0]["error"] == "invalid_measurement"
+
+
+def test_integers_within_64_bits_and_digits_in_strings_are_kept_exactly(client: SyncClient) -> None:
+    m = samples.measurement("ok", url="https://exact.example/", start="2026-05-23 00:00:01")
+    m["test_keys"].update(x_max=2**64 - 1, x_min=-2**63, x_text="18446744073709551617 in a string",
+                          x_float=1.5e300)
+    sent = orjson.dumps(m)
+    out = client.post("/api/v1/submit", content=sent).json()
+    assert out["stored"] == 1, out
+    got = client.get(f"/api/v1/measurement/{out['results'][0]['measurement_uid']}").content
+    assert got == sent  # already canonical, so stored as sent
+    assert b'"x_max":18446744073709551615' in got and b'"x_min":-9223372036854775808' in got
+
+
+# --------------------------------------------------------------------------- bodies that are not UTF-8
+
+
+@pytest.mark.parametrize("encode", [
+    lambda b: gzip.compress(b), lambda b: b.decode().encode("utf-16"), lambda b: b.replace(b"Vodafone", b"Vodaf\xf6ne"),
+], ids=["gzip", "utf-16", "latin-1"])
+def test_a_body_that_is_not_utf8_is_told_so(client: SyncClient, encode: object) -> None:
+    body = orjson.dumps({"format": "json", "content": samples.measurement("ok", start="2026-05-24 00:00:00")})
+    sent = encode(body)  # type: ignore[operator]
+    r = client.post("/report/r1", content=sent)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_json"
+    assert "not UTF-8" in r.json()["detail"] and "surrogates" not in r.json()["detail"]
+    line = client.post("/api/v1/submit", content=sent).json()["results"][0]
+    assert line["error"] == "invalid_json" and line["detail"].startswith("the line is not UTF-8")
+
+
+def test_gzip_is_named(client: SyncClient) -> None:
+    r = client.post("/report/r1", content=gzip.compress(b'{"format": "json"}'))
+    assert "gzip" in r.json()["detail"]
+
+
+# --------------------------------------------------------------------------- Retry-After of the bulk endpoint
+
+
+def test_bulk_retry_after_is_the_real_wait(tmp_path: Path) -> None:
+    settings = Settings(db_path=tmp_path / "r.duckdb", announce=False, submit_rate=1, submit_burst=10, read_rate=0)
+    with running_app(settings) as c:
+        clock = [1000.0]
+        c.collector.submit_limiter.now = lambda: clock[0]
+        lines = [orjson.dumps(samples.measurement("ok", url=f"https://rate{i}.example/", start="2026-05-25 00:00:00"))
+                 for i in range(10)]
+        body = b"\n".join(lines)
+        assert c.post("/api/v1/submit", content=body).status_code == 200  # the burst: 10 tokens
+        clock[0] += 2.0  # two tokens back: the request takes one, its nine other lines need eight more
+        r = c.post("/api/v1/submit", content=body)
+        assert r.status_code == 429 and r.json()["error"] == "rate_limited"
+        assert "retry in 8.0 s" in r.json()["detail"] and r.headers["retry-after"] == "8"
+        clock[0] += 0.5  # half a token more, and this request takes one again: 8.5 s, rounded up
+        r = c.post("/api/v1/submit", content=body)
+        assert "retry in 8.5 s" in r.json()["detail"] and r.headers["retry-after"] == "9"
+        clock[0] += 9.5  # exactly what the bucket needs for the whole request
+        assert c.post("/api/v1/submit", content=body).status_code == 200
