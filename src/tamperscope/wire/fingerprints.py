@@ -144,8 +144,10 @@ class ResponseMatches:
 
 # --------------------------------------------------------------------------- text
 
-_META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]{1,40})""", re.I)
-_HEADER_CHARSET = re.compile(r"""charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]{1,40})""", re.I)
+# One run of spaces after "=", and a second only after a quote: `\s*["']?\s*` split one run of spaces
+# between two loops in every way there is, and "charset=" and 40,000 spaces took 20 s (a server says it).
+_META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*(?:["']\s*)?([A-Za-z0-9_.:-]{1,40})""", re.I)
+_HEADER_CHARSET = re.compile(r"""charset\s*=\s*(?:["']\s*)?([A-Za-z0-9_.:-]{1,40})""", re.I)
 _CHARSET_SNIFF = 4096  # bytes of body searched for <meta charset>
 
 
