@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
-import json
 import logging
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,7 +41,6 @@ FLAG_RESOLVED_BY_PROBE = 1
 FLAG_RESOLVED_BY_TH = 2
 FLAG_BOGON = 4
 FLAG_VALID_FOR_DOMAIN = 8
-_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.I | re.S)
 BOGONS = [ipaddress.ip_network(n) for n in (
     "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
     "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4", "::1/128", "fc00::/7", "fe80::/10")]
@@ -62,8 +59,18 @@ def is_bogon(ip: str) -> bool:
 
 
 def title_of(body: bytes) -> str:
-    m = _TITLE.search(body[:65536])
-    return m.group(1).decode("utf-8", "replace").strip()[:256] if m else ""
+    """The first ``<title>``'s text, in time linear in the body. The page comes from whatever server a
+    client named: the regex this replaces (``<title[^>]*>(.*?)</title>``) took 7 s on 64 KiB of
+    ``<title>`` repeated, which anyone could have asked of this helper again and again."""
+    head = body[:65536]
+    lower = head.lower()
+    at = lower.find(b"<title")
+    if at < 0:
+        return ""
+    # The first "<title" decides: with no ">" or no "</title>" after it, no later one has either.
+    start = head.find(b">", at + 6)
+    end = lower.find(b"</title>", start + 1) if start >= 0 else -1
+    return head[start + 1:end].decode("utf-8", "replace").strip()[:256] if end >= 0 else ""
 
 
 def _split_endpoint(ep: str) -> tuple[str, int]:
