@@ -175,3 +175,39 @@ def test_bulk_retry_after_is_the_real_wait(tmp_path: Path) -> None:
         assert "retry in 8.5 s" in r.json()["detail"] and r.headers["retry-after"] == "9"
         clock[0] += 9.5  # exactly what the bucket needs for the whole request
         assert c.post("/api/v1/submit", content=body).status_code == 200
+
+
+def test_area_pages_parse_each_anomaly_once_for_its_hop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Country, network and domain pages list the hops of up to 300 recent anomalies; each view used to
+    parse every one of their raw measurements again (5 MiB each, at worst). A measurement with no
+    ``x_hop`` is not parsed at all, and a known one is not read again."""
+    from tamperscope.analysis import pipeline
+    from tamperscope.analysis.store import Filters, Store
+    from tamperscope.collector import queries
+
+    hop = {"ttl": 4, "ip": "198.18.7.1", "asn": "AS12389", "name": "DPI"}
+    ms = [samples.measurement("dns.poison", url=f"https://h{i}.example/", probe_cc="RU", probe_asn="AS12389",
+                              start=f"2026-05-2{i} 00:00:00", hop=hop if i % 2 else None) for i in range(6)]
+    with Store(tmp_path / "s.duckdb") as store:
+        pipeline.ingest(store, [orjson.dumps(m) for m in ms])
+        store.flush()
+        reader = queries.Reader(store)
+        parsed: list[bytes] = []
+        loads = queries.orjson.loads
+
+        def counting(data: bytes) -> object:
+            parsed.append(data)
+            return loads(data)
+
+        monkeypatch.setattr(queries.orjson, "loads", counting)
+        first = queries.hops(reader, Filters(probe_cc="RU"))
+        assert [h["measurement_count"] for h in first] == [3] and len(parsed) == 3  # the three with a hop
+        assert first[0]["example_uid"] == reader.cursor().execute(
+            "SELECT measurement_uid FROM measurements WHERE input = 'https://h5.example/'").fetchone()[0]
+
+        def no_raw(uids: object) -> dict[str, bytes]:
+            assert list(uids) == []  # type: ignore[call-overload]
+            return {}
+
+        monkeypatch.setattr(reader, "raw_many", no_raw)
+        assert queries.hops(reader, Filters(probe_cc="RU")) == first and len(parsed) == 3

@@ -53,7 +53,24 @@ class Reader:
         self._frames: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._frame_bytes = 0
         self._frame_lock = threading.Lock()
+        # uid -> its located hop (or None): raw measurements never change under their uid, so a country
+        # page parses each anomaly's JSON once per process, not on every view (`hops`)
+        self._hops: OrderedDict[str, dict[str, Any] | None] = OrderedDict()
+        self._hops_lock = threading.Lock()
         self.closed = False
+
+    def hops_of(self, uids: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+        """The located hop of each measurement (None: it has none), parsing only what is not known yet."""
+        with self._hops_lock:
+            known = {uid: self._hops[uid] for uid in uids if uid in self._hops}
+        fresh = {uid: _hop_in(data) for uid, data in self.raw_many([u for u in uids if u not in known]).items()}
+        with self._hops_lock:
+            for uid, hop in fresh.items():
+                self._hops[uid] = hop
+                self._hops.move_to_end(uid)
+            while len(self._hops) > HOP_MEMO:
+                self._hops.popitem(last=False)
+        return {**known, **fresh}
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         cur = getattr(self._local, "cursor", None)
@@ -385,6 +402,21 @@ def hop_fields(value: Any) -> dict[str, Any] | None:
     return {"ttl": ttl, "ip": ip, "asn": asn, "name": name, "cc": cc, "label": " ".join(parts)[:200]}
 
 
+HOP_MEMO = 100_000  # hops remembered per reader (a few hundred bytes each at most)
+
+
+def _hop_in(data: bytes) -> dict[str, Any] | None:
+    """``test_keys.x_hop`` of one raw measurement; most have none, and need no parse to say so."""
+    if b'"x_hop"' not in data:
+        return None
+    try:
+        m = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    tk = m.get("test_keys") if isinstance(m, dict) else None
+    return hop_fields(tk.get("x_hop")) if isinstance(tk, dict) else None
+
+
 def hops(reader: Reader, filters: Filters | None = None, *, scan: int = 300) -> list[dict[str, Any]]:
     """Located hops among the ``scan`` most recent anomalies matching ``filters``, commonest first."""
     where, params = (filters or Filters()).where()
@@ -395,13 +427,9 @@ def hops(reader: Reader, filters: Filters | None = None, *, scan: int = 300) -> 
         """SELECT measurement_uid, mechanism, probe_asn, domain FROM verdicts
            WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [uids])} if uids else {}
     groups: dict[str, dict[str, Any]] = {}
-    for uid, data in reader.raw_many(uids).items():
-        try:
-            m = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            continue
-        tk = m.get("test_keys") if isinstance(m, dict) else None
-        hop = hop_fields(tk.get("x_hop")) if isinstance(tk, dict) else None
+    located = reader.hops_of(uids)
+    for uid in uids:  # most recent first: the example is the latest evidence
+        hop = located.get(uid)
         if hop is None:
             continue
         g = groups.setdefault(hop["label"], {**hop, "measurement_count": 0, "mechanisms": set(),
