@@ -178,9 +178,14 @@ def test_an_overlong_line_in_a_stream_is_skipped_and_its_neighbours_kept(tmp_pat
     assert [(r.line, r.reason) for r in rejections] == [(2, "too_large")]
 
 
-def test_an_oversized_document_in_a_stream_is_rejected_with_a_bound(fifo: Any) -> None:
-    data = b"[" + b",".join([b'{"test_name": "x"}'] * 5000) + b"]"
+def test_an_array_in_a_stream_is_read_item_by_item_and_only_an_oversized_item_is_rejected(fifo: Any) -> None:
+    big = b'{"test_name": "' + b"x" * 20_000 + b'"}'
+    data = b"[" + b",".join([b'{"test_name": "x"}'] * 2500 + [big] + [b'{"test_name": "y"}'] * 2500) + b"]"
     items = list(reader.read_partition(Partition(str(fifo(data)), "stream"), max_bytes=10_000))
+    assert [getattr(i, "reason", None) for i in items if isinstance(i, reader.Rejection)] == ["too_large"]
+    assert sum(isinstance(i, reader.Line) for i in items) == 5000  # the array is longer than the limit
+    doc = b"{\n" + b'  "test_name": "' + b"x" * 20_000 + b'"\n}\n'  # one pretty-printed document: one rejection
+    items = list(reader.read_partition(Partition(str(fifo(doc)), "stream"), max_bytes=10_000))
     assert [(type(i).__name__, getattr(i, "reason", "")) for i in items] == [("Rejection", "too_large")]
 
 
