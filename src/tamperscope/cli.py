@@ -92,12 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         print("tamperscope: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        _quiet_stdout()
+        quiet_stdout()
         return 0
     except OSError as e:
         if e.errno not in _ENVIRONMENT_ERRNOS:
             raise
-        _quiet_stdout()  # what is still buffered for it would fail again at exit
+        quiet_stdout()  # what is still buffered for it would fail again at exit
         where = f" ({e.filename})" if e.filename else ""
         print(f"tamperscope: {e.strerror or e}{where}", file=sys.stderr)
         return 1
@@ -107,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
 _ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG})
 
 
-def _quiet_stdout() -> None:
+def quiet_stdout() -> None:
+    """Standard output to /dev/null: a reader that closed the pipe (`| head`) or a full disk has had all
+    it will take, and what is still buffered for it would fail again when the interpreter exits."""
     try:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (OSError, ValueError):

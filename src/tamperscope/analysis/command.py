@@ -21,8 +21,8 @@ from typing import Any
 import duckdb
 
 from tamperscope.analysis.reader import REASONS
-from tamperscope.analysis.store import Store, StoreError, WriteStats, default_db_path
-from tamperscope.cli import UsageError
+from tamperscope.analysis.store import Store, StoreError, WriteStats, default_db_path, error_line
+from tamperscope.cli import UsageError, quiet_stdout
 from tamperscope.model.inputs import unicode_host
 
 JSONL_KEYS = ("measurement_uid", "report_id", "input", "test_name", "probe_cc", "probe_asn", "blocking",
@@ -240,7 +240,7 @@ def analyze_command(args: argparse.Namespace) -> int:
                     return 1
                 # `--jsonl - | head`: the reader had enough. Quietly, as `cat` would be; stdout goes
                 # to /dev/null so that the interpreter's last flush does not complain either.
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                quiet_stdout()
     finally:
         store.close()
     elapsed = time.monotonic() - started
@@ -343,12 +343,6 @@ def summary(stats: WriteStats, elapsed: float, db: Path, selection: str | None =
 # --------------------------------------------------------------------------- report, export
 
 
-def _first_line(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-
-
 def _writable(option: str, target: Path) -> None:
     if target.is_dir():
         raise UsageError(f"{option} {target} is a directory: give the name of the file to write")
@@ -443,7 +437,7 @@ def _to_stdout(document: bytes) -> None:
         sys.stdout.buffer.write(document)
         sys.stdout.flush()
     except BrokenPipeError:  # `| head`: the reader had enough, as with `cat`
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        quiet_stdout()
 
 
 def export_command(args: argparse.Namespace) -> int:
@@ -457,7 +451,7 @@ def export_command(args: argparse.Namespace) -> int:
     try:
         counts = store.export_parquet(args.parquet)
     except (OSError, duckdb.Error) as exc:  # a full disk: the previous export is left as it was
-        print(f"tamperscope: cannot export to {args.parquet}: {_first_line(exc)}", file=sys.stderr)
+        print(f"tamperscope: cannot export to {args.parquet}: {error_line(exc)}", file=sys.stderr)
         return 1
     finally:
         store.close()

@@ -81,7 +81,8 @@ _ZSTD = pa.Codec("zstd", compression_level=ZSTD_LEVEL)
 DEFAULT_DB_NAME = "tamperscope.duckdb"
 
 
-def _first_line(exc: BaseException) -> str:
+def error_line(exc: BaseException) -> str:
+    """An error as one short line: an OS error's own words ("No space left on device"), else its first line."""
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
@@ -420,7 +421,7 @@ class Store:
                     con.execute("ROLLBACK")
                 self._unwrite_raw(written)
                 if isinstance(exc, (OSError, duckdb.IOException, duckdb.TransactionException)):  # a full disk
-                    raise StoreError(f"the store could not be written: {_first_line(exc)}; what earlier "
+                    raise StoreError(f"the store could not be written: {error_line(exc)}; what earlier "
                                      "transactions committed stays") from exc
                 raise
 
@@ -997,7 +998,7 @@ AGGREGATES: dict[str, Callable[..., list[dict[str, Any]]]] = {
 }
 
 __all__ = [
-    "AGGREGATES", "BatchResult", "FLUSH_ROWS", "Filters", "changes", "MEASUREMENT_SCHEMA", "MIGRATIONS", "Migration",
+    "AGGREGATES", "BatchResult", "error_line", "FLUSH_ROWS", "Filters", "changes", "MEASUREMENT_SCHEMA", "MIGRATIONS", "Migration",
     "OBSERVATION_SCHEMA", "SCHEMA_VERSION", "Store", "StoreError", "VERDICT_SCHEMA", "WriteStats",
     "default_db_path", "domain_network", "mechanism_country", "migrate", "per_country", "per_domain",
     "per_mechanism", "per_network", "per_test", "raw_root_for", "schema_version", "signatures", "timeline",
