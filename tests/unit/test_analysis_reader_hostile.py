@@ -52,29 +52,6 @@ def _part(path: Path, kind: str, max_bytes: int) -> tuple[list[Line], list[Rejec
     return _split(reader.read_partition(Partition(str(path), kind), max_bytes=max_bytes))
 
 
-@pytest.fixture
-def fifo(tmp_path: Path) -> Iterator[Any]:
-    """A named pipe fed from a thread, as ``tamperscope analyze - < file`` or ``<(zcat ...)`` would be."""
-    path = tmp_path / "pipe"
-    os.mkfifo(path)
-    threads: list[threading.Thread] = []
-
-    def feed(data: bytes) -> Path:
-        def write() -> None:
-            with open(path, "wb") as f, contextlib.suppress(BrokenPipeError):
-                f.write(data)
-
-        thread = threading.Thread(target=write, daemon=True)
-        thread.start()
-        threads.append(thread)
-        return path
-
-    yield feed
-    for thread in threads:
-        thread.join(timeout=10)
-        assert not thread.is_alive(), "the pipe was never read to its end"
-
-
 # --------------------------------------------------------------------------- 1. JSON arrays and documents
 
 

@@ -4,7 +4,6 @@ with the same bad-input accounting as files, and never handed to a Dask worker."
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import io
 import json
@@ -12,8 +11,6 @@ import os
 import subprocess
 import sys
 import tarfile
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,30 +56,6 @@ def _postcan(ms: list[dict[str, Any]]) -> bytes:
             info.size = len(post)
             tar.addfile(info, io.BytesIO(post))
     return buffer.getvalue()
-
-
-@pytest.fixture
-def fifo(tmp_path: Path) -> Iterator[Any]:
-    """A named pipe and a function that feeds it bytes from a thread (as `<(zcat ...)` would)."""
-    path = tmp_path / "pipe"
-    os.mkfifo(path)
-    threads: list[threading.Thread] = []
-
-    def feed(data: bytes) -> Path:
-        def write() -> None:
-            # BrokenPipeError: the reader stopped early, which is what a real pipe sees
-            with open(path, "wb") as f, contextlib.suppress(BrokenPipeError):
-                f.write(data)
-
-        thread = threading.Thread(target=write, daemon=True)
-        thread.start()
-        threads.append(thread)
-        return path
-
-    yield feed
-    for thread in threads:
-        thread.join(timeout=10)
-        assert not thread.is_alive(), "the pipe was never read to its end"
 
 
 def _split(items: list[Line | Rejection]) -> tuple[list[Line], list[Rejection]]:

@@ -122,7 +122,8 @@ def area(reader: Reader, kind: str, key: str) -> dict[str, Any] | None:
     return page
 
 
-def measurement(reader: Reader, uid: str) -> dict[str, Any] | None:
+def _stored(reader: Reader, uid: str) -> tuple[bytes, dict[str, Any]] | None:
+    """A stored measurement's raw bytes and its parsed object; None if there is none (or it is no object)."""
     raw = reader.raw(uid)
     if raw is None:
         return None
@@ -130,8 +131,14 @@ def measurement(reader: Reader, uid: str) -> dict[str, Any] | None:
         m = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(m, dict):
+    return (raw, m) if isinstance(m, dict) else None
+
+
+def measurement(reader: Reader, uid: str) -> dict[str, Any] | None:
+    stored = _stored(reader, uid)
+    if stored is None:
         return None
+    raw, m = stored
     rows = reader.rows(
         """SELECT v.*, m.report_id FROM verdicts v JOIN measurements m USING (measurement_uid)
            WHERE v.measurement_uid = ?""", [uid])
@@ -159,14 +166,8 @@ def measurement(reader: Reader, uid: str) -> dict[str, Any] | None:
 def body(reader: Reader, uid: str, index: int) -> str | None:
     """The text of one captured response body (for the sandboxed view): that body alone is decoded,
     not the whole page's evidence."""
-    raw = reader.raw(uid)
-    if raw is None:
-        return None
-    try:
-        m = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    return captured_body(m, index) if isinstance(m, dict) else None
+    stored = _stored(reader, uid)
+    return None if stored is None else captured_body(stored[1], index)
 
 
 OUTCOMES = ("", "anomaly", "confirmed", "failure", "ok")
