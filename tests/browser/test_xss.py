@@ -15,7 +15,7 @@ from tests.browser.harness import (XSS_DOMAIN, XSS_HEADER, XSS_IMG, XSS_INPUT, X
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
-HOSTILE_DOMAIN = "<svg onload=window.__pwned=1>.example"   # samples.hostile()'s second measurement
+HOSTILE_DOMAIN = "<svg onload=window.__pwned=1>.example"   # the host of samples.hostile()'s second URL
 
 # Elements the payloads would create if they were parsed as markup in the explorer's own pages.
 INJECTED = ("script:not([src]), img[src='x'], svg[onload], [onerror], [onload], body iframe:not([sandbox]), "
@@ -83,7 +83,6 @@ def test_raw_json_shows_the_payloads_as_text(guarded: tuple[Any, Guard], explore
 
 LISTS = [  # (page, where on it, payload text shown there)
     ("/", "#recent-anomalies", XSS_INPUT),
-    ("/", "#blocked-domains", HOSTILE_DOMAIN),
     ("/country/RU", "#recent-anomalies", XSS_INPUT),
     ("/network/AS12389", "#recent-anomalies", XSS_INPUT),
     ("/network/AS12389", "#signatures", samples.PAYLOAD),                # an equipment signature
@@ -91,7 +90,6 @@ LISTS = [  # (page, where on it, payload text shown there)
     ("/domain/evil.example", "#recent", samples.PAYLOAD),                # a network's name
     ("/domain/evil.example", "#networks", samples.PAYLOAD),
     ("/domain/evil.example", "#hops", samples.PAYLOAD),                  # a located hop
-    (f"/domain/{quote(HOSTILE_DOMAIN, safe='')}", "main h1", HOSTILE_DOMAIN),
     (f"/search?domain={XSS_DOMAIN}", "table.measurements", XSS_INPUT),
     ("/search?probe_cc=RU&outcome=anomaly", "table.measurements", XSS_INPUT),
     ("/m/{hostile1}", "main h1", "https://<svg onload=window.__pwned=1>.example/"),
@@ -106,6 +104,21 @@ def test_every_list_shows_the_payloads_as_text(guarded: tuple[Any, Guard], explo
             open_page(page, path)
         visible_text(page, where, text)
         assert_inert(page, path)
+
+
+def test_a_host_that_cannot_be_one_has_no_domain_page(guarded: tuple[Any, Guard], explorer: Explorer) -> None:
+    """No domain is derived from a URL whose host is markup (its measurement page shows the URL, as text:
+    see LISTS), so no list shows it as a site, and asking for it is an inert 404."""
+    page, guard = guarded
+    open_page(page, "/")
+    assert "<svg" not in page.locator("#blocked-domains").inner_text()
+    assert_inert(page, "/")
+    path = f"/domain/{quote(HOSTILE_DOMAIN, safe='')}"
+    page.goto(path)
+    assert page.locator("main h1").inner_text() == "Not found"
+    assert_inert(page, path)
+    assert all("404" in m for m in guard.console_errors), guard.console_errors  # the 404 itself, only
+    guard.console_errors.clear()
 
 
 def test_typed_payloads_in_the_search_form_stay_text(guarded: tuple[Any, Guard]) -> None:
