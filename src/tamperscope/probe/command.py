@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import os
+import re
+import ssl
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
 from .. import nettests
 from ..cli import UsageError
 from ..model.asn import EMPTY, AsnTable
-from ..model.inputs import BadInput, parse_url, read_url_list
+from ..model.inputs import BadInput, normal_url, parse_url, read_url_list
 from ..model.measurement import ProbeInfo
 from ..nettests.base import Context, NettestError, Timeouts
+from .engine import (Engine, OutputError, Progress, Resume, RunStats, check_backend, check_input, host_ok,
+                     open_output, scan_output)
 
 DESCRIPTION = """Run a nettest from this vantage point and append one OONI-format JSON line per
 measurement to --output. A killed run resumes: inputs already in the output are skipped.
@@ -41,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ca-bundle", default=None, help="CA bundle for TLS; default $TAMPERSCOPE_CA_BUNDLE or the system's")
     p.add_argument("--asn-table", default=None, help="prefix-to-ASN table (iptoasn.com TSV); default $TAMPERSCOPE_ASN_TABLE")
     p.add_argument("--cc", default=None, help="your country code, if you want it recorded and it cannot be looked up")
-    p.add_argument("--asn", type=int, default=None, help="your network's AS number, likewise")
+    p.add_argument("--asn", default=None, help="your network's AS number, likewise")
     p.add_argument("--backend", default=None, help="echo/middlebox backend host for middlebox nettests; default $TAMPERSCOPE_ECHO")
     p.add_argument("--silent-resolver", default=None, help="dnscheck: an address where no DNS server runs; default $TAMPERSCOPE_SILENT_RESOLVER")
     p.add_argument("--doh", default=None, help="dnscheck: DoH URL; default $TAMPERSCOPE_DOH")
@@ -63,91 +71,302 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _inputs(args: argparse.Namespace, nettest: Any) -> list[str]:
-    items: list[str] = []
-    for i in args.input:
-        items.append(i)
-    for path in args.list:
+MAX_LIST = 64 << 20  # bytes of a test list: Citizen Lab's global list is ~300 KB
+MAX_TABLE = 256 << 20  # bytes of an ASN table: iptoasn.com's combined table is ~30 MB
+MAX_CA_BUNDLE = 16 << 20  # bytes of a CA bundle: the system's is ~250 KB
+MAX_TIMEOUT = 86400.0  # seconds
+MAX_ASN = 4294967295  # AS numbers are 32 bits; 0 means unknown and is not given by hand
+ECHO_HELP = "HOST[:PORT]"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs, each value checked. Making them contacts nothing (no DNS lookup either):
+    consent is asked with them in hand, before `build_context` learns the probe's own addresses."""
+
+    nettest: ModuleType
+    inputs: list[str | None]
+    output: Path | None  # None: standard output (`-o -`)
+    resume: Resume
+    helper: str | None
+    public: str
+    isp: str | None
+    ca_bundle: str | None
+    asn_table: AsnTable
+    cc: str | None
+    asn: int | None
+    backend: str | None
+    silent: str | None
+    doh: str | None
+    timeout: float
+    submit: str | None
+    network_events: bool
+
+
+def settings(args: argparse.Namespace) -> Settings:
+    """Check every option, input and the output, or raise UsageError (one line) before anything happens."""
+    try:
+        nettest = nettests.load(args.nettest)
+    except KeyError:
+        raise UsageError(f"unknown nettest {args.nettest!r} (known: {', '.join(nettests.names())})") from None
+    if args.parallel < 1 or args.parallel > 1024:
+        raise UsageError("--parallel must be between 1 and 1024")
+    if args.capture:
+        _check_capture()
+    if not 0 < args.timeout <= MAX_TIMEOUT:  # also refuses nan and inf
+        raise UsageError(f"--timeout must be more than 0 and at most {MAX_TIMEOUT:.0f} seconds, not {args.timeout}")
+    cc, asn = _cc(args.cc), _asn(args.asn)
+    env = os.environ
+    helper, label = _pick(args.helper, "--helper", "TAMPERSCOPE_HELPER")
+    helper = _http_url(helper, label) if helper is not None else None
+    public, label = _pick(args.resolver, "--resolver", "TAMPERSCOPE_PUBLIC_RESOLVER")
+    public = _ip(public, label) if public is not None else "8.8.8.8"
+    isp = env.get("TAMPERSCOPE_RESOLVER") or None
+    isp = _ip(isp, "$TAMPERSCOPE_RESOLVER") if isp is not None else _system_resolver()
+    silent, label = _pick(args.silent_resolver, "--silent-resolver", "TAMPERSCOPE_SILENT_RESOLVER")
+    silent = _ip(silent, label) if silent is not None else None
+    doh, label = _pick(args.doh, "--doh", "TAMPERSCOPE_DOH")
+    doh = _http_url(doh, label, "a DoH server's http(s) URL") if doh is not None else None
+    backend, label = _pick(args.backend, "--backend", "TAMPERSCOPE_ECHO")
+    if backend is not None:
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise UsageError(f"cannot read list {path}: {e.__class__.__name__}: {getattr(e, 'strerror', None) or e}") from None
+            check_backend(backend)
+        except NettestError:
+            raise UsageError(f"{label} must be {ECHO_HELP} (or a URL), not {backend!r}") from None
+    ca, label = _pick(args.ca_bundle, "--ca-bundle", "TAMPERSCOPE_CA_BUNDLE")
+    if ca is not None:
+        _check_ca_bundle(ca)
+    submit = _submit_url(args)
+    table_path, _ = _pick(args.asn_table, "--asn-table", "TAMPERSCOPE_ASN_TABLE")
+    table = _asn_table(table_path) if table_path else EMPTY
+    inputs = _inputs(args, nettest, backend)
+    output, resume = _output(args, nettest)
+    return Settings(nettest=nettest, inputs=inputs, output=output, resume=resume, helper=helper, public=public,
+                    isp=isp, ca_bundle=ca, asn_table=table, cc=cc, asn=asn, backend=backend,
+                    silent=silent, doh=doh, timeout=args.timeout, submit=submit,
+                    network_events=not args.no_network_events)
+
+
+def _pick(given: str | None, flag: str, env_name: str) -> tuple[str | None, str]:
+    """The option's value and how to name it in a message: the flag when given (even empty: an empty
+    --resolver is a mistake, not "use the default"), else the environment variable when set and not empty."""
+    if given is not None:
+        return given, flag
+    return os.environ.get(env_name) or None, f"${env_name}"
+
+
+def _http_url(value: str, label: str, what: str = "an http(s) URL") -> str:
+    try:
+        parse_url(value)
+        parts = urlsplit(value.strip())
+        ok = parts.port != 0 and host_ok(parts.hostname or "")
+    except (BadInput, ValueError):
+        ok = False
+    if not ok:
+        raise UsageError(f"{label} must be {what}, not {value!r}")
+    return value.strip()
+
+
+def _ip(value: str, label: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise UsageError(f"{label} must be an IP address, not {value!r}") from None
+    return value
+
+
+def _cc(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not re.fullmatch(r"[A-Za-z]{2}", value):  # ASCII only: a 3-letter code cut to 2 names another country
+        raise UsageError(f"--cc must be a two-letter country code (AT, br), not {value!r}")
+    return value.upper()
+
+
+def _asn(value: str | None) -> int | None:
+    if value is None:
+        return None
+    m = re.fullmatch(r"(?:AS)?([0-9]{1,10})", value, re.IGNORECASE)
+    if m is None or not 1 <= int(m.group(1)) <= MAX_ASN:
+        raise UsageError(f"--asn must be an AS number from 1 to {MAX_ASN} (AS1234 or 1234), not {value!r}")
+    return int(m.group(1))
+
+
+def _check_capture() -> None:
+    """--capture listens on a packet socket: refuse before anything is written or asked if it cannot."""
+    if os.geteuid() != 0:
+        raise UsageError("--capture needs root (it listens on a packet socket)")
+    if not _has_cap_net_raw():
+        raise UsageError("--capture needs the CAP_NET_RAW capability (it listens on a packet socket), "
+                         "which this process does not have")
+
+
+CAP_NET_RAW = 13
+
+
+def _has_cap_net_raw() -> bool:
+    """Whether the process's effective capabilities hold CAP_NET_RAW (root may lack it in a container)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> CAP_NET_RAW & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return True  # cannot tell: opening the socket will
+
+
+def _check_ca_bundle(ca: str) -> None:
+    """Load the bundle once now: a bad one would otherwise fail every TLS measurement in the middle of the run."""
+    path = Path(ca)
+    if not path.exists():
+        raise UsageError(f"CA bundle {ca} does not exist")
+    if not path.is_file():
+        raise UsageError(f"CA bundle {ca} is not a file")
+    try:
+        if path.stat().st_size > MAX_CA_BUNDLE:
+            raise UsageError(f"CA bundle {ca} is larger than {MAX_CA_BUNDLE >> 20} MiB: is it the right file?")
+        ssl.create_default_context(cafile=ca)
+    except ssl.SSLError as e:  # before OSError: SSLError is one
+        raise UsageError(f"CA bundle {ca} holds no usable certificate ({e.reason or e})") from None
+    except OSError as e:
+        raise UsageError(f"cannot read CA bundle {ca}: {e.strerror or e}") from None
+
+
+def _read_bounded(path: Path, limit: int, what: str) -> str:
+    """A text file's content, reading at most `limit` bytes (a device like /dev/zero never ends)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise UsageError(f"{what} {path} is larger than {limit >> 20} MiB: is it the right file?")
+        return data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read {what} {path}: {e.__class__.__name__}: {getattr(e, 'strerror', None) or e}") from None
+
+
+def _asn_table(path: str) -> AsnTable:
+    text = _read_bounded(Path(path), MAX_TABLE, "ASN table")
+    try:
+        return AsnTable.from_text(text, path)
+    except ValueError as e:
+        raise UsageError(f"cannot read ASN table {path}: {e}") from None
+
+
+def _inputs(args: argparse.Namespace, nettest: Any, backend: str | None) -> list[str | None]:
+    """Every input from --input and --list, each checked as the nettest will read it; the first bad one is
+    named (with its file and line) before anything runs: a bad line 201 must not stop a run at 188."""
+    items: list[str] = []
+
+    def check(value: str, where: str) -> None:
+        try:
+            check_input(nettest, value, backend=backend)
+            if nettest.NAME == "web_connectivity":  # recorded as a list entry is: a rerun and a resume agree
+                value = normal_url(value)
+        except (NettestError, BadInput) as e:
+            raise UsageError(f"{where}{e}") from None
+        items.append(value)
+
+    for i in args.input:
+        check(i, "")
+    for path in args.list:
+        text = _read_bounded(path, MAX_LIST, "list")
         if nettest.NAME == "web_connectivity":
             try:
-                items += [e.url for e in read_url_list(text, str(path))]
+                entries = read_url_list(text, str(path))
             except BadInput as e:
                 raise UsageError(str(e)) from None
-        else:
-            items += [ln.strip().split(",")[0] for ln in text.splitlines()
-                      if ln.strip() and not ln.startswith("#") and ln.split(",")[0].strip().lower() != "url"]
-    if nettest.NAME == "web_connectivity":
-        for i in items:
-            try:
-                parse_url(i)
-            except BadInput as e:
-                raise UsageError(str(e)) from None
-    if nettest.NEEDS_INPUT and not items:
-        raise UsageError(f"{nettest.NAME} needs --input or --list")
-    if not items:
-        return [None]  # type: ignore[list-item]  # one measurement without input
-    return list(dict.fromkeys(items))
+            for n, e in enumerate(entries, 1):
+                check(e.url, f"{path}: entry {n}: ")
+            continue
+        for n, line in enumerate(text.splitlines(), 1):
+            value = line.strip().split(",")[0].strip()  # a Citizen Lab CSV's first column, or the whole line
+            if value and not line.lstrip().startswith("#") and value.lower() != "url":
+                check(value, f"{path}: line {n}: ")
+    if items:
+        return list(dict.fromkeys(items))
+    try:
+        check_input(nettest, None, backend=backend)  # one measurement without input: may it run?
+    except NettestError as e:
+        raise UsageError(str(e)) from None
+    return [None]
+
+
+def _output(args: argparse.Namespace, nettest: Any) -> tuple[Path | None, Resume]:
+    """The output and what a resume skips. `-o -` is standard output: written, never read back."""
+    if args.output is not None and str(args.output) == "-":
+        return None, Resume(regular=False)
+    path: Path = args.output or Path(f"tamperscope-{nettest.NAME}.jsonl")
+    for lst in args.list:
+        if _same_file(lst, path):
+            raise UsageError(f"--output {path} is also a --list: refusing to append measurements to it")
+    try:
+        return path, scan_output(path, nettest.NAME)
+    except OutputError as e:
+        raise UsageError(str(e)) from None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _system_resolver() -> str | None:
+    """The first nameserver of /etc/resolv.conf that is an IP address."""
     try:
-        for line in Path("/etc/resolv.conf").read_text().splitlines():
-            parts = line.split()
-            if len(parts) >= 2 and parts[0] == "nameserver":
-                return parts[1]
+        with open("/etc/resolv.conf", "rb") as f:
+            text = f.read(1 << 20).decode("utf-8", "replace")
     except OSError:
-        pass
+        return None
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            try:
+                ipaddress.ip_address(parts[1])
+            except ValueError:
+                continue
+            return parts[1]
     return None
 
 
-def build_context(args: argparse.Namespace) -> tuple[Context, ProbeInfo, list[str]]:
+def plan(s: Settings) -> str:
+    """What this run would contact, said before consent (from the settings: nothing is looked up)."""
+    given = [i for i in s.inputs if i is not None]
+    shown = ", ".join(given[:3]) + (", …" if len(given) > 3 else "")
+    parts = [f"the targets of {len(given)} input(s) ({shown})" if given else "the nettest's target"]
+    parts.append(f"the system resolver ({s.isp})" if s.isp else "the system resolver")
+    parts.append(f"the public resolver {s.public}")
+    for what, value in (("the control helper", s.helper), ("the DoH server", s.doh),
+                        ("an address where no DNS server runs", s.silent), ("the echo backend", s.backend),
+                        ("the collector", s.submit)):
+        if value:
+            parts.append(f"{what} {value}")
+    return "This run would contact: " + "; ".join(parts) + "."
+
+
+def build_context(s: Settings) -> tuple[Context, ProbeInfo, list[str]]:
+    """The run context and the probe's envelope. After consent only: learning the probe's own addresses
+    (to scrub them) may resolve the helper's name."""
     from ..netx import Resolver
     from .privacy import local_addresses
 
-    env = os.environ
-    helper = args.helper or env.get("TAMPERSCOPE_HELPER")
-    public = args.resolver or env.get("TAMPERSCOPE_PUBLIC_RESOLVER") or "8.8.8.8"
-    isp = env.get("TAMPERSCOPE_RESOLVER") or _system_resolver()
-    ca = args.ca_bundle or env.get("TAMPERSCOPE_CA_BUNDLE")
-    table_path = args.asn_table or env.get("TAMPERSCOPE_ASN_TABLE")
-    asn: AsnTable = EMPTY
-    if table_path:
-        try:
-            asn = AsnTable.from_text(Path(table_path).read_text(encoding="utf-8"), table_path)
-        except (OSError, UnicodeDecodeError, ValueError) as e:
-            raise UsageError(f"cannot read ASN table {table_path}: {e}") from None
-    if ca and not Path(ca).is_file():
-        raise UsageError(f"CA bundle {ca} does not exist")
-    if helper and not helper.startswith(("http://", "https://")):
-        raise UsageError(f"--helper must be an http(s) URL, not {helper!r}")
-    try:
-        udp = Resolver("udp", public)
-        import ipaddress
-
-        ipaddress.ip_address(public)
-    except ValueError:
-        raise UsageError(f"--resolver must be an IP address, not {public!r}") from None
-    from urllib.parse import urlsplit
-
-    peers = [p for p in (isp, public, urlsplit(helper).hostname if helper else None) if p]
+    peers = [p for p in (s.isp, s.public, urlsplit(s.helper).hostname if s.helper else None) if p]
     mine = local_addresses(peers)
     local = next(iter(sorted(mine)), "")
-    info = asn.lookup(local) if local else None
-    rinfo = asn.lookup(isp) if isp else None
-    probe = ProbeInfo(cc=(args.cc or (info.cc if info and info.asn else "ZZ")).upper()[:2],
-                      asn=args.asn if args.asn is not None else (info.asn if info else 0),
-                      network_name=info.name if info and args.asn is None else "",
-                      resolver_ip=isp or "", resolver_asn=rinfo.asn if rinfo else 0,
+    info = s.asn_table.lookup(local) if local else None
+    rinfo = s.asn_table.lookup(s.isp) if s.isp else None
+    looked_up_cc = info.cc.upper() if info and info.asn and re.fullmatch(r"[A-Za-z]{2}", info.cc) else "ZZ"
+    probe = ProbeInfo(cc=s.cc or looked_up_cc,
+                      asn=s.asn if s.asn is not None else (info.asn if info else 0),
+                      network_name=info.name if info and s.asn is None else "",
+                      resolver_ip=s.isp or "", resolver_asn=rinfo.asn if rinfo else 0,
                       resolver_network_name=rinfo.name if rinfo else "")
-    options = {"resolver": public, "silent": args.silent_resolver or env.get("TAMPERSCOPE_SILENT_RESOLVER"),
-               "doh": args.doh or env.get("TAMPERSCOPE_DOH"), "network_events": not args.no_network_events}
-    ctx = Context(helper_url=helper, udp_resolver=udp, isp_resolver=isp, ca_bundle=ca, matcher=_matcher(), asn=asn,
-                  backend=args.backend or env.get("TAMPERSCOPE_ECHO"),
-                  timeouts=Timeouts(measurement=args.timeout), options=options)
+    options = {"resolver": s.public, "silent": s.silent, "doh": s.doh, "network_events": s.network_events}
+    ctx = Context(helper_url=s.helper, udp_resolver=Resolver("udp", s.public), isp_resolver=s.isp,
+                  ca_bundle=s.ca_bundle, matcher=_matcher(), asn=s.asn_table, backend=s.backend,
+                  timeouts=Timeouts(measurement=s.timeout), options=options)
     return ctx, probe, sorted(mine)
 
 
@@ -159,46 +378,58 @@ def _matcher() -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from .consent import ConsentRequired, ensure_consent
-    from .engine import Engine, Progress, RunStats, done_inputs
     from .privacy import Scrubber
 
+    s = settings(args)
     try:
-        nettest = nettests.load(args.nettest)
-    except KeyError:
-        raise UsageError(f"unknown nettest {args.nettest!r} (known: {', '.join(nettests.names())})") from None
-    if args.parallel < 1 or args.parallel > 1024:
-        raise UsageError("--parallel must be between 1 and 1024")
-    inputs = _inputs(args, nettest)
-    ctx, probe, mine = build_context(args)
-    try:
-        ensure_consent(args.yes)
+        ensure_consent(args.yes, plan=plan(s))
     except ConsentRequired as e:
         raise UsageError(str(e)) from None
-    submit = _submission(args)
-    out_path: Path = args.output or Path(f"tamperscope-{nettest.NAME}.jsonl")
+    nettest = s.nettest
+    ctx, probe, mine = build_context(s)
+    sniffer = _sniffer() if args.capture else None
     try:
-        seen = done_inputs(out_path, nettest.NAME)
-        out = open(out_path, "ab")
-    except OSError as e:
-        raise UsageError(f"cannot write {out_path}: {e.strerror or e}") from None
-    todo = [i for i in inputs if i not in seen]
-    stats = RunStats(total=len(inputs), skipped=len(inputs) - len(todo))
-    print(f"tamperscope: {nettest.NAME} on {len(todo)} input(s)"
-          + (f" ({stats.skipped} already in {out_path})" if stats.skipped else "")
+        submit = _submission(args, s.submit)
+        label = str(s.output) if s.output is not None else "standard output"
+        try:
+            # standard output is file descriptor 1 whatever sys.stdout has become; it stays open for the CLI
+            out = open_output(s.output, s.resume) if s.output is not None else open(1, "wb", closefd=False)
+        except OutputError as e:
+            raise UsageError(str(e)) from None
+        except OSError as e:
+            raise UsageError(f"cannot write {label}: {e.strerror or e}") from None
+        engine = Engine(nettest, ctx, probe, Scrubber(mine), parallel=args.parallel, sniffer=sniffer)
+        return _measure(args, s, engine, out, label, submit)
+    finally:
+        if sniffer is not None:
+            sniffer.close()
+
+
+def _sniffer() -> Any:
+    from ..netx.sniffer import Sniffer
+
+    try:
+        return Sniffer().start()
+    except OSError as e:  # checked first, but a sandbox can still refuse the socket
+        raise UsageError(f"--capture: cannot open a packet socket: {e.strerror or e}") from None
+
+
+def _measure(args: argparse.Namespace, s: Settings, engine: Engine, out: Any, label: str,
+             submit: _Submission | None) -> int:
+    """Run the engine over what is left to measure; 1 when some input could not be measured or the
+    output could not be written (both said in one line), else 0."""
+    seen = s.resume.seen
+    todo = [i for i in s.inputs if i not in seen]
+    stats = RunStats(total=len(s.inputs), skipped=len(s.inputs) - len(todo))
+    ctx = engine.ctx
+    print(f"tamperscope: {s.nettest.NAME} on {len(todo)} input(s)"
+          + (f" ({stats.skipped} already in {label})" if stats.skipped else "")
           + f"; contacting the targets, resolver {ctx.isp_resolver or 'system'}, public resolver "
           f"{ctx.udp_resolver.address if ctx.udp_resolver else '-'}, helper {ctx.helper_url or 'none'}; "
-          f"writing {out_path}; "
+          f"writing {label}" + ("" if s.resume.regular else " (nothing read back: no resume)") + "; "
           + (f"submitting to {submit.url} (outbox {submit.box.root}, {len(submit.box)} waiting)." if submit
              else "submitting nothing."), file=sys.stderr)
-    sniffer = None
-    if args.capture:
-        if os.geteuid() != 0:
-            raise UsageError("--capture needs root (it listens on a packet socket)")
-        from ..netx.sniffer import Sniffer
-
-        sniffer = Sniffer().start()
-    engine = Engine(nettest, ctx, probe, Scrubber(mine), parallel=args.parallel, sniffer=sniffer)
-    if nettest.NAME == "web_connectivity" and len(todo) > 1:
+    if s.nettest.NAME == "web_connectivity" and len(todo) > 1:
         from ..nettests.blockpages import warm
 
         warm()
@@ -209,15 +440,26 @@ def run(args: argparse.Namespace) -> int:
         work = _run_and_submit(work, submit, ctx.ca_bundle, progress)
     try:
         _loop_run(work)
-    except NettestError as e:
-        raise UsageError(str(e)) from None
-    finally:
-        out.close()
+    except BrokenPipeError:
+        raise  # the reader of standard output had enough: the CLI ends quietly
+    except OSError as e:
         progress.close()
-        if sniffer is not None:
-            sniffer.close()
+        print(f"tamperscope: cannot write {e.filename or label}: {e.strerror or e}"
+              + ("; what was written is kept, and the same command resumes" if s.resume.regular else ""),
+              file=sys.stderr)
+        return 1
+    finally:
+        try:
+            out.close()
+        except OSError:
+            pass  # its error, if any, was raised by the write or the final sync already
+        progress.close()
     if args.summary:
-        print(summary_table(stats))
+        print(summary_table(stats), file=sys.stdout if s.output is not None else sys.stderr)
+    if stats.errors:
+        print(f"tamperscope: {stats.errors} input(s) could not be measured (said above); they are not in {label}, "
+              "so the same command tries them again", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -228,26 +470,29 @@ class _Submission:
         self.last_error: str | None = None
 
 
-def _submission(args: argparse.Namespace) -> _Submission | None:
+def _submit_url(args: argparse.Namespace) -> str | None:
+    """The collector's URL, checked (no outbox is made yet: that waits for consent)."""
     if args.submit is None:
         if args.outbox is not None:
             raise UsageError("--outbox goes with --submit URL")
         return None
-    from urllib.parse import urlsplit
-
-    from .outbox import Outbox, OutboxError
-
-    parts = urlsplit(args.submit)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"--submit must be a collector's http(s) URL, not {args.submit!r}")
+    url = _http_url(args.submit, "--submit", "a collector's http(s) URL")
     if not 0 < args.submit_timeout <= 86400:
         raise UsageError("--submit-timeout must be more than 0 and at most 86400 seconds")
+    return url
+
+
+def _submission(args: argparse.Namespace, url: str | None) -> _Submission | None:
+    if url is None:
+        return None
+    from .outbox import Outbox, OutboxError
+
     directory = args.outbox or Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "tamperscope" / "outbox"
     try:
         box = Outbox(directory)
     except OutboxError as e:
         raise UsageError(str(e)) from None
-    return _Submission(args.submit, box, args.submit_timeout)
+    return _Submission(url, box, args.submit_timeout)
 
 
 class _Tee:

@@ -5,6 +5,11 @@ and a network operator can see that a device tests blocked sites. The probe
 says so, and what it will and will not record, and waits for an explicit
 "yes". `--yes` records consent for automation. Consent is kept in the user's
 config directory.
+
+It is asked before the probe contacts anything (not even a DNS lookup of the
+helper's name), so the notice names what this run would contact from the
+settings alone. Consent given but impossible to record (a read-only home) is
+good for this run: the probe says so in one line and asks again next time.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import datetime as dt
 import json
 import os
 import sys
+import textwrap
 from pathlib import Path
 from typing import TextIO
 
@@ -37,37 +43,64 @@ class ConsentRequired(Exception):
     """No consent on record and no way to ask for it."""
 
 
+MAX_RECORD = 64 * 1024  # bytes of consent.json read: it is a few dozen; more is not ours
+
+
 def consent_path() -> Path:
+    """Where consent is kept; RuntimeError when there is neither $XDG_CONFIG_HOME nor a home directory."""
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "tamperscope" / "consent.json"
 
 
 def has_consent() -> bool:
     try:
-        return bool(json.loads(consent_path().read_text()).get("informed_consent"))
-    except (OSError, ValueError, AttributeError):
+        with open(consent_path(), "rb") as f:
+            return bool(json.loads(f.read(MAX_RECORD)).get("informed_consent"))
+    except (OSError, ValueError, AttributeError, RuntimeError):
         return False
 
 
 def record_consent(how: str) -> None:
+    """Keep consent on record; OSError (or RuntimeError: no home) when it cannot be written."""
     p = consent_path()
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps({"informed_consent": True, "how": how,
                              "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}))
 
 
-def ensure_consent(yes: bool, stdin: TextIO = sys.stdin, stderr: TextIO = sys.stderr) -> None:
-    """Return once consent is on record; raise ConsentRequired if it cannot be obtained."""
+def _record_or_say(how: str, stderr: TextIO) -> None:
+    """Record consent; if that is impossible, say so in one line: consent was given, the run goes on."""
+    try:
+        record_consent(how)
+    except (OSError, RuntimeError) as e:
+        try:
+            where = str(consent_path())
+        except RuntimeError:
+            where = "$XDG_CONFIG_HOME (no home directory)"
+        reason = getattr(e, "strerror", None) or str(e)
+        stderr.write(f"tamperscope: consent given, but it could not be recorded in {where} ({reason}): "
+                     "you will be asked again next time\n")
+        stderr.flush()
+
+
+def ensure_consent(yes: bool, stdin: TextIO | None = None, stderr: TextIO | None = None,
+                   plan: str | None = None) -> None:
+    """Return once consent is on record (or given for this run); raise ConsentRequired if it cannot be
+    obtained. `plan` says what this run would contact; it is shown with the notice."""
+    stdin = sys.stdin if stdin is None else stdin  # looked up now: the caller (or a test) may have replaced it
+    stderr = sys.stderr if stderr is None else stderr
     if has_consent():
         return
     if yes:
-        record_consent("--yes")
+        _record_or_say("--yes", stderr)
         return
-    if not stdin.isatty():
+    if stdin is None or not stdin.isatty():
         raise ConsentRequired("the probe needs your informed consent: run it once interactively, or pass --yes")
-    stderr.write(NOTICE + "\nType 'yes' to accept and continue: ")
+    if plan:  # wrapped like the notice; URLs are never broken
+        plan = textwrap.fill(plan, 78, break_long_words=False, break_on_hyphens=False)
+    stderr.write(NOTICE + (f"\n{plan}\n" if plan else "") + "\nType 'yes' to accept and continue: ")
     stderr.flush()
     answer = stdin.readline().strip().lower()
     if answer not in ("yes", "y"):
         raise ConsentRequired("consent not given; nothing was measured")
-    record_consent("prompt")
+    _record_or_say("prompt", stderr)

@@ -5,7 +5,12 @@
 - Each measurement gets OONI's envelope, its verdict (from the raw records),
   is scrubbed of the probe's own addresses, and is appended to the output as
   one JSON line, flushed. A killed run resumes: inputs already in the output
-  are skipped, and a torn last line is cut off before appending.
+  are skipped (`scan_output` reads it line by line first), and a torn last
+  line is cut off before appending. An output that holds anything but
+  measurements is refused, never appended to nor cut.
+- Inputs are checked before anything runs (`validate_inputs`); an input that
+  still fails while measuring is reported and left out of the output (a
+  resume tries it again): it never stops the other measurements.
 - A progress line on stderr with counts, rate and ETA.
 """
 
@@ -13,7 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import ipaddress
 import os
+import re
+import stat
 import sys
 import time
 from collections import Counter
@@ -22,9 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import orjson
 
+from ..model.inputs import BadInput, parse_url
 from ..model.measurement import ProbeInfo, envelope, new_report_id
 from ..nettests.base import Context, NettestError
 from .privacy import Scrubber
@@ -40,6 +50,7 @@ class RunStats:
     examples: dict[str, list[str]] = field(default_factory=dict)
     blocked: int = 0
     failures: int = 0
+    errors: int = 0  # inputs that could not be measured at all: reported, not written
 
     def add(self, m: dict[str, Any]) -> None:
         tk = m.get("test_keys") or {}
@@ -57,11 +68,11 @@ class RunStats:
 class Progress:
     """One line on stderr: counts, rate, ETA. Redrawn in place on a terminal, every 5 s otherwise."""
 
-    def __init__(self, stats: RunStats, stream: IO[str] = sys.stderr, enabled: bool = True) -> None:
+    def __init__(self, stats: RunStats, stream: IO[str] | None = None, enabled: bool = True) -> None:
         self.stats = stats
-        self.stream = stream
+        self.stream = sys.stderr if stream is None else stream  # looked up now: sys.stderr may have been replaced
         self.enabled = enabled
-        self.tty = stream.isatty()
+        self.tty = self.stream.isatty()
         self._last = 0.0
         self._closed = False
 
@@ -69,13 +80,25 @@ class Progress:
         s = self.stats
         elapsed = max(1e-6, time.monotonic() - s.started)
         rate = s.done / elapsed
-        left = max(0, s.total - s.done - s.skipped)
+        finished = s.done + s.skipped + s.errors
+        left = max(0, s.total - finished)
         eta = left / rate if rate > 0 else 0.0
         width = 24
-        frac = (s.done + s.skipped) / s.total if s.total else 1.0
+        frac = finished / s.total if s.total else 1.0
         bar = "#" * int(frac * width) + "." * (width - int(frac * width))
-        return (f"[{bar}] {s.done + s.skipped}/{s.total}  {rate:5.1f}/s  ETA {int(eta) // 60}:{int(eta) % 60:02d}"
-                f"  blocked {s.blocked}" + (f"  resumed past {s.skipped}" if s.skipped else ""))
+        return (f"[{bar}] {finished}/{s.total}  {rate:5.1f}/s  ETA {int(eta) // 60}:{int(eta) % 60:02d}"
+                f"  blocked {s.blocked}" + (f"  resumed past {s.skipped}" if s.skipped else "")
+                + (f"  not measured {s.errors}" if s.errors else ""))
+
+    def note(self, text: str) -> None:
+        """A message of its own line, whatever the progress line is doing (on a terminal it is redrawn below)."""
+        if self.tty and self.enabled and not self._closed:
+            self.stream.write("\r\x1b[K" + text + "\n")
+            self._last = 0.0
+            self.update()
+        else:
+            self.stream.write(text + "\n")
+            self.stream.flush()
 
     def update(self, force: bool = False) -> None:
         if not self.enabled:
@@ -128,25 +151,131 @@ def packets_of(tk: dict[str, Any], sniffer: Any, since: float, until: float) -> 
     return out
 
 
-def done_inputs(path: Path, test_name: str) -> set[str]:
-    """Inputs already measured in `path` (JSONL); cuts a torn last line so appending stays valid."""
-    if not path.exists():
-        return set()
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        with open(path, "r+b") as f:
-            f.truncate(cut)
-        data = data[:cut]
+MAX_LINE = 64 << 20  # bytes: far above any measurement; a longer line is not one the probe wrote
+
+
+class OutputError(ValueError):
+    """The output cannot be appended to as asked; the message is one line naming the file."""
+
+
+@dataclass(frozen=True)
+class Resume:
+    """What an existing output holds, read before anything is written to it."""
+
+    seen: frozenset[str] = frozenset()  # inputs of this nettest measured already: a resume skips them
+    size: int = 0  # bytes read; the file must still have exactly these when it is opened
+    cut: int | None = None  # where a torn last measurement starts: cut off before appending
+    newline: bool = False  # the last line is complete but has no newline: one is added before appending
+    regular: bool = True  # False: a pipe or a device, written to but never read, cut or fsync'd
+
+
+def scan_output(path: Path, test_name: str) -> Resume:
+    """Read the output `path` line by line (never whole: outputs reach gigabytes) and say what a resume skips
+    and what must be mended before appending. Changes nothing: `open_output` does, once the run may start.
+
+    Raises OutputError for a file that holds anything but measurements (notes, the URL list itself):
+    appending to it, or cutting its last line, would damage what the user had."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if not path.parent.is_dir():
+            raise OutputError(f"cannot write {path}: no directory {path.parent}") from None
+        return Resume()
+    except OSError as e:
+        raise OutputError(f"cannot use {path} as the output: {e.strerror or e}") from None
+    if stat.S_ISDIR(mode):
+        raise OutputError(f"the output {path} is a directory")
+    if not stat.S_ISREG(mode):
+        # /dev/stdout into a pipe, /dev/null, a FIFO: reading it to resume would block or never end
+        return Resume(regular=False)
     seen: set[str] = set()
-    for line in data.splitlines():
-        try:
-            m = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(m, dict) and m.get("test_name") == test_name and isinstance(m.get("input"), str):
-            seen.add(m["input"])
-    return seen
+    offset = 0
+    newline = False
+    try:
+        with open(path, "rb", buffering=1 << 20) as f:
+            for n, line in enumerate(iter(lambda: f.readline(MAX_LINE), b""), 1):
+                complete = line.endswith(b"\n")
+                if not complete and len(line) == MAX_LINE and f.peek(1):
+                    raise OutputError(f"{path}: line {n} is longer than {MAX_LINE >> 20} MiB, not a measurement; "
+                                      "refusing to append to it (choose another --output)")
+                verdict = _line_kind(line.strip(), test_name)
+                if verdict is _NOT_OURS:
+                    raise OutputError(f"{path}: line {n} is not a JSON measurement; refusing to append to a file "
+                                      "that holds anything else (choose another --output)")
+                if verdict is _TORN and not complete:
+                    return Resume(frozenset(seen), offset + len(line), cut=offset)  # a kill in mid-write
+                if isinstance(verdict, str):
+                    seen.add(verdict)
+                offset += len(line)
+                newline = not complete
+    except OSError as e:
+        raise OutputError(f"cannot read {path} to resume: {e.strerror or e}") from None
+    return Resume(frozenset(seen), offset, newline=newline)
+
+
+_TORN = object()  # starts like a measurement but does not parse: a write cut short
+_NOT_OURS = object()  # anything else that is not a measurement
+_OTHER = object()  # a measurement of another nettest, or blank: kept, not counted
+
+
+def _line_kind(body: bytes, test_name: str) -> object:
+    """One output line (stripped): the input it measured, or one of _TORN, _NOT_OURS, _OTHER."""
+    if not body:
+        return _OTHER
+    if not body.startswith(b"{"):
+        return _NOT_OURS
+    try:
+        m = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        # a torn line in the middle (an older crash) stays where it is, and is measured again
+        return _TORN
+    if not isinstance(m, dict) or not isinstance(m.get("test_name"), str):
+        return _NOT_OURS
+    if m["test_name"] == test_name and isinstance(m.get("input"), str):
+        return m["input"]
+    return _OTHER
+
+
+def open_output(path: Path, resume: Resume) -> IO[bytes]:
+    """`path` opened for appending, mended as `scan_output` found it: a torn last line cut off, a
+    missing last newline added (so the first new measurement does not glue onto the last one)."""
+    f = open(path, "ab")
+    try:
+        if resume.regular:
+            if os.fstat(f.fileno()).st_size != resume.size:
+                raise OutputError(f"{path} changed while it was being read (is another run writing to it?)")
+            if resume.cut is not None:
+                f.truncate(resume.cut)
+            elif resume.newline:
+                f.write(b"\n")
+                f.flush()
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def sync(out: IO[bytes]) -> None:
+    """Flush `out` to the disk; only a regular file can be (fsync fails on /dev/null, pipes, terminals)."""
+    out.flush()
+    fd = out.fileno()
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        os.fsync(fd)
+
+
+def _first(exc: BaseException) -> BaseException:
+    """The first leaf of an exception group (what one task of a TaskGroup raised)."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
+def why_not_measured(e: Exception) -> str:
+    """One line for an input whose measurement raised."""
+    text = " ".join(str(e).split()) or "no message"
+    if isinstance(e, NettestError):
+        return text
+    return f"internal error ({type(e).__name__}: {text}); please report it"
 
 
 class Engine:
@@ -188,10 +317,17 @@ class Engine:
             finish(m, self.ctx)
         return m
 
-    async def run(self, inputs: Sequence[str | None], out: IO[bytes] | None, stats: RunStats, progress: Progress) -> None:
+    async def run(self, inputs: Sequence[str | None], out: IO[bytes] | None, stats: RunStats, progress: Progress,
+                  on_error: Callable[[str | None, str], None] | None = None) -> None:
+        """Measure every input, writing each measurement as it is done. An input whose measurement raises is
+        passed to `on_error` (default: a line on stderr) and not written, so a resume tries it again; it
+        stops nothing else. Only an output that cannot be written ends the run (with that error, not a group)."""
         queue: asyncio.Queue[str | None] = asyncio.Queue()
         for i in inputs:
             queue.put_nowait(i)
+
+        def report(item: str | None, reason: str) -> None:
+            progress.note(f"tamperscope: not measured: {item!r}: {reason}")
 
         async def worker() -> None:
             while True:
@@ -199,8 +335,14 @@ class Engine:
                     item = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                m = await self.measure(item)
-                line = orjson.dumps(m) + b"\n"
+                try:
+                    m = await self.measure(item)
+                    line = orjson.dumps(m) + b"\n"
+                except Exception as e:  # noqa: BLE001 - one input's failure must not end the other measurements
+                    stats.errors += 1
+                    (on_error or report)(item, why_not_measured(e))
+                    progress.update()
+                    continue
                 if out is not None:
                     out.write(line)
                     out.flush()
@@ -210,19 +352,118 @@ class Engine:
                 stats.add(m)
                 progress.update()
 
-        async with asyncio.TaskGroup() as tg:
-            for _ in range(min(self.parallel, max(1, len(inputs)))):
-                tg.create_task(worker())
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(min(self.parallel, max(1, len(inputs)))):
+                    tg.create_task(worker())
+        except BaseExceptionGroup as group:
+            # a worker stops early only when the output cannot be written: raise that error itself, which
+            # the CLI turns into one line (a group would be a traceback)
+            raise _first(group) from None
         if out is not None:
-            out.flush()
-            os.fsync(out.fileno())
+            sync(out)
 
 
-def validate_inputs(nettest: ModuleType, inputs: Sequence[str]) -> None:
+_LABEL = re.compile(r"[a-z0-9_-]{1,63}")
+
+
+def host_ok(host: str) -> bool:
+    """An IP address or a DNS name (IDN allowed): something a connection can be made to. Checked before
+    the run, so a typo is one line instead of a failed measurement recorded as done."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        name = host.encode("idna").decode("ascii").lower()
+    except (UnicodeError, ValueError):
+        return False
+    name = name[:-1] if name.endswith(".") else name
+    return 0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split("."))
+
+
+def _url_input(input: str) -> None:
+    try:
+        parse_url(input)
+    except BadInput as e:
+        raise NettestError(str(e)) from None
+
+
+def _domain_input(input: str) -> None:
+    """dnscheck's rule (a name, or a URL's host), and a name a query can carry."""
+    name = input.strip().lower()
+    if "://" in name:
+        try:
+            name = urlsplit(name).hostname or ""
+        except ValueError:
+            name = ""
+    name = name.rstrip(".")
+    if not name or ".." in name or not host_ok(name):
+        raise NettestError(f"not a domain name: {input!r}")
+
+
+def _endpoint(spec: str, default_scheme: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL or of host[:port]; ValueError when it is neither."""
+    parts = urlsplit(spec if "://" in spec else f"{default_scheme}://{spec}")
+    port = parts.port  # raises ValueError for a port out of range or not a number
+    host = parts.hostname or ""
+    if not host or port == 0 or not host_ok(host):
+        raise ValueError(spec)
+    return parts.scheme, host, port
+
+
+def _tls_input(input: str) -> None:
+    try:
+        scheme, _, _ = _endpoint(input, "https")
+    except ValueError:
+        raise NettestError(f"not a URL or domain: {input!r}") from None
+    if scheme not in ("http", "https"):
+        raise NettestError(f"not an http(s) URL or a domain: {input!r}")
+
+
+def check_backend(spec: str) -> None:
+    """An echo backend as the middlebox nettests take it: host[:port] or a URL (port 80 unless it says)."""
+    try:
+        _endpoint(spec, "tcp")
+    except ValueError:
+        raise NettestError(f"bad backend {spec!r}: expected HOST[:PORT]") from None
+
+
+# How each nettest's input is checked before the run, the same way its run() reads it. A nettest
+# may define check_input(input) itself, which then takes precedence.
+_INPUT_CHECKS: dict[str, Callable[[str], None]] = {
+    "web_connectivity": _url_input,
+    "throttling": _url_input,
+    "dnscheck": _domain_input,
+    "tls_mitm": _tls_input,
+    "http_invalid_request_line": check_backend,
+    "http_header_field_manipulation": check_backend,
+}
+_NEEDS_BACKEND = frozenset({"http_invalid_request_line", "http_header_field_manipulation"})
+
+
+def check_input(nettest: ModuleType, input: str | None, *, backend: str | None = None) -> None:
+    """Raise NettestError (one line) for an input the nettest would refuse once running."""
+    if input is None:
+        if nettest.NEEDS_INPUT:
+            raise NettestError(f"{nettest.NAME} needs --input or --list")
+        if nettest.NAME in _NEEDS_BACKEND and not backend:
+            raise NettestError("needs an echo backend: --backend HOST[:PORT] (in the lab, TAMPERSCOPE_ECHO)")
+        return
+    check = getattr(nettest, "check_input", None) or _INPUT_CHECKS.get(nettest.NAME)
+    if check is not None:
+        try:
+            check(input)
+        except NettestError:
+            raise
+        except ValueError as e:
+            raise NettestError(str(e)) from None
+
+
+def validate_inputs(nettest: ModuleType, inputs: Sequence[str | None], *, backend: str | None = None) -> None:
     """Raise NettestError for an input the nettest would refuse, before anything is written."""
-    if nettest.NEEDS_INPUT and not inputs:
+    if nettest.NEEDS_INPUT and not [i for i in inputs if i is not None]:
         raise NettestError(f"{nettest.NAME} needs --input or --list")
-    check = getattr(nettest, "check_input", None)
     for i in inputs:
-        if check is not None:
-            check(i)
+        check_input(nettest, i, backend=backend)
