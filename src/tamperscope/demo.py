@@ -216,7 +216,7 @@ def locate_examples(measurements: list[dict], say: Callable[[str], None]) -> dic
     out: dict[str, dict] = {}
     for mech, url in seen.items():
         say(f"demo: locating {mech} with {url}")
-        res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--json", "--wait", "0.3",
+        res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--yes", "--json", "--wait", "0.3",
                                                 "--spread", *manager.A.FARM[:3]]), env=manager.client_env(),
                              capture_output=True, text=True, timeout=300)
         if res.returncode == 0:

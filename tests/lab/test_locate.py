@@ -50,7 +50,7 @@ def labs(lab_factory):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("profile,url,layer,placement,scope,sig", SCENARIOS, ids=[f"{s[0]}:{s[1]}" for s in SCENARIOS])
 def test_locate(labs, profile, url, layer, placement, scope, sig) -> None:  # type: ignore[no-untyped-def]
     labs(profile)
-    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--json",
+    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--yes", "--json",
                                             "--wait", "0.25", "--spread", *SPREAD]), env=manager.client_env(),
                          capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stderr
@@ -75,7 +75,7 @@ def test_two_rules_with_different_headers_have_different_signatures(labs) -> Non
     labs("ru-like")
     sigs = set()
     for url in ("https://www.linkedin.com/", "http://rutracker.org/"):
-        res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--json", "--runs", "1",
+        res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--yes", "--json", "--runs", "1",
                                                 "--wait", "0.25", "--spread", *SPREAD]), env=manager.client_env(),
                              capture_output=True, text=True, timeout=180)
         sigs.add(json.loads(res.stdout)["signature"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 
@@ -18,8 +19,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--db", type=Path, default=None, metavar="FILE",
                    help="the analysis store (default: $TAMPERSCOPE_DB or ~/.local/share/tamperscope/"
                         "tamperscope.duckdb); created if missing")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address or name to listen on (default 127.0.0.1; 0.0.0.0 for every IPv4 interface, "
+                        ":: for every IPv6 one)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on, 1-65535 (default 8080)")
     p.add_argument("--read-only", action="store_true", help="serve the explorer and API only; refuse submissions")
     p.add_argument("--max-body-mib", type=float, default=5.0, metavar="MIB",
                    help="largest submission (one measurement) in MiB (default 5)")
@@ -42,9 +45,16 @@ def run(args: argparse.Namespace) -> int:
     from tamperscope.collector.admin import TokenError
     from tamperscope.collector.schema import Limits, MiB
     from tamperscope.collector.server import ServeError, serve, settings_from_env
+    from tamperscope.model.inputs import BadInput, listen_host
 
+    try:
+        host = listen_host(args.host)
+    except BadInput as exc:
+        raise UsageError(f"--host: {exc}") from None
     if not 0 < args.port < 65536:
         raise UsageError("--port must be between 1 and 65535")
+    if not all(math.isfinite(v) for v in (args.max_body_mib, args.rate, args.burst, args.read_rate)):
+        raise UsageError("--max-body-mib, --rate, --burst and --read-rate must be numbers (not nan or inf)")
     if not 0 < args.max_body_mib <= 64:
         raise UsageError("--max-body-mib must be more than 0 and at most 64")
     if args.rate < 0 or args.read_rate < 0 or args.burst < 1:
@@ -58,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     db = args.db or default_db_path()
     try:
         settings = settings_from_env(
-            db, args.host, args.port, admin_token=token,
+            db, host, args.port, admin_token=token,
             limits=Limits(measurement=int(args.max_body_mib * MiB)),
             submit_rate=args.rate, submit_burst=args.burst, read_rate=args.read_rate,
             accept_submissions=not args.read_only, announce=not args.quiet)

@@ -8,7 +8,9 @@ the store. A ``kill -9`` loses nothing that was acknowledged (see `rawlog`).
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -30,44 +32,89 @@ def _loop() -> str:
     return "uvloop"
 
 
+def listen(host: str, port: int, backlog: int = 2048) -> list[socket.socket]:
+    """Listening sockets for every address `host` stands for (a name may stand for an IPv4 and an IPv6
+    one), or `ServeError` saying why not in one line. Bound here, before anything is announced, rather
+    than by uvicorn, which logs its own error and exits."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ServeError(f"cannot listen on {where}: {host} does not resolve ({exc.strerror})") from None
+    socks: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, addr in dict.fromkeys((i[0], i[1], i[2], None, i[4]) for i in infos):
+            sock = socket.socket(family, kind, proto)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # "::" is IPv6, as the help says
+            try:
+                sock.bind(addr)
+                sock.listen(backlog)
+            except OSError as exc:
+                why = {errno.EADDRINUSE: "the port is in use",
+                       errno.EADDRNOTAVAIL: f"{addr[0]} is not an address of this machine",
+                       errno.EACCES: "permission denied (a port below 1024 needs root)"}.get(exc.errno or 0)
+                raise ServeError(f"cannot listen on {_shown(addr)}: {why or exc.strerror or exc}") from None
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+def _shown(addr: tuple[object, ...]) -> str:
+    host, port = str(addr[0]), addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def serve(settings: Settings, *, store: Store | None = None) -> int:
     """Serve until interrupted; returns an exit code. Raises `ServeError` before listening if it cannot."""
     import uvicorn
 
-    if store is None:
-        try:
-            store = open_store(settings)
-        except StoreError as exc:
-            raise ServeError(str(exc)) from None
-    app = create_app(settings, store=store)
-    config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, loop=_loop(), http="h11", lifespan="on",
-        log_level="warning", access_log=False, server_header=False, date_header=True,
-        timeout_keep_alive=30, timeout_graceful_shutdown=10, backlog=2048,
-        h11_max_incomplete_event_size=64 * 1024,
-    )
-    server = uvicorn.Server(config)
-    if settings.announce:
-        where = f"http://{_url_host(settings.host)}:{settings.port}/"
-        mode = "explorer, API and collector" if settings.accept_submissions else "explorer and API (read-only)"
-        print(f"tamperscope: {mode} at {where} (store {settings.db_path}; Ctrl-C to stop)",
-              file=sys.stderr, flush=True)
+    socks = listen(settings.host, settings.port)
     try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
-    except SystemExit:  # uvicorn exits when it cannot bind
-        raise ServeError(f"cannot listen on {settings.host}:{settings.port} (is the port in use?)") from None
-    except OSError as exc:
-        raise ServeError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
-    if not server.started:
-        raise ServeError(f"the server did not start on {settings.host}:{settings.port} (is the port in use?)")
+        if store is None:
+            try:
+                store = open_store(settings)
+            except StoreError as exc:
+                raise ServeError(str(exc)) from None
+        app = create_app(settings, store=store)
+        config = uvicorn.Config(
+            app, host=settings.host, port=settings.port, loop=_loop(), http="h11", lifespan="on",
+            log_level="warning", access_log=False, server_header=False, date_header=True,
+            timeout_keep_alive=30, timeout_graceful_shutdown=10, backlog=2048,
+            h11_max_incomplete_event_size=64 * 1024,
+        )
+        server = uvicorn.Server(config)
+        if settings.announce:
+            where = f"http://{_url_host(settings.host)}:{settings.port}/"
+            bound = ", ".join(_shown(s.getsockname()) for s in socks)
+            every = {"0.0.0.0": " (every IPv4 interface)", "::": " (every IPv6 interface)"}.get(settings.host, "")
+            also = f"listening on {bound}{every}; " if every or bound != _shown((settings.host, settings.port)) else ""
+            mode = "explorer, API and collector" if settings.accept_submissions else "explorer and API (read-only)"
+            print(f"tamperscope: {mode} at {where} ({also}store {settings.db_path}; Ctrl-C to stop)",
+                  file=sys.stderr, flush=True)
+        try:
+            server.run(sockets=socks)
+        except KeyboardInterrupt:
+            pass
+        except SystemExit:  # uvicorn exits when the app cannot start; it has logged why
+            raise ServeError(f"the server on {_shown((settings.host, settings.port))} could not start") from None
+        if not server.started:
+            raise ServeError(f"the server on {_shown((settings.host, settings.port))} did not start")
+    finally:
+        for sock in socks:
+            sock.close()
     return 0
 
 
 def _url_host(host: str) -> str:
-    if host in ("0.0.0.0", "::", ""):
+    if host in ("0.0.0.0", ""):
         return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
     return f"[{host}]" if ":" in host else host
 
 

@@ -19,10 +19,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvloop
 
-    from .server import serve_forever
+    from ..cli import UsageError
+    from .server import BadOption, check_options, serve_forever
 
     try:
+        check_options(args)  # before anything starts
         uvloop.run(serve_forever(args))
+    except BadOption as e:
+        raise UsageError(str(e)) from None
     except KeyboardInterrupt:
         pass
     return 0

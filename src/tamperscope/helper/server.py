@@ -18,8 +18,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import ipaddress
 import logging
+import math
+import socket
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +33,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from ..model.asn import EMPTY, AsnTable
+from ..model.inputs import BadInput, listen_host
 from ..netx import Resolver, Trace, fetch, lookup_addresses, tcp_connect, tls_handshake
 from ..netx.classify import NetxError
 
@@ -48,6 +53,10 @@ BOGONS = [ipaddress.ip_network(n) for n in (
 
 class BadRequest(ValueError):
     pass
+
+
+class BadOption(ValueError):
+    """The helper cannot run with an option as given (or cannot listen where it was told); one line."""
 
 
 def is_bogon(ip: str) -> bool:
@@ -297,31 +306,84 @@ def load_asn_table(path: str | None) -> AsnTable:
     try:
         return AsnTable.from_text(Path(path).read_text(encoding="utf-8"), path)
     except (OSError, UnicodeDecodeError) as e:
-        raise SystemExit(f"tamperscope helper: cannot read ASN table {path}: {e.__class__.__name__}") from None
+        why = getattr(e, "strerror", None) or e.__class__.__name__
+        raise BadOption(f"cannot read ASN table {path}: {why}") from None
     except ValueError as e:
-        raise SystemExit(f"tamperscope helper: {e}") from None
+        raise BadOption(str(e)) from None
+
+
+MAX_INFLIGHT = 100_000
+MAX_TIMEOUT = 600.0
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    ap.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    ap.add_argument("--host", default="127.0.0.1",
+                    help="address or name to listen on (default 127.0.0.1; 0.0.0.0 for every IPv4 interface, "
+                         ":: for every IPv6 one)")
+    ap.add_argument("--port", type=int, default=8080, help="port to listen on, 1-65535 (default 8080)")
     ap.add_argument("--resolver", default="", help="IP of a DNS server to resolve with over UDP (default: the system resolver)")
-    ap.add_argument("--ca-bundle", default=None, help="CA bundle to verify TLS with (default: the system's)")
+    ap.add_argument("--ca-bundle", default=None, help="CA bundle (PEM) to verify TLS with (default: the system's)")
     ap.add_argument("--asn-table", default=None, help="prefix-to-ASN table in iptoasn.com TSV format, for ip_info")
-    ap.add_argument("--max-inflight", type=int, default=64, help="answer 503 above this many requests in flight (default 64)")
-    ap.add_argument("--timeout", type=float, default=10.0, help="seconds per measurement step (default 10)")
+    ap.add_argument("--max-inflight", type=int, default=64,
+                    help=f"answer 503 above this many requests in flight, 1-{MAX_INFLIGHT:,} (default 64)")
+    ap.add_argument("--timeout", type=float, default=10.0,
+                    help=f"seconds per measurement step, at most {MAX_TIMEOUT:g} (default 10)")
     ap.add_argument("--ready", type=Path, default=None, help=argparse.SUPPRESS)
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse, with one line (BadOption), what would break every answer or fail when listening;
+    normalises ``args.host``."""
+    try:
+        args.host = listen_host(args.host)
+    except BadInput as e:
+        raise BadOption(f"--host: {e}") from None
+    if not 0 < args.port < 65536:
+        raise BadOption(f"--port must be between 1 and 65535, not {args.port}")
+    if args.resolver:
+        try:
+            args.resolver = str(ipaddress.ip_address(args.resolver))
+        except ValueError:
+            raise BadOption(f"--resolver must be an IP address, not {args.resolver!r}") from None
+    if not 1 <= args.max_inflight <= MAX_INFLIGHT:
+        raise BadOption(f"--max-inflight must be between 1 and {MAX_INFLIGHT}, not {args.max_inflight}")
+    if not (math.isfinite(args.timeout) and 0 < args.timeout <= MAX_TIMEOUT):
+        raise BadOption(f"--timeout must be more than 0 and at most {MAX_TIMEOUT:g} seconds, not {args.timeout}")
+    if args.ca_bundle is not None:
+        try:
+            ssl.create_default_context(cafile=args.ca_bundle)
+        except ssl.SSLError:  # an OSError too: first
+            raise BadOption(f"CA bundle {args.ca_bundle} holds no certificate (PEM) that could be read") from None
+        except OSError as e:
+            raise BadOption(f"cannot read CA bundle {args.ca_bundle}: {e.strerror or e}") from None
+
+
+def _shown(sockname: tuple[object, ...]) -> str:
+    host, port = str(sockname[0]), sockname[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 async def serve_forever(args: argparse.Namespace) -> None:
+    check_options(args)
     resolver = Resolver("udp", args.resolver, duplicate_window=0.0) if args.resolver else Resolver()
     helper = ControlHelper(resolver=resolver, ca_bundle=args.ca_bundle, asn=load_asn_table(args.asn_table),
                            timeout=args.timeout, max_inflight=args.max_inflight)
-    server = await HelperServer(helper).serve(args.host, args.port)
+    where = _shown((args.host, args.port))
+    try:
+        server = await HelperServer(helper).serve(args.host, args.port)
+    except socket.gaierror as e:
+        raise BadOption(f"cannot listen on {where}: {args.host} does not resolve ({e.strerror})") from None
+    except OSError as e:
+        why = {errno.EADDRINUSE: "the port is in use",
+               errno.EADDRNOTAVAIL: f"{args.host} is not an address of this machine",
+               errno.EACCES: "permission denied (a port below 1024 needs root)"}.get(e.errno or 0)
+        raise BadOption(f"cannot listen on {where}: {why or e.strerror or e}") from None
     if args.ready:
         args.ready.write_text("ok")
     else:
-        print(f"tamperscope helper: listening on http://{args.host}:{args.port}/", file=sys.stderr, flush=True)
+        bound = ", ".join(f"http://{_shown(s.getsockname())}/" for s in server.sockets)
+        every = {"0.0.0.0": " (every IPv4 interface)", "::": " (every IPv6 interface)"}.get(args.host, "")
+        print(f"tamperscope helper: listening on {bound}{every}", file=sys.stderr, flush=True)
     async with server:
         await server.serve_forever()
 
@@ -335,7 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     import uvloop
 
     try:
+        check_options(args)
         uvloop.run(serve_forever(args))
+    except BadOption as e:
+        ap.exit(2, f"{ap.prog}: {e}\n")
     except KeyboardInterrupt:
         pass
     return 0

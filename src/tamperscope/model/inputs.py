@@ -7,7 +7,8 @@ raises `BadInput` with a one-line message naming the source and the entry.
 from __future__ import annotations
 
 import csv
-import io
+import ipaddress
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -53,13 +54,58 @@ def host_forms(host: str) -> tuple[str, ...]:
     return tuple(forms)
 
 
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+
+
+def check_host(host: str) -> str:
+    """A host name or IP address as a URL or a listening socket may name it, or BadInput: an IPv6
+    address (without brackets, written compressed), an IPv4 address (four decimal parts), or a DNS name
+    whose labels are letters, digits, ``-`` and ``_`` (IDNA names too). A name that ends in a number
+    must be an IPv4 address: ``1.2.3.4.5`` and ``999.1.1.1`` are neither."""
+    if not host:
+        raise BadInput("empty host")
+    if "%" in host:
+        raise BadInput(f"bad host name {host!r}")
+    if ":" in host:
+        try:
+            return str(ipaddress.IPv6Address(host))
+        except ValueError:
+            raise BadInput(f"bad IPv6 address {host!r}") from None
+    name = host.lower().rstrip(".")
+    if name and name.rsplit(".", 1)[-1].isdigit():
+        try:
+            return str(ipaddress.IPv4Address(name))
+        except ValueError:
+            raise BadInput(f"bad IPv4 address {host!r}") from None
+    if not name.isascii():
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise BadInput(f"bad host name {host!r}") from None
+    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
+        raise BadInput(f"bad host name {host!r}")
+    return host.lower().rstrip(".")
+
+
+def listen_host(value: str) -> str:
+    """The address a server is told to listen on (``--host``), checked as `check_host` checks a URL's host;
+    brackets around an IPv6 address are allowed. Empty is refused rather than taken to mean every
+    interface: that has to be said, as ``0.0.0.0`` (IPv4) or ``::`` (IPv6)."""
+    host = value.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        raise BadInput("empty address: say 127.0.0.1 for this machine only, 0.0.0.0 for every IPv4 interface, "
+                       ":: for every IPv6 one")
+    return check_host(host)
+
+
 def parse_url(url: str) -> URLParts:
-    """Split an http(s) URL, or raise BadInput."""
+    """Split an http(s) URL, or raise BadInput. Whitespace around it is ignored."""
     if not isinstance(url, str) or not url.strip():
         raise BadInput("empty URL")
-    if any(c in url for c in "\r\n\t ") and url.strip() != url:
-        url = url.strip()
-    if any(ord(c) < 0x21 for c in url):
+    url = url.strip()
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
         raise BadInput(f"malformed URL {url!r}: control characters or spaces")
     try:
         parts = urlsplit(url)
@@ -68,13 +114,32 @@ def parse_url(url: str) -> URLParts:
         raise BadInput(f"malformed URL {url!r}: {e}") from None
     if parts.scheme not in ("http", "https"):
         raise BadInput(f"not an http(s) URL: {url!r}")
+    if "@" in parts.netloc:
+        raise BadInput(f"URL {url!r} holds a user name or password: refused, because it would be published "
+                       "with the measurement")
     if not parts.hostname:
         raise BadInput(f"malformed URL {url!r}: no host")
-    host = parts.hostname.lower().rstrip(".")
-    if len(host) > 253 or not host or ".." in host:
-        raise BadInput(f"malformed URL {url!r}: bad host name")
+    if port == 0:
+        raise BadInput(f"malformed URL {url!r}: port 0")
+    try:
+        host = check_host(parts.hostname)
+    except BadInput as e:
+        raise BadInput(f"malformed URL {url!r}: {e}") from None
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return URLParts(parts.scheme, host, port or (443 if parts.scheme == "https" else 80), path)
+
+
+def normal_url(url: str) -> str:
+    """``url`` as an input is recorded and compared (so that a list, a resumed run and a rerun agree):
+    validated by `parse_url`, without surrounding whitespace, and with an empty path written ``/``
+    (``http://a.com`` is ``http://a.com/``, ``http://a.com?q`` is ``http://a.com/?q``)."""
+    parse_url(url)
+    url = url.strip()
+    if urlsplit(url).path:
+        return url
+    start = url.index("//") + 2
+    end = min((i for i in (url.find("?", start), url.find("#", start)) if i >= 0), default=len(url))
+    return url[:end] + "/" + url[end:]
 
 
 @dataclass(frozen=True)
@@ -84,26 +149,44 @@ class ListEntry:
 
 
 def read_url_list(text: str, source: str = "list") -> list[ListEntry]:
-    """Entries of a Citizen Lab test-list CSV (header starting `url`) or of a one-URL-per-line file."""
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    """Entries of a Citizen Lab test-list CSV (a header whose first column is `url`, in any case) or of a
+    one-URL-per-line file; blank lines and ``#`` comments are skipped, a UTF-8 byte-order mark too. URLs
+    are written as `normal_url` writes them, each once (the first entry wins)."""
+    text = text.removeprefix("\ufeff")
+    lines = [(n, ln) for n, ln in enumerate(text.splitlines(), 1) if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         raise BadInput(f"{source}: no URLs in it")
-    entries: list[ListEntry] = []
-    if lines[0].split(",")[0].strip().lower() == "url":
-        try:
-            rows = list(csv.DictReader(io.StringIO("\n".join(lines))))
-        except csv.Error as e:
-            raise BadInput(f"{source}: not a valid CSV file: {e}") from None
-        for i, row in enumerate(rows, 2):
-            url = (row.get("url") or "").strip()
+    found: list[tuple[int, str, str | None]] = []  # (line, url, category_code)
+    if lines[0][1].split(",")[0].strip().strip('"').strip().lower() == "url":
+        reader = csv.reader((ln for _, ln in lines), strict=True)
+        rows: list[tuple[int, list[str]]] = []
+        while True:
+            line = lines[min(reader.line_num, len(lines) - 1)][0]  # where the next record starts
+            try:
+                rows.append((line, next(reader)))
+            except StopIteration:
+                break
+            except csv.Error as e:
+                why = "a quote opened here is never closed" if "end of data" in str(e) else str(e)
+                raise BadInput(f"{source}: line {line}: not valid CSV: {why}") from None
+        header = [h.strip().lower() for h in rows[0][1]]
+        col = header.index("url") if "url" in header else 0
+        cat = header.index("category_code") if "category_code" in header else None
+        for line, row in rows[1:]:
+            url = row[col].strip() if col < len(row) else ""
             if not url:
-                raise BadInput(f"{source}: line {i}: no url")
-            entries.append(ListEntry(url, (row.get("category_code") or "").strip() or None))
+                raise BadInput(f"{source}: line {line}: no url")
+            code = row[cat].strip() if cat is not None and cat < len(row) else ""
+            found.append((line, url, code or None))
     else:
-        entries = [ListEntry(ln.strip()) for ln in lines]
-    for i, e in enumerate(entries, 1):
+        found = [(n, ln.strip(), None) for n, ln in lines]
+    entries: dict[str, ListEntry] = {}
+    for i, (line, url, code) in enumerate(found, 1):
         try:
-            parse_url(e.url)
+            url = normal_url(url)
         except BadInput as err:
-            raise BadInput(f"{source}: entry {i}: {err}") from None
-    return entries
+            raise BadInput(f"{source}: entry {i} (line {line}): {err}") from None
+        entries.setdefault(url, ListEntry(url, code))
+    if not entries:
+        raise BadInput(f"{source}: no URLs in it")
+    return list(entries.values())

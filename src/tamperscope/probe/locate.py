@@ -13,23 +13,27 @@
 Runs repeat until a majority agrees (at least `--runs`). Residual blocking
 (the same client and server endpoint blocked for a while after a trigger) would
 spoil later runs, so runs may be spread over other addresses that serve the
-same names (`--spread`). Needs root.
+same names (`--spread`). Needs root; IPv4 only. Asks for informed consent
+first, as `tamperscope run` does (`--yes` gives it without the prompt).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
+import ipaddress
 import json
+import math
 import os
 import ssl
-
+import sys
 from typing import Any
 
 from ..cli import UsageError
-from ..model.inputs import BadInput, parse_url
+from ..model.inputs import BadInput, check_host, normal_url, parse_url
 from ..model.location import Location, Observation, RunResult, decide_run, majority, signature, signature_key
-from ..netx import Resolver, Trace, lookup_udp
+from ..netx import Trace, lookup_udp
 from ..netx import ttlprobe
 from ..netx.dns import build_query
 
@@ -49,6 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spread", nargs="*", default=[], metavar="IP", help="other addresses serving the same names, one per run")
     p.add_argument("--resolver", default=None, help="public resolver IP; default $TAMPERSCOPE_PUBLIC_RESOLVER or 8.8.8.8")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--yes", "-y", action="store_true", help="give informed consent without the prompt (automation)")
     p.set_defaults(func=run)
 
 
@@ -111,7 +116,10 @@ async def _real_address(host: str, resolver: str) -> tuple[str | None, bool]:
 def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait: float, spread: list[str],
            resolver: str, matcher: Any = None) -> tuple[Location, dict[str, Any]]:
     u = parse_url(url)
-    real, tampered = asyncio.run(_real_address(u.host, resolver))
+    if _is_ip(u.host):  # an address needs no DNS: it is the server
+        real, tampered = u.host, False
+    else:
+        real, tampered = asyncio.run(_real_address(u.host, resolver))
     if layer == "auto":
         layer = "dns" if tampered else ("tls" if u.scheme == "https" else "http")
     if layer == "dns":
@@ -173,20 +181,78 @@ def _obs_dict(o: Observation) -> dict[str, Any]:
     return {"ttl": o.ttl, "connected": o.connected, "icmp_from": o.icmp_from, "responses": list(o.responses)}
 
 
-def run(args: argparse.Namespace) -> int:
-    if os.geteuid() != 0:
-        raise UsageError("locate needs root: it sends TTL-limited packets and listens on raw sockets")
+def _is_ip(host: str) -> bool:
     try:
-        parse_url(args.url)
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _ipv4(value: str, what: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except ValueError:
+        raise UsageError(f"{what} must be an IPv4 address (locate works over IPv4 only), not {value!r}") from None
+
+
+def _check(args: argparse.Namespace) -> tuple[str, str, list[str]]:
+    """(URL, resolver, spread addresses) once every option is known to be usable; else UsageError."""
+    try:
+        url = normal_url(args.url)
+        u = parse_url(url)
     except BadInput as e:
         raise UsageError(str(e)) from None
+    if ":" in u.host:
+        raise UsageError(f"{u.host} is an IPv6 address: locate works over IPv4 only")
+    if args.layer == "dns" and _is_ip(u.host):
+        raise UsageError(f"--layer dns needs a host name to query, and {url} names an address")
     if not 1 <= args.max_ttl <= 64 or not 1 <= args.runs <= 20:
         raise UsageError("--max-ttl must be 1-64 and --runs 1-20")
-    resolver = args.resolver or os.environ.get("TAMPERSCOPE_PUBLIC_RESOLVER") or "8.8.8.8"
+    if not (math.isfinite(args.wait) and 0 < args.wait <= 30):
+        raise UsageError("--wait must be more than 0 and at most 30 seconds")
+    try:
+        check_host(args.control)
+    except BadInput as e:
+        raise UsageError(f"--control: {e}") from None
+    resolver = _ipv4(args.resolver or os.environ.get("TAMPERSCOPE_PUBLIC_RESOLVER") or "8.8.8.8", "--resolver")
+    return url, resolver, [_ipv4(a, "--spread") for a in args.spread]
+
+
+def _plan(host: str, resolver: str, spread: list[str], control: str) -> str:
+    """What this run would contact, said before consent (nothing is looked up to say it)."""
+    parts = [f"{host}{' and ' + ', '.join(spread) if spread else ''} and the routers on the path to it, with "
+             f"TTL-limited packets asking for {host} and for the control name {control}"]
+    if not _is_ip(host):
+        parts.append(f"the public resolver {resolver} (DNS over TCP and UDP)")
+    return "This run would contact: " + "; ".join(parts) + "."
+
+
+def run(args: argparse.Namespace) -> int:
+    from .consent import ConsentRequired, ensure_consent
+
+    if os.geteuid() != 0:
+        raise UsageError("locate needs root: it sends TTL-limited packets and listens on raw sockets")
+    url, resolver, spread = _check(args)
+    plan = _plan(parse_url(url).host, resolver, spread, args.control)
+    try:
+        ensure_consent(args.yes, plan=plan)
+    except ConsentRequired as e:
+        raise UsageError(str(e)) from None
     from ..nettests.blockpages import matcher
 
-    loc, detail = locate(args.url, layer=args.layer, control=args.control, runs=args.runs, max_ttl=args.max_ttl,
-                         wait=args.wait, spread=list(args.spread), resolver=resolver, matcher=matcher())
+    args.url = url
+    try:
+        loc, detail = locate(url, layer=args.layer, control=args.control, runs=args.runs, max_ttl=args.max_ttl,
+                             wait=args.wait, spread=spread, resolver=resolver, matcher=matcher())
+    except PermissionError as e:
+        raise UsageError(f"locate needs raw and packet sockets (root with CAP_NET_RAW): {e.strerror or e}") from None
+    except OSError as e:
+        if e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL):
+            print(f"tamperscope: locate {url}: {e.strerror} (no route from here)", file=sys.stderr)
+        else:
+            print(f"tamperscope: locate {url}: {e.strerror or e}", file=sys.stderr)
+        return 1
     out = {"url": args.url, **loc.as_dict(), "layer": detail["layer"], "address": detail["address"]}
     if args.json:
         print(json.dumps({**out, "detail": detail["runs"]}, indent=1, default=str))

@@ -5,14 +5,25 @@ it back (X-Forwarded-For, blockpages that print "your IP is …", certificates),
 so before a measurement is written every string in it, including base64
 bodies and certificates, has each known address of the probe replaced by
 `[scrubbed]`. `probe_ip` itself is always 127.0.0.1.
+
+The known addresses are the source addresses the kernel picks towards the
+resolvers and the helper, and every address of this machine's interfaces
+(both families, looked at again every `REFRESH` seconds: IPv6 privacy
+addresses change). Text is searched for anything shaped like an address,
+which is parsed and compared by value, so every spelling is found:
+`2001:DB8::2`, `2001:0db8:0000:0000:0000:0000:0000:0002`, `::ffff:198.18.1.2`,
+`198.018.001.002`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 import socket
+import struct
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,6 +31,26 @@ SCRUBBED = "[scrubbed]"
 # A {"format": "base64", "data": …} object in orjson's compact output, in either key order.
 _BASE64_DATA = re.compile(rb'"format":"base64","data":"([^"]*)"|"data":"([^"]*)","format":"base64"')
 KEEP = {"127.0.0.1", "0.0.0.0", "::1", "::", ""}
+_KEEP = frozenset(ipaddress.ip_address(a) for a in KEEP if a)
+REFRESH = 30.0  # seconds between looks at the interfaces' addresses
+
+# Candidates are found from an anchor that starts with a literal character, which the regex
+# engine skips to at C speed (a character-class pattern is ~30 times slower on a measurement's
+# JSON): two colons with only hex digits and dots between them for IPv6 (also ::ffff:a.b.c.d);
+# for IPv4 the middle of one of our addresses, ".18.1." for 198.18.1.2 (zero padding allowed).
+# Each anchor is widened to its whole run of address characters, which is parsed and compared by
+# value, so every spelling of an address is found.
+_HEX = "0123456789abcdefABCDEF"
+_V6_ANCHOR, _V6_TAIL, _V4_TAIL = r":[0-9A-Fa-f.]*+:", r"[0-9A-Fa-f:.]*+", r"[0-9.]*+"
+_TEXT = (re.compile(_V6_ANCHOR), re.compile(_V6_TAIL), _HEX + ".", re.compile(_V4_TAIL), "0123456789")
+_BYTES = (re.compile(_V6_ANCHOR.encode()), re.compile(_V6_TAIL.encode()), (_HEX + ".").encode(),
+          re.compile(_V4_TAIL.encode()), b"0123456789")
+# The longest spelling of one IPv6 address is 45 characters; in a longer run of address
+# characters only its ends are tried.
+_MAX_RUN = 64
+_GLUING_ESCAPE = re.compile(rb"\\[buf]")  # JSON escapes that end in a hex digit: \u0001, \b, \f
+
+SIOCGIFCONF = 0x8912
 
 
 def local_addresses(peers: Iterable[str]) -> set[str]:
@@ -36,37 +67,274 @@ def local_addresses(peers: Iterable[str]) -> set[str]:
     return {a for a in out if a not in KEEP}
 
 
+def interface_addresses() -> set[str]:
+    """Every address of this machine's interfaces, IPv4 and IPv6, loopback and link-local included
+    (Linux: /proc/net/if_inet6 and the SIOCGIFCONF ioctl; no packet is sent, no program is run)."""
+    out: set[str] = set()
+    try:
+        with open("/proc/net/if_inet6", encoding="ascii") as f:
+            for line in f:
+                try:
+                    out.add(str(ipaddress.IPv6Address(int(line.split()[0], 16))))
+                except (IndexError, ValueError):
+                    continue
+    except OSError:
+        pass  # no IPv6 here
+    return out | _ipv4_interface_addresses()
+
+
+def _ipv4_interface_addresses() -> set[str]:
+    try:
+        import array
+        import fcntl
+    except ImportError:
+        return set()
+    word = struct.calcsize("L")
+    # struct ifreq: the name, then a union whose largest member is struct ifmap (or a sockaddr)
+    ifreq = 16 + max(16, -(-struct.calcsize("LLHBBB") // word) * word)
+    n = 64
+    while True:
+        buf = array.array("B", bytes(ifreq * n))
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                got = fcntl.ioctl(s.fileno(), SIOCGIFCONF, struct.pack("iL", len(buf), buf.buffer_info()[0]))
+        except OSError:
+            return set()
+        used = struct.unpack("iL", got)[0]
+        if used < len(buf) or n >= 65536:
+            break
+        n *= 4  # it may not all have fit
+    data = buf.tobytes()[:used]
+    return {socket.inet_ntoa(data[i + 20:i + 24]) for i in range(0, used - ifreq + 1, ifreq)}
+
+
+def _runs(s: Any, anchor: re.Pattern[Any], tail: re.Pattern[Any], head: Any, back: int) -> Iterable[tuple[int, int]]:
+    """(start, end) of each run of address characters holding an anchor: the anchor widened to the left
+    over at most `back` characters of `head`, and to the right to the end of the run."""
+    end = 0
+    for m in anchor.finditer(s):
+        at = m.start()
+        if at >= end:
+            before = s[max(at - back, 0):at]
+            end = tail.match(s, at).end()
+            yield at - len(before) + len(before.rstrip(head)), end
+
+
+def _quad(parts: list[str]) -> int:
+    """The value of four dotted decimal octets (zero padding allowed), or -1."""
+    try:
+        return int.from_bytes(bytes(map(int, parts)), "big") if all(len(p) <= 3 for p in parts) else -1
+    except ValueError:  # empty, or above 255
+        return -1
+
+
+def _v6_value(s: str) -> int | None:
+    """The value of an IPv6 address written as RFC 4291 allows (any case, zero padding, ``::``, a dotted
+    IPv4 tail), or None. For runs of ``[0-9A-Fa-f:.]`` only, where it is several times faster than
+    `ipaddress` (a hostile page may hold many such runs)."""
+    try:
+        if "." in s:
+            head, _, dotted = s.rpartition(":")
+            v4 = _quad(dotted.split("."))
+            if v4 < 0 or dotted.count(".") != 3:
+                return None
+            s = f"{head}:{v4 >> 16:x}:{v4 & 0xFFFF:x}"
+        if "::" in s:
+            left, right, *more = s.split("::")
+            head_groups = left.split(":") if left else []
+            tail_groups = right.split(":") if right else []
+            if more or len(head_groups) + len(tail_groups) > 7:
+                return None
+            groups = head_groups + ["0"] * (8 - len(head_groups) - len(tail_groups)) + tail_groups
+        else:
+            groups = s.split(":")
+            if len(groups) != 8:
+                return None
+        value = 0
+        for g in groups:
+            if not 0 < len(g) <= 4:
+                return None
+            value = value << 16 | int(g, 16)
+        return value
+    except ValueError:  # a dot where a group should be
+        return None
+
+
+def _last(token: str) -> str:
+    """The last group of an address as compared before parsing: no zero padding, lower case."""
+    return token if "." in token else token.lstrip("0").lower()
+
+
 class Scrubber:
-    def __init__(self, addresses: Iterable[str]) -> None:
-        self.addresses = sorted({a for a in addresses if a and a not in KEEP}, key=len, reverse=True)
-        self._bytes = [(a.encode(), SCRUBBED.encode()) for a in self.addresses]
-        self._packed = []
-        for a in self.addresses:
+    """Replaces the given addresses (and, unless `interfaces` is false, every address of this machine's
+    interfaces) with `SCRUBBED` in a measurement, in whatever spelling they appear."""
+
+    def __init__(self, addresses: Iterable[str], *, interfaces: bool = True) -> None:
+        self._v4: set[int] = set()
+        self._v6: set[int] = set()
+        self.addresses: list[str] = []
+        self._last: frozenset[str] = frozenset()
+        self._packed: list[bytes] = []
+        self._v4_anchor: tuple[re.Pattern[str], re.Pattern[bytes]] | None = None
+        self._seen6: dict[str, tuple[int, int] | None] = {}  # runs already looked at (times recur)
+        self._interfaces = interfaces
+        self._next_look = 0.0
+        self._learn(addresses)
+        if interfaces:
+            self._look()
+
+    def _look(self) -> None:
+        self._next_look = time.monotonic() + REFRESH
+        self._learn(interface_addresses())
+
+    def _learn(self, addresses: Iterable[str]) -> None:
+        new = set()
+        for a in addresses:
             try:
-                self._packed.append(socket.inet_pton(socket.AF_INET6 if ":" in a else socket.AF_INET, a))
-            except OSError:
-                pass
+                ip = ipaddress.ip_address(a.split("%", 1)[0].strip("[]"))
+            except (ValueError, AttributeError):
+                continue
+            if ip not in _KEEP and int(ip) not in (self._v4 if ip.version == 4 else self._v6):
+                new.add(ip)
+        if not new:
+            return
+        v4 = self._v4 | {int(ip) for ip in new if ip.version == 4}
+        v6 = self._v6 | {int(ip) for ip in new if ip.version == 6}
+        last = {format(v & 0xFFFF, "x") if v & 0xFFFF else "" for v in v4 | v6}
+        last |= {str(ipaddress.IPv4Address(v & 0xFFFFFFFF)) for v in v4 | v6}
+        packed = [ipaddress.IPv4Address(v).packed for v in sorted(v4)]
+        packed += [ipaddress.IPv6Address(v).packed for v in sorted(v6)]
+        packed += [ipaddress.IPv6Address((0xFFFF << 32) | v).packed for v in sorted(v4)]
+        middles = sorted({rf"0{{0,2}}{(v >> 16) & 0xFF}\.0{{0,2}}{(v >> 8) & 0xFF}" for v in v4})
+        anchor = r"\.(?:" + "|".join(middles) + r")\."
+        self._v4_anchor = (re.compile(anchor), re.compile(anchor.encode())) if v4 else None
+        self._last, self._packed = frozenset(last), sorted(packed, key=len, reverse=True)  # a mapped form first
+        self._seen6 = {}
+        self._v4, self._v6 = v4, v6
+        shown = [str(ipaddress.IPv4Address(v)) for v in v4] + [str(ipaddress.IPv6Address(v)) for v in v6]
+        self.addresses = sorted(shown, key=len, reverse=True)
+
+    # -- finding ------------------------------------------------------------------------------------
+
+    def _mine6(self, s: str) -> bool:
+        if _last(s.rpartition(":")[2]) not in self._last:
+            return False  # the cheap test that turns away times, MAC addresses and the like
+        colons = s.count(":")
+        if not (colons <= 8 if "::" in s else colons == 7 or colons == 6 and "." in s):
+            return False  # too many or too few groups for an address
+        v = _v6_value(s)
+        return v is not None and (v in self._v6 or (v >> 32 in (0, 0xFFFF) and v & 0xFFFFFFFF in self._v4))
+
+    def _span6(self, run: str) -> tuple[int, int] | None:
+        """Where in a run of address characters one of our IPv6 addresses (or a mapped IPv4 one) is spelled."""
+        try:
+            return self._seen6[run]
+        except KeyError:
+            pass
+        if len(self._seen6) >= 4096:
+            self._seen6.clear()
+        span = self._seen6[run] = self._find6(run)
+        return span
+
+    def _find6(self, run: str) -> tuple[int, int] | None:
+        a, b = len(run) - len(run.lstrip(".")), len(run.rstrip("."))
+        if b - a <= _MAX_RUN and self._mine6(run[a:b]):
+            return a, b
+        # glued to other text by a colon: a label before it ("ip:2001:db8::2"), a port or a colon
+        # after it ("2001:db8::2:8000", "2001:db8::2:"); one or two groups off either end
+        i = a - 1
+        for _ in range(2):
+            i = run.find(":", i + 1, b)
+            if i < 0 or i >= b - 1:
+                break
+            if b - i <= _MAX_RUN and self._mine6(run[i + 1:b]):
+                return i + 1, b
+        i = b
+        for _ in range(2):
+            i = run.rfind(":", a + 1, i)
+            if i <= a:
+                break
+            if i - a <= _MAX_RUN and self._mine6(run[a:i]):
+                return a, i
+        return None
+
+    def _spans4(self, run: str) -> list[tuple[int, int]]:
+        """Where in a dotted run one of our IPv4 addresses is spelled (zero padding allowed)."""
+        run = run.rstrip(".")
+        parts = run.split(".")
+        if len(parts) == 4:  # the usual case: one address
+            return [(0, len(run))] if _quad(parts) in self._v4 else []
+        out = []
+        at = [0]
+        for p in parts:
+            at.append(at[-1] + len(p) + 1)
+        for i in range(len(parts) - 3):
+            if _quad(parts[i:i + 4]) in self._v4:
+                out.append((at[i], at[i + 4] - 1))
+        return out
+
+    def _spans(self, s: str | bytes) -> list[tuple[int, int]]:
+        """Every span of `s` that spells one of our addresses, sorted, overlapping ones merged."""
+        text = isinstance(s, str)
+        v6_anchor, v6_tail, v6_head, v4_tail, v4_head = _TEXT if text else _BYTES
+        found: list[tuple[int, int]] = []
+        if self._v4 or self._v6:
+            for lo, hi in _runs(s, v6_anchor, v6_tail, v6_head, 4):  # a group has at most 4 digits
+                span = self._span6(s[lo:hi] if text else s[lo:hi].decode("ascii"))  # type: ignore[union-attr]
+                if span is not None:
+                    found.append((lo + span[0], lo + span[1]))
+        if self._v4_anchor is not None:
+            for lo, hi in _runs(s, self._v4_anchor[0 if text else 1], v4_tail, v4_head, 4):
+                run = s[lo:hi] if text else s[lo:hi].decode("ascii")  # type: ignore[union-attr]
+                found += [(lo + a, lo + b) for a, b in self._spans4(run)]  # type: ignore[arg-type]
+        if len(found) < 2:
+            return found
+        found.sort()
+        merged: list[tuple[int, int]] = []
+        for a, b in found:
+            if merged and a <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+            else:
+                merged.append((a, b))
+        return merged
+
+    # -- replacing ----------------------------------------------------------------------------------
 
     def text(self, s: str) -> str:
-        for a in self.addresses:
-            if a in s:
-                s = s.replace(a, SCRUBBED)
-        return s
+        if ":" not in s and "." not in s:
+            return s
+        spans = self._spans(s)
+        if not spans:
+            return s
+        out, at = [], 0
+        for a, b in spans:
+            out += [s[at:a], SCRUBBED]
+            at = b
+        out.append(s[at:])
+        return "".join(out)
 
     def raw(self, b: bytes) -> bytes:
-        for a, r in self._bytes:
-            b = b.replace(a, r)
+        spans = self._spans(b)
+        if spans:
+            out, at = [], 0
+            for x, y in spans:
+                out += [b[at:x], SCRUBBED.encode()]
+                at = y
+            out.append(b[at:])
+            b = b"".join(out)
         for p in self._packed:  # binary forms, as in a certificate's IP SAN
             b = b.replace(p, b"\0" * len(p))
         return b
 
     def needed(self, obj: Any) -> bool:
-        """Whether `obj` may hold an address: one C-speed search of its JSON, then of each
-        base64 blob in it (bodies, certificates) decoded."""
+        """Whether `obj` may hold an address: one C-speed search of its JSON for anything shaped like an
+        address, then of each base64 blob in it (bodies, certificates) decoded."""
         import orjson
 
         blob = orjson.dumps(obj)
-        if any(a in blob for a, _ in self._bytes):
+        if b"\\" in blob and _GLUING_ESCAPE.search(blob):
+            return True  # a JSON escape (\u0001, \b) glues hex digits to what follows: let the walk see the strings
+        if self._spans(blob):
             return True
         if b'"base64"' not in blob:
             return False
@@ -75,12 +343,14 @@ class Scrubber:
                 raw = base64.b64decode(m.group(1) or m.group(2), validate=True)
             except (binascii.Error, ValueError):
                 return True
-            if any(a in raw for a, _ in self._bytes) or any(p in raw for p in self._packed):
+            if any(p in raw for p in self._packed) or self._spans(raw):
                 return True
         return False
 
     def __call__(self, obj: Any) -> Any:
         """A scrubbed copy of a JSON-like value (the value itself when nothing needs scrubbing)."""
+        if self._interfaces and time.monotonic() >= self._next_look:
+            self._look()
         if not self.addresses or not self.needed(obj):
             return obj
         return self._walk(obj)
