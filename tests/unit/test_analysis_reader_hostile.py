@@ -27,6 +27,7 @@ import pytest
 
 from tamperscope.analysis import reader
 from tamperscope.analysis.reader import Line, Partition, Rejection
+from tests.unit.test_analysis_streams import _zstd
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-samples" / "generated"
 BOM = b"\xef\xbb\xbf"
@@ -221,13 +222,6 @@ def test_a_truncated_tar_keeps_everything_before_the_cut_with_one_rejection(tmp_
 
 
 # --------------------------------------------------------------------------- 3. a truncated .zst
-
-
-def _zstd(data: bytes) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.CompressedOutputStream(sink, "zstd") as out:
-        out.write(data)
-    return sink.getvalue().to_pybytes()
 
 
 def _decodable(path: Path) -> int:
