@@ -53,6 +53,26 @@ def test_bad_profiles_name_file_and_key(tmp_path: Path, text: str, needle: str) 
     assert msg.startswith(str(p)) and needle in msg and "\n" not in msg
 
 
+def test_a_blockpage_file_must_live_beside_the_profile(tmp_path: Path) -> None:
+    """The lab serves the page as root, and the probe may publish what it is served: a shared profile
+    must not reach /etc/shadow through "../" or a symbolic link, nor feed a huge file."""
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "secret.txt").write_text("root:x:0:0")
+    (tmp_path / "profiles" / "page.html").write_text("<h1>Blocked</h1>")
+    (tmp_path / "profiles" / "link.html").symlink_to(tmp_path / "secret.txt")
+    (tmp_path / "profiles" / "huge.html").write_bytes(b"x" * (2 << 20))
+    rule = "[[rule]]\nid='a'\nlayer='http'\naction='blockpage'\ndomains=['x.org']\nblockpage='{}'\n"
+    p = tmp_path / "profiles" / "p.toml"
+    p.write_text(rule.format("page.html"))
+    assert load_profile(p, blockpages.names()).rules[0].blockpage == str(tmp_path / "profiles" / "page.html")
+    for page, needle in (("../secret.txt", "outside the profile's directory"), (str(tmp_path / "secret.txt"), "outside"),
+                         ("link.html", "outside"), ("huge.html", "larger than 1024 KiB")):
+        p.write_text(rule.format(page))
+        with pytest.raises(ProfileError) as e:
+            load_profile(p, blockpages.names())
+        assert needle in str(e.value) and "\n" not in str(e.value), page
+
+
 def test_expect_follows_redirects_and_layers() -> None:
     tm = manager.resolve_profile("tm-like")
     assert expect_url(tm, "http://www.facebook.com/").mechanism == "dns.injection"

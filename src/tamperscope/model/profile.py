@@ -31,6 +31,7 @@ PLACEMENTS = ("in-path", "on-path")
 HEADER_CASES = ("keep", "lower", "upper", "title")
 LAB_NET = ipaddress.ip_network("198.18.0.0/15")
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
+MAX_BLOCKPAGE = 1 << 20  # bytes of a profile's own blockpage: the built-in ones are a few KiB
 
 TOP_KEYS = {"name", "description", "network", "proxy", "rule"}
 NETWORK_KEYS = {"delay_ms", "residual_s", "placement"}
@@ -277,6 +278,13 @@ def _parse_rule(src: str, i: int, t: Any, base: Path, builtin_pages: set[str], p
             p = (base / blockpage).resolve()
             if not p.is_file():
                 raise _fail(src, f"{where}.blockpage", f"no built-in page or file {blockpage!r} (built-in: {', '.join(sorted(builtin_pages))})")
+            # The lab (root) serves this file to the probe, which may publish it: a profile shared by
+            # someone else must not pick /etc/shadow through "../" or a link out of its own directory.
+            if not p.is_relative_to(base.resolve()):
+                raise _fail(src, f"{where}.blockpage", f"{blockpage!r} is outside the profile's directory "
+                            f"{base.resolve()}: put the page beside the profile")
+            if p.stat().st_size > MAX_BLOCKPAGE:
+                raise _fail(src, f"{where}.blockpage", f"{blockpage!r} is larger than {MAX_BLOCKPAGE >> 10} KiB")
             blockpage = str(p)
     if layer == "http" and action == "blockpage" and blockpage is None:
         raise _fail(src, f"{where}.blockpage", "http blockpage needs a blockpage")
