@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import ipaddress
 import os
-import re
 import stat
 import sys
 import time
@@ -34,7 +32,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from ..model.inputs import BadInput, parse_url
+from ..model.inputs import BadInput, check_host, parse_url
 from ..model.measurement import ProbeInfo, envelope, new_report_id
 from ..nettests.base import Context, NettestError
 from .privacy import Scrubber
@@ -364,23 +362,14 @@ class Engine:
             sync(out)
 
 
-_LABEL = re.compile(r"[a-z0-9_-]{1,63}")
-
-
 def host_ok(host: str) -> bool:
     """An IP address or a DNS name (IDN allowed): something a connection can be made to. Checked before
     the run, so a typo is one line instead of a failed measurement recorded as done."""
     try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        pass
-    try:
-        name = host.encode("idna").decode("ascii").lower()
-    except (UnicodeError, ValueError):
+        check_host(host)
+    except BadInput:
         return False
-    name = name[:-1] if name.endswith(".") else name
-    return 0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split("."))
+    return True
 
 
 def _url_input(input: str) -> None:
