@@ -8,7 +8,6 @@ the store. A ``kill -9`` loses nothing that was acknowledged (see `rawlog`).
 
 from __future__ import annotations
 
-import errno
 import os
 import socket
 import sys
@@ -17,7 +16,13 @@ from pathlib import Path
 from tamperscope.analysis.store import Store, StoreError
 from tamperscope.collector.admin import TOKEN_ENV, usable_token
 from tamperscope.collector.app import create_app
-from tamperscope.collector.config import DEFAULT_HOST, DEFAULT_PORT, Settings, open_store
+from tamperscope.collector.config import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    Settings,
+    open_store,
+)
+from tamperscope.netx.listening import EVERY_INTERFACE, bind_failure, shown
 
 
 class ServeError(Exception):
@@ -53,20 +58,12 @@ def listen(host: str, port: int, backlog: int = 2048) -> list[socket.socket]:
                 sock.bind(addr)
                 sock.listen(backlog)
             except OSError as exc:
-                why = {errno.EADDRINUSE: "the port is in use",
-                       errno.EADDRNOTAVAIL: f"{addr[0]} is not an address of this machine",
-                       errno.EACCES: "permission denied (a port below 1024 needs root)"}.get(exc.errno or 0)
-                raise ServeError(f"cannot listen on {_shown(addr)}: {why or exc.strerror or exc}") from None
+                raise ServeError(f"cannot listen on {shown(addr)}: {bind_failure(exc, str(addr[0]))}") from None
     except BaseException:
         for sock in socks:
             sock.close()
         raise
     return socks
-
-
-def _shown(addr: tuple[object, ...]) -> str:
-    host, port = str(addr[0]), addr[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def serve(settings: Settings, *, store: Store | None = None) -> int:
@@ -90,9 +87,9 @@ def serve(settings: Settings, *, store: Store | None = None) -> int:
         server = uvicorn.Server(config)
         if settings.announce:
             where = f"http://{_url_host(settings.host)}:{settings.port}/"
-            bound = ", ".join(_shown(s.getsockname()) for s in socks)
-            every = {"0.0.0.0": " (every IPv4 interface)", "::": " (every IPv6 interface)"}.get(settings.host, "")
-            also = f"listening on {bound}{every}; " if every or bound != _shown((settings.host, settings.port)) else ""
+            bound = ", ".join(shown(s.getsockname()) for s in socks)
+            every = EVERY_INTERFACE.get(settings.host, "")
+            also = f"listening on {bound}{every}; " if every or bound != shown((settings.host, settings.port)) else ""
             mode = "explorer, API and collector" if settings.accept_submissions else "explorer and API (read-only)"
             print(f"tamperscope: {mode} at {where} ({also}store {settings.db_path}; Ctrl-C to stop)",
                   file=sys.stderr, flush=True)
@@ -101,9 +98,9 @@ def serve(settings: Settings, *, store: Store | None = None) -> int:
         except KeyboardInterrupt:
             pass
         except SystemExit:  # uvicorn exits when the app cannot start; it has logged why
-            raise ServeError(f"the server on {_shown((settings.host, settings.port))} could not start") from None
+            raise ServeError(f"the server on {shown((settings.host, settings.port))} could not start") from None
         if not server.started:
-            raise ServeError(f"the server on {_shown((settings.host, settings.port))} did not start")
+            raise ServeError(f"the server on {shown((settings.host, settings.port))} did not start")
     finally:
         for sock in socks:
             sock.close()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
 import ipaddress
 import logging
 import math
@@ -36,6 +35,7 @@ from ..model.asn import EMPTY, AsnTable
 from ..model.inputs import BadInput, listen_host
 from ..netx import Resolver, Trace, fetch, lookup_addresses, tcp_connect, tls_handshake
 from ..netx.classify import NetxError
+from ..netx.listening import EVERY_INTERFACE, bind_failure, shown
 
 log = logging.getLogger("tamperscope.helper")
 MAX_REQUEST = 1 << 20
@@ -358,31 +358,23 @@ def check_options(args: argparse.Namespace) -> None:
             raise BadOption(f"cannot read CA bundle {args.ca_bundle}: {e.strerror or e}") from None
 
 
-def _shown(sockname: tuple[object, ...]) -> str:
-    host, port = str(sockname[0]), sockname[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 async def serve_forever(args: argparse.Namespace) -> None:
     check_options(args)
     resolver = Resolver("udp", args.resolver, duplicate_window=0.0) if args.resolver else Resolver()
     helper = ControlHelper(resolver=resolver, ca_bundle=args.ca_bundle, asn=load_asn_table(args.asn_table),
                            timeout=args.timeout, max_inflight=args.max_inflight)
-    where = _shown((args.host, args.port))
+    where = shown((args.host, args.port))
     try:
         server = await HelperServer(helper).serve(args.host, args.port)
     except socket.gaierror as e:
         raise BadOption(f"cannot listen on {where}: {args.host} does not resolve ({e.strerror})") from None
     except OSError as e:
-        why = {errno.EADDRINUSE: "the port is in use",
-               errno.EADDRNOTAVAIL: f"{args.host} is not an address of this machine",
-               errno.EACCES: "permission denied (a port below 1024 needs root)"}.get(e.errno or 0)
-        raise BadOption(f"cannot listen on {where}: {why or e.strerror or e}") from None
+        raise BadOption(f"cannot listen on {where}: {bind_failure(e, args.host)}") from None
     if args.ready:
         args.ready.write_text("ok")
     else:
-        bound = ", ".join(f"http://{_shown(s.getsockname())}/" for s in server.sockets)
-        every = {"0.0.0.0": " (every IPv4 interface)", "::": " (every IPv6 interface)"}.get(args.host, "")
+        bound = ", ".join(f"http://{shown(s.getsockname())}/" for s in server.sockets)
+        every = EVERY_INTERFACE.get(args.host, "")
         print(f"tamperscope helper: listening on {bound}{every}", file=sys.stderr, flush=True)
     async with server:
         await server.serve_forever()
