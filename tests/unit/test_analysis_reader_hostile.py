@@ -165,6 +165,36 @@ def test_a_jsonl_member_over_the_limit_is_read_line_by_line(tmp_path: Path) -> N
         assert [(r.line, r.reason) for r in rejections] == [(7, "too_large")]
 
 
+def test_a_tar_of_many_members_is_read_in_flat_memory(tmp_path: Path) -> None:
+    """A postcan holds tens of thousands of members: tarfile, even streaming, keeps every header it has
+    read (about 1 kB each) unless told otherwise. 8,000 members must cost no more than 1,000."""
+    import tracemalloc
+
+    line = orjson.dumps(_many(1)[0]) + b"\n"
+
+    def peak(members: int) -> int:
+        path = tmp_path / f"can-{members}.tar"
+        with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+            for i in range(members):
+                # long names: PAX headers, as OONI's paths (2024-01-01/20240101T000000Z-IT-AS137-web_connectivity-…)
+                info = tarfile.TarInfo(f"2024-01-01/{i:08d}-{'x' * 120}-web_connectivity.jsonl")
+                info.size = len(line)
+                tar.addfile(info, io.BytesIO(line))
+        tracemalloc.start()
+        try:
+            count = 0
+            for record in reader.read_partition(Partition(str(path), "tar")):
+                assert isinstance(record, Line)
+                count += 1
+            assert count == members
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    small, large = peak(1_000), peak(8_000)
+    assert large - small < 1_000_000, (small, large)
+
+
 def test_a_tar_of_pretty_printed_json_files_is_read_like_the_files(tmp_path: Path, fifo: Any) -> None:
     """``tar cf samples.tar -C generated .``: one pretty-printed measurement per ``.json`` member."""
     ms = _samples()

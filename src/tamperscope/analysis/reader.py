@@ -967,8 +967,16 @@ class _Header(tarfile.TarInfo):
 
 
 class _Archive(tarfile.TarFile):
+    """Read once, front to back: it keeps no list of the members it has read (tarfile does, even streaming,
+    about 1 kB a member: a postcan of 100,000 members would hold 100 MB of headers)."""
+
     tarinfo = _Header
     damage: tarfile.HeaderError | None = None
+
+    def next(self) -> tarfile.TarInfo | None:
+        member = super().next()
+        self.members.clear()  # iteration asks next() for each member once the list is shorter than its count
+        return member
 
 
 class _Member(io.RawIOBase):
