@@ -72,6 +72,35 @@ def test_a_measurement_with_the_address_in_headers_bodies_and_keys() -> None:
     assert SCRUBBED in out["test_keys"] and "2001:db8::2" not in out["test_keys"]
 
 
+@pytest.mark.parametrize("spelling", [
+    "2001%3Adb8%3A%3A2", "2001%3adb8%3a%3a2", "2001%3ADB8%3A0%3A0%3A0%3A0%3A0%3A0002", "2001%3Adb8::2",
+    "%3A%3Affff%3A198.18.1.2", "%3A%3AFFFF%3AC612%3A0102",
+])
+def test_a_percent_encoded_address_in_a_url_is_scrubbed(spelling: str) -> None:
+    """A blockpage's redirect names the client in its query string, with the colons encoded."""
+    s = scrubber()
+    location = f"http://block.example/?ip={spelling}&url=http%3A%2F%2Fsite.example%2F"
+    want = f"http://block.example/?ip={SCRUBBED}&url=http%3A%2F%2Fsite.example%2F"
+    assert s.text(location) == want
+    assert s.raw(location.encode()) == want.encode()
+    m = {"headers": {"Location": location},
+         "body": {"format": "base64", "data": base64.b64encode(f"<a href='{location}'>".encode()).decode()}}
+    out = s(m)
+    assert out["headers"]["Location"] == want
+    assert base64.b64decode(out["body"]["data"]) == f"<a href='{want}'>".encode()
+
+
+@pytest.mark.parametrize("text", [
+    "?ip=2001%3Adb8%3A%3A20", "?ip=2001%3Adb8%3A1%3A%3A2", "?t=12%3A30%3A45", "?u=http%3A%2F%2F198.18.1.20%2F",
+    "%3A%3A%3A%3A", "%3A2%3A",
+])
+def test_percent_encoded_lookalikes_are_left_alone(text: str) -> None:
+    s = scrubber()
+    assert s.text(text) == text
+    m = {"headers": {"Location": text}}
+    assert s(m) is m
+
+
 def test_packed_ipv6_and_mapped_ipv4_in_binary_are_zeroed() -> None:
     import ipaddress
 
@@ -120,6 +149,7 @@ def test_hostile_bodies_cost_linear_time() -> None:
     s = scrubber()
     size = 512 * 1024
     for junk in ("1:" * (size // 2), "1." * (size // 2), "a" * size + ":b:", "198.18.1.1." * (size // 11),
+                 "1%3A" * (size // 4), "%3A" * (size // 3), "2%3A%3" * (size // 6),
                  "".join(f"{i:x}:2:3:4:5:6:7:8:9:0:2 " for i in range(size // 26)),
                  "".join(f"{i:x}::2:2:2:2:2:2 " for i in range(size // 18))):
         t = time.perf_counter()

@@ -12,7 +12,7 @@ resolvers and the helper, and every address of this machine's interfaces
 addresses change). Text is searched for anything shaped like an address,
 which is parsed and compared by value, so every spelling is found:
 `2001:DB8::2`, `2001:0db8:0000:0000:0000:0000:0000:0002`, `::ffff:198.18.1.2`,
-`198.018.001.002`.
+`198.018.001.002`, and in a URL `2001%3Adb8%3A%3A2`.
 """
 
 from __future__ import annotations
@@ -45,6 +45,13 @@ _V6_ANCHOR, _V6_TAIL, _V4_TAIL = r":[0-9A-Fa-f.]*+:", r"[0-9A-Fa-f:.]*+", r"[0-9
 _TEXT = (re.compile(_V6_ANCHOR), re.compile(_V6_TAIL), _HEX + ".", re.compile(_V4_TAIL), "0123456789")
 _BYTES = (re.compile(_V6_ANCHOR.encode()), re.compile(_V6_TAIL.encode()), (_HEX + ".").encode(),
           re.compile(_V4_TAIL.encode()), b"0123456789")
+# In a URL (a blockpage's redirect: "?ip=2001%3Adb8%3A%3A2") an IPv6 address's colons are percent-encoded:
+# a second pass, only over text holding "%3", finds runs with the colons spelled either way.
+_COLON = r"(?::|%3[Aa])"
+_PCT_ANCHOR, _PCT_TAIL = _COLON + r"[0-9A-Fa-f.]*+" + _COLON, r"(?:[0-9A-Fa-f:.]|%3[Aa])*+"
+_PCT_TEXT = (re.compile(_PCT_ANCHOR), re.compile(_PCT_TAIL))
+_PCT_BYTES = (re.compile(_PCT_ANCHOR.encode()), re.compile(_PCT_TAIL.encode()))
+_ENCODED_COLON = re.compile(r"%3[Aa]")
 # The longest spelling of one IPv6 address is 45 characters; in a longer run of address
 # characters only its ends are tried.
 _MAX_RUN = 64
@@ -118,6 +125,23 @@ def _runs(s: Any, anchor: re.Pattern[Any], tail: re.Pattern[Any], head: Any, bac
             before = s[max(at - back, 0):at]
             end = tail.match(s, at).end()
             yield at - len(before) + len(before.rstrip(head)), end
+
+
+def _decode_colons(run: str) -> tuple[str, list[int]]:
+    """`run` with each ``%3A`` turned into ``:``, and where in `run` each character of the result (and its
+    end) sits."""
+    out: list[str] = []
+    at: list[int] = []
+    i = 0
+    for m in _ENCODED_COLON.finditer(run):
+        out.append(run[i:m.start()])
+        at.extend(range(i, m.start()))
+        out.append(":")
+        at.append(m.start())
+        i = m.end()
+    out.append(run[i:])
+    at.extend(range(i, len(run) + 1))
+    return "".join(out), at
 
 
 def _quad(parts: list[str]) -> int:
@@ -283,6 +307,15 @@ class Scrubber:
                 span = self._span6(s[lo:hi] if text else s[lo:hi].decode("ascii"))  # type: ignore[union-attr]
                 if span is not None:
                     found.append((lo + span[0], lo + span[1]))
+            if (b"%3" if not text else "%3") in s:  # type: ignore[operator]
+                anchor, tail = _PCT_TEXT if text else _PCT_BYTES
+                for lo, hi in _runs(s, anchor, tail, v6_head, 4):
+                    run = s[lo:hi] if text else s[lo:hi].decode("ascii")  # type: ignore[union-attr]
+                    if "%" in run:
+                        decoded, at = _decode_colons(run)  # type: ignore[arg-type]
+                        span = self._span6(decoded)
+                        if span is not None:
+                            found.append((lo + at[span[0]], lo + at[span[1]]))
         if self._v4_anchor is not None:
             for lo, hi in _runs(s, self._v4_anchor[0 if text else 1], v4_tail, v4_head, 4):
                 run = s[lo:hi] if text else s[lo:hi].decode("ascii")  # type: ignore[union-attr]
@@ -301,7 +334,7 @@ class Scrubber:
     # -- replacing ----------------------------------------------------------------------------------
 
     def text(self, s: str) -> str:
-        if ":" not in s and "." not in s:
+        if ":" not in s and "." not in s and "%" not in s:
             return s
         spans = self._spans(s)
         if not spans:
