@@ -78,10 +78,9 @@ def run(args: argparse.Namespace) -> int:
         res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "run", "web_connectivity",
                                                 "--list", str(lst), "--yes", "--parallel", str(args.parallel),
                                                 "--capture", "-o", str(out)]), env=manager.client_env())
-        if res.returncode != 0:
-            say("demo: the probe failed")
-            return res.returncode
-        measurements = [json.loads(line) for line in Path(out).read_text().splitlines() if line.strip()]
+        measurements, status = probe_results(res.returncode, Path(out), say)
+        if not measurements:
+            return status or 1
         located = locate_examples(measurements, say)
         truth = [json.loads(line) for line in manager.PATHS.log.read_text().splitlines() if line.strip()]
     finally:
@@ -90,8 +89,35 @@ def run(args: argparse.Namespace) -> int:
     print(summary(measurements, profile, truth, time.monotonic() - t0, out))
     print(equipment(measurements, located), flush=True)
     if args.serve:
-        return serve(with_hops(measurements, located), args.db or work / "demo.duckdb", args.port, args.serve_seconds, say)
-    return 0
+        served = serve(with_hops(measurements, located), args.db or work / "demo.duckdb", args.port,
+                       args.serve_seconds, say)
+        return served or status
+    return status
+
+
+def probe_results(returncode: int, out: Path, say: Callable[[str], None]) -> tuple[list[dict], int]:
+    """The measurements the probe wrote, and the demo's exit status. The probe exits 1 when some inputs could
+    not be measured (it says which) and the others were written: the demo goes on with those, and ends with 1."""
+    if returncode not in (0, 1):
+        say(f"demo: the probe failed (exit {returncode})")
+        return [], returncode
+    measurements = []
+    try:
+        with out.open("rb") as f:
+            for line in f:
+                try:
+                    m = json.loads(line)
+                except ValueError:
+                    continue  # a line the probe did not finish
+                if isinstance(m, dict) and isinstance(m.get("test_keys"), dict) and isinstance(m.get("input"), str):
+                    measurements.append(m)
+    except OSError as exc:
+        say(f"demo: cannot read the probe's measurements ({out}): {exc.strerror or exc}")
+        return [], 1
+    if returncode:
+        say(f"demo: the probe could not measure every input (it said why above); the summary covers the "
+            f"{len(measurements)} it measured" if measurements else "demo: the probe failed and measured nothing")
+    return measurements, returncode
 
 
 def with_hops(measurements: list[dict], located: dict[str, dict]) -> list[dict]:
