@@ -88,6 +88,23 @@ def test_hostile_strings_are_inert(store: Store) -> None:
     assert len(re.findall(r"<script>", body)) == 1  # only our drawing code
 
 
+def test_an_anomaly_no_technique_explains_is_called_unexplained_not_none(store: Store) -> None:
+    """A site under "Most blocked sites" with "none" as its main technique reads as not blocked: the HTML
+    report (for readers who have not read the verdict rules) calls mechanism "none" "unexplained"."""
+    from tamperscope.analysis import store as st
+
+    assert any(m["mechanism"] == "none" and m["measurement_count"] for m in st.per_mechanism(store))
+    page = html_report(store)
+    cells = re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td>", page)
+    assert ("unexplained", MECHANISM_WORDS["none"]) in cells  # the techniques table
+    assert not [c for c in cells if c[0] == "none"]
+    assert "<td>none</td>" not in page
+    blobs = dict(re.findall(r"<script type='application/json' data-chart='(chart-\w+)'>(.*?)</script>", page, re.S))
+    names = {t["name"] for t in json.loads(blobs["chart-mechanisms"])["data"]}
+    assert "unexplained" in names and "none" not in names
+    assert any(line.startswith("none ") for line in terminal_report(store).splitlines())  # the data's word there
+
+
 def test_signatures_are_listed(store: Store) -> None:
     page = html_report(store)
     assert "Equipment signatures seen" in page and "Evil \u202e box" in page

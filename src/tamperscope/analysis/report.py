@@ -330,9 +330,10 @@ def _mechanisms_figure(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | No
     counts = {(r["probe_cc"], r["mechanism"]): r["measurement_count"] for r in rows}
     spare = itertools.cycle(_SPARE_COLOURS)  # for mechanisms of a newer analysis version
     colour = {m: MECHANISM_COLOURS.get(m) or next(spare) for m in mechanisms}
-    data = [{"type": "bar", "name": _plot(m), "x": [_plot(c) for c in countries],
+    data = [{"type": "bar", "name": _plot(_technique(m)), "x": [_plot(c) for c in countries],
              "y": [counts.get((c, m), 0) for c in countries], "marker": {"color": colour[m]},
-             "hovertemplate": f"{_plot(m)}: %{{y}} anomalies in %{{x}}<extra></extra>"} for m in mechanisms]
+             "hovertemplate": f"{_plot(_technique(m))}: %{{y}} anomalies in %{{x}}<extra></extra>"}
+            for m in mechanisms]
     layout = {"barmode": "stack", "title": {"text": "How sites are blocked, by country"},
               # no x-axis title: the ticks are country codes, and a title sat under the legend
               "yaxis": {"title": {"text": "anomalous measurements"}},
@@ -346,6 +347,16 @@ def _when(value: Any) -> str:
     return f"{text[:10]} {text[11:16]} UTC" if len(text) >= 16 else text
 
 
+# The HTML report's name for mechanism "none" on an anomalous measurement: "none" under "main technique"
+# of a blocked site reads as "not blocked" to someone who has not read the verdict rules.
+UNEXPLAINED = "unexplained"
+_TECHNIQUE_KEYS = frozenset({"mechanism", "top_mechanism"})
+
+
+def _technique(mechanism: Any) -> Any:
+    return UNEXPLAINED if mechanism == "none" else mechanism
+
+
 def _html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
     if not rows:
         return "<p class='none'>None.</p>"
@@ -354,7 +365,7 @@ def _html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, 
     for r in rows:
         cells = []
         for key, _ in columns:
-            value = r.get(key)
+            value = _technique(r.get(key)) if key in _TECHNIQUE_KEYS else r.get(key)
             cls = " class='num'" if isinstance(value, (int, float)) else ""
             cells.append(f"<td{cls}>{_e(_cell(value) if not isinstance(value, str) else value)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
