@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from html.parser import HTMLParser
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import orjson
@@ -15,6 +16,8 @@ from tamperscope.collector import samples
 from tamperscope.collector.config import Settings
 from tamperscope.collector.testing import SyncClient, running_app
 from tamperscope.explorer.headers import CSP
+
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-samples" / "generated"
 
 
 @pytest.fixture(scope="module")
@@ -269,3 +272,27 @@ def test_area_pages_say_what_changed(tmp_path_factory: pytest.TempPathFactory) -
             assert {r["input"] for r in found} == {"https://changes.example/"} and len(found) == 4
         assert "changes" not in c.get("/index.json").json()  # the whole store's is the report's job
         assert c.get("/domain/steady.example.json").json()["changes"] == []
+
+
+def test_an_anomaly_no_technique_explains_is_shown_as_unexplained(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """OONI's broken-redirect sample is an anomaly (http-failure) that no censorship technique explains:
+    mechanism "none" in the data, which the pages show as "unexplained" (a blocked domain whose mechanism
+    read "none" looked unblocked). The JSON twins keep the data's word."""
+    sample = SAMPLES / "redirectWithBrokenLocationForHTTP" / "measurement.json"
+    m = orjson.loads(sample.read_bytes())
+    ms = [dict(m, report_id=f"r{i}", measurement_start_time=f"2024-02-12 10:0{i}:00") for i in range(2)]
+    db = tmp_path_factory.mktemp("unexplained") / "e.duckdb"
+    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as c:
+        out = c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(x) for x in ms)).json()
+        assert out["stored"] == 2, out
+        home = c.get("/index.json").json()
+        assert [(x["mechanism"], x["measurement_count"]) for x in home["mechanisms"]] == [("none", 2)]
+        domain = home["domains"][0]["domain"]
+        assert home["domains"][0]["top_mechanism"] == "none"
+        for path in ("/", f"/domain/{domain}", f"/country/{m['probe_cc']}"):
+            html = c.get(path).text
+            cells = re.findall(r"<td>([^<]*)</td>", html)
+            assert "unexplained" in cells and "none" not in cells, path
+        chart = orjson.loads(re.search(r'id="chart-mechanisms" data-chart="([^"]*)"', c.get("/").text)
+                             .group(1).replace("&#34;", '"').replace("&quot;", '"'))  # type: ignore[union-attr]
+        assert chart["data"][0]["y"] == ["unexplained"]

@@ -330,9 +330,9 @@ def _mechanisms_figure(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | No
     counts = {(r["probe_cc"], r["mechanism"]): r["measurement_count"] for r in rows}
     spare = itertools.cycle(_SPARE_COLOURS)  # for mechanisms of a newer analysis version
     colour = {m: MECHANISM_COLOURS.get(m) or next(spare) for m in mechanisms}
-    data = [{"type": "bar", "name": _plot(_technique(m)), "x": [_plot(c) for c in countries],
+    data = [{"type": "bar", "name": _plot(technique(m)), "x": [_plot(c) for c in countries],
              "y": [counts.get((c, m), 0) for c in countries], "marker": {"color": colour[m]},
-             "hovertemplate": f"{_plot(_technique(m))}: %{{y}} anomalies in %{{x}}<extra></extra>"}
+             "hovertemplate": f"{_plot(technique(m))}: %{{y}} anomalies in %{{x}}<extra></extra>"}
             for m in mechanisms]
     layout = {"barmode": "stack", "title": {"text": "How sites are blocked, by country"},
               # no x-axis title: the ticks are country codes, and a title sat under the legend
@@ -353,7 +353,8 @@ UNEXPLAINED = "unexplained"
 _TECHNIQUE_KEYS = frozenset({"mechanism", "top_mechanism"})
 
 
-def _technique(mechanism: Any) -> Any:
+def technique(mechanism: Any) -> Any:
+    """A mechanism as the HTML report and the explorer show it (`UNEXPLAINED` for "none")."""
     return UNEXPLAINED if mechanism == "none" else mechanism
 
 
@@ -365,7 +366,7 @@ def _html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, 
     for r in rows:
         cells = []
         for key, _ in columns:
-            value = _technique(r.get(key)) if key in _TECHNIQUE_KEYS else r.get(key)
+            value = technique(r.get(key)) if key in _TECHNIQUE_KEYS else r.get(key)
             cls = " class='num'" if isinstance(value, (int, float)) else ""
             cells.append(f"<td{cls}>{_e(_cell(value) if not isinstance(value, str) else value)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from tamperscope.analysis.report import technique
+
 COLOURS = {"ok": "#8fbf8f", "anomaly": "#e0a040", "confirmed": "#c0392b", "failure": "#9a9a9a"}
 
 
@@ -51,7 +53,8 @@ def mechanisms(rows: Sequence[dict[str, Any]], title: str = "Anomalies by mechan
         return None
     rows = sorted(rows, key=lambda r: int(r.get("measurement_count") or 0))
     data = [{"type": "bar", "orientation": "h", "name": "anomalies",
-             "y": [str(r["mechanism"]) for r in rows], "x": [int(r.get("measurement_count") or 0) for r in rows],
+             "y": [str(technique(r["mechanism"])) for r in rows],
+             "x": [int(r.get("measurement_count") or 0) for r in rows],
              "marker": {"color": COLOURS["confirmed"]}}]
     return {"data": data, "layout": _layout(title, height=max(160, 60 + 28 * len(rows)),
                                             margin={"l": 110, "r": 10, "t": 36, "b": 30}, showlegend=False)}

@@ -33,6 +33,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from tamperscope import __version__
+from tamperscope.analysis.report import technique
 from tamperscope.collector.config import Collector
 from tamperscope.explorer import pages, plotlyjs
 from tamperscope.explorer.headers import SANDBOX_CSP
@@ -85,7 +86,11 @@ def _when(value: Any) -> str:
     return str(value or "").replace("T", " ").removesuffix("Z")
 
 
-_env.filters.update(seg=_seg, qs=_qs, num=_num, attrjson=_attrjson, when=_when)
+def _technique(value: Any) -> str:
+    return str(technique(value) or "")
+
+
+_env.filters.update(seg=_seg, qs=_qs, num=_num, attrjson=_attrjson, when=_when, technique=_technique)
 _env.globals.update(pct=_pct, version=__version__, plotly_style_ids=plotlyjs.style_ids,
                     plotly_css=lambda: plotlyjs.stylesheet() is not None)
 
