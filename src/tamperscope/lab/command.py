@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -95,11 +96,24 @@ def run(args: argparse.Namespace) -> int:
             raise LabError("the lab is not up; run `tamperscope lab up --profile NAME` first", 2)
         ns = {"client": A.NS_CLIENT, "outside": A.NS_OUTSIDE, "inet": A.NS_INET, "access": A.NS_ACCESS,
               "border": A.NS_BORDER, "censor": A.NS_CENSOR}[args.ns]
+        env = manager.client_env()
+        _check_program(argv[0], env)
         sys.stdout.flush()
-        os.execvpe("ip", manager.exec_argv(argv, ns), manager.client_env())
+        os.execvpe("ip", manager.exec_argv(argv, ns), env)
     if cmd == "log":
         return _log(args.follow)
     raise LabError(f"unknown lab command {cmd}", 2)
+
+
+def _check_program(name: str, env: dict[str, str]) -> None:
+    """Refuse a program that cannot be run, with env(1)'s exit codes (127: not found, 126: not executable),
+    before `ip netns exec` fails with its own message and exit 1 (which the program could have returned).
+    The namespaces share this file system, so what is found here is found there."""
+    if shutil.which(name, path=env.get("PATH", os.defpath)) is not None:
+        return
+    if os.sep in name and os.path.exists(name):
+        raise LabError(f"lab exec: {name} is not an executable program", 126)
+    raise LabError(f"lab exec: no program {name!r}" + ("" if os.sep in name else " on the PATH"), 127)
 
 
 def _log(follow: bool) -> int:
@@ -120,14 +134,15 @@ def _log(follow: bool) -> int:
 
 
 def _expect(args: argparse.Namespace) -> int:
+    from ..model.inputs import MAX_LIST, BadInput, read_bounded
     from .expect import BadURL, expect_url, read_url_list, to_csv
     from .manager import resolve_profile
 
     profile = resolve_profile(args.profile)
     try:
-        text = args.list.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise LabError(f"cannot read list {args.list}: {e.__class__.__name__}", 2) from None
+        text = read_bounded(args.list, MAX_LIST, "list")  # as `tamperscope run --list` reads it: /dev/zero ends
+    except BadInput as e:
+        raise LabError(str(e), 2) from None
     try:
         urls = read_url_list(text, str(args.list))
     except BadURL as e:

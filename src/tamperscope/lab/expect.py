@@ -38,7 +38,9 @@ BadURL = BadInput
 def parse_url(url: str) -> tuple[str, str, int, str]:
     """(scheme, host, port, path) of an http(s) URL, or BadURL."""
     p = _parse(url)
-    return p.scheme, p.host, p.port, p.path
+    # the probe looks an IDN up, and sends it as SNI and Host, in its IDNA form (netx/http.py): so do we
+    host = p.host if p.host.isascii() else p.host.encode("idna").decode("ascii")
+    return p.scheme, host, p.port, p.path
 
 
 def _ip_rule(profile: Profile, host: str, addr: str, port: int) -> Rule | None:
@@ -47,7 +49,7 @@ def _ip_rule(profile: Profile, host: str, addr: str, port: int) -> Rule | None:
             continue
         if any(farm.address_for(d, profile) == addr for d in r.domains):
             return r
-        if any(ipaddress.IPv4Address(addr) in ipaddress.IPv4Network(c) for c in r.cidrs):
+        if any(ipaddress.ip_address(addr) in ipaddress.IPv4Network(c) for c in r.cidrs):  # an IPv6 URL: never
             return r
     return None
 

@@ -85,12 +85,34 @@ def resolve_profile(spec: str) -> Profile:
         path = builtins[spec]
     else:
         path = Path(spec)
-        if not path.exists():
-            raise LabError(f"no built-in profile or file {spec!r} (built-in: {', '.join(sorted(builtins))})", 2)
+        try:
+            exists = spec != "" and path.exists()
+        except (OSError, ValueError):  # a name too long for the file system
+            exists = False
+        if not exists:
+            raise LabError(f"no built-in profile or file {spec[:200]!r} (built-in: {', '.join(sorted(builtins))})", 2)
     try:
-        return load_profile(path.resolve(), blockpages.names())
+        profile = load_profile(path.resolve(), blockpages.names())
     except ProfileError as e:
         raise LabError(str(e), 2) from None
+    _check_regexes(profile)
+    return profile
+
+
+def _check_regexes(profile: Profile) -> None:
+    """The censor runs each rule's regex over names from hostile traffic (Host headers, SNIs, DNS queries):
+    one that can backtrack exponentially, like (a+)+$, would stall it on a crafted name. Refused, as the
+    fingerprint matcher refuses them."""
+    if not any(r.regex for r in profile.rules):
+        return
+    from ..wire.fingerprints import backtracking_risk
+
+    for i, r in enumerate(profile.rules):
+        why = backtracking_risk(r.regex) if r.regex else None
+        if why is not None:
+            raise LabError(f"{profile.source}: rule[{i}] ({r.id}).regex: may backtrack exponentially on a crafted "
+                           f"name ({why}); write it without nested or overlapping repeats, or use domains "
+                           "with suffix = true", 2)
 
 
 def _run(*cmd: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -121,10 +143,32 @@ def _alive(pid: int) -> bool:
 
 
 def read_state() -> dict | None:
+    """state.json, or None when there is none or it is not one this module wrote (a stale lab, then)."""
     try:
-        return json.loads(PATHS.state.read_text())
+        st = json.loads(PATHS.state.read_text())
     except (OSError, ValueError):
         return None
+    if not isinstance(st, dict) or not isinstance(st.get("pids", {}), dict):
+        return None
+    if not all(type(pid) is int and pid > 1 for pid in st.get("pids", {}).values()):
+        return None
+    return st
+
+
+def _ours(pid: int) -> bool:
+    """Whether `pid` runs one of the lab's programs. The pids of a lab killed long ago may since name other
+    processes (a user's shell, as a session leader): `down` must not kill them, nor `is_up` take them
+    for the lab."""
+    if pid in _CHILDREN:
+        return True
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    # `ip netns exec ts-… python -m tamperscope.…`, before and after ip execs the interpreter
+    if args[:3] == [b"ip", b"netns", b"exec"]:
+        return len(args) > 3 and args[3].startswith(A.PREFIX.encode())
+    return len(args) > 2 and args[1] == b"-m" and args[2].startswith(b"tamperscope.")
 
 
 def is_up() -> bool:
@@ -132,7 +176,8 @@ def is_up() -> bool:
     if not st or st.get("status") != "up":
         return False
     pids = st.get("pids", {})
-    return bool(pids) and all(_alive(p) for p in pids.values()) and set(A.NAMESPACES) <= set(lab_namespaces())
+    return bool(pids) and all(_alive(p) and _ours(p) for p in pids.values()) and \
+        set(A.NAMESPACES) <= set(lab_namespaces())
 
 
 # -- down ---------------------------------------------------------------
@@ -142,7 +187,7 @@ def down(quiet: bool = False) -> list[str]:
     require_root()
     removed: list[str] = []
     st = read_state()
-    pids = list((st or {}).get("pids", {}).values())
+    pids = [pid for pid in (st or {}).get("pids", {}).values() if _ours(pid)]
     for pid in pids:
         try:
             os.killpg(pid, signal.SIGTERM)

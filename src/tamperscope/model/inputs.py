@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import ipaddress
+import os
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -146,6 +147,23 @@ def normal_url(url: str) -> str:
 class ListEntry:
     url: str
     category_code: str | None = None
+
+
+MAX_LIST = 64 << 20  # bytes of a test list: Citizen Lab's global list is ~300 KB
+
+
+def read_bounded(path: str | os.PathLike[str], limit: int, what: str) -> str:
+    """A text file's content, reading at most `limit` bytes (a device like /dev/zero never ends); BadInput,
+    one line naming `what` and the file, when it is larger, unreadable or not UTF-8."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise BadInput(f"{what} {path} is larger than {limit >> 20} MiB: is it the right file?")
+        return data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise BadInput(f"cannot read {what} {path}: {e.__class__.__name__}: {getattr(e, 'strerror', None) or e}") \
+            from None
 
 
 def read_url_list(text: str, source: str = "list") -> list[ListEntry]:

@@ -8,12 +8,17 @@ docs/lab-profiles.md; a test keeps the two in step.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .inputs import BadInput, check_host
 
 LAYERS = ("dns", "ip", "http", "tls", "quic")
 ACTIONS: dict[str, tuple[str, ...]] = {
@@ -32,6 +37,8 @@ HEADER_CASES = ("keep", "lower", "upper", "title")
 LAB_NET = ipaddress.ip_network("198.18.0.0/15")
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 MAX_BLOCKPAGE = 1 << 20  # bytes of a profile's own blockpage: the built-in ones are a few KiB
+MAX_PROFILE = 4 << 20  # bytes of a profile: the built-in ones are 2 KiB, 10 000 rules fit in 1 MiB
+MAX_NESTING = 16  # tables and arrays within one another, or parts of one dotted key: a profile needs 4
 
 TOP_KEYS = {"name", "description", "network", "proxy", "rule"}
 NETWORK_KEYS = {"delay_ms", "residual_s", "placement"}
@@ -78,7 +85,7 @@ class Rule:
         for d in self.domains:
             if name == d or (self.suffix and name.endswith("." + d)):
                 return True
-        if self.regex is not None and re.search(self.regex, name):
+        if self.regex is not None and _compiled(self.regex).search(name):
             return True
         return False
 
@@ -128,6 +135,11 @@ class Profile:
         return any(r.matches_name(name) for r in self.rules)
 
 
+# re's own cache holds 512 patterns: past that, a profile with more regex rules than that would
+# recompile every one of them for every name the censor sees.
+_compiled = functools.lru_cache(maxsize=None)(re.compile)
+
+
 def _fail(src: str, key: str, msg: str) -> ProfileError:
     return ProfileError(f"{src}: {key}: {msg}")
 
@@ -149,8 +161,15 @@ def _typed(src: str, key: str, value: Any, typ: type | tuple[type, ...], what: s
 def _domain(src: str, key: str, d: Any) -> str:
     _typed(src, key, d, str, "a domain name")
     d = d.strip().lower().rstrip(".")
-    if not d or len(d) > 253 or not re.fullmatch(r"[a-z0-9_*.-]+", d) or ".." in d:
-        raise _fail(src, key, f"not a domain name: {d!r}")
+    if "*" in d:  # names match exactly (or by suffix): "*.x.org" would silently match nothing
+        raise _fail(src, key, f"not a domain name: {d!r}: no wildcards; use suffix = true for subdomains")
+    try:
+        if not d.isascii() or check_host(d) != d or ":" in d:
+            raise BadInput(d)
+    except BadInput:
+        raise _fail(src, key, f"not a domain name: {d!r}") from None
+    if d.rsplit(".", 1)[-1].isdigit():  # an address: the censor would look for it as a name, never as one
+        raise _fail(src, key, f"{d!r} is an address, not a domain name: an ip rule matches addresses with cidrs")
     return d
 
 
@@ -182,8 +201,8 @@ def _parse_proxy(src: str, t: Any) -> Proxy:
         if not re.fullmatch(r"[A-Za-z0-9-]+", k):
             raise _fail(src, f"proxy.add_headers.{k}", "not a valid header name")
         _typed(src, f"proxy.add_headers.{k}", v, str, "a string")
-        if "\r" in v or "\n" in v:
-            raise _fail(src, f"proxy.add_headers.{k}", "must not contain line breaks")
+        if any(c < " " and c != "\t" or c == "\x7f" for c in v):
+            raise _fail(src, f"proxy.add_headers.{k}", "must not contain line breaks or control characters")
         pairs.append((k, v))
     return Proxy(enabled, case, tuple(pairs))
 
@@ -230,9 +249,10 @@ def _parse_rule(src: str, i: int, t: Any, base: Path, builtin_pages: set[str], p
     if regex is not None:
         _typed(src, f"{where}.regex", regex, str, "a string")
         try:
-            re.compile(regex)
-        except re.error as e:
-            raise _fail(src, f"{where}.regex", f"invalid regular expression: {e}") from None
+            _compiled(regex)
+        except (re.error, OverflowError, RecursionError) as e:  # a{99999999999}; ((((…)))) a thousand deep
+            why = "nested too deeply" if isinstance(e, RecursionError) else e
+            raise _fail(src, f"{where}.regex", f"invalid regular expression: {why}") from None
     cidrs = []
     for c in _typed(src, f"{where}.cidrs", t.get("cidrs", []), list, "a list of CIDRs"):
         try:
@@ -275,8 +295,12 @@ def _parse_rule(src: str, i: int, t: Any, base: Path, builtin_pages: set[str], p
     if blockpage is not None:
         _typed(src, f"{where}.blockpage", blockpage, str, "a built-in name or a file path")
         if blockpage not in builtin_pages:
-            p = (base / blockpage).resolve()
-            if not p.is_file():
+            try:
+                p = (base / blockpage).resolve()
+                is_file = p.is_file()
+            except (OSError, ValueError):  # a name too long, a NUL byte
+                is_file = False
+            if not is_file:
                 raise _fail(src, f"{where}.blockpage", f"no built-in page or file {blockpage!r} (built-in: {', '.join(sorted(builtin_pages))})")
             # The lab (root) serves this file to the probe, which may publish it: a profile shared by
             # someone else must not pick /etc/shadow through "../" or a link out of its own directory.
@@ -303,14 +327,50 @@ def _parse_rule(src: str, i: int, t: Any, base: Path, builtin_pages: set[str], p
                 blockpage, rate, direction, inject)
 
 
+# What TOML nests with, outside strings and comments: strings ("…", '…', and the multi-line forms, which
+# may end with up to two extra quotes) and comments are matched whole so that what they hold is not counted.
+# A string left open runs to the end of its line (or of the text): tomllib stops there with its own error.
+_TOML_TOKEN = re.compile(r'"""(?:\\.|[^\\])*?(?:"{3,5}|\Z)|\'\'\'.*?(?:\'{3,5}|\Z)|"(?:\\.|[^\\"\n])*"?|\'[^\'\n]*\'?'
+                         r'|#[^\n]*|[][{}.=,\n]', re.S)
+
+
+def _nesting(text: str) -> int:
+    """How deep `text` nests arrays and tables, or dotted keys (``a.b.c``), whichever is deeper, counted up
+    to MAX_NESTING + 1. tomllib recurses once per level (a RecursionError past ~1000) and spends time and
+    memory quadratic in the parts of a dotted key (``a.a.a…`` 50 000 parts: 10 GB and 45 s), so a
+    profile is measured before it is parsed."""
+    deepest = depth = dots = 0
+    for m in _TOML_TOKEN.finditer(text):
+        c = m.group()
+        if c in ("[", "{"):
+            depth, dots = depth + 1, 0
+        elif c in ("]", "}"):
+            depth, dots = depth - 1, 0
+        elif c == ".":
+            dots += 1
+        elif c in ("=", ",", "\n"):
+            dots = 0
+        deepest = max(deepest, depth, dots)
+        if deepest > MAX_NESTING:
+            break
+    return deepest
+
+
 def parse_profile(text: str, *, source: str, base: Path, builtin_pages: set[str]) -> Profile:
     """Validate a profile's TOML text. `base` resolves relative blockpage paths."""
+    if _nesting(text) > MAX_NESTING:
+        raise ProfileError(f"{source}: not a profile: arrays, tables or dotted keys nest more than "
+                           f"{MAX_NESTING} deep")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ProfileError(f"{source}: not valid TOML: {e}") from None
+    except RecursionError:
+        raise ProfileError(f"{source}: not valid TOML: nested too deeply") from None
     _check_keys(source, "", data, TOP_KEYS)
     name = _typed(source, "name", data.get("name", Path(source).stem), str, "a string")
+    if any(c < " " or c == "\x7f" for c in name):  # `lab up` and `lab status` print it in their one line
+        raise _fail(source, "name", "must be one line, without control characters")
     desc = _typed(source, "description", data.get("description", ""), str, "a string")
     network = _parse_network(source, data.get("network", {}))
     proxy = _parse_proxy(source, data.get("proxy", {}))
@@ -325,8 +385,29 @@ def parse_profile(text: str, *, source: str, base: Path, builtin_pages: set[str]
 
 
 def load_profile(path: Path, builtin_pages: set[str]) -> Profile:
+    """Read and validate the profile file at `path`: a regular file, at most MAX_PROFILE bytes of UTF-8.
+    Not a FIFO or a device: reading one may never end, and the lab's servers read the file again."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ProfileError(f"{path}: cannot read: {e.__class__.__name__}: {e}") from None
+        # O_NONBLOCK: opening a FIFO nobody writes to would wait here for ever; a regular file ignores it
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            mode = os.fstat(fd).st_mode
+            data = b""
+            if stat.S_ISREG(mode):
+                with open(fd, "rb", closefd=False) as f:
+                    data = f.read(MAX_PROFILE + 1)
+        finally:
+            os.close(fd)
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the name
+        raise ProfileError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+    if stat.S_ISDIR(mode):
+        raise ProfileError(f"{path}: is a directory, not a profile")
+    if not stat.S_ISREG(mode):
+        raise ProfileError(f"{path}: is not a regular file (a FIFO, a device?): give the profile as a file")
+    if len(data) > MAX_PROFILE:
+        raise ProfileError(f"{path}: is larger than {MAX_PROFILE >> 20} MiB: not a profile")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ProfileError(f"{path}: not UTF-8 text (byte {e.start} is {data[e.start]:#04x})") from None
     return parse_profile(text, source=str(path), base=path.parent, builtin_pages=builtin_pages)

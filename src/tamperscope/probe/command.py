@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from .. import nettests
 from ..cli import UsageError
 from ..model.asn import EMPTY, AsnTable
-from ..model.inputs import BadInput, normal_url, parse_url, read_url_list
+from ..model.inputs import MAX_LIST, BadInput, normal_url, parse_url, read_bounded, read_url_list
 from ..model.measurement import ProbeInfo
 from ..nettests.base import Context, NettestError, Timeouts
 from .engine import (Engine, OutputError, Progress, Resume, RunStats, check_backend, check_input, open_output, scan_output)
@@ -70,7 +70,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-MAX_LIST = 64 << 20  # bytes of a test list: Citizen Lab's global list is ~300 KB
 MAX_TABLE = 256 << 20  # bytes of an ASN table: iptoasn.com's combined table is ~30 MB
 MAX_CA_BUNDLE = 16 << 20  # bytes of a CA bundle: the system's is ~250 KB
 MAX_TIMEOUT = 86400.0  # seconds
@@ -229,15 +228,10 @@ def _check_ca_bundle(ca: str) -> None:
 
 
 def _read_bounded(path: Path, limit: int, what: str) -> str:
-    """A text file's content, reading at most `limit` bytes (a device like /dev/zero never ends)."""
     try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-        if len(data) > limit:
-            raise UsageError(f"{what} {path} is larger than {limit >> 20} MiB: is it the right file?")
-        return data.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"cannot read {what} {path}: {e.__class__.__name__}: {getattr(e, 'strerror', None) or e}") from None
+        return read_bounded(path, limit, what)
+    except BadInput as e:
+        raise UsageError(str(e)) from None
 
 
 def _asn_table(path: str) -> AsnTable:
