@@ -821,3 +821,19 @@ def test_compiled_database_cache_is_used_and_survives_damage(tmp_path, monkeypat
     files[0].write_bytes(b"not ours")
     assert len(fpmod._cached(data).fingerprints) == len(fresh.fingerprints)
     assert fpmod._cache_path(data + b" ") != fpmod._cache_path(data)  # other data, other file
+
+
+@pytest.mark.parametrize(("pattern", "why"), [
+    ("(a+)+$", "nested"), ("a{4294967296}", "does not compile"), ("(a{2,99999999999})+", "does not compile"),
+    ("(" * 2000 + "a" + ")" * 2000, "nested"), ("(unclosed", "does not compile"),
+])
+def test_backtracking_risk_names_a_reason_and_never_raises(pattern: str, why: str) -> None:
+    """The lab refuses a profile regex for the reason this gives; a repeat count past sre's limit raised
+    OverflowError out of it instead."""
+    reason = fpmod.backtracking_risk(pattern)
+    assert reason is not None and why in reason, reason
+
+
+def test_backtracking_risk_passes_safe_patterns() -> None:
+    for pattern in (r"^x\.org$", r"block(ed)?", r"[a-z0-9-]{1,63}\.example$", r"a{3}"):
+        assert fpmod.backtracking_risk(pattern) is None, pattern

@@ -406,7 +406,7 @@ def backtracking_risk(pattern: str, flags: int = 0) -> str | None:
         return _risk(_parse(pattern, flags), loop=None)
     except RecursionError:
         return "too deeply nested"
-    except (re.error, Warning) as exc:
+    except (re.error, Warning, OverflowError) as exc:  # OverflowError: a{4294967296}
         return f"does not compile: {exc}"
 
 
