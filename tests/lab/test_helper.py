@@ -64,11 +64,27 @@ def test_lab_helper_answers_the_ooni_protocol(lab_factory) -> None:  # type: ign
     assert resp["ip_info"][other]["flags"] & (1 | 2) == 1
 
 
+def test_lab_helper_reaches_the_lab_and_nothing_internal_beyond_it(lab_factory) -> None:  # type: ignore[no-untyped-def]
+    """The lab starts its helper with --allow-net 198.18.0.0/15: lab sites are measured, while the helper's own
+    machine (its port on loopback, the address it listens on but through 127/8) and private addresses are not
+    connected to for a client, directly or by a fetch."""
+    lab = lab_factory("none")
+    site = lab.addr("example.org")
+    own = f"127.0.0.1:{A.HELPER_PORT}"
+    body = control(f"http://127.0.0.1:{A.HELPER_PORT}/health", [f"{site}:80", own, "10.0.0.1:80", "[::1]:80"])
+    out = in_client(POST + f"print(json.dumps(post({A.HELPER!r}, {A.HELPER_PORT}, {body!r})))")
+    status, resp = json.loads(out)
+    assert status == 200
+    assert resp["tcp_connect"] == {f"{site}:80": {"status": True, "failure": None}}
+    assert resp["http_request"]["failure"] == "dns_bogon_error" and resp["http_request"]["status_code"] == -1
+
+
 def test_helper_refuses_above_max_inflight_and_bad_requests(lab_factory) -> None:  # type: ignore[no-untyped-def]
     lab_factory("none")
     port = 18282
     proc = subprocess.Popen(manager.exec_argv([sys.executable, "-m", "tamperscope", "helper", "--host", "127.0.0.1",
-                                               "--port", str(port), "--max-inflight", "1", "--timeout", "4"]),
+                                               "--port", str(port), "--max-inflight", "1", "--timeout", "4",
+                                               "--allow-net", "127.0.0.0/8"]),  # its slow server is on loopback
                             env=manager.client_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:

@@ -48,7 +48,8 @@ FLAG_BOGON = 4
 FLAG_VALID_FOR_DOMAIN = 8
 BOGONS = [ipaddress.ip_network(n) for n in (
     "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-    "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4", "::1/128", "fc00::/7", "fe80::/10")]
+    "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4", "::/128", "::1/128", "fc00::/7",
+    "fe80::/10", "ff00::/8")]
 
 
 class BadRequest(ValueError):
@@ -64,7 +65,34 @@ def is_bogon(ip: str) -> bool:
         a = ipaddress.ip_address(ip)
     except ValueError:
         return False
+    if a.version == 6 and a.ipv4_mapped is not None:  # ::ffff:127.0.0.1 is 127.0.0.1
+        a = a.ipv4_mapped
     return any(a in n for n in BOGONS if n.version == a.version)
+
+
+def internal(ip: str) -> bool:
+    """Whether `ip` is this machine's or its network's rather than the internet's: loopback, private,
+    link-local, CGNAT, multicast, reserved, unspecified (which Linux takes for loopback), any of OONI's
+    bogons, or one of those behind an IPv4-mapped IPv6 address. Not an address at all: True."""
+    try:
+        a = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return True
+    if a.version == 6 and a.ipv4_mapped is not None:
+        a = a.ipv4_mapped
+    return (not a.is_global or a.is_multicast or a.is_unspecified or a.is_reserved
+            or any(a in n for n in BOGONS if n.version == a.version))
+
+
+def parse_networks(values: Sequence[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``--allow-net`` values as networks; ValueError naming the one that is not a CIDR."""
+    out = []
+    for v in values:
+        try:
+            out.append(ipaddress.ip_network(v, strict=False))
+        except ValueError:
+            raise ValueError(f"--allow-net takes a network like 198.18.0.0/15, not {v[:64]!r}") from None
+    return tuple(out)
 
 
 def title_of(body: bytes) -> str:
@@ -138,13 +166,29 @@ class ControlHelper:
     """Measures a target from the uncensored side."""
 
     def __init__(self, *, resolver: Resolver, ca_bundle: str | None, asn: AsnTable = EMPTY,
-                 timeout: float = 10.0, max_inflight: int = 64) -> None:
+                 timeout: float = 10.0, max_inflight: int = 64,
+                 allow_networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = ()) -> None:
         self.resolver = resolver
         self.ca_bundle = ca_bundle
         self.asn = asn
         self.timeout = timeout
         self.max_inflight = max_inflight
         self.inflight = 0
+        self.allow_networks = tuple(allow_networks)
+
+    def reachable(self, ip: str) -> bool:
+        """Whether the helper connects to `ip` on a client's behalf. Anyone may ask it to measure anything:
+        an internal address (its own machine's services, its network's, a cloud's metadata service at
+        169.254.169.254) is not connected to unless its network was allowed (`--allow-net`; the lab's
+        198.18.0.0/15). A client asking for one learns nothing from the answer: the endpoint is left out of
+        ``tcp_connect``, and a fetch that would reach one fails with dns_bogon_error."""
+        if not internal(ip):
+            return True
+        try:
+            a = ipaddress.ip_address(ip.split("%", 1)[0])
+        except ValueError:
+            return False
+        return any(a in n for n in self.allow_networks if n.version == a.version)
 
     async def measure(self, url: str, headers: Sequence[tuple[str, str]], endpoints: Sequence[str]) -> dict[str, Any]:
         parts = urlsplit(url)
@@ -162,6 +206,7 @@ class ControlHelper:
             addrs, dns_failure = list(res.addresses), res.failure
         out["dns"] = {"failure": dns_failure, "addrs": addrs}
         eps = list(dict.fromkeys([*endpoints, *(f"[{a}]:{port}" if ":" in a else f"{a}:{port}" for a in addrs)]))
+        eps = [ep for ep in eps if self.reachable(_split_endpoint(ep)[0])]
 
         async def one(ep: str) -> None:
             ip, p = _split_endpoint(ep)
@@ -187,7 +232,8 @@ class ControlHelper:
 
         async def http() -> None:
             result = await fetch(url, trace=trace, resolver=self.resolver, ca_bundle=self.ca_bundle,
-                                 timeout=self.timeout, headers=list(headers) or (("Accept", "*/*"),))
+                                 timeout=self.timeout, headers=list(headers) or (("Accept", "*/*"),),
+                                 allow=self.reachable)
             final = result.final
             if final is None or result.failure is not None and (final.status in (301, 302, 303, 307, 308)):
                 out["http_request"] = {"body_length": -1, "failure": result.failure, "title": "", "headers": {},
@@ -328,6 +374,11 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help=f"answer 503 above this many requests in flight, 1-{MAX_INFLIGHT:,} (default 64)")
     ap.add_argument("--timeout", type=float, default=10.0,
                     help=f"seconds per measurement step, at most {MAX_TIMEOUT:g} (default 10)")
+    ap.add_argument("--allow-net", action="append", default=[], metavar="CIDR",
+                    help="an internal network the helper may connect to for its clients (repeatable). By default "
+                         "it connects to no loopback, private, link-local or other bogon address, so that no client "
+                         "can use it to reach this machine's services or its network's; a lab or a test bed on "
+                         "private addresses names its network here (the lab: 198.18.0.0/15)")
     ap.add_argument("--ready", type=Path, default=None, help=argparse.SUPPRESS)
 
 
@@ -345,6 +396,10 @@ def check_options(args: argparse.Namespace) -> None:
             args.resolver = str(ipaddress.ip_address(args.resolver))
         except ValueError:
             raise BadOption(f"--resolver must be an IP address, not {args.resolver!r}") from None
+    try:
+        args.allow_net = [str(n) for n in parse_networks(args.allow_net)]
+    except ValueError as e:
+        raise BadOption(str(e)) from None
     if not 1 <= args.max_inflight <= MAX_INFLIGHT:
         raise BadOption(f"--max-inflight must be between 1 and {MAX_INFLIGHT}, not {args.max_inflight}")
     if not (math.isfinite(args.timeout) and 0 < args.timeout <= MAX_TIMEOUT):
@@ -362,7 +417,8 @@ async def serve_forever(args: argparse.Namespace) -> None:
     check_options(args)
     resolver = Resolver("udp", args.resolver, duplicate_window=0.0) if args.resolver else Resolver()
     helper = ControlHelper(resolver=resolver, ca_bundle=args.ca_bundle, asn=load_asn_table(args.asn_table),
-                           timeout=args.timeout, max_inflight=args.max_inflight)
+                           timeout=args.timeout, max_inflight=args.max_inflight,
+                           allow_networks=parse_networks(args.allow_net))
     where = shown((args.host, args.port))
     try:
         server = await HelperServer(helper).serve(args.host, args.port)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+LAB_NET = "198.18.0.0/15"  # every lab address: the only place lab traffic may go
 PREFIX = "ts-"
 NS_CLIENT = "ts-client"
 NS_ACCESS = "ts-access"
@@ -93,6 +94,6 @@ class Endpoints:
 
 def in_lab(addr: str) -> bool:
     try:
-        return ipaddress.ip_address(addr) in ipaddress.ip_network("198.18.0.0/15")
+        return ipaddress.ip_address(addr) in ipaddress.ip_network(LAB_NET)
     except ValueError:
         return False

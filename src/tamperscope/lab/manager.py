@@ -379,7 +379,7 @@ def _helper_command() -> list[str] | None:
         return None
     return ["-m", "tamperscope.helper.server", "--host", A.HELPER, "--port", str(A.HELPER_PORT),
             "--ready", str(PATHS.root / "ready-helper"), "--asn-table", asn_table(),
-            "--ca-bundle", str(PATHS.ca_bundle), "--resolver", A.PUBLIC_RESOLVER]
+            "--ca-bundle", str(PATHS.ca_bundle), "--resolver", A.PUBLIC_RESOLVER, "--allow-net", A.LAB_NET]
 
 
 def _wait_ready(names: list[str]) -> None:

@@ -61,6 +61,10 @@ class DirectConnector:
     verify: bool = True  # False: record no_tls_verify, check the chain afterwards
     connect_timeout: float = tcp_mod.DEFAULT_CONNECT_TIMEOUT  # per address
     max_addresses: int = 4  # addresses tried before giving up
+    # Which addresses may be connected to (None: any). A service fetching for others (the control helper)
+    # refuses its own machine's and network's: when none of a host's addresses is allowed, the connection
+    # fails with dns_bogon_error, before any packet is sent to them.
+    allow: Callable[[str], bool] | None = None
 
     async def __call__(self, url: str, *, trace: Trace, timeout: float,
                        tags: Sequence[str] = ()) -> Connection:
@@ -77,6 +81,10 @@ class DirectConnector:
             addresses = await resolve(target.host, trace=trace, timeout=timeout, tags=tags)
             if not addresses:
                 raise DNSError(F.DNS_NO_ANSWER, endpoint=target.host)
+        if self.allow is not None:
+            addresses = [ip for ip in addresses if self.allow(ip)]
+            if not addresses:
+                raise DNSError(F.DNS_BOGON_ERROR, endpoint=target.host)
         last: NetxError | None = None
         for ip in addresses[: self.max_addresses]:
             remaining = deadline - loop.time()

@@ -13,7 +13,7 @@ request with ``unknown_failure: stopped after too many redirects`` and a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -49,11 +49,13 @@ async def fetch(url: str, *, trace: Trace, resolver: Resolver = SYSTEM,
                 connector: Connector | None = None, ca_bundle: str | None = None,
                 timeout: float = DEFAULT_FETCH_TIMEOUT, max_redirects: int = MAX_REDIRECTS,
                 limits: Limits = Limits(), headers: Sequence[tuple[str, str]] = DEFAULT_HEADERS,
-                alpn: Sequence[str] = DEFAULT_ALPN, tags: Sequence[str] = ()) -> FetchResult:
-    """GET ``url`` within ``timeout`` seconds overall, following up to ``max_redirects``."""
+                alpn: Sequence[str] = DEFAULT_ALPN, tags: Sequence[str] = (),
+                allow: Callable[[str], bool] | None = None) -> FetchResult:
+    """GET ``url`` within ``timeout`` seconds overall, following up to ``max_redirects``. ``allow``: which
+    addresses the default connector may connect to, on every hop (`DirectConnector.allow`)."""
     if connector is None:
         hook = None if resolver.engine == "system" else resolve_fn(resolver)
-        connector = DirectConnector(resolve=hook, ca_bundle=ca_bundle, alpn=tuple(alpn))
+        connector = DirectConnector(resolve=hook, ca_bundle=ca_bundle, alpn=tuple(alpn), allow=allow)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     responses: list[HTTPResponse] = []
