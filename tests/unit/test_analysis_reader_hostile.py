@@ -384,6 +384,10 @@ def test_json_lines_named_json_whose_first_lines_are_damaged_keep_their_good_lin
     lines, rejections = _part(path, "json", reader.MAX_MEASUREMENT_BYTES)
     assert rejections == [] and len(lines) == 23  # read as lines: the pipeline rejects the three
     assert sum(_parses(line.data) for line in lines) == 20
+    cut = [b'{"test_name": "cut%d' % i for i in range(7)]  # more damaged lines than are looked at
+    path.write_bytes(b"\n".join(cut + good) + b"\n")
+    lines, rejections = _part(path, "json", reader.MAX_MEASUREMENT_BYTES)
+    assert rejections == [] and len(lines) == 27 and sum(_parses(line.data) for line in lines) == 20
     indented = tmp_path / "doc.json"  # another indenting style: no line an object on its own
     indented.write_bytes(b'{"test_name": "web_connectivity",\n  "tags": [\n    "a"\n  ],\n  "n": {"a": 1}\n}\n')
     lines, rejections = _part(indented, "json", reader.MAX_MEASUREMENT_BYTES)

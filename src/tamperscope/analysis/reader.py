@@ -16,7 +16,8 @@ Formats, by file name (anything else is sniffed: gzip magic, else text):
   too), a JSON array of them (read item by item, so its size is not limited), or
   JSON lines (OONI's legacy cans name their JSONL files ``.json``). A first line
   that is only ``{`` means pretty-printed documents; so does a start none of whose
-  first five lines is a JSON object on its own; otherwise the file is JSON lines;
+  first five lines is a JSON object on its own and only the first of which starts with
+  ``{``; otherwise the file is JSON lines;
 * ``.post``: an OONI collector submission ``{"format": "json", "content": {...}}``;
 * ``.tar.gz`` / ``.tgz`` / ``.tar`` / ``.tar.lz4``: OONI "postcans"
   (``raw/YYYYMMDD/HH/CC/test/*.tar.gz`` holding ``.post`` files) and legacy cans
@@ -592,8 +593,9 @@ def _shape(head: bytes, complete: bool, max_bytes: int) -> str | None:
 
     "array" (``[``); "documents": pretty-printed, a first line that is only ``{`` (what ``json.dumps(indent=)``,
     ``jq`` and Go write), or a start none of whose first `_DAMAGED_LINES` lines is a JSON object on its own
-    (another indenting style); "lines": JSON lines, one of whose first lines is a whole object (the first
-    ones can be damaged); "other" (a string, a number, not JSON); "empty".
+    and only one starts with ``{`` (another indenting style); "lines": JSON lines, one of whose first lines is
+    a whole object, or several of which start with ``{`` (the first ones can be damaged); "other" (a string,
+    a number, not JSON); "empty".
     """
     text = head.lstrip(_WS)
     if not text:
@@ -602,7 +604,7 @@ def _shape(head: bytes, complete: bool, max_bytes: int) -> str | None:
         return "array"
     if text[:1] != b"{":
         return "other"
-    seen = 0  # lines that are not blank
+    seen = opens = 0  # lines that are not blank; of those, lines that start with "{"
     pos = 0
     while True:
         cut = text.find(b"\n", pos)
@@ -617,8 +619,11 @@ def _shape(head: bytes, complete: bool, max_bytes: int) -> str | None:
             if _is_object(line):
                 return "lines"
             seen += 1
+            opens += text[pos:pos + 1] == b"{"
             if seen == _DAMAGED_LINES:
-                return "documents"
+                # In a pretty-printed measurement only its first line starts with "{" (nested objects are
+                # indented): several such lines are JSON lines, all of them damaged so far.
+                return "lines" if opens >= 2 else "documents"
         if cut < 0:
             return "lines"  # a single line, not JSON: one record, which the parser rejects
         pos = cut + 1
