@@ -44,6 +44,9 @@ class _Pool:
 
 
 MAX_IDLE = 64
+# Nesting a control response may have. OONI's has 3 levels; orjson parses 1024 but writes 254,
+# so a deeper answer, kept in test_keys, would make the whole measurement unwritable.
+MAX_DEPTH = 16
 _POOLS: dict[int, _Pool] = {}
 
 
@@ -87,6 +90,15 @@ async def _exchange(ctx: Context, body: bytes, trace: Trace) -> tuple[int, bytes
     raise AssertionError("unreachable")
 
 
+def _shallow(value: Any, depth: int) -> bool:
+    """Whether ``value`` (parsed JSON) nests at most ``depth`` levels of objects and arrays."""
+    if isinstance(value, dict):
+        return depth > 0 and all(_shallow(v, depth - 1) for v in value.values())
+    if isinstance(value, list):
+        return depth > 0 and all(_shallow(v, depth - 1) for v in value)
+    return True
+
+
 async def ask_helper(ctx: Context, request: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     """(control response, failure). Retries on 503 (busy)."""
     if not ctx.helper_url:
@@ -107,7 +119,7 @@ async def ask_helper(ctx: Context, request: dict[str, Any]) -> tuple[dict[str, A
             data = orjson.loads(data_bytes)
         except orjson.JSONDecodeError:
             return None, "unknown_failure: control helper answered garbage"
-        if not isinstance(data, dict):
+        if not isinstance(data, dict) or not _shallow(data, MAX_DEPTH):
             return None, "unknown_failure: control helper answered garbage"
         return data, None
     return None, "http_request_failed: control helper busy"

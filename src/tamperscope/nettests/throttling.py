@@ -11,13 +11,14 @@ rate when throttled. Use a URL that serves at least ~50 KB (in the lab:
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 from typing import Any
 
 from ..model.inputs import BadInput, parse_url
 from ..netx import SYSTEM, Trace, lookup_addresses
 from .base import Context, NettestError
-from .throughput import INNOCENT, swap_host, timed_fetch
+from .throughput import INNOCENT, Timed, swap_host, timed_fetch
 
 NAME = "throttling"
 VERSION = "0.1.0"
@@ -38,26 +39,30 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
     except BadInput as e:
         raise NettestError(str(e)) from None
     trace = Trace(record_io=False)
-    tk: dict[str, Any] = {"rounds": []}
-    res = await lookup_addresses(u.host, resolver=SYSTEM, trace=trace, timeout=ctx.timeouts.dns)
-    tk["queries"] = trace.queries
-    if not res.addresses:
-        tk["failure"] = res.failure
-        return tk
-    ip = res.addresses[0]
-    other = swap_host(input, u.host, INNOCENT) if u.scheme == "http" else input
+    tk: dict[str, Any] = {"rounds": [], "queries": trace.queries}
     targets: list[float] = []
     controls: list[float] = []
-    for _ in range(int(ctx.options.get("rounds", ROUNDS))):
-        t = await timed_fetch(ip, u.port, u.scheme, input, u.host, ctx)
-        c = await timed_fetch(ip, u.port, u.scheme, other, INNOCENT, ctx)
-        tk["rounds"].append({"target": {"kbps": t.kbps, "bytes": t.bytes, "seconds": round(t.seconds, 4), "failure": t.failure},
-                             "control": {"kbps": c.kbps, "bytes": c.bytes, "seconds": round(c.seconds, 4), "failure": c.failure}})
-        if t.kbps is not None:
-            targets.append(t.kbps)
-        if c.kbps is not None:
-            controls.append(c.kbps)
-    tk["address"] = f"{ip}:{u.port}"
+    try:
+        # Our own deadline, inside the engine's: a server that drips (each fetch may take a
+        # minute) must not cost the rounds already measured.
+        async with asyncio.timeout(ctx.timeouts.measurement):
+            res = await lookup_addresses(u.host, resolver=SYSTEM, trace=trace, timeout=ctx.timeouts.dns)
+            if not res.addresses:
+                tk["failure"] = res.failure
+                return tk
+            ip = res.addresses[0]
+            tk["address"] = f"{ip}:{u.port}"
+            other = swap_host(input, u.host, INNOCENT) if u.scheme == "http" else input
+            for _ in range(int(ctx.options.get("rounds", ROUNDS))):
+                t = await timed_fetch(ip, u.port, u.scheme, input, u.host, ctx)
+                c = await timed_fetch(ip, u.port, u.scheme, other, INNOCENT, ctx)
+                tk["rounds"].append({"target": _round(t), "control": _round(c)})
+                if t.kbps is not None:
+                    targets.append(t.kbps)
+                if c.kbps is not None:
+                    controls.append(c.kbps)
+    except TimeoutError:
+        tk["x_measurement_failure"] = "generic_timeout_error"
     tk["failure"] = None if targets and controls else "throttling_inconclusive"
     if targets and controls:
         tkbps, ckbps = statistics.median(targets), statistics.median(controls)
@@ -68,6 +73,10 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
                             "cap_kbps": round(tkbps, 1) if throttled else None, "throttled": throttled,
                             "innocent_name": INNOCENT}
     return tk
+
+
+def _round(t: Timed) -> dict[str, Any]:
+    return {"kbps": t.kbps, "bytes": t.bytes, "seconds": round(t.seconds, 4), "failure": t.failure}
 
 
 def finish(measurement: dict[str, Any], ctx: Context) -> None:

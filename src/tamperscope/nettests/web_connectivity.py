@@ -26,6 +26,7 @@ from ..model.signature import signature_from
 from ..model.verdict import verdict_from
 from ..netx import (SYSTEM, Connection, NetxError, Resolver, Trace, fetch, lookup_addresses, lookup_system,
                     round_trip, tcp_connect, tls_handshake)
+from ..netx.fetch import redirect_target
 from ..netx.trace import endpoint
 from .base import Context, NettestError
 from .control import REQUEST_HEADERS, ask_helper, control_request
@@ -150,9 +151,12 @@ async def _measure(input: str, scheme: str, host: str, port: int, ctx: Context, 
             await chosen.aclose()
     location = resp.header("Location") if resp.status in (301, 302, 303, 307, 308) else None
     if location is not None:
-        from urllib.parse import urljoin
-
-        result = await fetch(urljoin(input, location), trace=trace, resolver=SYSTEM, ca_bundle=ctx.ca_bundle,
+        following, failure = redirect_target(input, location)
+        if following is None:  # as fetch does: the request whose Location cannot be followed fails
+            if resp.record is not None:
+                resp.record["failure"] = failure
+            return
+        result = await fetch(following, trace=trace, resolver=SYSTEM, ca_bundle=ctx.ca_bundle,
                              timeout=t.http * 2, max_redirects=9, headers=HEADERS, tags=("redirect",))
         final = result.final
         if result.failure is None and final is not None:

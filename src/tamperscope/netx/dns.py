@@ -42,6 +42,10 @@ from tamperscope.wire import dnswire
 DEFAULT_DNS_TIMEOUT = 5.0
 ICMP_GRACE = 0.05  # seconds to keep reading after an ICMP error (see _UDPProtocol.get)
 DEFAULT_DUPLICATE_WINDOW = 0.3  # seconds to keep listening for injected/late UDP replies
+# Per UDP lookup: later replies kept in x_dns_duplicate_responses, and datagrams that are
+# no reply noted in network_events. Injectors send a few; a flood would otherwise fill the
+# measurement (tens of thousands of records a second).
+MAX_UDP_EXTRA = 32
 _A, _AAAA, _CNAME = dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.CNAME
 
 
@@ -280,6 +284,7 @@ class _UDPProtocol(asyncio.DatagramProtocol):
         self.waiter: asyncio.Future[None] | None = None
         self.loop = loop
         self.grace_until: float | None = None
+        self.ignored = 0  # datagrams that were no reply
 
     def datagram_received(self, data: bytes, addr: object) -> None:
         self.datagrams.append(data)
@@ -304,6 +309,10 @@ class _UDPProtocol(asyncio.DatagramProtocol):
         Linux reports a pending ICMP error before datagrams already queued, and an
         injector's forged answer to a silent address is queued just before the
         port-unreachable that the real destination sends back."""
+        if self.datagrams:
+            # Yield even so: a flood of replies that are slow to parse (64 KiB each) would
+            # otherwise be worked through in one go, past the caller's deadline.
+            await asyncio.sleep(0)
         while not self.datagrams:
             if self.error is not None:
                 if isinstance(self.error, ConnectionAbortedError):
@@ -353,7 +362,7 @@ async def lookup_udp(hostname: str, query_type: str = "A", *, server: str, port:
                                         proto="udp", num_bytes=len(payload))
             while reply is None:
                 wire = await proto.get()
-                reply = _check(trace, query, wire, address, tid)
+                reply = _check(trace, proto, query, wire, address, tid)
     except BaseException as exc:
         if transport is not None:
             transport.close()
@@ -375,11 +384,14 @@ async def lookup_udp(hostname: str, query_type: str = "A", *, server: str, port:
     return result
 
 
-def _check(trace: Trace, query: Expected, wire: bytes, address: str,
+def _check(trace: Trace, proto: _UDPProtocol, query: Expected, wire: bytes, address: str,
            tid: int) -> dns.message.Message | dnswire.Answers | None:
-    """Parse a datagram; note it in network_events; the reply if it answers ``query``."""
+    """Parse a datagram; note it in network_events (of those that are no reply, the first
+    MAX_UDP_EXTRA); the reply if it answers ``query``."""
     reply = query.reply(wire)
-    if trace.record_io or reply is None:
+    if reply is None:
+        proto.ignored += 1
+    if (trace.record_io or reply is None) and (reply is not None or proto.ignored <= MAX_UDP_EXTRA):
         extra = None if reply is not None else {"x_dns_ignored": True}
         now = trace.now()
         trace.add_network_event(F.READ_FROM, t0=now, transaction_id=tid, address=address,
@@ -393,11 +405,13 @@ async def _collect_duplicates(trace: Trace, transport: asyncio.DatagramTransport
                               tags: Sequence[str], window: float) -> None:
     try:
         async with asyncio.timeout(window):
-            while True:
+            kept = 0
+            while kept < MAX_UDP_EXTRA:
                 wire = await proto.get()
-                reply = _check(trace, query, wire, address, tid)
+                reply = _check(trace, proto, query, wire, address, tid)
                 if reply is None:
                     continue
+                kept += 1
                 answers, _, rcode, failure = interpret(query_type, reply)
                 trace.x_dns_duplicate_responses.append(dns_record(
                     engine="udp", hostname=hostname, query_type=query_type,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from tamperscope.model import failures as F
 from tamperscope.netx.classify import NetxError
@@ -28,6 +28,8 @@ from tamperscope.netx.trace import Trace
 DEFAULT_FETCH_TIMEOUT = 30.0
 MAX_REDIRECTS = 10
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# What a request target may hold as is: printable ASCII but the space (h11 refuses the rest).
+_URL_SAFE = "".join(map(chr, range(0x21, 0x7F)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +84,7 @@ async def fetch(url: str, *, trace: Trace, resolver: Resolver = SYSTEM,
             return FetchResult(url, tuple(responses), None, None)
         if depth == max_redirects:
             return _fail(url, responses, response, F.HTTP_TOO_MANY_REDIRECTS)
-        following, failure = _redirect_target(current, location)
+        following, failure = redirect_target(current, location)
         if following is None:
             return _fail(url, responses, response, failure)
         current = following
@@ -96,12 +98,21 @@ def _fail(url: str, responses: list[HTTPResponse], response: HTTPResponse,
     return FetchResult(url, tuple(responses), failure, F.HTTP_ROUND_TRIP)
 
 
-def _redirect_target(current: str, location: str) -> tuple[str | None, str]:
-    """``(absolute URL, "")`` for a followable ``location``, else ``(None, failure)``."""
+def redirect_target(current: str, location: str) -> tuple[str | None, str]:
+    """``(absolute URL, "")`` for a followable ``location``, else ``(None, failure)``.
+
+    Raw non-ASCII bytes, spaces and control characters in ``location`` (a header value
+    decoded as latin-1) are percent-encoded, as browsers do before following it.
+    """
     invalid = F.HTTP_INVALID_REDIRECT_LOCATION_HOST
     location = location.strip()
     if not location:
         return None, invalid
+    try:
+        raw = location.encode("latin-1")
+    except UnicodeEncodeError:  # not from a header: text, sent as UTF-8
+        raw = location.encode("utf-8", "surrogateescape")
+    location = quote(raw, safe=_URL_SAFE)
     try:
         given = urlsplit(location)
     except ValueError:

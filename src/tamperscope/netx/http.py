@@ -98,27 +98,26 @@ class HTTPResponse:
 class Partial:
     """What a protocol module has received so far, kept for the record when it fails."""
 
-    __slots__ = ("status", "headers", "chunks", "size", "truncated", "http_version")
+    __slots__ = ("status", "headers", "body", "truncated", "http_version")
 
     def __init__(self) -> None:
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
-        self.chunks: list[bytes] = []
-        self.size = 0
+        # One buffer, not a list of pieces: a body sent as 1-byte chunks or DATA frames
+        # would otherwise cost some 100 bytes of objects per byte kept.
+        self.body = bytearray()
         self.truncated = False
         self.http_version = ""
 
     def add_body(self, data: bytes, limit: int) -> bool:
         """Keep ``data`` up to ``limit`` bytes in total; False once the cap is exceeded."""
-        room = limit - self.size
+        room = limit - len(self.body)
         if len(data) > room:
             if room > 0:
-                self.chunks.append(data[:room])
-                self.size = limit
+                self.body += data[:room]
             self.truncated = True
             return False
-        self.chunks.append(data)
-        self.size += len(data)
+        self.body += data
         return True
 
     def check_headers(self, limits: Limits) -> None:
@@ -177,7 +176,7 @@ async def round_trip(conn: Connection, url: str, *, trace: Trace | None = None,
     if record:
         entry = _record(trace, conn, request, method, url, headers, body, partial, None, t0, tags)
         trace.add_request(entry)
-    return HTTPResponse(url, partial.status, tuple(partial.headers), b"".join(partial.chunks),
+    return HTTPResponse(url, partial.status, tuple(partial.headers), bytes(partial.body),
                         partial.truncated, partial.http_version, conn.address,
                         conn.transaction_id, entry)
 
@@ -203,7 +202,7 @@ def _record(trace: Trace, conn: Connection, request: Request | None, method: str
     if partial.status:
         resp_headers, resp_list = headers_fields(partial.headers)
         response: Record = {
-            "body": maybe_binary(b"".join(partial.chunks)),
+            "body": maybe_binary(bytes(partial.body)),
             "body_is_truncated": partial.truncated, "code": partial.status,
             "headers": resp_headers, "headers_list": resp_list,
         }

@@ -112,12 +112,15 @@ def _take_headers(partial: Partial, headers: list[tuple[bytes, bytes]], limits: 
         name_b = name if isinstance(name, bytes) else name.encode("latin-1")
         value_b = value if isinstance(value, bytes) else value.encode("latin-1")
         if name_b == b":status":
-            try:
-                status = int(value_b)
-            except ValueError:
-                raise HTTPError(F.HTTP_PROTOCOL_ERROR) from None
+            # Three ASCII digits (RFC 9110 15), as h11 requires: int() alone takes "-1",
+            # " 200", "2_00" and 10**30, which no record (nor orjson) should hold.
+            if len(value_b) != 3 or not value_b.isdigit():
+                raise HTTPError(F.HTTP_PROTOCOL_ERROR)
+            status = int(value_b)
         elif not name_b.startswith(b":"):
             fields.append((name_b, value_b))
+    if status < 200:  # no :status at all (1xx responses are h2's InformationalResponseReceived)
+        raise HTTPError(F.HTTP_PROTOCOL_ERROR)
     partial.status = status
     partial.headers = fields
     partial.check_headers(limits)

@@ -146,6 +146,10 @@ class TCPStream:
         proto = self._proto
         trace = self.trace
         t0 = trace.now() if trace.record_io else 0.0
+        if proto.buffer:
+            # Yield even when data is waiting: a fast peer keeps the buffer full, and a caller
+            # parsing it (1-byte chunks) would otherwise hold the loop and outlive its deadline.
+            await asyncio.sleep(0)
         while not proto.buffer:
             if proto.exc is not None:
                 self._record(F.READ, t0, None, proto.exc)
@@ -173,8 +177,9 @@ class TCPStream:
             self._record(F.READ, t0, len(data), None)
         return data
 
-    async def write(self, data: bytes) -> None:
-        """Queue ``data``; waits only when the kernel buffer is full."""
+    async def write(self, data: bytes, *, drain: bool = True) -> None:
+        """Queue ``data``; waits only when the kernel buffer is full, and only if ``drain``
+        (a parting message, like TLS close_notify, must not wait for a peer that never reads)."""
         proto = self._proto
         trace = self.trace
         t0 = trace.now() if trace.record_io else 0.0
@@ -186,7 +191,7 @@ class TCPStream:
             self._record(F.WRITE, t0, None, exc)
             raise exc
         self._transport.write(data)
-        while proto.write_paused and not self._transport.is_closing():
+        while drain and proto.write_paused and not self._transport.is_closing():
             waiter = self._loop.create_future()
             proto.drain_waiter = waiter
             await waiter

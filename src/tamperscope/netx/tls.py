@@ -140,7 +140,7 @@ class TLSStream:
         pending = self._outgoing.read()
         if pending:
             try:
-                await self.tcp.write(pending)
+                await self.tcp.write(pending, drain=False)  # the TCP close bounds the wait
             except OSError:
                 pass
         await self.tcp.aclose()
@@ -211,7 +211,7 @@ async def _abandon(tcp: TCPStream, outgoing: ssl.MemoryBIO) -> None:
     pending = outgoing.read()
     try:
         if pending:
-            await tcp.write(pending)
+            await tcp.write(pending, drain=False)
     except OSError:
         pass
     finally:

@@ -197,14 +197,14 @@ def parse_answers(msg: bytes) -> Answers | None:
             return None
         key = (owner[0].lower(), rdtype)
         group = groups.get(key)
-        if group is None:
-            groups[key] = [ttl, [value]]
+        if group is None:  # values as dict keys: in order, each once, found in O(1) (64 KiB is 4000 records)
+            groups[key] = [ttl, {value: None}]
         else:
             group[0] = min(group[0], ttl)
             if rdtype == QTYPE_CNAME:  # a singleton type: the last one stands (as in dnspython)
-                group[1] = [value]
-            elif value not in group[1]:
-                group[1].append(value)
+                group[1] = {value: None}
+            else:
+                group[1][value] = None
     if pos != len(msg):
         return None
     records = tuple((rdtype, g[0], v) for (_, rdtype), g in groups.items() for v in g[1])
