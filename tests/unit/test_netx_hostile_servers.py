@@ -32,6 +32,7 @@ from tamperscope.nettests.middlebox import ECHO_TIMEOUT, MAX_ECHO
 from tamperscope.netx import DirectConnector, Limits, Trace, fetch, round_trip, tcp_connect
 from tamperscope.netx.dns import MAX_UDP_EXTRA, _UDPProtocol, lookup_udp
 from tamperscope.netx.doh import lookup_doh
+from tamperscope.netx.fetch import redirect_target
 from tamperscope.wire import dnswire
 
 try:
@@ -656,3 +657,22 @@ def test_garbage_after_the_tls_handshake_is_a_failure_string(tmp_path: Path) -> 
         assert result.failure is not None and result.failure.startswith(F.UNKNOWN_FAILURE_PREFIX + "ssl: ")
 
     srv.run(main())
+
+
+@pytest.mark.parametrize(("location", "following"), [
+    ("http://яндекс.рф/путь?q=é", "http://xn--d1acpjx3f.xn--p1ai/%D0%BF%D1%83%D1%82%D1%8C?q=%C3%A9"),
+    ("//Яндекс.РФ:8080/x", "http://xn--d1acpjx3f.xn--p1ai:8080/x"),
+    ("/путь", "http://a.example/%D0%BF%D1%83%D1%82%D1%8C"),
+    ("http://user@яндекс.рф/", "http://user@xn--d1acpjx3f.xn--p1ai/"),
+])
+def test_an_idn_in_location_is_followed_in_its_idna_form(location: str, following: str) -> None:
+    """A Location naming an IDN in raw UTF-8 (as a header: its bytes decoded as latin-1) is followed as a browser
+    would, to the IDNA form of the host; percent-encoding the host made it unresolvable."""
+    header = location.encode("utf-8").decode("latin-1")
+    assert redirect_target("http://a.example/", header) == (following, "")
+
+
+@pytest.mark.parametrize("location", ["http://" + "я" * 70 + ".рф/", "http://\xe9.example/", "http://a\xff/"])
+def test_a_location_host_that_cannot_be_a_name_is_an_invalid_redirect(location: str) -> None:
+    header = location.encode("utf-8").decode("latin-1") if location.startswith("http://я") else location
+    assert redirect_target("http://a.example/", header) == (None, F.HTTP_INVALID_REDIRECT_LOCATION_HOST)

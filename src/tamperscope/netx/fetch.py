@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 from tamperscope.model import failures as F
 from tamperscope.netx.classify import NetxError
@@ -102,7 +102,8 @@ def redirect_target(current: str, location: str) -> tuple[str | None, str]:
     """``(absolute URL, "")`` for a followable ``location``, else ``(None, failure)``.
 
     Raw non-ASCII bytes, spaces and control characters in ``location`` (a header value
-    decoded as latin-1) are percent-encoded, as browsers do before following it.
+    decoded as latin-1) are percent-encoded, as browsers do before following it; a
+    host name in UTF-8 (an IDN) is written in its IDNA form instead.
     """
     invalid = F.HTTP_INVALID_REDIRECT_LOCATION_HOST
     location = location.strip()
@@ -112,6 +113,13 @@ def redirect_target(current: str, location: str) -> tuple[str | None, str]:
         raw = location.encode("latin-1")
     except UnicodeEncodeError:  # not from a header: text, sent as UTF-8
         raw = location.encode("utf-8", "surrogateescape")
+    if not raw.isascii():
+        try:
+            raw = _idna_host(raw.decode("utf-8")).encode("utf-8")
+        except UnicodeDecodeError:
+            pass  # not UTF-8: percent-encoded as it is
+        except ValueError:  # a host that is no IDN (UnicodeError is a ValueError)
+            return None, invalid
     location = quote(raw, safe=_URL_SAFE)
     try:
         given = urlsplit(location)
@@ -119,6 +127,8 @@ def redirect_target(current: str, location: str) -> tuple[str | None, str]:
         return None, invalid
     if (given.scheme or location.startswith("//")) and not given.hostname:
         return None, invalid  # "http://", "//": absolute, but without a host
+    if "%" in (given.hostname or ""):
+        return None, invalid  # a byte in the host that is neither ASCII nor UTF-8, now percent-encoded
     following = urljoin(current, location)
     scheme = urlsplit(following).scheme.lower()
     if scheme not in ("http", "https"):
@@ -128,6 +138,18 @@ def redirect_target(current: str, location: str) -> tuple[str | None, str]:
     except ValueError:
         return None, invalid
     return following, ""
+
+
+def _idna_host(location: str) -> str:
+    """``location`` with a non-ASCII host name in its IDNA form (``http://яндекс.рф/`` is
+    ``http://xn--d1acpjx3f.xn--p1ai/``); ValueError when that host cannot be one."""
+    parts = urlsplit(location)
+    if parts.netloc.isascii():
+        return location
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    host, colon, port = hostport.partition(":")
+    ascii_host = host.encode("idna").decode("ascii")
+    return urlunsplit(parts._replace(netloc=f"{userinfo}{at}{ascii_host}{colon}{port}"))
 
 
 def _host(url: str) -> str:
