@@ -576,7 +576,9 @@ def test_throttling_against_a_dripping_server_keeps_what_it_measured() -> None:
     drip = _respond(b"HTTP/1.1 200 OK\r\nContent-Length: 60000\r\n\r\n", forever=b"x" * 10, pause=0.05)
 
     async def main() -> None:
-        ctx = Context(timeouts=Timeouts(dns=1, connect=1, tls=1, http=1, measurement=1.5), options={"rounds": 1})
+        # a window longer than the measurement: the measurement's deadline, not the window, ends it
+        ctx = Context(timeouts=Timeouts(dns=1, connect=1, tls=1, http=1, measurement=1.5),
+                      options={"rounds": 1, "window": 5})
         with HostileServer(drip) as server:
             start = time.monotonic()
             async with asyncio.timeout(ctx.timeouts.measurement + 5):  # the engine's deadline
@@ -585,6 +587,38 @@ def test_throttling_against_a_dripping_server_keeps_what_it_measured() -> None:
         assert tk["x_measurement_failure"] == F.GENERIC_TIMEOUT_ERROR
         assert tk["failure"] == "throttling_inconclusive"
         assert tk["address"] == f"{LO}:{server.port}" and tk["queries"][0]["failure"] is None
+        writable(tk)
+
+    srv.run(main())
+
+
+def test_throttling_measures_a_throttled_target_by_what_arrived_in_its_window() -> None:
+    """A resource too big to finish in time under a throttle: each fetch transfers for its share of the
+    measurement and is rated by what arrived. Before, a fetch that timed out had no rate, so a throttled
+    site came out "throttling_inconclusive" whenever the resource was large or the throttle tight."""
+    rate = 40_000  # bytes/s for the target's name; the innocent name gets the bytes at once
+
+    def script(sock: socket.socket, stop: threading.Event) -> None:
+        head = read_request(sock)
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4000000\r\n\r\n")
+        if b"Host: " + throttling.INNOCENT.encode() in head:
+            send_forever(sock, stop, b"x" * 65536, 0.0)
+        else:
+            send_forever(sock, stop, b"x" * (rate // 20), 0.05)
+
+    async def main() -> None:
+        ctx = Context(timeouts=Timeouts(dns=1, connect=1, tls=1, http=1, measurement=4), options={"rounds": 1})
+        with HostileServer(script) as server:
+            start = time.monotonic()
+            tk = await throttling.run(f"http://{LO}:{server.port}/big", ctx)
+            assert time.monotonic() - start < ctx.timeouts.measurement + 1  # the windows fit in the measurement
+        assert "x_measurement_failure" not in tk and tk["failure"] is None
+        (r,) = tk["rounds"]
+        assert r["target"]["failure"] == F.GENERIC_TIMEOUT_ERROR and r["target"]["seconds"] < 2
+        assert r["target"]["bytes"] >= 20_000 and r["control"]["bytes"] > r["target"]["bytes"]
+        th = tk["x_throttle"]
+        assert th["throttled"] is True
+        assert 0.5 * rate * 8 / 1000 <= th["cap_kbps"] <= 1.5 * rate * 8 / 1000, th  # ~320 kbit/s
         writable(tk)
 
     srv.run(main())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..model import failures as F
 from ..netx import Connection, NetxError, Trace, round_trip, tcp_connect, tls_handshake
 from .base import Context
 
@@ -30,12 +31,17 @@ def swap_host(url: str, host: str, new: str) -> str:
 
 
 async def timed_fetch(ip: str, port: int, scheme: str, url: str, sni: str, ctx: Context,
-                      headers: tuple[tuple[str, str], ...] = (("Accept", "*/*"),)) -> Timed:
+                      headers: tuple[tuple[str, str], ...] = (("Accept", "*/*"),),
+                      window: float | None = None) -> Timed:
     """GET `url` (its Host) from ip:port with TLS SNI `sni`; kbit/s from request to last byte.
 
+    `window`: at most this many seconds for the transfer (default: the HTTP timeout, at least
+    60 s). A transfer still going when it closes is measured by what arrived: a throttled
+    download is slow by definition, and its rate is the finding (the failure is kept).
     Certificates are not verified: only the speed counts here.
     """
     probe = Trace(record_io=False)
+    c0: float | None = None
     try:
         stream = await tcp_connect(ip, port, trace=probe, timeout=ctx.timeouts.connect)
         try:
@@ -44,11 +50,16 @@ async def timed_fetch(ip: str, port: int, scheme: str, url: str, sni: str, ctx: 
                 conn = await tls_handshake(stream, server_name=sni, ca_bundle=ctx.ca_bundle, verify=False,
                                            timeout=ctx.timeouts.tls, alpn=("http/1.1",))
             c0 = probe.now()
-            resp = await round_trip(conn, url, headers=headers, timeout=max(ctx.timeouts.http, 60.0), record=False)
+            resp = await round_trip(conn, url, headers=headers, record=False,
+                                    timeout=window if window is not None else max(ctx.timeouts.http, 60.0))
             seconds = max(1e-6, probe.now() - c0)
         finally:
             await stream.aclose()
     except NetxError as e:
-        return Timed(None, 0, 0.0, e.failure)
+        if c0 is None or e.failure != F.GENERIC_TIMEOUT_ERROR:
+            return Timed(None, 0, 0.0, e.failure)
+        seconds = max(1e-6, probe.now() - c0)
+        n = e.received
+        return Timed(n * 8 / 1000 / seconds if n >= MIN_BYTES else None, n, seconds, e.failure)
     n = len(resp.body)
     return Timed(n * 8 / 1000 / seconds if n >= MIN_BYTES else None, n, seconds, None)

@@ -99,8 +99,12 @@ class NetxError(Exception):
          └── HTTPError            a protocol failure (redirect loop, header caps, bad Location)
 
     ``failure`` is always a string of :mod:`tamperscope.model.failures`;
-    ``endpoint`` is ``"ip:port"``, a URL or a resolver address, or ``""``.
+    ``endpoint`` is ``"ip:port"``, a URL or a resolver address, or ``""``;
+    ``received``: bytes of response body a failed HTTP round trip had read (a slow
+    download cut by its deadline still tells its rate).
     """
+
+    received: int = 0
 
     def __init__(self, failure: str, *, operation: str, endpoint: str = "") -> None:
         super().__init__(f"{operation} {endpoint}: {failure}" if endpoint else f"{operation}: {failure}")

@@ -168,9 +168,12 @@ async def round_trip(conn: Connection, url: str, *, trace: Trace | None = None,
             trace.add_request(_record(trace, conn, request, method, url, headers, body,
                                       partial, failure, t0, tags))
         if isinstance(exc, NetxError):
+            exc.received = len(partial.body)
             raise
         if isinstance(exc, Exception):
-            raise HTTPError(failure, operation=F.HTTP_ROUND_TRIP, endpoint=url) from exc
+            error = HTTPError(failure, operation=F.HTTP_ROUND_TRIP, endpoint=url)
+            error.received = len(partial.body)
+            raise error from exc
         raise
     entry = None
     if record:
