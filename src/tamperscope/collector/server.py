@@ -4,14 +4,23 @@ One process, one worker: the store has a single writer (DuckDB), and the
 writer batches submissions itself. uvicorn handles SIGINT/SIGTERM by finishing
 the requests in flight; the lifespan then answers what is queued and closes
 the store. A ``kill -9`` loses nothing that was acknowledged (see `rawlog`).
+
+uvicorn (0.54, h11) times out only a connection idle between two requests: one
+that connected and sent nothing, or sent its head or body a byte at a time, was
+held forever, and nothing capped how many were open. `bounded_h11` adds those
+bounds (`ConnectionLimits`) to uvicorn's own protocol.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import resource
 import socket
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tamperscope.analysis.store import Store, StoreError
 from tamperscope.collector.admin import TOKEN_ENV, usable_token
@@ -66,6 +75,158 @@ def listen(host: str, port: int, backlog: int = 2048) -> list[socket.socket]:
     return socks
 
 
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """What one client may hold of the server: connections, and time to send a request."""
+
+    connections: int = 1024  # open at once; beyond, an idle one is closed to make room, else the new one gets 503
+    head: float = 20.0  # s from connecting, or from a request's first byte, to the end of its head; else 408
+    body_period: float = 30.0  # s in which a body must bring `body_bytes` (unless the server paused reading); else 408
+    body_bytes: int = 1024  # bytes; a body of 64 MiB may take long, one a byte at a time may not
+    keep_alive: float = 30.0  # s a connection may wait between requests (uvicorn's own timeout)
+    linger: float = 1.0  # s a refused connection stays open, so that its client reads the 503 rather than a reset
+
+
+MAX_REFUSING = 64  # refused connections that may linger at once: a flood must not hold descriptors that way
+REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 21\r\n"
+           b"connection: close\r\n\r\ntoo many connections\n")
+TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 34\r\n"
+             b"connection: close\r\n\r\nthe request did not arrive in time\n")
+
+
+def bounded_h11(limits: ConnectionLimits) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol with `limits`: a deadline for each request's head, a minimum pace for its body,
+    a cap on open connections. Watched by one timer per connection, set when a request starts arriving and
+    judged by h11's state when it fires, so that it never cuts a request that arrived in time."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    refusing: set[asyncio.Transport] = set()
+
+    class BoundedH11(H11Protocol):
+        _timer: asyncio.TimerHandle | None = None
+        _received = 0  # bytes received on the connection
+        _mark = 0  # _received when the timer was set
+        _watched: Any = None  # the request cycle (None before the first) when the timer was set
+        _refused = False  # answered 503 for the cap; what the client still sends is dropped
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if len(self.connections) > limits.connections and not self._close_an_idle_one():
+                self._refuse(transport)
+                return
+            self._watch(limits.head)  # a client that connects and sends nothing is timed too
+
+        def _refuse(self, transport: asyncio.Transport) -> None:
+            """503, then close: at once if many refused connections linger already, else once the client has
+            closed (the transport closes itself then) or after `limits.linger`; closing with the client's
+            request unread would reset the connection and lose the answer."""
+            self._refused = True
+            self.connections.discard(self)
+            transport.write(REFUSED)
+            if len(refusing) >= MAX_REFUSING or not transport.can_write_eof():
+                transport.close()
+                return
+            transport.write_eof()
+            refusing.add(transport)
+            self._timer = self.loop.call_later(limits.linger, transport.close)
+
+        def data_received(self, data: bytes) -> None:
+            if self._refused:
+                return
+            self._received += len(data)
+            super().data_received(data)
+            if self._timer is None and not self.transport.is_closing() and self._arriving():
+                self._watch(limits.head)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            refusing.discard(self.transport)
+            super().connection_lost(exc)
+
+        def _arriving(self) -> bool:
+            """Whether a request is on its way: part of a head, or a body still due."""
+            state = self.conn.their_state
+            return state is h11.SEND_BODY or state is h11.IDLE and bool(len(self.conn.trailing_data[0]))
+
+        def _idle(self) -> bool:
+            return self.timeout_keep_alive_task is not None or self.cycle is None and self._received == 0
+
+        def _close_an_idle_one(self) -> bool:
+            for other in self.connections:
+                if other is not self and isinstance(other, BoundedH11) and other._idle():
+                    other.timeout_keep_alive_handler()  # closes it as uvicorn's keep-alive timeout would
+                    self.connections.discard(other)
+                    return True
+            return False
+
+        def _watch(self, delay: float) -> None:
+            self._mark, self._watched = self._received, self.cycle
+            self._timer = self.loop.call_later(delay, self._check)
+
+        def _check(self) -> None:
+            self._timer = None
+            if self.transport.is_closing():
+                return
+            state = self.conn.their_state
+            if state is h11.SEND_BODY:
+                if self.flow.read_paused or self._received - self._mark >= limits.body_bytes:
+                    self._watch(limits.body_period)
+                else:
+                    self._time_out(answered=self.cycle is not None and self.cycle.response_started)
+            elif state is h11.IDLE and (self.cycle is None or self._arriving()):
+                if self.cycle is self._watched:
+                    self._time_out(answered=False)  # still the head it was given `limits.head` for
+                else:
+                    self._watch(limits.head)  # a request came in since; this is the next one's head
+            # else the request is in, or the connection waits between two (uvicorn's keep-alive timeout)
+
+        def _time_out(self, answered: bool) -> None:
+            if not answered:  # else the handler answered early (a 413, say): a 408 after it would be garbage
+                self.transport.write(TIMED_OUT)
+            self.transport.close()
+
+    return BoundedH11
+
+
+def connection_limits() -> ConnectionLimits:
+    """The default limits, with no more connections than half the open-file limit allows."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    room = ConnectionLimits.connections if soft == resource.RLIM_INFINITY else max(16, soft // 2)
+    return ConnectionLimits(connections=min(ConnectionLimits.connections, room))
+
+
+def quiet_disconnects(app: Any) -> Any:
+    """``app``, but a handler reading a body its client abandoned (or that `bounded_h11` cut) ends without
+    the traceback uvicorn would log: there is no one left to answer."""
+    from starlette.requests import ClientDisconnect
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await app(scope, receive, send)
+        except ClientDisconnect:
+            pass
+
+    return wrapped
+
+
+def uvicorn_config(app: Any, host: str, port: int, limits: ConnectionLimits | None = None,
+                   loop: str | None = None) -> Any:
+    """How `serve` runs ``app`` under uvicorn (a ``uvicorn.Config``); ``loop="none"`` to serve in a running
+    event loop (the tests)."""
+    import uvicorn
+
+    limits = limits or connection_limits()
+    return uvicorn.Config(
+        quiet_disconnects(app), host=host, port=port, loop=loop or _loop(), http=bounded_h11(limits), lifespan="on",
+        log_level="warning", access_log=False, server_header=False, date_header=True,
+        timeout_keep_alive=int(limits.keep_alive), timeout_graceful_shutdown=10, backlog=2048,
+        h11_max_incomplete_event_size=64 * 1024,
+    )
+
+
 def serve(settings: Settings, *, store: Store | None = None) -> int:
     """Serve until interrupted; returns an exit code. Raises `ServeError` before listening if it cannot."""
     import uvicorn
@@ -77,13 +238,7 @@ def serve(settings: Settings, *, store: Store | None = None) -> int:
                 store = open_store(settings)
             except StoreError as exc:
                 raise ServeError(str(exc)) from None
-        app = create_app(settings, store=store)
-        config = uvicorn.Config(
-            app, host=settings.host, port=settings.port, loop=_loop(), http="h11", lifespan="on",
-            log_level="warning", access_log=False, server_header=False, date_header=True,
-            timeout_keep_alive=30, timeout_graceful_shutdown=10, backlog=2048,
-            h11_max_incomplete_event_size=64 * 1024,
-        )
+        config = uvicorn_config(create_app(settings, store=store), settings.host, settings.port)
         server = uvicorn.Server(config)
         if settings.announce:
             where = f"http://{_url_host(settings.host)}:{settings.port}/"
@@ -135,8 +290,8 @@ def serve_demo(db_path: str | os.PathLike[str], host: str = DEFAULT_HOST, port: 
 def settings_from_env(db_path: Path, host: str, port: int, **kwargs: object) -> Settings:
     """Settings with the admin token taken from ``$TAMPERSCOPE_ADMIN_TOKEN`` when not given."""
     token = kwargs.pop("admin_token", None) or os.environ.get(TOKEN_ENV)
-    return Settings(db_path=db_path, host=host, port=port, admin_token=usable_token(token if isinstance(token, str) else None),
-                    **kwargs)  # type: ignore[arg-type]
+    admin_token = usable_token(token if isinstance(token, str) else None)
+    return Settings(db_path=db_path, host=host, port=port, admin_token=admin_token, **kwargs)  # type: ignore[arg-type]
 
 
 __all__ = ["ServeError", "explorer_url", "serve", "serve_demo", "settings_from_env"]

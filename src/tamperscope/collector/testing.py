@@ -90,13 +90,14 @@ def running_app(settings: Settings) -> Iterator[SyncClient]:
 
 @asynccontextmanager
 async def uvicorn_server(app: Any, port: int | None = None) -> AsyncIterator[str]:
-    """Serve ``app`` on 127.0.0.1 in this event loop; yields its base URL."""
+    """Serve ``app`` on 127.0.0.1 in this event loop, configured as `tamperscope serve` configures it (its
+    connection limits included); yields its base URL."""
     import uvicorn
 
+    from tamperscope.collector.server import uvicorn_config
+
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                            lifespan="on", loop="none", http="h11")
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port, loop="none"))
     task = asyncio.create_task(server.serve())
     try:
         for _ in range(500):

@@ -12,19 +12,34 @@ It refuses with 503 above `max_inflight` requests in flight, 413 above 1 MiB,
 400 for a body that is not the protocol's JSON. Requests are bounded in time.
 The HTTP server is a small asyncio HTTP/1.1 loop (keep-alive), because the
 helper sits in the probe's hot path.
+
+The front end is public, so each client costs bounded time, memory and file
+descriptors (`Limits`): a request must arrive within 10 s of its first byte
+(else 408), a connection waits 30 s for its next request, an answer the client
+does not take within 30 s drops the connection; at most `--max-connections`
+are open (the longest idle one makes room, else 503) and 64 MiB of bodies are
+held at once (else 503). A head above 16 KiB or 100 fields is refused with 431;
+Transfer-Encoding with 411 (chunked) or 501 (Content-Length is required);
+anything two servers could read differently (two Content-Lengths, one with
+Transfer-Encoding, a folded or malformed field) with 400.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import math
+import re
+import resource
 import socket
 import ssl
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,7 +54,8 @@ from ..netx.listening import EVERY_INTERFACE, bind_failure, shown
 
 log = logging.getLogger("tamperscope.helper")
 MAX_REQUEST = 1 << 20
-MAX_HEAD = 65536
+MAX_HEAD = 16384  # bytes of request line and header fields
+MAX_HEADERS = 100
 MAX_ENDPOINTS = 32
 # OONI's ip_info flags
 FLAG_RESOLVED_BY_PROBE = 1
@@ -122,6 +138,26 @@ def _split_endpoint(ep: str) -> tuple[str, int]:
     return host, p
 
 
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # ValueError for a port beyond 65535
+    except ValueError:  # e.g. "http://[::1/"
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}")
+HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")  # no control character: no CR, LF or NUL
+
+
+def _sendable_header(name: str, value: str) -> bool:
+    """Whether the helper passes a client's header on in its own request: a field it may send as is (one a
+    client cannot use to add fields or break the request line), and not one the helper writes itself."""
+    return (bool(HEADER_NAME.fullmatch(name)) and bool(HEADER_VALUE.fullmatch(value))
+            and name.lower() not in ("host", "content-length", "connection", "transfer-encoding"))
+
+
 def parse_control_request(body: bytes) -> tuple[str, list[tuple[str, str]], list[str]]:
     try:
         req = orjson.loads(body)
@@ -130,7 +166,7 @@ def parse_control_request(body: bytes) -> tuple[str, list[tuple[str, str]], list
     if not isinstance(req, dict):
         raise BadRequest("body is not a JSON object")
     url = req.get("http_request")
-    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+    if not isinstance(url, str) or not _is_http_url(url):
         raise BadRequest("http_request must be an http(s) URL")
     headers: list[tuple[str, str]] = []
     raw_headers = req.get("http_request_headers") or {}
@@ -139,8 +175,8 @@ def parse_control_request(body: bytes) -> tuple[str, list[tuple[str, str]], list
     for k, v in raw_headers.items():
         vals = v if isinstance(v, list) else [v]
         for val in vals[:4]:
-            if isinstance(val, str) and k.lower() not in ("host", "content-length", "connection") and "\n" not in val:
-                headers.append((str(k)[:128], val[:1024]))
+            if isinstance(val, str) and _sendable_header(k, val[:1024]):
+                headers.append((k, val[:1024]))
     eps = req.get("tcp_connect") or []
     if not isinstance(eps, list) or not all(isinstance(e, str) for e in eps):
         raise BadRequest("tcp_connect must be a list of ip:port strings")
@@ -242,7 +278,8 @@ class ControlHelper:
             hdrs: dict[str, str] = {}
             for k, v in final.headers:
                 name = k.decode("latin-1")
-                name = "-".join(w[:1].upper() + w[1:] for w in name.split("-")) if final.http_version == "HTTP/2" else name
+                if final.http_version == "HTTP/2":
+                    name = "-".join(w[:1].upper() + w[1:] for w in name.split("-"))
                 hdrs.setdefault(name, v.decode("latin-1"))
             out["http_request"] = {"body_length": len(final.body), "failure": result.failure,
                                    "title": title_of(final.body), "headers": hdrs, "status_code": final.status,
@@ -266,56 +303,233 @@ class ControlHelper:
         return out
 
 
-class HelperServer:
-    """HTTP/1.1 front: POST / (and /api/v1/ctrl) with the control request."""
+@dataclass(frozen=True)
+class Limits:
+    """How far the HTTP front end lets one client go. A public helper meets clients that connect and send
+    nothing, send their head a byte at a time, never read their answers, or open thousands of connections;
+    each of them must cost bounded time, memory and file descriptors, and never stop the others."""
 
-    def __init__(self, helper: ControlHelper) -> None:
+    connections: int = 1024  # client connections open at once; beyond, the longest idle one is closed, else 503
+    idle: float = 30.0  # s a connection may wait for the first byte of its next request (keep-alive)
+    request: float = 10.0  # s from a request's first byte to the end of its body, else 408
+    write: float = 30.0  # s a client gets to take in an answer, else the connection is dropped
+    linger: float = 1.0  # s spent reading what a refused client still sends, so that it gets to read the refusal
+    bodies: int = 64 << 20  # bytes of request bodies held at once over all connections; beyond, 503
+
+
+class Refusal(Exception):
+    """A request answered with an error `status` and `message`, and the connection closed."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Head:
+    """A request's line and header section, checked."""
+
+    method: str
+    path: str  # the target's path, without query; an absolute-form target's too
+    keep: bool  # whether the client keeps the connection open for another request
+    length: int  # Content-Length, bytes; 0 when absent
+    expect_continue: bool  # the client waits for "100 Continue" before sending its body
+
+
+TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+TARGET = re.compile(r"[!-~]+")  # visible ASCII
+VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
+DIGITS = re.compile(r"[0-9]{1,16}")
+
+
+def parse_head(head: bytes) -> Head:
+    """The request line and header fields of ``head`` (which ends with an empty line), or `Refusal`. Refused
+    rather than guessed at: anything two servers could read differently (request smuggling), such as two
+    different Content-Lengths, Content-Length with Transfer-Encoding, whitespace before a colon, a folded line."""
+    lines = head.decode("latin-1").split("\r\n")[:-2]
+    parts = lines[0].split(" ") if lines else []
+    if len(parts) != 3 or not TOKEN.fullmatch(parts[0]) or not TARGET.fullmatch(parts[1]):
+        raise Refusal(400, "bad request line")
+    method, target, version = parts
+    if not VERSION.fullmatch(version):
+        raise Refusal(400, "bad HTTP version")
+    if version not in ("HTTP/1.0", "HTTP/1.1"):
+        raise Refusal(505, f"{version} is not supported: HTTP/1.1 is")
+    if len(lines) - 1 > MAX_HEADERS:
+        raise Refusal(431, f"more than {MAX_HEADERS} header fields")
+    fields: dict[str, list[str]] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not TOKEN.fullmatch(name):
+            raise Refusal(400, "bad header field")
+        fields.setdefault(name.lower(), []).append(value.strip(" \t"))
+    if "transfer-encoding" in fields:
+        if "content-length" in fields:
+            raise Refusal(400, "both Transfer-Encoding and Content-Length")
+        codings = ",".join(fields["transfer-encoding"]).lower().replace(" ", "").split(",")
+        if codings[-1] == "chunked":
+            raise Refusal(411, "a chunked body is not accepted: send Content-Length")
+        raise Refusal(501, "Transfer-Encoding is not supported: send Content-Length")
+    lengths = {v.strip(" \t") for f in fields.get("content-length", ["0"]) for v in f.split(",")}
+    if len(lengths) != 1 or not DIGITS.fullmatch(next(iter(lengths))):
+        raise Refusal(400, "bad Content-Length")
+    length = int(lengths.pop())
+    if length > MAX_REQUEST:
+        raise Refusal(413, "request too large")
+    tokens = {t.strip(" \t").lower() for f in fields.get("connection", []) for t in f.split(",")}
+    keep = "close" not in tokens if version == "HTTP/1.1" else "keep-alive" in tokens
+    expect = version == "HTTP/1.1" and "100-continue" in ",".join(fields.get("expect", [])).lower()
+    return Head(method, _path(target), keep, length, expect)
+
+
+def _path(target: str) -> str:
+    if not target.startswith(("http://", "https://")):
+        return target.partition("?")[0]
+    try:  # absolute form, as a proxy would send
+        return urlsplit(target).path or "/"
+    except ValueError:  # e.g. "http://[::1/"
+        raise Refusal(400, "bad request target") from None
+
+
+MAX_REFUSING = 64  # connections refused for the cap that may linger at once
+ROUTES: dict[str, tuple[str, ...]] = {"/": ("GET", "POST"), "/health": ("GET",), "/api/v1/ctrl": ("POST",)}
+
+
+class HelperServer:
+    """HTTP/1.1 front: POST / (and /api/v1/ctrl) with the control request; GET / (and /health) for status."""
+
+    def __init__(self, helper: ControlHelper, limits: Limits = Limits()) -> None:
         self.helper = helper
+        self.limits = limits
+        self.conns: set[asyncio.StreamWriter] = set()  # open client connections
+        self.idle: dict[asyncio.StreamWriter, float] = {}  # those waiting for a request, and since when (loop time)
+        self.body_bytes = 0  # request bodies being read or held, bytes
+        self.refusing = 0  # connections beyond the cap, answered 503 and lingering
 
     async def serve(self, host: str, port: int) -> asyncio.base_events.Server:
         return await asyncio.start_server(self._conn, host, port, backlog=1024, limit=MAX_HEAD, reuse_port=True)
 
     async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while True:
-                async with asyncio.timeout(30):
-                    head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                parts = lines[0].split(" ")
-                if len(parts) != 3:
-                    await self._reply(writer, 400, {"error": "bad request line"}, False)
-                    return
-                hdrs = {}
-                for line in lines[1:]:
-                    if ":" in line:
-                        k, v = line.split(":", 1)
-                        hdrs[k.strip().lower()] = v.strip()
-                keep = hdrs.get("connection", "").lower() != "close"
-                try:
-                    n = int(hdrs.get("content-length", "0"))
-                except ValueError:
-                    n = -1
-                if n < 0 or n > MAX_REQUEST:
-                    await self._reply(writer, 413, {"error": "request too large"}, False)
-                    return
-                async with asyncio.timeout(30):
-                    body = await reader.readexactly(n)
-                method, target = parts[0], parts[1]
-                if method == "GET" and target in ("/", "/health"):
-                    await self._reply(writer, 200, {"service": "tamperscope control helper", "protocol": "ooni-webconnectivity-th",
-                                                    "inflight": self.helper.inflight}, keep)
-                elif method == "POST" and target in ("/", "/api/v1/ctrl"):
-                    await self._control(writer, body, keep)
-                else:
-                    await self._reply(writer, 404, {"error": "not found"}, keep)
-                if not keep:
-                    return
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError, OSError):
-            pass
+            if len(self.conns) >= self.limits.connections and not self._close_longest_idle():
+                await self._refuse_connection(reader, writer)
+                return
+            self.conns.add(writer)
+            while await self._one(reader, writer):
+                pass
+        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError, OSError):
+            pass  # the client went away, or would not take its answer in time
         except Exception:
             log.exception("helper connection failed")
         finally:
-            writer.close()
+            self.conns.discard(writer)
+            self.idle.pop(writer, None)
+            await self._close(writer)
+
+    async def _close(self, writer: asyncio.StreamWriter) -> None:
+        """Close, leaving the client `Limits.write` seconds to take the answer still buffered, if any: a plain
+        close keeps the connection until it does, which a client that never reads never does."""
+        writer.close()
+        try:
+            async with asyncio.timeout(self.limits.write):
+                await writer.wait_closed()
+        except TimeoutError:
+            writer.transport.abort()
+        except (ConnectionError, OSError):
+            pass
+        except BaseException:  # the server shutting down
+            writer.transport.abort()
+            raise
+
+    async def _refuse_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """503 to a connection beyond the cap. It lingers, so that the client reads the answer rather than a
+        reset, only while few others do: a flood must not hold descriptors that way either."""
+        await self._reply(writer, 503, {"error": "busy: too many connections"}, False)
+        if self.refusing < MAX_REFUSING:
+            self.refusing += 1
+            try:
+                await self._linger(reader, writer)
+            finally:
+                self.refusing -= 1
+
+    def _close_longest_idle(self) -> bool:
+        """Make room for a new connection by closing the one that has waited longest for a request, if any."""
+        if not self.idle:
+            return False
+        oldest = min(self.idle, key=self.idle.__getitem__)
+        del self.idle[oldest]
+        self.conns.discard(oldest)
+        oldest.close()  # its reader sees the end of the stream
+        return True
+
+    async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Read and answer one request; whether the connection stays open for another."""
+        self.idle[writer] = asyncio.get_running_loop().time()
+        try:
+            async with asyncio.timeout(self.limits.idle):
+                first = await reader.read(1)
+        finally:
+            self.idle.pop(writer, None)
+        if not first or writer.is_closing():
+            return False
+        held = 0
+        try:
+            try:
+                async with asyncio.timeout(self.limits.request):
+                    head = parse_head(first + await self._read_head(reader))
+                    held = self._hold(head.length)
+                    if head.expect_continue and head.length:
+                        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    body = await reader.readexactly(head.length)
+            except Refusal as e:
+                await self._reply(writer, e.status, {"error": e.message}, False)
+                await self._linger(reader, writer)
+                return False
+            except TimeoutError:
+                await self._reply(writer, 408, {"error": "the request did not arrive in time"}, False)
+                return False
+            await self._route(writer, head, body)
+            return head.keep
+        finally:
+            self.body_bytes -= held
+
+    async def _read_head(self, reader: asyncio.StreamReader) -> bytes:
+        try:
+            return await reader.readuntil(b"\r\n\r\n")
+        except asyncio.LimitOverrunError:
+            raise Refusal(431, f"header section larger than {MAX_HEAD} bytes") from None
+
+    def _hold(self, length: int) -> int:
+        """Count `length` bytes of body against `Limits.bodies`, or refuse with 503."""
+        if self.body_bytes + length > self.limits.bodies:
+            raise Refusal(503, "busy: too many request bodies at once")
+        self.body_bytes += length
+        return length
+
+    async def _linger(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Say we are done and drop what the client still sends for a moment: closing with unread data
+        resets the connection, and a client still sending its body would lose the answer it was given."""
+        with contextlib.suppress(TimeoutError, ConnectionError, OSError):
+            if writer.can_write_eof():
+                writer.write_eof()
+            async with asyncio.timeout(self.limits.linger):
+                while await reader.read(65536):
+                    pass
+
+    async def _route(self, writer: asyncio.StreamWriter, head: Head, body: bytes) -> None:
+        methods = ROUTES.get(head.path)
+        if methods is None:
+            await self._reply(writer, 404, {"error": "not found"}, head.keep)
+        elif head.method not in methods:
+            await self._reply(writer, 405, {"error": f"{head.method} is not allowed here"}, head.keep,
+                              allow=", ".join(methods))
+        elif head.method == "GET":
+            await self._reply(writer, 200, {"service": "tamperscope control helper",
+                                            "protocol": "ooni-webconnectivity-th", "inflight": self.helper.inflight},
+                              head.keep)
+        else:
+            await self._control(writer, body, head.keep)
 
     async def _control(self, writer: asyncio.StreamWriter, body: bytes, keep: bool) -> None:
         h = self.helper
@@ -333,17 +547,26 @@ class HelperServer:
         except TimeoutError:
             await self._reply(writer, 504, {"error": "control measurement timed out"}, keep)
             return
+        except Exception:  # our bug, not the client's: said in the log, and answered
+            log.exception("control measurement of %.200s failed", url)
+            await self._reply(writer, 500, {"error": "control measurement failed"}, False)
+            return
         finally:
             h.inflight -= 1
         await self._reply(writer, 200, resp, keep)
 
-    async def _reply(self, writer: asyncio.StreamWriter, status: int, obj: object, keep: bool) -> None:
+    async def _reply(self, writer: asyncio.StreamWriter, status: int, obj: object, keep: bool, allow: str = "") -> None:
         data = orjson.dumps(obj)
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 413: "Payload Too Large", 503: "Service Unavailable",
-                  504: "Gateway Timeout"}.get(status, "OK")
-        writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
-                     f"Connection: {'keep-alive' if keep else 'close'}\r\n\r\n".encode() + data)
-        await writer.drain()
+        extra = f"Allow: {allow}\r\n" if allow else ""
+        writer.write(f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(data)}\r\nConnection: {'keep-alive' if keep else 'close'}\r\n{extra}\r\n"
+                     .encode() + data)
+        try:
+            async with asyncio.timeout(self.limits.write):  # a client that never reads holds nothing for long
+                await writer.drain()
+        except TimeoutError:
+            writer.transport.abort()  # close() would wait for the client to read what is buffered: forever
+            raise
 
 
 def load_asn_table(path: str | None) -> AsnTable:
@@ -367,11 +590,15 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="address or name to listen on (default 127.0.0.1; 0.0.0.0 for every IPv4 interface, "
                          ":: for every IPv6 one)")
     ap.add_argument("--port", type=int, default=8080, help="port to listen on, 1-65535 (default 8080)")
-    ap.add_argument("--resolver", default="", help="IP of a DNS server to resolve with over UDP (default: the system resolver)")
+    ap.add_argument("--resolver", default="",
+                    help="IP of a DNS server to resolve with over UDP (default: the system resolver)")
     ap.add_argument("--ca-bundle", default=None, help="CA bundle (PEM) to verify TLS with (default: the system's)")
     ap.add_argument("--asn-table", default=None, help="prefix-to-ASN table in iptoasn.com TSV format, for ip_info")
     ap.add_argument("--max-inflight", type=int, default=64,
                     help=f"answer 503 above this many requests in flight, 1-{MAX_INFLIGHT:,} (default 64)")
+    ap.add_argument("--max-connections", type=int, default=1024,
+                    help=f"client connections open at once, 1-{MAX_INFLIGHT:,} and at most half the open-file limit; "
+                         "beyond, the longest idle one is closed, else the new one is answered 503 (default 1024)")
     ap.add_argument("--timeout", type=float, default=10.0,
                     help=f"seconds per measurement step, at most {MAX_TIMEOUT:g} (default 10)")
     ap.add_argument("--allow-net", action="append", default=[], metavar="CIDR",
@@ -402,6 +629,8 @@ def check_options(args: argparse.Namespace) -> None:
         raise BadOption(str(e)) from None
     if not 1 <= args.max_inflight <= MAX_INFLIGHT:
         raise BadOption(f"--max-inflight must be between 1 and {MAX_INFLIGHT}, not {args.max_inflight}")
+    if not 1 <= args.max_connections <= MAX_INFLIGHT:
+        raise BadOption(f"--max-connections must be between 1 and {MAX_INFLIGHT}, not {args.max_connections}")
     if not (math.isfinite(args.timeout) and 0 < args.timeout <= MAX_TIMEOUT):
         raise BadOption(f"--timeout must be more than 0 and at most {MAX_TIMEOUT:g} seconds, not {args.timeout}")
     if args.ca_bundle is not None:
@@ -413,6 +642,20 @@ def check_options(args: argparse.Namespace) -> None:
             raise BadOption(f"cannot read CA bundle {args.ca_bundle}: {e.strerror or e}") from None
 
 
+def connection_room(wanted: int) -> int:
+    """`wanted` client connections, or fewer if the open-file limit (raised to its hard limit first) leaves no
+    room: half of it goes to the measurements' own sockets. A helper out of descriptors serves no one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    room = max(1, soft // 2) if soft != resource.RLIM_INFINITY else wanted
+    if room < wanted:
+        print(f"tamperscope helper: at most {room} connections at once, half the open-file limit of {soft} "
+              "(ulimit -n)", file=sys.stderr, flush=True)
+    return min(wanted, room)
+
+
 async def serve_forever(args: argparse.Namespace) -> None:
     check_options(args)
     resolver = Resolver("udp", args.resolver, duplicate_window=0.0) if args.resolver else Resolver()
@@ -421,7 +664,8 @@ async def serve_forever(args: argparse.Namespace) -> None:
                            allow_networks=parse_networks(args.allow_net))
     where = shown((args.host, args.port))
     try:
-        server = await HelperServer(helper).serve(args.host, args.port)
+        server = await HelperServer(helper, Limits(connections=connection_room(args.max_connections))).serve(
+            args.host, args.port)
     except socket.gaierror as e:
         raise BadOption(f"cannot listen on {where}: {args.host} does not resolve ({e.strerror})") from None
     except OSError as e:

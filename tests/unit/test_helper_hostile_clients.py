@@ -1,0 +1,434 @@
+"""Hostile clients of our public servers: the control helper's HTTP/1.1 front end, and the collector's uvicorn.
+
+Each test runs the real server on 127.0.0.1 (with its time limits shortened) and talks to it over real
+sockets, as a slowloris, a flood, a smuggler or a client that never reads would. What must hold: bounded
+time and connections, a clean status (400, 405, 408, 411, 413, 431, 501, 503, 505), no traceback in the
+log, and the server still serving others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+import pytest
+
+from tamperscope.collector import server as collector
+from tamperscope.helper import server as helper
+from tamperscope.netx.resolver import Resolver
+
+LO = "127.0.0.1"
+HEALTH = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+class Errors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def no_traceback_logged() -> Iterator[None]:
+    """Nothing a client does is logged as an error (uvicorn's loggers do not propagate: watched directly)."""
+    errors = Errors()
+    loggers = [logging.getLogger(n) for n in ("tamperscope.helper", "uvicorn.error", "asyncio")]
+    for lg in loggers:
+        lg.addHandler(errors)
+    try:
+        yield
+    finally:
+        for lg in loggers:
+            lg.removeHandler(errors)
+    assert not errors.records, [r.getMessage() for r in errors.records]
+
+
+def status(response: bytes) -> int:
+    return int(response.split(b" ", 2)[1]) if response.startswith(b"HTTP/1.1 ") else -1
+
+
+def statuses(response: bytes) -> list[int]:
+    return [int(line.split(b" ", 2)[1]) for line in response.split(b"\r\n") if line.startswith(b"HTTP/1.1 ")]
+
+
+async def until_closed(reader: asyncio.StreamReader, wait: float = 3.0) -> bytes:
+    """Everything the server sends until it closes the connection, which must happen within ``wait`` s."""
+    async with asyncio.timeout(wait):
+        return await reader.read()
+
+
+async def exchange(port: int, data: bytes, wait: float = 3.0) -> bytes:
+    """Send ``data`` on a new connection and return what comes back before the server closes it."""
+    reader, writer = await asyncio.open_connection(LO, port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await until_closed(reader, wait)
+    finally:
+        writer.close()
+
+
+# -- the control helper ------------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def helper_server(**limits: Any) -> AsyncIterator[tuple[helper.HelperServer, int]]:
+    h = helper.ControlHelper(resolver=Resolver(), ca_bundle=None, timeout=2,
+                             allow_networks=helper.parse_networks(["127.0.0.0/8"]))
+    front = helper.HelperServer(h, helper.Limits(**limits))
+    server = await front.serve(LO, 0)
+    try:
+        yield front, server.sockets[0].getsockname()[1]
+        async with asyncio.timeout(3):  # every connection ends on its own once its client is gone
+            while front.conns:
+                await asyncio.sleep(0.01)
+    finally:
+        server.close()
+
+
+def run(main: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(main())  # type: ignore[arg-type]
+
+
+def test_a_connection_that_sends_nothing_is_closed() -> None:
+    async def main() -> None:
+        async with helper_server(idle=0.3) as (front, port):
+            reader, writer = await asyncio.open_connection(LO, port)
+            assert await until_closed(reader, 2) == b""  # nothing was asked, nothing is answered
+            writer.close()
+            assert status(await exchange(port, HEALTH.replace(b"1.1\r\n", b"1.1\r\nConnection: close\r\n"))) == 200
+
+    run(main)
+
+
+@pytest.mark.parametrize("partial", [b"GET /health HTTP/1.1\r\nX-Slow: ",
+                                     b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\n{"], ids=["head", "body"])
+def test_a_request_sent_a_byte_at_a_time_gets_408(partial: bytes) -> None:
+    """Slowloris: the head (or the body) keeps coming, a byte every 0.1 s, and never ends."""
+    async def main() -> None:
+        async with helper_server(request=0.5) as (front, port):
+            reader, writer = await asyncio.open_connection(LO, port)
+            writer.write(partial)
+
+            async def trickle() -> None:
+                while True:
+                    await asyncio.sleep(0.1)
+                    writer.write(b"a")
+
+            dripping = asyncio.create_task(trickle())
+            try:
+                assert status(await until_closed(reader, 2.5)) == 408
+            finally:
+                dripping.cancel()
+                writer.close()
+
+    run(main)
+
+
+@pytest.mark.parametrize("head", [
+    b"GET / HTTP/1.1\r\n" + b"X-Endless: header\r\n" * 2000,  # a header section that never ends
+    b"GET / HTTP/1.1\r\nX-Giant: " + b"a" * 40000,  # one giant line
+    b"GET / HTTP/1.1\r\n" + b"X: a\r\n" * 101 + b"\r\n",  # many small fields
+], ids=["endless", "giant", "many"])
+def test_an_oversized_head_gets_431(head: bytes) -> None:
+    async def main() -> None:
+        async with helper_server() as (front, port):
+            assert status(await exchange(port, head)) == 431
+            assert status(await exchange(port, HEALTH.replace(b"1.1\r\n", b"1.1\r\nConnection: close\r\n"))) == 200
+
+    run(main)
+
+
+@pytest.mark.parametrize("fields", [
+    b"Content-Length: abc", b"Content-Length: -1", b"Content-Length: 0_2", b"Content-Length: +2",
+    b"Content-Length: 2\r\nContent-Length: 0", b"Content-Length: 2, 0", b"Content-Length : 2",
+    b"X-Folded: a\r\n b", b"no colon here", b"Bad Name: x",
+])
+def test_a_head_two_servers_could_read_differently_gets_400(fields: bytes) -> None:
+    """Request smuggling needs two readings of one head; the helper refuses to pick one, and closes."""
+    async def main() -> None:
+        async with helper_server() as (front, port):
+            got = await exchange(port, b"POST / HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n\r\n{}" + HEALTH)
+            assert statuses(got) == [400]  # the request hidden behind it is not answered
+
+    run(main)
+
+
+@pytest.mark.parametrize("fields, expected", [
+    (b"Transfer-Encoding: chunked", 411),
+    (b"Transfer-Encoding: gzip", 501),
+    (b"Transfer-Encoding: chunked\r\nContent-Length: 5", 400),
+])
+def test_transfer_encoding_is_refused_cleanly(fields: bytes, expected: int) -> None:
+    async def main() -> None:
+        async with helper_server() as (front, port):
+            got = await exchange(port, b"POST / HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n\r\n0\r\n\r\n" + HEALTH)
+            assert statuses(got) == [expected]
+
+    run(main)
+
+
+@pytest.mark.parametrize("line, expected", [
+    (b"GET /\xff\xfe HTTP/1.1", 400),
+    (b"GET / FOO/9", 400),
+    (b"GET / HTTP/2.0", 505),
+    (b"PUT / HTTP/1.1", 405),
+    (b"GET http://helper.example/health HTTP/1.1", 200),  # absolute form: servers must accept it
+    (b"GET /health?x=1 HTTP/1.1", 200),
+    (b"GET http://[::1/health HTTP/1.1", 400),
+])
+def test_the_request_line_is_checked(line: bytes, expected: int) -> None:
+    async def main() -> None:
+        async with helper_server() as (front, port):
+            got = await exchange(port, line + b"\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert status(got) == expected
+            if expected == 405:
+                assert b"\r\nAllow: GET, POST\r\n" in got
+
+    run(main)
+
+
+def test_http_1_0_closes_unless_kept_alive() -> None:
+    async def main() -> None:
+        async with helper_server(idle=5) as (front, port):
+            got = await exchange(port, b"GET /health HTTP/1.0\r\n\r\n", wait=1)
+            assert status(got) == 200 and b"\r\nConnection: close\r\n" in got
+
+    run(main)
+
+
+def test_a_refused_body_does_not_reset_the_connection() -> None:
+    """A 413 to a client still sending 4 MiB: the client reads the answer and a clean end, not a reset."""
+    async def main() -> None:
+        async with helper_server() as (front, port):
+            reader, writer = await asyncio.open_connection(LO, port)
+            writer.write(b"POST / HTTP/1.1\r\nContent-Length: 4194304\r\n\r\n" + b"x" * (4 << 20))
+            try:
+                got = await until_closed(reader, 3)
+            finally:
+                writer.close()
+            assert status(got) == 413
+
+    run(main)
+
+
+def test_expect_100_continue_is_answered() -> None:
+    async def main() -> None:
+        async with helper_server() as (front, port):
+            reader, writer = await asyncio.open_connection(LO, port)
+            try:
+                writer.write(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n"
+                             b"Connection: close\r\n\r\n")
+                async with asyncio.timeout(2):
+                    assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+                writer.write(b"[]")
+                assert status(await until_closed(reader)) == 400  # not the protocol's JSON object
+            finally:
+                writer.close()
+
+    run(main)
+
+
+def test_a_client_that_never_reads_is_dropped() -> None:
+    """Pipelined requests, answers never read: the answers back up, and after `Limits.write` the connection
+    is dropped (a plain close would wait for the client to read: forever)."""
+    async def main() -> None:
+        async with helper_server(write=0.3) as (front, port):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, (LO, port))
+            reader, writer = await asyncio.open_connection(sock=sock)
+            try:
+                writer.write(HEALTH * 60000)  # 9 MB of answers
+                async with asyncio.timeout(4):
+                    while not front.conns:
+                        await asyncio.sleep(0.02)
+                    while front.conns:  # the server closes its side without the client reading
+                        await asyncio.sleep(0.05)
+            finally:
+                writer.transport.abort()
+
+    run(main)
+
+
+def test_connections_are_capped_and_idle_ones_make_room() -> None:
+    async def main() -> None:
+        async with helper_server(connections=3, idle=10, request=10) as (front, port):
+            idle = [await asyncio.open_connection(LO, port) for _ in range(3)]
+            await asyncio.sleep(0.1)
+            # a fourth: the longest idle connection is closed to make room, and the new one is served
+            assert status(await exchange(port, HEALTH.replace(b"1.1\r\n", b"1.1\r\nConnection: close\r\n"))) == 200
+            assert await until_closed(idle[0][0], 1) == b""
+            busy = []
+            for _ in range(3):  # three connections in the middle of a request: nothing idle to close
+                r, w = await asyncio.open_connection(LO, port)
+                w.write(b"GET /health HTTP/1.1\r\n")
+                busy.append((r, w))
+            await asyncio.sleep(0.1)
+            assert status(await exchange(port, HEALTH)) == 503
+            for _, w in idle + busy:
+                w.close()
+
+    run(main)
+
+
+def test_bodies_held_at_once_are_capped() -> None:
+    async def main() -> None:
+        async with helper_server(bodies=1000) as (front, port):
+            reader, writer = await asyncio.open_connection(LO, port)
+            writer.write(b"POST / HTTP/1.1\r\nContent-Length: 800\r\n\r\n{")  # 800 bytes promised, held
+            await asyncio.sleep(0.1)
+            got = await exchange(port, b"POST / HTTP/1.1\r\nContent-Length: 800\r\n\r\n" + b" " * 800)
+            assert status(got) == 503
+            writer.close()
+
+    run(main)
+
+
+@pytest.mark.parametrize("request_body, expected", [
+    ({"http_request": "http://[::1/x"}, 400),
+    ({"http_request": "http://example.com:99999/"}, 400),
+    ({"http_request": "SITE", "http_request_headers": {"X-€": "1", "X-Ok": "€", "X\r\nInjected": "1"}}, 200),
+])
+def test_a_strange_control_request_is_answered_not_logged(request_body: dict[str, Any], expected: int) -> None:
+    """Before, these raised inside the helper: a traceback in the log and the connection closed unanswered."""
+    seen: list[bytes] = []
+
+    async def site(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            seen.append(await reader.readuntil(b"\r\n\r\n"))
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\nConnection: close\r\n\r\n<title>page</title>.")
+            await writer.drain()
+        except asyncio.IncompleteReadError:
+            pass  # the helper's tcp_connect check: connected, sent nothing
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        page = await asyncio.start_server(site, LO, 0)
+        url = f"http://{LO}:{page.sockets[0].getsockname()[1]}/"
+        body = orjson.dumps({k: (url if v == "SITE" else v) for k, v in request_body.items()})
+        async with helper_server() as (front, port):
+            got = await exchange(port, b"POST / HTTP/1.1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+                                 + body, wait=4)
+        page.close()
+        assert status(got) == expected
+        if expected == 200:
+            assert orjson.loads(got.partition(b"\r\n\r\n")[2])["http_request"]["title"] == "page"
+            assert seen and b"X-Ok" not in seen[-1] and b"Injected" not in seen[-1]
+
+    run(main)
+
+
+# -- the collector's uvicorn ---------------------------------------------------------------------------------
+
+
+async def echo_length(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A small ASGI app standing in for the collector's: reads the body (as a handler would) and says its length."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    from starlette.requests import Request
+
+    body = await Request(scope, receive).body()  # ClientDisconnect if the client goes: what a handler sees
+    said = str(len(body)).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(said))]})
+    await send({"type": "http.response.body", "body": said})
+
+
+@asynccontextmanager
+async def collector_server(**limits: Any) -> AsyncIterator[int]:
+    import uvicorn
+
+    sock = socket.create_server((LO, 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(collector.uvicorn_config(echo_length, LO, port, collector.ConnectionLimits(**limits)))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        async with asyncio.timeout(5):
+            while not server.started:
+                await asyncio.sleep(0.01)
+        yield port
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 5)
+        sock.close()
+
+
+@pytest.mark.parametrize("partial", [
+    b"",  # connects and sends nothing
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ",  # a head a byte at a time
+    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{",  # a body a byte at a time
+], ids=["nothing", "head", "body"])
+def test_collector_a_request_that_does_not_come_gets_408(partial: bytes) -> None:
+    """uvicorn timed out only a connection idle between requests: these were held forever."""
+    async def main() -> None:
+        async with collector_server(head=0.5, body_period=0.5) as port:
+            reader, writer = await asyncio.open_connection(LO, port)
+            writer.write(partial)
+
+            async def trickle() -> None:
+                while partial:
+                    await asyncio.sleep(0.1)
+                    writer.write(b"a")
+
+            dripping = asyncio.create_task(trickle())
+            try:
+                assert status(await until_closed(reader, 3)) == 408
+            finally:
+                dripping.cancel()
+                writer.close()
+
+    run(main)
+
+
+def test_collector_a_slow_steady_body_and_keep_alive_are_not_cut() -> None:
+    """The limits cut a stalled request, not a slow one, nor a connection resting between two requests."""
+    async def main() -> None:
+        async with collector_server(head=0.4, body_period=0.4, body_bytes=512, keep_alive=5) as port:
+            reader, writer = await asyncio.open_connection(LO, port)
+            try:
+                writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\n\r\n")
+                for _ in range(8):  # 0.8 s for the body: 512 bytes each 0.1 s, four times the least pace
+                    writer.write(b"x" * 512)
+                    await asyncio.sleep(0.1)
+                async with asyncio.timeout(2):
+                    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
+                    assert await reader.readexactly(4) == b"4096"
+                await asyncio.sleep(0.8)  # longer than `head`: resting, not late
+                writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                assert status(await until_closed(reader)) == 200
+            finally:
+                writer.close()
+
+    run(main)
+
+
+def test_collector_connections_are_capped_and_idle_ones_make_room() -> None:
+    async def main() -> None:
+        async with collector_server(connections=3, head=10) as port:
+            idle = [await asyncio.open_connection(LO, port) for _ in range(3)]
+            await asyncio.sleep(0.1)
+            got = await exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert status(got) == 200  # an idle connection was closed to make room
+            busy = []
+            for _ in range(3):
+                r, w = await asyncio.open_connection(LO, port)
+                w.write(b"GET / HTTP/1.1\r\nHost: x\r\n")
+                busy.append((r, w))
+            await asyncio.sleep(0.1)
+            assert status(await exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")) == 503
+            for _, w in idle + busy:
+                w.close()
+
+    run(main)
