@@ -432,3 +432,21 @@ def test_collector_connections_are_capped_and_idle_ones_make_room() -> None:
                 w.close()
 
     run(main)
+
+
+@pytest.mark.parametrize("request_body", [
+    {"http_request": "http://example.com:0/"},  # urlsplit's port 0 became the scheme's default, 80
+    {"http_request": "https://example.com/", "tcp_connect": ["198.18.0.1:8_0"]},  # int() reads "8_0" as 80
+    {"http_request": "https://example.com/", "tcp_connect": ["198.18.0.1:+443"]},
+    {"http_request": "https://example.com/", "tcp_connect": ["198.18.0.1: 443"]},
+    {"http_request": "https://example.com/", "tcp_connect": ["198.18.0.1:٤٤٣"]},  # Arabic-Indic digits
+])
+def test_a_control_request_naming_a_port_no_client_meant_is_refused(request_body: dict[str, Any]) -> None:
+    with pytest.raises(helper.BadRequest):
+        helper.parse_control_request(orjson.dumps(request_body))
+
+
+def test_a_control_request_with_plain_ports_is_taken() -> None:
+    url, _, eps = helper.parse_control_request(orjson.dumps(
+        {"http_request": "https://example.com:8443/", "tcp_connect": ["198.18.0.1:443", "[2001:db8::1]:80"]}))
+    assert url == "https://example.com:8443/" and eps == ["198.18.0.1:443", "[2001:db8::1]:80"]

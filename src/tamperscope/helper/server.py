@@ -132,6 +132,8 @@ def _split_endpoint(ep: str) -> tuple[str, int]:
     else:
         host, _, port = ep.rpartition(":")
     ipaddress.ip_address(host)
+    if not (port.isascii() and port.isdigit() and len(port) <= 5):  # int() would take " 80", "8_0", "+80"
+        raise ValueError(ep)
     p = int(port)
     if not 0 < p < 65536:
         raise ValueError(ep)
@@ -141,10 +143,10 @@ def _split_endpoint(ep: str) -> tuple[str, int]:
 def _is_http_url(url: str) -> bool:
     try:
         parts = urlsplit(url)
-        _ = parts.port  # ValueError for a port beyond 65535
+        port = parts.port  # ValueError for a port beyond 65535
     except ValueError:  # e.g. "http://[::1/"
         return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and port != 0  # 0 would become 80 or 443
 
 
 HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}")
