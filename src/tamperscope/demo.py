@@ -1,9 +1,12 @@
 """`tamperscope demo`: the whole job on the built-in lab, start to finish.
 
 Lab up with a censor profile (tm-like by default) → the probe over a bundled
-list of real-world URLs, from inside the lab's client namespace → a summary by
-mechanism, checked against the lab's own ground truth → lab down. The summary
-is the last thing printed.
+list of real-world URLs, from inside the lab's client namespace → `tamperscope
+locate` on one URL per mechanism → lab down → a summary by mechanism, checked
+against the lab's own ground truth, and the equipment seen → `tamperscope
+analyze` re-deriving every verdict from the raw records into a store, checked
+against the probe's, and `tamperscope report --html` (the analysis is the last
+thing printed).
 """
 
 from __future__ import annotations
@@ -26,14 +29,17 @@ from .lab.expect import expect_url
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="lab up, probe a bundled URL list, summarise, lab down",
+    p = sub.add_parser("demo", help="lab up, probe a bundled URL list, locate, lab down, summarise, analyse",
                        description="Bring the lab up with a censor profile, run web_connectivity over a bundled list "
-                                   "of real-world URLs inside it, print a per-mechanism summary checked against the "
-                                   "lab's ground truth, and take the lab down. Needs root.")
+                                   "of real-world URLs inside it, locate one URL per mechanism, and take the lab down. "
+                                   "Then print a per-mechanism summary checked against the lab's ground truth, the "
+                                   "equipment seen, and the measurements analysed again from their raw records "
+                                   "(tamperscope analyze, into a store of their own, and an HTML report; both in the "
+                                   "demo's temporary directory). Needs root.")
     p.add_argument("--profile", default="tm-like", help="lab profile (default tm-like)")
     p.add_argument("--list", type=Path, default=None, help="URL list instead of the bundled one")
     p.add_argument("--output", type=Path, default=None, help="keep the measurements here (JSONL)")
-    p.add_argument("--parallel", type=int, default=32)
+    p.add_argument("--parallel", type=int, default=32, help="measurements in flight (default 32)")
     p.add_argument("--serve", action="store_true",
                    help="then submit the measurements to a local collector (`tamperscope serve`, OONI's report "
                         "protocol) and keep its explorer running; prints the explorer's URL")
@@ -52,6 +58,8 @@ def bundled_list() -> str:
 def run(args: argparse.Namespace) -> int:
     from .cli import UsageError
 
+    if not 1 <= args.parallel <= 1024:
+        raise UsageError("--parallel must be between 1 and 1024")
     if not 0 < args.port < 65536:
         raise UsageError("--port must be between 1 and 65535")
     if not args.serve and (args.db is not None or args.serve_seconds is not None):
@@ -88,6 +96,10 @@ def run(args: argparse.Namespace) -> int:
         say("demo: lab down")
     print(summary(measurements, profile, truth, time.monotonic() - t0, out))
     print(equipment(measurements, located), flush=True)
+    analysed = analysis(measurements, Path(out), work, say)
+    print(analysed, flush=True)
+    if not analysed.startswith("\n  analysis:"):
+        status = status or 1
     if args.serve:
         served = serve(with_hops(measurements, located), args.db or work / "demo.duckdb", args.port,
                        args.serve_seconds, say)
@@ -205,6 +217,8 @@ def _port_is_free(port: int) -> None:
     from .cli import UsageError
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # as the server will bind: connections of an earlier run in TIME_WAIT do not make the port taken
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -273,6 +287,44 @@ def equipment(measurements: list[dict], located: dict[str, dict]) -> str:
     tls = [m["test_keys"].get("x_equipment") for m in measurements if m["test_keys"].get("x_equipment")]
     if tls:
         lines.append(f"  TLS interception by: {', '.join(sorted({str(e.get('name')) for e in tls}))}")
+    return "\n".join(lines)
+
+
+def analysis(measurements: list[dict], out: Path, work: Path, say: Callable[[str], None]) -> str:
+    """`tamperscope analyze` over what the probe wrote, into a store of its own, and `tamperscope report --html`:
+    the analysis pipeline re-derives each verdict from the raw records, and says whether it reaches the probe's."""
+    db, verdicts, html = work / "analysis.duckdb", work / "verdicts.jsonl", work / "report.html"
+    say("demo: re-deriving the verdicts with tamperscope analyze, and writing the HTML report")
+    for argv in (["analyze", str(out), "--db", str(db), "--jsonl", str(verdicts), "--quiet"],
+                 ["report", "--db", str(db), "--html", str(html)]):
+        res = subprocess.run([sys.executable, "-m", "tamperscope", *argv], capture_output=True, text=True, timeout=600)
+        if res.returncode:
+            why = (res.stderr.strip().splitlines() or [f"exit {res.returncode}"])[-1]
+            return f"\n  tamperscope {argv[0]} failed: {why}"
+    rows = []
+    with verdicts.open("rb") as f:
+        for line in f:
+            rows.append(json.loads(line))
+    # both files are in the probe's order, the analysis's without any record it refused: walk them together
+    same, differ, i = 0, [], 0
+    for row in rows:
+        while i < len(measurements) and measurements[i]["input"] != row.get("input"):
+            i += 1
+        if i == len(measurements):
+            break
+        probe, mine = measurements[i]["test_keys"].get("x_mechanism") or "none", row.get("x_mechanism") or "none"
+        if probe == mine:
+            same += 1
+        else:
+            differ.append(f"{row['input']} (probe {probe}, analysis {mine})")
+        i += 1
+    labels = Counter(row.get("x_confidence") for row in rows)
+    lines = ["", "  analysis: tamperscope analyze, every verdict re-derived from the raw records",
+             f"  {len(rows)} measurements; the probe's mechanism reached again for {same}/{len(measurements)}; "
+             f"{labels['confirmed'] + labels['anomaly']} anomalies ({labels['confirmed']} confirmed by a blockpage "
+             f"fingerprint or a repeat), {labels['failure']} failures"]
+    lines += [f"  differs: {d}" for d in differ[:5]]
+    lines += [f"  store: {db}", f"  HTML report: {html}"]
     return "\n".join(lines)
 
 

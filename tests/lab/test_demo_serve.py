@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -43,6 +44,11 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         text = "".join(out)
         assert f"explorer: http://127.0.0.1:{PORT}/" in text, text
         assert "agreement with the lab's ground truth: 4/4" in text
+        # the analysis pipeline re-derived every verdict from the raw records and reached the probe's
+        assert "the probe's mechanism reached again for 4/4" in text, text
+        report = next(line.split("HTML report: ", 1)[1].strip() for line in out if "HTML report: " in line)
+        html = Path(report).read_text(encoding="utf-8")
+        assert "facebook.com" in html and "dns.injection" in html
         page = json.loads(get("/api/v1/measurements?limit=100"))
         assert sorted(r["input"] for r in page["results"]) == sorted(URLS)
         by = {r["input"]: r for r in page["results"]}
@@ -52,8 +58,8 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         uid = by["http://www.bbc.com/"]["measurement_uid"]
         m = json.loads(get(f"/api/v1/measurement/{uid}"))
         assert m["test_keys"]["x_hop"]["ttl"] == 2 and m["test_keys"]["x_hop"]["ip"] == "198.18.1.1"
-        html = get(f"/m/{uid}")
-        assert "198.18.1.1" in html and "http.rst" in html
+        page_html = get(f"/m/{uid}")
+        assert "198.18.1.1" in page_html and "http.rst" in page_html
         assert "facebook.com" in get("/")
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

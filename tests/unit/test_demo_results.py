@@ -45,3 +45,66 @@ def test_a_failed_probe_is_a_failure_whatever_it_wrote(tmp_path: Path) -> None:
     said = []
     assert probe_results(1, tmp_path / "empty.jsonl", said.append) == ([], 1)
     assert said == ["demo: the probe failed and measured nothing"]
+
+
+SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ooni-samples" / "generated"
+
+
+def test_the_demo_reanalyses_what_the_probe_wrote_and_names_what_differs(tmp_path: Path) -> None:
+    """`analysis` runs the real `tamperscope analyze` and `report --html` (subprocesses, a real DuckDB file) over
+    the probe's file: each measurement's mechanism, re-derived from its raw records, is compared with the one the
+    probe wrote, and a disagreement is named."""
+    from tamperscope.analysis.verdicts import verdict_for
+    from tamperscope.demo import analysis
+
+    names = ["dnsBlockingAndroidDNSCacheNoData", "httpBlockingConnectionReset", "successWithHTTP",
+             "badSSLWithExpiredCertificate"]
+    measurements = []
+    for name in names:
+        m = json.loads((SAMPLES / name / "measurement.json").read_text())
+        m["test_keys"]["x_mechanism"] = verdict_for(m).mechanism
+        measurements.append(m)
+    mechanisms = [m["test_keys"]["x_mechanism"] for m in measurements]
+    assert len(set(mechanisms)) >= 3, mechanisms  # the samples differ, so a mix-up would show
+    measurements[1]["test_keys"]["x_mechanism"] = "tls.mitm"  # what the probe "said", wrongly
+    out = tmp_path / "measurements.jsonl"
+    out.write_text("".join(json.dumps(m) + "\n" for m in measurements))
+    said: list[str] = []
+    text = analysis(measurements, out, tmp_path, said.append)
+    assert "the probe's mechanism reached again for 3/4" in text, text
+    assert f"differs: {measurements[1]['input']} (probe tls.mitm, analysis {mechanisms[1]})" in text
+    assert text.count("differs:") == 1
+    html = (tmp_path / "report.html").read_text()
+    assert html.startswith("<!doctype html>") and "Plotly" in html and "<script src=" not in html
+    assert (tmp_path / "analysis.duckdb").stat().st_size > 0
+
+
+def test_the_demo_says_in_one_line_when_the_analysis_fails(tmp_path: Path) -> None:
+    from tamperscope.demo import analysis
+
+    out = tmp_path / "measurements.jsonl"
+    out.write_text("not a measurement\n")
+    text = analysis([], out, tmp_path, lambda _: None)
+    assert text.startswith("\n  tamperscope analyze failed: ") and text.count("\n") == 1, text
+
+
+def test_a_port_left_in_time_wait_is_free_for_the_explorer_and_a_listening_one_is_not() -> None:
+    """The demo checks --port before its minute of measuring. Connections of an earlier explorer on that port
+    linger in TIME_WAIT for a minute; the server binds regardless (SO_REUSEADDR), so the check must too."""
+    import socket
+
+    import pytest
+
+    from tamperscope.cli import UsageError
+    from tamperscope.demo import _port_is_free
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    with pytest.raises(UsageError, match=f"port {port} on 127.0.0.1 is taken"):
+        _port_is_free(port)
+    client = socket.create_connection(("127.0.0.1", port))
+    served, _ = listener.accept()
+    served.close()  # the server's side closes first: it is the one left in TIME_WAIT
+    client.close()
+    listener.close()
+    _port_is_free(port)
