@@ -4,9 +4,11 @@ While a probe runs with `--capture` (root), a thread reads incoming IPv4
 packets on an AF_PACKET socket whose in-kernel BPF filter passes only TCP
 segments with RST or FIN and UDP from port 53: the forged RSTs, the injected
 blockpages (data + FIN) and DNS answers. Each is kept, with the header values
-that a socket API hides (IP-ID, TTL, TCP window, flags), in a bounded ring;
+that a socket API hides (IP-ID, TTL, TCP window, flags), in a ring bounded in
+packets and in payload bytes (a flood of large segments cannot fill memory);
 the engine attaches the ones that belong to a measurement as `x_packets`.
-Our own address is never recorded (only the remote endpoint).
+Our own address is never recorded (only the remote endpoint). What does not
+parse (a header length under 20 bytes, a later fragment) is not a packet.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import collections
 import ctypes
 import select
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -78,14 +81,17 @@ def _flags(f: int) -> str:
 class Sniffer:
     """Background capture; `packets_for(endpoints, since, until)` picks a measurement's packets."""
 
-    def __init__(self, keep: int = 100_000) -> None:
+    def __init__(self, keep: int = 100_000, keep_bytes: int = 64 << 20) -> None:
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
         self.sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         prog = (_SockFilter * len(_BPF))(*[_SockFilter(*ins) for ins in _BPF])
         self._fprog = _SockFprog(len(_BPF), prog)
         self.sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(self._fprog))
-        self.ring: collections.deque[Packet] = collections.deque(maxlen=keep)
+        self.ring: collections.deque[Packet] = collections.deque()
+        self._keep = keep  # packets in the ring at most
+        self._keep_bytes = keep_bytes  # payload bytes in the ring at most; the oldest go first
+        self._bytes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sniffer", daemon=True)
         self._lock = threading.Lock()
@@ -108,17 +114,26 @@ class Sniffer:
                 data = self.sock.recv(65535)
             except OSError:
                 continue
-            p = self._parse(data)
+            try:
+                p = self._parse(data)
+            except (struct.error, ValueError, IndexError, OSError):  # damaged: not a packet
+                continue
             if p is not None:
-                with self._lock:
-                    self.ring.append(p)
+                self._keep_packet(p)
+
+    def _keep_packet(self, p: Packet) -> None:
+        with self._lock:
+            self.ring.append(p)
+            self._bytes += len(p.payload)
+            while len(self.ring) > self._keep or self._bytes > self._keep_bytes:
+                self._bytes -= len(self.ring.popleft().payload)
 
     @staticmethod
     def _parse(data: bytes) -> Packet | None:
         ip = packet.parse_ipv4(data)
-        if ip is None:
+        if ip is None or ip.frag_offset:  # a later fragment has no transport header
             return None
-        body = data[ip.header_len : ip.total_len]
+        body = bytes(ip.body(data))
         now = time.time()
         if ip.proto == packet.PROTO_TCP:
             seg = packet.parse_tcp(body)

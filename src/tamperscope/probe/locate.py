@@ -28,16 +28,17 @@ import math
 import os
 import ssl
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..cli import UsageError
 from ..model.inputs import BadInput, check_host, normal_url, parse_url
 from ..model.location import Location, Observation, RunResult, decide_run, majority, signature, signature_key
-from ..netx import Trace, lookup_udp
-from ..netx import ttlprobe
+from ..netx import Trace, lookup_udp, ttlprobe
 from ..netx.dns import build_query
 
 CONTROL_NAME = "www.example.com"
+THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")  # "this host on this network": never a destination
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -46,12 +47,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("url", help="the URL to locate interference for")
     p.add_argument("--layer", choices=("auto", "http", "tls", "dns"), default="auto",
                    help="what to trigger with (auto: dns if its DNS is tampered with, else the URL's scheme)")
-    p.add_argument("--control", default=CONTROL_NAME, help=f"innocent name for the control sweep (default {CONTROL_NAME})")
+    p.add_argument("--control", default=CONTROL_NAME,
+                   help=f"innocent name for the control sweep (default {CONTROL_NAME})")
     p.add_argument("--runs", type=int, default=3, help="runs to make (more if they disagree; default 3)")
     p.add_argument("--max-ttl", type=int, default=12, help="highest TTL to try (default 12)")
-    p.add_argument("--wait", type=float, default=0.6, help="seconds to listen after each trigger (default 0.6; a long path needs more)")
-    p.add_argument("--spread", nargs="*", default=[], metavar="IP", help="other addresses serving the same names, one per run")
-    p.add_argument("--resolver", default=None, help="public resolver IP; default $TAMPERSCOPE_PUBLIC_RESOLVER or 8.8.8.8")
+    p.add_argument("--wait", type=float, default=0.6,
+                   help="seconds to listen after each trigger (default 0.6; a long path needs more)")
+    p.add_argument("--spread", nargs="*", default=[], metavar="IP",
+                   help="other addresses serving the same names, one per run")
+    p.add_argument("--resolver", default=None,
+                   help="public resolver IP; default $TAMPERSCOPE_PUBLIC_RESOLVER or 8.8.8.8")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--yes", "-y", action="store_true", help="give informed consent without the prompt (automation)")
     p.set_defaults(func=run)
@@ -82,34 +87,54 @@ def _observation(step: ttlprobe.Step) -> Observation:
 
 
 def sweep(cap: ttlprobe.Capture, layer: str, ip: str, port: int, name: str, path: str, max_ttl: int, wait: float,
-          stop_at_first: bool = False, dist: int | None = None) -> list[Observation]:
-    out = []
+          stop: Callable[[list[Observation]], bool] | None = None, dist: int | None = None) -> list[Observation]:
+    """Trigger with TTL 1, 2, …: until `max_ttl`, the server's distance, or `stop(observations so far)`."""
+    out: list[Observation] = []
     payload = trigger_payload(layer, name, path)
     for ttl in range(1, max_ttl + 1):
         if layer == "dns":
             step = ttlprobe.udp_trigger(cap, ip, 53, payload, ttl, wait=wait)
         else:
             step = ttlprobe.tcp_trigger(cap, ip, port, payload, ttl, wait=wait)
-        o = _observation(step)
-        out.append(o)
+        out.append(_observation(step))
         if not step.connected and ttl == 1:
             break
         if dist is not None and ttl >= dist:
             break
-        if stop_at_first and (o.responses or (dist and ttl < dist and o.icmp_from is None)):
+        if stop is not None and stop(out):
             break
     return out
 
 
+def located(path: Sequence[str | None], dist: int | None,
+            control: dict[int, Observation]) -> Callable[[list[Observation]], bool]:
+    """Stop a target sweep once the observations so far decide a hop. A TTL where the plain path had no
+    router is silent either way (a router that never sends time-exceeded): it decides nothing."""
+    return lambda target: decide_run(path, dist, target, control).hop is not None
+
+
+def silent_after(path: Sequence[str | None]) -> int:
+    """The hop after the last router that answered on the plain path (1 if none did)."""
+    return max((i + 1 for i, h in enumerate(path) if h), default=0) + 1
+
+
 async def _real_address(host: str, resolver: str) -> tuple[str | None, bool]:
-    """(address from DNS over TCP, whether UDP's first answer differs: DNS tampering)."""
+    """(address from DNS over TCP, whether UDP's answer shares none of its addresses: DNS tampering).
+
+    The first usable address is the server; an answer with none (0.0.0.0, loopback: a resolver's lie) is a
+    UsageError, since tracing it would place an "IP block" at hop 1."""
     from ..netx import lookup_tcp
 
     trace = Trace(record_io=False)
     tcp = await lookup_tcp(host, "A", server=resolver, trace=trace, timeout=4)
     udp = await lookup_udp(host, "A", server=resolver, trace=trace, timeout=4, duplicate_window=0)
-    real = tcp.addresses[0] if tcp.addresses else None
-    tampered = bool(real) and (not udp.addresses or udp.addresses[0] != real)
+    usable = [a for a in tcp.addresses if _unusable(a, dns_answer=True) is None]
+    if tcp.addresses and not usable:
+        raise UsageError(f"{host} resolves to {tcp.addresses[0]} (DNS over TCP to {resolver}): "
+                         f"{_unusable(tcp.addresses[0], dns_answer=True)}, not a server to locate")
+    real = usable[0] if usable else None
+    # Round-robin DNS orders the same addresses differently each time: only an answer sharing none is tampered.
+    tampered = bool(real) and not set(udp.addresses) & set(tcp.addresses)
     return real, tampered
 
 
@@ -131,6 +156,7 @@ def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait:
     cap = ttlprobe.Capture()
     results: list[RunResult] = []
     detail: dict[str, Any] = {"layer": layer, "address": servers[0], "runs": []}
+    ignored = dropped = 0
     path: list[str | None] = []
     dist: int | None = None
     try:
@@ -140,23 +166,28 @@ def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait:
             path, dist = ttlprobe.traceroute(server, max_ttl=max_ttl, wait=min(wait, 0.5))
             top = (dist or max_ttl)
             ctl = {o.ttl: o for o in sweep(cap, layer, server, u.port, control, "/", top, wait, dist=dist)}
-            tgt = sweep(cap, layer, server, u.port, u.host, u.path, top, wait, stop_at_first=True, dist=dist)
+            tgt = sweep(cap, layer, server, u.port, u.host, u.path, top, wait, stop=located(path, dist, ctl),
+                        dist=dist)
+            packets = {"ignored": cap.ignored - ignored, "dropped": cap.dropped - dropped}
+            ignored, dropped = cap.ignored, cap.dropped
             if not tgt or not tgt[0].connected:
-                r = RunResult(None, None, None, None, "could not connect (residual blocking or an IP block?)")
+                r = RunResult(None, None, None, None, "could not connect, or reset before the trigger "
+                              "(residual blocking or an IP block?)")
                 if path and dist is None:  # the path goes silent: an IP block
-                    k = len([h for h in path if h]) + 1
+                    k = silent_after(path)
                     r = RunResult(k, path[k - 2] if k >= 2 else None, "in-path", "name",
                                   f"the path goes silent after hop {k - 1}: packets to {server} are dropped")
                     servers = [server]  # the address is the target: other addresses would not tell
                 else:
-                    detail["runs"].append({"server": server, "result": r.reason})
+                    detail["runs"].append({"server": server, "result": r.reason, "packets": packets})
                     i += 1
                     continue
             else:
                 r = decide_run(path, dist, tgt, ctl)
             results.append(r)
             detail["runs"].append({"server": server, "hop": r.hop, "placement": r.placement, "reason": r.reason,
-                                   "target": [_obs_dict(o) for o in tgt], "control": [_obs_dict(o) for o in ctl.values()]})
+                                   "target": [_obs_dict(o) for o in tgt],
+                                   "control": [_obs_dict(o) for o in ctl.values()], "packets": packets})
             i += 1
             best, share = majority(results)
             if len(results) >= runs and share > 0.5:
@@ -189,11 +220,27 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+def _unusable(value: str, *, dns_answer: bool = False) -> str | None:
+    """Why packets to the IPv4 address `value` cannot locate anything, or None. Loopback is refused
+    only as a DNS answer (where it is a resolver's lie); as a literal it is a local test server."""
+    ip = ipaddress.IPv4Address(value)
+    if ip in THIS_NETWORK:
+        return "an unspecified address"
+    if ip.is_multicast or ip.is_reserved:  # 224/4 and 240/4, broadcast included
+        return "a multicast or broadcast address"
+    if dns_answer and ip.is_loopback:
+        return "a loopback address"
+    return None
+
+
 def _ipv4(value: str, what: str) -> str:
     try:
-        return str(ipaddress.IPv4Address(value))
+        ip = str(ipaddress.IPv4Address(value))
     except ValueError:
         raise UsageError(f"{what} must be an IPv4 address (locate works over IPv4 only), not {value!r}") from None
+    if (why := _unusable(ip)) is not None:
+        raise UsageError(f"{what} {ip} is {why}: no server has that address")
+    return ip
 
 
 def _check(args: argparse.Namespace) -> tuple[str, str, list[str]]:
@@ -207,6 +254,8 @@ def _check(args: argparse.Namespace) -> tuple[str, str, list[str]]:
         raise UsageError(f"{u.host} is an IPv6 address: locate works over IPv4 only")
     if args.layer == "dns" and _is_ip(u.host):
         raise UsageError(f"--layer dns needs a host name to query, and {url} names an address")
+    if _is_ip(u.host):
+        _ipv4(u.host, "the URL's host")
     if not 1 <= args.max_ttl <= 64 or not 1 <= args.runs <= 20:
         raise UsageError("--max-ttl must be 1-64 and --runs 1-20")
     if not (math.isfinite(args.wait) and 0 < args.wait <= 30):

@@ -40,8 +40,13 @@ class IPv4:
     proto: int
     ttl: int
     ip_id: int
-    header_len: int  # bytes
-    total_len: int  # bytes, header included
+    header_len: int  # bytes, 20-60 and within the packet
+    total_len: int  # bytes, header included; at least header_len (0 on the wire: read to the end, as TSO leaves it)
+    frag_offset: int = 0  # bytes; a later fragment (non-zero) carries no transport header
+
+    def body(self, packet: bytes | memoryview) -> bytes | memoryview:
+        """What follows the header in `packet`, bounded by the total length (link padding cut off)."""
+        return packet[self.header_len : self.total_len]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +70,17 @@ class UDP:
 
 
 def parse_ipv4(packet: bytes | memoryview) -> IPv4 | None:
-    """Parse an IPv4 header at the start of `packet`, or None if it is not one."""
+    """Parse an IPv4 header at the start of `packet`, or None if it is not one.
+
+    Whatever the network sent: a header length under 20 bytes or past the end of `packet`, or a total
+    length shorter than the header, is not a header. A total length past the end is kept (an ICMP
+    error quotes only the start of a packet); 0 means "to the end"."""
     if len(packet) < 20 or packet[0] >> 4 != 4:
         return None
     ihl = (packet[0] & 0x0F) * 4
-    total, ip_id, _frag, ttl, proto = struct.unpack_from("!HHHBB", packet, 2)
+    total, ip_id, frag, ttl, proto = struct.unpack_from("!HHHBB", packet, 2)
+    if ihl < 20 or ihl > len(packet) or 0 < total < ihl:
+        return None
     return IPv4(
         src=socket.inet_ntoa(bytes(packet[12:16])),
         dst=socket.inet_ntoa(bytes(packet[16:20])),
@@ -77,16 +88,21 @@ def parse_ipv4(packet: bytes | memoryview) -> IPv4 | None:
         ttl=ttl,
         ip_id=ip_id,
         header_len=ihl,
-        total_len=total,
+        total_len=total or len(packet),
+        frag_offset=(frag & 0x1FFF) * 8,
     )
 
 
 def parse_tcp(segment: bytes | memoryview, end: int | None = None) -> TCP | None:
-    """Parse a TCP header and payload; `end` bounds the payload (IP total length)."""
+    """Parse a TCP header and payload; `end` bounds the payload (IP total length).
+
+    None when the data offset is under 20 bytes or past the end: there is no payload to find."""
     if len(segment) < 20:
         return None
     sport, dport, seq, ack, off_flags, window = struct.unpack_from("!HHIIHH", segment, 0)
     doff = (off_flags >> 12) * 4
+    if doff < 20 or doff > len(segment):
+        return None
     stop = len(segment) if end is None else min(end, len(segment))
     return TCP(sport, dport, seq, ack, off_flags & 0x3F, window, bytes(segment[doff:stop]))
 
