@@ -455,8 +455,10 @@ def _measure(args: argparse.Namespace, s: Settings, engine: Engine, out: Any, la
 class _Submission:
     def __init__(self, url: str, box: Any, timeout: float) -> None:
         self.url, self.box, self.timeout = url, box, timeout
-        self.sent = self.duplicates = self.rejected = 0
+        self.sent = self.duplicates = self.rejected = self.damaged = 0
         self.last_error: str | None = None
+        self.damage: str | None = None
+        self.last: Any = None  # the last FlushResult: what is still pending, here or for other collectors
 
 
 def _submit_url(args: argparse.Namespace) -> str | None:
@@ -478,7 +480,7 @@ def _submission(args: argparse.Namespace, url: str | None) -> _Submission | None
 
     directory = args.outbox or Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "tamperscope" / "outbox"
     try:
-        box = Outbox(directory)
+        box = Outbox(directory, collector=url)
     except OutboxError as e:
         raise UsageError(str(e)) from None
     return _Submission(url, box, args.submit_timeout)
@@ -510,12 +512,15 @@ async def _run_and_submit(measuring: Any, submit: _Submission, ca_bundle: str | 
         try:
             r = await submit.box.flush(submit.url, timeout=timeout, ca_bundle=ca_bundle)
         except OutboxError as e:
-            submit.last_error = str(e)
+            submit.last_error, submit.last = str(e), None
             return
         submit.sent += r.sent
         submit.duplicates += r.duplicates
         submit.rejected += r.rejected
+        submit.damaged += r.damaged
+        submit.damage = submit.damage or r.damage
         submit.last_error = r.last_error or submit.last_error
+        submit.last = r
 
     async def uploader() -> None:
         while True:
@@ -534,10 +539,15 @@ async def _run_and_submit(measuring: Any, submit: _Submission, ca_bundle: str | 
             pass
     await flush(submit.timeout)
     progress.close()
-    left = len(submit.box)
+    last = submit.last
+    left = last.remaining if last is not None else len(submit.box)
+    damaged = submit.damaged + (last.unreadable if last is not None else 0)
     msg = (f"tamperscope: submitted {submit.sent} measurement(s) to {submit.url}"
            + (f" ({submit.duplicates} the collector had already)" if submit.duplicates else "")
-           + (f"; {submit.rejected} refused, kept in {submit.box.root / 'rejected'}" if submit.rejected else ""))
+           + (f"; {submit.rejected} refused, kept in {submit.box.root / 'rejected'}" if submit.rejected else "")
+           + (f"; {damaged} damaged outbox file(s) (first: {submit.damage})" if damaged else "")
+           + "".join(f"; {n} queued for {other} kept for a run with --submit {other}"
+                     for other, n in (last.elsewhere.items() if last is not None else ())))
     if left:
         msg += (f"; {left} still waiting in {submit.box.root} (last error: {submit.last_error or 'timeout'}): "
                 "the next run with --submit sends them")

@@ -2,9 +2,11 @@
 
 Layout of an outbox directory::
 
-    pending/<ns>-<hash>.json    one measurement each, written atomically and fsync'd
-    rejected/<name>.json        refused for good by the collector (a 4xx), kept
-    rejected/<name>.reason      why (the collector's answer)
+    pending/<ns>-<hash>[@<tag>].json   one measurement each, written atomically and fsync'd; <tag> names
+                                       the collector it was queued for (see collectors/)
+    rejected/<name>.json        refused for good by the collector (a 4xx), or not a JSON object, kept
+    rejected/<name>.reason      why (the collector's answer, one printable line)
+    collectors/<tag>            the collector URL a tag stands for
     .lock                       held (flock) by the process that is uploading
 
 `Outbox.add()` writes a measurement before anything is sent (temporary file,
@@ -13,18 +15,32 @@ measured. `Outbox.flush()` uploads what is pending through OONI's collector
 protocol (``POST /report`` → report id; ``POST /report/{id}`` with
 ``{"format": "json", "content": m}``; ``POST /report/{id}/close``), a few at a
 time, and deletes an entry only after an HTTP 200 whose body carries a
-``measurement_uid``. Network errors, 408, 429 and 5xx are retried with capped
-exponential backoff and jitter (honouring ``Retry-After``) until the flush's
-deadline; other 4xx answers move the entry to ``rejected/``. What is left when
-the deadline passes stays pending: the next flush (in this run or the next)
-resumes from there. Resending after a crash is harmless: collectors identify
-a measurement by its content, and the content is sent byte for byte as stored.
+``measurement_uid``. Only a 4xx whose body is a JSON object is the collector
+refusing a measurement (it moves to ``rejected/``); everything else is retried
+with capped exponential backoff and jitter (honouring ``Retry-After``) until
+the flush's deadline: network errors, every 5xx, 408, 425, 429, a redirect
+(never followed: the measurements go to the URL given, nowhere else), and a
+4xx that is a captive portal's or a censor's page rather than the collector's
+JSON. A ``report_id`` that is not a plain id (``[A-Za-z0-9][A-Za-z0-9_.-]*``,
+at most 200 characters) is never put in a URL. Each request is bounded by
+``request_timeout`` and the flush by its ``timeout``, answers by 1 MiB, and
+text from the collector is cut to one printable line before it is shown.
+What is left when the deadline passes stays pending: the next flush (in this
+run or the next) resumes from there. Resending after a crash is harmless:
+collectors identify a measurement by its content, and the content is sent
+byte for byte as stored.
+
+An outbox made with ``collector=URL`` tags what it adds with that collector; a
+flush to another URL leaves those entries alone and counts them in
+``FlushResult.elsewhere`` (untagged entries go to whichever collector flushes).
+An entry that cannot be read is left in place, one that is not a JSON object is
+set aside in ``rejected/`` (``FlushResult.unreadable`` and ``damaged``).
 
 The HTTP goes through ``netx`` (the only code that opens sockets), untraced.
 
 Usage::
 
-    box = Outbox(Path("~/.local/share/tamperscope/outbox").expanduser())
+    box = Outbox(Path("~/.local/share/tamperscope/outbox").expanduser(), collector="https://collector.example/")
     box.add(measurement)                       # sync, durable
     result = await box.flush("https://collector.example/", timeout=120)
     print(result.sent, result.remaining)
@@ -37,21 +53,27 @@ import fcntl
 import hashlib
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
 from tamperscope.netx import Connection, DirectConnector, NetxError, Trace, round_trip
-from tamperscope.netx.http import Limits
+from tamperscope.netx.http import HTTPResponse, Limits
 
 PENDING = "pending"
 REJECTED = "rejected"
-RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
+COLLECTORS = "collectors"
+RETRYABLE = frozenset({408, 425, 429})  # and every 5xx
 USER_AGENT = "tamperscope-outbox"
+MAX_ANSWER = 1024 * 1024  # bytes of a collector's answer
+MAX_SHOWN = 300  # characters of the collector's text in a message
+REPORT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")  # the collector's, without "." and ".."
 
 
 class OutboxError(Exception):
@@ -81,10 +103,14 @@ class FlushResult:
     sent: int = 0                    # acknowledged as new
     duplicates: int = 0              # acknowledged, the collector had it already
     rejected: int = 0                # refused for good, moved to rejected/
-    remaining: int = 0               # still pending (deadline reached, collector unreachable)
+    remaining: int = 0               # still to send to this collector (deadline reached, collector unreachable)
     attempts: int = 0                # HTTP submissions tried
     uids: list[str] = field(default_factory=list)
-    last_error: str | None = None
+    last_error: str | None = None    # one printable line
+    damaged: int = 0                 # entries not a JSON object, set aside in rejected/
+    unreadable: int = 0              # entries that cannot be read, moved or deleted: left in place
+    damage: str | None = None        # the first of either, one line
+    elsewhere: dict[str, int] = field(default_factory=dict)  # collector URL -> entries queued for it, not sent
 
     @property
     def done(self) -> bool:
@@ -120,6 +146,34 @@ class _Refused(Exception):
         self.body = body
 
 
+def one_line(text: str, limit: int = MAX_SHOWN) -> str:
+    """``text`` as one printable line of at most ``limit`` characters: what a collector says can hold
+    newlines, terminal escapes (C1 controls are legal in JSON strings) or bidi overrides."""
+    flat = "".join(c if c.isprintable() else " " for c in text[: limit * 4])
+    flat = " ".join(flat.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _shown(body: bytes) -> str:
+    return one_line(body[:MAX_SHOWN * 4].decode("utf-8", "replace"))
+
+
+def collector_key(url: str) -> str:
+    """The collector a URL names, the way the outbox compares them: case of scheme and host and a trailing
+    slash aside."""
+    parts = urlsplit(url.strip())
+    key = f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
+    return key + (f"?{parts.query}" if parts.query else "")
+
+
+def _tag(url: str) -> str:
+    return hashlib.sha256(collector_key(url).encode("utf-8")).hexdigest()[:12]
+
+
+def _tag_of(path: Path) -> str:
+    return path.stem.rpartition("@")[2] if "@" in path.stem else ""
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -131,16 +185,39 @@ def _fsync_dir(path: Path) -> None:
 class Outbox:
     """A durable queue of measurements for a collector, in a directory."""
 
-    def __init__(self, directory: str | os.PathLike[str], *, durable: bool = True) -> None:
+    def __init__(self, directory: str | os.PathLike[str], *, durable: bool = True,
+                 collector: str | None = None) -> None:
+        """``collector``: the URL what `add` stores is queued for (None: for whichever collector flushes)."""
         self.root = Path(directory)
         self.durable = durable
+        self.collector = collector
+        self._suffix = f"@{_tag(collector)}" if collector else ""
         try:
             (self.root / PENDING).mkdir(parents=True, exist_ok=True)
             (self.root / REJECTED).mkdir(exist_ok=True)
+            if collector:
+                self._name_collector(collector)
         except OSError as exc:
             raise OutboxError(f"cannot use {self.root} as an outbox: {exc.strerror or exc}") from None
         self._seq = 0
         self._clean_temporaries()
+
+    def _name_collector(self, url: str) -> None:
+        """Write collectors/<tag> (the URL), once, so that entries queued for it can be said to be."""
+        names = self.root / COLLECTORS
+        names.mkdir(exist_ok=True)
+        target = names / _tag(url)
+        if target.is_file():
+            return
+        tmp = names / f".tmp-{os.getpid()}-{target.name}"
+        tmp.write_text(collector_key(url) + "\n", encoding="utf-8")
+        os.replace(tmp, target)
+
+    def _collector_named(self, tag: str) -> str:
+        try:
+            return one_line((self.root / COLLECTORS / tag).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            return f"an unnamed collector (tag {tag})"
 
     def _clean_temporaries(self) -> None:
         for p in (self.root / PENDING).glob(".tmp-*"):
@@ -158,7 +235,8 @@ class Outbox:
         if not data.startswith(b"{"):
             raise ValueError("a measurement is a JSON object")
         self._seq += 1
-        name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}-{hashlib.sha256(data).hexdigest()[:16]}.json"
+        name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}-{hashlib.sha256(data).hexdigest()[:16]}"
+        name += f"{self._suffix}.json"
         pending = self.root / PENDING
         tmp = pending / f".tmp-{name}"
         with open(tmp, "wb") as f:
@@ -188,7 +266,7 @@ class Outbox:
                     backoff: Backoff = Backoff(), request_timeout: float = 30.0,
                     ca_bundle: str | None = None,
                     on_sent: Callable[[str, Path], None] | None = None) -> FlushResult:
-        """Upload everything pending, until done or ``timeout`` seconds have passed."""
+        """Upload everything pending for ``collector_url``, until done or ``timeout`` seconds have passed."""
         if not collector_url.startswith(("http://", "https://")):
             raise OutboxError(f"the collector URL must start with http:// or https://: {collector_url!r}")
         lock = self._lock()
@@ -197,22 +275,20 @@ class Outbox:
             result = FlushResult()
             client = _Client(collector_url, request_timeout=request_timeout, ca_bundle=ca_bundle)
             try:
-                groups: dict[tuple[str, ...], list[_Entry]] = {}
-                for path in self.pending():
-                    entry = self._load(path, result)
-                    if entry is not None:
-                        groups.setdefault(entry.key, []).append(entry)
-                for key, entries in groups.items():
+                for key, entries in self._groups(_tag(collector_url), result).items():
                     await self._flush_group(client, key, entries, result, deadline, parallel, backoff, on_sent)
             finally:
                 await client.aclose()
-            result.remaining = len(self.pending())
+            result.remaining = max(0, len(self._mine(_tag(collector_url))) - result.unreadable)
             return result
         finally:
             os.close(lock)
 
     def _lock(self) -> int:
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OutboxError(f"cannot lock {self.root / '.lock'}: {exc.strerror or exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -220,17 +296,40 @@ class Outbox:
             raise OutboxError(f"another process is uploading from {self.root}") from None
         return fd
 
+    def _mine(self, tag: str) -> list[Path]:
+        """What is pending for the collector with this tag (and what was queued for no collector in particular)."""
+        return [p for p in self.pending() if _tag_of(p) in ("", tag)]
+
+    def _groups(self, tag: str, result: FlushResult) -> dict[tuple[str, ...], list[_Entry]]:
+        """The entries to send to this collector, by report; the others are counted in ``result.elsewhere``."""
+        groups: dict[tuple[str, ...], list[_Entry]] = {}
+        for path in self.pending():
+            other = _tag_of(path)
+            if other not in ("", tag):
+                url = self._collector_named(other)
+                result.elsewhere[url] = result.elsewhere.get(url, 0) + 1
+                continue
+            entry = self._load(path, result)
+            if entry is not None:
+                groups.setdefault(entry.key, []).append(entry)
+        return groups
+
     def _load(self, path: Path, result: FlushResult) -> _Entry | None:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
+            return None
+        except OSError as exc:  # a directory, a symlink loop, no permission: not ours to move
+            _damaged(result, f"cannot read {path}: {exc.strerror or exc}; left in place", kept=True)
             return None
         try:
             m = orjson.loads(data)
             if not isinstance(m, dict):
                 raise ValueError("not an object")
         except (orjson.JSONDecodeError, ValueError) as exc:
-            self._reject(path, f"unreadable entry: {exc}", result)
+            reason = f"unreadable entry: {one_line(str(exc))}"
+            if self._set_aside(path, reason, result):
+                _damaged(result, f"{path.name} is not a JSON object; set aside in {self.root / REJECTED}")
             return None
 
         def text(name: str, default: str) -> str:
@@ -242,14 +341,24 @@ class Outbox:
         return _Entry(path, data, key)
 
     def _reject(self, path: Path, reason: str, result: FlushResult) -> None:
+        """Set the entry aside as refused by the collector."""
+        if self._set_aside(path, reason, result):
+            result.rejected += 1
+            result.last_error = reason
+
+    def _set_aside(self, path: Path, reason: str, result: FlushResult) -> bool:
+        """Move the entry to rejected/ with its reason; False when it is gone or cannot be moved (kept pending)."""
         target = self.root / REJECTED / path.name
         try:
-            target.with_suffix(".reason").write_text(reason + "\n", encoding="utf-8")
+            target.with_suffix(".reason").write_text(one_line(reason, 1000) + "\n", encoding="utf-8")
             os.replace(path, target)
         except FileNotFoundError:
-            return
-        result.rejected += 1
-        result.last_error = reason
+            return False
+        except OSError as exc:
+            _damaged(result, f"cannot move {path} to {target.parent}: {exc.strerror or exc}; left in place",
+                     kept=True)
+            return False
+        return True
 
     async def _flush_group(self, client: _Client, key: tuple[str, ...], entries: list[_Entry],
                            result: FlushResult, deadline: float, parallel: int, backoff: Backoff,
@@ -262,8 +371,7 @@ class Outbox:
             report_id = await self._open_report(client, report, result, deadline, backoff)
         except _Refused as exc:
             # The collector will not take measurements with this envelope (e.g. a malformed probe_cc).
-            reason = (f"the collector refused to open a report for it: HTTP {exc.status}: "
-                      f"{exc.body[:500].decode('utf-8', 'replace')}")
+            reason = f"the collector refused to open a report for it: HTTP {exc.status}: {_shown(exc.body)}"
             for entry in entries:
                 self._reject(entry.path, reason, result)
             return
@@ -292,24 +400,17 @@ class Outbox:
 
     async def _open_report(self, client: _Client, report: bytes, result: FlushResult, deadline: float,
                            backoff: Backoff) -> str | None:
-        """The new report's id; None when the deadline passed; raises `_Refused` on a 4xx."""
+        """The new report's id; None when the deadline passed; raises `_Refused` on the collector's 4xx."""
         attempt = 0
         while time.monotonic() < deadline:
             try:
                 status, body = await client.post("/report", report, deadline)
                 if status == 200:
-                    found = orjson.loads(body)
-                    if isinstance(found, dict) and isinstance(found.get("report_id"), str):
-                        return str(found["report_id"])
-                    raise _Retry("the collector answered POST /report without a report_id")
+                    return _report_id(body)
                 raise _Refused(status, body)
             except _Retry as exc:
                 _note(result, exc)
                 await self._pause(backoff.delay(attempt, exc.retry_after), deadline)
-                attempt += 1
-            except orjson.JSONDecodeError:
-                result.last_error = "POST /report: the answer is not JSON"
-                await self._pause(backoff.delay(attempt), deadline)
                 attempt += 1
         return None
 
@@ -324,21 +425,7 @@ class Outbox:
             try:
                 status, answer = await client.post(f"/report/{current['id']}", body, deadline)
                 if status == 200:
-                    found = orjson.loads(answer)
-                    uid = found.get("measurement_uid") if isinstance(found, dict) else None
-                    if not isinstance(uid, str) or not uid:
-                        raise _Retry("HTTP 200 without a measurement_uid")
-                    try:
-                        entry.path.unlink()
-                    except FileNotFoundError:
-                        pass
-                    if isinstance(found, dict) and found.get("duplicate") is True:
-                        result.duplicates += 1
-                    else:
-                        result.sent += 1
-                    result.uids.append(uid)
-                    if on_sent is not None:
-                        on_sent(uid, entry.path)
+                    self._acknowledged(entry, answer, result, on_sent)
                     return
                 if status == 404 and not reopened:
                     # The collector forgot the report (OONI's expire): open a new one and resend.
@@ -346,8 +433,7 @@ class Outbox:
                     try:
                         new_id = await self._open_report(client, report, result, deadline, backoff)
                     except _Refused as exc:
-                        self._reject(entry.path, f"HTTP {exc.status}: {exc.body[:500].decode('utf-8', 'replace')}",
-                                     result)
+                        self._reject(entry.path, f"HTTP {exc.status}: {_shown(exc.body)}", result)
                         return
                     if new_id is None:
                         return
@@ -358,17 +444,60 @@ class Outbox:
                 _note(result, exc)
                 await self._pause(backoff.delay(attempt, exc.retry_after), deadline)
                 attempt += 1
-            except orjson.JSONDecodeError:
-                result.last_error = "HTTP 200 whose body is not JSON"
-                await self._pause(backoff.delay(attempt), deadline)
-                attempt += 1
             except _Refused as exc:
-                self._reject(entry.path, f"HTTP {exc.status}: {exc.body[:500].decode('utf-8', 'replace')}", result)
+                self._reject(entry.path, f"HTTP {exc.status}: {_shown(exc.body)}", result)
                 return
+
+    def _acknowledged(self, entry: _Entry, answer: bytes, result: FlushResult,
+                      on_sent: Callable[[str, Path], None] | None) -> None:
+        """Count a 200 and delete the entry; raises `_Retry` when the 200 acknowledges nothing."""
+        try:
+            found = orjson.loads(answer)
+        except orjson.JSONDecodeError:
+            raise _Retry("HTTP 200 whose body is not JSON") from None
+        uid = found.get("measurement_uid") if isinstance(found, dict) else None
+        if not isinstance(uid, str) or not uid:
+            raise _Retry("HTTP 200 without a measurement_uid")
+        try:
+            entry.path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # acknowledged all the same: a later flush resends it, as a duplicate
+            _damaged(result, f"cannot delete {entry.path} once sent: {exc.strerror or exc}", kept=True)
+        if isinstance(found, dict) and found.get("duplicate") is True:
+            result.duplicates += 1
+        else:
+            result.sent += 1
+        result.uids.append(uid)
+        if on_sent is not None:
+            on_sent(uid, entry.path)
 
     @staticmethod
     async def _pause(seconds: float, deadline: float) -> None:
         await asyncio.sleep(max(0.0, min(seconds, deadline - time.monotonic())))
+
+
+def _damaged(result: FlushResult, what: str, *, kept: bool = False) -> None:
+    if kept:
+        result.unreadable += 1
+    else:
+        result.damaged += 1
+    result.damage = result.damage or one_line(what, 1000)
+
+
+def _report_id(body: bytes) -> str:
+    """The report id of a 200 to POST /report; raises `_Retry` when there is none fit for a URL."""
+    try:
+        found = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise _Retry("POST /report: the answer is not JSON") from None
+    report_id = found.get("report_id") if isinstance(found, dict) else None
+    if not isinstance(report_id, str):
+        raise _Retry("the collector answered POST /report without a report_id")
+    if not REPORT_ID.fullmatch(report_id):
+        shown = one_line(repr(report_id), 80)
+        raise _Retry(f"the collector answered POST /report with a report_id that is not an id: {shown}")
+    return report_id
 
 
 class _Client:
@@ -381,46 +510,94 @@ class _Client:
         self.idle: list[Connection] = []
 
     async def post(self, path: str, body: bytes, deadline: float) -> tuple[int, bytes]:
-        """(status, body); raises `_Retry` for what is worth retrying (network errors, 408/429/5xx)."""
+        """(status, body) of a 200 or of the collector's 4xx (a JSON object); raises `_Retry` for anything else.
+
+        One request takes at most ``request_timeout`` and never goes past ``deadline``, counting the
+        connection, a kept-alive connection that went stale, and the fresh one that replaces it."""
         url = self.base + path
-        left = deadline - time.monotonic()
-        if left <= 0:
+        now = time.monotonic()
+        if deadline - now <= 0:
             raise _Retry("deadline reached", cut=True)
-        timeout = min(self.request_timeout, left)
+        stop = min(now + self.request_timeout, deadline)
+        cut = deadline < now + self.request_timeout  # the flush's deadline, not ours, bounds this request
+        resp = None
+        if self.idle:
+            resp = await self._reused(self.idle.pop(), url, body, stop, cut)
+        if resp is None:
+            resp = await self._fresh(url, body, stop, cut)
+        return _answer(url, resp)
+
+    async def _reused(self, conn: Connection, url: str, body: bytes, stop: float,
+                      cut: bool) -> HTTPResponse | None:
+        """The response over a kept-alive connection; None when it had gone stale and there is time for another."""
+        try:
+            return await self._exchange(conn, url, body, stop)
+        except NetxError as exc:
+            await conn.aclose()
+            if time.monotonic() >= stop:
+                raise _Retry(f"{url}: {exc.failure}", cut=cut and "timeout" in exc.failure) from None
+            return None
+
+    async def _fresh(self, url: str, body: bytes, stop: float, cut: bool) -> HTTPResponse:
+        conn: Connection | None = None
+        try:
+            conn = await self.connector(url, trace=Trace(record_io=False), timeout=_left(stop))
+            return await self._exchange(conn, url, body, stop)
+        except NetxError as exc:
+            if conn is not None:
+                await conn.aclose()
+            raise _Retry(f"{url}: {exc.failure}", cut=cut and "timeout" in exc.failure) from None
+
+    async def _exchange(self, conn: Connection, url: str, body: bytes, stop: float) -> HTTPResponse:
         headers = (("Content-Type", "application/json"), ("Accept", "application/json"),
                    ("User-Agent", USER_AGENT))
-        for reuse in (True, False):
-            conn = self.idle.pop() if reuse and self.idle else None
-            if reuse and conn is None:
-                continue
-            try:
-                if conn is None:
-                    conn = await self.connector(url, trace=Trace(record_io=False), timeout=timeout)
-                resp = await round_trip(conn, url, method="POST", body=body, headers=headers, record=False,
-                                        timeout=timeout, limits=Limits(body=1024 * 1024))
-            except NetxError as exc:
-                if conn is not None:
-                    await conn.aclose()
-                if reuse:
-                    continue  # the server closed an idle connection: try a fresh one
-                cut = timeout < self.request_timeout and "timeout" in exc.failure
-                raise _Retry(f"{url}: {exc.failure}", cut=cut) from None
-            except BaseException:
-                if conn is not None:
-                    await conn.aclose()
-                raise
-            if (resp.header("Connection") or "").lower() == "close" or len(self.idle) >= 16:
-                await conn.aclose()
-            else:
-                self.idle.append(conn)
-            if resp.status in RETRYABLE:
-                raise _Retry(f"{url}: HTTP {resp.status}", _retry_after(resp.header("Retry-After")))
-            return resp.status, resp.body
-        raise AssertionError("unreachable")
+        try:
+            resp = await round_trip(conn, url, method="POST", body=body, headers=headers, record=False,
+                                    timeout=_left(stop), limits=Limits(body=MAX_ANSWER))
+        except NetxError:
+            raise  # the caller closes the connection
+        except BaseException:
+            await conn.aclose()  # cancelled
+            raise
+        # a truncated answer leaves the rest of its body unread on the connection: never reuse it
+        if resp.body_is_truncated or (resp.header("Connection") or "").lower() == "close" or len(self.idle) >= 16:
+            await conn.aclose()
+        else:
+            self.idle.append(conn)
+        return resp
 
     async def aclose(self) -> None:
         while self.idle:
             await self.idle.pop().aclose()
+
+
+def _left(stop: float) -> float:
+    return max(0.0, stop - time.monotonic())
+
+
+def _answer(url: str, resp: HTTPResponse) -> tuple[int, bytes]:
+    """What the collector said, or `_Retry` for what is not its answer (yet)."""
+    status = resp.status
+    if resp.body_is_truncated:
+        raise _Retry(f"{url}: HTTP {status} with an answer over {MAX_ANSWER} bytes")
+    if status in RETRYABLE or 500 <= status <= 599:
+        raise _Retry(f"{url}: HTTP {status}", _retry_after(resp.header("Retry-After")))
+    if 300 <= status <= 399:
+        where = _shown((resp.header("Location") or "nowhere").encode("latin-1"))
+        raise _Retry(f"{url}: HTTP {status}, a redirect to {where} (not followed)")
+    if 400 <= status <= 499 and not _is_json_object(resp.body):
+        raise _Retry(f"{url}: HTTP {status} that is not the collector's JSON (a captive portal or a filter?): "
+                     f"{_shown(resp.body)}")
+    if status == 200 or 400 <= status <= 499:
+        return status, resp.body
+    raise _Retry(f"{url}: unexpected HTTP {status}")
+
+
+def _is_json_object(body: bytes) -> bool:
+    try:
+        return isinstance(orjson.loads(body), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -432,4 +609,4 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-__all__ = ["Backoff", "FlushResult", "Outbox", "OutboxError"]
+__all__ = ["Backoff", "FlushResult", "Outbox", "OutboxError", "collector_key", "one_line"]
