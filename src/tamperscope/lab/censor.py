@@ -43,6 +43,7 @@ PACKET_IGNORE_OUTGOING = 23
 MSS = 1400
 MAX_QUEUE_DELAY = 5.0  # seconds a throttled packet may wait before it is dropped
 FLOW_TTL = 300.0
+MAX_HELLO_FLOWS = 50000  # TLS flows whose first flight is tracked at once; past it the table starts again
 
 Flow = tuple[str, int, str, int]  # (src, sport, dst, dport) as seen travelling egress
 
@@ -120,12 +121,17 @@ class Censor:
                 return r
         return None
 
-    def gc(self, now_wall: float) -> None:
+    def gc(self, now_wall: float, now: float | None = None) -> None:
+        """Forget expired state; `now` (monotonic) also ends throttling of flows idle for FLOW_TTL."""
         for table in (self.dropped, self.residual, self.logged_ip):
             for k in [k for k, t in table.items() if t < now_wall]:
                 del table[k]
-        if len(self.hello) > 50000:
+        if len(self.hello) > MAX_HELLO_FLOWS:
             self.hello.clear()
+        if now is not None:
+            idle = now - FLOW_TTL  # a bucket's next_free is at or after its flow's last packet
+            for k in [k for k, (up, down) in self.throttled.items() if max(up.next_free, down.next_free) < idle]:
+                del self.throttled[k]
 
     # -- decisions ---------------------------------------------------------
     def decide(self, frame: bytes, from_client_side: bool, now: float, wall: float) -> list[tuple[bytes, bool, float]]:
@@ -141,9 +147,13 @@ class Censor:
         src = socket.inet_ntoa(frame[26:30])
         dst = socket.inet_ntoa(frame[30:34])
         l4 = 14 + ihl
+        # a later fragment's first bytes are data, not ports; a header under 20 bytes is no header
+        opaque = frame[20] & 0x1F or frame[21] or ihl < 20
         if self.ip_addr_rules or self.ip_net_rules:
-            if proto != packet.PROTO_TCP and self._ip_block_all(src, dst, from_client_side, wall):
+            if (proto != packet.PROTO_TCP or opaque) and self._ip_block_all(src, dst, from_client_side, wall):
                 return []
+        if opaque:
+            return fwd
         if proto == packet.PROTO_TCP and len(frame) >= l4 + 20:
             sport, dport = struct.unpack_from("!HH", frame, l4)
             return self._tcp(frame, from_client_side, src, dst, sport, dport, l4, fwd, wall)
@@ -241,7 +251,7 @@ class Censor:
         total = struct.unpack_from("!H", frame, 16)[0]
         pstart = l4 + doff
         pend = min(len(frame), 14 + total)
-        if pend <= pstart:
+        if pend <= pstart or doff < 20:  # no payload, or a data offset that points into the header
             if frame[l4 + 13] & (packet.FIN | packet.RST) and flow in self.hello:
                 del self.hello[flow]
             return fwd
@@ -259,6 +269,8 @@ class Censor:
                 return fwd
             seq = struct.unpack_from("!I", frame, l4 + 4)[0]
             if state is False:
+                if len(self.hello) >= MAX_HELLO_FLOWS:  # bounded between two gc runs too
+                    self.hello.clear()
                 if payload[:1] != b"\x16":
                     self.hello[flow] = None
                     return fwd
@@ -293,7 +305,8 @@ class Censor:
         out: list[tuple[bytes, bool, float]] = []
         if r.action == "throttle":
             rate = float(r.rate_kbps or 0) * 1000.0
-            self.throttled[flow] = (Bucket(rate), Bucket(rate))
+            start = time.monotonic()
+            self.throttled[flow] = (Bucket(rate, start), Bucket(rate, start))
             return fwd
         residual = self.residual_s > 0
         if r.action == "rst":
@@ -352,13 +365,20 @@ class Bridge:
         self.heap: list[tuple[float, int, bytes, bool]] = []
         self.seq = 0
         self.running = True
-        self.stats = {"frames": 0}
+        self.stats = {"frames": 0, "errors": 0}  # errors: frames `decide` failed on, relayed as they came
 
     def _send(self, frame: bytes, to_client_side: bool) -> None:
         try:
             self.socks[0 if to_client_side else 1].send(frame)
         except OSError:
             pass  # a full queue drops the frame, as a busy link would
+
+    def _failed(self, frame: bytes, from_client: bool, e: Exception) -> list[tuple[bytes, bool, float]]:
+        self.stats["errors"] += 1
+        if self.stats["errors"] == 1:
+            print(f"censor: a frame it could not handle was relayed ({type(e).__name__}: {e}); later ones are "
+                  "only counted", file=sys.stderr)
+        return [(frame, not from_client, self.censor.delay)]
 
     def run(self) -> None:
         poller = select.epoll()
@@ -389,7 +409,11 @@ class Bridge:
                     except OSError:
                         break
                     self.stats["frames"] += 1
-                    for out, to_client, delay in censor.decide(frame, from_client, now, wall):
+                    try:
+                        todo = censor.decide(frame, from_client, now, wall)
+                    except Exception as e:  # a bug must not stop the bridge: relay the frame as a bridge would
+                        todo = self._failed(frame, from_client, e)
+                    for out, to_client, delay in todo:
                         if delay <= 0:
                             self._send(out, to_client)
                         else:
@@ -402,7 +426,7 @@ class Bridge:
                     self._send(out, to_client)
             if now - censor.last_gc > 10:
                 censor.last_gc = now
-                censor.gc(wall)
+                censor.gc(wall, now)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -98,7 +98,10 @@ def blob(size: int) -> bytes:
 def respond(scheme: str, host: str, target: str) -> Response:
     """The web farm's answer to `GET target` for `host` over `scheme`."""
     host = host.lower().rstrip(".")
-    parts = urlsplit(target if target.startswith("/") else "/" + target)
+    try:
+        parts = urlsplit(target if target.startswith("/") else "/" + target)
+    except ValueError:  # "//[x": a network location that is no URL's
+        return Response(400, (("Content-Type", "text/plain"),), b"bad request target\n")
     if parts.path == "/blob":
         try:
             size = int(parse_qs(parts.query).get("size", ["0"])[0])

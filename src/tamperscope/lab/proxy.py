@@ -22,16 +22,19 @@ import socket
 import ssl
 import struct
 import threading
+import time
 from collections.abc import Callable
 
 from ..model.profile import Profile, Rule
 from ..wire import httphead
-from ..wire.tlshello import ClientHello, parse_client_hello
+from ..wire.tlshello import MAX_HELLO, ClientHello, parse_client_hello
 from .ca import Issuer
 
 log = logging.getLogger("tamperscope.lab.proxy")
 SO_ORIGINAL_DST = 80
-TIMEOUT = 15.0
+TIMEOUT = 15.0  # s: idle limit of a relayed connection, and the time a request head has to arrive whole
+HELLO_WAIT = 5.0  # s a ClientHello split over several segments has to arrive whole
+MAX_CONNECTIONS = 1024  # per listener; past it new connections are closed at once (a thread each)
 PROXY_RULE = Rule(id="proxy", layer="http", action="proxy")
 
 
@@ -67,6 +70,56 @@ def pipe(a: socket.socket | ssl.SSLSocket, b: socket.socket | ssl.SSLSocket, idl
         return
 
 
+def read_head(conn: socket.socket, deadline_s: float | None = None) -> bytes:
+    """A request's first bytes, through its head's blank line or MAX_HEAD, within `deadline_s` in all.
+
+    TimeoutError past it: the socket's own timeout is per recv, and a client sending a byte every
+    few seconds held its thread for days (and re-scanning the whole buffer per byte was quadratic)."""
+    end = time.monotonic() + (TIMEOUT if deadline_s is None else deadline_s)
+    buf = bytearray()
+    try:
+        while len(buf) < httphead.MAX_HEAD:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("request head not complete in time")
+            conn.settimeout(left)
+            data = conn.recv(65536)
+            if not data:
+                break
+            scan = max(0, len(buf) - 3)
+            buf += data
+            if buf.find(b"\r\n\r\n", scan) >= 0 or buf.find(b"\n\n", scan) >= 0:
+                break
+    finally:
+        conn.settimeout(TIMEOUT)
+    return bytes(buf)
+
+
+def peek_hello(conn: socket.socket, deadline_s: float | None = None) -> ClientHello | None:
+    """The ClientHello at the start of `conn`, left unread; None if it is not one or not whole in time.
+
+    MSG_PEEK returns at once while any byte is queued, so a hello split over segments is waited for
+    by polling: the loop that replaced it once gave up within a millisecond and spliced the flow."""
+    end = time.monotonic() + (HELLO_WAIT if deadline_s is None else deadline_s)
+    try:
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return None
+            conn.settimeout(left)
+            data = conn.recv(MAX_HELLO, socket.MSG_PEEK)
+            if not data:
+                raise ConnectionResetError("closed before its ClientHello")
+            result = parse_client_hello(data)
+            if result is not False:
+                return result if isinstance(result, ClientHello) else None
+            if len(data) >= MAX_HELLO:
+                return None
+            time.sleep(min(0.02, left))
+    finally:
+        conn.settimeout(TIMEOUT)
+
+
 def _case(name: str, how: str) -> str:
     if how == "lower":
         return name.lower()
@@ -97,11 +150,12 @@ class Interceptor:
         self.upstream_ctx = ssl.create_default_context(cafile=lab_ca)
         self.upstream_ctx.set_alpn_protocols(["http/1.1"])
 
-    def serve(self, port: int, handler: Callable[[socket.socket], None]) -> socket.socket:
+    def serve(self, port: int, handler: Callable[[socket.socket], None], host: str = "0.0.0.0") -> socket.socket:
         srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind(("0.0.0.0", port))
+        srv.bind((host, port))
         srv.listen(512)
+        slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
 
         def loop() -> None:
             while True:
@@ -109,12 +163,20 @@ class Interceptor:
                     conn, _ = srv.accept()
                 except OSError:
                     return
-                threading.Thread(target=self._guard, args=(handler, conn), daemon=True).start()
+                if not slots.acquire(blocking=False):
+                    conn.close()  # full: a thread per connection, and a failed thread start ended this loop
+                    continue
+                try:
+                    threading.Thread(target=self._guard, args=(handler, conn, slots), daemon=True).start()
+                except RuntimeError:  # "can't start new thread"
+                    slots.release()
+                    conn.close()
 
         threading.Thread(target=loop, daemon=True).start()
         return srv
 
-    def _guard(self, handler: Callable[[socket.socket], None], conn: socket.socket) -> None:
+    def _guard(self, handler: Callable[[socket.socket], None], conn: socket.socket,
+               slots: threading.BoundedSemaphore | None = None) -> None:
         try:
             conn.settimeout(TIMEOUT)
             handler(conn)
@@ -124,17 +186,14 @@ class Interceptor:
             log.exception("interceptor connection failed")
         finally:
             conn.close()
+            if slots is not None:
+                slots.release()
 
     # -- HTTP ------------------------------------------------------------
     def http(self, conn: socket.socket) -> None:
         dst = original_dst(conn)
         peer = conn.getpeername()
-        buf = b""
-        while b"\r\n\r\n" not in buf and b"\n\n" not in buf and len(buf) < httphead.MAX_HEAD:
-            data = conn.recv(65536)
-            if not data:
-                break
-            buf += data
+        buf = read_head(conn)
         head = httphead.parse_request_head(buf)
         self.truth(PROXY_RULE, f"{peer[0]}:{peer[1]}", f"{dst[0]}:{dst[1]}", head.host if head else None)
         if head is None:
@@ -157,17 +216,7 @@ class Interceptor:
     def tls(self, conn: socket.socket) -> None:
         dst = original_dst(conn)
         peer = conn.getpeername()
-        hello: ClientHello | None = None
-        for _ in range(50):
-            data = conn.recv(16389, socket.MSG_PEEK)
-            if not data:
-                return
-            result = parse_client_hello(data)
-            if result is False:
-                select.select([conn], [], [], 0.1)
-                continue
-            hello = result if isinstance(result, ClientHello) else None
-            break
+        hello = peek_hello(conn)
         rule = self._mitm_rule(hello.sni if hello else None)
         if rule is None or hello is None or hello.sni is None:
             with socket.create_connection(dst, timeout=TIMEOUT) as up:

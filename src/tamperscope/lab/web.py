@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import h2.config
@@ -143,7 +143,8 @@ class WebServer:
         await writer.drain()
 
     async def _h2(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, local_ip: str, peer_ip: str, sni: str) -> None:
-        conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+        # headers as bytes, decoded here: h2's own decoding raised UnicodeDecodeError on a non-UTF-8 one
+        conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=False, header_encoding=None))
         conn.initiate_connection()
         writer.write(conn.data_to_send())
         streams: dict[int, tuple[list[tuple[str, str]], bytearray]] = {}
@@ -151,6 +152,12 @@ class WebServer:
         tasks: set[asyncio.Task[None]] = set()
 
         async def respond(sid: int, hdrs: list[tuple[str, str]], body: bytes) -> None:
+            try:
+                await answer(sid, hdrs, body)
+            except (h2.exceptions.ProtocolError, TimeoutError, ConnectionError, OSError):
+                pass  # the stream was reset or the peer stopped reading: nothing left to answer
+
+        async def answer(sid: int, hdrs: list[tuple[str, str]], body: bytes) -> None:
             d = dict(hdrs)
             req = Request("https", d.get(":method", "GET"), _host_of(tuple(hdrs), sni), d.get(":path", "/"),
                           tuple(hdrs), body, local_ip, peer_ip)
@@ -189,7 +196,7 @@ class WebServer:
                     return
                 for ev in events:
                     if isinstance(ev, h2.events.RequestReceived):
-                        streams[ev.stream_id] = ([(str(k), str(v)) for k, v in ev.headers], bytearray())
+                        streams[ev.stream_id] = (_decoded(ev.headers), bytearray())
                         if ev.stream_ended is not None:
                             hdrs, body = streams.pop(ev.stream_id)
                             t = asyncio.ensure_future(respond(ev.stream_id, hdrs, bytes(body)))
@@ -211,6 +218,11 @@ class WebServer:
                                 e.set()
                         elif ev.stream_id in windows:
                             windows[ev.stream_id].set()
+                    elif isinstance(ev, h2.events.StreamReset):
+                        streams.pop(ev.stream_id, None)  # kept, its body made the connection grow for ever
+                        waiting = windows.pop(ev.stream_id, None)
+                        if waiting is not None:
+                            waiting.set()  # its response task then finds the stream closed and ends
                     elif isinstance(ev, h2.events.ConnectionTerminated):
                         return
                 writer.write(conn.data_to_send())
@@ -218,6 +230,20 @@ class WebServer:
         finally:
             for t in tasks:
                 t.cancel()
+
+
+def _decoded(headers: Iterable[tuple[bytes | str, bytes | str]]) -> list[tuple[str, str]]:
+    """An h2 header block (bytes pairs) as text: UTF-8 where it is, Latin-1 (byte for byte) where not."""
+    return [(_text(k), _text(v)) for k, v in headers]
+
+
+def _text(b: bytes | str) -> str:
+    if isinstance(b, str):
+        return b
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        return b.decode("latin-1")
 
 
 async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
