@@ -9,6 +9,7 @@ log, and the server still serving others.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -450,3 +451,16 @@ def test_a_control_request_with_plain_ports_is_taken() -> None:
     url, _, eps = helper.parse_control_request(orjson.dumps(
         {"http_request": "https://example.com:8443/", "tcp_connect": ["198.18.0.1:443", "[2001:db8::1]:80"]}))
     assert url == "https://example.com:8443/" and eps == ["198.18.0.1:443", "[2001:db8::1]:80"]
+
+
+def test_a_second_helper_on_the_same_port_fails_to_start() -> None:
+    """With SO_REUSEPORT the kernel split the clients between two helpers, and the second started without a
+    word; `tamperscope helper` says the port is taken (bind_failure) when the bind fails."""
+    async def main() -> None:
+        async with helper_server() as (_, port):
+            second = helper.HelperServer(helper.ControlHelper(resolver=Resolver(), ca_bundle=None, timeout=2))
+            with pytest.raises(OSError) as caught:
+                await second.serve(LO, port)
+            assert caught.value.errno == errno.EADDRINUSE
+
+    run(main)

@@ -410,7 +410,8 @@ class HelperServer:
         self.refusing = 0  # connections beyond the cap, answered 503 and lingering
 
     async def serve(self, host: str, port: int) -> asyncio.base_events.Server:
-        return await asyncio.start_server(self._conn, host, port, backlog=1024, limit=MAX_HEAD, reuse_port=True)
+        # no SO_REUSEPORT: a second helper on the same port must fail to start, not share the clients silently
+        return await asyncio.start_server(self._conn, host, port, backlog=1024, limit=MAX_HEAD)
 
     async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
