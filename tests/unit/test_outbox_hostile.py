@@ -223,3 +223,16 @@ def test_measurements_wait_for_the_collector_they_were_queued_for(tmp_path: Path
             assert result.sent == 2 and len(box) == 0 and [p for _, p in seen_a].count("/report/r1") == 2
 
     run(go)
+
+
+def test_waiting_counts_only_what_goes_to_this_outbox_s_collector(tmp_path: Path) -> None:
+    """`tamperscope run --submit B` says how many measurements wait for B, and polls only when some do: the
+    entries queued for A are not B's (they would never be sent to B)."""
+    filled(tmp_path / "box", 2, collector="https://a.example/")
+    for_b = Outbox(tmp_path / "box", durable=False, collector="https://b.example/")
+    assert len(for_b) == 2 and for_b.waiting() == 0
+    for m in samples.corpus(1, seed="b"):
+        for_b.add(m)
+    assert for_b.waiting() == 1 and len(for_b) == 3
+    assert Outbox(tmp_path / "box", durable=False, collector="HTTPS://A.example").waiting() == 2
+    assert Outbox(tmp_path / "box", durable=False).waiting() == 3  # made for no collector: everything

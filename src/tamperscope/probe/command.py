@@ -416,7 +416,7 @@ def _measure(args: argparse.Namespace, s: Settings, engine: Engine, out: Any, la
           + f"; contacting the targets, resolver {ctx.isp_resolver or 'system'}, public resolver "
           f"{ctx.udp_resolver.address if ctx.udp_resolver else '-'}, helper {ctx.helper_url or 'none'}; "
           f"writing {label}" + ("" if s.resume.regular else " (nothing read back: no resume)") + "; "
-          + (f"submitting to {submit.url} (outbox {submit.box.root}, {len(submit.box)} waiting)." if submit
+          + (f"submitting to {submit.url} (outbox {submit.box.root}, {submit.box.waiting()} waiting)." if submit
              else "submitting nothing."), file=sys.stderr)
     if s.nettest.NAME == "web_connectivity" and len(todo) > 1:
         from ..nettests.blockpages import warm
@@ -525,7 +525,7 @@ async def _run_and_submit(measuring: Any, submit: _Submission, ca_bundle: str | 
     async def uploader() -> None:
         while True:
             await asyncio.sleep(2.0)
-            if len(submit.box):
+            if submit.box.waiting():  # not for what waits for another collector: it would never go
                 await flush(30.0)
 
     task = asyncio.create_task(uploader())
@@ -540,7 +540,7 @@ async def _run_and_submit(measuring: Any, submit: _Submission, ca_bundle: str | 
     await flush(submit.timeout)
     progress.close()
     last = submit.last
-    left = last.remaining if last is not None else len(submit.box)
+    left = last.remaining if last is not None else submit.box.waiting()
     damaged = submit.damaged + (last.unreadable if last is not None else 0)
     msg = (f"tamperscope: submitted {submit.sent} measurement(s) to {submit.url}"
            + (f" ({submit.duplicates} the collector had already)" if submit.duplicates else "")

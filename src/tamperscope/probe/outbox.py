@@ -260,6 +260,11 @@ class Outbox:
     def __len__(self) -> int:
         return len(self.pending())
 
+    def waiting(self) -> int:
+        """Entries a flush to this outbox's collector would send (those queued for it or for no collector in
+        particular); every pending entry when the outbox was made for no collector."""
+        return len(self._mine(_tag(self.collector))) if self.collector else len(self)
+
     # ---- uploading
 
     async def flush(self, collector_url: str, *, timeout: float = 300.0, parallel: int = 4,
