@@ -464,3 +464,24 @@ def test_a_second_helper_on_the_same_port_fails_to_start() -> None:
             assert caught.value.errno == errno.EADDRINUSE
 
     run(main)
+
+
+def test_a_helper_asked_to_share_its_port_listens_beside_a_wildcard_socket() -> None:
+    """The lab's helper listens on its own address's port 80 while the web farm holds 0.0.0.0:80: both ask
+    for SO_REUSEPORT (`--share-port`); without it the helper could not start in the lab."""
+    async def main() -> None:
+        farm = socket.socket()
+        farm.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        farm.bind(("0.0.0.0", 0))
+        farm.listen()
+        port = farm.getsockname()[1]
+        try:
+            h = helper.ControlHelper(resolver=Resolver(), ca_bundle=None, timeout=2)
+            with pytest.raises(OSError):
+                await helper.HelperServer(h).serve(LO, port)
+            server = await helper.HelperServer(h).serve(LO, port, share_port=True)
+            server.close()
+        finally:
+            farm.close()
+
+    run(main)

@@ -409,9 +409,11 @@ class HelperServer:
         self.body_bytes = 0  # request bodies being read or held, bytes
         self.refusing = 0  # connections beyond the cap, answered 503 and lingering
 
-    async def serve(self, host: str, port: int) -> asyncio.base_events.Server:
-        # no SO_REUSEPORT: a second helper on the same port must fail to start, not share the clients silently
-        return await asyncio.start_server(self._conn, host, port, backlog=1024, limit=MAX_HEAD)
+    async def serve(self, host: str, port: int, *, share_port: bool = False) -> asyncio.base_events.Server:
+        """Listen. Without ``share_port`` (SO_REUSEPORT) a second helper on the same port fails to start rather
+        than silently taking half the clients; the lab shares port 80 of the helper's address with its web
+        farm's wildcard socket, and so asks for it."""
+        return await asyncio.start_server(self._conn, host, port, backlog=1024, limit=MAX_HEAD, reuse_port=share_port)
 
     async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -610,6 +612,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "can use it to reach this machine's services or its network's; a lab or a test bed on "
                          "private addresses names its network here (the lab: 198.18.0.0/15)")
     ap.add_argument("--ready", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--share-port", action="store_true", help=argparse.SUPPRESS)  # the lab's: see HelperServer.serve
 
 
 def check_options(args: argparse.Namespace) -> None:
@@ -668,7 +671,7 @@ async def serve_forever(args: argparse.Namespace) -> None:
     where = shown((args.host, args.port))
     try:
         server = await HelperServer(helper, Limits(connections=connection_room(args.max_connections))).serve(
-            args.host, args.port)
+            args.host, args.port, share_port=args.share_port)
     except socket.gaierror as e:
         raise BadOption(f"cannot listen on {where}: {args.host} does not resolve ({e.strerror})") from None
     except OSError as e:

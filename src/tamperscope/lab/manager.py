@@ -379,7 +379,8 @@ def _helper_command() -> list[str] | None:
         return None
     return ["-m", "tamperscope.helper.server", "--host", A.HELPER, "--port", str(A.HELPER_PORT),
             "--ready", str(PATHS.root / "ready-helper"), "--asn-table", asn_table(),
-            "--ca-bundle", str(PATHS.ca_bundle), "--resolver", A.PUBLIC_RESOLVER, "--allow-net", A.LAB_NET]
+            "--ca-bundle", str(PATHS.ca_bundle), "--resolver", A.PUBLIC_RESOLVER, "--allow-net", A.LAB_NET,
+            "--share-port"]  # port 80 of the helper's address: the web farm listens on 0.0.0.0:80 too
 
 
 def _wait_ready(names: list[str]) -> None:
