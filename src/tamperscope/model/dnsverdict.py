@@ -14,6 +14,7 @@ Consistency is by address or by AS number (CDNs), and bogons never count.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,6 +40,18 @@ def _strings(value: Any) -> list[str]:
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
+def _addresses(value: Any) -> list[str]:
+    """The strings of a JSON array that are IP addresses: a helper answering other strings vouches for none."""
+    out = []
+    for v in _strings(value):
+        try:
+            ipaddress.ip_address(v)
+        except ValueError:
+            continue
+        out.append(v)
+    return out
+
+
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -56,7 +69,7 @@ def dnscheck_verdict(measurement: Mapping[str, Any]) -> Verdict:
     good: set[str] = set()
     good_asn: set[int] = set()
     if isinstance(ctrl_dns, Mapping) and not ctrl_dns.get("failure"):
-        good |= set(_strings(ctrl_dns.get("addrs")))
+        good |= set(_addresses(ctrl_dns.get("addrs")))
     asn_of: dict[str, int] = {}
     for ip, info in _mapping(control.get("ip_info")).items():
         if isinstance(info, Mapping) and isinstance(info.get("asn"), int):
@@ -64,8 +77,8 @@ def dnscheck_verdict(measurement: Mapping[str, Any]) -> Verdict:
     encrypted_ok = False
     for key, lk in lookups.items():
         if isinstance(lk, Mapping) and _text(lk.get("engine")) in ENCRYPTED and not lk.get("failure") and \
-                _strings(lk.get("addrs")):
-            good |= set(_strings(lk.get("addrs")))
+                _addresses(lk.get("addrs")):
+            good |= set(_addresses(lk.get("addrs")))
             encrypted_ok = True
     good_asn = {asn_of[a] for a in good if asn_of.get(a)}
     if not good:

@@ -20,6 +20,7 @@ from .control import ask_helper, control_request
 NAME = "dnscheck"
 VERSION = "0.1.0"
 NEEDS_INPUT = True
+TRAP_TAG = "silent"  # the tag of the trap's query (and of its late answers) in the trace
 
 
 class Config:
@@ -68,7 +69,7 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
         lookups[key] = {"engine": engine, "resolver_address": key, "addrs": list(res.addresses), "failure": res.failure}
 
     async def trap() -> None:
-        res = await lookup_udp(name, "A", server=str(silent), trace=trace, timeout=min(t.dns, 2.0), tags=("silent",))
+        res = await lookup_udp(name, "A", server=str(silent), trace=trace, timeout=min(t.dns, 2.0), tags=(TRAP_TAG,))
         tk["x_injection"] = {"silent_resolver": silent, "answers": list(res.addresses), "failure": res.failure}
 
     async def control() -> None:
@@ -87,11 +88,20 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
     tk.update(trace.test_keys())
     tk["x_lookups"] = lookups
     if silent:
-        # the trap's late answers are in x_dns_duplicate_responses too: count them as answers
-        late = [a.get("ipv4") for d in tk.get("x_dns_duplicate_responses", [])
-                if d.get("resolver_address", "").startswith(str(silent)) for a in (d.get("answers") or [])]
-        tk["x_injection"]["answers"] += [a for a in late if a and a not in tk["x_injection"]["answers"]]
+        answers = tk["x_injection"]["answers"]
+        for a in _late_trap_answers(tk.get("x_dns_duplicate_responses", [])):
+            if a not in answers:
+                answers.append(a)
     return tk
+
+
+def _late_trap_answers(duplicates: list[dict[str, Any]]) -> list[str]:
+    """The trap's late answers (they are in x_dns_duplicate_responses too), known by the trap's tag.
+
+    Not by the resolver address: "198.19.0.9" begins "198.19.0.90:53", and an IPv6 trap is "[addr]:53".
+    """
+    return [a["ipv4"] for d in duplicates if TRAP_TAG in (d.get("tags") or ())
+            for a in (d.get("answers") or []) if isinstance(a.get("ipv4"), str)]
 
 
 def finish(measurement: dict[str, Any], ctx: Context) -> None:

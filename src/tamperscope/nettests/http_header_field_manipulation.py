@@ -16,7 +16,7 @@ from typing import Any
 from ..netx import Trace
 from ..wire.httphead import parse_request_head
 from .base import Context
-from .middlebox import ECHO_TIMEOUT, backend_endpoint, echo_exchange
+from .middlebox import ECHO_TIMEOUT, backend_endpoint, echo_exchange, verdict_keys
 
 NAME = "http_header_field_manipulation"
 VERSION = "0.2.0"
@@ -56,7 +56,8 @@ def compare(sent_line: str, sent: list[tuple[str, str]], received: str | None) -
     t["header_field_number"] = len(got) != len(sent)
     sent_names = {k for k, _ in sent}
     got_names = {k for k, _ in got}
-    t["header_name_capitalization"] = {k.lower() for k in sent_names} == {k.lower() for k in got_names} and sent_names != got_names \
+    t["header_name_capitalization"] = \
+        {k.lower() for k in sent_names} == {k.lower() for k in got_names} and sent_names != got_names \
         or any(k not in sent_names and k.lower() in {s.lower() for s in sent_names} for k in got_names)
     t["header_field_name"] = {k.lower() for k in sent_names} != {k.lower() for k in got_names}
     t["header_name_diff"] = sorted({k.lower() for k in got_names} ^ {k.lower() for k in sent_names})
@@ -82,9 +83,4 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
 
 def finish(measurement: dict[str, Any], ctx: Context) -> None:
     tk = measurement["test_keys"]
-    tampered = bool(tk.get("tampering", {}).get("total"))
-    ok = tk.get("received") is not None
-    tk["x_mechanism"] = "middlebox" if tampered else "none"
-    tk["blocking"] = None if not ok else False
-    tk["accessible"] = ok
-    tk["x_confidence"] = 0.9 if tampered else (0.8 if ok else 0.0)
+    tk.update(verdict_keys(bool(tk.get("tampering", {}).get("total")), tk.get("received") is not None))

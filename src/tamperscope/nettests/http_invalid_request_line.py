@@ -15,7 +15,7 @@ from typing import Any
 
 from ..netx import Trace
 from .base import Context
-from .middlebox import ECHO_TIMEOUT, backend_endpoint, echo_exchange
+from .middlebox import ECHO_TIMEOUT, backend_endpoint, echo_exchange, verdict_keys
 
 NAME = "http_invalid_request_line"
 VERSION = "0.2.0"
@@ -65,8 +65,5 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
 
 def finish(measurement: dict[str, Any], ctx: Context) -> None:
     tk = measurement["test_keys"]
-    ok = any(r is not None for r in tk.get("received", []))
-    tk["x_mechanism"] = "middlebox" if tk.get("tampering") else "none"
-    tk["blocking"] = None if not ok else False
-    tk["accessible"] = ok
-    tk["x_confidence"] = 0.9 if tk.get("tampering") else (0.8 if ok else 0.0)
+    reached = any(r is not None for r in tk.get("received", []))
+    tk.update(verdict_keys(bool(tk.get("tampering")), reached))

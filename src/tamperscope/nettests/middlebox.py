@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..netx import NetxError, Trace, tcp_connect
@@ -84,3 +85,13 @@ async def echo_exchange(ip: str, port: int, payload: bytes, *, trace: Trace, tim
         await stream.aclose()
     swallowed = failure == "generic_timeout_error"
     return Exchange(sent, bytes(got).decode("latin-1") if got or failure is None or swallowed else None, failure)
+
+
+def verdict_keys(tampered: bool, reached: bool) -> dict[str, Any]:
+    """The verdict keys of a middlebox nettest. Nothing back from the echo (`reached` false) means the
+    helper could not be measured against: a failure, neither accessible nor not."""
+    if not reached:
+        return {"x_mechanism": "none", "blocking": None, "accessible": None, "x_confidence": 0.0,
+                "x_status": "failure"}
+    return {"x_mechanism": "middlebox" if tampered else "none", "blocking": False, "accessible": True,
+            "x_confidence": 0.9 if tampered else 0.8, "x_status": "anomaly" if tampered else "ok"}

@@ -61,10 +61,11 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
             for _ in range(rounds):
                 t = await timed_fetch(ip, u.port, u.scheme, input, u.host, ctx, window=window)
                 c = await timed_fetch(ip, u.port, u.scheme, other, INNOCENT, ctx, window=window)
-                tk["rounds"].append({"target": _round(t), "control": _round(c)})
-                if t.kbps is not None:
+                same = same_resource(t, c)
+                tk["rounds"].append({"target": _round(t), "control": _round(c), "same_resource": same})
+                if t.kbps is not None and same:
                     targets.append(t.kbps)
-                if c.kbps is not None:
+                if c.kbps is not None and same:
                     controls.append(c.kbps)
     except TimeoutError:
         tk["x_measurement_failure"] = "generic_timeout_error"
@@ -80,14 +81,26 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
     return tk
 
 
+def same_resource(target: Timed, control: Timed) -> bool:
+    """Whether the two fetches can have got the same resource: one that completed got all of it, so the
+    other cannot have got much more (a 5 KB blockpage for the target's name is not the 200 KB resource
+    the innocent name got, and its rate is latency, not a throttle). Cut by the window, a fetch got less."""
+    if target.failure is None and control.bytes > 2 * target.bytes:
+        return False
+    return not (control.failure is None and target.bytes > 2 * control.bytes)
+
+
 def _round(t: Timed) -> dict[str, Any]:
-    return {"kbps": t.kbps, "bytes": t.bytes, "seconds": round(t.seconds, 4), "failure": t.failure}
+    return {"kbps": t.kbps, "bytes": t.bytes, "seconds": round(t.seconds, 4), "failure": t.failure,
+            "status": t.status}
 
 
 def finish(measurement: dict[str, Any], ctx: Context) -> None:
     tk = measurement["test_keys"]
     th = tk.get("x_throttle")
-    tk["x_mechanism"] = "throttle" if th and th.get("throttled") else "none"
+    throttled = bool(th and th.get("throttled"))
+    tk["x_mechanism"] = "throttle" if throttled else "none"
     tk["blocking"] = False if th else None
-    tk["accessible"] = bool(th)
-    tk["x_confidence"] = 0.9 if th and th.get("throttled") else (0.7 if th else 0.0)
+    tk["accessible"] = True if th else None  # no rates: nothing was measured, a failure
+    tk["x_confidence"] = 0.9 if throttled else (0.7 if th else 0.0)
+    tk["x_status"] = "anomaly" if throttled else ("ok" if th else "failure")

@@ -20,10 +20,11 @@ MIN_BYTES = 4096
 
 @dataclass(frozen=True)
 class Timed:
-    kbps: float | None  # None: failed or too small to tell
+    kbps: float | None  # None: failed, too small to tell, or not the resource (a status other than 2xx)
     bytes: int
     seconds: float
     failure: str | None
+    status: int | None = None  # HTTP status; None when no complete response came
 
 
 def swap_host(url: str, host: str, new: str) -> str:
@@ -33,7 +34,7 @@ def swap_host(url: str, host: str, new: str) -> str:
 async def timed_fetch(ip: str, port: int, scheme: str, url: str, sni: str, ctx: Context,
                       headers: tuple[tuple[str, str], ...] = (("Accept", "*/*"),),
                       window: float | None = None) -> Timed:
-    """GET `url` (its Host) from ip:port with TLS SNI `sni`; kbit/s from request to last byte.
+    """GET `url` (its Host) from ip:port with TLS SNI `sni`; kbit/s from request to last byte (2xx only).
 
     `window`: at most this many seconds for the transfer (default: the HTTP timeout, at least
     60 s). A transfer still going when it closes is measured by what arrived: a throttled
@@ -62,4 +63,7 @@ async def timed_fetch(ip: str, port: int, scheme: str, url: str, sni: str, ctx: 
         n = e.received
         return Timed(n * 8 / 1000 / seconds if n >= MIN_BYTES else None, n, seconds, e.failure)
     n = len(resp.body)
-    return Timed(n * 8 / 1000 / seconds if n >= MIN_BYTES else None, n, seconds, None)
+    # A 403 or a redirect is another answer (a blockpage, a site that does not serve this name), not the
+    # resource at a slower pace: a short page is all latency, and would look throttled.
+    rated = n >= MIN_BYTES and 200 <= resp.status < 300
+    return Timed(n * 8 / 1000 / seconds if rated else None, n, seconds, None, resp.status)
