@@ -301,9 +301,14 @@ KEYS = ("targets", "failure", "target_protocol", "tcp_connect", "status", "summa
         "obfs4", "failing_gateways", "bootstrapped_success", "request_success", "psiphon_found",
         "body_length_match", "headers_match", "experiment_failure", "control_failure", "inconsistent",
         "successful", "tampering", "send_host_header", "transparent_http_proxy", "filtering_of_subdomain",
-        "obfs4_total", "obfs4_accessible", "or_port_dirauth_total", "or_port_dirauth_accessible")
+        "obfs4_total", "obfs4_accessible", "or_port_dirauth_total", "or_port_dirauth_accessible",
+        "tls_handshakes", "control", "tls_handshake", "received", "x_spki_sha256", "address", "x_mitm",
+        "intercepted")
+# and the tests of ours whose verdicts read raw records (tls_mitm) or what the echo sent back
+FUZZED = NEW_TESTS + ("tls_mitm", "http_header_field_manipulation", "http_invalid_request_line")
 FAILURES = ("connection_reset", "connection_refused", "generic_timeout_error", "eof_error", "dns_nxdomain_error",
-            "ssl_unknown_authority", "ssl_failed_handshake", "timeout-reached", "invalid_ca", "blocked", "ok",
+            "ssl_invalid_hostname", "ssl_unknown_authority", "ssl_failed_handshake", "timeout-reached", "invalid_ca",
+            "blocked", "ok",
             "Bootstrapped 100%: Done", "or_port_dirauth", "obfs4", "dir_port", "")
 scalars = (s.none() | s.booleans() | s.integers(min_value=-(2**70), max_value=2**70)
            | s.floats(allow_nan=True, allow_infinity=True) | s.sampled_from(FAILURES) | s.text(max_size=12))
@@ -320,7 +325,7 @@ def _fuzzy_matcher(body: str, headers: Mapping[str, str]) -> Sequence[str]:
 
 
 @settings(max_examples=400, deadline=None)
-@given(name=s.sampled_from(NEW_TESTS), tk=test_keys, with_matcher=s.booleans())
+@given(name=s.sampled_from(FUZZED), tk=test_keys, with_matcher=s.booleans())
 def test_hostile_test_keys_never_raise(name: str, tk: Any, with_matcher: bool) -> None:
     assert name in VERDICTS  # the test's own entry is fuzzed, not generic_verdict
     v = verdict_for({"test_name": name, "test_keys": tk}, _fuzzy_matcher if with_matcher else None)
@@ -335,3 +340,13 @@ def test_huge_maps_are_read_in_bounded_pointers() -> None:
     assert (v.status, v.mechanism) == ("anomaly", "tcp.rst") and len(v.evidence) <= 5
     v = verdict_for(_m("riseupvpn", api_status="blocked", api_failure=["x"] * 100_000 + ["connection_reset"]))
     assert v.status == "anomaly"
+
+
+@pytest.mark.parametrize("handshakes", [[{"failure": []}], [{"failure": {"x": 1}}, 5, "s"], 5, {"a": {}}])
+def test_tls_mitm_handshakes_of_any_shape_are_judged_without_raising(handshakes: Any) -> None:
+    """A failure that is a list or an object made the probe's interception() raise (unhashable in a set), and
+    a number where the list belongs was enumerated."""
+    v = verdict_for(_m("tls_mitm", tls_handshakes=handshakes, control={"tls_handshake": {"": {"status": True}}}))
+    assert v.mechanism == "none"
+    if isinstance(handshakes, list):  # none went through, none shows interception
+        assert v.status == "failure" and tuple(v.evidence) == ("test_keys.tls_handshakes",)

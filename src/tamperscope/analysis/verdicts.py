@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tamperscope.model.dnsverdict import dnscheck_verdict
+from tamperscope.model.interception import interception
 from tamperscope.model.verdict import BlockpageMatcher, Verdict, failure_class, web_connectivity_verdict
 
 VerdictFunction = Callable[[Mapping[str, Any], BlockpageMatcher | None], Verdict]
@@ -41,7 +42,10 @@ VERDICTS: dict[str, VerdictFunction] = {}
 # 2: telegram, whatsapp, facebook_messenger, signal, tcp_connect read their flags;
 # 3: tor, vanilla_tor, torsf, psiphon, riseupvpn, stunreachability and the legacy http_requests,
 #    dns_consistency, bridge_reachability, meek_fronted_requests_test, http_host get verdicts.
-ANALYSIS_VERSION = "3"
+# 4: tls_mitm re-derived from its handshakes and the control's (our x_interception was not read: every one
+#    of our tls_mitm measurements fell to the generic verdict); the middlebox tests are a failure when the
+#    echo sent nothing back.
+ANALYSIS_VERSION = "4"
 
 
 def register(test_name: str) -> Callable[[VerdictFunction], VerdictFunction]:
@@ -108,12 +112,24 @@ def _tampering_flag(value: Any) -> bool | None:
 @register("http_invalid_request_line")
 @register("http_header_field_manipulation")
 def middlebox(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
-    tampering = _tampering_flag(_tk(measurement).get("tampering"))
+    tk = _tk(measurement)
+    if _nothing_echoed(tk):  # the echo helper was never reached: nothing to compare
+        return _failure(["test_keys.received"])
+    tampering = _tampering_flag(tk.get("tampering"))
     if tampering is None:
         return _failure()
     if tampering:
         return _anomaly("http-failure", "middlebox", 0.8, ["test_keys.tampering"])
     return _ok(["test_keys.tampering"])
+
+
+def _nothing_echoed(tk: Mapping[str, Any]) -> bool:
+    """Whether ``received`` (what the echo sent back: one string, or one per request line; null for nothing)
+    says that nothing came back. Measurements that do not record it say nothing either way."""
+    if "received" not in tk:
+        return False
+    received = tk["received"]
+    return received is None or isinstance(received, list) and bool(received) and all(r is None for r in received)
 
 
 @register("throttling")
@@ -130,7 +146,16 @@ def throttling(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None)
 
 @register("tls_mitm")
 def tls_mitm(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
+    """From the raw records where there are any, with the probe's own function: a certificate we were shown
+    that the control's successful handshake to the same name does not vouch for. Else the flags."""
     tk = _tk(measurement)
+    handshakes = tk.get("tls_handshakes")
+    if isinstance(handshakes, list) and handshakes:
+        x = interception(measurement)
+        if x is not None and x["intercepted"]:
+            return _anomaly("http-failure", "tls.mitm", 0.95, x["evidence"])
+        if any(isinstance(h, Mapping) and "failure" in h and h["failure"] is None for h in handshakes):
+            return _ok(["test_keys.tls_handshakes"])
     for key in ("x_mitm", "tampering"):
         value = tk.get(key)
         flag = value.get("intercepted") if isinstance(value, Mapping) and "intercepted" in value \
@@ -139,6 +164,8 @@ def tls_mitm(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -
             if flag:
                 return _anomaly("http-failure", "tls.mitm", 0.9, [f"test_keys.{key}"])
             return _ok([f"test_keys.{key}"])
+    if isinstance(handshakes, list):  # no handshake went through (or none began), none shows interception
+        return _failure(["test_keys.tls_handshakes"])
     return generic_verdict(measurement, matcher)
 
 

@@ -16,28 +16,42 @@ from typing import Any
 BAD_CERT = {"ssl_unknown_authority", "ssl_invalid_hostname", "ssl_invalid_certificate"}
 
 
+def _succeeded(ctrl: Any) -> bool:
+    """Whether the control's handshake record says it succeeded: ``status`` exactly true and no failure.
+
+    The helper is a peer like any other: a status of "false", 1 or a list is not a success.
+    """
+    return isinstance(ctrl, Mapping) and ctrl.get("status") is True and ctrl.get("failure") is None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def interception(measurement: Mapping[str, Any]) -> dict[str, Any] | None:
     """{intercepted, issuer, spki_sha256, control_issuer, control_spki_sha256, address, server_name} or None."""
     tk = measurement.get("test_keys") or {}
     control = tk.get("control") or {}
     ctrl_tls = control.get("tls_handshake") or {} if isinstance(control, Mapping) else {}
-    for i, h in enumerate(tk.get("tls_handshakes") or []):
-        if not isinstance(h, Mapping) or h.get("failure") not in BAD_CERT:
+    handshakes = tk.get("tls_handshakes")
+    for i, h in enumerate(handshakes if isinstance(handshakes, list) else ()):
+        if not isinstance(h, Mapping) or not isinstance(h.get("failure"), str) or h["failure"] not in BAD_CERT:
             continue
         addr = str(h.get("address") or "")
         ctrl = ctrl_tls.get(addr) if isinstance(ctrl_tls, Mapping) else None
         if not isinstance(ctrl, Mapping):
-            ctrl = next((c for c in ctrl_tls.values() if isinstance(c, Mapping) and c.get("status")), None) \
+            ctrl = next((c for c in ctrl_tls.values() if _succeeded(c)), None) \
                 if isinstance(ctrl_tls, Mapping) else None
         ours = h.get("x_spki_sha256")
-        theirs = ctrl.get("x_spki_sha256") if ctrl else None
-        control_ok = bool(ctrl and ctrl.get("status"))
+        theirs = _text(ctrl.get("x_spki_sha256")) if ctrl else None
+        control_ok = _succeeded(ctrl)
         return {
             "intercepted": bool(control_ok and ours and (theirs is None or ours != theirs)),
             "issuer": h.get("x_issuer"), "spki_sha256": ours,
             "control_issuer": ctrl.get("x_issuer") if ctrl else None, "control_spki_sha256": theirs,
             "control_ok": control_ok, "address": addr, "server_name": h.get("server_name"),
-            "failure": h.get("failure"), "evidence": [f"test_keys.tls_handshakes[{i}]", f"test_keys.control.tls_handshake.{addr}"],
+            "failure": h.get("failure"),
+            "evidence": [f"test_keys.tls_handshakes[{i}]", f"test_keys.control.tls_handshake.{addr}"],
         }
     return None
 
