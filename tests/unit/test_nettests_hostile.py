@@ -297,3 +297,34 @@ def test_the_analysis_calls_an_unreachable_echo_a_failure_as_the_probe_does(nett
     assert m["test_keys"]["x_status"] == "failure"
     v = verdict_for(m)
     assert (v.status, v.blocking) == ("failure", None)
+
+
+@pytest.mark.parametrize("answer, expected", [
+    (b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+     "http_request_failed: control helper answered 500"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n[1,2]",
+     "unknown_failure: control helper answered garbage"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\n{x}",
+     "unknown_failure: control helper answered garbage"),
+    (None, "control_disabled"),
+])
+def test_what_a_broken_helper_did_is_said_in_the_vocabulary(answer: bytes | None, expected: str) -> None:
+    """control_failure comes from model.failures like every failure string (it was spelt out in the nettest,
+    and `http_request_failed: ...` was not a known failure)."""
+    from tamperscope.model import failures as F
+    from tamperscope.nettests.control import ask_helper
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer or b"")
+        await writer.drain()
+        writer.close()
+
+    async def main() -> str | None:
+        helper = await serve(handle)
+        ctx = Context(helper_url=f"http://{LO}:{port_of(helper)}/" if answer else None, timeouts=FAST)
+        async with helper:
+            return (await ask_helper(ctx, {"http_request": "http://x/"}))[1]
+
+    failure = srv.run(main())
+    assert failure == expected and F.is_known(failure)

@@ -82,6 +82,12 @@ HTTP_TOO_MANY_HEADERS: Final = "unknown_failure: too many http response headers"
 HTTP_PROTOCOL_ERROR: Final = "unknown_failure: http protocol error"
 HTTP_STREAM_RESET: Final = "unknown_failure: http2 stream reset"
 
+# --- measurement level: a nettest's own ``failure`` and ``control_failure`` (not archival records) ----------
+CONTROL_DISABLED: Final = "control_disabled"  # no control helper configured: nothing to compare with
+HTTP_REQUEST_FAILED: Final = "http_request_failed"  # OONI's: an HTTP answer other than the 200 required
+CONTROL_GARBAGE: Final = "unknown_failure: control helper answered garbage"  # not the protocol's JSON
+THROTTLING_INCONCLUSIVE: Final = "throttling_inconclusive"  # no round gave both rates
+
 ALL_FAILURES: Final[frozenset[str]] = frozenset(
     value
     for name, value in dict(globals()).items()
@@ -130,6 +136,13 @@ def unknown(text: str) -> str:
     return UNKNOWN_FAILURE_PREFIX + (text or "unknown error")
 
 
+def request_failed(detail: str) -> str:
+    """``http_request_failed: <detail>`` (e.g. the status a control helper answered), one short line."""
+    return f"{HTTP_REQUEST_FAILED}: " + (" ".join(scrub(detail).split())[:_MAX_UNKNOWN_TEXT] or "unknown")
+
+
 def is_known(failure: str | None) -> bool:
-    """True for ``None`` and for strings of the vocabulary (any ``unknown_failure: ...`` too)."""
-    return failure is None or failure in ALL_FAILURES or failure.startswith(UNKNOWN_FAILURE_PREFIX)
+    """True for ``None`` and for strings of the vocabulary (any ``unknown_failure: ...`` and
+    ``http_request_failed: ...`` too)."""
+    return failure is None or failure in ALL_FAILURES or failure.startswith(UNKNOWN_FAILURE_PREFIX) \
+        or failure.startswith(f"{HTTP_REQUEST_FAILED}: ")

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from ..model import failures as F
 from ..netx import Connection, DirectConnector, NetxError, Trace, round_trip
 from .base import Context
 
@@ -102,7 +103,7 @@ def _shallow(value: Any, depth: int) -> bool:
 async def ask_helper(ctx: Context, request: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     """(control response, failure). Retries on 503 (busy)."""
     if not ctx.helper_url:
-        return None, "control_disabled"
+        return None, F.CONTROL_DISABLED
     body = orjson.dumps(request)
     trace = Trace(record_io=False)
     for attempt in range(3):
@@ -114,12 +115,12 @@ async def ask_helper(ctx: Context, request: dict[str, Any]) -> tuple[dict[str, A
             await asyncio.sleep(0.2 * (attempt + 1))
             continue
         if status != 200:
-            return None, f"http_request_failed: control helper answered {status}"
+            return None, F.request_failed(f"control helper answered {status}")
         try:
             data = orjson.loads(data_bytes)
         except orjson.JSONDecodeError:
-            return None, "unknown_failure: control helper answered garbage"
+            return None, F.CONTROL_GARBAGE
         if not isinstance(data, dict) or not _shallow(data, MAX_DEPTH):
-            return None, "unknown_failure: control helper answered garbage"
+            return None, F.CONTROL_GARBAGE
         return data, None
-    return None, "http_request_failed: control helper busy"
+    return None, F.request_failed("control helper busy")

@@ -15,6 +15,7 @@ import asyncio
 import statistics
 from typing import Any
 
+from ..model import failures as F
 from ..model.inputs import BadInput, parse_url
 from ..netx import SYSTEM, Trace, lookup_addresses
 from .base import Context, NettestError
@@ -69,7 +70,7 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
                     controls.append(c.kbps)
     except TimeoutError:
         tk["x_measurement_failure"] = "generic_timeout_error"
-    tk["failure"] = None if targets and controls else "throttling_inconclusive"
+    tk["failure"] = None if targets and controls else F.THROTTLING_INCONCLUSIVE
     if targets and controls:
         tkbps, ckbps = statistics.median(targets), statistics.median(controls)
         ratio = tkbps / ckbps if ckbps > 0 else None
