@@ -23,6 +23,7 @@ import csv
 import io
 import math
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Annotated, Any
 
@@ -41,14 +42,18 @@ from tamperscope.collector.queries import (
     QueryError,
     hops,
     iter_measurements,
+    iter_raw,
     list_measurements,
     ooni_row,
 )
+from tamperscope.collector.ratelimit import Slot, Slots
 from tamperscope.collector.schema import SubmissionError, parse_json
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
 
 AGGREGATIONS = (*store_mod.AGGREGATES, "hops")
+EXPORTS_PER_CLIENT = 1    # streamed exports one client address may run at once
+EXPORTS_TOTAL = 4         # ... and all clients together (`app.create_app` makes the `Slots`)
 UID_PATTERN = r"^[A-Za-z0-9_.-]{1,200}$"
 
 
@@ -73,7 +78,8 @@ def measurement_query(
     anomaly: Annotated[bool | None, Query(description="anomalies (confirmed ones included) or not")] = None,
     confirmed: Annotated[bool | None, Query()] = None,
     failure: Annotated[bool | None, Query()] = None,
-    mechanism: Annotated[str | None, Query(description="tamperscope's mechanism, e.g. dns.poison", max_length=40)] = None,
+    mechanism: Annotated[str | None, Query(description="tamperscope's mechanism, e.g. dns.poison",
+                                           max_length=40)] = None,
     order: Annotated[str, Query(pattern="^(asc|desc)$", description="by measurement_start_time")] = "desc",
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
@@ -112,7 +118,9 @@ def measurements_page(collector: Collector, query: MeasurementQuery, url_base: s
 
 @router.get("/measurements", summary="List measurements (OONI's parameters and shape)")
 def get_measurements(request: Request, query: QueryDep) -> Response:
-    page = measurements_page(collector_of(request), query, base_url(request), "/api/v1/measurements")
+    collector = collector_of(request)
+    with collector.reader.bounded():
+        page = measurements_page(collector, query, base_url(request), "/api/v1/measurements")
     return JSONResponse(page)
 
 
@@ -155,7 +163,9 @@ def get_aggregation(request: Request, query: QueryDep,
         return JSONResponse({"error": "not_found", "detail": f"no aggregation {name!r}; known: "
                              f"{', '.join(AGGREGATIONS)}"}, status_code=404)
     filters = _filters(query)
-    result = aggregate(collector_of(request), name, filters, rows)
+    collector = collector_of(request)
+    with collector.reader.bounded():
+        result = aggregate(collector, name, filters, rows)
     if format.lower() == "csv":
         return Response(_csv(result), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
@@ -194,60 +204,100 @@ EXPORT_FIELDS = ("measurement_uid", "report_id", "test_name", "input", "domain",
                  "accessible", "mechanism", "confidence", "outcome", "fingerprints", "signature")
 
 
-def _export_rows(collector: Collector, query: MeasurementQuery, url_base: str, limited: bool) -> Iterator[dict[str, Any]]:
+def _export_batches(collector: Collector, query: MeasurementQuery, url_base: str,
+                    limited: bool) -> Iterator[list[dict[str, Any]]]:
     for batch in iter_measurements(collector.reader, query, limited=limited):
-        for row in batch:
-            yield ooni_row(row, url_base)
+        yield [ooni_row(row, url_base) for row in batch]
+
+
+def _exporting(request: Request) -> Slot | JSONResponse:
+    """An export slot for this client, or the refusal: a stream holds a cursor and a thread's time for as
+    long as the client reads, so only a few run at once (`EXPORTS_PER_CLIENT`, `EXPORTS_TOTAL`)."""
+    slots: Slots = request.app.state.export_slots
+    client = request.client.host if request.client else "unknown"
+    slot = slots.acquire(client)
+    if slot is not None:
+        return slot
+    mine = slots.in_use < slots.total
+    status, error = (429, "rate_limited") if mine else (503, "busy")
+    detail = ("this address is already running as many exports as allowed; retry when one ends" if mine
+              else "the server is running as many exports as it allows; retry later")
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers={"Retry-After": "10"})
+
+
+def _held(slot: Slot, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """``chunks``, then the slot released: at the stream's end, or when it is dropped unread or cut short."""
+    try:
+        yield from chunks
+    finally:
+        slot.release()
+
+
+def _stream(slot: Slot, chunks: Iterator[bytes], media: str, filename: str) -> StreamingResponse:
+    body = _held(slot, chunks)
+    weakref.finalize(body, slot.release)  # a stream never started never runs its `finally`
+    return StreamingResponse(body, media_type=media,
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def _csv_chunks(batches: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
+    yield _csv([], EXPORT_FIELDS).encode()
+    for batch in batches:  # one chunk per batch: each chunk is a hop to a worker thread and back
+        yield _csv(batch, EXPORT_FIELDS).split("\r\n", 1)[1].encode()
+
+
+def _jsonl_chunks(batches: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
+    for batch in batches:
+        yield b"".join(orjson.dumps({k: row[k] for k in EXPORT_FIELDS}) + b"\n" for row in batch)
+
+
+def _json_chunks(batches: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
+    yield b"["
+    first = True
+    for batch in batches:
+        parts = [orjson.dumps({k: row[k] for k in EXPORT_FIELDS}) for row in batch]
+        if parts:
+            yield (b"" if first else b",\n") + b",\n".join(parts)
+            first = False
+    yield b"]\n"
+
+
+_EXPORT_KINDS = {"csv": ("text/csv; charset=utf-8", _csv_chunks), "json": ("application/json", _json_chunks),
+                 "jsonl": ("application/x-ndjson", _jsonl_chunks)}
 
 
 @router.get("/export/measurements.{kind}", summary="Every matching measurement's verdict row, streamed "
             "(all of them unless limit is given)",
-            responses={200: {"content": {"text/csv": {}, "application/json": {}, "application/x-ndjson": {}}}})
+            responses={200: {"content": {"text/csv": {}, "application/json": {}, "application/x-ndjson": {}}},
+                       429: {"description": "this address runs an export already"},
+                       503: {"description": "the server runs as many exports as it allows"}})
 def export_measurements(request: Request, query: QueryDep,
                         kind: Annotated[str, Path(pattern="^(csv|json|jsonl)$")]) -> Response:
-    collector = collector_of(request)
-    url_base = base_url(request)
-    rows = _export_rows(collector, query, url_base, "limit" in request.query_params)
+    slot = _exporting(request)
+    if isinstance(slot, JSONResponse):
+        return slot
+    batches = _export_batches(collector_of(request), query, base_url(request), "limit" in request.query_params)
+    media, chunks = _EXPORT_KINDS[kind]
+    return _stream(slot, chunks(batches), media, f"measurements.{kind}")
 
-    def as_csv() -> Iterator[str]:
-        yield _csv([], EXPORT_FIELDS)
-        for row in rows:
-            yield _csv([row], EXPORT_FIELDS).split("\r\n", 1)[1]
 
-    def as_jsonl() -> Iterator[bytes]:
-        for row in rows:
-            yield orjson.dumps({k: row[k] for k in EXPORT_FIELDS}) + b"\n"
-
-    def as_json() -> Iterator[bytes]:
-        yield b"["
-        first = True
-        for row in rows:
-            yield (b"" if first else b",\n") + orjson.dumps({k: row[k] for k in EXPORT_FIELDS})
-            first = False
-        yield b"]\n"
-
-    media = {"csv": "text/csv; charset=utf-8", "json": "application/json", "jsonl": "application/x-ndjson"}[kind]
-    body = {"csv": as_csv, "json": as_json, "jsonl": as_jsonl}[kind]()
-    return StreamingResponse(body, media_type=media,
-                             headers={"Content-Disposition": f'attachment; filename="measurements.{kind}"'})
+def _raw_lines(collector: Collector, query: MeasurementQuery, limited: bool) -> Iterator[bytes]:
+    for batch in iter_raw(collector.reader, query, limited=limited):
+        if batch:
+            yield b"".join(line + b"\n" for line in batch)
 
 
 @router.get("/export/raw.jsonl", summary="Every matching measurement, verbatim, one per line, streamed "
             "(all of them unless limit is given)",
-            responses={200: {"content": {"application/x-ndjson": {}}}})
+            responses={200: {"content": {"application/x-ndjson": {}}},
+                       429: {"description": "this address runs an export already"},
+                       503: {"description": "the server runs as many exports as it allows"}})
 def export_raw(request: Request, query: QueryDep) -> Response:
-    collector = collector_of(request)
-
-    def lines() -> Iterator[bytes]:
-        for batch in iter_measurements(collector.reader, query, batch=256, limited="limit" in request.query_params):
-            found = collector.reader.raw_many([r["measurement_uid"] for r in batch])
-            for row in batch:
-                data = found.get(row["measurement_uid"])
-                if data is not None:
-                    yield data + b"\n"
-
-    return StreamingResponse(lines(), media_type="application/x-ndjson",
-                             headers={"Content-Disposition": 'attachment; filename="measurements.jsonl"'})
+    slot = _exporting(request)
+    if isinstance(slot, JSONResponse):
+        return slot
+    lines = _raw_lines(collector_of(request), query, "limit" in request.query_params)
+    return _stream(slot, lines, "application/x-ndjson", "measurements.jsonl")
 
 
 @router.get("/health", summary="Is the collector up, and how much does it hold")
@@ -344,10 +394,12 @@ async def admin_reanalyse(request: Request) -> Response:
     totals = {"selected": len(selected), "reanalysed": 0, "changed": 0, "missing": 0}
     for at in range(0, len(selected), admin.REANALYSE_CHUNK):
         chunk = selected[at:at + admin.REANALYSE_CHUNK]
-        done = await collector.ingestor.call(lambda chunk=chunk: admin.reanalyse(collector.store, collector.reader, chunk))
+        done = await collector.ingestor.call(
+            lambda chunk=chunk: admin.reanalyse(collector.store, collector.reader, chunk))
         for key in ("reanalysed", "changed", "missing"):
             totals[key] += done[key]
     return JSONResponse({**totals, "analysis_version": ANALYSIS_VERSION})
 
 
-__all__ = ["AGGREGATIONS", "aggregate", "measurement_query", "measurements_page", "router"]
+__all__ = ["AGGREGATIONS", "EXPORTS_PER_CLIENT", "EXPORTS_TOTAL", "aggregate", "measurement_query",
+           "measurements_page", "router"]

@@ -8,13 +8,15 @@ Around every request, three pure-ASGI layers (no per-request tasks):
 
 * `RateLimit`: a token bucket per client address (`ratelimit.RateLimiter`), one
   for submissions (``POST /report...``, ``POST /api/v1/submit``) and one for
-  everything else but static files; over the limit: 429 with ``Retry-After``;
+  everything else but static files, where a read over the whole store costs more
+  (`read_cost`); over the limit: 429 with ``Retry-After``;
 * `InternalErrors`: an unhandled error becomes a plain 500 (no traceback);
 * `explorer.headers.SecurityHeaders`, outermost: the Content-Security-Policy (no
   inline script, no third-party origin), ``nosniff``, no framing, no referrer.
 
 Errors: `schema.SubmissionError` becomes ``{"error", "detail"}`` with its
-status; a full writer queue is a 503 with ``Retry-After``; bad query parameters
+status; a full writer queue is a 503 with ``Retry-After``; a request whose
+queries run past `queries.QUERY_SECONDS` is interrupted and answered 503; bad query parameters
 are 422 in the same shape. Anything unhandled is a plain 500 from `InternalErrors`,
 which sits inside `SecurityHeaders` so the 500 carries the same headers. The
 OpenAPI description is at ``/openapi.json`` (no Swagger UI: it would need
@@ -40,7 +42,8 @@ from tamperscope.analysis.store import Store
 from tamperscope.collector import api, submissions
 from tamperscope.collector.config import Collector, Settings
 from tamperscope.collector.ingestor import Busy
-from tamperscope.collector.ratelimit import RateLimiter
+from tamperscope.collector.queries import QueryTimeout
+from tamperscope.collector.ratelimit import RateLimiter, Slots
 from tamperscope.collector.schema import SubmissionError
 from tamperscope.explorer import routes as explorer_routes
 from tamperscope.explorer.headers import SecurityHeaders
@@ -57,6 +60,23 @@ tamperscope's collector, API and explorer.
 * Every explorer page (`/`, `/country/{cc}`, `/network/{asn}`, `/domain/{domain}`, `/m/{uid}`,
   `/search`) has a JSON twin: the same path with `.json` appended.
 """
+
+
+# Tokens a read costs (`--read-rate` per second, `read_burst` at once): what reads the whole store costs
+# more than a page of rows or one measurement, so a client's burst cannot be spent on it alone.
+EXPORT_COST = 20.0        # /api/v1/export/...: a stream over everything that matches
+AGGREGATE_COST = 5.0      # aggregations, the home, country, network and domain pages, search
+_AGGREGATE_PREFIXES = ("/api/v1/aggregation/", "/api/v1/measurements", "/search", "/country/", "/network/",
+                       "/domain/")
+
+
+def read_cost(path: str) -> float:
+    """The tokens one read of ``path`` takes from its client's bucket."""
+    if path.startswith("/api/v1/export/"):
+        return EXPORT_COST
+    if path in ("/", "/index.json") or path.startswith(_AGGREGATE_PREFIXES):
+        return AGGREGATE_COST
+    return 1.0
 
 
 def _submission(scope: Scope) -> bool:
@@ -78,8 +98,9 @@ class RateLimit:
             return
         client = scope.get("client")
         key = client[0] if client else "unknown"
-        limiter = self.submit if _submission(scope) else self.read
-        wait = limiter.take(key)
+        submission = _submission(scope)
+        limiter = self.submit if submission else self.read
+        wait = limiter.take(key, 1.0 if submission else read_cost(scope.get("path", "")))
         if wait:
             body = orjson.dumps({"error": "rate_limited",
                                  "detail": f"too many requests from this address; retry in {wait:.1f} s"})
@@ -163,11 +184,18 @@ def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
                   docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     app.state.collector = None
     app.state.settings = settings
+    app.state.export_slots = Slots(api.EXPORTS_PER_CLIENT, api.EXPORTS_TOTAL)
 
     @app.exception_handler(SubmissionError)
     async def submission_error(request: Request, exc: SubmissionError) -> JSONResponse:
         headers = {"Retry-After": RateLimiter.retry_after(exc.retry_after or 1.0)} if exc.status == 429 else None
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(QueryTimeout)
+    async def query_timeout(request: Request, exc: QueryTimeout) -> Any:
+        if explorer_routes.wants_html(request):
+            return explorer_routes.error_page(request, 503, str(exc))
+        return JSONResponse({"error": "query_timeout", "detail": str(exc)}, status_code=503)
 
     @app.exception_handler(Busy)
     async def busy(request: Request, exc: Busy) -> JSONResponse:
@@ -204,4 +232,4 @@ def announce(text: str) -> None:
     print(f"tamperscope: {text}", file=sys.stderr, flush=True)
 
 
-__all__ = ["InternalErrors", "RateLimit", "create_app"]
+__all__ = ["InternalErrors", "RateLimit", "create_app", "read_cost"]

@@ -22,7 +22,8 @@ import datetime as dt
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from contextlib import contextmanager
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -33,11 +34,40 @@ import pyarrow as pa
 from tamperscope.analysis.store import Filters, Store
 
 MAX_LIMIT = 1000          # rows per page of /api/v1/measurements
+QUERY_SECONDS = 10.0      # a request's queries are interrupted past this (`Reader.bounded`); 1M rows take < 1 s
 FRAME_CACHE_BYTES = 64 * 1024 * 1024
 
 
 class QueryError(ValueError):
     """A parameter that cannot be used as given (the API answers 400 with this text)."""
+
+
+class QueryTimeout(Exception):
+    """A request's queries ran past their time (`Reader.bounded`); the server answers 503."""
+
+
+class _Deadline:
+    """Interrupts one cursor's running statement after ``seconds``, unless disarmed first."""
+
+    def __init__(self, cursor: duckdb.DuckDBPyConnection, seconds: float) -> None:
+        self.cursor = cursor
+        self.fired = False
+        self._armed = True
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:  # never after `disarm`: the cursor may be running the next request's query then
+            if self._armed:
+                self.fired = True
+                self.cursor.interrupt()
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._armed = False
+        self._timer.cancel()
 
 
 class Reader:
@@ -82,6 +112,21 @@ class Reader:
                 self._cursors.append(cur)
             self._local.cursor = cur
         return cast(duckdb.DuckDBPyConnection, cur)
+
+    @contextmanager
+    def bounded(self, seconds: float | None = None) -> Iterator[None]:
+        """Run a request's queries on this thread's cursor, interrupted past ``seconds`` (`QUERY_SECONDS`):
+        DuckDB has no statement timeout, so a timer interrupts the statement then running."""
+        deadline = _Deadline(self.cursor(), QUERY_SECONDS if seconds is None else seconds)
+        try:
+            yield
+        except duckdb.InterruptException:
+            if not deadline.fired:
+                raise
+            raise QueryTimeout(f"the query ran over {deadline_text(seconds)}; narrow it "
+                               "(probe_cc, probe_asn, domain, since, until)") from None
+        finally:
+            deadline.disarm()
 
     def private_cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor of one's own, for a result read over time (a streamed export); close it after."""
@@ -133,7 +178,8 @@ class Reader:
                FROM measurements WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""",
             [list(uids)]).fetchall()
         out: dict[str, bytes] = {}
-        for uid, segment, offset, length, size, line_offset, line_length in sorted(pointers, key=lambda r: (r[1] or "", r[2] or 0)):
+        in_file_order = sorted(pointers, key=lambda r: (r[1] or "", r[2] or 0))
+        for uid, segment, offset, length, size, line_offset, line_length in in_file_order:
             if segment is None:
                 continue
             frame = self._frame(segment, offset, length, size)
@@ -160,12 +206,21 @@ class Reader:
                     self._frame_bytes -= len(old)
         return data
 
+    def raw_line(self, segment: str, offset: int, length: int, size: int, line_offset: int,
+                 line_length: int) -> bytes:
+        """One measurement's bytes from its pointers (as the measurements table holds them)."""
+        return bytes(self._frame(segment, offset, length, size)[line_offset:line_offset + line_length])
+
     def measurement(self, uid: str) -> dict[str, Any] | None:
         data = self.raw(uid)
         if data is None:
             return None
         value = orjson.loads(data)
         return value if isinstance(value, dict) else None
+
+
+def deadline_text(seconds: float | None) -> str:
+    return f"{QUERY_SECONDS if seconds is None else seconds:g} s"
 
 
 # --------------------------------------------------------------------------- /api/v1/measurements
@@ -318,22 +373,79 @@ def ooni_row(row: dict[str, Any], base_url: str = "") -> dict[str, Any]:
     }
 
 
-def list_measurements(reader: Reader, query: MeasurementQuery, *, count: bool = True) -> tuple[list[dict[str, Any]], int | None]:
-    """(rows, total matching) for one page; rows are plain store rows (see `ooni_row`)."""
+def _matching(query: MeasurementQuery) -> tuple[str, list[Any]]:
+    """The query's WHERE over ``verdicts v`` alone: ``report_id`` (the one column from ``measurements``)
+    becomes a semi-join on the few measurements of that report, so counting and sorting never join
+    the whole store (verdicts and measurements are written and deleted together, one row each)."""
+    where, params = replace(query, report_id=None).where()
+    if query.report_id:
+        where += " AND v.measurement_uid IN (SELECT measurement_uid FROM measurements WHERE report_id = ?)"
+        params.append(query.report_id)
+    return where, params
+
+
+def _page_keys(reader: Reader, q: MeasurementQuery, where: str, params: list[Any]) -> list[tuple[str, Any]]:
+    """One page's (uid, start time), in order: the sort and the OFFSET carry two columns of one table."""
+    order = "DESC" if q.order == "desc" else "ASC"
+    return [(r[0], r[1]) for r in reader.cursor().execute(
+        f"""SELECT v.measurement_uid, v.measurement_start_time FROM verdicts v WHERE {where}
+            ORDER BY v.measurement_start_time {order}, v.measurement_uid {order}
+            LIMIT {int(q.limit)} OFFSET {int(q.offset)}""", params).fetchall()]
+
+
+def list_measurements(reader: Reader, query: MeasurementQuery, *,
+                      count: bool = True) -> tuple[list[dict[str, Any]], int | None]:
+    """(rows, total matching) for one page; rows are plain store rows (see `ooni_row`).
+
+    The page is found on the verdicts alone (a top-N of keys), and only its rows are then read in full
+    and joined to their measurements: a deep offset sorts keys, never the store's every column."""
     q = query.checked()
-    where, params = q.where()
+    where, params = _matching(q)
+    total = None
+    if count:
+        found = reader.cursor().execute(f"SELECT count(*) FROM verdicts v WHERE {where}", params).fetchone()
+        total = int(found[0]) if found else 0
+        if q.offset >= total:
+            return [], total
+    keys = _page_keys(reader, q, where, params)
+    if not keys:
+        return [], total
+    times = [t for _, t in keys if t is not None]
+    span, span_params = "TRUE", []
+    if len(times) == len(keys):  # the page's time span lets DuckDB skip the row groups of other times
+        span = "v.measurement_start_time BETWEEN ? AND ? AND m.measurement_start_time BETWEEN ? AND ?"
+        span_params = [min(times), max(times)] * 2
     order = "DESC" if q.order == "desc" else "ASC"
     rows = reader.rows(
         f"""SELECT {LIST_COLUMNS} FROM verdicts v JOIN measurements m USING (measurement_uid)
-            WHERE {where} ORDER BY v.measurement_start_time {order}, v.measurement_uid {order}
-            LIMIT {int(q.limit)} OFFSET {int(q.offset)}""", params)
-    total = None
-    if count:
-        found = reader.cursor().execute(
-            f"SELECT count(*) FROM verdicts v JOIN measurements m USING (measurement_uid) WHERE {where}",
-            params).fetchone()
-        total = int(found[0]) if found else 0
+            WHERE v.measurement_uid IN (SELECT unnest(?::VARCHAR[])) AND {span}
+            ORDER BY v.measurement_start_time {order}, v.measurement_uid {order}""",
+        [[uid for uid, _ in keys], *span_params])
     return rows, total
+
+
+def _raw_pointers(query: MeasurementQuery, limited: bool) -> tuple[str, list[Any]]:
+    where, params = _matching(query)
+    order = "DESC" if query.order == "desc" else "ASC"
+    page = f" LIMIT {int(query.limit)} OFFSET {int(query.offset)}" if limited else ""
+    return (f"""SELECT m.raw_segment, m.raw_frame_offset, m.raw_frame_length, m.raw_frame_size, m.raw_line_offset,
+                       m.raw_line_length
+                FROM verdicts v JOIN measurements m USING (measurement_uid) WHERE {where}
+                ORDER BY v.measurement_start_time {order}, v.measurement_uid {order}{page}""", params)
+
+
+def iter_raw(reader: Reader, query: MeasurementQuery, batch: int = 256, *,
+             limited: bool = False) -> Iterator[list[bytes]]:
+    """Every matching measurement as stored, in the listing's order, in batches (the raw export): the raw
+    pointers come with the sorted rows, not from a lookup of each batch's uids in the whole table."""
+    sql, params = _raw_pointers(query, limited)
+    cur = reader.private_cursor()
+    try:
+        result = cur.execute(sql, params)
+        while chunk := result.fetchmany(batch):
+            yield [reader.raw_line(*pointer) for pointer in chunk if pointer[0] is not None]
+    finally:
+        reader.release(cur)
 
 
 def iter_measurements(reader: Reader, query: MeasurementQuery, batch: int = 2048, *,
@@ -362,8 +474,8 @@ def known_values(reader: Reader, column: str, limit: int = 500) -> list[str]:
     if column not in ("probe_cc", "probe_asn", "test_name", "mechanism"):
         raise ValueError(column)
     return [r[0] for r in reader.cursor().execute(
-        f"SELECT {column} FROM verdicts WHERE {column} IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT {int(limit)}"
-    ).fetchall()]
+        f"SELECT {column} FROM verdicts WHERE {column} IS NOT NULL GROUP BY 1 "
+        f"ORDER BY count(*) DESC, 1 LIMIT {int(limit)}").fetchall()]
 
 
 # --------------------------------------------------------------------------- located hops
@@ -448,6 +560,7 @@ def hops(reader: Reader, filters: Filters | None = None, *, scan: int = 300) -> 
 
 
 __all__ = [
-    "LIST_COLUMNS", "MAX_LIMIT", "MeasurementQuery", "QueryError", "Reader", "hop_fields", "hops",
+    "LIST_COLUMNS", "MAX_LIMIT", "QUERY_SECONDS", "MeasurementQuery", "QueryError", "QueryTimeout", "Reader",
+    "hop_fields", "hops", "iter_raw",
     "iter_measurements", "known_values", "list_measurements", "normal_asn", "ooni_row",
 ]

@@ -8,6 +8,9 @@ disables the limit. Buckets of clients not seen for a while are forgotten, so
 memory stays bounded however many addresses appear (`max_clients`).
 
 The clock is injected (``now``), so tests need no sleeping.
+
+`Slots` bounds what a bucket cannot: how many long requests (streamed exports)
+run at once, per client address and in all.
 """
 
 from __future__ import annotations
@@ -70,4 +73,49 @@ class RateLimiter:
         return str(max(1, math.ceil(wait)))
 
 
-__all__ = ["RateLimiter"]
+class Slot:
+    """One held slot; `release` is idempotent (a stream's end and its garbage collection may both call it)."""
+
+    def __init__(self, owner: Slots, key: str) -> None:
+        self._owner = owner
+        self._key: str | None = key
+
+    def release(self) -> None:
+        key, self._key = self._key, None
+        if key is not None:
+            self._owner._release(key)
+
+
+class Slots:
+    """At most ``per_client`` held slots per key and ``total`` in all; thread-safe."""
+
+    def __init__(self, per_client: int, total: int) -> None:
+        self.per_client = per_client
+        self.total = total
+        self._held: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def in_use(self) -> int:
+        with self._lock:
+            return sum(self._held.values())
+
+    def acquire(self, key: str) -> Slot | None:
+        """A slot, or None when this client, or everyone together, holds as many as allowed."""
+        with self._lock:
+            mine = self._held.get(key, 0)
+            if mine >= self.per_client or sum(self._held.values()) >= self.total:
+                return None
+            self._held[key] = mine + 1
+        return Slot(self, key)
+
+    def _release(self, key: str) -> None:
+        with self._lock:
+            left = self._held.get(key, 0) - 1
+            if left > 0:
+                self._held[key] = left
+            else:
+                self._held.pop(key, None)
+
+
+__all__ = ["RateLimiter", "Slot", "Slots"]

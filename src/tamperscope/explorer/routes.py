@@ -143,20 +143,32 @@ def _page(request: Request, data: dict[str, Any] | None, template: str, path: st
 # --------------------------------------------------------------------------- pages
 
 
+def _home(request: Request) -> dict[str, Any]:
+    reader = collector_of(request).reader
+    with reader.bounded():
+        return pages.home(reader)
+
+
+def _area(request: Request, kind: str, key: str) -> dict[str, Any] | None:
+    reader = collector_of(request).reader
+    with reader.bounded():  # a country can be the whole store: its queries are interrupted past a bound
+        return pages.area(reader, kind, key)
+
+
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request) -> Response:
-    return _page(request, pages.home(collector_of(request).reader), "home.html", "/index", False, "")
+    return _page(request, _home(request), "home.html", "/index", False, "")
 
 
 @router.get("/index.json")
 def home_json(request: Request) -> Response:
-    return _json(pages.home(collector_of(request).reader))
+    return _json(_home(request))
 
 
 @router.get("/country/{cc}")
 def country(request: Request, cc: str) -> Response:
     key, as_json = _twin(cc)
-    data = pages.area(collector_of(request).reader, "country", key.upper())
+    data = _area(request, "country", key.upper())
     return _page(request, data, "area.html", f"/country/{_seg(key.upper())}", as_json,
                  "no measurements from this country")
 
@@ -167,14 +179,14 @@ def network(request: Request, asn: str) -> Response:
     key = key.upper()
     if key.isdigit():
         key = "AS" + key
-    data = pages.area(collector_of(request).reader, "network", key)
+    data = _area(request, "network", key)
     return _page(request, data, "area.html", f"/network/{_seg(key)}", as_json, "no measurements from this network")
 
 
 @router.get("/domain/{domain}")
 def domain(request: Request, domain: str) -> Response:
     key, as_json = _twin(domain)
-    data = pages.area(collector_of(request).reader, "domain", key.lower())
+    data = _area(request, "domain", key.lower())
     return _page(request, data, "area.html", f"/domain/{_seg(key.lower())}", as_json,
                  "no measurements of this domain")
 
@@ -209,7 +221,8 @@ def _search(request: Request, as_json: bool) -> Response:
     params = {k: v.strip() for k, v in request.query_params.items() if k in SEARCH_FIELDS and len(v) <= 8192}
     query = pages.search_query(params)
     try:
-        result = measurements_page(collector, query, "", "/api/v1/measurements")
+        with collector.reader.bounded():
+            result = measurements_page(collector, query, "", "/api/v1/measurements")
         problem = None
     except QueryError as exc:
         problem = str(exc)
