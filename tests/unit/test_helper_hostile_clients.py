@@ -76,6 +76,25 @@ async def exchange(port: int, data: bytes, wait: float = 3.0) -> bytes:
         writer.close()
 
 
+async def slowloris(port: int, partial: bytes, wait: float) -> int:
+    """Send ``partial``, then (unless it is empty: a client that sends nothing) a byte every 0.1 s, never
+    finishing; the status the server answers before it closes the connection within ``wait`` s."""
+    reader, writer = await asyncio.open_connection(LO, port)
+    writer.write(partial)
+
+    async def trickle() -> None:
+        while partial:
+            await asyncio.sleep(0.1)
+            writer.write(b"a")
+
+    dripping = asyncio.create_task(trickle())
+    try:
+        return status(await until_closed(reader, wait))
+    finally:
+        dripping.cancel()
+        writer.close()
+
+
 # -- the control helper ------------------------------------------------------------------------------------
 
 
@@ -115,20 +134,7 @@ def test_a_request_sent_a_byte_at_a_time_gets_408(partial: bytes) -> None:
     """Slowloris: the head (or the body) keeps coming, a byte every 0.1 s, and never ends."""
     async def main() -> None:
         async with helper_server(request=0.5) as (front, port):
-            reader, writer = await asyncio.open_connection(LO, port)
-            writer.write(partial)
-
-            async def trickle() -> None:
-                while True:
-                    await asyncio.sleep(0.1)
-                    writer.write(b"a")
-
-            dripping = asyncio.create_task(trickle())
-            try:
-                assert status(await until_closed(reader, 2.5)) == 408
-            finally:
-                dripping.cancel()
-                writer.close()
+            assert await slowloris(port, partial, 2.5) == 408
 
     run(main)
 
@@ -375,20 +381,7 @@ def test_collector_a_request_that_does_not_come_gets_408(partial: bytes) -> None
     """uvicorn timed out only a connection idle between requests: these were held forever."""
     async def main() -> None:
         async with collector_server(head=0.5, body_period=0.5) as port:
-            reader, writer = await asyncio.open_connection(LO, port)
-            writer.write(partial)
-
-            async def trickle() -> None:
-                while partial:
-                    await asyncio.sleep(0.1)
-                    writer.write(b"a")
-
-            dripping = asyncio.create_task(trickle())
-            try:
-                assert status(await until_closed(reader, 3)) == 408
-            finally:
-                dripping.cancel()
-                writer.close()
+            assert await slowloris(port, partial, 3) == 408
 
     run(main)
 
