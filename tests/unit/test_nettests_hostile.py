@@ -328,3 +328,18 @@ def test_what_a_broken_helper_did_is_said_in_the_vocabulary(answer: bytes | None
 
     failure = srv.run(main())
     assert failure == expected and F.is_known(failure)
+
+
+@pytest.mark.parametrize("url, innocent_url", [
+    ("http://Example.COM/a?b=1", "http://innocent.example/a?b=1"),
+    ("http://bücher.de:8080/", "http://innocent.example:8080/"),
+    ("http://[2001:db8::1]/x", "http://innocent.example/x"),
+    ("http://example.com:80/", "http://innocent.example:80/"),
+])
+def test_the_innocent_fetch_names_the_innocent_host_however_the_url_spells_the_target(
+        url: str, innocent_url: str) -> None:
+    """A string replace of the parsed host missed upper case, a Unicode IDN and a bracketed IPv6 literal: the
+    'innocent' fetch asked for the target's own name, and a throttle of that name was hidden."""
+    from tamperscope.nettests.throughput import swap_host
+
+    assert swap_host(url, "innocent.example") == innocent_url

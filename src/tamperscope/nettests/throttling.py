@@ -54,7 +54,7 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
                 return tk
             ip = res.addresses[0]
             tk["address"] = f"{ip}:{u.port}"
-            other = swap_host(input, u.host, INNOCENT) if u.scheme == "http" else input
+            other = swap_host(input, INNOCENT) if u.scheme == "http" else input
             rounds = int(ctx.options.get("rounds", ROUNDS))
             # Each fetch transfers for at most its share of the measurement, and is measured by what arrived:
             # a resource too big (or a throttle too tight) to finish in time still gives both rates.

@@ -9,6 +9,7 @@ came slowly) and the throttling nettest (repeated rounds).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from ..model import failures as F
 from ..netx import Connection, NetxError, Trace, round_trip, tcp_connect, tls_handshake
@@ -27,8 +28,13 @@ class Timed:
     status: int | None = None  # HTTP status; None when no complete response came
 
 
-def swap_host(url: str, host: str, new: str) -> str:
-    return url.replace(f"//{host}", f"//{new}", 1)
+def swap_host(url: str, new: str) -> str:
+    """``url`` naming the host ``new`` instead (its port, path and query kept). Rebuilt from its parts: a
+    string replace of the host as parsed missed it in any other spelling (upper case, an IDN in Unicode, an
+    IPv6 literal in brackets), and the innocent fetch then asked for the target's name again."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port is not None else ""
+    return urlunsplit((parts.scheme, new + port, parts.path, parts.query, parts.fragment))
 
 
 async def timed_fetch(ip: str, port: int, scheme: str, url: str, sni: str, ctx: Context,

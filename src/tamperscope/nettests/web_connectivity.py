@@ -185,7 +185,7 @@ async def _throughput_check(url: str, scheme: str, host: str, port: int, resp: A
         return
     ip = resp.address.rsplit(":", 1)[0].strip("[]")
     innocent = INNOCENT
-    other = swap_host(url, host, innocent) if scheme == "http" else url
+    other = swap_host(url, innocent) if scheme == "http" else url
     again, control = await asyncio.gather(timed_fetch(ip, port, scheme, url, host, ctx, HEADERS),
                                           timed_fetch(ip, port, scheme, other, innocent, ctx, HEADERS))
     control_kbps = control.kbps
