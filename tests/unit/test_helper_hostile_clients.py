@@ -478,3 +478,59 @@ def test_a_helper_asked_to_share_its_port_listens_beside_a_wildcard_socket() -> 
             farm.close()
 
     run(main)
+
+
+async def client_address(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An ASGI app that answers with the client address the server believes (what rate limits key on)."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    said = scope["client"][0].encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(said))]})
+    await send({"type": "http.response.body", "body": said})
+
+
+@pytest.mark.parametrize("trusted, seen", [
+    (None, "203.0.113.7"),  # the default: a proxy on this machine names the client
+    (("10.0.0.0/8",), LO),  # a proxy elsewhere: this machine is not it, its header is not believed
+    ((), LO),
+])
+def test_x_forwarded_for_is_believed_from_the_trusted_proxies_only(monkeypatch: pytest.MonkeyPatch,
+                                                                   trusted: tuple[str, ...] | None,
+                                                                   seen: str) -> None:
+    """Rate limits and export slots key on the client address: behind a proxy on another host every client
+    shared one, and uvicorn's own $FORWARDED_ALLOW_IPS ("*" in some deployments) would let anyone pick theirs."""
+    import uvicorn
+
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "*")
+
+    async def main() -> str:
+        sock = socket.create_server((LO, 0))
+        port = sock.getsockname()[1]
+        extra = {} if trusted is None else {"trusted_proxies": trusted}
+        server = uvicorn.Server(collector.uvicorn_config(client_address, LO, port, loop="none", **extra))
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            async with asyncio.timeout(5):
+                while not server.started:
+                    await asyncio.sleep(0.01)
+            answer = await exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.7\r\n"
+                                          b"Connection: close\r\n\r\n")
+            return answer.rsplit(b"\r\n\r\n", 1)[1].decode()
+        finally:
+            server.should_exit = True
+            await asyncio.wait_for(task, 5)
+            sock.close()
+
+    assert asyncio.run(main()) == seen
+
+
+def test_serve_refuses_a_trusted_proxy_that_is_no_network(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "tamperscope", "serve", "--db", str(tmp_path / "s.duckdb"),
+                          "--trusted-proxy", "nginx.local"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "--trusted-proxy" in res.stderr, res.stderr

@@ -35,6 +35,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--admin-token-file", type=Path, default=None, metavar="FILE",
                    help="file holding the admin token (else $TAMPERSCOPE_ADMIN_TOKEN; without either, "
                         "admin actions are disabled)")
+    p.add_argument("--trusted-proxy", action="append", default=[], metavar="CIDR",
+                   help="a reverse proxy (address or network) whose X-Forwarded-For names the client, so that "
+                        "rate limits and export slots are per client (repeatable; default: this machine only, "
+                        "127.0.0.1 and ::1)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=run)
 
@@ -59,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--max-body-mib must be more than 0 and at most 64")
     if args.rate < 0 or args.read_rate < 0 or args.burst < 1:
         raise UsageError("--rate and --read-rate must not be negative, --burst at least 1")
+    proxies = _networks(args.trusted_proxy) if args.trusted_proxy else None
     token = None
     if args.admin_token_file is not None:
         try:
@@ -71,7 +76,24 @@ def run(args: argparse.Namespace) -> int:
             db, host, args.port, admin_token=token,
             limits=Limits(measurement=int(args.max_body_mib * MiB)),
             submit_rate=args.rate, submit_burst=args.burst, read_rate=args.read_rate,
-            accept_submissions=not args.read_only, announce=not args.quiet)
+            accept_submissions=not args.read_only, announce=not args.quiet,
+            **({"trusted_proxies": proxies} if proxies else {}))
         return serve(settings)
     except (ServeError, TokenError) as exc:
         raise UsageError(str(exc)) from None
+
+
+def _networks(values: list[str]) -> tuple[str, ...]:
+    """``--trusted-proxy`` values as networks; a usage error names the first that is not one."""
+    import ipaddress
+
+    from tamperscope.cli import UsageError
+
+    out = []
+    for value in values:
+        try:
+            out.append(str(ipaddress.ip_network(value.strip(), strict=False)))
+        except ValueError:
+            raise UsageError(f"--trusted-proxy takes an address or a network like 10.0.0.0/8, not {value[:64]!r}") \
+                from None
+    return tuple(out)

@@ -39,6 +39,9 @@ class Settings:
     memory_limit: str = "1GB"            # DuckDB's
     announce: bool = True                # print what the server does on stderr
     accept_submissions: bool = True      # False: read-only explorer and API (demo)
+    # reverse proxies whose X-Forwarded-For names the client (rate limits and export slots are per client);
+    # set here, never from uvicorn's $FORWARDED_ALLOW_IPS, which could trust everyone ("*")
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
 
 
 def open_store(settings: Settings) -> Store:

@@ -18,6 +18,7 @@ import os
 import resource
 import socket
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -213,14 +214,15 @@ def quiet_disconnects(app: Any) -> Any:
 
 
 def uvicorn_config(app: Any, host: str, port: int, limits: ConnectionLimits | None = None,
-                   loop: str | None = None) -> Any:
+                   loop: str | None = None, trusted_proxies: Sequence[str] = Settings.trusted_proxies) -> Any:
     """How `serve` runs ``app`` under uvicorn (a ``uvicorn.Config``); ``loop="none"`` to serve in a running
-    event loop (the tests)."""
+    event loop (the tests). X-Forwarded-For is believed from ``trusted_proxies`` only."""
     import uvicorn
 
     limits = limits or connection_limits()
     return uvicorn.Config(
         quiet_disconnects(app), host=host, port=port, loop=loop or _loop(), http=bounded_h11(limits), lifespan="on",
+        proxy_headers=True, forwarded_allow_ips=list(trusted_proxies),
         log_level="warning", access_log=False, server_header=False, date_header=True,
         timeout_keep_alive=int(limits.keep_alive), timeout_graceful_shutdown=10, backlog=2048,
         h11_max_incomplete_event_size=64 * 1024,
@@ -238,7 +240,8 @@ def serve(settings: Settings, *, store: Store | None = None) -> int:
                 store = open_store(settings)
             except StoreError as exc:
                 raise ServeError(str(exc)) from None
-        config = uvicorn_config(create_app(settings, store=store), settings.host, settings.port)
+        config = uvicorn_config(create_app(settings, store=store), settings.host, settings.port,
+                                trusted_proxies=settings.trusted_proxies)
         server = uvicorn.Server(config)
         if settings.announce:
             where = f"http://{_url_host(settings.host)}:{settings.port}/"
