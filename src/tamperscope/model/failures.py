@@ -81,6 +81,9 @@ HTTP_HEADERS_TOO_LARGE: Final = "unknown_failure: http response headers too larg
 HTTP_TOO_MANY_HEADERS: Final = "unknown_failure: too many http response headers"
 HTTP_PROTOCOL_ERROR: Final = "unknown_failure: http protocol error"
 HTTP_STREAM_RESET: Final = "unknown_failure: http2 stream reset"
+# This machine, not the network: EMFILE/ENFILE. A measurement holding it says nothing about the path, so the
+# probe does not write it (it is measured again on the next run).
+TOO_MANY_OPEN_FILES: Final = "unknown_failure: too many open files"
 
 # --- measurement level: a nettest's own ``failure`` and ``control_failure`` (not archival records) ----------
 CONTROL_DISABLED: Final = "control_disabled"  # no control helper configured: nothing to compare with

@@ -22,6 +22,8 @@ from tamperscope.model import failures as F
 
 _ERRNO: dict[int, str] = {
     errno.ECONNREFUSED: F.CONNECTION_REFUSED,
+    errno.EMFILE: F.TOO_MANY_OPEN_FILES,
+    errno.ENFILE: F.TOO_MANY_OPEN_FILES,
     errno.ECONNRESET: F.CONNECTION_RESET,
     # A write after the peer's RST fails with EPIPE on Linux: same evidence as ECONNRESET.
     errno.EPIPE: F.CONNECTION_RESET,

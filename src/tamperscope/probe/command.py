@@ -21,7 +21,8 @@ from ..model.asn import EMPTY, AsnTable
 from ..model.inputs import MAX_LIST, BadInput, normal_url, parse_url, read_bounded, read_url_list
 from ..model.measurement import ProbeInfo
 from ..nettests.base import Context, NettestError, Timeouts
-from .engine import (Engine, OutputError, Progress, Resume, RunStats, check_backend, check_input, open_output, scan_output)
+from .engine import (Engine, OutputError, Progress, Resume, RunStats, check_backend, check_input, descriptor_room,
+                     open_output, scan_output)
 
 DESCRIPTION = """Run a nettest from this vantage point and append one OONI-format JSON line per
 measurement to --output. A killed run resumes: inputs already in the output are skipped.
@@ -42,7 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--list", "-l", type=Path, action="append", default=[], metavar="FILE",
                    help="Citizen Lab test-list CSV or one input per line; repeatable")
     p.add_argument("--output", "-o", type=Path, default=None, help="JSONL file to append to (default: tamperscope-NETTEST.jsonl)")
-    p.add_argument("--parallel", "-p", type=int, default=16, help="measurements in flight (default 16; at most 2 per server address)")
+    p.add_argument("--parallel", "-p", type=int, default=16, help="measurements in flight (default 16; at most 2 per server address; lowered to what the "
+                        "open-file limit, ulimit -n, leaves room for)")
     p.add_argument("--helper", default=None, help="control helper URL (OONI TH protocol); default $TAMPERSCOPE_HELPER")
     p.add_argument("--resolver", default=None, help="public DNS resolver IP used over UDP; default $TAMPERSCOPE_PUBLIC_RESOLVER or 8.8.8.8")
     p.add_argument("--ca-bundle", default=None, help="CA bundle for TLS; default $TAMPERSCOPE_CA_BUNDLE or the system's")
@@ -387,7 +389,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(str(e)) from None
         except OSError as e:
             raise UsageError(f"cannot write {label}: {e.strerror or e}") from None
-        engine = Engine(nettest, ctx, probe, Scrubber(mine), parallel=args.parallel, sniffer=sniffer)
+        parallel = descriptor_room(args.parallel, lambda line: print(line, file=sys.stderr, flush=True))
+        engine = Engine(nettest, ctx, probe, Scrubber(mine), parallel=parallel, sniffer=sniffer)
         return _measure(args, s, engine, out, label, submit)
     finally:
         if sniffer is not None:

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import errno
 import os
+import resource
 import stat
 import sys
 import time
@@ -32,6 +34,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from ..model import failures as F
 from ..model.inputs import BadInput, check_host, parse_url
 from ..model.measurement import ProbeInfo, envelope, new_report_id
 from ..nettests.base import Context, NettestError
@@ -268,8 +271,64 @@ def _first(exc: BaseException) -> BaseException:
     return exc
 
 
+class OutOfDescriptors(Exception):
+    """This machine ran out of file descriptors during a measurement: what it recorded is about this machine,
+    not the network (a failed lookup would read as dns.drop), so it is not written."""
+
+    def __str__(self) -> str:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        return (f"this machine ran out of file descriptors (ulimit -n {soft}); the next run tries it again, "
+                "use a lower --parallel or a higher ulimit -n")
+
+
+_NO_DESCRIPTORS = orjson.dumps(F.TOO_MANY_OPEN_FILES)  # as a whole JSON string, to find it cheaply
+
+
+def _failed_here(value: Any) -> bool:
+    """Whether a ``…failure`` key of the measurement says this machine ran out of descriptors (a body that
+    merely holds the words is no failure)."""
+    if isinstance(value, dict):
+        return any(k.endswith("failure") and v == F.TOO_MANY_OPEN_FILES or _failed_here(v)
+                   for k, v in value.items() if isinstance(v, (dict, list)) or k.endswith("failure"))
+    if isinstance(value, list):
+        return any(_failed_here(v) for v in value if isinstance(v, (dict, list)))
+    return False
+
+
+def _out_of_descriptors(e: BaseException) -> bool:
+    if isinstance(e, BaseExceptionGroup):
+        return any(_out_of_descriptors(x) for x in e.exceptions)
+    return isinstance(e, OSError) and e.errno in (errno.EMFILE, errno.ENFILE)
+
+
+DESCRIPTORS_PER_MEASUREMENT = 16  # sockets one measurement may hold at once (lookups, connects, control, TLS)
+DESCRIPTORS_SPARE = 64  # for the output, the outbox, the sniffer, the event loop
+
+
+def descriptor_room(parallel: int, say: Callable[[str], None]) -> int:
+    """``parallel``, or as many measurements in flight as the open-file limit leaves room for (raised to its
+    hard limit first). Out of descriptors, measurements fail on this machine, not on the network."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > soft):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return parallel
+    room = max(1, (soft - DESCRIPTORS_SPARE) // DESCRIPTORS_PER_MEASUREMENT)
+    if room < parallel:
+        say(f"tamperscope: --parallel {parallel} lowered to {room}: the open-file limit is {soft} (ulimit -n), "
+            f"and each measurement may hold {DESCRIPTORS_PER_MEASUREMENT} sockets")
+        return room
+    return parallel
+
+
 def why_not_measured(e: Exception) -> str:
     """One line for an input whose measurement raised."""
+    if isinstance(e, OutOfDescriptors) or _out_of_descriptors(e):
+        return str(OutOfDescriptors())
     text = " ".join(str(e).split()) or "no message"
     if isinstance(e, NettestError):
         return text
@@ -336,6 +395,8 @@ class Engine:
                 try:
                     m = await self.measure(item)
                     line = orjson.dumps(m) + b"\n"
+                    if _NO_DESCRIPTORS in line and _failed_here(m):
+                        raise OutOfDescriptors()
                 except Exception as e:  # noqa: BLE001 - one input's failure must not end the other measurements
                     stats.errors += 1
                     (on_error or report)(item, why_not_measured(e))
