@@ -338,19 +338,30 @@ def test_a_strange_control_request_is_answered_not_logged(request_body: dict[str
 # -- the collector's uvicorn ---------------------------------------------------------------------------------
 
 
-async def echo_length(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """A small ASGI app standing in for the collector's: reads the body (as a handler would) and says its length."""
-    if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
-        return
+def saying(what: Callable[[dict[str, Any], Any], Awaitable[bytes]]) -> Callable[..., Awaitable[None]]:
+    """A small ASGI app standing in for the collector's: answers each request with ``what(scope, receive)``."""
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        said = await what(scope, receive)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"%d" % len(said))]})
+        await send({"type": "http.response.body", "body": said})
+
+    return app
+
+
+async def _body_length(scope: dict[str, Any], receive: Any) -> bytes:
+    """Reads the body, as a handler would (ClientDisconnect if the client goes), and says its length."""
     from starlette.requests import Request
 
-    body = await Request(scope, receive).body()  # ClientDisconnect if the client goes: what a handler sees
-    said = str(len(body)).encode()
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(said))]})
-    await send({"type": "http.response.body", "body": said})
+    return str(len(await Request(scope, receive).body())).encode()
+
+
+echo_length = saying(_body_length)
 
 
 @asynccontextmanager
@@ -480,16 +491,11 @@ def test_a_helper_asked_to_share_its_port_listens_beside_a_wildcard_socket() -> 
     run(main)
 
 
-async def client_address(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """An ASGI app that answers with the client address the server believes (what rate limits key on)."""
-    if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
-        return
-    said = scope["client"][0].encode()
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(said))]})
-    await send({"type": "http.response.body", "body": said})
+async def _client(scope: dict[str, Any], receive: Any) -> bytes:
+    return str(scope["client"][0]).encode()
+
+
+client_address = saying(_client)  # answers with the client address the server believes (rate limits key on it)
 
 
 @pytest.mark.parametrize("trusted, seen", [
