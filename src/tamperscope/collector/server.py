@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import resource
 import socket
 import sys
 from collections.abc import Sequence
@@ -32,7 +31,7 @@ from tamperscope.collector.config import (
     Settings,
     open_store,
 )
-from tamperscope.netx.listening import EVERY_INTERFACE, bind_failure, shown
+from tamperscope.netx.listening import EVERY_INTERFACE, bind_failure, open_files, shown
 
 
 class ServeError(Exception):
@@ -193,9 +192,9 @@ def bounded_h11(limits: ConnectionLimits) -> type[asyncio.Protocol]:
 
 
 def connection_limits() -> ConnectionLimits:
-    """The default limits, with no more connections than half the open-file limit allows."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    room = ConnectionLimits.connections if soft == resource.RLIM_INFINITY else max(16, soft // 2)
+    """The default limits, with no more connections than half the open-file limit allows (raised first)."""
+    soft = open_files()
+    room = ConnectionLimits.connections if soft is None else max(16, soft // 2)
     return ConnectionLimits(connections=min(ConnectionLimits.connections, room))
 
 

@@ -33,7 +33,6 @@ import ipaddress
 import logging
 import math
 import re
-import resource
 import socket
 import ssl
 import sys
@@ -50,7 +49,7 @@ from ..model.asn import EMPTY, AsnTable
 from ..model.inputs import BadInput, listen_host
 from ..netx import Resolver, Trace, fetch, lookup_addresses, tcp_connect, tls_handshake
 from ..netx.classify import NetxError
-from ..netx.listening import EVERY_INTERFACE, bind_failure, shown
+from ..netx.listening import EVERY_INTERFACE, bind_failure, open_files, shown
 
 log = logging.getLogger("tamperscope.helper")
 MAX_REQUEST = 1 << 20
@@ -651,11 +650,8 @@ def check_options(args: argparse.Namespace) -> None:
 def connection_room(wanted: int) -> int:
     """`wanted` client connections, or fewer if the open-file limit (raised to its hard limit first) leaves no
     room: half of it goes to the measurements' own sockets. A helper out of descriptors serves no one."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        soft = hard
-    room = max(1, soft // 2) if soft != resource.RLIM_INFINITY else wanted
+    soft = open_files()
+    room = max(1, soft // 2) if soft is not None else wanted
     if room < wanted:
         print(f"tamperscope helper: at most {room} connections at once, half the open-file limit of {soft} "
               "(ulimit -n)", file=sys.stderr, flush=True)

@@ -6,6 +6,7 @@ One place for both, so `tamperscope helper` and `tamperscope serve` say the same
 from __future__ import annotations
 
 import errno
+import resource
 
 EVERY_INTERFACE = {"0.0.0.0": " (every IPv4 interface)", "::": " (every IPv6 interface)"}
 
@@ -25,3 +26,17 @@ def bind_failure(exc: OSError, host: str) -> str:
 
 
 __all__ = ["EVERY_INTERFACE", "bind_failure", "shown"]
+
+
+def open_files() -> int | None:
+    """This process's open-file limit (None: unlimited), its soft limit raised to the hard one first: every
+    socket is a descriptor, and out of them a server serves no one and a probe's failures are its own."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > soft):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return None if soft == resource.RLIM_INFINITY else soft
+

@@ -38,6 +38,7 @@ from ..model import failures as F
 from ..model.inputs import BadInput, check_host, parse_url
 from ..model.measurement import ProbeInfo, envelope, new_report_id
 from ..nettests.base import Context, NettestError
+from ..netx.listening import open_files
 from .privacy import Scrubber
 
 
@@ -308,14 +309,8 @@ DESCRIPTORS_SPARE = 64  # for the output, the outbox, the sniffer, the event loo
 def descriptor_room(parallel: int, say: Callable[[str], None]) -> int:
     """``parallel``, or as many measurements in flight as the open-file limit leaves room for (raised to its
     hard limit first). Out of descriptors, measurements fail on this machine, not on the network."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > soft):
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError):
-            pass
-    if soft == resource.RLIM_INFINITY:
+    soft = open_files()
+    if soft is None:
         return parallel
     room = max(1, (soft - DESCRIPTORS_SPARE) // DESCRIPTORS_PER_MEASUREMENT)
     if room < parallel:
