@@ -22,6 +22,7 @@ COMMANDS = [
     "tamperscope.probe.command",
     "tamperscope.demo",
     "tamperscope.probe.locate",
+    "tamperscope.probe.remote",
     "tamperscope.analysis.command",
     "tamperscope.collector.command",
 ]
@@ -35,6 +36,7 @@ ROUTES = {
     "run": "tamperscope.probe.command",
     "demo": "tamperscope.demo",
     "locate": "tamperscope.probe.locate",
+    "remote": "tamperscope.probe.remote",
     "analyze": "tamperscope.analysis.command",
     "report": "tamperscope.analysis.command",
     "export": "tamperscope.analysis.command",

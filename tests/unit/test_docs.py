@@ -26,11 +26,15 @@ def test_every_nettest_is_documented() -> None:
         assert f"## `{name}`" in text, name
         mod = nettests.load(name)
         assert mod.NAME == name and mod.VERSION and isinstance(mod.NEEDS_INPUT, bool)
+    from tamperscope.probe.remote import KINDS
+
+    for mod in KINDS.values():  # run by `tamperscope remote`, not `run`
+        assert f"## `{mod.NAME}`" in text, mod.NAME
 
 
 def test_every_x_key_the_probe_writes_is_documented() -> None:
     text = (ROOT / "docs" / "measurement-format.md").read_text()
     for key in ("x_mechanism", "x_confidence", "x_evidence", "x_fingerprints", "x_throttle", "x_packets", "x_signature",
                 "x_interception", "x_equipment", "x_dns_duplicate_responses", "x_control_request", "x_lookups",
-                "x_injection", "x_status"):
+                "x_injection", "x_status", "x_asn", "x_residual_wait"):
         assert f"`{key}`" in text, key

@@ -4,7 +4,8 @@
 Verdict`` (the model's `Verdict`, so every nettest speaks the same vocabulary of
 mechanisms and statuses). ``web_connectivity`` re-derives everything from the raw
 records with the probe's own verdict function, ignoring any stored
-``blocking``/``accessible``; ``dnscheck`` uses the model's dnscheck verdict; the
+``blocking``/``accessible``; ``dnscheck`` uses the model's dnscheck verdict, and
+``remote_dns``/``remote_web`` (remote measurement from outside) the model's remote verdicts; the
 middlebox, throttling and interception nettests read the flags their test_keys
 carry (OONI's ``tampering``, our ``x_throttle``, ``x_mitm``); OONI's instant-messaging
 tests (``telegram``, ``whatsapp``, ``facebook_messenger``, ``signal``) and the legacy
@@ -31,6 +32,7 @@ from typing import Any
 
 from tamperscope.model.dnsverdict import dnscheck_verdict
 from tamperscope.model.interception import interception
+from tamperscope.model.remote import remote_dns_verdict, remote_web_verdict
 from tamperscope.model.verdict import BlockpageMatcher, Verdict, failure_class, web_connectivity_verdict
 
 VerdictFunction = Callable[[Mapping[str, Any], BlockpageMatcher | None], Verdict]
@@ -94,6 +96,16 @@ def dnscheck(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -
             return _failure(["test_keys.bootstrap_failure"])
         return Verdict(None, None, "none", 0.0, "ok", ("test_keys.lookups",))
     return dnscheck_verdict(measurement)
+
+
+@register("remote_dns")
+def remote_dns(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
+    return remote_dns_verdict(measurement, matcher)
+
+
+@register("remote_web")
+def remote_web(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
+    return remote_web_verdict(measurement, matcher)
 
 
 def _tampering_flag(value: Any) -> bool | None:

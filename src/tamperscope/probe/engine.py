@@ -171,12 +171,15 @@ class Resume:
     regular: bool = True  # False: a pipe or a device, written to but never read, cut or fsync'd
 
 
-def scan_output(path: Path, test_name: str) -> Resume:
+def scan_output(path: Path, test_name: str, key: Callable[[dict[str, Any]], str | None] | None = None) -> Resume:
     """Read the output `path` line by line (never whole: outputs reach gigabytes) and say what a resume skips
     and what must be mended before appending. Changes nothing: `open_output` does, once the run may start.
 
     Raises OutputError for a file that holds anything but measurements (notes, the URL list itself):
-    appending to it, or cutting its last line, would damage what the user had."""
+    appending to it, or cutting its last line, would damage what the user had.
+
+    `key` names what a measurement of `test_name` stands for, when its input alone does not (a remote
+    nettest measures each input through several vantages); None from it: not counted."""
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -200,7 +203,7 @@ def scan_output(path: Path, test_name: str) -> Resume:
                 if not complete and len(line) == MAX_LINE and f.peek(1):
                     raise OutputError(f"{path}: line {n} is longer than {MAX_LINE >> 20} MiB, not a measurement; "
                                       "refusing to append to it (choose another --output)")
-                verdict = _line_kind(line.strip(), test_name)
+                verdict = _line_kind(line.strip(), test_name, key)
                 if verdict is _NOT_OURS:
                     raise OutputError(f"{path}: line {n} is not a JSON measurement; refusing to append to a file "
                                       "that holds anything else (choose another --output)")
@@ -220,7 +223,7 @@ _NOT_OURS = object()  # anything else that is not a measurement
 _OTHER = object()  # a measurement of another nettest, or blank: kept, not counted
 
 
-def _line_kind(body: bytes, test_name: str) -> object:
+def _line_kind(body: bytes, test_name: str, key: Callable[[dict[str, Any]], str | None] | None = None) -> object:
     """One output line (stripped): the input it measured, or one of _TORN, _NOT_OURS, _OTHER."""
     if not body:
         return _OTHER
@@ -234,7 +237,9 @@ def _line_kind(body: bytes, test_name: str) -> object:
     if not isinstance(m, dict) or not isinstance(m.get("test_name"), str):
         return _NOT_OURS
     if m["test_name"] == test_name and isinstance(m.get("input"), str):
-        return m["input"]
+        if key is None:
+            return m["input"]
+        return key(m) or _OTHER
     return _OTHER
 
 

@@ -1,0 +1,312 @@
+"""Verdicts of remote measurement: interference seen from outside the country, through its own servers.
+
+Censored Planet's method: no volunteer inside. A measurer outside the censored network
+asks in-country infrastructure (open DNS resolvers, web servers) about each domain, and
+the censor, which filters traffic in both directions, shows itself on the way in. Two
+nettests record it (nettests/remote_dns.py, nettests/remote_web.py); these functions
+re-derive their verdicts from the raw records alone, so `analyze` reaches the probe's.
+
+Every record a remote nettest writes carries a role in its ``tags``:
+
+- ``vantage_before``/``vantage_after``: the vantage answering an innocuous control domain,
+  before and after the test. Without a good answer before, the vantage is down or no
+  resolver/server at all: the measurement is a failure, never a verdict on the domain.
+- ``test``: the domain, through the vantage (several attempts: remote vantages are lossy).
+- ``control``: the domain through a trusted resolver outside (remote_dns).
+- ``validate``: a TLS handshake (and HTTP fetch) to an address the vantage answered that the
+  control did not, with the domain as SNI (Satellite's HTTPS validation).
+- remote_web adds the protocol, ``http`` or ``https``, to each record's tags.
+
+remote_dns, in order:
+1. The vantage did not resolve the control domain before the test: failure.
+2. The first answer holds no address consistent with the control (the control's own
+   addresses, an address in one of their AS numbers, or an address that completed a
+   verified TLS handshake for the domain; bogons are consistent only when the control
+   named them): ``dns.injection`` when another answer to the same query followed (0.95:
+   a resolver answers once; the late answer is often forged too, the resolver's own
+   upstream query having been injected),
+   else ``dns.poison`` (0.8; 0.95 when a blockpage fingerprint matched the page served
+   from that address). A consistent first answer followed by an inconsistent late one:
+   ``dns.injection`` at 0.7 (the injector lost the race).
+3. No address in any attempt while the control resolves: ``dns.nxdomain`` for a negative
+   answer (NXDOMAIN, REFUSED, SERVFAIL, no data), ``dns.drop`` when every attempt timed out
+   (0.6 when the vantage answered the control domain again afterwards, else 0.4).
+4. Without a control answer nothing but an injection can be told: failure.
+
+remote_web, for each protocol, then the strongest:
+1. The vantage did not serve the control domain before the test: failure for that protocol.
+2. An attempt that completed: a blockpage fingerprint on its response is ``http.blockpage``
+   (0.95); otherwise not blocked (0.85). The server need not host the domain: a different
+   page is not interference, only a failure or a known blockpage is.
+3. No attempt completed, and one failed after the domain was sent (in the HTTP round
+   trip, or the TLS handshake carrying the SNI): reset or EOF is ``http.rst``/``tls.rst``
+   (0.9 when the vantage served the control domain again afterwards, else 0.85: residual
+   blocking), a timeout ``http.drop``/``tls.drop`` (0.75, else 0.5). Failures that stop
+   before the domain is sent (the TCP connect) name no domain: failure (often residual
+   blocking after an earlier test).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .consistency import _body_bytes, _headers, is_bogon
+from .verdict import OONI_BLOCKING, BlockpageMatcher, Verdict, failure_class
+
+BEFORE, AFTER, TEST, CONTROL, VALIDATE = "vantage_before", "vantage_after", "test", "control", "validate"
+PROTOCOLS = ("http", "https")
+NEGATIVE = frozenset({"dns_nxdomain", "dns_no_answer", "dns_error"})  # failure classes of a negative answer
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _records(value: Any) -> list[tuple[int, Mapping[str, Any]]]:
+    """(index, record) of each object of a JSON array; nothing from anything else (hostile input)."""
+    return [(i, v) for i, v in enumerate(value) if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+
+def _tags(record: Mapping[str, Any]) -> frozenset[str]:
+    tags = record.get("tags")
+    return frozenset(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else frozenset()
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _address(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
+def _host_of(address: Any) -> str | None:
+    """The IP address of an "ip:port" or "[ip]:port" endpoint."""
+    if not isinstance(address, str) or ":" not in address:
+        return None
+    return _address(address.rsplit(":", 1)[0].removeprefix("[").removesuffix("]"))
+
+
+def _answers(query: Mapping[str, Any]) -> list[str]:
+    """The A/AAAA addresses of one DNS record (OONI's answer objects)."""
+    out: list[str] = []
+    for _, a in _records(query.get("answers")):
+        ip = _address(a.get("ipv4")) or _address(a.get("ipv6"))
+        if ip is not None and ip not in out:
+            out.append(ip)
+    return out
+
+
+def _verdict(blocking: Any, accessible: Any, mechanism: str, confidence: float, status: str,
+             evidence: Sequence[str], fingerprints: Sequence[str] = ()) -> Verdict:
+    return Verdict(blocking, accessible, mechanism, round(min(max(confidence, 0.0), 1.0), 2), status,
+                   tuple(dict.fromkeys(evidence)), tuple(dict.fromkeys(fingerprints)))
+
+
+def _failure(evidence: Sequence[str] = ()) -> Verdict:
+    return _verdict(None, None, "none", 0.0, "failure", evidence)
+
+
+def _blocked(mechanism: str, confidence: float, evidence: Sequence[str], fingerprints: Sequence[str] = ()) -> Verdict:
+    return _verdict(OONI_BLOCKING[mechanism], False, mechanism, confidence, "anomaly", evidence, fingerprints)
+
+
+def _matches(matcher: BlockpageMatcher | None, response: Mapping[str, Any]) -> list[str]:
+    if matcher is None or not response:
+        return []
+    body = _body_bytes(response.get("body")).decode("utf-8", errors="replace")
+    return [str(i) for i in matcher(body, dict(_headers(response)))]
+
+
+# --------------------------------------------------------------------------- remote_dns
+
+
+def remote_dns_verdict(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None = None) -> Verdict:
+    tk = _mapping(measurement.get("test_keys"))
+    queries = _records(tk.get("queries"))
+    role = {i: _tags(q) for i, q in queries}
+    before = [(i, q) for i, q in queries if BEFORE in role[i]]
+    if not any(_answers(q) for _, q in before):
+        return _failure([f"test_keys.queries[{i}]" for i, _ in before] or ["test_keys.queries"])
+    control = [(i, q) for i, q in queries if CONTROL in role[i]]
+    tests = [(i, q) for i, q in queries if TEST in role[i]]
+    after_alive = any(_answers(q) for i, q in queries if AFTER in role[i])
+    good = {ip for _, q in control if not _text(q.get("failure")) for ip in _answers(q)}
+    asn_of = {ip: n for ip, n in _mapping(tk.get("x_asn")).items()
+              if isinstance(n, int) and not isinstance(n, bool) and n > 0}
+    good_asns = {asn_of[ip] for ip in good if ip in asn_of}
+    validated, fingerprints, fp_evidence = _validation(tk, matcher)
+
+    def consistent(ip: str) -> bool:
+        if ip in good or ip in validated:
+            return True
+        return not is_bogon(ip) and asn_of.get(ip) in good_asns
+
+    duplicates = [(i, d) for i, d in _records(tk.get("x_dns_duplicate_responses")) if TEST in _tags(d)]
+    for i, q in tests:
+        first = _answers(q)
+        if not first or _text(q.get("failure")):
+            continue
+        late = [(j, d) for j, d in duplicates if d.get("transaction_id") == q.get("transaction_id")]
+        ev = [f"test_keys.queries[{i}]", *(f"test_keys.x_dns_duplicate_responses[{j}]" for j, _ in late)]
+        if not good and not validated:
+            if any(set(_answers(d)) != set(first) for _, d in late):
+                # two different answers to one question: one of them is forged, whatever the control
+                return _blocked("dns.injection", 0.8, ev)
+            return _failure([*ev, *(f"test_keys.queries[{j}]" for j, _ in control)])
+        if not any(consistent(ip) for ip in first):
+            if late:  # a resolver answers once: the first of several answers, inconsistent, was forged
+                return _blocked("dns.injection", 0.95, ev, fingerprints)
+            return _blocked("dns.poison", 0.95 if fingerprints else 0.8, [*ev, *fp_evidence], fingerprints)
+        if any(not consistent(ip) for _, d in late for ip in _answers(d)):
+            return _blocked("dns.injection", 0.7, ev)
+        return _verdict(False, True, "none", 0.9, "ok", ev)
+    ev = [f"test_keys.queries[{i}]" for i, _ in tests]
+    if not tests:
+        return _failure(["test_keys.queries"])
+    if not good:
+        negative = all(failure_class(_text(q.get("failure"))) in NEGATIVE for _, q in tests) and any(
+            failure_class(_text(q.get("failure"))) == "dns_nxdomain" for _, q in control)
+        if negative:  # the domain does not exist, in the country or out of it
+            return _verdict(False, False, "none", 0.7, "ok", ev)
+        return _failure([*ev, *(f"test_keys.queries[{j}]" for j, _ in control)])
+    classes = [failure_class(_text(q.get("failure"))) for _, q in tests]
+    if any(c in NEGATIVE for c in classes) or any(c == "ok" for c in classes):  # "ok": an answer without addresses
+        return _blocked("dns.nxdomain", 0.7, ev)
+    if all(c == "timeout" for c in classes):
+        return _blocked("dns.drop", 0.6 if after_alive else 0.4, ev)
+    return _failure(ev)
+
+
+def _validation(tk: Mapping[str, Any], matcher: BlockpageMatcher | None) -> tuple[set[str], list[str], list[str]]:
+    """(addresses that completed a verified TLS handshake for the domain, fingerprint ids matched by the
+    pages those addresses served, pointers to those pages)."""
+    validated: set[str] = set()
+    for _, h in _records(tk.get("tls_handshakes")):
+        if VALIDATE in _tags(h) and h.get("failure") is None and h.get("x_verified") is True \
+                and h.get("no_tls_verify") is not True:
+            ip = _host_of(h.get("address"))
+            if ip is not None:
+                validated.add(ip)
+    fingerprints: list[str] = []
+    pointers: list[str] = []
+    for i, r in _records(tk.get("requests")):
+        if VALIDATE not in _tags(r):
+            continue
+        matched = _matches(matcher, _mapping(r.get("response")))
+        if matched:
+            fingerprints.extend(matched)
+            pointers.append(f"test_keys.requests[{i}]")
+    return validated, fingerprints, pointers
+
+
+# --------------------------------------------------------------------------- remote_web
+
+
+class _Attempt:
+    """One connection of remote_web: its connect, handshake and request records (by transaction id)."""
+
+    __slots__ = ("role", "step", "failure", "pointer", "response", "order")
+
+    def __init__(self, role: str, order: float) -> None:
+        self.role = role
+        self.order = order
+        self.step = "connect"  # how far it got: connect, tls, http, done
+        self.failure: str | None = None
+        self.pointer = ""
+        self.response: Mapping[str, Any] = {}
+
+
+def _attempts(tk: Mapping[str, Any], protocol: str) -> list[_Attempt]:
+    by_tx: dict[Any, _Attempt] = {}
+    for i, c in _records(tk.get("tcp_connect")):
+        tags = _tags(c)
+        role = next((r for r in (BEFORE, TEST, AFTER) if r in tags), None)
+        tx = c.get("transaction_id")
+        if protocol not in tags or role is None or not isinstance(tx, int) or tx in by_tx:
+            continue
+        t0 = c.get("t0")
+        a = by_tx[tx] = _Attempt(role, t0 if isinstance(t0, (int, float)) else float(i))
+        a.pointer = f"test_keys.tcp_connect[{i}]"
+        status = _mapping(c.get("status"))
+        a.failure = _text(status.get("failure")) or (None if status.get("success") is True else "unknown_failure")
+        if a.failure is None:
+            a.step = "tls" if protocol == "https" else "http"
+    for i, h in _records(tk.get("tls_handshakes")):
+        a = by_tx.get(h.get("transaction_id"))  # type: ignore[arg-type]
+        if a is None or a.step != "tls":
+            continue
+        a.pointer = f"test_keys.tls_handshakes[{i}]"
+        a.failure = _text(h.get("failure"))
+        if a.failure is None:
+            a.step = "done"
+    for i, r in _records(tk.get("requests")):
+        a = by_tx.get(r.get("transaction_id"))  # type: ignore[arg-type]
+        if a is None or a.step != "http":
+            continue
+        a.pointer = f"test_keys.requests[{i}]"
+        a.failure = _text(r.get("failure"))
+        a.response = _mapping(r.get("response"))
+        if a.failure is None:
+            a.step = "done"
+    return sorted(by_tx.values(), key=lambda a: a.order)
+
+
+_STEP_MECHANISMS = {("http", "reset"): "http.rst", ("http", "eof"): "http.rst", ("http", "timeout"): "http.drop",
+                    ("tls", "reset"): "tls.rst", ("tls", "eof"): "tls.rst", ("tls", "timeout"): "tls.drop"}
+
+
+def _web_protocol(tk: Mapping[str, Any], protocol: str, matcher: BlockpageMatcher | None) -> Verdict | None:
+    attempts = _attempts(tk, protocol)
+    if not attempts:
+        return None  # not measured over this protocol
+    before = [a for a in attempts if a.role == BEFORE]
+    if not any(a.step == "done" for a in before):
+        return _failure([a.pointer for a in before])
+    tests = [a for a in attempts if a.role == TEST]
+    after_alive = any(a.step == "done" for a in attempts if a.role == AFTER)
+    done = [a for a in tests if a.step == "done"]
+    if done:
+        for a in done:
+            matched = _matches(matcher, a.response)
+            if matched:
+                return _blocked("http.blockpage", 0.95, [a.pointer], matched)
+        return _verdict(False, True, "none", 0.85, "ok", [a.pointer for a in done])
+    decisive = [a for a in tests if a.step in ("http", "tls")]  # failed after the domain was sent
+    if not decisive:
+        return _failure([a.pointer for a in tests] or [a.pointer for a in before])
+    first = decisive[0]
+    kind = failure_class(first.failure)
+    mechanism = _STEP_MECHANISMS.get((first.step, kind))
+    evidence = [a.pointer for a in decisive]
+    if mechanism is None:  # a failure no censorship technique explains (an alert, a malformed answer)
+        return _verdict("http-failure", False, "none", 0.3, "anomaly", evidence)
+    if mechanism.endswith(".rst"):  # a reset is the censor's own packet
+        confidence = 0.9 if after_alive else 0.85
+    else:  # silence: surer when the vantage still answered the control domain afterwards
+        confidence = 0.75 if after_alive else 0.5
+    return _blocked(mechanism, confidence, evidence)
+
+
+def remote_web_verdict(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None = None) -> Verdict:
+    tk = _mapping(measurement.get("test_keys"))
+    verdicts = [v for v in (_web_protocol(tk, p, matcher) for p in PROTOCOLS) if v is not None]
+    if not verdicts:
+        return _failure(["test_keys.tcp_connect"])
+    anomalies = [v for v in verdicts if v.status == "anomaly"]
+    if anomalies:
+        best = max(anomalies, key=lambda v: (v.mechanism != "none", v.confidence))
+        others = [e for v in anomalies if v is not best for e in v.evidence]  # the other protocol's, too
+        return _verdict(best.blocking, best.accessible, best.mechanism, best.confidence, best.status,
+                        [*best.evidence, *others], [f for v in anomalies for f in v.fingerprints])
+    oks = [v for v in verdicts if v.status == "ok"]
+    if oks:
+        return min(oks, key=lambda v: v.confidence)
+    return _failure([e for v in verdicts for e in v.evidence])

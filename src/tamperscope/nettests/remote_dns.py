@@ -1,0 +1,132 @@
+"""remote_dns: a domain through an in-country resolver, asked from outside (Censored Planet's Satellite).
+
+The measurer asks the vantage, an open resolver inside the censored network, for an
+innocuous control domain (is it a working resolver?), then for the domain (several
+attempts, keeping every late answer: an on-path injector answers first and the real
+resolver after), then for the control domain again. The same domain is resolved
+through a trusted resolver outside (the run's public resolver) for comparison, and
+every address the vantage gave that the control did not is validated the way
+Satellite does it: a TLS handshake with the domain as SNI, verified against the trust
+store, and, when that fails, the page served from that address (for a blockpage
+fingerprint). Addresses outside public space (127.0.0.1, 10/8, ...) are never
+contacted. The verdict is model/remote.py's, re-derived from these records by
+`analyze` too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ..model.remote import AFTER, BEFORE, CONTROL, TEST, VALIDATE, remote_dns_verdict
+from ..model.verdict import failure_class
+from ..netx import NetxError, Trace, lookup_udp, round_trip, tcp_connect, tls_handshake
+from .base import Context, NettestError
+from .vantage import allowed_networks, contactable, control_domain_of, domain_name, tries_of, vantage_of
+
+NAME = "remote_dns"
+VERSION = "0.1.0"
+NEEDS_INPUT = True
+MAX_VALIDATED = 3  # addresses validated per measurement: a resolver answering 50 addresses gets 3 checked
+
+
+class Config:
+    """Options (from the run context): vantage (IP), control_domain, tries (default 3), allow (networks)."""
+
+
+def check_input(input: str) -> None:
+    domain_name(input, NAME)
+
+
+async def run(input: str | None, ctx: Context) -> dict[str, Any]:
+    name = domain_name(input, NAME)
+    vantage = vantage_of(ctx, NAME)
+    control_domain = control_domain_of(ctx)
+    tries = tries_of(ctx, 3)
+    t = ctx.timeouts
+    trace = Trace(record_io=bool(ctx.options.get("network_events", True)))
+    tk: dict[str, Any] = {"vantage": vantage, "control_domain": control_domain, "domain": name}
+    trusted = ctx.udp_resolver.address if ctx.udp_resolver is not None else None
+    if trusted is None:
+        raise NettestError(f"{NAME} needs a trusted resolver to compare with (--resolver)")
+    async with trace:
+        before = await lookup_udp(control_domain, "A", server=vantage, trace=trace, timeout=t.dns,
+                                  duplicate_window=0, tags=(BEFORE,))
+        if not before.addresses:  # no working resolver there: nothing about the domain can be learnt
+            tk.update(trace.test_keys())
+            return tk
+
+        async def control() -> list[str]:
+            res = await lookup_udp(name, "A", server=trusted, trace=trace, timeout=t.dns, tags=(CONTROL,))
+            return list(res.addresses)
+
+        async def test() -> None:
+            for _ in range(tries):
+                res = await lookup_udp(name, "A", server=vantage, trace=trace, timeout=t.dns, tags=(TEST,))
+                if failure_class(res.failure) != "timeout":
+                    return
+
+        async with asyncio.TaskGroup() as tg:
+            control_task = tg.create_task(control())
+            tg.create_task(test())
+        good = set(control_task.result())
+        await lookup_udp(control_domain, "A", server=vantage, trace=trace, timeout=t.dns, duplicate_window=0,
+                         tags=(AFTER,))
+        await trace.drain()  # the late answers to the test's queries
+        answered = _answered(trace)
+        suspects = [ip for ip in answered if ip not in good and contactable(ip, allowed_networks(ctx))]
+        async with asyncio.TaskGroup() as tg:
+            for ip in suspects[:MAX_VALIDATED]:
+                tg.create_task(_validate(ip, name, ctx, trace))
+    tk.update(trace.test_keys())
+    tk["x_asn"] = {ip: ctx.asn.lookup(ip).asn for ip in _all_addresses(tk) if ctx.asn.lookup(ip).asn}
+    return tk
+
+
+def _answered(trace: Trace) -> list[str]:
+    """Every address the vantage gave for the domain, first answers and late ones, in order."""
+    out: list[str] = []
+    for q in [*trace.queries, *trace.x_dns_duplicate_responses]:
+        if TEST in q.get("tags", ()):
+            for a in q.get("answers") or ():
+                ip = a.get("ipv4") or a.get("ipv6")
+                if isinstance(ip, str) and ip not in out:
+                    out.append(ip)
+    return out
+
+
+def _all_addresses(tk: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    for q in [*tk.get("queries", ()), *tk.get("x_dns_duplicate_responses", ())]:
+        for a in q.get("answers") or ():
+            ip = a.get("ipv4") or a.get("ipv6")
+            if isinstance(ip, str) and ip not in out:
+                out.append(ip)
+    return out
+
+
+async def _validate(ip: str, name: str, ctx: Context, trace: Trace) -> None:
+    """A verified TLS handshake for `name` at `ip`; if there is none, the page `ip` serves for `name`."""
+    t = ctx.timeouts
+    try:
+        stream = await tcp_connect(ip, 443, trace=trace, timeout=t.connect, tags=(VALIDATE,))
+        tls = await tls_handshake(stream, server_name=name, ca_bundle=ctx.ca_bundle, timeout=t.tls,
+                                  alpn=("http/1.1",), tags=(VALIDATE,))
+        await tls.aclose()
+        return
+    except NetxError:
+        pass
+    try:
+        conn = await tcp_connect(ip, 80, trace=trace, timeout=t.connect, tags=(VALIDATE,))
+    except NetxError:
+        return
+    try:
+        await round_trip(conn, f"http://{name}/", trace=trace, timeout=t.http, tags=(VALIDATE,))
+    except NetxError:
+        pass
+    finally:
+        await conn.aclose()
+
+
+def finish(measurement: dict[str, Any], ctx: Context) -> None:
+    measurement["test_keys"].update(remote_dns_verdict(measurement, ctx.matcher).to_test_keys())

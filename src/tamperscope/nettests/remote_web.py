@@ -1,0 +1,131 @@
+"""remote_web: a domain sent to an in-country web server from outside (Censored Planet's Hyperquack).
+
+The vantage is a web server inside the censored network that need not host the
+domain at all: what is measured is the path to it. For each protocol (``http``: a GET
+with the domain as Host; ``https``: a TLS handshake with the domain as SNI), the
+measurer first checks that the vantage serves an innocuous control domain, then sends
+the domain (two attempts by default: remote paths lose packets), then the control
+domain again. When the vantage does not serve the control domain, the measurement
+waits (up to 35 s) for it to come back: after a blocked request, a censor with
+residual blocking cuts the measurer off from the vantage for a while; that is why a
+run measures one domain at a time through each web server (--per-vantage 1), so a
+failure is never blamed on the domain measured beside it. A censor filtering traffic
+that enters the country resets, drops or
+answers the domain's request with a blockpage while the control passes. A
+different page is not interference (the server hosts other sites); only a failure
+after the domain was sent, or a known blockpage, is. The verdict is
+model/remote.py's, re-derived from these records by `analyze` too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ..model.remote import AFTER, BEFORE, PROTOCOLS, TEST, remote_web_verdict
+from ..model.verdict import failure_class
+from ..netx import NetxError, Trace, round_trip, tcp_connect, tls_handshake
+from .base import Context, NettestError
+from .vantage import control_domain_of, domain_name, tries_of, vantage_of
+
+NAME = "remote_web"
+VERSION = "0.1.0"
+NEEDS_INPUT = True
+PORTS = {"http": 80, "https": 443}
+DEFAULT_RESIDUAL_WAIT = 35.0  # seconds a measurement waits for the vantage to serve the control domain again
+RETRY_EVERY = 5.0
+
+
+class Config:
+    """Options (from the run context): vantage (IP), control_domain, tries (default 2), protocols
+    (default http and https), residual_wait (seconds, default 35)."""
+
+
+def check_input(input: str) -> None:
+    domain_name(input, NAME)
+
+
+def residual_wait_of(ctx: Context) -> float:
+    value = ctx.options.get("residual_wait", DEFAULT_RESIDUAL_WAIT)
+    return float(value) if isinstance(value, (int, float)) and 0 <= value <= 600 else DEFAULT_RESIDUAL_WAIT
+
+
+def protocols_of(ctx: Context) -> tuple[str, ...]:
+    value = ctx.options.get("protocols") or PROTOCOLS
+    chosen = tuple(p for p in PROTOCOLS if p in value)
+    if not chosen:
+        raise NettestError(f"{NAME}: protocols must be among {', '.join(PROTOCOLS)}")
+    return chosen
+
+
+async def run(input: str | None, ctx: Context) -> dict[str, Any]:
+    name = domain_name(input, NAME)
+    vantage = vantage_of(ctx, NAME)
+    control_domain = control_domain_of(ctx)
+    tries = tries_of(ctx, 2)
+    protocols = protocols_of(ctx)
+    wait = residual_wait_of(ctx)
+    waited: dict[str, float] = {}
+    trace = Trace(record_io=bool(ctx.options.get("network_events", True)))
+    tk: dict[str, Any] = {"vantage": vantage, "control_domain": control_domain, "domain": name,
+                          "protocols": list(protocols)}
+
+    async def attempt(protocol: str, role: str, host: str) -> bool | None:
+        """One connection carrying `host`: True when it completed, None when the censor answered it (a reset
+        or a close after the name was sent: no need to try again), False for any other failure."""
+        t = ctx.timeouts
+        tags = (protocol, role)
+        try:
+            stream = await tcp_connect(vantage, PORTS[protocol], trace=trace, timeout=t.connect, tags=tags)
+        except NetxError:
+            return False
+        if protocol == "https":
+            try:
+                # not verified: the vantage need not hold a certificate for either name; what counts is
+                # whether the handshake carrying the name completes
+                tls = await tls_handshake(stream, server_name=host, verify=False, alpn=("http/1.1",),
+                                          timeout=t.tls, tags=tags)
+            except NetxError as e:
+                return _answered(e)
+            await tls.aclose()
+            return True
+        try:
+            await round_trip(stream, f"http://{host}/", trace=trace, timeout=t.http, tags=tags)
+            return True
+        except NetxError as e:
+            return _answered(e)
+        finally:
+            await stream.aclose()
+
+    async def measure(protocol: str) -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        deadline = start + wait
+        while not await attempt(protocol, BEFORE, control_domain):
+            # Residual censorship: after a blocked request a censor may cut the measurer off from the
+            # vantage for a while (Turkmenistan's, 30 s or more). Wait for the control domain to pass again.
+            left = deadline - loop.time()
+            if left <= 0:
+                return  # the vantage does not serve this protocol now: nothing to learn about the domain
+            await asyncio.sleep(min(RETRY_EVERY, left))
+            waited[protocol] = round(loop.time() - start, 3)
+        for _ in range(tries):
+            if await attempt(protocol, TEST, name) is not False:
+                break
+        await attempt(protocol, AFTER, control_domain)
+
+    async with trace:
+        async with asyncio.TaskGroup() as tg:
+            for protocol in protocols:
+                tg.create_task(measure(protocol))
+    tk.update(trace.test_keys())
+    tk["x_residual_wait"] = waited
+    return tk
+
+
+def _answered(e: NetxError) -> bool | None:
+    return None if failure_class(e.failure) in ("reset", "eof") else False
+
+
+def finish(measurement: dict[str, Any], ctx: Context) -> None:
+    measurement["test_keys"].update(remote_web_verdict(measurement, ctx.matcher).to_test_keys())

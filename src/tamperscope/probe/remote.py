@@ -1,0 +1,353 @@
+"""`tamperscope remote dns|web`: measure a country from outside, through its own servers.
+
+Censored Planet's remote measurement: nobody inside runs anything. Each domain is measured
+through each vantage (an open resolver for `dns`, a web server for `web`) inside the
+network under study; a censor that filters traffic entering the country shows itself on
+the way in. One OONI-format measurement per (vantage, domain), whose ``probe_cc`` and
+``probe_asn`` are the vantage's (from the ASN table, or --cc), never the measurer's; the
+measurer's address is scrubbed as in every measurement.
+
+Use infrastructure only: resolvers and web servers run by organisations, never people's
+own devices (Censored Planet's ethics). Each vantage gets at most --per-vantage
+measurements at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import os
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+from ..cli import UsageError
+from ..model.asn import EMPTY, AsnTable
+from ..model.inputs import MAX_LIST
+from ..model.measurement import ProbeInfo
+from ..nettests import remote_dns, remote_web
+from ..nettests.base import Context, NettestError, Timeouts
+from ..nettests.vantage import DEFAULT_CONTROL_DOMAIN, domain_name
+from .command import (
+    MAX_TIMEOUT,
+    _asn_table,
+    _cc,
+    _check_ca_bundle,
+    _ip,
+    _loop_run,
+    _matcher,
+    _pick,
+    _read_bounded,
+    _same_file,
+    _tune_gc,
+    summary_table,
+)
+from .engine import Engine, OutputError, Progress, Resume, RunStats, descriptor_room, open_output, scan_output
+
+KINDS: dict[str, ModuleType] = {"dns": remote_dns, "web": remote_web}
+DEFAULT_PER_VANTAGE = {"dns": 2, "web": 1}
+LAB_NET = ipaddress.ip_network("198.18.0.0/15")
+MAX_VANTAGES = 100_000
+
+DESCRIPTION = """Measure a country from outside, through its own infrastructure (Censored Planet's
+remote measurement): `dns` asks in-country open resolvers for each domain and validates
+their answers (Satellite); `web` sends each domain as Host and as TLS SNI to in-country web
+servers (Hyperquack). One OONI-format JSON line per (vantage, domain) is appended to
+--output; the network recorded is the vantage's. A killed run resumes.
+
+Use infrastructure only (resolvers and web servers run by organisations), never people's
+own devices. In the lab, run it from the outside vantage:
+  tamperscope lab exec --ns outside -- tamperscope remote dns --vantage 198.18.1.53 -i twitter.com"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("remote", help="measure a country from outside, through its resolvers and web servers "
+                       "(Censored Planet's method)", description=DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("kind", choices=sorted(KINDS), help="dns: through open resolvers; web: through web servers")
+    p.add_argument("--vantage", "-V", action="append", default=[], metavar="IP",
+                   help="an in-country resolver (dns) or web server (web); repeatable")
+    p.add_argument("--vantages", type=Path, action="append", default=[], metavar="FILE",
+                   help="vantage addresses, one per line (or a CSV's first column); repeatable")
+    p.add_argument("--input", "-i", action="append", default=[], metavar="DOMAIN",
+                   help="a domain (or a URL: its host); repeatable")
+    p.add_argument("--list", "-l", type=Path, action="append", default=[], metavar="FILE",
+                   help="Citizen Lab test-list CSV or one domain per line; repeatable")
+    p.add_argument("--output", "-o", type=Path, default=None,
+                   help="JSONL file to append to (default: tamperscope-remote_KIND.jsonl; - for standard output)")
+    p.add_argument("--parallel", "-p", type=int, default=16, help="measurements in flight in all (default 16)")
+    p.add_argument("--per-vantage", type=int, default=None, metavar="N",
+                   help="measurements in flight through one vantage (default: dns 2, web 1, so that residual "
+                        "blocking after one domain is never blamed on another); do not load anyone's server")
+    p.add_argument("--residual-wait", type=float, default=None, metavar="S",
+                   help="web: seconds a measurement waits for a vantage that stopped serving the control domain "
+                        "(residual blocking after an earlier domain) before giving up (default 35)")
+    p.add_argument("--resolver", default=None,
+                   help="dns: the trusted resolver to compare with, outside the country; default "
+                        "$TAMPERSCOPE_PUBLIC_RESOLVER or 8.8.8.8")
+    p.add_argument("--control-domain", default=DEFAULT_CONTROL_DOMAIN, metavar="DOMAIN",
+                   help="an innocuous domain each vantage must answer before and after "
+                        f"(default {DEFAULT_CONTROL_DOMAIN})")
+    p.add_argument("--tries", type=int, default=None, metavar="N",
+                   help="attempts per domain, remote paths being lossy (default: dns 3, web 2)")
+    p.add_argument("--protocol", action="append", choices=remote_web.PORTS, default=[],
+                   help="web: http (Host header, port 80) and/or https (SNI, port 443); default both")
+    p.add_argument("--ca-bundle", default=None, help="dns: CA bundle to validate answers with; default "
+                   "$TAMPERSCOPE_CA_BUNDLE or the system's")
+    p.add_argument("--asn-table", default=None,
+                   help="prefix-to-ASN table (iptoasn.com TSV): the vantages' networks and countries; "
+                        "default $TAMPERSCOPE_ASN_TABLE")
+    p.add_argument("--cc", default=None, help="the vantages' country, when the ASN table does not say")
+    p.add_argument("--allow-net", action="append", default=[], metavar="CIDR",
+                   help="dns: a non-public network the answers may be validated in (in the lab 198.18.0.0/15 "
+                        "is allowed); public addresses always are, loopback never")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per measurement (default 120)")
+    p.add_argument("--no-network-events", action="store_true", help="leave out network_events: smaller output")
+    p.add_argument("--yes", "-y", action="store_true", help="give informed consent without the prompt (automation)")
+    p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    p.add_argument("--summary", action="store_true", help="print a table by mechanism at the end")
+    p.set_defaults(func=run)
+
+
+@dataclass(frozen=True)
+class Settings:
+    nettest: ModuleType
+    vantages: list[str]
+    inputs: list[str]
+    output: Path | None
+    resume: Resume
+    trusted: str
+    ca_bundle: str | None
+    asn_table: AsnTable
+    cc: str | None
+    options: dict[str, Any]
+    timeout: float
+
+
+def resume_key(vantage: str, domain: str) -> str:
+    return f"{vantage} {domain}"
+
+
+def _key(m: dict[str, Any]) -> str | None:
+    """What a measurement in the output stands for: its vantage and input (None: not one of ours)."""
+    tk = m.get("test_keys")
+    vantage = tk.get("vantage") if isinstance(tk, dict) else None
+    return resume_key(vantage, m["input"]) if isinstance(vantage, str) else None
+
+
+def settings(args: argparse.Namespace) -> Settings:
+    nettest = KINDS[args.kind]
+    if not 1 <= args.parallel <= 1024:
+        raise UsageError("--parallel must be between 1 and 1024")
+    if args.per_vantage is not None and not 1 <= args.per_vantage <= 64:
+        raise UsageError("--per-vantage must be between 1 and 64")
+    if args.residual_wait is not None and not 0 <= args.residual_wait <= 600:  # also refuses nan
+        raise UsageError(f"--residual-wait must be between 0 and 600 seconds, not {args.residual_wait}")
+    if args.tries is not None and not 1 <= args.tries <= 10:
+        raise UsageError("--tries must be between 1 and 10")
+    if not 0 < args.timeout <= MAX_TIMEOUT:
+        raise UsageError(f"--timeout must be more than 0 and at most {MAX_TIMEOUT:.0f} seconds, not {args.timeout}")
+    try:
+        control = domain_name(args.control_domain, "--control-domain")
+    except NettestError:
+        raise UsageError(f"--control-domain must be a domain name, not {args.control_domain!r}") from None
+    cc = _cc(args.cc)
+    trusted, label = _pick(args.resolver, "--resolver", "TAMPERSCOPE_PUBLIC_RESOLVER")
+    trusted = _ip(trusted, label) if trusted is not None else "8.8.8.8"
+    ca, _ = _pick(args.ca_bundle, "--ca-bundle", "TAMPERSCOPE_CA_BUNDLE")
+    if ca is not None:
+        _check_ca_bundle(ca)
+    table_path, _ = _pick(args.asn_table, "--asn-table", "TAMPERSCOPE_ASN_TABLE")
+    table = _asn_table(table_path) if table_path else EMPTY
+    allow = [_network(c) for c in args.allow_net]
+    if os.environ.get("TAMPERSCOPE_LAB") == "1":
+        allow.append(LAB_NET)
+    vantages = _vantages(args)
+    inputs = _inputs(args, nettest)
+    output, resume = _output(args, nettest)
+    options: dict[str, Any] = {"control_domain": control, "allow": tuple(allow),
+                               "network_events": not args.no_network_events}
+    if args.tries is not None:
+        options["tries"] = args.tries
+    if args.residual_wait is not None:
+        options["residual_wait"] = args.residual_wait
+    if args.protocol:
+        options["protocols"] = tuple(dict.fromkeys(args.protocol))
+    return Settings(nettest=nettest, vantages=vantages, inputs=inputs, output=output, resume=resume,
+                    trusted=trusted, ca_bundle=ca, asn_table=table, cc=cc, options=options, timeout=args.timeout)
+
+
+def _network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise UsageError(f"--allow-net must be a network (198.51.100.0/24), not {value!r}") from None
+
+
+def _vantage(value: str, where: str) -> str:
+    try:
+        addr = ipaddress.ip_address(value.strip())
+    except ValueError:
+        raise UsageError(f"{where}a vantage must be an IP address, not {value.strip()!r}") from None
+    if addr.is_loopback or addr.is_unspecified or addr.is_multicast:
+        raise UsageError(f"{where}{addr} cannot be a vantage (loopback, unspecified or multicast)")
+    return str(addr)
+
+
+def _vantages(args: argparse.Namespace) -> list[str]:
+    found = [_vantage(v, "--vantage: ") for v in args.vantage]
+    for path in args.vantages:
+        text = _read_bounded(path, MAX_LIST, "vantage list")
+        for n, line in enumerate(text.splitlines(), 1):
+            value = line.strip().split(",")[0].strip()
+            if value and not value.startswith("#") and value.lower() not in ("ip", "address", "vantage"):
+                found.append(_vantage(value, f"{path}: line {n}: "))
+    found = list(dict.fromkeys(found))
+    if not found:
+        raise UsageError("remote needs at least one --vantage (or --vantages FILE)")
+    if len(found) > MAX_VANTAGES:
+        raise UsageError(f"at most {MAX_VANTAGES:,} vantages in one run, not {len(found):,}")
+    return found
+
+
+def _inputs(args: argparse.Namespace, nettest: ModuleType) -> list[str]:
+    items: list[str] = []
+
+    def check(value: str, where: str) -> None:
+        try:
+            items.append(domain_name(value, nettest.NAME))
+        except NettestError as e:
+            raise UsageError(f"{where}{e}") from None
+
+    for i in args.input:
+        check(i, "")
+    for path in args.list:
+        text = _read_bounded(path, MAX_LIST, "list")
+        for n, line in enumerate(text.splitlines(), 1):
+            value = line.strip().split(",")[0].strip()  # a Citizen Lab CSV's first column, or the whole line
+            if value and not line.lstrip().startswith("#") and value.lower() not in ("url", "domain"):
+                check(value, f"{path}: line {n}: ")
+    if not items:
+        raise UsageError(f"remote {args.kind} needs --input or --list")
+    return list(dict.fromkeys(items))
+
+
+def _output(args: argparse.Namespace, nettest: ModuleType) -> tuple[Path | None, Resume]:
+    if args.output is not None and str(args.output) == "-":
+        return None, Resume(regular=False)
+    path: Path = args.output or Path(f"tamperscope-{nettest.NAME}.jsonl")
+    for lst in [*args.list, *args.vantages]:
+        if _same_file(lst, path):
+            raise UsageError(f"--output {path} is also a list: refusing to append measurements to it")
+    try:
+        return path, scan_output(path, nettest.NAME, key=_key)
+    except OutputError as e:
+        raise UsageError(str(e)) from None
+
+
+def plan(s: Settings) -> str:
+    shown = ", ".join(s.vantages[:3]) + (", …" if len(s.vantages) > 3 else "")
+    parts = [f"{len(s.vantages)} in-country vantage(s) ({shown}) about {len(s.inputs)} domain(s)"]
+    if s.nettest is remote_dns:
+        parts.append(f"the trusted resolver {s.trusted}")
+        parts.append("the addresses the vantages give that the trusted resolver does not (to validate them)")
+    return "This run would contact: " + "; ".join(parts) + "."
+
+
+def vantage_probe(vantage: str, table: AsnTable, cc: str | None, nettest: ModuleType) -> ProbeInfo:
+    """The envelope's network: the vantage's, never the measurer's."""
+    info = table.lookup(vantage)
+    looked_up = info.cc.upper() if info.asn and len(info.cc) == 2 and info.cc.isalpha() else "ZZ"
+    resolver = nettest is remote_dns
+    return ProbeInfo(cc=cc or looked_up, asn=info.asn, network_name=info.name,
+                     resolver_ip=vantage if resolver else "", resolver_asn=info.asn if resolver else 0,
+                     resolver_network_name=info.name if resolver else "")
+
+
+def _adapted(nettest: ModuleType, vantage: str) -> Any:
+    """The nettest with its vantage fixed: what one Engine runs."""
+
+    async def run(input: str | None, ctx: Context) -> dict[str, Any]:
+        return await nettest.run(input, replace(ctx, options={**ctx.options, "vantage": vantage}))
+
+    return SimpleNamespace(NAME=nettest.NAME, VERSION=nettest.VERSION, NEEDS_INPUT=True, run=run,
+                           finish=nettest.finish)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..netx import Resolver
+    from .consent import ConsentRequired, ensure_consent
+    from .privacy import Scrubber, local_addresses
+
+    s = settings(args)
+    try:
+        ensure_consent(args.yes, plan=plan(s))
+    except ConsentRequired as e:
+        raise UsageError(str(e)) from None
+    mine = sorted(local_addresses([*s.vantages[:8], s.trusted]))
+    ctx = Context(udp_resolver=Resolver("udp", s.trusted), ca_bundle=s.ca_bundle, matcher=_matcher(),
+                  asn=s.asn_table, timeouts=Timeouts(measurement=s.timeout), options=s.options)
+    label = str(s.output) if s.output is not None else "standard output"
+    try:
+        out = open_output(s.output, s.resume) if s.output is not None else open(1, "wb", closefd=False)
+    except OutputError as e:
+        raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"cannot write {label}: {e.strerror or e}") from None
+    say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    parallel = descriptor_room(args.parallel, say)
+    per_vantage = min(args.per_vantage or DEFAULT_PER_VANTAGE[args.kind], parallel)
+    scrub = Scrubber(mine)
+    work = [(v, [d for d in s.inputs if resume_key(v, d) not in s.resume.seen]) for v in s.vantages]
+    work = [(v, todo) for v, todo in work if todo]
+    total = len(s.vantages) * len(s.inputs)
+    stats = RunStats(total=total, skipped=total - sum(len(todo) for _, todo in work))
+    print(f"tamperscope: {s.nettest.NAME} on {len(s.inputs)} domain(s) through {len(s.vantages)} vantage(s)"
+          + (f" ({stats.skipped} measurement(s) already in {label})" if stats.skipped else "")
+          + f"; at most {per_vantage} at once per vantage, {parallel} in all; writing {label}.", file=sys.stderr)
+    _tune_gc()
+    progress = Progress(stats, enabled=not args.no_progress)
+    engines = [Engine(_adapted(s.nettest, v), ctx, vantage_probe(v, s.asn_table, s.cc, s.nettest), scrub,
+                      parallel=per_vantage, annotations={"vantage": v, "measured_from": "outside"})
+               for v, _ in work]
+
+    async def measure_all() -> None:
+        slots = asyncio.Semaphore(max(1, parallel // per_vantage))
+
+        async def one(engine: Engine, todo: list[str]) -> None:
+            async with slots:
+                await engine.run(todo, out, stats, progress)
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for engine, (_, todo) in zip(engines, work):
+                    tg.create_task(one(engine, todo))
+        except BaseExceptionGroup as group:  # an engine stops only when the output cannot be written
+            raise group.exceptions[0] from None
+
+    try:
+        _loop_run(measure_all())
+    except BrokenPipeError:
+        raise  # the reader of standard output had enough: the CLI ends quietly
+    except OSError as e:
+        progress.close()
+        print(f"tamperscope: cannot write {e.filename or label}: {e.strerror or e}"
+              + ("; what was written is kept, and the same command resumes" if s.resume.regular else ""),
+              file=sys.stderr)
+        return 1
+    finally:
+        try:
+            out.close()
+        except OSError:
+            pass
+        progress.close()
+    if args.summary:
+        print(summary_table(stats), file=sys.stdout if s.output is not None else sys.stderr)
+    if stats.errors:
+        print(f"tamperscope: {stats.errors} measurement(s) could not be made (said above); they are not in {label}, "
+              "so the same command tries them again", file=sys.stderr)
+        return 1
+    return 0

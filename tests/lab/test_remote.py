@@ -1,0 +1,127 @@
+"""`tamperscope remote` from the lab's outside vantage: Censored Planet's remote measurement, scored
+against the censor's ground truth (tests/lab/profiles/remote.toml filters traffic entering the country)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tamperscope.lab import addresses as A
+from tamperscope.lab import manager
+
+pytestmark = pytest.mark.lab
+
+PROFILE = str(Path(__file__).parent / "profiles" / "remote.toml")
+
+# What a correct remote measurement concludes, and the rule the censor logs for it (None: nothing).
+DNS = {"inject.example": ("dns.injection", "in-dns"), "poison.example": ("dns.poison", "isp-poison"),
+       "dnsdrop.example": ("dns.drop", "dns-drop"), "example.org": ("none", None),
+       "rst.example": ("none", None), "egress-only.example": ("none", None)}
+WEB = {"rst.example": ("http.rst", "in-rst"), "page.example": ("http.blockpage", "in-page"),
+       "sni.example": ("tls.rst", "in-sni"), "snidrop.example": ("tls.drop", "in-sni-drop"),
+       "example.org": ("none", None), "inject.example": ("none", None),
+       # the rule is for traffic leaving the country only: from outside nothing happens
+       "egress-only.example": ("none", None)}
+
+
+def remote(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "tamperscope", "remote", *args, "--yes", "--no-progress"]
+    return subprocess.run(manager.exec_argv(argv, A.NS_OUTSIDE), env=manager.client_env(), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def inputs(names: dict[str, object]) -> list[str]:
+    return [arg for name in names for arg in ("-i", name)]
+
+
+@pytest.fixture(scope="module")
+def lab(lab_factory):  # type: ignore[no-untyped-def]
+    return lab_factory(PROFILE)
+
+
+@pytest.fixture(scope="module")
+def runs(lab, tmp_path_factory):  # type: ignore[no-untyped-def]
+    out = tmp_path_factory.mktemp("remote")
+    dns, web = out / "dns.jsonl", out / "web.jsonl"
+    res = remote("dns", "-V", A.ISP_RESOLVER, *inputs(DNS), "-o", str(dns))
+    assert res.returncode == 0, res.stderr
+    res = remote("web", "-V", A.ISP_WEB, *inputs(WEB), "-o", str(web))
+    assert res.returncode == 0, res.stderr
+    return dns, web
+
+
+def test_remote_verdicts_match_the_censors_ground_truth(lab, runs) -> None:  # type: ignore[no-untyped-def]
+    log = lab.log()
+    for path, expected, test_name, layers in ((runs[0], DNS, "remote_dns", {"dns"}),
+                                              (runs[1], WEB, "remote_web", {"http", "tls", "ip"})):
+        ms = read(path)
+        assert sorted(m["input"] for m in ms) == sorted(expected)
+        for m in ms:
+            tk = m["test_keys"]
+            mechanism, rule = expected[m["input"]]
+            assert m["test_name"] == test_name
+            assert tk["x_mechanism"] == mechanism, (m["input"], tk["x_mechanism"], tk["x_evidence"])
+            from_outside = [e for e in log if e["name"] == m["input"] and e["layer"] in layers
+                            and e["client"].startswith(A.OUTSIDE + ":")]
+            if rule is None:
+                assert tk["blocking"] is False and tk["accessible"] is True and tk["x_status"] == "ok", m["input"]
+                assert not from_outside, from_outside  # and the censor indeed did nothing to the measurer
+            else:
+                assert tk["blocking"] not in (False, None) and tk["x_status"] == "anomaly"
+                assert any(e["rule"] == rule for e in from_outside), (m["input"], from_outside)
+    dns = {m["input"]: m["test_keys"] for m in read(runs[0])}
+    assert dns["poison.example"]["x_fingerprints"]  # the page at the forged address is a known blockpage
+    assert dns["inject.example"]["x_dns_duplicate_responses"]  # the injector's answer, then the resolver's
+    web = {m["input"]: m["test_keys"] for m in read(runs[1])}
+    assert web["page.example"]["x_fingerprints"] and web["page.example"]["x_confidence"] == 0.95
+    # the egress-only rule does fire for the same name when someone inside fetches it from abroad
+    inside = lab.one("http_get", lab.addr("egress-only.example"), "egress-only.example")
+    assert inside["error"] == "reset" and lab.logged("egress-only", "egress-only.example")
+
+
+def test_the_measurement_is_the_vantages_and_never_names_the_measurer(runs) -> None:  # type: ignore[no-untyped-def]
+    for path, vantage in ((runs[0], A.ISP_RESOLVER), (runs[1], A.ISP_WEB)):
+        text = path.read_text()
+        assert A.OUTSIDE not in text  # the measurer's address is scrubbed
+        ms = read(path)
+        assert len({m["report_id"] for m in ms}) == 1
+        for m in ms:
+            assert m["probe_ip"] == "127.0.0.1" and m["probe_asn"] == "AS64500"  # the ISP's network, not ours
+            assert m["annotations"]["vantage"] == vantage and m["test_keys"]["vantage"] == vantage
+    assert all(m["resolver_ip"] == A.ISP_RESOLVER for m in read(runs[0]))
+
+
+def test_analyze_reaches_the_probes_verdicts(runs, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "verdicts.jsonl"
+    res = subprocess.run([sys.executable, "-m", "tamperscope", "analyze", str(runs[0]), str(runs[1]),
+                          "--db", str(tmp_path / "a.duckdb"), "--jsonl", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    derived = {(v["test_name"], v["input"]): v["x_mechanism"] for v in read(out)}
+    probe = {(m["test_name"], m["input"]): m["test_keys"]["x_mechanism"] for p in runs for m in read(p)}
+    assert derived == probe and len(probe) == len(DNS) + len(WEB)
+
+
+def test_a_vantage_that_is_no_resolver_is_a_failure_and_a_rerun_resumes(runs) -> None:  # type: ignore[no-untyped-def]
+    dns = runs[0]
+    before = read(dns)
+    # the web server is no resolver: every measurement through it fails, none accuses the network
+    res = remote("dns", "-V", A.ISP_RESOLVER, "-V", A.ISP_WEB, "-i", "inject.example", "-i", "example.org",
+                 "-o", str(dns), timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "2 measurement(s) already in" in res.stderr
+    after = read(dns)
+    assert after[:len(before)] == before
+    new = after[len(before):]
+    assert sorted(m["input"] for m in new) == ["example.org", "inject.example"]
+    for m in new:
+        tk = m["test_keys"]
+        assert tk["vantage"] == A.ISP_WEB and tk["x_status"] == "failure" and tk["blocking"] is None

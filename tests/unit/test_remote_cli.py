@@ -1,0 +1,107 @@
+"""Bad input to `tamperscope remote`: one line, exit 2, nothing written, nothing contacted; the resume key."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tamperscope.model.asn import AsnTable
+from tamperscope.nettests import remote_dns, remote_web
+from tamperscope.nettests.base import Context, NettestError
+from tamperscope.nettests.vantage import contactable, domain_name
+from tamperscope.probe.engine import scan_output
+from tamperscope.probe.remote import _key, resume_key, vantage_probe
+
+TS = [sys.executable, "-m", "tamperscope"]
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAMPERSCOPE_")}
+    env["XDG_CONFIG_HOME"] = str(cwd / "config")
+    return subprocess.run([*TS, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=60)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["remote", "dns", "-i", "x.org"], "needs at least one --vantage"),
+    (["remote", "dns", "-V", "1.2.3", "-i", "x.org"], "a vantage must be an IP address, not '1.2.3'"),
+    (["remote", "dns", "-V", "127.0.0.1", "-i", "x.org"], "cannot be a vantage"),
+    (["remote", "dns", "-V", "192.0.2.1"], "needs --input or --list"),
+    (["remote", "web", "-V", "192.0.2.1", "-i", "exa mple.org"], "not a domain name"),
+    (["remote", "web", "-V", "192.0.2.1", "-i", "192.0.2.7"], "not a domain name"),
+    (["remote", "dns", "-V", "192.0.2.1", "-i", "x.org", "--per-vantage", "0"], "--per-vantage"),
+    (["remote", "dns", "-V", "192.0.2.1", "-i", "x.org", "--tries", "11"], "--tries"),
+    (["remote", "web", "-V", "192.0.2.1", "-i", "x.org", "--residual-wait", "nan"], "--residual-wait"),
+    (["remote", "dns", "-V", "192.0.2.1", "-i", "x.org", "--allow-net", "10.0.0.0/33"], "--allow-net"),
+    (["remote", "dns", "-V", "192.0.2.1", "-i", "x.org", "--control-domain", "a..b"], "--control-domain"),
+    (["remote", "dns", "-V", "192.0.2.1", "-i", "x.org", "--resolver", "nope"], "--resolver must be an IP"),
+    (["remote", "dns", "--vantages", "missing.txt", "-i", "x.org"], "cannot read vantage list missing.txt"),
+    (["remote", "ftp", "-V", "192.0.2.1", "-i", "x.org"], "invalid choice"),
+])
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path: Path, args: list[str], needle: str) -> None:
+    res = cli(*args, "-o", "out.jsonl", "--yes", cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert needle in res.stderr and res.stderr.strip().count("\n") == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "out.jsonl").exists()
+    assert not (tmp_path / "config").exists()  # no consent recorded: nothing ran
+
+
+def test_a_bad_vantage_list_line_is_named(tmp_path: Path) -> None:
+    (tmp_path / "v.txt").write_text("# resolvers\n192.0.2.1\n192.0.2.300\n")
+    res = cli("remote", "dns", "--vantages", "v.txt", "-i", "x.org", "-o", "out.jsonl", "--yes", cwd=tmp_path)
+    assert res.returncode == 2 and "v.txt: line 3: a vantage must be an IP address" in res.stderr, res.stderr
+    (tmp_path / "v.txt").write_text("# resolvers\n192.0.2.1\n")
+    res = cli("remote", "dns", "--vantages", "v.txt", "-i", "x.org", "-o", "v.txt", "--yes", cwd=tmp_path)
+    assert res.returncode == 2 and "is also a list" in res.stderr
+    assert (tmp_path / "v.txt").read_text() == "# resolvers\n192.0.2.1\n"
+
+
+def test_resume_counts_a_domain_once_per_vantage(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    lines = [{"test_name": "remote_dns", "input": "x.org", "test_keys": {"vantage": "192.0.2.1"}},
+             {"test_name": "remote_dns", "input": "x.org", "test_keys": {"vantage": "192.0.2.2"}},
+             {"test_name": "remote_dns", "input": "y.org", "test_keys": "hostile"},
+             {"test_name": "remote_web", "input": "z.org", "test_keys": {"vantage": "192.0.2.1"}}]
+    out.write_text("".join(json.dumps(m) + "\n" for m in lines))
+    seen = scan_output(out, "remote_dns", key=_key).seen
+    assert seen == {resume_key("192.0.2.1", "x.org"), resume_key("192.0.2.2", "x.org")}
+
+
+def test_the_envelope_names_the_vantages_network() -> None:
+    table = AsnTable.from_text("192.0.2.0\t192.0.2.255\t64501\tTM\tTURKMENTELECOM\n", "t")
+    p = vantage_probe("192.0.2.53", table, None, remote_dns)
+    assert (p.cc, p.asn, p.network_name, p.resolver_ip) == ("TM", 64501, "TURKMENTELECOM", "192.0.2.53")
+    p = vantage_probe("198.51.100.1", table, "tm", remote_web)
+    assert (p.cc, p.asn, p.resolver_ip) == ("tm", 0, "")
+
+
+def test_answers_outside_public_space_are_never_contacted() -> None:
+    import ipaddress
+
+    lab = (ipaddress.ip_network("198.18.0.0/15"),)
+    assert not contactable("127.0.0.1", lab) and not contactable("0.0.0.0", lab)
+    assert not contactable("10.0.0.1", ()) and not contactable("169.254.169.254", lab)
+    assert not contactable("::ffff:127.0.0.1", lab) and not contactable("ff02::1", lab)
+    assert not contactable("198.18.1.81", ()) and contactable("198.18.1.81", lab)
+    assert contactable("8.8.8.8", ()) and not contactable("not-an-ip", lab)
+
+
+def test_domains_are_checked_as_the_nettests_read_them() -> None:
+    assert domain_name("HTTPS://Www.Example.ORG/path", "t") == "www.example.org"
+    assert domain_name("bücher.de.", "t") == "xn--bcher-kva.de"
+    for bad in ("", "a..b", "exa mple.org", "10.0.0.1", "[::1]", "x" * 300 + ".org"):
+        with pytest.raises(NettestError):
+            domain_name(bad, "t")
+
+
+def test_a_remote_nettest_without_a_vantage_refuses_to_run() -> None:
+    import asyncio
+
+    for mod in (remote_dns, remote_web):
+        with pytest.raises(NettestError, match="needs a vantage"):
+            asyncio.run(mod.run("x.org", Context()))
