@@ -163,7 +163,7 @@ def remote_dns_verdict(measurement: Mapping[str, Any], matcher: BlockpageMatcher
             return _failure([*ev, *(f"test_keys.queries[{j}]" for j, _ in control)])
         if not any(consistent(ip) for ip in first):
             if late:  # a resolver answers once: the first of several answers, inconsistent, was forged
-                return _blocked("dns.injection", 0.95, ev, fingerprints)
+                return _blocked("dns.injection", 0.95, [*ev, *fp_evidence], fingerprints)
             return _blocked("dns.poison", 0.95 if fingerprints else 0.8, [*ev, *fp_evidence], fingerprints)
         if any(not consistent(ip) for _, d in late for ip in _answers(d)):
             return _blocked("dns.injection", 0.7, ev)
@@ -210,6 +210,11 @@ def _validation(tk: Mapping[str, Any], matcher: BlockpageMatcher | None) -> tupl
 # --------------------------------------------------------------------------- remote_web
 
 
+def _tx(record: Mapping[str, Any]) -> int | None:
+    tx = record.get("transaction_id")
+    return tx if type(tx) is int else None  # a list or an object from hostile input is no key
+
+
 class _Attempt:
     """One connection of remote_web: its connect, handshake and request records (by transaction id)."""
 
@@ -229,8 +234,8 @@ def _attempts(tk: Mapping[str, Any], protocol: str) -> list[_Attempt]:
     for i, c in _records(tk.get("tcp_connect")):
         tags = _tags(c)
         role = next((r for r in (BEFORE, TEST, AFTER) if r in tags), None)
-        tx = c.get("transaction_id")
-        if protocol not in tags or role is None or not isinstance(tx, int) or tx in by_tx:
+        tx = _tx(c)
+        if protocol not in tags or role is None or tx is None or tx in by_tx:
             continue
         t0 = c.get("t0")
         a = by_tx[tx] = _Attempt(role, t0 if isinstance(t0, (int, float)) else float(i))
@@ -240,7 +245,7 @@ def _attempts(tk: Mapping[str, Any], protocol: str) -> list[_Attempt]:
         if a.failure is None:
             a.step = "tls" if protocol == "https" else "http"
     for i, h in _records(tk.get("tls_handshakes")):
-        a = by_tx.get(h.get("transaction_id"))  # type: ignore[arg-type]
+        a = by_tx.get(_tx(h))
         if a is None or a.step != "tls":
             continue
         a.pointer = f"test_keys.tls_handshakes[{i}]"
@@ -248,7 +253,7 @@ def _attempts(tk: Mapping[str, Any], protocol: str) -> list[_Attempt]:
         if a.failure is None:
             a.step = "done"
     for i, r in _records(tk.get("requests")):
-        a = by_tx.get(r.get("transaction_id"))  # type: ignore[arg-type]
+        a = by_tx.get(_tx(r))
         if a is None or a.step != "http":
             continue
         a.pointer = f"test_keys.requests[{i}]"
@@ -279,7 +284,8 @@ def _web_protocol(tk: Mapping[str, Any], protocol: str, matcher: BlockpageMatche
             if matched:
                 return _blocked("http.blockpage", 0.95, [a.pointer], matched)
         return _verdict(False, True, "none", 0.85, "ok", [a.pointer for a in done])
-    decisive = [a for a in tests if a.step in ("http", "tls")]  # failed after the domain was sent
+    # failed after the domain was sent (a connection with no record past its connect decides nothing)
+    decisive = [a for a in tests if a.step in ("http", "tls") and a.failure]
     if not decisive:
         return _failure([a.pointer for a in tests] or [a.pointer for a in before])
     first = decisive[0]
