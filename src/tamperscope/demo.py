@@ -2,8 +2,10 @@
 
 Lab up with a censor profile (tm-like by default) → the probe over a bundled
 list of real-world URLs, from inside the lab's client namespace → `tamperscope
-locate` on one URL per mechanism → lab down → a summary by mechanism, checked
-against the lab's own ground truth, and the equipment seen → `tamperscope
+locate` on one URL per mechanism → the same domains measured from outside the
+country, through the ISP's resolver (`tamperscope remote dns`) → lab down → a
+summary by mechanism, checked against the lab's own ground truth, the equipment
+seen, and the outside view against the inside one → `tamperscope
 analyze` re-deriving every verdict from the raw records into a store, checked
 against the probe's, and `tamperscope report --html` (the analysis is the last
 thing printed).
@@ -31,7 +33,8 @@ from .lab.expect import expect_url
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="lab up, probe a bundled URL list, locate, lab down, summarise, analyse",
                        description="Bring the lab up with a censor profile, run web_connectivity over a bundled list "
-                                   "of real-world URLs inside it, locate one URL per mechanism, and take the lab down. "
+                                   "of real-world URLs inside it, locate one URL per mechanism, measure the same "
+                                   "domains from outside the country (tamperscope remote dns), and take the lab down. "
                                    "Then print a per-mechanism summary checked against the lab's ground truth, the "
                                    "equipment seen, and the measurements analysed again from their raw records "
                                    "(tamperscope analyze, into a store of their own, and an HTML report; both in the "
@@ -91,11 +94,15 @@ def run(args: argparse.Namespace) -> int:
             return status or 1
         located = locate_examples(measurements, say)
         truth = [json.loads(line) for line in manager.PATHS.log.read_text().splitlines() if line.strip()]
+        outside = outside_view(measurements, work, say)
+        outside_truth = [json.loads(line) for line in manager.PATHS.log.read_text().splitlines()[len(truth):]
+                         if line.strip()]
     finally:
         manager.down()
         say("demo: lab down")
     print(summary(measurements, profile, truth, time.monotonic() - t0, out))
     print(equipment(measurements, located), flush=True)
+    print(outside_summary(outside, measurements, outside_truth), flush=True)
     analysed = analysis(measurements, Path(out), work, say)
     print(analysed, flush=True)
     if not analysed.startswith("\n  analysis:"):
@@ -262,6 +269,46 @@ def locate_examples(measurements: list[dict], say: Callable[[str], None]) -> dic
         if res.returncode == 0:
             out[mech] = {"url": url, **json.loads(res.stdout)}
     return out
+
+
+def outside_view(measurements: list[dict], work: Path, say: Callable[[str], None]) -> list[dict]:
+    """`tamperscope remote dns` from the lab's outside vantage, through the ISP's resolver, for every domain the
+    probe measured: Censored Planet's view of the same censor, with nobody inside running anything."""
+    domains = sorted({h for h in (_host(m["input"]) for m in measurements) if h})
+    names, out = work / "domains.txt", work / "remote-dns.jsonl"
+    names.write_text("".join(f"{d}\n" for d in domains))
+    say(f"demo: measuring the {len(domains)} domains from outside the country (tamperscope remote dns, from "
+        f"{manager.A.OUTSIDE} through the ISP resolver {manager.A.ISP_RESOLVER})")
+    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "remote", "dns", "--vantage",
+                                            manager.A.ISP_RESOLVER, "--list", str(names), "--yes", "--no-progress",
+                                            "--per-vantage", "8",  # the lab's own resolver: no one else's to spare
+                                            "-o", str(out)], manager.A.NS_OUTSIDE), env=manager.client_env(),
+                         capture_output=True, text=True, timeout=600)
+    if res.returncode != 0 or not out.exists():
+        say(f"demo: remote dns failed: {(res.stderr.strip().splitlines() or ['no output'])[-1]}")
+        return []
+    return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+
+
+def outside_summary(remote: list[dict], measurements: list[dict], truth: list[dict]) -> str:
+    """The outside view against the inside one: which DNS tampering both sides see."""
+    if not remote:
+        return "\n  from outside: not measured (see above)"
+    seen_outside = {m["input"]: m["test_keys"].get("x_mechanism") or "none" for m in remote}
+    inside = {_host(m["input"]) for m in measurements if str(m["test_keys"].get("x_mechanism", "")).startswith("dns.")}
+    outside = {d for d, mech in seen_outside.items() if mech.startswith("dns.")}
+    failed = sum(m["test_keys"].get("x_status") == "failure" for m in remote)
+    mechs = Counter(mech for mech in seen_outside.values() if mech != "none")
+    dns_actions = [e for e in truth if e.get("layer") == "dns"]
+    lines = ["", f"  from outside (tamperscope remote dns through the ISP resolver {manager.A.ISP_RESOLVER}, "
+                 f"as Censored Planet measures): {len(remote)} domains",
+             f"  DNS tampering seen from outside: {len(outside)} domains"
+             + (f" ({', '.join(f'{k} {v}' for k, v in sorted(mechs.items()))})" if mechs else "")
+             + f"; failures {failed}",
+             f"  the inside probe's DNS findings seen again from outside: {len(inside & outside)}/{len(inside)}"
+             + (f"; seen only from outside: {', '.join(sorted(outside - inside)[:5])}" if outside - inside else ""),
+             f"  censor DNS actions logged while measuring from outside: {len(dns_actions)}"]
+    return "\n".join(lines)
 
 
 def equipment(measurements: list[dict], located: dict[str, dict]) -> str:

@@ -46,6 +46,10 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         assert "agreement with the lab's ground truth: 4/4" in text
         # the analysis pipeline re-derived every verdict from the raw records and reached the probe's
         assert "the probe's mechanism reached again for 4/4" in text, text
+        # the same domains measured from outside, through the ISP's resolver: the injection shows there too
+        assert "the inside probe's DNS findings seen again from outside: 1/1" in text, text
+        actions = next(line for line in out if "censor DNS actions logged while measuring from outside:" in line)
+        assert int(actions.rsplit(":", 1)[1]) >= 1, actions
         report = next(line.split("HTML report: ", 1)[1].strip() for line in out if "HTML report: " in line)
         html = Path(report).read_text(encoding="utf-8")
         assert "facebook.com" in html and "dns.injection" in html
