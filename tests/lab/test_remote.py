@@ -125,3 +125,63 @@ def test_a_vantage_that_is_no_resolver_is_a_failure_and_a_rerun_resumes(runs) ->
     for m in new:
         tk = m["test_keys"]
         assert tk["vantage"] == A.ISP_WEB and tk["x_status"] == "failure" and tk["blocking"] is None
+
+
+def in_outside(code: str) -> str:
+    res = subprocess.run(manager.exec_argv([sys.executable, "-c", code], A.NS_OUTSIDE), capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stderr[-1500:]
+    return res.stdout
+
+
+def test_remote_measurements_go_to_a_collector_and_its_explorer(lab, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    port = 18193
+    server = subprocess.Popen(manager.exec_argv([sys.executable, "-m", "tamperscope", "serve", "--db",
+                                                 str(tmp_path / "c.duckdb"), "--host", "127.0.0.1", "--port",
+                                                 str(port), "--rate", "0", "--read-rate", "0", "--quiet"],
+                                                A.NS_OUTSIDE), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        in_outside("import socket, time\n"
+                   "for _ in range(300):\n"
+                   "    try:\n"
+                   f"        socket.create_connection(('127.0.0.1', {port}), 0.5).close(); break\n"
+                   "    except OSError: time.sleep(0.1)\n"
+                   "else: raise SystemExit('the collector did not start')\n")
+        res = remote("web", "-V", A.ISP_WEB, "-i", "rst.example", "-i", "example.org", "-o",
+                     str(tmp_path / "w.jsonl"), "--submit", f"http://127.0.0.1:{port}",
+                     "--outbox", str(tmp_path / "outbox"))
+        assert res.returncode == 0, res.stderr
+        assert "submitted 2 measurement(s)" in res.stderr, res.stderr
+        # accepted submissions reach the store (and the listing) on the ingestor's next batch
+        page = json.loads(in_outside("import json, urllib.request, sys, time\n"
+                                     "for _ in range(100):\n"
+                                     f"    r = urllib.request.urlopen('http://127.0.0.1:{port}/api/v1/measurements"
+                                     "?limit=10', timeout=10).read().decode()\n"
+                                     "    if len(json.loads(r)['results']) >= 2: break\n"
+                                     "    time.sleep(0.2)\n"
+                                     "sys.stdout.write(r)\n"))
+        by = {r["input"]: r for r in page["results"]}
+        assert set(by) == {"rst.example", "example.org"}
+        assert by["rst.example"]["scores"]["mechanism"] == "http.rst" and by["rst.example"]["anomaly"] is True
+        assert by["example.org"]["anomaly"] is False and by["rst.example"]["probe_asn"] == "AS64500"
+        html = in_outside("import urllib.request, sys\n"
+                          f"r = urllib.request.urlopen('http://127.0.0.1:{port}/m/{by['rst.example']['measurement_uid']}'"
+                          ", timeout=10)\nsys.stdout.write(r.read().decode())\n")
+        assert "http.rst" in html and "remote_web" in html and A.OUTSIDE not in html
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def test_locate_from_outside_finds_the_censor_after_the_border_router(lab) -> None:  # type: ignore[no-untyped-def]
+    # CenTrace's own setting: TTL-limited triggers from outside the country to an in-country server. From the
+    # client the same censor shows after the access router; from outside, after the border router.
+    argv = [sys.executable, "-m", "tamperscope", "locate", "http://rst.example/", "--server", A.ISP_WEB, "--json",
+            "--yes", "--runs", "1", "--wait", "0.3"]
+    res = subprocess.run(manager.exec_argv(argv, A.NS_OUTSIDE), env=manager.client_env(), capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    loc = json.loads(res.stdout)
+    assert loc["address"] == A.ISP_WEB and loc["layer"] == "http"
+    assert loc["router"] == A.BORDER_OUT and loc["placement"] == "in-path", loc
+    assert any(e["rule"] == "in-rst" and e["client"].startswith(A.OUTSIDE + ":") for e in lab.logged("in-rst"))

@@ -53,6 +53,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-ttl", type=int, default=12, help="highest TTL to try (default 12)")
     p.add_argument("--wait", type=float, default=0.6,
                    help="seconds to listen after each trigger (default 0.6; a long path needs more)")
+    p.add_argument("--server", default=None, metavar="IP",
+                   help="send the triggers to this address, not the name's: an in-country server measured from "
+                        "outside (CenTrace's own setting; the URL's name still goes in the Host header or SNI)")
     p.add_argument("--spread", nargs="*", default=[], metavar="IP",
                    help="other addresses serving the same names, one per run")
     p.add_argument("--resolver", default=None,
@@ -139,9 +142,11 @@ async def _real_address(host: str, resolver: str) -> tuple[str | None, bool]:
 
 
 def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait: float, spread: list[str],
-           resolver: str, matcher: Any = None) -> tuple[Location, dict[str, Any]]:
+           resolver: str, matcher: Any = None, server: str | None = None) -> tuple[Location, dict[str, Any]]:
     u = parse_url(url)
-    if _is_ip(u.host):  # an address needs no DNS: it is the server
+    if server is not None:  # the triggers go there, whatever the name resolves to
+        real, tampered = server, False
+    elif _is_ip(u.host):  # an address needs no DNS: it is the server
         real, tampered = u.host, False
     else:
         real, tampered = asyncio.run(_real_address(u.host, resolver))
@@ -243,8 +248,8 @@ def _ipv4(value: str, what: str) -> str:
     return ip
 
 
-def _check(args: argparse.Namespace) -> tuple[str, str, list[str]]:
-    """(URL, resolver, spread addresses) once every option is known to be usable; else UsageError."""
+def _check(args: argparse.Namespace) -> tuple[str, str, list[str], str | None]:
+    """(URL, resolver, spread addresses, server) once every option is known to be usable; else UsageError."""
     try:
         url = normal_url(args.url)
         u = parse_url(url)
@@ -264,15 +269,19 @@ def _check(args: argparse.Namespace) -> tuple[str, str, list[str]]:
         check_host(args.control)
     except BadInput as e:
         raise UsageError(f"--control: {e}") from None
+    if args.server is not None and args.layer == "dns":
+        raise UsageError("--server goes with --layer http or tls: a DNS trigger goes to the resolver")
+    server = _ipv4(args.server, "--server") if args.server is not None else None
     resolver = _ipv4(args.resolver or os.environ.get("TAMPERSCOPE_PUBLIC_RESOLVER") or "8.8.8.8", "--resolver")
-    return url, resolver, [_ipv4(a, "--spread") for a in args.spread]
+    return url, resolver, [_ipv4(a, "--spread") for a in args.spread], server
 
 
-def _plan(host: str, resolver: str, spread: list[str], control: str) -> str:
+def _plan(host: str, resolver: str, spread: list[str], control: str, server: str | None = None) -> str:
     """What this run would contact, said before consent (nothing is looked up to say it)."""
-    parts = [f"{host}{' and ' + ', '.join(spread) if spread else ''} and the routers on the path to it, with "
+    target = server or host
+    parts = [f"{target}{' and ' + ', '.join(spread) if spread else ''} and the routers on the path to it, with "
              f"TTL-limited packets asking for {host} and for the control name {control}"]
-    if not _is_ip(host):
+    if not _is_ip(host) and server is None:
         parts.append(f"the public resolver {resolver} (DNS over TCP and UDP)")
     return "This run would contact: " + "; ".join(parts) + "."
 
@@ -282,8 +291,8 @@ def run(args: argparse.Namespace) -> int:
 
     if os.geteuid() != 0:
         raise UsageError("locate needs root: it sends TTL-limited packets and listens on raw sockets")
-    url, resolver, spread = _check(args)
-    plan = _plan(parse_url(url).host, resolver, spread, args.control)
+    url, resolver, spread, server = _check(args)
+    plan = _plan(parse_url(url).host, resolver, spread, args.control, server)
     try:
         ensure_consent(args.yes, plan=plan)
     except ConsentRequired as e:
@@ -293,7 +302,7 @@ def run(args: argparse.Namespace) -> int:
     args.url = url
     try:
         loc, detail = locate(url, layer=args.layer, control=args.control, runs=args.runs, max_ttl=args.max_ttl,
-                             wait=args.wait, spread=spread, resolver=resolver, matcher=matcher())
+                             wait=args.wait, spread=spread, resolver=resolver, matcher=matcher(), server=server)
     except PermissionError as e:
         raise UsageError(f"locate needs raw and packet sockets (root with CAP_NET_RAW): {e.strerror or e}") from None
     except OSError as e:

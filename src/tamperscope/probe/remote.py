@@ -41,7 +41,11 @@ from .command import (
     _matcher,
     _pick,
     _read_bounded,
+    _run_and_submit,
     _same_file,
+    _submission,
+    _submit_url,
+    _Tee,
     _tune_gc,
     summary_table,
 )
@@ -109,6 +113,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--yes", "-y", action="store_true", help="give informed consent without the prompt (automation)")
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.add_argument("--summary", action="store_true", help="print a table by mechanism at the end")
+    p.add_argument("--submit", default=None, metavar="URL",
+                   help="upload each measurement to this collector (OONI's report protocol, e.g. `tamperscope serve`) "
+                        "through a durable local outbox; what cannot be sent now is sent by the next --submit run")
+    p.add_argument("--outbox", type=Path, default=None, metavar="DIR",
+                   help="the outbox directory (default $XDG_DATA_HOME/tamperscope/outbox, else ~/.local/share/...)")
+    p.add_argument("--submit-timeout", type=float, default=120.0, metavar="S",
+                   help="seconds to keep retrying the upload after the last measurement (default 120)")
     p.set_defaults(func=run)
 
 
@@ -125,6 +136,7 @@ class Settings:
     cc: str | None
     options: dict[str, Any]
     timeout: float
+    submit: str | None
 
 
 def resume_key(vantage: str, domain: str) -> str:
@@ -165,6 +177,7 @@ def settings(args: argparse.Namespace) -> Settings:
     allow = [_network(c) for c in args.allow_net]
     if os.environ.get("TAMPERSCOPE_LAB") == "1":
         allow.append(LAB_NET)
+    submit = _submit_url(args)
     vantages = _vantages(args)
     inputs = _inputs(args, nettest)
     output, resume = _output(args, nettest)
@@ -177,7 +190,8 @@ def settings(args: argparse.Namespace) -> Settings:
     if args.protocol:
         options["protocols"] = tuple(dict.fromkeys(args.protocol))
     return Settings(nettest=nettest, vantages=vantages, inputs=inputs, output=output, resume=resume,
-                    trusted=trusted, ca_bundle=ca, asn_table=table, cc=cc, options=options, timeout=args.timeout)
+                    trusted=trusted, ca_bundle=ca, asn_table=table, cc=cc, options=options, timeout=args.timeout,
+                    submit=submit)
 
 
 def _network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -254,6 +268,8 @@ def plan(s: Settings) -> str:
     if s.nettest is remote_dns:
         parts.append(f"the trusted resolver {s.trusted}")
         parts.append("the addresses the vantages give that the trusted resolver does not (to validate them)")
+    if s.submit:
+        parts.append(f"the collector {s.submit}")
     return "This run would contact: " + "; ".join(parts) + "."
 
 
@@ -290,6 +306,7 @@ def run(args: argparse.Namespace) -> int:
     mine = sorted(local_addresses([*s.vantages[:8], s.trusted]))
     ctx = Context(udp_resolver=Resolver("udp", s.trusted), ca_bundle=s.ca_bundle, matcher=_matcher(),
                   asn=s.asn_table, timeouts=Timeouts(measurement=s.timeout), options=s.options)
+    submit = _submission(args, s.submit)
     label = str(s.output) if s.output is not None else "standard output"
     try:
         out = open_output(s.output, s.resume) if s.output is not None else open(1, "wb", closefd=False)
@@ -307,7 +324,10 @@ def run(args: argparse.Namespace) -> int:
     stats = RunStats(total=total, skipped=total - sum(len(todo) for _, todo in work))
     print(f"tamperscope: {s.nettest.NAME} on {len(s.inputs)} domain(s) through {len(s.vantages)} vantage(s)"
           + (f" ({stats.skipped} measurement(s) already in {label})" if stats.skipped else "")
-          + f"; at most {per_vantage} at once per vantage, {parallel} in all; writing {label}.", file=sys.stderr)
+          + f"; at most {per_vantage} at once per vantage, {parallel} in all; writing {label}"
+          + (f"; submitting to {submit.url} (outbox {submit.box.root}, {submit.box.waiting()} waiting)." if submit
+             else "; submitting nothing."), file=sys.stderr)
+    sink: Any = out if submit is None else _Tee(out, submit.box)
     _tune_gc()
     progress = Progress(stats, enabled=not args.no_progress)
     engines = [Engine(_adapted(s.nettest, v), ctx, vantage_probe(v, s.asn_table, s.cc, s.nettest), scrub,
@@ -319,7 +339,7 @@ def run(args: argparse.Namespace) -> int:
 
         async def one(engine: Engine, todo: list[str]) -> None:
             async with slots:
-                await engine.run(todo, out, stats, progress)
+                await engine.run(todo, sink, stats, progress)
 
         try:
             async with asyncio.TaskGroup() as tg:
@@ -328,8 +348,11 @@ def run(args: argparse.Namespace) -> int:
         except BaseExceptionGroup as group:  # an engine stops only when the output cannot be written
             raise group.exceptions[0] from None
 
+    work_done: Any = measure_all()
+    if submit is not None:
+        work_done = _run_and_submit(work_done, submit, s.ca_bundle, progress)
     try:
-        _loop_run(measure_all())
+        _loop_run(work_done)
     except BrokenPipeError:
         raise  # the reader of standard output had enough: the CLI ends quietly
     except OSError as e:
