@@ -3,9 +3,11 @@
 Lab up with a censor profile (tm-like by default) → the probe over a bundled
 list of real-world URLs, from inside the lab's client namespace → `tamperscope
 locate` on one URL per mechanism → the same domains measured from outside the
-country, through the ISP's resolver (`tamperscope remote dns`) → lab down → a
+country, through the ISP's resolver (`tamperscope remote dns`), and one reset
+located from there too (`tamperscope locate --server`) → lab down → a
 summary by mechanism, checked against the lab's own ground truth, the equipment
-seen, and the outside view against the inside one → `tamperscope
+seen, and the outside view against the inside one (the censor bracketed between
+the routers each side sees last) → `tamperscope
 analyze` re-deriving every verdict from the raw records into a store, checked
 against the probe's, and `tamperscope report --html` (the analysis is the last
 thing printed).
@@ -97,12 +99,14 @@ def run(args: argparse.Namespace) -> int:
         outside = outside_view(measurements, work, say)
         outside_truth = [json.loads(line) for line in manager.PATHS.log.read_text().splitlines()[len(truth):]
                          if line.strip()]
+        located_outside = locate_from_outside(measurements, say)
     finally:
         manager.down()
         say("demo: lab down")
     print(summary(measurements, profile, truth, time.monotonic() - t0, out))
     print(equipment(measurements, located), flush=True)
     print(outside_summary(outside, measurements, outside_truth), flush=True)
+    print(bracket(located, located_outside), flush=True)
     analysed = analysis(measurements, Path(out), work, say)
     print(analysed, flush=True)
     if not analysed.startswith("\n  analysis:"):
@@ -288,6 +292,31 @@ def outside_view(measurements: list[dict], work: Path, say: Callable[[str], None
         say(f"demo: remote dns failed: {(res.stderr.strip().splitlines() or ['no output'])[-1]}")
         return []
     return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+
+
+def locate_from_outside(measurements: list[dict], say: Callable[[str], None]) -> dict | None:
+    """CenTrace's own setting: `tamperscope locate --server` from the outside vantage towards the ISP's web server,
+    with the first URL the probe found reset over HTTP."""
+    url = next((m["input"] for m in measurements if m["test_keys"].get("x_mechanism") == "http.rst"), None)
+    if url is None:
+        return None
+    say(f"demo: locating http.rst from outside, with {url} sent to the ISP's web server {manager.A.ISP_WEB}")
+    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--server",
+                                            manager.A.ISP_WEB, "--yes", "--json", "--runs", "1", "--wait", "0.3"],
+                                           manager.A.NS_OUTSIDE), env=manager.client_env(), capture_output=True,
+                         text=True, timeout=300)
+    return {"url": url, **json.loads(res.stdout)} if res.returncode == 0 else None
+
+
+def bracket(inside: dict[str, dict], outside: dict | None) -> str:
+    """The same censor located from both sides: between the routers each side sees last before it."""
+    mine = inside.get("http.rst")
+    if outside is None or mine is None or outside.get("hop") is None or mine.get("hop") is None:
+        return "\n  located from outside: not done (no http.rst, or no run completed)"
+    return (f"\n  located from outside (tamperscope locate --server {manager.A.ISP_WEB}, CenTrace's setting): "
+            f"hop {outside['hop']}, after router {outside.get('router')} ({outside.get('placement')});\n"
+            f"  from inside: hop {mine['hop']}, after router {mine.get('router')}: the censor sits between "
+            f"{mine.get('router')} and {outside.get('router')}")
 
 
 def outside_summary(remote: list[dict], measurements: list[dict], truth: list[dict]) -> str:

@@ -50,6 +50,8 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         assert "the inside probe's DNS findings seen again from outside: 1/1" in text, text
         actions = next(line for line in out if "censor DNS actions logged while measuring from outside:" in line)
         assert int(actions.rsplit(":", 1)[1]) >= 1, actions
+        # located from both sides: the censor between the access router (inside) and the border router (outside)
+        assert "the censor sits between 198.18.1.1 and 198.18.4.1" in text, text
         report = next(line.split("HTML report: ", 1)[1].strip() for line in out if "HTML report: " in line)
         html = Path(report).read_text(encoding="utf-8")
         assert "facebook.com" in html and "dns.injection" in html
