@@ -1001,3 +1001,51 @@ def test_hostile_records_are_skipped_not_trusted() -> None:
     v = checked(remote_dns_verdict(m, matcher), m)
     assert v.mechanism == "dns.poison"
     assert all(resolve(m, p)["transaction_id"] == tid for p in v.evidence)
+
+
+# --------------------------------------------------------------------------- a vantage that lies about everything
+
+
+def test_dns_a_vantage_lying_about_the_control_domain_is_a_failure_not_censorship() -> None:
+    """A resolver that answers every name with its own address (an ad or captive-portal hijack) would make
+    every domain look poisoned: Satellite drops such resolvers, and so does the verdict."""
+    d = DNS()
+    d.query("vantage_before", ELSEWHERE)  # the vantage's answer for the control domain ...
+    d.query("control_domain", CONTROL_DOMAIN_IP)  # ... and the trusted resolver's: nothing in common
+    d.control(SITE)
+    d.test(ELSEWHERE)
+    v = d.verdict()
+    assert (v.blocking, v.mechanism, v.status) == (None, "none", "failure")
+    # the same measurement from a vantage that agrees on the control domain is poisoning
+    d = DNS()
+    d.query("vantage_before", CONTROL_DOMAIN_IP)
+    d.query("control_domain", CONTROL_DOMAIN_IP)
+    d.control(SITE)
+    d.test(ELSEWHERE)
+    assert d.verdict().mechanism == "dns.poison"
+
+
+def test_dns_control_domain_agreement_by_network_and_without_a_reference() -> None:
+    # another address of the control domain's own network: a CDN answering differently, not a liar
+    d = DNS()
+    d.asn.update({SIBLING: SITE_ASN, SITE: SITE_ASN})
+    d.query("vantage_before", SIBLING)
+    d.query("control_domain", SITE)
+    d.control(SITE)
+    d.test(SITE)
+    assert d.verdict().status == "ok"
+    # a bogon of that network proves nothing: still a liar
+    d = DNS()
+    d.asn.update({BOGON: SITE_ASN, SITE: SITE_ASN})
+    d.query("vantage_before", BOGON)
+    d.query("control_domain", SITE)
+    d.control(SITE)
+    d.test(SITE)
+    assert d.verdict().status == "failure"
+    # the trusted resolver did not answer for the control domain: nothing to judge the vantage by
+    d = DNS()
+    d.query("vantage_before", ELSEWHERE)
+    d.query("control_domain", failure="generic_timeout_error")
+    d.control(SITE)
+    d.test(SITE)
+    assert d.verdict().status == "ok"

@@ -12,13 +12,16 @@ Every record a remote nettest writes carries a role in its ``tags``:
   before and after the test. Without a good answer before, the vantage is down or no
   resolver/server at all: the measurement is a failure, never a verdict on the domain.
 - ``test``: the domain, through the vantage (several attempts: remote vantages are lossy).
-- ``control``: the domain through a trusted resolver outside (remote_dns).
+- ``control``: the domain through a trusted resolver outside (remote_dns); ``control_domain``:
+  the control domain through the same trusted resolver.
 - ``validate``: a TLS handshake (and HTTP fetch) to an address the vantage answered that the
   control did not, with the domain as SNI (Satellite's HTTPS validation).
 - remote_web adds the protocol, ``http`` or ``https``, to each record's tags.
 
 remote_dns, in order:
-1. The vantage did not resolve the control domain before the test: failure.
+1. The vantage did not resolve the control domain before the test, or its answer shares no
+   address and no AS number with the trusted resolver's for the same control domain (a
+   resolver that hijacks every name; Satellite drops such resolvers): failure.
 2. The first answer holds no address consistent with the control (the control's own
    addresses, an address in one of their AS numbers, or an address that completed a
    verified TLS handshake for the domain; bogons are consistent only when the control
@@ -56,6 +59,7 @@ from .consistency import _body_bytes, _headers, is_bogon
 from .verdict import OONI_BLOCKING, BlockpageMatcher, Verdict, failure_class
 
 BEFORE, AFTER, TEST, CONTROL, VALIDATE = "vantage_before", "vantage_after", "test", "control", "validate"
+CONTROL_DOMAIN = "control_domain"  # the trusted resolver's answer for the control domain
 PROTOCOLS = ("http", "https")
 NEGATIVE = frozenset({"dns_nxdomain", "dns_no_answer", "dns_error"})  # failure classes of a negative answer
 
@@ -142,6 +146,9 @@ def remote_dns_verdict(measurement: Mapping[str, Any], matcher: BlockpageMatcher
     asn_of = {ip: n for ip, n in _mapping(tk.get("x_asn")).items()
               if isinstance(n, int) and not isinstance(n, bool) and n > 0}
     good_asns = {asn_of[ip] for ip in good if ip in asn_of}
+    liar = _lies_about_the_control_domain(queries, role, before, asn_of)
+    if liar:
+        return _failure(liar)
     validated, fingerprints, fp_evidence = _validation(tk, matcher)
 
     def consistent(ip: str) -> bool:
@@ -183,6 +190,25 @@ def remote_dns_verdict(measurement: Mapping[str, Any], matcher: BlockpageMatcher
     if all(c == "timeout" for c in classes):
         return _blocked("dns.drop", 0.6 if after_alive else 0.4, ev)
     return _failure(ev)
+
+
+def _lies_about_the_control_domain(queries: list[tuple[int, Mapping[str, Any]]], role: Mapping[int, frozenset[str]],
+                                   before: list[tuple[int, Mapping[str, Any]]], asn_of: Mapping[str, int]) -> list[str]:
+    """Pointers showing that the vantage's answer for the control domain shares nothing with the trusted
+    resolver's (no address, no AS number; bogons never count): a resolver that hijacks every name, whose
+    answer for the domain says nothing about censorship. Empty when it agrees, or when there is nothing to
+    compare with (older measurements, a trusted resolver that did not answer)."""
+    trusted = [(i, q) for i, q in queries if CONTROL_DOMAIN in role[i] and not _text(q.get("failure"))]
+    reference = {ip for _, q in trusted for ip in _answers(q)}
+    if not reference:
+        return []
+    reference_asns = {asn_of[ip] for ip in reference if ip in asn_of}
+    given = [(i, q) for i, q in before if _answers(q)]
+    agrees = any(ip in reference or (not is_bogon(ip) and asn_of.get(ip) in reference_asns)
+                 for _, q in given for ip in _answers(q))
+    if agrees:
+        return []
+    return [*(f"test_keys.queries[{i}]" for i, _ in given), *(f"test_keys.queries[{i}]" for i, _ in trusted)]
 
 
 def _validation(tk: Mapping[str, Any], matcher: BlockpageMatcher | None) -> tuple[set[str], list[str], list[str]]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ..model.remote import AFTER, BEFORE, CONTROL, TEST, VALIDATE, remote_dns_verdict
+from ..model.remote import AFTER, BEFORE, CONTROL, CONTROL_DOMAIN, TEST, VALIDATE, remote_dns_verdict
 from ..model.verdict import failure_class
 from ..netx import NetxError, Trace, lookup_udp, round_trip, tcp_connect, tls_handshake
 from .base import Context, NettestError
@@ -31,7 +31,8 @@ MAX_VALIDATED = 3  # addresses validated per measurement: a resolver answering 5
 
 
 class Config:
-    """Options (from the run context): vantage (IP), control_domain, tries (default 3), allow (networks)."""
+    """Options (from the run context): vantage (IP), control_domain, tries (default 3), allow (networks),
+    port (the vantage's DNS port, default 53)."""
 
 
 def check_input(input: str) -> None:
@@ -43,35 +44,47 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
     vantage = vantage_of(ctx, NAME)
     control_domain = control_domain_of(ctx)
     tries = tries_of(ctx, 3)
+    port = ctx.options.get("port")
+    port = port if type(port) is int and 0 < port < 65536 else 53
     t = ctx.timeouts
     trace = Trace(record_io=bool(ctx.options.get("network_events", True)))
     tk: dict[str, Any] = {"vantage": vantage, "control_domain": control_domain, "domain": name}
     trusted = ctx.udp_resolver.address if ctx.udp_resolver is not None else None
     if trusted is None:
         raise NettestError(f"{NAME} needs a trusted resolver to compare with (--resolver)")
+    trusted_port = ctx.udp_resolver.port or 53 if ctx.udp_resolver is not None else 53
     async with trace:
-        before = await lookup_udp(control_domain, "A", server=vantage, trace=trace, timeout=t.dns,
+        before = await lookup_udp(control_domain, "A", server=vantage, port=port, trace=trace, timeout=t.dns,
                                   duplicate_window=0, tags=(BEFORE,))
         if not before.addresses:  # no working resolver there: nothing about the domain can be learnt
             tk.update(trace.test_keys())
             return tk
 
         async def control() -> list[str]:
-            res = await lookup_udp(name, "A", server=trusted, trace=trace, timeout=t.dns, tags=(CONTROL,))
+            res = await lookup_udp(name, "A", server=trusted, port=trusted_port, trace=trace, timeout=t.dns,
+                                   tags=(CONTROL,))
             return list(res.addresses)
+
+        async def control_domain_control() -> None:
+            # what the trusted resolver says of the control domain: a vantage that lies about it too is no
+            # resolver to learn from (it hijacks every name), and the verdict says failure
+            await lookup_udp(control_domain, "A", server=trusted, port=trusted_port, trace=trace, timeout=t.dns,
+                             duplicate_window=0, tags=(CONTROL_DOMAIN,))
 
         async def test() -> None:
             for _ in range(tries):
-                res = await lookup_udp(name, "A", server=vantage, trace=trace, timeout=t.dns, tags=(TEST,))
+                res = await lookup_udp(name, "A", server=vantage, port=port, trace=trace, timeout=t.dns,
+                                       tags=(TEST,))
                 if failure_class(res.failure) != "timeout":
                     return
 
         async with asyncio.TaskGroup() as tg:
             control_task = tg.create_task(control())
+            tg.create_task(control_domain_control())
             tg.create_task(test())
         good = set(control_task.result())
-        await lookup_udp(control_domain, "A", server=vantage, trace=trace, timeout=t.dns, duplicate_window=0,
-                         tags=(AFTER,))
+        await lookup_udp(control_domain, "A", server=vantage, port=port, trace=trace, timeout=t.dns,
+                         duplicate_window=0, tags=(AFTER,))
         await trace.drain()  # the late answers to the test's queries
         answered = _answered(trace)
         suspects = [ip for ip in answered if ip not in good and contactable(ip, allowed_networks(ctx))]

@@ -38,7 +38,7 @@ RETRY_EVERY = 5.0
 
 class Config:
     """Options (from the run context): vantage (IP), control_domain, tries (default 2), protocols
-    (default http and https), residual_wait (seconds, default 35)."""
+    (default http and https), ports ({"http": 80, "https": 443}), residual_wait (seconds, default 35)."""
 
 
 def check_input(input: str) -> None:
@@ -48,6 +48,17 @@ def check_input(input: str) -> None:
 def residual_wait_of(ctx: Context) -> float:
     value = ctx.options.get("residual_wait", DEFAULT_RESIDUAL_WAIT)
     return float(value) if isinstance(value, (int, float)) and 0 <= value <= 600 else DEFAULT_RESIDUAL_WAIT
+
+
+def ports_of(ctx: Context) -> dict[str, int]:
+    """The vantage's ports: 80 and 443 unless ctx.options["ports"] names others (a server on 8080)."""
+    given = ctx.options.get("ports")
+    ports = dict(PORTS)
+    if isinstance(given, dict):
+        for protocol, port in given.items():
+            if protocol in ports and type(port) is int and 0 < port < 65536:
+                ports[protocol] = port
+    return ports
 
 
 def protocols_of(ctx: Context) -> tuple[str, ...]:
@@ -64,6 +75,7 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
     control_domain = control_domain_of(ctx)
     tries = tries_of(ctx, 2)
     protocols = protocols_of(ctx)
+    ports = ports_of(ctx)
     wait = residual_wait_of(ctx)
     waited: dict[str, float] = {}
     trace = Trace(record_io=bool(ctx.options.get("network_events", True)))
@@ -76,7 +88,7 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
         t = ctx.timeouts
         tags = (protocol, role)
         try:
-            stream = await tcp_connect(vantage, PORTS[protocol], trace=trace, timeout=t.connect, tags=tags)
+            stream = await tcp_connect(vantage, ports[protocol], trace=trace, timeout=t.connect, tags=tags)
         except NetxError:
             return False
         if protocol == "https":
@@ -90,7 +102,8 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
             await tls.aclose()
             return True
         try:
-            await round_trip(stream, f"http://{host}/", trace=trace, timeout=t.http, tags=tags)
+            authority = host if ports["http"] == 80 else f"{host}:{ports['http']}"
+            await round_trip(stream, f"http://{authority}/", trace=trace, timeout=t.http, tags=tags)
             return True
         except NetxError as e:
             return _answered(e)
