@@ -41,6 +41,8 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     (["remote", "dns", "-V", "192.0.2.1", "-i", "x.org", "--resolver", "nope"], "--resolver must be an IP"),
     (["remote", "dns", "--vantages", "missing.txt", "-i", "x.org"], "cannot read vantage list missing.txt"),
     (["remote", "ftp", "-V", "192.0.2.1", "-i", "x.org"], "invalid choice"),
+    (["remote", "web", "-V", "192.0.2.1", "-i", "x.org", "--https-port", "0"], "--https-port must be between"),
+    (["remote", "web", "-V", "192.0.2.1", "-i", "x.org", "--http-port", "70000"], "--http-port must be between"),
 ])
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path: Path, args: list[str], needle: str) -> None:
     res = cli(*args, "-o", "out.jsonl", "--yes", cwd=tmp_path)

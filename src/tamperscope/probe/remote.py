@@ -99,6 +99,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="attempts per domain, remote paths being lossy (default: dns 3, web 2)")
     p.add_argument("--protocol", action="append", choices=remote_web.PORTS, default=[],
                    help="web: http (Host header, port 80) and/or https (SNI, port 443); default both")
+    p.add_argument("--http-port", type=int, default=80, metavar="PORT",
+                   help="web: the vantages' HTTP port (default 80)")
+    p.add_argument("--https-port", type=int, default=443, metavar="PORT",
+                   help="web: the vantages' HTTPS port (default 443)")
     p.add_argument("--ca-bundle", default=None, help="dns: CA bundle to validate answers with; default "
                    "$TAMPERSCOPE_CA_BUNDLE or the system's")
     p.add_argument("--asn-table", default=None,
@@ -187,6 +191,10 @@ def settings(args: argparse.Namespace) -> Settings:
         options["tries"] = args.tries
     if args.residual_wait is not None:
         options["residual_wait"] = args.residual_wait
+    for flag, port in (("--http-port", args.http_port), ("--https-port", args.https_port)):
+        if not 0 < port < 65536:
+            raise UsageError(f"{flag} must be between 1 and 65535, not {port}")
+    options["ports"] = {"http": args.http_port, "https": args.https_port}
     if args.protocol:
         options["protocols"] = tuple(dict.fromkeys(args.protocol))
     return Settings(nettest=nettest, vantages=vantages, inputs=inputs, output=output, resume=resume,
