@@ -185,3 +185,21 @@ def test_locate_from_outside_finds_the_censor_after_the_border_router(lab) -> No
     assert loc["address"] == A.ISP_WEB and loc["layer"] == "http"
     assert loc["router"] == A.BORDER_OUT and loc["placement"] == "in-path", loc
     assert any(e["rule"] == "in-rst" and e["client"].startswith(A.OUTSIDE + ":") for e in lab.logged("in-rst"))
+
+
+def test_capture_names_the_equipment_from_outside(lab, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """--capture: the forged packets, seen from outside, carry the rules' header values (the equipment's
+    signature), as the inside probe's do."""
+    web, dns = tmp_path / "w.jsonl", tmp_path / "d.jsonl"
+    res = remote("web", "-V", A.ISP_WEB, "-i", "rst.example", "-i", "sni.example", "-i", "example.org",
+                 "--capture", "-o", str(web))
+    assert res.returncode == 0, res.stderr
+    res = remote("dns", "-V", A.ISP_RESOLVER, "-i", "inject.example", "--capture", "-o", str(dns))
+    assert res.returncode == 0, res.stderr
+    by = {m["input"]: m["test_keys"] for m in read(web) + read(dns)}
+    for name in ("rst.example", "sni.example"):
+        sig = by[name]["x_signature"]
+        assert sig["key"] == "tcp/RA/ttl128/win0/ipid30000" and sig["remote"].startswith(A.ISP_WEB + ":"), sig
+        assert sig["ttl"] == 127  # one router (the border) between the censor and the measurer
+    assert by["inject.example"]["x_signature"]["key"] == "udp/ttl64/ipid0"
+    assert "x_signature" not in by["example.org"] and A.OUTSIDE not in web.read_text()

@@ -1049,3 +1049,20 @@ def test_dns_control_domain_agreement_by_network_and_without_a_reference() -> No
     d.control(SITE)
     d.test(SITE)
     assert d.verdict().status == "ok"
+
+
+def test_the_dns_signature_is_the_answer_to_the_query_the_verdict_names() -> None:
+    """remote_dns asks the control domain first: its genuine answer must not be taken for the forged one."""
+    from tamperscope.model.signature import signature_from
+
+    def packet(t: float, matches: str, ip_id: int) -> dict[str, Any]:
+        return {"proto": "udp", "remote": f"{VANTAGE}:53", "ip_id": ip_id, "ttl": 63, "initial_ttl": 64,
+                "flags": "", "window": None, "payload_len": 40, "t": t, "matches": matches}
+
+    m = {"test_keys": {"x_mechanism": "dns.injection", "x_evidence": ["test_keys.queries[2]"],
+                       "x_packets": [packet(0.01, "test_keys.queries[0]", 4242),  # the vantage's own answer
+                                     packet(0.20, "test_keys.queries[2]", 0)]}}  # the injector's
+    sig = signature_from(m)
+    assert sig is not None and sig["key"] == "udp/ttl64/ipid0", sig
+    m["test_keys"]["x_evidence"] = []  # no pointer: the earliest answer, as before
+    assert signature_from(m)["key"] == "udp/ttl64/ipid4242"  # type: ignore[index]

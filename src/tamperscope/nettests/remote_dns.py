@@ -19,6 +19,7 @@ import asyncio
 from typing import Any
 
 from ..model.remote import AFTER, BEFORE, CONTROL, CONTROL_DOMAIN, TEST, VALIDATE, remote_dns_verdict
+from ..model.signature import signature_from
 from ..model.verdict import failure_class
 from ..netx import NetxError, Trace, lookup_udp, round_trip, tcp_connect, tls_handshake
 from .base import Context, NettestError
@@ -142,4 +143,8 @@ async def _validate(ip: str, name: str, ctx: Context, trace: Trace) -> None:
 
 
 def finish(measurement: dict[str, Any], ctx: Context) -> None:
-    measurement["test_keys"].update(remote_dns_verdict(measurement, ctx.matcher).to_test_keys())
+    tk = measurement["test_keys"]
+    tk.update(remote_dns_verdict(measurement, ctx.matcher).to_test_keys())
+    sig = signature_from(measurement)  # with --capture: the forged packets' signature, seen from outside
+    if sig is not None:
+        tk["x_signature"] = sig

@@ -36,6 +36,7 @@ from .command import (
     _asn_table,
     _cc,
     _check_ca_bundle,
+    _check_capture,
     _ip,
     _loop_run,
     _matcher,
@@ -43,6 +44,7 @@ from .command import (
     _read_bounded,
     _run_and_submit,
     _same_file,
+    _sniffer,
     _submission,
     _submit_url,
     _Tee,
@@ -113,6 +115,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="dns: a non-public network the answers may be validated in (in the lab 198.18.0.0/15 "
                         "is allowed); public addresses always are, loopback never")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per measurement (default 120)")
+    p.add_argument("--capture", action="store_true",
+                   help="(root) capture the packets censors forge (RSTs, injected pages, DNS answers), seen from "
+                        "outside, for the equipment's signature: x_packets, x_signature")
     p.add_argument("--no-network-events", action="store_true", help="leave out network_events: smaller output")
     p.add_argument("--yes", "-y", action="store_true", help="give informed consent without the prompt (automation)")
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
@@ -170,6 +175,8 @@ def settings(args: argparse.Namespace) -> Settings:
         control = domain_name(args.control_domain, "--control-domain")
     except NettestError:
         raise UsageError(f"--control-domain must be a domain name, not {args.control_domain!r}") from None
+    if args.capture:
+        _check_capture()
     cc = _cc(args.cc)
     trusted, label = _pick(args.resolver, "--resolver", "TAMPERSCOPE_PUBLIC_RESOLVER")
     trusted = _ip(trusted, label) if trusted is not None else "8.8.8.8"
@@ -338,8 +345,9 @@ def run(args: argparse.Namespace) -> int:
     sink: Any = out if submit is None else _Tee(out, submit.box)
     _tune_gc()
     progress = Progress(stats, enabled=not args.no_progress)
+    sniffer = _sniffer() if args.capture else None
     engines = [Engine(_adapted(s.nettest, v), ctx, vantage_probe(v, s.asn_table, s.cc, s.nettest), scrub,
-                      parallel=per_vantage, annotations={"vantage": v, "measured_from": "outside"})
+                      parallel=per_vantage, annotations={"vantage": v, "measured_from": "outside"}, sniffer=sniffer)
                for v, _ in work]
 
     async def measure_all() -> None:
@@ -375,6 +383,8 @@ def run(args: argparse.Namespace) -> int:
         except OSError:
             pass
         progress.close()
+        if sniffer is not None:
+            sniffer.close()
     if args.summary:
         print(summary_table(stats), file=sys.stdout if s.output is not None else sys.stderr)
     if stats.errors:
