@@ -14,6 +14,7 @@ test: setup
 bench: setup
 	.venv/bin/python -m bench.bridge
 	.venv/bin/python -m bench.probe_speed
+	.venv/bin/python -m bench.remote
 	.venv/bin/python -m bench.fingerprints
 	.venv/bin/python -m bench.verdict
 	.venv/bin/python -m bench.analyze
