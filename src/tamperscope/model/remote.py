@@ -32,7 +32,8 @@ remote_dns, in order:
    from that address). A consistent first answer followed by an inconsistent late one:
    ``dns.injection`` at 0.7 (the injector lost the race).
 3. No address in any attempt while the control resolves: ``dns.nxdomain`` for a negative
-   answer (NXDOMAIN, REFUSED, SERVFAIL, no data), ``dns.drop`` when every attempt timed out
+   answer (NXDOMAIN, REFUSED, SERVFAIL, no data; a truncated reply is none of these, and
+   attempts answered only that way are a failure), ``dns.drop`` when every attempt timed out
    (0.6 when the vantage answered the control domain again afterwards, else 0.4).
 4. Without a control answer nothing but an injection can be told: failure.
 
@@ -51,6 +52,8 @@ remote_web, for each protocol, then the strongest:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -106,6 +109,18 @@ def _answers(query: Mapping[str, Any]) -> list[str]:
         if ip is not None and ip not in out:
             out.append(ip)
     return out
+
+
+def truncated(query: Mapping[str, Any]) -> bool:
+    """A reply with the TC bit: "ask again over TCP", not an answer (rate-limiting resolvers send them empty)."""
+    raw = query.get("raw_response")
+    if not isinstance(raw, str):
+        return False
+    try:
+        head = base64.b64decode(raw[:8], validate=False)
+    except (binascii.Error, ValueError):
+        return False
+    return len(head) >= 3 and bool(head[2] & 0x02)
 
 
 def _verdict(blocking: Any, accessible: Any, mechanism: str, confidence: float, status: str,
@@ -176,8 +191,9 @@ def remote_dns_verdict(measurement: Mapping[str, Any], matcher: BlockpageMatcher
             return _blocked("dns.injection", 0.7, ev)
         return _verdict(False, True, "none", 0.9, "ok", ev)
     ev = [f"test_keys.queries[{i}]" for i, _ in tests]
+    tests = [(i, q) for i, q in tests if not truncated(q)]  # no answer at all: neither negative nor silent
     if not tests:
-        return _failure(["test_keys.queries"])
+        return _failure(ev or ["test_keys.queries"])
     if not good:
         negative = all(failure_class(_text(q.get("failure"))) in NEGATIVE for _, q in tests) and any(
             failure_class(_text(q.get("failure"))) == "dns_nxdomain" for _, q in control)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ..model.remote import AFTER, BEFORE, CONTROL, CONTROL_DOMAIN, TEST, VALIDATE, remote_dns_verdict
+from ..model.remote import AFTER, BEFORE, CONTROL, CONTROL_DOMAIN, TEST, VALIDATE, remote_dns_verdict, truncated
 from ..model.signature import signature_from
 from ..model.verdict import failure_class
 from ..netx import NetxError, Trace, lookup_udp, round_trip, tcp_connect, tls_handshake
@@ -76,8 +76,9 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
             for _ in range(tries):
                 res = await lookup_udp(name, "A", server=vantage, port=port, trace=trace, timeout=t.dns,
                                        tags=(TEST,))
-                if failure_class(res.failure) != "timeout":
-                    return
+                mine = next((q for q in reversed(trace.queries) if TEST in q.get("tags", ())), None)
+                if failure_class(res.failure) != "timeout" and not (mine is not None and truncated(mine)):
+                    return  # an answer; a truncated one (a rate-limiting resolver's) is asked again
 
         async with asyncio.TaskGroup() as tg:
             control_task = tg.create_task(control())

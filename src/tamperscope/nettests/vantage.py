@@ -42,10 +42,20 @@ def domain_name(input: str | None, nettest: str) -> str:
             raise BadInput("")
         name = check_host(name)
     except BadInput:
-        raise NettestError(f"not a domain name: {input!r}") from None
+        raise NettestError(f"not a domain name: {_shown(input)}") from None
     if not name.isascii():
-        name = name.encode("idna").decode("ascii")
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise NettestError(f"not a domain name: {_shown(input)}") from None
+        if ipaddress_or_none(name) is not None or name.rsplit(".", 1)[-1].isdigit():
+            raise NettestError(f"not a domain name: {_shown(input)}")  # "１２７．０．０．１" is 127.0.0.1
     return name
+
+
+def _shown(value: str) -> str:
+    """A hostile input as an error message names it: at most 100 characters of it."""
+    return repr(value[:100]) + ("…" if len(value) > 100 else "")
 
 
 def ipaddress_or_none(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -57,7 +67,8 @@ def ipaddress_or_none(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Addre
 
 def vantage_of(ctx: Context, nettest: str) -> str:
     vantage = ctx.options.get("vantage")
-    if not isinstance(vantage, str) or ipaddress_or_none(vantage) is None:
+    addr = ipaddress_or_none(vantage) if isinstance(vantage, str) else None
+    if addr is None or addr.is_unspecified or addr.is_multicast:
         raise NettestError(f"{nettest} needs a vantage: the IP address of an in-country server (--vantage)")
     return vantage
 

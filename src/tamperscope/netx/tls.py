@@ -27,6 +27,7 @@ import functools
 import hashlib
 import ipaddress
 import ssl
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -180,7 +181,10 @@ async def handshake(tcp: TCPStream, *, server_name: str | None, trace: Trace | N
             raise TLSError(failure, endpoint=tcp.address, peer_certificates=chain) from exc
         raise
     chain = peer_chain(sslobj)
-    verify_failure = None if verify else verify_offline(chain, server_name, ca_bundle)
+    try:
+        verify_failure = None if verify else verify_offline(chain, server_name, ca_bundle)
+    except Exception:  # noqa: BLE001 - a certificate the checker cannot even read must not leak the stream
+        verify_failure = F.SSL_INVALID_CERTIFICATE
     trace.tls_handshakes.append(_record(trace, tcp, server_name, t0, None, chain, sslobj,
                                         verify, verify_failure, tags))
     return TLSStream(tcp, sslobj, incoming, outgoing, server_name)
@@ -307,6 +311,14 @@ def verify_offline(chain: Sequence[bytes], server_name: str | None,
     """
     if not chain:
         return F.SSL_FAILED_HANDSHAKE
+    # cryptography warns about what servers send (a serial number of 0, negative serials), and so do nine
+    # roots of Debian's store: the server's certificate is hostile input, not the caller's mistake
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _verify_offline(chain, server_name, ca_bundle)
+
+
+def _verify_offline(chain: Sequence[bytes], server_name: str | None, ca_bundle: str | None) -> str | None:
     store = _store(ca_bundle)
     if store is None:
         return F.SSL_UNKNOWN_AUTHORITY
