@@ -305,6 +305,7 @@ def test_dns_vantage_lying_about_the_control_domain_is_a_failure(
         assert (tk["x_status"], tk["x_mechanism"], tk["blocking"]) == ("anomaly", "dns.poison", "dns")
         return
     assert (tk["x_status"], tk["x_mechanism"], tk["blocking"]) == ("failure", "none", None)
+    assert not contacted  # a resolver that hijacks every name gets none of its addresses visited
     before = next(i for i, q in enumerate(tk["queries"]) if "vantage_before" in q["tags"])
     reference = next(i for i, q in enumerate(tk["queries"]) if "control_domain" in q["tags"])
     assert {f"test_keys.queries[{before}]", f"test_keys.queries[{reference}]"} <= set(tk["x_evidence"])

@@ -227,6 +227,16 @@ def _lies_about_the_control_domain(queries: list[tuple[int, Mapping[str, Any]]],
     return [*(f"test_keys.queries[{i}]" for i, _ in given), *(f"test_keys.queries[{i}]" for i, _ in trusted)]
 
 
+def vantage_lies(tk: Mapping[str, Any]) -> bool:
+    """Whether these records show a vantage that lies about the control domain (rule 1's second half)."""
+    queries = _records(tk.get("queries"))
+    role = {i: _tags(q) for i, q in queries}
+    before = [(i, q) for i, q in queries if BEFORE in role[i]]
+    asn_of = {ip: n for ip, n in _mapping(tk.get("x_asn")).items()
+              if isinstance(n, int) and not isinstance(n, bool) and n > 0}
+    return bool(_lies_about_the_control_domain(queries, role, before, asn_of))
+
+
 def _validation(tk: Mapping[str, Any], matcher: BlockpageMatcher | None) -> tuple[set[str], list[str], list[str]]:
     """(addresses that completed a verified TLS handshake for the domain, fingerprint ids matched by the
     pages those addresses served, pointers to those pages)."""

@@ -18,7 +18,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ..model.remote import AFTER, BEFORE, CONTROL, CONTROL_DOMAIN, TEST, VALIDATE, remote_dns_verdict, truncated
+from ..model.remote import (
+    AFTER,
+    BEFORE,
+    CONTROL,
+    CONTROL_DOMAIN,
+    TEST,
+    VALIDATE,
+    remote_dns_verdict,
+    truncated,
+    vantage_lies,
+)
 from ..model.signature import signature_from
 from ..model.verdict import failure_class
 from ..netx import NetxError, Trace, lookup_udp, round_trip, tcp_connect, tls_handshake
@@ -90,12 +100,19 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
         await trace.drain()  # the late answers to the test's queries
         answered = _answered(trace)
         suspects = [ip for ip in answered if ip not in good and contactable(ip, allowed_networks(ctx))]
+        if suspects and vantage_lies({**trace.test_keys(), "x_asn": _asns(ctx, trace.test_keys())}):
+            suspects = []  # it hijacks every name: the verdict is a failure, and its addresses are not visited
         async with asyncio.TaskGroup() as tg:
             for ip in suspects[:MAX_VALIDATED]:
                 tg.create_task(_validate(ip, name, ctx, trace))
     tk.update(trace.test_keys())
-    tk["x_asn"] = {ip: ctx.asn.lookup(ip).asn for ip in _all_addresses(tk) if ctx.asn.lookup(ip).asn}
+    tk["x_asn"] = _asns(ctx, tk)
     return tk
+
+
+def _asns(ctx: Context, tk: dict[str, Any]) -> dict[str, int]:
+    """The AS number of every address in the answers, from the ASN table (those it knows)."""
+    return {ip: n for ip in _all_addresses(tk) if (n := ctx.asn.lookup(ip).asn)}
 
 
 def _answered(trace: Trace) -> list[str]:
