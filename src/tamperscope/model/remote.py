@@ -296,23 +296,17 @@ def _attempts(tk: Mapping[str, Any], protocol: str) -> list[_Attempt]:
         a.failure = _text(status.get("failure")) or (None if status.get("success") is True else "unknown_failure")
         if a.failure is None:
             a.step = "tls" if protocol == "https" else "http"
-    for i, h in _records(tk.get("tls_handshakes")):
-        a = by_tx.get(_tx(h))
-        if a is None or a.step != "tls":
-            continue
-        a.pointer = f"test_keys.tls_handshakes[{i}]"
-        a.failure = _text(h.get("failure"))
-        if a.failure is None:
-            a.step = "done"
-    for i, r in _records(tk.get("requests")):
-        a = by_tx.get(_tx(r))
-        if a is None or a.step != "http":
-            continue
-        a.pointer = f"test_keys.requests[{i}]"
-        a.failure = _text(r.get("failure"))
-        a.response = _mapping(r.get("response"))
-        if a.failure is None:
-            a.step = "done"
+    for key, step in (("tls_handshakes", "tls"), ("requests", "http")):  # what came after each connect
+        for i, r in _records(tk.get(key)):
+            a = by_tx.get(_tx(r))
+            if a is None or a.step != step:
+                continue
+            a.pointer = f"test_keys.{key}[{i}]"
+            a.failure = _text(r.get("failure"))
+            if step == "http":
+                a.response = _mapping(r.get("response"))
+            if a.failure is None:
+                a.step = "done"
     return sorted(by_tx.values(), key=lambda a: a.order)
 
 

@@ -29,11 +29,10 @@ from ..model.remote import (
     truncated,
     vantage_lies,
 )
-from ..model.signature import signature_from
 from ..model.verdict import failure_class
 from ..netx import NetxError, Trace, lookup_udp, round_trip, tcp_connect, tls_handshake
 from .base import Context, NettestError
-from .vantage import allowed_networks, contactable, control_domain_of, domain_name, tries_of, vantage_of
+from .vantage import allowed_networks, contactable, control_domain_of, domain_name, finish_with, tries_of, vantage_of
 
 NAME = "remote_dns"
 VERSION = "0.1.0"
@@ -161,8 +160,4 @@ async def _validate(ip: str, name: str, ctx: Context, trace: Trace) -> None:
 
 
 def finish(measurement: dict[str, Any], ctx: Context) -> None:
-    tk = measurement["test_keys"]
-    tk.update(remote_dns_verdict(measurement, ctx.matcher).to_test_keys())
-    sig = signature_from(measurement)  # with --capture: the forged packets' signature, seen from outside
-    if sig is not None:
-        tk["x_signature"] = sig
+    finish_with(remote_dns_verdict, measurement, ctx)

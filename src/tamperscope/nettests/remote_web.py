@@ -23,11 +23,10 @@ import asyncio
 from typing import Any
 
 from ..model.remote import AFTER, BEFORE, PROTOCOLS, TEST, remote_web_verdict
-from ..model.signature import signature_from
 from ..model.verdict import failure_class
 from ..netx import NetxError, Trace, round_trip, tcp_connect, tls_handshake
 from .base import Context, NettestError
-from .vantage import control_domain_of, domain_name, tries_of, vantage_of
+from .vantage import control_domain_of, domain_name, finish_with, tries_of, vantage_of
 
 NAME = "remote_web"
 VERSION = "0.1.0"
@@ -142,8 +141,4 @@ def _answered(e: NetxError) -> bool | None:
 
 
 def finish(measurement: dict[str, Any], ctx: Context) -> None:
-    tk = measurement["test_keys"]
-    tk.update(remote_web_verdict(measurement, ctx.matcher).to_test_keys())
-    sig = signature_from(measurement)  # with --capture: the forged packets' signature, seen from outside
-    if sig is not None:
-        tk["x_signature"] = sig
+    finish_with(remote_web_verdict, measurement, ctx)

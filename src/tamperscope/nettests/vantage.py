@@ -14,10 +14,12 @@ resolver or a web server: the vantage) from outside. Its options come from the r
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..model.inputs import BadInput, check_host
+from ..model.signature import signature_from
+from ..model.verdict import BlockpageMatcher, Verdict
 from .base import Context, NettestError
 
 DEFAULT_CONTROL_DOMAIN = "example.com"
@@ -101,3 +103,14 @@ def contactable(ip: str, allow: Sequence[Network]) -> bool:
 def allowed_networks(ctx: Context) -> tuple[Network, ...]:
     value: Any = ctx.options.get("allow") or ()
     return tuple(n for n in value if isinstance(n, (ipaddress.IPv4Network, ipaddress.IPv6Network)))
+
+
+def finish_with(verdict: Callable[[Mapping[str, Any], BlockpageMatcher | None], Verdict],
+                measurement: dict[str, Any], ctx: Context) -> None:
+    """A remote nettest's `finish`: its verdict's keys and, with --capture, the forged packets' signature
+    (seen from outside)."""
+    tk = measurement["test_keys"]
+    tk.update(verdict(measurement, ctx.matcher).to_test_keys())
+    sig = signature_from(measurement)
+    if sig is not None:
+        tk["x_signature"] = sig

@@ -21,8 +21,18 @@ from ..model.asn import EMPTY, AsnTable
 from ..model.inputs import MAX_LIST, BadInput, normal_url, parse_url, read_bounded, read_url_list
 from ..model.measurement import ProbeInfo
 from ..nettests.base import Context, NettestError, Timeouts
-from .engine import (Engine, OutputError, Progress, Resume, RunStats, check_backend, check_input, descriptor_room,
-                     open_output, scan_output)
+from .engine import (
+    Engine,
+    OutputError,
+    Progress,
+    Resume,
+    RunStats,
+    check_backend,
+    check_input,
+    descriptor_room,
+    open_output,
+    scan_output,
+)
 
 DESCRIPTION = """Run a nettest from this vantage point and append one OONI-format JSON line per
 measurement to --output. A killed run resumes: inputs already in the output are skipped.
@@ -428,24 +438,8 @@ def _measure(args: argparse.Namespace, s: Settings, engine: Engine, out: Any, la
     _tune_gc()
     progress = Progress(stats, enabled=not args.no_progress)
     work: Any = engine.run(todo, out if submit is None else _Tee(out, submit.box), stats, progress)
-    if submit is not None:
-        work = _run_and_submit(work, submit, ctx.ca_bundle, progress)
-    try:
-        _loop_run(work)
-    except BrokenPipeError:
-        raise  # the reader of standard output had enough: the CLI ends quietly
-    except OSError as e:
-        progress.close()
-        print(f"tamperscope: cannot write {e.filename or label}: {e.strerror or e}"
-              + ("; what was written is kept, and the same command resumes" if s.resume.regular else ""),
-              file=sys.stderr)
+    if not drive(work, submit, ctx.ca_bundle, out, label, s.resume.regular, progress):
         return 1
-    finally:
-        try:
-            out.close()
-        except OSError:
-            pass  # its error, if any, was raised by the write or the final sync already
-        progress.close()
     if args.summary:
         print(summary_table(stats), file=sys.stdout if s.output is not None else sys.stderr)
     if stats.errors:
@@ -453,6 +447,31 @@ def _measure(args: argparse.Namespace, s: Settings, engine: Engine, out: Any, la
               "so the same command tries them again", file=sys.stderr)
         return 1
     return 0
+
+
+def drive(work: Any, submit: _Submission | None, ca_bundle: str | None, out: Any, label: str, regular: bool,
+          progress: Progress) -> bool:
+    """Run the measuring coroutine `work` to its end (uploading as it goes with --submit), then close the
+    output and the progress line. False, said in one line, when the output could not be written."""
+    if submit is not None:
+        work = _run_and_submit(work, submit, ca_bundle, progress)
+    try:
+        _loop_run(work)
+    except BrokenPipeError:
+        raise  # the reader of standard output had enough: the CLI ends quietly
+    except OSError as e:
+        progress.close()
+        print(f"tamperscope: cannot write {e.filename or label}: {e.strerror or e}"
+              + ("; what was written is kept, and the same command resumes" if regular else ""),
+              file=sys.stderr)
+        return False
+    finally:
+        try:
+            out.close()
+        except OSError:
+            pass  # its error, if any, was raised by the write or the final sync already
+        progress.close()
+    return True
 
 
 class _Submission:

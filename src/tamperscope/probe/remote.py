@@ -38,17 +38,16 @@ from .command import (
     _check_ca_bundle,
     _check_capture,
     _ip,
-    _loop_run,
     _matcher,
     _pick,
     _read_bounded,
-    _run_and_submit,
     _same_file,
     _sniffer,
     _submission,
     _submit_url,
     _Tee,
     _tune_gc,
+    drive,
     summary_table,
 )
 from .engine import Engine, OutputError, Progress, Resume, RunStats, descriptor_room, open_output, scan_output
@@ -364,25 +363,10 @@ def run(args: argparse.Namespace) -> int:
         except BaseExceptionGroup as group:  # an engine stops only when the output cannot be written
             raise group.exceptions[0] from None
 
-    work_done: Any = measure_all()
-    if submit is not None:
-        work_done = _run_and_submit(work_done, submit, s.ca_bundle, progress)
     try:
-        _loop_run(work_done)
-    except BrokenPipeError:
-        raise  # the reader of standard output had enough: the CLI ends quietly
-    except OSError as e:
-        progress.close()
-        print(f"tamperscope: cannot write {e.filename or label}: {e.strerror or e}"
-              + ("; what was written is kept, and the same command resumes" if s.resume.regular else ""),
-              file=sys.stderr)
-        return 1
+        if not drive(measure_all(), submit, s.ca_bundle, out, label, s.resume.regular, progress):
+            return 1
     finally:
-        try:
-            out.close()
-        except OSError:
-            pass
-        progress.close()
         if sniffer is not None:
             sniffer.close()
     if args.summary:
