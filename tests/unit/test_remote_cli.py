@@ -107,3 +107,12 @@ def test_a_remote_nettest_without_a_vantage_refuses_to_run() -> None:
     for mod in (remote_dns, remote_web):
         with pytest.raises(NettestError, match="needs a vantage"):
             asyncio.run(mod.run("x.org", Context()))
+
+
+def test_already_counts_only_this_runs_pairs() -> None:
+    from tamperscope.probe.remote import _already
+
+    seen = frozenset({resume_key("192.0.2.1", "x.org"), resume_key("192.0.2.1", "y.org"),
+                      resume_key("192.0.2.9", "x.org"), resume_key("192.0.2.2", "z.org")})
+    assert _already(seen, ["192.0.2.1", "192.0.2.2"], ["x.org", "z.org"]) == 2
+    assert _already(seen, ["192.0.2.3"], ["x.org"]) == 0 and _already(frozenset(), ["192.0.2.1"], ["x.org"]) == 0

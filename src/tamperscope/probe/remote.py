@@ -276,6 +276,12 @@ def _output(args: argparse.Namespace, nettest: ModuleType) -> tuple[Path | None,
         raise UsageError(str(e)) from None
 
 
+def _already(seen: frozenset[str], vantages: list[str], inputs: list[str]) -> int:
+    """How many of this run's (vantage, domain) pairs the output holds already."""
+    vs, ds = set(vantages), set(inputs)
+    return sum(1 for key in seen if (parts := key.split(" ", 1)) and parts[0] in vs and parts[-1] in ds)
+
+
 def plan(s: Settings) -> str:
     shown = ", ".join(s.vantages[:3]) + (", …" if len(s.vantages) > 3 else "")
     parts = [f"{len(s.vantages)} in-country vantage(s) ({shown}) about {len(s.inputs)} domain(s)"]
@@ -332,10 +338,8 @@ def run(args: argparse.Namespace) -> int:
     parallel = descriptor_room(args.parallel, say)
     per_vantage = min(args.per_vantage or DEFAULT_PER_VANTAGE[args.kind], parallel)
     scrub = Scrubber(mine)
-    work = [(v, [d for d in s.inputs if resume_key(v, d) not in s.resume.seen]) for v in s.vantages]
-    work = [(v, todo) for v, todo in work if todo]
-    total = len(s.vantages) * len(s.inputs)
-    stats = RunStats(total=total, skipped=total - sum(len(todo) for _, todo in work))
+    total = len(s.vantages) * len(s.inputs)  # (vantage, domain) pairs: each vantage's list is made when its turn comes
+    stats = RunStats(total=total, skipped=_already(s.resume.seen, s.vantages, s.inputs))
     print(f"tamperscope: {s.nettest.NAME} on {len(s.inputs)} domain(s) through {len(s.vantages)} vantage(s)"
           + (f" ({stats.skipped} measurement(s) already in {label})" if stats.skipped else "")
           + f"; at most {per_vantage} at once per vantage, {parallel} in all; writing {label}"
@@ -345,21 +349,24 @@ def run(args: argparse.Namespace) -> int:
     _tune_gc()
     progress = Progress(stats, enabled=not args.no_progress)
     sniffer = _sniffer() if args.capture else None
-    engines = [Engine(_adapted(s.nettest, v), ctx, vantage_probe(v, s.asn_table, s.cc, s.nettest), scrub,
-                      parallel=per_vantage, annotations={"vantage": v, "measured_from": "outside"}, sniffer=sniffer)
-               for v, _ in work]
+    vantages = iter(s.vantages)
+
+    async def worker() -> None:
+        """One vantage at a time, each through an Engine of its own (its network, its report)."""
+        for v in vantages:
+            todo = [d for d in s.inputs if resume_key(v, d) not in s.resume.seen]
+            if not todo:
+                continue
+            engine = Engine(_adapted(s.nettest, v), ctx, vantage_probe(v, s.asn_table, s.cc, s.nettest), scrub,
+                            parallel=per_vantage, annotations={"vantage": v, "measured_from": "outside"},
+                            sniffer=sniffer)
+            await engine.run(todo, sink, stats, progress)
 
     async def measure_all() -> None:
-        slots = asyncio.Semaphore(max(1, parallel // per_vantage))
-
-        async def one(engine: Engine, todo: list[str]) -> None:
-            async with slots:
-                await engine.run(todo, sink, stats, progress)
-
         try:
             async with asyncio.TaskGroup() as tg:
-                for engine, (_, todo) in zip(engines, work):
-                    tg.create_task(one(engine, todo))
+                for _ in range(min(len(s.vantages), max(1, parallel // per_vantage))):
+                    tg.create_task(worker())
         except BaseExceptionGroup as group:  # an engine stops only when the output cannot be written
             raise group.exceptions[0] from None
 
