@@ -69,6 +69,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="(root) capture forged packets (RSTs, injected pages, DNS answers) for equipment signatures: x_packets, x_signature")
     p.add_argument("--no-network-events", action="store_true",
                    help="leave out network_events (every read/write): smaller files, less CPU; the verdict does not use them")
+    add_run_options(p)
+    p.set_defaults(func=run)
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """The options every measuring command ends with (run, remote): consent, progress, summary, submission."""
     p.add_argument("--yes", "-y", action="store_true", help="give informed consent without the prompt (automation)")
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.add_argument("--summary", action="store_true", help="print a table by mechanism at the end")
@@ -79,7 +85,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the outbox directory (default $XDG_DATA_HOME/tamperscope/outbox, else ~/.local/share/...)")
     p.add_argument("--submit-timeout", type=float, default=120.0, metavar="S",
                    help="seconds to keep retrying the upload after the last measurement (default 120)")
-    p.set_defaults(func=run)
 
 
 MAX_TABLE = 256 << 20  # bytes of an ASN table: iptoasn.com's combined table is ~30 MB
@@ -440,10 +445,16 @@ def _measure(args: argparse.Namespace, s: Settings, engine: Engine, out: Any, la
     work: Any = engine.run(todo, out if submit is None else _Tee(out, submit.box), stats, progress)
     if not drive(work, submit, ctx.ca_bundle, out, label, s.resume.regular, progress):
         return 1
-    if args.summary:
-        print(summary_table(stats), file=sys.stdout if s.output is not None else sys.stderr)
+    return conclude(stats, args.summary, s.output is not None, label, "input(s) could not be measured")
+
+
+def conclude(stats: RunStats, summary: bool, to_file: bool, label: str, missing: str) -> int:
+    """The end of a measuring command: the summary table if asked (on stdout unless the measurements went
+    there), and 1 with one line when some measurements could not be made (they are tried again next run)."""
+    if summary:
+        print(summary_table(stats), file=sys.stdout if to_file else sys.stderr)
     if stats.errors:
-        print(f"tamperscope: {stats.errors} input(s) could not be measured (said above); they are not in {label}, "
+        print(f"tamperscope: {stats.errors} {missing} (said above); they are not in {label}, "
               "so the same command tries them again", file=sys.stderr)
         return 1
     return 0

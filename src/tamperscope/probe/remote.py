@@ -47,8 +47,9 @@ from .command import (
     _submit_url,
     _Tee,
     _tune_gc,
+    add_run_options,
+    conclude,
     drive,
-    summary_table,
 )
 from .engine import Engine, OutputError, Progress, Resume, RunStats, descriptor_room, open_output, scan_output
 
@@ -118,16 +119,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="(root) capture the packets censors forge (RSTs, injected pages, DNS answers), seen from "
                         "outside, for the equipment's signature: x_packets, x_signature")
     p.add_argument("--no-network-events", action="store_true", help="leave out network_events: smaller output")
-    p.add_argument("--yes", "-y", action="store_true", help="give informed consent without the prompt (automation)")
-    p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
-    p.add_argument("--summary", action="store_true", help="print a table by mechanism at the end")
-    p.add_argument("--submit", default=None, metavar="URL",
-                   help="upload each measurement to this collector (OONI's report protocol, e.g. `tamperscope serve`) "
-                        "through a durable local outbox; what cannot be sent now is sent by the next --submit run")
-    p.add_argument("--outbox", type=Path, default=None, metavar="DIR",
-                   help="the outbox directory (default $XDG_DATA_HOME/tamperscope/outbox, else ~/.local/share/...)")
-    p.add_argument("--submit-timeout", type=float, default=120.0, metavar="S",
-                   help="seconds to keep retrying the upload after the last measurement (default 120)")
+    add_run_options(p)
     p.set_defaults(func=run)
 
 
@@ -376,10 +368,4 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if sniffer is not None:
             sniffer.close()
-    if args.summary:
-        print(summary_table(stats), file=sys.stdout if s.output is not None else sys.stderr)
-    if stats.errors:
-        print(f"tamperscope: {stats.errors} measurement(s) could not be made (said above); they are not in {label}, "
-              "so the same command tries them again", file=sys.stderr)
-        return 1
-    return 0
+    return conclude(stats, args.summary, s.output is not None, label, "measurement(s) could not be made")
