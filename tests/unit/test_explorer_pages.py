@@ -296,3 +296,31 @@ def test_an_anomaly_no_technique_explains_is_shown_as_unexplained(tmp_path_facto
         chart = orjson.loads(re.search(r'id="chart-mechanisms" data-chart="([^"]*)"', c.get("/").text)
                              .group(1).replace("&#34;", '"').replace("&quot;", '"'))  # type: ignore[union-attr]
         assert chart["data"][0]["y"] == ["unexplained"]
+
+
+def test_a_remote_measurement_says_it_was_made_from_outside(tmp_path: Path) -> None:
+    """tamperscope remote's measurements: the page says the network is the vantage's, and what each connection
+    was for; a hostile vantage string is shown as text."""
+    base = next(samples.corpus(1, seed="remote"))
+    tk = {"vantage": "198.18.1.80", "x_mechanism": "http.rst", "blocking": "http-failure", "accessible": False,
+          "tcp_connect": [{"ip": "198.18.1.80", "port": 80, "status": {"failure": None, "success": True},
+                           "t0": 0.1, "t": 0.2, "tags": ["http", "vantage_before"], "transaction_id": 1},
+                          {"ip": "198.18.1.80", "port": 80, "status": {"failure": None, "success": True},
+                           "t0": 0.3, "t": 0.4, "tags": ["http", "test"], "transaction_id": 2}],
+          "requests": [{"failure": "connection_reset", "request": {"url": "http://rst.example/"},
+                        "response": {"body": "", "code": 0, "headers": {}}, "t0": 0.4, "t": 0.5,
+                        "tags": ["http", "test"], "transaction_id": 2}]}
+    good = {**base, "test_name": "remote_web", "input": "rst.example", "test_keys": tk}
+    bad = {**base, "test_name": "remote_dns", "input": "x.example", "report_id": base["report_id"] + "x",
+           "test_keys": {"vantage": "<script>window.__pwned=1</script>", "tcp_connect": [
+               {"ip": "198.18.1.53", "port": 443, "status": {"success": True}, "tags": ["<b>", 7, "test"]}]}}
+    with running_app(Settings(db_path=tmp_path / "r.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
+        out = c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(m) for m in (good, bad))).json()
+        assert out["stored"] == 2, out
+        uid_good, uid_bad = (r["measurement_uid"] for r in out["results"])
+        page = c.get(f"/m/{uid_good}").text
+        assert "from outside the country, through a web server in this network" in page and "198.18.1.80" in page
+        assert "<th>Role</th>" in page and "http vantage_before" in page and "http test" in page
+        hostile = c.get(f"/m/{uid_bad}").text
+        assert "through a resolver" in hostile and "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in hostile
+        assert "<script>window.__pwned" not in hostile and "<b>" not in hostile.split('id="remote"', 1)[1]

@@ -184,10 +184,28 @@ def tcp(tk: Mapping[str, Any]) -> list[dict[str, Any]]:
         status = _dict(c.get("status"))
         ctrl = _dict(control.get(endpoint))
         out.append({"endpoint": endpoint, "success": status.get("success") is True,
-                    "failure": _str(status.get("failure")), "t": c.get("t"),
+                    "failure": _str(status.get("failure")), "t": c.get("t"), "role": _role(c),
                     "control": {"success": ctrl.get("status") is True, "failure": _str(ctrl.get("failure"))}
                     if ctrl else None})
     return out
+
+
+def _role(record: Mapping[str, Any]) -> str | None:
+    """What a remote measurement's connection was for, from its tags ("https vantage_before"), if it says."""
+    tags = [t for t in _list(record.get("tags")) if isinstance(t, str) and t in _ROLES]
+    return " ".join(tags[:2]) or None
+
+
+_ROLES = frozenset({"http", "https", "vantage_before", "vantage_after", "test", "control", "validate"})
+
+
+def remote(m: Mapping[str, Any]) -> dict[str, str] | None:
+    """A measurement made from outside the country through an in-country vantage (tamperscope remote)."""
+    tk = _dict(m.get("test_keys"))
+    name, vantage = _str(m.get("test_name")), _str(tk.get("vantage"))
+    if not name or not name.startswith("remote_") or not vantage:
+        return None
+    return {"vantage": vantage[:64], "kind": "a resolver" if name == "remote_dns" else "a web server"}
 
 
 MAX_TARGETS = 200               # tor targets listed on the page (real measurements have a few dozen)
@@ -374,9 +392,11 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
         "hop": {**hop, "raw": hop_raw} if hop is not None else None,
         "signature": tk.get("x_signature"),
         "equipment": tk.get("x_equipment"),
+        "remote": remote(m),
         "throttle": tk.get("x_throttle"),
     }
 
 
 __all__ = ["MAX_BODIES", "MAX_BODY_TEXT", "MAX_REQUESTS", "MAX_TARGETS", "body_bytes", "body_text", "captured_body",
-           "certificate", "dns", "evidence", "fingerprints", "headers_of", "http", "targets", "tcp", "title_of", "tls"]
+           "certificate", "dns", "evidence", "fingerprints", "headers_of", "http", "remote", "targets", "tcp",
+           "title_of", "tls"]
