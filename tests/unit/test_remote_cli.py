@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,13 +14,7 @@ from tamperscope.nettests.vantage import contactable, domain_name
 from tamperscope.probe.engine import scan_output
 from tamperscope.probe.remote import _key, resume_key, vantage_probe
 
-TS = [sys.executable, "-m", "tamperscope"]
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TAMPERSCOPE_")}
-    env["XDG_CONFIG_HOME"] = str(cwd / "config")
-    return subprocess.run([*TS, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=60)
+from .test_probe_cli import cli  # the CLI in a process of its own, without the lab's TAMPERSCOPE_* variables
 
 
 @pytest.mark.parametrize("args,needle", [

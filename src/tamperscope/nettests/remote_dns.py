@@ -97,7 +97,7 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
         await lookup_udp(control_domain, "A", server=vantage, port=port, trace=trace, timeout=t.dns,
                          duplicate_window=0, tags=(AFTER,))
         await trace.drain()  # the late answers to the test's queries
-        answered = _answered(trace)
+        answered = _addresses(trace.test_keys(), TEST)  # what the vantage gave for the domain
         suspects = [ip for ip in answered if ip not in good and contactable(ip, allowed_networks(ctx))]
         if suspects and vantage_lies({**trace.test_keys(), "x_asn": _asns(ctx, trace.test_keys())}):
             suspects = []  # it hijacks every name: the verdict is a failure, and its addresses are not visited
@@ -111,28 +111,19 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
 
 def _asns(ctx: Context, tk: dict[str, Any]) -> dict[str, int]:
     """The AS number of every address in the answers, from the ASN table (those it knows)."""
-    return {ip: n for ip in _all_addresses(tk) if (n := ctx.asn.lookup(ip).asn)}
+    return {ip: n for ip in _addresses(tk) if (n := ctx.asn.lookup(ip).asn)}
 
 
-def _answered(trace: Trace) -> list[str]:
-    """Every address the vantage gave for the domain, first answers and late ones, in order."""
+def _addresses(tk: dict[str, Any], tag: str | None = None) -> list[str]:
+    """Every address in the answers, first answers and late ones, in order: of the lookups tagged `tag`,
+    or of all of them."""
     out: list[str] = []
-    for q in [*trace.queries, *trace.x_dns_duplicate_responses]:
-        if TEST in q.get("tags", ()):
+    for q in [*tk.get("queries", ()), *tk.get("x_dns_duplicate_responses", ())]:
+        if tag is None or tag in q.get("tags", ()):
             for a in q.get("answers") or ():
                 ip = a.get("ipv4") or a.get("ipv6")
                 if isinstance(ip, str) and ip not in out:
                     out.append(ip)
-    return out
-
-
-def _all_addresses(tk: dict[str, Any]) -> list[str]:
-    out: list[str] = []
-    for q in [*tk.get("queries", ()), *tk.get("x_dns_duplicate_responses", ())]:
-        for a in q.get("answers") or ():
-            ip = a.get("ipv4") or a.get("ipv6")
-            if isinstance(ip, str) and ip not in out:
-                out.append(ip)
     return out
 
 
