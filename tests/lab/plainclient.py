@@ -219,6 +219,27 @@ def udp_probe(ip: str, port: int = 443) -> dict:
         s.close()
 
 
+def quic(ip: str, sni: str, port: int = 443) -> dict:
+    """A QUIC handshake (aioquic's own client, verifying against the lab CA): error None, 'timeout', or why."""
+    import asyncio
+
+    from aioquic.asyncio import connect
+    from aioquic.quic.configuration import QuicConfiguration
+
+    async def go() -> dict:
+        cfg = QuicConfiguration(is_client=True, alpn_protocols=["h3"], server_name=sni)
+        if CA:
+            cfg.load_verify_locations(CA)
+        async with asyncio.timeout(TIMEOUT * 2):
+            async with connect(ip, port, configuration=cfg) as client:
+                return {"error": None, "alpn": client._quic.tls.alpn_negotiated}
+
+    try:
+        return asyncio.run(go())
+    except Exception as e:  # noqa: BLE001 - the test reads the kind
+        return {"error": err(e) if isinstance(e, (OSError, TimeoutError)) else f"quic:{type(e).__name__}"}
+
+
 def raw_echo(ip: str, data: str, port: int = 80) -> dict:
     try:
         s = socket.create_connection((ip, port), timeout=TIMEOUT)
@@ -265,8 +286,8 @@ def url(u: str, truth: dict) -> dict:
     """Walk a URL as a plain client would and name what happened (see the lab tests)."""
     parts = urlsplit(u)
     scheme, host, path = parts.scheme, parts.hostname, parts.path or "/"
-    throttled = False
-    for _ in range(11):
+    throttled = quic_dropped = False
+    for hop in range(11):
         sysres = dns_system(host)
         udp = dns_udp(os.environ["TAMPERSCOPE_PUBLIC_RESOLVER"], host)
         true_ip = truth[host]
@@ -296,6 +317,8 @@ def url(u: str, truth: dict) -> dict:
             if r.get("kbps") and r["kbps"] < 1000:
                 throttled = True
             r = tls(true_ip, host, path=path)
+            if hop == 0 and "h3=" in r.get("headers", {}).get("Alt-Svc", ""):  # it says it speaks HTTP/3
+                quic_dropped = quic(true_ip, host)["error"] == "timeout"
         else:
             r = http_get(true_ip, host, path)
             if r["error"] == "reset":
@@ -312,11 +335,12 @@ def url(u: str, truth: dict) -> dict:
             scheme, host, path = p2.scheme, p2.hostname, p2.path or "/"
             continue
         break
-    return {"mechanism": "throttle" if throttled else "none"}
+    return {"mechanism": "throttle" if throttled else "quic.drop" if quic_dropped else "none"}
 
 
 OPS = {"dns_udp": dns_udp, "dns_system": dns_system, "tcp": tcp, "http_get": http_get, "tls": tls,
-       "udp_probe": udp_probe, "tls_split": tls_split, "raw_echo": raw_echo, "sniff_rst": sniff_rst, "url": url}
+       "udp_probe": udp_probe, "quic": quic, "tls_split": tls_split, "raw_echo": raw_echo, "sniff_rst": sniff_rst,
+       "url": url}
 
 
 def main() -> None:

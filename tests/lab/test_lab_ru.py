@@ -51,8 +51,54 @@ def test_sni_throttling_near_rate(lab) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_quic_dropped_only_for_named_addresses(lab) -> None:  # type: ignore[no-untyped-def]
-    res = lab.run([{"op": "udp_probe", "args": [lab.addr("www.youtube.com")]},
-                   {"op": "udp_probe", "args": [lab.addr("example.com")]},
-                   {"op": "tcp", "args": [lab.addr("www.youtube.com"), 443]}])
-    assert [r["error"] for r in res] == ["timeout", "refused", None]
-    assert lab.logged("ru-quic")
+    """The farm speaks QUIC (aioquic's own client completes a verified handshake to example.com); the
+    censor drops UDP to port 443 of the named sites only, and leaves their TCP alone."""
+    res = lab.run([{"op": "quic", "args": [lab.addr("www.youtube.com"), "www.youtube.com"]},
+                   {"op": "quic", "args": [lab.addr("example.com"), "example.com"]},
+                   {"op": "tcp", "args": [lab.addr("www.youtube.com"), 443]},
+                   {"op": "udp_probe", "args": [lab.addr("example.com"), 8443]}])
+    assert [r["error"] for r in res] == ["timeout", None, None, "refused"]
+    assert res[1]["alpn"] == "h3"
+    assert lab.logged("ru-quic", "www.youtube.com")
+
+
+def test_probe_finds_quic_dropped_where_tcp_and_tls_work(lab, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """web_connectivity tries HTTP/3 for sites that advertise it: the farm's Alt-Svc, the helper's handshake to the
+    same endpoint succeeding, ours timing out under the censor's drop: quic.drop, with the records as evidence.
+    A site the censor leaves alone gets a verified h3 handshake and no accusation; analyze agrees."""
+    import json
+    import subprocess
+    import sys
+
+    from tamperscope.lab import manager
+
+    lst = tmp_path / "list.csv"
+    lst.write_text("url,category_code\nhttps://www.youtube.com/,X\nhttps://example.com/,X\nhttp://www.youtube.com/,X\n")
+    out = tmp_path / "out.jsonl"
+    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "run", "web_connectivity", "--list",
+                                            str(lst), "--yes", "--no-progress", "-o", str(out)]),
+                         env=manager.client_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    got = {m["input"]: m["test_keys"] for m in map(json.loads, out.read_text().splitlines())}
+    yt, ok, plain = got["https://www.youtube.com/"], got["https://example.com/"], got["http://www.youtube.com/"]
+    ep = f"{lab.addr('www.youtube.com')}:443"
+    assert (yt["x_mechanism"], yt["blocking"], yt["accessible"]) == ("quic.drop", False, True)
+    assert [(q["address"], q["failure"]) for q in yt["quic_handshakes"]] == [(ep, "generic_timeout_error")]
+    assert yt["control"]["quic_handshake"][ep]["status"] is True
+    assert yt["control"]["http_request"]["discovered_h3_endpoint"] == "www.youtube.com:443"
+    assert "test_keys.quic_handshakes[0]" in yt["x_evidence"]
+    assert all(t["failure"] is None for t in yt["tls_handshakes"])  # TCP and TLS got through
+    q = ok["quic_handshakes"]
+    assert ok["x_mechanism"] == "none" and len(q) == 1 and q[0]["failure"] is None
+    assert (q[0]["negotiated_protocol"], q[0]["tls_version"], q[0]["x_verified"]) == ("h3", "TLSv1.3", True)
+    assert q[0]["peer_certificates"] and q[0]["server_name"] == "example.com"
+    assert plain["x_mechanism"] == "none" and not plain.get("quic_handshakes")  # http: no HTTP/3 to try
+    logged = lab.logged("ru-quic", "www.youtube.com")
+    assert logged and all(e["client"].startswith(A.CLIENT + ":") for e in logged)
+    db = tmp_path / "a.duckdb"
+    jl = tmp_path / "a.jsonl"
+    res = subprocess.run([sys.executable, "-m", "tamperscope", "analyze", str(out), "--db", str(db), "--jsonl", str(jl)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    again = {r["input"]: r["x_mechanism"] for r in map(json.loads, jl.read_text().splitlines())}
+    assert again == {u: t["x_mechanism"] for u, t in got.items()}

@@ -253,15 +253,23 @@ def certificate(entry: Any) -> dict[str, Any]:
 
 
 def tls(tk: Mapping[str, Any]) -> list[dict[str, Any]]:
-    control = _dict(_dict(tk.get("control")).get("tls_handshake"))
+    """The TLS handshakes over TCP, then HTTP/3's over QUIC, each beside the control's for its endpoint."""
     out = []
-    for h in _list(tk.get("tls_handshakes")):
+    for records, key, transport in (("tls_handshakes", "tls_handshake", "TCP"),
+                                    ("quic_handshakes", "quic_handshake", "QUIC")):
+        out += _handshakes(_list(tk.get(records)), _dict(_dict(tk.get("control")).get(key)), transport)
+    return out
+
+
+def _handshakes(records: list[Any], control: dict[str, Any], transport: str) -> list[dict[str, Any]]:
+    out = []
+    for h in records:
         if not isinstance(h, dict):
             continue
         endpoint = _str(h.get("address")) or "?"
         ctrl = _dict(control.get(endpoint))
         out.append({
-            "endpoint": endpoint, "server_name": _str(h.get("server_name")),
+            "transport": transport, "endpoint": endpoint, "server_name": _str(h.get("server_name")),
             "tls_version": _str(h.get("tls_version")), "cipher_suite": _str(h.get("cipher_suite")),
             "alpn": _str(h.get("negotiated_protocol")), "failure": _str(h.get("failure")),
             "no_tls_verify": h.get("no_tls_verify") is True,

@@ -45,11 +45,14 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from ..model.altsvc import h3_port
 from ..model.asn import EMPTY, AsnTable
 from ..model.inputs import BadInput, listen_host
 from ..netx import Resolver, Trace, fetch, lookup_addresses, tcp_connect, tls_handshake
 from ..netx.classify import NetxError
 from ..netx.listening import EVERY_INTERFACE, bind_failure, open_files, shown
+from ..netx.quic import handshake as quic_handshake
+from ..netx.trace import endpoint
 
 log = logging.getLogger("tamperscope.helper")
 MAX_REQUEST = 1 << 20
@@ -285,12 +288,18 @@ class ControlHelper:
             out["http_request"] = {"body_length": len(final.body), "failure": result.failure,
                                    "title": title_of(final.body), "headers": hdrs, "status_code": final.status,
                                    "discovered_h3_endpoint": ""}
+            final_host = (urlsplit(final.url).hostname or "").lower() if final.url else ""
+            if final_host == host:  # which site's Alt-Svc it is (read by measure, not sent)
+                out["http_request"]["x_final_host"] = host
 
         async with asyncio.timeout(self.timeout * 2):
             async with asyncio.TaskGroup() as tg:
                 for ep in eps:
                     tg.create_task(one(ep))
                 tg.create_task(http())
+        final_host = (out.get("http_request") or {}).pop("x_final_host", None)
+        if parts.scheme == "https" and final_host == host:
+            await self._quic(host, eps, out)
         ip_info = {}
         for ip in dict.fromkeys([*probe_ips, *addrs]):
             flags = (FLAG_RESOLVED_BY_PROBE if ip in probe_ips else 0) | (FLAG_RESOLVED_BY_TH if ip in addrs else 0)
@@ -302,6 +311,30 @@ class ControlHelper:
             ip_info[ip] = {"asn": self.asn.lookup(ip).asn, "flags": flags}
         out["ip_info"] = ip_info
         return out
+
+    async def _quic(self, host: str, eps: Sequence[str], out: dict[str, Any]) -> None:
+        """HTTP/3, when the site's own answer advertised it (``Alt-Svc: h3``): as OONI's helper does, name the
+        endpoint in ``discovered_h3_endpoint`` and fill ``quic_handshake`` with a QUIC handshake to every
+        address measured, so that a probe whose QUIC times out can tell a blocked QUIC from a server without."""
+        req = out.get("http_request") or {}
+        headers = req.get("headers") or {}
+        altsvc = next((v for k, v in headers.items() if k.lower() == "alt-svc"), None)
+        port = h3_port(altsvc) if req.get("failure") is None else None
+        if port is None:
+            return
+        req["discovered_h3_endpoint"] = f"{host}:{port}"
+        ips = list(dict.fromkeys(_split_endpoint(ep)[0] for ep in eps))
+        trace = Trace(record_io=False)
+
+        async def one(ip: str) -> None:
+            rec = await quic_handshake(ip, port, server_name=host, trace=trace, ca_bundle=self.ca_bundle,
+                                       timeout=self.timeout / 2)
+            out["quic_handshake"][endpoint(ip, port)] = {"server_name": host, "status": rec["failure"] is None,
+                                                         "failure": rec["failure"]}
+
+        async with asyncio.TaskGroup() as tg:
+            for ip in ips:
+                tg.create_task(one(ip))
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import ipaddress
 import ssl
 import threading
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -65,6 +66,7 @@ class Issuer:
         cache_dir.mkdir(parents=True, exist_ok=True)
         self.alpn = alpn
         self._contexts: dict[str, ssl.SSLContext] = {}
+        self._credentials: dict[str, tuple[x509.Certificate, list[x509.Certificate], Any]] = {}
         self._lock = threading.Lock()
         self._key_pem = self.leaf_key.private_bytes(_PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 
@@ -131,6 +133,17 @@ class Issuer:
 
         base.sni_callback = pick
         return base
+
+    def credentials(self, name: str) -> tuple[x509.Certificate, list[x509.Certificate], Any]:
+        """(leaf for `name`, chain, private key), for servers that take objects (the QUIC farm)."""
+        name = name.lower().rstrip(".")[:253] or "unknown"
+        with self._lock:
+            got = self._credentials.get(name)
+            if got is None:
+                if len(self._credentials) >= 65536:  # names are the clients' SNI: bounded
+                    self._credentials.clear()
+                got = self._credentials[name] = (self.leaf(name), [self.ca_cert], self.leaf_key)
+            return got
 
     def _path_for(self, name: str) -> Path:
         self.context(name)

@@ -64,6 +64,7 @@ def _named(profile: Profile, layer: str, host: str, port: int) -> Rule | None:
 def expect_url(profile: Profile, url: str) -> Expectation:
     scheme, host, port, path = parse_url(url)
     throttled: Rule | None = None
+    quic: Rule | None = None
     for hop in range(farm.MAX_REDIRECT_HOPS + 1):
         if farm.is_ip(host):
             addr = host
@@ -84,6 +85,8 @@ def expect_url(profile: Profile, url: str) -> Expectation:
                 throttled = throttled or r
             elif r is not None:
                 return Expectation(url, "http-failure", f"tls.{r.action}", r.id, host)
+            if hop == 0 and port == 443:  # the probe tries HTTP/3 for the URL it was given (the farm offers it)
+                quic = _quic_rule(profile, addr)
         else:
             r = _named(profile, "http", host, port)
             if r is not None:
@@ -96,7 +99,17 @@ def expect_url(profile: Profile, url: str) -> Expectation:
         scheme, host, port, path = parse_url(loc)
     if throttled is not None:
         return Expectation(url, "false", "throttle", throttled.id, host)
+    if quic is not None:
+        return Expectation(url, "false", "quic.drop", quic.id, host)
     return Expectation(url, "false", "none", None, host)
+
+
+def _quic_rule(profile: Profile, addr: str) -> Rule | None:
+    """The quic rule dropping UDP to port 443 of `addr` (the censor matches addresses, as expect does)."""
+    for r in profile.rules_for("quic"):
+        if r.applies_to("egress") and any(farm.address_for(d, profile) == addr for d in r.domains):
+            return r
+    return None
 
 
 def read_url_list(text: str, source: str = "list") -> list[str]:

@@ -25,6 +25,7 @@ from ..model.profile import Profile
 from . import addresses as A
 
 LARGE_BODY = 4 * 1024 * 1024
+ALT_SVC = 'h3=":443"; ma=86400'  # what the farm's https answers carry: it speaks HTTP/3 on UDP 443
 MAX_BLOB = 64 * 1024 * 1024
 MAX_REDIRECT_HOPS = 10
 

@@ -3,7 +3,8 @@
     python -m tamperscope.lab.services inet|isp|border --state DIR
 
 - inet (ts-inet): authoritative DNS, public resolver (UDP/TCP/DoT/DoH), the
-  web farm on 80/443 for every address of 198.19.0.0/16, the echo service.
+  web farm on 80/443 for every address of 198.19.0.0/16 (and QUIC/HTTP/3 on
+  UDP 443, advertised by an Alt-Svc header on https), the echo service.
 - isp (ts-access): the ISP resolver, an in-country web server, and the ISP's
   blockpage server (where poisoned names point).
 - border (ts-border): the rewriting proxy and the MITM box, when the profile
@@ -22,6 +23,7 @@ import logging
 import signal
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import dns.message
@@ -33,8 +35,8 @@ from .ca import Issuer
 from .censor import GroundTruth
 from .dnsd import DNSServer, authoritative_answer, isp_answerer, static_answerer
 from .farm import Response
+from .quicd import QuicServer
 from .web import Request, WebServer, echo
-
 
 # What a client connecting without SNI (by address) is shown: the service addresses.
 DEFAULT_NAMES = ",".join(["lab.test", A.PUBLIC_RESOLVER, A.AUTHORITATIVE, A.HELPER, A.ECHO])
@@ -60,11 +62,16 @@ async def _inet(state_dir: Path, state: dict) -> None:
             # like "what is my IP" pages and blockpages that print it: the probe must scrub it
             body = f"<html><head><title>Your address</title></head><body>You are {req.peer_ip}</body></html>".encode()
             return Response(200, (("Content-Type", "text/html"), ("X-Client-IP", req.peer_ip)), body)
-        return farm.respond(req.scheme, req.host, req.target)
+        resp = farm.respond(req.scheme, req.host, req.target)
+        if req.scheme == "https":  # the farm also speaks HTTP/3, and says so as big sites do
+            resp = replace(resp, headers=(*resp.headers, ("Alt-Svc", farm.ALT_SVC)))
+        return resp
 
     web = WebServer(handler, raw={A.ECHO: echo})
     keep.append(await web.start("0.0.0.0", 80, reuse_port=True))
     keep.append(await web.start("0.0.0.0", 443, tls=issuer.sni_context(DEFAULT_NAMES), reuse_port=True))
+    quic = QuicServer(issuer.credentials, lambda host, path, _local: farm.respond("https", host, path))
+    keep.append(quic.start("0.0.0.0", 443))
     keep.append(await asyncio.start_server(echo, A.ECHO, 7))
     (state_dir / "ready-inet").write_text("ok")
     await asyncio.Event().wait()

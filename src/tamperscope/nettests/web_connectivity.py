@@ -7,7 +7,9 @@ Follows OONI's Web Connectivity v0.5:
    TCP connect (+ TLS with the URL's SNI for https) to every resolved address.
 3. The HTTP GET over the first connection that succeeded, then the redirect
    chain (up to 10 hops) with fresh connections.
-4. When the page came slowly, a throughput check: the same resource from the
+4. For https, when the site advertises HTTP/3 (Alt-Svc, ours or the control's):
+   a QUIC handshake to every address, which shows a censor dropping QUIC.
+5. When the page came slowly, a throughput check: the same resource from the
    same address with an innocent SNI/Host, to tell throttling from a slow line.
 The verdict is `model.verdict.web_connectivity_verdict` over the raw records,
 the same function `tamperscope analyze` applies to anyone's measurements.
@@ -18,15 +20,28 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ..model.inputs import BadInput, parse_url
-from ..model.summary import summary_keys
+from ..model.altsvc import h3_port
 from ..model.consistency import observe
+from ..model.inputs import BadInput, parse_url
 from ..model.interception import interception, issuer_name
 from ..model.signature import signature_from
+from ..model.summary import summary_keys
 from ..model.verdict import verdict_from
-from ..netx import (SYSTEM, Connection, NetxError, Resolver, Trace, fetch, lookup_addresses, lookup_system,
-                    round_trip, tcp_connect, tls_handshake)
+from ..netx import (
+    SYSTEM,
+    Connection,
+    NetxError,
+    Resolver,
+    Trace,
+    fetch,
+    lookup_addresses,
+    lookup_system,
+    round_trip,
+    tcp_connect,
+    tls_handshake,
+)
 from ..netx.fetch import redirect_target
+from ..netx.quic import handshake as quic_handshake
 from ..netx.trace import endpoint
 from .base import Context, NettestError
 from .control import REQUEST_HEADERS, ask_helper, control_request
@@ -62,10 +77,13 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
         async with asyncio.timeout(ctx.timeouts.measurement):
             async with trace:
                 await _measure(input, url.scheme, url.host, url.port, ctx, trace, tk)
+                if url.scheme == "https":
+                    await _quic(url.host, ctx, trace, tk)
     except TimeoutError:
         trace.cancel()
         tk["x_measurement_failure"] = "generic_timeout_error"
     tk.update(trace.test_keys())
+    tk.setdefault("quic_handshakes", trace.quic_handshakes)
     tk.setdefault("control", None)
     tk.setdefault("control_failure", "generic_timeout_error")
     tk.setdefault("x_control_request", None)
@@ -167,6 +185,50 @@ async def _measure(input: str, scheme: str, host: str, port: int, ctx: Context, 
             await _throughput_check(final.url, p.scheme, p.host, p.port, final, trace, ctx, tk)
         return
     await _throughput_check(input, scheme, host, port, resp, trace, ctx, tk)
+
+
+async def _quic(host: str, ctx: Context, trace: Trace, tk: dict[str, Any]) -> None:
+    """HTTP/3's handshake to every address, when the site advertises HTTP/3 (``Alt-Svc: h3``) in our own
+    answer or in the control's. A censor dropping QUIC, or reading the SNI of its Initial, leaves TCP and
+    TLS alone: only this step shows it, and the control's handshake to the same endpoint says the server
+    does speak QUIC (``quic.drop`` when ours timed out and the control's did not)."""
+    port = _advertised_h3(host, trace, tk)
+    if port is None:
+        return
+    # The addresses that serve the site: ours where TLS got through, and the control's where QUIC did (a
+    # poisoned address serves neither, and its timeout would say nothing)
+    control = tk.get("control")
+    quic = control.get("quic_handshake") if isinstance(control, dict) else None
+    ips = [h["address"].rsplit(":", 1)[0].strip("[]") for h in trace.tls_handshakes
+           if h.get("failure") is None and "depth=0" in h.get("tags", ())]
+    if isinstance(quic, dict):
+        ips += [ep.rsplit(":", 1)[0].strip("[]") for ep, q in quic.items()
+                if isinstance(ep, str) and isinstance(q, dict) and q.get("status") is True]
+    asked = (tk.get("x_control_request") or {}).get("tcp_connect") or ()
+    ours = {ep.rsplit(":", 1)[0].strip("[]") for ep in asked}
+    ips = [ip for ip in dict.fromkeys(ips) if ip in ours]  # only addresses our own DNS gave
+    async with asyncio.TaskGroup() as tg:
+        for ip in ips:
+            tg.create_task(quic_handshake(ip, port, server_name=host, trace=trace, ca_bundle=ctx.ca_bundle,
+                                          timeout=ctx.timeouts.tls, tags=("depth=0",)))
+
+
+def _advertised_h3(host: str, trace: Trace, tk: dict[str, Any]) -> int | None:
+    """The UDP port of HTTP/3 for ``host``: from our first answer's Alt-Svc, else from the control's."""
+    for rec in trace.requests:
+        if "depth=0" in (rec.get("tags") or ()) and rec.get("failure") is None:
+            headers = (rec.get("response") or {}).get("headers") or {}
+            port = h3_port(next((v for k, v in headers.items() if k.lower() == "alt-svc"), None))
+            if port is not None:
+                return port
+    control = tk.get("control")
+    req = control.get("http_request") if isinstance(control, dict) else None
+    found = req.get("discovered_h3_endpoint") if isinstance(req, dict) else None
+    if isinstance(found, str) and found:
+        name, _, port = found.rpartition(":")
+        if name.lower() == host.lower() and port.isascii() and port.isdigit() and 0 < int(port) < 65536:
+            return int(port)
+    return None
 
 
 async def _throughput_check(url: str, scheme: str, host: str, port: int, resp: Any, trace: Trace, ctx: Context,

@@ -140,6 +140,43 @@ class HTTPError(NetxError):
         super().__init__(failure, operation=operation, endpoint=endpoint)
 
 
+class QUICClosed(Exception):
+    """A QUIC connection closed before its handshake completed: the peer's CONNECTION_CLOSE, or aioquic's own.
+
+    ``error_code`` is QUIC's (RFC 9000 section 20; 0x100 + a TLS alert for a crypto error).
+    """
+
+    def __init__(self, error_code: int, reason: str = "") -> None:
+        super().__init__(f"quic connection closed: {error_code:#x} {reason}".rstrip())
+        self.error_code = error_code
+        self.reason = reason
+
+
+# TLS alerts (RFC 8446 section 6) carried in QUIC's crypto errors, 0x100 + alert.
+_QUIC_ALERTS: dict[int, str] = {
+    42: F.SSL_INVALID_CERTIFICATE, 43: F.SSL_INVALID_CERTIFICATE, 44: F.SSL_INVALID_CERTIFICATE,
+    45: F.SSL_INVALID_CERTIFICATE, 46: F.SSL_INVALID_CERTIFICATE, 48: F.SSL_UNKNOWN_AUTHORITY,
+    112: F.SSL_INVALID_HOSTNAME,
+}
+_QUIC_VERSION_NEGOTIATION_ERROR = 0x11
+_QUIC_CONNECTION_REFUSED = 0x2
+
+
+def _classify_quic(exc: QUICClosed) -> str:
+    code, reason = exc.error_code, exc.reason.lower()
+    if code == _QUIC_VERSION_NEGOTIATION_ERROR or "common protocol version" in reason:
+        return F.QUIC_INCOMPATIBLE_VERSION
+    if reason == "idle timeout":  # aioquic gave up waiting (our own deadline usually comes first)
+        return F.GENERIC_TIMEOUT_ERROR
+    if 0x100 <= code <= 0x1FF:
+        return _QUIC_ALERTS.get(code - 0x100, F.SSL_FAILED_HANDSHAKE)
+    if code == _QUIC_CONNECTION_REFUSED:
+        return F.CONNECTION_REFUSED
+    if code == 0:  # a close without error before the handshake completed
+        return F.EOF_ERROR
+    return F.unknown(f"quic error {code:#x}")
+
+
 def failure_for_rcode(rcode: int) -> str | None:
     """The failure a DNS reply with ``rcode`` stands for; ``None`` for NOERROR."""
     if rcode == 0:
@@ -167,6 +204,8 @@ def classify(exc: BaseException, *, operation: str) -> str:
         return F.INTERRUPTED
     if isinstance(exc, ssl.SSLError):
         return _classify_ssl(exc, operation)
+    if isinstance(exc, QUICClosed):
+        return _classify_quic(exc)
     if isinstance(exc, socket.gaierror):
         return _GAI.get(exc.errno, F.DNS_SERVER_MISBEHAVING) if exc.errno is not None else F.unknown(str(exc))
     if isinstance(exc, (EOFError, asyncio.IncompleteReadError)):

@@ -67,7 +67,7 @@ class Trace:
 
     __slots__ = (
         "zero", "record_io", "_clock", "_ids", "_tasks",
-        "queries", "x_dns_duplicate_responses", "tcp_connect", "tls_handshakes",
+        "queries", "x_dns_duplicate_responses", "tcp_connect", "tls_handshakes", "quic_handshakes",
         "requests", "network_events",
     )
 
@@ -82,6 +82,7 @@ class Trace:
         self.x_dns_duplicate_responses: list[Record] = []
         self.tcp_connect: list[Record] = []
         self.tls_handshakes: list[Record] = []
+        self.quic_handshakes: list[Record] = []  # HTTP/3's handshakes (netx.quic), when a nettest makes any
         self.requests: list[Record] = []  # newest first, as in OONI
         self.network_events: list[Record] = []
 
@@ -133,6 +134,7 @@ class Trace:
             "tls_handshakes": self.tls_handshakes,
             "requests": self.requests,
             "network_events": self.network_events,
+            **({"quic_handshakes": self.quic_handshakes} if self.quic_handshakes else {}),
         }
 
     # --- record builders --------------------------------------------------------------------

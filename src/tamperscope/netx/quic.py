@@ -1,0 +1,177 @@
+"""Traced QUIC handshakes (HTTP/3's transport), recorded in ``quic_handshakes`` as OONI does.
+
+A censor that cannot read TLS over TCP any better than before may still drop
+QUIC wholesale (UDP to port 443) or read the SNI of its Initial packet, whose
+keys anyone can derive. Either way the TCP and TLS steps succeed and only this
+step tells. The handshake is aioquic's state machine driven over our own
+connected UDP socket, so that:
+
+- an ICMP port unreachable comes back as ``connection_refused``;
+- only the server's own datagrams are fed to the state machine;
+- the deadline is ours (``generic_timeout_error``), with aioquic's loss
+  recovery retransmitting the Initial meanwhile, as a browser would;
+- the certificates are kept even when they do not verify: aioquic is told not
+  to verify, and the chain is checked afterwards with the same offline check
+  ``netx.tls`` uses (``ssl_unknown_authority``, ``ssl_invalid_hostname``, ...),
+  so a QUIC interception box leaves the same evidence as a TLS one.
+
+A server's CONNECTION_CLOSE is classified by ``netx.classify`` like every
+other failure. The record carries no local address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import Sequence
+from typing import Any
+
+from aioquic.quic import events
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+
+from tamperscope.model import failures as F
+from tamperscope.netx.classify import QUICClosed, classify
+from tamperscope.netx.tls import leaf_info, verify_offline
+from tamperscope.netx.trace import Record, Trace, binary, endpoint
+
+DEFAULT_ALPN = ("h3",)
+DEFAULT_QUIC_TIMEOUT = 10.0
+# aioquic names the suites by their IANA numbers; OONI writes the IANA names.
+_SUITES = {0x1301: "TLS_AES_128_GCM_SHA256", 0x1302: "TLS_AES_256_GCM_SHA384",
+           0x1303: "TLS_CHACHA20_POLY1305_SHA256"}
+
+
+class _Socket(asyncio.DatagramProtocol):
+    """A connected UDP socket feeding the server's datagrams to one QUIC connection."""
+
+    def __init__(self, conn: QuicConnection, loop: asyncio.AbstractEventLoop) -> None:
+        self.conn = conn
+        self.loop = loop
+        self.wake = asyncio.Event()
+        self.error: OSError | None = None
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        try:
+            self.conn.receive_datagram(data, addr, now=self.loop.time())
+        except Exception as exc:  # noqa: BLE001 - aioquic drops garbage itself; anything else ends the handshake
+            self.error = self.error or OSError(f"quic: {type(exc).__name__}")
+        self.wake.set()
+
+    def error_received(self, exc: Exception) -> None:  # ICMP errors, on a connected socket
+        if isinstance(exc, OSError) and self.error is None:
+            self.error = exc
+        self.wake.set()
+
+    def flush(self) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        for data, _ in self.conn.datagrams_to_send(now=self.loop.time()):
+            self.transport.sendto(data)
+
+
+async def handshake(ip: str, port: int, *, server_name: str | None, trace: Trace,
+                    alpn: Sequence[str] = DEFAULT_ALPN, ca_bundle: str | None = None,
+                    timeout: float = DEFAULT_QUIC_TIMEOUT, tags: Sequence[str] = ()) -> Record:
+    """A QUIC handshake with ``ip:port`` and SNI ``server_name``, appended to ``trace.quic_handshakes``.
+
+    Returns the record; its ``failure`` is ``None`` only when the handshake completed
+    and the certificate verified for ``server_name``. The connection is closed right
+    after: the handshake is the measurement.
+    """
+    loop = asyncio.get_running_loop()
+    config = QuicConfiguration(is_client=True, alpn_protocols=list(alpn), server_name=server_name or None,
+                               verify_mode=ssl.CERT_NONE, idle_timeout=max(1.0, timeout))
+    conn = QuicConnection(configuration=config)
+    tid = trace.next_transaction_id()
+    t0 = trace.now()
+    failure: str | None = None
+    negotiated = ""
+    proto: _Socket | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+            _, proto = await loop.create_datagram_endpoint(lambda: _Socket(conn, loop), remote_addr=(ip, port),
+                                                           family=family)
+            negotiated = await _drive(conn, proto, (ip, port), loop)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes the record's failure string
+        failure = classify(exc, operation=F.QUIC_HANDSHAKE)
+    chain = _peer_chain(conn)
+    if failure is None:
+        try:
+            failure = verify_offline(chain, server_name, ca_bundle)
+        except Exception:  # noqa: BLE001 - a certificate the checker cannot read is a bad certificate
+            failure = F.SSL_INVALID_CERTIFICATE
+    _close(conn, proto, failure)
+    issuer, spki = leaf_info(chain[0]) if chain else (None, None)
+    suite = getattr(getattr(getattr(conn, "tls", None), "key_schedule", None), "cipher_suite", None)
+    record: Record = {
+        "network": "quic", "address": endpoint(ip, port), "alpn": list(alpn),
+        "cipher_suite": _SUITES.get(int(suite), "") if suite is not None and negotiated else "",
+        "failure": failure, "negotiated_protocol": negotiated, "no_tls_verify": False,
+        "peer_certificates": [binary(der) for der in chain] if chain else None,
+        "server_name": server_name or "", "t0": t0, "t": trace.now(), "tags": list(tags),
+        "tls_version": "TLSv1.3" if negotiated or chain else "", "transaction_id": tid,
+        "x_verified": failure is None, "x_issuer": issuer, "x_spki_sha256": spki,
+    }
+    trace.quic_handshakes.append(record)
+    return record
+
+
+async def _drive(conn: QuicConnection, proto: _Socket, addr: tuple[str, int], loop: asyncio.AbstractEventLoop) -> str:
+    """Run the handshake to its end; the negotiated ALPN, or raise what ended it."""
+    conn.connect(addr, now=loop.time())
+    while True:
+        proto.flush()
+        event = conn.next_event()
+        while event is not None:
+            if isinstance(event, events.HandshakeCompleted):
+                return event.alpn_protocol or ""
+            if isinstance(event, events.ConnectionTerminated):
+                raise QUICClosed(event.error_code, event.reason_phrase)
+            event = conn.next_event()
+        if proto.error is not None:
+            raise proto.error
+        proto.wake.clear()
+        timer = conn.get_timer()
+        delay = None if timer is None else max(0.0, timer - loop.time())
+        try:
+            await asyncio.wait_for(proto.wake.wait(), delay)
+        except TimeoutError:
+            conn.handle_timer(now=loop.time())
+
+
+def _peer_chain(conn: QuicConnection) -> tuple[bytes, ...]:
+    """The certificates the server sent (DER, leaf first), whether or not they verify."""
+    tls = getattr(conn, "tls", None)
+    leaf = getattr(tls, "_peer_certificate", None)
+    if leaf is None:
+        return ()
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    rest = getattr(tls, "_peer_certificate_chain", None) or []
+    return tuple(c.public_bytes(Encoding.DER) for c in [leaf, *rest])
+
+
+def _close(conn: QuicConnection, proto: _Socket | None, failure: str | None) -> None:
+    """Say goodbye (a bad certificate gets TLS's bad_certificate alert, as a browser sends) and close."""
+    try:
+        if failure is None:
+            conn.close(error_code=0, reason_phrase="")
+        elif failure.startswith("ssl_"):
+            conn.close(error_code=0x100 + 42, reason_phrase="bad certificate")
+        if proto is not None:
+            proto.flush()
+    except Exception:  # noqa: BLE001 - closing a connection that never started has nothing to send
+        pass
+    finally:
+        if proto is not None and proto.transport is not None:
+            proto.transport.close()
+
+
+__all__ = ["DEFAULT_ALPN", "DEFAULT_QUIC_TIMEOUT", "handshake"]
