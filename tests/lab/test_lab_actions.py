@@ -51,6 +51,37 @@ def test_http_drop_tls_drop_and_blockpage_file(lab) -> None:  # type: ignore[no-
         assert lab.logged(rule), rule
 
 
+def test_quic_sni_drop_reads_the_name_in_the_initial(lab, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """sni-drop decrypts the QUIC Initial and drops by the name inside, whatever the address: the blocked name
+    fails at any address, an innocent name passes at the blocked site's own address. The probe calls it quic.drop
+    while TCP and TLS to the same site work."""
+    import json
+    import subprocess
+    import sys
+
+    from tamperscope.lab import manager
+
+    blocked, other = lab.addr("www.quic-sni.example"), lab.addr("example.com")
+    res = lab.run([{"op": "quic", "args": [blocked, "www.quic-sni.example"]},
+                   {"op": "quic", "args": [other, "www.quic-sni.example"]},
+                   {"op": "quic", "args": [blocked, "example.com"]},
+                   {"op": "tls", "args": [blocked, "www.quic-sni.example"]}], parallel=4)
+    assert [r["error"] for r in res] == ["timeout", "timeout", None, None]
+    logged = lab.logged("quicsni", "www.quic-sni.example")
+    assert {e["server"] for e in logged} == {f"{blocked}:443", f"{other}:443"}
+    assert not lab.logged("quicsni", "example.com")
+    lst = tmp_path / "l.csv"
+    lst.write_text("url,category_code\nhttps://quic-sni.example/,X\n")
+    out = tmp_path / "o.jsonl"
+    run = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "run", "web_connectivity", "--list",
+                                            str(lst), "--yes", "--no-progress", "-o", str(out)]),
+                         env=manager.client_env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    tk = json.loads(out.read_text())["test_keys"]
+    assert tk["x_mechanism"] == "quic.drop" and tk["accessible"] is True
+    assert [q["failure"] for q in tk["quic_handshakes"]] == ["generic_timeout_error"]
+
+
 def test_delay_adds_round_trip(lab) -> None:  # type: ignore[no-untyped-def]
     from tamperscope.lab import manager
 

@@ -37,7 +37,7 @@ BAD = [
     ("[[rule]]\nid='a'\nlayer='http'\naction='rst'\ndomains=['x.org']\ncolour='red'\n", "colour: unknown key"),
     ("[[rule]]\nid='a'\nlayer='http'\naction='rst'\ndomains=['x.org']\n[[rule]]\nid='a'\nlayer='http'\naction='rst'\ndomains=['y.org']\n", "not unique"),
     ("[[rule]]\nid='a'\nlayer='http'\naction='rst'\ndomains=['x.org']\ninject={ttl=300}\n", "inject.ttl"),
-    ("[[rule]]\nid='a'\nlayer='quic'\naction='drop'\nregex='x'\n", "regex: quic rules match addresses"),
+    ("[[rule]]\nid='a'\nlayer='quic'\naction='drop'\nregex='x'\n", "regex: quic drop rules match addresses"),
     ("[proxy]\nenabled = 'yes'\n", "proxy.enabled: must be true or false"),
     ("this is [not toml", "not valid TOML"),
 ]

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from ..model.profile import Profile, Rule, load_profile
 from ..wire import dnswire, httphead, packet
+from ..wire.quicinitial import initial_hello
 from ..wire.tlshello import ClientHello, ClientHelloBuffer
 from . import addresses as A
 from . import blockpages, farm
@@ -43,6 +44,7 @@ PACKET_IGNORE_OUTGOING = 23
 MSS = 1400
 MAX_QUEUE_DELAY = 5.0  # seconds a throttled packet may wait before it is dropped
 FLOW_TTL = 300.0
+QUIC_FLOW_DROP_S = 60.0  # a QUIC flow whose Initial named a sni-drop rule's site stays dropped this long
 MAX_HELLO_FLOWS = 50000  # TLS flows whose first flight is tracked at once; past it the table starts again
 
 Flow = tuple[str, int, str, int]  # (src, sport, dst, dport) as seen travelling egress
@@ -90,8 +92,9 @@ class Censor:
                 self.ip_net_rules.append((ipaddress.IPv4Network(c), r))
         self.quic_addrs: dict[str, Rule] = {}
         for r in profile.rules_for("quic"):
-            for d in r.domains:
+            for d in r.domains if r.action == "drop" else ():
                 self.quic_addrs.setdefault(farm.address_for(d, profile), r)
+        self.quic_sni = [r for r in profile.rules_for("quic") if r.action == "sni-drop"]
         self.names_by_addr = {farm.address_for(d, profile): d for r in profile.rules for d in r.domains}
         self.hello: dict[Flow, ClientHelloBuffer | None] = {}
         self.dropped: dict[Flow, float] = {}  # 4-tuples dropped until t
@@ -168,7 +171,30 @@ class Censor:
                     if self._once(flow, wall):
                         self.truth.write(r, f"{src}:{sport}", f"{dst}:{dport}", self.names_by_addr.get(dst))
                     return []
+            if dport == 443 and self.quic_sni:
+                return self._quic_sni(frame, from_client_side, src, dst, sport, l4, fwd, wall)
         return fwd
+
+    def _quic_sni(self, frame: bytes, from_client: bool, src: str, dst: str, sport: int, l4: int, fwd: list,
+                  wall: float) -> list:
+        """Read the SNI of a QUIC Initial (decrypted with the keys its own header gives away, as the GFW has since
+        2024) and drop the datagram, and the rest of its flow, when a sni-drop rule names it. A ClientHello
+        continued in a second Initial passes, as it does through the GFW."""
+        flow = (src, sport, dst, 443)
+        if self.dropped.get(flow, 0.0) >= wall:
+            return []
+        payload = frame[l4 + 8:]
+        if not payload or not payload[0] & 0x80:  # short header: no SNI to read
+            return fwd
+        hello = initial_hello(payload)
+        if not isinstance(hello, ClientHello):
+            return fwd
+        r = self._first(self.quic_sni, hello.sni, "egress" if from_client else "ingress")
+        if r is None:
+            return fwd
+        self.dropped[flow] = wall + QUIC_FLOW_DROP_S
+        self.truth.write(r, f"{src}:{sport}", f"{dst}:443", hello.sni)
+        return []
 
     def _ip_block_all(self, src: str, dst: str, from_client: bool, wall: float) -> bool:
         """ip rules without ports drop every packet to/from their addresses (ICMP and UDP too)."""

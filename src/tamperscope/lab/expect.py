@@ -86,7 +86,7 @@ def expect_url(profile: Profile, url: str) -> Expectation:
             elif r is not None:
                 return Expectation(url, "http-failure", f"tls.{r.action}", r.id, host)
             if hop == 0 and port == 443:  # the probe tries HTTP/3 for the URL it was given (the farm offers it)
-                quic = _quic_rule(profile, addr)
+                quic = _quic_rule(profile, host, addr)
         else:
             r = _named(profile, "http", host, port)
             if r is not None:
@@ -104,10 +104,15 @@ def expect_url(profile: Profile, url: str) -> Expectation:
     return Expectation(url, "false", "none", None, host)
 
 
-def _quic_rule(profile: Profile, addr: str) -> Rule | None:
-    """The quic rule dropping UDP to port 443 of `addr` (the censor matches addresses, as expect does)."""
+def _quic_rule(profile: Profile, host: str, addr: str) -> Rule | None:
+    """The quic rule dropping HTTP/3 to `host` at `addr`: `drop` matches the address (UDP to its port 443),
+    `sni-drop` the name in the QUIC Initial's ClientHello."""
     for r in profile.rules_for("quic"):
-        if r.applies_to("egress") and any(farm.address_for(d, profile) == addr for d in r.domains):
+        if not r.applies_to("egress"):
+            continue
+        if r.action == "drop" and any(farm.address_for(d, profile) == addr for d in r.domains):
+            return r
+        if r.action == "sni-drop" and not farm.is_ip(host) and r.matches_name(host):
             return r
     return None
 

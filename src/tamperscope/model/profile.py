@@ -26,11 +26,11 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "ip": ("drop", "rst"),
     "http": ("rst", "drop", "blockpage"),
     "tls": ("rst", "drop", "throttle", "mitm"),
-    "quic": ("drop",),
+    "quic": ("drop", "sni-drop"),
 }
 # Actions that need to hold back the original packet: impossible for an on-path tap.
 IN_PATH_ONLY = {("dns", "drop"), ("ip", "drop"), ("http", "drop"), ("tls", "drop"), ("tls", "throttle"),
-                ("tls", "mitm"), ("quic", "drop")}
+                ("tls", "mitm"), ("quic", "drop"), ("quic", "sni-drop")}
 DIRECTIONS = ("egress", "ingress", "both")
 PLACEMENTS = ("in-path", "on-path")
 HEADER_CASES = ("keep", "lower", "upper", "title")
@@ -270,10 +270,10 @@ def _parse_rule(src: str, i: int, t: Any, base: Path, builtin_pages: set[str], p
         ports.append(p)
     if layer == "ip" and not (domains or cidrs):
         raise _fail(src, where, "an ip rule needs domains or cidrs")
-    if layer in ("ip", "quic") and regex is not None:
-        raise _fail(src, f"{where}.regex", f"{layer} rules match addresses: give domains, not a regex")
-    if layer == "quic" and not domains:
-        raise _fail(src, where, "a quic rule needs domains")
+    if (layer == "ip" or (layer, action) == ("quic", "drop")) and regex is not None:
+        raise _fail(src, f"{where}.regex", f"{layer} {action} rules match addresses: give domains, not a regex")
+    if layer == "quic" and not (domains or regex):
+        raise _fail(src, where, "a quic rule needs domains" + (" or a regex" if action == "sni-drop" else ""))
     if layer != "ip" and cidrs:
         raise _fail(src, f"{where}.cidrs", "only ip rules match CIDRs")
     if layer in ("dns", "http", "tls") and not (domains or regex):

@@ -55,6 +55,11 @@ def parse_client_hello(data: bytes) -> ClientHello | None | bool:
     return _hello_from(hs)
 
 
+def parse_handshake(hs: bytes) -> ClientHello | None | bool:
+    """Parse the ClientHello at the start of bare handshake bytes (no TLS records: QUIC's CRYPTO frames)."""
+    return _hello_from(hs)
+
+
 def _hello_from(hs: bytes) -> ClientHello | None | bool:
     """The ClientHello at the start of the handshake bytes `hs`, as `parse_client_hello` returns it."""
     if len(hs) < 4:
