@@ -80,3 +80,27 @@ def test_two_rules_with_different_headers_have_different_signatures(labs) -> Non
                              capture_output=True, text=True, timeout=180)
         sigs.add(json.loads(res.stdout)["signature"])
     assert len(sigs) == 2
+
+
+ALL_ACTIONS = str(__import__("pathlib").Path(__file__).parent / "profiles" / "all-actions.toml")
+QUIC = [("ru-like", "https://www.youtube.com/", "all"),  # UDP to the address's port 443 dropped: every name
+        ("ru-like", "https://example.com/", None),
+        (ALL_ACTIONS, "https://quic-sni.example/", "name")]  # the Initial's SNI read: this name only
+
+
+@pytest.mark.parametrize("profile,url,scope", QUIC, ids=[f"{p.rsplit('/', 1)[-1]}:{u}" for p, u, _ in QUIC])
+def test_locate_quic(labs, profile, url, scope) -> None:  # type: ignore[no-untyped-def]
+    """--layer quic sends real QUIC Initials with limited TTLs: a dropped one is silent from the censor's hop on,
+    and the control name tells a drop by address (scope all) from one by the SNI inside the Initial (name)."""
+    labs(profile)
+    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--layer", "quic",
+                                            "--yes", "--json", "--wait", "0.25"]), env=manager.client_env(),
+                         capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["layer"] == "quic"
+    if scope is None:
+        assert out["hop"] is None, out["reason"]
+        return
+    assert (out["hop"], out["router"], out["placement"], out["scope"]) == (HOP, A.ACCESS_LAN, "in-path", scope), out
+    assert len(out["runs"]) >= 3 and out["agreement"] > 0.5

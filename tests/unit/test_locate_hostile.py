@@ -189,7 +189,7 @@ def test_a_resolver_answering_a_non_address_stops_locate_in_one_line(monkeypatch
     (["http://a.example/", "--resolver", "255.255.255.255"], "--resolver 255.255.255.255"),
     (["http://a.example/", "--server", "0.0.0.0"], "--server 0.0.0.0"),
     (["http://a.example/", "--server", "2001:db8::1"], "--server must be an IPv4 address"),
-    (["http://a.example/", "--server", "198.18.1.80", "--layer", "dns"], "--server goes with --layer http or tls"),
+    (["http://a.example/", "--server", "198.18.1.80", "--layer", "dns"], "--server goes with --layer http, tls or quic"),
 ])
 def test_an_address_no_server_can_have_is_refused_before_anything_is_sent(argv: list[str], needle: str) -> None:
     p = argparse.ArgumentParser()

@@ -9,9 +9,12 @@ Interference at TTL k is any of:
 - an answer (RST, data, FIN; a DNS answer) although TTL k is too small to
   reach the server: something between hop k-1 and hop k answered;
 - silence where the router at hop k should have sent ICMP time-exceeded
-  (and does for the control): the trigger was dropped before hop k;
+  (and does for the control): the trigger was dropped before hop k; or
+  silence from hop k up to the server for the control name too: everything
+  to that port is dropped (scope "all": QUIC blocked by address);
 - at or beyond the server's distance, an answer that the control does not get
-  (an RST or a different payload).
+  (an RST or a different payload), or no answer where the control got one
+  (a dropped trigger, when no router on the way answers ICMP).
 `hop` is the smallest such k; `router` the address that answered at k-1 (the
 last hop before the censor); `placement` is on-path when the trigger still
 travelled on (ICMP from hop k arrived) and a forged answer came too, in-path
@@ -63,8 +66,14 @@ def decide_run(path: Sequence[str | None], server_ttl: int | None, target: Seque
             reason = f"answer at TTL {k}, before the server (TTL {dist})"
         elif k < dist and expected and obs.icmp_from is None and (ctl is None or ctl.icmp_from is not None):
             reason = f"no ICMP time-exceeded from {expected} at TTL {k}: the trigger was dropped"
+        elif (k < dist and expected and obs.icmp_from is None and ctl is not None and ctl.icmp_from is None
+              and _silent_from(target, k, dist) and _silent_from(list(control.values()), k, dist)):
+            reason = (f"no ICMP time-exceeded from {expected} at TTL {k}, and no answer up to the server, for the "
+                      "control name too: everything sent there on this port is dropped")
         elif k >= dist and ctl is not None and _rst(obs) and not _rst(ctl):
             reason = f"RST at TTL {k} that the control did not get"
+        elif k >= dist and ctl is not None and ctl.responses and not obs.responses and obs.icmp_from is None:
+            reason = f"no answer at TTL {k}, where the control got one: the trigger was dropped"
         if reason is None:
             continue
         on_path = bool(obs.responses) and obs.icmp_from is not None
@@ -74,6 +83,12 @@ def decide_run(path: Sequence[str | None], server_ttl: int | None, target: Seque
             placement="on-path" if on_path else "in-path", scope="all" if ctl_hit else "name", reason=reason,
             forged=obs.responses, payload=obs.payload)
     return RunResult(None, None, None, None, "no interference seen")
+
+
+def _silent_from(obs: Sequence[Observation], k: int, dist: int) -> bool:
+    """Nothing at all came back from TTL `k` on, and the sweep went as far as the server: not one lost ICMP."""
+    later = [o for o in obs if o.ttl >= k]
+    return any(o.ttl >= dist for o in later) and all(o.icmp_from is None and not o.responses for o in later)
 
 
 def _rst(o: Observation) -> bool:

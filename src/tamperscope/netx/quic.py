@@ -123,6 +123,18 @@ async def handshake(ip: str, port: int, *, server_name: str | None, trace: Trace
     return record
 
 
+def initial_datagram(server_name: str | None, alpn: Sequence[str] = DEFAULT_ALPN) -> bytes:
+    """The first datagram a QUIC client sends (its Initial, ClientHello inside, padded to 1200 bytes): what
+    ``locate --layer quic`` sends with a limited TTL. Nothing is sent here."""
+    import time
+
+    config = QuicConfiguration(is_client=True, alpn_protocols=list(alpn), server_name=server_name or None,
+                               verify_mode=ssl.CERT_NONE)
+    conn = QuicConnection(configuration=config)
+    conn.connect(("198.18.0.1", 443), now=time.monotonic())  # nothing is sent; no address goes in the packet
+    return conn.datagrams_to_send(now=time.monotonic())[0][0]
+
+
 async def _drive(conn: QuicConnection, proto: _Socket, addr: tuple[str, int], loop: asyncio.AbstractEventLoop) -> str:
     """Run the handshake to its end; the negotiated ALPN, or raise what ended it."""
     conn.connect(addr, now=loop.time())
@@ -174,4 +186,4 @@ def _close(conn: QuicConnection, proto: _Socket | None, failure: str | None) -> 
             proto.transport.close()
 
 
-__all__ = ["DEFAULT_ALPN", "DEFAULT_QUIC_TIMEOUT", "handshake"]
+__all__ = ["DEFAULT_ALPN", "DEFAULT_QUIC_TIMEOUT", "handshake", "initial_datagram"]

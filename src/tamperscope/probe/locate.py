@@ -5,6 +5,8 @@
 2. A control sweep, then a target sweep: for TTL 1, 2, …, a fresh TCP
    connection, then the trigger (the HTTP request, or the ClientHello with
    the SNI) sent with that TTL; what comes back is captured on raw sockets.
+   With `--layer quic` the trigger is a QUIC Initial (the ClientHello with the
+   SNI inside, as HTTP/3 sends it) in one UDP datagram to port 443.
    For names whose DNS is tampered with, the trigger is a DNS query to the
    public resolver instead.
 3. model/location.py decides hop, router, placement and scope; the forged
@@ -36,8 +38,10 @@ from ..model.inputs import BadInput, check_host, normal_url, parse_url
 from ..model.location import Location, Observation, RunResult, decide_run, majority, signature, signature_key
 from ..netx import Trace, lookup_udp, ttlprobe
 from ..netx.dns import build_query
+from ..netx.quic import initial_datagram
 
 CONTROL_NAME = "www.example.com"
+QUIC_PORT = 443  # HTTP/3's, whatever the URL's scheme
 THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")  # "this host on this network": never a destination
 
 
@@ -45,8 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("locate", help="find the hop where a URL is interfered with (CenTrace method; root)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("url", help="the URL to locate interference for")
-    p.add_argument("--layer", choices=("auto", "http", "tls", "dns"), default="auto",
-                   help="what to trigger with (auto: dns if its DNS is tampered with, else the URL's scheme)")
+    p.add_argument("--layer", choices=("auto", "http", "tls", "quic", "dns"), default="auto",
+                   help="what to trigger with (auto: dns if its DNS is tampered with, else the URL's scheme; "
+                        "quic: a QUIC Initial to UDP 443, for HTTP/3 that is dropped)")
     p.add_argument("--control", default=CONTROL_NAME,
                    help=f"innocent name for the control sweep (default {CONTROL_NAME})")
     p.add_argument("--runs", type=int, default=3, help="runs to make (more if they disagree; default 3)")
@@ -79,6 +84,8 @@ def trigger_payload(layer: str, host: str, path: str = "/") -> bytes:
         except ssl.SSLWantReadError:
             pass
         return out.read()
+    if layer == "quic":
+        return initial_datagram(host)
     _, wire = build_query(host, "A")
     return wire
 
@@ -97,6 +104,8 @@ def sweep(cap: ttlprobe.Capture, layer: str, ip: str, port: int, name: str, path
     for ttl in range(1, max_ttl + 1):
         if layer == "dns":
             step = ttlprobe.udp_trigger(cap, ip, 53, payload, ttl, wait=wait)
+        elif layer == "quic":
+            step = ttlprobe.udp_trigger(cap, ip, QUIC_PORT, payload, ttl, wait=wait)
         else:
             step = ttlprobe.tcp_trigger(cap, ip, port, payload, ttl, wait=wait)
         out.append(_observation(step))
@@ -270,7 +279,7 @@ def _check(args: argparse.Namespace) -> tuple[str, str, list[str], str | None]:
     except BadInput as e:
         raise UsageError(f"--control: {e}") from None
     if args.server is not None and args.layer == "dns":
-        raise UsageError("--server goes with --layer http or tls: a DNS trigger goes to the resolver")
+        raise UsageError("--server goes with --layer http, tls or quic: a DNS trigger goes to the resolver")
     server = _ipv4(args.server, "--server") if args.server is not None else None
     resolver = _ipv4(args.resolver or os.environ.get("TAMPERSCOPE_PUBLIC_RESOLVER") or "8.8.8.8", "--resolver")
     return url, resolver, [_ipv4(a, "--spread") for a in args.spread], server
