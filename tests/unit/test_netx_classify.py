@@ -19,6 +19,7 @@ from tamperscope.netx.classify import (
     DNSError,
     HTTPError,
     NetxError,
+    QUICClosed,
     TLSError,
     classify,
     failure_for_rcode,
@@ -135,4 +136,39 @@ def test_vocabulary_is_documented() -> None:
 @settings(max_examples=200, deadline=None)
 def test_any_exception_gets_a_known_failure(text: str, kind: type[Exception]) -> None:
     failure = classify(kind(text), operation=F.TOP_LEVEL)
+    assert F.is_known(failure) and "\n" not in failure
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "failure"),
+    [
+        (0x100 + 48, "", F.SSL_UNKNOWN_AUTHORITY),
+        (0x100 + 42, "bad certificate", F.SSL_INVALID_CERTIFICATE),
+        (0x100 + 45, "", F.SSL_INVALID_CERTIFICATE),
+        (0x100 + 112, "", F.SSL_INVALID_HOSTNAME),
+        (0x100 + 40, "handshake failure", F.SSL_FAILED_HANDSHAKE),
+        (0x100 + 120, "no_application_protocol", F.SSL_FAILED_HANDSHAKE),
+        (0x11, "", F.QUIC_INCOMPATIBLE_VERSION),
+        (0x1, "Could not find a common protocol version", F.QUIC_INCOMPATIBLE_VERSION),
+        (0x0, "Idle timeout", F.GENERIC_TIMEOUT_ERROR),
+        (0x2, "", F.CONNECTION_REFUSED),
+        (0x0, "", F.EOF_ERROR),
+        (0x7, "", "unknown_failure: quic error 0x7"),
+        (0x7, "at 10.1.2.3:443", "unknown_failure: quic error 0x7"),
+    ],
+)
+def test_quic_close_codes(code: int, reason: str, failure: str) -> None:
+    """A QUIC CONNECTION_CLOSE maps by code (TLS alerts as 0x100 + alert), then by aioquic's reason phrase;
+    the peer's free text never reaches the failure string."""
+    exc = QUICClosed(code, reason)
+    assert exc.error_code == code and exc.reason == reason
+    assert classify(exc, operation=F.QUIC_HANDSHAKE) == failure
+    assert F.is_known(failure)
+
+
+@given(st.integers(min_value=0, max_value=2**62 - 1), st.text(max_size=200))
+@settings(max_examples=200, deadline=None)
+def test_any_quic_close_gets_a_known_failure(code: int, reason: str) -> None:
+    """Any code and reason phrase a peer can send classifies to a known, single-line failure string."""
+    failure = classify(QUICClosed(code, reason), operation=F.QUIC_HANDSHAKE)
     assert F.is_known(failure) and "\n" not in failure

@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux's value; Python 3.11 does not export it
 MAX_CONNECTIONS = 4096
 MIN_INITIAL = 1200  # RFC 9000 section 14.1: a client's Initial is padded to 1200 bytes
+# aioquic drops an Initial of another version before it has a network path, and such a connection can
+# neither send nor expire: only these versions start one
+VERSIONS = frozenset(QuicConfiguration(is_client=False).supported_versions)
 # (certificate, chain, private key) for a server name
 Credentials = tuple[Any, list[Any], Any]
 Handler = Callable[[str, str, str], Response]  # (host, path, local_ip) -> response
@@ -131,7 +134,7 @@ class QuicServer:
                 header = pull_quic_header(Buffer(data=data), host_cid_length=8)
             except ValueError:
                 return
-            if header.packet_type != QuicPacketType.INITIAL:
+            if header.packet_type != QuicPacketType.INITIAL or header.version not in VERSIONS:
                 return
             config = QuicConfiguration(is_client=False, alpn_protocols=H3_ALPN, idle_timeout=10.0)
             # the certificate for a hello without SNI: the address it was sent to
@@ -166,7 +169,10 @@ class QuicServer:
             if h3 is not None and not ended:
                 for h in h3.handle_event(event):
                     if isinstance(h, HeadersReceived):
-                        self._answer(h3, h.stream_id, h.headers, key[1])
+                        try:
+                            self._answer(h3, h.stream_id, h.headers, key[1])
+                        except Exception:  # noqa: BLE001 - trailers (a second HEADERS) find the answer sent
+                            log.debug("quic request from %s not answered", key[0], exc_info=True)
             event = conn.next_event()
         pkt = struct.pack("I4s4s", 0, socket.inet_aton(key[1]), b"\0\0\0\0")
         for data, addr in conn.datagrams_to_send(now=self.loop.time()):
