@@ -79,7 +79,9 @@ def test_quic_sni_drop_reads_the_name_in_the_initial(lab, tmp_path) -> None:  # 
     assert run.returncode == 0, run.stderr[-2000:]
     tk = json.loads(out.read_text())["test_keys"]
     assert tk["x_mechanism"] == "quic.drop" and tk["accessible"] is True
-    assert [q["failure"] for q in tk["quic_handshakes"]] == ["generic_timeout_error"]
+    assert [(q["server_name"], q["failure"]) for q in tk["quic_handshakes"]] == [
+        ("quic-sni.example", "generic_timeout_error"), ("www.example.com", None)]
+    assert tk["x_quic_trigger"]["trigger"] == "sni"  # the innocent name got through to the same address
 
 
 def test_delay_adds_round_trip(lab) -> None:  # type: ignore[no-untyped-def]

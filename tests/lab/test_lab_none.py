@@ -63,8 +63,10 @@ def test_echo_returns_exact_bytes(lab) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_nothing_blocked_nothing_logged(lab) -> None:  # type: ignore[no-untyped-def]
-    r = lab.one("udp_probe", lab.addr("youtube.com"))
-    assert r["error"] == "refused"  # ICMP port unreachable came back: not dropped
+    r = lab.one("quic", lab.addr("youtube.com"), "youtube.com")
+    assert r["error"] is None and r["alpn"] == "h3"  # QUIC to the site completes: not dropped
+    r = lab.one("udp_probe", lab.addr("youtube.com"), 8443)
+    assert r["error"] == "refused"  # ICMP port unreachable came back from a port nobody serves: not dropped
     r = lab.one("tcp", lab.addr("nordvpn.com"), 443)
     assert r["error"] is None
     assert lab.log() == []

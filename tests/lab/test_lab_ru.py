@@ -70,29 +70,40 @@ def test_probe_finds_quic_dropped_where_tcp_and_tls_work(lab, tmp_path) -> None:
     import subprocess
     import sys
 
-    from tamperscope.lab import manager
+    from tamperscope.lab import farm, manager
 
+    names = [f"site{i}.example" for i in range(40)]
+    h3 = next(n for n in names if farm.speaks_h3(n, lab.profile))
+    no_h3 = next(n for n in names if not farm.speaks_h3(n, lab.profile))
     lst = tmp_path / "list.csv"
-    lst.write_text("url,category_code\nhttps://www.youtube.com/,X\nhttps://example.com/,X\nhttp://www.youtube.com/,X\n")
+    lst.write_text(f"url,category_code\nhttps://www.youtube.com/,X\nhttps://{h3}/,X\nhttp://www.youtube.com/,X\n"
+                   f"https://{no_h3}/,X\n")
     out = tmp_path / "out.jsonl"
     res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "run", "web_connectivity", "--list",
                                             str(lst), "--yes", "--no-progress", "-o", str(out)]),
                          env=manager.client_env(), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     got = {m["input"]: m["test_keys"] for m in map(json.loads, out.read_text().splitlines())}
-    yt, ok, plain = got["https://www.youtube.com/"], got["https://example.com/"], got["http://www.youtube.com/"]
+    yt, ok, plain = got["https://www.youtube.com/"], got[f"https://{h3}/"], got["http://www.youtube.com/"]
     ep = f"{lab.addr('www.youtube.com')}:443"
     assert (yt["x_mechanism"], yt["blocking"], yt["accessible"]) == ("quic.drop", False, True)
-    assert [(q["address"], q["failure"]) for q in yt["quic_handshakes"]] == [(ep, "generic_timeout_error")]
+    assert [(q["address"], q["server_name"], q["failure"]) for q in yt["quic_handshakes"]] == [
+        (ep, "www.youtube.com", "generic_timeout_error"), (ep, "www.example.com", "generic_timeout_error")]
+    # the innocent name is dropped too (UDP to the address): no claim that the SNI was read
+    assert yt["x_quic_trigger"] == {"address": ep, "innocent_name": "www.example.com",
+                                    "innocent_failure": "generic_timeout_error", "trigger": "undetermined"}
     assert yt["control"]["quic_handshake"][ep]["status"] is True
     assert yt["control"]["http_request"]["discovered_h3_endpoint"] == "www.youtube.com:443"
     assert "test_keys.quic_handshakes[0]" in yt["x_evidence"]
     assert all(t["failure"] is None for t in yt["tls_handshakes"])  # TCP and TLS got through
     q = ok["quic_handshakes"]
-    assert ok["x_mechanism"] == "none" and len(q) == 1 and q[0]["failure"] is None
+    assert ok["x_mechanism"] == "none" and len(q) == 1 and q[0]["failure"] is None and "x_quic_trigger" not in ok
     assert (q[0]["negotiated_protocol"], q[0]["tls_version"], q[0]["x_verified"]) == ("h3", "TLSv1.3", True)
-    assert q[0]["peer_certificates"] and q[0]["server_name"] == "example.com"
+    assert q[0]["peer_certificates"] and q[0]["server_name"] == h3
     assert plain["x_mechanism"] == "none" and not plain.get("quic_handshakes")  # http: no HTTP/3 to try
+    quiet = got[f"https://{no_h3}/"]  # a site not advertising HTTP/3 is not tried over QUIC, nor by the helper
+    assert quiet["x_mechanism"] == "none" and quiet["quic_handshakes"] == []
+    assert quiet["control"]["quic_handshake"] == {}
     logged = lab.logged("ru-quic", "www.youtube.com")
     assert logged and all(e["client"].startswith(A.CLIENT + ":") for e in logged)
     db = tmp_path / "a.duckdb"

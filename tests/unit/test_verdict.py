@@ -716,3 +716,16 @@ def test_an_unparsable_url_in_a_hostile_measurement_gets_a_verdict_not_an_except
     m["test_keys"]["x_control_request"] = {"http_request": bad}
     v = web_connectivity_verdict(m)
     assert isinstance(v, Verdict) and v.mechanism in MECHANISMS
+
+
+def test_quic_handshake_with_an_innocent_name_is_not_evidence_of_a_drop() -> None:
+    """The probe's check with an innocent SNI (tagged) does not count as a dropped handshake of the site."""
+    w = WC(f"https://{HOST}/").dns().fetch_ok().control()
+    w.control_data = dict(w.control_data or {}, quic_handshake={f"{IP}:443": {"status": True, "failure": None}})
+    w.extra["quic_handshakes"] = [{"address": f"{IP}:443", "failure": "generic_timeout_error",
+                                   "tags": ["depth=0", "x_innocent_sni"]}]
+    assert w.verdict().mechanism == "none"
+    w.extra["quic_handshakes"].insert(0, {"address": f"{IP}:443", "failure": "generic_timeout_error",
+                                          "tags": ["depth=0"]})
+    v = w.verdict()
+    assert v.mechanism == "quic.drop" and "test_keys.quic_handshakes[1]" not in v.evidence

@@ -85,7 +85,7 @@ def expect_url(profile: Profile, url: str) -> Expectation:
                 throttled = throttled or r
             elif r is not None:
                 return Expectation(url, "http-failure", f"tls.{r.action}", r.id, host)
-            if hop == 0 and port == 443:  # the probe tries HTTP/3 for the URL it was given (the farm offers it)
+            if hop == 0 and port == 443 and farm.speaks_h3(host, profile):  # the probe tries HTTP/3 for its URL
                 quic = _quic_rule(profile, host, addr)
         else:
             r = _named(profile, "http", host, port)

@@ -9,6 +9,8 @@ what a server does and what the ground truth predicts can never drift apart.
   in 198.19.128.0/17, so blocking it (and residual blocking after it) never
   hits another site. Other names share 32 web-farm addresses by hash.
 - Each host serves a stable page: its own title and body length (12-40 KB).
+- One host in three (and every host a quic rule names) speaks HTTP/3 and says
+  so with an Alt-Svc header on https: `speaks_h3`.
 - `redirect.X` answers 302 to `https://X/` (cross-host); one host in four
   (by hash) redirects http to https; `large.X` serves a 4 MiB body; any host
   serves `/blob?size=N` (N random-looking bytes, at most 64 MiB) for throughput tests.
@@ -25,7 +27,7 @@ from ..model.profile import Profile
 from . import addresses as A
 
 LARGE_BODY = 4 * 1024 * 1024
-ALT_SVC = 'h3=":443"; ma=86400'  # what the farm's https answers carry: it speaks HTTP/3 on UDP 443
+ALT_SVC = 'h3=":443"; ma=86400'  # what the https answers of a host that speaks HTTP/3 carry
 MAX_BLOB = 64 * 1024 * 1024
 MAX_REDIRECT_HOPS = 10
 
@@ -47,6 +49,16 @@ def address_for(name: str, profile: Profile | None) -> str:
         offset = 1 + _h("dedicated:" + name) % (net.num_addresses - 2)
         return str(net.network_address + offset)
     return A.FARM[_h(name) % len(A.FARM)]
+
+
+def speaks_h3(host: str, profile: Profile | None) -> bool:
+    """Whether `host` advertises HTTP/3 (Alt-Svc on its https answers): one host in three, as about a third of
+    the web's sites do (W3Techs, 2025), and every host a quic rule of the profile names (the sites censors
+    block over QUIC are the big ones, which all speak it)."""
+    host = host.lower().rstrip(".")
+    if profile is not None and any(r.matches_name(host) for r in profile.rules_for("quic")):
+        return True
+    return _h("h3:" + host) % 3 == 0
 
 
 def is_service_address(ip: str) -> bool:

@@ -63,7 +63,7 @@ async def _inet(state_dir: Path, state: dict) -> None:
             body = f"<html><head><title>Your address</title></head><body>You are {req.peer_ip}</body></html>".encode()
             return Response(200, (("Content-Type", "text/html"), ("X-Client-IP", req.peer_ip)), body)
         resp = farm.respond(req.scheme, req.host, req.target)
-        if req.scheme == "https":  # the farm also speaks HTTP/3, and says so as big sites do
+        if req.scheme == "https" and farm.speaks_h3(req.host, profile):  # it speaks HTTP/3, and says so
             resp = replace(resp, headers=(*resp.headers, ("Alt-Svc", farm.ALT_SVC)))
         return resp
 

@@ -661,8 +661,12 @@ def _overlays(verdict: Verdict, tk: Mapping[str, Any]) -> Verdict:
     return verdict
 
 
+INNOCENT_TAG = "x_innocent_sni"  # a probe's handshake with an innocent name, to tell what triggered a drop
+
+
 def _quic_drop(tk: Mapping[str, Any]) -> list[str]:
-    """QUIC handshakes that timed out where the control's succeeded (HTTP/3 blocked)."""
+    """QUIC handshakes that timed out where the control's succeeded (HTTP/3 blocked); a probe's own check with an
+    innocent name (tagged ``INNOCENT_TAG``) is not one of them."""
     control = tk.get("control")
     expected = control.get("quic_handshake") if isinstance(control, Mapping) else None
     if not isinstance(expected, Mapping):
@@ -671,6 +675,9 @@ def _quic_drop(tk: Mapping[str, Any]) -> list[str]:
     records = tk.get("quic_handshakes")
     for i, h in enumerate(records if isinstance(records, list) else []):
         if not isinstance(h, Mapping) or failure_class(h.get("failure")) != "timeout":
+            continue
+        tags = h.get("tags")
+        if isinstance(tags, list) and INNOCENT_TAG in tags:
             continue
         ctrl = expected.get(h.get("address"))
         if isinstance(ctrl, Mapping) and ctrl.get("status") is True and not ctrl.get("failure"):
@@ -700,6 +707,6 @@ def verdict_from(obs: Observations, measurement: Mapping[str, Any],
 
 
 __all__ = [
-    "MECHANISMS", "OONI_BLOCKING", "STATUSES", "BlockpageMatcher", "Verdict",
+    "INNOCENT_TAG", "MECHANISMS", "OONI_BLOCKING", "STATUSES", "BlockpageMatcher", "Verdict",
     "failure_class", "verdict_from", "web_connectivity_verdict",
 ]

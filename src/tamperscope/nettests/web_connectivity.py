@@ -26,7 +26,7 @@ from ..model.inputs import BadInput, parse_url
 from ..model.interception import interception, issuer_name
 from ..model.signature import signature_from
 from ..model.summary import summary_keys
-from ..model.verdict import verdict_from
+from ..model.verdict import INNOCENT_TAG, verdict_from
 from ..netx import (
     SYSTEM,
     Connection,
@@ -208,9 +208,23 @@ async def _quic(host: str, ctx: Context, trace: Trace, tk: dict[str, Any]) -> No
     ours = {ep.rsplit(":", 1)[0].strip("[]") for ep in asked}
     ips = [ip for ip in dict.fromkeys(ips) if ip in ours]  # only addresses our own DNS gave
     async with asyncio.TaskGroup() as tg:
-        for ip in ips:
-            tg.create_task(quic_handshake(ip, port, server_name=host, trace=trace, ca_bundle=ctx.ca_bundle,
-                                          timeout=ctx.timeouts.tls, tags=("depth=0",)))
+        tasks = {ip: tg.create_task(quic_handshake(ip, port, server_name=host, trace=trace, ca_bundle=ctx.ca_bundle,
+                                                   timeout=ctx.timeouts.tls, tags=("depth=0",))) for ip in ips}
+    timed_out = [ip for ip, t in tasks.items() if t.result()["failure"] == "generic_timeout_error"]
+    if timed_out:
+        await _quic_trigger(timed_out[0], port, ctx, trace, tk)
+
+
+async def _quic_trigger(ip: str, port: int, ctx: Context, trace: Trace, tk: dict[str, Any]) -> None:
+    """What a dropped QUIC handshake was dropped for: the same handshake to the same address with an innocent SNI.
+    If that one reaches the server, the censor read the name in the Initial ("sni"). If it is dropped too, the
+    address may be blocked, or the name's drop may still hold the address for a while (the GFW's lasts 180 s per
+    client, server and port): that is "undetermined", not an accusation of address blocking."""
+    rec = await quic_handshake(ip, port, server_name=INNOCENT, trace=trace, ca_bundle=ctx.ca_bundle,
+                               timeout=ctx.timeouts.tls, tags=("depth=0", INNOCENT_TAG))
+    reached = rec["failure"] is None or (rec["failure"] or "").startswith("ssl_")  # the server answered
+    tk["x_quic_trigger"] = {"address": endpoint(ip, port), "innocent_name": INNOCENT,
+                            "innocent_failure": rec["failure"], "trigger": "sni" if reached else "undetermined"}
 
 
 def _advertised_h3(host: str, trace: Trace, tk: dict[str, Any]) -> int | None:

@@ -30,6 +30,7 @@ from typing import Any
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
+from aioquic.tls import Group
 
 from tamperscope.model import failures as F
 from tamperscope.netx.classify import QUICClosed, classify
@@ -43,13 +44,24 @@ _SUITES = {0x1301: "TLS_AES_128_GCM_SHA256", 0x1302: "TLS_AES_256_GCM_SHA384",
            0x1303: "TLS_CHACHA20_POLY1305_SHA256"}
 
 
+class _Client(QuicConnection):
+    """aioquic's client, offering key shares for X25519 and P-256 only, as browsers do: aioquic also makes P-384
+    and X448 keys for every handshake, a third of its CPU, which a probe making thousands of them cannot spare."""
+
+    def _initialize(self, peer_cid: bytes) -> None:
+        super()._initialize(peer_cid)
+        groups = getattr(self.tls, "_supported_groups", None)
+        if isinstance(groups, list) and Group.X25519 in groups:
+            self.tls._supported_groups = [g for g in groups if g in (Group.X25519, Group.SECP256R1)]
+
+
 class _Socket(asyncio.DatagramProtocol):
     """A connected UDP socket feeding the server's datagrams to one QUIC connection."""
 
     def __init__(self, conn: QuicConnection, loop: asyncio.AbstractEventLoop) -> None:
         self.conn = conn
         self.loop = loop
-        self.wake = asyncio.Event()
+        self.wake: asyncio.Future[None] = loop.create_future()
         self.error: OSError | None = None
         self.transport: asyncio.DatagramTransport | None = None
 
@@ -61,12 +73,16 @@ class _Socket(asyncio.DatagramProtocol):
             self.conn.receive_datagram(data, addr, now=self.loop.time())
         except Exception as exc:  # noqa: BLE001 - aioquic drops garbage itself; anything else ends the handshake
             self.error = self.error or OSError(f"quic: {type(exc).__name__}")
-        self.wake.set()
+        self.awake()
 
     def error_received(self, exc: Exception) -> None:  # ICMP errors, on a connected socket
         if isinstance(exc, OSError) and self.error is None:
             self.error = exc
-        self.wake.set()
+        self.awake()
+
+    def awake(self) -> None:
+        if not self.wake.done():
+            self.wake.set_result(None)
 
     def flush(self) -> None:
         if self.transport is None or self.transport.is_closing():
@@ -87,7 +103,7 @@ async def handshake(ip: str, port: int, *, server_name: str | None, trace: Trace
     loop = asyncio.get_running_loop()
     config = QuicConfiguration(is_client=True, alpn_protocols=list(alpn), server_name=server_name or None,
                                verify_mode=ssl.CERT_NONE, idle_timeout=max(1.0, timeout))
-    conn = QuicConnection(configuration=config)
+    conn = _Client(configuration=config)
     tid = trace.next_transaction_id()
     t0 = trace.now()
     failure: str | None = None
@@ -149,12 +165,18 @@ async def _drive(conn: QuicConnection, proto: _Socket, addr: tuple[str, int], lo
             event = conn.next_event()
         if proto.error is not None:
             raise proto.error
-        proto.wake.clear()
+        # sleep until a datagram, an ICMP error or aioquic's next timer (retransmission, idle): one future, no
+        # task per wait (a probe makes thousands of handshakes)
+        proto.wake = loop.create_future()
         timer = conn.get_timer()
-        delay = None if timer is None else max(0.0, timer - loop.time())
+        alarm = loop.call_at(timer, proto.awake) if timer is not None else None
         try:
-            await asyncio.wait_for(proto.wake.wait(), delay)
-        except TimeoutError:
+            await proto.wake
+        finally:
+            if alarm is not None:
+                alarm.cancel()
+        timer = conn.get_timer()
+        if timer is not None and loop.time() >= timer:
             conn.handle_timer(now=loop.time())
 
 
