@@ -135,3 +135,36 @@ def test_chart_specs() -> None:
     assert [t["name"] for t in spec["data"]] == ["ok", "anomaly", "confirmed", "failure"]
     assert spec["data"][1]["y"] == [2] and spec["layout"]["barmode"] == "stack"
     assert charts.timeline([]) is None and charts.mechanisms([{"mechanism": None}]) is None
+
+
+def test_quic_handshakes_are_shown_beside_tls_with_their_transport_and_control() -> None:
+    m = samples.measurement("ok")
+    tk = m["test_keys"]
+    ep = f"{samples.SITE_IP}:443"
+    tk["quic_handshakes"] = [{"address": ep, "server_name": "site.example", "failure": "generic_timeout_error",
+                              "tls_version": "", "negotiated_protocol": "", "peer_certificates": None},
+                             {"address": ep, "server_name": "www.example.com", "failure": None,
+                              "tls_version": "TLSv1.3", "negotiated_protocol": "h3",
+                              "peer_certificates": [{"format": "base64", "data": base64.b64encode(
+                                  _cert_der("www.example.com", "Lab CA")).decode()}]}]
+    tk["control"]["quic_handshake"] = {ep: {"server_name": "site.example", "status": True, "failure": None}}
+    tk["x_quic_trigger"] = {"address": ep, "innocent_name": "www.example.com", "innocent_failure": None,
+                            "trigger": "sni"}
+    e = evidence(m)
+    quic = [h for h in e["tls"] if h["transport"] == "QUIC"]
+    assert [h["transport"] for h in e["tls"]][:1] == ["TCP"] and len(quic) == 2
+    assert quic[0]["failure"] == "generic_timeout_error" and quic[0]["control"]["success"] is True
+    assert quic[1]["alpn"] == "h3" and quic[1]["certificates"][0]["subject"] == "CN=www.example.com"
+    assert e["quic_trigger"]["trigger"] == "sni" and "innocent name got through" in e["quic_trigger"]["meaning"]
+
+
+@pytest.mark.parametrize("value", [None, "sni", 7, [], {"trigger": ["x"], "address": {"a": 1}}, {"trigger": "<b>"}])
+def test_a_hostile_quic_trigger_is_typed_text_or_nothing(value: object) -> None:
+    m = samples.measurement("ok")
+    m["test_keys"]["x_quic_trigger"] = value
+    got = evidence(m)["quic_trigger"]
+    if not isinstance(value, dict) or not value:
+        assert got is None
+    else:
+        assert all(v is None or isinstance(v, str) for v in got.values())
+        assert got["meaning"] == "not given"

@@ -402,7 +402,22 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
         "equipment": tk.get("x_equipment"),
         "remote": remote(m),
         "throttle": tk.get("x_throttle"),
+        "quic_trigger": quic_trigger(tk),
     }
+
+
+def quic_trigger(tk: Mapping[str, Any]) -> dict[str, str] | None:
+    """What a dropped QUIC handshake was dropped for (``x_quic_trigger``), as text: hostile input, typed here."""
+    x = _dict(tk.get("x_quic_trigger"))
+    if not x:
+        return None
+    trigger = _str(x.get("trigger"))
+    said = {"sni": "the name in the QUIC Initial: the same handshake with an innocent name got through",
+            "undetermined": "undetermined: the same handshake with an innocent name was dropped too (the address "
+                            "may be blocked, or the name's drop still held it)"}
+    return {"address": _str(x.get("address")), "innocent_name": _str(x.get("innocent_name")),
+            "innocent_failure": _str(x.get("innocent_failure")), "trigger": trigger,
+            "meaning": said.get(trigger, "not given")}
 
 
 __all__ = ["MAX_BODIES", "MAX_BODY_TEXT", "MAX_REQUESTS", "MAX_TARGETS", "body_bytes", "body_text", "captured_body",
