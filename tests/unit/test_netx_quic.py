@@ -498,3 +498,25 @@ def test_hostile_udp_servers(reply: Callable[[bytes], list[bytes]], expected: st
         assert rec["x_verified"] is False and rec["peer_certificates"] is None
 
     run(main())
+
+
+def test_a_chain_already_verified_over_tls_is_not_verified_again_and_no_other_is_trusted() -> None:
+    """The same chain, from the same address, for the same name, verified by OpenSSL over TLS: the QUIC record may
+    reuse that. A different chain, name, address, or a TLS record that failed or was unverified may not."""
+    from tamperscope.netx.quic import _verified_over_tls
+    from tamperscope.netx.trace import binary
+
+    certs = [binary(b"leaf"), binary(b"ca")]
+    ok = {"address": "198.18.0.7:443", "server_name": "a.example", "failure": None, "x_verified": True,
+          "no_tls_verify": False, "peer_certificates": certs}
+    trace = Trace()
+    trace.tls_handshakes.append(ok)
+    assert _verified_over_tls(trace, "198.18.0.7", "a.example", certs)
+    assert not _verified_over_tls(trace, "198.18.0.7", "a.example", [binary(b"other"), binary(b"ca")])
+    assert not _verified_over_tls(trace, "198.18.0.7", "b.example", certs)
+    assert not _verified_over_tls(trace, "198.18.0.8", "a.example", certs)
+    assert not _verified_over_tls(trace, "198.18.0.7", None, certs)
+    assert not _verified_over_tls(trace, "198.18.0.7", "a.example", [])
+    for bad in ({"failure": "ssl_unknown_authority"}, {"x_verified": False}, {"no_tls_verify": True}):
+        trace.tls_handshakes[:] = [{**ok, **bad}]
+        assert not _verified_over_tls(trace, "198.18.0.7", "a.example", certs), bad

@@ -165,3 +165,22 @@ def test_a_control_character_before_the_address_does_not_hide_it(before: str) ->
     for address in ("2001:db8::2", "198.18.1.2", "::ffff:198.18.1.2"):
         m = {"headers": {"X-Client": f"{before}{address}"}}
         assert s(m) == {"headers": {"X-Client": f"{before}{SCRUBBED}"}}, repr(before + address)
+
+
+def test_a_blob_found_clean_is_looked_at_again_once_a_new_address_is_known() -> None:
+    """Certificates recur, so clean base64 blobs are remembered; learning an address forgets them all, or a
+    chain that holds the new address would pass unscrubbed."""
+    import base64 as b64
+
+    from tamperscope.probe.privacy import Scrubber
+
+    blob = {"format": "base64", "data": b64.b64encode(b"cert bytes, then 198.18.9.9 in a SAN").decode()}
+    m = {"test_keys": {"tls_handshakes": [{"peer_certificates": [blob]}],
+                       "quic_handshakes": [{"peer_certificates": [blob]}]}}
+    s = Scrubber(["198.18.1.2"], interfaces=False)
+    assert not s.needed(m) and not s.needed(m)  # the second look is answered from memory
+    s._learn(["198.18.9.9"])
+    assert s.needed(m)
+    out = s(m)["test_keys"]
+    for key in ("tls_handshakes", "quic_handshakes"):
+        assert b"198.18.9.9" not in b64.b64decode(out[key][0]["peer_certificates"][0]["data"])

@@ -67,6 +67,7 @@ class Issuer:
         self.alpn = alpn
         self._contexts: dict[str, ssl.SSLContext] = {}
         self._credentials: dict[str, tuple[x509.Certificate, list[x509.Certificate], Any]] = {}
+        self._leaves: dict[str, x509.Certificate] = {}
         self._lock = threading.Lock()
         self._key_pem = self.leaf_key.private_bytes(_PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 
@@ -105,7 +106,7 @@ class Issuer:
             ctx = self._contexts.get(name)
             if ctx is not None:
                 return ctx
-            cert = self.leaf(name)
+            cert = self._leaf_for(name)
             path = self.cache_dir / (hashlib.sha1(name.encode()).hexdigest() + ".pem")
             path.write_bytes(cert.public_bytes(_PEM) + self.ca_cert.public_bytes(_PEM) + self._key_pem)
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -142,8 +143,18 @@ class Issuer:
             if got is None:
                 if len(self._credentials) >= 65536:  # names are the clients' SNI: bounded
                     self._credentials.clear()
-                got = self._credentials[name] = (self.leaf(name), [self.ca_cert], self.leaf_key)
+                got = self._credentials[name] = (self._leaf_for(name), [self.ca_cert], self.leaf_key)
             return got
+
+    def _leaf_for(self, name: str) -> x509.Certificate:
+        """One certificate per name, whichever server presents it (TLS over TCP and QUIC show the same, as a
+        real site's do). Called under the lock."""
+        cert = self._leaves.get(name)
+        if cert is None:
+            if len(self._leaves) >= 65536:
+                self._leaves.clear()
+            cert = self._leaves[name] = self.leaf(name)
+        return cert
 
     def _path_for(self, name: str) -> Path:
         self.context(name)

@@ -55,29 +55,41 @@ class _Client(QuicConnection):
             self.tls._supported_groups = [g for g in groups if g in (Group.X25519, Group.SECP256R1)]
 
 
-class _Socket(asyncio.DatagramProtocol):
-    """A connected UDP socket feeding the server's datagrams to one QUIC connection."""
+class _Socket:
+    """A connected, non-blocking UDP socket that the loop reads into one QUIC connection. A plain socket and
+    add_reader, not a datagram transport: a probe makes thousands of handshakes, and the transport's machinery
+    cost as much as a third of each."""
 
-    def __init__(self, conn: QuicConnection, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, conn: QuicConnection, loop: asyncio.AbstractEventLoop, ip: str, port: int) -> None:
         self.conn = conn
         self.loop = loop
+        self.addr = (ip, port)
         self.wake: asyncio.Future[None] = loop.create_future()
         self.error: OSError | None = None
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.sock = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            self.conn.receive_datagram(data, addr, now=self.loop.time())
-        except Exception as exc:  # noqa: BLE001 - aioquic drops garbage itself; anything else ends the handshake
-            self.error = self.error or OSError(f"quic: {type(exc).__name__}")
-        self.awake()
+            self.sock.setblocking(False)
+            self.sock.connect(self.addr)  # only the server's datagrams, and its ICMP errors, come back
+            loop.add_reader(self.sock.fileno(), self._readable)
+        except BaseException:
+            self.sock.close()
+            raise
+        self.closed = False
 
-    def error_received(self, exc: Exception) -> None:  # ICMP errors, on a connected socket
-        if isinstance(exc, OSError) and self.error is None:
-            self.error = exc
+    def _readable(self) -> None:
+        for _ in range(64):  # then let the loop breathe
+            try:
+                data = self.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # an ICMP error on a connected socket: refused, unreachable
+                self.error = self.error or exc
+                break
+            try:
+                self.conn.receive_datagram(data, self.addr, now=self.loop.time())
+            except Exception as exc:  # noqa: BLE001 - aioquic drops garbage itself; anything else ends it
+                self.error = self.error or OSError(f"quic: {type(exc).__name__}")
+                break
         self.awake()
 
     def awake(self) -> None:
@@ -85,10 +97,22 @@ class _Socket(asyncio.DatagramProtocol):
             self.wake.set_result(None)
 
     def flush(self) -> None:
-        if self.transport is None or self.transport.is_closing():
+        if self.closed:
             return
         for data, _ in self.conn.datagrams_to_send(now=self.loop.time()):
-            self.transport.sendto(data)
+            try:
+                self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                continue  # a full socket buffer loses the datagram, as the network may: aioquic resends
+            except OSError as exc:
+                self.error = self.error or exc
+                break
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
 
 
 async def handshake(ip: str, port: int, *, server_name: str | None, trace: Trace,
@@ -111,14 +135,13 @@ async def handshake(ip: str, port: int, *, server_name: str | None, trace: Trace
     proto: _Socket | None = None
     try:
         async with asyncio.timeout(timeout):
-            family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-            _, proto = await loop.create_datagram_endpoint(lambda: _Socket(conn, loop), remote_addr=(ip, port),
-                                                           family=family)
+            proto = _Socket(conn, loop, ip, port)
             negotiated = await _drive(conn, proto, (ip, port), loop)
     except Exception as exc:  # noqa: BLE001 - every failure becomes the record's failure string
         failure = classify(exc, operation=F.QUIC_HANDSHAKE)
     chain = _peer_chain(conn)
-    if failure is None:
+    certs = [binary(der) for der in chain]
+    if failure is None and not _verified_over_tls(trace, ip, server_name, certs):
         try:
             failure = verify_offline(chain, server_name, ca_bundle)
         except Exception:  # noqa: BLE001 - a certificate the checker cannot read is a bad certificate
@@ -130,7 +153,7 @@ async def handshake(ip: str, port: int, *, server_name: str | None, trace: Trace
         "network": "quic", "address": endpoint(ip, port), "alpn": list(alpn),
         "cipher_suite": _SUITES.get(int(suite), "") if suite is not None and negotiated else "",
         "failure": failure, "negotiated_protocol": negotiated, "no_tls_verify": False,
-        "peer_certificates": [binary(der) for der in chain] if chain else None,
+        "peer_certificates": certs or None,
         "server_name": server_name or "", "t0": t0, "t": trace.now(), "tags": list(tags),
         "tls_version": "TLSv1.3" if negotiated or chain else "", "transaction_id": tid,
         "x_verified": failure is None, "x_issuer": issuer, "x_spki_sha256": spki,
@@ -180,6 +203,19 @@ async def _drive(conn: QuicConnection, proto: _Socket, addr: tuple[str, int], lo
             conn.handle_timer(now=loop.time())
 
 
+def _verified_over_tls(trace: Trace, ip: str, server_name: str | None, certs: list[Any]) -> bool:
+    """Whether this trace already verified the very same chain from the same address for the same name over TLS
+    (a site shows one certificate over TCP and QUIC): checking it again would give the same answer."""
+    if not certs or not server_name:
+        return False
+    for h in trace.tls_handshakes:
+        if (h.get("failure") is None and h.get("x_verified") is True and h.get("no_tls_verify") is False
+                and h.get("server_name") == server_name and h.get("peer_certificates") == certs
+                and str(h.get("address", "")).rsplit(":", 1)[0].strip("[]") == ip):
+            return True
+    return False
+
+
 def _peer_chain(conn: QuicConnection) -> tuple[bytes, ...]:
     """The certificates the server sent (DER, leaf first), whether or not they verify."""
     tls = getattr(conn, "tls", None)
@@ -204,8 +240,8 @@ def _close(conn: QuicConnection, proto: _Socket | None, failure: str | None) -> 
     except Exception:  # noqa: BLE001 - closing a connection that never started has nothing to send
         pass
     finally:
-        if proto is not None and proto.transport is not None:
-            proto.transport.close()
+        if proto is not None:
+            proto.close()
 
 
 __all__ = ["DEFAULT_ALPN", "DEFAULT_QUIC_TIMEOUT", "handshake", "initial_datagram"]

@@ -189,6 +189,10 @@ def _last(token: str) -> str:
     return token if "." in token else token.lstrip("0").lower()
 
 
+MAX_CLEAN_BLOBS = 1024  # blobs remembered as clean...
+MAX_CLEAN_BLOB = 8192  # ...each at most this long in base64 (a certificate, not a page): 8 MiB at most
+
+
 class Scrubber:
     """Replaces the given addresses (and, unless `interfaces` is false, every address of this machine's
     interfaces) with `SCRUBBED` in a measurement, in whatever spelling they appear."""
@@ -201,6 +205,9 @@ class Scrubber:
         self._packed: list[bytes] = []
         self._v4_anchor: tuple[re.Pattern[str], re.Pattern[bytes]] | None = None
         self._seen6: dict[str, tuple[int, int] | None] = {}  # runs already looked at (times recur)
+        # base64 blobs already decoded and found clean: certificates recur (a site's chain over TLS and QUIC, the
+        # same CAs in every measurement), bodies rarely; bounded, and forgotten when an address is learnt
+        self._clean_blobs: set[bytes] = set()
         self._interfaces = interfaces
         self._next_look = 0.0
         self._learn(addresses)
@@ -234,6 +241,7 @@ class Scrubber:
         self._v4_anchor = (re.compile(anchor), re.compile(anchor.encode())) if v4 else None
         self._last, self._packed = frozenset(last), sorted(packed, key=len, reverse=True)  # a mapped form first
         self._seen6 = {}
+        self._clean_blobs = set()  # what was clean may hold a newly learnt address
         self._v4, self._v6 = v4, v6
         shown = [str(ipaddress.IPv4Address(v)) for v in v4] + [str(ipaddress.IPv6Address(v)) for v in v6]
         self.addresses = sorted(shown, key=len, reverse=True)
@@ -372,12 +380,19 @@ class Scrubber:
         if b'"base64"' not in blob:
             return False
         for m in _BASE64_DATA.finditer(blob):
+            data = m.group(1) or m.group(2)
+            if data in self._clean_blobs:
+                continue
             try:
-                raw = base64.b64decode(m.group(1) or m.group(2), validate=True)
+                raw = base64.b64decode(data, validate=True)
             except (binascii.Error, ValueError):
                 return True
             if any(p in raw for p in self._packed) or self._spans(raw):
                 return True
+            if len(data) <= MAX_CLEAN_BLOB:
+                if len(self._clean_blobs) >= MAX_CLEAN_BLOBS:
+                    self._clean_blobs.clear()
+                self._clean_blobs.add(data)
         return False
 
     def __call__(self, obj: Any) -> Any:
