@@ -38,6 +38,9 @@ BAD = [
     ("[[rule]]\nid='a'\nlayer='http'\naction='rst'\ndomains=['x.org']\n[[rule]]\nid='a'\nlayer='http'\naction='rst'\ndomains=['y.org']\n", "not unique"),
     ("[[rule]]\nid='a'\nlayer='http'\naction='rst'\ndomains=['x.org']\ninject={ttl=300}\n", "inject.ttl"),
     ("[[rule]]\nid='a'\nlayer='quic'\naction='drop'\nregex='x'\n", "regex: quic drop rules match addresses"),
+    ("[[rule]]\nid='a'\nlayer='quic'\naction='sni-drop'\n", "a quic rule needs domains or a regex"),
+    ("[network]\nplacement='on-path'\n[[rule]]\nid='a'\nlayer='quic'\naction='sni-drop'\nregex='x'\n",
+     "quic sni-drop needs an in-path censor"),
     ("[proxy]\nenabled = 'yes'\n", "proxy.enabled: must be true or false"),
     ("this is [not toml", "not valid TOML"),
 ]
@@ -86,3 +89,18 @@ def test_expect_follows_redirects_and_layers() -> None:
     assert expect_url(ru, "http://meduza.io/").blocking == "dns"
     # a cross-host redirect to a blocked site is blocked at the second hop
     assert expect_url(tm, "http://redirect.youtube.com/").mechanism == "tls.rst"
+
+
+def test_quic_sni_drop_takes_names_and_regexes_and_expect_follows_them(tmp_path: Path) -> None:
+    """sni-drop matches the SNI, so a regex is allowed; expect predicts quic.drop for an https URL whose host it names
+    and that advertises HTTP/3, at any address, and for nothing over http."""
+    from tamperscope.lab.expect import expect_url
+    from tamperscope.model.profile import parse_profile
+
+    p = parse_profile("[[rule]]\nid='q'\nlayer='quic'\naction='sni-drop'\nregex='^h3-block[.]'\n",
+                      source="q.toml", base=tmp_path, builtin_pages=set())
+    assert p.rules[0].matches_name("h3-block.example") and not p.rules[0].matches_name("www.h3-block.example")
+    got = expect_url(p, "https://h3-block.example/")
+    assert (got.mechanism, got.blocking, got.rule) == ("quic.drop", "false", "q")
+    assert expect_url(p, "http://h3-block.example/").mechanism == "none"
+    assert expect_url(p, "https://example.org/").mechanism == "none"

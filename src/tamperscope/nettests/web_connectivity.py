@@ -195,24 +195,29 @@ async def _quic(host: str, ctx: Context, trace: Trace, tk: dict[str, Any]) -> No
     port = _advertised_h3(host, trace, tk)
     if port is None:
         return
-    # The addresses that serve the site: ours where TLS got through, and the control's where QUIC did (a
-    # poisoned address serves neither, and its timeout would say nothing)
-    control = tk.get("control")
-    quic = control.get("quic_handshake") if isinstance(control, dict) else None
-    ips = [h["address"].rsplit(":", 1)[0].strip("[]") for h in trace.tls_handshakes
-           if h.get("failure") is None and "depth=0" in h.get("tags", ())]
-    if isinstance(quic, dict):
-        ips += [ep.rsplit(":", 1)[0].strip("[]") for ep, q in quic.items()
-                if isinstance(ep, str) and isinstance(q, dict) and q.get("status") is True]
-    asked = (tk.get("x_control_request") or {}).get("tcp_connect") or ()
-    ours = {ep.rsplit(":", 1)[0].strip("[]") for ep in asked}
-    ips = [ip for ip in dict.fromkeys(ips) if ip in ours]  # only addresses our own DNS gave
+    ips = _quic_targets(trace, tk)
     async with asyncio.TaskGroup() as tg:
         tasks = {ip: tg.create_task(quic_handshake(ip, port, server_name=host, trace=trace, ca_bundle=ctx.ca_bundle,
                                                    timeout=ctx.timeouts.tls, tags=("depth=0",))) for ip in ips}
     timed_out = [ip for ip, t in tasks.items() if t.result()["failure"] == "generic_timeout_error"]
     if timed_out:
         await _quic_trigger(timed_out[0], port, ctx, trace, tk)
+
+
+def _quic_targets(trace: Trace, tk: dict[str, Any]) -> list[str]:
+    """The addresses worth a QUIC handshake: those of ours where TLS got through, and those where the control's
+    QUIC did (a poisoned address serves neither, and its timeout would say nothing), but only addresses our own
+    DNS gave: the control's answer is the helper's word, and the helper may be anyone's."""
+    control = tk.get("control")
+    quic = control.get("quic_handshake") if isinstance(control, dict) else None
+    ips = [str(h.get("address", "")).rsplit(":", 1)[0].strip("[]") for h in trace.tls_handshakes
+           if h.get("failure") is None and "depth=0" in h.get("tags", ())]
+    if isinstance(quic, dict):
+        ips += [ep.rsplit(":", 1)[0].strip("[]") for ep, q in quic.items()
+                if isinstance(ep, str) and isinstance(q, dict) and q.get("status") is True]
+    asked = (tk.get("x_control_request") or {}).get("tcp_connect") or ()
+    ours = {ep.rsplit(":", 1)[0].strip("[]") for ep in asked if isinstance(ep, str)}
+    return [ip for ip in dict.fromkeys(ips) if ip in ours]
 
 
 async def _quic_trigger(ip: str, port: int, ctx: Context, trace: Trace, tk: dict[str, Any]) -> None:
