@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tamperscope.netx import Trace
 from tamperscope.nettests.web_connectivity import _advertised_h3, _quic_targets
+from tamperscope.netx import Trace
 
 HOST = "site.example"
 
