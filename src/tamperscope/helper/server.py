@@ -51,7 +51,6 @@ from ..model.inputs import BadInput, listen_host
 from ..netx import Resolver, Trace, fetch, lookup_addresses, tcp_connect, tls_handshake
 from ..netx.classify import NetxError
 from ..netx.listening import EVERY_INTERFACE, bind_failure, open_files, shown
-from ..netx.quic import handshake as quic_handshake
 from ..netx.trace import endpoint
 
 log = logging.getLogger("tamperscope.helper")
@@ -323,6 +322,8 @@ class ControlHelper:
         if port is None:
             return
         req["discovered_h3_endpoint"] = f"{host}:{port}"
+        from ..netx.quic import handshake as quic_handshake  # aioquic costs 50 ms to import: only when needed
+
         ips = list(dict.fromkeys(_split_endpoint(ep)[0] for ep in eps))
         trace = Trace(record_io=False)
 

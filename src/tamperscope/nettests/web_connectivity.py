@@ -41,7 +41,6 @@ from ..netx import (
     tls_handshake,
 )
 from ..netx.fetch import redirect_target
-from ..netx.quic import handshake as quic_handshake
 from ..netx.trace import endpoint
 from .base import Context, NettestError
 from .control import REQUEST_HEADERS, ask_helper, control_request
@@ -195,6 +194,8 @@ async def _quic(host: str, ctx: Context, trace: Trace, tk: dict[str, Any]) -> No
     port = _advertised_h3(host, trace, tk)
     if port is None:
         return
+    from ..netx.quic import handshake as quic_handshake  # aioquic costs 50 ms to import: only for HTTP/3 sites
+
     ips = _quic_targets(trace, tk)
     async with asyncio.TaskGroup() as tg:
         tasks = {ip: tg.create_task(quic_handshake(ip, port, server_name=host, trace=trace, ca_bundle=ctx.ca_bundle,
@@ -225,6 +226,8 @@ async def _quic_trigger(ip: str, port: int, ctx: Context, trace: Trace, tk: dict
     If that one reaches the server, the censor read the name in the Initial ("sni"). If it is dropped too, the
     address may be blocked, or the name's drop may still hold the address for a while (the GFW's lasts 180 s per
     client, server and port): that is "undetermined", not an accusation of address blocking."""
+    from ..netx.quic import handshake as quic_handshake
+
     rec = await quic_handshake(ip, port, server_name=INNOCENT, trace=trace, ca_bundle=ctx.ca_bundle,
                                timeout=ctx.timeouts.tls, tags=("depth=0", INNOCENT_TAG))
     reached = rec["failure"] is None or (rec["failure"] or "").startswith("ssl_")  # the server answered
