@@ -203,3 +203,28 @@ def test_capture_names_the_equipment_from_outside(lab, tmp_path) -> None:  # typ
         assert sig["ttl"] == 127  # one router (the border) between the censor and the measurer
     assert by["inject.example"]["x_signature"]["key"] == "udp/ttl64/ipid0"
     assert "x_signature" not in by["example.org"] and A.OUTSIDE not in web.read_text()
+
+
+def test_remote_web_over_quic_finds_the_sni_read_in_the_initial(lab, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """--protocol quic sends each domain as the SNI of a QUIC Initial to the in-country server, between control
+    handshakes: the censor reading Initials entering the country drops quicsni.example's (quic.drop, logged for
+    the outside vantage), and nothing else; the TLS rules do not see QUIC."""
+    out = tmp_path / "quic.jsonl"
+    names = {"quicsni.example": ("quic.drop", "in-quic-sni"), "example.org": ("none", None),
+             "sni.example": ("none", None)}
+    res = remote("web", "-V", A.ISP_WEB, "--protocol", "quic", *inputs(names), "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    got = {m["input"]: m["test_keys"] for m in read(out)}
+    assert {n: tk["x_mechanism"] for n, tk in got.items()} == {n: v[0] for n, v in names.items()}
+    blocked = got["quicsni.example"]
+    assert blocked["x_status"] == "anomaly" and blocked["blocking"] == "http-failure"
+    assert any(p.startswith("test_keys.quic_handshakes[") for p in blocked["x_evidence"])
+    tests = [q for q in blocked["quic_handshakes"] if "test" in q["tags"]]
+    assert tests and all(q["failure"] == "generic_timeout_error" and q["server_name"] == "quicsni.example"
+                         for q in tests)
+    controls = [q for q in blocked["quic_handshakes"] if "test" not in q["tags"]]
+    assert controls and all(q["negotiated_protocol"] == "h3" for q in controls)  # the vantage answered them
+    assert not blocked["tcp_connect"] and blocked["protocols"] == ["quic"]
+    log = [e for e in lab.logged("in-quic-sni") if e["client"].startswith(A.OUTSIDE + ":")]
+    assert log and {e["name"] for e in log} == {"quicsni.example"}
+    assert A.OUTSIDE not in out.read_text()

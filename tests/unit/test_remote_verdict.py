@@ -565,6 +565,20 @@ class Web:
         self.tcp_connect: list[dict[str, Any]] = []
         self.tls_handshakes: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []
+        self.quic_handshakes: list[dict[str, Any]] = []
+
+    def quic(self, role: str, failure: str | None = None, negotiated: str = "h3") -> Web:
+        """One QUIC handshake (no TCP): the name is in its first packet."""
+        self._tid += 1
+        self._t += 0.5
+        done = failure is None or failure.startswith("ssl_")
+        self.quic_handshakes.append({
+            "network": "quic", "address": f"{VANTAGE}:443", "alpn": ["h3"], "failure": failure,
+            "negotiated_protocol": negotiated if done else "", "server_name": DOMAIN if role == "test" else
+            CONTROL_DOMAIN, "t0": self._t, "t": self._t + 0.1, "tags": ["quic", role], "transaction_id": self._tid,
+            "peer_certificates": [{"format": "base64", "data": "MIIB"}] if done else None,
+        })
+        return self
 
     def attempt(self, protocol: str, role: str, *, connect: str | None = None, failure: str | None = None,
                 code: int = 200, body: str = PAGE, headers: Sequence[tuple[str, str]] = ()) -> Web:
@@ -606,9 +620,11 @@ class Web:
             "probe_asn": "AS64496", "probe_cc": "ZZ",
             "test_keys": {
                 "vantage": VANTAGE, "control_domain": CONTROL_DOMAIN, "domain": DOMAIN,
-                "protocols": sorted({r["tags"][0] for r in self.tcp_connect}),
+                "protocols": sorted({r["tags"][0] for r in [*self.tcp_connect, *self.quic_handshakes]
+                                     if isinstance(r.get("tags"), list) and r["tags"] and isinstance(r["tags"][0], str)}),
                 "queries": [], "x_dns_duplicate_responses": [], "tcp_connect": self.tcp_connect,
                 "tls_handshakes": self.tls_handshakes, "requests": self.requests, "network_events": [],
+                **({"quic_handshakes": self.quic_handshakes} if self.quic_handshakes else {}),
                 "x_residual_wait": {},
             },
         }
@@ -724,6 +740,51 @@ def test_web_tls_handshake_timeout_is_tls_drop(after: bool, confidence: float) -
     assert (v.blocking, v.accessible, v.mechanism, v.confidence, v.status) == (
         "http-failure", False, "tls.drop", confidence, "anomaly")
     assert v.evidence == tuple(pointers(m, "tls_handshakes", tags=["test"]))
+
+
+@pytest.mark.parametrize("after,confidence", [(True, 0.75), (False, 0.5)])
+def test_web_quic_handshake_timeout_is_quic_drop(after: bool, confidence: float) -> None:
+    w = Web().quic("vantage_before").quic("test", "generic_timeout_error").quic("test", "generic_timeout_error")
+    w.quic("vantage_after", None if after else "generic_timeout_error")
+    m = w.build()
+    v = w.verdict()
+    assert (v.blocking, v.accessible, v.mechanism, v.confidence, v.status) == (
+        "http-failure", False, "quic.drop", confidence, "anomaly")
+    assert v.evidence == tuple(pointers(m, "quic_handshakes", tags=["quic", "test"]))
+
+
+@pytest.mark.parametrize("failure", [None, "ssl_invalid_hostname", "ssl_unknown_authority"])
+def test_web_quic_handshake_completed_reached_the_vantage_whatever_its_certificate(failure: str | None) -> None:
+    """The vantage need not hold a certificate for the domain: a completed handshake is no interference."""
+    v = Web().quic("vantage_before").quic("test", failure).quic("vantage_after").verdict()
+    assert (v.mechanism, v.status, v.blocking) == ("none", "ok", False)
+
+
+def test_web_quic_alert_without_a_completed_handshake_is_no_known_technique() -> None:
+    w = Web().quic("vantage_before").quic("test", "ssl_failed_handshake", negotiated="").quic("vantage_after")
+    w.quic_handshakes[1]["negotiated_protocol"] = ""
+    v = w.verdict()
+    assert (v.mechanism, v.status, v.confidence) == ("none", "anomaly", 0.3)
+
+
+def test_web_quic_without_a_control_handshake_before_is_failure() -> None:
+    v = Web().quic("vantage_before", "generic_timeout_error").quic("test", "generic_timeout_error").verdict()
+    assert v.status == "failure" and v.mechanism == "none"
+
+
+def test_web_quic_drop_beside_https_ok_is_the_anomaly() -> None:
+    w = Web().ok("https", "vantage_before").ok("https", "test").ok("https", "vantage_after")
+    w.quic("vantage_before").quic("test", "generic_timeout_error").quic("vantage_after")
+    v = w.verdict()
+    assert v.mechanism == "quic.drop" and v.status == "anomaly"
+
+
+@pytest.mark.parametrize("odd", [None, "quic", ["test"], [["quic"], "test"], 7])
+def test_web_quic_records_with_hostile_tags_are_no_attempt(odd: Any) -> None:
+    w = Web().quic("vantage_before").quic("test", "generic_timeout_error").quic("vantage_after")
+    w.quic_handshakes[1]["tags"] = odd
+    v = w.verdict()
+    assert v.mechanism == "none" and v.status in ("failure", "ok")
 
 
 @pytest.mark.parametrize("failure", ["connection_reset", "eof_error"])
@@ -871,6 +932,7 @@ FIELDS = ["queries", "x_dns_duplicate_responses", "tcp_connect", "tls_handshakes
           "x_asn", "status", "transaction_id", "body", "headers_list", "headers", "response", "failure", "ipv4",
           "address", "x_verified", "no_tls_verify", "t0", "success", "code", "test_keys"]
 WEB_FIELDS = [f for f in FIELDS if f not in ("answers", "x_asn", "ipv4")]  # none in a remote_web measurement
+WEB_FIELDS += ["quic_handshakes", "negotiated_protocol"]  # in remote_web's only
 
 
 def rich_dns() -> dict[str, Any]:
@@ -890,6 +952,7 @@ def rich_web() -> dict[str, Any]:
     w.ok("http", "vantage_after")
     w.ok("https", "vantage_before").attempt("https", "test", failure="generic_timeout_error")
     w.attempt("https", "test", connect="connection_refused").ok("https", "vantage_after")
+    w.quic("vantage_before").quic("test", "generic_timeout_error").quic("vantage_after")
     return w.build()
 
 

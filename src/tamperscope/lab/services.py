@@ -5,8 +5,8 @@
 - inet (ts-inet): authoritative DNS, public resolver (UDP/TCP/DoT/DoH), the
   web farm on 80/443 for every address of 198.19.0.0/16 (and QUIC/HTTP/3 on
   UDP 443, advertised by an Alt-Svc header on https), the echo service.
-- isp (ts-access): the ISP resolver, an in-country web server, and the ISP's
-  blockpage server (where poisoned names point).
+- isp (ts-access): the ISP resolver, an in-country web server (HTTP, HTTPS and
+  QUIC/HTTP/3), and the ISP's blockpage server (where poisoned names point).
 - border (ts-border): the rewriting proxy and the MITM box, when the profile
   asks for them.
 
@@ -112,6 +112,8 @@ async def _isp(state_dir: Path, state: dict) -> None:
     web = WebServer(handler)
     keep.append(await web.start("0.0.0.0", 80))
     keep.append(await web.start(A.ISP_WEB, 443, tls=issuer.sni_context(A.ISP_WEB)))
+    quic = QuicServer(issuer.credentials, lambda host, path, _local: farm.respond("https", host, path))
+    keep.append(quic.start(A.ISP_WEB, 443))  # the in-country server speaks HTTP/3 too: remote web --protocol quic
     (state_dir / "ready-isp").write_text("ok")
     await asyncio.Event().wait()
 

@@ -63,7 +63,7 @@ from .verdict import OONI_BLOCKING, BlockpageMatcher, Verdict, failure_class
 
 BEFORE, AFTER, TEST, CONTROL, VALIDATE = "vantage_before", "vantage_after", "test", "control", "validate"
 CONTROL_DOMAIN = "control_domain"  # the trusted resolver's answer for the control domain
-PROTOCOLS = ("http", "https")
+PROTOCOLS = ("http", "https", "quic")
 NEGATIVE = frozenset({"dns_nxdomain", "dns_no_answer", "dns_error"})  # failure classes of a negative answer
 
 
@@ -296,6 +296,21 @@ def _attempts(tk: Mapping[str, Any], protocol: str) -> list[_Attempt]:
         a.failure = _text(status.get("failure")) or (None if status.get("success") is True else "unknown_failure")
         if a.failure is None:
             a.step = "tls" if protocol == "https" else "http"
+    if protocol == "quic":  # no TCP: each QUIC handshake is an attempt of its own, the name in its first packet
+        for i, q in _records(tk.get("quic_handshakes")):
+            tags = _tags(q)
+            role = next((r for r in (BEFORE, TEST, AFTER) if r in tags), None)
+            tx = _tx(q)
+            if protocol not in tags or role is None or tx is None or tx in by_tx:
+                continue
+            t0 = q.get("t0")
+            a = by_tx[tx] = _Attempt(role, t0 if isinstance(t0, (int, float)) else float(i))
+            a.pointer, a.step = f"test_keys.quic_handshakes[{i}]", "quic"
+            a.failure = _text(q.get("failure"))
+            # a completed handshake with a certificate not for this name still reached the server (the vantage
+            # need not host the domain): only the handshake's own failures count
+            if a.failure is None or a.failure.startswith("ssl_") and q.get("negotiated_protocol"):
+                a.step, a.failure = "done", None
     for key, step in (("tls_handshakes", "tls"), ("requests", "http")):  # what came after each connect
         for i, r in _records(tk.get(key)):
             a = by_tx.get(_tx(r))
@@ -311,7 +326,8 @@ def _attempts(tk: Mapping[str, Any], protocol: str) -> list[_Attempt]:
 
 
 _STEP_MECHANISMS = {("http", "reset"): "http.rst", ("http", "eof"): "http.rst", ("http", "timeout"): "http.drop",
-                    ("tls", "reset"): "tls.rst", ("tls", "eof"): "tls.rst", ("tls", "timeout"): "tls.drop"}
+                    ("tls", "reset"): "tls.rst", ("tls", "eof"): "tls.rst", ("tls", "timeout"): "tls.drop",
+                    ("quic", "timeout"): "quic.drop"}
 
 
 def _web_protocol(tk: Mapping[str, Any], protocol: str, matcher: BlockpageMatcher | None) -> Verdict | None:
@@ -331,7 +347,7 @@ def _web_protocol(tk: Mapping[str, Any], protocol: str, matcher: BlockpageMatche
                 return _blocked("http.blockpage", 0.95, [a.pointer], matched)
         return _verdict(False, True, "none", 0.85, "ok", [a.pointer for a in done])
     # failed after the domain was sent (a connection with no record past its connect decides nothing)
-    decisive = [a for a in tests if a.step in ("http", "tls") and a.failure]
+    decisive = [a for a in tests if a.step in ("http", "tls", "quic") and a.failure]
     if not decisive:
         return _failure([a.pointer for a in tests] or [a.pointer for a in before])
     first = decisive[0]

@@ -2,7 +2,8 @@
 
 The vantage is a web server inside the censored network that need not host the
 domain at all: what is measured is the path to it. For each protocol (``http``: a GET
-with the domain as Host; ``https``: a TLS handshake with the domain as SNI), the
+with the domain as Host; ``https``: a TLS handshake with the domain as SNI; ``quic``,
+on request: a QUIC handshake with the domain as the SNI of its Initial), the
 measurer first checks that the vantage serves an innocuous control domain, then sends
 the domain (two attempts by default: remote paths lose packets), then the control
 domain again. When the vantage does not serve the control domain, the measurement
@@ -31,7 +32,8 @@ from .vantage import control_domain_of, domain_name, finish_with, tries_of, vant
 NAME = "remote_web"
 VERSION = "0.1.0"
 NEEDS_INPUT = True
-PORTS = {"http": 80, "https": 443}
+PORTS = {"http": 80, "https": 443, "quic": 443}
+DEFAULT_PROTOCOLS = ("http", "https")  # quic on request: most in-country web servers do not speak it
 DEFAULT_RESIDUAL_WAIT = 35.0  # seconds a measurement waits for the vantage to serve the control domain again
 RETRY_EVERY = 5.0
 
@@ -62,7 +64,7 @@ def ports_of(ctx: Context) -> dict[str, int]:
 
 
 def protocols_of(ctx: Context) -> tuple[str, ...]:
-    value = ctx.options.get("protocols") or PROTOCOLS
+    value = ctx.options.get("protocols") or DEFAULT_PROTOCOLS
     chosen = tuple(p for p in PROTOCOLS if p in value)
     if not chosen:
         raise NettestError(f"{NAME}: protocols must be among {', '.join(PROTOCOLS)}")
@@ -87,6 +89,14 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
         or a close after the name was sent: no need to try again), False for any other failure."""
         t = ctx.timeouts
         tags = (protocol, role)
+        if protocol == "quic":
+            from ..netx.quic import handshake as quic_handshake
+
+            rec = await quic_handshake(vantage, ports[protocol], server_name=host, trace=trace, timeout=t.tls,
+                                       tags=tags)
+            failure = rec["failure"]
+            # the certificate need not be for either name: a completed handshake reached the server
+            return failure is None or (failure.startswith("ssl_") and bool(rec["negotiated_protocol"]))
         try:
             stream = await tcp_connect(vantage, ports[protocol], trace=trace, timeout=t.connect, tags=tags)
         except NetxError:

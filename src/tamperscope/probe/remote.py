@@ -100,7 +100,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tries", type=int, default=None, metavar="N",
                    help="attempts per domain, remote paths being lossy (default: dns 3, web 2)")
     p.add_argument("--protocol", action="append", choices=remote_web.PORTS, default=[],
-                   help="web: http (Host header, port 80) and/or https (SNI, port 443); default both")
+                   help="web: http (Host header, port 80), https (SNI, port 443) and/or quic (the SNI of a QUIC "
+                        "Initial, UDP 443: for a censor filtering HTTP/3; only for vantages that speak it); "
+                        "default http and https")
     p.add_argument("--http-port", type=int, default=80, metavar="PORT",
                    help="web: the vantages' HTTP port (default 80)")
     p.add_argument("--https-port", type=int, default=443, metavar="PORT",
