@@ -621,7 +621,8 @@ class Web:
             "test_keys": {
                 "vantage": VANTAGE, "control_domain": CONTROL_DOMAIN, "domain": DOMAIN,
                 "protocols": sorted({r["tags"][0] for r in [*self.tcp_connect, *self.quic_handshakes]
-                                     if isinstance(r.get("tags"), list) and r["tags"] and isinstance(r["tags"][0], str)}),
+                                     if isinstance(r.get("tags"), list) and r["tags"]
+                                     and isinstance(r["tags"][0], str)}),
                 "queries": [], "x_dns_duplicate_responses": [], "tcp_connect": self.tcp_connect,
                 "tls_handshakes": self.tls_handshakes, "requests": self.requests, "network_events": [],
                 **({"quic_handshakes": self.quic_handshakes} if self.quic_handshakes else {}),
