@@ -12,6 +12,10 @@ P / (4 x RTT) URLs/s is what the network alone would allow.
 Targets (issue 3): >= 50 URLs/s end to end on this 2-core machine, helper and lab
 included (>= 100x OONI Probe's median of one URL per 2 s), and <= 5 ms of
 probe CPU per URL. OONI's rate is quoted, not measured here (no internet).
+
+Each repeat runs twice, alternately: by default (a QUIC handshake for the https
+sites that advertise HTTP/3: one farm host in three) and with --no-quic (OONI's
+web_connectivity work alone), so the HTTP/3 step's cost is read side by side.
 """
 
 from __future__ import annotations
@@ -32,6 +36,29 @@ from tamperscope.lab import manager
 OONI_SECONDS_PER_URL = 2.0
 
 
+def one_run(lst: Path, out: Path, parallel: int, extra: str) -> dict[str, float] | None:
+    """`tamperscope run web_connectivity` over the list in the client namespace: rate, CPU per URL, QUIC."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "run", "web_connectivity",
+                                            "--list", str(lst), "--parallel", str(parallel), "--yes",
+                                            "--no-progress", "-o", str(out), *extra.split()]),
+                         env=manager.client_env(), capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if res.returncode != 0:
+        print(res.stderr[-2000:])
+        return None
+    ms = [json.loads(line) for line in out.read_text().splitlines()]
+    user = after.ru_utime - before.ru_utime
+    system = after.ru_stime - before.ru_stime
+    quic = [q for m in ms for q in m["test_keys"].get("quic_handshakes") or ()]
+    return {"n": len(ms), "ok": sum(1 for m in ms if m["test_keys"].get("blocking") is False),
+            "quic": len(quic), "quic_ok": sum(1 for q in quic if q.get("failure") is None),
+            "wall": wall, "rate": len(ms) / wall, "cpu": (user + system) * 1000 / len(ms),
+            "user": user * 1000 / len(ms), "sys": system * 1000 / len(ms), "load": os.getloadavg()[0]}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--urls", type=int, default=1000)
@@ -49,35 +76,22 @@ def main() -> int:
     manager.down()
     manager.up(str(prof))
     runs: list[dict[str, float]] = []
+    bare: list[dict[str, float]] = []  # the same runs with --no-quic, alternately: OONI's work alone
     try:
         ping = manager.run_in(manager.A.NS_CLIENT, ["ping", "-c", "5", "-i", "0.2", manager.A.FARM[0]],
                               capture_output=True, text=True).stdout
         rtt = float(ping.strip().splitlines()[-1].split("=")[1].split("/")[1]) / 1000
         for k in range(args.repeat):
-            # fresh names each run: nothing is cached by a resolver between runs
-            urls = [f"{'https' if i % 2 else 'http'}://www.site{i}.run{k}.bench.example/" for i in range(args.urls)]
-            lst.write_text("\n".join(urls) + "\n")
-            out = work / f"out{k}.jsonl"
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            t0 = time.monotonic()
-            res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "run", "web_connectivity",
-                                                    "--list", str(lst), "--parallel", str(args.parallel), "--yes",
-                                                    "--no-progress", "-o", str(out), *args.extra.split()]),
-                                 env=manager.client_env(), capture_output=True, text=True)
-            wall = time.monotonic() - t0
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            if res.returncode != 0:
-                print(res.stderr[-2000:])
-                return 1
-            ms = [json.loads(line) for line in out.read_text().splitlines()]
-            user = after.ru_utime - before.ru_utime
-            system = after.ru_stime - before.ru_stime
-            quic = [q for m in ms for q in m["test_keys"].get("quic_handshakes") or ()]
-            runs.append({"n": len(ms), "ok": sum(1 for m in ms if m["test_keys"].get("blocking") is False),
-                         "quic": len(quic), "quic_ok": sum(1 for q in quic if q.get("failure") is None),
-                         "wall": wall, "rate": len(ms) / wall, "cpu": (user + system) * 1000 / len(ms),
-                         "user": user * 1000 / len(ms), "sys": system * 1000 / len(ms),
-                         "load": os.getloadavg()[0]})
+            for label, extra in (("default", args.extra), ("no-quic", f"{args.extra} --no-quic")):
+                # fresh names each run: nothing is cached by a resolver between runs
+                urls = [f"{'https' if i % 2 else 'http'}://www.site{i}.run{k}{label}.bench.example/"
+                        for i in range(args.urls)]
+                lst.write_text("\n".join(urls) + "\n")
+                out = work / f"out{k}{label}.jsonl"
+                run = one_run(lst, out, args.parallel, extra)
+                if run is None:
+                    return 1
+                (runs if label == "default" else bare).append(run)
     finally:
         manager.down()
     bound = args.parallel / (4 * rtt)
@@ -100,8 +114,14 @@ def main() -> int:
     q = runs[0]
     print(f"  {'QUIC handshakes (HTTP/3 sites)':34} {q['quic']:9.0f}   {q['quic_ok']} succeeded; the farm's https "
           "hosts advertise HTTP/3 one in three, as about a third of real sites do")
+    nq_cpu = statistics.median(r["cpu"] for r in bare)
+    nq_rate = statistics.median(r["rate"] for r in bare)
+    print(f"  {'the same with --no-quic (alternately)':34} {nq_cpu:9.2f} {min(r['cpu'] for r in bare):9.2f}   "
+          f"ms CPU per URL, {nq_rate:.1f} URLs/s: OONI's work alone; the HTTP/3 step costs "
+          f"{med('cpu') - nq_cpu:.2f} ms per URL here ({(med('cpu') - nq_cpu) * args.urls / max(q['quic'], 1):.1f} "
+          "per QUIC handshake)")
     print(f"  {'speed-up vs OONI (1 URL / 2 s)':34} {med('rate') * OONI_SECONDS_PER_URL:8.0f}x")
-    print(f"  {'load average during the runs':34} {', '.join(format(r['load'], '.1f') for r in runs)}"
+    print(f"  {'load average during the runs':34} {', '.join(format(r['load'], '.1f') for r in runs + bare)}"
           "   (other work on this machine inflates CPU per URL)")
     return 0
 

@@ -113,3 +113,23 @@ def test_probe_finds_quic_dropped_where_tcp_and_tls_work(lab, tmp_path) -> None:
     assert res.returncode == 0, res.stderr[-2000:]
     again = {r["input"]: r["x_mechanism"] for r in map(json.loads, jl.read_text().splitlines())}
     assert again == {u: t["x_mechanism"] for u, t in got.items()}
+
+
+def test_no_quic_leaves_http3_unmeasured(lab, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """--no-quic is OONI's web_connectivity work alone: no QUIC handshake, so the dropped QUIC goes unseen."""
+    import json
+    import subprocess
+    import sys
+
+    from tamperscope.lab import manager
+
+    lst = tmp_path / "list.csv"
+    lst.write_text("url,category_code\nhttps://www.youtube.com/,X\n")
+    out = tmp_path / "out.jsonl"
+    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "run", "web_connectivity", "--list",
+                                            str(lst), "--yes", "--no-progress", "--no-quic", "-o", str(out)]),
+                         env=manager.client_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    tk = json.loads(out.read_text())["test_keys"]
+    assert tk["x_mechanism"] == "none" and tk["quic_handshakes"] == []
+    assert tk["control"]["quic_handshake"]  # the helper still looked: the site does speak HTTP/3

@@ -76,7 +76,7 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
         async with asyncio.timeout(ctx.timeouts.measurement):
             async with trace:
                 await _measure(input, url.scheme, url.host, url.port, ctx, trace, tk)
-                if url.scheme == "https":
+                if url.scheme == "https" and ctx.options.get("quic", True) is not False:
                     await _quic(url.host, ctx, trace, tk)
     except TimeoutError:
         trace.cancel()

@@ -69,6 +69,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="(root) capture forged packets (RSTs, injected pages, DNS answers) for equipment signatures: x_packets, x_signature")
     p.add_argument("--no-network-events", action="store_true",
                    help="leave out network_events (every read/write): smaller files, less CPU; the verdict does not use them")
+    p.add_argument("--no-quic", action="store_true",
+                   help="web_connectivity: no HTTP/3 handshakes (made by default for https sites that advertise "
+                        "HTTP/3): OONI's work only, about 0.5 ms less CPU per URL, and a dropped QUIC goes unseen")
     add_run_options(p)
     p.set_defaults(func=run)
 
@@ -116,6 +119,7 @@ class Settings:
     timeout: float
     submit: str | None
     network_events: bool
+    quic: bool = True
 
 
 def settings(args: argparse.Namespace) -> Settings:
@@ -159,7 +163,7 @@ def settings(args: argparse.Namespace) -> Settings:
     return Settings(nettest=nettest, inputs=inputs, output=output, resume=resume, helper=helper, public=public,
                     isp=isp, ca_bundle=ca, asn_table=table, cc=cc, asn=asn, backend=backend,
                     silent=silent, doh=doh, timeout=args.timeout, submit=submit,
-                    network_events=not args.no_network_events)
+                    network_events=not args.no_network_events, quic=not args.no_quic)
 
 
 def _pick(given: str | None, flag: str, env_name: str) -> tuple[str | None, str]:
@@ -369,7 +373,8 @@ def build_context(s: Settings) -> tuple[Context, ProbeInfo, list[str]]:
                       network_name=info.name if info and s.asn is None else "",
                       resolver_ip=s.isp or "", resolver_asn=rinfo.asn if rinfo else 0,
                       resolver_network_name=rinfo.name if rinfo else "")
-    options = {"resolver": s.public, "silent": s.silent, "doh": s.doh, "network_events": s.network_events}
+    options = {"resolver": s.public, "silent": s.silent, "doh": s.doh, "network_events": s.network_events,
+               "quic": s.quic}
     ctx = Context(helper_url=s.helper, udp_resolver=Resolver("udp", s.public), isp_resolver=s.isp,
                   ca_bundle=s.ca_bundle, matcher=_matcher(), asn=s.asn_table, backend=s.backend,
                   timeouts=Timeouts(measurement=s.timeout), options=options)
