@@ -428,5 +428,23 @@ def summary(measurements: list[dict], profile: object, truth: list[dict], second
     blocked = sum(n for k, n in by_mech.items() if k != "none")
     lines += ["", f"  blocked or tampered: {blocked} of {len(measurements)};  "
                   f"agreement with the lab's ground truth: {agree}/{len(measurements)}",
+              http3(measurements),
               f"  censor actions logged by the lab: {len(truth)};  measurements: {out}"]
     return "\n".join(lines)
+
+
+def http3(measurements: list[dict]) -> str:
+    """One line on HTTP/3: how many https URLs were tried over QUIC (their sites advertise it), and what came of it."""
+    https = [m for m in measurements if str(m.get("input", "")).startswith("https://")]
+    tried = [m for m in https if m["test_keys"].get("quic_handshakes")]
+    own = [q for m in tried for q in m["test_keys"]["quic_handshakes"]
+           if isinstance(q, dict) and "x_innocent_sni" not in (q.get("tags") or ())]
+    done = sum(1 for q in own if q.get("failure") is None)
+    dropped = sum(1 for m in https if m["test_keys"].get("x_mechanism") == "quic.drop")
+    around = sum(1 for m in tried if str(m["test_keys"].get("x_mechanism")).startswith(("tls.", "tcp."))
+                 and any(isinstance(q, dict) and q.get("failure") is None for q in m["test_keys"]["quic_handshakes"]))
+    line = (f"  HTTP/3: {len(tried)} of {len(https)} https URLs tried over QUIC (their sites advertise it); "
+            f"handshakes {len(own)}, completed {done}; quic.drop {dropped}")
+    if around:
+        line += f"; QUIC got through for {around} whose TLS was blocked"
+    return line

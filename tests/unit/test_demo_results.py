@@ -108,3 +108,20 @@ def test_a_port_left_in_time_wait_is_free_for_the_explorer_and_a_listening_one_i
     client.close()
     listener.close()
     _port_is_free(port)
+
+
+def test_the_http3_line_counts_sites_tried_handshakes_and_drops() -> None:
+    from tamperscope.demo import http3
+
+    def m(url: str, quic: list[dict], mech: str = "none") -> dict:
+        return {"input": url, "test_keys": {"quic_handshakes": quic, "x_mechanism": mech}}
+
+    ok = {"failure": None, "tags": ["depth=0"]}
+    lost = {"failure": "generic_timeout_error", "tags": ["depth=0"]}
+    innocent = {"failure": None, "tags": ["depth=0", "x_innocent_sni"]}
+    ms = [m("https://a.example/", [ok]), m("https://b.example/", [lost, innocent], "quic.drop"),
+          m("https://c.example/", []), m("http://d.example/", [])]
+    assert http3(ms) == ("  HTTP/3: 2 of 3 https URLs tried over QUIC (their sites advertise it); "
+                         "handshakes 2, completed 1; quic.drop 1")
+    ms.append(m("https://e.example/", [ok], "tls.rst"))  # the censor resets TLS, and leaves QUIC alone
+    assert http3(ms).endswith("quic.drop 1; QUIC got through for 1 whose TLS was blocked")
