@@ -281,32 +281,37 @@ class _Attempt:
         self.response: Mapping[str, Any] = {}
 
 
+def _started(by_tx: dict[Any, _Attempt], record: Mapping[str, Any], i: int, key: str,
+             protocol: str) -> _Attempt | None:
+    """The attempt that `record` (test_keys.key[i]) starts, filed by its transaction id; None when it starts none
+    (another protocol's, no role, no usable id, or an id already taken)."""
+    tags = _tags(record)
+    role = next((r for r in (BEFORE, TEST, AFTER) if r in tags), None)
+    tx = _tx(record)
+    if protocol not in tags or role is None or tx is None or tx in by_tx:
+        return None
+    t0 = record.get("t0")
+    a = by_tx[tx] = _Attempt(role, t0 if isinstance(t0, (int, float)) else float(i))
+    a.pointer = f"test_keys.{key}[{i}]"
+    return a
+
+
 def _attempts(tk: Mapping[str, Any], protocol: str) -> list[_Attempt]:
     by_tx: dict[Any, _Attempt] = {}
     for i, c in _records(tk.get("tcp_connect")):
-        tags = _tags(c)
-        role = next((r for r in (BEFORE, TEST, AFTER) if r in tags), None)
-        tx = _tx(c)
-        if protocol not in tags or role is None or tx is None or tx in by_tx:
+        a = _started(by_tx, c, i, "tcp_connect", protocol)
+        if a is None:
             continue
-        t0 = c.get("t0")
-        a = by_tx[tx] = _Attempt(role, t0 if isinstance(t0, (int, float)) else float(i))
-        a.pointer = f"test_keys.tcp_connect[{i}]"
         status = _mapping(c.get("status"))
         a.failure = _text(status.get("failure")) or (None if status.get("success") is True else "unknown_failure")
         if a.failure is None:
             a.step = "tls" if protocol == "https" else "http"
     if protocol == "quic":  # no TCP: each QUIC handshake is an attempt of its own, the name in its first packet
         for i, q in _records(tk.get("quic_handshakes")):
-            tags = _tags(q)
-            role = next((r for r in (BEFORE, TEST, AFTER) if r in tags), None)
-            tx = _tx(q)
-            if protocol not in tags or role is None or tx is None or tx in by_tx:
+            a = _started(by_tx, q, i, "quic_handshakes", protocol)
+            if a is None:
                 continue
-            t0 = q.get("t0")
-            a = by_tx[tx] = _Attempt(role, t0 if isinstance(t0, (int, float)) else float(i))
-            a.pointer, a.step = f"test_keys.quic_handshakes[{i}]", "quic"
-            a.failure = _text(q.get("failure"))
+            a.step, a.failure = "quic", _text(q.get("failure"))
             # a completed handshake with a certificate not for this name still reached the server (the vantage
             # need not host the domain): only the handshake's own failures count
             if a.failure is None or a.failure.startswith("ssl_") and q.get("negotiated_protocol"):
