@@ -729,3 +729,16 @@ def test_quic_handshake_with_an_innocent_name_is_not_evidence_of_a_drop() -> Non
                                           "tags": ["depth=0"]})
     v = w.verdict()
     assert v.mechanism == "quic.drop" and "test_keys.quic_handshakes[1]" not in v.evidence
+
+
+@pytest.mark.parametrize("record,done", [
+    ({"failure": None}, True),
+    ({"failure": "ssl_invalid_hostname", "negotiated_protocol": "h3"}, True),  # answered in full, another name
+    ({"failure": "ssl_failed_handshake", "negotiated_protocol": ""}, False),  # an alert anyone could forge
+    ({"failure": "generic_timeout_error"}, False),
+    ({"failure": ["ssl_x"], "negotiated_protocol": "h3"}, False),
+])
+def test_a_quic_handshake_completed_whatever_its_certificate(record: dict, done: bool) -> None:
+    from tamperscope.model.verdict import quic_completed
+
+    assert quic_completed(record) is done

@@ -59,7 +59,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .consistency import _body_bytes, _headers, is_bogon
-from .verdict import OONI_BLOCKING, BlockpageMatcher, Verdict, failure_class
+from .verdict import OONI_BLOCKING, BlockpageMatcher, Verdict, failure_class, quic_completed
 
 BEFORE, AFTER, TEST, CONTROL, VALIDATE = "vantage_before", "vantage_after", "test", "control", "validate"
 CONTROL_DOMAIN = "control_domain"  # the trusted resolver's answer for the control domain
@@ -314,7 +314,7 @@ def _attempts(tk: Mapping[str, Any], protocol: str) -> list[_Attempt]:
             a.step, a.failure = "quic", _text(q.get("failure"))
             # a completed handshake with a certificate not for this name still reached the server (the vantage
             # need not host the domain): only the handshake's own failures count
-            if a.failure is None or a.failure.startswith("ssl_") and q.get("negotiated_protocol"):
+            if quic_completed(q):
                 a.step, a.failure = "done", None
     for key, step in (("tls_handshakes", "tls"), ("requests", "http")):  # what came after each connect
         for i, r in _records(tk.get(key)):

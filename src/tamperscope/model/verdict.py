@@ -664,6 +664,16 @@ def _overlays(verdict: Verdict, tk: Mapping[str, Any]) -> Verdict:
 INNOCENT_TAG = "x_innocent_sni"  # a probe's handshake with an innocent name, to tell what triggered a drop
 
 
+def quic_completed(record: Mapping[str, Any]) -> bool:
+    """Whether a ``quic_handshakes`` record's handshake completed, its certificate aside: no failure, or a
+    certificate failure after an ALPN was negotiated (the server answered in full, for another name). A TLS alert
+    without a negotiated ALPN is not: anyone can forge a close in an Initial packet, whose keys are public."""
+    failure = record.get("failure")
+    if failure is None:
+        return True
+    return isinstance(failure, str) and failure.startswith("ssl_") and bool(record.get("negotiated_protocol"))
+
+
 def _quic_drop(tk: Mapping[str, Any]) -> list[str]:
     """QUIC handshakes that timed out where the control's succeeded (HTTP/3 blocked); a probe's own check with an
     innocent name (tagged ``INNOCENT_TAG``) is not one of them."""
@@ -707,6 +717,6 @@ def verdict_from(obs: Observations, measurement: Mapping[str, Any],
 
 
 __all__ = [
-    "INNOCENT_TAG", "MECHANISMS", "OONI_BLOCKING", "STATUSES", "BlockpageMatcher", "Verdict",
+    "INNOCENT_TAG", "MECHANISMS", "quic_completed", "OONI_BLOCKING", "STATUSES", "BlockpageMatcher", "Verdict",
     "failure_class", "verdict_from", "web_connectivity_verdict",
 ]

@@ -24,7 +24,7 @@ import asyncio
 from typing import Any
 
 from ..model.remote import AFTER, BEFORE, PROTOCOLS, TEST, remote_web_verdict
-from ..model.verdict import failure_class
+from ..model.verdict import failure_class, quic_completed
 from ..netx import NetxError, Trace, round_trip, tcp_connect, tls_handshake
 from .base import Context, NettestError
 from .vantage import control_domain_of, domain_name, finish_with, tries_of, vantage_of
@@ -94,9 +94,7 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
 
             rec = await quic_handshake(vantage, ports[protocol], server_name=host, trace=trace, timeout=t.tls,
                                        tags=tags)
-            failure = rec["failure"]
-            # the certificate need not be for either name: a completed handshake reached the server
-            return failure is None or (failure.startswith("ssl_") and bool(rec["negotiated_protocol"]))
+            return quic_completed(rec)  # the certificate need not be for either name
         try:
             stream = await tcp_connect(vantage, ports[protocol], trace=trace, timeout=t.connect, tags=tags)
         except NetxError:

@@ -26,7 +26,7 @@ from ..model.inputs import BadInput, parse_url
 from ..model.interception import interception, issuer_name
 from ..model.signature import signature_from
 from ..model.summary import summary_keys
-from ..model.verdict import INNOCENT_TAG, verdict_from
+from ..model.verdict import INNOCENT_TAG, quic_completed, verdict_from
 from ..netx import (
     SYSTEM,
     Connection,
@@ -230,7 +230,7 @@ async def _quic_trigger(ip: str, port: int, ctx: Context, trace: Trace, tk: dict
 
     rec = await quic_handshake(ip, port, server_name=INNOCENT, trace=trace, ca_bundle=ctx.ca_bundle,
                                timeout=ctx.timeouts.tls, tags=("depth=0", INNOCENT_TAG))
-    reached = rec["failure"] is None or (rec["failure"] or "").startswith("ssl_")  # the server answered
+    reached = quic_completed(rec)  # the server answered in full (a certificate for another name is fine)
     tk["x_quic_trigger"] = {"address": endpoint(ip, port), "innocent_name": INNOCENT,
                             "innocent_failure": rec["failure"], "trigger": "sni" if reached else "undetermined"}
 
