@@ -324,3 +324,32 @@ def test_a_remote_measurement_says_it_was_made_from_outside(tmp_path: Path) -> N
         hostile = c.get(f"/m/{uid_bad}").text
         assert "through a resolver" in hostile and "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in hostile
         assert "<script>window.__pwned" not in hostile and "<b>" not in hostile.split('id="remote"', 1)[1]
+
+
+def test_an_evasion_measurement_shows_its_attempts(tmp_path: Path) -> None:
+    """The evasion nettest's attempts: each strategy's outcome, with what it does and what its getting through
+    says from our catalogue; a hostile strategy name is text, and says nothing."""
+    base = next(samples.corpus(1, seed="evasion"))
+    evil = "<script>window.__pwned=1</script>"
+    attempts = [{"strategy": "tls-segments", "outcome": "ok", "status_code": 200, "failure": None, "step": None},
+                {"strategy": evil, "outcome": "ok", "status_code": "<b>", "failure": evil, "step": "tls"},
+                {"strategy": "plain", "outcome": "blocked", "status_code": None, "failure": "connection_reset",
+                 "step": "tls"}]
+    m = {**base, "test_name": "evasion", "input": "https://www.evade-me.example/",
+         "test_keys": {"x_evasion": {"address": "198.19.0.5:443", "address_source": "dns", "attempts": attempts,
+                                     "residual_waits": [4.1, evil]},
+                       "control": {"http_request": {"status_code": 200, "failure": None}}}}
+    with running_app(Settings(db_path=tmp_path / "e.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
+        out = c.post("/api/v1/submit", content=orjson.dumps(m)).json()
+        assert out["stored"] == 1, out
+        uid = out["results"][0]["measurement_uid"]
+        page = c.get(f"/m/{uid}").text
+        twin = c.get(f"/m/{uid}.json").json()
+    section = page.split('id="evasion"', 1)[1].split("</section>", 1)[0]
+    assert "the ClientHello in two TCP segments, cut inside the SNI" in section
+    assert "does not reassemble TCP segments before reading the SNI" in section
+    assert "connection_reset" in section and "4.1 s" in section
+    assert evil not in page and "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in section
+    rows = twin["evidence"]["evasion"]["attempts"]
+    assert [r["says"] for r in rows][1:] == ["", ""] and rows[1]["status_code"] is None
+    assert twin["evidence"]["verdict"]["mechanism"] == "tls.rst"  # re-derived by the analysis' evasion verdict

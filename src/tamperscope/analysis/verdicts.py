@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tamperscope.model.dnsverdict import dnscheck_verdict
+from tamperscope.model.evasion import evasion_verdict
 from tamperscope.model.interception import interception
 from tamperscope.model.remote import remote_dns_verdict, remote_web_verdict
 from tamperscope.model.verdict import BlockpageMatcher, Verdict, failure_class, web_connectivity_verdict
@@ -47,7 +48,8 @@ VERDICTS: dict[str, VerdictFunction] = {}
 # 4: tls_mitm re-derived from its handshakes and the control's (our x_interception was not read: every one
 #    of our tls_mitm measurements fell to the generic verdict); the middlebox tests are a failure when the
 #    echo sent nothing back.
-ANALYSIS_VERSION = "4"
+# 5: evasion (a new nettest) gets its verdict; it fell to the generic one before.
+ANALYSIS_VERSION = "5"
 
 
 def register(test_name: str) -> Callable[[VerdictFunction], VerdictFunction]:
@@ -154,6 +156,24 @@ def throttling(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None)
         confidence = float(given) if isinstance(given, (int, float)) and 0 <= given <= 1 else 0.8
         return _anomaly("http-failure", "throttle", confidence, ["test_keys.x_throttle"])
     return _ok(["test_keys.x_throttle"])
+
+
+@register("evasion")
+def evasion(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
+    """The probe's own function over its attempts (model/evasion.py): the plain request's outcome names the
+    mechanism, and a re-framed request that got the site's answer from the same address makes it sure."""
+    keys = evasion_verdict(_tk(measurement))
+    fps = [a.get("fingerprints") for a in _evasion_attempts(measurement)]
+    return Verdict(keys["blocking"], keys["accessible"], keys["x_mechanism"], keys["x_confidence"],
+                   keys["x_status"], tuple(keys["x_evidence"]),
+                   tuple(dict.fromkeys(str(f) for group in fps if isinstance(group, list) for f in group[:16])))
+
+
+def _evasion_attempts(measurement: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    x = _tk(measurement).get("x_evasion")
+    items = x.get("attempts") if isinstance(x, Mapping) else None
+    return [a for a in items[:64] if isinstance(a, Mapping) and a.get("strategy") == "plain"] \
+        if isinstance(items, list) else []
 
 
 @register("tls_mitm")

@@ -403,7 +403,36 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
         "remote": remote(m),
         "throttle": tk.get("x_throttle"),
         "quic_trigger": quic_trigger(tk),
+        "evasion": evasion(tk),
     }
+
+
+MAX_ATTEMPTS = 32
+
+
+def evasion(tk: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The evasion nettest's attempts (``x_evasion``) as typed text; what each strategy does and what its
+    getting through says come from our catalogue, never from the measurement."""
+    from tamperscope.model.evasion import BY_NAME, PLAIN
+
+    x = _dict(tk.get("x_evasion"))
+    if not x:
+        return None
+    rows = []
+    for a in _list(x.get("attempts"))[:MAX_ATTEMPTS]:
+        a = _dict(a)
+        name = _str(a.get("strategy"))
+        known = BY_NAME.get(name)
+        status = a.get("status_code")
+        rows.append({"strategy": name, "outcome": _str(a.get("outcome")), "failure": _str(a.get("failure")),
+                     "step": _str(a.get("step")),
+                     "status_code": status if isinstance(status, int) and not isinstance(status, bool) else None,
+                     "what": "the request as any client sends it" if name == PLAIN else (known.what if known else ""),
+                     "says": known.trait if known and a.get("outcome") == "ok" else ""})
+    waits = [w for w in _list(x.get("residual_waits"))[:MAX_ATTEMPTS] if isinstance(w, (int, float))
+             and not isinstance(w, bool)]
+    return {"address": _str(x.get("address")), "source": _str(x.get("address_source")), "attempts": rows,
+            "residual_waits": waits}
 
 
 def quic_trigger(tk: Mapping[str, Any]) -> dict[str, str] | None:
@@ -421,5 +450,5 @@ def quic_trigger(tk: Mapping[str, Any]) -> dict[str, str] | None:
 
 
 __all__ = ["MAX_BODIES", "MAX_BODY_TEXT", "MAX_REQUESTS", "MAX_TARGETS", "body_bytes", "body_text", "captured_body",
-           "certificate", "dns", "evidence", "fingerprints", "headers_of", "http", "remote", "targets", "tcp",
-           "title_of", "tls"]
+           "certificate", "dns", "evasion", "evidence", "fingerprints", "headers_of", "http", "remote", "targets",
+           "tcp", "title_of", "tls"]

@@ -77,6 +77,7 @@ class Censor:
         self.in_path = profile.network.placement == "in-path"
         self.delay = profile.network.delay_ms / 1000.0
         self.residual_s = profile.network.residual_s
+        self.reassembly = profile.network.tls_reassembly  # how much of a ClientHello the DPI puts together
         self.dns_rules = [r for r in profile.rules_for("dns") if r.action != "poison"]
         self.http_rules = profile.rules_for("http")
         self.tls_rules = [r for r in profile.rules_for("tls") if r.action != "mitm"]
@@ -300,9 +301,9 @@ class Censor:
                 if payload[:1] != b"\x16":
                     self.hello[flow] = None
                     return fwd
-                state = self.hello[flow] = ClientHelloBuffer(seq)
+                state = self.hello[flow] = ClientHelloBuffer(seq, -1 if self.reassembly == "full" else 1)
             result = state.feed(seq, payload)
-            if result is False:
+            if result is False and self.reassembly != "none":
                 return fwd
             self.hello[flow] = None
             if isinstance(result, ClientHello) and result.sni:

@@ -41,7 +41,7 @@ MAX_PROFILE = 4 << 20  # bytes of a profile: the built-in ones are 2 KiB, 10 000
 MAX_NESTING = 16  # tables and arrays within one another, or parts of one dotted key: a profile needs 4
 
 TOP_KEYS = {"name", "description", "network", "proxy", "rule"}
-NETWORK_KEYS = {"delay_ms", "residual_s", "placement"}
+NETWORK_KEYS = {"delay_ms", "residual_s", "placement", "tls_reassembly"}
 PROXY_KEYS = {"enabled", "header_case", "add_headers"}
 RULE_KEYS = {"id", "layer", "action", "domains", "suffix", "regex", "cidrs", "ports", "answer",
              "blockpage", "rate_kbps", "direction", "inject"}
@@ -103,6 +103,13 @@ class Network:
     delay_ms: float = 0.0  # one-way, added in each direction between ISP and internet
     residual_s: float = 0.0  # after a trigger, drop client<->server-endpoint packets this long
     placement: str = "in-path"
+    # how much of a ClientHello the censor's DPI puts together before reading the SNI: "full" (TCP
+    # segments and TLS records), "segments" (TCP segments, the first TLS record only), "none" (the
+    # first segment's first record): what the evasion nettest's strategies tell apart
+    tls_reassembly: str = "full"
+
+
+TLS_REASSEMBLY = ("full", "segments", "none")
 
 
 @dataclass(frozen=True)
@@ -185,7 +192,10 @@ def _parse_network(src: str, t: Any) -> Network:
         raise _fail(src, "network.residual_s", "must be between 0 and 3600")
     if placement not in PLACEMENTS:
         raise _fail(src, "network.placement", f"must be one of {', '.join(PLACEMENTS)}")
-    return Network(delay, residual, placement)
+    reassembly = _typed(src, "network.tls_reassembly", t.get("tls_reassembly", "full"), str, "a string")
+    if reassembly not in TLS_REASSEMBLY:
+        raise _fail(src, "network.tls_reassembly", f"must be one of {', '.join(TLS_REASSEMBLY)}")
+    return Network(delay, residual, placement, reassembly)
 
 
 def _parse_proxy(src: str, t: Any) -> Proxy:

@@ -215,6 +215,19 @@ _TLS_MECHANISMS = {"reset": ("tls.rst", 0.9), "eof": ("tls.rst", 0.8), "timeout"
                    "tls_cert": ("tls.mitm", 0.9)}
 
 
+def step_mechanism(layer: str, failure: str) -> tuple[str, float]:
+    """The mechanism, and its confidence, of one failed step at ``layer`` (``tcp``, ``tls``, ``http``)
+    whose control succeeded: the rules the web_connectivity verdict applies to its own steps."""
+    if layer == "tcp":
+        return _tcp_mechanism(failure)
+    if layer == "tls":
+        return _tls_mechanism(failure)
+    cls = failure_class(failure)
+    if cls in ("reset", "eof"):
+        return "http.rst", 0.85 if cls == "reset" else 0.8
+    return ("http.drop", 0.8) if cls == "timeout" else ("none", 0.3)
+
+
 def _http_mechanism(exchange: Exchange) -> tuple[str, float]:
     cls = failure_class(exchange.failure)
     if cls in ("reset", "eof"):

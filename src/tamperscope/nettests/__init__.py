@@ -17,6 +17,7 @@ REGISTRY: dict[str, str] = {
     "http_header_field_manipulation": "tamperscope.nettests.http_header_field_manipulation",
     "throttling": "tamperscope.nettests.throttling",
     "tls_mitm": "tamperscope.nettests.tls_mitm",
+    "evasion": "tamperscope.nettests.evasion",
 }
 
 

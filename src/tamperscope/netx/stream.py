@@ -19,6 +19,7 @@ from typing import Protocol, cast
 
 from tamperscope.model import failures as F
 from tamperscope.netx.classify import classify
+from tamperscope.netx.shape import GAP, Shape, Unshaped
 from tamperscope.netx.trace import Trace
 
 READ_SIZE = 65536
@@ -103,7 +104,7 @@ class _StreamProtocol(asyncio.Protocol):
 class TCPStream:
     """A connected TCP socket with traced reads and writes. Use as an async context manager."""
 
-    __slots__ = ("address", "transaction_id", "trace", "_proto", "_transport", "_loop", "_closed")
+    __slots__ = ("address", "transaction_id", "trace", "shape", "shaped", "_proto", "_transport", "_loop", "_closed")
 
     def __init__(self, transport: asyncio.Transport, proto: _StreamProtocol, *, address: str,
                  transaction_id: int, trace: Trace) -> None:
@@ -114,6 +115,10 @@ class TCPStream:
         self._transport = transport
         self._loop = asyncio.get_running_loop()
         self._closed = False
+        # An evasion strategy's shape (netx/shape.py) for the next write, consumed by it; `shaped` then
+        # says how many pieces went out, or why the bytes could not be shaped.
+        self.shape: Shape | None = None
+        self.shaped: int | str | None = None
 
     @classmethod
     async def open(cls, ip: str, port: int, *, transaction_id: int, trace: Trace,
@@ -180,6 +185,27 @@ class TCPStream:
     async def write(self, data: bytes, *, drain: bool = True) -> None:
         """Queue ``data``; waits only when the kernel buffer is full, and only if ``drain``
         (a parting message, like TLS close_notify, must not wait for a peer that never reads)."""
+        if self.shape is not None:
+            await self._write_shaped(data, drain)
+            return
+        await self._write(data, drain)
+
+    async def _write_shaped(self, data: bytes, drain: bool) -> None:
+        """The first write of an evasion strategy: its pieces, each sent before the next is written."""
+        shape, self.shape = self.shape, None
+        assert shape is not None
+        try:
+            pieces = shape(data)
+        except Unshaped as exc:
+            self.shaped, pieces = str(exc), [data]
+        else:
+            self.shaped = len(pieces)
+        for k, piece in enumerate(pieces):
+            if k:
+                await asyncio.sleep(GAP)
+            await self._write(piece, drain)
+
+    async def _write(self, data: bytes, drain: bool) -> None:
         proto = self._proto
         trace = self.trace
         t0 = trace.now() if trace.record_io else 0.0

@@ -72,6 +72,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-quic", action="store_true",
                    help="web_connectivity: no HTTP/3 handshakes (made by default for https sites that advertise "
                         "HTTP/3): OONI's work only, about 0.5 ms less CPU per URL, and a dropped QUIC goes unseen")
+    p.add_argument("--strategies", default=None, metavar="NAMES",
+                   help="evasion: the strategies to try, comma-separated (default: every one that applies to the "
+                        "URL's scheme; `docs/nettests.md` lists them)")
     add_run_options(p)
     p.set_defaults(func=run)
 
@@ -120,6 +123,7 @@ class Settings:
     submit: str | None
     network_events: bool
     quic: bool = True
+    strategies: tuple[str, ...] | None = None
 
 
 def settings(args: argparse.Namespace) -> Settings:
@@ -163,7 +167,24 @@ def settings(args: argparse.Namespace) -> Settings:
     return Settings(nettest=nettest, inputs=inputs, output=output, resume=resume, helper=helper, public=public,
                     isp=isp, ca_bundle=ca, asn_table=table, cc=cc, asn=asn, backend=backend,
                     silent=silent, doh=doh, timeout=args.timeout, submit=submit,
-                    network_events=not args.no_network_events, quic=not args.no_quic)
+                    network_events=not args.no_network_events, quic=not args.no_quic,
+                    strategies=_strategies(args.strategies, nettest))
+
+
+def _strategies(given: str | None, nettest: ModuleType) -> tuple[str, ...] | None:
+    """--strategies: known evasion strategy names, for the evasion nettest only."""
+    if given is None:
+        return None
+    from ..model.evasion import BY_NAME
+
+    if nettest.NAME != "evasion":
+        raise UsageError("--strategies is for the evasion nettest")
+    names = tuple(dict.fromkeys(n.strip() for n in given.split(",") if n.strip()))
+    unknown = [n for n in names if n not in BY_NAME]
+    if unknown or not names:
+        raise UsageError(f"--strategies: unknown strategy {(unknown or [given])[0]!r} "
+                         f"(known: {', '.join(BY_NAME)})")
+    return names
 
 
 def _pick(given: str | None, flag: str, env_name: str) -> tuple[str | None, str]:
@@ -374,7 +395,7 @@ def build_context(s: Settings) -> tuple[Context, ProbeInfo, list[str]]:
                       resolver_ip=s.isp or "", resolver_asn=rinfo.asn if rinfo else 0,
                       resolver_network_name=rinfo.name if rinfo else "")
     options = {"resolver": s.public, "silent": s.silent, "doh": s.doh, "network_events": s.network_events,
-               "quic": s.quic}
+               "quic": s.quic, "strategies": s.strategies}
     ctx = Context(helper_url=s.helper, udp_resolver=Resolver("udp", s.public), isp_resolver=s.isp,
                   ca_bundle=s.ca_bundle, matcher=_matcher(), asn=s.asn_table, backend=s.backend,
                   timeouts=Timeouts(measurement=s.timeout), options=options)

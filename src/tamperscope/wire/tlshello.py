@@ -118,14 +118,17 @@ class ClientHelloBuffer:
     Records are unwrapped as they complete, so each segment costs time for its own bytes only: a hello
     sent in 1-byte records over tiny segments once re-read the whole buffer per segment (1.2 s for 16 KB)."""
 
-    __slots__ = ("_buf", "_hs", "_rec", "next_seq", "done")
+    __slots__ = ("_buf", "_hs", "_rec", "next_seq", "done", "_records")
 
-    def __init__(self, first_seq: int) -> None:
+    def __init__(self, first_seq: int, records: int = -1) -> None:
+        """``records``: read at most this many TLS records (-1: as many as the hello needs); a hello that
+        does not end within them is given up on, as a DPI box that parses one record would."""
         self._buf = bytearray()  # the flow's bytes so far
         self._hs = bytearray()  # the payloads of the whole handshake records in _buf
         self._rec = 0  # offset in _buf of the first record not yet whole
         self.next_seq = first_seq
         self.done = False
+        self._records = records  # records still to read; negative: no limit
 
     def feed(self, seq: int, payload: bytes) -> ClientHello | None | bool:
         """Add a segment; returns like `parse_client_hello` (False = need more)."""
@@ -153,6 +156,9 @@ class ClientHelloBuffer:
                 break
             hs += buf[self._rec + 5 : end]
             self._rec = end
+            self._records -= 1
+            if self._records == 0:  # the last record this parser reads: the hello ends in it, or is missed
+                return _hello_from(bytes(hs)) or None
         if self._rec == 0 and buf and buf[0] != 22:
             return None
         start = self._rec + 5

@@ -1,0 +1,174 @@
+"""The evasion nettest's verdict (model/evasion.py), its choice of address and page comparison, its CLI
+checks, its analysis verdict and its explorer view. The network part is in tests/lab/test_evasion.py."""
+
+from __future__ import annotations
+
+import copy
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tamperscope.analysis.verdicts import VERDICTS, verdict_for
+from tamperscope.explorer.evidence import evasion as evasion_view
+from tamperscope.model.evasion import BY_NAME, OUTCOMES, STRATEGIES, evasion_verdict, strategies_for
+from tamperscope.nettests.evasion import _choose, _matches_control, check_input
+
+from .test_probe_cli import cli
+
+CONTROL = {"dns": {"addrs": ["198.19.0.5"], "failure": None},
+           "http_request": {"status_code": 200, "body_length": 1000, "title": "Example", "failure": None}}
+
+
+def attempt(strategy: str, outcome: str, *, step: str | None = None, failure: str | None = None,
+            fingerprints: list[str] | None = None) -> dict[str, Any]:
+    return {"strategy": strategy, "layer": "tls", "transaction_id": 1, "shaped": None, "failure": failure,
+            "step": step, "status_code": 200 if outcome in ("ok", "different") else None,
+            "fingerprints": fingerprints or [], "matches_control": outcome == "ok", "outcome": outcome}
+
+
+def tk(*attempts: dict[str, Any], control: Any = CONTROL) -> dict[str, Any]:
+    return {"control": control, "x_evasion": {"address": "198.19.0.5:443", "address_source": "dns",
+                                              "attempts": list(attempts), "residual_waits": []}}
+
+
+RESET = {"step": "tls", "failure": "connection_reset"}
+
+
+def test_a_strategy_that_gets_through_proves_dpi_and_names_its_gap() -> None:
+    keys = evasion_verdict(tk(attempt("tls-segments", "ok"), attempt("tls-records", "blocked", **RESET),
+                              attempt("plain", "blocked", **RESET)))
+    assert (keys["blocking"], keys["accessible"], keys["x_mechanism"], keys["x_confidence"], keys["x_status"]) == \
+        ("http-failure", False, "tls.rst", 0.95, "anomaly")
+    assert keys["x_evaded"] == ["tls-segments"]
+    assert keys["x_equipment"]["traits"] == {"reassembles_tcp": False, "reassembles_tls_records": True}
+    assert keys["x_equipment"]["evaded_by"] == [f"tls-segments: {BY_NAME['tls-segments'].trait}"]
+    assert keys["x_evidence"] == ["test_keys.x_evasion.attempts[2]", "test_keys.x_evasion.attempts[0]"]
+
+
+def test_a_reset_nothing_gets_past_keeps_its_usual_confidence() -> None:
+    keys = evasion_verdict(tk(attempt("tls-segments", "blocked", **RESET), attempt("plain", "blocked", **RESET)))
+    assert (keys["x_mechanism"], keys["x_confidence"], keys["x_evaded"]) == ("tls.rst", 0.9, [])
+    assert keys["x_equipment"]["traits"] == {"reassembles_tcp": True}
+
+
+@pytest.mark.parametrize("step,failure,mechanism", [
+    ("tls", "generic_timeout_error", "tls.drop"), ("tcp", "connection_refused", "tcp.rst"),
+    ("tcp", "generic_timeout_error", "tcp.drop"), ("http", "connection_reset", "http.rst"),
+    ("http", "generic_timeout_error", "http.drop"),
+])
+def test_the_plain_failure_names_the_mechanism(step: str, failure: str, mechanism: str) -> None:
+    keys = evasion_verdict(tk(attempt("plain", "blocked", step=step, failure=failure)))
+    assert keys["x_mechanism"] == mechanism and keys["blocking"] in ("http-failure", "tcp_ip")
+
+
+def test_blockpages_by_fingerprint_and_by_difference() -> None:
+    fp = evasion_verdict(tk(attempt("host-name-case", "blocked", fingerprints=["x"]),
+                            attempt("plain", "blocked", fingerprints=["x"])))
+    assert (fp["x_mechanism"], fp["blocking"], fp["x_evaded"]) == ("http.blockpage", "http-diff", [])
+    diff = evasion_verdict(tk(attempt("http-segments", "ok"), attempt("host-value-case", "different"),
+                              attempt("plain", "different")))
+    assert (diff["x_mechanism"], diff["x_evaded"]) == ("http.blockpage", ["http-segments"])
+    assert diff["x_equipment"]["traits"] == {"reassembles_tcp": False, "host_value_case_insensitive": True}
+    # a page unlike the control's that nothing re-framed gets past is not a censor we can name
+    alone = evasion_verdict(tk(attempt("http-segments", "different"), attempt("plain", "different")))
+    assert (alone["x_mechanism"], alone["blocking"], alone["x_status"]) == ("none", None, "anomaly")
+    assert "x_equipment" not in alone
+
+
+def test_not_blocked_evades_nothing() -> None:
+    keys = evasion_verdict(tk(attempt("tls-segments", "ok"), attempt("plain", "ok")))
+    assert (keys["blocking"], keys["accessible"], keys["x_mechanism"], keys["x_evaded"]) == (False, True, "none", [])
+    assert "x_equipment" not in keys
+
+
+def test_a_site_down_for_the_control_too_is_not_blocked() -> None:
+    down = {**CONTROL, "http_request": {"failure": "connection_refused"}}
+    keys = evasion_verdict(tk(attempt("plain", "blocked", **RESET), control=down))
+    assert (keys["blocking"], keys["accessible"], keys["x_mechanism"]) == (None, False, "none")
+
+
+def test_untried_and_unshaped_attempts_say_nothing_about_the_box() -> None:
+    keys = evasion_verdict(tk(attempt("tls-segments", "residual"), attempt("tls-records", "unshaped"),
+                              attempt("plain", "blocked", **RESET)))
+    assert keys["x_evaded"] == [] and "x_equipment" not in keys
+    assert (keys["x_mechanism"], keys["x_confidence"]) == ("tls.rst", 0.9)
+
+
+def test_no_plain_attempt_is_a_failed_measurement() -> None:
+    for broken in ({}, {"x_evasion": None}, {"x_evasion": {"attempts": "x"}}, tk(attempt("tls-segments", "ok"))):
+        keys = evasion_verdict(broken)
+        assert (keys["blocking"], keys["x_status"], keys["x_mechanism"]) == (None, "failure", "none")
+
+
+def test_hostile_values_never_raise() -> None:
+    rng = random.Random(7)
+    junk: list[Any] = [None, True, 3, -1.5, "x" * 500, [], {}, ["a"], {"a": 1}, "plain", "ok", "tls", "tcp"]
+    base = tk(attempt("tls-segments", "ok"), attempt("plain", "blocked", **RESET))
+    keys_of = list(base["x_evasion"]["attempts"][0])
+    for _ in range(3000):
+        m = copy.deepcopy(base)
+        target = m["x_evasion"]["attempts"][rng.randrange(2)]
+        target[rng.choice(keys_of)] = rng.choice(junk)
+        if rng.random() < 0.2:
+            m["control"] = rng.choice(junk)
+        keys = evasion_verdict(m)
+        assert keys["x_mechanism"] in ("none", "tls.rst", "tls.drop", "tcp.rst", "tcp.drop", "http.rst", "http.drop",
+                                       "http.blockpage")
+        assert all(isinstance(s, str) for s in keys["x_evaded"])
+        view = evasion_view(m)
+        assert view is not None and all(isinstance(r["what"], str) for r in view["attempts"])
+
+
+def test_catalogue_and_selection() -> None:
+    assert {s.scheme for s in STRATEGIES} == {"http", "https"} and len(BY_NAME) == len(STRATEGIES)
+    assert [s.name for s in strategies_for("https", ["tls-records", "http-segments"])] == ["tls-records"]
+    assert all(s.scheme == "http" for s in strategies_for("http"))
+    assert "residual" in OUTCOMES and "ok" in OUTCOMES
+
+
+def test_address_choice() -> None:
+    assert _choose(["198.19.0.9", "198.19.0.5"], CONTROL) == ("198.19.0.5", "dns")
+    assert _choose(["127.0.0.1"], CONTROL) == ("198.19.0.5", "control")  # our resolver lied
+    assert _choose(["198.19.0.9"], None) == ("198.19.0.9", "dns")
+    assert _choose([], {"dns": {"addrs": "x"}}) == (None, "none")
+    assert _choose([], {"dns": {"addrs": [1, None, "198.19.0.7"]}}) == ("198.19.0.7", "control")
+
+
+def test_page_comparison() -> None:
+    assert _matches_control(200, b"x" * 900, CONTROL) is True
+    assert _matches_control(200, b"x" * 100, CONTROL) is False  # neither the length nor the title
+    assert _matches_control(200, b"<title>Example</title>", CONTROL) is True
+    assert _matches_control(403, b"x" * 1000, CONTROL) is False
+    assert _matches_control(200, b"x", None) is None
+    assert _matches_control(200, b"x", {"http_request": {"failure": "x"}}) is None
+
+
+def test_input_checks() -> None:
+    check_input("https://a.example/")
+    for bad in ("ftp://a.example/", "a.example", "http://:80/", "http://a.example:99999/"):
+        with pytest.raises(ValueError):
+            check_input(bad)
+
+
+def test_analysis_re_derives_the_same_verdict() -> None:
+    assert "evasion" in VERDICTS
+    m = {"test_name": "evasion", "input": "https://a.example/",
+         "test_keys": tk(attempt("tls-records", "ok"), attempt("plain", "blocked", **RESET))}
+    v = verdict_for(m)
+    assert (v.mechanism, v.confidence, v.blocking, v.status) == ("tls.rst", 0.95, "http-failure", "anomaly")
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["run", "evasion", "-i", "https://a.example/", "--strategies", "nope"], "unknown strategy 'nope'"),
+    (["run", "evasion", "-i", "https://a.example/", "--strategies", ","], "--strategies"),
+    (["run", "web_connectivity", "-i", "https://a.example/", "--strategies", "tls-records"],
+     "--strategies is for the evasion nettest"),
+    (["run", "evasion", "-i", "a.example"], "evasion needs an http(s) URL"),
+])
+def test_cli_refuses_bad_strategies_in_one_line(tmp_path: Path, args: list[str], needle: str) -> None:
+    res = cli(*args, "-o", "out.jsonl", "--yes", cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert needle in res.stderr and res.stderr.strip().count("\n") == 0, res.stderr
+    assert not (tmp_path / "out.jsonl").exists()
