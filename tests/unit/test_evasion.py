@@ -13,7 +13,7 @@ import pytest
 from tamperscope.analysis.verdicts import VERDICTS, verdict_for
 from tamperscope.explorer.evidence import evasion as evasion_view
 from tamperscope.model.evasion import BY_NAME, OUTCOMES, STRATEGIES, evasion_verdict, strategies_for
-from tamperscope.nettests.evasion import _choose, _matches_control, check_input
+from tamperscope.nettests.evasion import _choose, _matches_control, _parse, check_input
 
 from .test_probe_cli import cli
 
@@ -147,6 +147,8 @@ def test_page_comparison() -> None:
 
 def test_input_checks() -> None:
     check_input("https://a.example/")
+    assert _parse("https://B\u00fccher.Example:8443/x") == ("https", "xn--bcher-kva.example", 8443)
+    assert _parse("http://a.example/") == ("http", "a.example", 80)
     for bad in ("ftp://a.example/", "a.example", "http://:80/", "http://a.example:99999/"):
         with pytest.raises(ValueError):
             check_input(bad)

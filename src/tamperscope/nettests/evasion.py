@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..model.consistency import endpoint, is_ip, page_title
+from ..model.consistency import endpoint, idna_host, is_ip, page_title
 from ..model.evasion import PLAIN, Strategy, evasion_verdict, strategies_for
 from ..netx import SYSTEM, NetxError, Trace, lookup_addresses, round_trip, tcp_connect, tls_handshake
 from ..netx import shape as S
@@ -59,7 +59,7 @@ def _shape(strategy: str, host: str) -> S.Shape | None:
 
 def _parse(url: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
+    host = idna_host(parts.hostname or "")
     if parts.scheme not in ("http", "https") or not host:
         raise NettestError(f"evasion needs an http(s) URL: {url!r}")
     try:
@@ -199,17 +199,18 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
         residual: list[float] = []
         if ip is not None:
             deadline = loop.time() + max(0.0, ctx.timeouts.measurement - RESERVE)
-            for name in [s.name for s in strategies] + [PLAIN]:
-                if attempts and attempts[-1]["step"] == "tcp" and name != PLAIN:
-                    continue  # the address does not take connections: no framing matters, only the plain try
-                if attempts and attempts[-1]["outcome"] == "blocked" and attempts[-1]["step"] != "tcp":
-                    waited = await _residual(ip, port, trace, ctx, deadline)
-                    if waited is None:
-                        attempts.append(_not_tried(name, scheme))
-                        continue
-                    if waited:
-                        residual.append(round(waited, 1))
-                attempts.append(await _attempt(input, scheme, host, ip, port, name, trace, ctx, control))
+            async with ctx.limiter.hold([ip]):  # one attempt at a time, as one of the run's flows to that address
+                for name in [s.name for s in strategies] + [PLAIN]:
+                    if attempts and attempts[-1]["step"] == "tcp" and name != PLAIN:
+                        continue  # the address takes no connections: no framing matters, only the plain try
+                    if attempts and attempts[-1]["outcome"] == "blocked" and attempts[-1]["step"] != "tcp":
+                        waited = await _residual(ip, port, trace, ctx, deadline)
+                        if waited is None:
+                            attempts.append(_not_tried(name, scheme))
+                            continue
+                        if waited:
+                            residual.append(round(waited, 1))
+                    attempts.append(await _attempt(input, scheme, host, ip, port, name, trace, ctx, control))
     tk.update(trace.test_keys())
     tk["x_evasion"] = {"address": None if ip is None else endpoint(ip, port), "address_source": source,
                        "attempts": attempts, "residual_waits": residual}
