@@ -124,6 +124,9 @@ def test_hostile_values_never_raise() -> None:
 def test_catalogue_and_selection() -> None:
     assert {s.scheme for s in STRATEGIES} == {"http", "https"} and len(BY_NAME) == len(STRATEGIES)
     assert [s.name for s in strategies_for("https", ["tls-records", "http-segments"])] == ["tls-records"]
+    assert [s.name for s in strategies_for("https", ["sni-case", "tls-segments", "sni-case", "x"])] == \
+        ["sni-case", "tls-segments"]
+    assert [s.name for s in strategies_for("https")] == [s.name for s in STRATEGIES if s.scheme == "https"]
     assert all(s.scheme == "http" for s in strategies_for("http"))
     assert "residual" in OUTCOMES and "ok" in OUTCOMES
 

@@ -60,9 +60,10 @@ OUTCOMES = ("ok", "blocked", "different", "unshaped", "residual")
 
 
 def strategies_for(scheme: str, names: Sequence[str] | None = None) -> list[Strategy]:
-    """The strategies that apply to a URL of ``scheme``, all or those named (in catalogue order)."""
-    wanted = None if names is None else set(names)
-    return [s for s in STRATEGIES if s.scheme == scheme and (wanted is None or s.name in wanted)]
+    """The strategies that apply to a URL of ``scheme``: all, in catalogue order, or those named, in the order
+    given (the order they are tried in)."""
+    chosen = STRATEGIES if names is None else [BY_NAME[n] for n in dict.fromkeys(names) if n in BY_NAME]
+    return [s for s in chosen if s.scheme == scheme]
 
 
 def _attempts(tk: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -91,7 +92,7 @@ def evasion_verdict(tk: Mapping[str, Any]) -> dict[str, Any]:
                    and a["strategy"] in BY_NAME]
     evaded = [str(a["strategy"]) for a in got_through]
     keys: dict[str, Any] = {"x_evaded": evaded}
-    if plain is None or plain.get("outcome") not in OUTCOMES:
+    if plain is None or plain.get("outcome") not in ("ok", "blocked", "different"):  # untried, or could not be
         keys.update(blocking=None, accessible=None, x_mechanism="none", x_confidence=0.0, x_evidence=[],
                     x_status="failure")
         return keys

@@ -160,23 +160,26 @@ def _not_tried(name: str, scheme: str) -> dict[str, Any]:
 
 
 async def _residual(ip: str, port: int, trace: Trace, ctx: Context, deadline: float) -> float | None:
-    """After a blocked attempt: seconds waited for the censor's residual blocking of the address to end
-    (0.0: there was none), or None when it outlasted the measurement's time. A bare TCP connect triggers no
-    name rule, so one that fails where attempts connected before is the censor still holding the address."""
+    """Before the first attempt and after a blocked one: seconds waited for the censor's residual blocking of
+    the address to end (0.0: there was none), or None when it outlasted ``deadline``. A bare TCP connect
+    triggers no name rule, so one that fails is the censor still holding the address (or an address that
+    takes no connections at all, which the plain attempt then records)."""
     loop = asyncio.get_running_loop()
     start = loop.time()
+    held = False
     while True:
         left = deadline - loop.time()
-        if left <= 0:
-            return None
-        try:
-            stream = await tcp_connect(ip, port, trace=trace, timeout=min(RESIDUAL_PROBE, left),
+        try:  # one check at least, however little time is left
+            stream = await tcp_connect(ip, port, trace=trace, timeout=min(RESIDUAL_PROBE, max(left, 0.5)),
                                        tags=("evasion=residual-check",))
         except NetxError:
+            held = True
+            if deadline - loop.time() <= 0:
+                return None
             await asyncio.sleep(max(0.0, min(RESIDUAL_POLL, deadline - loop.time())))
             continue
         await stream.aclose()
-        return loop.time() - start
+        return loop.time() - start if held else 0.0
 
 
 async def run(input: str | None, ctx: Context) -> dict[str, Any]:
@@ -200,9 +203,25 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
         if ip is not None:
             deadline = loop.time() + max(0.0, ctx.timeouts.measurement - RESERVE)
             async with ctx.limiter.hold([ip]):  # one attempt at a time, as one of the run's flows to that address
-                for name in [s.name for s in strategies] + [PLAIN]:
+                # An earlier measurement of the URL (web_connectivity, a run a minute ago) may have left the
+                # address held: wait that out first, or the first strategy would be blamed for it. An address
+                # that never takes a connection gets the plain attempt only, which records how it fails.
+                waited = await _residual(ip, port, trace, ctx, deadline - RESIDUAL_PROBE - RESIDUAL_POLL)
+                names = [PLAIN] if waited is None else [s.name for s in strategies] + [PLAIN]
+                if waited:
+                    residual.append(round(waited, 1))
+                if waited is None:
+                    plain = await _attempt(input, scheme, host, ip, port, PLAIN, trace, ctx, control)
+                    if plain["step"] != "tcp":  # it connected: the strategies lost their time to a residual hold
+                        attempts += [_not_tried(s.name, scheme) for s in strategies]
+                    attempts.append(plain)
+                    names = []
+                for name in names:
                     if attempts and attempts[-1]["step"] == "tcp" and name != PLAIN:
                         continue  # the address takes no connections: no framing matters, only the plain try
+                    if attempts and attempts[-1]["outcome"] == "residual":  # the time ran out holding it
+                        attempts.append(_not_tried(name, scheme))
+                        continue
                     if attempts and attempts[-1]["outcome"] == "blocked" and attempts[-1]["step"] != "tcp":
                         waited = await _residual(ip, port, trace, ctx, deadline)
                         if waited is None:

@@ -73,7 +73,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="web_connectivity: no HTTP/3 handshakes (made by default for https sites that advertise "
                         "HTTP/3): OONI's work only, about 0.5 ms less CPU per URL, and a dropped QUIC goes unseen")
     p.add_argument("--strategies", default=None, metavar="NAMES",
-                   help="evasion: the strategies to try, comma-separated (default: every one that applies to the "
+                   help="evasion: the strategies to try, in this order, comma-separated (default: every one that applies to the "
                         "URL's scheme; `docs/nettests.md` lists them)")
     add_run_options(p)
     p.set_defaults(func=run)
