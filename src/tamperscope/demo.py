@@ -4,7 +4,8 @@ Lab up with a censor profile (tm-like by default) → the probe over a bundled
 list of real-world URLs, from inside the lab's client namespace → `tamperscope
 locate` on one URL per mechanism → the same domains measured from outside the
 country, through the ISP's resolver (`tamperscope remote dns`), and one reset
-located from there too (`tamperscope locate --server`) → lab down → a
+located from there too (`tamperscope locate --server`) → `tamperscope run evasion` on one
+URL blocked over HTTP and one over TLS (which re-framings get past the box) → lab down → a
 summary by mechanism, checked against the lab's own ground truth, the equipment
 seen, and the outside view against the inside one (the censor bracketed between
 the routers each side sees last) → `tamperscope
@@ -36,7 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="lab up, probe a bundled URL list, locate, lab down, summarise, analyse",
                        description="Bring the lab up with a censor profile, run web_connectivity over a bundled list "
                                    "of real-world URLs inside it, locate one URL per mechanism, measure the same "
-                                   "domains from outside the country (tamperscope remote dns), and take the lab down. "
+                                   "domains from outside the country (tamperscope remote dns), try re-framed requests "
+                                   "on one URL blocked over HTTP and one over TLS (tamperscope run evasion), and take "
+                                   "the lab down. "
                                    "Then print a per-mechanism summary checked against the lab's ground truth, the "
                                    "equipment seen, and the measurements analysed again from their raw records "
                                    "(tamperscope analyze, into a store of their own, and an HTML report; both in the "
@@ -100,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         outside_truth = [json.loads(line) for line in manager.PATHS.log.read_text().splitlines()[len(truth):]
                          if line.strip()]
         located_outside = locate_from_outside(measurements, say)
+        evaded = evasion_examples(measurements, located, work, say)
     finally:
         manager.down()
         say("demo: lab down")
@@ -107,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     print(equipment(measurements, located), flush=True)
     print(outside_summary(outside, measurements, outside_truth), flush=True)
     print(bracket(located, located_outside), flush=True)
+    print(evasion_summary(evaded), flush=True)
     analysed = analysis(measurements, Path(out), work, say)
     print(analysed, flush=True)
     if not analysed.startswith("\n  analysis:"):
@@ -306,6 +311,56 @@ def locate_from_outside(measurements: list[dict], say: Callable[[str], None]) ->
                                            manager.A.NS_OUTSIDE), env=manager.client_env(), capture_output=True,
                          text=True, timeout=300)
     return {"url": url, **json.loads(res.stdout)} if res.returncode == 0 else None
+
+
+EVASION_STRATEGIES = "http-segments,tls-records"  # one of each kind: each blocked try costs the censor's hold
+
+
+def evasion_examples(measurements: list[dict], located: dict[str, dict], work: Path,
+                     say: Callable[[str], None]) -> list[dict]:
+    """`tamperscope run evasion` on the first URL blocked over HTTP and the first reset over TLS that `locate`
+    did not use (its probes left the censor holding those sites), both at once."""
+    busy = {loc.get("url") for loc in located.values()}
+    urls = []
+    for mechanisms in (("http.rst", "http.blockpage"), ("tls.rst",)):
+        url = next((m["input"] for m in measurements if m["test_keys"].get("x_mechanism") in mechanisms
+                    and m["input"] not in busy), None)
+        if url is not None:
+            urls.append(url)
+    if not urls:
+        return []
+    out = work / "evasion.jsonl"
+    say(f"demo: trying to get past the censor with re-framed requests ({EVASION_STRATEGIES}): {', '.join(urls)}")
+    args = [sys.executable, "-m", "tamperscope", "run", "evasion", "--yes", "--no-progress", "--strategies",
+            EVASION_STRATEGIES, "--timeout", "150", "-o", str(out)]
+    for url in urls:
+        args += ["-i", url]
+    res = subprocess.run(manager.exec_argv(args), env=manager.client_env(), capture_output=True, text=True,
+                         timeout=600)
+    if res.returncode != 0 or not out.exists():
+        say(f"demo: evasion failed: {(res.stderr.strip().splitlines() or ['no output'])[-1]}")
+        return []
+    return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+
+
+def evasion_summary(results: list[dict]) -> str:
+    """What each re-framed request did, and what that says about the censor's DPI."""
+    if not results:
+        return "\n  evasion: not tried (no URL blocked over HTTP or TLS)"
+    lines = ["", "  evasion (tamperscope run evasion: the same request re-framed, to the same address):"]
+    for m in results:
+        tk = m["test_keys"]
+        x = tk.get("x_evasion") or {}
+        tried = ", ".join(f"{a['strategy']} {a['outcome']}" for a in x.get("attempts", []))
+        waits = x.get("residual_waits") or []
+        lines.append(f"  {m['input']:34} {tk.get('x_mechanism')}: {tried}"
+                     + (f" (waited {', '.join(f'{w:g}' for w in waits)} s for the censor's residual hold)"
+                        if waits else ""))
+        for said in (tk.get("x_equipment") or {}).get("evaded_by", []):
+            lines.append(f"  {'':34} the box {said.split(': ', 1)[1]}")
+        for said in (tk.get("x_equipment") or {}).get("coped_with", []):
+            lines.append(f"  {'':34} the box {said.split(': ', 1)[1]}")
+    return "\n".join(lines)
 
 
 def bracket(inside: dict[str, dict], outside: dict | None) -> str:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tamperscope.demo import probe_results
+from tamperscope.demo import evasion_summary, probe_results
+from tamperscope.model.evasion import evasion_verdict
 
 
 def _m(url: str) -> bytes:
@@ -125,3 +126,17 @@ def test_the_http3_line_counts_sites_tried_handshakes_and_drops() -> None:
                          "handshakes 2, completed 1; quic.drop 1")
     ms.append(m("https://e.example/", [ok], "tls.rst"))  # the censor resets TLS, and leaves QUIC alone
     assert http3(ms).endswith("quic.drop 1; QUIC got through for 1 whose TLS was blocked")
+
+
+def test_the_evasion_lines_say_what_got_through_and_what_the_box_coped_with() -> None:
+    def attempt(name: str, outcome: str) -> dict:
+        return {"strategy": name, "outcome": outcome, "step": None if outcome == "ok" else "tls",
+                "failure": None if outcome == "ok" else "connection_reset", "fingerprints": []}
+    tk = {"control": {"http_request": {"status_code": 200, "failure": None}},
+          "x_evasion": {"attempts": [attempt("tls-records", "blocked"), attempt("plain", "blocked")],
+                        "residual_waits": [31.5]}}
+    tk.update(evasion_verdict(tk))
+    text = evasion_summary([{"input": "https://youtube.com/", "test_keys": tk}])
+    assert "tls.rst: tls-records blocked, plain blocked (waited 31.5 s" in text
+    assert "the box follows a ClientHello over several TLS records" in text
+    assert "not tried" in evasion_summary([])

@@ -44,6 +44,7 @@ def test_a_strategy_that_gets_through_proves_dpi_and_names_its_gap() -> None:
     assert keys["x_evaded"] == ["tls-segments"]
     assert keys["x_equipment"]["traits"] == {"reassembles_tcp": False, "reassembles_tls_records": True}
     assert keys["x_equipment"]["evaded_by"] == [f"tls-segments: {BY_NAME['tls-segments'].trait}"]
+    assert keys["x_equipment"]["coped_with"] == ["tls-records: follows a ClientHello over several TLS records"]
     assert keys["x_evidence"] == ["test_keys.x_evasion.attempts[2]", "test_keys.x_evasion.attempts[0]"]
 
 

@@ -428,7 +428,8 @@ def evasion(tk: Mapping[str, Any]) -> dict[str, Any] | None:
                      "step": _str(a.get("step")),
                      "status_code": status if isinstance(status, int) and not isinstance(status, bool) else None,
                      "what": "the request as any client sends it" if name == PLAIN else (known.what if known else ""),
-                     "says": known.trait if known and a.get("outcome") == "ok" else ""})
+                     "says": known.trait if known and a.get("outcome") == "ok" else
+                     known.coped if known and a.get("outcome") == "blocked" else ""})
     waits = [w for w in _list(x.get("residual_waits"))[:MAX_ATTEMPTS] if isinstance(w, (int, float))
              and not isinstance(w, bool)]
     return {"address": _str(x.get("address")), "source": _str(x.get("address_source")), "attempts": rows,

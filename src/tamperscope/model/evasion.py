@@ -34,26 +34,33 @@ class Strategy:
     what: str     # what it does, for --help and the docs
     trait: str    # what its getting through says about the censor's DPI
     key: str      # the trait's key in x_equipment.traits (its value: False when the strategy got through)
+    coped: str    # what its being blocked too says (the trait's value True)
 
 
 STRATEGIES: tuple[Strategy, ...] = (
     Strategy("tls-segments", "https", "the ClientHello in two TCP segments, cut inside the SNI",
-             "does not reassemble TCP segments before reading the SNI", "reassembles_tcp"),
+             "does not reassemble TCP segments before reading the SNI", "reassembles_tcp",
+             "reassembles TCP segments before reading the SNI"),
     Strategy("tls-records", "https", "the ClientHello in two TLS records (one segment), cut inside the SNI",
-             "reads the SNI in the first TLS record only", "reassembles_tls_records"),
+             "reads the SNI in the first TLS record only", "reassembles_tls_records",
+             "follows a ClientHello over several TLS records"),
     Strategy("tls-records-segments", "https", "two TLS records, each in its own TCP segment",
              "does not follow a ClientHello over records in separate segments",
-             "reassembles_records_across_segments"),
+             "reassembles_records_across_segments", "follows a ClientHello over records in separate segments"),
     Strategy("sni-case", "https", "the SNI in mixed case (WwW.ExAmPlE.CoM), the certificate still checked",
-             "compares the SNI case-sensitively", "sni_case_insensitive"),
+             "compares the SNI case-sensitively", "sni_case_insensitive", "compares the SNI case-insensitively"),
     Strategy("http-segments", "http", "the request in two TCP segments, cut inside the Host value",
-             "does not reassemble TCP segments before reading the Host header", "reassembles_tcp"),
+             "does not reassemble TCP segments before reading the Host header", "reassembles_tcp",
+             "reassembles TCP segments before reading the Host header"),
     Strategy("host-name-case", "http", "the header's name in mixed case (HoSt:)",
-             "looks for the Host header's name case-sensitively", "host_name_case_insensitive"),
+             "looks for the Host header's name case-sensitively", "host_name_case_insensitive",
+             "finds the Host header whatever the case of its name"),
     Strategy("host-value-case", "http", "the Host value in mixed case",
-             "compares the Host value case-sensitively", "host_value_case_insensitive"),
+             "compares the Host value case-sensitively", "host_value_case_insensitive",
+             "compares the Host value case-insensitively"),
     Strategy("host-trailing-dot", "http", "the Host value as a fully qualified name (www.example.com.)",
-             "does not strip a trailing dot from the Host value", "strips_trailing_dot"),
+             "does not strip a trailing dot from the Host value", "strips_trailing_dot",
+             "strips a trailing dot from the Host value"),
 )
 BY_NAME: Mapping[str, Strategy] = {s.name: s for s in STRATEGIES}
 OUTCOMES = ("ok", "blocked", "different", "unshaped", "residual")
@@ -136,6 +143,8 @@ def evasion_verdict(tk: Mapping[str, Any]) -> dict[str, Any]:
                 x_mechanism=mechanism, x_confidence=confidence if control else min(confidence, 0.5),
                 x_evidence=evidence, x_status="anomaly")
     if traits:
+        coped = [s for s in STRATEGIES if traits.get(s.key) and any(a.get("strategy") == s.name for a in attempts)]
         keys["x_equipment"] = {"kind": "dpi", "traits": traits,
-                               "evaded_by": [f"{name}: {BY_NAME[name].trait}" for name in evaded]}
+                               "evaded_by": [f"{name}: {BY_NAME[name].trait}" for name in evaded],
+                               "coped_with": [f"{s.name}: {s.coped}" for s in coped]}
     return keys
