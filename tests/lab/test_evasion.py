@@ -77,6 +77,17 @@ def test_a_box_that_reads_one_segment(lab_factory, tmp_path) -> None:  # type: i
     names = {e["name"] for e in lab.logged("host")}
     assert names == {NAME, NAME + "."}
 
+    # the analysis, judging each attempt again from its records alone, reaches the probe's outcomes and verdict
+    from tamperscope.analysis.verdicts import default_matcher, verdict_for
+    from tamperscope.model.evasion import attempts_from_records
+
+    for m in got.values():
+        again = attempts_from_records(m["test_keys"], default_matcher())
+        assert [(a["strategy"], a["outcome"]) for a in again] == list(outcomes(m).items())
+        v = verdict_for(m)
+        assert (v.mechanism, v.blocking, v.confidence) == \
+            (m["test_keys"]["x_mechanism"], m["test_keys"]["blocking"], m["test_keys"]["x_confidence"])
+
     clean = got["https://example.com/"]["test_keys"]
     assert (clean["blocking"], clean["x_mechanism"], clean["x_evaded"]) == (False, "none", [])
     assert set(outcomes(got["https://example.com/"]).values()) == {"ok"}

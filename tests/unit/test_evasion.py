@@ -12,8 +12,17 @@ import pytest
 
 from tamperscope.analysis.verdicts import VERDICTS, verdict_for
 from tamperscope.explorer.evidence import evasion as evasion_view
-from tamperscope.model.evasion import BY_NAME, OUTCOMES, STRATEGIES, evasion_verdict, strategies_for
-from tamperscope.nettests.evasion import _choose, _matches_control, _parse, check_input
+from tamperscope.model.evasion import (
+    BY_NAME,
+    OUTCOMES,
+    STRATEGIES,
+    attempts_from_records,
+    evasion_verdict,
+    judge,
+    matches_control,
+    strategies_for,
+)
+from tamperscope.nettests.evasion import _choose, _parse, check_input
 
 from .test_probe_cli import cli
 
@@ -141,12 +150,12 @@ def test_address_choice() -> None:
 
 
 def test_page_comparison() -> None:
-    assert _matches_control(200, b"x" * 900, CONTROL) is True
-    assert _matches_control(200, b"x" * 100, CONTROL) is False  # neither the length nor the title
-    assert _matches_control(200, b"<title>Example</title>", CONTROL) is True
-    assert _matches_control(403, b"x" * 1000, CONTROL) is False
-    assert _matches_control(200, b"x", None) is None
-    assert _matches_control(200, b"x", {"http_request": {"failure": "x"}}) is None
+    assert matches_control(200, b"x" * 900, CONTROL) is True
+    assert matches_control(200, b"x" * 100, CONTROL) is False  # neither the length nor the title
+    assert matches_control(200, b"<title>Example</title>", CONTROL) is True
+    assert matches_control(403, b"x" * 1000, CONTROL) is False
+    assert matches_control(200, b"x", None) is None
+    assert matches_control(200, b"x", {"http_request": {"failure": "x"}}) is None
 
 
 def test_input_checks() -> None:
@@ -158,12 +167,49 @@ def test_input_checks() -> None:
             check_input(bad)
 
 
-def test_analysis_re_derives_the_same_verdict() -> None:
+def _records(*attempts: tuple[int, str | None, str | None, int, str]) -> dict[str, list[dict[str, Any]]]:
+    """Raw records of attempts (transaction_id, connect failure, TLS failure, status, body)."""
+    out: dict[str, list[dict[str, Any]]] = {"tcp_connect": [], "tls_handshakes": [], "requests": []}
+    for tid, connect, tls, status, body in attempts:
+        out["tcp_connect"].append({"transaction_id": tid, "ip": "198.19.0.5", "port": 443,
+                                   "status": {"failure": connect, "success": connect is None}})
+        if connect is None:
+            out["tls_handshakes"].append({"transaction_id": tid, "failure": tls})
+        if connect is None and tls is None:
+            out["requests"].append({"transaction_id": tid, "failure": None,
+                                    "response": {"code": status, "body": body, "headers": {}}})
+    return out
+
+
+def test_analysis_judges_the_attempts_again_from_their_records() -> None:
+    """The outcomes the probe wrote are not read: here they all claim 'ok', the records say otherwise."""
     assert "evasion" in VERDICTS
-    m = {"test_name": "evasion", "input": "https://a.example/",
-         "test_keys": tk(attempt("tls-records", "ok"), attempt("plain", "blocked", **RESET))}
+    page = "<title>Example</title>" + "x" * 978
+    records = _records((1, None, None, 200, page), (2, None, "connection_reset", 0, ""),
+                       (3, None, None, 200, "<title>Blocked</title>"), (4, "generic_timeout_error", None, 0, ""))
+    claimed = [{**attempt(name, "ok"), "transaction_id": tid}
+               for tid, name in ((1, "tls-records"), (2, "tls-segments"), (3, "sni-case"), (4, "plain"))]
+    m = {"test_name": "evasion", "input": "https://a.example/", "test_keys": {**tk(*claimed), **records}}
+    judged = attempts_from_records(m["test_keys"], lambda body, headers: ["fp-x"] if "Blocked" in body else [])
+    assert [(a["strategy"], a["outcome"], a["step"]) for a in judged] == [
+        ("tls-records", "ok", None), ("tls-segments", "blocked", "tls"), ("sni-case", "blocked", None),
+        ("plain", "blocked", "tcp")]
+    assert judged[2]["fingerprints"] == ["fp-x"]
     v = verdict_for(m)
-    assert (v.mechanism, v.confidence, v.blocking, v.status) == ("tls.rst", 0.95, "http-failure", "anomaly")
+    assert (v.mechanism, v.blocking, v.status) == ("tcp.drop", "tcp_ip", "anomaly")
+    # attempts never made keep what the probe said of them; records of another attempt are not borrowed
+    gone = {**m, "test_keys": {**m["test_keys"], **tk({**attempt("tls-records", "residual"), "transaction_id": 1},
+                                                       {**attempt("plain", "ok"), "transaction_id": 9})}}
+    assert [a["outcome"] for a in attempts_from_records(gone["test_keys"], None)] == ["residual", None]
+    assert verdict_for(gone).status == "failure"
+
+
+def test_judge() -> None:
+    assert judge("connection_reset", "tls", None, b"", {}, CONTROL, None)["outcome"] == "blocked"
+    assert judge(None, "http", 200, b"x" * 1000, {}, CONTROL, None)["outcome"] == "ok"
+    assert judge(None, "http", 200, b"x" * 10, {}, CONTROL, None)["outcome"] == "different"
+    assert judge(None, "http", 200, b"x" * 1000, {}, CONTROL, lambda b, h: ["fp"])["outcome"] == "blocked"
+    assert judge(None, "http", 200, b"x", {}, None, None)["outcome"] == "ok"  # nothing to compare with
 
 
 @pytest.mark.parametrize("args,needle", [

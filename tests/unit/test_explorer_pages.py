@@ -352,4 +352,5 @@ def test_an_evasion_measurement_shows_its_attempts(tmp_path: Path) -> None:
     assert evil not in page and "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in section
     rows = twin["evidence"]["evasion"]["attempts"]
     assert [r["says"] for r in rows][1:] == ["", ""] and rows[1]["status_code"] is None
-    assert twin["evidence"]["verdict"]["mechanism"] == "tls.rst"  # re-derived by the analysis' evasion verdict
+    # the analysis judges attempts from their records, and these have none: nothing to conclude
+    assert twin["evidence"]["verdict"]["status"] == "failure"

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tamperscope.model.dnsverdict import dnscheck_verdict
-from tamperscope.model.evasion import evasion_verdict
+from tamperscope.model.evasion import attempts_from_records, evasion_verdict
 from tamperscope.model.interception import interception
 from tamperscope.model.remote import remote_dns_verdict, remote_web_verdict
 from tamperscope.model.verdict import BlockpageMatcher, Verdict, failure_class, web_connectivity_verdict
@@ -160,20 +160,16 @@ def throttling(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None)
 
 @register("evasion")
 def evasion(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
-    """The probe's own function over its attempts (model/evasion.py): the plain request's outcome names the
-    mechanism, and a re-framed request that got the site's answer from the same address makes it sure."""
-    keys = evasion_verdict(_tk(measurement))
-    fps = [a.get("fingerprints") for a in _evasion_attempts(measurement)]
+    """The probe's own function (model/evasion.py) over the attempts judged again from their raw records, with
+    the whole fingerprint database: the plain request's outcome names the mechanism, and a re-framed request
+    that got the site's answer from the same address makes it sure."""
+    tk = _tk(measurement)
+    x = tk.get("x_evasion")
+    attempts = attempts_from_records(tk, matcher)
+    keys = evasion_verdict({**tk, "x_evasion": {**(x if isinstance(x, Mapping) else {}), "attempts": attempts}})
+    plain = [f for a in attempts if a.get("strategy") == "plain" for f in a["fingerprints"]]
     return Verdict(keys["blocking"], keys["accessible"], keys["x_mechanism"], keys["x_confidence"],
-                   keys["x_status"], tuple(keys["x_evidence"]),
-                   tuple(dict.fromkeys(str(f) for group in fps if isinstance(group, list) for f in group[:16])))
-
-
-def _evasion_attempts(measurement: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    x = _tk(measurement).get("x_evasion")
-    items = x.get("attempts") if isinstance(x, Mapping) else None
-    return [a for a in items[:64] if isinstance(a, Mapping) and a.get("strategy") == "plain"] \
-        if isinstance(items, list) else []
+                   keys["x_status"], tuple(keys["x_evidence"]), tuple(dict.fromkeys(plain)))
 
 
 @register("tls_mitm")

@@ -22,7 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tamperscope.model.verdict import OONI_BLOCKING, step_mechanism
+from tamperscope.model.consistency import _body_bytes, _headers, page_title
+from tamperscope.model.verdict import OONI_BLOCKING, BlockpageMatcher, step_mechanism
 
 PLAIN = "plain"
 
@@ -71,6 +72,93 @@ def strategies_for(scheme: str, names: Sequence[str] | None = None) -> list[Stra
     given (the order they are tried in)."""
     chosen = STRATEGIES if names is None else [BY_NAME[n] for n in dict.fromkeys(names) if n in BY_NAME]
     return [s for s in chosen if s.scheme == scheme]
+
+
+def matches_control(status: int, body: bytes, control: Any) -> bool | None:
+    """Whether a response is the page the control got: its status code, and a body of similar length (OONI's
+    0.7 proportion) or the same title. None when the control has no page to compare with."""
+    http = control.get("http_request") if isinstance(control, Mapping) else None
+    if not isinstance(http, Mapping) or http.get("failure") is not None:
+        return None
+    want = http.get("status_code")
+    if not isinstance(want, int) or isinstance(want, bool) or status != want:
+        return False
+    length = http.get("body_length")
+    if isinstance(length, int) and not isinstance(length, bool) and length > 0 and body:
+        small, big = sorted((len(body), length))
+        if small / big >= 0.7:
+            return True
+    title = http.get("title")
+    return isinstance(title, str) and bool(title) and page_title(body.decode("utf-8", "replace")) == title
+
+
+def judge(failure: str | None, step: str | None, status: int | None, body: bytes,
+          headers: Mapping[str, str], control: Any, matcher: BlockpageMatcher | None) -> dict[str, Any]:
+    """One attempt's result from what it got: the probe calls it on the response in hand, the analysis on the
+    attempt's records. ``outcome`` is ok, blocked or different (see the module's docstring)."""
+    out: dict[str, Any] = {"failure": failure, "step": step if failure is not None else None,
+                           "status_code": None, "fingerprints": [], "matches_control": None}
+    if failure is not None or status is None:
+        return {**out, "outcome": "blocked"}
+    out["status_code"] = status
+    if matcher is not None:
+        out["fingerprints"] = [str(f) for f in matcher(body.decode("utf-8", "replace"), headers)][:16]
+    out["matches_control"] = same = matches_control(status, body, control)
+    outcome = "blocked" if out["fingerprints"] else "different" if same is False else "ok"
+    return {**out, "outcome": outcome}
+
+
+def _failure_of(records: list[Mapping[str, Any]]) -> str | None:
+    for r in records:
+        f = r.get("failure")
+        if f is None and isinstance(r.get("status"), Mapping):  # tcp_connect keeps it in status
+            f = r["status"].get("failure")
+        if f is not None:
+            return f if isinstance(f, str) else str(f)
+    return None
+
+
+def attempts_from_records(tk: Mapping[str, Any], matcher: BlockpageMatcher | None) -> list[dict[str, Any]]:
+    """The attempts of ``x_evasion`` judged again from their raw records (``tcp_connect``, ``tls_handshakes``,
+    ``requests`` of each attempt's transaction_id), not from the outcomes the probe wrote. What records cannot
+    say is kept from ``x_evasion``: the strategy, how the bytes were shaped, and attempts not made
+    (``residual``, ``unshaped``)."""
+    def by_tx(key: str) -> dict[int, list[Mapping[str, Any]]]:
+        out: dict[int, list[Mapping[str, Any]]] = {}
+        items = tk.get(key)
+        for r in items[:4096] if isinstance(items, list) else ():
+            tid = r.get("transaction_id") if isinstance(r, Mapping) else None
+            if isinstance(tid, int) and not isinstance(tid, bool):
+                out.setdefault(tid, []).append(r)
+        return out
+
+    connects, handshakes, requests = by_tx("tcp_connect"), by_tx("tls_handshakes"), by_tx("requests")
+    judged = []
+    for a in _attempts(tk):
+        tid = a.get("transaction_id")
+        base = {"strategy": a.get("strategy"), "layer": a.get("layer"), "transaction_id": tid,
+                "shaped": a.get("shaped")}
+        if a.get("outcome") in ("residual", "unshaped") or not isinstance(tid, int) or isinstance(tid, bool) \
+                or tid not in connects:
+            judged.append({**base, "failure": None, "step": None, "status_code": None, "fingerprints": [],
+                           "matches_control": None,
+                           "outcome": a.get("outcome") if a.get("outcome") in ("residual", "unshaped") else None})
+            continue
+        failure, step, status, body, headers = _failure_of(connects[tid]), "tcp", None, b"", {}
+        if failure is None and handshakes.get(tid):
+            failure, step = _failure_of(handshakes[tid]), "tls"
+        if failure is None:
+            step = "http"
+            reqs = requests.get(tid, [])
+            failure = _failure_of(reqs) if reqs else "no_request"
+            response = reqs[-1].get("response") if reqs else None
+            if failure is None and isinstance(response, Mapping):
+                code = response.get("code")
+                status = code if isinstance(code, int) and not isinstance(code, bool) and code > 0 else None
+                body = _body_bytes(response.get("body"))
+                headers = dict(_headers(response))
+        judged.append({**base, **judge(failure, step, status, body, headers, tk.get("control"), matcher)})
+    return judged
 
 
 def _attempts(tk: Mapping[str, Any]) -> list[Mapping[str, Any]]:

@@ -5,22 +5,24 @@ when the control agrees, else the control's: DNS tampering is web_connectivity's
 URL from that address once per strategy (model/evasion.py: the ClientHello or the request cut into TCP
 segments or TLS records, names in mixed case...) and once plainly. Each attempt is a fresh connection with
 its own transaction_id, whose tcp_connect, tls_handshakes and requests records carry the tag
-``evasion=NAME``. The strategies go first and the plain request last, so that a censor that keeps blocking a
-server for a while after a trigger (residual censorship) spoils no strategy with the plain request's
-trigger; a strategy it blocked can still spoil the ones after it (a false "blocked", never a false
-"evaded"). An attempt gets through (``ok``) when it gets the site's answer: no failure, no blockpage
-fingerprint, and the control's status code with a similar page.
+``evasion=NAME``. The strategies go first and the plain request last, and before the first attempt and
+after each blocked one the nettest waits out any residual blocking of the address (a censor that keeps
+blocking a server for a while after a trigger), so no attempt is blamed for another's trigger. An attempt
+gets through (``ok``) when it gets the site's answer: no failure, no blockpage fingerprint, and the
+control's status code with a similar page (``model.evasion.judge``, which the analysis applies again to
+the attempt's records).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..model.consistency import endpoint, idna_host, is_ip, page_title
-from ..model.evasion import PLAIN, Strategy, evasion_verdict, strategies_for
+from ..model.consistency import endpoint, idna_host, is_ip
+from ..model.evasion import PLAIN, Strategy, evasion_verdict, judge, strategies_for
 from ..netx import SYSTEM, NetxError, Trace, lookup_addresses, round_trip, tcp_connect, tls_handshake
 from ..netx import shape as S
 from ..netx.http import Limits
@@ -41,8 +43,19 @@ class Config:
     """Input: an http(s) URL. Options: ``strategies`` (names, default all that apply to the URL's scheme)."""
 
 
+@dataclass(frozen=True)
+class Target:
+    """What every attempt of one input fetches, and from where."""
+
+    url: str
+    scheme: str
+    host: str
+    ip: str
+    port: int
+
+
 def _mixed(name: str) -> str:
-    return S._mixed(name.encode("ascii", "replace")).decode("ascii")
+    return S.mixed_case(name.encode("ascii", "replace")).decode("ascii")
 
 
 def _shape(strategy: str, host: str) -> S.Shape | None:
@@ -87,24 +100,10 @@ def _choose(ours: Sequence[str], control: Mapping[str, Any] | None) -> tuple[str
     return (ours[0], "dns") if ours else (None, "none")
 
 
-def _matches_control(status: int, body: bytes, control: Mapping[str, Any] | None) -> bool | None:
-    http = control.get("http_request") if isinstance(control, Mapping) else None
-    if not isinstance(http, Mapping) or http.get("failure") is not None:
-        return None
-    want = http.get("status_code")
-    if not isinstance(want, int) or status != want:
-        return False
-    length = http.get("body_length")
-    if isinstance(length, int) and length > 0 and body:
-        small, big = sorted((len(body), length))
-        if small / big >= 0.7:
-            return True
-    title = http.get("title")
-    return isinstance(title, str) and bool(title) and page_title(body.decode("utf-8", "replace")) == title
-
-
-async def _attempt(url: str, scheme: str, host: str, ip: str, port: int, name: str, trace: Trace,
-                   ctx: Context, control: Mapping[str, Any] | None) -> dict[str, Any]:
+async def _attempt(t: Target, name: str, trace: Trace, ctx: Context,
+                   control: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One fetch of the URL from the address, its first write shaped by the strategy ``name``."""
+    url, scheme, host, ip, port = t.url, t.scheme, t.host, t.ip, t.port
     tags = (f"evasion={name}",)
     record: dict[str, Any] = {"strategy": name, "layer": "tls" if scheme == "https" else "http",
                               "transaction_id": None, "shaped": None, "failure": None, "step": None,
@@ -112,8 +111,9 @@ async def _attempt(url: str, scheme: str, host: str, ip: str, port: int, name: s
     step = "tcp"
     conn: Any = None
     try:
-        conn = tcp = await tcp_connect(ip, port, trace=trace, timeout=ctx.timeouts.connect, tags=tags)
-        record["transaction_id"] = tcp.transaction_id
+        record["transaction_id"] = tid = trace.next_transaction_id()  # its records' id, even if connect fails
+        conn = tcp = await tcp_connect(ip, port, trace=trace, timeout=ctx.timeouts.connect, tags=tags,
+                                       transaction_id=tid)
         tcp.shape = _shape(name, host)
         if scheme == "https":
             step = "tls"
@@ -136,21 +136,8 @@ async def _attempt(url: str, scheme: str, host: str, ip: str, port: int, name: s
             record["outcome"] = "unshaped"
             return record
     if resp is None:
-        record["outcome"] = "blocked"
-        return record
-    record["status_code"] = resp.status
-    if ctx.matcher is not None:
-        headers = {k: v for k, v in resp.headers}
-        record["fingerprints"] = list(ctx.matcher(resp.body.decode("utf-8", "replace"), headers))
-    matches = _matches_control(resp.status, resp.body, control)
-    record["matches_control"] = matches
-    if record["fingerprints"]:
-        record["outcome"] = "blocked"
-    elif matches is False:
-        record["outcome"] = "different"
-    else:
-        record["outcome"] = "ok"
-    return record
+        return {**record, **judge(record["failure"], step, None, b"", {}, control, ctx.matcher)}
+    return {**record, **judge(None, step, resp.status, resp.body, dict(resp.headers), control, ctx.matcher)}
 
 
 def _not_tried(name: str, scheme: str) -> dict[str, Any]:
@@ -182,6 +169,40 @@ async def _residual(ip: str, port: int, trace: Trace, ctx: Context, deadline: fl
         return loop.time() - start if held else 0.0
 
 
+async def _try_all(t: Target, strategies: Sequence[Strategy], trace: Trace, ctx: Context,
+                   control: Mapping[str, Any] | None, deadline: float) -> tuple[list[dict[str, Any]], list[float]]:
+    """Every strategy, then the plain request, one after the other: (attempts, residual waits)."""
+    attempts: list[dict[str, Any]] = []
+    residual: list[float] = []
+    # An earlier measurement of the URL (web_connectivity, a run a minute ago) may have left the address held:
+    # wait that out first, or the first strategy would be blamed for it.
+    waited = await _residual(t.ip, t.port, trace, ctx, deadline - RESIDUAL_PROBE - RESIDUAL_POLL)
+    if waited is None:
+        # held all along, or an address that takes no connection: the plain attempt records which
+        plain = await _attempt(t, PLAIN, trace, ctx, control)
+        if plain["step"] != "tcp":  # it connected: the strategies lost their time to a residual hold
+            attempts += [_not_tried(s.name, t.scheme) for s in strategies]
+        return [*attempts, plain], residual
+    if waited:
+        residual.append(round(waited, 1))
+    for name in [s.name for s in strategies] + [PLAIN]:
+        last = attempts[-1] if attempts else None
+        if last is not None and last["step"] == "tcp" and name != PLAIN:
+            continue  # the address takes no connections: no framing matters, only the plain try
+        if last is not None and last["outcome"] == "residual":  # the time ran out while the address was held
+            attempts.append(_not_tried(name, t.scheme))
+            continue
+        if last is not None and last["outcome"] == "blocked" and last["step"] != "tcp":
+            waited = await _residual(t.ip, t.port, trace, ctx, deadline)
+            if waited is None:
+                attempts.append(_not_tried(name, t.scheme))
+                continue
+            if waited:
+                residual.append(round(waited, 1))
+        attempts.append(await _attempt(t, name, trace, ctx, control))
+    return attempts, residual
+
+
 async def run(input: str | None, ctx: Context) -> dict[str, Any]:
     if not input:
         raise NettestError("evasion needs an input (an http or https URL)")
@@ -203,33 +224,8 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
         if ip is not None:
             deadline = loop.time() + max(0.0, ctx.timeouts.measurement - RESERVE)
             async with ctx.limiter.hold([ip]):  # one attempt at a time, as one of the run's flows to that address
-                # An earlier measurement of the URL (web_connectivity, a run a minute ago) may have left the
-                # address held: wait that out first, or the first strategy would be blamed for it. An address
-                # that never takes a connection gets the plain attempt only, which records how it fails.
-                waited = await _residual(ip, port, trace, ctx, deadline - RESIDUAL_PROBE - RESIDUAL_POLL)
-                names = [PLAIN] if waited is None else [s.name for s in strategies] + [PLAIN]
-                if waited:
-                    residual.append(round(waited, 1))
-                if waited is None:
-                    plain = await _attempt(input, scheme, host, ip, port, PLAIN, trace, ctx, control)
-                    if plain["step"] != "tcp":  # it connected: the strategies lost their time to a residual hold
-                        attempts += [_not_tried(s.name, scheme) for s in strategies]
-                    attempts.append(plain)
-                    names = []
-                for name in names:
-                    if attempts and attempts[-1]["step"] == "tcp" and name != PLAIN:
-                        continue  # the address takes no connections: no framing matters, only the plain try
-                    if attempts and attempts[-1]["outcome"] == "residual":  # the time ran out holding it
-                        attempts.append(_not_tried(name, scheme))
-                        continue
-                    if attempts and attempts[-1]["outcome"] == "blocked" and attempts[-1]["step"] != "tcp":
-                        waited = await _residual(ip, port, trace, ctx, deadline)
-                        if waited is None:
-                            attempts.append(_not_tried(name, scheme))
-                            continue
-                        if waited:
-                            residual.append(round(waited, 1))
-                    attempts.append(await _attempt(input, scheme, host, ip, port, name, trace, ctx, control))
+                attempts, residual = await _try_all(Target(input, scheme, host, ip, port), strategies, trace, ctx,
+                                                    control, deadline)
     tk.update(trace.test_keys())
     tk["x_evasion"] = {"address": None if ip is None else endpoint(ip, port), "address_source": source,
                        "attempts": attempts, "residual_waits": residual}

@@ -105,7 +105,7 @@ def http_segments(data: bytes) -> list[bytes]:
     return [data[:cut], data[cut:]]
 
 
-def _mixed(text: bytes) -> bytes:
+def mixed_case(text: bytes) -> bytes:
     """Every other letter upper-cased: ``host`` -> ``HoSt``; a name stays the same name (DNS and HTTP
     compare host names case-insensitively)."""
     out = bytearray(text.lower())
@@ -125,7 +125,7 @@ def host_name_case(data: bytes) -> list[bytes]:
     """The header's name in mixed case (``HoSt:``); HTTP header names are case-insensitive."""
     m = _host(data)
     k = m.start() + 2  # after CRLF
-    return [_changed(data, data[:k] + _mixed(data[k:k + 4]) + data[k + 4:])]
+    return [_changed(data, data[:k] + mixed_case(data[k:k + 4]) + data[k + 4:])]
 
 
 def host_value_case(data: bytes) -> list[bytes]:
@@ -134,7 +134,7 @@ def host_value_case(data: bytes) -> list[bytes]:
     start, end = m.span(1)
     if not re.search(rb"[A-Za-z]", data[start:end]):
         raise Unshaped("the Host header holds no letters")
-    return [_changed(data, data[:start] + _mixed(data[start:end]) + data[end:])]
+    return [_changed(data, data[:start] + mixed_case(data[start:end]) + data[end:])]
 
 
 def host_trailing_dot(data: bytes) -> list[bytes]:
