@@ -224,3 +224,11 @@ def test_cli_refuses_bad_strategies_in_one_line(tmp_path: Path, args: list[str],
     assert res.returncode == 2, res.stderr
     assert needle in res.stderr and res.stderr.strip().count("\n") == 0, res.stderr
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_the_docs_list_every_strategy_as_the_catalogue_says() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "nettests.md").read_text()
+    for s in STRATEGIES:
+        row = next((line for line in text.splitlines() if line.startswith(f"| `{s.name}` |")), None)
+        assert row is not None, s.name
+        assert f"| {s.scheme} |" in row and s.trait.split(" before")[0].split(" from")[0] in row, row

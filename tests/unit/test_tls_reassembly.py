@@ -7,7 +7,6 @@ The censor is driven with crafted Ethernet frames through ``Censor.decide``: no 
 from __future__ import annotations
 
 import json
-import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,21 +18,17 @@ from tamperscope.model.profile import Profile, ProfileError, parse_profile
 from tamperscope.wire import packet
 from tamperscope.wire.tlshello import ClientHello, ClientHelloBuffer
 
+try:
+    from .test_netx_shape import _client_hello
+except ImportError:
+    from test_netx_shape import _client_hello  # type: ignore[no-redef]
+
 NAME = "www.example.com"
 CLIENT, SERVER = "198.18.1.2", "198.19.0.5"
 MACS = b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x02\x08\x00"
 
 
-def _client_hello(name: str = NAME) -> bytes:
-    ctx = ssl.create_default_context()
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inc, out, server_hostname=name)
-    with pytest.raises(ssl.SSLWantReadError):
-        obj.do_handshake()
-    return out.read()
-
-
-HELLO = _client_hello()
+HELLO = _client_hello(NAME)
 NAME_AT = HELLO.index(NAME.encode())
 
 
