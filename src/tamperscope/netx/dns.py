@@ -25,11 +25,14 @@ import os
 import secrets
 import socket
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import dns.message
+import dns.name
 import dns.rdatatype
+import dns.rrset
 
 from tamperscope.model import failures as F
 from tamperscope.netx import tcp as tcp_mod
@@ -139,46 +142,217 @@ def parse_reply(query: dns.message.Message, wire: bytes) -> dns.message.Message 
         return None
 
 
-def interpret(query_type: str,
-              reply: dns.message.Message | dnswire.Answers) -> tuple[list[Record], tuple[str, ...], int, str | None]:
-    """``(answers, addresses, rcode, failure)`` of a reply, in OONI's answer shape."""
+MAX_CNAME_HOPS = 16  # a CNAME chain followed past this (or round a loop) ends there
+MAX_UNRELATED = 32  # records for names off the CNAME chain kept as evidence, per reply
+_PLAIN_NAME = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_*.")
+K = TypeVar("K", bound=Hashable)
+
+
+def _key(name: str) -> str:
+    """A plain name as the fast path compares it: lower case, absolute (its names all are)."""
+    name = name.lower()
+    return name if name.endswith(".") else name + "."
+
+
+def _labels_key(name: dns.name.Name) -> tuple[bytes, ...]:
+    """A name as the dnspython path compares it: its labels in lower case (ASCII only, as
+    DNS compares names), exact even for a label with a dot in it."""
+    return tuple(map(bytes.lower, name.labels))
+
+
+@functools.lru_cache(maxsize=1024)
+def _qname_key(hostname: str) -> str:
+    """The fast path's key of the name a query for ``hostname`` asks about."""
+    if _PLAIN_NAME.issuperset(hostname):
+        return _key(hostname)
+    try:  # IDNA and escapes as ``make_query`` encodes them
+        return _key(dns.name.from_text(hostname).to_text())
+    except Exception:  # no query could be built for it either
+        return _key(hostname)
+
+
+@functools.lru_cache(maxsize=1024)
+def _qname_labels(hostname: str) -> tuple[bytes, ...] | None:
+    """The dnspython path's key of the name a query for ``hostname`` asks about."""
+    try:
+        return _labels_key(dns.name.from_text(hostname))
+    except Exception:  # no query could be built for it either: nothing answers
+        return None
+
+
+class _Chain(Generic[K]):
+    """The names (keys) on the CNAME chain from the asked one, at most MAX_CNAME_HOPS on.
+
+    Grown while a reply is read, since CNAMEs usually come in chain order; the first owner
+    off it has the chain worked out once from all the reply's CNAMEs, in any order (then it
+    no longer grows). Either way a loop ends it.
+    """
+
+    __slots__ = ("names", "tip", "hops", "cnames")
+
+    def __init__(self, qkey: K | None, cnames: Callable[[], dict[K, K]]) -> None:
+        self.names: set[K | None] = {qkey}
+        self.tip: K | None = qkey
+        self.hops = 0
+        self.cnames: Callable[[], dict[K, K]] | None = cnames
+
+    def __contains__(self, key: K) -> bool:
+        if key in self.names:
+            return True
+        if self.cnames is None:
+            return False
+        cnames, self.cnames, name = self.cnames(), None, self.tip
+        self.tip = None  # complete: `follow` is done
+        while name is not None and self.hops < MAX_CNAME_HOPS:
+            name = cnames.get(name)
+            if name is None or name in self.names:
+                break
+            self.names.add(name)
+            self.hops += 1
+        return key in self.names
+
+    def follow(self, owner: K, target: K) -> None:
+        """A CNAME of a name on the chain: the chain goes on to its target."""
+        if owner != self.tip:  # (the chain's owners before the tip have had theirs)
+            return
+        if self.hops >= MAX_CNAME_HOPS or target in self.names:
+            self.tip = None
+            return
+        self.names.add(target)
+        self.tip = target
+        self.hops += 1
+
+
+def _answer(rdtype: int, ttl: int, value: str) -> Record:
+    if rdtype == _A:
+        return {"answer_type": "A", "ipv4": value, "ttl": ttl}
+    if rdtype == _AAAA:
+        return {"answer_type": "AAAA", "ipv6": value, "ttl": ttl}
+    return {"answer_type": "CNAME", "hostname": value, "ttl": ttl}
+
+
+def interpret(query_type: str, reply: dns.message.Message | dnswire.Answers, qname: str | None = None
+              ) -> tuple[list[Record], tuple[str, ...], int, str | None, list[Record]]:
+    """``(answers, addresses, rcode, failure, unrelated)`` of a reply to a query for ``qname``
+    (default: the reply's question), in OONI's answer shape.
+
+    As a stub resolver does, only records owned by ``qname`` or a name on the CNAME chain
+    from it answer: those are ``answers`` (and, of the asked type, ``addresses``). Records
+    owned by any other name (an injector's or a broken server's) are evidence only:
+    ``unrelated`` holds the first MAX_UNRELATED, as answers with their ``x_owner``.
+    Names compare as DNS compares them (ASCII case-insensitive, trailing dot or not).
+    """
     want = _A if query_type == "A" else _AAAA
     answers: list[Record] = []
     addresses: list[str] = []
+    unrelated: list[Record] = []
     if isinstance(reply, dnswire.Answers):
-        for rdtype, ttl, value in reply.records:
-            if rdtype == _A:
-                answers.append({"answer_type": "A", "ipv4": value, "ttl": ttl})
-            elif rdtype == _AAAA:
-                answers.append({"answer_type": "AAAA", "ipv6": value, "ttl": ttl})
+        _read_wire(reply, _qname_key(reply.qname if qname is None else qname), want,
+                   answers, addresses, unrelated)
+        return _outcome(answers, addresses, reply.rcode, unrelated)
+    if qname is not None:
+        asked = _qname_labels(qname)
+    else:  # no question, no name to answer: every record is unrelated
+        asked = _labels_key(reply.question[0].name) if reply.question else None
+    _read_message(reply, asked, want, answers, addresses, unrelated)
+    return _outcome(answers, addresses, reply.rcode(), unrelated)
+
+
+def _wire_cnames(records: tuple[tuple[int, int, str, str], ...]) -> dict[str, str]:
+    return {o.lower(): v.lower() for t, _, v, o in records if t == _CNAME}
+
+
+def _read_wire(reply: dnswire.Answers, qkey: str, want: int, answers: list[Record],
+               addresses: list[str], unrelated: list[Record]) -> None:
+    records = reply.records
+    chain: _Chain[str] | None = None  # none needed while every owner is the question
+    owner_seen: str | None = None
+    okey, related = qkey, True
+    for rdtype, ttl, value, owner in records:
+        if owner is not owner_seen:  # one string per RRset: one check per RRset
+            owner_seen = owner
+            okey = owner.lower()  # == _key(owner): dnswire's names are absolute
+            if okey != qkey:
+                if chain is None:
+                    chain = _Chain(qkey, functools.partial(_wire_cnames, records))
+                related = okey in chain
             else:
-                answers.append({"answer_type": "CNAME", "hostname": value, "ttl": ttl})
-                continue
-            if rdtype == want:
+                related = True
+        if not related:
+            if len(unrelated) < MAX_UNRELATED:
+                unrelated.append({**_answer(rdtype, ttl, value), "x_owner": _owner_text(owner)})
+        elif rdtype == _A:
+            answers.append({"answer_type": "A", "ipv4": value, "ttl": ttl})
+            if want == _A:
                 addresses.append(value)
-        return _outcome(answers, addresses, reply.rcode)
-    for rrset in reply.answer:
+        elif rdtype == _AAAA:
+            answers.append({"answer_type": "AAAA", "ipv6": value, "ttl": ttl})
+            if want == _AAAA:
+                addresses.append(value)
+        else:
+            answers.append({"answer_type": "CNAME", "hostname": value, "ttl": ttl})
+            if chain is None:
+                chain = _Chain(qkey, functools.partial(_wire_cnames, records))
+            chain.follow(okey, value.lower())
+
+
+def _message_cnames(rrsets: list[dns.rrset.RRset]) -> dict[tuple[bytes, ...], tuple[bytes, ...]]:
+    return {_labels_key(r.name): _labels_key(r[0].target) for r in rrsets if r.rdtype == _CNAME and len(r)}
+
+
+def _read_message(reply: dns.message.Message, asked: tuple[bytes, ...] | None, want: int,
+                  answers: list[Record], addresses: list[str], unrelated: list[Record]) -> None:
+    rrsets = reply.answer
+    chain: _Chain[tuple[bytes, ...]] | None = None  # none needed while every owner is the question
+    for rrset in rrsets:
+        rdtype = rrset.rdtype
+        if rdtype != _A and rdtype != _AAAA and rdtype != _CNAME:
+            continue
+        name = _labels_key(rrset.name)
+        if name != asked:
+            if chain is None:
+                chain = _Chain(asked, functools.partial(_message_cnames, rrsets))
+            if name not in chain:
+                owner = _owner_text(rrset.name.to_text())
+                for rr in rrset:
+                    if len(unrelated) >= MAX_UNRELATED:
+                        break
+                    value = rr.target.to_text() if rdtype == _CNAME else rr.address
+                    unrelated.append({**_answer(rdtype, rrset.ttl, value), "x_owner": owner})
+                continue
         for rr in rrset:
-            rdtype = rr.rdtype
             if rdtype == _A:
                 answers.append({"answer_type": "A", "ipv4": rr.address, "ttl": rrset.ttl})
             elif rdtype == _AAAA:
                 answers.append({"answer_type": "AAAA", "ipv6": rr.address, "ttl": rrset.ttl})
-            elif rdtype == _CNAME:
-                answers.append({"answer_type": "CNAME", "hostname": rr.target.to_text(), "ttl": rrset.ttl})
-                continue
             else:
+                answers.append({"answer_type": "CNAME", "hostname": rr.target.to_text(), "ttl": rrset.ttl})
+                if chain is None:
+                    chain = _Chain(asked, functools.partial(_message_cnames, rrsets))
+                chain.follow(name, _labels_key(rr.target))
                 continue
             if rdtype == want:
                 addresses.append(rr.address)
-    return _outcome(answers, addresses, reply.rcode())
 
 
-def _outcome(answers: list[Record], addresses: list[str], rcode: int) -> tuple[list[Record], tuple[str, ...], int, str | None]:
+def _owner_text(name: str) -> str:
+    """An owner name as ``x_owner`` gives it: as received, without the trailing dot."""
+    return name[:-1] if len(name) > 1 and name.endswith(".") else name
+
+
+def _outcome(answers: list[Record], addresses: list[str], rcode: int, unrelated: list[Record]
+             ) -> tuple[list[Record], tuple[str, ...], int, str | None, list[Record]]:
     failure = failure_for_rcode(rcode)
     if failure is None and not addresses:
         failure = F.DNS_NO_ANSWER
-    return answers, tuple(addresses), rcode, failure
+    return answers, tuple(addresses), rcode, failure, unrelated
+
+
+def _with_unrelated(record: Record, unrelated: list[Record]) -> Record:
+    """``record`` with ``x_unrelated_answers`` when a reply had records for other names."""
+    if unrelated:
+        record["x_unrelated_answers"] = unrelated
+    return record
 
 
 def finish_lookup(trace: Trace, *, engine: str, hostname: str, query_type: str,
@@ -189,13 +363,15 @@ def finish_lookup(trace: Trace, *, engine: str, hostname: str, query_type: str,
     answers: list[Record] | None = None
     addresses: tuple[str, ...] = ()
     rcode: int | None = None
+    unrelated: list[Record] = []
     if reply is not None:
-        found, addresses, rcode, failure = interpret(query_type, reply)
+        found, addresses, rcode, failure, unrelated = interpret(query_type, reply, hostname)
         answers = found or None
-    record = dns_record(engine=engine, hostname=hostname, query_type=query_type,
-                        resolver_address=resolver_address, answers=answers, failure=failure,
-                        t0=t0, t=trace.now(), transaction_id=tid, rcode=rcode,
-                        raw_response=wire, tags=tags)
+    record = _with_unrelated(dns_record(
+        engine=engine, hostname=hostname, query_type=query_type,
+        resolver_address=resolver_address, answers=answers, failure=failure,
+        t0=t0, t=trace.now(), transaction_id=tid, rcode=rcode,
+        raw_response=wire, tags=tags), unrelated)
     trace.queries.append(record)
     return DNSResult(hostname, query_type, engine, addresses, failure, rcode, tid, record)
 
@@ -412,11 +588,12 @@ async def _collect_duplicates(trace: Trace, transport: asyncio.DatagramTransport
                 if reply is None:
                     continue
                 kept += 1
-                answers, _, rcode, failure = interpret(query_type, reply)
-                trace.x_dns_duplicate_responses.append(dns_record(
+                answers, _, rcode, failure, unrelated = interpret(query_type, reply, hostname)
+                trace.x_dns_duplicate_responses.append(_with_unrelated(dns_record(
                     engine="udp", hostname=hostname, query_type=query_type,
                     resolver_address=address, answers=answers or None, failure=failure, t0=t0,
-                    t=trace.now(), transaction_id=tid, rcode=rcode, raw_response=wire, tags=tags))
+                    t=trace.now(), transaction_id=tid, rcode=rcode, raw_response=wire, tags=tags),
+                    unrelated))
     except (TimeoutError, OSError):
         pass
     finally:

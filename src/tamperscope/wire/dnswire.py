@@ -111,11 +111,14 @@ _MAX_POINTERS = 32
 class Answers:
     """The answer section of a reply, grouped as dnspython groups it: one RRset per
     (owner, type), in order of first appearance, identical records once, the RRset's
-    TTL the smallest of its records, of several CNAMEs the last. ``records`` holds ``(rdtype, ttl, value)``:
-    a dotted or colon address for A/AAAA, an absolute name ("a.example.") for CNAME."""
+    TTL the smallest of its records, of several CNAMEs the last. ``records`` holds
+    ``(rdtype, ttl, value, owner)``: a dotted or colon address for A/AAAA, an absolute name
+    ("a.example.") for CNAME; ``owner`` is the RRset's name as its first record spells it
+    ("WWW.example.", as dnspython's ``rrset.name``), one string object per RRset."""
 
     rcode: int
-    records: tuple[tuple[int, int, str], ...]
+    records: tuple[tuple[int, int, str, str], ...]
+    qname: str = ""  # the question's name, absolute ("www.example.com.")
 
 
 def _name(msg: bytes, pos: int) -> tuple[str, int] | None:
@@ -198,7 +201,7 @@ def parse_answers(msg: bytes) -> Answers | None:
         key = (owner[0].lower(), rdtype)
         group = groups.get(key)
         if group is None:  # values as dict keys: in order, each once, found in O(1) (64 KiB is 4000 records)
-            groups[key] = [ttl, {value: None}]
+            groups[key] = [ttl, {value: None}, owner[0]]
         else:
             group[0] = min(group[0], ttl)
             if rdtype == QTYPE_CNAME:  # a singleton type: the last one stands (as in dnspython)
@@ -207,5 +210,5 @@ def parse_answers(msg: bytes) -> Answers | None:
                 group[1][value] = None
     if pos != len(msg):
         return None
-    records = tuple((rdtype, g[0], v) for (_, rdtype), g in groups.items() for v in g[1])
-    return Answers(flags & 0xF, records)
+    records = tuple((rdtype, g[0], v, g[2]) for (_, rdtype), g in groups.items() for v in g[1])
+    return Answers(flags & 0xF, records, q[0])
