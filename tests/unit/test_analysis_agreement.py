@@ -43,6 +43,7 @@ def _blocking(value: str | None) -> object:
     return {"false": False, "true": True}.get(value, value) if value is not None else None
 
 
+@pytest.mark.serial  # what it prints belongs in CI's log, which a parallel worker's output never reaches
 def test_v05_agreement_through_analyze_and_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "verdicts.jsonl"
     db = tmp_path / "s.duckdb"

@@ -21,6 +21,9 @@ from tamperscope.lab import blockpages, command, manager
 from tamperscope.lab.manager import LabError
 from tamperscope.model.profile import ProfileError, load_profile, parse_profile
 
+# `lab` commands look for (and clean) stale lab namespaces: never beside another test
+pytestmark = pytest.mark.serial
+
 TS = [sys.executable, "-m", "tamperscope"]
 RULE = "[[rule]]\nid = 'r'\nlayer = 'http'\naction = 'rst'\n"
 

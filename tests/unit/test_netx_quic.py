@@ -155,7 +155,8 @@ def _scalars(value: Any) -> Iterator[Any]:
         yield value
 
 
-async def _until(cond: Callable[[], bool], limit: float = 2.0) -> None:
+# a bound on the wait, not on speed: beside another test process, 20 goodbyes took over 2 s
+async def _until(cond: Callable[[], bool], limit: float = 10.0) -> None:
     deadline = time.monotonic() + limit
     while not cond() and time.monotonic() < deadline:
         await asyncio.sleep(0.01)

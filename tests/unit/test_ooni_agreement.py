@@ -71,6 +71,7 @@ def test_fifty_samples() -> None:
     assert len(_scenarios()) == 50
 
 
+@pytest.mark.serial  # what it prints belongs in CI's log, which a parallel worker's output never reaches
 def test_agreement_with_ooni_v05(capsys: pytest.CaptureFixture[str]) -> None:
     rows = []
     disagreements = {}
