@@ -91,12 +91,18 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="the outbox directory (default $XDG_DATA_HOME/tamperscope/outbox, else ~/.local/share/...)")
     p.add_argument("--submit-timeout", type=float, default=120.0, metavar="S",
                    help="seconds to keep retrying the upload after the last measurement (default 120)")
+    p.add_argument("--outbox-max", default=None, metavar="SIZE",
+                   help="the most the outbox may hold, e.g. 500M or 2G (K, M, G, T: powers of 1024; default 1G); "
+                        "measurements past it are not queued for submission, they are only in the output file")
 
 
 MAX_TABLE = 256 << 20  # bytes of an ASN table: iptoasn.com's combined table is ~30 MB
 MAX_CA_BUNDLE = 16 << 20  # bytes of a CA bundle: the system's is ~250 KB
 MAX_TIMEOUT = 86400.0  # seconds
 MAX_ASN = 4294967295  # AS numbers are 32 bits; 0 means unknown and is not given by hand
+MAX_OUTBOX = 1 << 50  # bytes: --outbox-max at most 1024T
+SIZE = re.compile(r"([0-9]{1,16}(?:\.[0-9]{1,6})?) ?(?:([KMGT])(?:i?B)?|B)?", re.IGNORECASE)
+UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 ECHO_HELP = "HOST[:PORT]"
 
 
@@ -491,7 +497,7 @@ def drive(work: Any, submit: _Submission | None, ca_bundle: str | None, out: Any
     """Run the measuring coroutine `work` to its end (uploading as it goes with --submit), then close the
     output and the progress line. False, said in one line, when the output could not be written."""
     if submit is not None:
-        work = _run_and_submit(work, submit, ca_bundle, progress)
+        work = _run_and_submit(work, submit, ca_bundle, progress, label)
     try:
         _loop_run(work)
     except BrokenPipeError:
@@ -518,6 +524,21 @@ class _Submission:
         self.last_error: str | None = None
         self.damage: str | None = None
         self.last: Any = None  # the last FlushResult: what is still pending, here or for other collectors
+        self.warned_full = False  # said during the run that the outbox is full
+
+    def full(self, label: str, *, now: bool) -> str | None:
+        """One line when the outbox refused measurements for being full (None when it did not): ``now``,
+        the moment it was first seen, during the run; else how many, at the end."""
+        box = self.box
+        if not box.refused_full:
+            return None
+        where = f"the outbox {box.root} is full ({_size(box.pending_bytes)} pending, cap {_size(box.max_bytes)})"
+        if now:
+            return (f"tamperscope: {where}: measurements that do not fit are not queued for submission; "
+                    f"they remain in {label}")
+        return (f"tamperscope: {box.refused_full} measurement(s) not queued for submission because the outbox "
+                f"{box.root} was full (cap {_size(box.max_bytes)}, {_size(box.pending_bytes)} pending now); "
+                f"they remain in {label}")
 
 
 def _submit_url(args: argparse.Namespace) -> str | None:
@@ -525,21 +546,45 @@ def _submit_url(args: argparse.Namespace) -> str | None:
     if args.submit is None:
         if args.outbox is not None:
             raise UsageError("--outbox goes with --submit URL")
+        if args.outbox_max is not None:
+            raise UsageError("--outbox-max goes with --submit URL")
         return None
     url = _http_url(args.submit, "--submit", "a collector's http(s) URL")
     if not 0 < args.submit_timeout <= 86400:
         raise UsageError("--submit-timeout must be more than 0 and at most 86400 seconds")
+    _outbox_max(args.outbox_max)
     return url
+
+
+def _outbox_max(value: str | None) -> int | None:
+    """--outbox-max in bytes (None: not given): 500M, 2G, 1.5G, 1048576; K, M, G, T are powers of 1024."""
+    if value is None:
+        return None
+    m = SIZE.fullmatch(value.strip())
+    size = int(float(m.group(1)) * UNITS[(m.group(2) or "").upper()]) if m else 0
+    if not 0 < size <= MAX_OUTBOX:
+        raise UsageError(f"--outbox-max must be a size such as 500M, 2G or 1048576 (bytes), more than 0 and "
+                         f"at most 1024T, not {value!r}")
+    return size
+
+
+def _size(n: int) -> str:
+    """Bytes as a person reads them: 812 B, 3.4 MiB, 1.0 GiB."""
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.1f} {unit}"
+    return f"{n} B"
 
 
 def _submission(args: argparse.Namespace, url: str | None) -> _Submission | None:
     if url is None:
         return None
-    from .outbox import Outbox, OutboxError
+    from .outbox import DEFAULT_MAX_BYTES, Outbox, OutboxError
 
     directory = args.outbox or Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "tamperscope" / "outbox"
+    cap = _outbox_max(args.outbox_max)
     try:
-        box = Outbox(directory, collector=url)
+        box = Outbox(directory, collector=url, max_bytes=cap if cap is not None else DEFAULT_MAX_BYTES)
     except OutboxError as e:
         raise UsageError(str(e)) from None
     return _Submission(url, box, args.submit_timeout)
@@ -562,9 +607,11 @@ class _Tee:
         return int(self.out.fileno())
 
 
-async def _run_and_submit(measuring: Any, submit: _Submission, ca_bundle: str | None, progress: Any) -> None:
+async def _run_and_submit(measuring: Any, submit: _Submission, ca_bundle: str | None, progress: Any,
+                          label: str) -> None:
     """Measure while uploading what the outbox holds every few seconds; then upload the rest,
-    retrying until --submit-timeout. What is still pending stays in the outbox for the next run."""
+    retrying until --submit-timeout (not when the collector's certificate does not verify). What is still
+    pending stays in the outbox for the next run; what the full outbox refused is said in one line."""
     from .outbox import OutboxError
 
     async def flush(timeout: float) -> None:
@@ -584,6 +631,9 @@ async def _run_and_submit(measuring: Any, submit: _Submission, ca_bundle: str | 
     async def uploader() -> None:
         while True:
             await asyncio.sleep(2.0)
+            if not submit.warned_full and (line := submit.full(label, now=True)):
+                submit.warned_full = True
+                progress.note(line)
             if submit.box.waiting():  # not for what waits for another collector: it would never go
                 await flush(30.0)
 
@@ -607,10 +657,14 @@ async def _run_and_submit(measuring: Any, submit: _Submission, ca_bundle: str | 
            + (f"; {damaged} damaged outbox file(s) (first: {submit.damage})" if damaged else "")
            + "".join(f"; {n} queued for {other} kept for a run with --submit {other}"
                      for other, n in (last.elsewhere.items() if last is not None else ())))
-    if left:
+    if last is not None and last.untrusted:
+        msg += f"; stopped at once: {last.last_error} ({submit.box.root})"
+    elif left:
         msg += (f"; {left} still waiting in {submit.box.root} (last error: {submit.last_error or 'timeout'}): "
                 "the next run with --submit sends them")
     print(msg, file=sys.stderr)
+    if line := submit.full(label, now=False):
+        print(line, file=sys.stderr)
 
 
 def _tune_gc() -> None:

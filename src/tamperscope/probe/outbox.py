@@ -36,6 +36,21 @@ flush to another URL leaves those entries alone and counts them in
 An entry that cannot be read is left in place, one that is not a JSON object is
 set aside in ``rejected/`` (``FlushResult.unreadable`` and ``damaged``).
 
+``pending/`` holds at most ``max_bytes`` (1 GiB unless told): a volunteer whose
+collector is blocked for weeks must not find the disk full. An ``add()`` that
+would go past it writes nothing, returns None and counts the measurement in
+``Outbox.refused_full`` (the probe keeps every measurement in its output file
+as well, so nothing is lost); nothing already pending is ever deleted to make
+room. The size is summed once when the outbox is opened and at each flush, and
+kept up to date by adds and deletions in between, so two runs adding to one
+outbox at once may together go past the cap by what the other added meanwhile.
+
+A collector whose TLS certificate does not verify (unknown authority, wrong
+name, expired: a TLS interception box, or the wrong collector) stops the flush
+at once instead of being retried until the deadline: waiting does not make a
+certificate good. Everything stays pending and ``FlushResult.untrusted`` is
+set, with ``last_error`` saying so in one line.
+
 The HTTP goes through ``netx`` (the only code that opens sockets), untraced.
 
 Usage::
@@ -63,6 +78,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from tamperscope.model import failures as F
 from tamperscope.netx import Connection, DirectConnector, NetxError, Trace, round_trip
 from tamperscope.netx.http import HTTPResponse, Limits
 
@@ -74,6 +90,9 @@ USER_AGENT = "tamperscope-outbox"
 MAX_ANSWER = 1024 * 1024  # bytes of a collector's answer
 MAX_SHOWN = 300  # characters of the collector's text in a message
 REPORT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")  # the collector's, without "." and ".."
+DEFAULT_MAX_BYTES = 1 << 30  # bytes pending at most, unless told otherwise
+# the collector's certificate did not verify: retrying until the deadline changes nothing
+CERTIFICATE_FAILURES = frozenset({F.SSL_UNKNOWN_AUTHORITY, F.SSL_INVALID_HOSTNAME, F.SSL_INVALID_CERTIFICATE})
 
 
 class OutboxError(Exception):
@@ -111,6 +130,7 @@ class FlushResult:
     unreadable: int = 0              # entries that cannot be read, moved or deleted: left in place
     damage: str | None = None        # the first of either, one line
     elsewhere: dict[str, int] = field(default_factory=dict)  # collector URL -> entries queued for it, not sent
+    untrusted: bool = False          # the collector's certificate did not verify: the flush stopped at once
 
     @property
     def done(self) -> bool:
@@ -137,6 +157,13 @@ def _note(result: FlushResult, exc: _Retry) -> None:
     failed (a collector that refused every connection reads "connection_refused", not "timeout")."""
     if not (exc.cut and result.last_error):
         result.last_error = exc.reason
+
+
+class _Untrusted(Exception):
+    """The collector's certificate did not verify: the flush stops (one printable line)."""
+
+    def __init__(self, url: str, failure: str) -> None:
+        super().__init__(f"{url}: {failure}: the collector's certificate did not verify (TLS interception?)")
 
 
 class _Refused(Exception):
@@ -186,9 +213,14 @@ class Outbox:
     """A durable queue of measurements for a collector, in a directory."""
 
     def __init__(self, directory: str | os.PathLike[str], *, durable: bool = True,
-                 collector: str | None = None) -> None:
-        """``collector``: the URL what `add` stores is queued for (None: for whichever collector flushes)."""
+                 collector: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        """``collector``: the URL what `add` stores is queued for (None: for whichever collector flushes).
+        ``max_bytes``: the most ``pending/`` may hold (a positive number of bytes)."""
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
+            raise ValueError(f"max_bytes must be a positive number of bytes, not {max_bytes!r}")
         self.root = Path(directory)
+        self.max_bytes = max_bytes
+        self.refused_full = 0  # measurements `add` did not store because the outbox was full
         self.durable = durable
         self.collector = collector
         self._suffix = f"@{_tag(collector)}" if collector else ""
@@ -201,6 +233,7 @@ class Outbox:
             raise OutboxError(f"cannot use {self.root} as an outbox: {exc.strerror or exc}") from None
         self._seq = 0
         self._clean_temporaries()
+        self._bytes = self._measure()  # what pending/ holds, in bytes
 
     def _name_collector(self, url: str) -> None:
         """Write collectors/<tag> (the URL), once, so that entries queued for it can be said to be."""
@@ -226,14 +259,44 @@ class Outbox:
             except OSError:
                 pass
 
+    def _measure(self) -> int:
+        """The bytes of the entries in pending/ (one pass over the directory, at open and at each flush)."""
+        total = 0
+        try:
+            with os.scandir(self.root / PENDING) as found:
+                for e in found:
+                    if e.name.startswith(".") or not e.name.endswith(".json"):
+                        continue
+                    try:
+                        if e.is_file(follow_symlinks=False):
+                            total += e.stat(follow_symlinks=False).st_size
+                    except OSError:
+                        pass  # gone meanwhile, or unreadable: a flush says so
+        except OSError:
+            pass
+        return total
+
+    def _forget(self, size: int) -> None:
+        """An entry of ``size`` bytes left pending/ (sent, or set aside)."""
+        self._bytes = max(0, self._bytes - size)
+
+    @property
+    def pending_bytes(self) -> int:
+        """What pending/ holds, in bytes, as this process knows it."""
+        return self._bytes
+
     # ---- adding
 
-    def add(self, measurement: Mapping[str, Any] | bytes) -> Path:
-        """Store one measurement (a dict, or its JSON bytes) durably; returns its file."""
+    def add(self, measurement: Mapping[str, Any] | bytes) -> Path | None:
+        """Store one measurement (a dict, or its JSON bytes) durably; returns its file. None when it would
+        take the outbox past ``max_bytes``: nothing is written, and ``refused_full`` counts it."""
         data = measurement if isinstance(measurement, bytes) else orjson.dumps(measurement)
         data = data.strip()
         if not data.startswith(b"{"):
             raise ValueError("a measurement is a JSON object")
+        if self._bytes + len(data) > self.max_bytes:
+            self.refused_full += 1
+            return None
         self._seq += 1
         name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}-{hashlib.sha256(data).hexdigest()[:16]}"
         name += f"{self._suffix}.json"
@@ -246,6 +309,7 @@ class Outbox:
                 os.fsync(f.fileno())
         final = pending / name
         os.replace(tmp, final)
+        self._bytes += len(data)
         if self.durable:
             _fsync_dir(pending)
         return final
@@ -278,13 +342,19 @@ class Outbox:
         try:
             deadline = time.monotonic() + timeout
             result = FlushResult()
+            self._bytes = self._measure()  # what other processes added or sent meanwhile
             client = _Client(collector_url, request_timeout=request_timeout, ca_bundle=ca_bundle)
             try:
                 for key, entries in self._groups(_tag(collector_url), result).items():
                     await self._flush_group(client, key, entries, result, deadline, parallel, backoff, on_sent)
+            except* _Untrusted as stopped:
+                result.untrusted = True
+                result.last_error = str(stopped.exceptions[0])
             finally:
                 await client.aclose()
             result.remaining = max(0, len(self._mine(_tag(collector_url))) - result.unreadable)
+            if result.untrusted:
+                result.last_error = f"{result.last_error}; {result.remaining} measurement(s) stay in the outbox"
             return result
         finally:
             os.close(lock)
@@ -333,7 +403,7 @@ class Outbox:
                 raise ValueError("not an object")
         except (orjson.JSONDecodeError, ValueError) as exc:
             reason = f"unreadable entry: {one_line(str(exc))}"
-            if self._set_aside(path, reason, result):
+            if self._set_aside(path, len(data), reason, result):
                 _damaged(result, f"{path.name} is not a JSON object; set aside in {self.root / REJECTED}")
             return None
 
@@ -345,24 +415,28 @@ class Outbox:
                text("software_name", "tamperscope"), text("software_version", "0"), text("test_version", "0"))
         return _Entry(path, data, key)
 
-    def _reject(self, path: Path, reason: str, result: FlushResult) -> None:
+    def _reject(self, entry: _Entry, reason: str, result: FlushResult) -> None:
         """Set the entry aside as refused by the collector."""
-        if self._set_aside(path, reason, result):
+        if self._set_aside(entry.path, len(entry.data), reason, result):
             result.rejected += 1
             result.last_error = reason
 
-    def _set_aside(self, path: Path, reason: str, result: FlushResult) -> bool:
-        """Move the entry to rejected/ with its reason; False when it is gone or cannot be moved (kept pending)."""
+    def _set_aside(self, path: Path, size: int, reason: str, result: FlushResult) -> bool:
+        """Move the entry (``size`` bytes) to rejected/ with its reason; False when it is gone or cannot be
+        moved (kept pending)."""
         target = self.root / REJECTED / path.name
         try:
             target.with_suffix(".reason").write_text(one_line(reason, 1000) + "\n", encoding="utf-8")
             os.replace(path, target)
         except FileNotFoundError:
+            if not os.path.lexists(path):
+                self._forget(size)  # another process sent it meanwhile
             return False
         except OSError as exc:
             _damaged(result, f"cannot move {path} to {target.parent}: {exc.strerror or exc}; left in place",
                      kept=True)
             return False
+        self._forget(size)
         return True
 
     async def _flush_group(self, client: _Client, key: tuple[str, ...], entries: list[_Entry],
@@ -378,7 +452,7 @@ class Outbox:
             # The collector will not take measurements with this envelope (e.g. a malformed probe_cc).
             reason = f"the collector refused to open a report for it: HTTP {exc.status}: {_shown(exc.body)}"
             for entry in entries:
-                self._reject(entry.path, reason, result)
+                self._reject(entry, reason, result)
             return
         if report_id is None:
             return
@@ -438,7 +512,7 @@ class Outbox:
                     try:
                         new_id = await self._open_report(client, report, result, deadline, backoff)
                     except _Refused as exc:
-                        self._reject(entry.path, f"HTTP {exc.status}: {_shown(exc.body)}", result)
+                        self._reject(entry, f"HTTP {exc.status}: {_shown(exc.body)}", result)
                         return
                     if new_id is None:
                         return
@@ -450,7 +524,7 @@ class Outbox:
                 await self._pause(backoff.delay(attempt, exc.retry_after), deadline)
                 attempt += 1
             except _Refused as exc:
-                self._reject(entry.path, f"HTTP {exc.status}: {_shown(exc.body)}", result)
+                self._reject(entry, f"HTTP {exc.status}: {_shown(exc.body)}", result)
                 return
 
     def _acknowledged(self, entry: _Entry, answer: bytes, result: FlushResult,
@@ -465,8 +539,9 @@ class Outbox:
             raise _Retry("HTTP 200 without a measurement_uid")
         try:
             entry.path.unlink()
+            self._forget(len(entry.data))
         except FileNotFoundError:
-            pass
+            self._forget(len(entry.data))  # another process sent it meanwhile
         except OSError as exc:  # acknowledged all the same: a later flush resends it, as a duplicate
             _damaged(result, f"cannot delete {entry.path} once sent: {exc.strerror or exc}", kept=True)
         if isinstance(found, dict) and found.get("duplicate") is True:
@@ -551,6 +626,8 @@ class _Client:
         except NetxError as exc:
             if conn is not None:
                 await conn.aclose()
+            if exc.failure in CERTIFICATE_FAILURES:
+                raise _Untrusted(url, exc.failure) from None
             raise _Retry(f"{url}: {exc.failure}", cut=cut and "timeout" in exc.failure) from None
 
     async def _exchange(self, conn: Connection, url: str, body: bytes, stop: float) -> HTTPResponse:
@@ -614,4 +691,4 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-__all__ = ["Backoff", "FlushResult", "Outbox", "OutboxError", "collector_key", "one_line"]
+__all__ = ["DEFAULT_MAX_BYTES", "Backoff", "FlushResult", "Outbox", "OutboxError", "collector_key", "one_line"]
