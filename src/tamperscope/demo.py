@@ -38,8 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Bring the lab up with a censor profile, run web_connectivity over a bundled list "
                                    "of real-world URLs inside it, locate one URL per mechanism, measure the same "
                                    "domains from outside the country (tamperscope remote dns), try re-framed requests "
-                                   "on one URL blocked over HTTP and one over TLS (tamperscope run evasion), and take "
-                                   "the lab down. "
+                                   "on one URL blocked over HTTP and one over TLS (tamperscope run evasion), read the "
+                                   "censor's rule for one name it injects DNS answers for (tamperscope run "
+                                   "blocking_rules), and take the lab down. "
                                    "Then print a per-mechanism summary checked against the lab's ground truth, the "
                                    "equipment seen, and the measurements analysed again from their raw records "
                                    "(tamperscope analyze, into a store of their own, and an HTML report; both in the "
@@ -104,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
                          if line.strip()]
         located_outside = locate_from_outside(measurements, say)
         evaded = evasion_examples(measurements, located, work, say)
+        ruled = rules_example(measurements, work, say)
     finally:
         manager.down()
         say("demo: lab down")
@@ -112,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     print(outside_summary(outside, measurements, outside_truth), flush=True)
     print(bracket(located, located_outside), flush=True)
     print(evasion_summary(evaded), flush=True)
+    print(rules_summary(ruled), flush=True)
     analysed = analysis(measurements, Path(out), work, say)
     print(analysed, flush=True)
     if not analysed.startswith("\n  analysis:"):
@@ -360,6 +363,40 @@ def evasion_summary(results: list[dict]) -> str:
             lines.append(f"  {'':34} the box {said.split(': ', 1)[1]}")
         for said in (tk.get("x_equipment") or {}).get("coped_with", []):
             lines.append(f"  {'':34} the box {said.split(': ', 1)[1]}")
+    return "\n".join(lines)
+
+
+def rules_example(measurements: list[dict], work: Path, say: Callable[[str], None]) -> dict | None:
+    """`tamperscope run blocking_rules` on the host of the first URL whose DNS answer was injected: DNS holds
+    no residual blocking, so it takes seconds, where a TLS or HTTP rule costs the censor's hold per caught
+    name."""
+    from urllib.parse import urlsplit
+
+    url = next((m["input"] for m in measurements if m["test_keys"].get("x_mechanism") == "dns.injection"), None)
+    host = urlsplit(url).hostname if url else None
+    if not host:
+        return None
+    out = work / "rules.jsonl"
+    say(f"demo: reading the censor's DNS rule for {host} (names made from it: its subdomains, prefixed, suffixed)")
+    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "run", "blocking_rules", "--yes",
+                                            "--no-progress", "-i", host, "-o", str(out)]),
+                         env=manager.client_env(), capture_output=True, text=True, timeout=300)
+    if res.returncode != 0 or not out.exists():
+        say(f"demo: blocking_rules failed: {(res.stderr.strip().splitlines() or ['no output'])[-1]}")
+        return None
+    lines = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    return lines[0] if lines else None
+
+
+def rules_summary(m: dict | None) -> str:
+    """What each layer's rule for the name matches."""
+    if m is None:
+        return "\n  blocking rules: not read (no DNS injection seen)"
+    tk = m["test_keys"]
+    lines = ["", f"  blocking rules (tamperscope run blocking_rules -i {m['input']}: names made from it, "
+                 "shown to the censor):"]
+    for layer, r in (tk.get("x_rules") or {}).items():
+        lines.append(f"  {layer:5} {r.get('rule', '?'):22} {r.get('says', '')}")
     return "\n".join(lines)
 
 

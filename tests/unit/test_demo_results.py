@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tamperscope.demo import evasion_summary, probe_results
+from tamperscope.demo import evasion_summary, probe_results, rules_summary
 from tamperscope.model.evasion import evasion_verdict
+from tamperscope.model.rules import conclude, rules_verdict
 
 
 def _m(url: str) -> bytes:
@@ -140,3 +141,18 @@ def test_the_evasion_lines_say_what_got_through_and_what_the_box_coped_with() ->
     assert "tls.rst: tls-records blocked, plain blocked (waited 31.5 s" in text
     assert "the box follows a ClientHello over several TLS records" in text
     assert "not tried" in evasion_summary([])
+
+
+def test_the_rules_lines_say_each_layers_rule_from_the_verdict() -> None:
+    def probe(kind: str, outcome: str) -> dict:
+        return {"kind": kind, "name": f"{kind}.x", "outcome": outcome}
+    tk = {"x_blocking_rules": {"host": "facebook.com", "layers": {
+        "dns": {"probes": [probe("innocent", "passed"), probe("exact", "blocked"), probe("subdomain", "blocked"),
+                           probe("prefixed", "passed"), probe("suffixed", "passed")]},
+        "tls": {"probes": [probe("innocent", "passed"), probe("exact", "passed")]}}}}
+    layers = {k: {**v, **conclude(v["probes"])} for k, v in tk["x_blocking_rules"]["layers"].items()}
+    tk.update(rules_verdict(tk, layers))
+    text = rules_summary({"input": "facebook.com", "test_keys": tk})
+    assert "dns   domain_and_subdomains  DNS lookups naming facebook.com or any of its subdomains are blocked" in text
+    assert "tls   not_blocked" in text and "http" not in text.split("\n", 2)[2]
+    assert "not read" in rules_summary(None)

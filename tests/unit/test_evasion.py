@@ -22,7 +22,7 @@ from tamperscope.model.evasion import (
     matches_control,
     strategies_for,
 )
-from tamperscope.nettests.evasion import _choose, _parse, check_input
+from tamperscope.nettests.evasion import _parse, check_input, choose_address
 
 from .test_probe_cli import cli
 
@@ -142,11 +142,11 @@ def test_catalogue_and_selection() -> None:
 
 
 def test_address_choice() -> None:
-    assert _choose(["198.19.0.9", "198.19.0.5"], CONTROL) == ("198.19.0.5", "dns")
-    assert _choose(["127.0.0.1"], CONTROL) == ("198.19.0.5", "control")  # our resolver lied
-    assert _choose(["198.19.0.9"], None) == ("198.19.0.9", "dns")
-    assert _choose([], {"dns": {"addrs": "x"}}) == (None, "none")
-    assert _choose([], {"dns": {"addrs": [1, None, "198.19.0.7"]}}) == ("198.19.0.7", "control")
+    assert choose_address(["198.19.0.9", "198.19.0.5"], CONTROL) == ("198.19.0.5", "dns")
+    assert choose_address(["127.0.0.1"], CONTROL) == ("198.19.0.5", "control")  # our resolver lied
+    assert choose_address(["198.19.0.9"], None) == ("198.19.0.9", "dns")
+    assert choose_address([], {"dns": {"addrs": "x"}}) == (None, "none")
+    assert choose_address([], {"dns": {"addrs": [1, None, "198.19.0.7"]}}) == ("198.19.0.7", "control")
 
 
 def test_page_comparison() -> None:

@@ -354,3 +354,32 @@ def test_an_evasion_measurement_shows_its_attempts(tmp_path: Path) -> None:
     assert [r["says"] for r in rows][1:] == ["", ""] and rows[1]["status_code"] is None
     # the analysis judges attempts from their records, and these have none: nothing to conclude
     assert twin["evidence"]["verdict"]["status"] == "failure"
+
+
+def test_a_blocking_rules_measurement_says_each_layers_rule(tmp_path: Path) -> None:
+    """The blocking_rules nettest's layers: each rule in our words (a rule we do not know reads
+    ``undetermined``), each probe's name and outcome; hostile names, keywords and hosts are text."""
+    base = next(samples.corpus(1, seed="rules"))
+    evil = "<script>window.__pwned=1</script>"
+
+    def probe(kind: str, name: str, outcome: str, failure: str | None = None) -> dict:
+        return {"kind": kind, "name": name, "outcome": outcome, "failure": failure}
+    tls = [probe("innocent", "q1.example.net", "passed"), probe("exact", "forbidden.example", "blocked",
+                                                                "connection_reset"),
+           probe("keyword", evil, "blocked", evil)]
+    m = {**base, "test_name": "blocking_rules", "input": "forbidden.example",
+         "test_keys": {"x_blocking_rules": {"host": "forbidden.example", "address": "198.19.0.5", "layers": {
+             "tls": {"probes": tls, "rule": "substring", "keyword": "forbid", "overblocks": "q1forbidden.example"},
+             "http": {"probes": [], "rule": evil, "keyword": evil},
+             evil: {"rule": "exact"}}}}}
+    with running_app(Settings(db_path=tmp_path / "r.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
+        out = c.post("/api/v1/submit", content=orjson.dumps(m)).json()
+        assert out["stored"] == 1, out
+        uid = out["results"][0]["measurement_uid"]
+        page = c.get(f"/m/{uid}").text
+    section = page.split('id="rules"', 1)[1].split("</section>", 1)[0]
+    assert "TLS connections naming any name containing &#39;forbid&#39; are blocked" in section
+    assert "q1forbidden.example" in section and "connection_reset" in section and "198.19.0.5" in section
+    assert "HTTP: undetermined" in section and "HTTP requests naming forbidden.example: undetermined" in section
+    assert evil not in page and "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in section
+    assert section.count("<h3>") == 2  # a layer we do not know is not shown

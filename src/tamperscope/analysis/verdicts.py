@@ -34,6 +34,7 @@ from tamperscope.model.dnsverdict import dnscheck_verdict
 from tamperscope.model.evasion import attempts_from_records, evasion_verdict
 from tamperscope.model.interception import interception
 from tamperscope.model.remote import remote_dns_verdict, remote_web_verdict
+from tamperscope.model.rules import rules_from_records, rules_verdict
 from tamperscope.model.verdict import BlockpageMatcher, Verdict, failure_class, web_connectivity_verdict
 
 VerdictFunction = Callable[[Mapping[str, Any], BlockpageMatcher | None], Verdict]
@@ -49,7 +50,7 @@ VERDICTS: dict[str, VerdictFunction] = {}
 #    of our tls_mitm measurements fell to the generic verdict); the middlebox tests are a failure when the
 #    echo sent nothing back.
 # 5: evasion (a new nettest) gets its verdict; it fell to the generic one before.
-ANALYSIS_VERSION = "5"
+ANALYSIS_VERSION = "6"
 
 
 def register(test_name: str) -> Callable[[VerdictFunction], VerdictFunction]:
@@ -170,6 +171,20 @@ def evasion(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) ->
     plain = [f for a in attempts if a.get("strategy") == "plain" for f in a["fingerprints"]]
     return Verdict(keys["blocking"], keys["accessible"], keys["x_mechanism"], keys["x_confidence"],
                    keys["x_status"], tuple(keys["x_evidence"]), tuple(dict.fromkeys(plain)))
+
+
+@register("blocking_rules")
+def blocking_rules(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
+    """The probe's own function (model/rules.py) over every probe judged again from its records (the DNS
+    answers, the handshakes, the responses with the whole fingerprint database), and each layer's rule
+    concluded again from those judgements."""
+    tk = _tk(measurement)
+    layers = rules_from_records(tk, matcher)
+    keys = rules_verdict(tk, layers)
+    fps = [f for data in layers.values() for p in data["probes"] if p.get("kind") == "exact"
+           for f in p.get("fingerprints", [])]
+    return Verdict(keys["blocking"], keys["accessible"], keys["x_mechanism"], keys["x_confidence"],
+                   keys["x_status"], tuple(keys["x_evidence"]), tuple(dict.fromkeys(fps)))
 
 
 @register("tls_mitm")

@@ -404,6 +404,7 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
         "throttle": tk.get("x_throttle"),
         "quic_trigger": quic_trigger(tk),
         "evasion": evasion(tk),
+        "rules": rules(tk),
     }
 
 
@@ -434,6 +435,31 @@ def evasion(tk: Mapping[str, Any]) -> dict[str, Any] | None:
              and not isinstance(w, bool)]
     return {"address": _str(x.get("address")), "source": _str(x.get("address_source")), "attempts": rows,
             "residual_waits": waits}
+
+
+def rules(tk: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The blocking_rules nettest's layers (``x_blocking_rules``) as typed text: each layer's rule is one of
+    ours (anything else reads ``undetermined``) and its sentence is written here, never taken from the
+    measurement."""
+    from tamperscope.model import rules as R
+
+    x = _dict(tk.get("x_blocking_rules"))
+    if not x:
+        return None
+    host = _str(x.get("host")) or "?"
+    layers = []
+    for name in R.LAYERS:
+        data = _dict(_dict(x.get("layers")).get(name))
+        if not data:
+            continue
+        rule = data.get("rule") if data.get("rule") in R.RULES else "undetermined"
+        keyword = _str(data.get("keyword"))
+        probes = [{"kind": _str(_dict(p).get("kind")), "name": _str(_dict(p).get("name")),
+                   "outcome": _str(_dict(p).get("outcome")), "failure": _str(_dict(p).get("failure"))}
+                  for p in _list(data.get("probes"))[:MAX_ATTEMPTS]]
+        layers.append({"layer": name, "rule": rule, "keyword": keyword, "overblocks": _str(data.get("overblocks")),
+                       "says": R.describe(host, name, {"rule": rule, "keyword": keyword}), "probes": probes})
+    return {"host": host, "address": _str(x.get("address")), "layers": layers}
 
 
 def quic_trigger(tk: Mapping[str, Any]) -> dict[str, str] | None:

@@ -18,6 +18,7 @@ REGISTRY: dict[str, str] = {
     "throttling": "tamperscope.nettests.throttling",
     "tls_mitm": "tamperscope.nettests.tls_mitm",
     "evasion": "tamperscope.nettests.evasion",
+    "blocking_rules": "tamperscope.nettests.blocking_rules",
 }
 
 

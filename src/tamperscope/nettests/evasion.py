@@ -86,7 +86,7 @@ def check_input(input: str) -> None:
     _parse(input)
 
 
-def _choose(ours: Sequence[str], control: Mapping[str, Any] | None) -> tuple[str | None, str]:
+def choose_address(ours: Sequence[str], control: Mapping[str, Any] | None) -> tuple[str | None, str]:
     """(address, where it came from): ours when the control resolved it too, else the control's first
     (our resolver's answer is not the site's), else ours when there is no control to ask."""
     dns = control.get("dns") if isinstance(control, Mapping) else None
@@ -146,7 +146,8 @@ def _not_tried(name: str, scheme: str) -> dict[str, Any]:
             "matches_control": None, "outcome": "residual"}
 
 
-async def _residual(ip: str, port: int, trace: Trace, ctx: Context, deadline: float) -> float | None:
+async def wait_residual(ip: str, port: int, trace: Trace, ctx: Context, deadline: float,
+                        tag: str = "evasion=residual-check") -> float | None:
     """Before the first attempt and after a blocked one: seconds waited for the censor's residual blocking of
     the address to end (0.0: there was none), or None when it outlasted ``deadline``. A bare TCP connect
     triggers no name rule, so one that fails is the censor still holding the address (or an address that
@@ -158,7 +159,7 @@ async def _residual(ip: str, port: int, trace: Trace, ctx: Context, deadline: fl
         left = deadline - loop.time()
         try:  # one check at least, however little time is left
             stream = await tcp_connect(ip, port, trace=trace, timeout=min(RESIDUAL_PROBE, max(left, 0.5)),
-                                       tags=("evasion=residual-check",))
+                                       tags=(tag,))
         except NetxError:
             held = True
             if deadline - loop.time() <= 0:
@@ -176,7 +177,7 @@ async def _try_all(t: Target, strategies: Sequence[Strategy], trace: Trace, ctx:
     residual: list[float] = []
     # An earlier measurement of the URL (web_connectivity, a run a minute ago) may have left the address held:
     # wait that out first, or the first strategy would be blamed for it.
-    waited = await _residual(t.ip, t.port, trace, ctx, deadline - RESIDUAL_PROBE - RESIDUAL_POLL)
+    waited = await wait_residual(t.ip, t.port, trace, ctx, deadline - RESIDUAL_PROBE - RESIDUAL_POLL)
     if waited is None:
         # held all along, or an address that takes no connection: the plain attempt records which
         plain = await _attempt(t, PLAIN, trace, ctx, control)
@@ -193,7 +194,7 @@ async def _try_all(t: Target, strategies: Sequence[Strategy], trace: Trace, ctx:
             attempts.append(_not_tried(name, t.scheme))
             continue
         if last is not None and last["outcome"] == "blocked" and last["step"] != "tcp":
-            waited = await _residual(t.ip, t.port, trace, ctx, deadline)
+            waited = await wait_residual(t.ip, t.port, trace, ctx, deadline)
             if waited is None:
                 attempts.append(_not_tried(name, t.scheme))
                 continue
@@ -218,7 +219,7 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
         control, failure = await ask_helper(ctx, control_request(input, [endpoint(a, port) for a in ours]))
         tk["control"] = control
         tk["control_failure"] = failure
-        ip, source = _choose(ours, control)
+        ip, source = choose_address(ours, control)
         attempts: list[dict[str, Any]] = []
         residual: list[float] = []
         if ip is not None:

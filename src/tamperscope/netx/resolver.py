@@ -75,12 +75,12 @@ async def lookup(hostname: str, query_type: str, *, resolver: Resolver, trace: T
 
 async def lookup_addresses(hostname: str, *, resolver: Resolver = SYSTEM, trace: Trace,
                            timeout: float = dns_mod.DEFAULT_DNS_TIMEOUT,
-                           tags: Sequence[str] = ()) -> dns_mod.DNSResult:
+                           tags: Sequence[str] = (), transaction_id: int | None = None) -> dns_mod.DNSResult:
     """A and AAAA, merged: IPv4 first; the failure is A's when nothing was found."""
     if resolver.engine == "system":
         return await lookup(hostname, "ANY", resolver=resolver, trace=trace, timeout=timeout,
-                            tags=tags)
-    tid = trace.next_transaction_id()
+                            tags=tags, transaction_id=transaction_id)
+    tid = trace.next_transaction_id() if transaction_id is None else transaction_id
     a, aaaa = await asyncio.gather(
         lookup(hostname, "A", resolver=resolver, trace=trace, timeout=timeout, tags=tags,
                transaction_id=tid),

@@ -1,0 +1,343 @@
+"""Blocking rules: what a censor's rule matches, told apart by the names it catches (TMC's method).
+
+A name ``H`` blocked on one layer (a DNS answer, the SNI of a ClientHello, the Host of a request) is shown
+to the censor again in other names made from it, on the same layer, and what each one meets tells what the
+rule matches:
+
+============  =========================  ==============================================================
+probe         name                       caught when the rule...
+============  =========================  ==============================================================
+innocent      ``<salt>.example.net``     (the baseline: an unknown name the censor has no reason to catch)
+exact         ``H``                      (the name itself: the layer blocks it or not)
+subdomain     ``<salt>.H``               covers H's subdomains
+prefixed      ``<salt>H``                has no left anchor: ``notH`` is caught too
+suffixed      ``H.<salt>.net``           has no right anchor: ``H.anything`` is caught too
+keyword       ``<salt>K<salt>.net``      contains ``K``: the shortest part K of H still caught, found by
+                                         trimming H from the left, then from the right (only when both
+                                         ends are free)
+============  =========================  ==============================================================
+
+The rule is then ``exact`` (H only), ``domain_and_subdomains`` (H and ``*.H``), ``ends_with`` (any name
+ending in H: ``notH`` too), ``starts_with`` (any name starting with H) or ``substring`` (any name holding
+the keyword: what an over-broad regex such as TMC's found does). The last three block names nobody meant
+to block, and ``overblocks`` gives one such name.
+
+A probe is judged from its own records, by the probe while it measures and by the analysis afterwards
+(``judge_dns``, ``judge_tls``, ``judge_http`` and ``rules_from_records``):
+
+* dns: blocked when the answer holds an address the censor gave the blocked name and the control did not
+  (its injected answer); an innocent name that gets one too makes the layer ``undetermined`` (a resolver
+  answering every unknown name, as some ISPs' do);
+* tls and http, to one address of the site: blocked when the connection is reset, closed or left silent
+  after the name was sent, or the answer is a known blockpage. A server's own refusal of an unknown name
+  (a TLS alert, a 404) is an answer, so it passes. When the innocent name is not answered either, the
+  address cannot tell anything and the layer is ``undetermined``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tamperscope.model.consistency import _body_bytes, _headers
+from tamperscope.model.verdict import OONI_BLOCKING, BlockpageMatcher, failure_class, step_mechanism
+
+LAYERS = ("dns", "tls", "http")
+PORTS = {"tls": 443, "http": 80}
+KINDS = ("innocent", "exact", "subdomain", "prefixed", "suffixed", "keyword")
+OUTCOMES = ("blocked", "passed", "residual", "unusable")  # residual: not tried, the address was held too long
+RULES = ("exact", "domain_and_subdomains", "ends_with", "starts_with", "substring", "not_blocked",
+         "undetermined")
+MAX_PROBES = 64  # per layer, read back from a measurement
+MAX_NAME = 253
+TAG = "rules"
+
+
+@dataclass(frozen=True)
+class Probe:
+    kind: str
+    name: str
+
+
+def innocent(salt: str) -> str:
+    return f"{salt}.example.net"
+
+
+def variants(host: str, salt: str) -> list[Probe]:
+    """The probes after ``exact``, in the order they are tried (names too long for DNS left out)."""
+    probes = [Probe("subdomain", f"{salt}.{host}"), Probe("prefixed", f"{salt}{host}"),
+              Probe("suffixed", f"{host}.{salt}.net")]
+    return [p for p in probes if _fits(p.name)]
+
+
+def keyword_name(part: str, salt: str, before: str = "", after: str = "") -> str | None:
+    """``part`` of the blocked name, between two copies of the salt, as a name of its own (None: no valid
+    name holds it). ``before`` and ``after`` are the characters next to the part in the blocked name: the
+    salt's characters next to it differ from them, so the salt never puts back the character just trimmed
+    (a salt ending in "f" would make "orbid" read as "forbid")."""
+    left = salt if salt[-1:] != before else salt[:-1] + ("z" if before != "z" else "y")
+    right = salt if salt[:1] != after else ("x" if after != "x" else "w") + salt[1:]
+    name = f"{left}{part}{right}.net"
+    return name if _fits(name) and ".." not in name else None
+
+
+def _fits(name: str) -> bool:
+    return len(name) <= MAX_NAME and all(0 < len(label) <= 63 for label in name.split("."))
+
+
+def infer(outcomes: Mapping[str, str | None], keyword: str | None = None) -> dict[str, Any]:
+    """The rule of one layer from its probes' outcomes (kind → blocked, passed, residual, unusable or None).
+
+    Returns ``{"rule", "keyword", "overblocks"}``: ``rule`` is one of RULES, ``overblocks`` a name the rule
+    catches though it is not the blocked one's (None for exact rules)."""
+    def b(kind: str) -> bool | None:
+        o = outcomes.get(kind)
+        return True if o == "blocked" else False if o == "passed" else None
+
+    out: dict[str, Any] = {"rule": "undetermined", "keyword": None, "overblocks": None}
+    if b("innocent") is not False:  # the baseline was caught too, or could not be asked
+        return out
+    exact = b("exact")
+    if exact is False:
+        return {**out, "rule": "not_blocked"}
+    if exact is None:
+        return out
+    sub, pre, suf = b("subdomain"), b("prefixed"), b("suffixed")
+    if pre is None or suf is None:
+        return out
+    if pre and suf:
+        return {**out, "rule": "substring", "keyword": keyword, "overblocks": "prefixed"}
+    if pre:
+        return {**out, "rule": "ends_with", "overblocks": "prefixed"}
+    if suf:
+        return {**out, "rule": "starts_with", "overblocks": "suffixed"}
+    if sub is None:
+        return out
+    return {**out, "rule": "domain_and_subdomains" if sub else "exact"}
+
+
+def describe(host: str, layer: str, result: Mapping[str, Any]) -> str:
+    """One sentence for a person: what the layer's rule matches."""
+    what = {"dns": "DNS lookups", "tls": "TLS connections", "http": "HTTP requests"}[layer]
+    rule, kw = result.get("rule"), result.get("keyword")
+    return {
+        "exact": f"{what} naming {host} exactly are blocked",
+        "domain_and_subdomains": f"{what} naming {host} or any of its subdomains are blocked",
+        "ends_with": f"{what} naming any name ending in '{host}' are blocked (such as not{host})",
+        "starts_with": f"{what} naming any name starting with '{host}' are blocked (such as {host}.example.org)",
+        "substring": f"{what} naming any name containing '{kw or host}' are blocked",
+        "not_blocked": f"{what} naming {host} are not blocked",
+    }.get(str(rule), f"{what} naming {host}: undetermined")
+
+
+# --- judging one probe from its records ---------------------------------------------------------------
+
+
+def _tid(record: Any) -> int | None:
+    tid = record.get("transaction_id") if isinstance(record, Mapping) else None
+    return tid if isinstance(tid, int) and not isinstance(tid, bool) else None
+
+
+def by_tx(tk: Mapping[str, Any], key: str) -> dict[int, list[Mapping[str, Any]]]:
+    out: dict[int, list[Mapping[str, Any]]] = {}
+    items = tk.get(key)
+    for r in items[:8192] if isinstance(items, list) else ():
+        tid = _tid(r)
+        if tid is not None:
+            out.setdefault(tid, []).append(r)
+    return out
+
+
+def _failure_of(records: Sequence[Mapping[str, Any]]) -> str | None:
+    for r in records:
+        f = r.get("failure")
+        if f is None and isinstance(r.get("status"), Mapping):  # tcp_connect keeps it in status
+            f = r["status"].get("failure")
+        if f is not None:
+            return f if isinstance(f, str) else str(f)
+    return None
+
+
+def addresses_of(queries: Sequence[Mapping[str, Any]]) -> set[str]:
+    found: set[str] = set()
+    for q in queries:
+        answers = q.get("answers")
+        for a in answers[:64] if isinstance(answers, list) else ():
+            if isinstance(a, Mapping):
+                for key in ("ipv4", "ipv6"):
+                    v = a.get(key)
+                    if isinstance(v, str):
+                        found.add(v)
+    return found
+
+
+def injected(exact: Sequence[Mapping[str, Any]], control: Any) -> set[str] | None:
+    """The addresses our resolver gave the name that the control's did not: the censor's answer (empty:
+    no lie). None when answers cannot tell names apart: the control resolved nothing, or we got no address
+    (an NXDOMAIN or a silence is what every made-up name gets too)."""
+    dns = control.get("dns") if isinstance(control, Mapping) else None
+    addrs = dns.get("addrs") if isinstance(dns, Mapping) else None
+    ours = addresses_of(exact)
+    if not isinstance(addrs, list) or not addrs or not ours:
+        return None
+    return ours - {a for a in addrs if isinstance(a, str)}
+
+
+def judge_dns(queries: Sequence[Mapping[str, Any]], lies: set[str] | None) -> dict[str, Any]:
+    if lies is None:
+        return {"outcome": "unusable", "failure": _failure_of(queries), "addresses": []}
+    found = addresses_of(queries)
+    hit = sorted(found & lies)
+    return {"outcome": "blocked" if hit else "passed", "failure": _failure_of(queries), "addresses": hit[:8]}
+
+
+def judge_tls(connect: Sequence[Mapping[str, Any]], handshakes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    failure = _failure_of(connect)
+    if failure is not None or not connect:
+        return {"outcome": "unusable", "failure": failure or "no_connection", "step": "tcp"}
+    failure = _failure_of(handshakes)
+    caught = failure_class(failure) in ("reset", "eof", "timeout")
+    return {"outcome": "blocked" if caught else "passed", "failure": failure, "step": "tls"}
+
+
+def judge_http(connect: Sequence[Mapping[str, Any]], requests: Sequence[Mapping[str, Any]],
+               matcher: BlockpageMatcher | None) -> dict[str, Any]:
+    failure = _failure_of(connect)
+    if failure is not None or not connect:
+        return {"outcome": "unusable", "failure": failure or "no_connection", "step": "tcp"}
+    failure = _failure_of(requests) if requests else "no_request"
+    if failure is not None:
+        caught = failure_class(failure) in ("reset", "eof", "timeout")
+        return {"outcome": "blocked" if caught else "passed", "failure": failure, "step": "http",
+                "fingerprints": []}
+    response = requests[-1].get("response")
+    fps: list[str] = []
+    if isinstance(response, Mapping) and matcher is not None:
+        body = _body_bytes(response.get("body")).decode("utf-8", "replace")
+        fps = [str(f) for f in matcher(body, dict(_headers(response)))][:16]
+    return {"outcome": "blocked" if fps else "passed", "failure": None, "step": "http", "fingerprints": fps}
+
+
+def judge(layer: str, tid: int, tk: Mapping[str, Any], lies: set[str] | None, matcher: BlockpageMatcher | None,
+          index: Mapping[str, dict[int, list[Mapping[str, Any]]]] | None = None) -> dict[str, Any]:
+    """One probe (its transaction_id ``tid``) judged from the measurement's records."""
+    ix = index if index is not None else {k: by_tx(tk, k) for k in ("queries", "tcp_connect", "tls_handshakes",
+                                                                    "requests")}
+    if layer == "dns":
+        return judge_dns(ix["queries"].get(tid, []), lies)
+    if layer == "tls":
+        return judge_tls(ix["tcp_connect"].get(tid, []), ix["tls_handshakes"].get(tid, []))
+    return judge_http(ix["tcp_connect"].get(tid, []), ix["requests"].get(tid, []), matcher)
+
+
+# --- a whole measurement ------------------------------------------------------------------------------
+
+
+def _layers(tk: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    x = tk.get("x_blocking_rules")
+    layers = x.get("layers") if isinstance(x, Mapping) else None
+    if not isinstance(layers, Mapping):
+        return {}
+    return {k: v for k, v in layers.items() if k in LAYERS and isinstance(v, Mapping)}
+
+
+def _probes(layer: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    items = layer.get("probes")
+    return [p for p in items[:MAX_PROBES] if isinstance(p, Mapping)] if isinstance(items, list) else []
+
+
+def host_of(tk: Mapping[str, Any]) -> str:
+    x = tk.get("x_blocking_rules")
+    host = x.get("host") if isinstance(x, Mapping) else None
+    return host if isinstance(host, str) else "?"
+
+
+def keyword_from(probes: Sequence[Mapping[str, Any]]) -> str | None:
+    """The shortest keyword probe that was caught."""
+    caught = [p for p in probes if p.get("kind") == "keyword" and p.get("outcome") == "blocked"
+              and isinstance(p.get("part"), str)]
+    return min((p["part"] for p in caught), key=len, default=None)
+
+
+def conclude(probes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A layer's rule from its judged probes (the first probe of each kind counts)."""
+    outcomes: dict[str, str | None] = {}
+    names: dict[str, str] = {}
+    for p in probes:
+        kind = p.get("kind")
+        if isinstance(kind, str) and kind not in outcomes and kind != "keyword":
+            outcomes[kind] = p.get("outcome") if p.get("outcome") in OUTCOMES else None
+            if isinstance(p.get("name"), str):
+                names[kind] = p["name"]
+    result = infer(outcomes, keyword_from(probes))
+    over = result.get("overblocks")
+    result["overblocks"] = names.get(over) if isinstance(over, str) else None
+    return result
+
+
+def rules_from_records(tk: Mapping[str, Any], matcher: BlockpageMatcher | None) -> dict[str, dict[str, Any]]:
+    """Every layer's probes judged again from their records (not from the outcomes the probe wrote), and
+    each layer's rule concluded from them. Probes never made (``residual``) stay so."""
+    index = {k: by_tx(tk, k) for k in ("queries", "tcp_connect", "tls_handshakes", "requests")}
+    out: dict[str, dict[str, Any]] = {}
+    for layer, data in _layers(tk).items():
+        probes = _probes(data)
+        exact = next((p for p in probes if p.get("kind") == "exact"), None)
+        lies: set[str] | None = None
+        if layer == "dns" and exact is not None and _tid(exact) is not None:
+            lies = injected(index["queries"].get(_tid(exact) or 0, []), tk.get("control"))
+        judged = []
+        for p in probes:
+            tid = _tid(p)
+            base = {"kind": p.get("kind"), "name": p.get("name"), "transaction_id": tid}
+            if "part" in p:
+                base["part"] = p.get("part")
+            if tid is None or p.get("outcome") == "residual":
+                judged.append({**base, "outcome": "residual"})
+                continue
+            judged.append({**base, **judge(layer, tid, tk, lies, matcher, index)})
+        out[layer] = {"probes": judged, **conclude(judged)}
+    return out
+
+
+def rules_verdict(tk: Mapping[str, Any], layers: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The verdict keys of a blocking_rules measurement (from ``layers``, else from what it wrote):
+    blocking, accessible, x_mechanism (of the first blocked layer, in DNS, TLS, HTTP order), x_confidence,
+    x_evidence, x_status, and x_rules: per layer, the rule and a sentence."""
+    layers = layers if layers is not None else {k: dict(v) for k, v in _layers(tk).items()}
+    host = host_of(tk)
+    x_rules: dict[str, Any] = {}
+    mechanism, confidence, evidence = "none", 0.0, []
+    blocked_any, determined = False, False
+    for layer in LAYERS:
+        data = layers.get(layer)
+        if data is None:
+            continue
+        rule = data.get("rule") if data.get("rule") in RULES else "undetermined"
+        x_rules[layer] = {"rule": rule, "keyword": data.get("keyword"), "overblocks": data.get("overblocks"),
+                          "says": describe(host, layer, data)}
+        if rule != "undetermined":
+            determined = True
+        if rule in ("not_blocked", "undetermined") or blocked_any:
+            continue
+        blocked_any = True
+        probes = data.get("probes") if isinstance(data.get("probes"), list) else []
+        exact = next((p for p in probes if isinstance(p, Mapping) and p.get("kind") == "exact"), {})
+        evidence.append(f"test_keys.x_blocking_rules.layers.{layer}")
+        if layer == "dns":
+            mechanism, confidence = "dns.injection", 0.9
+        elif exact.get("fingerprints"):
+            mechanism, confidence = "http.blockpage", 0.95
+        else:
+            failure = exact.get("failure")
+            mechanism, confidence = step_mechanism(layer, failure if isinstance(failure, str) else "")
+            # an innocent name to the same address was answered: the name, not the address, is blocked
+            confidence = max(confidence, 0.9) if mechanism != "none" else confidence
+    if blocked_any:
+        return {"blocking": OONI_BLOCKING.get(mechanism, "http-failure"), "accessible": False,
+                "x_mechanism": mechanism, "x_confidence": confidence, "x_evidence": evidence,
+                "x_status": "anomaly", "x_rules": x_rules}
+    return {"blocking": False if determined else None, "accessible": True if determined else None,
+            "x_mechanism": "none", "x_confidence": 0.8 if determined else 0.0, "x_evidence": [],
+            "x_status": "ok" if determined else "failure", "x_rules": x_rules}
