@@ -26,6 +26,18 @@ def in_client(code: str, timeout: float = 60) -> str:
     return res.stdout
 
 
+def run_nettest(out: Path, nettest: str, inputs: tuple[str, ...], extra: tuple[str, ...] = ()) -> dict[str, dict]:
+    """`tamperscope run NETTEST -i ...` in the client namespace, into ``out`` (replaced): measurements by input."""
+    out.unlink(missing_ok=True)
+    args = [sys.executable, "-m", "tamperscope", "run", nettest, "--yes", "--no-progress", "-o", str(out), *extra]
+    for i in inputs:
+        args += ["-i", i]
+    run = subprocess.run(manager.exec_argv(args), env=manager.client_env(), capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return {m["input"]: m for m in map(json.loads, out.read_text().splitlines())}
+
+
 def wait_listening(port: int, seconds: float = 30) -> None:
     """Until something accepts on 127.0.0.1:``port`` inside the client namespace."""
     in_client("import socket,time\n"

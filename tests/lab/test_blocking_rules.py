@@ -7,15 +7,12 @@ analysis, judging every probe again from its records alone, must reach the same 
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tamperscope.lab import manager
+from .conftest import run_nettest
 
 pytestmark = pytest.mark.lab
 PROFILES = Path(__file__).parent / "profiles"
@@ -36,16 +33,7 @@ MECHANISMS = {"dns-exact.example": "dns.injection", "dns-tree.example": "dns.inj
 
 
 def run_rules(tmp_path: Path, *inputs: str, extra: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
-    out = tmp_path / "r.jsonl"
-    out.unlink(missing_ok=True)
-    args = [sys.executable, "-m", "tamperscope", "run", "blocking_rules", "--yes", "--no-progress", "-o", str(out),
-            *extra]
-    for i in inputs:
-        args += ["-i", i]
-    run = subprocess.run(manager.exec_argv(args), env=manager.client_env(), capture_output=True, text=True,
-                         timeout=600)
-    assert run.returncode == 0, run.stderr[-2000:]
-    return {m["input"]: m for m in map(json.loads, out.read_text().splitlines())}
+    return run_nettest(tmp_path / "r.jsonl", "blocking_rules", inputs, extra)
 
 
 def rules(m: dict[str, Any]) -> tuple[str, str, str]:

@@ -7,16 +7,13 @@ waiting it out instead of blaming the strategies after the first one."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tamperscope.lab import manager
+from .conftest import run_nettest
 
 pytestmark = pytest.mark.lab
 PROFILES = Path(__file__).parent / "profiles"
@@ -24,15 +21,7 @@ NAME = "www.evade-me.example"
 
 
 def evasion(tmp_path: Path, *urls: str, extra: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
-    out = tmp_path / "e.jsonl"
-    out.unlink(missing_ok=True)
-    args = [sys.executable, "-m", "tamperscope", "run", "evasion", "--yes", "--no-progress", "-o", str(out), *extra]
-    for u in urls:
-        args += ["-i", u]
-    run = subprocess.run(manager.exec_argv(args), env=manager.client_env(), capture_output=True, text=True,
-                         timeout=600)
-    assert run.returncode == 0, run.stderr[-2000:]
-    return {m["input"]: m for m in map(json.loads, out.read_text().splitlines())}
+    return run_nettest(tmp_path / "e.jsonl", "evasion", urls, extra)
 
 
 def outcomes(m: dict[str, Any]) -> dict[str, str]:

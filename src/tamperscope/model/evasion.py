@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tamperscope.model.consistency import _body_bytes, _headers, page_title
+from tamperscope.model.records import by_transaction, failure_of
 from tamperscope.model.verdict import OONI_BLOCKING, BlockpageMatcher, step_mechanism
 
 PLAIN = "plain"
@@ -108,31 +109,13 @@ def judge(failure: str | None, step: str | None, status: int | None, body: bytes
     return {**out, "outcome": outcome}
 
 
-def _failure_of(records: list[Mapping[str, Any]]) -> str | None:
-    for r in records:
-        f = r.get("failure")
-        if f is None and isinstance(r.get("status"), Mapping):  # tcp_connect keeps it in status
-            f = r["status"].get("failure")
-        if f is not None:
-            return f if isinstance(f, str) else str(f)
-    return None
-
-
 def attempts_from_records(tk: Mapping[str, Any], matcher: BlockpageMatcher | None) -> list[dict[str, Any]]:
     """The attempts of ``x_evasion`` judged again from their raw records (``tcp_connect``, ``tls_handshakes``,
     ``requests`` of each attempt's transaction_id), not from the outcomes the probe wrote. What records cannot
     say is kept from ``x_evasion``: the strategy, how the bytes were shaped, and attempts not made
     (``residual``, ``unshaped``)."""
-    def by_tx(key: str) -> dict[int, list[Mapping[str, Any]]]:
-        out: dict[int, list[Mapping[str, Any]]] = {}
-        items = tk.get(key)
-        for r in items[:4096] if isinstance(items, list) else ():
-            tid = r.get("transaction_id") if isinstance(r, Mapping) else None
-            if isinstance(tid, int) and not isinstance(tid, bool):
-                out.setdefault(tid, []).append(r)
-        return out
-
-    connects, handshakes, requests = by_tx("tcp_connect"), by_tx("tls_handshakes"), by_tx("requests")
+    connects, handshakes, requests = (by_transaction(tk, k, 4096) for k in ("tcp_connect", "tls_handshakes",
+                                                                              "requests"))
     judged = []
     for a in _attempts(tk):
         tid = a.get("transaction_id")
@@ -144,13 +127,13 @@ def attempts_from_records(tk: Mapping[str, Any], matcher: BlockpageMatcher | Non
                            "matches_control": None,
                            "outcome": a.get("outcome") if a.get("outcome") in ("residual", "unshaped") else None})
             continue
-        failure, step, status, body, headers = _failure_of(connects[tid]), "tcp", None, b"", {}
+        failure, step, status, body, headers = failure_of(connects[tid]), "tcp", None, b"", {}
         if failure is None and handshakes.get(tid):
-            failure, step = _failure_of(handshakes[tid]), "tls"
+            failure, step = failure_of(handshakes[tid]), "tls"
         if failure is None:
             step = "http"
             reqs = requests.get(tid, [])
-            failure = _failure_of(reqs) if reqs else "no_request"
+            failure = failure_of(reqs) if reqs else "no_request"
             response = reqs[-1].get("response") if reqs else None
             if failure is None and isinstance(response, Mapping):
                 code = response.get("code")

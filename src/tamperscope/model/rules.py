@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tamperscope.model.consistency import _body_bytes, _headers
+from tamperscope.model.records import RECORD_KEYS, by_transaction, failure_of, transaction_of
 from tamperscope.model.verdict import OONI_BLOCKING, BlockpageMatcher, failure_class, step_mechanism
 
 LAYERS = ("dns", "tls", "http")
@@ -134,31 +135,6 @@ def describe(host: str, layer: str, result: Mapping[str, Any]) -> str:
 # --- judging one probe from its records ---------------------------------------------------------------
 
 
-def _tid(record: Any) -> int | None:
-    tid = record.get("transaction_id") if isinstance(record, Mapping) else None
-    return tid if isinstance(tid, int) and not isinstance(tid, bool) else None
-
-
-def by_tx(tk: Mapping[str, Any], key: str) -> dict[int, list[Mapping[str, Any]]]:
-    out: dict[int, list[Mapping[str, Any]]] = {}
-    items = tk.get(key)
-    for r in items[:8192] if isinstance(items, list) else ():
-        tid = _tid(r)
-        if tid is not None:
-            out.setdefault(tid, []).append(r)
-    return out
-
-
-def _failure_of(records: Sequence[Mapping[str, Any]]) -> str | None:
-    for r in records:
-        f = r.get("failure")
-        if f is None and isinstance(r.get("status"), Mapping):  # tcp_connect keeps it in status
-            f = r["status"].get("failure")
-        if f is not None:
-            return f if isinstance(f, str) else str(f)
-    return None
-
-
 def addresses_of(queries: Sequence[Mapping[str, Any]]) -> set[str]:
     found: set[str] = set()
     for q in queries:
@@ -186,27 +162,27 @@ def injected(exact: Sequence[Mapping[str, Any]], control: Any) -> set[str] | Non
 
 def judge_dns(queries: Sequence[Mapping[str, Any]], lies: set[str] | None) -> dict[str, Any]:
     if lies is None:
-        return {"outcome": "unusable", "failure": _failure_of(queries), "addresses": []}
+        return {"outcome": "unusable", "failure": failure_of(queries), "addresses": []}
     found = addresses_of(queries)
     hit = sorted(found & lies)
-    return {"outcome": "blocked" if hit else "passed", "failure": _failure_of(queries), "addresses": hit[:8]}
+    return {"outcome": "blocked" if hit else "passed", "failure": failure_of(queries), "addresses": hit[:8]}
 
 
 def judge_tls(connect: Sequence[Mapping[str, Any]], handshakes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    failure = _failure_of(connect)
+    failure = failure_of(connect)
     if failure is not None or not connect:
         return {"outcome": "unusable", "failure": failure or "no_connection", "step": "tcp"}
-    failure = _failure_of(handshakes)
+    failure = failure_of(handshakes)
     caught = failure_class(failure) in ("reset", "eof", "timeout")
     return {"outcome": "blocked" if caught else "passed", "failure": failure, "step": "tls"}
 
 
 def judge_http(connect: Sequence[Mapping[str, Any]], requests: Sequence[Mapping[str, Any]],
                matcher: BlockpageMatcher | None) -> dict[str, Any]:
-    failure = _failure_of(connect)
+    failure = failure_of(connect)
     if failure is not None or not connect:
         return {"outcome": "unusable", "failure": failure or "no_connection", "step": "tcp"}
-    failure = _failure_of(requests) if requests else "no_request"
+    failure = failure_of(requests) if requests else "no_request"
     if failure is not None:
         caught = failure_class(failure) in ("reset", "eof", "timeout")
         return {"outcome": "blocked" if caught else "passed", "failure": failure, "step": "http",
@@ -222,8 +198,7 @@ def judge_http(connect: Sequence[Mapping[str, Any]], requests: Sequence[Mapping[
 def judge(layer: str, tid: int, tk: Mapping[str, Any], lies: set[str] | None, matcher: BlockpageMatcher | None,
           index: Mapping[str, dict[int, list[Mapping[str, Any]]]] | None = None) -> dict[str, Any]:
     """One probe (its transaction_id ``tid``) judged from the measurement's records."""
-    ix = index if index is not None else {k: by_tx(tk, k) for k in ("queries", "tcp_connect", "tls_handshakes",
-                                                                    "requests")}
+    ix = index if index is not None else {k: by_transaction(tk, k) for k in RECORD_KEYS}
     if layer == "dns":
         return judge_dns(ix["queries"].get(tid, []), lies)
     if layer == "tls":
@@ -279,17 +254,17 @@ def conclude(probes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 def rules_from_records(tk: Mapping[str, Any], matcher: BlockpageMatcher | None) -> dict[str, dict[str, Any]]:
     """Every layer's probes judged again from their records (not from the outcomes the probe wrote), and
     each layer's rule concluded from them. Probes never made (``residual``) stay so."""
-    index = {k: by_tx(tk, k) for k in ("queries", "tcp_connect", "tls_handshakes", "requests")}
+    index = {k: by_transaction(tk, k) for k in RECORD_KEYS}
     out: dict[str, dict[str, Any]] = {}
     for layer, data in _layers(tk).items():
         probes = _probes(data)
         exact = next((p for p in probes if p.get("kind") == "exact"), None)
         lies: set[str] | None = None
-        if layer == "dns" and exact is not None and _tid(exact) is not None:
-            lies = injected(index["queries"].get(_tid(exact) or 0, []), tk.get("control"))
+        if layer == "dns" and exact is not None and transaction_of(exact) is not None:
+            lies = injected(index["queries"].get(transaction_of(exact) or 0, []), tk.get("control"))
         judged = []
         for p in probes:
-            tid = _tid(p)
+            tid = transaction_of(p)
             base = {"kind": p.get("kind"), "name": p.get("name"), "transaction_id": tid}
             if "part" in p:
                 base["part"] = p.get("part")
