@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tamperscope.model.consistency import _body_bytes, _headers
+from tamperscope.model.consistency import _body_bytes, _headers, is_bogon
 from tamperscope.model.records import RECORD_KEYS, by_transaction, failure_of, transaction_of
 from tamperscope.model.verdict import OONI_BLOCKING, BlockpageMatcher, failure_class, step_mechanism
 
@@ -53,6 +53,7 @@ RULES = ("exact", "domain_and_subdomains", "ends_with", "starts_with", "substrin
 MAX_PROBES = 64  # per layer, read back from a measurement
 MAX_NAME = 253
 TAG = "rules"
+VERIFY_TAG = f"{TAG}=dns:verify"
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,8 @@ def infer(outcomes: Mapping[str, str | None], keyword: str | None = None) -> dic
     sub, pre, suf = b("subdomain"), b("prefixed"), b("suffixed")
     if pre is None or suf is None:
         return out
+    if pre and sub is not True:  # no left anchor, yet <salt>.H, which ends in H too, passed: not one rule
+        return out
     if pre and suf:
         return {**out, "rule": "substring", "keyword": keyword, "overblocks": "prefixed"}
     if pre:
@@ -148,10 +151,30 @@ def addresses_of(queries: Sequence[Mapping[str, Any]]) -> set[str]:
     return found
 
 
-def injected(exact: Sequence[Mapping[str, Any]], control: Any) -> set[str] | None:
-    """The addresses our resolver gave the name that the control's did not: the censor's answer (empty:
-    no lie). None when answers cannot tell names apart: the control resolved nothing, or we got no address
-    (an NXDOMAIN or a silence is what every made-up name gets too)."""
+def injected(exact: Sequence[Mapping[str, Any]], control: Any,
+             verify: Sequence[Mapping[str, Any]] = ()) -> set[str] | None:
+    """The addresses our resolver gave the name that the control's did not, when they are the censor's
+    answer (empty: no lie). None when answers cannot tell names apart: the control resolved nothing, we got
+    no address (an NXDOMAIN or a silence is what every made-up name gets too), or an address unlike the
+    control's may be the site's own after all (a CDN answers each resolver its own way).
+
+    Such an address is the censor's when it is a bogon, or when the ``verify`` records (the tcp_connect and
+    tls_handshakes of a handshake to it naming the site, its certificate checked: Satellite's test) show it
+    refuses the connection or has no certificate for the name; a verified handshake makes it the site's."""
+    diff = _unlike_control(exact, control)
+    if diff is None or not diff or all(is_bogon(a) for a in diff):
+        return diff
+    if not verify:
+        return None
+    failure = failure_of(verify)
+    if failure is None:
+        shook = any(r.get("no_tls_verify") is False and "server_name" in r for r in verify)  # a checked one
+        return set() if shook else None
+    return diff if failure_class(failure) in ("tls_cert", "refused") else None
+
+
+def _unlike_control(exact: Sequence[Mapping[str, Any]], control: Any) -> set[str] | None:
+    """Our addresses for the name that the control did not give (None: nothing to compare)."""
     dns = control.get("dns") if isinstance(control, Mapping) else None
     addrs = dns.get("addrs") if isinstance(dns, Mapping) else None
     ours = addresses_of(exact)
@@ -160,8 +183,27 @@ def injected(exact: Sequence[Mapping[str, Any]], control: Any) -> set[str] | Non
     return ours - {a for a in addrs if isinstance(a, str)}
 
 
+def to_verify(exact: Sequence[Mapping[str, Any]], control: Any) -> str | None:
+    """The address to check with a handshake before our resolver's answer can be called a lie or not: the
+    first of ours unlike the control's that is no bogon (None: nothing needs checking)."""
+    diff = _unlike_control(exact, control) or set()
+    return next((a for a in sorted(diff) if not is_bogon(a)), None)
+
+
+def verify_records(tk: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The tcp_connect and tls_handshakes records of the DNS answer's check (tag ``rules=dns:verify``)."""
+    out: list[Mapping[str, Any]] = []
+    for key in ("tcp_connect", "tls_handshakes"):
+        items = tk.get(key)
+        for r in items[:8192] if isinstance(items, list) else ():
+            tags = r.get("tags") if isinstance(r, Mapping) else None
+            if isinstance(tags, list) and VERIFY_TAG in tags[:16]:
+                out.append(r)
+    return out
+
+
 def judge_dns(queries: Sequence[Mapping[str, Any]], lies: set[str] | None) -> dict[str, Any]:
-    if lies is None:
+    if lies is None or not queries:
         return {"outcome": "unusable", "failure": failure_of(queries), "addresses": []}
     found = addresses_of(queries)
     hit = sorted(found & lies)
@@ -172,6 +214,8 @@ def judge_tls(connect: Sequence[Mapping[str, Any]], handshakes: Sequence[Mapping
     failure = failure_of(connect)
     if failure is not None or not connect:
         return {"outcome": "unusable", "failure": failure or "no_connection", "step": "tcp"}
+    if not handshakes:
+        return {"outcome": "unusable", "failure": "no_handshake", "step": "tls"}
     failure = failure_of(handshakes)
     caught = failure_class(failure) in ("reset", "eof", "timeout")
     return {"outcome": "blocked" if caught else "passed", "failure": failure, "step": "tls"}
@@ -182,7 +226,9 @@ def judge_http(connect: Sequence[Mapping[str, Any]], requests: Sequence[Mapping[
     failure = failure_of(connect)
     if failure is not None or not connect:
         return {"outcome": "unusable", "failure": failure or "no_connection", "step": "tcp"}
-    failure = failure_of(requests) if requests else "no_request"
+    if not requests:
+        return {"outcome": "unusable", "failure": "no_request", "step": "http", "fingerprints": []}
+    failure = failure_of(requests)
     if failure is not None:
         caught = failure_class(failure) in ("reset", "eof", "timeout")
         return {"outcome": "blocked" if caught else "passed", "failure": failure, "step": "http",
@@ -261,7 +307,8 @@ def rules_from_records(tk: Mapping[str, Any], matcher: BlockpageMatcher | None) 
         exact = next((p for p in probes if p.get("kind") == "exact"), None)
         lies: set[str] | None = None
         if layer == "dns" and exact is not None and transaction_of(exact) is not None:
-            lies = injected(index["queries"].get(transaction_of(exact) or 0, []), tk.get("control"))
+            lies = injected(index["queries"].get(transaction_of(exact) or 0, []), tk.get("control"),
+                            verify_records(tk))
         judged = []
         for p in probes:
             tid = transaction_of(p)

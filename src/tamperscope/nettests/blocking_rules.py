@@ -103,8 +103,9 @@ class _Layer:
         if self.held or loop.time() >= self.deadline:
             self.probes.append({**record, "transaction_id": None, "outcome": "residual"})
             return "residual"
-        if self.layer != "dns" and self.ip is not None and (
-                not self.probes or self.probes[-1].get("outcome") == "blocked"):
+        # before every probe, not only after this layer's caught ones: a censor may hold the whole address
+        # after the other layer's trigger (TLS and HTTP are asked at once)
+        if self.layer != "dns" and self.ip is not None:
             waited = await wait_residual(self.ip, self.port, self.trace, self.ctx, self.deadline,
                                          tag=f"{R.TAG}={self.layer}:residual-check")
             if waited is None or loop.time() >= self.deadline:
@@ -197,6 +198,22 @@ class _Layer:
         return out
 
 
+async def _verify(address: str, host: str, trace: Trace, ctx: Context) -> None:
+    """A handshake naming the site, its certificate checked, to an address our resolver gave and the control
+    did not: Satellite's test of whether the answer was the site's (``model.rules.injected`` reads it)."""
+    tags = (R.VERIFY_TAG,)
+    conn: Any = None
+    try:
+        conn = await tcp_connect(address, 443, trace=trace, timeout=ctx.timeouts.connect, tags=tags)
+        conn = await tls_handshake(conn, server_name=host, ca_bundle=ctx.ca_bundle, alpn=("http/1.1",),
+                                   timeout=ctx.timeouts.tls, tags=tags)
+    except NetxError:
+        pass  # recorded: R.injected reads the records
+    finally:
+        if conn is not None:
+            await conn.aclose()
+
+
 async def run(input: str | None, ctx: Context) -> dict[str, Any]:
     if not input:
         raise NettestError("blocking_rules needs an input (a domain name or an http(s) URL)")
@@ -218,7 +235,11 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
         tk["control"] = control
         tk["control_failure"] = failure
         ip, source = choose_address(ours, control)
-        dns.lies = R.injected([q for q in trace.queries if q.get("transaction_id") == tid], control)
+        exact = [q for q in trace.queries if q.get("transaction_id") == tid]
+        check = R.to_verify(exact, control)
+        if check is not None:  # an answer unlike the control's and no bogon: a CDN's, or the censor's server?
+            await _verify(check, host, trace, ctx)
+        dns.lies = R.injected(exact, control, R.verify_records(trace.test_keys()))
 
         async def exact_dns() -> str:  # already asked: judged now, in its place after the innocent name
             judged = R.judge("dns", tid, trace.test_keys(), dns.lies, ctx.matcher)
