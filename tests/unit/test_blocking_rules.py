@@ -4,6 +4,7 @@ and the nettest's input checks. The network part needs the lab and is not run he
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import itertools
@@ -37,8 +38,14 @@ from tamperscope.model.rules import (
     verify_records,
 )
 from tamperscope.model.verdict import MECHANISMS, Verdict
-from tamperscope.nettests.base import NettestError
-from tamperscope.nettests.blocking_rules import _host, check_input
+from tamperscope.nettests.base import Context, NettestError
+from tamperscope.nettests.blocking_rules import _host, _verify, check_input
+from tamperscope.netx import Trace
+
+try:
+    from . import test_netx_servers as srv
+except ImportError:  # run as a top-level module
+    import test_netx_servers as srv  # type: ignore[no-redef]
 
 HOST = "blocked.example"
 SALT = "q1b2c3d4"
@@ -391,6 +398,38 @@ def test_an_honest_answer_unlike_the_control_is_checked_before_it_is_called_a_li
     tk["tcp_connect"] += verified(30, None)[:1]
     tk["tls_handshakes"] += verified(30, None)[1:]
     assert rules_from_records(tk, None)["dns"]["rule"] == "not_blocked"
+
+
+def test_the_check_is_a_real_handshake_whose_records_decide(tmp_path: Path) -> None:
+    """The nettest's check (`_verify`) over real TLS on loopback: a server with the site's certificate makes
+    our answer the site's; one with another name's certificate, or none listening, makes it the censor's."""
+    ca = srv.TestCA(tmp_path)
+    ctx = Context(ca_bundle=str(ca.pem))
+    cdn = {"dns": {"addrs": [CDN_THEIRS]}}
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)
+
+    async def check(server_ctx: Any) -> set[str] | None:
+        trace = Trace()
+        async with trace:
+            if server_ctx is None:  # nothing listens: a port just closed
+                async with srv.TCPServer(hold) as server:
+                    port = server.port
+                await _verify(srv.LOOPBACK, HOST, trace, ctx, port=port)
+            else:
+                async with srv.TCPServer(hold, ssl_context=server_ctx) as server:
+                    await _verify(srv.LOOPBACK, HOST, trace, ctx, port=server.port)
+        records = verify_records(trace.test_keys())
+        assert records and all(r["tags"] == ["rules=dns:verify"] for r in records)
+        return injected([query(1, CDN_OURS)], cdn, records)
+
+    async def main() -> None:
+        assert await check(ca.server_context(HOST)) == set()
+        assert await check(ca.server_context("other.example")) == {CDN_OURS}
+        assert await check(None) == {CDN_OURS}
+
+    asyncio.run(main())
 
 
 def test_a_probe_whose_records_are_missing_is_unusable_not_passed() -> None:

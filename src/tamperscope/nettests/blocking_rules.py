@@ -198,13 +198,13 @@ class _Layer:
         return out
 
 
-async def _verify(address: str, host: str, trace: Trace, ctx: Context) -> None:
+async def _verify(address: str, host: str, trace: Trace, ctx: Context, port: int = 443) -> None:
     """A handshake naming the site, its certificate checked, to an address our resolver gave and the control
     did not: Satellite's test of whether the answer was the site's (``model.rules.injected`` reads it)."""
     tags = (R.VERIFY_TAG,)
     conn: Any = None
     try:
-        conn = await tcp_connect(address, 443, trace=trace, timeout=ctx.timeouts.connect, tags=tags)
+        conn = await tcp_connect(address, port, trace=trace, timeout=ctx.timeouts.connect, tags=tags)
         conn = await tls_handshake(conn, server_name=host, ca_bundle=ctx.ca_bundle, alpn=("http/1.1",),
                                    timeout=ctx.timeouts.tls, tags=tags)
     except NetxError:
