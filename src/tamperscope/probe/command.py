@@ -49,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description=DESCRIPTION.format(names=", ".join(nettests.names())),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("nettest", help="the nettest to run")
-    p.add_argument("--input", "-i", action="append", default=[], metavar="INPUT", help="a URL (or domain for dnscheck); repeatable")
+    p.add_argument("--input", "-i", action="append", default=[], metavar="INPUT", help="a URL (or a domain for dnscheck and blocking_rules); repeatable")
     p.add_argument("--list", "-l", type=Path, action="append", default=[], metavar="FILE",
                    help="Citizen Lab test-list CSV or one input per line; repeatable")
     p.add_argument("--output", "-o", type=Path, default=None, help="JSONL file to append to (default: tamperscope-NETTEST.jsonl)")
