@@ -462,8 +462,10 @@ def analysis(measurements: list[dict], out: Path, work: Path, say: Callable[[str
     """`tamperscope analyze` over what the probe wrote, into a store of its own, and `tamperscope report --html`:
     the analysis pipeline re-derives each verdict from the raw records, and says whether it reaches the probe's."""
     db, verdicts, html = work / "analysis.duckdb", work / "verdicts.jsonl", work / "report.html"
+    ruled = work / "rules.jsonl"  # rules_example's measurement, if it ran: the report shows its rules too
     say("demo: re-deriving the verdicts with tamperscope analyze, and writing the HTML report")
     for argv in (["analyze", str(out), "--db", str(db), "--jsonl", str(verdicts), "--quiet"],
+                 *([["analyze", str(ruled), "--db", str(db), "--quiet"]] if ruled.is_file() else []),
                  ["report", "--db", str(db), "--html", str(html)]):
         res = subprocess.run([sys.executable, "-m", "tamperscope", *argv], capture_output=True, text=True, timeout=600)
         if res.returncode:
@@ -492,6 +494,13 @@ def analysis(measurements: list[dict], out: Path, work: Path, say: Callable[[str
              f"{labels['confirmed'] + labels['anomaly']} anomalies ({labels['confirmed']} confirmed by a blockpage "
              f"fingerprint or a repeat), {labels['failure']} failures"]
     lines += [f"  differs: {d}" for d in differ[:5]]
+    if ruled.is_file():
+        from tamperscope.analysis import store as st
+
+        with st.Store(db, create=False) as store:
+            found = st.blocking_rules(store, blocked_only=False)
+        lines.append("  blocking rules, judged again from the records: " + (", ".join(
+            f"{r['domain']} {r['layer']} {r['rule']}" for r in found) or "none"))
     lines += [f"  store: {db}", f"  HTML report: {html}"]
     return "\n".join(lines)
 

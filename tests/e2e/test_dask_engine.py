@@ -1,10 +1,11 @@
 """The Dask engine on a LocalCluster of 2 workers gives the same store as the local engine.
 
 The input mixes everything the reader handles (plain JSONL cut into several
-byte-range partitions, gzip, a pretty-printed .json, duplicates and bad lines),
-so the partitions really are spread over both workers. Compared: every row of
-measurements, verdicts and observations (without the columns that name the run
-or where the raw bytes landed), the raw bytes themselves, and the rejections.
+byte-range partitions, gzip, a pretty-printed .json, duplicates and bad lines,
+blocking_rules measurements), so the partitions really are spread over both
+workers. Compared: every row of measurements, verdicts, observations and rules
+(without the columns that name the run or where the raw bytes landed), the raw
+bytes themselves, and the rejections.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 
 from tamperscope.analysis import pipeline
 from tamperscope.analysis.store import Store
+from tests.unit.test_blocking_rules import measurement as rules_measurement
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-samples" / "generated"
 RUN_COLUMNS = {"run_id", "raw_segment", "raw_frame_offset", "raw_frame_length", "raw_frame_size",
@@ -43,6 +45,9 @@ def _corpus(directory: Path) -> None:
     with gzip.open(directory / "more.jsonl.gz", "wb") as f:
         f.write(b"\n".join(orjson.dumps(dict(s, report_id=f"gz{i}")) for i, s in enumerate(samples)) + b"\n")
     (directory / "one.json").write_text(json.dumps(dict(samples[3], report_id="pretty"), indent=2))
+    rules = [dict(rules_measurement(), probe_cc=cc, probe_asn="AS20661",
+                  measurement_start_time=f"2024-03-0{i} 10:00:00") for i, cc in enumerate(("TM", "TM", "RU"), start=1)]
+    (directory / "rules.jsonl").write_bytes(b"".join(orjson.dumps(m) + b"\n" for m in [*rules, rules[1]]))
 
 
 def _table(store: Store, name: str, key: str) -> list[tuple[Any, ...]]:
@@ -71,10 +76,10 @@ def test_dask_local_cluster_matches_local_engine(tmp_path: Path) -> None:
 
     for field in ("records", "accepted", "new", "duplicates", "rejected", "by_reason"):
         assert getattr(local_stats, field) == getattr(dask_stats, field), field
-    assert local_stats.new == 400 + 50 + 1  # "pretty" is a copy of a sample with a new report_id: new too
+    assert local_stats.new == 400 + 50 + 1 + 3  # "pretty" is a copy of a sample with a new report_id: new too
     assert local_stats.by_reason == {"corrupt_json": 1, "wrong_type": 1}
     for name, key in (("measurements", "measurement_uid"), ("verdicts", "measurement_uid"),
-                      ("observations", "measurement_uid, idx")):
+                      ("observations", "measurement_uid, idx"), ("rules", "measurement_uid, layer")):
         ours, theirs = _table(local, name, key), _table(dask, name, key)
         assert len(ours) == len(theirs) > 0
         assert ours == theirs, name
@@ -96,7 +101,7 @@ def test_local_engine_with_two_processes_matches_one(tmp_path: Path) -> None:
     two = Store(tmp_path / "two.duckdb")
     pipeline.run([str(data)], two, pipeline.Options(workers=2, batch_size=50))
     for name, key in (("measurements", "measurement_uid"), ("verdicts", "measurement_uid"),
-                      ("observations", "measurement_uid, idx")):
+                      ("observations", "measurement_uid, idx"), ("rules", "measurement_uid, layer")):
         assert _table(one, name, key) == _table(two, name, key), name
     one.close()
     two.close()

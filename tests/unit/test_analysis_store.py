@@ -240,12 +240,12 @@ def test_migrations_from_version_one(tmp_path: Path) -> None:
                        TIMESTAMP '2024-01-01', ?, ?, ?)""", [uid, asn, mechanism, status, fps])
     con.close()
     store = Store(path)
-    assert store.migrated == [2, 3, 4, 5, 6] and store.version == st.SCHEMA_VERSION
+    assert store.migrated == [2, 3, 4, 5, 6, 7] and store.version == st.SCHEMA_VERSION
     got = dict(store.cursor().execute("SELECT measurement_uid, outcome FROM verdicts").fetchall())
     assert got == {"u1": "confirmed", "u2": "confirmed", "u3": "anomaly", "u4": "confirmed", "u5": "ok",
                    "u6": "failure"}
     history = store.cursor().execute("SELECT version FROM migrations ORDER BY version").fetchall()
-    assert history == [(1,), (2,), (3,), (4,), (5,), (6,)]
+    assert history == [(1,), (2,), (3,), (4,), (5,), (6,), (7,)]
     # version 3 counted the anomalies per group, so the next ingest labels from the counts;
     # version 5 keyed each group (the ingest below finds AS2's by that key)
     groups = store.cursor().execute("SELECT probe_asn, mechanism, anomalies FROM anomaly_groups ORDER BY ALL")
@@ -283,7 +283,7 @@ def test_a_version_4_store_keeps_its_counts_and_notes_through_version_5(tmp_path
     con.execute("INSERT INTO promotions VALUES ('web_connectivity', '', 'AS1', 'tcp.rst')")  # a run stopped
     con.close()
     store = Store(path)
-    assert store.migrated == [5, 6]
+    assert store.migrated == [5, 6, 7]
     got = dict(store.cursor().execute("SELECT measurement_uid, outcome FROM verdicts").fetchall())
     assert got == {"u1": "confirmed", "u2": "confirmed"}  # the note a stopped run left, applied by v5
     assert store.cursor().execute("SELECT count(*) FROM promotions").fetchone() == (0,)
@@ -395,7 +395,7 @@ def test_a_re_export_replaces_the_old_one_and_keeps_other_files(tmp_path: Path) 
         assert rows == [("2024-03-01", "DE", 10)], (table, rows)  # nothing left of the first export
     assert (out / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in out.iterdir()) == ["measurements", "notes.txt", "observations",
-                                                     "rejections.parquet", "runs.parquet", "verdicts"]
+                                                     "rejections.parquet", "rules", "runs.parquet", "verdicts"]
 
 
 # --------------------------------------------------------------------------- aggregates

@@ -9,6 +9,7 @@ from pathlib import Path
 from tamperscope.demo import evasion_summary, probe_results, rules_summary
 from tamperscope.model.evasion import evasion_verdict
 from tamperscope.model.rules import conclude, rules_verdict
+from tests.unit.test_blocking_rules import measurement as rules_measurement
 
 
 def _m(url: str) -> bytes:
@@ -71,13 +72,19 @@ def test_the_demo_reanalyses_what_the_probe_wrote_and_names_what_differs(tmp_pat
     measurements[1]["test_keys"]["x_mechanism"] = "tls.mitm"  # what the probe "said", wrongly
     out = tmp_path / "measurements.jsonl"
     out.write_text("".join(json.dumps(m) + "\n" for m in measurements))
+    # what the demo's blocking_rules step wrote: every layer says "not_blocked", its records say otherwise
+    ruled = dict(rules_measurement(), probe_cc="IT", probe_asn="AS30722", measurement_start_time="2026-11-10 10:00:00")
+    (tmp_path / "rules.jsonl").write_text(json.dumps(ruled) + "\n")
     said: list[str] = []
     text = analysis(measurements, out, tmp_path, said.append)
     assert "the probe's mechanism reached again for 3/4" in text, text
     assert f"differs: {measurements[1]['input']} (probe tls.mitm, analysis {mechanisms[1]})" in text
     assert text.count("differs:") == 1
+    assert ("blocking rules, judged again from the records: blocked.example dns domain_and_subdomains, "
+            "blocked.example tls ends_with, blocked.example http substring") in text
     html = (tmp_path / "report.html").read_text()
     assert html.startswith("<!doctype html>") and "Plotly" in html and "<script src=" not in html
+    assert "<h2>What the censors' rules match</h2>" in html and "DNS lookups naming blocked.example or any" in html
     assert (tmp_path / "analysis.duckdb").stat().st_size > 0
 
 

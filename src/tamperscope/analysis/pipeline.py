@@ -47,6 +47,7 @@ import pyarrow as pa
 from tamperscope.analysis import reader
 from tamperscope.analysis.observations import ObservationColumns
 from tamperscope.analysis.reader import FileDone, Line, Partition, Rejection
+from tamperscope.analysis.rules import rule_rows, rule_table
 from tamperscope.analysis.schema import path_text, rows_to_table
 from tamperscope.analysis.store import (
     MEASUREMENT_SCHEMA,
@@ -311,6 +312,7 @@ def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
     mrows: list[tuple[Any, ...]] = []
     vrows: list[tuple[Any, ...]] = []
     raw: list[bytes] = []
+    rrows: list[tuple[Any, ...]] = []
     obs = ObservationColumns()
     rejections: list[Rejection] = []
     errors: list[Rejection] = []
@@ -347,6 +349,8 @@ def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
         seen.add(uid)
         try:
             verdict = verdict_for(m, matcher)
+            if env.test_name == "blocking_rules":  # the rule of each layer, for report and explorer
+                rrows += rule_rows(uid, m, matcher)
         except Exception as exc:  # a bug in a verdict function must not stop the run
             verdict = _analysis_failure(exc)
             errors.append(Rejection(item.source, item.line, "analysis_error",
@@ -370,6 +374,7 @@ def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
         measurements=rows_to_table(mrows, MEASUREMENT_SCHEMA),
         verdicts=rows_to_table(vrows, VERDICT_SCHEMA),
         observations=obs.to_arrow(),
+        rules=rule_table(rrows) if rrows else None,
         raw=tuple(raw),
         rejections=tuple(rejections),
         records=records,

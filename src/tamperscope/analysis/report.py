@@ -6,7 +6,8 @@ the tables behind the charts) as one JSON document, for scripts and notebooks.
 `html_report()` writes a single HTML file a journalist can open anywhere, offline:
 plotly.js is embedded (no CDN, no network), and it shows a summary in words, what
 the labels mean, a timeline, a domain × network heatmap, the mechanisms by country,
-the equipment signatures seen and the tables behind them.
+the equipment signatures seen, what the censors' rules match (from blocking_rules
+measurements) and the tables behind them.
 
 Measurement content is hostile (inputs, network names and signatures come from
 the field): every text is HTML-escaped, and chart data is embedded as JSON in
@@ -27,6 +28,7 @@ import orjson
 from tamperscope.analysis import store as st
 from tamperscope.analysis.confidence import CONFIRM_MIN
 from tamperscope.analysis.store import Filters, Store
+from tamperscope.model.rules import describe as describe_rule
 
 # What each nettest checks, in plain words, for the report's table of tests.
 TEST_WORDS: dict[str, str] = {
@@ -36,6 +38,10 @@ TEST_WORDS: dict[str, str] = {
     "http_header_field_manipulation": "a middlebox on the path that rewrites HTTP headers",
     "throttling": "whether traffic to a site is slowed down",
     "tls_mitm": "whether TLS connections are intercepted",
+    "blocking_rules": "what the censor's rule matches: the name, its subdomains, or a keyword",
+    "evasion": "which re-framings of a blocked request get past the censor",
+    "remote_dns": "a resolver inside the country, asked about a site from outside (Satellite)",
+    "remote_web": "a server inside the country, sent a site's name from outside (Hyperquack)",
     "telegram": "the Telegram app and Telegram Web",
     "whatsapp": "the WhatsApp app, its registration and WhatsApp Web",
     "facebook_messenger": "the Facebook Messenger app",
@@ -157,6 +163,17 @@ def _changes(store: Store, filters: Filters | None, limit: int) -> list[dict[str
     return rows
 
 
+def rules_in_words(store: Any, filters: Filters | None, limit: int | None) -> list[dict[str, Any]]:
+    """`store.blocking_rules` (layers whose latest rule blocks), each with a sentence in our words (``says``) and
+    the other rules its measurements read (``readings``, empty when they all agree): the report's and the
+    explorer's."""
+    rows = st.blocking_rules(store, filters, limit)
+    for r in rows:
+        r["says"] = describe_rule(r["domain"] or "the name", r["layer"], r)
+        r["readings"] = r["rules_seen"] if r["rules_seen"] != r["rule"] else ""
+    return rows
+
+
 def _share(part: int, whole: int) -> str:
     return f"{100 * part / whole:.0f}%" if whole else "-"
 
@@ -234,6 +251,13 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
         ("mechanism", "mechanism"), ("measurement_count", "anomalies"), ("confirmed_count", "confirmed"),
         ("domain_count", "domains"), ("network_count", "networks"), ("meaning", "what it means")])
         if mechanisms else "  (none)"]
+    rules = rules_in_words(store, filters, limit)
+    if rules:
+        lines += ["", "Blocking rules (what the censor's rule matches, read back by blocking_rules; latest first)",
+                  table(rules, [("domain", "domain"), ("probe_asn", "network"), ("probe_cc", "cc"),
+                                ("layer", "layer"), ("rule", "rule"), ("keyword", "keyword"),
+                                ("overblocks", "also caught"), ("measurement_count", "measured"),
+                                ("readings", "other readings"), ("last_day", "last")])]
     sigs = st.signatures(store, filters, limit)
     if sigs:
         lines += ["", "Equipment signatures", table(sigs, [
@@ -456,6 +480,18 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
                      ("signature", "signature"), ("equipment", "equipment"), ("measurement_count", "measurements"),
                      ("mechanisms", "techniques"), ("countries", "countries"), ("network_count", "networks"),
                      ("domain_count", "sites"), ("first_seen", "first seen"), ("last_seen", "last seen")]))
+    rules = rules_in_words(store, filters, limit)
+    if rules:
+        parts.append("<h2>What the censors' rules match</h2><p>A <code>blocking_rules</code> measurement shows "
+                     "the censor names made from a blocked one (the name, a subdomain, the name with text before "
+                     "or after it, parts of it) on each layer: the DNS lookup, the TLS handshake's server name "
+                     "and the HTTP Host. Which of them are blocked tells what the rule matches. A rule that "
+                     "catches names nobody listed blocks unrelated sites too; one such name is shown.</p>"
+                     + _html_table(rules, [
+                         ("domain", "site"), ("probe_asn", "network"), ("probe_cc", "country"), ("layer", "layer"),
+                         ("rule", "rule"), ("says", "what it means"), ("overblocks", "also caught (not listed)"),
+                         ("measurement_count", "measurements"), ("readings", "other readings"),
+                         ("last_day", "last measured")]))
     moves = _changes(store, filters, limit)
     for c in moves:
         c["since_text"], c["before_text"] = _when(c["since"]), _when(c["before"])
@@ -522,10 +558,11 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
         "countries": st.per_country(store, filters),
         "mechanisms_by_country": st.mechanism_country(store, filters),
         "signatures": st.signatures(store, filters, limit),
+        "rules": st.blocking_rules(store, filters, limit, blocked_only=False),
         "changes": st.changes(store, filters, limit),
         "timeline": st.timeline(store, filters),
     }
 
 
 __all__ = ["JSON_FORMAT", "MECHANISM_WORDS", "OUTCOME_WORDS", "TEST_WORDS", "counted", "html_report", "json_report",
-           "table", "terminal_report"]
+           "rules_in_words", "table", "terminal_report"]

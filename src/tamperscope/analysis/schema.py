@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from tamperscope.analysis.confidence import COUNT_ALL_SQL, GROUPS_DDL, OUTCOME_SQL, PROMOTIONS_DDL
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 class StoreError(Exception):
@@ -67,6 +67,14 @@ VERDICT_SCHEMA = pa.schema([
     ("equipment", pa.string()),                  # test_keys.x_equipment
     ("analysis_version", pa.string()),
     ("outcome", pa.string()),                    # ok | anomaly | confirmed | failure (confidence.py)
+])
+
+RULE_SCHEMA = pa.schema([  # one row per layer of a blocking_rules measurement, judged again from its records
+    ("measurement_uid", pa.string()),
+    ("layer", pa.string()),                      # dns | tls | http
+    ("rule", pa.string()),                       # model.rules.RULES: exact ... not_blocked, undetermined
+    ("keyword", pa.string()),                    # substring rules: the shortest part of the name still caught
+    ("overblocks", pa.string()),                 # a name nobody listed that the rule catches too
 ])
 
 
@@ -167,6 +175,18 @@ _V6 = ["""CREATE TABLE ingested_files (
     path VARCHAR NOT NULL, size BIGINT NOT NULL, mtime_ns BIGINT NOT NULL, run_id VARCHAR, finished_at TIMESTAMP)"""]
 
 
+# v7: the rules blocking_rules measurements read back. Stores analysed before it hold such
+# measurements without rows: `rules_backfill` lists them, and the store judges them again from their
+# raw lines when it opens (analysis/rules.py), removing each from the list as its rows land.
+_V7 = [
+    """CREATE TABLE rules (
+        measurement_uid VARCHAR NOT NULL, layer VARCHAR NOT NULL, rule VARCHAR NOT NULL, keyword VARCHAR,
+        overblocks VARCHAR)""",
+    "CREATE TABLE rules_backfill (measurement_uid VARCHAR NOT NULL)",
+    "INSERT INTO rules_backfill SELECT measurement_uid FROM measurements WHERE test_name = 'blocking_rules'",
+]
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -189,6 +209,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               _statements(_V4)),
     Migration(5, "anomaly groups keyed by 128 bits, with the uid of a lone anomaly", _v5),
     Migration(6, "ingested_files: input files analysed in full, which later runs skip", _statements(_V6)),
+    Migration(7, "rules: what the censor's rule matches, per layer of each blocking_rules measurement",
+              _statements(_V7)),
 )
 
 
@@ -225,6 +247,6 @@ def migrate(con: duckdb.DuckDBPyConnection, target: int = SCHEMA_VERSION) -> lis
 
 
 __all__ = [
-    "MEASUREMENT_SCHEMA", "MIGRATIONS", "Migration", "SCHEMA_VERSION", "StoreError", "VERDICT_SCHEMA", "migrate",
-    "rows_to_table", "schema_version",
+    "MEASUREMENT_SCHEMA", "MIGRATIONS", "Migration", "RULE_SCHEMA", "SCHEMA_VERSION", "StoreError", "VERDICT_SCHEMA",
+    "migrate", "rows_to_table", "schema_version",
 ]

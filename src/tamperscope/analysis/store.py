@@ -58,6 +58,7 @@ import pyarrow.compute as pc
 from tamperscope.analysis.confidence import CONFIRM_MIN, insert_verdicts, promote
 from tamperscope.analysis.observations import SCHEMA as OBSERVATION_SCHEMA
 from tamperscope.analysis.reader import FileDone, Rejection
+from tamperscope.analysis.rules import backfill as backfill_rules
 from tamperscope.analysis.schema import (
     MEASUREMENT_SCHEMA,
     MIGRATIONS,
@@ -69,6 +70,7 @@ from tamperscope.analysis.schema import (
     path_text,
     schema_version,
 )
+from tamperscope.analysis.verdicts import default_matcher
 from tamperscope.model.inputs import host_forms
 
 FLUSH_ROWS = 4096  # measurements buffered before one transaction writes them ...
@@ -123,6 +125,7 @@ class BatchResult:
     matcher_hits: int = 0
     outside: int = 0                   # good records outside the run's selection (--cc, --test...): not stored
     files_done: tuple[FileDone, ...] = ()  # input files whose last record is in this batch (or before)
+    rules: pa.Table | None = None      # RULE_SCHEMA: the blocking_rules measurements' rules, if any
 
 
 @dataclass
@@ -194,13 +197,13 @@ class Store:
         if memory_limit:
             self.con.execute(f"SET memory_limit = '{memory_limit}'")
         self.con.execute("SET enable_progress_bar = false")
+        self.raw_root = Path(raw_root) if raw_root is not None else raw_root_for(self.path)
         try:
             self.migrated = migrate(self.con)
             promote(self.con)  # what a streaming ingest that did not finish left to confirm
         except BaseException:
             self.con.close()
             raise
-        self.raw_root = Path(raw_root) if raw_root is not None else raw_root_for(self.path)
         self._pending: list[BatchResult] = []
         self._pending_rows = 0
         self._pending_bytes = 0
@@ -219,6 +222,11 @@ class Store:
         # committed after it, or a file's marker could say "read in full" over the lines that were lost.
         self._failed = False
         self.stats = WriteStats()
+        try:  # the rules of blocking_rules measurements analysed before the store kept them (schema v7)
+            self.backfilled = backfill_rules(self.con, self.raw, default_matcher)
+        except BaseException:
+            self._shutdown()
+            raise
 
     # ---- lifecycle
 
@@ -535,8 +543,9 @@ class Store:
         # Confidence: labels from the groups' counts; older labels promoted now, or at the end of a
         # streaming ingest (confidence.py).
         insert_verdicts(con, verdicts, defer=self._streaming_limit is not None)
-        # Observations of each new measurement, from the batch that holds its first copy only.
+        # Observations and rules of each new measurement, from the batch that holds its first copy only.
         owned: list[pa.Table] = []
+        owned_rules: list[pa.Table] = []
         first = 0
         kept = iter(keep)
         next_keep = next(kept, None)
@@ -548,15 +557,21 @@ class Store:
                 next_keep = next(kept, None)
             if len(mine) == b.measurements.num_rows:
                 owned.append(b.observations)
-            elif mine and b.observations.num_rows:
+                if b.rules is not None:
+                    owned_rules.append(b.rules)
+            elif mine:
                 uids_here = b.measurements.column("measurement_uid").take(pa.array(mine, pa.int64()))
-                owned.append(b.observations.filter(pc.is_in(b.observations.column("measurement_uid"),
-                                                            value_set=uids_here)))
+                for table, into in ((b.observations, owned), (b.rules, owned_rules)):
+                    if table is not None and table.num_rows:
+                        into.append(table.filter(pc.is_in(table.column("measurement_uid"), value_set=uids_here)))
             first = last
         observations = pa.concat_tables(owned) if owned else None
         if observations is not None and observations.num_rows:
             _o = observations  # read by DuckDB
             con.execute("INSERT INTO observations BY NAME SELECT * FROM _o")
+        if owned_rules:
+            _r = pa.concat_tables(owned_rules)  # read by DuckDB
+            con.execute("INSERT INTO rules BY NAME SELECT * FROM _r")
 
     def _known(self, measurements: pa.Table) -> set[str]:
         """The uids of ``measurements`` (in MEASUREMENT_SCHEMA) that the store already holds.
@@ -658,7 +673,7 @@ class Store:
         return _rows(self.cursor(), "SELECT * FROM observations WHERE measurement_uid = ? ORDER BY idx", [uid])
 
     def count(self, table: str) -> int:
-        if table not in ("measurements", "verdicts", "observations", "rejections", "runs"):
+        if table not in ("measurements", "verdicts", "observations", "rules", "rejections", "runs"):
             raise ValueError(table)
         row = self.cursor().execute(f"SELECT count(*) FROM {table}").fetchone()
         return int(row[0]) if row else 0
@@ -698,6 +713,7 @@ class Store:
             "verdicts": "SELECT * FROM verdicts",
             "observations": """SELECT o.*, m.day, m.probe_cc FROM observations o
                                JOIN measurements m USING (measurement_uid)""",
+            "rules": """SELECT r.*, m.day, m.probe_cc FROM rules r JOIN measurements m USING (measurement_uid)""",
         }
         counts = {}
         cur = self.cursor()
@@ -931,6 +947,40 @@ def signatures(store: Store, filters: Filters | None = None, limit: int | None =
         "(signature IS NOT NULL OR equipment IS NOT NULL)")
 
 
+_DETERMINED = "FILTER (WHERE rule <> 'undetermined')"
+
+
+def blocking_rules(store: Store, filters: Filters | None = None, limit: int | None = 100, *,
+                   blocked_only: bool = True) -> list[dict[str, Any]]:
+    """What the censor's rule matches, per domain, network and layer (dns, tls, http), read back by
+    blocking_rules measurements, the latest first.
+
+    Each row: ``domain``, ``probe_asn``, ``probe_cc``, ``probe_network_name``, ``layer``; the latest
+    determined ``rule`` with its ``keyword`` and ``overblocks`` (a name nobody listed that it catches);
+    ``measurement_count``, ``determined_count`` (those that read a rule), ``rules_seen`` (every rule
+    they read: more than one means the rule changed or the readings disagree), ``first_day`` and
+    ``last_day``. With ``blocked_only`` (the default) only layers whose latest rule blocks something.
+    """
+    where, params = (filters or Filters()).where()
+    having = "HAVING rule IS NOT NULL AND rule <> 'not_blocked'" if blocked_only else ""
+    sql = f"""
+        SELECT domain, probe_asn, probe_cc, any_value(probe_network_name) AS probe_network_name, layer,
+               arg_max(rule, measurement_start_time) {_DETERMINED} AS rule,
+               arg_max(keyword, measurement_start_time) {_DETERMINED} AS keyword,
+               arg_max(overblocks, measurement_start_time) {_DETERMINED} AS overblocks,
+               count(*) AS measurement_count, count(*) {_DETERMINED} AS determined_count,
+               string_agg(DISTINCT rule, ', ' ORDER BY rule) {_DETERMINED} AS rules_seen,
+               min(day) AS first_day, max(day) AS last_day
+        FROM (SELECT v.domain, v.probe_asn, v.probe_cc, v.probe_network_name, v.day, v.measurement_start_time,
+                     r.layer, r.rule, r.keyword, r.overblocks
+              FROM rules r JOIN verdicts v USING (measurement_uid) WHERE {where})
+        GROUP BY domain, probe_asn, probe_cc, layer {having}
+        ORDER BY last_day DESC, domain, probe_asn, list_position(['dns', 'tls', 'http'], layer)"""
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return _plain(_rows(store.cursor(), sql, params))
+
+
 def changes(store: Store, filters: Filters | None = None, limit: int | None = 100) -> list[dict[str, Any]]:
     """When a site became blocked, or unblocked, on a network: the latest first.
 
@@ -994,12 +1044,12 @@ def totals(store: Store, filters: Filters | None = None) -> dict[str, Any]:
 AGGREGATES: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "timeline": timeline, "per_domain": per_domain, "per_network": per_network, "per_test": per_test,
     "per_mechanism": per_mechanism, "per_country": per_country, "domain_network": domain_network,
-    "mechanism_country": mechanism_country, "signatures": signatures,
+    "mechanism_country": mechanism_country, "signatures": signatures, "blocking_rules": blocking_rules,
 }
 
 __all__ = [
     "AGGREGATES", "BatchResult", "error_line", "FLUSH_ROWS", "Filters", "changes", "MEASUREMENT_SCHEMA", "MIGRATIONS", "Migration",
-    "OBSERVATION_SCHEMA", "SCHEMA_VERSION", "Store", "StoreError", "VERDICT_SCHEMA", "WriteStats",
+    "OBSERVATION_SCHEMA", "SCHEMA_VERSION", "blocking_rules", "Store", "StoreError", "VERDICT_SCHEMA", "WriteStats",
     "default_db_path", "domain_network", "mechanism_country", "migrate", "per_country", "per_domain",
     "per_mechanism", "per_network", "per_test", "raw_root_for", "schema_version", "signatures", "timeline",
     "totals",

@@ -96,7 +96,7 @@ def delete(store: Store, rawlog: RawLog, uid: str, reason: str) -> Deletion:
         con.execute("BEGIN TRANSACTION")
         try:
             _touched(con, [uid])
-            for table in ("observations", "verdicts", "measurements"):
+            for table in ("observations", "rules", "rules_backfill", "verdicts", "measurements"):
                 con.execute(f"DELETE FROM {table} WHERE measurement_uid = ?", [uid])
             _relabel(con)
             con.execute("COMMIT")
@@ -125,7 +125,7 @@ def select_for_reanalysis(store: Store, *, uids: Sequence[str] = (), filters: Fi
 
 
 def reanalyse(store: Store, reader: Reader, uids: Sequence[str]) -> dict[str, int]:
-    """Re-derive verdicts and observations of ``uids`` (one chunk) from their raw bytes."""
+    """Re-derive verdicts, observations and rules of ``uids`` (one chunk) from their raw bytes."""
     con = store.con
     store.flush()
     raw = reader.raw_many(list(uids))
@@ -142,7 +142,7 @@ def reanalyse(store: Store, reader: Reader, uids: Sequence[str]) -> dict[str, in
     observations = result.observations
     con.execute("BEGIN TRANSACTION")
     try:
-        for table in ("observations", "verdicts"):
+        for table in ("observations", "rules", "verdicts"):
             con.execute(f"DELETE FROM {table} WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))", [wanted])
         con.register("_rv", verdicts)
         con.execute("INSERT INTO verdicts BY NAME SELECT * FROM _rv")
@@ -152,6 +152,10 @@ def reanalyse(store: Store, reader: Reader, uids: Sequence[str]) -> dict[str, in
             con.execute("""INSERT INTO observations BY NAME SELECT * FROM _ro
                            WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [wanted])
             con.unregister("_ro")
+        if result.rules is not None:
+            _rr = result.rules  # read by DuckDB
+            con.execute("""INSERT INTO rules BY NAME SELECT * FROM _rr
+                           WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [wanted])
         _touched(con, wanted)
         _relabel(con)
         con.execute("COMMIT")

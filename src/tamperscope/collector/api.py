@@ -6,7 +6,7 @@
 * ``GET /api/v1/measurement/{uid}``: the measurement's JSON, byte for byte as stored.
 * ``GET /api/v1/aggregation/{name}``: the store's aggregates (timeline, per_domain,
   per_network, per_mechanism, per_country, signatures, domain_network,
-  mechanism_country) and ``hops``, as JSON or ``format=csv``.
+  mechanism_country, blocking_rules) and ``hops``, as JSON or ``format=csv``.
 * ``GET /api/v1/export/measurements.{csv,json,jsonl}`` and ``/api/v1/export/raw.jsonl``:
   everything matching the filters, streamed.
 * ``GET /api/v1/health``: counts and the writer's state.
@@ -147,13 +147,14 @@ def aggregate(collector: Collector, name: str, filters: Filters, limit: int | No
     if name == "hops":
         return hops(collector.reader, filters)
     fn = store_mod.AGGREGATES[name]
-    if name in ("per_domain", "per_network", "per_test", "signatures"):
+    if name in ("per_domain", "per_network", "per_test", "signatures", "blocking_rules"):
         return fn(reader, filters, limit=limit)
     rows = fn(reader, filters)
     return rows[:limit] if limit is not None else rows
 
 
-@router.get("/aggregation/{name}", summary="Counts by day, domain, network, mechanism, country, signature or hop")
+@router.get("/aggregation/{name}",
+            summary="Counts by day, domain, network, mechanism, country, signature or hop; blocking rules")
 def get_aggregation(request: Request, query: QueryDep,
                     name: Annotated[str, Path(description="one of " + ", ".join(AGGREGATIONS))],
                     format: Annotated[str, Query(pattern="^(json|csv|JSON|CSV)$")] = "json",

@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 import orjson
 
 from tamperscope.analysis import store as store_mod
-from tamperscope.analysis.report import TEST_WORDS
+from tamperscope.analysis.report import TEST_WORDS, rules_in_words
 from tamperscope.analysis.store import Filters
 from tamperscope.collector.queries import MeasurementQuery, Reader, hops, known_values, list_measurements, ooni_row
 from tamperscope.explorer import charts
@@ -104,6 +104,7 @@ def area(reader: Reader, kind: str, key: str) -> dict[str, Any] | None:
         "totals": totals,
         "mechanisms": mechanisms,
         "signatures": _agg(reader, "signatures", f, limit=TOP),
+        "rules": rules_in_words(reader, f, TOP),
         "hops": hops(reader, f),
         "recent_anomalies": _recent(reader, MeasurementQuery(**{column: key, "anomaly": True, "limit": RECENT})),
         "recent": _recent(reader, query),
