@@ -396,7 +396,7 @@ def rules_summary(m: dict | None) -> str:
     lines = ["", f"  blocking rules (tamperscope run blocking_rules -i {m['input']}: names made from it, "
                  "shown to the censor):"]
     for layer, r in (tk.get("x_rules") or {}).items():
-        lines.append(f"  {layer:5} {r.get('rule', '?'):22} {r.get('says', '')}")
+        lines.append(f"  {layer:8} {r.get('rule', '?'):22} {r.get('says', '')}")
     return "\n".join(lines)
 
 

@@ -17,16 +17,18 @@ from .conftest import run_nettest
 pytestmark = pytest.mark.lab
 PROFILES = Path(__file__).parent / "profiles"
 
-EXPECTED = {  # input: (dns, tls, http) rules
-    "dns-exact.example": ("exact", "not_blocked", "not_blocked"),
-    "dns-tree.example": ("domain_and_subdomains", "not_blocked", "not_blocked"),
-    "https://sni-tree.example/": ("not_blocked", "domain_and_subdomains", "not_blocked"),
-    "forbidden.example": ("not_blocked", "substring", "not_blocked"),
-    "http://host-exact.example/": ("not_blocked", "not_blocked", "exact"),
-    "host-ends.example": ("not_blocked", "not_blocked", "ends_with"),
-    "example.com": ("not_blocked", "not_blocked", "not_blocked"),
+EXPECTED = {  # input: (dns, dns_path, tls, http) rules; dns_path asks the lab's silent address (198.19.0.9)
+    "dns-exact.example": ("exact", "exact", "not_blocked", "not_blocked"),
+    "dns-tree.example": ("domain_and_subdomains", "domain_and_subdomains", "not_blocked", "not_blocked"),
+    "dns-poison.example": ("domain_and_subdomains", "not_blocked", "not_blocked", "not_blocked"),
+    "https://sni-tree.example/": ("not_blocked", "not_blocked", "domain_and_subdomains", "not_blocked"),
+    "forbidden.example": ("not_blocked", "not_blocked", "substring", "not_blocked"),
+    "http://host-exact.example/": ("not_blocked", "not_blocked", "not_blocked", "exact"),
+    "host-ends.example": ("not_blocked", "not_blocked", "not_blocked", "ends_with"),
+    "example.com": ("not_blocked", "not_blocked", "not_blocked", "not_blocked"),
 }
 MECHANISMS = {"dns-exact.example": "dns.injection", "dns-tree.example": "dns.injection",
+              "dns-poison.example": "dns.poison",
               "https://sni-tree.example/": "tls.rst", "forbidden.example": "tls.rst",
               "http://host-exact.example/": "http.rst", "host-ends.example": "http.blockpage",
               "example.com": "none"}
@@ -36,9 +38,9 @@ def run_rules(tmp_path: Path, *inputs: str, extra: tuple[str, ...] = ()) -> dict
     return run_nettest(tmp_path / "r.jsonl", "blocking_rules", inputs, extra)
 
 
-def rules(m: dict[str, Any]) -> tuple[str, str, str]:
+def rules(m: dict[str, Any]) -> tuple[str, ...]:
     x = m["test_keys"]["x_rules"]
-    return x["dns"]["rule"], x["tls"]["rule"], x["http"]["rule"]
+    return tuple(x[layer]["rule"] for layer in ("dns", "dns_path", "tls", "http"))
 
 
 def test_every_rule_shape_is_read_back(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -63,8 +65,8 @@ def test_every_rule_shape_is_read_back(lab_factory, tmp_path) -> None:  # type: 
     # every probe the nettest calls blocked was acted on by the censor, and none it calls passed
     log = lab.log()
     acted = {(e["rule"], e["name"].rstrip(".")) for e in log}
-    layer_rules = {"dns": ("dns-exact", "dns-suffix"), "tls": ("sni-tree", "sni-keyword"),
-                   "http": ("host-exact", "host-ends")}
+    layer_rules = {"dns": ("dns-exact", "dns-suffix", "dns-poison"), "dns_path": ("dns-exact", "dns-suffix"),
+                   "tls": ("sni-tree", "sni-keyword"), "http": ("host-exact", "host-ends")}
     checked = 0
     for m in got.values():
         layers = m["test_keys"]["x_blocking_rules"]["layers"]
@@ -90,7 +92,7 @@ def test_every_rule_shape_is_read_back(lab_factory, tmp_path) -> None:  # type: 
     matcher = default_matcher()
     for m in got.values():
         again = rules_from_records(m["test_keys"], matcher)
-        assert (again["dns"]["rule"], again["tls"]["rule"], again["http"]["rule"]) == rules(m)
+        assert tuple(again[layer]["rule"] for layer in ("dns", "dns_path", "tls", "http")) == rules(m)
         v = verdict_for(m, matcher)
         assert (v.mechanism, v.blocking, v.confidence) == \
             (m["test_keys"]["x_mechanism"], m["test_keys"]["blocking"], m["test_keys"]["x_confidence"])

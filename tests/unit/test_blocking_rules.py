@@ -23,12 +23,14 @@ from tamperscope.model.rules import (
     OUTCOMES,
     RULES,
     conclude,
+    describe,
     infer,
     injected,
     innocent,
     judge,
     judge_dns,
     judge_http,
+    judge_path,
     judge_tls,
     keyword_name,
     rules_from_records,
@@ -598,8 +600,9 @@ def test_the_analysis_judges_every_probe_again_from_its_records() -> None:
         "rule": "substring", "keyword": "ock", "overblocks": f"{SALT}{HOST}"}
 
     keys = rules_verdict(tk, layers)
+    # the resolver lied, and no query to a silent address shows an injector: the resolver's own lie
     assert (keys["blocking"], keys["accessible"], keys["x_mechanism"], keys["x_confidence"], keys["x_status"]) == \
-        ("dns", False, "dns.injection", 0.9, "anomaly")
+        ("dns", False, "dns.poison", 0.9, "anomaly")
     assert keys["x_evidence"] == ["test_keys.x_blocking_rules.layers.dns"]
     assert {layer: r["rule"] for layer, r in keys["x_rules"].items()} == {
         "dns": "domain_and_subdomains", "tls": "ends_with", "http": "substring"}
@@ -614,13 +617,102 @@ def test_the_analysis_judges_every_probe_again_from_its_records() -> None:
     assert (written["blocking"], written["accessible"], written["x_status"]) == (False, True, "ok")
 
 
+SILENT = "198.19.0.9"  # where no DNS server runs
+
+
+def path_query(tid: Any, *addrs: str, failure: str | None = None, name: str = HOST) -> dict[str, Any]:
+    """A query sent over UDP to the silent address (what lookup_udp records)."""
+    return {**query(tid, *addrs, failure=failure, name=name), "engine": "udp", "query_type": "A",
+            "resolver_address": f"{SILENT}:53"}
+
+
+def measurement_with_path() -> dict[str, Any]:
+    """measurement(), and the same names asked of the silent address: H and <salt>.H are answered (forged on
+    the path), the innocent name and the others meet silence (domain_and_subdomains)."""
+    m = measurement()
+    tk = m["test_keys"]
+    timeout = "generic_timeout_error"
+    tk["queries"] += [path_query(20, failure=timeout, name=innocent(SALT)), path_query(21, LIE),
+                      path_query(22, LIE, name=f"{SALT}.{HOST}"), path_query(23, failure=timeout),
+                      path_query(24, failure=timeout)]
+    x = tk["x_blocking_rules"]
+    x["silent_resolver"] = SILENT
+    x["layers"] = {"dns": x["layers"]["dns"], "dns_path": {"probes": lying_layer(20), "rule": "not_blocked"},
+                   "tls": x["layers"]["tls"], "http": x["layers"]["http"]}
+    return m
+
+
+@pytest.mark.parametrize("record,outcome", [
+    (path_query(1, LIE), "blocked"),                                   # an answer from nowhere
+    (path_query(1, failure="dns_nxdomain_error"), "blocked"),          # a forged negative answer
+    (path_query(1, failure="dns_no_answer"), "blocked"),
+    (path_query(1, failure="dns_reply_malformed"), "blocked"),         # even garbage came from somewhere
+    (path_query(1, failure="generic_timeout_error"), "passed"),        # what a clean path gives
+    (path_query(1, failure="connection_refused"), "passed"),           # the host itself: nobody forged
+    (path_query(1, failure="network_unreachable"), "unusable"),
+])
+def test_judge_path(record: dict[str, Any], outcome: str) -> None:
+    judged = judge_path([record])
+    assert judged["outcome"] == outcome
+    assert judged["addresses"] == ([LIE] if record["answers"] else [])
+    assert judge_path([])["outcome"] == "unusable"
+
+
+def test_the_path_layer_tells_an_injector_from_the_resolvers_own_lie() -> None:
+    m = measurement_with_path()
+    tk = m["test_keys"]
+    layers = rules_from_records(tk, fake_matcher)
+    assert list(layers) == ["dns", "dns_path", "tls", "http"]
+    assert [(p["kind"], p["outcome"]) for p in layers["dns_path"]["probes"]] == [
+        ("innocent", "passed"), ("exact", "blocked"), ("subdomain", "blocked"), ("prefixed", "passed"),
+        ("suffixed", "passed")]
+    assert layers["dns_path"]["rule"] == "domain_and_subdomains"  # the path's rule, not what was written
+    keys = rules_verdict(tk, layers)
+    assert (keys["blocking"], keys["x_mechanism"], keys["x_confidence"]) == ("dns", "dns.injection", 0.95)
+    assert keys["x_evidence"] == ["test_keys.x_blocking_rules.layers.dns",
+                                  "test_keys.x_blocking_rules.layers.dns_path"]
+    assert keys["x_rules"]["dns_path"]["says"] == \
+        f"a device on the path forges DNS answers for {HOST} and any of its subdomains"
+    assert VERDICTS["blocking_rules"](m, fake_matcher).mechanism == "dns.injection"
+
+    # the path forges nothing for the name: the resolver's own list
+    clean = copy.deepcopy(tk)
+    clean["queries"][6] = path_query(21, failure="generic_timeout_error")
+    layers = rules_from_records(clean, fake_matcher)
+    assert layers["dns_path"]["rule"] == "not_blocked"
+    assert rules_verdict(clean, layers)["x_mechanism"] == "dns.poison"
+    assert rules_verdict(clean, layers)["x_rules"]["dns_path"]["says"] == \
+        f"no DNS answer for {HOST} is forged on the path"
+
+    # everything asked of the silent address is answered (a proxy taking every query): no injector shown
+    proxy = copy.deepcopy(tk)
+    proxy["queries"][5] = path_query(20, SITE, name=innocent(SALT))
+    layers = rules_from_records(proxy, fake_matcher)
+    assert layers["dns_path"]["rule"] == "undetermined"
+    assert rules_verdict(proxy, layers)["x_mechanism"] == "dns.poison"
+
+    # the resolver tells the truth (it is reached another way) but the path forges: injected, from dns_path
+    del tk["x_blocking_rules"]["layers"]["dns"]
+    keys = rules_verdict(tk, rules_from_records(tk, fake_matcher))
+    assert (keys["x_mechanism"], keys["x_confidence"], keys["x_evidence"]) == \
+        ("dns.injection", 0.95, ["test_keys.x_blocking_rules.layers.dns_path"])
+
+
+def test_describe_the_path_layer() -> None:
+    said = {rule: describe("x.org", "dns_path", {"rule": rule, "keyword": "x.o"}) for rule in RULES}
+    assert said["exact"] == "a device on the path forges DNS answers for x.org exactly"
+    assert said["ends_with"] == "a device on the path forges DNS answers for any name ending in 'x.org' (such as notx.org)"
+    assert said["substring"].endswith("any name containing 'x.o'")
+    assert "undetermined" in said["undetermined"] and len(set(said.values())) == len(RULES)
+
+
 def test_the_first_blocked_layer_names_the_mechanism_in_dns_tls_http_order() -> None:
     m = measurement()
     tk = m["test_keys"]
     layers_written = tk["x_blocking_rules"]["layers"]
     # the order the layers were written in does not matter
     tk["x_blocking_rules"]["layers"] = {k: layers_written[k] for k in ("http", "tls", "dns")}
-    assert rules_verdict(tk, rules_from_records(tk, fake_matcher))["x_mechanism"] == "dns.injection"
+    assert rules_verdict(tk, rules_from_records(tk, fake_matcher))["x_mechanism"] == "dns.poison"
 
     del tk["x_blocking_rules"]["layers"]["dns"]
     keys = rules_verdict(tk, rules_from_records(tk, fake_matcher))
@@ -705,14 +797,14 @@ def test_nothing_to_read_is_a_failed_measurement() -> None:
 
 
 def test_the_registered_analysis_verdict() -> None:
-    assert set(LAYERS) == {"dns", "tls", "http"} and "residual" in OUTCOMES
+    assert set(LAYERS) == {"dns", "dns_path", "tls", "http"} and "residual" in OUTCOMES
     fn = VERDICTS["blocking_rules"]
     m = measurement()
     v = fn(m, fake_matcher)
     assert v == verdict_for(m, fake_matcher)
     assert isinstance(v, Verdict)
     assert (v.blocking, v.accessible, v.mechanism, v.confidence, v.status) == \
-        ("dns", False, "dns.injection", 0.9, "anomaly")
+        ("dns", False, "dns.poison", 0.9, "anomaly")
     assert v.evidence == ("test_keys.x_blocking_rules.layers.dns",)
     assert v.fingerprints == ("fp-body",)  # from the exact probes only, once
     # with the real database and the layers before it removed, a real blockpage names the mechanism

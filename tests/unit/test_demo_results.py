@@ -156,10 +156,14 @@ def test_the_rules_lines_say_each_layers_rule_from_the_verdict() -> None:
     tk = {"x_blocking_rules": {"host": "facebook.com", "layers": {
         "dns": {"probes": [probe("innocent", "passed"), probe("exact", "blocked"), probe("subdomain", "blocked"),
                            probe("prefixed", "passed"), probe("suffixed", "passed")]},
+        "dns_path": {"probes": [probe("innocent", "passed"), probe("exact", "blocked"), probe("subdomain", "blocked"),
+                                probe("prefixed", "passed"), probe("suffixed", "passed")]},
         "tls": {"probes": [probe("innocent", "passed"), probe("exact", "passed")]}}}}
     layers = {k: {**v, **conclude(v["probes"])} for k, v in tk["x_blocking_rules"]["layers"].items()}
     tk.update(rules_verdict(tk, layers))
     text = rules_summary({"input": "facebook.com", "test_keys": tk})
-    assert "dns   domain_and_subdomains  DNS lookups naming facebook.com or any of its subdomains are blocked" in text
-    assert "tls   not_blocked" in text and "http" not in text.split("\n", 2)[2]
+    assert "dns      domain_and_subdomains  DNS lookups naming facebook.com or any of its subdomains are blocked" in text
+    assert ("dns_path domain_and_subdomains  a device on the path forges DNS answers for facebook.com and any of its "
+            "subdomains") in text
+    assert "tls      not_blocked" in text and "http" not in text.split("\n", 2)[2]
     assert "not read" in rules_summary(None)

@@ -371,6 +371,7 @@ def test_a_blocking_rules_measurement_says_each_layers_rule(tmp_path: Path) -> N
          "test_keys": {"x_blocking_rules": {"host": "forbidden.example", "address": "198.19.0.5", "layers": {
              "tls": {"probes": tls, "rule": "substring", "keyword": "forbid", "overblocks": "q1forbidden.example"},
              "http": {"probes": [], "rule": evil, "keyword": evil},
+             "dns_path": {"probes": [probe("exact", "forbidden.example", "blocked")], "rule": "exact"},
              evil: {"rule": "exact"}}}}}
     with running_app(Settings(db_path=tmp_path / "r.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
         out = c.post("/api/v1/submit", content=orjson.dumps(m)).json()
@@ -382,4 +383,7 @@ def test_a_blocking_rules_measurement_says_each_layers_rule(tmp_path: Path) -> N
     assert "q1forbidden.example" in section and "connection_reset" in section and "198.19.0.5" in section
     assert "HTTP: undetermined" in section and "HTTP requests naming forbidden.example: undetermined" in section
     assert evil not in page and "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in section
-    assert section.count("<h3>") == 2  # a layer we do not know is not shown
+    assert "DNS on the path: exact" in section
+    assert "a device on the path forges DNS answers for forbidden.example exactly" in section
+    assert section.index("DNS on the path") < section.index("TLS: substring")  # in LAYERS order
+    assert section.count("<h3>") == 3  # a layer we do not know is not shown

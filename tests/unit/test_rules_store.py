@@ -21,20 +21,20 @@ from tamperscope.analysis.report import html_report, json_report, terminal_repor
 from tamperscope.analysis.rules import NAME_MAX, rule_rows
 from tamperscope.analysis.store import Filters, Store
 from tamperscope.analysis.verdicts import default_matcher
-from tests.unit.test_blocking_rules import HOST, LIE, SALT, measurement, query
+from tests.unit.test_blocking_rules import HOST, LIE, SALT, measurement, measurement_with_path, query
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-samples" / "generated"
 NETWORKS = [("TM", "AS20661", "2026-11-10 10:00:00"), ("TM", "AS20661", "2026-11-11 10:00:00"),
             ("RU", "AS12389", "2026-11-12 10:00:00")]
 # what measurement()'s records say, layer by layer (test_blocking_rules checks the judging itself)
-READ = {"dns": ("domain_and_subdomains", None, None), "tls": ("ends_with", None, f"{SALT}{HOST}"),
-        "http": ("substring", "ock", f"{SALT}{HOST}")}
+READ = {"dns": ("domain_and_subdomains", None, None), "dns_path": ("domain_and_subdomains", None, None),
+        "tls": ("ends_with", None, f"{SALT}{HOST}"), "http": ("substring", "ock", f"{SALT}{HOST}")}
 
 
 def _measurements() -> list[dict[str, Any]]:
     out = []
     for i, (cc, asn, when) in enumerate(NETWORKS):
-        m = measurement()
+        m = measurement_with_path()
         m.update(probe_cc=cc, probe_asn=asn, measurement_start_time=when, report_id=f"r{i}", test_version="0.1.0")
         out.append(m)
     return out
@@ -67,13 +67,13 @@ def ingested(tmp_path: Path) -> Store:
 def test_analyze_writes_each_layers_rule_as_the_records_say(ingested: Store) -> None:
     # every layer of measurement() was *written* "not_blocked": the rows come from the records only
     assert _rows(ingested) == _expected()
-    assert ingested.count("rules") == 9
+    assert ingested.count("rules") == 12
 
 
 def test_ingesting_again_leaves_one_row_per_layer(ingested: Store, tmp_path: Path) -> None:
     again = pipeline.run([str(tmp_path / "rules.jsonl")], ingested, pipeline.Options(reread=True))
     assert again.new == 0
-    assert ingested.count("rules") == 9
+    assert ingested.count("rules") == 12
 
 
 def test_the_aggregate_gives_the_latest_rule_per_domain_network_and_layer(ingested: Store) -> None:
@@ -81,9 +81,11 @@ def test_the_aggregate_gives_the_latest_rule_per_domain_network_and_layer(ingest
     assert [(r["probe_asn"], r["layer"], r["rule"], r["keyword"], r["overblocks"], r["measurement_count"],
              r["first_day"], r["last_day"]) for r in rows] == [
         ("AS12389", "dns", "domain_and_subdomains", None, None, 1, "2026-11-12", "2026-11-12"),
+        ("AS12389", "dns_path", "domain_and_subdomains", None, None, 1, "2026-11-12", "2026-11-12"),
         ("AS12389", "tls", "ends_with", None, f"{SALT}{HOST}", 1, "2026-11-12", "2026-11-12"),
         ("AS12389", "http", "substring", "ock", f"{SALT}{HOST}", 1, "2026-11-12", "2026-11-12"),
         ("AS20661", "dns", "domain_and_subdomains", None, None, 2, "2026-11-10", "2026-11-11"),
+        ("AS20661", "dns_path", "domain_and_subdomains", None, None, 2, "2026-11-10", "2026-11-11"),
         ("AS20661", "tls", "ends_with", None, f"{SALT}{HOST}", 2, "2026-11-10", "2026-11-11"),
         ("AS20661", "http", "substring", "ock", f"{SALT}{HOST}", 2, "2026-11-10", "2026-11-11")]
     assert {r["domain"] for r in rows} == {HOST} and {r["rules_seen"] for r in rows} == set(READ_RULES)
@@ -92,6 +94,7 @@ def test_the_aggregate_gives_the_latest_rule_per_domain_network_and_layer(ingest
     assert st.blocking_rules(ingested, Filters(since="2026-11-12"))[0]["measurement_count"] == 1
     assert st.blocking_rules(ingested, Filters(domain="other.example")) == []
     assert len(st.blocking_rules(ingested, limit=2)) == 2
+    assert {r["domain"] for r in st.blocking_rules(ingested, Filters(mechanism="dns.injection"))} == {HOST}
     assert st.AGGREGATES["blocking_rules"] is st.blocking_rules
 
 
@@ -150,7 +153,7 @@ def test_a_store_from_before_the_rules_table_gets_them_from_its_raw_lines(ingest
     assert store.cursor().execute("SELECT count(*) FROM rules_backfill").fetchone() == (0,)
     store.close()
     again = Store(path)
-    assert again.migrated == [] and again.backfilled == 0 and again.count("rules") == 9
+    assert again.migrated == [] and again.backfilled == 0 and again.count("rules") == 12
     again.close()
 
 
@@ -228,11 +231,12 @@ def test_the_report_shows_the_rules_and_escapes_what_the_field_wrote(tmp_path: P
 def test_the_parquet_export_has_the_rules_by_day_and_country(ingested: Store, tmp_path: Path) -> None:
     out = tmp_path / "pq"
     counts = ingested.export_parquet(out)
-    assert counts["rules"] == 9
+    assert counts["rules"] == 12
     assert sorted(str(p.relative_to(out / "rules").parent) for p in (out / "rules").rglob("*.parquet")) == [
         "day=2026-11-10/probe_cc=TM", "day=2026-11-11/probe_cc=TM", "day=2026-11-12/probe_cc=RU"]
     table = pq.read_table(out / "rules")
     assert sorted(table.column("rule").to_pylist()) == sorted(READ_RULES * 3)
+    assert sorted(set(table.column("layer").to_pylist())) == ["dns", "dns_path", "http", "tls"]
     ingested.close()
 
 
@@ -266,9 +270,10 @@ def test_the_collector_serves_rules_and_its_admin_keeps_them_in_step(tmp_path: P
         r = c.get("/api/v1/aggregation/blocking_rules", params={"probe_cc": "TM"})
         assert r.status_code == 200
         assert [(x["layer"], x["rule"], x["keyword"], x["measurement_count"]) for x in r.json()["result"]] == [
-            ("dns", "domain_and_subdomains", None, 2), ("tls", "ends_with", None, 2), ("http", "substring", "ock", 2)]
+            ("dns", "domain_and_subdomains", None, 2), ("dns_path", "domain_and_subdomains", None, 2),
+            ("tls", "ends_with", None, 2), ("http", "substring", "ock", 2)]
         text = c.get("/api/v1/aggregation/blocking_rules", params={"format": "csv"}).text
-        assert len(text.strip().splitlines()) == 1 + 9 and "substring" in text  # three networks, three layers
+        assert len(text.strip().splitlines()) == 1 + 4 + 4 + 3 and "substring" in text  # KZ: three layers
 
         con = c.collector.reader.cursor()
         uid = con.execute("SELECT measurement_uid FROM verdicts WHERE probe_cc = 'RU'").fetchone()[0]
@@ -282,8 +287,8 @@ def test_the_collector_serves_rules_and_its_admin_keeps_them_in_step(tmp_path: P
         r = c.post("/api/v1/admin/reanalyse", headers=auth, json={"filters": {"probe_cc": "RU"}})
         assert r.status_code == 200 and r.json()["reanalysed"] == 1
         assert con.execute("SELECT layer, rule FROM rules WHERE measurement_uid = ? ORDER BY layer",
-                           [uid]).fetchall() == [("dns", "domain_and_subdomains"), ("http", "substring"),
-                                                 ("tls", "ends_with")]
+                           [uid]).fetchall() == [("dns", "domain_and_subdomains"), ("dns_path", "domain_and_subdomains"),
+                                                 ("http", "substring"), ("tls", "ends_with")]
         assert c.post(f"/api/v1/admin/delete/{uid}", headers=auth, json={"reason": "test"}).status_code == 200
         assert con.execute("SELECT count(*) FROM rules WHERE measurement_uid = ?", [uid]).fetchone() == (0,)
-        assert con.execute("SELECT count(*) FROM rules").fetchone() == (6 + 3,)  # TM and KZ kept
+        assert con.execute("SELECT count(*) FROM rules").fetchone() == (8 + 3,)  # TM and KZ kept

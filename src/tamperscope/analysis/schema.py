@@ -71,7 +71,7 @@ VERDICT_SCHEMA = pa.schema([
 
 RULE_SCHEMA = pa.schema([  # one row per layer of a blocking_rules measurement, judged again from its records
     ("measurement_uid", pa.string()),
-    ("layer", pa.string()),                      # dns | tls | http
+    ("layer", pa.string()),                      # model.rules.LAYERS: dns | dns_path | tls | http
     ("rule", pa.string()),                       # model.rules.RULES: exact ... not_blocked, undetermined
     ("keyword", pa.string()),                    # substring rules: the shortest part of the name still caught
     ("overblocks", pa.string()),                 # a name nobody listed that the rule catches too

@@ -952,7 +952,7 @@ _DETERMINED = "FILTER (WHERE rule <> 'undetermined')"
 
 def blocking_rules(store: Store, filters: Filters | None = None, limit: int | None = 100, *,
                    blocked_only: bool = True) -> list[dict[str, Any]]:
-    """What the censor's rule matches, per domain, network and layer (dns, tls, http), read back by
+    """What the censor's rule matches, per domain, network and layer (dns, dns_path, tls, http), read back by
     blocking_rules measurements, the latest first.
 
     Each row: ``domain``, ``probe_asn``, ``probe_cc``, ``probe_network_name``, ``layer``; the latest
@@ -975,7 +975,7 @@ def blocking_rules(store: Store, filters: Filters | None = None, limit: int | No
                      r.layer, r.rule, r.keyword, r.overblocks
               FROM rules r JOIN verdicts v USING (measurement_uid) WHERE {where})
         GROUP BY domain, probe_asn, probe_cc, layer {having}
-        ORDER BY last_day DESC, domain, probe_asn, list_position(['dns', 'tls', 'http'], layer)"""
+        ORDER BY last_day DESC, domain, probe_asn, list_position(['dns', 'dns_path', 'tls', 'http'], layer)"""
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     return _plain(_rows(store.cursor(), sql, params))

@@ -50,7 +50,10 @@ VERDICTS: dict[str, VerdictFunction] = {}
 #    of our tls_mitm measurements fell to the generic verdict); the middlebox tests are a failure when the
 #    echo sent nothing back.
 # 5: evasion (a new nettest) gets its verdict; it fell to the generic one before.
-ANALYSIS_VERSION = "6"
+# 6: blocking_rules (a new nettest) gets its verdict.
+# 7: blocking_rules: a lie of the resolver is dns.injection only when a query to a silent address was
+#    answered too (the dns_path layer), else dns.poison; the dns_path layer is judged and kept.
+ANALYSIS_VERSION = "7"
 
 
 def register(test_name: str) -> Callable[[VerdictFunction], VerdictFunction]:

@@ -457,7 +457,8 @@ def rules(tk: Mapping[str, Any]) -> dict[str, Any] | None:
         probes = [{"kind": _str(_dict(p).get("kind")), "name": _str(_dict(p).get("name")),
                    "outcome": _str(_dict(p).get("outcome")), "failure": _str(_dict(p).get("failure"))}
                   for p in _list(data.get("probes"))[:MAX_ATTEMPTS]]
-        layers.append({"layer": name, "rule": rule, "keyword": keyword, "overblocks": _str(data.get("overblocks")),
+        layers.append({"layer": name, "label": R.LAYER_NAMES[name], "rule": rule, "keyword": keyword,
+                       "overblocks": _str(data.get("overblocks")),
                        "says": R.describe(host, name, {"rule": rule, "keyword": keyword}), "probes": probes})
     return {"host": host, "address": _str(x.get("address")), "layers": layers}
 

@@ -28,6 +28,11 @@ A probe is judged from its own records, by the probe while it measures and by th
 * dns: blocked when the answer holds an address the censor gave the blocked name and the control did not
   (its injected answer); an innocent name that gets one too makes the layer ``undetermined`` (a resolver
   answering every unknown name, as some ISPs' do);
+* dns_path (with a silent address, ``--silent-resolver``: one where no DNS server runs): the same names
+  asked of that address over UDP. Any answer was forged on the way (an injector on the path, or a proxy
+  that takes every query), so an answer is "blocked" and silence "passed". It tells an injector's rule
+  from the resolver's own list: a DNS rule the path does not share is the resolver's (``dns.poison``),
+  one it shares is injected (``dns.injection``);
 * tls and http, to one address of the site: blocked when the connection is reset, closed or left silent
   after the name was sent, or the answer is a known blockpage. A server's own refusal of an unknown name
   (a TLS alert, a 404) is an answer, so it passes. When the innocent name is not answered either, the
@@ -44,7 +49,8 @@ from tamperscope.model.consistency import _body_bytes, _headers, is_bogon
 from tamperscope.model.records import RECORD_KEYS, by_transaction, failure_of, transaction_of
 from tamperscope.model.verdict import OONI_BLOCKING, BlockpageMatcher, failure_class, step_mechanism
 
-LAYERS = ("dns", "tls", "http")
+LAYERS = ("dns", "dns_path", "tls", "http")
+LAYER_NAMES = {"dns": "DNS", "dns_path": "DNS on the path", "tls": "TLS", "http": "HTTP"}
 PORTS = {"tls": 443, "http": 80}
 KINDS = ("innocent", "exact", "subdomain", "prefixed", "suffixed", "keyword")
 OUTCOMES = ("blocked", "passed", "residual", "unusable")  # residual: not tried, the address was held too long
@@ -123,8 +129,18 @@ def infer(outcomes: Mapping[str, str | None], keyword: str | None = None) -> dic
 
 def describe(host: str, layer: str, result: Mapping[str, Any]) -> str:
     """One sentence for a person: what the layer's rule matches."""
-    what = {"dns": "DNS lookups", "tls": "TLS connections", "http": "HTTP requests"}[layer]
     rule, kw = result.get("rule"), result.get("keyword")
+    if layer == "dns_path":
+        forged = "a device on the path forges DNS answers for"
+        return {
+            "exact": f"{forged} {host} exactly",
+            "domain_and_subdomains": f"{forged} {host} and any of its subdomains",
+            "ends_with": f"{forged} any name ending in '{host}' (such as not{host})",
+            "starts_with": f"{forged} any name starting with '{host}' (such as {host}.example.org)",
+            "substring": f"{forged} any name containing '{kw or host}'",
+            "not_blocked": f"no DNS answer for {host} is forged on the path",
+        }.get(str(rule), f"DNS answers forged on the path, for {host}: undetermined")
+    what = {"dns": "DNS lookups", "tls": "TLS connections", "http": "HTTP requests"}[layer]
     return {
         "exact": f"{what} naming {host} exactly are blocked",
         "domain_and_subdomains": f"{what} naming {host} or any of its subdomains are blocked",
@@ -210,6 +226,20 @@ def judge_dns(queries: Sequence[Mapping[str, Any]], lies: set[str] | None) -> di
     return {"outcome": "blocked" if hit else "passed", "failure": failure_of(queries), "addresses": hit[:8]}
 
 
+def judge_path(queries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A query to the silent address: any reply (addresses, a negative answer, even garbage) was forged on the
+    path; no reply (a timeout, or a refusal by the host itself) is what a clean path gives."""
+    if not queries:
+        return {"outcome": "unusable", "failure": "no_query", "addresses": []}
+    failure = failure_of(queries)
+    kind = failure_class(failure)
+    if kind in ("timeout", "refused"):
+        return {"outcome": "passed", "failure": failure, "addresses": []}
+    if kind in ("ok", "dns_nxdomain", "dns_no_answer", "dns_error"):
+        return {"outcome": "blocked", "failure": failure, "addresses": sorted(addresses_of(queries))[:8]}
+    return {"outcome": "unusable", "failure": failure, "addresses": []}
+
+
 def judge_tls(connect: Sequence[Mapping[str, Any]], handshakes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     failure = failure_of(connect)
     if failure is not None or not connect:
@@ -247,6 +277,8 @@ def judge(layer: str, tid: int, tk: Mapping[str, Any], lies: set[str] | None, ma
     ix = index if index is not None else {k: by_transaction(tk, k) for k in RECORD_KEYS}
     if layer == "dns":
         return judge_dns(ix["queries"].get(tid, []), lies)
+    if layer == "dns_path":
+        return judge_path(ix["queries"].get(tid, []))
     if layer == "tls":
         return judge_tls(ix["tcp_connect"].get(tid, []), ix["tls_handshakes"].get(tid, []))
     return judge_http(ix["tcp_connect"].get(tid, []), ix["requests"].get(tid, []), matcher)
@@ -323,9 +355,16 @@ def rules_from_records(tk: Mapping[str, Any], matcher: BlockpageMatcher | None) 
     return out
 
 
+def _forged_on_path(layer: Any) -> bool:
+    """The path layer read a rule that blocks: the silent address "answered" the name and not the innocent
+    one (a proxy answering every query, the innocent name too, leaves the layer undetermined)."""
+    rule = layer.get("rule") if isinstance(layer, Mapping) else None
+    return rule in RULES and rule not in ("not_blocked", "undetermined")
+
+
 def rules_verdict(tk: Mapping[str, Any], layers: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """The verdict keys of a blocking_rules measurement (from ``layers``, else from what it wrote):
-    blocking, accessible, x_mechanism (of the first blocked layer, in DNS, TLS, HTTP order), x_confidence,
+    blocking, accessible, x_mechanism (of the first blocked layer, in LAYERS order), x_confidence,
     x_evidence, x_status, and x_rules: per layer, the rule and a sentence."""
     layers = layers if layers is not None else {k: dict(v) for k, v in _layers(tk).items()}
     host = host_of(tk)
@@ -348,7 +387,15 @@ def rules_verdict(tk: Mapping[str, Any], layers: Mapping[str, Mapping[str, Any]]
         exact = next((p for p in probes if isinstance(p, Mapping) and p.get("kind") == "exact"), {})
         evidence.append(f"test_keys.x_blocking_rules.layers.{layer}")
         if layer == "dns":
-            mechanism, confidence = "dns.injection", 0.9
+            # the resolver lied: injected on its way if the path forges an answer for the name too, else the
+            # resolver's own (with no path layer, nothing shows an injector: the resolver's answer is false)
+            if _forged_on_path(layers.get("dns_path")):
+                mechanism, confidence = "dns.injection", 0.95
+                evidence.append("test_keys.x_blocking_rules.layers.dns_path")
+            else:
+                mechanism, confidence = "dns.poison", 0.9
+        elif layer == "dns_path":  # an answer from an address where no DNS server runs
+            mechanism, confidence = "dns.injection", 0.95
         elif exact.get("fingerprints"):
             mechanism, confidence = "http.blockpage", 0.95
         else:

@@ -1,8 +1,10 @@
 """blocking_rules: what does the censor's rule for this name match? (The TMC study's method.)
 
-For a domain or an http(s) URL's host H, on each of three layers at once (a DNS lookup through the
-system's resolver; the SNI of a ClientHello and the Host of a request, both to one address the site
-really has, chosen as the evasion nettest chooses it), the nettest shows the censor H and names made from
+For a domain or an http(s) URL's host H, on each of its layers at once (a DNS lookup through the
+system's resolver; with a silent address (``--silent-resolver``, where no DNS server runs), the same
+question sent there, which only a device on the path can answer; the SNI of a ClientHello and the Host of
+a request, both to one address the site really has, chosen as the evasion nettest chooses it), the
+nettest shows the censor H and names made from
 it (``model/rules.py``): an innocent name first, H itself, then ``<salt>.H``, ``<salt>H`` and
 ``H.<salt>.net``, and when both ends of the rule are free, ever shorter parts of H to find its keyword.
 What each name meets gives the rule: exact, H and its subdomains, any name ending in H, starting with H,
@@ -29,7 +31,7 @@ from urllib.parse import urlsplit
 from ..model import rules as R
 from ..model.consistency import endpoint, idna_host, is_ip
 from ..model.inputs import BadInput, check_host
-from ..netx import SYSTEM, NetxError, Trace, lookup_addresses, round_trip, tcp_connect, tls_handshake
+from ..netx import SYSTEM, NetxError, Trace, lookup_addresses, lookup_udp, round_trip, tcp_connect, tls_handshake
 from ..netx.http import Limits
 from .base import Context, NettestError
 from .control import ask_helper, control_request
@@ -42,6 +44,7 @@ NEEDS_INPUT = True
 BODY_LIMIT = 256 << 10
 GRACE = 4.0  # seconds past --timeout a probe may end in (the engine stops a measurement 5 s past it)
 MAX_KEYWORD_PROBES = 16
+PATH_WAIT = 2.0  # seconds a query to the silent address waits: forged answers come within a round trip
 
 
 class Config:
@@ -88,7 +91,8 @@ class _Layer:
         t = ctx.timeouts
         # a probe starts only when all its steps' own timeouts fit before the end: none is cut short (a
         # probe cut short would read as a silent censor)
-        self.deadline = end - (t.dns if layer == "dns" else t.connect + (t.tls if layer == "tls" else t.http))
+        self.deadline = end - (t.dns if layer not in R.PORTS else t.connect + (t.tls if layer == "tls" else t.http))
+        self.silent: str | None = None  # dns_path: the address where no DNS server runs
         self.probes: list[dict[str, Any]] = []
         self.waits: list[float] = []
         self.lies: set[str] | None = None  # dns: the censor's answers (None: not to be told apart)
@@ -105,7 +109,7 @@ class _Layer:
             return "residual"
         # before every probe, not only after this layer's caught ones: a censor may hold the whole address
         # after the other layer's trigger (TLS and HTTP are asked at once)
-        if self.layer != "dns" and self.ip is not None:
+        if self.layer in R.PORTS and self.ip is not None:
             waited = await wait_residual(self.ip, self.port, self.trace, self.ctx, self.deadline,
                                          tag=f"{R.TAG}={self.layer}:residual-check")
             if waited is None or loop.time() >= self.deadline:
@@ -127,6 +131,12 @@ class _Layer:
             await lookup_addresses(name, resolver=SYSTEM, trace=trace, timeout=ctx.timeouts.dns, tags=tags,
                                    transaction_id=tid)
             return
+        if self.layer == "dns_path":
+            assert self.silent is not None
+            with contextlib.suppress(NetxError):  # recorded: the judgement reads the records
+                await lookup_udp(name, "A", server=self.silent, trace=trace, timeout=min(ctx.timeouts.dns, PATH_WAIT),
+                                 tags=tags, transaction_id=tid)
+            return
         assert self.ip is not None
         conn: Any = None
         try:
@@ -145,7 +155,7 @@ class _Layer:
                 await conn.aclose()
 
     async def run(self, exact_done: Callable[[], Awaitable[str]] | None = None) -> dict[str, Any]:
-        if self.layer != "dns" and self.ip is None:
+        if self.layer in R.PORTS and self.ip is None:
             return {"probes": [], **R.conclude([])}
         if await self.probe("innocent", R.innocent(self.salt)) != "passed":
             return self._done()
@@ -248,17 +258,25 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
 
         tls = _Layer("tls", host, salt, ip, trace, ctx, end)
         http = _Layer("http", host, salt, ip, trace, ctx, end)
+        silent = ctx.options.get("silent")
+        path: _Layer | None = None
+        if silent:
+            path = _Layer("dns_path", host, salt, None, trace, ctx, end)
+            path.silent = str(silent)
         async with contextlib.AsyncExitStack() as stack:
             if ip is not None:  # counted as one of the run's flows to that address
                 await stack.enter_async_context(ctx.limiter.hold([ip]))
             async with asyncio.TaskGroup() as g:
                 d = g.create_task(dns.run(exact_dns))
+                p = g.create_task(path.run()) if path is not None else None
                 t = g.create_task(tls.run())
                 h = g.create_task(http.run())
     tk.update(trace.test_keys())
+    layers = {"dns": d.result(), **({"dns_path": p.result()} if p is not None else {}),
+              "tls": t.result(), "http": h.result()}
     tk["x_blocking_rules"] = {"host": host, "salt": salt,
                               "address": None if ip is None else ip, "address_source": source,
-                              "layers": {"dns": d.result(), "tls": t.result(), "http": h.result()}}
+                              "silent_resolver": str(silent) if silent else None, "layers": layers}
     return tk
 
 

@@ -62,7 +62,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cc", default=None, help="your country code, if you want it recorded and it cannot be looked up")
     p.add_argument("--asn", default=None, help="your network's AS number, likewise")
     p.add_argument("--backend", default=None, help="echo/middlebox backend host for middlebox nettests; default $TAMPERSCOPE_ECHO")
-    p.add_argument("--silent-resolver", default=None, help="dnscheck: an address where no DNS server runs; default $TAMPERSCOPE_SILENT_RESOLVER")
+    p.add_argument("--silent-resolver", default=None,
+                   help="dnscheck and blocking_rules: an address where no DNS server runs (an answer from it was "
+                        "forged on the path); default $TAMPERSCOPE_SILENT_RESOLVER")
     p.add_argument("--doh", default=None, help="dnscheck: DoH URL; default $TAMPERSCOPE_DOH")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per measurement (default 60)")
     p.add_argument("--capture", action="store_true",
