@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import orjson
@@ -435,6 +436,31 @@ def test_signatures_and_equipment_from_test_keys(tmp_path: Path) -> None:
     rows = st.signatures(store)
     assert [(r["signature"], r["equipment"], r["measurement_count"]) for r in rows] == \
         [("ipid=0,ttl=64,win=0", "Fortinet FortiGate", 2)]
+    store.close()
+
+
+def test_our_signatures_group_by_their_key_and_equipment_by_name_or_kind(tmp_path: Path) -> None:
+    """What our probe writes (model/signature.py: the box's packet traits, its ``key``, and where the packet
+    was going) is one signature however many addresses it was forged for; tls_mitm's equipment is named by
+    its ``name``, evasion's by its ``kind``."""
+    m = json.loads(_sample_paths()[0].read_text())
+
+    def sig(kind: str, key: str, remote: str) -> dict[str, Any]:
+        return {"kind": kind, "flags": "RA" if kind == "tcp" else None, "ttl": 127, "initial_ttl": 128,
+                "packets": 1, "key": key, "remote": remote}
+    rst = "tcp/RA/ttl128/win0/ipid30000"
+    marks = [(sig("tcp", rst, "198.19.1.1:443"), {"kind": "dpi", "traits": {"tcp-segments": False}}),
+             (sig("tcp", rst, "198.19.2.2:80"), {"kind": "dpi", "traits": {"tcp-segments": True}}),
+             (sig("udp", "udp/ttl64/ipid0", "198.19.0.8:53"), None),
+             (None, {"kind": "tls-interception", "issuer": "CN=x", "name": "Kazakhtelecom"})]
+    lines = [orjson.dumps(dict(m, report_id=f"r{i}", test_keys=dict(m["test_keys"], x_signature=s, x_equipment=e)))
+             for i, (s, e) in enumerate(marks)]
+    path = tmp_path / "ours.jsonl"
+    path.write_bytes(b"\n".join(lines))
+    store = Store(tmp_path / "s.duckdb")
+    pipeline.run([str(path)], store)
+    assert [(r["signature"], r["equipment"], r["measurement_count"]) for r in st.signatures(store)] == [
+        (rst, "dpi", 2), ("", "Kazakhtelecom", 1), ("udp/ttl64/ipid0", "", 1)]
     store.close()
 
 

@@ -265,13 +265,15 @@ def _host(host: str | None) -> str | None:
 
 
 def _label(value: Any) -> str | None:
-    """x_signature / x_equipment as one short string, whatever shape the probe gave."""
+    """x_signature / x_equipment as one short string, whatever shape the probe gave: our x_signature's
+    ``key`` (``tcp/RA/ttl128/win0/ipid30000``, the same for every packet the box forged, wherever it was
+    sent), an equipment's ``name`` (tls_mitm) or ``kind`` (evasion), another probe's id or name."""
     if value is None or value == "" or value == {} or value == []:
         return None
     if isinstance(value, str):
         return value[:200]
     if isinstance(value, Mapping):
-        for key in ("id", "name", "label", "signature", "vendor"):
+        for key in ("id", "name", "label", "key", "signature", "vendor", "kind"):
             if isinstance(value.get(key), str) and value[key]:
                 return str(value[key])[:200]
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()[:200]

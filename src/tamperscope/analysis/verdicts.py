@@ -52,7 +52,8 @@ VERDICTS: dict[str, VerdictFunction] = {}
 # 5: evasion (a new nettest) gets its verdict; it fell to the generic one before.
 # 6: blocking_rules (a new nettest) gets its verdict.
 # 7: blocking_rules: a lie of the resolver is dns.injection only when a query to a silent address was
-#    answered too (the dns_path layer), else dns.poison; the dns_path layer is judged and kept.
+#    answered too (the dns_path layer), else dns.poison; the dns_path layer is judged and kept. The
+#    signature column holds our x_signature's key, not its whole JSON (one row per packet's destination).
 ANALYSIS_VERSION = "7"
 
 
