@@ -4,9 +4,9 @@ For a domain or an http(s) URL's host H, on each of its layers at once (a DNS lo
 system's resolver; with a silent address (``--silent-resolver``, where no DNS server runs), the same
 question sent there, which only a device on the path can answer; the SNI of a ClientHello and the Host of
 a request, both to one address the site really has, chosen as the evasion nettest chooses it), the
-nettest shows the censor H and names made from
-it (``model/rules.py``): an innocent name first, H itself, then ``<salt>.H``, ``<salt>H`` and
-``H.<salt>.net``, and when both ends of the rule are free, ever shorter parts of H to find its keyword.
+nettest shows the censor H and names made from it (``model/rules.py``): an innocent name first, H
+itself, then ``<salt>.H``, ``<salt>H`` and ``H.<salt>.net``, and when both ends of the rule are free,
+ever shorter parts of H to find its keyword.
 What each name meets gives the rule: exact, H and its subdomains, any name ending in H, starting with H,
 or containing a keyword (the over-broad kind, which blocks names nobody meant to block).
 
