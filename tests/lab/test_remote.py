@@ -205,6 +205,39 @@ def test_capture_names_the_equipment_from_outside(lab, tmp_path) -> None:  # typ
     assert "x_signature" not in by["example.org"] and A.OUTSIDE not in web.read_text()
 
 
+def test_remote_web_over_echo_finds_the_host_read_on_any_port(lab, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """--protocol echo (Quack) sends a GET naming each domain to the in-country server's echo service (port 7),
+    between control echoes: the censor reading Hosts entering the country on port 7 too resets rst.example's and
+    answers page.example's with its blockpage, and the other domains come back byte for byte."""
+    out = tmp_path / "echo.jsonl"
+    names = {"rst.example": ("http.rst", "in-rst"), "page.example": ("http.blockpage", "in-page"),
+             "example.org": ("none", None), "sni.example": ("none", None)}
+    res = remote("web", "-V", A.ISP_WEB, "--protocol", "echo", *inputs(names), "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    got = {m["input"]: m["test_keys"] for m in read(out)}
+    assert {n: tk["x_mechanism"] for n, tk in got.items()} == {n: v[0] for n, v in names.items()}
+    for name, tk in got.items():
+        assert tk["protocols"] == ["echo"] and {c["port"] for c in tk["tcp_connect"]} == {7}
+        controls = [e for e in tk["x_echo"] if "test" not in e["tags"]]
+        assert len(controls) >= 2 and all(e["failure"] is None and e["received"] == e["sent"] for e in controls)
+        assert all(f"Host: {'example.com'}" in e["sent"] for e in controls)
+        tests = [e for e in tk["x_echo"] if "test" in e["tags"]]
+        assert tests and all(f"Host: {name}\r\n" in e["sent"] for e in tests)
+        if names[name][0] == "none":
+            assert tk["x_status"] == "ok" and all(e["received"] == e["sent"] for e in tests)
+    rst = got["rst.example"]
+    assert rst["x_confidence"] >= 0.85 and any(p.startswith("test_keys.x_echo[") for p in rst["x_evidence"])
+    assert all(e["failure"] in ("connection_reset", "eof_error") for e in rst["x_echo"] if "test" in e["tags"])
+    page = got["page.example"]
+    assert page["x_confidence"] == 0.95 and page["x_fingerprints"]  # the forged answer is a known blockpage
+    forged = [e for e in page["x_echo"] if "test" in e["tags"]]
+    assert forged and all(e["failure"] == "echo_mismatch" and "HTTP/1.1 200" in e["received"] for e in forged)
+    for rule, name in (("in-rst", "rst.example"), ("in-page", "page.example")):
+        log = [e for e in lab.logged(rule) if e["client"].startswith(A.OUTSIDE + ":") and e["server"].endswith(":7")]
+        assert log and {e["name"] for e in log} == {name}
+    assert A.OUTSIDE not in out.read_text()
+
+
 def test_remote_web_over_quic_finds_the_sni_read_in_the_initial(lab, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """--protocol quic sends each domain as the SNI of a QUIC Initial to the in-country server, between control
     handshakes: the censor reading Initials entering the country drops quicsni.example's (quic.drop, logged for

@@ -696,6 +696,104 @@ def test_web_vantage_sending_endless_headers_is_cut_off(script: Script, failure:
     assert elapsed < 2
 
 
+# --------------------------------------------------------------------------- remote_web --protocol echo (Quack)
+
+
+def echo_ctx(echo: TCPServer, **options: Any) -> Context:
+    return Context(timeouts=TIMEOUTS, matcher=_real_matcher(),
+                   options={"vantage": WEB_VANTAGE_IP, "ports": {"echo": echo.port}, "tries": 2,
+                            "residual_wait": 0, "protocols": ["echo"], **options})
+
+
+def _real_matcher() -> Any:
+    from tamperscope.analysis.verdicts import default_matcher
+
+    return default_matcher()
+
+
+def echo_script(on_domain: Callable[[socket.socket, TCPServer, bytes], None] | None = None) -> Script:
+    """An echo service (port 7) that sends back what it reads; a request naming DOMAIN goes to ``on_domain``."""
+    def script(conn: socket.socket, server: TCPServer) -> None:
+        data = read_head(conn)
+        if on_domain is not None and host_of(data) == DOMAIN:
+            on_domain(conn, server, data)
+            return
+        server.send(conn, data)
+        server.stop.wait(0.2)
+    return script
+
+
+FORTIGUARD = (Path(__file__).resolve().parents[3] / "shared" / "data" / "blockpages" / "citizenlab")
+
+
+def _blockpage_then_close(conn: socket.socket, server: TCPServer, data: bytes) -> None:
+    page = next(p for p in sorted(FORTIGUARD.glob("*.html")) if "forti" in p.name.lower()).read_bytes()
+    server.send(conn, b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n" + page)
+
+
+def _altered(conn: socket.socket, server: TCPServer, data: bytes) -> None:
+    server.send(conn, data.replace(b"Host:", b"Hose:"))  # a middlebox rewrote the header's name
+    server.stop.wait(3)
+
+
+def _endless(conn: socket.socket, server: TCPServer, data: bytes) -> None:
+    block = b"garbage" * 4096
+    while not server.stop.is_set():
+        server.send(conn, block)
+
+
+def _silent(conn: socket.socket, server: TCPServer, data: bytes) -> None:
+    server.stop.wait(5)
+
+
+@pytest.mark.parametrize("on_domain,mechanism,failure", [
+    (None, "none", None),
+    (lambda conn, server, data: reset(conn), "http.rst", "connection_reset"),
+    (_blockpage_then_close, "http.blockpage", "echo_mismatch"),
+    (_altered, "middlebox", "echo_mismatch"),
+    (_endless, "middlebox", "echo_mismatch"),
+    (_silent, "http.drop", "generic_timeout_error"),
+], ids=["echoed", "reset", "blockpage", "altered", "endless", "silent"])
+def test_echo_vantage(on_domain: Any, mechanism: str, failure: str | None) -> None:
+    """Quack over real sockets: the control domain's request comes back intact each time; what happens to the
+    domain's decides, and a server that never stops sending is cut at ECHO_KEEP, fast."""
+    with TCPServer(WEB_VANTAGE_IP, echo_script(on_domain)) as echo:
+        tk, elapsed = measure(remote_web, echo_ctx(echo))
+    assert tk["x_mechanism"] == mechanism and tk["protocols"] == ["echo"]
+    assert roles(tk, "echo")[0] == "vantage_before" and roles(tk, "echo")[-1] == "vantage_after"
+    controls = [e for e in tk["x_echo"] if "test" not in e["tags"]]
+    assert controls and all(e["received"] == e["sent"] and e["failure"] is None for e in controls)
+    tests = [e for e in tk["x_echo"] if "test" in e["tags"]]
+    assert tests and all(e["sent"] == f"GET / HTTP/1.1\r\nHost: {DOMAIN}\r\n\r\n" for e in tests)
+    assert {e["failure"] for e in tests} == {failure}
+    if mechanism == "none":
+        assert tk["x_status"] == "ok" and len(tests) == 1 and tests[0]["received"] == tests[0]["sent"]
+    else:
+        assert tk["x_status"] == "anomaly" and any(p.startswith("test_keys.x_echo[") for p in tk["x_evidence"])
+    if mechanism == "http.blockpage":
+        assert tk["x_fingerprints"] and "forti" in " ".join(tk["x_fingerprints"]).lower()
+        assert len(tests) == 1  # a forged answer is an answer: not tried again
+    if on_domain is _endless:
+        assert all(len(e["received"]) <= remote_web.ECHO_KEEP for e in tests)
+    assert len(json.dumps(tk)) < 512 * 1024
+    assert elapsed < 10
+
+
+def test_a_vantage_that_is_no_echo_service_is_a_failure_not_a_verdict() -> None:
+    """A web server on the echo port answers the control domain's request with a page: the vantage does not
+    echo, so nothing can be said of the domain (and it is never sent); a closed port likewise."""
+    with TCPServer(WEB_VANTAGE_IP, serve_ok) as web:
+        tk, _ = measure(remote_web, echo_ctx(web))
+    assert (tk["x_status"], tk["x_mechanism"], tk["blocking"]) == ("failure", "none", None)
+    assert roles(tk, "echo") == ["vantage_before"]
+    assert [e["failure"] for e in tk["x_echo"]] == ["echo_mismatch"]
+    with TCPServer(WEB_VANTAGE_IP, close_at_once) as closed:
+        tk, _ = measure(remote_web, echo_ctx(closed))
+    # the close, or the RST our request meets when it arrives after the close: both before any byte came back
+    assert tk["x_status"] == "failure" and len(tk["x_echo"]) == 1
+    assert tk["x_echo"][0]["failure"] in ("eof_error", "connection_reset") and tk["x_echo"][0]["received"] == ""
+
+
 def test_web_vantage_sending_a_200_mb_body_is_truncated() -> None:
     """A 200 MB body: Limits.body bytes are kept (body_is_truncated), reading stops there and the server
     cannot push much more; the attempt completed, so the page (not the domain's) is no interference."""

@@ -114,6 +114,7 @@ async def _isp(state_dir: Path, state: dict) -> None:
     keep.append(await web.start(A.ISP_WEB, 443, tls=issuer.sni_context(A.ISP_WEB)))
     quic = QuicServer(issuer.credentials, lambda host, path, _local: farm.respond("https", host, path))
     keep.append(quic.start(A.ISP_WEB, 443))  # the in-country server speaks HTTP/3 too: remote web --protocol quic
+    keep.append(await asyncio.start_server(echo, A.ISP_WEB, 7))  # and echo, for Quack: remote web --protocol echo
     (state_dir / "ready-isp").write_text("ok")
     await asyncio.Event().wait()
 

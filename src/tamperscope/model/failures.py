@@ -70,6 +70,8 @@ QUIC_INCOMPATIBLE_VERSION: Final = "quic_incompatible_version"
 # --- HTTP and the rest ---------------------------------------------------------------
 HTTP_INVALID_REDIRECT_LOCATION_HOST: Final = "http_invalid_redirect_location_host"
 JSON_PARSE_ERROR: Final = "json_parse_error"
+# ours (remote_web --protocol echo): the echo service's answer was not the bytes sent (x_echo)
+ECHO_MISMATCH: Final = "echo_mismatch"
 
 UNKNOWN_FAILURE_PREFIX: Final = "unknown_failure: "
 UNKNOWN_FAILURE: Final = "unknown_failure"

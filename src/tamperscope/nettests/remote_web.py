@@ -3,7 +3,9 @@
 The vantage is a web server inside the censored network that need not host the
 domain at all: what is measured is the path to it. For each protocol (``http``: a GET
 with the domain as Host; ``https``: a TLS handshake with the domain as SNI; ``quic``,
-on request: a QUIC handshake with the domain as the SNI of its Initial), the
+on request: a QUIC handshake with the domain as the SNI of its Initial; ``echo``, on
+request: Quack's method, a GET naming the domain sent to the vantage's echo service,
+port 7, which must send back exactly those bytes, kept in ``x_echo``), the
 measurer first checks that the vantage serves an innocuous control domain, then sends
 the domain (two attempts by default: remote paths lose packets), then the control
 domain again. When the vantage does not serve the control domain, the measurement
@@ -21,19 +23,22 @@ model/remote.py's, re-derived from these records by `analyze` too.
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any
 
-from ..model.remote import AFTER, BEFORE, PROTOCOLS, TEST, remote_web_verdict
+from ..model.remote import AFTER, BEFORE, ECHO_MISMATCH, PROTOCOLS, TEST, remote_web_verdict
 from ..model.verdict import failure_class, quic_completed
-from ..netx import NetxError, Trace, round_trip, tcp_connect, tls_handshake
+from ..netx import NetxError, Trace, classify, round_trip, tcp_connect, tls_handshake
 from .base import Context, NettestError
 from .vantage import control_domain_of, domain_name, finish_with, tries_of, vantage_of
 
 NAME = "remote_web"
 VERSION = "0.1.0"
 NEEDS_INPUT = True
-PORTS = {"http": 80, "https": 443, "quic": 443}
-DEFAULT_PROTOCOLS = ("http", "https")  # quic on request: most in-country web servers do not speak it
+PORTS = {"http": 80, "https": 443, "quic": 443, "echo": 7}
+DEFAULT_PROTOCOLS = ("http", "https")  # quic and echo on request: most in-country web servers run neither
+ECHO_KEEP = 64 << 10  # bytes of an echo's answer kept: the first ones decide, a hostile server may not stop
+FORGED_IDLE = 1.0  # seconds the rest of a forged answer may take to come
 DEFAULT_RESIDUAL_WAIT = 35.0  # seconds a measurement waits for the vantage to serve the control domain again
 RETRY_EVERY = 5.0
 
@@ -83,6 +88,7 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
     trace = Trace(record_io=bool(ctx.options.get("network_events", True)))
     tk: dict[str, Any] = {"vantage": vantage, "control_domain": control_domain, "domain": name,
                           "protocols": list(protocols)}
+    echoes: list[dict[str, Any]] = []
 
     async def attempt(protocol: str, role: str, host: str) -> bool | None:
         """One connection carrying `host`: True when it completed, None when the censor answered it (a reset
@@ -99,6 +105,11 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
             stream = await tcp_connect(vantage, ports[protocol], trace=trace, timeout=t.connect, tags=tags)
         except NetxError:
             return False
+        if protocol == "echo":
+            try:
+                return await _echo(stream, host, trace, t.http, tags, echoes)
+            finally:
+                await stream.aclose()
         if protocol == "https":
             try:
                 # not verified: the vantage need not hold a certificate for either name; what counts is
@@ -140,8 +151,67 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
             for protocol in protocols:
                 tg.create_task(measure(protocol))
     tk.update(trace.test_keys())
+    if echoes:
+        tk["x_echo"] = echoes
     tk["x_residual_wait"] = waited
     return tk
+
+
+def echo_payload(host: str) -> bytes:
+    """What Quack sends an echo server: a GET naming the domain, as a censor's HTTP filter reads it."""
+    return f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode("ascii", errors="replace")  # names are IDNA
+
+
+async def _echo(stream: Any, host: str, trace: Trace, timeout: float, tags: tuple[str, ...],
+                echoes: list[dict[str, Any]]) -> bool | None:
+    """Send the payload and read until as many bytes came back (or the peer closed, or ``timeout``). The record
+    (``x_echo``): what was sent and received, and the failure: None for the very bytes back, ``echo_mismatch``
+    for others (a forged answer, an altered request), else the read's own. True: echoed; None: the censor
+    answered (a reset, a close, other bytes): no need to try again; False: silence."""
+    payload = echo_payload(host)
+    t0 = trace.now()
+    received = bytearray()
+    failure: str | None = None
+
+    def other_bytes() -> bool:
+        head = bytes(received[:len(payload)])
+        return bool(head) and head != payload[:len(head)]
+
+    try:
+        async with asyncio.timeout(timeout):
+            await stream.write(payload)
+            while len(received) < len(payload) or (other_bytes() and len(received) < ECHO_KEEP):
+                if len(received) >= len(payload):
+                    # other bytes than ours: a forged answer; the rest of it, while it keeps coming (a
+                    # blockpage's fingerprint may lie past the first bytes)
+                    try:
+                        async with asyncio.timeout(FORGED_IDLE):
+                            chunk = await stream.read(ECHO_KEEP - len(received))
+                    except TimeoutError:
+                        break
+                else:
+                    chunk = await stream.read(ECHO_KEEP - len(received))
+                if not chunk:
+                    failure = "eof_error"
+                    break
+                received += chunk
+    except (OSError, TimeoutError) as exc:
+        failure = classify(exc, operation="read")
+    if other_bytes():
+        failure = ECHO_MISMATCH  # whatever ended it (a close, a reset, our patience): the answer was not ours
+    echoes.append({"transaction_id": stream.transaction_id, "tags": list(tags), "sent": payload.decode("ascii"),
+                   "received": _text_or_base64(bytes(received)), "failure": failure, "t0": t0, "t": trace.now()})
+    if failure is None:
+        return True
+    return None if failure == ECHO_MISMATCH or failure_class(failure) in ("reset", "eof") else False
+
+
+def _text_or_base64(data: bytes) -> Any:
+    """A body as OONI writes one: text when it is UTF-8, else ``{"format": "base64", "data"}``."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"format": "base64", "data": base64.b64encode(data).decode("ascii")}
 
 
 def _answered(e: NetxError) -> bool | None:

@@ -100,13 +100,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tries", type=int, default=None, metavar="N",
                    help="attempts per domain, remote paths being lossy (default: dns 3, web 2)")
     p.add_argument("--protocol", action="append", choices=remote_web.PORTS, default=[],
-                   help="web: http (Host header, port 80), https (SNI, port 443) and/or quic (the SNI of a QUIC "
-                        "Initial, UDP 443: for a censor filtering HTTP/3; only for vantages that speak it); "
-                        "default http and https")
+                   help="web: http (Host header, port 80), https (SNI, port 443), quic (the SNI of a QUIC "
+                        "Initial, UDP 443: for a censor filtering HTTP/3; only for vantages that speak it) and/or "
+                        "echo (Quack: a GET naming the domain sent to the vantage's echo service, port 7, which "
+                        "must send the same bytes back); default http and https")
     p.add_argument("--http-port", type=int, default=80, metavar="PORT",
                    help="web: the vantages' HTTP port (default 80)")
     p.add_argument("--https-port", type=int, default=443, metavar="PORT",
                    help="web: the vantages' HTTPS port (default 443)")
+    p.add_argument("--echo-port", type=int, default=7, metavar="PORT",
+                   help="web: the vantages' echo port, for --protocol echo (default 7)")
     p.add_argument("--ca-bundle", default=None, help="dns: CA bundle to validate answers with; default "
                    "$TAMPERSCOPE_CA_BUNDLE or the system's")
     p.add_argument("--asn-table", default=None,
@@ -191,10 +194,11 @@ def settings(args: argparse.Namespace) -> Settings:
         options["tries"] = args.tries
     if args.residual_wait is not None:
         options["residual_wait"] = args.residual_wait
-    for flag, port in (("--http-port", args.http_port), ("--https-port", args.https_port)):
+    for flag, port in (("--http-port", args.http_port), ("--https-port", args.https_port),
+                       ("--echo-port", args.echo_port)):
         if not 0 < port < 65536:
             raise UsageError(f"{flag} must be between 1 and 65535, not {port}")
-    options["ports"] = {"http": args.http_port, "https": args.https_port}
+    options["ports"] = {"http": args.http_port, "https": args.https_port, "echo": args.echo_port}
     if args.protocol:
         options["protocols"] = tuple(dict.fromkeys(args.protocol))
     return Settings(nettest=nettest, vantages=vantages, inputs=inputs, output=output, resume=resume,
