@@ -94,6 +94,12 @@ def test_the_aggregate_gives_the_latest_rule_per_domain_network_and_layer(ingest
     assert st.blocking_rules(ingested, Filters(since="2026-11-12"))[0]["measurement_count"] == 1
     assert st.blocking_rules(ingested, Filters(domain="other.example")) == []
     assert len(st.blocking_rules(ingested, limit=2)) == 2
+    # the cut is made first on the groups alone (limit), then their rows: the same rows as without one
+    for blocked_only in (True, False):
+        every = st.blocking_rules(ingested, limit=None, blocked_only=blocked_only)
+        assert every == rows or not blocked_only
+        for k in range(len(every) + 1):
+            assert st.blocking_rules(ingested, limit=k, blocked_only=blocked_only) == every[:k]
     assert {r["domain"] for r in st.blocking_rules(ingested, Filters(mechanism="dns.injection"))} == {HOST}
     assert st.AGGREGATES["blocking_rules"] is st.blocking_rules
 
