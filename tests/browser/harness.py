@@ -56,6 +56,24 @@ def xss_measurement() -> dict[str, Any]:
     return m
 
 
+XSS_RULE_NAME = f"q{XSS_IMG}{XSS_SCRIPT}blocked.example"  # a name the censor's rule caught too
+
+
+def rules_xss_measurement() -> dict[str, Any]:
+    """A blocking_rules measurement in Russia whose DNS censor caught, besides blocked.example, a name made of
+    script payloads (the layer's ``overblocks``, shown on the network's page and the measurement's)."""
+    from tests.unit.test_blocking_rules import LIE, measurement, query
+
+    m = measurement()
+    m["test_keys"]["x_blocking_rules"]["layers"]["dns"]["probes"][3]["name"] = XSS_RULE_NAME  # the prefixed
+    m["test_keys"]["queries"][3] = query(4, LIE, name=XSS_RULE_NAME)
+    envelope = {k: v for k, v in samples.measurement("http.rst", url="https://x.example/", probe_cc="RU",
+                                                     probe_asn="AS12389", network_name="Rostelecom",
+                                                     start="2026-05-11 11:11:11").items()
+                if k not in ("test_keys", "input", "test_name", "test_version")}
+    return {**envelope, **m, "test_version": "0.1.0"}
+
+
 @dataclass
 class Explorer:
     """The running server and what was fed into it."""
@@ -65,6 +83,7 @@ class Explorer:
     log: Path
     total: int = 0
     xss_uid: str = ""
+    rules_uid: str = ""
     hostile_uids: list[str] = field(default_factory=list)
     by_country: dict[str, int] = field(default_factory=dict)
 
@@ -93,7 +112,7 @@ def feed(client: httpx.Client, ex: Explorer) -> None:
     """Everything through the submission endpoints, as probes would send it."""
     uids: list[str] = []
     corpus = list(samples.corpus(60, seed="browser"))
-    ms = [*corpus, xss_measurement(), *samples.hostile()]
+    ms = [*corpus, xss_measurement(), rules_xss_measurement(), *samples.hostile()]
     for m in ms:
         ex.by_country[m["probe_cc"]] = ex.by_country.get(m["probe_cc"], 0) + 1
     # OONI's report protocol: open a report per network, submit, close.
@@ -113,7 +132,8 @@ def feed(client: httpx.Client, ex: Explorer) -> None:
     for report_id in reports.values():
         assert client.post(f"/report/{report_id}/close", json={}).status_code == 200
     ex.xss_uid = uids[len(corpus)]
-    ex.hostile_uids = uids[len(corpus) + 1:]
+    ex.rules_uid = uids[len(corpus) + 1]
+    ex.hostile_uids = uids[len(corpus) + 2:]
     # Real OONI-format measurements, as one JSON-lines upload.
     ooni = [orjson.loads(p.read_bytes()) for p in sorted(OONI_SAMPLES.glob("*/measurement.json"))]
     if ooni:

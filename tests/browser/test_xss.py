@@ -10,8 +10,19 @@ from urllib.parse import quote
 import pytest
 
 from tamperscope.collector import samples
-from tests.browser.harness import (XSS_DOMAIN, XSS_HEADER, XSS_IMG, XSS_INPUT, XSS_SCRIPT, XSS_SVG, Explorer,
-                                    Guard, open_page, pwned)
+from tests.browser.harness import (
+    XSS_DOMAIN,
+    XSS_HEADER,
+    XSS_IMG,
+    XSS_INPUT,
+    XSS_RULE_NAME,
+    XSS_SCRIPT,
+    XSS_SVG,
+    Explorer,
+    Guard,
+    open_page,
+    pwned,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -103,6 +114,17 @@ def test_every_list_shows_the_payloads_as_text(guarded: tuple[Any, Guard], explo
         if page.url != explorer.url + path:
             open_page(page, path)
         visible_text(page, where, text)
+        assert_inert(page, path)
+
+
+def test_a_rule_that_caught_a_hostile_name_shows_it_as_text(guarded: tuple[Any, Guard], explorer: Explorer) -> None:
+    """blocking_rules' over-blocked name comes from the measurement: on the network's page (the rules the store
+    read back) and on the measurement's (its layers), it is text, and nothing runs."""
+    page, _ = guarded
+    for path in ("/network/AS12389", f"/m/{explorer.rules_uid}"):
+        open_page(page, path)
+        visible_text(page, "#rules", XSS_RULE_NAME)
+        visible_text(page, "#rules", "ends_with")
         assert_inert(page, path)
 
 

@@ -357,33 +357,37 @@ def test_an_evasion_measurement_shows_its_attempts(tmp_path: Path) -> None:
 
 
 def test_a_blocking_rules_measurement_says_each_layers_rule(tmp_path: Path) -> None:
-    """The blocking_rules nettest's layers: each rule in our words (a rule we do not know reads
-    ``undetermined``), each probe's name and outcome; hostile names, keywords and hosts are text."""
+    """The blocking_rules nettest's layers, each probe judged again from its records (the probe claimed every
+    layer not_blocked; the page says what the records show, and that the probe wrote otherwise): each rule in
+    our words, each probe's name and outcome; hostile names, keywords and hosts are text, a layer we do not
+    know is not shown."""
+    from tests.unit.test_blocking_rules import HOST, LIE, SALT, SITE, measurement_with_path, query
+
     base = next(samples.corpus(1, seed="rules"))
     evil = "<script>window.__pwned=1</script>"
-
-    def probe(kind: str, name: str, outcome: str, failure: str | None = None) -> dict:
-        return {"kind": kind, "name": name, "outcome": outcome, "failure": failure}
-    tls = [probe("innocent", "q1.example.net", "passed"), probe("exact", "forbidden.example", "blocked",
-                                                                "connection_reset"),
-           probe("keyword", evil, "blocked", evil)]
-    m = {**base, "test_name": "blocking_rules", "input": "forbidden.example",
-         "test_keys": {"x_blocking_rules": {"host": "forbidden.example", "address": "198.19.0.5", "layers": {
-             "tls": {"probes": tls, "rule": "substring", "keyword": "forbid", "overblocks": "q1forbidden.example"},
-             "http": {"probes": [], "rule": evil, "keyword": evil},
-             "dns_path": {"probes": [probe("exact", "forbidden.example", "blocked")], "rule": "exact"},
-             evil: {"rule": "exact"}}}}}
+    named = f"{SALT}{evil}{HOST}"
+    rules_m = measurement_with_path()
+    tk = rules_m["test_keys"]
+    tk["x_blocking_rules"]["layers"]["dns"]["probes"][3]["name"] = named  # the prefixed probe, caught too
+    tk["queries"][3] = query(4, LIE, name=named)
+    tk["x_blocking_rules"]["layers"]["http"]["rule"] = evil
+    tk["x_blocking_rules"]["layers"][evil] = {"rule": "exact"}
+    tk["x_blocking_rules"]["layers"]["dns_path"]["rule"] = "domain_and_subdomains"  # as the records say
+    m = {**base, **rules_m, "test_version": "0.1.0"}
     with running_app(Settings(db_path=tmp_path / "r.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
         out = c.post("/api/v1/submit", content=orjson.dumps(m)).json()
         assert out["stored"] == 1, out
         uid = out["results"][0]["measurement_uid"]
         page = c.get(f"/m/{uid}").text
     section = page.split('id="rules"', 1)[1].split("</section>", 1)[0]
-    assert "TLS connections naming any name containing &#39;forbid&#39; are blocked" in section
-    assert "q1forbidden.example" in section and "connection_reset" in section and "198.19.0.5" in section
-    assert "HTTP: undetermined" in section and "HTTP requests naming forbidden.example: undetermined" in section
-    assert evil not in page and "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in section
-    assert "DNS on the path: exact" in section
-    assert "a device on the path forges DNS answers for forbidden.example exactly" in section
-    assert section.index("DNS on the path") < section.index("TLS: substring")  # in LAYERS order
-    assert section.count("<h3>") == 3  # a layer we do not know is not shown
+    assert "HTTP: substring" in section and "containing &#39;ock&#39; are blocked" in section
+    assert "TLS: ends_with" in section and f"{SALT}{HOST}" in section and "connection_reset" in section
+    assert "DNS: ends_with" in section  # the made-up name caught too: no left anchor
+    assert SITE in section
+    # what the probe wrote, where its records say otherwise (and only there)
+    assert section.count("The probe wrote") == 3 and "The probe wrote <code>undetermined</code>" in section
+    assert "DNS on the path: domain_and_subdomains" in section
+    assert f"a device on the path forges DNS answers for {HOST} and any of its subdomains" in section
+    assert evil not in page and f"{SALT}&lt;script&gt;window.__pwned=1&lt;/script&gt;{HOST}" in section
+    assert section.index("DNS on the path") < section.index("TLS: ends_with")  # in LAYERS order
+    assert section.count("<h3>") == 4  # a layer we do not know is not shown

@@ -438,27 +438,36 @@ def evasion(tk: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def rules(tk: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The blocking_rules nettest's layers (``x_blocking_rules``) as typed text: each layer's rule is one of
-    ours (anything else reads ``undetermined``) and its sentence is written here, never taken from the
-    measurement."""
+    """The blocking_rules nettest's layers (``x_blocking_rules``) as typed text, each probe judged again from
+    its own records as the analysis judges it (``model.rules.rules_from_records``, the whole fingerprint
+    database): what the probe wrote is shown only where it differs (``written``). Each layer's rule is one of
+    ours and its sentence is written here, never taken from the measurement."""
+    from tamperscope.analysis.verdicts import default_matcher
     from tamperscope.model import rules as R
 
     x = _dict(tk.get("x_blocking_rules"))
     if not x:
         return None
     host = _str(x.get("host")) or "?"
+    written = _dict(x.get("layers"))
+    try:
+        judged: Mapping[str, Any] = R.rules_from_records(tk, default_matcher())
+    except Exception:  # noqa: BLE001 - hostile records: the analysis says "analysis_error"; show what was written
+        judged = {}
     layers = []
     for name in R.LAYERS:
-        data = _dict(_dict(x.get("layers")).get(name))
+        said = _dict(written.get(name))
+        data = _dict(judged.get(name)) or said
         if not data:
             continue
         rule = data.get("rule") if data.get("rule") in R.RULES else "undetermined"
+        wrote = said.get("rule") if said.get("rule") in R.RULES else "undetermined"
         keyword = _str(data.get("keyword"))
         probes = [{"kind": _str(_dict(p).get("kind")), "name": _str(_dict(p).get("name")),
                    "outcome": _str(_dict(p).get("outcome")), "failure": _str(_dict(p).get("failure"))}
                   for p in _list(data.get("probes"))[:MAX_ATTEMPTS]]
         layers.append({"layer": name, "label": R.LAYER_NAMES[name], "rule": rule, "keyword": keyword,
-                       "overblocks": _str(data.get("overblocks")),
+                       "overblocks": _str(data.get("overblocks")), "written": wrote if wrote != rule else None,
                        "says": R.describe(host, name, {"rule": rule, "keyword": keyword}), "probes": probes})
     return {"host": host, "address": _str(x.get("address")), "layers": layers}
 
