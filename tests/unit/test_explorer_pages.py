@@ -327,18 +327,27 @@ def test_a_remote_measurement_says_it_was_made_from_outside(tmp_path: Path) -> N
 
 
 def test_an_evasion_measurement_shows_its_attempts(tmp_path: Path) -> None:
-    """The evasion nettest's attempts: each strategy's outcome, with what it does and what its getting through
-    says from our catalogue; a hostile strategy name is text, and says nothing."""
+    """The evasion nettest's attempts, each judged again from its records (the probe's claims are shown only
+    where they differ): each strategy's outcome, with what it does and what its getting through says from our
+    catalogue; a hostile strategy name is text, and says nothing; an attempt without records says so."""
+    from tests.unit.test_evasion import _records
+
     base = next(samples.corpus(1, seed="evasion"))
     evil = "<script>window.__pwned=1</script>"
-    attempts = [{"strategy": "tls-segments", "outcome": "ok", "status_code": 200, "failure": None, "step": None},
-                {"strategy": evil, "outcome": "ok", "status_code": "<b>", "failure": evil, "step": "tls"},
+    page_body = "<title>Example</title>" + "x" * 978
+    attempts = [{"strategy": "tls-segments", "outcome": "blocked", "status_code": None, "failure": None,
+                 "step": None, "transaction_id": 1},
+                {"strategy": evil, "outcome": "ok", "status_code": "<b>", "failure": evil, "step": "tls",
+                 "transaction_id": 9},
                 {"strategy": "plain", "outcome": "blocked", "status_code": None, "failure": "connection_reset",
-                 "step": "tls"}]
+                 "step": "tls", "transaction_id": 3}]
+    records = _records((1, None, None, 200, page_body), (3, None, "connection_reset", 0, ""))
     m = {**base, "test_name": "evasion", "input": "https://www.evade-me.example/",
          "test_keys": {"x_evasion": {"address": "198.19.0.5:443", "address_source": "dns", "attempts": attempts,
                                      "residual_waits": [4.1, evil]},
-                       "control": {"http_request": {"status_code": 200, "failure": None}}}}
+                       "control": {"http_request": {"status_code": 200, "failure": None, "body_length": 1000,
+                                                    "title": "Example"}},
+                       **records}}
     with running_app(Settings(db_path=tmp_path / "e.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
         out = c.post("/api/v1/submit", content=orjson.dumps(m)).json()
         assert out["stored"] == 1, out
@@ -347,13 +356,16 @@ def test_an_evasion_measurement_shows_its_attempts(tmp_path: Path) -> None:
         twin = c.get(f"/m/{uid}.json").json()
     section = page.split('id="evasion"', 1)[1].split("</section>", 1)[0]
     assert "the ClientHello in two TCP segments, cut inside the SNI" in section
-    assert "does not reassemble TCP segments before reading the SNI" in section
+    assert "does not reassemble TCP segments before reading the SNI" in section  # its records: the page came
     assert "connection_reset" in section and "4.1 s" in section
     assert evil not in page and "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in section
     rows = twin["evidence"]["evasion"]["attempts"]
+    assert [(r["outcome"], r["written"]) for r in rows] == [("ok", "blocked"), ("no records", "ok"),
+                                                            ("blocked", None)]
+    assert section.count("(the probe wrote") == 2
     assert [r["says"] for r in rows][1:] == ["", ""] and rows[1]["status_code"] is None
-    # the analysis judges attempts from their records, and these have none: nothing to conclude
-    assert twin["evidence"]["verdict"]["status"] == "failure"
+    # the analysis judges the same way: tls-segments got the page the plain request did not
+    assert twin["evidence"]["verdict"]["mechanism"] == "tls.rst"
 
 
 def test_a_blocking_rules_measurement_says_each_layers_rule(tmp_path: Path) -> None:

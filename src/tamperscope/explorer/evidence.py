@@ -412,25 +412,38 @@ MAX_ATTEMPTS = 32
 
 
 def evasion(tk: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The evasion nettest's attempts (``x_evasion``) as typed text; what each strategy does and what its
-    getting through says come from our catalogue, never from the measurement."""
-    from tamperscope.model.evasion import BY_NAME, PLAIN
+    """The evasion nettest's attempts (``x_evasion``) as typed text, each judged again from its own records as
+    the analysis judges it (``model.evasion.attempts_from_records``, the whole fingerprint database): an
+    attempt with no records of its own reads ``no records``, and what the probe wrote is shown only where it
+    differs (``written``). What each strategy does and what its getting through says come from our
+    catalogue, never from the measurement."""
+    from tamperscope.analysis.verdicts import default_matcher
+    from tamperscope.model.evasion import BY_NAME, PLAIN, attempts_from_records
 
     x = _dict(tk.get("x_evasion"))
     if not x:
         return None
+    written = [_dict(a) for a in _list(x.get("attempts"))[:MAX_ATTEMPTS]]
+    try:
+        judged = [_dict(a) for a in attempts_from_records(tk, default_matcher())][:MAX_ATTEMPTS]
+    except Exception:  # noqa: BLE001 - hostile records: the analysis says "analysis_error"; show what was written
+        judged = []
+    # attempts_from_records keeps the written attempts that are mappings, in order: the same rows
+    said = [a for a in written if a]
     rows = []
-    for a in _list(x.get("attempts"))[:MAX_ATTEMPTS]:
-        a = _dict(a)
+    for i, a in enumerate(judged or said):
         name = _str(a.get("strategy"))
         known = BY_NAME.get(name)
+        outcome = _str(a.get("outcome"))
+        wrote = _str(said[i].get("outcome")) if judged and i < len(said) else None
         status = a.get("status_code")
-        rows.append({"strategy": name, "outcome": _str(a.get("outcome")), "failure": _str(a.get("failure")),
+        rows.append({"strategy": name, "outcome": outcome or "no records", "failure": _str(a.get("failure")),
                      "step": _str(a.get("step")),
                      "status_code": status if isinstance(status, int) and not isinstance(status, bool) else None,
+                     "written": wrote if judged and wrote != outcome else None,
                      "what": "the request as any client sends it" if name == PLAIN else (known.what if known else ""),
-                     "says": known.trait if known and a.get("outcome") == "ok" else
-                     known.coped if known and a.get("outcome") == "blocked" else ""})
+                     "says": known.trait if known and outcome == "ok" else
+                     known.coped if known and outcome == "blocked" else ""})
     waits = [w for w in _list(x.get("residual_waits"))[:MAX_ATTEMPTS] if isinstance(w, (int, float))
              and not isinstance(w, bool)]
     return {"address": _str(x.get("address")), "source": _str(x.get("address_source")), "attempts": rows,
