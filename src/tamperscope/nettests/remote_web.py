@@ -23,12 +23,12 @@ model/remote.py's, re-derived from these records by `analyze` too.
 from __future__ import annotations
 
 import asyncio
-import base64
 from typing import Any
 
 from ..model.remote import AFTER, BEFORE, ECHO_MISMATCH, PROTOCOLS, TEST, remote_web_verdict
 from ..model.verdict import failure_class, quic_completed
 from ..netx import NetxError, Trace, classify, round_trip, tcp_connect, tls_handshake
+from ..netx.trace import maybe_binary
 from .base import Context, NettestError
 from .vantage import control_domain_of, domain_name, finish_with, tries_of, vantage_of
 
@@ -200,18 +200,10 @@ async def _echo(stream: Any, host: str, trace: Trace, timeout: float, tags: tupl
     if other_bytes():
         failure = ECHO_MISMATCH  # whatever ended it (a close, a reset, our patience): the answer was not ours
     echoes.append({"transaction_id": stream.transaction_id, "tags": list(tags), "sent": payload.decode("ascii"),
-                   "received": _text_or_base64(bytes(received)), "failure": failure, "t0": t0, "t": trace.now()})
+                   "received": maybe_binary(bytes(received)), "failure": failure, "t0": t0, "t": trace.now()})
     if failure is None:
         return True
     return None if failure == ECHO_MISMATCH or failure_class(failure) in ("reset", "eof") else False
-
-
-def _text_or_base64(data: bytes) -> Any:
-    """A body as OONI writes one: text when it is UTF-8, else ``{"format": "base64", "data"}``."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return {"format": "base64", "data": base64.b64encode(data).decode("ascii")}
 
 
 def _answered(e: NetxError) -> bool | None:
