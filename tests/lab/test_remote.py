@@ -3,6 +3,7 @@ against the censor's ground truth (tests/lab/profiles/remote.toml filters traffi
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 
 from tamperscope.lab import addresses as A
 from tamperscope.lab import manager
+from tamperscope.wire.tlshello import ClientHello, parse_client_hello
 
 pytestmark = pytest.mark.lab
 
@@ -233,6 +235,38 @@ def test_remote_web_over_echo_finds_the_host_read_on_any_port(lab, tmp_path) -> 
     forged = [e for e in page["x_echo"] if "test" in e["tags"]]
     assert forged and all(e["failure"] == "echo_mismatch" and "HTTP/1.1 200" in e["received"] for e in forged)
     for rule, name in (("in-rst", "rst.example"), ("in-page", "page.example")):
+        log = [e for e in lab.logged(rule) if e["client"].startswith(A.OUTSIDE + ":") and e["server"].endswith(":7")]
+        assert log and {e["name"] for e in log} == {name}
+    assert A.OUTSIDE not in out.read_text()
+
+
+def test_remote_web_over_echo_tls_finds_the_sni_read_on_any_port(lab, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """--protocol echo_tls (Quack's TLS payload) sends a real ClientHello naming each domain as its SNI to the
+    echo service: the censor reading SNIs entering the country on port 7 too resets sni.example's and drops
+    snidrop.example's; its HTTP rules do not read a ClientHello, and the other hellos come back byte for byte."""
+    out = tmp_path / "echo_tls.jsonl"
+    names = {"sni.example": ("tls.rst", "in-sni"), "snidrop.example": ("tls.drop", "in-sni-drop"),
+             "rst.example": ("none", None), "example.org": ("none", None)}
+    res = remote("web", "-V", A.ISP_WEB, "--protocol", "echo_tls", *inputs(names), "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    got = {m["input"]: m["test_keys"] for m in read(out)}
+    assert {n: tk["x_mechanism"] for n, tk in got.items()} == {n: v[0] for n, v in names.items()}
+    for name, tk in got.items():
+        assert tk["protocols"] == ["echo_tls"] and {c["port"] for c in tk["tcp_connect"]} == {7}
+        controls = [e for e in tk["x_echo"] if "test" not in e["tags"]]
+        assert len(controls) >= 2 and all(e["failure"] is None and e["received"] == e["sent"] for e in controls)
+        tests = [e for e in tk["x_echo"] if "test" in e["tags"]]
+        assert tests and all(parse_client_hello(base64.b64decode(e["sent"]["data"])) == ClientHello(name, ("http/1.1",))
+                             for e in tests)
+        if names[name][0] == "none":
+            assert tk["x_status"] == "ok" and all(e["received"] == e["sent"] for e in tests)
+        else:
+            assert tk["x_status"] == "anomaly" and any(p.startswith("test_keys.x_echo[") for p in tk["x_evidence"])
+    assert got["sni.example"]["x_confidence"] >= 0.85
+    assert all(e["failure"] in ("connection_reset", "eof_error") for e in got["sni.example"]["x_echo"]
+               if "test" in e["tags"])
+    assert {e["failure"] for e in got["snidrop.example"]["x_echo"] if "test" in e["tags"]} == {"generic_timeout_error"}
+    for rule, name in (("in-sni", "sni.example"), ("in-sni-drop", "snidrop.example")):
         log = [e for e in lab.logged(rule) if e["client"].startswith(A.OUTSIDE + ":") and e["server"].endswith(":7")]
         assert log and {e["name"] for e in log} == {name}
     assert A.OUTSIDE not in out.read_text()

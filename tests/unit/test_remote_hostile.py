@@ -14,6 +14,7 @@ misbehaviour (a failure, or what the rules of model/remote.py say).
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import gc
 import ipaddress
@@ -777,6 +778,92 @@ def test_echo_vantage(on_domain: Any, mechanism: str, failure: str | None) -> No
         assert all(len(e["received"]) <= remote_web.ECHO_KEEP for e in tests)
     assert len(json.dumps(tk)) < 512 * 1024
     assert elapsed < 10
+
+
+def read_hello(conn: socket.socket) -> tuple[bytes, str | None]:
+    """The bytes of a ClientHello read whole, and its SNI (None for bytes that are no ClientHello)."""
+    data = b""
+    while (hello := parse_client_hello(data)) is False and len(data) < 65536:
+        got = conn.recv(65536)
+        if not got:
+            raise OSError("EOF before the ClientHello")
+        data += got
+    return data, hello.sni if isinstance(hello, ClientHello) else None
+
+
+def echo_tls_script(on_domain: Callable[[socket.socket, TCPServer, bytes], None] | None = None) -> Script:
+    """An echo service that sends back the ClientHello it reads; one naming DOMAIN goes to ``on_domain``."""
+    def script(conn: socket.socket, server: TCPServer) -> None:
+        data, sni = read_hello(conn)
+        if on_domain is not None and sni == DOMAIN:
+            on_domain(conn, server, data)
+            return
+        server.send(conn, data)
+        server.stop.wait(0.2)
+    return script
+
+
+def _tls_alert(conn: socket.socket, server: TCPServer, data: bytes) -> None:
+    server.send(conn, bytes.fromhex("15030300020228"))  # a forged handshake_failure alert, then the close
+
+
+def _hello_with_another_name(conn: socket.socket, server: TCPServer, data: bytes) -> None:
+    server.send(conn, data.replace(DOMAIN.encode(), b"x" * len(DOMAIN)))  # a middlebox blanked the SNI
+    server.stop.wait(3)
+
+
+@pytest.mark.parametrize("on_domain,mechanism,failure", [
+    (None, "none", None),
+    (lambda conn, server, data: reset(conn), "tls.rst", "connection_reset"),
+    (_silent, "tls.drop", "generic_timeout_error"),
+    (_tls_alert, "middlebox", "echo_mismatch"),
+    (_hello_with_another_name, "middlebox", "echo_mismatch"),
+    (_blockpage_then_close, "http.blockpage", "echo_mismatch"),
+], ids=["echoed", "reset", "silent", "alert", "sni-rewritten", "blockpage"])
+def test_echo_tls_vantage(on_domain: Any, mechanism: str, failure: str | None) -> None:
+    """Quack's TLS payload over real sockets: a real ClientHello naming the domain as its SNI goes to the echo
+    service (a fresh one each time, kept as base64); a reset or silence is the TLS filter's (tls.rst, tls.drop),
+    other bytes back are a middlebox, or a blockpage when a fingerprint matches them."""
+    with TCPServer(WEB_VANTAGE_IP, echo_tls_script(on_domain)) as echo:
+        tk, elapsed = measure(remote_web, echo_ctx(echo, protocols=["echo_tls"]))
+    assert tk["x_mechanism"] == mechanism and tk["protocols"] == ["echo_tls"]
+    assert roles(tk, "echo_tls")[0] == "vantage_before" and roles(tk, "echo_tls")[-1] == "vantage_after"
+    assert {c["port"] for c in tk["tcp_connect"]} == {echo.port}
+    sent = [base64.b64decode(e["sent"]["data"]) for e in tk["x_echo"]]
+    names = [parse_client_hello(b).sni for b in sent]  # type: ignore[union-attr]
+    assert names[0] == names[-1] == CONTROL and DOMAIN in names
+    assert len(set(sent)) == len(sent)  # fresh randoms: no two hellos alike
+    controls = [e for e in tk["x_echo"] if "test" not in e["tags"]]
+    assert controls and all(e["received"] == e["sent"] and e["failure"] is None for e in controls)
+    tests = [e for e in tk["x_echo"] if "test" in e["tags"]]
+    assert {e["failure"] for e in tests} == {failure}
+    if mechanism == "none":
+        assert tk["x_status"] == "ok" and len(tests) == 1
+    else:
+        assert tk["x_status"] == "anomaly" and any(p.startswith("test_keys.x_echo[") for p in tk["x_evidence"])
+        assert tk["x_confidence"] >= 0.5
+    if mechanism == "http.blockpage":
+        assert tk["x_fingerprints"] and "forti" in " ".join(tk["x_fingerprints"]).lower()
+    assert elapsed < 10
+
+
+def test_echo_and_echo_tls_together_the_strongest_wins() -> None:
+    """Both payloads through one echo service: the HTTP one comes back intact, the ClientHello naming the domain
+    is reset. The verdict is the TLS filter's, and each record is filed under its own protocol."""
+    def script(conn: socket.socket, server: TCPServer) -> None:
+        first = conn.recv(1, socket.MSG_PEEK)
+        if first == b"\x16":
+            echo_tls_script(lambda c, s, d: reset(c))(conn, server)
+        else:
+            echo_script()(conn, server)
+
+    with TCPServer(WEB_VANTAGE_IP, script) as echo:
+        tk, _ = measure(remote_web, echo_ctx(echo, protocols=["echo", "echo_tls"]))
+    assert tk["x_mechanism"] == "tls.rst" and tk["protocols"] == ["echo", "echo_tls"]
+    plain = [e for e in tk["x_echo"] if "echo" in e["tags"]]
+    assert plain and all(e["failure"] is None and isinstance(e["sent"], str) for e in plain)
+    verdict = remote_web_verdict({"test_keys": {**tk, "x_echo": plain}})
+    assert verdict.mechanism == "none" and verdict.status == "ok"  # without the TLS records: nothing blocked
 
 
 def test_a_vantage_that_is_no_echo_service_is_a_failure_not_a_verdict() -> None:

@@ -71,6 +71,18 @@ def test_client_hello_sni_and_alpn() -> None:
     assert isinstance(got, tlshello.ClientHello) and got.sni == "video.example.org" and got.alpn == ("h2", "http/1.1")
 
 
+def test_client_hello_built_in_memory_is_a_whole_first_flight() -> None:
+    """tlshello.client_hello (locate's TLS trigger, Quack's echo_tls payload): OpenSSL's own hello, whole in one
+    call, naming the SNI and ALPN asked for, with fresh randoms each time (an echo must be compared with what
+    was sent, never with a constant)."""
+    name = "xn--mnchen-3ya.example"
+    a, b = tlshello.client_hello(name, ("http/1.1",)), tlshello.client_hello(name)
+    assert tlshello.parse_client_hello(a) == tlshello.ClientHello(name, ("http/1.1",))
+    assert tlshello.parse_client_hello(b) == tlshello.ClientHello(name, ())
+    assert a[0] == 22 and struct.unpack("!H", a[3:5])[0] == len(a) - 5  # one handshake record, whole
+    assert a != tlshello.client_hello(name, ("http/1.1",))
+
+
 @pytest.mark.parametrize("cut", [1, 5, 40, 100, -1])
 def test_client_hello_reassembled_across_segments(cut: int) -> None:
     hello = _client_hello("split.example")

@@ -16,7 +16,7 @@ Every record a remote nettest writes carries a role in its ``tags``:
   the control domain through the same trusted resolver.
 - ``validate``: a TLS handshake (and HTTP fetch) to an address the vantage answered that the
   control did not, with the domain as SNI (Satellite's HTTPS validation).
-- remote_web adds the protocol, ``http``, ``https``, ``quic`` or ``echo``, to each record's tags.
+- remote_web adds the protocol, ``http``, ``https``, ``quic``, ``echo`` or ``echo_tls``, to each record's tags.
 
 remote_dns, in order:
 1. The vantage did not resolve the control domain before the test, or its answer shares no
@@ -53,7 +53,8 @@ remote_web, for each protocol, then the strongest:
    or a close is ``http.rst``, silence ``http.drop`` (as in 3); other bytes are
    ``http.blockpage`` when a fingerprint matches them (0.95), else ``middlebox`` (0.6: the
    request was altered or answered on the way, and the same echo service sent the control
-   domain's request back intact).
+   domain's request back intact). ``echo_tls`` is the same with a ClientHello naming the
+   domain as its SNI: a reset or a close is ``tls.rst``, silence ``tls.drop``.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ from .verdict import OONI_BLOCKING, BlockpageMatcher, Verdict, failure_class, qu
 
 BEFORE, AFTER, TEST, CONTROL, VALIDATE = "vantage_before", "vantage_after", "test", "control", "validate"
 CONTROL_DOMAIN = "control_domain"  # the trusted resolver's answer for the control domain
-PROTOCOLS = ("http", "https", "quic", "echo")
+PROTOCOLS = ("http", "https", "quic", "echo", "echo_tls")
+_ECHOES = ("echo", "echo_tls")  # steps whose record is in x_echo
 ECHO_MISMATCH = F.ECHO_MISMATCH  # an echo service's answer that is not the bytes sent
 NEGATIVE = frozenset({"dns_nxdomain", "dns_no_answer", "dns_error"})  # failure classes of a negative answer
 
@@ -313,7 +315,7 @@ def _attempts(tk: Mapping[str, Any], protocol: str) -> list[_Attempt]:
         status = _mapping(c.get("status"))
         a.failure = _text(status.get("failure")) or (None if status.get("success") is True else "unknown_failure")
         if a.failure is None:
-            a.step = "tls" if protocol == "https" else "echo" if protocol == "echo" else "http"
+            a.step = "tls" if protocol == "https" else protocol if protocol in _ECHOES else "http"
     if protocol == "quic":  # no TCP: each QUIC handshake is an attempt of its own, the name in its first packet
         for i, q in _records(tk.get("quic_handshakes")):
             a = _started(by_tx, q, i, "quic_handshakes", protocol)
@@ -324,16 +326,17 @@ def _attempts(tk: Mapping[str, Any], protocol: str) -> list[_Attempt]:
             # need not host the domain): only the handshake's own failures count
             if quic_completed(q):
                 a.step, a.failure = "done", None
-    for key, step in (("tls_handshakes", "tls"), ("requests", "http"), ("x_echo", "echo")):  # after each connect
+    for key, steps in (("tls_handshakes", ("tls",)), ("requests", ("http",)), ("x_echo", _ECHOES)):  # after connect
         for i, r in _records(tk.get(key)):
             a = by_tx.get(_tx(r))
-            if a is None or a.step != step:
+            if a is None or a.step not in steps:
                 continue
+            step = a.step
             a.pointer = f"test_keys.{key}[{i}]"
             a.failure = _text(r.get("failure"))
             if step == "http":
                 a.response = _mapping(r.get("response"))
-            elif step == "echo":
+            elif step in _ECHOES:
                 a.response = {"body": r.get("received")}
             if a.failure is None:
                 a.step = "done"
@@ -342,6 +345,8 @@ def _attempts(tk: Mapping[str, Any], protocol: str) -> list[_Attempt]:
 
 _STEP_MECHANISMS = {("http", "reset"): "http.rst", ("http", "eof"): "http.rst", ("http", "timeout"): "http.drop",
                     ("echo", "reset"): "http.rst", ("echo", "eof"): "http.rst", ("echo", "timeout"): "http.drop",
+                    ("echo_tls", "reset"): "tls.rst", ("echo_tls", "eof"): "tls.rst",
+                    ("echo_tls", "timeout"): "tls.drop",
                     ("tls", "reset"): "tls.rst", ("tls", "eof"): "tls.rst", ("tls", "timeout"): "tls.drop",
                     ("quic", "timeout"): "quic.drop"}
 
@@ -363,10 +368,10 @@ def _web_protocol(tk: Mapping[str, Any], protocol: str, matcher: BlockpageMatche
                 return _blocked("http.blockpage", 0.95, [a.pointer], matched)
         return _verdict(False, True, "none", 0.85, "ok", [a.pointer for a in done])
     # failed after the domain was sent (a connection with no record past its connect decides nothing)
-    decisive = [a for a in tests if a.step in ("http", "tls", "quic", "echo") and a.failure]
+    decisive = [a for a in tests if a.step in ("http", "tls", "quic", *_ECHOES) and a.failure]
     if not decisive:
         return _failure([a.pointer for a in tests] or [a.pointer for a in before])
-    altered = [a for a in decisive if a.step == "echo" and a.failure == ECHO_MISMATCH]
+    altered = [a for a in decisive if a.step in _ECHOES and a.failure == ECHO_MISMATCH]
     if altered:  # the control domain's request came back intact from the same echo service
         matched = [f for a in altered for f in _matches(matcher, a.response)]
         if matched:

@@ -3,9 +3,10 @@
 The vantage is a web server inside the censored network that need not host the
 domain at all: what is measured is the path to it. For each protocol (``http``: a GET
 with the domain as Host; ``https``: a TLS handshake with the domain as SNI; ``quic``,
-on request: a QUIC handshake with the domain as the SNI of its Initial; ``echo``, on
-request: Quack's method, a GET naming the domain sent to the vantage's echo service,
-port 7, which must send back exactly those bytes, kept in ``x_echo``), the
+on request: a QUIC handshake with the domain as the SNI of its Initial; ``echo`` and
+``echo_tls``, on request: Quack's method, a GET naming the domain, or a TLS ClientHello
+with the domain as its SNI, sent to the vantage's echo service, port 7, which must send
+back exactly those bytes, kept in ``x_echo``), the
 measurer first checks that the vantage serves an innocuous control domain, then sends
 the domain (two attempts by default: remote paths lose packets), then the control
 domain again. When the vantage does not serve the control domain, the measurement
@@ -29,13 +30,15 @@ from ..model.remote import AFTER, BEFORE, ECHO_MISMATCH, PROTOCOLS, TEST, remote
 from ..model.verdict import failure_class, quic_completed
 from ..netx import NetxError, Trace, classify, round_trip, tcp_connect, tls_handshake
 from ..netx.trace import maybe_binary
+from ..wire.tlshello import client_hello
 from .base import Context, NettestError
 from .vantage import control_domain_of, domain_name, finish_with, tries_of, vantage_of
 
 NAME = "remote_web"
 VERSION = "0.1.0"
 NEEDS_INPUT = True
-PORTS = {"http": 80, "https": 443, "quic": 443, "echo": 7}
+PORTS = {"http": 80, "https": 443, "quic": 443, "echo": 7, "echo_tls": 7}
+ECHOES = ("echo", "echo_tls")  # Quack's two payloads, to the same echo service
 DEFAULT_PROTOCOLS = ("http", "https")  # quic and echo on request: most in-country web servers run neither
 ECHO_KEEP = 64 << 10  # bytes of an echo's answer kept: the first ones decide, a hostile server may not stop
 FORGED_IDLE = 1.0  # seconds the rest of a forged answer may take to come
@@ -58,13 +61,15 @@ def residual_wait_of(ctx: Context) -> float:
 
 
 def ports_of(ctx: Context) -> dict[str, int]:
-    """The vantage's ports: 80 and 443 unless ctx.options["ports"] names others (a server on 8080)."""
+    """The vantage's ports: 80 and 443 unless ctx.options["ports"] names others (a server on 8080). Both echo
+    payloads go to the echo port (``echo``'s)."""
     given = ctx.options.get("ports")
     ports = dict(PORTS)
     if isinstance(given, dict):
         for protocol, port in given.items():
             if protocol in ports and type(port) is int and 0 < port < 65536:
                 ports[protocol] = port
+    ports["echo_tls"] = ports["echo"]
     return ports
 
 
@@ -105,9 +110,9 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
             stream = await tcp_connect(vantage, ports[protocol], trace=trace, timeout=t.connect, tags=tags)
         except NetxError:
             return False
-        if protocol == "echo":
+        if protocol in ECHOES:
             try:
-                return await _echo(stream, host, trace, t.http, tags, echoes)
+                return await _echo(stream, echo_payload(protocol, host), trace, t.http, tags, echoes)
             finally:
                 await stream.aclose()
         if protocol == "https":
@@ -157,18 +162,20 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
     return tk
 
 
-def echo_payload(host: str) -> bytes:
-    """What Quack sends an echo server: a GET naming the domain, as a censor's HTTP filter reads it."""
+def echo_payload(protocol: str, host: str) -> bytes:
+    """What Quack sends an echo server: for ``echo`` a GET naming the domain, as a censor's HTTP filter reads
+    it; for ``echo_tls`` a real ClientHello (OpenSSL's, fresh each time) with the domain as its SNI."""
+    if protocol == "echo_tls":
+        return client_hello(host, ("http/1.1",))
     return f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode("ascii", errors="replace")  # names are IDNA
 
 
-async def _echo(stream: Any, host: str, trace: Trace, timeout: float, tags: tuple[str, ...],
+async def _echo(stream: Any, payload: bytes, trace: Trace, timeout: float, tags: tuple[str, ...],
                 echoes: list[dict[str, Any]]) -> bool | None:
     """Send the payload and read until as many bytes came back (or the peer closed, or ``timeout``). The record
     (``x_echo``): what was sent and received, and the failure: None for the very bytes back, ``echo_mismatch``
     for others (a forged answer, an altered request), else the read's own. True: echoed; None: the censor
     answered (a reset, a close, other bytes): no need to try again; False: silence."""
-    payload = echo_payload(host)
     t0 = trace.now()
     received = bytearray()
     failure: str | None = None
@@ -199,7 +206,7 @@ async def _echo(stream: Any, host: str, trace: Trace, timeout: float, tags: tupl
         failure = classify(exc, operation="read")
     if other_bytes():
         failure = ECHO_MISMATCH  # whatever ended it (a close, a reset, our patience): the answer was not ours
-    echoes.append({"transaction_id": stream.transaction_id, "tags": list(tags), "sent": payload.decode("ascii"),
+    echoes.append({"transaction_id": stream.transaction_id, "tags": list(tags), "sent": maybe_binary(payload),
                    "received": maybe_binary(bytes(received)), "failure": failure, "t0": t0, "t": trace.now()})
     if failure is None:
         return True

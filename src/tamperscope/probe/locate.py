@@ -28,7 +28,6 @@ import ipaddress
 import json
 import math
 import os
-import ssl
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -39,6 +38,7 @@ from ..model.location import Location, Observation, RunResult, decide_run, major
 from ..netx import Trace, lookup_udp, ttlprobe
 from ..netx.dns import build_query
 from ..netx.quic import initial_datagram
+from ..wire.tlshello import client_hello
 
 CONTROL_NAME = "www.example.com"
 QUIC_PORT = 443  # HTTP/3's, whatever the URL's scheme
@@ -75,15 +75,7 @@ def trigger_payload(layer: str, host: str, path: str = "/") -> bytes:
         return (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: Mozilla/5.0\r\nAccept: */*\r\n"
                 "Connection: close\r\n\r\n").encode()
     if layer == "tls":
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        obj = ctx.wrap_bio(ssl.MemoryBIO(), out := ssl.MemoryBIO(), server_hostname=host)
-        try:
-            obj.do_handshake()
-        except ssl.SSLWantReadError:
-            pass
-        return out.read()
+        return client_hello(host)
     if layer == "quic":
         return initial_datagram(host)
     _, wire = build_query(host, "A")

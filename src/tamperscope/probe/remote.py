@@ -103,13 +103,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="web: http (Host header, port 80), https (SNI, port 443), quic (the SNI of a QUIC "
                         "Initial, UDP 443: for a censor filtering HTTP/3; only for vantages that speak it) and/or "
                         "echo (Quack: a GET naming the domain sent to the vantage's echo service, port 7, which "
-                        "must send the same bytes back); default http and https")
+                        "must send the same bytes back), echo_tls (the same with a TLS ClientHello naming the "
+                        "domain as its SNI); default http and https")
     p.add_argument("--http-port", type=int, default=80, metavar="PORT",
                    help="web: the vantages' HTTP port (default 80)")
     p.add_argument("--https-port", type=int, default=443, metavar="PORT",
                    help="web: the vantages' HTTPS port (default 443)")
     p.add_argument("--echo-port", type=int, default=7, metavar="PORT",
-                   help="web: the vantages' echo port, for --protocol echo (default 7)")
+                   help="web: the vantages' echo port, for --protocol echo and echo_tls (default 7)")
     p.add_argument("--ca-bundle", default=None, help="dns: CA bundle to validate answers with; default "
                    "$TAMPERSCOPE_CA_BUNDLE or the system's")
     p.add_argument("--asn-table", default=None,

@@ -9,6 +9,7 @@ never an exception.
 
 from __future__ import annotations
 
+import ssl
 import struct
 from dataclasses import dataclass
 
@@ -19,6 +20,24 @@ MAX_HELLO = 16384 + 5  # one record's worth is plenty for a ClientHello
 class ClientHello:
     sni: str | None  # lower-cased host_name, if any
     alpn: tuple[str, ...]
+
+
+def client_hello(server_name: str, alpn: tuple[str, ...] = ()) -> bytes:
+    """The first flight a real client sends for `server_name`: OpenSSL's own ClientHello (TLS records, SNI,
+    key shares, fresh randoms each call), written into memory, no socket. What a trigger or an echo payload
+    needs: the bytes a DPI box reads as this name's handshake."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
+    out = ssl.MemoryBIO()
+    conn = ctx.wrap_bio(ssl.MemoryBIO(), out, server_hostname=server_name)
+    try:
+        conn.do_handshake()
+    except ssl.SSLWantReadError:  # the hello is written; the server's answer is never coming
+        pass
+    return out.read()
 
 
 class NotTLS(Exception):
