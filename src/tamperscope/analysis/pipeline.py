@@ -47,7 +47,7 @@ import pyarrow as pa
 from tamperscope.analysis import reader
 from tamperscope.analysis.observations import ObservationColumns
 from tamperscope.analysis.reader import FileDone, Line, Partition, Rejection
-from tamperscope.analysis.rules import rule_rows, rule_table
+from tamperscope.analysis.rules import rows_of, rule_table
 from tamperscope.analysis.schema import path_text, rows_to_table
 from tamperscope.analysis.store import (
     MEASUREMENT_SCHEMA,
@@ -56,7 +56,13 @@ from tamperscope.analysis.store import (
     Store,
     WriteStats,
 )
-from tamperscope.analysis.verdicts import ANALYSIS_VERSION, Matcher, default_matcher, verdict_for
+from tamperscope.analysis.verdicts import (
+    ANALYSIS_VERSION,
+    Matcher,
+    blocking_rules_judged,
+    default_matcher,
+    verdict_for,
+)
 from tamperscope.model.inputs import unicode_host
 from tamperscope.model.verdict import Verdict
 
@@ -350,9 +356,11 @@ def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
             continue
         seen.add(uid)
         try:
-            verdict = verdict_for(m, matcher)
-            if env.test_name == "blocking_rules":  # the rule of each layer, for report and explorer
-                rrows += rule_rows(uid, m, matcher)
+            if env.test_name == "blocking_rules":  # and the rule of each layer, for report and explorer
+                verdict, x_rules = blocking_rules_judged(m, matcher)
+                rrows += rows_of(uid, x_rules)
+            else:
+                verdict = verdict_for(m, matcher)
         except Exception as exc:  # a bug in a verdict function must not stop the run
             verdict = _analysis_failure(exc)
             errors.append(Rejection(item.source, item.line, "analysis_error",

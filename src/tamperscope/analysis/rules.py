@@ -22,7 +22,8 @@ import orjson
 import pyarrow as pa
 
 from tamperscope.analysis.schema import RULE_SCHEMA, rows_to_table
-from tamperscope.model.rules import LAYERS, RULES, rules_from_records, rules_verdict
+from tamperscope.analysis.verdicts import blocking_rules_judged
+from tamperscope.model.rules import LAYERS, RULES
 from tamperscope.model.verdict import BlockpageMatcher
 
 NAME_MAX = 253  # a keyword or a name longer than any host name is not one
@@ -37,10 +38,13 @@ def rule_rows(uid: str, measurement: Mapping[str, Any], matcher: BlockpageMatche
 
     Every probe is judged again from the records, as the registered verdict does; a measurement
     whose test keys are no mapping has no rows (its verdict says "failure")."""
-    tk = measurement.get("test_keys")
-    if not isinstance(tk, Mapping):
+    if not isinstance(measurement.get("test_keys"), Mapping):
         return []
-    x_rules = rules_verdict(tk, rules_from_records(tk, matcher))["x_rules"]
+    return rows_of(uid, blocking_rules_judged(measurement, matcher)[1])
+
+
+def rows_of(uid: str, x_rules: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """The rows of a rule per layer as the verdict read it (``blocking_rules_judged``)."""
     rows = []
     for layer in LAYERS:
         r = x_rules.get(layer)
@@ -98,4 +102,4 @@ def backfill(con: duckdb.DuckDBPyConnection, raw: Callable[[str], bytes | None],
         done += len(uids)
 
 
-__all__ = ["backfill", "rule_rows", "rule_table"]
+__all__ = ["backfill", "rows_of", "rule_rows", "rule_table"]

@@ -182,13 +182,21 @@ def blocking_rules(measurement: Mapping[str, Any], matcher: BlockpageMatcher | N
     """The probe's own function (model/rules.py) over every probe judged again from its records (the DNS
     answers, the handshakes, the responses with the whole fingerprint database), and each layer's rule
     concluded again from those judgements."""
+    return blocking_rules_judged(measurement, matcher)[0]
+
+
+def blocking_rules_judged(measurement: Mapping[str, Any],
+                          matcher: BlockpageMatcher | None) -> tuple[Verdict, Mapping[str, Any]]:
+    """`blocking_rules`'s verdict and the rule it read per layer (``x_rules``, judged again: what the store's
+    ``rules`` table keeps), from one judging of the records."""
     tk = _tk(measurement)
     layers = rules_from_records(tk, matcher)
     keys = rules_verdict(tk, layers)
     fps = [f for data in layers.values() for p in data["probes"] if p.get("kind") == "exact"
            for f in p.get("fingerprints", [])]
-    return Verdict(keys["blocking"], keys["accessible"], keys["x_mechanism"], keys["x_confidence"],
-                   keys["x_status"], tuple(keys["x_evidence"]), tuple(dict.fromkeys(fps)))
+    verdict = Verdict(keys["blocking"], keys["accessible"], keys["x_mechanism"], keys["x_confidence"],
+                      keys["x_status"], tuple(keys["x_evidence"]), tuple(dict.fromkeys(fps)))
+    return verdict, keys["x_rules"]
 
 
 @register("tls_mitm")
