@@ -44,7 +44,7 @@ def test_sni_throttling_near_rate(lab) -> None:  # type: ignore[no-untyped-def]
                   timeout=60)
     slow, fast = res
     assert slow["bytes"] == fast["bytes"] == 80000
-    rate = lab.profile.rules[2].rate_kbps
+    rate = next(r for r in lab.profile.rules if r.id == "ru-throttle").rate_kbps
     assert 0.75 * rate <= slow["kbps"] <= 1.25 * rate, slow["kbps"]
     assert fast["kbps"] > 20 * rate
     assert lab.logged("ru-throttle", "abs.twimg.com")
@@ -133,3 +133,36 @@ def test_no_quic_leaves_http3_unmeasured(lab, tmp_path) -> None:  # type: ignore
     tk = json.loads(out.read_text())["test_keys"]
     assert tk["x_mechanism"] == "none" and tk["quic_handshakes"] == []
     assert tk["control"]["quic_handshake"]  # the helper still looked: the site does speak HTTP/3
+
+
+def test_echcheck_finds_ech_dropped_to_cloudflares_name_only(lab, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """ru-ech drops ClientHellos with encrypted_client_hello to cloudflare-ech.com (TSPU, since November 2024):
+    echcheck's target (GREASE ECH) is dropped there while its control (the same name, no ECH) completes, and
+    both pass to another name; the ground truth logs the ECH hello alone, and `analyze` reaches the same."""
+    import json
+    import subprocess
+    import sys
+
+    from tamperscope.lab import manager
+
+    out = tmp_path / "ech.jsonl"
+    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "run", "echcheck",
+                                            "-i", "https://cloudflare-ech.com/", "-i", "example.org", "--yes",
+                                            "--no-progress", "-o", str(out)]),
+                         env=manager.client_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    by = {m["input"]: m for m in map(json.loads, out.read_text().splitlines())}
+    blocked, free = by["https://cloudflare-ech.com/"]["test_keys"], by["example.org"]["test_keys"]
+    assert (blocked["x_mechanism"], blocked["x_status"], blocked["blocking"]) == ("tls.drop", "anomaly", "http-failure")
+    assert blocked["control"]["failure"] is None and blocked["control"]["peer_certificates"]
+    assert blocked["target"]["failure"] == "generic_timeout_error" and not blocked["target"]["x_server_hello"]
+    assert (free["x_mechanism"], free["x_status"]) == ("none", "ok") and free["target"]["x_server_hello"]
+    log = lab.logged("ru-ech")
+    assert log and {e["name"] for e in log} == {"cloudflare-ech.com"}  # the control's hello passed (above)
+    db, jl = tmp_path / "a.duckdb", tmp_path / "a.jsonl"
+    res = subprocess.run([sys.executable, "-m", "tamperscope", "analyze", str(out), "--db", str(db),
+                          "--jsonl", str(jl)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    again = {r["input"]: r for r in map(json.loads, jl.read_text().splitlines())}
+    assert again["https://cloudflare-ech.com/"]["x_mechanism"] == "tls.drop"
+    assert again["example.org"]["x_mechanism"] == "none"

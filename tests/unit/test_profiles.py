@@ -89,6 +89,25 @@ def test_expect_follows_redirects_and_layers() -> None:
     assert expect_url(ru, "http://meduza.io/").blocking == "dns"
     # a cross-host redirect to a blocked site is blocked at the second hop
     assert expect_url(tm, "http://redirect.youtube.com/").mechanism == "tls.rst"
+    # an ECH rule: web_connectivity's hellos carry no ECH, so the name is not blocked for it
+    assert expect_url(ru, "https://cloudflare-ech.com/").mechanism == "none"
+
+
+def test_ech_is_a_tls_rule_key_only(tmp_path: Path) -> None:
+    """`ech = true` is read on tls rules; other layers refuse it, and a wrong type is a one-line error."""
+    from tamperscope.model.profile import parse_profile
+
+    def parse(text: str) -> object:
+        return parse_profile(text, source="t.toml", base=tmp_path, builtin_pages=blockpages.names())
+
+    p = parse("[[rule]]\nid='e'\nlayer='tls'\naction='drop'\nech=true\ndomains=['ech.example']\n"
+              "[[rule]]\nid='s'\nlayer='tls'\naction='rst'\ndomains=['sni.example']\n")
+    assert [r.ech for r in p.rules] == [True, False]  # type: ignore[attr-defined]
+    for bad, why in (("layer='http'\naction='rst'\nech=true", "only tls rules"),
+                     ("layer='tls'\naction='rst'\nech='yes'", "true or false")):
+        with pytest.raises(ProfileError, match=why) as info:
+            parse(f"[[rule]]\nid='x'\n{bad}\ndomains=['a.example']\n")
+        assert "\n" not in str(info.value) and ".ech" in str(info.value)
 
 
 def test_quic_sni_drop_takes_names_and_regexes_and_expect_follows_them(tmp_path: Path) -> None:

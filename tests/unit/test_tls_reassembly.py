@@ -260,3 +260,41 @@ def test_a_forwarded_flow_is_not_read_again(make_censor) -> None:  # type: ignor
     later = _send(c, [SPLIT, HELLO])  # a hello sent again on the same flow (after the first one) is not read
     assert _forwarded(_frame(SPLIT, 1000), later[0]) and _forwarded(_frame(HELLO, 1000 + len(SPLIT)), later[1])
     assert _truth(c) == []
+
+
+ECH_PROFILE = """
+name = "ech"
+[[rule]]
+id = "ech-drop"
+layer = "tls"
+action = "drop"
+ech = true
+domains = ["cloudflare-ech.com"]
+[[rule]]
+id = "sni-rst"
+layer = "tls"
+action = "rst"
+domains = ["www.example.com"]
+"""
+
+
+def test_an_ech_rule_fires_only_on_hellos_that_carry_ech(tmp_path: Path) -> None:
+    """A tls rule with ``ech = true`` (TSPU's since 2024) drops a hello naming its outer SNI only when the hello
+    carries encrypted_client_hello; the same name without ECH passes, and a plain SNI rule fires either way."""
+    from tamperscope.wire.tlshello import client_hello, client_hello_with_ech
+
+    cases = ((client_hello_with_ech("cloudflare-ech.com"), "ech-drop"), (client_hello("cloudflare-ech.com"), None),
+             (client_hello_with_ech(NAME), "sni-rst"), (client_hello(NAME), "sni-rst"))
+    for i, (hello, rule) in enumerate(cases):
+        c = censor.Censor(_parse(ECH_PROFILE, tmp_path), censor.GroundTruth(tmp_path / f"ech-{i}.jsonl"))
+        try:
+            (decision,) = _send(c, [hello])
+            assert _truth(c) == ([rule] if rule else []), i
+            if rule is None:
+                assert _forwarded(_frame(hello, 1000), decision)
+            elif rule == "ech-drop":
+                assert decision == []  # dropped: nothing forwarded, nothing forged
+            else:
+                assert _is_reset(decision)
+        finally:
+            c.truth._f.close()

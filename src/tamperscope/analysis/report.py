@@ -38,6 +38,7 @@ TEST_WORDS: dict[str, str] = {
     "http_header_field_manipulation": "a middlebox on the path that rewrites HTTP headers",
     "throttling": "whether traffic to a site is slowed down",
     "tls_mitm": "whether TLS connections are intercepted",
+    "echcheck": "whether TLS with Encrypted Client Hello (ECH) is blocked",
     "blocking_rules": "what the censor's rule matches: the name, its subdomains, or a keyword",
     "evasion": "which re-framings of a blocked request get past the censor",
     "remote_dns": "a resolver inside the country, asked about a site from outside (Satellite)",

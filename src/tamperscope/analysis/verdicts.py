@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tamperscope.model.dnsverdict import dnscheck_verdict
+from tamperscope.model.ech import echcheck_verdict
 from tamperscope.model.evasion import attempts_from_records, evasion_verdict
 from tamperscope.model.interception import interception
 from tamperscope.model.remote import remote_dns_verdict, remote_web_verdict
@@ -54,7 +55,9 @@ VERDICTS: dict[str, VerdictFunction] = {}
 # 7: blocking_rules: a lie of the resolver is dns.injection only when a query to a silent address was
 #    answered too (the dns_path layer), else dns.poison; the dns_path layer is judged and kept. The
 #    signature column holds our x_signature's key, not its whole JSON (one row per packet's destination).
-ANALYSIS_VERSION = "7"
+# 8: echcheck (ours, a new nettest, and OONI's) gets its verdict from the control and target handshakes; it
+#    fell to the generic one before. remote_web reads echo_tls (Quack's ClientHello) as TLS: tls.rst, tls.drop.
+ANALYSIS_VERSION = "8"
 
 
 def register(test_name: str) -> Callable[[VerdictFunction], VerdictFunction]:
@@ -197,6 +200,12 @@ def blocking_rules_judged(measurement: Mapping[str, Any],
     verdict = Verdict(keys["blocking"], keys["accessible"], keys["x_mechanism"], keys["x_confidence"],
                       keys["x_status"], tuple(keys["x_evidence"]), tuple(dict.fromkeys(fps)))
     return verdict, keys["x_rules"]
+
+
+@register("echcheck")
+def echcheck(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
+    """The probe's own function (model/ech.py) over the control and target handshakes' records."""
+    return echcheck_verdict(measurement, matcher)
 
 
 @register("tls_mitm")

@@ -119,9 +119,12 @@ class Censor:
                     return r
         return None
 
-    def _first(self, rules: tuple[Rule, ...] | list[Rule], name: str | None, direction: str, port: int | None = None) -> Rule | None:
+    def _first(self, rules: tuple[Rule, ...] | list[Rule], name: str | None, direction: str, port: int | None = None,
+               ech: bool = False) -> Rule | None:
+        """The first rule for ``name``; a rule for ECH (tls ``ech = true``) only when the hello carried it."""
         for r in rules:
-            if r.applies_to(direction) and r.matches_name(name) and (port is None or not r.ports or port in r.ports):
+            if r.applies_to(direction) and r.matches_name(name) and (port is None or not r.ports or port in r.ports) \
+                    and (ech or not r.ech):
                 return r
         return None
 
@@ -307,7 +310,7 @@ class Censor:
                 return fwd
             self.hello[flow] = None
             if isinstance(result, ClientHello) and result.sni:
-                r = self._first(self.tls_rules, result.sni, direction, dport)
+                r = self._first(self.tls_rules, result.sni, direction, dport, result.ech)
                 if r is not None:
                     return self._act(r, frame, from_client, src, dst, sport, dport, l4, len(payload), result.sni, fwd, wall)
         return fwd

@@ -44,7 +44,7 @@ TOP_KEYS = {"name", "description", "network", "proxy", "rule"}
 NETWORK_KEYS = {"delay_ms", "residual_s", "placement", "tls_reassembly"}
 PROXY_KEYS = {"enabled", "header_case", "add_headers"}
 RULE_KEYS = {"id", "layer", "action", "domains", "suffix", "regex", "cidrs", "ports", "answer",
-             "blockpage", "rate_kbps", "direction", "inject"}
+             "blockpage", "rate_kbps", "direction", "inject", "ech"}
 INJECT_KEYS = {"ip_id", "ttl", "window"}
 
 
@@ -76,6 +76,7 @@ class Rule:
     rate_kbps: int | None = None
     direction: str = "egress"
     inject: Inject = field(default_factory=Inject)
+    ech: bool = False  # tls rules: only ClientHellos that carry encrypted_client_hello (the SNI is the outer one)
 
     def matches_name(self, name: str | None) -> bool:
         """Whether a DNS name / Host / SNI falls under this rule."""
@@ -333,8 +334,11 @@ def _parse_rule(src: str, i: int, t: Any, base: Path, builtin_pages: set[str], p
     if direction not in DIRECTIONS:
         raise _fail(src, f"{where}.direction", f"must be one of {', '.join(DIRECTIONS)}")
     inject = _parse_inject(src, f"{where}.inject", t["inject"]) if "inject" in t else Inject()
+    ech = _typed(src, f"{where}.ech", t.get("ech", False), bool, "true or false")
+    if ech and layer != "tls":
+        raise _fail(src, f"{where}.ech", "only tls rules read a ClientHello's encrypted_client_hello")
     return Rule(rid, layer, action, domains, suffix, regex, tuple(cidrs), tuple(ports), answer,
-                blockpage, rate, direction, inject)
+                blockpage, rate, direction, inject, ech)
 
 
 # What TOML nests with, outside strings and comments: strings ("…", '…', and the multi-line forms, which

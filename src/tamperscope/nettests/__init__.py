@@ -19,6 +19,7 @@ REGISTRY: dict[str, str] = {
     "tls_mitm": "tamperscope.nettests.tls_mitm",
     "evasion": "tamperscope.nettests.evasion",
     "blocking_rules": "tamperscope.nettests.blocking_rules",
+    "echcheck": "tamperscope.nettests.echcheck",
 }
 
 

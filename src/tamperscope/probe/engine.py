@@ -487,6 +487,7 @@ _INPUT_CHECKS: dict[str, Callable[[str], None]] = {
     "throttling": _url_input,
     "dnscheck": _domain_input,
     "tls_mitm": _tls_input,
+    "echcheck": _tls_input,
     "http_invalid_request_line": check_backend,
     "http_header_field_manipulation": check_backend,
 }

@@ -9,6 +9,7 @@ never an exception.
 
 from __future__ import annotations
 
+import secrets
 import ssl
 import struct
 from dataclasses import dataclass
@@ -16,10 +17,15 @@ from dataclasses import dataclass
 MAX_HELLO = 16384 + 5  # one record's worth is plenty for a ClientHello
 
 
+ECH_EXTENSION = 0xFE0D  # encrypted_client_hello (draft-ietf-tls-esni; what TLS 1.3's ECH puts in a hello)
+PRE_SHARED_KEY = 41  # an extension that must stay last
+
+
 @dataclass(frozen=True, slots=True)
 class ClientHello:
-    sni: str | None  # lower-cased host_name, if any
+    sni: str | None  # lower-cased host_name, if any (with ECH: the outer, public name)
     alpn: tuple[str, ...]
+    ech: bool = False  # carries an encrypted_client_hello extension (real or GREASE: on the wire, alike)
 
 
 def client_hello(server_name: str, alpn: tuple[str, ...] = ()) -> bytes:
@@ -38,6 +44,64 @@ def client_hello(server_name: str, alpn: tuple[str, ...] = ()) -> bytes:
     except ssl.SSLWantReadError:  # the hello is written; the server's answer is never coming
         pass
     return out.read()
+
+
+def grease_ech(config_id: int | None = None) -> bytes:
+    """The body of a GREASE encrypted_client_hello extension (draft-ietf-tls-esni, section 6.2): an outer
+    hello's fields (HKDF-SHA256, AES-128-GCM, a random config id, a 32-byte X25519 share, a payload as long
+    as a real one) holding random bytes. What browsers send when a site has no ECH keys, and what a censor
+    that blocks ECH cannot tell from the real thing without the server's keys."""
+    cid = secrets.randbelow(256) if config_id is None else config_id
+    enc, payload = secrets.token_bytes(32), secrets.token_bytes(208)  # 192 rounded up by padding, + 16 tag
+    return (b"\x00" + struct.pack("!HHB", 1, 1, cid) + struct.pack("!H", len(enc)) + enc
+            + struct.pack("!H", len(payload)) + payload)
+
+
+def with_extension(hello: bytes, etype: int, body: bytes) -> bytes | None:
+    """``hello`` (one TLS record holding one ClientHello, as `client_hello` writes it) with one more extension,
+    before pre_shared_key if there is one (it must stay last), every length mended; None for other bytes."""
+    if len(hello) < 9 or hello[0] != 22 or hello[5] != 1:
+        return None
+    rec_len = struct.unpack_from("!H", hello, 3)[0]
+    hs_len = int.from_bytes(hello[6:9], "big")
+    if rec_len != len(hello) - 5 or hs_len != rec_len - 4:
+        return None
+    body_at = 9
+    pos = body_at + 2 + 32
+    try:
+        pos += 1 + hello[pos]
+        pos += 2 + struct.unpack_from("!H", hello, pos)[0]
+        pos += 1 + hello[pos]
+        ext_at = pos
+        (ext_total,) = struct.unpack_from("!H", hello, ext_at)
+    except (IndexError, struct.error):
+        return None
+    end = ext_at + 2 + ext_total
+    if end != len(hello):
+        return None
+    insert = end
+    p = ext_at + 2
+    while p + 4 <= end:
+        t, n = struct.unpack_from("!HH", hello, p)
+        if t == PRE_SHARED_KEY:
+            insert = p
+            break
+        p += 4 + n
+    ext = struct.pack("!HH", etype, len(body)) + body
+    grow = len(ext)
+    out = bytearray(hello[:insert] + ext + hello[insert:])
+    struct.pack_into("!H", out, 3, rec_len + grow)
+    out[6:9] = (hs_len + grow).to_bytes(3, "big")
+    struct.pack_into("!H", out, ext_at, ext_total + grow)
+    return bytes(out)
+
+
+def client_hello_with_ech(server_name: str, alpn: tuple[str, ...] = ()) -> bytes:
+    """`client_hello` for ``server_name`` (the outer name a censor reads) with a GREASE ECH extension."""
+    hello = with_extension(client_hello(server_name, alpn), ECH_EXTENSION, grease_ech())
+    if hello is None:  # OpenSSL wrote something else than one record with one hello: never seen
+        raise ValueError("OpenSSL's ClientHello is not one record")
+    return hello
 
 
 class NotTLS(Exception):
@@ -105,6 +169,7 @@ def _parse_body(body: bytes) -> ClientHello | None:
     pos += 1 + comp_len
     sni: str | None = None
     alpn: list[str] = []
+    ech = False
     if pos + 2 > len(body):
         return ClientHello(None, ())
     (ext_total,) = struct.unpack_from("!H", body, pos)
@@ -128,7 +193,9 @@ def _parse_body(body: bytes) -> ClientHello | None:
                 n = ext[p]
                 alpn.append(ext[p + 1 : p + 1 + n].decode("ascii", "replace"))
                 p += 1 + n
-    return ClientHello(sni, tuple(alpn))
+        elif etype == ECH_EXTENSION:
+            ech = True
+    return ClientHello(sni, tuple(alpn), ech)
 
 
 class ClientHelloBuffer:

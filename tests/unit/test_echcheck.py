@@ -1,0 +1,195 @@
+"""echcheck over real loopback sockets: a real TLS server (Python's ssl, a CA made at run time) that a censor's
+script stands in front of, reading each connection's ClientHello (MSG_PEEK, so the server still gets it)
+and resetting, stalling or answering those that carry encrypted_client_hello. The verdict is re-derived
+from the records as `analyze` does; OONI-shaped records go through the same function."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import ssl
+import struct
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tamperscope.analysis.verdicts import verdict_for
+from tamperscope.model.ech import echcheck_verdict
+from tamperscope.nettests import echcheck
+from tamperscope.nettests.base import Context, NettestError, Timeouts
+from tamperscope.wire.tlshello import ClientHello, parse_client_hello
+
+try:
+    from .test_netx_servers import TestCA
+    from .test_remote_hostile import TCPServer
+except ImportError:
+    from test_netx_servers import TestCA  # type: ignore[no-redef]
+    from test_remote_hostile import TCPServer  # type: ignore[no-redef]
+
+TIMEOUTS = Timeouts(dns=2.0, connect=1.0, tls=1.5, http=2.0, measurement=20)
+NAME = "localhost"  # resolved by the system resolver to 127.0.0.1: the only name a hermetic test can use
+
+
+@pytest.fixture(scope="module")
+def tls_context(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
+    return TestCA(tmp_path_factory.mktemp("ca")).server_context(NAME)
+
+
+def peek_hello(conn: socket.socket) -> ClientHello | None:
+    """The ClientHello waiting on ``conn``, left in the socket for the TLS server to read."""
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        data = conn.recv(65536, socket.MSG_PEEK)
+        hello = parse_client_hello(data)
+        if hello is not False:
+            return hello if isinstance(hello, ClientHello) else None
+        time.sleep(0.01)
+    return None
+
+
+def censor(tls_context: ssl.SSLContext, on_ech: Callable[[socket.socket, TCPServer], None] | None,
+           on_plain: Callable[[socket.socket, TCPServer], None] | None = None) -> Callable[..., None]:
+    """A TLS server behind a censor's script: hellos with ECH go to ``on_ech`` (None: served), others to
+    ``on_plain`` (None: served)."""
+    def script(conn: socket.socket, server: TCPServer) -> None:
+        hello = peek_hello(conn)
+        act = on_ech if hello is not None and hello.ech else on_plain
+        if act is not None:
+            act(conn, server)
+            return
+        try:
+            with tls_context.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(1)
+        except (ssl.SSLError, OSError):
+            return  # the ECH target hangs up after the ServerHello: the handshake is never finished
+    return script
+
+
+def reset(conn: socket.socket, server: TCPServer) -> None:
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+
+
+def silent(conn: socket.socket, server: TCPServer) -> None:
+    server.stop.wait(5)
+
+
+def alert(conn: socket.socket, server: TCPServer) -> None:
+    server.send(conn, bytes.fromhex("15030300020228"))  # handshake_failure
+
+
+def endless(conn: socket.socket, server: TCPServer) -> None:
+    while not server.stop.is_set():
+        server.send(conn, b"\x16\x03\x03\xff\xff" + b"\x00" * 65535)  # records that never hold a hello
+
+
+def measure(port: int, input: str | None = None) -> tuple[dict[str, Any], float]:
+    ctx = Context(timeouts=TIMEOUTS)
+    t0 = time.monotonic()
+
+    async def bounded() -> dict[str, Any]:
+        async with asyncio.timeout(30):
+            return await echcheck.run(input or f"https://{NAME}:{port}/", ctx)
+
+    tk = asyncio.run(bounded())
+    measurement = {"test_name": "echcheck", "input": input, "test_keys": tk}
+    echcheck.finish(measurement, ctx)
+    json.dumps(measurement)
+    again = verdict_for(json.loads(json.dumps(measurement)))  # what `analyze` reaches from the JSON
+    assert again.to_test_keys()["x_mechanism"] == tk["x_mechanism"] and again.status == tk["x_status"]
+    return tk, time.monotonic() - t0
+
+
+@pytest.mark.parametrize("on_ech,mechanism,status,failure", [
+    (None, "none", "ok", None),
+    (reset, "tls.rst", "anomaly", "connection_reset"),
+    (silent, "tls.drop", "anomaly", "generic_timeout_error"),
+    (alert, "tls.rst", "anomaly", "ssl_failed_handshake"),
+    (endless, "tls.rst", "anomaly", "ssl_failed_handshake"),
+], ids=["served", "reset", "silent", "alert", "endless"])
+def test_echcheck(tls_context: ssl.SSLContext, on_ech: Any, mechanism: str, status: str,
+                  failure: str | None) -> None:
+    """The control (no ECH) completes every time; what the censor does to the hello with ECH decides. A
+    ServerHello is enough for the target; a server that never stops sending is cut off, in bounded time."""
+    with TCPServer("127.0.0.1", censor(tls_context, on_ech)) as server:
+        tk, elapsed = measure(server.port)
+    assert (tk["x_mechanism"], tk["x_status"]) == (mechanism, status)
+    control, target = tk["control"], tk["target"]
+    assert control["failure"] is None and control["server_name"] == NAME and "control" in control["tags"]
+    assert control["tls_version"] and control["peer_certificates"]
+    assert target["failure"] == failure and target["echconfig"] == "GREASE" and target["server_name"] == NAME
+    assert target["x_server_hello"] is (failure is None)
+    if failure is None:
+        assert target["cipher_suite"].startswith("0x13")  # a TLS 1.3 suite, read from the ServerHello
+    assert [h["tags"] for h in tk["tls_handshakes"]] == [["control"], ["target"]]
+    assert target["transaction_id"] != control["transaction_id"]
+    assert [c["tags"] for c in tk["tcp_connect"]] == [["control"], ["target"]]
+    assert {c["port"] for c in tk["tcp_connect"]} == {server.port}
+    if status == "anomaly":
+        assert tk["x_evidence"] == ["test_keys.target", "test_keys.control"] and tk["accessible"] is False
+    assert elapsed < 8
+
+
+def test_a_name_blocked_without_ech_too_is_no_verdict_on_ech(tls_context: ssl.SSLContext) -> None:
+    """The censor resets every hello for the name: the control fails too, so nothing is said of ECH."""
+    with TCPServer("127.0.0.1", censor(tls_context, reset, reset)) as server:
+        tk, _ = measure(server.port)
+    assert (tk["x_status"], tk["x_mechanism"], tk["blocking"]) == ("failure", "none", None)
+    assert tk["control"]["failure"] == "connection_reset" and tk["x_evidence"] == ["test_keys.control"]
+
+
+def test_nothing_listening_and_a_name_that_does_not_resolve_are_failures() -> None:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # a port nobody listens on
+    tk, _ = measure(port)
+    assert tk["x_status"] == "failure" and tk["control"] is None and tk["target"] is None
+    assert [c["status"]["failure"] for c in tk["tcp_connect"]] == ["connection_refused"]
+    tk, _ = measure(0, "https://nx.invalid/")
+    assert tk["x_status"] == "failure" and tk["tcp_connect"] == [] and tk["queries"]
+
+
+@pytest.mark.parametrize("bad", ["ftp://example.org/", "https:///", "https://example.org:99999/", ""])
+def test_bad_inputs_are_one_line_errors(bad: str) -> None:
+    with pytest.raises(NettestError) as info:
+        echcheck.target_of(bad)
+    assert "\n" not in str(info.value)
+
+
+def _hs(failure: str | None, **extra: Any) -> dict[str, Any]:
+    return {"address": "104.16.1.1:443", "server_name": "cloudflare-ech.com", "failure": failure,
+            "tls_version": "", "cipher_suite": "", "t0": 0.1, "t": 0.2, **extra}
+
+
+@pytest.mark.parametrize("tk,want", [
+    ({"control": _hs(None), "target": _hs(None, echconfig="GREASE")}, ("ok", "none", False)),
+    ({"control": _hs(None), "target": _hs("generic_timeout_error", echconfig="GREASE")},
+     ("anomaly", "tls.drop", "http-failure")),
+    ({"control": _hs(None), "target": _hs("connection_reset")}, ("anomaly", "tls.rst", "http-failure")),
+    ({"control": _hs("connection_reset"), "target": _hs("connection_reset")}, ("failure", "none", None)),
+    ({"control": _hs(None)}, ("failure", "none", None)),
+    ({"control": "x", "target": [1]}, ("failure", "none", None)),
+    ({"control": _hs(None), "target": {"no": "failure key"}}, ("failure", "none", None)),
+    ({}, ("failure", "none", None)),
+], ids=["ok", "drop", "rst", "control-blocked", "no-target", "wrong-types", "no-failure-key", "empty"])
+def test_verdict_from_records_alone(tk: dict[str, Any], want: tuple[Any, ...]) -> None:
+    """OONI's echcheck records (control, target) and hostile ones: the same function, never an exception."""
+    v = echcheck_verdict({"test_name": "echcheck", "test_keys": tk})
+    assert (v.status, v.mechanism, v.blocking) == want
+    assert verdict_for({"test_name": "echcheck", "test_keys": tk}) == v
+    assert echcheck_verdict({"test_name": "echcheck", "test_keys": "garbage"}).status == "failure"
+
+
+def test_the_target_hello_is_the_controls_plus_ech(tmp_path: Path) -> None:
+    """What a DPI box reads of each: the same outer name and ALPN; only the target carries ECH."""
+    from tamperscope.wire.tlshello import client_hello, client_hello_with_ech
+
+    plain, ech = client_hello(NAME, echcheck.ALPN), client_hello_with_ech(NAME, echcheck.ALPN)
+    assert parse_client_hello(plain) == ClientHello(NAME, ("http/1.1",), False)
+    assert parse_client_hello(ech) == ClientHello(NAME, ("http/1.1",), True)
+    assert len(ech) - len(plain) > 250  # a GREASE payload as long as a real ECH one
