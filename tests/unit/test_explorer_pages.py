@@ -403,3 +403,57 @@ def test_a_blocking_rules_measurement_says_each_layers_rule(tmp_path: Path) -> N
     assert evil not in page and f"{SALT}&lt;script&gt;window.__pwned=1&lt;/script&gt;{HOST}" in section
     assert section.index("DNS on the path") < section.index("TLS: ends_with")  # in LAYERS order
     assert section.count("<h3>") == 4  # a layer we do not know is not shown
+
+
+def test_echo_exchanges_and_ech_handshakes_are_shown_in_our_words(tmp_path: Path) -> None:
+    """remote_web's echo exchanges (Quack) list what was sent, read from the bytes (a GET or a ClientHello and
+    the name it carried) and what came back; hostile bytes back are escaped text, binary ones a length.
+    echcheck's handshakes say which is the control and which carried ECH, and that a ServerHello came."""
+    import base64
+
+    from tamperscope.wire.tlshello import client_hello
+
+    base = next(samples.corpus(1, seed="echo"))
+    evil = "<script>window.__pwned=1</script>"
+    get = "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
+    hello = {"format": "base64", "data": base64.b64encode(client_hello("page.example")).decode()}
+    x_echo = [
+        {"transaction_id": 1, "tags": ["echo", "vantage_before"], "sent": get, "received": get, "failure": None},
+        {"transaction_id": 2, "tags": ["echo", "test"], "sent": f"GET / HTTP/1.1\r\nHost: {evil}\r\n\r\n",
+         "received": f"HTTP/1.1 200 OK\r\n\r\n{evil}", "failure": "echo_mismatch"},
+        {"transaction_id": 3, "tags": ["echo_tls", "test"], "sent": hello,
+         "received": {"format": "base64", "data": base64.b64encode(b"\x15\x03\x03\x00\x02\x02\x28").decode()},
+         "failure": "echo_mismatch"},
+        {"transaction_id": 4, "tags": "junk", "sent": 5, "received": [1], "failure": {"x": 1}},
+    ]
+    remote = {**base, "test_name": "remote_web", "input": "page.example",
+              "test_keys": {"vantage": "198.18.1.80", "protocols": ["echo", "echo_tls"], "x_echo": x_echo}}
+    hs = {"address": "198.19.0.5:443", "server_name": "cloudflare-ech.com", "tls_version": "", "cipher_suite": "0x1301",
+          "negotiated_protocol": "", "peer_certificates": None, "t0": 0.1, "t": 0.2}
+    ech = {**base, "test_name": "echcheck", "input": "https://cloudflare-ech.com/",
+           "test_keys": {"control": {**hs, "failure": None, "tags": ["control"], "tls_version": "TLSv1.3"},
+                         "target": {**hs, "failure": None, "tags": ["target"], "echconfig": "GREASE",
+                                    "x_server_hello": True}}}
+    ech["test_keys"]["tls_handshakes"] = [ech["test_keys"]["control"], ech["test_keys"]["target"]]
+    with running_app(Settings(db_path=tmp_path / "e.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
+        out = c.post("/api/v1/submit", content=orjson.dumps(remote) + b"\n" + orjson.dumps(ech)).json()
+        assert out["stored"] == 2, out
+        uid, ech_uid = (r["measurement_uid"] for r in out["results"])
+        page, twin = c.get(f"/m/{uid}").text, c.get(f"/m/{uid}.json").json()
+        ech_page, ech_twin = c.get(f"/m/{ech_uid}").text, c.get(f"/m/{ech_uid}.json").json()
+    section = page.split('id="echo"', 1)[1].split("</section>", 1)[0]
+    assert evil not in page and "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in section
+    rows = twin["evidence"]["echo"]
+    assert [(r["role"], r["sent"], r["name"], r["intact"]) for r in rows] == [
+        ("control domain, before", "an HTTP request", "example.com", True),
+        ("the domain", "an HTTP request", evil, False),
+        ("the domain", "a TLS ClientHello", "page.example", False),
+        (None, "an HTTP request", None, False)]
+    assert rows[1]["received"].endswith(evil) and rows[2]["received"] is None and rows[2]["received_length"] == 7
+    assert "the same bytes" in section and "7 bytes, binary" in section
+    tls = ech_twin["evidence"]["tls"]
+    assert [(h["role"], h["ech"], h["server_hello"]) for h in tls] == [("control", None, False),
+                                                                      ("target", "GREASE", True)]
+    card = ech_page.split('id="tls"', 1)[1].split("</section>", 1)[0]
+    assert "with Encrypted Client Hello (GREASE)" in card and "the server answered with its ServerHello 0x1301" in card
+    assert ech_twin["evidence"]["verdict"]["status"] == "ok"

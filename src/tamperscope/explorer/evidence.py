@@ -261,6 +261,16 @@ def tls(tk: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+# A record's role among its tags (remote measurement, echcheck), named in our words, never the measurement's.
+ROLE_WORDS = {"control": "control", "target": "target", "test": "the domain",
+              "vantage_before": "control domain, before", "vantage_after": "control domain, after",
+              "validate": "validation"}
+
+
+def _role_words(record: Mapping[str, Any]) -> str | None:
+    return next((ROLE_WORDS[t] for t in _list(record.get("tags")) if isinstance(t, str) and t in ROLE_WORDS), None)
+
+
 def _handshakes(records: list[Any], control: dict[str, Any], transport: str) -> list[dict[str, Any]]:
     out = []
     for h in records:
@@ -269,6 +279,7 @@ def _handshakes(records: list[Any], control: dict[str, Any], transport: str) -> 
         endpoint = _str(h.get("address")) or "?"
         ctrl = _dict(control.get(endpoint))
         out.append({
+            "role": _role_words(h), "ech": _str(h.get("echconfig")), "server_hello": h.get("x_server_hello") is True,
             "transport": transport, "endpoint": endpoint, "server_name": _str(h.get("server_name")),
             "tls_version": _str(h.get("tls_version")), "cipher_suite": _str(h.get("cipher_suite")),
             "alpn": _str(h.get("negotiated_protocol")), "failure": _str(h.get("failure")),
@@ -405,10 +416,42 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
         "quic_trigger": quic_trigger(tk),
         "evasion": evasion(tk),
         "rules": rules(tk),
+        "echo": echoes(tk),
     }
 
 
 MAX_ATTEMPTS = 32
+MAX_ECHOES = 32                 # echo exchanges listed (a measurement makes a handful)
+ECHO_PREVIEW = 512              # characters of what came back shown
+
+
+def echoes(tk: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """remote_web's exchanges with an echo service (``x_echo``, Quack): what was sent, in our words (a GET or a
+    ClientHello, and the name it carried, read from the bytes), and what came back: the very bytes, or the
+    start of others (as text, binary shown by its length)."""
+    from tamperscope.wire.tlshello import ClientHello, parse_client_hello
+
+    out = []
+    for e in _list(tk.get("x_echo"))[:MAX_ECHOES]:
+        if not isinstance(e, dict):
+            continue
+        tags = e.get("tags") if isinstance(e.get("tags"), list) else []
+        protocol = "echo_tls" if "echo_tls" in tags else "echo" if "echo" in tags else None
+        sent, received = body_bytes(e.get("sent")), body_bytes(e.get("received"))
+        hello = parse_client_hello(sent) if protocol == "echo_tls" else None
+        if isinstance(hello, ClientHello):
+            what, name = "a TLS ClientHello", hello.sni
+        else:
+            host = re.search(rb"\r\nhost:[ \t]*([^\r\n]{0,253})", sent[:4096], re.I)
+            what, name = "an HTTP request", host.group(1).decode("utf-8", "replace").strip() if host else None
+        failure = _str(e.get("failure"))
+        text = received[:ECHO_PREVIEW * 4].decode("utf-8", "replace")
+        binary = "\ufffd" in text or any(ch < " " and ch not in "\r\n\t" for ch in text[:ECHO_PREVIEW])
+        out.append({"role": _role_words(e), "protocol": protocol, "sent": what, "name": name, "failure": failure,
+                    "intact": failure is None and bool(sent) and received == sent,
+                    "received_length": len(received),
+                    "received": None if binary or failure is None else text[:ECHO_PREVIEW]})
+    return out
 
 
 def evasion(tk: Mapping[str, Any]) -> dict[str, Any] | None:
