@@ -5,7 +5,8 @@ list of real-world URLs, from inside the lab's client namespace → `tamperscope
 locate` on one URL per mechanism → the same domains measured from outside the
 country, through the ISP's resolver (`tamperscope remote dns`), and one reset
 located from there too (`tamperscope locate --server`) → `tamperscope run evasion` on one
-URL blocked over HTTP and one over TLS (which re-framings get past the box) → lab down → a
+URL blocked over HTTP and one over TLS (which re-framings get past the box) → `tamperscope run
+echcheck` (is TLS with Encrypted Client Hello blocked?) → lab down → a
 summary by mechanism, checked against the lab's own ground truth, the equipment
 seen, and the outside view against the inside one (the censor bracketed between
 the routers each side sees last) → `tamperscope
@@ -40,7 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "domains from outside the country (tamperscope remote dns), try re-framed requests "
                                    "on one URL blocked over HTTP and one over TLS (tamperscope run evasion), read the "
                                    "censor's rule for one name it injects DNS answers for (tamperscope run "
-                                   "blocking_rules), and take the lab down. "
+                                   "blocking_rules), check whether TLS with Encrypted Client Hello is blocked "
+                                   "(tamperscope run echcheck), and take the lab down. "
                                    "Then print a per-mechanism summary checked against the lab's ground truth, the "
                                    "equipment seen, and the measurements analysed again from their raw records "
                                    "(tamperscope analyze, into a store of their own, and an HTML report; both in the "
@@ -106,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         located_outside = locate_from_outside(measurements, say)
         evaded = evasion_examples(measurements, located, work, say)
         ruled = rules_example(measurements, work, say)
+        ech_name, ech = ech_example(profile, work, say)
     finally:
         manager.down()
         say("demo: lab down")
@@ -115,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     print(bracket(located, located_outside), flush=True)
     print(evasion_summary(evaded), flush=True)
     print(rules_summary(ruled), flush=True)
+    print(ech_summary(ech_name, ech, profile), flush=True)
     analysed = analysis(measurements, Path(out), work, say)
     print(analysed, flush=True)
     if not analysed.startswith("\n  analysis:"):
@@ -398,6 +402,52 @@ def rules_summary(m: dict | None) -> str:
     for layer, r in (tk.get("x_rules") or {}).items():
         lines.append(f"  {layer:8} {r.get('rule', '?'):22} {r.get('says', '')}")
     return "\n".join(lines)
+
+
+ECH_NAME = "cloudflare-ech.com"  # Cloudflare's public name for ECH: the outer SNI of every ECH hello to its sites
+
+
+def ech_rules(profile: object) -> list:
+    """The profile's tls rules that read ECH (``ech = true``)."""
+    return [r for r in getattr(profile, "rules", ()) if getattr(r, "ech", False)]
+
+
+def ech_example(profile: object, work: Path, say: Callable[[str], None]) -> tuple[str, dict | None]:
+    """`tamperscope run echcheck` on the name an ECH rule of the profile names, else on Cloudflare's ECH name:
+    is TLS with Encrypted Client Hello blocked on this network?"""
+    rules = ech_rules(profile)
+    name = rules[0].domains[0] if rules and rules[0].domains else ECH_NAME
+    out = work / "echcheck.jsonl"
+    say(f"demo: checking whether TLS with Encrypted Client Hello is blocked (echcheck -i {name})")
+    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "run", "echcheck", "--yes",
+                                            "--no-progress", "-i", f"https://{name}/", "-o", str(out)]),
+                         env=manager.client_env(), capture_output=True, text=True, timeout=300)
+    if res.returncode != 0 or not out.exists():
+        say(f"demo: echcheck failed: {(res.stderr.strip().splitlines() or ['no output'])[-1]}")
+        return name, None
+    lines = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    return name, (lines[0] if lines else None)
+
+
+def ech_summary(name: str, m: dict | None, profile: object) -> str:
+    """What echcheck found, against what the profile's censor does to ECH."""
+    rules = ech_rules(profile)
+    truth = (f"the censor's rule {rules[0].id} blocks ECH to it ({rules[0].action})" if rules
+             else "the censor has no rule against ECH")
+    if m is None:
+        return f"\n  ECH (tamperscope run echcheck -i {name}): not measured; {truth}"
+    tk = m["test_keys"]
+    mech, status = tk.get("x_mechanism") or "none", tk.get("x_status")
+    if status == "anomaly":
+        said = (f"blocked ({mech}): the hello carrying Encrypted Client Hello failed "
+                f"({(tk.get('target') or {}).get('failure')}) where the same hello without it went through")
+    elif status == "ok":
+        said = "not blocked: the hello carrying Encrypted Client Hello got the server's ServerHello"
+    else:
+        said = "no verdict: the plain handshake failed too"
+    agree = (status == "anomaly") == bool(rules) and status != "failure"
+    return (f"\n  ECH (tamperscope run echcheck -i {name}): {said};\n  {truth}: "
+            f"{'agrees' if agree else 'DISAGREES'} with the lab's ground truth")
 
 
 def bracket(inside: dict[str, dict], outside: dict | None) -> str:

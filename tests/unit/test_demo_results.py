@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tamperscope.demo import evasion_summary, probe_results, rules_summary
+from tamperscope.demo import ech_summary, evasion_summary, probe_results, rules_summary
 from tamperscope.model.evasion import evasion_verdict
 from tamperscope.model.rules import conclude, rules_verdict
 from tests.unit.test_blocking_rules import measurement as rules_measurement
@@ -167,3 +167,25 @@ def test_the_rules_lines_say_each_layers_rule_from_the_verdict() -> None:
             "subdomains") in text
     assert "tls      not_blocked" in text and "http" not in text.split("\n", 2)[2]
     assert "not read" in rules_summary(None)
+
+
+def test_the_demo_says_what_echcheck_found_against_the_profiles_ech_rule() -> None:
+    """ru-like drops ECH to cloudflare-ech.com: a tls.drop agrees with it and 'not blocked' does not; tm-like has
+    no such rule: the reverse. A failed plain handshake is no verdict, and never agrees."""
+    from tamperscope.lab import manager
+
+    ru, tm = manager.resolve_profile("ru-like"), manager.resolve_profile("tm-like")
+    blocked = {"input": "https://cloudflare-ech.com/",
+               "test_keys": {"x_mechanism": "tls.drop", "x_status": "anomaly",
+                             "target": {"failure": "generic_timeout_error"}}}
+    passed = {"input": "https://cloudflare-ech.com/", "test_keys": {"x_mechanism": "none", "x_status": "ok"}}
+    failed = {"input": "https://cloudflare-ech.com/", "test_keys": {"x_mechanism": "none", "x_status": "failure"}}
+    text = ech_summary("cloudflare-ech.com", blocked, ru)
+    assert "blocked (tls.drop)" in text and "generic_timeout_error" in text and "rule ru-ech blocks ECH to it (drop)" in text
+    assert text.endswith("agrees with the lab's ground truth")
+    assert ech_summary("cloudflare-ech.com", passed, ru).endswith("DISAGREES with the lab's ground truth")
+    assert ech_summary("cloudflare-ech.com", passed, tm).endswith(
+        "the censor has no rule against ECH: agrees with the lab's ground truth")
+    assert ech_summary("cloudflare-ech.com", blocked, tm).endswith("DISAGREES with the lab's ground truth")
+    assert "no verdict" in ech_summary("x", failed, tm) and "DISAGREES" in ech_summary("x", failed, tm)
+    assert "not measured" in ech_summary("x", None, ru)
