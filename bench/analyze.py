@@ -384,7 +384,9 @@ def aggregate_latency(rows: int, db: Path, repeats: int = 30) -> list[tuple[str,
                0.8 AS confidence,
                CASE WHEN o < 3 THEN 'anomaly' WHEN o = 9 THEN 'failure' ELSE 'ok' END AS status,
                []::VARCHAR[] AS evidence, []::VARCHAR[] AS fingerprints,
-               CASE WHEN sig = 0 THEN 'sig-' || kind END AS signature,
+               -- half the keys fixed (a box's constant IP-ID), half a key per packet (a counter): folded
+               CASE WHEN sig = 0 THEN (CASE WHEN kind < 6 THEN 'tcp/RA/ttl64/win0/ipid' || kind
+                                            ELSE 'udp/ttl64/ipid' || (i % 65536) END) END AS signature,
                CASE WHEN sig = 0 THEN (['Fortinet','Netsweeper','Sandvine'])[1 + kind % 3] END AS equipment,
                '1' AS analysis_version,
                CASE WHEN o < 3 THEN (CASE WHEN conf = 0 THEN 'confirmed' ELSE 'anomaly' END)

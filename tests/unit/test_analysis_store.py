@@ -464,6 +464,31 @@ def test_our_signatures_group_by_their_key_and_equipment_by_name_or_kind(tmp_pat
     store.close()
 
 
+def test_signatures_whose_ip_id_changes_per_packet_are_one_row(tmp_path: Path) -> None:
+    """A resolver's own answers (or an injector with a random IP-ID) give a key per measurement, alike but for
+    the IP-ID: they are one row, ``ipid*``, with how many keys it folds. A key seen twice keeps its row (a fixed
+    IP-ID is the box's own), a lone key with no look-alike too, and the fold never crosses equipment."""
+    m = json.loads(_sample_paths()[0].read_text())
+
+    def sig(key: str) -> dict[str, Any]:
+        return {"kind": key.split("/")[0], "key": key, "remote": "198.19.0.8:53"}
+    keys = [("udp/ttl64/ipid11045", None), ("udp/ttl64/ipid11199/fp:cp/x", None), ("udp/ttl64/ipid11201/fp:cp/x", None),
+            ("udp/ttl64/ipid11205/fp:cp/x", None), ("tcp/RA/ttl64/win0/ipid0", None), ("tcp/RA/ttl64/win0/ipid0", None),
+            ("tcp/RA/ttl64/win0/ipid7", None), ("udp/ttl64/ipid9/fp:cp/x", {"kind": "dpi"})]
+    lines = [orjson.dumps(dict(m, report_id=f"r{i}", test_keys=dict(m["test_keys"], x_signature=sig(k), x_equipment=e)))
+             for i, (k, e) in enumerate(keys)]
+    path = tmp_path / "fold.jsonl"
+    path.write_bytes(b"\n".join(lines))
+    store = Store(tmp_path / "s.duckdb")
+    pipeline.run([str(path)], store)
+    rows = {(r["signature"], r["equipment"]): (r["measurement_count"], r["variants"]) for r in st.signatures(store)}
+    assert rows == {("udp/ttl64/ipid*/fp:cp/x", ""): (3, 3), ("tcp/RA/ttl64/win0/ipid0", ""): (2, 1),
+                    ("tcp/RA/ttl64/win0/ipid7", ""): (1, 1), ("udp/ttl64/ipid11045", ""): (1, 1),
+                    ("udp/ttl64/ipid9/fp:cp/x", "dpi"): (1, 1)}
+    assert [r["signature"] for r in st.signatures(store, limit=1)] == ["udp/ttl64/ipid*/fp:cp/x"]
+    store.close()
+
+
 def test_default_db_path_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("TAMPERSCOPE_DB", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))

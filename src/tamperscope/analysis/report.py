@@ -476,9 +476,14 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
         ("mechanism", "technique"), ("meaning", "what it means"), ("measurement_count", "anomalies"),
         ("confirmed_count", "confirmed"), ("domain_count", "sites"), ("network_count", "networks")]))
     parts.append("<h2>Equipment signatures seen</h2><p>Packet and blockpage signatures of the devices "
-                 "doing the interfering, where the probe could capture them.</p>" +
+                 "doing the interfering, where the probe could capture them: the forged packet's kind and flags, "
+                 "its initial TTL, TCP window and IP-ID, and the blockpage fingerprints matched. A fixed IP-ID "
+                 "is part of a device's signature; <code>ipid*</code> stands for packets whose IP-ID changed "
+                 "from one to the next (a counter, or random), folded into one row ('variants': how many "
+                 "IP-IDs).</p>" +
                  _html_table(st.signatures(store, filters, limit), [
                      ("signature", "signature"), ("equipment", "equipment"), ("measurement_count", "measurements"),
+                     ("variants", "variants"),
                      ("mechanisms", "techniques"), ("countries", "countries"), ("network_count", "networks"),
                      ("domain_count", "sites"), ("first_seen", "first seen"), ("last_seen", "last seen")]))
     rules = rules_in_words(store, filters, limit)

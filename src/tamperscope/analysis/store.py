@@ -935,16 +935,30 @@ def mechanism_country(store: Store, filters: Filters | None = None) -> list[dict
 
 
 def signatures(store: Store, filters: Filters | None = None, limit: int | None = 100) -> list[dict[str, Any]]:
-    """Equipment signatures seen (``x_signature``/``x_equipment``), with where and when."""
-    return _aggregate(
-        store,
-        """coalesce(signature, '') AS signature, coalesce(equipment, '') AS equipment,
-           count(*) AS measurement_count, string_agg(DISTINCT mechanism, ', ' ORDER BY mechanism) AS mechanisms,
-           string_agg(DISTINCT probe_cc, ', ' ORDER BY probe_cc) AS countries,
-           count(DISTINCT probe_asn) AS network_count, count(DISTINCT domain) AS domain_count,
-           min(day) AS first_seen, max(day) AS last_seen""",
-        "ALL", "measurement_count DESC, signature", filters, limit,
-        "(signature IS NOT NULL OR equipment IS NOT NULL)")
+    """Equipment signatures seen (``x_signature``/``x_equipment``), with where and when.
+
+    A signature's key names the forged packet's IP-ID (``ipid0``). A device whose IP-ID changes from packet
+    to packet (a counter, or random: a resolver's own answers, most injectors) gives a key per measurement,
+    each seen once; such keys, alike but for the IP-ID, are one row here, keyed ``ipid*``, with
+    ``variants`` the number of keys folded into it. A key seen twice or more keeps its own row: a fixed
+    IP-ID is part of the equipment's signature."""
+    where, params = (filters or Filters()).where()
+    top = f"LIMIT {int(limit)}" if limit is not None else ""
+    sql = f"""
+        WITH f AS (SELECT signature, equipment, mechanism, probe_cc, probe_asn, domain, day FROM verdicts
+                   WHERE ({where}) AND (signature IS NOT NULL OR equipment IS NOT NULL)),
+        k AS (SELECT *, count(*) OVER (PARTITION BY signature, equipment) AS seen,
+                     regexp_replace(signature, '/ipid[0-9]+', '/ipid*') AS base FROM f),
+        n AS (SELECT *, count(*) FILTER (WHERE seen = 1) OVER (PARTITION BY base, equipment) AS singles FROM k)
+        SELECT coalesce(CASE WHEN seen = 1 AND singles > 1 AND base <> signature THEN base ELSE signature END, '')
+                   AS signature,
+               coalesce(equipment, '') AS equipment,
+               count(*) AS measurement_count, string_agg(DISTINCT mechanism, ', ' ORDER BY mechanism) AS mechanisms,
+               string_agg(DISTINCT probe_cc, ', ' ORDER BY probe_cc) AS countries,
+               count(DISTINCT probe_asn) AS network_count, count(DISTINCT domain) AS domain_count,
+               min(day) AS first_seen, max(day) AS last_seen, count(DISTINCT signature) AS variants
+        FROM n GROUP BY ALL ORDER BY measurement_count DESC, signature {top}"""
+    return _plain(_rows(store.cursor(), sql, params))
 
 
 _DETERMINED = "FILTER (WHERE rule <> 'undetermined')"
