@@ -513,9 +513,12 @@ def analysis(measurements: list[dict], out: Path, work: Path, say: Callable[[str
     the analysis pipeline re-derives each verdict from the raw records, and says whether it reaches the probe's."""
     db, verdicts, html = work / "analysis.duckdb", work / "verdicts.jsonl", work / "report.html"
     ruled = work / "rules.jsonl"  # rules_example's measurement, if it ran: the report shows its rules too
+    ech, ech_verdicts = work / "echcheck.jsonl", work / "echcheck-verdicts.jsonl"  # ech_example's, likewise
     say("demo: re-deriving the verdicts with tamperscope analyze, and writing the HTML report")
     for argv in (["analyze", str(out), "--db", str(db), "--jsonl", str(verdicts), "--quiet"],
                  *([["analyze", str(ruled), "--db", str(db), "--quiet"]] if ruled.is_file() else []),
+                 *([["analyze", str(ech), "--db", str(db), "--jsonl", str(ech_verdicts), "--quiet"]]
+                   if ech.is_file() else []),
                  ["report", "--db", str(db), "--html", str(html)]):
         res = subprocess.run([sys.executable, "-m", "tamperscope", *argv], capture_output=True, text=True, timeout=600)
         if res.returncode:
@@ -551,6 +554,10 @@ def analysis(measurements: list[dict], out: Path, work: Path, say: Callable[[str
             found = st.blocking_rules(store, blocked_only=False)
         lines.append("  blocking rules, judged again from the records: " + (", ".join(
             f"{r['domain']} {r['layer']} {r['rule']}" for r in found) or "none"))
+    if ech_verdicts.is_file():
+        judged = [json.loads(line) for line in ech_verdicts.read_text().splitlines() if line.strip()]
+        lines.append("  ECH, judged again from the records: " + (", ".join(
+            f"{r['input']} {r.get('x_mechanism') or 'none'}" for r in judged) or "none"))
     lines += [f"  store: {db}", f"  HTML report: {html}"]
     return "\n".join(lines)
 

@@ -55,6 +55,7 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         # tm-like has no rule against ECH: echcheck's hello with ECH got its ServerHello
         assert "ECH (tamperscope run echcheck -i cloudflare-ech.com): not blocked" in text, text
         assert "the censor has no rule against ECH: agrees with the lab's ground truth" in text, text
+        assert "ECH, judged again from the records: https://cloudflare-ech.com/ none" in text, text
         report = next(line.split("HTML report: ", 1)[1].strip() for line in out if "HTML report: " in line)
         html = Path(report).read_text(encoding="utf-8")
         assert "facebook.com" in html and "dns.injection" in html

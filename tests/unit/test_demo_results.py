@@ -75,8 +75,15 @@ def test_the_demo_reanalyses_what_the_probe_wrote_and_names_what_differs(tmp_pat
     # what the demo's blocking_rules step wrote: every layer says "not_blocked", its records say otherwise
     ruled = dict(rules_measurement(), probe_cc="IT", probe_asn="AS30722", measurement_start_time="2026-11-10 10:00:00")
     (tmp_path / "rules.jsonl").write_text(json.dumps(ruled) + "\n")
+    # what the demo's echcheck step wrote: the probe said "ok", its records show the ECH hello dropped
+    hs = {"address": "198.19.0.5:443", "server_name": "cloudflare-ech.com", "t0": 0.1, "t": 0.2}
+    ech = dict(ruled, test_name="echcheck", input="https://cloudflare-ech.com/",
+               test_keys={"control": {**hs, "failure": None}, "x_mechanism": "none", "x_status": "ok",
+                          "target": {**hs, "failure": "generic_timeout_error", "echconfig": "GREASE"}})
+    (tmp_path / "echcheck.jsonl").write_text(json.dumps(ech) + "\n")
     said: list[str] = []
     text = analysis(measurements, out, tmp_path, said.append)
+    assert "ECH, judged again from the records: https://cloudflare-ech.com/ tls.drop" in text, text
     assert "the probe's mechanism reached again for 3/4" in text, text
     assert f"differs: {measurements[1]['input']} (probe tls.mitm, analysis {mechanisms[1]})" in text
     assert text.count("differs:") == 1
@@ -85,6 +92,7 @@ def test_the_demo_reanalyses_what_the_probe_wrote_and_names_what_differs(tmp_pat
     html = (tmp_path / "report.html").read_text()
     assert html.startswith("<!doctype html>") and "Plotly" in html and "<script src=" not in html
     assert "<h2>What the censors' rules match</h2>" in html and "DNS lookups naming blocked.example or any" in html
+    assert "whether TLS with Encrypted Client Hello (ECH) is blocked" in html  # echcheck in the tests' table
     assert (tmp_path / "analysis.duckdb").stat().st_size > 0
 
 
