@@ -193,3 +193,20 @@ def test_the_target_hello_is_the_controls_plus_ech(tmp_path: Path) -> None:
     assert parse_client_hello(plain) == ClientHello(NAME, ("http/1.1",), False)
     assert parse_client_hello(ech) == ClientHello(NAME, ("http/1.1",), True)
     assert len(ech) - len(plain) > 250  # a GREASE payload as long as a real ECH one
+
+
+@pytest.mark.parametrize("data,want", [
+    (b"", (None, None)),
+    (b"\x16\x03\x03\x00", (None, None)),
+    (b"\x15\x03\x03\x00\x02\x02\x28", (False, None)),  # an alert
+    (b"HTTP/1.1 400 Bad Request\r\n", (False, None)),  # not TLS
+    (b"\x16\x03\x03\x00\x04\x02\x00\x00\x00", (False, None)),  # a ServerHello too short to be one
+    (b"\x16\x03\x03\x00\x30\x0b", (False, None)),  # a Certificate first
+    (b"\x16\x03\x03\x00\x50\x02\x00\x00\x4c\x03\x03" + b"r" * 32 + b"\x00\x13\x01", (True, 0x1301)),
+    (b"\x16\x03\x03\x00\x50\x02\x00\x00\x4c\x03\x03" + b"r" * 32 + b"\x20" + b"s" * 10, (None, None)),
+    (b"\x16\x03\x03\x00\x29\x02\x00\x00\x25\x03\x03" + b"r" * 32 + b"\x20\x13\x01", (False, None)),
+], ids=["empty", "partial-header", "alert", "http", "short-hello", "certificate", "hello", "partial-sid", "bad-sid"])
+def test_what_the_servers_first_bytes_say(data: bytes, want: tuple[Any, ...]) -> None:
+    """A ServerHello (and its suite, past a session id of any length); anything else complete is no answer to
+    the hello; bytes still coming are undecided. Hostile lengths never raise."""
+    assert echcheck.server_answer(data) == want

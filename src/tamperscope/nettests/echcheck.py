@@ -36,6 +36,7 @@ VERSION = "0.1.0"
 NEEDS_INPUT = True
 ALPN = ("http/1.1",)
 MAX_FIRST_FLIGHT = 64 << 10  # bytes read for the server's first record: a ServerHello is a few hundred
+SERVER_HELLO_MIN = 4 + 2 + 32 + 1 + 2  # handshake header, version, random, session id length, cipher suite
 
 
 class Config:
@@ -67,15 +68,14 @@ def server_answer(data: bytes) -> tuple[bool | None, int | None]:
         return False, None
     length = struct.unpack_from("!H", data, 3)[0]
     body = data[5:5 + length]
-    if len(body) < min(length, 4 + 2 + 32 + 1):
+    if body[:1] not in (b"", b"\x02") or length < SERVER_HELLO_MIN:
+        return False, None  # not a ServerHello, or one too short to hold its version, random and suite
+    if len(body) < SERVER_HELLO_MIN:
         return None, None
-    if body[:1] != b"\x02":
-        return False, None
-    try:
-        sid = body[4 + 2 + 32]
-        return True, struct.unpack_from("!H", body, 4 + 2 + 32 + 1 + sid)[0]
-    except (IndexError, struct.error):
-        return (None, None) if len(body) < length else (True, None)
+    sid = body[4 + 2 + 32]
+    if len(body) < SERVER_HELLO_MIN + sid:
+        return (None, None) if len(body) < length else (False, None)
+    return True, struct.unpack_from("!H", body, 4 + 2 + 32 + 1 + sid)[0]
 
 
 async def _target(ip: str, port: int, host: str, trace: Trace, ctx: Context) -> dict[str, Any]:
