@@ -104,3 +104,27 @@ def test_locate_quic(labs, profile, url, scope) -> None:  # type: ignore[no-unty
         return
     assert (out["hop"], out["router"], out["placement"], out["scope"]) == (HOP, A.ACCESS_LAN, "in-path", scope), out
     assert len(out["runs"]) >= 3 and out["agreement"] > 0.5
+
+
+ECH = [("https://cloudflare-ech.com/", "ech", True),  # ru-ech: the ECH hello to this outer name is dropped
+       ("https://cloudflare-ech.com/", "tls", False),  # the same name's plain hello passes: nothing to locate
+       ("https://example.com/", "ech", False)]  # ECH to another name passes too
+
+
+@pytest.mark.parametrize("url,layer,located", ECH, ids=[f"{u}:{la}" for u, la, _ in ECH])
+def test_locate_ech(labs, url, layer, located) -> None:  # type: ignore[no-untyped-def]
+    """--layer ech sends ClientHellos carrying a GREASE encrypted_client_hello with limited TTLs: ru-like's censor
+    drops those naming cloudflare-ech.com from its hop on (silence, located by the routers before it), while the
+    plain hello for the same name, and the ECH hello for another, are never touched."""
+    labs("ru-like")
+    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--layer", layer,
+                                            "--yes", "--json", "--wait", "0.25", "--spread", *SPREAD]),
+                         env=manager.client_env(), capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["layer"] == layer
+    if not located:
+        assert out["hop"] is None, out["reason"]
+        return
+    assert (out["hop"], out["router"], out["placement"], out["scope"]) == (HOP, A.ACCESS_LAN, "in-path", "name"), out
+    assert "dropped" in out["reason"] and len(out["runs"]) >= 3 and out["agreement"] > 0.5

@@ -6,7 +6,10 @@
    connection, then the trigger (the HTTP request, or the ClientHello with
    the SNI) sent with that TTL; what comes back is captured on raw sockets.
    With `--layer quic` the trigger is a QUIC Initial (the ClientHello with the
-   SNI inside, as HTTP/3 sends it) in one UDP datagram to port 443.
+   SNI inside, as HTTP/3 sends it) in one UDP datagram to port 443. With
+   `--layer ech` it is a ClientHello carrying a GREASE encrypted_client_hello,
+   the URL's name as its outer SNI (the control sweep's too): where ECH is
+   blocked (echcheck's finding), the hop that blocks it.
    For names whose DNS is tampered with, the trigger is a DNS query to the
    public resolver instead.
 3. model/location.py decides hop, router, placement and scope; the forged
@@ -38,7 +41,7 @@ from ..model.location import Location, Observation, RunResult, decide_run, major
 from ..netx import Trace, lookup_udp, ttlprobe
 from ..netx.dns import build_query
 from ..netx.quic import initial_datagram
-from ..wire.tlshello import client_hello
+from ..wire.tlshello import client_hello, client_hello_with_ech
 
 CONTROL_NAME = "www.example.com"
 QUIC_PORT = 443  # HTTP/3's, whatever the URL's scheme
@@ -49,9 +52,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("locate", help="find the hop where a URL is interfered with (CenTrace method; root)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("url", help="the URL to locate interference for")
-    p.add_argument("--layer", choices=("auto", "http", "tls", "quic", "dns"), default="auto",
+    p.add_argument("--layer", choices=("auto", "http", "tls", "ech", "quic", "dns"), default="auto",
                    help="what to trigger with (auto: dns if its DNS is tampered with, else the URL's scheme; "
-                        "quic: a QUIC Initial to UDP 443, for HTTP/3 that is dropped)")
+                        "quic: a QUIC Initial to UDP 443, for HTTP/3 that is dropped; ech: a ClientHello with "
+                        "Encrypted Client Hello, for ECH that is blocked)")
     p.add_argument("--control", default=CONTROL_NAME,
                    help=f"innocent name for the control sweep (default {CONTROL_NAME})")
     p.add_argument("--runs", type=int, default=3, help="runs to make (more if they disagree; default 3)")
@@ -76,6 +80,8 @@ def trigger_payload(layer: str, host: str, path: str = "/") -> bytes:
                 "Connection: close\r\n\r\n").encode()
     if layer == "tls":
         return client_hello(host)
+    if layer == "ech":
+        return client_hello_with_ech(host)
     if layer == "quic":
         return initial_datagram(host)
     _, wire = build_query(host, "A")
