@@ -426,7 +426,16 @@ def ech_example(profile: object, work: Path, say: Callable[[str], None]) -> tupl
         say(f"demo: echcheck failed: {(res.stderr.strip().splitlines() or ['no output'])[-1]}")
         return name, None
     lines = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
-    return name, (lines[0] if lines else None)
+    m = lines[0] if lines else None
+    if m is not None and m["test_keys"].get("x_status") == "anomaly":
+        say(f"demo: locating the ECH block for {name} (tamperscope locate --layer ech)")
+        res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", f"https://{name}/",
+                                                "--layer", "ech", "--yes", "--json", "--wait", "0.3",
+                                                "--spread", *manager.A.FARM[:3]]),
+                             env=manager.client_env(), capture_output=True, text=True, timeout=300)
+        if res.returncode == 0:
+            m = {**m, "located": json.loads(res.stdout)}
+    return name, m
 
 
 def ech_summary(name: str, m: dict | None, profile: object) -> str:
@@ -446,8 +455,12 @@ def ech_summary(name: str, m: dict | None, profile: object) -> str:
     else:
         said = "no verdict: the plain handshake failed too"
     agree = (status == "anomaly") == bool(rules) and status != "failure"
+    loc = m.get("located") or {}
+    where = (f"\n  located (tamperscope locate --layer ech): hop {loc['hop']}, after router {loc.get('router')} "
+             f"({loc.get('placement')}, scope {loc.get('scope')})" if loc.get("hop") is not None else
+             "\n  located (tamperscope locate --layer ech): no hop found" if loc else "")
     return (f"\n  ECH (tamperscope run echcheck -i {name}): {said};\n  {truth}: "
-            f"{'agrees' if agree else 'DISAGREES'} with the lab's ground truth")
+            f"{'agrees' if agree else 'DISAGREES'} with the lab's ground truth{where}")
 
 
 def bracket(inside: dict[str, dict], outside: dict | None) -> str:

@@ -197,3 +197,7 @@ def test_the_demo_says_what_echcheck_found_against_the_profiles_ech_rule() -> No
     assert ech_summary("cloudflare-ech.com", blocked, tm).endswith("DISAGREES with the lab's ground truth")
     assert "no verdict" in ech_summary("x", failed, tm) and "DISAGREES" in ech_summary("x", failed, tm)
     assert "not measured" in ech_summary("x", None, ru)
+    located = {**blocked, "located": {"hop": 2, "router": "198.18.1.1", "placement": "in-path", "scope": "name"}}
+    assert ech_summary("cloudflare-ech.com", located, ru).endswith(
+        "located (tamperscope locate --layer ech): hop 2, after router 198.18.1.1 (in-path, scope name)")
+    assert ech_summary("cloudflare-ech.com", {**blocked, "located": {"hop": None}}, ru).endswith("no hop found")
