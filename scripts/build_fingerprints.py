@@ -40,8 +40,8 @@ from tamperscope.wire.fingerprints import (  # noqa: E402  (needs the src path a
     CENSOREDPLANET,
     CITIZENLAB,
     DATA_FORMAT,
-    guard_pattern,
 )
+from tamperscope.wire.patterns import guard_pattern  # noqa: E402
 
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "fingerprints"
 DEFAULT_OUT = ROOT / "src" / "tamperscope" / "wire" / "data"

@@ -27,6 +27,7 @@ from types import ModuleType
 import pytest
 
 from tamperscope.wire import fingerprints as fpmod
+from tamperscope.wire import patterns
 from tamperscope.wire.fingerprints import FingerprintDB, Match, classify_response, match_dns, match_response
 
 REPO = Path(__file__).resolve().parents[2]
@@ -617,7 +618,7 @@ def test_the_automaton_and_the_regex_scanner_find_the_same_anchors() -> None:
     texts = [p.read_text(errors="replace") for p in sorted(BLOCKPAGES.glob("*.html"))]
     texts += [p.body if isinstance(p.body, str) else p.body.decode("latin-1") for p in _ordinary()[:200]]
     hits = 0
-    for text in [fpmod._fold(t) for t in texts] + packed:
+    for text in [patterns.fold(t) for t in texts] + packed:
         got = scanner.scan(text)
         assert got == scanner.scan_regex(text)
         assert all(positions == sorted(positions) for positions in got.values())
@@ -830,10 +831,10 @@ def test_compiled_database_cache_is_used_and_survives_damage(tmp_path, monkeypat
 def test_backtracking_risk_names_a_reason_and_never_raises(pattern: str, why: str) -> None:
     """The lab refuses a profile regex for the reason this gives; a repeat count past sre's limit raised
     OverflowError out of it instead."""
-    reason = fpmod.backtracking_risk(pattern)
+    reason = patterns.backtracking_risk(pattern)
     assert reason is not None and why in reason, reason
 
 
 def test_backtracking_risk_passes_safe_patterns() -> None:
     for pattern in (r"^x\.org$", r"block(ed)?", r"[a-z0-9-]{1,63}\.example$", r"a{3}"):
-        assert fpmod.backtracking_risk(pattern) is None, pattern
+        assert patterns.backtracking_risk(pattern) is None, pattern

@@ -105,7 +105,7 @@ def _check_regexes(profile: Profile) -> None:
     fingerprint matcher refuses them."""
     if not any(r.regex for r in profile.rules):
         return
-    from ..wire.fingerprints import backtracking_risk
+    from ..wire.patterns import backtracking_risk
 
     for i, r in enumerate(profile.rules):
         why = backtracking_risk(r.regex) if r.regex else None
