@@ -263,7 +263,8 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
     if sigs:
         lines += ["", "Equipment signatures", table(sigs, [
             ("signature", "signature"), ("equipment", "equipment"), ("measurement_count", "measurements"),
-            ("mechanisms", "mechanisms"), ("countries", "countries"), ("network_count", "networks")])]
+            ("variants", "variants"), ("mechanisms", "mechanisms"), ("countries", "countries"),
+            ("network_count", "networks")])]
     return "\n".join(lines)
 
 
