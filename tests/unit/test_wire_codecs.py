@@ -83,6 +83,30 @@ def test_client_hello_built_in_memory_is_a_whole_first_flight() -> None:
     assert a != tlshello.client_hello(name, ("http/1.1",))
 
 
+def test_an_extension_is_added_before_pre_shared_key_and_every_length_mended() -> None:
+    """with_extension puts ECH before a pre_shared_key (which must stay last), mends the record, handshake and
+    extensions lengths, and refuses anything that is not one whole record holding one hello."""
+    plain = tlshello.client_hello("psk.example")
+    psk = struct.pack("!HH", tlshello.PRE_SHARED_KEY, 3) + b"pre"
+    # the extensions block, found as the parser finds it: after the session id, suites and compression methods
+    pos = 9 + 2 + 32
+    pos += 1 + plain[pos]
+    pos += 2 + struct.unpack_from("!H", plain, pos)[0]
+    pos += 1 + plain[pos]
+    ext_at = pos
+    total = struct.unpack_from("!H", plain, ext_at)[0]
+    with_psk = bytearray(plain + psk)
+    struct.pack_into("!H", with_psk, 3, len(with_psk) - 5)
+    with_psk[6:9] = (len(with_psk) - 9).to_bytes(3, "big")
+    struct.pack_into("!H", with_psk, ext_at, total + len(psk))
+    out = tlshello.with_extension(bytes(with_psk), tlshello.ECH_EXTENSION, tlshello.grease_ech(7))
+    assert out is not None and out.endswith(psk)  # still last
+    assert tlshello.parse_client_hello(out) == tlshello.ClientHello("psk.example", (), True)
+    assert struct.unpack_from("!H", out, 3)[0] == len(out) - 5 and int.from_bytes(out[6:9], "big") == len(out) - 9
+    for bad in (b"", b"\x17\x03\x03\x00\x01x", plain[:-1], plain + b"x", plain[:40]):
+        assert tlshello.with_extension(bad, tlshello.ECH_EXTENSION, b"") is None
+
+
 @pytest.mark.parametrize("cut", [1, 5, 40, 100, -1])
 def test_client_hello_reassembled_across_segments(cut: int) -> None:
     hello = _client_hello("split.example")

@@ -47,7 +47,7 @@ def client_hello(server_name: str, alpn: tuple[str, ...] = ()) -> bytes:
 
 
 def grease_ech(config_id: int | None = None) -> bytes:
-    """The body of a GREASE encrypted_client_hello extension (draft-ietf-tls-esni, section 6.2): an outer
+    """The body of a GREASE encrypted_client_hello extension (draft-ietf-tls-esni's "GREASE ECH"): an outer
     hello's fields (HKDF-SHA256, AES-128-GCM, a random config id, a 32-byte X25519 share, a payload as long
     as a real one) holding random bytes. What browsers send when a site has no ECH keys, and what a censor
     that blocks ECH cannot tell from the real thing without the server's keys."""
