@@ -103,3 +103,25 @@ def test_docs_example_profile_is_valid(tmp_path) -> None:  # type: ignore[no-unt
     p.write_text(example)
     prof = load_profile(p, names())
     assert [r.id for r in prof.rules] == ["hijack", "sni", "video"]
+
+
+def test_an_ech_reset_is_found_and_its_equipment_named(lab, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """ech-rst resets hellos carrying ECH to ech-rst.example: `run echcheck --capture` finds tls.rst where the
+    control (no ECH) completed, and the captured RST carries the rule's forged header values."""
+    import json
+    import subprocess
+    import sys
+
+    from tamperscope.lab import manager
+
+    out = tmp_path / "ech.jsonl"
+    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "run", "echcheck", "--capture",
+                                            "-i", "https://ech-rst.example/", "--yes", "--no-progress",
+                                            "-o", str(out)]),
+                         env=manager.client_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    tk = json.loads(out.read_text().splitlines()[0])["test_keys"]
+    assert (tk["x_mechanism"], tk["x_status"]) == ("tls.rst", "anomaly"), tk
+    assert tk["control"]["failure"] is None and tk["target"]["failure"] in ("connection_reset", "eof_error")
+    assert tk["x_signature"]["key"] == "tcp/RA/ttl255/win0/ipid4242", tk["x_signature"]
+    assert lab.logged("ech-rst", "ech-rst.example")

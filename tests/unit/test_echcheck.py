@@ -210,3 +210,22 @@ def test_what_the_servers_first_bytes_say(data: bytes, want: tuple[Any, ...]) ->
     """A ServerHello (and its suite, past a session id of any length); anything else complete is no answer to
     the hello; bytes still coming are undecided. Hostile lengths never raise."""
     assert echcheck.server_answer(data) == want
+
+
+def test_a_captured_reset_names_the_equipment_and_nothing_else_does() -> None:
+    """With --capture the engine adds the packets the target's address sent (``x_packets``): a target reset by
+    the censor gets the RST's signature; a target that got its ServerHello gets none, whatever was captured."""
+    rst = {"proto": "tcp", "flags": "RA", "ttl": 62, "initial_ttl": 64, "ip_id": 0, "window": 0,
+           "remote": "198.19.0.5:443", "t": 0.2}
+    hs = {"address": "198.19.0.5:443", "server_name": "cloudflare-ech.com", "t0": 0.1, "t": 0.2}
+    blocked = {"test_name": "echcheck", "test_keys": {
+        "control": {**hs, "failure": None}, "target": {**hs, "failure": "connection_reset", "echconfig": "GREASE"},
+        "tcp_connect": [{"ip": "198.19.0.5", "port": 443}], "x_packets": [rst]}}
+    echcheck.finish(blocked, Context(timeouts=TIMEOUTS))
+    tk = blocked["test_keys"]
+    assert tk["x_mechanism"] == "tls.rst" and tk["x_signature"]["key"] == "tcp/RA/ttl64/win0/ipid0"
+    passed = {"test_name": "echcheck", "test_keys": {
+        "control": {**hs, "failure": None}, "target": {**hs, "failure": None, "echconfig": "GREASE"},
+        "x_packets": [rst]}}
+    echcheck.finish(passed, Context(timeouts=TIMEOUTS))
+    assert passed["test_keys"]["x_mechanism"] == "none" and "x_signature" not in passed["test_keys"]

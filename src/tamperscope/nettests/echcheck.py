@@ -15,7 +15,8 @@ other, each on its own connection:
 The control runs first, so a censor's residual blocking after the target cannot fail it.
 Both records are in ``tls_handshakes`` (tagged ``control`` and ``target``) and, as in
 OONI's echcheck, under ``control`` and ``target``; the target's has ``echconfig``
-("GREASE") and ``x_server_hello``. The verdict is model/ech.py's.
+("GREASE") and ``x_server_hello``. The verdict is model/ech.py's; with ``--capture``, a reset
+the censor forged gives ``x_signature``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from urllib.parse import urlsplit
 
 from ..model.ech import echcheck_verdict
 from ..model.failures import SSL_FAILED_HANDSHAKE
+from ..model.signature import signature_from
 from ..netx import SYSTEM, NetxError, Trace, classify, lookup_addresses, tcp_connect, tls_handshake
 from ..wire.tlshello import client_hello_with_ech
 from .base import Context, NettestError
@@ -148,4 +150,9 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
 
 
 def finish(measurement: dict[str, Any], ctx: Context) -> None:
-    measurement["test_keys"].update(echcheck_verdict(measurement, ctx.matcher).to_test_keys())
+    """The verdict's keys and, with --capture, the signature of the packets the censor forged (an RST)."""
+    tk = measurement["test_keys"]
+    tk.update(echcheck_verdict(measurement, ctx.matcher).to_test_keys())
+    sig = signature_from(measurement)
+    if sig is not None:
+        tk["x_signature"] = sig
