@@ -22,7 +22,7 @@ prints tables for:
    (growth should be none): exact, from the kernel's high-water mark, per run and per
    window of as many measurements as the small corpus;
 3. scaling: ``--workers 2`` and ``--engine dask`` on a LocalCluster of 2 workers;
-4. the explorer's aggregate queries (store.py) over 1,000,000 verdict rows (one in 20 a blocking_rules
+4. the explorer's aggregate queries (aggregates.py) over 1,000,000 verdict rows (one in 20 a blocking_rules
    measurement, with its four rules rows):
    p50/p95 latency (target p95 <= 200 ms); and the report's ``changes`` (when a site
    became blocked or unblocked on a network), which the explorer does not run.
@@ -353,6 +353,7 @@ def cli_time(path: Path, db: Path) -> float:
 
 def aggregate_latency(rows: int, db: Path, repeats: int = 30) -> list[tuple[str, float, float]]:
     """p50/p95 milliseconds of each explorer aggregate over ``rows`` synthetic verdict rows."""
+    from tamperscope.analysis import aggregates
     from tamperscope.analysis import store as st
 
     for stale in (db, db.with_name(db.name + ".wal")):
@@ -403,24 +404,24 @@ def aggregate_latency(rows: int, db: Path, repeats: int = 30) -> list[tuple[str,
         FROM verdicts v, (VALUES ('dns'), ('dns_path'), ('tls'), ('http')) l(layer)
         WHERE v.test_name = 'blocking_rules'""")
     s.con.execute("CHECKPOINT")
-    filtered = st.Filters(probe_cc="RU", since="2024-03-01", until="2024-06-30")
+    filtered = aggregates.Filters(probe_cc="RU", since="2024-03-01", until="2024-06-30")
     queries: list[tuple[str, Callable[[], object]]] = [
-        ("timeline", lambda: st.timeline(s)),
-        ("timeline (RU, 4 months)", lambda: st.timeline(s, filtered)),
-        ("per_domain", lambda: st.per_domain(s)),
-        ("per_domain (one network)", lambda: st.per_domain(s, st.Filters(probe_asn="AS1042"))),
-        ("per_network", lambda: st.per_network(s)),
-        ("per_test", lambda: st.per_test(s)),
-        ("per_mechanism", lambda: st.per_mechanism(s)),
-        ("per_country", lambda: st.per_country(s)),
-        ("domain_network (heatmap)", lambda: st.domain_network(s)),
-        ("signatures", lambda: st.signatures(s)),
-        ("blocking_rules (the report's: 100 rows of 200,000 rules)", lambda: st.blocking_rules(s)),
-        ("blocking_rules (one country: the explorer's)", lambda: st.blocking_rules(s, st.Filters(probe_cc="RU"))),
-        ("blocking_rules (one domain)", lambda: st.blocking_rules(s, st.Filters(domain="site7.example"))),
-        ("changes (the report's; outcomes flip at random)", lambda: st.changes(s)),
-        ("changes (one country: the explorer's country page)", lambda: st.changes(s, st.Filters(probe_cc="RU"))),
-        ("changes (one network)", lambda: st.changes(s, st.Filters(probe_asn="AS1042"))),
+        ("timeline", lambda: aggregates.timeline(s)),
+        ("timeline (RU, 4 months)", lambda: aggregates.timeline(s, filtered)),
+        ("per_domain", lambda: aggregates.per_domain(s)),
+        ("per_domain (one network)", lambda: aggregates.per_domain(s, aggregates.Filters(probe_asn="AS1042"))),
+        ("per_network", lambda: aggregates.per_network(s)),
+        ("per_test", lambda: aggregates.per_test(s)),
+        ("per_mechanism", lambda: aggregates.per_mechanism(s)),
+        ("per_country", lambda: aggregates.per_country(s)),
+        ("domain_network (heatmap)", lambda: aggregates.domain_network(s)),
+        ("signatures", lambda: aggregates.signatures(s)),
+        ("blocking_rules (the report's: 100 rows of 200,000 rules)", lambda: aggregates.blocking_rules(s)),
+        ("blocking_rules (one country: the explorer's)", lambda: aggregates.blocking_rules(s, aggregates.Filters(probe_cc="RU"))),
+        ("blocking_rules (one domain)", lambda: aggregates.blocking_rules(s, aggregates.Filters(domain="site7.example"))),
+        ("changes (the report's; outcomes flip at random)", lambda: aggregates.changes(s)),
+        ("changes (one country: the explorer's country page)", lambda: aggregates.changes(s, aggregates.Filters(probe_cc="RU"))),
+        ("changes (one network)", lambda: aggregates.changes(s, aggregates.Filters(probe_asn="AS1042"))),
     ]
     out = []
     for name, fn in queries:

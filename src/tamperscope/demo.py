@@ -561,10 +561,11 @@ def analysis(measurements: list[dict], out: Path, work: Path, say: Callable[[str
              f"fingerprint or a repeat), {labels['failure']} failures"]
     lines += [f"  differs: {d}" for d in differ[:5]]
     if ruled.is_file():
+        from tamperscope.analysis import aggregates
         from tamperscope.analysis import store as st
 
         with st.Store(db, create=False) as store:
-            found = st.blocking_rules(store, blocked_only=False)
+            found = aggregates.blocking_rules(store, blocked_only=False)
         lines.append("  blocking rules, judged again from the records: " + (", ".join(
             f"{r['domain']} {r['layer']} {r['rule']}" for r in found) or "none"))
     if ech_verdicts.is_file():

@@ -91,9 +91,9 @@ def test_hostile_strings_are_inert(store: Store) -> None:
 def test_an_anomaly_no_technique_explains_is_called_unexplained_not_none(store: Store) -> None:
     """A site under "Most blocked sites" with "none" as its main technique reads as not blocked: the HTML
     report (for readers who have not read the verdict rules) calls mechanism "none" "unexplained"."""
-    from tamperscope.analysis import store as st
+    from tamperscope.analysis import aggregates
 
-    assert any(m["mechanism"] == "none" and m["measurement_count"] for m in st.per_mechanism(store))
+    assert any(m["mechanism"] == "none" and m["measurement_count"] for m in aggregates.per_mechanism(store))
     page = html_report(store)
     cells = re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td>", page)
     assert ("unexplained", MECHANISM_WORDS["none"]) in cells  # the techniques table
@@ -202,8 +202,8 @@ def test_a_short_timeline_ticks_by_day_not_by_hour() -> None:
 
 
 def test_json_report_holds_the_stores_numbers(store: Store) -> None:
+    from tamperscope.analysis.aggregates import Filters
     from tamperscope.analysis.report import JSON_FORMAT, json_report
-    from tamperscope.analysis.store import Filters
 
     doc = orjson.loads(orjson.dumps(json_report(store, limit=5)))  # JSON-ready: dates as strings
     con = store.con
@@ -281,7 +281,7 @@ def _series(store: Store, rows: list[tuple[str, str, int, str]]) -> None:
 
 
 def test_changes_find_when_sites_were_blocked_and_unblocked(tmp_path: Path) -> None:
-    from tamperscope.analysis import store as st
+    from tamperscope.analysis import aggregates
 
     s = Store(tmp_path / "s.duckdb")
     ok, bad, conf, fail = "ok", "anomaly", "confirmed", "failure"
@@ -303,7 +303,7 @@ def test_changes_find_when_sites_were_blocked_and_unblocked(tmp_path: Path) -> N
         ("e.example", "AS1", 9, bad), ("e.example", "AS1", 7, ok), ("e.example", "AS1", 8, bad),
     ])
     got = [(c["change"], c["domain"], c["probe_asn"], c["since"][11:16], c["before"][11:16], c["latest"][11:16],
-            c["measurements"], c["mechanism"], c["ongoing"]) for c in st.changes(s)]
+            c["measurements"], c["mechanism"], c["ongoing"]) for c in aggregates.changes(s)]
     assert got == [
         ("blocked", "e.example", "AS1", "00:08", "00:07", "00:09", 2, "dns.poison", True),
         ("unblocked", "d.example", "AS3", "00:04", "00:03", "00:06", 2, None, True),
@@ -311,8 +311,8 @@ def test_changes_find_when_sites_were_blocked_and_unblocked(tmp_path: Path) -> N
         ("unblocked", "c.example", "AS2", "00:03", "00:02", "00:04", 2, None, True),
         ("blocked", "d.example", "AS3", "00:02", "00:01", "00:03", 2, "dns.poison", False),
     ]
-    assert [c["domain"] for c in st.changes(s, st.Filters(probe_asn="AS3"))] == ["d.example", "d.example"]
-    assert len(st.changes(s, limit=2)) == 2
+    assert [c["domain"] for c in aggregates.changes(s, aggregates.Filters(probe_asn="AS3"))] == ["d.example", "d.example"]
+    assert len(aggregates.changes(s, limit=2)) == 2
     text = terminal_report(s)
     assert "Changes, latest first" in text and "unblocked" in text
     assert "What changed" in html_report(s)

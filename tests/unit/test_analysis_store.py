@@ -14,10 +14,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tamperscope.analysis import pipeline, store as st
+from tamperscope.analysis import aggregates, pipeline
+from tamperscope.analysis import store as st
+from tamperscope.analysis.aggregates import Filters
 from tamperscope.analysis.confidence import GROUP_KEY_SQL, insert_verdicts
 from tamperscope.analysis.schema import rows_to_table
-from tamperscope.analysis.store import Filters, Store, StoreError
+from tamperscope.analysis.store import Store, StoreError
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-samples" / "generated"
 
@@ -403,23 +405,23 @@ def test_a_re_export_replaces_the_old_one_and_keeps_other_files(tmp_path: Path) 
 
 
 def test_aggregates_return_plain_rows(ingested: Store) -> None:
-    for name, fn in st.AGGREGATES.items():
+    for name, fn in aggregates.AGGREGATES.items():
         rows = fn(ingested)
         assert isinstance(rows, list), name
         for row in rows:
             assert isinstance(row, dict)
             assert all(isinstance(v, (str, int, float, type(None))) for v in row.values()), (name, row)
-    timeline = st.timeline(ingested)
+    timeline = aggregates.timeline(ingested)
     assert timeline == [{"day": "2024-02-12", "measurement_count": 50, "anomaly_count": 29, "confirmed_count": 13,
                          "failure_count": 1, "ok_count": 20}]
-    mechanisms = {r["mechanism"]: r["measurement_count"] for r in st.per_mechanism(ingested)}
+    mechanisms = {r["mechanism"]: r["measurement_count"] for r in aggregates.per_mechanism(ingested)}
     assert mechanisms["dns.nxdomain"] == 3 and "http.blockpage" in mechanisms
-    assert st.per_country(ingested)[0]["probe_cc"] == "IT"
-    domains = st.per_domain(ingested, Filters(domain="bit.ly"))
+    assert aggregates.per_country(ingested)[0]["probe_cc"] == "IT"
+    domains = aggregates.per_domain(ingested, Filters(domain="bit.ly"))
     assert [d["domain"] for d in domains] == ["bit.ly"]
-    assert st.timeline(ingested, Filters(since="2024-02-13")) == []
-    assert st.timeline(ingested, Filters(until=dt.date(2024, 2, 12)))[0]["measurement_count"] == 50
-    assert st.per_network(ingested, Filters(probe_asn="AS137"))[0]["probe_network_name"] == "Consortium GARR"
+    assert aggregates.timeline(ingested, Filters(since="2024-02-13")) == []
+    assert aggregates.timeline(ingested, Filters(until=dt.date(2024, 2, 12)))[0]["measurement_count"] == 50
+    assert aggregates.per_network(ingested, Filters(probe_asn="AS137"))[0]["probe_network_name"] == "Consortium GARR"
     ingested.close()
 
 
@@ -433,7 +435,7 @@ def test_signatures_and_equipment_from_test_keys(tmp_path: Path) -> None:
     path.write_bytes(b"\n".join(lines))
     store = Store(tmp_path / "s.duckdb")
     pipeline.run([str(path)], store)
-    rows = st.signatures(store)
+    rows = aggregates.signatures(store)
     assert [(r["signature"], r["equipment"], r["measurement_count"]) for r in rows] == \
         [("ipid=0,ttl=64,win=0", "Fortinet FortiGate", 2)]
     store.close()
@@ -459,7 +461,7 @@ def test_our_signatures_group_by_their_key_and_equipment_by_name_or_kind(tmp_pat
     path.write_bytes(b"\n".join(lines))
     store = Store(tmp_path / "s.duckdb")
     pipeline.run([str(path)], store)
-    assert [(r["signature"], r["equipment"], r["measurement_count"]) for r in st.signatures(store)] == [
+    assert [(r["signature"], r["equipment"], r["measurement_count"]) for r in aggregates.signatures(store)] == [
         (rst, "dpi", 2), ("", "Kazakhtelecom", 1), ("udp/ttl64/ipid0", "", 1)]
     store.close()
 
@@ -481,11 +483,11 @@ def test_signatures_whose_ip_id_changes_per_packet_are_one_row(tmp_path: Path) -
     path.write_bytes(b"\n".join(lines))
     store = Store(tmp_path / "s.duckdb")
     pipeline.run([str(path)], store)
-    rows = {(r["signature"], r["equipment"]): (r["measurement_count"], r["variants"]) for r in st.signatures(store)}
+    rows = {(r["signature"], r["equipment"]): (r["measurement_count"], r["variants"]) for r in aggregates.signatures(store)}
     assert rows == {("udp/ttl64/ipid*/fp:cp/x", ""): (3, 3), ("tcp/RA/ttl64/win0/ipid0", ""): (2, 1),
                     ("tcp/RA/ttl64/win0/ipid7", ""): (1, 1), ("udp/ttl64/ipid11045", ""): (1, 1),
                     ("udp/ttl64/ipid9/fp:cp/x", "dpi"): (1, 1)}
-    assert [r["signature"] for r in st.signatures(store, limit=1)] == ["udp/ttl64/ipid*/fp:cp/x"]
+    assert [r["signature"] for r in aggregates.signatures(store, limit=1)] == ["udp/ttl64/ipid*/fp:cp/x"]
     store.close()
 
 

@@ -13,7 +13,7 @@ import duckdb
 import orjson
 import pytest
 
-from tamperscope.analysis import store as store_mod
+from tamperscope.analysis import aggregates
 from tamperscope.collector import queries, samples
 from tamperscope.collector.config import Settings
 from tamperscope.collector.queries import Reader
@@ -180,7 +180,7 @@ def test_a_request_past_its_deadline_is_interrupted(client: SyncClient, monkeypa
         return []
 
     monkeypatch.setattr(queries, "QUERY_SECONDS", 0.3)
-    monkeypatch.setitem(store_mod.AGGREGATES, "timeline", endless)
+    monkeypatch.setitem(aggregates.AGGREGATES, "timeline", endless)
     started = time.monotonic()
     r = client.get("/api/v1/aggregation/timeline")
     assert r.status_code == 503 and r.json()["error"] == "query_timeout"

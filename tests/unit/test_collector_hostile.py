@@ -182,7 +182,8 @@ def test_area_pages_parse_each_anomaly_once_for_its_hop(tmp_path: Path, monkeypa
     parse every one of their raw measurements again (5 MiB each, at worst). A measurement with no
     ``x_hop`` is not parsed at all, and a known one is not read again."""
     from tamperscope.analysis import pipeline
-    from tamperscope.analysis.store import Filters, Store
+    from tamperscope.analysis.aggregates import Filters
+    from tamperscope.analysis.store import Store
     from tamperscope.collector import queries
 
     hop = {"ttl": 4, "ip": "198.18.7.1", "asn": "AS12389", "name": "DPI"}

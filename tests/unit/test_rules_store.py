@@ -15,11 +15,12 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from tamperscope.analysis import pipeline
+from tamperscope.analysis import aggregates, pipeline
 from tamperscope.analysis import store as st
+from tamperscope.analysis.aggregates import Filters
 from tamperscope.analysis.report import html_report, json_report, terminal_report
 from tamperscope.analysis.rules import NAME_MAX, rule_rows
-from tamperscope.analysis.store import Filters, Store
+from tamperscope.analysis.store import Store
 from tamperscope.analysis.verdicts import default_matcher
 from tests.unit.test_blocking_rules import HOST, LIE, SALT, measurement, measurement_with_path, query
 
@@ -77,7 +78,7 @@ def test_ingesting_again_leaves_one_row_per_layer(ingested: Store, tmp_path: Pat
 
 
 def test_the_aggregate_gives_the_latest_rule_per_domain_network_and_layer(ingested: Store) -> None:
-    rows = st.blocking_rules(ingested)
+    rows = aggregates.blocking_rules(ingested)
     assert [(r["probe_asn"], r["layer"], r["rule"], r["keyword"], r["overblocks"], r["measurement_count"],
              r["first_day"], r["last_day"]) for r in rows] == [
         ("AS12389", "dns", "domain_and_subdomains", None, None, 1, "2026-11-12", "2026-11-12"),
@@ -90,18 +91,18 @@ def test_the_aggregate_gives_the_latest_rule_per_domain_network_and_layer(ingest
         ("AS20661", "http", "substring", "ock", f"{SALT}{HOST}", 2, "2026-11-10", "2026-11-11")]
     assert {r["domain"] for r in rows} == {HOST} and {r["rules_seen"] for r in rows} == set(READ_RULES)
     # the filters every aggregate takes
-    assert {r["probe_asn"] for r in st.blocking_rules(ingested, Filters(probe_cc="TM"))} == {"AS20661"}
-    assert st.blocking_rules(ingested, Filters(since="2026-11-12"))[0]["measurement_count"] == 1
-    assert st.blocking_rules(ingested, Filters(domain="other.example")) == []
-    assert len(st.blocking_rules(ingested, limit=2)) == 2
+    assert {r["probe_asn"] for r in aggregates.blocking_rules(ingested, Filters(probe_cc="TM"))} == {"AS20661"}
+    assert aggregates.blocking_rules(ingested, Filters(since="2026-11-12"))[0]["measurement_count"] == 1
+    assert aggregates.blocking_rules(ingested, Filters(domain="other.example")) == []
+    assert len(aggregates.blocking_rules(ingested, limit=2)) == 2
     # the cut is made first on the groups alone (limit), then their rows: the same rows as without one
     for blocked_only in (True, False):
-        every = st.blocking_rules(ingested, limit=None, blocked_only=blocked_only)
+        every = aggregates.blocking_rules(ingested, limit=None, blocked_only=blocked_only)
         assert every == rows or not blocked_only
         for k in range(len(every) + 1):
-            assert st.blocking_rules(ingested, limit=k, blocked_only=blocked_only) == every[:k]
-    assert {r["domain"] for r in st.blocking_rules(ingested, Filters(mechanism="dns.injection"))} == {HOST}
-    assert st.AGGREGATES["blocking_rules"] is st.blocking_rules
+            assert aggregates.blocking_rules(ingested, limit=k, blocked_only=blocked_only) == every[:k]
+    assert {r["domain"] for r in aggregates.blocking_rules(ingested, Filters(mechanism="dns.injection"))} == {HOST}
+    assert aggregates.AGGREGATES["blocking_rules"] is aggregates.blocking_rules
 
 
 READ_RULES = [rule for rule, _, _ in READ.values()]
@@ -117,7 +118,7 @@ def test_a_changed_rule_shows_the_latest_and_every_reading(tmp_path: Path) -> No
         m.update(probe_cc="TM", probe_asn="AS20661", measurement_start_time=f"{when} 10:00:00")
     store = Store(tmp_path / "s.duckdb")
     pipeline.run([str(_write(tmp_path / "in.jsonl", [first, later, unreadable]))], store)
-    dns = [r for r in st.blocking_rules(store) if r["layer"] == "dns"]
+    dns = [r for r in aggregates.blocking_rules(store) if r["layer"] == "dns"]
     assert [(r["rule"], r["measurement_count"], r["determined_count"], r["rules_seen"], r["last_day"])
             for r in dns] == [("exact", 3, 2, "domain_and_subdomains, exact", "2026-11-09")]
     # a layer whose latest reading is "not_blocked" is left out unless asked for
@@ -125,8 +126,8 @@ def test_a_changed_rule_shows_the_latest_and_every_reading(tmp_path: Path) -> No
     passed["test_keys"]["tls_handshakes"] = [dict(h, failure=None) for h in passed["test_keys"]["tls_handshakes"]]
     passed.update(probe_cc="TM", probe_asn="AS20661", measurement_start_time="2026-11-10 10:00:00")
     pipeline.run([str(_write(tmp_path / "passed.jsonl", [passed]))], store)
-    assert "tls" not in {r["layer"] for r in st.blocking_rules(store)}
-    tls = [r for r in st.blocking_rules(store, blocked_only=False) if r["layer"] == "tls"]
+    assert "tls" not in {r["layer"] for r in aggregates.blocking_rules(store)}
+    tls = [r for r in aggregates.blocking_rules(store, blocked_only=False) if r["layer"] == "tls"]
     assert [(r["rule"], r["rules_seen"]) for r in tls] == [("not_blocked", "ends_with, not_blocked")]
     store.close()
 
@@ -135,7 +136,7 @@ def test_other_nettests_have_no_rule_rows(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.duckdb")
     pipeline.run([str(SAMPLES)], store)
     assert store.count("verdicts") == 50 and store.count("rules") == 0
-    assert st.blocking_rules(store) == []
+    assert aggregates.blocking_rules(store) == []
     text = terminal_report(store)
     assert "Top blocked domains" in text and "Blocking rules" not in text  # no empty section
     assert "What the censors' rules match" not in html_report(store, plotly_js="")
@@ -213,7 +214,7 @@ def test_the_report_shows_the_rules_and_escapes_what_the_field_wrote(tmp_path: P
     m = _hostile()
     store = Store(tmp_path / "s.duckdb")
     pipeline.run([str(_write(tmp_path / "in.jsonl", [m]))], store)
-    rows = st.blocking_rules(store)
+    rows = aggregates.blocking_rules(store)
     assert [(r["layer"], r["rule"], r["overblocks"]) for r in rows][0] == ("dns", "ends_with", hostile)
 
     text = terminal_report(store)

@@ -385,8 +385,8 @@ def _write_atomically(target: Path, data: bytes) -> str | None:
 def report_command(args: argparse.Namespace) -> int:
     import orjson
 
+    from tamperscope.analysis.aggregates import Filters
     from tamperscope.analysis.report import html_report, json_report, terminal_report
-    from tamperscope.analysis.store import Filters
 
     html_out = None if args.html is None or str(args.html) == "-" else args.html
     if args.json == "-" and args.html is not None and html_out is None:

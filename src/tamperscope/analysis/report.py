@@ -25,9 +25,10 @@ from typing import Any
 
 import orjson
 
-from tamperscope.analysis import store as st
+from tamperscope.analysis import aggregates
+from tamperscope.analysis.aggregates import Filters
 from tamperscope.analysis.confidence import CONFIRM_MIN
-from tamperscope.analysis.store import Filters, Store
+from tamperscope.analysis.store import Store
 from tamperscope.model.rules import describe as describe_rule
 
 # What each nettest checks, in plain words, for the report's table of tests.
@@ -140,35 +141,35 @@ def counted(count: Any, one: str, many: str | None = None) -> str:
 
 
 def _mechanisms(store: Store, filters: Filters | None) -> list[dict[str, Any]]:
-    """`store.per_mechanism`, each row with what it means in words (``meaning``)."""
-    rows = st.per_mechanism(store, filters)
+    """`aggregates.per_mechanism`, each row with what it means in words (``meaning``)."""
+    rows = aggregates.per_mechanism(store, filters)
     for m in rows:
         m["meaning"] = MECHANISM_WORDS.get(str(m["mechanism"]), "")
     return rows
 
 
 def _tests(store: Store, filters: Filters | None, limit: int, *, anomalous: bool) -> list[dict[str, Any]]:
-    """`store.per_test`, each row with what the test checks (``checks``); with ``anomalous``, only
+    """`aggregates.per_test`, each row with what the test checks (``checks``); with ``anomalous``, only
     the tests that showed some anomaly."""
-    rows = [x for x in st.per_test(store, filters, limit) if x["anomaly_count"] or not anomalous]
+    rows = [x for x in aggregates.per_test(store, filters, limit) if x["anomaly_count"] or not anomalous]
     for x in rows:
         x["checks"] = TEST_WORDS.get(str(x["test_name"]), "")
     return rows
 
 
 def _changes(store: Store, filters: Filters | None, limit: int) -> list[dict[str, Any]]:
-    """`store.changes`, each row also with ``still`` ("yes"/"no") for a table."""
-    rows = st.changes(store, filters, limit)
+    """`aggregates.changes`, each row also with ``still`` ("yes"/"no") for a table."""
+    rows = aggregates.changes(store, filters, limit)
     for c in rows:
         c["still"] = "yes" if c["ongoing"] else "no"
     return rows
 
 
 def rules_in_words(store: Any, filters: Filters | None, limit: int | None) -> list[dict[str, Any]]:
-    """`store.blocking_rules` (layers whose latest rule blocks), each with a sentence in our words (``says``) and
+    """`aggregates.blocking_rules` (layers whose latest rule blocks), each with a sentence in our words (``says``) and
     the other rules its measurements read (``readings``, empty when they all agree): the report's and the
     explorer's."""
-    rows = st.blocking_rules(store, filters, limit)
+    rows = aggregates.blocking_rules(store, filters, limit)
     for r in rows:
         r["says"] = describe_rule(r["domain"] or "the name", r["layer"], r)
         r["readings"] = r["rules_seen"] if r["rules_seen"] != r["rule"] else ""
@@ -197,7 +198,7 @@ def _selection(filters: Filters | None) -> str | None:
 def _nothing(store: Store, filters: Filters | None) -> tuple[str, str]:
     """Why a report is empty (an empty store, or filters that match none of it), and what to know next."""
     chosen = _chosen(filters)
-    if chosen and (everything := int(st.totals(store).get("measurement_count") or 0)):
+    if chosen and (everything := int(aggregates.totals(store).get("measurement_count") or 0)):
         return (f"No measurements match {', '.join(chosen)}",
                 f"the store has {everything:,}, from other places, times or tests.")
     return "The store has no measurements yet", "run `tamperscope analyze PATH…` first."
@@ -205,7 +206,7 @@ def _nothing(store: Store, filters: Filters | None) -> tuple[str, str]:
 
 def terminal_report(store: Store, filters: Filters | None = None, limit: int = 15) -> str:
     """The top blocked domains, networks and mechanisms, as text."""
-    t = st.totals(store, filters)
+    t = aggregates.totals(store, filters)
     n = int(t.get("measurement_count") or 0)
     if not n:
         return ": ".join(_nothing(store, filters))
@@ -220,7 +221,7 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
     ]
     if (selection := _selection(filters)) is not None:
         lines.insert(0, selection)
-    domains = [d for d in st.per_domain(store, filters, limit) if d["anomaly_count"]]
+    domains = [d for d in aggregates.per_domain(store, filters, limit) if d["anomaly_count"]]
     for d in domains:
         d["share"] = _share(d["anomaly_count"], d["measurement_count"])
     lines += ["Top blocked domains", table(domains, [
@@ -234,7 +235,7 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
         ("test_name", "test"), ("measurement_count", "measured"), ("anomaly_count", "anomalies"),
         ("confirmed_count", "confirmed"), ("share", "share"), ("network_count", "networks"),
         ("top_mechanism", "mechanism"), ("checks", "what it checks")]) if tests else "  (none)", ""]
-    networks = [x for x in st.per_network(store, filters, limit) if x["anomaly_count"]]
+    networks = [x for x in aggregates.per_network(store, filters, limit) if x["anomaly_count"]]
     lines += ["Top networks with interference", table(networks, [
         ("probe_asn", "network"), ("probe_cc", "cc"), ("probe_network_name", "name"),
         ("measurement_count", "measured"), ("anomaly_count", "anomalies"), ("confirmed_count", "confirmed"),
@@ -259,7 +260,7 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
                                 ("layer", "layer"), ("rule", "rule"), ("keyword", "keyword"),
                                 ("overblocks", "also caught"), ("measurement_count", "measured"),
                                 ("readings", "other readings"), ("last_day", "last")])]
-    sigs = st.signatures(store, filters, limit)
+    sigs = aggregates.signatures(store, filters, limit)
     if sigs:
         lines += ["", "Equipment signatures", table(sigs, [
             ("signature", "signature"), ("equipment", "equipment"), ("measurement_count", "measurements"),
@@ -431,15 +432,15 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
 
         plotly_js = get_plotlyjs()
     script = plotly_js.replace("</script", "<\\/script")
-    t = st.totals(store, filters)
+    t = aggregates.totals(store, filters)
     n = int(t.get("measurement_count") or 0)
     charts: list[tuple[str, str, dict[str, Any] | None, str]] = [
-        ("timeline", "Over time", _timeline_figure(st.timeline(store, filters)) if n else None,
+        ("timeline", "Over time", _timeline_figure(aggregates.timeline(store, filters)) if n else None,
          "Each bar is one day; the red parts are measurements showing interference."),
-        ("heatmap", "Sites × networks", _heatmap_figure(st.domain_network(store, filters, limit, 20)),
+        ("heatmap", "Sites × networks", _heatmap_figure(aggregates.domain_network(store, filters, limit, 20)),
          "Darker cells: a larger share of that site's measurements on that network were anomalous. "
          "Hover a cell for the counts."),
-        ("mechanisms", "How, by country", _mechanisms_figure(st.mechanism_country(store, filters)),
+        ("mechanisms", "How, by country", _mechanisms_figure(aggregates.mechanism_country(store, filters)),
          "Which technique was used against the anomalous measurements, country by country."),
     ]
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
@@ -482,7 +483,7 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
                  "is part of a device's signature; <code>ipid*</code> stands for packets whose IP-ID changed "
                  "from one to the next (a counter, or random), folded into one row ('variants': how many "
                  "IP-IDs).</p>" +
-                 _html_table(st.signatures(store, filters, limit), [
+                 _html_table(aggregates.signatures(store, filters, limit), [
                      ("signature", "signature"), ("equipment", "equipment"), ("measurement_count", "measurements"),
                      ("variants", "variants"),
                      ("mechanisms", "techniques"), ("countries", "countries"), ("network_count", "networks"),
@@ -509,7 +510,7 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
                      ("change", "change"), ("since_text", "since"), ("before_text", "last measured otherwise"),
                      ("domain", "site"), ("probe_asn", "network"), ("probe_cc", "country"),
                      ("measurements", "measurements since"), ("mechanism", "technique"), ("still", "still so")]))
-    domains = [d for d in st.per_domain(store, filters, limit) if d["anomaly_count"]]
+    domains = [d for d in aggregates.per_domain(store, filters, limit) if d["anomaly_count"]]
     parts.append("<h2>Most blocked sites</h2>" + _html_table(domains, [
         ("domain", "site"), ("measurement_count", "measured"), ("anomaly_count", "anomalous"),
         ("confirmed_count", "confirmed"), ("network_count", "networks"), ("country_count", "countries"),
@@ -522,7 +523,7 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
                      ("anomaly_count", "anomalous"), ("confirmed_count", "confirmed"),
                      ("network_count", "networks"), ("country_count", "countries"),
                      ("top_mechanism", "main technique")]))
-    networks = [x for x in st.per_network(store, filters, limit) if x["anomaly_count"]]
+    networks = [x for x in aggregates.per_network(store, filters, limit) if x["anomaly_count"]]
     parts.append("<h2>Networks with the most interference</h2>" + _html_table(networks, [
         ("probe_asn", "network"), ("probe_network_name", "name"), ("probe_cc", "country"),
         ("measurement_count", "measured"), ("anomaly_count", "anomalous"), ("confirmed_count", "confirmed"),
@@ -556,18 +557,18 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
         "analysis_version": ANALYSIS_VERSION,
         "selection": chosen,
         "limit": limit,
-        "totals": st.totals(store, filters),
+        "totals": aggregates.totals(store, filters),
         "outcomes": OUTCOME_WORDS,
-        "domains": st.per_domain(store, filters, limit),
+        "domains": aggregates.per_domain(store, filters, limit),
         "tests": _tests(store, filters, limit, anomalous=False),
-        "networks": st.per_network(store, filters, limit),
+        "networks": aggregates.per_network(store, filters, limit),
         "mechanisms": _mechanisms(store, filters),
-        "countries": st.per_country(store, filters),
-        "mechanisms_by_country": st.mechanism_country(store, filters),
-        "signatures": st.signatures(store, filters, limit),
-        "rules": st.blocking_rules(store, filters, limit, blocked_only=False),
-        "changes": st.changes(store, filters, limit),
-        "timeline": st.timeline(store, filters),
+        "countries": aggregates.per_country(store, filters),
+        "mechanisms_by_country": aggregates.mechanism_country(store, filters),
+        "signatures": aggregates.signatures(store, filters, limit),
+        "rules": aggregates.blocking_rules(store, filters, limit, blocked_only=False),
+        "changes": aggregates.changes(store, filters, limit),
+        "timeline": aggregates.timeline(store, filters),
     }
 
 

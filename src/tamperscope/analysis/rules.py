@@ -6,7 +6,7 @@ one blocked name and reads its rule back: ``exact``, ``domain_and_subdomains``,
 ``undetermined`` (model/rules.py). ``tamperscope analyze`` judges every probe again from
 the measurement's raw records (never from the rules it wrote) and keeps one row per layer
 in the store's ``rules`` table; `tamperscope report` and the explorer read them back
-(``store.blocking_rules``).
+(``aggregates.blocking_rules``).
 
 Stores analysed before the table existed (schema v7) get their rows from the raw lines
 they kept: `backfill` runs when such a store is opened.

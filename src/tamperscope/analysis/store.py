@@ -1,4 +1,4 @@
-"""The analysis store: one DuckDB file, raw measurements beside it, aggregates for the explorer.
+"""The analysis store: one DuckDB file, and the raw measurements beside it.
 
 Layout (docs/analysis.md has the column-by-column schema):
 
@@ -25,13 +25,8 @@ list; opening a store applies the missing ones in one transaction each and
 records them in ``migrations``. A store newer than this code is refused
 (`StoreError`), never silently used.
 
-The aggregate functions at the end (`timeline`, `per_domain`, `per_network`,
-`per_mechanism`, `per_country`, and the report's `domain_network`,
-`mechanism_country`, `signatures`) return plain rows (lists of dicts of str,
-int, float) and are what the explorer calls. They share one set of filters
-(`Filters`). Over 1,000,000 verdict rows (``bench/analyze.py``) their worst p95
-was 41-57 ms in the runs of 2026-11-29 on a shared 2-core machine; one run under
-heavy load, earlier, reached 355 ms (docs/analysis.md, Benchmarks).
+The aggregates the explorer and the report read (`timeline`, `per_domain`, ...) are in
+`aggregates.py`; they read this store's tables.
 """
 
 from __future__ import annotations
@@ -55,7 +50,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tamperscope.analysis.confidence import CONFIRM_MIN, insert_verdicts, promote
+from tamperscope.analysis.confidence import insert_verdicts, promote
 from tamperscope.analysis.observations import SCHEMA as OBSERVATION_SCHEMA
 from tamperscope.analysis.reader import FileDone, Rejection
 from tamperscope.analysis.rules import backfill as backfill_rules
@@ -71,7 +66,6 @@ from tamperscope.analysis.schema import (
     schema_version,
 )
 from tamperscope.analysis.verdicts import default_matcher
-from tamperscope.model.inputs import host_forms
 
 FLUSH_ROWS = 4096  # measurements buffered before one transaction writes them ...
 FLUSH_BYTES = 48 * 1024 * 1024  # ... or this many bytes of raw measurements, whichever comes first
@@ -666,11 +660,11 @@ class Store:
         return bytes(data[line_offset:line_offset + line_length])
 
     def verdict(self, uid: str) -> dict[str, Any] | None:
-        rows = _rows(self.cursor(), "SELECT * FROM verdicts WHERE measurement_uid = ?", [uid])
+        rows = query_rows(self.cursor(), "SELECT * FROM verdicts WHERE measurement_uid = ?", [uid])
         return rows[0] if rows else None
 
     def observations(self, uid: str) -> list[dict[str, Any]]:
-        return _rows(self.cursor(), "SELECT * FROM observations WHERE measurement_uid = ? ORDER BY idx", [uid])
+        return query_rows(self.cursor(), "SELECT * FROM observations WHERE measurement_uid = ? ORDER BY idx", [uid])
 
     def count(self, table: str) -> int:
         if table not in ("measurements", "verdicts", "observations", "rules", "rejections", "runs"):
@@ -750,337 +744,28 @@ def _sql_path(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
-def _rows(cur: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+def query_rows(cur: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
     result = cur.execute(sql, list(params))
     names = [d[0] for d in result.description or []]
     return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
 
 
-# --------------------------------------------------------------------------- aggregates
-
-
-@dataclass(frozen=True)
-class Filters:
-    """What every aggregate can be narrowed to; None means "any"."""
-
-    probe_cc: str | None = None
-    probe_asn: str | None = None
-    domain: str | None = None
-    input: str | None = None
-    test_name: str | None = None
-    mechanism: str | None = None
-    since: dt.date | str | None = None    # inclusive, by measurement day
-    until: dt.date | str | None = None    # inclusive
-
-    def where(self) -> tuple[str, list[Any]]:
-        clauses, params = [], []
-        for column in ("probe_cc", "probe_asn", "domain", "input", "test_name", "mechanism"):
-            value = getattr(self, column)
-            if value is None:
-                continue
-            if column == "domain" and len(forms := host_forms(value)) > 1:  # a store may hold either spelling
-                clauses.append(f"domain IN ({', '.join('?' * len(forms))})")
-                params.extend(forms)
-            else:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        if self.since is not None:
-            clauses.append("day >= ?::DATE")
-            params.append(str(self.since))
-        if self.until is not None:
-            clauses.append("day <= ?::DATE")
-            params.append(str(self.until))
-        return (" AND ".join(clauses) or "TRUE"), params
-
-
-_COUNTS = """count(*) AS measurement_count,
-    count(*) FILTER (WHERE outcome IN ('anomaly', 'confirmed')) AS anomaly_count,
-    count(*) FILTER (WHERE outcome = 'confirmed') AS confirmed_count,
-    count(*) FILTER (WHERE outcome = 'failure') AS failure_count,
-    count(*) FILTER (WHERE outcome = 'ok') AS ok_count"""
-
-
-def _plain(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    for row in rows:
-        for key, value in row.items():
-            if isinstance(value, (dt.date, dt.datetime)):
-                row[key] = value.isoformat()
-    return rows
-
-
-def _aggregate(store: Store, select: str, group: str, order: str, filters: Filters | None,
-               limit: int | None, extra_where: str = "") -> list[dict[str, Any]]:
-    where, params = (filters or Filters()).where()
-    if extra_where:
-        where = f"({where}) AND {extra_where}"
-    sql = f"SELECT {select} FROM verdicts WHERE {where} GROUP BY {group} ORDER BY {order}"
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
-    return _plain(_rows(store.cursor(), sql, params))
-
-
-def timeline(store: Store, filters: Filters | None = None) -> list[dict[str, Any]]:
-    """Per day: measurement, anomaly, confirmed, failure and ok counts."""
-    return _aggregate(store, f"day, {_COUNTS}", "day", "day", filters, None)
-
-
-_ANOMALOUS = "outcome IN ('anomaly', 'confirmed')"
-
-
-def per_domain(store: Store, filters: Filters | None = None, limit: int | None = 100) -> list[dict[str, Any]]:
-    """Per domain, most anomalous first: counts, networks and countries seen, the commonest mechanism.
-
-    The counts come from one pass; the distinct counts and the commonest
-    mechanism only for the domains that make the cut (DISTINCT is what costs).
-    """
-    where, params = (filters or Filters()).where()
-    top = f"LIMIT {int(limit)}" if limit is not None else ""
-    sql = f"""
-        WITH f AS NOT MATERIALIZED (SELECT domain, probe_asn, probe_cc, mechanism, outcome FROM verdicts
-                   WHERE ({where}) AND domain IS NOT NULL),
-        top AS (SELECT domain, {_COUNTS} FROM f GROUP BY domain
-                ORDER BY anomaly_count DESC, confirmed_count DESC, measurement_count DESC, domain {top}),
-        seen AS (SELECT domain, count(DISTINCT probe_asn) AS network_count, count(DISTINCT probe_cc) AS country_count
-                 FROM f SEMI JOIN top USING (domain) GROUP BY domain),
-        mech AS (SELECT domain, mechanism, count(*) AS n FROM f SEMI JOIN top USING (domain)
-                 WHERE {_ANOMALOUS} GROUP BY domain, mechanism),
-        best AS (SELECT domain, first(mechanism ORDER BY n DESC, mechanism) AS top_mechanism FROM mech GROUP BY domain)
-        SELECT top.*, seen.network_count, seen.country_count, best.top_mechanism
-        FROM top JOIN seen USING (domain) LEFT JOIN best USING (domain)
-        ORDER BY anomaly_count DESC, confirmed_count DESC, measurement_count DESC, domain"""
-    return _plain(_rows(store.cursor(), sql, params))
-
-
-def per_network(store: Store, filters: Filters | None = None, limit: int | None = 100) -> list[dict[str, Any]]:
-    """Per network (probe_asn, with its country and name), most anomalous first."""
-    where, params = (filters or Filters()).where()
-    top = f"LIMIT {int(limit)}" if limit is not None else ""
-    sql = f"""
-        WITH f AS NOT MATERIALIZED (SELECT probe_asn, probe_cc, probe_network_name, domain, outcome FROM verdicts WHERE {where}),
-        top AS (SELECT probe_asn, any_value(probe_cc) AS probe_cc, max(probe_network_name) AS probe_network_name,
-                       {_COUNTS} FROM f GROUP BY probe_asn
-                ORDER BY anomaly_count DESC, confirmed_count DESC, measurement_count DESC, probe_asn {top}),
-        blocked AS (SELECT probe_asn, count(DISTINCT domain) AS blocked_domain_count
-                    FROM f SEMI JOIN top USING (probe_asn) WHERE {_ANOMALOUS} GROUP BY probe_asn)
-        SELECT top.*, coalesce(blocked.blocked_domain_count, 0) AS blocked_domain_count
-        FROM top LEFT JOIN blocked USING (probe_asn)
-        ORDER BY anomaly_count DESC, confirmed_count DESC, measurement_count DESC, probe_asn"""
-    return _plain(_rows(store.cursor(), sql, params))
-
-
-def per_test(store: Store, filters: Filters | None = None, limit: int | None = 100) -> list[dict[str, Any]]:
-    """Per nettest (``test_name``), most anomalous first: counts, the networks and countries where it
-    showed anomalies, and the commonest mechanism. Apps and circumvention tools (telegram, tor,
-    psiphon...) have no input site, so this is where they show."""
-    where, params = (filters or Filters()).where()
-    top = f"LIMIT {int(limit)}" if limit is not None else ""
-    sql = f"""
-        WITH f AS NOT MATERIALIZED (SELECT test_name, probe_asn, probe_cc, mechanism, outcome FROM verdicts
-                   WHERE {where}),
-        top AS (SELECT test_name, {_COUNTS} FROM f GROUP BY test_name
-                ORDER BY anomaly_count DESC, confirmed_count DESC, measurement_count DESC, test_name {top}),
-        seen AS (SELECT test_name, count(DISTINCT probe_asn) AS network_count, count(DISTINCT probe_cc) AS country_count
-                 FROM f SEMI JOIN top USING (test_name) WHERE {_ANOMALOUS} GROUP BY test_name),
-        mech AS (SELECT test_name, mechanism, count(*) AS n FROM f SEMI JOIN top USING (test_name)
-                 WHERE {_ANOMALOUS} GROUP BY test_name, mechanism),
-        best AS (SELECT test_name, first(mechanism ORDER BY n DESC, mechanism) AS top_mechanism FROM mech
-                 GROUP BY test_name)
-        SELECT top.*, coalesce(seen.network_count, 0) AS network_count,
-               coalesce(seen.country_count, 0) AS country_count, best.top_mechanism
-        FROM top LEFT JOIN seen USING (test_name) LEFT JOIN best USING (test_name)
-        ORDER BY anomaly_count DESC, confirmed_count DESC, measurement_count DESC, test_name"""
-    return _plain(_rows(store.cursor(), sql, params))
-
-
-def per_mechanism(store: Store, filters: Filters | None = None) -> list[dict[str, Any]]:
-    """Per mechanism among anomalies: how often, how many confirmed, where."""
-    return _aggregate(
-        store,
-        f"""mechanism, {_COUNTS}, count(DISTINCT domain) AS domain_count,
-            count(DISTINCT probe_asn) AS network_count, count(DISTINCT probe_cc) AS country_count""",
-        "mechanism", "measurement_count DESC, mechanism", filters, None,
-        "outcome IN ('anomaly', 'confirmed')")
-
-
-def per_country(store: Store, filters: Filters | None = None) -> list[dict[str, Any]]:
-    """Per country: counts and networks."""
-    return _aggregate(
-        store, f"probe_cc, {_COUNTS}, count(DISTINCT probe_asn) AS network_count",
-        "probe_cc", "anomaly_count DESC, measurement_count DESC, probe_cc", filters, None)
-
-
-def domain_network(store: Store, filters: Filters | None = None, domains: int = 30,
-                   networks: int = 20) -> list[dict[str, Any]]:
-    """The heatmap's cells: the most anomalous domains × networks, with counts."""
-    where, params = (filters or Filters()).where()
-    sql = f"""
-        WITH f AS NOT MATERIALIZED (SELECT * FROM verdicts WHERE {where} AND domain IS NOT NULL),
-        d AS (SELECT domain FROM f GROUP BY domain
-              ORDER BY count(*) FILTER (WHERE outcome IN ('anomaly', 'confirmed')) DESC, count(*) DESC, domain
-              LIMIT {int(domains)}),
-        n AS (SELECT probe_asn FROM f GROUP BY probe_asn
-              ORDER BY count(*) FILTER (WHERE outcome IN ('anomaly', 'confirmed')) DESC, count(*) DESC, probe_asn
-              LIMIT {int(networks)})
-        SELECT domain, probe_asn, any_value(probe_cc) AS probe_cc, {_COUNTS}
-        FROM f SEMI JOIN d USING (domain) SEMI JOIN n USING (probe_asn)
-        GROUP BY domain, probe_asn ORDER BY domain, probe_asn"""
-    return _plain(_rows(store.cursor(), sql, params))
-
-
-def mechanism_country(store: Store, filters: Filters | None = None) -> list[dict[str, Any]]:
-    """Anomalies per (country, mechanism)."""
-    return _aggregate(
-        store, f"probe_cc, mechanism, {_COUNTS}", "probe_cc, mechanism", "probe_cc, measurement_count DESC",
-        filters, None, "outcome IN ('anomaly', 'confirmed')")
-
-
-def signatures(store: Store, filters: Filters | None = None, limit: int | None = 100) -> list[dict[str, Any]]:
-    """Equipment signatures seen (``x_signature``/``x_equipment``), with where and when.
-
-    A signature's key names the forged packet's IP-ID (``ipid0``). A device whose IP-ID changes from packet
-    to packet (a counter, or random: a resolver's own answers, most injectors) gives a key per measurement,
-    each seen once; such keys, alike but for the IP-ID, are one row here, keyed ``ipid*``, with
-    ``variants`` the number of keys folded into it. A key seen twice or more keeps its own row: a fixed
-    IP-ID is part of the equipment's signature."""
-    where, params = (filters or Filters()).where()
-    top = f"LIMIT {int(limit)}" if limit is not None else ""
-    sql = f"""
-        WITH f AS (SELECT signature, equipment, mechanism, probe_cc, probe_asn, domain, day FROM verdicts
-                   WHERE ({where}) AND (signature IS NOT NULL OR equipment IS NOT NULL)),
-        k AS (SELECT *, count(*) OVER (PARTITION BY signature, equipment) AS seen,
-                     regexp_replace(signature, '/ipid[0-9]+', '/ipid*') AS base FROM f),
-        n AS (SELECT *, count(*) FILTER (WHERE seen = 1) OVER (PARTITION BY base, equipment) AS singles FROM k)
-        SELECT coalesce(CASE WHEN seen = 1 AND singles > 1 AND base <> signature THEN base ELSE signature END, '')
-                   AS signature,
-               coalesce(equipment, '') AS equipment,
-               count(*) AS measurement_count, string_agg(DISTINCT mechanism, ', ' ORDER BY mechanism) AS mechanisms,
-               string_agg(DISTINCT probe_cc, ', ' ORDER BY probe_cc) AS countries,
-               count(DISTINCT probe_asn) AS network_count, count(DISTINCT domain) AS domain_count,
-               min(day) AS first_seen, max(day) AS last_seen, count(DISTINCT signature) AS variants
-        FROM n GROUP BY ALL ORDER BY measurement_count DESC, signature {top}"""
-    return _plain(_rows(store.cursor(), sql, params))
-
-
-_DETERMINED = "FILTER (WHERE rule <> 'undetermined')"
-
-
-def blocking_rules(store: Store, filters: Filters | None = None, limit: int | None = 100, *,
-                   blocked_only: bool = True) -> list[dict[str, Any]]:
-    """What the censor's rule matches, per domain, network and layer (dns, dns_path, tls, http), read back by
-    blocking_rules measurements, the latest first.
-
-    Each row: ``domain``, ``probe_asn``, ``probe_cc``, ``probe_network_name``, ``layer``; the latest
-    determined ``rule`` with its ``keyword`` and ``overblocks`` (a name nobody listed that it catches);
-    ``measurement_count``, ``determined_count`` (those that read a rule), ``rules_seen`` (every rule
-    they read: more than one means the rule changed or the readings disagree), ``first_day`` and
-    ``last_day``. With ``blocked_only`` (the default) only layers whose latest rule blocks something.
-    """
-    where, params = (filters or Filters()).where()
-    joined = f"""SELECT v.domain, v.probe_asn, v.probe_cc, v.probe_network_name, v.day, v.measurement_start_time,
-                        r.layer, r.rule, r.keyword, r.overblocks
-                 FROM rules r JOIN verdicts v USING (measurement_uid) WHERE {where}"""
-    keys = "domain, probe_asn, probe_cc, layer"
-    order = "last_day DESC, domain, probe_asn, probe_cc, list_position(['dns', 'dns_path', 'tls', 'http'], layer)"
-    blocks = "{0} IS NOT NULL AND {0} <> 'not_blocked'" if blocked_only else "TRUE"
-    if limit is not None:
-        # the groups that make the cut first, on two aggregates; then the whole row for those only: 200,000
-        # rules in as many groups take half the time (bench/analyze, section 4)
-        source = f"""j SEMI JOIN (SELECT {keys}, arg_max(rule, measurement_start_time) {_DETERMINED} AS latest,
-                                         max(day) AS last_day
-                                  FROM j GROUP BY {keys} HAVING {blocks.format("latest")} ORDER BY {order}
-                                  LIMIT {int(limit)}) g
-                     ON j.domain IS NOT DISTINCT FROM g.domain AND j.probe_asn = g.probe_asn
-                        AND j.probe_cc = g.probe_cc AND j.layer = g.layer"""
-    else:
-        source = "j"
-    sql = f"""
-        WITH j AS MATERIALIZED ({joined})
-        SELECT domain, probe_asn, probe_cc, probe_network_name, layer, latest.rule AS rule,
-               latest.keyword AS keyword, latest.overblocks AS overblocks, measurement_count, determined_count,
-               rules_seen, first_day, last_day
-        FROM (SELECT {keys}, any_value(probe_network_name) AS probe_network_name,
-                     arg_max({{'rule': rule, 'keyword': keyword, 'overblocks': overblocks}},
-                             measurement_start_time) {_DETERMINED} AS latest,
-                     count(*) AS measurement_count, count(*) {_DETERMINED} AS determined_count,
-                     nullif(array_to_string(list_sort(list_distinct(list(rule) {_DETERMINED})), ', '), '')
-                         AS rules_seen,
-                     min(day) AS first_day, max(day) AS last_day
-              FROM {source} GROUP BY {keys})
-        WHERE {blocks.format("latest.rule")}
-        ORDER BY {order}"""
-    return _plain(_rows(store.cursor(), sql, params))
-
-
-def changes(store: Store, filters: Filters | None = None, limit: int | None = 100) -> list[dict[str, Any]]:
-    """When a site became blocked, or unblocked, on a network: the latest first.
-
-    Each (domain, network) series of measurements, in time order and without failures
-    (they say nothing either way), is cut into runs of anomalous and of ok measurements.
-    ``blocked``: a run of at least `CONFIRM_MIN` anomalies right after an ok measurement;
-    ``unblocked``: a run of at least `CONFIRM_MIN` ok measurements right after a run of at
-    least `CONFIRM_MIN` anomalies (one anomaly, or one ok, is not a change). Each row:
-    ``change``, ``domain``, ``probe_asn``, ``probe_cc``, ``before`` (the last measurement
-    of the previous run), ``since`` and ``latest`` (the first and last of this run),
-    ``measurements`` (in this run), ``mechanism`` (of a blocked run's first anomaly) and
-    ``ongoing`` (no later run: it is still so).
-
-    Two sorts: the series of the (domain, network) pairs that can hold a change (two
-    anomalies and an ok at least) by time, then the first measurement of each run. Over
-    1,000,000 verdict rows whose outcomes flip at random (bench/analyze, section 4; real
-    series flip far less) it takes ~0.4 s, which is why it is not among the explorer's
-    `AGGREGATES` (held to 200 ms): the report runs it over the whole store, the explorer
-    for one country, network or domain (~75 ms for a country of that benchmark).
-    """
-    where, params = (filters or Filters()).where()
-    top = f"LIMIT {int(limit)}" if limit is not None else ""
-    sql = f"""
-        WITH f AS NOT MATERIALIZED (
-            SELECT domain, probe_asn, probe_cc, measurement_start_time AS t, measurement_uid AS uid, mechanism,
-                   outcome <> 'ok' AS bad
-            FROM verdicts WHERE ({where}) AND domain IS NOT NULL AND outcome IN ('ok', 'anomaly', 'confirmed')),
-        pairs AS (SELECT domain, probe_asn FROM f GROUP BY domain, probe_asn
-                  HAVING count(*) FILTER (WHERE bad) >= {CONFIRM_MIN} AND count(*) FILTER (WHERE NOT bad) >= 1),
-        marked AS (
-            SELECT domain, probe_asn, probe_cc, t, mechanism, bad, row_number() OVER w AS rn,
-                   lag(bad) OVER w AS before_bad, lag(t) OVER w AS before,
-                   count(*) OVER (PARTITION BY domain, probe_asn) AS total,
-                   max(t) OVER (PARTITION BY domain, probe_asn) AS last_t
-            FROM f SEMI JOIN pairs USING (domain, probe_asn)
-            WINDOW w AS (PARTITION BY domain, probe_asn ORDER BY t, uid)),
-        starts AS (SELECT * FROM marked WHERE before_bad IS DISTINCT FROM bad),
-        runs AS (
-            SELECT *, coalesce(lead(rn) OVER p, total + 1) - rn AS measurements, rn - lag(rn) OVER p AS before_n,
-                   coalesce(lead(before) OVER p, last_t) AS latest, lead(rn) OVER p IS NULL AS ongoing
-            FROM starts WINDOW p AS (PARTITION BY domain, probe_asn ORDER BY rn))
-        SELECT CASE WHEN bad THEN 'blocked' ELSE 'unblocked' END AS change, domain, probe_asn, probe_cc, before,
-               t AS since, latest, measurements, CASE WHEN bad THEN mechanism END AS mechanism, ongoing
-        FROM runs
-        WHERE before_bad IS NOT NULL AND measurements >= {CONFIRM_MIN} AND (bad OR before_n >= {CONFIRM_MIN})
-        ORDER BY since DESC, domain, probe_asn {top}"""
-    return _plain(_rows(store.cursor(), sql, params))
-
-
-def totals(store: Store, filters: Filters | None = None) -> dict[str, Any]:
-    """Whole-store counts, and the span of days."""
-    where, params = (filters or Filters()).where()
-    rows = _plain(_rows(store.cursor(), f"""
-        SELECT {_COUNTS}, min(day) AS first_day, max(day) AS last_day,
-               count(DISTINCT probe_cc) AS country_count, count(DISTINCT probe_asn) AS network_count,
-               count(DISTINCT domain) AS domain_count, count(DISTINCT test_name) AS test_count
-        FROM verdicts WHERE {where}""", params))
-    return rows[0] if rows else {}
-
-
-AGGREGATES: dict[str, Callable[..., list[dict[str, Any]]]] = {
-    "timeline": timeline, "per_domain": per_domain, "per_network": per_network, "per_test": per_test,
-    "per_mechanism": per_mechanism, "per_country": per_country, "domain_network": domain_network,
-    "mechanism_country": mechanism_country, "signatures": signatures, "blocking_rules": blocking_rules,
-}
-
 __all__ = [
-    "AGGREGATES", "BatchResult", "error_line", "FLUSH_ROWS", "Filters", "changes", "MEASUREMENT_SCHEMA", "MIGRATIONS", "Migration",
-    "OBSERVATION_SCHEMA", "SCHEMA_VERSION", "blocking_rules", "Store", "StoreError", "VERDICT_SCHEMA", "WriteStats",
-    "default_db_path", "domain_network", "mechanism_country", "migrate", "per_country", "per_domain",
-    "per_mechanism", "per_network", "per_test", "raw_root_for", "schema_version", "signatures", "timeline",
-    "totals",
+    "BatchResult",
+    "default_db_path",
+    "error_line",
+    "FLUSH_ROWS",
+    "MEASUREMENT_SCHEMA",
+    "migrate",
+    "Migration",
+    "MIGRATIONS",
+    "OBSERVATION_SCHEMA",
+    "query_rows",
+    "raw_root_for",
+    "SCHEMA_VERSION",
+    "schema_version",
+    "Store",
+    "StoreError",
+    "VERDICT_SCHEMA",
+    "WriteStats",
 ]

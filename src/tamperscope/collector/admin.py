@@ -24,10 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tamperscope.analysis.aggregates import Filters
 from tamperscope.analysis.confidence import OUTCOME_SQL, REGROUP_SQL
 from tamperscope.analysis.pipeline import analyse_batch
 from tamperscope.analysis.reader import Line
-from tamperscope.analysis.store import Filters, Store
+from tamperscope.analysis.store import Store
 from tamperscope.analysis.verdicts import ANALYSIS_VERSION, default_matcher
 from tamperscope.collector.queries import Reader
 from tamperscope.collector.rawlog import RawLog

@@ -31,8 +31,8 @@ import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from tamperscope.analysis import store as store_mod
-from tamperscope.analysis.store import Filters
+from tamperscope.analysis import aggregates
+from tamperscope.analysis.aggregates import Filters
 from tamperscope.analysis.verdicts import ANALYSIS_VERSION
 from tamperscope.collector import admin
 from tamperscope.collector.config import Collector
@@ -51,7 +51,7 @@ from tamperscope.collector.schema import SubmissionError, parse_json
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
 
-AGGREGATIONS = (*store_mod.AGGREGATES, "hops")
+AGGREGATIONS = (*aggregates.AGGREGATES, "hops")
 EXPORTS_PER_CLIENT = 1    # streamed exports one client address may run at once
 EXPORTS_TOTAL = 4         # ... and all clients together (`app.create_app` makes the `Slots`)
 UID_PATTERN = r"^[A-Za-z0-9_.-]{1,200}$"
@@ -146,7 +146,7 @@ def aggregate(collector: Collector, name: str, filters: Filters, limit: int | No
     reader: Any = collector.reader
     if name == "hops":
         return hops(collector.reader, filters)
-    fn = store_mod.AGGREGATES[name]
+    fn = aggregates.AGGREGATES[name]
     if name in ("per_domain", "per_network", "per_test", "signatures", "blocking_rules"):
         return fn(reader, filters, limit=limit)
     rows = fn(reader, filters)

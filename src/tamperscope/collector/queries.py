@@ -13,7 +13,7 @@ the store's schema:
   the raw measurements since no table carries them.
 
 A `Reader` has a ``cursor()`` method, which is all the store's aggregate
-functions use, so ``store.timeline(reader, filters)`` works with it.
+functions use, so ``aggregates.timeline(reader, filters)`` works with it.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from tamperscope.analysis.store import Filters, Store
+from tamperscope.analysis.aggregates import Filters
+from tamperscope.analysis.store import Store
 
 MAX_LIMIT = 1000          # rows per page of /api/v1/measurements
 QUERY_SECONDS = 10.0      # a request's queries are interrupted past this (`Reader.bounded`); 1M rows take < 1 s

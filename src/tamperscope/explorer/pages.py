@@ -22,9 +22,9 @@ from urllib.parse import urlencode
 
 import orjson
 
-from tamperscope.analysis import store as store_mod
+from tamperscope.analysis import aggregates
+from tamperscope.analysis.aggregates import Filters
 from tamperscope.analysis.report import TEST_WORDS, rules_in_words
-from tamperscope.analysis.store import Filters
 from tamperscope.collector.queries import MeasurementQuery, Reader, hops, known_values, list_measurements, ooni_row
 from tamperscope.explorer import charts
 from tamperscope.explorer.evidence import captured_body, evidence
@@ -35,7 +35,7 @@ MAX_RAW_SHOWN = 256 * 1024      # bytes of raw JSON printed on the measurement p
 
 
 def _agg(reader: Reader, name: str, filters: Filters, **kwargs: Any) -> list[dict[str, Any]]:
-    fn = store_mod.AGGREGATES[name]
+    fn = aggregates.AGGREGATES[name]
     return fn(reader, filters, **kwargs)  # type: ignore[arg-type]
 
 
@@ -55,9 +55,9 @@ def _tests(reader: Reader, filters: Filters, where: dict[str, str] | None = None
 
 
 def _changes(reader: Reader, filters: Filters) -> list[dict[str, Any]]:
-    """When sites became blocked or unblocked on a network, latest first (`store.changes`). Only on
+    """When sites became blocked or unblocked on a network, latest first (`aggregates.changes`). Only on
     the pages of one country, network or domain: over the whole store it is the report's job."""
-    rows = store_mod.changes(reader, filters, limit=TOP)  # type: ignore[arg-type]
+    rows = aggregates.changes(reader, filters, limit=TOP)  # type: ignore[arg-type]
     for row in rows:
         row["search"] = "/search?" + urlencode({"domain": row["domain"], "probe_asn": row["probe_asn"],
                                                 "since": str(row["since"])[:10]})
@@ -71,7 +71,7 @@ def home(reader: Reader) -> dict[str, Any]:
     return {
         "page": "home",
         "title": "Network interference, measured",
-        "totals": store_mod.totals(reader, f),  # type: ignore[arg-type]
+        "totals": aggregates.totals(reader, f),  # type: ignore[arg-type]
         "recent_anomalies": _recent(reader, MeasurementQuery(anomaly=True, limit=RECENT)),
         "countries": _agg(reader, "per_country", f),
         "networks": _agg(reader, "per_network", f, limit=TOP),
@@ -89,7 +89,7 @@ def area(reader: Reader, kind: str, key: str) -> dict[str, Any] | None:
     """A country (``probe_cc``), network (``probe_asn``) or domain page."""
     column = AREAS[kind]
     f = Filters(**{column: key})
-    totals = store_mod.totals(reader, f)  # type: ignore[arg-type]
+    totals = aggregates.totals(reader, f)  # type: ignore[arg-type]
     if not totals or not totals.get("measurement_count"):
         return None
     timeline = _agg(reader, "timeline", f)
