@@ -129,14 +129,11 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
             ips = []
         if ips:
             ip = ips[0]
-            try:
+            try:  # a failed step closes its connection; the trace keeps its record
                 stream = await tcp_connect(ip, port, trace=trace, timeout=ctx.timeouts.connect, tags=("control",))
-                try:
-                    tls = await tls_handshake(stream, server_name=host, verify=False, alpn=ALPN,
-                                              timeout=ctx.timeouts.tls, tags=("control",))
-                    await tls.aclose()
-                except NetxError:
-                    pass
+                tls = await tls_handshake(stream, server_name=host, verify=False, alpn=ALPN,
+                                          timeout=ctx.timeouts.tls, tags=("control",))
+                await tls.aclose()
             except NetxError:
                 pass
             tk["control"] = next((h for h in trace.tls_handshakes if "control" in h["tags"]), None)
