@@ -11,7 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tamperscope.nettests import evasion
+from tamperscope.model.evasion import attempts_from_records
+from tamperscope.nettests import blockpages, evasion
 from tamperscope.nettests.base import Context, Timeouts
 
 try:
@@ -53,12 +54,13 @@ async def one_segment_dpi(reader: asyncio.StreamReader, writer: asyncio.StreamWr
     await writer.drain()
 
 
-def measure(handler: Any, strategies: tuple[str, ...] | None = None) -> dict[str, Any]:
+def measure(handler: Any, strategies: tuple[str, ...] | None = None, with_fingerprints: bool = False) -> dict[str, Any]:
     async def main() -> dict[str, Any]:
         server = await asyncio.start_server(closing(handler), LO, 0)
         port = server.sockets[0].getsockname()[1]
         async with server:
-            ctx = Context(timeouts=FAST, options={"strategies": strategies})
+            ctx = Context(timeouts=FAST, options={"strategies": strategies},
+                          matcher=blockpages.matcher() if with_fingerprints else None)
             tk = await evasion.run(f"http://{LO}:{port}/", ctx)
         m = {"test_keys": tk}
         evasion.finish(m, ctx)
@@ -80,6 +82,24 @@ def test_a_box_that_reads_one_segment_is_evaded_by_cutting_the_host() -> None:
     assert tk["x_mechanism"] == "http.rst" and tk["x_evaded"] == ["http-segments", "host-name-case"]
     assert tk["x_confidence"] == 0.5  # no control to say the site was up
     assert tk["x_evasion"]["address_source"] == "dns"
+
+
+async def thai_redirect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Thailand's block: a redirect known by its Location header alone (Citizen Lab's nat_th_* fingerprints)."""
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.1 302 Found\r\nLocation: http://103.208.24.21/\r\nContent-Length: 0\r\n\r\n")
+    await writer.drain()
+
+
+def test_a_blockpage_known_by_its_headers_is_matched_as_it_comes_and_again_from_the_records() -> None:
+    # the response's header names and values are bytes on the wire: the matcher must get them as text
+    tk = measure(thai_redirect, ("http-segments",), with_fingerprints=True)
+    live = {a["strategy"]: a for a in tk["x_evasion"]["attempts"]}
+    assert live["plain"]["status_code"] == 302
+    assert "cl/nat_th_deb_forward_1" in live["plain"]["fingerprints"]
+    assert live["plain"]["outcome"] == live["http-segments"]["outcome"] == "blocked"
+    again = {a["strategy"]: a for a in attempts_from_records(tk, blockpages.matcher())}
+    assert again["plain"]["fingerprints"] == live["plain"]["fingerprints"]
 
 
 async def _huge(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -137,7 +137,8 @@ async def _attempt(t: Target, name: str, trace: Trace, ctx: Context,
             return record
     if resp is None:
         return {**record, **judge(record["failure"], step, None, b"", {}, control, ctx.matcher)}
-    return {**record, **judge(None, step, resp.status, resp.body, dict(resp.headers), control, ctx.matcher)}
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in resp.headers}  # text, as in its record
+    return {**record, **judge(None, step, resp.status, resp.body, headers, control, ctx.matcher)}
 
 
 def _not_tried(name: str, scheme: str) -> dict[str, Any]:
