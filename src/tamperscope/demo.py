@@ -29,12 +29,15 @@ from collections import Counter
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
+from .lab import addresses as A
 from .lab import manager
 from .lab.expect import expect_url
+from .model.profile import Profile
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="lab up, probe a bundled URL list, locate, lab down, summarise, analyse",
                        description="Bring the lab up with a censor profile, run web_connectivity over a bundled list "
                                    "of real-world URLs inside it, locate one URL per mechanism, measure the same "
@@ -88,12 +91,15 @@ def run(args: argparse.Namespace) -> int:
     lst = work / "urls.csv"
     lst.write_text("url,category_code\n" + "".join(f"{u},DEMO\n" for u in urls))
     out = args.output or work / "measurements.jsonl"
-    say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+
+    def say(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
     say(f"demo: lab up with profile {profile.name}: {profile.description.splitlines()[0]}")
     t0 = time.monotonic()
     manager.up(args.profile)
     try:
-        say(f"demo: probing {len(urls)} URLs with web_connectivity from the lab's client ({manager.A.CLIENT})")
+        say(f"demo: probing {len(urls)} URLs with web_connectivity from the lab's client ({A.CLIENT})")
         res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "run", "web_connectivity",
                                                 "--list", str(lst), "--yes", "--parallel", str(args.parallel),
                                                 "--capture", "-o", str(out)]), env=manager.client_env())
@@ -130,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
-def probe_results(returncode: int, out: Path, say: Callable[[str], None]) -> tuple[list[dict], int]:
+def probe_results(returncode: int, out: Path, say: Callable[[str], None]) -> tuple[list[dict[str, Any]], int]:
     """The measurements the probe wrote, and the demo's exit status. The probe exits 1 when some inputs could
     not be measured (it says which) and the others were written: the demo goes on with those, and ends with 1."""
     if returncode not in (0, 1):
@@ -155,7 +161,7 @@ def probe_results(returncode: int, out: Path, say: Callable[[str], None]) -> tup
     return measurements, returncode
 
 
-def with_hops(measurements: list[dict], located: dict[str, dict]) -> list[dict]:
+def with_hops(measurements: list[dict[str, Any]], located: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """The measurements, each located URL's carrying its hop as ``test_keys.x_hop`` (from `tamperscope locate`)."""
     from .model.asn import AsnTable
 
@@ -177,7 +183,7 @@ def with_hops(measurements: list[dict], located: dict[str, dict]) -> list[dict]:
     return out
 
 
-def serve(measurements: list[dict], db: Path, port: int, seconds: float | None,
+def serve(measurements: list[dict[str, Any]], db: Path, port: int, seconds: float | None,
           say: Callable[[str], None]) -> int:
     """Start `tamperscope serve` on 127.0.0.1, submit the measurements through the probe's outbox
     (OONI's report protocol over loopback), print the explorer's URL, and serve until Ctrl-C."""
@@ -269,36 +275,36 @@ def _host(url: str) -> str:
     return urlsplit(url).hostname or ""
 
 
-def locate_examples(measurements: list[dict], say: Callable[[str], None]) -> dict[str, dict]:
+def locate_examples(measurements: list[dict[str, Any]], say: Callable[[str], None]) -> dict[str, dict[str, Any]]:
     """One `tamperscope locate` per mechanism seen (the first example URL), inside the lab."""
     seen: dict[str, str] = {}
     for m in measurements:
         mech = m["test_keys"].get("x_mechanism") or "none"
         if mech != "none" and mech not in seen:
             seen[mech] = m["input"]
-    out: dict[str, dict] = {}
+    out: dict[str, dict[str, Any]] = {}
     for mech, url in seen.items():
         say(f"demo: locating {mech} with {url}")
         res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--yes", "--json", "--wait", "0.3",
-                                                "--spread", *manager.A.FARM[:3]]), env=manager.client_env(),
+                                                "--spread", *A.FARM[:3]]), env=manager.client_env(),
                              capture_output=True, text=True, timeout=300)
         if res.returncode == 0:
             out[mech] = {"url": url, **json.loads(res.stdout)}
     return out
 
 
-def outside_view(measurements: list[dict], work: Path, say: Callable[[str], None]) -> list[dict]:
+def outside_view(measurements: list[dict[str, Any]], work: Path, say: Callable[[str], None]) -> list[dict[str, Any]]:
     """`tamperscope remote dns` from the lab's outside vantage, through the ISP's resolver, for every domain the
     probe measured: Censored Planet's view of the same censor, with nobody inside running anything."""
     domains = sorted({h for h in (_host(m["input"]) for m in measurements) if h})
     names, out = work / "domains.txt", work / "remote-dns.jsonl"
     names.write_text("".join(f"{d}\n" for d in domains))
     say(f"demo: measuring the {len(domains)} domains from outside the country (tamperscope remote dns, from "
-        f"{manager.A.OUTSIDE} through the ISP resolver {manager.A.ISP_RESOLVER})")
+        f"{A.OUTSIDE} through the ISP resolver {A.ISP_RESOLVER})")
     res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "remote", "dns", "--vantage",
-                                            manager.A.ISP_RESOLVER, "--list", str(names), "--yes", "--no-progress",
+                                            A.ISP_RESOLVER, "--list", str(names), "--yes", "--no-progress",
                                             "--per-vantage", "8",  # the lab's own resolver: no one else's to spare
-                                            "-o", str(out)], manager.A.NS_OUTSIDE), env=manager.client_env(),
+                                            "-o", str(out)], A.NS_OUTSIDE), env=manager.client_env(),
                          capture_output=True, text=True, timeout=600)
     if res.returncode != 0 or not out.exists():
         say(f"demo: remote dns failed: {(res.stderr.strip().splitlines() or ['no output'])[-1]}")
@@ -306,16 +312,16 @@ def outside_view(measurements: list[dict], work: Path, say: Callable[[str], None
     return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
 
 
-def locate_from_outside(measurements: list[dict], say: Callable[[str], None]) -> dict | None:
+def locate_from_outside(measurements: list[dict[str, Any]], say: Callable[[str], None]) -> dict[str, Any] | None:
     """CenTrace's own setting: `tamperscope locate --server` from the outside vantage towards the ISP's web server,
     with the first URL the probe found reset over HTTP."""
     url = next((m["input"] for m in measurements if m["test_keys"].get("x_mechanism") == "http.rst"), None)
     if url is None:
         return None
-    say(f"demo: locating http.rst from outside, with {url} sent to the ISP's web server {manager.A.ISP_WEB}")
+    say(f"demo: locating http.rst from outside, with {url} sent to the ISP's web server {A.ISP_WEB}")
     res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--server",
-                                            manager.A.ISP_WEB, "--yes", "--json", "--runs", "1", "--wait", "0.3"],
-                                           manager.A.NS_OUTSIDE), env=manager.client_env(), capture_output=True,
+                                            A.ISP_WEB, "--yes", "--json", "--runs", "1", "--wait", "0.3"],
+                                           A.NS_OUTSIDE), env=manager.client_env(), capture_output=True,
                          text=True, timeout=300)
     return {"url": url, **json.loads(res.stdout)} if res.returncode == 0 else None
 
@@ -323,8 +329,8 @@ def locate_from_outside(measurements: list[dict], say: Callable[[str], None]) ->
 EVASION_STRATEGIES = "http-segments,tls-records"  # one of each kind: each blocked try costs the censor's hold
 
 
-def evasion_examples(measurements: list[dict], located: dict[str, dict], work: Path,
-                     say: Callable[[str], None]) -> list[dict]:
+def evasion_examples(measurements: list[dict[str, Any]], located: dict[str, dict[str, Any]], work: Path,
+                     say: Callable[[str], None]) -> list[dict[str, Any]]:
     """`tamperscope run evasion` on the first URL blocked over HTTP and the first reset over TLS that `locate`
     did not use (its probes left the censor holding those sites), both at once."""
     busy = {loc.get("url") for loc in located.values()}
@@ -350,7 +356,7 @@ def evasion_examples(measurements: list[dict], located: dict[str, dict], work: P
     return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
 
 
-def evasion_summary(results: list[dict]) -> str:
+def evasion_summary(results: list[dict[str, Any]]) -> str:
     """What each re-framed request did, and what that says about the censor's DPI."""
     if not results:
         return "\n  evasion: not tried (no URL blocked over HTTP or TLS)"
@@ -370,7 +376,7 @@ def evasion_summary(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def rules_example(measurements: list[dict], work: Path, say: Callable[[str], None]) -> dict | None:
+def rules_example(measurements: list[dict[str, Any]], work: Path, say: Callable[[str], None]) -> dict[str, Any] | None:
     """`tamperscope run blocking_rules` on the host of the first URL whose DNS answer was injected: DNS holds
     no residual blocking, so it takes seconds, where a TLS or HTTP rule costs the censor's hold per caught
     name."""
@@ -392,7 +398,7 @@ def rules_example(measurements: list[dict], work: Path, say: Callable[[str], Non
     return lines[0] if lines else None
 
 
-def rules_summary(m: dict | None) -> str:
+def rules_summary(m: dict[str, Any] | None) -> str:
     """What each layer's rule for the name matches."""
     if m is None:
         return "\n  blocking rules: not read (no DNS injection seen)"
@@ -407,12 +413,12 @@ def rules_summary(m: dict | None) -> str:
 ECH_NAME = "cloudflare-ech.com"  # Cloudflare's public name for ECH: the outer SNI of every ECH hello to its sites
 
 
-def ech_rules(profile: object) -> list:
+def ech_rules(profile: object) -> list[Any]:
     """The profile's tls rules that read ECH (``ech = true``)."""
     return [r for r in getattr(profile, "rules", ()) if getattr(r, "ech", False)]
 
 
-def ech_example(profile: object, work: Path, say: Callable[[str], None]) -> tuple[str, dict | None]:
+def ech_example(profile: object, work: Path, say: Callable[[str], None]) -> tuple[str, dict[str, Any] | None]:
     """`tamperscope run echcheck` on the name an ECH rule of the profile names, else on Cloudflare's ECH name:
     is TLS with Encrypted Client Hello blocked on this network?"""
     rules = ech_rules(profile)
@@ -431,14 +437,14 @@ def ech_example(profile: object, work: Path, say: Callable[[str], None]) -> tupl
         say(f"demo: locating the ECH block for {name} (tamperscope locate --layer ech)")
         res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", f"https://{name}/",
                                                 "--layer", "ech", "--yes", "--json", "--wait", "0.3",
-                                                "--spread", *manager.A.FARM[:3]]),
+                                                "--spread", *A.FARM[:3]]),
                              env=manager.client_env(), capture_output=True, text=True, timeout=300)
         if res.returncode == 0:
             m = {**m, "located": json.loads(res.stdout)}
     return name, m
 
 
-def ech_summary(name: str, m: dict | None, profile: object) -> str:
+def ech_summary(name: str, m: dict[str, Any] | None, profile: object) -> str:
     """What echcheck found, against what the profile's censor does to ECH."""
     rules = ech_rules(profile)
     truth = (f"the censor's rule {rules[0].id} blocks ECH to it ({rules[0].action})" if rules
@@ -463,18 +469,19 @@ def ech_summary(name: str, m: dict | None, profile: object) -> str:
             f"{'agrees' if agree else 'DISAGREES'} with the lab's ground truth{where}")
 
 
-def bracket(inside: dict[str, dict], outside: dict | None) -> str:
+def bracket(inside: dict[str, dict[str, Any]], outside: dict[str, Any] | None) -> str:
     """The same censor located from both sides: between the routers each side sees last before it."""
     mine = inside.get("http.rst")
     if outside is None or mine is None or outside.get("hop") is None or mine.get("hop") is None:
         return "\n  located from outside: not done (no http.rst, or no run completed)"
-    return (f"\n  located from outside (tamperscope locate --server {manager.A.ISP_WEB}, CenTrace's setting): "
+    return (f"\n  located from outside (tamperscope locate --server {A.ISP_WEB}, CenTrace's setting): "
             f"hop {outside['hop']}, after router {outside.get('router')} ({outside.get('placement')});\n"
             f"  from inside: hop {mine['hop']}, after router {mine.get('router')}: the censor sits between "
             f"{mine.get('router')} and {outside.get('router')}")
 
 
-def outside_summary(remote: list[dict], measurements: list[dict], truth: list[dict]) -> str:
+def outside_summary(remote: list[dict[str, Any]], measurements: list[dict[str, Any]],
+                    truth: list[dict[str, Any]]) -> str:
     """The outside view against the inside one: which DNS tampering both sides see."""
     if not remote:
         return "\n  from outside: not measured (see above)"
@@ -484,7 +491,7 @@ def outside_summary(remote: list[dict], measurements: list[dict], truth: list[di
     failed = sum(m["test_keys"].get("x_status") == "failure" for m in remote)
     mechs = Counter(mech for mech in seen_outside.values() if mech != "none")
     dns_actions = [e for e in truth if e.get("layer") == "dns"]
-    lines = ["", f"  from outside (tamperscope remote dns through the ISP resolver {manager.A.ISP_RESOLVER}, "
+    lines = ["", f"  from outside (tamperscope remote dns through the ISP resolver {A.ISP_RESOLVER}, "
                  f"as Censored Planet measures): {len(remote)} domains",
              f"  DNS tampering seen from outside: {len(outside)} domains"
              + (f" ({', '.join(f'{k} {v}' for k, v in sorted(mechs.items()))})" if mechs else "")
@@ -495,9 +502,9 @@ def outside_summary(remote: list[dict], measurements: list[dict], truth: list[di
     return "\n".join(lines)
 
 
-def equipment(measurements: list[dict], located: dict[str, dict]) -> str:
+def equipment(measurements: list[dict[str, Any]], located: dict[str, dict[str, Any]]) -> str:
     """Which equipment, where, doing what: signature groups and located hops."""
-    groups: dict[str, dict] = {}
+    groups: dict[str, dict[str, Any]] = {}
     for m in measurements:
         tk = m["test_keys"]
         sig = tk.get("x_signature")
@@ -521,7 +528,7 @@ def equipment(measurements: list[dict], located: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def analysis(measurements: list[dict], out: Path, work: Path, say: Callable[[str], None]) -> str:
+def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Callable[[str], None]) -> str:
     """`tamperscope analyze` over what the probe wrote, into a store of its own, and `tamperscope report --html`:
     the analysis pipeline re-derives each verdict from the raw records, and says whether it reaches the probe's."""
     db, verdicts, html = work / "analysis.duckdb", work / "verdicts.jsonl", work / "report.html"
@@ -576,7 +583,8 @@ def analysis(measurements: list[dict], out: Path, work: Path, say: Callable[[str
     return "\n".join(lines)
 
 
-def summary(measurements: list[dict], profile: object, truth: list[dict], seconds: float, out: Path) -> str:
+def summary(measurements: list[dict[str, Any]], profile: Profile, truth: list[dict[str, Any]], seconds: float,
+            out: Path) -> str:
     by_mech: Counter[str] = Counter()
     examples: dict[str, list[str]] = {}
     agree = 0
@@ -588,7 +596,7 @@ def summary(measurements: list[dict], profile: object, truth: list[dict], second
         examples.setdefault(mech, [])
         if len(examples[mech]) < 3:
             examples[mech].append(m["input"])
-        exp = expect_url(profile, m["input"])  # type: ignore[arg-type]
+        exp = expect_url(profile, m["input"])
         agree += exp.mechanism == mech
         if exp.rule:
             rules.setdefault(mech, set()).add(exp.rule)
@@ -605,7 +613,7 @@ def summary(measurements: list[dict], profile: object, truth: list[dict], second
     return "\n".join(lines)
 
 
-def http3(measurements: list[dict]) -> str:
+def http3(measurements: list[dict[str, Any]]) -> str:
     """One line on HTTP/3: how many https URLs were tried over QUIC (their sites advertise it), and what came of it."""
     https = [m for m in measurements if str(m.get("input", "")).startswith("https://")]
     tried = [m for m in https if m["test_keys"].get("quic_handshakes")]

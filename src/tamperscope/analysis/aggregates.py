@@ -40,7 +40,8 @@ class Filters:
     until: dt.date | str | None = None    # inclusive
 
     def where(self) -> tuple[str, list[Any]]:
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[Any] = []
         for column in ("probe_cc", "probe_asn", "domain", "input", "test_name", "mechanism"):
             value = getattr(self, column)
             if value is None:

@@ -68,6 +68,7 @@ def _start(f: IO[bytes], max_bytes: int) -> tuple[str, IO[bytes]]:
     except (EOFError, OSError, tarfile.TarError, zlib.error) as exc:
         error = exc
         shape = _shape(head.removeprefix(BOM), True, max_bytes)
+    assert shape is not None  # a complete head always has a shape
     skip = len(BOM) if head.startswith(BOM) else 0
     if error is None and f.seekable():  # a file: cheaper to read again than to wrap
         f.seek(skip)
@@ -468,7 +469,7 @@ class _Header(tarfile.TarInfo):
     def fromtarfile(cls, archive: tarfile.TarFile) -> _Header:
         try:
             return super().fromtarfile(archive)
-        except tarfile.EOFHeaderError:
+        except tarfile.EOFHeaderError:  # type: ignore[attr-defined]  # in tarfile since 3.0, not in its stubs
             raise  # the end-of-archive marker
         except tarfile.HeaderError as exc:
             if isinstance(archive, _Archive):
@@ -485,7 +486,7 @@ class _Archive(tarfile.TarFile):
 
     def next(self) -> tarfile.TarInfo | None:
         member = super().next()
-        self.members.clear()  # iteration asks next() for each member once the list is shorter than its count
+        self.members.clear()  # type: ignore[attr-defined]  # TarFile's list, private in the stubs  # iteration asks next() for each member once the list is shorter than its count
         return member
 
 
@@ -569,7 +570,8 @@ def read_tar(path: str, max_bytes: int, fileobj: IO[bytes] | None = None) -> Ite
                     yield record
                     if isinstance(record, Rejection) and record.reason in _DAMAGE:
                         return  # the member's reader met the archive's damage: nothing after it can be read
-            if isinstance(archive.damage, (tarfile.TruncatedHeaderError, tarfile.EmptyHeaderError)):
+            if isinstance(archive.damage, (tarfile.TruncatedHeaderError,  # type: ignore[attr-defined]  # no stubs
+                                           tarfile.EmptyHeaderError)):  # type: ignore[attr-defined]
                 yield Rejection(path, 0, "truncated_gzip", _TRUNCATED_TAR)
             elif archive.damage is not None:
                 yield Rejection(path, 0, "corrupt_gzip", f"damaged tar header: {one_line(archive.damage)}")

@@ -155,13 +155,15 @@ class Lz4File:
 
     def read(self, size: int = -1) -> bytes:
         try:
-            return self._f.read(size)
+            data: bytes = self._f.read(size)
+            return data
         except RuntimeError as exc:
             raise OSError(f"lz4 decompress failed: {one_line(exc)}") from exc
 
     def readline(self, limit: int = -1) -> bytes:
         try:
-            return self._f.readline(limit)
+            line: bytes = self._f.readline(limit)
+            return line
         except RuntimeError as exc:
             raise OSError(f"lz4 decompress failed: {one_line(exc)}") from exc
 

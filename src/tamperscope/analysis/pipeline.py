@@ -330,7 +330,7 @@ def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
     records = outside = 0
     loads = orjson.loads
     for item in items:
-        if type(item) is FileDone:
+        if isinstance(item, FileDone):
             done.append(item)
             continue
         records += 1
@@ -634,7 +634,7 @@ def _run_dask(paths: Sequence[str | os.PathLike[str]], options: Options,
     with ExitStack() as stack:
         if options.scheduler:
             try:
-                client = stack.enter_context(Client(options.scheduler, timeout="5s"))
+                client = stack.enter_context(Client(options.scheduler, timeout="5s"))  # type: ignore[no-untyped-call]
             except (OSError, TimeoutError) as exc:
                 raise EngineError(f"cannot reach the Dask scheduler at {options.scheduler}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
@@ -643,10 +643,10 @@ def _run_dask(paths: Sequence[str | os.PathLike[str]], options: Options,
                 raise EngineError(f"cannot use {options.scheduler} as a Dask scheduler: it answered, but not as "
                                   f"one ({type(exc).__name__})") from exc
         else:
-            cluster = stack.enter_context(LocalCluster(
+            cluster = stack.enter_context(LocalCluster(  # type: ignore[no-untyped-call]  # Dask: no annotations
                 n_workers=options.workers, threads_per_worker=1, processes=True,
                 dashboard_address=None, host="127.0.0.1"))
-            client = stack.enter_context(Client(cluster))
+            client = stack.enter_context(Client(cluster))  # type: ignore[no-untyped-call]
         client.run(_warm, options.fingerprints)
         workers = max(1, len(client.scheduler_info().get("workers", {})))
         window = 2 * workers

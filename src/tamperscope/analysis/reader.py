@@ -61,7 +61,7 @@ import sys
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from tamperscope.analysis.documents import read_json, read_post, read_tar
 from tamperscope.analysis.framing import (
@@ -270,8 +270,8 @@ def read_partition(part: Partition, max_bytes: int = MAX_MEASUREMENT_BYTES) -> I
             with open(part.path, "rb", buffering=CHUNK) as f:
                 yield from read_json(part.path, f, max_bytes)
         elif part.kind == "gzip":
-            with gzip.open(part.path, "rb") as f:
-                yield from read_lines(part.path, f, max_bytes)
+            with gzip.open(part.path, "rb") as gz:
+                yield from read_lines(part.path, cast(IO[bytes], gz), max_bytes)  # a GzipFile reads as one
         elif part.kind == "zstd":
             yield from read_zstd(part.path, max_bytes)
         elif part.kind == "lz4":

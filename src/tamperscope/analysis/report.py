@@ -326,7 +326,8 @@ def _heatmap_figure(cells: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None
     index = {(c["domain"], c["probe_asn"]): c for c in cells}
     z, text = [], []
     for d in domains:
-        zr, tr = [], []
+        zr: list[float | None] = []
+        tr: list[str] = []
         for n in networks:
             c = index.get((d, n))
             if c is None:

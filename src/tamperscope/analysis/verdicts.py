@@ -267,7 +267,8 @@ def _ooni_blocking(mechanism: str) -> str:
 
 def _tcp_failure(tk: Mapping[str, Any]) -> str | None:
     """A failure string from the tcp_connect records (a reset, if any connection was reset)."""
-    failures = [f for r in (tk.get("tcp_connect") if isinstance(tk.get("tcp_connect"), list) else ())
+    connects = tk.get("tcp_connect")
+    failures = [f for r in (connects if isinstance(connects, list) else ())
                 if isinstance(r, Mapping) and isinstance(r.get("status"), Mapping)
                 and isinstance(f := r["status"].get("failure"), str) and f]
     return next((f for f in failures if failure_class(f) in ("reset", "refused")), failures[0] if failures else None)
@@ -275,9 +276,9 @@ def _tcp_failure(tk: Mapping[str, Any]) -> str | None:
 
 def _request_failure(tk: Mapping[str, Any]) -> str | None:
     """The first failure string among the HTTP transactions."""
-    requests = tk.get("requests") if isinstance(tk.get("requests"), list) else ()
-    return next((f for r in requests if isinstance(r, Mapping) and isinstance(f := r.get("failure"), str) and f),
-                None)
+    requests = tk.get("requests")
+    return next((f for r in (requests if isinstance(requests, list) else ())
+                 if isinstance(r, Mapping) and isinstance(f := r.get("failure"), str) and f), None)
 
 
 def _services(checks: Sequence[tuple[str, bool | None, str, Any]]) -> Verdict:

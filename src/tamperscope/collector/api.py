@@ -395,8 +395,11 @@ async def admin_reanalyse(request: Request) -> Response:
     totals = {"selected": len(selected), "reanalysed": 0, "changed": 0, "missing": 0}
     for at in range(0, len(selected), admin.REANALYSE_CHUNK):
         chunk = selected[at:at + admin.REANALYSE_CHUNK]
-        done = await collector.ingestor.call(
-            lambda chunk=chunk: admin.reanalyse(collector.store, collector.reader, chunk))
+
+        def reanalyse_chunk(chunk: list[str] = chunk) -> dict[str, int]:
+            return admin.reanalyse(collector.store, collector.reader, chunk)
+
+        done = await collector.ingestor.call(reanalyse_chunk)
         for key in ("reanalysed", "changed", "missing"):
             totals[key] += done[key]
     return JSONResponse({**totals, "analysis_version": ANALYSIS_VERSION})

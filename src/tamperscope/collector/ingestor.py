@@ -260,7 +260,7 @@ class Ingestor:
             raise RuntimeError("the ingestor is not running")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         await self._store_queue.put(_Job(fn, future))
-        return await asyncio.shield(future)  # type: ignore[no-any-return]
+        return await asyncio.shield(future)
 
     async def settled(self) -> None:
         """Return once everything acknowledged so far is in the store's tables."""
@@ -434,6 +434,7 @@ class Ingestor:
         assert self._store_queue is not None
         loop = asyncio.get_running_loop()
         held: _Handover | _Job | None = None
+        item: _Handover | _Job | None
         stopping = False
         while True:
             if held is not None:

@@ -165,7 +165,7 @@ def check_submission(payload: Any, limits: Limits = Limits()) -> dict[str, Any]:
                               f"format must be \"json\" (got {str(shown)[:40]!r}); YAML reports are not accepted")
     if "content" not in payload:
         raise SubmissionError(400, "missing_content", "the body has no \"content\" (the measurement)")
-    content = payload["content"]
+    content: dict[str, Any] = payload["content"]  # a dict once check_measurement has passed it
     check_measurement(content, limits)
     return content
 

@@ -131,7 +131,8 @@ async def open_report(request: Request) -> dict[str, Any]:
     collector = collector_of(request)
     payload = parse_json(await read_body(request, collector.settings.limits.small))
     meta = check_report_open(payload)
-    return {"backend_version": __version__, "report_id": new_report_id(**meta), "supported_formats": ["json"]}
+    report_id = new_report_id(meta["test_name"], meta["probe_cc"], meta["probe_asn"])
+    return {"backend_version": __version__, "report_id": report_id, "supported_formats": ["json"]}
 
 
 @router.post("/report/{report_id}", summary="Submit one measurement to a report (OONI collector protocol)",

@@ -319,7 +319,7 @@ def http(tk: Mapping[str, Any]) -> dict[str, Any]:
             "body_skipped": not shown and response.get("body") is not None,
             "title": title_of(text),
         })
-    ctrl = None
+    ctrl: dict[str, Any] | None = None
     if control:
         ctrl_headers = _dict(control.get("headers"))
         ctrl = {"status_code": control.get("status_code"), "body_length": control.get("body_length"),
@@ -435,7 +435,8 @@ def echoes(tk: Mapping[str, Any]) -> list[dict[str, Any]]:
     for e in _list(tk.get("x_echo"))[:MAX_ECHOES]:
         if not isinstance(e, dict):
             continue
-        tags = e.get("tags") if isinstance(e.get("tags"), list) else []
+        tags = e.get("tags")
+        tags = tags if isinstance(tags, list) else []
         protocol = "echo_tls" if "echo_tls" in tags else "echo" if "echo" in tags else None
         sent, received = body_bytes(e.get("sent")), body_bytes(e.get("received"))
         hello = parse_client_hello(sent) if protocol == "echo_tls" else None
@@ -476,7 +477,7 @@ def evasion(tk: Mapping[str, Any]) -> dict[str, Any] | None:
     rows = []
     for i, a in enumerate(judged or said):
         name = _str(a.get("strategy"))
-        known = BY_NAME.get(name)
+        known = BY_NAME.get(name or "")
         outcome = _str(a.get("outcome"))
         wrote = _str(said[i].get("outcome")) if judged and i < len(said) else None
         status = a.get("status_code")
@@ -528,7 +529,7 @@ def rules(tk: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"host": host, "address": _str(x.get("address")), "layers": layers}
 
 
-def quic_trigger(tk: Mapping[str, Any]) -> dict[str, str] | None:
+def quic_trigger(tk: Mapping[str, Any]) -> dict[str, str | None] | None:
     """What a dropped QUIC handshake was dropped for (``x_quic_trigger``), as text: hostile input, typed here."""
     x = _dict(tk.get("x_quic_trigger"))
     if not x:
@@ -539,7 +540,7 @@ def quic_trigger(tk: Mapping[str, Any]) -> dict[str, str] | None:
                             "may be blocked, or the name's drop still held it)"}
     return {"address": _str(x.get("address")), "innocent_name": _str(x.get("innocent_name")),
             "innocent_failure": _str(x.get("innocent_failure")), "trigger": trigger,
-            "meaning": said.get(trigger, "not given")}
+            "meaning": said.get(trigger or "", "not given")}
 
 
 __all__ = ["MAX_BODIES", "MAX_BODY_TEXT", "MAX_REQUESTS", "MAX_TARGETS", "body_bytes", "body_text", "captured_body",

@@ -36,7 +36,7 @@ MAX_RAW_SHOWN = 256 * 1024      # bytes of raw JSON printed on the measurement p
 
 def _agg(reader: Reader, name: str, filters: Filters, **kwargs: Any) -> list[dict[str, Any]]:
     fn = aggregates.AGGREGATES[name]
-    return fn(reader, filters, **kwargs)  # type: ignore[arg-type]
+    return fn(reader, filters, **kwargs)
 
 
 def _recent(reader: Reader, query: MeasurementQuery) -> list[dict[str, Any]]:
@@ -94,7 +94,8 @@ def area(reader: Reader, kind: str, key: str) -> dict[str, Any] | None:
         return None
     timeline = _agg(reader, "timeline", f)
     mechanisms = _agg(reader, "per_mechanism", f)
-    query = MeasurementQuery(**{column: key, "limit": RECENT})
+    area: dict[str, Any] = {column: key}  # a column named at run time
+    query = MeasurementQuery(**area, limit=RECENT)
     names = {"country": f"Country {key}", "network": f"Network {key}", "domain": key}
     page: dict[str, Any] = {
         "page": kind,
@@ -106,7 +107,7 @@ def area(reader: Reader, kind: str, key: str) -> dict[str, Any] | None:
         "signatures": _agg(reader, "signatures", f, limit=TOP),
         "rules": rules_in_words(reader, f, TOP),
         "hops": hops(reader, f),
-        "recent_anomalies": _recent(reader, MeasurementQuery(**{column: key, "anomaly": True, "limit": RECENT})),
+        "recent_anomalies": _recent(reader, MeasurementQuery(**area, anomaly=True, limit=RECENT)),
         "recent": _recent(reader, query),
         "changes": _changes(reader, f),
         "charts": {"timeline": charts.timeline(timeline), "mechanisms": charts.mechanisms(mechanisms)},
@@ -186,8 +187,8 @@ def search_query(params: dict[str, str]) -> MeasurementQuery:
         flags["failure"] = True
     elif outcome == "ok":
         flags.update(anomaly=False, failure=False)
-    fields = {k: (params.get(k) or None) for k in ("probe_cc", "probe_asn", "test_name", "domain", "input",
-                                                   "mechanism", "since", "until", "report_id")}
+    names = ("probe_cc", "probe_asn", "test_name", "domain", "input", "mechanism", "since", "until", "report_id")
+    fields: dict[str, Any] = {k: (params.get(k) or None) for k in names}
     limit = _int(params.get("limit"), 50, 1, 1000)
     page = _int(params.get("page"), 1, 1, 100_000)
     return MeasurementQuery(**fields, **flags, limit=limit, offset=(page - 1) * limit)

@@ -7,7 +7,7 @@ import argparse
 from .server import add_arguments
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("helper", help="run the control test helper (OONI's web-connectivity TH protocol)",
                        description="Serve the control test helper: the uncensored vantage that measures the same "
                                    "target for comparison. Speaks OONI's web-connectivity test-helper protocol "

@@ -30,6 +30,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 from ..model.profile import Profile, Rule, load_profile
 from ..wire import dnswire, httphead, packet
@@ -48,6 +49,7 @@ QUIC_FLOW_DROP_S = 60.0  # a QUIC flow whose Initial named a sni-drop rule's sit
 MAX_HELLO_FLOWS = 50000  # TLS flows whose first flight is tracked at once; past it the table starts again
 
 Flow = tuple[str, int, str, int]  # (src, sport, dst, dport) as seen travelling egress
+Sends = list[tuple[bytes, bool, float]]  # [(frame, to_client_side, delay_s)]
 
 
 @dataclass
@@ -130,7 +132,8 @@ class Censor:
 
     def gc(self, now_wall: float, now: float | None = None) -> None:
         """Forget expired state; `now` (monotonic) also ends throttling of flows idle for FLOW_TTL."""
-        for table in (self.dropped, self.residual, self.logged_ip):
+        tables: tuple[dict[Any, float], ...] = (self.dropped, self.residual, self.logged_ip)  # key -> until
+        for table in tables:
             for k in [k for k, t in table.items() if t < now_wall]:
                 del table[k]
         if len(self.hello) > MAX_HELLO_FLOWS:
@@ -179,8 +182,8 @@ class Censor:
                 return self._quic_sni(frame, from_client_side, src, dst, sport, l4, fwd, wall)
         return fwd
 
-    def _quic_sni(self, frame: bytes, from_client: bool, src: str, dst: str, sport: int, l4: int, fwd: list,
-                  wall: float) -> list:
+    def _quic_sni(self, frame: bytes, from_client: bool, src: str, dst: str, sport: int, l4: int, fwd: Sends,
+                  wall: float) -> Sends:
         """Read the SNI of a QUIC Initial (decrypted with the keys its own header gives away, as the GFW has since
         2024) and drop the datagram, and the rest of its flow, when a sni-drop rule names it. A ClientHello
         continued in a second Initial passes, as it does through the GFW."""
@@ -216,7 +219,7 @@ class Censor:
         self.logged_ip[flow] = wall + 30
         return True
 
-    def _dns(self, frame: bytes, from_client: bool, src: str, dst: str, sport: int, l4: int, fwd: list) -> list:
+    def _dns(self, frame: bytes, from_client: bool, src: str, dst: str, sport: int, l4: int, fwd: Sends) -> Sends:
         if not self.dns_rules:
             return fwd
         payload = frame[l4 + 8 :]
@@ -243,7 +246,7 @@ class Censor:
         return []
 
     def _tcp(self, frame: bytes, from_client: bool, src: str, dst: str, sport: int, dport: int,
-             l4: int, fwd: list, wall: float) -> list:
+             l4: int, fwd: Sends, wall: float) -> Sends:
         flow: Flow = (src, sport, dst, dport) if from_client else (dst, dport, src, sport)
         if self.dropped and flow in self.dropped:
             return []
@@ -294,7 +297,7 @@ class Censor:
                 if r is not None:
                     return self._act(r, frame, from_client, src, dst, sport, dport, l4, len(payload), host, fwd, wall)
         if dport in self.tls_ports:
-            state = self.hello.get(flow, False)
+            state: ClientHelloBuffer | Literal[False] | None = self.hello.get(flow, False)  # False: not tracked yet
             if state is None:
                 return fwd
             seq = struct.unpack_from("!I", frame, l4 + 4)[0]
@@ -315,7 +318,7 @@ class Censor:
                     return self._act(r, frame, from_client, src, dst, sport, dport, l4, len(payload), result.sni, fwd, wall)
         return fwd
 
-    def _throttle(self, frame: bytes, from_client: bool, buckets: tuple[Bucket, Bucket]) -> list:
+    def _throttle(self, frame: bytes, from_client: bool, buckets: tuple[Bucket, Bucket]) -> Sends:
         now = time.monotonic()
         b = buckets[0] if from_client else buckets[1]
         start = max(now, b.next_free)
@@ -325,7 +328,7 @@ class Censor:
         return [(frame, not from_client, self.delay + (b.next_free - now))]
 
     def _act(self, r: Rule, frame: bytes, from_client: bool, src: str, dst: str, sport: int, dport: int,
-             l4: int, plen: int, name: str, fwd: list, wall: float) -> list:
+             l4: int, plen: int, name: str, fwd: Sends, wall: float) -> Sends:
         """Apply an http/tls rule to the segment that completed the trigger."""
         flow: Flow = (src, sport, dst, dport) if from_client else (dst, dport, src, sport)
         self.truth.write(r, f"{src}:{sport}", f"{dst}:{dport}", name)

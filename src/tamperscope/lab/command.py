@@ -23,7 +23,7 @@ Profiles: built-in names (none, tm-like, ru-like, gfw-like, middlebox) or a TOML
 file written as docs/lab-profiles.md describes."""
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("lab", help="the censorship lab (network namespaces)", description=HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     ls = p.add_subparsers(dest="lab_cmd", metavar="COMMAND")

@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import ssl
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import dns.exception
 import dns.flags
@@ -33,7 +34,8 @@ from ..model.profile import Profile
 from . import farm
 
 log = logging.getLogger("tamperscope.lab.dns")
-Answerer = Callable[[dns.message.Message, tuple[str, int]], "asyncio.Future[bytes | None] | bytes | None"]
+Answerer = Callable[[dns.message.Message, tuple[str, int]], Awaitable[dns.message.Message | None]]  # None: no answer
+WireHandler = Callable[[bytes, tuple[str, int]], Awaitable[bytes | None]]  # the same on wire bytes
 
 
 def authoritative_answer(query: dns.message.Message, profile: Profile | None, *, recursive: bool) -> dns.message.Message:
@@ -65,7 +67,7 @@ def _is_ipv4(s: str) -> bool:
 
 
 class _UDP(asyncio.DatagramProtocol):
-    def __init__(self, handle: Callable[[bytes, tuple[str, int]], "asyncio.Future[bytes | None]"]) -> None:
+    def __init__(self, handle: WireHandler) -> None:
         self.handle = handle
         self.transport: asyncio.DatagramTransport | None = None
 
@@ -85,8 +87,7 @@ class _UDP(asyncio.DatagramProtocol):
             self.transport.sendto(out, addr)
 
 
-async def _tcp_session(handle: Callable[[bytes, tuple[str, int]], "asyncio.Future[bytes | None]"],
-                       reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _tcp_session(handle: WireHandler, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     peer = writer.get_extra_info("peername")
     try:
         while True:
@@ -114,7 +115,7 @@ def formerr(query: bytes) -> bytes:
 class DNSServer:
     """Serves one answer function on UDP and TCP port 53 of one address (and DoT if given a TLS context)."""
 
-    def __init__(self, address: str, answer: Callable[[dns.message.Message, tuple[str, int]], "asyncio.Future[dns.message.Message | None]"]) -> None:
+    def __init__(self, address: str, answer: Answerer) -> None:
         self.address = address
         self.answer = answer
 
@@ -130,21 +131,22 @@ class DNSServer:
         resp = await self.answer(query, peer)
         return None if resp is None else resp.to_wire()
 
-    async def start(self, tls: object | None = None) -> list[object]:
+    async def start(self, tls: ssl.SSLContext | None = None) -> list[object]:
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(lambda: _UDP(self.handle_wire), local_addr=(self.address, 53))
         srv = await asyncio.start_server(lambda r, w: _tcp_session(self.handle_wire, r, w), self.address, 53)
         out: list[object] = [transport, srv]
         if tls is not None:
-            out.append(await asyncio.start_server(lambda r, w: _tcp_session(self.handle_wire, r, w), self.address, 853, ssl=tls))  # type: ignore[arg-type]
+            out.append(await asyncio.start_server(lambda r, w: _tcp_session(self.handle_wire, r, w), self.address, 853,
+                                                  ssl=tls))
         return out
 
 
-def static_answerer(profile: Profile | None, *, recursive: bool) -> Callable[[dns.message.Message, tuple[str, int]], "asyncio.Future[dns.message.Message | None]"]:
+def static_answerer(profile: Profile | None, *, recursive: bool) -> Answerer:
     async def answer(query: dns.message.Message, _peer: tuple[str, int]) -> dns.message.Message | None:
         return authoritative_answer(query, profile, recursive=recursive)
 
-    return answer  # type: ignore[return-value]
+    return answer
 
 
 class _Upstream(asyncio.DatagramProtocol):
@@ -157,7 +159,7 @@ class _Upstream(asyncio.DatagramProtocol):
             self.fut.set_result(data)
 
 
-def isp_answerer(profile: Profile, upstream: str, truth_write: Callable[..., None], timeout: float = 2.0):  # type: ignore[no-untyped-def]
+def isp_answerer(profile: Profile, upstream: str, truth_write: Callable[..., None], timeout: float = 2.0) -> Answerer:
     """The ISP resolver: poison rules locally, else ask `upstream` through the censor."""
     poison = [r for r in profile.rules_for("dns") if r.action == "poison"]
 

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from ..model.profile import Profile, ProfileError, load_profile
 from . import addresses as A
@@ -142,7 +143,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def read_state() -> dict | None:
+def read_state() -> dict[str, Any] | None:
     """state.json, or None when there is none or it is not one this module wrote (a stale lab, then)."""
     try:
         st = json.loads(PATHS.state.read_text())
@@ -252,7 +253,10 @@ def _ns_batch(ns: str, cmds: list[str]) -> None:
 
 def _configure() -> None:
     _run("ip", "-batch", "-", input=_topology_batch())
-    up = lambda *devs: [f"link set dev {d} up" for d in ("lo", *devs)]  # noqa: E731
+
+    def up(*devs: str) -> list[str]:
+        return [f"link set dev {d} up" for d in ("lo", *devs)]
+
     _ns_batch(A.NS_CLIENT, [f"addr add {A.CLIENT}/24 dev ts-c0", *up("ts-c0"), f"route add default via {A.ACCESS_LAN}"])
     _ns_batch(A.NS_ACCESS, [
         f"addr add {A.ACCESS_LAN}/24 dev ts-a0", f"addr add {A.ISP_RESOLVER}/24 dev ts-a0",
@@ -299,19 +303,19 @@ def _spawn(ns: str, name: str, args: list[str]) -> int:
     return proc.pid
 
 
-def _write_state(st: dict) -> None:
+def _write_state(st: dict[str, Any]) -> None:
     tmp = PATHS.state.with_suffix(".tmp")
     tmp.write_text(json.dumps(st, indent=1))
     tmp.replace(PATHS.state)
 
 
-def up(spec: str) -> dict:
+def up(spec: str) -> dict[str, Any]:
     """Bring the lab up with a profile; returns the state. Never leaves half a lab."""
     require_root()
     profile = resolve_profile(spec)
     if is_up():
-        st = read_state() or {}
-        raise LabError(f"the lab is already up (profile {st.get('profile')!r}, since {st.get('started')}); "
+        old = read_state() or {}
+        raise LabError(f"the lab is already up (profile {old.get('profile')!r}, since {old.get('started')}); "
                        "run `tamperscope lab down` first", 2)
     stale = lab_namespaces() or PATHS.root.exists()
     if stale:
@@ -319,9 +323,9 @@ def up(spec: str) -> dict:
         print("lab: cleared a stale lab left by an earlier run", file=sys.stderr)
     PATHS.root.mkdir(parents=True, exist_ok=True)
     os.chmod(PATHS.root, 0o755)
-    st: dict = {"status": "starting", "profile": profile.name, "profile_path": profile.source,
-                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "log_path": str(PATHS.log),
-                "ca_bundle": str(PATHS.ca_bundle), "pids": {}}
+    st: dict[str, Any] = {"status": "starting", "profile": profile.name, "profile_path": profile.source,
+                          "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "log_path": str(PATHS.log),
+                          "ca_bundle": str(PATHS.ca_bundle), "pids": {}}
     _write_state(st)
     try:
         _configure()
@@ -410,10 +414,10 @@ def _log_tail() -> str:
 
 # -- status / exec / log ---------------------------------------------------
 
-def status() -> dict:
+def status() -> dict[str, Any]:
     st = read_state()
     running = is_up()
-    info: dict = {"up": running, "namespaces": lab_namespaces()}
+    info: dict[str, Any] = {"up": running, "namespaces": lab_namespaces()}
     if st:
         info.update({"profile": st.get("profile"), "profile_path": st.get("profile_path"), "started": st.get("started"),
                      "ca_bundle": st.get("ca_bundle"), "log": st.get("log_path"),
@@ -444,6 +448,6 @@ def exec_argv(cmd: list[str], namespace: str = A.NS_CLIENT) -> list[str]:
     return ["ip", "netns", "exec", namespace, *cmd]
 
 
-def run_in(namespace: str, cmd: list[str], **kw: object) -> subprocess.CompletedProcess:
+def run_in(namespace: str, cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[Any]:
     """Run a command in a lab namespace with the client environment (for tests and the demo)."""
-    return subprocess.run(exec_argv(cmd, namespace), env=client_env(), **kw)  # type: ignore[call-overload]
+    return subprocess.run(exec_argv(cmd, namespace), env=client_env(), **kw)

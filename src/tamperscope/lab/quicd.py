@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aioquic import tls
-from aioquic.buffer import Buffer
+from aioquic.buffer import Buffer  # type: ignore[attr-defined]  # re-exported from aioquic._buffer, no __all__
 from aioquic.h3.connection import H3_ALPN, H3Connection
 from aioquic.h3.events import HeadersReceived
 from aioquic.quic import events
@@ -64,7 +64,7 @@ class _SniContext(tls.Context):
             name = None
         input_buf.seek(start)
         self.certificate, self.certificate_chain, self.certificate_private_key = self.pick(name or self.local_ip)
-        super()._server_handle_hello(input_buf, initial_buf, handshake_buf, *rest)  # type: ignore[call-arg]
+        super()._server_handle_hello(input_buf, initial_buf, handshake_buf, *rest)
 
 
 class _Connection(QuicConnection):

@@ -25,6 +25,7 @@ import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import dns.message
 
@@ -42,11 +43,11 @@ from .web import Request, WebServer, echo
 DEFAULT_NAMES = ",".join(["lab.test", A.PUBLIC_RESOLVER, A.AUTHORITATIVE, A.HELPER, A.ECHO])
 
 
-def _profile(state: dict) -> Profile:
+def _profile(state: dict[str, Any]) -> Profile:
     return load_profile(Path(state["profile_path"]), blockpages.names())
 
 
-async def _inet(state_dir: Path, state: dict) -> None:
+async def _inet(state_dir: Path, state: dict[str, Any]) -> None:
     profile = _profile(state)
     issuer = Issuer(state_dir / "ca", "lab-ca", state_dir / "certs" / "inet")
     auth = DNSServer(A.AUTHORITATIVE, static_answerer(profile, recursive=False))
@@ -94,7 +95,7 @@ def _doh(req: Request, profile: Profile) -> Response:
     return Response(200, (("Content-Type", "application/dns-message"),), resp.to_wire())
 
 
-async def _isp(state_dir: Path, state: dict) -> None:
+async def _isp(state_dir: Path, state: dict[str, Any]) -> None:
     profile = _profile(state)
     truth = GroundTruth(Path(state["log_path"]))
     issuer = Issuer(state_dir / "ca", "lab-ca", state_dir / "certs" / "isp")
@@ -119,7 +120,7 @@ async def _isp(state_dir: Path, state: dict) -> None:
     await asyncio.Event().wait()
 
 
-def _border(state_dir: Path, state: dict) -> None:
+def _border(state_dir: Path, state: dict[str, Any]) -> None:
     from .proxy import Interceptor
 
     profile = _profile(state)

@@ -116,7 +116,7 @@ def attempts_from_records(tk: Mapping[str, Any], matcher: BlockpageMatcher | Non
     (``residual``, ``unshaped``)."""
     connects, handshakes, requests = (by_transaction(tk, k, 4096) for k in ("tcp_connect", "tls_handshakes",
                                                                               "requests"))
-    judged = []
+    judged: list[dict[str, Any]] = []
     for a in _attempts(tk):
         tid = a.get("transaction_id")
         base = {"strategy": a.get("strategy"), "layer": a.get("layer"), "transaction_id": tid,

@@ -199,12 +199,12 @@ def read_url_list(text: str, source: str = "list") -> list[ListEntry]:
     else:
         found = [(n, ln.strip(), None) for n, ln in lines]
     entries: dict[str, ListEntry] = {}
-    for i, (line, url, code) in enumerate(found, 1):
+    for i, (line, url, category) in enumerate(found, 1):
         try:
             url = normal_url(url)
         except BadInput as err:
             raise BadInput(f"{source}: entry {i} (line {line}): {err}") from None
-        entries.setdefault(url, ListEntry(url, code))
+        entries.setdefault(url, ListEntry(url, category))
     if not entries:
         raise BadInput(f"{source}: no URLs in it")
     return list(entries.values())

@@ -166,8 +166,8 @@ def _typed(src: str, key: str, value: Any, typ: type | tuple[type, ...], what: s
     return value
 
 
-def _domain(src: str, key: str, d: Any) -> str:
-    _typed(src, key, d, str, "a domain name")
+def _domain(src: str, key: str, value: Any) -> str:
+    d: str = _typed(src, key, value, str, "a domain name")
     d = d.strip().lower().rstrip(".")
     if "*" in d:  # names match exactly (or by suffix): "*.x.org" would silently match nothing
         raise _fail(src, key, f"not a domain name: {d!r}: no wildcards; use suffix = true for subdomains")

@@ -383,7 +383,9 @@ def rules_verdict(tk: Mapping[str, Any], layers: Mapping[str, Mapping[str, Any]]
         if rule in ("not_blocked", "undetermined") or blocked_any:
             continue
         blocked_any = True
-        probes = data.get("probes") if isinstance(data.get("probes"), list) else []
+        probes = data.get("probes")
+        if not isinstance(probes, list):
+            probes = []
         exact = next((p for p in probes if isinstance(p, Mapping) and p.get("kind") == "exact"), {})
         evidence.append(f"test_keys.x_blocking_rules.layers.{layer}")
         if layer == "dns":

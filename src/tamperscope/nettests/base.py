@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..model.asn import EMPTY, AsnTable
+from ..model.verdict import BlockpageMatcher as BlockpageMatcher  # re-exported: nettests take it from here
 from ..netx import Resolver
-
-BlockpageMatcher = Callable[[str, Mapping[str, str]], Sequence[str]]
 
 
 class IPLimiter:

@@ -29,7 +29,10 @@ class Config:
 def request_lines(rng: random.Random) -> list[bytes]:
     """OONI's four cases: an unknown method, a huge method, a bogus version, a random URL."""
     letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    word = lambda n: "".join(rng.choice(letters) for _ in range(n))  # noqa: E731
+
+    def word(n: int) -> str:
+        return "".join(rng.choice(letters) for _ in range(n))
+
     return [
         f"{word(5)} / HTTP/1.1\n\r".encode(),
         f"{word(1024)} / HTTP/1.1\n\r".encode(),

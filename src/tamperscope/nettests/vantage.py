@@ -72,7 +72,7 @@ def vantage_of(ctx: Context, nettest: str) -> str:
     addr = ipaddress_or_none(vantage) if isinstance(vantage, str) else None
     if addr is None or addr.is_unspecified or addr.is_multicast:
         raise NettestError(f"{nettest} needs a vantage: the IP address of an in-country server (--vantage)")
-    return vantage
+    return str(vantage)  # as given (already checked to be an address)
 
 
 def tries_of(ctx: Context, default: int) -> int:

@@ -247,9 +247,9 @@ def _advertised_h3(host: str, trace: Trace, tk: dict[str, Any]) -> int | None:
     req = control.get("http_request") if isinstance(control, dict) else None
     found = req.get("discovered_h3_endpoint") if isinstance(req, dict) else None
     if isinstance(found, str) and found:
-        name, _, port = found.rpartition(":")
-        if name.lower() == host.lower() and port.isascii() and port.isdigit() and 0 < int(port) < 65536:
-            return int(port)
+        name, _, digits = found.rpartition(":")
+        if name.lower() == host.lower() and digits.isascii() and digits.isdigit() and 0 < int(digits) < 65536:
+            return int(digits)
     return None
 
 

@@ -44,7 +44,7 @@ helper, echo backend and CA bundle come from the TAMPERSCOPE_* variables the lab
 The probe never records your IP address and asks for informed consent on first run."""
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="run a nettest (web_connectivity, dnscheck, …)",
                        description=DESCRIPTION.format(names=", ".join(nettests.names())),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -315,8 +315,8 @@ def _inputs(args: argparse.Namespace, nettest: Any, backend: str | None) -> list
                 entries = read_url_list(text, str(path))
             except BadInput as e:
                 raise UsageError(str(e)) from None
-            for n, e in enumerate(entries, 1):
-                check(e.url, f"{path}: entry {n}: ")
+            for n, entry in enumerate(entries, 1):
+                check(entry.url, f"{path}: entry {n}: ")
             continue
         for n, line in enumerate(text.splitlines(), 1):
             value = line.strip().split(",")[0].strip()  # a Citizen Lab CSV's first column, or the whole line

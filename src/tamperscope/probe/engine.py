@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import IO, Any
+from typing import IO, Any, Protocol
 from urllib.parse import urlsplit
 
 import orjson
@@ -200,7 +200,7 @@ def scan_output(path: Path, test_name: str, key: Callable[[dict[str, Any]], str 
         with open(path, "rb", buffering=1 << 20) as f:
             for n, line in enumerate(iter(lambda: f.readline(MAX_LINE), b""), 1):
                 complete = line.endswith(b"\n")
-                if not complete and len(line) == MAX_LINE and f.peek(1):
+                if not complete and len(line) == MAX_LINE and f.peek(1):  # type: ignore[attr-defined]  # buffered
                     raise OutputError(f"{path}: line {n} is longer than {MAX_LINE >> 20} MiB, not a measurement; "
                                       "refusing to append to it (choose another --output)")
                 verdict = _line_kind(line.strip(), test_name, key)
@@ -262,7 +262,17 @@ def open_output(path: Path, resume: Resume) -> IO[bytes]:
     return f
 
 
-def sync(out: IO[bytes]) -> None:
+class Output(Protocol):
+    """Where measurements go, a line each: the output file, or the outbox and then the file."""
+
+    def write(self, line: bytes) -> int: ...
+
+    def flush(self) -> None: ...
+
+    def fileno(self) -> int: ...
+
+
+def sync(out: Output) -> None:
     """Flush `out` to the disk; only a regular file can be (fsync fails on /dev/null, pipes, terminals)."""
     out.flush()
     fd = out.fileno()
@@ -368,13 +378,13 @@ class Engine:
                      measurement_start_time=start, runtime=time.monotonic() - t0, test_keys=tk,
                      annotations=self.annotations,
                      test_helpers={"backend": {"address": self.ctx.helper_url, "type": "https"}} if self.ctx.helper_url else {})
-        m = self.scrub(m)
+        scrubbed: dict[str, Any] = self.scrub(m)
         finish = getattr(self.nettest, "finish", None)
         if finish is not None:
-            finish(m, self.ctx)
-        return m
+            finish(scrubbed, self.ctx)
+        return scrubbed
 
-    async def run(self, inputs: Sequence[str | None], out: IO[bytes] | None, stats: RunStats, progress: Progress,
+    async def run(self, inputs: Sequence[str | None], out: Output | None, stats: RunStats, progress: Progress,
                   on_error: Callable[[str | None, str], None] | None = None) -> None:
         """Measure every input, writing each measurement as it is done. An input whose measurement raises is
         passed to `on_error` (default: a line on stderr) and not written, so a resume tries it again; it

@@ -48,7 +48,7 @@ QUIC_PORT = 443  # HTTP/3's, whatever the URL's scheme
 THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")  # "this host on this network": never a destination
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("locate", help="find the hop where a URL is interfered with (CenTrace method; root)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("url", help="the URL to locate interference for")
@@ -151,6 +151,7 @@ async def _real_address(host: str, resolver: str) -> tuple[str | None, bool]:
 def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait: float, spread: list[str],
            resolver: str, matcher: Any = None, server: str | None = None) -> tuple[Location, dict[str, Any]]:
     u = parse_url(url)
+    real: str | None
     if server is not None:  # the triggers go there, whatever the name resolves to
         real, tampered = server, False
     elif _is_ip(u.host):  # an address needs no DNS: it is the server

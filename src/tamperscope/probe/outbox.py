@@ -108,7 +108,7 @@ class Backoff:
     jitter: float = 0.5          # each delay is drawn from [delay * (1 - jitter), delay]
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        d = min(self.cap, self.base * (2 ** min(attempt, 30)))
+        d = min(self.cap, self.base * (2.0 ** min(attempt, 30)))
         d *= 1 - self.jitter * random.random()
         if retry_after is not None:
             d = max(d, min(retry_after, self.cap))

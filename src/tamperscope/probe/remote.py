@@ -69,7 +69,7 @@ own devices. In the lab, run it from the outside vantage:
   tamperscope lab exec --ns outside -- tamperscope remote dns --vantage 198.18.1.53 -i twitter.com"""
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("remote", help="measure a country from outside, through its resolvers and web servers "
                        "(Censored Planet's method)", description=DESCRIPTION,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -306,7 +306,8 @@ def _adapted(nettest: ModuleType, vantage: str) -> Any:
     """The nettest with its vantage fixed: what one Engine runs."""
 
     async def run(input: str | None, ctx: Context) -> dict[str, Any]:
-        return await nettest.run(input, replace(ctx, options={**ctx.options, "vantage": vantage}))
+        tk: dict[str, Any] = await nettest.run(input, replace(ctx, options={**ctx.options, "vantage": vantage}))
+        return tk
 
     return SimpleNamespace(NAME=nettest.NAME, VERSION=nettest.VERSION, NEEDS_INPUT=True, run=run,
                            finish=nettest.finish)

@@ -172,8 +172,8 @@ def _declared_charset(body: bytes, headers: Headers) -> str | None:
         if name.lower() == "content-type" and (m := _HEADER_CHARSET.search(value)):
             if codec := _codec(m.group(1)):
                 return codec
-    if m := _META_CHARSET.search(body, 0, _CHARSET_SNIFF):
-        return _codec(m.group(1).decode("ascii", "replace"))
+    if meta := _META_CHARSET.search(body, 0, _CHARSET_SNIFF):
+        return _codec(meta.group(1).decode("ascii", "replace"))
     return None
 
 

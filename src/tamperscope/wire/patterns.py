@@ -16,8 +16,8 @@ import re
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
-from re import _constants as _sre  # private, stable on the supported Pythons (3.11+)
-from re import _parser as _sre_parse
+from re import _constants as _sre  # type: ignore[attr-defined]  # private (no stubs), stable on 3.11+
+from re import _parser as _sre_parse  # type: ignore[attr-defined]  # likewise
 from typing import Any, TypeAlias
 
 MIN_LITERAL = 4  # shortest literal (and anchor) worth indexing
