@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tamperscope.model.consistency import AddressJudge, is_bogon, observe
+from tamperscope.model.consistency import AddressJudge, observe
 from tamperscope.model.verdict import (
     MECHANISMS,
     OONI_BLOCKING,
@@ -22,6 +22,7 @@ from tamperscope.model.verdict import (
     failure_class,
     web_connectivity_verdict,
 )
+from tamperscope.model.webparts import is_bogon
 
 HOST = "www.example.com"
 IP = "93.184.216.34"        # the site, AS15133
@@ -204,10 +205,10 @@ def test_bogons(ip: str, bogon: bool) -> None:
 
 
 def test_model_layer_is_pure() -> None:
-    """verdict and consistency import only the standard library and tamperscope.model."""
+    """verdict, consistency and their helpers import only the standard library and tamperscope.model."""
     root = Path(__file__).resolve().parents[2] / "src" / "tamperscope" / "model"
     banned = {"asyncio", "socket", "ssl", "subprocess", "os", "requests", "httpx"}
-    for name in ("verdict.py", "consistency.py"):
+    for name in ("verdict.py", "consistency.py", "webparts.py", "frozen.py"):
         tree = ast.parse((root / name).read_text())
         for node in ast.walk(tree):
             modules = [a.name for a in node.names] if isinstance(node, ast.Import) else \
@@ -651,6 +652,7 @@ def test_memoised_helpers_agree_with_the_uncached_definitions() -> None:
     import pickle
 
     from tamperscope.model import consistency as c
+    from tamperscope.model import webparts as w
 
     for value in ("1.2.3.4", "010.0.0.1", "1.2.3.4\n", "256.1.1.1", "::ffff:127.0.0.1", "fe80::1%eth0",
                   "198.19.0.1", "2001:db8::1", "", "host", "١.٢.٣.٤"):
@@ -659,15 +661,15 @@ def test_memoised_helpers_agree_with_the_uncached_definitions() -> None:
             expected = True
         except ValueError:
             expected = False
-        assert c.is_ip(value) is expected, value
-        assert c.is_bogon(value) is c._is_bogon.__wrapped__(value), value
+        assert w.is_ip(value) is expected, value
+        assert w.is_bogon(value) is w._is_bogon.__wrapped__(value), value
     for name in ("www.Example.COM.", " a.b ", "x" * 64 + ".com", "a..b", "münchen.de", "K.com", "☃.net", ""):
         stripped = name.strip().rstrip(".").lower()
         try:
             expected_name = stripped.encode("idna").decode("ascii")
         except UnicodeError:
             expected_name = stripped
-        assert c.idna_host(name) == expected_name, name
+        assert w.idna_host(name) == expected_name, name
     # Records built by the one-step __init__ behave like any frozen dataclass.
     q = c.Query("p", "udp", "", "h", "A", 1, None, ("1.2.3.4",), 0, False)
     same = c.Query(pointer="p", engine="udp", resolver="", hostname="h", query_type="A", transaction_id=1,
@@ -684,11 +686,13 @@ def test_memoised_helpers_agree_with_the_uncached_definitions() -> None:
 
 def test_observe_is_the_same_with_cold_and_warm_memos() -> None:
     from tamperscope.model import consistency as c
+    from tamperscope.model import webparts as w
 
     m = WC().dns().dns(HOST, (FAKE_IP,), engine="udp").fetch_ok().control().build()
     warm = observe(m)
-    for memo in (c.url_host, c.url_port, c.url_scheme, c._urljoin, c._is_ip, c._is_bogon, c._idna_encode,
-                 c.split_endpoint, c._same_url, c._parse_tags, c._normal_endpoint_of, c._parse_version):
+    for memo in (w.url_parts, w.url_host, w.url_port, w.url_scheme, w.join_url, w._is_ip, w._is_bogon,
+                 w._idna_encode, w.split_endpoint, c._same_url, c._parse_tags, c._normal_endpoint_of,
+                 w._parse_version):
         memo.cache_clear()
     cold = observe(m)
     assert cold == warm and web_connectivity_verdict(m) == verdict_from_cold(m)

@@ -21,23 +21,37 @@ Everything here is pure: dictionaries in, frozen values out. Stored verdict
 fields (``blocking``, ``accessible``, ``dns_consistency``, ``*_match``) are never read.
 
 Speed matters (``analyze`` runs this over every measurement; bench/verdict.py times
-it): pure functions of one string (IP parsing, IDNA, URL splitting, endpoints) are
-memoised in bounded LRU caches, each record's tags are read once, and the records'
-``__init__`` fills the instance dict in one step (`quick_init`) instead of one
-``object.__setattr__`` per field, which is what frozen dataclasses otherwise cost.
+it): the pure functions of one string (IP parsing, IDNA, URL splitting, endpoints; in
+`model.webparts`) are memoised in bounded LRU caches, each record's tags are read once, and
+the records' ``__init__`` fills the instance dict in one step (`model.frozen.quick_init`)
+instead of one ``object.__setattr__`` per field, which is what frozen dataclasses otherwise cost.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import ipaddress
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, Generic, TypeGuard, TypeVar, overload
-from urllib.parse import SplitResult, urljoin, urlsplit
+from typing import Any, TypeGuard
+
+from tamperscope.model.frozen import cached_property, quick_init
+from tamperscope.model.webparts import (
+    MEMO_SIZE,
+    body_bytes,
+    endpoint,
+    header_pairs,
+    idna_host,
+    is_bogon,
+    is_ip,
+    join_url,
+    page_title,
+    parse_version,
+    split_endpoint,
+    url_host,
+    url_parts,
+    url_port,
+    url_scheme,
+)
 
 # Engines that stand for "the resolver the user's browser would use".
 SYSTEM_ENGINES = frozenset({"getaddrinfo", "system", "golang_net_resolver", "go", "android", "stdlib"})
@@ -48,17 +62,6 @@ ENCRYPTED_ENGINES = frozenset({"doh", "dot", "doq", "doh3"})
 NXDOMAIN_FAILURES = frozenset({"dns_nxdomain_error", "dns_name_error", "android_dns_cache_no_data"})
 NO_ANSWER_FAILURES = frozenset({"dns_no_answer", "dns_no_answer_error"})
 
-_BOGON_NETWORKS = tuple(
-    ipaddress.ip_network(net)
-    for net in (
-        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
-        "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15",
-        "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
-        "::/128", "::1/128", "100::/64", "2001:10::/28", "2001:db8::/32", "fc00::/7",
-        "fe80::/10", "ff00::/8",
-    )
-)
-_TITLE_RE = re.compile(r"(?i)<title>([^<]{1,512})</title>")
 _DEPTH_TAG = "depth="
 _FETCH_TAG = "fetch_body="
 # Headers every server sends; they say nothing about whether two pages are the same.
@@ -70,68 +73,6 @@ COMMON_HEADERS = frozenset({
     "x-varnish",
 })
 BODY_PROPORTION_FACTOR = 0.7  # OONI: bodies "match" when the smaller is > 70% of the larger
-_VERSION_RE = re.compile(r"^(\d+)\.(\d+)")
-_CACHE = 16384  # entries of each string-keyed memo (IPs, hosts, URLs): bounded memory
-
-_T = TypeVar("_T")
-_V = TypeVar("_V")
-
-
-class cached_property(Generic[_T, _V]):  # noqa: N801 - a drop-in for functools.cached_property
-    """`functools.cached_property` without its lock (Python 3.11 takes an RLock on every first
-    access, which costs more than the values cached here). Records are built and read by one
-    thread; a race would only compute the same value twice.
-    """
-
-    def __init__(self, func: Callable[[_T], _V]) -> None:
-        self.func = func
-        self.name = func.__name__
-        self.__doc__ = func.__doc__
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    @overload
-    def __get__(self, instance: None, owner: type | None = None) -> cached_property[_T, _V]: ...
-    @overload
-    def __get__(self, instance: _T, owner: type | None = None) -> _V: ...
-
-    def __get__(self, instance: _T | None, owner: type | None = None) -> Any:
-        if instance is None:
-            return self
-        value = self.func(instance)
-        instance.__dict__[self.name] = value  # shadows this non-data descriptor from now on
-        return value
-
-
-def quick_init(cls: type[_T]) -> type[_T]:
-    """Give a frozen dataclass an ``__init__`` that sets the instance dict in one call.
-
-    The generated ``__init__`` of a frozen dataclass calls ``object.__setattr__`` once
-    per field (about 0.4 us each); `observe` builds a dozen records per measurement.
-    Same signature and defaults, same instance dict, ``__post_init__`` still called,
-    so equality, hashing, repr, pickling and `dataclasses.replace` are unchanged.
-    Plain defaults only (no ``default_factory``), no ``InitVar``, every field in ``__init__``.
-    """
-    params, items = [], []
-    namespace: dict[str, Any] = {"_set": object.__setattr__}
-    for f in fields(cls):  # type: ignore[arg-type]
-        assert f.init and f.default_factory is MISSING, f"{cls.__name__}.{f.name}: not supported"
-        if f.default is MISSING:
-            params.append(f.name)
-        else:
-            namespace[f"_default_{f.name}"] = f.default
-            params.append(f"{f.name}=_default_{f.name}")
-        items.append(f"{f.name!r}: {f.name}")
-    post = "\n    self.__post_init__()" if hasattr(cls, "__post_init__") else ""
-    exec(f"def __init__(self, {', '.join(params)}):\n"
-         f"    _set(self, '__dict__', {{{', '.join(items)}}}){post}\n", namespace)
-    init = namespace["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    init.__doc__ = cls.__init__.__doc__
-    setattr(cls, "__init__", init)  # noqa: B010 - assigning a method is what this does
-    return cls
-
 
 # --------------------------------------------------------------------------- records
 
@@ -232,7 +173,7 @@ class Exchange:
     def location(self) -> str | None:
         for name, value in self.headers:
             if name.lower() == "location" and value:
-                return _urljoin(self.url, value)
+                return join_url(self.url, value)
         return None
 
     @property
@@ -321,110 +262,6 @@ class Observations:
 # --------------------------------------------------------------------------- helpers
 
 
-def endpoint(ip: str, port: int) -> str:
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-
-
-@lru_cache(maxsize=_CACHE)
-def split_endpoint(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    host = host.strip("[]")
-    try:
-        return host, int(port)
-    except ValueError:
-        return value, 0
-
-
-_NO_URL = urlsplit("")
-
-
-@lru_cache(maxsize=_CACHE)
-def _parts(url: str) -> SplitResult:
-    """`urlsplit`, with an unparsable URL (``http://[::1``, from a hostile measurement) as an empty one."""
-    try:
-        return urlsplit(url)
-    except ValueError:
-        return _NO_URL
-
-
-@lru_cache(maxsize=_CACHE)
-def url_host(url: str) -> str:
-    return idna_host(_parts(url).hostname or "")
-
-
-@lru_cache(maxsize=_CACHE)
-def url_port(url: str) -> int:
-    parts = _parts(url)
-    try:
-        explicit = parts.port
-    except ValueError:
-        explicit = None
-    if explicit:
-        return explicit
-    return 443 if parts.scheme.lower() == "https" else 80
-
-
-@lru_cache(maxsize=_CACHE)
-def url_scheme(url: str) -> str:
-    return _parts(url).scheme.lower()
-
-
-@lru_cache(maxsize=_CACHE)
-def _urljoin(base: str, url: str) -> str:
-    try:
-        return urljoin(base, url)
-    except ValueError:  # an unparsable base or location: keep the location as given
-        return url
-
-
-def idna_host(host: str) -> str:
-    host = host.strip().rstrip(".").lower()
-    # The IDNA codec returns an ASCII name unchanged (or fails, and then we keep it).
-    return host if host.isascii() else _idna_encode(host)
-
-
-@lru_cache(maxsize=_CACHE)
-def _idna_encode(host: str) -> str:
-    try:
-        return host.encode("idna").decode("ascii")
-    except UnicodeError:
-        return host
-
-
-def is_ip(value: str) -> bool:
-    return _is_ip(value) if type(value) is str else _is_ip.__wrapped__(value)
-
-
-@lru_cache(maxsize=_CACHE)
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
-
-
-def is_bogon(value: str) -> bool:
-    """True for addresses no public web site lives at (OONI's netxlite bogon list)."""
-    return _is_bogon(value) if type(value) is str else _is_bogon.__wrapped__(value)
-
-
-@lru_cache(maxsize=_CACHE)
-def _is_bogon(value: str) -> bool:
-    try:
-        addr = ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return any(addr.version == net.version and addr in net for net in _BOGON_NETWORKS)
-
-
-def page_title(body: str) -> str:
-    match = _TITLE_RE.search(body)
-    return match.group(1) if match else ""
-
-
 def _is_map(value: Any) -> TypeGuard[Mapping[str, Any]]:
     # JSON gives plain dicts: skip the (slow) ABC check for them.
     return type(value) is dict or isinstance(value, Mapping)
@@ -488,38 +325,6 @@ def _list(value: Any) -> list[Mapping[str, Any]]:
     if not isinstance(value, list):
         return []
     return [v for v in value if type(v) is dict or isinstance(v, Mapping)]
-
-
-def _body_bytes(body: Any) -> bytes:
-    if isinstance(body, str):
-        return body.encode("utf-8", errors="surrogateescape")
-    if isinstance(body, Mapping) and body.get("format") == "base64":
-        try:
-            return base64.b64decode(_str(body.get("data")))
-        except (binascii.Error, ValueError):
-            return b""
-    return b""
-
-
-def _headers(response: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    pairs = response.get("headers_list")
-    if isinstance(pairs, list) and pairs:
-        return tuple([(_str(p[0]), _str(p[1])) for p in pairs if isinstance(p, list) and len(p) == 2])
-    headers = response.get("headers")
-    if isinstance(headers, Mapping):
-        return tuple((str(k), v if isinstance(v, str) else str(v)) for k, v in headers.items())
-    return ()
-
-
-def parse_version(value: Any) -> tuple[int, int]:
-    """"0.4.3" -> (0, 4); anything unparsable is treated as the current (0, 5)."""
-    return _parse_version(_str(value))
-
-
-@lru_cache(maxsize=256)
-def _parse_version(value: str) -> tuple[int, int]:
-    match = _VERSION_RE.match(value)
-    return (int(match.group(1)), int(match.group(2))) if match else (0, 5)
 
 
 # --------------------------------------------------------------------------- observe
@@ -587,9 +392,9 @@ def _exchanges(tk: Mapping[str, Any], input_url: str) -> tuple[Exchange, ...]:
             url=_request_url(item),
             failure=_failure(item.get("failure")),
             status_code=_int(response.get("code")),
-            body=_body_bytes(response.get("body")),
+            body=body_bytes(response.get("body")),
             body_truncated=bool(response.get("body_is_truncated")),
-            headers=_headers(response),
+            headers=header_pairs(response),
             transaction_id=_tx(item),
             depth=tag_depth if tag_depth is not None else depth,
             ip=split_endpoint(address)[0] if address else None,
@@ -597,10 +402,10 @@ def _exchanges(tk: Mapping[str, Any], input_url: str) -> tuple[Exchange, ...]:
     return tuple(out)
 
 
-@lru_cache(maxsize=_CACHE)
+@lru_cache(maxsize=MEMO_SIZE)
 def _same_url(a: str, b: str) -> bool:
     """Equal up to case, IDNA, default ports and an empty path."""
-    pa, pb = _parts(a), _parts(b)
+    pa, pb = url_parts(a), url_parts(b)
     return (pa.scheme.lower(), url_host(a), url_port(a), pa.path or "/", pa.query) == \
         (pb.scheme.lower(), url_host(b), url_port(b), pb.path or "/", pb.query)
 
@@ -778,7 +583,7 @@ def _normal_endpoint(key: str) -> str:
     return _normal_endpoint_of(key if type(key) is str else str(key))
 
 
-@lru_cache(maxsize=_CACHE)
+@lru_cache(maxsize=MEMO_SIZE)
 def _normal_endpoint_of(key: str) -> str:
     ip, port = split_endpoint(key)
     return endpoint(ip, port)

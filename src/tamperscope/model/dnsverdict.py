@@ -18,8 +18,8 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
-from .consistency import is_bogon
 from .verdict import Verdict
+from .webparts import is_bogon
 
 CLEARTEXT = ("system", "getaddrinfo", "udp", "tcp")
 ENCRYPTED = ("dot", "doh")

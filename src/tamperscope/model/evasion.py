@@ -22,9 +22,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tamperscope.model.consistency import _body_bytes, _headers, page_title
 from tamperscope.model.records import by_transaction, failure_of
 from tamperscope.model.verdict import OONI_BLOCKING, BlockpageMatcher, step_mechanism
+from tamperscope.model.webparts import body_bytes, header_pairs, page_title
 
 PLAIN = "plain"
 
@@ -138,8 +138,8 @@ def attempts_from_records(tk: Mapping[str, Any], matcher: BlockpageMatcher | Non
             if failure is None and isinstance(response, Mapping):
                 code = response.get("code")
                 status = code if isinstance(code, int) and not isinstance(code, bool) and code > 0 else None
-                body = _body_bytes(response.get("body"))
-                headers = dict(_headers(response))
+                body = body_bytes(response.get("body"))
+                headers = dict(header_pairs(response))
         judged.append({**base, **judge(failure, step, status, body, headers, tk.get("control"), matcher)})
     return judged
 

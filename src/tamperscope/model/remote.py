@@ -66,8 +66,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import failures as F
-from .consistency import _body_bytes, _headers, is_bogon
 from .verdict import OONI_BLOCKING, BlockpageMatcher, Verdict, failure_class, quic_completed
+from .webparts import body_bytes, header_pairs, is_bogon
 
 BEFORE, AFTER, TEST, CONTROL, VALIDATE = "vantage_before", "vantage_after", "test", "control", "validate"
 CONTROL_DOMAIN = "control_domain"  # the trusted resolver's answer for the control domain
@@ -150,8 +150,8 @@ def _blocked(mechanism: str, confidence: float, evidence: Sequence[str], fingerp
 def _matches(matcher: BlockpageMatcher | None, response: Mapping[str, Any]) -> list[str]:
     if matcher is None or not response:
         return []
-    body = _body_bytes(response.get("body")).decode("utf-8", errors="replace")
-    return [str(i) for i in matcher(body, dict(_headers(response)))]
+    body = body_bytes(response.get("body")).decode("utf-8", errors="replace")
+    return [str(i) for i in matcher(body, dict(header_pairs(response)))]
 
 
 # --------------------------------------------------------------------------- remote_dns

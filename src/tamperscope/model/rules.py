@@ -45,9 +45,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tamperscope.model.consistency import _body_bytes, _headers, is_bogon
 from tamperscope.model.records import RECORD_KEYS, by_transaction, failure_of, transaction_of
 from tamperscope.model.verdict import OONI_BLOCKING, BlockpageMatcher, failure_class, step_mechanism
+from tamperscope.model.webparts import body_bytes, header_pairs, is_bogon
 
 LAYERS = ("dns", "dns_path", "tls", "http")
 LAYER_NAMES = {"dns": "DNS", "dns_path": "DNS on the path", "tls": "TLS", "http": "HTTP"}
@@ -266,8 +266,8 @@ def judge_http(connect: Sequence[Mapping[str, Any]], requests: Sequence[Mapping[
     response = requests[-1].get("response")
     fps: list[str] = []
     if isinstance(response, Mapping) and matcher is not None:
-        body = _body_bytes(response.get("body")).decode("utf-8", "replace")
-        fps = [str(f) for f in matcher(body, dict(_headers(response)))][:16]
+        body = body_bytes(response.get("body")).decode("utf-8", "replace")
+        fps = [str(f) for f in matcher(body, dict(header_pairs(response)))][:16]
     return {"outcome": "blocked" if fps else "passed", "failure": None, "step": "http", "fingerprints": fps}
 
 

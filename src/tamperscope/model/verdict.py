@@ -61,11 +61,10 @@ from tamperscope.model.consistency import (
     Observations,
     Query,
     http_diff,
-    is_bogon,
-    is_ip,
     observe,
-    quick_init,
 )
+from tamperscope.model.frozen import quick_init
+from tamperscope.model.webparts import is_bogon, is_ip
 
 MECHANISMS = (
     "none", "dns.injection", "dns.poison", "dns.nxdomain", "dns.drop", "tcp.drop", "tcp.rst",

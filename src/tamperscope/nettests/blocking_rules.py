@@ -29,8 +29,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..model import rules as R
-from ..model.consistency import endpoint, idna_host, is_ip
 from ..model.inputs import BadInput, check_host
+from ..model.webparts import endpoint, idna_host, is_ip
 from ..netx import SYSTEM, NetxError, Trace, lookup_addresses, lookup_udp, round_trip, tcp_connect, tls_handshake
 from ..netx.http import Limits
 from .base import Context, NettestError

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..model.consistency import endpoint, idna_host, is_ip
 from ..model.evasion import PLAIN, Strategy, evasion_verdict, judge, strategies_for
+from ..model.webparts import endpoint, idna_host, is_ip
 from ..netx import SYSTEM, NetxError, Trace, lookup_addresses, round_trip, tcp_connect, tls_handshake
 from ..netx import shape as S
 from ..netx.http import Limits
