@@ -121,6 +121,8 @@ def test_serve_options_are_checked_before_starting(tmp_path: Path, argv: list[st
     (["--port", "99999"], "--port must be between 1 and 65535"),
     (["--resolver", "notip"], "--resolver must be an IP address"),
     (["--asn-table", "/nonexistent"], "cannot read ASN table"),
+    (["--asn-table", "/dev/zero"], "ASN table /dev/zero is larger than 256 MiB"),  # read to its bound, not forever
+    (["--asn-table", sys.executable], "not UTF-8 text (byte "),  # a program: bytes, not text
 ])
 def test_helper_command_refuses_in_one_line(tmp_path: Path, argv: list[str], needle: str) -> None:
     # as `tamperscope helper`, and as the lab starts it: `python -m tamperscope.helper.server`

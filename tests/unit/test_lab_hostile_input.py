@@ -240,7 +240,7 @@ def test_a_list_from_dev_zero_is_bounded(tmp_path: Path) -> None:
     (lambda d: d / "missing.txt", "cannot read list {}: FileNotFoundError: No such file or directory"),
     (lambda d: (d / "dir").mkdir() or d / "dir", "cannot read list {}: IsADirectoryError"),
     (lambda d: (d / "l.txt").write_bytes(b"http://a.org/\n\xff\n") and d / "l.txt",
-     "cannot read list {}: UnicodeDecodeError"),
+     "cannot read list {}: not UTF-8 text (byte 14 is 0xff, line 2)"),
 ])
 def test_an_unreadable_list_is_one_line(tmp_path: Path, make, needle: str) -> None:  # type: ignore[no-untyped-def]
     path = make(tmp_path)

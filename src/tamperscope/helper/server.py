@@ -46,8 +46,8 @@ from urllib.parse import urlsplit
 import orjson
 
 from ..model.altsvc import h3_port
-from ..model.asn import EMPTY, AsnTable
-from ..model.inputs import BadInput, listen_host
+from ..model.asn import EMPTY, MAX_TABLE, AsnTable
+from ..model.inputs import BadInput, listen_host, read_bounded
 from ..netx import Resolver, Trace, fetch, lookup_addresses, tcp_connect, tls_handshake
 from ..netx.classify import NetxError
 from ..netx.listening import EVERY_INTERFACE, bind_failure, open_files, shown
@@ -611,11 +611,8 @@ def load_asn_table(path: str | None) -> AsnTable:
     if not path:
         return EMPTY
     try:
-        return AsnTable.from_text(Path(path).read_text(encoding="utf-8"), path)
-    except (OSError, UnicodeDecodeError) as e:
-        why = getattr(e, "strerror", None) or e.__class__.__name__
-        raise BadOption(f"cannot read ASN table {path}: {why}") from None
-    except ValueError as e:
+        return AsnTable.from_text(read_bounded(path, MAX_TABLE, "ASN table"), path)
+    except ValueError as e:  # BadInput: unreadable, not UTF-8, or larger than any real table (/dev/zero)
         raise BadOption(str(e)) from None
 
 

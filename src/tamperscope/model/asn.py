@@ -22,6 +22,7 @@ class ASInfo:
 
 
 UNKNOWN = ASInfo(0, "ZZ", "")
+MAX_TABLE = 256 << 20  # bytes of an ASN table read from a file: iptoasn.com's combined table is ~30 MB
 
 
 class AsnTable:

@@ -161,9 +161,12 @@ def read_bounded(path: str | os.PathLike[str], limit: int, what: str) -> str:
         if len(data) > limit:
             raise BadInput(f"{what} {path} is larger than {limit >> 20} MiB: is it the right file?")
         return data.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise BadInput(f"cannot read {what} {path}: {e.__class__.__name__}: {getattr(e, 'strerror', None) or e}") \
-            from None
+    except UnicodeDecodeError as e:  # where, so that the one bad byte of a long list can be found
+        line = e.object.count(b"\n", 0, e.start) + 1
+        at = f"byte {e.start} is {e.object[e.start]:#04x}, line {line}"
+        raise BadInput(f"cannot read {what} {path}: not UTF-8 text ({at})") from None
+    except OSError as e:
+        raise BadInput(f"cannot read {what} {path}: {e.__class__.__name__}: {e.strerror or e}") from None
 
 
 def read_url_list(text: str, source: str = "list") -> list[ListEntry]:

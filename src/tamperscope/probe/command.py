@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from .. import nettests
 from ..cli import UsageError
-from ..model.asn import EMPTY, AsnTable
+from ..model.asn import EMPTY, MAX_TABLE, AsnTable
 from ..model.inputs import MAX_LIST, BadInput, normal_url, parse_url, read_bounded, read_url_list
 from ..model.measurement import ProbeInfo
 from ..nettests.base import Context, NettestError, Timeouts
@@ -98,7 +98,6 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                         "measurements past it are not queued for submission, they are only in the output file")
 
 
-MAX_TABLE = 256 << 20  # bytes of an ASN table: iptoasn.com's combined table is ~30 MB
 MAX_CA_BUNDLE = 16 << 20  # bytes of a CA bundle: the system's is ~250 KB
 MAX_TIMEOUT = 86400.0  # seconds
 MAX_ASN = 4294967295  # AS numbers are 32 bits; 0 means unknown and is not given by hand
