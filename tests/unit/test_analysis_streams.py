@@ -76,6 +76,18 @@ def test_a_fifo_is_a_stream_and_discovery_does_not_open_it(tmp_path: Path) -> No
     assert not reader.is_stream(tmp_path / "missing")
 
 
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom", "/dev/null"])
+def test_a_device_is_refused_in_one_line_not_read_forever(tmp_path: Path, device: str) -> None:
+    # /dev/zero has no line end: its one "line" was skipped as too large, forever, at full CPU
+    with pytest.raises(reader.InputError, match="is a device, not measurements"):
+        list(reader.discover([device]))
+    res = subprocess.run([sys.executable, "-m", "tamperscope", "analyze", device, "--db", str(tmp_path / "s.db")],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and res.stderr.strip().splitlines() == [
+        f"tamperscope: {device} is a device, not measurements: give files, a directory, a pipe or - (standard input)"]
+    assert not (tmp_path / "s.db").exists()
+
+
 # --------------------------------------------------------------------------- formats
 
 

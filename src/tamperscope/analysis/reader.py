@@ -152,6 +152,9 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, st
     for raw in paths:
         path = Path(raw)
         if is_stream(raw):
+            if _device(raw):
+                raise InputError(f"{os.fspath(raw)} is a device, not measurements: give files, a directory, a pipe "
+                                 "or - (standard input)")
             yield path, "stream"
         elif path.is_dir():
             for root, dirs, files in os.walk(path):
@@ -165,6 +168,26 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, st
             yield path, _kind(path) or _sniff(path)
         else:
             raise InputError(_missing(raw))
+
+
+def _device(path: str | os.PathLike[str]) -> bool:
+    """A disk, or a character device other than a terminal: /dev/zero and /dev/urandom never end, and a line
+    reader would skip their "lines" forever. A terminal (``/dev/stdin`` at a shell) is read as a stream."""
+    if os.fspath(path) == STDIN:
+        return False
+    try:
+        mode = os.stat(path).st_mode
+        if stat.S_ISBLK(mode):
+            return True
+        if not stat.S_ISCHR(mode):
+            return False
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)  # opening reads nothing
+    except (OSError, ValueError):
+        return False  # reading it says why
+    try:
+        return not os.isatty(fd)
+    finally:
+        os.close(fd)
 
 
 def _regular(path: Path) -> bool:
