@@ -284,3 +284,30 @@ def test_lookup_addresses_connects_only_to_the_asked_names_addresses() -> None:
     assert by_type["A"]["failure"] == F.DNS_NO_ANSWER
     assert by_type["A"]["x_unrelated_answers"] == [a("198.18.9.9", "injected.example")]
     assert by_type["AAAA"]["x_unrelated_answers"][0]["x_owner"] == "injected.example"
+
+
+# --- HTTPS records (RFC 9460): what echcheck reads a site's ECH configs from ----------------
+
+ECH_B64 = "AEX+DQBBBwAgACDl4Y6hGnWqgQiCAHVfVEW8SqIX5RhYVFx4ZhvlqJ5VdwAEAAEAAQASY2xvdWRmbGFyZS1lY2guY29tAAA="
+
+
+def test_an_https_query_answers_with_its_records_parameters_and_only_the_askeds() -> None:
+    build = made(("other.example.", "HTTPS", f'1 . ech="{ECH_B64}"'),  # a decoy for another name
+                 ("crypto.cloudflare.com.", "HTTPS", f'1 . alpn="h3,h2" ech="{ECH_B64}"'))
+    result, record = run("crypto.cloudflare.com", build, "dnspython", "HTTPS")
+    assert result.failure is None and result.addresses == () and record["failure"] is None
+    assert record["answers"] == [{"answer_type": "HTTPS", "hostname": ".", "ttl": 60, "x_priority": 1,
+                                  "x_alpn": ["h3", "h2"], "x_ech": ECH_B64}]
+    assert record["x_unrelated_answers"] == [{"answer_type": "HTTPS", "hostname": ".", "ttl": 60,
+                                              "x_priority": 1, "x_ech": ECH_B64, "x_owner": "other.example"}]
+    assert record["query_type"] == "HTTPS"
+
+
+def test_an_https_query_without_https_records_has_no_answer_and_an_a_query_ignores_them() -> None:
+    _, record = run("crypto.cloudflare.com", made(("crypto.cloudflare.com.", "A", "198.18.9.9")), "dnspython",
+                    "HTTPS")
+    assert record["failure"] == F.DNS_NO_ANSWER
+    result, record = run("crypto.cloudflare.com", made(("crypto.cloudflare.com.", "HTTPS", f'1 . ech="{ECH_B64}"'),
+                                                       ("crypto.cloudflare.com.", "A", "198.18.9.9")),
+                         "dnspython", "A")
+    assert result.addresses == ("198.18.9.9",) and record["answers"] == [a("198.18.9.9")]

@@ -6,6 +6,8 @@ from the records as `analyze` does; OONI-shaped records go through the same func
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import json
 import socket
 import ssl
@@ -15,19 +17,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import dns.message
+import dns.rdatatype
+import dns.rrset
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from tamperscope.analysis.verdicts import verdict_for
 from tamperscope.model.ech import echcheck_verdict
 from tamperscope.nettests import echcheck
 from tamperscope.nettests.base import Context, NettestError, Timeouts
+from tamperscope.netx import Resolver
+from tamperscope.wire import ech
 from tamperscope.wire.tlshello import ClientHello, parse_client_hello
 
 try:
-    from .test_netx_servers import TestCA
+    from .test_netx_servers import TestCA, UDPDNSServer
     from .test_remote_hostile import TCPServer
 except ImportError:
-    from test_netx_servers import TestCA  # type: ignore[no-redef]
+    from test_netx_servers import TestCA, UDPDNSServer  # type: ignore[no-redef]
     from test_remote_hostile import TCPServer  # type: ignore[no-redef]
 
 TIMEOUTS = Timeouts(dns=2.0, connect=1.0, tls=1.5, http=2.0, measurement=20)
@@ -229,3 +237,116 @@ def test_a_captured_reset_names_the_equipment_and_nothing_else_does() -> None:
         "x_packets": [rst]}}
     echcheck.finish(passed, Context(timeouts=TIMEOUTS))
     assert passed["test_keys"]["x_mechanism"] == "none" and "x_signature" not in passed["test_keys"]
+
+
+# --------------------------------------------------------------------------- the site's own ECH config
+
+ECH_KEY = X25519PrivateKey.generate()
+PUBLISHED = ech.encode_config_list(ech.encode_config(0x2A, ECH_KEY.public_key().public_bytes_raw(),
+                                                     "cloudflare-ech.com", ((1, 1),), 64))
+(CONFIG,) = ech.parse_config_list(PUBLISHED)
+
+
+def https_record(published: bytes | None) -> Any:
+    """A public resolver whose HTTPS record for any name carries ``published`` (None: no HTTPS record)."""
+    def handler(query: Any, data: bytes) -> list[tuple[float, bytes]]:
+        reply = dns.message.make_response(query)
+        if published is not None and query.question[0].rdtype == dns.rdatatype.HTTPS:
+            value = f'1 . alpn="http/1.1" ech="{base64.b64encode(published).decode()}"'
+            reply.answer.append(dns.rrset.from_text(query.question[0].name, 60, "IN", "HTTPS", value))
+        return [(0.0, reply.to_wire())]
+    return handler
+
+
+def tspu(tls_context: ssl.SSLContext, inner_names: list[str]) -> Callable[..., None]:
+    """Russia's rule: a hello with ECH whose outer name is Cloudflare's public name is reset; every hello the
+    censor lets through reaches the server, which opens its ECH (when it can) and notes the inner name."""
+    def script(conn: socket.socket, server: TCPServer) -> None:
+        data = conn.recv(65536, socket.MSG_PEEK)
+        hello = peek_hello(conn)
+        if hello is not None and hello.ech and hello.sni == "cloudflare-ech.com":
+            reset(conn, server)
+            return
+        if hello is not None and hello.ech:
+            with contextlib.suppress(ech.ECHError):
+                inner_names.append(str(ech.open_client_hello(conn.recv(65536, socket.MSG_PEEK) or data,
+                                                             {0x2A: (CONFIG, ECH_KEY)}).sni))
+        censor(tls_context, None)(conn, server)
+    return script
+
+
+def measure_with(port: int, dns_handler: Any) -> dict[str, Any]:
+    async def main() -> dict[str, Any]:
+        async with UDPDNSServer(dns_handler) as resolver:
+            ctx = Context(timeouts=TIMEOUTS, udp_resolver=Resolver("udp", "127.0.0.1", port=resolver.port,
+                                                                   duplicate_window=0))
+            async with asyncio.timeout(30):
+                tk = await echcheck.run(f"https://{NAME}:{port}/", ctx)
+            measurement = {"test_name": "echcheck", "test_keys": tk}
+            echcheck.finish(measurement, ctx)
+            again = verdict_for(json.loads(json.dumps(measurement)))
+            assert again.to_test_keys()["x_mechanism"] == tk["x_mechanism"]
+            return tk
+    return asyncio.run(main())
+
+
+def test_the_sites_published_config_is_sealed_and_named_by_its_public_name(tls_context: ssl.SSLContext) -> None:
+    """The target is what a browser sends: the outer hello names cloudflare-ech.com, and the server, which
+    holds the key, opens the site's name from it. Russia's rule (ECH to cloudflare-ech.com) resets it."""
+    inner: list[str] = []
+    with TCPServer("127.0.0.1", tspu(tls_context, inner)) as server:
+        tk = measure_with(server.port, https_record(PUBLISHED))
+    target = tk["target"]
+    assert (tk["x_mechanism"], tk["x_status"]) == ("tls.rst", "anomaly") and tk["control"]["failure"] is None
+    assert target["outer_server_name"] == "cloudflare-ech.com" and target["server_name"] == NAME
+    assert target["echconfig"] == base64.b64encode(PUBLISHED).decode() and "x_ech_config_error" not in tk
+    (query,) = [q for q in tk["queries"] if q["query_type"] == "HTTPS"]
+    assert query["tags"] == ["ech_config"] and query["answers"][0]["x_ech"] == target["echconfig"]
+    assert inner == []  # reset before the server saw it
+
+
+def test_the_same_site_with_grease_passes_the_rule_that_blocks_what_browsers_send(
+        tls_context: ssl.SSLContext) -> None:
+    """Without the HTTPS record the target names the site itself (GREASE): Russia's rule does not fire. This
+    is the false negative the published config removes."""
+    inner: list[str] = []
+    with TCPServer("127.0.0.1", tspu(tls_context, inner)) as server:
+        tk = measure_with(server.port, https_record(None))
+    assert (tk["x_mechanism"], tk["x_status"]) == ("none", "ok")
+    assert tk["target"]["echconfig"] == "GREASE" and tk["target"]["outer_server_name"] == NAME
+    assert [q["failure"] for q in tk["queries"] if q["query_type"] == "HTTPS"] == ["dns_no_answer"]
+
+
+def test_a_sealed_hello_the_censor_lets_through_opens_to_the_site_at_the_server(
+        tls_context: ssl.SSLContext) -> None:
+    """With a public name the censor does not block, the server gets the hello, opens it with its key and
+    reads the site's name inside: the ECH is real, not a lookalike."""
+    other = ech.encode_config_list(ech.encode_config(0x2A, ECH_KEY.public_key().public_bytes_raw(),
+                                                     "public.example", ((1, 1),), 64))
+    inner: list[str] = []
+    keys = {0x2A: (ech.parse_config_list(other)[0], ECH_KEY)}
+
+    def server_side(conn: socket.socket, server: TCPServer) -> None:
+        data = b""
+        while parse_client_hello(data) is False and len(data) < 65536:
+            data = conn.recv(65536, socket.MSG_PEEK)
+        with contextlib.suppress(ech.ECHError):
+            inner.append(str(ech.open_client_hello(data, keys).sni))
+        censor(tls_context, None)(conn, server)
+
+    with TCPServer("127.0.0.1", server_side) as server:
+        tk = measure_with(server.port, https_record(other))
+    assert (tk["x_mechanism"], tk["x_status"]) == ("none", "ok") and tk["target"]["x_server_hello"] is True
+    assert tk["target"]["outer_server_name"] == "public.example" and inner == [NAME]
+
+
+@pytest.mark.parametrize("published,why", [
+    (b"\x00\x05\xfe\x0d\x00\x01\x00", "does not parse"),  # a config cut inside its key
+    (ech.encode_config_list(ech.encode_config(1, bytes(32), "a.example", ((1, 99),))), "none of the 1 published"),
+])
+def test_a_published_config_that_cannot_be_used_falls_back_to_grease_and_says_why(
+        tls_context: ssl.SSLContext, published: bytes, why: str) -> None:
+    with TCPServer("127.0.0.1", censor(tls_context, None)) as server:
+        tk = measure_with(server.port, https_record(published))
+    assert why in tk["x_ech_config_error"] and tk["target"]["echconfig"] == "GREASE"
+    assert tk["x_mechanism"] == "none"

@@ -457,3 +457,29 @@ def test_echo_exchanges_and_ech_handshakes_are_shown_in_our_words(tmp_path: Path
     card = ech_page.split('id="tls"', 1)[1].split("</section>", 1)[0]
     assert "with Encrypted Client Hello (GREASE)" in card and "the server answered with its ServerHello 0x1301" in card
     assert ech_twin["evidence"]["verdict"]["status"] == "ok"
+
+
+def test_an_ech_target_sealed_with_the_sites_config_shows_its_outer_name_and_the_site_inside(tmp_path: Path) -> None:
+    """echcheck 0.2 sends a site's published ECH config: the page says the outer name a censor reads and the
+    site sealed inside, both escaped; the config's base64 stays in the raw record."""
+    base = next(samples.corpus(1, seed="ech-config"))
+    evil = "<img src=x onerror=window.__pwned=1>.example"
+    config = "AEX+DQBBKgAgACA" + "A" * 40
+    hs = {"address": "198.19.0.5:443", "tls_version": "", "cipher_suite": "0x1301", "negotiated_protocol": "",
+          "peer_certificates": None, "t0": 0.1, "t": 0.2}
+    m = {**base, "test_name": "echcheck", "input": "https://crypto.cloudflare.com/",
+         "test_keys": {"control": {**hs, "server_name": "crypto.cloudflare.com", "failure": None, "tags": ["control"],
+                                   "tls_version": "TLSv1.3"},
+                       "target": {**hs, "server_name": evil, "outer_server_name": "cloudflare-ech.com",
+                                  "failure": "generic_timeout_error", "tags": ["target"], "echconfig": config,
+                                  "x_server_hello": False}}}
+    m["test_keys"]["tls_handshakes"] = [m["test_keys"]["control"], m["test_keys"]["target"]]
+    with running_app(Settings(db_path=tmp_path / "e.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
+        (uid,) = (r["measurement_uid"] for r in c.post("/api/v1/submit", content=orjson.dumps(m)).json()["results"])
+        page, twin = c.get(f"/m/{uid}").text, c.get(f"/m/{uid}.json").json()
+    target = twin["evidence"]["tls"][1]
+    assert (target["ech"], target["outer_name"]) == ("the site's published config", "cloudflare-ech.com")
+    card = page.split('id="tls"', 1)[1].split("</section>", 1)[0]
+    assert "SNI <code>cloudflare-ech.com</code> (the site, <code>&lt;img src=x" in card
+    assert "with Encrypted Client Hello (the site&#39;s published config)" in card and config not in card
+    assert evil not in page and twin["evidence"]["verdict"]["mechanism"] == "tls.drop"

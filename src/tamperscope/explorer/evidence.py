@@ -278,8 +278,11 @@ def _handshakes(records: list[Any], control: dict[str, Any], transport: str) -> 
             continue
         endpoint = _str(h.get("address")) or "?"
         ctrl = _dict(control.get(endpoint))
+        echconfig = _str(h.get("echconfig"))
         out.append({
-            "role": _role_words(h), "ech": _str(h.get("echconfig")), "server_hello": h.get("x_server_hello") is True,
+            "role": _role_words(h), "server_hello": h.get("x_server_hello") is True,
+            "ech": None if not echconfig else "GREASE" if echconfig == "GREASE" else "the site's published config",
+            "outer_name": _str(h.get("outer_server_name")),
             "transport": transport, "endpoint": endpoint, "server_name": _str(h.get("server_name")),
             "tls_version": _str(h.get("tls_version")), "cipher_suite": _str(h.get("cipher_suite")),
             "alpn": _str(h.get("negotiated_protocol")), "failure": _str(h.get("failure")),

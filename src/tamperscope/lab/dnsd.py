@@ -16,6 +16,7 @@ Garbage in is ignored, never fatal.
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
 import logging
 import ssl
@@ -55,6 +56,9 @@ def authoritative_answer(query: dns.message.Message, profile: Profile | None, *,
     if q.rdtype == dns.rdatatype.A and q.rdclass == dns.rdataclass.IN:
         ip = name if _is_ipv4(name) else farm.address_for(name, profile)
         resp.answer.append(dns.rrset.from_text(q.name, 300, "IN", "A", ip))
+    elif q.rdtype == dns.rdatatype.HTTPS and q.rdclass == dns.rdataclass.IN and farm.publishes_ech(name):
+        config = base64.b64encode(farm.ech_config_list()).decode("ascii")
+        resp.answer.append(dns.rrset.from_text(q.name, 300, "IN", "HTTPS", f'1 . alpn="h2,http/1.1" ech="{config}"'))
     return resp
 
 

@@ -11,6 +11,9 @@ what a server does and what the ground truth predicts can never drift apart.
 - Each host serves a stable page: its own title and body length (12-40 KB).
 - One host in three (and every host a quic rule names) speaks HTTP/3 and says
   so with an Alt-Svc header on https: `speaks_h3`.
+- Names on Cloudflare (`cloudflare.com` and its subdomains, `cloudflare-ech.com`) publish an ECH config in
+  an HTTPS record, with Cloudflare's public name `cloudflare-ech.com`: `ech_config_list`. Its key is the
+  lab's, derived from a fixed string (a lab key, public by design: `ech_key`).
 - `redirect.X` answers 302 to `https://X/` (cross-host); one host in four
   (by hash) redirects http to https; `large.X` serves a 4 MiB body; any host
   serves `/blob?size=N` (N random-looking bytes, at most 64 MiB) for throughput tests.
@@ -21,9 +24,13 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import parse_qs, urlsplit
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
 from ..model.profile import Profile
+from ..wire import ech
 from . import addresses as A
 
 LARGE_BODY = 4 * 1024 * 1024
@@ -59,6 +66,31 @@ def speaks_h3(host: str, profile: Profile | None) -> bool:
     if profile is not None and any(r.matches_name(host) for r in profile.rules_for("quic")):
         return True
     return _h("h3:" + host) % 3 == 0
+
+
+ECH_PUBLIC_NAME = "cloudflare-ech.com"  # the outer name of every lab site with ECH, as on Cloudflare
+ECH_CONFIG_ID = 0x4C  # the lab config's id
+
+
+def publishes_ech(host: str) -> bool:
+    """Whether `host` publishes an ECH config (an HTTPS record with ``ech=``): Cloudflare's names."""
+    host = host.lower().rstrip(".")
+    return host in (ECH_PUBLIC_NAME, "cloudflare.com") or host.endswith(".cloudflare.com")
+
+
+@lru_cache(maxsize=1)
+def ech_key() -> X25519PrivateKey:
+    """The lab's ECH private key: derived from a fixed string, so the DNS, the servers and the tests agree
+    without sharing a file (a lab key, public by design)."""
+    return X25519PrivateKey.from_private_bytes(hashlib.sha256(b"tamperscope lab ECH key").digest())
+
+
+@lru_cache(maxsize=1)
+def ech_config_list() -> bytes:
+    """The ECHConfigList the lab's ECH sites publish: X25519, HKDF-SHA256 with AES-128-GCM or
+    ChaCha20-Poly1305, names padded to 64 bytes, the public name `ECH_PUBLIC_NAME`."""
+    public = ech_key().public_key().public_bytes_raw()
+    return ech.encode_config_list(ech.encode_config(ECH_CONFIG_ID, public, ECH_PUBLIC_NAME, ((1, 1), (1, 3)), 64))
 
 
 def is_service_address(ip: str) -> bool:

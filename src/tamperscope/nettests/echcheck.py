@@ -1,27 +1,38 @@
 """echcheck: is TLS with Encrypted Client Hello blocked? (OONI's echcheck)
 
 For the input (a URL or a domain; port 443 unless the URL says otherwise): resolve the
-name with the system resolver, then, to the first address, two handshakes one after the
-other, each on its own connection:
+name with the system resolver and, at the same time, ask the public resolver for its HTTPS
+record (RFC 9460), where a site that offers ECH publishes its ECH configs. Then, to the
+first address, two handshakes one after the other, each on its own connection:
 
 - ``control``: a plain ClientHello with the name as SNI, the handshake completed (not
   verified: what counts is whether it goes through, as in remote_web);
-- ``target``: OpenSSL's ClientHello for the same name with a GREASE
-  ``encrypted_client_hello`` extension added (what browsers send a site without ECH keys;
-  a censor cannot tell it from real ECH). A server without ECH keys ignores it and
-  answers with its ServerHello; the target is read up to there and closed (the handshake
-  cannot complete: the server's transcript holds the extension, OpenSSL's does not).
+- ``target``: what a browser with ECH sends. When the site publishes a config this client
+  can use: OpenSSL's ClientHello for the site, HPKE-sealed inside OpenSSL's ClientHello for
+  the config's public name (``cloudflare-ech.com`` for every site on Cloudflare), which is
+  all a censor sees (wire/ech.py). Otherwise: the hello for the site with a GREASE
+  ``encrypted_client_hello`` extension (what browsers send a site without ECH keys). The
+  server answers with its ServerHello (accepting ECH or not); the target is read up to there
+  and closed (this client does not finish a TLS 1.3 handshake it did not write).
+
+The outer name matters: a censor that blocks ECH by its public name (Russia's TSPU, since
+November 2024, ``cloudflare-ech.com``) passes a GREASE hello naming the site itself, though
+it blocks what a browser sends that site.
 
 The control runs first, so a censor's residual blocking after the target cannot fail it.
 Both records are in ``tls_handshakes`` (tagged ``control`` and ``target``) and, as in
-OONI's echcheck, under ``control`` and ``target``; the target's has ``echconfig``
-("GREASE") and ``x_server_hello``. The verdict is model/ech.py's; with ``--capture``, a reset
-the censor forged gives ``x_signature``.
+OONI's echcheck, under ``control`` and ``target``; the target's has ``echconfig`` (the
+published ECHConfigList in base64, or "GREASE"), ``outer_server_name`` and
+``x_server_hello``. The HTTPS lookup is in ``queries`` (tagged ``ech_config``), and a
+published config that cannot be used is said in ``x_ech_config_error``. The verdict is
+model/ech.py's; with ``--capture``, a reset the censor forged gives ``x_signature``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import struct
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,12 +40,13 @@ from urllib.parse import urlsplit
 from ..model.ech import echcheck_verdict
 from ..model.failures import SSL_FAILED_HANDSHAKE
 from ..model.signature import signature_from
-from ..netx import SYSTEM, NetxError, Trace, classify, lookup_addresses, tcp_connect, tls_handshake
+from ..netx import SYSTEM, NetxError, Trace, classify, lookup, lookup_addresses, tcp_connect, tls_handshake
+from ..wire.ech import ECHConfig, ECHError, parse_config_list, seal_client_hello
 from ..wire.tlshello import client_hello_with_ech
 from .base import Context, NettestError
 
 NAME = "echcheck"
-VERSION = "0.1.0"
+VERSION = "0.2.0"  # 0.2: the site's own ECH config, from its HTTPS record, when it publishes one
 NEEDS_INPUT = True
 ALPN = ("http/1.1",)
 MAX_FIRST_FLIGHT = 64 << 10  # bytes read for the server's first record: a ServerHello is a few hundred
@@ -80,9 +92,38 @@ def server_answer(data: bytes) -> tuple[bool | None, int | None]:
     return True, struct.unpack_from("!H", body, 4 + 2 + 32 + 1 + sid)[0]
 
 
-async def _target(ip: str, port: int, host: str, trace: Trace, ctx: Context) -> dict[str, Any]:
+async def ech_config(host: str, trace: Trace, ctx: Context) -> tuple[str, ECHConfig | None, str | None]:
+    """(the ECHConfigList the site publishes, in base64, or ""; a config of it this client can use; why a
+    published list cannot be used). Asked of the public resolver (the system resolver may be the censor's):
+    an HTTPS record's ``ech`` parameter."""
+    if ctx.udp_resolver is None:
+        return "", None, None
+    try:
+        res = await lookup(host, "HTTPS", resolver=ctx.udp_resolver, trace=trace, timeout=ctx.timeouts.dns,
+                           tags=("ech_config",))
+    except NetxError:  # recorded in queries: the target goes without the site's config (GREASE)
+        return "", None, None
+    published = next((a["x_ech"] for a in (res.record or {}).get("answers") or () if a.get("x_ech")), "")
+    if not published:
+        return "", None, None
+    try:
+        configs = parse_config_list(base64.b64decode(published, validate=True))
+    except (ECHError, binascii.Error, ValueError) as exc:
+        return published, None, f"the published ECHConfigList does not parse: {exc}"
+    usable = next((c for c in configs if c.usable()), None)
+    if usable is None:
+        return published, None, f"none of the {len(configs)} published ECH configs uses X25519 and a suite we have"
+    return published, usable, None
+
+
+async def _target(ip: str, port: int, host: str, trace: Trace, ctx: Context, published: str,
+                  config: ECHConfig | None) -> dict[str, Any]:
     """The target: a connection, the hello with ECH, the server's first record; its tls_handshakes record."""
     t = ctx.timeouts
+    if config is not None:
+        outer_name, hello = config.public_name, seal_client_hello(config, host, ALPN).record
+    else:
+        outer_name, hello = host, client_hello_with_ech(host, ALPN)
     stream = await tcp_connect(ip, port, trace=trace, timeout=t.connect, tags=("target",))
     t0 = trace.now()
     failure: str | None = None
@@ -90,7 +131,7 @@ async def _target(ip: str, port: int, host: str, trace: Trace, ctx: Context) -> 
     suite: int | None = None
     data = b""
     try:
-        await stream.write(client_hello_with_ech(host, ALPN))
+        await stream.write(hello)
         async with asyncio.timeout(t.tls):
             while hello_ok is None and len(data) < MAX_FIRST_FLIGHT:
                 chunk = await stream.read(MAX_FIRST_FLIGHT - len(data))
@@ -111,7 +152,8 @@ async def _target(ip: str, port: int, host: str, trace: Trace, ctx: Context) -> 
         "network": "tcp", "address": stream.address, "cipher_suite": f"0x{suite:04X}" if suite is not None else "",
         "failure": failure, "negotiated_protocol": "", "no_tls_verify": True, "peer_certificates": None,
         "server_name": host, "t0": t0, "t": trace.now(), "tags": ["target"], "tls_version": "",
-        "transaction_id": stream.transaction_id, "echconfig": "GREASE", "x_server_hello": bool(hello_ok),
+        "transaction_id": stream.transaction_id, "echconfig": published if config is not None else "GREASE",
+        "outer_server_name": outer_name, "x_server_hello": bool(hello_ok),
     }
     trace.tls_handshakes.append(record)
     return record
@@ -122,11 +164,12 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
     trace = Trace(record_io=bool(ctx.options.get("network_events", True)))
     tk: dict[str, Any] = {"control": None, "target": None}
     async with trace:
-        try:
-            res = await lookup_addresses(host, resolver=SYSTEM, trace=trace, timeout=ctx.timeouts.dns)
-            ips = [a for a in res.addresses if ":" not in a] or list(res.addresses)
-        except NetxError:
-            ips = []
+        async with asyncio.TaskGroup() as tg:
+            addresses = tg.create_task(_addresses(host, trace, ctx))
+            configs = tg.create_task(ech_config(host, trace, ctx))
+        ips, (published, config, why) = addresses.result(), configs.result()
+        if why is not None:
+            tk["x_ech_config_error"] = why
         if ips:
             ip = ips[0]
             try:  # a failed step closes its connection; the trace keeps its record
@@ -139,11 +182,19 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
             tk["control"] = next((h for h in trace.tls_handshakes if "control" in h["tags"]), None)
             if tk["control"] is not None:
                 try:
-                    tk["target"] = await _target(ip, port, host, trace, ctx)
+                    tk["target"] = await _target(ip, port, host, trace, ctx, published, config)
                 except NetxError:
                     pass
     tk.update(trace.test_keys())
     return tk
+
+
+async def _addresses(host: str, trace: Trace, ctx: Context) -> list[str]:
+    try:
+        res = await lookup_addresses(host, resolver=SYSTEM, trace=trace, timeout=ctx.timeouts.dns)
+    except NetxError:
+        return []
+    return [a for a in res.addresses if ":" not in a] or list(res.addresses)
 
 
 def finish(measurement: dict[str, Any], ctx: Context) -> None:

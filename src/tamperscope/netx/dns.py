@@ -17,6 +17,7 @@ otherwise ignored.
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import collections
 import copy
@@ -32,6 +33,7 @@ from typing import Generic, TypeVar
 import dns.message
 import dns.name
 import dns.rdatatype
+import dns.rdtypes.svcbbase
 import dns.rrset
 
 from tamperscope.model import failures as F
@@ -50,6 +52,7 @@ DEFAULT_DUPLICATE_WINDOW = 0.3  # seconds to keep listening for injected/late UD
 # measurement (tens of thousands of records a second).
 MAX_UDP_EXTRA = 32
 _A, _AAAA, _CNAME = dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.CNAME
+_HTTPS = dns.rdatatype.HTTPS
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,10 +234,24 @@ def _answer(rdtype: int, ttl: int, value: str) -> Record:
     return {"answer_type": "CNAME", "hostname": value, "ttl": ttl}
 
 
+def _https_answer(rr: dns.rdtypes.svcbbase.SVCBBase, ttl: int) -> Record:
+    """An HTTPS record (RFC 9460) as an answer: OONI's shape, its parameters as ``x_`` keys (the ECH
+    config list in base64, as the record's presentation format writes it)."""
+    out: Record = {"answer_type": "HTTPS", "hostname": rr.target.to_text(), "ttl": ttl, "x_priority": rr.priority}
+    alpn = rr.params.get(dns.rdtypes.svcbbase.ParamKey.ALPN)
+    if alpn is not None:
+        out["x_alpn"] = [i.decode("ascii", "replace") for i in alpn.ids]
+    ech = rr.params.get(dns.rdtypes.svcbbase.ParamKey.ECH)
+    if ech is not None:
+        out["x_ech"] = base64.b64encode(ech.ech).decode("ascii")
+    return out
+
+
 def interpret(query_type: str, reply: dns.message.Message | dnswire.Answers, qname: str | None = None
               ) -> tuple[list[Record], tuple[str, ...], int, str | None, list[Record]]:
     """``(answers, addresses, rcode, failure, unrelated)`` of a reply to a query for ``qname``
-    (default: the reply's question), in OONI's answer shape.
+    (default: the reply's question), in OONI's answer shape. An HTTPS query's records are answers
+    (`_https_answer`) and it has no addresses.
 
     As a stub resolver does, only records owned by ``qname`` or a name on the CNAME chain
     from it answer: those are ``answers`` (and, of the asked type, ``addresses``). Records
@@ -242,7 +259,7 @@ def interpret(query_type: str, reply: dns.message.Message | dnswire.Answers, qna
     ``unrelated`` holds the first MAX_UNRELATED, as answers with their ``x_owner``.
     Names compare as DNS compares them (ASCII case-insensitive, trailing dot or not).
     """
-    want = _A if query_type == "A" else _AAAA
+    want = _A if query_type == "A" else _HTTPS if query_type == "HTTPS" else _AAAA
     answers: list[Record] = []
     addresses: list[str] = []
     unrelated: list[Record] = []
@@ -255,6 +272,8 @@ def interpret(query_type: str, reply: dns.message.Message | dnswire.Answers, qna
     else:  # no question, no name to answer: every record is unrelated
         asked = _labels_key(reply.question[0].name) if reply.question else None
     _read_message(reply, asked, want, answers, addresses, unrelated)
+    if want == _HTTPS and not addresses and any(a["answer_type"] == "HTTPS" for a in answers):
+        return answers, (), reply.rcode(), failure_for_rcode(reply.rcode()), unrelated
     return _outcome(answers, addresses, reply.rcode(), unrelated)
 
 
@@ -306,7 +325,7 @@ def _read_message(reply: dns.message.Message, asked: tuple[bytes, ...] | None, w
     chain: _Chain[tuple[bytes, ...]] | None = None  # none needed while every owner is the question
     for rrset in rrsets:
         rdtype = rrset.rdtype
-        if rdtype != _A and rdtype != _AAAA and rdtype != _CNAME:
+        if rdtype != _A and rdtype != _AAAA and rdtype != _CNAME and not (rdtype == want == _HTTPS):
             continue
         name = _labels_key(rrset.name)
         if name != asked:
@@ -317,10 +336,16 @@ def _read_message(reply: dns.message.Message, asked: tuple[bytes, ...] | None, w
                 for rr in rrset:
                     if len(unrelated) >= MAX_UNRELATED:
                         break
+                    if rdtype == _HTTPS:
+                        unrelated.append({**_https_answer(rr, rrset.ttl), "x_owner": owner})
+                        continue
                     value = rr.target.to_text() if rdtype == _CNAME else rr.address
                     unrelated.append({**_answer(rdtype, rrset.ttl, value), "x_owner": owner})
                 continue
         for rr in rrset:
+            if rdtype == _HTTPS:
+                answers.append(_https_answer(rr, rrset.ttl))
+                continue
             if rdtype == _A:
                 answers.append({"answer_type": "A", "ipv4": rr.address, "ttl": rrset.ttl})
             elif rdtype == _AAAA:
