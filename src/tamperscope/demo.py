@@ -411,6 +411,7 @@ def rules_summary(m: dict[str, Any] | None) -> str:
 
 
 ECH_NAME = "cloudflare-ech.com"  # Cloudflare's public name for ECH: the outer SNI of every ECH hello to its sites
+ECH_SITE = "crypto.cloudflare.com"  # a site on Cloudflare that publishes an ECH config (in the lab too)
 
 
 def ech_rules(profile: object) -> list[Any]:
@@ -419,10 +420,11 @@ def ech_rules(profile: object) -> list[Any]:
 
 
 def ech_example(profile: object, work: Path, say: Callable[[str], None]) -> tuple[str, dict[str, Any] | None]:
-    """`tamperscope run echcheck` on the name an ECH rule of the profile names, else on Cloudflare's ECH name:
-    is TLS with Encrypted Client Hello blocked on this network?"""
+    """`tamperscope run echcheck` on a site on Cloudflare, which publishes an ECH config whose outer name is
+    Cloudflare's (or on the name an ECH rule of the profile names, when it is another): is TLS with Encrypted
+    Client Hello blocked on this network?"""
     rules = ech_rules(profile)
-    name = rules[0].domains[0] if rules and rules[0].domains else ECH_NAME
+    name = rules[0].domains[0] if rules and rules[0].domains and rules[0].domains[0] != ECH_NAME else ECH_SITE
     out = work / "echcheck.jsonl"
     say(f"demo: checking whether TLS with Encrypted Client Hello is blocked (echcheck -i {name})")
     res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "run", "echcheck", "--yes",
@@ -447,20 +449,28 @@ def ech_example(profile: object, work: Path, say: Callable[[str], None]) -> tupl
 def ech_summary(name: str, m: dict[str, Any] | None, profile: object) -> str:
     """What echcheck found, against what the profile's censor does to ECH."""
     rules = ech_rules(profile)
-    truth = (f"the censor's rule {rules[0].id} blocks ECH to it ({rules[0].action})" if rules
-             else "the censor has no rule against ECH")
     if m is None:
+        truth = (f"the censor's rule {rules[0].id} blocks ECH to {', '.join(rules[0].domains)} ({rules[0].action})"
+                 if rules else "the censor has no rule against ECH")
         return f"\n  ECH (tamperscope run echcheck -i {name}): not measured; {truth}"
     tk = m["test_keys"]
+    target = tk.get("target") or {}
+    outer = target.get("outer_server_name") or name  # what the censor reads: the config's public name
+    sealed = target.get("echconfig") not in (None, "GREASE") and outer != name
+    hello = (f"the hello for {name}, sealed with its published ECH config inside one naming {outer},"
+             if sealed else "the hello carrying Encrypted Client Hello")
     mech, status = tk.get("x_mechanism") or "none", tk.get("x_status")
     if status == "anomaly":
-        said = (f"blocked ({mech}): the hello carrying Encrypted Client Hello failed "
-                f"({(tk.get('target') or {}).get('failure')}) where the same hello without it went through")
+        said = (f"blocked ({mech}): {hello} failed ({target.get('failure')}) where the same hello without it went "
+                "through")
     elif status == "ok":
-        said = "not blocked: the hello carrying Encrypted Client Hello got the server's ServerHello"
+        said = f"not blocked: {hello} got the server's ServerHello"
     else:
         said = "no verdict: the plain handshake failed too"
-    agree = (status == "anomaly") == bool(rules) and status != "failure"
+    firing = [r for r in rules if r.matches_name(outer)]
+    truth = (f"the censor's rule {firing[0].id} blocks ECH to {outer} ({firing[0].action})" if firing
+             else f"the censor has no rule against ECH to {outer}" if rules else "the censor has no rule against ECH")
+    agree = (status == "anomaly") == bool(firing) and status != "failure"
     loc = m.get("located") or {}
     where = (f"\n  located (tamperscope locate --layer ech): hop {loc['hop']}, after router {loc.get('router')} "
              f"({loc.get('placement')}, scope {loc.get('scope')})" if loc.get("hop") is not None else

@@ -52,10 +52,13 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         assert int(actions.rsplit(":", 1)[1]) >= 1, actions
         # located from both sides: the censor between the access router (inside) and the border router (outside)
         assert "the censor sits between 198.18.1.1 and 198.18.4.1" in text, text
-        # tm-like has no rule against ECH: echcheck's hello with ECH got its ServerHello
-        assert "ECH (tamperscope run echcheck -i cloudflare-ech.com): not blocked" in text, text
+        # tm-like has no rule against ECH: echcheck's hello, sealed with the site's published config, got its
+        # ServerHello
+        assert ("ECH (tamperscope run echcheck -i crypto.cloudflare.com): not blocked: the hello for "
+                "crypto.cloudflare.com, sealed with its published ECH config inside one naming cloudflare-ech.com,"
+                in text), text
         assert "the censor has no rule against ECH: agrees with the lab's ground truth" in text, text
-        assert "ECH, judged again from the records: https://cloudflare-ech.com/ none" in text, text
+        assert "ECH, judged again from the records: https://crypto.cloudflare.com/ none" in text, text
         report = next(line.split("HTML report: ", 1)[1].strip() for line in out if "HTML report: " in line)
         html = Path(report).read_text(encoding="utf-8")
         assert "facebook.com" in html and "dns.injection" in html

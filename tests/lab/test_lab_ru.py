@@ -137,8 +137,10 @@ def test_no_quic_leaves_http3_unmeasured(lab, tmp_path) -> None:  # type: ignore
 
 def test_echcheck_finds_ech_dropped_to_cloudflares_name_only(lab, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """ru-ech drops ClientHellos with encrypted_client_hello to cloudflare-ech.com (TSPU, since November 2024):
-    echcheck's target (GREASE ECH) is dropped there while its control (the same name, no ECH) completes, and
-    both pass to another name; the ground truth logs the ECH hello alone, and `analyze` reaches the same."""
+    echcheck's target is dropped there while its control (the same name, no ECH) completes. The lab's
+    Cloudflare names publish an ECH config (an HTTPS record) whose public name is cloudflare-ech.com, so the
+    target for crypto.cloudflare.com, sealed with it as a browser's is, is dropped too; GREASE to another name
+    passes. The ground truth logs the ECH hellos alone, by their outer name, and `analyze` reaches the same."""
     import json
     import subprocess
     import sys
@@ -147,7 +149,8 @@ def test_echcheck_finds_ech_dropped_to_cloudflares_name_only(lab, tmp_path) -> N
 
     out = tmp_path / "ech.jsonl"
     res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "run", "echcheck",
-                                            "-i", "https://cloudflare-ech.com/", "-i", "example.org", "--yes",
+                                            "-i", "https://cloudflare-ech.com/", "-i", "crypto.cloudflare.com",
+                                            "-i", "example.org", "--yes",
                                             "--no-progress", "-o", str(out)]),
                          env=manager.client_env(), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
@@ -157,6 +160,13 @@ def test_echcheck_finds_ech_dropped_to_cloudflares_name_only(lab, tmp_path) -> N
     assert blocked["control"]["failure"] is None and blocked["control"]["peer_certificates"]
     assert blocked["target"]["failure"] == "generic_timeout_error" and not blocked["target"]["x_server_hello"]
     assert (free["x_mechanism"], free["x_status"]) == ("none", "ok") and free["target"]["x_server_hello"]
+    assert free["target"]["echconfig"] == "GREASE" and free["target"]["outer_server_name"] == "example.org"
+    sealed = by["crypto.cloudflare.com"]["test_keys"]
+    assert (sealed["x_mechanism"], sealed["control"]["failure"]) == ("tls.drop", None)
+    assert sealed["target"]["outer_server_name"] == "cloudflare-ech.com"
+    assert sealed["target"]["server_name"] == "crypto.cloudflare.com" and sealed["target"]["echconfig"] != "GREASE"
+    (https,) = [q for q in sealed["queries"] if q["query_type"] == "HTTPS"]
+    assert https["answers"][0]["x_ech"] == sealed["target"]["echconfig"]  # the lab's published config list
     log = lab.logged("ru-ech")
     assert log and {e["name"] for e in log} == {"cloudflare-ech.com"}  # the control's hello passed (above)
     db, jl = tmp_path / "a.duckdb", tmp_path / "a.jsonl"
@@ -164,5 +174,6 @@ def test_echcheck_finds_ech_dropped_to_cloudflares_name_only(lab, tmp_path) -> N
                           "--jsonl", str(jl)], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     again = {r["input"]: r for r in map(json.loads, jl.read_text().splitlines())}
-    assert again["https://cloudflare-ech.com/"]["x_mechanism"] == "tls.drop"
+    assert again["https://cloudflare-ech.com/"]["x_mechanism"] == again["crypto.cloudflare.com"]["x_mechanism"] \
+        == "tls.drop"
     assert again["example.org"]["x_mechanism"] == "none"

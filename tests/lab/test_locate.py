@@ -107,15 +107,17 @@ def test_locate_quic(labs, profile, url, scope) -> None:  # type: ignore[no-unty
 
 
 ECH = [("https://cloudflare-ech.com/", "ech", True),  # ru-ech: the ECH hello to this outer name is dropped
+       ("https://crypto.cloudflare.com/", "ech", True),  # its published config's outer name is that name too
        ("https://cloudflare-ech.com/", "tls", False),  # the same name's plain hello passes: nothing to locate
-       ("https://example.com/", "ech", False)]  # ECH to another name passes too
+       ("https://example.com/", "ech", False)]  # ECH to another name passes too (GREASE: no config published)
 
 
 @pytest.mark.parametrize("url,layer,located", ECH, ids=[f"{u}:{la}" for u, la, _ in ECH])
 def test_locate_ech(labs, url, layer, located) -> None:  # type: ignore[no-untyped-def]
-    """--layer ech sends ClientHellos carrying a GREASE encrypted_client_hello with limited TTLs: ru-like's censor
-    drops those naming cloudflare-ech.com from its hop on (silence, located by the routers before it), while the
-    plain hello for the same name, and the ECH hello for another, are never touched."""
+    """--layer ech sends ClientHellos carrying encrypted_client_hello with limited TTLs, sealed with the site's
+    published config (the lab's Cloudflare names), else GREASE: ru-like's censor drops those whose outer name is
+    cloudflare-ech.com from its hop on (silence, located by the routers before it), while the plain hello for
+    the same name, and the ECH hello for another, are never touched."""
     labs("ru-like")
     res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--layer", layer,
                                             "--yes", "--json", "--wait", "0.25", "--spread", *SPREAD]),
@@ -123,6 +125,10 @@ def test_locate_ech(labs, url, layer, located) -> None:  # type: ignore[no-untyp
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["layer"] == layer
+    if layer == "ech":  # the trigger's outer name: the config's public name where one is published
+        published = url != "https://example.com/"
+        assert out["ech"] == {"config": "published" if published else "GREASE",
+                              "outer_name": "cloudflare-ech.com" if published else "example.com"}
     if not located:
         assert out["hop"] is None, out["reason"]
         return

@@ -178,27 +178,36 @@ def test_the_rules_lines_say_each_layers_rule_from_the_verdict() -> None:
 
 
 def test_the_demo_says_what_echcheck_found_against_the_profiles_ech_rule() -> None:
-    """ru-like drops ECH to cloudflare-ech.com: a tls.drop agrees with it and 'not blocked' does not; tm-like has
-    no such rule: the reverse. A failed plain handshake is no verdict, and never agrees."""
+    """ru-like drops ECH to cloudflare-ech.com, the outer name of crypto.cloudflare.com's sealed hellos: a tls.drop
+    agrees with it and 'not blocked' does not; tm-like has no such rule: the reverse. A GREASE hello naming the
+    site itself is not what the rule reads. A failed plain handshake is no verdict, and never agrees."""
     from tamperscope.lab import manager
 
     ru, tm = manager.resolve_profile("ru-like"), manager.resolve_profile("tm-like")
-    blocked = {"input": "https://cloudflare-ech.com/",
-               "test_keys": {"x_mechanism": "tls.drop", "x_status": "anomaly",
-                             "target": {"failure": "generic_timeout_error"}}}
-    passed = {"input": "https://cloudflare-ech.com/", "test_keys": {"x_mechanism": "none", "x_status": "ok"}}
-    failed = {"input": "https://cloudflare-ech.com/", "test_keys": {"x_mechanism": "none", "x_status": "failure"}}
-    text = ech_summary("cloudflare-ech.com", blocked, ru)
+    site = "crypto.cloudflare.com"
+    sealed = {"server_name": site, "outer_server_name": "cloudflare-ech.com", "echconfig": "AEn+DQ=="}
+    blocked = {"input": site, "test_keys": {"x_mechanism": "tls.drop", "x_status": "anomaly",
+                                            "target": {**sealed, "failure": "generic_timeout_error"}}}
+    passed = {"input": site, "test_keys": {"x_mechanism": "none", "x_status": "ok", "target": sealed}}
+    failed = {"input": site, "test_keys": {"x_mechanism": "none", "x_status": "failure"}}
+    text = ech_summary(site, blocked, ru)
     assert "blocked (tls.drop)" in text and "generic_timeout_error" in text
-    assert "rule ru-ech blocks ECH to it (drop)" in text
+    assert f"the hello for {site}, sealed with its published ECH config inside one naming cloudflare-ech.com" in text
+    assert "rule ru-ech blocks ECH to cloudflare-ech.com (drop)" in text
     assert text.endswith("agrees with the lab's ground truth")
-    assert ech_summary("cloudflare-ech.com", passed, ru).endswith("DISAGREES with the lab's ground truth")
-    assert ech_summary("cloudflare-ech.com", passed, tm).endswith(
+    assert ech_summary(site, passed, ru).endswith("DISAGREES with the lab's ground truth")
+    assert ech_summary(site, passed, tm).endswith(
         "the censor has no rule against ECH: agrees with the lab's ground truth")
-    assert ech_summary("cloudflare-ech.com", blocked, tm).endswith("DISAGREES with the lab's ground truth")
+    assert ech_summary(site, blocked, tm).endswith("DISAGREES with the lab's ground truth")
+    grease = {"input": site, "test_keys": {"x_mechanism": "none", "x_status": "ok",
+                                           "target": {"server_name": site, "outer_server_name": site,
+                                                      "echconfig": "GREASE"}}}
+    text = ech_summary(site, grease, ru)  # the rule reads cloudflare-ech.com: a GREASE hello naming the site passes
+    assert "the hello carrying Encrypted Client Hello got" in text
+    assert text.endswith(f"the censor has no rule against ECH to {site}: agrees with the lab's ground truth")
     assert "no verdict" in ech_summary("x", failed, tm) and "DISAGREES" in ech_summary("x", failed, tm)
     assert "not measured" in ech_summary("x", None, ru)
     located = {**blocked, "located": {"hop": 2, "router": "198.18.1.1", "placement": "in-path", "scope": "name"}}
-    assert ech_summary("cloudflare-ech.com", located, ru).endswith(
+    assert ech_summary(site, located, ru).endswith(
         "located (tamperscope locate --layer ech): hop 2, after router 198.18.1.1 (in-path, scope name)")
-    assert ech_summary("cloudflare-ech.com", {**blocked, "located": {"hop": None}}, ru).endswith("no hop found")
+    assert ech_summary(site, {**blocked, "located": {"hop": None}}, ru).endswith("no hop found")

@@ -7,9 +7,11 @@
    the SNI) sent with that TTL; what comes back is captured on raw sockets.
    With `--layer quic` the trigger is a QUIC Initial (the ClientHello with the
    SNI inside, as HTTP/3 sends it) in one UDP datagram to port 443. With
-   `--layer ech` it is a ClientHello carrying a GREASE encrypted_client_hello,
-   the URL's name as its outer SNI (the control sweep's too): where ECH is
-   blocked (echcheck's finding), the hop that blocks it.
+   `--layer ech` it is a ClientHello carrying encrypted_client_hello, as echcheck
+   sends it: sealed with the site's published ECH config (its HTTPS record), the
+   config's public name as the outer SNI; else GREASE with the URL's name (the
+   control sweep's is GREASE with the control name): where ECH is blocked
+   (echcheck's finding), the hop that blocks it.
    For names whose DNS is tampered with, the trigger is a DNS query to the
    public resolver instead.
 3. model/location.py decides hop, router, placement and scope; the forged
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import errno
 import ipaddress
 import json
@@ -41,6 +44,7 @@ from ..model.location import Location, Observation, RunResult, decide_run, major
 from ..netx import Trace, lookup_udp, ttlprobe
 from ..netx.dns import build_query
 from ..netx.quic import initial_datagram
+from ..wire.ech import ECHConfig, ECHError, parse_config_list, seal_client_hello
 from ..wire.tlshello import client_hello, client_hello_with_ech
 
 CONTROL_NAME = "www.example.com"
@@ -74,14 +78,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.set_defaults(func=run)
 
 
-def trigger_payload(layer: str, host: str, path: str = "/") -> bytes:
+def trigger_payload(layer: str, host: str, path: str = "/", ech_config: ECHConfig | None = None) -> bytes:
     if layer == "http":
         return (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: Mozilla/5.0\r\nAccept: */*\r\n"
                 "Connection: close\r\n\r\n").encode()
     if layer == "tls":
         return client_hello(host)
     if layer == "ech":
-        return client_hello_with_ech(host)
+        return seal_client_hello(ech_config, host).record if ech_config else client_hello_with_ech(host)
     if layer == "quic":
         return initial_datagram(host)
     _, wire = build_query(host, "A")
@@ -95,10 +99,11 @@ def _observation(step: ttlprobe.Step) -> Observation:
 
 
 def sweep(cap: ttlprobe.Capture, layer: str, ip: str, port: int, name: str, path: str, max_ttl: int, wait: float,
-          stop: Callable[[list[Observation]], bool] | None = None, dist: int | None = None) -> list[Observation]:
+          stop: Callable[[list[Observation]], bool] | None = None, dist: int | None = None,
+          ech_config: ECHConfig | None = None) -> list[Observation]:
     """Trigger with TTL 1, 2, …: until `max_ttl`, the server's distance, or `stop(observations so far)`."""
     out: list[Observation] = []
-    payload = trigger_payload(layer, name, path)
+    payload = trigger_payload(layer, name, path, ech_config)
     for ttl in range(1, max_ttl + 1):
         if layer == "dns":
             step = ttlprobe.udp_trigger(cap, ip, 53, payload, ttl, wait=wait)
@@ -126,6 +131,22 @@ def located(path: Sequence[str | None], dist: int | None,
 def silent_after(path: Sequence[str | None]) -> int:
     """The hop after the last router that answered on the plain path (1 if none did)."""
     return max((i + 1 for i, h in enumerate(path) if h), default=0) + 1
+
+
+async def _ech_config(host: str, resolver: str) -> ECHConfig | None:
+    """The ECH config ``host`` publishes in its HTTPS record (asked of ``resolver`` over UDP) that this client
+    can use, as echcheck takes it; None without one."""
+    trace = Trace(record_io=False)
+    res = await lookup_udp(host, "HTTPS", server=resolver, trace=trace, timeout=4, duplicate_window=0)
+    for answer in (res.record or {}).get("answers") or ():
+        try:
+            configs = parse_config_list(base64.b64decode(answer.get("x_ech") or "", validate=True))
+        except (ECHError, ValueError):
+            continue
+        usable = next((c for c in configs if c.usable()), None)
+        if usable is not None:
+            return usable
+    return None
 
 
 async def _real_address(host: str, resolver: str) -> tuple[str | None, bool]:
@@ -166,9 +187,13 @@ def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait:
         if real is None:
             raise UsageError(f"cannot resolve {u.host} (DNS over TCP to {resolver})")
         servers = [real, *spread]
+    config = asyncio.run(_ech_config(u.host, resolver)) if layer == "ech" else None
     cap = ttlprobe.Capture()
     results: list[RunResult] = []
     detail: dict[str, Any] = {"layer": layer, "address": servers[0], "runs": []}
+    if layer == "ech":  # what the target hello's outer name is, and why
+        detail["ech"] = {"config": "published" if config else "GREASE",
+                         "outer_name": config.public_name if config else u.host}
     ignored = dropped = 0
     path: list[str | None] = []
     dist: int | None = None
@@ -180,7 +205,7 @@ def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait:
             top = (dist or max_ttl)
             ctl = {o.ttl: o for o in sweep(cap, layer, server, u.port, control, "/", top, wait, dist=dist)}
             tgt = sweep(cap, layer, server, u.port, u.host, u.path, top, wait, stop=located(path, dist, ctl),
-                        dist=dist)
+                        dist=dist, ech_config=config)
             packets = {"ignored": cap.ignored - ignored, "dropped": cap.dropped - dropped}
             ignored, dropped = cap.ignored, cap.dropped
             if not tgt or not tgt[0].connected:
@@ -319,17 +344,26 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"tamperscope: locate {url}: {e.strerror or e}", file=sys.stderr)
         return 1
-    out = {"url": args.url, **loc.as_dict(), "layer": detail["layer"], "address": detail["address"]}
+    out = {"url": args.url, **loc.as_dict(), "layer": detail["layer"], "address": detail["address"],
+           **({"ech": detail["ech"]} if "ech" in detail else {})}
     if args.json:
         print(json.dumps({**out, "detail": detail["runs"]}, indent=1, default=str))
         return 0
+    trigger = ""
+    if "ech" in detail:
+        how = "the site's published ECH config" if detail["ech"]["config"] == "published" else "GREASE ECH"
+        trigger = f"  the trigger: a ClientHello with {how}, outer name {detail['ech']['outer_name']}"
     if loc.hop is None:
         print(f"{args.url}: no interference located ({loc.reason}); path {' > '.join(h or '*' for h in loc.path)}")
+        if trigger:
+            print(trigger)
         return 0
     fp = loc.fingerprint or {}
     print(f"{args.url}: interference at hop {loc.hop}, after router {loc.router or '-'} ({loc.placement}, "
           f"{'this name only' if loc.scope == 'name' else 'every name'}); runs {list(loc.runs)}")
     print(f"  layer {detail['layer']}; {loc.reason}")
+    if trigger:
+        print(trigger)
     if fp:
         print(f"  signature {loc.signature}: {fp.get('kind')} {fp.get('flags') or ''} IP-ID {fp.get('ip_id')} "
               f"TTL {fp.get('ttl')} (initial {fp.get('initial_ttl')}) window {fp.get('window')}")
