@@ -32,10 +32,12 @@ from tamperscope.wire import ech
 from tamperscope.wire.tlshello import ClientHello, parse_client_hello
 
 try:
-    from .test_netx_servers import TestCA, UDPDNSServer
+    from .test_netx_servers import TCPServer as DoHServer
+    from .test_netx_servers import TestCA, UDPDNSServer, http_response, read_head
     from .test_remote_hostile import TCPServer
 except ImportError:
-    from test_netx_servers import TestCA, UDPDNSServer  # type: ignore[no-redef]
+    from test_netx_servers import TCPServer as DoHServer  # type: ignore[no-redef]
+    from test_netx_servers import TestCA, UDPDNSServer, http_response, read_head  # type: ignore[no-redef]
     from test_remote_hostile import TCPServer  # type: ignore[no-redef]
 
 TIMEOUTS = Timeouts(dns=2.0, connect=1.0, tls=1.5, http=2.0, measurement=20)
@@ -350,3 +352,37 @@ def test_a_published_config_that_cannot_be_used_falls_back_to_grease_and_says_wh
         tk = measure_with(server.port, https_record(published))
     assert why in tk["x_ech_config_error"] and tk["target"]["echconfig"] == "GREASE"
     assert tk["x_mechanism"] == "none"
+
+
+def test_the_config_is_asked_over_doh_when_the_run_has_a_doh_server(tls_context: ssl.SSLContext,
+                                                                     tmp_path: Path) -> None:
+    """With --doh the HTTPS record comes over DNS-over-HTTPS (an on-path censor cannot strip it there), not from
+    the public resolver, which here has no HTTPS record at all."""
+    ca = TestCA(tmp_path)
+    asked: list[str] = []
+
+    async def doh(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        method, target, headers, body = await read_head(reader)
+        query = dns.message.from_wire(body)
+        asked.append(dns.rdatatype.to_text(query.question[0].rdtype))
+        reply = https_record(PUBLISHED)(query, body)[0][1]
+        writer.write(http_response(200, reply, [("Content-Type", "application/dns-message")]))
+        await writer.drain()
+
+    async def main(port: int) -> dict[str, Any]:
+        async with DoHServer(doh, ssl_context=ca.server_context(NAME)) as server, \
+                UDPDNSServer(https_record(None)) as resolver:
+            ctx = Context(timeouts=TIMEOUTS, ca_bundle=str(ca.pem),
+                          udp_resolver=Resolver("udp", "127.0.0.1", port=resolver.port, duplicate_window=0),
+                          options={"doh": f"https://{NAME}:{server.port}/dns-query"})
+            async with asyncio.timeout(30):
+                return await echcheck.run(f"https://{NAME}:{port}/", ctx)
+
+    inner: list[str] = []
+    with TCPServer("127.0.0.1", tspu(tls_context, inner)) as server:
+        tk = asyncio.run(main(server.port))
+    assert asked == ["HTTPS"]
+    (query,) = [q for q in tk["queries"] if q["query_type"] == "HTTPS"]
+    assert query["engine"] == "doh" and query["answers"][0]["x_ech"] == base64.b64encode(PUBLISHED).decode()
+    assert tk["target"]["outer_server_name"] == "cloudflare-ech.com"
+    assert tk["target"]["failure"] == "connection_reset"  # Russia's rule read the outer name

@@ -1,8 +1,10 @@
 """echcheck: is TLS with Encrypted Client Hello blocked? (OONI's echcheck)
 
 For the input (a URL or a domain; port 443 unless the URL says otherwise): resolve the
-name with the system resolver and, at the same time, ask the public resolver for its HTTPS
-record (RFC 9460), where a site that offers ECH publishes its ECH configs. Then, to the
+name with the system resolver and, at the same time, ask for its HTTPS record (RFC 9460),
+where a site that offers ECH publishes its ECH configs: over DNS-over-HTTPS when the run
+has a DoH server (``--doh``; as OONI's echcheck does, so that an on-path censor cannot strip
+the record), else of the public resolver over UDP. Then, to the
 first address, two handshakes one after the other, each on its own connection:
 
 - ``control``: a plain ClientHello with the name as SNI, the handshake completed (not
@@ -40,7 +42,17 @@ from urllib.parse import urlsplit
 from ..model.ech import echcheck_verdict
 from ..model.failures import SSL_FAILED_HANDSHAKE
 from ..model.signature import signature_from
-from ..netx import SYSTEM, NetxError, Trace, classify, lookup, lookup_addresses, tcp_connect, tls_handshake
+from ..netx import (
+    SYSTEM,
+    NetxError,
+    Resolver,
+    Trace,
+    classify,
+    lookup,
+    lookup_addresses,
+    tcp_connect,
+    tls_handshake,
+)
 from ..wire.ech import ECHConfig, ECHError, parse_config_list, seal_client_hello
 from ..wire.tlshello import client_hello_with_ech
 from .base import Context, NettestError
@@ -92,14 +104,23 @@ def server_answer(data: bytes) -> tuple[bool | None, int | None]:
     return True, struct.unpack_from("!H", body, 4 + 2 + 32 + 1 + sid)[0]
 
 
+def config_resolver(ctx: Context) -> Resolver | None:
+    """Where the HTTPS record is asked: the run's DoH server, else its public resolver (the system resolver may
+    be the censor's); None: neither, and the target goes as GREASE."""
+    doh = ctx.options.get("doh")
+    if isinstance(doh, str) and doh:
+        return Resolver("doh", doh, ca_bundle=ctx.ca_bundle)
+    return ctx.udp_resolver
+
+
 async def ech_config(host: str, trace: Trace, ctx: Context) -> tuple[str, ECHConfig | None, str | None]:
     """(the ECHConfigList the site publishes, in base64, or ""; a config of it this client can use; why a
-    published list cannot be used). Asked of the public resolver (the system resolver may be the censor's):
-    an HTTPS record's ``ech`` parameter."""
-    if ctx.udp_resolver is None:
+    published list cannot be used): an HTTPS record's ``ech`` parameter."""
+    resolver = config_resolver(ctx)
+    if resolver is None:
         return "", None, None
     try:
-        res = await lookup(host, "HTTPS", resolver=ctx.udp_resolver, trace=trace, timeout=ctx.timeouts.dns,
+        res = await lookup(host, "HTTPS", resolver=resolver, trace=trace, timeout=ctx.timeouts.dns,
                            tags=("ech_config",))
     except NetxError:  # recorded in queries: the target goes without the site's config (GREASE)
         return "", None, None
