@@ -65,7 +65,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--silent-resolver", default=None,
                    help="dnscheck and blocking_rules: an address where no DNS server runs (an answer from it was "
                         "forged on the path); default $TAMPERSCOPE_SILENT_RESOLVER")
-    p.add_argument("--doh", default=None, help="dnscheck: DoH URL; default $TAMPERSCOPE_DOH")
+    p.add_argument("--doh", default=None, help="DoH URL: dnscheck measures it; echcheck asks it for the site's "
+                   "ECH config (its HTTPS record); default $TAMPERSCOPE_DOH")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per measurement (default 60)")
     p.add_argument("--capture", action="store_true",
                    help="(root) capture forged packets (RSTs, injected pages, DNS answers) for equipment signatures: x_packets, x_signature")
