@@ -11,12 +11,12 @@ address in turn until one connects, then TLS with SNI for ``https``.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from tamperscope.model import failures as F
+from tamperscope.model.webparts import is_ip
 from tamperscope.netx import dns as dns_mod
 from tamperscope.netx import tcp as tcp_mod
 from tamperscope.netx import tls as tls_mod
@@ -32,14 +32,6 @@ ResolveFn = Callable[..., Awaitable[Sequence[str]]]
 class Connector(Protocol):
     async def __call__(self, url: str, *, trace: Trace, timeout: float,
                        tags: Sequence[str] = ()) -> Connection: ...
-
-
-def is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 async def system_resolve(hostname: str, *, trace: Trace, timeout: float,

@@ -41,6 +41,7 @@ from typing import Any
 from ..cli import UsageError
 from ..model.inputs import BadInput, check_host, normal_url, parse_url
 from ..model.location import Location, Observation, RunResult, decide_run, majority, signature, signature_key
+from ..model.webparts import is_ip
 from ..netx import Trace, lookup_udp, ttlprobe
 from ..netx.dns import build_query
 from ..netx.quic import initial_datagram
@@ -175,7 +176,7 @@ def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait:
     real: str | None
     if server is not None:  # the triggers go there, whatever the name resolves to
         real, tampered = server, False
-    elif _is_ip(u.host):  # an address needs no DNS: it is the server
+    elif is_ip(u.host):  # an address needs no DNS: it is the server
         real, tampered = u.host, False
     else:
         real, tampered = asyncio.run(_real_address(u.host, resolver))
@@ -250,14 +251,6 @@ def _obs_dict(o: Observation) -> dict[str, Any]:
     return {"ttl": o.ttl, "connected": o.connected, "icmp_from": o.icmp_from, "responses": list(o.responses)}
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 def _unusable(value: str, *, dns_answer: bool = False) -> str | None:
     """Why packets to the IPv4 address `value` cannot locate anything, or None. Loopback is refused
     only as a DNS answer (where it is a resolver's lie); as a literal it is a local test server."""
@@ -290,9 +283,9 @@ def _check(args: argparse.Namespace) -> tuple[str, str, list[str], str | None]:
         raise UsageError(str(e)) from None
     if ":" in u.host:
         raise UsageError(f"{u.host} is an IPv6 address: locate works over IPv4 only")
-    if args.layer == "dns" and _is_ip(u.host):
+    if args.layer == "dns" and is_ip(u.host):
         raise UsageError(f"--layer dns needs a host name to query, and {url} names an address")
-    if _is_ip(u.host):
+    if is_ip(u.host):
         _ipv4(u.host, "the URL's host")
     if not 1 <= args.max_ttl <= 64 or not 1 <= args.runs <= 20:
         raise UsageError("--max-ttl must be 1-64 and --runs 1-20")
@@ -314,7 +307,7 @@ def _plan(host: str, resolver: str, spread: list[str], control: str, server: str
     target = server or host
     parts = [f"{target}{' and ' + ', '.join(spread) if spread else ''} and the routers on the path to it, with "
              f"TTL-limited packets asking for {host} and for the control name {control}"]
-    if not _is_ip(host) and server is None:
+    if not is_ip(host) and server is None:
         parts.append(f"the public resolver {resolver} (DNS over TCP and UDP)")
     return "This run would contact: " + "; ".join(parts) + "."
 
