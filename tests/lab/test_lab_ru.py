@@ -165,8 +165,10 @@ def test_echcheck_finds_ech_dropped_to_cloudflares_name_only(lab, tmp_path) -> N
     assert (sealed["x_mechanism"], sealed["control"]["failure"]) == ("tls.drop", None)
     assert sealed["target"]["outer_server_name"] == "cloudflare-ech.com"
     assert sealed["target"]["server_name"] == "crypto.cloudflare.com" and sealed["target"]["echconfig"] != "GREASE"
-    (https,) = [q for q in sealed["queries"] if q["query_type"] == "HTTPS"]
-    assert https["answers"][0]["x_ech"] == sealed["target"]["echconfig"]  # the lab's published config list
+    https = {q["tags"][0]: q for q in sealed["queries"] if q["query_type"] == "HTTPS"}
+    assert (https["ech_config"]["engine"], https["ech_config_plain"]["engine"]) == ("doh", "udp")  # the lab's DoH
+    assert https["ech_config"]["answers"][0]["x_ech"] == sealed["target"]["echconfig"]  # the lab's config list
+    assert "x_ech_config_stripped" not in sealed  # ru-like leaves HTTPS records alone: both lookups got it
     log = lab.logged("ru-ech")
     assert log and {e["name"] for e in log} == {"cloudflare-ech.com"}  # the control's hello passed (above)
     db, jl = tmp_path / "a.duckdb", tmp_path / "a.jsonl"

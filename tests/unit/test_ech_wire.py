@@ -16,7 +16,7 @@ from tamperscope.wire.tlshello import client_hello_with_ech, parse_client_hello
 
 KDF = {1: theirs.KDF.HKDF_SHA256, 2: theirs.KDF.HKDF_SHA384, 3: theirs.KDF.HKDF_SHA512}
 AEAD = {1: theirs.AEAD.AES_128_GCM, 2: theirs.AEAD.AES_256_GCM, 3: theirs.AEAD.CHACHA20_POLY1305}
-KEY = X25519PrivateKey.generate()
+KEY = X25519PrivateKey.from_private_bytes(bytes(range(32)))  # fixed: xdist's workers must build the same params
 PUBLIC = KEY.public_key().public_bytes_raw()
 
 
@@ -70,7 +70,7 @@ def test_a_config_list_reads_back_and_skips_other_versions() -> None:
     (ech.encode_config_list(ech.encode_config(1, PUBLIC, "a.com", ((1, 1),))[:-2]), "end inside a field"),
     (ech.encode_config_list(ech.encode_config(1, PUBLIC, "a b.com")), "is not a host name"),
     (ech.encode_config_list(ech.encode_config(1, PUBLIC, "a.com", ())), "cipher_suites of 0 bytes"),
-])
+], ids=["nothing", "empty", "trailing", "cut", "cut-suites", "bad-name", "no-suites"])
 def test_a_malformed_config_list_is_one_line(data: bytes, needle: str) -> None:
     with pytest.raises(ech.ECHError, match=needle) as err:
         ech.parse_config_list(data)

@@ -243,7 +243,7 @@ def test_a_captured_reset_names_the_equipment_and_nothing_else_does() -> None:
 
 # --------------------------------------------------------------------------- the site's own ECH config
 
-ECH_KEY = X25519PrivateKey.generate()
+ECH_KEY = X25519PrivateKey.from_private_bytes(bytes(range(1, 33)))  # fixed, as parameters must be under xdist
 PUBLISHED = ech.encode_config_list(ech.encode_config(0x2A, ECH_KEY.public_key().public_bytes_raw(),
                                                      "cloudflare-ech.com", ((1, 1),), 64))
 (CONFIG,) = ech.parse_config_list(PUBLISHED)
@@ -345,7 +345,7 @@ def test_a_sealed_hello_the_censor_lets_through_opens_to_the_site_at_the_server(
 @pytest.mark.parametrize("published,why", [
     (b"\x00\x05\xfe\x0d\x00\x01\x00", "does not parse"),  # a config cut inside its key
     (ech.encode_config_list(ech.encode_config(1, bytes(32), "a.example", ((1, 99),))), "none of the 1 published"),
-])
+], ids=["cut", "no-suite"])
 def test_a_published_config_that_cannot_be_used_falls_back_to_grease_and_says_why(
         tls_context: ssl.SSLContext, published: bytes, why: str) -> None:
     with TCPServer("127.0.0.1", censor(tls_context, None)) as server:
@@ -354,10 +354,12 @@ def test_a_published_config_that_cannot_be_used_falls_back_to_grease_and_says_wh
     assert tk["x_mechanism"] == "none"
 
 
+@pytest.mark.parametrize("plain_has_it", [False, True], ids=["stripped", "both"])
 def test_the_config_is_asked_over_doh_when_the_run_has_a_doh_server(tls_context: ssl.SSLContext,
-                                                                     tmp_path: Path) -> None:
-    """With --doh the HTTPS record comes over DNS-over-HTTPS (an on-path censor cannot strip it there), not from
-    the public resolver, which here has no HTTPS record at all."""
+                                                                     tmp_path: Path, plain_has_it: bool) -> None:
+    """With --doh the HTTPS record comes over DNS-over-HTTPS (an on-path censor cannot strip it there); the
+    public resolver is asked too, and a config that came over DoH but not over plain DNS is said to have been
+    stripped on its way."""
     ca = TestCA(tmp_path)
     asked: list[str] = []
 
@@ -371,7 +373,8 @@ def test_the_config_is_asked_over_doh_when_the_run_has_a_doh_server(tls_context:
 
     async def main(port: int) -> dict[str, Any]:
         async with DoHServer(doh, ssl_context=ca.server_context(NAME)) as server, \
-                UDPDNSServer(https_record(None)) as resolver:
+                UDPDNSServer(https_record(PUBLISHED if plain_has_it else None)) as resolver:
+            ports.append(resolver.port)
             ctx = Context(timeouts=TIMEOUTS, ca_bundle=str(ca.pem),
                           udp_resolver=Resolver("udp", "127.0.0.1", port=resolver.port, duplicate_window=0),
                           options={"doh": f"https://{NAME}:{server.port}/dns-query"})
@@ -379,10 +382,16 @@ def test_the_config_is_asked_over_doh_when_the_run_has_a_doh_server(tls_context:
                 return await echcheck.run(f"https://{NAME}:{port}/", ctx)
 
     inner: list[str] = []
+    ports: list[int] = []
     with TCPServer("127.0.0.1", tspu(tls_context, inner)) as server:
         tk = asyncio.run(main(server.port))
     assert asked == ["HTTPS"]
-    (query,) = [q for q in tk["queries"] if q["query_type"] == "HTTPS"]
-    assert query["engine"] == "doh" and query["answers"][0]["x_ech"] == base64.b64encode(PUBLISHED).decode()
+    queries = {q["tags"][0]: q for q in tk["queries"] if q["query_type"] == "HTTPS"}
+    assert queries["ech_config"]["engine"] == "doh" and queries["ech_config_plain"]["engine"] == "udp"
+    assert queries["ech_config"]["answers"][0]["x_ech"] == base64.b64encode(PUBLISHED).decode()
+    if plain_has_it:
+        assert "x_ech_config_stripped" not in tk
+    else:
+        assert tk["x_ech_config_stripped"] == {"resolver": f"127.0.0.1:{ports[0]}", "failure": "dns_no_answer"}
     assert tk["target"]["outer_server_name"] == "cloudflare-ech.com"
     assert tk["target"]["failure"] == "connection_reset"  # Russia's rule read the outer name

@@ -474,6 +474,12 @@ def test_an_ech_target_sealed_with_the_sites_config_shows_its_outer_name_and_the
                                   "failure": "generic_timeout_error", "tags": ["target"], "echconfig": config,
                                   "x_server_hello": False}}}
     m["test_keys"]["tls_handshakes"] = [m["test_keys"]["control"], m["test_keys"]["target"]]
+    m["test_keys"]["queries"] = [
+        {"query_type": "HTTPS", "tags": ["ech_config"], "engine": "doh", "resolver_address": "https://d.example/q",
+         "failure": None, "answers": [{"answer_type": "HTTPS", "hostname": ".", "ttl": 60, "x_ech": config}]},
+        {"query_type": "HTTPS", "tags": ["ech_config_plain"], "engine": "udp", "resolver_address": "8.8.8.8:53",
+         "failure": "dns_no_answer", "answers": None}]
+    m["test_keys"]["x_ech_config_stripped"] = {"resolver": "<b>8.8.8.8:53</b>", "failure": "dns_no_answer"}
     with running_app(Settings(db_path=tmp_path / "e.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
         (uid,) = (r["measurement_uid"] for r in c.post("/api/v1/submit", content=orjson.dumps(m)).json()["results"])
         page, twin = c.get(f"/m/{uid}").text, c.get(f"/m/{uid}.json").json()
@@ -483,3 +489,9 @@ def test_an_ech_target_sealed_with_the_sites_config_shows_its_outer_name_and_the
     assert "SNI <code>cloudflare-ech.com</code> (the site, <code>&lt;img src=x" in card
     assert "with Encrypted Client Hello (the site&#39;s published config)" in card and config not in card
     assert evil not in page and twin["evidence"]["verdict"]["mechanism"] == "tls.drop"
+    assert twin["evidence"]["ech_config"] == {
+        "asked": "over DNS-over-HTTPS", "published": True, "outer_name": "cloudflare-ech.com", "failure": None,
+        "error": None, "stripped": {"resolver": "<b>8.8.8.8:53</b>", "failure": "dns_no_answer"}}
+    section = page.split('id="ech-config"', 1)[1].split("</section>", 1)[0]
+    assert "the target's hello was sealed with it" in section and "<b>" not in section
+    assert "to <code>&lt;b&gt;8.8.8.8:53&lt;/b&gt;</code>, the record came without its" in section

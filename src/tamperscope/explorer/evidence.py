@@ -417,6 +417,7 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
         "remote": remote(m),
         "throttle": tk.get("x_throttle"),
         "quic_trigger": quic_trigger(tk),
+        "ech_config": ech_config(tk) if m.get("test_name") == "echcheck" else None,
         "evasion": evasion(tk),
         "rules": rules(tk),
         "echo": echoes(tk),
@@ -530,6 +531,30 @@ def rules(tk: Mapping[str, Any]) -> dict[str, Any] | None:
                        "overblocks": _str(data.get("overblocks")), "written": wrote if wrote != rule else None,
                        "says": R.describe(host, name, {"rule": rule, "keyword": keyword}), "probes": probes})
     return {"host": host, "address": _str(x.get("address")), "layers": layers}
+
+
+def ech_config(tk: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Where echcheck's target got its ECH config (the site's HTTPS record) and what plain DNS lost of it, as
+    text: hostile input, typed here. None when no HTTPS record was asked (a run without a resolver)."""
+    asked = {t: q for q in _list(tk.get("queries")) if isinstance(q, dict) and q.get("query_type") == "HTTPS"
+             for t in _list(q.get("tags")) if t in ("ech_config", "ech_config_plain")}
+    main = asked.get("ech_config")
+    if main is None:
+        return None
+    target = _dict(tk.get("target"))
+    config = _str(target.get("echconfig"))
+    stripped = _dict(tk.get("x_ech_config_stripped"))
+    engine = _str(main.get("engine"))
+    return {
+        "asked": "over DNS-over-HTTPS" if engine == "doh" else f"of {_str(main.get('resolver_address')) or '?'} "
+                 f"over {engine or '?'}",
+        "published": bool(config) and config != "GREASE",
+        "outer_name": _str(target.get("outer_server_name")),
+        "failure": _str(main.get("failure")),
+        "error": _str(tk.get("x_ech_config_error")),
+        "stripped": {"resolver": _str(stripped.get("resolver")), "failure": _str(stripped.get("failure"))}
+        if stripped else None,
+    }
 
 
 def quic_trigger(tk: Mapping[str, Any]) -> dict[str, str | None] | None:

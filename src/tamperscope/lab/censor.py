@@ -122,11 +122,12 @@ class Censor:
         return None
 
     def _first(self, rules: tuple[Rule, ...] | list[Rule], name: str | None, direction: str, port: int | None = None,
-               ech: bool = False) -> Rule | None:
-        """The first rule for ``name``; a rule for ECH (tls ``ech = true``) only when the hello carried it."""
+               ech: bool = False, qtype: int | None = None) -> Rule | None:
+        """The first rule for ``name``; a rule for ECH (tls ``ech = true``) only when the hello carried it, a dns
+        rule with ``qtypes`` only for a query of one of them."""
         for r in rules:
             if r.applies_to(direction) and r.matches_name(name) and (port is None or not r.ports or port in r.ports) \
-                    and (ech or not r.ech):
+                    and (ech or not r.ech) and (qtype is None or r.asks(qtype)):
                 return r
         return None
 
@@ -227,7 +228,7 @@ class Censor:
         if q is None or q.is_response:
             return fwd
         direction = "egress" if from_client else "ingress"
-        r = self._first(self.dns_rules, q.name, direction)
+        r = self._first(self.dns_rules, q.name, direction, qtype=q.qtype)
         if r is None:
             return fwd
         self.truth.write(r, f"{src}:{sport}", f"{dst}:53", q.name)

@@ -173,7 +173,7 @@ def isp_answerer(profile: Profile, upstream: str, truth_write: Callable[..., Non
         q = query.question[0]
         name = q.name.to_text(omit_final_dot=True).lower()
         for r in poison:
-            if r.applies_to("egress") and r.matches_name(name):
+            if r.applies_to("egress") and r.matches_name(name) and r.asks(q.rdtype):
                 truth_write(r, f"{peer[0]}:{peer[1]}", "isp-resolver", name)
                 resp = dns.message.make_response(query)
                 resp.flags |= dns.flags.RA

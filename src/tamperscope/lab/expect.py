@@ -56,7 +56,8 @@ def _ip_rule(profile: Profile, host: str, addr: str, port: int) -> Rule | None:
 
 def _named(profile: Profile, layer: str, host: str, port: int) -> Rule | None:
     for r in profile.rules_for(layer):
-        if r.applies_to("egress") and r.matches_name(host) and (not r.ports or port in r.ports) and not r.ech:
+        if r.applies_to("egress") and r.matches_name(host) and (not r.ports or port in r.ports) and not r.ech \
+                and r.asks(1):  # web_connectivity asks A
             return r
     return None
 

@@ -44,7 +44,7 @@ TOP_KEYS = {"name", "description", "network", "proxy", "rule"}
 NETWORK_KEYS = {"delay_ms", "residual_s", "placement", "tls_reassembly"}
 PROXY_KEYS = {"enabled", "header_case", "add_headers"}
 RULE_KEYS = {"id", "layer", "action", "domains", "suffix", "regex", "cidrs", "ports", "answer",
-             "blockpage", "rate_kbps", "direction", "inject", "ech"}
+             "blockpage", "rate_kbps", "direction", "inject", "ech", "qtypes"}
 INJECT_KEYS = {"ip_id", "ttl", "window"}
 
 
@@ -77,6 +77,7 @@ class Rule:
     direction: str = "egress"
     inject: Inject = field(default_factory=Inject)
     ech: bool = False  # tls rules: only ClientHellos that carry encrypted_client_hello (the SNI is the outer one)
+    qtypes: tuple[int, ...] = ()  # dns rules: only queries of these types (codes; empty: every type)
 
     def matches_name(self, name: str | None) -> bool:
         """Whether a DNS name / Host / SNI falls under this rule."""
@@ -93,6 +94,10 @@ class Rule:
     @property
     def has_name_match(self) -> bool:
         return bool(self.domains) or self.regex is not None
+
+    def asks(self, qtype: int) -> bool:
+        """Whether a DNS query of type ``qtype`` (a code: 1 for A) falls under this rule."""
+        return not self.qtypes or qtype in self.qtypes
 
     def applies_to(self, direction: str) -> bool:
         """Whether traffic initiated in `direction` ('egress'/'ingress') triggers the rule."""
@@ -337,8 +342,29 @@ def _parse_rule(src: str, i: int, t: Any, base: Path, builtin_pages: set[str], p
     ech = _typed(src, f"{where}.ech", t.get("ech", False), bool, "true or false")
     if ech and layer != "tls":
         raise _fail(src, f"{where}.ech", "only tls rules read a ClientHello's encrypted_client_hello")
+    qtypes = _qtypes(src, f"{where}.qtypes", t["qtypes"]) if "qtypes" in t else ()
+    if qtypes and layer != "dns":
+        raise _fail(src, f"{where}.qtypes", "only dns rules read a query's type")
+    if qtypes and action in ("inject", "poison") and QTYPES["A"] not in qtypes:
+        raise _fail(src, f"{where}.qtypes", f"a dns {action} rule answers with an address: list A")
     return Rule(rid, layer, action, domains, suffix, regex, tuple(cidrs), tuple(ports), answer,
-                blockpage, rate, direction, inject, ech)
+                blockpage, rate, direction, inject, ech, qtypes)
+
+
+QTYPES = {"A": 1, "NS": 2, "CNAME": 5, "MX": 15, "TXT": 16, "AAAA": 28, "SVCB": 64, "HTTPS": 65, "ANY": 255}
+
+
+def _qtypes(src: str, key: str, value: Any) -> tuple[int, ...]:
+    """A dns rule's query types, by name (``["HTTPS"]``: the rule strips the records that carry ECH configs)."""
+    if not isinstance(value, list) or not value:
+        raise _fail(src, key, f"must be a non-empty list of query types ({', '.join(QTYPES)}), not {value!r}")
+    out: list[int] = []
+    for name in value:
+        code = QTYPES.get(name.upper()) if isinstance(name, str) else None
+        if code is None:
+            raise _fail(src, key, f"{name!r} is not a query type this lab reads ({', '.join(QTYPES)})")
+        out.append(code)
+    return tuple(dict.fromkeys(out))
 
 
 # What TOML nests with, outside strings and comments: strings ("…", '…', and the multi-line forms, which

@@ -26,8 +26,12 @@ Both records are in ``tls_handshakes`` (tagged ``control`` and ``target``) and, 
 OONI's echcheck, under ``control`` and ``target``; the target's has ``echconfig`` (the
 published ECHConfigList in base64, or "GREASE"), ``outer_server_name`` and
 ``x_server_hello``. The HTTPS lookup is in ``queries`` (tagged ``ech_config``), and a
-published config that cannot be used is said in ``x_ech_config_error``. The verdict is
-model/ech.py's; with ``--capture``, a reset the censor forged gives ``x_signature``.
+published config that cannot be used is said in ``x_ech_config_error``. With a DoH server
+and a public resolver both, the record is asked of both (the second lookup tagged
+``ech_config_plain``): a config that comes over DoH but not over plain DNS was stripped on
+its way, which ``x_ech_config_stripped`` says (the resolver, the plain lookup's failure).
+The verdict is model/ech.py's; with ``--capture``, a reset the censor forged gives
+``x_signature``.
 """
 
 from __future__ import annotations
@@ -113,28 +117,45 @@ def config_resolver(ctx: Context) -> Resolver | None:
     return ctx.udp_resolver
 
 
-async def ech_config(host: str, trace: Trace, ctx: Context) -> tuple[str, ECHConfig | None, str | None]:
+async def _https_record(host: str, resolver: Resolver, tag: str, trace: Trace, ctx: Context
+                        ) -> tuple[str, str | None]:
+    """(the ``ech`` parameter of ``host``'s HTTPS record, base64, or ""; the lookup's failure)."""
+    try:
+        res = await lookup(host, "HTTPS", resolver=resolver, trace=trace, timeout=ctx.timeouts.dns, tags=(tag,))
+    except NetxError as exc:  # recorded in queries
+        return "", exc.failure
+    published = next((a["x_ech"] for a in (res.record or {}).get("answers") or () if a.get("x_ech")), "")
+    return published, res.failure
+
+
+async def ech_config(host: str, trace: Trace, ctx: Context
+                     ) -> tuple[str, ECHConfig | None, str | None, dict[str, Any] | None]:
     """(the ECHConfigList the site publishes, in base64, or ""; a config of it this client can use; why a
-    published list cannot be used): an HTTPS record's ``ech`` parameter."""
+    published list cannot be used; what a plain DNS lookup lost of it). With both a DoH server and a public
+    resolver, the HTTPS record is asked of both: a config that comes over DoH but not over plain DNS was
+    stripped on its way (or that resolver serves no HTTPS records), a way to block ECH without touching TLS."""
     resolver = config_resolver(ctx)
     if resolver is None:
-        return "", None, None
-    try:
-        res = await lookup(host, "HTTPS", resolver=resolver, trace=trace, timeout=ctx.timeouts.dns,
-                           tags=("ech_config",))
-    except NetxError:  # recorded in queries: the target goes without the site's config (GREASE)
-        return "", None, None
-    published = next((a["x_ech"] for a in (res.record or {}).get("answers") or () if a.get("x_ech")), "")
+        return "", None, None, None
+    compare = ctx.udp_resolver if resolver.engine == "doh" else None
+    async with asyncio.TaskGroup() as tg:
+        main = tg.create_task(_https_record(host, resolver, "ech_config", trace, ctx))
+        plain = tg.create_task(_https_record(host, compare, "ech_config_plain", trace, ctx)) if compare else None
+    published, _ = main.result()
+    stripped = None
+    if published and plain is not None and compare is not None and not plain.result()[0]:
+        stripped = {"resolver": f"{compare.address}:{compare.port or 53}", "failure": plain.result()[1]}
     if not published:
-        return "", None, None
+        return "", None, None, None
     try:
         configs = parse_config_list(base64.b64decode(published, validate=True))
     except (ECHError, binascii.Error, ValueError) as exc:
-        return published, None, f"the published ECHConfigList does not parse: {exc}"
+        return published, None, f"the published ECHConfigList does not parse: {exc}", stripped
     usable = next((c for c in configs if c.usable()), None)
     if usable is None:
-        return published, None, f"none of the {len(configs)} published ECH configs uses X25519 and a suite we have"
-    return published, usable, None
+        why = f"none of the {len(configs)} published ECH configs uses X25519 and a suite we have"
+        return published, None, why, stripped
+    return published, usable, None, stripped
 
 
 async def _target(ip: str, port: int, host: str, trace: Trace, ctx: Context, published: str,
@@ -188,9 +209,11 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
         async with asyncio.TaskGroup() as tg:
             addresses = tg.create_task(_addresses(host, trace, ctx))
             configs = tg.create_task(ech_config(host, trace, ctx))
-        ips, (published, config, why) = addresses.result(), configs.result()
+        ips, (published, config, why, stripped) = addresses.result(), configs.result()
         if why is not None:
             tk["x_ech_config_error"] = why
+        if stripped is not None:
+            tk["x_ech_config_stripped"] = stripped
         if ips:
             ip = ips[0]
             try:  # a failed step closes its connection; the trace keeps its record
