@@ -461,8 +461,8 @@ def ech_summary(name: str, m: dict[str, Any] | None, profile: object) -> str:
              if sealed else "the hello carrying Encrypted Client Hello")
     mech, status = tk.get("x_mechanism") or "none", tk.get("x_status")
     if status == "anomaly":
-        said = (f"blocked ({mech}): {hello} failed ({target.get('failure')}) where the same hello without it went "
-                "through")
+        plain = "a plain hello naming the site" if sealed else "the same hello without it"
+        said = f"blocked ({mech}): {hello} failed ({target.get('failure')}) where {plain} went through"
     elif status == "ok":
         said = f"not blocked: {hello} got the server's ServerHello"
     else:

@@ -191,7 +191,7 @@ def test_the_demo_says_what_echcheck_found_against_the_profiles_ech_rule() -> No
     passed = {"input": site, "test_keys": {"x_mechanism": "none", "x_status": "ok", "target": sealed}}
     failed = {"input": site, "test_keys": {"x_mechanism": "none", "x_status": "failure"}}
     text = ech_summary(site, blocked, ru)
-    assert "blocked (tls.drop)" in text and "generic_timeout_error" in text
+    assert "blocked (tls.drop)" in text and "(generic_timeout_error) where a plain hello naming the site went" in text
     assert f"the hello for {site}, sealed with its published ECH config inside one naming cloudflare-ech.com" in text
     assert "rule ru-ech blocks ECH to cloudflare-ech.com (drop)" in text
     assert text.endswith("agrees with the lab's ground truth")

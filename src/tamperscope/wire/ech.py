@@ -10,7 +10,8 @@ sends such a site, and passes that rule.
 
 Sans-IO: `parse_config_list` reads configs (hostile bytes: `ECHError`, one line), `seal_client_hello`
 builds the first flight a browser would send, and `open_client_hello` is the server's side (the lab and
-the tests hold the private key), which reads the inner hello back.
+the tests hold the private key), which reads the inner hello back. This client never compresses the inner
+hello's extensions (``ech_outer_extensions``), so the server's side does not expand them.
 """
 
 from __future__ import annotations
