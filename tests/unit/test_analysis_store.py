@@ -621,3 +621,36 @@ def test_a_flush_lets_go_of_the_raw_bytes_once_they_are_on_disk(tmp_path: Path) 
     assert batches[0].raw == () and batches[0].measurements.num_rows == 5
     assert sorted(store.raw(u) or b"" for u in result.order) == sorted(lines)
     store.close()
+
+
+def test_a_site_seen_blocked_by_echcheck_alone_says_with_ech_only(tmp_path: Path) -> None:
+    """echcheck's tls.drop on crypto.cloudflare.com means ECH to it is blocked, not the site: per_domain says so
+    (top_mechanism_ech_only), and the HTML report and the terminal report print "tls.drop, with ECH only";
+    a site web_connectivity saw blocked keeps its plain technique."""
+    from tamperscope.analysis import report
+
+    hs = {"address": "198.19.1.19:443", "server_name": "crypto.cloudflare.com", "t0": 0.1, "t": 0.2}
+    ech = {"measurement_uid": "e1", "report_id": "r-ech", "test_name": "echcheck", "test_version": "0.2.0",
+           "input": "https://crypto.cloudflare.com/", "probe_cc": "RU", "probe_asn": "AS12389",
+           "measurement_start_time": "2026-12-01 10:00:00",
+           "test_keys": {"control": {**hs, "failure": None, "tags": ["control"]},
+                         "target": {**hs, "failure": "generic_timeout_error", "tags": ["target"],
+                                    "outer_server_name": "cloudflare-ech.com", "echconfig": "AEn+DQ=="}}}
+    blocked = next(m for m in (json.loads(p.read_text()) for p in _sample_paths())
+                   if m["test_keys"].get("blocking") not in (False, None))
+    path = tmp_path / "ech.jsonl"
+    path.write_bytes(orjson.dumps(ech) + b"\n" + orjson.dumps(blocked) + b"\n")
+    store = Store(tmp_path / "s.duckdb")
+    try:
+        pipeline.run([str(path)], store)
+        by = {d["domain"]: d for d in aggregates.per_domain(store)}
+        assert (by["crypto.cloudflare.com"]["top_mechanism"], by["crypto.cloudflare.com"]["top_mechanism_ech_only"]) \
+            == ("tls.drop", True)
+        other = next(d for name, d in by.items() if name != "crypto.cloudflare.com")
+        assert other["anomaly_count"] and other["top_mechanism_ech_only"] is False
+        html = report.html_report(store)
+        assert "tls.drop, with ECH only" in html and "hellos that hide the site" in html
+        assert f"{report.technique(other['top_mechanism'])}, with ECH only" not in html
+        assert "tls.drop, with ECH only" in report.terminal_report(store)
+    finally:
+        store.close()

@@ -483,6 +483,9 @@ def test_an_ech_target_sealed_with_the_sites_config_shows_its_outer_name_and_the
     with running_app(Settings(db_path=tmp_path / "e.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
         (uid,) = (r["measurement_uid"] for r in c.post("/api/v1/submit", content=orjson.dumps(m)).json()["results"])
         page, twin = c.get(f"/m/{uid}").text, c.get(f"/m/{uid}.json").json()
+        home = c.get("/").text
+    # the site's row: echcheck alone saw it, so what was blocked is ECH to it, not the site
+    assert "tls.drop, with ECH only" in home
     target = twin["evidence"]["tls"][1]
     assert (target["ech"], target["outer_name"]) == ("the site's published config", "cloudflare-ech.com")
     card = page.split('id="tls"', 1)[1].split("</section>", 1)[0]

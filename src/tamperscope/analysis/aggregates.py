@@ -96,7 +96,9 @@ _ANOMALOUS = "outcome IN ('anomaly', 'confirmed')"
 
 
 def per_domain(store: Store, filters: Filters | None = None, limit: int | None = 100) -> list[dict[str, Any]]:
-    """Per domain, most anomalous first: counts, networks and countries seen, the commonest mechanism.
+    """Per domain, most anomalous first: counts, networks and countries seen, the commonest mechanism, and
+    whether echcheck alone saw it (``top_mechanism_ech_only``: the site's hellos carrying Encrypted Client Hello
+    were blocked, which is not the site being blocked).
 
     The counts come from one pass; the distinct counts and the commonest
     mechanism only for the domains that make the cut (DISTINCT is what costs).
@@ -104,16 +106,18 @@ def per_domain(store: Store, filters: Filters | None = None, limit: int | None =
     where, params = (filters or Filters()).where()
     top = f"LIMIT {int(limit)}" if limit is not None else ""
     sql = f"""
-        WITH f AS NOT MATERIALIZED (SELECT domain, probe_asn, probe_cc, mechanism, outcome FROM verdicts
+        WITH f AS NOT MATERIALIZED (SELECT domain, probe_asn, probe_cc, mechanism, outcome, test_name FROM verdicts
                    WHERE ({where}) AND domain IS NOT NULL),
         top AS (SELECT domain, {_COUNTS} FROM f GROUP BY domain
                 ORDER BY anomaly_count DESC, confirmed_count DESC, measurement_count DESC, domain {top}),
         seen AS (SELECT domain, count(DISTINCT probe_asn) AS network_count, count(DISTINCT probe_cc) AS country_count
                  FROM f SEMI JOIN top USING (domain) GROUP BY domain),
-        mech AS (SELECT domain, mechanism, count(*) AS n FROM f SEMI JOIN top USING (domain)
-                 WHERE {_ANOMALOUS} GROUP BY domain, mechanism),
-        best AS (SELECT domain, first(mechanism ORDER BY n DESC, mechanism) AS top_mechanism FROM mech GROUP BY domain)
-        SELECT top.*, seen.network_count, seen.country_count, best.top_mechanism
+        mech AS (SELECT domain, mechanism, count(*) AS n, bool_and(test_name = 'echcheck') AS ech_only
+                 FROM f SEMI JOIN top USING (domain) WHERE {_ANOMALOUS} GROUP BY domain, mechanism),
+        best AS (SELECT domain, first(mechanism ORDER BY n DESC, mechanism) AS top_mechanism,
+                        first(ech_only ORDER BY n DESC, mechanism) AS top_mechanism_ech_only FROM mech GROUP BY domain)
+        SELECT top.*, seen.network_count, seen.country_count, best.top_mechanism,
+               coalesce(best.top_mechanism_ech_only, false) AS top_mechanism_ech_only
         FROM top JOIN seen USING (domain) LEFT JOIN best USING (domain)
         ORDER BY anomaly_count DESC, confirmed_count DESC, measurement_count DESC, domain"""
     return _plain(query_rows(store.cursor(), sql, params))

@@ -224,6 +224,8 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
     domains = [d for d in aggregates.per_domain(store, filters, limit) if d["anomaly_count"]]
     for d in domains:
         d["share"] = _share(d["anomaly_count"], d["measurement_count"])
+        if d.get("top_mechanism_ech_only"):  # echcheck alone: ECH to the site was blocked, not the site
+            d["top_mechanism"] = f"{d['top_mechanism']}, {ECH_ONLY}"
     lines += ["Top blocked domains", table(domains, [
         ("domain", "domain"), ("measurement_count", "measured"), ("anomaly_count", "anomalies"),
         ("confirmed_count", "confirmed"), ("share", "share"), ("network_count", "networks"),
@@ -381,9 +383,14 @@ UNEXPLAINED = "unexplained"
 _TECHNIQUE_KEYS = frozenset({"mechanism", "top_mechanism"})
 
 
-def technique(mechanism: Any) -> Any:
-    """A mechanism as the HTML report and the explorer show it (`UNEXPLAINED` for "none")."""
-    return UNEXPLAINED if mechanism == "none" else mechanism
+ECH_ONLY = "with ECH only"  # after a site's technique when echcheck alone saw it: ECH to the site was blocked
+
+
+def technique(mechanism: Any, ech_only: Any = False) -> Any:
+    """A mechanism as the HTML report and the explorer show it (`UNEXPLAINED` for "none"), said to concern only
+    hellos carrying Encrypted Client Hello when echcheck alone saw it on the site."""
+    shown = UNEXPLAINED if mechanism == "none" else mechanism
+    return f"{shown}, {ECH_ONLY}" if ech_only is True and isinstance(shown, str) else shown
 
 
 def _html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
@@ -394,7 +401,7 @@ def _html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, 
     for r in rows:
         cells = []
         for key, _ in columns:
-            value = technique(r.get(key)) if key in _TECHNIQUE_KEYS else r.get(key)
+            value = technique(r.get(key), r.get(f"{key}_ech_only")) if key in _TECHNIQUE_KEYS else r.get(key)
             cls = " class='num'" if isinstance(value, (int, float)) else ""
             cells.append(f"<td{cls}>{_e(_cell(value) if not isinstance(value, str) else value)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
@@ -512,7 +519,10 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
                      ("domain", "site"), ("probe_asn", "network"), ("probe_cc", "country"),
                      ("measurements", "measurements since"), ("mechanism", "technique"), ("still", "still so")]))
     domains = [d for d in aggregates.per_domain(store, filters, limit) if d["anomaly_count"]]
-    parts.append("<h2>Most blocked sites</h2>" + _html_table(domains, [
+    ech_note = ("<p>A technique “" + _e(ECH_ONLY) + "” was seen by the test that checks Encrypted Client Hello "
+                "(echcheck) alone: hellos that hide the site's name were blocked, not the site itself.</p>"
+                if any(d.get("top_mechanism_ech_only") for d in domains) else "")
+    parts.append("<h2>Most blocked sites</h2>" + ech_note + _html_table(domains, [
         ("domain", "site"), ("measurement_count", "measured"), ("anomaly_count", "anomalous"),
         ("confirmed_count", "confirmed"), ("network_count", "networks"), ("country_count", "countries"),
         ("top_mechanism", "main technique")]))

@@ -86,8 +86,8 @@ def _when(value: Any) -> str:
     return str(value or "").replace("T", " ").removesuffix("Z")
 
 
-def _technique(value: Any) -> str:
-    return str(technique(value) or "")
+def _technique(value: Any, ech_only: Any = False) -> str:
+    return str(technique(value, ech_only) or "")
 
 
 _env.filters.update(seg=_seg, qs=_qs, num=_num, attrjson=_attrjson, when=_when, technique=_technique)
