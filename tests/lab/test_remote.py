@@ -296,3 +296,26 @@ def test_remote_web_over_quic_finds_the_sni_read_in_the_initial(lab, tmp_path) -
     log = [e for e in lab.logged("in-quic-sni") if e["client"].startswith(A.OUTSIDE + ":")]
     assert log and {e["name"] for e in log} == {"quicsni.example"}
     assert A.OUTSIDE not in out.read_text()
+
+
+def test_remote_web_over_echo_ech_finds_ech_blocked_by_its_public_name(lab, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """--protocol echo_ech sends the echo service what a browser sends the domain: crypto.cloudflare.com's hello
+    sealed with the config its HTTPS record publishes, whose public name cloudflare-ech.com is all the censor
+    reads, so in-ech drops it entering the country; example.org publishes none, and its GREASE hello naming
+    itself passes, as the control domain's does."""
+    out = tmp_path / "echo_ech.jsonl"
+    res = remote("web", "-V", A.ISP_WEB, "--protocol", "echo_ech", "--tries", "1", "-i", "crypto.cloudflare.com",
+                 "-i", "example.org", "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    got = {m["input"]: m["test_keys"] for m in read(out)}
+    assert {n: tk["x_mechanism"] for n, tk in got.items()} == {"crypto.cloudflare.com": "tls.drop",
+                                                             "example.org": "none"}
+    for name, tk in got.items():
+        controls = [e for e in tk["x_echo"] if "test" not in e["tags"]]
+        assert controls and all(e["failure"] is None and e["received"] == e["sent"] for e in controls)
+        hellos = [parse_client_hello(base64.b64decode(e["sent"]["data"])) for e in tk["x_echo"] if "test" in e["tags"]]
+        outer = "cloudflare-ech.com" if name == "crypto.cloudflare.com" else name
+        assert hellos and all(isinstance(h, ClientHello) and h.ech and h.sni == outer for h in hellos)
+    log = [e for e in lab.logged("in-ech") if e["client"].startswith(A.OUTSIDE + ":") and e["server"].endswith(":7")]
+    assert log and {e["name"] for e in log} == {"cloudflare-ech.com"}
+    assert A.OUTSIDE not in out.read_text()

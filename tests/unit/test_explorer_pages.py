@@ -411,7 +411,7 @@ def test_echo_exchanges_and_ech_handshakes_are_shown_in_our_words(tmp_path: Path
     echcheck's handshakes say which is the control and which carried ECH, and that a ServerHello came."""
     import base64
 
-    from tamperscope.wire.tlshello import client_hello
+    from tamperscope.wire.tlshello import client_hello, client_hello_with_ech
 
     base = next(samples.corpus(1, seed="echo"))
     evil = "<script>window.__pwned=1</script>"
@@ -425,6 +425,8 @@ def test_echo_exchanges_and_ech_handshakes_are_shown_in_our_words(tmp_path: Path
          "received": {"format": "base64", "data": base64.b64encode(b"\x15\x03\x03\x00\x02\x02\x28").decode()},
          "failure": "echo_mismatch"},
         {"transaction_id": 4, "tags": "junk", "sent": 5, "received": [1], "failure": {"x": 1}},
+        {"transaction_id": 5, "tags": ["echo_ech", "test"], "failure": "connection_reset", "received": "",
+         "sent": {"format": "base64", "data": base64.b64encode(client_hello_with_ech("ech.example")).decode()}},
     ]
     remote = {**base, "test_name": "remote_web", "input": "page.example",
               "test_keys": {"vantage": "198.18.1.80", "protocols": ["echo", "echo_tls"], "x_echo": x_echo}}
@@ -448,7 +450,8 @@ def test_echo_exchanges_and_ech_handshakes_are_shown_in_our_words(tmp_path: Path
         ("control domain, before", "an HTTP request", "example.com", True),
         ("the domain", "an HTTP request", evil, False),
         ("the domain", "a TLS ClientHello", "page.example", False),
-        (None, "an HTTP request", None, False)]
+        (None, "an HTTP request", None, False),
+        ("the domain", "a TLS ClientHello with Encrypted Client Hello", "ech.example", False)]
     assert rows[1]["received"].endswith(evil) and rows[2]["received"] is None and rows[2]["received_length"] == 7
     assert "the same bytes" in section and "7 bytes, binary" in section
     tls = ech_twin["evidence"]["tls"]

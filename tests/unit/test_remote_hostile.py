@@ -39,6 +39,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.x509.oid import NameOID
 
 from tamperscope.model import failures as F
@@ -845,6 +846,78 @@ def test_echo_tls_vantage(on_domain: Any, mechanism: str, failure: str | None) -
     if mechanism == "http.blockpage":
         assert tk["x_fingerprints"] and "forti" in " ".join(tk["x_fingerprints"]).lower()
     assert elapsed < 10
+
+
+ECH_KEY = X25519PrivateKey.from_private_bytes(bytes(range(2, 34)))  # fixed, as any key test parameters use
+
+
+def _ech_published() -> bytes:
+    from tamperscope.wire import ech
+
+    return ech.encode_config_list(ech.encode_config(0x33, ECH_KEY.public_key().public_bytes_raw(),
+                                                    "cloudflare-ech.com", ((1, 1),), 64))
+
+
+def _https_resolver(published: bytes | None) -> srv.UDPHandler:
+    """The trusted resolver: an HTTPS record for DOMAIN with ``published`` (None: none)."""
+    def handler(query: Any, data: bytes) -> list[srv.Reply]:
+        reply = dns.message.make_response(query)
+        q = query.question[0]
+        if published is not None and q.rdtype == 65 and q.name.to_text().rstrip(".") == DOMAIN:
+            value = f'1 . ech="{base64.b64encode(published).decode()}"'
+            reply.answer.append(dns.rrset.from_text(q.name, 60, "IN", "HTTPS", value))
+        return [(0.0, reply.to_wire())]
+    return handler
+
+
+def ech_echo_script(seen: list[tuple[str | None, bool]]) -> Script:
+    """An echo service behind Russia's rule: a hello with ECH whose outer name is cloudflare-ech.com is reset;
+    every other hello comes back. ``seen``: (outer name, carries ECH) of each hello read."""
+    def script(conn: socket.socket, server: TCPServer) -> None:
+        data, sni = read_hello(conn)
+        hello = parse_client_hello(data)
+        ech = isinstance(hello, ClientHello) and hello.ech
+        seen.append((sni, ech))
+        if ech and sni == "cloudflare-ech.com":
+            reset(conn)
+            return
+        server.send(conn, data)
+        server.stop.wait(0.2)
+    return script
+
+
+@pytest.mark.parametrize("published", [True, False], ids=["config-published", "no-config"])
+def test_echo_ech_sends_what_a_browser_sends_the_domain(published: bool) -> None:
+    """--protocol echo_ech: the domain's hello is sealed with the config its HTTPS record publishes, so its
+    name in the clear is the config's public name, which Russia's rule reads: tls.rst from outside. The
+    control domain's hello is GREASE ECH naming itself and comes back. Without a published config the
+    domain's hello is GREASE naming the domain, which that rule lets through."""
+    from tamperscope.wire import ech
+
+    seen: list[tuple[str | None, bool]] = []
+
+    async def with_resolver() -> tuple[dict[str, Any], float]:
+        async with srv.UDPDNSServer(_https_resolver(_ech_published() if published else None)) as dns_server:
+            ctx = echo_ctx(echo, protocols=["echo_ech"])
+            ctx = Context(timeouts=ctx.timeouts, matcher=ctx.matcher, options=ctx.options,
+                          udp_resolver=Resolver("udp", "127.0.0.1", port=dns_server.port, duplicate_window=0))
+            return await asyncio.to_thread(measure, remote_web, ctx)
+
+    with TCPServer(WEB_VANTAGE_IP, ech_echo_script(seen)) as echo:
+        tk, _ = asyncio.run(with_resolver())
+    controls = [e for e in tk["x_echo"] if "test" not in e["tags"]]
+    assert controls and all(e["failure"] is None and e["received"] == e["sent"] for e in controls)
+    assert (CONTROL, True) in seen and all(ech_flag for _, ech_flag in seen)
+    tests = [base64.b64decode(e["sent"]["data"]) for e in tk["x_echo"] if "test" in e["tags"]]
+    if published:
+        assert tk["x_mechanism"] == "tls.rst" and ("cloudflare-ech.com", True) in seen
+        (config,) = ech.parse_config_list(_ech_published())
+        assert {ech.open_client_hello(t, {0x33: (config, ECH_KEY)}).sni for t in tests} == {DOMAIN}
+        (query,) = [q for q in tk["queries"] if q["query_type"] == "HTTPS"]
+        assert query["tags"] == ["ech_config"]
+    else:
+        assert tk["x_mechanism"] == "none" and (DOMAIN, True) in seen
+        assert all(parse_client_hello(t).sni == DOMAIN for t in tests)  # type: ignore[union-attr]
 
 
 def test_echo_and_echo_tls_together_the_strongest_wins() -> None:

@@ -441,11 +441,12 @@ def echoes(tk: Mapping[str, Any]) -> list[dict[str, Any]]:
             continue
         tags = e.get("tags")
         tags = tags if isinstance(tags, list) else []
-        protocol = "echo_tls" if "echo_tls" in tags else "echo" if "echo" in tags else None
+        protocol = next((p for p in ("echo_ech", "echo_tls", "echo") if p in tags), None)
         sent, received = body_bytes(e.get("sent")), body_bytes(e.get("received"))
-        hello = parse_client_hello(sent) if protocol == "echo_tls" else None
-        if isinstance(hello, ClientHello):
-            what, name = "a TLS ClientHello", hello.sni
+        hello = parse_client_hello(sent) if protocol in ("echo_tls", "echo_ech") else None
+        if isinstance(hello, ClientHello):  # with ECH, the name in the clear: the outer one
+            what = "a TLS ClientHello with Encrypted Client Hello" if hello.ech else "a TLS ClientHello"
+            name = hello.sni
         else:
             host = re.search(rb"\r\nhost:[ \t]*([^\r\n]{0,253})", sent[:4096], re.I)
             what, name = "an HTTP request", host.group(1).decode("utf-8", "replace").strip() if host else None

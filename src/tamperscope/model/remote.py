@@ -16,7 +16,8 @@ Every record a remote nettest writes carries a role in its ``tags``:
   the control domain through the same trusted resolver.
 - ``validate``: a TLS handshake (and HTTP fetch) to an address the vantage answered that the
   control did not, with the domain as SNI (Satellite's HTTPS validation).
-- remote_web adds the protocol, ``http``, ``https``, ``quic``, ``echo`` or ``echo_tls``, to each record's tags.
+- remote_web adds the protocol, ``http``, ``https``, ``quic``, ``echo``, ``echo_tls`` or ``echo_ech``, to each
+  record's tags.
 
 remote_dns, in order:
 1. The vantage did not resolve the control domain before the test, or its answer shares no
@@ -54,7 +55,8 @@ remote_web, for each protocol, then the strongest:
    ``http.blockpage`` when a fingerprint matches them (0.95), else ``middlebox`` (0.6: the
    request was altered or answered on the way, and the same echo service sent the control
    domain's request back intact). ``echo_tls`` is the same with a ClientHello naming the
-   domain as its SNI: a reset or a close is ``tls.rst``, silence ``tls.drop``.
+   domain as its SNI, and ``echo_ech`` with the ClientHello with Encrypted Client Hello a
+   browser sends the domain: a reset or a close is ``tls.rst``, silence ``tls.drop``.
 """
 
 from __future__ import annotations
@@ -71,8 +73,8 @@ from .webparts import body_bytes, header_pairs, is_bogon
 
 BEFORE, AFTER, TEST, CONTROL, VALIDATE = "vantage_before", "vantage_after", "test", "control", "validate"
 CONTROL_DOMAIN = "control_domain"  # the trusted resolver's answer for the control domain
-PROTOCOLS = ("http", "https", "quic", "echo", "echo_tls")
-_ECHOES = ("echo", "echo_tls")  # steps whose record is in x_echo
+PROTOCOLS = ("http", "https", "quic", "echo", "echo_tls", "echo_ech")
+_ECHOES = ("echo", "echo_tls", "echo_ech")  # steps whose record is in x_echo
 ECHO_MISMATCH = F.ECHO_MISMATCH  # an echo service's answer that is not the bytes sent
 NEGATIVE = frozenset({"dns_nxdomain", "dns_no_answer", "dns_error"})  # failure classes of a negative answer
 
@@ -346,7 +348,8 @@ def _attempts(tk: Mapping[str, Any], protocol: str) -> list[_Attempt]:
 _STEP_MECHANISMS = {("http", "reset"): "http.rst", ("http", "eof"): "http.rst", ("http", "timeout"): "http.drop",
                     ("echo", "reset"): "http.rst", ("echo", "eof"): "http.rst", ("echo", "timeout"): "http.drop",
                     ("echo_tls", "reset"): "tls.rst", ("echo_tls", "eof"): "tls.rst",
-                    ("echo_tls", "timeout"): "tls.drop",
+                    ("echo_tls", "timeout"): "tls.drop", ("echo_ech", "reset"): "tls.rst",
+                    ("echo_ech", "eof"): "tls.rst", ("echo_ech", "timeout"): "tls.drop",
                     ("tls", "reset"): "tls.rst", ("tls", "eof"): "tls.rst", ("tls", "timeout"): "tls.drop",
                     ("quic", "timeout"): "quic.drop"}
 

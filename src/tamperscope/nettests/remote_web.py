@@ -3,10 +3,13 @@
 The vantage is a web server inside the censored network that need not host the
 domain at all: what is measured is the path to it. For each protocol (``http``: a GET
 with the domain as Host; ``https``: a TLS handshake with the domain as SNI; ``quic``,
-on request: a QUIC handshake with the domain as the SNI of its Initial; ``echo`` and
-``echo_tls``, on request: Quack's method, a GET naming the domain, or a TLS ClientHello
-with the domain as its SNI, sent to the vantage's echo service, port 7, which must send
-back exactly those bytes, kept in ``x_echo``), the
+on request: a QUIC handshake with the domain as the SNI of its Initial; ``echo``,
+``echo_tls`` and ``echo_ech``, on request: Quack's method, a GET naming the domain, a TLS
+ClientHello with the domain as its SNI, or the ClientHello with Encrypted Client Hello a
+browser sends the domain (sealed with the config its HTTPS record publishes, the config's
+public name in the clear; GREASE naming the domain when it publishes none), sent to the
+vantage's echo service, port 7, which must send back exactly those bytes, kept in
+``x_echo``), the
 measurer first checks that the vantage serves an innocuous control domain, then sends
 the domain (two attempts by default: remote paths lose packets), then the control
 domain again. When the vantage does not serve the control domain, the measurement
@@ -30,15 +33,17 @@ from ..model.remote import AFTER, BEFORE, ECHO_MISMATCH, PROTOCOLS, TEST, remote
 from ..model.verdict import failure_class, quic_completed
 from ..netx import NetxError, Trace, classify, round_trip, tcp_connect, tls_handshake
 from ..netx.trace import maybe_binary
-from ..wire.tlshello import client_hello
+from ..wire.ech import ECHConfig, seal_client_hello
+from ..wire.tlshello import client_hello, client_hello_with_ech
 from .base import Context, NettestError
+from .echconfig import ech_config
 from .vantage import control_domain_of, domain_name, finish_with, tries_of, vantage_of
 
 NAME = "remote_web"
 VERSION = "0.1.0"
 NEEDS_INPUT = True
-PORTS = {"http": 80, "https": 443, "quic": 443, "echo": 7, "echo_tls": 7}
-ECHOES = ("echo", "echo_tls")  # Quack's two payloads, to the same echo service
+PORTS = {"http": 80, "https": 443, "quic": 443, "echo": 7, "echo_tls": 7, "echo_ech": 7}
+ECHOES = ("echo", "echo_tls", "echo_ech")  # Quack's two payloads, and ECH's, to the same echo service
 DEFAULT_PROTOCOLS = ("http", "https")  # quic and echo on request: most in-country web servers run neither
 ECHO_KEEP = 64 << 10  # bytes of an echo's answer kept: the first ones decide, a hostile server may not stop
 FORGED_IDLE = 1.0  # seconds the rest of a forged answer may take to come
@@ -69,7 +74,7 @@ def ports_of(ctx: Context) -> dict[str, int]:
         for protocol, port in given.items():
             if protocol in ports and type(port) is int and 0 < port < 65536:
                 ports[protocol] = port
-    ports["echo_tls"] = ports["echo"]
+    ports["echo_tls"] = ports["echo_ech"] = ports["echo"]
     return ports
 
 
@@ -94,6 +99,7 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
     tk: dict[str, Any] = {"vantage": vantage, "control_domain": control_domain, "domain": name,
                           "protocols": list(protocols)}
     echoes: list[dict[str, Any]] = []
+    config: ECHConfig | None = None
 
     async def attempt(protocol: str, role: str, host: str) -> bool | None:
         """One connection carrying `host`: True when it completed, None when the censor answered it (a reset
@@ -112,7 +118,8 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
             return False
         if protocol in ECHOES:
             try:
-                return await _echo(stream, echo_payload(protocol, host), trace, t.http, tags, echoes)
+                payload = echo_payload(protocol, host, config if host == name else None)
+                return await _echo(stream, payload, trace, t.http, tags, echoes)
             finally:
                 await stream.aclose()
         if protocol == "https":
@@ -152,6 +159,10 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
         await attempt(protocol, AFTER, control_domain)
 
     async with trace:
+        if "echo_ech" in protocols:  # the domain's own ECH config, as a browser gets it (queries: ech_config)
+            published, config, why, _ = await ech_config(name, trace, ctx)
+            if why is not None:
+                tk["x_ech_config_error"] = why
         async with asyncio.TaskGroup() as tg:
             for protocol in protocols:
                 tg.create_task(measure(protocol))
@@ -162,11 +173,17 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
     return tk
 
 
-def echo_payload(protocol: str, host: str) -> bytes:
+def echo_payload(protocol: str, host: str, config: ECHConfig | None = None) -> bytes:
     """What Quack sends an echo server: for ``echo`` a GET naming the domain, as a censor's HTTP filter reads
-    it; for ``echo_tls`` a real ClientHello (OpenSSL's, fresh each time) with the domain as its SNI."""
+    it; for ``echo_tls`` a real ClientHello (OpenSSL's, fresh each time) with the domain as its SNI; for
+    ``echo_ech`` the hello with Encrypted Client Hello a browser sends: sealed with ``config`` (its public name
+    in the clear), else GREASE naming ``host`` (the control domain's always: an ECH hello a censor that reads
+    ECH by name lets pass)."""
     if protocol == "echo_tls":
         return client_hello(host, ("http/1.1",))
+    if protocol == "echo_ech":
+        return seal_client_hello(config, host, ("http/1.1",)).record if config else client_hello_with_ech(
+            host, ("http/1.1",))
     return f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode("ascii", errors="replace")  # names are IDNA
 
 

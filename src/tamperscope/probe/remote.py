@@ -104,13 +104,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                         "Initial, UDP 443: for a censor filtering HTTP/3; only for vantages that speak it) and/or "
                         "echo (Quack: a GET naming the domain sent to the vantage's echo service, port 7, which "
                         "must send the same bytes back), echo_tls (the same with a TLS ClientHello naming the "
-                        "domain as its SNI); default http and https")
+                        "domain as its SNI), echo_ech (the same with the ClientHello with Encrypted Client Hello "
+                        "a browser sends the domain: sealed with the config its HTTPS record publishes, whose "
+                        "public name is all a censor reads); default http and https")
     p.add_argument("--http-port", type=int, default=80, metavar="PORT",
                    help="web: the vantages' HTTP port (default 80)")
     p.add_argument("--https-port", type=int, default=443, metavar="PORT",
                    help="web: the vantages' HTTPS port (default 443)")
     p.add_argument("--echo-port", type=int, default=7, metavar="PORT",
-                   help="web: the vantages' echo port, for --protocol echo and echo_tls (default 7)")
+                   help="web: the vantages' echo port, for --protocol echo, echo_tls and echo_ech (default 7)")
     p.add_argument("--ca-bundle", default=None, help="dns: CA bundle to validate answers with; default "
                    "$TAMPERSCOPE_CA_BUNDLE or the system's")
     p.add_argument("--asn-table", default=None,
