@@ -160,7 +160,7 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
 
     async with trace:
         if "echo_ech" in protocols:  # the domain's own ECH config, as a browser gets it (queries: ech_config)
-            published, config, why, _ = await ech_config(name, trace, ctx)
+            _, config, why, _ = await ech_config(name, trace, ctx)
             if why is not None:
                 tk["x_ech_config_error"] = why
         async with asyncio.TaskGroup() as tg:
