@@ -11,7 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from tamperscope.analysis.records import BOM, CHUNK, Line, Rejection
@@ -154,16 +154,15 @@ class Lz4File:
         self._f = lz4.frame.open(path, "rb")
 
     def read(self, size: int = -1) -> bytes:
-        try:
-            data: bytes = self._f.read(size)
-            return data
-        except RuntimeError as exc:
-            raise OSError(f"lz4 decompress failed: {one_line(exc)}") from exc
+        return self._bytes(self._f.read, size)
 
     def readline(self, limit: int = -1) -> bytes:
+        return self._bytes(self._f.readline, limit)
+
+    @staticmethod
+    def _bytes(method: Callable[[int], bytes], n: int) -> bytes:
         try:
-            line: bytes = self._f.readline(limit)
-            return line
+            return method(n)
         except RuntimeError as exc:
             raise OSError(f"lz4 decompress failed: {one_line(exc)}") from exc
 
