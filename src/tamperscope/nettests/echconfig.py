@@ -37,6 +37,19 @@ async def https_record(host: str, resolver: Resolver, tag: str, trace: Trace, ct
     return published, res.failure
 
 
+def usable_config(published: str) -> tuple[ECHConfig | None, str | None]:
+    """(the first config of a published ECHConfigList, base64 as the HTTPS record gives it, that this client
+    can use; why none, when there is none)."""
+    try:
+        configs = parse_config_list(base64.b64decode(published, validate=True))
+    except (ECHError, binascii.Error, ValueError) as exc:
+        return None, f"the published ECHConfigList does not parse: {exc}"
+    usable = next((c for c in configs if c.usable()), None)
+    if usable is None:
+        return None, f"none of the {len(configs)} published ECH configs uses X25519 and a suite we have"
+    return usable, None
+
+
 async def ech_config(host: str, trace: Trace, ctx: Context
                      ) -> tuple[str, ECHConfig | None, str | None, dict[str, Any] | None]:
     """(the ECHConfigList the site publishes, in base64, or ""; a config of it this client can use; why a
@@ -56,12 +69,5 @@ async def ech_config(host: str, trace: Trace, ctx: Context
         stripped = {"resolver": f"{compare.address}:{compare.port or 53}", "failure": plain.result()[1]}
     if not published:
         return "", None, None, None
-    try:
-        configs = parse_config_list(base64.b64decode(published, validate=True))
-    except (ECHError, binascii.Error, ValueError) as exc:
-        return published, None, f"the published ECHConfigList does not parse: {exc}", stripped
-    usable = next((c for c in configs if c.usable()), None)
-    if usable is None:
-        why = f"none of the {len(configs)} published ECH configs uses X25519 and a suite we have"
-        return published, None, why, stripped
-    return published, usable, None, stripped
+    usable, why = usable_config(published)
+    return published, usable, why, stripped

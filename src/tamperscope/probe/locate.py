@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import errno
 import ipaddress
 import json
@@ -42,10 +41,11 @@ from ..cli import UsageError
 from ..model.inputs import BadInput, check_host, normal_url, parse_url
 from ..model.location import Location, Observation, RunResult, decide_run, majority, signature, signature_key
 from ..model.webparts import is_ip
+from ..nettests.echconfig import usable_config
 from ..netx import Trace, lookup_udp, ttlprobe
 from ..netx.dns import build_query
 from ..netx.quic import initial_datagram
-from ..wire.ech import ECHConfig, ECHError, parse_config_list, seal_client_hello
+from ..wire.ech import ECHConfig, seal_client_hello
 from ..wire.tlshello import client_hello, client_hello_with_ech
 
 CONTROL_NAME = "www.example.com"
@@ -139,15 +139,8 @@ async def _ech_config(host: str, resolver: str) -> ECHConfig | None:
     can use, as echcheck takes it; None without one."""
     trace = Trace(record_io=False)
     res = await lookup_udp(host, "HTTPS", server=resolver, trace=trace, timeout=4, duplicate_window=0)
-    for answer in (res.record or {}).get("answers") or ():
-        try:
-            configs = parse_config_list(base64.b64decode(answer.get("x_ech") or "", validate=True))
-        except (ECHError, ValueError):
-            continue
-        usable = next((c for c in configs if c.usable()), None)
-        if usable is not None:
-            return usable
-    return None
+    published = next((a["x_ech"] for a in (res.record or {}).get("answers") or () if a.get("x_ech")), "")
+    return usable_config(published)[0] if published else None
 
 
 async def _real_address(host: str, resolver: str) -> tuple[str | None, bool]:
