@@ -451,6 +451,8 @@ def export_command(args: argparse.Namespace) -> int:
     store = _open(args.db, create=False)
     try:
         counts = store.export_parquet(args.parquet)
+    except StoreError as exc:  # DIR holds something of its own under an export's name: not replaced
+        raise UsageError(str(exc)) from None
     except (OSError, duckdb.Error) as exc:  # a full disk: the previous export is left as it was
         print(f"tamperscope: cannot export to {args.parquet}: {error_line(exc)}", file=sys.stderr)
         return 1

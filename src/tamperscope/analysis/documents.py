@@ -21,7 +21,7 @@ from typing import IO, Any
 import orjson
 
 from tamperscope.analysis.framing import Lz4File, Replay, decompress_error, one_line, read_lines
-from tamperscope.analysis.records import BOM, CHUNK, JSON_WS, Line, Rejection
+from tamperscope.analysis.records import BOM, CHUNK, JSON_WS, TOO_DEEP, Line, Rejection
 
 # --------------------------------------------------------------------------- JSON documents and arrays
 
@@ -351,7 +351,10 @@ def _array_item(source: str, number: int, held: _Held) -> Line | Rejection:
         return Rejection(source, number, "corrupt_json", f"array item {number} is not valid JSON")
     if not isinstance(item, dict):
         return Rejection(source, number, "wrong_type", f"array item {number} is a {_json_type(item)}, not an object")
-    return Line(source, number, orjson.dumps(item))
+    try:
+        return Line(source, number, orjson.dumps(item))
+    except orjson.JSONEncodeError:  # parsed, but too deep to write back
+        return Rejection(source, number, "invalid_value", TOO_DEEP)
 
 
 def _read_documents(source: str, f: IO[bytes], max_bytes: int) -> Iterator[Line | Rejection]:
@@ -454,7 +457,12 @@ def read_post(source: str, f: IO[bytes], max_bytes: int) -> Iterator[Line | Reje
     if not isinstance(content, dict):
         yield Rejection(source, 1, "wrong_type", f"content is a {_json_type(content)}, not an object")
         return
-    yield Line(source, 1, orjson.dumps(content))
+    try:
+        data = orjson.dumps(content)
+    except orjson.JSONEncodeError:  # parsed, but too deep to write back
+        yield Rejection(source, 1, "invalid_value", TOO_DEEP)
+        return
+    yield Line(source, 1, data)
 
 
 _TRUNCATED_TAR = "the archive ends early; members before the cut were kept"

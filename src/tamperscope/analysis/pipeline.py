@@ -47,6 +47,7 @@ import pyarrow as pa
 from tamperscope.analysis import reader
 from tamperscope.analysis.observations import ObservationColumns
 from tamperscope.analysis.reader import FileDone, Line, Partition, Rejection
+from tamperscope.analysis.records import TOO_DEEP
 from tamperscope.analysis.rules import rows_of, rule_table
 from tamperscope.analysis.schema import path_text, rows_to_table
 from tamperscope.analysis.store import (
@@ -234,7 +235,8 @@ def content_uid(m: Mapping[str, Any], env: Envelope) -> tuple[str, int]:
     """(measurement_uid, 64-bit key): ``YYYYmmddHHMMSS_CC_testname_<128-bit hash>``.
 
     The hash is a SHA-256 of the canonical JSON (orjson, keys sorted): the same
-    measurement, however formatted, always gets the same uid.
+    measurement, however formatted, always gets the same uid. Raises ``orjson.JSONEncodeError``
+    for a measurement nested too deep to write back (`TOO_DEEP`).
     """
     digest = hashlib.sha256(orjson.dumps(m, option=orjson.OPT_SORT_KEYS)).digest()
     # the year padded by hand: strftime's %Y writes year 1 as "1", not "0001"
@@ -350,7 +352,11 @@ def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
         if selection is not None and not selection.admits(env):
             outside += 1
             continue
-        uid, key = content_uid(m, env)
+        try:
+            uid, key = content_uid(m, env)
+        except orjson.JSONEncodeError:  # parsed, but too deep to write back: no canonical form, no uid
+            rejections.append(Rejection(item.source, item.line, "invalid_value", TOO_DEEP))
+            continue
         order.append(uid)
         if uid in seen:
             continue

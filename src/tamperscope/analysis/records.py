@@ -23,6 +23,9 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 LZ4_MAGIC = b"\x04\x22\x4d\x18"
 TAR_MAGIC = b"ustar"  # at offset 257 of a tar archive's first header (POSIX and GNU)
 STDIN = "-"  # the path that names standard input
+# orjson reads values nested up to 1,024 levels deep but writes only up to 254 (orjson.JSONEncodeError): a
+# measurement nested deeper parses, yet cannot be re-serialised or hashed into its uid. No probe writes one.
+TOO_DEEP = "the measurement is nested more than 254 levels deep"
 
 # reason -> what it means; the report prints these, docs/analysis.md lists them.
 REASONS: dict[str, str] = {

@@ -87,6 +87,30 @@ def error_line(exc: BaseException) -> str:
 # --------------------------------------------------------------------------- paths
 
 
+def _make_parent(path: Path) -> None:
+    """The store's directory, made if missing; a `StoreError` when it cannot be (a file in the way, a place
+    this user cannot write), rather than an OSError from deep inside opening the store."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:  # one of the parents is a file: "File exists" would not say which
+        raise StoreError(f"cannot create the store {path}: {exc.filename} is not a directory") from None
+    except OSError as exc:
+        raise StoreError(f"cannot create the store {path}: {error_line(exc)}") from None
+
+
+def _ours(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Refuse another program's DuckDB database before migrating writes our tables into it: a store with no
+    migration recorded holds no table of its own (an interrupted first migration can leave ``migrations``)."""
+    if schema_version(con):
+        return
+    tables = sorted(row[0] for row in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall())
+    others = ["".join(ch if ch.isprintable() else "?" for ch in name) for name in tables if name != "migrations"]
+    if others:
+        shown = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
+        raise StoreError(f"{path} is not a tamperscope store: it is a DuckDB database with other tables ({shown})")
+
+
 def default_db_path() -> Path:
     """``$TAMPERSCOPE_DB``, else ``$XDG_DATA_HOME/tamperscope/tamperscope.duckdb``
     (``~/.local/share/tamperscope/...`` when XDG_DATA_HOME is unset)."""
@@ -175,7 +199,7 @@ class Store:
         self.path = Path(path)
         if not create and not self.path.exists():
             raise StoreError(f"no store at {self.path}: run `tamperscope analyze` first")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _make_parent(self.path)
         try:
             self.con = duckdb.connect(str(self.path))
         except duckdb.IOException as exc:
@@ -193,8 +217,12 @@ class Store:
         self.con.execute("SET enable_progress_bar = false")
         self.raw_root = Path(raw_root) if raw_root is not None else raw_root_for(self.path)
         try:
+            _ours(self.con, self.path)
             self.migrated = migrate(self.con)
             promote(self.con)  # what a streaming ingest that did not finish left to confirm
+        except (duckdb.Error, ValueError) as exc:  # tables of our names but not our shape
+            self.con.close()
+            raise StoreError(f"cannot use {self.path} as a store: {error_line(exc)}") from exc
         except BaseException:
             self.con.close()
             raise
@@ -698,9 +726,14 @@ class Store:
         earlier one left (a day or a country the store no longer has, a partition that
         had more files), and the files of ``DIR`` that are not the export's are left alone.
         An export that fails while writing (a full disk) leaves the previous one as it was.
+        A ``DIR/<table>`` or ``DIR/<name>.parquet`` that is not an earlier export (a folder of
+        one's own called ``rules``) is never replaced: `StoreError`, before anything is written.
         """
         self.flush()
         out = Path(directory)
+        if (theirs := _not_an_export(out)) is not None:
+            raise StoreError(f"{theirs} is not an earlier export, and the export would replace it: "
+                             "move it away or export to another directory")
         out.mkdir(parents=True, exist_ok=True)
         queries = {
             "measurements": "SELECT * FROM measurements",
@@ -738,6 +771,39 @@ class Store:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return counts
+
+
+EXPORT_TABLES = ("measurements", "verdicts", "observations", "rules")  # DIR/<table>/day=.../probe_cc=.../
+EXPORT_FILES = ("rejections.parquet", "runs.parquet")
+
+
+def _not_an_export(out: Path) -> Path | None:
+    """The first entry of ``out`` an export would replace that an export did not write, or None.
+
+    An export's table is a directory of ``day=…`` partitions (or nothing, for an empty table), and its
+    other files are Parquet (``PAR1``); names starting with a dot (a file manager's ``.DS_Store``) are
+    allowed. Anything else there is someone's own, which replacing it would delete."""
+    for name in EXPORT_TABLES:
+        path = out / name
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            return path
+        if path.is_dir():
+            with os.scandir(path) as entries:
+                if any(not (e.name.startswith("day=") and e.is_dir(follow_symlinks=False))
+                       and not e.name.startswith(".") for e in entries):
+                    return path
+    for name in EXPORT_FILES:
+        path = out / name
+        if path.is_symlink() or path.is_dir():
+            return path
+        if path.exists():
+            try:
+                with open(path, "rb") as f:
+                    if f.read(4) != b"PAR1":
+                        return path
+            except OSError:
+                return path
+    return None
 
 
 def _sql_path(path: Path) -> str:
