@@ -51,7 +51,11 @@ def check_token(configured: str | None, header: str | None) -> int:
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not given:
         return 401
-    return 0 if hmac.compare_digest(given.strip().encode(), configured.encode()) else 403
+    # Bytes against bytes: the header's as sent (HTTP servers decode header bytes as latin-1), the token's
+    # as UTF-8, so a token beyond ASCII can be presented; surrogateescape keeps a token that came from
+    # a non-UTF-8 environment (`usable_token` refuses those at start) from raising here.
+    sent = given.strip().encode("latin-1", "replace")
+    return 0 if hmac.compare_digest(sent, configured.encode("utf-8", "surrogateescape")) else 403
 
 
 def usable_token(token: str | None) -> str | None:
@@ -62,6 +66,10 @@ def usable_token(token: str | None) -> str | None:
         return None
     if len(token) < MIN_TOKEN_LENGTH:
         raise TokenError(f"the admin token must be at least {MIN_TOKEN_LENGTH} characters")
+    try:
+        token.encode("utf-8")
+    except UnicodeEncodeError:  # $TAMPERSCOPE_ADMIN_TOKEN holding bytes that are not UTF-8
+        raise TokenError("the admin token must be UTF-8 text") from None
     return token
 
 

@@ -145,7 +145,8 @@ def _filters(query: MeasurementQuery) -> Filters:
 def aggregate(collector: Collector, name: str, filters: Filters, limit: int | None) -> list[dict[str, Any]]:
     reader: Any = collector.reader
     if name == "hops":
-        return hops(collector.reader, filters)
+        found = hops(collector.reader, filters)
+        return found[:limit] if limit is not None else found
     fn = aggregates.AGGREGATES[name]
     if name in ("per_domain", "per_network", "per_test", "signatures", "blocking_rules"):
         return fn(reader, filters, limit=limit)

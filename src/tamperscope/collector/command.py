@@ -70,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
             token = args.admin_token_file.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise UsageError(f"cannot read {args.admin_token_file}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:  # a binary file named by mistake (a key, an image): a usage error too
+            raise UsageError(f"{args.admin_token_file} is not UTF-8 text: the admin token is one line of text") \
+                from None
     db = args.db or default_db_path()
     try:
         settings = settings_from_env(

@@ -99,15 +99,22 @@ def _content_type(headers: Sequence[tuple[str, str]]) -> dict[str, str]:
     return {name: value[:MAX_CHARSET_LABEL] for name, value in headers if name.lower() == "content-type"}
 
 
+# Lone surrogates: what a few codecs a body may name as its charset (utf-7, unicode_escape) decode to, and
+# what no UTF-8 answer (the page, its JSON twin, the sandboxed view) can carry.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def body_text(value: Any, headers: Sequence[tuple[str, str]] = ()) -> str:
-    """The body decoded for display (charset from the headers or the page, else UTF-8 with replacement)."""
+    """The body decoded for display (charset from the headers or the page, else UTF-8 with replacement);
+    a surrogate the charset decodes to is shown as U+FFFD, as an undecodable byte is."""
     data = body_bytes(value)
     try:
         from tamperscope.wire.fingerprints import decode_body
 
-        return decode_body(data, _content_type(headers))
+        text = decode_body(data, _content_type(headers))
     except Exception:  # a hostile charset label must not break the page
         return data.decode("utf-8", "replace")
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def title_of(text: str) -> str | None:

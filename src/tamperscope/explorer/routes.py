@@ -237,6 +237,8 @@ def _search(request: Request, as_json: bool) -> Response:
         "page": "search", "title": "Search measurements", "params": params, "problem": problem,
         "choices": pages.search_choices(collector.reader), "outcomes": pages.OUTCOMES,
         "result": result, "page_no": page_no,
+        # the exports take the API's parameters: the form's outcome as its flags, every page, not this one
+        "export_params": {k: v for k, v in query.params().items() if k not in ("limit", "offset")},
         "prev_params": {**params, "page": page_no - 1} if page_no > 1 else None,
         "next_params": {**params, "page": page_no + 1} if result["metadata"].get("next_url") else None,
     }
