@@ -225,7 +225,10 @@ def classify(exc: BaseException, *, operation: str) -> str:
         text = str(exc)
         if "buffer too long" in text or "header" in text.lower() and "too" in text.lower():
             return F.HTTP_HEADERS_TOO_LARGE
-        if "peer closed connection" in text or "incomplete" in text:
+        # h11's words for a FIN inside the body's framing: within a chunk ("peer closed connection without
+        # sending complete message body"), or within a chunk-size line or the trailers ("peer unexpectedly
+        # closed connection"); where a censor's FIN lands must not change the failure.
+        if "peer closed connection" in text or "unexpectedly closed" in text or "incomplete" in text:
             return F.EOF_ERROR
         return F.HTTP_PROTOCOL_ERROR
     if isinstance(exc, h2.exceptions.DenialOfServiceError):

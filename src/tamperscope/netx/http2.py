@@ -5,8 +5,9 @@ own, not a multiplexed pool. Bytes received before the response headers are
 counted against ``Limits.header_bytes`` (plus one frame of slack), so a server
 that streams endless HEADERS/CONTINUATION or junk frames fails fast; h2's own
 HPACK list-size check is a second line. The receive windows granted up front
-cover ``Limits.body`` (so no WINDOW_UPDATE is ever needed); past it the stream is
-cancelled with RST_STREAM.
+cover ``Limits.body`` (so the body never needs a WINDOW_UPDATE; only DATA frames'
+padding, which takes window and is no body, is handed back as it comes); past it the
+stream is cancelled with RST_STREAM.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ async def exchange(conn: Connection, request: Request, partial: Partial, limits:
                 raise HTTPError(F.HTTP_HEADERS_TOO_LARGE)
         events = h2conn.receive_data(data)
         done = False
+        padding = 0
         for event in events:
             if getattr(event, "stream_id", stream_id) != stream_id:
                 continue
@@ -87,6 +89,7 @@ async def exchange(conn: Connection, request: Request, partial: Partial, limits:
                 got_headers = True
                 _take_headers(partial, event.headers or [], limits)
             elif isinstance(event, h2.events.DataReceived):
+                padding += (event.flow_controlled_length or 0) - len(event.data or b"")
                 if not partial.add_body(event.data or b"", limits.body):
                     h2conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
                     done = True
@@ -98,6 +101,11 @@ async def exchange(conn: Connection, request: Request, partial: Partial, limits:
             elif isinstance(event, h2.events.ConnectionTerminated):
                 if not done:
                     raise HTTPError(F.unknown(f"http2 goaway error_code={int(event.error_code or 0)}"))
+        if padding > 0 and not done:
+            # Padding takes window and is no body: hand it back, or a server that pads its DATA frames (as
+            # RFC 9113 allows) waits for window once padding has used what we granted, and we time out.
+            h2conn.increment_flow_control_window(padding)
+            h2conn.increment_flow_control_window(padding, stream_id=stream_id)
         pending = h2conn.data_to_send()
         if pending:
             await conn.write(pending)

@@ -139,6 +139,10 @@ async def handshake(ip: str, port: int, *, server_name: str | None, trace: Trace
             negotiated = await _drive(conn, proto, (ip, port), loop)
     except Exception as exc:  # noqa: BLE001 - every failure becomes the record's failure string
         failure = classify(exc, operation=F.QUIC_HANDSHAKE)
+    except BaseException:  # cancelled (a measurement's deadline): the socket and its reader go all the same
+        if proto is not None:
+            proto.close()
+        raise
     chain = _peer_chain(conn)
     certs = [binary(der) for der in chain]
     if failure is None and not _verified_over_tls(trace, ip, server_name, certs):

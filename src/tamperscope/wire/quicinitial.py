@@ -79,7 +79,7 @@ def _initial_hello(d: bytes) -> ClientHello | None | bool:
 
 def _hello_in(payload: bytes) -> ClientHello | None | bool:
     """Gather the CRYPTO frames of one Initial's payload and parse the ClientHello they start."""
-    pieces: dict[int, bytes] = {}
+    pieces: list[tuple[int, bytes]] = []  # (offset, data) of each CRYPTO frame, in packet order
     pos = 0
     while pos < len(payload):
         kind = payload[pos]
@@ -90,7 +90,7 @@ def _hello_in(payload: bytes) -> ClientHello | None | bool:
             size, pos = _varint(payload, pos)
             if offset + size > MAX_CRYPTO or pos + size > len(payload):
                 return None
-            pieces[offset] = payload[pos : pos + size]
+            pieces.append((offset, payload[pos : pos + size]))
             pos += size
         elif kind in (0x02, 0x03):  # ACK: a client's first Initial has none, but a later one may
             _, pos = _varint(payload, pos + 1)  # largest acknowledged
@@ -106,11 +106,15 @@ def _hello_in(payload: bytes) -> ClientHello | None | bool:
             break
         else:
             return None  # no other frame may be in an Initial (RFC 9000 section 12.4)
-    data = bytearray()
-    while len(data) in pieces:  # the contiguous bytes from offset 0
-        data += pieces[len(data)]
     if not pieces:
         return None
+    # The contiguous bytes from offset 0, as the server reassembles them: frames in any order, overlapping
+    # (where they overlap, the bytes already gathered stand) or empty, each looked at once.
+    data = bytearray()
+    for offset, piece in sorted(pieces, key=lambda p: p[0]):
+        if offset > len(data):
+            break  # a gap: the rest is in another packet
+        data += piece[len(data) - offset :]
     if not data:
         return False  # the ClientHello's start is in another packet
     return parse_handshake(bytes(data))
