@@ -120,6 +120,8 @@ def parse_url(url: str) -> URLParts:
                        "with the measurement")
     if not parts.hostname:
         raise BadInput(f"malformed URL {url!r}: no host")
+    if "[" in parts.netloc and ":" not in parts.hostname:  # urlsplit takes [v1.x] (RFC 3986's IPvFuture) as v1.x
+        raise BadInput(f"malformed URL {url!r}: only an IPv6 address goes in brackets")
     if port == 0:
         raise BadInput(f"malformed URL {url!r}: port 0")
     try:
@@ -167,6 +169,30 @@ def read_bounded(path: str | os.PathLike[str], limit: int, what: str) -> str:
         raise BadInput(f"cannot read {what} {path}: not UTF-8 text ({at})") from None
     except OSError as e:
         raise BadInput(f"cannot read {what} {path}: {e.__class__.__name__}: {e.strerror or e}") from None
+
+
+def first_column(text: str, source: str = "list", headers: tuple[str, ...] = ("url",)) -> list[tuple[int, str]]:
+    """(line number, value) of each entry of a one-per-line list, or the first column of a CSV (a Citizen Lab
+    test list): a UTF-8 byte-order mark, blank lines, ``#`` comments, a header row (its first cell one of
+    `headers`, in any case) and rows with an empty first cell are skipped; a quoted cell is unquoted
+    (``"a.com","NEWS"``). The byte-order mark (Windows' Notepad writes one) was part of the first entry: a
+    name measured and recorded with it, a URL refused. BadInput, naming the line, for a quote never closed."""
+    found: list[tuple[int, str]] = []
+    for n, line in enumerate(text.removeprefix("\ufeff").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        value = line.split(",", 1)[0]
+        if value.lstrip().startswith('"'):
+            try:
+                value = next(csv.reader([line], strict=True))[0]
+            except csv.Error as e:
+                why = "a quote opened here is never closed" if "end of data" in str(e) else str(e)
+                raise BadInput(f"{source}: line {n}: not valid CSV: {why}") from None
+        value = value.strip()
+        if value and value.lower() not in headers:
+            found.append((n, value))
+    return found
 
 
 def read_url_list(text: str, source: str = "list") -> list[ListEntry]:

@@ -19,9 +19,9 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from ..model.evasion import PLAIN, Strategy, evasion_verdict, judge, strategies_for
+from ..model.inputs import BadInput, parse_url
 from ..model.webparts import endpoint, idna_host, is_ip
 from ..netx import SYSTEM, NetxError, Trace, lookup_addresses, round_trip, tcp_connect, tls_handshake
 from ..netx import shape as S
@@ -71,15 +71,15 @@ def _shape(strategy: str, host: str) -> S.Shape | None:
 
 
 def _parse(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
-    host = idna_host(parts.hostname or "")
-    if parts.scheme not in ("http", "https") or not host:
-        raise NettestError(f"evasion needs an http(s) URL: {url!r}")
+    """(scheme, host in IDNA form, port), checked as web_connectivity checks its URL: a port of 0 was taken
+    for the default, a host like ``a b`` or ``-a.com`` measured, and a user name and password published."""
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise NettestError(f"bad port in {url!r}") from None
-    return parts.scheme, host, port
+        u = parse_url(url)
+    except BadInput as e:
+        if str(e).startswith("not an http(s) URL"):
+            raise NettestError(f"evasion needs an http(s) URL: {url!r}") from None
+        raise NettestError(f"evasion: {e}") from None
+    return u.scheme, idna_host(u.host), u.port
 
 
 def check_input(input: str) -> None:

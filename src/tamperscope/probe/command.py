@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from .. import nettests
 from ..cli import UsageError
 from ..model.asn import EMPTY, MAX_TABLE, AsnTable
-from ..model.inputs import MAX_LIST, BadInput, normal_url, parse_url, read_bounded, read_url_list
+from ..model.inputs import MAX_LIST, BadInput, first_column, normal_url, parse_url, read_bounded, read_url_list
 from ..model.measurement import ProbeInfo
 from ..nettests.base import Context, NettestError, Timeouts
 from .engine import (
@@ -318,10 +318,12 @@ def _inputs(args: argparse.Namespace, nettest: Any, backend: str | None) -> list
             for n, entry in enumerate(entries, 1):
                 check(entry.url, f"{path}: entry {n}: ")
             continue
-        for n, line in enumerate(text.splitlines(), 1):
-            value = line.strip().split(",")[0].strip()  # a Citizen Lab CSV's first column, or the whole line
-            if value and not line.lstrip().startswith("#") and value.lower() != "url":
-                check(value, f"{path}: line {n}: ")
+        try:
+            values = first_column(text, str(path))  # a Citizen Lab CSV's first column, or the whole line
+        except BadInput as e:
+            raise UsageError(str(e)) from None
+        for n, value in values:
+            check(value, f"{path}: line {n}: ")
     if items:
         return list(dict.fromkeys(items))
     try:

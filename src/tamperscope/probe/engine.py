@@ -468,7 +468,7 @@ def _endpoint(spec: str, default_scheme: str) -> tuple[str, str, int | None]:
     parts = urlsplit(spec if "://" in spec else f"{default_scheme}://{spec}")
     port = parts.port  # raises ValueError for a port out of range or not a number
     host = parts.hostname or ""
-    if not host or port == 0 or not host_ok(host):
+    if not host or port == 0 or not host_ok(host) or ("[" in parts.netloc and ":" not in host):  # [v1.x]
         raise ValueError(spec)
     return parts.scheme, host, port
 
@@ -482,8 +482,23 @@ def _tls_input(input: str) -> None:
         raise NettestError(f"not an http(s) URL or a domain: {input!r}")
 
 
+def no_credentials(input: str) -> None:
+    """NettestError for an input naming a user (``https://alice:secret@host/``, ``alice@host:7``): every input is
+    published with its measurement, so no nettest takes one (web_connectivity's `parse_url` refused it, but
+    dnscheck, tls_mitm, echcheck, blocking_rules, evasion and the middlebox nettests recorded it as given)."""
+    spec = input.strip()
+    try:
+        netloc = urlsplit(spec if "://" in spec else f"//{spec}").netloc
+    except ValueError:
+        return  # not a URL: the nettest's own check names what is wrong with it
+    if "@" in netloc:
+        raise NettestError(f"{input!r} holds a user name or password: refused, because it would be published "
+                           "with the measurement")
+
+
 def check_backend(spec: str) -> None:
     """An echo backend as the middlebox nettests take it: host[:port] or a URL (port 80 unless it says)."""
+    no_credentials(spec)
     try:
         _endpoint(spec, "tcp")
     except ValueError:
@@ -512,6 +527,7 @@ def check_input(nettest: ModuleType, input: str | None, *, backend: str | None =
         if nettest.NAME in _NEEDS_BACKEND and not backend:
             raise NettestError("needs an echo backend: --backend HOST[:PORT] (in the lab, TAMPERSCOPE_ECHO)")
         return
+    no_credentials(input)
     check = getattr(nettest, "check_input", None) or _INPUT_CHECKS.get(nettest.NAME)
     if check is not None:
         try:

@@ -40,7 +40,7 @@ from typing import Any
 from ..cli import UsageError
 from ..model.inputs import BadInput, check_host, normal_url, parse_url
 from ..model.location import Location, Observation, RunResult, decide_run, majority, signature, signature_key
-from ..model.webparts import is_ip
+from ..model.webparts import idna_host, is_ip
 from ..nettests.echconfig import usable_config
 from ..netx import Trace, lookup_udp, ttlprobe
 from ..netx.dns import build_query
@@ -80,6 +80,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def trigger_payload(layer: str, host: str, path: str = "/", ech_config: ECHConfig | None = None) -> bytes:
+    # the name as the probe sends it: IDNA (a censor matches ``xn--`` in a Host or SNI, and QUIC's hello takes
+    # ASCII only: an IDN URL or --control raised UnicodeEncodeError after the traceroute)
+    host = idna_host(host)
     if layer == "http":
         return (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: Mozilla/5.0\r\nAccept: */*\r\n"
                 "Connection: close\r\n\r\n").encode()

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..cli import UsageError
 from ..model.asn import EMPTY, AsnTable
-from ..model.inputs import MAX_LIST
+from ..model.inputs import MAX_LIST, BadInput, first_column
 from ..model.measurement import ProbeInfo
 from ..nettests import remote_dns, remote_web
 from ..nettests.base import Context, NettestError, Timeouts
@@ -230,16 +230,21 @@ def _vantages(args: argparse.Namespace) -> list[str]:
     found = [_vantage(v, "--vantage: ") for v in args.vantage]
     for path in args.vantages:
         text = _read_bounded(path, MAX_LIST, "vantage list")
-        for n, line in enumerate(text.splitlines(), 1):
-            value = line.strip().split(",")[0].strip()
-            if value and not value.startswith("#") and value.lower() not in ("ip", "address", "vantage"):
-                found.append(_vantage(value, f"{path}: line {n}: "))
+        for n, value in _first_column(text, path, ("ip", "address", "vantage")):
+            found.append(_vantage(value, f"{path}: line {n}: "))
     found = list(dict.fromkeys(found))
     if not found:
         raise UsageError("remote needs at least one --vantage (or --vantages FILE)")
     if len(found) > MAX_VANTAGES:
         raise UsageError(f"at most {MAX_VANTAGES:,} vantages in one run, not {len(found):,}")
     return found
+
+
+def _first_column(text: str, path: Path, headers: tuple[str, ...]) -> list[tuple[int, str]]:
+    try:
+        return first_column(text, str(path), headers)
+    except BadInput as e:
+        raise UsageError(str(e)) from None
 
 
 def _inputs(args: argparse.Namespace, nettest: ModuleType) -> list[str]:
@@ -255,10 +260,8 @@ def _inputs(args: argparse.Namespace, nettest: ModuleType) -> list[str]:
         check(i, "")
     for path in args.list:
         text = _read_bounded(path, MAX_LIST, "list")
-        for n, line in enumerate(text.splitlines(), 1):
-            value = line.strip().split(",")[0].strip()  # a Citizen Lab CSV's first column, or the whole line
-            if value and not line.lstrip().startswith("#") and value.lower() not in ("url", "domain"):
-                check(value, f"{path}: line {n}: ")
+        for n, value in _first_column(text, path, ("url", "domain")):  # a Citizen Lab CSV's first column, or the line
+            check(value, f"{path}: line {n}: ")
     if not items:
         raise UsageError(f"remote {args.kind} needs --input or --list")
     return list(dict.fromkeys(items))
