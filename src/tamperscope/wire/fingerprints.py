@@ -149,15 +149,29 @@ _HEADER_CHARSET = re.compile(r"""charset\s*=\s*(?:["']\s*)?([A-Za-z0-9_.:-]{1,40
 _CHARSET_SNIFF = 4096  # bytes of body searched for <meta charset>
 
 
+# Python text codecs that are no charset a page can be in: escape and transfer formats (a "charset=
+# unicode_escape" body would be read as escape sequences, lone surrogates included), IDNA's, and ones that
+# cannot decode at all. Browsers know none of them (the WHATWG Encoding Standard), so neither do we.
+_NOT_CHARSETS = frozenset({"utf-7", "unicode-escape", "raw-unicode-escape", "idna", "punycode", "undefined",
+                           "charmap"})
+
+
 def _codec(label: str) -> str | None:
-    """Python codec for a charset label ("windows-874" style labels map to cpNNN), or None."""
+    """Python codec for a charset label ("windows-874" style labels map to cpNNN), or None.
+
+    None too for a label a hostile server picks to break the decoding: a bytes-to-bytes codec
+    (``base64``, ``zlib``: ``bytes.decode`` raises for them) or one of `_NOT_CHARSETS`.
+    """
     label = label.strip().lower()
     if m := re.fullmatch(r"(?:windows|win|x-cp)-?(\d{3,4})", label):
         label = "cp" + m.group(1)
     try:
-        return codecs.lookup(label).name
+        info = codecs.lookup(label)
     except LookupError:
         return None
+    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
+        return None
+    return info.name
 
 
 def _header_items(headers: Headers) -> list[tuple[str, str]]:
