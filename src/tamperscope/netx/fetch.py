@@ -20,7 +20,7 @@ from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 from tamperscope.model import failures as F
 from tamperscope.netx.classify import NetxError
 from tamperscope.netx.connect import Connector, DirectConnector
-from tamperscope.netx.http import DEFAULT_HEADERS, HTTPResponse, Limits, Target, round_trip
+from tamperscope.netx.http import DEFAULT_HEADERS, URL_SAFE, HTTPResponse, Limits, Target, round_trip
 from tamperscope.netx.resolver import SYSTEM, Resolver, resolve_fn
 from tamperscope.netx.tls import DEFAULT_ALPN
 from tamperscope.netx.trace import Trace
@@ -28,8 +28,6 @@ from tamperscope.netx.trace import Trace
 DEFAULT_FETCH_TIMEOUT = 30.0
 MAX_REDIRECTS = 10
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-# What a request target may hold as is: printable ASCII but the space (h11 refuses the rest).
-_URL_SAFE = "".join(map(chr, range(0x21, 0x7F)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +118,7 @@ def redirect_target(current: str, location: str) -> tuple[str | None, str]:
             pass  # not UTF-8: percent-encoded as it is
         except ValueError:  # a host that is no IDN (UnicodeError is a ValueError)
             return None, invalid
-    location = quote(raw, safe=_URL_SAFE)
+    location = quote(raw, safe=URL_SAFE)
     try:
         given = urlsplit(location)
     except ValueError:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from tamperscope.model import failures as F
 from tamperscope.netx.classify import HTTPError, NetxError, classify
@@ -40,6 +40,10 @@ class Limits:
     headers: int = 100  # number of response header fields before failing
 
 
+# What a request target may hold as is: printable ASCII but the space (h11 refuses the rest).
+URL_SAFE = "".join(map(chr, range(0x21, 0x7F)))
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """The parts of a URL a request needs."""
@@ -63,13 +67,19 @@ class Target:
         if not host.isascii():
             host = host.encode("idna").decode("ascii")  # UnicodeError is a ValueError
         default = 443 if scheme == "https" else 80
-        port = parts.port or default  # .port raises ValueError on a bad port
+        port = parts.port  # raises ValueError on a bad port
+        if port == 0:  # (a redirect to http://host:0/): no service listens there, and 0 is no default
+            raise ValueError("URL with port 0")
+        port = port or default
         shown = f"[{host}]" if ":" in host else host
         authority = shown if port == default else f"{shown}:{port}"
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
-        return cls(scheme, host, port, authority, path)
+        # As a browser sends it: text beyond ASCII in UTF-8, percent-encoded, and spaces and control characters
+        # too (h11 refuses them: http://a.com/é failed before anything was sent, a failure no censor caused).
+        # An escape already there ("%20") stays as written.
+        return cls(scheme, host, port, authority, quote(path, safe=URL_SAFE))
 
 
 @dataclass(frozen=True, slots=True)
