@@ -190,6 +190,8 @@ def _risk(items: _Items, loop: str | None) -> str | None:
             inner = loop if hi <= 1 else ("unbounded" if unbounded or loop == "unbounded" else "bounded")
             if reason := _risk(body, inner):
                 return reason
+            if hi > _SPLITS and _splits(body):
+                return "a repeated group whose iterations can divide the same text many ways, like (a?){30} or (aa?)*"
             if unbounded and len(body) == 1 and body[0][0] in _SINGLE:
                 chars = _single_char(*body[0])
                 if previous is not _NONE and _overlap(previous, chars):
@@ -209,6 +211,27 @@ def _risk(items: _Items, loop: str | None) -> str | None:
         if op not in _ZERO_WIDTH:
             previous = _NONE
     return None
+
+
+_SPLITS = 10  # iterations of a group below which its ways of dividing a text (2**n at most) stay few
+
+
+def _last_solid(items: _Items) -> tuple[Any, Any] | None:
+    solid = [(op, av) for op, av in items if op not in _ZERO_WIDTH]
+    if not solid:
+        return None
+    op, av = solid[-1]
+    return _last_solid(av[3]) if op is _sre.SUBPATTERN else (op, av)
+
+
+def _splits(body: _Items) -> bool:
+    """Whether one iteration of ``body`` can end early and leave its last characters to the next one:
+    ``(a?){30}`` and ``(aa?){30}`` divide a run of a's in exponentially many ways, which the engine tries
+    one by one when the rest fails; ``(ab?){30}`` cannot (each iteration starts at an ``a``)."""
+    last = _last_solid(body)
+    if last is None or last[0] not in _BACKTRACKING_REPEATS or last[1][0] == last[1][1]:
+        return False
+    return _overlap(_first_chars(last[1][2]), _first_chars(body))
 
 
 def backtracking_risk(pattern: str, flags: int = 0) -> str | None:
