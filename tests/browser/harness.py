@@ -40,7 +40,12 @@ XSS_SVG = '"><svg onload=window.__pwned=1>'
 XSS_DOMAIN = "xss-target.example"
 XSS_INPUT = f"http://{XSS_DOMAIN}/{XSS_SCRIPT}?q={XSS_SVG}"
 XSS_TITLE = f"Blocked {XSS_IMG} {XSS_SCRIPT}"
-XSS_BODY = (f"<html><head><title>{XSS_TITLE}</title><script>window.__pwned=1;parent.__pwned=1</script></head>"
+# A captured page may also try to leave its frame or call home without a script: a meta refresh (run even in
+# a frame whose scripts are refused, unless the sandbox stops it), an image, a style sheet.
+XSS_ESCAPES = ('<meta http-equiv="refresh" content="0;url=http://leak.example/refresh">'
+               '<link rel="stylesheet" href="http://leak.example/css"><img src="http://leak.example/img">')
+XSS_BODY = (f"<html><head><title>{XSS_TITLE}</title>{XSS_ESCAPES}"
+            "<script>window.__pwned=1;parent.__pwned=1</script></head>"
             f'<body onload="window.__pwned=1"><h1>Access restricted</h1><p>{XSS_SCRIPT}{XSS_IMG}{XSS_SVG}</p>'
             "<p>zapret-info.prometey.me</p></body></html>")
 XSS_HEADER = f"x{XSS_SVG}{XSS_IMG}"

@@ -73,6 +73,10 @@ def test_measurement_page_shows_the_payloads_as_text(guarded: tuple[Any, Guard],
     frame.wait_for_url("**/body/0")
     frame.wait_for_load_state("load")
     assert frame.locator("h1").inner_text() == "Access restricted"     # it did render
+    page.wait_for_timeout(1500)  # its meta refresh of 0 s, image and style sheet would have gone out by now
+    assert frame.url.endswith("/body/0"), frame.url                     # the refresh did not navigate the frame
+    assert not guard.foreign, guard.foreign                             # nothing left for leak.example
+    assert frame.evaluate("document.querySelectorAll('meta[http-equiv=refresh]').length") == 1  # it was there
     assert_inert(page, path)
     assert frame.evaluate("typeof window.__pwned") == "undefined"
     assert frame.evaluate("document.querySelectorAll('script').length") >= 2   # the scripts were there...
