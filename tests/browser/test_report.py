@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from tests.browser.harness import overlap
+from tests.unit.test_blocking_rules import measurement_with_path
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
@@ -35,6 +36,10 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
         m.update(probe_cc=cc, probe_asn=f"AS{asn}", report_id=f"r{i}",
                  measurement_start_time=f"2024-01-{1 + i % 30:02d} 12:00:00")
         lines.append(orjson.dumps(m))
+    # and a blocking_rules measurement, for the table of what the censors' rules match (ten columns)
+    envelope = json.loads((SAMPLES / "dnsBlockingNXDOMAIN" / "measurement.json").read_text())
+    lines.append(orjson.dumps({**envelope, **measurement_with_path(), "test_version": "0.1.0",
+                               "report_id": "rules", "measurement_start_time": "2024-01-15 12:00:00"}))
     (work / "in.jsonl").write_bytes(b"\n".join(lines))
     db, out = work / "s.duckdb", work / "report.html"
     for args in (["analyze", str(work / "in.jsonl")], ["report", "--html", str(out)]):
@@ -95,6 +100,20 @@ def test_the_report_draws_offline_and_reads_cleanly(page: tuple[Any, dict[str, l
     assert len(colours) >= 10 and len(set(colours)) == len(colours), colours
     assert seen["requests"] and all(u.startswith("file://") for u in seen["requests"]), seen["requests"]
     assert seen["foreign"] == [] and seen["errors"] == []
+
+
+def test_sentences_in_tables_keep_a_reading_width(page: tuple[Any, dict[str, list[str]]], report: Path) -> None:
+    """The rules table has ten columns; its "what it means" sentences were squeezed to a word or two per line."""
+    p, _ = page
+    _open(p, report)
+    assert p.locator("h2", has_text="What the censors' rules match").count() == 1
+    cells = p.locator("td").evaluate_all(
+        "ts => ts.filter(t => t.innerText.length > 40 && t.innerText.split(' ').length > 4)"
+        ".map(t => [t.innerText, t.getBoundingClientRect().width])")
+    rules = [c for c in cells if "are blocked" in c[0] or "forges DNS answers" in c[0]]
+    assert rules, cells  # the rules table's sentences are there
+    for text, width in cells:
+        assert width >= 200, (text, width)
 
 
 def test_the_report_fits_a_phone(browser: Any, report: Path) -> None:

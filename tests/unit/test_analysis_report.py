@@ -95,7 +95,7 @@ def test_an_anomaly_no_technique_explains_is_called_unexplained_not_none(store: 
 
     assert any(m["mechanism"] == "none" and m["measurement_count"] for m in aggregates.per_mechanism(store))
     page = html_report(store)
-    cells = re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td>", page)
+    cells = re.findall(r"<tr><td>([^<]*)</td><td(?: class='prose')?>([^<]*)</td>", page)
     assert ("unexplained", MECHANISM_WORDS["none"]) in cells  # the techniques table
     assert not [c for c in cells if c[0] == "none"]
     assert "<td>none</td>" not in page

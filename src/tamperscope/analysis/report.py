@@ -393,6 +393,12 @@ def technique(mechanism: Any, ech_only: Any = False) -> Any:
     return f"{shown}, {ECH_ONLY}" if ech_only is True and isinstance(shown, str) else shown
 
 
+def _prose(value: object) -> bool:
+    """A sentence (a rule or a technique in words): its cell keeps a reading width, where a table of many
+    columns squeezed it to a word per line."""
+    return isinstance(value, str) and len(value) > 40 and value.count(" ") >= 4
+
+
 def _html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
     if not rows:
         return "<p class='none'>None.</p>"
@@ -402,7 +408,7 @@ def _html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, 
         cells = []
         for key, _ in columns:
             value = technique(r.get(key), r.get(f"{key}_ech_only")) if key in _TECHNIQUE_KEYS else r.get(key)
-            cls = " class='num'" if isinstance(value, (int, float)) else ""
+            cls = " class='num'" if isinstance(value, (int, float)) else " class='prose'" if _prose(value) else ""
             cells.append(f"<td{cls}>{_e(_cell(value) if not isinstance(value, str) else value)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
@@ -417,7 +423,7 @@ h1{font-size:1.6rem;margin:.5rem 0}h2{font-size:1.25rem;margin-top:2rem;border-b
 .chart{background:#fff;margin:1rem 0;min-height:320px}
 table{border-collapse:collapse;width:100%;background:#fff;font-size:.92rem}
 th,td{padding:.35rem .5rem;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
-td.num{text-align:right;font-variant-numeric:tabular-nums}th{background:#f0f0f0}
+td.num{text-align:right;font-variant-numeric:tabular-nums}th{background:#f0f0f0}td.prose{min-width:15rem}
 .scroll{overflow-x:auto}.none{color:#777}dl{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}
 dt{font-weight:600}dd{margin:0}.tag{display:inline-block;padding:0 .4rem;border-radius:3px;color:#fff}
 footer{color:#777;font-size:.85rem;margin-top:2rem}
