@@ -58,6 +58,12 @@ def _qs(params: dict[str, Any]) -> str:
     return urlencode({k: v for k, v in params.items() if v not in (None, "")})
 
 
+def _plural(value: Any, one: str, many: str | None = None) -> str:
+    """The noun for ``value`` things: "1 country", "2 countries" (``{{ n | num }} {{ n | plural("country",
+    "countries") }}``); the lead lines said "1 countries and 1 networks"."""
+    return one if value == 1 else many if many is not None else one + "s"
+
+
 def _num(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return "" if value is None else str(value)
@@ -90,7 +96,7 @@ def _technique(value: Any, ech_only: Any = False) -> str:
     return str(technique(value, ech_only) or "")
 
 
-_env.filters.update(seg=_seg, qs=_qs, num=_num, attrjson=_attrjson, when=_when, technique=_technique)
+_env.filters.update(seg=_seg, qs=_qs, num=_num, plural=_plural, attrjson=_attrjson, when=_when, technique=_technique)
 _env.globals.update(pct=_pct, version=__version__, plotly_style_ids=plotlyjs.style_ids,
                     plotly_css=lambda: plotlyjs.stylesheet() is not None)
 
