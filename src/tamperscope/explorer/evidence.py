@@ -420,6 +420,7 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
         "fingerprints": fingerprints([str(f) for f in fps][:20]),
         "hop": {**hop, "raw": hop_raw} if hop is not None else None,
         "signature": tk.get("x_signature"),
+        "signature_view": signature_view(tk.get("x_signature")),
         "equipment": tk.get("x_equipment"),
         "remote": remote(m),
         "throttle": tk.get("x_throttle"),
@@ -565,6 +566,46 @@ def ech_config(tk: Mapping[str, Any]) -> dict[str, Any] | None:
     }
 
 
+_FLAGS = {"F": "FIN", "S": "SYN", "R": "RST", "P": "PSH", "A": "ACK", "U": "URG", "E": "ECE", "C": "CWR"}
+
+
+def _number(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def signature_view(value: Any) -> dict[str, Any] | None:
+    """``x_signature`` in words, for the page: its key (what groups the same gear), then what the forged
+    packets were, field by field. Hostile input: every field typed here, or left out."""
+    sig = _dict(value)
+    if not sig:
+        return None
+    rows: list[tuple[str, str]] = []
+    kind, flags = _str(sig.get("kind")), _str(sig.get("flags"))
+    if kind:
+        rows.append(("packet", kind.upper()[:16] + (f", flags {flags[:16]}" if flags else "")
+                     + (f" ({'+'.join(_FLAGS[f] for f in flags if f in _FLAGS)})"
+                        if flags and set(flags) <= set(_FLAGS) else "")))
+    ttl, initial = _number(sig.get("ttl")), _number(sig.get("initial_ttl"))
+    if ttl is not None:
+        routers = initial - ttl if initial is not None and initial >= ttl else None
+        rows.append(("TTL", f"{ttl} as received" + (f", sent with {initial} ({routers} router"
+                                                   f"{'' if routers == 1 else 's'} on the way)"
+                                                   if routers is not None else "")))
+    if (window := _number(sig.get("window"))) is not None:
+        rows.append(("TCP window", str(window)))
+    ids = [i for i in _list(sig.get("ip_ids")) if _number(i) is not None][:10]
+    if (ip_id := _number(sig.get("ip_id"))) is not None or ids:
+        fixed = len(set(ids)) <= 1
+        varies = "" if fixed else f" (varies: {', '.join(map(str, ids))})"
+        rows.append(("IP-ID", (str(ip_id) if ip_id is not None else "") + (
+            " in every packet" if fixed and len(ids) > 1 else varies)))
+    if (packets := _number(sig.get("packets"))) is not None:
+        rows.append(("packets seen", str(packets)))
+    if remote := _str(sig.get("remote")):
+        rows.append(("as if from", remote[:80]))
+    return {"key": (_str(sig.get("key")) or "")[:200], "rows": rows}
+
+
 def quic_trigger(tk: Mapping[str, Any]) -> dict[str, str | None] | None:
     """What a dropped QUIC handshake was dropped for (``x_quic_trigger``), as text: hostile input, typed here."""
     x = _dict(tk.get("x_quic_trigger"))
@@ -580,5 +621,5 @@ def quic_trigger(tk: Mapping[str, Any]) -> dict[str, str | None] | None:
 
 
 __all__ = ["MAX_BODIES", "MAX_BODY_TEXT", "MAX_REQUESTS", "MAX_TARGETS", "body_bytes", "body_text", "captured_body",
-           "certificate", "dns", "evasion", "evidence", "fingerprints", "headers_of", "http", "remote", "targets",
-           "tcp", "title_of", "tls"]
+           "certificate", "dns", "evasion", "evidence", "fingerprints", "headers_of", "http", "remote",
+           "signature_view", "targets", "tcp", "title_of", "tls"]
