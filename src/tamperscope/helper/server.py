@@ -22,6 +22,11 @@ held at once (else 503). A head above 16 KiB or 100 fields is refused with 431;
 Transfer-Encoding with 411 (chunked) or 501 (Content-Length is required);
 anything two servers could read differently (two Content-Lengths, one with
 Transfer-Encoding, a folded or malformed field) with 400.
+
+What a client makes the helper do is bounded too: it connects to no address of
+its own machine or network unless allowed (`ControlHelper.reachable`), to at
+most 32 of the client's endpoints and 32 of the name's addresses, and it sends
+only the client's User-Agent, Accept and Accept-Language (`CLIENT_HEADERS`).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import argparse
 import asyncio
 import contextlib
 import ipaddress
+import itertools
 import logging
 import math
 import re
@@ -87,18 +93,50 @@ def is_bogon(ip: str) -> bool:
     return any(a in n for n in BOGONS if n.version == a.version)
 
 
+# Internal to a network though `ipaddress` calls them global: IPv6 site-local (deprecated by RFC 3879, still
+# routed inside some networks).
+INTERNAL = [ipaddress.ip_network(n) for n in ("fec0::/10",)]
+NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052's well-known prefix: the last 32 bits are IPv4
+
+
+def embedded_v4(a: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The IPv4 address an IPv6 one reaches, when it is only a way to write one: IPv4-mapped (::ffff:a.b.c.d),
+    NAT64 (64:ff9b::a.b.c.d, which a translator on this network turns into a.b.c.d), 6to4 (2002:AABB:CCDD::,
+    sent inside IPv4 to a.b.c.d); else `a` itself."""
+    if a.version == 4:
+        return a
+    assert isinstance(a, ipaddress.IPv6Address)
+    if a.ipv4_mapped is not None:
+        return a.ipv4_mapped
+    if a in NAT64:
+        return ipaddress.IPv4Address(int(a) & 0xFFFFFFFF)
+    return a.sixtofour or a
+
+
 def internal(ip: str) -> bool:
     """Whether `ip` is this machine's or its network's rather than the internet's: loopback, private,
-    link-local, CGNAT, multicast, reserved, unspecified (which Linux takes for loopback), any of OONI's
-    bogons, or one of those behind an IPv4-mapped IPv6 address. Not an address at all: True."""
+    link-local, site-local, CGNAT, multicast, reserved, unspecified (which Linux takes for loopback), any of
+    OONI's bogons, or one of those written as IPv6 (`embedded_v4`). Not an address at all: True."""
     try:
-        a = ipaddress.ip_address(ip.split("%", 1)[0])
+        a = embedded_v4(ipaddress.ip_address(ip.split("%", 1)[0]))
     except ValueError:
         return True
-    if a.version == 6 and a.ipv4_mapped is not None:
-        a = a.ipv4_mapped
     return (not a.is_global or a.is_multicast or a.is_unspecified or a.is_reserved
-            or any(a in n for n in BOGONS if n.version == a.version))
+            or any(a in n for n in (*BOGONS, *INTERNAL) if n.version == a.version))
+
+
+def local(ip: str) -> bool:
+    """Whether `ip` is one of this machine's own addresses (its public one too, which reaches the services
+    it serves on every interface, and through firewalls that trust the loopback interface). Asked of the
+    kernel without sending anything: a UDP socket "connected" to an address of this machine is given that
+    very address as its source (a local route's; RFC 6724's first rule)."""
+    try:
+        a = ipaddress.ip_address(ip)
+        with socket.socket(socket.AF_INET6 if a.version == 6 else socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((ip, 9))
+            return ipaddress.ip_address(s.getsockname()[0].split("%", 1)[0]) == a
+    except (ValueError, OSError):  # no route to it (then no connection either), or no IPv6 here
+        return False
 
 
 def parse_networks(values: Sequence[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -154,11 +192,19 @@ HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}")
 HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")  # no control character: no CR, LF or NUL
 
 
+# The fields of a client's request the helper sends in its own, as OONI's helper does: those that choose
+# which page a site serves. Any other (Cookie, Authorization, X-Forwarded-For, thousands of made-up ones) would
+# make the helper send what a client wants in its own name, and 1 MiB of them went out again on every redirect.
+CLIENT_HEADERS = ("user-agent", "accept", "accept-language")
+MAX_HEADER_VALUES = 4  # values of one of those passed on, however many spellings of its name are given
+MAX_HEADER_VALUE = 1024  # characters of one value passed on
+
+
 def _sendable_header(name: str, value: str) -> bool:
-    """Whether the helper passes a client's header on in its own request: a field it may send as is (one a
-    client cannot use to add fields or break the request line), and not one the helper writes itself."""
+    """Whether the helper passes a client's header on in its own request: one of `CLIENT_HEADERS`, with a
+    value it may send as is (one a client cannot use to add fields or break the request line)."""
     return (bool(HEADER_NAME.fullmatch(name)) and bool(HEADER_VALUE.fullmatch(value))
-            and name.lower() not in ("host", "content-length", "connection", "transfer-encoding"))
+            and name.lower() in CLIENT_HEADERS)
 
 
 def parse_control_request(body: bytes) -> tuple[str, list[tuple[str, str]], list[str]]:
@@ -175,11 +221,14 @@ def parse_control_request(body: bytes) -> tuple[str, list[tuple[str, str]], list
     raw_headers = req.get("http_request_headers") or {}
     if not isinstance(raw_headers, dict):
         raise BadRequest("http_request_headers must be an object")
+    taken: dict[str, int] = {}  # values passed on, by lowercase name
     for k, v in raw_headers.items():
         vals = v if isinstance(v, list) else [v]
-        for val in vals[:4]:
-            if isinstance(val, str) and _sendable_header(k, val[:1024]):
-                headers.append((k, val[:1024]))
+        for val in vals[:MAX_HEADER_VALUES]:
+            if (isinstance(val, str) and _sendable_header(k, val[:MAX_HEADER_VALUE])
+                    and taken.get(k.lower(), 0) < MAX_HEADER_VALUES):
+                taken[k.lower()] = taken.get(k.lower(), 0) + 1
+                headers.append((k, val[:MAX_HEADER_VALUE]))
     eps = req.get("tcp_connect") or []
     if not isinstance(eps, list) or not all(isinstance(e, str) for e in eps):
         raise BadRequest("tcp_connect must be a list of ip:port strings")
@@ -217,17 +266,17 @@ class ControlHelper:
 
     def reachable(self, ip: str) -> bool:
         """Whether the helper connects to `ip` on a client's behalf. Anyone may ask it to measure anything:
-        an internal address (its own machine's services, its network's, a cloud's metadata service at
-        169.254.169.254) is not connected to unless its network was allowed (`--allow-net`; the lab's
-        198.18.0.0/15). A client asking for one learns nothing from the answer: the endpoint is left out of
-        ``tcp_connect``, and a fetch that would reach one fails with dns_bogon_error."""
-        if not internal(ip):
-            return True
+        an internal address (its own machine's services, on any of its addresses, its network's, a cloud's
+        metadata service at 169.254.169.254) is not connected to unless its network was allowed
+        (`--allow-net`; the lab's 198.18.0.0/15). A client asking for one learns nothing from the answer: the
+        endpoint is left out of ``tcp_connect``, and a fetch that would reach one fails with dns_bogon_error."""
         try:
             a = ipaddress.ip_address(ip.split("%", 1)[0])
         except ValueError:
             return False
-        return any(a in n for n in self.allow_networks if n.version == a.version)
+        if any(a in n for n in self.allow_networks if n.version == a.version):
+            return True
+        return not internal(ip) and not local(str(a))
 
     async def measure(self, url: str, headers: Sequence[tuple[str, str]], endpoints: Sequence[str]) -> dict[str, Any]:
         parts = urlsplit(url)
@@ -244,8 +293,11 @@ class ControlHelper:
             res = await lookup_addresses(host, resolver=self.resolver, trace=trace, timeout=self.timeout / 2)
             addrs, dns_failure = list(res.addresses), res.failure
         out["dns"] = {"failure": dns_failure, "addrs": addrs}
-        eps = list(dict.fromkeys([*endpoints, *(f"[{a}]:{port}" if ":" in a else f"{a}:{port}" for a in addrs)]))
-        eps = [ep for ep in eps if self.reachable(_split_endpoint(ep)[0])]
+        # At most MAX_ENDPOINTS of the name's addresses are connected to, as of the client's endpoints: a name
+        # is the client's to choose, and an answer can hold hundreds, each a connection (and a descriptor) here.
+        ours = list(itertools.islice((a for a in dict.fromkeys(addrs) if self.reachable(a)), MAX_ENDPOINTS))
+        eps = list(dict.fromkeys([*(ep for ep in endpoints if self.reachable(_split_endpoint(ep)[0])),
+                                  *(f"[{a}]:{port}" if ":" in a else f"{a}:{port}" for a in ours)]))
 
         async def one(ep: str) -> None:
             ip, p = _split_endpoint(ep)
