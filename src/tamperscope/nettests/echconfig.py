@@ -44,10 +44,22 @@ def usable_config(published: str) -> tuple[ECHConfig | None, str | None]:
         configs = parse_config_list(base64.b64decode(published, validate=True))
     except (ECHError, binascii.Error, ValueError) as exc:
         return None, f"the published ECHConfigList does not parse: {exc}"
-    usable = next((c for c in configs if c.usable()), None)
+    usable = next((c for c in configs if c.usable() and sendable_name(c.public_name)), None)
     if usable is None:
-        return None, f"none of the {len(configs)} published ECH configs uses X25519 and a suite we have"
+        return None, (f"none of the {len(configs)} published ECH configs uses X25519 and a suite we have, "
+                      "with a public name a ClientHello can carry")
     return usable, None
+
+
+def sendable_name(name: str) -> bool:
+    """Whether a config's public name can be the outer hello's SNI: the TLS library encodes it as IDNA, which
+    refuses an empty label or one over 63 bytes ("a..b", ".a"). The config list's parser lets such names
+    through, and the hello sealed for one raised out of echcheck and remote_web: no measurement was written."""
+    try:
+        name.encode("idna")
+    except UnicodeError:
+        return False
+    return True
 
 
 async def ech_config(host: str, trace: Trace, ctx: Context

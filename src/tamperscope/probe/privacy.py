@@ -275,22 +275,26 @@ class Scrubber:
         a, b = len(run) - len(run.lstrip(".")), len(run.rstrip("."))
         if b - a <= _MAX_RUN and self._mine6(run[a:b]):
             return a, b
-        # glued to other text by a colon: a label before it ("ip:2001:db8::2"), a port or a colon
-        # after it ("2001:db8::2:8000", "2001:db8::2:"); one or two groups off either end
+        # glued to other text by a colon: a label before it ("ip:2001:db8::2"), a port or a colon after it
+        # ("2001:db8::2:8000", "2001:db8::2:"), or both ("from:2001:db8::2:443"); one or two groups off
+        # either end, or off both
+        starts, ends = [a], [b]
         i = a - 1
         for _ in range(2):
             i = run.find(":", i + 1, b)
             if i < 0 or i >= b - 1:
                 break
-            if b - i <= _MAX_RUN and self._mine6(run[i + 1:b]):
-                return i + 1, b
+            starts.append(i + 1)
         i = b
         for _ in range(2):
             i = run.rfind(":", a + 1, i)
             if i <= a:
                 break
-            if i - a <= _MAX_RUN and self._mine6(run[a:i]):
-                return a, i
+            ends.append(i)
+        for lo, hi in sorted(((lo, hi) for lo in starts for hi in ends if (lo, hi) != (a, b)),
+                             key=lambda span: (span[0] != a) + (span[1] != b)):  # one end cut before both
+            if 0 < hi - lo <= _MAX_RUN and self._mine6(run[lo:hi]):
+                return lo, hi
         return None
 
     def _spans4(self, run: str) -> list[tuple[int, int]]:
