@@ -47,6 +47,7 @@ MAX_QUEUE_DELAY = 5.0  # seconds a throttled packet may wait before it is droppe
 FLOW_TTL = 300.0
 QUIC_FLOW_DROP_S = 60.0  # a QUIC flow whose Initial named a sni-drop rule's site stays dropped this long
 MAX_HELLO_FLOWS = 50000  # TLS flows whose first flight is tracked at once; past it the table starts again
+MAX_HELLO_BYTES = 32 << 20  # bytes those flows' buffers may hold in all; past it the table starts again
 
 Flow = tuple[str, int, str, int]  # (src, sport, dst, dport) as seen travelling egress
 Sends = list[tuple[bytes, bool, float]]  # [(frame, to_client_side, delay_s)]
@@ -100,6 +101,7 @@ class Censor:
         self.quic_sni = [r for r in profile.rules_for("quic") if r.action == "sni-drop"]
         self.names_by_addr = {farm.address_for(d, profile): d for r in profile.rules for d in r.domains}
         self.hello: dict[Flow, ClientHelloBuffer | None] = {}
+        self.hello_bytes = 0  # what the buffers in `hello` hold: 50,000 half-sent hellos once held 1.7 GB
         self.dropped: dict[Flow, float] = {}  # 4-tuples dropped until t
         self.residual: dict[tuple[str, str, int], float] = {}  # (client, server, port) until t
         self.throttled: dict[Flow, tuple[Bucket, Bucket]] = {}
@@ -138,11 +140,22 @@ class Censor:
             for k in [k for k, t in table.items() if t < now_wall]:
                 del table[k]
         if len(self.hello) > MAX_HELLO_FLOWS:
-            self.hello.clear()
+            self._forget_hellos()
         if now is not None:
             idle = now - FLOW_TTL  # a bucket's next_free is at or after its flow's last packet
             for k in [k for k, (up, down) in self.throttled.items() if max(up.next_free, down.next_free) < idle]:
                 del self.throttled[k]
+
+    def _forget_hellos(self) -> None:
+        self.hello.clear()
+        self.hello_bytes = 0
+
+    def _hello_done(self, flow: Flow) -> None:
+        """Stop following the first flight of ``flow``: the rest of it passes unread."""
+        state = self.hello.get(flow)
+        if state is not None:
+            self.hello_bytes -= state.held
+        self.hello[flow] = None
 
     # -- decisions ---------------------------------------------------------
     def decide(self, frame: bytes, from_client_side: bool, now: float, wall: float) -> list[tuple[bytes, bool, float]]:
@@ -158,20 +171,26 @@ class Censor:
         src = socket.inet_ntoa(frame[26:30])
         dst = socket.inet_ntoa(frame[30:34])
         l4 = 14 + ihl
-        # a later fragment's first bytes are data, not ports; a header under 20 bytes is no header
-        opaque = frame[20] & 0x1F or frame[21] or ihl < 20
+        total = struct.unpack_from("!H", frame, 16)[0]  # 0: to the frame's end, as TSO leaves it
+        end = min(len(frame), 14 + total) if total else len(frame)  # where the packet ends: past it, padding
+        # a later fragment's first bytes are data, not ports; a header under 20 bytes is no header, nor is a
+        # transport header the packet ends inside (its receiver drops it: bytes past the end are padding)
+        opaque = frame[20] & 0x1F or frame[21] or ihl < 20 or end < l4 + (20 if proto == packet.PROTO_TCP else 8)
         if self.ip_addr_rules or self.ip_net_rules:
             if (proto != packet.PROTO_TCP or opaque) and self._ip_block_all(src, dst, from_client_side, wall):
                 return []
         if opaque:
             return fwd
-        if proto == packet.PROTO_TCP and len(frame) >= l4 + 20:
+        if proto == packet.PROTO_TCP:
             sport, dport = struct.unpack_from("!HH", frame, l4)
             return self._tcp(frame, from_client_side, src, dst, sport, dport, l4, fwd, wall)
-        if proto == packet.PROTO_UDP and len(frame) >= l4 + 8:
-            sport, dport = struct.unpack_from("!HH", frame, l4)
+        if proto == packet.PROTO_UDP:
+            sport, dport, ulen = struct.unpack_from("!HHH", frame, l4)
+            # the datagram ends where its UDP and IP lengths say, as for its receiver: the bytes past them
+            # (a short UDP length, link padding) once made a query no server reads get a forged answer
+            payload = frame[l4 + 8 : min(l4 + ulen, end)]
             if dport == 53:
-                return self._dns(frame, from_client_side, src, dst, sport, l4, fwd)
+                return self._dns(frame, payload, from_client_side, src, dst, sport, fwd)
             if dport == 443 and self.quic_addrs:
                 r = self.quic_addrs.get(dst if from_client_side else src)
                 if r is not None and r.applies_to("egress" if from_client_side else "ingress"):
@@ -180,10 +199,10 @@ class Censor:
                         self.truth.write(r, f"{src}:{sport}", f"{dst}:{dport}", self.names_by_addr.get(dst))
                     return []
             if dport == 443 and self.quic_sni:
-                return self._quic_sni(frame, from_client_side, src, dst, sport, l4, fwd, wall)
+                return self._quic_sni(payload, from_client_side, src, dst, sport, fwd, wall)
         return fwd
 
-    def _quic_sni(self, frame: bytes, from_client: bool, src: str, dst: str, sport: int, l4: int, fwd: Sends,
+    def _quic_sni(self, payload: bytes, from_client: bool, src: str, dst: str, sport: int, fwd: Sends,
                   wall: float) -> Sends:
         """Read the SNI of a QUIC Initial (decrypted with the keys its own header gives away, as the GFW has since
         2024) and drop the datagram, and the rest of its flow, when a sni-drop rule names it. A ClientHello
@@ -191,7 +210,6 @@ class Censor:
         flow = (src, sport, dst, 443)
         if self.dropped.get(flow, 0.0) >= wall:
             return []
-        payload = frame[l4 + 8:]
         if not payload or not payload[0] & 0x80:  # short header: no SNI to read
             return fwd
         hello = initial_hello(payload)
@@ -220,10 +238,11 @@ class Censor:
         self.logged_ip[flow] = wall + 30
         return True
 
-    def _dns(self, frame: bytes, from_client: bool, src: str, dst: str, sport: int, l4: int, fwd: Sends) -> Sends:
+    def _dns(self, frame: bytes, payload: bytes, from_client: bool, src: str, dst: str, sport: int,
+             fwd: Sends) -> Sends:
+        """A UDP query's first question (``payload``: the datagram's bytes) against the dns rules."""
         if not self.dns_rules:
             return fwd
-        payload = frame[l4 + 8 :]
         q = dnswire.parse_question(payload)
         if q is None or q.is_response:
             return fwd
@@ -287,6 +306,7 @@ class Censor:
         pend = min(len(frame), 14 + total)
         if pend <= pstart or doff < 20:  # no payload, or a data offset that points into the header
             if frame[l4 + 13] & (packet.FIN | packet.RST) and flow in self.hello:
+                self._hello_done(flow)
                 del self.hello[flow]
             return fwd
         payload = frame[pstart:pend]
@@ -302,17 +322,23 @@ class Censor:
             if state is None:
                 return fwd
             seq = struct.unpack_from("!I", frame, l4 + 4)[0]
+            if frame[l4 + 13] & packet.SYN:  # data on a SYN (TCP Fast Open) starts after the SYN's own number
+                seq = (seq + 1) & 0xFFFFFFFF
             if state is False:
                 if len(self.hello) >= MAX_HELLO_FLOWS:  # bounded between two gc runs too
-                    self.hello.clear()
+                    self._forget_hellos()
                 if payload[:1] != b"\x16":
                     self.hello[flow] = None
                     return fwd
                 state = self.hello[flow] = ClientHelloBuffer(seq, -1 if self.reassembly == "full" else 1)
+            held = state.held
             result = state.feed(seq, payload)
+            self.hello_bytes += state.held - held
             if result is False and self.reassembly != "none":
+                if self.hello_bytes > MAX_HELLO_BYTES:  # half-sent hellos, each up to 32 KB with its records
+                    self._forget_hellos()
                 return fwd
-            self.hello[flow] = None
+            self._hello_done(flow)
             if isinstance(result, ClientHello) and result.sni:
                 r = self._first(self.tls_rules, result.sni, direction, dport, result.ech)
                 if r is not None:

@@ -37,6 +37,7 @@ from . import farm
 log = logging.getLogger("tamperscope.lab.dns")
 Answerer = Callable[[dns.message.Message, tuple[str, int]], Awaitable[dns.message.Message | None]]  # None: no answer
 WireHandler = Callable[[bytes, tuple[str, int]], Awaitable[bytes | None]]  # the same on wire bytes
+TCP_IDLE = 10.0  # s a DNS-over-TCP session may wait for its next query, or for the client to read an answer
 
 
 def authoritative_answer(query: dns.message.Message, profile: Profile | None, *, recursive: bool) -> dns.message.Message:
@@ -95,7 +96,7 @@ async def _tcp_session(handle: WireHandler, reader: asyncio.StreamReader, writer
     peer = writer.get_extra_info("peername")
     try:
         while True:
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(TCP_IDLE):
                 hdr = await reader.readexactly(2)
                 (n,) = struct.unpack("!H", hdr)
                 data = await reader.readexactly(n)
@@ -103,7 +104,8 @@ async def _tcp_session(handle: WireHandler, reader: asyncio.StreamReader, writer
             if out is None:
                 break
             writer.write(struct.pack("!H", len(out)) + out)
-            await writer.drain()
+            async with asyncio.timeout(TCP_IDLE):  # a client that sent queries and never read the answers
+                await writer.drain()  # once held its session, and a file descriptor, for ever
     except (asyncio.IncompleteReadError, TimeoutError, ConnectionError, OSError):
         pass
     finally:

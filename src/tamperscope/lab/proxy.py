@@ -45,12 +45,21 @@ def original_dst(sock: socket.socket) -> tuple[str, int]:
 
 
 def pipe(a: socket.socket | ssl.SSLSocket, b: socket.socket | ssl.SSLSocket, idle: float = TIMEOUT) -> None:
-    """Relay bytes both ways until both sides have closed (half-closes are passed on) or `idle` s pass."""
+    """Relay bytes both ways until both sides have closed (half-closes are passed on) or `idle` s pass.
+
+    poll, not select: past descriptor 1023 select raises ValueError, and with two sockets a connection the
+    proxy failed every connection past about the 500th, far below its MAX_CONNECTIONS."""
     open_ = [a, b]
+    poller = select.poll()
+    by_fd: dict[int, socket.socket | ssl.SSLSocket] = {}
+    for s in open_:
+        poller.register(s, select.POLLIN)
+        by_fd[s.fileno()] = s
     try:
         while open_:
-            pending = [s for s in open_ if isinstance(s, ssl.SSLSocket) and s.pending()]
-            ready = pending or select.select(open_, [], [], idle)[0]
+            ready: list[socket.socket | ssl.SSLSocket]
+            ready = [s for s in open_ if isinstance(s, ssl.SSLSocket) and s.pending()]
+            ready = ready or [by_fd[fd] for fd, _ in poller.poll(idle * 1000)]
             if not ready:
                 return
             for s in ready:
@@ -60,6 +69,7 @@ def pipe(a: socket.socket | ssl.SSLSocket, b: socket.socket | ssl.SSLSocket, idl
                     other.sendall(data)
                     continue
                 open_.remove(s)
+                poller.unregister(s)
                 try:
                     if isinstance(other, ssl.SSLSocket):
                         return  # TLS has no half-close worth keeping

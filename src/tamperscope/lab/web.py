@@ -46,6 +46,13 @@ Handler = Callable[[Request], Awaitable[Response]]
 RawHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
+async def _drain(writer: asyncio.StreamWriter) -> None:
+    """Wait for the peer to take what was written, IDLE s at most (TimeoutError past it): a client that
+    asked for a large body and stopped reading held its connection, and the body, for ever."""
+    async with asyncio.timeout(IDLE):
+        await writer.drain()
+
+
 def _host_of(headers: tuple[tuple[str, str], ...], fallback: str) -> str:
     for k, v in headers:
         if k.lower() in ("host", ":authority"):
@@ -139,8 +146,8 @@ class WebServer:
             view = memoryview(resp.body)
             for i in range(0, len(view), 256 * 1024):
                 writer.write(view[i : i + 256 * 1024])
-                await writer.drain()
-        await writer.drain()
+                await _drain(writer)
+        await _drain(writer)
 
     async def _h2(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, local_ip: str, peer_ip: str, sni: str) -> None:
         # headers as bytes, decoded here: h2's own decoding raised UnicodeDecodeError on a non-UTF-8 one
@@ -181,7 +188,7 @@ class WebServer:
                 conn.send_data(sid, data[:n].tobytes(), end_stream=n == len(data))
                 data = data[n:]
                 writer.write(conn.data_to_send())
-                await writer.drain()
+                await _drain(writer)
 
         try:
             while True:
@@ -226,7 +233,7 @@ class WebServer:
                     elif isinstance(ev, h2.events.ConnectionTerminated):
                         return
                 writer.write(conn.data_to_send())
-                await writer.drain()
+                await _drain(writer)
         finally:
             for t in tasks:
                 t.cancel()

@@ -216,6 +216,11 @@ class ClientHelloBuffer:
         self.done = False
         self._records = records  # records still to read; negative: no limit
 
+    @property
+    def held(self) -> int:
+        """The bytes this buffer keeps: the flow's first bytes, and the handshake payloads read from them."""
+        return len(self._buf) + len(self._hs)
+
     def feed(self, seq: int, payload: bytes) -> ClientHello | None | bool:
         """Add a segment; returns like `parse_client_hello` (False = need more)."""
         if self.done:
