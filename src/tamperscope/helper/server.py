@@ -643,6 +643,12 @@ class HelperServer:
             return
         finally:
             h.inflight -= 1
+        # The address the request came from, told to that client alone and logged nowhere: a probe behind NAT
+        # learns its public address, which it then scrubs from its measurements (OONI's probe asks a STUN or
+        # IP-lookup service for it; this answer needs no contact of its own).
+        peer = writer.get_extra_info("peername")
+        if isinstance(peer, tuple) and peer and isinstance(peer[0], str):
+            resp["x_client_address"] = peer[0].split("%", 1)[0]
         await self._reply(writer, 200, resp, keep)
 
     async def _reply(self, writer: asyncio.StreamWriter, status: int, obj: object, keep: bool, allow: str = "") -> None:

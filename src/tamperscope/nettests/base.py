@@ -74,6 +74,9 @@ class Context:
     timeouts: Timeouts = field(default_factory=Timeouts)
     limiter: IPLimiter = field(default_factory=IPLimiter)
     options: Mapping[str, Any] = field(default_factory=dict)
+    # This probe's own addresses as the control helper saw them (its public one, behind NAT or CGNAT, which no
+    # interface has): the engine scrubs them from every measurement; never recorded. Filled by `ask_helper`.
+    own_addresses: set[str] = field(default_factory=set)
 
 
 class Nettest(Protocol):

@@ -378,6 +378,8 @@ class Engine:
                      measurement_start_time=start, runtime=time.monotonic() - t0, test_keys=tk,
                      annotations=self.annotations,
                      test_helpers={"backend": {"address": self.ctx.helper_url, "type": "https"}} if self.ctx.helper_url else {})
+        if self.ctx.own_addresses:  # the public address the helper saw, behind NAT
+            self.scrub.learn(self.ctx.own_addresses)
         scrubbed: dict[str, Any] = self.scrub(m)
         finish = getattr(self.nettest, "finish", None)
         if finish is not None:

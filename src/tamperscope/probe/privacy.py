@@ -221,6 +221,10 @@ class Scrubber:
         self._next_look = time.monotonic() + REFRESH
         self._learn(interface_addresses())
 
+    def learn(self, addresses: Iterable[str]) -> None:
+        """Scrub ``addresses`` too from now on (this probe's public address, once the control helper said it)."""
+        self._learn(addresses)
+
     def _learn(self, addresses: Iterable[str]) -> None:
         new = set()
         for a in addresses:
