@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 _PEM = serialization.Encoding.PEM
+MAX_CONTEXTS = 4096  # per-SNI server contexts kept (names are the clients'); past it they are made again
 
 
 def _name(cn: str, org: str) -> x509.Name:
@@ -97,7 +98,11 @@ class Issuer:
         )
 
     def context(self, name: str) -> ssl.SSLContext:
-        """A server SSLContext presenting a certificate for `name`."""
+        """A server SSLContext presenting a certificate for `name`.
+
+        Names are the clients' SNIs: the contexts kept are bounded (`MAX_CONTEXTS`), and the PEM file a
+        context is loaded from is removed once read, where one file per name stayed on disk for ever (a
+        client sending random SNIs filled both)."""
         name = name.lower().rstrip(".")[:253] or "unknown"
         ctx = self._contexts.get(name)
         if ctx is not None:
@@ -106,14 +111,23 @@ class Issuer:
             ctx = self._contexts.get(name)
             if ctx is not None:
                 return ctx
-            cert = self._leaf_for(name)
-            path = self.cache_dir / (hashlib.sha1(name.encode()).hexdigest() + ".pem")
-            path.write_bytes(cert.public_bytes(_PEM) + self.ca_cert.public_bytes(_PEM) + self._key_pem)
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(path)
+            scratch = self.cache_dir / f".loading-{threading.get_ident()}.pem"
+            self._write_chain(name, scratch)
+            try:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                ctx.load_cert_chain(scratch)
+            finally:
+                scratch.unlink(missing_ok=True)
             ctx.set_alpn_protocols(list(self.alpn))
+            if len(self._contexts) >= MAX_CONTEXTS:
+                self._contexts.clear()
             self._contexts[name] = ctx
             return ctx
+
+    def _write_chain(self, name: str, path: Path) -> None:
+        """The leaf for `name`, the CA and the leaf key, as one PEM file. Called under the lock."""
+        cert = self._leaf_for(name)
+        path.write_bytes(cert.public_bytes(_PEM) + self.ca_cert.public_bytes(_PEM) + self._key_pem)
 
     def sni_context(self, default_name: str) -> ssl.SSLContext:
         """A server context that switches to a per-SNI certificate."""
@@ -157,5 +171,9 @@ class Issuer:
         return cert
 
     def _path_for(self, name: str) -> Path:
-        self.context(name)
-        return self.cache_dir / (hashlib.sha1(name.encode()).hexdigest() + ".pem")
+        """A PEM file for `name` that stays (a server's default certificate, loaded by path)."""
+        name = name.lower().rstrip(".")[:253] or "unknown"
+        path = self.cache_dir / (hashlib.sha1(name.encode()).hexdigest() + ".pem")
+        with self._lock:
+            self._write_chain(name, path)
+        return path
