@@ -129,3 +129,11 @@ def test_the_helper_tells_a_client_the_address_its_request_came_from() -> None:
 
     data = asyncio.run(asyncio.wait_for(main(), 20))
     assert "x_client_address" not in data and "http_request" in data
+
+
+def test_a_tuple_is_scrubbed_as_the_array_it_is_written_as() -> None:
+    """``orjson`` writes a tuple as an array; the walk went into lists only, so a nettest keeping a tuple
+    (none does today) would have written the address as it was."""
+    s = Scrubber([PUBLIC], interfaces=False)
+    out = s({"a": (f"you are {PUBLIC}", [PUBLIC])})
+    assert PUBLIC.encode() not in orjson.dumps(out) and out["a"][0] == f"you are {SCRUBBED}"

@@ -420,7 +420,7 @@ class Scrubber:
             return obj
         if isinstance(obj, str):
             return self.text(obj)
-        if isinstance(obj, list):
+        if isinstance(obj, (list, tuple)):  # a tuple is written as a JSON array too: it was passed over unread
             return [self._walk(v) for v in obj]
         if isinstance(obj, dict):
             if obj.get("format") == "base64" and isinstance(obj.get("data"), str) and len(obj) == 2:
