@@ -171,6 +171,16 @@ def read_bounded(path: str | os.PathLike[str], limit: int, what: str) -> str:
         raise BadInput(f"cannot read {what} {path}: {e.__class__.__name__}: {e.strerror or e}") from None
 
 
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+
+
+def lines_of(text: str) -> list[str]:
+    """The lines of a list as an editor numbers them: split at CR, LF or CRLF only. ``str.splitlines`` also
+    splits at U+2028, U+0085, form feeds and more, which cut one entry in two and shifted every line number
+    a message names after it."""
+    return _NEWLINE.split(text)
+
+
 def first_column(text: str, source: str = "list", headers: tuple[str, ...] = ("url",)) -> list[tuple[int, str]]:
     """(line number, value) of each entry of a one-per-line list, or the first column of a CSV (a Citizen Lab
     test list): a UTF-8 byte-order mark, blank lines, ``#`` comments, a header row (its first cell one of
@@ -178,7 +188,7 @@ def first_column(text: str, source: str = "list", headers: tuple[str, ...] = ("u
     (``"a.com","NEWS"``). The byte-order mark (Windows' Notepad writes one) was part of the first entry: a
     name measured and recorded with it, a URL refused. BadInput, naming the line, for a quote never closed."""
     found: list[tuple[int, str]] = []
-    for n, line in enumerate(text.removeprefix("\ufeff").splitlines(), 1):
+    for n, line in enumerate(lines_of(text.removeprefix("\ufeff")), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -200,7 +210,7 @@ def read_url_list(text: str, source: str = "list") -> list[ListEntry]:
     one-URL-per-line file; blank lines and ``#`` comments are skipped, a UTF-8 byte-order mark too. URLs
     are written as `normal_url` writes them, each once (the first entry wins)."""
     text = text.removeprefix("\ufeff")
-    lines = [(n, ln) for n, ln in enumerate(text.splitlines(), 1) if ln.strip() and not ln.lstrip().startswith("#")]
+    lines = [(n, ln) for n, ln in enumerate(lines_of(text), 1) if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         raise BadInput(f"{source}: no URLs in it")
     found: list[tuple[int, str, str | None]] = []  # (line, url, category_code)
