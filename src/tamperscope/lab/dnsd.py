@@ -165,9 +165,23 @@ class _Upstream(asyncio.DatagramProtocol):
             self.fut.set_result(data)
 
 
+MAX_UPSTREAM_QUERIES = 512  # queries the ISP resolver has in flight upstream at once, each with its own socket
+
+
 def isp_answerer(profile: Profile, upstream: str, truth_write: Callable[..., None], timeout: float = 2.0) -> Answerer:
-    """The ISP resolver: poison rules locally, else ask `upstream` through the censor."""
+    """The ISP resolver: poison rules locally, else ask `upstream` through the censor.
+
+    Each forwarded query holds a socket until its answer or `timeout`: past `MAX_UPSTREAM_QUERIES` at once (a
+    flood, or a `dns drop` rule leaving the upstream silent) a query is answered SERVFAIL at once, where the
+    sockets ran the server (and the web farm beside it) out of descriptors."""
     poison = [r for r in profile.rules_for("dns") if r.action == "poison"]
+    inflight = [0]
+
+    def servfail(query: dns.message.Message) -> dns.message.Message:
+        resp = dns.message.make_response(query)
+        resp.flags |= dns.flags.RA
+        resp.set_rcode(dns.rcode.SERVFAIL)
+        return resp
 
     async def answer(query: dns.message.Message, peer: tuple[str, int]) -> dns.message.Message | None:
         if not query.question:
@@ -182,22 +196,29 @@ def isp_answerer(profile: Profile, upstream: str, truth_write: Callable[..., Non
                 if q.rdtype == dns.rdatatype.A:
                     resp.answer.append(dns.rrset.from_text(q.name, 300, "IN", "A", r.answer or "127.0.0.1"))
                 return resp
+        if inflight[0] >= MAX_UPSTREAM_QUERIES:
+            return servfail(query)
         loop = asyncio.get_running_loop()
         fwd = dns.message.make_query(q.name, q.rdtype, q.rdclass)
         fut: asyncio.Future[bytes] = loop.create_future()
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Upstream(fut, fwd.id), remote_addr=(upstream, 53))
+        inflight[0] += 1
         try:
-            transport.sendto(fwd.to_wire())
-            async with asyncio.timeout(timeout):
-                data = await fut
-            got = dns.message.from_wire(data)
-        except (TimeoutError, dns.exception.DNSException, ValueError):
-            resp = dns.message.make_response(query)
-            resp.flags |= dns.flags.RA
-            resp.set_rcode(dns.rcode.SERVFAIL)
-            return resp
+            try:
+                transport, _ = await loop.create_datagram_endpoint(lambda: _Upstream(fut, fwd.id),
+                                                                   remote_addr=(upstream, 53))
+            except OSError:  # out of descriptors all the same (other servers share the process)
+                return servfail(query)
+            try:
+                transport.sendto(fwd.to_wire())
+                async with asyncio.timeout(timeout):
+                    data = await fut
+                got = dns.message.from_wire(data)
+            except (TimeoutError, dns.exception.DNSException, ValueError):
+                return servfail(query)
+            finally:
+                transport.close()
         finally:
-            transport.close()
+            inflight[0] -= 1
         resp = dns.message.make_response(query)
         resp.flags |= dns.flags.RA
         resp.set_rcode(got.rcode())
