@@ -15,6 +15,7 @@ from tamperscope.analysis.circumvention import (
     _SCAN, BOOTSTRAP_CONFIDENCE, TARGET_CONFIDENCE, _failed, _failure_string, _tor_bootstrap,
 )
 from tamperscope.analysis.verdicts import _anomaly, _failure, _flag, _ok, _tk, register
+from tamperscope.model.consistency import _records
 from tamperscope.model.verdict import BlockpageMatcher, Verdict, failure_class
 
 # --------------------------------------------------------------------------- OONI's legacy tests (2012-2020)
@@ -148,15 +149,16 @@ def meek_fronted_requests_test(measurement: Mapping[str, Any], matcher: Blockpag
     """
     tk = _tk(measurement)
     requests = tk.get("requests")
-    if not isinstance(requests, list) or not requests:
+    # an item that is no object is no transaction (hostile input): skipped, as if absent
+    transactions = _records(requests[:_SCAN] if isinstance(requests, list) else None)
+    if not transactions:
         success = _flag(tk.get("success"))
         if success is None or isinstance(requests, list):
             return _failure()
         return _ok(["test_keys.success"]) if success else \
             _anomaly("http-failure", "none", BOOTSTRAP_CONFIDENCE, ["test_keys.success"])
-    for i, request in enumerate(requests[:_SCAN]):
-        response = request.get("response") if isinstance(request, Mapping) else None
-        failure = request.get("failure") if isinstance(request, Mapping) else None
+    for i, request in transactions:
+        response, failure = request.get("response"), request.get("failure")
         if not isinstance(response, Mapping) or _failure_string(failure):
             return _failed(failure, "https", TARGET_CONFIDENCE, [f"test_keys.requests[{i}]"])
         if response.get("code") != 200:

@@ -321,10 +321,12 @@ def _failure(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _list(value: Any) -> list[Mapping[str, Any]]:
+def _records(value: Any) -> list[tuple[int, Mapping[str, Any]]]:
+    """The objects of a JSON list, each with its index in that list: the index its pointer names (an item that
+    is no object is skipped, not renumbered, so ``test_keys.queries[2]`` is the third item whatever precedes it)."""
     if not isinstance(value, list):
         return []
-    return [v for v in value if type(v) is dict or isinstance(v, Mapping)]
+    return [(i, v) for i, v in enumerate(value) if type(v) is dict or isinstance(v, Mapping)]
 
 
 # --------------------------------------------------------------------------- observe
@@ -343,14 +345,14 @@ def observe(measurement: Mapping[str, Any]) -> Observations:
     hops = _hop_hosts(exchanges, host)
     answer_asns: dict[str, int] = {}  # filled by _query: queries first, then late responses
     queries = tuple([_query(f"test_keys.queries[{i}]", q, False, hops, answer_asns)
-                     for i, q in enumerate(_list(tk.get("queries")))])
+                     for i, q in _records(tk.get("queries"))])
     late = tuple([_query(f"test_keys.x_dns_duplicate_responses[{i}]", q, True, hops, answer_asns)
-                  for i, q in enumerate(_list(tk.get("x_dns_duplicate_responses")))])
+                  for i, q in _records(tk.get("x_dns_duplicate_responses"))])
     ip_host = _ip_hostnames(queries)
     tx_depth = {e.transaction_id: e.depth for e in exchanges if e.transaction_id is not None}
     locate = _Locator(hops, tx_depth, ip_host, exchanges, url)
-    connects = tuple([_connect(i, c, locate) for i, c in enumerate(_list(tk.get("tcp_connect")))])
-    handshakes = tuple([_handshake(i, h, locate) for i, h in enumerate(_list(tk.get("tls_handshakes")))])
+    connects = tuple([_connect(i, c, locate) for i, c in _records(tk.get("tcp_connect"))])
+    handshakes = tuple([_handshake(i, h, locate) for i, h in _records(tk.get("tls_handshakes"))])
 
     control_failure = _failure(tk.get("control_failure"))
     control = _control(tk.get("control")) if control_failure is None else None
@@ -371,7 +373,8 @@ def observe(measurement: Mapping[str, Any]) -> Observations:
 
 
 def _exchanges(tk: Mapping[str, Any], input_url: str) -> tuple[Exchange, ...]:
-    raw = _list(tk.get("requests"))
+    indexed = _records(tk.get("requests"))
+    raw = [item for _, item in indexed]
     tag_depths = [_tag_depth(r) for r in raw]
     order = list(range(len(raw)))
     if raw and None not in tag_depths:
@@ -388,7 +391,7 @@ def _exchanges(tk: Mapping[str, Any], input_url: str) -> tuple[Exchange, ...]:
         tag_depth = tag_depths[index]
         address = _str(item.get("address"))
         out.append(Exchange(
-            pointer=f"test_keys.requests[{index}]",
+            pointer=f"test_keys.requests[{indexed[index][0]}]",
             url=_request_url(item),
             failure=_failure(item.get("failure")),
             status_code=_int(response.get("code")),

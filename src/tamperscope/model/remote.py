@@ -68,6 +68,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import failures as F
+from .consistency import _records
 from .verdict import OONI_BLOCKING, BlockpageMatcher, Verdict, failure_class, quic_completed
 from .webparts import body_bytes, header_pairs, is_bogon
 
@@ -81,11 +82,6 @@ NEGATIVE = frozenset({"dns_nxdomain", "dns_no_answer", "dns_error"})  # failure 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
-
-
-def _records(value: Any) -> list[tuple[int, Mapping[str, Any]]]:
-    """(index, record) of each object of a JSON array; nothing from anything else (hostile input)."""
-    return [(i, v) for i, v in enumerate(value) if isinstance(v, Mapping)] if isinstance(value, list) else []
 
 
 def _tags(record: Mapping[str, Any]) -> frozenset[str]:

@@ -60,6 +60,8 @@ from tamperscope.model.consistency import (
     Handshake,
     Observations,
     Query,
+    _failure,
+    _str,
     http_diff,
     observe,
 )
@@ -631,7 +633,9 @@ def _decide_v04(obs: Observations, matcher: BlockpageMatcher | None) -> Verdict:
     nxdomain = next((q for q in primary if q.failure in NXDOMAIN_FAILURES), None)
     if nxdomain is not None and consistent:
         return _accessible(0.6, [nxdomain.pointer, "test_keys.control.dns"])  # MK: "site gone"
-    if consistent is False:
+    if consistent is False and (dns.finding is not None or obs.control.resolved):
+        # Without a finding, "inconsistent" may only mean the control resolved nothing either: a lookup failure
+        # it shares says the site is down, not that DNS is blocked (OONI's v0.4 does not blame DNS for it).
         if dns.finding is not None:
             return _dns_verdict(dns.finding, fps)
         failed = next((q for q in primary if q.failure), None)
@@ -696,14 +700,15 @@ def _quic_drop(tk: Mapping[str, Any]) -> list[str]:
     out = []
     records = tk.get("quic_handshakes")
     for i, h in enumerate(records if isinstance(records, list) else []):
-        if not isinstance(h, Mapping) or failure_class(h.get("failure")) != "timeout":
+        # hostile records: a failure or an address that is no string is absent (a list is no dict key)
+        if not isinstance(h, Mapping) or failure_class(_failure(h.get("failure"))) != "timeout":
             continue
         tags = h.get("tags")
         if isinstance(tags, list) and INNOCENT_TAG in tags:
             continue
-        ctrl = expected.get(h.get("address"))
+        address = _str(h.get("address"))
+        ctrl = expected.get(address)
         if isinstance(ctrl, Mapping) and ctrl.get("status") is True and not ctrl.get("failure"):
-            address = str(h.get("address"))
             out += [f"test_keys.quic_handshakes[{i}]", _control_pointer("quic_handshake", address)]
     return out
 
