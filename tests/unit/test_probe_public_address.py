@@ -46,11 +46,13 @@ def _site_and_helper(answer: dict[str, Any]) -> tuple[Any, Any]:
     return site, control
 
 
-def test_the_address_the_helper_saw_is_scrubbed_and_not_recorded() -> None:
-    answer = {"dns": {"addrs": [LO], "failure": None}, "tcp_connect": {}, "tls_handshake": {}, "ip_info": {},
-              "http_request": {"body_length": 60, "failure": None, "title": "Example", "headers": {},
-                               "status_code": 200},
-              "x_client_address": PUBLIC}
+CONTROL = {"dns": {"addrs": [LO], "failure": None}, "tcp_connect": {}, "tls_handshake": {}, "ip_info": {},
+           "http_request": {"body_length": 60, "failure": None, "title": "Example", "headers": {}, "status_code": 200}}
+
+
+def _measure(answer: dict[str, Any]) -> dict[str, Any]:
+    """One web_connectivity measurement, through the engine, of a site whose page names PUBLIC, with a helper
+    answering ``answer``."""
     site, control = _site_and_helper(answer)
 
     async def main() -> dict[str, Any]:
@@ -61,7 +63,11 @@ def test_the_address_the_helper_saw_is_scrubbed_and_not_recorded() -> None:
         async with s, c:
             return await engine.measure(f"http://{LO}:{s.sockets[0].getsockname()[1]}/")
 
-    m = asyncio.run(asyncio.wait_for(main(), 20))
+    return asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_the_address_the_helper_saw_is_scrubbed_and_not_recorded() -> None:
+    m = _measure({**CONTROL, "x_client_address": PUBLIC})
     line = orjson.dumps(m)
     assert PUBLIC.encode() not in line  # anywhere: the body, the control answer
     assert "x_client_address" not in (m["test_keys"]["control"] or {})
@@ -70,20 +76,7 @@ def test_the_address_the_helper_saw_is_scrubbed_and_not_recorded() -> None:
 
 def test_without_the_helper_saying_it_the_public_address_stays() -> None:
     """The test above fails for the reason it names: the same run, the helper silent about the address."""
-    answer = {"dns": {"addrs": [LO], "failure": None}, "tcp_connect": {}, "tls_handshake": {}, "ip_info": {},
-              "http_request": {"body_length": 60, "failure": None, "title": "Example", "headers": {},
-                               "status_code": 200}}
-    site, control = _site_and_helper(answer)
-
-    async def main() -> dict[str, Any]:
-        s = await asyncio.start_server(site, LO, 0)
-        c = await asyncio.start_server(control, LO, 0)
-        ctx = Context(helper_url=f"http://{LO}:{c.sockets[0].getsockname()[1]}/", timeouts=FAST)
-        engine = Engine(web_connectivity, ctx, ProbeInfo(), Scrubber([], interfaces=False))
-        async with s, c:
-            return await engine.measure(f"http://{LO}:{s.sockets[0].getsockname()[1]}/")
-
-    m = asyncio.run(asyncio.wait_for(main(), 20))
+    m = _measure(CONTROL)
     assert PUBLIC in m["test_keys"]["requests"][0]["response"]["body"]
 
 
