@@ -20,7 +20,8 @@ def test_a_reset_signature_reads_field_by_field() -> None:
     view = signature_view(RST)
     assert view is not None and view["key"] == "tcp/RA/ttl128/win0/ipid30000"
     assert dict(view["rows"]) == {"packet": "TCP, flags RA (RST+ACK)",
-                                  "TTL": "127 as received, sent with 128 (1 router on the way)", "TCP window": "0", "IP-ID": "30000 in every packet", "packets seen": "2",
+                                  "TTL": "127 as received, sent with 128 (1 router on the way)", "TCP window": "0",
+                                  "IP-ID": "30000 in every packet", "packets seen": "2",
                                   "as if from": "198.19.175.123:443"}
 
 
@@ -47,3 +48,20 @@ def test_the_page_shows_it_in_words(tmp_path: Path) -> None:
     assert "<dt>TTL</dt><dd>127 as received, sent with 128 (1 router on the way)</dd>" in section
     assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in section and "<script>window" not in section
     assert twin["evidence"]["signature"]["key"] == RST["key"]  # the twin keeps the record as it is
+
+
+def test_the_verdict_says_in_words_what_it_means(tmp_path: Path) -> None:
+    """The verdict box names the technique and the outcome in the report's words; an ok has no technique."""
+    rst = samples.measurement("tls.rst", url="https://words.example/", start="2026-05-27 00:00:00")
+    ok = samples.measurement("ok", url="https://fine.example/", start="2026-05-27 00:00:01")
+    with running_app(Settings(db_path=tmp_path / "w.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
+        uids = [c.post("/api/v1/submit", content=orjson.dumps(m)).json()["results"][0]["measurement_uid"]
+                for m in (rst, ok)]
+        pages = [c.get(f"/m/{u}").text.split('id="verdict"', 1)[1].split("</section>", 1)[0] for u in uids]
+        twin = c.get(f"/m/{uids[0]}.json").json()["evidence"]["verdict"]
+    assert '<span id="mechanism">tls.rst</span>' in pages[0]
+    assert "the encrypted connection was cut during the handshake" in pages[0]
+    assert "differs from the uncensored control" in pages[0]  # what an anomaly is
+    assert twin["mechanism_meaning"].startswith("the encrypted connection was cut")
+    assert '<span id="mechanism">none</span>' in pages[1] and "no single technique" not in pages[1]
+    assert "the site was reachable as expected" in pages[1]

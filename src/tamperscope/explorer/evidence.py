@@ -33,6 +33,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tamperscope.analysis.report import MECHANISM_WORDS, OUTCOME_WORDS
 from tamperscope.collector.queries import hop_fields
 
 MAX_BODY_TEXT = 64 * 1024       # characters of a body shown on the page
@@ -403,11 +404,16 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
     fps = _items(v.get("fingerprints")) or _items(tk.get("x_fingerprints"))
     hop_raw = tk.get("x_hop")
     hop = hop_fields(hop_raw)
+    mechanism, outcome = v.get("mechanism", _str(tk.get("x_mechanism"))), v.get("outcome")
     return {
         "verdict": {
             "blocking": v.get("blocking", _str(tk.get("blocking"))), "accessible": v.get("accessible", tk.get("accessible")),
-            "mechanism": v.get("mechanism", _str(tk.get("x_mechanism"))), "confidence": v.get("confidence"),
-            "status": v.get("status"), "outcome": v.get("outcome"),
+            "mechanism": mechanism, "confidence": v.get("confidence"),
+            "status": v.get("status"), "outcome": outcome,
+            # in words, as the report says them: what the outcome means, and the technique, where one was seen
+            "outcome_meaning": OUTCOME_WORDS.get(outcome) if isinstance(outcome, str) else None,
+            "mechanism_meaning": (MECHANISM_WORDS.get(mechanism) if isinstance(mechanism, str)
+                                  and outcome in ("anomaly", "confirmed") else None),
             "evidence": _items(v.get("evidence")) or _items(tk.get("x_evidence")),
             "probe_said": {"x_mechanism": _str(tk.get("x_mechanism")), "x_confidence": tk.get("x_confidence"),
                            "blocking": _str(tk.get("blocking"))},
