@@ -24,7 +24,7 @@ from tamperscope.model.profile import parse_profile
 from tamperscope.wire import dnswire, packet
 
 PROFILE = """
-name = "s19b"
+name = "hostile-frames"
 [[rule]]
 id = "dns-nx"
 layer = "dns"
@@ -53,7 +53,7 @@ CLIENT, SERVER, RST_NET_SERVER = "198.18.1.2", "198.19.0.5", "198.19.8.9"
 
 @pytest.fixture
 def box(tmp_path: Path) -> Iterator[censor.Censor]:
-    profile = parse_profile(PROFILE, source="s19b.toml", base=tmp_path, builtin_pages=blockpages.names())
+    profile = parse_profile(PROFILE, source="hostile-frames.toml", base=tmp_path, builtin_pages=blockpages.names())
     c = censor.Censor(profile, censor.GroundTruth(tmp_path / "truth.jsonl"))
     yield c
     c.truth._f.close()

@@ -1,5 +1,5 @@
 """Verdicts re-derived from hostile or odd measurements: the regressions the seeded structure fuzzer
-(test_s19b_verdict_fuzz.py) and hand-made sanity cases found.
+(test_verdict_fuzz.py) and hand-made sanity cases found.
 
 * a QUIC record whose ``address`` is a list or whose ``failure`` is no string made the web_connectivity
   overlay raise (unhashable dict key; ``.lower()`` of a bool): an ``analysis_error`` for the measurement;

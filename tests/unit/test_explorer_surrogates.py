@@ -1,7 +1,7 @@
 """A captured body whose declared charset would decode to lone surrogates (UTF-7 ``+2AA-``, or ``\\ud800`` read as
 ``unicode_escape``): the measurement is stored, and its page, its JSON twin and the sandboxed view must show
 the body, not fail to encode it (a 500 on every view of that measurement). `decode_body` no longer takes such
-labels for a charset (tests/unit/test_s19_wire_charsets.py); `body_text` replaces a surrogate all the same."""
+labels for a charset (tests/unit/test_wire_charsets.py); `body_text` replaces a surrogate all the same."""
 
 from __future__ import annotations
 
