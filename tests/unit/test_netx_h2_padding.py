@@ -11,7 +11,7 @@ import h2.config
 import h2.connection
 import h2.events
 
-from tamperscope.netx import DirectConnector, Trace, fetch
+from tamperscope.netx import Trace, fetch
 
 try:
     from . import test_netx_servers as srv
@@ -55,14 +55,11 @@ def test_padded_data_frames_do_not_exhaust_the_window(tmp_path: Path) -> None:
     WINDOW_UPDATE and the fetch ended in generic_timeout_error, a blocked-looking failure for a working site."""
     ca = srv.TestCA(tmp_path)
 
-    async def to_loopback(host: str, **_: object) -> list[str]:
-        return [srv.LOOPBACK]
-
     async def main() -> None:
         served = [0]
         ctx = ca.server_context("h2.test", alpn=("h2",))
         async with srv.TCPServer(padded_handler(served), ssl_context=ctx) as server:
-            connector = DirectConnector(resolve=to_loopback, ca_bundle=str(ca.pem))
+            connector = srv.loopback_connector(ca)
             start = time.monotonic()
             result = await fetch(f"https://h2.test:{server.port}/", trace=Trace(), connector=connector,
                                  timeout=4)

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from tamperscope.model import failures as F
-from tamperscope.netx import DirectConnector, Trace, fetch
+from tamperscope.netx import Trace, fetch
 
 try:
     from . import test_netx_servers as srv
@@ -37,14 +37,11 @@ def test_a_fin_anywhere_in_a_chunked_body_is_eof_error(cut: str) -> None:
         writer.write_eof()
         await reader.read()  # until the client closes
 
-    async def to_loopback(host: str, **_: object) -> list[str]:
-        return [srv.LOOPBACK]
-
     async def main() -> None:
         async with srv.TCPServer(handler) as server:
             trace = Trace()
             result = await fetch(f"http://cut.test:{server.port}/", trace=trace,
-                                 connector=DirectConnector(resolve=to_loopback), timeout=3)
+                                 connector=srv.loopback_connector(), timeout=3)
         assert result.failure == F.EOF_ERROR
         assert result.failed_operation == F.HTTP_ROUND_TRIP
         record = trace.requests[0]

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from tamperscope.netx import DirectConnector, Trace, fetch
+from tamperscope.netx import Trace, fetch
 from tamperscope.netx.fetch import redirect_target
 from tamperscope.netx.http import Target
 
@@ -41,14 +41,11 @@ def test_such_a_url_is_fetched_not_failed(path: str) -> None:
         await writer.drain()
         writer.close()
 
-    async def to_loopback(host: str, **_: object) -> list[str]:
-        return [srv.LOOPBACK]
-
     async def main() -> None:
         async with srv.TCPServer(handler) as server:
             trace = Trace()
             result = await fetch(f"http://idn.test:{server.port}{path}", trace=trace,
-                                 connector=DirectConnector(resolve=to_loopback), timeout=3)
+                                 connector=srv.loopback_connector(), timeout=3)
         assert result.failure is None, result.failure
         assert result.final is not None and result.final.status == 200
         assert seen == [CASES[path]]

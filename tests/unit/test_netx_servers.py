@@ -29,7 +29,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tamperscope.netx import DirectConnector
+
 LOOPBACK = "127.0.0.1"
+
+
+async def to_loopback(host: str, **_: object) -> list[str]:
+    """A resolver that sends every name to the loopback server of the test."""
+    return [LOOPBACK]
+
+
+def loopback_connector(ca: TestCA | None = None) -> DirectConnector:
+    """A DirectConnector whose every name resolves to 127.0.0.1, trusting ``ca`` when given."""
+    return DirectConnector(resolve=to_loopback, ca_bundle=str(ca.pem) if ca else None)
 
 
 def run(coro: Awaitable[Any], *, limit: float = 20.0) -> Any:

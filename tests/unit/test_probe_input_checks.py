@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +24,7 @@ from tamperscope.nettests.base import NettestError
 from tamperscope.probe import command, privacy
 from tamperscope.probe.engine import check_input
 from tamperscope.probe.locate import trigger_payload
-
-
-@dataclass
-class Result:
-    code: int
-    err: str
-
-    @property
-    def line(self) -> str:
-        """stderr, which must be one line without a traceback."""
-        assert "Traceback" not in self.err and len(self.err.strip().splitlines()) == 1, self.err
-        return self.err.strip()
+from tests.unit.test_probe_hostile_input import Result
 
 
 class Probe:
@@ -74,7 +62,8 @@ class Probe:
     def main(self, *argv: str) -> Result:
         self.capfd.readouterr()
         code = cli.main(list(argv))
-        return Result(code, self.capfd.readouterr().err)
+        said = self.capfd.readouterr()
+        return Result(code, said.out, said.err)
 
     def inputs(self, name: str = "out.jsonl") -> list[str]:
         return [orjson.loads(x)["input"] for x in (self.dir / name).read_bytes().splitlines()]
