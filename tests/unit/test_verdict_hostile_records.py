@@ -8,7 +8,9 @@
 * a v0.4 measurement of a site the control could not resolve either was a DNS anomaly (confirmed after two
   of them), where OONI's v0.4 and our v0.5 rules both say it is no evidence of blocking;
 * ``meek_fronted_requests_test``: an item of ``requests`` that is no object read as a transaction that got
-  no response, an anomaly.
+  no response, an anomaly;
+* ``body_is_truncated: "false"`` (a string) read as true, which turned the body's length and title
+  comparison off.
 """
 
 from __future__ import annotations
@@ -157,3 +159,25 @@ OK = {"failure": None, "response": {"code": 200, "body": "", "headers": {}}}
 def test_meek_items_that_are_no_transaction_are_absent(requests: list[Any], expected: tuple[str, str]) -> None:
     v = verdict_for({"test_name": "meek_fronted_requests_test", "test_keys": {"requests": requests}})
     assert (v.status, v.mechanism) == expected
+
+
+# --------------------------------------------------------------------------- body_is_truncated
+
+
+@pytest.mark.parametrize("flag, truncated", [(True, True), (False, False), ("false", False), ("true", False),
+                                             (1, False), (None, False), ([], False)],
+                         ids=["true", "false", "string-false", "string-true", "one", "null", "list"])
+def test_only_a_json_true_marks_a_body_truncated(flag: Any, truncated: bool) -> None:
+    """A truncated body is not compared by length or title; a string or number where OONI writes a boolean is
+    no flag (``bool("false")`` is true, and read so it silently turned the body comparison off)."""
+    from tamperscope.model.consistency import http_diff, observe
+
+    m = sample("httpDiffWithConsistentDNS")
+    m["test_keys"]["requests"][0]["response"]["body_is_truncated"] = flag
+    obs = observe(m)
+    (exchange,) = obs.exchanges
+    assert exchange.body_truncated is truncated
+    assert obs.control is not None and obs.control.http is not None
+    diff = http_diff(exchange, obs.control.http, (0, 5))
+    assert (diff.body_proportion is None) is truncated
+    assert (diff.title_match is None) is truncated

@@ -396,7 +396,7 @@ def _exchanges(tk: Mapping[str, Any], input_url: str) -> tuple[Exchange, ...]:
             failure=_failure(item.get("failure")),
             status_code=_int(response.get("code")),
             body=body_bytes(response.get("body")),
-            body_truncated=bool(response.get("body_is_truncated")),
+            body_truncated=response.get("body_is_truncated") is True,  # a string "false" is no flag
             headers=header_pairs(response),
             transaction_id=_tx(item),
             depth=tag_depth if tag_depth is not None else depth,
