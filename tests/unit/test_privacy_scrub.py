@@ -149,6 +149,9 @@ def test_hostile_bodies_cost_linear_time() -> None:
     s = scrubber()
     size = 512 * 1024
     for junk in ("1:" * (size // 2), "1." * (size // 2), "a" * size + ":b:", "198.18.1.1." * (size // 11),
+                 "-18-1-" * (size // 6), "1-18-1-" * (size // 7), "1-" * (size // 2),
+                 "2.1.18.1." * (size // 9) + "in-addr.arpa",
+                 "\0" * size + "1\0" * (size // 2),
                  "1%3A" * (size // 4), "%3A" * (size // 3), "2%3A%3" * (size // 6),
                  "".join(f"{i:x}:2:3:4:5:6:7:8:9:0:2 " for i in range(size // 26)),
                  "".join(f"{i:x}::2:2:2:2:2:2 " for i in range(size // 18))):
@@ -184,3 +187,43 @@ def test_a_blob_found_clean_is_looked_at_again_once_a_new_address_is_known() -> 
     out = s(m)["test_keys"]
     for key in ("tls_handshakes", "quic_handshakes"):
         assert b"198.18.9.9" not in b64.b64decode(out[key][0]["peer_certificates"][0]["data"])
+
+
+@pytest.mark.parametrize("spelling, scrubbed", [
+    ("198-18-1-2.dsl.example.net", "[scrubbed].dsl.example.net"),
+    ("ip-198-18-1-2.ec2.internal", "ip-[scrubbed].ec2.internal"),
+    ("2-1-18-198.dynamic.example", "[scrubbed].dynamic.example"),
+    ("host-198-018-001-002", "host-[scrubbed]"),
+    ("2.1.18.198.in-addr.arpa", "[scrubbed].in-addr.arpa"),
+    ("2.1.18.198.IN-ADDR.ARPA.", "[scrubbed].IN-ADDR.ARPA."),
+])
+def test_an_address_in_a_hostname_is_scrubbed(spelling: str, scrubbed: str) -> None:
+    """Reverse DNS names embed the address with dashes, in either order; a blockpage or a proxy's Via header
+    may show the client's."""
+    s = scrubber()
+    assert s.text(f"Your host: {spelling}") == f"Your host: {scrubbed}"
+    assert s.raw(f"Your host: {spelling}".encode()) == f"Your host: {scrubbed}".encode()
+    m = {"headers": {"Via": f"1.1 {spelling}"}}
+    assert s(m) == {"headers": {"Via": f"1.1 {scrubbed}"}}
+
+
+@pytest.mark.parametrize("text", [
+    "198-18-1-20.example", "1198-18-1-2", "2-1-18-1198", "2026-11-28", "1-18-1-2-18-1",
+    "2.1.18.198 is someone else", "2.1.18.198.example.net",
+])
+def test_dashed_and_reversed_lookalikes_are_left_alone(text: str) -> None:
+    s = scrubber()
+    assert s.text(text) == text
+    m = {"body": text}
+    assert s(m) is m
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be", "utf-16"])
+def test_a_utf16_body_is_scrubbed(codec: str) -> None:
+    s = scrubber()
+    page = "<p>Your address: 198.18.1.2 (2001:db8::2)</p>"
+    m = {"response": {"body": {"format": "base64", "data": base64.b64encode(page.encode(codec)).decode()}}}
+    out = s(m)
+    assert out is not m
+    shown = base64.b64decode(out["response"]["body"]["data"]).decode(codec)
+    assert shown == f"<p>Your address: {SCRUBBED} ({SCRUBBED})</p>"

@@ -12,7 +12,9 @@ resolvers and the helper, and every address of this machine's interfaces
 addresses change). Text is searched for anything shaped like an address,
 which is parsed and compared by value, so every spelling is found:
 `2001:DB8::2`, `2001:0db8:0000:0000:0000:0000:0000:0002`, `::ffff:198.18.1.2`,
-`198.018.001.002`, and in a URL `2001%3Adb8%3A%3A2`.
+`198.018.001.002`, and in a URL `2001%3Adb8%3A%3A2`. An IPv4 address is also found written with
+dashes in either order, as hostnames embed it (`198-18-1-2.dsl.example`, `ip-2-1-18-198.example`),
+reversed under `in-addr.arpa`, and in a UTF-16 body (its usual spelling).
 """
 
 from __future__ import annotations
@@ -52,6 +54,12 @@ _PCT_ANCHOR, _PCT_TAIL = _COLON + r"[0-9A-Fa-f.]*+" + _COLON, r"(?:[0-9A-Fa-f:.]
 _PCT_TEXT = (re.compile(_PCT_ANCHOR), re.compile(_PCT_TAIL))
 _PCT_BYTES = (re.compile(_PCT_ANCHOR.encode()), re.compile(_PCT_TAIL.encode()))
 _ENCODED_COLON = re.compile(r"%3[Aa]")
+# An IPv4 address with dashes, as in hostnames: runs of digits and dashes; and a reversed one under in-addr.arpa.
+_DASHED: dict[bool, tuple[re.Pattern[Any], Any]] = {True: (re.compile(r"[0-9-]*+"), "0123456789"),
+                                                    False: (re.compile(rb"[0-9-]*+"), b"0123456789")}
+# (any case, but a case-insensitive pattern has no literal to skip to: ten times slower than this)
+_ARPA_SEEN: dict[bool, re.Pattern[Any]] = {True: re.compile(r"-[aA][dD][dD][rR]\.[aA][rR][pP][aA]"),
+                                           False: re.compile(rb"-[aA][dD][dD][rR]\.[aA][rR][pP][aA]")}
 # whether a "%3" is there at all: the regex engine finds a literal three times faster than `in` on 35 KB
 _PCT_SEEN: dict[bool, re.Pattern[Any]] = {False: re.compile(rb"%3"), True: re.compile(r"%3")}
 # The longest spelling of one IPv6 address is 45 characters; in a longer run of address
@@ -207,6 +215,11 @@ class Scrubber:
         self._last: frozenset[str] = frozenset()
         self._packed: list[bytes] = []
         self._v4_anchor: tuple[re.Pattern[str], re.Pattern[bytes]] | None = None
+        # dashes, either order: "198-18-1-2.dsl.example", "ip-2-1-18-198.example"; and ".1.18." for in-addr.arpa
+        self._dash_anchor: tuple[re.Pattern[str], re.Pattern[bytes]] | None = None
+        self._arpa_anchor: tuple[re.Pattern[str], re.Pattern[bytes]] | None = None
+        self._middles: frozenset[tuple[str, str]] = frozenset()  # the middle octets of each, in either order
+        self._wide: list[tuple[bytes, bytes]] = []  # UTF-16 spellings, and what replaces them
         self._seen6: dict[str, tuple[int, int] | None] = {}  # runs already looked at (times recur)
         # base64 blobs already decoded and found clean: certificates recur (a site's chain over TLS and QUIC, the
         # same CAs in every measurement), bodies rarely; bounded, and forgotten when an address is learnt
@@ -243,15 +256,38 @@ class Scrubber:
         packed = [ipaddress.IPv4Address(v).packed for v in sorted(v4)]
         packed += [ipaddress.IPv6Address(v).packed for v in sorted(v6)]
         packed += [ipaddress.IPv6Address((0xFFFF << 32) | v).packed for v in sorted(v4)]
-        middles = sorted({rf"0{{0,2}}{(v >> 16) & 0xFF}\.0{{0,2}}{(v >> 8) & 0xFF}" for v in v4})
-        anchor = r"\.(?:" + "|".join(middles) + r")\."
-        self._v4_anchor = (re.compile(anchor), re.compile(anchor.encode())) if v4 else None
+        self._middles = frozenset(pair for v in v4 for pair in ((str((v >> 16) & 0xFF), str((v >> 8) & 0xFF)),
+                                                                 (str((v >> 8) & 0xFF), str((v >> 16) & 0xFF))))
+        self._v4_anchor = self._anchor(v4, ".", False)
+        self._dash_anchor = self._anchor(v4, "-", True)
+        self._arpa_anchor = self._anchor(v4, ".", True, forward=False)
+        wide = [str(ipaddress.IPv4Address(v)) for v in v4] + [str(ipaddress.IPv6Address(v)) for v in v6]
+        self._wide = [(a.encode(codec), SCRUBBED.encode(codec)) for a in sorted(wide, key=len, reverse=True)
+                      for codec in ("utf-16-le", "utf-16-be")]
         self._last, self._packed = frozenset(last), sorted(packed, key=len, reverse=True)  # a mapped form first
         self._seen6 = {}
         self._clean_blobs = set()  # what was clean may hold a newly learnt address
         self._v4, self._v6 = v4, v6
         shown = [str(ipaddress.IPv4Address(v)) for v in v4] + [str(ipaddress.IPv6Address(v)) for v in v6]
         self.addresses = sorted(shown, key=len, reverse=True)
+
+    @staticmethod
+    def _anchor(v4: set[int], sep: str, reverse: bool, *, forward: bool = True
+                ) -> tuple[re.Pattern[str], re.Pattern[bytes]] | None:
+        """The middle two octets of each address between separators (".18.1." for 198.18.1.2; with
+        `reverse` also ".1.18."): a literal first character, which the regex engine skips to at C speed."""
+        if not v4:
+            return None
+        esc = re.escape(sep)
+        middles = set()
+        for v in v4:
+            b, c = (v >> 16) & 0xFF, (v >> 8) & 0xFF
+            if forward:
+                middles.add(rf"0{{0,2}}{b}{esc}0{{0,2}}{c}")
+            if reverse:
+                middles.add(rf"0{{0,2}}{c}{esc}0{{0,2}}{b}")
+        anchor = esc + "(?:" + "|".join(sorted(middles)) + ")" + esc
+        return re.compile(anchor), re.compile(anchor.encode())
 
     # -- finding ------------------------------------------------------------------------------------
 
@@ -301,20 +337,46 @@ class Scrubber:
                 return lo, hi
         return None
 
-    def _spans4(self, run: str) -> list[tuple[int, int]]:
-        """Where in a dotted run one of our IPv4 addresses is spelled (zero padding allowed)."""
-        run = run.rstrip(".")
-        parts = run.split(".")
+    def _spans4(self, run: str, sep: str = ".", reverse: bool = False) -> list[tuple[int, int]]:
+        """Where in a run of digits and separators one of our IPv4 addresses is spelled (zero padding allowed;
+        with `reverse` its octets in either order)."""
+        run = run.rstrip(sep)
+        parts = run.split(sep)
+        v4 = self._v4
         if len(parts) == 4:  # the usual case: one address
-            return [(0, len(run))] if _quad(parts) in self._v4 else []
+            mine = _quad(parts) in v4 or (reverse and _quad(parts[::-1]) in v4)
+            return [(0, len(run))] if mine else []
         out = []
         at = [0]
         for p in parts:
             at.append(at[-1] + len(p) + 1)
+        middles = self._middles
+        bare = [p.lstrip("0") or p[:1] for p in parts]  # a window is parsed only if its middle is one of ours
         for i in range(len(parts) - 3):
-            if _quad(parts[i:i + 4]) in self._v4:
+            if (bare[i + 1], bare[i + 2]) not in middles or not (bare[i] and bare[i + 3]):
+                continue
+            window = parts[i:i + 4]
+            if _quad(window) in v4 or (reverse and _quad(window[::-1]) in v4):
                 out.append((at[i], at[i + 4] - 1))
         return out
+
+    def _arpa(self, s: str | bytes, text: bool) -> list[tuple[int, int]]:
+        """Our IPv4 addresses reversed under in-addr.arpa ("2.1.18.198.in-addr.arpa")."""
+        found: list[tuple[int, int]] = []
+        assert self._arpa_anchor is not None
+        _, _, _, tail, head = _TEXT if text else _BYTES
+        for lo, hi in _runs(s, self._arpa_anchor[0 if text else 1], tail, head, 4):
+            after = s[hi:hi + 12]
+            run = s[lo:hi]
+            if isinstance(after, bytes):
+                after, run = after.decode("latin-1"), run.decode("ascii")  # type: ignore[union-attr]
+            if after.lower() != "in-addr.arpa":
+                continue
+            dotted = str(run).rstrip(".")
+            parts = dotted.split(".")
+            if len(parts) >= 4 and _quad(parts[-4:][::-1]) in self._v4:
+                found.append((lo + len(dotted) - len(".".join(parts[-4:])), lo + len(dotted)))
+        return found
 
     def _spans(self, s: str | bytes) -> list[tuple[int, int]]:
         """Every span of `s` that spells one of our addresses, sorted, overlapping ones merged."""
@@ -340,6 +402,12 @@ class Scrubber:
             for lo, hi in _runs(s, self._v4_anchor[0 if text else 1], v4_tail, v4_head, 4):
                 run = s[lo:hi] if text else s[lo:hi].decode("ascii")  # type: ignore[union-attr]
                 found += [(lo + a, lo + b) for a, b in self._spans4(run)]  # type: ignore[arg-type]
+            assert self._dash_anchor is not None
+            for lo, hi in _runs(s, self._dash_anchor[0 if text else 1], *_DASHED[text], 4):
+                run = s[lo:hi] if text else s[lo:hi].decode("ascii")  # type: ignore[union-attr]
+                found += [(lo + a, lo + b) for a, b in self._spans4(run, "-", True)]  # type: ignore[arg-type]
+            if _ARPA_SEEN[text].search(s):
+                found += self._arpa(s, text)
         if len(found) < 2:
             return found
         found.sort()
@@ -354,7 +422,7 @@ class Scrubber:
     # -- replacing ----------------------------------------------------------------------------------
 
     def text(self, s: str) -> str:
-        if ":" not in s and "." not in s and "%" not in s:
+        if ":" not in s and "." not in s and "%" not in s and "-" not in s:
             return s
         spans = self._spans(s)
         if not spans:
@@ -367,6 +435,9 @@ class Scrubber:
         return "".join(out)
 
     def raw(self, b: bytes) -> bytes:
+        if b"\0" in b:  # a UTF-16 page: its usual spellings
+            for wide, scrubbed in self._wide:
+                b = b.replace(wide, scrubbed)
         spans = self._spans(b)
         if spans:
             out, at = [], 0
@@ -399,7 +470,8 @@ class Scrubber:
                 raw = base64.b64decode(data, validate=True)
             except (binascii.Error, ValueError):
                 return True
-            if any(p in raw for p in self._packed) or self._spans(raw):
+            if any(p in raw for p in self._packed) or self._spans(raw) or \
+                    (b"\0" in raw and any(wide in raw for wide, _ in self._wide)):
                 return True
             if len(data) <= MAX_CLEAN_BLOB:
                 if len(self._clean_blobs) >= MAX_CLEAN_BLOBS:
