@@ -15,6 +15,7 @@ from typing import Any
 from tamperscope.analysis.verdicts import (
     _anomaly, _failure, _how, _ok, _ooni_blocking, _request_failure, _status, _tcp_failure, _tk, register,
 )
+from tamperscope.model.stunverdict import stun_verdict
 from tamperscope.model.verdict import BlockpageMatcher, Verdict, failure_class
 
 # --------------------------------------------------------------------------- OONI's circumvention tests
@@ -304,13 +305,6 @@ def riseupvpn(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) 
 @register("stunreachability")
 @register("stun_reachability")  # the name in the spec's 2020 example
 def stunreachability(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
-    """ts-025: one STUN binding request over UDP; ``failure`` null is ok, a string an anomaly (OONI
-    fastpath's ``score_stunreachability``; a missing ``failure``, which it calls ok, is a failure here).
-    A DNS failure names a dns.* mechanism; MECHANISMS has none for a UDP drop, so anything else is
-    "none"."""
-    failure = _top_failure(_tk(measurement))
-    if isinstance(failure, Verdict):
-        return failure
-    if failure_class(failure).startswith("dns"):
-        return _failed(failure, "dns", TARGET_CONFIDENCE, ["test_keys.failure"])
-    return _anomaly("http-failure", "none", BOOTSTRAP_CONFIDENCE, ["test_keys.failure"])
+    """ts-025: the probe's own verdict function (`model.stunverdict`), which our stunreachability nettest
+    writes into its measurements too."""
+    return stun_verdict(measurement)

@@ -4,7 +4,8 @@
 
 - inet (ts-inet): authoritative DNS, public resolver (UDP/TCP/DoT/DoH), the
   web farm on 80/443 for every address of 198.19.0.0/16 (and QUIC/HTTP/3 on
-  UDP 443, advertised by an Alt-Svc header on https), the echo service.
+  UDP 443, advertised by an Alt-Svc header on https), the echo service, STUN
+  (UDP 3478 and 19302, Google's port) at every address.
 - isp (ts-access): the ISP resolver, an in-country web server (HTTP, HTTPS and
   QUIC/HTTP/3), and the ISP's blockpage server (where poisoned names point).
 - border (ts-border): the rewriting proxy and the MITM box, when the profile
@@ -18,9 +19,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import signal
+import socket
+import struct
 import sys
 import threading
 from dataclasses import replace
@@ -30,13 +34,14 @@ from typing import Any
 import dns.message
 
 from ..model.profile import Profile, load_profile
+from ..netx import stun
 from . import addresses as A
 from . import blockpages, farm
 from .ca import Issuer
 from .censor import GroundTruth
 from .dnsd import DNSServer, authoritative_answer, isp_answerer, static_answerer
 from .farm import Response
-from .quicd import QuicServer
+from .quicd import IP_PKTINFO, QuicServer, _destination
 from .web import Request, WebServer, echo
 
 # What a client connecting without SNI (by address) is shown: the service addresses.
@@ -74,8 +79,41 @@ async def _inet(state_dir: Path, state: dict[str, Any]) -> None:
     quic = QuicServer(issuer.credentials, lambda host, path, _local: farm.respond("https", host, path))
     keep.append(quic.start("0.0.0.0", 443))
     keep.append(await asyncio.start_server(echo, A.ECHO, 7))
+    for port in A.STUN_PORTS:  # at every address, as the web farm: a STUN server's name resolves to any of them
+        keep.append(_Stun(port))
     (state_dir / "ready-inet").write_text("ok")
     await asyncio.Event().wait()
+
+
+class _Stun:
+    """Answers each STUN binding request with the address it came from (XOR-MAPPED-ADDRESS), from the
+    address it was sent to (IP_PKTINFO, as quicd: the socket listens on every address of 198.19.0.0/16);
+    anything else gets no answer, as from a real server."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        self.sock.bind(("0.0.0.0", port))
+        self.sock.setblocking(False)
+        asyncio.get_running_loop().add_reader(self.sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        for _ in range(256):  # then let the loop breathe
+            try:
+                data, anc, _flags, peer = self.sock.recvmsg(2048, socket.CMSG_SPACE(12))
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue
+            local = _destination(anc)
+            if local is None or len(data) < 20 or data[:2] != b"\x00\x01" \
+                    or data[4:8] != stun.MAGIC_COOKIE.to_bytes(4, "big"):
+                continue
+            pkt = struct.pack("I4s4s", 0, socket.inet_aton(local), b"\0\0\0\0")
+            with contextlib.suppress(OSError):
+                self.sock.sendmsg([stun.binding_response(data[8:20], (peer[0], peer[1]))],
+                                  [(socket.IPPROTO_IP, IP_PKTINFO, pkt)], 0, peer)
 
 
 def _doh(req: Request, profile: Profile) -> Response:

@@ -20,6 +20,7 @@ REGISTRY: dict[str, str] = {
     "evasion": "tamperscope.nettests.evasion",
     "blocking_rules": "tamperscope.nettests.blocking_rules",
     "echcheck": "tamperscope.nettests.echcheck",
+    "stunreachability": "tamperscope.nettests.stunreachability",
 }
 
 

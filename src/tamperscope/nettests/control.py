@@ -105,10 +105,11 @@ CLIENT_ADDRESS = "x_client_address"  # the helper's answer: the address this pro
 MAX_OWN_ADDRESSES = 8  # learnt in one run (IPv4 and IPv6, a new lease): a helper cannot name the whole internet
 
 
-def _learn_own_address(ctx: Context, value: Any) -> None:
-    """Keep the address the helper saw this probe's request come from, to be scrubbed: behind NAT it is the
-    public address that a blockpage ("your IP is …") or a rewriting proxy echoes, which no interface of this
-    machine has. Taken out of the control answer, so it is never recorded."""
+def learn_own_address(ctx: Context, value: Any) -> None:
+    """Keep an address this probe was seen to come from (by the helper, or a STUN server), to be scrubbed:
+    behind NAT it is the public address that a blockpage ("your IP is …") or a rewriting proxy echoes, which
+    no interface of this machine has. Taken out of the control answer (and never put in a STUN measurement),
+    so it is never recorded."""
     if not isinstance(value, str) or len(ctx.own_addresses) >= MAX_OWN_ADDRESSES:
         return
     try:
@@ -139,6 +140,6 @@ async def ask_helper(ctx: Context, request: dict[str, Any]) -> tuple[dict[str, A
             return None, F.CONTROL_GARBAGE
         if not isinstance(data, dict) or not _shallow(data, MAX_DEPTH):
             return None, F.CONTROL_GARBAGE
-        _learn_own_address(ctx, data.pop(CLIENT_ADDRESS, None))
+        learn_own_address(ctx, data.pop(CLIENT_ADDRESS, None))
         return data, None
     return None, F.request_failed("control helper busy")
