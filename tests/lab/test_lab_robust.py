@@ -87,13 +87,15 @@ def test_exec_sets_the_client_environment() -> None:
     try:
         res = _cli("lab", "exec", "--", "sh", "-c",
                    "echo $TAMPERSCOPE_LAB $TAMPERSCOPE_RESOLVER $TAMPERSCOPE_PUBLIC_RESOLVER $TAMPERSCOPE_HELPER "
-                   "$TAMPERSCOPE_ECHO $SSL_CERT_FILE; grep nameserver /etc/resolv.conf; ip -o -4 addr show dev ts-c0")
+                   "$TAMPERSCOPE_ECHO $SSL_CERT_FILE $TAMPERSCOPE_STUN; grep nameserver /etc/resolv.conf; "
+                   "ip -o -4 addr show dev ts-c0")
         out = res.stdout
         assert res.returncode == 0, res.stderr
         assert f"1 {A.ISP_RESOLVER} {A.PUBLIC_RESOLVER} http://{A.HELPER}:{A.HELPER_PORT}/ {A.ECHO} " in out
         assert f"nameserver {A.ISP_RESOLVER}" in out and A.CLIENT in out
         ca = out.split()[5]
         assert ca.endswith("lab-ca.pem") and os.path.exists(ca)
+        assert out.split()[6] == f"stun://{A.STUN}:{A.STUN_PORT}"
         log = _cli("lab", "log")
         assert log.returncode == 0
     finally:

@@ -50,3 +50,13 @@ def test_stun_blocked_by_address_and_by_name(lab_factory, tmp_path) -> None:  # 
     assert named["x_requests"] == 0  # no address to ask
     other = by["stun://stun.example.org"]  # another server, at another address: not blocked
     assert (other["failure"], other["x_status"]) == (None, "ok"), other
+
+
+def test_stunreachability_without_input_measures_the_builtin_list(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The built-in servers' names resolve in the lab to the web farm, where every address answers STUN."""
+    from tamperscope.nettests.stunreachability import DEFAULT_INPUTS
+
+    lab_factory("none")
+    by = _run(tmp_path / "d.jsonl")
+    assert sorted(by) == sorted(DEFAULT_INPUTS)
+    assert all(tk["failure"] is None and tk["x_status"] == "ok" for tk in by.values()), by

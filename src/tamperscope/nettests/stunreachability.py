@@ -2,9 +2,9 @@
 
 Voice and video calls, WebRTC and Tor's Snowflake find their way through NAT with STUN servers, and
 censors block them by address or by name. The input is ``stun://HOST[:PORT]`` (port 3478 by default),
-or ``HOST[:PORT]``. A name is resolved first (its ``queries`` are recorded, and a DNS failure is the
-measurement's failure); then one binding request goes to the first address over UDP, retransmitted as
-RFC 5389 says until the connect timeout.
+or ``HOST[:PORT]``; without one, `DEFAULT_INPUTS`. A name is resolved first (its ``queries`` are
+recorded, and a DNS failure is the measurement's failure); then one binding request goes to the first
+address over UDP, retransmitted as RFC 5389 says until the connect timeout.
 
 ``test_keys``: OONI's ``endpoint`` (``host:port`` as given), ``failure`` (null when the server
 answered), ``queries`` and ``network_events``; ours: ``x_address`` (the address asked, ``ip:port``),
@@ -30,6 +30,18 @@ NAME = "stunreachability"
 VERSION = "0.1.0"
 NEEDS_INPUT = True
 DEFAULT_PORT = 3478
+# Measured when no input is given: public STUN servers that calls, WebRTC applications and Tor's Snowflake are
+# commonly configured with (a censor blocking calls blocks these). Each is contacted once per run.
+DEFAULT_INPUTS = (
+    "stun://stun.l.google.com:19302",
+    "stun://stun1.l.google.com:19302",
+    "stun://stun.cloudflare.com:3478",
+    "stun://stun.nextcloud.com:3478",
+    "stun://global.stun.twilio.com:3478",
+    "stun://stun.voip.blackberry.com:3478",
+    "stun://stun.stunprotocol.org:3478",
+    "stun://stun.ekiga.net:3478",
+)
 
 
 class Config:

@@ -67,6 +67,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                         "forged on the path); default $TAMPERSCOPE_SILENT_RESOLVER")
     p.add_argument("--doh", default=None, help="DoH URL: dnscheck measures it; echcheck asks it for the site's "
                    "ECH config (its HTTPS record); default $TAMPERSCOPE_DOH")
+    p.add_argument("--stun", default=None, metavar="stun://HOST[:PORT]",
+                   help="ask this STUN server, once before measuring, which address this probe's traffic comes from "
+                        "(behind NAT, the public address a blockpage may echo), to scrub it from every measurement; "
+                        "never recorded; default $TAMPERSCOPE_STUN")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per measurement (default 60)")
     p.add_argument("--capture", action="store_true",
                    help="(root) capture forged packets (RSTs, injected pages, DNS answers) for equipment signatures: x_packets, x_signature")
@@ -132,6 +136,7 @@ class Settings:
     network_events: bool
     quic: bool = True
     strategies: tuple[str, ...] | None = None
+    stun: tuple[str, int] | None = None  # (host, port): where to learn the public address from
 
 
 def settings(args: argparse.Namespace) -> Settings:
@@ -168,6 +173,8 @@ def settings(args: argparse.Namespace) -> Settings:
     if ca is not None:
         _check_ca_bundle(ca)
     submit = _submit_url(args)
+    stun_spec, label = _pick(getattr(args, "stun", None), "--stun", "TAMPERSCOPE_STUN")
+    stun = _stun(stun_spec, label) if stun_spec is not None else None
     table_path, _ = _pick(args.asn_table, "--asn-table", "TAMPERSCOPE_ASN_TABLE")
     table = _asn_table(table_path) if table_path else EMPTY
     inputs = _inputs(args, nettest, backend)
@@ -176,7 +183,16 @@ def settings(args: argparse.Namespace) -> Settings:
                     isp=isp, ca_bundle=ca, asn_table=table, cc=cc, asn=asn, backend=backend,
                     silent=silent, doh=doh, timeout=args.timeout, submit=submit,
                     network_events=not args.no_network_events, quic=not args.no_quic,
-                    strategies=_strategies(args.strategies, nettest))
+                    strategies=_strategies(args.strategies, nettest), stun=stun)
+
+
+def _stun(value: str, label: str) -> tuple[str, int]:
+    from ..nettests.stunreachability import endpoint_of
+
+    try:
+        return endpoint_of(value)
+    except NettestError:
+        raise UsageError(f"{label} must be a STUN server, stun://HOST[:PORT], not {value!r}") from None
 
 
 def _strategies(given: str | None, nettest: ModuleType) -> tuple[str, ...] | None:
@@ -326,6 +342,9 @@ def _inputs(args: argparse.Namespace, nettest: Any, backend: str | None) -> list
             check(value, f"{path}: line {n}: ")
     if items:
         return list(dict.fromkeys(items))
+    defaults: tuple[str, ...] = getattr(nettest, "DEFAULT_INPUTS", ())
+    if defaults:  # stunreachability: well-known servers, as OONI Probe ships its own list
+        return list(defaults)
     try:
         check_input(nettest, None, backend=backend)  # one measurement without input: may it run?
     except NettestError as e:
@@ -384,6 +403,9 @@ def plan(s: Settings) -> str:
                         ("the collector", s.submit)):
         if value:
             parts.append(f"{what} {value}")
+    if s.stun:
+        parts.append(f"the STUN server {_stun_text(s.stun)} (once: which address this probe's traffic comes from, "
+                     "to scrub it; never recorded)")
     return "This run would contact: " + "; ".join(parts) + "."
 
 
@@ -395,6 +417,10 @@ def build_context(s: Settings) -> tuple[Context, ProbeInfo, list[str]]:
 
     peers = [p for p in (s.isp, s.public, urlsplit(s.helper).hostname if s.helper else None) if p]
     mine = local_addresses(peers)
+    if s.stun is not None:
+        public = _public_address(s.stun, s.public)
+        if public is not None:
+            mine.add(public)
     local = next(iter(sorted(mine)), "")
     info = s.asn_table.lookup(local) if local else None
     rinfo = s.asn_table.lookup(s.isp) if s.isp else None
@@ -410,6 +436,39 @@ def build_context(s: Settings) -> tuple[Context, ProbeInfo, list[str]]:
                   ca_bundle=s.ca_bundle, matcher=_matcher(), asn=s.asn_table, backend=s.backend,
                   timeouts=Timeouts(measurement=s.timeout), options=options)
     return ctx, probe, sorted(mine)
+
+
+def _stun_text(endpoint: tuple[str, int]) -> str:
+    host, port = endpoint
+    return f"stun://[{host}]:{port}" if ":" in host else f"stun://{host}:{port}"
+
+
+def _public_address(endpoint: tuple[str, int], resolver: str) -> str | None:
+    """The address ``endpoint`` (a STUN server) saw this probe's request come from; None, said in one line on
+    stderr, when it could not be asked. A name is resolved through the public resolver."""
+    from ..netx import Resolver, Trace, lookup_addresses
+    from ..netx.stun import binding
+
+    async def ask() -> tuple[str | None, str | None]:
+        host, port = endpoint
+        trace = Trace(record_io=False)  # nothing of it is recorded
+        try:
+            ip: str = str(ipaddress.ip_address(host))
+        except ValueError:
+            res = await lookup_addresses(host, resolver=Resolver("udp", resolver), trace=trace, timeout=4)
+            if res.failure is not None or not res.addresses:
+                return None, res.failure or "dns_no_answer"
+            ip = res.addresses[0]
+        result = await binding(ip, port, trace=trace, timeout=5)
+        if result.mapped is None:
+            return None, result.failure or "no address in the answer"
+        return result.mapped[0], None
+
+    address, failure = asyncio.run(ask())
+    if address is None:
+        print(f"tamperscope: the STUN server {_stun_text(endpoint)} did not say this probe's public address "
+              f"({failure}); behind NAT, a page that echoes it will not have it scrubbed", file=sys.stderr)
+    return address
 
 
 def _matcher() -> Any:
