@@ -11,15 +11,21 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tamperscope.nettests import stunreachability, web_connectivity
 from tamperscope.netx import stun
-from tests.unit.test_probe_input_checks import Probe, probe  # noqa: F401 - the fixture
+from tests.unit.test_probe_input_checks import Probe
 
 PUBLIC = "203.0.113.7"  # what a NAT made of this probe's address: on no interface of this machine
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> Probe:
+    return Probe(tmp_path, monkeypatch, capfd)
 
 
 @pytest.fixture
@@ -49,66 +55,66 @@ def stun_server() -> Iterator[int]:
         sock.close()
 
 
-def _echoing(probe: Probe, monkeypatch: pytest.MonkeyPatch) -> None:
+def _echoing(cli: Probe, monkeypatch: pytest.MonkeyPatch) -> None:
     """web_connectivity's run replaced by one whose "page" prints the public address, as a blockpage may."""
     async def run(input: str | None, ctx: Any) -> dict[str, Any]:
-        probe.measured.append(input)
+        cli.measured.append(input)
         return {"requests": [{"response": {"body": f"Access denied. Your IP address is {PUBLIC}."}}]}
 
     monkeypatch.setattr(web_connectivity, "run", run)
 
 
-def test_the_address_a_stun_server_saw_is_scrubbed(probe: Probe, monkeypatch: pytest.MonkeyPatch,
+def test_the_address_a_stun_server_saw_is_scrubbed(cli: Probe, monkeypatch: pytest.MonkeyPatch,
                                                    stun_server: int) -> None:
-    _echoing(probe, monkeypatch)
-    res = probe.main("run", "web_connectivity", "--yes", "--no-progress", "-i", "https://a.example/",
+    _echoing(cli, monkeypatch)
+    res = cli.main("run", "web_connectivity", "--yes", "--no-progress", "-i", "https://a.example/",
                      "-o", "out.jsonl", "--stun", f"stun://127.0.0.1:{stun_server}")
     assert res.code == 0, res.err
-    text = (probe.dir / "out.jsonl").read_text()
+    text = (cli.dir / "out.jsonl").read_text()
     assert PUBLIC not in text and "Your IP address is [scrubbed]." in text
 
 
-def test_without_stun_the_address_stays(probe: Probe, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_stun_the_address_stays(cli: Probe, monkeypatch: pytest.MonkeyPatch) -> None:
     """The test above fails for the reason it names: the same run without --stun."""
-    _echoing(probe, monkeypatch)
-    res = probe.main("run", "web_connectivity", "--yes", "--no-progress", "-i", "https://a.example/",
+    _echoing(cli, monkeypatch)
+    res = cli.main("run", "web_connectivity", "--yes", "--no-progress", "-i", "https://a.example/",
                      "-o", "out.jsonl")
     assert res.code == 0, res.err
-    assert f"Your IP address is {PUBLIC}." in (probe.dir / "out.jsonl").read_text()
+    assert f"Your IP address is {PUBLIC}." in (cli.dir / "out.jsonl").read_text()
 
 
-def test_the_variable_works_as_the_option(probe: Probe, monkeypatch: pytest.MonkeyPatch, stun_server: int) -> None:
-    _echoing(probe, monkeypatch)
+def test_the_variable_works_as_the_option(cli: Probe, monkeypatch: pytest.MonkeyPatch, stun_server: int) -> None:
+    _echoing(cli, monkeypatch)
     monkeypatch.setenv("TAMPERSCOPE_STUN", f"127.0.0.1:{stun_server}")
-    res = probe.main("run", "web_connectivity", "--yes", "--no-progress", "-i", "https://a.example/",
+    res = cli.main("run", "web_connectivity", "--yes", "--no-progress", "-i", "https://a.example/",
                      "-o", "out.jsonl")
     assert res.code == 0, res.err
-    assert PUBLIC not in (probe.dir / "out.jsonl").read_text()
+    assert PUBLIC not in (cli.dir / "out.jsonl").read_text()
 
 
-def test_a_silent_stun_server_is_said_and_the_run_goes_on(probe: Probe, monkeypatch: pytest.MonkeyPatch) -> None:
-    _echoing(probe, monkeypatch)
+def test_a_silent_stun_server_is_said_and_the_run_goes_on(cli: Probe, monkeypatch: pytest.MonkeyPatch) -> None:
+    _echoing(cli, monkeypatch)
     closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     closed.bind(("127.0.0.1", 0))
     port = closed.getsockname()[1]
     closed.close()  # nothing listens there: ICMP port unreachable
-    res = probe.main("run", "web_connectivity", "--yes", "--no-progress", "-i", "https://a.example/",
+    res = cli.main("run", "web_connectivity", "--yes", "--no-progress", "-i", "https://a.example/",
                      "-o", "out.jsonl", "--stun", f"stun://127.0.0.1:{port}")
     assert res.code == 0, res.err
     assert f"the STUN server stun://127.0.0.1:{port} did not say this probe's public address " \
            "(connection_refused)" in res.err
-    assert probe.measured == ["https://a.example/"]
+    assert cli.measured == ["https://a.example/"]
 
 
 @pytest.mark.parametrize("value", ["http://a.example/", "stun://", "stun://a:0x", "stun://u@a", ""])
-def test_a_bad_stun_server_is_a_usage_error(probe: Probe, value: str) -> None:
-    res = probe.main("run", "web_connectivity", "--yes", "-i", "https://a.example/", "-o", "out.jsonl",
+def test_a_bad_stun_server_is_a_usage_error(cli: Probe, value: str) -> None:
+    res = cli.main("run", "web_connectivity", "--yes", "-i", "https://a.example/", "-o", "out.jsonl",
                      "--stun", value)
     assert res.code == 2 and res.line.startswith("tamperscope: --stun must be a STUN server"), res.err
-    assert probe.measured == [] and not (probe.dir / "out.jsonl").exists()
+    assert cli.measured == [] and not (cli.dir / "out.jsonl").exists()
 
 
-def test_consent_names_the_stun_server(probe: Probe, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_consent_names_the_stun_server(cli: Probe, monkeypatch: pytest.MonkeyPatch) -> None:
     from tamperscope.probe import consent
 
     asked: list[str] = []
@@ -118,15 +124,15 @@ def test_consent_names_the_stun_server(probe: Probe, monkeypatch: pytest.MonkeyP
         raise consent.ConsentRequired("no")
 
     monkeypatch.setattr(consent, "ensure_consent", ask)
-    res = probe.main("run", "web_connectivity", "-i", "https://a.example/", "-o", "out.jsonl",
+    res = cli.main("run", "web_connectivity", "-i", "https://a.example/", "-o", "out.jsonl",
                      "--stun", "stun://stun.example.net:19302")
-    assert res.code == 2 and probe.measured == []
+    assert res.code == 2 and cli.measured == []
     assert "the STUN server stun://stun.example.net:19302 (once: which address" in asked[0]
 
 
-def test_stunreachability_without_input_measures_the_builtin_list(probe: Probe) -> None:
-    res = probe.main("run", "stunreachability", "--yes", "--no-progress", "-o", "out.jsonl")
+def test_stunreachability_without_input_measures_the_builtin_list(cli: Probe) -> None:
+    res = cli.main("run", "stunreachability", "--yes", "--no-progress", "-o", "out.jsonl")
     assert res.code == 0, res.err
-    assert probe.measured == list(stunreachability.DEFAULT_INPUTS) == probe.inputs()
+    assert cli.measured == list(stunreachability.DEFAULT_INPUTS) == cli.inputs()
     for spec in stunreachability.DEFAULT_INPUTS:
         stunreachability.endpoint_of(spec)
