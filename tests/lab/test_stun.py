@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tamperscope.lab import addresses as A
+from tamperscope.lab import manager
 
 from .test_probe_cli import probe
 
@@ -50,6 +51,12 @@ def test_stun_blocked_by_address_and_by_name(lab_factory, tmp_path) -> None:  # 
     assert named["x_requests"] == 0  # no address to ask
     other = by["stun://stun.example.org"]  # another server, at another address: not blocked
     assert (other["failure"], other["x_status"]) == (None, "ok"), other
+    # the ground truth names both actions: the datagrams dropped (once per flow) and the forged NXDOMAIN
+    truth = [json.loads(line) for line in manager.PATHS.log.read_text().splitlines()]
+    udp = [t for t in truth if t["rule"] == "stun-ip"]
+    assert udp and all(t["proto"] == "udp" and t["server"] == f"{A.STUN}:{A.STUN_PORT}" for t in udp)
+    assert len({t["client"] for t in udp}) == len(udp)  # one line per flow, not per retransmission
+    assert any(t["rule"] == "stun-dns" and t["name"] == "stun.l.google.com" for t in truth)
 
 
 def test_stunreachability_without_input_measures_the_builtin_list(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]

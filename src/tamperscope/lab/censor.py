@@ -177,8 +177,15 @@ class Censor:
         # transport header the packet ends inside (its receiver drops it: bytes past the end are padding)
         opaque = frame[20] & 0x1F or frame[21] or ihl < 20 or end < l4 + (20 if proto == packet.PROTO_TCP else 8)
         if self.ip_addr_rules or self.ip_net_rules:
-            if (proto != packet.PROTO_TCP or opaque) and self._ip_block_all(src, dst, from_client_side, wall):
-                return []
+            if proto != packet.PROTO_TCP or opaque:
+                blocked = self._ip_block_all(src, dst, from_client_side, wall)
+                if blocked is not None:
+                    if proto == packet.PROTO_UDP and not opaque and blocked[1]:  # a datagram towards the server
+                        sport, dport = struct.unpack_from("!HH", frame, l4)
+                        if self._once((src, sport, dst, dport), wall):
+                            self.truth.write(blocked[0], f"{src}:{sport}", f"{dst}:{dport}",
+                                             self.names_by_addr.get(dst), proto="udp")
+                    return []
         if opaque:
             return fwd
         if proto == packet.PROTO_TCP:
@@ -222,15 +229,16 @@ class Censor:
         self.truth.write(r, f"{src}:{sport}", f"{dst}:443", hello.sni)
         return []
 
-    def _ip_block_all(self, src: str, dst: str, from_client: bool, wall: float) -> bool:
-        """ip rules without ports drop every packet to/from their addresses (ICMP and UDP too)."""
+    def _ip_block_all(self, src: str, dst: str, from_client: bool, wall: float) -> tuple[Rule, bool] | None:
+        """The ip rule without ports that drops this packet (every packet to/from its addresses: ICMP and UDP
+        too), and whether the packet goes towards the rule's address; None when none does."""
         for server, towards in ((dst, True), (src, False)):
             r = self._ip_rule(server, 0)
             if r is not None and not r.ports and r.action == "drop":
                 init_dir = "egress" if from_client == towards else "ingress"
                 if r.applies_to(init_dir):
-                    return True
-        return False
+                    return r, towards
+        return None
 
     def _once(self, flow: Flow, wall: float) -> bool:
         if flow in self.logged_ip:
