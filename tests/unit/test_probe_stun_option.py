@@ -136,3 +136,22 @@ def test_stunreachability_without_input_measures_the_builtin_list(cli: Probe) ->
     assert cli.measured == list(stunreachability.DEFAULT_INPUTS) == cli.inputs()
     for spec in stunreachability.DEFAULT_INPUTS:
         stunreachability.endpoint_of(spec)
+
+
+def test_the_network_is_looked_up_by_the_public_address(cli: Probe, monkeypatch: pytest.MonkeyPatch,
+                                                         stun_server: int) -> None:
+    """Behind NAT the probe's own address is private, in no AS table: the one the STUN server saw names the
+    network (probe_asn, probe_cc), as OONI Probe looks up the address its STUN or IP-lookup service gives."""
+    import orjson
+
+    from tamperscope.probe import privacy
+
+    _echoing(cli, monkeypatch)
+    monkeypatch.setattr(privacy, "local_addresses", lambda peers: {"192.168.1.23"})  # the NAT's inside
+    (cli.dir / "asn.tsv").write_text("203.0.113.0\t203.0.113.255\t64496\tAR\tNAT-ISP\n")
+    res = cli.main("run", "web_connectivity", "--yes", "--no-progress", "-i", "https://a.example/",
+                   "-o", "out.jsonl", "--asn-table", "asn.tsv", "--stun", f"stun://127.0.0.1:{stun_server}")
+    assert res.code == 0, res.err
+    m = orjson.loads((cli.dir / "out.jsonl").read_bytes())
+    assert (m["probe_asn"], m["probe_cc"], m["probe_network_name"]) == ("AS64496", "AR", "NAT-ISP")
+    assert m["probe_ip"] == "127.0.0.1"

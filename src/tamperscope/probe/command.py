@@ -417,11 +417,12 @@ def build_context(s: Settings) -> tuple[Context, ProbeInfo, list[str]]:
 
     peers = [p for p in (s.isp, s.public, urlsplit(s.helper).hostname if s.helper else None) if p]
     mine = local_addresses(peers)
-    if s.stun is not None:
-        public = _public_address(s.stun, s.public)
-        if public is not None:
-            mine.add(public)
-    local = next(iter(sorted(mine)), "")
+    public = _public_address(s.stun, s.public) if s.stun is not None else None
+    if public is not None:
+        mine.add(public)
+    # the network is looked up by the public address when a STUN server said it (behind NAT a private one
+    # is in no AS table), else by the source address towards the resolvers and the helper
+    local = public or next(iter(sorted(mine)), "")
     info = s.asn_table.lookup(local) if local else None
     rinfo = s.asn_table.lookup(s.isp) if s.isp else None
     looked_up_cc = info.cc.upper() if info and info.asn and re.fullmatch(r"[A-Za-z]{2}", info.cc) else "ZZ"
