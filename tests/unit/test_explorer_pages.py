@@ -501,3 +501,38 @@ def test_an_ech_target_sealed_with_the_sites_config_shows_its_outer_name_and_the
     section = page.split('id="ech-config"', 1)[1].split("</section>", 1)[0]
     assert "the target's hello was sealed with it" in section and "<b>" not in section
     assert "to <code>&lt;b&gt;8.8.8.8:53&lt;/b&gt;</code>, the record came without its" in section
+
+
+def test_a_stun_measurement_says_whether_the_server_answered(tmp_path: Path) -> None:
+    """stunreachability: the server, the answer or the failure, each datagram; hostile values escaped, and the
+    lookup's datagrams (another address) left out."""
+    base = next(samples.corpus(1, seed="stun"))
+    evil = "<img src=x onerror=window.__pwned=1>"
+    events = [{"operation": "write_to", "address": "198.19.0.19:3478", "num_bytes": 20, "t": 0.01, "proto": "udp"},
+              {"operation": "read_from", "address": "198.19.0.19:3478", "num_bytes": 9, "t": 0.02,
+               "x_stun_ignored": True},
+              {"operation": "write_to", "address": "8.8.8.8:53", "num_bytes": 40, "t": 0.0},
+              {"operation": "write_to", "address": "198.19.0.19:3478", "num_bytes": 20, "t": 0.51}]
+    answered = {**base, "test_name": "stunreachability", "input": "stun://stun.example.net:3478",
+                "test_keys": {"endpoint": "stun.example.net:3478", "failure": None, "x_address": "198.19.0.19:3478",
+                              "x_requests": 2, "x_ignored": 1, "network_events": events, "queries": []}}
+    silent = {**base, "test_name": "stunreachability", "input": "stun://198.19.0.19:3478",
+              "report_id": base["report_id"] + "x",
+              "test_keys": {"endpoint": evil, "failure": f"unknown_failure: {evil}", "x_address": "198.19.0.19:3478",
+                            "x_requests": 1, "x_ignored": 0, "network_events": events[:1], "queries": []}}
+    with running_app(Settings(db_path=tmp_path / "e.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
+        out = c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(m) for m in (answered, silent))).json()
+        uids = [r["measurement_uid"] for r in out["results"]]
+        (page, twin), (bad_page, bad_twin) = [(c.get(f"/m/{u}").text, c.get(f"/m/{u}.json").json()) for u in uids]
+    section = " ".join(page.split('id="stun"', 1)[1].split("</section>", 1)[0].split())
+    assert "(at <code>198.19.0.19:3478</code>) answered: calls and WebRTC can find their way" in section
+    assert "2 requests sent; 1 datagram came back that answered none of them." in section
+    assert twin["evidence"]["stun"]["events"] == [
+        {"operation": "sent", "t": 0.01, "bytes": 20, "ignored": False, "failure": None},
+        {"operation": "received", "t": 0.02, "bytes": 9, "ignored": True, "failure": None},
+        {"operation": "sent", "t": 0.51, "bytes": 20, "ignored": False, "failure": None}]
+    assert twin["evidence"]["verdict"]["status"] == "ok"
+    bad = " ".join(bad_page.split('id="stun"', 1)[1].split("</section>", 1)[0].split())
+    assert "was not reached" in bad and "1 request sent" in bad and evil not in bad_page
+    assert "&lt;img src=x" in bad and bad_twin["evidence"]["stun"]["answered"] is False
+    assert bad_twin["evidence"]["verdict"]["status"] == "anomaly"

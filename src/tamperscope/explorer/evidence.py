@@ -432,10 +432,38 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
         "throttle": tk.get("x_throttle"),
         "quic_trigger": quic_trigger(tk),
         "ech_config": ech_config(tk) if m.get("test_name") == "echcheck" else None,
+        "stun": stun(tk) if m.get("test_name") in ("stunreachability", "stun_reachability") else None,
         "evasion": evasion(tk),
         "rules": rules(tk),
         "echo": echoes(tk),
     }
+
+
+MAX_STUN_EVENTS = 32
+
+
+def stun(tk: Mapping[str, Any]) -> dict[str, Any]:
+    """A stunreachability measurement in words: the server, whether it answered, and each datagram sent and
+    received (ours: the address asked, requests sent and datagrams that were no answer; OONI's have only the
+    endpoint and the events)."""
+    address = _str(tk.get("x_address"))
+    events: list[dict[str, Any]] = []
+    for e in _list(tk.get("network_events")):
+        if len(events) >= MAX_STUN_EVENTS:
+            break
+        if not isinstance(e, dict) or e.get("operation") not in ("write_to", "read_from"):
+            continue
+        if address is not None and e.get("address") != address:
+            continue  # the lookup of the server's name has datagrams too
+        t = e.get("t")
+        events.append({"operation": "sent" if e["operation"] == "write_to" else "received",
+                       "t": t if isinstance(t, (int, float)) and not isinstance(t, bool) else None,
+                       "bytes": _number(e.get("num_bytes")), "ignored": e.get("x_stun_ignored") is True,
+                       "failure": _str(e.get("failure"))})
+    failure = tk.get("failure")
+    return {"endpoint": _str(tk.get("endpoint")), "address": address, "answered": "failure" in tk and failure is None,
+            "failure": _str(failure), "requests": _number(tk.get("x_requests")),
+            "ignored": _number(tk.get("x_ignored")), "events": events}
 
 
 MAX_ATTEMPTS = 32
