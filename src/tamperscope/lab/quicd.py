@@ -22,7 +22,7 @@ import asyncio
 import logging
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from aioquic import tls
@@ -112,16 +112,8 @@ class QuicServer:
     # --- datagrams in ---------------------------------------------------------------
     def _readable(self) -> None:
         assert self.sock is not None
-        for _ in range(256):  # then let the loop breathe
-            try:
-                data, anc, _flags, peer = self.sock.recvmsg(65535, socket.CMSG_SPACE(12))
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                continue
-            local = _destination(anc)
-            if local is not None:
-                self._datagram(data, peer, local)
+        for data, peer, local in received(self.sock):
+            self._datagram(data, peer, local)
 
     def _datagram(self, data: bytes, peer: Any, local: str) -> None:
         assert self.loop is not None
@@ -174,10 +166,9 @@ class QuicServer:
                         except Exception:  # noqa: BLE001 - trailers (a second HEADERS) find the answer sent
                             log.debug("quic request from %s not answered", key[0], exc_info=True)
             event = conn.next_event()
-        pkt = struct.pack("I4s4s", 0, socket.inet_aton(key[1]), b"\0\0\0\0")
         for data, addr in conn.datagrams_to_send(now=self.loop.time()):
             try:
-                self.sock.sendmsg([data], [(socket.IPPROTO_IP, IP_PKTINFO, pkt)], 0, addr)
+                send_from(self.sock, data, key[1], addr)
             except OSError:
                 break
         old = self.timers.pop(key, None)
@@ -211,6 +202,27 @@ class QuicServer:
         h3.send_data(stream_id, resp.body, end_stream=True)
 
 
+def received(sock: socket.socket, size: int = 65535) -> Iterator[tuple[bytes, Any, str]]:
+    """The datagrams waiting on a non-blocking socket with IP_PKTINFO on (at most 256, then the loop breathes),
+    each with its sender and the local address it was sent to (the socket listens on many)."""
+    for _ in range(256):
+        try:
+            data, anc, _flags, peer = sock.recvmsg(size, socket.CMSG_SPACE(12))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            continue
+        local = _destination(anc)
+        if local is not None:
+            yield data, peer, local
+
+
+def send_from(sock: socket.socket, data: bytes, local: str, peer: Any) -> None:
+    """Send ``data`` to ``peer`` from the local address ``local`` (the one the peer wrote to)."""
+    pkt = struct.pack("I4s4s", 0, socket.inet_aton(local), b"\0\0\0\0")
+    sock.sendmsg([data], [(socket.IPPROTO_IP, IP_PKTINFO, pkt)], 0, peer)
+
+
 def _destination(anc: list[tuple[int, int, bytes]]) -> str | None:
     """The destination address of a datagram, from its IP_PKTINFO control message."""
     for level, kind, data in anc:
@@ -219,4 +231,4 @@ def _destination(anc: list[tuple[int, int, bytes]]) -> str | None:
     return None
 
 
-__all__ = ["MAX_CONNECTIONS", "QuicServer"]
+__all__ = ["MAX_CONNECTIONS", "QuicServer", "received", "send_from"]

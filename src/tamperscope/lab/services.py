@@ -24,7 +24,6 @@ import json
 import logging
 import signal
 import socket
-import struct
 import sys
 import threading
 from dataclasses import replace
@@ -41,7 +40,7 @@ from .ca import Issuer
 from .censor import GroundTruth
 from .dnsd import DNSServer, authoritative_answer, isp_answerer, static_answerer
 from .farm import Response
-from .quicd import IP_PKTINFO, QuicServer, _destination
+from .quicd import IP_PKTINFO, QuicServer, received, send_from
 from .web import Request, WebServer, echo
 
 # What a client connecting without SNI (by address) is shown: the service addresses.
@@ -99,21 +98,11 @@ class _Stun:
         asyncio.get_running_loop().add_reader(self.sock.fileno(), self._readable)
 
     def _readable(self) -> None:
-        for _ in range(256):  # then let the loop breathe
-            try:
-                data, anc, _flags, peer = self.sock.recvmsg(2048, socket.CMSG_SPACE(12))
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
+        for data, peer, local in received(self.sock, 2048):
+            if len(data) < 20 or data[:2] != b"\x00\x01" or data[4:8] != stun.MAGIC_COOKIE.to_bytes(4, "big"):
                 continue
-            local = _destination(anc)
-            if local is None or len(data) < 20 or data[:2] != b"\x00\x01" \
-                    or data[4:8] != stun.MAGIC_COOKIE.to_bytes(4, "big"):
-                continue
-            pkt = struct.pack("I4s4s", 0, socket.inet_aton(local), b"\0\0\0\0")
             with contextlib.suppress(OSError):
-                self.sock.sendmsg([stun.binding_response(data[8:20], (peer[0], peer[1]))],
-                                  [(socket.IPPROTO_IP, IP_PKTINFO, pkt)], 0, peer)
+                send_from(self.sock, stun.binding_response(data[8:20], (peer[0], peer[1])), local, peer)
 
 
 def _doh(req: Request, profile: Profile) -> Response:
