@@ -12,9 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tamperscope.analysis.verdicts import (
-    _anomaly, _failure, _how, _ok, _ooni_blocking, _request_failure, _status, _tcp_failure, _tk, register,
-)
+from tamperscope.analysis.verdicts import register
+from tamperscope.model.services import anomaly as _anomaly
+from tamperscope.model.services import failed as _failure
+from tamperscope.model.services import how as _how
+from tamperscope.model.services import ok as _ok
+from tamperscope.model.services import ooni_blocking as _ooni_blocking
+from tamperscope.model.services import request_failure as _request_failure
+from tamperscope.model.services import status as _status
+from tamperscope.model.services import tcp_failure as _tcp_failure
+from tamperscope.model.services import test_keys as _tk
 from tamperscope.model.stunverdict import stun_verdict
 from tamperscope.model.verdict import BlockpageMatcher, Verdict, failure_class
 

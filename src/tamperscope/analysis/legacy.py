@@ -14,8 +14,13 @@ from typing import Any
 from tamperscope.analysis.circumvention import (
     _SCAN, BOOTSTRAP_CONFIDENCE, TARGET_CONFIDENCE, _failed, _failure_string, _tor_bootstrap,
 )
-from tamperscope.analysis.verdicts import _anomaly, _failure, _flag, _ok, _tk, register
+from tamperscope.analysis.verdicts import register
 from tamperscope.model.consistency import _records
+from tamperscope.model.services import anomaly as _anomaly
+from tamperscope.model.services import failed as _failure
+from tamperscope.model.services import flag as _flag
+from tamperscope.model.services import ok as _ok
+from tamperscope.model.services import test_keys as _tk
 from tamperscope.model.verdict import BlockpageMatcher, Verdict, failure_class
 
 # --------------------------------------------------------------------------- OONI's legacy tests (2012-2020)

@@ -36,7 +36,13 @@ from tamperscope.model.evasion import attempts_from_records, evasion_verdict
 from tamperscope.model.interception import interception
 from tamperscope.model.remote import remote_dns_verdict, remote_web_verdict
 from tamperscope.model.rules import rules_from_records, rules_verdict
-from tamperscope.model.verdict import BlockpageMatcher, Verdict, failure_class, web_connectivity_verdict
+from tamperscope.model.services import anomaly as _anomaly
+from tamperscope.model.services import facebook_messenger_verdict, signal_verdict, telegram_verdict, whatsapp_verdict
+from tamperscope.model.services import failed as _failure
+from tamperscope.model.services import ok as _ok
+from tamperscope.model.services import services as _services
+from tamperscope.model.services import test_keys as _tk
+from tamperscope.model.verdict import BlockpageMatcher, Verdict, web_connectivity_verdict
 
 VerdictFunction = Callable[[Mapping[str, Any], BlockpageMatcher | None], Verdict]
 
@@ -72,23 +78,6 @@ def verdict_for(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None
     name = measurement.get("test_name")
     fn = VERDICTS.get(name, generic_verdict) if isinstance(name, str) else generic_verdict
     return fn(measurement, matcher)
-
-
-def _tk(measurement: Mapping[str, Any]) -> Mapping[str, Any]:
-    tk = measurement.get("test_keys")
-    return tk if isinstance(tk, Mapping) else {}
-
-
-def _ok(evidence: Sequence[str] = (), confidence: float = 0.8) -> Verdict:
-    return Verdict(False, True, "none", confidence, "ok", tuple(evidence))
-
-
-def _failure(evidence: Sequence[str] = ()) -> Verdict:
-    return Verdict(None, None, "none", 0.0, "failure", tuple(evidence))
-
-
-def _anomaly(blocking: str, mechanism: str, confidence: float, evidence: Sequence[str]) -> Verdict:
-    return Verdict(blocking, False, mechanism, confidence, "anomaly", tuple(evidence))
 
 
 @register("web_connectivity")
@@ -237,114 +226,28 @@ def tls_mitm(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -
 #
 # These carry their probe's own conclusions as flags (ooni/spec ts-008, ts-018, ts-019, ts-020,
 # ts-029): there are no raw records rich enough to re-derive them, so the flags are read, and
-# the failure strings beside them say how (a reset or a timeout, at which layer).
-
-
-def _how(failure: Any, layer: str) -> str:
-    """The mechanism an OONI failure string points to, for a failure at ``layer`` (dns, tcp, http,
-    https), through the model's one classifier of failure strings (`model.verdict.failure_class`)."""
-    kind = failure_class(failure if isinstance(failure, str) else None)
-    if kind == "dns_nxdomain":
-        return "dns.nxdomain"
-    if kind in ("dns_error", "dns_no_answer"):
-        return "dns.drop"
-    if layer == "dns":
-        return "dns.poison"
-    reset = kind in ("reset", "refused", "eof")
-    if layer == "tcp":
-        return "tcp.rst" if reset else "tcp.drop"
-    if layer == "http":
-        return "http.rst" if reset else "http.drop"
-    if kind == "tls_cert":
-        return "tls.mitm"
-    return "tls.rst" if reset else "tls.drop"
-
-
-def _ooni_blocking(mechanism: str) -> str:
-    """OONI's ``blocking`` word for a mechanism: "dns", "tcp_ip", else its catch-all "http-failure"."""
-    return {"dns": "dns", "tcp": "tcp_ip"}.get(mechanism.split(".")[0], "http-failure")
-
-
-def _tcp_failure(tk: Mapping[str, Any]) -> str | None:
-    """A failure string from the tcp_connect records (a reset, if any connection was reset)."""
-    connects = tk.get("tcp_connect")
-    failures = [f for r in (connects if isinstance(connects, list) else ())
-                if isinstance(r, Mapping) and isinstance(r.get("status"), Mapping)
-                and isinstance(f := r["status"].get("failure"), str) and f]
-    return next((f for f in failures if failure_class(f) in ("reset", "refused")), failures[0] if failures else None)
-
-
-def _request_failure(tk: Mapping[str, Any]) -> str | None:
-    """The first failure string among the HTTP transactions."""
-    requests = tk.get("requests")
-    return next((f for r in (requests if isinstance(requests, list) else ())
-                 if isinstance(r, Mapping) and isinstance(f := r.get("failure"), str) and f), None)
-
-
-def _services(checks: Sequence[tuple[str, bool | None, str, Any]]) -> Verdict:
-    """One verdict from several services' flags: (evidence key, blocked?, layer, failure string).
-
-    Blocked anywhere is an anomaly (the first one found names the mechanism, every blocked
-    key is evidence); all flags present and clear is "ok"; no flag at all is a failure.
-    """
-    blocked = [(key, layer, failure) for key, flag, layer, failure in checks if flag is True]
-    seen = [key for key, flag, _, _ in checks if flag is not None]
-    if blocked:
-        key, layer, failure = blocked[0]
-        mechanism = _how(failure, layer)
-        return _anomaly(_ooni_blocking(mechanism), mechanism, 0.8, [f"test_keys.{k}" for k, _, _ in blocked])
-    if not seen:
-        return _failure()
-    return _ok([f"test_keys.{k}" for k in seen])
-
-
-def _flag(value: Any) -> bool | None:
-    return value if isinstance(value, bool) else None
-
-
-def _status(value: Any) -> bool | None:
-    """OONI's "blocked" / "ok" status strings as blocked?"""
-    return {"blocked": True, "ok": False}.get(value) if isinstance(value, str) else None
+# the failure strings beside them say how (a reset or a timeout, at which layer). The instant-messaging
+# verdicts are the model's (`model.services`), which our telegram nettest writes too.
 
 
 @register("telegram")
 def telegram(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
-    tk = _tk(measurement)
-    return _services([
-        ("telegram_tcp_blocking", _flag(tk.get("telegram_tcp_blocking")), "tcp", _tcp_failure(tk)),
-        ("telegram_http_blocking", _flag(tk.get("telegram_http_blocking")), "http", _request_failure(tk)),
-        ("telegram_web_status", _status(tk.get("telegram_web_status")), "https", tk.get("telegram_web_failure")),
-    ])
+    return telegram_verdict(measurement)
 
 
 @register("whatsapp")
 def whatsapp(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
-    tk = _tk(measurement)
-    return _services([
-        ("whatsapp_endpoints_status", _status(tk.get("whatsapp_endpoints_status")), "tcp", _tcp_failure(tk)),
-        ("registration_server_status", _status(tk.get("registration_server_status")), "https",
-         tk.get("registration_server_failure")),
-        ("whatsapp_web_status", _status(tk.get("whatsapp_web_status")), "https", tk.get("whatsapp_web_failure")),
-    ])
+    return whatsapp_verdict(measurement)
 
 
 @register("facebook_messenger")
 def facebook_messenger(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
-    tk = _tk(measurement)
-    sep = "_" if "facebook_dns_blocking" in tk or "facebook_tcp_blocking" in tk else "-"  # "-" up to v0.3.0
-    dns, tcp = f"facebook{sep}dns{sep}blocking", f"facebook{sep}tcp{sep}blocking"
-    return _services([
-        (dns, _flag(tk.get(dns)), "dns", None),
-        (tcp, _flag(tk.get(tcp)), "tcp", _tcp_failure(tk)),
-    ])
+    return facebook_messenger_verdict(measurement)
 
 
 @register("signal")
 def signal(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
-    tk = _tk(measurement)
-    return _services([
-        ("signal_backend_status", _status(tk.get("signal_backend_status")), "https", tk.get("signal_backend_failure")),
-    ])
+    return signal_verdict(measurement)
 
 
 @register("tcp_connect")

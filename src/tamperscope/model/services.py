@@ -1,0 +1,136 @@
+"""Verdicts of OONI's instant-messaging tests (ooni/spec ts-018 whatsapp, ts-019 facebook_messenger,
+ts-020 telegram, ts-029 signal), ours or OONI's, and the pieces other flag-reading verdicts share.
+
+These tests carry their probe's own conclusions as flags: there are no raw records rich enough to
+re-derive them, so the flags are read, and the failure strings beside them say how (a reset or a
+timeout, at which layer), through the model's one classifier of failure strings (`failure_class`).
+Our `telegram` nettest writes the same flags, and its verdict is this one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .verdict import Verdict, failure_class
+
+
+def test_keys(measurement: Mapping[str, Any]) -> Mapping[str, Any]:
+    tk = measurement.get("test_keys")
+    return tk if isinstance(tk, Mapping) else {}
+
+
+def ok(evidence: Sequence[str] = (), confidence: float = 0.8) -> Verdict:
+    return Verdict(False, True, "none", confidence, "ok", tuple(evidence))
+
+
+def failed(evidence: Sequence[str] = ()) -> Verdict:
+    """The measurement itself failed: nothing to judge."""
+    return Verdict(None, None, "none", 0.0, "failure", tuple(evidence))
+
+
+def anomaly(blocking: str, mechanism: str, confidence: float, evidence: Sequence[str]) -> Verdict:
+    return Verdict(blocking, False, mechanism, confidence, "anomaly", tuple(evidence))
+
+
+def how(failure: Any, layer: str) -> str:
+    """The mechanism an OONI failure string points to, for a failure at ``layer`` (dns, tcp, http,
+    https), through the model's one classifier of failure strings (`model.verdict.failure_class`)."""
+    kind = failure_class(failure if isinstance(failure, str) else None)
+    if kind == "dns_nxdomain":
+        return "dns.nxdomain"
+    if kind in ("dns_error", "dns_no_answer"):
+        return "dns.drop"
+    if layer == "dns":
+        return "dns.poison"
+    reset = kind in ("reset", "refused", "eof")
+    if layer == "tcp":
+        return "tcp.rst" if reset else "tcp.drop"
+    if layer == "http":
+        return "http.rst" if reset else "http.drop"
+    if kind == "tls_cert":
+        return "tls.mitm"
+    return "tls.rst" if reset else "tls.drop"
+
+
+def ooni_blocking(mechanism: str) -> str:
+    """OONI's ``blocking`` word for a mechanism: "dns", "tcp_ip", else its catch-all "http-failure"."""
+    return {"dns": "dns", "tcp": "tcp_ip"}.get(mechanism.split(".")[0], "http-failure")
+
+
+def tcp_failure(tk: Mapping[str, Any]) -> str | None:
+    """A failure string from the tcp_connect records (a reset, if any connection was reset)."""
+    connects = tk.get("tcp_connect")
+    failures = [f for r in (connects if isinstance(connects, list) else ())
+                if isinstance(r, Mapping) and isinstance(r.get("status"), Mapping)
+                and isinstance(f := r["status"].get("failure"), str) and f]
+    return next((f for f in failures if failure_class(f) in ("reset", "refused")), failures[0] if failures else None)
+
+
+def request_failure(tk: Mapping[str, Any]) -> str | None:
+    """The first failure string among the HTTP transactions."""
+    requests = tk.get("requests")
+    return next((f for r in (requests if isinstance(requests, list) else ())
+                 if isinstance(r, Mapping) and isinstance(f := r.get("failure"), str) and f), None)
+
+
+def services(checks: Sequence[tuple[str, bool | None, str, Any]]) -> Verdict:
+    """One verdict from several services' flags: (evidence key, blocked?, layer, failure string).
+
+    Blocked anywhere is an anomaly (the first one found names the mechanism, every blocked
+    key is evidence); all flags present and clear is "ok"; no flag at all is a failure.
+    """
+    blocked = [(key, layer, failure) for key, flag, layer, failure in checks if flag is True]
+    seen = [key for key, flag, _, _ in checks if flag is not None]
+    if blocked:
+        key, layer, failure = blocked[0]
+        mechanism = how(failure, layer)
+        return anomaly(ooni_blocking(mechanism), mechanism, 0.8, [f"test_keys.{k}" for k, _, _ in blocked])
+    if not seen:
+        return failed()
+    return ok([f"test_keys.{k}" for k in seen])
+
+
+def flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def status(value: Any) -> bool | None:
+    """OONI's "blocked" / "ok" status strings as blocked?"""
+    return {"blocked": True, "ok": False}.get(value) if isinstance(value, str) else None
+
+
+def telegram_verdict(measurement: Mapping[str, Any]) -> Verdict:
+    tk = test_keys(measurement)
+    return services([
+        ("telegram_tcp_blocking", flag(tk.get("telegram_tcp_blocking")), "tcp", tcp_failure(tk)),
+        ("telegram_http_blocking", flag(tk.get("telegram_http_blocking")), "http", request_failure(tk)),
+        ("telegram_web_status", status(tk.get("telegram_web_status")), "https", tk.get("telegram_web_failure")),
+    ])
+
+
+def whatsapp_verdict(measurement: Mapping[str, Any]) -> Verdict:
+    tk = test_keys(measurement)
+    return services([
+        ("whatsapp_endpoints_status", status(tk.get("whatsapp_endpoints_status")), "tcp", tcp_failure(tk)),
+        ("registration_server_status", status(tk.get("registration_server_status")), "https",
+         tk.get("registration_server_failure")),
+        ("whatsapp_web_status", status(tk.get("whatsapp_web_status")), "https", tk.get("whatsapp_web_failure")),
+    ])
+
+
+def facebook_messenger_verdict(measurement: Mapping[str, Any]) -> Verdict:
+    tk = test_keys(measurement)
+    sep = "_" if "facebook_dns_blocking" in tk or "facebook_tcp_blocking" in tk else "-"  # "-" up to v0.3.0
+    dns, tcp = f"facebook{sep}dns{sep}blocking", f"facebook{sep}tcp{sep}blocking"
+    return services([
+        (dns, flag(tk.get(dns)), "dns", None),
+        (tcp, flag(tk.get(tcp)), "tcp", tcp_failure(tk)),
+    ])
+
+
+def signal_verdict(measurement: Mapping[str, Any]) -> Verdict:
+    tk = test_keys(measurement)
+    return services([
+        ("signal_backend_status", status(tk.get("signal_backend_status")), "https", tk.get("signal_backend_failure")),
+    ])
