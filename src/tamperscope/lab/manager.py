@@ -436,6 +436,7 @@ def client_env(base: dict[str, str] | None = None) -> dict[str, str]:
         "TAMPERSCOPE_HELPER": A.Endpoints().helper_url,
         "TAMPERSCOPE_ECHO": A.ECHO,
         "TAMPERSCOPE_STUN": f"stun://{A.STUN}:{A.STUN_PORT}",
+        "TAMPERSCOPE_TELEGRAM_DCS": ",".join(A.TELEGRAM_DCS),
         "TAMPERSCOPE_SILENT_RESOLVER": A.SILENT,
         "TAMPERSCOPE_DOH": f"https://{A.PUBLIC_RESOLVER}/dns-query",
         "TAMPERSCOPE_CA_BUNDLE": str(PATHS.ca_bundle),

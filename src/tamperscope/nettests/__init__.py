@@ -21,6 +21,7 @@ REGISTRY: dict[str, str] = {
     "blocking_rules": "tamperscope.nettests.blocking_rules",
     "echcheck": "tamperscope.nettests.echcheck",
     "stunreachability": "tamperscope.nettests.stunreachability",
+    "telegram": "tamperscope.nettests.telegram",
 }
 
 

@@ -71,6 +71,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="ask this STUN server, once before measuring, which address this probe's traffic comes from "
                         "(behind NAT, the public address a blockpage may echo), to scrub it from every measurement; "
                         "never recorded; default $TAMPERSCOPE_STUN")
+    p.add_argument("--telegram-dcs", default=None, metavar="IP[,IP...]",
+                   help="telegram: the access points to try instead of Telegram's data centres; "
+                        "default $TAMPERSCOPE_TELEGRAM_DCS (the lab sets its stand-ins)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per measurement (default 60)")
     p.add_argument("--capture", action="store_true",
                    help="(root) capture forged packets (RSTs, injected pages, DNS answers) for equipment signatures: x_packets, x_signature")
@@ -137,6 +140,7 @@ class Settings:
     quic: bool = True
     strategies: tuple[str, ...] | None = None
     stun: tuple[str, int] | None = None  # (host, port): where to learn the public address from
+    telegram_dcs: tuple[str, ...] | None = None  # telegram's access points, when not Telegram's own
 
 
 def settings(args: argparse.Namespace) -> Settings:
@@ -175,6 +179,8 @@ def settings(args: argparse.Namespace) -> Settings:
     submit = _submit_url(args)
     stun_spec, label = _pick(getattr(args, "stun", None), "--stun", "TAMPERSCOPE_STUN")
     stun = _stun(stun_spec, label) if stun_spec is not None else None
+    dcs, label = _pick(getattr(args, "telegram_dcs", None), "--telegram-dcs", "TAMPERSCOPE_TELEGRAM_DCS")
+    telegram_dcs = _telegram_dcs(dcs, label) if dcs is not None else None
     table_path, _ = _pick(args.asn_table, "--asn-table", "TAMPERSCOPE_ASN_TABLE")
     table = _asn_table(table_path) if table_path else EMPTY
     inputs = _inputs(args, nettest, backend)
@@ -183,7 +189,16 @@ def settings(args: argparse.Namespace) -> Settings:
                     isp=isp, ca_bundle=ca, asn_table=table, cc=cc, asn=asn, backend=backend,
                     silent=silent, doh=doh, timeout=args.timeout, submit=submit,
                     network_events=not args.no_network_events, quic=not args.no_quic,
-                    strategies=_strategies(args.strategies, nettest), stun=stun)
+                    strategies=_strategies(args.strategies, nettest), stun=stun, telegram_dcs=telegram_dcs)
+
+
+def _telegram_dcs(value: str, label: str) -> tuple[str, ...]:
+    from ..nettests.telegram import access_points
+
+    try:
+        return access_points(value)
+    except NettestError as e:
+        raise UsageError(f"{label}: {e}") from None
 
 
 def _stun(value: str, label: str) -> tuple[str, int]:
@@ -395,7 +410,10 @@ def plan(s: Settings) -> str:
     """What this run would contact, said before consent (from the settings: nothing is looked up)."""
     given = [i for i in s.inputs if i is not None]
     shown = ", ".join(given[:3]) + (", …" if len(given) > 3 else "")
-    parts = [f"the targets of {len(given)} input(s) ({shown})" if given else "the nettest's target"]
+    contacts = getattr(s.nettest, "CONTACTS", None)
+    if s.nettest.NAME == "telegram" and s.telegram_dcs:
+        contacts = f"the access points {', '.join(s.telegram_dcs)} (ports 80 and 443) and https://web.telegram.org/"
+    parts = [f"the targets of {len(given)} input(s) ({shown})" if given else contacts or "the nettest's target"]
     parts.append(f"the system resolver ({s.isp})" if s.isp else "the system resolver")
     parts.append(f"the public resolver {s.public}")
     for what, value in (("the control helper", s.helper), ("the DoH server", s.doh),
@@ -432,7 +450,7 @@ def build_context(s: Settings) -> tuple[Context, ProbeInfo, list[str]]:
                       resolver_ip=s.isp or "", resolver_asn=rinfo.asn if rinfo else 0,
                       resolver_network_name=rinfo.name if rinfo else "")
     options = {"resolver": s.public, "silent": s.silent, "doh": s.doh, "network_events": s.network_events,
-               "quic": s.quic, "strategies": s.strategies}
+               "quic": s.quic, "strategies": s.strategies, "telegram_dcs": s.telegram_dcs}
     ctx = Context(helper_url=s.helper, udp_resolver=Resolver("udp", s.public), isp_resolver=s.isp,
                   ca_bundle=s.ca_bundle, matcher=_matcher(), asn=s.asn_table, backend=s.backend,
                   timeouts=Timeouts(measurement=s.timeout), options=options)

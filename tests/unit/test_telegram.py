@@ -1,0 +1,128 @@
+"""The telegram nettest on loopback (real TCP and HTTP; its ports and web URL replaced, as only tests may),
+its access-point option, and its verdict, which is the analysis's."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tamperscope.analysis.verdicts import verdict_for
+from tamperscope.model.measurement import ProbeInfo
+from tamperscope.nettests import telegram
+from tamperscope.nettests.base import Context, NettestError, Timeouts
+from tamperscope.probe.engine import Engine
+from tamperscope.probe.privacy import Scrubber
+from tests.unit.test_probe_input_checks import Probe
+
+LO = "127.0.0.1"
+FAST = Timeouts(dns=1, connect=1, tls=1, http=1, control=1, measurement=8)
+
+
+async def _http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    head = await reader.readuntil(b"\r\n\r\n")
+    body = b"<html><title>Telegram Web</title></html>" if head.startswith(b"GET") else b""
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+    await writer.drain()
+    writer.close()
+
+
+async def _reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    # an RST, as a DPI box sends (a close with linger 0)
+    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+def _measure(answering: bool, web_ok: bool) -> dict[str, Any]:
+    async def main() -> dict[str, Any]:
+        up = await asyncio.start_server(_http, LO, 0)
+        rst = await asyncio.start_server(_reset, LO, 0)
+        closed = await asyncio.start_server(_http, LO, 0)
+        closed_port = closed.sockets[0].getsockname()[1]
+        closed.close()
+        await closed.wait_closed()  # nothing listens: connection refused
+        up_port, rst_port = up.sockets[0].getsockname()[1], rst.sockets[0].getsockname()[1]
+        ports = (up_port, rst_port) if answering else (closed_port,)
+        web = f"http://{LO}:{up_port if web_ok else rst_port}/"
+        ctx = Context(timeouts=FAST, options={"telegram_dcs": (LO,), "telegram_ports": ports, "telegram_web": web})
+        async with up, rst:
+            return await Engine(telegram, ctx, ProbeInfo(), Scrubber([], interfaces=False)).measure(None)
+
+    return asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_reachable_access_points_and_web_client() -> None:
+    m = _measure(answering=True, web_ok=True)
+    tk = m["test_keys"]
+    assert (tk["telegram_tcp_blocking"], tk["telegram_http_blocking"], tk["telegram_web_status"]) == \
+        (False, False, "ok")
+    assert (tk["x_status"], tk["x_mechanism"], tk["blocking"], tk["accessible"]) == ("ok", "none", False, True)
+    posts = [r for r in tk["requests"] if r["request"]["method"] == "POST"]
+    assert sorted(r["failure"] or "ok" for r in posts) == ["connection_reset", "ok"]
+    assert verdict_for(m).to_test_keys() == {k: tk[k] for k in verdict_for(m).to_test_keys()}
+
+
+def test_refused_access_points_are_tcp_blocking() -> None:
+    m = _measure(answering=False, web_ok=True)
+    tk = m["test_keys"]
+    assert (tk["telegram_tcp_blocking"], tk["telegram_http_blocking"], tk["telegram_web_status"]) == (True, True, "ok")
+    assert (tk["x_status"], tk["x_mechanism"], tk["blocking"]) == ("anomaly", "tcp.rst", "tcp_ip")
+    assert [c["status"]["failure"] for c in tk["tcp_connect"]] == ["connection_refused", None]  # the web one connects
+
+
+def test_a_reset_web_client_is_blocked() -> None:
+    m = _measure(answering=True, web_ok=False)
+    tk = m["test_keys"]
+    assert (tk["telegram_web_status"], tk["telegram_web_failure"]) == ("blocked", "connection_reset")
+    assert (tk["x_status"], tk["x_mechanism"], tk["x_evidence"]) == \
+        ("anomaly", "tls.rst", ["test_keys.telegram_web_status"])
+
+
+@pytest.mark.parametrize("value, ok", [
+    ("198.19.2.1", ("198.19.2.1",)),
+    (" 198.19.2.1 ,2001:db8::1", ("198.19.2.1", "2001:db8::1")),
+    ("198.19.2.1,198.19.2.1", ("198.19.2.1",)),
+])
+def test_access_points_option(value: str, ok: tuple[str, ...]) -> None:
+    assert telegram.access_points(value) == ok
+
+
+@pytest.mark.parametrize("value", ["", "telegram.org", "198.19.2.1,", "1.2.3.4:80", "198.19.2.1,x198.19.2.1",
+                                   ",".join(f"198.19.2.{i}" for i in range(1, 34))],
+                         ids=["empty", "name", "trailing-comma", "port", "junk", "33-addresses"])
+def test_bad_access_points_are_refused(value: str) -> None:
+    with pytest.raises(NettestError):
+        telegram.access_points(value)
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> Probe:
+    return Probe(tmp_path, monkeypatch, capfd)
+
+
+def test_a_bad_access_point_is_a_usage_error(cli: Probe) -> None:
+    res = cli.main("run", "telegram", "--yes", "-o", "out.jsonl", "--telegram-dcs", "149.154.175.50,nope")
+    assert res.code == 2 and res.line == "tamperscope: --telegram-dcs: not an IP address: 'nope' (expected IP[,IP...])"
+    assert cli.measured == [] and not (cli.dir / "out.jsonl").exists()
+
+
+def test_consent_names_the_access_points(cli: Probe, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tamperscope.probe import consent
+
+    asked: list[str] = []
+
+    def ask(yes: bool, plan: str) -> None:
+        asked.append(plan)
+        raise consent.ConsentRequired("no")
+
+    monkeypatch.setattr(consent, "ensure_consent", ask)
+    assert cli.main("run", "telegram", "-o", "out.jsonl").code == 2
+    monkeypatch.setenv("TAMPERSCOPE_TELEGRAM_DCS", "198.19.2.1,198.19.2.2")
+    assert cli.main("run", "telegram", "-o", "out.jsonl").code == 2
+    assert asked[0].startswith("This run would contact: Telegram's access points (ports 80 and 443) and https://web")
+    assert asked[1].startswith("This run would contact: the access points 198.19.2.1, 198.19.2.2 (ports 80 and 443)")
