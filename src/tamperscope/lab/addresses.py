@@ -45,12 +45,12 @@ PUBLIC_RESOLVER = "198.19.0.8"
 SILENT = "198.19.0.9"  # runs no DNS server: any DNS answer "from" it is forged
 ECHO = "198.19.0.7"
 HELPER = "198.19.0.10"
+HELPER_PORT = 80
 STUN = "198.19.0.19"  # a STUN server (RFC 5389 binding), for stunreachability; every 198.19 address answers
 STUN_PORT = 3478
 STUN_PORTS = (STUN_PORT, 19302)  # the standard port, and the one Google's servers (OONI's inputs) use
 # Stand-ins for Telegram's data centres (the telegram nettest's access points): web-farm hosts like any other
 TELEGRAM_DCS = tuple(f"198.19.2.{i}" for i in range(1, 6))
-HELPER_PORT = 80
 FARM = tuple(f"198.19.1.{i}" for i in range(1, 33))  # shared web-hosting addresses
 DEDICATED_NET = ipaddress.ip_network("198.19.128.0/17")  # one address per rule-named site
 
