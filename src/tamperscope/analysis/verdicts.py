@@ -63,7 +63,9 @@ VERDICTS: dict[str, VerdictFunction] = {}
 #    signature column holds our x_signature's key, not its whole JSON (one row per packet's destination).
 # 8: echcheck (ours, a new nettest, and OONI's) gets its verdict from the control and target handshakes; it
 #    fell to the generic one before. remote_web reads echo_tls (Quack's ClientHello) as TLS: tls.rst, tls.drop.
-ANALYSIS_VERSION = "8"
+# 9: whatsapp: endpoints that failed to resolve (no connection failure beside them) name the DNS mechanism
+#    of their lookups' failure, not tcp.drop.
+ANALYSIS_VERSION = "9"
 
 
 def register(test_name: str) -> Callable[[VerdictFunction], VerdictFunction]:

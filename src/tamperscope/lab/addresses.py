@@ -51,6 +51,7 @@ STUN_PORT = 3478
 STUN_PORTS = (STUN_PORT, 19302)  # the standard port, and the one Google's servers (OONI's inputs) use
 # Stand-ins for Telegram's data centres (the telegram nettest's access points): web-farm hosts like any other
 TELEGRAM_DCS = tuple(f"198.19.2.{i}" for i in range(1, 6))
+CHAT_PORT = 5222  # WhatsApp's chat servers' port (XMPP's): every internet address accepts connections on it
 FARM = tuple(f"198.19.1.{i}" for i in range(1, 33))  # shared web-hosting addresses
 DEDICATED_NET = ipaddress.ip_network("198.19.128.0/17")  # one address per rule-named site
 

@@ -5,7 +5,8 @@
 - inet (ts-inet): authoritative DNS, public resolver (UDP/TCP/DoT/DoH), the
   web farm on 80/443 for every address of 198.19.0.0/16 (and QUIC/HTTP/3 on
   UDP 443, advertised by an Alt-Svc header on https), the echo service, STUN
-  (UDP 3478 and 19302, Google's port) at every address.
+  (UDP 3478 and 19302, Google's port) and TCP 5222 (WhatsApp's chat port, an echo)
+  at every address.
 - isp (ts-access): the ISP resolver, an in-country web server (HTTP, HTTPS and
   QUIC/HTTP/3), and the ISP's blockpage server (where poisoned names point).
 - border (ts-border): the rewriting proxy and the MITM box, when the profile
@@ -78,6 +79,7 @@ async def _inet(state_dir: Path, state: dict[str, Any]) -> None:
     quic = QuicServer(issuer.credentials, lambda host, path, _local: farm.respond("https", host, path))
     keep.append(quic.start("0.0.0.0", 443))
     keep.append(await asyncio.start_server(echo, A.ECHO, 7))
+    keep.append(await asyncio.start_server(echo, "0.0.0.0", A.CHAT_PORT))  # WhatsApp's chat port, every address
     for port in A.STUN_PORTS:  # at every address, as the web farm: a STUN server's name resolves to any of them
         keep.append(_Stun(port))
     (state_dir / "ready-inet").write_text("ok")

@@ -67,6 +67,13 @@ def tcp_failure(tk: Mapping[str, Any]) -> str | None:
     return next((f for f in failures if failure_class(f) in ("reset", "refused")), failures[0] if failures else None)
 
 
+def query_failure(tk: Mapping[str, Any]) -> str | None:
+    """The first failure string among the DNS queries."""
+    queries = tk.get("queries")
+    return next((f for q in (queries if isinstance(queries, list) else ())
+                 if isinstance(q, Mapping) and isinstance(f := q.get("failure"), str) and f), None)
+
+
 def request_failure(tk: Mapping[str, Any]) -> str | None:
     """The first failure string among the HTTP transactions."""
     requests = tk.get("requests")
@@ -112,7 +119,9 @@ def telegram_verdict(measurement: Mapping[str, Any]) -> Verdict:
 def whatsapp_verdict(measurement: Mapping[str, Any]) -> Verdict:
     tk = test_keys(measurement)
     return services([
-        ("whatsapp_endpoints_status", status(tk.get("whatsapp_endpoints_status")), "tcp", tcp_failure(tk)),
+        # the endpoints' failure: a connection's, else a lookup's (a name the censor's resolver denies)
+        ("whatsapp_endpoints_status", status(tk.get("whatsapp_endpoints_status")), "tcp",
+         tcp_failure(tk) or query_failure(tk)),
         ("registration_server_status", status(tk.get("registration_server_status")), "https",
          tk.get("registration_server_failure")),
         ("whatsapp_web_status", status(tk.get("whatsapp_web_status")), "https", tk.get("whatsapp_web_failure")),

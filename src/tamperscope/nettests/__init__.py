@@ -22,6 +22,7 @@ REGISTRY: dict[str, str] = {
     "echcheck": "tamperscope.nettests.echcheck",
     "stunreachability": "tamperscope.nettests.stunreachability",
     "telegram": "tamperscope.nettests.telegram",
+    "whatsapp": "tamperscope.nettests.whatsapp",
 }
 
 
