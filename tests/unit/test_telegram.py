@@ -126,3 +126,10 @@ def test_consent_names_the_access_points(cli: Probe, monkeypatch: pytest.MonkeyP
     assert cli.main("run", "telegram", "-o", "out.jsonl").code == 2
     assert asked[0].startswith("This run would contact: Telegram's access points (ports 80 and 443) and https://web")
     assert asked[1].startswith("This run would contact: the access points 198.19.2.1, 198.19.2.2 (ports 80 and 443)")
+
+
+@pytest.mark.parametrize("nettest", ["telegram", "whatsapp"])
+def test_an_input_is_refused(cli: Probe, nettest: str) -> None:
+    res = cli.main("run", nettest, "--yes", "-i", "https://web.telegram.org/", "-o", "out.jsonl")
+    assert res.code == 2 and res.line.startswith(f"tamperscope: {nettest} takes no input (it measures ")
+    assert cli.measured == [] and not (cli.dir / "out.jsonl").exists()

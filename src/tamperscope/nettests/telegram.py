@@ -39,6 +39,12 @@ class Config:
     telegram_ports and telegram_web (replacing `PORTS` and `WEB`)."""
 
 
+def check_input(input: str) -> None:
+    """No input: a list's lines would be measured as the same test again and again, each named wrongly."""
+    raise NettestError("telegram takes no input (it measures Telegram's own servers; --telegram-dcs replaces "
+                       "its access points)")
+
+
 def access_points(value: str) -> tuple[str, ...]:
     """``IP[,IP...]`` as ``--telegram-dcs`` takes it; NettestError (one line) for anything else."""
     out = []

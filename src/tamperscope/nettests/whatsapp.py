@@ -21,7 +21,7 @@ from typing import Any
 
 from ..model.services import whatsapp_verdict
 from ..netx import DirectConnector, NetxError, Trace, fetch
-from .base import Context
+from .base import Context, NettestError
 
 NAME = "whatsapp"
 VERSION = "0.1.0"
@@ -35,6 +35,11 @@ CONTACTS = "WhatsApp's chat endpoints (e1-e16.whatsapp.net, port 5222), v.whatsa
 class Config:
     """For tests only: whatsapp_endpoints ((host, port) pairs), whatsapp_registration and whatsapp_web (URLs)
     replacing `ENDPOINTS`, `REGISTRATION` and `WEB`."""
+
+
+def check_input(input: str) -> None:
+    """No input: a list's lines would be measured as the same test again and again, each named wrongly."""
+    raise NettestError("whatsapp takes no input (it measures WhatsApp's own servers)")
 
 
 async def run(input: str | None, ctx: Context) -> dict[str, Any]:
