@@ -510,12 +510,19 @@ class HelperServer:
                 pass
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError, OSError):
             pass  # the client went away, or would not take its answer in time
+        except asyncio.CancelledError:
+            # The helper is stopping. The task ends here, not cancelled: Python 3.11's stream callback logs a
+            # traceback for a cancelled connection task. Nothing waits on it, so no cancellation is lost.
+            writer.transport.abort()
         except Exception:
             log.exception("helper connection failed")
         finally:
             self.conns.discard(writer)
             self.idle.pop(writer, None)
-            await self._close(writer)
+            try:
+                await self._close(writer)  # after an abort, at once
+            except asyncio.CancelledError:  # stopped while it closes: as above
+                writer.transport.abort()
 
     async def _close(self, writer: asyncio.StreamWriter) -> None:
         """Close, leaving the client `Limits.write` seconds to take the answer still buffered, if any: a plain
