@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -31,29 +33,40 @@ async def _http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     writer.close()
 
 
-async def _reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     await reader.readuntil(b"\r\n\r\n")
     # an RST, as a DPI box sends (a close with linger 0)
     writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.transport.abort()
 
 
-def _measure(answering: bool, web_ok: bool) -> dict[str, Any]:
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def measure_on_loopback(nettest: ModuleType, answer: Handler,
+                        options: Callable[[int, int, int], dict[str, Any]]) -> dict[str, Any]:
+    """One measurement by ``nettest`` through the engine, with three ports on loopback: a server that answers
+    with ``answer``, one that resets every request, and one where nothing listens (connection refused).
+    ``options(up, reset, closed)`` makes the nettest's options from their port numbers."""
     async def main() -> dict[str, Any]:
-        up = await asyncio.start_server(_http, LO, 0)
-        rst = await asyncio.start_server(_reset, LO, 0)
-        closed = await asyncio.start_server(_http, LO, 0)
+        up = await asyncio.start_server(answer, LO, 0)
+        rst = await asyncio.start_server(reset, LO, 0)
+        closed = await asyncio.start_server(answer, LO, 0)
         closed_port = closed.sockets[0].getsockname()[1]
         closed.close()
-        await closed.wait_closed()  # nothing listens: connection refused
-        up_port, rst_port = up.sockets[0].getsockname()[1], rst.sockets[0].getsockname()[1]
-        ports = (up_port, rst_port) if answering else (closed_port,)
-        web = f"http://{LO}:{up_port if web_ok else rst_port}/"
-        ctx = Context(timeouts=FAST, options={"telegram_dcs": (LO,), "telegram_ports": ports, "telegram_web": web})
+        await closed.wait_closed()
+        ctx = Context(timeouts=FAST, options=options(up.sockets[0].getsockname()[1], rst.sockets[0].getsockname()[1],
+                                                     closed_port))
         async with up, rst:
-            return await Engine(telegram, ctx, ProbeInfo(), Scrubber([], interfaces=False)).measure(None)
+            return await Engine(nettest, ctx, ProbeInfo(), Scrubber([], interfaces=False)).measure(None)
 
     return asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def _measure(answering: bool, web_ok: bool) -> dict[str, Any]:
+    return measure_on_loopback(telegram, _http, lambda up, rst, closed: {
+        "telegram_dcs": (LO,), "telegram_ports": (up, rst) if answering else (closed,),
+        "telegram_web": f"http://{LO}:{up if web_ok else rst}/"})
 
 
 def test_reachable_access_points_and_web_client() -> None:

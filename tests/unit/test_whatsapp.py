@@ -4,20 +4,14 @@ and its verdict, which is the analysis's: endpoints that did not resolve name th
 from __future__ import annotations
 
 import asyncio
-import socket
-import struct
 from typing import Any
 
 from tamperscope.analysis.verdicts import verdict_for
-from tamperscope.model.measurement import ProbeInfo
 from tamperscope.model.services import whatsapp_verdict
 from tamperscope.nettests import whatsapp
-from tamperscope.nettests.base import Context, Timeouts
-from tamperscope.probe.engine import Engine
-from tamperscope.probe.privacy import Scrubber
+from tests.unit.test_telegram import measure_on_loopback
 
 LO = "127.0.0.1"
-FAST = Timeouts(dns=1, connect=1, tls=1, http=1, control=1, measurement=8)
 
 
 async def _http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -31,29 +25,11 @@ async def _http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     writer.close()
 
 
-async def _reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.readuntil(b"\r\n\r\n")
-    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    writer.transport.abort()
-
-
 def _measure(endpoints_up: bool, web_ok: bool) -> dict[str, Any]:
-    async def main() -> dict[str, Any]:
-        up = await asyncio.start_server(_http, LO, 0)
-        rst = await asyncio.start_server(_reset, LO, 0)
-        closed = await asyncio.start_server(_http, LO, 0)
-        closed_port = closed.sockets[0].getsockname()[1]
-        closed.close()
-        await closed.wait_closed()
-        up_port, rst_port = up.sockets[0].getsockname()[1], rst.sockets[0].getsockname()[1]
-        endpoints = [(LO, closed_port), (LO, up_port)] if endpoints_up else [(LO, closed_port)] * 2
-        options = {"whatsapp_endpoints": endpoints, "whatsapp_registration": f"http://{LO}:{up_port}/v2/register",
-                   "whatsapp_web": f"http://{LO}:{up_port if web_ok else rst_port}/"}
-        ctx = Context(timeouts=FAST, options=options)
-        async with up, rst:
-            return await Engine(whatsapp, ctx, ProbeInfo(), Scrubber([], interfaces=False)).measure(None)
-
-    return asyncio.run(asyncio.wait_for(main(), 20))
+    return measure_on_loopback(whatsapp, _http, lambda up, rst, closed: {
+        "whatsapp_endpoints": [(LO, closed), (LO, up)] if endpoints_up else [(LO, closed)] * 2,
+        "whatsapp_registration": f"http://{LO}:{up}/v2/register",
+        "whatsapp_web": f"http://{LO}:{up if web_ok else rst}/"})
 
 
 def test_one_endpoint_reachable_is_enough() -> None:
