@@ -139,10 +139,22 @@ def test_consent_names_the_access_points(cli: Probe, monkeypatch: pytest.MonkeyP
     assert cli.main("run", "telegram", "-o", "out.jsonl").code == 2
     assert asked[0].startswith("This run would contact: Telegram's access points (ports 80 and 443) and https://web")
     assert asked[1].startswith("This run would contact: the access points 198.19.2.1, 198.19.2.2 (ports 80 and 443)")
+    assert cli.main("run", "facebook_messenger", "-o", "out.jsonl").code == 2
+    assert asked[2].startswith("This run would contact: Facebook Messenger's servers (b-api, b-graph, edge-mqtt")
 
 
-@pytest.mark.parametrize("nettest", ["telegram", "whatsapp"])
+@pytest.mark.parametrize("nettest", ["telegram", "whatsapp", "facebook_messenger"])
 def test_an_input_is_refused(cli: Probe, nettest: str) -> None:
     res = cli.main("run", nettest, "--yes", "-i", "https://web.telegram.org/", "-o", "out.jsonl")
     assert res.code == 2 and res.line.startswith(f"tamperscope: {nettest} takes no input (it measures ")
     assert cli.measured == [] and not (cli.dir / "out.jsonl").exists()
+
+
+def test_a_web_client_failing_after_a_bogon_answer_is_dns() -> None:
+    m = {"test_name": "telegram", "test_keys": {
+        "telegram_tcp_blocking": False, "telegram_http_blocking": False, "telegram_web_status": "blocked",
+        "telegram_web_failure": "connection_refused",
+        "queries": [{"hostname": "web.telegram.org", "answers": [{"answer_type": "A", "ipv4": "127.0.0.1"}]}]}}
+    assert (verdict_for(m).mechanism, verdict_for(m).blocking) == ("dns.poison", "dns")
+    m["test_keys"]["queries"][0]["answers"][0]["ipv4"] = "149.154.167.99"
+    assert verdict_for(m).mechanism == "tls.rst"

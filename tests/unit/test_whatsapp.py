@@ -67,3 +67,34 @@ def test_endpoints_that_did_not_resolve_name_the_dns_mechanism() -> None:
     assert (v.status, v.mechanism, v.blocking) == ("anomaly", "dns.nxdomain", "dns")
     m["test_keys"]["tcp_connect"] = [{"ip": "198.19.1.1", "port": 5222, "status": {"failure": "generic_timeout_error"}}]
     assert whatsapp_verdict(m).mechanism == "tcp.drop"  # a connection's failure comes first
+
+
+def test_a_failure_after_a_bogon_answer_is_the_resolvers_lie() -> None:
+    """A censor's resolver answering 127.0.0.1 for web.whatsapp.com makes the connection fail (refused, on
+    the probe's own machine): the mechanism is the lie (dns.poison), not a reset of TLS (tls.rst)."""
+    tk: dict[str, Any] = {
+        "whatsapp_endpoints_status": "ok", "registration_server_status": "ok",
+        "whatsapp_web_status": "blocked", "whatsapp_web_failure": "connection_refused",
+        "queries": [{"hostname": "web.whatsapp.com", "failure": None,
+                     "answers": [{"answer_type": "A", "ipv4": "157.240.1.35"}]}]}
+    m = {"test_name": "whatsapp", "test_keys": tk}
+    assert whatsapp_verdict(m).mechanism == "tls.rst"  # a public address: the refusal is the mechanism
+    tk["queries"].append({"hostname": "WEB.whatsapp.com.", "answers": [{"answer_type": "A", "ipv4": "127.0.0.1"}]})
+    assert (whatsapp_verdict(m).mechanism, whatsapp_verdict(m).blocking) == ("dns.poison", "dns")
+    tk.update(whatsapp_web_status="ok", whatsapp_endpoints_status="blocked",
+              tcp_connect=[{"ip": "10.0.0.1", "port": 5222, "status": {"failure": "connection_refused"}}])
+    assert whatsapp_verdict(m).mechanism == "tcp.rst"  # the lie was about another name
+    tk["queries"].append({"hostname": "e7.whatsapp.net", "answers": [{"answer_type": "A", "ipv4": "10.0.0.1"}]})
+    assert whatsapp_verdict(m).mechanism == "dns.poison"
+    tk["queries"] = [{"hostname": "e7.whatsapp.net", "answers": [{"answer_type": "A", "ipv4": ["10.0.0.1"]}, 7]}]
+    assert whatsapp_verdict(m).mechanism == "tcp.rst"  # hostile shapes are not a lie, nor a crash
+
+
+def test_the_benchmarking_range_is_no_lie() -> None:
+    """198.18.0.0/15 is a bogon, but test beds (our lab) use it as their internet: an answer there is not a lie."""
+    from tamperscope.model.services import lied
+
+    def one(ip: str) -> bool:
+        return lied({"queries": [{"hostname": "web.whatsapp.com", "answers": [{"ipv4": ip}]}]}, lambda n: True)
+    assert [one(ip) for ip in ("198.19.1.7", "::ffff:198.18.1.81", "127.0.0.1", "::ffff:10.10.34.34", "0.0.0.0",
+                               "157.240.1.35", "not an address")] == [False, False, True, True, True, False, False]

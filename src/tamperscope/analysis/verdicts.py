@@ -65,7 +65,11 @@ VERDICTS: dict[str, VerdictFunction] = {}
 #    fell to the generic one before. remote_web reads echo_tls (Quack's ClientHello) as TLS: tls.rst, tls.drop.
 # 9: whatsapp: endpoints that failed to resolve (no connection failure beside them) name the DNS mechanism
 #    of their lookups' failure, not tcp.drop.
-ANALYSIS_VERSION = "9"
+# 10: facebook_messenger: DNS blocking names the mechanism of a failed lookup among the queries (dns.nxdomain,
+#    dns.drop) rather than dns.poison for all. telegram's web client and whatsapp's three services: a failure
+#    after a lookup of their names answered with a bogon (127.0.0.1, a private address) is dns.poison, not the
+#    failure's own layer (a refused connection to 127.0.0.1 read as tls.rst).
+ANALYSIS_VERSION = "10"
 
 
 def register(test_name: str) -> Callable[[VerdictFunction], VerdictFunction]:

@@ -51,6 +51,10 @@ STUN_PORT = 3478
 STUN_PORTS = (STUN_PORT, 19302)  # the standard port, and the one Google's servers (OONI's inputs) use
 # Stand-ins for Telegram's data centres (the telegram nettest's access points): web-farm hosts like any other
 TELEGRAM_DCS = tuple(f"198.19.2.{i}" for i in range(1, 6))
+# Facebook's network (AS32934 in the lab's ASN table, as in the world's): Facebook's names resolve here, each to an
+# address of its own by hash, so facebook_messenger finds their answers consistent unless a censor lies
+FACEBOOK_NET = ipaddress.ip_network("198.19.96.0/19")
+FACEBOOK_DOMAINS = ("facebook.com", "facebook.net", "fbcdn.net", "fbsbx.com", "messenger.com")
 CHAT_PORT = 5222  # WhatsApp's chat servers' port (XMPP's): every internet address accepts connections on it
 FARM = tuple(f"198.19.1.{i}" for i in range(1, 33))  # shared web-hosting addresses
 DEDICATED_NET = ipaddress.ip_network("198.19.128.0/17")  # one address per rule-named site
@@ -88,6 +92,7 @@ class Endpoints:
             "echo": ECHO,
             "stun": f"stun://{STUN}:{STUN_PORT}",
             "telegram_dcs": list(TELEGRAM_DCS),
+            "facebook_net": str(FACEBOOK_NET),
             "isp_web": ISP_WEB,
             "isp_blockpage": ISP_BLOCKPAGE,
             "outside": OUTSIDE,

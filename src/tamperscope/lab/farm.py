@@ -7,7 +7,9 @@ what a server does and what the ground truth predicts can never drift apart.
   label is `nx` (NXDOMAIN). A names only; AAAA is empty (the lab is IPv4).
 - A name that any rule of the active profile names gets an address of its own
   in 198.19.128.0/17, so blocking it (and residual blocking after it) never
-  hits another site. Other names share 32 web-farm addresses by hash.
+  hits another site. Other names share 32 web-farm addresses by hash. Facebook's
+  names (`is_facebook`) each get their own address in Facebook's network,
+  198.19.96.0/19, AS32934 in the lab's ASN table, named in a rule or not.
 - Each host serves a stable page: its own title and body length (12-40 KB).
 - One host in three (and every host a quic rule names) speaks HTTP/3 and says
   so with an Alt-Svc header on https: `speaks_h3`.
@@ -51,11 +53,20 @@ def is_nxdomain(name: str) -> bool:
 def address_for(name: str, profile: Profile | None) -> str:
     """The lab address of `name` (deterministic for a given profile)."""
     name = name.lower().rstrip(".")
+    if is_facebook(name):  # in Facebook's network even when a rule names it: its own address there
+        net = A.FACEBOOK_NET
+        return str(net.network_address + 1 + _h("facebook:" + name) % (net.num_addresses - 2))
     if profile is not None and profile.named_in_rules(name):
         net = A.DEDICATED_NET
         offset = 1 + _h("dedicated:" + name) % (net.num_addresses - 2)
         return str(net.network_address + offset)
     return A.FARM[_h(name) % len(A.FARM)]
+
+
+def is_facebook(name: str) -> bool:
+    """Whether `name` is one of Facebook's (`addresses.FACEBOOK_DOMAINS` or under one)."""
+    name = name.lower().rstrip(".")
+    return any(name == d or name.endswith("." + d) for d in A.FACEBOOK_DOMAINS)
 
 
 def speaks_h3(host: str, profile: Profile | None) -> bool:

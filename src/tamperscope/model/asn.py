@@ -49,6 +49,11 @@ class AsnTable:
             rows.append((start, end, ASInfo(asn, parts[3].strip() or "ZZ", parts[4].strip() if len(parts) > 4 else "")))
         return cls(rows)
 
+    @property
+    def size(self) -> int:
+        """How many ranges the table holds (0: no table was given, and nothing can be looked up)."""
+        return len(self._rows)
+
     def lookup(self, ip: str) -> ASInfo:
         try:
             v = int(ipaddress.IPv4Address(ip))

@@ -4,15 +4,19 @@ ts-020 telegram, ts-029 signal), ours or OONI's, and the pieces other flag-readi
 These tests carry their probe's own conclusions as flags: there are no raw records rich enough to
 re-derive them, so the flags are read, and the failure strings beside them say how (a reset or a
 timeout, at which layer), through the model's one classifier of failure strings (`failure_class`).
-Our `telegram` nettest writes the same flags, and its verdict is this one.
+A failure after a lookup of the service's name was answered with a bogon (`lied`) is the resolver's lie,
+whatever layer failed next. Our `telegram`, `whatsapp` and `facebook_messenger` nettests write the same
+flags, and their verdicts are these.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import ipaddress
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .verdict import Verdict, failure_class
+from .webparts import is_bogon
 
 
 def test_keys(measurement: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -81,6 +85,44 @@ def request_failure(tk: Mapping[str, Any]) -> str | None:
                  if isinstance(r, Mapping) and isinstance(f := r.get("failure"), str) and f), None)
 
 
+_TESTBEDS = ipaddress.ip_network("198.18.0.0/15")  # benchmarking: a bogon, but test beds' internet (our lab's)
+
+
+def _lie(address: str) -> bool:
+    if not is_bogon(address):  # (also False for what is no address at all)
+        return False
+    addr = ipaddress.ip_address(address)
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr not in _TESTBEDS
+
+
+def lied(tk: Mapping[str, Any], about: Callable[[str], bool]) -> bool:
+    """Whether a lookup of a name ``about`` accepts was answered with an address no public server has
+    (127.0.0.1, a private network: OONI's bogons, except the benchmarking range 198.18.0.0/15, which test
+    beds such as our lab use as their internet). That is a resolver's lie, whatever failed after it: the
+    connection went where the lie pointed."""
+    queries = tk.get("queries")
+    for q in queries if isinstance(queries, list) else ():
+        if not isinstance(q, Mapping) or not isinstance(name := q.get("hostname"), str) or not about(name.lower()):
+            continue
+        answers = q.get("answers")
+        for a in answers if isinstance(answers, list) else ():
+            if isinstance(a, Mapping) and any(isinstance(v := a.get(k), str) and _lie(v) for k in ("ipv4", "ipv6")):
+                return True
+    return False
+
+
+def _named(*names: str) -> Callable[[str], bool]:
+    return lambda name: name.rstrip(".") in names
+
+
+def _whatsapp_endpoint(name: str) -> bool:
+    """e1.whatsapp.net … e16.whatsapp.net (and any eN the app may add)."""
+    first, _, rest = name.rstrip(".").partition(".")
+    return rest == "whatsapp.net" and first[:1] == "e" and first[1:].isdigit()
+
+
 def services(checks: Sequence[tuple[str, bool | None, str, Any]]) -> Verdict:
     """One verdict from several services' flags: (evidence key, blocked?, layer, failure string).
 
@@ -112,7 +154,8 @@ def telegram_verdict(measurement: Mapping[str, Any]) -> Verdict:
     return services([
         ("telegram_tcp_blocking", flag(tk.get("telegram_tcp_blocking")), "tcp", tcp_failure(tk)),
         ("telegram_http_blocking", flag(tk.get("telegram_http_blocking")), "http", request_failure(tk)),
-        ("telegram_web_status", status(tk.get("telegram_web_status")), "https", tk.get("telegram_web_failure")),
+        ("telegram_web_status", status(tk.get("telegram_web_status")),
+         "dns" if lied(tk, _named("web.telegram.org")) else "https", tk.get("telegram_web_failure")),
     ])
 
 
@@ -120,11 +163,12 @@ def whatsapp_verdict(measurement: Mapping[str, Any]) -> Verdict:
     tk = test_keys(measurement)
     return services([
         # the endpoints' failure: a connection's, else a lookup's (a name the censor's resolver denies)
-        ("whatsapp_endpoints_status", status(tk.get("whatsapp_endpoints_status")), "tcp",
-         tcp_failure(tk) or query_failure(tk)),
-        ("registration_server_status", status(tk.get("registration_server_status")), "https",
-         tk.get("registration_server_failure")),
-        ("whatsapp_web_status", status(tk.get("whatsapp_web_status")), "https", tk.get("whatsapp_web_failure")),
+        ("whatsapp_endpoints_status", status(tk.get("whatsapp_endpoints_status")),
+         "dns" if lied(tk, _whatsapp_endpoint) else "tcp", tcp_failure(tk) or query_failure(tk)),
+        ("registration_server_status", status(tk.get("registration_server_status")),
+         "dns" if lied(tk, _named("v.whatsapp.net")) else "https", tk.get("registration_server_failure")),
+        ("whatsapp_web_status", status(tk.get("whatsapp_web_status")),
+         "dns" if lied(tk, _named("web.whatsapp.com")) else "https", tk.get("whatsapp_web_failure")),
     ])
 
 
@@ -133,7 +177,7 @@ def facebook_messenger_verdict(measurement: Mapping[str, Any]) -> Verdict:
     sep = "_" if "facebook_dns_blocking" in tk or "facebook_tcp_blocking" in tk else "-"  # "-" up to v0.3.0
     dns, tcp = f"facebook{sep}dns{sep}blocking", f"facebook{sep}tcp{sep}blocking"
     return services([
-        (dns, flag(tk.get(dns)), "dns", None),
+        (dns, flag(tk.get(dns)), "dns", query_failure(tk)),  # a failed lookup names its mechanism, else a lie
         (tcp, flag(tk.get(tcp)), "tcp", tcp_failure(tk)),
     ])
 

@@ -23,6 +23,7 @@ REGISTRY: dict[str, str] = {
     "stunreachability": "tamperscope.nettests.stunreachability",
     "telegram": "tamperscope.nettests.telegram",
     "whatsapp": "tamperscope.nettests.whatsapp",
+    "facebook_messenger": "tamperscope.nettests.facebook_messenger",
 }
 
 
