@@ -6,7 +6,8 @@ locate` on one URL per mechanism → the same domains measured from outside the
 country, through the ISP's resolver (`tamperscope remote dns`), and one reset
 located from there too (`tamperscope locate --server`) → `tamperscope run evasion` on one
 URL blocked over HTTP and one over TLS (which re-framings get past the box) → `tamperscope run
-echcheck` (is TLS with Encrypted Client Hello blocked?) → lab down → a
+echcheck` (is TLS with Encrypted Client Hello blocked?) → OONI's instant-messaging tests (`telegram`,
+`whatsapp`, `facebook_messenger`) → lab down → a
 summary by mechanism, checked against the lab's own ground truth, the equipment
 seen, and the outside view against the inside one (the censor bracketed between
 the routers each side sees last) → `tamperscope
@@ -45,7 +46,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                                    "on one URL blocked over HTTP and one over TLS (tamperscope run evasion), read the "
                                    "censor's rule for one name it injects DNS answers for (tamperscope run "
                                    "blocking_rules), check whether TLS with Encrypted Client Hello is blocked "
-                                   "(tamperscope run echcheck), and take the lab down. "
+                                   "(tamperscope run echcheck), measure the messaging apps as OONI does "
+                                   "(tamperscope run telegram, whatsapp, facebook_messenger), and take the lab down. "
                                    "Then print a per-mechanism summary checked against the lab's ground truth, the "
                                    "equipment seen, and the measurements analysed again from their raw records "
                                    "(tamperscope analyze, into a store of their own, and an HTML report; both in the "
@@ -115,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         evaded = evasion_examples(measurements, located, work, say)
         ruled = rules_example(measurements, work, say)
         ech_name, ech = ech_example(profile, work, say)
+        apps = apps_example(say, work)
     finally:
         manager.down()
         say("demo: lab down")
@@ -125,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     print(evasion_summary(evaded), flush=True)
     print(rules_summary(ruled), flush=True)
     print(ech_summary(ech_name, ech, profile), flush=True)
+    print(apps_summary(apps), flush=True)
     analysed = analysis(measurements, Path(out), work, say)
     print(analysed, flush=True)
     if not analysed.startswith("\n  analysis:"):
@@ -407,6 +411,68 @@ def rules_summary(m: dict[str, Any] | None) -> str:
                  "shown to the censor):"]
     for layer, r in (tk.get("x_rules") or {}).items():
         lines.append(f"  {layer:8} {r.get('rule', '?'):22} {r.get('says', '')}")
+    return "\n".join(lines)
+
+
+# OONI's instant-messaging tests, as its "Instant Messaging" card runs them: (nettest, the app, its services' keys)
+APPS = (
+    ("telegram", "Telegram", (("telegram_tcp_blocking", "its access points (TCP)"),
+                              ("telegram_http_blocking", "its access points (HTTP)"),
+                              ("telegram_web_status", "Telegram Web"))),
+    ("whatsapp", "WhatsApp", (("whatsapp_endpoints_status", "its chat servers"),
+                              ("registration_server_status", "its registration service"),
+                              ("whatsapp_web_status", "WhatsApp Web"))),
+    ("facebook_messenger", "Facebook Messenger", (("facebook_dns_blocking", "its names (answers outside AS32934)"),
+                                                  ("facebook_tcp_blocking", "its servers (TCP 443)"))),
+)
+
+
+def apps_example(say: Callable[[str], None], work: Path) -> list[tuple[dict[str, Any] | None, list[dict[str, Any]]]]:
+    """OONI's instant-messaging tests, one after another from the lab's client: each measurement (None when the
+    run failed) with the ground-truth lines the censor logged while it ran."""
+    say("demo: measuring the messaging apps as OONI does (tamperscope run telegram, whatsapp, facebook_messenger)")
+    results: list[tuple[dict[str, Any] | None, list[dict[str, Any]]]] = []
+    for name, _, _ in APPS:
+        out = work / f"{name}.jsonl"
+        before = len(manager.PATHS.log.read_text().splitlines())
+        res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "run", name, "--yes",
+                                                "--no-progress", "-o", str(out)]),
+                             env=manager.client_env(), capture_output=True, text=True, timeout=300)
+        truth = [json.loads(line) for line in manager.PATHS.log.read_text().splitlines()[before:] if line.strip()]
+        lines = [json.loads(line) for line in out.read_text().splitlines() if line.strip()] if out.exists() else []
+        if res.returncode != 0 or not lines:
+            say(f"demo: {name} failed: {(res.stderr.strip().splitlines() or ['no output'])[-1]}")
+        results.append((lines[0] if res.returncode == 0 and lines else None, truth))
+    return results
+
+
+def _blocked_service(tk: dict[str, Any], key: str) -> bool:
+    return tk.get(key) is True or tk.get(key) == "blocked"
+
+
+def apps_summary(results: list[tuple[dict[str, Any] | None, list[dict[str, Any]]]]) -> str:
+    """Per app: reachable or blocked (how, which of its services), against what the lab's censor did meanwhile."""
+    lines = ["", "  messaging apps (OONI's instant-messaging tests, from the lab's client):"]
+    agree = 0
+    for (name, app, keys), (m, truth) in zip(APPS, results):
+        acted = sorted({str(t.get("rule")) for t in truth})
+        did = (f"the censor's rule {', '.join(acted)} acted on it ({len(truth)} time{'s' * (len(truth) != 1)})"
+               if acted else "the censor did nothing to it")
+        if m is None:
+            lines.append(f"    {app:19} not measured; {did}")
+            continue
+        tk = m["test_keys"]
+        status, mech = tk.get("x_status"), tk.get("x_mechanism") or "none"
+        hit = [what for key, what in keys if _blocked_service(tk, key)]
+        said = (f"blocked ({mech}): {'; '.join(hit)}" if status == "anomaly" else "reachable" if status == "ok"
+                else "no verdict")
+        ok = status != "failure" and (status == "anomaly") == bool(truth)
+        agree += ok
+        lines.append(f"    {app:19} {said}; {did}: {'agrees' if ok else 'DISAGREES'} with the lab's ground truth")
+    if any(m is not None and m["test_keys"].get("x_mechanism") == "dns.poison" for m, _ in results):
+        lines.append("    (dns.poison: the resolver's answer was a lie; these tests, as OONI's, ask no address where no "
+                     "DNS server runs, so an injector on the path is not told from the resolver's own list)")
+    lines.append(f"  apps agreeing with the lab's ground truth: {agree}/{len(APPS)}")
     return "\n".join(lines)
 
 

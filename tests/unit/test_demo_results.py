@@ -211,3 +211,27 @@ def test_the_demo_says_what_echcheck_found_against_the_profiles_ech_rule() -> No
     assert ech_summary(site, located, ru).endswith(
         "located (tamperscope locate --layer ech): hop 2, after router 198.18.1.1 (in-path, scope name)")
     assert ech_summary(site, {**blocked, "located": {"hop": None}}, ru).endswith("no hop found")
+
+
+def test_apps_summary_says_what_is_blocked_and_checks_it_against_the_ground_truth() -> None:
+    from tamperscope.demo import APPS, apps_summary
+
+    telegram = {"test_keys": {"x_status": "ok", "x_mechanism": "none", "telegram_tcp_blocking": False}}
+    whatsapp = {"test_keys": {"x_status": "anomaly", "x_mechanism": "dns.poison", "whatsapp_web_status": "blocked",
+                              "whatsapp_endpoints_status": "ok"}}
+    fb = {"test_keys": {"x_status": "anomaly", "x_mechanism": "dns.poison", "facebook_dns_blocking": True,
+                        "facebook_tcp_blocking": False}}
+    dns = [{"rule": "tm-dns", "name": "web.whatsapp.com"}]
+    text = apps_summary([(telegram, []), (whatsapp, dns), (fb, dns * 4)])
+    assert "Telegram            reachable; the censor did nothing to it: agrees" in text
+    assert ("WhatsApp            blocked (dns.poison): WhatsApp Web; the censor's rule tm-dns acted on it (1 time): "
+            "agrees") in text
+    assert "Facebook Messenger  blocked (dns.poison): its names (answers outside AS32934); " in text
+    assert "an injector on the path is not told from the resolver's own list" in text
+    assert "(4 times)" in text and text.endswith("apps agreeing with the lab's ground truth: 3/3")
+    # the censor acted and the probe saw nothing, a run that failed, a measurement that failed: none agree
+    failed = {"test_keys": {"x_status": "failure", "x_mechanism": "none"}}
+    text = apps_summary([(telegram, dns), (None, []), (failed, [])])
+    assert "injector" not in text and text.count("DISAGREES") == 2
+    assert "WhatsApp            not measured; the censor did nothing to it" in text
+    assert text.endswith(f"apps agreeing with the lab's ground truth: 0/{len(APPS)}")
