@@ -536,3 +536,48 @@ def test_a_stun_measurement_says_whether_the_server_answered(tmp_path: Path) -> 
     assert "was not reached" in bad and "1 request sent" in bad and evil not in bad_page
     assert "&lt;img src=x" in bad and bad_twin["evidence"]["stun"]["answered"] is False
     assert bad_twin["evidence"]["verdict"]["status"] == "anomaly"
+
+
+def test_an_instant_messaging_measurement_lists_the_apps_services(tmp_path: Path) -> None:
+    """telegram, whatsapp, facebook_messenger (ours, or OONI's with "-" keys up to 0.3.0): each service reached
+    or blocked with its failure; Messenger's endpoints with their answers' networks. Hostile values escaped."""
+    base = next(samples.corpus(1, seed="apps"))
+    evil = "<img src=x onerror=window.__pwned=1>"
+    fb = {**base, "test_name": "facebook_messenger", "input": None, "test_keys": {
+        "facebook_dns_blocking": True, "facebook_tcp_blocking": "yes",
+        "facebook_b_api_dns_consistent": False, "facebook_b_api_reachable": None,
+        "facebook_star_dns_consistent": True, "facebook_star_reachable": True,
+        "queries": [{"hostname": "b-api.facebook.com", "answers": [
+                        {"answer_type": "A", "ipv4": "127.0.0.1", "asn": 0, "as_org_name": evil}]},
+                    {"hostname": "STAR.c10r.facebook.com.", "answers": [
+                        {"answer_type": "A", "ipv4": "157.240.1.35", "asn": 32934, "as_org_name": "FACEBOOK"}]},
+                    {"hostname": evil, "answers": [7, {"ipv4": ["x"]}]}, "junk"]}}
+    old = {**base, "test_name": "facebook_messenger", "input": None, "report_id": base["report_id"] + "o",
+           "test_keys": {"facebook-dns-blocking": False, "facebook-tcp-blocking": True,
+                         "facebook-edge-reachable": False}}
+    wa = {**base, "test_name": "whatsapp", "input": None, "report_id": base["report_id"] + "w", "test_keys": {
+        "whatsapp_endpoints_status": "ok", "registration_server_status": "ok", "whatsapp_web_status": "blocked",
+        "whatsapp_web_failure": evil}}
+    with running_app(Settings(db_path=tmp_path / "e.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
+        out = c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(m) for m in (fb, old, wa))).json()
+        pages = [(c.get(f"/m/{r['measurement_uid']}").text, c.get(f"/m/{r['measurement_uid']}.json").json())
+                 for r in out["results"]]
+    (fb_page, fb_twin), (_, old_twin), (wa_page, wa_twin) = pages
+    ap = fb_twin["evidence"]["apps"]
+    assert ap["app"] == "Facebook Messenger"
+    assert [r["blocked"] for r in ap["services"]] == [True, None]  # "yes" is no flag
+    by = {e["name"]: e for e in ap["endpoints"]}
+    assert by["b-api.facebook.com"] == {"name": "b-api.facebook.com", "consistent": False, "reachable": None,
+                                        "answers": [{"ip": "127.0.0.1", "asn": 0, "network": evil}]}
+    assert by["star.c10r.facebook.com"]["answers"] == [{"ip": "157.240.1.35", "asn": 32934, "network": "FACEBOOK"}]
+    assert by["stun.fbsbx.com"] == {"name": "stun.fbsbx.com", "consistent": None, "reachable": None, "answers": []}
+    section = " ".join(fb_page.split('id="apps"', 1)[1].split("</section>", 1)[0].split())
+    assert "<h2>Facebook Messenger: its services</h2>" in section and evil not in fb_page
+    assert "<code>127.0.0.1</code> (AS0 &lt;img src=x" in section
+    assert "<code>157.240.1.35</code> (AS32934 FACEBOOK)</td> <td>yes</td> <td>connected</td>" in section
+    old_ap = old_twin["evidence"]["apps"]
+    assert [r["blocked"] for r in old_ap["services"]] == [False, True]
+    assert {e["name"]: e["reachable"] for e in old_ap["endpoints"]}["edge-mqtt.facebook.com"] is False
+    assert [(r["blocked"], r["failure"]) for r in wa_twin["evidence"]["apps"]["services"]] == \
+        [(False, None), (False, None), (True, evil)]
+    assert evil not in wa_page and "WhatsApp: its services" in wa_page

@@ -433,10 +433,74 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
         "quic_trigger": quic_trigger(tk),
         "ech_config": ech_config(tk) if m.get("test_name") == "echcheck" else None,
         "stun": stun(tk) if m.get("test_name") in ("stunreachability", "stun_reachability") else None,
+        "apps": apps(m.get("test_name"), tk),
         "evasion": evasion(tk),
         "rules": rules(tk),
         "echo": echoes(tk),
     }
+
+
+# OONI's instant-messaging tests: (the flag's key, its failure's key, the service in words); a flag is a bool
+# (true: blocked) or OONI's "ok" / "blocked"
+APP_SERVICES: dict[str, tuple[str, tuple[tuple[str, str | None, str], ...]]] = {
+    "telegram": ("Telegram", (("telegram_tcp_blocking", None, "its access points: TCP connections"),
+                              ("telegram_http_blocking", None, "its access points: HTTP requests"),
+                              ("telegram_web_status", "telegram_web_failure", "Telegram Web"))),
+    "whatsapp": ("WhatsApp", (("whatsapp_endpoints_status", None, "its chat servers (e1-e16.whatsapp.net, port 5222)"),
+                              ("registration_server_status", "registration_server_failure",
+                               "its registration service (v.whatsapp.net)"),
+                              ("whatsapp_web_status", "whatsapp_web_failure", "WhatsApp Web"))),
+    "facebook_messenger": ("Facebook Messenger", (
+        ("facebook_dns_blocking", None, "its names: answers in Facebook's network (AS32934)"),
+        ("facebook_tcp_blocking", None, "its servers: TCP connections on port 443"))),
+    "signal": ("Signal", (("signal_backend_status", "signal_backend_failure", "Signal's servers"),)),
+}
+# Facebook Messenger's endpoints: (OONI's key, the name), ooni/spec ts-019
+FACEBOOK_ENDPOINTS = (("stun", "stun.fbsbx.com"), ("b_api", "b-api.facebook.com"), ("b_graph", "b-graph.facebook.com"),
+                      ("edge", "edge-mqtt.facebook.com"), ("external_cdn", "external.xx.fbcdn.net"),
+                      ("scontent_cdn", "scontent.xx.fbcdn.net"), ("star", "star.c10r.facebook.com"))
+MAX_ANSWERS = 4  # addresses shown per endpoint
+
+
+def _blocked(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    return {"blocked": True, "ok": False}.get(value) if isinstance(value, str) else None
+
+
+def apps(test_name: Any, tk: Mapping[str, Any]) -> dict[str, Any] | None:
+    """One of OONI's instant-messaging tests in words: each of the app's services, reached or blocked (and
+    the failure), from the flags the probe wrote; for Facebook Messenger, each endpoint's answer (the
+    addresses and their networks) and connection. None for other tests."""
+    if not isinstance(test_name, str) or test_name not in APP_SERVICES:
+        return None
+    app, services = APP_SERVICES[test_name]
+    # facebook_messenger wrote "-" in place of "_" up to its version 0.3.0
+    old = test_name == "facebook_messenger" and "facebook_dns_blocking" not in tk and "facebook_tcp_blocking" not in tk
+
+    def key(k: str) -> str:
+        return k.replace("_", "-") if old else k
+
+    rows = [{"service": what, "blocked": _blocked(tk.get(key(flag))), "failure": _str(tk.get(fkey)) if fkey else None}
+            for flag, fkey, what in services]
+    endpoints = []
+    if test_name == "facebook_messenger":
+        answers: dict[str, list[dict[str, Any]]] = {}
+        for q in _list(tk.get("queries")):
+            if not isinstance(q, dict) or not (name := _str(q.get("hostname"))):
+                continue
+            shown = answers.setdefault(name.lower().rstrip("."), [])
+            for a in _list(q.get("answers")):
+                ip = _str(a.get("ipv4")) if isinstance(a, dict) else None
+                if ip and len(shown) < MAX_ANSWERS:
+                    shown.append({"ip": ip, "asn": _number(a.get("asn")), "network": _str(a.get("as_org_name"))})
+        for endpoint, name in FACEBOOK_ENDPOINTS:
+            consistent = tk.get(key(f"facebook_{endpoint}_dns_consistent"))
+            reachable = tk.get(key(f"facebook_{endpoint}_reachable"))
+            endpoints.append({"name": name, "answers": answers.get(name, []),
+                              "consistent": consistent if isinstance(consistent, bool) else None,
+                              "reachable": reachable if isinstance(reachable, bool) else None})
+    return {"app": app, "services": rows, "endpoints": endpoints}
 
 
 MAX_STUN_EVENTS = 32
