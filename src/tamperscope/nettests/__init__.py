@@ -26,6 +26,11 @@ REGISTRY: dict[str, str] = {
     "facebook_messenger": "tamperscope.nettests.facebook_messenger",
 }
 
+# Groups of nettests run together by `tamperscope run GROUP`, as OONI Probe's cards run them
+GROUPS: dict[str, tuple[str, ...]] = {
+    "im": ("telegram", "whatsapp", "facebook_messenger"),  # OONI's "Instant Messaging"
+}
+
 
 def names() -> list[str]:
     return sorted(REGISTRY)

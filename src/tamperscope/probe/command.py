@@ -9,7 +9,7 @@ import os
 import re
 import ssl
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -37,7 +37,8 @@ from .engine import (
 DESCRIPTION = """Run a nettest from this vantage point and append one OONI-format JSON line per
 measurement to --output. A killed run resumes: inputs already in the output are skipped.
 
-Nettests: {names}.
+Nettests: {names}. Groups (their nettests one after another, as OONI Probe's cards run them):
+{groups}.
 
 In the lab (`tamperscope lab exec -- tamperscope run …`) the resolver, public resolver,
 helper, echo backend and CA bundle come from the TAMPERSCOPE_* variables the lab sets.
@@ -46,9 +47,10 @@ The probe never records your IP address and asks for informed consent on first r
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="run a nettest (web_connectivity, dnscheck, …)",
-                       description=DESCRIPTION.format(names=", ".join(nettests.names())),
+                       description=DESCRIPTION.format(names=", ".join(nettests.names()), groups=", ".join(
+                           f"{g} ({', '.join(members)})" for g, members in nettests.GROUPS.items())),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("nettest", help="the nettest to run")
+    p.add_argument("nettest", help="the nettest to run, or a group of them (im)")
     p.add_argument("--input", "-i", action="append", default=[], metavar="INPUT", help="a URL (or a domain for dnscheck and blocking_rules); repeatable")
     p.add_argument("--list", "-l", type=Path, action="append", default=[], metavar="FILE",
                    help="Citizen Lab test-list CSV or one input per line; repeatable")
@@ -406,14 +408,19 @@ def _system_resolver() -> str | None:
     return None
 
 
-def plan(s: Settings) -> str:
-    """What this run would contact, said before consent (from the settings: nothing is looked up)."""
+def _targets(s: Settings) -> str:
     given = [i for i in s.inputs if i is not None]
     shown = ", ".join(given[:3]) + (", …" if len(given) > 3 else "")
     contacts = getattr(s.nettest, "CONTACTS", None)
     if s.nettest.NAME == "telegram" and s.telegram_dcs:
         contacts = f"the access points {', '.join(s.telegram_dcs)} (ports 80 and 443) and https://web.telegram.org/"
-    parts = [f"the targets of {len(given)} input(s) ({shown})" if given else contacts or "the nettest's target"]
+    return f"the targets of {len(given)} input(s) ({shown})" if given else contacts or "the nettest's target"
+
+
+def plan(s: Settings, *more: Settings) -> str:
+    """What this run would contact, said before consent (from the settings: nothing is looked up). With
+    ``more`` (a group's other nettests, which share every other setting), their targets too."""
+    parts = [_targets(x) for x in (s, *more)]
     parts.append(f"the system resolver ({s.isp})" if s.isp else "the system resolver")
     parts.append(f"the public resolver {s.public}")
     for what, value in (("the control helper", s.helper), ("the DoH server", s.doh),
@@ -498,13 +505,29 @@ def _matcher() -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from .consent import ConsentRequired, ensure_consent
-    from .privacy import Scrubber
 
-    s = settings(args)
+    group = nettests.GROUPS.get(args.nettest)
+    if group is not None and (args.input or args.list):
+        raise UsageError(f"the {args.nettest} group takes no input (its nettests measure the apps' own servers)")
+    # every nettest's settings checked before anything happens: a mistake stops the group before its first
+    runs = [settings(argparse.Namespace(**{**vars(args), "nettest": name})) for name in group or (args.nettest,)]
     try:
-        ensure_consent(args.yes, plan=plan(s))
+        ensure_consent(args.yes, plan=plan(*runs))
     except ConsentRequired as e:
         raise UsageError(str(e)) from None
+    # one after another (a generator): 1 if any run said so. Each reads its output afresh when its turn comes:
+    # the group's earlier nettests may have appended to the same file since the settings were checked
+    return max(_run_one(args, s if len(runs) == 1 else _fresh_output(args, s)) for s in runs)
+
+
+def _fresh_output(args: argparse.Namespace, s: Settings) -> Settings:
+    output, resume = _output(args, s.nettest)
+    return replace(s, output=output, resume=resume)
+
+
+def _run_one(args: argparse.Namespace, s: Settings) -> int:
+    from .privacy import Scrubber
+
     nettest = s.nettest
     ctx, probe, mine = build_context(s)
     sniffer = _sniffer() if args.capture else None

@@ -1,0 +1,67 @@
+"""`tamperscope run im`: OONI's instant-messaging nettests one after another, as OONI Probe's card runs them;
+every setting of every one checked before the first runs, one consent naming what all of them contact."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from tamperscope import nettests
+from tests.unit.test_probe_input_checks import Probe, probe  # noqa: F401 (a fixture)
+
+
+def test_the_im_group_runs_its_nettests_in_order_into_one_output(probe: Probe) -> None:  # noqa: F811
+    res = probe.main("run", "im", "--yes", "--no-progress", "-o", "out.jsonl")
+    assert res.code == 0, res.err
+    lines = [orjson.loads(x) for x in (probe.dir / "out.jsonl").read_bytes().splitlines()]
+    assert [m["test_name"] for m in lines] == ["telegram", "whatsapp", "facebook_messenger"]
+    assert probe.measured == [None, None, None]
+    assert [line.split(" on ")[0] for line in res.err.splitlines() if line.startswith("tamperscope: ")] == \
+        ["tamperscope: telegram", "tamperscope: whatsapp", "tamperscope: facebook_messenger"]
+    assert probe.main("run", "im", "--yes", "--no-progress", "-o", "out.jsonl").code == 0  # no input: run again
+    assert len((probe.dir / "out.jsonl").read_bytes().splitlines()) == 6
+
+
+def test_without_an_output_each_nettest_writes_its_own_file(probe: Probe) -> None:  # noqa: F811
+    assert probe.main("run", "im", "--yes", "--no-progress").code == 0
+    for name in nettests.GROUPS["im"]:
+        (m,) = [orjson.loads(x) for x in (probe.dir / f"tamperscope-{name}.jsonl").read_bytes().splitlines()]
+        assert m["test_name"] == name
+
+
+@pytest.mark.parametrize("argv, said", [
+    (("-i", "https://web.whatsapp.com/"), "tamperscope: the im group takes no input (its nettests measure the apps' "
+                                          "own servers)"),
+    (("--telegram-dcs", "nope"), "tamperscope: --telegram-dcs: not an IP address: 'nope' (expected IP[,IP...])"),
+    (("--timeout", "0"), "tamperscope: --timeout must be more than 0 and at most 86400 seconds, not 0.0"),
+])
+def test_a_mistake_stops_the_group_before_anything_runs(probe: Probe,  # noqa: F811
+                                                         argv: tuple[str, ...], said: str) -> None:
+    res = probe.main("run", "im", "--yes", "-o", "out.jsonl", *argv)
+    assert (res.code, res.err.strip()) == (2, said)
+    assert probe.measured == [] and not (probe.dir / "out.jsonl").exists()
+
+
+def test_one_consent_names_every_apps_servers(probe: Probe, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    from tamperscope.probe import consent
+
+    asked: list[str] = []
+
+    def ask(yes: bool, plan: str) -> None:
+        asked.append(plan)
+        raise consent.ConsentRequired("no")
+
+    monkeypatch.setattr(consent, "ensure_consent", ask)
+    assert probe.main("run", "im", "-o", "out.jsonl").code == 2
+    (plan,) = asked
+    assert plan.startswith("This run would contact: Telegram's access points (ports 80 and 443) and "
+                           "https://web.telegram.org/; WhatsApp's chat endpoints")
+    assert "; Facebook Messenger's servers (b-api, b-graph, edge-mqtt" in plan and plan.count("the system resolver") == 1
+    assert probe.measured == []
+
+
+def test_help_names_the_groups(probe: Probe) -> None:  # noqa: F811
+    with pytest.raises(SystemExit):
+        probe.main("run", "--help")
+    out = probe.capfd.readouterr().out
+    assert "im (telegram, whatsapp, facebook_messenger)" in " ".join(out.split())
