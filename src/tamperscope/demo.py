@@ -7,7 +7,7 @@ country, through the ISP's resolver (`tamperscope remote dns`), and one reset
 located from there too (`tamperscope locate --server`) → `tamperscope run evasion` on one
 URL blocked over HTTP and one over TLS (which re-framings get past the box) → `tamperscope run
 echcheck` (is TLS with Encrypted Client Hello blocked?) → OONI's instant-messaging tests (`telegram`,
-`whatsapp`, `facebook_messenger`) → lab down → a
+`whatsapp`, `facebook_messenger`, `signal`) → lab down → a
 summary by mechanism, checked against the lab's own ground truth, the equipment
 seen, and the outside view against the inside one (the censor bracketed between
 the routers each side sees last) → `tamperscope
@@ -47,7 +47,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                                    "censor's rule for one name it injects DNS answers for (tamperscope run "
                                    "blocking_rules), check whether TLS with Encrypted Client Hello is blocked "
                                    "(tamperscope run echcheck), measure the messaging apps as OONI does "
-                                   "(tamperscope run telegram, whatsapp, facebook_messenger), and take the lab down. "
+                                   "(tamperscope run telegram, whatsapp, facebook_messenger, signal), and take the "
+                                   "lab down. "
                                    "Then print a per-mechanism summary checked against the lab's ground truth, the "
                                    "equipment seen, and the measurements analysed again from their raw records "
                                    "(tamperscope analyze, into a store of their own, and an HTML report; both in the "
@@ -424,13 +425,15 @@ APPS = (
                               ("whatsapp_web_status", "WhatsApp Web"))),
     ("facebook_messenger", "Facebook Messenger", (("facebook_dns_blocking", "its names (answers outside AS32934)"),
                                                   ("facebook_tcp_blocking", "its servers (TCP 443)"))),
+    ("signal", "Signal", (("signal_backend_status", "its servers"),)),
 )
 
 
 def apps_example(say: Callable[[str], None], work: Path) -> list[tuple[dict[str, Any] | None, list[dict[str, Any]]]]:
     """OONI's instant-messaging tests, one after another from the lab's client: each measurement (None when the
     run failed) with the ground-truth lines the censor logged while it ran."""
-    say("demo: measuring the messaging apps as OONI does (tamperscope run telegram, whatsapp, facebook_messenger)")
+    say("demo: measuring the messaging apps as OONI does (tamperscope run telegram, whatsapp, facebook_messenger, "
+        "signal, one by one: what `tamperscope run im` runs)")
     results: list[tuple[dict[str, Any] | None, list[dict[str, Any]]]] = []
     for name, _, _ in APPS:
         out = work / f"{name}.jsonl"

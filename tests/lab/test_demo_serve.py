@@ -60,12 +60,15 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         assert "the censor has no rule against ECH: agrees with the lab's ground truth" in text, text
         assert "ECH, judged again from the records: https://crypto.cloudflare.com/ none" in text, text
         # OONI's instant-messaging tests: tm-like injects 127.0.0.1 for facebook.com and whatsapp.com (and their
-        # subdomains), so Messenger's names and WhatsApp Web are blocked by DNS, and Telegram is left alone
+        # subdomains), so Messenger's names and WhatsApp Web are blocked by DNS, and Telegram is left alone;
         assert "Telegram            reachable; the censor did nothing to it: agrees" in text, text
         assert "WhatsApp            blocked (dns.poison): WhatsApp Web; the censor's rule tm-dns acted" in text, text
         assert "Facebook Messenger  blocked (dns.poison): its names (answers outside AS32934); the censor's rule " \
                "tm-dns acted" in text, text
-        assert "apps agreeing with the lab's ground truth: 3/3" in text, text
+        # and its SNI blocklist names signal.org: four of Signal's five backends are reset
+        assert "Signal              blocked (tls.rst): its servers; the censor's rule tm-sni acted on it (4 times): " \
+               "agrees" in text, text
+        assert "apps agreeing with the lab's ground truth: 4/4" in text, text
         report = next(line.split("HTML report: ", 1)[1].strip() for line in out if "HTML report: " in line)
         html = Path(report).read_text(encoding="utf-8")
         assert "facebook.com" in html and "dns.injection" in html

@@ -28,14 +28,14 @@ def _run(out: Path) -> dict:  # type: ignore[type-arg]
 
 
 def test_messenger_reachable_without_a_censor(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """Run as OONI Probe's instant-messaging card runs it: `tamperscope run im`, the three apps in turn."""
+    """Run as OONI Probe's instant-messaging card runs it: `tamperscope run im`, the four apps in turn."""
     lab_factory("none")
     out = tmp_path / "im.jsonl"
     res = probe("im", "-o", str(out))
     assert res.returncode == 0, res.stderr
     ms = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(m["test_name"], m["test_keys"]["x_status"]) for m in ms] == \
-        [("telegram", "ok"), ("whatsapp", "ok"), ("facebook_messenger", "ok")]
+        [("telegram", "ok"), ("whatsapp", "ok"), ("facebook_messenger", "ok"), ("signal", "ok")]
     tk = ms[2]["test_keys"]
     assert all(tk[f"facebook_{k}_dns_consistent"] is True for k in KEYS), tk
     assert [tk[f"facebook_{k}_reachable"] for k in KEYS] == [None] + [True] * (len(KEYS) - 1)  # stun: by name only

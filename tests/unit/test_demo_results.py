@@ -222,16 +222,17 @@ def test_apps_summary_says_what_is_blocked_and_checks_it_against_the_ground_trut
     fb = {"test_keys": {"x_status": "anomaly", "x_mechanism": "dns.poison", "facebook_dns_blocking": True,
                         "facebook_tcp_blocking": False}}
     dns = [{"rule": "tm-dns", "name": "web.whatsapp.com"}]
-    text = apps_summary([(telegram, []), (whatsapp, dns), (fb, dns * 4)])
+    signal = {"test_keys": {"x_status": "ok", "x_mechanism": "none", "signal_backend_status": "ok"}}
+    text = apps_summary([(telegram, []), (whatsapp, dns), (fb, dns * 4), (signal, [])])
     assert "Telegram            reachable; the censor did nothing to it: agrees" in text
     assert ("WhatsApp            blocked (dns.poison): WhatsApp Web; the censor's rule tm-dns acted on it (1 time): "
             "agrees") in text
     assert "Facebook Messenger  blocked (dns.poison): its names (answers outside AS32934); " in text
     assert "an injector on the path is not told from the resolver's own list" in text
-    assert "(4 times)" in text and text.endswith("apps agreeing with the lab's ground truth: 3/3")
+    assert "(4 times)" in text and text.endswith("apps agreeing with the lab's ground truth: 4/4")
     # the censor acted and the probe saw nothing, a run that failed, a measurement that failed: none agree
     failed = {"test_keys": {"x_status": "failure", "x_mechanism": "none"}}
-    text = apps_summary([(telegram, dns), (None, []), (failed, [])])
-    assert "injector" not in text and text.count("DISAGREES") == 2
+    text = apps_summary([(telegram, dns), (None, []), (failed, []), (failed, [])])
+    assert "injector" not in text and text.count("DISAGREES") == 3
     assert "WhatsApp            not measured; the censor did nothing to it" in text
     assert text.endswith(f"apps agreeing with the lab's ground truth: 0/{len(APPS)}")

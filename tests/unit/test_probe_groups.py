@@ -14,12 +14,13 @@ def test_the_im_group_runs_its_nettests_in_order_into_one_output(probe: Probe) -
     res = probe.main("run", "im", "--yes", "--no-progress", "-o", "out.jsonl")
     assert res.code == 0, res.err
     lines = [orjson.loads(x) for x in (probe.dir / "out.jsonl").read_bytes().splitlines()]
-    assert [m["test_name"] for m in lines] == ["telegram", "whatsapp", "facebook_messenger"]
-    assert probe.measured == [None, None, None]
+    assert [m["test_name"] for m in lines] == ["telegram", "whatsapp", "facebook_messenger", "signal"]
+    assert probe.measured == [None, None, None, None]
     assert [line.split(" on ")[0] for line in res.err.splitlines() if line.startswith("tamperscope: ")] == \
-        ["tamperscope: telegram", "tamperscope: whatsapp", "tamperscope: facebook_messenger"]
+        ["tamperscope: telegram", "tamperscope: whatsapp", "tamperscope: facebook_messenger",
+         "tamperscope: signal"]
     assert probe.main("run", "im", "--yes", "--no-progress", "-o", "out.jsonl").code == 0  # no input: run again
-    assert len((probe.dir / "out.jsonl").read_bytes().splitlines()) == 6
+    assert len((probe.dir / "out.jsonl").read_bytes().splitlines()) == 8
 
 
 def test_without_an_output_each_nettest_writes_its_own_file(probe: Probe) -> None:  # noqa: F811
@@ -56,7 +57,8 @@ def test_one_consent_names_every_apps_servers(probe: Probe, monkeypatch: pytest.
     (plan,) = asked
     assert plan.startswith("This run would contact: Telegram's access points (ports 80 and 443) and "
                            "https://web.telegram.org/; WhatsApp's chat endpoints")
-    assert "; Facebook Messenger's servers (b-api, b-graph, edge-mqtt" in plan and plan.count("the system resolver") == 1
+    assert "; Facebook Messenger's servers (b-api, b-graph, edge-mqtt" in plan and "; Signal's servers (" in plan
+    assert plan.count("the system resolver") == 1
     assert probe.measured == []
 
 
@@ -64,4 +66,4 @@ def test_help_names_the_groups(probe: Probe) -> None:  # noqa: F811
     with pytest.raises(SystemExit):
         probe.main("run", "--help")
     out = probe.capfd.readouterr().out
-    assert "im (telegram, whatsapp, facebook_messenger)" in " ".join(out.split())
+    assert "im (telegram, whatsapp, facebook_messenger, signal)" in " ".join(out.split())

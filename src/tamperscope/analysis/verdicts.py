@@ -68,7 +68,7 @@ VERDICTS: dict[str, VerdictFunction] = {}
 # 10: facebook_messenger: DNS blocking names the mechanism of a failed lookup among the queries (dns.nxdomain,
 #    dns.drop) rather than dns.poison for all. telegram's web client and whatsapp's three services: a failure
 #    after a lookup of their names answered with a bogon (127.0.0.1, a private address) is dns.poison, not the
-#    failure's own layer (a refused connection to 127.0.0.1 read as tls.rst).
+#    failure's own layer (a refused connection to 127.0.0.1 read as tls.rst); signal's backends likewise.
 ANALYSIS_VERSION = "10"
 
 

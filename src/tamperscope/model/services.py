@@ -5,8 +5,8 @@ These tests carry their probe's own conclusions as flags: there are no raw recor
 re-derive them, so the flags are read, and the failure strings beside them say how (a reset or a
 timeout, at which layer), through the model's one classifier of failure strings (`failure_class`).
 A failure after a lookup of the service's name was answered with a bogon (`lied`) is the resolver's lie,
-whatever layer failed next. Our `telegram`, `whatsapp` and `facebook_messenger` nettests write the same
-flags, and their verdicts are these.
+whatever layer failed next. Our `telegram`, `whatsapp`, `facebook_messenger` and `signal` nettests write
+the same flags, and their verdicts are these.
 """
 
 from __future__ import annotations
@@ -123,6 +123,11 @@ def _whatsapp_endpoint(name: str) -> bool:
     return rest == "whatsapp.net" and first[:1] == "e" and first[1:].isdigit()
 
 
+def _signal(name: str) -> bool:
+    name = name.rstrip(".")
+    return any(name == d or name.endswith("." + d) for d in ("signal.org", "whispersystems.org"))
+
+
 def services(checks: Sequence[tuple[str, bool | None, str, Any]]) -> Verdict:
     """One verdict from several services' flags: (evidence key, blocked?, layer, failure string).
 
@@ -185,5 +190,6 @@ def facebook_messenger_verdict(measurement: Mapping[str, Any]) -> Verdict:
 def signal_verdict(measurement: Mapping[str, Any]) -> Verdict:
     tk = test_keys(measurement)
     return services([
-        ("signal_backend_status", status(tk.get("signal_backend_status")), "https", tk.get("signal_backend_failure")),
+        ("signal_backend_status", status(tk.get("signal_backend_status")),
+         "dns" if lied(tk, _signal) else "https", tk.get("signal_backend_failure")),
     ])

@@ -24,11 +24,12 @@ REGISTRY: dict[str, str] = {
     "telegram": "tamperscope.nettests.telegram",
     "whatsapp": "tamperscope.nettests.whatsapp",
     "facebook_messenger": "tamperscope.nettests.facebook_messenger",
+    "signal": "tamperscope.nettests.signal",
 }
 
 # Groups of nettests run together by `tamperscope run GROUP`, as OONI Probe's cards run them
 GROUPS: dict[str, tuple[str, ...]] = {
-    "im": ("telegram", "whatsapp", "facebook_messenger"),  # OONI's "Instant Messaging"
+    "im": ("telegram", "whatsapp", "facebook_messenger", "signal"),  # OONI's "Instant Messaging"
 }
 
 

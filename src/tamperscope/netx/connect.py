@@ -57,6 +57,7 @@ class DirectConnector:
     # refuses its own machine's and network's: when none of a host's addresses is allowed, the connection
     # fails with dns_bogon_error, before any packet is sent to them.
     allow: Callable[[str], bool] | None = None
+    extra_ca: str | None = None  # a CA (PEM text) trusted beside the trust store: one a service's apps pin
 
     async def __call__(self, url: str, *, trace: Trace, timeout: float,
                        tags: Sequence[str] = ()) -> Connection:
@@ -93,7 +94,7 @@ class DirectConnector:
             # A TLS failure is the answer for this URL: do not hide it by trying other addresses.
             return await tls_mod.handshake(stream, server_name=target.host, trace=trace,
                                            alpn=self.alpn, ca_bundle=self.ca_bundle,
-                                           verify=self.verify, tags=tags,
+                                           verify=self.verify, tags=tags, extra_ca=self.extra_ca,
                                            timeout=max(0.0, deadline - loop.time()))
         assert last is not None
         raise last

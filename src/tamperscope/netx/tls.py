@@ -70,10 +70,13 @@ _IANA_CIPHERS = {
 
 @functools.lru_cache(maxsize=64)
 def client_context(ca_bundle: str | None = None, alpn: tuple[str, ...] = DEFAULT_ALPN,
-                   verify: bool = True, check_hostname: bool = True) -> ssl.SSLContext:
-    """A cached client context. ``ca_bundle=None`` means the system's trust store."""
+                   verify: bool = True, check_hostname: bool = True, extra_ca: str | None = None) -> ssl.SSLContext:
+    """A cached client context. ``ca_bundle=None`` means the system's trust store; ``extra_ca`` (PEM text) is
+    trusted beside it (a service's own CA that its apps pin, as Signal's)."""
     if verify:
         ctx = ssl.create_default_context(cafile=ca_bundle)
+        if extra_ca:
+            ctx.load_verify_locations(cadata=extra_ca)
         ctx.check_hostname = check_hostname
     else:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -156,7 +159,7 @@ class TLSStream:
 async def handshake(tcp: TCPStream, *, server_name: str | None, trace: Trace | None = None,
                     alpn: Sequence[str] = DEFAULT_ALPN, ca_bundle: str | None = None,
                     verify: bool = True, timeout: float = DEFAULT_TLS_TIMEOUT,
-                    tags: Sequence[str] = ()) -> TLSStream:
+                    tags: Sequence[str] = (), extra_ca: str | None = None) -> TLSStream:
     """TLS client handshake over ``tcp`` with SNI ``server_name``, recorded in ``tls_handshakes``.
 
     On failure the TCP stream is closed and :class:`TLSError` is raised, carrying
@@ -164,7 +167,7 @@ async def handshake(tcp: TCPStream, *, server_name: str | None, trace: Trace | N
     """
     trace = tcp.trace if trace is None else trace
     check_hostname = verify and bool(server_name)
-    ctx = client_context(ca_bundle, tuple(alpn), verify, check_hostname)
+    ctx = client_context(ca_bundle, tuple(alpn), verify, check_hostname, extra_ca)
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     sslobj = ctx.wrap_bio(incoming, outgoing, server_hostname=server_name or None)
     t0 = trace.now()
