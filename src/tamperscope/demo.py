@@ -613,11 +613,15 @@ def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Cal
     db, verdicts, html = work / "analysis.duckdb", work / "verdicts.jsonl", work / "report.html"
     ruled = work / "rules.jsonl"  # rules_example's measurement, if it ran: the report shows its rules too
     ech, ech_verdicts = work / "echcheck.jsonl", work / "echcheck-verdicts.jsonl"  # ech_example's, likewise
+    apps = [path for name, _, _ in APPS if (path := work / f"{name}.jsonl").is_file()]  # apps_example's, likewise
+    app_verdicts = work / "apps-verdicts.jsonl"
     say("demo: re-deriving the verdicts with tamperscope analyze, and writing the HTML report")
     for argv in (["analyze", str(out), "--db", str(db), "--jsonl", str(verdicts), "--quiet"],
                  *([["analyze", str(ruled), "--db", str(db), "--quiet"]] if ruled.is_file() else []),
                  *([["analyze", str(ech), "--db", str(db), "--jsonl", str(ech_verdicts), "--quiet"]]
                    if ech.is_file() else []),
+                 *([["analyze", *map(str, apps), "--db", str(db), "--jsonl", str(app_verdicts), "--quiet"]]
+                   if apps else []),
                  ["report", "--db", str(db), "--html", str(html)]):
         res = subprocess.run([sys.executable, "-m", "tamperscope", *argv], capture_output=True, text=True, timeout=600)
         if res.returncode:
@@ -658,6 +662,15 @@ def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Cal
         judged = [json.loads(line) for line in ech_verdicts.read_text().splitlines() if line.strip()]
         lines.append("  ECH, judged again from the records: " + (", ".join(
             f"{r['input']} {r.get('x_mechanism') or 'none'}" for r in judged) or "none"))
+    if apps and app_verdicts.is_file():
+        names = {name: app for name, app, _ in APPS}
+        judged = [json.loads(line) for line in app_verdicts.read_text().splitlines() if line.strip()]
+        probe_said = {m.get("test_name"): (m.get("test_keys") or {}).get("x_mechanism") or "none"
+                      for path in apps for m in map(json.loads, path.read_text().splitlines()[:1])}
+        lines.append("  the messaging apps, judged again from the records: " + (", ".join(
+            f"{names.get(r.get('test_name'), r.get('test_name'))} {r.get('x_mechanism') or 'none'}"
+            + ("" if probe_said.get(r.get("test_name")) == (r.get("x_mechanism") or "none")
+               else f" (the probe said {probe_said.get(r.get('test_name'))})") for r in judged) or "none"))
     lines += [f"  store: {db}", f"  HTML report: {html}"]
     return "\n".join(lines)
 
