@@ -473,8 +473,8 @@ def apps_summary(results: list[tuple[dict[str, Any] | None, list[dict[str, Any]]
         agree += ok
         lines.append(f"    {app:19} {said}; {did}: {'agrees' if ok else 'DISAGREES'} with the lab's ground truth")
     if any(m is not None and m["test_keys"].get("x_mechanism") == "dns.poison" for m, _ in results):
-        lines.append("    (dns.poison: the resolver's answer was a lie; these tests, as OONI's, ask no address where no "
-                     "DNS server runs, so an injector on the path is not told from the resolver's own list)")
+        lines.append("    (dns.poison: the resolver's answer was a lie; these tests, as OONI's, ask no address "
+                     "where no DNS server runs, so an injector on the path is not told from the resolver's own list)")
     lines.append(f"  apps agreeing with the lab's ground truth: {agree}/{len(APPS)}")
     return "\n".join(lines)
 
