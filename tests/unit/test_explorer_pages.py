@@ -558,11 +558,15 @@ def test_an_instant_messaging_measurement_lists_the_apps_services(tmp_path: Path
     wa = {**base, "test_name": "whatsapp", "input": None, "report_id": base["report_id"] + "w", "test_keys": {
         "whatsapp_endpoints_status": "ok", "registration_server_status": "ok", "whatsapp_web_status": "blocked",
         "whatsapp_web_failure": evil}}
+    sig = {**base, "test_name": "signal", "input": None, "report_id": base["report_id"] + "s", "test_keys": {
+        "signal_backend_status": "blocked", "signal_backend_failure": "connection_reset",
+        "x_backends": {"https://storage.signal.org/": "connection_reset", "https://cdn.signal.org/": None,
+                       evil: 7, "https://cdn2.signal.org/": evil}}}
     with running_app(Settings(db_path=tmp_path / "e.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
-        out = c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(m) for m in (fb, old, wa))).json()
+        out = c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(m) for m in (fb, old, wa, sig))).json()
         pages = [(c.get(f"/m/{r['measurement_uid']}").text, c.get(f"/m/{r['measurement_uid']}.json").json())
                  for r in out["results"]]
-    (fb_page, fb_twin), (_, old_twin), (wa_page, wa_twin) = pages
+    (fb_page, fb_twin), (_, old_twin), (wa_page, wa_twin), (sig_page, sig_twin) = pages
     ap = fb_twin["evidence"]["apps"]
     assert ap["app"] == "Facebook Messenger"
     assert [r["blocked"] for r in ap["services"]] == [True, None]  # "yes" is no flag
@@ -581,3 +585,7 @@ def test_an_instant_messaging_measurement_lists_the_apps_services(tmp_path: Path
     assert [(r["blocked"], r["failure"]) for r in wa_twin["evidence"]["apps"]["services"]] == \
         [(False, None), (False, None), (True, evil)]
     assert evil not in wa_page and "WhatsApp: its services" in wa_page
+    assert [(r["service"], r["blocked"], r["failure"]) for r in sig_twin["evidence"]["apps"]["services"]] == [
+        ("Signal's servers", True, "connection_reset"), ("https://storage.signal.org/", True, "connection_reset"),
+        ("https://cdn.signal.org/", False, None), ("https://cdn2.signal.org/", True, evil)]  # 7 is no failure
+    assert evil not in sig_page and "<td>https://cdn.signal.org/</td><td>reached</td>" in " ".join(sig_page.split())

@@ -460,6 +460,7 @@ FACEBOOK_ENDPOINTS = (("stun", "stun.fbsbx.com"), ("b_api", "b-api.facebook.com"
                       ("edge", "edge-mqtt.facebook.com"), ("external_cdn", "external.xx.fbcdn.net"),
                       ("scontent_cdn", "scontent.xx.fbcdn.net"), ("star", "star.c10r.facebook.com"))
 MAX_ANSWERS = 4  # addresses shown per endpoint
+MAX_BACKENDS = 16  # signal's backends listed (it has five)
 
 
 def _blocked(value: Any) -> bool | None:
@@ -483,6 +484,11 @@ def apps(test_name: Any, tk: Mapping[str, Any]) -> dict[str, Any] | None:
 
     rows = [{"service": what, "blocked": _blocked(tk.get(key(flag))), "failure": _str(tk.get(fkey)) if fkey else None}
             for flag, fkey, what in services]
+    if test_name == "signal":  # ours: each backend's failure (null: reached)
+        backends = tk.get("x_backends")
+        for url, failure in list(backends.items())[:MAX_BACKENDS] if isinstance(backends, dict) else ():
+            if isinstance(url, str) and (failure is None or isinstance(failure, str)):
+                rows.append({"service": url, "blocked": failure is not None, "failure": failure})
     endpoints = []
     if test_name == "facebook_messenger":
         answers: dict[str, list[dict[str, Any]]] = {}
