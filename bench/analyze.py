@@ -369,9 +369,11 @@ def aggregate_latency(rows: int, db: Path, repeats: int = 30) -> list[tuple[str,
             FROM range({rows}) t(i))
         SELECT printf('%016x', i) AS measurement_uid,
                CASE WHEN i % 4 = 3 THEN 'dnscheck' WHEN i % 20 = 5 THEN 'blocking_rules'
+                    WHEN i % 20 = 1 THEN (['telegram', 'whatsapp', 'facebook_messenger', 'signal'])[1 + (i // 20) % 4]
                     ELSE 'web_connectivity' END AS test_name,
-               'https://site' || site || '.example/' AS input,
-               'site' || site || '.example' AS domain,
+               -- one measurement in 20 is a messaging app's, which has no input
+               CASE WHEN i % 20 <> 1 THEN 'https://site' || site || '.example/' END AS input,
+               CASE WHEN i % 20 <> 1 THEN 'site' || site || '.example' END AS domain,
                (['IT','RU','TR','IR','CN','MM','TM','KZ','BY','DE','US','BR'])[1 + net % 12] AS probe_cc,
                'AS' || (1000 + net) AS probe_asn,
                'Network ' || net AS probe_network_name,
@@ -422,6 +424,8 @@ def aggregate_latency(rows: int, db: Path, repeats: int = 30) -> list[tuple[str,
         ("changes (the report's; outcomes flip at random)", lambda: aggregates.changes(s)),
         ("changes (one country: the explorer's country page)", lambda: aggregates.changes(s, aggregates.Filters(probe_cc="RU"))),
         ("changes (one network)", lambda: aggregates.changes(s, aggregates.Filters(probe_asn="AS1042"))),
+        ("apps (the report's: 4 apps x 300 networks)", lambda: aggregates.apps(s)),
+        ("apps (one country: the explorer's)", lambda: aggregates.apps(s, aggregates.Filters(probe_cc="RU"))),
     ]
     out = []
     for name, fn in queries:

@@ -1,6 +1,6 @@
 """Aggregates over the store's verdicts: what the explorer, the report and the collector's API show.
 
-Each function (`timeline`, `per_domain`, `per_network`, `per_test`, `per_mechanism`,
+Each function (`timeline`, `per_domain`, `per_network`, `per_test`, `apps`, `per_mechanism`,
 `per_country`, and the report's `domain_network`, `mechanism_country`, `signatures`,
 `blocking_rules`, `changes`, `totals`) returns plain rows (lists of dicts of str, int,
 float; dates as ISO strings) from one SQL query over the store's tables, narrowed by one
@@ -162,6 +162,29 @@ def per_test(store: Store, filters: Filters | None = None, limit: int | None = 1
         FROM top LEFT JOIN seen USING (test_name) LEFT JOIN best USING (test_name)
         ORDER BY anomaly_count DESC, confirmed_count DESC, measurement_count DESC, test_name"""
     return _plain(query_rows(store.cursor(), sql, params))
+
+
+# OONI's instant-messaging tests: each measures one app's servers, from one network
+APP_TESTS = ("telegram", "whatsapp", "facebook_messenger", "signal")
+
+
+def apps(store: Store, filters: Filters | None = None, limit: int | None = 100) -> list[dict[str, Any]]:
+    """Per messaging app (its test) and network: counts, and what the latest measurement there said
+    (``last_outcome``, ``last_mechanism``, ``last_measured``; ``last_ok``: the latest time it was reachable).
+    Where an app is blocked now first, then the most anomalous."""
+    where, params = (filters or Filters()).where()
+    top = f"LIMIT {int(limit)}" if limit is not None else ""
+    sql = f"""
+        SELECT test_name, probe_asn, any_value(probe_cc) AS probe_cc, max(probe_network_name) AS probe_network_name,
+               {_COUNTS}, max(measurement_start_time) AS last_measured,
+               arg_max(outcome, measurement_start_time) AS last_outcome,
+               arg_max(mechanism, measurement_start_time) AS last_mechanism,
+               max(measurement_start_time) FILTER (WHERE outcome = 'ok') AS last_ok
+        FROM verdicts WHERE ({where}) AND test_name IN ({', '.join('?' * len(APP_TESTS))})
+        GROUP BY test_name, probe_asn
+        ORDER BY last_outcome IN ('anomaly', 'confirmed') DESC, anomaly_count DESC, measurement_count DESC,
+                 test_name, probe_asn {top}"""
+    return _plain(query_rows(store.cursor(), sql, [*params, *APP_TESTS]))
 
 
 def per_mechanism(store: Store, filters: Filters | None = None) -> list[dict[str, Any]]:
@@ -347,6 +370,7 @@ AGGREGATES: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "timeline": timeline, "per_domain": per_domain, "per_network": per_network, "per_test": per_test,
     "per_mechanism": per_mechanism, "per_country": per_country, "domain_network": domain_network,
     "mechanism_country": mechanism_country, "signatures": signatures, "blocking_rules": blocking_rules,
+    "apps": apps,
 }
 
 

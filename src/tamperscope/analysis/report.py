@@ -32,6 +32,8 @@ from tamperscope.analysis.store import Store
 from tamperscope.model.rules import describe as describe_rule
 
 # What each nettest checks, in plain words, for the report's table of tests.
+APP_NAMES: dict[str, str] = {"telegram": "Telegram", "whatsapp": "WhatsApp",
+                             "facebook_messenger": "Facebook Messenger", "signal": "Signal"}
 TEST_WORDS: dict[str, str] = {
     "web_connectivity": "websites from the test lists",
     "dnscheck": "DNS resolvers, plain and encrypted",
@@ -157,6 +159,20 @@ def _tests(store: Store, filters: Filters | None, limit: int, *, anomalous: bool
     return rows
 
 
+def apps_in_words(store: Any, filters: Filters | None, limit: int) -> list[dict[str, Any]]:
+    """`aggregates.apps`, each row with the app's name (``app``), the days of its latest measurement and of the
+    latest that reached the app (``last_day``, ``last_ok_day``), and what the latest said (``now``: "blocked",
+    "reachable", or "failed": a failed measurement says nothing either way)."""
+    rows = aggregates.apps(store, filters, limit)
+    for r in rows:
+        r["app"] = APP_NAMES.get(str(r["test_name"]), str(r["test_name"]))
+        r["last_day"], r["last_ok_day"] = str(r["last_measured"])[:10], str(r["last_ok"] or "")[:10] or "never"
+        r["now"] = {"anomaly": "blocked", "confirmed": "blocked", "ok": "reachable"}.get(str(r["last_outcome"]),
+                                                                                       "failed")
+        r["how"] = r["last_mechanism"] if r["now"] == "blocked" else ""
+    return rows
+
+
 def _changes(store: Store, filters: Filters | None, limit: int) -> list[dict[str, Any]]:
     """`aggregates.changes`, each row also with ``still`` ("yes"/"no") for a table."""
     rows = aggregates.changes(store, filters, limit)
@@ -237,6 +253,12 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
         ("test_name", "test"), ("measurement_count", "measured"), ("anomaly_count", "anomalies"),
         ("confirmed_count", "confirmed"), ("share", "share"), ("network_count", "networks"),
         ("top_mechanism", "mechanism"), ("checks", "what it checks")]) if tests else "  (none)", ""]
+    apps = apps_in_words(store, filters, limit)
+    if apps:
+        lines += ["Messaging apps, network by network (what the latest measurement said; blocked there first)",
+                  table(apps, [("app", "app"), ("probe_asn", "network"), ("probe_cc", "cc"),
+                               ("now", "latest"), ("how", "how"), ("last_day", "on"), ("last_ok_day", "last reached"),
+                               ("measurement_count", "measured"), ("anomaly_count", "anomalies")]), ""]
     networks = [x for x in aggregates.per_network(store, filters, limit) if x["anomaly_count"]]
     lines += ["Top networks with interference", table(networks, [
         ("probe_asn", "network"), ("probe_cc", "cc"), ("probe_network_name", "name"),
@@ -380,7 +402,7 @@ def _when(value: Any) -> str:
 # The HTML report's name for mechanism "none" on an anomalous measurement: "none" under "main technique"
 # of a blocked site reads as "not blocked" to someone who has not read the verdict rules.
 UNEXPLAINED = "unexplained"
-_TECHNIQUE_KEYS = frozenset({"mechanism", "top_mechanism"})
+_TECHNIQUE_KEYS = frozenset({"mechanism", "top_mechanism", "how"})  # "how": an app blocked now
 
 
 ECH_ONLY = "with ECH only"  # after a site's technique when echcheck alone saw it: ECH to the site was blocked
@@ -540,6 +562,15 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
                      ("anomaly_count", "anomalous"), ("confirmed_count", "confirmed"),
                      ("network_count", "networks"), ("country_count", "countries"),
                      ("top_mechanism", "main technique")]))
+    apps = apps_in_words(store, filters, limit)
+    if apps:
+        parts.append("<h2>Messaging apps, network by network</h2><p>What the latest measurement of each app on each "
+                     "network said (OONI's instant-messaging tests: Telegram, WhatsApp, Facebook Messenger, Signal), "
+                     "where it is blocked first; and when the app was last reached there.</p>" + _html_table(apps, [
+                         ("app", "app"), ("probe_asn", "network"), ("probe_network_name", "name"),
+                         ("probe_cc", "country"), ("now", "latest"), ("how", "technique"), ("last_day", "on"),
+                         ("last_ok_day", "last reached"), ("measurement_count", "measured"),
+                         ("anomaly_count", "anomalous")]))
     networks = [x for x in aggregates.per_network(store, filters, limit) if x["anomaly_count"]]
     parts.append("<h2>Networks with the most interference</h2>" + _html_table(networks, [
         ("probe_asn", "network"), ("probe_network_name", "name"), ("probe_cc", "country"),
@@ -578,6 +609,7 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
         "outcomes": OUTCOME_WORDS,
         "domains": aggregates.per_domain(store, filters, limit),
         "tests": _tests(store, filters, limit, anomalous=False),
+        "apps": aggregates.apps(store, filters, limit),
         "networks": aggregates.per_network(store, filters, limit),
         "mechanisms": _mechanisms(store, filters),
         "countries": aggregates.per_country(store, filters),
@@ -589,5 +621,6 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
     }
 
 
-__all__ = ["JSON_FORMAT", "MECHANISM_WORDS", "OUTCOME_WORDS", "TEST_WORDS", "counted", "html_report", "json_report",
+__all__ = ["APP_NAMES", "JSON_FORMAT", "MECHANISM_WORDS", "OUTCOME_WORDS", "TEST_WORDS", "apps_in_words", "counted",
+           "html_report", "json_report",
            "rules_in_words", "table", "terminal_report"]

@@ -148,7 +148,7 @@ def aggregate(collector: Collector, name: str, filters: Filters, limit: int | No
         found = hops(collector.reader, filters)
         return found[:limit] if limit is not None else found
     fn = aggregates.AGGREGATES[name]
-    if name in ("per_domain", "per_network", "per_test", "signatures", "blocking_rules"):
+    if name in ("per_domain", "per_network", "per_test", "signatures", "blocking_rules", "apps"):
         return fn(reader, filters, limit=limit)
     rows = fn(reader, filters)
     return rows[:limit] if limit is not None else rows

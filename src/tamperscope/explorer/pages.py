@@ -8,7 +8,7 @@ to show (an unknown country, network, domain or measurement: 404).
 Pages:
 
 * `home`: totals, recent anomalies, countries, networks, most blocked domains,
-  tests (apps and circumvention tools too), mechanisms, the timeline;
+  tests (apps and circumvention tools too), the messaging apps network by network, mechanisms, the timeline;
 * `area` (country, network, domain): the same, narrowed, plus what changed
   (sites blocked or unblocked on a network), equipment signatures and located hops;
 * `measurement`: the envelope, the verdict and the evidence (`evidence.py`);
@@ -24,7 +24,7 @@ import orjson
 
 from tamperscope.analysis import aggregates
 from tamperscope.analysis.aggregates import Filters
-from tamperscope.analysis.report import TEST_WORDS, rules_in_words
+from tamperscope.analysis.report import TEST_WORDS, apps_in_words, rules_in_words
 from tamperscope.collector.queries import MeasurementQuery, Reader, hops, known_values, list_measurements, ooni_row
 from tamperscope.explorer import charts
 from tamperscope.explorer.evidence import captured_body, evidence
@@ -54,6 +54,15 @@ def _tests(reader: Reader, filters: Filters, where: dict[str, str] | None = None
     return rows
 
 
+def _apps(reader: Reader, filters: Filters) -> list[dict[str, Any]]:
+    """Per messaging app and network: what the latest measurement said, and when the app was last reached
+    (`report.apps_in_words`), each with a link to its measurements there."""
+    rows = apps_in_words(reader, filters, TOP)
+    for row in rows:
+        row["search"] = "/search?" + urlencode({"test_name": row["test_name"], "probe_asn": row["probe_asn"]})
+    return rows
+
+
 def _changes(reader: Reader, filters: Filters) -> list[dict[str, Any]]:
     """When sites became blocked or unblocked on a network, latest first (`aggregates.changes`). Only on
     the pages of one country, network or domain: over the whole store it is the report's job."""
@@ -77,6 +86,7 @@ def home(reader: Reader) -> dict[str, Any]:
         "networks": _agg(reader, "per_network", f, limit=TOP),
         "domains": [d for d in _agg(reader, "per_domain", f, limit=TOP)],
         "tests": _tests(reader, f),
+        "apps": _apps(reader, f),
         "mechanisms": mechanisms,
         "charts": {"timeline": charts.timeline(timeline), "mechanisms": charts.mechanisms(mechanisms)},
     }
@@ -119,6 +129,7 @@ def area(reader: Reader, kind: str, key: str) -> dict[str, Any] | None:
     if kind != "domain":
         page["domains"] = _agg(reader, "per_domain", f, limit=TOP)
         page["tests"] = _tests(reader, f, {column: key})
+        page["apps"] = _apps(reader, f)
     if kind != "network":
         page["networks"] = _agg(reader, "per_network", f, limit=TOP)
     return page
