@@ -67,3 +67,16 @@ def test_help_names_the_groups(probe: Probe) -> None:  # noqa: F811
         probe.main("run", "--help")
     out = probe.capfd.readouterr().out
     assert "im (telegram, whatsapp, facebook_messenger, signal)" in " ".join(out.split())
+
+
+def test_the_summary_names_a_nettest_without_input_and_what_it_found() -> None:
+    from tamperscope.probe.engine import RunStats
+
+    stats = RunStats()
+    stats.add({"test_name": "signal", "input": None, "test_keys": {
+        "x_mechanism": "tls.rst", "x_evidence": ["test_keys.signal_backend_status"], "blocking": "http-failure"}})
+    stats.add({"test_name": "telegram", "input": None, "test_keys": {"x_mechanism": "none", "blocking": False}})
+    stats.add({"test_name": "web_connectivity", "input": "https://x.example/", "test_keys": {"x_mechanism": "none"}})
+    assert stats.examples == {"tls.rst": ["signal (signal_backend_status)"],
+                              "none": ["telegram", "https://x.example/"]}
+    assert stats.blocked == 1

@@ -59,8 +59,12 @@ class RunStats:
         mech = tk.get("x_mechanism") or "none"
         self.by_mechanism[mech] += 1
         ex = self.examples.setdefault(mech, [])
-        if len(ex) < 3 and m.get("input"):
-            ex.append(str(m["input"]))
+        # an example: the input, or for a nettest without one (telegram, signal...) its name and evidence keys
+        example = str(m["input"]) if m.get("input") else (
+            f"{m.get('test_name')} ({', '.join(str(e).removeprefix('test_keys.') for e in tk.get('x_evidence') or ())})"
+            if mech != "none" and tk.get("x_evidence") else str(m.get("test_name") or ""))
+        if len(ex) < 3 and example:
+            ex.append(example)
         if tk.get("blocking") not in (False, None):
             self.blocked += 1
         if tk.get("x_status") == "failure" or tk.get("blocking") is None and tk.get("accessible") is None:
