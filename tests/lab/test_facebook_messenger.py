@@ -13,18 +13,12 @@ from tamperscope.lab import addresses as A
 from tamperscope.lab import manager
 from tamperscope.nettests.facebook_messenger import SERVICES
 
-from .test_probe_cli import probe
+from .test_probe_cli import measure_once, probe
 
 pytestmark = pytest.mark.lab
 PROFILE = str(Path(__file__).parent / "profiles" / "facebook.toml")
 KEYS = [k for k, _ in SERVICES]
 
-
-def _run(out: Path) -> dict:  # type: ignore[type-arg]
-    res = probe("facebook_messenger", "-o", str(out))
-    assert res.returncode == 0, res.stderr
-    (m,) = [json.loads(line) for line in out.read_text().splitlines()]
-    return m["test_keys"]  # type: ignore[no-any-return]
 
 
 def test_messenger_reachable_without_a_censor(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -48,7 +42,7 @@ def test_messenger_reachable_without_a_censor(lab_factory, tmp_path) -> None:  #
 
 def test_messenger_blocked_by_name_and_address(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
     lab_factory(PROFILE)
-    tk = _run(tmp_path / "b.jsonl")
+    tk = measure_once("facebook_messenger", tmp_path / "b.jsonl")
     lied = ["stun", "b_api", "b_graph", "edge", "star"]
     assert [tk[f"facebook_{k}_dns_consistent"] for k in lied] == [False] * 5, tk
     assert all(tk[f"facebook_{k}_reachable"] is None for k in lied)  # a lie's address is not connected to

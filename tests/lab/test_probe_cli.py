@@ -26,6 +26,15 @@ def read(path) -> list[dict]:  # type: ignore[no-untyped-def]
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def measure_once(nettest: str, out, *args: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    """`tamperscope run NETTEST` (no input) in the lab's client: its one measurement's test_keys."""
+    res = probe(nettest, "-o", str(out), *args)
+    assert res.returncode == 0, res.stderr
+    (m,) = read(out)
+    assert m["input"] is None and m["test_name"] == nettest
+    return m["test_keys"]  # type: ignore[no-any-return]
+
+
 def test_own_address_is_scrubbed_everywhere(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
     lab_factory("none")  # the whoami page prints the address it sees: the client's
     out = tmp_path / "m.jsonl"

@@ -12,22 +12,16 @@ import pytest
 from tamperscope.lab import manager
 from tamperscope.nettests.signal import BACKENDS
 
-from .test_probe_cli import probe
+from .test_probe_cli import measure_once
 
 pytestmark = pytest.mark.lab
 PROFILE = str(Path(__file__).parent / "profiles" / "signal.toml")
 
 
-def _run(out: Path) -> dict:  # type: ignore[type-arg]
-    res = probe("signal", "-o", str(out))
-    assert res.returncode == 0, res.stderr
-    (m,) = [json.loads(line) for line in out.read_text().splitlines()]
-    return m["test_keys"]  # type: ignore[no-any-return]
-
 
 def test_signal_reachable_without_a_censor(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
     lab_factory("none")
-    tk = _run(tmp_path / "s.jsonl")
+    tk = measure_once("signal", tmp_path / "s.jsonl")
     assert (tk["signal_backend_status"], tk["signal_backend_failure"], tk["x_status"]) == ("ok", None, "ok"), tk
     assert tk["x_backends"] == {u: None for u in BACKENDS}
     assert {h["server_name"] for h in tk["tls_handshakes"] if h["failure"] is None} == \
@@ -36,7 +30,7 @@ def test_signal_reachable_without_a_censor(lab_factory, tmp_path) -> None:  # ty
 
 def test_signal_blocked_by_sni(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
     lab_factory(PROFILE)
-    tk = _run(tmp_path / "b.jsonl")
+    tk = measure_once("signal", tmp_path / "b.jsonl")
     assert (tk["signal_backend_status"], tk["signal_backend_failure"]) == ("blocked", "connection_reset"), tk
     assert set(tk["x_backends"].values()) == {"connection_reset"}
     assert (tk["x_status"], tk["x_mechanism"], tk["blocking"]) == ("anomaly", "tls.rst", "http-failure")

@@ -12,23 +12,16 @@ import pytest
 from tamperscope.lab import addresses as A
 from tamperscope.lab import manager
 
-from .test_probe_cli import probe
+from .test_probe_cli import measure_once
 
 pytestmark = pytest.mark.lab
 PROFILE = str(Path(__file__).parent / "profiles" / "telegram.toml")
 
 
-def _run(out: Path) -> dict:  # type: ignore[type-arg]
-    res = probe("telegram", "-o", str(out), "--summary")
-    assert res.returncode == 0, res.stderr
-    (m,) = [json.loads(line) for line in out.read_text().splitlines()]
-    assert m["input"] is None and m["test_name"] == "telegram"
-    return m["test_keys"]  # type: ignore[no-any-return]
-
 
 def test_telegram_reachable_without_a_censor(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
     lab_factory("none")
-    tk = _run(tmp_path / "t.jsonl")
+    tk = measure_once("telegram", tmp_path / "t.jsonl", "--summary")
     assert (tk["telegram_tcp_blocking"], tk["telegram_http_blocking"], tk["telegram_web_status"]) == \
         (False, False, "ok"), tk
     assert tk["telegram_web_failure"] is None and (tk["x_status"], tk["x_mechanism"]) == ("ok", "none")
@@ -42,7 +35,7 @@ def test_telegram_reachable_without_a_censor(lab_factory, tmp_path) -> None:  # 
 
 def test_telegram_blocked_by_address_and_by_sni(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
     lab_factory(PROFILE)
-    tk = _run(tmp_path / "b.jsonl")
+    tk = measure_once("telegram", tmp_path / "b.jsonl", "--summary")
     assert (tk["telegram_tcp_blocking"], tk["telegram_http_blocking"], tk["telegram_web_status"]) == \
         (True, True, "blocked"), tk
     assert tk["telegram_web_failure"] == "connection_reset"

@@ -12,22 +12,16 @@ import pytest
 from tamperscope.lab import manager
 from tamperscope.nettests.whatsapp import ENDPOINTS
 
-from .test_probe_cli import probe
+from .test_probe_cli import measure_once
 
 pytestmark = pytest.mark.lab
 PROFILE = str(Path(__file__).parent / "profiles" / "whatsapp.toml")
 
 
-def _run(out: Path) -> dict:  # type: ignore[type-arg]
-    res = probe("whatsapp", "-o", str(out))
-    assert res.returncode == 0, res.stderr
-    (m,) = [json.loads(line) for line in out.read_text().splitlines()]
-    return m["test_keys"]  # type: ignore[no-any-return]
-
 
 def test_whatsapp_reachable_without_a_censor(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
     lab_factory("none")
-    tk = _run(tmp_path / "w.jsonl")
+    tk = measure_once("whatsapp", tmp_path / "w.jsonl")
     assert (tk["whatsapp_endpoints_status"], tk["registration_server_status"], tk["whatsapp_web_status"]) == \
         ("ok", "ok", "ok"), tk
     assert tk["whatsapp_endpoints_blocked"] == [] and (tk["x_status"], tk["x_mechanism"]) == ("ok", "none")
@@ -37,7 +31,7 @@ def test_whatsapp_reachable_without_a_censor(lab_factory, tmp_path) -> None:  # 
 
 def test_whatsapp_blocked_by_name(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
     lab_factory(PROFILE)
-    tk = _run(tmp_path / "b.jsonl")
+    tk = measure_once("whatsapp", tmp_path / "b.jsonl")
     assert (tk["whatsapp_endpoints_status"], tk["registration_server_status"], tk["whatsapp_web_status"]) == \
         ("blocked", "blocked", "blocked"), tk
     assert len(tk["whatsapp_endpoints_blocked"]) == len(ENDPOINTS)

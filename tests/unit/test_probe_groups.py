@@ -8,6 +8,7 @@ import pytest
 
 from tamperscope import nettests
 from tests.unit.test_probe_input_checks import Probe, probe  # noqa: F401 (a fixture)
+from tests.unit.test_telegram import refuse_consent
 
 
 def test_the_im_group_runs_its_nettests_in_order_into_one_output(probe: Probe) -> None:  # noqa: F811
@@ -44,15 +45,7 @@ def test_a_mistake_stops_the_group_before_anything_runs(probe: Probe,  # noqa: F
 
 
 def test_one_consent_names_every_apps_servers(probe: Probe, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    from tamperscope.probe import consent
-
-    asked: list[str] = []
-
-    def ask(yes: bool, plan: str) -> None:
-        asked.append(plan)
-        raise consent.ConsentRequired("no")
-
-    monkeypatch.setattr(consent, "ensure_consent", ask)
+    asked = refuse_consent(monkeypatch)
     assert probe.main("run", "im", "-o", "out.jsonl").code == 2
     (plan,) = asked
     assert plan.startswith("This run would contact: Telegram's access points (ports 80 and 443) and "

@@ -124,7 +124,8 @@ def test_a_bad_access_point_is_a_usage_error(cli: Probe) -> None:
     assert cli.measured == [] and not (cli.dir / "out.jsonl").exists()
 
 
-def test_consent_names_the_access_points(cli: Probe, monkeypatch: pytest.MonkeyPatch) -> None:
+def refuse_consent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every consent notice is refused, and what it said is kept (in the list returned)."""
     from tamperscope.probe import consent
 
     asked: list[str] = []
@@ -134,6 +135,11 @@ def test_consent_names_the_access_points(cli: Probe, monkeypatch: pytest.MonkeyP
         raise consent.ConsentRequired("no")
 
     monkeypatch.setattr(consent, "ensure_consent", ask)
+    return asked
+
+
+def test_consent_names_the_access_points(cli: Probe, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = refuse_consent(monkeypatch)
     assert cli.main("run", "telegram", "-o", "out.jsonl").code == 2
     monkeypatch.setenv("TAMPERSCOPE_TELEGRAM_DCS", "198.19.2.1,198.19.2.2")
     assert cli.main("run", "telegram", "-o", "out.jsonl").code == 2
