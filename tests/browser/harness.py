@@ -79,6 +79,19 @@ def rules_xss_measurement() -> dict[str, Any]:
     return {**envelope, **m, "test_version": "0.1.0"}
 
 
+def apps_xss_measurement() -> dict[str, Any]:
+    """A signal measurement in Russia whose failure and backends are script payloads (the measurement page lists
+    each backend, and the network's page the app's latest word)."""
+    envelope = {k: v for k, v in samples.measurement("http.rst", url="https://x.example/", probe_cc="RU",
+                                                     probe_asn="AS12389", network_name="Rostelecom",
+                                                     start="2026-05-01 01:01:01").items()
+                if k not in ("test_keys", "input", "test_name", "test_version")}
+    return {**envelope, "test_name": "signal", "test_version": "0.1.0", "input": None, "test_keys": {
+        "signal_backend_status": "blocked", "signal_backend_failure": f"connection_reset{XSS_IMG}",
+        "x_backends": {f"https://storage.signal.org/{XSS_SCRIPT}": f"connection_reset{XSS_IMG}"},
+        "queries": [], "tcp_connect": [], "tls_handshakes": [], "requests": [], "network_events": []}}
+
+
 @dataclass
 class Explorer:
     """The running server and what was fed into it."""
@@ -89,6 +102,7 @@ class Explorer:
     total: int = 0
     xss_uid: str = ""
     rules_uid: str = ""
+    apps_uid: str = ""
     hostile_uids: list[str] = field(default_factory=list)
     by_country: dict[str, int] = field(default_factory=dict)
 
@@ -117,7 +131,7 @@ def feed(client: httpx.Client, ex: Explorer) -> None:
     """Everything through the submission endpoints, as probes would send it."""
     uids: list[str] = []
     corpus = list(samples.corpus(60, seed="browser"))
-    ms = [*corpus, xss_measurement(), rules_xss_measurement(), *samples.hostile()]
+    ms = [*corpus, xss_measurement(), rules_xss_measurement(), *samples.hostile(), apps_xss_measurement()]
     for m in ms:
         ex.by_country[m["probe_cc"]] = ex.by_country.get(m["probe_cc"], 0) + 1
     # OONI's report protocol: open a report per network, submit, close.
@@ -138,7 +152,8 @@ def feed(client: httpx.Client, ex: Explorer) -> None:
         assert client.post(f"/report/{report_id}/close", json={}).status_code == 200
     ex.xss_uid = uids[len(corpus)]
     ex.rules_uid = uids[len(corpus) + 1]
-    ex.hostile_uids = uids[len(corpus) + 2:]
+    ex.hostile_uids = uids[len(corpus) + 2:-1]
+    ex.apps_uid = uids[-1]
     # Real OONI-format measurements, as one JSON-lines upload.
     ooni = [orjson.loads(p.read_bytes()) for p in sorted(OONI_SAMPLES.glob("*/measurement.json"))]
     if ooni:

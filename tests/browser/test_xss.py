@@ -132,6 +132,21 @@ def test_a_rule_that_caught_a_hostile_name_shows_it_as_text(guarded: tuple[Any, 
         assert_inert(page, path)
 
 
+def test_a_messaging_apps_hostile_failure_shows_as_text(guarded: tuple[Any, Guard], explorer: Explorer) -> None:
+    """signal's failure and backends come from the measurement: listed on its page as text, and the app's
+    latest word on the network's page; nothing runs."""
+    page, _ = guarded
+    path = f"/m/{explorer.apps_uid}"
+    open_page(page, path)
+    visible_text(page, "#apps", f"connection_reset{XSS_IMG}")
+    visible_text(page, "#apps", f"https://storage.signal.org/{XSS_SCRIPT}")
+    assert_inert(page, path)
+    open_page(page, "/network/AS12389")
+    visible_text(page, "#apps", "Signal")
+    assert "blocked" in page.locator("#apps").inner_text()
+    assert_inert(page, "/network/AS12389")
+
+
 def test_a_host_that_cannot_be_one_has_no_domain_page(guarded: tuple[Any, Guard], explorer: Explorer) -> None:
     """No domain is derived from a URL whose host is markup (its measurement page shows the URL, as text:
     see LISTS), so no list shows it as a site, and asking for it is an inert 404."""
