@@ -36,6 +36,8 @@ from .lab import addresses as A
 from .lab import manager
 from .lab.expect import expect_url
 from .model.profile import Profile
+from .model.services import APPS as MODEL_APPS
+from .model.services import blocked
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -415,18 +417,10 @@ def rules_summary(m: dict[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
-# OONI's instant-messaging tests, as its "Instant Messaging" card runs them: (nettest, the app, its services' keys)
-APPS = (
-    ("telegram", "Telegram", (("telegram_tcp_blocking", "its access points (TCP)"),
-                              ("telegram_http_blocking", "its access points (HTTP)"),
-                              ("telegram_web_status", "Telegram Web"))),
-    ("whatsapp", "WhatsApp", (("whatsapp_endpoints_status", "its chat servers"),
-                              ("registration_server_status", "its registration service"),
-                              ("whatsapp_web_status", "WhatsApp Web"))),
-    ("facebook_messenger", "Facebook Messenger", (("facebook_dns_blocking", "its names (answers outside AS32934)"),
-                                                  ("facebook_tcp_blocking", "its servers (TCP 443)"))),
-    ("signal", "Signal", (("signal_backend_status", "its servers"),)),
-)
+# OONI's instant-messaging tests, as its "Instant Messaging" card runs them: (nettest, the app, its services'
+# flags with their words), from the model's table
+APPS = tuple((test, app, tuple((flag, words) for flag, _, words in services))
+             for test, (app, services) in MODEL_APPS.items())
 
 
 def apps_example(say: Callable[[str], None], work: Path) -> list[tuple[dict[str, Any] | None, list[dict[str, Any]]]]:
@@ -449,10 +443,6 @@ def apps_example(say: Callable[[str], None], work: Path) -> list[tuple[dict[str,
     return results
 
 
-def _blocked_service(tk: dict[str, Any], key: str) -> bool:
-    return tk.get(key) is True or tk.get(key) == "blocked"
-
-
 def apps_summary(results: list[tuple[dict[str, Any] | None, list[dict[str, Any]]]]) -> str:
     """Per app: reachable or blocked (how, which of its services), against what the lab's censor did meanwhile."""
     lines = ["", "  messaging apps (OONI's instant-messaging tests, from the lab's client):"]
@@ -466,7 +456,7 @@ def apps_summary(results: list[tuple[dict[str, Any] | None, list[dict[str, Any]]
             continue
         tk = m["test_keys"]
         status, mech = tk.get("x_status"), tk.get("x_mechanism") or "none"
-        hit = [what for key, what in keys if _blocked_service(tk, key)]
+        hit = [what for key, what in keys if blocked(tk.get(key))]
         said = (f"blocked ({mech}): {'; '.join(hit)}" if status == "anomaly" else "reachable" if status == "ok"
                 else "no verdict")
         ok = status != "failure" and (status == "anomaly") == bool(truth)

@@ -63,7 +63,8 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         # subdomains), so Messenger's names and WhatsApp Web are blocked by DNS, and Telegram is left alone;
         assert "Telegram            reachable; the censor did nothing to it: agrees" in text, text
         assert "WhatsApp            blocked (dns.poison): WhatsApp Web; the censor's rule tm-dns acted" in text, text
-        assert "Facebook Messenger  blocked (dns.poison): its names (answers outside AS32934); the censor's rule " \
+        assert "Facebook Messenger  blocked (dns.poison): its names (their answers checked against Facebook's " \
+               "network, AS32934); the censor's rule " \
                "tm-dns acted" in text, text
         # and its SNI blocklist names signal.org: four of Signal's five backends are reset
         assert "Signal              blocked (tls.rst): its servers; the censor's rule tm-sni acted on it (4 times): " \

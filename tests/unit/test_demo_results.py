@@ -227,7 +227,8 @@ def test_apps_summary_says_what_is_blocked_and_checks_it_against_the_ground_trut
     assert "Telegram            reachable; the censor did nothing to it: agrees" in text
     assert ("WhatsApp            blocked (dns.poison): WhatsApp Web; the censor's rule tm-dns acted on it (1 time): "
             "agrees") in text
-    assert "Facebook Messenger  blocked (dns.poison): its names (answers outside AS32934); " in text
+    assert ("Facebook Messenger  blocked (dns.poison): its names (their answers checked against Facebook's network, "
+            "AS32934); ") in text
     assert "an injector on the path is not told from the resolver's own list" in text
     assert "(4 times)" in text and text.endswith("apps agreeing with the lab's ground truth: 4/4")
     # the censor acted and the probe saw nothing, a run that failed, a measurement that failed: none agree

@@ -586,6 +586,6 @@ def test_an_instant_messaging_measurement_lists_the_apps_services(tmp_path: Path
         [(False, None), (False, None), (True, evil)]
     assert evil not in wa_page and "WhatsApp: its services" in wa_page
     assert [(r["service"], r["blocked"], r["failure"]) for r in sig_twin["evidence"]["apps"]["services"]] == [
-        ("Signal's servers", True, "connection_reset"), ("https://storage.signal.org/", True, "connection_reset"),
+        ("its servers", True, "connection_reset"), ("https://storage.signal.org/", True, "connection_reset"),
         ("https://cdn.signal.org/", False, None), ("https://cdn2.signal.org/", True, evil)]  # 7 is no failure
     assert evil not in sig_page and "<td>https://cdn.signal.org/</td><td>reached</td>" in " ".join(sig_page.split())

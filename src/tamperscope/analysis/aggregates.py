@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from tamperscope.analysis.confidence import CONFIRM_MIN
 from tamperscope.analysis.store import query_rows
 from tamperscope.model.inputs import host_forms
+from tamperscope.model.services import APPS
 
 if TYPE_CHECKING:
     from tamperscope.analysis.store import Store
@@ -164,8 +165,7 @@ def per_test(store: Store, filters: Filters | None = None, limit: int | None = 1
     return _plain(query_rows(store.cursor(), sql, params))
 
 
-# OONI's instant-messaging tests: each measures one app's servers, from one network
-APP_TESTS = ("telegram", "whatsapp", "facebook_messenger", "signal")
+APP_TESTS = tuple(APPS)  # OONI's instant-messaging tests: each measures one app's servers, from one network
 
 
 def apps(store: Store, filters: Filters | None = None, limit: int | None = 100) -> list[dict[str, Any]]:

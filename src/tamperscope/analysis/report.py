@@ -30,10 +30,10 @@ from tamperscope.analysis.aggregates import Filters
 from tamperscope.analysis.confidence import CONFIRM_MIN
 from tamperscope.analysis.store import Store
 from tamperscope.model.rules import describe as describe_rule
+from tamperscope.model.services import APPS
 
+APP_NAMES: dict[str, str] = {test: app for test, (app, _) in APPS.items()}  # the messaging apps' names
 # What each nettest checks, in plain words, for the report's table of tests.
-APP_NAMES: dict[str, str] = {"telegram": "Telegram", "whatsapp": "WhatsApp",
-                             "facebook_messenger": "Facebook Messenger", "signal": "Signal"}
 TEST_WORDS: dict[str, str] = {
     "web_connectivity": "websites from the test lists",
     "dnscheck": "DNS resolvers, plain and encrypted",

@@ -35,6 +35,7 @@ from typing import Any
 
 from tamperscope.analysis.report import MECHANISM_WORDS, OUTCOME_WORDS
 from tamperscope.collector.queries import hop_fields
+from tamperscope.model.services import APPS, FACEBOOK_ENDPOINTS, blocked, facebook_key
 
 MAX_BODY_TEXT = 64 * 1024       # characters of a body shown on the page
 MAX_TITLE_SCAN = 64 * 1024      # characters of a body searched for its <title>
@@ -440,49 +441,22 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
     }
 
 
-# OONI's instant-messaging tests: (the flag's key, its failure's key, the service in words); a flag is a bool
-# (true: blocked) or OONI's "ok" / "blocked"
-APP_SERVICES: dict[str, tuple[str, tuple[tuple[str, str | None, str], ...]]] = {
-    "telegram": ("Telegram", (("telegram_tcp_blocking", None, "its access points: TCP connections"),
-                              ("telegram_http_blocking", None, "its access points: HTTP requests"),
-                              ("telegram_web_status", "telegram_web_failure", "Telegram Web"))),
-    "whatsapp": ("WhatsApp", (("whatsapp_endpoints_status", None, "its chat servers (e1-e16.whatsapp.net, port 5222)"),
-                              ("registration_server_status", "registration_server_failure",
-                               "its registration service (v.whatsapp.net)"),
-                              ("whatsapp_web_status", "whatsapp_web_failure", "WhatsApp Web"))),
-    "facebook_messenger": ("Facebook Messenger", (
-        ("facebook_dns_blocking", None, "its names: answers in Facebook's network (AS32934)"),
-        ("facebook_tcp_blocking", None, "its servers: TCP connections on port 443"))),
-    "signal": ("Signal", (("signal_backend_status", "signal_backend_failure", "Signal's servers"),)),
-}
-# Facebook Messenger's endpoints: (OONI's key, the name), ooni/spec ts-019
-FACEBOOK_ENDPOINTS = (("stun", "stun.fbsbx.com"), ("b_api", "b-api.facebook.com"), ("b_graph", "b-graph.facebook.com"),
-                      ("edge", "edge-mqtt.facebook.com"), ("external_cdn", "external.xx.fbcdn.net"),
-                      ("scontent_cdn", "scontent.xx.fbcdn.net"), ("star", "star.c10r.facebook.com"))
 MAX_ANSWERS = 4  # addresses shown per endpoint
 MAX_BACKENDS = 16  # signal's backends listed (it has five)
-
-
-def _blocked(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    return {"blocked": True, "ok": False}.get(value) if isinstance(value, str) else None
 
 
 def apps(test_name: Any, tk: Mapping[str, Any]) -> dict[str, Any] | None:
     """One of OONI's instant-messaging tests in words: each of the app's services, reached or blocked (and
     the failure), from the flags the probe wrote; for Facebook Messenger, each endpoint's answer (the
     addresses and their networks) and connection. None for other tests."""
-    if not isinstance(test_name, str) or test_name not in APP_SERVICES:
+    if not isinstance(test_name, str) or test_name not in APPS:
         return None
-    app, services = APP_SERVICES[test_name]
-    # facebook_messenger wrote "-" in place of "_" up to its version 0.3.0
-    old = test_name == "facebook_messenger" and "facebook_dns_blocking" not in tk and "facebook_tcp_blocking" not in tk
+    app, services = APPS[test_name]
 
     def key(k: str) -> str:
-        return k.replace("_", "-") if old else k
+        return facebook_key(tk, k) if test_name == "facebook_messenger" else k
 
-    rows = [{"service": what, "blocked": _blocked(tk.get(key(flag))), "failure": _str(tk.get(fkey)) if fkey else None}
+    rows = [{"service": what, "blocked": blocked(tk.get(key(flag))), "failure": _str(tk.get(fkey)) if fkey else None}
             for flag, fkey, what in services]
     if test_name == "signal":  # ours: each backend's failure (null: reached)
         backends = tk.get("x_backends")

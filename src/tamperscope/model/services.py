@@ -18,6 +18,40 @@ from typing import Any
 from .verdict import Verdict, failure_class
 from .webparts import is_bogon
 
+# OONI's instant-messaging tests, by test name: the app, and its services as their flags say them: (the flag's
+# key, its failure's key, the service in words). A flag is a bool (true: blocked) or OONI's "ok" / "blocked".
+# The probe's `im` group, the report, the explorer and the demo all read this table.
+APPS: dict[str, tuple[str, tuple[tuple[str, str | None, str], ...]]] = {
+    "telegram": ("Telegram", (("telegram_tcp_blocking", None, "its access points (TCP)"),
+                              ("telegram_http_blocking", None, "its access points (HTTP)"),
+                              ("telegram_web_status", "telegram_web_failure", "Telegram Web"))),
+    "whatsapp": ("WhatsApp", (("whatsapp_endpoints_status", None, "its chat servers (e1-e16.whatsapp.net, port 5222)"),
+                              ("registration_server_status", "registration_server_failure",
+                               "its registration service (v.whatsapp.net)"),
+                              ("whatsapp_web_status", "whatsapp_web_failure", "WhatsApp Web"))),
+    "facebook_messenger": ("Facebook Messenger", (
+        ("facebook_dns_blocking", None, "its names (their answers checked against Facebook's network, AS32934)"),
+        ("facebook_tcp_blocking", None, "its servers (TCP 443)"))),
+    "signal": ("Signal", (("signal_backend_status", "signal_backend_failure", "its servers"),)),
+}
+# Facebook Messenger's endpoints: (OONI's key, the name), ooni/spec ts-019, in its order
+FACEBOOK_ENDPOINTS = (
+    ("stun", "stun.fbsbx.com"),
+    ("b_api", "b-api.facebook.com"),
+    ("b_graph", "b-graph.facebook.com"),
+    ("edge", "edge-mqtt.facebook.com"),
+    ("external_cdn", "external.xx.fbcdn.net"),
+    ("scontent_cdn", "scontent.xx.fbcdn.net"),
+    ("star", "star.c10r.facebook.com"),
+)
+
+
+def facebook_key(tk: Mapping[str, Any], key: str) -> str:
+    """``key`` (``facebook_dns_blocking``) as this facebook_messenger measurement spells it: with ``-`` in place
+    of ``_`` up to the test's version 0.3.0."""
+    new = "facebook_dns_blocking" in tk or "facebook_tcp_blocking" in tk
+    return key if new else key.replace("_", "-")
+
 
 def test_keys(measurement: Mapping[str, Any]) -> Mapping[str, Any]:
     tk = measurement.get("test_keys")
@@ -154,6 +188,11 @@ def status(value: Any) -> bool | None:
     return {"blocked": True, "ok": False}.get(value) if isinstance(value, str) else None
 
 
+def blocked(value: Any) -> bool | None:
+    """Any app flag (`APPS`) as blocked?: a bool as it is, a status string as `status` reads it."""
+    return flag(value) if isinstance(value, bool) else status(value)
+
+
 def telegram_verdict(measurement: Mapping[str, Any]) -> Verdict:
     tk = test_keys(measurement)
     return services([
@@ -179,8 +218,7 @@ def whatsapp_verdict(measurement: Mapping[str, Any]) -> Verdict:
 
 def facebook_messenger_verdict(measurement: Mapping[str, Any]) -> Verdict:
     tk = test_keys(measurement)
-    sep = "_" if "facebook_dns_blocking" in tk or "facebook_tcp_blocking" in tk else "-"  # "-" up to v0.3.0
-    dns, tcp = f"facebook{sep}dns{sep}blocking", f"facebook{sep}tcp{sep}blocking"
+    dns, tcp = facebook_key(tk, "facebook_dns_blocking"), facebook_key(tk, "facebook_tcp_blocking")
     return services([
         (dns, flag(tk.get(dns)), "dns", query_failure(tk)),  # a failed lookup names its mechanism, else a lie
         (tcp, flag(tk.get(tcp)), "tcp", tcp_failure(tk)),

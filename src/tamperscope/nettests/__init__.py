@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from ..model.services import APPS
+
 REGISTRY: dict[str, str] = {
     "web_connectivity": "tamperscope.nettests.web_connectivity",
     "dnscheck": "tamperscope.nettests.dnscheck",
@@ -29,7 +31,7 @@ REGISTRY: dict[str, str] = {
 
 # Groups of nettests run together by `tamperscope run GROUP`, as OONI Probe's cards run them
 GROUPS: dict[str, tuple[str, ...]] = {
-    "im": ("telegram", "whatsapp", "facebook_messenger", "signal"),  # OONI's "Instant Messaging"
+    "im": tuple(APPS),  # OONI's "Instant Messaging": telegram, whatsapp, facebook_messenger, signal
 }
 
 

@@ -23,23 +23,14 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from ..model.services import facebook_messenger_verdict
+from ..model.services import FACEBOOK_ENDPOINTS, facebook_messenger_verdict
 from ..netx import NetxError, Trace, lookup_system, tcp_connect
 from .base import Context, NettestError
 
 NAME = "facebook_messenger"
 VERSION = "0.1.0"
 NEEDS_INPUT = False
-# (OONI's key for the endpoint, its name): ooni/spec ts-019, in its order
-SERVICES = (
-    ("stun", "stun.fbsbx.com"),
-    ("b_api", "b-api.facebook.com"),
-    ("b_graph", "b-graph.facebook.com"),
-    ("edge", "edge-mqtt.facebook.com"),
-    ("external_cdn", "external.xx.fbcdn.net"),
-    ("scontent_cdn", "scontent.xx.fbcdn.net"),
-    ("star", "star.c10r.facebook.com"),
-)
+SERVICES = FACEBOOK_ENDPOINTS  # (OONI's key for the endpoint, its name)
 UDP_ONLY = frozenset({"stun"})  # resolved, never connected to
 FACEBOOK_ASN = 32934
 PORT = 443
