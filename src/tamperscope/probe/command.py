@@ -434,15 +434,14 @@ def plan(s: Settings, *more: Settings) -> str:
     return "This run would contact: " + "; ".join(parts) + "."
 
 
-def build_context(s: Settings) -> tuple[Context, ProbeInfo, list[str]]:
-    """The run context and the probe's envelope. After consent only: learning the probe's own addresses
-    (to scrub them) may resolve the helper's name."""
+def build_context(s: Settings, public: str | None) -> tuple[Context, ProbeInfo, list[str]]:
+    """The run context and the probe's envelope, ``public`` being the address a STUN server saw (`_public_address`).
+    After consent only: learning the probe's own addresses (to scrub them) may resolve the helper's name."""
     from ..netx import Resolver
     from .privacy import local_addresses
 
     peers = [p for p in (s.isp, s.public, urlsplit(s.helper).hostname if s.helper else None) if p]
     mine = local_addresses(peers)
-    public = _public_address(s.stun, s.public) if s.stun is not None else None
     if public is not None:
         mine.add(public)
     # the network is looked up by the public address when a STUN server said it (behind NAT a private one
@@ -515,9 +514,11 @@ def run(args: argparse.Namespace) -> int:
         ensure_consent(args.yes, plan=plan(*runs))
     except ConsentRequired as e:
         raise UsageError(str(e)) from None
+    # the STUN server is asked once, for the whole group (the notice says so)
+    public = _public_address(runs[0].stun, runs[0].public) if runs[0].stun is not None else None
     # one after another (a generator): 1 if any run said so. Each reads its output afresh when its turn comes:
     # the group's earlier nettests may have appended to the same file since the settings were checked
-    return max(_run_one(args, s if len(runs) == 1 else _fresh_output(args, s)) for s in runs)
+    return max(_run_one(args, s if len(runs) == 1 else _fresh_output(args, s), public) for s in runs)
 
 
 def _fresh_output(args: argparse.Namespace, s: Settings) -> Settings:
@@ -525,11 +526,11 @@ def _fresh_output(args: argparse.Namespace, s: Settings) -> Settings:
     return replace(s, output=output, resume=resume)
 
 
-def _run_one(args: argparse.Namespace, s: Settings) -> int:
+def _run_one(args: argparse.Namespace, s: Settings, public: str | None) -> int:
     from .privacy import Scrubber
 
     nettest = s.nettest
-    ctx, probe, mine = build_context(s)
+    ctx, probe, mine = build_context(s, public)
     sniffer = _sniffer() if args.capture else None
     try:
         submit = _submission(args, s.submit)
