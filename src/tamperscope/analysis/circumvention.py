@@ -4,18 +4,17 @@
 They carry no raw records rich enough to re-derive a verdict from, so each reads the flags and
 failure strings its spec documents, decides as OONI's fastpath does where it scores the test, and
 names the mechanism through the model's one classifier of failure strings (`failure_class`, by
-way of `verdicts._how`). Registered in `verdicts.VERDICTS` when `verdicts` is imported.
+way of `services.how`). Registered in `verdicts.VERDICTS` when `verdicts` is imported.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from tamperscope.analysis.verdicts import register
 from tamperscope.model.services import anomaly as _anomaly
 from tamperscope.model.services import failed as _failure
-from tamperscope.model.services import how as _how
 from tamperscope.model.services import ok as _ok
 from tamperscope.model.services import ooni_blocking as _ooni_blocking
 from tamperscope.model.services import request_failure as _request_failure
@@ -23,6 +22,10 @@ from tamperscope.model.services import status as _status
 from tamperscope.model.services import tcp_failure as _tcp_failure
 from tamperscope.model.services import test_keys as _tk
 from tamperscope.model.stunverdict import stun_verdict
+from tamperscope.model.torverdict import SCAN as _SCAN
+from tamperscope.model.torverdict import TARGET_CONFIDENCE, tor_verdict
+from tamperscope.model.torverdict import anomaly_of as _failed
+from tamperscope.model.torverdict import failure_string as _failure_string
 from tamperscope.model.verdict import BlockpageMatcher, Verdict, failure_class
 
 # --------------------------------------------------------------------------- OONI's circumvention tests
@@ -34,138 +37,17 @@ from tamperscope.model.verdict import BlockpageMatcher, Verdict, failure_class
 # with nothing more specific is weak evidence; a failure string saying reset or refused is stronger.
 
 BOOTSTRAP_CONFIDENCE = 0.6  # the tool did not come up, and nothing says why
-TARGET_CONFIDENCE = 0.7     # a named server failed with a failure string (a timeout, a TLS error)
-RESET_CONFIDENCE = 0.8      # a failure string says reset or refused
-_SCAN = 64                  # records read per list: these are small in real data, not in hostile data
-
-# The layer a failure string's class points to when the caller only knows "the connection failed".
-_LAYER_OF_CLASS = {"tls_error": "https", "tls_cert": "https", "http_error": "http"}
-
-
-def _mechanism(failure: Any, layer: str) -> str:
-    """`_how` for a failure at ``layer``, except that a string no classifier knows names no mechanism."""
-    kind = failure_class(failure if isinstance(failure, str) else None)
-    if kind in ("ok", "unknown"):
-        return "none"
-    return _how(failure, _LAYER_OF_CLASS.get(kind, layer) if layer == "tcp" else layer)
-
-
-def _confidence(failure: Any, otherwise: float) -> float:
-    kind = failure_class(failure if isinstance(failure, str) else None)
-    return RESET_CONFIDENCE if kind in ("reset", "refused") else otherwise
-
-
-def _failed(failure: Any, layer: str, otherwise: float, evidence: Sequence[str]) -> Verdict:
-    """The anomaly a failure string names (mechanism, OONI's blocking word, confidence)."""
-    mechanism = _mechanism(failure, layer)
-    return _anomaly(_ooni_blocking(mechanism), mechanism, _confidence(failure, otherwise), evidence)
-
-
-def _failure_string(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _count(value: Any) -> int | None:
-    """A counter from test_keys: a non-negative int (not a bool, a string or a float)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _positive(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
 
 
-_TOR_PROTOCOLS = ("dir_port", "obfs4", "or_port_dirauth", "or_port")
-# What a tor target does after its TCP connect (ts-023 "Test description"): GET the consensus over
-# HTTP, a TLS handshake, an obfs4 handshake (a TCP stream to a censor: no TLS to see).
-_TOR_LAYERS = {"dir_port": "http", "or_port": "https", "or_port_dirauth": "https", "obfs4": "tcp"}
-
-
-def _tor_layer(target: Mapping[str, Any]) -> str:
-    """The layer a tor target failed at: "tcp" if its connect failed, else its protocol's next step."""
-    connects = target.get("tcp_connect")
-    for c in connects[:_SCAN] if isinstance(connects, list) else ():
-        if isinstance(c, Mapping) and isinstance(c.get("status"), Mapping) and c["status"].get("failure"):
-            return "tcp"
-    summary = target.get("summary")  # since 2020-01-30: {"connect": {"failure": ...}, "handshake": ...}
-    connect = summary.get("connect") if isinstance(summary, Mapping) else None
-    if isinstance(connect, Mapping) and connect.get("failure"):
-        return "tcp"
-    protocol = target.get("target_protocol")
-    return _TOR_LAYERS.get(protocol, "tcp") if isinstance(protocol, str) else "tcp"
-
-
-TorFailure = tuple[str, Mapping[str, Any], str]  # (target id, target, failure string)
-
-
-def _tor_targets(targets: Mapping[Any, Any]) -> tuple[list[TorFailure], int, dict[str, list[int]]]:
-    """(failed targets, how many succeeded, [total, accessible] by protocol) of the targets that ran.
-
-    ``failure`` is null on success and a string on error; OONI's fastpath reads ``false`` as "did
-    not run", and so do we for anything else (a missing key, an empty string, a number).
-    """
-    failed: list[TorFailure] = []
-    succeeded = 0
-    classes: dict[str, list[int]] = {}
-    for key, target in targets.items():
-        if not isinstance(target, Mapping) or "failure" not in target:
-            continue
-        failure = target["failure"]
-        if failure is not None and not _failure_string(failure):
-            continue
-        if failure is None:
-            succeeded += 1
-        else:
-            failed.append((str(key)[:100], target, failure))
-        protocol = target.get("target_protocol")
-        if protocol in _TOR_PROTOCOLS:
-            counts = classes.setdefault(protocol, [0, 0])
-            counts[0] += 1
-            counts[1] += failure is None
-    return failed, succeeded, classes
-
-
-def _tor_counters(tk: Mapping[str, Any]) -> list[str]:
-    """Protocols none of whose targets was accessible, by the summary counters (since 2020-01-27)."""
-    out = []
-    for protocol in _TOR_PROTOCOLS:
-        total, accessible = _count(tk.get(f"{protocol}_total")), _count(tk.get(f"{protocol}_accessible"))
-        if total and accessible == 0:
-            out.append(protocol)
-    return out
-
-
 @register("tor")
 def tor(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
-    """ts-023: directory authorities and bridges, one ``targets`` entry each ("Possible conclusions":
-    each target worked or not by its ``failure``).
-
-    Anomaly when more than half of the targets that ran failed (OONI fastpath's ``score_tor``), or
-    when every target of one protocol failed, e.g. all directory authorities (the probe's own
-    ``IsAnomaly`` over the ``*_total``/``*_accessible`` counters, which fastpath does not apply: there
-    we say anomaly where OONI's flag says ok). The classes are counted from the targets themselves;
-    the counters are read only when no target names its protocol. The failing target that names the
-    mechanism is one of a wholly failed protocol if any, a reset or refusal first; its layer is its
-    TCP connect if that failed, else its protocol's next step (HTTP, TLS, obfs4 over TCP). ``targets``
-    not a map (a list in early experiments) or no target that ran: failure, as in fastpath (which also
-    fails a measurement whose targets lack ``network_events``: we do not need them).
-    """
-    tk = _tk(measurement)
-    targets = tk.get("targets")
-    if not isinstance(targets, Mapping):
-        return _failure()
-    failed, succeeded, classes = _tor_targets(targets)
-    if not failed:
-        return _ok(["test_keys.targets"]) if succeeded else _failure(["test_keys.targets"])
-    whole = [p for p, (total, accessible) in classes.items() if total and not accessible]
-    counters = [] if classes else _tor_counters(tk)
-    if 2 * len(failed) <= len(failed) + succeeded and not whole and not counters:
-        return _ok(["test_keys.targets"])
-    pool = [f for f in failed if f[1].get("target_protocol") in whole] or failed
-    key, target, failure = next((f for f in pool if failure_class(f[2]) in ("reset", "refused")), pool[0])
-    others = [k for k, _, _ in failed if k != key][:3]
-    evidence = ["test_keys.targets", *(f"test_keys.targets[{k!r}]" for k in (key, *others)),
-                *(f"test_keys.{p}_accessible" for p in counters)]
-    return _failed(failure, _tor_layer(target), TARGET_CONFIDENCE, evidence)
+    """ts-023: the probe's own verdict function (`model.torverdict`), which our tor nettest writes into its
+    measurements too."""
+    return tor_verdict(measurement)
 
 
 # Where tor's bootstrap stopped (the same percentages in tor 0.2 and 0.4): connecting to a relay
