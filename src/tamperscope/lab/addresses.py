@@ -55,6 +55,13 @@ TELEGRAM_DCS = tuple(f"198.19.2.{i}" for i in range(1, 6))
 # address of its own by hash, so facebook_messenger finds their answers consistent unless a censor lies
 FACEBOOK_NET = ipaddress.ip_network("198.19.96.0/19")
 FACEBOOK_DOMAINS = ("facebook.com", "facebook.net", "fbcdn.net", "fbsbx.com", "messenger.com")
+# Stand-ins for Tor's directory authorities (the tor nettest's targets in the lab, `tor_targets`): named after the
+# real ten, each with its OR port on 443 (TLS, as every internet address serves) and its directory port on 80 (the
+# web farm serves a consensus at /tor/status-vote/current/consensus.z)
+TOR_DIRAUTHS = tuple((name, f"198.19.3.{i}") for i, name in enumerate(
+    ("moria1", "tor26", "dizum", "Serge", "gabelmoo", "dannenberg", "maatuska", "longclaw", "bastet", "faravahar"), 1))
+TOR_OR_PORT = 443
+TOR_DIR_PORT = 80
 CHAT_PORT = 5222  # WhatsApp's chat servers' port (XMPP's): every internet address accepts connections on it
 FARM = tuple(f"198.19.1.{i}" for i in range(1, 33))  # shared web-hosting addresses
 DEDICATED_NET = ipaddress.ip_network("198.19.128.0/17")  # one address per rule-named site
@@ -93,6 +100,7 @@ class Endpoints:
             "stun": f"stun://{STUN}:{STUN_PORT}",
             "telegram_dcs": list(TELEGRAM_DCS),
             "facebook_net": str(FACEBOOK_NET),
+            "tor_dirauths": [ip for _, ip in TOR_DIRAUTHS],
             "isp_web": ISP_WEB,
             "isp_blockpage": ISP_BLOCKPAGE,
             "outside": OUTSIDE,
@@ -103,6 +111,16 @@ class Endpoints:
             "censor_after_hop": CENSOR_AFTER_HOP,
             "namespaces": list(NAMESPACES),
         }
+
+
+def tor_targets() -> dict[str, dict[str, str]]:
+    """The lab's Tor targets, in the form OONI's API serves them (``--tor-targets``): each stand-in's OR port
+    and directory port."""
+    out: dict[str, dict[str, str]] = {}
+    for name, ip in TOR_DIRAUTHS:
+        for port, protocol in ((TOR_OR_PORT, "or_port_dirauth"), (TOR_DIR_PORT, "dir_port")):
+            out[f"{ip}:{port}"] = {"address": f"{ip}:{port}", "protocol": protocol, "name": name, "source": "lab"}
+    return out
 
 
 def in_lab(addr: str) -> bool:

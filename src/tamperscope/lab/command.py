@@ -43,6 +43,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                       description="Run CMD in the client namespace, with /etc/resolv.conf pointing at the ISP "
                                   "resolver and TAMPERSCOPE_LAB, TAMPERSCOPE_RESOLVER, TAMPERSCOPE_PUBLIC_RESOLVER, "
                                   "TAMPERSCOPE_HELPER, TAMPERSCOPE_ECHO, TAMPERSCOPE_STUN, TAMPERSCOPE_TELEGRAM_DCS, "
+                                  "TAMPERSCOPE_TOR_TARGETS, "
                                   "TAMPERSCOPE_DOH, "
                                   "TAMPERSCOPE_SILENT_RESOLVER, TAMPERSCOPE_ASN_TABLE, TAMPERSCOPE_CA_BUNDLE and "
                                   "SSL_CERT_FILE set.")

@@ -18,13 +18,16 @@ what a server does and what the ground truth predicts can never drift apart.
   lab's, derived from a fixed string (a lab key, public by design: `ech_key`).
 - `redirect.X` answers 302 to `https://X/` (cross-host); one host in four
   (by hash) redirects http to https; `large.X` serves a 4 MiB body; any host
-  serves `/blob?size=N` (N random-looking bytes, at most 64 MiB) for throughput tests.
+  serves `/blob?size=N` (N random-looking bytes, at most 64 MiB) for throughput tests, and
+  `/tor/status-vote/current/consensus.z` (a Tor consensus, zlib-compressed: any host may stand in for a
+  directory authority's directory port).
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import parse_qs, urlsplit
@@ -32,6 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..model.profile import Profile
+from ..model.torverdict import CONSENSUS_PATH
 from ..wire import ech
 from . import addresses as A
 
@@ -151,6 +155,16 @@ def blob(size: int) -> bytes:
     return out[:size]
 
 
+@lru_cache(maxsize=1)
+def tor_consensus() -> bytes:
+    """What the lab's directory authorities serve: a consensus's opening lines, zlib-compressed as a ``.z``
+    document is (the probe checks that it got one, not that it is valid)."""
+    text = ("network-status-version 3\nvote-status consensus\nconsensus-method 33\n"
+            "valid-after 2026-01-01 00:00:00\nfresh-until 2026-01-01 01:00:00\nvalid-until 2026-01-01 03:00:00\n"
+            "known-flags Authority Exit Fast Guard HSDir Running Stable V2Dir Valid\n")
+    return zlib.compress(text.encode())
+
+
 def respond(scheme: str, host: str, target: str) -> Response:
     """The web farm's answer to `GET target` for `host` over `scheme`."""
     host = host.lower().rstrip(".")
@@ -165,6 +179,8 @@ def respond(scheme: str, host: str, target: str) -> Response:
             size = 0
         data = blob(size)
         return Response(200, (("Content-Type", "application/octet-stream"),), data)
+    if parts.path == CONSENSUS_PATH:
+        return Response(200, (("Content-Type", "application/octet-stream"),), tor_consensus())
     loc = redirect_for(scheme, host, target)
     if loc is not None:
         body = f"<html><body>Moved to <a href=\"{loc}\">{loc}</a></body></html>".encode()

@@ -63,6 +63,10 @@ class Paths:
     def logs(self) -> Path:
         return self.root / "logs"
 
+    @property
+    def tor_targets(self) -> Path:
+        return self.root / "tor-targets.json"
+
 
 PATHS = Paths(STATE_DIR)
 
@@ -332,6 +336,7 @@ def up(spec: str) -> dict[str, Any]:
         create_ca(PATHS.root / "ca", "lab-ca", "tamperscope lab root CA", "tamperscope lab")
         create_ca(PATHS.root / "ca", "intercept-ca", "Lab Secure Gateway CA", "Interception Equipment Ltd")
         PATHS.log.touch()
+        PATHS.tor_targets.write_text(json.dumps(A.tor_targets(), indent=1) + "\n")
         for ns, server in ((A.NS_CLIENT, A.ISP_RESOLVER), (A.NS_OUTSIDE, A.PUBLIC_RESOLVER)):
             d = NETNS_ETC / ns
             d.mkdir(parents=True, exist_ok=True)
@@ -437,6 +442,7 @@ def client_env(base: dict[str, str] | None = None) -> dict[str, str]:
         "TAMPERSCOPE_ECHO": A.ECHO,
         "TAMPERSCOPE_STUN": f"stun://{A.STUN}:{A.STUN_PORT}",
         "TAMPERSCOPE_TELEGRAM_DCS": ",".join(A.TELEGRAM_DCS),
+        "TAMPERSCOPE_TOR_TARGETS": str(PATHS.tor_targets),
         "TAMPERSCOPE_SILENT_RESOLVER": A.SILENT,
         "TAMPERSCOPE_DOH": f"https://{A.PUBLIC_RESOLVER}/dns-query",
         "TAMPERSCOPE_CA_BUNDLE": str(PATHS.ca_bundle),

@@ -24,6 +24,8 @@ from .verdict import Verdict, failure_class
 
 TARGET_CONFIDENCE = 0.7     # a named server failed with a failure string (a timeout, a TLS error)
 RESET_CONFIDENCE = 0.8      # a failure string says reset or refused
+# Where a directory port serves the consensus (ts-023): what the tor nettest GETs and the lab's stand-ins serve
+CONSENSUS_PATH = "/tor/status-vote/current/consensus.z"
 SCAN = 64                  # records read per list: these are small in real data, not in hostile data
 
 # The layer a failure string's class points to when the caller only knows "the connection failed".

@@ -27,6 +27,7 @@ REGISTRY: dict[str, str] = {
     "whatsapp": "tamperscope.nettests.whatsapp",
     "facebook_messenger": "tamperscope.nettests.facebook_messenger",
     "signal": "tamperscope.nettests.signal",
+    "tor": "tamperscope.nettests.tor",
 }
 
 # Groups of nettests run together by `tamperscope run GROUP`, as OONI Probe's cards run them

@@ -21,6 +21,8 @@ from ..model.asn import EMPTY, MAX_TABLE, AsnTable
 from ..model.inputs import MAX_LIST, BadInput, first_column, normal_url, parse_url, read_bounded, read_url_list
 from ..model.measurement import ProbeInfo
 from ..nettests.base import Context, NettestError, Timeouts
+from ..nettests.tor import Target as TorTarget
+from ..nettests.tor import load_targets as load_tor_targets
 from .engine import (
     Engine,
     OutputError,
@@ -76,6 +78,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--telegram-dcs", default=None, metavar="IP[,IP...]",
                    help="telegram: the access points to try instead of Telegram's data centres; "
                         "default $TAMPERSCOPE_TELEGRAM_DCS (the lab sets its stand-ins)")
+    p.add_argument("--tor-targets", default=None, metavar="FILE",
+                   help="tor: the directory authorities and bridges to try instead of Tor's directory authorities, "
+                        "a JSON map as OONI's API serves them (`docs/nettests.md`); a bridge whose source is "
+                        "bridgedb, or marked private, is scrubbed from the measurement; default "
+                        "$TAMPERSCOPE_TOR_TARGETS (the lab sets its stand-ins)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per measurement (default 60)")
     p.add_argument("--capture", action="store_true",
                    help="(root) capture forged packets (RSTs, injected pages, DNS answers) for equipment signatures: x_packets, x_signature")
@@ -143,6 +150,7 @@ class Settings:
     strategies: tuple[str, ...] | None = None
     stun: tuple[str, int] | None = None  # (host, port): where to learn the public address from
     telegram_dcs: tuple[str, ...] | None = None  # telegram's access points, when not Telegram's own
+    tor_targets: TorTargets | None = None  # tor's targets, when not Tor's directory authorities
 
 
 def settings(args: argparse.Namespace) -> Settings:
@@ -183,6 +191,8 @@ def settings(args: argparse.Namespace) -> Settings:
     stun = _stun(stun_spec, label) if stun_spec is not None else None
     dcs, label = _pick(getattr(args, "telegram_dcs", None), "--telegram-dcs", "TAMPERSCOPE_TELEGRAM_DCS")
     telegram_dcs = _telegram_dcs(dcs, label) if dcs is not None else None
+    tor_file, label = _pick(getattr(args, "tor_targets", None), "--tor-targets", "TAMPERSCOPE_TOR_TARGETS")
+    tor_targets = _tor_targets(tor_file, label) if tor_file is not None else None
     table_path, _ = _pick(args.asn_table, "--asn-table", "TAMPERSCOPE_ASN_TABLE")
     table = _asn_table(table_path) if table_path else EMPTY
     inputs = _inputs(args, nettest, backend)
@@ -191,7 +201,8 @@ def settings(args: argparse.Namespace) -> Settings:
                     isp=isp, ca_bundle=ca, asn_table=table, cc=cc, asn=asn, backend=backend,
                     silent=silent, doh=doh, timeout=args.timeout, submit=submit,
                     network_events=not args.no_network_events, quic=not args.no_quic,
-                    strategies=_strategies(args.strategies, nettest), stun=stun, telegram_dcs=telegram_dcs)
+                    strategies=_strategies(args.strategies, nettest), stun=stun, telegram_dcs=telegram_dcs,
+                    tor_targets=tor_targets)
 
 
 def _telegram_dcs(value: str, label: str) -> tuple[str, ...]:
@@ -201,6 +212,35 @@ def _telegram_dcs(value: str, label: str) -> tuple[str, ...]:
         return access_points(value)
     except NettestError as e:
         raise UsageError(f"{label}: {e}") from None
+
+
+@dataclass(frozen=True)
+class TorTargets:
+    """``--tor-targets``: the targets, what was skipped (by protocol) and the file they came from."""
+
+    targets: tuple[TorTarget, ...]
+    skipped: dict[str, int]
+    path: str
+
+
+MAX_TOR_TARGETS_FILE = 4 << 20  # bytes: OONI's list of targets is about 20 KB
+
+
+def _tor_targets(path: str, label: str) -> TorTargets:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_TOR_TARGETS_FILE + 1)
+    except OSError as e:
+        raise UsageError(f"{label}: cannot read {path}: {e.strerror or e}") from None
+    if len(data) > MAX_TOR_TARGETS_FILE:
+        raise UsageError(f"{label}: {path} is larger than {MAX_TOR_TARGETS_FILE >> 20} MiB")
+    try:
+        targets, skipped = load_tor_targets(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError(f"{label}: {path} is not UTF-8 text") from None
+    except NettestError as e:
+        raise UsageError(f"{label}: {path}: {e}") from None
+    return TorTargets(targets, skipped, path)
 
 
 def _stun(value: str, label: str) -> tuple[str, int]:
@@ -414,6 +454,10 @@ def _targets(s: Settings) -> str:
     contacts = getattr(s.nettest, "CONTACTS", None)
     if s.nettest.NAME == "telegram" and s.telegram_dcs:
         contacts = f"the access points {', '.join(s.telegram_dcs)} (ports 80 and 443) and https://web.telegram.org/"
+    if s.nettest.NAME == "tor" and s.tor_targets:
+        private = sum(1 for t in s.tor_targets.targets if t.private)
+        contacts = f"the {len(s.tor_targets.targets)} Tor targets of {s.tor_targets.path}" + \
+            (f" ({private} of them private bridges, scrubbed from the measurement)" if private else "")
     return f"the targets of {len(given)} input(s) ({shown})" if given else contacts or "the nettest's target"
 
 
@@ -456,7 +500,9 @@ def build_context(s: Settings, public: str | None) -> tuple[Context, ProbeInfo, 
                       resolver_ip=s.isp or "", resolver_asn=rinfo.asn if rinfo else 0,
                       resolver_network_name=rinfo.name if rinfo else "")
     options = {"resolver": s.public, "silent": s.silent, "doh": s.doh, "network_events": s.network_events,
-               "quic": s.quic, "strategies": s.strategies, "telegram_dcs": s.telegram_dcs}
+               "quic": s.quic, "strategies": s.strategies, "telegram_dcs": s.telegram_dcs,
+               "tor_targets": s.tor_targets.targets if s.tor_targets else None,
+               "tor_skipped": s.tor_targets.skipped if s.tor_targets else None}
     ctx = Context(helper_url=s.helper, udp_resolver=Resolver("udp", s.public), isp_resolver=s.isp,
                   ca_bundle=s.ca_bundle, matcher=_matcher(), asn=s.asn_table, backend=s.backend,
                   timeouts=Timeouts(measurement=s.timeout), options=options)

@@ -1,0 +1,56 @@
+"""tor in the lab: the lab's stand-ins for Tor's ten directory authorities (198.19.3.1-10, given to the probe as
+$TAMPERSCOPE_TOR_TARGETS) serve TLS on their OR ports and a consensus on their directory ports; a censor that drops
+the OR ports by address and answers the directory ports with a blockpage, as Russia did from December 2021, is seen
+target by target: no OR port connects, and no directory serves a consensus."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tamperscope.lab import addresses as A
+from tamperscope.lab import manager
+
+from .test_probe_cli import measure_once
+
+pytestmark = pytest.mark.lab
+PROFILE = str(Path(__file__).parent / "profiles" / "tor.toml")
+NAMES = [name for name, _ in A.TOR_DIRAUTHS]
+
+
+def _by_protocol(tk: dict, protocol: str) -> list[dict]:  # type: ignore[type-arg]
+    return [t for t in tk["targets"].values() if t["target_protocol"] == protocol]
+
+
+def test_tor_reachable_without_a_censor(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    lab_factory("none")
+    tk = measure_once("tor", tmp_path / "t.jsonl")
+    assert list(tk["targets"]) == list(A.tor_targets()), tk["targets"].keys()
+    assert {k: t["failure"] for k, t in tk["targets"].items()} == {k: None for k in A.tor_targets()}
+    assert (tk["or_port_dirauth_total"], tk["or_port_dirauth_accessible"]) == (10, 10)
+    assert (tk["dir_port_total"], tk["dir_port_accessible"]) == (10, 10)
+    assert [t["target_name"] for t in _by_protocol(tk, "dir_port")] == NAMES
+    assert all(t["x_consensus"] is True for t in _by_protocol(tk, "dir_port"))
+    assert all(t["summary"]["handshake"] == {"failure": None} for t in _by_protocol(tk, "or_port_dirauth"))
+    assert (tk["x_status"], tk["blocking"], tk["accessible"]) == ("ok", False, True)
+
+
+def test_tor_blocked_as_russia_did(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    lab_factory(PROFILE)
+    tk = measure_once("tor", tmp_path / "t.jsonl")
+    ors, dirs = _by_protocol(tk, "or_port_dirauth"), _by_protocol(tk, "dir_port")
+    assert [t["failure"] for t in ors] == ["generic_timeout_error"] * 10, [t["failure"] for t in ors]
+    assert all(t["summary"] == {"connect": {"failure": "generic_timeout_error"}} and t["tls_handshakes"] is None
+               for t in ors)
+    # the directories answer, but with the DPI box's page: a 200 that is no consensus is no directory
+    assert [(t["failure"], t["x_consensus"]) for t in dirs] == [("http_request_failed", False)] * 10
+    bodies = [r["response"]["body"] for t in dirs for r in t["requests"]]
+    assert len(bodies) == 10 and all("mts" in b.lower() for b in bodies), bodies[0][:300]
+    assert (tk["or_port_dirauth_accessible"], tk["dir_port_accessible"]) == (0, 0)
+    assert (tk["x_status"], tk["x_mechanism"], tk["blocking"], tk["accessible"]) == \
+        ("anomaly", "tcp.drop", "tcp_ip", False)
+    truth = [json.loads(line) for line in manager.PATHS.log.read_text().splitlines()]
+    assert {t["rule"] for t in truth} == {"tor-or-ports", "tor-dir-ports"}
+    assert {t["server"] for t in truth if t["rule"] == "tor-or-ports"} == {f"{ip}:443" for _, ip in A.TOR_DIRAUTHS}
