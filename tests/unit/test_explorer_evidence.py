@@ -117,11 +117,16 @@ def test_tor_targets_are_laid_out() -> None:
                              "failure": "connection_reset"},
         "obfs4-1": {"target_protocol": "obfs4", "target_address": "192.95.36.142:443", "failure": None},
         "skipped": {"target_protocol": "dir_port", "failure": False},
-        "junk": "not a target"}}
+        "junk": "not a target",
+        "198.19.3.1:80": {"target_protocol": "dir_port", "failure": "http_request_failed", "x_consensus": False,
+                          "target_name": "moria1" * 40}}}
     e = evidence({"test_name": "tor", "test_keys": tk})
     assert [(t["name"], t["protocol"], t["state"], t["failure"]) for t in e["targets"]] == [
         ("128.31.0.39:9101", "or_port_dirauth", "failed", "connection_reset"),
-        ("obfs4-1", "obfs4", "reached", None), ("skipped", "dir_port", "did not run", None)]
+        ("obfs4-1", "obfs4", "reached", None), ("skipped", "dir_port", "did not run", None),
+        ("198.19.3.1:80", "dir_port", "failed", "http_request_failed")]
+    assert [(t["label"], t["not_consensus"]) for t in e["targets"]] == [
+        (None, False), (None, False), (None, False), (("moria1" * 40)[:100], True)]  # a long name is cut
     many = {"targets": {str(i): {"failure": None} for i in range(5000)}}
     assert len(evidence({"test_keys": many})["targets"]) == 200  # a hostile map is cut, not rendered whole
     assert evidence({"test_keys": {"targets": ["a", "list"]}})["targets"] == []

@@ -232,7 +232,10 @@ def test_a_tor_measurement_shows_its_targets(tmp_path_factory: pytest.TempPathFa
          "test_keys": {"targets": {
              "128.31.0.39:9101": {"target_protocol": "or_port_dirauth", "target_address": "128.31.0.39:9101",
                                   "failure": "connection_reset"},
-             evil: {"target_protocol": "obfs4", "target_address": "192.95.36.142:443", "failure": "connection_reset"}}}}
+             evil: {"target_protocol": "obfs4", "target_address": "192.95.36.142:443", "failure": "connection_reset"},
+             "128.31.0.39:9131": {"target_protocol": "dir_port", "target_address": "128.31.0.39:9131",
+                                  "target_name": "moria" + evil, "failure": "http_request_failed",
+                                  "x_consensus": False}}}}
     db = tmp_path_factory.mktemp("tor") / "t.duckdb"
     with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as c:
         out = c.post("/api/v1/submit", content=orjson.dumps(m)).json()
@@ -242,7 +245,9 @@ def test_a_tor_measurement_shows_its_targets(tmp_path_factory: pytest.TempPathFa
         twin = c.get(f"/m/{uid}.json").json()
     assert 'id="targets"' in page and "or_port_dirauth" in page and "connection_reset" in page
     assert evil not in page and "&lt;img src=x" in page
-    assert [t["state"] for t in twin["evidence"]["targets"]] == ["failed", "failed"]
+    assert "128.31.0.39:9131 (moria&lt;img src=x" in page  # its name beside its id, as text
+    assert "http_request_failed: it answered, with something other than a consensus" in page
+    assert [t["state"] for t in twin["evidence"]["targets"]] == ["failed", "failed", "failed"]
     assert twin["evidence"]["verdict"]["mechanism"] == "tls.rst"  # no connect record: the reset is put at TLS
 
 

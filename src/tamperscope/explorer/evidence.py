@@ -221,8 +221,9 @@ MAX_TARGETS = 200               # tor targets listed on the page (real measureme
 
 
 def targets(tk: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Tor's ``targets`` (ts-023): each directory authority or bridge, its protocol and address, and
-    whether it was reached (``failure`` null), failed (a string), or did not run (anything else)."""
+    """Tor's ``targets`` (ts-023): each directory authority or bridge, its name, protocol and address, and
+    whether it was reached (``failure`` null), failed (a string), or did not run (anything else); and whether
+    a directory port's answer was no consensus (our ``x_consensus`` false)."""
     out = []
     for name, t in list(_dict(tk.get("targets")).items())[:MAX_TARGETS]:
         if not isinstance(t, dict):
@@ -230,9 +231,13 @@ def targets(tk: Mapping[str, Any]) -> list[dict[str, Any]]:
         failure = t.get("failure")
         state = "reached" if failure is None and "failure" in t else "failed" if isinstance(failure, str) and failure \
             else "did not run"
+        label = t.get("target_name")
         out.append({"name": _str(name), "protocol": _str(t.get("target_protocol")),
                     "address": _str(t.get("target_address")), "state": state,
-                    "failure": failure if state == "failed" else None})
+                    "failure": failure if state == "failed" else None,
+                    "label": label[:100] if isinstance(label, str) and label else None,
+                    # ours: a directory port answered, with something that is not a consensus (a blockpage)
+                    "not_consensus": t.get("x_consensus") is False})
     return out
 
 
