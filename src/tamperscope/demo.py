@@ -49,7 +49,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                                    "censor's rule for one name it injects DNS answers for (tamperscope run "
                                    "blocking_rules), check whether TLS with Encrypted Client Hello is blocked "
                                    "(tamperscope run echcheck), measure the messaging apps as OONI does "
-                                   "(tamperscope run telegram, whatsapp, facebook_messenger, signal), and take the "
+                                   "(tamperscope run telegram, whatsapp, facebook_messenger, signal), check whether "
+                                   "Tor's directory authorities can be reached (tamperscope run tor), and take the "
                                    "lab down. "
                                    "Then print a per-mechanism summary checked against the lab's ground truth, the "
                                    "equipment seen, and the measurements analysed again from their raw records "
@@ -121,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         ruled = rules_example(measurements, work, say)
         ech_name, ech = ech_example(profile, work, say)
         apps = apps_example(say, work)
+        onion = tor_example(say, work)
     finally:
         manager.down()
         say("demo: lab down")
@@ -132,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     print(rules_summary(ruled), flush=True)
     print(ech_summary(ech_name, ech, profile), flush=True)
     print(apps_summary(apps), flush=True)
+    print(tor_summary(*onion), flush=True)
     analysed = analysis(measurements, Path(out), work, say)
     print(analysed, flush=True)
     if not analysed.startswith("\n  analysis:"):
@@ -428,19 +431,45 @@ def apps_example(say: Callable[[str], None], work: Path) -> list[tuple[dict[str,
     run failed) with the ground-truth lines the censor logged while it ran."""
     say("demo: measuring the messaging apps as OONI does (tamperscope run telegram, whatsapp, facebook_messenger, "
         "signal, one by one: what `tamperscope run im` runs)")
-    results: list[tuple[dict[str, Any] | None, list[dict[str, Any]]]] = []
-    for name, _, _ in APPS:
-        out = work / f"{name}.jsonl"
-        before = len(manager.PATHS.log.read_text().splitlines())
-        res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "run", name, "--yes",
-                                                "--no-progress", "-o", str(out)]),
-                             env=manager.client_env(), capture_output=True, text=True, timeout=300)
-        truth = [json.loads(line) for line in manager.PATHS.log.read_text().splitlines()[before:] if line.strip()]
-        lines = [json.loads(line) for line in out.read_text().splitlines() if line.strip()] if out.exists() else []
-        if res.returncode != 0 or not lines:
-            say(f"demo: {name} failed: {(res.stderr.strip().splitlines() or ['no output'])[-1]}")
-        results.append((lines[0] if res.returncode == 0 and lines else None, truth))
-    return results
+    return [run_once(name, say, work) for name, _, _ in APPS]
+
+
+def run_once(name: str, say: Callable[[str], None], work: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """`tamperscope run NAME` (a nettest without input) in the lab's client: its measurement (None when the run
+    failed), with the ground-truth lines the censor logged while it ran."""
+    out = work / f"{name}.jsonl"
+    before = len(manager.PATHS.log.read_text().splitlines())
+    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "run", name, "--yes",
+                                            "--no-progress", "-o", str(out)]),
+                         env=manager.client_env(), capture_output=True, text=True, timeout=300)
+    truth = [json.loads(line) for line in manager.PATHS.log.read_text().splitlines()[before:] if line.strip()]
+    lines = [json.loads(line) for line in out.read_text().splitlines() if line.strip()] if out.exists() else []
+    if res.returncode != 0 or not lines:
+        say(f"demo: {name} failed: {(res.stderr.strip().splitlines() or ['no output'])[-1]}")
+    return lines[0] if res.returncode == 0 and lines else None, truth
+
+
+def tor_example(say: Callable[[str], None], work: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    say(f"demo: checking whether Tor's directory authorities can be reached (tamperscope run tor; "
+        f"{A.TOR_DIRAUTHS[0][1]}-{A.TOR_DIRAUTHS[-1][1].rsplit('.', 1)[1]} stand in for them)")
+    return run_once("tor", say, work)
+
+
+def tor_summary(m: dict[str, Any] | None, truth: list[dict[str, Any]]) -> str:
+    """Tor's OR ports and directories reached, and the verdict, against what the lab's censor did meanwhile."""
+    acted = sorted({str(t.get("rule")) for t in truth})
+    did = (f"the censor's rule {', '.join(acted)} acted on it ({len(truth)} time{'s' * (len(truth) != 1)})"
+           if acted else "the censor did nothing to it")
+    head = "  Tor (OONI's tor test: its directory authorities' OR ports and directories, from the lab's client):"
+    if m is None:
+        return f"\n{head}\n    not measured; {did}"
+    tk = m["test_keys"]
+    status, mech = tk.get("x_status"), tk.get("x_mechanism") or "none"
+    counts = (f"OR ports reached {tk.get('or_port_dirauth_accessible')}/{tk.get('or_port_dirauth_total')}, "
+              f"directories serving a consensus {tk.get('dir_port_accessible')}/{tk.get('dir_port_total')}")
+    said = f"blocked ({mech})" if status == "anomaly" else "reachable" if status == "ok" else "no verdict"
+    ok = status != "failure" and (status == "anomaly") == bool(truth)
+    return f"\n{head}\n    {counts}: {said}; {did}: {'agrees' if ok else 'DISAGREES'} with the lab's ground truth"
 
 
 def apps_summary(results: list[tuple[dict[str, Any] | None, list[dict[str, Any]]]]) -> str:
@@ -603,7 +632,8 @@ def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Cal
     db, verdicts, html = work / "analysis.duckdb", work / "verdicts.jsonl", work / "report.html"
     ruled = work / "rules.jsonl"  # rules_example's measurement, if it ran: the report shows its rules too
     ech, ech_verdicts = work / "echcheck.jsonl", work / "echcheck-verdicts.jsonl"  # ech_example's, likewise
-    apps = [path for name, _, _ in APPS if (path := work / f"{name}.jsonl").is_file()]  # apps_example's, likewise
+    apps = [path for name in (*(n for n, _, _ in APPS), "tor")  # apps_example's and tor_example's, likewise
+            if (path := work / f"{name}.jsonl").is_file()]
     app_verdicts = work / "apps-verdicts.jsonl"
     say("demo: re-deriving the verdicts with tamperscope analyze, and writing the HTML report")
     for argv in (["analyze", str(out), "--db", str(db), "--jsonl", str(verdicts), "--quiet"],
@@ -653,11 +683,11 @@ def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Cal
         lines.append("  ECH, judged again from the records: " + (", ".join(
             f"{r['input']} {r.get('x_mechanism') or 'none'}" for r in judged) or "none"))
     if apps and app_verdicts.is_file():
-        names = {name: app for name, app, _ in APPS}
+        names = {**{name: app for name, app, _ in APPS}, "tor": "Tor"}
         judged = [json.loads(line) for line in app_verdicts.read_text().splitlines() if line.strip()]
         probe_said = {m.get("test_name"): (m.get("test_keys") or {}).get("x_mechanism") or "none"
                       for path in apps for m in map(json.loads, path.read_text().splitlines()[:1])}
-        lines.append("  the messaging apps, judged again from the records: " + (", ".join(
+        lines.append("  the messaging apps and Tor, judged again from the records: " + (", ".join(
             f"{names.get(r.get('test_name'), r.get('test_name'))} {r.get('x_mechanism') or 'none'}"
             + ("" if probe_said.get(r.get("test_name")) == (r.get("x_mechanism") or "none")
                else f" (the probe said {probe_said.get(r.get('test_name'))})") for r in judged) or "none"))

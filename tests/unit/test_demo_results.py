@@ -237,3 +237,20 @@ def test_apps_summary_says_what_is_blocked_and_checks_it_against_the_ground_trut
     assert "injector" not in text and text.count("DISAGREES") == 3
     assert "WhatsApp            not measured; the censor did nothing to it" in text
     assert text.endswith(f"apps agreeing with the lab's ground truth: 0/{len(APPS)}")
+
+
+def test_tor_summary_counts_what_was_reached_and_checks_it_against_the_ground_truth() -> None:
+    from tamperscope.demo import tor_summary
+
+    blocked = {"test_keys": {"x_status": "anomaly", "x_mechanism": "tcp.drop", "or_port_dirauth_accessible": 0,
+                             "or_port_dirauth_total": 10, "dir_port_accessible": 3, "dir_port_total": 10}}
+    drops = [{"rule": "tm-tor", "server": "198.19.3.1:443"}] * 2
+    text = tor_summary(blocked, drops)
+    assert text.endswith("OR ports reached 0/10, directories serving a consensus 3/10: blocked (tcp.drop); the "
+                         "censor's rule tm-tor acted on it (2 times): agrees with the lab's ground truth"), text
+    reached = {"test_keys": {**blocked["test_keys"], "x_status": "ok", "x_mechanism": "none"}}
+    assert tor_summary(reached, []).endswith("reachable; the censor did nothing to it: agrees with the lab's ground truth")
+    assert tor_summary(reached, drops).endswith("DISAGREES with the lab's ground truth")  # the censor acted, unseen
+    assert tor_summary({"test_keys": {"x_status": "failure"}}, []).endswith("no verdict; the censor did nothing to "
+                                                                            "it: DISAGREES with the lab's ground truth")
+    assert tor_summary(None, drops).endswith("not measured; the censor's rule tm-tor acted on it (2 times)")

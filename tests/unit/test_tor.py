@@ -216,3 +216,10 @@ def test_the_cli_refuses_a_bad_targets_file_before_contacting_anything(
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_tor_targets_is_for_tor_only(tmp_path: Path) -> None:
+    path = tmp_path / "targets.json"
+    path.write_text('{"a": {"address": "1.2.3.4:443", "protocol": "or_port"}}')
+    r = _cli("run", "whatsapp", "--yes", "--tor-targets", str(path), "-o", str(tmp_path / "out.jsonl"), cwd=tmp_path)
+    assert (r.returncode, r.stderr.strip()) == (2, "tamperscope: --tor-targets is for the tor nettest")

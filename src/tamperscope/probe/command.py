@@ -191,8 +191,10 @@ def settings(args: argparse.Namespace) -> Settings:
     stun = _stun(stun_spec, label) if stun_spec is not None else None
     dcs, label = _pick(getattr(args, "telegram_dcs", None), "--telegram-dcs", "TAMPERSCOPE_TELEGRAM_DCS")
     telegram_dcs = _telegram_dcs(dcs, label) if dcs is not None else None
+    if getattr(args, "tor_targets", None) is not None and nettest.NAME != "tor":  # the lab's variable: any nettest
+        raise UsageError("--tor-targets is for the tor nettest")
     tor_file, label = _pick(getattr(args, "tor_targets", None), "--tor-targets", "TAMPERSCOPE_TOR_TARGETS")
-    tor_targets = _tor_targets(tor_file, label) if tor_file is not None else None
+    tor_targets = _tor_targets(tor_file, label) if tor_file is not None and nettest.NAME == "tor" else None
     table_path, _ = _pick(args.asn_table, "--asn-table", "TAMPERSCOPE_ASN_TABLE")
     table = _asn_table(table_path) if table_path else EMPTY
     inputs = _inputs(args, nettest, backend)
