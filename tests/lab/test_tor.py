@@ -13,7 +13,7 @@ import pytest
 from tamperscope.lab import addresses as A
 from tamperscope.lab import manager
 
-from .test_probe_cli import measure_once
+from .test_probe_cli import measure_once, probe
 
 pytestmark = pytest.mark.lab
 PROFILE = str(Path(__file__).parent / "profiles" / "tor.toml")
@@ -54,3 +54,26 @@ def test_tor_blocked_as_russia_did(lab_factory, tmp_path) -> None:  # type: igno
     truth = [json.loads(line) for line in manager.PATHS.log.read_text().splitlines()]
     assert {t["rule"] for t in truth} == {"tor-or-ports", "tor-dir-ports"}
     assert {t["server"] for t in truth if t["rule"] == "tor-or-ports"} == {f"{ip}:443" for _, ip in A.TOR_DIRAUTHS}
+
+
+def test_a_private_bridge_is_measured_and_published_nowhere(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A bridge of the user's own (any internet address of the lab serves TLS on 443) beside a public directory
+    authority: both measured, and the bridge's address in neither the output nor what the probe printed."""
+    lab_factory(PROFILE)
+    bridge = "198.19.44.7"
+    targets = tmp_path / "targets.json"
+    targets.write_text(json.dumps({
+        "mine": {"address": f"{bridge}:443", "protocol": "or_port", "private": True},
+        "198.19.3.1:80": {"address": "198.19.3.1:80", "protocol": "dir_port", "name": "moria1"},
+        "obfs4": {"address": "198.19.44.8:443", "protocol": "obfs4", "source": "bridgedb"}}))
+    out = tmp_path / "t.jsonl"
+    res = probe("tor", "--tor-targets", str(targets), "--summary", "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    text = out.read_text()
+    assert bridge not in text and bridge not in res.stderr + res.stdout and "198.19.44.8" not in text
+    tk = json.loads(text)["test_keys"]
+    (key, entry), (dirauth, directory) = tk["targets"].items()
+    assert len(key) == 64 and entry["target_address"] == "[scrubbed]:443" and entry["failure"] is None
+    assert entry["summary"]["handshake"] == {"failure": None}  # the censor drops 198.19.3.0/28 only
+    assert (dirauth, directory["failure"], directory["x_consensus"]) == ("198.19.3.1:80", "http_request_failed", False)
+    assert (tk["or_port_accessible"], tk["dir_port_accessible"], tk["x_skipped"]) == (1, 0, {"obfs4": 1})

@@ -113,6 +113,10 @@ def test_each_protocol_is_measured_as_ooni_says(tmp_path: Path) -> None:
         "dir_port_total": 3, "dir_port_accessible": 1, "obfs4_total": 0, "obfs4_accessible": 0,
         "or_port_dirauth_total": 1, "or_port_dirauth_accessible": 1, "or_port_total": 1, "or_port_accessible": 0}
     assert tk["x_skipped"] == {"obfs4": 1}
+    # one measurement's records: transaction ids unique across targets, times from the measurement's start
+    ids = [c["transaction_id"] for t in targets.values() for c in t["tcp_connect"]]
+    assert len(ids) == len(set(ids)) == 5
+    assert all(0 <= c["t0"] <= c["t"] < 8 for t in targets.values() for c in t["tcp_connect"])
     # 3 of 5 failed, and every bridge: an anomaly, named by the refused bridge (a refusal says more)
     assert (tk["x_status"], tk["x_mechanism"], tk["blocking"], tk["accessible"]) == \
         ("anomaly", "tcp.rst", "tcp_ip", False)

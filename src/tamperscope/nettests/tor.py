@@ -31,6 +31,7 @@ import hashlib
 import ipaddress
 import json
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -44,6 +45,7 @@ NAME = "tor"
 VERSION = "0.1.0"
 NEEDS_INPUT = False
 IN_FLIGHT = 8
+IDS_PER_TARGET = 1000  # transaction ids: each target's from its own range, unique in the measurement
 SCRUBBED = "[scrubbed]"
 PROTOCOLS = ("dir_port", "or_port", "or_port_dirauth", "obfs4")
 MEASURED = ("dir_port", "or_port", "or_port_dirauth")
@@ -179,14 +181,17 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
     record_io = bool(ctx.options.get("network_events", True))
     gate = asyncio.Semaphore(IN_FLIGHT)
     results: dict[str, dict[str, Any]] = {}
+    zero = time.monotonic()  # every target's times from the measurement's start, as one trace's would be
 
-    async def one(target: Target) -> None:
+    async def one(n: int, target: Target) -> None:
         async with gate:
-            results[target.id] = await _measure(target, ctx, record_io)
+            trace = Trace(record_io=record_io, first_transaction_id=1 + n * IDS_PER_TARGET)
+            trace.zero = zero
+            results[target.id] = await _measure(target, ctx, trace)
 
     async with asyncio.TaskGroup() as tg:
-        for target in targets:
-            tg.create_task(one(target))
+        for n, target in enumerate(targets):
+            tg.create_task(one(n, target))
     entries: dict[str, Any] = {}
     for target in targets:  # in the targets' order, private ones scrubbed
         entry = results[target.id]
@@ -207,9 +212,8 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
     return tk
 
 
-async def _measure(target: Target, ctx: Context, record_io: bool) -> dict[str, Any]:
+async def _measure(target: Target, ctx: Context, trace: Trace) -> dict[str, Any]:
     t = ctx.timeouts
-    trace = Trace(record_io=record_io)
     failure: str | None = None
     summary: dict[str, dict[str, str | None]] = {}
     consensus: bool | None = None
