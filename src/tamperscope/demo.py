@@ -460,13 +460,15 @@ def tor_summary(m: dict[str, Any] | None, truth: list[dict[str, Any]]) -> str:
     acted = sorted({str(t.get("rule")) for t in truth})
     did = (f"the censor's rule {', '.join(acted)} acted on it ({len(truth)} time{'s' * (len(truth) != 1)})"
            if acted else "the censor did nothing to it")
-    head = "  Tor (OONI's tor test: its directory authorities' OR ports and directories, from the lab's client):"
+    head = ("  Tor (OONI's tor test: its directory authorities' OR ports and directories, and a bridge, from the "
+            "lab's client):")
     if m is None:
         return f"\n{head}\n    not measured; {did}"
     tk = m["test_keys"]
     status, mech = tk.get("x_status"), tk.get("x_mechanism") or "none"
     counts = (f"OR ports reached {tk.get('or_port_dirauth_accessible')}/{tk.get('or_port_dirauth_total')}, "
-              f"directories serving a consensus {tk.get('dir_port_accessible')}/{tk.get('dir_port_total')}")
+              f"directories serving a consensus {tk.get('dir_port_accessible')}/{tk.get('dir_port_total')}"
+              + (f", obfs4 bridges {tk.get('obfs4_accessible')}/{tk['obfs4_total']}" if tk.get("obfs4_total") else ""))
     said = f"blocked ({mech})" if status == "anomaly" else "reachable" if status == "ok" else "no verdict"
     ok = status != "failure" and (status == "anomaly") == bool(truth)
     return f"\n{head}\n    {counts}: {said}; {did}: {'agrees' if ok else 'DISAGREES'} with the lab's ground truth"

@@ -70,9 +70,10 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         assert "Signal              blocked (tls.rst): its servers; the censor's rule tm-sni acted on it (4 times): " \
                "agrees" in text, text
         assert "apps agreeing with the lab's ground truth: 4/4" in text, text
-        # Tor: tm-like null-routes the stand-ins for its directory authorities, OR and directory ports alike
-        assert ("OR ports reached 0/10, directories serving a consensus 0/10: blocked (tcp.drop); the censor's rule "
-                "tm-tor acted on it") in text, text
+        # Tor: tm-like null-routes the stand-ins for its directory authorities, OR and directory ports alike; the
+        # obfs4 bridge, at an address it does not know, still works
+        assert ("OR ports reached 0/10, directories serving a consensus 0/10, obfs4 bridges 1/1: blocked (tcp.drop); "
+                "the censor's rule tm-tor acted on it") in text, text
         assert ("the messaging apps and Tor, judged again from the records: Telegram none, WhatsApp dns.poison, "
                 "Facebook Messenger dns.poison, Signal tls.rst, Tor tcp.drop\n") in text, text
         report = next(line.split("HTML report: ", 1)[1].strip() for line in out if "HTML report: " in line)

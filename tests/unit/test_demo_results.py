@@ -248,6 +248,8 @@ def test_tor_summary_counts_what_was_reached_and_checks_it_against_the_ground_tr
     text = tor_summary(blocked, drops)
     assert text.endswith("OR ports reached 0/10, directories serving a consensus 3/10: blocked (tcp.drop); the "
                          "censor's rule tm-tor acted on it (2 times): agrees with the lab's ground truth"), text
+    bridged = {"test_keys": {**blocked["test_keys"], "obfs4_total": 2, "obfs4_accessible": 1}}
+    assert "consensus 3/10, obfs4 bridges 1/2: blocked" in tor_summary(bridged, drops)
     reached = {"test_keys": {**blocked["test_keys"], "x_status": "ok", "x_mechanism": "none"}}
     assert tor_summary(reached, []).endswith("reachable; the censor did nothing to it: agrees with the lab's ground truth")
     assert tor_summary(reached, drops).endswith("DISAGREES with the lab's ground truth")  # the censor acted, unseen

@@ -62,6 +62,10 @@ TOR_DIRAUTHS = tuple((name, f"198.19.3.{i}") for i, name in enumerate(
     ("moria1", "tor26", "dizum", "Serge", "gabelmoo", "dannenberg", "maatuska", "longclaw", "bastet", "faravahar"), 1))
 TOR_OR_PORT = 443
 TOR_DIR_PORT = 80
+# An obfs4 bridge (a real obfs4proxy, with the lab's key: `farm.obfs4_identity`), on a port as bridges use; its
+# address is no directory authority's, so a censor that blocks those by address does not know it
+OBFS4_BRIDGE = "198.19.3.20"
+OBFS4_PORT = 27015
 CHAT_PORT = 5222  # WhatsApp's chat servers' port (XMPP's): every internet address accepts connections on it
 FARM = tuple(f"198.19.1.{i}" for i in range(1, 33))  # shared web-hosting addresses
 DEDICATED_NET = ipaddress.ip_network("198.19.128.0/17")  # one address per rule-named site
@@ -101,6 +105,7 @@ class Endpoints:
             "telegram_dcs": list(TELEGRAM_DCS),
             "facebook_net": str(FACEBOOK_NET),
             "tor_dirauths": [ip for _, ip in TOR_DIRAUTHS],
+            "obfs4_bridge": f"{OBFS4_BRIDGE}:{OBFS4_PORT}",
             "isp_web": ISP_WEB,
             "isp_blockpage": ISP_BLOCKPAGE,
             "outside": OUTSIDE,
@@ -111,16 +116,6 @@ class Endpoints:
             "censor_after_hop": CENSOR_AFTER_HOP,
             "namespaces": list(NAMESPACES),
         }
-
-
-def tor_targets() -> dict[str, dict[str, str]]:
-    """The lab's Tor targets, in the form OONI's API serves them (``--tor-targets``): each stand-in's OR port
-    and directory port."""
-    out: dict[str, dict[str, str]] = {}
-    for name, ip in TOR_DIRAUTHS:
-        for port, protocol in ((TOR_OR_PORT, "or_port_dirauth"), (TOR_DIR_PORT, "dir_port")):
-            out[f"{ip}:{port}"] = {"address": f"{ip}:{port}", "protocol": protocol, "name": name, "source": "lab"}
-    return out
 
 
 def in_lab(addr: str) -> bool:

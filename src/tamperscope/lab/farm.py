@@ -25,6 +25,7 @@ what a server does and what the ground truth predicts can never drift apart.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 import zlib
@@ -98,6 +99,33 @@ def ech_key() -> X25519PrivateKey:
     """The lab's ECH private key: derived from a fixed string, so the DNS, the servers and the tests agree
     without sharing a file (a lab key, public by design)."""
     return X25519PrivateKey.from_private_bytes(hashlib.sha256(b"tamperscope lab ECH key").digest())
+
+
+@lru_cache(maxsize=1)
+def obfs4_identity() -> tuple[bytes, X25519PrivateKey]:
+    """The lab obfs4 bridge's node id and identity key, derived from fixed strings (a lab key, public by design):
+    the bridge's state file and the targets file the probe reads are made from them."""
+    node_id = hashlib.sha256(b"tamperscope lab obfs4 node id").digest()[:20]
+    return node_id, X25519PrivateKey.from_private_bytes(hashlib.sha256(b"tamperscope lab obfs4 key").digest())
+
+
+def obfs4_cert() -> str:
+    """The ``cert=`` of the lab bridge's line: node id and public key, base64 without padding."""
+    node_id, key = obfs4_identity()
+    return base64.b64encode(node_id + key.public_key().public_bytes_raw()).decode().rstrip("=")
+
+
+def tor_targets(bridge: bool = True) -> dict[str, dict[str, object]]:
+    """The lab's Tor targets, in the form OONI's API serves them (``--tor-targets``): each stand-in directory
+    authority's OR port and directory port, and (``bridge``) the obfs4 bridge."""
+    out: dict[str, dict[str, object]] = {}
+    for name, ip in A.TOR_DIRAUTHS:
+        for port, protocol in ((A.TOR_OR_PORT, "or_port_dirauth"), (A.TOR_DIR_PORT, "dir_port")):
+            out[f"{ip}:{port}"] = {"address": f"{ip}:{port}", "protocol": protocol, "name": name, "source": "lab"}
+    if bridge:
+        out["lab-obfs4"] = {"address": f"{A.OBFS4_BRIDGE}:{A.OBFS4_PORT}", "protocol": "obfs4", "source": "lab",
+                            "params": {"cert": [obfs4_cert()], "iat-mode": ["0"]}}
+    return out
 
 
 @lru_cache(maxsize=1)

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..model.profile import Profile, ProfileError, load_profile
 from . import addresses as A
-from . import blockpages
+from . import blockpages, farm
 from .ca import create_ca
 
 STATE_DIR = Path(os.environ.get("TAMPERSCOPE_LAB_STATE", "/run/tamperscope-lab"))
@@ -336,7 +336,10 @@ def up(spec: str) -> dict[str, Any]:
         create_ca(PATHS.root / "ca", "lab-ca", "tamperscope lab root CA", "tamperscope lab")
         create_ca(PATHS.root / "ca", "intercept-ca", "Lab Secure Gateway CA", "Interception Equipment Ltd")
         PATHS.log.touch()
-        PATHS.tor_targets.write_text(json.dumps(A.tor_targets(), indent=1) + "\n")
+        bridge = shutil.which("obfs4proxy") is not None  # `make setup` installs it; without it, no obfs4 bridge
+        if not bridge:
+            print("lab: obfs4proxy is not installed (run `make setup`): the lab has no obfs4 bridge", file=sys.stderr)
+        PATHS.tor_targets.write_text(json.dumps(farm.tor_targets(bridge), indent=1) + "\n")
         for ns, server in ((A.NS_CLIENT, A.ISP_RESOLVER), (A.NS_OUTSIDE, A.PUBLIC_RESOLVER)):
             d = NETNS_ETC / ns
             d.mkdir(parents=True, exist_ok=True)
@@ -354,6 +357,8 @@ def up(spec: str) -> dict[str, Any]:
         helper = _helper_command()
         if helper is not None:
             pids["helper"] = _spawn(A.NS_INET, "helper", helper)
+        if bridge:
+            pids["obfs4"] = _spawn(A.NS_INET, "obfs4", ["-m", "tamperscope.lab.services", "obfs4", *state_arg])
         _write_state(st)
         _wait_ready(list(pids))
         st["status"] = "up"

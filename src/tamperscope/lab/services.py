@@ -1,6 +1,6 @@
 """The lab's server processes, one per namespace that needs one.
 
-    python -m tamperscope.lab.services inet|isp|border --state DIR
+    python -m tamperscope.lab.services inet|isp|border|obfs4 --state DIR
 
 - inet (ts-inet): authoritative DNS, public resolver (UDP/TCP/DoT/DoH), the
   web farm on 80/443 for every address of 198.19.0.0/16 (and QUIC/HTTP/3 on
@@ -11,6 +11,9 @@
   QUIC/HTTP/3), and the ISP's blockpage server (where poisoned names point).
 - border (ts-border): the rewriting proxy and the MITM box, when the profile
   asks for them.
+- obfs4 (ts-inet): a real obfs4 bridge, Debian's obfs4proxy run as Tor runs a
+  pluggable transport, with the lab's identity key (`farm.obfs4_identity`), at
+  198.19.3.20:27015; what follows its handshake goes to the echo service.
 
 Each reads the lab's state.json for the profile, writes a ready file when it
 listens, and appends its censor actions to the ground-truth log.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import signal
@@ -164,14 +168,44 @@ def _border(state_dir: Path, state: dict[str, Any]) -> None:
     threading.Event().wait()
 
 
+def _obfs4(state_dir: Path) -> int:
+    """obfs4proxy as a server transport (Tor's pluggable-transport protocol: the environment in, SMETHOD lines out),
+    its state written first so that its key is the lab's; ready once it says it listens."""
+    import os
+    import subprocess
+
+    node_id, key = farm.obfs4_identity()
+    home = state_dir / "obfs4"
+    home.mkdir(mode=0o700, exist_ok=True)
+    (home / "obfs4_state.json").write_text(json.dumps({
+        "node-id": node_id.hex(), "private-key": key.private_bytes_raw().hex(),
+        "public-key": key.public_key().public_bytes_raw().hex(),
+        "drbg-seed": hashlib.sha256(b"tamperscope lab obfs4 drbg").digest()[:24].hex(), "iat-mode": 0}))
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TOR_PT_MANAGED_TRANSPORT_VER": "1",
+           "TOR_PT_SERVER_TRANSPORTS": "obfs4", "TOR_PT_STATE_LOCATION": str(home),
+           "TOR_PT_SERVER_BINDADDR": f"obfs4-{A.OBFS4_BRIDGE}:{A.OBFS4_PORT}", "TOR_PT_ORPORT": f"{A.ECHO}:7"}
+    proc = subprocess.Popen(["obfs4proxy"], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        print(line.rstrip(), flush=True)
+        if line.startswith(("ENV-ERROR", "VERSION-ERROR", "SMETHOD-ERROR")):
+            proc.kill()
+            return 1
+        if line.startswith("SMETHODS DONE"):
+            (state_dir / "ready-obfs4").write_text("ok")
+    return proc.wait()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="tamperscope-lab-services")
-    ap.add_argument("kind", choices=("inet", "isp", "border"))
+    ap.add_argument("kind", choices=("inet", "isp", "border", "obfs4"))
     ap.add_argument("--state", required=True, type=Path)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     state = json.loads((args.state / "state.json").read_text())
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if args.kind == "obfs4":
+        return _obfs4(args.state)
     if args.kind == "border":
         _border(args.state, state)
         return 0

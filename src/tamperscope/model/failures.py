@@ -83,6 +83,10 @@ HTTP_HEADERS_TOO_LARGE: Final = "unknown_failure: http response headers too larg
 HTTP_TOO_MANY_HEADERS: Final = "unknown_failure: too many http response headers"
 HTTP_PROTOCOL_ERROR: Final = "unknown_failure: http protocol error"
 HTTP_STREAM_RESET: Final = "unknown_failure: http2 stream reset"
+# obfs4's handshake (netx.obfs4): an answer that does not prove the bridge's key (a wrong cert=, or something
+# answering in the bridge's place), and no answer where a bridge's would be
+OBFS4_HANDSHAKE_FAILED: Final = "unknown_failure: obfs4 server did not prove the bridge key"
+OBFS4_HANDSHAKE_TOO_LONG: Final = "unknown_failure: no obfs4 server handshake in 8192 bytes"
 # This machine, not the network: EMFILE/ENFILE. A measurement holding it says nothing about the path, so the
 # probe does not write it (it is measured again on the next run).
 TOO_MANY_OPEN_FILES: Final = "unknown_failure: too many open files"

@@ -10,13 +10,13 @@ them: each one's OR port, ``or_port_dirauth``, and directory port, ``dir_port``)
   directory port is not taken for the directory;
 - ``or_port`` (a bridge) and ``or_port_dirauth``: a TCP connect and a TLS handshake without SNI, the
   certificate not verified (a relay's is self-signed), as tor itself connects;
-- ``obfs4``: not measured. Its handshake is not implemented here, and a bare TCP connect would say a
-  bridge works when a censor that recognises obfs4 lets the connect through. Such targets are counted
-  in ``x_skipped``, by protocol, and named nowhere.
+- ``obfs4``: a TCP connect and obfs4's handshake (`netx.obfs4`) with the bridge's ``cert`` (its
+  ``params``): it counts only when the bridge proves it holds its key, so a censor that lets the connect
+  through and kills what follows, or answers in the bridge's place, is not taken for the bridge.
 
 ``test_keys`` are OONI's: ``{dir_port,obfs4,or_port_dirauth,or_port}_{total,accessible}`` and
 ``targets``, one entry per target id: ``failure`` (null when it worked), ``summary`` (``connect`` and,
-after a TLS handshake, ``handshake``), ``target_address``, ``target_protocol``, ``target_name`` and
+after a TLS or obfs4 handshake, ``handshake``), ``target_address``, ``target_protocol``, ``target_name`` and
 ``target_source`` when known, and the target's own archival ``queries``, ``tcp_connect``,
 ``tls_handshakes``, ``requests`` and ``network_events``. A private bridge's address (a target whose
 ``source`` is ``bridgedb``, or that says ``"private": true``) is replaced by ``[scrubbed]`` everywhere in
@@ -39,6 +39,7 @@ from typing import Any, cast
 from ..model import failures as F
 from ..model.torverdict import CONSENSUS_PATH, tor_verdict
 from ..netx import DirectConnector, NetxError, TCPStream, Trace, fetch, tls_handshake
+from ..netx import obfs4
 from .base import Context, NettestError
 
 NAME = "tor"
@@ -48,7 +49,6 @@ IN_FLIGHT = 8
 IDS_PER_TARGET = 1000  # transaction ids: each target's from its own range, unique in the measurement
 SCRUBBED = "[scrubbed]"
 PROTOCOLS = ("dir_port", "or_port", "or_port_dirauth", "obfs4")
-MEASURED = ("dir_port", "or_port", "or_port_dirauth")
 MAX_TARGETS = 512
 MAX_FIELD = 256  # characters of a target's id, name or source
 # Tor's directory authorities as tor's src/app/config/auth_dirs.inc lists them (2024: moria1 on its new ports,
@@ -84,6 +84,7 @@ class Target:
     name: str | None = None
     source: str | None = None
     private: bool = False
+    cert: tuple[bytes, bytes] | None = None  # obfs4: the bridge's node id and public key
 
     @property
     def host(self) -> str:
@@ -111,7 +112,7 @@ def default_targets() -> tuple[Target, ...]:
 def _address(value: Any, where: str) -> str:
     """``host:port`` checked: an IP address or a DNS name, and a port 1-65535; IPv6 in brackets."""
     if not isinstance(value, str) or not 3 <= len(value) <= MAX_FIELD or ":" not in value:
-        raise NettestError(f"{where}: address must be HOST:PORT, not {str(value)[:60]!r}")
+        raise NettestError(f"{where}: address must be HOST:PORT")
     host, _, port = value.rpartition(":")
     bracketed = host.startswith("[") and host.endswith("]")
     bare = host[1:-1] if bracketed else host
@@ -121,9 +122,9 @@ def _address(value: Any, where: str) -> str:
             raise ValueError
     except ValueError:
         if bracketed or not re.fullmatch(r"(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?)+", bare):
-            raise NettestError(f"{where}: address must be HOST:PORT, not {value[:60]!r}") from None
+            raise NettestError(f"{where}: address must be HOST:PORT") from None
     if not port.isdigit() or not 0 < int(port) < 65536:
-        raise NettestError(f"{where}: the port of {value[:60]!r} must be 1-65535")
+        raise NettestError(f"{where}: its port must be 1-65535")
     return value
 
 
@@ -135,11 +136,11 @@ def _text(value: Any, where: str, key: str) -> str | None:
     return value
 
 
-def load_targets(text: str) -> tuple[tuple[Target, ...], dict[str, int]]:
+def load_targets(text: str) -> tuple[Target, ...]:
     """Targets from JSON in OONI's form (``{"id": {"address": "1.2.3.4:443", "protocol": "or_port",
-    "name": ..., "source": ..., "fingerprint": ..., "params": ...}}``), and how many were skipped by
-    protocol (obfs4: not measured here). NettestError (one line, no address in it for a private bridge's
-    sake beyond the one at fault) for anything else."""
+    "name": ..., "source": ..., "fingerprint": ..., "params": ...}}``; an obfs4 bridge's ``params`` hold its
+    ``cert``, a list of one string). NettestError (one line, naming the target at fault by its place in the
+    file, never by its address) for anything else."""
     try:
         data = json.loads(text)
     except ValueError as e:
@@ -149,7 +150,6 @@ def load_targets(text: str) -> tuple[tuple[Target, ...], dict[str, int]]:
     if len(data) > MAX_TARGETS:
         raise NettestError(f"at most {MAX_TARGETS} targets, not {len(data)}")
     targets: list[Target] = []
-    skipped: dict[str, int] = {}
     for n, (key, spec) in enumerate(data.items(), 1):
         where = f"target {n}"
         if not key or len(key) > MAX_FIELD or not key.isprintable():
@@ -165,19 +165,27 @@ def load_targets(text: str) -> tuple[tuple[Target, ...], dict[str, int]]:
             raise NettestError(f"{where}: private must be true or false")
         source = _text(spec.get("source"), where, "source")
         name = _text(spec.get("name"), where, "name")
-        if protocol not in MEASURED:
-            skipped[protocol] = skipped.get(protocol, 0) + 1
-            continue
-        targets.append(Target(key, address, protocol, name, source, private or source == "bridgedb"))
-    if not targets:
-        raise NettestError("no target this nettest can measure (obfs4 is not measured)")
-    return tuple(targets), skipped
+        cert = _cert(spec.get("params"), where) if protocol == "obfs4" else None
+        targets.append(Target(key, address, protocol, name, source, private or source == "bridgedb", cert))
+    return tuple(targets)
+
+
+def _cert(params: Any, where: str) -> tuple[bytes, bytes]:
+    """An obfs4 bridge's ``params.cert`` (``["..."]``, or a string) as (node id, public key)."""
+    cert = params.get("cert") if isinstance(params, dict) else None
+    if isinstance(cert, list) and len(cert) == 1:
+        cert = cert[0]
+    if not isinstance(cert, str):
+        raise NettestError(f"{where}: an obfs4 bridge needs params.cert, its bridge line's cert=")
+    try:
+        return obfs4.parse_cert(cert)
+    except ValueError as e:
+        raise NettestError(f"{where}: params.cert: {e}") from None
 
 
 async def run(input: str | None, ctx: Context) -> dict[str, Any]:
     given = ctx.options.get("tor_targets")
     targets: tuple[Target, ...] = tuple(given) if given else default_targets()
-    skipped: Mapping[str, int] = ctx.options.get("tor_skipped") or {}
     record_io = bool(ctx.options.get("network_events", True))
     gate = asyncio.Semaphore(IN_FLIGHT)
     results: dict[str, dict[str, Any]] = {}
@@ -207,8 +215,6 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
         tk[f"{protocol}_accessible"] = sum(1 for e in entries.values()
                                            if e["target_protocol"] == protocol and e["failure"] is None)
     tk["targets"] = entries
-    if skipped:
-        tk["x_skipped"] = dict(skipped)
     return tk
 
 
@@ -235,19 +241,27 @@ async def _measure(target: Target, ctx: Context, trace: Trace) -> dict[str, Any]
             except NetxError as e:
                 failure = e.failure
             else:
-                try:
-                    # an http URL: the connector's stream is TCP, before any TLS
-                    tls = await tls_handshake(cast(TCPStream, stream), server_name=None, trace=trace, alpn=(),
-                                              verify=False, timeout=t.tls, tags=(target.protocol,))
-                except NetxError as e:
-                    failure = e.failure
+                tcp = cast(TCPStream, stream)  # an http URL: the connector's stream is TCP, before any TLS
+                if target.cert is not None:
+                    try:
+                        await obfs4.handshake(tcp, *target.cert, timeout=t.tls)
+                    except NetxError as e:
+                        failure = e.failure
+                    summary["handshake"] = {"failure": failure}
+                    await tcp.aclose()
                 else:
-                    await tls.aclose()
+                    try:
+                        tls = await tls_handshake(tcp, server_name=None, trace=trace, alpn=(), verify=False,
+                                                  timeout=t.tls, tags=(target.protocol,))
+                    except NetxError as e:
+                        failure = e.failure
+                    else:
+                        await tls.aclose()
     records = trace.test_keys()
     connects = records["tcp_connect"]
     if connects:
         summary["connect"] = {"failure": connects[-1]["status"]["failure"]}
-    if target.protocol != "dir_port" and records["tls_handshakes"]:
+    if target.protocol in ("or_port", "or_port_dirauth") and records["tls_handshakes"]:
         summary["handshake"] = {"failure": records["tls_handshakes"][0]["failure"]}
     entry: dict[str, Any] = {
         "agent": "redirect",

@@ -218,10 +218,9 @@ def _telegram_dcs(value: str, label: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class TorTargets:
-    """``--tor-targets``: the targets, what was skipped (by protocol) and the file they came from."""
+    """``--tor-targets``: the targets and the file they came from."""
 
     targets: tuple[TorTarget, ...]
-    skipped: dict[str, int]
     path: str
 
 
@@ -237,12 +236,12 @@ def _tor_targets(path: str, label: str) -> TorTargets:
     if len(data) > MAX_TOR_TARGETS_FILE:
         raise UsageError(f"{label}: {path} is larger than {MAX_TOR_TARGETS_FILE >> 20} MiB")
     try:
-        targets, skipped = load_tor_targets(data.decode("utf-8"))
+        targets = load_tor_targets(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise UsageError(f"{label}: {path} is not UTF-8 text") from None
     except NettestError as e:
         raise UsageError(f"{label}: {path}: {e}") from None
-    return TorTargets(targets, skipped, path)
+    return TorTargets(targets, path)
 
 
 def _stun(value: str, label: str) -> tuple[str, int]:
@@ -503,8 +502,7 @@ def build_context(s: Settings, public: str | None) -> tuple[Context, ProbeInfo, 
                       resolver_network_name=rinfo.name if rinfo else "")
     options = {"resolver": s.public, "silent": s.silent, "doh": s.doh, "network_events": s.network_events,
                "quic": s.quic, "strategies": s.strategies, "telegram_dcs": s.telegram_dcs,
-               "tor_targets": s.tor_targets.targets if s.tor_targets else None,
-               "tor_skipped": s.tor_targets.skipped if s.tor_targets else None}
+               "tor_targets": s.tor_targets.targets if s.tor_targets else None}
     ctx = Context(helper_url=s.helper, udp_resolver=Resolver("udp", s.public), isp_resolver=s.isp,
                   ca_bundle=s.ca_bundle, matcher=_matcher(), asn=s.asn_table, backend=s.backend,
                   timeouts=Timeouts(measurement=s.timeout), options=options)
