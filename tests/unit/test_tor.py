@@ -34,7 +34,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from tests.unit.test_netx_servers import TCPServer, TestCA, http_response, read_head
 from tests.unit.test_telegram import FAST
 
-CONSENSUS = zlib.compress(b"network-status-version 3 microdesc\nvote-status consensus\n")
+# a consensus's opening, then a megabyte of what follows (random: it does not compress)
+CONSENSUS = zlib.compress(b"network-status-version 3 microdesc\nvote-status consensus\n" + secrets.token_bytes(1 << 20))
 BLOCKPAGE = b"<html><title>Access denied</title>This resource is blocked by order of the court</html>"
 
 
@@ -175,6 +176,8 @@ def test_each_protocol_is_measured_as_ooni_says(tmp_path: Path) -> None:
     assert obfs4.CLIENT_MIN_HANDSHAKE + obfs4.CLIENT_MIN_PAD <= hello <= obfs4.MAX_HANDSHAKE
     # a directory counts only when it serves a consensus: a 200 blockpage is not one
     assert targets["dirauth-dir"]["x_consensus"] is True and targets["censored-dir"]["x_consensus"] is False
+    response = targets["dirauth-dir"]["requests"][0]["response"]  # only its opening is read and kept
+    assert response["body_is_truncated"] is True and len(base64.b64decode(response["body"]["data"])) == tor.DIR_BODY
     assert [r["request"]["url"] for r in targets["dirauth-dir"]["requests"]] == \
         [f"http://{targets['dirauth-dir']['target_address']}{tor.CONSENSUS_PATH}"]
     assert targets["censored-dir"]["requests"][0]["response"]["body"].endswith("order of the court</html>")

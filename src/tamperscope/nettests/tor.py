@@ -7,7 +7,9 @@ them: each one's OR port, ``or_port_dirauth``, and directory port, ``dir_port``)
 
 - ``dir_port``: a GET of ``/tor/status-vote/current/consensus.z``; anything but a 200 whose body is a
   consensus (zlib data, or its text) fails with ``http_request_failed``, so a blockpage served on the
-  directory port is not taken for the directory;
+  directory port is not taken for the directory. Only its first `DIR_BODY` bytes are read and kept (a
+  consensus is about a megabyte, ten of them a cost to a volunteer on a metered line, and a blockpage is
+  far shorter);
 - ``or_port`` (a bridge) and ``or_port_dirauth``: a TCP connect and a TLS handshake without SNI, the
   certificate not verified (a relay's is self-signed), as tor itself connects;
 - ``obfs4``: a TCP connect and obfs4's handshake (`netx.obfs4`) with the bridge's ``cert`` (its
@@ -38,7 +40,7 @@ from typing import Any, cast
 
 from ..model import failures as F
 from ..model.torverdict import CONSENSUS_PATH, tor_verdict
-from ..netx import DirectConnector, NetxError, TCPStream, Trace, fetch, tls_handshake
+from ..netx import DirectConnector, Limits, NetxError, TCPStream, Trace, fetch, tls_handshake
 from ..netx import obfs4
 from .base import Context, NettestError
 
@@ -46,6 +48,7 @@ NAME = "tor"
 VERSION = "0.1.0"
 NEEDS_INPUT = False
 IN_FLIGHT = 8
+DIR_BODY = 16 * 1024  # bytes of a directory's answer read and kept
 IDS_PER_TARGET = 1000  # transaction ids: each target's from its own range, unique in the measurement
 SCRUBBED = "[scrubbed]"
 PROTOCOLS = ("dir_port", "or_port", "or_port_dirauth", "obfs4")
@@ -227,7 +230,7 @@ async def _measure(target: Target, ctx: Context, trace: Trace) -> dict[str, Any]
     async with trace:
         if target.protocol == "dir_port":
             res = await fetch(f"http://{host}:{target.port}{CONSENSUS_PATH}", trace=trace, max_redirects=0,
-                              timeout=t.dns + t.connect + t.http, tags=("dir_port",))
+                              timeout=t.dns + t.connect + t.http, tags=("dir_port",), limits=Limits(body=DIR_BODY))
             failure = res.failure
             final = res.final
             if failure is None and final is not None:
