@@ -1,5 +1,6 @@
-"""The messaging apps, network by network: per app and network, what the latest measurement said and when the
-app was last reached; in the terminal, HTML and JSON reports, hostile names escaped in the HTML."""
+"""The messaging apps and circumvention tools, network by network: per app or tool and network, what the latest
+measurement said and when it was last reached; in the terminal, HTML and JSON reports, hostile names escaped in
+the HTML."""
 
 from __future__ import annotations
 
@@ -21,6 +22,11 @@ EVIL = "<img src=x onerror=window.pwned=1>"
 WA_OK = {"whatsapp_endpoints_status": "ok", "registration_server_status": "ok", "whatsapp_web_status": "ok"}
 WA_BLOCKED = dict(WA_OK, whatsapp_web_status="blocked", whatsapp_web_failure="connection_reset")
 SIGNAL_BLOCKED = {"signal_backend_status": "blocked", "signal_backend_failure": "generic_timeout_error"}
+# our tor nettest's keys: every directory authority's OR port dropped, its directory reached
+TOR_BLOCKED = {"targets": {
+    **{f"192.0.2.{i}:443": {"failure": "generic_timeout_error", "target_protocol": "or_port_dirauth",
+                            "summary": {"connect": {"failure": "generic_timeout_error"}}} for i in range(1, 4)},
+    **{f"192.0.2.{i}:80": {"failure": None, "target_protocol": "dir_port"} for i in range(1, 4)}}}
 
 
 def _m(test: str, asn: str, when: str, tk: dict[str, Any], n: int) -> bytes:
@@ -41,6 +47,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
         _m("signal", "AS1", "2024-03-02 10:00:00", SIGNAL_BLOCKED, 5),
         _m("signal", "AS1", "2024-03-03 10:00:00", SIGNAL_BLOCKED, 6),
         _m("telegram", "AS1", "2024-03-03 10:00:00", {}, 7),  # no flag at all: a failed measurement
+        _m("tor", "AS1", "2024-03-03 11:00:00", TOR_BLOCKED, 8),
         SAMPLE.read_bytes().replace(b"\n", b" "),  # a website's measurement: not an app
     ]
     (tmp / "in.jsonl").write_bytes(b"\n".join(lines))
@@ -56,6 +63,7 @@ def test_blocked_now_first_with_the_latest_word_and_the_last_reachable_time(stor
     assert got == [
         ("signal", "AS1", "confirmed", "tls.drop", 2, 2, ""),  # the same anomaly twice: confirmed
         ("whatsapp", "AS1", "anomaly", "tls.rst", 2, 1, "2024-03-01"),
+        ("tor", "AS1", "anomaly", "tcp.drop", 1, 1, ""),  # a circumvention tool, beside the apps
         ("whatsapp", "AS2", "ok", "none", 2, 1, "2024-03-04"),
         ("telegram", "AS1", "failure", "none", 1, 0, ""),
     ]
@@ -65,14 +73,15 @@ def test_blocked_now_first_with_the_latest_word_and_the_last_reachable_time(stor
 
 def test_the_reports_say_it_for_a_person(store: Store) -> None:
     text = terminal_report(store)
-    section = text.split("Messaging apps, network by network", 1)[1].split("\n\n", 1)[0]
-    first, second = section.splitlines()[3:5]  # after the heading, the column names and the rule
+    section = text.split("Messaging apps and circumvention tools, network by network", 1)[1].split("\n\n", 1)[0]
+    first, second, third = section.splitlines()[3:6]  # after the heading, the column names and the rule
     assert first.split() == ["Signal", "AS1", "IT", "blocked", "tls.drop", "2024-03-03", "never", "2", "2"]
     assert second.split() == ["WhatsApp", "AS1", "IT", "blocked", "tls.rst", "2024-03-05", "2024-03-01", "2", "1"]
+    assert third.split() == ["Tor", "AS1", "IT", "blocked", "tcp.drop", "2024-03-03", "never", "1", "1"]
     assert "failed" in section and "reachable" in section
     page = html_report(store, plotly_js="")
-    part = page.split("<h2>Messaging apps, network by network</h2>", 1)[1].split("<h2>", 1)[0]
-    assert "Facebook Messenger" in part and "<td>Signal</td>" in part and EVIL not in page
+    part = page.split("<h2>Messaging apps and circumvention tools, network by network</h2>", 1)[1].split("<h2>", 1)[0]
+    assert "Facebook Messenger" in part and "<td>Signal</td>" in part and "<td>Tor</td>" in part and EVIL not in page
     assert "&lt;img src=x" in part
     doc = orjson.loads(orjson.dumps(json_report(store)))
     assert [(a["test_name"], a["probe_asn"]) for a in doc["apps"]][:2] == [("signal", "AS1"), ("whatsapp", "AS1")]
@@ -91,7 +100,8 @@ def test_the_explorer_shows_them_on_home_and_network_pages_and_serves_the_aggreg
     from tamperscope.collector.testing import running_app
 
     body = b"\n".join([_m("whatsapp", "AS2", "2024-03-01 10:00:00", WA_BLOCKED, 1),
-                       _m("signal", "AS2", "2024-03-02 10:00:00", SIGNAL_BLOCKED, 2)])
+                       _m("signal", "AS2", "2024-03-02 10:00:00", SIGNAL_BLOCKED, 2),
+                       _m("tor", "AS2", "2024-03-02 11:00:00", TOR_BLOCKED, 3)])
     with running_app(Settings(db_path=tmp_path / "e.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
         assert c.post("/api/v1/submit", content=body).status_code == 200
         home, network = c.get("/").text, c.get("/network/AS2").text
@@ -99,11 +109,13 @@ def test_the_explorer_shows_them_on_home_and_network_pages_and_serves_the_aggreg
         served = c.get("/api/v1/aggregation/apps").json()
     for page in (home, network):
         section = " ".join(page.split('id="apps"', 1)[1].split("</section>", 1)[0].split())
-        assert "WhatsApp</a>" in section and "Signal</a>" in section and EVIL not in page
+        assert "WhatsApp</a>" in section and "Signal</a>" in section and "Tor</a>" in section and EVIL not in page
+        assert "Messaging apps and circumvention tools, network by network" in page
         assert '<span class="fail">blocked</span>' in section and "&lt;img src=x" in section
         assert "/search?test_name=whatsapp&amp;probe_asn=AS2" in section
-    assert [(a["app"], a["now"], a["how"]) for a in twin["apps"]] == [("Signal", "blocked", "tls.drop"),
-                                                                      ("WhatsApp", "blocked", "tls.rst")]
+    assert [(a["app"], a["now"], a["how"]) for a in twin["apps"]] == [
+        ("Signal", "blocked", "tls.drop"), ("Tor", "blocked", "tcp.drop"), ("WhatsApp", "blocked", "tls.rst")]
     assert served["aggregation"] == "apps"
     rows = served["result"]
-    assert {(r["test_name"], r["last_outcome"]) for r in rows} == {("whatsapp", "anomaly"), ("signal", "anomaly")}
+    assert {(r["test_name"], r["last_outcome"]) for r in rows} == {("whatsapp", "anomaly"), ("signal", "anomaly"),
+                                                                   ("tor", "anomaly")}

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from tamperscope.analysis.confidence import CONFIRM_MIN
 from tamperscope.analysis.store import query_rows
 from tamperscope.model.inputs import host_forms
-from tamperscope.model.services import APPS
+from tamperscope.model.services import APPS, TOOLS
 
 if TYPE_CHECKING:
     from tamperscope.analysis.store import Store
@@ -165,11 +165,12 @@ def per_test(store: Store, filters: Filters | None = None, limit: int | None = 1
     return _plain(query_rows(store.cursor(), sql, params))
 
 
-APP_TESTS = tuple(APPS)  # OONI's instant-messaging tests: each measures one app's servers, from one network
+# OONI's instant-messaging and circumvention tests: each measures whether one app or tool can be used, from one network
+APP_TESTS = (*APPS, *TOOLS)
 
 
 def apps(store: Store, filters: Filters | None = None, limit: int | None = 100) -> list[dict[str, Any]]:
-    """Per messaging app (its test) and network: counts, and what the latest measurement there said
+    """Per messaging app or circumvention tool (its test) and network: counts, and what the latest measurement said
     (``last_outcome``, ``last_mechanism``, ``last_measured``; ``last_ok``: the latest time it was reachable).
     Where an app is blocked now first, then the most anomalous."""
     where, params = (filters or Filters()).where()

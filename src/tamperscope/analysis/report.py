@@ -30,9 +30,10 @@ from tamperscope.analysis.aggregates import Filters
 from tamperscope.analysis.confidence import CONFIRM_MIN
 from tamperscope.analysis.store import Store
 from tamperscope.model.rules import describe as describe_rule
-from tamperscope.model.services import APPS
+from tamperscope.model.services import APPS, TOOLS
 
-APP_NAMES: dict[str, str] = {test: app for test, (app, _) in APPS.items()}  # the messaging apps' names
+# the messaging apps' and circumvention tools' names
+APP_NAMES: dict[str, str] = {**{test: app for test, (app, _) in APPS.items()}, **TOOLS}
 # What each nettest checks, in plain words, for the report's table of tests.
 TEST_WORDS: dict[str, str] = {
     "web_connectivity": "websites from the test lists",
@@ -255,7 +256,8 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
         ("top_mechanism", "mechanism"), ("checks", "what it checks")]) if tests else "  (none)", ""]
     apps = apps_in_words(store, filters, limit)
     if apps:
-        lines += ["Messaging apps, network by network (what the latest measurement said; blocked there first)",
+        lines += ["Messaging apps and circumvention tools, network by network (what the latest measurement said; "
+                  "blocked there first)",
                   table(apps, [("app", "app"), ("probe_asn", "network"), ("probe_cc", "cc"),
                                ("now", "latest"), ("how", "how"), ("last_day", "on"), ("last_ok_day", "last reached"),
                                ("measurement_count", "measured"), ("anomaly_count", "anomalies")]), ""]
@@ -564,9 +566,11 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
                      ("top_mechanism", "main technique")]))
     apps = apps_in_words(store, filters, limit)
     if apps:
-        parts.append("<h2>Messaging apps, network by network</h2><p>What the latest measurement of each app on each "
-                     "network said (OONI's instant-messaging tests: Telegram, WhatsApp, Facebook Messenger, Signal), "
-                     "where it is blocked first; and when the app was last reached there.</p>" + _html_table(apps, [
+        parts.append("<h2>Messaging apps and circumvention tools, network by network</h2><p>What the latest "
+                     "measurement of each app or tool on each network said (OONI's instant-messaging tests: Telegram, "
+                     "WhatsApp, Facebook Messenger, Signal; its circumvention tests: Tor, Tor with Snowflake, Psiphon, "
+                     "RiseupVPN), where it is blocked first; and when it was last reached there.</p>"
+                     + _html_table(apps, [
                          ("app", "app"), ("probe_asn", "network"), ("probe_network_name", "name"),
                          ("probe_cc", "country"), ("now", "latest"), ("how", "technique"), ("last_day", "on"),
                          ("last_ok_day", "last reached"), ("measurement_count", "measured"),

@@ -55,8 +55,8 @@ def _tests(reader: Reader, filters: Filters, where: dict[str, str] | None = None
 
 
 def _apps(reader: Reader, filters: Filters) -> list[dict[str, Any]]:
-    """Per messaging app and network: what the latest measurement said, and when the app was last reached
-    (`report.apps_in_words`), each with a link to its measurements there."""
+    """Per messaging app or circumvention tool and network: what the latest measurement said, and when it was last
+    reached (`report.apps_in_words`), each with a link to its measurements there."""
     rows = apps_in_words(reader, filters, TOP)
     for row in rows:
         row["search"] = "/search?" + urlencode({"test_name": row["test_name"], "probe_asn": row["probe_asn"]})

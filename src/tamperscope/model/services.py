@@ -34,6 +34,15 @@ APPS: dict[str, tuple[str, tuple[tuple[str, str | None, str], ...]]] = {
         ("facebook_tcp_blocking", None, "its servers (TCP 443)"))),
     "signal": ("Signal", (("signal_backend_status", "signal_backend_failure", "its servers"),)),
 }
+# OONI's circumvention tests, by test name: the tool each says can or cannot be used from a network. Beside the
+# apps, the report and the explorer show them network by network (`analysis.aggregates.apps`).
+TOOLS: dict[str, str] = {
+    "tor": "Tor",
+    "torsf": "Tor with Snowflake",
+    "vanilla_tor": "Tor (its own bootstrap)",
+    "psiphon": "Psiphon",
+    "riseupvpn": "RiseupVPN",
+}
 # Facebook Messenger's endpoints: (OONI's key, the name), ooni/spec ts-019, in its order
 FACEBOOK_ENDPOINTS = (
     ("stun", "stun.fbsbx.com"),
