@@ -326,3 +326,35 @@ def test_an_obfs4_hello_looks_random_and_carries_a_noisy_representative() -> Non
     """The top two bits of the representative vary between hellos (a fixed 0 would tell obfs4 apart)."""
     tops = {obfs4._keypair()[2][31] >> 6 for _ in range(64)}
     assert len(tops) >= 3, tops
+
+
+async def _garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.read(1 << 16)
+    for _ in range(64):  # endless noise, never a bridge's mark: 64 KiB and more
+        writer.write(secrets.token_bytes(1024))
+        await writer.drain()
+    await asyncio.sleep(30)
+
+
+async def _hangs_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.read(1 << 16)
+    writer.write(secrets.token_bytes(50))  # less than a handshake, then the connection closes
+    await writer.drain()
+
+
+def test_a_hostile_obfs4_server_is_a_bounded_failure(tmp_path: Path) -> None:
+    """Noise without end stops at obfs4's 8 KiB cap (a failure of its own, not the timeout's), and a server that
+    hangs up half-way is an EOF."""
+
+    async def main() -> dict[str, Any]:
+        async with TCPServer(_garbage) as noise, TCPServer(_hangs_up) as short:
+            spec = {k: {"address": f"127.0.0.1:{port}", "protocol": "obfs4", "params": {"cert": [CERT]}}
+                    for k, port in (("noise", noise.port), ("short", short.port))}
+            ctx = Context(timeouts=FAST, options={"tor_targets": _targets(spec)})
+            return await Engine(tor, ctx, ProbeInfo(), Scrubber([], interfaces=False)).measure(None)
+
+    tk = asyncio.run(asyncio.wait_for(main(), 30))["test_keys"]
+    assert {k: t["failure"] for k, t in tk["targets"].items()} == {
+        "noise": F.OBFS4_HANDSHAKE_TOO_LONG, "short": "eof_error"}
+    read = sum(e["num_bytes"] or 0 for e in tk["targets"]["noise"]["network_events"] if e["operation"] == "read")
+    assert obfs4.MAX_HANDSHAKE <= read < 2 * obfs4.MAX_HANDSHAKE + 1024
