@@ -455,11 +455,18 @@ def tor_example(say: Callable[[str], None], work: Path) -> tuple[dict[str, Any] 
     return run_once("tor", say, work)
 
 
+def censor_did(truth: list[dict[str, Any]]) -> str:
+    """What the lab's censor did while a nettest ran, from its ground-truth lines, in words."""
+    acted = sorted({str(t.get("rule")) for t in truth})
+    if not acted:
+        return "the censor did nothing to it"
+    rules = f"rule {acted[0]}" if len(acted) == 1 else f"rules {', '.join(acted[:-1])} and {acted[-1]}"
+    return f"the censor's {rules} acted on it ({len(truth)} time{'s' * (len(truth) != 1)})"
+
+
 def tor_summary(m: dict[str, Any] | None, truth: list[dict[str, Any]]) -> str:
     """Tor's OR ports and directories reached, and the verdict, against what the lab's censor did meanwhile."""
-    acted = sorted({str(t.get("rule")) for t in truth})
-    did = (f"the censor's rule {', '.join(acted)} acted on it ({len(truth)} time{'s' * (len(truth) != 1)})"
-           if acted else "the censor did nothing to it")
+    did = censor_did(truth)
     head = ("  Tor (OONI's tor test: its directory authorities' OR ports and directories, and a bridge, from the "
             "lab's client):")
     if m is None:
@@ -479,9 +486,7 @@ def apps_summary(results: list[tuple[dict[str, Any] | None, list[dict[str, Any]]
     lines = ["", "  messaging apps (OONI's instant-messaging tests, from the lab's client):"]
     agree = 0
     for (name, app, keys), (m, truth) in zip(APPS, results):
-        acted = sorted({str(t.get("rule")) for t in truth})
-        did = (f"the censor's rule {', '.join(acted)} acted on it ({len(truth)} time{'s' * (len(truth) != 1)})"
-               if acted else "the censor did nothing to it")
+        did = censor_did(truth)
         if m is None:
             lines.append(f"    {app:19} not measured; {did}")
             continue

@@ -256,3 +256,5 @@ def test_tor_summary_counts_what_was_reached_and_checks_it_against_the_ground_tr
     assert tor_summary({"test_keys": {"x_status": "failure"}}, []).endswith("no verdict; the censor did nothing to "
                                                                             "it: DISAGREES with the lab's ground truth")
     assert tor_summary(None, drops).endswith("not measured; the censor's rule tm-tor acted on it (2 times)")
+    both = drops + [{"rule": "ru-tor-dir"}]
+    assert "the censor's rules ru-tor-dir and tm-tor acted on it (3 times): agrees" in tor_summary(blocked, both)
