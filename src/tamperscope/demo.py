@@ -450,9 +450,23 @@ def run_once(name: str, say: Callable[[str], None], work: Path) -> tuple[dict[st
 
 
 def tor_example(say: Callable[[str], None], work: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """`tamperscope run tor`, and where the first directory authority's OR port that failed is blocked
+    (`tamperscope locate`: by silence on the path, or with the SYN itself), kept as the measurement's
+    ``located``."""
     say(f"demo: checking whether Tor's directory authorities can be reached (tamperscope run tor; "
         f"{A.TOR_DIRAUTHS[0][1]}-{A.TOR_DIRAUTHS[-1][1].rsplit('.', 1)[1]} stand in for them)")
-    return run_once("tor", say, work)
+    m, truth = run_once("tor", say, work)
+    failed = [t["target_address"] for t in (m or {}).get("test_keys", {}).get("targets", {}).values()
+              if t.get("target_protocol") == "or_port_dirauth" and t.get("failure")]
+    if m is not None and failed:
+        url = f"https://{failed[0]}/"
+        say(f"demo: locating where Tor's OR ports are blocked (tamperscope locate {url})")
+        res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--yes", "--json",
+                                                "--wait", "0.3"]), env=manager.client_env(),
+                             capture_output=True, text=True, timeout=300)
+        if res.returncode == 0:
+            m = {**m, "located": {"url": url, **json.loads(res.stdout)}}
+    return m, truth
 
 
 def censor_did(truth: list[dict[str, Any]]) -> str:
@@ -478,7 +492,15 @@ def tor_summary(m: dict[str, Any] | None, truth: list[dict[str, Any]]) -> str:
               + (f", obfs4 bridges {tk.get('obfs4_accessible')}/{tk['obfs4_total']}" if tk.get("obfs4_total") else ""))
     said = f"blocked ({mech})" if status == "anomaly" else "reachable" if status == "ok" else "no verdict"
     ok = status != "failure" and (status == "anomaly") == bool(truth)
-    return f"\n{head}\n    {counts}: {said}; {did}: {'agrees' if ok else 'DISAGREES'} with the lab's ground truth"
+    out = f"\n{head}\n    {counts}: {said}; {did}: {'agrees' if ok else 'DISAGREES'} with the lab's ground truth"
+    loc = m.get("located")
+    if loc:
+        scope = {"address": "every packet to the address", "port": "this port only"}.get(str(loc.get("scope")),
+                                                                                          str(loc.get("scope")))
+        out += (f"\n    located (tamperscope locate {loc['url']}, layer {loc.get('layer')}): hop {loc['hop']}, after "
+                f"router {loc.get('router')} ({loc.get('placement')}, {scope})" if loc.get("hop") else
+                f"\n    located (tamperscope locate {loc['url']}): no hop found")
+    return out
 
 
 def apps_summary(results: list[tuple[dict[str, Any] | None, list[dict[str, Any]]]]) -> str:

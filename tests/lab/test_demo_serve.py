@@ -74,6 +74,8 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         # obfs4 bridge, at an address it does not know, still works
         assert ("OR ports reached 0/10, directories serving a consensus 0/10, obfs4 bridges 1/1: blocked (tcp.drop); "
                 "the censor's rule tm-tor acted on it") in text, text
+        assert ("located (tamperscope locate https://198.19.3.1:443/, layer tls): hop 2, after router 198.18.1.1 "
+                "(in-path, every packet to the address)") in text, text
         assert ("the messaging apps and Tor, judged again from the records: Telegram none, WhatsApp dns.poison, "
                 "Facebook Messenger dns.poison, Signal tls.rst, Tor tcp.drop\n") in text, text
         report = next(line.split("HTML report: ", 1)[1].strip() for line in out if "HTML report: " in line)

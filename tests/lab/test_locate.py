@@ -24,7 +24,11 @@ SCENARIOS = [
     ("tm-like", "http://www.bbc.com/", "http", "in-path", "name", {"ip_id": 30000, "initial_ttl": 128, "window": 0, "flags": "RA"}),
     ("tm-like", "https://www.youtube.com/", "tls", "in-path", "name", {"ip_id": 30000, "initial_ttl": 128, "flags": "RA"}),
     ("tm-like", "http://www.facebook.com/", "dns", "on-path", "name", {"kind": "udp", "ip_id": 0}),
-    ("tm-like", "http://nordvpn.com/", "http", "in-path", "name", None),  # an IP block: located by silence
+    ("tm-like", "http://nordvpn.com/", "http", "in-path", "address", None),  # an IP block: located by silence
+    # Tor as ru-like blocks it: its directory authorities' OR ports dropped by address (no connection: the SYN is
+    # the trigger, against port 80 of the same address), their directory ports answered with the MTS page
+    ("ru-like", "https://198.19.3.1/", "tcp", "in-path", "port", None),
+    ("ru-like", "http://198.19.3.1/", "http", "in-path", "name", {"ip_id": 12345, "window": 65535, "flags": "PA"}),
     ("ru-like", "https://www.linkedin.com/", "tls", "in-path", "name", {"ip_id": 0, "initial_ttl": 64, "window": 0}),
     ("ru-like", "http://rutracker.org/", "http", "in-path", "name", {"ip_id": 12345, "window": 65535, "flags": "PA"}),
     ("gfw-like", "http://www.falundafa.org/", "http", "on-path", "name", {"window": 2050, "initial_ttl": 64, "flags": "RA"}),
@@ -66,7 +70,10 @@ def test_locate(labs, profile, url, layer, placement, scope, sig) -> None:  # ty
     assert len(out["runs"]) >= 3 and out["agreement"] > 0.5
     for k, v in (sig or {}).items():
         assert out["fingerprint"][k] == v, (k, out["fingerprint"])
-    if url == "http://rutracker.org/":
+    if url == "https://198.19.3.1/":
+        assert out["switched"] == "could not connect to 198.19.3.1:443: the SYN itself is the trigger"
+        assert out["address"] == "198.19.3.1" and "the SYN was dropped" in out["reason"]
+    if url in ("http://rutracker.org/", "http://198.19.3.1/"):
         assert out["blockpage"], "the forged page must match a blockpage fingerprint"
         assert out["signature"].endswith("fp:" + "+".join(out["blockpage"]))
 

@@ -256,5 +256,11 @@ def test_tor_summary_counts_what_was_reached_and_checks_it_against_the_ground_tr
     assert tor_summary({"test_keys": {"x_status": "failure"}}, []).endswith("no verdict; the censor did nothing to "
                                                                             "it: DISAGREES with the lab's ground truth")
     assert tor_summary(None, drops).endswith("not measured; the censor's rule tm-tor acted on it (2 times)")
+    located = {**blocked, "located": {"url": "https://198.19.3.1/", "layer": "tcp", "hop": 2, "router": "198.18.1.1",
+                                      "placement": "in-path", "scope": "port"}}
+    assert tor_summary(located, drops).endswith("\n    located (tamperscope locate https://198.19.3.1/, layer tcp): "
+                                                "hop 2, after router 198.18.1.1 (in-path, this port only)")
+    assert tor_summary({**blocked, "located": {"url": "https://198.19.3.1/", "hop": None}}, drops).endswith(
+        "located (tamperscope locate https://198.19.3.1/): no hop found")
     both = drops + [{"rule": "ru-tor-dir"}]
     assert "the censor's rules ru-tor-dir and tm-tor acted on it (3 times): agrees" in tor_summary(blocked, both)

@@ -19,7 +19,10 @@ Interference at TTL k is any of:
 last hop before the censor); `placement` is on-path when the trigger still
 travelled on (ICMP from hop k arrived) and a forged answer came too, in-path
 otherwise. `scope` says whether the control name saw the same thing
-(a transparent proxy intercepts everything: scope "all").
+(a transparent proxy intercepts everything: scope "all"). When the trigger is
+the SYN itself (an address's port that cannot be connected to), the control is
+another port of the same address, and the caller says scope "port"; where the
+path itself goes silent before the server, "address".
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ class RunResult:
     hop: int | None
     router: str | None
     placement: str | None  # "in-path" | "on-path" | None
-    scope: str | None  # "name" | "all" | None
+    scope: str | None  # "name" | "port" | "address" | "all" | None
     reason: str
     forged: tuple[Mapping[str, Any], ...] = ()
     payload: bytes = b""

@@ -22,6 +22,7 @@ Needs root (raw and packet sockets). Blocking code, meant to run in a thread.
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import socket
@@ -260,6 +261,27 @@ def tcp_trigger(cap: Capture, ip: str, port: int, payload: bytes, ttl: int, *, w
         if failure is not None:
             return Step(ttl, False, failure)
         return Step(ttl, True, None, cap.collect(wait, ours(t0)))
+    finally:
+        _abort(s)
+
+
+def syn_trigger(cap: Capture, ip: str, port: int, ttl: int, *, wait: float = 1.0) -> Step:
+    """A bare SYN with IP TTL `ttl`, and what came back in `wait` seconds: a router's time-exceeded quoting it,
+    or the server's SYN-ACK or RST. The trigger for an address and port that cannot be connected to at all (an
+    IP or port block), where `tcp_trigger` has no connection to send anything on."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+        s.setblocking(False)
+        cap.drain()
+        t0 = cap.now()
+        err = s.connect_ex((ip, port))
+        if err not in (0, errno.EINPROGRESS):
+            return Step(ttl, False, classify(OSError(err, os.strerror(err)), operation=F.CONNECT))
+        local, sport = s.getsockname()[:2]
+        seen = cap.collect(wait, lambda data, now: _classify(data, now - t0, server=ip, sport=sport, dport=port,
+                                                              proto=packet.PROTO_TCP, local=local))
+        return Step(ttl, True, None, seen)
     finally:
         _abort(s)
 

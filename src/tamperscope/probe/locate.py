@@ -13,7 +13,11 @@
    control sweep's is GREASE with the control name): where ECH is blocked
    (echcheck's finding), the hop that blocks it.
    For names whose DNS is tampered with, the trigger is a DNS query to the
-   public resolver instead.
+   public resolver instead. With `--layer tcp` it is the SYN itself, to the
+   URL's port (the control: the same address, port 80, or 443 when the URL's
+   port is 80): for an address and port that cannot be connected to at all, as
+   Tor's OR ports blocked by address; a run of another layer that cannot
+   connect while the path reaches the server switches to it by itself.
 3. model/location.py decides hop, router, placement and scope; the forged
    packets give the equipment's signature; a forged page is matched against
    the blockpage fingerprints.
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import errno
 import ipaddress
 import json
@@ -57,10 +62,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("locate", help="find the hop where a URL is interfered with (CenTrace method; root)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("url", help="the URL to locate interference for")
-    p.add_argument("--layer", choices=("auto", "http", "tls", "ech", "quic", "dns"), default="auto",
+    p.add_argument("--layer", choices=("auto", "http", "tls", "ech", "quic", "dns", "tcp"), default="auto",
                    help="what to trigger with (auto: dns if its DNS is tampered with, else the URL's scheme; "
                         "quic: a QUIC Initial to UDP 443, for HTTP/3 that is dropped; ech: a ClientHello with "
-                        "Encrypted Client Hello, for ECH that is blocked)")
+                        "Encrypted Client Hello, for ECH that is blocked; tcp: the SYN, for an address and port "
+                        "that cannot be connected to, as Tor's OR ports blocked by address)")
     p.add_argument("--control", default=CONTROL_NAME,
                    help=f"innocent name for the control sweep (default {CONTROL_NAME})")
     p.add_argument("--runs", type=int, default=3, help="runs to make (more if they disagree; default 3)")
@@ -79,6 +85,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.set_defaults(func=run)
 
 
+def control_port(port: int) -> int:
+    """The control sweep's port for `--layer tcp`: the same address, a port a censor has no reason to block."""
+    return 443 if port == 80 else 80
+
+
 def trigger_payload(layer: str, host: str, path: str = "/", ech_config: ECHConfig | None = None) -> bytes:
     # the name as the probe sends it: IDNA (a censor matches ``xn--`` in a Host or SNI, and QUIC's hello takes
     # ASCII only: an IDN URL or --control raised UnicodeEncodeError after the traceroute)
@@ -92,6 +103,8 @@ def trigger_payload(layer: str, host: str, path: str = "/", ech_config: ECHConfi
         return seal_client_hello(ech_config, host).record if ech_config else client_hello_with_ech(host)
     if layer == "quic":
         return initial_datagram(host)
+    if layer == "tcp":
+        return b""  # the SYN is the trigger
     _, wire = build_query(host, "A")
     return wire
 
@@ -113,6 +126,8 @@ def sweep(cap: ttlprobe.Capture, layer: str, ip: str, port: int, name: str, path
             step = ttlprobe.udp_trigger(cap, ip, 53, payload, ttl, wait=wait)
         elif layer == "quic":
             step = ttlprobe.udp_trigger(cap, ip, QUIC_PORT, payload, ttl, wait=wait)
+        elif layer == "tcp":
+            step = ttlprobe.syn_trigger(cap, ip, port, ttl, wait=wait)
         else:
             step = ttlprobe.tcp_trigger(cap, ip, port, payload, ttl, wait=wait)
         out.append(_observation(step))
@@ -200,7 +215,8 @@ def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait:
             server = servers[i % len(servers)]
             path, dist = ttlprobe.traceroute(server, max_ttl=max_ttl, wait=min(wait, 0.5))
             top = (dist or max_ttl)
-            ctl = {o.ttl: o for o in sweep(cap, layer, server, u.port, control, "/", top, wait, dist=dist)}
+            ctl_port = control_port(u.port) if layer == "tcp" else u.port
+            ctl = {o.ttl: o for o in sweep(cap, layer, server, ctl_port, control, "/", top, wait, dist=dist)}
             tgt = sweep(cap, layer, server, u.port, u.host, u.path, top, wait, stop=located(path, dist, ctl),
                         dist=dist, ech_config=config)
             packets = {"ignored": cap.ignored - ignored, "dropped": cap.dropped - dropped}
@@ -210,15 +226,24 @@ def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait:
                               "(residual blocking or an IP block?)")
                 if path and dist is None:  # the path goes silent: an IP block
                     k = silent_after(path)
-                    r = RunResult(k, path[k - 2] if k >= 2 else None, "in-path", "name",
+                    r = RunResult(k, path[k - 2] if k >= 2 else None, "in-path", "address",
                                   f"the path goes silent after hop {k - 1}: packets to {server} are dropped")
                     servers = [server]  # the address is the target: other addresses would not tell
+                elif dist is not None and layer not in ("tcp", "dns", "quic"):
+                    # the path reaches the server, but no connection: a block of this address's port. Its SYN is
+                    # the trigger (the run is made again with it)
+                    layer = detail["layer"] = "tcp"
+                    detail["switched"] = f"could not connect to {server}:{u.port}: the SYN itself is the trigger"
+                    servers = [server]  # the address is the target: other addresses would not tell
+                    continue
                 else:
                     detail["runs"].append({"server": server, "result": r.reason, "packets": packets})
                     i += 1
                     continue
             else:
                 r = decide_run(path, dist, tgt, ctl)
+                if layer == "tcp" and r.scope == "name":  # the SYN carries no name: what differed is the port
+                    r = dataclasses.replace(r, scope="port", reason=r.reason.replace("the trigger", "the SYN"))
             results.append(r)
             detail["runs"].append({"server": server, "hop": r.hop, "placement": r.placement, "reason": r.reason,
                                    "target": [_obs_dict(o) for o in tgt],
@@ -334,7 +359,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"tamperscope: locate {url}: {e.strerror or e}", file=sys.stderr)
         return 1
     out = {"url": args.url, **loc.as_dict(), "layer": detail["layer"], "address": detail["address"],
-           **({"ech": detail["ech"]} if "ech" in detail else {})}
+           **({"ech": detail["ech"]} if "ech" in detail else {}),
+           **({"switched": detail["switched"]} if "switched" in detail else {})}
     if args.json:
         print(json.dumps({**out, "detail": detail["runs"]}, indent=1, default=str))
         return 0
@@ -348,8 +374,12 @@ def run(args: argparse.Namespace) -> int:
             print(trigger)
         return 0
     fp = loc.fingerprint or {}
+    scope = {"name": "this name only", "port": "this port only", "address": "this address only"}.get(
+        str(loc.scope), "every name")
     print(f"{args.url}: interference at hop {loc.hop}, after router {loc.router or '-'} ({loc.placement}, "
-          f"{'this name only' if loc.scope == 'name' else 'every name'}); runs {list(loc.runs)}")
+          f"{scope}); runs {list(loc.runs)}")
+    if "switched" in detail:
+        print(f"  {detail['switched']}")
     print(f"  layer {detail['layer']}; {loc.reason}")
     if trigger:
         print(trigger)
