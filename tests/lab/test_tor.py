@@ -98,3 +98,18 @@ def test_an_obfs4_bridge_given_a_wrong_cert_says_nothing(lab_factory, tmp_path) 
     tk = measure_once("tor", tmp_path / "t.jsonl", "--tor-targets", str(targets))
     assert {k: t["failure"] for k, t in tk["targets"].items()} == {"right": None, "wrong": "generic_timeout_error"}
     assert tk["targets"]["wrong"]["summary"]["connect"] == {"failure": None}  # connected: the bridge just said nothing
+
+
+def test_bridge_lines_as_tor_browser_takes_them(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A user's bridges pasted as lines: the lab's real obfs4 bridge and a plain one, both reached, both private."""
+    lab_factory(PROFILE)
+    lines = tmp_path / "bridges.txt"
+    lines.write_text(f"Bridge obfs4 {A.OBFS4_BRIDGE}:{A.OBFS4_PORT} {'AB' * 20} cert={farm.obfs4_cert()} iat-mode=0\n"
+                     "Bridge 198.19.44.9:443\n")
+    out = tmp_path / "t.jsonl"
+    res = probe("tor", "--tor-targets", str(lines), "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    assert A.OBFS4_BRIDGE not in out.read_text() and "198.19.44.9" not in out.read_text()
+    tk = json.loads(out.read_text())["test_keys"]
+    assert [(t["target_protocol"], t["failure"]) for t in tk["targets"].values()] == [("obfs4", None), ("or_port", None)]
+    assert (tk["x_status"], tk["obfs4_accessible"], tk["or_port_accessible"]) == ("ok", 1, 1)

@@ -358,3 +358,48 @@ def test_a_hostile_obfs4_server_is_a_bounded_failure(tmp_path: Path) -> None:
         "noise": F.OBFS4_HANDSHAKE_TOO_LONG, "short": "eof_error"}
     read = sum(e["num_bytes"] or 0 for e in tk["targets"]["noise"]["network_events"] if e["operation"] == "read")
     assert obfs4.MAX_HANDSHAKE <= read < 2 * obfs4.MAX_HANDSHAKE + 1024
+
+
+def test_bridge_lines_load_as_private_targets() -> None:
+    """As bridges.torproject.org and Tor Browser give them: with or without "Bridge", plain or obfs4."""
+    targets = tor.load_targets(f"""# my bridges
+Bridge obfs4 192.0.2.7:443 {"AB" * 20} cert={CERT} iat-mode=0
+
+192.0.2.8:9001 {"cd" * 20}
+obfs4 [2001:db8::9]:8443 cert={CERT} iat-mode=1
+""")
+    assert [(t.id, t.address, t.protocol, t.private) for t in targets] == [
+        ("bridge-2", "192.0.2.7:443", "obfs4", True), ("bridge-4", "192.0.2.8:9001", "or_port", True),
+        ("bridge-5", "[2001:db8::9]:8443", "obfs4", True)]
+    assert targets[0].cert == (NODE_ID, IDENTITY) and targets[1].cert is None
+
+
+@pytest.mark.parametrize("text, message", [
+    ("Bridge snowflake 192.0.2.3:80 2B28 fingerprint=2B28 url=https://x/",
+     "line 1: the 'snowflake' transport is not measured"),
+    ("webtunnel [2001:db8::1]:443 url=https://x/", "line 1: the 'webtunnel' transport is not measured"),
+    ("# nothing\n\n", "no bridge line"),
+    ("obfs4 192.0.2.7:443 " + "AB" * 20, "line 1: an obfs4 bridge needs params.cert"),
+    ("\nBridge obfs4", "line 2: a bridge line needs HOST:PORT"),
+    ("192.0.2.7:443 nothex", "line 1: after HOST:PORT, a fingerprint"),
+    ("192.0.2.7:99999", "line 1: its port must be 1-65535"),
+])
+def test_a_bad_bridge_line_is_refused_by_its_number(text: str, message: str) -> None:
+    with pytest.raises(NettestError) as e:
+        tor.load_targets(text)
+    assert message in str(e.value) and "192.0.2" not in str(e.value) and "\n" not in str(e.value)
+
+
+def test_bridges_given_as_lines_are_measured_and_scrubbed(tmp_path: Path) -> None:
+    ca = TestCA(tmp_path, "a bridge's self-signed certificate")
+
+    async def main() -> dict[str, Any]:
+        async with TCPServer(_bridge()) as bridge, TCPServer(_relay, ssl_context=ca.server_context("x")) as relay:
+            text = f"Bridge obfs4 127.0.0.1:{bridge.port} {'AB' * 20} cert={CERT} iat-mode=0\n127.0.0.1:{relay.port}\n"
+            ctx = Context(timeouts=FAST, options={"tor_targets": tor.load_targets(text)})
+            return await Engine(tor, ctx, ProbeInfo(), Scrubber([], interfaces=False)).measure(None)
+
+    tk = asyncio.run(asyncio.wait_for(main(), 30))["test_keys"]
+    assert [(t["target_protocol"], t["failure"], t["target_source"]) for t in tk["targets"].values()] == [
+        ("obfs4", None, "bridge_line"), ("or_port", None, "bridge_line")]
+    assert "127.0.0.1" not in json.dumps(tk) and all(len(k) == 64 for k in tk["targets"])

@@ -2,7 +2,8 @@
 
 No input. The targets are Tor's directory authorities (`DIRAUTHS`, as tor's own ``auth_dirs.inc`` lists
 them: each one's OR port, ``or_port_dirauth``, and directory port, ``dir_port``), or those of
-``--tor-targets FILE``, a JSON map in the form OONI's API serves them (`load_targets`). At once, at most
+``--tor-targets FILE``: a JSON map in the form OONI's API serves them, or bridge lines as Tor Browser takes
+them (`load_targets`). At once, at most
 `IN_FLIGHT` at a time, each within its own timeouts:
 
 - ``dir_port``: a GET of ``/tor/status-vote/current/consensus.z``; anything but a 200 whose body is a
@@ -40,8 +41,7 @@ from typing import Any, cast
 
 from ..model import failures as F
 from ..model.torverdict import CONSENSUS_PATH, tor_verdict
-from ..netx import DirectConnector, Limits, NetxError, TCPStream, Trace, fetch, tls_handshake
-from ..netx import obfs4
+from ..netx import DirectConnector, Limits, NetxError, TCPStream, Trace, fetch, obfs4, tls_handshake
 from .base import Context, NettestError
 
 NAME = "tor"
@@ -142,8 +142,10 @@ def _text(value: Any, where: str, key: str) -> str | None:
 def load_targets(text: str) -> tuple[Target, ...]:
     """Targets from JSON in OONI's form (``{"id": {"address": "1.2.3.4:443", "protocol": "or_port",
     "name": ..., "source": ..., "fingerprint": ..., "params": ...}}``; an obfs4 bridge's ``params`` hold its
-    ``cert``, a list of one string). NettestError (one line, naming the target at fault by its place in the
-    file, never by its address) for anything else."""
+    ``cert``, a list of one string), or from Tor bridge lines (`bridge_lines`). NettestError (one line, naming
+    the target at fault by its place in the file, never by its address) for anything else."""
+    if not text.lstrip().startswith(("{", "[")):
+        return bridge_lines(text)
     try:
         data = json.loads(text)
     except ValueError as e:
@@ -171,6 +173,44 @@ def load_targets(text: str) -> tuple[Target, ...]:
         cert = _cert(spec.get("params"), where) if protocol == "obfs4" else None
         targets.append(Target(key, address, protocol, name, source, private or source == "bridgedb", cert))
     return tuple(targets)
+
+
+def bridge_lines(text: str) -> tuple[Target, ...]:
+    """Targets from bridge lines, one per line, as bridges.torproject.org and Tor Browser give them: ``[Bridge]
+    [obfs4] HOST:PORT [FINGERPRINT] [cert=... iat-mode=...]`` (a plain bridge is an ``or_port`` target). Blank
+    lines and ``#`` comments are skipped. Every one is private: a user's own bridges are scrubbed from the
+    measurement. Other transports (snowflake, meek, webtunnel...) are refused, by line number."""
+    targets: list[Target] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        where = f"line {n}"
+        if words[0].lower() == "bridge":
+            words = words[1:]
+        transport = "" if not words or _looks_like_address(words[0]) else words.pop(0)
+        if transport and transport != "obfs4":
+            raise NettestError(f"{where}: the {transport[:20]!r} transport is not measured (obfs4 and plain bridges "
+                               "are)")
+        if not words:
+            raise NettestError(f"{where}: a bridge line needs HOST:PORT")
+        address = _address(words[0], where)
+        options = dict(w.split("=", 1) for w in words[1:] if "=" in w)
+        fingerprint = [w for w in words[1:] if "=" not in w]
+        if fingerprint and not re.fullmatch(r"[0-9A-Fa-f]{40}", fingerprint[0]) or len(fingerprint) > 1:
+            raise NettestError(f"{where}: after HOST:PORT, a fingerprint (40 hex digits) and key=value options")
+        cert = _cert({"cert": options.get("cert")}, where) if transport else None
+        protocol = "obfs4" if transport else "or_port"
+        targets.append(Target(f"bridge-{n}", address, protocol, None, "bridge_line", True, cert))
+        if len(targets) > MAX_TARGETS:
+            raise NettestError(f"at most {MAX_TARGETS} targets")
+    if not targets:
+        raise NettestError("no bridge line, and not JSON either")
+    return tuple(targets)
+
+
+def _looks_like_address(word: str) -> bool:
+    return ":" in word and (word[0].isdigit() or word[0] == "[" or "." in word.rsplit(":", 1)[0])
 
 
 def _cert(params: Any, where: str) -> tuple[bytes, bytes]:

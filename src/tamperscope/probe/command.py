@@ -80,9 +80,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                         "default $TAMPERSCOPE_TELEGRAM_DCS (the lab sets its stand-ins)")
     p.add_argument("--tor-targets", default=None, metavar="FILE",
                    help="tor: the directory authorities and bridges to try instead of Tor's directory authorities, "
-                        "a JSON map as OONI's API serves them (`docs/nettests.md`); a bridge whose source is "
-                        "bridgedb, or marked private, is scrubbed from the measurement; default "
-                        "$TAMPERSCOPE_TOR_TARGETS (the lab sets its stand-ins)")
+                        "a JSON map as OONI's API serves them, or bridge lines as Tor Browser takes them "
+                        "(`docs/nettests.md`); bridge lines, and a bridge whose source is bridgedb or marked private, "
+                        "are scrubbed from the measurement; default $TAMPERSCOPE_TOR_TARGETS (the lab sets its "
+                        "stand-ins)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per measurement (default 60)")
     p.add_argument("--capture", action="store_true",
                    help="(root) capture forged packets (RSTs, injected pages, DNS answers) for equipment signatures: x_packets, x_signature")
