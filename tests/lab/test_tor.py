@@ -111,5 +111,6 @@ def test_bridge_lines_as_tor_browser_takes_them(lab_factory, tmp_path) -> None: 
     assert res.returncode == 0, res.stderr
     assert A.OBFS4_BRIDGE not in out.read_text() and "198.19.44.9" not in out.read_text()
     tk = json.loads(out.read_text())["test_keys"]
-    assert [(t["target_protocol"], t["failure"]) for t in tk["targets"].values()] == [("obfs4", None), ("or_port", None)]
+    assert [(t["target_protocol"], t["failure"]) for t in tk["targets"].values()] == [
+        ("obfs4", None), ("or_port", None)]
     assert (tk["x_status"], tk["obfs4_accessible"], tk["or_port_accessible"]) == ("ok", 1, 1)
