@@ -78,35 +78,10 @@ def test_the_summary_names_a_nettest_without_input_and_what_it_found() -> None:
 def test_the_group_asks_the_stun_server_once(probe: Probe) -> None:  # noqa: F811
     """The notice says the STUN server is asked once: so it is, for the four nettests (a real server on
     loopback, over UDP), and all four measure."""
-    import socket
-    import threading
+    from tests.unit.test_probe_stun_option import stun_answerer
 
-    from tamperscope.netx import stun
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.2)
-    asked: set[bytes] = set()
-    done = threading.Event()
-
-    def serve() -> None:
-        while not done.is_set():
-            try:
-                data, peer = sock.recvfrom(2048)
-            except TimeoutError:
-                continue
-            asked.add(data[8:20])  # the transaction id: retransmissions of one request count once
-            sock.sendto(stun.binding_response(data[8:20], ("203.0.113.7", 40000)), peer)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        res = probe.main("run", "im", "--yes", "--no-progress", "-o", "out.jsonl",
-                         "--stun", f"stun://127.0.0.1:{sock.getsockname()[1]}")
-    finally:
-        done.set()
-        thread.join(5)
-        sock.close()
+    with stun_answerer() as (port, asked):
+        res = probe.main("run", "im", "--yes", "--no-progress", "-o", "out.jsonl", "--stun", f"stun://127.0.0.1:{port}")
     assert res.code == 0, res.err
     assert len(asked) == 1
     lines = [orjson.loads(x) for x in (probe.dir / "out.jsonl").read_bytes().splitlines()]

@@ -8,6 +8,7 @@ STUN server on loopback, over real UDP sockets."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -28,13 +29,15 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFi
     return Probe(tmp_path, monkeypatch, capfd)
 
 
-@pytest.fixture
-def stun_server() -> Iterator[int]:
-    """A STUN server on 127.0.0.1 that says every request came from PUBLIC; yields its port."""
+@contextlib.contextmanager
+def stun_answerer(public: str = PUBLIC) -> Iterator[tuple[int, set[bytes]]]:
+    """A STUN server on 127.0.0.1 that says every request came from ``public``: its port, and the transaction ids
+    it was asked (a retransmission of one request counts once)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(0.2)
     done = threading.Event()
+    asked: set[bytes] = set()
 
     def serve() -> None:
         while not done.is_set():
@@ -43,16 +46,24 @@ def stun_server() -> Iterator[int]:
             except TimeoutError:
                 continue
             if len(data) >= 20:
-                sock.sendto(stun.binding_response(data[8:20], (PUBLIC, 40000)), peer)
+                asked.add(data[8:20])
+                sock.sendto(stun.binding_response(data[8:20], (public, 40000)), peer)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        yield sock.getsockname()[1]
+        yield sock.getsockname()[1], asked
     finally:
         done.set()
         thread.join(5)
         sock.close()
+
+
+@pytest.fixture
+def stun_server() -> Iterator[int]:
+    """A STUN server on 127.0.0.1 that says every request came from PUBLIC; yields its port."""
+    with stun_answerer() as (port, _):
+        yield port
 
 
 def _echoing(cli: Probe, monkeypatch: pytest.MonkeyPatch) -> None:
