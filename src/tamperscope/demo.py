@@ -50,7 +50,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                                    "blocking_rules), check whether TLS with Encrypted Client Hello is blocked "
                                    "(tamperscope run echcheck), measure the messaging apps as OONI does "
                                    "(tamperscope run telegram, whatsapp, facebook_messenger, signal), check whether "
-                                   "Tor's directory authorities can be reached (tamperscope run tor), and take the "
+                                   "Tor's directory authorities can be reached (tamperscope run tor) and RiseupVPN "
+                                   "can be used (tamperscope run riseupvpn), and take the "
                                    "lab down. "
                                    "Then print a per-mechanism summary checked against the lab's ground truth, the "
                                    "equipment seen, and the measurements analysed again from their raw records "
@@ -123,6 +124,9 @@ def run(args: argparse.Namespace) -> int:
         ech_name, ech = ech_example(profile, work, say)
         apps = apps_example(say, work)
         onion = tor_example(say, work)
+        say(f"demo: checking whether RiseupVPN can be used (tamperscope run riseupvpn; the farm stands in for its API, "
+            f"and {A.RISEUP_GATEWAY} for its gateway)")
+        vpn = run_once("riseupvpn", say, work)
     finally:
         manager.down()
         say("demo: lab down")
@@ -135,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
     print(ech_summary(ech_name, ech, profile), flush=True)
     print(apps_summary(apps), flush=True)
     print(tor_summary(*onion), flush=True)
+    print(riseupvpn_summary(*vpn), flush=True)
     analysed = analysis(measurements, Path(out), work, say)
     print(analysed, flush=True)
     if not analysed.startswith("\n  analysis:"):
@@ -503,6 +508,29 @@ def tor_summary(m: dict[str, Any] | None, truth: list[dict[str, Any]]) -> str:
     return out
 
 
+def riseupvpn_summary(m: dict[str, Any] | None, truth: list[dict[str, Any]]) -> str:
+    """RiseupVPN's API and its gateways' transports, and the verdict, against what the lab's censor did meanwhile."""
+    did = censor_did(truth)
+    head = "  RiseupVPN (OONI's riseupvpn test: its API, then its gateways by OpenVPN's and obfs4's first exchange):"
+    if m is None:
+        return f"\n{head}\n    not measured; {did}"
+    tk = m["test_keys"]
+    status, mech = tk.get("x_status"), tk.get("x_mechanism") or "none"
+    gateways = tk.get("x_gateways") or []
+    parts = [f"API {tk.get('api_status')}"]
+    for transport in ("openvpn", "obfs4"):
+        tried = [g for g in gateways if g.get("transport_type") == transport]
+        if tried:
+            reached = sum(1 for g in tried if g.get("failure") is None)
+            connected = sum(1 for g in tried if (g.get("summary") or {}).get("connect", {}).get("failure") is None)
+            parts.append(f"{'OpenVPN' if transport == 'openvpn' else 'obfs4'} gateways {reached}/{len(tried)}"
+                         + (f" (connected {connected}/{len(tried)})" if connected != reached else ""))
+    said = f"blocked ({mech})" if status == "anomaly" else "usable" if status == "ok" else "no verdict"
+    ok = status != "failure" and (status == "anomaly") == bool(truth)
+    return (f"\n{head}\n    {', '.join(parts)}: {said}; {did}: {'agrees' if ok else 'DISAGREES'} with the lab's "
+            "ground truth")
+
+
 def apps_summary(results: list[tuple[dict[str, Any] | None, list[dict[str, Any]]]]) -> str:
     """Per app: reachable or blocked (how, which of its services), against what the lab's censor did meanwhile."""
     lines = ["", "  messaging apps (OONI's instant-messaging tests, from the lab's client):"]
@@ -661,7 +689,7 @@ def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Cal
     db, verdicts, html = work / "analysis.duckdb", work / "verdicts.jsonl", work / "report.html"
     ruled = work / "rules.jsonl"  # rules_example's measurement, if it ran: the report shows its rules too
     ech, ech_verdicts = work / "echcheck.jsonl", work / "echcheck-verdicts.jsonl"  # ech_example's, likewise
-    apps = [path for name in (*(n for n, _, _ in APPS), "tor")  # apps_example's and tor_example's, likewise
+    apps = [path for name in (*(n for n, _, _ in APPS), "tor", "riseupvpn")  # apps_example's, tor's, RiseupVPN's
             if (path := work / f"{name}.jsonl").is_file()]
     app_verdicts = work / "apps-verdicts.jsonl"
     say("demo: re-deriving the verdicts with tamperscope analyze, and writing the HTML report")
@@ -712,11 +740,11 @@ def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Cal
         lines.append("  ECH, judged again from the records: " + (", ".join(
             f"{r['input']} {r.get('x_mechanism') or 'none'}" for r in judged) or "none"))
     if apps and app_verdicts.is_file():
-        names = {**{name: app for name, app, _ in APPS}, "tor": "Tor"}
+        names = {**{name: app for name, app, _ in APPS}, "tor": "Tor", "riseupvpn": "RiseupVPN"}
         judged = [json.loads(line) for line in app_verdicts.read_text().splitlines() if line.strip()]
         probe_said = {m.get("test_name"): (m.get("test_keys") or {}).get("x_mechanism") or "none"
                       for path in apps for m in map(json.loads, path.read_text().splitlines()[:1])}
-        lines.append("  the messaging apps and Tor, judged again from the records: " + (", ".join(
+        lines.append("  the messaging apps, Tor and RiseupVPN, judged again from the records: " + (", ".join(
             f"{names.get(r.get('test_name'), r.get('test_name'))} {r.get('x_mechanism') or 'none'}"
             + ("" if probe_said.get(r.get("test_name")) == (r.get("x_mechanism") or "none")
                else f" (the probe said {probe_said.get(r.get('test_name'))})") for r in judged) or "none"))

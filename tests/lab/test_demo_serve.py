@@ -76,8 +76,13 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
                 "the censor's rule tm-tor acted on it") in text, text
         assert ("located (tamperscope locate https://198.19.3.1:443/, layer tls): hop 2, after router 198.18.1.1 "
                 "(in-path, every packet to the address)") in text, text
-        assert ("the messaging apps and Tor, judged again from the records: Telegram none, WhatsApp dns.poison, "
-                "Facebook Messenger dns.poison, Signal tls.rst, Tor tcp.drop\n") in text, text
+        # RiseupVPN: tm-like resets OpenVPN's first packet wherever it goes, after letting the connect through; its
+        # API and the obfs4 transport pass
+        assert ("API ok, OpenVPN gateways 0/1 (connected 1/1), obfs4 gateways 1/1: blocked (tcp.rst); the censor's "
+                "rule tm-openvpn acted on it (1 time): agrees with the lab's ground truth") in text, text
+        assert ("the messaging apps, Tor and RiseupVPN, judged again from the records: Telegram none, WhatsApp "
+                "dns.poison, Facebook Messenger dns.poison, Signal tls.rst, Tor tcp.drop, RiseupVPN tcp.rst\n") \
+            in text, text
         report = next(line.split("HTML report: ", 1)[1].strip() for line in out if "HTML report: " in line)
         html = Path(report).read_text(encoding="utf-8")
         assert "facebook.com" in html and "dns.injection" in html

@@ -21,6 +21,7 @@ import pytest
 
 from tamperscope.lab import blockpages, censor
 from tamperscope.model.profile import parse_profile
+from tamperscope.netx import openvpn
 from tamperscope.wire import dnswire, packet
 
 PROFILE = """
@@ -46,6 +47,11 @@ id = "quic-sni"
 layer = "quic"
 action = "sni-drop"
 domains = ["quicsni.org"]
+[[rule]]
+id = "openvpn-dpi"
+layer = "openvpn"
+action = "rst"
+ports = [1194]
 """
 MACS = b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x02\x08\x00"
 CLIENT, SERVER, RST_NET_SERVER = "198.18.1.2", "198.19.0.5", "198.19.8.9"
@@ -243,3 +249,28 @@ def test_mutated_frames_of_every_layer_never_raise(box: censor.Censor) -> None:
         out = box.decide(bytes(b), rng.random() < 0.8, time.monotonic(), time.time())
         assert all(isinstance(f, bytes) and isinstance(side, bool) and delay >= 0 for f, side, delay in out), i
     assert box.hello_bytes == sum(s.held for s in box.hello.values() if s is not None)
+
+
+# -- OpenVPN's first packet, known by its shape -------------------------------------------------------------
+
+
+def _openvpn_segment(payload: bytes, dport: int = 1194) -> bytes:
+    return MACS + packet.tcp_packet(CLIENT, SERVER, 40000, dport, seq=1000, ack=2000, flags=packet.ACK | packet.PSH,
+                                    window=64240, payload=payload)
+
+
+def test_openvpn_s_first_packet_is_reset_where_the_rule_says_and_nothing_else_is(box: censor.Censor) -> None:
+    reset_packet = openvpn.client_reset(b"\x11" * 8)
+    out = _decide(box, _openvpn_segment(reset_packet))
+    rsts = [packet.parse_tcp(frame[14 + 20:]) for frame, _, _ in out]
+    assert len(out) == 2 and all(t is not None and t.flags & packet.RST for t in rsts)
+    assert [(t["rule"], t["server"]) for t in _truth(box)] == [("openvpn-dpi", f"{SERVER}:1194")]
+    # the same packet on a port the rule does not name, one byte short, a TLS record, a length that lies: passed
+    tls_record = b"\x16\x03\x01\x00\x0c" + bytes(12)
+    for payload, port in ((reset_packet, 443), (reset_packet[:-1], 1194), (tls_record, 1194),
+                          (b"\x00\x20" + reset_packet[2:], 1194)):
+        frame = _openvpn_segment(payload, port)
+        assert _decide(box, frame) == _forwarded(frame)
+    assert len(_truth(box)) == 1
+    assert censor.is_openvpn_reset(b"\x00\x36" + bytes([10 << 3]) + bytes(53))  # a V3 reset with tls-crypt-v2's room
+    assert not censor.is_openvpn_reset(b"\x00\x0e" + bytes([4 << 3]) + bytes(13))  # P_CONTROL_V1: not a first packet

@@ -32,8 +32,9 @@ def test_without_an_output_each_nettest_writes_its_own_file(probe: Probe) -> Non
 
 
 @pytest.mark.parametrize("argv, said", [
-    (("-i", "https://web.whatsapp.com/"), "tamperscope: the im group takes no input (its nettests measure the apps' "
-                                          "own servers)"),
+    (("-i", "https://web.whatsapp.com/"), "tamperscope: the im group takes no input (its nettests measure their own "
+                                          "servers)"),
+    (("--tor-targets", "targets.json"), "tamperscope: --tor-targets is for the tor nettest"),
     (("--telegram-dcs", "nope"), "tamperscope: --telegram-dcs: not an IP address: 'nope' (expected IP[,IP...])"),
     (("--timeout", "0"), "tamperscope: --timeout must be more than 0 and at most 86400 seconds, not 0.0"),
 ])
@@ -55,11 +56,28 @@ def test_one_consent_names_every_apps_servers(probe: Probe, monkeypatch: pytest.
     assert probe.measured == []
 
 
+def test_the_circumvention_group_gives_tor_its_targets_and_names_both(probe: Probe,  # noqa: F811
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """--tor-targets goes to tor alone (riseupvpn does not refuse it); one consent names both nettests' servers."""
+    (probe.dir / "bridges.txt").write_text("Bridge 192.0.2.7:443 4352E58420E68F5E40BF7C74FADDCCD9D1349413\n")
+    assert probe.main("run", "circumvention", "--yes", "--no-progress", "-o", "out.jsonl",
+                      "--tor-targets", "bridges.txt").code == 0
+    assert [orjson.loads(x)["test_name"] for x in (probe.dir / "out.jsonl").read_bytes().splitlines()] == \
+        ["tor", "riseupvpn"]
+    asked = refuse_consent(monkeypatch)
+    assert probe.main("run", "circumvention", "-o", "out.jsonl", "--tor-targets", "bridges.txt").code == 2
+    (plan,) = asked
+    assert "the 1 Tor targets of bridges.txt (1 of them private bridges, scrubbed from the measurement)" in plan
+    assert "RiseupVPN's API (black.riseup.net, riseup.net, api.black.riseup.net) and the gateways it lists" in plan
+    assert "192.0.2.7" not in plan
+
+
 def test_help_names_the_groups(probe: Probe) -> None:  # noqa: F811
     with pytest.raises(SystemExit):
         probe.main("run", "--help")
     out = probe.capfd.readouterr().out
     assert "im (telegram, whatsapp, facebook_messenger, signal)" in " ".join(out.split())
+    assert "circumvention (tor, riseupvpn)" in " ".join(out.split())
 
 
 def test_the_summary_names_a_nettest_without_input_and_what_it_found() -> None:

@@ -42,6 +42,9 @@ BAD = [
     ("[network]\nplacement='on-path'\n[[rule]]\nid='a'\nlayer='quic'\naction='sni-drop'\nregex='x'\n",
      "quic sni-drop needs an in-path censor"),
     ("[proxy]\nenabled = 'yes'\n", "proxy.enabled: must be true or false"),
+    ("[[rule]]\nid='a'\nlayer='openvpn'\naction='rst'\ndomains=['x.org']\n", "at any address: no domains or regex"),
+    ("[[rule]]\nid='a'\nlayer='openvpn'\naction='blockpage'\n", "action: for layer openvpn must be one of rst, drop"),
+    ("[network]\nplacement='on-path'\n[[rule]]\nid='a'\nlayer='openvpn'\naction='drop'\n", "needs an in-path censor"),
     ("this is [not toml", "not valid TOML"),
 ]
 

@@ -18,15 +18,14 @@ from tamperscope.model.services import failed as _failure
 from tamperscope.model.services import ok as _ok
 from tamperscope.model.services import ooni_blocking as _ooni_blocking
 from tamperscope.model.services import request_failure as _request_failure
-from tamperscope.model.services import status as _status
-from tamperscope.model.services import tcp_failure as _tcp_failure
 from tamperscope.model.services import test_keys as _tk
 from tamperscope.model.stunverdict import stun_verdict
 from tamperscope.model.torverdict import SCAN as _SCAN
-from tamperscope.model.torverdict import TARGET_CONFIDENCE, tor_verdict
 from tamperscope.model.torverdict import anomaly_of as _failed
 from tamperscope.model.torverdict import failure_string as _failure_string
+from tamperscope.model.torverdict import tor_verdict
 from tamperscope.model.verdict import BlockpageMatcher, Verdict, failure_class
+from tamperscope.model.vpnverdict import riseupvpn_verdict
 
 # --------------------------------------------------------------------------- OONI's circumvention tests
 #
@@ -151,44 +150,11 @@ def _psiphon_legacy(tk: Mapping[str, Any]) -> Verdict:
     return _failure()
 
 
-def _api_failure(tk: Mapping[str, Any]) -> str | None:
-    """riseupvpn's ``api_failure``: a string or null, a list of strings since v0.2.0 (a reset first);
-    else the failure of an API request (v0.1 left it null when fetching the CA failed)."""
-    value = tk.get("api_failure")
-    strings = [f for f in value[:_SCAN] if _failure_string(f)] if isinstance(value, list) else \
-        [value] if _failure_string(value) else []
-    reset = next((f for f in strings if failure_class(f) in ("reset", "refused")), None)
-    return reset or (strings[0] if strings else _request_failure(tk))
-
-
 @register("riseupvpn")
 def riseupvpn(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
-    """ts-026, every layout: anomaly when ``api_status`` is "blocked", ``ca_cert_status`` false, or
-    ``transport_status`` (since 2021-02) says "blocked" for openvpn or obfs4 (OONI fastpath's
-    ``score_riseupvpn`` and the probe's ``IsAnomaly``). The API (HTTPS) fails first and names the
-    mechanism from ``api_failure`` ("invalid_ca": none); a blocked transport is a gateway TCP connect.
-    ``failing_gateways`` alone is not blocking (the spec: an overloaded gateway is listed too); in the
-    2020 layout, without ``transport_status``, it lowers the confidence of "ok". No flag: failure.
-    """
-    tk = _tk(measurement)
-    api, ca = _status(tk.get("api_status")), tk.get("ca_cert_status")
-    ca_bad = (not ca) if isinstance(ca, bool) else None
-    transports = tk.get("transport_status")
-    flags = {t: _status(transports.get(t)) for t in ("openvpn", "obfs4")} if isinstance(transports, Mapping) else {}
-    if api or ca_bad:
-        evidence = [f"test_keys.{k}" for k, flag in (("api_status", api), ("ca_cert_status", ca_bad)) if flag]
-        return _failed(_api_failure(tk), "https", TARGET_CONFIDENCE, evidence)
-    blocked = [t for t, flag in flags.items() if flag]
-    if blocked:
-        evidence = [f"test_keys.transport_status.{t}" for t in blocked]
-        return _failed(_tcp_failure(tk), "tcp", TARGET_CONFIDENCE, [*evidence, "test_keys.failing_gateways"])
-    seen = [f"test_keys.{k}" for k, flag in (("api_status", api), ("ca_cert_status", ca_bad)) if flag is not None]
-    seen += [f"test_keys.transport_status.{t}" for t, flag in flags.items() if flag is not None]
-    if not seen:
-        return _failure()
-    gateways = tk.get("failing_gateways")
-    unsure = not flags and isinstance(gateways, list) and bool(gateways)
-    return _ok(seen, 0.6 if unsure else 0.8)
+    """ts-026: the probe's own verdict function (`model.vpnverdict`), which our riseupvpn nettest writes into its
+    measurements too."""
+    return riseupvpn_verdict(measurement)
 
 
 @register("stunreachability")

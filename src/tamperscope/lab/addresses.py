@@ -66,6 +66,11 @@ TOR_DIR_PORT = 80
 # address is no directory authority's, so a censor that blocks those by address does not know it
 OBFS4_BRIDGE = "198.19.3.20"
 OBFS4_PORT = 27015
+# A RiseupVPN gateway, as the lab's stand-in for RiseupVPN's API lists it (`farm.riseup_eip_service`): a real OpenVPN
+# server (Debian's openvpn, TCP) and a real obfs4 bridge (obfs4proxy, the lab's key) at one address
+RISEUP_GATEWAY = "198.19.3.30"
+OPENVPN_PORT = 1194
+RISEUP_OBFS4_PORT = 23042
 CHAT_PORT = 5222  # WhatsApp's chat servers' port (XMPP's): every internet address accepts connections on it
 FARM = tuple(f"198.19.1.{i}" for i in range(1, 33))  # shared web-hosting addresses
 DEDICATED_NET = ipaddress.ip_network("198.19.128.0/17")  # one address per rule-named site
@@ -106,6 +111,7 @@ class Endpoints:
             "facebook_net": str(FACEBOOK_NET),
             "tor_dirauths": [ip for _, ip in TOR_DIRAUTHS],
             "obfs4_bridge": f"{OBFS4_BRIDGE}:{OBFS4_PORT}",
+            "riseup_gateway": RISEUP_GATEWAY,
             "isp_web": ISP_WEB,
             "isp_blockpage": ISP_BLOCKPAGE,
             "outside": OUTSIDE,

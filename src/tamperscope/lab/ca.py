@@ -14,6 +14,7 @@ import hashlib
 import ipaddress
 import ssl
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -129,15 +130,18 @@ class Issuer:
         cert = self._leaf_for(name)
         path.write_bytes(cert.public_bytes(_PEM) + self.ca_cert.public_bytes(_PEM) + self._key_pem)
 
-    def sni_context(self, default_name: str) -> ssl.SSLContext:
-        """A server context that switches to a per-SNI certificate."""
+    def sni_context(self, default_name: str, others: Mapping[str, Issuer] | None = None) -> ssl.SSLContext:
+        """A server context that switches to a per-SNI certificate; from another authority for the names
+        ``others`` gives one (a service whose certificates are its own CA's, as RiseupVPN's API)."""
         base = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         base.load_cert_chain(self._path_for(default_name))
         base.set_alpn_protocols(list(self.alpn))
+        delegates = {name.lower(): issuer for name, issuer in (others or {}).items()}
 
         def pick(sslobj: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _ctx: ssl.SSLContext) -> None:
             if server_name:
-                sslobj.context = self.context(server_name)
+                issuer = delegates.get(server_name.lower().rstrip("."), self)
+                sslobj.context = issuer.context(server_name)
             else:
                 try:
                     local = sslobj.getsockname()[0] if isinstance(sslobj, ssl.SSLSocket) else None

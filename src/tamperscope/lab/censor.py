@@ -71,6 +71,19 @@ class GroundTruth:
         self._f.write(json.dumps(rec) + "\n")
 
 
+MAX_OPENVPN_RESET = 400  # bytes of a client's reset with tls-auth's longest HMAC, its replay fields and TLVs
+
+
+def is_openvpn_reset(payload: bytes) -> bool:
+    """Whether a TCP segment's payload is OpenVPN's first packet: one frame (two-byte length, then the packet) of
+    ``P_CONTROL_HARD_RESET_CLIENT_V2`` or ``_V3`` (at least a session id, an ack count and a message id: 14 bytes;
+    tls-auth's HMAC and OpenVPN 2.6's early-negotiation TLV make it longer). What the DPI that blocks OpenVPN keys
+    on: the opcode and a length that spans the segment, at any address and port."""
+    if not 16 <= len(payload) <= 2 + MAX_OPENVPN_RESET:
+        return False
+    return int.from_bytes(payload[:2], "big") == len(payload) - 2 and payload[2] >> 3 in (7, 10)
+
+
 class Censor:
     """The profile's decisions over frames. `Bridge` moves the frames."""
 
@@ -99,6 +112,7 @@ class Censor:
             for d in r.domains if r.action == "drop" else ():
                 self.quic_addrs.setdefault(farm.address_for(d, profile), r)
         self.quic_sni = [r for r in profile.rules_for("quic") if r.action == "sni-drop"]
+        self.openvpn_rules = profile.rules_for("openvpn")
         self.names_by_addr = {farm.address_for(d, profile): d for r in profile.rules for d in r.domains}
         self.hello: dict[Flow, ClientHelloBuffer | None] = {}
         self.hello_bytes = 0  # what the buffers in `hello` hold: 50,000 half-sent hellos once held 1.7 GB
@@ -319,6 +333,11 @@ class Censor:
             return fwd
         payload = frame[pstart:pend]
         direction = "egress" if from_client else "ingress"
+        if self.openvpn_rules and is_openvpn_reset(payload):
+            r = next((r for r in self.openvpn_rules if r.applies_to(direction) and (not r.ports or dport in r.ports)),
+                     None)
+            if r is not None:
+                return self._act(r, frame, from_client, src, dst, sport, dport, l4, len(payload), None, fwd, wall)
         if dport in self.http_ports and payload[:1].isalpha():
             host = httphead.find_host(payload)
             if host is not None:
@@ -363,8 +382,8 @@ class Censor:
         return [(frame, not from_client, self.delay + (b.next_free - now))]
 
     def _act(self, r: Rule, frame: bytes, from_client: bool, src: str, dst: str, sport: int, dport: int,
-             l4: int, plen: int, name: str, fwd: Sends, wall: float) -> Sends:
-        """Apply an http/tls rule to the segment that completed the trigger."""
+             l4: int, plen: int, name: str | None, fwd: Sends, wall: float) -> Sends:
+        """Apply an http/tls/openvpn rule to the segment that completed the trigger."""
         flow: Flow = (src, sport, dst, dport) if from_client else (dst, dport, src, sport)
         self.truth.write(r, f"{src}:{sport}", f"{dst}:{dport}", name)
         seq, ack = struct.unpack_from("!II", frame, l4 + 4)

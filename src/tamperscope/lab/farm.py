@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import json
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -126,6 +127,39 @@ def tor_targets(bridge: bool = True) -> dict[str, dict[str, object]]:
         out["lab-obfs4"] = {"address": f"{A.OBFS4_BRIDGE}:{A.OBFS4_PORT}", "protocol": "obfs4", "source": "lab",
                             "params": {"cert": [obfs4_cert()], "iat-mode": ["0"]}}
     return out
+
+
+# RiseupVPN's API (the riseupvpn nettest's): where its CA, its provider document and its gateways' list are served
+RISEUP_CA = ("black.riseup.net", "/ca.crt")
+RISEUP_PROVIDER = ("riseup.net", "/provider.json")
+RISEUP_EIP = ("api.black.riseup.net", "/3/config/eip-service.json")
+RISEUP_API_HOST = RISEUP_EIP[0]  # whose certificate is the provider's own CA's
+
+
+def riseup_provider() -> bytes:
+    """The stand-in's provider.json: what a LEAP client bootstraps from (the fields RiseupVPN's has)."""
+    doc = {"api_uri": f"https://{RISEUP_API_HOST}:443", "api_version": "3", "ca_cert_uri": "https://black.riseup.net/ca.crt",
+           "domain": "riseup.net", "name": {"en": "Riseup Networks (lab stand-in)"}, "services": ["openvpn"],
+           "languages": ["en"], "default_language": "en"}
+    return json.dumps(doc, indent=1).encode()
+
+
+def riseup_eip_service() -> bytes:
+    """The stand-in's eip-service.json (v3): one gateway, OpenVPN over TCP and UDP and obfs4, with the lab's
+    obfs4 key, in the layout RiseupVPN's API serves."""
+    transports = [
+        {"type": "openvpn", "protocols": ["tcp", "udp"], "ports": [str(A.OPENVPN_PORT)]},
+        {"type": "obfs4", "protocols": ["tcp"], "ports": [str(A.RISEUP_OBFS4_PORT)],
+         "options": {"cert": obfs4_cert(), "iatMode": "0"}},
+    ]
+    doc = {"version": 3, "serial": 3,
+           "gateways": [{"host": "gw1.lab.riseup.net", "ip_address": A.RISEUP_GATEWAY, "location": "lab",
+                         "capabilities": {"adblock": False, "filter_dns": False, "limited": False,
+                                          "transport": transports}}],
+           "locations": {"lab": {"country_code": "XX", "hemisphere": "N", "name": "Lab", "timezone": "0"}},
+           "openvpn_configuration": {"auth": "SHA512", "cipher": "AES-256-GCM", "dev": "tun", "keepalive": "10 30",
+                                     "tls-version-min": "1.2"}}
+    return json.dumps(doc, indent=1).encode()
 
 
 @lru_cache(maxsize=1)

@@ -335,11 +335,17 @@ def up(spec: str) -> dict[str, Any]:
         _configure()
         create_ca(PATHS.root / "ca", "lab-ca", "tamperscope lab root CA", "tamperscope lab")
         create_ca(PATHS.root / "ca", "intercept-ca", "Lab Secure Gateway CA", "Interception Equipment Ltd")
+        # RiseupVPN's own CA (its API's and gateways' certificates): no client trusts it until it fetches it
+        create_ca(PATHS.root / "ca", "riseup-ca", "Riseup Networks Root CA (lab stand-in)", "Riseup Networks")
         PATHS.log.touch()
         bridge = shutil.which("obfs4proxy") is not None  # `make setup` installs it; without it, no obfs4 bridge
         if not bridge:
             print("lab: obfs4proxy is not installed (run `make setup`): the lab has no obfs4 bridge", file=sys.stderr)
         PATHS.tor_targets.write_text(json.dumps(farm.tor_targets(bridge), indent=1) + "\n")
+        gateway = bridge and shutil.which("openvpn") is not None
+        if not gateway:
+            print("lab: openvpn or obfs4proxy is not installed (run `make setup`): the lab's RiseupVPN gateway is down",
+                  file=sys.stderr)
         for ns, server in ((A.NS_CLIENT, A.ISP_RESOLVER), (A.NS_OUTSIDE, A.PUBLIC_RESOLVER)):
             d = NETNS_ETC / ns
             d.mkdir(parents=True, exist_ok=True)
@@ -359,6 +365,8 @@ def up(spec: str) -> dict[str, Any]:
             pids["helper"] = _spawn(A.NS_INET, "helper", helper)
         if bridge:
             pids["obfs4"] = _spawn(A.NS_INET, "obfs4", ["-m", "tamperscope.lab.services", "obfs4", *state_arg])
+        if gateway:
+            pids["gateway"] = _spawn(A.NS_INET, "gateway", ["-m", "tamperscope.lab.services", "gateway", *state_arg])
         _write_state(st)
         _wait_ready(list(pids))
         st["status"] = "up"

@@ -1,6 +1,6 @@
 """The lab's server processes, one per namespace that needs one.
 
-    python -m tamperscope.lab.services inet|isp|border|obfs4 --state DIR
+    python -m tamperscope.lab.services inet|isp|border|obfs4|gateway --state DIR
 
 - inet (ts-inet): authoritative DNS, public resolver (UDP/TCP/DoT/DoH), the
   web farm on 80/443 for every address of 198.19.0.0/16 (and QUIC/HTTP/3 on
@@ -14,6 +14,9 @@
 - obfs4 (ts-inet): a real obfs4 bridge, Debian's obfs4proxy run as Tor runs a
   pluggable transport, with the lab's identity key (`farm.obfs4_identity`), at
   198.19.3.20:27015; what follows its handshake goes to the echo service.
+- gateway (ts-inet): a RiseupVPN gateway at 198.19.3.30, Debian's openvpn on TCP
+  1194 (its certificate the lab's RiseupVPN CA's) and obfs4proxy on 23042, as the
+  inet farm's stand-in for RiseupVPN's API lists it.
 
 Each reads the lab's state.json for the profile, writes a ready file when it
 listens, and appends its censor actions to the ground-truth log.
@@ -59,6 +62,8 @@ def _profile(state: dict[str, Any]) -> Profile:
 async def _inet(state_dir: Path, state: dict[str, Any]) -> None:
     profile = _profile(state)
     issuer = Issuer(state_dir / "ca", "lab-ca", state_dir / "certs" / "inet")
+    riseup = Issuer(state_dir / "ca", "riseup-ca", state_dir / "certs" / "riseup")
+    riseup_ca = (state_dir / "ca" / "riseup-ca.pem").read_bytes()
     auth = DNSServer(A.AUTHORITATIVE, static_answerer(profile, recursive=False))
     public = DNSServer(A.PUBLIC_RESOLVER, static_answerer(profile, recursive=True))
     keep: list[object] = []
@@ -72,6 +77,9 @@ async def _inet(state_dir: Path, state: dict[str, Any]) -> None:
             # like "what is my IP" pages and blockpages that print it: the probe must scrub it
             body = f"<html><head><title>Your address</title></head><body>You are {req.peer_ip}</body></html>".encode()
             return Response(200, (("Content-Type", "text/html"), ("X-Client-IP", req.peer_ip)), body)
+        riseup_api = _riseup(req, riseup_ca)
+        if riseup_api is not None:
+            return riseup_api
         resp = farm.respond(req.scheme, req.host, req.target)
         if req.scheme == "https" and farm.speaks_h3(req.host, profile):  # it speaks HTTP/3, and says so
             resp = replace(resp, headers=(*resp.headers, ("Alt-Svc", farm.ALT_SVC)))
@@ -79,7 +87,8 @@ async def _inet(state_dir: Path, state: dict[str, Any]) -> None:
 
     web = WebServer(handler, raw={A.ECHO: echo})
     keep.append(await web.start("0.0.0.0", 80, reuse_port=True))
-    keep.append(await web.start("0.0.0.0", 443, tls=issuer.sni_context(DEFAULT_NAMES), reuse_port=True))
+    keep.append(await web.start("0.0.0.0", 443, tls=issuer.sni_context(DEFAULT_NAMES, {farm.RISEUP_API_HOST: riseup}),
+                                reuse_port=True))
     quic = QuicServer(issuer.credentials, lambda host, path, _local: farm.respond("https", host, path))
     keep.append(quic.start("0.0.0.0", 443))
     keep.append(await asyncio.start_server(echo, A.ECHO, 7))
@@ -88,6 +97,20 @@ async def _inet(state_dir: Path, state: dict[str, Any]) -> None:
         keep.append(_Stun(port))
     (state_dir / "ready-inet").write_text("ok")
     await asyncio.Event().wait()
+
+
+def _riseup(req: Request, ca: bytes) -> Response | None:
+    """RiseupVPN's API, over https: its CA, its provider document and its gateways' list (`farm.riseup_*`)."""
+    if req.scheme != "https":
+        return None
+    at = (req.host.lower().rstrip("."), req.target.split("?", 1)[0])
+    if at == farm.RISEUP_CA:
+        return Response(200, (("Content-Type", "application/x-x509-ca-cert"),), ca)
+    if at == farm.RISEUP_PROVIDER:
+        return Response(200, (("Content-Type", "application/json"),), farm.riseup_provider())
+    if at == farm.RISEUP_EIP:
+        return Response(200, (("Content-Type", "application/json"),), farm.riseup_eip_service())
+    return None
 
 
 class _Stun:
@@ -168,14 +191,14 @@ def _border(state_dir: Path, state: dict[str, Any]) -> None:
     threading.Event().wait()
 
 
-def _obfs4(state_dir: Path) -> int:
+def _obfs4(state_dir: Path, name: str = "obfs4", bind: str = f"{A.OBFS4_BRIDGE}:{A.OBFS4_PORT}") -> int:
     """obfs4proxy as a server transport (Tor's pluggable-transport protocol: the environment in, SMETHOD lines out),
-    its state written first so that its key is the lab's; ready once it says it listens."""
+    its state written first so that its key is the lab's; ready (``ready-NAME``) once it says it listens."""
     import os
     import subprocess
 
     node_id, key = farm.obfs4_identity()
-    home = state_dir / "obfs4"
+    home = state_dir / name
     home.mkdir(mode=0o700, exist_ok=True)
     (home / "obfs4_state.json").write_text(json.dumps({
         "node-id": node_id.hex(), "private-key": key.private_bytes_raw().hex(),
@@ -183,7 +206,7 @@ def _obfs4(state_dir: Path) -> int:
         "drbg-seed": hashlib.sha256(b"tamperscope lab obfs4 drbg").digest()[:24].hex(), "iat-mode": 0}))
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TOR_PT_MANAGED_TRANSPORT_VER": "1",
            "TOR_PT_SERVER_TRANSPORTS": "obfs4", "TOR_PT_STATE_LOCATION": str(home),
-           "TOR_PT_SERVER_BINDADDR": f"obfs4-{A.OBFS4_BRIDGE}:{A.OBFS4_PORT}", "TOR_PT_ORPORT": f"{A.ECHO}:7"}
+           "TOR_PT_SERVER_BINDADDR": f"obfs4-{bind}", "TOR_PT_ORPORT": f"{A.ECHO}:7"}
     proc = subprocess.Popen(["obfs4proxy"], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -192,13 +215,48 @@ def _obfs4(state_dir: Path) -> int:
             proc.kill()
             return 1
         if line.startswith("SMETHODS DONE"):
-            (state_dir / "ready-obfs4").write_text("ok")
+            (state_dir / f"ready-{name}").write_text("ok")
     return proc.wait()
+
+
+def _gateway(state_dir: Path) -> int:
+    """A RiseupVPN gateway: Debian's openvpn as a server over TCP, its certificate the provider's CA's (as RiseupVPN's
+    gateways' are), on a tap device with no address (nothing is tunnelled: the probe stops after the first
+    exchange), and obfs4proxy beside it; ready (``ready-gateway``) once both listen."""
+    import subprocess
+
+    ca_dir = state_dir / "ca"
+    issuer = Issuer(ca_dir, "riseup-ca", state_dir / "certs" / "riseup-gateway")
+    chain = issuer._path_for("gw1.lab.riseup.net")  # the leaf, the CA and the key, in one PEM file
+    proc = subprocess.Popen(
+        ["openvpn", "--mode", "server", "--tls-server", "--dev", "tap", "--proto", "tcp-server",
+         "--local", A.RISEUP_GATEWAY, "--lport", str(A.OPENVPN_PORT), "--ca", str(ca_dir / "riseup-ca.pem"),
+         "--cert", str(chain), "--key", str(chain), "--dh", "none", "--verb", "1"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        print(line.rstrip(), flush=True)
+        if "Initialization Sequence Completed" in line:
+            break
+    else:
+        return proc.wait() or 1
+    done = threading.Event()
+
+    def relay() -> None:  # openvpn's further lines into this service's log, until it exits
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            print(line.rstrip(), flush=True)
+        done.set()
+
+    threading.Thread(target=relay, daemon=True).start()
+    status = _obfs4(state_dir, "gateway", f"{A.RISEUP_GATEWAY}:{A.RISEUP_OBFS4_PORT}")
+    proc.terminate()
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="tamperscope-lab-services")
-    ap.add_argument("kind", choices=("inet", "isp", "border", "obfs4"))
+    ap.add_argument("kind", choices=("inet", "isp", "border", "obfs4", "gateway"))
     ap.add_argument("--state", required=True, type=Path)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -206,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if args.kind == "obfs4":
         return _obfs4(args.state)
+    if args.kind == "gateway":
+        return _gateway(args.state)
     if args.kind == "border":
         _border(args.state, state)
         return 0

@@ -87,6 +87,8 @@ HTTP_STREAM_RESET: Final = "unknown_failure: http2 stream reset"
 # answering in the bridge's place), and no answer where a bridge's would be
 OBFS4_HANDSHAKE_FAILED: Final = "unknown_failure: obfs4 server did not prove the bridge key"
 OBFS4_HANDSHAKE_TOO_LONG: Final = "unknown_failure: no obfs4 server handshake in 8192 bytes"
+# OpenVPN's first exchange (netx.openvpn): an answer that is not an OpenVPN server's reset to ours
+OPENVPN_HANDSHAKE_FAILED: Final = "unknown_failure: no openvpn server reset in the answer"
 # This machine, not the network: EMFILE/ENFILE. A measurement holding it says nothing about the path, so the
 # probe does not write it (it is measured again on the next run).
 TOO_MANY_OPEN_FILES: Final = "unknown_failure: too many open files"
@@ -94,6 +96,7 @@ TOO_MANY_OPEN_FILES: Final = "unknown_failure: too many open files"
 # --- measurement level: a nettest's own ``failure`` and ``control_failure`` (not archival records) ----------
 CONTROL_DISABLED: Final = "control_disabled"  # no control helper configured: nothing to compare with
 HTTP_REQUEST_FAILED: Final = "http_request_failed"  # OONI's: an HTTP answer other than the 200 required
+INVALID_CA: Final = "invalid_ca"  # OONI's riseupvpn: the provider's CA was answered without a certificate
 CONTROL_GARBAGE: Final = "unknown_failure: control helper answered garbage"  # not the protocol's JSON
 THROTTLING_INCONCLUSIVE: Final = "throttling_inconclusive"  # no round gave both rates
 

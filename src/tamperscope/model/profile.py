@@ -20,17 +20,18 @@ from typing import Any
 
 from .inputs import BadInput, check_host
 
-LAYERS = ("dns", "ip", "http", "tls", "quic")
+LAYERS = ("dns", "ip", "http", "tls", "quic", "openvpn")
 ACTIONS: dict[str, tuple[str, ...]] = {
     "dns": ("inject", "poison", "nxdomain", "drop"),
     "ip": ("drop", "rst"),
     "http": ("rst", "drop", "blockpage"),
     "tls": ("rst", "drop", "throttle", "mitm"),
     "quic": ("drop", "sni-drop"),
+    "openvpn": ("rst", "drop"),  # OpenVPN's first packet over TCP, at any address (DPI that knows the protocol)
 }
 # Actions that need to hold back the original packet: impossible for an on-path tap.
 IN_PATH_ONLY = {("dns", "drop"), ("ip", "drop"), ("http", "drop"), ("tls", "drop"), ("tls", "throttle"),
-                ("tls", "mitm"), ("quic", "drop"), ("quic", "sni-drop")}
+                ("tls", "mitm"), ("quic", "drop"), ("quic", "sni-drop"), ("openvpn", "drop")}
 DIRECTIONS = ("egress", "ingress", "both")
 PLACEMENTS = ("in-path", "on-path")
 HEADER_CASES = ("keep", "lower", "upper", "title")
@@ -292,6 +293,9 @@ def _parse_rule(src: str, i: int, t: Any, base: Path, builtin_pages: set[str], p
         raise _fail(src, where, "a quic rule needs domains" + (" or a regex" if action == "sni-drop" else ""))
     if layer != "ip" and cidrs:
         raise _fail(src, f"{where}.cidrs", "only ip rules match CIDRs")
+    if layer == "openvpn" and (domains or regex is not None):
+        raise _fail(src, where, "an openvpn rule matches OpenVPN's first packet at any address: no domains or regex "
+                    "(ports narrows it)")
     if layer in ("dns", "http", "tls") and not (domains or regex):
         raise _fail(src, where, f"a {layer} rule needs domains or a regex")
     answer = t.get("answer")

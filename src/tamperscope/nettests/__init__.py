@@ -28,11 +28,13 @@ REGISTRY: dict[str, str] = {
     "facebook_messenger": "tamperscope.nettests.facebook_messenger",
     "signal": "tamperscope.nettests.signal",
     "tor": "tamperscope.nettests.tor",
+    "riseupvpn": "tamperscope.nettests.riseupvpn",
 }
 
 # Groups of nettests run together by `tamperscope run GROUP`, as OONI Probe's cards run them
 GROUPS: dict[str, tuple[str, ...]] = {
     "im": tuple(APPS),  # OONI's "Instant Messaging": telegram, whatsapp, facebook_messenger, signal
+    "circumvention": ("tor", "riseupvpn"),  # OONI's "Circumvention" (whose psiphon and torsf we do not run)
 }
 
 

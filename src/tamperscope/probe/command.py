@@ -52,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                        description=DESCRIPTION.format(names=", ".join(nettests.names()), groups=", ".join(
                            f"{g} ({', '.join(members)})" for g, members in nettests.GROUPS.items())),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("nettest", help="the nettest to run, or a group of them (im)")
+    p.add_argument("nettest", help="the nettest to run, or a group of them (im, circumvention)")
     p.add_argument("--input", "-i", action="append", default=[], metavar="INPUT", help="a URL (or a domain for dnscheck and blocking_rules); repeatable")
     p.add_argument("--list", "-l", type=Path, action="append", default=[], metavar="FILE",
                    help="Citizen Lab test-list CSV or one input per line; repeatable")
@@ -554,9 +554,14 @@ def run(args: argparse.Namespace) -> int:
 
     group = nettests.GROUPS.get(args.nettest)
     if group is not None and (args.input or args.list):
-        raise UsageError(f"the {args.nettest} group takes no input (its nettests measure the apps' own servers)")
-    # every nettest's settings checked before anything happens: a mistake stops the group before its first
-    runs = [settings(argparse.Namespace(**{**vars(args), "nettest": name})) for name in group or (args.nettest,)]
+        raise UsageError(f"the {args.nettest} group takes no input (its nettests measure their own servers)")
+    # every nettest's settings checked before anything happens: a mistake stops the group before its first;
+    # --tor-targets given to a group that holds tor is tor's alone
+    if group is not None and "tor" not in group and getattr(args, "tor_targets", None) is not None:
+        raise UsageError("--tor-targets is for the tor nettest")
+    runs = [settings(argparse.Namespace(**{**vars(args), "nettest": name,
+                                           **({"tor_targets": None} if group and name != "tor" else {})}))
+            for name in group or (args.nettest,)]
     try:
         ensure_consent(args.yes, plan=plan(*runs))
     except ConsentRequired as e:

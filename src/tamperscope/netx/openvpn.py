@@ -1,0 +1,78 @@
+"""The first exchange of OpenVPN over TCP, to tell whether an OpenVPN server can be used from here: a TCP
+connect that a censor lets through says nothing when the censor recognises OpenVPN's first packet and kills
+the flow, as Russia's, Iran's and China's DPI have done.
+
+The client sends ``P_CONTROL_HARD_RESET_CLIENT_V2`` (OpenVPN's reliability layer, before any TLS): a random
+session id and message id 0, in TCP's two-byte length framing. A server answers with
+``P_CONTROL_HARD_RESET_SERVER_V2`` that acknowledges message 0 of our session id; only an OpenVPN server
+(one without ``tls-auth``/``tls-crypt``, which would ignore a packet without its HMAC) does that. Nothing
+else is read or sent: no TLS, no tunnel.
+
+The stream's reads and writes are recorded by `TCPStream`, in ``network_events``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import struct
+
+from ..model import failures as F
+from .classify import NetxError, classify
+from .stream import TCPStream
+
+HARD_RESET_CLIENT_V2 = 7
+HARD_RESET_SERVER_V2 = 8
+SESSION_ID = 8
+MAX_ANSWER = 1024  # a server's reset is 26 bytes (more with tls-auth); a frame longer than this is no reset
+MAX_ACKS = 8       # OpenVPN's reliability layer acknowledges at most 8 ids (RELIABLE_ACK_SIZE)
+
+
+def client_reset(session_id: bytes) -> bytes:
+    """``P_CONTROL_HARD_RESET_CLIENT_V2`` (key id 0) framed for TCP: opcode, session id, no acks, message 0."""
+    packet = bytes([HARD_RESET_CLIENT_V2 << 3]) + session_id + b"\x00" + struct.pack("!I", 0)
+    return struct.pack("!H", len(packet)) + packet
+
+
+def check_reset(frame: bytes, session_id: bytes) -> bool:
+    """Whether ``frame`` (one TCP frame's packet, without its length) is a server's hard reset that acknowledges
+    message 0 of ``session_id``: opcode 8, its own session id, an ack list holding 0 and our session id."""
+    if len(frame) < 1 + SESSION_ID + 1 or frame[0] >> 3 != HARD_RESET_SERVER_V2:
+        return False
+    acks = frame[1 + SESSION_ID]
+    at = 2 + SESSION_ID
+    if not 1 <= acks <= MAX_ACKS or len(frame) < at + 4 * acks + SESSION_ID + 4:
+        return False
+    ids = struct.unpack_from(f"!{acks}I", frame, at)
+    remote = frame[at + 4 * acks:at + 4 * acks + SESSION_ID]
+    return 0 in ids and remote == session_id
+
+
+async def handshake(stream: TCPStream, *, timeout: float) -> int:
+    """OpenVPN's first exchange over ``stream`` within ``timeout`` seconds: the bytes the server's answer took.
+    Raises NetxError: the stream's failure (a timeout, a reset, EOF), or `OPENVPN_HANDSHAKE_FAILED` when the
+    answer is not a server's reset to ours."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await _handshake(stream)
+    except NetxError:
+        raise
+    except (OSError, EOFError, TimeoutError) as exc:
+        raise NetxError(classify(exc, operation=F.READ), operation=F.READ, endpoint=stream.address) from exc
+
+
+async def _handshake(stream: TCPStream) -> int:
+    session_id = secrets.token_bytes(SESSION_ID)
+    await stream.write(client_reset(session_id))
+    answer = b""
+    while len(answer) < 2 or len(answer) < 2 + struct.unpack_from("!H", answer)[0]:
+        if len(answer) >= 2 and struct.unpack_from("!H", answer)[0] > MAX_ANSWER:
+            raise NetxError(F.OPENVPN_HANDSHAKE_FAILED, operation=F.READ, endpoint=stream.address)
+        chunk = await stream.read(MAX_ANSWER)
+        if not chunk:
+            raise NetxError(F.EOF_ERROR, operation=F.READ, endpoint=stream.address)
+        answer += chunk
+    size: int = struct.unpack_from("!H", answer)[0]
+    if not check_reset(answer[2:2 + size], session_id):
+        raise NetxError(F.OPENVPN_HANDSHAKE_FAILED, operation=F.READ, endpoint=stream.address)
+    return 2 + size
