@@ -132,6 +132,26 @@ def test_tor_targets_are_laid_out() -> None:
     assert evidence({"test_keys": {"targets": ["a", "list"]}})["targets"] == []
 
 
+def test_riseupvpn_in_words_from_ours_or_ooni_s_keys() -> None:
+    ours = {"api_status": "ok", "ca_cert_status": True, "transport_status": {"openvpn": "blocked", 3: "x"},
+            "x_gateways": ["junk", {"ip": "198.18.9.1", "port": 1194, "transport_type": "openvpn",
+                                    "summary": {"connect": {"failure": "generic_timeout_error"}}}]}
+    v = evidence({"test_name": "riseupvpn", "test_keys": ours})["vpn"]
+    assert v["transports"] == {"openvpn": "blocked"} and v["failing"] == []
+    assert v["gateways"] == [{"address": "198.18.9.1:1194", "transport": "openvpn", "host": None,
+                              "connect": "generic_timeout_error", "handshake": None, "tried_handshake": False,
+                              "failure": None}]
+    ooni = {"api_status": "blocked", "api_failure": [None, "connection_reset"], "ca_cert_status": "yes",
+            "failing_gateways": [{"ip": "192.0.2.1", "port": 443, "transport_type": "openvpn"}, 7],
+            "x_gateways": "not a list"}
+    v = evidence({"test_name": "riseupvpn", "test_keys": ooni})["vpn"]
+    assert (v["api_failure"], v["ca"], v["gateways"]) == ("connection_reset", None, [])
+    assert v["failing"] == [{"address": "192.0.2.1:443", "transport": "openvpn"}]
+    assert evidence({"test_name": "tor", "test_keys": ours})["vpn"] is None
+    many = {"x_gateways": [{"ip": "198.18.9.1", "port": 1}] * 5000}
+    assert len(evidence({"test_name": "riseupvpn", "test_keys": many})["vpn"]["gateways"]) == 64
+
+
 def test_chart_specs() -> None:
     rows = [{"day": "2026-05-01", "measurement_count": 5, "anomaly_count": 3, "confirmed_count": 1, "ok_count": 2,
              "failure_count": 0}]

@@ -251,6 +251,39 @@ def test_a_tor_measurement_shows_its_targets(tmp_path_factory: pytest.TempPathFa
     assert twin["evidence"]["verdict"]["mechanism"] == "tls.rst"  # no connect record: the reset is put at TLS
 
 
+def test_a_riseupvpn_measurement_shows_its_api_and_gateways(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """riseupvpn's gateways: each one's connect and first exchange, a handshake reset after a good connect said in
+    words, the hostile host name escaped."""
+    evil = "<img src=x onerror=window.__pwned=1>"
+    gateway = {"ip": "198.18.9.1", "port": 1194, "transport_type": "openvpn", "host": evil, "location": "lab",
+               "failure": "connection_reset",
+               "summary": {"connect": {"failure": None}, "handshake": {"failure": "connection_reset"}}}
+    m = {"test_name": "riseupvpn", "test_version": "0.1.0", "measurement_start_time": "2024-03-01 10:00:00",
+         "probe_cc": "RU", "probe_asn": "AS12389", "input": None,
+         "report_id": "20240301T100000Z_riseupvpn_RU_AS12389_x",
+         "software_name": "tamperscope", "software_version": "0.1.0",
+         "test_keys": {"api_status": "ok", "api_failure": None, "ca_cert_status": True,
+                       "transport_status": {"openvpn": "blocked", "obfs4": "ok"},
+                       "failing_gateways": [{"ip": "198.18.9.1", "port": 1194, "transport_type": "openvpn"}],
+                       "x_gateways": [gateway, {**gateway, "transport_type": "obfs4", "port": 23042, "host": None,
+                                                "failure": None, "summary": {"connect": {"failure": None},
+                                                                             "handshake": {"failure": None}}}]}}
+    db = tmp_path_factory.mktemp("riseup") / "r.duckdb"
+    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as c:
+        out = c.post("/api/v1/submit", content=orjson.dumps(m)).json()
+        assert out["stored"] == 1, out
+        uid = out["results"][0]["measurement_uid"]
+        page = c.get(f"/m/{uid}").text
+        twin = c.get(f"/m/{uid}.json").json()
+    assert 'id="vpn"' in page and "openvpn: <span class=\"fail\">blocked</span>" in page
+    assert "connection_reset: the connect succeeded, and what followed failed" in page
+    assert evil not in page and "(&lt;img src=x" in page
+    vpn = twin["evidence"]["vpn"]
+    assert [(g["address"], g["transport"], g["connect"], g["handshake"]) for g in vpn["gateways"]] == [
+        ("198.18.9.1:1194", "openvpn", None, "connection_reset"), ("198.18.9.1:23042", "obfs4", None, None)]
+    assert twin["evidence"]["verdict"]["mechanism"] == "tcp.rst"
+
+
 def test_area_pages_say_what_changed(tmp_path_factory: pytest.TempPathFactory) -> None:
     """A site fine twice then poisoned twice on one network shows as 'blocked since' on its country's,
     network's and domain's pages, with links; a site with one anomaly among fine ones does not."""

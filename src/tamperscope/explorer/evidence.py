@@ -241,6 +241,39 @@ def targets(tk: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+MAX_GATEWAYS = 64  # riseupvpn's gateway ports listed (the nettest tries at most 64 gateways' ports)
+
+
+def vpn(test_name: Any, tk: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A riseupvpn measurement (ts-026) in words: the provider's API (its CA fetched, then the API through it),
+    each transport's status, and each gateway port: its connect and its transport's first exchange (ours,
+    ``x_gateways``), else OONI's ``failing_gateways``. None for other tests."""
+    if test_name != "riseupvpn":
+        return None
+    ca = tk.get("ca_cert_status")
+    failure = tk.get("api_failure")
+    if isinstance(failure, list):  # a list of strings since OONI's v0.2.0
+        failure = next((f for f in failure if isinstance(f, str) and f), None)
+    transports = {t: s for t, s in _dict(tk.get("transport_status")).items()
+                  if isinstance(t, str) and isinstance(s, str)}
+    gateways = []
+    for g in _list(tk.get("x_gateways"))[:MAX_GATEWAYS]:
+        if not isinstance(g, dict):
+            continue
+        summary = _dict(g.get("summary"))
+        gateways.append({"address": f"{_str(g.get('ip')) or '?'}:{_number(g.get('port')) or '?'}",
+                         "transport": _str(g.get("transport_type")), "host": _str(g.get("host")),
+                         "connect": _str(_dict(summary.get("connect")).get("failure")),
+                         "handshake": _str(_dict(summary.get("handshake")).get("failure")),
+                         "tried_handshake": "handshake" in summary, "failure": _str(g.get("failure"))})
+    failing = [{"address": f"{_str(g.get('ip')) or '?'}:{_number(g.get('port')) or '?'}",
+                "transport": _str(g.get("transport_type"))}
+               for g in _list(tk.get("failing_gateways"))[:MAX_GATEWAYS] if isinstance(g, dict)]
+    return {"api_status": _str(tk.get("api_status")), "api_failure": _str(failure),
+            "ca": ca if isinstance(ca, bool) else None, "transports": transports,
+            "gateways": gateways, "failing": [] if gateways else failing}
+
+
 def certificate(entry: Any) -> dict[str, Any]:
     """A DER certificate (OONI's ``{"format": "base64", "data"}``) → what a person checks."""
     der = body_bytes(entry)
@@ -427,6 +460,7 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
         "dns": dns(tk),
         "tcp": tcp(tk),
         "targets": targets(tk),
+        "vpn": vpn(m.get("test_name"), tk),
         "tls": tls(tk),
         "http": http(tk),
         "fingerprints": fingerprints([str(f) for f in fps][:20]),
