@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         onion = tor_example(say, work)
         say(f"demo: checking whether RiseupVPN can be used (tamperscope run riseupvpn; the farm stands in for its API, "
             f"and {A.RISEUP_GATEWAY} for its gateway)")
-        vpn = run_once("riseupvpn", say, work)
+        vpn = riseupvpn_example(say, work)
     finally:
         manager.down()
         say("demo: lab down")
@@ -474,6 +474,40 @@ def tor_example(say: Callable[[str], None], work: Path) -> tuple[dict[str, Any] 
     return m, truth
 
 
+def riseupvpn_example(say: Callable[[str], None], work: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """`tamperscope run riseupvpn`, and, when an OpenVPN gateway connected and its first exchange failed, where
+    OpenVPN is blocked (`tamperscope locate --layer openvpn`), kept as the measurement's ``located``. The trigger goes
+    to another port of the gateway when it has one (its obfs4 port): the censor may hold the port just measured for
+    a while (residual blocking), and DPI that knows OpenVPN knows it at any port."""
+    say(f"demo: checking whether RiseupVPN can be used (tamperscope run riseupvpn; the farm stands in for its API, "
+        f"and {A.RISEUP_GATEWAY} for its gateway)")
+    m, truth = run_once("riseupvpn", say, work)
+    gateways = (m or {}).get("test_keys", {}).get("x_gateways") or []
+    cut = [g for g in gateways if g.get("transport_type") == "openvpn" and g.get("failure")
+           and (g.get("summary") or {}).get("connect", {}).get("failure") is None]
+    if m is not None and cut:
+        other = next((g for g in gateways if g.get("ip") == cut[0]["ip"] and g.get("port") != cut[0]["port"]), cut[0])
+        url = f"https://{other['ip']}:{other['port']}/"
+        say(f"demo: locating where OpenVPN is blocked (tamperscope locate {url} --layer openvpn)")
+        res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--layer", "openvpn",
+                                                "--yes", "--json", "--wait", "0.3"]), env=manager.client_env(),
+                             capture_output=True, text=True, timeout=300)
+        if res.returncode == 0:
+            m = {**m, "located": {"url": url, **json.loads(res.stdout)}}
+    return m, truth
+
+
+def located_line(loc: dict[str, Any] | None, how: str = "") -> str:
+    """A ``located`` result (`tamperscope locate --json`) in one line of the summary."""
+    if not loc:
+        return ""
+    scope = {"address": "every packet to the address", "port": "this port only",
+             "protocol": "this protocol only"}.get(str(loc.get("scope")), str(loc.get("scope")))
+    said = f"tamperscope locate {loc['url']}{how}"
+    return (f"\n    located ({said}, layer {loc.get('layer')}): hop {loc['hop']}, after router {loc.get('router')} "
+            f"({loc.get('placement')}, {scope})" if loc.get("hop") else f"\n    located ({said}): no hop found")
+
+
 def censor_did(truth: list[dict[str, Any]]) -> str:
     """What the lab's censor did while a nettest ran, from its ground-truth lines, in words."""
     acted = sorted({str(t.get("rule")) for t in truth})
@@ -498,14 +532,7 @@ def tor_summary(m: dict[str, Any] | None, truth: list[dict[str, Any]]) -> str:
     said = f"blocked ({mech})" if status == "anomaly" else "reachable" if status == "ok" else "no verdict"
     ok = status != "failure" and (status == "anomaly") == bool(truth)
     out = f"\n{head}\n    {counts}: {said}; {did}: {'agrees' if ok else 'DISAGREES'} with the lab's ground truth"
-    loc = m.get("located")
-    if loc:
-        scope = {"address": "every packet to the address", "port": "this port only"}.get(str(loc.get("scope")),
-                                                                                          str(loc.get("scope")))
-        out += (f"\n    located (tamperscope locate {loc['url']}, layer {loc.get('layer')}): hop {loc['hop']}, after "
-                f"router {loc.get('router')} ({loc.get('placement')}, {scope})" if loc.get("hop") else
-                f"\n    located (tamperscope locate {loc['url']}): no hop found")
-    return out
+    return out + located_line(m.get("located"))
 
 
 def riseupvpn_summary(m: dict[str, Any] | None, truth: list[dict[str, Any]]) -> str:
@@ -528,7 +555,7 @@ def riseupvpn_summary(m: dict[str, Any] | None, truth: list[dict[str, Any]]) -> 
     said = f"blocked ({mech})" if status == "anomaly" else "usable" if status == "ok" else "no verdict"
     ok = status != "failure" and (status == "anomaly") == bool(truth)
     return (f"\n{head}\n    {', '.join(parts)}: {said}; {did}: {'agrees' if ok else 'DISAGREES'} with the lab's "
-            "ground truth")
+            "ground truth" + located_line(m.get("located"), " --layer openvpn"))
 
 
 def apps_summary(results: list[tuple[dict[str, Any] | None, list[dict[str, Any]]]]) -> str:

@@ -80,6 +80,10 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         # API and the obfs4 transport pass
         assert ("API ok, OpenVPN gateways 0/1 (connected 1/1), obfs4 gateways 1/1: blocked (tcp.rst); the censor's "
                 "rule tm-openvpn acted on it (1 time): agrees with the lab's ground truth") in text, text
+        # located with OpenVPN's first packet sent to the gateway's other port (tm-like holds the one just measured
+        # for 30 s): the same DPI, at hop 2, for this protocol only
+        assert ("located (tamperscope locate https://198.19.3.30:23042/ --layer openvpn, layer openvpn): hop 2, "
+                "after router 198.18.1.1 (in-path, this protocol only)") in text, text
         assert ("the messaging apps, Tor and RiseupVPN, judged again from the records: Telegram none, WhatsApp "
                 "dns.poison, Facebook Messenger dns.poison, Signal tls.rst, Tor tcp.drop, RiseupVPN tcp.rst\n") \
             in text, text

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,16 @@ def _issuer(handshake: dict) -> str:  # type: ignore[type-arg]
     return str(leaf.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
 
 
+def _locate(port: int) -> dict:  # type: ignore[type-arg]
+    """`tamperscope locate --layer openvpn` towards the gateway's ``port``, from the lab's client (--json)."""
+    url = f"https://{A.RISEUP_GATEWAY}:{port}/"
+    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--layer", "openvpn",
+                                            "--yes", "--json", "--wait", "0.25"]),
+                         env=manager.client_env(), capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)  # type: ignore[no-any-return]
+
+
 def _truth() -> list[dict]:  # type: ignore[type-arg]
     return [json.loads(line) for line in manager.PATHS.log.read_text().splitlines()]
 
@@ -47,6 +59,10 @@ def test_riseupvpn_reachable_without_a_censor(lab_factory, tmp_path) -> None:  #
     assert issuers == {"black.riseup.net": "tamperscope lab root CA", "riseup.net": "tamperscope lab root CA",
                        "api.black.riseup.net": "Riseup Networks Root CA (lab stand-in)"}
     assert (tk["x_status"], tk["blocking"], tk["accessible"]) == ("ok", False, True)
+    # and locate's OpenVPN trigger finds nothing: the server's own answer (its reset, to ours; to the control's
+    # random bytes, a close) is not taken for a censor's
+    out = _locate(A.OPENVPN_PORT)
+    assert (out["layer"], out["hop"]) == ("openvpn", None), out
     assert _truth() == []
 
 
@@ -61,6 +77,21 @@ def test_openvpn_reset_by_dpi_after_the_connect(lab_factory, tmp_path) -> None: 
     assert tk["failing_gateways"] == [{"ip": A.RISEUP_GATEWAY, "port": A.OPENVPN_PORT, "transport_type": "openvpn"}]
     assert (tk["x_status"], tk["x_mechanism"], tk["blocking"]) == ("anomaly", "tcp.rst", "tcp_ip")
     assert {(t["rule"], t["server"]) for t in _truth()} == {("openvpn-dpi", f"{A.RISEUP_GATEWAY}:{A.OPENVPN_PORT}")}
+
+
+def test_openvpn_dpi_is_located_at_the_censor_for_openvpn_only(lab_factory) -> None:  # type: ignore[no-untyped-def]
+    """`tamperscope locate --layer openvpn`: OpenVPN's first packet with TTL 1, 2, ... meets the reset at hop 2, and
+    the control (as many random bytes, same address and port) does not: scope "protocol"; at the obfs4 port too."""
+    lab_factory(str(PROFILES / "riseupvpn.toml"))
+    for port in (A.OPENVPN_PORT, A.RISEUP_OBFS4_PORT):
+        out = _locate(port)
+        assert (out["layer"], out["hop"], out["router"], out["placement"], out["scope"]) == \
+            ("openvpn", A.CENSOR_AFTER_HOP + 1, A.ACCESS_LAN, "in-path", "protocol"), out
+        assert len(out["runs"]) >= 3 and out["agreement"] > 0.5 and "switched" not in out
+        assert out["fingerprint"]["flags"] == "RA" and out["fingerprint"]["initial_ttl"] == 64  # the inject's ttl 58
+        controls = [o for run in out["detail"] for o in run["control"]]
+        assert controls and not any("R" in str(r.get("flags")) for o in controls for r in o["responses"])
+    assert {t["rule"] for t in _truth()} == {"openvpn-dpi"}
 
 
 def test_the_api_blocked_by_sni_stops_before_the_gateways(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]

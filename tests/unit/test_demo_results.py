@@ -264,3 +264,30 @@ def test_tor_summary_counts_what_was_reached_and_checks_it_against_the_ground_tr
         "located (tamperscope locate https://198.19.3.1/): no hop found")
     both = drops + [{"rule": "ru-tor-dir"}]
     assert "the censor's rules ru-tor-dir and tm-tor acted on it (3 times): agrees" in tor_summary(blocked, both)
+
+
+def test_riseupvpn_summary_counts_gateways_by_their_first_exchange() -> None:
+    from tamperscope.demo import riseupvpn_summary
+
+    def gateway(transport: str, connect: str | None, handshake: str | None) -> dict:  # type: ignore[type-arg]
+        summary = {"connect": {"failure": connect}, **({} if connect else {"handshake": {"failure": handshake}})}
+        return {"transport_type": transport, "failure": connect or handshake, "summary": summary}
+
+    cut = {"test_keys": {"x_status": "anomaly", "x_mechanism": "tcp.rst", "api_status": "ok", "x_gateways": [
+        gateway("openvpn", None, "connection_reset"), gateway("openvpn", "generic_timeout_error", None),
+        gateway("obfs4", None, None)]}}
+    resets = [{"rule": "tm-openvpn"}]
+    assert riseupvpn_summary(cut, resets).endswith(
+        "API ok, OpenVPN gateways 0/2 (connected 1/2), obfs4 gateways 1/1: blocked (tcp.rst); the censor's rule "
+        "tm-openvpn acted on it (1 time): agrees with the lab's ground truth")
+    located = {**cut, "located": {"url": "https://198.19.3.30:23042/", "layer": "openvpn", "hop": 2,
+                                  "router": "198.18.1.1", "placement": "in-path", "scope": "protocol"}}
+    assert riseupvpn_summary(located, resets).endswith(
+        "\n    located (tamperscope locate https://198.19.3.30:23042/ --layer openvpn, layer openvpn): hop 2, after "
+        "router 198.18.1.1 (in-path, this protocol only)")
+    api = {"test_keys": {"x_status": "anomaly", "x_mechanism": "tls.rst", "api_status": "blocked", "x_gateways": []}}
+    assert "API blocked: blocked (tls.rst); the censor's rule x acted" in riseupvpn_summary(api, [{"rule": "x"}])
+    usable = {"test_keys": {"x_status": "ok", "api_status": "ok", "x_gateways": [gateway("obfs4", None, None)]}}
+    assert riseupvpn_summary(usable, resets).endswith("usable; the censor's rule tm-openvpn acted on it (1 time): "
+                                                      "DISAGREES with the lab's ground truth")
+    assert riseupvpn_summary(None, []).endswith("not measured; the censor did nothing to it")

@@ -71,17 +71,17 @@ class GroundTruth:
         self._f.write(json.dumps(rec) + "\n")
 
 
-MAX_OPENVPN_RESET = 400  # bytes of a client's reset with tls-auth's longest HMAC, its replay fields and TLVs
+OPENVPN_RESET_SIZES = (14, 20)  # a client's hard reset: plain, and with OpenVPN 2.6's early-negotiation TLV
 
 
 def is_openvpn_reset(payload: bytes) -> bool:
     """Whether a TCP segment's payload is OpenVPN's first packet: one frame (two-byte length, then the packet) of
-    ``P_CONTROL_HARD_RESET_CLIENT_V2`` or ``_V3`` (at least a session id, an ack count and a message id: 14 bytes;
-    tls-auth's HMAC and OpenVPN 2.6's early-negotiation TLV make it longer). What the DPI that blocks OpenVPN keys
-    on: the opcode and a length that spans the segment, at any address and port."""
-    if not 16 <= len(payload) <= 2 + MAX_OPENVPN_RESET:
-        return False
-    return int.from_bytes(payload[:2], "big") == len(payload) - 2 and payload[2] >> 3 in (7, 10)
+    ``P_CONTROL_HARD_RESET_CLIENT_V2`` without tls-auth: the opcode, a session id, an empty ack list and message id
+    0 (14 bytes; 20 with OpenVPN 2.6's early-negotiation TLV), the length spanning the segment. What DPI that
+    blocks OpenVPN keys on, at any address and port. The whole shape is read, not the opcode alone: DNS over TCP
+    has the same two-byte framing, and a query id of 0x38xx would pass for the opcode."""
+    return (len(payload) - 2 in OPENVPN_RESET_SIZES and int.from_bytes(payload[:2], "big") == len(payload) - 2
+            and payload[2] >> 3 == 7 and payload[11] == 0 and payload[12:16] == b"\x00\x00\x00\x00")
 
 
 class Censor:

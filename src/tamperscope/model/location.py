@@ -22,7 +22,9 @@ otherwise. `scope` says whether the control name saw the same thing
 (a transparent proxy intercepts everything: scope "all"). When the trigger is
 the SYN itself (an address's port that cannot be connected to), the control is
 another port of the same address, and the caller says scope "port"; where the
-path itself goes silent before the server, "address".
+path itself goes silent before the server, "address". When the trigger is a
+protocol's first packet (OpenVPN's) and the control the same number of random
+bytes to the same address and port, the caller says scope "protocol".
 """
 
 from __future__ import annotations

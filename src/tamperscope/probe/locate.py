@@ -17,7 +17,11 @@
    URL's port (the control: the same address, port 80, or 443 when the URL's
    port is 80): for an address and port that cannot be connected to at all, as
    Tor's OR ports blocked by address; a run of another layer that cannot
-   connect while the path reaches the server switches to it by itself.
+   connect while the path reaches the server switches to it by itself. With
+   `--layer openvpn` it is OpenVPN's first packet (a client's hard reset, as
+   riseupvpn sends it) to the URL's address and port, and the control sweep
+   sends the same number of random bytes there: DPI that knows the protocol,
+   at any address.
 3. model/location.py decides hop, router, placement and scope; the forged
    packets give the equipment's signature; a forged page is matched against
    the blockpage fingerprints.
@@ -38,6 +42,7 @@ import ipaddress
 import json
 import math
 import os
+import secrets
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -47,13 +52,19 @@ from ..model.inputs import BadInput, check_host, normal_url, parse_url
 from ..model.location import Location, Observation, RunResult, decide_run, majority, signature, signature_key
 from ..model.webparts import idna_host, is_ip
 from ..nettests.echconfig import usable_config
-from ..netx import Trace, lookup_udp, ttlprobe
+from ..netx import Trace, lookup_udp, openvpn, ttlprobe
 from ..netx.dns import build_query
 from ..netx.quic import initial_datagram
 from ..wire.ech import ECHConfig, seal_client_hello
 from ..wire.tlshello import client_hello, client_hello_with_ech
 
 CONTROL_NAME = "www.example.com"
+LAYERS = ("auto", "http", "tls", "ech", "quic", "dns", "tcp", "openvpn")
+# The control sweep's trigger for a layer whose trigger carries no name: for OpenVPN's first packet, as many random
+# bytes (a length that announces no frame of them, so no DPI reads them as OpenVPN's)
+NOISE = "noise"
+RESIDUAL = "could not connect after an earlier run triggered the censor"
+SCOPE_OF_LAYER = {"tcp": "port", "openvpn": "protocol"}  # what "the control did not see it" means, by trigger
 QUIC_PORT = 443  # HTTP/3's, whatever the URL's scheme
 THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")  # "this host on this network": never a destination
 
@@ -62,11 +73,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("locate", help="find the hop where a URL is interfered with (CenTrace method; root)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("url", help="the URL to locate interference for")
-    p.add_argument("--layer", choices=("auto", "http", "tls", "ech", "quic", "dns", "tcp"), default="auto",
+    p.add_argument("--layer", choices=LAYERS, default="auto",
                    help="what to trigger with (auto: dns if its DNS is tampered with, else the URL's scheme; "
                         "quic: a QUIC Initial to UDP 443, for HTTP/3 that is dropped; ech: a ClientHello with "
                         "Encrypted Client Hello, for ECH that is blocked; tcp: the SYN, for an address and port "
-                        "that cannot be connected to, as Tor's OR ports blocked by address)")
+                        "that cannot be connected to, as Tor's OR ports blocked by address; openvpn: OpenVPN's "
+                        "first packet to the URL's address and port, for a VPN gateway whose connect succeeds and "
+                        "whose OpenVPN does not, as riseupvpn finds)")
     p.add_argument("--control", default=CONTROL_NAME,
                    help=f"innocent name for the control sweep (default {CONTROL_NAME})")
     p.add_argument("--runs", type=int, default=3, help="runs to make (more if they disagree; default 3)")
@@ -105,6 +118,10 @@ def trigger_payload(layer: str, host: str, path: str = "/", ech_config: ECHConfi
         return initial_datagram(host)
     if layer == "tcp":
         return b""  # the SYN is the trigger
+    if layer == "openvpn":
+        return openvpn.client_reset(secrets.token_bytes(openvpn.SESSION_ID))
+    if layer == NOISE:
+        return b"\xff\xff" + secrets.token_bytes(14)
     _, wire = build_query(host, "A")
     return wire
 
@@ -207,6 +224,9 @@ def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait:
         detail["ech"] = {"config": "published" if config else "GREASE",
                          "outer_name": config.public_name if config else u.host}
     ignored = dropped = 0
+    triggered: set[str] = set()  # servers whose run met the censor after connecting (residual blocking may follow)
+    unreachable: set[str] = set()  # servers that could not be connected to, while others were still to try
+    by_name = not is_ip(u.host) and server is None  # other addresses serve the same name (an address serves itself)
     path: list[str | None] = []
     dist: int | None = None
     try:
@@ -216,7 +236,8 @@ def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait:
             path, dist = ttlprobe.traceroute(server, max_ttl=max_ttl, wait=min(wait, 0.5))
             top = (dist or max_ttl)
             ctl_port = control_port(u.port) if layer == "tcp" else u.port
-            ctl = {o.ttl: o for o in sweep(cap, layer, server, ctl_port, control, "/", top, wait, dist=dist)}
+            ctl_layer = NOISE if layer == "openvpn" else layer
+            ctl = {o.ttl: o for o in sweep(cap, ctl_layer, server, ctl_port, control, "/", top, wait, dist=dist)}
             tgt = sweep(cap, layer, server, u.port, u.host, u.path, top, wait, stop=located(path, dist, ctl),
                         dist=dist, ech_config=config)
             packets = {"ignored": cap.ignored - ignored, "dropped": cap.dropped - dropped}
@@ -229,9 +250,26 @@ def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait:
                     r = RunResult(k, path[k - 2] if k >= 2 else None, "in-path", "address",
                                   f"the path goes silent after hop {k - 1}: packets to {server} are dropped")
                     servers = [server]  # the address is the target: other addresses would not tell
+                elif server in triggered and layer not in ("tcp", "dns", "quic"):
+                    # an earlier run to this server connected and triggered the censor: it now blocks this client and
+                    # server for a while (residual blocking), which says nothing about the address; --spread avoids it
+                    detail["runs"].append({"server": server, "packets": packets, "result": (
+                        f"{RESIDUAL}: residual blocking (it blocks this client and server for a while after a "
+                        "trigger)")})
+                    i += 1
+                    continue
+                elif by_name and dist is not None and layer not in ("tcp", "dns", "quic") and \
+                        not (unreachable | {server}).issuperset(servers):
+                    # no connection here, but other addresses (--spread) are still to try: this one may be held by
+                    # the censor after an earlier trigger (the probe's own measurement), which says nothing of them
+                    unreachable.add(server)
+                    detail["runs"].append({"server": server, "packets": packets, "result": (
+                        "could not connect (residual blocking, or this address blocked?): the other addresses first")})
+                    i += 1
+                    continue
                 elif dist is not None and layer not in ("tcp", "dns", "quic"):
-                    # the path reaches the server, but no connection: a block of this address's port. Its SYN is
-                    # the trigger (the run is made again with it)
+                    # the path reaches the server, but no connection, at any of the addresses: a block of this
+                    # address's port. Its SYN is the trigger (the run is made again with it)
                     layer = detail["layer"] = "tcp"
                     detail["switched"] = f"could not connect to {server}:{u.port}: the SYN itself is the trigger"
                     servers = [server]  # the address is the target: other addresses would not tell
@@ -242,8 +280,13 @@ def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait:
                     continue
             else:
                 r = decide_run(path, dist, tgt, ctl)
-                if layer == "tcp" and r.scope == "name":  # the SYN carries no name: what differed is the port
-                    r = dataclasses.replace(r, scope="port", reason=r.reason.replace("the trigger", "the SYN"))
+                if layer in SCOPE_OF_LAYER and r.scope == "name":  # no name in the trigger: what differed is the
+                    # port (a SYN to another one) or the protocol (random bytes to the same one)
+                    r = dataclasses.replace(r, scope=SCOPE_OF_LAYER[layer],
+                                            reason=r.reason.replace("the trigger", "the SYN") if layer == "tcp"
+                                            else r.reason)
+                if r.hop is not None:
+                    triggered.add(server)
             results.append(r)
             detail["runs"].append({"server": server, "hop": r.hop, "placement": r.placement, "reason": r.reason,
                                    "target": [_obs_dict(o) for o in tgt],
@@ -323,11 +366,14 @@ def _check(args: argparse.Namespace) -> tuple[str, str, list[str], str | None]:
     return url, resolver, [_ipv4(a, "--spread") for a in args.spread], server
 
 
-def _plan(host: str, resolver: str, spread: list[str], control: str, server: str | None = None) -> str:
+def _plan(host: str, resolver: str, spread: list[str], control: str, server: str | None = None,
+          layer: str = "auto") -> str:
     """What this run would contact, said before consent (nothing is looked up to say it)."""
     target = server or host
+    asking = ("OpenVPN's first packet, and random bytes as the control" if layer == "openvpn" else
+              f"packets asking for {host} and for the control name {control}")
     parts = [f"{target}{' and ' + ', '.join(spread) if spread else ''} and the routers on the path to it, with "
-             f"TTL-limited packets asking for {host} and for the control name {control}"]
+             f"TTL-limited {asking}"]
     if not is_ip(host) and server is None:
         parts.append(f"the public resolver {resolver} (DNS over TCP and UDP)")
     return "This run would contact: " + "; ".join(parts) + "."
@@ -339,7 +385,7 @@ def run(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         raise UsageError("locate needs root: it sends TTL-limited packets and listens on raw sockets")
     url, resolver, spread, server = _check(args)
-    plan = _plan(parse_url(url).host, resolver, spread, args.control, server)
+    plan = _plan(parse_url(url).host, resolver, spread, args.control, server, args.layer)
     try:
         ensure_consent(args.yes, plan=plan)
     except ConsentRequired as e:
@@ -374,13 +420,17 @@ def run(args: argparse.Namespace) -> int:
             print(trigger)
         return 0
     fp = loc.fingerprint or {}
-    scope = {"name": "this name only", "port": "this port only", "address": "this address only"}.get(
-        str(loc.scope), "every name")
+    scope = {"name": "this name only", "port": "this port only", "address": "this address only",
+             "protocol": "this protocol only"}.get(str(loc.scope), "every name")
     print(f"{args.url}: interference at hop {loc.hop}, after router {loc.router or '-'} ({loc.placement}, "
           f"{scope}); runs {list(loc.runs)}")
     if "switched" in detail:
         print(f"  {detail['switched']}")
     print(f"  layer {detail['layer']}; {loc.reason}")
+    held = sum(1 for r in detail["runs"] if str(r.get("result", "")).startswith(RESIDUAL))
+    if held:
+        print(f"  {held} later run{'s' * (held != 1)} could not connect: residual blocking (the censor holds this "
+              "client and server for a while after a trigger); --spread gives other addresses to repeat on")
     if trigger:
         print(trigger)
     if fp:
