@@ -167,6 +167,11 @@ def test_hostile_gateways_are_skipped_and_counted() -> None:
     document = {"gateways": [
         "not an object",
         {"ip_address": "gw.example.org", "capabilities": {"transport": [good]}},
+        {"ip_address": 3323068417, "capabilities": {"transport": [good]}},  # an int is an address to ip_address()
+        {"ip_address": "0.0.0.0", "capabilities": {"transport": [good]}},
+        {"ip_address": "224.0.0.1", "capabilities": {"transport": [good]}},
+        {"ip_address": "198.18.9.3", "capabilities": {"transport": [
+            {"type": "obfs4", "protocols": ["tcp"], "ports": ["1"], "options": {"cert": 5}}]}},
         {"ip_address": "198.18.9.1", "capabilities": {"transport": [
             {"type": "openvpn", "protocols": ["tcp"], "ports": ["0", "65536", "x", True, 443, "1194"]},
             {"type": "openvpn", "protocols": ["udp"], "ports": ["53"]},
@@ -180,8 +185,8 @@ def test_hostile_gateways_are_skipped_and_counted() -> None:
     gateways, skipped = riseupvpn.read_gateways(document)
     assert [(g.ip, g.port, g.transport) for g in gateways] == [
         ("198.18.9.1", 443, "openvpn"), ("198.18.9.1", 1194, "openvpn"), ("198.18.9.2", 1194, "openvpn")]
-    assert skipped == {"not an object": 1, "no ip address": 1, "a port out of range": 4,
-                       "obfs4 without a valid cert": 2, "more than 64 gateways": 9}
+    assert skipped == {"not an object": 1, "no ip address": 2, "an address no server has": 2, "a port out of range": 4,
+                       "obfs4 without a valid cert": 3, "more than 64 gateways": 13}
     assert riseupvpn.read_gateways({"gateways": [{"ip_address": "1.2.3.4", "capabilities": []}]}) == ([], {})
     assert riseupvpn.read_gateways([1, 2]) == ([], {})
 

@@ -111,11 +111,16 @@ def read_gateways(document: Any) -> tuple[list[Gateway], Counter[str]]:
         if not isinstance(gateway, Mapping):
             skipped["not an object"] += 1
             continue
+        address = gateway.get("ip_address")
         try:
-            ip = str(ipaddress.ip_address(gateway.get("ip_address")))  # type: ignore[arg-type]
+            parsed = ipaddress.ip_address(address if isinstance(address, str) else "")  # not an int: one is an address
         except ValueError:
             skipped["no ip address"] += 1
             continue
+        if parsed.is_unspecified or parsed.is_multicast:
+            skipped["an address no server has"] += 1
+            continue
+        ip = str(parsed)
         capabilities = gateway.get("capabilities")
         transports = capabilities.get("transport") if isinstance(capabilities, Mapping) else None
         for transport in transports[:MAX_PORTS] if isinstance(transports, list) else ():
@@ -128,9 +133,10 @@ def read_gateways(document: Any) -> tuple[list[Gateway], Counter[str]]:
             cert = None
             if kind == "obfs4":
                 options = transport.get("options")
+                given = options.get("cert") if isinstance(options, Mapping) else None
                 try:
-                    cert = obfs4.parse_cert(options.get("cert") if isinstance(options, Mapping) else None)  # type: ignore[arg-type]
-                except (ValueError, AttributeError, TypeError):
+                    cert = obfs4.parse_cert(given if isinstance(given, str) else "")
+                except ValueError:
                     skipped["obfs4 without a valid cert"] += 1
                     continue
             ports = transport.get("ports")
