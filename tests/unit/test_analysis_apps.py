@@ -28,6 +28,12 @@ TOR_BLOCKED = {"targets": {
                             "summary": {"connect": {"failure": "generic_timeout_error"}}} for i in range(1, 4)},
     **{f"192.0.2.{i}:80": {"failure": None, "target_protocol": "dir_port"} for i in range(1, 4)}}}
 
+# our riseupvpn nettest's keys: the gateway's OpenVPN connected and was reset after its first packet; obfs4 worked
+VPN_CUT = {"api_status": "ok", "ca_cert_status": True, "transport_status": {"openvpn": "blocked", "obfs4": "ok"},
+           "tcp_connect": [{"ip": "192.0.2.9", "port": 1194, "status": {"failure": None, "success": True}}],
+           "x_gateways": [{"ip": "192.0.2.9", "port": 1194, "transport_type": "openvpn", "failure": "connection_reset",
+                           "summary": {"connect": {"failure": None}, "handshake": {"failure": "connection_reset"}}}]}
+
 
 def _m(test: str, asn: str, when: str, tk: dict[str, Any], n: int) -> bytes:
     base = json.loads(SAMPLE.read_text())
@@ -48,6 +54,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
         _m("signal", "AS1", "2024-03-03 10:00:00", SIGNAL_BLOCKED, 6),
         _m("telegram", "AS1", "2024-03-03 10:00:00", {}, 7),  # no flag at all: a failed measurement
         _m("tor", "AS1", "2024-03-03 11:00:00", TOR_BLOCKED, 8),
+        _m("riseupvpn", "AS1", "2024-03-03 12:00:00", VPN_CUT, 9),
         SAMPLE.read_bytes().replace(b"\n", b" "),  # a website's measurement: not an app
     ]
     (tmp / "in.jsonl").write_bytes(b"\n".join(lines))
@@ -63,7 +70,9 @@ def test_blocked_now_first_with_the_latest_word_and_the_last_reachable_time(stor
     assert got == [
         ("signal", "AS1", "confirmed", "tls.drop", 2, 2, ""),  # the same anomaly twice: confirmed
         ("whatsapp", "AS1", "anomaly", "tls.rst", 2, 1, "2024-03-01"),
-        ("tor", "AS1", "anomaly", "tcp.drop", 1, 1, ""),  # a circumvention tool, beside the apps
+        # circumvention tools, beside the apps; RiseupVPN's OpenVPN reset after its connect (our x_gateways)
+        ("riseupvpn", "AS1", "anomaly", "tcp.rst", 1, 1, ""),
+        ("tor", "AS1", "anomaly", "tcp.drop", 1, 1, ""),
         ("whatsapp", "AS2", "ok", "none", 2, 1, "2024-03-04"),
         ("telegram", "AS1", "failure", "none", 1, 0, ""),
     ]
@@ -74,10 +83,11 @@ def test_blocked_now_first_with_the_latest_word_and_the_last_reachable_time(stor
 def test_the_reports_say_it_for_a_person(store: Store) -> None:
     text = terminal_report(store)
     section = text.split("Messaging apps and circumvention tools, network by network", 1)[1].split("\n\n", 1)[0]
-    first, second, third = section.splitlines()[3:6]  # after the heading, the column names and the rule
+    first, second, third, fourth = section.splitlines()[3:7]  # after the heading, the column names and the rule
     assert first.split() == ["Signal", "AS1", "IT", "blocked", "tls.drop", "2024-03-03", "never", "2", "2"]
     assert second.split() == ["WhatsApp", "AS1", "IT", "blocked", "tls.rst", "2024-03-05", "2024-03-01", "2", "1"]
-    assert third.split() == ["Tor", "AS1", "IT", "blocked", "tcp.drop", "2024-03-03", "never", "1", "1"]
+    assert third.split() == ["RiseupVPN", "AS1", "IT", "blocked", "tcp.rst", "2024-03-03", "never", "1", "1"]
+    assert fourth.split() == ["Tor", "AS1", "IT", "blocked", "tcp.drop", "2024-03-03", "never", "1", "1"]
     assert "failed" in section and "reachable" in section
     page = html_report(store, plotly_js="")
     part = page.split("<h2>Messaging apps and circumvention tools, network by network</h2>", 1)[1].split("<h2>", 1)[0]
