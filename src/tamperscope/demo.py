@@ -554,8 +554,16 @@ def riseupvpn_summary(m: dict[str, Any] | None, truth: list[dict[str, Any]]) -> 
                          + (f" (connected {connected}/{len(tried)})" if connected != reached else ""))
     said = f"blocked ({mech})" if status == "anomaly" else "usable" if status == "ok" else "no verdict"
     ok = status != "failure" and (status == "anomaly") == bool(truth)
+    splits = [g["split"] for g in gateways if isinstance(g.get("split"), dict)]
+    split = ""
+    if splits:
+        got = sum(1 for x in splits if x.get("connect") is None and x.get("handshake") is None)
+        held = sum(1 for x in splits if x.get("connect") is not None)
+        split = (f"\n    OpenVPN's first packet split in two TCP segments: through at {got}/{len(splits)}"
+                 + (": the DPI reads one segment at a time" if got else "")
+                 + (f"; {held} could not connect again (the censor held the gateway after the reset)" if held else ""))
     return (f"\n{head}\n    {', '.join(parts)}: {said}; {did}: {'agrees' if ok else 'DISAGREES'} with the lab's "
-            "ground truth" + located_line(m.get("located"), " --layer openvpn"))
+            "ground truth" + split + located_line(m.get("located"), " --layer openvpn"))
 
 
 def apps_summary(results: list[tuple[dict[str, Any] | None, list[dict[str, Any]]]]) -> str:

@@ -80,6 +80,9 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         # API and the obfs4 transport pass
         assert ("API ok, OpenVPN gateways 0/1 (connected 1/1), obfs4 gateways 1/1: blocked (tcp.rst); the censor's "
                 "rule tm-openvpn acted on it (1 time): agrees with the lab's ground truth") in text, text
+        # tm-like holds the gateway for 30 s after the reset: the split retry cannot connect, and says so
+        assert ("OpenVPN's first packet split in two TCP segments: through at 0/1; 1 could not connect again (the "
+                "censor held the gateway after the reset)") in text, text
         # located with OpenVPN's first packet sent to the gateway's other port (tm-like holds the one just measured
         # for 30 s): the same DPI, at hop 2, for this protocol only
         assert ("located (tamperscope locate https://198.19.3.30:23042/ --layer openvpn, layer openvpn): hop 2, "

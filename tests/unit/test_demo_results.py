@@ -280,6 +280,13 @@ def test_riseupvpn_summary_counts_gateways_by_their_first_exchange() -> None:
     assert riseupvpn_summary(cut, resets).endswith(
         "API ok, OpenVPN gateways 0/2 (connected 1/2), obfs4 gateways 1/1: blocked (tcp.rst); the censor's rule "
         "tm-openvpn acted on it (1 time): agrees with the lab's ground truth")
+    split = {"test_keys": {**cut["test_keys"], "x_gateways": [
+        {**gateway("openvpn", None, "connection_reset"), "split": {"connect": None, "handshake": None}},
+        {**gateway("openvpn", None, "connection_reset"), "split": {"connect": "generic_timeout_error",
+                                                                     "handshake": None}}]}}
+    assert riseupvpn_summary(split, resets).endswith(
+        "\n    OpenVPN's first packet split in two TCP segments: through at 1/2: the DPI reads one segment at a time; "
+        "1 could not connect again (the censor held the gateway after the reset)")
     located = {**cut, "located": {"url": "https://198.19.3.30:23042/", "layer": "openvpn", "hop": 2,
                                   "router": "198.18.1.1", "placement": "in-path", "scope": "protocol"}}
     assert riseupvpn_summary(located, resets).endswith(

@@ -140,7 +140,7 @@ def test_riseupvpn_in_words_from_ours_or_ooni_s_keys() -> None:
     assert v["transports"] == {"openvpn": "blocked"} and v["failing"] == []
     assert v["gateways"] == [{"address": "198.18.9.1:1194", "transport": "openvpn", "host": None,
                               "connect": "generic_timeout_error", "handshake": None, "tried_handshake": False,
-                              "failure": None}]
+                              "failure": None, "split": None}]
     ooni = {"api_status": "blocked", "api_failure": [None, "connection_reset"], "ca_cert_status": "yes",
             "failing_gateways": [{"ip": "192.0.2.1", "port": 443, "transport_type": "openvpn"}, 7],
             "x_gateways": "not a list"}

@@ -256,7 +256,7 @@ def test_a_riseupvpn_measurement_shows_its_api_and_gateways(tmp_path_factory: py
     words, the hostile host name escaped."""
     evil = "<img src=x onerror=window.__pwned=1>"
     gateway = {"ip": "198.18.9.1", "port": 1194, "transport_type": "openvpn", "host": evil, "location": "lab",
-               "failure": "connection_reset",
+               "failure": "connection_reset", "split": {"connect": None, "handshake": None},
                "summary": {"connect": {"failure": None}, "handshake": {"failure": "connection_reset"}}}
     m = {"test_name": "riseupvpn", "test_version": "0.1.0", "measurement_start_time": "2024-03-01 10:00:00",
          "probe_cc": "RU", "probe_asn": "AS12389", "input": None,
@@ -266,6 +266,7 @@ def test_a_riseupvpn_measurement_shows_its_api_and_gateways(tmp_path_factory: py
                        "transport_status": {"openvpn": "blocked", "obfs4": "ok"},
                        "failing_gateways": [{"ip": "198.18.9.1", "port": 1194, "transport_type": "openvpn"}],
                        "x_gateways": [gateway, {**gateway, "transport_type": "obfs4", "port": 23042, "host": None,
+                                                "split": None,
                                                 "failure": None, "summary": {"connect": {"failure": None},
                                                                              "handshake": {"failure": None}}}]}}
     db = tmp_path_factory.mktemp("riseup") / "r.duckdb"
@@ -276,11 +277,13 @@ def test_a_riseupvpn_measurement_shows_its_api_and_gateways(tmp_path_factory: py
         page = c.get(f"/m/{uid}").text
         twin = c.get(f"/m/{uid}.json").json()
     assert 'id="vpn"' in page and "openvpn: <span class=\"fail\">blocked</span>" in page
-    assert "connection_reset: the connect succeeded, and what followed failed" in page
+    assert "connection_reset: the connect succeeded, and what followed failed; split in two TCP segments: " \
+           "<strong>it got through</strong>" in page
     assert evil not in page and "(&lt;img src=x" in page
     vpn = twin["evidence"]["vpn"]
-    assert [(g["address"], g["transport"], g["connect"], g["handshake"]) for g in vpn["gateways"]] == [
-        ("198.18.9.1:1194", "openvpn", None, "connection_reset"), ("198.18.9.1:23042", "obfs4", None, None)]
+    assert [(g["address"], g["transport"], g["connect"], g["handshake"], g["split"]) for g in vpn["gateways"]] == [
+        ("198.18.9.1:1194", "openvpn", None, "connection_reset", {"connect": None, "handshake": None}),
+        ("198.18.9.1:23042", "obfs4", None, None, None)]
     assert twin["evidence"]["verdict"]["mechanism"] == "tcp.rst"
 
 

@@ -41,10 +41,12 @@ def _openvpn(kind: str = "ok") -> Any:
     that knows OpenVPN's first packet), or answers for another session (``impostor``)."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        size = struct.unpack("!H", await reader.readexactly(2))[0]
-        frame = await reader.readexactly(size)
+        first = await reader.read(64)  # what one segment brought (the client's pieces are 50 ms apart)
+        whole = len(first) == 16
+        data = first + await reader.readexactly(2 + struct.unpack("!H", first[:2])[0] - len(first))
+        frame = data[2:]
         assert frame[0] >> 3 == openvpn.HARD_RESET_CLIENT_V2 and len(frame) == 14
-        if kind == "rst":
+        if kind == "rst" or (kind == "dpi" and whole):  # "dpi": reset only what came in one segment
             reset(writer)
             return
         writer.write(_server_reset(frame, session=os.urandom(8) if kind == "impostor" else None))
@@ -146,6 +148,28 @@ def test_openvpn_reset_after_the_connect_is_blocking_ooni_s_test_would_miss(tmp_
     assert tk["failing_gateways"] == [{"ip": "127.0.0.1", "port": ovpn["port"], "transport_type": "openvpn"}]
     assert (tk["x_status"], tk["x_mechanism"], tk["blocking"]) == ("anomaly", "tcp.rst", "tcp_ip")
     _consistent(m)
+
+
+def test_a_reset_of_the_whole_first_packet_is_retried_in_two_segments(tmp_path: Path) -> None:
+    """Geneva's segmentation by the client alone: the plain first packet is reset, the same packet split after its
+    length gets the server's answer: what failed it reads one segment at a time. The transport stays blocked (the
+    app does not split), and the retry is its own connection, tagged."""
+    tk = _run(tmp_path, openvpn_kind="dpi")["test_keys"]
+    ovpn = tk["x_gateways"][0]
+    assert ovpn["summary"]["handshake"] == {"failure": "connection_reset"}
+    assert ovpn["split"] == {"connect": None, "handshake": None}
+    assert tk["transport_status"]["openvpn"] == "blocked" and (tk["x_status"], tk["x_mechanism"]) == ("anomaly",
+                                                                                                       "tcp.rst")
+    (split,) = [c for c in tk["tcp_connect"] if "split" in c["tags"]]
+    assert split["tags"] == ["openvpn", "split"]
+    writes = [e["num_bytes"] for e in tk["network_events"]
+              if e["operation"] == "write" and e["transaction_id"] == split["transaction_id"]]
+    assert writes == [2, 14]  # the length, then the packet
+    # a server that resets whatever it gets: the split does not help, and says so
+    (tmp_path / "again").mkdir()
+    tk = _run(tmp_path / "again", openvpn_kind="rst")["test_keys"]
+    assert tk["x_gateways"][0]["split"] == {"connect": None, "handshake": "connection_reset"}
+    assert "split" not in tk["x_gateways"][1]  # obfs4 worked: nothing to retry
 
 
 def test_an_answer_for_another_session_is_no_openvpn_server(tmp_path: Path) -> None:

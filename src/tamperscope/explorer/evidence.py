@@ -261,11 +261,14 @@ def vpn(test_name: Any, tk: Mapping[str, Any]) -> dict[str, Any] | None:
         if not isinstance(g, dict):
             continue
         summary = _dict(g.get("summary"))
+        split = g.get("split")  # ours: the first packet again, in two TCP segments
         gateways.append({"address": f"{_str(g.get('ip')) or '?'}:{_number(g.get('port')) or '?'}",
                          "transport": _str(g.get("transport_type")), "host": _str(g.get("host")),
                          "connect": _str(_dict(summary.get("connect")).get("failure")),
                          "handshake": _str(_dict(summary.get("handshake")).get("failure")),
-                         "tried_handshake": "handshake" in summary, "failure": _str(g.get("failure"))})
+                         "tried_handshake": "handshake" in summary, "failure": _str(g.get("failure")),
+                         "split": {"connect": _str(split.get("connect")), "handshake": _str(split.get("handshake"))}
+                         if isinstance(split, dict) else None})
     failing = [{"address": f"{_str(g.get('ip')) or '?'}:{_number(g.get('port')) or '?'}",
                 "transport": _str(g.get("transport_type"))}
                for g in _list(tk.get("failing_gateways"))[:MAX_GATEWAYS] if isinstance(g, dict)]

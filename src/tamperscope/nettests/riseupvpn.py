@@ -18,17 +18,19 @@ No input. In order:
    the transport's own first exchange: OpenVPN's hard reset (`netx.openvpn`), obfs4's handshake with the
    gateway's ``cert`` (`netx.obfs4`). A gateway counts only when that exchange succeeds, so a censor that
    lets the connect through and kills OpenVPN's first packet (the DPI of Russia's TSPU, Iran's, China's) is
-   seen; OONI's test only connects, and counts such a gateway as reached.
+   seen; OONI's test only connects, and counts such a gateway as reached. An OpenVPN port that connected and
+   then failed is tried once more with its first packet in two TCP segments (`_split`): whether what failed it
+   reads one segment at a time.
 
 ``test_keys`` are OONI's: ``api_failure`` (null, or the failure string), ``api_status`` ("ok"/"blocked"),
 ``ca_cert_status``, ``transport_status`` (per transport the eip-service offers: "ok" if any of its gateways
 worked), ``failing_gateways`` (``{ip, port, transport_type}`` each, or null), beside the archival
 ``queries``, ``tcp_connect``, ``tls_handshakes``, ``requests`` and ``network_events`` (the API's tagged
 ``api``, each gateway's tagged with its transport); ours: ``x_gateways``, one entry per gateway port tried
-(``ip``, ``port``, ``transport_type``, ``host``, ``location``, ``failure``, and ``summary``: ``connect``
-and ``handshake``), and ``x_gateways_skipped``: how many listed gateway ports were not tried and why (no IP
-address, a port out of range, an obfs4 transport without a valid ``cert``...). The verdict is
-`model.vpnverdict.riseupvpn_verdict`.
+(``ip``, ``port``, ``transport_type``, ``host``, ``location``, ``failure``, ``summary``: ``connect``
+and ``handshake``, and ``split`` after such a retry: its ``connect`` and ``handshake`` failures), and
+``x_gateways_skipped``: how many listed gateway ports were not tried and why (no IP address, a port out of
+range, an obfs4 transport without a valid ``cert``...). The verdict is `model.vpnverdict.riseupvpn_verdict`.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from cryptography import x509
 
 from ..model import failures as F
 from ..model.vpnverdict import TRANSPORTS, riseupvpn_verdict
-from ..netx import DirectConnector, Limits, NetxError, TCPStream, Trace, fetch, obfs4, openvpn, tcp_connect
+from ..netx import DirectConnector, Limits, NetxError, TCPStream, Trace, fetch, obfs4, openvpn, shape, tcp_connect
 from .base import Context, NettestError
 
 NAME = "riseupvpn"
@@ -257,8 +259,32 @@ async def _gateway(gateway: Gateway, trace: Trace, ctx: Context) -> dict[str, An
             failure = e.failure
         summary["handshake"] = {"failure": failure}
         await stream.aclose()
-    return {"ip": gateway.ip, "port": gateway.port, "transport_type": gateway.transport, "host": gateway.host,
-            "location": gateway.location, "failure": failure, "summary": summary}
+    entry = {"ip": gateway.ip, "port": gateway.port, "transport_type": gateway.transport, "host": gateway.host,
+             "location": gateway.location, "failure": failure, "summary": summary}
+    if gateway.cert is None and failure is not None and summary["connect"]["failure"] is None:
+        entry["split"] = await _split(gateway, trace, ctx)
+    return entry
+
+
+async def _split(gateway: Gateway, trace: Trace, ctx: Context) -> dict[str, str | None]:
+    """OpenVPN's first exchange again, on a new connection, its first packet in two TCP segments (`shape.
+    openvpn_segments`): when the plain one connected and then failed, whether DPI that reads one segment at a
+    time was what failed it (Geneva's segmentation, by the client alone). ``connect`` fails when the censor holds
+    the gateway for a while after the first reset (residual blocking): then nothing is learnt."""
+    t = ctx.timeouts
+    try:
+        stream: TCPStream = await tcp_connect(gateway.ip, gateway.port, trace=trace, timeout=t.connect,
+                                              tags=(gateway.transport, "split"))
+    except NetxError as e:
+        return {"connect": e.failure, "handshake": None}
+    stream.shape = shape.openvpn_segments
+    failure: str | None = None
+    try:
+        await openvpn.handshake(stream, timeout=t.tls)
+    except NetxError as e:
+        failure = e.failure
+    await stream.aclose()
+    return {"connect": None, "handshake": failure}
 
 
 def finish(measurement: dict[str, Any], ctx: Context) -> None:

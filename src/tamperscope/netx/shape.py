@@ -148,3 +148,11 @@ def host_trailing_dot(data: bytes) -> list[bytes]:
     if not name or name.endswith(b".") or name.replace(b".", b"").isdigit():
         raise Unshaped("the Host header holds no name to qualify")
     return [data[:start] + name + b"." + sep + port + data[end:]]
+
+
+def openvpn_segments(data: bytes) -> list[bytes]:
+    """OpenVPN's first packet over TCP in two segments: its two-byte length, then the packet. A server reads the
+    stream; DPI that reads one segment sees a length with nothing after it, then a frame without its length."""
+    if len(data) < 3 or int.from_bytes(data[:2], "big") != len(data) - 2:
+        raise Unshaped("not one OpenVPN frame")
+    return [data[:2], data[2:]]
