@@ -43,7 +43,8 @@ class Network:
     def trigger(self, cap: Any, ip: str, port: int, payload: bytes, ttl: int, *, wait: float = 1.0) -> ttlprobe.Step:
         if self._blocked(ip):
             return ttlprobe.Step(ttl, False, "generic_timeout_error")
-        known = b"Host: blocked.example" in payload or payload[2:3] == bytes([openvpn.HARD_RESET_CLIENT_V2 << 3])
+        known = b"Host: blocked.example" in payload or (  # OpenVPN's first packet: its length, then its opcode
+            payload[:2] == b"\x00\x0e" and payload[2] >> 3 == openvpn.HARD_RESET_CLIENT_V2)
         if ttl >= 2 and known:
             self.held[ip] = self.hold
             return ttlprobe.Step(ttl, True, None, [ttlprobe.Seen("tcp", ip, 60, 7, P.RST | P.ACK)])
@@ -115,7 +116,7 @@ def test_openvpn_s_first_packet_is_told_from_random_bytes(monkeypatch: pytest.Mo
     net.trigger = record  # type: ignore[method-assign]
     loc, detail = _locate(monkeypatch, net, "https://198.19.3.30:1194/", "openvpn")
     assert (loc.hop, loc.scope, detail["layer"]) == (2, "protocol", "openvpn") and len(loc.runs) == 3
-    resets = [p for p in sent if p[2] >> 3 == openvpn.HARD_RESET_CLIENT_V2]
+    resets = [p for p in sent if p[:2] == b"\x00\x0e" and p[2] >> 3 == openvpn.HARD_RESET_CLIENT_V2]
     noise = [p for p in sent if p[:2] == b"\xff\xff"]
     assert resets and noise and len(resets) + len(noise) == len(sent)
     assert all(len(p) == 16 for p in sent) and len({p[3:11] for p in resets}) == len(loc.runs)  # one per run
