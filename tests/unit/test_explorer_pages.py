@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -223,6 +224,16 @@ def test_evidence_is_three_clicks_from_home(client: SyncClient) -> None:
     assert urlsplit(first).path.startswith("/domain/")
 
 
+def _one_page(tmp_path_factory: pytest.TempPathFactory, m: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``m`` submitted to a collector of its own: its measurement page, and the page's JSON twin."""
+    db = tmp_path_factory.mktemp("one") / "s.duckdb"
+    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as c:
+        out = c.post("/api/v1/submit", content=orjson.dumps(m)).json()
+        assert out["stored"] == 1, out
+        uid = out["results"][0]["measurement_uid"]
+        return c.get(f"/m/{uid}").text, c.get(f"/m/{uid}.json").json()
+
+
 def test_a_tor_measurement_shows_its_targets(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Tor's records sit under ``targets``: the page lists them, their results, and escapes their names."""
     evil = "<img src=x onerror=window.__pwned=1>"
@@ -236,13 +247,7 @@ def test_a_tor_measurement_shows_its_targets(tmp_path_factory: pytest.TempPathFa
              "128.31.0.39:9131": {"target_protocol": "dir_port", "target_address": "128.31.0.39:9131",
                                   "target_name": "moria" + evil, "failure": "http_request_failed",
                                   "x_consensus": False}}}}
-    db = tmp_path_factory.mktemp("tor") / "t.duckdb"
-    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as c:
-        out = c.post("/api/v1/submit", content=orjson.dumps(m)).json()
-        assert out["stored"] == 1, out
-        uid = out["results"][0]["measurement_uid"]
-        page = c.get(f"/m/{uid}").text
-        twin = c.get(f"/m/{uid}.json").json()
+    page, twin = _one_page(tmp_path_factory, m)
     assert 'id="targets"' in page and "or_port_dirauth" in page and "connection_reset" in page
     assert evil not in page and "&lt;img src=x" in page
     assert "128.31.0.39:9131 (moria&lt;img src=x" in page  # its name beside its id, as text
@@ -269,13 +274,7 @@ def test_a_riseupvpn_measurement_shows_its_api_and_gateways(tmp_path_factory: py
                                                 "split": None,
                                                 "failure": None, "summary": {"connect": {"failure": None},
                                                                              "handshake": {"failure": None}}}]}}
-    db = tmp_path_factory.mktemp("riseup") / "r.duckdb"
-    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as c:
-        out = c.post("/api/v1/submit", content=orjson.dumps(m)).json()
-        assert out["stored"] == 1, out
-        uid = out["results"][0]["measurement_uid"]
-        page = c.get(f"/m/{uid}").text
-        twin = c.get(f"/m/{uid}.json").json()
+    page, twin = _one_page(tmp_path_factory, m)
     assert 'id="vpn"' in page and "openvpn: <span class=\"fail\">blocked</span>" in page
     assert "connection_reset: the connect succeeded, and what followed failed; split in two TCP segments: " \
            "<strong>it got through</strong>" in page
