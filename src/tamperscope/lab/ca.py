@@ -134,7 +134,7 @@ class Issuer:
         """A server context that switches to a per-SNI certificate; from another authority for the names
         ``others`` gives one (a service whose certificates are its own CA's, as RiseupVPN's API)."""
         base = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        base.load_cert_chain(self._path_for(default_name))
+        base.load_cert_chain(self.chain_file(default_name))
         base.set_alpn_protocols(list(self.alpn))
         delegates = {name.lower(): issuer for name, issuer in (others or {}).items()}
 
@@ -174,8 +174,9 @@ class Issuer:
             cert = self._leaves[name] = self.leaf(name)
         return cert
 
-    def _path_for(self, name: str) -> Path:
-        """A PEM file for `name` that stays (a server's default certificate, loaded by path)."""
+    def chain_file(self, name: str) -> Path:
+        """A PEM file for `name` that stays: its leaf, the CA and the leaf key (a server's default certificate, or
+        one a program reads by path, as openvpn's --cert and --key)."""
         name = name.lower().rstrip(".")[:253] or "unknown"
         path = self.cache_dir / (hashlib.sha1(name.encode()).hexdigest() + ".pem")
         with self._lock:

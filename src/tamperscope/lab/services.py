@@ -227,7 +227,7 @@ def _gateway(state_dir: Path) -> int:
 
     ca_dir = state_dir / "ca"
     issuer = Issuer(ca_dir, "riseup-ca", state_dir / "certs" / "riseup-gateway")
-    chain = issuer._path_for("gw1.lab.riseup.net")  # the leaf, the CA and the key, in one PEM file
+    chain = issuer.chain_file("gw1.lab.riseup.net")  # the leaf, the CA and the key, in one PEM file
     proc = subprocess.Popen(
         ["openvpn", "--mode", "server", "--tls-server", "--dev", "tap", "--proto", "tcp-server",
          "--local", A.RISEUP_GATEWAY, "--lport", str(A.OPENVPN_PORT), "--ca", str(ca_dir / "riseup-ca.pem"),
@@ -240,13 +240,10 @@ def _gateway(state_dir: Path) -> int:
             break
     else:
         return proc.wait() or 1
-    done = threading.Event()
-
     def relay() -> None:  # openvpn's further lines into this service's log, until it exits
         assert proc.stdout is not None
         for line in proc.stdout:
             print(line.rstrip(), flush=True)
-        done.set()
 
     threading.Thread(target=relay, daemon=True).start()
     status = _obfs4(state_dir, "gateway", f"{A.RISEUP_GATEWAY}:{A.RISEUP_OBFS4_PORT}")
