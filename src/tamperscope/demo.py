@@ -37,7 +37,7 @@ from .lab import manager
 from .lab.expect import expect_url
 from .model.profile import Profile
 from .model.services import APPS as MODEL_APPS
-from .model.services import blocked
+from .model.services import TOOLS, blocked
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -124,8 +124,6 @@ def run(args: argparse.Namespace) -> int:
         ech_name, ech = ech_example(profile, work, say)
         apps = apps_example(say, work)
         onion = tor_example(say, work)
-        say(f"demo: checking whether RiseupVPN can be used (tamperscope run riseupvpn; the farm stands in for its API, "
-            f"and {A.RISEUP_GATEWAY} for its gateway)")
         vpn = riseupvpn_example(say, work)
     finally:
         manager.down()
@@ -466,12 +464,16 @@ def tor_example(say: Callable[[str], None], work: Path) -> tuple[dict[str, Any] 
     if m is not None and failed:
         url = f"https://{failed[0]}/"
         say(f"demo: locating where Tor's OR ports are blocked (tamperscope locate {url})")
-        res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--yes", "--json",
-                                                "--wait", "0.3"]), env=manager.client_env(),
-                             capture_output=True, text=True, timeout=300)
-        if res.returncode == 0:
-            m = {**m, "located": {"url": url, **json.loads(res.stdout)}}
+        m = with_located(m, url)
     return m, truth
+
+
+def with_located(m: dict[str, Any], url: str, *options: str) -> dict[str, Any]:
+    """``m`` with `tamperscope locate URL OPTIONS --json`'s result as its ``located`` (unchanged if locate failed)."""
+    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, *options, "--yes",
+                                            "--json", "--wait", "0.3"]), env=manager.client_env(),
+                         capture_output=True, text=True, timeout=300)
+    return {**m, "located": {"url": url, **json.loads(res.stdout)}} if res.returncode == 0 else m
 
 
 def riseupvpn_example(say: Callable[[str], None], work: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -489,11 +491,7 @@ def riseupvpn_example(say: Callable[[str], None], work: Path) -> tuple[dict[str,
         other = next((g for g in gateways if g.get("ip") == cut[0]["ip"] and g.get("port") != cut[0]["port"]), cut[0])
         url = f"https://{other['ip']}:{other['port']}/"
         say(f"demo: locating where OpenVPN is blocked (tamperscope locate {url} --layer openvpn)")
-        res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--layer", "openvpn",
-                                                "--yes", "--json", "--wait", "0.3"]), env=manager.client_env(),
-                             capture_output=True, text=True, timeout=300)
-        if res.returncode == 0:
-            m = {**m, "located": {"url": url, **json.loads(res.stdout)}}
+        m = with_located(m, url, "--layer", "openvpn")
     return m, truth
 
 
@@ -775,7 +773,7 @@ def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Cal
         lines.append("  ECH, judged again from the records: " + (", ".join(
             f"{r['input']} {r.get('x_mechanism') or 'none'}" for r in judged) or "none"))
     if apps and app_verdicts.is_file():
-        names = {**{name: app for name, app, _ in APPS}, "tor": "Tor", "riseupvpn": "RiseupVPN"}
+        names = {**{name: app for name, app, _ in APPS}, **TOOLS}
         judged = [json.loads(line) for line in app_verdicts.read_text().splitlines() if line.strip()]
         probe_said = {m.get("test_name"): (m.get("test_keys") or {}).get("x_mechanism") or "none"
                       for path in apps for m in map(json.loads, path.read_text().splitlines()[:1])}

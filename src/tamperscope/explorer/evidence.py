@@ -262,19 +262,22 @@ def vpn(test_name: Any, tk: Mapping[str, Any]) -> dict[str, Any] | None:
             continue
         summary = _dict(g.get("summary"))
         split = g.get("split")  # ours: the first packet again, in two TCP segments
-        gateways.append({"address": f"{_str(g.get('ip')) or '?'}:{_number(g.get('port')) or '?'}",
+        gateways.append({"address": _gateway_address(g),
                          "transport": _str(g.get("transport_type")), "host": _str(g.get("host")),
                          "connect": _str(_dict(summary.get("connect")).get("failure")),
                          "handshake": _str(_dict(summary.get("handshake")).get("failure")),
                          "tried_handshake": "handshake" in summary, "failure": _str(g.get("failure")),
                          "split": {"connect": _str(split.get("connect")), "handshake": _str(split.get("handshake"))}
                          if isinstance(split, dict) else None})
-    failing = [{"address": f"{_str(g.get('ip')) or '?'}:{_number(g.get('port')) or '?'}",
-                "transport": _str(g.get("transport_type"))}
+    failing = [{"address": _gateway_address(g), "transport": _str(g.get("transport_type"))}
                for g in _list(tk.get("failing_gateways"))[:MAX_GATEWAYS] if isinstance(g, dict)]
     return {"api_status": _str(tk.get("api_status")), "api_failure": _str(failure),
             "ca": ca if isinstance(ca, bool) else None, "transports": transports,
             "gateways": gateways, "failing": [] if gateways else failing}
+
+
+def _gateway_address(g: Mapping[str, Any]) -> str:
+    return f"{_str(g.get('ip')) or '?'}:{_number(g.get('port')) or '?'}"
 
 
 def certificate(entry: Any) -> dict[str, Any]:

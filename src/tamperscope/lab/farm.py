@@ -138,8 +138,8 @@ RISEUP_API_HOST = RISEUP_EIP[0]  # whose certificate is the provider's own CA's
 
 def riseup_provider() -> bytes:
     """The stand-in's provider.json: what a LEAP client bootstraps from (the fields RiseupVPN's has)."""
-    doc = {"api_uri": f"https://{RISEUP_API_HOST}:443", "api_version": "3", "ca_cert_uri": "https://black.riseup.net/ca.crt",
-           "domain": "riseup.net", "name": {"en": "Riseup Networks (lab stand-in)"}, "services": ["openvpn"],
+    doc = {"api_uri": f"https://{RISEUP_API_HOST}:443", "api_version": "3",
+           "ca_cert_uri": f"https://{RISEUP_CA[0]}{RISEUP_CA[1]}", "domain": RISEUP_PROVIDER[0], "name": {"en": "Riseup Networks (lab stand-in)"}, "services": ["openvpn"],
            "languages": ["en"], "default_language": "en"}
     return json.dumps(doc, indent=1).encode()
 

@@ -51,7 +51,7 @@ class RunResult:
     hop: int | None
     router: str | None
     placement: str | None  # "in-path" | "on-path" | None
-    scope: str | None  # "name" | "port" | "address" | "all" | None
+    scope: str | None  # "name" | "port" | "protocol" | "address" | "all" | None
     reason: str
     forged: tuple[Mapping[str, Any], ...] = ()
     payload: bytes = b""

@@ -111,6 +111,11 @@ def tcp_failure(tk: Mapping[str, Any]) -> str | None:
     failures = [f for r in (connects if isinstance(connects, list) else ())
                 if isinstance(r, Mapping) and isinstance(r.get("status"), Mapping)
                 and isinstance(f := r["status"].get("failure"), str) and f]
+    return reset_first(failures)
+
+
+def reset_first(failures: Sequence[str]) -> str | None:
+    """The failure that says most of several: a reset or a refusal (a censor's answer) before any other."""
     return next((f for f in failures if failure_class(f) in ("reset", "refused")), failures[0] if failures else None)
 
 

@@ -15,17 +15,14 @@ from typing import Any
 from .services import failed as _failure
 from .services import ok as _ok
 from .services import request_failure as _request_failure
+from .services import reset_first
 from .services import status as _status
 from .services import tcp_failure as _tcp_failure
 from .services import test_keys as _tk
 from .torverdict import SCAN, TARGET_CONFIDENCE, anomaly_of, failure_string
-from .verdict import Verdict, failure_class
+from .verdict import Verdict
 
 TRANSPORTS = ("openvpn", "obfs4")
-
-
-def _first_reset(strings: list[str]) -> str | None:
-    return next((f for f in strings if failure_class(f) in ("reset", "refused")), strings[0] if strings else None)
 
 
 def _api_failure(tk: Mapping[str, Any]) -> str | None:
@@ -33,7 +30,7 @@ def _api_failure(tk: Mapping[str, Any]) -> str | None:
     else the failure of an API request (v0.1 left it null when fetching the CA failed)."""
     value = tk.get("api_failure")
     strings = [f for v in (value[:SCAN] if isinstance(value, list) else [value]) if (f := failure_string(v))]
-    return _first_reset(strings) or _request_failure(tk)
+    return reset_first(strings) or _request_failure(tk)
 
 
 def _gateway_failure(tk: Mapping[str, Any], transports: list[str]) -> str | None:
@@ -44,7 +41,7 @@ def _gateway_failure(tk: Mapping[str, Any], transports: list[str]) -> str | None
     strings = [f for g in (gateways[:SCAN] if isinstance(gateways, list) else ())
                if isinstance(g, Mapping) and g.get("transport_type") in transports
                and (f := failure_string(g.get("failure")))]
-    return _first_reset(strings) or _tcp_failure(tk)
+    return reset_first(strings) or _tcp_failure(tk)
 
 
 def riseupvpn_verdict(measurement: Mapping[str, Any]) -> Verdict:
