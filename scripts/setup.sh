@@ -2,7 +2,7 @@
 # Idempotent setup: Debian packages when missing, then .venv with pinned dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PKGS="iproute2 nftables ethtool libpcap0.8 iputils-ping procps chromium obfs4proxy openvpn"
+PKGS="iproute2 nftables ethtool libpcap0.8 iputils-ping procps chromium obfs4proxy openvpn wireguard-go wireguard-tools"
 missing=""
 for p in $PKGS; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

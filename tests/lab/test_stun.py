@@ -43,8 +43,8 @@ def test_stun_blocked_by_address_and_by_name(lab_factory, tmp_path) -> None:  # 
     by = _run(tmp_path / "b.jsonl", f"stun://{A.STUN}:{A.STUN_PORT}", "stun://stun.l.google.com:19302",
               "stun://stun.example.org")
     dropped = by[f"stun://{A.STUN}:{A.STUN_PORT}"]
-    assert (dropped["failure"], dropped["x_status"], dropped["blocking"]) == \
-        ("generic_timeout_error", "anomaly", "http-failure")
+    assert (dropped["failure"], dropped["x_status"], dropped["x_mechanism"], dropped["blocking"]) == \
+        ("generic_timeout_error", "anomaly", "udp.drop", "tcp_ip")
     assert dropped["x_requests"] >= 3  # retransmitted, never answered
     named = by["stun://stun.l.google.com:19302"]
     assert (named["failure"], named["x_mechanism"], named["blocking"]) == ("dns_nxdomain_error", "dns.nxdomain", "dns")

@@ -136,7 +136,8 @@ CASES = [
     (_m("stunreachability", endpoint="stun.l.google.com:19302", failure=None), ("ok", "none")),
     (_m("stunreachability", endpoint="stun.l.google.com:19302", failure="dns_nxdomain_error"),
      ("anomaly", "dns.nxdomain")),
-    (_m("stunreachability", failure="generic_timeout_error"), ("anomaly", "none")),  # UDP: no mechanism
+    (_m("stunreachability", failure="generic_timeout_error"), ("anomaly", "udp.drop")),
+    (_m("stunreachability", failure="connection_refused"), ("anomaly", "none")),  # an ICMP refusal: no drop
     (_m("stun_reachability", failure="dns_lookup_error"), ("anomaly", "dns.drop")),
     (_m("stunreachability", endpoint="stun.l.google.com:19302"), ("failure", "none")),
     (_m("stunreachability", failure=42), ("failure", "none")),

@@ -193,3 +193,127 @@ def test_a_hostile_quic_trigger_is_typed_text_or_nothing(value: object) -> None:
     else:
         assert all(v is None or isinstance(v, str) for v in got.values())
         assert got["meaning"] == "not given"
+
+
+WG = "198.19.3.40:51820"
+
+
+def _wg_events(*rows: tuple[str, int, float, str, bool]) -> list[dict[str, object]]:
+    return [{"operation": op, "address": WG, "proto": "udp", "num_bytes": n, "t": t, "x_wireguard": kind,
+             **({"tags": ["junk"]} if junk else {})} for op, n, t, kind, junk in rows]
+
+
+def _wg(tk: dict[str, object]) -> dict[str, object]:
+    got = evidence({"test_name": "wireguard", "test_keys": tk})["wireguard"]
+    assert isinstance(got, dict)
+    return got
+
+
+def test_wireguard_a_server_that_answered_the_plain_handshake() -> None:
+    tk = {"endpoint": "wg.example.net:51820", "failure": None, "x_address": WG,
+          "x_handshake": {"failure": None, "answer": "response", "initiations": 1, "junk": 0, "ignored": 1,
+                          "t": 0.0123},
+          "x_junk_first": None, "queries": [],
+          "network_events": [{"operation": "write_to", "address": "8.8.8.8:53", "num_bytes": 40, "t": 0.0},
+                             *_wg_events(("write_to", 148, 0.01, "initiation", False),
+                                         ("read_from", 7, 0.015, "ignored", False),
+                                         ("read_from", 92, 0.022, "response", False))]}
+    wg = _wg(tk)
+    assert (wg["endpoint"], wg["address"], wg["failure"], wg["dpi"], wg["junk_first"]) == (
+        "wg.example.net:51820", WG, None, False, None)
+    assert wg["says"] == "The server answered the plain handshake: WireGuard reaches it from this network."
+    plain = wg["handshake"]
+    assert isinstance(plain, dict) and plain["answered"] is True and plain["answer"] == "response"
+    assert plain["says"] == ("The plain handshake, as a WireGuard client starts it: 1 initiation sent; the server's "
+                             "handshake response came after 0.012 s and opened with our keys: only the real server "
+                             "can make one. 1 datagram that was no answer to us came back.")
+    assert wg["events"] == [  # the lookup's datagram (another address) left out
+        {"operation": "sent", "t": 0.01, "bytes": 148, "what": "initiation", "words": "handshake initiation",
+         "junk_first": False},
+        {"operation": "received", "t": 0.015, "bytes": 7, "what": "ignored", "words": "ignored: no answer to us",
+         "junk_first": False},
+        {"operation": "received", "t": 0.022, "bytes": 92, "what": "response", "words": "handshake response",
+         "junk_first": False}]
+    cookie = _wg({**tk, "x_handshake": {"failure": None, "answer": "cookie", "initiations": 2, "junk": 0,
+                                        "ignored": 0, "t": 1.5}})
+    assert "2 initiations sent; the server answered with a cookie reply after 1.500 s: it is under load, and was " \
+           "reached all the same." in cookie["handshake"]["says"]  # type: ignore[index]
+    assert evidence({"test_name": "stunreachability", "test_keys": tk})["wireguard"] is None
+
+
+def test_wireguard_dpi_dropped_the_plain_handshake_where_junk_first_got_through() -> None:
+    tk = {"endpoint": WG, "failure": "generic_timeout_error", "x_address": WG,
+          "x_handshake": {"failure": "generic_timeout_error", "answer": None, "initiations": 5, "junk": 0,
+                          "ignored": 0, "t": None},
+          "x_junk_first": {"failure": None, "answer": "response", "initiations": 1, "junk": 3, "ignored": 0,
+                           "t": 0.004},
+          "network_events": _wg_events(("write_to", 148, 0.0, "initiation", False),
+                                       ("write_to", 148, 1.0, "initiation", False),
+                                       ("write_to", 40, 5.0, "junk", True), ("write_to", 150, 5.0, "junk", True),
+                                       ("write_to", 24, 5.0, "junk", True),
+                                       ("write_to", 148, 5.001, "initiation", True),
+                                       ("read_from", 92, 5.005, "response", True))}
+    wg = _wg(tk)
+    assert wg["dpi"] is True and wg["failure"] == "generic_timeout_error"
+    says = wg["says"]
+    assert isinstance(says, str) and says.startswith("DPI dropped the flow by its first datagram")
+    assert "a flow begun by junk datagrams got through to the same server with the same keys" in says
+    assert wg["handshake"]["says"] == (  # type: ignore[index]
+        "The plain handshake, as a WireGuard client starts it: 5 initiations sent; no answer (generic_timeout_error).")
+    assert wg["junk_first"]["says"] == (  # type: ignore[index]
+        "The junk-first retry, from a new UDP flow: 3 junk datagrams (random bytes no WireGuard message starts with) "
+        "first, then 1 initiation sent; the server's handshake response came after 0.004 s and opened with our keys: "
+        "only the real server can make one.")
+    events = wg["events"]
+    assert isinstance(events, list)
+    assert [(e["what"], e["junk_first"]) for e in events] == [
+        ("initiation", False), ("initiation", False), ("junk", True), ("junk", True), ("junk", True),
+        ("initiation", True), ("response", True)]
+
+
+def test_wireguard_both_handshakes_failed_or_the_name_did_not_resolve() -> None:
+    failed = {"failure": "generic_timeout_error", "answer": None, "initiations": 5, "junk": 0, "ignored": 0,
+              "t": None}
+    wg = _wg({"endpoint": WG, "failure": "generic_timeout_error", "x_address": WG, "x_handshake": failed,
+              "x_junk_first": {**failed, "junk": 3}, "network_events": []})
+    assert wg["dpi"] is False and wg["events"] == []
+    assert wg["says"] == ("Neither handshake got an answer, the junk-first one included: the server may be down, or "
+                          "blocked by its address.")
+    assert "no answer (generic_timeout_error)" in wg["junk_first"]["says"]  # type: ignore[index]
+    refused = {**failed, "failure": "connection_refused"}
+    wg = _wg({"endpoint": WG, "failure": "connection_refused", "x_address": WG, "x_handshake": refused,
+              "x_junk_first": refused})
+    assert wg["dpi"] is False and wg["says"].startswith("Neither handshake got an answer")  # type: ignore[union-attr]
+    dns = _wg({"endpoint": "wg.invalid:51820", "failure": "dns_nxdomain_error", "x_address": None,
+               "x_handshake": None, "x_junk_first": None,
+               "network_events": [{"operation": "write_to", "address": "8.8.8.8:53", "num_bytes": 40, "t": 0.0}]})
+    assert (dns["handshake"], dns["junk_first"], dns["dpi"], dns["events"]) == (None, None, False, [])
+    assert dns["says"] == "The endpoint's name did not resolve (dns_nxdomain_error): no handshake was tried."
+
+
+@pytest.mark.parametrize("tk", [
+    {}, {"endpoint": 7, "failure": ["x"], "x_address": {"a": 1}, "x_handshake": "yes", "x_junk_first": 3,
+         "network_events": {"operation": "write_to"}},
+    {"endpoint": "<script>alert(1)</script>" * 100, "failure": "<script>x</script>", "x_address": WG,
+     "x_handshake": {"failure": {"<script>": 1}, "answer": "<script>", "initiations": "5", "junk": True,
+                     "ignored": -4, "t": float("nan")},
+     "x_junk_first": {"failure": None, "answer": ["response"], "initiations": 10**30, "junk": None,
+                      "ignored": 2.5, "t": float("inf")},
+     "network_events": [{"operation": "write_to", "address": WG, "num_bytes": "148", "t": "0.1",
+                         "x_wireguard": "<script>", "tags": "junk"}, 5, None,
+                        {"operation": "<script>", "address": WG}] * 2000},
+])
+def test_wireguard_hostile_values_are_typed_and_bounded(tk: dict[str, object]) -> None:
+    wg = _wg(tk)
+    assert isinstance(wg["says"], str) and isinstance(wg["dpi"], bool)
+    texts = (wg["endpoint"], wg["address"], wg["failure"])
+    assert all(v is None or isinstance(v, str) and len(v) <= 200 for v in texts)
+    for attempt in (wg["handshake"], wg["junk_first"]):
+        if attempt is not None:
+            assert isinstance(attempt, dict) and attempt["answer"] is None and isinstance(attempt["says"], str)
+            assert all(attempt[k] is None for k in ("initiations", "junk", "ignored", "t"))
+    events = wg["events"]
+    assert isinstance(events, list) and len(events) <= 32
+    for e in events:
+        assert e == {"operation": "sent", "t": None, "bytes": None, "what": None, "words": None, "junk_first": False}
+    assert wg["events_not_listed"] == (2000 - 32 if events else 0)

@@ -578,6 +578,59 @@ def test_a_stun_measurement_says_whether_the_server_answered(tmp_path: Path) -> 
     assert bad_twin["evidence"]["verdict"]["status"] == "anomaly"
 
 
+def test_a_wireguard_measurement_says_what_the_handshakes_found(tmp_path: Path) -> None:
+    """wireguard: the endpoint, the plain handshake's answer, the junk-first retry's (DPI dropped the flow by its
+    first datagram when only it got through), both failed, each datagram; hostile values escaped."""
+    base = next(samples.corpus(1, seed="wireguard"))
+    evil = "<script>window.__pwned=1</script>"
+    wg = "198.19.3.40:51820"
+
+    def ev(op: str, n: int, t: float, kind: str, junk: bool = False) -> dict[str, Any]:
+        return {"operation": op, "address": wg, "proto": "udp", "num_bytes": n, "t": t, "x_wireguard": kind,
+                **({"tags": ["junk"]} if junk else {})}
+
+    timeout = {"failure": "generic_timeout_error", "answer": None, "initiations": 5, "junk": 0, "ignored": 0,
+               "t": None}
+    answered = {"failure": None, "answer": "response", "initiations": 1, "junk": 0, "ignored": 0, "t": 0.004}
+    ok = {"endpoint": wg, "failure": None, "x_address": wg, "x_handshake": answered, "x_junk_first": None,
+          "queries": [], "network_events": [ev("write_to", 148, 0.01, "initiation"),
+                                            ev("read_from", 92, 0.014, "response")]}
+    dpi = {"endpoint": wg, "failure": "generic_timeout_error", "x_address": wg, "x_handshake": timeout,
+           "x_junk_first": {**answered, "junk": 3}, "queries": [],
+           "network_events": [ev("write_to", 148, 0.0, "initiation"), ev("write_to", 40, 5.0, "junk", True),
+                              ev("write_to", 148, 5.001, "initiation", True),
+                              ev("read_from", 92, 5.005, "response", True)]}
+    down = {"endpoint": evil, "failure": "generic_timeout_error", "x_address": wg,
+            "x_handshake": {**timeout, "failure": f"unknown_failure: {evil}", "answer": evil},
+            "x_junk_first": {**timeout, "junk": 3}, "queries": [],
+            "network_events": [{**ev("write_to", 148, 0.0, "initiation"), "x_wireguard": evil, "tags": [evil]}] * 100}
+    ms = [{**base, "test_name": "wireguard", "test_version": "0.1.0", "input": f"wireguard://{wg}",
+           "report_id": base["report_id"] + str(i), "test_keys": tk} for i, tk in enumerate((ok, dpi, down))]
+    with running_app(Settings(db_path=tmp_path / "e.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
+        out = c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(m) for m in ms)).json()
+        uids = [r["measurement_uid"] for r in out["results"]]
+        got = [(c.get(f"/m/{u}").text, c.get(f"/m/{u}.json").json()) for u in uids]
+    sections = [" ".join(page.split('id="wireguard"', 1)[1].split("</section>", 1)[0].split()) for page, _ in got]
+    twins = [twin["evidence"] for _, twin in got]
+    assert "WireGuard: the handshake" in sections[0] and "No key is recorded" in sections[0]
+    assert f"<code class=\"input\">{wg}</code> (at <code>{wg}</code>)." in sections[0]
+    assert "The server answered the plain handshake: WireGuard reaches it from this network." in sections[0]
+    assert "1 initiation sent; the server&#39;s handshake response came after 0.004 s" in sections[0]
+    assert "<td>sent</td> <td>148</td> <td>handshake initiation</td> <td>plain</td>" in sections[0]
+    assert twins[0]["verdict"]["status"] == "ok" and twins[0]["wireguard"]["dpi"] is False
+    assert "DPI dropped the flow by its first datagram" in sections[1]
+    assert "a flow begun by junk datagrams got through to the same server with the same keys" in sections[1]
+    assert "5 initiations sent; no answer (generic_timeout_error)." in sections[1]
+    assert "3 junk datagrams (random bytes no WireGuard message starts with) first, then 1 initiation" in sections[1]
+    assert "<td>junk (no WireGuard message)</td> <td>junk-first</td>" in sections[1]
+    assert twins[1]["wireguard"]["dpi"] is True and twins[1]["verdict"]["mechanism"] == "udp.drop"
+    assert "Neither handshake got an answer, the junk-first one included" in sections[2]
+    assert "may be down, or blocked by its address" in sections[2]
+    assert evil not in got[2][0] and "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in sections[2]
+    assert sections[2].count("<tr>") == 1 + 32 and "68 more datagrams in the raw JSON." in sections[2]
+    assert twins[2]["wireguard"]["handshake"]["answer"] is None and twins[2]["verdict"]["status"] == "anomaly"
+
+
 def test_an_instant_messaging_measurement_lists_the_apps_services(tmp_path: Path) -> None:
     """telegram, whatsapp, facebook_messenger (ours, or OONI's with "-" keys up to 0.3.0): each service reached
     or blocked with its failure; Messenger's endpoints with their answers' networks. Hostile values escaped."""

@@ -219,8 +219,8 @@ def test_a_reachable_server_is_ok_and_the_public_address_is_learnt_not_recorded(
 def test_a_silent_server_is_an_anomaly() -> None:
     m, ctx = _measure(lambda req: [])
     tk = m["test_keys"]
-    assert (tk["failure"], tk["x_status"], tk["blocking"], tk["accessible"]) == \
-        ("generic_timeout_error", "anomaly", "http-failure", False)
+    assert (tk["failure"], tk["x_status"], tk["x_mechanism"], tk["blocking"], tk["accessible"]) == \
+        ("generic_timeout_error", "anomaly", "udp.drop", "tcp_ip", False)
     assert tk["x_requests"] >= 2 and not ctx.own_addresses
 
 

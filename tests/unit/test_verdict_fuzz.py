@@ -92,6 +92,12 @@ def _others() -> dict[str, dict[str, Any]]:
         "remote_web": web.build(),
         "remote_dns": dns.build(),
         "evasion": _m("evasion", **_evasion()),
+        "wireguard": _m("wireguard", endpoint="198.19.3.40:51820", failure="generic_timeout_error",
+                        x_address="198.19.3.40:51820",
+                        x_handshake={"failure": "generic_timeout_error", "answer": None, "initiations": 5, "junk": 0,
+                                     "ignored": 0, "t": None},
+                        x_junk_first={"failure": None, "answer": "response", "initiations": 1, "junk": 3,
+                                      "ignored": 0, "t": 0.002}),
         "generic": _m("some_future_nettest", tampering={"a": True}, x_throttle={"throttled": False}),
     }
 

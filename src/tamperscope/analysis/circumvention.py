@@ -26,6 +26,7 @@ from tamperscope.model.torverdict import failure_string as _failure_string
 from tamperscope.model.torverdict import tor_verdict
 from tamperscope.model.verdict import BlockpageMatcher, Verdict, failure_class
 from tamperscope.model.vpnverdict import riseupvpn_verdict
+from tamperscope.model.wgverdict import wireguard_verdict
 
 # --------------------------------------------------------------------------- OONI's circumvention tests
 #
@@ -155,6 +156,12 @@ def riseupvpn(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) 
     """ts-026: the probe's own verdict function (`model.vpnverdict`), which our riseupvpn nettest writes into its
     measurements too."""
     return riseupvpn_verdict(measurement)
+
+
+@register("wireguard")
+def wireguard(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
+    """Our wireguard nettest's (OONI has no stable one): the probe's own verdict function (`model.wgverdict`)."""
+    return wireguard_verdict(measurement)
 
 
 @register("stunreachability")

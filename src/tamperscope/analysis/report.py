@@ -56,6 +56,7 @@ TEST_WORDS: dict[str, str] = {
     "torsf": "whether Tor starts over Snowflake",
     "psiphon": "whether the Psiphon circumvention tool starts",
     "riseupvpn": "the RiseupVPN service",
+    "wireguard": "WireGuard VPN servers",
     "stunreachability": "STUN servers (used by voice and video calls)",
     "tcp_connect": "TCP connections to given addresses",
     "http_requests": "websites, fetched directly and over Tor (older probes)",
@@ -82,6 +83,7 @@ MECHANISM_WORDS: dict[str, str] = {
     "throttle": "the site was slowed down",
     "quic.drop": "HTTP/3 (QUIC) connections were blocked",
     "middlebox": "a device on the path altered the traffic",
+    "udp.drop": "UDP traffic to the server was dropped (a VPN's handshake, picked out by DPI or its address)",
     "none": "something differed from the uncensored control, but no single technique explains it",
 }
 
@@ -93,7 +95,8 @@ MECHANISM_COLOURS: dict[str, str] = {
     "tcp.drop": "#8c510a", "tcp.rst": "#dfc27d",
     "tls.rst": "#1b7837", "tls.drop": "#a6dba0", "tls.mitm": "#00441b",
     "http.rst": "#08519c", "http.drop": "#6baed6", "http.blockpage": "#c51b7d",
-    "throttle": "#fdae61", "quic.drop": "#35978f", "middlebox": "#d73027", "none": "#bdbdbd",
+    "throttle": "#fdae61", "quic.drop": "#35978f", "middlebox": "#d73027", "udp.drop": "#54278f",
+    "none": "#bdbdbd",
 }
 _SPARE_COLOURS = ("#000000", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#1f78b4", "#b15928", "#ffff99")
 

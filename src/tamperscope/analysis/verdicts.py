@@ -69,7 +69,9 @@ VERDICTS: dict[str, VerdictFunction] = {}
 #    dns.drop) rather than dns.poison for all. telegram's web client and whatsapp's three services: a failure
 #    after a lookup of their names answered with a bogon (127.0.0.1, a private address) is dns.poison, not the
 #    failure's own layer (a refused connection to 127.0.0.1 read as tls.rst); signal's backends likewise.
-ANALYSIS_VERSION = "10"
+# 11: wireguard (ours, a new nettest) gets its verdict; stunreachability names a request never answered
+#    udp.drop (a new mechanism) instead of none.
+ANALYSIS_VERSION = "11"
 
 
 def register(test_name: str) -> Callable[[VerdictFunction], VerdictFunction]:

@@ -479,6 +479,7 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
         "quic_trigger": quic_trigger(tk),
         "ech_config": ech_config(tk) if m.get("test_name") == "echcheck" else None,
         "stun": stun(tk) if m.get("test_name") in ("stunreachability", "stun_reachability") else None,
+        "wireguard": wireguard(tk) if m.get("test_name") == "wireguard" else None,
         "apps": apps(m.get("test_name"), tk),
         "evasion": evasion(tk),
         "rules": rules(tk),
@@ -553,6 +554,109 @@ def stun(tk: Mapping[str, Any]) -> dict[str, Any]:
     return {"endpoint": _str(tk.get("endpoint")), "address": address, "answered": "failure" in tk and failure is None,
             "failure": _str(failure), "requests": _number(tk.get("x_requests")),
             "ignored": _number(tk.get("x_ignored")), "events": events}
+
+
+MAX_WG_EVENTS = 32      # datagrams of a wireguard measurement listed (a run sends a dozen at most)
+MAX_WG_TEXT = 200       # characters of an endpoint, address or failure shown
+_WG_ANSWERS = ("response", "cookie")
+_WG_DATAGRAMS = {"initiation": "handshake initiation", "junk": "junk (no WireGuard message)",
+                 "response": "handshake response", "cookie": "cookie reply", "ignored": "ignored: no answer to us"}
+
+
+def _wg_text(value: Any) -> str | None:
+    text = _str(value)
+    return text[:MAX_WG_TEXT] if text is not None else None
+
+
+def _wg_count(value: Any) -> int | None:
+    n = _number(value)
+    return n if n is not None and 0 <= n <= 10**9 else None
+
+
+def _wg_seconds(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if 0 <= value <= 10**6 else None  # NaN and the infinities fail both comparisons
+
+
+def _wg_attempt(value: Any, junk_first: bool) -> dict[str, Any] | None:
+    """One handshake record (``x_handshake``, ``x_junk_first``) typed, with its sentence; None when there is none."""
+    if not isinstance(value, dict):
+        return None
+    answered = "failure" in value and value["failure"] is None
+    answer = value.get("answer") if value.get("answer") in _WG_ANSWERS else None
+    failure = None if answered else _wg_text(value.get("failure")) or "no failure recorded"
+    initiations, junk = _wg_count(value.get("initiations")), _wg_count(value.get("junk"))
+    ignored, t = _wg_count(value.get("ignored")), _wg_seconds(value.get("t"))
+    sent = [] if initiations is None else [f"{initiations} initiation{'' if initiations == 1 else 's'}"]
+    if junk_first:
+        lead = "The junk-first retry, from a new UDP flow"
+        if junk is not None:
+            sent.insert(0, f"{junk} junk datagram{'' if junk == 1 else 's'} (random bytes no WireGuard message "
+                           "starts with) first")
+    else:
+        lead = "The plain handshake, as a WireGuard client starts it"
+    said = lead + (f": {', then '.join(sent)} sent; " if sent else ": ")
+    after = f" after {t:.3f} s" if t is not None else ""
+    if answered and answer == "cookie":
+        said += f"the server answered with a cookie reply{after}: it is under load, and was reached all the same."
+    elif answered:
+        said += (f"the server's handshake response came{after} and opened with our keys: only the real server "
+                 "can make one." if answer == "response" else f"the server answered{after}.")
+    else:
+        said += f"no answer ({failure})."
+    if ignored:
+        said += f" {ignored} datagram{' that was' if ignored == 1 else 's that were'} no answer to us came back."
+    return {"answered": answered, "failure": failure, "answer": answer, "initiations": initiations, "junk": junk,
+            "ignored": ignored, "t": t, "says": said}
+
+
+def wireguard(tk: Mapping[str, Any]) -> dict[str, Any]:
+    """A wireguard measurement in words: the endpoint, the plain handshake's outcome, the junk-first retry's
+    when it was tried, what the two together say (``dpi``: the plain one failed where a flow begun by junk got
+    through), and each datagram sent and received. Hostile input: every value typed here, the lists cut."""
+    from tamperscope.model.verdict import failure_class
+
+    address = _wg_text(tk.get("x_address"))
+    plain = _wg_attempt(tk.get("x_handshake"), junk_first=False)
+    junk = _wg_attempt(tk.get("x_junk_first"), junk_first=True)
+    failure = _wg_text(tk.get("failure"))
+    dpi = plain is not None and not plain["answered"] and junk is not None and junk["answered"]
+    if plain is not None and plain["answered"]:
+        verdict = "The server answered the plain handshake: WireGuard reaches it from this network."
+    elif dpi:
+        verdict = ("DPI dropped the flow by its first datagram: the plain handshake got no answer, while a flow "
+                   "begun by junk datagrams got through to the same server with the same keys. Only the flow's start "
+                   "differed (Russia's TSPU has dropped WireGuard this way since 2023; AmneziaWG's clients send "
+                   "such junk).")
+    elif plain is not None and junk is not None:
+        verdict = ("Neither handshake got an answer, the junk-first one included: the server may be down, or "
+                   "blocked by its address.")
+    elif plain is not None:
+        verdict = "The plain handshake got no answer; no junk-first retry is recorded."
+    elif failure is not None and failure_class(failure).startswith("dns"):
+        verdict = f"The endpoint's name did not resolve ({failure}): no handshake was tried."
+    else:
+        verdict = "No handshake is recorded" + (f" ({failure})." if failure is not None else ".")
+    events: list[dict[str, Any]] = []
+    more = 0
+    for e in _list(tk.get("network_events")):
+        if not isinstance(e, dict) or e.get("operation") not in ("write_to", "read_from"):
+            continue
+        kind = e.get("x_wireguard")
+        kind = kind if isinstance(kind, str) and kind in _WG_DATAGRAMS else None
+        if (e.get("address") != address) if address is not None else kind is None:
+            continue  # the lookup of the server's name has datagrams too
+        if len(events) >= MAX_WG_EVENTS:
+            more += 1
+            continue
+        events.append({"operation": "sent" if e["operation"] == "write_to" else "received",
+                       "t": _wg_seconds(e.get("t")), "bytes": _wg_count(e.get("num_bytes")), "what": kind,
+                       "words": _WG_DATAGRAMS[kind] if kind is not None else None,
+                       "junk_first": "junk" in _list(e.get("tags"))})
+    return {"endpoint": _wg_text(tk.get("endpoint")), "address": address, "failure": failure,
+            "handshake": plain, "junk_first": junk, "dpi": dpi, "says": verdict, "events": events,
+            "events_not_listed": more}
 
 
 MAX_ATTEMPTS = 32
@@ -745,4 +849,4 @@ def quic_trigger(tk: Mapping[str, Any]) -> dict[str, str | None] | None:
 
 __all__ = ["MAX_BODIES", "MAX_BODY_TEXT", "MAX_REQUESTS", "MAX_TARGETS", "body_bytes", "body_text", "captured_body",
            "certificate", "dns", "evasion", "evidence", "fingerprints", "headers_of", "http", "remote",
-           "signature_view", "targets", "tcp", "title_of", "tls"]
+           "signature_view", "targets", "tcp", "title_of", "tls", "wireguard"]

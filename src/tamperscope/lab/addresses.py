@@ -71,6 +71,12 @@ OBFS4_PORT = 27015
 RISEUP_GATEWAY = "198.19.3.30"
 OPENVPN_PORT = 1194
 RISEUP_OBFS4_PORT = 23042
+# A WireGuard server (Debian's wireguard-go, userspace: the kernel here has no wireguard module), keys from
+# `farm.wireguard_keys`. It binds the wildcard address, so every internet address answers on its port; the
+# client's configuration names this one
+WIREGUARD_SERVER = "198.19.3.40"
+WIREGUARD_PORT = 51820
+WIREGUARD_DEVICE = "ts-wg0"
 CHAT_PORT = 5222  # WhatsApp's chat servers' port (XMPP's): every internet address accepts connections on it
 FARM = tuple(f"198.19.1.{i}" for i in range(1, 33))  # shared web-hosting addresses
 DEDICATED_NET = ipaddress.ip_network("198.19.128.0/17")  # one address per rule-named site
@@ -112,6 +118,7 @@ class Endpoints:
             "tor_dirauths": [ip for _, ip in TOR_DIRAUTHS],
             "obfs4_bridge": f"{OBFS4_BRIDGE}:{OBFS4_PORT}",
             "riseup_gateway": RISEUP_GATEWAY,
+            "wireguard": f"{WIREGUARD_SERVER}:{WIREGUARD_PORT}",
             "isp_web": ISP_WEB,
             "isp_blockpage": ISP_BLOCKPAGE,
             "outside": OUTSIDE,

@@ -36,6 +36,7 @@ from ..model.profile import Profile, Rule, load_profile
 from ..wire import dnswire, httphead, packet
 from ..wire.quicinitial import initial_hello
 from ..wire.tlshello import ClientHello, ClientHelloBuffer
+from ..wire.wireguard import looks_like_initiation
 from . import addresses as A
 from . import blockpages, farm
 
@@ -46,6 +47,9 @@ MSS = 1400
 MAX_QUEUE_DELAY = 5.0  # seconds a throttled packet may wait before it is dropped
 FLOW_TTL = 300.0
 QUIC_FLOW_DROP_S = 60.0  # a QUIC flow whose Initial named a sni-drop rule's site stays dropped this long
+WIREGUARD_FLOW_DROP_S = 60.0  # a UDP flow that began with WireGuard's initiation stays dropped this long
+UDP_FLOW_S = 120.0  # a UDP flow the wireguard rules saw begin is remembered this long (conntrack's UDP stream)
+MAX_UDP_FLOWS = 200000  # UDP flows remembered at once; past it the table starts again
 MAX_HELLO_FLOWS = 50000  # TLS flows whose first flight is tracked at once; past it the table starts again
 MAX_HELLO_BYTES = 32 << 20  # bytes those flows' buffers may hold in all; past it the table starts again
 
@@ -113,6 +117,8 @@ class Censor:
                 self.quic_addrs.setdefault(farm.address_for(d, profile), r)
         self.quic_sni = [r for r in profile.rules_for("quic") if r.action == "sni-drop"]
         self.openvpn_rules = profile.rules_for("openvpn")
+        self.wireguard_rules = profile.rules_for("wireguard")
+        self.udp_flows: dict[Flow, float] = {}  # UDP flows seen begin (for wireguard rules): flow -> until
         self.names_by_addr = {farm.address_for(d, profile): d for r in profile.rules for d in r.domains}
         self.hello: dict[Flow, ClientHelloBuffer | None] = {}
         self.hello_bytes = 0  # what the buffers in `hello` hold: 50,000 half-sent hellos once held 1.7 GB
@@ -149,12 +155,15 @@ class Censor:
 
     def gc(self, now_wall: float, now: float | None = None) -> None:
         """Forget expired state; `now` (monotonic) also ends throttling of flows idle for FLOW_TTL."""
-        tables: tuple[dict[Any, float], ...] = (self.dropped, self.residual, self.logged_ip)  # key -> until
+        tables: tuple[dict[Any, float], ...] = (self.dropped, self.residual, self.logged_ip,
+                                                self.udp_flows)  # key -> until
         for table in tables:
             for k in [k for k, t in table.items() if t < now_wall]:
                 del table[k]
         if len(self.hello) > MAX_HELLO_FLOWS:
             self._forget_hellos()
+        if len(self.udp_flows) > MAX_UDP_FLOWS:  # a flood of new flows: judge the next ones as new
+            self.udp_flows.clear()
         if now is not None:
             idle = now - FLOW_TTL  # a bucket's next_free is at or after its flow's last packet
             for k in [k for k, (up, down) in self.throttled.items() if max(up.next_free, down.next_free) < idle]:
@@ -221,7 +230,31 @@ class Censor:
                     return []
             if dport == 443 and self.quic_sni:
                 return self._quic_sni(payload, from_client_side, src, dst, sport, fwd, wall)
+            if self.wireguard_rules:
+                return self._wireguard(payload, from_client_side, src, dst, sport, dport, fwd, wall)
         return fwd
+
+    def _wireguard(self, payload: bytes, from_client: bool, src: str, dst: str, sport: int, dport: int,
+                   fwd: Sends, wall: float) -> Sends:
+        """Drop a UDP flow whose first datagram is WireGuard's handshake initiation (148 bytes, type 1: no key is
+        needed to see it), and the rest of that flow, as Russia's TSPU did from 2023. Only a flow's first
+        datagram is judged: one that began with anything else passes, as AmneziaWG's junk packets found."""
+        flow: Flow = (src, sport, dst, dport) if from_client else (dst, dport, src, sport)
+        if self.dropped.get(flow, 0.0) >= wall:
+            return []
+        if flow in self.udp_flows:
+            self.udp_flows[flow] = wall + UDP_FLOW_S
+            return fwd
+        self.udp_flows[flow] = wall + UDP_FLOW_S
+        if not from_client or not looks_like_initiation(payload):
+            return fwd
+        r = next((r for r in self.wireguard_rules if r.applies_to("egress") and (not r.ports or dport in r.ports)),
+                 None)
+        if r is None:
+            return fwd
+        self.dropped[flow] = wall + WIREGUARD_FLOW_DROP_S
+        self.truth.write(r, f"{src}:{sport}", f"{dst}:{dport}", None, proto="udp")
+        return []
 
     def _quic_sni(self, payload: bytes, from_client: bool, src: str, dst: str, sport: int, fwd: Sends,
                   wall: float) -> Sends:

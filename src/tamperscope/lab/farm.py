@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from ..model.profile import Profile
 from ..model.torverdict import CONSENSUS_PATH
 from ..wire import ech
+from ..wire.wireguard import public_key
 from . import addresses as A
 
 LARGE_BODY = 4 * 1024 * 1024
@@ -114,6 +115,24 @@ def obfs4_cert() -> str:
     """The ``cert=`` of the lab bridge's line: node id and public key, base64 without padding."""
     node_id, key = obfs4_identity()
     return base64.b64encode(node_id + key.public_key().public_bytes_raw()).decode().rstrip("=")
+
+
+def wireguard_keys() -> tuple[bytes, bytes, bytes]:
+    """The lab WireGuard server's private key, its one client's private key and their pre-shared key, derived
+    from fixed strings (lab keys, public by design)."""
+    return tuple(hashlib.sha256(f"tamperscope lab wireguard {what}".encode()).digest()  # type: ignore[return-value]
+                 for what in ("server", "client", "psk"))
+
+
+def wireguard_client_config() -> str:
+    """The lab client's WireGuard configuration, in wg-quick's format (``--wg-config``; the lab sets
+    $TAMPERSCOPE_WG_CONFIG to a file holding it)."""
+    server, client, psk = wireguard_keys()
+    text = base64.b64encode
+    return (f"# the lab's WireGuard client (lab keys, public by design)\n[Interface]\n"
+            f"PrivateKey = {text(client).decode()}\nAddress = 10.66.0.2/32\n\n"
+            f"[Peer]\nPublicKey = {text(public_key(server)).decode()}\nPresharedKey = {text(psk).decode()}\n"
+            f"Endpoint = {A.WIREGUARD_SERVER}:{A.WIREGUARD_PORT}\nAllowedIPs = 10.66.0.0/24\n")
 
 
 def tor_targets(bridge: bool = True) -> dict[str, dict[str, object]]:

@@ -67,6 +67,10 @@ class Paths:
     def tor_targets(self) -> Path:
         return self.root / "tor-targets.json"
 
+    @property
+    def wg_config(self) -> Path:
+        return self.root / "wireguard-client.conf"
+
 
 PATHS = Paths(STATE_DIR)
 
@@ -237,6 +241,10 @@ def down(quiet: bool = False) -> list[str]:
     if PATHS.root.exists():
         shutil.rmtree(PATHS.root, ignore_errors=True)
         removed.append(str(PATHS.root))
+    sock = Path(f"/var/run/wireguard/{A.WIREGUARD_DEVICE}.sock")  # wireguard-go's, left when it is killed
+    if sock.exists():
+        sock.unlink(missing_ok=True)
+        removed.append(str(sock))
     return removed
 
 
@@ -346,6 +354,12 @@ def up(spec: str) -> dict[str, Any]:
         if not gateway:
             print("lab: openvpn or obfs4proxy is not installed (run `make setup`): the lab's RiseupVPN gateway is down",
                   file=sys.stderr)
+        wireguard = shutil.which("wireguard-go") is not None and shutil.which("wg") is not None
+        if not wireguard:
+            print("lab: wireguard-go or wg is not installed (run `make setup`): the lab has no WireGuard server",
+                  file=sys.stderr)
+        PATHS.wg_config.write_text(farm.wireguard_client_config())
+        PATHS.wg_config.chmod(0o600)
         for ns, server in ((A.NS_CLIENT, A.ISP_RESOLVER), (A.NS_OUTSIDE, A.PUBLIC_RESOLVER)):
             d = NETNS_ETC / ns
             d.mkdir(parents=True, exist_ok=True)
@@ -367,6 +381,9 @@ def up(spec: str) -> dict[str, Any]:
             pids["obfs4"] = _spawn(A.NS_INET, "obfs4", ["-m", "tamperscope.lab.services", "obfs4", *state_arg])
         if gateway:
             pids["gateway"] = _spawn(A.NS_INET, "gateway", ["-m", "tamperscope.lab.services", "gateway", *state_arg])
+        if wireguard:
+            pids["wireguard"] = _spawn(A.NS_INET, "wireguard",
+                                       ["-m", "tamperscope.lab.services", "wireguard", *state_arg])
         _write_state(st)
         _wait_ready(list(pids))
         st["status"] = "up"
@@ -456,6 +473,7 @@ def client_env(base: dict[str, str] | None = None) -> dict[str, str]:
         "TAMPERSCOPE_STUN": f"stun://{A.STUN}:{A.STUN_PORT}",
         "TAMPERSCOPE_TELEGRAM_DCS": ",".join(A.TELEGRAM_DCS),
         "TAMPERSCOPE_TOR_TARGETS": str(PATHS.tor_targets),
+        "TAMPERSCOPE_WG_CONFIG": str(PATHS.wg_config),
         "TAMPERSCOPE_SILENT_RESOLVER": A.SILENT,
         "TAMPERSCOPE_DOH": f"https://{A.PUBLIC_RESOLVER}/dns-query",
         "TAMPERSCOPE_CA_BUNDLE": str(PATHS.ca_bundle),

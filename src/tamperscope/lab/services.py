@@ -1,6 +1,6 @@
 """The lab's server processes, one per namespace that needs one.
 
-    python -m tamperscope.lab.services inet|isp|border|obfs4|gateway --state DIR
+    python -m tamperscope.lab.services inet|isp|border|obfs4|gateway|wireguard --state DIR
 
 - inet (ts-inet): authoritative DNS, public resolver (UDP/TCP/DoT/DoH), the
   web farm on 80/443 for every address of 198.19.0.0/16 (and QUIC/HTTP/3 on
@@ -17,6 +17,9 @@
 - gateway (ts-inet): a RiseupVPN gateway at 198.19.3.30, Debian's openvpn on TCP
   1194 (its certificate the lab's RiseupVPN CA's) and obfs4proxy on 23042, as the
   inet farm's stand-in for RiseupVPN's API lists it.
+- wireguard (ts-inet): a WireGuard server, Debian's wireguard-go (userspace), on
+  UDP 51820 of every address (198.19.3.40 in the client's configuration), the
+  lab's keys (`farm.wireguard_keys`) and its one client a peer.
 
 Each reads the lab's state.json for the profile, writes a ready file when it
 listens, and appends its censor actions to the ground-truth log.
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
@@ -34,6 +38,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -42,6 +47,7 @@ import dns.message
 
 from ..model.profile import Profile, load_profile
 from ..netx import stun
+from ..wire.wireguard import public_key
 from . import addresses as A
 from . import blockpages, farm
 from .ca import Issuer
@@ -251,9 +257,42 @@ def _gateway(state_dir: Path) -> int:
     return status
 
 
+def _wireguard(state_dir: Path) -> int:
+    """A WireGuard server: Debian's wireguard-go (userspace) on a TUN device with no address (nothing is tunnelled:
+    the probe stops after the handshake), configured with ``wg`` (the lab's keys, its one client a peer); ready
+    (``ready-wireguard``) once it listens."""
+    import subprocess
+
+    server, client, psk = farm.wireguard_keys()
+    keys = state_dir / "wireguard"
+    keys.mkdir(mode=0o700, exist_ok=True)
+    (keys / "server.key").write_text(base64.b64encode(server).decode() + "\n")
+    (keys / "psk").write_text(base64.b64encode(psk).decode() + "\n")
+    device = A.WIREGUARD_DEVICE
+    Path(f"/var/run/wireguard/{device}.sock").unlink(missing_ok=True)  # a killed lab's: the namespace is new
+    proc = subprocess.Popen(["wireguard-go", "-f", device], stdin=subprocess.DEVNULL)
+    try:
+        for _ in range(100):  # its control socket, then the device, appear
+            done = subprocess.run(
+                ["wg", "set", device, "private-key", str(keys / "server.key"), "listen-port", str(A.WIREGUARD_PORT),
+                 "peer", base64.b64encode(public_key(client)).decode(), "preshared-key", str(keys / "psk"),
+                 "allowed-ips", "10.66.0.2/32"], capture_output=True, text=True)
+            if done.returncode == 0 or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        if done.returncode != 0:
+            print(f"wireguard: wg set failed: {done.stderr.strip()}", flush=True)
+            return 1
+        subprocess.run(["ip", "link", "set", "dev", device, "up"], check=True)
+        (state_dir / "ready-wireguard").write_text("ok")
+        return proc.wait()
+    finally:
+        proc.terminate()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="tamperscope-lab-services")
-    ap.add_argument("kind", choices=("inet", "isp", "border", "obfs4", "gateway"))
+    ap.add_argument("kind", choices=("inet", "isp", "border", "obfs4", "gateway", "wireguard"))
     ap.add_argument("--state", required=True, type=Path)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -263,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         return _obfs4(args.state)
     if args.kind == "gateway":
         return _gateway(args.state)
+    if args.kind == "wireguard":
+        return _wireguard(args.state)
     if args.kind == "border":
         _border(args.state, state)
         return 0

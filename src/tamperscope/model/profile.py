@@ -20,7 +20,7 @@ from typing import Any
 
 from .inputs import BadInput, check_host
 
-LAYERS = ("dns", "ip", "http", "tls", "quic", "openvpn")
+LAYERS = ("dns", "ip", "http", "tls", "quic", "openvpn", "wireguard")
 ACTIONS: dict[str, tuple[str, ...]] = {
     "dns": ("inject", "poison", "nxdomain", "drop"),
     "ip": ("drop", "rst"),
@@ -28,10 +28,12 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "tls": ("rst", "drop", "throttle", "mitm"),
     "quic": ("drop", "sni-drop"),
     "openvpn": ("rst", "drop"),  # OpenVPN's first packet over TCP, at any address (DPI that knows the protocol)
+    "wireguard": ("drop",),  # a UDP flow whose first datagram is WireGuard's handshake initiation, at any address
 }
 # Actions that need to hold back the original packet: impossible for an on-path tap.
 IN_PATH_ONLY = {("dns", "drop"), ("ip", "drop"), ("http", "drop"), ("tls", "drop"), ("tls", "throttle"),
-                ("tls", "mitm"), ("quic", "drop"), ("quic", "sni-drop"), ("openvpn", "drop")}
+                ("tls", "mitm"), ("quic", "drop"), ("quic", "sni-drop"), ("openvpn", "drop"),
+                ("wireguard", "drop")}
 DIRECTIONS = ("egress", "ingress", "both")
 PLACEMENTS = ("in-path", "on-path")
 HEADER_CASES = ("keep", "lower", "upper", "title")
@@ -293,8 +295,9 @@ def _parse_rule(src: str, i: int, t: Any, base: Path, builtin_pages: set[str], p
         raise _fail(src, where, "a quic rule needs domains" + (" or a regex" if action == "sni-drop" else ""))
     if layer != "ip" and cidrs:
         raise _fail(src, f"{where}.cidrs", "only ip rules match CIDRs")
-    if layer == "openvpn" and (domains or regex is not None):
-        raise _fail(src, where, "an openvpn rule matches OpenVPN's first packet at any address: no domains or regex "
+    if layer in ("openvpn", "wireguard") and (domains or regex is not None):
+        what = "OpenVPN's first packet" if layer == "openvpn" else "WireGuard's handshake initiation"
+        raise _fail(src, where, f"an {layer} rule matches {what} at any address: no domains or regex "
                     "(ports narrows it)")
     if layer in ("dns", "http", "tls") and not (domains or regex):
         raise _fail(src, where, f"a {layer} rule needs domains or a regex")

@@ -42,6 +42,7 @@ TOOLS: dict[str, str] = {
     "vanilla_tor": "Tor (its own bootstrap)",
     "psiphon": "Psiphon",
     "riseupvpn": "RiseupVPN",
+    "wireguard": "WireGuard",
 }
 # Facebook Messenger's endpoints: (OONI's key, the name), ooni/spec ts-019, in its order
 FACEBOOK_ENDPOINTS = (
@@ -101,8 +102,9 @@ def how(failure: Any, layer: str) -> str:
 
 
 def ooni_blocking(mechanism: str) -> str:
-    """OONI's ``blocking`` word for a mechanism: "dns", "tcp_ip", else its catch-all "http-failure"."""
-    return {"dns": "dns", "tcp": "tcp_ip"}.get(mechanism.split(".")[0], "http-failure")
+    """OONI's ``blocking`` word for a mechanism: "dns", "tcp_ip" (for UDP too: OONI has no word of its own for
+    it), else its catch-all "http-failure"."""
+    return {"dns": "dns", "tcp": "tcp_ip", "udp": "tcp_ip"}.get(mechanism.split(".")[0], "http-failure")
 
 
 def tcp_failure(tk: Mapping[str, Any]) -> str | None:

@@ -2,9 +2,9 @@
 
 One binding request over UDP: ``failure`` null is ok, a string an anomaly (OONI fastpath's
 ``score_stunreachability``; a missing or non-string ``failure``, which fastpath calls ok, is a
-failure here). A DNS failure names its dns.* mechanism; MECHANISMS has none for a UDP drop or an
-error response, so anything else is an anomaly with mechanism "none", as weak evidence: a STUN
-server also fails when it is down.
+failure here). A DNS failure names its dns.* mechanism; a request never answered (a timeout) is
+``udp.drop``; anything else (an error response, an ICMP refusal) is an anomaly with mechanism
+"none". Both are weak evidence: a STUN server also fails when it is down.
 """
 
 from __future__ import annotations
@@ -32,4 +32,6 @@ def stun_verdict(measurement: Mapping[str, Any]) -> Verdict:
         mechanism = ("dns.nxdomain" if kind == "dns_nxdomain"
                      else "dns.drop" if kind in ("dns_error", "dns_no_answer") else "dns.poison")
         return Verdict("dns", False, mechanism, DNS_CONFIDENCE, "anomaly", EVIDENCE)
+    if kind == "timeout":
+        return Verdict("tcp_ip", False, "udp.drop", UNREACHED_CONFIDENCE, "anomaly", EVIDENCE)
     return Verdict("http-failure", False, "none", UNREACHED_CONFIDENCE, "anomaly", EVIDENCE)

@@ -71,7 +71,7 @@ from tamperscope.model.webparts import is_bogon, is_ip
 MECHANISMS = (
     "none", "dns.injection", "dns.poison", "dns.nxdomain", "dns.drop", "tcp.drop", "tcp.rst",
     "tls.rst", "tls.drop", "tls.mitm", "http.rst", "http.drop", "http.blockpage", "throttle",
-    "quic.drop", "middlebox",
+    "quic.drop", "middlebox", "udp.drop",
 )
 STATUSES = ("ok", "anomaly", "failure")
 _MECHANISM_SET = frozenset(MECHANISMS)
@@ -83,7 +83,7 @@ OONI_BLOCKING: Mapping[str, str | bool] = {
     "dns.drop": "dns", "tcp.drop": "tcp_ip", "tcp.rst": "tcp_ip", "tls.rst": "http-failure",
     "tls.drop": "http-failure", "tls.mitm": "http-failure", "http.rst": "http-failure",
     "http.drop": "http-failure", "http.blockpage": "http-diff", "throttle": "http-failure",
-    "quic.drop": "http-failure", "middlebox": False,
+    "quic.drop": "http-failure", "middlebox": False, "udp.drop": "tcp_ip",
 }
 
 STEP_DNS, STEP_TCP, STEP_TLS, STEP_HTTP = 0, 1, 2, 3

@@ -29,6 +29,7 @@ REGISTRY: dict[str, str] = {
     "signal": "tamperscope.nettests.signal",
     "tor": "tamperscope.nettests.tor",
     "riseupvpn": "tamperscope.nettests.riseupvpn",
+    "wireguard": "tamperscope.nettests.wireguard",
 }
 
 # Groups of nettests run together by `tamperscope run GROUP`, as OONI Probe's cards run them

@@ -9,6 +9,7 @@ import os
 import re
 import ssl
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
@@ -23,6 +24,8 @@ from ..model.measurement import ProbeInfo
 from ..nettests.base import Context, NettestError, Timeouts
 from ..nettests.tor import Target as TorTarget
 from ..nettests.tor import load_targets as load_tor_targets
+from ..nettests.wireguard import WgConfig
+from ..nettests.wireguard import load_config as load_wg_config
 from .engine import (
     Engine,
     OutputError,
@@ -84,6 +87,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                         "(`docs/nettests.md`); bridge lines, and a bridge whose source is bridgedb or marked private, "
                         "are scrubbed from the measurement; default $TAMPERSCOPE_TOR_TARGETS (the lab sets its "
                         "stand-ins)")
+    p.add_argument("--wg-config", default=None, metavar="FILE",
+                   help="wireguard: your WireGuard client configuration (wg-quick's format: [Interface] PrivateKey, "
+                        "[Peer] PublicKey, Endpoint, PresharedKey); its keys are never recorded, the peers' endpoints "
+                        "are the inputs; default $TAMPERSCOPE_WG_CONFIG (the lab sets its own)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per measurement (default 60)")
     p.add_argument("--capture", action="store_true",
                    help="(root) capture forged packets (RSTs, injected pages, DNS answers) for equipment signatures: x_packets, x_signature")
@@ -152,6 +159,7 @@ class Settings:
     stun: tuple[str, int] | None = None  # (host, port): where to learn the public address from
     telegram_dcs: tuple[str, ...] | None = None  # telegram's access points, when not Telegram's own
     tor_targets: TorTargets | None = None  # tor's targets, when not Tor's directory authorities
+    wireguard: WgConfig | None = None  # the wireguard nettest's client configuration (keys: never recorded)
 
 
 def settings(args: argparse.Namespace) -> Settings:
@@ -198,14 +206,41 @@ def settings(args: argparse.Namespace) -> Settings:
     tor_targets = _tor_targets(tor_file, label) if tor_file is not None and nettest.NAME == "tor" else None
     table_path, _ = _pick(args.asn_table, "--asn-table", "TAMPERSCOPE_ASN_TABLE")
     table = _asn_table(table_path) if table_path else EMPTY
-    inputs = _inputs(args, nettest, backend)
+    wg = _wireguard(args, nettest)
+    inputs = _inputs(args, nettest, backend, [wg.input_of(p) for p in wg.peers] if wg else ())
+    for i in inputs if wg else ():
+        try:
+            wg.peer(i or "")  # type: ignore[union-attr]
+        except NettestError as e:
+            raise UsageError(str(e)) from None
     output, resume = _output(args, nettest)
     return Settings(nettest=nettest, inputs=inputs, output=output, resume=resume, helper=helper, public=public,
                     isp=isp, ca_bundle=ca, asn_table=table, cc=cc, asn=asn, backend=backend,
                     silent=silent, doh=doh, timeout=args.timeout, submit=submit,
                     network_events=not args.no_network_events, quic=not args.no_quic,
                     strategies=_strategies(args.strategies, nettest), stun=stun, telegram_dcs=telegram_dcs,
-                    tor_targets=tor_targets)
+                    tor_targets=tor_targets, wireguard=wg)
+
+
+MAX_WG_CONFIG = 1 << 20  # bytes: a wg-quick file is a few hundred
+
+
+def _wireguard(args: argparse.Namespace, nettest: ModuleType) -> WgConfig | None:
+    """--wg-config (or $TAMPERSCOPE_WG_CONFIG) for the wireguard nettest, which cannot run without one."""
+    given = getattr(args, "wg_config", None)
+    if given is not None and nettest.NAME != "wireguard":  # the lab's variable: any nettest
+        raise UsageError("--wg-config is for the wireguard nettest")
+    if nettest.NAME != "wireguard":
+        return None
+    path, label = _pick(given, "--wg-config", "TAMPERSCOPE_WG_CONFIG")
+    if path is None:
+        raise UsageError("wireguard needs --wg-config FILE, your WireGuard client configuration "
+                         "(a WireGuard server answers only a client it knows)")
+    text = _read_bounded(Path(path), MAX_WG_CONFIG, label)
+    try:
+        return load_wg_config(text)
+    except NettestError as e:
+        raise UsageError(f"{label}: {path}: {e}") from None
 
 
 def _telegram_dcs(value: str, label: str) -> tuple[str, ...]:
@@ -367,7 +402,8 @@ def _asn_table(path: str) -> AsnTable:
         raise UsageError(f"cannot read ASN table {path}: {e}") from None
 
 
-def _inputs(args: argparse.Namespace, nettest: Any, backend: str | None) -> list[str | None]:
+def _inputs(args: argparse.Namespace, nettest: Any, backend: str | None,
+            defaults: Sequence[str] = ()) -> list[str | None]:
     """Every input from --input and --list, each checked as the nettest will read it; the first bad one is
     named (with its file and line) before anything runs: a bad line 201 must not stop a run at 188."""
     items: list[str] = []
@@ -401,7 +437,7 @@ def _inputs(args: argparse.Namespace, nettest: Any, backend: str | None) -> list
             check(value, f"{path}: line {n}: ")
     if items:
         return list(dict.fromkeys(items))
-    defaults: tuple[str, ...] = getattr(nettest, "DEFAULT_INPUTS", ())
+    defaults = tuple(defaults) or getattr(nettest, "DEFAULT_INPUTS", ())
     if defaults:  # stunreachability: well-known servers, as OONI Probe ships its own list
         return list(defaults)
     try:
@@ -503,7 +539,7 @@ def build_context(s: Settings, public: str | None) -> tuple[Context, ProbeInfo, 
                       resolver_network_name=rinfo.name if rinfo else "")
     options = {"resolver": s.public, "silent": s.silent, "doh": s.doh, "network_events": s.network_events,
                "quic": s.quic, "strategies": s.strategies, "telegram_dcs": s.telegram_dcs,
-               "tor_targets": s.tor_targets.targets if s.tor_targets else None}
+               "tor_targets": s.tor_targets.targets if s.tor_targets else None, "wireguard": s.wireguard}
     ctx = Context(helper_url=s.helper, udp_resolver=Resolver("udp", s.public), isp_resolver=s.isp,
                   ca_bundle=s.ca_bundle, matcher=_matcher(), asn=s.asn_table, backend=s.backend,
                   timeouts=Timeouts(measurement=s.timeout), options=options)
