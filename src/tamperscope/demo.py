@@ -50,8 +50,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                                    "blocking_rules), check whether TLS with Encrypted Client Hello is blocked "
                                    "(tamperscope run echcheck), measure the messaging apps as OONI does "
                                    "(tamperscope run telegram, whatsapp, facebook_messenger, signal), check whether "
-                                   "Tor's directory authorities can be reached (tamperscope run tor) and RiseupVPN "
-                                   "can be used (tamperscope run riseupvpn), and take the "
+                                   "Tor's directory authorities can be reached (tamperscope run tor), RiseupVPN "
+                                   "can be used (tamperscope run riseupvpn) and a WireGuard server answers "
+                                   "(tamperscope run wireguard), and take the "
                                    "lab down. "
                                    "Then print a per-mechanism summary checked against the lab's ground truth, the "
                                    "equipment seen, and the measurements analysed again from their raw records "
@@ -125,6 +126,9 @@ def run(args: argparse.Namespace) -> int:
         apps = apps_example(say, work)
         onion = tor_example(say, work)
         vpn = riseupvpn_example(say, work)
+        say(f"demo: checking whether a WireGuard server answers (tamperscope run wireguard; Debian's wireguard-go at "
+            f"{A.WIREGUARD_SERVER}:{A.WIREGUARD_PORT}, the lab's configuration)")
+        wg = run_once("wireguard", say, work)
     finally:
         manager.down()
         say("demo: lab down")
@@ -138,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
     print(apps_summary(apps), flush=True)
     print(tor_summary(*onion), flush=True)
     print(riseupvpn_summary(*vpn), flush=True)
+    print(wireguard_summary(*wg), flush=True)
     analysed = analysis(measurements, Path(out), work, say)
     print(analysed, flush=True)
     if not analysed.startswith("\n  analysis:"):
@@ -564,6 +569,28 @@ def riseupvpn_summary(m: dict[str, Any] | None, truth: list[dict[str, Any]]) -> 
             "ground truth" + split + located_line(m.get("located"), " --layer openvpn"))
 
 
+def wireguard_summary(m: dict[str, Any] | None, truth: list[dict[str, Any]]) -> str:
+    """The WireGuard handshake, plain and from a flow begun by junk, and the verdict, against what the lab's censor
+    did meanwhile."""
+    did = censor_did(truth)
+    head = "  WireGuard (its own handshake, then from a UDP flow begun by junk if that failed):"
+    if m is None:
+        return f"\n{head}\n    not measured; {did}"
+    tk = m["test_keys"]
+    status, mech = tk.get("x_status"), tk.get("x_mechanism") or "none"
+    plain, junk = tk.get("x_handshake") or {}, tk.get("x_junk_first")
+    parts = [f"handshake {'answered' if tk.get('failure') is None else tk.get('failure')}"
+             + (f" ({plain.get('initiations')} initiations)" if tk.get("failure") else "")]
+    if isinstance(junk, dict):
+        parts.append("junk first: " + ("answered" if junk.get("failure") is None else str(junk.get("failure"))))
+    said = f"blocked ({mech})" if status == "anomaly" else "reachable" if status == "ok" else "no verdict"
+    if status == "anomaly" and isinstance(junk, dict) and junk.get("failure") is None:
+        said += ": DPI judged the flow by its first datagram"
+    ok = status != "failure" and (status == "anomaly") == bool(truth)
+    return (f"\n{head}\n    {', '.join(parts)}: {said}; {did}: {'agrees' if ok else 'DISAGREES'} with the lab's "
+            "ground truth")
+
+
 def apps_summary(results: list[tuple[dict[str, Any] | None, list[dict[str, Any]]]]) -> str:
     """Per app: reachable or blocked (how, which of its services), against what the lab's censor did meanwhile."""
     lines = ["", "  messaging apps (OONI's instant-messaging tests, from the lab's client):"]
@@ -722,7 +749,7 @@ def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Cal
     db, verdicts, html = work / "analysis.duckdb", work / "verdicts.jsonl", work / "report.html"
     ruled = work / "rules.jsonl"  # rules_example's measurement, if it ran: the report shows its rules too
     ech, ech_verdicts = work / "echcheck.jsonl", work / "echcheck-verdicts.jsonl"  # ech_example's, likewise
-    apps = [path for name in (*(n for n, _, _ in APPS), "tor", "riseupvpn")  # apps_example's, tor's, RiseupVPN's
+    apps = [path for name in (*(n for n, _, _ in APPS), "tor", "riseupvpn", "wireguard")  # and the tools'
             if (path := work / f"{name}.jsonl").is_file()]
     app_verdicts = work / "apps-verdicts.jsonl"
     say("demo: re-deriving the verdicts with tamperscope analyze, and writing the HTML report")
@@ -777,7 +804,7 @@ def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Cal
         judged = [json.loads(line) for line in app_verdicts.read_text().splitlines() if line.strip()]
         probe_said = {m.get("test_name"): (m.get("test_keys") or {}).get("x_mechanism") or "none"
                       for path in apps for m in map(json.loads, path.read_text().splitlines()[:1])}
-        lines.append("  the messaging apps, Tor and RiseupVPN, judged again from the records: " + (", ".join(
+        lines.append("  the messaging apps, Tor, RiseupVPN and WireGuard, judged again from the records: " + (", ".join(
             f"{names.get(r.get('test_name'), r.get('test_name'))} {r.get('x_mechanism') or 'none'}"
             + ("" if probe_said.get(r.get("test_name")) == (r.get("x_mechanism") or "none")
                else f" (the probe said {probe_said.get(r.get('test_name'))})") for r in judged) or "none"))

@@ -298,3 +298,25 @@ def test_riseupvpn_summary_counts_gateways_by_their_first_exchange() -> None:
     assert riseupvpn_summary(usable, resets).endswith("usable; the censor's rule tm-openvpn acted on it (1 time): "
                                                       "DISAGREES with the lab's ground truth")
     assert riseupvpn_summary(None, []).endswith("not measured; the censor did nothing to it")
+
+
+def test_wireguard_summary_says_what_the_junk_first_retry_showed() -> None:
+    from tamperscope.demo import wireguard_summary
+
+    drops = [{"rule": "tm-wireguard"}]
+    dpi = {"test_keys": {"x_status": "anomaly", "x_mechanism": "udp.drop", "failure": "generic_timeout_error",
+                         "x_handshake": {"failure": "generic_timeout_error", "initiations": 5},
+                         "x_junk_first": {"failure": None, "answer": "response"}}}
+    assert wireguard_summary(dpi, drops).endswith(
+        "handshake generic_timeout_error (5 initiations), junk first: answered: blocked (udp.drop): DPI judged the "
+        "flow by its first datagram; the censor's rule tm-wireguard acted on it (1 time): agrees with the lab's "
+        "ground truth")
+    down = {"test_keys": {**dpi["test_keys"], "x_mechanism": "udp.drop",
+                          "x_junk_first": {"failure": "generic_timeout_error"}}}
+    said = wireguard_summary(down, [])
+    assert said.endswith("junk first: generic_timeout_error: blocked (udp.drop); the censor did nothing to it: "
+                         "DISAGREES with the lab's ground truth") and "DPI" not in said
+    ok = {"test_keys": {"x_status": "ok", "failure": None, "x_handshake": {"failure": None}, "x_junk_first": None}}
+    assert wireguard_summary(ok, []).endswith("handshake answered: reachable; the censor did nothing to it: agrees "
+                                              "with the lab's ground truth")
+    assert wireguard_summary(None, drops).endswith("not measured; the censor's rule tm-wireguard acted on it (1 time)")

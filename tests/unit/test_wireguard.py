@@ -318,6 +318,8 @@ def test_the_censor_drops_a_flow_begun_by_an_initiation_and_passes_one_begun_by_
     assert decide(_udp(b"\x05" * 40, sport=40001)) and decide(_udp(init, sport=40001))  # junk first: passed
     assert decide(_udp(init, sport=40002, dport=4500))  # a port the rule does not name
     assert decide(_udp(init[:-1], sport=40003))  # not 148 bytes: not an initiation
+    # a flow begun from the internet's side, towards a server in the country: ingress, which the rule does not cover
+    assert decide(MACS + packet.udp_packet(S_IP, C_IP, 40004, 51820, init), from_client=False)
     truth = [json.loads(line) for line in Path(box.truth._f.name).read_text().splitlines()]
     assert [(t["rule"], t["client"], t["server"], t["proto"]) for t in truth] == \
         [("wg-dpi", f"{C_IP}:40000", f"{S_IP}:51820", "udp")]

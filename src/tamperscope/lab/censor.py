@@ -237,8 +237,9 @@ class Censor:
     def _wireguard(self, payload: bytes, from_client: bool, src: str, dst: str, sport: int, dport: int,
                    fwd: Sends, wall: float) -> Sends:
         """Drop a UDP flow whose first datagram is WireGuard's handshake initiation (148 bytes, type 1: no key is
-        needed to see it), and the rest of that flow, as Russia's TSPU did from 2023. Only a flow's first
-        datagram is judged: one that began with anything else passes, as AmneziaWG's junk packets found."""
+        needed to see it), and the rest of that flow, as Russia's TSPU did from 2023; a flow begun from the client's
+        side is egress, one begun from the internet's ingress. Only a flow's first datagram is judged: one that began
+        with anything else passes, as AmneziaWG's junk packets found."""
         flow: Flow = (src, sport, dst, dport) if from_client else (dst, dport, src, sport)
         if self.dropped.get(flow, 0.0) >= wall:
             return []
@@ -246,9 +247,10 @@ class Censor:
             self.udp_flows[flow] = wall + UDP_FLOW_S
             return fwd
         self.udp_flows[flow] = wall + UDP_FLOW_S
-        if not from_client or not looks_like_initiation(payload):
+        if not looks_like_initiation(payload):
             return fwd
-        r = next((r for r in self.wireguard_rules if r.applies_to("egress") and (not r.ports or dport in r.ports)),
+        direction = "egress" if from_client else "ingress"  # who began the flow: its first datagram's sender
+        r = next((r for r in self.wireguard_rules if r.applies_to(direction) and (not r.ports or dport in r.ports)),
                  None)
         if r is None:
             return fwd
