@@ -82,7 +82,11 @@ def test_residual_blocking_after_a_run_that_met_the_censor_is_no_ip_block(monkey
     assert (loc.hop, loc.router, loc.scope, detail["layer"]) == (2, ROUTERS[0], "name", "http"), loc.reason
     assert "switched" not in detail and list(loc.runs) == [2]
     held = [r for r in detail["runs"] if str(r.get("result", "")).startswith(L.RESIDUAL)]
-    assert len(held) == 5  # every later run, to the one address: counted, not decided on
+    assert len(held) == 1  # the next run, to the one address: counted, not decided on, and the last (it is held)
+    assert detail["ended"].startswith("every address was held by residual blocking")
+    net = Network()
+    _locate(monkeypatch, net, "http://blocked.example/", "http")
+    assert net.held == {NAMED: 100 - 1}  # the held run's control could not connect: no target connect after it
 
 
 def test_an_address_held_from_before_sends_the_runs_to_the_others_first(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -47,7 +47,7 @@ from .base import Context, NettestError
 NAME = "tor"
 VERSION = "0.1.0"
 NEEDS_INPUT = False
-IN_FLIGHT = 8
+IN_FLIGHT = 24  # targets measured at once: the ten authorities' two ports and a few bridges in one wave
 DIR_BODY = 16 * 1024  # bytes of a directory's answer read and kept
 IDS_PER_TARGET = 1000  # transaction ids: each target's from its own range, unique in the measurement
 SCRUBBED = "[scrubbed]"
@@ -270,6 +270,7 @@ async def _measure(target: Target, ctx: Context, trace: Trace) -> dict[str, Any]
     async with trace:
         if target.protocol == "dir_port":
             res = await fetch(f"http://{host}:{target.port}{CONSENSUS_PATH}", trace=trace, max_redirects=0,
+                              connector=DirectConnector(connect_timeout=t.connect),  # as the OR ports' connects
                               timeout=t.dns + t.connect + t.http, tags=("dir_port",), limits=Limits(body=DIR_BODY))
             failure = res.failure
             final = res.final

@@ -342,12 +342,18 @@ def _hop_reply(data: bytes, *, ip: str, local: str, ident: int, seq: int) -> tup
 def traceroute(ip: str, *, max_ttl: int = 16, wait: float = 0.5) -> tuple[list[str | None], int | None]:
     """(router address at each TTL 1..n, TTL at which `ip` itself answered or None).
 
-    Sequence numbers start at random: a late or replayed answer to an earlier trace is not this one's."""
+    Every TTL's echo request goes out at once, as traceroute(8) sends its probes side by side, and the answers
+    are read for at most `wait` seconds after: a path that goes silent costs one wait, not one per hop. It ends
+    sooner once `ip` answered and every hop before it did. Each answer is matched by the sequence number it
+    quotes, and sequence numbers start at random: a late or replayed answer to an earlier trace is not this
+    one's. A router rate-limits its time-exceeded messages per source, but each sees one probe of ours."""
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     ident = os.getpid() & 0xFFFF
     base = int.from_bytes(os.urandom(2), "big")
-    hops: list[str | None] = []
+    hops: list[str | None] = [None] * max_ttl
+    reached: int | None = None
     try:
+        s.setblocking(False)
         local = _source_address(ip)
         for ttl in range(1, max_ttl + 1):
             seq = (base + ttl) & 0xFFFF
@@ -355,20 +361,30 @@ def traceroute(ip: str, *, max_ttl: int = 16, wait: float = 0.5) -> tuple[list[s
             body = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + b"tamperscope-locate"
             body = body[:2] + struct.pack("!H", packet.checksum(body)) + body[4:]
             s.sendto(body, (ip, 0))
-            end = time.monotonic() + wait
-            got: tuple[str, bool] | None = None
-            while got is None and (left := end - time.monotonic()) > 0:
-                r, _, _ = select.select([s], [], [], left)
-                if not r:
-                    break
+        end = time.monotonic() + wait
+        while (left := end - time.monotonic()) > 0:
+            if reached is not None and all(hops[:reached - 1]):
+                break
+            r, _, _ = select.select([s], [], [], left)
+            if not r:
+                break
+            try:
                 data, _ = s.recvfrom(65535)
+            except BlockingIOError:
+                continue
+            for ttl in range(1, max_ttl + 1):
                 try:
-                    got = _hop_reply(data, ip=ip, local=local, ident=ident, seq=seq)
+                    got = _hop_reply(data, ip=ip, local=local, ident=ident, seq=(base + ttl) & 0xFFFF)
                 except PARSE_ERRORS:
                     got = None
-            hops.append(got[0] if got else None)
-            if got and got[1]:
-                return hops, ttl
+                if got is None:
+                    continue
+                hops[ttl - 1] = got[0]
+                if got[1] and (reached is None or ttl < reached):
+                    reached = ttl
+                break
     finally:
         s.close()
+    if reached is not None:
+        return hops[:reached], reached
     return hops, None

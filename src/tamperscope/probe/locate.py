@@ -1,7 +1,7 @@
 """`tamperscope locate URL`: find the hop where interference happens (CenTrace's method).
 
 1. The plain path: ICMP traceroute to the server's real address (from DNS over
-   TCP, which on-path DNS injectors do not touch).
+   TCP, which on-path DNS injectors do not touch), every TTL's probe at once.
 2. A control sweep, then a target sweep: for TTL 1, 2, …, a fresh TCP
    connection, then the trigger (the HTTP request, or the ClientHello with
    the SNI) sent with that TTL; what comes back is captured on raw sockets.
@@ -238,8 +238,11 @@ def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait:
             ctl_port = control_port(u.port) if layer == "tcp" else u.port
             ctl_layer = NOISE if layer == "openvpn" else layer
             ctl = {o.ttl: o for o in sweep(cap, ctl_layer, server, ctl_port, control, "/", top, wait, dist=dist)}
-            tgt = sweep(cap, layer, server, u.port, u.host, u.path, top, wait, stop=located(path, dist, ctl),
-                        dist=dist, ech_config=config)
+            if ctl_port == u.port and ctl and not ctl[min(ctl)].connected:
+                tgt = []  # the control could not connect to this very address and port: nor would the target
+            else:
+                tgt = sweep(cap, layer, server, u.port, u.host, u.path, top, wait, stop=located(path, dist, ctl),
+                            dist=dist, ech_config=config)
             packets = {"ignored": cap.ignored - ignored, "dropped": cap.dropped - dropped}
             ignored, dropped = cap.ignored, cap.dropped
             if not tgt or not tgt[0].connected:
@@ -257,6 +260,10 @@ def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait:
                         f"{RESIDUAL}: residual blocking (it blocks this client and server for a while after a "
                         "trigger)")})
                     i += 1
+                    if triggered.issuperset(servers):  # every address is held: more runs now would only wait
+                        detail["ended"] = ("every address was held by residual blocking after a run met the censor; "
+                                           "--spread gives others, or locate again later")
+                        break
                     continue
                 elif by_name and dist is not None and layer not in ("tcp", "dns", "quic") and \
                         not (unreachable | {server}).issuperset(servers):
