@@ -126,9 +126,7 @@ def run(args: argparse.Namespace) -> int:
         apps = apps_example(say, work)
         onion = tor_example(say, work)
         vpn = riseupvpn_example(say, work)
-        say(f"demo: checking whether a WireGuard server answers (tamperscope run wireguard; Debian's wireguard-go at "
-            f"{A.WIREGUARD_SERVER}:{A.WIREGUARD_PORT}, the lab's configuration)")
-        wg = run_once("wireguard", say, work)
+        wg = wireguard_example(say, work)
     finally:
         manager.down()
         say("demo: lab down")
@@ -569,6 +567,21 @@ def riseupvpn_summary(m: dict[str, Any] | None, truth: list[dict[str, Any]]) -> 
             "ground truth" + split + located_line(m.get("located"), " --layer openvpn"))
 
 
+def wireguard_example(say: Callable[[str], None], work: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """`tamperscope run wireguard` with the lab's configuration, and, when its plain handshake failed where the
+    junk-first one got through (DPI), where (`tamperscope locate --layer wireguard`), kept as ``located``."""
+    say(f"demo: checking whether a WireGuard server answers (tamperscope run wireguard; Debian's wireguard-go at "
+        f"{A.WIREGUARD_SERVER}:{A.WIREGUARD_PORT}, the lab's configuration)")
+    m, truth = run_once("wireguard", say, work)
+    tk = (m or {}).get("test_keys", {})
+    junk = tk.get("x_junk_first")
+    if m is not None and tk.get("failure") and isinstance(junk, dict) and junk.get("failure") is None:
+        url = f"https://{tk['x_address']}/"
+        say(f"demo: locating where WireGuard is dropped (tamperscope locate {url} --layer wireguard)")
+        m = with_located(m, url, "--layer", "wireguard")
+    return m, truth
+
+
 def wireguard_summary(m: dict[str, Any] | None, truth: list[dict[str, Any]]) -> str:
     """The WireGuard handshake, plain and from a flow begun by junk, and the verdict, against what the lab's censor
     did meanwhile."""
@@ -588,7 +601,7 @@ def wireguard_summary(m: dict[str, Any] | None, truth: list[dict[str, Any]]) -> 
         said += ": DPI judged the flow by its first datagram"
     ok = status != "failure" and (status == "anomaly") == bool(truth)
     return (f"\n{head}\n    {', '.join(parts)}: {said}; {did}: {'agrees' if ok else 'DISAGREES'} with the lab's "
-            "ground truth")
+            "ground truth" + located_line(m.get("located"), " --layer wireguard"))
 
 
 def apps_summary(results: list[tuple[dict[str, Any] | None, list[dict[str, Any]]]]) -> str:

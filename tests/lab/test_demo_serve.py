@@ -91,6 +91,8 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         assert ("handshake generic_timeout_error (5 initiations), junk first: answered: blocked (udp.drop): DPI judged "
                 "the flow by its first datagram; the censor's rule tm-wireguard acted on it (1 time): agrees with the "
                 "lab's ground truth") in text, text
+        assert ("located (tamperscope locate https://198.19.3.40:51820/ --layer wireguard, layer wireguard): hop 2, "
+                "after router 198.18.1.1 (in-path, this protocol only)") in text, text
         assert ("the messaging apps, Tor, RiseupVPN and WireGuard, judged again from the records: Telegram none, "
                 "WhatsApp dns.poison, Facebook Messenger dns.poison, Signal tls.rst, Tor tcp.drop, RiseupVPN tcp.rst, "
                 "WireGuard udp.drop\n") in text, text

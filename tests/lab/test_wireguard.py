@@ -5,6 +5,8 @@ and a flow begun by junk gets through it to the same server."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,16 @@ from .test_probe_cli import probe, read
 pytestmark = pytest.mark.lab
 PROFILES = Path(__file__).parent / "profiles"
 ENDPOINT = f"wireguard://{A.WIREGUARD_SERVER}:{A.WIREGUARD_PORT}"
+
+
+def _locate() -> dict:  # type: ignore[type-arg]
+    """`tamperscope locate --layer wireguard` towards the lab's WireGuard server, from the lab's client (--json)."""
+    url = f"https://{A.WIREGUARD_SERVER}:{A.WIREGUARD_PORT}/"
+    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--layer", "wireguard",
+                                            "--yes", "--json", "--wait", "0.25"]),
+                         env=manager.client_env(), capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)  # type: ignore[no-any-return]
 
 
 def _measure(out: Path, *args: str) -> dict:  # type: ignore[type-arg]
@@ -47,6 +59,9 @@ def test_wireguard_go_answers_our_handshake(lab_factory, tmp_path) -> None:  # t
     tk = _measure(tmp_path / "s.jsonl", "--wg-config", str(stranger))
     assert tk["failure"] == tk["x_junk_first"]["failure"] == "generic_timeout_error"
     assert (tk["x_status"], tk["x_mechanism"], tk["x_confidence"]) == ("anomaly", "udp.drop", 0.5)
+    # nothing to locate: initiation-shaped datagrams and the control's random ones both reach the server's hop
+    out = _locate()
+    assert out["hop"] is None and out["path"][-1] == A.WIREGUARD_SERVER, out
 
 
 def test_wireguard_dropped_by_its_first_datagram_and_passed_by_junk(  # type: ignore[no-untyped-def]
@@ -62,3 +77,11 @@ def test_wireguard_dropped_by_its_first_datagram_and_passed_by_junk(  # type: ig
     truth = [json.loads(line) for line in manager.PATHS.log.read_text().splitlines()]
     assert [(t["rule"], t["server"], t["proto"]) for t in truth] == \
         [("wireguard-dpi", f"{A.WIREGUARD_SERVER}:{A.WIREGUARD_PORT}", "udp")]
+    # where: an initiation-shaped datagram, each from a new flow, goes silent from the censor's hop on, while the
+    # control's random datagrams of the same size get the next router's time-exceeded: this protocol only
+    out = _locate()
+    assert (out["layer"], out["hop"], out["router"], out["placement"], out["scope"]) == \
+        ("wireguard", A.CENSOR_AFTER_HOP + 1, A.ACCESS_LAN, "in-path", "protocol"), out
+    assert len(out["runs"]) >= 3 and out["agreement"] > 0.5
+    located = [json.loads(line) for line in manager.PATHS.log.read_text().splitlines()][1:]
+    assert located and all(t["rule"] == "wireguard-dpi" for t in located)  # the triggers, dropped by the rule

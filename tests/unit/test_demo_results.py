@@ -320,3 +320,8 @@ def test_wireguard_summary_says_what_the_junk_first_retry_showed() -> None:
     assert wireguard_summary(ok, []).endswith("handshake answered: reachable; the censor did nothing to it: agrees "
                                               "with the lab's ground truth")
     assert wireguard_summary(None, drops).endswith("not measured; the censor's rule tm-wireguard acted on it (1 time)")
+    located = {**dpi, "located": {"url": "https://198.19.3.40:51820/", "layer": "wireguard", "hop": 2,
+                                  "router": "198.18.1.1", "placement": "in-path", "scope": "protocol"}}
+    assert wireguard_summary(located, drops).endswith(
+        "\n    located (tamperscope locate https://198.19.3.40:51820/ --layer wireguard, layer wireguard): hop 2, after "
+        "router 198.18.1.1 (in-path, this protocol only)")

@@ -373,3 +373,18 @@ def test_wg_config_is_for_wireguard_only(probe: Probe) -> None:  # noqa: F811
     (probe.dir / "wg.conf").write_text(_config())
     r = probe.main("run", "stunreachability", "--yes", "--wg-config", "wg.conf")
     assert (r.code, r.err.strip()) == (2, "tamperscope: --wg-config is for the wireguard nettest")
+
+
+# -- locate --layer wireguard ---------------------------------------------------------------------------------------
+
+
+def test_locates_trigger_is_what_dpi_sees_and_its_control_is_not() -> None:
+    from tamperscope.probe import locate as L
+
+    triggers = {L.trigger_payload("wireguard", "ignored.example") for _ in range(8)}
+    controls = {L.trigger_payload(L.WG_NOISE, "ignored.example") for _ in range(64)}
+    assert len(triggers) == 8 and all(W.looks_like_initiation(t) for t in triggers)  # random past the header
+    assert all(len(c) == W.INITIATION_SIZE and not W.looks_like_initiation(c) and c[0] > 4 for c in controls)
+    assert L.SCOPE_OF_LAYER["wireguard"] == "protocol" and "wireguard" in L.UDP_OR_SYN
+    plan = L._plan("198.19.3.40", "198.19.0.8", [], "www.example.com", layer="wireguard")
+    assert "datagrams shaped as WireGuard's handshake, and random ones as the control" in plan

@@ -21,7 +21,11 @@
    `--layer openvpn` it is OpenVPN's first packet (a client's hard reset, as
    riseupvpn sends it) to the URL's address and port, and the control sweep
    sends the same number of random bytes there: DPI that knows the protocol,
-   at any address.
+   at any address. With `--layer wireguard` it is a datagram shaped as
+   WireGuard's handshake initiation (148 bytes, type 1), each from a new UDP
+   flow, to the URL's address and port, and the control sends 148 random bytes
+   that no WireGuard message starts with: DPI that drops WireGuard by its first
+   datagram, as the wireguard nettest finds.
 3. model/location.py decides hop, router, placement and scope; the forged
    packets give the equipment's signature; a forged page is matched against
    the blockpage fingerprints.
@@ -55,17 +59,20 @@ from ..nettests.echconfig import usable_config
 from ..netx import Trace, lookup_udp, openvpn, ttlprobe
 from ..netx.dns import build_query
 from ..netx.quic import initial_datagram
+from ..wire import wireguard
 from ..wire.ech import ECHConfig, seal_client_hello
 from ..wire.tlshello import client_hello, client_hello_with_ech
 
 CONTROL_NAME = "www.example.com"
-LAYERS = ("auto", "http", "tls", "ech", "quic", "dns", "tcp", "openvpn")
+LAYERS = ("auto", "http", "tls", "ech", "quic", "dns", "tcp", "openvpn", "wireguard")
 # The control sweep's trigger for a layer whose trigger carries no name: for OpenVPN's first packet, as many random
 # bytes (a length that announces no frame of them, so no DPI reads them as OpenVPN's)
 NOISE = "noise"
+WG_NOISE = "wg-noise"  # wireguard's control: a datagram of an initiation's size that no WireGuard message starts like
 RESIDUAL = "could not connect after an earlier run triggered the censor"
-SCOPE_OF_LAYER = {"tcp": "port", "openvpn": "protocol"}  # what "the control did not see it" means, by trigger
+SCOPE_OF_LAYER = {"tcp": "port", "openvpn": "protocol", "wireguard": "protocol"}  # what "the control did not see it" means, by trigger
 QUIC_PORT = 443  # HTTP/3's, whatever the URL's scheme
+UDP_OR_SYN = ("tcp", "dns", "quic", "wireguard")  # triggers sent without a connection first
 THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")  # "this host on this network": never a destination
 
 
@@ -79,7 +86,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                         "Encrypted Client Hello, for ECH that is blocked; tcp: the SYN, for an address and port "
                         "that cannot be connected to, as Tor's OR ports blocked by address; openvpn: OpenVPN's "
                         "first packet to the URL's address and port, for a VPN gateway whose connect succeeds and "
-                        "whose OpenVPN does not, as riseupvpn finds)")
+                        "whose OpenVPN does not, as riseupvpn finds; wireguard: WireGuard's handshake initiation to "
+                        "the URL's address and UDP port, for a WireGuard server dropped by DPI, as the wireguard "
+                        "nettest finds)")
     p.add_argument("--control", default=CONTROL_NAME,
                    help=f"innocent name for the control sweep (default {CONTROL_NAME})")
     p.add_argument("--runs", type=int, default=3, help="runs to make (more if they disagree; default 3)")
@@ -122,6 +131,10 @@ def trigger_payload(layer: str, host: str, path: str = "/", ech_config: ECHConfi
         return openvpn.client_reset(secrets.token_bytes(openvpn.SESSION_ID))
     if layer == NOISE:
         return b"\xff\xff" + secrets.token_bytes(14)
+    if layer == "wireguard":  # its shape is what DPI sees: the rest is random to anyone without the server's key
+        return b"\x01\x00\x00\x00" + secrets.token_bytes(wireguard.INITIATION_SIZE - 4)
+    if layer == WG_NOISE:
+        return bytes([5 + secrets.randbelow(251)]) + secrets.token_bytes(wireguard.INITIATION_SIZE - 1)
     _, wire = build_query(host, "A")
     return wire
 
@@ -143,6 +156,8 @@ def sweep(cap: ttlprobe.Capture, layer: str, ip: str, port: int, name: str, path
             step = ttlprobe.udp_trigger(cap, ip, 53, payload, ttl, wait=wait)
         elif layer == "quic":
             step = ttlprobe.udp_trigger(cap, ip, QUIC_PORT, payload, ttl, wait=wait)
+        elif layer in ("wireguard", WG_NOISE):  # each from a new socket: the first datagram of its own flow
+            step = ttlprobe.udp_trigger(cap, ip, port, payload, ttl, wait=wait)
         elif layer == "tcp":
             step = ttlprobe.syn_trigger(cap, ip, port, ttl, wait=wait)
         else:
@@ -236,7 +251,7 @@ def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait:
             path, dist = ttlprobe.traceroute(server, max_ttl=max_ttl, wait=min(wait, 0.5))
             top = (dist or max_ttl)
             ctl_port = control_port(u.port) if layer == "tcp" else u.port
-            ctl_layer = NOISE if layer == "openvpn" else layer
+            ctl_layer = {"openvpn": NOISE, "wireguard": WG_NOISE}.get(layer, layer)
             ctl = {o.ttl: o for o in sweep(cap, ctl_layer, server, ctl_port, control, "/", top, wait, dist=dist)}
             if ctl_port == u.port and ctl and not ctl[min(ctl)].connected:
                 tgt = []  # the control could not connect to this very address and port: nor would the target
@@ -253,7 +268,7 @@ def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait:
                     r = RunResult(k, path[k - 2] if k >= 2 else None, "in-path", "address",
                                   f"the path goes silent after hop {k - 1}: packets to {server} are dropped")
                     servers = [server]  # the address is the target: other addresses would not tell
-                elif server in triggered and layer not in ("tcp", "dns", "quic"):
+                elif server in triggered and layer not in UDP_OR_SYN:
                     # an earlier run to this server connected and triggered the censor: it now blocks this client and
                     # server for a while (residual blocking), which says nothing about the address; --spread avoids it
                     detail["runs"].append({"server": server, "packets": packets, "result": (
@@ -265,7 +280,7 @@ def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait:
                                            "--spread gives others, or locate again later")
                         break
                     continue
-                elif by_name and dist is not None and layer not in ("tcp", "dns", "quic") and \
+                elif by_name and dist is not None and layer not in UDP_OR_SYN and \
                         not (unreachable | {server}).issuperset(servers):
                     # no connection here, but other addresses (--spread) are still to try: this one may be held by
                     # the censor after an earlier trigger (the probe's own measurement), which says nothing of them
@@ -274,7 +289,7 @@ def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait:
                         "could not connect (residual blocking, or this address blocked?): the other addresses first")})
                     i += 1
                     continue
-                elif dist is not None and layer not in ("tcp", "dns", "quic"):
+                elif dist is not None and layer not in UDP_OR_SYN:
                     # the path reaches the server, but no connection, at any of the addresses: a block of this
                     # address's port. Its SYN is the trigger (the run is made again with it)
                     layer = detail["layer"] = "tcp"
@@ -378,7 +393,8 @@ def _plan(host: str, resolver: str, spread: list[str], control: str, server: str
     """What this run would contact, said before consent (nothing is looked up to say it)."""
     target = server or host
     asking = ("OpenVPN's first packet, and random bytes as the control" if layer == "openvpn" else
-              f"packets asking for {host} and for the control name {control}")
+              "datagrams shaped as WireGuard's handshake, and random ones as the control" if layer == "wireguard"
+              else f"packets asking for {host} and for the control name {control}")
     parts = [f"{target}{' and ' + ', '.join(spread) if spread else ''} and the routers on the path to it, with "
              f"TTL-limited {asking}"]
     if not is_ip(host) and server is None:
@@ -413,7 +429,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     out = {"url": args.url, **loc.as_dict(), "layer": detail["layer"], "address": detail["address"],
            **({"ech": detail["ech"]} if "ech" in detail else {}),
-           **({"switched": detail["switched"]} if "switched" in detail else {})}
+           **({"switched": detail["switched"]} if "switched" in detail else {}),
+           **({"ended": detail["ended"]} if "ended" in detail else {})}
     if args.json:
         print(json.dumps({**out, "detail": detail["runs"]}, indent=1, default=str))
         return 0
@@ -438,6 +455,8 @@ def run(args: argparse.Namespace) -> int:
     if held:
         print(f"  {held} later run{'s' * (held != 1)} could not connect: residual blocking (the censor holds this "
               "client and server for a while after a trigger); --spread gives other addresses to repeat on")
+    if "ended" in detail:
+        print(f"  runs ended: {detail['ended']}")
     if trigger:
         print(trigger)
     if fp:
