@@ -111,6 +111,9 @@ def test_a_wg_quick_configuration_gives_the_keys_and_each_peer_with_an_endpoint(
     assert config.peer("198.19.3.40") is config.peers[0]  # the default port
     with pytest.raises(NettestError, match="no \\[Peer\\] of the WireGuard configuration has the endpoint"):
         config.peer("wireguard://198.19.3.41:51820")
+    # a log line or a traceback that prints the configuration, its keys or a handshake's state shows no secret
+    shown = repr(config) + repr(netx.Keys(CLIENT, W.public_key(SERVER), PSK)) + repr(W.initiation(CLIENT, SERVER, PSK))
+    assert not any(repr(secret)[2:20] in shown or _text(secret) in shown for secret in (CLIENT, PSK))
 
 
 @pytest.mark.parametrize("text, message", [
@@ -133,7 +136,8 @@ def test_a_bad_configuration_is_refused_in_one_line_without_its_secrets(text: st
 def test_endpoints_are_wireguard_urls_or_host_port() -> None:
     assert nettest.endpoint_of("wireguard://vpn.example.org") == ("vpn.example.org", 51820)
     assert nettest.endpoint_of("vpn.example.org:443") == ("vpn.example.org", 443)
-    for bad in ("stun://x:1", "wireguard://x:1/path", "wireguard://u@x", "wireguard://x:99999", "wireguard://"):
+    for bad in ("stun://x:1", "wireguard://x:1/path", "wireguard://u@x", "wireguard://x:99999", "wireguard://",
+                "x:0"):
         with pytest.raises(NettestError, match="not a WireGuard endpoint"):
             nettest.endpoint_of(bad)
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -59,13 +59,13 @@ class Peer:
     host: str
     port: int
     public: bytes
-    psk: bytes
+    psk: bytes = field(repr=False)  # secret: never printed, never recorded
 
 
 @dataclass(frozen=True)
 class WgConfig:
-    private: bytes
-    peers: tuple[Peer, ...]
+    private: bytes = field(repr=False)  # secret: never printed, never recorded
+    peers: tuple[Peer, ...] = ()
 
     def input_of(self, peer: Peer) -> str:
         return f"wireguard://{peer.endpoint}"
@@ -86,11 +86,11 @@ def endpoint_of(input: str) -> tuple[str, int]:
         raise NettestError(wrong)
     try:
         parts = urlsplit(spec if "://" in spec else f"wireguard://{spec}")
-        port = parts.port or DEFAULT_PORT
+        port = DEFAULT_PORT if parts.port is None else parts.port
         host = (parts.hostname or "").rstrip(".")
     except ValueError:
         raise NettestError(wrong) from None
-    if not host or parts.path not in ("", "/") or parts.query or parts.fragment or parts.username \
+    if not host or not port or parts.path not in ("", "/") or parts.query or parts.fragment or parts.username \
             or any(c.isspace() for c in host) or len(host) > 253 or ".." in host:
         raise NettestError(wrong)
     return host, port

@@ -21,7 +21,7 @@ import os
 import secrets
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..model import failures as F
 from ..wire import wireguard as W
@@ -38,9 +38,9 @@ JUNK_SIZES = (24, 160)  # bytes of a junk datagram, at random between these (Amn
 class Keys:
     """What the client's configuration gives for one peer (never recorded)."""
 
-    private: bytes  # the client's [Interface] PrivateKey
+    private: bytes = field(repr=False)  # the client's [Interface] PrivateKey
     server_public: bytes  # the peer's PublicKey
-    psk: bytes = bytes(32)  # the peer's PresharedKey, zeros when there is none
+    psk: bytes = field(default=bytes(32), repr=False)  # the peer's PresharedKey, zeros when there is none
 
 
 @dataclass(frozen=True)

@@ -208,11 +208,12 @@ def settings(args: argparse.Namespace) -> Settings:
     table = _asn_table(table_path) if table_path else EMPTY
     wg = _wireguard(args, nettest)
     inputs = _inputs(args, nettest, backend, [wg.input_of(p) for p in wg.peers] if wg else ())
-    for i in inputs if wg else ():
-        try:
-            wg.peer(i or "")  # type: ignore[union-attr]
-        except NettestError as e:
-            raise UsageError(str(e)) from None
+    if wg is not None:
+        for i in inputs:  # each -i must be a peer's endpoint: the keys to use are that peer's
+            try:
+                wg.peer(i or "")
+            except NettestError as e:
+                raise UsageError(str(e)) from None
     output, resume = _output(args, nettest)
     return Settings(nettest=nettest, inputs=inputs, output=output, resume=resume, helper=helper, public=public,
                     isp=isp, ca_bundle=ca, asn_table=table, cc=cc, asn=asn, backend=backend,

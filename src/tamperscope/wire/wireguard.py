@@ -23,7 +23,7 @@ import hmac
 import os
 import struct
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -106,12 +106,12 @@ class Initiation:
 
     packet: bytes          # 148 bytes, to send as one UDP datagram
     sender: int            # our index; the server's answer carries it as its receiver index
-    chaining: bytes
-    hash: bytes
-    ephemeral: bytes       # our ephemeral private key
-    static: bytes          # our static private key
-    static_public: bytes
-    psk: bytes
+    chaining: bytes = field(repr=False)
+    hash: bytes = field(repr=False)
+    ephemeral: bytes = field(repr=False)  # our ephemeral private key
+    static: bytes = field(repr=False)     # our static private key
+    static_public: bytes = field(repr=False)
+    psk: bytes = field(repr=False)
 
 
 def initiation(private: bytes, server_public: bytes, psk: bytes = _ZERO_KEY, *, now: float | None = None,
