@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..model import failures as F
 from ..model.asn import EMPTY, AsnTable
 from ..model.verdict import BlockpageMatcher as BlockpageMatcher  # re-exported: nettests take it from here
-from ..netx import Resolver
+from ..netx import Resolver, Trace, lookup_addresses, lookup_system
 
 
 class IPLimiter:
@@ -85,3 +87,19 @@ class Nettest(Protocol):
     NEEDS_INPUT: bool
 
     async def run(self, input: str | None, ctx: Context) -> dict[str, Any]: ...
+
+
+async def first_address(host: str, ctx: Context, trace: Trace) -> tuple[str | None, str | None]:
+    """(an address of ``host``, None), or (None, the lookup's failure string). An IP literal is itself; a name is
+    looked up through the run's public resolver over UDP when it has one, else the system's, into ``trace``."""
+    try:
+        return str(ipaddress.ip_address(host)), None
+    except ValueError:
+        pass
+    if ctx.udp_resolver is not None:
+        res = await lookup_addresses(host, resolver=ctx.udp_resolver, trace=trace, timeout=ctx.timeouts.dns)
+    else:
+        res = await lookup_system(host, trace=trace, timeout=ctx.timeouts.dns)
+    if res.failure is not None or not res.addresses:
+        return None, res.failure or F.DNS_NO_ANSWER
+    return res.addresses[0], None

@@ -15,15 +15,13 @@ the probe learns it, and scrubs it from this and every later measurement.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..model import failures as F
 from ..model.stunverdict import stun_verdict
-from ..netx import Trace, lookup_addresses, lookup_system
+from ..netx import Trace
 from ..netx.stun import binding
-from .base import Context, NettestError
+from .base import Context, NettestError, first_address
 from .control import learn_own_address
 
 NAME = "stunreachability"
@@ -69,13 +67,6 @@ def check_input(input: str) -> None:
     endpoint_of(input)
 
 
-def _literal(host: str) -> str | None:
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        return None
-
-
 async def run(input: str | None, ctx: Context) -> dict[str, Any]:
     if not input:
         raise NettestError("stunreachability needs an input: stun://HOST[:PORT]")
@@ -85,16 +76,7 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
     shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     tk: dict[str, Any] = {"endpoint": shown, "failure": None, "x_address": None, "x_requests": 0, "x_ignored": 0}
     async with trace:
-        ip = _literal(host)
-        if ip is None:
-            if ctx.udp_resolver is not None:
-                res = await lookup_addresses(host, resolver=ctx.udp_resolver, trace=trace, timeout=t.dns)
-            else:
-                res = await lookup_system(host, trace=trace, timeout=t.dns)
-            if res.failure is not None or not res.addresses:
-                tk["failure"] = res.failure or F.DNS_NO_ANSWER
-            else:
-                ip = res.addresses[0]
+        ip, tk["failure"] = await first_address(host, ctx, trace)
         if ip is not None:
             result = await binding(ip, port, trace=trace, timeout=t.connect)
             tk.update(failure=result.failure, x_address=result.address, x_requests=result.sent,

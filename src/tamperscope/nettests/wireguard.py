@@ -27,18 +27,16 @@ failure when the name did not resolve), ``x_address`` (``ip:port``), ``x_handsha
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..model import failures as F
 from ..model.wgverdict import wireguard_verdict
-from ..netx import Trace, lookup_addresses, lookup_system
+from ..netx import Trace
 from ..netx.wireguard import Handshake, Keys, handshake
 from ..wire.wireguard import WireGuardError, key_from_text
-from .base import Context, NettestError
+from .base import Context, NettestError, first_address
 
 NAME = "wireguard"
 VERSION = "0.1.0"
@@ -159,13 +157,6 @@ def _key(text: str, line: int, what: str) -> bytes:
         raise NettestError(f"line {line}: {e}") from None
 
 
-def _literal(host: str) -> str | None:
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        return None
-
-
 def _record(h: Handshake) -> dict[str, Any]:
     return {"failure": h.failure, "answer": h.answer, "initiations": h.initiations, "junk": h.junk,
             "ignored": h.ignored, "t": h.t}
@@ -184,16 +175,7 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
     tk: dict[str, Any] = {"endpoint": peer.endpoint, "failure": None, "x_address": None, "x_handshake": None,
                           "x_junk_first": None}
     async with trace:
-        ip = _literal(peer.host)
-        if ip is None:
-            if ctx.udp_resolver is not None:
-                res = await lookup_addresses(peer.host, resolver=ctx.udp_resolver, trace=trace, timeout=t.dns)
-            else:
-                res = await lookup_system(peer.host, trace=trace, timeout=t.dns)
-            if res.failure is not None or not res.addresses:
-                tk["failure"] = res.failure or F.DNS_NO_ANSWER
-            else:
-                ip = res.addresses[0]
+        ip, tk["failure"] = await first_address(peer.host, ctx, trace)
         if ip is not None:
             async with ctx.limiter.hold([ip]):
                 plain = await handshake(ip, peer.port, keys, trace=trace, timeout=t.connect)

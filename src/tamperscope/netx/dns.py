@@ -478,6 +478,20 @@ def _system_record(trace: Trace, hostname: str, answers: list[Record] | None, fa
 
 # --- UDP -------------------------------------------------------------------------------------
 
+async def connected_udp(ip: str, port: int) -> tuple[asyncio.DatagramTransport, _UDPProtocol]:
+    """A UDP socket connected to ``ip:port`` (numeric: no getaddrinfo thread pool, see stream.open), as a
+    transport and the protocol whose ``get`` returns each datagram from there, or raises an ICMP error."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.connect((ip, port))
+        return await loop.create_datagram_endpoint(lambda: _UDPProtocol(loop), sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+
+
 class _UDPProtocol(asyncio.DatagramProtocol):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.datagrams: collections.deque[bytes] = collections.deque()
@@ -542,21 +556,13 @@ async def lookup_udp(hostname: str, query_type: str = "A", *, server: str, port:
     """One query over UDP to ``server:port``; later replies go to ``x_dns_duplicate_responses``."""
     tid = trace.next_transaction_id() if transaction_id is None else transaction_id
     address = endpoint(server, port)
-    loop = asyncio.get_running_loop()
     t0 = trace.now()
     transport: asyncio.DatagramTransport | None = None
     reply = wire = None
     try:
         query, payload = udp_query(hostname, query_type)
         async with asyncio.timeout(timeout):
-            sock = socket.socket(socket.AF_INET6 if ":" in server else socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                sock.setblocking(False)
-                sock.connect((server, port))  # numeric: no getaddrinfo thread pool (see stream.open)
-                transport, proto = await loop.create_datagram_endpoint(lambda: _UDPProtocol(loop), sock=sock)
-            except BaseException:
-                sock.close()
-                raise
+            transport, proto = await connected_udp(server, port)
             transport.sendto(payload)
             if trace.record_io:
                 trace.add_network_event(F.WRITE_TO, t0=t0, transaction_id=tid, address=address,

@@ -15,14 +15,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
-import socket
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tamperscope.model import failures as F
 from tamperscope.netx.classify import classify
-from tamperscope.netx.dns import _UDPProtocol
+from tamperscope.netx.dns import connected_udp
 from tamperscope.netx.trace import Trace, endpoint
 
 MAGIC_COOKIE = 0x2112A442
@@ -154,20 +153,12 @@ async def binding(ip: str, port: int, *, trace: Trace, timeout: float = 5.0, tag
     address = endpoint(ip, port)
     stun_id = new_transaction_id()
     request = binding_request(stun_id)
-    loop = asyncio.get_running_loop()
     transport: asyncio.DatagramTransport | None = None
     sent = ignored = 0
     extra = {"tags": list(tags)} if tags else None
     try:
         async with asyncio.timeout(timeout):
-            sock = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                sock.setblocking(False)
-                sock.connect((ip, port))
-                transport, proto = await loop.create_datagram_endpoint(lambda: _UDPProtocol(loop), sock=sock)
-            except BaseException:
-                sock.close()
-                raise
+            transport, proto = await connected_udp(ip, port)
             rto = FIRST_RTO
             while True:
                 t0 = trace.now()

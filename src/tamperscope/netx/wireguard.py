@@ -19,14 +19,13 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..model import failures as F
 from ..wire import wireguard as W
 from .classify import classify
-from .dns import _UDPProtocol
+from .dns import connected_udp
 from .trace import Trace, endpoint
 
 RETRY = 1.0  # seconds between initiations (WireGuard's own client waits 5 s: a measurement has less time)
@@ -81,14 +80,7 @@ async def handshake(ip: str, port: int, keys: Keys, *, trace: Trace, timeout: fl
 
     try:
         async with asyncio.timeout(timeout):
-            sock = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                sock.setblocking(False)
-                sock.connect((ip, port))
-                transport, proto = await loop.create_datagram_endpoint(lambda: _UDPProtocol(loop), sock=sock)
-            except BaseException:
-                sock.close()
-                raise
+            transport, proto = await connected_udp(ip, port)
             for _ in range(junk):
                 data = junk_datagram()
                 transport.sendto(data)
