@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,6 +37,16 @@ def run_nettest(out: Path, nettest: str, inputs: tuple[str, ...], extra: tuple[s
                          timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     return {m["input"]: m for m in map(json.loads, out.read_text().splitlines())}
+
+
+def locate_json(url: str, *options: str) -> dict[str, Any]:
+    """`tamperscope locate URL OPTIONS --json` from the lab's client (listening 0.25 s after each trigger)."""
+    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, *options, "--yes",
+                                            "--json", "--wait", "0.25"]),
+                         env=manager.client_env(), capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr
+    out: dict[str, Any] = json.loads(res.stdout)
+    return out
 
 
 def wait_listening(port: int, seconds: float = 30) -> None:

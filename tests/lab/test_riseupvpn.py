@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from cryptography.x509.oid import NameOID
 from tamperscope.lab import addresses as A
 from tamperscope.lab import manager
 
+from .conftest import locate_json
 from .test_probe_cli import measure_once, probe, read
 
 pytestmark = pytest.mark.lab
@@ -33,12 +32,7 @@ def _issuer(handshake: dict) -> str:  # type: ignore[type-arg]
 
 def _locate(port: int) -> dict:  # type: ignore[type-arg]
     """`tamperscope locate --layer openvpn` towards the gateway's ``port``, from the lab's client (--json)."""
-    url = f"https://{A.RISEUP_GATEWAY}:{port}/"
-    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--layer", "openvpn",
-                                            "--yes", "--json", "--wait", "0.25"]),
-                         env=manager.client_env(), capture_output=True, text=True, timeout=180)
-    assert res.returncode == 0, res.stderr
-    return json.loads(res.stdout)  # type: ignore[no-any-return]
+    return locate_json(f"https://{A.RISEUP_GATEWAY}:{port}/", "--layer", "openvpn")
 
 
 def _truth() -> list[dict]:  # type: ignore[type-arg]

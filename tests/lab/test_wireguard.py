@@ -5,8 +5,6 @@ and a flow begun by junk gets through it to the same server."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from tamperscope.lab import addresses as A
 from tamperscope.lab import farm, manager
 from tamperscope.wire import wireguard as W
 
+from .conftest import locate_json
 from .test_probe_cli import probe, read
 
 pytestmark = pytest.mark.lab
@@ -24,12 +23,7 @@ ENDPOINT = f"wireguard://{A.WIREGUARD_SERVER}:{A.WIREGUARD_PORT}"
 
 def _locate() -> dict:  # type: ignore[type-arg]
     """`tamperscope locate --layer wireguard` towards the lab's WireGuard server, from the lab's client (--json)."""
-    url = f"https://{A.WIREGUARD_SERVER}:{A.WIREGUARD_PORT}/"
-    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--layer", "wireguard",
-                                            "--yes", "--json", "--wait", "0.25"]),
-                         env=manager.client_env(), capture_output=True, text=True, timeout=180)
-    assert res.returncode == 0, res.stderr
-    return json.loads(res.stdout)  # type: ignore[no-any-return]
+    return locate_json(f"https://{A.WIREGUARD_SERVER}:{A.WIREGUARD_PORT}/", "--layer", "wireguard")
 
 
 def _measure(out: Path, *args: str) -> dict:  # type: ignore[type-arg]
