@@ -7,7 +7,8 @@ country, through the ISP's resolver (`tamperscope remote dns`), and one reset
 located from there too (`tamperscope locate --server`) → `tamperscope run evasion` on one
 URL blocked over HTTP and one over TLS (which re-framings get past the box) → `tamperscope run
 echcheck` (is TLS with Encrypted Client Hello blocked?) → OONI's instant-messaging tests (`telegram`,
-`whatsapp`, `facebook_messenger`, `signal`) → lab down → a
+`whatsapp`, `facebook_messenger`, `signal`) → `tor`, `riseupvpn` and `wireguard`, each blocked one located
+→ lab down → a
 summary by mechanism, checked against the lab's own ground truth, the equipment
 seen, and the outside view against the inside one (the censor bracketed between
 the routers each side sees last) → `tamperscope
@@ -63,8 +64,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--output", type=Path, default=None, help="keep the measurements here (JSONL)")
     p.add_argument("--parallel", type=int, default=32, help="measurements in flight (default 32)")
     p.add_argument("--serve", action="store_true",
-                   help="then submit the measurements to a local collector (`tamperscope serve`, OONI's report "
-                        "protocol) and keep its explorer running; prints the explorer's URL")
+                   help="then submit the measurements (the web ones, the apps' and the tools', each with the hop "
+                        "located for it) to a local collector (`tamperscope serve`, OONI's report protocol) and keep "
+                        "its explorer running; prints the explorer's URL")
     p.add_argument("--port", type=int, default=8080, help="--serve: port on 127.0.0.1 (default 8080)")
     p.add_argument("--db", type=Path, default=None, help="--serve: the store to fill (default: a new one in the demo's "
                                                          "temporary directory)")
@@ -146,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
     if not analysed.startswith("\n  analysis:"):
         status = status or 1
     if args.serve:
-        served = serve(with_hops(measurements, located), args.db or work / "demo.duckdb", args.port,
+        tools = [m for m, _ in (*apps, onion, vpn, wg) if m is not None]  # the apps' and tools' too
+        served = serve(with_hops(measurements + tools, located), args.db or work / "demo.duckdb", args.port,
                        args.serve_seconds, say)
         return served or status
     return status
@@ -178,7 +181,9 @@ def probe_results(returncode: int, out: Path, say: Callable[[str], None]) -> tup
 
 
 def with_hops(measurements: list[dict[str, Any]], located: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The measurements, each located URL's carrying its hop as ``test_keys.x_hop`` (from `tamperscope locate`)."""
+    """The measurements, each located URL's carrying its hop as ``test_keys.x_hop`` (from `tamperscope locate`):
+    the web measurements' by their input (``located``, by mechanism), a tool's (tor, riseupvpn, wireguard) from
+    the ``located`` the demo attached to it, which is the demo's and is not submitted itself."""
     from .model.asn import AsnTable
 
     try:
@@ -188,13 +193,16 @@ def with_hops(measurements: list[dict[str, Any]], located: dict[str, dict[str, A
     by_url = {loc["url"]: loc for loc in located.values() if loc.get("hop")}
     out = []
     for m in measurements:
-        loc = by_url.get(m.get("input"))
+        own = m.get("located")
+        loc = by_url.get(m.get("input")) or (own if isinstance(own, dict) and own.get("hop") else None)
+        m = {k: v for k, v in m.items() if k != "located"}
         if loc is not None:
             info = table.lookup(loc["router"]) if table is not None and loc.get("router") else None
+            how = f"tamperscope locate --layer {loc['layer']}" if loc.get("layer") else "tamperscope locate"
             m = {**m, "test_keys": {**m["test_keys"], "x_hop": {
                 "ttl": loc["hop"], "ip": loc.get("router"), "asn": f"AS{info.asn}" if info and info.asn else None,
                 "name": info.name if info else None, "placement": loc.get("placement"),
-                "signature": loc.get("signature"), "method": "tamperscope locate: TTL-limited trigger packets"}}}
+                "signature": loc.get("signature"), "method": f"{how}: TTL-limited trigger packets"}}}
         out.append(m)
     return out
 
@@ -233,8 +241,9 @@ def serve(measurements: list[dict[str, Any]], db: Path, port: int, seconds: floa
             say(f"demo: {result.remaining} measurements could not be submitted: {result.last_error}")
             return 1
         _wait_listed(url, result.sent + result.duplicates)
-        blocked = next((m for m in measurements if m["test_keys"].get("x_hop")), None) or \
-            next((m for m in measurements if (m["test_keys"].get("x_mechanism") or "none") != "none"), None)
+        web = [m for m in measurements if m.get("test_name") == "web_connectivity"]  # a domain page to point at
+        blocked = next((m for m in web if m["test_keys"].get("x_hop")), None) or \
+            next((m for m in web if (m["test_keys"].get("x_mechanism") or "none") != "none"), None)
         print(f"\n  explorer: {url}/  ({result.sent} measurements submitted; store {db})")
         if blocked is not None:
             print(f"  e.g. the evidence for {blocked['input']}: {url}/domain/{_host(blocked['input'])}")

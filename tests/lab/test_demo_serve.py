@@ -99,8 +99,18 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         report = next(line.split("HTML report: ", 1)[1].strip() for line in out if "HTML report: " in line)
         html = Path(report).read_text(encoding="utf-8")
         assert "facebook.com" in html and "dns.injection" in html
-        page = json.loads(get("/api/v1/measurements?limit=100"))
+        page = json.loads(get("/api/v1/measurements?limit=100&test_name=web_connectivity"))
         assert sorted(r["input"] for r in page["results"]) == sorted(URLS)
+        # the apps' and tools' measurements are published too; WireGuard's page says what its two handshakes found,
+        # and carries the hop `locate --layer wireguard` placed the drop at
+        every = json.loads(get("/api/v1/measurements?limit=100"))["results"]
+        assert sorted(r["test_name"] for r in every) == sorted(["web_connectivity"] * len(URLS) + [
+            "telegram", "whatsapp", "facebook_messenger", "signal", "tor", "riseupvpn", "wireguard"])
+        wg_uid = next(r["measurement_uid"] for r in every if r["test_name"] == "wireguard")
+        wg = json.loads(get(f"/api/v1/measurement/{wg_uid}"))
+        assert wg["test_keys"]["x_hop"]["ttl"] == 2 and "located" not in wg
+        assert wg["test_keys"]["x_hop"]["method"].startswith("tamperscope locate --layer wireguard")
+        assert "DPI dropped the flow by its first datagram" in get(f"/m/{wg_uid}")
         by = {r["input"]: r for r in page["results"]}
         assert by["https://facebook.com/"]["scores"]["mechanism"] == "dns.injection"
         assert by["http://www.bbc.com/"]["anomaly"] is True and by["https://x.com/"]["anomaly"] is False
