@@ -497,8 +497,8 @@ def riseupvpn_example(say: Callable[[str], None], work: Path) -> tuple[dict[str,
         f"and {A.RISEUP_GATEWAY} for its gateway)")
     m, truth = run_once("riseupvpn", say, work)
     gateways = (m or {}).get("test_keys", {}).get("x_gateways") or []
-    cut = [g for g in gateways if g.get("transport_type") == "openvpn" and g.get("failure")
-           and (g.get("summary") or {}).get("connect", {}).get("failure") is None]
+    cut = [g for g in gateways if g.get("transport_type") == "openvpn" and g.get("protocol") != "udp"
+           and g.get("failure") and (g.get("summary") or {}).get("connect", {}).get("failure") is None]
     if m is not None and cut:
         other = next((g for g in gateways if g.get("ip") == cut[0]["ip"] and g.get("port") != cut[0]["port"]), cut[0])
         url = f"https://{other['ip']}:{other['port']}/"
@@ -556,12 +556,15 @@ def riseupvpn_summary(m: dict[str, Any] | None, truth: list[dict[str, Any]]) -> 
     gateways = tk.get("x_gateways") or []
     parts = [f"API {tk.get('api_status')}"]
     for transport in ("openvpn", "obfs4"):
-        tried = [g for g in gateways if g.get("transport_type") == transport]
+        tried = [g for g in gateways if g.get("transport_type") == transport and g.get("protocol") != "udp"]
         if tried:
             reached = sum(1 for g in tried if g.get("failure") is None)
             connected = sum(1 for g in tried if (g.get("summary") or {}).get("connect", {}).get("failure") is None)
             parts.append(f"{'OpenVPN' if transport == 'openvpn' else 'obfs4'} gateways {reached}/{len(tried)}"
                          + (f" (connected {connected}/{len(tried)})" if connected != reached else ""))
+        udp = [g for g in gateways if g.get("transport_type") == transport and g.get("protocol") == "udp"]
+        if udp:
+            parts.append(f"OpenVPN over UDP {sum(1 for g in udp if g.get('failure') is None)}/{len(udp)}")
     said = f"blocked ({mech})" if status == "anomaly" else "usable" if status == "ok" else "no verdict"
     ok = status != "failure" and (status == "anomaly") == bool(truth)
     splits = [g["split"] for g in gateways if isinstance(g.get("split"), dict)]

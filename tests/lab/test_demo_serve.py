@@ -78,8 +78,10 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
                 "(in-path, every packet to the address)") in text, text
         # RiseupVPN: tm-like resets OpenVPN's first packet wherever it goes, after letting the connect through; its
         # API and the obfs4 transport pass
-        assert ("API ok, OpenVPN gateways 0/1 (connected 1/1), obfs4 gateways 1/1: blocked (tcp.rst); the censor's "
-                "rule tm-openvpn acted on it (1 time): agrees with the lab's ground truth") in text, text
+        # (over UDP, the same rule drops its datagram: one more action, on the UDP flow)
+        assert ("API ok, OpenVPN gateways 0/1 (connected 1/1), OpenVPN over UDP 0/1, obfs4 gateways 1/1: blocked "
+                "(tcp.rst); the censor's rule tm-openvpn acted on it (2 times): agrees with the lab's ground truth") \
+            in text, text
         # tm-like holds the gateway for 30 s after the reset: the split retry cannot connect, and says so
         assert ("OpenVPN's first packet split in two TCP segments: through at 0/1; 1 could not connect again (the "
                 "censor held the gateway after the reset)") in text, text

@@ -44,8 +44,10 @@ def test_riseupvpn_reachable_without_a_censor(lab_factory, tmp_path) -> None:  #
     tk = measure_once("riseupvpn", tmp_path / "r.jsonl")
     assert (tk["api_status"], tk["api_failure"], tk["ca_cert_status"]) == ("ok", None, True)
     assert tk["transport_status"] == {"openvpn": "ok", "obfs4": "ok"} and tk["failing_gateways"] is None
-    assert [(g["ip"], g["port"], g["transport_type"], g["summary"]["handshake"]["failure"]) for g in tk["x_gateways"]] \
-        == [(A.RISEUP_GATEWAY, A.OPENVPN_PORT, "openvpn", None), (A.RISEUP_GATEWAY, A.RISEUP_OBFS4_PORT, "obfs4", None)]
+    assert [(g["ip"], g["port"], g["transport_type"], g["protocol"], g["summary"]["handshake"]["failure"])
+            for g in tk["x_gateways"]] == [(A.RISEUP_GATEWAY, A.OPENVPN_PORT, "openvpn", "tcp", None),
+                                           (A.RISEUP_GATEWAY, A.OPENVPN_PORT, "openvpn", "udp", None),
+                                           (A.RISEUP_GATEWAY, A.RISEUP_OBFS4_PORT, "obfs4", "tcp", None)]
     # the CA fetched is the lab's stand-in for the provider's, and the API's certificate was verified against it only
     served = [r for r in tk["requests"] if r["request"]["url"].endswith("/ca.crt")]
     assert len(served) == 1 and "BEGIN CERTIFICATE" in served[0]["response"]["body"]
@@ -65,16 +67,21 @@ def test_openvpn_reset_by_dpi_after_the_connect(lab_factory, tmp_path) -> None: 
     tk = measure_once("riseupvpn", tmp_path / "r.jsonl")
     assert all(c["status"]["failure"] is None for c in tk["tcp_connect"])  # what OONI's test reads: all reached
     assert tk["transport_status"] == {"openvpn": "blocked", "obfs4": "ok"}
-    openvpn, obfs4 = tk["x_gateways"]
+    openvpn, udp, obfs4 = tk["x_gateways"]
     assert openvpn["summary"] == {"connect": {"failure": None}, "handshake": {"failure": "connection_reset"}}
     assert obfs4["failure"] is None and "split" not in obfs4
+    # over UDP the same DPI drops the reset's datagram (UDP has nothing to reset): real openvpn never hears it
+    assert (udp["protocol"], udp["failure"], udp["summary"]) == \
+        ("udp", "generic_timeout_error", {"handshake": {"failure": "generic_timeout_error"}})
     # the same first packet split after its length, on a new connection, gets the real server's answer: the lab's
     # DPI reads one segment at a time (and the censor acted once, on the plain one)
     assert openvpn["split"] == {"connect": None, "handshake": None}
-    assert len(_truth()) == 1
     assert tk["failing_gateways"] == [{"ip": A.RISEUP_GATEWAY, "port": A.OPENVPN_PORT, "transport_type": "openvpn"}]
     assert (tk["x_status"], tk["x_mechanism"], tk["blocking"]) == ("anomaly", "tcp.rst", "tcp_ip")
-    assert {(t["rule"], t["server"]) for t in _truth()} == {("openvpn-dpi", f"{A.RISEUP_GATEWAY}:{A.OPENVPN_PORT}")}
+    # the censor acted once over TCP (on the plain packet, not the split one) and on the one UDP flow
+    assert sorted((t["rule"], t["server"], t.get("proto", "tcp")) for t in _truth()) == [
+        ("openvpn-dpi", f"{A.RISEUP_GATEWAY}:{A.OPENVPN_PORT}", "tcp"),
+        ("openvpn-dpi", f"{A.RISEUP_GATEWAY}:{A.OPENVPN_PORT}", "udp")]
 
 
 def test_openvpn_dpi_is_located_at_the_censor_for_openvpn_only(lab_factory) -> None:  # type: ignore[no-untyped-def]

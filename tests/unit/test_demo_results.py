@@ -280,6 +280,12 @@ def test_riseupvpn_summary_counts_gateways_by_their_first_exchange() -> None:
     assert riseupvpn_summary(cut, resets).endswith(
         "API ok, OpenVPN gateways 0/2 (connected 1/2), obfs4 gateways 1/1: blocked (tcp.rst); the censor's rule "
         "tm-openvpn acted on it (1 time): agrees with the lab's ground truth")
+    udp = {"transport_type": "openvpn", "protocol": "udp", "failure": "generic_timeout_error",
+           "summary": {"handshake": {"failure": "generic_timeout_error"}}}
+    both = {"test_keys": {**cut["test_keys"], "x_gateways": [*cut["test_keys"]["x_gateways"][:2], udp,
+                                                             cut["test_keys"]["x_gateways"][2]]}}
+    assert "OpenVPN gateways 0/2 (connected 1/2), OpenVPN over UDP 0/1, obfs4 gateways 1/1: blocked" in \
+        riseupvpn_summary(both, resets)  # a UDP port has no connect: not counted as connected
     split = {"test_keys": {**cut["test_keys"], "x_gateways": [
         {**gateway("openvpn", None, "connection_reset"), "split": {"connect": None, "handshake": None}},
         {**gateway("openvpn", None, "connection_reset"), "split": {"connect": "generic_timeout_error",

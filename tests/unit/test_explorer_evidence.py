@@ -138,9 +138,14 @@ def test_riseupvpn_in_words_from_ours_or_ooni_s_keys() -> None:
                                     "summary": {"connect": {"failure": "generic_timeout_error"}}}]}
     v = evidence({"test_name": "riseupvpn", "test_keys": ours})["vpn"]
     assert v["transports"] == {"openvpn": "blocked"} and v["failing"] == []
-    assert v["gateways"] == [{"address": "198.18.9.1:1194", "transport": "openvpn", "host": None,
+    assert v["gateways"] == [{"address": "198.18.9.1:1194", "transport": "openvpn", "host": None, "udp": False,
                               "connect": "generic_timeout_error", "handshake": None, "tried_handshake": False,
                               "failure": None, "split": None}]
+    udp = {"ip": "198.18.9.1", "port": 1194, "transport_type": "openvpn", "protocol": "udp",
+           "failure": "generic_timeout_error", "summary": {"handshake": {"failure": "generic_timeout_error"}}}
+    (g,) = evidence({"test_name": "riseupvpn", "test_keys": {"x_gateways": [udp]}})["vpn"]["gateways"]
+    assert (g["udp"], g["connect"], g["handshake"], g["tried_handshake"]) == \
+        (True, None, "generic_timeout_error", True)  # no connect over UDP: the page says so, not "ok"
     ooni = {"api_status": "blocked", "api_failure": [None, "connection_reset"], "ca_cert_status": "yes",
             "failing_gateways": [{"ip": "192.0.2.1", "port": 443, "transport_type": "openvpn"}, 7],
             "x_gateways": "not a list"}

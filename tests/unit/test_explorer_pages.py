@@ -273,16 +273,23 @@ def test_a_riseupvpn_measurement_shows_its_api_and_gateways(tmp_path_factory: py
                        "x_gateways": [gateway, {**gateway, "transport_type": "obfs4", "port": 23042, "host": None,
                                                 "split": None,
                                                 "failure": None, "summary": {"connect": {"failure": None},
-                                                                             "handshake": {"failure": None}}}]}}
+                                                                             "handshake": {"failure": None}}},
+                                      {"ip": "198.18.9.1", "port": 1194, "transport_type": "openvpn",
+                                       "protocol": "udp", "host": None, "failure": "generic_timeout_error",
+                                       "summary": {"handshake": {"failure": "generic_timeout_error"}}}]}}
     page, twin = _one_page(tmp_path_factory, m)
     assert 'id="vpn"' in page and "openvpn: <span class=\"fail\">blocked</span>" in page
     assert "connection_reset: the connect succeeded, and what followed failed; split in two TCP segments: " \
            "<strong>it got through</strong>" in page
     assert evil not in page and "(&lt;img src=x" in page
+    # over UDP: no connect to speak of, and a timeout is not "the connect succeeded"
+    assert "openvpn over UDP</td>" in page and '<td class="muted">none (UDP)</td>' in page
+    assert "generic_timeout_error: the connect succeeded" not in page
     vpn = twin["evidence"]["vpn"]
     assert [(g["address"], g["transport"], g["connect"], g["handshake"], g["split"]) for g in vpn["gateways"]] == [
         ("198.18.9.1:1194", "openvpn", None, "connection_reset", {"connect": None, "handshake": None}),
-        ("198.18.9.1:23042", "obfs4", None, None, None)]
+        ("198.18.9.1:23042", "obfs4", None, None, None),
+        ("198.18.9.1:1194", "openvpn", None, "generic_timeout_error", None)]
     assert twin["evidence"]["verdict"]["mechanism"] == "tcp.rst"
 
 

@@ -260,6 +260,29 @@ def _openvpn_segment(payload: bytes, dport: int = 1194) -> bytes:
                                     window=64240, payload=payload)
 
 
+def test_openvpn_s_first_datagram_over_udp_is_dropped_in_path_only(box: censor.Censor, tmp_path: Path) -> None:
+    """OpenVPN over UDP sends the hard reset without its length: the in-path box drops each one (UDP has nothing to
+    reset), logs the flow once, and lets other datagrams through; a tap on the path can drop nothing."""
+    def datagram(payload: bytes, sport: int = 40000, dport: int = 1194) -> bytes:
+        return MACS + packet.udp_packet(CLIENT, SERVER, sport, dport, payload)
+
+    reset_packet = openvpn.reset_packet(b"\x22" * 8)
+    assert censor.is_openvpn_reset_datagram(reset_packet) and not censor.is_openvpn_reset(reset_packet)
+    assert _decide(box, datagram(reset_packet)) == [] and _decide(box, datagram(reset_packet)) == []
+    for payload, port in ((reset_packet, 53), (reset_packet[:-1], 1194), (bytes([4 << 3]) + reset_packet[1:], 1194),
+                          (openvpn.client_reset(b"\x22" * 8), 1194)):  # another port; short; P_CONTROL_V1; framed
+        frame = datagram(payload, 40001, port)
+        assert _decide(box, frame) == _forwarded(frame)
+    assert [(t["rule"], t["server"], t["proto"]) for t in _truth(box)] == [("openvpn-dpi", f"{SERVER}:1194", "udp")]
+    on_path = ('name = "tap"\n[network]\nplacement = "on-path"\n'
+               '[[rule]]\nid = "openvpn-dpi"\nlayer = "openvpn"\naction = "rst"\nports = [1194]\n')
+    tap = censor.Censor(parse_profile(on_path, source="tap.toml", base=tmp_path, builtin_pages=blockpages.names()),
+                        censor.GroundTruth(tmp_path / "tap.jsonl"))
+    frame = datagram(reset_packet, 40002)
+    assert tap.decide(frame, True, time.monotonic(), time.time()) == _forwarded(frame)
+    tap.truth._f.close()
+
+
 def test_openvpn_s_first_packet_is_reset_where_the_rule_says_and_nothing_else_is(box: censor.Censor) -> None:
     reset_packet = openvpn.client_reset(b"\x11" * 8)
     out = _decide(box, _openvpn_segment(reset_packet))

@@ -56,6 +56,25 @@ def _openvpn(kind: str = "ok") -> Any:
     return serve
 
 
+class _UdpOpenVPN(asyncio.DatagramProtocol):
+    """The same fake server over UDP: answers each hard reset (``ok``; ``impostor``: for another session), or
+    stays silent (``rst``, ``dpi``: DPI that knows OpenVPN drops its datagrams)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.got: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.got.append(data)
+        if self.kind in ("ok", "impostor"):
+            answer = _server_reset(data, session=os.urandom(8) if self.kind == "impostor" else None)[2:]
+            self.transport.sendto(b"\x00junk", addr)  # no reset: noted, ignored
+            self.transport.sendto(answer, addr)  # type: ignore[attr-defined]
+
+
 def _eip(ports: dict[str, int], *, openvpn_port: str = "ovpn") -> dict[str, Any]:
     return {"version": 3, "serial": 3, "gateways": [
         {"host": "gw1.test", "ip_address": "127.0.0.1", "location": "lab", "capabilities": {"transport": [
@@ -73,6 +92,9 @@ def _run(tmp_path: Path, *, ca_body: bytes | None = None, api_ca: str = "provide
     async def main() -> dict[str, Any]:
         async with TCPServer(_openvpn(openvpn_kind)) as ovpn, TCPServer(_bridge()) as bridge:
             ports = {"ovpn": ovpn.port, "bridge": bridge.port}
+            loop = asyncio.get_running_loop()
+            udp, _ = await loop.create_datagram_endpoint(lambda: _UdpOpenVPN(openvpn_kind),
+                                                         local_addr=("127.0.0.1", ovpn.port))
             document = _eip(ports) if eip is None else eip(ports)
             body = document if isinstance(document, bytes) else json.dumps(document).encode()
 
@@ -93,7 +115,10 @@ def _run(tmp_path: Path, *, ca_body: bytes | None = None, api_ca: str = "provide
                         f"https://localhost:{api_server.port}/provider.json",
                         f"https://localhost:{api_server.port}/3/config/eip-service.json")
                 ctx = Context(timeouts=FAST, ca_bundle=str(public.pem), options={"riseupvpn_urls": urls})
-                return await Engine(riseupvpn, ctx, ProbeInfo(), Scrubber([], interfaces=False)).measure(None)
+                try:
+                    return await Engine(riseupvpn, ctx, ProbeInfo(), Scrubber([], interfaces=False)).measure(None)
+                finally:
+                    udp.close()
 
     return asyncio.run(asyncio.wait_for(main(), 30))
 
@@ -110,9 +135,15 @@ def test_the_api_and_both_transports_reached(tmp_path: Path) -> None:
     assert (tk["api_status"], tk["api_failure"], tk["ca_cert_status"]) == ("ok", None, True)
     assert tk["transport_status"] == {"openvpn": "ok", "obfs4": "ok"}
     assert tk["failing_gateways"] is None
-    assert [(g["transport_type"], g["failure"], g["summary"]) for g in tk["x_gateways"]] == [
-        (t, None, {"connect": {"failure": None}, "handshake": {"failure": None}}) for t in ("openvpn", "obfs4")]
-    assert [g["host"] for g in tk["x_gateways"]] == ["gw1.test", "gw1.test"]
+    ok = {"connect": {"failure": None}, "handshake": {"failure": None}}
+    assert [(g["transport_type"], g["protocol"], g["failure"], g["summary"]) for g in tk["x_gateways"]] == [
+        ("openvpn", "tcp", None, ok), ("openvpn", "udp", None, {"handshake": {"failure": None}}),
+        ("obfs4", "tcp", None, ok)]
+    assert [g["host"] for g in tk["x_gateways"]] == ["gw1.test"] * 3
+    # over UDP: the reset as one datagram (14 bytes), the junk before the answer noted and ignored
+    udp = [(e["operation"], e["num_bytes"], bool(e.get("x_openvpn_ignored"))) for e in tk["network_events"]
+           if e.get("proto") == "udp" and "udp" in (e.get("tags") or [])]
+    assert udp == [("write_to", 14, False), ("read_from", 5, True), ("read_from", 26, False)]
     assert len(tk["requests"]) == 3 and {r["response"]["code"] for r in tk["requests"]} == {200}
     assert {t for c in tk["tcp_connect"] for t in c["tags"]} >= {"api", "openvpn", "obfs4"}
     assert (tk["x_status"], tk["x_mechanism"], tk["accessible"]) == ("ok", "none", True)
@@ -145,6 +176,9 @@ def test_openvpn_reset_after_the_connect_is_blocking_ooni_s_test_would_miss(tmp_
     assert tk["transport_status"] == {"openvpn": "blocked", "obfs4": "ok"}
     ovpn = tk["x_gateways"][0]
     assert ovpn["summary"] == {"connect": {"failure": None}, "handshake": {"failure": "connection_reset"}}
+    udp = tk["x_gateways"][1]  # over UDP, the same DPI drops the reset's datagram: a timeout, resets resent
+    assert (udp["protocol"], udp["failure"]) == ("udp", "generic_timeout_error")
+    # OONI's failing_gateways lists TCP ports only (its test measures nothing else): UDP's are in x_gateways
     assert tk["failing_gateways"] == [{"ip": "127.0.0.1", "port": ovpn["port"], "transport_type": "openvpn"}]
     assert (tk["x_status"], tk["x_mechanism"], tk["blocking"]) == ("anomaly", "tcp.rst", "tcp_ip")
     _consistent(m)
@@ -169,7 +203,7 @@ def test_a_reset_of_the_whole_first_packet_is_retried_in_two_segments(tmp_path: 
     (tmp_path / "again").mkdir()
     tk = _run(tmp_path / "again", openvpn_kind="rst")["test_keys"]
     assert tk["x_gateways"][0]["split"] == {"connect": None, "handshake": "connection_reset"}
-    assert "split" not in tk["x_gateways"][1]  # obfs4 worked: nothing to retry
+    assert not any("split" in g for g in tk["x_gateways"][1:])  # UDP has no segments; obfs4 worked
 
 
 def test_an_answer_for_another_session_is_no_openvpn_server(tmp_path: Path) -> None:
@@ -207,8 +241,13 @@ def test_hostile_gateways_are_skipped_and_counted() -> None:
         *({"ip_address": "198.18.9.2", "capabilities": {"transport": [good]}} for _ in range(70)),
     ]}
     gateways, skipped = riseupvpn.read_gateways(document)
-    assert [(g.ip, g.port, g.transport) for g in gateways] == [
-        ("198.18.9.1", 443, "openvpn"), ("198.18.9.1", 1194, "openvpn"), ("198.18.9.2", 1194, "openvpn")]
+    assert [(g.ip, g.port, g.transport, g.protocol) for g in gateways] == [
+        ("198.18.9.1", 443, "openvpn", "tcp"), ("198.18.9.1", 1194, "openvpn", "tcp"),
+        ("198.18.9.1", 53, "openvpn", "udp"), ("198.18.9.2", 1194, "openvpn", "tcp")]
+    # obfs4 runs over TCP only: a listing that says UDP is not tried
+    udp_obfs4 = {"type": "obfs4", "protocols": ["udp"], "ports": ["1"], "options": {"cert": CERT}}
+    assert riseupvpn.read_gateways({"gateways": [{"ip_address": "1.2.3.4",
+                                                  "capabilities": {"transport": [udp_obfs4]}}]}) == ([], {})
     assert skipped == {"not an object": 1, "no ip address": 2, "an address no server has": 2, "a port out of range": 4,
                        "obfs4 without a valid cert": 3, "more than 64 gateways": 13}
     assert riseupvpn.read_gateways({"gateways": [{"ip_address": "1.2.3.4", "capabilities": []}]}) == ([], {})
@@ -239,3 +278,17 @@ def test_riseupvpn_takes_no_input_and_is_in_the_circumvention_group() -> None:
     with pytest.raises(NettestError, match="no input"):
         riseupvpn.check_input("https://riseup.net/")
     assert GROUPS["circumvention"] == ("tor", "riseupvpn")
+
+
+@pytest.mark.parametrize("failure, mechanism", [("generic_timeout_error", "udp.drop"), ("connection_refused", "none")])
+def test_a_transport_blocked_over_udp_alone_is_named_by_its_datagrams(failure: str, mechanism: str) -> None:
+    """A gateway that offers OpenVPN over UDP only: no TCP port failed, so the UDP port's failure names it (a
+    timeout: the datagrams were dropped; a refusal names nothing). With a TCP failure beside it, TCP's decides."""
+    udp = {"ip": "198.18.9.1", "port": 1194, "transport_type": "openvpn", "protocol": "udp", "failure": failure}
+    m = {"test_name": "riseupvpn", "test_keys": {"api_status": "ok", "ca_cert_status": True,
+                                                 "transport_status": {"openvpn": "blocked"}, "x_gateways": [udp]}}
+    v = verdict_for(m)
+    assert (v.status, v.mechanism, v.blocking) == ("anomaly", mechanism, "tcp_ip")
+    tcp = {**udp, "protocol": "tcp", "failure": "connection_reset"}
+    m["test_keys"]["x_gateways"] = [udp, tcp]
+    assert verdict_for(m).mechanism == "tcp.rst"

@@ -247,7 +247,7 @@ MAX_GATEWAYS = 64  # riseupvpn's gateway ports listed (the nettest tries at most
 def vpn(test_name: Any, tk: Mapping[str, Any]) -> dict[str, Any] | None:
     """A riseupvpn measurement (ts-026) in words: the provider's API (its CA fetched, then the API through it),
     each transport's status, and each gateway port: its connect and its transport's first exchange (ours,
-    ``x_gateways``), else OONI's ``failing_gateways``. None for other tests."""
+    ``x_gateways``; over UDP, the exchange alone), else OONI's ``failing_gateways``. None for other tests."""
     if test_name != "riseupvpn":
         return None
     ca = tk.get("ca_cert_status")
@@ -264,6 +264,7 @@ def vpn(test_name: Any, tk: Mapping[str, Any]) -> dict[str, Any] | None:
         split = g.get("split")  # ours: the first packet again, in two TCP segments
         gateways.append({"address": _gateway_address(g),
                          "transport": _str(g.get("transport_type")), "host": _str(g.get("host")),
+                         "udp": g.get("protocol") == "udp",  # ours: OpenVPN over UDP, no connect
                          "connect": _str(_dict(summary.get("connect")).get("failure")),
                          "handshake": _str(_dict(summary.get("handshake")).get("failure")),
                          "tried_handshake": "handshake" in summary, "failure": _str(g.get("failure")),

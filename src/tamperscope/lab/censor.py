@@ -84,8 +84,14 @@ def is_openvpn_reset(payload: bytes) -> bool:
     0 (14 bytes; 20 with OpenVPN 2.6's early-negotiation TLV), the length spanning the segment. What DPI that
     blocks OpenVPN keys on, at any address and port. The whole shape is read, not the opcode alone: DNS over TCP
     has the same two-byte framing, and a query id of 0x38xx would pass for the opcode."""
-    return (len(payload) - 2 in OPENVPN_RESET_SIZES and int.from_bytes(payload[:2], "big") == len(payload) - 2
-            and payload[2] >> 3 == 7 and payload[11] == 0 and payload[12:16] == b"\x00\x00\x00\x00")
+    return int.from_bytes(payload[:2], "big") == len(payload) - 2 and is_openvpn_reset_datagram(payload[2:])
+
+
+def is_openvpn_reset_datagram(packet: bytes) -> bool:
+    """Whether ``packet`` is that hard reset itself, as OpenVPN over UDP sends it (one datagram, no length): the
+    opcode, a session id, an empty ack list and message id 0, 14 bytes (20 with the TLV)."""
+    return (len(packet) in OPENVPN_RESET_SIZES and packet[0] >> 3 == 7 and packet[9] == 0
+            and packet[10:14] == b"\x00\x00\x00\x00")
 
 
 class Censor:
@@ -230,6 +236,15 @@ class Censor:
                     return []
             if dport == 443 and self.quic_sni:
                 return self._quic_sni(payload, from_client_side, src, dst, sport, fwd, wall)
+            if self.openvpn_rules and is_openvpn_reset_datagram(payload):
+                direction = "egress" if from_client_side else "ingress"
+                r = next((r for r in self.openvpn_rules
+                          if r.applies_to(direction) and (not r.ports or dport in r.ports)), None)
+                if r is not None and self.in_path:  # rst or drop: dropped either way (UDP has nothing to reset;
+                    # a tap on the path can drop nothing, so an on-path rule lets OpenVPN over UDP through)
+                    if self._once((src, sport, dst, dport), wall):
+                        self.truth.write(r, f"{src}:{sport}", f"{dst}:{dport}", None, proto="udp")
+                    return []
             if self.wireguard_rules:
                 return self._wireguard(payload, from_client_side, src, dst, sport, dport, fwd, wall)
         return fwd

@@ -15,8 +15,8 @@
   pluggable transport, with the lab's identity key (`farm.obfs4_identity`), at
   198.19.3.20:27015; what follows its handshake goes to the echo service.
 - gateway (ts-inet): a RiseupVPN gateway at 198.19.3.30, Debian's openvpn on TCP
-  1194 (its certificate the lab's RiseupVPN CA's) and obfs4proxy on 23042, as the
-  inet farm's stand-in for RiseupVPN's API lists it.
+  and UDP 1194 (its certificate the lab's RiseupVPN CA's) and obfs4proxy on 23042,
+  as the inet farm's stand-in for RiseupVPN's API lists it.
 - wireguard (ts-inet): a WireGuard server, Debian's wireguard-go (userspace), on
   UDP 51820 of every address (198.19.3.40 in the client's configuration), the
   lab's keys (`farm.wireguard_keys`) and its one client a peer.
@@ -226,35 +226,42 @@ def _obfs4(state_dir: Path, name: str = "obfs4", bind: str = f"{A.OBFS4_BRIDGE}:
 
 
 def _gateway(state_dir: Path) -> int:
-    """A RiseupVPN gateway: Debian's openvpn as a server over TCP, its certificate the provider's CA's (as RiseupVPN's
-    gateways' are), on a tap device with no address (nothing is tunnelled: the probe stops after the first
-    exchange), and obfs4proxy beside it; ready (``ready-gateway``) once both listen."""
+    """A RiseupVPN gateway: Debian's openvpn as a server over TCP and another over UDP (the same port number, as
+    RiseupVPN's gateways offer both), their certificate the provider's CA's (as RiseupVPN's gateways' are), each on
+    a tap device with no address (nothing is tunnelled: the probe stops after the first exchange), and obfs4proxy
+    beside them; ready (``ready-gateway``) once all three listen."""
     import subprocess
 
     ca_dir = state_dir / "ca"
     issuer = Issuer(ca_dir, "riseup-ca", state_dir / "certs" / "riseup-gateway")
     chain = issuer.chain_file("gw1.lab.riseup.net")  # the leaf, the CA and the key, in one PEM file
-    proc = subprocess.Popen(
-        ["openvpn", "--mode", "server", "--tls-server", "--dev", "tap", "--proto", "tcp-server",
-         "--local", A.RISEUP_GATEWAY, "--lport", str(A.OPENVPN_PORT), "--ca", str(ca_dir / "riseup-ca.pem"),
-         "--cert", str(chain), "--key", str(chain), "--dh", "none", "--verb", "1"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        for proto in ("tcp-server", "udp"):
+            proc = subprocess.Popen(
+                ["openvpn", "--mode", "server", "--tls-server", "--dev", "tap", "--proto", proto,
+                 "--local", A.RISEUP_GATEWAY, "--lport", str(A.OPENVPN_PORT), "--ca", str(ca_dir / "riseup-ca.pem"),
+                 "--cert", str(chain), "--key", str(chain), "--dh", "none", "--verb", "1"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            procs.append(proc)
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                print(line.rstrip(), flush=True)
+                if "Initialization Sequence Completed" in line:
+                    break
+            else:
+                return proc.wait() or 1
+            threading.Thread(target=_relay, args=(proc,), daemon=True).start()
+        return _obfs4(state_dir, "gateway", f"{A.RISEUP_GATEWAY}:{A.RISEUP_OBFS4_PORT}")
+    finally:
+        for proc in procs:
+            proc.terminate()
+
+
+def _relay(proc: Any) -> None:
+    """A server's further lines into this service's log, until it exits."""
     for line in proc.stdout:
         print(line.rstrip(), flush=True)
-        if "Initialization Sequence Completed" in line:
-            break
-    else:
-        return proc.wait() or 1
-    def relay() -> None:  # openvpn's further lines into this service's log, until it exits
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            print(line.rstrip(), flush=True)
-
-    threading.Thread(target=relay, daemon=True).start()
-    status = _obfs4(state_dir, "gateway", f"{A.RISEUP_GATEWAY}:{A.RISEUP_OBFS4_PORT}")
-    proc.terminate()
-    return status
 
 
 def _wireguard(state_dir: Path) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .services import anomaly as _anomaly
 from .services import failed as _failure
 from .services import ok as _ok
 from .services import request_failure as _request_failure
@@ -20,7 +21,7 @@ from .services import status as _status
 from .services import tcp_failure as _tcp_failure
 from .services import test_keys as _tk
 from .torverdict import SCAN, TARGET_CONFIDENCE, anomaly_of, failure_string
-from .verdict import Verdict
+from .verdict import Verdict, failure_class
 
 TRANSPORTS = ("openvpn", "obfs4")
 
@@ -33,15 +34,20 @@ def _api_failure(tk: Mapping[str, Any]) -> str | None:
     return reset_first(strings) or _request_failure(tk)
 
 
-def _gateway_failure(tk: Mapping[str, Any], transports: list[str]) -> str | None:
-    """The failure of a gateway of a blocked transport, from our ``x_gateways`` (which hold the handshake's
-    failure too: a censor that lets the connect through and resets OpenVPN's first packet leaves every
-    ``tcp_connect`` a success); else from the ``tcp_connect`` records, as OONI's measurements have only those."""
+def _gateway_failure(tk: Mapping[str, Any], transports: list[str]) -> tuple[str | None, bool]:
+    """The failure of a gateway of a blocked transport, and whether it was over UDP: from our ``x_gateways``
+    (which hold the handshake's failure too: a censor that lets the connect through and resets OpenVPN's first
+    packet leaves every ``tcp_connect`` a success), a TCP port's first; else from the ``tcp_connect`` records, as
+    OONI's measurements have only those; else a UDP port's (a transport offered over UDP only)."""
     gateways = tk.get("x_gateways")
-    strings = [f for g in (gateways[:SCAN] if isinstance(gateways, list) else ())
-               if isinstance(g, Mapping) and g.get("transport_type") in transports
-               and (f := failure_string(g.get("failure")))]
-    return reset_first(strings) or _tcp_failure(tk)
+    tried = [(f, g.get("protocol") == "udp") for g in (gateways[:SCAN] if isinstance(gateways, list) else ())
+             if isinstance(g, Mapping) and g.get("transport_type") in transports
+             and (f := failure_string(g.get("failure")))]
+    tcp = reset_first([f for f, udp in tried if not udp]) or _tcp_failure(tk)
+    if tcp is not None:
+        return tcp, False
+    udp_failure = reset_first([f for f, udp in tried if udp])
+    return udp_failure, udp_failure is not None
 
 
 def riseupvpn_verdict(measurement: Mapping[str, Any]) -> Verdict:
@@ -64,8 +70,11 @@ def riseupvpn_verdict(measurement: Mapping[str, Any]) -> Verdict:
     blocked = [t for t, flag in flags.items() if flag]
     if blocked:
         evidence = [f"test_keys.transport_status.{t}" for t in blocked]
-        return anomaly_of(_gateway_failure(tk, blocked), "tcp", TARGET_CONFIDENCE,
-                          [*evidence, "test_keys.failing_gateways"])
+        failure, udp = _gateway_failure(tk, blocked)
+        if udp:  # no datagram came back: dropped, as far as one can tell (a refusal names nothing)
+            mechanism = "udp.drop" if failure_class(failure) == "timeout" else "none"
+            return _anomaly("tcp_ip", mechanism, TARGET_CONFIDENCE, [*evidence, "test_keys.x_gateways"])
+        return anomaly_of(failure, "tcp", TARGET_CONFIDENCE, [*evidence, "test_keys.failing_gateways"])
     seen = [f"test_keys.{k}" for k, flag in (("api_status", api), ("ca_cert_status", ca_bad)) if flag is not None]
     seen += [f"test_keys.transport_status.{t}" for t, flag in flags.items() if flag is not None]
     if not seen:

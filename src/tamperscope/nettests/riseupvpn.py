@@ -20,15 +20,19 @@ No input. In order:
    lets the connect through and kills OpenVPN's first packet (the DPI of Russia's TSPU, Iran's, China's) is
    seen; OONI's test only connects, and counts such a gateway as reached. An OpenVPN port that connected and
    then failed is tried once more with its first packet in two TCP segments (`_split`): whether what failed it
-   reads one segment at a time.
+   reads one segment at a time. An ``openvpn`` transport that lists ``udp`` is also tried over UDP, port by
+   port: the hard reset as a datagram, a new one each second until the connect timeout, and the server's
+   reset to ours back (OONI's test does not measure UDP; OpenVPN's default is UDP 1194).
 
 ``test_keys`` are OONI's: ``api_failure`` (null, or the failure string), ``api_status`` ("ok"/"blocked"),
 ``ca_cert_status``, ``transport_status`` (per transport the eip-service offers: "ok" if any of its gateways
-worked), ``failing_gateways`` (``{ip, port, transport_type}`` each, or null), beside the archival
+worked, over TCP or UDP), ``failing_gateways`` (``{ip, port, transport_type}`` each, or null: TCP ports
+only, as OONI's test measures), beside the archival
 ``queries``, ``tcp_connect``, ``tls_handshakes``, ``requests`` and ``network_events`` (the API's tagged
 ``api``, each gateway's tagged with its transport); ours: ``x_gateways``, one entry per gateway port tried
-(``ip``, ``port``, ``transport_type``, ``host``, ``location``, ``failure``, ``summary``: ``connect``
-and ``handshake``, and ``split`` after such a retry: its ``connect`` and ``handshake`` failures), and
+(``ip``, ``port``, ``transport_type``, ``protocol`` ("tcp", "udp"), ``host``, ``location``, ``failure``,
+``summary``: ``connect`` (TCP only) and ``handshake``, and ``split`` after such a retry: its ``connect`` and
+``handshake`` failures), and
 ``x_gateways_skipped``: how many listed gateway ports were not tried and why (no IP address, a port out of
 range, an obfs4 transport without a valid ``cert``...). The verdict is `model.vpnverdict.riseupvpn_verdict`.
 """
@@ -79,6 +83,7 @@ class Gateway:
     host: str | None = None
     location: str | None = None
     cert: tuple[bytes, bytes] | None = None  # obfs4: the gateway's node id and public key
+    protocol: str = "tcp"  # "udp": OpenVPN over UDP (obfs4 is TCP only)
 
 
 def check_input(input: str) -> None:
@@ -130,8 +135,10 @@ def read_gateways(document: Any) -> tuple[list[Gateway], Counter[str]]:
             if kind not in TRANSPORTS:
                 continue  # another transport (kcp, hopping...): not what this test measures
             protocols = transport.get("protocols")
-            if not isinstance(protocols, list) or "tcp" not in protocols:
-                continue  # UDP only: a TCP handshake says nothing about it
+            offered = [p for p in ("tcp", "udp") if isinstance(protocols, list) and p in protocols
+                       and (p == "tcp" or kind == "openvpn")]  # obfs4 runs over TCP only
+            if not offered:
+                continue
             cert = None
             if kind == "obfs4":
                 options = transport.get("options")
@@ -148,8 +155,9 @@ def read_gateways(document: Any) -> tuple[list[Gateway], Counter[str]]:
                 if not 1 <= number <= 65535:
                     skipped["a port out of range"] += 1
                     continue
-                out.append(Gateway(ip, number, kind, _text(gateway.get("host")), _text(gateway.get("location"), 64),
-                                   cert))
+                for protocol in offered:
+                    out.append(Gateway(ip, number, kind, _text(gateway.get("host")),
+                                       _text(gateway.get("location"), 64), cert, protocol))
     return list(dict.fromkeys(out)), skipped
 
 
@@ -176,7 +184,7 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
             results = await _gateways(gateways, trace, ctx)
     records = trace.test_keys()
     failing = [{"ip": r["ip"], "port": r["port"], "transport_type": r["transport_type"]}
-               for r in results if r["failure"] is not None]
+               for r in results if r["failure"] is not None and r["protocol"] == "tcp"]  # OONI's: TCP only
     tk["failing_gateways"] = failing or None
     for transport in TRANSPORTS:
         tried = [r for r in results if r["transport_type"] == transport]
@@ -238,10 +246,16 @@ async def _gateways(gateways: list[Gateway], trace: Trace, ctx: Context) -> list
 
 
 async def _gateway(gateway: Gateway, trace: Trace, ctx: Context) -> dict[str, Any]:
-    """A TCP connect to one gateway port, then its transport's first exchange."""
+    """A TCP connect to one gateway port, then its transport's first exchange; over UDP, OpenVPN's exchange."""
     t = ctx.timeouts
     summary: dict[str, dict[str, str | None]] = {}
     failure: str | None = None
+    if gateway.protocol == "udp":
+        failure = await openvpn.udp_handshake(gateway.ip, gateway.port, trace=trace, timeout=t.connect,
+                                              tags=(gateway.transport, "udp"))
+        return {"ip": gateway.ip, "port": gateway.port, "transport_type": gateway.transport, "protocol": "udp",
+                "host": gateway.host, "location": gateway.location, "failure": failure,
+                "summary": {"handshake": {"failure": failure}}}
     try:
         stream: TCPStream = await tcp_connect(gateway.ip, gateway.port, trace=trace, timeout=t.connect,
                                               tags=(gateway.transport,))
@@ -259,8 +273,8 @@ async def _gateway(gateway: Gateway, trace: Trace, ctx: Context) -> dict[str, An
             failure = e.failure
         summary["handshake"] = {"failure": failure}
         await stream.aclose()
-    entry = {"ip": gateway.ip, "port": gateway.port, "transport_type": gateway.transport, "host": gateway.host,
-             "location": gateway.location, "failure": failure, "summary": summary}
+    entry = {"ip": gateway.ip, "port": gateway.port, "transport_type": gateway.transport, "protocol": "tcp",
+             "host": gateway.host, "location": gateway.location, "failure": failure, "summary": summary}
     if gateway.cert is None and failure is not None and summary["connect"]["failure"] is None:
         entry["split"] = await _split(gateway, trace, ctx)
     return entry

@@ -16,10 +16,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 import struct
+from collections.abc import Sequence
 
 from ..model import failures as F
 from .classify import NetxError, classify
+from .dns import connected_udp
 from .stream import TCPStream
+from .trace import Trace, endpoint
 
 HARD_RESET_CLIENT_V2 = 7
 HARD_RESET_SERVER_V2 = 8
@@ -28,9 +31,15 @@ MAX_ANSWER = 1024  # a server's reset is 26 bytes (more with tls-auth); a frame 
 MAX_ACKS = 8       # OpenVPN's reliability layer acknowledges at most 8 ids (RELIABLE_ACK_SIZE)
 
 
+def reset_packet(session_id: bytes) -> bytes:
+    """``P_CONTROL_HARD_RESET_CLIENT_V2`` (key id 0): opcode, session id, no acks, message 0. Over UDP it is the
+    datagram itself; over TCP it is framed (`client_reset`)."""
+    return bytes([HARD_RESET_CLIENT_V2 << 3]) + session_id + b"\x00" + struct.pack("!I", 0)
+
+
 def client_reset(session_id: bytes) -> bytes:
-    """``P_CONTROL_HARD_RESET_CLIENT_V2`` (key id 0) framed for TCP: opcode, session id, no acks, message 0."""
-    packet = bytes([HARD_RESET_CLIENT_V2 << 3]) + session_id + b"\x00" + struct.pack("!I", 0)
+    """``P_CONTROL_HARD_RESET_CLIENT_V2`` framed for TCP: the packet after its two-byte length."""
+    packet = reset_packet(session_id)
     return struct.pack("!H", len(packet)) + packet
 
 
@@ -76,3 +85,50 @@ async def _handshake(stream: TCPStream) -> int:
     if not check_reset(answer[2:2 + size], session_id):
         raise NetxError(F.OPENVPN_HANDSHAKE_FAILED, operation=F.READ, endpoint=stream.address)
     return 2 + size
+
+
+MAX_IGNORED_EVENTS = 8  # datagrams that were no reset to ours, noted in network_events (then only counted)
+UDP_RETRY = 1.0  # seconds between resets over UDP (OpenVPN's own client waits 2 s: a measurement has less time)
+
+
+async def udp_handshake(ip: str, port: int, *, trace: Trace, timeout: float, tags: Sequence[str] = ()) -> str | None:
+    """OpenVPN's first exchange over UDP with ``ip:port`` (numeric) within ``timeout`` seconds: the failure
+    string, None when the server's reset to ours came. A new session's reset goes out each `UDP_RETRY`
+    seconds; a datagram that is no reset to one of them is noted (``x_openvpn_ignored``) and ignored."""
+    tid = trace.next_transaction_id()
+    address = endpoint(ip, port)
+    extra = {"tags": list(tags)} if tags else None
+    transport: asyncio.DatagramTransport | None = None
+    ignored = 0
+    try:
+        async with asyncio.timeout(timeout):
+            transport, proto = await connected_udp(ip, port)
+            sessions: list[bytes] = []
+            while True:
+                sessions.append(secrets.token_bytes(SESSION_ID))
+                packet = reset_packet(sessions[-1])
+                transport.sendto(packet)
+                trace.add_network_event(F.WRITE_TO, t0=trace.now(), transaction_id=tid, address=address,
+                                        proto="udp", num_bytes=len(packet), extra=extra)
+                try:
+                    async with asyncio.timeout(UDP_RETRY):
+                        while True:
+                            data = await proto.get()
+                            ours = any(check_reset(data, sid) for sid in sessions)
+                            ignored += not ours
+                            if ours or ignored <= MAX_IGNORED_EVENTS:  # a flood is counted, not recorded
+                                trace.add_network_event(F.READ_FROM, t0=trace.now(), transaction_id=tid,
+                                                        address=address, proto="udp", num_bytes=len(data),
+                                                        extra=extra if ours else {**(extra or {}),
+                                                                                  "x_openvpn_ignored": True})
+                            if ours:
+                                return None
+                except TimeoutError:
+                    continue  # a new reset; the outer deadline ends it
+    except BaseException as exc:
+        if not isinstance(exc, Exception):
+            raise
+        return classify(exc, operation=F.READ_FROM)
+    finally:
+        if transport is not None:
+            transport.close()
