@@ -120,8 +120,9 @@ def obfs4_cert() -> str:
 def wireguard_keys() -> tuple[bytes, bytes, bytes]:
     """The lab WireGuard server's private key, its one client's private key and their pre-shared key, derived
     from fixed strings (lab keys, public by design)."""
-    return tuple(hashlib.sha256(f"tamperscope lab wireguard {what}".encode()).digest()  # type: ignore[return-value]
-                 for what in ("server", "client", "psk"))
+    server, client, psk = (hashlib.sha256(f"tamperscope lab wireguard {what}".encode()).digest()
+                           for what in ("server", "client", "psk"))
+    return server, client, psk
 
 
 def wireguard_client_config() -> str:
