@@ -241,8 +241,7 @@ def down(quiet: bool = False) -> list[str]:
     if PATHS.root.exists():
         shutil.rmtree(PATHS.root, ignore_errors=True)
         removed.append(str(PATHS.root))
-    sock = Path(f"/var/run/wireguard/{A.WIREGUARD_DEVICE}.sock")  # wireguard-go's, left when it is killed
-    if sock.exists():
+    for sock in Path("/var/run/wireguard").glob(f"{A.WIREGUARD_DEVICE}*.sock"):  # wireguard-go's, left if killed
         sock.unlink(missing_ok=True)
         removed.append(str(sock))
     return removed

@@ -34,6 +34,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -275,9 +276,11 @@ def _wireguard(state_dir: Path) -> int:
     keys.mkdir(mode=0o700, exist_ok=True)
     (keys / "server.key").write_text(base64.b64encode(server).decode() + "\n")
     (keys / "psk").write_text(base64.b64encode(psk).decode() + "\n")
-    device = A.WIREGUARD_DEVICE
-    Path(f"/var/run/wireguard/{device}.sock").unlink(missing_ok=True)  # a killed lab's: the namespace is new
-    proc = subprocess.Popen(["wireguard-go", "-f", device], stdin=subprocess.DEVNULL)
+    # wireguard-go's control socket is /var/run/wireguard/DEVICE.sock, one path for every namespace: a device name
+    # of this lab's own, so that a killed lab's server, still shutting down, cannot remove this one's socket
+    device = f"{A.WIREGUARD_DEVICE}{os.urandom(3).hex()}"
+    proc = subprocess.Popen(["wireguard-go", "-f", device], stdin=subprocess.DEVNULL,
+                            env={**os.environ, "WG_PROCESS_FOREGROUND": "1"})
     try:
         for _ in range(100):  # its control socket, then the device, appear
             done = subprocess.run(
@@ -288,7 +291,8 @@ def _wireguard(state_dir: Path) -> int:
                 break
             time.sleep(0.05)
         if done.returncode != 0:
-            print(f"wireguard: wg set failed: {done.stderr.strip()}", flush=True)
+            print(f"wireguard: wg set failed: {done.stderr.strip()} (wireguard-go: "
+                  f"{'running' if proc.poll() is None else f'exited {proc.returncode}'})", flush=True)
             return 1
         subprocess.run(["ip", "link", "set", "dev", device, "up"], check=True)
         (state_dir / "ready-wireguard").write_text("ok")
