@@ -100,9 +100,9 @@ def http_get(ip: str, host: str, path: str = "/", port: int = 80) -> dict:
         s = socket.create_connection((ip, port), timeout=TIMEOUT)
     except OSError as e:
         return {"stage": "connect", "error": err(e)}
+    data = b""
     try:
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-        data = b""
         while True:
             chunk = s.recv(65536)
             if not chunk:
@@ -114,7 +114,7 @@ def http_get(ip: str, host: str, path: str = "/", port: int = 80) -> dict:
         hdrs = dict(ln.split(": ", 1) for ln in lines[1:] if ": " in ln)
         return {"stage": "http", "error": None, "status": status, "headers": hdrs, "body": body.decode("utf-8", "replace")}
     except OSError as e:
-        return {"stage": "http", "error": err(e)}
+        return {"stage": "http", "error": err(e), "received": len(data)}  # bytes before a stall: a freeze's
     finally:
         s.close()
 
@@ -155,11 +155,11 @@ def tls(ip: str, sni: str, path: str | None = None, port: int = 443, alpn: list[
     out["issuer"] = ", ".join(f"{k}={v}" for rdn in t.getpeercert()["issuer"] for k, v in rdn)
     out["error"] = None
     if path is not None:
+        data = b""
         try:
             t0 = time.monotonic()
-            t.settimeout(10)
+            t.settimeout(4)  # seconds without a byte: a throttled flow (150 kbit/s) delivers many times a second
             t.sendall(f"GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n".encode())
-            data = b""
             while True:
                 chunk = t.recv(65536)
                 if not chunk:
@@ -172,7 +172,7 @@ def tls(ip: str, sni: str, path: str | None = None, port: int = 443, alpn: list[
                         "headers": dict(ln.split(": ", 1) for ln in head.decode("latin-1").split("\r\n")[1:] if ": " in ln),
                         "body": body[:65536].decode("utf-8", "replace")})
         except OSError as e:
-            out.update({"stage": "http", "error": err(e)})
+            out.update({"stage": "http", "error": err(e), "received": len(data)})
     t.close()
     return out
 
@@ -310,13 +310,15 @@ def url(u: str, truth: dict) -> dict:
             r = tls(true_ip, host, path="/blob?size=60000")
             if r["error"] == "reset" or (r["error"] or "").startswith("ssl:") and "EOF" in (r["error"] or ""):
                 return {"mechanism": "tls.rst"}
-            if r["error"] == "timeout":
+            if r["error"] == "timeout" and r["stage"] == "tls":
                 return {"mechanism": "tls.drop"}
             if r["error"] == "verify":
                 return {"mechanism": "tls.mitm"}
             if r.get("kbps") and r["kbps"] < 1000:
                 throttled = True
             r = tls(true_ip, host, path=path)
+            if r["error"] == "timeout" and r.get("received"):  # the page started, then not a byte more
+                return {"mechanism": "tcp.freeze"}
             if hop == 0 and "h3=" in r.get("headers", {}).get("Alt-Svc", ""):  # it says it speaks HTTP/3
                 quic_dropped = quic(true_ip, host)["error"] == "timeout"
         else:
@@ -324,7 +326,7 @@ def url(u: str, truth: dict) -> dict:
             if r["error"] == "reset":
                 return {"mechanism": "http.rst"}
             if r["error"] == "timeout":
-                return {"mechanism": "http.drop"}
+                return {"mechanism": "tcp.freeze" if r.get("received") else "http.drop"}
             if r.get("status") == 200 and host not in r.get("body", "") and "<title>" in r.get("body", ""):
                 return {"mechanism": "http.blockpage"}
         if r.get("error"):

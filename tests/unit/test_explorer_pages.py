@@ -689,3 +689,40 @@ def test_an_instant_messaging_measurement_lists_the_apps_services(tmp_path: Path
         ("its servers", True, "connection_reset"), ("https://storage.signal.org/", True, "connection_reset"),
         ("https://cdn.signal.org/", False, None), ("https://cdn2.signal.org/", True, evil)]  # 7 is no failure
     assert evil not in sig_page and "<td>https://cdn.signal.org/</td><td>reached</td>" in " ".join(sig_page.split())
+
+
+def test_a_frozen_connection_is_told_from_a_slowed_one(tmp_path: Path) -> None:
+    """web_connectivity: a response that started and then stopped dead (16 KB, then 9.5 s of nothing) is named
+    tcp.freeze and the request says so in words; one that kept trickling until the timeout stays throttle."""
+    base = next(samples.corpus(1, seed="freeze"))
+    tk = base["test_keys"]
+    request = {**tk["requests"][0], "failure": "generic_timeout_error", "t0": 0.1, "t": 10.1}
+    request["response"] = {**request["response"], "code": 200, "body": "<html>" + "x" * 14000}
+    tid = request["transaction_id"]
+
+    def reads(times: list[float], size: int) -> list[dict[str, Any]]:
+        return [{"operation": "read", "address": request["address"], "proto": "tcp", "num_bytes": size, "t": t,
+                 "transaction_id": tid, "failure": None} for t in times]
+
+    def measurement(events: list[dict[str, Any]], report: str) -> dict[str, Any]:
+        control = {**tk["control"], "http_request": {**tk["control"]["http_request"], "body_length": 30000}}
+        return {**base, "report_id": base["report_id"] + report,
+                "test_keys": {**tk, "requests": [request], "network_events": events, "control": control,
+                              "http_experiment_failure": "generic_timeout_error"}}
+
+    frozen = measurement(reads([0.3, 0.4, 0.6], 5461), "f")
+    slowed = measurement(reads([0.3 + 0.5 * k for k in range(20)], 1400), "s")
+    with running_app(Settings(db_path=tmp_path / "e.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
+        out = c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(m) for m in (frozen, slowed))).json()
+        uids = [r["measurement_uid"] for r in out["results"]]
+        (page, twin), (slow_page, slow_twin) = [(c.get(f"/m/{u}").text, c.get(f"/m/{u}.json").json()) for u in uids]
+    said = " ".join(page.split())
+    assert "The connection carried 16 383 bytes (TLS included) in 3 reads, then not one more for 9.5 s before the " \
+           "timeout: <strong>frozen</strong>" in said, said[said.find("The connection"):][:400]
+    assert (twin["evidence"]["verdict"]["mechanism"], twin["evidence"]["verdict"]["confidence"]) == ("tcp.freeze", 0.8)
+    assert twin["evidence"]["http"]["requests"][0]["stall"] == {"received": 16383, "reads": 3, "silence_s": 9.5,
+                                                                "frozen": True}
+    assert "froze after a few kilobytes" in said
+    slow = " ".join(slow_page.split())
+    assert "the last came 0.3 s before the timeout: slowed down, not frozen" in slow
+    assert slow_twin["evidence"]["verdict"]["mechanism"] == "throttle"

@@ -699,7 +699,8 @@ def test_observe_is_the_same_with_cold_and_warm_memos() -> None:
 
 
 def verdict_from_cold(m: Mapping[str, Any]) -> Verdict:
-    from tamperscope.model.verdict import _failure_class, _index, verdict_from
+    from tamperscope.model.failures import _failure_class
+    from tamperscope.model.verdict import _index, verdict_from
 
     _failure_class.cache_clear()
     _index.cache_clear()

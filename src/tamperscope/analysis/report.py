@@ -74,6 +74,8 @@ MECHANISM_WORDS: dict[str, str] = {
     "dns.drop": "DNS questions about the site went unanswered",
     "tcp.drop": "connections to the server's address timed out",
     "tcp.rst": "connections to the server's address were refused or reset",
+    "tcp.freeze": "connections to the server froze after a few kilobytes (no byte more, no reset), as Russia's "
+                  "16-20 KB block does",
     "tls.rst": "the encrypted connection was cut during the handshake (typically filtering on the name, SNI)",
     "tls.drop": "the encrypted handshake stalled",
     "tls.mitm": "a certificate that is not the site's was presented (interception)",
@@ -92,7 +94,7 @@ MECHANISM_WORDS: dict[str, str] = {
 # in the chart of mechanisms by country, where eleven were seen.
 MECHANISM_COLOURS: dict[str, str] = {
     "dns.injection": "#3f007d", "dns.poison": "#6a51a3", "dns.nxdomain": "#9e9ac8", "dns.drop": "#d4b9da",
-    "tcp.drop": "#8c510a", "tcp.rst": "#dfc27d",
+    "tcp.drop": "#8c510a", "tcp.rst": "#dfc27d", "tcp.freeze": "#bf812d",
     "tls.rst": "#1b7837", "tls.drop": "#a6dba0", "tls.mitm": "#00441b",
     "http.rst": "#08519c", "http.drop": "#6baed6", "http.blockpage": "#c51b7d",
     "throttle": "#fdae61", "quic.drop": "#35978f", "middlebox": "#d73027", "udp.drop": "#54278f",

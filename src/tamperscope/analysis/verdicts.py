@@ -71,7 +71,10 @@ VERDICTS: dict[str, VerdictFunction] = {}
 #    failure's own layer (a refused connection to 127.0.0.1 read as tls.rst); signal's backends likewise.
 # 11: wireguard (ours, a new nettest) gets its verdict; stunreachability names a request never answered
 #    udp.drop (a new mechanism) instead of none.
-ANALYSIS_VERSION = "11"
+# 12: web_connectivity: a response that started and then went silent (not one byte for 2 s or more before the
+#    timeout, after 4-64 KiB on its connection: network_events) is tcp.freeze (a new mechanism, Russia's
+#    16-20 KB block), not throttle.
+ANALYSIS_VERSION = "12"
 
 
 def register(test_name: str) -> Callable[[VerdictFunction], VerdictFunction]:

@@ -35,6 +35,7 @@ from typing import Any
 
 from tamperscope.analysis.report import MECHANISM_WORDS, OUTCOME_WORDS
 from tamperscope.collector.queries import hop_fields
+from tamperscope.model.freeze import stalls
 from tamperscope.model.services import APPS, FACEBOOK_ENDPOINTS, blocked, facebook_key
 
 MAX_BODY_TEXT = 64 * 1024       # characters of a body shown on the page
@@ -356,6 +357,7 @@ def http(tk: Mapping[str, Any]) -> dict[str, Any]:
     requests = []
     listed = _list(tk.get("requests"))
     decoded = 0
+    stalled = {s.request: s for s in stalls(tk)}  # timed out after the response started: frozen, or slowed
     for i, r in enumerate(listed[:MAX_REQUESTS]):
         if not isinstance(r, dict):
             continue
@@ -375,6 +377,8 @@ def http(tk: Mapping[str, Any]) -> dict[str, Any]:
             "body_text": text[:MAX_BODY_TEXT], "body_text_cut": len(text) > MAX_BODY_TEXT,
             "body_skipped": not shown and response.get("body") is not None,
             "title": title_of(text),
+            "stall": ({"received": st.received, "reads": st.reads, "silence_s": st.silence_s, "frozen": st.frozen}
+                      if (st := stalled.get(i)) is not None else None),
         })
     ctrl: dict[str, Any] | None = None
     if control:

@@ -50,6 +50,7 @@ QUIC_FLOW_DROP_S = 60.0  # a QUIC flow whose Initial named a sni-drop rule's sit
 WIREGUARD_FLOW_DROP_S = 60.0  # a UDP flow that began with WireGuard's initiation stays dropped this long
 UDP_FLOW_S = 120.0  # a UDP flow the wireguard rules saw begin is remembered this long (conntrack's UDP stream)
 MAX_UDP_FLOWS = 200000  # UDP flows remembered at once; past it the table starts again
+MAX_FREEZE_FLOWS = 200000  # TCP flows an ip freeze rule follows at once; past it the table starts again
 MAX_HELLO_FLOWS = 50000  # TLS flows whose first flight is tracked at once; past it the table starts again
 MAX_HELLO_BYTES = 32 << 20  # bytes those flows' buffers may hold in all; past it the table starts again
 
@@ -61,6 +62,16 @@ Sends = list[tuple[bytes, bool, float]]  # [(frame, to_client_side, delay_s)]
 class Bucket:
     rate_bps: float
     next_free: float = 0.0
+
+
+@dataclass
+class Freeze:
+    """A TCP flow an ip freeze rule follows: the server's initial sequence number (from its SYN-ACK), whether the
+    flow is frozen, and until when it is remembered."""
+
+    isn: int | None
+    until: float
+    frozen: bool = False
 
 
 class GroundTruth:
@@ -132,6 +143,7 @@ class Censor:
         self.residual: dict[tuple[str, str, int], float] = {}  # (client, server, port) until t
         self.throttled: dict[Flow, tuple[Bucket, Bucket]] = {}
         self.logged_ip: dict[Flow, float] = {}
+        self.freezes: dict[Flow, Freeze] = {}  # (client, cport, server, port) -> its state, for ip freeze rules
         self.last_gc = time.monotonic()
 
     # -- helpers -----------------------------------------------------------
@@ -170,6 +182,8 @@ class Censor:
             self._forget_hellos()
         if len(self.udp_flows) > MAX_UDP_FLOWS:  # a flood of new flows: judge the next ones as new
             self.udp_flows.clear()
+        for k in [k for k, f in self.freezes.items() if f.until < now_wall]:
+            del self.freezes[k]
         if now is not None:
             idle = now - FLOW_TTL  # a bucket's next_free is at or after its flow's last packet
             for k in [k for k, (up, down) in self.throttled.items() if max(up.next_free, down.next_free) < idle]:
@@ -357,6 +371,10 @@ class Censor:
                 init_dir = "egress" if from_client == towards_server else "ingress"
                 if not r.applies_to(init_dir):
                     continue
+                if r.action == "freeze":
+                    if self._frozen((client, cport, server, port), r, frame, towards_server, l4, wall):
+                        return []
+                    break  # the flow's other rules (tls, http) still apply
                 flags = frame[l4 + 13]
                 if towards_server and flags & packet.SYN and not flags & packet.ACK:
                     if self._once((client, cport, server, port), wall):
@@ -421,6 +439,44 @@ class Censor:
                 if r is not None:
                     return self._act(r, frame, from_client, src, dst, sport, dport, l4, len(payload), result.sni, fwd, wall)
         return fwd
+
+    def _frozen(self, key: Flow, r: Rule, frame: bytes, towards_server: bool, l4: int, wall: float) -> bool:
+        """An ip freeze rule: whether to drop this segment of a TCP flow to one of its addresses. The flow's server
+        data passes until its sequence numbers pass ``after_kb`` KiB (counted from the server's SYN-ACK, so a
+        retransmission is not counted twice); from the segment that would carry more, everything the server sends on
+        that flow is dropped, and the client waits for nothing: no RST, as Russia's TSPU froze connections to
+        foreign hosting and CDN addresses from 2025 ("the 16-20 KB block"). What the client sends passes. A flow
+        whose SYN the censor did not see is not followed."""
+        flags = frame[l4 + 13]
+        state = self.freezes.get(key)
+        if towards_server:
+            if flags & packet.SYN and not flags & packet.ACK:  # a new connection, even on a frozen one's ports
+                if len(self.freezes) >= MAX_FREEZE_FLOWS:  # bounded between two gc runs too
+                    self.freezes.clear()
+                self.freezes[key] = Freeze(None, wall + FLOW_TTL)
+            return False
+        if state is None:
+            return False
+        if state.frozen:
+            return True
+        seq = struct.unpack_from("!I", frame, l4 + 4)[0]
+        if flags & packet.SYN:
+            state.isn = seq
+            return False
+        if state.isn is None:
+            return False
+        doff = (frame[l4 + 12] >> 4) * 4
+        total = struct.unpack_from("!H", frame, 16)[0]
+        size = max(0, min(len(frame), 14 + total) - (l4 + doff)) if total else max(0, len(frame) - (l4 + doff))
+        end = (seq + size - state.isn - 1) & 0xFFFFFFFF  # the flow's data offset past this segment
+        if not size or end > 0x7FFFFFFF or end <= r.after_kb * 1024:  # a keep-alive before the start: passes
+            return False
+        state.frozen = True
+        state.until = wall + FLOW_TTL
+        client, cport, server, port = key
+        self.truth.write(r, f"{client}:{cport}", f"{server}:{port}", self.names_by_addr.get(server),
+                         after_kb=r.after_kb)
+        return True
 
     def _throttle(self, frame: bytes, from_client: bool, buckets: tuple[Bucket, Bucket]) -> Sends:
         now = time.monotonic()

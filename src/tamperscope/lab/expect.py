@@ -77,7 +77,8 @@ def expect_url(profile: Profile, url: str) -> Expectation:
                 return Expectation(url, "false", "none", None, host)
             addr = farm.address_for(host, profile)
         r = _ip_rule(profile, host, addr, port)
-        if r is not None:
+        freeze = r if r is not None and r.action == "freeze" else None
+        if r is not None and freeze is None:
             # OONI calls a connect failure on a redirect hop http-failure, not tcp_ip
             return Expectation(url, "tcp_ip" if hop == 0 else "http-failure", f"tcp.{r.action}", r.id, host)
         if scheme == "https":
@@ -96,6 +97,8 @@ def expect_url(profile: Profile, url: str) -> Expectation:
                 return Expectation(url, "http-failure", f"http.{r.action}", r.id, host)
         loc = farm.redirect_for(scheme, host, path) if not farm.is_ip(host) else None
         if loc is None:
+            if freeze is not None and freezes(freeze, scheme, host, path):
+                return Expectation(url, "http-failure", "tcp.freeze", freeze.id, host)
             break
         scheme, host, port, path = parse_url(loc)
     if throttled is not None:
@@ -103,6 +106,19 @@ def expect_url(profile: Profile, url: str) -> Expectation:
     if quic is not None:
         return Expectation(url, "false", "quic.drop", quic.id, host)
     return Expectation(url, "false", "none", None, host)
+
+
+FREEZE_OVERHEAD = {"http": 160, "https": 2048}  # what the server sends beside the body (measured in the lab: a
+# response head of 131 bytes; over https 1.9-2.1 KB more, the TLS 1.3 handshake, records and HTTP/2 frames)
+FREEZE_MARGIN = 512  # a page this close to the cap, beside its overhead, may go either way
+
+
+def freezes(rule: Rule, scheme: str, host: str, path: str) -> bool:
+    """Whether an ip freeze rule stops the farm's answer to ``path`` on ``host``: when the body and what the server
+    sends with it (`FREEZE_OVERHEAD`) pass the rule's ``after_kb``. Within `FREEZE_MARGIN` of it, it may go either
+    way (the lab's own profiles name no such page)."""
+    size = len(farm.respond(scheme, host, path).body) + FREEZE_OVERHEAD.get(scheme, 0)
+    return size > rule.after_kb * 1024
 
 
 def _quic_rule(profile: Profile, host: str, addr: str) -> Rule | None:

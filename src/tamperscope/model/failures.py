@@ -14,6 +14,7 @@ analysis reads them, and ``docs/failure-strings.md`` says when each is produced.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Final
 
 # --- generic / socket level -------------------------------------------------
@@ -158,3 +159,33 @@ def is_known(failure: str | None) -> bool:
     ``http_request_failed: ...`` too)."""
     return failure is None or failure in ALL_FAILURES or failure.startswith(UNKNOWN_FAILURE_PREFIX) \
         or failure.startswith(f"{HTTP_REQUEST_FAILED}: ")
+
+
+def failure_class(failure: str | None) -> str:
+    """Coarse class of an OONI failure string (also the legacy test helper's ones)."""
+    if not failure:
+        return "ok"
+    return _failure_class(failure) if type(failure) is str else _failure_class.__wrapped__(failure)
+
+
+@lru_cache(maxsize=1024)  # a small vocabulary: OONI's failure strings
+def _failure_class(failure: str) -> str:
+    f = failure.lower()
+    table = (
+        (("dns_nxdomain_error", "dns_name_error", "android_dns_cache_no_data"), "dns_nxdomain"),
+        (("dns_no_answer",), "dns_no_answer"),
+        # EAI_AGAIN: getaddrinfo's word for "the resolver never answered".
+        (("generic_timeout_error", "timeout", "timed_out", "dns_temporary_failure"), "timeout"),
+        (("connection_reset", "connection_aborted"), "reset"),
+        (("connection_refused",), "refused"),
+        (("eof_error",), "eof"),
+        (("ssl_unknown_authority", "ssl_invalid_hostname", "ssl_invalid_certificate"), "tls_cert"),
+        (("ssl_", "tls_"), "tls_error"),
+        (("network_unreachable", "host_unreachable"), "unreachable"),
+        (("dns_",), "dns_error"),
+        (("http_",), "http_error"),
+    )
+    for needles, name in table:
+        if any(f.startswith(n) or n in f for n in needles):
+            return name
+    return "unknown"

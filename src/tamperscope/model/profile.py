@@ -23,7 +23,7 @@ from .inputs import BadInput, check_host
 LAYERS = ("dns", "ip", "http", "tls", "quic", "openvpn", "wireguard")
 ACTIONS: dict[str, tuple[str, ...]] = {
     "dns": ("inject", "poison", "nxdomain", "drop"),
-    "ip": ("drop", "rst"),
+    "ip": ("drop", "rst", "freeze"),  # freeze: a TCP flow's server data stops after `after_kb` (Russia's TSPU)
     "http": ("rst", "drop", "blockpage"),
     "tls": ("rst", "drop", "throttle", "mitm"),
     "quic": ("drop", "sni-drop"),
@@ -31,9 +31,12 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "wireguard": ("drop",),  # a UDP flow whose first datagram is WireGuard's handshake initiation, at any address
 }
 # Actions that need to hold back the original packet: impossible for an on-path tap.
-IN_PATH_ONLY = {("dns", "drop"), ("ip", "drop"), ("http", "drop"), ("tls", "drop"), ("tls", "throttle"),
+IN_PATH_ONLY = {("dns", "drop"), ("ip", "drop"), ("ip", "freeze"), ("http", "drop"), ("tls", "drop"),
+                ("tls", "throttle"),
                 ("tls", "mitm"), ("quic", "drop"), ("quic", "sni-drop"), ("openvpn", "drop"),
                 ("wireguard", "drop")}
+FREEZE_KB = 16  # Russia's TSPU froze connections to foreign hosting after about 16-20 KB (2025)
+MAX_FREEZE_KB = 1024
 DIRECTIONS = ("egress", "ingress", "both")
 PLACEMENTS = ("in-path", "on-path")
 HEADER_CASES = ("keep", "lower", "upper", "title")
@@ -47,7 +50,7 @@ TOP_KEYS = {"name", "description", "network", "proxy", "rule"}
 NETWORK_KEYS = {"delay_ms", "residual_s", "placement", "tls_reassembly"}
 PROXY_KEYS = {"enabled", "header_case", "add_headers"}
 RULE_KEYS = {"id", "layer", "action", "domains", "suffix", "regex", "cidrs", "ports", "answer",
-             "blockpage", "rate_kbps", "direction", "inject", "ech", "qtypes"}
+             "blockpage", "rate_kbps", "after_kb", "direction", "inject", "ech", "qtypes"}
 INJECT_KEYS = {"ip_id", "ttl", "window"}
 
 
@@ -81,6 +84,7 @@ class Rule:
     inject: Inject = field(default_factory=Inject)
     ech: bool = False  # tls rules: only ClientHellos that carry encrypted_client_hello (the SNI is the outer one)
     qtypes: tuple[int, ...] = ()  # dns rules: only queries of these types (codes; empty: every type)
+    after_kb: int = FREEZE_KB  # ip freeze rules: KiB of a TCP flow's server data that pass before it freezes
 
     def matches_name(self, name: str | None) -> bool:
         """Whether a DNS name / Host / SNI falls under this rule."""
@@ -342,6 +346,12 @@ def _parse_rule(src: str, i: int, t: Any, base: Path, builtin_pages: set[str], p
             raise _fail(src, f"{where}.rate_kbps", "must be between 8 and 1000000")
     if action == "throttle" and rate is None:
         raise _fail(src, f"{where}.rate_kbps", "throttle needs rate_kbps")
+    after_kb = t.get("after_kb", FREEZE_KB)
+    _typed(src, f"{where}.after_kb", after_kb, int, "an integer (KiB)")
+    if "after_kb" in t and (layer, action) != ("ip", "freeze"):
+        raise _fail(src, f"{where}.after_kb", "only ip freeze rules take after_kb")
+    if not 1 <= after_kb <= MAX_FREEZE_KB:
+        raise _fail(src, f"{where}.after_kb", f"must be between 1 and {MAX_FREEZE_KB} (KiB)")
     direction = _typed(src, f"{where}.direction", t.get("direction", "egress"), str, "a string")
     if direction not in DIRECTIONS:
         raise _fail(src, f"{where}.direction", f"must be one of {', '.join(DIRECTIONS)}")
@@ -355,7 +365,7 @@ def _parse_rule(src: str, i: int, t: Any, base: Path, builtin_pages: set[str], p
     if qtypes and action in ("inject", "poison") and QTYPES["A"] not in qtypes:
         raise _fail(src, f"{where}.qtypes", f"a dns {action} rule answers with an address: list A")
     return Rule(rid, layer, action, domains, suffix, regex, tuple(cidrs), tuple(ports), answer,
-                blockpage, rate, direction, inject, ech, qtypes)
+                blockpage, rate, direction, inject, ech, qtypes, after_kb)
 
 
 QTYPES = {"A": 1, "NS": 2, "CNAME": 5, "MX": 15, "TXT": 16, "AAAA": 28, "SVCB": 64, "HTTPS": 65, "ANY": 255}

@@ -65,13 +65,16 @@ from tamperscope.model.consistency import (
     http_diff,
     observe,
 )
+from tamperscope.model.failures import failure_class
+from tamperscope.model.freeze import Stall
+from tamperscope.model.freeze import frozen as frozen_connection
 from tamperscope.model.frozen import quick_init
 from tamperscope.model.webparts import is_bogon, is_ip
 
 MECHANISMS = (
     "none", "dns.injection", "dns.poison", "dns.nxdomain", "dns.drop", "tcp.drop", "tcp.rst",
     "tls.rst", "tls.drop", "tls.mitm", "http.rst", "http.drop", "http.blockpage", "throttle",
-    "quic.drop", "middlebox", "udp.drop",
+    "quic.drop", "middlebox", "udp.drop", "tcp.freeze",
 )
 STATUSES = ("ok", "anomaly", "failure")
 _MECHANISM_SET = frozenset(MECHANISMS)
@@ -84,6 +87,7 @@ OONI_BLOCKING: Mapping[str, str | bool] = {
     "tls.drop": "http-failure", "tls.mitm": "http-failure", "http.rst": "http-failure",
     "http.drop": "http-failure", "http.blockpage": "http-diff", "throttle": "http-failure",
     "quic.drop": "http-failure", "middlebox": False, "udp.drop": "tcp_ip",
+    "tcp.freeze": "http-failure",
 }
 
 STEP_DNS, STEP_TCP, STEP_TLS, STEP_HTTP = 0, 1, 2, 3
@@ -127,36 +131,6 @@ class Verdict:
             "x_fingerprints": list(self.fingerprints),
             "x_status": self.status,
         }
-
-
-def failure_class(failure: str | None) -> str:
-    """Coarse class of an OONI failure string (also the legacy test helper's ones)."""
-    if not failure:
-        return "ok"
-    return _failure_class(failure) if type(failure) is str else _failure_class.__wrapped__(failure)
-
-
-@lru_cache(maxsize=1024)  # a small vocabulary: OONI's failure strings
-def _failure_class(failure: str) -> str:
-    f = failure.lower()
-    table = (
-        (("dns_nxdomain_error", "dns_name_error", "android_dns_cache_no_data"), "dns_nxdomain"),
-        (("dns_no_answer",), "dns_no_answer"),
-        # EAI_AGAIN: getaddrinfo's word for "the resolver never answered".
-        (("generic_timeout_error", "timeout", "timed_out", "dns_temporary_failure"), "timeout"),
-        (("connection_reset", "connection_aborted"), "reset"),
-        (("connection_refused",), "refused"),
-        (("eof_error",), "eof"),
-        (("ssl_unknown_authority", "ssl_invalid_hostname", "ssl_invalid_certificate"), "tls_cert"),
-        (("ssl_", "tls_"), "tls_error"),
-        (("network_unreachable", "host_unreachable"), "unreachable"),
-        (("dns_",), "dns_error"),
-        (("http_",), "http_error"),
-    )
-    for needles, name in table:
-        if any(f.startswith(n) or n in f for n in needles):
-            return name
-    return "unknown"
 
 
 # --------------------------------------------------------------------------- findings
@@ -666,6 +640,11 @@ def _overlays(verdict: Verdict, tk: Mapping[str, Any]) -> Verdict:
             return replace(verdict, mechanism="throttle", status="anomaly",
                            confidence=max(confidence, verdict.confidence if stalled else 0.0),
                            evidence=(*verdict.evidence, "test_keys.x_throttle"))
+    if verdict.mechanism == "throttle" and (stall := frozen_connection(tk)) is not None:
+        # A response that started and then stopped dead: frozen after a few kilobytes, not slowed down.
+        confidence = round(FREEZE_CONFIDENCE + 0.1 * _control_had_more(tk, stall), 2)
+        return replace(verdict, mechanism="tcp.freeze", confidence=confidence,
+                       evidence=(*verdict.evidence, "test_keys.network_events"))
     quic = _quic_drop(tk)
     if quic and verdict.mechanism == "none" and verdict.accessible is True:
         return replace(verdict, mechanism="quic.drop", status="anomaly", confidence=0.7,
@@ -675,6 +654,17 @@ def _overlays(verdict: Verdict, tk: Mapping[str, Any]) -> Verdict:
         return replace(verdict, mechanism="middlebox", status="anomaly", confidence=0.6,
                        evidence=(*verdict.evidence, "test_keys.x_middlebox_tampering"))
     return verdict
+
+
+FREEZE_CONFIDENCE = 0.7  # 0.8 when the control fetched more of the body than arrived
+
+
+def _control_had_more(tk: Mapping[str, Any], stall: Stall) -> bool:
+    """Whether the control's fetch got a longer body than the frozen connection delivered."""
+    control = tk.get("control")
+    http = control.get("http_request") if isinstance(control, Mapping) else None
+    length = http.get("body_length") if isinstance(http, Mapping) else None
+    return isinstance(length, int) and not isinstance(length, bool) and length > stall.body
 
 
 INNOCENT_TAG = "x_innocent_sni"  # a probe's handshake with an innocent name, to tell what triggered a drop

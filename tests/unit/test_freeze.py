@@ -1,0 +1,227 @@
+"""A TCP connection frozen after a few kilobytes (Russia's TSPU, "the 16-20 KB block"): the lab's ip ``freeze``
+rule, `lab expect`'s prediction of it, and how the verdict tells it from throttling."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tamperscope.lab import blockpages, censor, expect, farm
+from tamperscope.model import freeze
+from tamperscope.model.profile import ProfileError, parse_profile
+from tamperscope.model.verdict import Verdict, _overlays
+from tamperscope.wire import packet
+
+PROFILE = """
+name = "freeze"
+[network]
+placement = "in-path"
+[[rule]]
+id = "hosting-freeze"
+layer = "ip"
+action = "freeze"
+cidrs = ["198.19.8.0/24"]
+after_kb = 4
+[[rule]]
+id = "sni-rst"
+layer = "tls"
+action = "rst"
+domains = ["sni.org"]
+"""
+MACS = b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x02\x08\x00"
+CLIENT, SERVER, OTHER = "198.18.1.2", "198.19.8.9", "198.19.0.5"
+ISN = 0xFFFFF000  # near the wrap: offsets are counted modulo 2**32
+
+
+def _profile(text: str, tmp_path: Path) -> Any:
+    return parse_profile(text, source="freeze.toml", base=tmp_path, builtin_pages=blockpages.names())
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> Iterator[censor.Censor]:
+    c = censor.Censor(_profile(PROFILE, tmp_path), censor.GroundTruth(tmp_path / "truth.jsonl"))
+    yield c
+    c.truth._f.close()
+
+
+def _truth(c: censor.Censor) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(c.truth._f.name).read_text().splitlines()]
+
+
+def _from_client(c: censor.Censor, flags: int, server: str = SERVER, sport: int = 40000, seq: int = 1,
+                 payload: bytes = b"") -> list[Any]:
+    frame = MACS + packet.tcp_packet(CLIENT, server, sport, 443, seq=seq, ack=0 if flags & packet.SYN else 1,
+                                     flags=flags, payload=payload)
+    return c.decide(frame, True, time.monotonic(), time.time())
+
+
+def _from_server(c: censor.Censor, flags: int, seq: int, payload: bytes = b"", server: str = SERVER,
+                 sport: int = 40000) -> list[Any]:
+    frame = MACS + packet.tcp_packet(server, CLIENT, 443, sport, seq=seq, ack=2, flags=flags, payload=payload)
+    return c.decide(frame, False, time.monotonic(), time.time())
+
+
+def _open(c: censor.Censor, server: str = SERVER, sport: int = 40000) -> None:
+    assert _from_client(c, packet.SYN, server, sport)
+    assert _from_server(c, packet.SYN | packet.ACK, ISN, server=server, sport=sport)
+    assert _from_client(c, packet.ACK, server, sport, seq=2)
+
+
+def test_server_data_passes_up_to_the_cap_then_nothing_more_of_that_connection(box: censor.Censor) -> None:
+    _open(box)
+    chunk = b"x" * 1000
+    for k in range(4):  # 4,000 bytes: under 4 KiB
+        assert _from_server(box, packet.ACK | packet.PSH, ISN + 1 + 1000 * k, chunk), k
+    assert _from_server(box, packet.ACK, ISN + 1 + 1000, chunk)  # a retransmission is not counted twice
+    assert _from_server(box, packet.ACK | packet.PSH, ISN + 1 + 4000, b"y" * 96)  # exactly 4,096 bytes
+    assert _truth(box) == []
+    assert _from_server(box, packet.ACK | packet.PSH, ISN + 1 + 4096, b"z") == []  # the 4,097th byte
+    # Frozen: even what was let through before, a FIN, an RST; the client's own packets still pass.
+    assert _from_server(box, packet.ACK, ISN + 1, chunk) == []
+    assert _from_server(box, packet.ACK | packet.FIN, ISN + 1 + 4097) == []
+    assert _from_client(box, packet.ACK, seq=2, payload=b"GET / HTTP/1.1\r\n\r\n")
+    truth = _truth(box)
+    assert [(t["rule"], t["action"], t["client"], t["server"], t["after_kb"]) for t in truth] == \
+        [("hosting-freeze", "freeze", f"{CLIENT}:40000", f"{SERVER}:443", 4)]
+
+
+def test_each_connection_gets_its_own_kilobytes_and_other_addresses_none_of_this(box: censor.Censor) -> None:
+    _open(box, sport=40000)
+    assert _from_server(box, packet.ACK, ISN + 1, b"a" * 5000, sport=40000) == []
+    _open(box, sport=40001)  # a second connection to the same server: its own count
+    assert _from_server(box, packet.ACK, ISN + 1, b"b" * 4000, sport=40001)
+    _open(box, server=OTHER)  # an address no rule names: never frozen
+    assert _from_server(box, packet.ACK, ISN + 1, b"c" * 60000, server=OTHER)
+    assert len(_truth(box)) == 1
+
+
+def test_a_flow_the_censor_did_not_see_open_is_not_followed(box: censor.Censor) -> None:
+    assert _from_server(box, packet.ACK, 5000, b"d" * 9000)
+    assert box.freezes == {}
+
+
+def test_the_freeze_leaves_the_flows_other_rules_alone(box: censor.Censor) -> None:
+    """An SNI the tls rule names, to a frozen address: the RST still comes (the ip rule does not end the checks)."""
+    ctx = ssl.create_default_context()
+    out = ssl.MemoryBIO()
+    tls = ctx.wrap_bio(ssl.MemoryBIO(), out, server_hostname="sni.org")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    _open(box)
+    sent = _from_client(box, packet.ACK | packet.PSH, seq=2, payload=out.read())
+    assert len(sent) == 2 and all(f[0][14 + 20 + 13] & packet.RST for f in sent)
+    assert [t["rule"] for t in _truth(box)] == ["sni-rst"]
+
+
+def test_forgotten_after_gc_and_bounded(box: censor.Censor, monkeypatch: pytest.MonkeyPatch) -> None:
+    _open(box)
+    box.gc(time.time() + censor.FLOW_TTL + 1)
+    assert box.freezes == {}
+    monkeypatch.setattr(censor, "MAX_FREEZE_FLOWS", 10)
+    for port in range(30000, 30025):
+        _from_client(box, packet.SYN, sport=port)
+    assert len(box.freezes) <= 10
+
+
+@pytest.mark.parametrize("rule, message", [
+    ('after_kb = 0', "between 1 and 1024"),
+    ('after_kb = "16"', r"an integer \(KiB\)"),
+    ('after_kb = true', r"an integer \(KiB\)"),
+])
+def test_profile_refuses_a_bad_cap(tmp_path: Path, rule: str, message: str) -> None:
+    with pytest.raises(ProfileError, match=message):
+        _profile(PROFILE.replace("after_kb = 4", rule), tmp_path)
+
+
+def test_profile_defaults_and_placement(tmp_path: Path) -> None:
+    p = _profile(PROFILE.replace("after_kb = 4\n", ""), tmp_path)
+    assert p.rules_for("ip")[0].after_kb == 16
+    with pytest.raises(ProfileError, match="needs an in-path censor"):
+        _profile(PROFILE.replace('placement = "in-path"', 'placement = "on-path"'), tmp_path)
+    with pytest.raises(ProfileError, match="only ip freeze rules take after_kb"):
+        _profile(PROFILE + 'after_kb = 8\n', tmp_path)
+
+
+def test_expect_says_freeze_for_pages_past_the_cap_only(tmp_path: Path) -> None:
+    text = """
+name = "x"
+[[rule]]
+id = "f"
+layer = "ip"
+action = "freeze"
+domains = ["big.org", "small.org", "large.big.org"]
+after_kb = 20
+"""
+    p = _profile(text, tmp_path)
+    sizes = {h: len(farm.page(h)) for h in ("big.org", "small.org")}
+    rule = p.rules_for("ip")[0]
+    for host, size in sizes.items():
+        said = expect.expect_url(p, f"https://{host}/")
+        frozen = size + expect.FREEZE_OVERHEAD["https"] > 20 * 1024
+        assert (said.mechanism, said.blocking) == (("tcp.freeze", "http-failure") if frozen else ("none", "false"))
+        assert expect.freezes(rule, "https", host, "/") is frozen
+    assert expect.expect_url(p, "https://large.big.org/").mechanism == "tcp.freeze"  # 4 MiB
+
+
+# --------------------------------------------------------------------------- the verdict
+
+
+def _tk(reads: list[tuple[float, int]], end: float = 10.0, body: int = 12000, control: int | None = 30000,
+        failure: str = "generic_timeout_error") -> dict[str, Any]:
+    return {"requests": [{"failure": failure, "transaction_id": 3, "t": end,
+                          "response": {"code": 200, "body": "x" * body}}],
+            "network_events": [{"operation": "read", "transaction_id": 3, "num_bytes": n, "t": t, "failure": None}
+                               for t, n in reads]
+            + [{"operation": "read", "transaction_id": 4, "num_bytes": 50000, "t": 9.9, "failure": None}],
+            "control": {"http_request": {"body_length": control}}}
+
+
+STALLED = Verdict("http-failure", False, "throttle", 0.5, "anomaly", ("test_keys.requests[0]",))
+
+
+def test_a_connection_silent_after_16_kb_is_frozen_not_throttled() -> None:
+    v = _overlays(STALLED, _tk([(1.0, 3000), (1.1, 8000), (1.2, 5384)]))
+    assert (v.mechanism, v.confidence, v.blocking, v.status) == ("tcp.freeze", 0.8, "http-failure", "anomaly")
+    assert v.evidence[-1] == "test_keys.network_events"
+    assert _overlays(STALLED, _tk([(1.0, 16384)], control=None)).confidence == 0.7  # no control length
+    assert _overlays(STALLED, _tk([(1.0, 16384)], control=100)).confidence == 0.7   # the control got less
+
+
+@pytest.mark.parametrize("reads", [
+    [(0.5 * k, 1500) for k in range(20)],  # a byte stream until the timeout: slowed down, not frozen
+    [(1.0, 2000)],                         # too little for a TLS handshake and a response's start
+    [(1.0, 200000)],                       # 195 KiB before it stopped: no 16-20 KB cap
+    [],                                    # no reads recorded (network_events off)
+])
+def test_other_stalls_stay_throttle(reads: list[tuple[float, int]]) -> None:
+    assert _overlays(STALLED, _tk(reads)).mechanism == "throttle"
+
+
+def test_only_a_started_timed_out_response_is_read() -> None:
+    tk = _tk([(1.0, 16384)], failure="connection_reset")
+    assert freeze.stalls(tk) == []
+    tk = _tk([(1.0, 16384)], body=0)
+    tk["requests"][0]["response"]["code"] = 0
+    assert freeze.stalls(tk) == []
+    other = Verdict("http-failure", False, "http.drop", 0.8, "anomaly", ())
+    assert _overlays(other, _tk([(1.0, 16384)])) == other  # no response started: not a freeze
+
+
+@pytest.mark.parametrize("hostile", [
+    {"requests": "x", "network_events": None},
+    {"requests": [None, 1, {"failure": ["timeout"]}, {"failure": "generic_timeout_error", "transaction_id": True,
+                                                      "t": 1, "response": {}}]},
+    {"requests": [{"failure": "generic_timeout_error", "transaction_id": 1, "t": "9", "response": {"code": 200}}]},
+    {"requests": [{"failure": "generic_timeout_error", "transaction_id": 1, "t": 9, "response": {"code": 200}}],
+     "network_events": [None, {"operation": "read", "transaction_id": 1, "num_bytes": "5000", "t": 1},
+                        {"operation": "read", "transaction_id": 1, "num_bytes": 5000, "t": None},
+                        {"operation": "read", "transaction_id": [1], "num_bytes": 5000, "t": 1}]},
+])
+def test_hostile_records_are_no_freeze(hostile: dict[str, Any]) -> None:
+    assert freeze.frozen(hostile) is None
