@@ -726,3 +726,34 @@ def test_a_frozen_connection_is_told_from_a_slowed_one(tmp_path: Path) -> None:
     slow = " ".join(slow_page.split())
     assert "the last came 0.3 s before the timeout: slowed down, not frozen" in slow
     assert slow_twin["evidence"]["verdict"]["mechanism"] == "throttle"
+
+
+def test_a_tcp_freeze_measurement_says_both_steps_in_words(tmp_path: Path) -> None:
+    """tcp_freeze: the one connection (frozen after 15,070 bytes) and the split (every range came), in words; a
+    hostile split's values are escaped and its bad counts left out."""
+    base = next(samples.corpus(1, seed="tcp_freeze"))
+    evil = "<img src=x onerror=window.__pwned=1>"
+    single = {"stage": "http", "requests": 0, "received": 15070, "failure": "generic_timeout_error",
+              "closed": False, "silence_s": 9.99, "frozen": True}
+    split = {"mode": "range", "connections": 4, "completed": 4, "received": 24170, "failure": None,
+             "range_ignored": False}
+    good = {**base, "test_name": "tcp_freeze", "input": "https://hetzner.com/",
+            "test_keys": {"failure": "generic_timeout_error", "x_address": "198.19.200.1:443",
+                          "x_freeze": {"target_bytes": 65536, "single": single, "split": split}}}
+    bad = {**good, "report_id": base["report_id"] + "x",
+           "test_keys": {"failure": evil, "x_freeze": {"single": {**single, "received": "lots", "silence_s": True},
+                                                       "split": {**split, "completed": -3, "failure": evil,
+                                                                 "range_ignored": True}}}}
+    with running_app(Settings(db_path=tmp_path / "e.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
+        out = c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(m) for m in (good, bad))).json()
+        uids = [r["measurement_uid"] for r in out["results"]]
+        (page, twin), (bad_page, _) = [(c.get(f"/m/{u}").text, c.get(f"/m/{u}.json").json()) for u in uids]
+    section = " ".join(page.split('id="freeze"', 1)[1].split("</section>", 1)[0].split())
+    assert "One connection carried 15,070 bytes (TLS included), then not one more for 10.0 s: it froze" in section
+    assert ("Split over 4 new connections (4 KiB ranges, one connection each): every one came whole: the limit is "
+            "per connection, and splitting gets past it.") in section
+    assert (twin["evidence"]["verdict"]["mechanism"], twin["evidence"]["verdict"]["confidence"]) == ("tcp.freeze", 0.9)
+    bad_section = " ".join(bad_page.split('id="freeze"', 1)[1].split("</section>", 1)[0].split())
+    assert "carried 0 bytes (TLS included), then not one more before the timeout: it froze" in bad_section
+    assert "0 came whole, then &lt;img src=x" in bad_section and evil not in bad_page
+    assert "(the server answered a range with the whole page)" in bad_section

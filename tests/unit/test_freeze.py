@@ -225,3 +225,72 @@ def test_only_a_started_timed_out_response_is_read() -> None:
 ])
 def test_hostile_records_are_no_freeze(hostile: dict[str, Any]) -> None:
     assert freeze.frozen(hostile) is None
+
+
+# --------------------------------------------------------------------------- the tcp_freeze nettest's verdict
+
+
+def _freeze_m(single: dict[str, Any] | None, split: dict[str, Any] | None = None,
+              failure: str | None = None) -> dict[str, Any]:
+    x = None if single is None else {"target_bytes": 65536, "single": single, "split": split}
+    return {"test_name": "tcp_freeze", "test_keys": {"failure": failure, "x_freeze": x}}
+
+
+SINGLE = {"stage": "http", "requests": 0, "received": 15070, "failure": "generic_timeout_error", "closed": False,
+          "silence_s": 10.0, "frozen": True}
+WHOLE = {"mode": "range", "connections": 4, "completed": 4, "received": 24170, "failure": None,
+         "range_ignored": False}
+
+
+@pytest.mark.parametrize("m, expected", [
+    (_freeze_m(SINGLE, WHOLE), ("anomaly", "tcp.freeze", 0.9, "http-failure")),
+    (_freeze_m(SINGLE, {**WHOLE, "completed": 3, "failure": "generic_timeout_error"}),
+     ("anomaly", "tcp.freeze", 0.6, "http-failure")),
+    (_freeze_m(SINGLE, None), ("anomaly", "tcp.freeze", 0.6, "http-failure")),
+    (_freeze_m(SINGLE, {**WHOLE, "connections": 0, "completed": 0}), ("anomaly", "tcp.freeze", 0.6, "http-failure")),
+    (_freeze_m({**SINGLE, "frozen": False, "silence_s": 0.2}), ("anomaly", "throttle", 0.5, "http-failure")),
+    (_freeze_m({**SINGLE, "frozen": False, "failure": None, "received": 81811}), ("ok", "none", 0.8, None)),
+    (_freeze_m({**SINGLE, "frozen": False, "failure": None, "received": 9000, "closed": True}),
+     ("failure", "none", 0.0, None)),
+    (_freeze_m({**SINGLE, "frozen": False, "stage": "tls", "failure": "connection_reset", "received": 0}),
+     ("anomaly", "tls.rst", 0.5, "http-failure")),
+    (_freeze_m({**SINGLE, "frozen": False, "stage": "connect", "failure": "generic_timeout_error", "received": 0}),
+     ("anomaly", "tcp.drop", 0.5, "tcp_ip")),
+    (_freeze_m({**SINGLE, "frozen": False, "stage": "tls", "failure": "ssl_unknown_authority", "received": 0}),
+     ("anomaly", "tls.mitm", 0.5, "http-failure")),
+    (_freeze_m(None, failure="dns_nxdomain_error"), ("anomaly", "dns.nxdomain", 0.5, "dns")),
+    (_freeze_m(None), ("failure", "none", 0.0, None)),
+    ({"test_name": "tcp_freeze", "test_keys": {"x_freeze": {"single": "frozen"}}}, ("failure", "none", 0.0, None)),
+    ({"test_name": "tcp_freeze", "test_keys": {"x_freeze": {"single": {"frozen": "true", "failure": 5}}}},
+     ("failure", "none", 0.0, None)),
+    ({"test_name": "tcp_freeze", "test_keys": []}, ("failure", "none", 0.0, None)),
+])
+def test_tcp_freeze_verdict(m: dict[str, Any], expected: tuple[Any, ...]) -> None:
+    from tamperscope.analysis.verdicts import verdict_for
+    from tamperscope.model.freezeverdict import tcp_freeze_verdict
+
+    v = tcp_freeze_verdict(m)
+    blocking = v.blocking if isinstance(v.blocking, str) else None
+    assert (v.status, v.mechanism, v.confidence, blocking) == expected
+    assert verdict_for(m, None) == v  # the analysis re-derives it with the same function
+
+
+def test_the_farm_answers_one_byte_range_as_a_static_file_server() -> None:
+    whole = farm.respond("https", "hetzner.com", "/")
+    part = farm.ranged(whole, "bytes=4096-8191")
+    assert (part.status, part.body) == (206, whole.body[4096:8192])
+    assert ("Content-Range", f"bytes 4096-8191/{len(whole.body)}") in part.headers
+    tail = farm.ranged(whole, f"bytes={len(whole.body) - 10}-")
+    assert (tail.status, len(tail.body)) == (206, 10)
+    assert farm.ranged(whole, f"bytes={len(whole.body)}-").status == 416
+    for ignored in (None, "bytes=0-1,5-9", "bytes=-500", "items=0-1", "bytes=9-3", "bytes=x"):
+        assert farm.ranged(whole, ignored) is whole, ignored
+
+
+def test_tcp_freeze_refuses_what_is_no_url() -> None:
+    from tamperscope.nettests import base, tcp_freeze
+
+    for bad in ("", "ftp://x.org/", "http://[::1"):
+        with pytest.raises(base.NettestError):
+            tcp_freeze.check_input(bad)
+    tcp_freeze.check_input("https://hetzner.com/")

@@ -33,6 +33,7 @@ from typing import Any
 from tamperscope.model.dnsverdict import dnscheck_verdict
 from tamperscope.model.ech import echcheck_verdict
 from tamperscope.model.evasion import attempts_from_records, evasion_verdict
+from tamperscope.model.freezeverdict import tcp_freeze_verdict
 from tamperscope.model.interception import interception
 from tamperscope.model.remote import remote_dns_verdict, remote_web_verdict
 from tamperscope.model.rules import rules_from_records, rules_verdict
@@ -73,7 +74,7 @@ VERDICTS: dict[str, VerdictFunction] = {}
 #    udp.drop (a new mechanism) instead of none.
 # 12: web_connectivity: a response that started and then went silent (not one byte for 2 s or more before the
 #    timeout, after 4-64 KiB on its connection: network_events) is tcp.freeze (a new mechanism, Russia's
-#    16-20 KB block), not throttle.
+#    16-20 KB block), not throttle. tcp_freeze (ours, a new nettest) gets its verdict.
 ANALYSIS_VERSION = "12"
 
 
@@ -152,6 +153,12 @@ def _nothing_echoed(tk: Mapping[str, Any]) -> bool:
         return False
     received = tk["received"]
     return received is None or isinstance(received, list) and bool(received) and all(r is None for r in received)
+
+
+@register("tcp_freeze")
+def tcp_freeze(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
+    """Our tcp_freeze nettest's (OONI has none): the probe's own verdict function (`model.freezeverdict`)."""
+    return tcp_freeze_verdict(measurement)
 
 
 @register("throttling")

@@ -485,6 +485,7 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
         "ech_config": ech_config(tk) if m.get("test_name") == "echcheck" else None,
         "stun": stun(tk) if m.get("test_name") in ("stunreachability", "stun_reachability") else None,
         "wireguard": wireguard(tk) if m.get("test_name") == "wireguard" else None,
+        "freeze": freeze(tk) if m.get("test_name") == "tcp_freeze" else None,
         "apps": apps(m.get("test_name"), tk),
         "evasion": evasion(tk),
         "rules": rules(tk),
@@ -667,6 +668,41 @@ def wireguard(tk: Mapping[str, Any]) -> dict[str, Any]:
 MAX_ATTEMPTS = 32
 MAX_ECHOES = 32                 # echo exchanges listed (a measurement makes a handful)
 ECHO_PREVIEW = 512              # characters of what came back shown
+
+
+def freeze(tk: Mapping[str, Any]) -> dict[str, Any] | None:
+    """tcp_freeze's two steps in words: one connection (what it carried, and whether it froze), then the same bytes
+    over several (whether they all came). Hostile input: numbers that are no counts are left out."""
+    x = _dict(tk.get("x_freeze"))
+    single, split = _dict(x.get("single")), _dict(x.get("split"))
+    if not single:
+        return None
+    received, requests = _wg_count(single.get("received")), _wg_count(single.get("requests"))
+    silence = single.get("silence_s")
+    silence = round(float(silence), 1) if isinstance(silence, (int, float)) and not isinstance(silence, bool) \
+        and 0 <= silence < 1e6 else None
+    failure = _str(single.get("failure"))
+    if single.get("frozen") is True:
+        during = f" for {silence} s" if silence is not None else " before the timeout"
+        says = (f"One connection carried {received or 0:,} bytes (TLS included), then not one more{during}: it "
+                "froze, as a censor that lets each connection carry a few kilobytes does.")
+    elif failure is None:
+        says = f"One connection carried {received or 0:,} bytes in {requests or 0} requests: it did not freeze."
+    else:
+        says = f"The connection failed ({single.get('stage') if _str(single.get('stage')) else '?'}: {failure})."
+    out: dict[str, Any] = {"says": says, "frozen": single.get("frozen") is True, "split": None}
+    if split:
+        mode = _str(split.get("mode"))
+        done, made = _wg_count(split.get("completed")), _wg_count(split.get("connections"))
+        how = "the same request, one connection each" if mode == "repeat" else "4 KiB ranges, one connection each"
+        whole = split.get("failure") is None and done is not None and done == made and bool(made)
+        words = (f"Split over {made or 0} new connections ({how}): "
+                 + ("every one came whole: the limit is per connection, and splitting gets past it." if whole else
+                    f"{done or 0} came whole, then {_str(split.get('failure')) or 'the rest did not'}"
+                    + (" (the server answered a range with the whole page)" if split.get("range_ignored") is True
+                       else "") + "."))
+        out["split"] = {"says": words, "whole": whole}
+    return out
 
 
 def echoes(tk: Mapping[str, Any]) -> list[dict[str, Any]]:

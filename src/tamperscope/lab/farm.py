@@ -29,6 +29,7 @@ import base64
 import hashlib
 import ipaddress
 import json
+import re
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -270,6 +271,27 @@ def respond(scheme: str, host: str, target: str) -> Response:
     if host.startswith("large."):
         return Response(200, (("Content-Type", "application/octet-stream"),), blob(LARGE_BODY))
     return Response(200, (("Content-Type", "text/html; charset=utf-8"),), page(host))
+
+
+_RANGE = re.compile(r"bytes=(\d{1,12})-(\d{0,12})")
+
+
+def ranged(resp: Response, header: str | None) -> Response:
+    """``resp`` cut to a single byte range (``Range: bytes=A-B`` or ``bytes=A-``), as a static file server answers:
+    206 with ``Content-Range``; 416 for a range that starts past the end; the whole 200 for anything else (several
+    ranges, a suffix range, no header), which a server may do."""
+    m = _RANGE.fullmatch(header.strip()) if header and resp.status == 200 else None
+    if m is None:
+        return resp
+    size = len(resp.body)
+    first = int(m.group(1))
+    last = min(int(m.group(2)) if m.group(2) else size - 1, size - 1)
+    if first >= size:
+        return Response(416, (("Content-Range", f"bytes */{size}"),), b"")
+    if last < first:
+        return resp
+    return Response(206, (*resp.headers, ("Content-Range", f"bytes {first}-{last}/{size}")),
+                    resp.body[first:last + 1])
 
 
 def is_ip(host: str) -> bool:

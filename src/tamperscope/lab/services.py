@@ -88,6 +88,8 @@ async def _inet(state_dir: Path, state: dict[str, Any]) -> None:
         if riseup_api is not None:
             return riseup_api
         resp = farm.respond(req.scheme, req.host, req.target)
+        if req.method == "GET":  # one byte range, as a static file server answers it (tcp_freeze's split)
+            resp = farm.ranged(resp, next((v for k, v in req.headers if k.lower() == "range"), None))
         if req.scheme == "https" and farm.speaks_h3(req.host, profile):  # it speaks HTTP/3, and says so
             resp = replace(resp, headers=(*resp.headers, ("Alt-Svc", farm.ALT_SVC)))
         return resp

@@ -26,8 +26,9 @@ log = logging.getLogger("tamperscope.lab.web")
 MAX_HEAD = 65536
 MAX_BODY = 65536
 IDLE = 30.0
-REASONS = {200: "OK", 301: "Moved Permanently", 302: "Found", 400: "Bad Request", 404: "Not Found",
-           405: "Method Not Allowed", 413: "Payload Too Large", 503: "Service Unavailable"}
+REASONS = {200: "OK", 206: "Partial Content", 301: "Moved Permanently", 302: "Found", 400: "Bad Request",
+           404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large", 416: "Range Not Satisfiable",
+           503: "Service Unavailable"}
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ REGISTRY: dict[str, str] = {
     "tor": "tamperscope.nettests.tor",
     "riseupvpn": "tamperscope.nettests.riseupvpn",
     "wireguard": "tamperscope.nettests.wireguard",
+    "tcp_freeze": "tamperscope.nettests.tcp_freeze",
 }
 
 # Groups of nettests run together by `tamperscope run GROUP`, as OONI Probe's cards run them
