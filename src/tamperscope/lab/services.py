@@ -267,6 +267,9 @@ def _relay(proc: Any) -> None:
         print(line.rstrip(), flush=True)
 
 
+START_ATTEMPTS = 3
+
+
 def _wireguard(state_dir: Path) -> int:
     """A WireGuard server: Debian's wireguard-go (userspace) on a TUN device with no address (nothing is tunnelled:
     the probe stops after the handshake), configured with ``wg`` (the lab's keys, its one client a peer); ready
@@ -279,28 +282,36 @@ def _wireguard(state_dir: Path) -> int:
     (keys / "server.key").write_text(base64.b64encode(server).decode() + "\n")
     (keys / "psk").write_text(base64.b64encode(psk).decode() + "\n")
     # wireguard-go's control socket is /var/run/wireguard/DEVICE.sock, one path for every namespace: a device name
-    # of this lab's own, so that a killed lab's server, still shutting down, cannot remove this one's socket
-    device = f"{A.WIREGUARD_DEVICE}{os.urandom(3).hex()}"
-    proc = subprocess.Popen(["wireguard-go", "-f", device], stdin=subprocess.DEVNULL,
-                            env={**os.environ, "WG_PROCESS_FOREGROUND": "1"})
-    try:
-        for _ in range(100):  # its control socket, then the device, appear
-            done = subprocess.run(
-                ["wg", "set", device, "private-key", str(keys / "server.key"), "listen-port", str(A.WIREGUARD_PORT),
-                 "peer", base64.b64encode(public_key(client)).decode(), "preshared-key", str(keys / "psk"),
-                 "allowed-ips", "10.66.0.2/32"], capture_output=True, text=True)
-            if done.returncode == 0 or proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        if done.returncode != 0:
-            print(f"wireguard: wg set failed: {done.stderr.strip()} (wireguard-go: "
-                  f"{'running' if proc.poll() is None else f'exited {proc.returncode}'})", flush=True)
-            return 1
-        subprocess.run(["ip", "link", "set", "dev", device, "up"], check=True)
-        (state_dir / "ready-wireguard").write_text("ok")
-        return proc.wait()
-    finally:
-        proc.terminate()
+    # of this lab's own, so that a killed lab's server, still shutting down, cannot remove this one's socket. Even
+    # so, one start in about forty ends at once with "Failed to listen on uapi socket: no such file or directory"
+    # (seen in lab up/down cycles, cause not found): then it is started again, under a new name.
+    said: list[str] = []
+    for _attempt in range(START_ATTEMPTS):
+        device = f"{A.WIREGUARD_DEVICE}{os.urandom(3).hex()}"
+        output = open(keys / "wireguard-go.log", "wb")  # noqa: SIM115 - wireguard-go's, read back if it fails
+        proc = subprocess.Popen(["wireguard-go", "-f", device], stdin=subprocess.DEVNULL, stdout=output,
+                                stderr=output, env={**os.environ, "WG_PROCESS_FOREGROUND": "1"})
+        try:
+            for _ in range(100):  # its control socket, then the device, appear
+                done = subprocess.run(
+                    ["wg", "set", device, "private-key", str(keys / "server.key"), "listen-port",
+                     str(A.WIREGUARD_PORT), "peer", base64.b64encode(public_key(client)).decode(), "preshared-key",
+                     str(keys / "psk"), "allowed-ips", "10.66.0.2/32"], capture_output=True, text=True)
+                if done.returncode == 0 or proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+            if done.returncode == 0:
+                subprocess.run(["ip", "link", "set", "dev", device, "up"], check=True)
+                (state_dir / "ready-wireguard").write_text("ok")
+                return proc.wait()
+            said = (keys / "wireguard-go.log").read_text(errors="replace").strip().splitlines()[-3:]
+            said.insert(0, f"wg set failed: {done.stderr.strip()} (wireguard-go: "
+                        f"{'running' if proc.poll() is None else f'exited {proc.returncode}'})")
+        finally:
+            proc.terminate()
+            output.close()
+    print(f"wireguard: {' | '.join(said)}", flush=True)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
