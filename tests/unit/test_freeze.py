@@ -174,7 +174,7 @@ after_kb = 20
 
 def _tk(reads: list[tuple[float, int]], end: float = 10.0, body: int = 12000, control: int | None = 30000,
         failure: str = "generic_timeout_error") -> dict[str, Any]:
-    return {"requests": [{"failure": failure, "transaction_id": 3, "t": end,
+    return {"requests": [{"failure": failure, "transaction_id": 3, "t0": 0.5, "t": end,
                           "response": {"code": 200, "body": "x" * body}}],
             "network_events": [{"operation": "read", "transaction_id": 3, "num_bytes": n, "t": t, "failure": None}
                                for t, n in reads]
@@ -203,6 +203,18 @@ def test_other_stalls_stay_throttle(reads: list[tuple[float, int]]) -> None:
     assert _overlays(STALLED, _tk(reads)).mechanism == "throttle"
 
 
+def test_reads_that_do_not_cover_the_response_say_nothing() -> None:
+    """OONI's probe records a connection's reads during its TLS handshake only: 5 KB by 0.4 s, then a body that
+    arrived unrecorded and a timeout at 10 s. The silence after the handshake is no freeze."""
+    handshake_only = _tk([(0.2, 3000), (0.4, 2500)], body=12000)
+    assert freeze.stalls(handshake_only) == [] and _overlays(STALLED, handshake_only).mechanism == "throttle"
+    fewer_than_body = _tk([(0.6, 8000)], body=12000)  # after the request, but fewer bytes than its body
+    assert freeze.stalls(fewer_than_body) == []
+    no_t0 = _tk([(1.0, 16384)])
+    del no_t0["requests"][0]["t0"]
+    assert freeze.stalls(no_t0) == []
+
+
 def test_only_a_started_timed_out_response_is_read() -> None:
     tk = _tk([(1.0, 16384)], failure="connection_reset")
     assert freeze.stalls(tk) == []
@@ -217,8 +229,9 @@ def test_only_a_started_timed_out_response_is_read() -> None:
     {"requests": "x", "network_events": None},
     {"requests": [None, 1, {"failure": ["timeout"]}, {"failure": "generic_timeout_error", "transaction_id": True,
                                                       "t": 1, "response": {}}]},
-    {"requests": [{"failure": "generic_timeout_error", "transaction_id": 1, "t": "9", "response": {"code": 200}}]},
-    {"requests": [{"failure": "generic_timeout_error", "transaction_id": 1, "t": 9, "response": {"code": 200}}],
+    {"requests": [{"failure": "generic_timeout_error", "transaction_id": 1, "t0": 0, "t": "9",
+                   "response": {"code": 200}}]},
+    {"requests": [{"failure": "generic_timeout_error", "transaction_id": 1, "t0": 0, "t": 9, "response": {"code": 200}}],
      "network_events": [None, {"operation": "read", "transaction_id": 1, "num_bytes": "5000", "t": 1},
                         {"operation": "read", "transaction_id": 1, "num_bytes": 5000, "t": None},
                         {"operation": "read", "transaction_id": [1], "num_bytes": 5000, "t": 1}]},
