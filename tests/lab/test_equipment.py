@@ -55,11 +55,11 @@ def test_tls_interception_named(lab_factory, tmp_path) -> None:  # type: ignore[
 def test_throttling_cap_and_no_false_flags(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
     profile = lab_factory("ru-like")
     rate = next(r.rate_kbps for r in profile.profile.rules if r.action == "throttle")
-    ms = run(tmp_path, "throttling", "-i", "https://abs.twimg.com/blob?size=60000", "-i", "https://example.com/blob?size=60000")
+    ms = run(tmp_path, "throttling", "-i", "https://abs.twimg.com/blob?size=30000", "-i", "https://example.com/blob?size=30000")
     by = {m["input"]: m["test_keys"] for m in ms}
-    th = by["https://abs.twimg.com/blob?size=60000"]["x_throttle"]
+    th = by["https://abs.twimg.com/blob?size=30000"]["x_throttle"]
     assert th["throttled"] and 0.75 * rate <= th["cap_kbps"] <= 1.25 * rate, th
-    assert by["https://example.com/blob?size=60000"]["x_throttle"]["throttled"] is False
+    assert by["https://example.com/blob?size=30000"]["x_throttle"]["throttled"] is False
     lab_factory("none")
     th = run(tmp_path, "throttling", "-i", "https://abs.twimg.com/blob?size=60000")[0]["test_keys"]["x_throttle"]
     assert th["throttled"] is False
