@@ -550,6 +550,19 @@ def test_an_ech_target_sealed_with_the_sites_config_shows_its_outer_name_and_the
     assert "to <code>&lt;b&gt;8.8.8.8:53&lt;/b&gt;</code>, the record came without its" in section
 
 
+def _pages(tmp_path: Path, measurements: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """``measurements`` submitted to a collector of their own: each one's page and its JSON twin, in order."""
+    with running_app(Settings(db_path=tmp_path / "e.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
+        out = c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(m) for m in measurements)).json()
+        uids = [r["measurement_uid"] for r in out["results"]]
+        return [(c.get(f"/m/{u}").text, c.get(f"/m/{u}.json").json()) for u in uids]
+
+
+def _words(page: str, section: str) -> str:
+    """The text of a page's ``<section id=SECTION>``, its white space made single spaces."""
+    return " ".join(page.split(f'id="{section}"', 1)[1].split("</section>", 1)[0].split())
+
+
 def test_a_stun_measurement_says_whether_the_server_answered(tmp_path: Path) -> None:
     """stunreachability: the server, the answer or the failure, each datagram; hostile values escaped, and the
     lookup's datagrams (another address) left out."""
@@ -567,11 +580,8 @@ def test_a_stun_measurement_says_whether_the_server_answered(tmp_path: Path) -> 
               "report_id": base["report_id"] + "x",
               "test_keys": {"endpoint": evil, "failure": f"unknown_failure: {evil}", "x_address": "198.19.0.19:3478",
                             "x_requests": 1, "x_ignored": 0, "network_events": events[:1], "queries": []}}
-    with running_app(Settings(db_path=tmp_path / "e.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
-        out = c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(m) for m in (answered, silent))).json()
-        uids = [r["measurement_uid"] for r in out["results"]]
-        (page, twin), (bad_page, bad_twin) = [(c.get(f"/m/{u}").text, c.get(f"/m/{u}.json").json()) for u in uids]
-    section = " ".join(page.split('id="stun"', 1)[1].split("</section>", 1)[0].split())
+    (page, twin), (bad_page, bad_twin) = _pages(tmp_path, [answered, silent])
+    section = _words(page, "stun")
     assert "(at <code>198.19.0.19:3478</code>) answered: calls and WebRTC can find their way" in section
     assert "2 requests sent; 1 datagram came back that answered none of them." in section
     assert twin["evidence"]["stun"]["events"] == [
@@ -579,7 +589,7 @@ def test_a_stun_measurement_says_whether_the_server_answered(tmp_path: Path) -> 
         {"operation": "received", "t": 0.02, "bytes": 9, "ignored": True, "failure": None},
         {"operation": "sent", "t": 0.51, "bytes": 20, "ignored": False, "failure": None}]
     assert twin["evidence"]["verdict"]["status"] == "ok"
-    bad = " ".join(bad_page.split('id="stun"', 1)[1].split("</section>", 1)[0].split())
+    bad = _words(bad_page, "stun")
     assert "was not reached" in bad and "1 request sent" in bad and evil not in bad_page
     assert "&lt;img src=x" in bad and bad_twin["evidence"]["stun"]["answered"] is False
     assert bad_twin["evidence"]["verdict"]["status"] == "anomaly"
@@ -613,11 +623,8 @@ def test_a_wireguard_measurement_says_what_the_handshakes_found(tmp_path: Path) 
             "network_events": [{**ev("write_to", 148, 0.0, "initiation"), "x_wireguard": evil, "tags": [evil]}] * 100}
     ms = [{**base, "test_name": "wireguard", "test_version": "0.1.0", "input": f"wireguard://{wg}",
            "report_id": base["report_id"] + str(i), "test_keys": tk} for i, tk in enumerate((ok, dpi, down))]
-    with running_app(Settings(db_path=tmp_path / "e.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
-        out = c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(m) for m in ms)).json()
-        uids = [r["measurement_uid"] for r in out["results"]]
-        got = [(c.get(f"/m/{u}").text, c.get(f"/m/{u}.json").json()) for u in uids]
-    sections = [" ".join(page.split('id="wireguard"', 1)[1].split("</section>", 1)[0].split()) for page, _ in got]
+    got = _pages(tmp_path, ms)
+    sections = [_words(page, "wireguard") for page, _ in got]
     twins = [twin["evidence"] for _, twin in got]
     assert "WireGuard: the handshake" in sections[0] and "No key is recorded" in sections[0]
     assert f"<code class=\"input\">{wg}</code> (at <code>{wg}</code>)." in sections[0]
@@ -712,10 +719,7 @@ def test_a_frozen_connection_is_told_from_a_slowed_one(tmp_path: Path) -> None:
 
     frozen = measurement(reads([0.3, 0.4, 0.6], 5461), "f")
     slowed = measurement(reads([0.3 + 0.5 * k for k in range(20)], 1400), "s")
-    with running_app(Settings(db_path=tmp_path / "e.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
-        out = c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(m) for m in (frozen, slowed))).json()
-        uids = [r["measurement_uid"] for r in out["results"]]
-        (page, twin), (slow_page, slow_twin) = [(c.get(f"/m/{u}").text, c.get(f"/m/{u}.json").json()) for u in uids]
+    (page, twin), (slow_page, slow_twin) = _pages(tmp_path, [frozen, slowed])
     said = " ".join(page.split())
     assert "The connection carried 16 383 bytes (TLS included) in 3 reads, then not one more for 9.5 s before the " \
            "timeout: <strong>frozen</strong>" in said, said[said.find("The connection"):][:400]
@@ -744,16 +748,13 @@ def test_a_tcp_freeze_measurement_says_both_steps_in_words(tmp_path: Path) -> No
            "test_keys": {"failure": evil, "x_freeze": {"single": {**single, "received": "lots", "silence_s": True},
                                                        "split": {**split, "completed": -3, "failure": evil,
                                                                  "range_ignored": True}}}}
-    with running_app(Settings(db_path=tmp_path / "e.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
-        out = c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(m) for m in (good, bad))).json()
-        uids = [r["measurement_uid"] for r in out["results"]]
-        (page, twin), (bad_page, _) = [(c.get(f"/m/{u}").text, c.get(f"/m/{u}.json").json()) for u in uids]
-    section = " ".join(page.split('id="freeze"', 1)[1].split("</section>", 1)[0].split())
+    (page, twin), (bad_page, _) = _pages(tmp_path, [good, bad])
+    section = _words(page, "freeze")
     assert "One connection carried 15,070 bytes (TLS included), then not one more for 10.0 s: it froze" in section
     assert ("Split over 4 new connections (4 KiB ranges, one connection each): every one came whole: the limit is "
             "per connection, and splitting gets past it.") in section
     assert (twin["evidence"]["verdict"]["mechanism"], twin["evidence"]["verdict"]["confidence"]) == ("tcp.freeze", 0.9)
-    bad_section = " ".join(bad_page.split('id="freeze"', 1)[1].split("</section>", 1)[0].split())
+    bad_section = _words(bad_page, "freeze")
     assert "carried 0 bytes (TLS included), then not one more before the timeout: it froze" in bad_section
     assert "0 came whole, then &lt;img src=x" in bad_section and evil not in bad_page
     assert "(the server answered a range with the whole page)" in bad_section
