@@ -307,3 +307,18 @@ def test_tcp_freeze_refuses_what_is_no_url() -> None:
         with pytest.raises(base.NettestError):
             tcp_freeze.check_input(bad)
     tcp_freeze.check_input("https://hetzner.com/")
+
+
+def test_the_built_in_profiles_freeze_no_page_near_the_cap() -> None:
+    """`lab expect` cannot tell a page within FREEZE_MARGIN of the cap (beside its overhead): no built-in profile's
+    freeze rule names one, over http or https, so its predictions (and the lab tests built on them) are exact."""
+    from tamperscope.lab import manager
+
+    rules = [r for name in manager.builtin_profiles() for r in manager.resolve_profile(name).rules_for("ip")
+             if r.action == "freeze"]
+    assert rules  # ru-like's, at least
+    for rule in rules:
+        for host in rule.domains:
+            for scheme in ("http", "https"):
+                size = len(farm.respond(scheme, host, "/").body) + expect.FREEZE_OVERHEAD[scheme]
+                assert abs(size - rule.after_kb * 1024) > expect.FREEZE_MARGIN, (rule.id, host, scheme, size)
