@@ -321,4 +321,4 @@ def test_the_built_in_profiles_freeze_no_page_near_the_cap() -> None:
         for host in rule.domains:
             for scheme in ("http", "https"):
                 size = len(farm.respond(scheme, host, "/").body) + expect.FREEZE_OVERHEAD[scheme]
-                assert abs(size - rule.after_kb * 1024) > expect.FREEZE_MARGIN, (rule.id, host, scheme, size)
+                assert abs(size - rule.after_kb * 1024) > expect.FREEZE_MARGIN[scheme], (rule.id, host, scheme, size)

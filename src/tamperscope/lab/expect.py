@@ -110,7 +110,7 @@ def expect_url(profile: Profile, url: str) -> Expectation:
 
 FREEZE_OVERHEAD = {"http": 160, "https": 2048}  # what the server sends beside the body (measured in the lab: a
 # response head of 131 bytes; over https 1.9-2.1 KB more, the TLS 1.3 handshake, records and HTTP/2 frames)
-FREEZE_MARGIN = 512  # a page this close to the cap, beside its overhead, may go either way
+FREEZE_MARGIN = {"http": 128, "https": 512}  # a page this close to the cap, beside its overhead, may go either way
 
 
 def freezes(rule: Rule, scheme: str, host: str, path: str) -> bool:
