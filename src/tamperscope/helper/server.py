@@ -585,6 +585,7 @@ class HelperServer:
                 return False
             except TimeoutError:
                 await self._reply(writer, 408, {"error": "the request did not arrive in time"}, False)
+                await self._linger(reader, writer)  # a client still sending would get a reset, not the 408
                 return False
             await self._route(writer, head, body)
             return head.keep
