@@ -574,7 +574,7 @@ def _wg_text(value: Any) -> str | None:
     return text[:MAX_WG_TEXT] if text is not None else None
 
 
-def _wg_count(value: Any) -> int | None:
+def _count(value: Any) -> int | None:
     n = _number(value)
     return n if n is not None and 0 <= n <= 10**9 else None
 
@@ -592,8 +592,8 @@ def _wg_attempt(value: Any, junk_first: bool) -> dict[str, Any] | None:
     answered = "failure" in value and value["failure"] is None
     answer = value.get("answer") if value.get("answer") in _WG_ANSWERS else None
     failure = None if answered else _wg_text(value.get("failure")) or "no failure recorded"
-    initiations, junk = _wg_count(value.get("initiations")), _wg_count(value.get("junk"))
-    ignored, t = _wg_count(value.get("ignored")), _wg_seconds(value.get("t"))
+    initiations, junk = _count(value.get("initiations")), _count(value.get("junk"))
+    ignored, t = _count(value.get("ignored")), _wg_seconds(value.get("t"))
     sent = [] if initiations is None else [f"{initiations} initiation{'' if initiations == 1 else 's'}"]
     if junk_first:
         lead = "The junk-first retry, from a new UDP flow"
@@ -657,7 +657,7 @@ def wireguard(tk: Mapping[str, Any]) -> dict[str, Any]:
             more += 1
             continue
         events.append({"operation": "sent" if e["operation"] == "write_to" else "received",
-                       "t": _wg_seconds(e.get("t")), "bytes": _wg_count(e.get("num_bytes")), "what": kind,
+                       "t": _wg_seconds(e.get("t")), "bytes": _count(e.get("num_bytes")), "what": kind,
                        "words": _WG_DATAGRAMS[kind] if kind is not None else None,
                        "junk_first": "junk" in _list(e.get("tags"))})
     return {"endpoint": _wg_text(tk.get("endpoint")), "address": address, "failure": failure,
@@ -677,7 +677,7 @@ def freeze(tk: Mapping[str, Any]) -> dict[str, Any] | None:
     single, split = _dict(x.get("single")), _dict(x.get("split"))
     if not single:
         return None
-    received, requests = _wg_count(single.get("received")), _wg_count(single.get("requests"))
+    received, requests = _count(single.get("received")), _count(single.get("requests"))
     silence = single.get("silence_s")
     silence = round(float(silence), 1) if isinstance(silence, (int, float)) and not isinstance(silence, bool) \
         and 0 <= silence < 1e6 else None
@@ -693,7 +693,7 @@ def freeze(tk: Mapping[str, Any]) -> dict[str, Any] | None:
     out: dict[str, Any] = {"says": says, "frozen": single.get("frozen") is True, "split": None}
     if split:
         mode = _str(split.get("mode"))
-        done, made = _wg_count(split.get("completed")), _wg_count(split.get("connections"))
+        done, made = _count(split.get("completed")), _count(split.get("connections"))
         how = "the same request, one connection each" if mode == "repeat" else "4 KiB ranges, one connection each"
         whole = split.get("failure") is None and done is not None and done == made and bool(made)
         words = (f"Split over {made or 0} new connections ({how}): "
