@@ -3,6 +3,8 @@
 Each module has the same parts in the same order: NAME, VERSION,
 NEEDS_INPUT, Config, run(input, ctx) -> test_keys, and optionally
 finish(measurement, ctx) to add verdict keys once the envelope exists.
+A nettest that asks the control helper says so with ``USES_HELPER = True``:
+only then does a run name the helper, contact it or record it.
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ GROUPS: dict[str, tuple[str, ...]] = {
 
 def names() -> list[str]:
     return sorted(REGISTRY)
+
+
+def uses_helper(nettest: ModuleType) -> bool:
+    """Whether ``nettest`` asks the control helper (its ``USES_HELPER``)."""
+    return getattr(nettest, "USES_HELPER", False) is True
 
 
 def load(name: str) -> ModuleType:

@@ -40,6 +40,7 @@ from .evasion import choose_address, wait_residual
 NAME = "blocking_rules"
 VERSION = "0.1.0"
 NEEDS_INPUT = True
+USES_HELPER = True
 
 BODY_LIMIT = 256 << 10
 GRACE = 4.0  # seconds past --timeout a probe may end in (the engine stops a measurement 5 s past it)

@@ -20,6 +20,7 @@ from .control import ask_helper, control_request
 NAME = "dnscheck"
 VERSION = "0.1.0"
 NEEDS_INPUT = True
+USES_HELPER = True
 TRAP_TAG = "silent"  # the tag of the trap's query (and of its late answers) in the trace
 
 

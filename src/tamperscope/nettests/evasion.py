@@ -32,6 +32,7 @@ from .control import ask_helper, control_request
 NAME = "evasion"
 VERSION = "0.1.0"
 NEEDS_INPUT = True
+USES_HELPER = True
 
 BODY_LIMIT = 1 << 20
 RESERVE = 5.0  # seconds of the measurement's time kept for the last attempt's own deadlines

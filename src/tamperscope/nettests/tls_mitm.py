@@ -22,6 +22,7 @@ from .control import ask_helper, control_request
 NAME = "tls_mitm"
 VERSION = "0.1.0"
 NEEDS_INPUT = True
+USES_HELPER = True
 
 
 class Config:

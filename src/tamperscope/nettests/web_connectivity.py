@@ -49,6 +49,7 @@ from .throughput import INNOCENT, swap_host, timed_fetch
 NAME = "web_connectivity"
 VERSION = "0.5.28"
 NEEDS_INPUT = True
+USES_HELPER = True
 MAX_ENDPOINTS = 6
 HEADERS = tuple((k, v[0]) for k, v in REQUEST_HEADERS.items())
 # A fetch slower than this, for a body at least this big, gets the throughput check.
@@ -294,4 +295,4 @@ def _is_ip(host: str) -> bool:
         return False
 
 
-__all__ = ["NAME", "VERSION", "NEEDS_INPUT", "Config", "run", "finish", "Resolver"]
+__all__ = ["NAME", "VERSION", "NEEDS_INPUT", "USES_HELPER", "Config", "run", "finish", "Resolver"]

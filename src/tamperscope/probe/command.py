@@ -178,6 +178,8 @@ def settings(args: argparse.Namespace) -> Settings:
     env = os.environ
     helper, label = _pick(args.helper, "--helper", "TAMPERSCOPE_HELPER")
     helper = _http_url(helper, label) if helper is not None else None
+    if not nettests.uses_helper(nettest):  # never contacted, named or recorded by a nettest that does not ask it
+        helper = None
     public, label = _pick(args.resolver, "--resolver", "TAMPERSCOPE_PUBLIC_RESOLVER")
     public = _ip(public, label) if public is not None else "8.8.8.8"
     isp = env.get("TAMPERSCOPE_RESOLVER") or None
@@ -659,7 +661,8 @@ def _measure(args: argparse.Namespace, s: Settings, engine: Engine, out: Any, la
     print(f"tamperscope: {s.nettest.NAME} on {len(todo)} input(s)"
           + (f" ({stats.skipped} already in {label})" if stats.skipped else "")
           + f"; contacting the targets, resolver {ctx.isp_resolver or 'system'}, public resolver "
-          f"{ctx.udp_resolver.address if ctx.udp_resolver else '-'}, helper {ctx.helper_url or 'none'}; "
+          f"{ctx.udp_resolver.address if ctx.udp_resolver else '-'}"
+          + (f", helper {ctx.helper_url}" if ctx.helper_url else "") + "; "
           f"writing {label}" + ("" if s.resume.regular else " (nothing read back: no resume)") + "; "
           + (f"submitting to {submit.url} (outbox {submit.box.root}, {submit.box.waiting()} waiting)." if submit
              else "submitting nothing."), file=sys.stderr)
