@@ -743,18 +743,29 @@ def test_a_tcp_freeze_measurement_says_both_steps_in_words(tmp_path: Path) -> No
              "range_ignored": False}
     good = {**base, "test_name": "tcp_freeze", "input": "https://hetzner.com/",
             "test_keys": {"failure": "generic_timeout_error", "x_address": "198.19.200.1:443",
-                          "x_freeze": {"target_bytes": 65536, "single": single, "split": split}}}
+                          "x_freeze": {"target_bytes": 65536, "single": single, "split": split},
+                          "control": {"http_request": {"status_code": 200, "body_length": 15730, "failure": None}},
+                          "control_failure": None}}
     bad = {**good, "report_id": base["report_id"] + "x",
            "test_keys": {"failure": evil, "x_freeze": {"single": {**single, "received": "lots", "silence_s": True},
                                                        "split": {**split, "completed": -3, "failure": evil,
-                                                                 "range_ignored": True}}}}
-    (page, twin), (bad_page, _) = _pages(tmp_path, [good, bad])
+                                                                 "range_ignored": True}},
+                         "x_address": "198.19.200.1:443",
+                         "control": {"tcp_connect": {"198.19.200.1:443": {"status": False, "failure": evil}},
+                                     "http_request": {"status_code": "200", "failure": None}}}}
+    down = {**good, "report_id": base["report_id"] + "y",
+            "test_keys": {**good["test_keys"], "control": None, "control_failure": "connection_refused"}}
+    (page, twin), (bad_page, _), (down_page, _) = _pages(tmp_path, [good, bad, down])
     section = _words(page, "freeze")
     assert "One connection carried 15,070 bytes (TLS included), then not one more for 10.0 s: it froze" in section
     assert ("Split over 4 new connections (4 KiB ranges, one connection each): every one came whole: the limit is "
             "per connection, and splitting gets past it.") in section
     assert (twin["evidence"]["verdict"]["mechanism"], twin["evidence"]["verdict"]["confidence"]) == ("tcp.freeze", 0.9)
+    assert "From outside, the control helper fetched the page (200, 15,730 bytes): the site works there." in section
+    assert "The control helper could not be asked (connection_refused): nothing to compare with." in \
+        _words(down_page, "freeze")
     bad_section = _words(bad_page, "freeze")
+    assert "the control helper could not fetch it either (&lt;img src=x" in bad_section
     assert "carried 0 bytes (TLS included), then not one more before the timeout: it froze" in bad_section
     assert "0 came whole, then &lt;img src=x" in bad_section and evil not in bad_page
     assert "(the server answered a range with the whole page)" in bad_section

@@ -244,9 +244,24 @@ def test_hostile_records_are_no_freeze(hostile: dict[str, Any]) -> None:
 
 
 def _freeze_m(single: dict[str, Any] | None, split: dict[str, Any] | None = None,
-              failure: str | None = None) -> dict[str, Any]:
+              failure: str | None = None, control: dict[str, Any] | None = None) -> dict[str, Any]:
     x = None if single is None else {"target_bytes": 65536, "single": single, "split": split}
-    return {"test_name": "tcp_freeze", "test_keys": {"failure": failure, "x_freeze": x}}
+    return {"test_name": "tcp_freeze", "test_keys": {"failure": failure, "x_freeze": x, "x_address": EP,
+                                                     "control": control}}
+
+
+EP = "198.19.200.1:443"
+
+
+def _control(dns: bool = True, connect: bool = True, tls: bool = True, http: bool = True) -> dict[str, Any]:
+    """The helper's answer (OONI's format) for the measured address: each stage worked or failed."""
+    timeout = "generic_timeout_error"
+    return {"dns": {"failure": None, "addrs": ["198.19.200.1"]} if dns else {"failure": "dns_nxdomain_error",
+                                                                              "addrs": []},
+            "tcp_connect": {EP: {"status": connect, "failure": None if connect else timeout}},
+            "tls_handshake": {EP: {"status": tls, "failure": None if tls else timeout}} if connect else {},
+            "http_request": {"body_length": 70211, "failure": None, "status_code": 200} if http else
+            {"body_length": -1, "failure": timeout, "status_code": -1}}
 
 
 SINGLE = {"stage": "http", "requests": 0, "received": 15070, "failure": "generic_timeout_error", "closed": False,
@@ -277,6 +292,38 @@ WHOLE = {"mode": "range", "connections": 4, "completed": 4, "received": 24170, "
     ({"test_name": "tcp_freeze", "test_keys": {"x_freeze": {"single": {"frozen": "true", "failure": 5}}}},
      ("failure", "none", 0.0, None)),
     ({"test_name": "tcp_freeze", "test_keys": []}, ("failure", "none", 0.0, None)),
+    # the control: a freeze the split did not confirm, or a stall, where the helper fetched the page
+    (_freeze_m(SINGLE, None, control=_control()), ("anomaly", "tcp.freeze", 0.75, "http-failure")),
+    (_freeze_m(SINGLE, WHOLE, control=_control()), ("anomaly", "tcp.freeze", 0.9, "http-failure")),
+    (_freeze_m(SINGLE, None, control=_control(http=False)), ("anomaly", "tcp.freeze", 0.6, "http-failure")),
+    (_freeze_m({**SINGLE, "frozen": False, "silence_s": 0.2}, control=_control()),
+     ("anomaly", "throttle", 0.65, "http-failure")),
+    # a failure where the helper got past the same stage: an anomaly at 0.7 (the helper connected: whatever
+    # came after), where it failed there too: down for everyone
+    (_freeze_m({**SINGLE, "frozen": False, "stage": "connect", "failure": "generic_timeout_error", "received": 0},
+               control=_control(http=False, tls=False)), ("anomaly", "tcp.drop", 0.7, "tcp_ip")),
+    (_freeze_m({**SINGLE, "frozen": False, "stage": "connect", "failure": "generic_timeout_error", "received": 0},
+               control=_control()), ("anomaly", "tcp.drop", 0.7, "tcp_ip")),
+    (_freeze_m({**SINGLE, "frozen": False, "stage": "connect", "failure": "connection_refused", "received": 0},
+               control=_control(connect=False, http=False)), ("failure", "none", 0.0, None)),
+    (_freeze_m({**SINGLE, "frozen": False, "stage": "tls", "failure": "connection_reset", "received": 0},
+               control=_control()), ("anomaly", "tls.rst", 0.7, "http-failure")),
+    (_freeze_m({**SINGLE, "frozen": False, "stage": "tls", "failure": "generic_timeout_error", "received": 0},
+               control=_control(tls=False, http=False)), ("failure", "none", 0.0, None)),
+    (_freeze_m({**SINGLE, "frozen": False, "failure": "connection_reset", "received": 0}, control=_control()),
+     ("anomaly", "http.rst", 0.7, "http-failure")),
+    (_freeze_m({**SINGLE, "frozen": False, "failure": "connection_reset", "received": 0},
+               control=_control(http=False)), ("failure", "none", 0.0, None)),
+    (_freeze_m(None, failure="dns_nxdomain_error", control=_control()), ("anomaly", "dns.nxdomain", 0.7, "dns")),
+    (_freeze_m(None, failure="dns_nxdomain_error", control=_control(dns=False)), ("failure", "none", 0.0, None)),
+    # a control for another address says nothing of this one's connect; a hostile one, nothing at all
+    (_freeze_m({**SINGLE, "frozen": False, "stage": "connect", "failure": "generic_timeout_error", "received": 0},
+               control={"tcp_connect": {"198.19.200.2:443": {"status": True, "failure": None}}}),
+     ("anomaly", "tcp.drop", 0.5, "tcp_ip")),
+    (_freeze_m({**SINGLE, "frozen": False, "stage": "connect", "failure": "generic_timeout_error", "received": 0},
+               control={"tcp_connect": {EP: {"status": "true"}}, "http_request": {"status_code": True}}),
+     ("anomaly", "tcp.drop", 0.5, "tcp_ip")),
+    (_freeze_m(SINGLE, None, control={"http_request": [], "dns": 5}), ("anomaly", "tcp.freeze", 0.6, "http-failure")),
 ])
 def test_tcp_freeze_verdict(m: dict[str, Any], expected: tuple[Any, ...]) -> None:
     from tamperscope.analysis.verdicts import verdict_for

@@ -75,7 +75,10 @@ VERDICTS: dict[str, VerdictFunction] = {}
 # 12: web_connectivity: a response that started and then went silent (not one byte for 2 s or more before the
 #    timeout, after 4-64 KiB on its connection: network_events) is tcp.freeze (a new mechanism, Russia's
 #    16-20 KB block), not throttle. tcp_freeze (ours, a new nettest) gets its verdict.
-ANALYSIS_VERSION = "12"
+# 13: tcp_freeze reads its control (the helper's answer): a failure the helper got past is an anomaly at 0.7, one
+#    it failed at too is a failure (down for everyone, not blocking); an unconfirmed freeze or a stall where the
+#    helper fetched the page gains 0.15.
+ANALYSIS_VERSION = "13"
 
 
 def register(test_name: str) -> Callable[[VerdictFunction], VerdictFunction]:

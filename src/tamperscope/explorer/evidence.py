@@ -702,7 +702,27 @@ def freeze(tk: Mapping[str, Any]) -> dict[str, Any] | None:
                     + (" (the server answered a range with the whole page)" if split.get("range_ignored") is True
                        else "") + "."))
         out["split"] = {"says": words, "whole": whole}
+    out["control"] = _freeze_control(tk)
     return out
+
+
+def _freeze_control(tk: Mapping[str, Any]) -> str | None:
+    """What the control helper saw of the same URL from outside, in words (None when it was not asked)."""
+    failure = _str(tk.get("control_failure"))
+    if failure is not None:
+        return f"The control helper could not be asked ({failure}): nothing to compare with."
+    control = _dict(tk.get("control"))
+    if not control:
+        return None
+    http = _dict(control.get("http_request"))
+    code, length = http.get("status_code"), _count(http.get("body_length"))
+    if http.get("failure") is None and isinstance(code, int) and not isinstance(code, bool) and 0 < code < 1000:
+        size = f", {length:,} bytes" if length is not None else ""
+        return f"From outside, the control helper fetched the page ({code}{size}): the site works there."
+    address = tk.get("x_address")
+    ep = _dict(_dict(control.get("tcp_connect")).get(address)) if isinstance(address, str) else {}
+    why = _str(ep.get("failure")) or _str(http.get("failure")) or "no answer"
+    return f"From outside, the control helper could not fetch it either ({why}): the site is down for everyone."
 
 
 def echoes(tk: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -24,24 +24,30 @@ that against any URL, and then checks what the freeze implies.
 ``single`` {``stage`` ("connect", "tls", "http"), ``requests`` (that came whole), ``received`` (bytes the server
 sent on it, TLS included), ``failure``, ``closed`` (the server ended the connection before `TARGET`),
 ``silence_s``, ``frozen``}, ``split`` {``mode``, ``connections``, ``completed``, ``received``, ``failure``,
-``range_ignored``} or null}; and the archival ``queries``, ``tcp_connect``, ``tls_handshakes``, ``requests``
+``range_ignored``} or null}; ``control`` and ``control_failure`` (the helper's answer for the same URL and
+address, in OONI's test-helper format, asked while the one connection runs: it tells a site that is down for
+everyone from a blocked one); and the archival ``queries``, ``tcp_connect``, ``tls_handshakes``, ``requests``
 (bodies included) and ``network_events`` (always recorded: they are the evidence). The verdict is
 `model.freezeverdict.tcp_freeze_verdict`.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from ..model import freeze
 from ..model.freezeverdict import TARGET, tcp_freeze_verdict
 from ..model.inputs import BadInput, parse_url
+from ..model.webparts import endpoint
 from ..netx import Connection, NetxError, TCPStream, Trace, round_trip, tcp_connect, tls_handshake
 from .base import Context, NettestError, first_address
+from .control import ask_helper, control_request
 
 NAME = "tcp_freeze"
 VERSION = "0.1.0"
 NEEDS_INPUT = True
+USES_HELPER = True  # the control: the same URL and address from outside
 MAX_REQUESTS = 32  # on the one connection: a 2 KB page is asked for 32 times at most
 CHUNK = 4096       # bytes of each range of the split (a freeze lets 14-24 KB through)
 MAX_SPLIT = 16     # connections of the split
@@ -175,14 +181,20 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
     except BadInput as e:
         raise NettestError(str(e)) from None
     trace = Trace(record_io=True)  # the reads' bytes and times are the evidence of a freeze
-    tk: dict[str, Any] = {"failure": None, "x_address": None, "x_freeze": None}
+    tk: dict[str, Any] = {"failure": None, "x_address": None, "x_freeze": None, "control": None,
+                          "control_failure": None}
     async with trace:
         ip, tk["failure"] = await first_address(u.host, ctx, trace)
-        if ip is not None:
-            tk["x_address"] = f"{ip}:{u.port}" if ":" not in ip else f"[{ip}]:{u.port}"
+        if ip is None:
+            tk["control"], tk["control_failure"] = await ask_helper(ctx, control_request(input, []))
+        else:
+            tk["x_address"] = endpoint(ip, u.port)
             host = u.host if u.host.isascii() else _idna(u.host)  # SNI and Host in IDNA, as browsers send them
             async with ctx.limiter.hold([ip]):
-                single = await _single(ip, u.port, u.scheme, host, input, trace, ctx)
+                async with asyncio.TaskGroup() as tg:  # the control runs while the one connection waits
+                    control = tg.create_task(ask_helper(ctx, control_request(input, [tk["x_address"]])))
+                    single = await _single(ip, u.port, u.scheme, host, input, trace, ctx)
+                tk["control"], tk["control_failure"] = control.result()
                 split = await _split(ip, u.port, u.scheme, host, input, single, trace, ctx) \
                     if single["frozen"] else None
             tk["failure"] = single["failure"]
