@@ -6,7 +6,8 @@ locate` on one URL per mechanism → the same domains measured from outside the
 country, through the ISP's resolver (`tamperscope remote dns`), and one reset
 located from there too (`tamperscope locate --server`) → `tamperscope run evasion` on one
 URL blocked over HTTP and one over TLS (which re-framings get past the box) → `tamperscope run
-echcheck` (is TLS with Encrypted Client Hello blocked?) → OONI's instant-messaging tests (`telegram`,
+echcheck` (is TLS with Encrypted Client Hello blocked?) → `tamperscope run tcp_freeze` on a page that froze
+(ru-like's 16 KiB freeze; a freeze cannot be located) → OONI's instant-messaging tests (`telegram`,
 `whatsapp`, `facebook_messenger`, `signal`) → `tor`, `riseupvpn` and `wireguard`, each blocked one located
 → lab down → a
 summary by mechanism, checked against the lab's own ground truth, the equipment
@@ -49,7 +50,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                                    "on one URL blocked over HTTP and one over TLS (tamperscope run evasion), read the "
                                    "censor's rule for one name it injects DNS answers for (tamperscope run "
                                    "blocking_rules), check whether TLS with Encrypted Client Hello is blocked "
-                                   "(tamperscope run echcheck), measure the messaging apps as OONI does "
+                                   "(tamperscope run echcheck), confirm a page that froze after a few "
+                                   "kilobytes (tamperscope run tcp_freeze, when one did), measure the messaging "
+                                   "apps as OONI does "
                                    "(tamperscope run telegram, whatsapp, facebook_messenger, signal), check whether "
                                    "Tor's directory authorities can be reached (tamperscope run tor), RiseupVPN "
                                    "can be used (tamperscope run riseupvpn) and a WireGuard server answers "
@@ -125,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         evaded = evasion_examples(measurements, located, work, say)
         ruled = rules_example(measurements, work, say)
         ech_name, ech = ech_example(profile, work, say)
+        frozen = freeze_example(measurements, say, work)
         apps = apps_example(say, work)
         onion = tor_example(say, work)
         vpn = riseupvpn_example(say, work)
@@ -139,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
     print(evasion_summary(evaded), flush=True)
     print(rules_summary(ruled), flush=True)
     print(ech_summary(ech_name, ech, profile), flush=True)
+    if frozen is not None:
+        print(freeze_summary(frozen), flush=True)
     print(apps_summary(apps), flush=True)
     print(tor_summary(*onion), flush=True)
     print(riseupvpn_summary(*vpn), flush=True)
@@ -148,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     if not analysed.startswith("\n  analysis:"):
         status = status or 1
     if args.serve:
-        tools = [m for m, _ in (*apps, onion, vpn, wg) if m is not None]  # the apps' and tools' too
+        tools = [m for m, _ in (*apps, onion, vpn, wg, *((frozen,) if frozen else ())) if m is not None]  # theirs too
         served = serve(with_hops(measurements + tools, located), args.db or work / "demo.duckdb", args.port,
                        args.serve_seconds, say)
         return served or status
@@ -300,12 +306,19 @@ def _host(url: str) -> str:
     return urlsplit(url).hostname or ""
 
 
+# Mechanisms `tamperscope locate` cannot place, and why (the demo says so instead of trying)
+UNLOCATABLE = {
+    "tcp.freeze": "the censor drops what the server sends after a few kilobytes, and lets through all the client "
+                  "sends, so no packet of the client's, however short its TTL, shows where",
+}
+
+
 def locate_examples(measurements: list[dict[str, Any]], say: Callable[[str], None]) -> dict[str, dict[str, Any]]:
     """One `tamperscope locate` per mechanism seen (the first example URL), inside the lab."""
     seen: dict[str, str] = {}
     for m in measurements:
         mech = m["test_keys"].get("x_mechanism") or "none"
-        if mech != "none" and mech not in seen:
+        if mech != "none" and mech not in seen and mech not in UNLOCATABLE:
             seen[mech] = m["input"]
     out: dict[str, dict[str, Any]] = {}
     for mech, url in seen.items():
@@ -449,12 +462,14 @@ def apps_example(say: Callable[[str], None], work: Path) -> list[tuple[dict[str,
     return [run_once(name, say, work) for name, _, _ in APPS]
 
 
-def run_once(name: str, say: Callable[[str], None], work: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """`tamperscope run NAME` (a nettest without input) in the lab's client: its measurement (None when the run
-    failed), with the ground-truth lines the censor logged while it ran."""
+def run_once(name: str, say: Callable[[str], None], work: Path,
+             *inputs: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """`tamperscope run NAME` (with ``inputs``, if any) in the lab's client: its first measurement (None when the
+    run failed), with the ground-truth lines the censor logged while it ran."""
     out = work / f"{name}.jsonl"
     before = len(manager.PATHS.log.read_text().splitlines())
-    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "run", name, "--yes",
+    given = [arg for i in inputs for arg in ("-i", i)]
+    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "run", name, *given, "--yes",
                                             "--no-progress", "-o", str(out)]),
                          env=manager.client_env(), capture_output=True, text=True, timeout=300)
     truth = [json.loads(line) for line in manager.PATHS.log.read_text().splitlines()[before:] if line.strip()]
@@ -462,6 +477,56 @@ def run_once(name: str, say: Callable[[str], None], work: Path) -> tuple[dict[st
     if res.returncode != 0 or not lines:
         say(f"demo: {name} failed: {(res.stderr.strip().splitlines() or ['no output'])[-1]}")
     return lines[0] if res.returncode == 0 and lines else None, truth
+
+
+def freeze_example(measurements: list[dict[str, Any]], say: Callable[[str], None],
+                   work: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]] | None:
+    """When web_connectivity found a page frozen (``tcp.freeze``): `tamperscope run tcp_freeze` on it (one
+    connection asked for 64 KiB, then the same bytes over several), with what the censor did meanwhile; None when
+    no page froze."""
+    url = next((m["input"] for m in measurements if m["test_keys"].get("x_mechanism") == "tcp.freeze"), None)
+    if url is None:
+        return None
+    say(f"demo: checking that {url} froze by the connection, and getting past it (tamperscope run tcp_freeze)")
+    return run_once("tcp_freeze", say, work, url)
+
+
+def freeze_summary(result: tuple[dict[str, Any] | None, list[dict[str, Any]]] | None) -> str:
+    """tcp_freeze's two steps and its verdict in a few lines, against the censor's freezes while it ran."""
+    if result is None:
+        return ""
+    m, truth = result
+    frozen = [t for t in truth if t.get("action") == "freeze"]
+    head = ("  the freeze (tamperscope run tcp_freeze: one connection asked for 64 KiB, then the same bytes over "
+            "several):")
+    if m is None:
+        return f"\n{head}\n    not measured; {censor_did(truth)}"
+    tk = m["test_keys"]
+    x = tk.get("x_freeze") or {}
+    single, split = x.get("single") or {}, x.get("split") or {}
+    mech, conf, status = tk.get("x_mechanism") or "none", tk.get("x_confidence"), tk.get("x_status")
+    if single.get("frozen"):
+        silence = single.get("silence_s")
+        said = (f"one connection carried {single.get('received', 0):,} bytes (TLS included), then nothing"
+                + (f" for {silence:.1f} s" if isinstance(silence, (int, float)) else ""))
+        if split:
+            whole = split.get("failure") is None and split.get("completed") == split.get("connections")
+            said += (f";\n    over {split.get('connections')} new connections "
+                     f"({'the same request again' if split.get('mode') == 'repeat' else '4 KiB ranges'}), "
+                     + ("every one came whole: the limit is per connection, and splitting gets past it" if whole
+                        else f"{split.get('completed')} came whole, then {split.get('failure')}"))
+    else:
+        said = f"it did not freeze ({single.get('failure') or 'the connection carried 64 KiB'})"
+    kb = sorted({k for t in frozen if isinstance(k := t.get("after_kb"), int)})
+    did = (f"the censor's rule {frozen[0].get('rule')} froze {len(frozen)} connection{'s' * (len(frozen) != 1)}"
+           f" after {'/'.join(map(str, kb))} KiB") if frozen else censor_did(truth)
+    ok = status != "failure" and (mech == "tcp.freeze") == bool(frozen)
+    control = ((tk.get("control") or {}).get("http_request") or {})
+    outside = (f"\n    from outside, the control helper fetched the whole page ({control.get('body_length'):,} bytes)"
+               if control.get("failure") is None and isinstance(control.get("body_length"), int)
+               and control.get("body_length", -1) >= 0 else "")
+    return (f"\n{head}\n    {m['input']}: {said}\n    {mech} ({conf}); {did}: {'agrees' if ok else 'DISAGREES'} "
+            f"with the lab's ground truth{outside}\n    not located: {UNLOCATABLE['tcp.freeze']}")
 
 
 def tor_example(say: Callable[[str], None], work: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -774,6 +839,7 @@ def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Cal
     db, verdicts, html = work / "analysis.duckdb", work / "verdicts.jsonl", work / "report.html"
     ruled = work / "rules.jsonl"  # rules_example's measurement, if it ran: the report shows its rules too
     ech, ech_verdicts = work / "echcheck.jsonl", work / "echcheck-verdicts.jsonl"  # ech_example's, likewise
+    frozen, frozen_verdicts = work / "tcp_freeze.jsonl", work / "tcp_freeze-verdicts.jsonl"  # freeze_example's
     apps = [path for name in (*(n for n, _, _ in APPS), "tor", "riseupvpn", "wireguard")  # and the tools'
             if (path := work / f"{name}.jsonl").is_file()]
     app_verdicts = work / "apps-verdicts.jsonl"
@@ -782,6 +848,8 @@ def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Cal
                  *([["analyze", str(ruled), "--db", str(db), "--quiet"]] if ruled.is_file() else []),
                  *([["analyze", str(ech), "--db", str(db), "--jsonl", str(ech_verdicts), "--quiet"]]
                    if ech.is_file() else []),
+                 *([["analyze", str(frozen), "--db", str(db), "--jsonl", str(frozen_verdicts), "--quiet"]]
+                   if frozen.is_file() else []),
                  *([["analyze", *map(str, apps), "--db", str(db), "--jsonl", str(app_verdicts), "--quiet"]]
                    if apps else []),
                  ["report", "--db", str(db), "--html", str(html)]):
@@ -823,6 +891,10 @@ def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Cal
     if ech_verdicts.is_file():
         judged = [json.loads(line) for line in ech_verdicts.read_text().splitlines() if line.strip()]
         lines.append("  ECH, judged again from the records: " + (", ".join(
+            f"{r['input']} {r.get('x_mechanism') or 'none'}" for r in judged) or "none"))
+    if frozen_verdicts.is_file():
+        judged = [json.loads(line) for line in frozen_verdicts.read_text().splitlines() if line.strip()]
+        lines.append("  the freeze, judged again from the records: " + (", ".join(
             f"{r['input']} {r.get('x_mechanism') or 'none'}" for r in judged) or "none"))
     if apps and app_verdicts.is_file():
         names = {**{name: app for name, app, _ in APPS}, **TOOLS}

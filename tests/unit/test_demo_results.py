@@ -4,7 +4,10 @@ summary of those it measured, and the demo ends with 1; a torn last line is not 
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from tamperscope.demo import ech_summary, evasion_summary, probe_results, rules_summary
 from tamperscope.model.evasion import evasion_verdict
@@ -331,3 +334,46 @@ def test_wireguard_summary_says_what_the_junk_first_retry_showed() -> None:
     assert wireguard_summary(located, drops).endswith(
         "\n    located (tamperscope locate https://198.19.3.40:51820/ --layer wireguard, layer wireguard): hop 2, after "
         "router 198.18.1.1 (in-path, this protocol only)")
+
+
+def test_freeze_summary_says_both_steps_and_checks_them_against_the_ground_truth() -> None:
+    from tamperscope.demo import freeze_summary
+
+    frozen = [{"rule": "ru-freeze", "action": "freeze", "after_kb": 16}]
+    tk = {"x_status": "anomaly", "x_mechanism": "tcp.freeze", "x_confidence": 0.9, "failure": "generic_timeout_error",
+          "x_freeze": {"single": {"frozen": True, "received": 15070, "silence_s": 10.016,
+                                  "failure": "generic_timeout_error"},
+                       "split": {"mode": "range", "connections": 4, "completed": 4, "failure": None}},
+          "control": {"http_request": {"failure": None, "body_length": 15730, "status_code": 200}}}
+    m = {"input": "https://hetzner.com/", "test_keys": tk}
+    said = freeze_summary((m, frozen))
+    assert ("    https://hetzner.com/: one connection carried 15,070 bytes (TLS included), then nothing for 10.0 s;\n"
+            "    over 4 new connections (4 KiB ranges), every one came whole: the limit is per connection, and "
+            "splitting gets past it\n"
+            "    tcp.freeze (0.9); the censor's rule ru-freeze froze 1 connection after 16 KiB: agrees with the lab's "
+            "ground truth\n"
+            "    from outside, the control helper fetched the whole page (15,730 bytes)\n"
+            "    not located: the censor drops what the server sends") in said
+    # a freeze the censor never made, or one the probe did not see, is a disagreement
+    assert "DISAGREES with the lab's ground truth" in freeze_summary((m, []))
+    free = {"input": m["input"], "test_keys": {"x_status": "ok", "x_mechanism": "none", "x_confidence": 0.8,
+                                              "x_freeze": {"single": {"frozen": False, "failure": None}}}}
+    assert "it did not freeze (the connection carried 64 KiB)" in freeze_summary((free, []))
+    assert "DISAGREES" in freeze_summary((free, frozen)) and "agrees" in freeze_summary((free, []))
+    assert freeze_summary(None) == ""
+    assert freeze_summary((None, frozen)).endswith("not measured; the censor's rule ru-freeze acted on it (1 time)")
+
+
+def test_the_demo_does_not_try_to_locate_a_freeze(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tamperscope import demo
+
+    calls: list[list[str]] = []
+
+    def run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        calls.append(argv)
+        return subprocess.CompletedProcess(argv, 1, "", "")
+
+    monkeypatch.setattr(demo.subprocess, "run", run)
+    demo.locate_examples([{"input": "https://hetzner.com/", "test_keys": {"x_mechanism": "tcp.freeze"}},
+                          {"input": "https://x.com/", "test_keys": {"x_mechanism": "throttle"}}], lambda _: None)
+    assert len(calls) == 1 and "https://x.com/" in calls[0]
