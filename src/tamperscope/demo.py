@@ -308,9 +308,12 @@ def _host(url: str) -> str:
 
 # Mechanisms `tamperscope locate` cannot place, and why (the demo says so instead of trying)
 UNLOCATABLE = {
-    "tcp.freeze": "the censor drops what the server sends after a few kilobytes, and lets through all the client "
-                  "sends, so no packet of the client's, however short its TTL, shows where",
+    "tcp.freeze": "the server's packets are dropped after a few KiB, and none of the client's, whatever its TTL",
+    "throttle": "the flow is slowed, and nothing answers a trigger sent with a short TTL",
+    "dns.poison": "the resolver itself answers with the lie; nothing on the path forges it",
 }
+# The layer `tamperscope locate` triggers at, for a mechanism whose trigger is not the URL's TCP connection
+LOCATE_OPTIONS = {"quic.drop": ("--layer", "quic")}
 
 
 def locate_examples(measurements: list[dict[str, Any]], say: Callable[[str], None]) -> dict[str, dict[str, Any]]:
@@ -322,9 +325,11 @@ def locate_examples(measurements: list[dict[str, Any]], say: Callable[[str], Non
             seen[mech] = m["input"]
     out: dict[str, dict[str, Any]] = {}
     for mech, url in seen.items():
-        say(f"demo: locating {mech} with {url}")
-        res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--yes", "--json", "--wait", "0.3",
-                                                "--spread", *A.FARM[:3]]), env=manager.client_env(),
+        options = LOCATE_OPTIONS.get(mech, ())
+        say(f"demo: locating {mech} with {url}" + (f" ({' '.join(options)})" if options else ""))
+        res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, *options, "--yes",
+                                                "--json", "--wait", "0.3", "--spread", *A.FARM[:3]]),
+                             env=manager.client_env(),
                              capture_output=True, text=True, timeout=300)
         if res.returncode == 0:
             out[mech] = {"url": url, **json.loads(res.stdout)}
@@ -526,7 +531,7 @@ def freeze_summary(result: tuple[dict[str, Any] | None, list[dict[str, Any]]] | 
                if control.get("failure") is None and isinstance(control.get("body_length"), int)
                and control.get("body_length", -1) >= 0 else "")
     return (f"\n{head}\n    {m['input']}: {said}\n    {mech} ({conf}); {did}: {'agrees' if ok else 'DISAGREES'} "
-            f"with the lab's ground truth{outside}\n    not located: {UNLOCATABLE['tcp.freeze']}")
+            f"with the lab's ground truth{outside}")
 
 
 def tor_example(say: Callable[[str], None], work: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -823,6 +828,8 @@ def equipment(measurements: list[dict[str, Any]], located: dict[str, dict[str, A
     for mech, loc in located.items():
         lines.append(f"  {mech:15} {str(loc.get('hop') or '-'):>3}  {str(loc.get('router') or '-'):14} "
                      f"{str(loc.get('placement') or '-'):10} {loc.get('signature')}")
+    seen = {m["test_keys"].get("x_mechanism") for m in measurements}
+    lines += [f"  {mech:15} not located: {why}" for mech, why in UNLOCATABLE.items() if mech in seen]
     lines += ["", "  equipment signatures in the measurements (forged packets, --capture):",
               f"  {'signature':44} {'URLs':>5}  mechanisms"]
     for key, g in sorted(groups.items(), key=lambda kv: -kv[1]["n"]):

@@ -98,11 +98,12 @@ QUIC = [("ru-like", "https://www.youtube.com/", "all"),  # UDP to the address's 
 @pytest.mark.parametrize("profile,url,scope", QUIC, ids=[f"{p.rsplit('/', 1)[-1]}:{u}" for p, u, _ in QUIC])
 def test_locate_quic(labs, profile, url, scope) -> None:  # type: ignore[no-untyped-def]
     """--layer quic sends real QUIC Initials with limited TTLs: a dropped one is silent from the censor's hop on,
-    and the control name tells a drop by address (scope all) from one by the SNI inside the Initial (name)."""
+    and the control name tells a drop by address (scope all) from one by the SNI inside the Initial (name). Other
+    addresses (--spread) are tried only for the name's: a drop by address shows at that address alone."""
     labs(profile)
     res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--layer", "quic",
-                                            "--yes", "--json", "--wait", "0.25"]), env=manager.client_env(),
-                         capture_output=True, text=True, timeout=180)
+                                            "--yes", "--json", "--wait", "0.25", "--spread", *SPREAD]),
+                         env=manager.client_env(), capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["layer"] == "quic"
@@ -111,6 +112,11 @@ def test_locate_quic(labs, profile, url, scope) -> None:  # type: ignore[no-unty
         return
     assert (out["hop"], out["router"], out["placement"], out["scope"]) == (HOP, A.ACCESS_LAN, "in-path", scope), out
     assert len(out["runs"]) >= 3 and out["agreement"] > 0.5
+    servers = {run["server"] for run in out["detail"]}
+    if scope == "all":
+        assert servers == {out["address"]} and out["spread_dropped"].startswith("the control name was dropped at")
+    else:
+        assert len(servers) > 1 and "spread_dropped" not in out
 
 
 ECH = [("https://cloudflare-ech.com/", "ech", True),  # ru-ech: the ECH hello to this outer name is dropped

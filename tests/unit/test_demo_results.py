@@ -352,8 +352,7 @@ def test_freeze_summary_says_both_steps_and_checks_them_against_the_ground_truth
             "splitting gets past it\n"
             "    tcp.freeze (0.9); the censor's rule ru-freeze froze 1 connection after 16 KiB: agrees with the lab's "
             "ground truth\n"
-            "    from outside, the control helper fetched the whole page (15,730 bytes)\n"
-            "    not located: the censor drops what the server sends") in said
+            "    from outside, the control helper fetched the whole page (15,730 bytes)") in said
     # a freeze the censor never made, or one the probe did not see, is a disagreement
     assert "DISAGREES with the lab's ground truth" in freeze_summary((m, []))
     free = {"input": m["input"], "test_keys": {"x_status": "ok", "x_mechanism": "none", "x_confidence": 0.8,
@@ -364,7 +363,7 @@ def test_freeze_summary_says_both_steps_and_checks_them_against_the_ground_truth
     assert freeze_summary((None, frozen)).endswith("not measured; the censor's rule ru-freeze acted on it (1 time)")
 
 
-def test_the_demo_does_not_try_to_locate_a_freeze(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_demo_locates_quic_with_its_trigger_and_says_what_it_cannot_locate(monkeypatch: pytest.MonkeyPatch) -> None:
     from tamperscope import demo
 
     calls: list[list[str]] = []
@@ -374,6 +373,14 @@ def test_the_demo_does_not_try_to_locate_a_freeze(monkeypatch: pytest.MonkeyPatc
         return subprocess.CompletedProcess(argv, 1, "", "")
 
     monkeypatch.setattr(demo.subprocess, "run", run)
-    demo.locate_examples([{"input": "https://hetzner.com/", "test_keys": {"x_mechanism": "tcp.freeze"}},
-                          {"input": "https://x.com/", "test_keys": {"x_mechanism": "throttle"}}], lambda _: None)
-    assert len(calls) == 1 and "https://x.com/" in calls[0]
+    measured = [{"input": "https://hetzner.com/", "test_keys": {"x_mechanism": "tcp.freeze"}},
+                {"input": "https://x.com/", "test_keys": {"x_mechanism": "throttle"}},
+                {"input": "https://instagram.com/", "test_keys": {"x_mechanism": "quic.drop"}},
+                {"input": "https://telegram.org/", "test_keys": {"x_mechanism": "tls.rst"}}]
+    demo.locate_examples(measured, lambda _: None)
+    # a dropped QUIC handshake is located with QUIC's trigger; a freeze and a throttle are not tried
+    assert [c[c.index("locate") + 1:c.index("locate") + 4] for c in calls] == \
+        [["https://instagram.com/", "--layer", "quic"], ["https://telegram.org/", "--yes", "--json"]]
+    table = demo.equipment(measured, {})
+    assert "  tcp.freeze      not located: the server's packets are dropped after a few KiB" in table
+    assert "  throttle        not located: the flow is slowed" in table and "dns.poison" not in table

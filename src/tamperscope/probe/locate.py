@@ -99,7 +99,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="send the triggers to this address, not the name's: an in-country server measured from "
                         "outside (CenTrace's own setting; the URL's name still goes in the Host header or SNI)")
     p.add_argument("--spread", nargs="*", default=[], metavar="IP",
-                   help="other addresses serving the same names, one per run")
+                   help="other addresses serving the same names, one per run (not tried when the name's own "
+                        "address drops the control name too: a block of that address)")
     p.add_argument("--resolver", default=None,
                    help="public resolver IP; default $TAMPERSCOPE_PUBLIC_RESOLVER or 8.8.8.8")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -309,6 +310,12 @@ def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait:
                                             else r.reason)
                 if r.hop is not None:
                     triggered.add(server)
+                if r.scope == "all" and not r.forged and server == servers[0] and len(servers) > 1:
+                    # the control name was dropped at this address as the target was: the address (its port) is
+                    # blocked whatever the name, which the other addresses (--spread) cannot show: runs stay here
+                    servers = [server]
+                    detail["spread_dropped"] = (f"the control name was dropped at {server} too: the block is the "
+                                                "address's, so the other addresses were not tried")
             results.append(r)
             detail["runs"].append({"server": server, "hop": r.hop, "placement": r.placement, "reason": r.reason,
                                    "target": [_obs_dict(o) for o in tgt],
@@ -427,10 +434,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"tamperscope: locate {url}: {e.strerror or e}", file=sys.stderr)
         return 1
-    out = {"url": args.url, **loc.as_dict(), "layer": detail["layer"], "address": detail["address"],
-           **({"ech": detail["ech"]} if "ech" in detail else {}),
-           **({"switched": detail["switched"]} if "switched" in detail else {}),
-           **({"ended": detail["ended"]} if "ended" in detail else {})}
+    said: dict[str, Any] = {key: detail[key] for key in ("ech", "switched", "spread_dropped", "ended") if key in detail}
+    out = {"url": args.url, **loc.as_dict(), "layer": detail["layer"], "address": detail["address"], **said}
     if args.json:
         print(json.dumps({**out, "detail": detail["runs"]}, indent=1, default=str))
         return 0
@@ -448,8 +453,9 @@ def run(args: argparse.Namespace) -> int:
              "protocol": "this protocol only"}.get(str(loc.scope), "every name")
     print(f"{args.url}: interference at hop {loc.hop}, after router {loc.router or '-'} ({loc.placement}, "
           f"{scope}); runs {list(loc.runs)}")
-    if "switched" in detail:
-        print(f"  {detail['switched']}")
+    for key in ("switched", "spread_dropped"):
+        if key in detail:
+            print(f"  {detail[key]}")
     print(f"  layer {detail['layer']}; {loc.reason}")
     held = sum(1 for r in detail["runs"] if str(r.get("result", "")).startswith(RESIDUAL))
     if held:
