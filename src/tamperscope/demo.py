@@ -782,7 +782,10 @@ def ech_summary(name: str, m: dict[str, Any] | None, profile: object) -> str:
 def bracket(inside: dict[str, dict[str, Any]], outside: dict[str, Any] | None) -> str:
     """The same censor located from both sides: between the routers each side sees last before it."""
     mine = inside.get("http.rst")
-    if outside is None or mine is None or outside.get("hop") is None or mine.get("hop") is None:
+    if outside is not None and outside.get("hop") is None:
+        return (f"\n  located from outside (tamperscope locate --server {A.ISP_WEB}, CenTrace's setting): nothing "
+                f"located ({outside.get('reason')}): the censor did not act on a request from outside")
+    if outside is None or mine is None or mine.get("hop") is None:
         return "\n  located from outside: not done (no http.rst, or no run completed)"
     return (f"\n  located from outside (tamperscope locate --server {A.ISP_WEB}, CenTrace's setting): "
             f"hop {outside['hop']}, after router {outside.get('router')} ({outside.get('placement')});\n"

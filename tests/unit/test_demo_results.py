@@ -384,3 +384,15 @@ def test_the_demo_locates_quic_with_its_trigger_and_says_what_it_cannot_locate(m
     table = demo.equipment(measured, {})
     assert "  tcp.freeze      not located: the server's packets are dropped after a few KiB" in table
     assert "  throttle        not located: the flow is slowed" in table and "dns.poison" not in table
+
+
+def test_the_outside_location_says_when_the_censor_ignored_a_request_from_outside() -> None:
+    from tamperscope.demo import bracket
+
+    inside = {"http.rst": {"hop": 2, "router": "198.18.1.1"}}
+    both = bracket(inside, {"hop": 2, "router": "198.18.4.1", "placement": "on-path"})
+    assert both.endswith("the censor sits between 198.18.1.1 and 198.18.4.1")
+    said = bracket(inside, {"hop": None, "reason": "no interference seen"})
+    assert said.endswith("nothing located (no interference seen): the censor did not act on a request from outside")
+    assert bracket(inside, None).endswith("not done (no http.rst, or no run completed)")
+    assert bracket({}, {"hop": 2, "router": "198.18.4.1"}).endswith("not done (no http.rst, or no run completed)")

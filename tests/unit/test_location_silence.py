@@ -49,3 +49,23 @@ def test_no_answer_at_the_server_where_the_control_got_one_is_a_drop() -> None:
     r = decide_run(mute, DIST, [obs(1), obs(2), obs(3)], ctl)
     assert r.hop == 3 and "where the control got one" in r.reason
     assert decide_run(mute, DIST, [obs(1), obs(2), obs(3, answered=True)], ctl).hop is None
+
+
+def _tcp(flags: str, ttl: int, payload: int = 0) -> dict[str, object]:
+    return {"kind": "tcp", "src": "198.18.1.80", "flags": flags, "ttl": ttl, "payload_len": payload}
+
+
+def test_at_the_servers_own_hop_a_reset_beside_the_servers_ack_is_on_path() -> None:
+    """From outside, towards a server next to the censor (dist 2): no ICMP at the server's hop. A forged RST with the
+    server's own ACK of the trigger (at the TTL its packets come with) is an on-path tap; the RST alone, the trigger
+    dropped, is in-path; a forged packet at another TTL says nothing of the server."""
+    path, dist = ["198.18.4.1"], 2
+    ctl = {1: Observation(1, True, "198.18.4.1", ()),
+           2: Observation(2, True, None, (_tcp("A", 63), _tcp("PA", 63, 126)))}
+    tap = [Observation(1, True, "198.18.4.1", ()), Observation(2, True, None, (_tcp("RA", 48), _tcp("A", 63)))]
+    r = decide_run(path, dist, tap, ctl)
+    assert (r.hop, r.router, r.placement) == (2, "198.18.4.1", "on-path") and "RST at TTL 2" in r.reason
+    inline = [tap[0], Observation(2, True, None, (_tcp("RA", 127),))]
+    assert decide_run(path, dist, inline, ctl).placement == "in-path"
+    forged = [tap[0], Observation(2, True, None, (_tcp("RA", 127), _tcp("FPA", 127, 512)))]
+    assert decide_run(path, dist, forged, ctl).placement == "in-path"

@@ -18,7 +18,10 @@ Interference at TTL k is any of:
 `hop` is the smallest such k; `router` the address that answered at k-1 (the
 last hop before the censor); `placement` is on-path when the trigger still
 travelled on (ICMP from hop k arrived) and a forged answer came too, in-path
-otherwise. `scope` says whether the control name saw the same thing
+otherwise. At the server's own hop (a censor next to the server, as from outside
+towards an in-country server), where no ICMP comes, a forged RST beside a packet
+of the server's own (its TTL as the control's packets have it, no RST: the server
+got the trigger) is on-path too. `scope` says whether the control name saw the same thing
 (a transparent proxy intercepts everything: scope "all"). When the trigger is
 the SYN itself (an address's port that cannot be connected to), the control is
 another port of the same address, and the caller says scope "port"; where the
@@ -82,6 +85,13 @@ def decide_run(path: Sequence[str | None], server_ttl: int | None, target: Seque
         if reason is None:
             continue
         on_path = bool(obs.responses) and obs.icmp_from is not None
+        if not on_path and k >= dist and _rst(obs) and ctl is not None:
+            # at the server's own hop no ICMP can say the trigger went on; the server saying it got it can: a
+            # packet without RST at the TTL the server's own packets arrive with (the control's). An in-path
+            # censor drops the trigger, so the server never sees it (CenTrace from outside, the censor next to
+            # the server)
+            real = {r.get("ttl") for r in ctl.responses if not _rst_packet(r)}
+            on_path = any(not _rst_packet(r) and r.get("ttl") in real for r in obs.responses)
         ctl_hit = ctl is not None and ((k < dist and bool(ctl.responses)) or (k < dist and expected is not None and ctl.icmp_from is None))
         return RunResult(
             hop=k, router=path[k - 2] if k >= 2 and k - 2 < len(path) else None,
@@ -96,8 +106,12 @@ def _silent_from(obs: Sequence[Observation], k: int, dist: int) -> bool:
     return any(o.ttl >= dist for o in later) and all(o.icmp_from is None and not o.responses for o in later)
 
 
+def _rst_packet(r: Mapping[str, Any]) -> bool:
+    return "R" in str(r.get("flags") or "")
+
+
 def _rst(o: Observation) -> bool:
-    return any("R" in str(r.get("flags") or "") for r in o.responses)
+    return any(_rst_packet(r) for r in o.responses)
 
 
 def signature(forged: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
