@@ -7,7 +7,9 @@ country, through the ISP's resolver (`tamperscope remote dns`), and one reset
 located from there too (`tamperscope locate --server`) → `tamperscope run evasion` on one
 URL blocked over HTTP and one over TLS (which re-framings get past the box) → `tamperscope run
 echcheck` (is TLS with Encrypted Client Hello blocked?) → `tamperscope run tcp_freeze` on a page that froze
-(ru-like's 16 KiB freeze; a freeze cannot be located) → OONI's instant-messaging tests (`telegram`,
+(ru-like's 16 KiB freeze; a freeze cannot be located) → OONI's middlebox tests against the lab's echo backend
+(`http_header_field_manipulation`, `http_invalid_request_line`: the middlebox profile's rewriting proxy) →
+OONI's instant-messaging tests (`telegram`,
 `whatsapp`, `facebook_messenger`, `signal`) → `tor`, `riseupvpn` and `wireguard`, each blocked one located
 → lab down → a
 summary by mechanism, checked against the lab's own ground truth, the equipment
@@ -51,7 +53,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                                    "censor's rule for one name it injects DNS answers for (tamperscope run "
                                    "blocking_rules), check whether TLS with Encrypted Client Hello is blocked "
                                    "(tamperscope run echcheck), confirm a page that froze after a few "
-                                   "kilobytes (tamperscope run tcp_freeze, when one did), measure the messaging "
+                                   "kilobytes (tamperscope run tcp_freeze, when one did), look for a proxy that "
+                                   "rewrites HTTP (tamperscope run http_header_field_manipulation, "
+                                   "http_invalid_request_line), measure the messaging "
                                    "apps as OONI does "
                                    "(tamperscope run telegram, whatsapp, facebook_messenger, signal), check whether "
                                    "Tor's directory authorities can be reached (tamperscope run tor), RiseupVPN "
@@ -129,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         ruled = rules_example(measurements, work, say)
         ech_name, ech = ech_example(profile, work, say)
         frozen = freeze_example(measurements, say, work)
+        rewritten = middlebox_example(say, work)
         apps = apps_example(say, work)
         onion = tor_example(say, work)
         vpn = riseupvpn_example(say, work)
@@ -145,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
     print(ech_summary(ech_name, ech, profile), flush=True)
     if frozen is not None:
         print(freeze_summary(frozen), flush=True)
+    print(middlebox_summary(rewritten), flush=True)
     print(apps_summary(apps), flush=True)
     print(tor_summary(*onion), flush=True)
     print(riseupvpn_summary(*vpn), flush=True)
@@ -154,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
     if not analysed.startswith("\n  analysis:"):
         status = status or 1
     if args.serve:
-        tools = [m for m, _ in (*apps, onion, vpn, wg, *((frozen,) if frozen else ())) if m is not None]  # theirs too
+        tools = [m for m, _ in (*apps, onion, vpn, wg, *rewritten, *((frozen,) if frozen else ()))
+                 if m is not None]  # the other nettests' measurements too
         served = serve(with_hops(measurements + tools, located), args.db or work / "demo.duckdb", args.port,
                        args.serve_seconds, say)
         return served or status
@@ -534,6 +541,55 @@ def freeze_summary(result: tuple[dict[str, Any] | None, list[dict[str, Any]]] | 
             f"with the lab's ground truth{outside}")
 
 
+MIDDLEBOX_TESTS = (("http_header_field_manipulation", "headers"), ("http_invalid_request_line", "request lines"))
+
+
+def middlebox_example(say: Callable[[str], None],
+                      work: Path) -> list[tuple[dict[str, Any] | None, list[dict[str, Any]]]]:
+    """OONI's two middlebox tests against the lab's echo backend: does something on the path rewrite HTTP (a
+    transparent proxy), with what the censor did meanwhile."""
+    say(f"demo: looking for a proxy that rewrites HTTP (tamperscope run http_header_field_manipulation, "
+        f"http_invalid_request_line; the echo backend {A.ECHO} sends back what reached it)")
+    return [run_once(name, say, work) for name, _ in MIDDLEBOX_TESTS]
+
+
+def _printable(value: object, limit: int = 40) -> str:
+    """A value a server sent back, safe for a terminal: printable ASCII only, cut at ``limit``."""
+    text = "".join(ch if " " <= ch <= "~" else "?" for ch in str(value))
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def middlebox_summary(results: list[tuple[dict[str, Any] | None, list[dict[str, Any]]]]) -> str:
+    """What each middlebox test found, against the proxy's relaying in the ground truth (here the proxy is what is
+    looked for: a rewriting proxy does not block, it tampers)."""
+    lines = ["", "  rewriting proxies (OONI's http_header_field_manipulation and http_invalid_request_line, "
+                 "against an echo backend):"]
+    for (name, what), (m, truth) in zip(MIDDLEBOX_TESTS, results):
+        relayed = len(truth) - len(blocking(truth))
+        did = (f"the censor's transparent proxy relayed it ({relayed} time{'s' * (relayed != 1)})" if relayed
+               else "no proxy relayed it")
+        if m is None:
+            lines.append(f"    {what:14} not measured; {did}")
+            continue
+        tk = m["test_keys"]
+        status = tk.get("x_status")
+        tampering = tk.get("tampering")
+        how = []
+        if isinstance(tampering, dict):
+            added = tampering.get("header_name_diff")
+            if isinstance(added, list) and added:
+                how.append("headers added or removed: " + ", ".join(_printable(h) for h in added[:6]))
+            if tampering.get("header_name_capitalization") is True:
+                how.append("header names re-cased")
+            if tampering.get("request_line_capitalization") is True:
+                how.append("request line re-cased")
+        said = ("tampered with (middlebox)" + (f": {'; '.join(how)}" if how else "") if status == "anomaly" else
+                "came back as sent" if status == "ok" else "no verdict")
+        ok = status != "failure" and (status == "anomaly") == bool(relayed)
+        lines.append(f"    {what:14} {said}; {did}: {'agrees' if ok else 'DISAGREES'} with the lab's ground truth")
+    return "\n".join(lines)
+
+
 def tor_example(say: Callable[[str], None], work: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """`tamperscope run tor`, and where the first directory authority's OR port that failed is blocked
     (`tamperscope locate`: by silence on the path, or with the SYN itself), kept as the measurement's
@@ -588,13 +644,25 @@ def located_line(loc: dict[str, Any] | None, how: str = "") -> str:
             f"({loc.get('placement')}, {scope})" if loc.get("hop") else f"\n    located ({said}): no hop found")
 
 
+RELAYING = {"proxy"}  # ground-truth actions that pass the traffic on: a transparent proxy re-sends what it reads
+
+
+def blocking(truth: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ground-truth lines of actions that block or tamper (not the transparent proxy's relaying)."""
+    return [t for t in truth if t.get("action") not in RELAYING]
+
+
 def censor_did(truth: list[dict[str, Any]]) -> str:
     """What the lab's censor did while a nettest ran, from its ground-truth lines, in words."""
-    acted = sorted({str(t.get("rule")) for t in truth})
+    acts = blocking(truth)
+    relayed = len(truth) - len(acts)
+    proxy = f"its transparent proxy relayed it ({relayed} time{'s' * (relayed != 1)})" if relayed else ""
+    acted = sorted({str(t.get("rule")) for t in acts})
     if not acted:
-        return "the censor did nothing to it"
+        return f"the censor did nothing to it but pass it on: {proxy}" if proxy else "the censor did nothing to it"
     rules = f"rule {acted[0]}" if len(acted) == 1 else f"rules {', '.join(acted[:-1])} and {acted[-1]}"
-    return f"the censor's {rules} acted on it ({len(truth)} time{'s' * (len(truth) != 1)})"
+    return f"the censor's {rules} acted on it ({len(acts)} time{'s' * (len(acts) != 1)})" + \
+        (f", and {proxy}" if proxy else "")
 
 
 def tor_summary(m: dict[str, Any] | None, truth: list[dict[str, Any]]) -> str:
@@ -610,7 +678,7 @@ def tor_summary(m: dict[str, Any] | None, truth: list[dict[str, Any]]) -> str:
               f"directories serving a consensus {tk.get('dir_port_accessible')}/{tk.get('dir_port_total')}"
               + (f", obfs4 bridges {tk.get('obfs4_accessible')}/{tk['obfs4_total']}" if tk.get("obfs4_total") else ""))
     said = f"blocked ({mech})" if status == "anomaly" else "reachable" if status == "ok" else "no verdict"
-    ok = status != "failure" and (status == "anomaly") == bool(truth)
+    ok = status != "failure" and (status == "anomaly") == bool(blocking(truth))
     out = f"\n{head}\n    {counts}: {said}; {did}: {'agrees' if ok else 'DISAGREES'} with the lab's ground truth"
     return out + located_line(m.get("located"))
 
@@ -636,7 +704,7 @@ def riseupvpn_summary(m: dict[str, Any] | None, truth: list[dict[str, Any]]) -> 
         if udp:
             parts.append(f"OpenVPN over UDP {sum(1 for g in udp if g.get('failure') is None)}/{len(udp)}")
     said = f"blocked ({mech})" if status == "anomaly" else "usable" if status == "ok" else "no verdict"
-    ok = status != "failure" and (status == "anomaly") == bool(truth)
+    ok = status != "failure" and (status == "anomaly") == bool(blocking(truth))
     splits = [g["split"] for g in gateways if isinstance(g.get("split"), dict)]
     split = ""
     if splits:
@@ -681,7 +749,7 @@ def wireguard_summary(m: dict[str, Any] | None, truth: list[dict[str, Any]]) -> 
     said = f"blocked ({mech})" if status == "anomaly" else "reachable" if status == "ok" else "no verdict"
     if status == "anomaly" and isinstance(junk, dict) and junk.get("failure") is None:
         said += ": DPI judged the flow by its first datagram"
-    ok = status != "failure" and (status == "anomaly") == bool(truth)
+    ok = status != "failure" and (status == "anomaly") == bool(blocking(truth))
     return (f"\n{head}\n    {', '.join(parts)}: {said}; {did}: {'agrees' if ok else 'DISAGREES'} with the lab's "
             "ground truth" + located_line(m.get("located"), " --layer wireguard"))
 
@@ -700,7 +768,7 @@ def apps_summary(results: list[tuple[dict[str, Any] | None, list[dict[str, Any]]
         hit = [what for key, what in keys if blocked(tk.get(key))]
         said = (f"blocked ({mech}): {'; '.join(hit)}" if status == "anomaly" else "reachable" if status == "ok"
                 else "no verdict")
-        ok = status != "failure" and (status == "anomaly") == bool(truth)
+        ok = status != "failure" and (status == "anomaly") == bool(blocking(truth))
         agree += ok
         lines.append(f"    {app:19} {said}; {did}: {'agrees' if ok else 'DISAGREES'} with the lab's ground truth")
     if any(m is not None and m["test_keys"].get("x_mechanism") == "dns.poison" for m, _ in results):
@@ -850,6 +918,8 @@ def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Cal
     ruled = work / "rules.jsonl"  # rules_example's measurement, if it ran: the report shows its rules too
     ech, ech_verdicts = work / "echcheck.jsonl", work / "echcheck-verdicts.jsonl"  # ech_example's, likewise
     frozen, frozen_verdicts = work / "tcp_freeze.jsonl", work / "tcp_freeze-verdicts.jsonl"  # freeze_example's
+    boxes = [path for name, _ in MIDDLEBOX_TESTS if (path := work / f"{name}.jsonl").is_file()]
+    box_verdicts = work / "middlebox-verdicts.jsonl"
     apps = [path for name in (*(n for n, _, _ in APPS), "tor", "riseupvpn", "wireguard")  # and the tools'
             if (path := work / f"{name}.jsonl").is_file()]
     app_verdicts = work / "apps-verdicts.jsonl"
@@ -860,6 +930,8 @@ def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Cal
                    if ech.is_file() else []),
                  *([["analyze", str(frozen), "--db", str(db), "--jsonl", str(frozen_verdicts), "--quiet"]]
                    if frozen.is_file() else []),
+                 *([["analyze", *map(str, boxes), "--db", str(db), "--jsonl", str(box_verdicts), "--quiet"]]
+                   if boxes else []),
                  *([["analyze", *map(str, apps), "--db", str(db), "--jsonl", str(app_verdicts), "--quiet"]]
                    if apps else []),
                  ["report", "--db", str(db), "--html", str(html)]):
@@ -902,6 +974,10 @@ def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Cal
         judged = [json.loads(line) for line in ech_verdicts.read_text().splitlines() if line.strip()]
         lines.append("  ECH, judged again from the records: " + (", ".join(
             f"{r['input']} {r.get('x_mechanism') or 'none'}" for r in judged) or "none"))
+    if boxes and box_verdicts.is_file():
+        judged = [json.loads(line) for line in box_verdicts.read_text().splitlines() if line.strip()]
+        lines.append("  the middlebox tests, judged again from the records: " + (", ".join(
+            f"{r.get('test_name')} {r.get('x_mechanism') or 'none'}" for r in judged) or "none"))
     if frozen_verdicts.is_file():
         judged = [json.loads(line) for line in frozen_verdicts.read_text().splitlines() if line.strip()]
         lines.append("  the freeze, judged again from the records: " + (", ".join(

@@ -70,6 +70,11 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         assert "Signal              blocked (tls.rst): its servers; the censor's rule tm-sni acted on it (4 times): " \
                "agrees" in text, text
         assert "apps agreeing with the lab's ground truth: 4/4" in text, text
+        # OONI's middlebox tests against the echo backend: tm-like has no proxy, and what was sent came back
+        assert "    headers        came back as sent; no proxy relayed it: agrees with the lab's ground truth" in text
+        assert "    request lines  came back as sent; no proxy relayed it: agrees with the lab's ground truth" in text
+        assert ("the middlebox tests, judged again from the records: http_header_field_manipulation none, "
+                "http_invalid_request_line none") in text, text
         # Tor: tm-like null-routes the stand-ins for its directory authorities, OR and directory ports alike; the
         # obfs4 bridge, at an address it does not know, still works
         assert ("OR ports reached 0/10, directories serving a consensus 0/10, obfs4 bridges 1/1: blocked (tcp.drop); "
@@ -103,11 +108,12 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         assert "facebook.com" in html and "dns.injection" in html
         page = json.loads(get("/api/v1/measurements?limit=100&test_name=web_connectivity"))
         assert sorted(r["input"] for r in page["results"]) == sorted(URLS)
-        # the apps' and tools' measurements are published too; WireGuard's page says what its two handshakes found,
+        # the apps', tools' and middlebox tests' measurements are published too; WireGuard's page says what its two handshakes found,
         # and carries the hop `locate --layer wireguard` placed the drop at
         every = json.loads(get("/api/v1/measurements?limit=100"))["results"]
         assert sorted(r["test_name"] for r in every) == sorted(["web_connectivity"] * len(URLS) + [
-            "telegram", "whatsapp", "facebook_messenger", "signal", "tor", "riseupvpn", "wireguard"])
+            "telegram", "whatsapp", "facebook_messenger", "signal", "tor", "riseupvpn", "wireguard",
+            "http_header_field_manipulation", "http_invalid_request_line"])
         wg_uid = next(r["measurement_uid"] for r in every if r["test_name"] == "wireguard")
         wg = json.loads(get(f"/api/v1/measurement/{wg_uid}"))
         assert wg["test_keys"]["x_hop"]["ttl"] == 2 and "located" not in wg

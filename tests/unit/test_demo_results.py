@@ -396,3 +396,43 @@ def test_the_outside_location_says_when_the_censor_ignored_a_request_from_outsid
     assert said.endswith("nothing located (no interference seen): the censor did not act on a request from outside")
     assert bracket(inside, None).endswith("not done (no http.rst, or no run completed)")
     assert bracket({}, {"hop": 2, "router": "198.18.4.1"}).endswith("not done (no http.rst, or no run completed)")
+
+
+def test_a_transparent_proxy_that_relays_is_not_blocking() -> None:
+    """The middlebox profile's proxy re-sends every HTTP request it reads: the ground truth logs each (action
+    "proxy"), and an app it relayed is reachable, which agrees with it."""
+    from tamperscope.demo import apps_summary, censor_did, tor_summary
+
+    relayed = [{"rule": "proxy", "action": "proxy"}] * 5
+    assert censor_did(relayed) == "the censor did nothing to it but pass it on: its transparent proxy relayed it " \
+                                  "(5 times)"
+    mitm = [{"rule": "mb-mitm", "action": "mitm"}, {"rule": "proxy", "action": "proxy"}]
+    assert censor_did(mitm) == "the censor's rule mb-mitm acted on it (1 time), and its transparent proxy relayed " \
+                               "it (1 time)"
+    reachable = {"test_keys": {"x_status": "ok", "x_mechanism": "none"}}
+    said = apps_summary([(reachable, relayed)] + [(reachable, [])] * 3)
+    assert "Telegram            reachable; the censor did nothing to it but pass it on" in said
+    assert "DISAGREES" not in said and "apps agreeing with the lab's ground truth: 4/4" in said
+    tor = {"test_keys": {"x_status": "ok", "x_mechanism": "none", "targets": {}}}
+    assert "agrees with the lab's ground truth" in tor_summary(tor, relayed)
+
+
+def test_middlebox_summary_says_how_the_proxy_rewrote_and_checks_it_against_the_ground_truth() -> None:
+    from tamperscope.demo import middlebox_summary
+
+    relayed = [{"rule": "proxy", "action": "proxy"}] * 3
+    headers = {"test_keys": {"x_status": "anomaly", "x_mechanism": "middlebox", "tampering": {
+        "total": True, "header_name_capitalization": True, "request_line_capitalization": False,
+        "header_name_diff": ["via", "x-forwarded-for", "\x1b[31mred\x07"]}}}
+    lines = {"test_keys": {"x_status": "anomaly", "x_mechanism": "middlebox", "tampering": True}}
+    said = middlebox_summary([(headers, relayed), (lines, relayed[:1])])
+    assert ("    headers        tampered with (middlebox): headers added or removed: via, x-forwarded-for, ?[31mred?; "
+            "header names re-cased; the censor's transparent proxy relayed it (3 times): agrees with the lab's "
+            "ground truth") in said and "\x1b" not in said
+    assert "    request lines  tampered with (middlebox); the censor's transparent proxy relayed it (1 time): agrees" \
+        in said
+    clean = {"test_keys": {"x_status": "ok", "x_mechanism": "none", "tampering": False}}
+    said = middlebox_summary([(clean, []), (clean, relayed)])
+    assert "headers        came back as sent; no proxy relayed it: agrees" in said
+    assert "request lines  came back as sent; the censor's transparent proxy relayed it (3 times): DISAGREES" in said
+    assert "not measured; no proxy relayed it" in middlebox_summary([(None, []), (None, [])])
