@@ -108,8 +108,8 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         assert "facebook.com" in html and "dns.injection" in html
         page = json.loads(get("/api/v1/measurements?limit=100&test_name=web_connectivity"))
         assert sorted(r["input"] for r in page["results"]) == sorted(URLS)
-        # the apps', tools' and middlebox tests' measurements are published too; WireGuard's page says what its two handshakes found,
-        # and carries the hop `locate --layer wireguard` placed the drop at
+        # the apps', tools' and middlebox tests' measurements are published too; WireGuard's page says what its
+        # two handshakes found, and carries the hop `locate --layer wireguard` placed the drop at
         every = json.loads(get("/api/v1/measurements?limit=100"))["results"]
         assert sorted(r["test_name"] for r in every) == sorted(["web_connectivity"] * len(URLS) + [
             "telegram", "whatsapp", "facebook_messenger", "signal", "tor", "riseupvpn", "wireguard",
