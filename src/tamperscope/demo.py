@@ -534,7 +534,7 @@ def freeze_summary(result: tuple[dict[str, Any] | None, list[dict[str, Any]]] | 
            f" after {'/'.join(map(str, kb))} KiB") if frozen else censor_did(truth)
     ok = status != "failure" and (mech == "tcp.freeze") == bool(frozen)
     control = ((tk.get("control") or {}).get("http_request") or {})
-    outside = (f"\n    from outside, the control helper fetched the whole page ({control.get('body_length'):,} bytes)"
+    outside = (f"\n    from outside, the control helper fetched the page ({control.get('body_length'):,} bytes)"
                if control.get("failure") is None and isinstance(control.get("body_length"), int)
                and control.get("body_length", -1) >= 0 else "")
     return (f"\n{head}\n    {m['input']}: {said}\n    {mech} ({conf}); {did}: {'agrees' if ok else 'DISAGREES'} "

@@ -352,7 +352,7 @@ def test_freeze_summary_says_both_steps_and_checks_them_against_the_ground_truth
             "splitting gets past it\n"
             "    tcp.freeze (0.9); the censor's rule ru-freeze froze 1 connection after 16 KiB: agrees with the lab's "
             "ground truth\n"
-            "    from outside, the control helper fetched the whole page (15,730 bytes)") in said
+            "    from outside, the control helper fetched the page (15,730 bytes)") in said
     # a freeze the censor never made, or one the probe did not see, is a disagreement
     assert "DISAGREES with the lab's ground truth" in freeze_summary((m, []))
     free = {"input": m["input"], "test_keys": {"x_status": "ok", "x_mechanism": "none", "x_confidence": 0.8,

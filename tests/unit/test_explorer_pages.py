@@ -755,7 +755,14 @@ def test_a_tcp_freeze_measurement_says_both_steps_in_words(tmp_path: Path) -> No
                                      "http_request": {"status_code": "200", "failure": None}}}}
     down = {**good, "report_id": base["report_id"] + "y",
             "test_keys": {**good["test_keys"], "control": None, "control_failure": "connection_refused"}}
-    (page, twin), (bad_page, _), (down_page, _) = _pages(tmp_path, [good, bad, down])
+    fine = {"stage": "http", "requests": 4, "received": 70211, "failure": None, "closed": False, "silence_s": None,
+            "frozen": False}
+    unlike = {**good, "report_id": base["report_id"] + "z",
+              "test_keys": {**good["test_keys"], "failure": None, "x_freeze": {"single": fine, "split": None},
+                            "control": {"http_request": {"status_code": -1, "failure": "generic_timeout_error"}}}}
+    (page, twin), (bad_page, _), (down_page, _), (unlike_page, _) = _pages(tmp_path, [good, bad, down, unlike])
+    assert ("From outside, the control helper could not fetch it (generic_timeout_error), where this connection "
+            "did.") in _words(unlike_page, "freeze")
     section = _words(page, "freeze")
     assert "One connection carried 15,070 bytes (TLS included), then not one more for 10.0 s: it froze" in section
     assert ("Split over 4 new connections (4 KiB ranges, one connection each): every one came whole: the limit is "

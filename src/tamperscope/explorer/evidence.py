@@ -702,12 +702,13 @@ def freeze(tk: Mapping[str, Any]) -> dict[str, Any] | None:
                     + (" (the server answered a range with the whole page)" if split.get("range_ignored") is True
                        else "") + "."))
         out["split"] = {"says": words, "whole": whole}
-    out["control"] = _freeze_control(tk)
+    out["control"] = _freeze_control(tk, single.get("frozen") is True or failure is not None)
     return out
 
 
-def _freeze_control(tk: Mapping[str, Any]) -> str | None:
-    """What the control helper saw of the same URL from outside, in words (None when it was not asked)."""
+def _freeze_control(tk: Mapping[str, Any], failed_here: bool) -> str | None:
+    """What the control helper saw of the same URL from outside, in words (None when it was not asked);
+    ``failed_here``: the probe's own connection froze or failed."""
     failure = _str(tk.get("control_failure"))
     if failure is not None:
         return f"The control helper could not be asked ({failure}): nothing to compare with."
@@ -722,7 +723,9 @@ def _freeze_control(tk: Mapping[str, Any]) -> str | None:
     address = tk.get("x_address")
     ep = _dict(_dict(control.get("tcp_connect")).get(address)) if isinstance(address, str) else {}
     why = _str(ep.get("failure")) or _str(http.get("failure")) or "no answer"
-    return f"From outside, the control helper could not fetch it either ({why}): the site is down for everyone."
+    if failed_here:
+        return f"From outside, the control helper could not fetch it either ({why}): the site is down for everyone."
+    return f"From outside, the control helper could not fetch it ({why}), where this connection did."
 
 
 def echoes(tk: Mapping[str, Any]) -> list[dict[str, Any]]:
