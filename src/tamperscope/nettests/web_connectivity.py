@@ -127,6 +127,25 @@ async def _measure(input: str, scheme: str, host: str, port: int, ctx: Context, 
     endpoints = [endpoint(a, port) for a in addrs]
     creq = control_request(input, endpoints)
     tk["x_control_request"] = creq
+
+    async def control() -> None:
+        resp, failure = await ask_helper(ctx, creq)
+        tk["control"] = resp
+        tk["control_failure"] = failure
+
+    # The control runs beside our own steps but outside the per-address limit: it sends nothing from here to the
+    # addresses, and holding them while the helper waits (a forged address it cannot reach costs it a timeout)
+    # made every name injected to the same address wait in twos.
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(control())
+        await _direct(input, scheme, host, port, addrs, ctx, trace, tk)
+
+
+async def _direct(input: str, scheme: str, host: str, port: int, addrs: list[str], ctx: Context, trace: Trace,
+                  tk: dict[str, Any]) -> None:
+    """Our own steps: a connection (and TLS) to every address at once, the GET on the first that worked, its
+    redirects, and the throughput check, with at most ``ctx.limiter.per_ip`` measurements at each address."""
+    t = ctx.timeouts
     conns: dict[str, Connection | None] = {}
 
     async def connect(ip: str) -> None:
@@ -144,14 +163,8 @@ async def _measure(input: str, scheme: str, host: str, port: int, ctx: Context, 
         except NetxError:
             conns[ip] = None
 
-    async def control() -> None:
-        resp, failure = await ask_helper(ctx, creq)
-        tk["control"] = resp
-        tk["control_failure"] = failure
-
     async with ctx.limiter.hold(addrs):
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(control())
             for ip in addrs:
                 tg.create_task(connect(ip))
         chosen = next((conns[ip] for ip in addrs if conns.get(ip) is not None), None)
