@@ -776,3 +776,31 @@ def test_a_tcp_freeze_measurement_says_both_steps_in_words(tmp_path: Path) -> No
     assert "carried 0 bytes (TLS included), then not one more before the timeout: it froze" in bad_section
     assert "0 came whole, then &lt;img src=x" in bad_section and evil not in bad_page
     assert "(the server answered a range with the whole page)" in bad_section
+
+
+def test_the_middlebox_tests_show_what_reached_the_echo_backend(tmp_path: Path) -> None:
+    """http_header_field_manipulation: the request sent and as it reached the backend, and what changed in words;
+    http_invalid_request_line: each line and what came back. What came back is hostile: escaped, cut."""
+    base = next(samples.corpus(1, seed="middlebox"))
+    evil = "<img src=x onerror=window.__pwned=1>"
+    sent = "geT / HTTP/1.1\r\nHOsT: 198.19.0.7\r\nConNecTIOn: close\r\n\r\n"
+    received = "geT / HTTP/1.1\r\nhost: 198.19.0.7\r\nconnection: close\r\nVia: 1.1 lab-proxy\r\nX-Evil: " + evil
+    hhfm = {**base, "test_name": "http_header_field_manipulation", "input": None,
+            "test_keys": {"backend": "198.19.0.7:80", "sent": sent, "received": received, "failure": None,
+                          "tampering": {"total": True, "header_field_name": True, "header_field_number": True,
+                                        "header_field_value": False, "header_name_capitalization": True,
+                                        "request_line_capitalization": False,
+                                        "header_name_diff": ["via", evil, 7]}}}
+    hirl = {**base, "test_name": "http_invalid_request_line", "input": None, "report_id": base["report_id"] + "x",
+            "test_keys": {"backend": "198.19.0.7:80", "tampering": True,
+                          "sent": ["GET / HTTP/WFF\n\r", "XXXX / HTTP/1.1\n\r", "Y" * 1000 + " / HTTP/1.1\n\r"],
+                          "received": ["GET / HTTP/WFF\n\r", "", "HTTP/1.1 400 Bad Request\r\nServer: " + evil]}}
+    (page, _), (lines_page, _) = _pages(tmp_path, [hhfm, hirl])
+    section = _words(page, "rewritten")
+    assert ("Changed on the way: a header&#39;s name changed; headers were added or removed; header names were "
+            "re-cased. Headers only on one side: <code class=\"input\">via, &lt;img src=x") in section
+    assert "Via: 1.1 lab-proxy" in section and "HOsT: 198.19.0.7" in section and evil not in page
+    rows = _words(lines_page, "rewritten")
+    assert "Some of these invalid request lines did not come back as sent" in rows
+    assert rows.count("the same bytes") == 1 and rows.count(">nothing<") == 1
+    assert "Server: &lt;img src=x" in rows and "Y" * 301 not in rows and evil not in lines_page

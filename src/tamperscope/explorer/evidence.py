@@ -486,6 +486,7 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
         "stun": stun(tk) if m.get("test_name") in ("stunreachability", "stun_reachability") else None,
         "wireguard": wireguard(tk) if m.get("test_name") == "wireguard" else None,
         "freeze": freeze(tk) if m.get("test_name") == "tcp_freeze" else None,
+        "rewritten": rewritten(m.get("test_name"), tk),
         "apps": apps(m.get("test_name"), tk),
         "evasion": evasion(tk),
         "rules": rules(tk),
@@ -726,6 +727,44 @@ def _freeze_control(tk: Mapping[str, Any], failed_here: bool) -> str | None:
     if failed_here:
         return f"From outside, the control helper could not fetch it either ({why}): the site is down for everyone."
     return f"From outside, the control helper could not fetch it ({why}), where this connection did."
+
+
+MAX_LINES = 32          # request lines listed for a middlebox test (HIRL sends five)
+LINE_PREVIEW = 300      # characters of each request line or header block shown
+# http_header_field_manipulation's tampering flags, in words (OONI's names)
+TAMPERING_WORDS = {
+    "header_field_name": "a header's name changed",
+    "header_field_number": "headers were added or removed",
+    "header_field_value": "a header's value changed",
+    "header_name_capitalization": "header names were re-cased",
+    "request_line_capitalization": "the request line was re-cased",
+}
+
+
+def _text(value: Any, limit: int = LINE_PREVIEW) -> str:
+    """Bytes a server sent back, as text to show: cut at ``limit`` characters (escaped by the template)."""
+    text = value if isinstance(value, str) else ""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def rewritten(test_name: Any, tk: Mapping[str, Any]) -> dict[str, Any] | None:
+    """OONI's middlebox tests: what was sent to the echo backend and what reached it (it sends back what it read),
+    and what changed on the way, in words. Hostile input: strings are cut, anything else left out."""
+    if test_name == "http_header_field_manipulation":
+        tampering = _dict(tk.get("tampering"))
+        changed = [words for key, words in TAMPERING_WORDS.items() if tampering.get(key) is True]
+        diff = [_text(h, 80) for h in _list(tampering.get("header_name_diff"))[:MAX_LINES] if isinstance(h, str)]
+        return {"kind": "headers", "backend": _text(tk.get("backend"), 120), "changed": changed, "diff": diff,
+                "sent": _text(tk.get("sent"), 2000), "received": _text(tk.get("received"), 2000),
+                "tampered": tampering.get("total") is True}
+    if test_name == "http_invalid_request_line":
+        sent, received = _list(tk.get("sent")), _list(tk.get("received"))
+        lines = [{"sent": _text(a), "received": _text(b) if isinstance(b, str) else "",
+                  "same": isinstance(a, str) and a == b}
+                 for a, b in zip(sent[:MAX_LINES], received[:MAX_LINES])]
+        return {"kind": "lines", "backend": _text(tk.get("backend"), 120), "lines": lines,
+                "tampered": tk.get("tampering") is True}
+    return None
 
 
 def echoes(tk: Mapping[str, Any]) -> list[dict[str, Any]]:
