@@ -970,18 +970,12 @@ def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Cal
             found = aggregates.blocking_rules(store, blocked_only=False)
         lines.append("  blocking rules, judged again from the records: " + (", ".join(
             f"{r['domain']} {r['layer']} {r['rule']}" for r in found) or "none"))
-    if ech_verdicts.is_file():
-        judged = [json.loads(line) for line in ech_verdicts.read_text().splitlines() if line.strip()]
-        lines.append("  ECH, judged again from the records: " + (", ".join(
-            f"{r['input']} {r.get('x_mechanism') or 'none'}" for r in judged) or "none"))
-    if boxes and box_verdicts.is_file():
-        judged = [json.loads(line) for line in box_verdicts.read_text().splitlines() if line.strip()]
-        lines.append("  the middlebox tests, judged again from the records: " + (", ".join(
-            f"{r.get('test_name')} {r.get('x_mechanism') or 'none'}" for r in judged) or "none"))
-    if frozen_verdicts.is_file():
-        judged = [json.loads(line) for line in frozen_verdicts.read_text().splitlines() if line.strip()]
-        lines.append("  the freeze, judged again from the records: " + (", ".join(
-            f"{r['input']} {r.get('x_mechanism') or 'none'}" for r in judged) or "none"))
+    for label, path, key in (("ECH", ech_verdicts, "input"), ("the middlebox tests", box_verdicts, "test_name"),
+                             ("the freeze", frozen_verdicts, "input")):
+        if path.is_file():  # the --jsonl of that analyze run: one line per measurement, its verdict
+            judged = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            lines.append(f"  {label}, judged again from the records: " + (", ".join(
+                f"{r.get(key)} {r.get('x_mechanism') or 'none'}" for r in judged) or "none"))
     if apps and app_verdicts.is_file():
         names = {**{name: app for name, app, _ in APPS}, **TOOLS}
         judged = [json.loads(line) for line in app_verdicts.read_text().splitlines() if line.strip()]

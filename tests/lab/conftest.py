@@ -39,10 +39,11 @@ def run_nettest(out: Path, nettest: str, inputs: tuple[str, ...], extra: tuple[s
     return {m["input"]: m for m in map(json.loads, out.read_text().splitlines())}
 
 
-def locate_json(url: str, *options: str) -> dict[str, Any]:
-    """`tamperscope locate URL OPTIONS --json` from the lab's client (listening 0.25 s after each trigger)."""
+def locate_json(url: str, *options: str, ns: str = A.NS_CLIENT) -> dict[str, Any]:
+    """`tamperscope locate URL OPTIONS --json` from the lab's client, or namespace ``ns`` (listening 0.25 s after
+    each trigger)."""
     res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, *options, "--yes",
-                                            "--json", "--wait", "0.25"]),
+                                            "--json", "--wait", "0.25"], ns),
                          env=manager.client_env(), capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stderr
     out: dict[str, Any] = json.loads(res.stdout)

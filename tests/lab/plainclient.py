@@ -129,7 +129,7 @@ def tls(ip: str, sni: str, path: str | None = None, port: int = 443, alpn: list[
     out: dict = {"stage": "tls"}
     try:
         t = ctx.wrap_socket(raw, server_hostname=sni)
-    except ssl.SSLCertVerificationError as e:
+    except ssl.SSLCertVerificationError:
         raw.close()
         # look at who issued what we were shown
         ctx2 = ssl.create_default_context()

@@ -3,15 +3,12 @@ directions."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 
 from tamperscope.lab import addresses as A
-from tamperscope.lab import manager
 from tamperscope.wire.packet import initial_ttl
+
+from .conftest import locate_json
 
 pytestmark = pytest.mark.lab
 
@@ -46,12 +43,7 @@ def test_located_from_outside_as_an_on_path_tap_next_to_the_server(lab) -> None:
     """CenTrace's setting: from outside, a request naming www.bbc.com to the ISP's web server. The tap resets it
     (its rules read both directions) at the server's own hop, where no ICMP comes: the server's ACK of the trigger
     beside the forged RST says the trigger went on, so on-path, as from inside."""
-    argv = [sys.executable, "-m", "tamperscope", "locate", "http://www.bbc.com/", "--server", A.ISP_WEB, "--json",
-            "--yes", "--runs", "1", "--wait", "0.3"]
-    res = subprocess.run(manager.exec_argv(argv, A.NS_OUTSIDE), env=manager.client_env(), capture_output=True,
-                         text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    loc = json.loads(res.stdout)
+    loc = locate_json("http://www.bbc.com/", "--server", A.ISP_WEB, "--runs", "1", ns=A.NS_OUTSIDE)
     assert (loc["hop"], loc["router"], loc["placement"]) == (2, A.BORDER_OUT, "on-path"), loc
     assert any(e["client"].startswith(A.OUTSIDE + ":") for e in lab.logged("gfw-http", "www.bbc.com"))
 

@@ -3,8 +3,6 @@ IP drops, residual blocking, both directions."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tamperscope.lab import addresses as A

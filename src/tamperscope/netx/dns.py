@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import concurrent.futures
 import collections
+import concurrent.futures
 import copy
 import functools
 import os
