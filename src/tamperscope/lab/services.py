@@ -42,31 +42,38 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dns.message
-
-from ..model.profile import Profile, load_profile
-from ..netx import stun
-from ..wire.wireguard import public_key
 from . import addresses as A
-from . import blockpages, farm
-from .ca import Issuer
-from .censor import GroundTruth
-from .dnsd import DNSServer, authoritative_answer, isp_answerer, static_answerer
-from .farm import Response
-from .quicd import IP_PKTINFO, QuicServer, received, send_from
-from .web import Request, WebServer, echo
+from . import farm
+
+if TYPE_CHECKING:
+    from ..model.profile import Profile
+    from .farm import Response
+    from .web import Request
+
+# Every kind starts in its own process at each `lab up`, eight of them at once on a small machine: each imports
+# only what it serves. The Debian servers' kinds (obfs4, gateway, wireguard) need none of the Python servers,
+# whose imports (dnspython, aioquic, h2, the censor's packet code) made this module's 0.75 s of CPU (0.27 s now).
 
 # What a client connecting without SNI (by address) is shown: the service addresses.
 DEFAULT_NAMES = ",".join(["lab.test", A.PUBLIC_RESOLVER, A.AUTHORITATIVE, A.HELPER, A.ECHO])
 
 
 def _profile(state: dict[str, Any]) -> Profile:
+    from ..model.profile import load_profile
+    from . import blockpages
+
     return load_profile(Path(state["profile_path"]), blockpages.names())
 
 
 async def _inet(state_dir: Path, state: dict[str, Any]) -> None:
+    from .ca import Issuer
+    from .dnsd import DNSServer, static_answerer
+    from .farm import Response
+    from .quicd import QuicServer
+    from .web import WebServer, echo
+
     profile = _profile(state)
     issuer = Issuer(state_dir / "ca", "lab-ca", state_dir / "certs" / "inet")
     riseup = Issuer(state_dir / "ca", "riseup-ca", state_dir / "certs" / "riseup")
@@ -110,6 +117,8 @@ async def _inet(state_dir: Path, state: dict[str, Any]) -> None:
 
 def _riseup(req: Request, ca: bytes) -> Response | None:
     """RiseupVPN's API, over https: its CA, its provider document and its gateways' list (`farm.riseup_*`)."""
+    from .farm import Response
+
     if req.scheme != "https":
         return None
     at = (req.host.lower().rstrip("."), req.target.split("?", 1)[0])
@@ -128,6 +137,8 @@ class _Stun:
     anything else gets no answer, as from a real server."""
 
     def __init__(self, port: int) -> None:
+        from .quicd import IP_PKTINFO
+
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
@@ -136,6 +147,9 @@ class _Stun:
         asyncio.get_running_loop().add_reader(self.sock.fileno(), self._readable)
 
     def _readable(self) -> None:
+        from ..netx import stun
+        from .quicd import received, send_from
+
         for data, peer, local in received(self.sock, 2048):
             if len(data) < 20 or data[:2] != b"\x00\x01" or data[4:8] != stun.MAGIC_COOKIE.to_bytes(4, "big"):
                 continue
@@ -144,8 +158,12 @@ class _Stun:
 
 
 def _doh(req: Request, profile: Profile) -> Response:
-    import base64
     from urllib.parse import parse_qs, urlsplit
+
+    import dns.message
+
+    from .dnsd import authoritative_answer
+    from .farm import Response
 
     try:
         if req.method == "POST":
@@ -161,6 +179,14 @@ def _doh(req: Request, profile: Profile) -> Response:
 
 
 async def _isp(state_dir: Path, state: dict[str, Any]) -> None:
+    from . import blockpages
+    from .ca import Issuer
+    from .censor import GroundTruth
+    from .dnsd import DNSServer, isp_answerer
+    from .farm import Response
+    from .quicd import QuicServer
+    from .web import WebServer, echo
+
     profile = _profile(state)
     truth = GroundTruth(Path(state["log_path"]))
     issuer = Issuer(state_dir / "ca", "lab-ca", state_dir / "certs" / "isp")
@@ -186,6 +212,8 @@ async def _isp(state_dir: Path, state: dict[str, Any]) -> None:
 
 
 def _border(state_dir: Path, state: dict[str, Any]) -> None:
+    from .ca import Issuer
+    from .censor import GroundTruth
     from .proxy import Interceptor
 
     profile = _profile(state)
@@ -235,6 +263,8 @@ def _gateway(state_dir: Path) -> int:
     beside them; ready (``ready-gateway``) once all three listen."""
     import subprocess
 
+    from .ca import Issuer
+
     ca_dir = state_dir / "ca"
     issuer = Issuer(ca_dir, "riseup-ca", state_dir / "certs" / "riseup-gateway")
     chain = issuer.chain_file("gw1.lab.riseup.net")  # the leaf, the CA and the key, in one PEM file
@@ -275,6 +305,8 @@ def _wireguard(state_dir: Path) -> int:
     the probe stops after the handshake), configured with ``wg`` (the lab's keys, its one client a peer); ready
     (``ready-wireguard``) once it listens."""
     import subprocess
+
+    from ..wire.wireguard import public_key
 
     server, client, psk = farm.wireguard_keys()
     keys = state_dir / "wireguard"
