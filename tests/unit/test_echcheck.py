@@ -241,6 +241,30 @@ def test_a_captured_reset_names_the_equipment_and_nothing_else_does() -> None:
     assert passed["test_keys"]["x_mechanism"] == "none" and "x_signature" not in passed["test_keys"]
 
 
+def test_the_servers_own_later_reset_is_not_the_equipments_signature() -> None:
+    """Seen once in CI on a slow machine: the censor's RST (initial TTL 255, window 0, IP-ID 4242), then the server's
+    own (initial TTL 64, IP-ID 0) answering a retransmission that went past the censor after its RST. Both were
+    taken: the key said IP-ID varying (ipid*), as if the equipment varied it. Only the first sender's count."""
+    forged = {"proto": "tcp", "flags": "RA", "ttl": 254, "initial_ttl": 255, "ip_id": 4242, "window": 0,
+              "remote": "198.19.0.5:443", "t": 0.2}
+    own = {**forged, "ttl": 62, "initial_ttl": 64, "ip_id": 0, "t": 0.45}
+    again = {**forged, "t": 0.5}
+    hs = {"address": "198.19.0.5:443", "server_name": "cloudflare-ech.com", "t0": 0.1, "t": 0.2}
+    for packets in ([own, forged, again], [forged, own]):
+        m = {"test_name": "echcheck", "test_keys": {
+            "control": {**hs, "failure": None}, "target": {**hs, "failure": "connection_reset", "echconfig": "GREASE"},
+            "tcp_connect": [{"ip": "198.19.0.5", "port": 443}], "x_packets": packets}}
+        echcheck.finish(m, Context(timeouts=TIMEOUTS))
+        sig = m["test_keys"]["x_signature"]
+        assert sig["key"] == "tcp/RA/ttl255/win0/ipid4242" and sig["packets"] == len(packets) - 1, sig
+    # equipment that varies its IP-ID still says so
+    m = {"test_name": "echcheck", "test_keys": {
+        "control": {**hs, "failure": None}, "target": {**hs, "failure": "connection_reset", "echconfig": "GREASE"},
+        "tcp_connect": [{"ip": "198.19.0.5", "port": 443}], "x_packets": [forged, {**forged, "ip_id": 77, "t": 0.3}]}}
+    echcheck.finish(m, Context(timeouts=TIMEOUTS))
+    assert m["test_keys"]["x_signature"]["key"] == "tcp/RA/ttl255/win0/ipid*"
+
+
 # --------------------------------------------------------------------------- the site's own ECH config
 
 ECH_KEY = X25519PrivateKey.from_private_bytes(bytes(range(1, 33)))  # fixed, as parameters must be under xdist

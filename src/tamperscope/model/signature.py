@@ -39,6 +39,15 @@ def _addresses(tk: Mapping[str, Any], evidence: Sequence[str]) -> set[str]:
     return out
 
 
+def _first_senders(rsts: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The RSTs sent as the first one was (its initial TTL and window): the equipment's. A later RST sent otherwise
+    is the server's own, answering a segment of the connection it had been reset out of (a retransmission that
+    went past the censor after its RST), and is not the equipment's signature. Their IP-IDs may differ: equipment
+    that varies them is told by that."""
+    first = min(rsts, key=lambda p: p.get("t") if isinstance(p.get("t"), (int, float)) else float("inf"))
+    return [p for p in rsts if (p.get("initial_ttl"), p.get("window")) == (first.get("initial_ttl"), first.get("window"))]
+
+
 def signature_from(measurement: Mapping[str, Any]) -> dict[str, Any] | None:
     tk = measurement.get("test_keys") or {}
     packets = [p for p in tk.get("x_packets") or [] if isinstance(p, Mapping)]
@@ -62,6 +71,8 @@ def signature_from(measurement: Mapping[str, Any]) -> dict[str, Any] | None:
                       and (not addrs or p.get("remote") in addrs)]
     if not chosen:
         return None
+    if mech.endswith(".rst"):
+        chosen = _first_senders(chosen)
     sig = signature([_as_forged(p) for p in chosen])
     if sig is None:
         return None
