@@ -188,6 +188,15 @@ CASES = [
     (_m("http_host", send_host_header=None, transparent_http_proxy=True), ("anomaly", "middlebox")),
     (_m("http_host", send_host_header=None, transparent_http_proxy=False), ("failure", "none")),
     (_m("http_host", send_host_header="false"), ("failure", "none")),
+    # portfiltering (ours): each port against the helper's connection to it
+    (_m("portfiltering", failure=None, x_address="198.19.3.50",
+        x_ports=[{"port": 22, "connect": "generic_timeout_error"}, {"port": 80, "connect": None, "status": 200}],
+        control={"tcp_connect": {"198.19.3.50:22": {"status": True, "failure": None}}}), ("anomaly", "tcp.drop")),
+    (_m("portfiltering", failure=None, x_address="198.19.3.50",
+        x_ports=[{"port": 22, "connect": None, "status": 200}, {"port": 80, "connect": None, "status": 200}]),
+     ("ok", "none")),
+    (_m("portfiltering", failure="dns_nxdomain_error", x_ports=[]), ("anomaly", "dns.nxdomain")),
+    (_m("portfiltering", resolved=True), ("failure", "none")),  # OONI's experimental test: no x_ports
 ]
 
 

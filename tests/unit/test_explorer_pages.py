@@ -804,3 +804,44 @@ def test_the_middlebox_tests_show_what_reached_the_echo_backend(tmp_path: Path) 
     assert "Some of these invalid request lines did not come back as sent" in rows
     assert rows.count("the same bytes") == 1 and rows.count(">nothing<") == 1
     assert "Server: &lt;img src=x" in rows and "Y" * 301 not in rows and evil not in lines_page
+
+
+def test_a_portfiltering_measurement_shows_each_port_here_and_from_outside(tmp_path: Path) -> None:
+    """portfiltering: each port as the verdict judged it, from here and from the helper's side, in words; a
+    hostile failure string is escaped and cut, and entries that are not ports are left out."""
+    base = next(samples.corpus(1, seed="ports"))
+    evil = "<img src=x onerror=window.__pwned=1>"
+    ip = "198.19.3.50"
+    ports = [{"port": 22, "connect": "generic_timeout_error", "reply": None, "status": None},
+             {"port": 80, "connect": None, "reply": None, "status": 200},
+             {"port": 8080, "connect": None, "reply": "connection_reset", "status": None},
+             {"port": 9030, "connect": "connection_refused", "reply": None, "status": None}]
+    control = {"tcp_connect": {f"{ip}:22": {"status": True, "failure": None},
+                               f"{ip}:80": {"status": True, "failure": None},
+                               f"{ip}:8080": {"status": True, "failure": None},
+                               f"{ip}:9030": {"status": False, "failure": "connection_refused"}}}
+    good = {**base, "test_name": "portfiltering", "input": "portquiz.net",
+            "test_keys": {"host": "portquiz.net", "failure": None, "x_address": ip, "x_ports": ports,
+                          "control": control, "control_failure": None}}
+    bad = {**good, "report_id": base["report_id"] + "x",
+           "test_keys": {"host": evil, "failure": None, "x_address": evil,
+                         "x_ports": [{"port": 22, "connect": f"unknown_failure: {evil}" + "x" * 500},
+                                     {"port": 80, "connect": None, "reply": None, "status": 200},
+                                     {"port": "443", "connect": None}, "junk", {"port": 23, "connect": 7}],
+                         "control": {"tcp_connect": {evil: {"status": True}}}}}
+    (page, twin), (bad_page, _) = _pages(tmp_path, [good, bad])
+    section = _words(page, "ports")
+    assert "2 of 4 ports blocked from this network: 22, 8080; 1 reached." in section
+    assert ("<td>22</td><td>generic_timeout_error</td> <td></td> <td>connected</td> <td>blocked here: the helper "
+            "reached it from outside (tcp.drop)</td>") in section
+    assert "<td>8080</td><td>connected</td> <td>connection_reset</td>" in section
+    assert "then the request was cut while other ports answered (http.rst)" in section
+    assert ("<td>9030</td><td>connection_refused</td> <td></td> <td>connection_refused</td> "
+            "<td>not the network") in section
+    assert (twin["evidence"]["verdict"]["mechanism"], twin["evidence"]["verdict"]["confidence"]) == ("tcp.drop", 0.9)
+    assert [r["port"] for r in twin["evidence"]["ports"]["rows"]] == [22, 80, 8080, 9030]
+    bad_section = _words(bad_page, "ports")
+    assert evil not in bad_page and "&lt;img src=x" in bad_section
+    assert "unknown_failure: &lt;img src=x onerror=window.__pwned=1&gt;" + "x" * 27 + "…" in bad_section
+    assert "<td>443</td>" not in bad_section and "<td>23</td>" not in bad_section
+    assert "not asked" in bad_section  # the control's key is no ip:port of ours

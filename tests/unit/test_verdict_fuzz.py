@@ -105,6 +105,12 @@ def _others() -> dict[str, dict[str, Any]]:
                                      "ignored": 0, "t": None},
                         x_junk_first={"failure": None, "answer": "response", "initiations": 1, "junk": 3,
                                       "ignored": 0, "t": 0.002}),
+        "portfiltering": _m("portfiltering", host="portquiz.net", failure=None, x_address="198.19.3.50",
+                            x_ports=[{"port": 22, "connect": "generic_timeout_error", "reply": None, "status": None},
+                                     {"port": 80, "connect": None, "reply": None, "status": 200},
+                                     {"port": 8080, "connect": None, "reply": "connection_reset", "status": None}],
+                            control={"tcp_connect": {"198.19.3.50:22": {"status": True, "failure": None},
+                                                     "198.19.3.50:80": {"status": True, "failure": None}}}),
         "generic": _m("some_future_nettest", tampering={"a": True}, x_throttle={"throttled": False}),
     }
 

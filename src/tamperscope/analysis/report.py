@@ -58,6 +58,7 @@ TEST_WORDS: dict[str, str] = {
     "riseupvpn": "the RiseupVPN service",
     "wireguard": "WireGuard VPN servers",
     "stunreachability": "STUN servers (used by voice and video calls)",
+    "portfiltering": "which TCP ports reach a server that listens on all of them",
     "tcp_connect": "TCP connections to given addresses",
     "http_requests": "websites, fetched directly and over Tor (older probes)",
     "dns_consistency": "DNS answers against a control resolver (older probes)",

@@ -35,6 +35,7 @@ from tamperscope.model.ech import echcheck_verdict
 from tamperscope.model.evasion import attempts_from_records, evasion_verdict
 from tamperscope.model.freezeverdict import tcp_freeze_verdict
 from tamperscope.model.interception import interception
+from tamperscope.model.portverdict import portfiltering_verdict
 from tamperscope.model.remote import remote_dns_verdict, remote_web_verdict
 from tamperscope.model.rules import rules_from_records, rules_verdict
 from tamperscope.model.services import anomaly as _anomaly
@@ -78,7 +79,8 @@ VERDICTS: dict[str, VerdictFunction] = {}
 # 13: tcp_freeze reads its control (the helper's answer): a failure the helper got past is an anomaly at 0.7, one
 #    it failed at too is a failure (down for everyone, not blocking); an unconfirmed freeze or a stall where the
 #    helper fetched the page gains 0.15.
-ANALYSIS_VERSION = "13"
+# 14: portfiltering (ours, a new nettest) gets its verdict: each port against the helper's connection to it.
+ANALYSIS_VERSION = "14"
 
 
 def register(test_name: str) -> Callable[[VerdictFunction], VerdictFunction]:
@@ -162,6 +164,13 @@ def _nothing_echoed(tk: Mapping[str, Any]) -> bool:
 def tcp_freeze(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
     """Our tcp_freeze nettest's (OONI has none): the probe's own verdict function (`model.freezeverdict`)."""
     return tcp_freeze_verdict(measurement)
+
+
+@register("portfiltering")
+def portfiltering(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
+    """Our portfiltering nettest's: the probe's own verdict function (`model.portverdict`). OONI's experimental
+    one records other keys: its measurements have no ``x_ports`` and are failures here."""
+    return portfiltering_verdict(measurement)
 
 
 @register("throttling")

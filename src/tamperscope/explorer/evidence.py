@@ -486,6 +486,7 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
         "stun": stun(tk) if m.get("test_name") in ("stunreachability", "stun_reachability") else None,
         "wireguard": wireguard(tk) if m.get("test_name") == "wireguard" else None,
         "freeze": freeze(tk) if m.get("test_name") == "tcp_freeze" else None,
+        "ports": ports(m) if m.get("test_name") == "portfiltering" else None,
         "rewritten": rewritten(m.get("test_name"), tk),
         "apps": apps(m.get("test_name"), tk),
         "evasion": evasion(tk),
@@ -664,6 +665,49 @@ def wireguard(tk: Mapping[str, Any]) -> dict[str, Any]:
     return {"endpoint": _wg_text(tk.get("endpoint")), "address": address, "failure": failure,
             "handshake": plain, "junk_first": junk, "dpi": dpi, "says": verdict, "events": events,
             "events_not_listed": more}
+
+
+MAX_PORT_FAILURE = 80  # characters of a failure string shown (OONI's are short; hostile ones need not be)
+_PORT_STATES = {
+    "open": "reached",
+    "blocked": "blocked here: the helper reached it from outside",
+    "suspect": "blocked here, it seems: another port of the server was open (no control for this one)",
+    "cut": "connected, then the request was cut while other ports answered",
+    "unreached": "not the network's doing: the helper could not reach it either",
+    "failed": "failed, and nothing says why",
+}
+
+
+def ports(m: Mapping[str, Any]) -> dict[str, Any] | None:
+    """portfiltering's ports, each as the verdict judged it (`model.portverdict.port_results`): what happened here,
+    what the helper saw from outside, and the state in words. Hostile input: the model reads only well-typed
+    entries; failure strings are cut."""
+    from tamperscope.model.portverdict import BLOCKING_STATES, port_results
+
+    def cut(value: str | None) -> str | None:
+        return value if value is None or len(value) <= MAX_PORT_FAILURE else value[:MAX_PORT_FAILURE] + "…"
+
+    tk = _dict(m.get("test_keys"))
+    results = port_results(m)
+    if not results:
+        return None
+    rows = [{"port": r.port, "here": "connected" if r.connect is None else cut(r.connect),
+             "reply": cut(r.reply), "outside": "connected" if r.control == "ok" else cut(r.control),
+             "state": r.state, "blocking": r.state in BLOCKING_STATES, "mechanism": r.mechanism,
+             "words": _PORT_STATES[r.state]} for r in results]
+    blocked = [r["port"] for r in rows if r["blocking"]]
+    reached = sum(1 for r in rows if r["state"] == "open")
+    if blocked:
+        said = (f"{len(blocked)} of {len(rows)} ports blocked from this network: "
+                f"{', '.join(str(p) for p in blocked)}; {reached} reached.")
+    elif reached:
+        said = f"{reached} of {len(rows)} ports reached; none blocked."
+    else:
+        said = "No port was reached, and nothing shows that another network could reach them."
+    address = _str(tk.get("x_address"))
+    return {"host": _wg_text(tk.get("host")), "address": address[:MAX_WG_TEXT] if address else None,
+            "rows": rows, "blocked": blocked, "says": said,
+            "control": isinstance(tk.get("control"), dict)}
 
 
 MAX_ATTEMPTS = 32
@@ -952,4 +996,4 @@ def quic_trigger(tk: Mapping[str, Any]) -> dict[str, str | None] | None:
 
 __all__ = ["MAX_BODIES", "MAX_BODY_TEXT", "MAX_REQUESTS", "MAX_TARGETS", "body_bytes", "body_text", "captured_body",
            "certificate", "dns", "evasion", "evidence", "fingerprints", "headers_of", "http", "remote",
-           "signature_view", "targets", "tcp", "title_of", "tls", "wireguard"]
+           "ports", "signature_view", "targets", "tcp", "title_of", "tls", "wireguard"]

@@ -77,6 +77,10 @@ RISEUP_OBFS4_PORT = 23042
 WIREGUARD_SERVER = "198.19.3.40"
 WIREGUARD_PORT = 51820
 WIREGUARD_DEVICE = "ts-wg"  # the prefix of its device's name: each lab adds six hex digits of its own
+# portquiz.net, as the real one: a server that accepts TCP on every port and answers HTTP on each (the lab's
+# nftables in ts-inet send every port of this address to the web farm's port 80), portfiltering's default target
+PORTQUIZ = "198.19.3.50"
+PORTQUIZ_NAME = "portquiz.net"
 CHAT_PORT = 5222  # WhatsApp's chat servers' port (XMPP's): every internet address accepts connections on it
 FARM = tuple(f"198.19.1.{i}" for i in range(1, 33))  # shared web-hosting addresses
 DEDICATED_NET = ipaddress.ip_network("198.19.128.0/17")  # one address per rule-named site

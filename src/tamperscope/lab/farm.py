@@ -61,6 +61,8 @@ def is_nxdomain(name: str) -> bool:
 def address_for(name: str, profile: Profile | None) -> str:
     """The lab address of `name` (deterministic for a given profile)."""
     name = name.lower().rstrip(".")
+    if name == A.PORTQUIZ_NAME:  # the server on every port (`manager._nft_inet`), named in a rule or not
+        return A.PORTQUIZ
     if is_facebook(name):  # in Facebook's network even when a rule names it: its own address there
         net = A.FACEBOOK_NET
         return str(net.network_address + 1 + _h("facebook:" + name) % (net.num_addresses - 2))

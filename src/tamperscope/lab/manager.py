@@ -290,6 +290,16 @@ def _configure() -> None:
         _run("ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off")
 
 
+def _nft_inet() -> None:
+    """portquiz.net's every port (`addresses.PORTQUIZ`) to the web farm's port 80, for connections arriving from
+    the network (prerouting) and from ts-inet itself (output: the control helper runs there)."""
+    rule = f"ip daddr {A.PORTQUIZ} tcp dport != 80 dnat to {A.PORTQUIZ}:80"
+    script = ("table ip ts_ports {\n"
+              f" chain pre {{\n  type nat hook prerouting priority dstnat; policy accept;\n  {rule}\n }}\n"
+              f" chain out {{\n  type nat hook output priority -100; policy accept;\n  {rule}\n }}\n}}\n")
+    _run("ip", "netns", "exec", A.NS_INET, "nft", "-f", "-", input=script)
+
+
 def _nft_border(profile: Profile) -> bool:
     rules = []
     if profile.proxy.enabled:
@@ -363,6 +373,7 @@ def up(spec: str) -> dict[str, Any]:
             d = NETNS_ETC / ns
             d.mkdir(parents=True, exist_ok=True)
             (d / "resolv.conf").write_text(f"nameserver {server}\noptions timeout:2 attempts:1\n")
+        _nft_inet()
         border = _nft_border(profile)
         _write_state(st)
         pids = st["pids"]

@@ -33,6 +33,7 @@ REGISTRY: dict[str, str] = {
     "riseupvpn": "tamperscope.nettests.riseupvpn",
     "wireguard": "tamperscope.nettests.wireguard",
     "tcp_freeze": "tamperscope.nettests.tcp_freeze",
+    "portfiltering": "tamperscope.nettests.portfiltering",
 }
 
 # Groups of nettests run together by `tamperscope run GROUP`, as OONI Probe's cards run them
