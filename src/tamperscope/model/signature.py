@@ -44,8 +44,13 @@ def _first_senders(rsts: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]
     is the server's own, answering a segment of the connection it had been reset out of (a retransmission that
     went past the censor after its RST), and is not the equipment's signature. Their IP-IDs may differ: equipment
     that varies them is told by that."""
-    first = min(rsts, key=lambda p: p.get("t") if isinstance(p.get("t"), (int, float)) else float("inf"))
-    return [p for p in rsts if (p.get("initial_ttl"), p.get("window")) == (first.get("initial_ttl"), first.get("window"))]
+    def when(p: Mapping[str, Any]) -> float:
+        t = p.get("t")
+        return float(t) if isinstance(t, (int, float)) else float("inf")
+
+    first = min(rsts, key=when)
+    sent = (first.get("initial_ttl"), first.get("window"))
+    return [p for p in rsts if (p.get("initial_ttl"), p.get("window")) == sent]
 
 
 def signature_from(measurement: Mapping[str, Any]) -> dict[str, Any] | None:
