@@ -264,8 +264,10 @@ def test_each_port_as_the_server_answers_it() -> None:
     assert sorted(c["port"] for c in tk["tcp_connect"]) == sorted({80, *port.values()})
     m: dict[str, Any] = {"test_keys": tk}
     portfiltering.finish(m, Context(timeouts=FAST))
-    # no control: the refused ports (and 80, where nothing listens here) are suspect, the reset and silent ones cut
-    assert tk["x_blocked_ports"] == sorted([80, port["closed"], port["reset"], port["silent"]])
+    # no control: the refused ports (and 80, where nothing listens on a test machine, as a rule) are suspect, the
+    # reset and silent ones cut
+    eighty = [80] if got[80][0] is not None else []
+    assert tk["x_blocked_ports"] == sorted([*eighty, port["closed"], port["reset"], port["silent"]])
     assert tk["x_status"] == "anomaly"
 
 
