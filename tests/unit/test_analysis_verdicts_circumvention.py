@@ -196,7 +196,13 @@ CASES = [
         x_ports=[{"port": 22, "connect": None, "status": 200}, {"port": 80, "connect": None, "status": 200}]),
      ("ok", "none")),
     (_m("portfiltering", failure="dns_nxdomain_error", x_ports=[]), ("anomaly", "dns.nxdomain")),
-    (_m("portfiltering", resolved=True), ("failure", "none")),  # OONI's experimental test: no x_ports
+    (_m("portfiltering", resolved=True), ("failure", "none")),  # neither x_ports nor OONI's tcp_connect
+    # OONI's experimental portfiltering (ts-038): tcp_connect to its helper's ports, no control
+    (_m("portfiltering", tcp_connect=[
+        {"ip": "192.0.2.7", "port": 22, "status": {"success": False, "failure": "connection_refused"}},
+        {"ip": "192.0.2.7", "port": 443, "status": {"success": True, "failure": None}}]), ("anomaly", "tcp.rst")),
+    (_m("portfiltering", tcp_connect=[
+        {"ip": "192.0.2.7", "port": 22, "status": {"success": True, "failure": None}}]), ("ok", "none")),
 ]
 
 

@@ -845,3 +845,30 @@ def test_a_portfiltering_measurement_shows_each_port_here_and_from_outside(tmp_p
     assert "unknown_failure: &lt;img src=x onerror=window.__pwned=1&gt;" + "x" * 27 + "…" in bad_section
     assert "<td>443</td>" not in bad_section and "<td>23</td>" not in bad_section
     assert "not asked" in bad_section  # the control's key is no ip:port of ours
+
+
+def test_oonis_portfiltering_measurement_shows_its_connects_and_says_there_is_no_control(tmp_path: Path) -> None:
+    """OONI's own portfiltering (ts-038): only tcp_connect entries to its helper; the page says that no request was
+    sent and that no control tells a port the helper did not take from one blocked; the helper's address is
+    hostile input."""
+    base = next(samples.corpus(1, seed="ooni-ports"))
+    evil = "<img src=x onerror=window.__pwned=1>"
+
+    def entry(port: int, failure: str | None, ip: str = "192.0.2.7") -> dict[str, Any]:
+        return {"ip": ip, "port": port, "status": {"success": failure is None, "failure": failure}, "t": 0.1}
+
+    good = {**base, "test_name": "portfiltering", "input": None,
+            "test_keys": {"tcp_connect": [entry(23, None), entry(22, "generic_timeout_error"), entry(80, None),
+                                          entry(3389, "connection_refused")]}}
+    bad = {**good, "report_id": base["report_id"] + "x",
+           "test_keys": {"tcp_connect": [entry(22, None, ip=evil), entry(25, "connection_refused", ip=evil)]}}
+    (page, twin), (bad_page, _) = _pages(tmp_path, [good, bad])
+    section = _words(page, "ports")
+    assert "OONI's port-filtering helper (at <code class=\"input\">192.0.2.7</code>)" in section
+    assert "No control from outside is recorded" in section
+    assert "2 of 4 ports blocked from this network: 22, 3389; 2 reached." in section
+    assert ("<td>3389</td><td>connection_refused</td> <td><span class=\"muted\">none sent</span></td> "
+            "<td><span class=\"muted\">not asked</span></td> <td>blocked here, it seems") in section
+    assert "answered" not in section
+    assert (twin["evidence"]["verdict"]["mechanism"], twin["evidence"]["verdict"]["confidence"]) == ("tcp.drop", 0.6)
+    assert evil not in bad_page and "&lt;img src=x" in _words(bad_page, "ports")

@@ -185,6 +185,49 @@ def test_a_repeated_port_is_judged_once_and_the_list_is_capped() -> None:
     assert results[0].state == "open" and len(results) == P.MAX_PORTS - 1
 
 
+# --- OONI's experimental portfiltering (ts-038): tcp_connect only, against its own helper, no control ---------
+
+
+def _ooni(*ports: tuple[Any, Any, Any]) -> dict[str, Any]:
+    """An OONI ts-038 measurement: one df-005 entry per (port, success, failure)."""
+    return {"test_name": "portfiltering", "input": None, "test_keys": {"tcp_connect": [
+        {"ip": "192.0.2.7", "port": p, "status": {"success": ok, "failure": f}, "t": 0.1 * i}
+        for i, (p, ok, f) in enumerate(ports)]}}
+
+
+def test_oonis_measurement_is_judged_by_the_same_rules() -> None:
+    m = _ooni((23, True, None), (22, False, "generic_timeout_error"), (80, True, None),
+              (3389, False, "connection_refused"), (445, False, "connection_refused"))
+    assert _states(m) == {23: ("open", "none", 0.8), 22: ("suspect", "tcp.drop", P.UNCONTROLLED),
+                          80: ("open", "none", 0.8), 3389: ("suspect", "tcp.rst", P.UNCONTROLLED),
+                          445: ("suspect", "tcp.rst", P.UNCONTROLLED)}
+    v = P.portfiltering_verdict(m)
+    assert (v.status, v.blocking, v.accessible, v.mechanism, v.confidence) == (
+        "anomaly", "tcp_ip", False, "tcp.rst", P.UNCONTROLLED)
+    assert P.blocked_ports(P.port_results(m)) == [22, 445, 3389]
+    # every port connected: ok; none did: the helper may be down, a failure
+    assert P.portfiltering_verdict(_ooni((23, True, None), (80, True, None))).status == "ok"
+    v = P.portfiltering_verdict(_ooni((23, False, "generic_timeout_error"), (80, False, "connection_refused")))
+    assert (v.status, v.blocking) == ("failure", None)
+
+
+def test_oonis_entries_hostile_repeated_and_capped() -> None:
+    m = _ooni((22, True, None), (22, False, "connection_refused"), ("23", False, "x"), (0, True, None),
+              (25, "yes", None), (26, None, None), (27, False, None), (28, None, "connection_reset"))
+    m["test_keys"]["tcp_connect"][4:4] = [None, 5, {"port": 29}, {"port": 30, "status": "ok"}]
+    results = {r.port: (r.state, r.connect) for r in P.port_results(m)}
+    # the first entry of a port counts; success without a bool, or no status, is not a measurement
+    assert results == {22: ("open", None), 27: ("suspect", "connect_failed"), 28: ("suspect", "connection_reset")}
+    many = _ooni(*[(1000 + i, True, None) for i in range(300)])
+    assert len(P.port_results(many)) == P.OONI_MAX_PORTS
+    # our own measurement's x_ports wins over its tcp_connect events, even when empty
+    ours = _ooni((22, False, "connection_refused"), (80, True, None))
+    ours["test_keys"]["x_ports"] = [{"port": 80, "connect": None, "status": 200}]
+    assert [r.port for r in P.port_results(ours)] == [80]
+    ours["test_keys"]["x_ports"] = []
+    assert P.port_results(ours) == []
+
+
 # --- the nettest against 127.0.0.1 ------------------------------------------------------------------------------
 
 

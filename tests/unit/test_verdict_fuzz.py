@@ -111,6 +111,9 @@ def _others() -> dict[str, dict[str, Any]]:
                                      {"port": 8080, "connect": None, "reply": "connection_reset", "status": None}],
                             control={"tcp_connect": {"198.19.3.50:22": {"status": True, "failure": None},
                                                      "198.19.3.50:80": {"status": True, "failure": None}}}),
+        "portfiltering-ooni": _m("portfiltering", tcp_connect=[
+            {"ip": "192.0.2.7", "port": 22, "status": {"success": False, "failure": "connection_refused"}, "t": 0.1},
+            {"ip": "192.0.2.7", "port": 80, "status": {"success": True, "failure": None}, "t": 0.2}]),
         "generic": _m("some_future_nettest", tampering={"a": True}, x_throttle={"throttled": False}),
     }
 

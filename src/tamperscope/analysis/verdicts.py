@@ -80,7 +80,9 @@ VERDICTS: dict[str, VerdictFunction] = {}
 #    it failed at too is a failure (down for everyone, not blocking); an unconfirmed freeze or a stall where the
 #    helper fetched the page gains 0.15.
 # 14: portfiltering (ours, a new nettest) gets its verdict: each port against the helper's connection to it.
-ANALYSIS_VERSION = "14"
+# 15: portfiltering reads OONI's experimental one (ts-038: tcp_connect to its helper, no control): a port that
+#    failed beside a connected one is suspect (0.6), where every such measurement was a failure.
+ANALYSIS_VERSION = "15"
 
 
 def register(test_name: str) -> Callable[[VerdictFunction], VerdictFunction]:
@@ -168,8 +170,8 @@ def tcp_freeze(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None)
 
 @register("portfiltering")
 def portfiltering(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
-    """Our portfiltering nettest's: the probe's own verdict function (`model.portverdict`). OONI's experimental
-    one records other keys: its measurements have no ``x_ports`` and are failures here."""
+    """Our portfiltering nettest's: the probe's own verdict function (`model.portverdict`). It reads OONI's
+    experimental one (ts-038: ``tcp_connect`` only, no control) by the same rules."""
     return portfiltering_verdict(measurement)
 
 

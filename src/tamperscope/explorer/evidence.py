@@ -704,9 +704,13 @@ def ports(m: Mapping[str, Any]) -> dict[str, Any] | None:
         said = f"{reached} of {len(rows)} ports reached; none blocked."
     else:
         said = "No port was reached, and nothing shows that another network could reach them."
+    requests = "x_ports" in tk  # ours sent one; OONI's (ts-038) only connects
     address = _str(tk.get("x_address"))
+    if not requests and not address:
+        first = next((e for e in _list(tk.get("tcp_connect")) if isinstance(e, dict)), {})
+        address = _str(first.get("ip"))
     return {"host": _wg_text(tk.get("host")), "address": address[:MAX_WG_TEXT] if address else None,
-            "rows": rows, "blocked": blocked, "says": said,
+            "rows": rows, "blocked": blocked, "says": said, "requests": requests,
             "control": isinstance(tk.get("control"), dict)}
 
 

@@ -18,6 +18,11 @@ Each port is judged on its own (`port_results`):
   (only HTTP on 80, only TLS on 443) cuts.
 - ``failed``: our connection failed and nothing else tells why (no port open, no control): the server may be down.
 
+OONI's experimental ``portfiltering`` (ts-038) records only ``tcp_connect`` (df-005: ``port`` and ``status``'s
+``success`` and ``failure``), against a helper of its own that listens on every port of its list, with no control
+and no request. Such a measurement is judged by the same rules: a port that connected is open, one that failed
+beside an open one is suspect, and with nothing open every port is failed.
+
 The measurement: a DNS failure for the server's name names its dns.* mechanism. Otherwise it is blocking when
 one port is ``blocked``, ``suspect`` or ``cut``; its mechanism is the one most of those ports share (ties: the
 most confident), its confidence the highest of theirs. Nothing open and nothing blocked is a failure.
@@ -37,6 +42,7 @@ UNCONTROLLED = 0.6  # no control for the port, another port of the server open
 CUT = 0.6  # connected, no answer to the request, another port's answered
 DNS_CONFIDENCE = 0.7
 MAX_PORTS = 64  # of a measurement's x_ports judged: the nettest sends at most 31
+OONI_MAX_PORTS = 128  # of OONI's tcp_connect entries judged: its list has 63 ports
 
 OPEN, BLOCKED, UNREACHED, SUSPECT, CUT_STATE, FAILED = "open", "blocked", "unreached", "suspect", "cut", "failed"
 BLOCKING_STATES = (BLOCKED, SUSPECT, CUT_STATE)
@@ -84,11 +90,37 @@ def _control(tk: Mapping[str, Any], address: Any, port: int) -> str | None:
     return _failure(entry.get("failure")) or ("connect_failed" if entry.get("status") is False else None)
 
 
+def _list(value: Any) -> Sequence[Any]:
+    return value if isinstance(value, Sequence) and not isinstance(value, (str, bytes)) else ()
+
+
+def _ooni_entries(tk: Mapping[str, Any]) -> list[tuple[int, str | None, str | None, bool]]:
+    """OONI's ts-038 measurement: one df-005 ``tcp_connect`` entry per port of its own helper, which listens on
+    every port of its list; nothing is sent over a connection, so connected is answered."""
+    seen: set[int] = set()
+    out: list[tuple[int, str | None, str | None, bool]] = []
+    for entry in _list(tk.get("tcp_connect"))[:OONI_MAX_PORTS]:
+        if not isinstance(entry, Mapping):
+            continue
+        port, status = _port(entry.get("port")), entry.get("status")
+        if port is None or port in seen or not isinstance(status, Mapping):
+            continue
+        success, failure = status.get("success"), _failure(status.get("failure"))
+        if success is True and failure is None:
+            seen.add(port)
+            out.append((port, None, None, True))
+        elif success is False or failure is not None:
+            seen.add(port)
+            out.append((port, failure or "connect_failed", None, False))
+    return out
+
+
 def _entries(tk: Mapping[str, Any]) -> list[tuple[int, str | None, str | None, bool]]:
-    """(port, connect failure, reply failure, answered) of each well-formed entry of ``x_ports``, once per port."""
-    ports = tk.get("x_ports")
-    if not isinstance(ports, Sequence) or isinstance(ports, (str, bytes)):
-        return []
+    """(port, connect failure, reply failure, answered) of each well-formed entry of ``x_ports``, once per port;
+    of OONI's ``tcp_connect`` for a measurement without ``x_ports`` (`_ooni_entries`)."""
+    if "x_ports" not in tk:
+        return _ooni_entries(tk)
+    ports = _list(tk.get("x_ports"))
     seen: set[int] = set()
     out = []
     for entry in ports[:MAX_PORTS]:
