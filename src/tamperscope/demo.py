@@ -10,7 +10,8 @@ echcheck` (is TLS with Encrypted Client Hello blocked?) → `tamperscope run tcp
 (ru-like's 16 KiB freeze; a freeze cannot be located) → OONI's middlebox tests against the lab's echo backend
 (`http_header_field_manipulation`, `http_invalid_request_line`: the middlebox profile's rewriting proxy) →
 OONI's instant-messaging tests (`telegram`,
-`whatsapp`, `facebook_messenger`, `signal`) → `tor`, `riseupvpn` and `wireguard`, each blocked one located
+`whatsapp`, `facebook_messenger`, `signal`) → `tor`, `vanilla_tor` (tor itself bootstrapping against the lab's
+own Tor network), `riseupvpn` and `wireguard`, each blocked one located
 → lab down → a
 summary by mechanism, checked against the lab's own ground truth, the equipment
 seen, and the outside view against the inside one (the censor bracketed between
@@ -58,7 +59,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                                    "http_invalid_request_line), measure the messaging "
                                    "apps as OONI does "
                                    "(tamperscope run telegram, whatsapp, facebook_messenger, signal), check whether "
-                                   "Tor's directory authorities can be reached (tamperscope run tor), RiseupVPN "
+                                   "Tor's directory authorities can be reached (tamperscope run tor) and tor "
+                                   "bootstraps (tamperscope run vanilla_tor), RiseupVPN "
                                    "can be used (tamperscope run riseupvpn) and a WireGuard server answers "
                                    "(tamperscope run wireguard), and take the "
                                    "lab down. "
@@ -136,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         rewritten = middlebox_example(say, work)
         apps = apps_example(say, work)
         onion = tor_example(say, work)
+        booted = vanilla_tor_example(say, work)
         vpn = riseupvpn_example(say, work)
         wg = wireguard_example(say, work)
     finally:
@@ -153,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
     print(middlebox_summary(rewritten), flush=True)
     print(apps_summary(apps), flush=True)
     print(tor_summary(*onion), flush=True)
+    print(vanilla_tor_summary(*booted), flush=True)
     print(riseupvpn_summary(*vpn), flush=True)
     print(wireguard_summary(*wg), flush=True)
     analysed = analysis(measurements, Path(out), work, say)
@@ -160,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     if not analysed.startswith("\n  analysis:"):
         status = status or 1
     if args.serve:
-        tools = [m for m, _ in (*apps, onion, vpn, wg, *rewritten, *((frozen,) if frozen else ()))
+        tools = [m for m, _ in (*apps, onion, booted, vpn, wg, *rewritten, *((frozen,) if frozen else ()))
                  if m is not None]  # the other nettests' measurements too
         served = serve(with_hops(measurements + tools, located), args.db or work / "demo.duckdb", args.port,
                        args.serve_seconds, say)
@@ -474,15 +478,15 @@ def apps_example(say: Callable[[str], None], work: Path) -> list[tuple[dict[str,
     return [run_once(name, say, work) for name, _, _ in APPS]
 
 
-def run_once(name: str, say: Callable[[str], None], work: Path,
-             *inputs: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """`tamperscope run NAME` (with ``inputs``, if any) in the lab's client: its first measurement (None when the
-    run failed), with the ground-truth lines the censor logged while it ran."""
+def run_once(name: str, say: Callable[[str], None], work: Path, *inputs: str,
+             options: tuple[str, ...] = ()) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """`tamperscope run NAME` (with ``inputs``, if any, and ``options``) in the lab's client: its first measurement
+    (None when the run failed), with the ground-truth lines the censor logged while it ran."""
     out = work / f"{name}.jsonl"
     before = len(manager.PATHS.log.read_text().splitlines())
     given = [arg for i in inputs for arg in ("-i", i)]
-    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "run", name, *given, "--yes",
-                                            "--no-progress", "-o", str(out)]),
+    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "run", name, *given, *options,
+                                            "--yes", "--no-progress", "-o", str(out)]),
                          env=manager.client_env(), capture_output=True, text=True, timeout=300)
     truth = [json.loads(line) for line in manager.PATHS.log.read_text().splitlines()[before:] if line.strip()]
     lines = [json.loads(line) for line in out.read_text().splitlines() if line.strip()] if out.exists() else []
@@ -681,6 +685,33 @@ def tor_summary(m: dict[str, Any] | None, truth: list[dict[str, Any]]) -> str:
     ok = status != "failure" and (status == "anomaly") == bool(blocking(truth))
     out = f"\n{head}\n    {counts}: {said}; {did}: {'agrees' if ok else 'DISAGREES'} with the lab's ground truth"
     return out + located_line(m.get("located"))
+
+
+VANILLA_TOR_TIMEOUT = 30  # seconds for tor to bootstrap in the demo: the lab's network has its consensus by then,
+# and tor gets to 100% in a few seconds unless it is blocked
+
+
+def vanilla_tor_example(say: Callable[[str], None],
+                        work: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """`tamperscope run vanilla_tor` against the lab's own Tor network."""
+    say(f"demo: checking whether tor itself bootstraps (tamperscope run vanilla_tor; the lab's own Tor network, "
+        f"{A.TOR_NETWORK[0][1]}-{A.TOR_NETWORK[-1][1].rsplit('.', 1)[1]}; at most {VANILLA_TOR_TIMEOUT} s)")
+    return run_once("vanilla_tor", say, work, options=("--timeout", str(VANILLA_TOR_TIMEOUT)))
+
+
+def vanilla_tor_summary(m: dict[str, Any] | None, truth: list[dict[str, Any]]) -> str:
+    """How far tor's bootstrap got, and the verdict, against what the lab's censor did meanwhile."""
+    did = censor_did(truth)
+    head = "  Tor's bootstrap (OONI's vanilla_tor test: Debian's tor against the lab's own Tor network):"
+    if m is None:
+        return f"\n{head}\n    not measured; {did}"
+    tk = m["test_keys"]
+    status, mech = tk.get("x_status"), tk.get("x_mechanism") or "none"
+    got = (f"bootstrapped in {tk.get('bootstrap_time')} s" if tk.get("success") is True else
+           f"stopped at {tk.get('tor_progress')}% ({tk.get('tor_progress_tag')}: {tk.get('tor_progress_summary')})")
+    said = f"blocked ({mech})" if status == "anomaly" else "reachable" if status == "ok" else "no verdict"
+    ok = status != "failure" and (status == "anomaly") == bool(blocking(truth))
+    return f"\n{head}\n    {got}: {said}; {did}: {'agrees' if ok else 'DISAGREES'} with the lab's ground truth"
 
 
 def riseupvpn_summary(m: dict[str, Any] | None, truth: list[dict[str, Any]]) -> str:
@@ -920,7 +951,7 @@ def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Cal
     frozen, frozen_verdicts = work / "tcp_freeze.jsonl", work / "tcp_freeze-verdicts.jsonl"  # freeze_example's
     boxes = [path for name, _ in MIDDLEBOX_TESTS if (path := work / f"{name}.jsonl").is_file()]
     box_verdicts = work / "middlebox-verdicts.jsonl"
-    apps = [path for name in (*(n for n, _, _ in APPS), "tor", "riseupvpn", "wireguard")  # and the tools'
+    apps = [path for name in (*(n for n, _, _ in APPS), "tor", "vanilla_tor", "riseupvpn", "wireguard")  # and tools'
             if (path := work / f"{name}.jsonl").is_file()]
     app_verdicts = work / "apps-verdicts.jsonl"
     say("demo: re-deriving the verdicts with tamperscope analyze, and writing the HTML report")

@@ -269,6 +269,22 @@ def test_tor_summary_counts_what_was_reached_and_checks_it_against_the_ground_tr
     assert "the censor's rules ru-tor-dir and tm-tor acted on it (3 times): agrees" in tor_summary(blocked, both)
 
 
+def test_vanilla_tor_summary_says_how_far_tor_got_and_checks_it_against_the_ground_truth() -> None:
+    from tamperscope.demo import vanilla_tor_summary
+
+    stuck = {"test_keys": {"x_status": "anomaly", "x_mechanism": "tcp.drop", "success": False, "tor_progress": 5,
+                           "tor_progress_tag": "conn", "tor_progress_summary": "Connecting to a relay"}}
+    drops = [{"rule": "tm-tor", "server": "198.19.3.11:9001"}] * 3
+    assert vanilla_tor_summary(stuck, drops).endswith(
+        "stopped at 5% (conn: Connecting to a relay): blocked (tcp.drop); the censor's rule tm-tor acted on it "
+        "(3 times): agrees with the lab's ground truth")
+    done = {"test_keys": {"x_status": "ok", "success": True, "bootstrap_time": 2.5, "tor_progress": 100}}
+    assert vanilla_tor_summary(done, []).endswith(
+        "bootstrapped in 2.5 s: reachable; the censor did nothing to it: agrees with the lab's ground truth")
+    assert vanilla_tor_summary(done, drops).endswith("DISAGREES with the lab's ground truth")
+    assert vanilla_tor_summary(None, []).endswith("not measured; the censor did nothing to it")
+
+
 def test_riseupvpn_summary_counts_gateways_by_their_first_exchange() -> None:
     from tamperscope.demo import riseupvpn_summary
 

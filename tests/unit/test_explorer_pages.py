@@ -847,6 +847,37 @@ def test_a_portfiltering_measurement_shows_each_port_here_and_from_outside(tmp_p
     assert "not asked" in bad_section  # the control's key is no ip:port of ours
 
 
+def test_a_vanilla_tor_measurement_says_how_far_tor_got_and_shows_its_log(tmp_path: Path) -> None:
+    """vanilla_tor: where the bootstrap stopped, what that step means, within what timeout, and the end of tor's
+    log (escaped, cut); a bootstrap that finished says how long it took; hostile values are left out or cut."""
+    base = next(samples.corpus(1, seed="vanilla"))
+    evil = "<img src=x onerror=window.__pwned=1>"
+    logs = [f"Dec 02 19:00:{i:02}.000 [notice] line {i}" for i in range(40)] + [
+        "Dec 02 19:00:41.000 [notice] Bootstrapped 5% (conn): Connecting to a relay", evil + "y" * 400]
+    stuck = {**base, "test_name": "vanilla_tor", "input": None,
+             "test_keys": {"bootstrap_time": 0.0, "error": "timeout-reached", "failure": "generic_timeout_error",
+                           "success": False, "timeout": 20.0, "tor_logs": logs, "tor_progress": 5,
+                           "tor_progress_tag": "conn", "tor_progress_summary": "Connecting to a relay",
+                           "tor_version": "0.4.9.11", "transport_name": "vanilla", "x_tor_network": "custom"}}
+    done = {**stuck, "report_id": base["report_id"] + "x",
+            "test_keys": {**stuck["test_keys"], "success": True, "error": None, "failure": None,
+                          "bootstrap_time": 2.345, "tor_progress": 100, "tor_progress_tag": "done",
+                          "tor_progress_summary": "Done", "tor_logs": ["Bootstrapped 100% (done): Done"],
+                          "tor_version": evil, "timeout": -1}}
+    (page, twin), (done_page, _) = _pages(tmp_path, [stuck, done])
+    section = _words(page, "bootstrap")
+    assert "pointed at another Tor network than Tor's own" in section
+    assert ('It stopped at 5%</span> (<code class="input">conn</code>: <span class="input">Connecting to a relay'
+            '</span>) when its 20.0 s ran out') in section
+    assert "That step is connecting to a relay: its address is not reached." in section
+    assert "line 29" not in section and "line 30" in section  # the last twelve lines
+    assert evil not in page and "&lt;img src=x" in section and "y" * 300 not in section
+    assert (twin["evidence"]["verdict"]["mechanism"], twin["evidence"]["bootstrap"]["progress"]) == ("tcp.drop", 5)
+    done_section = _words(done_page, "bootstrap")
+    assert "It bootstrapped to 100% in 2.3 s: Tor can be used from this network." in done_section
+    assert evil not in done_page and "ran out" not in done_section
+
+
 def test_oonis_portfiltering_measurement_shows_its_connects_and_says_there_is_no_control(tmp_path: Path) -> None:
     """OONI's own portfiltering (ts-038): only tcp_connect entries to its helper; the page says that no request was
     sent and that no control tells a port the helper did not take from one blocked; the helper's address is

@@ -16,15 +16,14 @@ from tamperscope.analysis.verdicts import register
 from tamperscope.model.services import anomaly as _anomaly
 from tamperscope.model.services import failed as _failure
 from tamperscope.model.services import ok as _ok
-from tamperscope.model.services import ooni_blocking as _ooni_blocking
 from tamperscope.model.services import request_failure as _request_failure
 from tamperscope.model.services import test_keys as _tk
 from tamperscope.model.stunverdict import stun_verdict
-from tamperscope.model.torverdict import SCAN as _SCAN
+from tamperscope.model.torverdict import BOOTSTRAP_CONFIDENCE as _BOOTSTRAP_CONFIDENCE
 from tamperscope.model.torverdict import anomaly_of as _failed
 from tamperscope.model.torverdict import failure_string as _failure_string
-from tamperscope.model.torverdict import tor_verdict
-from tamperscope.model.verdict import BlockpageMatcher, Verdict, failure_class
+from tamperscope.model.torverdict import tor_verdict, vanilla_tor_verdict
+from tamperscope.model.verdict import BlockpageMatcher, Verdict
 from tamperscope.model.vpnverdict import riseupvpn_verdict
 from tamperscope.model.wgverdict import wireguard_verdict
 
@@ -36,7 +35,7 @@ from tamperscope.model.wgverdict import wireguard_verdict
 # docstring. A tool also fails when its servers are down or the network is slow, so a failed bootstrap
 # with nothing more specific is weak evidence; a failure string saying reset or refused is stronger.
 
-BOOTSTRAP_CONFIDENCE = 0.6  # the tool did not come up, and nothing says why
+BOOTSTRAP_CONFIDENCE = _BOOTSTRAP_CONFIDENCE  # the tool did not come up, and nothing says why
 
 
 def _positive(value: Any) -> bool:
@@ -50,42 +49,6 @@ def tor(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Ver
     return tor_verdict(measurement)
 
 
-# Where tor's bootstrap stopped (the same percentages in tor 0.2 and 0.4): connecting to a relay
-# (tcp.drop), in the TLS handshake with it (tls.drop), and the same two steps towards the first hop
-# of a circuit at 80-89%. Elsewhere (0%: tor never tried; 20-79%: directory downloads) nothing says how.
-_TOR_STUCK = ((1, 10, "tcp.drop"), (10, 20, "tls.drop"), (80, 85, "tcp.drop"), (85, 90, "tls.drop"))
-
-
-def _tor_progress_mechanism(progress: Any) -> str | None:
-    if isinstance(progress, bool) or not isinstance(progress, (int, float)) or not 0 <= progress <= 100:
-        return None
-    return next((m for low, high, m in _TOR_STUCK if low <= progress < high), "none")
-
-
-def _tor_log_done(tk: Mapping[str, Any]) -> bool:
-    """The log (``tor_log``, a string, legacy; ``tor_logs``, a list, since 2022) reached 100%."""
-    log, logs = tk.get("tor_log"), tk.get("tor_logs")
-    lines = [log] if isinstance(log, str) else logs[-_SCAN:] if isinstance(logs, list) else []
-    return any(isinstance(line, str) and "Bootstrapped 100%" in line for line in lines)
-
-
-def _tor_bootstrap(tk: Mapping[str, Any], confidence: float) -> Verdict:
-    """One tor bootstrap: ``success`` (true: 100%; false: it timed out; null: tor exited)."""
-    success = tk.get("success")
-    if success is True:
-        return _ok(["test_keys.success"])
-    if success is not False:
-        return _ok(["test_keys.tor_logs" if "tor_logs" in tk else "test_keys.tor_log"]) \
-            if _tor_log_done(tk) else _failure()
-    key = next((k for k in ("failure", "error") if _failure_string(tk.get(k))), None)
-    failure = tk.get(key) if key else None
-    stuck = _tor_progress_mechanism(tk.get("tor_progress"))
-    if failure_class(failure) not in ("ok", "unknown", "timeout") or stuck is None:
-        # a reset, a TLS or a DNS error says more than where the bootstrap stopped
-        return _failed(failure, "tcp", confidence, ["test_keys.success", *([f"test_keys.{key}"] if key else [])])
-    return _anomaly(_ooni_blocking(stuck), stuck, confidence, ["test_keys.success", "test_keys.tor_progress"])
-
-
 @register("vanilla_tor")
 def vanilla_tor(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
     """ts-016 (both the legacy and the 2022 Go layouts): ``success`` false is an anomaly, true ok.
@@ -96,7 +59,7 @@ def vanilla_tor(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None
     calls every 2022 measurement ok (we read ``success``), and a legacy null ``success`` whose log
     stops short an anomaly (the spec says tor exited before the test completed: we say failure).
     """
-    return _tor_bootstrap(_tk(measurement), BOOTSTRAP_CONFIDENCE)
+    return vanilla_tor_verdict(measurement)
 
 
 def _top_failure(tk: Mapping[str, Any]) -> Verdict | str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tamperscope.analysis.circumvention import BOOTSTRAP_CONFIDENCE, _tor_bootstrap
+from tamperscope.analysis.circumvention import BOOTSTRAP_CONFIDENCE
 from tamperscope.analysis.verdicts import register
 from tamperscope.model.consistency import _records
 from tamperscope.model.services import anomaly as _anomaly
@@ -22,6 +22,7 @@ from tamperscope.model.services import test_keys as _tk
 from tamperscope.model.torverdict import SCAN as _SCAN
 from tamperscope.model.torverdict import TARGET_CONFIDENCE
 from tamperscope.model.torverdict import anomaly_of as _failed
+from tamperscope.model.torverdict import bootstrap_verdict as _tor_bootstrap
 from tamperscope.model.torverdict import failure_string as _failure_string
 from tamperscope.model.verdict import BlockpageMatcher, Verdict, failure_class
 

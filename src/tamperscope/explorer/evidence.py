@@ -487,6 +487,7 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
         "wireguard": wireguard(tk) if m.get("test_name") == "wireguard" else None,
         "freeze": freeze(tk) if m.get("test_name") == "tcp_freeze" else None,
         "ports": ports(m) if m.get("test_name") == "portfiltering" else None,
+        "bootstrap": bootstrap(tk) if m.get("test_name") == "vanilla_tor" else None,
         "rewritten": rewritten(m.get("test_name"), tk),
         "apps": apps(m.get("test_name"), tk),
         "evasion": evasion(tk),
@@ -712,6 +713,46 @@ def ports(m: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"host": _wg_text(tk.get("host")), "address": address[:MAX_WG_TEXT] if address else None,
             "rows": rows, "blocked": blocked, "says": said, "requests": requests,
             "control": isinstance(tk.get("control"), dict)}
+
+
+MAX_BOOT_LINES = 12  # of tor's log shown: the last ones, where it stopped
+MAX_BOOT_TEXT = 300  # characters of a log line, tag or summary shown
+
+
+def bootstrap(tk: Mapping[str, Any]) -> dict[str, Any] | None:
+    """vanilla_tor's bootstrap (ours, OONI's 2022 layout, and the legacy ``tor_log``): how far tor got, in how
+    long or within what timeout, what that step is, and the last lines of its log. Hostile input: numbers out
+    of range are left out, text is cut."""
+    progress = tk.get("tor_progress")
+    progress = progress if type(progress) is int and 0 <= progress <= 100 else None
+    if progress is None and "success" not in tk:
+        return None
+
+    def text(value: Any) -> str | None:
+        v = _str(value)
+        return v if v is None or len(v) <= MAX_BOOT_TEXT else v[:MAX_BOOT_TEXT] + "…"
+
+    def seconds(value: Any) -> float | None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e6
+        return round(float(value), 1) if ok else None
+
+    logs = tk.get("tor_logs")
+    lines = [x for x in logs[-MAX_BOOT_LINES:] if isinstance(x, str)] if isinstance(logs, list) else \
+        (tk["tor_log"].splitlines()[-MAX_BOOT_LINES:] if isinstance(tk.get("tor_log"), str) else [])
+    success = tk.get("success")
+    from tamperscope.model.torverdict import progress_mechanism
+
+    stuck = progress_mechanism(progress) if success is False else None
+    step = {"tcp.drop": "connecting to a relay: its address is not reached",
+            "tls.drop": "the TLS handshake with a relay: the connection is made, and the handshake does not "
+                        "finish"}.get(stuck or "")
+    network = _str(tk.get("x_tor_network"))
+    return {"success": success if isinstance(success, bool) else None, "progress": progress,
+            "tag": text(tk.get("tor_progress_tag")), "summary": text(tk.get("tor_progress_summary")),
+            "time": seconds(tk.get("bootstrap_time")), "timeout": seconds(tk.get("timeout")),
+            "error": text(tk.get("error")), "step": step, "version": text(tk.get("tor_version")),
+            "network": network if network in ("tor", "custom") else None,
+            "log": [line[:MAX_BOOT_TEXT] + ("…" if len(line) > MAX_BOOT_TEXT else "") for line in lines]}
 
 
 MAX_ATTEMPTS = 32

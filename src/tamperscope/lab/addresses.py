@@ -62,6 +62,12 @@ TOR_DIRAUTHS = tuple((name, f"198.19.3.{i}") for i, name in enumerate(
     ("moria1", "tor26", "dizum", "Serge", "gabelmoo", "dannenberg", "maatuska", "longclaw", "bastet", "faravahar"), 1))
 TOR_OR_PORT = 443
 TOR_DIR_PORT = 80
+# The lab's own Tor network (`lab.tornet`: Debian's tor, three directory authorities that are also the relays a
+# circuit is built through, in TestingTorNetwork mode), which vanilla_tor bootstraps against: on the usual relay
+# ports, and inside 198.19.3.0/28, which the profiles that block Tor's directory authorities by address cover
+TOR_NETWORK = tuple((f"labauth{i}", f"198.19.3.{10 + i}") for i in range(1, 4))
+TOR_NETWORK_OR_PORT = 9001
+TOR_NETWORK_DIR_PORT = 9030
 # An obfs4 bridge (a real obfs4proxy, with the lab's key: `farm.obfs4_identity`), on a port as bridges use; its
 # address is no directory authority's, so a censor that blocks those by address does not know it
 OBFS4_BRIDGE = "198.19.3.20"
@@ -120,6 +126,7 @@ class Endpoints:
             "telegram_dcs": list(TELEGRAM_DCS),
             "facebook_net": str(FACEBOOK_NET),
             "tor_dirauths": [ip for _, ip in TOR_DIRAUTHS],
+            "tor_network": [f"{ip}:{TOR_NETWORK_OR_PORT}" for _, ip in TOR_NETWORK],
             "obfs4_bridge": f"{OBFS4_BRIDGE}:{OBFS4_PORT}",
             "riseup_gateway": RISEUP_GATEWAY,
             "wireguard": f"{WIREGUARD_SERVER}:{WIREGUARD_PORT}",

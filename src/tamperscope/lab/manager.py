@@ -71,6 +71,10 @@ class Paths:
     def wg_config(self) -> Path:
         return self.root / "wireguard-client.conf"
 
+    @property
+    def tor_network(self) -> Path:
+        return self.root / "tor-network.torrc"
+
 
 PATHS = Paths(STATE_DIR)
 
@@ -367,6 +371,9 @@ def up(spec: str) -> dict[str, Any]:
         if not wireguard:
             print("lab: wireguard-go or wg is not installed (run `make setup`): the lab has no WireGuard server",
                   file=sys.stderr)
+        tor = shutil.which("tor") is not None and shutil.which("tor-gencert") is not None
+        if not tor:
+            print("lab: tor is not installed (run `make setup`): the lab has no Tor network", file=sys.stderr)
         PATHS.wg_config.write_text(farm.wireguard_client_config())
         PATHS.wg_config.chmod(0o600)
         for ns, server in ((A.NS_CLIENT, A.ISP_RESOLVER), (A.NS_OUTSIDE, A.PUBLIC_RESOLVER)):
@@ -394,6 +401,9 @@ def up(spec: str) -> dict[str, Any]:
         if wireguard:
             pids["wireguard"] = _spawn(A.NS_INET, "wireguard",
                                        ["-m", "tamperscope.lab.services", "wireguard", *state_arg])
+        if tor:
+            pids["tornet"] = _spawn(A.NS_INET, "tornet", ["-m", "tamperscope.lab.services", "tornet", *state_arg,
+                                                          "--tor-network", str(PATHS.tor_network)])
         _write_state(st)
         _wait_ready(list(pids))
         st["status"] = "up"
@@ -484,6 +494,7 @@ def client_env(base: dict[str, str] | None = None) -> dict[str, str]:
         "TAMPERSCOPE_TELEGRAM_DCS": ",".join(A.TELEGRAM_DCS),
         "TAMPERSCOPE_TOR_TARGETS": str(PATHS.tor_targets),
         "TAMPERSCOPE_WG_CONFIG": str(PATHS.wg_config),
+        "TAMPERSCOPE_TOR_NETWORK": str(PATHS.tor_network),
         "TAMPERSCOPE_SILENT_RESOLVER": A.SILENT,
         "TAMPERSCOPE_DOH": f"https://{A.PUBLIC_RESOLVER}/dns-query",
         "TAMPERSCOPE_CA_BUNDLE": str(PATHS.ca_bundle),

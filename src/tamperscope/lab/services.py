@@ -52,8 +52,8 @@ if TYPE_CHECKING:
     from .farm import Response
     from .web import Request
 
-# Every kind starts in its own process at each `lab up`, eight of them at once on a small machine: each imports
-# only what it serves. The Debian servers' kinds (obfs4, gateway, wireguard) need none of the Python servers,
+# Every kind starts in its own process at each `lab up`, nine of them at once on a small machine: each imports
+# only what it serves. The Debian servers' kinds (obfs4, gateway, wireguard, tornet) need none of the Python servers,
 # whose imports (dnspython, aioquic, h2, the censor's packet code) made this module's 0.75 s of CPU (0.27 s now).
 
 # What a client connecting without SNI (by address) is shown: the service addresses.
@@ -346,10 +346,56 @@ def _wireguard(state_dir: Path) -> int:
     return 1
 
 
+def _tornet(state_dir: Path, tor_network: Path) -> int:
+    """The lab's Tor network (`tornet`): its keys made, the client's lines written to ``tor_network``, then its
+    three authorities, each a tor process bound to its own address; ready (``ready-tornet``) once each OR port
+    takes connections. The first consensus comes about 20 s later."""
+    import subprocess
+
+    from . import tornet
+
+    root = state_dir / "tor"
+    try:
+        authorities = tornet.make_keys(root)
+    except tornet.TorNetError as e:
+        print(f"tornet: {e}", flush=True)
+        return 1
+    tor_network.write_text(tornet.client_config(authorities))
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        for me in authorities:
+            home = root / me.nickname
+            (home / "torrc").write_text(tornet.authority_config(me, authorities, home))
+            proc = subprocess.Popen(["tor", "-f", str(home / "torrc"), "--ignore-missing-torrc", "--defaults-torrc",
+                                     str(home / "none")], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True)
+            procs.append(proc)
+            threading.Thread(target=_relay, args=(proc,), daemon=True).start()
+        deadline = time.monotonic() + 30
+        waiting = list(authorities)
+        while waiting:
+            if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+                print("tornet: an authority exited or never listened", flush=True)
+                return 1
+            try:
+                socket.create_connection((waiting[0].ip, A.TOR_NETWORK_OR_PORT), timeout=1).close()
+                waiting.pop(0)
+            except OSError:
+                time.sleep(0.1)
+        (state_dir / "ready-tornet").write_text("ok")
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        return 1
+    finally:
+        for proc in procs:
+            proc.terminate()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="tamperscope-lab-services")
-    ap.add_argument("kind", choices=("inet", "isp", "border", "obfs4", "gateway", "wireguard"))
+    ap.add_argument("kind", choices=("inet", "isp", "border", "obfs4", "gateway", "wireguard", "tornet"))
     ap.add_argument("--state", required=True, type=Path)
+    ap.add_argument("--tor-network", type=Path, default=None, help="tornet: where to write the client's lines")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     state = json.loads((args.state / "state.json").read_text())
@@ -360,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
         return _gateway(args.state)
     if args.kind == "wireguard":
         return _wireguard(args.state)
+    if args.kind == "tornet":
+        return _tornet(args.state, args.tor_network or args.state / "tor-network.torrc")
     if args.kind == "border":
         _border(args.state, state)
         return 0

@@ -153,3 +153,59 @@ def tor_verdict(measurement: Mapping[str, Any]) -> Verdict:
     evidence = ["test_keys.targets", *(f"test_keys.targets[{k!r}]" for k in (key, *others)),
                 *(f"test_keys.{p}_accessible" for p in counters)]
     return anomaly_of(failure, _tor_layer(target), TARGET_CONFIDENCE, evidence)
+
+
+# --------------------------------------------------------------------------- a tor bootstrap (vanilla_tor, ts-016)
+
+BOOTSTRAP_CONFIDENCE = 0.6  # a tool did not come up, and nothing says why
+
+# Where tor's bootstrap stopped (the same percentages in tor 0.2 and 0.4): connecting to a relay
+# (tcp.drop), in the TLS handshake with it (tls.drop), and the same two steps towards the first hop
+# of a circuit at 80-89%. Elsewhere (0%: tor never tried; 20-79%: directory downloads) nothing says how.
+_TOR_STUCK = ((1, 10, "tcp.drop"), (10, 20, "tls.drop"), (80, 85, "tcp.drop"), (85, 90, "tls.drop"))
+
+
+def progress_mechanism(progress: Any) -> str | None:
+    """The mechanism a bootstrap that stopped at ``progress`` percent points to ("none": nothing says how;
+    None: no percentage)."""
+    if isinstance(progress, bool) or not isinstance(progress, (int, float)) or not 0 <= progress <= 100:
+        return None
+    return next((m for low, high, m in _TOR_STUCK if low <= progress < high), "none")
+
+
+def _log_done(tk: Mapping[str, Any]) -> bool:
+    """The log (``tor_log``, a string, legacy; ``tor_logs``, a list, since 2022) reached 100%."""
+    log, logs = tk.get("tor_log"), tk.get("tor_logs")
+    lines = [log] if isinstance(log, str) else logs[-SCAN:] if isinstance(logs, list) else []
+    return any(isinstance(line, str) and "Bootstrapped 100%" in line for line in lines)
+
+
+def bootstrap_verdict(tk: Mapping[str, Any], confidence: float) -> Verdict:
+    """One tor bootstrap: ``success`` (true: 100%; false: it timed out or failed; null: tor exited)."""
+    success = tk.get("success")
+    if success is True:
+        return _ok(["test_keys.success"])
+    if success is not False:
+        return _ok(["test_keys.tor_logs" if "tor_logs" in tk else "test_keys.tor_log"]) \
+            if _log_done(tk) else _failure()
+    key = next((k for k in ("failure", "error") if failure_string(tk.get(k))), None)
+    failure = tk.get(key) if key else None
+    stuck = progress_mechanism(tk.get("tor_progress"))
+    if failure_class(failure) not in ("ok", "unknown", "timeout") or stuck is None:
+        # a reset, a TLS or a DNS error says more than where the bootstrap stopped
+        return anomaly_of(failure, "tcp", confidence,
+                          ["test_keys.success", *([f"test_keys.{key}"] if key else [])])
+    return _anomaly(_ooni_blocking(stuck), stuck, confidence, ["test_keys.success", "test_keys.tor_progress"])
+
+
+def vanilla_tor_verdict(measurement: Mapping[str, Any]) -> Verdict:
+    """ts-016 (both the legacy and the 2022 Go layouts; ours is the Go one): ``success`` false is an anomaly,
+    true ok.
+
+    The mechanism comes from ``failure``/``error`` when it names one (a reset: tcp.rst, 0.8), else from
+    ``tor_progress``, where the bootstrap stopped. ``success`` null or missing: ok if the log reached
+    100%, else failure. OONI fastpath (``score_vanilla_tor``) reads only the legacy ``tor_log``: it
+    calls every 2022 measurement ok (we read ``success``), and a legacy null ``success`` whose log
+    stops short an anomaly (the spec says tor exited before the test completed: we say failure).
+    """
+    return bootstrap_verdict(_tk(measurement), BOOTSTRAP_CONFIDENCE)

@@ -30,6 +30,7 @@ REGISTRY: dict[str, str] = {
     "facebook_messenger": "tamperscope.nettests.facebook_messenger",
     "signal": "tamperscope.nettests.signal",
     "tor": "tamperscope.nettests.tor",
+    "vanilla_tor": "tamperscope.nettests.vanilla_tor",
     "riseupvpn": "tamperscope.nettests.riseupvpn",
     "wireguard": "tamperscope.nettests.wireguard",
     "tcp_freeze": "tamperscope.nettests.tcp_freeze",

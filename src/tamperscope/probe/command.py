@@ -87,6 +87,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                         "(`docs/nettests.md`); bridge lines, and a bridge whose source is bridgedb or marked private, "
                         "are scrubbed from the measurement; default $TAMPERSCOPE_TOR_TARGETS (the lab sets its "
                         "stand-ins)")
+    p.add_argument("--tor-network", default=None, metavar="FILE",
+                   help="vanilla_tor: bootstrap against another Tor network than Tor's own: torrc lines, only "
+                        "DirAuthority, FallbackDir and TestingTorNetwork; default $TAMPERSCOPE_TOR_NETWORK (the lab "
+                        "sets its own)")
     p.add_argument("--wg-config", default=None, metavar="FILE",
                    help="wireguard: your WireGuard client configuration (wg-quick's format: [Interface] PrivateKey, "
                         "[Peer] PublicKey, Endpoint, PresharedKey); its keys are never recorded, the peers' endpoints "
@@ -159,6 +163,7 @@ class Settings:
     stun: tuple[str, int] | None = None  # (host, port): where to learn the public address from
     telegram_dcs: tuple[str, ...] | None = None  # telegram's access points, when not Telegram's own
     tor_targets: TorTargets | None = None  # tor's targets, when not Tor's directory authorities
+    tor_network: TorNetwork | None = None  # vanilla_tor's network, when not Tor's own
     wireguard: WgConfig | None = None  # the wireguard nettest's client configuration (keys: never recorded)
 
 
@@ -208,6 +213,7 @@ def settings(args: argparse.Namespace) -> Settings:
     tor_targets = _tor_targets(tor_file, label) if tor_file is not None and nettest.NAME == "tor" else None
     table_path, _ = _pick(args.asn_table, "--asn-table", "TAMPERSCOPE_ASN_TABLE")
     table = _asn_table(table_path) if table_path else EMPTY
+    tor_network = _tor_network(args, nettest)
     wg = _wireguard(args, nettest)
     inputs = _inputs(args, nettest, backend, [wg.input_of(p) for p in wg.peers] if wg else ())
     if wg is not None:
@@ -222,7 +228,37 @@ def settings(args: argparse.Namespace) -> Settings:
                     silent=silent, doh=doh, timeout=args.timeout, submit=submit,
                     network_events=not args.no_network_events, quic=not args.no_quic,
                     strategies=_strategies(args.strategies, nettest), stun=stun, telegram_dcs=telegram_dcs,
-                    tor_targets=tor_targets, wireguard=wg)
+                    tor_targets=tor_targets, tor_network=tor_network, wireguard=wg)
+
+
+@dataclass(frozen=True)
+class TorNetwork:
+    """``--tor-network``: the torrc lines kept and the file they came from."""
+
+    lines: tuple[str, ...]
+    path: str
+
+
+MAX_TOR_NETWORK = 64 << 10  # bytes: a network's lines are a few hundred
+
+
+def _tor_network(args: argparse.Namespace, nettest: ModuleType) -> TorNetwork | None:
+    """--tor-network (or $TAMPERSCOPE_TOR_NETWORK) for vanilla_tor; without either, Tor's own network."""
+    given = getattr(args, "tor_network", None)
+    if given is not None and nettest.NAME != "vanilla_tor":  # the lab's variable: any nettest
+        raise UsageError("--tor-network is for the vanilla_tor nettest")
+    if nettest.NAME != "vanilla_tor":
+        return None
+    path, label = _pick(given, "--tor-network", "TAMPERSCOPE_TOR_NETWORK")
+    if path is None:
+        return None
+    text = _read_bounded(Path(path), MAX_TOR_NETWORK, label)
+    from ..nettests.vanilla_tor import load_network
+
+    try:
+        return TorNetwork(load_network(text), path)
+    except NettestError as e:
+        raise UsageError(f"{label}: {path}: {e}") from None
 
 
 MAX_WG_CONFIG = 1 << 20  # bytes: a wg-quick file is a few hundred
@@ -499,6 +535,9 @@ def _targets(s: Settings) -> str:
         private = sum(1 for t in s.tor_targets.targets if t.private)
         contacts = f"the {len(s.tor_targets.targets)} Tor targets of {s.tor_targets.path}" + \
             (f" ({private} of them private bridges, scrubbed from the measurement)" if private else "")
+    if s.nettest.NAME == "vanilla_tor":
+        contacts = (f"the Tor network of {s.tor_network.path} (through the tor program)" if s.tor_network
+                    else "Tor's directory authorities and relays (through the tor program)")
     return f"the targets of {len(given)} input(s) ({shown})" if given else contacts or "the nettest's target"
 
 
@@ -542,7 +581,8 @@ def build_context(s: Settings, public: str | None) -> tuple[Context, ProbeInfo, 
                       resolver_network_name=rinfo.name if rinfo else "")
     options = {"resolver": s.public, "silent": s.silent, "doh": s.doh, "network_events": s.network_events,
                "quic": s.quic, "strategies": s.strategies, "telegram_dcs": s.telegram_dcs,
-               "tor_targets": s.tor_targets.targets if s.tor_targets else None, "wireguard": s.wireguard}
+               "tor_targets": s.tor_targets.targets if s.tor_targets else None, "wireguard": s.wireguard,
+               "tor_network": s.tor_network.lines if s.tor_network else None}
     ctx = Context(helper_url=s.helper, udp_resolver=Resolver("udp", s.public), isp_resolver=s.isp,
                   ca_bundle=s.ca_bundle, matcher=_matcher(), asn=s.asn_table, backend=s.backend,
                   timeouts=Timeouts(measurement=s.timeout), options=options)

@@ -1,0 +1,215 @@
+"""vanilla_tor: does tor bootstrap on this network (ooni/spec ts-016)?
+
+No input. The nettest runs the tor program (Debian's ``tor``; `make setup` installs it) as a client with a new,
+empty data directory and no bridges, and reads its bootstrap log until ``Bootstrapped 100%`` or the measurement's
+timeout (``--timeout``, 60 s by default; OONI's default is 200 s). Without ``--tor-network FILE`` tor uses Tor's
+own directory authorities and fallback directories; with it, the file's lines (`load_network`: only
+``DirAuthority``, ``FallbackDir`` and ``TestingTorNetwork``) point it at another network, as the lab's
+(``$TAMPERSCOPE_TOR_NETWORK``). Tor's log is kept with ``SafeLogging`` on, and the run's scrubber takes this
+probe's addresses out of it like everything else. The data directory is removed afterwards.
+
+Where the bootstrap stopped says how Tor is blocked (`model.torverdict.progress_mechanism`): at 5% (connecting
+to a relay), its addresses are dropped; at 10-15% (the TLS handshake), its handshake is; at 80-89% the same for
+the first hop of a circuit. A censor that blocks the directory authorities by address, as Turkmenistan's does,
+leaves tor at 5%.
+
+``test_keys`` are OONI's (probe-cli's vanilla_tor 0.2.0): ``bootstrap_time`` (seconds to 100%, 0 when it did not
+get there), ``error`` (null, ``timeout-reached`` or ``unknown-error``), ``failure`` (null, or the failure
+string: ``generic_timeout_error`` for the timeout), ``success`` (true at 100%, false when the timeout came
+first, null when tor exited by itself), ``timeout`` (seconds), ``tor_logs`` (tor's log lines, the last
+`MAX_LOG_LINES`), ``tor_progress``, ``tor_progress_tag`` and ``tor_progress_summary`` (the last bootstrap line's
+percentage, tag and words), ``tor_version`` and ``transport_name`` ("vanilla"); and ours: ``x_tor_network``
+("tor" for Tor's own, "custom" for ``--tor-network``) with ``x_dirauths``, the number of its authorities.
+The verdict is `model.torverdict.vanilla_tor_verdict`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import shutil
+import tempfile
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from ..model import failures as F
+from ..model.torverdict import vanilla_tor_verdict
+from .base import Context, NettestError
+
+NAME = "vanilla_tor"
+VERSION = "0.2.0"
+NEEDS_INPUT = False
+MAX_LOG_LINES = 256  # of tor's log kept: a bootstrap that works says about 30, one that fails a few hundred
+MAX_LINE = 1024  # characters of a log line kept
+MAX_NETWORK_LINES = 64
+MAX_NETWORK_LINE = 512
+NETWORK_KEYS = ("DirAuthority", "FallbackDir", "TestingTorNetwork")
+STOP_GRACE = 5.0  # seconds tor has to exit after SIGTERM before it is killed
+_BOOTSTRAP = re.compile(r"Bootstrapped (\d{1,3})%(?: \(([A-Za-z0-9_]{1,64})\))?: (.*)$")
+_VERSION = re.compile(r"Tor version ([0-9][0-9A-Za-z.\-]{0,40}?)\.?$", re.MULTILINE)
+
+
+class Config:
+    """``--tor-network FILE`` (``options["tor_network"]``, the lines `load_network` kept), and ``--timeout``."""
+
+
+def check_input(input: str) -> None:
+    """No input: a list's lines would be measured as the same bootstrap again and again."""
+    raise NettestError("vanilla_tor takes no input (it bootstraps tor; --tor-network FILE gives another Tor network)")
+
+
+def load_network(text: str) -> tuple[str, ...]:
+    """A ``--tor-network`` file: torrc lines that name a Tor network, nothing else (no option that could make
+    tor listen, write files or run programs). Comments and blank lines are skipped."""
+    out = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if len(line) > MAX_NETWORK_LINE:
+            raise NettestError(f"line {n} is longer than {MAX_NETWORK_LINE} characters")
+        if not line.isascii() or not line.isprintable():
+            raise NettestError(f"line {n} holds characters a torrc line cannot")
+        key, _, value = line.partition(" ")
+        known = next((k for k in NETWORK_KEYS if k.lower() == key.lower()), None)
+        if known is None:
+            raise NettestError(f"line {n}: {key[:40]!r} is not one of {', '.join(NETWORK_KEYS)}")
+        value = value.strip()
+        if known == "TestingTorNetwork" and value not in ("0", "1"):
+            raise NettestError(f"line {n}: TestingTorNetwork is 0 or 1")
+        if known != "TestingTorNetwork" and len(value.split()) < 2:
+            raise NettestError(f"line {n}: {known} needs an address and a fingerprint")
+        out.append(f"{known} {value}")
+        if len(out) > MAX_NETWORK_LINES:
+            raise NettestError(f"more than {MAX_NETWORK_LINES} lines")
+    if not any(line.startswith(("DirAuthority ", "FallbackDir ")) for line in out):
+        raise NettestError("no DirAuthority or FallbackDir line: that is no Tor network")
+    return tuple(out)
+
+
+def _binary() -> str:
+    found = shutil.which("tor")
+    if found is None:
+        raise NettestError("vanilla_tor needs the tor program (Debian: apt install tor; `make setup` installs it)")
+    return found
+
+
+async def _version(binary: str) -> str | None:
+    with contextlib.suppress(OSError, TimeoutError):
+        proc = await asyncio.create_subprocess_exec(binary, "--version", stdin=asyncio.subprocess.DEVNULL,
+                                                    stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.DEVNULL)
+        try:
+            async with asyncio.timeout(10):
+                out, _ = await proc.communicate()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        found = _VERSION.search(out[:4096].decode("utf-8", "replace"))
+        return found.group(1) if found else None
+    return None
+
+
+def torrc(data: Path, network: tuple[str, ...]) -> str:
+    """The client's configuration: a fresh data directory, a SOCKS port on loopback that nothing uses (tor
+    builds circuits only for something), the log on stdout, addresses scrubbed from it, and the network."""
+    return (f"DataDirectory {data}\nSocksPort 127.0.0.1:auto\nClientOnly 1\nAvoidDiskWrites 1\n"
+            "Log notice stdout\nSafeLogging 1\nRunAsDaemon 0\n" + "".join(f"{line}\n" for line in network))
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    try:
+        async with asyncio.timeout(STOP_GRACE):
+            await proc.wait()
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+
+
+async def _lines(stream: asyncio.StreamReader) -> Any:
+    """tor's log, a line at a time, each cut to `MAX_LINE` characters (a longer one is read to its end)."""
+    while True:
+        try:
+            raw = await stream.readuntil(b"\n")
+        except asyncio.IncompleteReadError as e:
+            if e.partial:
+                yield e.partial.decode("utf-8", "replace").rstrip()[:MAX_LINE]
+            return
+        except asyncio.LimitOverrunError as e:
+            head = await stream.readexactly(e.consumed)
+            while True:  # the rest of that line, dropped
+                try:
+                    await stream.readuntil(b"\n")
+                    break
+                except asyncio.LimitOverrunError as more:
+                    await stream.readexactly(more.consumed)
+            yield head.decode("utf-8", "replace")[:MAX_LINE]
+            continue
+        yield raw.decode("utf-8", "replace").rstrip()[:MAX_LINE]
+
+
+async def run(input: str | None, ctx: Context) -> dict[str, Any]:
+    binary = _binary()
+    network: tuple[str, ...] = tuple(ctx.options.get("tor_network") or ())
+    timeout = float(ctx.timeouts.measurement)
+    tk: dict[str, Any] = {
+        "bootstrap_time": 0.0, "error": None, "failure": None, "success": False, "timeout": timeout,
+        "tor_logs": [], "tor_progress": 0, "tor_progress_tag": None, "tor_progress_summary": None,
+        "tor_version": await _version(binary), "transport_name": "vanilla",
+        "x_tor_network": "custom" if network else "tor",
+        "x_dirauths": sum(1 for line in network if line.startswith("DirAuthority ")),
+    }
+    logs: deque[str] = deque(maxlen=MAX_LOG_LINES)
+    with tempfile.TemporaryDirectory(prefix="tamperscope-tor-") as tmp:
+        data = Path(tmp) / "data"
+        data.mkdir(mode=0o700)
+        (Path(tmp) / "torrc").write_text(torrc(data, network))
+        (Path(tmp) / "defaults").write_text("")  # not the system's torrc-defaults
+        start = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            binary, "-f", str(Path(tmp) / "torrc"), "--defaults-torrc", str(Path(tmp) / "defaults"),
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            limit=4 * MAX_LINE)
+        assert proc.stdout is not None
+        try:
+            async with asyncio.timeout(timeout):
+                async for line in _lines(proc.stdout):
+                    logs.append(line)
+                    found = _BOOTSTRAP.search(line)
+                    if found is None:
+                        continue
+                    progress = int(found.group(1))
+                    if progress > 100:
+                        continue  # no bootstrap says that
+                    tk["tor_progress"] = progress
+                    tk["tor_progress_tag"] = found.group(2)
+                    tk["tor_progress_summary"] = found.group(3)[:MAX_LINE]
+                    if progress == 100:
+                        tk["success"] = True
+                        tk["bootstrap_time"] = round(time.monotonic() - start, 3)
+                        break
+                else:  # tor exited by itself before 100%: its configuration, or its own failure, not the network
+                    tk["success"] = None
+                    tk["error"] = "unknown-error"
+                    code = await proc.wait()
+                    tk["failure"] = F.unknown(f"tor exited with status {code}")
+        except TimeoutError:
+            tk["error"] = "timeout-reached"
+            tk["failure"] = F.GENERIC_TIMEOUT_ERROR
+        finally:
+            await _stop(proc)
+    tk["tor_logs"] = list(logs)
+    return tk
+
+
+def finish(measurement: dict[str, Any], ctx: Context) -> None:
+    measurement["test_keys"].update(vanilla_tor_verdict(measurement).to_test_keys())

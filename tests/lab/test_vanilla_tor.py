@@ -1,0 +1,45 @@
+"""vanilla_tor in the lab: Debian's tor bootstraps against the lab's own Tor network (three real directory
+authorities that are also its relays, 198.19.3.11-13, given to the probe as $TAMPERSCOPE_TOR_NETWORK). Without
+a censor it gets to 100%; behind tm-like, which null-routes Tor's directory authorities (198.19.3.0/28), it stays
+at 5%, connecting to a relay, which the verdict reads as tcp.drop, and the censor's ground truth says the same."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tamperscope.lab import addresses as A
+from tamperscope.lab import manager
+
+from .test_probe_cli import measure_once
+
+pytestmark = pytest.mark.lab
+RELAYS = {f"{ip}:{A.TOR_NETWORK_OR_PORT}" for _, ip in A.TOR_NETWORK}
+
+
+def test_tor_bootstraps_on_the_labs_tor_network_without_a_censor(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    lab_factory("none")
+    # the authorities' first consensus comes about 20 s after lab up: the client waits for it
+    tk = measure_once("vanilla_tor", tmp_path / "v.jsonl", "--timeout", "120")
+    assert (tk["success"], tk["error"], tk["failure"]) == (True, None, None), tk["tor_logs"][-5:]
+    assert (tk["tor_progress"], tk["tor_progress_tag"]) == (100, "done")
+    assert 0 < tk["bootstrap_time"] < 120
+    assert (tk["x_tor_network"], tk["x_dirauths"], tk["transport_name"]) == ("custom", 3, "vanilla")
+    assert tk["tor_version"] and tk["tor_version"][0].isdigit()
+    assert any("Bootstrapped 100% (done)" in line for line in tk["tor_logs"])
+    assert (tk["x_status"], tk["blocking"], tk["accessible"]) == ("ok", False, True)
+    # the probe's own address is in no log line (tor's SafeLogging, then the run's scrubber)
+    assert A.CLIENT not in (tmp_path / "v.jsonl").read_text()
+
+
+def test_tor_stays_at_5_percent_behind_a_censor_that_null_routes_its_authorities(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    lab_factory("tm-like")
+    tk = measure_once("vanilla_tor", tmp_path / "v.jsonl", "--timeout", "20")
+    assert (tk["success"], tk["error"], tk["failure"]) == (False, "timeout-reached", "generic_timeout_error")
+    assert (tk["tor_progress"], tk["tor_progress_tag"], tk["bootstrap_time"]) == (5, "conn", 0.0)
+    assert (tk["x_status"], tk["x_mechanism"], tk["blocking"], tk["accessible"]) == (
+        "anomaly", "tcp.drop", "tcp_ip", False)
+    truth = [json.loads(line) for line in manager.PATHS.log.read_text().splitlines()]
+    dropped = {t["server"] for t in truth if t["rule"] == "tm-tor"}
+    assert dropped and dropped <= RELAYS, dropped

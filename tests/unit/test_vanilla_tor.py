@@ -1,0 +1,224 @@
+"""vanilla_tor against a stand-in for the tor program (a script on PATH that prints tor's bootstrap lines as a
+scenario says): where the bootstrap stopped, the timeout, tor exiting by itself, hostile output, the network
+file's checks, and that the data directory is removed and this probe's address scrubbed. The real tor, against
+the lab's real Tor network, is tests/lab/test_vanilla_tor.py."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tamperscope.cli import build_parser
+from tamperscope.model.measurement import ProbeInfo
+from tamperscope.nettests import vanilla_tor
+from tamperscope.nettests.base import Context, NettestError, Timeouts
+from tamperscope.probe import command
+from tamperscope.probe.engine import Engine
+from tamperscope.probe.privacy import Scrubber
+from tests.unit.test_probe_input_checks import Probe, probe  # noqa: F401 (a fixture)
+
+ME = "203.0.113.77"  # this probe's address, as a log line might carry it
+
+FAKE = r'''#!PYTHON
+import os, signal, sys, time
+if "--version" in sys.argv:
+    print("Tor version 0.4.9.11.")
+    sys.exit(0)
+torrc = sys.argv[sys.argv.index("-f") + 1]
+with open(os.environ["FAKE_TOR_SEEN"], "w") as f:
+    f.write(open(torrc).read())
+scenario = os.environ["FAKE_TOR_SCENARIO"]
+if scenario == "stubborn":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+def say(line):
+    sys.stdout.write("Dec 02 19:00:00.000 [notice] " + line + "\n")
+    sys.stdout.flush()
+say("Tor 0.4.9.11 running on Linux")
+say("Bootstrapped 0% (starting): Starting")
+if scenario == "exit":
+    sys.exit(3)
+if scenario == "garbage":
+    sys.stdout.buffer.write(b"\xff\xfe\x00" * 100000 + b"\n" + b"x" * 300000)
+    sys.stdout.write("\n")
+    say("Bootstrapped 250% (weird): Beyond")
+    say("Bootstrapped 5 % (conn): not a bootstrap line")
+    say("Our IP address is " + os.environ["FAKE_TOR_ME"])
+    say("Bootstrapped 10% (conn_done): Connected to a relay")
+    time.sleep(60)
+say("Bootstrapped 5% (conn): Connecting to a relay")
+if scenario in ("stall", "stubborn"):
+    for i in range(400):
+        say(f"Problem bootstrapping. Stuck at 5% (conn): Connecting to a relay. (count {i})")
+    time.sleep(60)
+    sys.exit(0)
+for n, tag in ((10, "conn_done"), (14, "handshake"), (50, "loading_descriptors"), (100, "done")):
+    say(f"Bootstrapped {n}% ({tag}): {tag} words")
+time.sleep(60)
+'''
+
+
+@pytest.fixture
+def fake_tor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tor = bin_dir / "tor"
+    tor.write_text(FAKE.replace("PYTHON", sys.executable))
+    tor.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("FAKE_TOR_SEEN", str(tmp_path / "torrc-seen"))
+    monkeypatch.setenv("FAKE_TOR_ME", ME)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the data directory, to see it removed
+    return tmp_path
+
+
+def _measure(scenario: str, monkeypatch: pytest.MonkeyPatch, timeout: float = 3.0,
+             network: tuple[str, ...] | None = None) -> dict[str, Any]:
+    monkeypatch.setenv("FAKE_TOR_SCENARIO", scenario)
+    ctx = Context(timeouts=Timeouts(measurement=timeout), options={"tor_network": network})
+
+    async def main() -> dict[str, Any]:
+        return await Engine(vanilla_tor, ctx, ProbeInfo(), Scrubber([ME], interfaces=False)).measure(None)
+
+    return asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_a_bootstrap_to_100_is_ok_and_timed(fake_tor: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    network = ("TestingTorNetwork 1", "DirAuthority a orport=9001 no-v2 v3ident=AB 198.19.3.11:9030 CD")
+    m = _measure("ok", monkeypatch, network=network)
+    tk = m["test_keys"]
+    assert (tk["success"], tk["error"], tk["failure"]) == (True, None, None)
+    assert (tk["tor_progress"], tk["tor_progress_tag"], tk["tor_progress_summary"]) == (100, "done", "done words")
+    assert 0 < tk["bootstrap_time"] < 3 and tk["timeout"] == 3.0
+    assert (tk["tor_version"], tk["transport_name"], tk["x_tor_network"], tk["x_dirauths"]) == (
+        "0.4.9.11", "vanilla", "custom", 1)
+    assert any("Bootstrapped 100% (done)" in line for line in tk["tor_logs"])
+    assert (tk["x_status"], tk["blocking"], tk["accessible"]) == ("ok", False, True)
+    assert m["input"] is None and m["test_name"] == "vanilla_tor"
+    seen = (fake_tor / "torrc-seen").read_text().splitlines()
+    assert "SafeLogging 1" in seen and "ClientOnly 1" in seen and "SocksPort 127.0.0.1:auto" in seen
+    assert seen[-2:] == list(network)
+    assert not list(fake_tor.glob("tamperscope-tor-*")), "the data directory is left behind"
+
+
+def test_a_bootstrap_stuck_connecting_is_tcp_drop_at_the_timeout(fake_tor: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    tk = _measure("stall", monkeypatch, timeout=2.0)["test_keys"]
+    assert (tk["success"], tk["error"], tk["failure"]) == (False, "timeout-reached", "generic_timeout_error")
+    assert (tk["tor_progress"], tk["tor_progress_tag"], tk["bootstrap_time"]) == (5, "conn", 0.0)
+    assert (tk["x_status"], tk["x_mechanism"], tk["blocking"], tk["accessible"]) == (
+        "anomaly", "tcp.drop", "tcp_ip", False)
+    assert tk["x_tor_network"] == "tor" and tk["x_dirauths"] == 0  # no --tor-network: Tor's own
+    # the log is capped, and keeps its end
+    assert len(tk["tor_logs"]) == vanilla_tor.MAX_LOG_LINES and "(count 399)" in tk["tor_logs"][-1]
+    assert not list(fake_tor.glob("tamperscope-tor-*"))
+
+
+def test_tor_exiting_by_itself_is_a_failure_not_blocking(fake_tor: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tk = _measure("exit", monkeypatch)["test_keys"]
+    assert (tk["success"], tk["error"], tk["failure"]) == (None, "unknown-error",
+                                                           "unknown_failure: tor exited with status 3")
+    assert (tk["x_status"], tk["blocking"]) == ("failure", None)
+
+
+def test_a_tor_that_ignores_sigterm_is_killed(fake_tor: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vanilla_tor, "STOP_GRACE", 0.5)
+    tk = _measure("stubborn", monkeypatch, timeout=1.0)["test_keys"]
+    assert tk["error"] == "timeout-reached" and tk["tor_progress"] == 5
+
+
+def test_hostile_output_is_cut_and_read_on_and_the_address_scrubbed(fake_tor: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    tk = _measure("garbage", monkeypatch, timeout=3.0)["test_keys"]
+    assert all(len(line) <= vanilla_tor.MAX_LINE for line in tk["tor_logs"])
+    # 250% is no percentage a bootstrap has; "5 %" no bootstrap line: the last good one counts
+    assert (tk["tor_progress"], tk["tor_progress_tag"]) == (10, "conn_done")
+    assert ME not in str(tk) and any("[scrubbed]" in line for line in tk["tor_logs"])
+    assert tk["x_mechanism"] == "tls.drop"
+
+
+def test_without_tor_the_nettest_says_so_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    ctx = Context(timeouts=Timeouts(measurement=1.0))
+    with pytest.raises(NettestError, match="vanilla_tor needs the tor program"):
+        asyncio.run(vanilla_tor.run(None, ctx))
+
+
+def test_the_network_file_takes_only_a_networks_lines() -> None:
+    good = ("# the lab's\n\nTestingTorNetwork 1\n"
+            "DirAuthority labauth1 orport=9001 no-v2 v3ident=AB 198.19.3.11:9030 CD\n"
+            "fallbackdir 198.19.3.12:9030 orport=9001 id=EF\n")
+    assert vanilla_tor.load_network(good) == (
+        "TestingTorNetwork 1", "DirAuthority labauth1 orport=9001 no-v2 v3ident=AB 198.19.3.11:9030 CD",
+        "FallbackDir 198.19.3.12:9030 orport=9001 id=EF")
+    for text, said in [
+        ("DirAuthority a 1.2.3.4:80 AB\nControlPort 9051\n", "'ControlPort' is not one of"),
+        ("DirAuthority a 1.2.3.4:80 AB\n%include /etc/passwd\n", "'%include' is not one of"),
+        ("DirAuthority a 1.2.3.4:80 AB\nLog notice file /tmp/x\n", "'Log' is not one of"),
+        ("TestingTorNetwork 1\n", "no DirAuthority or FallbackDir line"),
+        ("TestingTorNetwork yes\nDirAuthority a 1.2.3.4:80 AB\n", "TestingTorNetwork is 0 or 1"),
+        ("DirAuthority\n", "needs an address and a fingerprint"),
+        ("DirAuthority a 1.2.3.4:80 AB\x00\n", "characters a torrc line cannot"),
+        ("DirAuthority a 1.2.3.4:80 " + "A" * 600 + "\n", "longer than 512"),
+        ("DirAuthority a 1.2.3.4:80 AB\n" * 70, "more than 64 lines"),
+        ("", "no DirAuthority or FallbackDir line"),
+    ]:
+        with pytest.raises(NettestError, match=said):
+            vanilla_tor.load_network(text)
+
+
+def test_no_input_is_taken() -> None:
+    with pytest.raises(NettestError, match="takes no input"):
+        vanilla_tor.check_input("https://torproject.org/")
+
+
+# -- the CLI (offline: the nettest's run is recorded, not made) -------------------------------------------------
+
+
+def test_the_cli_passes_the_networks_lines_and_says_what_it_would_contact(probe: Probe,  # noqa: F811
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    (probe.dir / "net.torrc").write_text("TestingTorNetwork 1\nDirAuthority a orport=9001 198.19.3.11:9030 CD\n")
+    seen: list[Any] = []
+
+    async def run(input: str | None, ctx: Context) -> dict[str, Any]:
+        seen.append(ctx.options.get("tor_network"))
+        return {}
+
+    monkeypatch.setattr(vanilla_tor, "run", run)
+    r = probe.main("run", "vanilla_tor", "--yes", "--no-progress", "--tor-network", "net.torrc", "-o", "out.jsonl")
+    assert r.code == 0, r.err
+    assert seen == [("TestingTorNetwork 1", "DirAuthority a orport=9001 198.19.3.11:9030 CD")]
+    assert probe.inputs() == [None]
+    s = command.settings(command_args("vanilla_tor", "--tor-network", str(probe.dir / "net.torrc")))
+    assert "the Tor network of" in command.plan(s) and "through the tor program" in command.plan(s)
+    s = command.settings(command_args("vanilla_tor"))
+    assert "Tor's directory authorities and relays (through the tor program)" in command.plan(s)
+
+
+def command_args(*argv: str) -> Any:
+    return build_parser().parse_args(["run", *argv])
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--tor-network", "missing.torrc"), "missing.torrc"),
+    (("--tor-network", "bad.torrc"), "bad.torrc: line 1: 'ControlPort' is not one of DirAuthority"),
+    (("--tor-network", "binary.torrc"), "not UTF-8 text"),
+    (("-i", "https://torproject.org/"), "vanilla_tor takes no input"),
+])
+def test_the_cli_refuses_in_one_line_before_running_tor(probe: Probe, args: tuple[str, ...],  # noqa: F811
+                                                        message: str) -> None:
+    (probe.dir / "bad.torrc").write_text("ControlPort 9051\n")
+    (probe.dir / "binary.torrc").write_bytes(b"\x00\xff\n")
+    r = probe.main("run", "vanilla_tor", "--yes", "--no-progress", "-o", "out.jsonl", *args)
+    assert r.code == 2 and message in r.err and len(r.err.strip().splitlines()) == 1, r.err
+    assert probe.measured == [] and not (probe.dir / "out.jsonl").exists()
+
+
+def test_tor_network_is_for_vanilla_tor_only(probe: Probe) -> None:  # noqa: F811
+    (probe.dir / "net.torrc").write_text("DirAuthority a 198.19.3.11:9030 CD\n")
+    r = probe.main("run", "tor", "--yes", "--tor-network", "net.torrc")
+    assert (r.code, r.err.strip()) == (2, "tamperscope: --tor-network is for the vanilla_tor nettest")
