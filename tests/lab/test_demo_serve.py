@@ -81,6 +81,9 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
                 "the censor's rule tm-tor acted on it") in text, text
         assert ("located (tamperscope locate https://198.19.3.1:443/, layer tls): hop 2, after router 198.18.1.1 "
                 "(in-path, every packet to the address)") in text, text
+        # tor itself: tm-like null-routes the lab's Tor network with Tor's directory authorities (198.19.3.0/28)
+        assert ("stopped at 5% (conn: Connecting to a relay): blocked (tcp.drop); the censor's rule tm-tor acted on "
+                "it") in text, text
         # RiseupVPN: tm-like resets OpenVPN's first packet wherever it goes, after letting the connect through; its
         # API and the obfs4 transport pass
         # (over UDP, the same rule drops its datagram: one more action, on the UDP flow)
@@ -101,8 +104,8 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         assert ("located (tamperscope locate https://198.19.3.40:51820/ --layer wireguard, layer wireguard): hop 2, "
                 "after router 198.18.1.1 (in-path, this protocol only)") in text, text
         assert ("the messaging apps, Tor, RiseupVPN and WireGuard, judged again from the records: Telegram none, "
-                "WhatsApp dns.poison, Facebook Messenger dns.poison, Signal tls.rst, Tor tcp.drop, RiseupVPN tcp.rst, "
-                "WireGuard udp.drop\n") in text, text
+                "WhatsApp dns.poison, Facebook Messenger dns.poison, Signal tls.rst, Tor tcp.drop, Tor (its own bootstrap) "
+                "tcp.drop, RiseupVPN tcp.rst, WireGuard udp.drop\n") in text, text
         report = next(line.split("HTML report: ", 1)[1].strip() for line in out if "HTML report: " in line)
         html = Path(report).read_text(encoding="utf-8")
         assert "facebook.com" in html and "dns.injection" in html
@@ -112,8 +115,10 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         # two handshakes found, and carries the hop `locate --layer wireguard` placed the drop at
         every = json.loads(get("/api/v1/measurements?limit=100"))["results"]
         assert sorted(r["test_name"] for r in every) == sorted(["web_connectivity"] * len(URLS) + [
-            "telegram", "whatsapp", "facebook_messenger", "signal", "tor", "riseupvpn", "wireguard",
+            "telegram", "whatsapp", "facebook_messenger", "signal", "tor", "vanilla_tor", "riseupvpn", "wireguard",
             "http_header_field_manipulation", "http_invalid_request_line"])
+        boot_uid = next(r["measurement_uid"] for r in every if r["test_name"] == "vanilla_tor")
+        assert "That step is connecting to a relay: its address is not reached." in get(f"/m/{boot_uid}")
         wg_uid = next(r["measurement_uid"] for r in every if r["test_name"] == "wireguard")
         wg = json.loads(get(f"/api/v1/measurement/{wg_uid}"))
         assert wg["test_keys"]["x_hop"]["ttl"] == 2 and "located" not in wg
