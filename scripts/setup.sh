@@ -5,7 +5,8 @@ cd "$(dirname "$0")/.."
 PKGS="iproute2 nftables ethtool libpcap0.8 iputils-ping procps chromium obfs4proxy openvpn wireguard-go wireguard-tools tor"
 missing=""
 for p in $PKGS; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+  # installed, not merely known (a removed package's configuration files keep it in dpkg's list)
+  [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing="$missing $p"
 done
 if [ -n "$missing" ]; then
   if [ "$(id -u)" != 0 ]; then
