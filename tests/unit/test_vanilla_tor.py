@@ -218,6 +218,15 @@ def test_the_cli_refuses_in_one_line_before_running_tor(probe: Probe, args: tupl
     assert probe.measured == [] and not (probe.dir / "out.jsonl").exists()
 
 
+def test_without_tor_installed_the_cli_says_so_in_one_line(probe: Probe,  # noqa: F811
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(probe.dir))
+    r = probe.main("run", "vanilla_tor", "--yes", "-o", "out.jsonl")
+    assert (r.code, r.err.strip()) == (2, "tamperscope: vanilla_tor needs the tor program (Debian: apt install tor; "
+                                          "`make setup` installs it)")
+    assert probe.measured == [] and not (probe.dir / "out.jsonl").exists()
+
+
 def test_tor_network_is_for_vanilla_tor_only(probe: Probe) -> None:  # noqa: F811
     (probe.dir / "net.torrc").write_text("DirAuthority a 198.19.3.11:9030 CD\n")
     r = probe.main("run", "tor", "--yes", "--tor-network", "net.torrc")

@@ -97,6 +97,11 @@ def _binary() -> str:
     return found
 
 
+def check_environment() -> None:
+    """Before consent and before anything is sent: NettestError (one line) when tor is not installed."""
+    _binary()
+
+
 async def _version(binary: str) -> str | None:
     with contextlib.suppress(OSError, TimeoutError):
         proc = await asyncio.create_subprocess_exec(binary, "--version", stdin=asyncio.subprocess.DEVNULL,

@@ -173,6 +173,12 @@ def settings(args: argparse.Namespace) -> Settings:
         nettest = nettests.load(args.nettest)
     except KeyError:
         raise UsageError(f"unknown nettest {args.nettest!r} (known: {', '.join(nettests.names())})") from None
+    ready = getattr(nettest, "check_environment", None)  # a program the nettest runs, e.g. vanilla_tor's tor
+    if ready is not None:
+        try:
+            ready()
+        except NettestError as e:
+            raise UsageError(str(e)) from None
     if args.parallel < 1 or args.parallel > 1024:
         raise UsageError("--parallel must be between 1 and 1024")
     if args.capture:
