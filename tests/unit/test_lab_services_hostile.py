@@ -546,13 +546,13 @@ def test_connections_past_the_cap_are_closed_not_threaded(tmp_path: Path, monkey
 
 
 def test_the_debian_servers_kinds_import_none_of_the_python_servers() -> None:
-    """Every kind starts in a process of its own at each `lab up`, eight at once on two cores: obfs4, gateway and
-    wireguard run Debian's servers, and importing dnspython, aioquic, h2 and the censor's packet code for them cost
+    """Every kind starts in a process of its own at each `lab up`, nine at once on two cores: obfs4, gateway,
+    wireguard and tornet run Debian's servers, and importing dnspython, aioquic, h2 and the censor's packet code for them cost
     about 0.5 s of CPU each (the module's import: 0.75 s, now 0.27 s), at every lab up."""
     import subprocess
     import sys
 
-    code = ("import sys, tamperscope.lab.services as s; "
+    code = ("import sys, tamperscope.lab.services as s, tamperscope.lab.tornet; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'dns', 'aioquic', 'h2', 'uvloop'}), "
             "sorted(m for m in sys.modules if m.startswith(('tamperscope.netx', 'tamperscope.lab.censor', "
             "'tamperscope.lab.quicd', 'tamperscope.lab.web', 'tamperscope.lab.dnsd'))))")

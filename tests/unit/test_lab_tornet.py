@@ -1,0 +1,58 @@
+"""The lab's Tor network's keys and configurations (`lab.tornet`), made with the real tor-gencert and tor (`make
+setup` installs tor); the network itself bootstrapping a client is tests/lab/test_vanilla_tor.py."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tamperscope.lab import addresses as A
+from tamperscope.lab import tornet
+from tamperscope.nettests.vanilla_tor import load_network
+
+
+def test_each_authority_gets_its_own_keys_and_a_line_a_client_takes(tmp_path: Path) -> None:
+    authorities = tornet.make_keys(tmp_path)
+    assert [(a.nickname, a.ip) for a in authorities] == list(A.TOR_NETWORK)
+    for a in authorities:
+        assert re.fullmatch(r"[0-9A-F]{40}", a.v3ident) and re.fullmatch(r"[0-9A-F]{40}", a.fingerprint)
+        keys = tmp_path / a.nickname / "keys"
+        assert {"authority_identity_key", "authority_signing_key", "authority_certificate",
+                "secret_id_key"} <= {p.name for p in keys.iterdir()}
+        assert (tmp_path / a.nickname).stat().st_mode & 0o077 == 0  # its keys' directory is root's alone
+    assert len({a.v3ident for a in authorities} | {a.fingerprint for a in authorities}) == 6
+    client = tornet.client_config(authorities)
+    # what the lab hands vanilla_tor passes its own check of a --tor-network file
+    lines = load_network(client)
+    assert lines[0] == "TestingTorNetwork 1" and len(lines) == 4
+    assert lines[1] == (f"DirAuthority labauth1 orport={A.TOR_NETWORK_OR_PORT} no-v2 v3ident={authorities[0].v3ident} "
+                        f"{A.TOR_NETWORK[0][1]}:{A.TOR_NETWORK_DIR_PORT} {authorities[0].fingerprint}")
+    # made again at the next lab up: new keys where the old ones were
+    again = tornet.make_keys(tmp_path)
+    assert {a.v3ident for a in again}.isdisjoint({a.v3ident for a in authorities})
+
+
+def test_an_authority_listens_on_its_own_address_and_exits_only_to_the_lab(tmp_path: Path) -> None:
+    me = tornet.Authority("labauth2", "198.19.3.12", "A" * 40, "B" * 40)
+    others = [tornet.Authority("labauth1", "198.19.3.11", "C" * 40, "D" * 40), me]
+    text = tornet.authority_config(me, others, tmp_path / "labauth2")
+    lines = text.splitlines()
+    assert "ORPort 198.19.3.12:9001" in lines and "DirPort 198.19.3.12:9030" in lines
+    assert "OutboundBindAddress 198.19.3.12" in lines and "SocksPort 0" in lines
+    assert lines.index("ExitPolicy accept 198.18.0.0/15:*") < lines.index("ExitPolicy reject *:*")
+    assert [line for line in lines if line.startswith("DirAuthority ")] == [a.line for a in others]
+    assert "TestingTorNetwork 1" in lines and "SafeLogging 1" in lines
+    # tor refuses votes whose two delays are not under half the interval
+    interval = int(re.search(r"^V3AuthVotingInterval (\d+)$", text, re.M).group(1))  # type: ignore[union-attr]
+    vote = int(re.search(r"^V3AuthVoteDelay (\d+)$", text, re.M).group(1))  # type: ignore[union-attr]
+    dist = int(re.search(r"^V3AuthDistDelay (\d+)$", text, re.M).group(1))  # type: ignore[union-attr]
+    assert vote + dist < interval / 2
+
+
+def test_without_tor_gencert_the_error_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(tornet.TorNetError, match=r"^tor-gencert: .*No such file") as e:
+        tornet.make_keys(tmp_path / "net")
+    assert "\n" not in str(e.value)
