@@ -11,7 +11,8 @@ echcheck` (is TLS with Encrypted Client Hello blocked?) → `tamperscope run tcp
 (`http_header_field_manipulation`, `http_invalid_request_line`: the middlebox profile's rewriting proxy) →
 OONI's instant-messaging tests (`telegram`,
 `whatsapp`, `facebook_messenger`, `signal`) → `tor`, `vanilla_tor` (tor itself bootstrapping against the lab's
-own Tor network), `riseupvpn` and `wireguard`, each blocked one located
+own Tor network; when it does not, again through the network's obfs4 bridge), `riseupvpn` and `wireguard`, each
+blocked one located
 → lab down → a
 summary by mechanism, checked against the lab's own ground truth, the equipment
 seen, and the outside view against the inside one (the censor bracketed between
@@ -60,7 +61,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                                    "apps as OONI does "
                                    "(tamperscope run telegram, whatsapp, facebook_messenger, signal), check whether "
                                    "Tor's directory authorities can be reached (tamperscope run tor) and tor "
-                                   "bootstraps (tamperscope run vanilla_tor), RiseupVPN "
+                                   "bootstraps (tamperscope run vanilla_tor; when it does not, again through "
+                                   "the lab's obfs4 bridge), RiseupVPN "
                                    "can be used (tamperscope run riseupvpn) and a WireGuard server answers "
                                    "(tamperscope run wireguard), and take the "
                                    "lab down. "
@@ -138,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         rewritten = middlebox_example(say, work)
         apps = apps_example(say, work)
         onion = tor_example(say, work)
-        booted = vanilla_tor_example(say, work)
+        booted, bridged = vanilla_tor_example(say, work)
         vpn = riseupvpn_example(say, work)
         wg = wireguard_example(say, work)
     finally:
@@ -156,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     print(middlebox_summary(rewritten), flush=True)
     print(apps_summary(apps), flush=True)
     print(tor_summary(*onion), flush=True)
-    print(vanilla_tor_summary(*booted), flush=True)
+    print(vanilla_tor_summary(booted, bridged), flush=True)
     print(riseupvpn_summary(*vpn), flush=True)
     print(wireguard_summary(*wg), flush=True)
     analysed = analysis(measurements, Path(out), work, say)
@@ -164,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
     if not analysed.startswith("\n  analysis:"):
         status = status or 1
     if args.serve:
-        tools = [m for m, _ in (*apps, onion, booted, vpn, wg, *rewritten, *((frozen,) if frozen else ()))
+        tools = [m for m, _ in (*apps, onion, booted, *((bridged,) if bridged else ()), vpn, wg, *rewritten,
+                                *((frozen,) if frozen else ()))
                  if m is not None]  # the other nettests' measurements too
         served = serve(with_hops(measurements + tools, located), args.db or work / "demo.duckdb", args.port,
                        args.serve_seconds, say)
@@ -478,11 +481,12 @@ def apps_example(say: Callable[[str], None], work: Path) -> list[tuple[dict[str,
     return [run_once(name, say, work) for name, _, _ in APPS]
 
 
-def run_once(name: str, say: Callable[[str], None], work: Path, *inputs: str,
-             options: tuple[str, ...] = ()) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """`tamperscope run NAME` (with ``inputs``, if any, and ``options``) in the lab's client: its first measurement
-    (None when the run failed), with the ground-truth lines the censor logged while it ran."""
-    out = work / f"{name}.jsonl"
+def run_once(name: str, say: Callable[[str], None], work: Path, *inputs: str, options: tuple[str, ...] = (),
+             output: str | None = None) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """`tamperscope run NAME` (with ``inputs``, if any, and ``options``) in the lab's client, into ``work/OUTPUT``
+    (NAME.jsonl by default): its first measurement (None when the run failed), with the ground-truth lines the
+    censor logged while it ran."""
+    out = work / (output or f"{name}.jsonl")
     before = len(manager.PATHS.log.read_text().splitlines())
     given = [arg for i in inputs for arg in ("-i", i)]
     res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "run", name, *given, *options,
@@ -691,27 +695,52 @@ VANILLA_TOR_TIMEOUT = 30  # seconds for tor to bootstrap in the demo: the lab's 
 # and tor gets to 100% in a few seconds unless it is blocked
 
 
-def vanilla_tor_example(say: Callable[[str], None],
-                        work: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """`tamperscope run vanilla_tor` against the lab's own Tor network."""
+Run = tuple[dict[str, Any] | None, list[dict[str, Any]]]
+
+
+def vanilla_tor_example(say: Callable[[str], None], work: Path) -> tuple[Run, Run | None]:
+    """`tamperscope run vanilla_tor` against the lab's own Tor network, and, when that did not bootstrap, again
+    through the network's obfs4 bridge (``--tor-bridges``): whether a bridge gets past what blocks Tor."""
     say(f"demo: checking whether tor itself bootstraps (tamperscope run vanilla_tor; the lab's own Tor network, "
         f"{A.TOR_NETWORK[0][1]}-{A.TOR_NETWORK[-1][1].rsplit('.', 1)[1]}; at most {VANILLA_TOR_TIMEOUT} s)")
-    return run_once("vanilla_tor", say, work, options=("--timeout", str(VANILLA_TOR_TIMEOUT)))
+    plain = run_once("vanilla_tor", say, work, options=("--timeout", str(VANILLA_TOR_TIMEOUT)))
+    if plain[0] is None or plain[0]["test_keys"].get("success") is not False or not manager.PATHS.tor_bridges.is_file():
+        return plain, None
+    say(f"demo: trying again through the lab's obfs4 bridge (tamperscope run vanilla_tor --tor-bridges "
+        f"{manager.PATHS.tor_bridges})")
+    return plain, run_once("vanilla_tor", say, work, output="vanilla_tor-bridge.jsonl",
+                           options=("--timeout", str(VANILLA_TOR_TIMEOUT), "--tor-bridges",
+                                    str(manager.PATHS.tor_bridges)))
 
 
-def vanilla_tor_summary(m: dict[str, Any] | None, truth: list[dict[str, Any]]) -> str:
-    """How far tor's bootstrap got, and the verdict, against what the lab's censor did meanwhile."""
+def _booted(tk: dict[str, Any]) -> str:
+    return (f"bootstrapped in {tk.get('bootstrap_time')} s" if tk.get("success") is True else
+            f"stopped at {tk.get('tor_progress')}% ({tk.get('tor_progress_tag')}: {tk.get('tor_progress_summary')})")
+
+
+def vanilla_tor_summary(plain: Run, bridged: Run | None = None) -> str:
+    """How far tor's bootstrap got, and the verdict, against what the lab's censor did meanwhile; then, if it was
+    tried, how far it got through the bridge."""
+    m, truth = plain
     did = censor_did(truth)
     head = "  Tor's bootstrap (OONI's vanilla_tor test: Debian's tor against the lab's own Tor network):"
     if m is None:
         return f"\n{head}\n    not measured; {did}"
     tk = m["test_keys"]
     status, mech = tk.get("x_status"), tk.get("x_mechanism") or "none"
-    got = (f"bootstrapped in {tk.get('bootstrap_time')} s" if tk.get("success") is True else
-           f"stopped at {tk.get('tor_progress')}% ({tk.get('tor_progress_tag')}: {tk.get('tor_progress_summary')})")
     said = f"blocked ({mech})" if status == "anomaly" else "reachable" if status == "ok" else "no verdict"
     ok = status != "failure" and (status == "anomaly") == bool(blocking(truth))
-    return f"\n{head}\n    {got}: {said}; {did}: {'agrees' if ok else 'DISAGREES'} with the lab's ground truth"
+    out = f"\n{head}\n    {_booted(tk)}: {said}; {did}: {'agrees' if ok else 'DISAGREES'} with the lab's ground truth"
+    if bridged is not None:
+        b, bruth = bridged
+        if b is None:
+            out += f"\n    through the lab's obfs4 bridge: not measured; {censor_did(bruth)}"
+        else:
+            works = b["test_keys"].get("success") is True
+            out += (f"\n    through the lab's obfs4 bridge: {_booted(b['test_keys'])}: "
+                    + ("Tor works from here through a bridge the censor does not know" if works else
+                       "the bridge does not get past it either") + f"; {censor_did(bruth)}")
+    return out
 
 
 def riseupvpn_summary(m: dict[str, Any] | None, truth: list[dict[str, Any]]) -> str:

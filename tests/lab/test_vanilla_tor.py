@@ -1,7 +1,9 @@
 """vanilla_tor in the lab: Debian's tor bootstraps against the lab's own Tor network (three real directory
 authorities that are also its relays, 198.19.3.11-13, given to the probe as $TAMPERSCOPE_TOR_NETWORK). Without
 a censor it gets to 100%; behind tm-like, which null-routes Tor's directory authorities (198.19.3.0/28), it stays
-at 5%, connecting to a relay, which the verdict reads as tcp.drop, and the censor's ground truth says the same."""
+at 5%, connecting to a relay, which the verdict reads as tcp.drop, and the censor's ground truth says the same;
+through the network's obfs4 bridge (198.19.3.21, outside that /28) it gets to 100% there, and the bridge is in no
+line of the measurement."""
 
 from __future__ import annotations
 
@@ -43,3 +45,22 @@ def test_tor_stays_at_5_percent_behind_a_censor_that_null_routes_its_authorities
     truth = [json.loads(line) for line in manager.PATHS.log.read_text().splitlines()]
     dropped = {t["server"] for t in truth if t["rule"] == "tm-tor"}
     assert dropped and dropped <= RELAYS, dropped
+
+
+def test_through_the_labs_obfs4_bridge_tor_gets_past_that_censor(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    lab_factory("tm-like")
+    line = manager.PATHS.tor_bridges.read_text().splitlines()[-1]
+    assert line.startswith(f"Bridge obfs4 {A.TOR_BRIDGE}:{A.TOR_BRIDGE_OBFS4_PORT} ") and " cert=" in line
+    before = len(manager.PATHS.log.read_text().splitlines())
+    out = tmp_path / "b.jsonl"
+    tk = measure_once("vanilla_tor", out, "--timeout", "120", "--tor-bridges", str(manager.PATHS.tor_bridges))
+    assert (tk["success"], tk["tor_progress"], tk["transport_name"], tk["x_bridges"]) == (True, 100, "obfs4", 1), \
+        tk["tor_logs"][-5:]
+    assert any("(conn_pt)" in line for line in tk["tor_logs"])  # through the pluggable transport
+    assert (tk["x_status"], tk["blocking"]) == ("ok", False)
+    # the bridge, its fingerprint and its cert are in no line of the measurement
+    written = out.read_text()
+    fingerprint, cert = line.split()[3], line.split("cert=")[1].split()[0]
+    assert A.TOR_BRIDGE not in written and fingerprint not in written and cert not in written
+    truth = [json.loads(x) for x in manager.PATHS.log.read_text().splitlines()[before:]]
+    assert not [t for t in truth if A.TOR_BRIDGE in str(t.get("server"))], truth

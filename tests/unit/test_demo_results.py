@@ -275,14 +275,26 @@ def test_vanilla_tor_summary_says_how_far_tor_got_and_checks_it_against_the_grou
     stuck = {"test_keys": {"x_status": "anomaly", "x_mechanism": "tcp.drop", "success": False, "tor_progress": 5,
                            "tor_progress_tag": "conn", "tor_progress_summary": "Connecting to a relay"}}
     drops = [{"rule": "tm-tor", "server": "198.19.3.11:9001"}] * 3
-    assert vanilla_tor_summary(stuck, drops).endswith(
+    assert vanilla_tor_summary((stuck, drops)).endswith(
         "stopped at 5% (conn: Connecting to a relay): blocked (tcp.drop); the censor's rule tm-tor acted on it "
         "(3 times): agrees with the lab's ground truth")
     done = {"test_keys": {"x_status": "ok", "success": True, "bootstrap_time": 2.5, "tor_progress": 100}}
-    assert vanilla_tor_summary(done, []).endswith(
+    assert vanilla_tor_summary((done, [])).endswith(
         "bootstrapped in 2.5 s: reachable; the censor did nothing to it: agrees with the lab's ground truth")
-    assert vanilla_tor_summary(done, drops).endswith("DISAGREES with the lab's ground truth")
-    assert vanilla_tor_summary(None, []).endswith("not measured; the censor did nothing to it")
+    assert vanilla_tor_summary((done, drops)).endswith("DISAGREES with the lab's ground truth")
+    assert vanilla_tor_summary((None, [])).endswith("not measured; the censor did nothing to it")
+    # then through the bridge: it got past, or not
+    text = vanilla_tor_summary((stuck, drops), (done, []))
+    assert text.endswith("agrees with the lab's ground truth\n    through the lab's obfs4 bridge: bootstrapped in "
+                         "2.5 s: Tor works from here through a bridge the censor does not know; the censor did "
+                         "nothing to it"), text
+    bridge_stuck = {"test_keys": {**stuck["test_keys"], "tor_progress": 2, "tor_progress_tag": "conn_done_pt",
+                                  "tor_progress_summary": "Connected to pluggable transport"}}
+    assert vanilla_tor_summary((stuck, drops), (bridge_stuck, drops[:1])).endswith(
+        "through the lab's obfs4 bridge: stopped at 2% (conn_done_pt: Connected to pluggable transport): the bridge "
+        "does not get past it either; the censor's rule tm-tor acted on it (1 time)")
+    assert vanilla_tor_summary((stuck, drops), (None, [])).endswith(
+        "through the lab's obfs4 bridge: not measured; the censor did nothing to it")
 
 
 def test_riseupvpn_summary_counts_gateways_by_their_first_exchange() -> None:

@@ -875,6 +875,12 @@ def test_a_vanilla_tor_measurement_says_how_far_tor_got_and_shows_its_log(tmp_pa
     assert (twin["evidence"]["verdict"]["mechanism"], twin["evidence"]["bootstrap"]["progress"]) == ("tcp.drop", 5)
     done_section = _words(done_page, "bootstrap")
     assert "It bootstrapped to 100% in 2.3 s: Tor can be used from this network." in done_section
+    assert "bridge" not in section and "bridge" not in done_section
+    bridged = {**done, "report_id": base["report_id"] + "b",
+               "test_keys": {**done["test_keys"], "transport_name": "obfs4", "x_bridges": 1}}
+    ((bridged_page, _),) = _pages(tmp_path / "b", [bridged])
+    assert ("through 1 obfs4 bridge (which ones is not recorded: a bridge published is a bridge blocked)."
+            in _words(bridged_page, "bootstrap"))
     assert evil not in done_page and "ran out" not in done_section
 
 

@@ -6,7 +6,10 @@ the lab's real Tor network, is tests/lab/test_vanilla_tor.py."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -50,6 +53,11 @@ if scenario == "garbage":
     say("Our IP address is " + os.environ["FAKE_TOR_ME"])
     say("Bootstrapped 10% (conn_done): Connected to a relay")
     time.sleep(60)
+if scenario == "bridge":
+    say("Bootstrapped 1% (conn_pt): Connecting to pluggable transport")
+    say("Received http status code 404 from server 198.51.100.9:443 while fetching consensus directory.")
+    cert = os.environ["FAKE_TOR_CERT"]
+    say("Learned fingerprint $" + "ab12" * 10 + " for bridge 198.51.100.9:443 (cert " + cert + ")")
 say("Bootstrapped 5% (conn): Connecting to a relay")
 if scenario in ("stall", "stubborn"):
     for i in range(400):
@@ -77,9 +85,9 @@ def fake_tor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _measure(scenario: str, monkeypatch: pytest.MonkeyPatch, timeout: float = 3.0,
-             network: tuple[str, ...] | None = None) -> dict[str, Any]:
+             network: tuple[str, ...] | None = None, bridges: Any = None) -> dict[str, Any]:
     monkeypatch.setenv("FAKE_TOR_SCENARIO", scenario)
-    ctx = Context(timeouts=Timeouts(measurement=timeout), options={"tor_network": network})
+    ctx = Context(timeouts=Timeouts(measurement=timeout), options={"tor_network": network, "tor_bridges": bridges})
 
     async def main() -> dict[str, Any]:
         return await Engine(vanilla_tor, ctx, ProbeInfo(), Scrubber([ME], interfaces=False)).measure(None)
@@ -139,6 +147,48 @@ def test_hostile_output_is_cut_and_read_on_and_the_address_scrubbed(fake_tor: Pa
     assert (tk["tor_progress"], tk["tor_progress_tag"]) == (10, "conn_done")
     assert ME not in str(tk) and any("[scrubbed]" in line for line in tk["tor_logs"])
     assert tk["x_mechanism"] == "tls.drop"
+
+
+CERT = "UClU9hpNng1O3EHgqkNRHOF115KhuK+jyR8IYpj9nHjp7CV4jhbBKjh81RqNDdUfoDDaTg"
+BRIDGE = f"obfs4 198.51.100.9:443 {'AB12' * 10} cert={CERT} iat-mode=0"
+
+
+def test_through_a_bridge_the_bridge_is_used_and_scrubbed_from_the_measurement(
+        fake_tor: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_TOR_CERT", CERT)
+    bridges = vanilla_tor.load_bridges(BRIDGE)
+    m = _measure("bridge", monkeypatch, bridges=bridges)
+    tk = m["test_keys"]
+    assert (tk["success"], tk["transport_name"], tk["x_bridges"]) == (True, "obfs4", 1)
+    seen = (fake_tor / "torrc-seen").read_text().splitlines()
+    assert "UseBridges 1" in seen and f"Bridge {BRIDGE}" in seen
+    assert f"ClientTransportPlugin obfs4 exec {shutil.which('obfs4proxy')}" in seen
+    text = json.dumps(m)
+    assert "198.51.100.9" not in text and "ab12ab12" not in text.lower() and CERT not in text
+    assert any("server [scrubbed] while fetching" in line for line in tk["tor_logs"])
+    assert any("fingerprint [scrubbed] for bridge [scrubbed] (cert [scrubbed])" in line for line in tk["tor_logs"])
+
+
+def test_bridge_lines_as_tor_browser_takes_them() -> None:
+    text = (f"# mine\nBridge {BRIDGE}\n{BRIDGE}\n192.0.2.1:9001\nBridge [2001:db8::1]:443 {'CD34' * 10}\n")
+    got = vanilla_tor.load_bridges(text)
+    assert [(b.transport, b.address, b.fingerprint) for b in got] == [
+        ("obfs4", "198.51.100.9:443", "AB12" * 10), ("obfs4", "198.51.100.9:443", "AB12" * 10),
+        (None, "192.0.2.1:9001", None), (None, "[2001:db8::1]:443", "CD34" * 10)]
+    assert got[0].line == f"Bridge {BRIDGE}" and got[2].line == "Bridge 192.0.2.1:9001"
+    for bad, said in [
+        ("snowflake 192.0.2.3:80 " + "AB" * 20 + " url=https://x/", "'snowflake' bridges are not run here"),
+        ("obfs4 bridge.example:443 cert=x", "a bridge's address is IP:PORT"),
+        ("obfs4 192.0.2.1:0 cert=x", "a bridge's address is IP:PORT"),
+        ("obfs4 192.0.2.1:443 " + "AB" * 20 + " iat-mode=0", "an obfs4 bridge needs its cert="),
+        ("obfs4 192.0.2.1:443 cert=x ControlPort 9051", "only key=value parameters"),
+        ("obfs4 192.0.2.1:443 cert=x\x00", "no bridge line"),
+        ("Bridge", "no bridge address"),
+        ("# nothing\n", "no bridge line"),
+        ("192.0.2.1:443\n" * 17, "more than 16 bridges"),
+    ]:
+        with pytest.raises(NettestError, match=re.escape(said)):
+            vanilla_tor.load_bridges(bad)
 
 
 def test_without_tor_the_nettest_says_so_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -225,6 +275,29 @@ def test_without_tor_installed_the_cli_says_so_in_one_line(probe: Probe,  # noqa
     assert (r.code, r.err.strip()) == (2, "tamperscope: vanilla_tor needs the tor program (Debian: apt install tor; "
                                           "`make setup` installs it)")
     assert probe.measured == [] and not (probe.dir / "out.jsonl").exists()
+
+
+def test_the_cli_takes_bridges_and_says_it_would_use_them(probe: Probe,  # noqa: F811
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    (probe.dir / "bridges.txt").write_text(f"{BRIDGE}\n192.0.2.1:9001\n")
+    seen: list[Any] = []
+
+    async def run(input: str | None, ctx: Context) -> dict[str, Any]:
+        seen.append(ctx.options.get("tor_bridges"))
+        return {}
+
+    monkeypatch.setattr(vanilla_tor, "run", run)
+    r = probe.main("run", "vanilla_tor", "--yes", "--no-progress", "--tor-bridges", "bridges.txt", "-o", "out.jsonl")
+    assert r.code == 0, r.err
+    assert [b.address for b in seen[0]] == ["198.51.100.9:443", "192.0.2.1:9001"]
+    s = command.settings(command_args("vanilla_tor", "--tor-bridges", str(probe.dir / "bridges.txt")))
+    assert "through the 2 bridges of" in command.plan(s) and "(scrubbed from the measurement)" in command.plan(s)
+    for args, said in [(("--tor-bridges", "missing.txt"), "missing.txt"),
+                       (("--tor-bridges", "out.jsonl"), "no bridge line")]:
+        r = probe.main("run", "vanilla_tor", "--yes", "--no-progress", "-o", "two.jsonl", *args)
+        assert r.code == 2 and said in r.err and len(r.err.strip().splitlines()) == 1, r.err
+    r = probe.main("run", "tor", "--yes", "--tor-bridges", "bridges.txt")
+    assert (r.code, r.err.strip()) == (2, "tamperscope: --tor-bridges is for the vanilla_tor nettest")
 
 
 def test_tor_network_is_for_vanilla_tor_only(probe: Probe) -> None:  # noqa: F811

@@ -747,7 +747,11 @@ def bootstrap(tk: Mapping[str, Any]) -> dict[str, Any] | None:
             "tls.drop": "the TLS handshake with a relay: the connection is made, and the handshake does not "
                         "finish"}.get(stuck or "")
     network = _str(tk.get("x_tor_network"))
-    return {"success": success if isinstance(success, bool) else None, "progress": progress,
+    bridges = _count(tk.get("x_bridges"))
+    transport = _str(tk.get("transport_name"))
+    return {"bridges": bridges if bridges else None,
+            "transport": transport if transport in ("vanilla", "obfs4") else None,
+            "success": success if isinstance(success, bool) else None, "progress": progress,
             "tag": text(tk.get("tor_progress_tag")), "summary": text(tk.get("tor_progress_summary")),
             "time": seconds(tk.get("bootstrap_time")), "timeout": seconds(tk.get("timeout")),
             "error": text(tk.get("error")), "step": step, "version": text(tk.get("tor_version")),

@@ -68,6 +68,10 @@ TOR_DIR_PORT = 80
 TOR_NETWORK = tuple((f"labauth{i}", f"198.19.3.{10 + i}") for i in range(1, 4))
 TOR_NETWORK_OR_PORT = 9001
 TOR_NETWORK_DIR_PORT = 9030
+# ... and a bridge of it: a tor relay that publishes nothing, reached through obfs4proxy (its cert made at each lab
+# up), outside 198.19.3.0/28, so a censor that blocks the authorities by address does not know it
+TOR_BRIDGE = "198.19.3.21"
+TOR_BRIDGE_OBFS4_PORT = 27016
 # An obfs4 bridge (a real obfs4proxy, with the lab's key: `farm.obfs4_identity`), on a port as bridges use; its
 # address is no directory authority's, so a censor that blocks those by address does not know it
 OBFS4_BRIDGE = "198.19.3.20"
@@ -127,6 +131,7 @@ class Endpoints:
             "facebook_net": str(FACEBOOK_NET),
             "tor_dirauths": [ip for _, ip in TOR_DIRAUTHS],
             "tor_network": [f"{ip}:{TOR_NETWORK_OR_PORT}" for _, ip in TOR_NETWORK],
+            "tor_bridge": f"{TOR_BRIDGE}:{TOR_BRIDGE_OBFS4_PORT}",
             "obfs4_bridge": f"{OBFS4_BRIDGE}:{OBFS4_PORT}",
             "riseup_gateway": RISEUP_GATEWAY,
             "wireguard": f"{WIREGUARD_SERVER}:{WIREGUARD_PORT}",

@@ -75,6 +75,11 @@ class Paths:
     def tor_network(self) -> Path:
         return self.root / "tor-network.torrc"
 
+    @property
+    def tor_bridges(self) -> Path:
+        """The lab's Tor network's bridge line (`lab.tornet`): for ``vanilla_tor --tor-bridges``."""
+        return self.root / "tor-bridges.txt"
+
 
 PATHS = Paths(STATE_DIR)
 

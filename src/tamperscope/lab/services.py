@@ -348,8 +348,10 @@ def _wireguard(state_dir: Path) -> int:
 
 def _tornet(state_dir: Path, tor_network: Path) -> int:
     """The lab's Tor network (`tornet`): its keys made, the client's lines written to ``tor_network``, then its
-    three authorities, each a tor process bound to its own address; ready (``ready-tornet``) once each OR port
-    takes connections. The first consensus comes about 20 s later."""
+    three authorities, each a tor process bound to its own address, and (with obfs4proxy) its bridge, whose line
+    goes to ``tor-bridges.txt`` beside ``tor_network``; ready (``ready-tornet``) once each OR port and the bridge's
+    obfs4 port take connections. The first consensus comes about 20 s later."""
+    import shutil
     import subprocess
 
     from . import tornet
@@ -371,17 +373,38 @@ def _tornet(state_dir: Path, tor_network: Path) -> int:
                                     stderr=subprocess.STDOUT, text=True)
             procs.append(proc)
             threading.Thread(target=_relay, args=(proc,), daemon=True).start()
+        waiting = [(a.ip, A.TOR_NETWORK_OR_PORT) for a in authorities]
+        obfs4proxy = shutil.which("obfs4proxy")
+        bridge = root / "labbridge"
+        bridges = tor_network.parent / "tor-bridges.txt"
+        if obfs4proxy is not None:
+            bridge.mkdir(mode=0o700, exist_ok=True)
+            (bridge / "torrc").write_text(tornet.bridge_config(authorities, bridge, obfs4proxy))
+            proc = subprocess.Popen(["tor", "-f", str(bridge / "torrc"), "--ignore-missing-torrc", "--defaults-torrc",
+                                     str(bridge / "none")], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True)
+            procs.append(proc)
+            threading.Thread(target=_relay, args=(proc,), daemon=True).start()
+            waiting.append((A.TOR_BRIDGE, A.TOR_BRIDGE_OBFS4_PORT))
+        else:
+            print("tornet: obfs4proxy is not installed: the network has no bridge", flush=True)
         deadline = time.monotonic() + 30
-        waiting = list(authorities)
         while waiting:
             if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
-                print("tornet: an authority exited or never listened", flush=True)
+                print(f"tornet: a tor exited, or {waiting[0][0]}:{waiting[0][1]} never listened", flush=True)
                 return 1
             try:
-                socket.create_connection((waiting[0].ip, A.TOR_NETWORK_OR_PORT), timeout=1).close()
+                socket.create_connection(waiting[0], timeout=1).close()
                 waiting.pop(0)
             except OSError:
                 time.sleep(0.1)
+        while obfs4proxy is not None and (line := tornet.bridge_line(bridge)) is None:
+            if time.monotonic() > deadline:
+                print("tornet: the bridge wrote no fingerprint or obfs4 cert", flush=True)
+                return 1
+            time.sleep(0.1)
+        if obfs4proxy is not None:
+            bridges.write_text(f"# the lab's Tor network's bridge (tamperscope lab), through obfs4\n{line}\n")
         (state_dir / "ready-tornet").write_text("ok")
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)

@@ -9,6 +9,10 @@ for the authority keys, ``tor --list-fingerprint`` for the relay keys), in the l
 
 An exit may connect only to lab addresses (198.18.0.0/15). A client takes `client_config`, the lines that point
 it at these authorities instead of Tor's (the lab sets $TAMPERSCOPE_TOR_NETWORK to a file holding them).
+
+A fourth tor is a bridge of this network (`bridge_config`, at `addresses.TOR_BRIDGE`), which clients reach through
+obfs4 (Debian's obfs4proxy, its cert made at each `lab up`): its line (`bridge_line`) is in ``tor-bridges.txt``
+in the lab's directory, for ``vanilla_tor --tor-bridges``.
 """
 
 from __future__ import annotations
@@ -90,6 +94,36 @@ def client_config(authorities: list[Authority]) -> str:
             "TestingTorNetwork 1\n" + "".join(f"{a.line}\n" for a in authorities))
 
 
+def bridge_config(authorities: list[Authority], home: Path, obfs4proxy: str) -> str:
+    """A bridge of the network: a relay that publishes no descriptor (a client learns it from its bridge line),
+    caches the directory for its clients, exits nowhere, and takes them over obfs4 only (its OR port is on the
+    same address, for obfs4proxy to hand connections to)."""
+    ip = A.TOR_BRIDGE
+    return (f"TestingTorNetwork 1\n{VOTING}AssumeReachable 1\n"
+            f"DataDirectory {home}\nNickname labbridge\nAddress {ip}\nOutboundBindAddress {ip}\n"
+            f"ORPort {ip}:{A.TOR_NETWORK_OR_PORT}\nSocksPort 0\nBridgeRelay 1\nPublishServerDescriptor 0\n"
+            "ExitPolicy reject *:*\n"
+            f"ServerTransportPlugin obfs4 exec {obfs4proxy}\n"
+            f"ServerTransportListenAddr obfs4 {ip}:{A.TOR_BRIDGE_OBFS4_PORT}\nExtORPort auto\n"
+            "Log notice stdout\nSafeLogging 1\nRunAsDaemon 0\n"
+            + "".join(f"{a.line}\n" for a in authorities))
+
+
+def bridge_line(home: Path) -> str | None:
+    """The bridge's line as Tor Browser takes it (``Bridge obfs4 ADDRESS FINGERPRINT cert=… iat-mode=…``), once
+    tor wrote its fingerprint and obfs4proxy its cert; None before."""
+    try:
+        fingerprint = (home / "fingerprint").read_text().split()
+        said = (home / "pt_state" / "obfs4_bridgeline.txt").read_text()
+    except OSError:
+        return None
+    found = re.search(r"cert=(\S+) iat-mode=(\d)", said)
+    if found is None or len(fingerprint) != 2 or not re.fullmatch(r"[0-9A-F]{40}", fingerprint[1]):
+        return None
+    return (f"Bridge obfs4 {A.TOR_BRIDGE}:{A.TOR_BRIDGE_OBFS4_PORT} {fingerprint[1]} cert={found.group(1)} "
+            f"iat-mode={found.group(2)}")
+
+
 def authority_config(me: Authority, authorities: list[Authority], home: Path) -> str:
     return (f"TestingTorNetwork 1\n{VOTING}"
             "AssumeReachable 1\nTestingDirAuthVoteGuard *\nTestingDirAuthVoteExit *\nTestingDirAuthVoteHSDir *\n"
@@ -102,4 +136,5 @@ def authority_config(me: Authority, authorities: list[Authority], home: Path) ->
             + "".join(f"{a.line}\n" for a in authorities))
 
 
-__all__ = ["Authority", "TorNetError", "authority_config", "client_config", "make_keys"]
+__all__ = ["Authority", "TorNetError", "authority_config", "bridge_config", "bridge_line", "client_config",
+           "make_keys"]

@@ -5,8 +5,11 @@ empty data directory and no bridges, and reads its bootstrap log until ``Bootstr
 timeout (``--timeout``, 60 s by default; OONI's default is 200 s). Without ``--tor-network FILE`` tor uses Tor's
 own directory authorities and fallback directories; with it, the file's lines (`load_network`: only
 ``DirAuthority``, ``FallbackDir`` and ``TestingTorNetwork``) point it at another network, as the lab's
-(``$TAMPERSCOPE_TOR_NETWORK``). Tor's log is kept with ``SafeLogging`` on, and the run's scrubber takes this
-probe's addresses out of it like everything else. The data directory is removed afterwards.
+(``$TAMPERSCOPE_TOR_NETWORK``). With ``--tor-bridges FILE`` (`load_bridges`: obfs4 bridge lines, as Tor Browser
+takes them, or plain ones) tor bootstraps through those bridges instead, obfs4 ones through Debian's obfs4proxy:
+whether a bridge gets past what blocks Tor. Tor's log is kept with ``SafeLogging`` on, every bridge's address,
+fingerprint and cert are replaced by ``[scrubbed]`` in it (a bridge published is a bridge blocked), and the run's
+scrubber takes this probe's addresses out of it like everything else. The data directory is removed afterwards.
 
 Where the bootstrap stopped says how Tor is blocked (`model.torverdict.progress_mechanism`): at 5% (connecting
 to a relay), its addresses are dropped; at 10-15% (the TLS handshake), its handshake is; at 80-89% the same for
@@ -18,8 +21,9 @@ get there), ``error`` (null, ``timeout-reached`` or ``unknown-error``), ``failur
 string: ``generic_timeout_error`` for the timeout), ``success`` (true at 100%, false when the timeout came
 first, null when tor exited by itself), ``timeout`` (seconds), ``tor_logs`` (tor's log lines, the last
 `MAX_LOG_LINES`), ``tor_progress``, ``tor_progress_tag`` and ``tor_progress_summary`` (the last bootstrap line's
-percentage, tag and words), ``tor_version`` and ``transport_name`` ("vanilla"); and ours: ``x_tor_network``
-("tor" for Tor's own, "custom" for ``--tor-network``) with ``x_dirauths``, the number of its authorities.
+percentage, tag and words), ``tor_version`` and ``transport_name`` ("vanilla", or "obfs4" through obfs4
+bridges); and ours: ``x_tor_network`` ("tor" for Tor's own, "custom" for ``--tor-network``) with ``x_dirauths``,
+the number of its authorities, and ``x_bridges``, the number of bridges (never which).
 The verdict is `model.torverdict.vanilla_tor_verdict`.
 """
 
@@ -27,11 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import re
 import shutil
 import tempfile
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +59,94 @@ _VERSION = re.compile(r"Tor version ([0-9][0-9A-Za-z.\-]{0,40}?)\.?$", re.MULTIL
 
 
 class Config:
-    """``--tor-network FILE`` (``options["tor_network"]``, the lines `load_network` kept), and ``--timeout``."""
+    """``--tor-network FILE`` (``options["tor_network"]``, the lines `load_network` kept), ``--tor-bridges FILE``
+    (``options["tor_bridges"]``, `Bridge`s), and ``--timeout``."""
+
+
+MAX_BRIDGES = 16
+MAX_BRIDGE_LINE = 1024
+_PARAM = re.compile(r"[A-Za-z0-9_-]{1,32}=[!-~]{1,512}")
+_FINGERPRINT = re.compile(r"\$?([0-9A-Fa-f]{40})")
+
+
+@dataclass(frozen=True)
+class Bridge:
+    """One bridge line: obfs4 (through obfs4proxy) or plain; its address, fingerprint and cert are secrets, scrubbed
+    from the measurement."""
+
+    transport: str | None  # "obfs4", or None for a plain bridge
+    address: str  # IP:PORT, [IPv6]:PORT
+    fingerprint: str | None
+    params: tuple[str, ...]  # key=value: obfs4's cert and iat-mode
+
+    @property
+    def line(self) -> str:
+        return " ".join(x for x in ("Bridge", self.transport, self.address, self.fingerprint, *self.params) if x)
+
+    def secrets(self) -> list[str]:
+        host = self.address.rsplit(":", 1)[0].strip("[]")
+        out = [self.address, host, *(p.split("=", 1)[1] for p in self.params if p.startswith("cert="))]
+        return out + ([self.fingerprint] if self.fingerprint else [])
+
+
+def load_bridges(text: str) -> tuple[Bridge, ...]:
+    """Bridge lines as Tor Browser takes them (``obfs4 IP:PORT FINGERPRINT cert=… iat-mode=…``, with or without
+    ``Bridge`` before; a plain ``IP:PORT [FINGERPRINT]``). Comments and blank lines are skipped. Other pluggable
+    transports (snowflake, meek, webtunnel) need programs this nettest does not run: refused."""
+    out = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if len(line) > MAX_BRIDGE_LINE or not line.isascii() or not line.isprintable():
+            raise NettestError(f"line {n} is no bridge line (too long, or characters one cannot hold)")
+        words = line.split()
+        if words[0].lower() == "bridge":
+            words = words[1:]
+        transport = None
+        if words and not words[0][:1].isdigit() and not words[0].startswith("["):
+            transport = words.pop(0).lower()
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", transport):
+                raise NettestError(f"line {n} is no bridge line: it starts with neither a transport nor an address")
+            if transport != "obfs4":
+                raise NettestError(f"line {n}: {transport[:20]!r} bridges are not run here (obfs4 and plain ones are)")
+        if not words:
+            raise NettestError(f"line {n}: no bridge address")
+        address = _bridge_address(words.pop(0), n)
+        fingerprint = None
+        if words and (found := _FINGERPRINT.fullmatch(words[0])):
+            words.pop(0)
+            fingerprint = found.group(1).upper()
+        if any(not _PARAM.fullmatch(w) for w in words):
+            raise NettestError(f"line {n}: after the address and fingerprint, only key=value parameters")
+        if transport == "obfs4" and not any(w.startswith("cert=") for w in words):
+            raise NettestError(f"line {n}: an obfs4 bridge needs its cert=")
+        out.append(Bridge(transport, address, fingerprint, tuple(words)))
+        if len(out) > MAX_BRIDGES:
+            raise NettestError(f"more than {MAX_BRIDGES} bridges")
+    if not out:
+        raise NettestError("no bridge line")
+    return tuple(out)
+
+
+def _bridge_address(word: str, n: int) -> str:
+    host, _, port = word.rpartition(":")
+    try:
+        ip = ipaddress.ip_address(host.strip("[]") if host.startswith("[") and host.endswith("]") else host)
+        number = int(port) if port.isdigit() else 0
+    except ValueError:
+        ip, number = None, 0
+    if ip is None or not 0 < number < 65536:
+        raise NettestError(f"line {n}: a bridge's address is IP:PORT, not {word[:60]!r}")
+    return f"[{ip}]:{number}" if ip.version == 6 else f"{ip}:{number}"
+
+
+def scrub_bridges(line: str, bridges: tuple[Bridge, ...]) -> str:
+    """``line`` with every bridge's address, fingerprint and cert replaced by ``[scrubbed]`` (longest first)."""
+    for secret in sorted({x for b in bridges for x in b.secrets()}, key=len, reverse=True):
+        if secret in line or (secret.isalnum() and secret.upper() in line.upper()):
+            line = re.sub(r"\$?" + re.escape(secret), "[scrubbed]", line, flags=re.IGNORECASE)
+    return line
 
 
 def check_input(input: str) -> None:
@@ -119,11 +212,25 @@ async def _version(binary: str) -> str | None:
     return None
 
 
-def torrc(data: Path, network: tuple[str, ...]) -> str:
+def torrc(data: Path, network: tuple[str, ...], bridges: tuple[Bridge, ...] = (), obfs4proxy: str | None = None) -> str:
     """The client's configuration: a fresh data directory, a SOCKS port on loopback that nothing uses (tor
-    builds circuits only for something), the log on stdout, addresses scrubbed from it, and the network."""
-    return (f"DataDirectory {data}\nSocksPort 127.0.0.1:auto\nClientOnly 1\nAvoidDiskWrites 1\n"
+    builds circuits only for something), the log on stdout, addresses scrubbed from it, the network, and the
+    bridges (obfs4 ones through ``obfs4proxy``)."""
+    text = (f"DataDirectory {data}\nSocksPort 127.0.0.1:auto\nClientOnly 1\nAvoidDiskWrites 1\n"
             "Log notice stdout\nSafeLogging 1\nRunAsDaemon 0\n" + "".join(f"{line}\n" for line in network))
+    if bridges:
+        text += "UseBridges 1\n" + "".join(f"{b.line}\n" for b in bridges)
+        if any(b.transport == "obfs4" for b in bridges):
+            text += f"ClientTransportPlugin obfs4 exec {obfs4proxy}\n"
+    return text
+
+
+def obfs4proxy() -> str:
+    found = shutil.which("obfs4proxy")
+    if found is None:
+        raise NettestError("obfs4 bridges need the obfs4proxy program (Debian: apt install obfs4proxy; "
+                           "`make setup` installs it)")
+    return found
 
 
 async def _stop(proc: asyncio.subprocess.Process) -> None:
@@ -165,19 +272,22 @@ async def _lines(stream: asyncio.StreamReader) -> Any:
 async def run(input: str | None, ctx: Context) -> dict[str, Any]:
     binary = _binary()
     network: tuple[str, ...] = tuple(ctx.options.get("tor_network") or ())
+    bridges: tuple[Bridge, ...] = tuple(ctx.options.get("tor_bridges") or ())
+    pt = obfs4proxy() if any(b.transport == "obfs4" for b in bridges) else None
     timeout = float(ctx.timeouts.measurement)
     tk: dict[str, Any] = {
         "bootstrap_time": 0.0, "error": None, "failure": None, "success": False, "timeout": timeout,
         "tor_logs": [], "tor_progress": 0, "tor_progress_tag": None, "tor_progress_summary": None,
-        "tor_version": await _version(binary), "transport_name": "vanilla",
+        "tor_version": await _version(binary), "transport_name": "obfs4" if pt else "vanilla",
         "x_tor_network": "custom" if network else "tor",
         "x_dirauths": sum(1 for line in network if line.startswith("DirAuthority ")),
+        "x_bridges": len(bridges),
     }
     logs: deque[str] = deque(maxlen=MAX_LOG_LINES)
     with tempfile.TemporaryDirectory(prefix="tamperscope-tor-") as tmp:
         data = Path(tmp) / "data"
         data.mkdir(mode=0o700)
-        (Path(tmp) / "torrc").write_text(torrc(data, network))
+        (Path(tmp) / "torrc").write_text(torrc(data, network, bridges, pt))
         (Path(tmp) / "defaults").write_text("")  # not the system's torrc-defaults
         start = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
@@ -188,6 +298,7 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
         try:
             async with asyncio.timeout(timeout):
                 async for line in _lines(proc.stdout):
+                    line = scrub_bridges(line, bridges) if bridges else line
                     logs.append(line)
                     found = _BOOTSTRAP.search(line)
                     if found is None:

@@ -91,6 +91,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="vanilla_tor: bootstrap against another Tor network than Tor's own: torrc lines, only "
                         "DirAuthority, FallbackDir and TestingTorNetwork; default $TAMPERSCOPE_TOR_NETWORK (the lab "
                         "sets its own)")
+    p.add_argument("--tor-bridges", default=None, metavar="FILE",
+                   help="vanilla_tor: bootstrap through these bridges: obfs4 bridge lines as Tor Browser takes them "
+                        "(through obfs4proxy), or plain ones; their addresses, fingerprints and certs are scrubbed "
+                        "from the measurement")
     p.add_argument("--wg-config", default=None, metavar="FILE",
                    help="wireguard: your WireGuard client configuration (wg-quick's format: [Interface] PrivateKey, "
                         "[Peer] PublicKey, Endpoint, PresharedKey); its keys are never recorded, the peers' endpoints "
@@ -164,6 +168,7 @@ class Settings:
     telegram_dcs: tuple[str, ...] | None = None  # telegram's access points, when not Telegram's own
     tor_targets: TorTargets | None = None  # tor's targets, when not Tor's directory authorities
     tor_network: TorNetwork | None = None  # vanilla_tor's network, when not Tor's own
+    tor_bridges: TorBridges | None = None  # vanilla_tor's bridges (secrets: never recorded)
     wireguard: WgConfig | None = None  # the wireguard nettest's client configuration (keys: never recorded)
 
 
@@ -220,6 +225,7 @@ def settings(args: argparse.Namespace) -> Settings:
     table_path, _ = _pick(args.asn_table, "--asn-table", "TAMPERSCOPE_ASN_TABLE")
     table = _asn_table(table_path) if table_path else EMPTY
     tor_network = _tor_network(args, nettest)
+    tor_bridges = _tor_bridges(args, nettest)
     wg = _wireguard(args, nettest)
     inputs = _inputs(args, nettest, backend, [wg.input_of(p) for p in wg.peers] if wg else ())
     if wg is not None:
@@ -234,7 +240,8 @@ def settings(args: argparse.Namespace) -> Settings:
                     silent=silent, doh=doh, timeout=args.timeout, submit=submit,
                     network_events=not args.no_network_events, quic=not args.no_quic,
                     strategies=_strategies(args.strategies, nettest), stun=stun, telegram_dcs=telegram_dcs,
-                    tor_targets=tor_targets, tor_network=tor_network, wireguard=wg)
+                    tor_targets=tor_targets, tor_network=tor_network, tor_bridges=tor_bridges,
+                    wireguard=wg)
 
 
 @dataclass(frozen=True)
@@ -265,6 +272,32 @@ def _tor_network(args: argparse.Namespace, nettest: ModuleType) -> TorNetwork | 
         return TorNetwork(load_network(text), path)
     except NettestError as e:
         raise UsageError(f"{label}: {path}: {e}") from None
+
+
+@dataclass(frozen=True)
+class TorBridges:
+    """``--tor-bridges``: the bridges and the file they came from."""
+
+    bridges: tuple[Any, ...]  # nettests.vanilla_tor.Bridge
+    path: str
+
+
+def _tor_bridges(args: argparse.Namespace, nettest: ModuleType) -> TorBridges | None:
+    given = getattr(args, "tor_bridges", None)
+    if given is None:
+        return None
+    if nettest.NAME != "vanilla_tor":
+        raise UsageError("--tor-bridges is for the vanilla_tor nettest")
+    text = _read_bounded(Path(given), MAX_TOR_NETWORK, "--tor-bridges")
+    from ..nettests.vanilla_tor import load_bridges, obfs4proxy
+
+    try:
+        bridges = load_bridges(text)
+        if any(b.transport == "obfs4" for b in bridges):
+            obfs4proxy()
+    except NettestError as e:
+        raise UsageError(f"--tor-bridges: {given}: {e}") from None
+    return TorBridges(bridges, given)
 
 
 MAX_WG_CONFIG = 1 << 20  # bytes: a wg-quick file is a few hundred
@@ -544,6 +577,10 @@ def _targets(s: Settings) -> str:
     if s.nettest.NAME == "vanilla_tor":
         contacts = (f"the Tor network of {s.tor_network.path} (through the tor program)" if s.tor_network
                     else "Tor's directory authorities and relays (through the tor program)")
+        if s.tor_bridges:
+            n = len(s.tor_bridges.bridges)
+            contacts += (f", through the {n} bridge{'s' * (n != 1)} of {s.tor_bridges.path} (scrubbed from the "
+                         "measurement)")
     return f"the targets of {len(given)} input(s) ({shown})" if given else contacts or "the nettest's target"
 
 
@@ -588,7 +625,8 @@ def build_context(s: Settings, public: str | None) -> tuple[Context, ProbeInfo, 
     options = {"resolver": s.public, "silent": s.silent, "doh": s.doh, "network_events": s.network_events,
                "quic": s.quic, "strategies": s.strategies, "telegram_dcs": s.telegram_dcs,
                "tor_targets": s.tor_targets.targets if s.tor_targets else None, "wireguard": s.wireguard,
-               "tor_network": s.tor_network.lines if s.tor_network else None}
+               "tor_network": s.tor_network.lines if s.tor_network else None,
+               "tor_bridges": s.tor_bridges.bridges if s.tor_bridges else None}
     ctx = Context(helper_url=s.helper, udp_resolver=Resolver("udp", s.public), isp_resolver=s.isp,
                   ca_bundle=s.ca_bundle, matcher=_matcher(), asn=s.asn_table, backend=s.backend,
                   timeouts=Timeouts(measurement=s.timeout), options=options)
