@@ -365,26 +365,24 @@ def _tornet(state_dir: Path, tor_network: Path) -> int:
     tor_network.write_text(tornet.client_config(authorities))
     procs: list[subprocess.Popen[str]] = []
     try:
-        for me in authorities:
-            home = root / me.nickname
-            (home / "torrc").write_text(tornet.authority_config(me, authorities, home))
+        def start(home: Path, config: str) -> None:
+            """One tor with ``config`` as its torrc in ``home`` (no system defaults), its log into this service's."""
+            (home / "torrc").write_text(config)
             proc = subprocess.Popen(["tor", "-f", str(home / "torrc"), "--ignore-missing-torrc", "--defaults-torrc",
                                      str(home / "none")], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True)
             procs.append(proc)
             threading.Thread(target=_relay, args=(proc,), daemon=True).start()
+
+        for me in authorities:
+            start(root / me.nickname, tornet.authority_config(me, authorities, root / me.nickname))
         waiting = [(a.ip, A.TOR_NETWORK_OR_PORT) for a in authorities]
         obfs4proxy = shutil.which("obfs4proxy")
         bridge = root / "labbridge"
         bridges = tor_network.parent / "tor-bridges.txt"
         if obfs4proxy is not None:
             bridge.mkdir(mode=0o700, exist_ok=True)
-            (bridge / "torrc").write_text(tornet.bridge_config(authorities, bridge, obfs4proxy))
-            proc = subprocess.Popen(["tor", "-f", str(bridge / "torrc"), "--ignore-missing-torrc", "--defaults-torrc",
-                                     str(bridge / "none")], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True)
-            procs.append(proc)
-            threading.Thread(target=_relay, args=(proc,), daemon=True).start()
+            start(bridge, tornet.bridge_config(authorities, bridge, obfs4proxy))
             waiting.append((A.TOR_BRIDGE, A.TOR_BRIDGE_OBFS4_PORT))
         else:
             print("tornet: obfs4proxy is not installed: the network has no bridge", flush=True)

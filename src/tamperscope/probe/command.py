@@ -255,14 +255,21 @@ class TorNetwork:
 MAX_TOR_NETWORK = 64 << 10  # bytes: a network's lines are a few hundred
 
 
+def _file_for(args: argparse.Namespace, nettest: ModuleType, owner: str, option: str,
+              variable: str) -> tuple[str | None, str]:
+    """(the file ``option`` or $``variable`` names, and which said it) for the nettest ``owner``; (None, "") for
+    any other nettest, which may run with the lab's variable set but may not be given the option."""
+    given = getattr(args, option.removeprefix("--").replace("-", "_"), None)
+    if given is not None and nettest.NAME != owner:
+        raise UsageError(f"{option} is for the {owner} nettest")
+    if nettest.NAME != owner:
+        return None, ""
+    return _pick(given, option, variable)
+
+
 def _tor_network(args: argparse.Namespace, nettest: ModuleType) -> TorNetwork | None:
     """--tor-network (or $TAMPERSCOPE_TOR_NETWORK) for vanilla_tor; without either, Tor's own network."""
-    given = getattr(args, "tor_network", None)
-    if given is not None and nettest.NAME != "vanilla_tor":  # the lab's variable: any nettest
-        raise UsageError("--tor-network is for the vanilla_tor nettest")
-    if nettest.NAME != "vanilla_tor":
-        return None
-    path, label = _pick(given, "--tor-network", "TAMPERSCOPE_TOR_NETWORK")
+    path, label = _file_for(args, nettest, "vanilla_tor", "--tor-network", "TAMPERSCOPE_TOR_NETWORK")
     if path is None:
         return None
     text = _read_bounded(Path(path), MAX_TOR_NETWORK, label)
@@ -305,12 +312,9 @@ MAX_WG_CONFIG = 1 << 20  # bytes: a wg-quick file is a few hundred
 
 def _wireguard(args: argparse.Namespace, nettest: ModuleType) -> WgConfig | None:
     """--wg-config (or $TAMPERSCOPE_WG_CONFIG) for the wireguard nettest, which cannot run without one."""
-    given = getattr(args, "wg_config", None)
-    if given is not None and nettest.NAME != "wireguard":  # the lab's variable: any nettest
-        raise UsageError("--wg-config is for the wireguard nettest")
+    path, label = _file_for(args, nettest, "wireguard", "--wg-config", "TAMPERSCOPE_WG_CONFIG")
     if nettest.NAME != "wireguard":
         return None
-    path, label = _pick(given, "--wg-config", "TAMPERSCOPE_WG_CONFIG")
     if path is None:
         raise UsageError("wireguard needs --wg-config FILE, your WireGuard client configuration "
                          "(a WireGuard server answers only a client it knows)")
