@@ -98,7 +98,7 @@ def load_bridges(text: str) -> tuple[Bridge, ...]:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        if len(line) > MAX_BRIDGE_LINE or not line.isascii() or not line.isprintable():
+        if len(line) > MAX_BRIDGE_LINE or not line.isascii() or not line.isprintable() or "\\" in line:
             raise NettestError(f"line {n} is no bridge line (too long, or characters one cannot hold)")
         words = line.split()
         if words[0].lower() == "bridge":
@@ -164,7 +164,7 @@ def load_network(text: str) -> tuple[str, ...]:
             continue
         if len(line) > MAX_NETWORK_LINE:
             raise NettestError(f"line {n} is longer than {MAX_NETWORK_LINE} characters")
-        if not line.isascii() or not line.isprintable():
+        if not line.isascii() or not line.isprintable() or "\\" in line:  # a backslash would join the next line
             raise NettestError(f"line {n} holds characters a torrc line cannot")
         key, _, value = line.partition(" ")
         known = next((k for k in NETWORK_KEYS if k.lower() == key.lower()), None)
