@@ -17,7 +17,7 @@ from tamperscope.lab import manager
 from .test_probe_cli import measure_once
 
 pytestmark = pytest.mark.lab
-RELAYS = {f"{ip}:{A.TOR_NETWORK_OR_PORT}" for _, ip in A.TOR_NETWORK}
+RELAYS = {f"{ip}:{A.TOR_NETWORK_OR_PORT}" for _, ip in (*A.TOR_NETWORK, *A.TOR_NETWORK_RELAYS)}
 
 
 def test_tor_bootstraps_on_the_labs_tor_network_without_a_censor(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]

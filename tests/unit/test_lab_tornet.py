@@ -51,6 +51,17 @@ def test_an_authority_listens_on_its_own_address_and_exits_only_to_the_lab(tmp_p
     assert vote + dist < interval / 2
 
 
+def test_a_relay_that_is_no_authority_listens_on_its_own_address_and_knows_the_authorities(tmp_path: Path) -> None:
+    others = [tornet.Authority("labauth1", "198.19.3.11", "C" * 40, "D" * 40)]
+    lines = tornet.relay_config("labrelay1", "198.19.3.14", others, tmp_path).splitlines()
+    assert "ORPort 198.19.3.14:9001" in lines and "Nickname labrelay1" in lines and "SocksPort 0" in lines
+    assert not [line for line in lines if line.startswith(("AuthoritativeDirectory", "DirPort", "BridgeRelay"))]
+    assert lines.index("ExitPolicy accept 198.18.0.0/15:*") < lines.index("ExitPolicy reject *:*")
+    assert [line for line in lines if line.startswith("DirAuthority ")] == [others[0].line]
+    # inside the /28 the profiles block Tor's directory authorities by, as the authorities are
+    assert all(ip.startswith("198.19.3.") and int(ip.rsplit(".", 1)[1]) < 16 for _, ip in A.TOR_NETWORK_RELAYS)
+
+
 def test_without_tor_gencert_the_error_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(tornet.TorNetError, match=r"^tor-gencert: .*No such file") as e:

@@ -66,6 +66,9 @@ TOR_DIR_PORT = 80
 # circuit is built through, in TestingTorNetwork mode), which vanilla_tor bootstraps against: on the usual relay
 # ports, and inside 198.19.3.0/28, which the profiles that block Tor's directory authorities by address cover
 TOR_NETWORK = tuple((f"labauth{i}", f"198.19.3.{10 + i}") for i in range(1, 4))
+# two more relays (not authorities): a client picks three relays for a circuit, and with only the authorities one
+# missing from a consensus (its descriptor late under load) left it no middle hop
+TOR_NETWORK_RELAYS = (("labrelay1", "198.19.3.14"), ("labrelay2", "198.19.3.15"))
 TOR_NETWORK_OR_PORT = 9001
 TOR_NETWORK_DIR_PORT = 9030
 # ... and a bridge of it: a tor relay that publishes nothing, reached through obfs4proxy (its cert made at each lab

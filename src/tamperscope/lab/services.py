@@ -376,7 +376,10 @@ def _tornet(state_dir: Path, tor_network: Path) -> int:
 
         for me in authorities:
             start(root / me.nickname, tornet.authority_config(me, authorities, root / me.nickname))
-        waiting = [(a.ip, A.TOR_NETWORK_OR_PORT) for a in authorities]
+        for nickname, ip in A.TOR_NETWORK_RELAYS:
+            (root / nickname).mkdir(mode=0o700, exist_ok=True)
+            start(root / nickname, tornet.relay_config(nickname, ip, authorities, root / nickname))
+        waiting = [(ip, A.TOR_NETWORK_OR_PORT) for _, ip in (*A.TOR_NETWORK, *A.TOR_NETWORK_RELAYS)]
         obfs4proxy = shutil.which("obfs4proxy")
         bridge = root / "labbridge"
         bridges = tor_network.parent / "tor-bridges.txt"

@@ -1,8 +1,8 @@
 """The lab's own Tor network: real tor relays that vanilla_tor bootstraps against.
 
-Three directory authorities (`addresses.TOR_NETWORK`), each also a relay with the Guard and Exit flags, so that a
-client can fetch the consensus and build a three-hop circuit through them: the smallest network in which tor
-bootstraps to 100%. Debian's tor in TestingTorNetwork mode, with votes every 10 s (its least: a vote's and its
+Three directory authorities (`addresses.TOR_NETWORK`), each also a relay with the Guard and Exit flags, and two
+more relays (`addresses.TOR_NETWORK_RELAYS`), so that a client can fetch the consensus and build a three-hop
+circuit even when one relay is missing from a consensus. Debian's tor in TestingTorNetwork mode, with votes every 10 s (its least: a vote's and its
 distribution's delays must stay under half the interval); the first consensus appears about 20 s after they
 start, and a client started before that waits for it. Their keys are made at each `lab up` (``tor-gencert``
 for the authority keys, ``tor --list-fingerprint`` for the relay keys), in the lab's state directory.
@@ -94,6 +94,17 @@ def client_config(authorities: list[Authority]) -> str:
             "TestingTorNetwork 1\n" + "".join(f"{a.line}\n" for a in authorities))
 
 
+def relay_config(nickname: str, ip: str, authorities: list[Authority], home: Path) -> str:
+    """One of the network's relays that are no authority (`addresses.TOR_NETWORK_RELAYS`): an exit to lab
+    addresses only, as the authorities are."""
+    return (f"TestingTorNetwork 1\n{VOTING}AssumeReachable 1\n"
+            f"DataDirectory {home}\nNickname {nickname}\nAddress {ip}\nOutboundBindAddress {ip}\n"
+            f"ORPort {ip}:{A.TOR_NETWORK_OR_PORT}\nSocksPort 0\n"
+            f"ExitPolicy accept {LAB_NET}:*\nExitPolicy reject *:*\n"
+            "Log notice stdout\nSafeLogging 1\nRunAsDaemon 0\n"
+            + "".join(f"{a.line}\n" for a in authorities))
+
+
 def bridge_config(authorities: list[Authority], home: Path, obfs4proxy: str) -> str:
     """A bridge of the network: a relay that publishes no descriptor (a client learns it from its bridge line),
     caches the directory for its clients, exits nowhere, and takes them over obfs4 only (its OR port is on the
@@ -137,4 +148,4 @@ def authority_config(me: Authority, authorities: list[Authority], home: Path) ->
 
 
 __all__ = ["Authority", "TorNetError", "authority_config", "bridge_config", "bridge_line", "client_config",
-           "make_keys"]
+           "make_keys", "relay_config"]
