@@ -67,3 +67,36 @@ def test_without_tor_gencert_the_error_is_one_line(tmp_path: Path, monkeypatch: 
     with pytest.raises(tornet.TorNetError, match=r"^tor-gencert: .*No such file") as e:
         tornet.make_keys(tmp_path / "net")
     assert "\n" not in str(e.value)
+
+
+def test_kept_keys_are_used_at_the_next_lab_up_and_made_anew_when_unreadable_or_expiring(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = tornet.make_keys(tmp_path / "up1", cache)
+    assert {p.name for p in cache.iterdir()} == {nickname for nickname, _ in A.TOR_NETWORK}
+    # the next lab up: the same authorities, from the kept keys, in a new state directory
+    assert tornet.make_keys(tmp_path / "up2", cache) == first
+    assert (tmp_path / "up2" / "labauth1" / "keys" / "authority_certificate").is_file()
+    # one authority's kept certificate lost, another's about to expire: those two are made anew, and kept
+    (cache / "labauth1" / "keys" / "authority_certificate").unlink()
+    cert = cache / "labauth2" / "keys" / "authority_certificate"
+    cert.write_text(re.sub(r"^dir-key-expires .*$", "dir-key-expires 2026-01-01 00:00:00", cert.read_text(),
+                           flags=re.MULTILINE))
+    third = tornet.make_keys(tmp_path / "up3", cache)
+    assert third[2] == first[2]
+    assert third[0].v3ident != first[0].v3ident and third[1].v3ident != first[1].v3ident
+    assert tornet.make_keys(tmp_path / "up4", cache) == third
+
+
+def test_restore_gives_a_fresh_directory_with_only_the_kept_keys(tmp_path: Path) -> None:
+    home, cache = tmp_path / "home", tmp_path / "cache"
+    assert tornet.restore(home, cache) is False and list(home.iterdir()) == []
+    (home / "keys").mkdir()
+    (home / "keys" / "secret_id_key").write_text("k")
+    (home / "pt_state").mkdir()
+    (home / "pt_state" / "obfs4_state.json").write_text("{}")
+    (home / "cached-consensus").write_text("old")  # state of the last run: not kept
+    tornet.keep(home, cache)
+    assert tornet.restore(home, cache) is True
+    assert sorted(str(p.relative_to(home)) for p in home.rglob("*")) == [
+        "keys", "keys/secret_id_key", "pt_state", "pt_state/obfs4_state.json"]
+    assert home.stat().st_mode & 0o077 == 0

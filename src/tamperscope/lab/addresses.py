@@ -71,8 +71,8 @@ TOR_NETWORK = tuple((f"labauth{i}", f"198.19.3.{10 + i}") for i in range(1, 4))
 TOR_NETWORK_RELAYS = (("labrelay1", "198.19.3.14"), ("labrelay2", "198.19.3.15"))
 TOR_NETWORK_OR_PORT = 9001
 TOR_NETWORK_DIR_PORT = 9030
-# ... and a bridge of it: a tor relay that publishes nothing, reached through obfs4proxy (its cert made at each lab
-# up), outside 198.19.3.0/28, so a censor that blocks the authorities by address does not know it
+# ... and a bridge of it: a tor relay that publishes nothing, reached through obfs4proxy (its cert kept between lab
+# ups), outside 198.19.3.0/28, so a censor that blocks the authorities by address does not know it
 TOR_BRIDGE = "198.19.3.21"
 TOR_BRIDGE_OBFS4_PORT = 27016
 # An obfs4 bridge (a real obfs4proxy, with the lab's key: `farm.obfs4_identity`), on a port as bridges use; its

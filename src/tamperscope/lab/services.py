@@ -358,7 +358,7 @@ def _tornet(state_dir: Path, tor_network: Path) -> int:
 
     root = state_dir / "tor"
     try:
-        authorities = tornet.make_keys(root)
+        authorities = tornet.make_keys(root, tornet.KEY_CACHE)
     except tornet.TorNetError as e:
         print(f"tornet: {e}", flush=True)
         return 1
@@ -376,15 +376,18 @@ def _tornet(state_dir: Path, tor_network: Path) -> int:
 
         for me in authorities:
             start(root / me.nickname, tornet.authority_config(me, authorities, root / me.nickname))
+        unkept = []  # tors that make their keys now: kept once they listen
         for nickname, ip in A.TOR_NETWORK_RELAYS:
-            (root / nickname).mkdir(mode=0o700, exist_ok=True)
+            if not tornet.restore(root / nickname, tornet.KEY_CACHE / nickname):
+                unkept.append(nickname)
             start(root / nickname, tornet.relay_config(nickname, ip, authorities, root / nickname))
         waiting = [(ip, A.TOR_NETWORK_OR_PORT) for _, ip in (*A.TOR_NETWORK, *A.TOR_NETWORK_RELAYS)]
         obfs4proxy = shutil.which("obfs4proxy")
         bridge = root / "labbridge"
         bridges = tor_network.parent / "tor-bridges.txt"
         if obfs4proxy is not None:
-            bridge.mkdir(mode=0o700, exist_ok=True)
+            if not tornet.restore(bridge, tornet.KEY_CACHE / bridge.name):
+                unkept.append(bridge.name)
             start(bridge, tornet.bridge_config(authorities, bridge, obfs4proxy))
             waiting.append((A.TOR_BRIDGE, A.TOR_BRIDGE_OBFS4_PORT))
         else:
@@ -404,6 +407,8 @@ def _tornet(state_dir: Path, tor_network: Path) -> int:
                 print("tornet: the bridge wrote no fingerprint or obfs4 cert", flush=True)
                 return 1
             time.sleep(0.1)
+        for nickname in unkept:
+            tornet.keep(root / nickname, tornet.KEY_CACHE / nickname)
         if obfs4proxy is not None:
             bridges.write_text(f"# the lab's Tor network's bridge (tamperscope lab), through obfs4\n{line}\n")
         (state_dir / "ready-tornet").write_text("ok")

@@ -4,14 +4,16 @@ Three directory authorities (`addresses.TOR_NETWORK`), each also a relay with th
 more relays (`addresses.TOR_NETWORK_RELAYS`), so that a client can fetch the consensus and build a three-hop
 circuit even when one relay is missing from a consensus. Debian's tor in TestingTorNetwork mode, with votes every 10 s (its least: a vote's and its
 distribution's delays must stay under half the interval); the first consensus appears about 20 s after they
-start, and a client started before that waits for it. Their keys are made at each `lab up` (``tor-gencert``
-for the authority keys, ``tor --list-fingerprint`` for the relay keys), in the lab's state directory.
+start, and a client started before that waits for it. Their keys are made at the first `lab up` (``tor-gencert``
+for the authority keys, ``tor --list-fingerprint`` for the relay keys) and kept in `KEY_CACHE` for the next ones
+(making them took about 1.7 s of each `lab up`, which the tests bring up some 80 times); an authority
+certificate that expires within `RENEW_BEFORE_DAYS`, or keys tor cannot read, are made anew.
 
 An exit may connect only to lab addresses (198.18.0.0/15). A client takes `client_config`, the lines that point
 it at these authorities instead of Tor's (the lab sets $TAMPERSCOPE_TOR_NETWORK to a file holding them).
 
 A fourth tor is a bridge of this network (`bridge_config`, at `addresses.TOR_BRIDGE`), which clients reach through
-obfs4 (Debian's obfs4proxy, its cert made at each `lab up`): its line (`bridge_line`) is in ``tor-bridges.txt``
+obfs4 (Debian's obfs4proxy, its cert kept with its keys): its line (`bridge_line`) is in ``tor-bridges.txt``
 in the lab's directory, for ``vanilla_tor --tor-bridges``.
 """
 
@@ -22,6 +24,7 @@ import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from . import addresses as A
@@ -30,6 +33,9 @@ VOTING = ("TestingV3AuthInitialVotingInterval 12\nTestingV3AuthInitialVoteDelay 
           "V3AuthVotingInterval 12\nV3AuthVoteDelay 3\nV3AuthDistDelay 2\n")
 LAB_NET = "198.18.0.0/15"
 KEYGEN_TIMEOUT = 60.0  # seconds for one authority's keys (RSA-3072: about a second here)
+KEY_CACHE = Path("/var/cache/tamperscope-lab/tor")  # each tor's keys, by nickname, kept between lab ups
+KEPT = ("keys", "pt_state")  # what of a tor's data directory is kept: its keys, and obfs4proxy's (the bridge's cert)
+RENEW_BEFORE_DAYS = 30
 
 
 class TorNetError(Exception):
@@ -60,23 +66,72 @@ def _run(args: list[str], stdin: str | None = None) -> str:
     return done.stdout
 
 
-def make_keys(root: Path) -> list[Authority]:
-    """Each authority's keys under ``root/NICKNAME``: the authority identity, signing key and certificate (valid
-    12 months), and the relay's identity; the three at once (an RSA-3072 key takes a core about 1.5 s)."""
-    with ThreadPoolExecutor(len(A.TOR_NETWORK)) as pool:
-        return list(pool.map(lambda named: _keys(root, *named), A.TOR_NETWORK))
-
-
-def _keys(root: Path, nickname: str, ip: str) -> Authority:
-    home = root / nickname
-    shutil.rmtree(home, ignore_errors=True)  # tor-gencert makes new keys only where none are
-    keys = home / "keys"
-    keys.mkdir(parents=True, mode=0o700, exist_ok=True)
+def restore(home: Path, cache: Path | None) -> bool:
+    """A new data directory ``home`` for one tor, holding the keys kept in ``cache`` (if any); True if it got some."""
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True, mode=0o700, exist_ok=True)
     home.chmod(0o700)
-    _run(["tor-gencert", "--create-identity-key", "-m", "12", "-a", f"{ip}:{A.TOR_NETWORK_DIR_PORT}",
-          "-i", str(keys / "authority_identity_key"), "-s", str(keys / "authority_signing_key"),
-          "-c", str(keys / "authority_certificate"), "--passphrase-fd", "0"], stdin="\n")
-    cert = (keys / "authority_certificate").read_text()
+    got = False
+    for name in KEPT:
+        if cache is not None and (cache / name).is_dir():
+            shutil.copytree(cache / name, home / name)
+            got = True
+    return got
+
+
+def keep(home: Path, cache: Path) -> None:
+    """Keep ``home``'s keys in ``cache`` for the next lab up (replaced whole, so never half of two sets)."""
+    tmp = cache.with_name(cache.name + ".new")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True, mode=0o700)
+    for name in KEPT:
+        if (home / name).is_dir():
+            shutil.copytree(home / name, tmp / name)
+    shutil.rmtree(cache, ignore_errors=True)
+    tmp.rename(cache)
+
+
+def make_keys(root: Path, cache: Path | None = None) -> list[Authority]:
+    """Each authority's keys under ``root/NICKNAME``: the authority identity, signing key and certificate (valid
+    12 months), and the relay's identity; the three at once (an RSA-3072 key takes a core about 1.5 s). With
+    ``cache``, the keys kept there under each nickname are used, and new ones are kept there."""
+    with ThreadPoolExecutor(len(A.TOR_NETWORK)) as pool:
+        return list(pool.map(lambda named: _kept_keys(root, cache, *named), A.TOR_NETWORK))
+
+
+def _kept_keys(root: Path, cache: Path | None, nickname: str, ip: str) -> Authority:
+    home = root / nickname
+    kept = None if cache is None else cache / nickname
+    if restore(home, kept):
+        try:
+            return _keys(home, nickname, ip, fresh=False)
+        except TorNetError:
+            pass  # unreadable or expiring: made anew below
+    restore(home, None)
+    made = _keys(home, nickname, ip, fresh=True)
+    if kept is not None:
+        keep(home, kept)
+    return made
+
+
+def _expiring(cert: str) -> bool:
+    found = re.search(r"^dir-key-expires (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)$", cert, re.MULTILINE)
+    if found is None:
+        return True
+    expires = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+    return expires - datetime.now(timezone.utc) < timedelta(days=RENEW_BEFORE_DAYS)
+
+
+def _keys(home: Path, nickname: str, ip: str, *, fresh: bool) -> Authority:
+    keys = home / "keys"
+    if fresh:
+        _make_authority_keys(keys, ip)
+    try:
+        cert = (keys / "authority_certificate").read_text()
+    except OSError as e:
+        raise TorNetError(f"{nickname}: no authority certificate: {e.strerror}") from None
+    if not fresh and _expiring(cert):
+        raise TorNetError(f"{nickname}: the kept authority certificate expires soon")
     v3 = re.search(r"^fingerprint ([0-9A-F]{40})$", cert, re.MULTILINE)
     listed = _run(["tor", "--list-fingerprint", "--DataDirectory", str(home), "--ORPort",
                    f"{ip}:{A.TOR_NETWORK_OR_PORT}", "--Address", ip, "--ignore-missing-torrc",
@@ -86,6 +141,13 @@ def _keys(root: Path, nickname: str, ip: str) -> Authority:
     if v3 is None or not relay:
         raise TorNetError(f"{nickname}: no fingerprint in tor's output: {listed.strip()[:120]!r}")
     return Authority(nickname, ip, v3.group(1), relay)
+
+
+def _make_authority_keys(keys: Path, ip: str) -> None:
+    keys.mkdir(parents=True, mode=0o700, exist_ok=True)
+    _run(["tor-gencert", "--create-identity-key", "-m", "12", "-a", f"{ip}:{A.TOR_NETWORK_DIR_PORT}",
+          "-i", str(keys / "authority_identity_key"), "-s", str(keys / "authority_signing_key"),
+          "-c", str(keys / "authority_certificate"), "--passphrase-fd", "0"], stdin="\n")
 
 
 def client_config(authorities: list[Authority]) -> str:
