@@ -12,7 +12,7 @@ import orjson
 
 from tamperscope.helper import server as helper
 from tamperscope.model.measurement import ProbeInfo
-from tamperscope.nettests import web_connectivity
+from tamperscope.nettests import control, web_connectivity
 from tamperscope.nettests.base import Context, Timeouts
 from tamperscope.nettests.control import MAX_OWN_ADDRESSES, ask_helper
 from tamperscope.netx.resolver import Resolver
@@ -130,3 +130,27 @@ def test_a_tuple_is_scrubbed_as_the_array_it_is_written_as() -> None:
     s = Scrubber([PUBLIC], interfaces=False)
     out = s({"a": (f"you are {PUBLIC}", [PUBLIC])})
     assert PUBLIC.encode() not in orjson.dumps(out) and out["a"][0] == f"you are {SCRUBBED}"
+
+
+def test_a_kept_alive_helper_connection_is_closed_when_the_loop_ends() -> None:
+    """The helper keeps connections alive and the probe pools them: when the run's loop ends, the pooled
+    connection is closed, not left to the garbage collector (an unclosed-socket warning in a later test)."""
+    pooled: list[Any] = []
+
+    async def main() -> None:
+        h = helper.ControlHelper(resolver=Resolver(), ca_bundle=None, timeout=2,
+                                 allow_networks=helper.parse_networks(["127.0.0.0/8"]))
+        server = await helper.HelperServer(h).serve(LO, 0)
+        ctx = Context(helper_url=f"http://{LO}:{server.sockets[0].getsockname()[1]}/", timeouts=FAST)
+        try:
+            raw, failure = await ask_helper(ctx, {"http_request": f"http://{LO}:9/", "tcp_connect": []})
+            assert failure is None and raw is not None
+            pool = control._pool()
+            pooled.extend(c for conns in pool.idle.values() for c in conns)
+        finally:
+            server.close()
+
+    asyncio.run(asyncio.wait_for(main(), 20))
+    assert len(pooled) == 1  # the helper said keep-alive: the connection was pooled
+    transport = pooled[0]._transport
+    assert transport.is_closing() and transport.get_extra_info("socket").fileno() == -1

@@ -15,6 +15,7 @@ import orjson
 
 from ..model import failures as F
 from ..netx import Connection, DirectConnector, NetxError, Trace, round_trip
+from ..netx.stream import TCPStream
 from .base import Context
 
 USER_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
@@ -28,10 +29,24 @@ def control_request(url: str, endpoints: Sequence[str]) -> dict[str, Any]:
 
 
 class _Pool:
-    """Idle keep-alive connections to the helper, reused across measurements (one per loop)."""
+    """Idle keep-alive connections to the helper, reused across measurements (one per loop). They are aborted
+    when the loop shuts down (`asyncio.run` and `uvloop.run` cancel the pool's keeper task): otherwise each would
+    stay open, owned by nobody, until the garbage collector found it."""
 
     def __init__(self) -> None:
         self.idle: dict[str, list[Connection]] = {}
+        self._keeper = asyncio.get_running_loop().create_task(self._abort_at_shutdown())
+
+    async def _abort_at_shutdown(self) -> None:
+        try:
+            await asyncio.get_running_loop().create_future()  # never done: cancelled when the loop shuts down
+        finally:
+            for conns in self.idle.values():
+                for conn in conns:
+                    tcp = conn if isinstance(conn, TCPStream) else getattr(conn, "tcp", None)  # a TLS stream's
+                    if isinstance(tcp, TCPStream):
+                        tcp.abort()
+            self.idle.clear()
 
     def take(self, url: str) -> Connection | None:
         conns = self.idle.get(url)
