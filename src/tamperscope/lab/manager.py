@@ -7,7 +7,9 @@ prefix: it kills every process in every `ts-` namespace, deletes the
 namespaces (and with them every link), and removes the state directory, so it
 cleans up after a crash or a `kill -9` as well as after a normal run. `up`
 refuses to start over a healthy lab and silently clears a stale one (a
-session killed while its lab was up leaves namespaces behind).
+session killed while its lab was up leaves namespaces behind). `up(...,
+switch=True)` gives a healthy lab another profile by restarting only the
+services that read it (`PROFILED`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ..model.profile import Profile, ProfileError, load_profile
 from . import addresses as A
@@ -206,32 +208,15 @@ def down(quiet: bool = False) -> list[str]:
     removed: list[str] = []
     st = read_state()
     pids = [pid for pid in (st or {}).get("pids", {}).values() if _ours(pid)]
-    for pid in pids:
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
-    deadline = time.monotonic() + 2.0
-    while pids and time.monotonic() < deadline and any(_alive(p) for p in pids):
-        time.sleep(0.05)
-    for ns in lab_namespaces():
+    _stop(pids)
+    for ns in lab_namespaces():  # whatever else runs there (a service's children, a test's clients)
         res = _run("ip", "netns", "pids", ns, check=False)
         for tok in res.stdout.split():
             try:
                 os.kill(int(tok), signal.SIGKILL)
             except (ValueError, ProcessLookupError):
                 pass
-    for pid in pids:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    for pid, proc in list(_CHILDREN.items()):
-        try:
-            proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            pass
-        del _CHILDREN[pid]
+    _stop(list(_CHILDREN))
     for ns in lab_namespaces():
         _run("ip", "netns", "del", ns, check=False)
         removed.append(f"netns {ns}")
@@ -254,6 +239,30 @@ def down(quiet: bool = False) -> list[str]:
         sock.unlink(missing_ok=True)
         removed.append(str(sock))
     return removed
+
+
+def _stop(pids: list[int], sig: signal.Signals = signal.SIGTERM) -> None:
+    """Signal (SIGTERM) the process group of each of ``pids``, up to 2 s for them to go, then SIGKILL; the ones
+    this process started are reaped."""
+    for pid in pids:
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + 2.0
+    while pids and time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.02)
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc = _CHILDREN.pop(pid, None)
+        if proc is not None:
+            try:
+                proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                pass
 
 
 # -- up -----------------------------------------------------------------
@@ -339,14 +348,17 @@ def _write_state(st: dict[str, Any]) -> None:
     tmp.replace(PATHS.state)
 
 
-def up(spec: str) -> dict[str, Any]:
-    """Bring the lab up with a profile; returns the state. Never leaves half a lab."""
+def up(spec: str, switch: bool = False) -> dict[str, Any]:
+    """Bring the lab up with a profile; returns the state. Never leaves half a lab. With ``switch``, a lab
+    that is up changes its profile instead (`_switch`)."""
     require_root()
     profile = resolve_profile(spec)
     if is_up():
         old = read_state() or {}
+        if switch:
+            return _switch(profile, old)
         raise LabError(f"the lab is already up (profile {old.get('profile')!r}, since {old.get('started')}); "
-                       "run `tamperscope lab down` first", 2)
+                       "run `tamperscope lab down` first, or `lab up --switch`", 2)
     stale = lab_namespaces() or PATHS.root.exists()
     if stale:
         down()
@@ -390,12 +402,7 @@ def up(spec: str) -> dict[str, Any]:
         _write_state(st)
         pids = st["pids"]
         state_arg = ["--state", str(PATHS.root)]
-        pids["censor"] = _spawn(A.NS_CENSOR, "censor", ["-m", "tamperscope.lab.censor", "--profile", profile.source,
-                                                         "--log", str(PATHS.log), "--ready", str(PATHS.root / "ready-censor")])
-        pids["inet"] = _spawn(A.NS_INET, "inet", ["-m", "tamperscope.lab.services", "inet", *state_arg])
-        pids["isp"] = _spawn(A.NS_ACCESS, "isp", ["-m", "tamperscope.lab.services", "isp", *state_arg])
-        if border:
-            pids["border"] = _spawn(A.NS_BORDER, "border", ["-m", "tamperscope.lab.services", "border", *state_arg])
+        pids.update(_spawn_profiled(profile, border))
         helper = _helper_command()
         if helper is not None:
             pids["helper"] = _spawn(A.NS_INET, "helper", helper)
@@ -415,16 +422,84 @@ def up(spec: str) -> dict[str, Any]:
         _write_state(st)
         return st
     except BaseException as e:
-        logs = _log_tail()
-        try:
-            down()
-        except LabError:
-            pass
-        if isinstance(e, LabError):
-            raise LabError(f"{e}{logs}", e.exit_code) from None
-        if isinstance(e, KeyboardInterrupt):
-            raise
-        raise LabError(f"lab up failed: {e.__class__.__name__}: {e}{logs}") from None
+        _give_up(e, "lab up")
+
+
+# The services that read the profile; `lab up --switch` restarts only these. The others (the control helper,
+# the obfs4 bridge, the RiseupVPN gateway, WireGuard, the Tor network) and the namespaces, links, CAs and
+# certificates stay as they are.
+PROFILED = ("censor", "inet", "isp", "border")
+
+
+def _spawn_profiled(profile: Profile, border: bool) -> dict[str, int]:
+    """Start the services that read the profile (the state file names it): their pids by name."""
+    state_arg = ["--state", str(PATHS.root)]
+    pids = {"censor": _spawn(A.NS_CENSOR, "censor", ["-m", "tamperscope.lab.censor", "--profile", profile.source,
+                                                      "--log", str(PATHS.log), "--ready", str(PATHS.root / "ready-censor")]),
+            "inet": _spawn(A.NS_INET, "inet", ["-m", "tamperscope.lab.services", "inet", *state_arg]),
+            "isp": _spawn(A.NS_ACCESS, "isp", ["-m", "tamperscope.lab.services", "isp", *state_arg])}
+    if border:
+        pids["border"] = _spawn(A.NS_BORDER, "border", ["-m", "tamperscope.lab.services", "border", *state_arg])
+    return pids
+
+
+# conntrack -F, which Debian's nftables does not bring: ctnetlink's IPCTNL_MSG_CT_DELETE with no attributes
+# (nlmsghdr, nfgenmsg for AF_INET) deletes every entry of the namespace; the kernel's ack carries errno 0
+_FLUSH_CONNTRACK = """
+import socket, struct, sys
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)
+s.send(struct.pack("=LHHLL", 20, (1 << 8) | 2, 0x1 | 0x4, 1, 0) + struct.pack("=BBH", socket.AF_INET, 0, 0))
+_len, kind, _flags, _seq, _pid, err = struct.unpack("=LHHLLi", s.recv(4096)[:20])
+sys.exit(0 if kind == 2 and err == 0 else f"conntrack flush: netlink answered type {kind}, error {err}")
+"""
+
+
+def _switch(profile: Profile, st: dict[str, Any]) -> dict[str, Any]:
+    """Give a lab that is up another profile: stop the censor and the servers that read the profile, replace the
+    border's interception rules, empty the ground-truth log, and start them again with ``profile``. A lab up
+    takes 3-5 s, most of it the Tor network's start; this takes about one second. What the lab answers is
+    then what a fresh `lab up` with ``profile`` answers, but the helper, the bridges, the VPN servers and the
+    Tor network keep running (a Tor client finds a consensus at once). Never leaves half a lab: on failure the
+    lab is taken down."""
+    try:
+        st["status"] = "starting"
+        pids: dict[str, int] = st["pids"]
+        _write_state(st)
+        # killed outright: they keep nothing (the log is emptied), and their exits took 0.5-1 s of a switch
+        _stop([pids.pop(name) for name in PROFILED if name in pids], signal.SIGKILL)
+        for name in PROFILED:
+            (PATHS.root / f"ready-{name}").unlink(missing_ok=True)
+        _run("ip", "netns", "exec", A.NS_BORDER, "nft", "delete", "table", "ip", "ts_intercept", check=False)
+        # the redirects of the old rules live on in the connection tracker: a new flow from the same port would
+        # still reach the old profile's proxy
+        _run("ip", "netns", "exec", A.NS_BORDER, sys.executable, "-I", "-c", _FLUSH_CONNTRACK)
+        border = _nft_border(profile)
+        PATHS.log.write_text("")
+        st.update({"profile": profile.name, "profile_path": profile.source,
+                   "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        _write_state(st)
+        pids.update(_spawn_profiled(profile, border))
+        _write_state(st)
+        _wait_ready([name for name in PROFILED if name in pids])
+        st["status"] = "up"
+        _write_state(st)
+        return st
+    except BaseException as e:
+        _give_up(e, "lab up --switch")
+
+
+def _give_up(e: BaseException, what: str) -> NoReturn:
+    """Take a lab that failed to come up down again, and say why in one line, with each service's last words."""
+    logs = _log_tail()
+    try:
+        down()
+    except LabError:
+        pass
+    if isinstance(e, LabError):
+        raise LabError(f"{e}{logs}", e.exit_code) from None
+    if isinstance(e, KeyboardInterrupt):
+        raise e
+    raise LabError(f"{what} failed: {e.__class__.__name__}: {e}{logs}") from None
 
 
 def asn_table() -> str:
