@@ -253,10 +253,11 @@ def serve(measurements: list[dict[str, Any]], db: Path, port: int, seconds: floa
                     say("demo: the explorer did not start within 60 s")
                     return 1
                 time.sleep(0.1)
-        box = Outbox(Path(tempfile.mkdtemp(prefix="tamperscope-demo-outbox-")), durable=False)
-        for m in measurements:
-            box.add(m)
-        result = asyncio.run(box.flush(url, timeout=120))
+        with tempfile.TemporaryDirectory(prefix="tamperscope-demo-outbox-") as spool:  # empty once all is sent
+            box = Outbox(Path(spool), durable=False)
+            for m in measurements:
+                box.add(m)
+            result = asyncio.run(box.flush(url, timeout=120))
         if not result.done:
             say(f"demo: {result.remaining} measurements could not be submitted: {result.last_error}")
             return 1

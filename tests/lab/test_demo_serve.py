@@ -29,7 +29,8 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
     lst.write_text("url\n" + "\n".join(URLS) + "\n")
     proc = subprocess.Popen([sys.executable, "-m", "tamperscope", "demo", "--list", str(lst), "--serve", "--port", str(PORT),
                              "--db", str(tmp_path / "demo.duckdb"), "--serve-seconds", "300"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+                            env={**os.environ, "TMPDIR": str(tmp_path)})  # its work directory, removed by pytest
     try:
         out = []
         deadline = time.monotonic() + 400
@@ -137,6 +138,10 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         page_html = get(f"/m/{uid}")
         assert "198.18.1.1" in page_html and "http.rst" in page_html
         assert "facebook.com" in get("/")
+        # the submissions' spool went with them; the work directory (measurements, store, report) stays
+        assert not list(tmp_path.glob("tamperscope-demo-outbox-*"))
+        work = list(tmp_path.glob("tamperscope-demo-*"))
+        assert len(work) == 1 and (work[0] / "measurements.jsonl").is_file(), list(tmp_path.iterdir())
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
