@@ -981,7 +981,8 @@ def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Cal
     frozen, frozen_verdicts = work / "tcp_freeze.jsonl", work / "tcp_freeze-verdicts.jsonl"  # freeze_example's
     boxes = [path for name, _ in MIDDLEBOX_TESTS if (path := work / f"{name}.jsonl").is_file()]
     box_verdicts = work / "middlebox-verdicts.jsonl"
-    apps = [path for name in (*(n for n, _, _ in APPS), "tor", "vanilla_tor", "riseupvpn", "wireguard")  # and tools'
+    apps = [path for name in (*(n for n, _, _ in APPS), "tor", "vanilla_tor", "vanilla_tor-bridge", "riseupvpn",
+                              "wireguard")  # and the tools'
             if (path := work / f"{name}.jsonl").is_file()]
     app_verdicts = work / "apps-verdicts.jsonl"
     say("demo: re-deriving the verdicts with tamperscope analyze, and writing the HTML report")
@@ -1040,12 +1041,20 @@ def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Cal
     if apps and app_verdicts.is_file():
         names = {**{name: app for name, app, _ in APPS}, **TOOLS}
         judged = [json.loads(line) for line in app_verdicts.read_text().splitlines() if line.strip()]
-        probe_said = {m.get("test_name"): (m.get("test_keys") or {}).get("x_mechanism") or "none"
+        # by report: vanilla_tor runs twice (the second through a bridge), each run its own report
+        probe_said = {m.get("report_id"): ((m.get("test_keys") or {}).get("x_mechanism") or "none",
+                                           bool((m.get("test_keys") or {}).get("x_bridges")))
                       for path in apps for m in map(json.loads, path.read_text().splitlines()[:1])}
-        lines.append("  the messaging apps, Tor, RiseupVPN and WireGuard, judged again from the records: " + (", ".join(
-            f"{names.get(r.get('test_name'), r.get('test_name'))} {r.get('x_mechanism') or 'none'}"
-            + ("" if probe_said.get(r.get("test_name")) == (r.get("x_mechanism") or "none")
-               else f" (the probe said {probe_said.get(r.get('test_name'))})") for r in judged) or "none"))
+
+        def judged_line(r: dict[str, Any]) -> str:
+            said, bridged = probe_said.get(r.get("report_id"), (None, False))
+            mine = r.get("x_mechanism") or "none"
+            name = names.get(str(r.get("test_name")), r.get("test_name"))
+            return (f"{name}{' through a bridge' if bridged else ''} {mine}"
+                    f"{'' if said == mine else f' (the probe said {said})'}")
+
+        lines.append("  the messaging apps, Tor, RiseupVPN and WireGuard, judged again from the records: "
+                     + (", ".join(map(judged_line, judged)) or "none"))
     lines += [f"  store: {db}", f"  HTML report: {html}"]
     return "\n".join(lines)
 

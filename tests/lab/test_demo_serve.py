@@ -106,7 +106,8 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
                 "after router 198.18.1.1 (in-path, this protocol only)") in text, text
         assert ("the messaging apps, Tor, RiseupVPN and WireGuard, judged again from the records: Telegram none, "
                 "WhatsApp dns.poison, Facebook Messenger dns.poison, Signal tls.rst, Tor tcp.drop, Tor (its own bootstrap) "
-                "tcp.drop, RiseupVPN tcp.rst, WireGuard udp.drop\n") in text, text
+                "tcp.drop, Tor (its own bootstrap) through a bridge none, RiseupVPN tcp.rst, WireGuard udp.drop\n") \
+            in text, text
         report = next(line.split("HTML report: ", 1)[1].strip() for line in out if "HTML report: " in line)
         html = Path(report).read_text(encoding="utf-8")
         assert "facebook.com" in html and "dns.injection" in html

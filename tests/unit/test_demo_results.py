@@ -464,3 +464,28 @@ def test_middlebox_summary_says_how_the_proxy_rewrote_and_checks_it_against_the_
     assert "headers        came back as sent; no proxy relayed it: agrees" in said
     assert "request lines  came back as sent; the censor's transparent proxy relayed it (3 times): DISAGREES" in said
     assert "not measured; no proxy relayed it" in middlebox_summary([(None, []), (None, [])])
+
+
+def test_the_demo_judges_each_tor_bootstrap_again_the_bridged_one_too(tmp_path: Path) -> None:
+    """vanilla_tor runs twice in the demo when Tor is blocked, the second time through a bridge: both runs are
+    analysed again and named apart (they were matched by test name, so the bridged one was left out)."""
+    from tamperscope.demo import analysis
+
+    web = json.loads((SAMPLES / "successWithHTTP" / "measurement.json").read_text())
+    web["test_keys"]["x_mechanism"] = "none"
+    out = tmp_path / "measurements.jsonl"
+    out.write_text(json.dumps(web) + "\n")
+    tor = {k: web[k] for k in ("probe_cc", "probe_asn", "measurement_start_time", "software_name",
+                               "software_version", "data_format_version")}
+    stuck = dict(tor, test_name="vanilla_tor", input=None, report_id="20261203T000000Z_vanillator_XX_1_a",
+                 test_keys={"success": False, "error": "timeout-reached", "tor_progress": 5, "x_bridges": 0,
+                            "x_mechanism": "tcp.drop"})
+    bridged = dict(stuck, report_id="20261203T000001Z_vanillator_XX_1_b",
+                   test_keys={"success": True, "error": None, "tor_progress": 100, "x_bridges": 1,
+                              "transport_name": "obfs4", "x_mechanism": "tls.drop"})  # what the probe "said", wrongly
+    (tmp_path / "vanilla_tor.jsonl").write_text(json.dumps(stuck) + "\n")
+    (tmp_path / "vanilla_tor-bridge.jsonl").write_text(json.dumps(bridged) + "\n")
+    text = analysis([web], out, tmp_path, [].append)
+    assert ("the messaging apps, Tor, RiseupVPN and WireGuard, judged again from the records: "
+            "Tor (its own bootstrap) tcp.drop, Tor (its own bootstrap) through a bridge none (the probe said tls.drop)"
+            "\n") in text, text
