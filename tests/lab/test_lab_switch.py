@@ -77,7 +77,6 @@ def test_switch_with_no_lab_up_brings_one_up_and_without_it_up_twice_is_refused(
     assert bad.returncode == 2 and "no built-in profile" in bad.stderr
     st = manager.read_state()
     assert manager.is_up() and st is not None and st["profile"] == "none"  # a bad profile changes nothing
-    lab_factory("none")  # the module's lab, for the teardown to take down
 
 
 def test_a_switch_that_fails_leaves_no_half_lab(lab_factory) -> None:  # type: ignore[no-untyped-def]

@@ -6,6 +6,8 @@ records it (it is taken out of the control answer)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -106,16 +108,22 @@ def test_a_helper_cannot_have_the_whole_internet_scrubbed() -> None:
     assert all(a.startswith("198.51.100.") for a in ctx.own_addresses)
 
 
+@contextlib.asynccontextmanager
+async def _real_helper() -> AsyncIterator[Context]:
+    """The real control helper on the loopback, and a probe's context that asks it."""
+    h = helper.ControlHelper(resolver=Resolver(), ca_bundle=None, timeout=2,
+                             allow_networks=helper.parse_networks(["127.0.0.0/8"]))
+    server = await helper.HelperServer(h).serve(LO, 0)
+    try:
+        yield Context(helper_url=f"http://{LO}:{server.sockets[0].getsockname()[1]}/", timeouts=FAST)
+    finally:
+        server.close()
+
+
 def test_the_helper_tells_a_client_the_address_its_request_came_from() -> None:
     async def main() -> dict[str, Any]:
-        h = helper.ControlHelper(resolver=Resolver(), ca_bundle=None, timeout=2,
-                                 allow_networks=helper.parse_networks(["127.0.0.0/8"]))
-        server = await helper.HelperServer(h).serve(LO, 0)
-        ctx = Context(helper_url=f"http://{LO}:{server.sockets[0].getsockname()[1]}/", timeouts=FAST)
-        try:
+        async with _real_helper() as ctx:
             raw, failure = await ask_helper(ctx, {"http_request": f"http://{LO}:9/", "tcp_connect": []})
-        finally:
-            server.close()
         assert failure is None and raw is not None
         assert ctx.own_addresses == {LO}  # learnt (the loopback address itself is never scrubbed)
         return raw
@@ -138,17 +146,10 @@ def test_a_kept_alive_helper_connection_is_closed_when_the_loop_ends() -> None:
     pooled: list[Any] = []
 
     async def main() -> None:
-        h = helper.ControlHelper(resolver=Resolver(), ca_bundle=None, timeout=2,
-                                 allow_networks=helper.parse_networks(["127.0.0.0/8"]))
-        server = await helper.HelperServer(h).serve(LO, 0)
-        ctx = Context(helper_url=f"http://{LO}:{server.sockets[0].getsockname()[1]}/", timeouts=FAST)
-        try:
+        async with _real_helper() as ctx:
             raw, failure = await ask_helper(ctx, {"http_request": f"http://{LO}:9/", "tcp_connect": []})
             assert failure is None and raw is not None
-            pool = control._pool()
-            pooled.extend(c for conns in pool.idle.values() for c in conns)
-        finally:
-            server.close()
+            pooled.extend(c for conns in control._pool().idle.values() for c in conns)
 
     asyncio.run(asyncio.wait_for(main(), 20))
     assert len(pooled) == 1  # the helper said keep-alive: the connection was pooled

@@ -242,8 +242,8 @@ def down(quiet: bool = False) -> list[str]:
 
 
 def _stop(pids: list[int], sig: signal.Signals = signal.SIGTERM) -> None:
-    """Signal (SIGTERM) the process group of each of ``pids``, up to 2 s for them to go, then SIGKILL; the ones
-    this process started are reaped."""
+    """Send ``sig`` to the process group of each of ``pids``, wait up to 2 s for them to go, then SIGKILL; the
+    ones this process started are reaped."""
     for pid in pids:
         try:
             os.killpg(pid, sig)
