@@ -116,6 +116,29 @@ def test_another_programs_duckdb_database_is_refused_and_left_as_it_was(
     assert not (tmp_path / "theirs.duckdb.raw").exists() and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("command", [["analyze", str(SAMPLE), "--quiet"], ["report"], ["export", "--parquet", "OUT"]])
+@pytest.mark.parametrize(("name", "content", "said"), [
+    ("measurements.jsonl", SAMPLE.read_bytes().replace(b"\n", b" ") + b"\n", "not a DuckDB database"),
+    ("verdicts.csv", b"uid,blocking\nx,dns\n", "not a DuckDB database"),
+    ("old.parquet", b"PAR1" + bytes(64), "not a DuckDB database"),
+    ("empty.duckdb", b"", "an empty file"),
+    ("empty.jsonl", b"", "an empty file"),
+])
+def test_a_file_that_is_not_a_duckdb_database_is_refused_as_the_store(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str], name: str, content: bytes,
+        said: str) -> None:
+    """DuckDB opens an existing .jsonl, .csv or .parquet file as an in-memory database with a view over it:
+    measurements given as ``--db`` were "a DuckDB database with other tables (file, measurements)"."""
+    db = tmp_path / name
+    db.write_bytes(content)
+    argv = [str(tmp_path / "out") if a == "OUT" else a for a in command]
+    assert main([*argv, "--db", str(db)]) == 2
+    line = _one_line_error(capsys)
+    assert f"{db} is not a tamperscope store: it is {said}" in line and "--db names the DuckDB file" in line, line
+    assert db.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
 def test_an_empty_duckdb_database_becomes_a_store(tmp_path: Path) -> None:
     db = tmp_path / "new.duckdb"
     duckdb.connect(str(db)).close()

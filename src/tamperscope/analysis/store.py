@@ -111,6 +111,26 @@ def _ours(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         raise StoreError(f"{path} is not a tamperscope store: it is a DuckDB database with other tables ({shown})")
 
 
+_DUCKDB_MAGIC = b"DUCK"  # a DuckDB file's main header: an 8-byte checksum, then these four bytes
+
+
+def _a_database_or_nothing(path: Path) -> None:
+    """Refuse an existing file that is not a DuckDB database before DuckDB opens it: DuckDB opens a ``.jsonl``,
+    ``.csv`` or ``.parquet`` file as an in-memory database with a view over it, so ``--db measurements.jsonl``
+    (input given as the store) would have been called "a DuckDB database with other tables"."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(12)
+    except (FileNotFoundError, IsADirectoryError):
+        return  # a new store, or DuckDB's own error for a directory
+    except OSError as exc:
+        raise StoreError(f"cannot open the store {path}: {error_line(exc)}") from None
+    if head[8:12] != _DUCKDB_MAGIC:
+        what = "an empty file" if not head else "not a DuckDB database"
+        raise StoreError(f"{path} is not a tamperscope store: it is {what}, and --db names the DuckDB file "
+                         "that `tamperscope analyze` writes")
+
+
 def default_db_path() -> Path:
     """``$TAMPERSCOPE_DB``, else ``$XDG_DATA_HOME/tamperscope/tamperscope.duckdb``
     (``~/.local/share/tamperscope/...`` when XDG_DATA_HOME is unset)."""
@@ -200,6 +220,7 @@ class Store:
         if not create and not self.path.exists():
             raise StoreError(f"no store at {self.path}: run `tamperscope analyze` first")
         _make_parent(self.path)
+        _a_database_or_nothing(self.path)
         try:
             self.con = duckdb.connect(str(self.path))
         except duckdb.IOException as exc:
