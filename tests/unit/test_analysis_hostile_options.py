@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -137,6 +140,20 @@ def test_a_file_that_is_not_a_duckdb_database_is_refused_as_the_store(
     assert f"{db} is not a tamperscope store: it is {said}" in line and "--db names the DuckDB file" in line, line
     assert db.read_bytes() == content
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+@pytest.mark.parametrize("command", [["analyze", str(SAMPLE), "--quiet"], ["report"]])
+def test_a_named_pipe_as_the_store_is_refused_at_once(tmp_path: Path, command: list[str]) -> None:
+    """DuckDB waited forever for a writer on a named pipe given as --db (in a subprocess: a hang fails, by its
+    timeout, instead of hanging the suite)."""
+    pipe = tmp_path / "store.duckdb"
+    os.mkfifo(pipe)
+    res = subprocess.run([sys.executable, "-m", "tamperscope", *command, "--db", str(pipe)],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip() == f"tamperscope: {pipe} is not a tamperscope store: it is not a regular file " \
+                                 "(a pipe or a device)", res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store.duckdb"]
 
 
 def test_an_empty_duckdb_database_becomes_a_store(tmp_path: Path) -> None:

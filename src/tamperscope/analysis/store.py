@@ -38,6 +38,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -115,14 +116,23 @@ _DUCKDB_MAGIC = b"DUCK"  # a DuckDB file's main header: an 8-byte checksum, then
 
 
 def _a_database_or_nothing(path: Path) -> None:
-    """Refuse an existing file that is not a DuckDB database before DuckDB opens it: DuckDB opens a ``.jsonl``,
+    """Refuse an existing file that is not a DuckDB database before DuckDB opens it. DuckDB opens a ``.jsonl``,
     ``.csv`` or ``.parquet`` file as an in-memory database with a view over it, so ``--db measurements.jsonl``
-    (input given as the store) would have been called "a DuckDB database with other tables"."""
+    (input given as the store) was called "a DuckDB database with other tables"; and it waits forever on a
+    named pipe."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return  # a new store
+    except OSError as exc:
+        raise StoreError(f"cannot open the store {path}: {error_line(exc)}") from None
+    if stat.S_ISDIR(mode):
+        return  # DuckDB's own error says it is a directory
+    if not stat.S_ISREG(mode):
+        raise StoreError(f"{path} is not a tamperscope store: it is not a regular file (a pipe or a device)")
     try:
         with path.open("rb") as f:
             head = f.read(12)
-    except (FileNotFoundError, IsADirectoryError):
-        return  # a new store, or DuckDB's own error for a directory
     except OSError as exc:
         raise StoreError(f"cannot open the store {path}: {error_line(exc)}") from None
     if head[8:12] != _DUCKDB_MAGIC:
