@@ -274,3 +274,30 @@ def overlap(a: dict[str, float], b: dict[str, float]) -> bool:
     """Whether two bounding boxes (Playwright's x, y, width, height) intersect."""
     return not (a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"]
                 or a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"])
+
+
+# Per table with a one-row head: each column's heading, its alignment, and whether every body cell under it that
+# is not blank holds a number (td.num), at least one of them.
+_COLUMNS_JS = """() => Array.from(document.querySelectorAll('table')).flatMap(t => {
+    const heads = t.tHead && t.tHead.rows.length === 1 ? Array.from(t.tHead.rows[0].cells) : [];
+    if (!heads.length || heads.some(h => h.colSpan > 1)) return [];
+    const rows = Array.from(t.tBodies).flatMap(b => Array.from(b.rows)).filter(r => r.cells.length === heads.length);
+    if (!rows.length) return [];
+    return heads.map((h, i) => {
+        const cells = rows.map(r => r.cells[i]);
+        const filled = cells.filter(c => c.innerText.trim() !== '');
+        const numbers = filled.length > 0 && filled.every(c => c.tagName === 'TD' && c.classList.contains('num'));
+        return [h.innerText.trim(), getComputedStyle(h).textAlign, numbers];
+    });
+})"""
+
+
+def table_columns(page: Any) -> list[tuple[str, str, bool]]:
+    """(heading, its computed text-align, whether the column holds numbers) for every column of every table."""
+    return [tuple(c) for c in page.evaluate(_COLUMNS_JS)]
+
+
+def misaligned_headings(page: Any) -> list[tuple[str, str, bool]]:
+    """Headings not aligned with their column: numbers are right-aligned, so their heading must be too (a heading
+    on the left of a wide column stood over the previous column's numbers), and text is left-aligned."""
+    return [c for c in table_columns(page) if (c[1] == "right") != c[2]]

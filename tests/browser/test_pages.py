@@ -8,7 +8,16 @@ from typing import Any
 
 import pytest
 
-from tests.browser.harness import XSS_DOMAIN, Explorer, Guard, guard_page, open_page, overlap
+from tests.browser.harness import (
+    XSS_DOMAIN,
+    Explorer,
+    Guard,
+    guard_page,
+    misaligned_headings,
+    open_page,
+    overlap,
+    table_columns,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -84,6 +93,20 @@ def test_charts_draw_from_the_offline_plotly(guarded: tuple[Any, Guard]) -> None
                     assert tb is None or not overlap(lb, tb), (path, name, label.text_content(), lb, tb)
     assert guard.requests and all(guard.local(u) for u in guard.requests), guard.requests
     assert not [u for u in guard.requests if "cdn" in u]
+
+
+def test_headings_stand_over_their_columns(guarded: tuple[Any, Guard]) -> None:
+    """Counts are right-aligned; a heading left on top of a wide column stood over the numbers of the column before
+    it ("Measured" over a network's name)."""
+    page, guard = guarded
+    numeric = set()
+    for path in ("/", "/country/RU", "/network/AS12389", "/domain/www.example.com"):
+        open_page(page, path)
+        assert misaligned_headings(page) == [], path
+        numeric |= {heading for heading, _, numbers in table_columns(page) if numbers}
+    # the check saw the tables of counts: sites, networks, techniques, tests, apps, countries
+    assert {"Measured", "Anomalies", "Confirmed", "Networks", "Blocked domains"} <= numeric, numeric
+    assert not guard.problems(), guard.problems()
 
 
 PHONE = {"width": 375, "height": 667}

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.browser.harness import overlap
+from tests.browser.harness import misaligned_headings, overlap, table_columns
 from tests.unit.test_blocking_rules import measurement_with_path
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
@@ -114,6 +114,18 @@ def test_sentences_in_tables_keep_a_reading_width(page: tuple[Any, dict[str, lis
     assert rules, cells  # the rules table's sentences are there
     for text, width in cells:
         assert width >= 200, (text, width)
+
+
+def test_headings_stand_over_their_columns(page: tuple[Any, dict[str, list[str]]], report: Path) -> None:
+    """Counts are right-aligned; their headings were left-aligned, so in a wide column "anomalous" stood over the
+    "measured" numbers."""
+    p, _ = page
+    _open(p, report)
+    columns = table_columns(p)
+    assert misaligned_headings(p) == [], columns
+    numeric = {heading for heading, _, numbers in columns if numbers}
+    assert {"measured", "anomalous", "confirmed", "networks", "sites affected"} <= numeric, columns
+    assert {"site", "network", "main technique"} <= {heading for heading, _, numbers in columns if not numbers}
 
 
 def test_the_report_fits_a_phone(browser: Any, report: Path) -> None:

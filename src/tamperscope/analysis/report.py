@@ -432,15 +432,23 @@ def _prose(value: object) -> bool:
 def _html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
     if not rows:
         return "<p class='none'>None.</p>"
-    head = "".join(f"<th>{_e(h)}</th>" for _, h in columns)
     body = []
+    # a column of numbers (and blanks) gets its heading over them, on the right
+    numbers = [0] * len(columns)
+    others = [0] * len(columns)
     for r in rows:
         cells = []
-        for key, _ in columns:
+        for i, (key, _) in enumerate(columns):
             value = technique(r.get(key), r.get(f"{key}_ech_only")) if key in _TECHNIQUE_KEYS else r.get(key)
-            cls = " class='num'" if isinstance(value, (int, float)) else " class='prose'" if _prose(value) else ""
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            numbers[i] += number
+            others[i] += not number and value is not None
+            cls = " class='num'" if number else " class='prose'" if _prose(value) else ""
             cells.append(f"<td{cls}>{_e(_cell(value) if not isinstance(value, str) else value)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
+    right = " class='num'"
+    head = "".join(f"<th{right if numbers[i] and not others[i] else ''}>{_e(heading)}</th>"
+                   for i, (_, heading) in enumerate(columns))
     return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
 
 
@@ -453,7 +461,7 @@ h1{font-size:1.6rem;margin:.5rem 0}h2{font-size:1.25rem;margin-top:2rem;border-b
 .chart{background:#fff;margin:1rem 0;min-height:320px}
 table{border-collapse:collapse;width:100%;background:#fff;font-size:.92rem}
 th,td{padding:.35rem .5rem;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
-td.num{text-align:right;font-variant-numeric:tabular-nums}th{background:#f0f0f0}td.prose{min-width:15rem}
+td.num,th.num{text-align:right}td.num{font-variant-numeric:tabular-nums}th{background:#f0f0f0}td.prose{min-width:15rem}
 .scroll{overflow-x:auto}.none{color:#777}dl{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}
 dt{font-weight:600}dd{margin:0}.tag{display:inline-block;padding:0 .4rem;border-radius:3px;color:#fff}
 footer{color:#777;font-size:.85rem;margin-top:2rem}
