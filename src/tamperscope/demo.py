@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from .lab import addresses as A
-from .lab import manager
+from .lab import manager, tornet
 from .lab.expect import expect_url
 from .model.profile import Profile
 from .model.services import APPS as MODEL_APPS
@@ -692,9 +692,27 @@ def tor_summary(m: dict[str, Any] | None, truth: list[dict[str, Any]]) -> str:
     return out + located_line(m.get("located"))
 
 
-VANILLA_TOR_TIMEOUT = 20  # seconds for tor to bootstrap in the demo: the lab's network has its consensus by then
-# (its first comes about 20 s after lab up, and this step comes later), and tor gets to 100% in 3-4 s unless it is
-# blocked, through the bridge too. A blocked bootstrap costs the whole wait (tests/lab/test_vanilla_tor waits as long).
+VANILLA_TOR_TIMEOUT = 20  # seconds for tor to bootstrap in the demo, once the lab's network serves a consensus
+# listing all its relays (`await_tor_network`): tor then gets to 100% in 3-4 s unless it is blocked, through the
+# bridge too. A blocked bootstrap costs the whole wait (tests/lab/test_vanilla_tor waits as long).
+TOR_NETWORK_WAIT = 90  # seconds at most for that consensus; a new network makes it in its first 10-40 s
+
+
+def await_tor_network(say: Callable[[str], None]) -> None:
+    """Wait until the lab's Tor network serves a consensus listing every relay. A client started before that may
+    get the network's first consensus, made before every relay had uploaded its descriptor: with no exit in it,
+    tor waits at 75% for the next one, and without a censor the demo read that as blocked (with a short list and
+    `--profile none` this step comes a few seconds after lab up)."""
+    if tornet.consensus_relays(manager.PATHS.tornet) >= tornet.RELAY_COUNT:
+        return
+    say(f"demo: waiting for the lab's new Tor network to list its {tornet.RELAY_COUNT} relays in its consensus "
+        f"(at most {TOR_NETWORK_WAIT} s)")
+    started = time.monotonic()
+    if tornet.wait_for_consensus(manager.PATHS.tornet, TOR_NETWORK_WAIT):
+        say(f"demo: the Tor network's consensus lists them all after {time.monotonic() - started:.0f} s")
+    else:
+        say(f"demo: after {TOR_NETWORK_WAIT} s the Tor network's consensus lists "
+            f"{tornet.consensus_relays(manager.PATHS.tornet)} of its {tornet.RELAY_COUNT} relays; measuring anyway")
 
 
 Run = tuple[dict[str, Any] | None, list[dict[str, Any]]]
@@ -703,6 +721,7 @@ Run = tuple[dict[str, Any] | None, list[dict[str, Any]]]
 def vanilla_tor_example(say: Callable[[str], None], work: Path) -> tuple[Run, Run | None]:
     """`tamperscope run vanilla_tor` against the lab's own Tor network, and, when that did not bootstrap, again
     through the network's obfs4 bridge (``--tor-bridges``): whether a bridge gets past what blocks Tor."""
+    await_tor_network(say)
     say(f"demo: checking whether tor itself bootstraps (tamperscope run vanilla_tor; the lab's own Tor network, "
         f"{A.TOR_NETWORK[0][1]}-{A.TOR_NETWORK[-1][1].rsplit('.', 1)[1]}; at most {VANILLA_TOR_TIMEOUT} s)")
     plain = run_once("vanilla_tor", say, work, options=("--timeout", str(VANILLA_TOR_TIMEOUT)))

@@ -4,6 +4,7 @@ setup` installs tor); the network itself bootstrapping a client is tests/lab/tes
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,46 @@ def test_restore_gives_a_fresh_directory_with_only_the_kept_keys(tmp_path: Path)
     assert sorted(str(p.relative_to(home)) for p in home.rglob("*")) == [
         "keys", "keys/secret_id_key", "pt_state", "pt_state/obfs4_state.json"]
     assert home.stat().st_mode & 0o077 == 0
+
+
+FLAGS = "Exit Fast Guard HSDir Running Stable V2Dir Valid"
+
+
+def _consensus(flags: list[str]) -> str:
+    """A microdescriptor consensus as tor caches it, one relay per entry of ``flags`` (its "s" line)."""
+    lines = ["network-status-version 3 microdesc", "vote-status consensus", "valid-after 2026-12-03 11:12:36"]
+    for i, f in enumerate(flags):
+        lines += [f"r lab{i} AAAAAAAAAAAAAAAAAAAAAAAAAAA 2026-12-03 11:12:30 198.19.3.{11 + i} 9001 0",
+                  "m sha256digest", f"s {f}", "v Tor 0.4.9.11", "pr Cons=1-2", "w Bandwidth=0 Unmeasured=1"]
+    return "\n".join([*lines, "directory-footer", "directory-signature sha256 X Y", ""])
+
+
+def test_the_network_is_ready_when_every_authority_and_the_bridge_serve_a_consensus_of_every_relay(
+        tmp_path: Path) -> None:
+    """A client that got the network's first consensus, made before every relay had uploaded its descriptor (one
+    relay, no exit), waited at 75% for the next one: the demo read that as Tor blocked without a censor."""
+    homes = [tmp_path / nickname for nickname, _ in A.TOR_NETWORK]
+    for home in homes:
+        home.mkdir()
+    assert tornet.consensus_relays(tmp_path) == 0  # no consensus yet
+    for home in homes[:2]:
+        (home / tornet.CONSENSUS).write_text(_consensus([FLAGS] * tornet.RELAY_COUNT))
+    assert tornet.consensus_relays(tmp_path) == 0  # one authority has none: a client may ask that one
+    (homes[2] / tornet.CONSENSUS).write_text(_consensus([FLAGS]))
+    assert tornet.consensus_relays(tmp_path) == 1  # the first consensus, made too early: the fewest count
+    (homes[2] / tornet.CONSENSUS).write_text(_consensus([FLAGS] * (tornet.RELAY_COUNT - 1) + ["Fast Valid"]))
+    assert tornet.consensus_relays(tmp_path) == tornet.RELAY_COUNT - 1  # a relay not Running does not count
+    (homes[2] / tornet.CONSENSUS).write_text(_consensus([FLAGS] * (tornet.RELAY_COUNT - 1) + ["Running"]))
+    assert tornet.consensus_relays(tmp_path) == tornet.RELAY_COUNT - 1  # nor one not Valid
+    (homes[2] / tornet.CONSENSUS).write_text(_consensus([FLAGS] * tornet.RELAY_COUNT))
+    assert tornet.consensus_relays(tmp_path) == tornet.RELAY_COUNT
+    assert tornet.wait_for_consensus(tmp_path, 0.01)
+    # a bridge client reads the bridge's copy: once the bridge is there, its consensus counts too
+    (tmp_path / tornet.BRIDGE).mkdir()
+    assert tornet.consensus_relays(tmp_path) == 0
+    t = time.monotonic()
+    assert not tornet.wait_for_consensus(tmp_path, 0.5)
+    assert 0.5 <= time.monotonic() - t < 5
+    (tmp_path / tornet.BRIDGE / tornet.CONSENSUS).write_bytes(_consensus([FLAGS] * tornet.RELAY_COUNT).encode()
+                                                                 + b"\xff garbage \x00\n")
+    assert tornet.consensus_relays(tmp_path) == tornet.RELAY_COUNT

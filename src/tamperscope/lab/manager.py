@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 
 from ..model.profile import Profile, ProfileError, load_profile
 from . import addresses as A
-from . import blockpages, farm
+from . import blockpages, farm, tornet
 from .ca import create_ca
 
 STATE_DIR = Path(os.environ.get("TAMPERSCOPE_LAB_STATE", "/run/tamperscope-lab"))
@@ -76,6 +76,11 @@ class Paths:
     @property
     def tor_network(self) -> Path:
         return self.root / "tor-network.torrc"
+
+    @property
+    def tornet(self) -> Path:
+        """The lab's Tor network's directory: each of its tors' home (`lab.tornet`)."""
+        return self.root / tornet.DIRECTORY
 
     @property
     def tor_bridges(self) -> Path:

@@ -356,7 +356,7 @@ def _tornet(state_dir: Path, tor_network: Path) -> int:
 
     from . import tornet
 
-    root = state_dir / "tor"
+    root = state_dir / tornet.DIRECTORY
     try:
         authorities = tornet.make_keys(root, tornet.KEY_CACHE)
     except tornet.TorNetError as e:
@@ -383,7 +383,7 @@ def _tornet(state_dir: Path, tor_network: Path) -> int:
             start(root / nickname, tornet.relay_config(nickname, ip, authorities, root / nickname))
         waiting = [(ip, A.TOR_NETWORK_OR_PORT) for _, ip in (*A.TOR_NETWORK, *A.TOR_NETWORK_RELAYS)]
         obfs4proxy = shutil.which("obfs4proxy")
-        bridge = root / "labbridge"
+        bridge = root / tornet.BRIDGE
         bridges = tor_network.parent / "tor-bridges.txt"
         if obfs4proxy is not None:
             if not tornet.restore(bridge, tornet.KEY_CACHE / bridge.name):

@@ -4,7 +4,8 @@ Three directory authorities (`addresses.TOR_NETWORK`), each also a relay with th
 more relays (`addresses.TOR_NETWORK_RELAYS`), so that a client can fetch the consensus and build a three-hop
 circuit even when one relay is missing from a consensus. Debian's tor in TestingTorNetwork mode, with votes every 10 s (its least: a vote's and its
 distribution's delays must stay under half the interval); the first consensus appears about 20 s after they
-start, and a client started before that waits for it. Their keys are made at the first `lab up` (``tor-gencert``
+start, and a client started before that waits for it; that first one may list only some of the relays, so
+`wait_for_consensus` waits for one that lists them all. Their keys are made at the first `lab up` (``tor-gencert``
 for the authority keys, ``tor --list-fingerprint`` for the relay keys) and kept in `KEY_CACHE` for the next ones
 (making them took about 1.7 s of each `lab up`, which the tests bring up some 80 times); an authority
 certificate that expires within `RENEW_BEFORE_DAYS`, or keys tor cannot read, are made anew.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -33,6 +35,8 @@ VOTING = ("TestingV3AuthInitialVotingInterval 12\nTestingV3AuthInitialVoteDelay 
           "V3AuthVotingInterval 12\nV3AuthVoteDelay 3\nV3AuthDistDelay 2\n")
 LAB_NET = "198.18.0.0/15"
 KEYGEN_TIMEOUT = 60.0  # seconds for one authority's keys (RSA-3072: about a second here)
+DIRECTORY = "tor"  # the network's directory (its tors' homes) in the lab's state directory
+BRIDGE = "labbridge"  # the bridge's nickname, and its home under the network's directory
 KEY_CACHE = Path("/var/cache/tamperscope-lab/tor")  # each tor's keys, by nickname, kept between lab ups
 KEPT = ("keys", "pt_state")  # what of a tor's data directory is kept: its keys, and obfs4proxy's (the bridge's cert)
 RENEW_BEFORE_DAYS = 30
@@ -173,7 +177,7 @@ def bridge_config(authorities: list[Authority], home: Path, obfs4proxy: str) -> 
     same address, for obfs4proxy to hand connections to)."""
     ip = A.TOR_BRIDGE
     return (f"TestingTorNetwork 1\n{VOTING}AssumeReachable 1\n"
-            f"DataDirectory {home}\nNickname labbridge\nAddress {ip}\nOutboundBindAddress {ip}\n"
+            f"DataDirectory {home}\nNickname {BRIDGE}\nAddress {ip}\nOutboundBindAddress {ip}\n"
             f"ORPort {ip}:{A.TOR_NETWORK_OR_PORT}\nSocksPort 0\nBridgeRelay 1\nPublishServerDescriptor 0\n"
             "ExitPolicy reject *:*\n"
             f"ServerTransportPlugin obfs4 exec {obfs4proxy}\n"
@@ -209,5 +213,45 @@ def authority_config(me: Authority, authorities: list[Authority], home: Path) ->
             + "".join(f"{a.line}\n" for a in authorities))
 
 
+# --------------------------------------------------------------------------- the network's consensus
+
+CONSENSUS = "cached-microdesc-consensus"  # the consensus a tor serves to clients (and a bridge to its own)
+RELAY_COUNT = len(A.TOR_NETWORK) + len(A.TOR_NETWORK_RELAYS)  # the relays a full consensus lists
+
+
+def consensus_relays(root: Path) -> int:
+    """How many relays the consensus the network serves lists as Running and Valid: the fewest in any of the
+    authorities' (and the bridge's, where there is one) ``CONSENSUS``; 0 while one has none.
+
+    A new network's first consensus can be made before every relay has uploaded its descriptor. A client that
+    gets one listing a single relay has no exit and waits at 75% ("enough_dirinfo") for the next one, 20 s and
+    more; once the consensus lists every relay a new client gets to 100% in a few seconds. A bridge client
+    reads the bridge's copy, so it counts too."""
+    homes = [root / nickname for nickname, _ in A.TOR_NETWORK]
+    if (root / BRIDGE).is_dir():
+        homes.append(root / BRIDGE)
+    fewest = RELAY_COUNT
+    for home in homes:
+        try:
+            text = (home / CONSENSUS).read_text(encoding="ascii", errors="replace")
+        except OSError:
+            return 0
+        listed = sum(1 for line in text.splitlines()
+                     if line.startswith("s ") and {"Running", "Valid"} <= set(line.split()))
+        fewest = min(fewest, listed)
+    return fewest
+
+
+def wait_for_consensus(root: Path, timeout: float) -> bool:
+    """Wait, at most ``timeout`` seconds, until the network's consensus lists every relay (`consensus_relays`);
+    whether it does."""
+    deadline = time.monotonic() + timeout
+    while consensus_relays(root) < RELAY_COUNT:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.25)
+    return True
+
+
 __all__ = ["Authority", "TorNetError", "authority_config", "bridge_config", "bridge_line", "client_config",
-           "make_keys", "relay_config"]
+           "consensus_relays", "make_keys", "relay_config", "wait_for_consensus"]
