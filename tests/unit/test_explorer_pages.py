@@ -909,3 +909,28 @@ def test_oonis_portfiltering_measurement_shows_its_connects_and_says_there_is_no
     assert "answered" not in section
     assert (twin["evidence"]["verdict"]["mechanism"], twin["evidence"]["verdict"]["confidence"]) == ("tcp.drop", 0.6)
     assert evil not in bad_page and "&lt;img src=x" in _words(bad_page, "ports")
+
+
+def test_most_blocked_sites_lists_only_sites_found_blocked(tmp_path: Path) -> None:
+    """The home page's "Most blocked sites" listed every site measured, the ones never found blocked too ("0 0%"
+    under that heading); they stay in the country's and network's lists of domains."""
+    blocked = orjson.loads((SAMPLES / "dnsBlockingNXDOMAIN" / "measurement.json").read_bytes())
+    fine = orjson.loads((SAMPLES / "badSSLWithExpiredCertificate" / "measurement.json").read_bytes())  # ok
+    fine.update(probe_cc=blocked["probe_cc"], probe_asn=blocked["probe_asn"])
+    with running_app(Settings(db_path=tmp_path / "e.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
+        out = c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(m) for m in (blocked, fine))).json()
+        assert out["stored"] == 2, out
+        country = c.get(f"/country/{blocked['probe_cc']}.json").json()
+        listed = {d["domain"]: d["anomaly_count"] for d in country["domains"]}
+        assert len(listed) == 2 and sorted(listed.values()) == [0, 1], listed
+        blocked_domain = next(d for d, n in listed.items() if n)
+        fine_domain = next(d for d, n in listed.items() if not n)
+        home = c.get("/index.json").json()
+        assert [d["domain"] for d in home["domains"]] == [blocked_domain]
+        section = re.search(r'<section id="blocked-domains">(.*?)</section>', c.get("/").text, re.S)
+        assert section and blocked_domain in section.group(1) and fine_domain not in section.group(1)
+        assert fine_domain in c.get(f"/country/{blocked['probe_cc']}").text
+    with running_app(Settings(db_path=tmp_path / "f.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
+        assert c.post("/api/v1/submit", content=orjson.dumps(fine)).json()["stored"] == 1
+        section = re.search(r'<section id="blocked-domains">(.*?)</section>', c.get("/").text, re.S)
+        assert section and "No site measured here shows signs of interference." in section.group(1)

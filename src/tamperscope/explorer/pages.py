@@ -84,7 +84,8 @@ def home(reader: Reader) -> dict[str, Any]:
         "recent_anomalies": _recent(reader, MeasurementQuery(anomaly=True, limit=RECENT)),
         "countries": _agg(reader, "per_country", f),
         "networks": _agg(reader, "per_network", f, limit=TOP),
-        "domains": [d for d in _agg(reader, "per_domain", f, limit=TOP)],
+        # "Most blocked sites": a site measured and never found blocked is no such site (its own page says so)
+        "domains": [d for d in _agg(reader, "per_domain", f, limit=TOP) if d["anomaly_count"]],
         "tests": _tests(reader, f),
         "apps": _apps(reader, f),
         "mechanisms": mechanisms,
