@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tamperscope.demo import ech_summary, evasion_summary, probe_results, rules_summary
+from tamperscope.lab import addresses as A
 from tamperscope.model.evasion import evasion_verdict
 from tamperscope.model.rules import conclude, rules_verdict
 from tests.unit.test_blocking_rules import measurement as rules_measurement
@@ -489,3 +490,42 @@ def test_the_demo_judges_each_tor_bootstrap_again_the_bridged_one_too(tmp_path: 
     assert ("the messaging apps, Tor, RiseupVPN and WireGuard, judged again from the records: "
             "Tor (its own bootstrap) tcp.drop, Tor (its own bootstrap) through a bridge none (the probe said tls.drop)"
             "\n") in text, text
+
+
+def test_the_demo_waits_for_the_tor_networks_full_consensus_and_says_how_long(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """vanilla_tor run before the lab's new Tor network listed every relay got a consensus with no exit, stayed at
+    75%, and the demo called Tor blocked where nothing blocked it: the demo waits for the full consensus first."""
+    import threading
+
+    from tamperscope import demo
+    from tamperscope.lab import manager, tornet
+    from tests.unit.test_lab_tornet import FLAGS, _consensus
+
+    monkeypatch.setattr(manager, "PATHS", manager.Paths(tmp_path))
+    monkeypatch.setattr(demo, "TOR_NETWORK_WAIT", 0.6)
+    homes = [manager.PATHS.tornet / nickname for nickname, _ in A.TOR_NETWORK]
+    for home in homes:
+        home.mkdir(parents=True)
+        (home / tornet.CONSENSUS).write_text(_consensus([FLAGS]))  # the first one: one relay
+    said: list[str] = []
+    demo.await_tor_network(said.append)  # never complete: waits its 0.6 s, says so, and goes on
+    assert len(said) == 2 and "waiting for the lab's new Tor network to list its 5 relays" in said[0]
+    assert said[1].endswith("lists 1 of its 5 relays; measuring anyway"), said
+
+    def complete() -> None:
+        for home in homes:
+            (home / tornet.CONSENSUS).write_text(_consensus([FLAGS] * tornet.RELAY_COUNT))
+
+    monkeypatch.setattr(demo, "TOR_NETWORK_WAIT", 30)
+    said.clear()
+    timer = threading.Timer(0.4, complete)
+    timer.start()
+    try:
+        demo.await_tor_network(said.append)  # completed while it waits
+    finally:
+        timer.join()
+    assert len(said) == 2 and said[1].startswith("demo: the Tor network's consensus lists them all after"), said
+    said.clear()
+    demo.await_tor_network(said.append)  # already complete: nothing to wait for, nothing said
+    assert said == []
