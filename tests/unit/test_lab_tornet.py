@@ -35,6 +35,36 @@ def test_each_authority_gets_its_own_keys_and_a_line_a_client_takes(tmp_path: Pa
     assert {a.v3ident for a in again}.isdisjoint({a.v3ident for a in authorities})
 
 
+def test_a_kept_relay_key_gives_the_fingerprint_tor_itself_says(tmp_path: Path) -> None:
+    # fresh keys: their relay fingerprints are what `tor --list-fingerprint` printed
+    authorities = tornet.make_keys(tmp_path)
+    for a in authorities:
+        assert tornet.relay_fingerprint(tmp_path / a.nickname / "keys" / "secret_id_key") == a.fingerprint
+    # no key, a damaged one, one of another kind: none (tor is asked instead)
+    assert tornet.relay_fingerprint(tmp_path / "missing") is None
+    (tmp_path / "garbage").write_text("-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n")
+    assert tornet.relay_fingerprint(tmp_path / "garbage") is None
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    other = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    (tmp_path / "ed25519").write_bytes(other)
+    assert tornet.relay_fingerprint(tmp_path / "ed25519") is None
+    # a key tor keeps is read without a tor: a kept authority's line is the same at the next lab up
+    again = tornet._keys(tmp_path / "labauth1", "labauth1", A.TOR_NETWORK[0][1], fresh=False)
+    assert again == authorities[0]
+
+
+def test_no_tor_of_the_network_reads_a_geoip_database(tmp_path: Path) -> None:
+    # the nine tors count no client's country; Debian's two files took each about a second of a core at every start
+    me = tornet.Authority("labauth1", "198.19.3.11", "A" * 40, "B" * 40)
+    for text in (tornet.authority_config(me, [me], tmp_path), tornet.relay_config("labrelay1", "198.19.3.14", [me], tmp_path),
+                 tornet.bridge_config([me], tmp_path, "/usr/bin/obfs4proxy")):
+        lines = text.splitlines()
+        assert "GeoIPFile /dev/null" in lines and "GeoIPv6File /dev/null" in lines
+
+
 def test_an_authority_listens_on_its_own_address_and_exits_only_to_the_lab(tmp_path: Path) -> None:
     me = tornet.Authority("labauth2", "198.19.3.12", "A" * 40, "B" * 40)
     others = [tornet.Authority("labauth1", "198.19.3.11", "C" * 40, "D" * 40), me]

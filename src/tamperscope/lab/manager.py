@@ -462,7 +462,7 @@ sys.exit(0 if kind == 2 and err == 0 else f"conntrack flush: netlink answered ty
 def _switch(profile: Profile, st: dict[str, Any]) -> dict[str, Any]:
     """Give a lab that is up another profile: stop the censor and the servers that read the profile, replace the
     border's interception rules, empty the ground-truth log, and start them again with ``profile``. A lab up
-    takes 3-5 s, most of it the Tor network's start; this takes about one second. What the lab answers is
+    takes about 3 s, half of it the Tor network's start; this takes about one second. What the lab answers is
     then what a fresh `lab up` with ``profile`` answers, but the helper, the bridges, the VPN servers and the
     Tor network keep running (a Tor client finds a consensus at once). Never leaves half a lab: on failure the
     lab is taken down."""

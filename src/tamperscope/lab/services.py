@@ -374,17 +374,13 @@ def _tornet(state_dir: Path, tor_network: Path) -> int:
             procs.append(proc)
             threading.Thread(target=_relay, args=(proc,), daemon=True).start()
 
-        for me in authorities:
-            start(root / me.nickname, tornet.authority_config(me, authorities, root / me.nickname))
         unkept = []  # tors that make their keys now: kept once they listen
-        for nickname, ip in A.TOR_NETWORK_RELAYS:
-            if not tornet.restore(root / nickname, tornet.KEY_CACHE / nickname):
-                unkept.append(nickname)
-            start(root / nickname, tornet.relay_config(nickname, ip, authorities, root / nickname))
         waiting = [(ip, A.TOR_NETWORK_OR_PORT) for _, ip in (*A.TOR_NETWORK, *A.TOR_NETWORK_RELAYS)]
         obfs4proxy = shutil.which("obfs4proxy")
         bridge = root / tornet.BRIDGE
         bridges = tor_network.parent / "tor-bridges.txt"
+        # the bridge first: its line (tor's fingerprint, obfs4proxy's cert) is the last thing ready waits for, and
+        # the nine tors' starts share two cores
         if obfs4proxy is not None:
             if not tornet.restore(bridge, tornet.KEY_CACHE / bridge.name):
                 unkept.append(bridge.name)
@@ -392,6 +388,12 @@ def _tornet(state_dir: Path, tor_network: Path) -> int:
             waiting.append((A.TOR_BRIDGE, A.TOR_BRIDGE_OBFS4_PORT))
         else:
             print("tornet: obfs4proxy is not installed: the network has no bridge", flush=True)
+        for me in authorities:
+            start(root / me.nickname, tornet.authority_config(me, authorities, root / me.nickname))
+        for nickname, ip in A.TOR_NETWORK_RELAYS:
+            if not tornet.restore(root / nickname, tornet.KEY_CACHE / nickname):
+                unkept.append(nickname)
+            start(root / nickname, tornet.relay_config(nickname, ip, authorities, root / nickname))
         deadline = time.monotonic() + 30
         while waiting:
             if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
