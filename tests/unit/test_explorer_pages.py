@@ -934,3 +934,26 @@ def test_most_blocked_sites_lists_only_sites_found_blocked(tmp_path: Path) -> No
         assert c.post("/api/v1/submit", content=orjson.dumps(fine)).json()["stored"] == 1
         section = re.search(r'<section id="blocked-domains">(.*?)</section>', c.get("/").text, re.S)
         assert section and "No site measured here shows signs of interference." in section.group(1)
+
+
+def test_the_http_comparison_says_none_where_no_header_is_on_one_side_only(tmp_path: Path) -> None:
+    base = next(m for m in samples.corpus(50, seed="headers") if m["test_keys"]["requests"]
+                and m["test_keys"]["requests"][0]["response"].get("code") == 200
+                and m["test_keys"]["control"]["http_request"].get("status_code") == 200
+                and m["test_keys"]["requests"][0]["response"]["headers"] == m["test_keys"]["control"]["http_request"]["headers"])
+    tk = base["test_keys"]
+    response = tk["requests"][0]["response"]
+    same = {**base, "report_id": base["report_id"] + "s"}
+    extra = {**base, "report_id": base["report_id"] + "x",
+             "test_keys": {**tk, "requests": [{**tk["requests"][0], "response": {
+                 **response, "headers": {**response["headers"], "Via": "1.1 <b>dpi</b>"},
+                 "headers_list": [*response.get("headers_list", []), ["Via", "1.1 <b>dpi</b>"]]}}]}}
+    (page, twin), (extra_page, extra_twin) = _pages(tmp_path, [same, extra])
+    assert twin["evidence"]["http"]["diff"]["headers"]["only_measured"] == []
+    rows = re.findall(r"<tr><th>Headers only (here|in control)</th><td colspan=\"3\" class=\"input\">(.*?)</td></tr>",
+                      page)
+    assert rows == [("here", '<span class="muted">none</span>'), ("in control", '<span class="muted">none</span>')]
+    assert extra_twin["evidence"]["http"]["diff"]["headers"]["only_measured"] == ["via"]
+    rows = re.findall(r"<tr><th>Headers only (here|in control)</th><td colspan=\"3\" class=\"input\">(.*?)</td></tr>",
+                      extra_page)
+    assert rows == [("here", "via"), ("in control", '<span class="muted">none</span>')]
