@@ -116,6 +116,26 @@ def test_sentences_in_tables_keep_a_reading_width(page: tuple[Any, dict[str, lis
         assert width >= 200, (text, width)
 
 
+def test_every_table_fits_a_desktop_screen(page: tuple[Any, dict[str, list[str]]], report: Path) -> None:
+    """At 1,300 px no table scrolls inside its box: words such as ``domain_and_subdomains`` and the equipment's
+    signatures break at their underscores and slashes (the rules table was 1,224 px in its 1,100), and a date stays
+    on one line."""
+    p, _ = page
+    _open(p, report)
+    boxes = p.locator("div.scroll").evaluate_all(
+        "ds => ds.map(d => { let h = d.previousElementSibling; while (h && h.tagName !== 'H2') h = h.previousElementSibling;"
+        " return [h ? h.textContent : null, d.clientWidth, d.scrollWidth]; })")
+    assert len(boxes) >= 6 and "What the censors' rules match" in [b[0] for b in boxes], boxes
+    assert [b for b in boxes if b[2] > b[1] + 1] == [], boxes
+    breakable = p.locator("td", has_text="domain_and_subdomains")
+    assert breakable.count() >= 1 and breakable.first.inner_text() == "domain_and_subdomains"  # copied whole
+    # the lines a date's text takes: one rectangle per line of a range over it
+    dates = p.locator("td.date").evaluate_all(
+        "ts => ts.map(t => { const r = document.createRange(); r.selectNodeContents(t);"
+        " return [t.innerText, r.getClientRects().length]; })")
+    assert dates and all(lines == 1 for _, lines in dates), dates
+
+
 def test_headings_stand_over_their_columns(page: tuple[Any, dict[str, list[str]]], report: Path) -> None:
     """Counts are right-aligned; their headings were left-aligned, so in a wide column "anomalous" stood over the
     "measured" numbers."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import itertools
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -443,13 +444,28 @@ def _html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, 
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
             numbers[i] += number
             others[i] += not number and value is not None
-            cls = " class='num'" if number else " class='prose'" if _prose(value) else ""
-            cells.append(f"<td{cls}>{_e(_cell(value) if not isinstance(value, str) else value)}</td>")
+            cls = (" class='num'" if number else " class='prose'" if _prose(value)
+                   else " class='date'" if isinstance(value, str) and _DATE.fullmatch(value) else "")
+            cells.append(f"<td{cls}>{_breakable(_e(_cell(value) if not isinstance(value, str) else value))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     right = " class='num'"
     head = "".join(f"<th{right if numbers[i] and not others[i] else ''}>{_e(heading)}</th>"
                    for i, (_, heading) in enumerate(columns))
     return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+
+
+_DATE = re.compile(r"\d{4}-\d\d-\d\d(?:[ T]\d\d:\d\d(?::\d\d)?Z?)?")  # kept on one line (td.date)
+
+
+def _breakable(text: str) -> str:
+    """Escaped ``text`` with a line-break opportunity after each underscore and slash of a long word such as
+    ``domain_and_subdomains`` or a signature ``tcp/RA/ttl128/win0/ipid30000``, and after each dot of a name
+    longer than most, which would otherwise hold its column as wide as the whole word (copied, the text is the
+    same)."""
+    if len(text) <= 12 or " " in text:
+        return text
+    broken = text.replace("_", "_<wbr>").replace("/", "/<wbr>")
+    return broken.replace(".", ".<wbr>") if len(text) > 20 else broken
 
 
 _CSS = """
@@ -461,7 +477,7 @@ h1{font-size:1.6rem;margin:.5rem 0}h2{font-size:1.25rem;margin-top:2rem;border-b
 .chart{background:#fff;margin:1rem 0;min-height:320px}
 table{border-collapse:collapse;width:100%;background:#fff;font-size:.92rem}
 th,td{padding:.35rem .5rem;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
-td.num,th.num{text-align:right}td.num{font-variant-numeric:tabular-nums}th{background:#f0f0f0}td.prose{min-width:15rem}
+td.num,th.num{text-align:right}td.num{font-variant-numeric:tabular-nums}th{background:#f0f0f0}td.prose{min-width:14rem}td.date{white-space:nowrap}
 .scroll{overflow-x:auto}.none{color:#777}dl{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}
 dt{font-weight:600}dd{margin:0}.tag{display:inline-block;padding:0 .4rem;border-radius:3px;color:#fff}
 footer{color:#777;font-size:.85rem;margin-top:2rem}
@@ -547,10 +563,10 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
                      "or after it, parts of it) on each layer: the DNS lookup, the TLS handshake's server name "
                      "and the HTTP Host. Which of them are blocked tells what the rule matches. A rule that "
                      "catches names nobody listed blocks unrelated sites too; one such name is shown.</p>"
-                     + _html_table(rules, [
-                         ("domain", "site"), ("probe_asn", "network"), ("probe_cc", "country"), ("layer", "layer"),
+                     + _html_table([{**r, "where": f"{r['probe_asn']} ({r['probe_cc']})"} for r in rules], [
+                         ("domain", "site"), ("where", "network"), ("layer", "layer"),
                          ("rule", "rule"), ("says", "what it means"), ("overblocks", "also caught (not listed)"),
-                         ("measurement_count", "measurements"), ("readings", "other readings"),
+                         ("measurement_count", "measured"), ("readings", "other readings"),
                          ("last_day", "last measured")]))
     moves = _changes(store, filters, limit)
     for c in moves:
