@@ -1119,7 +1119,7 @@ def http3(measurements: list[dict[str, Any]]) -> str:
     dropped = sum(1 for m in https if m["test_keys"].get("x_mechanism") == "quic.drop")
     around = sum(1 for m in tried if str(m["test_keys"].get("x_mechanism")).startswith(("tls.", "tcp."))
                  and any(isinstance(q, dict) and q.get("failure") is None for q in m["test_keys"]["quic_handshakes"]))
-    line = (f"  HTTP/3: {len(tried)} of {len(https)} https URLs tried over QUIC (their sites advertise it); "
+    line = (f"  HTTP/3: tried over QUIC for {len(tried)} of {len(https)} https URLs (those whose sites advertise it); "
             f"handshakes {len(own)}, completed {done}; quic.drop {dropped}")
     if around:
         line += f"; QUIC got through for {around} whose TLS was blocked"

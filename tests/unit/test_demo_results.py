@@ -142,7 +142,7 @@ def test_the_http3_line_counts_sites_tried_handshakes_and_drops() -> None:
     innocent = {"failure": None, "tags": ["depth=0", "x_innocent_sni"]}
     ms = [m("https://a.example/", [ok]), m("https://b.example/", [lost, innocent], "quic.drop"),
           m("https://c.example/", []), m("http://d.example/", [])]
-    assert http3(ms) == ("  HTTP/3: 2 of 3 https URLs tried over QUIC (their sites advertise it); "
+    assert http3(ms) == ("  HTTP/3: tried over QUIC for 2 of 3 https URLs (those whose sites advertise it); "
                          "handshakes 2, completed 1; quic.drop 1")
     ms.append(m("https://e.example/", [ok], "tls.rst"))  # the censor resets TLS, and leaves QUIC alone
     assert http3(ms).endswith("quic.drop 1; QUIC got through for 1 whose TLS was blocked")
