@@ -22,9 +22,9 @@ RELAYS = {f"{ip}:{A.TOR_NETWORK_OR_PORT}" for _, ip in (*A.TOR_NETWORK, *A.TOR_N
 
 def test_tor_bootstraps_on_the_labs_tor_network_without_a_censor(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
     lab_factory("none")
-    # a new network's consensus lists every relay 10-40 s after lab up (what `tamperscope demo` waits for); from
-    # then on a new client gets to 100% in a few seconds
-    assert tornet.wait_for_consensus(manager.PATHS.tornet, 90), tornet.consensus_relays(manager.PATHS.tornet)
+    # every directory of a new network serves every relay 30-65 s after lab up (what `tamperscope demo` waits
+    # for); from then on a new client gets to 100% in a few seconds (before, a first one took 27.5 s)
+    assert tornet.wait_for_consensus(manager.PATHS.tornet, 120), tornet.consensus_relays(manager.PATHS.tornet)
     tk = measure_once("vanilla_tor", tmp_path / "v.jsonl", "--timeout", "20")
     assert (tk["success"], tk["error"], tk["failure"]) == (True, None, None), tk["tor_logs"][-5:]
     assert (tk["tor_progress"], tk["tor_progress_tag"]) == (100, "done")
@@ -55,7 +55,7 @@ def test_through_the_labs_obfs4_bridge_tor_gets_past_that_censor(lab_factory, tm
     assert line.startswith(f"Bridge obfs4 {A.TOR_BRIDGE}:{A.TOR_BRIDGE_OBFS4_PORT} ") and " cert=" in line
     before = len(manager.PATHS.log.read_text().splitlines())
     out = tmp_path / "b.jsonl"
-    assert tornet.wait_for_consensus(manager.PATHS.tornet, 90), tornet.consensus_relays(manager.PATHS.tornet)
+    assert tornet.wait_for_consensus(manager.PATHS.tornet, 120), tornet.consensus_relays(manager.PATHS.tornet)
     tk = measure_once("vanilla_tor", out, "--timeout", "20", "--tor-bridges", str(manager.PATHS.tor_bridges))
     assert (tk["success"], tk["tor_progress"], tk["transport_name"], tk["x_bridges"]) == (True, 100, "obfs4", 1), \
         tk["tor_logs"][-5:]

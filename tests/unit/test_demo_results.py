@@ -500,22 +500,25 @@ def test_the_demo_waits_for_the_tor_networks_full_consensus_and_says_how_long(
 
     from tamperscope import demo
     from tamperscope.lab import manager, tornet
-    from tests.unit.test_lab_tornet import FLAGS, _consensus
+    from tests.unit.test_lab_tornet import FLAGS, _consensus, _microdescs
 
     monkeypatch.setattr(manager, "PATHS", manager.Paths(tmp_path))
     monkeypatch.setattr(demo, "TOR_NETWORK_WAIT", 0.6)
-    homes = [manager.PATHS.tornet / nickname for nickname, _ in A.TOR_NETWORK]
+    homes = [manager.PATHS.tornet / nickname for nickname, _ in (*A.TOR_NETWORK, *A.TOR_NETWORK_RELAYS)]
     for home in homes:
         home.mkdir(parents=True)
         (home / tornet.CONSENSUS).write_text(_consensus([FLAGS]))  # the first one: one relay
+        (home / tornet.MICRODESCS[1]).write_text(_microdescs(1))
     said: list[str] = []
     demo.await_tor_network(said.append)  # never complete: waits its 0.6 s, says so, and goes on
-    assert len(said) == 2 and "waiting for the lab's new Tor network to list its 5 relays" in said[0]
-    assert said[1].endswith("lists 1 of its 5 relays; measuring anyway"), said
+    assert len(said) == 2 and "waiting until every directory of the lab's new Tor network serves its 5 relays" \
+        in said[0], said
+    assert said[1].endswith("directories serve 1 of its 5 relays; measuring anyway"), said
 
     def complete() -> None:
         for home in homes:
             (home / tornet.CONSENSUS).write_text(_consensus([FLAGS] * tornet.RELAY_COUNT))
+            (home / tornet.MICRODESCS[1]).write_text(_microdescs(tornet.RELAY_COUNT))
 
     monkeypatch.setattr(demo, "TOR_NETWORK_WAIT", 30)
     said.clear()
@@ -525,7 +528,7 @@ def test_the_demo_waits_for_the_tor_networks_full_consensus_and_says_how_long(
         demo.await_tor_network(said.append)  # completed while it waits
     finally:
         timer.join()
-    assert len(said) == 2 and said[1].startswith("demo: the Tor network's consensus lists them all after"), said
+    assert len(said) == 2 and said[1].startswith("demo: the Tor network serves them all after"), said
     said.clear()
     demo.await_tor_network(said.append)  # already complete: nothing to wait for, nothing said
     assert said == []

@@ -145,26 +145,49 @@ def _consensus(flags: list[str]) -> str:
     return "\n".join([*lines, "directory-footer", "directory-signature sha256 X Y", ""])
 
 
-def test_the_network_is_ready_when_every_authority_and_the_bridge_serve_a_consensus_of_every_relay(
+def _microdescs(count: int) -> str:
+    """Microdescriptors as tor caches them, ``count`` of them (each begins with its onion-key)."""
+    return "".join(f"@last-listed 2026-12-03 11:12:36\nonion-key\nntor-onion-key k{i}=\nid ed25519 e{i}\n"
+                   for i in range(count))
+
+
+def test_the_network_is_ready_when_every_directory_cache_serves_every_relay_and_its_microdescriptor(
         tmp_path: Path) -> None:
     """A client that got the network's first consensus, made before every relay had uploaded its descriptor (one
-    relay, no exit), waited at 75% for the next one: the demo read that as Tor blocked without a censor."""
-    homes = [tmp_path / nickname for nickname, _ in A.TOR_NETWORK]
-    for home in homes:
+    relay, no exit), waited at 75% for the next one: the demo read that as Tor blocked without a censor. And one
+    that asked a relay with no consensus yet for the microdescriptors got 404, and took 27.5 s."""
+    authorities = [tmp_path / nickname for nickname, _ in A.TOR_NETWORK]
+    relays = [tmp_path / nickname for nickname, _ in A.TOR_NETWORK_RELAYS]
+    for home in (*authorities, *relays):
         home.mkdir()
+        (home / tornet.MICRODESCS[1]).write_text(_microdescs(tornet.RELAY_COUNT))
+    for home in relays:
+        (home / tornet.CONSENSUS).write_text(_consensus([FLAGS] * tornet.RELAY_COUNT))
     assert tornet.consensus_relays(tmp_path) == 0  # no consensus yet
-    for home in homes[:2]:
+    for home in authorities[:2]:
         (home / tornet.CONSENSUS).write_text(_consensus([FLAGS] * tornet.RELAY_COUNT))
     assert tornet.consensus_relays(tmp_path) == 0  # one authority has none: a client may ask that one
-    (homes[2] / tornet.CONSENSUS).write_text(_consensus([FLAGS]))
+    (authorities[2] / tornet.CONSENSUS).write_text(_consensus([FLAGS]))
     assert tornet.consensus_relays(tmp_path) == 1  # the first consensus, made too early: the fewest count
-    (homes[2] / tornet.CONSENSUS).write_text(_consensus([FLAGS] * (tornet.RELAY_COUNT - 1) + ["Fast Valid"]))
+    (authorities[2] / tornet.CONSENSUS).write_text(_consensus([FLAGS] * (tornet.RELAY_COUNT - 1) + ["Fast Valid"]))
     assert tornet.consensus_relays(tmp_path) == tornet.RELAY_COUNT - 1  # a relay not Running does not count
-    (homes[2] / tornet.CONSENSUS).write_text(_consensus([FLAGS] * (tornet.RELAY_COUNT - 1) + ["Running"]))
+    (authorities[2] / tornet.CONSENSUS).write_text(_consensus([FLAGS] * (tornet.RELAY_COUNT - 1) + ["Running"]))
     assert tornet.consensus_relays(tmp_path) == tornet.RELAY_COUNT - 1  # nor one not Valid
-    (homes[2] / tornet.CONSENSUS).write_text(_consensus([FLAGS] * tornet.RELAY_COUNT))
+    (authorities[2] / tornet.CONSENSUS).write_text(_consensus([FLAGS] * tornet.RELAY_COUNT))
     assert tornet.consensus_relays(tmp_path) == tornet.RELAY_COUNT
     assert tornet.wait_for_consensus(tmp_path, 0.01)
+    # a relay is a directory cache too: one with no consensus yet, or without every microdescriptor, answers 404
+    (relays[1] / tornet.CONSENSUS).unlink()
+    assert tornet.consensus_relays(tmp_path) == 0
+    (relays[1] / tornet.CONSENSUS).write_text(_consensus([FLAGS] * tornet.RELAY_COUNT))
+    (relays[1] / tornet.MICRODESCS[1]).write_text(_microdescs(2))
+    assert tornet.consensus_relays(tmp_path) == 2
+    (relays[1] / tornet.MICRODESCS[1]).unlink()
+    assert tornet.consensus_relays(tmp_path) == 0
+    # tor compacts the journal (.new) into the cache file: both count
+    (relays[1] / tornet.MICRODESCS[0]).write_text(_microdescs(3))
+    (relays[1] / tornet.MICRODESCS[1]).write_text(_microdescs(tornet.RELAY_COUNT - 3))
+    assert tornet.consensus_relays(tmp_path) == tornet.RELAY_COUNT
     # a bridge client reads the bridge's copy: once the bridge is there, its consensus counts too
     (tmp_path / tornet.BRIDGE).mkdir()
     assert tornet.consensus_relays(tmp_path) == 0
@@ -173,4 +196,5 @@ def test_the_network_is_ready_when_every_authority_and_the_bridge_serve_a_consen
     assert 0.5 <= time.monotonic() - t < 5
     (tmp_path / tornet.BRIDGE / tornet.CONSENSUS).write_bytes(_consensus([FLAGS] * tornet.RELAY_COUNT).encode()
                                                                  + b"\xff garbage \x00\n")
+    (tmp_path / tornet.BRIDGE / tornet.MICRODESCS[1]).write_text(_microdescs(tornet.RELAY_COUNT))
     assert tornet.consensus_relays(tmp_path) == tornet.RELAY_COUNT
