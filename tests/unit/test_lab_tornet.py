@@ -57,7 +57,7 @@ def test_a_kept_relay_key_gives_the_fingerprint_tor_itself_says(tmp_path: Path) 
 
 
 def test_no_tor_of_the_network_reads_a_geoip_database(tmp_path: Path) -> None:
-    # the nine tors count no client's country; Debian's two files took each about a second of a core at every start
+    # the six tors count no client's country; parsing Debian's two files took them about 2 s at every lab up
     me = tornet.Authority("labauth1", "198.19.3.11", "A" * 40, "B" * 40)
     for text in (tornet.authority_config(me, [me], tmp_path), tornet.relay_config("labrelay1", "198.19.3.14", [me], tmp_path),
                  tornet.bridge_config([me], tmp_path, "/usr/bin/obfs4proxy")):

@@ -380,7 +380,7 @@ def _tornet(state_dir: Path, tor_network: Path) -> int:
         bridge = root / tornet.BRIDGE
         bridges = tor_network.parent / "tor-bridges.txt"
         # the bridge first: its line (tor's fingerprint, obfs4proxy's cert) is the last thing ready waits for, and
-        # the nine tors' starts share two cores
+        # the six tors' starts share two cores
         if obfs4proxy is not None:
             if not tornet.restore(bridge, tornet.KEY_CACHE / bridge.name):
                 unkept.append(bridge.name)

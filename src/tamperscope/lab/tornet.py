@@ -35,7 +35,7 @@ from . import addresses as A
 VOTING = ("TestingV3AuthInitialVotingInterval 12\nTestingV3AuthInitialVoteDelay 3\nTestingV3AuthInitialDistDelay 2\n"
           "V3AuthVotingInterval 12\nV3AuthVoteDelay 3\nV3AuthDistDelay 2\n")
 LAB_NET = "198.18.0.0/15"
-# No GeoIP database: the lab's tors count no client's country, and each of the nine parsed Debian's two files at every
+# No GeoIP database: the lab's tors count no client's country, and each of the six parsed Debian's two files at every
 # start (about 2 s of the lab's 5 s up on two cores, before the bridge registered obfs4)
 NO_GEOIP = "GeoIPFile /dev/null\nGeoIPv6File /dev/null\n"
 KEYGEN_TIMEOUT = 60.0  # seconds for one authority's keys (RSA-3072: about a second here)
