@@ -446,7 +446,7 @@ def _html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, 
             others[i] += not number and value is not None
             cls = (" class='num'" if number else " class='prose'" if _prose(value)
                    else " class='date'" if isinstance(value, str) and _DATE.fullmatch(value) else "")
-            cells.append(f"<td{cls}>{_breakable(_e(_cell(value) if not isinstance(value, str) else value))}</td>")
+            cells.append(f"<td{cls}>{_breakable(_cell(value) if not isinstance(value, str) else value)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     right = " class='num'"
     head = "".join(f"<th{right if numbers[i] and not others[i] else ''}>{_e(heading)}</th>"
@@ -457,13 +457,16 @@ def _html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, 
 _DATE = re.compile(r"\d{4}-\d\d-\d\d(?:[ T]\d\d:\d\d(?::\d\d)?Z?)?")  # kept on one line (td.date)
 
 
+_WORD = re.compile(r"[\w./:+-]{13,}", re.ASCII)  # one long word of names and identifiers, nothing to escape
+
+
 def _breakable(text: str) -> str:
-    """Escaped ``text`` with a line-break opportunity after each underscore and slash of a long word such as
-    ``domain_and_subdomains`` or a signature ``tcp/RA/ttl128/win0/ipid30000``, and after each dot of a name
-    longer than most, which would otherwise hold its column as wide as the whole word (copied, the text is the
-    same)."""
-    if len(text) <= 12 or " " in text:
-        return text
+    """``text`` escaped; when it is one long word such as ``domain_and_subdomains`` or a signature
+    ``tcp/RA/ttl128/win0/ipid30000``, with a line-break opportunity after each underscore and slash (and after each
+    dot of a name longer than most), which would otherwise hold its column as wide as the whole word (copied, the
+    text is the same). Anything else, markup a measurement carried included, is only escaped."""
+    if not _WORD.fullmatch(text):
+        return _e(text)
     broken = text.replace("_", "_<wbr>").replace("/", "/<wbr>")
     return broken.replace(".", ".<wbr>") if len(text) > 20 else broken
 
