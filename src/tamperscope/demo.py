@@ -700,11 +700,9 @@ TOR_NETWORK_WAIT = 120  # seconds at most for that; a new network's relays took 
 
 def await_tor_network(say: Callable[[str], None]) -> None:
     """Wait until every directory of the lab's Tor network serves a consensus listing every relay, and their
-    microdescriptors (`lab.tornet.consensus_relays`). A client started before that may get the network's first
-    consensus, made before every relay had uploaded its descriptor: with no exit in it, tor waits at 75% for the
-    next one. Or it asks a relay that has no consensus yet for the microdescriptors, gets 404 and waits: a first
-    client took 27.5 s. Without a censor the demo read either as blocked (with a short list and `--profile none`
-    this step comes a few seconds after lab up)."""
+    microdescriptors (`lab.tornet.consensus_relays` says why a client started before that stalls). Without a
+    censor the demo read such a stall as blocked (with a short list and `--profile none` this step comes a few
+    seconds after lab up)."""
     if tornet.consensus_relays(manager.PATHS.tornet) >= tornet.RELAY_COUNT:
         return
     say(f"demo: waiting until every directory of the lab's new Tor network serves its {tornet.RELAY_COUNT} relays "

@@ -2,11 +2,13 @@
 
 Three directory authorities (`addresses.TOR_NETWORK`), each also a relay with the Guard and Exit flags, and two
 more relays (`addresses.TOR_NETWORK_RELAYS`), so that a client can fetch the consensus and build a three-hop
-circuit even when one relay is missing from a consensus. Debian's tor in TestingTorNetwork mode, with votes every 10 s (its least: a vote's and its
-distribution's delays must stay under half the interval); the first consensus appears about 20 s after they
-start, and a client started before that waits for it; that first one may list only some of the relays, so
-`wait_for_consensus` waits for one that lists them all. Their keys are made at the first `lab up` (``tor-gencert``
-for the authority keys, ``tor --list-fingerprint`` for the relay keys) and kept in `KEY_CACHE` for the next ones
+circuit even when one relay is missing from a consensus. Debian's tor in TestingTorNetwork mode, with votes every
+12 s (a vote's and its distribution's delays must stay under half the interval); the first consensus appears
+about 20 s after they start, and a client started before that waits for it. That first one may list only some
+of the relays, and a relay may have no consensus for up to a minute more: `wait_for_consensus` waits until every
+directory of the network serves them all. Their keys are made at the first `lab up` (``tor-gencert`` for the
+authority keys, ``tor --list-fingerprint`` for the relay keys, whose fingerprints are read from the kept keys
+after that) and kept in `KEY_CACHE` for the next ones
 (making them took about 1.7 s of each `lab up`, which the tests bring up some 80 times); an authority
 certificate that expires within `RENEW_BEFORE_DAYS`, or keys tor cannot read, are made anew.
 
