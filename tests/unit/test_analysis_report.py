@@ -317,3 +317,53 @@ def test_changes_find_when_sites_were_blocked_and_unblocked(tmp_path: Path) -> N
     assert "Changes, latest first" in text and "unblocked" in text
     assert "What changed" in html_report(s)
     s.close()
+
+
+class _Sections(HTMLParser):
+    """The report's section ids and headings in document order, and the targets of its contents line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+        self.headings: list[str] = []
+        self.links: list[str] = []
+        self.date_cells: list[str] = []
+        self._in: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if a.get("id"):
+            self.ids.append(str(a["id"]))
+        if tag == "a" and str(a.get("href", "")).startswith("#"):
+            self.links.append(str(a["href"])[1:])
+        if tag == "h2" or (tag == "td" and a.get("class") == "date"):
+            self._in = tag
+            (self.headings if tag == "h2" else self.date_cells).append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == self._in:
+            self._in = None
+
+    def handle_data(self, data: str) -> None:
+        if self._in is not None:
+            target = self.headings if self._in == "h2" else self.date_cells
+            target[-1] += data
+
+
+def test_the_answers_come_first_and_the_contents_line_reaches_every_section(tmp_path: Path) -> None:
+    s = Store(tmp_path / "s.duckdb")
+    _series(s, [("a.example", "AS1", 1, "ok"), ("a.example", "AS1", 2, "anomaly"), ("a.example", "AS1", 3, "anomaly")])
+    parsed = _Sections()
+    parsed.feed(html_report(s, plotly_js=""))
+    s.close()
+    h = parsed.headings
+    # what is blocked and where, before the charts; the long list of changes last
+    assert h.index("Most blocked sites") < h.index("Networks with the most interference") < h.index("Over time")
+    assert h.index("Over time") < h.index("Techniques seen") < h.index("Equipment signatures seen")
+    assert h[-1] == "What changed"
+    # every section after "How to read this" is in the contents line, in order, and every link lands on one
+    assert parsed.links == [i for i in parsed.ids if i in parsed.links]
+    assert len(parsed.links) == len(h) - 1 and set(parsed.links) <= set(parsed.ids)
+    assert parsed.links[0] == "sites" and parsed.links[-1] == "changes"
+    # a change's times ("2024-03-01 00:02 UTC") stay on one line: two per change, in td.date
+    assert [c for c in parsed.date_cells if c.endswith(" UTC")] == ["2024-03-01 00:02 UTC", "2024-03-01 00:01 UTC"]

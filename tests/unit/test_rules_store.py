@@ -223,7 +223,7 @@ def test_the_report_shows_the_rules_and_escapes_what_the_field_wrote(tmp_path: P
     assert "\x1b" not in text and "?[31m" in section  # no terminal escapes from the field
 
     page = html_report(store, plotly_js="")
-    part = page[page.index("What the censors' rules match"):page.index("What changed")]
+    part = page[page.index("<section id='rules'><h2>What the censors' rules match"):page.index("<section id='changes'>")]
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in part
     assert f"DNS lookups naming any name ending in &#x27;{HOST}&#x27; are blocked" in part
     assert "HTTP requests naming any name containing &#x27;ock&#x27; are blocked" in part

@@ -454,7 +454,7 @@ def _html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, 
     return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
 
 
-_DATE = re.compile(r"\d{4}-\d\d-\d\d(?:[ T]\d\d:\d\d(?::\d\d)?Z?)?")  # kept on one line (td.date)
+_DATE = re.compile(r"\d{4}-\d\d-\d\d(?:[ T]\d\d:\d\d(?::\d\d)?(?:Z| UTC)?)?")  # kept on one line (td.date)
 
 
 _WORD = re.compile(r"[\w./:+-]{13,}", re.ASCII)  # one long word of names and identifiers, nothing to escape
@@ -484,6 +484,7 @@ td.num,th.num{text-align:right}td.num{font-variant-numeric:tabular-nums}th{backg
 .scroll{overflow-x:auto}.none{color:#777}dl{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}
 dt{font-weight:600}dd{margin:0}.tag{display:inline-block;padding:0 .4rem;border-radius:3px;color:#fff}
 footer{color:#777;font-size:.85rem;margin-top:2rem}
+nav.contents{line-height:1.8;margin:.75rem 0}nav.contents a{color:#2166ac}nav.contents span{white-space:nowrap}
 """
 
 _DRAW = """
@@ -532,87 +533,102 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
             f"{anomalous:,} ({_share(anomalous, n)}) showed signs of interference; "
             f"<strong>{t['confirmed_count']:,} are confirmed</strong>. {counted(t['failure_count'], 'measurement')} "
             f"failed (a failed measurement says nothing either way).</p>")
-    parts.append("<h2>How to read this</h2><dl>")
+    contents_at = len(parts)  # the contents line goes under the summary
+    parts.append("<h2 id='how-to-read'>How to read this</h2><dl>")
     for name in ("confirmed", "anomaly", "failure", "ok"):
         parts.append(f"<dt><span class='tag' style='background:{OUTCOME_COLOURS[name]}'>{name}</span></dt>"
                      f"<dd>{_e(OUTCOME_WORDS[name])}</dd>")
     parts.append("</dl>")
-    for key, heading, figure, caption in charts:
-        parts.append(f"<h2>{_e(heading)}</h2><p>{_e(caption)}</p>")
-        if figure is None:
-            parts.append("<p class='none'>Nothing to show.</p>")
-            continue
-        parts.append(f"<div class='chart' id='chart-{key}'></div>"
-                     f"<script type='application/json' data-chart='chart-{key}'>{_json_for_script(figure)}</script>")
-    mechanisms = _mechanisms(store, filters)
-    parts.append("<h2>Techniques seen</h2>" + _html_table(mechanisms, [
-        ("mechanism", "technique"), ("meaning", "what it means"), ("measurement_count", "anomalies"),
-        ("confirmed_count", "confirmed"), ("domain_count", "sites"), ("network_count", "networks")]))
-    parts.append("<h2>Equipment signatures seen</h2><p>Packet and blockpage signatures of the devices "
-                 "doing the interfering, where the probe could capture them: the forged packet's kind and flags, "
-                 "its initial TTL, TCP window and IP-ID, and the blockpage fingerprints matched. A fixed IP-ID "
-                 "is part of a device's signature; <code>ipid*</code> stands for packets whose IP-ID changed "
-                 "from one to the next (a counter, or random), folded into one row ('variants': how many "
-                 "IP-IDs).</p>" +
-                 _html_table(aggregates.signatures(store, filters, limit), [
-                     ("signature", "signature"), ("equipment", "equipment"), ("measurement_count", "measurements"),
-                     ("variants", "variants"),
-                     ("mechanisms", "techniques"), ("countries", "countries"), ("network_count", "networks"),
-                     ("domain_count", "sites"), ("first_seen", "first seen"), ("last_seen", "last seen")]))
-    rules = rules_in_words(store, filters, limit)
-    if rules:
-        parts.append("<h2>What the censors' rules match</h2><p>A <code>blocking_rules</code> measurement shows "
-                     "the censor names made from a blocked one (the name, a subdomain, the name with text before "
-                     "or after it, parts of it) on each layer: the DNS lookup, the TLS handshake's server name "
-                     "and the HTTP Host. Which of them are blocked tells what the rule matches. A rule that "
-                     "catches names nobody listed blocks unrelated sites too; one such name is shown.</p>"
-                     + _html_table([{**r, "where": f"{r['probe_asn']} ({r['probe_cc']})"} for r in rules], [
-                         ("domain", "site"), ("where", "network"), ("layer", "layer"),
-                         ("rule", "rule"), ("says", "what it means"), ("overblocks", "also caught (not listed)"),
-                         ("measurement_count", "measured"), ("readings", "other readings"),
-                         ("last_day", "last measured")]))
-    moves = _changes(store, filters, limit)
-    for c in moves:
-        c["since_text"], c["before_text"] = _when(c["since"]), _when(c["before"])
-    parts.append(f"<h2>What changed</h2><p>When a site became blocked on a network ({CONFIRM_MIN} anomalies "
-                 f"or more in a row after a measurement that was fine), or was unblocked ({CONFIRM_MIN} fine "
-                 "measurements or more after such a run), the latest first. Failed measurements are left out: "
-                 "they say nothing either way.</p>" + _html_table(moves, [
-                     ("change", "change"), ("since_text", "since"), ("before_text", "last measured otherwise"),
-                     ("domain", "site"), ("probe_asn", "network"), ("probe_cc", "country"),
-                     ("measurements", "measurements since"), ("mechanism", "technique"), ("still", "still so")]))
+    # The answers first (what is blocked, where), then the charts, then how and by what, and the long list of
+    # changes last; the contents line at the top links each section.
+    sections: list[tuple[str, str, str]] = []  # (id, heading, the section's body)
     domains = [d for d in aggregates.per_domain(store, filters, limit) if d["anomaly_count"]]
     ech_note = ("<p>A technique “" + _e(ECH_ONLY) + "” was seen by the test that checks Encrypted Client Hello "
                 "(echcheck) alone: hellos that hide the site's name were blocked, not the site itself.</p>"
                 if any(d.get("top_mechanism_ech_only") for d in domains) else "")
-    parts.append("<h2>Most blocked sites</h2>" + ech_note + _html_table(domains, [
+    sections.append(("sites", "Most blocked sites", ech_note + _html_table(domains, [
         ("domain", "site"), ("measurement_count", "measured"), ("anomaly_count", "anomalous"),
         ("confirmed_count", "confirmed"), ("network_count", "networks"), ("country_count", "countries"),
-        ("top_mechanism", "main technique")]))
-    tests = _tests(store, filters, limit, anomalous=True)
-    parts.append("<h2>Apps, tools and sites, by test</h2><p>Each test checks one thing: websites, a messaging "
-                 "app, a circumvention tool. Apps and tools have no website of their own, so they show here "
-                 "rather than under the sites.</p>" + _html_table(tests, [
-                     ("test_name", "test"), ("checks", "what it checks"), ("measurement_count", "measured"),
-                     ("anomaly_count", "anomalous"), ("confirmed_count", "confirmed"),
-                     ("network_count", "networks"), ("country_count", "countries"),
-                     ("top_mechanism", "main technique")]))
-    apps = apps_in_words(store, filters, limit)
-    if apps:
-        parts.append("<h2>Messaging apps and circumvention tools, network by network</h2><p>What the latest "
-                     "measurement of each app or tool on each network said (OONI's instant-messaging tests: Telegram, "
-                     "WhatsApp, Facebook Messenger, Signal; its circumvention tests: Tor, Tor with Snowflake, Psiphon, "
-                     "RiseupVPN), where it is blocked first; and when it was last reached there.</p>"
-                     + _html_table(apps, [
-                         ("app", "app"), ("probe_asn", "network"), ("probe_network_name", "name"),
-                         ("probe_cc", "country"), ("now", "latest"), ("how", "technique"), ("last_day", "on"),
-                         ("last_ok_day", "last reached"), ("measurement_count", "measured"),
-                         ("anomaly_count", "anomalous")]))
+        ("top_mechanism", "main technique")])))
     networks = [x for x in aggregates.per_network(store, filters, limit) if x["anomaly_count"]]
-    parts.append("<h2>Networks with the most interference</h2>" + _html_table(networks, [
+    sections.append(("networks", "Networks with the most interference", _html_table(networks, [
         ("probe_asn", "network"), ("probe_network_name", "name"), ("probe_cc", "country"),
         ("measurement_count", "measured"), ("anomaly_count", "anomalous"), ("confirmed_count", "confirmed"),
-        ("blocked_domain_count", "sites affected")]))
+        ("blocked_domain_count", "sites affected")])))
+    tests = _tests(store, filters, limit, anomalous=True)
+    sections.append(("tests", "Apps, tools and sites, by test",
+                     "<p>Each test checks one thing: websites, a messaging app, a circumvention tool. Apps and "
+                     "tools have no website of their own, so they show here rather than under the sites.</p>"
+                     + _html_table(tests, [
+                         ("test_name", "test"), ("checks", "what it checks"), ("measurement_count", "measured"),
+                         ("anomaly_count", "anomalous"), ("confirmed_count", "confirmed"),
+                         ("network_count", "networks"), ("country_count", "countries"),
+                         ("top_mechanism", "main technique")])))
+    apps = apps_in_words(store, filters, limit)
+    if apps:
+        sections.append(("apps", "Messaging apps and circumvention tools, network by network",
+                         "<p>What the latest measurement of each app or tool on each network said (OONI's "
+                         "instant-messaging tests: Telegram, WhatsApp, Facebook Messenger, Signal; its circumvention "
+                         "tests: Tor, Tor with Snowflake, Psiphon, RiseupVPN), where it is blocked first; and when "
+                         "it was last reached there.</p>"
+                         + _html_table(apps, [
+                             ("app", "app"), ("probe_asn", "network"), ("probe_network_name", "name"),
+                             ("probe_cc", "country"), ("now", "latest"), ("how", "technique"), ("last_day", "on"),
+                             ("last_ok_day", "last reached"), ("measurement_count", "measured"),
+                             ("anomaly_count", "anomalous")])))
+    for key, heading, figure, caption in charts:
+        body = f"<p>{_e(caption)}</p>"
+        if figure is None:
+            body += "<p class='none'>Nothing to show.</p>"
+        else:
+            body += (f"<div class='chart' id='chart-{key}'></div><script type='application/json' "
+                     f"data-chart='chart-{key}'>{_json_for_script(figure)}</script>")
+        sections.append((key, heading, body))
+    mechanisms = _mechanisms(store, filters)
+    sections.append(("techniques", "Techniques seen", _html_table(mechanisms, [
+        ("mechanism", "technique"), ("meaning", "what it means"), ("measurement_count", "anomalies"),
+        ("confirmed_count", "confirmed"), ("domain_count", "sites"), ("network_count", "networks")])))
+    sections.append(("equipment", "Equipment signatures seen",
+                     "<p>Packet and blockpage signatures of the devices doing the interfering, where the probe "
+                     "could capture them: the forged packet's kind and flags, its initial TTL, TCP window and "
+                     "IP-ID, and the blockpage fingerprints matched. A fixed IP-ID is part of a device's "
+                     "signature; <code>ipid*</code> stands for packets whose IP-ID changed from one to the next "
+                     "(a counter, or random), folded into one row ('variants': how many IP-IDs).</p>" +
+                     _html_table(aggregates.signatures(store, filters, limit), [
+                         ("signature", "signature"), ("equipment", "equipment"),
+                         ("measurement_count", "measurements"), ("variants", "variants"),
+                         ("mechanisms", "techniques"), ("countries", "countries"), ("network_count", "networks"),
+                         ("domain_count", "sites"), ("first_seen", "first seen"), ("last_seen", "last seen")])))
+    rules = rules_in_words(store, filters, limit)
+    if rules:
+        sections.append(("rules", "What the censors' rules match",
+                         "<p>A <code>blocking_rules</code> measurement shows the censor names made from a blocked "
+                         "one (the name, a subdomain, the name with text before or after it, parts of it) on each "
+                         "layer: the DNS lookup, the TLS handshake's server name and the HTTP Host. Which of them "
+                         "are blocked tells what the rule matches. A rule that catches names nobody listed blocks "
+                         "unrelated sites too; one such name is shown.</p>"
+                         + _html_table([{**r, "where": f"{r['probe_asn']} ({r['probe_cc']})"} for r in rules], [
+                             ("domain", "site"), ("where", "network"), ("layer", "layer"),
+                             ("rule", "rule"), ("says", "what it means"), ("overblocks", "also caught (not listed)"),
+                             ("measurement_count", "measured"), ("readings", "other readings"),
+                             ("last_day", "last measured")])))
+    moves = _changes(store, filters, limit)
+    for c in moves:
+        c["since_text"], c["before_text"] = _when(c["since"]), _when(c["before"])
+    sections.append(("changes", "What changed",
+                     f"<p>When a site became blocked on a network ({CONFIRM_MIN} anomalies or more in a row after "
+                     f"a measurement that was fine), or was unblocked ({CONFIRM_MIN} fine measurements or more "
+                     "after such a run), the latest first. Failed measurements are left out: they say nothing "
+                     "either way.</p>" + _html_table(moves, [
+                         ("change", "change"), ("since_text", "since"), ("before_text", "last measured otherwise"),
+                         ("domain", "site"), ("probe_asn", "network"), ("probe_cc", "country"),
+                         ("measurements", "measurements since"), ("mechanism", "technique"),
+                         ("still", "still so")])))
+    last = len(sections) - 1  # each link and its separator on one line
+    contents = " ".join(f"<span><a href='#{key}'>{html.escape(heading, quote=False)}</a>{'' if i == last else ' ·'}</span>"
+                        for i, (key, heading, _) in enumerate(sections))
+    parts.insert(contents_at, f"<nav class='contents' aria-label='Contents'>{contents}</nav>")
+    parts.extend(f"<section id='{key}'><h2>{html.escape(heading, quote=False)}</h2>{body}</section>" for key, heading, body in sections)
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts.append(f"<footer>Generated by tamperscope on {generated}. Verdicts are re-derived from the raw "
                  "measurements; every number here can be rebuilt from them.</footer>")
