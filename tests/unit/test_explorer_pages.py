@@ -957,3 +957,17 @@ def test_the_http_comparison_says_none_where_no_header_is_on_one_side_only(tmp_p
     rows = re.findall(r"<tr><th>Headers only (here|in control)</th><td colspan=\"3\" class=\"input\">(.*?)</td></tr>",
                       extra_page)
     assert rows == [("here", "via"), ("in control", '<span class="muted">none</span>')]
+
+
+def test_the_techniques_table_says_what_each_one_means(client: SyncClient) -> None:
+    from tamperscope.analysis.report import MECHANISM_WORDS
+
+    page = client.get("/").text
+    section = page[page.index("How sites are blocked"):]
+    section = section[:section.index("</table>")]
+    assert "<th>What it means</th>" in section
+    rows = re.findall(r"<tr><td>([^<]*)</td><td class=\"prose\">([^<]*)</td>", section)
+    assert rows, section
+    for shown, words in rows:  # each in the report's words ("unexplained" is mechanism none)
+        mechanism = "none" if shown == "unexplained" else shown
+        assert words == MECHANISM_WORDS[mechanism].replace("'", "&#39;"), (shown, words)

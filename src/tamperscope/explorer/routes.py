@@ -33,7 +33,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from tamperscope import __version__
-from tamperscope.analysis.report import technique
+from tamperscope.analysis.report import MECHANISM_WORDS, technique
 from tamperscope.collector.config import Collector
 from tamperscope.explorer import pages, plotlyjs
 from tamperscope.explorer.headers import SANDBOX_CSP
@@ -96,7 +96,13 @@ def _technique(value: Any, ech_only: Any = False) -> str:
     return str(technique(value, ech_only) or "")
 
 
-_env.filters.update(seg=_seg, qs=_qs, num=_num, plural=_plural, attrjson=_attrjson, when=_when, technique=_technique)
+def _meaning(value: Any) -> str:
+    """What a mechanism means, in the report's words ("" for one it has no words for)."""
+    return MECHANISM_WORDS.get(value, "") if isinstance(value, str) else ""
+
+
+_env.filters.update(seg=_seg, qs=_qs, num=_num, plural=_plural, attrjson=_attrjson, when=_when, technique=_technique,
+                    meaning=_meaning)
 _env.globals.update(pct=_pct, version=__version__, plotly_style_ids=plotlyjs.style_ids,
                     plotly_css=lambda: plotlyjs.stylesheet() is not None)
 
