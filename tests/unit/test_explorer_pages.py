@@ -971,3 +971,18 @@ def test_the_techniques_table_says_what_each_one_means(client: SyncClient) -> No
     for shown, words in rows:  # each in the report's words ("unexplained" is mechanism none)
         mechanism = "none" if shown == "unexplained" else shown
         assert words == MECHANISM_WORDS[mechanism].replace("'", "&#39;"), (shown, words)
+
+
+def test_a_signature_is_said_in_words_on_its_countrys_page(tmp_path: Path) -> None:
+    m = orjson.loads((SAMPLES / "httpBlockingConnectionReset" / "measurement.json").read_bytes())
+    ours = dict(m, test_keys={**m["test_keys"], "x_signature": {"key": "tcp/RA/ttl128/win0/ipid30000"}})
+    theirs = dict(m, report_id="other", test_keys={**m["test_keys"], "x_signature": {"id": "<b>box-7</b>"}})
+    with running_app(Settings(db_path=tmp_path / "e.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
+        assert c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(x) for x in (ours, theirs))).json()["stored"] == 2
+        section = re.search(r'<section id="signatures">(.*?)</section>', c.get(f"/country/{m['probe_cc']}").text, re.S)
+    assert section is not None
+    rows = re.findall(r"<tr><td class=\"input\">(.*?)</td>", section.group(1), re.S)
+    said = {r.split("<br>")[0]: r for r in rows}
+    assert ('<span class="muted sig-words">TCP RST+ACK, sent with TTL 128, window 0, IP-ID 30000</span>'
+            in said["tcp/RA/ttl128/win0/ipid30000"])
+    assert "<br>" not in said["&lt;b&gt;box-7&lt;/b&gt;"]  # another probe's id: no words made up for it

@@ -30,6 +30,7 @@ from tamperscope.analysis import aggregates
 from tamperscope.analysis.aggregates import Filters
 from tamperscope.analysis.confidence import CONFIRM_MIN
 from tamperscope.analysis.store import Store
+from tamperscope.model.location import signature_words
 from tamperscope.model.rules import describe as describe_rule
 from tamperscope.model.services import APPS, TOOLS
 
@@ -588,17 +589,25 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
     sections.append(("techniques", "Techniques seen", _html_table(mechanisms, [
         ("mechanism", "technique"), ("meaning", "what it means"), ("measurement_count", "anomalies"),
         ("confirmed_count", "confirmed"), ("domain_count", "sites"), ("network_count", "networks")])))
+    # the key and what it says; the equipment's name where a measurement gave one (the issuer of an intercepting
+    # certificate, a DPI box's traits), and no column of blanks where none did
+    signatures = [{**r, "in_words": signature_words(str(r["signature"])) + (
+                       f" ({r['variants']} IP-IDs)" if (r["variants"] or 0) > 1 else ""),
+                   "seen": str(r["first_seen"]) if r["first_seen"] == r["last_seen"]
+                   else f"{r['first_seen']} to {r['last_seen']}"}
+                  for r in aggregates.signatures(store, filters, limit)]
     sections.append(("equipment", "Equipment signatures seen",
                      "<p>Packet and blockpage signatures of the devices doing the interfering, where the probe "
                      "could capture them: the forged packet's kind and flags, its initial TTL, TCP window and "
                      "IP-ID, and the blockpage fingerprints matched. A fixed IP-ID is part of a device's "
                      "signature; <code>ipid*</code> stands for packets whose IP-ID changed from one to the next "
-                     "(a counter, or random), folded into one row ('variants': how many IP-IDs).</p>" +
-                     _html_table(aggregates.signatures(store, filters, limit), [
-                         ("signature", "signature"), ("equipment", "equipment"),
-                         ("measurement_count", "measurements"), ("variants", "variants"),
-                         ("mechanisms", "techniques"), ("countries", "countries"), ("network_count", "networks"),
-                         ("domain_count", "sites"), ("first_seen", "first seen"), ("last_seen", "last seen")])))
+                     "(a counter, or random), folded into one row (the words say how many IP-IDs).</p>" +
+                     _html_table(signatures, [
+                         ("signature", "signature"), ("in_words", "the packet, in words"),
+                         *([("equipment", "equipment")] if any(r["equipment"] for r in signatures) else []),
+                         ("measurement_count", "measurements"), ("mechanisms", "techniques"),
+                         ("countries", "countries"), ("network_count", "networks"), ("domain_count", "sites"),
+                         ("seen", "seen")])))
     rules = rules_in_words(store, filters, limit)
     if rules:
         sections.append(("rules", "What the censors' rules match",

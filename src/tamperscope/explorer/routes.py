@@ -37,6 +37,7 @@ from tamperscope.analysis.report import MECHANISM_WORDS, technique
 from tamperscope.collector.config import Collector
 from tamperscope.explorer import pages, plotlyjs
 from tamperscope.explorer.headers import SANDBOX_CSP
+from tamperscope.model.location import signature_words
 
 HERE = Path(__file__).parent
 router = APIRouter(include_in_schema=False)
@@ -101,8 +102,12 @@ def _meaning(value: Any) -> str:
     return MECHANISM_WORDS.get(value, "") if isinstance(value, str) else ""
 
 
+def _signature_words(value: Any) -> str:
+    return signature_words(value) if isinstance(value, str) else ""
+
+
 _env.filters.update(seg=_seg, qs=_qs, num=_num, plural=_plural, attrjson=_attrjson, when=_when, technique=_technique,
-                    meaning=_meaning)
+                    meaning=_meaning, signature_words=_signature_words)
 _env.globals.update(pct=_pct, version=__version__, plotly_style_ids=plotlyjs.style_ids,
                     plotly_css=lambda: plotlyjs.stylesheet() is not None)
 

@@ -32,6 +32,7 @@ bytes to the same address and port, the caller says scope "protocol".
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -135,6 +136,34 @@ def signature_key(sig: Mapping[str, Any] | None, fingerprints: Sequence[str] = (
     if fingerprints:
         parts.append("fp:" + "+".join(sorted(fingerprints)))
     return "/".join(p for p in parts if p)
+
+
+_FLAG_NAMES = {"F": "FIN", "S": "SYN", "R": "RST", "P": "PSH", "A": "ACK", "U": "URG", "E": "ECE", "C": "CWR"}
+_KEY_NUMBER = re.compile(r"(ttl|win|ipid)(\d{1,10})")
+
+
+def signature_words(key: str) -> str:
+    """A `signature_key` in words, for readers who do not read keys: "tcp/RA/ttl128/win0/ipid30000" is "TCP
+    RST+ACK, sent with TTL 128, window 0, IP-ID 30000". A part it does not know (the key is read back from
+    measurements: hostile input) is left out, and a key with no part it knows is ""."""
+    said: list[str] = []
+    parts = key.split("/") if 0 < len(key) <= 400 else []
+    if parts and parts[0] in ("tcp", "udp", "icmp"):
+        said.append(parts.pop(0).upper())
+    else:
+        parts = []  # no packet kind first: not a key this function wrote
+    for part in parts:
+        if part and len(part) <= 8 and set(part) <= set(_FLAG_NAMES) and said and len(said) == 1:
+            said[0] += " " + "+".join(_FLAG_NAMES[f] for f in part)
+        elif m := _KEY_NUMBER.fullmatch(part):
+            name, number = m.groups()
+            said.append({"ttl": f"sent with TTL {number}", "win": f"window {number}",
+                         "ipid": f"IP-ID {number}"}[name])
+        elif part == "ipid*":
+            said.append("IP-ID changing from packet to packet")
+        elif part.startswith("fp:") and len(part) > 3:
+            said.append("blockpage " + ", ".join(part[3:].split("+")[:5]))
+    return ", ".join(said)
 
 
 @dataclass(frozen=True)
