@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from tamperscope.analysis import pipeline
-from tamperscope.analysis.report import html_report
+from tamperscope.analysis.report import html_report, terminal_report
 from tamperscope.analysis.store import Store
 from tamperscope.model.location import signature, signature_key, signature_words
 
@@ -20,8 +20,8 @@ SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-sample
     ("tcp/RA/ttl128/win0/ipid30000", "TCP RST+ACK, sent with TTL 128, window 0, IP-ID 30000"),
     ("udp/ttl64/ipid0", "UDP, sent with TTL 64, IP-ID 0"),
     ("tcp/FA/ttl64/win502/ipid*/fp:ru.rkn+tr.btk",
-     "TCP FIN+ACK, sent with TTL 64, window 502, IP-ID changing from packet to packet, blockpage ru.rkn, tr.btk"),
-    ("tcp/R/ttlNone/ipid*", "TCP RST, IP-ID changing from packet to packet"),  # no initial TTL known: not said
+     "TCP FIN+ACK, sent with TTL 64, window 502, IP-ID varies, blockpage ru.rkn, tr.btk"),
+    ("tcp/R/ttlNone/ipid*", "TCP RST, IP-ID varies"),  # no initial TTL known: not said
 ])
 def test_a_key_is_said_part_by_part(key: str, words: str) -> None:
     assert signature_words(key) == words
@@ -66,13 +66,18 @@ def test_the_report_says_each_signature_in_words_and_shows_no_column_of_blanks(t
     s = _store(tmp_path, [{"x_signature": box}, {"x_signature": box},
                           {"x_signature": {"key": "udp/ttl64/ipid11"}}, {"x_signature": {"key": "udp/ttl64/ipid12"}}])
     heads, rows = _equipment_table(html_report(s, plotly_js=""))
+    text = terminal_report(s)
     s.close()
     assert "equipment" not in heads  # no measurement named one
+    table = text[text.index("Equipment signatures"):].splitlines()
+    assert table[1].split() == ["signature", "the", "packet", "measurements", "mechanisms", "countries", "networks"]
+    assert "tcp/RA/ttl128/win0/ipid30000  TCP RST+ACK, sent with TTL 128, window 0, IP-ID 30000" in text
+    assert "UDP, sent with TTL 64, IP-ID varies (2 IP-IDs)" in text
     assert heads[:2] == ["signature", "the packet, in words"] and heads[-1] == "seen"
     said = {r[0]: r[1] for r in rows}
     assert said["tcp/RA/ttl128/win0/ipid30000"] == "TCP RST+ACK, sent with TTL 128, window 0, IP-ID 30000"
     # two injectors' answers whose IP-ID differs: one row, the words say how many IP-IDs it folds
-    assert said["udp/ttl64/ipid*"] == "UDP, sent with TTL 64, IP-ID changing from packet to packet (2 IP-IDs)"
+    assert said["udp/ttl64/ipid*"] == "UDP, sent with TTL 64, IP-ID varies (2 IP-IDs)"
     assert all(r[-1] == "2024-02-12" for r in rows), rows  # first and last seen the same day: said once
 
 
@@ -80,6 +85,9 @@ def test_the_equipment_column_is_there_when_a_measurement_names_it(tmp_path: Pat
     s = _store(tmp_path, [{"x_signature": {"key": "tcp/RA/ttl64/ipid1"}},
                           {"x_equipment": {"kind": "tls-interception", "name": "Evil &amp; Co"}}])
     heads, rows = _equipment_table(html_report(s, plotly_js=""))
+    text = terminal_report(s)
     s.close()
     assert heads[2] == "equipment"
+    assert text[text.index("Equipment signatures"):].splitlines()[1].split()[:4] == [
+        "signature", "the", "packet", "equipment"]
     assert sorted(r[2] for r in rows) == ["", "Evil &amp;amp; Co"]  # escaped as field data

@@ -294,13 +294,31 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
                                 ("layer", "layer"), ("rule", "rule"), ("keyword", "keyword"),
                                 ("overblocks", "also caught"), ("measurement_count", "measured"),
                                 ("readings", "other readings"), ("last_day", "last")])]
-    sigs = aggregates.signatures(store, filters, limit)
+    sigs = signatures_in_words(store, filters, limit)
     if sigs:
         lines += ["", "Equipment signatures", table(sigs, [
-            ("signature", "signature"), ("equipment", "equipment"), ("measurement_count", "measurements"),
-            ("variants", "variants"), ("mechanisms", "mechanisms"), ("countries", "countries"),
+            ("signature", "signature"), ("in_words", "the packet"), *_equipment_column(sigs),
+            ("measurement_count", "measurements"), ("mechanisms", "mechanisms"), ("countries", "countries"),
             ("network_count", "networks")])]
     return "\n".join(lines)
+
+
+def signatures_in_words(store: Store, filters: Filters | None, limit: int | None) -> list[dict[str, Any]]:
+    """`aggregates.signatures`, each row with its key in words (``in_words``: how many IP-IDs a row folds, when
+    more than one) and the days it was seen as one value (``seen``)."""
+    rows = aggregates.signatures(store, filters, limit)
+    for r in rows:
+        r["in_words"] = signature_words(str(r["signature"])) + (
+            f" ({r['variants']} IP-IDs)" if (r["variants"] or 0) > 1 else "")
+        first, last = r["first_seen"], r["last_seen"]
+        r["seen"] = str(first) if first == last else f"{first} to {last}"
+    return rows
+
+
+def _equipment_column(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """The equipment's name where a measurement gave one (the issuer of an intercepting certificate, a DPI box's
+    traits), and no column of blanks where none did."""
+    return [("equipment", "equipment")] if any(r["equipment"] for r in rows) else []
 
 
 # --------------------------------------------------------------------------- HTML
@@ -589,13 +607,7 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
     sections.append(("techniques", "Techniques seen", _html_table(mechanisms, [
         ("mechanism", "technique"), ("meaning", "what it means"), ("measurement_count", "anomalies"),
         ("confirmed_count", "confirmed"), ("domain_count", "sites"), ("network_count", "networks")])))
-    # the key and what it says; the equipment's name where a measurement gave one (the issuer of an intercepting
-    # certificate, a DPI box's traits), and no column of blanks where none did
-    signatures = [{**r, "in_words": signature_words(str(r["signature"])) + (
-                       f" ({r['variants']} IP-IDs)" if (r["variants"] or 0) > 1 else ""),
-                   "seen": str(r["first_seen"]) if r["first_seen"] == r["last_seen"]
-                   else f"{r['first_seen']} to {r['last_seen']}"}
-                  for r in aggregates.signatures(store, filters, limit)]
+    signatures = signatures_in_words(store, filters, limit)
     sections.append(("equipment", "Equipment signatures seen",
                      "<p>Packet and blockpage signatures of the devices doing the interfering, where the probe "
                      "could capture them: the forged packet's kind and flags, its initial TTL, TCP window and "
@@ -604,7 +616,7 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
                      "(a counter, or random), folded into one row (the words say how many IP-IDs).</p>" +
                      _html_table(signatures, [
                          ("signature", "signature"), ("in_words", "the packet, in words"),
-                         *([("equipment", "equipment")] if any(r["equipment"] for r in signatures) else []),
+                         *_equipment_column(signatures),
                          ("measurement_count", "measurements"), ("mechanisms", "techniques"),
                          ("countries", "countries"), ("network_count", "networks"), ("domain_count", "sites"),
                          ("seen", "seen")])))

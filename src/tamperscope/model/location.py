@@ -160,7 +160,7 @@ def signature_words(key: str) -> str:
             said.append({"ttl": f"sent with TTL {number}", "win": f"window {number}",
                          "ipid": f"IP-ID {number}"}[name])
         elif part == "ipid*":
-            said.append("IP-ID changing from packet to packet")
+            said.append("IP-ID varies")
         elif part.startswith("fp:") and len(part) > 3:
             said.append("blockpage " + ", ".join(part[3:].split("+")[:5]))
     return ", ".join(said)
