@@ -986,3 +986,29 @@ def test_a_signature_is_said_in_words_on_its_countrys_page(tmp_path: Path) -> No
     assert ('<span class="muted sig-words">TCP RST+ACK, sent with TTL 128, window 0, IP-ID 30000</span>'
             in said["tcp/RA/ttl128/win0/ipid30000"])
     assert "<br>" not in said["&lt;b&gt;box-7&lt;/b&gt;"]  # another probe's id: no words made up for it
+    assert "<th>Equipment</th>" not in section.group(1)  # none named: no column of blanks
+    named = dict(m, report_id="named", test_keys={**m["test_keys"], "x_signature": {"key": "tcp/R/ttl64/ipid2"},
+                                                  "x_equipment": {"kind": "dpi", "name": "Evil <i>DPI</i>"}})
+    with running_app(Settings(db_path=tmp_path / "f.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
+        assert c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(x) for x in (ours, named))).json()["stored"] == 2
+        section = re.search(r'<section id="signatures">(.*?)</section>', c.get(f"/country/{m['probe_cc']}").text, re.S)
+    assert section is not None and "<th>Equipment</th>" in section.group(1)
+    assert "<td>Evil &lt;i&gt;DPI&lt;/i&gt;</td>" in section.group(1) and section.group(1).count("<td></td>") == 1
+
+
+def test_a_measurement_with_no_input_is_listed_by_its_app_or_test(tmp_path: Path) -> None:
+    base = next(samples.corpus(1, seed="apps"))
+    sig = {**base, "test_name": "signal", "input": None, "report_id": base["report_id"] + "s", "test_keys": {
+        "signal_backend_status": "blocked", "signal_backend_failure": "connection_reset"}}
+    hhfm = {**base, "test_name": "http_header_field_manipulation", "input": None, "report_id": base["report_id"] + "h",
+            "test_keys": {"tampering": {"total": True, "header_field_name": True}}}
+    odd = {**base, "test_name": "some_new_test", "input": None, "report_id": base["report_id"] + "x", "test_keys": {}}
+    with running_app(Settings(db_path=tmp_path / "e.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
+        assert c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(x) for x in (sig, hhfm, odd))).json()["stored"] == 3
+        page = c.get(f"/search?probe_cc={base['probe_cc']}").text
+    cells = re.findall(r'<td class="input">(.*?)</td>', page, re.S)
+    assert '<span class="app-name">Signal</span><br><span class="muted">the Signal app</span>' in cells
+    assert ('<span class="app-name">http_header_field_manipulation</span><br><span class="muted">a middlebox on the '
+            'path that rewrites HTTP headers</span>') in cells
+    assert '<span class="app-name">some_new_test</span>' in cells  # a test we have no words for: its name
+    assert not [c for c in cells if not c.strip()]  # no blank cell where the input would be

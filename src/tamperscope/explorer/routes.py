@@ -33,7 +33,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from tamperscope import __version__
-from tamperscope.analysis.report import MECHANISM_WORDS, technique
+from tamperscope.analysis.report import APP_NAMES, MECHANISM_WORDS, TEST_WORDS, technique
 from tamperscope.collector.config import Collector
 from tamperscope.explorer import pages, plotlyjs
 from tamperscope.explorer.headers import SANDBOX_CSP
@@ -102,12 +102,22 @@ def _meaning(value: Any) -> str:
     return MECHANISM_WORDS.get(value, "") if isinstance(value, str) else ""
 
 
+def _app_name(test_name: Any) -> str:
+    """What a measurement with no input measured: its app or tool ("Signal"), else its test's name."""
+    return APP_NAMES.get(test_name, str(test_name)) if isinstance(test_name, str) else ""
+
+
+def _test_words(test_name: Any) -> str:
+    return TEST_WORDS.get(test_name, "") if isinstance(test_name, str) else ""
+
+
 def _signature_words(value: Any) -> str:
     return signature_words(value) if isinstance(value, str) else ""
 
 
 _env.filters.update(seg=_seg, qs=_qs, num=_num, plural=_plural, attrjson=_attrjson, when=_when, technique=_technique,
-                    meaning=_meaning, signature_words=_signature_words)
+                    meaning=_meaning, signature_words=_signature_words,
+                    app_name=_app_name, test_words=_test_words)
 _env.globals.update(pct=_pct, version=__version__, plotly_style_ids=plotlyjs.style_ids,
                     plotly_css=lambda: plotlyjs.stylesheet() is not None)
 
