@@ -36,6 +36,7 @@ from typing import Any
 from tamperscope.analysis.report import MECHANISM_WORDS, OUTCOME_WORDS
 from tamperscope.collector.queries import hop_fields
 from tamperscope.model.freeze import stalls
+from tamperscope.model.location import FLAG_NAMES
 from tamperscope.model.services import APPS, FACEBOOK_ENDPOINTS, blocked, facebook_key
 
 MAX_BODY_TEXT = 64 * 1024       # characters of a body shown on the page
@@ -989,9 +990,6 @@ def ech_config(tk: Mapping[str, Any]) -> dict[str, Any] | None:
     }
 
 
-_FLAGS = {"F": "FIN", "S": "SYN", "R": "RST", "P": "PSH", "A": "ACK", "U": "URG", "E": "ECE", "C": "CWR"}
-
-
 def _number(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -1006,8 +1004,8 @@ def signature_view(value: Any) -> dict[str, Any] | None:
     kind, flags = _str(sig.get("kind")), _str(sig.get("flags"))
     if kind:
         rows.append(("packet", kind.upper()[:16] + (f", flags {flags[:16]}" if flags else "")
-                     + (f" ({'+'.join(_FLAGS[f] for f in flags if f in _FLAGS)})"
-                        if flags and set(flags) <= set(_FLAGS) else "")))
+                     + (f" ({'+'.join(FLAG_NAMES[f] for f in flags if f in FLAG_NAMES)})"
+                        if flags and set(flags) <= set(FLAG_NAMES) else "")))
     ttl, initial = _number(sig.get("ttl")), _number(sig.get("initial_ttl"))
     if ttl is not None:
         routers = initial - ttl if initial is not None and initial >= ttl else None

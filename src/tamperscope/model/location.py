@@ -138,7 +138,8 @@ def signature_key(sig: Mapping[str, Any] | None, fingerprints: Sequence[str] = (
     return "/".join(p for p in parts if p)
 
 
-_FLAG_NAMES = {"F": "FIN", "S": "SYN", "R": "RST", "P": "PSH", "A": "ACK", "U": "URG", "E": "ECE", "C": "CWR"}
+# TCP flags by the letter a signature key and a captured packet write them with
+FLAG_NAMES = {"F": "FIN", "S": "SYN", "R": "RST", "P": "PSH", "A": "ACK", "U": "URG", "E": "ECE", "C": "CWR"}
 _KEY_NUMBER = re.compile(r"(ttl|win|ipid)(\d{1,10})")
 
 
@@ -151,10 +152,10 @@ def signature_words(key: str) -> str:
     if parts and parts[0] in ("tcp", "udp", "icmp"):
         said.append(parts.pop(0).upper())
     else:
-        parts = []  # no packet kind first: not a key this function wrote
+        parts = []  # no packet kind first: not a key signature_key wrote
     for part in parts:
-        if part and len(part) <= 8 and set(part) <= set(_FLAG_NAMES) and said and len(said) == 1:
-            said[0] += " " + "+".join(_FLAG_NAMES[f] for f in part)
+        if part and len(part) <= 8 and set(part) <= set(FLAG_NAMES) and said and len(said) == 1:
+            said[0] += " " + "+".join(FLAG_NAMES[f] for f in part)
         elif m := _KEY_NUMBER.fullmatch(part):
             name, number = m.groups()
             said.append({"ttl": f"sent with TTL {number}", "win": f"window {number}",
