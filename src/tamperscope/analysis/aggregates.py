@@ -94,14 +94,6 @@ def timeline(store: Store, filters: Filters | None = None) -> list[dict[str, Any
 
 
 _ANOMALOUS = "outcome IN ('anomaly', 'confirmed')"
-# OONI's instant-messaging and circumvention tests: each measures whether one app or tool can be used, from one network
-APP_TESTS = (*APPS, *TOOLS)
-assert all(t.isidentifier() and t.islower() for t in APP_TESTS)  # written into SQL as they are
-# A site is a measured domain that is no app's or tool's: the input of a tool's test names one of its servers
-# (wireguard://198.19.3.40:51820), which the app and tool tables show, not the sites' ones
-_NOT_APP = f"test_name NOT IN ({', '.join(repr(t) for t in APP_TESTS)})"
-_SITE = f"domain IS NOT NULL AND {_NOT_APP}"
-_SITE_COUNT = f"count(DISTINCT domain) FILTER (WHERE {_NOT_APP})"
 
 
 def per_domain(store: Store, filters: Filters | None = None, limit: int | None = 100) -> list[dict[str, Any]]:
@@ -116,7 +108,7 @@ def per_domain(store: Store, filters: Filters | None = None, limit: int | None =
     top = f"LIMIT {int(limit)}" if limit is not None else ""
     sql = f"""
         WITH f AS NOT MATERIALIZED (SELECT domain, probe_asn, probe_cc, mechanism, outcome, test_name FROM verdicts
-                   WHERE ({where}) AND {_SITE}),
+                   WHERE ({where}) AND domain IS NOT NULL),
         top AS (SELECT domain, {_COUNTS} FROM f GROUP BY domain
                 ORDER BY anomaly_count DESC, confirmed_count DESC, measurement_count DESC, domain {top}),
         seen AS (SELECT domain, count(DISTINCT probe_asn) AS network_count, count(DISTINCT probe_cc) AS country_count
@@ -137,12 +129,11 @@ def per_network(store: Store, filters: Filters | None = None, limit: int | None 
     where, params = (filters or Filters()).where()
     top = f"LIMIT {int(limit)}" if limit is not None else ""
     sql = f"""
-        WITH f AS NOT MATERIALIZED (SELECT probe_asn, probe_cc, probe_network_name, domain, outcome, test_name
-                                    FROM verdicts WHERE {where}),
+        WITH f AS NOT MATERIALIZED (SELECT probe_asn, probe_cc, probe_network_name, domain, outcome FROM verdicts WHERE {where}),
         top AS (SELECT probe_asn, any_value(probe_cc) AS probe_cc, max(probe_network_name) AS probe_network_name,
                        {_COUNTS} FROM f GROUP BY probe_asn
                 ORDER BY anomaly_count DESC, confirmed_count DESC, measurement_count DESC, probe_asn {top}),
-        blocked AS (SELECT probe_asn, {_SITE_COUNT} AS blocked_domain_count
+        blocked AS (SELECT probe_asn, count(DISTINCT domain) AS blocked_domain_count
                     FROM f SEMI JOIN top USING (probe_asn) WHERE {_ANOMALOUS} GROUP BY probe_asn)
         SELECT top.*, coalesce(blocked.blocked_domain_count, 0) AS blocked_domain_count
         FROM top LEFT JOIN blocked USING (probe_asn)
@@ -174,6 +165,10 @@ def per_test(store: Store, filters: Filters | None = None, limit: int | None = 1
     return _plain(query_rows(store.cursor(), sql, params))
 
 
+# OONI's instant-messaging and circumvention tests: each measures whether one app or tool can be used, from one network
+APP_TESTS = (*APPS, *TOOLS)
+
+
 def apps(store: Store, filters: Filters | None = None, limit: int | None = 100) -> list[dict[str, Any]]:
     """Per messaging app or circumvention tool (its test) and network: counts, and what the latest measurement said
     (``last_outcome``, ``last_mechanism``, ``last_measured``; ``last_ok``: the latest time it was reachable).
@@ -197,7 +192,7 @@ def per_mechanism(store: Store, filters: Filters | None = None) -> list[dict[str
     """Per mechanism among anomalies: how often, how many confirmed, where."""
     return _aggregate(
         store,
-        f"""mechanism, {_COUNTS}, {_SITE_COUNT} AS domain_count,
+        f"""mechanism, {_COUNTS}, count(DISTINCT domain) AS domain_count,
             count(DISTINCT probe_asn) AS network_count, count(DISTINCT probe_cc) AS country_count""",
         "mechanism", "measurement_count DESC, mechanism", filters, None,
         "outcome IN ('anomaly', 'confirmed')")
@@ -215,7 +210,7 @@ def domain_network(store: Store, filters: Filters | None = None, domains: int = 
     """The heatmap's cells: the most anomalous domains × networks, with counts."""
     where, params = (filters or Filters()).where()
     sql = f"""
-        WITH f AS NOT MATERIALIZED (SELECT * FROM verdicts WHERE ({where}) AND {_SITE}),
+        WITH f AS NOT MATERIALIZED (SELECT * FROM verdicts WHERE {where} AND domain IS NOT NULL),
         d AS (SELECT domain FROM f GROUP BY domain
               ORDER BY count(*) FILTER (WHERE outcome IN ('anomaly', 'confirmed')) DESC, count(*) DESC, domain
               LIMIT {int(domains)}),
@@ -246,7 +241,7 @@ def signatures(store: Store, filters: Filters | None = None, limit: int | None =
     where, params = (filters or Filters()).where()
     top = f"LIMIT {int(limit)}" if limit is not None else ""
     sql = f"""
-        WITH f AS (SELECT signature, equipment, mechanism, probe_cc, probe_asn, domain, day, test_name FROM verdicts
+        WITH f AS (SELECT signature, equipment, mechanism, probe_cc, probe_asn, domain, day FROM verdicts
                    WHERE ({where}) AND (signature IS NOT NULL OR equipment IS NOT NULL)),
         k AS (SELECT *, count(*) OVER (PARTITION BY signature, equipment) AS seen,
                      regexp_replace(signature, '/ipid[0-9]+', '/ipid*') AS base FROM f),
@@ -256,7 +251,7 @@ def signatures(store: Store, filters: Filters | None = None, limit: int | None =
                coalesce(equipment, '') AS equipment,
                count(*) AS measurement_count, string_agg(DISTINCT mechanism, ', ' ORDER BY mechanism) AS mechanisms,
                string_agg(DISTINCT probe_cc, ', ' ORDER BY probe_cc) AS countries,
-               count(DISTINCT probe_asn) AS network_count, {_SITE_COUNT} AS domain_count,
+               count(DISTINCT probe_asn) AS network_count, count(DISTINCT domain) AS domain_count,
                min(day) AS first_seen, max(day) AS last_seen, count(DISTINCT signature) AS variants
         FROM n GROUP BY ALL ORDER BY measurement_count DESC, signature {top}"""
     return _plain(query_rows(store.cursor(), sql, params))
@@ -338,7 +333,7 @@ def changes(store: Store, filters: Filters | None = None, limit: int | None = 10
         WITH f AS NOT MATERIALIZED (
             SELECT domain, probe_asn, probe_cc, measurement_start_time AS t, measurement_uid AS uid, mechanism,
                    outcome <> 'ok' AS bad
-            FROM verdicts WHERE ({where}) AND {_SITE} AND outcome IN ('ok', 'anomaly', 'confirmed')),
+            FROM verdicts WHERE ({where}) AND domain IS NOT NULL AND outcome IN ('ok', 'anomaly', 'confirmed')),
         pairs AS (SELECT domain, probe_asn FROM f GROUP BY domain, probe_asn
                   HAVING count(*) FILTER (WHERE bad) >= {CONFIRM_MIN} AND count(*) FILTER (WHERE NOT bad) >= 1),
         marked AS (
@@ -367,7 +362,7 @@ def totals(store: Store, filters: Filters | None = None) -> dict[str, Any]:
     rows = _plain(query_rows(store.cursor(), f"""
         SELECT {_COUNTS}, min(day) AS first_day, max(day) AS last_day,
                count(DISTINCT probe_cc) AS country_count, count(DISTINCT probe_asn) AS network_count,
-               {_SITE_COUNT} AS domain_count, count(DISTINCT test_name) AS test_count
+               count(DISTINCT domain) AS domain_count, count(DISTINCT test_name) AS test_count
         FROM verdicts WHERE {where}""", params))
     return rows[0] if rows else {}
 

@@ -65,6 +65,7 @@ from tamperscope.analysis.verdicts import (
     verdict_for,
 )
 from tamperscope.model.inputs import unicode_host
+from tamperscope.model.services import APPS, TOOLS
 from tamperscope.model.verdict import Verdict
 
 BATCH_SIZE = 512            # records per batch handed to a worker ...
@@ -244,9 +245,15 @@ def content_uid(m: Mapping[str, Any], env: Envelope) -> tuple[str, int]:
     return uid, int.from_bytes(digest[:8], "big", signed=True)
 
 
+SITELESS_TESTS = frozenset((*APPS, *TOOLS))  # OONI's instant-messaging and circumvention tests, and our wireguard
+
+
 @lru_cache(maxsize=65536)  # inputs recur: test lists hold a few thousand URLs, measured everywhere
 def domain_of(test_name: str, inp: str | None) -> str | None:
-    if not inp:
+    """The site a measurement's input names, or None. An app's or a tool's test names no site: its input, where it
+    has one, is one of the tool's servers (wireguard://198.19.3.40:51820), which the reports and the explorer show
+    under the app or tool, not among the sites (and their input still finds it)."""
+    if not inp or test_name in SITELESS_TESTS:
         return None
     if "://" in inp:
         try:
