@@ -170,21 +170,23 @@ APP_TESTS = (*APPS, *TOOLS)
 
 
 def apps(store: Store, filters: Filters | None = None, limit: int | None = 100) -> list[dict[str, Any]]:
-    """Per messaging app or circumvention tool (its test) and network: counts, and what the latest measurement said
-    (``last_outcome``, ``last_mechanism``, ``last_measured``; ``last_ok``: the latest time it was reachable).
-    Where an app is blocked now first, then the most anomalous."""
+    """Per messaging app or circumvention tool (its test), the way it went (``transport``: NULL for directly, or
+    obfs4, snowflake, a bridge: Tor through a bridge is not Tor) and network: counts, and what the latest
+    measurement said (``last_outcome``, ``last_mechanism``, ``last_measured``; ``last_ok``: the latest time it was
+    reachable). Where an app is blocked now first, then the most anomalous."""
     where, params = (filters or Filters()).where()
     top = f"LIMIT {int(limit)}" if limit is not None else ""
     sql = f"""
-        SELECT test_name, probe_asn, any_value(probe_cc) AS probe_cc, max(probe_network_name) AS probe_network_name,
+        SELECT test_name, transport, probe_asn, any_value(probe_cc) AS probe_cc,
+               max(probe_network_name) AS probe_network_name,
                {_COUNTS}, max(measurement_start_time) AS last_measured,
                arg_max(outcome, measurement_start_time) AS last_outcome,
                arg_max(mechanism, measurement_start_time) AS last_mechanism,
                max(measurement_start_time) FILTER (WHERE outcome = 'ok') AS last_ok
         FROM verdicts WHERE ({where}) AND test_name IN ({', '.join('?' * len(APP_TESTS))})
-        GROUP BY test_name, probe_asn
+        GROUP BY test_name, transport, probe_asn
         ORDER BY last_outcome IN ('anomaly', 'confirmed') DESC, anomaly_count DESC, measurement_count DESC,
-                 test_name, probe_asn {top}"""
+                 test_name, transport NULLS FIRST, probe_asn {top}"""
     return _plain(query_rows(store.cursor(), sql, [*params, *APP_TESTS]))
 
 

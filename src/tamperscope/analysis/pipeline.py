@@ -57,6 +57,7 @@ from tamperscope.analysis.store import (
     Store,
     WriteStats,
 )
+from tamperscope.analysis.transport import transport_of
 from tamperscope.analysis.verdicts import (
     ANALYSIS_VERSION,
     Matcher,
@@ -390,7 +391,7 @@ def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
         vrows.append((uid, test, inp, domain, cc, asn, network_name, day, start, _blocking(verdict.blocking),
                       verdict.accessible, verdict.mechanism, verdict.confidence, verdict.status,
                       list(verdict.evidence), list(verdict.fingerprints), _label(tk.get("x_signature")),
-                      _label(tk.get("x_equipment")), ANALYSIS_VERSION, _local_outcome(verdict)))
+                      _label(tk.get("x_equipment")), ANALYSIS_VERSION, _local_outcome(verdict), transport_of(tk)))
         obs.add(uid, tk)
         raw.append(item.data)
     return BatchResult(

@@ -168,13 +168,26 @@ def _tests(store: Store, filters: Filters | None, limit: int, *, anomalous: bool
     return rows
 
 
+def app_name(test_name: str, transport: str | None = None) -> str:
+    """The app's or tool's name, and the way it went when not directly: "Tor (its own bootstrap) through a bridge
+    (obfs4)", "Psiphon over meek_lite"; "Tor with Snowflake" already says it."""
+    name = APP_NAMES.get(test_name, test_name)
+    if not transport or transport.lower() in name.lower():
+        return name
+    if transport == "bridge":
+        return f"{name} through a bridge"
+    if test_name in ("vanilla_tor", "tor", "bridge_reachability"):
+        return f"{name} through a bridge ({transport})"
+    return f"{name} over {transport}"
+
+
 def apps_in_words(store: Any, filters: Filters | None, limit: int) -> list[dict[str, Any]]:
-    """`aggregates.apps`, each row with the app's name (``app``), the days of its latest measurement and of the
-    latest that reached the app (``last_day``, ``last_ok_day``), and what the latest said (``now``: "blocked",
-    "reachable", or "failed": a failed measurement says nothing either way)."""
+    """`aggregates.apps`, each row with the app's name and the way it went (``app``, `app_name`), the days of its
+    latest measurement and of the latest that reached the app (``last_day``, ``last_ok_day``), and what the latest
+    said (``now``: "blocked", "reachable", or "failed": a failed measurement says nothing either way)."""
     rows = aggregates.apps(store, filters, limit)
     for r in rows:
-        r["app"] = APP_NAMES.get(str(r["test_name"]), str(r["test_name"]))
+        r["app"] = app_name(str(r["test_name"]), r["transport"])
         r["last_day"], r["last_ok_day"] = str(r["last_measured"])[:10], str(r["last_ok"] or "")[:10] or "never"
         r["now"] = {"anomaly": "blocked", "confirmed": "blocked", "ok": "reachable"}.get(str(r["last_outcome"]),
                                                                                        "failed")
@@ -695,6 +708,5 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
     }
 
 
-__all__ = ["APP_NAMES", "JSON_FORMAT", "MECHANISM_WORDS", "OUTCOME_WORDS", "TEST_WORDS", "apps_in_words", "counted",
-           "html_report", "json_report",
-           "rules_in_words", "table", "terminal_report"]
+__all__ = ["APP_NAMES", "JSON_FORMAT", "MECHANISM_WORDS", "OUTCOME_WORDS", "TEST_WORDS", "app_name", "apps_in_words",
+           "counted", "html_report", "json_report", "rules_in_words", "table", "terminal_report"]

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from tamperscope.analysis.confidence import COUNT_ALL_SQL, GROUPS_DDL, OUTCOME_SQL, PROMOTIONS_DDL
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 class StoreError(Exception):
@@ -67,6 +67,7 @@ VERDICT_SCHEMA = pa.schema([
     ("equipment", pa.string()),                  # test_keys.x_equipment
     ("analysis_version", pa.string()),
     ("outcome", pa.string()),                    # ok | anomaly | confirmed | failure (confidence.py)
+    ("transport", pa.string()),                  # obfs4, snowflake, bridge: how a tool got through; NULL: directly
 ])
 
 RULE_SCHEMA = pa.schema([  # one row per layer of a blocking_rules measurement, judged again from its records
@@ -187,6 +188,17 @@ _V7 = [
 ]
 
 
+# v8: how a circumvention tool's measurement got through (analysis/transport.py): Tor started through a bridge
+# is its own row in the apps' tables. Older verdicts of the tests that say so are listed in
+# `transport_backfill`, and the store fills them from their raw lines when it opens.
+_V8 = [
+    "ALTER TABLE verdicts ADD COLUMN transport VARCHAR",
+    "CREATE TABLE transport_backfill (measurement_uid VARCHAR NOT NULL)",
+    """INSERT INTO transport_backfill SELECT measurement_uid FROM verdicts
+       WHERE test_name IN ('vanilla_tor', 'torsf', 'bridge_reachability')""",
+]
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -211,6 +223,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "ingested_files: input files analysed in full, which later runs skip", _statements(_V6)),
     Migration(7, "rules: what the censor's rule matches, per layer of each blocking_rules measurement",
               _statements(_V7)),
+    Migration(8, "verdicts.transport: how a circumvention tool got through (obfs4, snowflake, a bridge)",
+              _statements(_V8)),
 )
 
 

@@ -66,6 +66,7 @@ from tamperscope.analysis.schema import (
     path_text,
     schema_version,
 )
+from tamperscope.analysis.transport import backfill as backfill_transports
 from tamperscope.analysis.verdicts import default_matcher
 
 FLUSH_ROWS = 4096  # measurements buffered before one transaction writes them ...
@@ -275,8 +276,10 @@ class Store:
         # committed after it, or a file's marker could say "read in full" over the lines that were lost.
         self._failed = False
         self.stats = WriteStats()
-        try:  # the rules of blocking_rules measurements analysed before the store kept them (schema v7)
+        try:  # the rules of blocking_rules measurements analysed before the store kept them (schema v7), and
+            # the transports of circumvention tools' measurements (schema v8)
             self.backfilled = backfill_rules(self.con, self.raw, default_matcher)
+            self.backfilled_transports = backfill_transports(self.con, self.raw)
         except BaseException:
             self._shutdown()
             raise

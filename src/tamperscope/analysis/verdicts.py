@@ -84,7 +84,9 @@ VERDICTS: dict[str, VerdictFunction] = {}
 #    failed beside a connected one is suspect (0.6), where every such measurement was a failure.
 # 16: an app's or a tool's test names no site: wireguard's input (one of its servers) no longer fills `domain`, so
 #    the sites' lists and counts leave it out (it showed among "Most blocked sites"). The verdicts are unchanged.
-ANALYSIS_VERSION = "16"
+# 17: the verdicts say how a circumvention tool got through (``transport``: obfs4, snowflake, a bridge; schema v8),
+#    so Tor through a bridge is not counted as Tor. The verdicts are unchanged.
+ANALYSIS_VERSION = "17"
 
 
 def register(test_name: str) -> Callable[[VerdictFunction], VerdictFunction]:

@@ -105,7 +105,7 @@ def delete(store: Store, rawlog: RawLog, uid: str, reason: str) -> Deletion:
         con.execute("BEGIN TRANSACTION")
         try:
             _touched(con, [uid])
-            for table in ("observations", "rules", "rules_backfill", "verdicts", "measurements"):
+            for table in ("observations", "rules", "rules_backfill", "transport_backfill", "verdicts", "measurements"):
                 con.execute(f"DELETE FROM {table} WHERE measurement_uid = ?", [uid])
             _relabel(con)
             con.execute("COMMIT")

@@ -1,0 +1,85 @@
+"""Transports: how a circumvention tool's measurement reached its network, as the store keeps it.
+
+Tor started directly and Tor started through a bridge are two different findings on one network:
+where the censor null-routes Tor's relays, the first is blocked and the second may work. OONI's
+``vanilla_tor`` and ``torsf`` write the way in as ``test_keys.transport_name`` ("vanilla",
+"snowflake"); ours writes "obfs4" when it ran through obfs4 bridges, and counts its bridges in
+``x_bridges``. The verdicts table keeps it in ``transport`` (`transport_of`), so the reports and
+the explorer list "Tor through an obfs4 bridge" beside "Tor" instead of letting the latest of
+the two speak for both.
+
+Stores analysed before the column existed (schema v8) get it from the raw lines they kept:
+`backfill` runs when such a store is opened, as `rules.backfill` does for schema v7.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+# the tests whose measurements say how they got through (the backfill reads only theirs)
+TRANSPORT_TESTS = ("vanilla_tor", "torsf", "bridge_reachability")
+DIRECT = frozenset(("", "vanilla", "none", "direct"))
+_TOKEN = re.compile(r"[a-z0-9][a-z0-9_.+-]{0,39}")
+
+
+def transport_of(test_keys: Mapping[str, Any]) -> str | None:
+    """The transport a measurement went through, as one short lower-case token, or None for a direct one.
+
+    ``transport_name`` when it names one ("obfs4", "snowflake", "meek_lite"); "bridge" for Tor started
+    through plain bridges (``transport_name`` "vanilla", ``x_bridges`` above 0); None otherwise, and for
+    anything that is no such token (markup, a long string, another type): it is shown on every page."""
+    name = test_keys.get("transport_name")
+    if isinstance(name, str):
+        token = name.strip().lower()
+        if token not in DIRECT:
+            return token if _TOKEN.fullmatch(token) else None
+    bridges = test_keys.get("x_bridges")
+    if isinstance(bridges, int) and not isinstance(bridges, bool) and bridges > 0:
+        return "bridge"
+    return None
+
+
+def backfill(con: duckdb.DuckDBPyConnection, raw: Callable[[str], bytes | None], batch: int = 512) -> int:
+    """Fill ``verdicts.transport`` for the measurements listed in ``transport_backfill`` from their raw lines;
+    returns how many were read. Each batch is one transaction that also takes its uids off the list, so a
+    backfill cut short resumes where it stopped. A raw line that is gone or unreadable leaves NULL (direct)."""
+    done = 0
+    while True:
+        uids = list(dict.fromkeys(row[0] for row in con.execute(
+            "SELECT measurement_uid FROM transport_backfill LIMIT ?", [batch]).fetchall()))
+        if not uids:
+            return done
+        found: list[tuple[str, str]] = []
+        for uid in uids:
+            try:
+                data = raw(uid)
+                m = orjson.loads(data) if data is not None else None
+            except (OSError, ValueError):
+                m = None
+            tk = m.get("test_keys") if isinstance(m, Mapping) else None
+            transport = transport_of(tk) if isinstance(tk, Mapping) else None
+            if transport is not None:
+                found.append((uid, transport))
+        _u = pa.table({"measurement_uid": pa.array(uids, pa.string())})  # read by DuckDB
+        _t = pa.table({"measurement_uid": pa.array([u for u, _ in found], pa.string()),  # read by DuckDB
+                       "transport": pa.array([t for _, t in found], pa.string())})
+        con.execute("BEGIN TRANSACTION")
+        try:
+            if found:
+                con.execute("""UPDATE verdicts AS v SET transport = t.transport FROM _t AS t
+                               WHERE v.measurement_uid = t.measurement_uid""")
+            con.execute("DELETE FROM transport_backfill WHERE measurement_uid IN (SELECT measurement_uid FROM _u)")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        done += len(uids)
+
+
+__all__ = ["DIRECT", "TRANSPORT_TESTS", "backfill", "transport_of"]
