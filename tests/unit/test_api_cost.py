@@ -168,6 +168,7 @@ def test_whole_store_reads_cost_more_of_the_bucket(tmp_path: Any) -> None:
         assert c.get("/api/v1/export/measurements.csv").status_code == 429
 
 
+@pytest.mark.wallclock  # bounds wall-clock time: not among the low-priority tests (scripts/test.sh)
 def test_a_request_past_its_deadline_is_interrupted(client: SyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
     def endless(reader: Reader, filters: Any = None) -> list[dict[str, Any]]:
         cur = reader.cursor()

@@ -51,6 +51,7 @@ def _measurement(**test_keys: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- titles and bodies
 
 
+@pytest.mark.wallclock  # bounds wall-clock time: not among the low-priority tests (scripts/test.sh)
 def test_title_search_is_linear() -> None:
     normal = "<html><head><title>Site</title></head><body>" + "x" * 65000 + "</body></html>"
     started = time.perf_counter()
@@ -74,6 +75,7 @@ def test_title_search_finds_what_it_found_before(text: str, title: str | None) -
     assert title_of(text) == title
 
 
+@pytest.mark.wallclock  # bounds wall-clock time: not among the low-priority tests (scripts/test.sh)
 def test_a_page_of_quadratic_bodies_renders_at_once(client: SyncClient) -> None:
     m = _measurement()
     request = m["test_keys"]["requests"][0]
@@ -105,6 +107,7 @@ def test_the_bodies_a_page_decodes_are_bounded(client: SyncClient) -> None:
     assert client.get(f"/m/{uid}/body/{MAX_REQUESTS + 50}").status_code == 404
 
 
+@pytest.mark.wallclock  # bounds wall-clock time: not among the low-priority tests (scripts/test.sh)
 def test_a_long_content_type_does_not_stall_the_page(client: SyncClient) -> None:
     # The charset regex backtracks quadratically over spaces; a non-UTF-8 body makes the page consult it.
     m = _measurement()

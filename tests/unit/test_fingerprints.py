@@ -706,6 +706,7 @@ def test_one_pass_finds_exactly_what_a_naive_search_per_pattern_finds() -> None:
         assert {m.id for m in result.blockpages + result.false_positives + result.suppressed} == expected
 
 
+@pytest.mark.wallclock  # bounds wall-clock time: not among the low-priority tests (scripts/test.sh)
 def test_huge_body_is_capped_and_fast() -> None:
     page = _ordinary()[0].body
     body = (page * (10 * 1024 * 1024 // len(page) + 1))[: 10 * 1024 * 1024]
@@ -725,6 +726,7 @@ def _entry(pattern: str, fid: str = "t/one", **extra: object) -> dict[str, objec
             "pattern": pattern, "flags": "s", "where": "response", "label": "f_gen"} | extra
 
 
+@pytest.mark.wallclock  # bounds wall-clock time: not among the low-priority tests (scripts/test.sh)
 @pytest.mark.parametrize("pattern", [r"(a+)+$", r"(.*)*x", r"(a|ab)*c", r"(\w+\s?)+$", r".*.*=.*", r"x.*(y|z).*w"])
 def test_pathological_patterns_are_rejected_at_load(pattern: str) -> None:
     db = FingerprintDB.from_entries([_entry(pattern), _entry("Blocked by policy", "t/ok")])
@@ -734,6 +736,7 @@ def test_pathological_patterns_are_rejected_at_load(pattern: str) -> None:
     assert time.perf_counter() - started < 0.5
 
 
+@pytest.mark.wallclock  # bounds wall-clock time: not among the low-priority tests (scripts/test.sh)
 def test_dot_star_chains_are_rewritten_to_linear_time() -> None:
     db = FingerprintDB.from_entries([_entry("URL .* Sp.*er Gate")])
     assert db.chains == ("t/one",)

@@ -64,6 +64,7 @@ async def _farm(req: web.Request) -> farm.Response:
     return farm.respond(req.scheme, req.host, req.target)
 
 
+@pytest.mark.wallclock  # bounds wall-clock time: not among the low-priority tests (scripts/test.sh)
 def test_a_web_client_that_stops_reading_a_large_body_is_let_go(monkeypatch: pytest.MonkeyPatch) -> None:
     """GET /blob?size=8000000 and never read: the server sat in drain() with the 8 MB body for ever."""
     monkeypatch.setattr(web, "IDLE", 0.5)
@@ -76,6 +77,7 @@ def test_a_web_client_that_stops_reading_a_large_body_is_let_go(monkeypatch: pyt
     assert took is not None and took < 3.0, took
 
 
+@pytest.mark.wallclock  # bounds wall-clock time: not among the low-priority tests (scripts/test.sh)
 def test_a_dns_tcp_client_that_never_reads_its_answers_is_let_go(monkeypatch: pytest.MonkeyPatch) -> None:
     """Thousands of pipelined queries whose answers are never read filled the socket; the session then
     waited in drain() for ever, past its idle timeout, holding a file descriptor of the DNS process."""

@@ -196,6 +196,7 @@ def test_a_hello_in_one_byte_records_still_matches(lab_censor: censor.Censor, tm
     assert len(out) == 2  # an RST each way
 
 
+@pytest.mark.wallclock  # bounds wall-clock time: not among the low-priority tests (scripts/test.sh)
 def test_a_hello_in_one_byte_records_and_tiny_segments_takes_linear_time(lab_censor: censor.Censor) -> None:
     """Every segment re-read the whole buffer record by record: 16 KB sent as 1-byte records in 6-byte
     segments stalled the bridge, and so every flow of the lab, for 1.05 s."""
@@ -286,6 +287,7 @@ def test_a_dns_response_sent_to_a_server_is_ignored() -> None:
     assert asyncio.run(server.handle_wire(msg, ("127.0.0.1", 5353))) is None
 
 
+@pytest.mark.wallclock  # bounds wall-clock time: not among the low-priority tests (scripts/test.sh)
 def test_thousands_of_questions_get_a_short_formerr() -> None:
     """13,000 questions in one datagram took 0.2 s of the event loop and came back as 64 KB."""
     server = DNSServer("127.0.0.1", static_answerer(None, recursive=False))
@@ -487,6 +489,7 @@ def test_a_clienthello_split_over_two_segments_is_still_intercepted(
     assert got == []
 
 
+@pytest.mark.wallclock  # bounds wall-clock time: not among the low-priority tests (scripts/test.sh)
 def test_a_request_head_trickled_a_byte_at_a_time_is_cut_off(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, upstream: tuple[int, list[bytes]]) -> None:
     """The proxy's timeout was per recv: a byte every few seconds held a thread for as long as the

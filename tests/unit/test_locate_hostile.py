@@ -284,6 +284,7 @@ def _scenario_flood_deadline() -> dict[str, Any]:
     return {"took": round(time.monotonic() - t, 2), "error": None, "seen": len(step.seen)}
 
 
+@pytest.mark.wallclock  # bounds wall-clock time: not among the low-priority tests (scripts/test.sh)
 @needs_netns
 def test_a_flood_on_the_interface_ends_with_the_deadline() -> None:
     out = _in_netns("flood_deadline")
@@ -309,6 +310,7 @@ def _scenario_reply_flood() -> dict[str, Any]:
             "payload": sum(len(s.payload) for s in step.seen)}
 
 
+@pytest.mark.wallclock  # bounds wall-clock time: not among the low-priority tests (scripts/test.sh)
 @needs_netns
 def test_a_flood_of_answers_is_bounded_in_time_and_memory() -> None:
     out = _in_netns("reply_flood")

@@ -419,6 +419,7 @@ def test_server_caps_connections(lab: tuple[Issuer, str], monkeypatch: pytest.Mo
 # --- failures -------------------------------------------------------------------------------------
 
 
+@pytest.mark.wallclock  # bounds wall-clock time: not among the low-priority tests (scripts/test.sh)
 def test_closed_port_is_refused_quickly() -> None:
     """The ICMP port unreachable of a closed UDP port ends the handshake at once as connection_refused."""
 
@@ -434,6 +435,7 @@ def test_closed_port_is_refused_quickly() -> None:
     run(main())
 
 
+@pytest.mark.wallclock  # bounds wall-clock time: not among the low-priority tests (scripts/test.sh)
 def test_deadline_is_ours() -> None:
     """The caller's deadline ends the handshake, even one shorter than aioquic's idle timeout, and not before."""
 
@@ -480,6 +482,7 @@ def _flood(data: bytes) -> list[bytes]:
         pytest.param(_flood, F.GENERIC_TIMEOUT_ERROR, 600, id="flood"),
     ],
 )
+@pytest.mark.wallclock  # bounds wall-clock time: not among the low-priority tests (scripts/test.sh)
 def test_hostile_udp_servers(reply: Callable[[bytes], list[bytes]], expected: str, min_sent: int) -> None:
     """A UDP peer that is silent, answers garbage, echoes, refuses our versions or floods ends within the timeout
     with one record and a failure string, never an exception or a hang."""

@@ -163,6 +163,7 @@ def test_what_the_collector_says_is_kept_to_one_printable_line(tmp_path: Path) -
     run(go)
 
 
+@pytest.mark.wallclock  # bounds wall-clock time: not among the low-priority tests (scripts/test.sh)
 def test_the_deadline_holds_when_a_kept_alive_connection_goes_silent(tmp_path: Path) -> None:
     """The report opens on a connection that then goes silent; a fresh one is silent too. One request is
     bounded by request_timeout, and the flush by its timeout, reused connection or not."""

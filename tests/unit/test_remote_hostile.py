@@ -55,6 +55,10 @@ try:
 except ImportError:
     import test_netx_servers as srv  # type: ignore[no-redef]
 
+# hostile vantages must be cut off fast: these tests bound wall-clock time, so they do not run among the
+# low-priority tests (scripts/test.sh)
+pytestmark = pytest.mark.wallclock
+
 TRUSTED_IP, DNS_VANTAGE_IP, WEB_VANTAGE_IP = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 CONTROL, DOMAIN = "example.com", "blocked.example"
