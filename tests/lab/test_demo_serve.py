@@ -111,6 +111,14 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         report = next(line.split("HTML report: ", 1)[1].strip() for line in out if "HTML report: " in line)
         html = Path(report).read_text(encoding="utf-8")
         assert "facebook.com" in html and "dns.injection" in html
+        # Tor blocked on the lab's network, and reachable through the obfs4 bridge: two rows of the report's apps
+        # table (the bridge's bootstrap, measured last, is not the latest word on Tor)
+        apps = html.split("<section id='apps'>", 1)[1].split("</section>", 1)[0]
+        tor = [row for row in apps.split("<tr>")[2:] if "Tor (its own bootstrap)" in row]
+        assert len(tor) == 2, tor
+        direct = next(row for row in tor if "bridge" not in row)
+        bridged = next(row for row in tor if "Tor (its own bootstrap) through a bridge (obfs4)</td>" in row)
+        assert "<td>blocked</td>" in direct and "<td>reachable</td>" in bridged, tor
         page = json.loads(get("/api/v1/measurements?limit=100&test_name=web_connectivity"))
         assert sorted(r["input"] for r in page["results"]) == sorted(URLS)
         # the apps', tools' and middlebox tests' measurements are published too; WireGuard's page says what its

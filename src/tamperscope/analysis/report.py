@@ -602,7 +602,8 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
                          "<p>What the latest measurement of each app or tool on each network said (OONI's "
                          "instant-messaging tests: Telegram, WhatsApp, Facebook Messenger, Signal; its circumvention "
                          "tests: Tor, Tor with Snowflake, Psiphon, RiseupVPN), where it is blocked first; and when "
-                         "it was last reached there.</p>"
+                         "it was last reached there. Tor started through a bridge has a row of its own: where Tor "
+                         "is blocked, a bridge the censor does not know may still get through.</p>"
                          + _html_table(apps, [
                              ("app", "app"), ("probe_asn", "network"), ("probe_network_name", "name"),
                              ("probe_cc", "country"), ("now", "latest"), ("how", "technique"), ("last_day", "on"),
