@@ -18,9 +18,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import duckdb
-import orjson
 import pyarrow as pa
 
+from tamperscope.analysis import backfill as backfills
 from tamperscope.analysis.schema import RULE_SCHEMA, rows_to_table
 from tamperscope.analysis.verdicts import blocking_rules_judged
 from tamperscope.model.rules import LAYERS, RULES
@@ -61,45 +61,23 @@ def rule_table(rows: list[tuple[Any, ...]]) -> pa.Table:
 
 def backfill(con: duckdb.DuckDBPyConnection, raw: Callable[[str], bytes | None],
              matcher: Callable[[], BlockpageMatcher | None], batch: int = 256) -> int:
-    """Judge the measurements listed in ``rules_backfill`` again from their raw lines and write their
-    rows; returns how many were done. Each batch is one transaction that also removes its uids from
-    the list, so a backfill cut short resumes where it stopped, and none is done twice. A raw line
-    that is gone or unreadable gives no rows (the measurement keeps its verdict)."""
-    done = 0
-    match: BlockpageMatcher | None = None
-    while True:
-        # no sort, no DISTINCT: this runs at every open, under whatever memory limit the store has
-        uids = list(dict.fromkeys(row[0] for row in con.execute(
-            "SELECT measurement_uid FROM rules_backfill LIMIT ?", [batch]).fetchall()))
-        if not uids:
-            return done
-        if match is None:
-            match = matcher()
-        rows: list[tuple[Any, ...]] = []
-        for uid in uids:
-            try:
-                data = raw(uid)
-                m = orjson.loads(data) if data is not None else None
-            except (OSError, ValueError):
-                m = None
-            if isinstance(m, Mapping):
-                try:
-                    rows += rule_rows(uid, m, match)
-                except Exception:  # noqa: BLE001 - hostile content: its verdict already said "analysis_error"
-                    pass
-        _u = pa.table({"measurement_uid": pa.array(uids, pa.string())})  # read by DuckDB
-        _r = rule_table(rows)  # read by DuckDB
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute("DELETE FROM rules WHERE measurement_uid IN (SELECT measurement_uid FROM _u)")
-            if rows:
-                con.execute("INSERT INTO rules BY NAME SELECT * FROM _r")
-            con.execute("DELETE FROM rules_backfill WHERE measurement_uid IN (SELECT measurement_uid FROM _u)")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        done += len(uids)
+    """Write the rows of the measurements listed in ``rules_backfill`` from their raw lines (`backfill.run`);
+    returns how many were done. A measurement whose raw line is gone gets no rows (it keeps its verdict). The
+    fingerprint database is loaded only if some measurement needs it."""
+    match: list[BlockpageMatcher | None] = []
+
+    def judge(uid: str, measurement: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        if not match:
+            match.append(matcher())
+        return rule_rows(uid, measurement, match[0])
+
+    def write(con: duckdb.DuckDBPyConnection, _u: pa.Table, rows: list[tuple[Any, ...]]) -> None:
+        _r = rule_table(rows)  # read by DuckDB, as _u
+        con.execute("DELETE FROM rules WHERE measurement_uid IN (SELECT measurement_uid FROM _u)")
+        if rows:
+            con.execute("INSERT INTO rules BY NAME SELECT * FROM _r")
+
+    return backfills.run(con, "rules_backfill", raw, judge, write, batch)
 
 
 __all__ = ["backfill", "rows_of", "rule_rows", "rule_table"]

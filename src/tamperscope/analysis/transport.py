@@ -19,8 +19,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import duckdb
-import orjson
 import pyarrow as pa
+
+from tamperscope.analysis import backfill as backfills
 
 # the tests whose measurements say how they got through (the backfill reads only theirs)
 TRANSPORT_TESTS = ("vanilla_tor", "torsf", "bridge_reachability")
@@ -46,40 +47,22 @@ def transport_of(test_keys: Mapping[str, Any]) -> str | None:
 
 
 def backfill(con: duckdb.DuckDBPyConnection, raw: Callable[[str], bytes | None], batch: int = 512) -> int:
-    """Fill ``verdicts.transport`` for the measurements listed in ``transport_backfill`` from their raw lines;
-    returns how many were read. Each batch is one transaction that also takes its uids off the list, so a
-    backfill cut short resumes where it stopped. A raw line that is gone or unreadable leaves NULL (direct)."""
-    done = 0
-    while True:
-        uids = list(dict.fromkeys(row[0] for row in con.execute(
-            "SELECT measurement_uid FROM transport_backfill LIMIT ?", [batch]).fetchall()))
-        if not uids:
-            return done
-        found: list[tuple[str, str]] = []
-        for uid in uids:
-            try:
-                data = raw(uid)
-                m = orjson.loads(data) if data is not None else None
-            except (OSError, ValueError):
-                m = None
-            tk = m.get("test_keys") if isinstance(m, Mapping) else None
-            transport = transport_of(tk) if isinstance(tk, Mapping) else None
-            if transport is not None:
-                found.append((uid, transport))
-        _u = pa.table({"measurement_uid": pa.array(uids, pa.string())})  # read by DuckDB
-        _t = pa.table({"measurement_uid": pa.array([u for u, _ in found], pa.string()),  # read by DuckDB
-                       "transport": pa.array([t for _, t in found], pa.string())})
-        con.execute("BEGIN TRANSACTION")
-        try:
-            if found:
-                con.execute("""UPDATE verdicts AS v SET transport = t.transport FROM _t AS t
-                               WHERE v.measurement_uid = t.measurement_uid""")
-            con.execute("DELETE FROM transport_backfill WHERE measurement_uid IN (SELECT measurement_uid FROM _u)")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        done += len(uids)
+    """Fill ``verdicts.transport`` for the measurements listed in ``transport_backfill`` from their raw lines
+    (`backfill.run`); returns how many were read. A raw line that is gone leaves NULL (direct)."""
+
+    def judge(uid: str, measurement: Mapping[str, Any]) -> list[tuple[str, str]]:
+        tk = measurement.get("test_keys")
+        transport = transport_of(tk) if isinstance(tk, Mapping) else None
+        return [(uid, transport)] if transport is not None else []
+
+    def write(con: duckdb.DuckDBPyConnection, _u: pa.Table, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            _t = pa.table({"measurement_uid": pa.array([r[0] for r in rows], pa.string()),  # read by DuckDB
+                           "transport": pa.array([r[1] for r in rows], pa.string())})
+            con.execute("""UPDATE verdicts AS v SET transport = t.transport FROM _t AS t
+                           WHERE v.measurement_uid = t.measurement_uid""")
+
+    return backfills.run(con, "transport_backfill", raw, judge, write, batch)
 
 
 __all__ = ["DIRECT", "TRANSPORT_TESTS", "backfill", "transport_of"]
