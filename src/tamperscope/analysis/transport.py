@@ -8,8 +8,9 @@ where the censor null-routes Tor's relays, the first is blocked and the second m
 the explorer list "Tor through an obfs4 bridge" beside "Tor" instead of letting the latest of
 the two speak for both.
 
-Stores analysed before the column existed (schema v8) get it from the raw lines they kept:
-`backfill` runs when such a store is opened, as `rules.backfill` does for schema v7.
+Stores analysed before the column existed (schema v8) get it from the raw lines they kept: migration 8
+lists their verdicts of vanilla_tor, torsf and bridge_reachability, and `backfill` runs over that list
+when such a store is opened, as `rules.backfill` does for schema v7.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ import pyarrow as pa
 
 from tamperscope.analysis import backfill as backfills
 
-# the tests whose measurements say how they got through (the backfill reads only theirs)
-TRANSPORT_TESTS = ("vanilla_tor", "torsf", "bridge_reachability")
 DIRECT = frozenset(("", "vanilla", "none", "direct"))
 _TOKEN = re.compile(r"[a-z0-9][a-z0-9_.+-]{0,39}")
 
@@ -65,4 +64,4 @@ def backfill(con: duckdb.DuckDBPyConnection, raw: Callable[[str], bytes | None],
     return backfills.run(con, "transport_backfill", raw, judge, write, batch)
 
 
-__all__ = ["DIRECT", "TRANSPORT_TESTS", "backfill", "transport_of"]
+__all__ = ["DIRECT", "backfill", "transport_of"]
