@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from tamperscope.analysis import store as st  # noqa: E402
-from tamperscope.analysis.confidence import COUNT_ALL_SQL, GROUP_KEY_SQL, insert_verdicts, promote  # noqa: E402
+from tamperscope.analysis.confidence import COUNT_ALL_SQL, group_key_sql, insert_verdicts, promote  # noqa: E402
 from tamperscope.analysis.schema import VERDICT_SCHEMA, rows_to_table  # noqa: E402
 
 BASE = dt.datetime(2024, 1, 1)
@@ -138,8 +138,8 @@ CREATE OR REPLACE TEMP TABLE _notes AS SELECT test_name, input_key, probe_asn, m
     WHERE before = 1;
 MERGE INTO anomaly_groups AS g USING _flush_groups AS x ON {_SAME.format(a='x', b='g')}
     WHEN MATCHED THEN UPDATE SET anomalies = g.anomalies + x.n
-    WHEN NOT MATCHED THEN INSERT VALUES (x.test_name, x.input_key, x.probe_asn, x.mechanism, x.n, {GROUP_KEY_SQL},
-                                         NULL);
+    WHEN NOT MATCHED THEN INSERT (test_name, input_key, probe_asn, mechanism, anomalies, gkey, lone_uid)
+        VALUES (x.test_name, x.input_key, x.probe_asn, x.mechanism, x.n, {group_key_sql(transport="NULL")}, NULL);
 INSERT INTO verdicts BY NAME
     SELECT v.* EXCLUDE (input_key) REPLACE (CASE WHEN v.outcome = 'anomaly' AND x.before + x.n >= 2
                                                  THEN 'confirmed' ELSE v.outcome END AS outcome)

@@ -78,14 +78,16 @@ def _labels(store: Store) -> dict[tuple[str, str], list[str]]:
     return out
 
 
+# (input, network, status, mechanism, fingerprint?, transport): Tor through a bridge is a group of its own
 _rows = s.lists(s.tuples(s.sampled_from(["http://a/", "http://b/", None]), s.sampled_from(["AS1", "AS2"]),
                          s.sampled_from(["ok", "anomaly", "failure"]), s.sampled_from(["dns.poison", "tcp.rst"]),
-                         s.booleans()), min_size=1, max_size=30)
+                         s.booleans(), s.sampled_from([None, "obfs4"])), min_size=1, max_size=30)
+Row = tuple[str | None, str, str, str, bool, str | None]
 
 
 @settings(max_examples=40, deadline=None)
 @given(_rows)
-def test_sql_and_python_agree(rows: list[tuple[str | None, str, str, str, bool]]) -> None:
+def test_sql_and_python_agree(rows: list[Row]) -> None:
     """The store's UPDATE and `outcomes()` are one rule."""
     import duckdb
 
@@ -94,15 +96,16 @@ def test_sql_and_python_agree(rows: list[tuple[str | None, str, str, str, bool]]
     con = duckdb.connect()
     st.migrate(con)
     plain = []
-    for i, (inp, asn, status, mechanism, fp) in enumerate(rows):
+    for i, (inp, asn, status, mechanism, fp, transport) in enumerate(rows):
         mechanism = mechanism if status == "anomaly" else "none"
         fps = ["cp/x"] if fp and status == "anomaly" else []
         con.execute("""INSERT INTO verdicts (measurement_uid, test_name, input, probe_cc, probe_asn, day,
-                       measurement_start_time, mechanism, status, fingerprints, outcome)
-                       VALUES (?, 't', ?, 'IT', ?, ?, ?, ?, ?, ?, NULL)""",
-                    [str(i), inp, asn, dt.date(2024, 1, 1), dt.datetime(2024, 1, 1), mechanism, status, fps])
+                       measurement_start_time, mechanism, status, fingerprints, outcome, transport)
+                       VALUES (?, 't', ?, 'IT', ?, ?, ?, ?, ?, ?, NULL, ?)""",
+                    [str(i), inp, asn, dt.date(2024, 1, 1), dt.datetime(2024, 1, 1), mechanism, status, fps,
+                     transport])
         plain.append({"test_name": "t", "input": inp, "probe_asn": asn, "mechanism": mechanism, "status": status,
-                      "fingerprints": fps})
+                      "fingerprints": fps, "transport": transport})
     con.execute("CREATE TEMP TABLE touched AS SELECT DISTINCT test_name, coalesce(input, '') AS input_key, "
                 "probe_asn FROM verdicts")
     con.execute(OUTCOME_SQL)
@@ -111,16 +114,16 @@ def test_sql_and_python_agree(rows: list[tuple[str | None, str, str, str, bool]]
     assert got == outcomes(plain)
 
 
-def _verdict_table(rows: list[tuple[str | None, str, str, str, bool]], first: int) -> tuple[Any, list[dict[str, Any]]]:
+def _verdict_table(rows: list[Row], first: int) -> tuple[Any, list[dict[str, Any]]]:
     """Rows of the strategy as a flush's verdicts (own outcome, as the pipeline labels them) and as plain dicts."""
     import pyarrow as pa
 
     plain = []
-    for inp, asn, status, mechanism, fp in rows:
+    for inp, asn, status, mechanism, fp, transport in rows:
         mechanism = mechanism if status == "anomaly" else "none"
         fps = ["cp/x"] if fp and status == "anomaly" else []
         plain.append({"test_name": "t", "input": inp, "probe_asn": asn, "mechanism": mechanism, "status": status,
-                      "fingerprints": fps})
+                      "fingerprints": fps, "transport": transport})
     n = len(plain)
     table = pa.table({
         "measurement_uid": [str(first + i) for i in range(n)], "test_name": ["t"] * n,
@@ -128,7 +131,8 @@ def _verdict_table(rows: list[tuple[str | None, str, str, str, bool]], first: in
         "day": [dt.date(2024, 1, 1)] * n, "measurement_start_time": [dt.datetime(2024, 1, 1)] * n,
         "mechanism": [r["mechanism"] for r in plain], "status": [r["status"] for r in plain],
         "fingerprints": pa.array([r["fingerprints"] for r in plain], pa.list_(pa.string())),
-        "outcome": [outcome(r["status"], r["fingerprints"], 1) for r in plain]})
+        "outcome": [outcome(r["status"], r["fingerprints"], 1) for r in plain],
+        "transport": pa.array([r["transport"] for r in plain], pa.string())})
     return table, plain
 
 
@@ -145,7 +149,7 @@ def _stored(con: Any) -> tuple[list[str], Counter[tuple[Any, ...]]]:
     labels = [r[0] for r in con.execute("SELECT outcome FROM verdicts ORDER BY measurement_uid::INTEGER").fetchall()]
     groups: Counter[tuple[Any, ...]] = Counter()
     for *key, count in con.execute(
-            "SELECT test_name, input_key, probe_asn, mechanism, anomalies FROM anomaly_groups").fetchall():
+            "SELECT test_name, input_key, probe_asn, transport, mechanism, anomalies FROM anomaly_groups").fetchall():
         assert tuple(key) not in groups, "one row per group"
         groups[tuple(key)] = count
     return labels, groups
@@ -154,10 +158,12 @@ def _stored(con: Any) -> tuple[list[str], Counter[tuple[Any, ...]]]:
 def _lone_uids_wrong(con: Any) -> list[tuple[Any, ...]]:
     """Groups whose ``lone_uid`` is not the uid of their only anomaly (or not NULL when they have more)."""
     return con.execute("""
-        SELECT g.input_key, g.probe_asn, g.mechanism, g.anomalies, g.lone_uid FROM anomaly_groups g
-        LEFT JOIN (SELECT coalesce(input, '') AS input_key, probe_asn, mechanism, any_value(measurement_uid) AS uid
+        SELECT g.input_key, g.probe_asn, g.transport, g.mechanism, g.anomalies, g.lone_uid FROM anomaly_groups g
+        LEFT JOIN (SELECT coalesce(input, '') AS input_key, probe_asn, transport, mechanism,
+                          any_value(measurement_uid) AS uid
                    FROM verdicts WHERE status = 'anomaly' GROUP BY ALL) v
             ON g.input_key = v.input_key AND g.probe_asn = v.probe_asn AND g.mechanism = v.mechanism
+               AND g.transport IS NOT DISTINCT FROM v.transport
         WHERE g.lone_uid IS DISTINCT FROM CASE WHEN g.anomalies = 1 THEN v.uid END""").fetchall()
 
 
@@ -168,7 +174,7 @@ def _counts(plain: list[dict[str, Any]]) -> Counter[tuple[Any, ...]]:
 @settings(max_examples=80, deadline=None)
 @given(_rows, s.lists(s.integers(1, 7), min_size=1, max_size=8), s.booleans())
 def test_labels_from_group_counts_follow_the_rule_however_the_flushes_fall(
-        rows: list[tuple[str | None, str, str, str, bool]], cuts: list[int], defer: bool) -> None:
+        rows: list[Row], cuts: list[int], defer: bool) -> None:
     """An ingest labels from the counts; split into any flushes, the store ends as `outcomes()` says,
     whether each flush promotes the older anomalies it confirms or leaves them to one `promote()`."""
     import duckdb
@@ -199,7 +205,7 @@ def test_labels_from_group_counts_follow_the_rule_however_the_flushes_fall(
 @settings(max_examples=40, deadline=None)
 @given(_rows, s.sets(s.integers(0, 29)), s.booleans())
 def test_removing_verdicts_recounts_and_relabels_their_groups(
-        rows: list[tuple[str | None, str, str, str, bool]], gone: set[int], defer: bool) -> None:
+        rows: list[Row], gone: set[int], defer: bool) -> None:
     """The collector's delete and re-analysis paths: REGROUP_SQL then OUTCOME_SQL over the touched groups;
     and the same measurements measured again afterwards confirm what the removals left alone."""
     import duckdb

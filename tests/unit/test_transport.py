@@ -12,6 +12,7 @@ import pytest
 
 from tamperscope.analysis import aggregates, pipeline
 from tamperscope.analysis import schema as st
+from tamperscope.analysis.confidence import GROUP_KEY_SQL
 from tamperscope.analysis.report import app_name, html_report, terminal_report
 from tamperscope.analysis.store import Store
 from tamperscope.analysis.transport import transport_of
@@ -121,14 +122,14 @@ def test_a_store_from_before_the_column_gets_it_from_its_raw_lines(tmp_path: Pat
     path, con = store.path, store.con
     con.execute("DROP TABLE transport_backfill")  # the store as schema v7 left it
     con.execute("ALTER TABLE verdicts DROP COLUMN transport")
-    con.execute("DELETE FROM migrations WHERE version = 8")
+    con.execute("DELETE FROM migrations WHERE version >= 8")
     store.close()
     old = duckdb.connect(str(path))
     assert st.schema_version(old) == 7
     old.close()
 
     again = Store(path)
-    assert again.migrated == [8] and again.backfilled_transports == 3
+    assert again.migrated == [8, 9] and again.backfilled_transports == 3
     assert _apps(again) == EXPECTED
     assert again.cursor().execute("SELECT count(*) FROM transport_backfill").fetchone() == (0,)
     again.close()
@@ -152,4 +153,81 @@ def test_a_backfill_whose_raw_line_is_gone_leaves_the_measurement_direct(tmp_pat
     assert again.backfilled_transports == 4
     assert again.cursor().execute("SELECT count(*) FROM verdicts WHERE transport IS NOT NULL").fetchone() == (0,)
     assert again.cursor().execute("SELECT count(*) FROM transport_backfill").fetchone() == (0,)
+    again.close()
+
+
+# --------------------------------------------------------------------------- confidence (schema v9)
+
+# Tor failing directly and through an obfs4 bridge on one network: two anomalies, of two different things
+BOTH_FAIL = [_tor("2026-12-03 11:00:00", bridged=False, blocked=True),
+             _tor("2026-12-03 11:01:00", bridged=True, blocked=True)]
+
+
+def _outcomes(store: Any) -> list[tuple[Any, ...]]:
+    return store.cursor().execute("SELECT transport, mechanism, outcome FROM verdicts "
+                                  "ORDER BY measurement_start_time").fetchall()
+
+
+def _ingest(store: Store, tmp_path: Path, name: str, measurements: list[dict[str, Any]]) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"\n".join(orjson.dumps(m) for m in measurements) + b"\n")
+    assert pipeline.run([str(path)], store).new == len(measurements)
+
+
+def test_a_failure_through_a_bridge_does_not_confirm_a_failure_without_one(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    _ingest(store, tmp_path, "one.jsonl", BOTH_FAIL)
+    assert _outcomes(store) == [(None, "tcp.drop", "anomaly"), ("obfs4", "tcp.drop", "anomaly")]
+    # Tor failing directly once more on that network confirms Tor's block, not the bridge's
+    _ingest(store, tmp_path, "two.jsonl", [_tor("2026-12-03 11:02:00", bridged=False, blocked=True)])
+    assert _outcomes(store) == [(None, "tcp.drop", "confirmed"), ("obfs4", "tcp.drop", "anomaly"),
+                                (None, "tcp.drop", "confirmed")]
+    groups = store.cursor().execute("SELECT transport, anomalies FROM anomaly_groups ORDER BY ALL").fetchall()
+    assert groups == [("obfs4", 1), (None, 2)]
+    store.close()
+
+
+def _as_before_v9(store: Store) -> None:
+    """The store as schema v8 left it: groups of four fields, which counted both failures as one anomaly twice."""
+    con = store.con
+    con.execute("DROP TABLE anomaly_groups")
+    con.execute(st._V5_GROUPS_DDL)
+    con.execute(st._V5_COUNT_ALL_SQL)
+    con.execute("UPDATE verdicts SET outcome = 'confirmed' WHERE status = 'anomaly'")
+    con.execute("DELETE FROM migrations WHERE version = 9")
+
+
+def test_version_9_splits_the_groups_of_a_store_that_confirmed_them_together(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    _ingest(store, tmp_path, "one.jsonl", BOTH_FAIL)
+    path = store.path
+    _as_before_v9(store)
+    store.close()
+    old = duckdb.connect(str(path))
+    assert st.schema_version(old) == 8
+    assert old.execute("SELECT count(*) FROM anomaly_groups").fetchone() == (1,)
+    old.close()
+    again = Store(path)
+    assert again.migrated == [9]
+    assert _outcomes(again) == [(None, "tcp.drop", "anomaly"), ("obfs4", "tcp.drop", "anomaly")]
+    keys = again.cursor().execute(f"SELECT count(*) FILTER (gkey = {GROUP_KEY_SQL}), count(*) "
+                                  "FROM anomaly_groups").fetchone()
+    assert keys == (2, 2)
+    again.close()
+
+
+def test_a_store_from_before_the_column_regroups_as_its_backfill_fills_it(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    _ingest(store, tmp_path, "one.jsonl", BOTH_FAIL)
+    path, con = store.path, store.con
+    _as_before_v9(store)
+    con.execute("DROP TABLE transport_backfill")  # and as v7 left it: no transport at all
+    con.execute("ALTER TABLE verdicts DROP COLUMN transport")
+    con.execute("DELETE FROM migrations WHERE version = 8")
+    store.close()
+    again = Store(path)
+    assert again.migrated == [8, 9] and again.backfilled_transports == 2
+    assert _outcomes(again) == [(None, "tcp.drop", "anomaly"), ("obfs4", "tcp.drop", "anomaly")]
+    groups = again.cursor().execute("SELECT transport, anomalies FROM anomaly_groups ORDER BY ALL").fetchall()
+    assert groups == [("obfs4", 1), (None, 1)]
     again.close()

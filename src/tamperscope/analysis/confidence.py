@@ -7,13 +7,15 @@ censorship depends on the others, as in OONI's explorer:
   usable control, nothing to compare with);
 * ``confirmed``: an anomaly with a blockpage fingerprint match, or the same
   anomaly (same mechanism) seen on at least `CONFIRM_MIN` measurements of the
-  same input from the same network (test name, input, probe_asn);
+  same input from the same network (test name, input, probe_asn), made the same
+  way (``transport``: Tor started through an obfs4 bridge is not Tor started
+  directly, so one failure of each does not confirm either);
 * ``anomaly``: any other anomaly;
 * ``ok``: nothing suspicious.
 
 The rule is a function of a group's count of anomalies, which the store keeps
-in the table ``anomaly_groups`` (one row per test name, input, network and
-mechanism with at least one anomaly). An ingest inserts its new verdicts with
+in the table ``anomaly_groups`` (one row per test name, input, network, transport
+and mechanism with at least one anomaly). An ingest inserts its new verdicts with
 `insert_verdicts`: it reads the counts of the groups it adds to, labels its
 rows from them, and adds to the counts. Its memory and its joins are the size
 of one flush, never of the store: the previous way, recomputing every touched
@@ -32,8 +34,8 @@ when a store is opened with notes left by a run that did not finish. It promotes
 only groups whose count is still at least `CONFIRM_MIN`, so a note outlived by a
 deletion does no harm.
 
-Groups are found by ``gkey``, a 128-bit key of their four fields (`group_key_sql`):
-one join on one column per flush, instead of joins on four strings.
+Groups are found by ``gkey``, a 128-bit key of their five fields (`group_key_sql`):
+one join on one column per flush, instead of joins on five strings.
 
 Deleting or re-deriving verdicts can lower a count, so those paths recount
 their groups from the verdicts (`REGROUP_SQL`) and relabel them whole
@@ -70,8 +72,9 @@ def outcome(status: str, fingerprints: Sequence[str], same_anomaly: int) -> str:
 
 
 def group_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
-    """What "the same input and network, the same anomaly" means."""
-    return (row.get("test_name"), row.get("input") or "", row.get("probe_asn"), row.get("mechanism"))
+    """What "the same input and network, measured the same way, the same anomaly" means."""
+    return (row.get("test_name"), row.get("input") or "", row.get("probe_asn"), row.get("transport"),
+            row.get("mechanism"))
 
 
 def outcomes(rows: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -92,7 +95,7 @@ FROM (
         WHEN x.status <> 'anomaly' THEN 'ok'
         WHEN len(x.fingerprints) > 0 THEN 'confirmed'
         WHEN sum(CASE WHEN x.status = 'anomaly' THEN 1 ELSE 0 END) OVER (
-            PARTITION BY x.test_name, coalesce(x.input, ''), x.probe_asn, x.mechanism) >= {CONFIRM_MIN}
+            PARTITION BY x.test_name, coalesce(x.input, ''), x.probe_asn, x.transport, x.mechanism) >= {CONFIRM_MIN}
             THEN 'confirmed'
         ELSE 'anomaly' END AS new_outcome
     FROM verdicts x
@@ -104,9 +107,10 @@ WHERE v.measurement_uid = g.measurement_uid AND g.old_outcome IS DISTINCT FROM g
 
 
 def group_key_sql(test_name: str = "test_name", input_key: str = "input_key", probe_asn: str = "probe_asn",
-                  mechanism: str = "mechanism") -> str:
-    """SQL for a group's key: a 128-bit MD5 of its four fields, each prefixed by its length (and a
-    NULL mechanism written as "-", which no length starts with), so no two groups share an encoding.
+                  transport: str = "transport", mechanism: str = "mechanism") -> str:
+    """SQL for a group's key: a 128-bit MD5 of its five fields, each prefixed by its length (and a
+    NULL transport or mechanism written as "-", which no length starts with), so no two groups share
+    an encoding.
 
     Flushes find their groups by this key alone: a join on one 16-byte column instead of four
     strings (bench/flush.py, 2,000,000 groups: 61 ms a deferred flush instead of 115). MD5,
@@ -115,18 +119,19 @@ def group_key_sql(test_name: str = "test_name", input_key: str = "input_key", pr
     n^2 / 2^129 for n groups).
     """
     return (f"md5_number(concat_ws('|', length({test_name}), {test_name}, length({input_key}), {input_key}, "
-            f"length({probe_asn}), {probe_asn}, coalesce(length({mechanism}) || '|' || {mechanism}, '-')))")
+            f"length({probe_asn}), {probe_asn}, coalesce(length({transport}) || '|' || {transport}, '-'), "
+            f"coalesce(length({mechanism}) || '|' || {mechanism}, '-')))")
 
 
 GROUP_KEY_SQL = group_key_sql()
 
 GROUPS_DDL = """CREATE TABLE anomaly_groups (
-    test_name VARCHAR NOT NULL, input_key VARCHAR NOT NULL, probe_asn VARCHAR NOT NULL, mechanism VARCHAR,
-    anomalies BIGINT NOT NULL, gkey UHUGEINT NOT NULL, lone_uid VARCHAR)"""
+    test_name VARCHAR NOT NULL, input_key VARCHAR NOT NULL, probe_asn VARCHAR NOT NULL, transport VARCHAR,
+    mechanism VARCHAR, anomalies BIGINT NOT NULL, gkey UHUGEINT NOT NULL, lone_uid VARCHAR)"""
 # lone_uid: while a group has one anomaly, that verdict's measurement_uid (else NULL), so that
 # confirming it later is an update of one row found by its uid (see PROMOTE_SQL).
 
-_GROUP_COLUMNS = "test_name, input_key, probe_asn, mechanism, anomalies, gkey, lone_uid"
+_GROUP_COLUMNS = "test_name, input_key, probe_asn, transport, mechanism, anomalies, gkey, lone_uid"
 _LONE = "CASE WHEN count(*) = 1 THEN any_value(measurement_uid) END"
 
 # Recount, from the verdicts, every group of the temporary table `touched` (as for OUTCOME_SQL).
@@ -134,8 +139,9 @@ REGROUP_SQL = (
     """DELETE FROM anomaly_groups g USING touched t
        WHERE g.test_name = t.test_name AND g.input_key = t.input_key AND g.probe_asn = t.probe_asn""",
     f"""INSERT INTO anomaly_groups ({_GROUP_COLUMNS})
-       SELECT test_name, input_key, probe_asn, mechanism, anomalies, {GROUP_KEY_SQL}, lone_uid FROM (
-           SELECT x.test_name, coalesce(x.input, '') AS input_key, x.probe_asn, x.mechanism, count(*) AS anomalies,
+       SELECT test_name, input_key, probe_asn, transport, mechanism, anomalies, {GROUP_KEY_SQL}, lone_uid FROM (
+           SELECT x.test_name, coalesce(x.input, '') AS input_key, x.probe_asn, x.transport, x.mechanism,
+                  count(*) AS anomalies,
                   {_LONE} AS lone_uid
            FROM verdicts x SEMI JOIN touched t ON x.test_name = t.test_name
                AND coalesce(x.input, '') = t.input_key AND x.probe_asn = t.probe_asn
@@ -144,8 +150,8 @@ REGROUP_SQL = (
 
 # Every group, from scratch (a migration, or a store whose counts are suspect).
 COUNT_ALL_SQL = f"""INSERT INTO anomaly_groups ({_GROUP_COLUMNS})
-    SELECT test_name, input_key, probe_asn, mechanism, anomalies, {GROUP_KEY_SQL}, lone_uid FROM (
-        SELECT test_name, coalesce(input, '') AS input_key, probe_asn, mechanism, count(*) AS anomalies,
+    SELECT test_name, input_key, probe_asn, transport, mechanism, anomalies, {GROUP_KEY_SQL}, lone_uid FROM (
+        SELECT test_name, coalesce(input, '') AS input_key, probe_asn, transport, mechanism, count(*) AS anomalies,
                {_LONE} AS lone_uid
         FROM verdicts WHERE status = 'anomaly' GROUP BY ALL)"""
 
@@ -175,7 +181,8 @@ CREATE OR REPLACE TEMP TABLE _flush_verdicts AS
 CREATE OR REPLACE TEMP TABLE _flush_groups AS
     SELECT f.*, coalesce(g.anomalies, 0) AS before, g.rowid AS _row
     FROM (SELECT _gkey AS gkey, any_value(test_name) AS test_name, any_value(coalesce(input, '')) AS input_key,
-                 any_value(probe_asn) AS probe_asn, any_value(mechanism) AS mechanism, count(*) AS n,
+                 any_value(probe_asn) AS probe_asn, any_value(transport) AS transport,
+                 any_value(mechanism) AS mechanism, count(*) AS n,
                  {_LONE} AS lone
           FROM _flush_verdicts WHERE _gkey IS NOT NULL GROUP BY _gkey) f
     LEFT JOIN anomaly_groups g ON f.gkey = g.gkey;
@@ -186,13 +193,29 @@ INSERT INTO promotions SELECT x.gkey, g.lone_uid FROM _flush_groups x JOIN anoma
 UPDATE anomaly_groups AS g SET anomalies = g.anomalies + x.n, lone_uid = NULL
     FROM _flush_groups x WHERE g.rowid = x._row;
 INSERT INTO anomaly_groups ({_GROUP_COLUMNS})
-    SELECT test_name, input_key, probe_asn, mechanism, n, gkey, lone FROM _flush_groups WHERE _row IS NULL;
+    SELECT test_name, input_key, probe_asn, transport, mechanism, n, gkey, lone FROM _flush_groups WHERE _row IS NULL;
 INSERT INTO verdicts BY NAME
     SELECT v.* EXCLUDE (_gkey) REPLACE (
         CASE WHEN v.outcome = 'anomaly' AND x.before + x.n >= {CONFIRM_MIN} THEN 'confirmed'
              ELSE v.outcome END AS outcome)
     FROM _flush_verdicts v LEFT JOIN _flush_groups x ON v._gkey = x.gkey;
 """
+
+
+def touch(con: duckdb.DuckDBPyConnection, uids: Sequence[str]) -> None:
+    """Make the temporary table ``touched``: the (test name, input, network) of these verdicts, whose
+    groups `relabel` recounts once they were removed, re-derived or given another transport."""
+    con.execute("""CREATE OR REPLACE TEMP TABLE touched AS
+                   SELECT DISTINCT test_name, coalesce(input, '') AS input_key, probe_asn FROM verdicts
+                   WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [list(uids)])
+
+
+def relabel(con: duckdb.DuckDBPyConnection) -> None:
+    """Recount the groups of ``touched`` from the verdicts (`REGROUP_SQL`) and relabel their verdicts
+    (`OUTCOME_SQL`). Runs inside the caller's transaction."""
+    for statement in REGROUP_SQL:
+        con.execute(statement)
+    con.execute(OUTCOME_SQL)
 
 
 def insert_verdicts(con: duckdb.DuckDBPyConnection, verdicts: pa.Table, *, defer: bool = False) -> None:
@@ -212,6 +235,8 @@ def insert_verdicts(con: duckdb.DuckDBPyConnection, verdicts: pa.Table, *, defer
     the GIL back. Beside a busy thread a bare ``SELECT 1`` takes ~11 ms instead of 0.2, and
     inserting 4,096 verdicts from Arrow ~50 ms instead of 6: the table is read once.
     """
+    if "transport" not in verdicts.column_names:  # a table from before schema v9 (or a test's): all direct
+        verdicts = verdicts.append_column("transport", pa.nulls(verdicts.num_rows, pa.string()))
     _new = verdicts  # read by DuckDB (replacement scan of this frame's locals)
     if pc.index(verdicts.column("status"), "anomaly").as_py() < 0:
         con.execute("INSERT INTO verdicts BY NAME SELECT * FROM _new")
@@ -232,4 +257,5 @@ def promote(con: duckdb.DuckDBPyConnection) -> int:
 __all__ = [
     "CONFIRM_MIN", "COUNT_ALL_SQL", "GROUPS_DDL", "GROUP_KEY_SQL", "OUTCOMES", "OUTCOME_SQL", "PROMOTE_SQL",
     "PROMOTIONS_DDL", "REGROUP_SQL", "group_key", "group_key_sql", "insert_verdicts", "outcome", "outcomes", "promote",
+    "relabel", "touch",
 ]

@@ -19,9 +19,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from tamperscope.analysis.confidence import COUNT_ALL_SQL, GROUPS_DDL, OUTCOME_SQL, PROMOTIONS_DDL
+from tamperscope.analysis.confidence import COUNT_ALL_SQL, GROUPS_DDL, OUTCOME_SQL, PROMOTE_SQL, PROMOTIONS_DDL
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 
 class StoreError(Exception):
@@ -131,17 +131,42 @@ _V1 = [
 ]
 
 
+# Migrations are history: each creates the tables as they were at its version, and a later one
+# changes them, so a store of any age takes the same path. The SQL of confidence.py is today's
+# (groups of five fields, since v9); v2 and v5 keep the four-field SQL of their time, written
+# out below, because the column v9 groups by too (transport) came with v8.
+_V2_OUTCOME_SQL = """
+UPDATE verdicts AS v SET outcome = g.new_outcome
+FROM (
+    SELECT x.measurement_uid, x.outcome AS old_outcome, CASE
+        WHEN x.status = 'failure' THEN 'failure'
+        WHEN x.status <> 'anomaly' THEN 'ok'
+        WHEN len(x.fingerprints) > 0 THEN 'confirmed'
+        WHEN sum(CASE WHEN x.status = 'anomaly' THEN 1 ELSE 0 END) OVER (
+            PARTITION BY x.test_name, coalesce(x.input, ''), x.probe_asn, x.mechanism) >= 2 THEN 'confirmed'
+        ELSE 'anomaly' END AS new_outcome
+    FROM verdicts x
+) AS g
+WHERE v.measurement_uid = g.measurement_uid AND g.old_outcome IS DISTINCT FROM g.new_outcome
+"""
+_V5_GROUPS_DDL = """CREATE TABLE anomaly_groups (
+    test_name VARCHAR NOT NULL, input_key VARCHAR NOT NULL, probe_asn VARCHAR NOT NULL, mechanism VARCHAR,
+    anomalies BIGINT NOT NULL, gkey UHUGEINT NOT NULL, lone_uid VARCHAR)"""
+_V5_COUNT_ALL_SQL = """INSERT INTO anomaly_groups
+    SELECT test_name, input_key, probe_asn, mechanism, anomalies,
+           md5_number(concat_ws('|', length(test_name), test_name, length(input_key), input_key,
+                                length(probe_asn), probe_asn, coalesce(length(mechanism) || '|' || mechanism, '-'))),
+           lone_uid FROM (
+        SELECT test_name, coalesce(input, '') AS input_key, probe_asn, mechanism, count(*) AS anomalies,
+               CASE WHEN count(*) = 1 THEN any_value(measurement_uid) END AS lone_uid
+        FROM verdicts WHERE status = 'anomaly' GROUP BY ALL)"""
+
+
 def _v2(con: duckdb.DuckDBPyConnection) -> None:
     """Cross-measurement confidence: the ``outcome`` column, back-filled for every verdict."""
     con.execute("ALTER TABLE verdicts ADD COLUMN outcome VARCHAR")
-    con.execute("""CREATE TEMP TABLE touched AS
-                   SELECT DISTINCT test_name, coalesce(input, '') AS input_key, probe_asn FROM verdicts""")
-    con.execute(OUTCOME_SQL)
-    con.execute("DROP TABLE touched")
+    con.execute(_V2_OUTCOME_SQL)
 
-
-# Migrations are history: each creates the tables as they were at its version (v3 and v4 as
-# below), and a later one changes them (v5), so a store of any age takes the same path.
 _V3 = [
     """CREATE TABLE anomaly_groups (
         test_name VARCHAR NOT NULL, input_key VARCHAR NOT NULL, probe_asn VARCHAR NOT NULL, mechanism VARCHAR,
@@ -166,10 +191,10 @@ def _v5(con: duckdb.DuckDBPyConnection) -> None:
         WHERE v.outcome = 'anomaly' AND v.status = 'anomaly' AND v.test_name = x.test_name
           AND coalesce(v.input, '') = x.input_key AND v.probe_asn = x.probe_asn
           AND v.mechanism IS NOT DISTINCT FROM x.mechanism""")
-    for table, ddl in (("anomaly_groups", GROUPS_DDL), ("promotions", PROMOTIONS_DDL)):
+    for table, ddl in (("anomaly_groups", _V5_GROUPS_DDL), ("promotions", PROMOTIONS_DDL)):
         con.execute(f"DROP TABLE {table}")
         con.execute(ddl)
-    con.execute(COUNT_ALL_SQL)
+    con.execute(_V5_COUNT_ALL_SQL)
 
 
 _V6 = ["""CREATE TABLE ingested_files (
@@ -199,6 +224,23 @@ _V8 = [
 ]
 
 
+def _v9(con: duckdb.DuckDBPyConnection) -> None:
+    """Anomaly groups split by transport: one failure of Tor started directly and one of Tor started
+    through a bridge, on the same network, no longer confirm each other. The notes a stopped run left are
+    applied first (by the four-field keys they hold); the groups are counted again from the verdicts, and
+    the verdicts of every (test, input, network) that has a transport relabelled. Verdicts whose transport
+    v8's backfill fills later are regrouped by that backfill (transport.backfill)."""
+    con.execute(PROMOTE_SQL)
+    con.execute("DROP TABLE anomaly_groups")
+    con.execute(GROUPS_DDL)
+    con.execute(COUNT_ALL_SQL)
+    con.execute("""CREATE OR REPLACE TEMP TABLE touched AS
+                   SELECT DISTINCT test_name, coalesce(input, '') AS input_key, probe_asn FROM verdicts
+                   WHERE transport IS NOT NULL""")
+    con.execute(OUTCOME_SQL)
+    con.execute("DROP TABLE touched")
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -225,6 +267,7 @@ MIGRATIONS: tuple[Migration, ...] = (
               _statements(_V7)),
     Migration(8, "verdicts.transport: how a circumvention tool got through (obfs4, snowflake, a bridge)",
               _statements(_V8)),
+    Migration(9, "anomaly groups split by transport: Tor through a bridge confirms only Tor through a bridge", _v9),
 )
 
 

@@ -23,6 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from tamperscope.analysis import backfill as backfills
+from tamperscope.analysis import confidence
 
 DIRECT = frozenset(("", "vanilla", "none", "direct"))
 _TOKEN = re.compile(r"[a-z0-9][a-z0-9_.+-]{0,39}")
@@ -47,7 +48,8 @@ def transport_of(test_keys: Mapping[str, Any]) -> str | None:
 
 def backfill(con: duckdb.DuckDBPyConnection, raw: Callable[[str], bytes | None], batch: int = 512) -> int:
     """Fill ``verdicts.transport`` for the measurements listed in ``transport_backfill`` from their raw lines
-    (`backfill.run`); returns how many were read. A raw line that is gone leaves NULL (direct)."""
+    (`backfill.run`), and regroup their anomalies by it (`confidence.relabel`); returns how many were read.
+    A raw line that is gone leaves NULL (direct)."""
 
     def judge(uid: str, measurement: Mapping[str, Any]) -> list[tuple[str, str]]:
         tk = measurement.get("test_keys")
@@ -60,6 +62,9 @@ def backfill(con: duckdb.DuckDBPyConnection, raw: Callable[[str], bytes | None],
                            "transport": pa.array([r[1] for r in rows], pa.string())})
             con.execute("""UPDATE verdicts AS v SET transport = t.transport FROM _t AS t
                            WHERE v.measurement_uid = t.measurement_uid""")
+            # their anomalies now count in the groups of their transport (confidence.py)
+            confidence.touch(con, [r[0] for r in rows])
+            confidence.relabel(con)
 
     return backfills.run(con, "transport_backfill", raw, judge, write, batch)
 

@@ -22,10 +22,9 @@ from __future__ import annotations
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from tamperscope.analysis.aggregates import Filters
-from tamperscope.analysis.confidence import OUTCOME_SQL, REGROUP_SQL
+from tamperscope.analysis.confidence import relabel, touch
 from tamperscope.analysis.pipeline import analyse_batch
 from tamperscope.analysis.reader import Line
 from tamperscope.analysis.store import Store
@@ -73,19 +72,6 @@ def usable_token(token: str | None) -> str | None:
     return token
 
 
-def _touched(con: Any, uids: Sequence[str]) -> None:
-    con.execute("""CREATE OR REPLACE TEMP TABLE touched AS
-                   SELECT DISTINCT test_name, coalesce(input, '') AS input_key, probe_asn FROM verdicts
-                   WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [list(uids)])
-
-
-def _relabel(con: Any) -> None:
-    """After verdicts of the `touched` groups were removed or re-derived: their counts and labels, recomputed."""
-    for statement in REGROUP_SQL:
-        con.execute(statement)
-    con.execute(OUTCOME_SQL)
-
-
 @dataclass(frozen=True)
 class Deletion:
     measurement_uid: str
@@ -104,10 +90,10 @@ def delete(store: Store, rawlog: RawLog, uid: str, reason: str) -> Deletion:
     if existed:
         con.execute("BEGIN TRANSACTION")
         try:
-            _touched(con, [uid])
+            touch(con, [uid])
             for table in ("observations", "rules", "rules_backfill", "transport_backfill", "verdicts", "measurements"):
                 con.execute(f"DELETE FROM {table} WHERE measurement_uid = ?", [uid])
-            _relabel(con)
+            relabel(con)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -165,8 +151,8 @@ def reanalyse(store: Store, reader: Reader, uids: Sequence[str]) -> dict[str, in
             _rr = result.rules  # read by DuckDB
             con.execute("""INSERT INTO rules BY NAME SELECT * FROM _rr
                            WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [wanted])
-        _touched(con, wanted)
-        _relabel(con)
+        touch(con, wanted)
+        relabel(con)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
