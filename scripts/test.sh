@@ -46,7 +46,8 @@ else
   }
   beside parallel 10 -n "$workers" -m "not serial and not wallclock"
   beside wallclock 0 -m "wallclock and not serial"
-  trap 'for g in "${groups[@]}"; do kill -- -"$g" 2>/dev/null; done' EXIT
+  # interrupted: the background streams go too, and their logs (nothing left behind in $TMPDIR)
+  trap 'for g in "${groups[@]}"; do kill -- -"$g" 2>/dev/null; done; rm -rf "$logs"' EXIT
   echo "test: beside this pass: the parallel tests (-m 'not serial and not wallclock', $workers processes, nice 10)" \
     "and the wallclock ones (-m wallclock); their output follows"
   # The lab first: it waits on timeouts most of the time, while the parallel tests run; the unit tests that measure
