@@ -231,3 +231,27 @@ def test_a_store_from_before_the_column_regroups_as_its_backfill_fills_it(tmp_pa
     groups = again.cursor().execute("SELECT transport, anomalies FROM anomaly_groups ORDER BY ALL").fetchall()
     assert groups == [("obfs4", 1), (None, 1)]
     again.close()
+
+
+def test_version_9_applies_the_notes_a_stopped_run_left_before_it_regroups(tmp_path: Path) -> None:
+    """A streaming run that stopped before its end leaves the older anomaly of a group it confirmed noted, not
+    relabelled (confidence.promote). v9 applies the note by the four-field key it holds before it regroups: here on
+    a network where no measurement had a transport, whose verdicts v9 does not relabel."""
+    store = Store(tmp_path / "s.duckdb")
+    other = "AS51495"
+    elsewhere = [_tor(f"2026-12-03 12:0{i}:00", bridged=False, blocked=True, asn=other) for i in range(2)]
+    _ingest(store, tmp_path, "one.jsonl", [*BOTH_FAIL, *elsewhere])
+    path, con = store.path, store.con
+    _as_before_v9(store)
+    first = con.execute("SELECT measurement_uid FROM verdicts WHERE probe_asn = ? ORDER BY measurement_start_time "
+                        "LIMIT 1", [other]).fetchone()
+    assert first is not None
+    con.execute("UPDATE verdicts SET outcome = 'anomaly' WHERE measurement_uid = ?", [first[0]])
+    con.execute("INSERT INTO promotions SELECT gkey, ? FROM anomaly_groups WHERE probe_asn = ?", [first[0], other])
+    store.close()
+    again = Store(path)
+    assert again.migrated == [9]
+    assert _outcomes(again) == [(None, "tcp.drop", "anomaly"), ("obfs4", "tcp.drop", "anomaly"),
+                                (None, "tcp.drop", "confirmed"), (None, "tcp.drop", "confirmed")]
+    assert again.cursor().execute("SELECT count(*) FROM promotions").fetchone() == (0,)
+    again.close()
