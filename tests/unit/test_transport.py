@@ -101,6 +101,8 @@ def test_tor_through_a_bridge_is_not_the_latest_word_on_tor(tmp_path: Path) -> N
     html = html_report(store, plotly_js="")
     section = html.split("<section id='apps'>", 1)[1].split("</section>", 1)[0]
     assert section.count("<tr") - 1 == 3 and "Tor (its own bootstrap) through a bridge (obfs4)" in section
+    legend = html.split("How to read this", 1)[1].split("</dl>", 1)[0]
+    assert "Tor through a bridge counts apart from Tor" in legend  # what "confirmed" means for a tool
     store.close()
 
 
