@@ -206,24 +206,21 @@ def test_labels_from_group_counts_follow_the_rule_however_the_flushes_fall(
 @given(_rows, s.sets(s.integers(0, 29)), s.booleans())
 def test_removing_verdicts_recounts_and_relabels_their_groups(
         rows: list[Row], gone: set[int], defer: bool) -> None:
-    """The collector's delete and re-analysis paths: REGROUP_SQL then OUTCOME_SQL over the touched groups;
-    and the same measurements measured again afterwards confirm what the removals left alone."""
+    """The collector's delete and re-analysis paths: `touch`, then `relabel` (REGROUP_SQL, OUTCOME_SQL) over the
+    touched groups; and the same measurements measured again afterwards confirm what the removals left alone."""
     import duckdb
 
     from tamperscope.analysis import store as st
-    from tamperscope.analysis.confidence import REGROUP_SQL, promote
+    from tamperscope.analysis.confidence import promote, relabel, touch
 
     con = duckdb.connect()
     st.migrate(con)
     table, plain = _verdict_table(rows, 0)
     _ingest(con, table)
     gone = {i for i in gone if i < len(rows)}
-    con.execute("""CREATE TEMP TABLE touched AS SELECT DISTINCT test_name, coalesce(input, '') AS input_key, probe_asn
-                   FROM verdicts WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [[str(i) for i in gone]])
+    touch(con, [str(i) for i in gone])
     con.execute("DELETE FROM verdicts WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))", [[str(i) for i in gone]])
-    for statement in REGROUP_SQL:
-        con.execute(statement)
-    con.execute(OUTCOME_SQL)
+    relabel(con)
     labels, groups = _stored(con)
     wrong = _lone_uids_wrong(con)
     kept = [r for i, r in enumerate(plain) if i not in gone]
@@ -238,6 +235,35 @@ def test_removing_verdicts_recounts_and_relabels_their_groups(
     con.close()
     assert labels == outcomes(kept + repeated)
     assert groups == _counts(kept + repeated)
+
+
+@settings(max_examples=40, deadline=None)
+@given(_rows, s.sets(s.integers(0, 29)))
+def test_a_transport_filled_in_later_regroups_its_verdicts(rows: list[Row], bridged: set[int]) -> None:
+    """Schema v8's backfill: verdicts stored as direct learn their transport from their raw lines; `touch` and
+    `relabel` move their anomalies to the groups of that transport, and the labels follow the rule."""
+    import duckdb
+
+    from tamperscope.analysis import store as st
+    from tamperscope.analysis.confidence import relabel, touch
+
+    con = duckdb.connect()
+    st.migrate(con)
+    table, plain = _verdict_table([(*r[:5], None) for r in rows], 0)
+    _ingest(con, table)
+    bridged = {i for i in bridged if i < len(rows)}
+    uids = [str(i) for i in sorted(bridged)]
+    con.execute("UPDATE verdicts SET transport = 'obfs4' WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))",
+                [uids])
+    touch(con, uids)
+    relabel(con)
+    labels, groups = _stored(con)
+    wrong = _lone_uids_wrong(con)
+    con.close()
+    now = [dict(r, transport="obfs4" if i in bridged else None) for i, r in enumerate(plain)]
+    assert labels == outcomes(now)
+    assert groups == _counts(now)
+    assert wrong == []
 
 
 # --------------------------------------------------------------------------- verdicts by test name
