@@ -134,7 +134,8 @@ _V1 = [
 # Migrations are history: each creates the tables as they were at its version, and a later one
 # changes them, so a store of any age takes the same path. The SQL of confidence.py is today's
 # (groups of five fields, since v9); v2 and v5 keep the four-field SQL of their time, written
-# out below, because the column v9 groups by too (transport) came with v8.
+# out below, because the column v9 groups by too (transport) came with v8. A migration that changes
+# the groups again must write out v9's SQL the same way.
 _V2_OUTCOME_SQL = """
 UPDATE verdicts AS v SET outcome = g.new_outcome
 FROM (
