@@ -9,6 +9,7 @@ log, and the server still serving others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import socket
@@ -393,6 +394,38 @@ def test_collector_a_request_that_does_not_come_gets_408(partial: bytes) -> None
     async def main() -> None:
         async with collector_server(head=0.5, body_period=0.5) as port:
             assert await slowloris(port, partial, 3) == 408
+
+    run(main)
+
+
+def test_collector_a_client_still_sending_when_timed_out_reads_the_408_not_a_reset() -> None:
+    """A body that comes as fast as the client can send it, but slower than `body_bytes` per `body_period`: the
+    client is still sending when the server gives up. Closing with its bytes unread resets the connection, and
+    the client read ECONNRESET instead of the 408 (every time here; CI once saw it by chance for the byte-a-time
+    body above). The server now says 408, ends its side and drops what still comes until the client closes or
+    `linger` passes."""
+    async def client(port: int) -> int:
+        reader, writer = await asyncio.open_connection(LO, port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n")
+
+        async def pour() -> None:  # as fast as loopback takes it (~50 MB/s here), under the 1 GB per 0.3 s asked
+            with contextlib.suppress(ConnectionError):
+                while True:
+                    writer.write(b"x" * 4096)
+                    await writer.drain()
+                    await asyncio.sleep(0)
+
+        pouring = asyncio.create_task(pour())
+        try:
+            return status(await until_closed(reader, 4))
+        finally:
+            pouring.cancel()
+            writer.close()
+
+    async def main() -> None:
+        async with collector_server(head=0.3, body_period=0.3, body_bytes=10**9, linger=1.0) as port:
+            got = await asyncio.gather(*(client(port) for _ in range(3)), return_exceptions=True)
+            assert got == [408] * 3
 
     run(main)
 

@@ -84,10 +84,10 @@ class ConnectionLimits:
     body_period: float = 30.0  # s in which a body must bring `body_bytes` (unless the server paused reading); else 408
     body_bytes: int = 1024  # bytes; a body of 64 MiB may take long, one a byte at a time may not
     keep_alive: float = 30.0  # s a connection may wait between requests (uvicorn's own timeout)
-    linger: float = 1.0  # s a refused connection stays open, so that its client reads the 503 rather than a reset
+    linger: float = 1.0  # s a refused or timed-out connection stays open: its client reads the 503 or 408, no reset
 
 
-MAX_REFUSING = 64  # refused connections that may linger at once: a flood must not hold descriptors that way
+MAX_LINGERING = 64  # refused and timed-out connections that may linger at once: a flood must not hold descriptors
 REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 21\r\n"
            b"connection: close\r\n\r\ntoo many connections\n")
 TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 34\r\n"
@@ -101,14 +101,14 @@ def bounded_h11(limits: ConnectionLimits) -> type[asyncio.Protocol]:
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    refusing: set[asyncio.Transport] = set()
+    lingering: set[asyncio.Transport] = set()
 
     class BoundedH11(H11Protocol):
         _timer: asyncio.TimerHandle | None = None
         _received = 0  # bytes received on the connection
         _mark = 0  # _received when the timer was set
         _watched: Any = None  # the request cycle (None before the first) when the timer was set
-        _refused = False  # answered 503 for the cap; what the client still sends is dropped
+        _ended = False  # answered for good (503 for the cap, 408 for time); what the client still sends is dropped
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -118,21 +118,33 @@ def bounded_h11(limits: ConnectionLimits) -> type[asyncio.Protocol]:
             self._watch(limits.head)  # a client that connects and sends nothing is timed too
 
         def _refuse(self, transport: asyncio.Transport) -> None:
-            """503, then close: at once if many refused connections linger already, else once the client has
-            closed (the transport closes itself then) or after `limits.linger`; closing with the client's
-            request unread would reset the connection and lose the answer."""
-            self._refused = True
+            """503, then close (`_end`)."""
             self.connections.discard(self)
-            transport.write(REFUSED)
-            if len(refusing) >= MAX_REFUSING or not transport.can_write_eof():
+            self._end(transport, REFUSED)
+
+        def _end(self, transport: asyncio.Transport, answer: bytes) -> None:
+            """Send ``answer`` (or nothing), then close: at once if many connections linger already, else once the
+            client has closed (the transport closes itself then) or after `limits.linger`, dropping what it still
+            sends. Closing with the client's bytes unread resets the connection, and a reset can overtake the
+            answer: a client still sending its request would read ECONNRESET instead of the 503 or 408."""
+            self._ended = True
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                # the request is over for the app as if the client had gone (uvicorn's connection_lost): its
+                # receive() says so and its send() writes nothing, nothing after this answer or after the EOF
+                cycle.disconnected = True
+                cycle.message_event.set()
+            if answer:
+                transport.write(answer)
+            if len(lingering) >= MAX_LINGERING or not transport.can_write_eof():
                 transport.close()
                 return
             transport.write_eof()
-            refusing.add(transport)
+            lingering.add(transport)
             self._timer = self.loop.call_later(limits.linger, transport.close)
 
         def data_received(self, data: bytes) -> None:
-            if self._refused:
+            if self._ended:
                 return
             self._received += len(data)
             super().data_received(data)
@@ -143,7 +155,7 @@ def bounded_h11(limits: ConnectionLimits) -> type[asyncio.Protocol]:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            refusing.discard(self.transport)
+            lingering.discard(self.transport)
             super().connection_lost(exc)
 
         def _arriving(self) -> bool:
@@ -184,9 +196,8 @@ def bounded_h11(limits: ConnectionLimits) -> type[asyncio.Protocol]:
             # else the request is in, or the connection waits between two (uvicorn's keep-alive timeout)
 
         def _time_out(self, answered: bool) -> None:
-            if not answered:  # else the handler answered early (a 413, say): a 408 after it would be garbage
-                self.transport.write(TIMED_OUT)
-            self.transport.close()
+            # answered: the handler answered early (a 413, say), and a 408 after it would be garbage
+            self._end(self.transport, b"" if answered else TIMED_OUT)
 
     return BoundedH11
 
