@@ -67,6 +67,7 @@ def _load(tmp_path: Path, text: str) -> ProfileError:
 # -- the profile file -------------------------------------------------------------------------------
 
 
+@pytest.mark.wallclock  # bounds wall-clock time: not among the low-priority tests (scripts/test.sh)
 def test_a_fifo_profile_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
     """`lab up` would read it once, and the censor and the servers would then wait for ever to read it again."""
     fifo = tmp_path / "p.toml"
@@ -107,6 +108,7 @@ def test_a_profile_name_that_is_no_file(tmp_path: Path, spec: str, needle: str) 
     _one_line(_expect(tmp_path, spec), 2, needle)
 
 
+@pytest.mark.wallclock  # bounds wall-clock time: not among the low-priority tests (scripts/test.sh)
 @pytest.mark.parametrize("text", [
     "x = " + "[" * 100_000 + "]" * 100_000 + "\n",  # was a RecursionError traceback
     "x = " + "{a = " * 5000 + "1" + "}" * 5000 + "\n",
@@ -216,6 +218,7 @@ def test_the_name_is_one_line(tmp_path: Path) -> None:
     assert "name: must be one line" in str(_load(tmp_path, 'name = "a\\nb"\n'))
 
 
+@pytest.mark.wallclock  # bounds wall-clock time: not among the low-priority tests (scripts/test.sh)
 def test_many_regex_rules_are_compiled_once() -> None:
     """Past re's 512-pattern cache every name the censor saw recompiled every regex (10 000 rules, 1000 URLs:
     `lab expect` took minutes)."""
