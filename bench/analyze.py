@@ -386,7 +386,11 @@ def aggregate_latency(rows: int, db: Path, repeats: int = 30) -> list[tuple[str,
                    ELSE 'none' END AS mechanism,
                0.8 AS confidence,
                CASE WHEN o < 3 THEN 'anomaly' WHEN o = 9 THEN 'failure' ELSE 'ok' END AS status,
-               []::VARCHAR[] AS evidence, []::VARCHAR[] AS fingerprints,
+               []::VARCHAR[] AS evidence,
+               -- a blockpage's fingerprint (one of 60) on blockpages, a DNS one on a third of the poisoned answers
+               CASE WHEN o < 3 AND mech = 4 THEN ['cp/bench_page_' || (sig + kind) % 60]
+                    WHEN o < 3 AND mech = 0 AND sig % 3 = 0 THEN ['cl/bench_dns_' || kind]
+                    ELSE []::VARCHAR[] END AS fingerprints,
                -- half the keys fixed (a box's constant IP-ID), half a key per packet (a counter): folded
                CASE WHEN sig = 0 THEN (CASE WHEN kind < 6 THEN 'tcp/RA/ttl64/win0/ipid' || kind
                                             ELSE 'udp/ttl64/ipid' || (i % 65536) END) END AS signature,
@@ -418,6 +422,11 @@ def aggregate_latency(rows: int, db: Path, repeats: int = 30) -> list[tuple[str,
         ("per_country", lambda: aggregates.per_country(s)),
         ("domain_network (heatmap)", lambda: aggregates.domain_network(s)),
         ("signatures", lambda: aggregates.signatures(s)),
+        ("blockpages (fingerprints matched)", lambda: aggregates.blockpages(s)),
+        ("blockpages (one country: the explorer's)",
+         lambda: aggregates.blockpages(s, aggregates.Filters(probe_cc="RU"))),
+        ("per_network (one fingerprint: its measurements)",
+         lambda: aggregates.per_network(s, aggregates.Filters(fingerprint="cp/bench_page_7"))),
         ("blocking_rules (the report's: 100 rows of 200,000 rules)", lambda: aggregates.blocking_rules(s)),
         ("blocking_rules (one country: the explorer's)", lambda: aggregates.blocking_rules(s, aggregates.Filters(probe_cc="RU"))),
         ("blocking_rules (one domain)", lambda: aggregates.blocking_rules(s, aggregates.Filters(domain="site7.example"))),

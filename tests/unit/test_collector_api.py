@@ -107,7 +107,7 @@ def test_raw_measurement_is_byte_for_byte(client: SyncClient) -> None:
 
 
 @pytest.mark.parametrize("name", ["timeline", "per_domain", "per_network", "per_mechanism", "per_country",
-                                  "signatures", "hops", "domain_network", "mechanism_country"])
+                                  "signatures", "blockpages", "hops", "domain_network", "mechanism_country"])
 def test_aggregations_json_and_csv(client: SyncClient, name: str) -> None:
     r = client.get(f"/api/v1/aggregation/{name}", params={"probe_cc": "RU"})
     assert r.status_code == 200

@@ -2,7 +2,7 @@
 
 Each function (`timeline`, `per_domain`, `per_network`, `per_test`, `apps`, `per_mechanism`,
 `per_country`, and the report's `domain_network`, `mechanism_country`, `signatures`,
-`blocking_rules`, `changes`, `totals`) returns plain rows (lists of dicts of str, int,
+`blockpages`, `blocking_rules`, `changes`, `totals`) returns plain rows (lists of dicts of str, int,
 float; dates as ISO strings) from one SQL query over the store's tables, narrowed by one
 set of filters (`Filters`). They take anything with a ``cursor()`` (a `Store`, or the
 collector's read-only reader). Over 1,000,000 verdict rows (``bench/analyze.py``, section
@@ -37,6 +37,7 @@ class Filters:
     input: str | None = None
     test_name: str | None = None
     mechanism: str | None = None
+    fingerprint: str | None = None        # a blockpage or DNS fingerprint id the verdict matched
     since: dt.date | str | None = None    # inclusive, by measurement day
     until: dt.date | str | None = None    # inclusive
 
@@ -53,6 +54,9 @@ class Filters:
             else:
                 clauses.append(f"{column} = ?")
                 params.append(value)
+        if self.fingerprint is not None:
+            clauses.append("list_contains(fingerprints, ?)")
+            params.append(self.fingerprint)
         if self.since is not None:
             clauses.append("day >= ?::DATE")
             params.append(str(self.since))
@@ -259,6 +263,31 @@ def signatures(store: Store, filters: Filters | None = None, limit: int | None =
     return _plain(query_rows(store.cursor(), sql, params))
 
 
+def blockpages(store: Store, filters: Filters | None = None, limit: int | None = 100) -> list[dict[str, Any]]:
+    """The blockpage and DNS fingerprints the verdicts matched (``fingerprints``), with where and when.
+
+    The other half of the equipment seen: a packet signature needs the probe's capture, a fingerprint only the
+    page or the answer, so it is what OONI's and Censored Planet's data show. One row per fingerprint id:
+    ``measurement_count`` (measurements that matched it), ``confirmed_count``, ``mechanisms``, ``countries``,
+    ``network_count``, ``domain_count``, ``first_seen``, ``last_seen``. The ids are the store's (a submission's
+    may name a fingerprint this version does not ship): the report looks them up (`report.blockpages_in_words`)."""
+    where, params = (filters or Filters()).where()
+    top = f"LIMIT {int(limit)}" if limit is not None else ""
+    sql = f"""
+        WITH f AS (SELECT unnest(list_distinct(fingerprints)) AS fingerprint, outcome, mechanism, probe_cc,
+                          probe_asn, domain, day
+                   FROM verdicts WHERE ({where}) AND len(fingerprints) > 0)
+        SELECT fingerprint, count(*) AS measurement_count,
+               count(*) FILTER (WHERE outcome = 'confirmed') AS confirmed_count,
+               string_agg(DISTINCT mechanism, ', ' ORDER BY mechanism) AS mechanisms,
+               string_agg(DISTINCT probe_cc, ', ' ORDER BY probe_cc) AS countries,
+               count(DISTINCT probe_asn) AS network_count, count(DISTINCT domain) AS domain_count,
+               min(day) AS first_seen, max(day) AS last_seen
+        FROM f WHERE fingerprint IS NOT NULL GROUP BY fingerprint
+        ORDER BY measurement_count DESC, fingerprint {top}"""
+    return _plain(query_rows(store.cursor(), sql, params))
+
+
 _DETERMINED = "FILTER (WHERE rule <> 'undetermined')"
 
 
@@ -372,12 +401,13 @@ def totals(store: Store, filters: Filters | None = None) -> dict[str, Any]:
 AGGREGATES: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "timeline": timeline, "per_domain": per_domain, "per_network": per_network, "per_test": per_test,
     "per_mechanism": per_mechanism, "per_country": per_country, "domain_network": domain_network,
-    "mechanism_country": mechanism_country, "signatures": signatures, "blocking_rules": blocking_rules,
+    "mechanism_country": mechanism_country, "signatures": signatures, "blockpages": blockpages,
+    "blocking_rules": blocking_rules,
     "apps": apps,
 }
 
 
 __all__ = [
-    "AGGREGATES", "Filters", "blocking_rules", "changes", "domain_network", "mechanism_country", "per_country",
-    "per_domain", "per_mechanism", "per_network", "per_test", "signatures", "timeline", "totals",
+    "AGGREGATES", "Filters", "blocking_rules", "blockpages", "changes", "domain_network", "mechanism_country",
+    "per_country", "per_domain", "per_mechanism", "per_network", "per_test", "signatures", "timeline", "totals",
 ]

@@ -6,7 +6,7 @@ the tables behind the charts) as one JSON document, for scripts and notebooks.
 `html_report()` writes a single HTML file a journalist can open anywhere, offline:
 plotly.js is embedded (no CDN, no network), and it shows a summary in words, what
 the labels mean, a timeline, a domain × network heatmap, the mechanisms by country,
-the equipment signatures seen, what the censors' rules match (from blocking_rules
+the equipment signatures and the blockpages recognised, what the censors' rules match (from blocking_rules
 measurements) and the tables behind them.
 
 Measurement content is hostile (inputs, network names and signatures come from
@@ -314,6 +314,12 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
             ("signature", "signature"), ("in_words", "the packet"), *_equipment_column(sigs),
             ("measurement_count", "measurements"), ("mechanisms", "mechanisms"), ("countries", "countries"),
             ("network_count", "networks")])]
+    pages = blockpages_in_words(store, filters, limit)
+    if pages:
+        lines += ["", "Blockpages recognised (pages and DNS answers matching a known fingerprint)", table(pages, [
+            ("fingerprint", "fingerprint"), ("names", "whose"), ("measurement_count", "measurements"),
+            ("confirmed_count", "confirmed"), ("mechanisms", "mechanisms"), ("countries", "countries"),
+            ("network_count", "networks"), ("domain_count", "domains")])]
     return "\n".join(lines)
 
 
@@ -327,6 +333,63 @@ def signatures_in_words(store: Store, filters: Filters | None, limit: int | None
         first, last = r["first_seen"], r["last_seen"]
         r["seen"] = str(first) if first == last else f"{first} to {last}"
     return rows
+
+
+# Who a fingerprint's label says put the page up: Censored Planet's prefixes (a_prod_fortinet_1) and Citizen
+# Lab's scopes (OONI's blocking-fingerprints uses the same). A label not listed here is shown as it is.
+FINGERPRINT_SCOPES: dict[str, str] = {
+    "a_prod": "a filtering product", "prod": "a filtering product",
+    "b_nat": "a national blocking system", "nat": "a national blocking system",
+    "c_isp": "an ISP", "isp": "an ISP",
+    "d_corp": "a company or institution", "inst": "an institution (a school, an office)",
+    "e_unk": "someone not identified", "f_gen": "no one (generic wording)", "vbw": "no one (vague wording)",
+    "injb": "a benign injection (a router's or ISP's notice)",
+}
+FINGERPRINT_SOURCES = {"censoredplanet": "Censored Planet", "citizenlab": "Citizen Lab"}
+
+
+def blockpages_in_words(store: Any, filters: Filters | None, limit: int | None) -> list[dict[str, Any]]:
+    """`aggregates.blockpages`, each row with what the shipped database says of its fingerprint: ``name`` (Citizen
+    Lab's common name, else the source's own), ``names`` (who the page belongs to, in words), ``source``,
+    ``kind`` (blockpage or dns), ``expected`` (the countries the page is known from), and ``seen`` (the days).
+    A fingerprint this version does not ship keeps its id, with the rest empty."""
+    rows = aggregates.blockpages(store, filters, limit)
+    if not rows:
+        return rows
+    from tamperscope.wire.fingerprints import FingerprintDB
+
+    try:
+        db: FingerprintDB | None = FingerprintDB.load()
+    except Exception:  # an unreadable package: the ids are still worth showing
+        db = None
+    for r in rows:
+        fp = None
+        if db is not None:
+            try:
+                fp = db.get(str(r["fingerprint"]))
+            except KeyError:
+                fp = None
+        r["name"] = (fp.title or fp.name) if fp is not None else ""
+        r["names"] = FINGERPRINT_SCOPES.get(fp.label, fp.label) if fp is not None else ""
+        r["source"] = FINGERPRINT_SOURCES.get(fp.source, fp.source) if fp is not None else ""
+        r["kind"] = ("DNS answer" if fp.kind == "dns" else "page") if fp is not None else ""
+        r["expected"] = ", ".join(fp.expected_countries) if fp is not None else ""
+        first, last = r["first_seen"], r["last_seen"]
+        r["seen"] = str(first) if first == last else f"{first} to {last}"
+    return rows
+
+
+def _fingerprint_columns(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """Whose page each fingerprint is; and its name, kind and home countries only where a row has them (a
+    Censored Planet fingerprint's name is its id, and most match pages, not DNS answers)."""
+    columns = [("names", "whose page")]
+    if any(r["name"] and not str(r["fingerprint"]).endswith(f"/{r['name']}") for r in rows):
+        columns.insert(0, ("name", "name"))
+    if any(r["kind"] == "DNS answer" for r in rows):
+        columns.append(("kind", "in a"))
+    if any(r["expected"] for r in rows):
+        columns.append(("expected", "known from"))
+    return columns
 
 
 def _equipment_column(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
@@ -624,9 +687,9 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
         ("confirmed_count", "confirmed"), ("domain_count", "sites"), ("network_count", "networks")])))
     signatures = signatures_in_words(store, filters, limit)
     sections.append(("equipment", "Equipment signatures seen",
-                     "<p>Packet and blockpage signatures of the devices doing the interfering, where the probe "
-                     "could capture them: the forged packet's kind and flags, its initial TTL, TCP window and "
-                     "IP-ID, and the blockpage fingerprints matched. A fixed IP-ID is part of a device's "
+                     "<p>Packet signatures of the devices doing the interfering, where the probe could capture "
+                     "them: the forged packet's kind and flags, its initial TTL, TCP window and IP-ID (the "
+                     "blockpages recognised are in the next section). A fixed IP-ID is part of a device's "
                      "signature; <code>ipid*</code> stands for packets whose IP-ID changed from one to the next "
                      "(a counter, or random), folded into one row (the words say how many IP-IDs).</p>" +
                      _html_table(signatures, [
@@ -635,6 +698,18 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
                          ("measurement_count", "measurements"), ("mechanisms", "techniques"),
                          ("countries", "countries"), ("network_count", "networks"), ("domain_count", "sites"),
                          ("seen", "seen")])))
+    pages = blockpages_in_words(store, filters, limit)
+    sections.append(("blockpages", "Blockpages recognised",
+                     "<p>Pages and DNS answers that match a known blockpage fingerprint, from Censored Planet's and "
+                     "Citizen Lab's lists: whose page it is (a filtering product, a national system, an ISP, an "
+                     "institution) and where it was seen. Many blockpages name their maker, so this is equipment "
+                     "seen without any packet capture. A generic fingerprint names no one: it only shows that the "
+                     "page is a blockpage. <code>cp/</code> fingerprints are Censored Planet's, <code>cl/</code> "
+                     "ones Citizen Lab's.</p>" + _html_table(pages, [
+                         ("fingerprint", "fingerprint"), *_fingerprint_columns(pages),
+                         ("measurement_count", "measurements"), ("confirmed_count", "confirmed"),
+                         ("mechanisms", "techniques"), ("countries", "countries"), ("network_count", "networks"),
+                         ("domain_count", "sites"), ("seen", "seen")])))
     rules = rules_in_words(store, filters, limit)
     if rules:
         sections.append(("rules", "What the censors' rules match",
@@ -681,7 +756,7 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
     """The report's numbers as one JSON-ready document (docs/analysis.md, "Report").
 
     Every list is ordered as the report orders it; the ranked ones (domains, tests,
-    networks, signatures) hold at most ``limit`` rows, *including* rows without
+    networks, signatures, blockpages) hold at most ``limit`` rows, *including* rows without
     anomalies, so that a script sees what was measured as well as what was blocked.
     Field values are the store's, unescaped: whoever displays them must escape them.
     """
@@ -704,11 +779,13 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
         "countries": aggregates.per_country(store, filters),
         "mechanisms_by_country": aggregates.mechanism_country(store, filters),
         "signatures": aggregates.signatures(store, filters, limit),
+        "blockpages": aggregates.blockpages(store, filters, limit),
         "rules": aggregates.blocking_rules(store, filters, limit, blocked_only=False),
         "changes": aggregates.changes(store, filters, limit),
         "timeline": aggregates.timeline(store, filters),
     }
 
 
-__all__ = ["APP_NAMES", "JSON_FORMAT", "MECHANISM_WORDS", "OUTCOME_WORDS", "TEST_WORDS", "app_name", "apps_in_words",
-           "counted", "html_report", "json_report", "rules_in_words", "table", "terminal_report"]
+__all__ = ["APP_NAMES", "FINGERPRINT_SCOPES", "FINGERPRINT_SOURCES", "JSON_FORMAT", "MECHANISM_WORDS", "OUTCOME_WORDS",
+           "TEST_WORDS", "app_name", "apps_in_words", "blockpages_in_words", "counted", "html_report", "json_report",
+           "rules_in_words", "table", "terminal_report"]

@@ -2,10 +2,10 @@
 
 * ``GET /api/v1/measurements``: OONI's parameters (probe_cc, probe_asn, test_name,
   input, domain, since, until, report_id, anomaly, confirmed, failure, limit,
-  offset, order) plus ``mechanism``; OONI's shape ``{"metadata", "results"}``.
+  offset, order) plus ``mechanism`` and ``fingerprint``; OONI's shape ``{"metadata", "results"}``.
 * ``GET /api/v1/measurement/{uid}``: the measurement's JSON, byte for byte as stored.
 * ``GET /api/v1/aggregation/{name}``: the store's aggregates (timeline, per_domain,
-  per_network, per_mechanism, per_country, signatures, domain_network,
+  per_network, per_mechanism, per_country, signatures, blockpages, domain_network,
   mechanism_country, blocking_rules) and ``hops``, as JSON or ``format=csv``.
 * ``GET /api/v1/export/measurements.{csv,json,jsonl}`` and ``/api/v1/export/raw.jsonl``:
   everything matching the filters, streamed.
@@ -80,6 +80,8 @@ def measurement_query(
     failure: Annotated[bool | None, Query()] = None,
     mechanism: Annotated[str | None, Query(description="tamperscope's mechanism, e.g. dns.poison",
                                            max_length=40)] = None,
+    fingerprint: Annotated[str | None, Query(description="a blockpage or DNS fingerprint the verdict matched, "
+                                             "e.g. cp/a_prod_fortinet_1", max_length=200)] = None,
     order: Annotated[str, Query(pattern="^(asc|desc)$", description="by measurement_start_time")] = "desc",
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
@@ -87,7 +89,8 @@ def measurement_query(
     try:
         return MeasurementQuery(probe_cc=probe_cc, probe_asn=probe_asn, test_name=test_name, input=input,
                                 domain=domain, since=since, until=until, report_id=report_id, anomaly=anomaly,
-                                confirmed=confirmed, failure=failure, mechanism=mechanism, order=order,
+                                confirmed=confirmed, failure=failure, mechanism=mechanism, fingerprint=fingerprint,
+                                order=order,
                                 limit=limit, offset=offset).checked()
     except QueryError as exc:
         raise SubmissionError(400, "invalid_parameter", str(exc)) from None
@@ -148,14 +151,14 @@ def aggregate(collector: Collector, name: str, filters: Filters, limit: int | No
         found = hops(collector.reader, filters)
         return found[:limit] if limit is not None else found
     fn = aggregates.AGGREGATES[name]
-    if name in ("per_domain", "per_network", "per_test", "signatures", "blocking_rules", "apps"):
+    if name in ("per_domain", "per_network", "per_test", "signatures", "blockpages", "blocking_rules", "apps"):
         return fn(reader, filters, limit=limit)
     rows = fn(reader, filters)
     return rows[:limit] if limit is not None else rows
 
 
 @router.get("/aggregation/{name}",
-            summary="Counts by day, domain, network, mechanism, country, signature or hop; blocking rules")
+            summary="Counts by day, domain, network, mechanism, country, signature, blockpage or hop; blocking rules")
 def get_aggregation(request: Request, query: QueryDep,
                     name: Annotated[str, Path(description="one of " + ", ".join(AGGREGATIONS))],
                     format: Annotated[str, Query(pattern="^(json|csv|JSON|CSV)$")] = "json",
@@ -364,7 +367,7 @@ async def admin_delete(request: Request, measurement_uid: Annotated[str, Path(pa
                      "stale": {"type": "boolean", "description": "those analysed by an older analysis version"},
                      "all": {"type": "boolean"},
                      "filters": {"type": "object", "description": "probe_cc, probe_asn, domain, input, "
-                                 "test_name, mechanism, since, until"}}}}}}})
+                                 "test_name, mechanism, fingerprint, since, until"}}}}}}})
 async def admin_reanalyse(request: Request) -> Response:
     collector = _authorise(request)
     body = await request.body()
@@ -379,7 +382,7 @@ async def admin_reanalyse(request: Request) -> Response:
     raw_filters = payload.get("filters") or {}
     if not isinstance(raw_filters, dict):
         raise SubmissionError(400, "invalid_parameter", "filters must be an object")
-    allowed = {"probe_cc", "probe_asn", "domain", "input", "test_name", "mechanism", "since", "until"}
+    allowed = {"probe_cc", "probe_asn", "domain", "input", "test_name", "mechanism", "fingerprint", "since", "until"}
     unknown = set(raw_filters) - allowed
     if unknown or not all(isinstance(v, str) for v in raw_filters.values()):
         raise SubmissionError(400, "invalid_parameter", f"filters take string values for {', '.join(sorted(allowed))}")

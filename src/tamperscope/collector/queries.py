@@ -255,7 +255,7 @@ def normal_asn(value: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class MeasurementQuery:
-    """OONI's ``/api/v1/measurements`` parameters (and ``mechanism``, ours). None = any."""
+    """OONI's ``/api/v1/measurements`` parameters (and ``mechanism`` and ``fingerprint``, ours). None = any."""
 
     probe_cc: str | None = None
     probe_asn: str | None = None
@@ -269,6 +269,7 @@ class MeasurementQuery:
     confirmed: bool | None = None
     failure: bool | None = None
     mechanism: str | None = None
+    fingerprint: str | None = None    # a blockpage or DNS fingerprint id the verdict matched (ours)
     measurement_uid: str | None = None
     order: str = "desc"               # by measurement_start_time
     limit: int = 100
@@ -284,6 +285,9 @@ class MeasurementQuery:
             if value is not None and value != "":
                 clauses.append(f"{column} = ?")
                 params.append(value)
+        if self.fingerprint:
+            clauses.append("list_contains(v.fingerprints, ?)")
+            params.append(self.fingerprint)
         asn = normal_asn(self.probe_asn)
         if asn is not None:
             clauses.append("v.probe_asn = ?")
@@ -325,7 +329,7 @@ class MeasurementQuery:
         """The same narrowing for the store's aggregates (by day, not by time)."""
         return Filters(probe_cc=self.probe_cc or None, probe_asn=normal_asn(self.probe_asn),
                        domain=self.domain or None, input=self.input or None, test_name=self.test_name or None,
-                       mechanism=self.mechanism or None,
+                       mechanism=self.mechanism or None, fingerprint=self.fingerprint or None,
                        since=_time(self.since, "since").date() if self.since else None,
                        until=_time(self.until, "until").date() if self.until else None)
 

@@ -24,7 +24,7 @@ import orjson
 
 from tamperscope.analysis import aggregates
 from tamperscope.analysis.aggregates import Filters
-from tamperscope.analysis.report import TEST_WORDS, apps_in_words, rules_in_words
+from tamperscope.analysis.report import TEST_WORDS, apps_in_words, blockpages_in_words, rules_in_words
 from tamperscope.collector.queries import MeasurementQuery, Reader, hops, known_values, list_measurements, ooni_row
 from tamperscope.explorer import charts
 from tamperscope.explorer.evidence import captured_body, evidence
@@ -116,6 +116,7 @@ def area(reader: Reader, kind: str, key: str) -> dict[str, Any] | None:
         "totals": totals,
         "mechanisms": mechanisms,
         "signatures": _agg(reader, "signatures", f, limit=TOP),
+        "blockpages": blockpages_in_words(reader, f, TOP),
         "rules": rules_in_words(reader, f, TOP),
         "hops": hops(reader, f),
         "recent_anomalies": _recent(reader, MeasurementQuery(**area, anomaly=True, limit=RECENT)),
@@ -199,7 +200,8 @@ def search_query(params: dict[str, str]) -> MeasurementQuery:
         flags["failure"] = True
     elif outcome == "ok":
         flags.update(anomaly=False, failure=False)
-    names = ("probe_cc", "probe_asn", "test_name", "domain", "input", "mechanism", "since", "until", "report_id")
+    names = ("probe_cc", "probe_asn", "test_name", "domain", "input", "mechanism", "fingerprint", "since", "until",
+             "report_id")
     fields: dict[str, Any] = {k: (params.get(k) or None) for k in names}
     limit = _int(params.get("limit"), 50, 1, 1000)
     page = _int(params.get("page"), 1, 1, 100_000)
