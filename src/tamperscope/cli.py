@@ -52,7 +52,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with its errors on one line (it prints the whole usage first); subcommands inherit it."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: {_short(message)} (see {self.prog} --help)\n")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -74,7 +74,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _closed_streams_to_devnull()
     args_list = sys.argv[1:] if argv is None else argv
+    if args_list and args_list[0].startswith("-") and args_list[0] not in ("-h", "--help", "--version"):
+        # argparse would only say that COMMAND is missing
+        print(f"tamperscope: unknown option {_short(args_list[0])}: options come after the command "
+              "(see tamperscope --help)", file=sys.stderr)
+        return 2
     parser = build_parser(args_list[0] if args_list and args_list[0] in ROUTES else None)
     args = parser.parse_args(argv)
     from .lab.manager import LabError
@@ -85,10 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # here, not at exit: a full disk under `> file` is then one line, not a traceback
         return code
     except LabError as e:
-        print(f"tamperscope: {e}", file=sys.stderr)
+        print(f"tamperscope: {_short(str(e))}", file=sys.stderr)
         return e.exit_code
     except (UsageError, ProfileError) as e:
-        print(f"tamperscope: {e}", file=sys.stderr)
+        print(f"tamperscope: {_short(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("tamperscope: interrupted", file=sys.stderr)
@@ -97,16 +103,35 @@ def main(argv: list[str] | None = None) -> int:
         quiet_stdout()
         return 0
     except OSError as e:
-        if e.errno not in _ENVIRONMENT_ERRNOS:
+        user = e.errno in _PATH_ERRNOS and e.filename is not None
+        if e.errno not in _ENVIRONMENT_ERRNOS and not user:
             raise
         quiet_stdout()  # what is still buffered for it would fail again at exit
-        where = f" ({e.filename})" if e.filename else ""
+        where = f" ({_short(os.fsdecode(e.filename))})" if e.filename else ""
         print(f"tamperscope: {e.strerror or e}{where}", file=sys.stderr)
-        return 1
+        return 2 if user else 1
 
 
 # The machine's fault, not the program's nor the user's: said in one line, exit 1.
 _ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG})
+# A path the user gave that no file can have, or that leads nowhere: one line, exit 2, wherever a command
+# met it (each command checks its own paths first; this is for those a check did not foresee).
+_PATH_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, errno.EISDIR})
+_SHOWN = 300  # characters of a message or a value the user gave: a 70 kB URL is not echoed whole
+
+
+def _short(text: str) -> str:
+    """One line, at most `_SHOWN` characters: the start and the end of anything longer."""
+    text = " ".join(text.split())
+    return text if len(text) <= _SHOWN else f"{text[:_SHOWN * 2 // 3]}…{text[-_SHOWN // 3:]}"
+
+
+def _closed_streams_to_devnull() -> None:
+    """``tamperscope ... >&-``: Python sets a closed standard stream to None, and the first print would raise.
+    What would have gone there goes nowhere, as it would for a shell command."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the process
 
 
 def quiet_stdout() -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import duckdb
 
 from tamperscope.analysis.reader import REASONS
-from tamperscope.analysis.store import Store, StoreError, WriteStats, default_db_path, error_line
+from tamperscope.analysis.store import Store, StoreError, WriteStats, default_db_path, error_line, raw_root_for
 from tamperscope.cli import UsageError, quiet_stdout
 from tamperscope.model.inputs import unicode_host
 
@@ -171,8 +171,10 @@ def analyze_command(args: argparse.Namespace) -> int:
     if args.workers > (most := 4 * (os.cpu_count() or 1)):
         raise UsageError(f"--workers {args.workers}: this machine has {os.cpu_count() or 1} CPUs; at most {most} "
                          "workers help")
-    if args.scheduler and args.engine != "dask":
+    if args.scheduler is not None and args.engine != "dask":
         raise UsageError("--scheduler needs --engine dask")
+    if args.scheduler is not None:
+        _check_scheduler(args.scheduler)
     _check_days(args)
     if args.engine == "dask":
         try:
@@ -197,6 +199,10 @@ def analyze_command(args: argparse.Namespace) -> int:
             raise UsageError(f"--jsonl {args.jsonl} is a directory: give the name of the file to write")
         if not target.parent.is_dir():
             raise UsageError(f"cannot write {args.jsonl}: no such directory {target.parent}")
+        _not_the_store("--jsonl", target, args.db)
+        for path, kind in files:
+            if kind != "stream" and _same(target, path):
+                raise UsageError(f"--jsonl {args.jsonl} is also an input: give the verdicts a file of their own")
         out_tmp = _temporary(target)
 
     store = _open(args.db, create=True)
@@ -230,7 +236,12 @@ def analyze_command(args: argparse.Namespace) -> int:
             return 1
         if show:
             print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
-        if args.jsonl:
+        if args.jsonl and args.jsonl != "-" and not stats.accepted:
+            # nothing analysed (bad input, all outside the selection, or known files skipped): an earlier run's
+            # verdicts in that file are worth more than an empty file
+            print(f"tamperscope: --jsonl {args.jsonl} left as it was: this run analysed no measurement",
+                  file=sys.stderr)
+        elif args.jsonl:
             try:
                 _write_jsonl(store, args.jsonl, out_tmp)
             except OSError as exc:
@@ -291,7 +302,7 @@ def _write_jsonl(store: Store, target: str, tmp: Path | None) -> None:
         else:
             out.close()
             if tmp is not None:
-                os.replace(tmp, target)
+                os.replace(tmp, _destination(Path(target)))
     except BaseException:
         if target != "-":
             with contextlib.suppress(OSError):  # closing flushes, and a full disk fails that too
@@ -351,6 +362,43 @@ def _writable(option: str, target: Path) -> None:
         raise UsageError(f"cannot write {target}: no such directory {target.parent}")
 
 
+def _same(a: Path, b: Path) -> bool:
+    """The same file, however spelled (``x/../x``, a link), or the same path where one does not exist yet."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _not_the_store(option: str, target: Path, db: Path | None) -> None:
+    """Refuse an output that is the store, its write-ahead log or one of its raw segments: writing a report
+    there would replace the measurements."""
+    path = db or default_db_path()
+    raw = os.path.realpath(raw_root_for(path))
+    if (_same(target, path) or _same(target, path.with_name(path.name + ".wal"))
+            or os.path.realpath(target).startswith(raw + os.sep)):
+        raise UsageError(f"{option} {target} is the store {path}: give the output a file of its own")
+
+
+def _check_scheduler(address: str) -> None:
+    """A Dask scheduler address: ``tcp://host:port`` (or ``tls://``, ``ws://``, ``wss://``, ``inproc://``).
+    Checked before anything is sent: a typo is a usage error, not a 5 s wait for an answer."""
+    from urllib.parse import urlsplit
+
+    shown = address if len(address) <= 100 else address[:100] + "…"
+    if not address.strip():
+        raise UsageError("--scheduler needs an address (tcp://host:8786); without it, a LocalCluster is started")
+    try:
+        parts = urlsplit(address if "://" in address else f"tcp://{address}")
+        port = parts.port
+    except ValueError as exc:
+        raise UsageError(f"--scheduler {shown!r} is not an address: {exc}") from None
+    if parts.scheme not in ("tcp", "tls", "ws", "wss", "inproc"):
+        raise UsageError(f"--scheduler {shown!r}: the scheme must be tcp://, tls://, ws:// or wss://")
+    if parts.scheme != "inproc" and (not parts.hostname or port is None):
+        raise UsageError(f"--scheduler {shown!r} needs a host and a port (tcp://host:8786)")
+
+
 def _special(target: Path) -> bool:
     """A device, a FIFO, a socket: written to in place. Renaming a file over /dev/null or over a pipe
     another program reads would replace it (as root, for everyone) and write nowhere."""
@@ -360,9 +408,18 @@ def _special(target: Path) -> bool:
         return False  # not there yet: a new regular file
 
 
+def _destination(target: Path) -> Path:
+    """The file a rename must replace: a symbolic link's target (the link stays a link), else ``target``."""
+    return Path(os.path.realpath(target)) if target.is_symlink() else target
+
+
 def _temporary(target: Path) -> Path | None:
-    """Where to write before renaming onto ``target``; None to write ``target`` in place."""
-    return None if _special(target) else target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    """Where to write before renaming onto ``target`` (beside the file a link points to); None to write
+    ``target`` in place."""
+    if _special(target):
+        return None
+    real = _destination(target)
+    return real.with_name(f".{real.name}.{os.getpid()}.tmp")
 
 
 def _write_atomically(target: Path, data: bytes) -> str | None:
@@ -374,7 +431,7 @@ def _write_atomically(target: Path, data: bytes) -> str | None:
                 f.write(data)
         else:
             tmp.write_bytes(data)
-            os.replace(tmp, target)
+            os.replace(tmp, _destination(target))
     except OSError as exc:  # a full disk, say: no half-written file left behind
         if tmp is not None:
             tmp.unlink(missing_ok=True)
@@ -393,9 +450,11 @@ def report_command(args: argparse.Namespace) -> int:
         raise UsageError("--json - and --html - both name standard output: send one of them to a file")
     if html_out is not None:
         _writable("--html", html_out)
+        _not_the_store("--html", html_out, args.db)
     json_out = None if args.json in (None, "-") else Path(args.json)
     if json_out is not None:
         _writable("--json", json_out)
+        _not_the_store("--json", json_out, args.db)
         if html_out is not None and json_out.resolve() == html_out.resolve() and not _special(json_out):
             raise UsageError(f"--json and --html both name {json_out}: give each its own file")
     if not 1 <= args.limit <= MAX_LIMIT:
@@ -428,6 +487,9 @@ def report_command(args: argparse.Namespace) -> int:
                 return 1
             else:
                 print(f"\nHTML report: {html_out} ({len(page) / 1e6:.1f} MB, works offline)", file=say)
+    except duckdb.Error as exc:  # a damaged file (cut short, overwritten): the store opened, its tables do not read
+        print(f"tamperscope: the store {store.path} cannot be read: {error_line(exc)}", file=sys.stderr)
+        return 1
     finally:
         store.close()
     return 0
