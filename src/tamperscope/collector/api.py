@@ -128,11 +128,14 @@ def get_measurements(request: Request, query: QueryDep) -> Response:
 
 
 @router.get("/measurement/{measurement_uid}", summary="One measurement's raw JSON, as stored",
-            responses={200: {"content": {"application/json": {}}}, 404: {"description": "unknown"}})
+            responses={200: {"content": {"application/json": {}}}, 404: {"description": "unknown"},
+                       500: {"description": "in the store, but its raw bytes cannot be read"}})
 def get_measurement(request: Request,
                     measurement_uid: Annotated[str, Path(pattern=UID_PATTERN)]) -> Response:
     collector = collector_of(request)
     data = collector.reader.raw(measurement_uid) or collector.ingestor.unsettled_raw(measurement_uid)
+    if data is None and (why := collector.reader.unreadable(measurement_uid)) is not None:
+        return JSONResponse({"error": "raw_unreadable", "detail": why}, status_code=500)
     if data is None:
         return JSONResponse({"error": "not_found", "detail": "no measurement with this uid"}, status_code=404)
     return Response(data, media_type="application/json")

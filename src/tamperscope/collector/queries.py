@@ -19,6 +19,7 @@ functions use, so ``aggregates.timeline(reader, filters)`` works with it.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -41,6 +42,14 @@ FRAME_CACHE_BYTES = 64 * 1024 * 1024
 
 class QueryError(ValueError):
     """A parameter that cannot be used as given (the API answers 400 with this text)."""
+
+
+log = logging.getLogger("tamperscope.collector")
+
+
+class RawUnreadable(Exception):
+    """A measurement's raw bytes cannot be read: its segment is missing (a store copied without its ``.raw``
+    directory) or damaged. Its rows are still in the tables; only the bytes are gone."""
 
 
 class QueryTimeout(Exception):
@@ -88,6 +97,7 @@ class Reader:
         # page parses each anomaly's JSON once per process, not on every view (`hops`)
         self._hops: OrderedDict[str, dict[str, Any] | None] = OrderedDict()
         self._hops_lock = threading.Lock()
+        self._unreadable: dict[str, str] = {}  # segment -> why (each said once in the log)
         self.closed = False
 
     def hops_of(self, uids: Sequence[str]) -> dict[str, dict[str, Any] | None]:
@@ -183,9 +193,25 @@ class Reader:
         for uid, segment, offset, length, size, line_offset, line_length in in_file_order:
             if segment is None:
                 continue
-            frame = self._frame(segment, offset, length, size)
+            try:
+                frame = self._frame(segment, offset, length, size)
+            except RawUnreadable:  # a page of many measurements still shows what can be read
+                continue
             out[uid] = bytes(frame[line_offset:line_offset + line_length])
         return out
+
+    def unreadable(self, uid: str) -> str | None:
+        """Why a measurement the store holds has no raw bytes to show (None: it reads, or it is unknown)."""
+        row = self.cursor().execute(
+            """SELECT raw_segment, raw_frame_offset, raw_frame_length, raw_frame_size FROM measurements
+               WHERE measurement_uid = ?""", [uid]).fetchone()
+        if row is None or row[0] is None:
+            return None
+        try:
+            self._frame(*row)
+        except RawUnreadable as exc:
+            return str(exc)
+        return None
 
     def _frame(self, segment: str, offset: int, length: int, size: int) -> bytes:
         key = (segment, offset)
@@ -194,10 +220,19 @@ class Reader:
             if cached is not None:
                 self._frames.move_to_end(key)
                 return cached
-        with open(self.raw_root / segment, "rb") as f:
-            f.seek(offset)
-            compressed = f.read(length)
-        data = bytes(pa.Codec("zstd").decompress(compressed, decompressed_size=size, asbytes=True))
+        try:
+            with open(self.raw_root / segment, "rb") as f:
+                f.seek(offset)
+                compressed = f.read(length)
+            data = bytes(pa.Codec("zstd").decompress(compressed, decompressed_size=size, asbytes=True))
+            if len(data) != size:
+                raise ValueError(f"{len(data)} bytes where {size} were written")
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            why = (f"the raw segment {segment} of the store cannot be read "
+                   f"({exc.strerror if isinstance(exc, OSError) and exc.strerror else exc})")
+            if self._unreadable.setdefault(segment, why) is why:
+                log.warning("%s; its measurements are listed, but their raw bytes cannot be shown", why)
+            raise RawUnreadable(why) from None
         with self._frame_lock:
             if key not in self._frames and len(data) <= FRAME_CACHE_BYTES // 4:
                 self._frames[key] = data
@@ -448,7 +483,14 @@ def iter_raw(reader: Reader, query: MeasurementQuery, batch: int = 256, *,
     try:
         result = cur.execute(sql, params)
         while chunk := result.fetchmany(batch):
-            yield [reader.raw_line(*pointer) for pointer in chunk if pointer[0] is not None]
+            lines = []
+            for pointer in chunk:
+                if pointer[0] is not None:
+                    try:
+                        lines.append(reader.raw_line(*pointer))
+                    except RawUnreadable:  # said in the log once per segment: the rest is exported
+                        continue
+            yield lines
     finally:
         reader.release(cur)
 
@@ -565,7 +607,8 @@ def hops(reader: Reader, filters: Filters | None = None, *, scan: int = 300) -> 
 
 
 __all__ = [
-    "LIST_COLUMNS", "MAX_LIMIT", "QUERY_SECONDS", "MeasurementQuery", "QueryError", "QueryTimeout", "Reader",
+    "LIST_COLUMNS", "MAX_LIMIT", "QUERY_SECONDS", "MeasurementQuery", "QueryError", "QueryTimeout", "RawUnreadable",
+    "Reader",
     "hop_fields", "hops", "iter_raw",
     "iter_measurements", "known_values", "list_measurements", "normal_asn", "ooni_row",
 ]

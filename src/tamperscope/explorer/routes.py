@@ -221,7 +221,11 @@ def domain(request: Request, domain: str) -> Response:
 @router.get("/m/{uid}")
 def measurement(request: Request, uid: str) -> Response:
     key, as_json = _twin(uid)
-    data = pages.measurement(collector_of(request).reader, key) if len(key) <= 200 else None
+    reader = collector_of(request).reader
+    data = pages.measurement(reader, key) if len(key) <= 200 else None
+    if data is None and len(key) <= 200 and (why := reader.unreadable(key)) is not None:
+        # in the store, its raw bytes gone: say so, not "no such measurement"
+        return _json({"error": "raw_unreadable", "detail": why}, 500) if as_json else error_page(request, 500, why)
     return _page(request, data, "measurement.html", f"/m/{_seg(key)}", as_json, "no measurement with this uid")
 
 
