@@ -48,6 +48,7 @@ def corpus() -> list[dict[str, Any]]:
     ms += [_page(jeffco, "US", "AS7922", i) for i in range(4, 6)]
     ms += [_sample(name) for name in ("httpDiffWithInconsistentDNS", "ghostDNSBlockingWithHTTP", "successWithHTTP",
                                       "dnsBlockingNXDOMAIN")]
+    ms += [dict(_sample("successWithHTTP"), report_id="bp-RU-ok", probe_cc="RU", probe_asn="AS12389")]  # no blockpage
     return ms
 
 
@@ -144,8 +145,11 @@ def test_the_explorer_lists_them_and_links_to_their_measurements(tmp_path: Path)
         href = link.group(1).replace("&amp;", "&")
         assert "fingerprint=cp%2Fa_prod_fortinet_1" in href and "probe_cc=RU" in href
         found = c.get(href).text
+        everything = c.get("/search", params={"probe_cc": "RU"}).text
         blank = c.get("/country/US").text
-    assert re.search(r'id="result-count">3 measurements', found)
+    assert re.search(r'id="result-count">3 measurements', found)  # of the 4 from RU
+    assert re.search(r'id="result-count">4 measurements', everything)
+    assert 'name="fingerprint" value="cp/a_prod_fortinet_1"' in found  # the form shows what it searched
     assert listed["metadata"]["count"] == 4
     assert {r["probe_cc"] for r in listed["results"]} == {"RU", "TR"}
     assert [(r["fingerprint"], r["measurement_count"]) for r in agg["result"]] == [(FORTINET, 3)]
