@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import subprocess
 import sys
@@ -103,14 +102,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--serve-seconds must be more than 0")
     if args.serve:
         _port_is_free(args.port)
+    urls = demo_urls(args.list)
+    check_output(args.output, args.list)
     manager.require_root()
     profile = manager.resolve_profile(args.profile)
-    text = args.list.read_text() if args.list else bundled_list()
-    urls = [row["url"] for row in csv.DictReader(io.StringIO(text))] if text.startswith("url") else \
-        [ln.strip() for ln in text.splitlines() if ln.strip()]
     work = Path(tempfile.mkdtemp(prefix="tamperscope-demo-"))
     lst = work / "urls.csv"
-    lst.write_text("url,category_code\n" + "".join(f"{u},DEMO\n" for u in urls))
+    write_list(lst, urls)
     out = args.output or work / "measurements.jsonl"
 
     def say(msg: str) -> None:
@@ -173,6 +171,68 @@ def run(args: argparse.Namespace) -> int:
                        args.serve_seconds, say)
         return served or status
     return status
+
+
+def demo_urls(path: Path | None) -> list[str]:
+    """The URLs the demo measures: the bundled list, or `path` read and checked as `tamperscope run
+    web_connectivity --list` reads and checks it (`model.inputs`, then the nettest's own check). The probe
+    inside the lab would refuse the same list in the same words, but only once the lab is up; a file that
+    is missing, a directory, binary, or a CSV without its url column is refused here in one line, first."""
+    from . import nettests
+    from .cli import UsageError
+    from .model.inputs import MAX_LIST, BadInput, read_bounded, read_url_list
+    from .nettests.base import NettestError
+    from .probe.engine import check_input
+
+    source = str(path) if path is not None else "the bundled list"
+    try:
+        entries = read_url_list(read_bounded(path, MAX_LIST, "list") if path is not None else bundled_list(), source)
+    except BadInput as e:
+        raise UsageError(str(e)) from None
+    nettest = nettests.load("web_connectivity")
+    for n, entry in enumerate(entries, 1):
+        try:
+            check_input(nettest, entry.url)
+        except NettestError as e:
+            raise UsageError(f"{source}: entry {n}: {e}") from None
+    return [entry.url for entry in entries]
+
+
+def write_list(path: Path, urls: list[str]) -> None:
+    """The list the probe reads in the lab: a test-list CSV, each URL quoted as CSV wants (a URL may hold a
+    comma or a quote), so that the probe reads back exactly the URLs `demo_urls` checked."""
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["url", "category_code"])
+        writer.writerows([u, "DEMO"] for u in urls)
+
+
+def check_output(path: Path | None, url_list: Path | None) -> None:
+    """Refuse an --output before the lab comes up that the probe would refuse inside it (a directory, a file
+    holding anything but measurements, a directory that does not exist), or that the demo could not read its
+    measurements back from (standard output, a pipe, a device). Nothing is written to it here."""
+    from .cli import UsageError
+    from .probe.engine import OutputError, scan_output
+
+    if path is None:
+        return
+    if str(path) == "-":
+        raise UsageError("--output must be a file: the demo reads the measurements back (- is standard output)")
+    if url_list is not None and _same_file(url_list, path):
+        raise UsageError(f"--output {path} is also the --list: refusing to append measurements to it")
+    try:
+        resume = scan_output(path, "web_connectivity")
+    except OutputError as e:
+        raise UsageError(str(e)) from None
+    if not resume.regular:
+        raise UsageError(f"--output {path} is not a regular file: the demo reads the measurements back from it")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
 
 
 def probe_results(returncode: int, out: Path, say: Callable[[str], None]) -> tuple[list[dict[str, Any]], int]:

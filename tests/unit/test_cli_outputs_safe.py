@@ -96,7 +96,9 @@ def test_a_store_cut_short_is_one_line(store: Path, tmp_path: Path) -> None:
     data = store.read_bytes()
     cut.write_bytes(data[:len(data) * 2 // 3])
     line = _one_line(_run("report", "--db", str(cut)), 1)
-    assert str(cut) in line
+    assert str(cut) in line and "cannot be read" in line
+    line = _one_line(_run("analyze", str(ONE), "--db", str(cut), "--reread"), 1)
+    assert str(cut) in line and "cannot be read" in line
 
 
 def test_paths_no_file_can_have_are_one_line(store: Path, tmp_path: Path) -> None:

@@ -98,7 +98,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--db", type=Path, help=db_help)
     p.add_argument("--jsonl", metavar="OUT",
                    help="also write one JSON line per measurement (uid, report_id, input, test_name, probe_cc, "
-                        "probe_asn, blocking, accessible, x_mechanism, x_confidence, fingerprints); '-' for stdout")
+                        "probe_asn, blocking, accessible, x_mechanism, x_confidence, fingerprints); '-' for stdout. "
+                        "Written whole when the run ends (a run that analyses nothing leaves the file as it was); "
+                        "never the store or an input")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="worker processes (local engine) or LocalCluster workers (dask engine); default 1")
     p.add_argument("--engine", choices=("local", "dask"), default="local",
@@ -225,14 +227,17 @@ def analyze_command(args: argparse.Namespace) -> int:
                                selection=selection, reread=args.reread)
     started = time.monotonic()
     try:
-        store.begin_run(engine=args.engine, workers=args.workers, paths=[str(p) for p in args.paths],
-                        track_order=bool(args.jsonl))
         try:
+            store.begin_run(engine=args.engine, workers=args.workers, paths=[str(p) for p in args.paths],
+                            track_order=bool(args.jsonl))
             stats = pipeline.run(args.paths, store, options, progress)
         except pipeline.EngineError as exc:
             raise UsageError(str(exc)) from None
         except StoreError as exc:  # e.g. out of memory at the store's limit: what was committed stays
             print(f"tamperscope: {exc}", file=sys.stderr)
+            return 1
+        except duckdb.Error as exc:  # a damaged file (cut short): it opened, its tables do not read
+            print(f"tamperscope: the store {store.path} cannot be read: {error_line(exc)}", file=sys.stderr)
             return 1
         if show:
             print("\r" + " " * 70 + "\r", end="", file=sys.stderr)

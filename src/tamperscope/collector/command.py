@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from tamperscope.analysis.store import default_db_path
     from tamperscope.cli import UsageError
     from tamperscope.collector.admin import TokenError
+    from tamperscope.collector.app import startup_failure
     from tamperscope.collector.schema import Limits, MiB
     from tamperscope.collector.server import ServeError, serve, settings_from_env
     from tamperscope.model.inputs import BadInput, listen_host
@@ -64,15 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.rate < 0 or args.read_rate < 0 or args.burst < 1:
         raise UsageError("--rate and --read-rate must not be negative, --burst at least 1")
     proxies = _networks(args.trusted_proxy) if args.trusted_proxy else None
-    token = None
-    if args.admin_token_file is not None:
-        try:
-            token = args.admin_token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise UsageError(f"cannot read {args.admin_token_file}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:  # a binary file named by mistake (a key, an image): a usage error too
-            raise UsageError(f"{args.admin_token_file} is not UTF-8 text: the admin token is one line of text") \
-                from None
+    token = _admin_token(args.admin_token_file) if args.admin_token_file is not None else None
     db = args.db or default_db_path()
     try:
         settings = settings_from_env(
@@ -81,9 +75,41 @@ def run(args: argparse.Namespace) -> int:
             submit_rate=args.rate, submit_burst=args.burst, read_rate=args.read_rate,
             accept_submissions=not args.read_only, announce=not args.quiet,
             **({"trusted_proxies": proxies} if proxies else {}))
-        return serve(settings)
-    except (ServeError, TokenError) as exc:
+    except TokenError as exc:
         raise UsageError(str(exc)) from None
+    try:
+        return serve(settings)
+    except ServeError as exc:
+        failure = startup_failure(settings)  # uvicorn only says that the start failed; this says why
+        if failure is None:
+            raise UsageError(str(exc)) from None
+        if failure.exit_code == 2:
+            raise UsageError(str(failure)) from None
+        print(f"tamperscope: {failure}", file=sys.stderr)  # the machine's fault (a full disk): not a usage error
+        return failure.exit_code
+
+
+def _admin_token(path: Path) -> str:
+    """The admin token in ``path``: one line of text. An empty file is refused rather than taken to mean
+    "admin disabled" (that is what leaving out the option says), and so is one of several lines, which a
+    request's header, one line, could never match."""
+    from tamperscope.cli import UsageError
+    from tamperscope.model.inputs import lines_of
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:  # a binary file named by mistake (a key, an image): a usage error too
+        raise UsageError(f"{path} is not UTF-8 text: the admin token is one line of text") from None
+    lines = [line.strip() for line in lines_of(text.removeprefix("\ufeff")) if line.strip()]
+    if not lines:
+        raise UsageError(f"{path} is empty: it must hold the admin token, one line (leave out --admin-token-file "
+                         "to disable admin actions)")
+    if len(lines) > 1:
+        raise UsageError(f"{path} holds {len(lines)} lines: the admin token is one line, as a request's "
+                         "Authorization header carries it")
+    return lines[0]
 
 
 def _networks(values: list[str]) -> tuple[str, ...]:

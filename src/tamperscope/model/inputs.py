@@ -205,6 +205,28 @@ def first_column(text: str, source: str = "list", headers: tuple[str, ...] = ("u
     return found
 
 
+def list_entries(text: str, source: str = "list", headers: tuple[str, ...] = ("url",),
+                 noun: tuple[str, str] = ("input", "inputs")) -> list[tuple[int, str]]:
+    """`first_column`, refusing (BadInput, naming the list and the line) a list that holds no entry, rather than
+    let it read as no list at all; a row whose first cell is empty when nothing else is there; and a header row
+    whose first column has another name (``urls,category_code``), whose name would be measured as an input.
+    ``noun``: what an entry is, one and many ("domain", "domains")."""
+    entries = first_column(text, source, headers)
+    rows = [(n, line.strip()) for n, line in enumerate(lines_of(text.removeprefix("\ufeff")), 1)
+            if line.strip() and not line.strip().startswith("#")]
+    if not entries:
+        empty = next((n for n, line in rows if not line.split(",", 1)[0].strip().strip('"').strip()), None)
+        if empty is not None:  # rows whose first cell is empty, which `first_column` skips
+            raise BadInput(f"{source}: line {empty}: no {noun[0]} (its first column is empty)")
+        raise BadInput(f"{source}: no {noun[1]} in it")
+    n, value = entries[0]
+    if n == rows[0][0] and "," in rows[0][1] and value.replace("_", "").isalpha():
+        article = "an" if noun[0][:1] in ("a", "e", "i", "o", "u") else "a"
+        raise BadInput(f"{source}: line {n}: {value[:100]!r} is not {article} {noun[0]} (a list's header names its "
+                       f"first column {' or '.join(headers)})")
+    return entries
+
+
 def read_url_list(text: str, source: str = "list") -> list[ListEntry]:
     """Entries of a Citizen Lab test-list CSV (a header whose first column is `url`, in any case) or of a
     one-URL-per-line file; blank lines and ``#`` comments are skipped, a UTF-8 byte-order mark too. URLs

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from .. import nettests
 from ..cli import UsageError
 from ..model.asn import EMPTY, MAX_TABLE, AsnTable
-from ..model.inputs import MAX_LIST, BadInput, first_column, normal_url, parse_url, read_bounded, read_url_list
+from ..model.inputs import MAX_LIST, BadInput, list_entries, normal_url, parse_url, read_bounded, read_url_list
 from ..model.measurement import ProbeInfo
 from ..nettests.base import Context, NettestError, Timeouts
 from ..nettests.tor import Target as TorTarget
@@ -512,7 +512,7 @@ def _inputs(args: argparse.Namespace, nettest: Any, backend: str | None,
                 check(entry.url, f"{path}: entry {n}: ")
             continue
         try:
-            values = first_column(text, str(path))  # a Citizen Lab CSV's first column, or the whole line
+            values = list_entries(text, str(path))  # a Citizen Lab CSV's first column, or the whole line
         except BadInput as e:
             raise UsageError(str(e)) from None
         for n, value in values:

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..cli import UsageError
 from ..model.asn import EMPTY, AsnTable
-from ..model.inputs import MAX_LIST, BadInput, first_column
+from ..model.inputs import MAX_LIST, BadInput, first_column, list_entries
 from ..model.measurement import ProbeInfo
 from ..nettests import remote_dns, remote_web
 from ..nettests.base import Context, NettestError, Timeouts
@@ -260,11 +260,24 @@ def _inputs(args: argparse.Namespace, nettest: ModuleType) -> list[str]:
         check(i, "")
     for path in args.list:
         text = _read_bounded(path, MAX_LIST, "list")
-        for n, value in _first_column(text, path, ("url", "domain")):  # a Citizen Lab CSV's first column, or the line
+        for n, value in _list_entries(text, path):
             check(value, f"{path}: line {n}: ")
     if not items:
         raise UsageError(f"remote {args.kind} needs --input or --list")
     return list(dict.fromkeys(items))
+
+
+LIST_HEADERS = ("url", "domain")  # a list's header row: its first column's name
+
+
+def _list_entries(text: str, path: Path) -> list[tuple[int, str]]:
+    """(line, value) of each entry of a domain list: a Citizen Lab CSV's first column, or the line. A list that
+    holds none, or whose header names its first column otherwise (``urls,category_code``), is refused, as `run`
+    refuses it, rather than taken for no list at all or measured as a domain."""
+    try:
+        return list_entries(text, str(path), LIST_HEADERS, ("domain", "domains"))
+    except BadInput as e:
+        raise UsageError(str(e)) from None
 
 
 def _output(args: argparse.Namespace, nettest: ModuleType) -> tuple[Path | None, Resume]:
