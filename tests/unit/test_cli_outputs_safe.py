@@ -91,14 +91,27 @@ def test_a_report_through_a_link_keeps_the_link(store: Path, tmp_path: Path) -> 
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_a_store_cut_short_is_one_line(store: Path, tmp_path: Path) -> None:
+def test_a_store_cut_short_is_refused_before_anything_writes_to_it(store: Path, tmp_path: Path) -> None:
     cut = tmp_path / "cut.duckdb"
     data = store.read_bytes()
     cut.write_bytes(data[:len(data) * 2 // 3])
-    line = _one_line(_run("report", "--db", str(cut)), 1)
-    assert str(cut) in line and "cannot be read" in line
-    line = _one_line(_run("analyze", str(ONE), "--db", str(cut), "--reread"), 1)
-    assert str(cut) in line and "cannot be read" in line
+    for args in (["report", "--db", str(cut)], ["analyze", str(ONE), "--db", str(cut), "--reread"],
+                 ["export", "--db", str(cut), "--parquet", str(tmp_path / "pq")]):
+        line = _one_line(_run(*args), 2)
+        assert str(cut) in line and "is cut short" in line
+    assert cut.read_bytes() == data[:len(data) * 2 // 3] and not Path(f"{cut}.wal").exists()
+
+
+def test_a_store_whose_blocks_do_not_read_is_one_line(tmp_path: Path) -> None:
+    db = tmp_path / "big.duckdb"
+    assert _run("analyze", str(SAMPLES), "--db", str(db), "--quiet").returncode == 0
+    data = bytearray(db.read_bytes())
+    for block in range(12288 + 262144, len(data), 262144):  # past DuckDB's headers and first block: the tables'
+        data[block + 100:block + 60000] = bytes(59900)
+    db.write_bytes(bytes(data))
+    for args in (["report", "--db", str(db)], ["analyze", str(ONE), "--db", str(db), "--reread"]):
+        line = _one_line(_run(*args), 1)
+        assert str(db) in line and "cannot be read" in line and "checksum" in line
 
 
 def test_paths_no_file_can_have_are_one_line(store: Path, tmp_path: Path) -> None:

@@ -58,7 +58,10 @@ def test_a_store_cut_short_is_one_line_naming_it(tmp_path: Path, good_store: Pat
     assert len(data) > 600_000
     (tmp_path / "trunc.duckdb").write_bytes(data[:300_000])  # `head -c 300000 good.duckdb > trunc.duckdb`
     err = one_line(serve(tmp_path, "--db", "trunc.duckdb", "--quiet"))
-    assert err.startswith("tamperscope: the store trunc.duckdb cannot be read: "), err
+    assert err.startswith("tamperscope: the store trunc.duckdb is cut short: 300,000 bytes"), err
+    # refused before the collector wrote anything into it, or beside it
+    assert (tmp_path / "trunc.duckdb").read_bytes() == data[:300_000]
+    assert not (tmp_path / "trunc.duckdb.wal").exists() and not (tmp_path / "trunc.collector").exists()
 
 
 def test_without_quiet_the_failure_is_still_said_once_without_a_traceback(tmp_path: Path, good_store: Path) -> None:
@@ -66,7 +69,7 @@ def test_without_quiet_the_failure_is_still_said_once_without_a_traceback(tmp_pa
     res = serve(tmp_path, "--db", "trunc.duckdb")
     assert res.returncode == 2 and "Traceback" not in res.stderr and "ERROR" not in res.stderr, res.stderr
     last = res.stderr.splitlines()[-1]
-    assert last.startswith("tamperscope: the store trunc.duckdb cannot be read: "), res.stderr
+    assert last.startswith("tamperscope: the store trunc.duckdb is cut short: "), res.stderr
     assert "could not start" not in res.stderr
 
 

@@ -113,6 +113,24 @@ def _ours(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         raise StoreError(f"{path} is not a tamperscope store: it is a DuckDB database with other tables ({shown})")
 
 
+def _whole(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Refuse a store cut short (a copy that stopped, a full disk) before anything is written to it: DuckDB opens
+    it, and fails only on the first read of a block past the end, by when a command may have written into the
+    damaged file. Its header counts the blocks; the file must hold them. With a write-ahead log beside it the
+    blocks it will add are counted already, so the check waits for the next clean open."""
+    if Path(f"{path}.wal").exists():
+        return
+    try:
+        blocks, block_size = con.execute("SELECT total_blocks, block_size FROM pragma_database_size()").fetchone() \
+            or (0, 0)
+        size = path.stat().st_size
+    except (duckdb.Error, OSError):
+        return  # not a question this DuckDB or this file can answer: the reads will tell
+    if blocks and size < blocks * block_size:
+        raise StoreError(f"the store {path} is cut short: {size:,} bytes, where its header counts {blocks:,} "
+                         f"blocks of {block_size:,}; it cannot be read (restore it from a copy)")
+
+
 _DUCKDB_MAGIC = b"DUCK"  # a DuckDB file's main header: an 8-byte checksum, then these four bytes
 
 
@@ -241,6 +259,11 @@ class Store:
             raise StoreError(f"cannot open the store {self.path}: {first}") from exc
         except duckdb.Error as exc:
             raise StoreError(f"cannot open the store {self.path}: {str(exc).splitlines()[0]}") from exc
+        try:
+            _whole(self.con, self.path)
+        except BaseException:
+            self.con.close()
+            raise
         # DuckDB's buffer cache counts towards our memory: capped, it stays flat as the store grows
         # (queries spill to disk beyond it). No progress bars on our stdout.
         self.memory_limit = memory_limit
