@@ -30,6 +30,12 @@ def test_a_token_from_a_non_utf8_environment_is_refused_at_start() -> None:
         usable_token(b"\xff-admin-token-of-the-lab".decode("utf-8", "surrogateescape"))
 
 
+def test_a_token_of_several_lines_is_refused_at_start() -> None:
+    with pytest.raises(TokenError, match="one line"):
+        usable_token("first-admin-token-0123456789\nsecond-admin-token-0123456789")
+    assert usable_token("  one-admin-token-0123456789\n") == "one-admin-token-0123456789"  # a file's last newline
+
+
 def test_checking_against_such_a_token_answers_403_not_an_error() -> None:
     configured = b"\xff-admin-token-of-the-lab".decode("utf-8", "surrogateescape")
     assert check_token(configured, "Bearer something-else-entirely") == 403

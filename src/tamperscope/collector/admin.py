@@ -65,6 +65,9 @@ def usable_token(token: str | None) -> str | None:
         return None
     if len(token) < MIN_TOKEN_LENGTH:
         raise TokenError(f"the admin token must be at least {MIN_TOKEN_LENGTH} characters")
+    if any(ch in token for ch in "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"):
+        # a request's Authorization header is one line: no request could ever present such a token
+        raise TokenError("the admin token must be one line")
     try:
         token.encode("utf-8")
     except UnicodeEncodeError:  # $TAMPERSCOPE_ADMIN_TOKEN holding bytes that are not UTF-8
