@@ -104,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         _port_is_free(args.port)
     urls = demo_urls(args.list)
     check_output(args.output, args.list)
+    if args.db is not None:
+        check_db(args.db)
     manager.require_root()
     profile = manager.resolve_profile(args.profile)
     work = Path(tempfile.mkdtemp(prefix="tamperscope-demo-"))
@@ -226,6 +228,23 @@ def check_output(path: Path | None, url_list: Path | None) -> None:
         raise UsageError(str(e)) from None
     if not resume.regular:
         raise UsageError(f"--output {path} is not a regular file: the demo reads the measurements back from it")
+
+
+def check_db(path: Path) -> None:
+    """Refuse a --db that `serve` would refuse once the lab's measurements are made (a directory, another
+    program's file, a store cut short or in use): opened and closed here, as `serve` will open it. A store
+    that does not exist yet is not created: only its directory must be there."""
+    from .analysis.store import Store, StoreError
+    from .cli import UsageError
+
+    if not path.exists():
+        if not path.parent.is_dir():
+            raise UsageError(f"--db {path}: no such directory {path.parent}")
+        return
+    try:
+        Store(path, create=False, background=False).close()
+    except StoreError as e:
+        raise UsageError(str(e)) from None
 
 
 def _same_file(a: Path, b: Path) -> bool:

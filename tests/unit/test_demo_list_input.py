@@ -96,3 +96,31 @@ def test_a_bad_output_is_one_line_before_the_lab(tmp_path: Path, capsys: pytest.
     assert lst.read_text() == GOOD
     if kind == "notes":
         assert out.read_text() == "my notes, not measurements\n"
+
+
+@pytest.mark.parametrize("kind,needle", [
+    ("text", "not a tamperscope store"),
+    ("dir", "Is a directory"),
+    ("cut", "store"),  # "is cut short", or "cannot open the store" where the cut reaches its metadata
+    ("nowhere", "no such directory"),
+])
+def test_a_bad_db_for_serve_is_one_line_before_the_lab(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      kind: str, needle: str) -> None:
+    from tamperscope.analysis.store import Store
+
+    db = tmp_path / "s.duckdb"
+    if kind == "text":
+        db.write_text("my notes\n")
+    elif kind == "dir":
+        db.mkdir()
+    elif kind == "cut":
+        Store(db).close()
+        whole = db.read_bytes()
+        db.write_bytes(whole[:len(whole) // 2])
+    else:
+        db = tmp_path / "missing" / "s.duckdb"
+    before = db.read_bytes() if db.is_file() else None
+    port = "18098"
+    assert needle in _one_line(capsys, "--serve", "--db", str(db), "--port", port)
+    assert (db.read_bytes() if db.is_file() else None) == before
+    assert not (tmp_path / "missing").exists()
