@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         if e.errno not in _ENVIRONMENT_ERRNOS and not user:
             raise
         quiet_stdout()  # what is still buffered for it would fail again at exit
-        where = f" ({_short(os.fsdecode(e.filename))})" if e.filename else ""
+        name = os.fsdecode(e.filename) if isinstance(e.filename, (str, bytes)) else str(e.filename)
+        where = f" ({_short(name)})" if e.filename else ""
         print(f"tamperscope: {e.strerror or e}{where}", file=sys.stderr)
         return 2 if user else 1
 

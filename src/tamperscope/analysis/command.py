@@ -244,8 +244,8 @@ def analyze_command(args: argparse.Namespace) -> int:
         if args.jsonl and args.jsonl != "-" and not stats.accepted:
             # nothing analysed (bad input, all outside the selection, or known files skipped): an earlier run's
             # verdicts in that file are worth more than an empty file
-            print(f"tamperscope: --jsonl {args.jsonl} left as it was: this run analysed no measurement",
-                  file=sys.stderr)
+            what = "left as it was" if os.path.lexists(args.jsonl) else "not written"
+            print(f"tamperscope: --jsonl {args.jsonl} {what}: this run analysed no measurement", file=sys.stderr)
         elif args.jsonl:
             try:
                 _write_jsonl(store, args.jsonl, out_tmp)

@@ -116,19 +116,20 @@ def _ours(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 def _whole(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     """Refuse a store cut short (a copy that stopped, a full disk) before anything is written to it: DuckDB opens
     it, and fails only on the first read of a block past the end, by when a command may have written into the
-    damaged file. Its header counts the blocks; the file must hold them. With a write-ahead log beside it the
-    blocks it will add are counted already, so the check waits for the next clean open."""
+    damaged file. Its header counts the blocks in use; the file must hold them. With a write-ahead log beside it
+    the blocks it will add are counted already, so the check waits for the next clean open."""
     if Path(f"{path}.wal").exists():
         return
     try:
-        blocks, block_size = con.execute("SELECT total_blocks, block_size FROM pragma_database_size()").fetchone() \
+        blocks, block_size = con.execute("SELECT used_blocks, block_size FROM pragma_database_size()").fetchone() \
             or (0, 0)
         size = path.stat().st_size
     except (duckdb.Error, OSError):
         return  # not a question this DuckDB or this file can answer: the reads will tell
+    # used blocks only: the free ones at the end (total_blocks counts them) need not be in the file
     if blocks and size < blocks * block_size:
         raise StoreError(f"the store {path} is cut short: {size:,} bytes, where its header counts {blocks:,} "
-                         f"blocks of {block_size:,}; it cannot be read (restore it from a copy)")
+                         f"blocks in use of {block_size:,}; it cannot be read (restore it from a copy)")
 
 
 _DUCKDB_MAGIC = b"DUCK"  # a DuckDB file's main header: an 8-byte checksum, then these four bytes
