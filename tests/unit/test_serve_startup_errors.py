@@ -1,6 +1,7 @@
 """`tamperscope serve` that cannot start: a store cut short, a file where the raw log's directory goes, an admin
 token file that is empty or of several lines. Each is one line naming the file and why, exit 2, no traceback
-from uvicorn's logger, and the file in the way untouched. The server runs in a process of its own, on a free
+from uvicorn's logger, and the file in the way untouched; nothing is announced before the collector has started.
+And one that started stops cleanly on SIGINT and SIGTERM. The server runs in a process of its own, on a free
 port of 127.0.0.1, under a timeout: one that started after all fails the test instead of hanging it."""
 
 from __future__ import annotations
@@ -8,15 +9,18 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from tamperscope.collector import samples
-from tamperscope.collector.app import startup_error
+from tamperscope.collector.server import startup_error
 from tamperscope.collector.command import _admin_token
 from tamperscope.collector.testing import free_port
 
@@ -83,6 +87,63 @@ def test_a_file_where_the_raw_log_goes_is_one_line_and_untouched(tmp_path: Path,
     err = one_line(serve(tmp_path, "--db", "s7.duckdb", "--quiet"))
     assert err == f"tamperscope: cannot create s7.collector/incoming: {in_the_way} is not a directory\n", err
     assert blocker.read_text() == "my notes\n"
+
+
+def test_without_quiet_nothing_is_announced_before_the_collector_has_started(tmp_path: Path,
+                                                                           good_store: Path) -> None:
+    """The raw log's directory is made after the store is open: the line saying where the explorer is must not come
+    before the line saying that it cannot start."""
+    (tmp_path / "s8.duckdb").write_bytes(good_store.read_bytes())
+    (tmp_path / "s8.collector").write_text("my notes\n")
+    err = one_line(serve(tmp_path, "--db", "s8.duckdb"))
+    assert err == "tamperscope: cannot create s8.collector/incoming: s8.collector is not a directory\n", err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_started_collector_stops_cleanly_on_a_signal(tmp_path: Path, good_store: Path,
+                                                       sig: signal.Signals) -> None:
+    """The collector is started before uvicorn and stopped by the app's shutdown: the store records the run as
+    finished, and the raw log was made and caught up with (the 200 measurements are there, none lost)."""
+    (tmp_path / "s9.duckdb").write_bytes(good_store.read_bytes())
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAMPERSCOPE_")}
+    env["PYTHONPATH"] = str(SRC)
+    proc = subprocess.Popen([sys.executable, "-m", "tamperscope", "serve", "--db", "s9.duckdb", "--host", "127.0.0.1",
+                             "--port", str(port)], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        assert first.startswith(f"tamperscope: explorer, API and collector at http://127.0.0.1:{port}/"), first
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/measurements?limit=1", timeout=5) as r:
+                    assert json.loads(r.read())["metadata"]["count"] == 200
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the server did not answer"
+                time.sleep(0.1)
+        proc.send_signal(sig)
+        code = proc.wait(30)
+        rest = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        if proc.stderr is not None:
+            proc.stderr.close()
+    # SIGINT is Ctrl-C (exit 0); SIGTERM is re-raised once the shutdown is done, as uvicorn does (killed by it)
+    assert code == (0 if sig == signal.SIGINT else -signal.SIGTERM), rest
+    assert "Traceback" not in rest and "ERROR" not in rest, rest
+    con = duckdb.connect(str(tmp_path / "s9.duckdb"), read_only=True)
+    try:
+        runs = con.execute("SELECT finished_at FROM runs WHERE engine = 'collector'").fetchall()
+        assert len(runs) == 1 and runs[0][0] is not None, runs
+        assert con.execute("SELECT count(*) FROM measurements").fetchone() == (200,)
+    finally:
+        con.close()
+    assert (tmp_path / "s9.collector" / "incoming").is_dir()
 
 
 @pytest.mark.parametrize("content,needle", [

@@ -22,25 +22,18 @@ which sits inside `SecurityHeaders` so the 500 carries the same headers. The
 OpenAPI description is at ``/openapi.json`` (no Swagger UI: it would need
 inline scripts and a CDN).
 
-A start that fails for a reason the operator can act on (a store cut short, a
-file where the raw log's directory goes, a full disk) is a `StartupError`: one
-line, which `startup_failure` hands to whoever called ``serve``, and no traceback
-from uvicorn (`QuietStartupFailure`). Any other error at start is a bug, and
-uvicorn logs its traceback.
+The lifespan opens and starts the collector, unless `serve` opened and started it
+before uvicorn (so that a store or raw log it cannot use is one line, not a
+traceback), and stops it on shutdown either way.
 """
 
 from __future__ import annotations
 
-import errno
-import logging
-import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
-import duckdb
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -49,7 +42,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tamperscope import __version__
-from tamperscope.analysis.store import Store, error_line
+from tamperscope.analysis.store import Store
 from tamperscope.collector import api, submissions
 from tamperscope.collector.config import Collector, Settings
 from tamperscope.collector.ingestor import Busy
@@ -162,93 +155,6 @@ class InternalErrors:
             raise
 
 
-class StartupError(Exception):
-    """The collector cannot start, said in one line (`str`) that names the file and the reason; `exit_code` 2
-    when the files named cannot be used as asked, 1 when it is the machine's fault (a full disk, an I/O error)."""
-
-    def __init__(self, message: str, exit_code: int = 2) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-# The machine's fault, not the operator's (as the CLI counts them): exit 1.
-_MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG})
-
-
-def startup_error(exc: OSError | duckdb.Error, db_path: Path) -> StartupError:
-    """`exc`, raised while the collector opened its store and raw log, as the operator is told it. DuckDB
-    gives no errno: its message is searched for the words of one, as a last resort."""
-    if isinstance(exc, duckdb.Error):
-        if any(os.strerror(code) in str(exc) for code in _MACHINE_ERRNOS):
-            return StartupError(f"the store {db_path} cannot be used: {error_line(exc)}", 1)
-        return StartupError(f"the store {db_path} cannot be read: {error_line(exc)}")
-    code = 1 if exc.errno in _MACHINE_ERRNOS else 2
-    if exc.filename is None:
-        return StartupError(f"the collector cannot start: {error_line(exc)}", code)
-    # "Not a directory" or "File exists" would not say which part of the path is in the way
-    blocker = _in_the_way(Path(exc.filename)) if exc.errno in (errno.ENOTDIR, errno.EEXIST) else None
-    if blocker is not None:
-        return StartupError(f"cannot create {exc.filename}: {blocker} is not a directory", code)
-    return StartupError(f"the collector cannot use {exc.filename}: {error_line(exc)}", code)
-
-
-def _in_the_way(path: Path) -> Path | None:
-    """The first of ``path`` and its parents that exists and is not a directory (a file where one must be)."""
-    for part in (path, *path.parents):
-        try:
-            if os.path.lexists(part) and not part.is_dir():
-                return part
-        except OSError:
-            return None
-    return None
-
-
-# Why the app made for these settings could not start: uvicorn keeps the error to itself and exits.
-_FAILURES: dict[Settings, StartupError] = {}
-
-
-def startup_failure(settings: Settings) -> StartupError | None:
-    """The `StartupError` that stopped the app made for ``settings`` from starting, if one did (said once)."""
-    return _FAILURES.pop(settings, None)
-
-
-class _StartupFailureSaid(logging.Filter):
-    """Drops uvicorn's "Application startup failed. Exiting." after a `StartupError`, once: the caller of
-    ``serve`` says why in one line, and uvicorn's line would be a second saying less."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.getMessage().startswith("Application startup failed"):
-            logging.getLogger("uvicorn.error").removeFilter(self)
-            return False
-        return True
-
-
-class QuietStartupFailure:
-    """A lifespan that failed with a `StartupError` ends without the words uvicorn would log for it: the
-    traceback Starlette sends with ``lifespan.startup.failed``, and uvicorn's own line after it. Any other
-    error keeps its traceback: it is a bug."""
-
-    def __init__(self, app: ASGIApp, fastapi_app: FastAPI) -> None:
-        self.app = app
-        self.fastapi_app = fastapi_app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "lifespan":
-            await self.app(scope, receive, send)
-            return
-
-        async def quiet(message: Message) -> None:
-            if message["type"] == "lifespan.startup.failed" and self.fastapi_app.state.startup_error is not None:
-                logging.getLogger("uvicorn.error").addFilter(_StartupFailureSaid())
-                message = {"type": "lifespan.startup.failed", "message": ""}
-            await send(message)
-
-        try:
-            await self.app(scope, receive, quiet)
-        except StartupError:
-            pass  # uvicorn saw the startup fail, and exits; startup_failure says why
-
-
 class _LateRateLimit:
     """Binds `RateLimit` to the collector's limiters once the lifespan has created them."""
 
@@ -264,29 +170,25 @@ class _LateRateLimit:
         await RateLimit(self.app, collector.submit_limiter, collector.read_limiter)(scope, receive, send)
 
 
-def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
-    """The whole server as an ASGI app. ``store``: an already opened store to use (else opened here)."""
+def create_app(settings: Settings, *, store: Store | None = None, collector: Collector | None = None) -> FastAPI:
+    """The whole server as an ASGI app. ``store``: an already opened store to use (else opened here);
+    ``collector``: an already started collector (`serve` starts it before uvicorn), stopped on shutdown."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        try:
-            collector = Collector.open(settings, store)
-            await collector.start()
-        except (OSError, duckdb.Error) as exc:  # the store or the raw log: the operator can act on it
-            failure = startup_error(exc, Path(store.path) if store is not None else settings.db_path)
-            app.state.startup_error = _FAILURES[settings] = failure
-            raise failure from exc
-        app.state.collector = collector
+        running = collector or Collector.open(settings, store)
+        if collector is None:
+            await running.start()
+        app.state.collector = running
         try:
             yield
         finally:
-            await collector.stop()
+            await running.stop()
             app.state.collector = None
 
     app = FastAPI(title="tamperscope", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     app.state.collector = None
-    app.state.startup_error = None  # a `StartupError`, once the lifespan failed with one
     app.state.settings = settings
     app.state.export_slots = Slots(api.EXPORTS_PER_CLIENT, api.EXPORTS_TOTAL)
 
@@ -326,7 +228,6 @@ def create_app(settings: Settings, *, store: Store | None = None) -> FastAPI:
     app.include_router(submissions.router)
     app.include_router(api.router)
     app.include_router(explorer_routes.router)
-    app.add_middleware(QuietStartupFailure, fastapi_app=app)  # the lifespan only
     app.add_middleware(_LateRateLimit, fastapi_app=app)
     app.add_middleware(InternalErrors)
     app.add_middleware(SecurityHeaders)  # outermost: on every answer, the 500 of `InternalErrors` included
@@ -337,5 +238,4 @@ def announce(text: str) -> None:
     print(f"tamperscope: {text}", file=sys.stderr, flush=True)
 
 
-__all__ = ["InternalErrors", "QuietStartupFailure", "RateLimit", "StartupError", "create_app", "read_cost",
-           "startup_error", "startup_failure"]
+__all__ = ["InternalErrors", "RateLimit", "create_app", "read_cost"]

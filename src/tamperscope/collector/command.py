@@ -48,9 +48,8 @@ def run(args: argparse.Namespace) -> int:
     from tamperscope.analysis.store import default_db_path
     from tamperscope.cli import UsageError
     from tamperscope.collector.admin import TokenError
-    from tamperscope.collector.app import startup_failure
     from tamperscope.collector.schema import Limits, MiB
-    from tamperscope.collector.server import ServeError, serve, settings_from_env
+    from tamperscope.collector.server import ServeError, StartupError, serve, settings_from_env
     from tamperscope.model.inputs import BadInput, listen_host
 
     try:
@@ -79,14 +78,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     try:
         return serve(settings)
-    except ServeError as exc:
-        failure = startup_failure(settings)  # uvicorn only says that the start failed; this says why
-        if failure is None:
+    except StartupError as exc:
+        if exc.exit_code == 2:
             raise UsageError(str(exc)) from None
-        if failure.exit_code == 2:
-            raise UsageError(str(failure)) from None
-        print(f"tamperscope: {failure}", file=sys.stderr)  # the machine's fault (a full disk): not a usage error
-        return failure.exit_code
+        print(f"tamperscope: {exc}", file=sys.stderr)  # the machine's fault (a full disk): not a usage error
+        return exc.exit_code
+    except ServeError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _admin_token(path: Path) -> str:

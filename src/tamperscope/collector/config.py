@@ -1,8 +1,9 @@
 """How a collector runs: its settings, and the running parts handed to every request.
 
-`Settings` is what ``tamperscope serve`` options and `serve_demo()` fill in;
-`Collector` is the running instance (store, raw log, reader, writer, rate
-limiters) that the app's lifespan opens and closes and that handlers reach as
+`Settings` is what ``tamperscope serve`` options fill in; `Collector` is the
+running instance (store, raw log, reader, writer, rate limiters) that
+`server.serve` opens and starts before uvicorn (else the app's lifespan does),
+that the lifespan stops, and that handlers reach as
 ``request.app.state.collector``.
 """
 
@@ -61,6 +62,7 @@ class Collector:
     submit_limiter: RateLimiter
     read_limiter: RateLimiter
     started: float = field(default_factory=time.time)
+    stopped: bool = field(default=False, init=False)
 
     @classmethod
     def open(cls, settings: Settings, store: Store | None = None) -> Collector:
@@ -79,6 +81,10 @@ class Collector:
         await self.ingestor.start()
 
     async def stop(self) -> None:
+        """Close everything (once: a second call does nothing)."""
+        if self.stopped:
+            return
+        self.stopped = True
         self.reader.close()
         await self.ingestor.stop()
 

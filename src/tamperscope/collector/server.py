@@ -1,9 +1,12 @@
-"""Running the app under uvicorn: `serve()` for ``tamperscope serve``, `serve_demo()` for the demo.
+"""Running the app under uvicorn: `serve()` for ``tamperscope serve`` (and the demo's ``--serve``).
 
 One process, one worker: the store has a single writer (DuckDB), and the
 writer batches submissions itself. uvicorn handles SIGINT/SIGTERM by finishing
 the requests in flight; the lifespan then answers what is queued and closes
-the store. A ``kill -9`` loses nothing that was acknowledged (see `rawlog`).
+the store. The collector (store, raw log, catching up with it) is opened and
+started before uvicorn: a start that fails for a reason the operator can act on
+(a store it cannot read, a file where the raw log's directory goes, a full disk)
+is a `StartupError`, one line, before anything is announced. A ``kill -9`` loses nothing that was acknowledged (see `rawlog`).
 
 uvicorn (0.54, h11) times out only a connection idle between two requests: one
 that connected and sent nothing, or sent its head or body a byte at a time, was
@@ -14,20 +17,24 @@ bounds (`ConnectionLimits`) to uvicorn's own protocol.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tamperscope.analysis.store import Store, StoreError
+import duckdb
+
+from tamperscope.analysis.store import Store, StoreError, error_line
 from tamperscope.collector.admin import TOKEN_ENV, usable_token
 from tamperscope.collector.app import create_app
 from tamperscope.collector.config import (
     DEFAULT_HOST,
     DEFAULT_PORT,
+    Collector,
     Settings,
     open_store,
 )
@@ -38,12 +45,62 @@ class ServeError(Exception):
     """The server cannot start as asked (store in use, port taken, bad token)."""
 
 
+class StartupError(ServeError):
+    """The collector cannot start, said in one line (`str`) that names the file and the reason; `exit_code` 2
+    when the files named cannot be used as asked, 1 when it is the machine's fault (a full disk, an I/O error)."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+# The machine's fault, not the operator's (as the CLI counts them): exit 1.
+_MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG})
+
+
+def startup_error(exc: OSError | duckdb.Error, db_path: Path) -> StartupError:
+    """`exc`, raised while the collector opened its store and raw log, as the operator is told it. DuckDB
+    gives no errno: its message is searched for the words of one, as a last resort."""
+    if isinstance(exc, duckdb.Error):
+        if any(os.strerror(code) in str(exc) for code in _MACHINE_ERRNOS):
+            return StartupError(f"the store {db_path} cannot be used: {error_line(exc)}", 1)
+        return StartupError(f"the store {db_path} cannot be read: {error_line(exc)}")
+    code = 1 if exc.errno in _MACHINE_ERRNOS else 2
+    if exc.filename is None:
+        return StartupError(f"the collector cannot start: {error_line(exc)}", code)
+    # "Not a directory" or "File exists" would not say which part of the path is in the way
+    blocker = _in_the_way(Path(exc.filename)) if exc.errno in (errno.ENOTDIR, errno.EEXIST) else None
+    if blocker is not None:
+        return StartupError(f"cannot create {exc.filename}: {blocker} is not a directory", code)
+    return StartupError(f"the collector cannot use {exc.filename}: {error_line(exc)}", code)
+
+
+def _in_the_way(path: Path) -> Path | None:
+    """The first of ``path`` and its parents that exists and is not a directory (a file where one must be)."""
+    for part in (path, *path.parents):
+        try:
+            if os.path.lexists(part) and not part.is_dir():
+                return part
+        except OSError:
+            return None
+    return None
+
+
 def _loop() -> str:
     try:
         import uvloop  # noqa: F401
     except ImportError:
         return "asyncio"
     return "uvloop"
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop uvicorn would make (`_loop`)."""
+    if _loop() == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop
 
 
 def listen(host: str, port: int, backlog: int = 2048) -> list[socket.socket]:
@@ -240,9 +297,8 @@ def uvicorn_config(app: Any, host: str, port: int, limits: ConnectionLimits | No
 
 
 def serve(settings: Settings, *, store: Store | None = None) -> int:
-    """Serve until interrupted; returns an exit code. Raises `ServeError` before listening if it cannot."""
-    import uvicorn
-
+    """Serve until interrupted; returns an exit code. Raises `ServeError` (a `StartupError` for the store and the
+    raw log) before anything is announced if it cannot start."""
     socks = listen(settings.host, settings.port)
     try:
         if store is None:
@@ -250,9 +306,29 @@ def serve(settings: Settings, *, store: Store | None = None) -> int:
                 store = open_store(settings)
             except StoreError as exc:
                 raise ServeError(str(exc)) from None
-        config = uvicorn_config(create_app(settings, store=store), settings.host, settings.port,
-                                trusted_proxies=settings.trusted_proxies)
-        server = uvicorn.Server(config)
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            try:
+                runner.run(_serve(settings, store, socks))
+            except KeyboardInterrupt:
+                pass
+    finally:
+        for sock in socks:
+            sock.close()
+    return 0
+
+
+async def _serve(settings: Settings, store: Store, socks: list[socket.socket]) -> None:
+    """Start the collector, announce, and run uvicorn on ``socks`` until it stops."""
+    import uvicorn
+
+    try:
+        collector = Collector.open(settings, store)
+        await collector.start()  # catches the store up with the raw log
+    except (OSError, duckdb.Error) as exc:  # the store or the raw log: the operator can act on it
+        raise startup_error(exc, Path(store.path)) from exc
+    try:
+        server = uvicorn.Server(uvicorn_config(create_app(settings, collector=collector), settings.host,
+                                               settings.port, trusted_proxies=settings.trusted_proxies))
         if settings.announce:
             where = f"http://{_url_host(settings.host)}:{settings.port}/"
             bound = ", ".join(shown(s.getsockname()) for s in socks)
@@ -262,17 +338,13 @@ def serve(settings: Settings, *, store: Store | None = None) -> int:
             print(f"tamperscope: {mode} at {where} ({also}store {settings.db_path}; Ctrl-C to stop)",
                   file=sys.stderr, flush=True)
         try:
-            server.run(sockets=socks)
-        except KeyboardInterrupt:
-            pass
+            await server.serve(sockets=socks)
         except SystemExit:  # uvicorn exits when the app cannot start; it has logged why
             raise ServeError(f"the server on {shown((settings.host, settings.port))} could not start") from None
         if not server.started:
             raise ServeError(f"the server on {shown((settings.host, settings.port))} did not start")
     finally:
-        for sock in socks:
-            sock.close()
-    return 0
+        await collector.stop()  # the lifespan's shutdown stopped it already, unless uvicorn never ran it
 
 
 def _url_host(host: str) -> str:
@@ -287,19 +359,6 @@ def explorer_url(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> str:
     return f"http://{_url_host(host)}:{port}/"
 
 
-def serve_demo(db_path: str | os.PathLike[str], host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
-               accept_submissions: bool = False) -> int:
-    """Serve a store (e.g. the one ``tamperscope demo`` just analysed) until Ctrl-C.
-
-    Prints ``tamperscope: explorer at http://HOST:PORT/ ...`` on stderr once
-    listening. Read-only by default (no submissions), rate limits off, no admin.
-    Raises `ServeError` if the store is in use or the port is taken.
-    """
-    settings = Settings(db_path=Path(db_path), host=host, port=port, submit_rate=0, read_rate=0,
-                        accept_submissions=accept_submissions)
-    return serve(settings)
-
-
 def settings_from_env(db_path: Path, host: str, port: int, **kwargs: object) -> Settings:
     """Settings with the admin token taken from ``$TAMPERSCOPE_ADMIN_TOKEN`` when not given."""
     token = kwargs.pop("admin_token", None) or os.environ.get(TOKEN_ENV)
@@ -307,4 +366,4 @@ def settings_from_env(db_path: Path, host: str, port: int, **kwargs: object) -> 
     return Settings(db_path=db_path, host=host, port=port, admin_token=admin_token, **kwargs)  # type: ignore[arg-type]
 
 
-__all__ = ["ServeError", "explorer_url", "serve", "serve_demo", "settings_from_env"]
+__all__ = ["ServeError", "StartupError", "explorer_url", "serve", "settings_from_env", "startup_error"]
