@@ -20,8 +20,8 @@ import duckdb
 import pytest
 
 from tamperscope.collector import samples
-from tamperscope.collector.server import startup_error
 from tamperscope.collector.command import _admin_token
+from tamperscope.collector.server import startup_error
 from tamperscope.collector.testing import free_port
 
 SRC = Path(__file__).resolve().parents[2] / "src"

@@ -158,6 +158,7 @@ class Ingestor:
         self._position: Position | None = None
         self._checkpointed = 0.0
         self._last_transaction = 0.0
+        self._halt = threading.Event()       # set: the catch-up at start stops after its current batch
 
     # ---- lifecycle
 
@@ -166,7 +167,13 @@ class Ingestor:
         self._queue = asyncio.Queue(maxsize=self._queue_size)
         self._store_queue = asyncio.Queue()
         self._room.set()
-        await loop.run_in_executor(self._store_thread, self._startup)
+        startup = self._store_thread.submit(self._startup)
+        try:
+            await asyncio.wrap_future(startup)
+        except asyncio.CancelledError:  # Ctrl-C while catching up: stop after the batch in hand (checkpointed)
+            self._halt.set()
+            await asyncio.wrap_future(startup)
+            raise
         self._lookup = await loop.run_in_executor(self._store_thread, self.store.con.cursor)
         self._tasks = [asyncio.create_task(self._journal_loop(), name="tamperscope-journal"),
                        asyncio.create_task(self._store_loop(), name="tamperscope-store")]
@@ -229,6 +236,10 @@ class Ingestor:
             if len(batch) >= REPLAY_BATCH:
                 self._ingest_replayed(batch, last)
                 batch = []
+                if self._halt.is_set():
+                    self._announce(f"interrupted: {self.stats.replayed} measurement(s) read from the raw log; "
+                                   "the next start reads the rest")
+                    return
         if batch:
             self._ingest_replayed(batch, last)
         self._announce(f"caught up: {self.stats.replayed} measurement(s) read from the raw log")

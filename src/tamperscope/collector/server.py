@@ -6,7 +6,8 @@ the requests in flight; the lifespan then answers what is queued and closes
 the store. The collector (store, raw log, catching up with it) is opened and
 started before uvicorn: a start that fails for a reason the operator can act on
 (a store it cannot read, a file where the raw log's directory goes, a full disk)
-is a `StartupError`, one line, before anything is announced. A ``kill -9`` loses nothing that was acknowledged (see `rawlog`).
+is a `StartupError`, one line, before anything is announced. A ``kill -9``
+loses nothing that was acknowledged (see `rawlog`).
 
 uvicorn (0.54, h11) times out only a connection idle between two requests: one
 that connected and sent nothing, or sent its head or body a byte at a time, was
@@ -323,9 +324,15 @@ async def _serve(settings: Settings, store: Store, socks: list[socket.socket]) -
 
     try:
         collector = Collector.open(settings, store)
-        await collector.start()  # catches the store up with the raw log
     except (OSError, duckdb.Error) as exc:  # the store or the raw log: the operator can act on it
         raise startup_error(exc, Path(store.path)) from exc
+    try:
+        await collector.start()  # catches the store up with the raw log
+    except (OSError, duckdb.Error) as exc:
+        raise startup_error(exc, Path(store.path)) from exc
+    except asyncio.CancelledError:  # Ctrl-C while catching up: what was read stays, the store is closed cleanly
+        await collector.stop()
+        raise
     try:
         server = uvicorn.Server(uvicorn_config(create_app(settings, collector=collector), settings.host,
                                                settings.port, trusted_proxies=settings.trusted_proxies))
