@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import signal
 import socket
 import sys
 from collections.abc import Callable, Sequence
@@ -307,15 +308,51 @@ def serve(settings: Settings, *, store: Store | None = None) -> int:
                 store = open_store(settings)
             except StoreError as exc:
                 raise ServeError(str(exc)) from None
+        terminated = False
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             try:
                 runner.run(_serve(settings, store, socks))
             except KeyboardInterrupt:
                 pass
+            except _Terminated:
+                terminated = True
     finally:
         for sock in socks:
             sock.close()
+    if terminated:  # as uvicorn ends after a SIGTERM: killed by it, once everything is closed
+        signal.raise_signal(signal.SIGTERM)
     return 0
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived while the collector was catching up; it stopped and closed the store."""
+
+
+async def _start(collector: Collector) -> None:
+    """Start the collector. Ctrl-C (the runner cancels this task) or SIGTERM while it catches up with a long raw
+    log stops the catch-up after the batch in hand, and the store is closed; uvicorn handles both signals after."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    terminated: list[bool] = []
+
+    def terminate() -> None:
+        terminated.append(True)
+        if task is not None:
+            task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, terminate)
+    except (ValueError, RuntimeError, NotImplementedError):  # not the main thread: SIGTERM keeps its action
+        pass
+    try:
+        await collector.start()
+    except asyncio.CancelledError:
+        await collector.stop()
+        if terminated:
+            raise _Terminated() from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 async def _serve(settings: Settings, store: Store, socks: list[socket.socket]) -> None:
@@ -327,12 +364,9 @@ async def _serve(settings: Settings, store: Store, socks: list[socket.socket]) -
     except (OSError, duckdb.Error) as exc:  # the store or the raw log: the operator can act on it
         raise startup_error(exc, Path(store.path)) from exc
     try:
-        await collector.start()  # catches the store up with the raw log
+        await _start(collector)  # catches the store up with the raw log
     except (OSError, duckdb.Error) as exc:
         raise startup_error(exc, Path(store.path)) from exc
-    except asyncio.CancelledError:  # Ctrl-C while catching up: what was read stays, the store is closed cleanly
-        await collector.stop()
-        raise
     try:
         server = uvicorn.Server(uvicorn_config(create_app(settings, collector=collector), settings.host,
                                                settings.port, trusted_proxies=settings.trusted_proxies))
