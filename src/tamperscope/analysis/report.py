@@ -526,6 +526,12 @@ def _prose(value: object) -> bool:
     return isinstance(value, str) and len(value) > 40 and value.count(" ") >= 4
 
 
+# Columns of names, never sentences however long: "Tor (its own bootstrap) through a bridge (obfs4)", a network's
+# "Turkmentelecom State Joint Stock Company of Communications". They wrap as they need to; held at a reading
+# width, they pushed the apps' table 139 px past its box.
+_NAME_KEYS = frozenset({"app", "probe_network_name", "name", "domain", "equipment"})
+
+
 def _html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
     if not rows:
         return "<p class='none'>None.</p>"
@@ -540,7 +546,8 @@ def _html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, 
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
             numbers[i] += number
             others[i] += not number and value is not None
-            cls = (" class='num'" if number else " class='prose'" if _prose(value)
+            cls = (" class='num'" if number else " class='name'" if key in _NAME_KEYS and value is not None
+                   else " class='prose'" if _prose(value)
                    else " class='date'" if isinstance(value, str) and _DATE.fullmatch(value) else "")
             cells.append(f"<td{cls}>{_breakable(_cell(value) if not isinstance(value, str) else value)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
@@ -580,7 +587,7 @@ td.num,th.num{text-align:right}td.num{font-variant-numeric:tabular-nums}th{backg
 .scroll{overflow-x:auto}.none{color:#777}dl{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}
 dt{font-weight:600}dd{margin:0}.tag{display:inline-block;padding:0 .4rem;border-radius:3px;color:#fff}
 footer{color:#777;font-size:.85rem;margin-top:2rem}
-nav.contents{line-height:1.8;margin:.75rem 0}nav.contents a{color:#2166ac}nav.contents span{white-space:nowrap}
+nav.contents{line-height:1.8;margin:.75rem 0}nav.contents a{color:#2166ac}nav.contents span{display:inline-block;max-width:100%}
 """
 
 _DRAW = """
