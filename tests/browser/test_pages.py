@@ -4,6 +4,7 @@ phone-sized screen never scrolls sideways."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -68,7 +69,8 @@ def test_error_page_renders_too(guarded: tuple[Any, Guard]) -> None:
 
 def test_charts_draw_from_the_offline_plotly(guarded: tuple[Any, Guard]) -> None:
     page, guard = guarded
-    for path in ("/", "/country/RU", "/domain/www.example.com"):     # home, area (same template for all three)
+    # home, area (same template for all three); and a site measured once, on one day
+    for path in ("/", "/country/RU", "/domain/www.example.com", "/domain/blocked.example"):
         open_page(page, path)
         charts = page.locator(".chart")
         assert charts.count() == 2, path      # timeline and mechanisms
@@ -79,6 +81,10 @@ def test_charts_draw_from_the_offline_plotly(guarded: tuple[Any, Guard]) -> None
             assert chart.locator("svg.main-svg").count() >= 2, (path, name)
             # Bars were drawn, not just empty axes.
             assert chart.locator(".trace.bars .point path").count() >= 1, (path, name)
+            # Days, not hours, and whole counts: a page of a measurement or two was ticked "00:00:00" and
+            # "0.2, 0.4 ... 1".
+            ticks = chart.locator("g.xtick text, g.ytick text").all_text_contents()
+            assert ticks and not [t for t in ticks if ":" in t or re.fullmatch(r"[\d,]*\.\d+", t)], (path, name, ticks)
             box = chart.bounding_box()
             assert box and box["height"] >= 150 and box["width"] >= 200, (path, name, box)
             # plotly's own stylesheet applies (it is refused if injected inline): the SVG layers are

@@ -417,6 +417,27 @@ def _plot(value: Any) -> str:
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def day_axis(days: Sequence[Any]) -> dict[str, Any]:
+    """A plotly date axis for bars of whole days (ISO strings or dates). Over one to three days, one tick a day,
+    as a date: plotly's own ticks show hours ("00:00:00 Mar 1"); more ticks than three of these would turn and
+    overlap on a phone, so longer spans keep plotly's ticks."""
+    axis: dict[str, Any] = {"type": "date"}
+    if days:
+        dates = [d if isinstance(d, dt.date) else dt.date.fromisoformat(str(d)[:10]) for d in days]
+        if (max(dates) - min(dates)).days < 3:
+            axis.update(dtick=86_400_000, tickformat="%b %d\n%Y")
+    return axis
+
+
+def count_axis(largest: float) -> dict[str, Any]:
+    """A plotly axis of counts: whole numbers only. Up to a count of 6 plotly ticks halves and fifths
+    ("0.2, 0.4 ... 1" for one measurement); one tick per unit there. Above, its ticks are whole already."""
+    axis: dict[str, Any] = {"rangemode": "tozero"}
+    if largest <= 6:
+        axis.update(tick0=0, dtick=1)
+    return axis
+
+
 def _timeline_figure(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     days = [r["day"] for r in rows]
     series = {
@@ -427,14 +448,11 @@ def _timeline_figure(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
     data = [{"type": "bar", "name": name, "x": days, "y": ys, "marker": {"color": OUTCOME_COLOURS[name]}}
             for name, ys in series.items()]
-    xaxis: dict[str, Any] = {"title": {"text": "day (UTC)"}, "type": "date"}
-    if days and (dt.date.fromisoformat(max(days)) - dt.date.fromisoformat(min(days))).days < 3:
-        # one to three days: one tick a day, as a date (plotly's own ticks show hours: "00:00:00 Mar 1");
-        # more ticks than three of these would turn and overlap on a phone
-        xaxis.update(dtick=86_400_000, tickformat="%b %d\n%Y")
+    xaxis: dict[str, Any] = {"title": {"text": "day (UTC)"}, **day_axis(days)}
+    totals = [sum(ys[i] for ys in series.values()) for i in range(len(days))]
     layout = {"barmode": "stack", "title": {"text": "Measurements per day, by outcome"},
               "xaxis": xaxis,
-              "yaxis": {"title": {"text": "measurements"}},
+              "yaxis": {"title": {"text": "measurements"}, **count_axis(max(totals, default=0))},
               # above the bars: below them it hid the year under the first month's tick
               "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"},
               "margin": {"t": 100, "r": 10, "l": 60, "b": 50}}  # room for a legend wrapped on a phone
@@ -493,7 +511,9 @@ def _mechanisms_figure(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | No
             for m in mechanisms]
     layout = {"barmode": "stack", "title": {"text": "How sites are blocked, by country"},
               # no x-axis title: the ticks are country codes, and a title sat under the legend
-              "yaxis": {"title": {"text": "anomalous measurements"}},
+              "yaxis": {"title": {"text": "anomalous measurements"},
+                        **count_axis(max((sum(counts.get((c, m), 0) for m in mechanisms) for c in countries),
+                                         default=0))},
               "legend": {"orientation": "h"}, "margin": {"t": 50, "r": 10, "l": 60, "b": 50}}
     return {"data": data, "layout": layout}
 
@@ -794,5 +814,5 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
 
 
 __all__ = ["APP_NAMES", "FINGERPRINT_SCOPES", "FINGERPRINT_SOURCES", "JSON_FORMAT", "MECHANISM_WORDS", "OUTCOME_WORDS",
-           "TEST_WORDS", "app_name", "apps_in_words", "blockpages_in_words", "counted", "html_report", "json_report",
-           "rules_in_words", "table", "terminal_report"]
+           "TEST_WORDS", "app_name", "apps_in_words", "blockpages_in_words", "count_axis", "counted", "day_axis",
+           "html_report", "json_report", "rules_in_words", "table", "terminal_report"]

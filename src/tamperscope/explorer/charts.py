@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tamperscope.analysis.report import technique
+from tamperscope.analysis.report import count_axis, day_axis, technique
 
 COLOURS = {"ok": "#8fbf8f", "anomaly": "#e0a040", "confirmed": "#c0392b", "failure": "#9a9a9a"}
 
@@ -43,7 +43,9 @@ def timeline(rows: Sequence[dict[str, Any]], title: str = "Measurements per day"
     }
     data = [{"type": "bar", "name": name, "x": days, "y": ys, "marker": {"color": COLOURS[name]}}
             for name, ys in series.items()]
-    return {"data": data, "layout": _layout(title, barmode="stack", xaxis={"type": "date"})}
+    largest = max((sum(ys[i] for ys in series.values()) for i in range(len(days))), default=0)
+    return {"data": data, "layout": _layout(title, barmode="stack", xaxis=day_axis(days),
+                                            yaxis=count_axis(largest))}
 
 
 def mechanisms(rows: Sequence[dict[str, Any]], title: str = "Anomalies by mechanism") -> dict[str, Any] | None:
@@ -52,12 +54,13 @@ def mechanisms(rows: Sequence[dict[str, Any]], title: str = "Anomalies by mechan
     if not rows:
         return None
     rows = sorted(rows, key=lambda r: int(r.get("measurement_count") or 0))
+    counts = [int(r.get("measurement_count") or 0) for r in rows]
     data = [{"type": "bar", "orientation": "h", "name": "anomalies",
-             "y": [str(technique(r["mechanism"])) for r in rows],
-             "x": [int(r.get("measurement_count") or 0) for r in rows],
+             "y": [str(technique(r["mechanism"])) for r in rows], "x": counts,
              "marker": {"color": COLOURS["confirmed"]}}]
     return {"data": data, "layout": _layout(title, height=max(160, 60 + 28 * len(rows)),
-                                            margin={"l": 110, "r": 10, "t": 36, "b": 30}, showlegend=False)}
+                                            margin={"l": 110, "r": 10, "t": 36, "b": 30}, showlegend=False,
+                                            xaxis=count_axis(max(counts, default=0)))}
 
 
 __all__ = ["COLOURS", "mechanisms", "timeline"]
