@@ -121,6 +121,11 @@ def test_twins_carry_what_the_page_shows(client: SyncClient) -> None:
     assert set(search) == {"metadata", "results"} and all(r["anomaly"] for r in search["results"])
     m = client.get(f"/m/{client.hostile_uids[0]}.json").json()  # type: ignore[attr-defined]
     assert m["page"] == "measurement" and m["evidence"]["verdict"]["mechanism"] == "http.blockpage"
+    # OONI's own words for its two fields, as the JSON twin has them (the page said "False", Python's)
+    verdict = m["evidence"]["verdict"]
+    page = client.get(f"/m/{client.hostile_uids[0]}").text  # type: ignore[attr-defined]
+    assert verdict["accessible"] is False and "<dt>Accessible</dt><dd>false</dd>" in page
+    assert f"<dt>Blocking</dt><dd>{verdict['blocking']}</dd>" in page
 
 
 def test_unknown_things_are_404_in_both_forms(client: SyncClient) -> None:
