@@ -648,6 +648,13 @@ def test_a_wireguard_measurement_says_what_the_handshakes_found(tmp_path: Path) 
     assert evil not in got[2][0] and "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in sections[2]
     assert sections[2].count("<tr>") == 1 + 32 and "68 more datagrams in the raw JSON." in sections[2]
     assert twins[2]["wireguard"]["handshake"]["answer"] is None and twins[2]["verdict"]["status"] == "anomaly"
+    # Listed, a tool's measurement says which tool above its input (a server, not a site): the input alone,
+    # grey, was all a WireGuard row said among RiseupVPN's and Tor's
+    with running_app(Settings(db_path=tmp_path / "w.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
+        assert c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(m) for m in ms)).status_code == 200
+        pages = [c.get(f"/network/{base['probe_asn']}").text, c.get("/search?test_name=wireguard").text]
+    row = f'<span class="app-name">WireGuard</span><br><span class="muted">wireguard://{wg}</span>'
+    assert all(row in page for page in pages), pages[0]
 
 
 def test_an_instant_messaging_measurement_lists_the_apps_services(tmp_path: Path) -> None:

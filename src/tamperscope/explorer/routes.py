@@ -107,6 +107,11 @@ def _app_name(test_name: Any) -> str:
     return APP_NAMES.get(test_name, str(test_name)) if isinstance(test_name, str) else ""
 
 
+def _is_app(test_name: Any) -> bool:
+    """An app's or a tool's test (its input, where it has one, is one of its servers: wireguard://198.19.3.40:51820)."""
+    return isinstance(test_name, str) and test_name in APP_NAMES
+
+
 def _test_words(test_name: Any) -> str:
     return TEST_WORDS.get(test_name, "") if isinstance(test_name, str) else ""
 
@@ -118,6 +123,7 @@ def _signature_words(value: Any) -> str:
 _env.filters.update(seg=_seg, qs=_qs, num=_num, plural=_plural, attrjson=_attrjson, when=_when, technique=_technique,
                     meaning=_meaning, signature_words=_signature_words,
                     app_name=_app_name, test_words=_test_words)
+_env.tests.update(app=_is_app)
 _env.globals.update(pct=_pct, version=__version__, plotly_style_ids=plotlyjs.style_ids,
                     plotly_css=lambda: plotlyjs.stylesheet() is not None)
 
