@@ -1,5 +1,5 @@
-"""Ctrl-C (or SIGTERM) while `tamperscope serve` catches the store up with a long raw log stops after the batch in hand: the
-batches read stay (each is checkpointed), the store is closed with its run finished, the raw log is untouched,
+"""Ctrl-C (or SIGTERM) while `tamperscope serve` catches the store up with a long raw log stops after the batch in
+hand: the batches read stay (each is checkpointed), the store is closed with its run finished, the raw log is untouched,
 and the next start reads the rest. Before, Ctrl-C waited for the whole catch-up (minutes, for millions of
 measurements) and left the run open.
 
@@ -30,10 +30,14 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 MEASUREMENTS = 16_000  # several seconds of catching up: far longer than Ctrl-C takes to arrive
 
 
-def start(cwd: Path, port: int, *options: str) -> subprocess.Popen[str]:
+def start(cwd: Path, port: int, *options: str, patch: str = "") -> subprocess.Popen[str]:
+    """`tamperscope serve` on ``c.duckdb`` in ``cwd``; ``patch``: Python run in that process first (a slower disk,
+    a full one), for the tests that need a race to go one way every time."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAMPERSCOPE_")}
     env["PYTHONPATH"] = str(SRC)
-    return subprocess.Popen([sys.executable, "-m", "tamperscope", "serve", "--db", "c.duckdb", "--host", "127.0.0.1",
+    main = ["-m", "tamperscope"] if not patch else \
+        ["-c", f"import sys\n{patch}\nfrom tamperscope.cli import main\nsys.exit(main(sys.argv[1:]))"]
+    return subprocess.Popen([sys.executable, *main, "serve", "--db", "c.duckdb", "--host", "127.0.0.1",
                              "--port", str(port), *options], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 

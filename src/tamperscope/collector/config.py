@@ -9,12 +9,13 @@ that the lifespan stops, and that handlers reach as
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tamperscope.analysis.store import Store
-from tamperscope.collector.ingestor import Ingestor
+from tamperscope.collector.ingestor import Ingestor, to_the_end
 from tamperscope.collector.queries import Reader
 from tamperscope.collector.ratelimit import RateLimiter
 from tamperscope.collector.rawlog import RawLog, collector_dir_for
@@ -62,7 +63,7 @@ class Collector:
     submit_limiter: RateLimiter
     read_limiter: RateLimiter
     started: float = field(default_factory=time.time)
-    stopped: bool = field(default=False, init=False)
+    _stopping: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def open(cls, settings: Settings, store: Store | None = None) -> Collector:
@@ -81,10 +82,13 @@ class Collector:
         await self.ingestor.start()
 
     async def stop(self) -> None:
-        """Close everything (once: a second call does nothing)."""
-        if self.stopped:
-            return
-        self.stopped = True
+        """Answer what is queued and close everything, once: a second call waits for the first's work, and a
+        caller cancelled meanwhile (a second Ctrl-C during uvicorn's shutdown) still lets it end first."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop())
+        await to_the_end(self._stopping)
+
+    async def _stop(self) -> None:
         self.reader.close()
         await self.ingestor.stop()
 

@@ -123,6 +123,23 @@ class Busy(Exception):
     """The writer's queue is full: the client should retry later (503)."""
 
 
+async def to_the_end(work: asyncio.Future[T]) -> T:
+    """``work``'s result, waited for even when the caller is cancelled meanwhile (a second Ctrl-C, another
+    SIGTERM): what closes the store must not be cut in the middle. The caller's cancellation is raised after."""
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(work)
+            break
+        except asyncio.CancelledError:
+            if work.done():  # the work itself was cancelled: the loop is being closed
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError()
+    return result
+
+
 def _verdict_of(table: pa.Table) -> dict[str, dict[str, Any]]:
     rows = table.select(["measurement_uid", "blocking", "accessible", "mechanism", "confidence", "status",
                          "outcome", "fingerprints"]).to_pylist()
@@ -172,7 +189,7 @@ class Ingestor:
             await asyncio.wrap_future(startup)
         except asyncio.CancelledError:  # Ctrl-C while catching up: stop after the batch in hand (checkpointed)
             self._halt.set()
-            await asyncio.wrap_future(startup)
+            await to_the_end(asyncio.wrap_future(startup))
             raise
         self._lookup = await loop.run_in_executor(self._store_thread, self.store.con.cursor)
         self._tasks = [asyncio.create_task(self._journal_loop(), name="tamperscope-journal"),

@@ -18,7 +18,9 @@ bounds (`ConnectionLimits`) to uvicorn's own protocol.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import logging
 import os
 import signal
 import socket
@@ -26,6 +28,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import duckdb
@@ -60,9 +63,12 @@ class StartupError(ServeError):
 _MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG})
 
 
-def startup_error(exc: OSError | duckdb.Error, db_path: Path) -> StartupError:
-    """`exc`, raised while the collector opened its store and raw log, as the operator is told it. DuckDB
-    gives no errno: its message is searched for the words of one, as a last resort."""
+def startup_error(exc: OSError | duckdb.Error | StoreError, db_path: Path) -> StartupError:
+    """`exc`, raised while the collector opened its store and raw log or caught up with the log, as the operator
+    is told it. DuckDB gives no errno: its message is searched for the words of one, as a last resort. A store
+    that could not be written while catching up (`StoreError`: a full disk) is the machine's fault."""
+    if isinstance(exc, StoreError):
+        return StartupError(str(exc), 1)
     if isinstance(exc, duckdb.Error):
         if any(os.strerror(code) in str(exc) for code in _MACHINE_ERRNOS):
             return StartupError(f"the store {db_path} cannot be used: {error_line(exc)}", 1)
@@ -302,90 +308,114 @@ def serve(settings: Settings, *, store: Store | None = None) -> int:
     """Serve until interrupted; returns an exit code. Raises `ServeError` (a `StartupError` for the store and the
     raw log) before anything is announced if it cannot start."""
     socks = listen(settings.host, settings.port)
+    sigterm = _Sigterm()
     try:
         if store is None:
             try:
                 store = open_store(settings)
             except StoreError as exc:
                 raise ServeError(str(exc)) from None
-        terminated = False
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             try:
-                runner.run(_serve(settings, store, socks))
-            except KeyboardInterrupt:
+                runner.run(_serve(settings, store, socks, sigterm))
+            except KeyboardInterrupt:  # Ctrl-C: the runner cancelled the serving task, which closed everything
                 pass
-            except _Terminated:
-                terminated = True
+            except asyncio.CancelledError:  # SIGTERM did, the same way
+                if not sigterm.seen:
+                    raise
     finally:
         for sock in socks:
             sock.close()
-    if terminated:  # as uvicorn ends after a SIGTERM: killed by it, once everything is closed
+    if sigterm.seen:  # as uvicorn ends after a SIGTERM: killed by it, once everything is closed
         signal.raise_signal(signal.SIGTERM)
     return 0
 
 
-class _Terminated(Exception):
-    """SIGTERM arrived while the collector was catching up; it stopped and closed the store."""
+class _Sigterm:
+    """SIGTERM while `serve` runs: the first one cancels the serving task, as Ctrl-C does (a catch-up stops after
+    the batch in hand, the collector is stopped, the store closed); later ones change nothing. While uvicorn
+    serves, it takes the signal over and shuts down gracefully (`_serve`'s ``Server.handle_exit`` notes it).
+    Either way `serve` ends by the signal once everything is closed."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._watching = False
+
+    def watch(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any] | None) -> None:
+        def cancel() -> None:
+            if not self.seen and task is not None:
+                task.cancel()
+            self.seen = True
+
+        try:
+            loop.add_signal_handler(signal.SIGTERM, cancel)
+            self._watching = True
+        except (ValueError, RuntimeError, NotImplementedError):  # not the main thread: SIGTERM keeps its action
+            pass
+
+    def unwatch(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._watching:  # uvloop refuses to remove a handler it never had, outside the main thread
+            loop.remove_signal_handler(signal.SIGTERM)
+            self._watching = False
 
 
-async def _start(collector: Collector) -> None:
-    """Start the collector. Ctrl-C (the runner cancels this task) or SIGTERM while it catches up with a long raw
-    log stops the catch-up after the batch in hand, and the store is closed; uvicorn handles both signals after."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    terminated: list[bool] = []
-
-    def terminate() -> None:
-        terminated.append(True)
-        if task is not None:
-            task.cancel()
-
-    try:
-        loop.add_signal_handler(signal.SIGTERM, terminate)
-    except (ValueError, RuntimeError, NotImplementedError):  # not the main thread: SIGTERM keeps its action
-        pass
-    try:
-        await collector.start()
-    except asyncio.CancelledError:
-        await collector.stop()
-        if terminated:
-            raise _Terminated() from None
-        raise
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-
-
-async def _serve(settings: Settings, store: Store, socks: list[socket.socket]) -> None:
+async def _serve(settings: Settings, store: Store, socks: list[socket.socket], sigterm: _Sigterm) -> None:
     """Start the collector, announce, and run uvicorn on ``socks`` until it stops."""
     import uvicorn
 
+    loop = asyncio.get_running_loop()
+    sigterm.watch(loop, asyncio.current_task())
     try:
-        collector = Collector.open(settings, store)
-    except (OSError, duckdb.Error) as exc:  # the store or the raw log: the operator can act on it
-        raise startup_error(exc, Path(store.path)) from exc
-    try:
-        await _start(collector)  # catches the store up with the raw log
-    except (OSError, duckdb.Error) as exc:
-        raise startup_error(exc, Path(store.path)) from exc
-    try:
-        server = uvicorn.Server(uvicorn_config(create_app(settings, collector=collector), settings.host,
-                                               settings.port, trusted_proxies=settings.trusted_proxies))
-        if settings.announce:
-            where = f"http://{_url_host(settings.host)}:{settings.port}/"
-            bound = ", ".join(shown(s.getsockname()) for s in socks)
-            every = EVERY_INTERFACE.get(settings.host, "")
-            also = f"listening on {bound}{every}; " if every or bound != shown((settings.host, settings.port)) else ""
-            mode = "explorer, API and collector" if settings.accept_submissions else "explorer and API (read-only)"
-            print(f"tamperscope: {mode} at {where} ({also}store {settings.db_path}; Ctrl-C to stop)",
-                  file=sys.stderr, flush=True)
         try:
-            await server.serve(sockets=socks)
-        except SystemExit:  # uvicorn exits when the app cannot start; it has logged why
-            raise ServeError(f"the server on {shown((settings.host, settings.port))} could not start") from None
-        if not server.started:
-            raise ServeError(f"the server on {shown((settings.host, settings.port))} did not start")
+            collector = Collector.open(settings, store)
+        except (OSError, duckdb.Error) as exc:  # the store or the raw log: the operator can act on it
+            with contextlib.suppress(Exception):
+                store.close()
+            raise startup_error(exc, Path(store.path)) from exc
+        try:
+            await collector.start()  # catches the store up with the raw log
+        except BaseException as exc:  # interrupted (Ctrl-C, SIGTERM) or failed: what was read stays, all is closed
+            with contextlib.suppress(Exception):
+                await collector.stop()
+            if isinstance(exc, (OSError, duckdb.Error, StoreError)):
+                raise startup_error(exc, Path(store.path)) from exc
+            raise
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+                if sig == signal.SIGTERM:  # uvicorn shuts down gracefully, then raises it again, which only
+                    sigterm.seen = True    # reaches the loop's handler here: `serve` ends by it afterwards
+                super().handle_exit(sig, frame)
+
+        try:
+            server = Server(uvicorn_config(create_app(settings, collector=collector), settings.host,
+                                           settings.port, trusted_proxies=settings.trusted_proxies))
+            if settings.announce:
+                where = f"http://{_url_host(settings.host)}:{settings.port}/"
+                bound = ", ".join(shown(s.getsockname()) for s in socks)
+                every = EVERY_INTERFACE.get(settings.host, "")
+                also = (f"listening on {bound}{every}; " if every or bound != shown((settings.host, settings.port))
+                        else "")
+                mode = ("explorer, API and collector" if settings.accept_submissions
+                        else "explorer and API (read-only)")
+                print(f"tamperscope: {mode} at {where} ({also}store {settings.db_path}; Ctrl-C to stop)",
+                      file=sys.stderr, flush=True)
+            try:
+                await server.serve(sockets=socks)
+            except SystemExit:  # uvicorn exits when the app cannot start; it has logged why
+                raise ServeError(f"the server on {shown((settings.host, settings.port))} could not start") from None
+            finally:
+                if server.force_exit:  # a second Ctrl-C: uvicorn left the requests in flight and its lifespan to
+                    # be cancelled as the loop closes, and would log a traceback for each; the operator asked
+                    # for it, and the store is closed all the same (below)
+                    logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
+            if not server.started:
+                raise ServeError(f"the server on {shown((settings.host, settings.port))} did not start")
+        finally:
+            # The lifespan's shutdown stopped it already, unless uvicorn never ran it or was forced to quit
+            # (a second Ctrl-C): then here, to the end even if cancelled meanwhile.
+            await collector.stop()
     finally:
-        await collector.stop()  # the lifespan's shutdown stopped it already, unless uvicorn never ran it
+        sigterm.unwatch(loop)
 
 
 def _url_host(host: str) -> str:
