@@ -42,18 +42,23 @@ def start(cwd: Path, port: int, *options: str, patch: str = "") -> subprocess.Po
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def stopped(proc: subprocess.Popen[str], sig: signal.Signals = signal.SIGINT) -> tuple[int, str]:
-    """Ctrl-C (or ``sig``), then the exit code and what the server said after that."""
+def said(proc: subprocess.Popen[str], wait: float = 60) -> tuple[int, str]:
+    """The exit code, once the server has ended (killed after ``wait`` s), and what it said last."""
     assert proc.stderr is not None
     try:
-        proc.send_signal(sig)
-        code = proc.wait(60)
+        code = proc.wait(wait)
         return code, proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
         proc.stderr.close()
+
+
+def stopped(proc: subprocess.Popen[str], sig: signal.Signals = signal.SIGINT) -> tuple[int, str]:
+    """Ctrl-C (or ``sig``), then the exit code and what the server said after that."""
+    proc.send_signal(sig)
+    return said(proc)
 
 
 def stored(db: Path) -> tuple[int, list[object]]:

@@ -25,7 +25,7 @@ import orjson
 
 from tamperscope.collector import samples
 from tamperscope.collector.testing import free_port
-from tests.unit.test_serve_interrupted_catch_up import SRC, start, stored
+from tests.unit.test_serve_interrupted_catch_up import SRC, said, start, stored
 
 SLOW_CATCH_UP = """
 import time
@@ -51,18 +51,6 @@ def raw_log(where: Path, n: int) -> None:
     incoming.mkdir(parents=True)
     (incoming / "2026-05-01.jsonl").write_bytes(
         b"".join(orjson.dumps(m) + b"\n" for m in samples.corpus(n, seed="signals")))
-
-
-def said(proc: subprocess.Popen[str], wait: float = 60) -> tuple[int, str]:
-    assert proc.stderr is not None
-    try:
-        code = proc.wait(wait)
-        return code, proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        proc.stderr.close()
 
 
 def test_three_sigterms_while_catching_up_stop_it_once_and_close_the_store(tmp_path: Path) -> None:
