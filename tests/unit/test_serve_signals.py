@@ -71,6 +71,24 @@ def test_three_sigterms_while_catching_up_stop_it_once_and_close_the_store(tmp_p
     assert count == 2048 and len(runs) == 1 and runs[0] is not None  # closed, run finished
 
 
+def test_ctrl_c_while_catching_up_works_where_sigint_was_ignored(tmp_path: Path) -> None:
+    """A job a script put in the background starts with SIGINT ignored (as `make test` runs its parallel tests),
+    so asyncio's runner leaves Ctrl-C alone: the catch-up went on to the end, then uvicorn (which takes SIGINT
+    whatever it was) served. In CI the catch-up test waited 60 s for an exit that never came."""
+    raw_log(tmp_path, 6_000)
+    proc = start(tmp_path, free_port(), patch="import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                 + SLOW_CATCH_UP)
+    assert proc.stderr is not None
+    assert proc.stderr.readline().startswith("tamperscope: catching up")
+    proc.send_signal(signal.SIGINT)
+    code, rest = said(proc, 30)
+    assert code == 0, rest
+    assert rest.startswith("tamperscope: interrupted: 2048 measurement(s) read from the raw log"), rest
+    assert "Traceback" not in rest and "explorer" not in rest, rest
+    count, runs = stored(tmp_path / "c.duckdb")
+    assert count == 2048 and len(runs) == 1 and runs[0] is not None
+
+
 def test_a_second_ctrl_c_during_the_graceful_shutdown_still_closes_the_store_quietly(tmp_path: Path) -> None:
     """uvicorn waits for a request in flight (here a body that never ends); a second Ctrl-C forces it out."""
     port = free_port()

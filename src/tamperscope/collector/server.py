@@ -320,8 +320,8 @@ def serve(settings: Settings, *, store: Store | None = None) -> int:
                 runner.run(_serve(settings, store, socks, sigterm))
             except KeyboardInterrupt:  # Ctrl-C: the runner cancelled the serving task, which closed everything
                 pass
-            except asyncio.CancelledError:  # SIGTERM did, the same way
-                if not sigterm.seen:
+            except asyncio.CancelledError:  # SIGTERM did, the same way (or Ctrl-C, where the runner ignores it)
+                if not (sigterm.seen or sigterm.interrupted):
                     raise
     finally:
         for sock in socks:
@@ -335,28 +335,38 @@ class _Sigterm:
     """SIGTERM while `serve` runs: the first one cancels the serving task, as Ctrl-C does (a catch-up stops after
     the batch in hand, the collector is stopped, the store closed); later ones change nothing. While uvicorn
     serves, it takes the signal over and shuts down gracefully (`_serve`'s ``Server.handle_exit`` notes it).
-    Either way `serve` ends by the signal once everything is closed."""
+    Either way `serve` ends by the signal once everything is closed.
+
+    Ctrl-C is the runner's, unless the process was started with SIGINT ignored (a job a script put in the
+    background): then it is handled here the same way, as uvicorn handles it while serving."""
 
     def __init__(self) -> None:
-        self.seen = False
-        self._watching = False
+        self.seen = False          # SIGTERM
+        self.interrupted = False   # SIGINT, when the runner does not handle it
+        self._watching: list[signal.Signals] = []
 
     def watch(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any] | None) -> None:
-        def cancel() -> None:
-            if not self.seen and task is not None:
+        def cancel(sig: signal.Signals) -> None:
+            if not (self.seen or self.interrupted) and task is not None:
                 task.cancel()
-            self.seen = True
+            if sig == signal.SIGTERM:
+                self.seen = True
+            else:
+                self.interrupted = True
 
-        try:
-            loop.add_signal_handler(signal.SIGTERM, cancel)
-            self._watching = True
-        except (ValueError, RuntimeError, NotImplementedError):  # not the main thread: SIGTERM keeps its action
-            pass
+        wanted = [signal.SIGTERM]
+        if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL):  # not the runner's handler
+            wanted.append(signal.SIGINT)
+        for sig in wanted:
+            try:
+                loop.add_signal_handler(sig, cancel, sig)
+                self._watching.append(sig)
+            except (ValueError, RuntimeError, NotImplementedError):  # not the main thread: its action stays
+                pass
 
     def unwatch(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._watching:  # uvloop refuses to remove a handler it never had, outside the main thread
-            loop.remove_signal_handler(signal.SIGTERM)
-            self._watching = False
+        while self._watching:  # uvloop refuses to remove a handler it never had, outside the main thread
+            loop.remove_signal_handler(self._watching.pop())
 
 
 async def _serve(settings: Settings, store: Store, socks: list[socket.socket], sigterm: _Sigterm) -> None:
@@ -380,6 +390,7 @@ async def _serve(settings: Settings, store: Store, socks: list[socket.socket], s
             if isinstance(exc, (OSError, duckdb.Error, StoreError)):
                 raise startup_error(exc, Path(store.path)) from exc
             raise
+
         class Server(uvicorn.Server):
             def handle_exit(self, sig: int, frame: FrameType | None) -> None:
                 if sig == signal.SIGTERM:  # uvicorn shuts down gracefully, then raises it again, which only
