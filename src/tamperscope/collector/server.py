@@ -334,21 +334,25 @@ def serve(settings: Settings, *, store: Store | None = None) -> int:
 class _Sigterm:
     """SIGTERM while `serve` runs: the first one cancels the serving task, as Ctrl-C does (a catch-up stops after
     the batch in hand, the collector is stopped, the store closed); later ones change nothing. While uvicorn
-    serves, it takes the signal over and shuts down gracefully (`_serve`'s ``Server.handle_exit`` notes it).
-    Either way `serve` ends by the signal once everything is closed.
+    serves, its own handler replaces this one and shuts down gracefully (`_serve`'s ``Server.handle_exit`` notes
+    the signal), then gives this one back. Either way `serve` ends by the signal once everything is closed.
 
     Ctrl-C is the runner's, unless the process was started with SIGINT ignored (a job a script put in the
-    background): then it is handled here the same way, as uvicorn handles it while serving."""
+    background): then it is handled here the same way, as uvicorn handles it while serving.
+
+    Plain `signal.signal` handlers, not the loop's: a loop's handler is also woken, through its wakeup fd, by a
+    signal uvicorn's handler takes, and cancelled the task in the middle of uvicorn's graceful shutdown."""
 
     def __init__(self) -> None:
         self.seen = False          # SIGTERM
         self.interrupted = False   # SIGINT, when the runner does not handle it
-        self._watching: list[signal.Signals] = []
+        self._previous: dict[int, Any] = {}
 
     def watch(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any] | None) -> None:
-        def cancel(sig: signal.Signals) -> None:
+        def cancel(sig: int, frame: FrameType | None) -> None:
             if not (self.seen or self.interrupted) and task is not None:
                 task.cancel()
+                loop.call_soon_threadsafe(lambda: None)  # wake the loop
             if sig == signal.SIGTERM:
                 self.seen = True
             else:
@@ -359,14 +363,14 @@ class _Sigterm:
             wanted.append(signal.SIGINT)
         for sig in wanted:
             try:
-                loop.add_signal_handler(sig, cancel, sig)
-                self._watching.append(sig)
-            except (ValueError, RuntimeError, NotImplementedError):  # not the main thread: its action stays
+                self._previous[sig] = signal.signal(sig, cancel)
+            except ValueError:  # not the main thread: its action stays
                 pass
 
-    def unwatch(self, loop: asyncio.AbstractEventLoop) -> None:
-        while self._watching:  # uvloop refuses to remove a handler it never had, outside the main thread
-            loop.remove_signal_handler(self._watching.pop())
+    def unwatch(self) -> None:
+        while self._previous:
+            sig, previous = self._previous.popitem()
+            signal.signal(sig, signal.SIG_DFL if previous is None else previous)
 
 
 async def _serve(settings: Settings, store: Store, socks: list[socket.socket], sigterm: _Sigterm) -> None:
@@ -426,7 +430,7 @@ async def _serve(settings: Settings, store: Store, socks: list[socket.socket], s
             # (a second Ctrl-C): then here, to the end even if cancelled meanwhile.
             await collector.stop()
     finally:
-        sigterm.unwatch(loop)
+        sigterm.unwatch()
 
 
 def _url_host(host: str) -> str:
