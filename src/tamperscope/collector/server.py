@@ -397,8 +397,8 @@ async def _serve(settings: Settings, store: Store, socks: list[socket.socket], s
 
         class Server(uvicorn.Server):
             def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-                if sig == signal.SIGTERM:  # uvicorn shuts down gracefully, then raises it again, which only
-                    sigterm.seen = True    # reaches the loop's handler here: `serve` ends by it afterwards
+                if sig == signal.SIGTERM:  # uvicorn shuts down gracefully, then gives `_Sigterm` its handler
+                    sigterm.seen = True    # back and raises the signal again: noted already, nothing to cancel
                 super().handle_exit(sig, frame)
 
         try:
