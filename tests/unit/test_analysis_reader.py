@@ -139,16 +139,16 @@ def test_damaged_lz4_keeps_what_came_before(tmp_path: Path) -> None:
     (tmp_path / "cut.json.lz4").write_bytes(b"".join(frames)[:-20])
     good, bad = _records(tmp_path / "cut.json.lz4")
     assert [g.data for g in good] == lines[:len(good)] and len(good) >= 3
-    assert [b.reason for b in bad] == ["truncated_gzip"]
+    assert [b.reason for b in bad] == ["truncated"]
     broken = bytearray(frames[0] + frames[1])
     broken[len(frames[0]) + 5] ^= 0xFF  # the second frame's header checksum
     (tmp_path / "bad.json.lz4").write_bytes(bytes(broken))
     good, bad = _records(tmp_path / "bad.json.lz4")
     assert [g.data for g in good] == lines[:3]
-    assert [b.reason for b in bad] == ["corrupt_gzip"] and "lz4" in bad[0].detail
+    assert [b.reason for b in bad] == ["damaged"] and "lz4" in bad[0].detail
     (tmp_path / "bad.tar.lz4").write_bytes(b"\x04\x22\x4d\x18" + b"\x00" * 40)
     good, bad = _records(tmp_path / "bad.tar.lz4")
-    assert not good and [b.reason for b in bad] == ["corrupt_gzip"]
+    assert not good and [b.reason for b in bad] == ["damaged"]
 
 
 def test_json_array_and_legacy_json_lines(tmp_path: Path) -> None:
@@ -190,7 +190,7 @@ def test_corrupt_line_is_skipped_and_neighbours_kept(tmp_path: Path) -> None:
     store.close()
 
 
-def test_truncated_gzip_keeps_every_complete_line(tmp_path: Path) -> None:
+def test_truncated_keeps_every_complete_line(tmp_path: Path) -> None:
     lines = _lines(_samples(20))
     blob = gzip.compress(b"\n".join(lines) + b"\n")
     path = tmp_path / "cut.jsonl.gz"
@@ -200,9 +200,9 @@ def test_truncated_gzip_keeps_every_complete_line(tmp_path: Path) -> None:
     assert 0 < kept < 20
     assert [g.data for g in good] == lines[:kept]  # complete lines, in order, none damaged
     store, stats = _analyze(tmp_path, path)
-    assert stats.by_reason == {"truncated_gzip": 1}
+    assert stats.by_reason == {"truncated": 1}
     assert stats.new == kept
-    assert "ends early" in stats.examples["truncated_gzip"][0]
+    assert "ends early" in stats.examples["truncated"][0]
     store.close()
 
 
@@ -213,7 +213,7 @@ def test_damaged_gzip_is_counted(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl.gz"
     path.write_bytes(bytes(blob))
     store, stats = _analyze(tmp_path, path)
-    assert set(stats.by_reason) == {"corrupt_gzip"}
+    assert set(stats.by_reason) == {"damaged"}
     assert stats.rejected == 1
     store.close()
 

@@ -126,19 +126,19 @@ def test_one_pretty_printed_measurement_from_a_pipe(fifo: Any) -> None:
 # --------------------------------------------------------------------------- bad input
 
 
-def test_a_truncated_gzip_stream_keeps_every_complete_line(fifo: Any) -> None:
+def test_a_truncated_stream_keeps_every_complete_line(fifo: Any) -> None:
     ms = _samples(20)
     data = gzip.compress(_jsonl(ms))
     lines, rejections = _split(list(reader.read([str(fifo(data[: len(data) * 3 // 4]))])))
     assert 0 < len(lines) < 20
     assert [orjson.loads(line.data) for line in lines] == ms[: len(lines)]
-    assert [r.reason for r in rejections] == ["truncated_gzip"]
+    assert [r.reason for r in rejections] == ["truncated"]
 
 
 def test_garbage_after_a_gzip_magic_is_counted_not_raised(fifo: Any) -> None:
     junk = b"\x1f\x8b" + bytes(range(256)) * 20
     lines, rejections = _split(list(reader.read([str(fifo(junk))])))
-    assert lines == [] and [r.reason for r in rejections] == ["corrupt_gzip"]
+    assert lines == [] and [r.reason for r in rejections] == ["damaged"]
 
 
 def test_a_damaged_zstd_stream_is_counted_and_the_lines_before_it_kept(tmp_path: Path, fifo: Any) -> None:
@@ -151,7 +151,7 @@ def test_a_damaged_zstd_stream_is_counted_and_the_lines_before_it_kept(tmp_path:
         stats = pipeline.run([str(fifo(bytes(data)))], store)
         kept = store.con.execute("SELECT count(*) FROM verdicts").fetchone()[0]
     assert stats.rejected >= 1 and 0 < stats.accepted < 30 and kept == stats.accepted
-    assert set(stats.by_reason) <= {"corrupt_gzip", "truncated_gzip", "corrupt_json"}
+    assert set(stats.by_reason) <= {"damaged", "truncated", "corrupt_json"}
 
 
 def test_an_overlong_line_in_a_stream_is_skipped_and_its_neighbours_kept(tmp_path: Path, fifo: Any) -> None:

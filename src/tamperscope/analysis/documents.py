@@ -173,13 +173,13 @@ def _until_damage(source: str, records: Iterator[Line | Rejection]) -> Iterator[
             count += 1
             yield record
     except EOFError:
-        yield Rejection(source, count + 1, "truncated_gzip", f"the input ends early after {count} complete records")
+        yield Rejection(source, count + 1, "truncated", f"the input ends early after {count} complete records")
     except (gzip.BadGzipFile, zlib.error) as exc:
-        yield Rejection(source, count + 1, "corrupt_gzip", one_line(exc))
+        yield Rejection(source, count + 1, "damaged", one_line(exc))
     except OSError as exc:
         if not decompress_error(exc):
             raise  # a read error: "unreadable", for the whole file
-        yield Rejection(source, count + 1, "corrupt_gzip", one_line(exc))
+        yield Rejection(source, count + 1, "damaged", one_line(exc))
 
 
 # JSON framing without parsing: `_Scanner` needs to know only where strings and brackets are. One regular
@@ -466,7 +466,7 @@ def read_post(source: str, f: IO[bytes], max_bytes: int) -> Iterator[Line | Reje
 
 
 _TRUNCATED_TAR = "the archive ends early; members before the cut were kept"
-_DAMAGE = frozenset({"truncated_gzip", "corrupt_gzip", "unreadable"})  # what a member's reader says of a broken archive
+_DAMAGE = frozenset({"truncated", "damaged", "unreadable"})  # what a member's reader says of a broken archive
 
 
 class _Header(tarfile.TarInfo):
@@ -564,7 +564,7 @@ def read_tar(path: str, max_bytes: int, fileobj: IO[bytes] | None = None) -> Ite
         # (a file that cannot be opened stays "unreadable")
         if lz4 is not None:
             lz4.close()
-        yield Rejection(path, 0, "corrupt_gzip", f"not a readable tar archive: {one_line(exc)}")
+        yield Rejection(path, 0, "damaged", f"not a readable tar archive: {one_line(exc)}")
         return
     with archive:
         try:
@@ -580,20 +580,20 @@ def read_tar(path: str, max_bytes: int, fileobj: IO[bytes] | None = None) -> Ite
                         return  # the member's reader met the archive's damage: nothing after it can be read
             if isinstance(archive.damage, (tarfile.TruncatedHeaderError,  # type: ignore[attr-defined]  # no stubs
                                            tarfile.EmptyHeaderError)):  # type: ignore[attr-defined]
-                yield Rejection(path, 0, "truncated_gzip", _TRUNCATED_TAR)
+                yield Rejection(path, 0, "truncated", _TRUNCATED_TAR)
             elif archive.damage is not None:
-                yield Rejection(path, 0, "corrupt_gzip", f"damaged tar header: {one_line(archive.damage)}")
+                yield Rejection(path, 0, "damaged", f"damaged tar header: {one_line(archive.damage)}")
         except EOFError:
-            yield Rejection(path, 0, "truncated_gzip", _TRUNCATED_TAR)
+            yield Rejection(path, 0, "truncated", _TRUNCATED_TAR)
         except (tarfile.TarError, zlib.error, gzip.BadGzipFile) as exc:
             if "unexpected end of data" in str(exc):  # tarfile's words for an archive cut inside a member
-                yield Rejection(path, 0, "truncated_gzip", _TRUNCATED_TAR)
+                yield Rejection(path, 0, "truncated", _TRUNCATED_TAR)
             else:
-                yield Rejection(path, 0, "corrupt_gzip", one_line(exc))
+                yield Rejection(path, 0, "damaged", one_line(exc))
         except OSError as exc:
             if (lz4 is None and fileobj is None) or not decompress_error(exc):
                 raise
-            yield Rejection(path, 0, "corrupt_gzip", one_line(exc))
+            yield Rejection(path, 0, "damaged", one_line(exc))
         finally:
             if lz4 is not None:
                 lz4.close()

@@ -51,14 +51,14 @@ def read_lines(source: str, f: IO[bytes], max_bytes: int, start: int = 0,
             if data:
                 yield Line(source, number, data)
     except EOFError:
-        yield Rejection(source, number + 1, "truncated_gzip",
+        yield Rejection(source, number + 1, "truncated",
                         f"the compressed file ends early after {number} complete lines")
     except (gzip.BadGzipFile, zlib.error) as exc:
-        yield Rejection(source, number + 1, "corrupt_gzip", one_line(exc))
+        yield Rejection(source, number + 1, "damaged", one_line(exc))
     except OSError as exc:
         text = str(exc)
         if "zstd" in text.lower() or "decompress" in text.lower():
-            yield Rejection(source, number + 1, "corrupt_gzip", one_line(exc))
+            yield Rejection(source, number + 1, "damaged", one_line(exc))
         else:
             yield Rejection(source, number + 1, "unreadable", one_line(exc))
 
@@ -79,7 +79,7 @@ class ArrowLines:
     """The bit of the binary file API the readers need, over a pyarrow input stream (zstd).
 
     A stream that ends early (a truncated ``.zst``) ends like a truncated gzip: every complete line that was
-    decompressed, then EOFError (``truncated_gzip``). Arrow's ``read`` loses the bytes it decompressed in a
+    decompressed, then EOFError (``truncated``). Arrow's ``read`` loses the bytes it decompressed in a
     call that fails, which can be a hundred lines; ``readinto`` writes them into our zeroed buffer before the
     error, and up to its last newline they are whole lines (a zero byte is never a newline).
     """
@@ -146,7 +146,7 @@ class ArrowLines:
 
 class Lz4File:
     """An LZ4 frame file (frames concatenated, as OONI's archive writes them) whose damage reads
-    as the OSError `read_lines` and `read_tar` report ("corrupt_gzip"); lz4 raises RuntimeError."""
+    as the OSError `read_lines` and `read_tar` report ("damaged"); lz4 raises RuntimeError."""
 
     def __init__(self, path: str | IO[bytes]) -> None:
         import lz4.frame

@@ -337,15 +337,15 @@ def _read_stream(path: str, max_bytes: int) -> Iterator[Line | Rejection]:
         try:
             head, stream = lookahead(stream, 512)
         except EOFError as exc:  # the compressed stream ends within its first 512 bytes
-            yield Rejection(source, 1, "truncated_gzip", one_line(exc))
+            yield Rejection(source, 1, "truncated", one_line(exc))
             return
         except (gzip.BadGzipFile, zlib.error) as exc:
-            yield Rejection(source, 1, "corrupt_gzip", one_line(exc))
+            yield Rejection(source, 1, "damaged", one_line(exc))
             return
         except OSError as exc:
             if not decompress_error(exc):
                 raise  # a read error: "unreadable", in read_partition
-            yield Rejection(source, 1, "corrupt_gzip", one_line(exc))
+            yield Rejection(source, 1, "damaged", one_line(exc))
             return
         if head[257:262] == TAR_MAGIC:
             yield from read_tar(source, max_bytes, stream)

@@ -30,8 +30,10 @@ TOO_DEEP = "the measurement is nested more than 254 levels deep"
 # reason -> what it means; the report prints these, docs/analysis.md lists them.
 REASONS: dict[str, str] = {
     "corrupt_json": "the record is not valid JSON (or not UTF-8)",
-    "truncated_gzip": "the compressed stream ends early; every complete line before the cut was kept",
-    "corrupt_gzip": "the compressed stream is damaged (bad header or checksum); lines before the damage were kept",
+    "truncated": "the file ends early (a cut gzip, zstd or LZ4 stream, or a cut tar archive); every complete record "
+                 "before the cut was kept",
+    "damaged": "the compressed stream or archive is damaged (a bad header or checksum); the records before the damage "
+               "were kept",
     "too_large": f"a measurement larger than {MAX_MEASUREMENT_BYTES // (1024 * 1024)} MiB (skipped without loading it)",
     "missing_field": "a required envelope field is missing (test_name, measurement_start_time, probe_cc, probe_asn, "
                      "test_keys)",

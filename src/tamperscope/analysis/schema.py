@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from tamperscope.analysis.confidence import COUNT_ALL_SQL, GROUPS_DDL, OUTCOME_SQL, PROMOTE_SQL, PROMOTIONS_DDL
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 
 class StoreError(Exception):
@@ -242,6 +242,13 @@ def _v9(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DROP TABLE touched")
 
 
+# v10: the reasons for a cut or damaged file say so whatever its format (they named gzip for zstd, LZ4 and tar too)
+_V10 = [
+    "UPDATE rejections SET reason = 'truncated' WHERE reason = 'truncated_gzip'",
+    "UPDATE rejections SET reason = 'damaged' WHERE reason = 'corrupt_gzip'",
+]
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -269,6 +276,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "verdicts.transport: how a circumvention tool got through (obfs4, snowflake, a bridge)",
               _statements(_V8)),
     Migration(9, "anomaly groups split by transport: Tor through a bridge confirms only Tor through a bridge", _v9),
+    Migration(10, "rejection reasons truncated_gzip and corrupt_gzip renamed truncated and damaged: they name any "
+                  "format", _statements(_V10)),
 )
 
 
