@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tamperscope.analysis.report import _mechanisms_figure, _timeline_figure, count_axis, day_axis
+from tamperscope.analysis.report import _mechanisms_figure, _timeline_figure, count_axis, day_axis, stack_axis
 from tamperscope.explorer import charts
 
 
@@ -21,6 +21,13 @@ def test_small_counts_tick_at_every_unit(largest: int, whole: bool) -> None:
     axis = count_axis(largest)
     assert axis["rangemode"] == "tozero"
     assert ((axis.get("tick0"), axis.get("dtick")) == (0, 1)) is whole, axis
+
+
+def test_stacked_bars_are_scaled_by_their_tallest_stack_not_their_tallest_part() -> None:
+    assert stack_axis({"ok": [3, 1], "anomaly": [2, 0]})["dtick"] == 1          # stacks of 5 and 1
+    assert "dtick" not in stack_axis({"ok": [3, 1], "anomaly": [4, 0]})         # a stack of 7
+    assert "dtick" not in stack_axis({"ok": [1, 6], "anomaly": [0, 1]})         # the second stack, 7
+    assert stack_axis({})["dtick"] == 1 and stack_axis({"ok": []})["dtick"] == 1
 
 
 def test_a_few_days_tick_by_day_and_dates_may_be_dates() -> None:

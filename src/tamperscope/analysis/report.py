@@ -438,6 +438,11 @@ def count_axis(largest: float) -> dict[str, Any]:
     return axis
 
 
+def stack_axis(series: Mapping[str, Sequence[int]]) -> dict[str, Any]:
+    """`count_axis` for bars stacked from ``series`` (name -> one count per bar): its scale is the tallest stack."""
+    return count_axis(max((sum(column) for column in zip(*series.values())), default=0))
+
+
 def _timeline_figure(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     days = [r["day"] for r in rows]
     series = {
@@ -449,10 +454,9 @@ def _timeline_figure(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     data = [{"type": "bar", "name": name, "x": days, "y": ys, "marker": {"color": OUTCOME_COLOURS[name]}}
             for name, ys in series.items()]
     xaxis: dict[str, Any] = {"title": {"text": "day (UTC)"}, **day_axis(days)}
-    totals = [sum(ys[i] for ys in series.values()) for i in range(len(days))]
     layout = {"barmode": "stack", "title": {"text": "Measurements per day, by outcome"},
               "xaxis": xaxis,
-              "yaxis": {"title": {"text": "measurements"}, **count_axis(max(totals, default=0))},
+              "yaxis": {"title": {"text": "measurements"}, **stack_axis(series)},
               # above the bars: below them it hid the year under the first month's tick
               "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"},
               "margin": {"t": 100, "r": 10, "l": 60, "b": 50}}  # room for a legend wrapped on a phone
@@ -503,17 +507,16 @@ def _mechanisms_figure(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | No
     countries = sorted({r["probe_cc"] for r in rows})
     mechanisms = sorted({r["mechanism"] for r in rows})
     counts = {(r["probe_cc"], r["mechanism"]): r["measurement_count"] for r in rows}
+    series = {m: [counts.get((c, m), 0) for c in countries] for m in mechanisms}
     spare = itertools.cycle(_SPARE_COLOURS)  # for mechanisms of a newer analysis version
     colour = {m: MECHANISM_COLOURS.get(m) or next(spare) for m in mechanisms}
     data = [{"type": "bar", "name": _plot(technique(m)), "x": [_plot(c) for c in countries],
-             "y": [counts.get((c, m), 0) for c in countries], "marker": {"color": colour[m]},
+             "y": series[m], "marker": {"color": colour[m]},
              "hovertemplate": f"{_plot(technique(m))}: %{{y}} anomalies in %{{x}}<extra></extra>"}
             for m in mechanisms]
     layout = {"barmode": "stack", "title": {"text": "How sites are blocked, by country"},
               # no x-axis title: the ticks are country codes, and a title sat under the legend
-              "yaxis": {"title": {"text": "anomalous measurements"},
-                        **count_axis(max((sum(counts.get((c, m), 0) for m in mechanisms) for c in countries),
-                                         default=0))},
+              "yaxis": {"title": {"text": "anomalous measurements"}, **stack_axis(series)},
               "legend": {"orientation": "h"}, "margin": {"t": 50, "r": 10, "l": 60, "b": 50}}
     return {"data": data, "layout": layout}
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tamperscope.analysis.report import count_axis, day_axis, technique
+from tamperscope.analysis.report import count_axis, day_axis, stack_axis, technique
 
 COLOURS = {"ok": "#8fbf8f", "anomaly": "#e0a040", "confirmed": "#c0392b", "failure": "#9a9a9a"}
 
@@ -43,9 +43,7 @@ def timeline(rows: Sequence[dict[str, Any]], title: str = "Measurements per day"
     }
     data = [{"type": "bar", "name": name, "x": days, "y": ys, "marker": {"color": COLOURS[name]}}
             for name, ys in series.items()]
-    largest = max((sum(ys[i] for ys in series.values()) for i in range(len(days))), default=0)
-    return {"data": data, "layout": _layout(title, barmode="stack", xaxis=day_axis(days),
-                                            yaxis=count_axis(largest))}
+    return {"data": data, "layout": _layout(title, barmode="stack", xaxis=day_axis(days), yaxis=stack_axis(series))}
 
 
 def mechanisms(rows: Sequence[dict[str, Any]], title: str = "Anomalies by mechanism") -> dict[str, Any] | None:
