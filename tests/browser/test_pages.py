@@ -145,3 +145,61 @@ def test_phone_screen_has_no_sideways_scroll(browser: Any, explorer: Explorer) -
         guard.check()
     finally:
         context.close()
+
+
+# Per page: every box that could scroll sideways inside <main>, with its content's width against its own (and where
+# it is: the section's id, the table's class); and every body cell of a table with a one-row head, with that head's
+# heading, the cell's data-label, the computed content of its ::before and whether the head is hidden.
+_SCROLL_BOXES_JS = """() => Array.from(document.querySelectorAll('main .scroll')).map(s => {
+    const section = s.closest('section'), table = s.querySelector('table');
+    return [(section && section.id) || '', (table && table.className) || '', s.scrollWidth, s.clientWidth];
+})"""
+_STACKED_CELLS_JS = """() => Array.from(document.querySelectorAll('main table')).flatMap(t => {
+    const heads = t.tHead && t.tHead.rows.length === 1 ? Array.from(t.tHead.rows[0].cells) : [];
+    if (!heads.length || heads.some(h => h.colSpan > 1)) return [];
+    const headHidden = getComputedStyle(t.tHead).display === 'none';
+    return Array.from(t.tBodies).flatMap(b => Array.from(b.rows)).filter(r => r.cells.length === heads.length)
+        .flatMap(r => Array.from(r.cells).map((c, i) => [c, heads[i].textContent.trim()]))
+        .filter(([c]) => c.tagName === 'TD')
+        .map(([c, heading]) => [heading, c.getAttribute('data-label'), getComputedStyle(c, '::before').content,
+                                headHidden]);
+})"""
+
+
+def test_phone_screen_stacks_tables_into_labelled_rows(browser: Any, explorer: Explorer) -> None:
+    """On a phone no table scrolls sideways inside its own box either (a table of 926 px in a box of 351 px had to be
+    swiped, its headings lost off-screen): a table's rows stack, each cell on a line of its own, led by its column's
+    heading (the template's data-label: our own words, never measurement content)."""
+    context, page, guard = guard_page(browser, explorer.url, viewport=PHONE)
+    try:
+        too_wide, unlabelled, headings = [], [], set()
+        # and the measurement pages of the tables of blocking rules and of an app's services
+        for path in [*all_pages(explorer), f"/m/{explorer.rules_uid}", f"/m/{explorer.apps_uid}"]:
+            open_page(page, path)
+            for details in page.locator("main details").all():      # headers, raw JSON, captured page
+                details.evaluate("d => { d.open = true; }")
+            too_wide += [(path, *box) for box in page.evaluate(_SCROLL_BOXES_JS) if box[2] > box[3] + 1]
+            for heading, label, before, head_hidden in page.evaluate(_STACKED_CELLS_JS):
+                headings.add(heading)
+                # A cell under a blank heading has no label; any other shows its heading, and the head is hidden.
+                wanted = (heading, f'"{heading}"', True) if heading else (None, "none", True)
+                if (label, before, head_hidden) != wanted:
+                    unlabelled.append((path, heading, label, before, head_hidden))
+        assert too_wide == [], too_wide
+        assert unlabelled == [], unlabelled[:20]
+        # The check saw the listings: measurements, sites, networks, counts, and the measurement page's tables.
+        assert {"When (UTC)", "Input", "Network", "Result", "Evidence", "Domain", "Measured", "Anomalies",
+                "Confirmed", "Mechanism", "Resolver", "Endpoint", "Method", "Probe", "Service"} <= headings, headings
+        # And it shows: the search's listing has no head, its first row's cells stand one under the other, the first
+        # reading "When (UTC)" before the time.
+        open_page(page, "/search")
+        assert page.locator("table.measurements thead").is_hidden()
+        cells = page.locator("table.measurements tbody tr").first.locator("td")
+        assert cells.first.evaluate("c => getComputedStyle(c, '::before').content") == '"When (UTC)"'
+        boxes = [b for b in (c.bounding_box() for c in cells.all()) if b]
+        assert len(boxes) >= 5 and all(a["y"] + a["height"] <= b["y"] + 1 and a["x"] == b["x"]
+                                       for a, b in zip(boxes, boxes[1:])), boxes
+        guard.sandboxed.clear()
+        guard.check()
+    finally:
+        context.close()

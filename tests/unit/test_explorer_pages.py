@@ -288,7 +288,7 @@ def test_a_riseupvpn_measurement_shows_its_api_and_gateways(tmp_path_factory: py
            "<strong>it got through</strong>" in page
     assert evil not in page and "(&lt;img src=x" in page
     # over UDP: no connect to speak of, and a timeout is not "the connect succeeded"
-    assert "openvpn over UDP</td>" in page and '<td class="muted">none (UDP)</td>' in page
+    assert "openvpn over UDP</td>" in page and '<td class="muted" data-label="TCP connect">none (UDP)</td>' in page
     assert "generic_timeout_error: the connect succeeded" not in page
     vpn = twin["evidence"]["vpn"]
     assert [(g["address"], g["transport"], g["connect"], g["handshake"], g["split"]) for g in vpn["gateways"]] == [
@@ -343,7 +343,7 @@ def test_an_anomaly_no_technique_explains_is_shown_as_unexplained(tmp_path_facto
         assert home["domains"][0]["top_mechanism"] == "none"
         for path in ("/", f"/domain/{domain}", f"/country/{m['probe_cc']}"):
             html = c.get(path).text
-            cells = re.findall(r"<td>([^<]*)</td>", html)
+            cells = re.findall(r'<td(?: data-label="[^"]*")?>([^<]*)</td>', html)
             assert "unexplained" in cells and "none" not in cells, path
         chart = orjson.loads(re.search(r'id="chart-mechanisms" data-chart="([^"]*)"', c.get("/").text)
                              .group(1).replace("&#34;", '"').replace("&quot;", '"'))  # type: ignore[union-attr]
@@ -635,13 +635,15 @@ def test_a_wireguard_measurement_says_what_the_handshakes_found(tmp_path: Path) 
     assert f"<code class=\"input\">{wg}</code> (at <code>{wg}</code>)." in sections[0]
     assert "The server answered the plain handshake: WireGuard reaches it from this network." in sections[0]
     assert "1 initiation sent; the server&#39;s handshake response came after 0.004 s" in sections[0]
-    assert "<td>sent</td> <td>148</td> <td>handshake initiation</td> <td>plain</td>" in sections[0]
+    assert ('<td data-label="Datagram">sent</td> <td data-label="Bytes">148</td> '
+            '<td data-label="What it was">handshake initiation</td> <td data-label="Flow">plain</td>') in sections[0]
     assert twins[0]["verdict"]["status"] == "ok" and twins[0]["wireguard"]["dpi"] is False
     assert "DPI dropped the flow by its first datagram" in sections[1]
     assert "a flow begun by junk datagrams got through to the same server with the same keys" in sections[1]
     assert "5 initiations sent; no answer (generic_timeout_error)." in sections[1]
     assert "3 junk datagrams (random bytes no WireGuard message starts with) first, then 1 initiation" in sections[1]
-    assert "<td>junk (no WireGuard message)</td> <td>junk-first</td>" in sections[1]
+    assert ('<td data-label="What it was">junk (no WireGuard message)</td> <td data-label="Flow">junk-first</td>'
+            in sections[1])
     assert twins[1]["wireguard"]["dpi"] is True and twins[1]["verdict"]["mechanism"] == "udp.drop"
     assert "Neither handshake got an answer, the junk-first one included" in sections[2]
     assert "may be down, or blocked by its address" in sections[2]
@@ -697,7 +699,8 @@ def test_an_instant_messaging_measurement_lists_the_apps_services(tmp_path: Path
     section = " ".join(fb_page.split('id="apps"', 1)[1].split("</section>", 1)[0].split())
     assert "<h2>Facebook Messenger: its services</h2>" in section and evil not in fb_page
     assert "<code>127.0.0.1</code> (AS0 &lt;img src=x" in section
-    assert "<code>157.240.1.35</code> (AS32934 FACEBOOK)</td> <td>yes</td> <td>connected</td>" in section
+    assert ('<code>157.240.1.35</code> (AS32934 FACEBOOK)</td> <td data-label="Consistent">yes</td> '
+            '<td data-label="TCP 443">connected</td>') in section
     old_ap = old_twin["evidence"]["apps"]
     assert [r["blocked"] for r in old_ap["services"]] == [False, True]
     assert {e["name"]: e["reachable"] for e in old_ap["endpoints"]}["edge-mqtt.facebook.com"] is False
@@ -707,7 +710,8 @@ def test_an_instant_messaging_measurement_lists_the_apps_services(tmp_path: Path
     assert [(r["service"], r["blocked"], r["failure"]) for r in sig_twin["evidence"]["apps"]["services"]] == [
         ("its servers", True, "connection_reset"), ("https://storage.signal.org/", True, "connection_reset"),
         ("https://cdn.signal.org/", False, None), ("https://cdn2.signal.org/", True, evil)]  # 7 is no failure
-    assert evil not in sig_page and "<td>https://cdn.signal.org/</td><td>reached</td>" in " ".join(sig_page.split())
+    assert evil not in sig_page and ('<td data-label="Service">https://cdn.signal.org/</td><td data-label="Result">'
+                                     'reached</td>') in " ".join(sig_page.split())
 
 
 def test_a_frozen_connection_is_told_from_a_slowed_one(tmp_path: Path) -> None:
@@ -844,18 +848,21 @@ def test_a_portfiltering_measurement_shows_each_port_here_and_from_outside(tmp_p
     (page, twin), (bad_page, _) = _pages(tmp_path, [good, bad])
     section = _words(page, "ports")
     assert "2 of 4 ports blocked from this network: 22, 8080; 1 reached." in section
-    assert ("<td>22</td><td>generic_timeout_error</td> <td></td> <td>connected</td> <td>blocked here: the helper "
-            "reached it from outside (tcp.drop)</td>") in section
-    assert "<td>8080</td><td>connected</td> <td>connection_reset</td>" in section
+    assert ('<td data-label="Port">22</td><td data-label="From here">generic_timeout_error</td> '
+            '<td data-label="The request"></td> <td data-label="From outside">connected</td> <td data-label="Judged">'
+            'blocked here: the helper reached it from outside (tcp.drop)</td>') in section
+    assert ('<td data-label="Port">8080</td><td data-label="From here">connected</td> '
+            '<td data-label="The request">connection_reset</td>') in section
     assert "then the request was cut while other ports answered (http.rst)" in section
-    assert ("<td>9030</td><td>connection_refused</td> <td></td> <td>connection_refused</td> "
-            "<td>not the network") in section
+    assert ('<td data-label="Port">9030</td><td data-label="From here">connection_refused</td> '
+            '<td data-label="The request"></td> <td data-label="From outside">connection_refused</td> '
+            '<td data-label="Judged">not the network') in section
     assert (twin["evidence"]["verdict"]["mechanism"], twin["evidence"]["verdict"]["confidence"]) == ("tcp.drop", 0.9)
     assert [r["port"] for r in twin["evidence"]["ports"]["rows"]] == [22, 80, 8080, 9030]
     bad_section = _words(bad_page, "ports")
     assert evil not in bad_page and "&lt;img src=x" in bad_section
     assert "unknown_failure: &lt;img src=x onerror=window.__pwned=1&gt;" + "x" * 27 + "…" in bad_section
-    assert "<td>443</td>" not in bad_section and "<td>23</td>" not in bad_section
+    assert '<td data-label="Port">443</td>' not in bad_section and '<td data-label="Port">23</td>' not in bad_section
     assert "not asked" in bad_section  # the control's key is no ip:port of ours
 
 
@@ -916,8 +923,10 @@ def test_oonis_portfiltering_measurement_shows_its_connects_and_says_there_is_no
     assert "OONI's port-filtering helper (at <code class=\"input\">192.0.2.7</code>)" in section
     assert "No control from outside is recorded" in section
     assert "2 of 4 ports blocked from this network: 22, 3389; 2 reached." in section
-    assert ("<td>3389</td><td>connection_refused</td> <td><span class=\"muted\">none sent</span></td> "
-            "<td><span class=\"muted\">not asked</span></td> <td>blocked here, it seems") in section
+    assert ('<td data-label="Port">3389</td><td data-label="From here">connection_refused</td> '
+            '<td data-label="The request"><span class="muted">none sent</span></td> '
+            '<td data-label="From outside"><span class="muted">not asked</span></td> '
+            '<td data-label="Judged">blocked here, it seems') in section
     assert "answered" not in section
     assert (twin["evidence"]["verdict"]["mechanism"], twin["evidence"]["verdict"]["confidence"]) == ("tcp.drop", 0.6)
     assert evil not in bad_page and "&lt;img src=x" in _words(bad_page, "ports")
@@ -978,7 +987,8 @@ def test_the_techniques_table_says_what_each_one_means(client: SyncClient) -> No
     section = page[page.index("How sites are blocked"):]
     section = section[:section.index("</table>")]
     assert "<th>What it means</th>" in section
-    rows = re.findall(r"<tr><td>([^<]*)</td><td class=\"prose\">([^<]*)</td>", section)
+    rows = re.findall(r'<tr><td data-label="Mechanism">([^<]*)</td>'
+                      r'<td class="prose" data-label="What it means">([^<]*)</td>', section)
     assert rows, section
     for shown, words in rows:  # each in the report's words ("unexplained" is mechanism none)
         mechanism = "none" if shown == "unexplained" else shown
@@ -993,7 +1003,7 @@ def test_a_signature_is_said_in_words_on_its_countrys_page(tmp_path: Path) -> No
         assert c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(x) for x in (ours, theirs))).json()["stored"] == 2
         section = re.search(r'<section id="signatures">(.*?)</section>', c.get(f"/country/{m['probe_cc']}").text, re.S)
     assert section is not None
-    rows = re.findall(r"<tr><td class=\"input\">(.*?)</td>", section.group(1), re.S)
+    rows = re.findall(r'<tr><td class="input" data-label="Signature">(.*?)</td>', section.group(1), re.S)
     said = {r.split("<br>")[0]: r for r in rows}
     assert ('<span class="muted sig-words">TCP RST+ACK, sent with TTL 128, window 0, IP-ID 30000</span>'
             in said["tcp/RA/ttl128/win0/ipid30000"])
@@ -1005,7 +1015,8 @@ def test_a_signature_is_said_in_words_on_its_countrys_page(tmp_path: Path) -> No
         assert c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(x) for x in (ours, named))).json()["stored"] == 2
         section = re.search(r'<section id="signatures">(.*?)</section>', c.get(f"/country/{m['probe_cc']}").text, re.S)
     assert section is not None and "<th>Equipment</th>" in section.group(1)
-    assert "<td>Evil &lt;i&gt;DPI&lt;/i&gt;</td>" in section.group(1) and section.group(1).count("<td></td>") == 1
+    assert ('<td data-label="Equipment">Evil &lt;i&gt;DPI&lt;/i&gt;</td>' in section.group(1)
+            and section.group(1).count('<td data-label="Equipment"></td>') == 1)
 
 
 def test_a_measurement_with_no_input_is_listed_by_its_app_or_test(tmp_path: Path) -> None:
@@ -1018,7 +1029,7 @@ def test_a_measurement_with_no_input_is_listed_by_its_app_or_test(tmp_path: Path
     with running_app(Settings(db_path=tmp_path / "e.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
         assert c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(x) for x in (sig, hhfm, odd))).json()["stored"] == 3
         page = c.get(f"/search?probe_cc={base['probe_cc']}").text
-    cells = re.findall(r'<td class="input">(.*?)</td>', page, re.S)
+    cells = re.findall(r'<td class="input" data-label="Input">(.*?)</td>', page, re.S)
     assert '<span class="app-name">Signal</span><br><span class="muted">the Signal app</span>' in cells
     assert ('<span class="app-name">http_header_field_manipulation</span><br><span class="muted">a middlebox on the '
             'path that rewrites HTTP headers</span>') in cells
