@@ -164,6 +164,9 @@ def test_headings_stand_over_their_columns(page: tuple[Any, dict[str, list[str]]
 
 
 def test_the_report_fits_a_phone(browser: Any, report: Path) -> None:
+    """Neither the page nor a table scrolls sideways on a phone: a table of 1,060 px in its box of 335 had to be
+    swiped, its headings lost off-screen. A table's rows stack into cards there, each cell on a line of its own led
+    by its column's heading (data-label: our words, never measurement content)."""
     context = browser.new_context(viewport={"width": 375, "height": 667})
     try:
         p = context.new_page()
@@ -173,6 +176,21 @@ def test_the_report_fits_a_phone(browser: Any, report: Path) -> None:
         for chart_id in CHARTS:
             box = p.locator(f"#{chart_id}").bounding_box()
             assert box and box["x"] >= 0 and box["x"] + box["width"] <= width + 1, (chart_id, box)
+        boxes = p.locator("div.scroll").evaluate_all("ds => ds.map(d => [d.closest('section').id, d.clientWidth,"
+                                                     " d.scrollWidth])")
+        assert len(boxes) >= 7 and [b for b in boxes if b[2] > b[1] + 1] == [], boxes
+        # every body cell shows its column's heading before its value, and the heads are hidden
+        cells = p.locator("div.scroll table").evaluate_all(
+            "ts => ts.flatMap(t => { const heads = Array.from(t.tHead.rows[0].cells).map(h => h.textContent);"
+            " const hidden = getComputedStyle(t.tHead).display === 'none';"
+            " return Array.from(t.tBodies[0].rows).flatMap(r => Array.from(r.cells).map((c, i) =>"
+            " [heads[i], getComputedStyle(c, '::before').content, hidden])); })")
+        assert len(cells) > 100 and [c for c in cells if (c[1], c[2]) != (f'"{c[0]}"', True)] == [], cells[:5]
+        assert {"site", "measured", "main technique", "network"} <= {c[0] for c in cells}
+        # and a card's cells stand one under the other: the first row of the most blocked sites
+        row = p.locator("section#sites tbody tr").first.locator("td")
+        tops = [b["y"] for b in (c.bounding_box() for c in row.all()) if b]
+        assert len(tops) >= 5 and tops == sorted(tops) and len(set(tops)) == len(tops), tops
     finally:
         context.close()
 

@@ -118,7 +118,8 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         assert len(tor) == 2, tor
         direct = next(row for row in tor if "bridge" not in row)
         bridged = next(row for row in tor if "Tor (its own bootstrap) through a bridge (obfs4)</td>" in row)
-        assert "<td>blocked</td>" in direct and "<td>reachable</td>" in bridged, tor
+        assert "<td data-label='latest'>blocked</td>" in direct, tor
+        assert "<td data-label='latest'>reachable</td>" in bridged, tor
         page = json.loads(get("/api/v1/measurements?limit=100&test_name=web_connectivity"))
         assert sorted(r["input"] for r in page["results"]) == sorted(URLS)
         # the apps', tools' and middlebox tests' measurements are published too; WireGuard's page says what its

@@ -92,7 +92,8 @@ def test_the_reports_say_it_for_a_person(store: Store) -> None:
     page = html_report(store, plotly_js="")
     part = page.split("<h2>Messaging apps and circumvention tools, network by network</h2>", 1)[1].split("<h2>", 1)[0]
     assert "Facebook Messenger" in part and EVIL not in page
-    assert "<td class='name'>Signal</td>" in part and "<td class='name'>Tor</td>" in part  # names, not sentences
+    assert "<td class='name' data-label='app'>Signal</td>" in part  # names, not sentences
+    assert "<td class='name' data-label='app'>Tor</td>" in part
     assert "&lt;img src=x" in part
     doc = orjson.loads(orjson.dumps(json_report(store)))
     assert [(a["test_name"], a["probe_asn"]) for a in doc["apps"]][:2] == [("signal", "AS1"), ("whatsapp", "AS1")]

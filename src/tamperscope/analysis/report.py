@@ -562,6 +562,8 @@ def _html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, 
     # a column of numbers (and blanks) gets its heading over them, on the right
     numbers = [0] * len(columns)
     others = [0] * len(columns)
+    # each cell names its column (our words, escaped): on a phone a row is a card, its cells led by these labels
+    labels = [f" data-label='{_e(heading)}'" for _, heading in columns]
     for r in rows:
         cells = []
         for i, (key, _) in enumerate(columns):
@@ -572,7 +574,8 @@ def _html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, 
             cls = (" class='num'" if number else " class='name'" if key in _NAME_KEYS and value is not None
                    else " class='prose'" if _prose(value)
                    else " class='date'" if isinstance(value, str) and _DATE.fullmatch(value) else "")
-            cells.append(f"<td{cls}>{_breakable(_cell(value) if not isinstance(value, str) else value)}</td>")
+            text = _breakable(_cell(value) if not isinstance(value, str) else value)
+            cells.append(f"<td{cls}{labels[i]}>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     right = " class='num'"
     head = "".join(f"<th{right if numbers[i] and not others[i] else ''}>{_e(heading)}</th>"
@@ -611,6 +614,14 @@ td.num,th.num{text-align:right}td.num{font-variant-numeric:tabular-nums}th{backg
 dt{font-weight:600}dd{margin:0}.tag{display:inline-block;padding:0 .4rem;border-radius:3px;color:#fff}
 footer{color:#777;font-size:.85rem;margin-top:2rem}
 nav.contents{line-height:1.8;margin:.75rem 0}nav.contents a{color:#2166ac}nav.contents span{display:inline-block;max-width:100%}
+@media (max-width:40rem){
+.scroll table,.scroll tbody,.scroll tr,.scroll td{display:block}.scroll thead{display:none}
+.scroll tr{border:1px solid #ddd;border-radius:.4rem;margin:0 0 .4rem;padding:.2rem 0;background:#fff}
+.scroll td{display:flow-root;border:0;padding:.1rem .5rem .1rem 8rem;min-width:0;text-align:left;overflow-wrap:anywhere}
+.scroll td.num,.scroll td.date{text-align:left;white-space:normal}.scroll td.prose{min-width:0}
+.scroll td::before{content:attr(data-label);float:left;width:7rem;margin-left:-7.5rem;color:#666}
+.scroll td:empty{display:none}
+}
 """
 
 _DRAW = """
