@@ -147,23 +147,54 @@ def test_phone_screen_has_no_sideways_scroll(browser: Any, explorer: Explorer) -
         context.close()
 
 
-# Per page: every box that could scroll sideways inside <main>, with its content's width against its own (and where
-# it is: the section's id, the table's class); and every body cell of a table with a one-row head, with that head's
-# heading, the cell's data-label, the computed content of its ::before and whether the head is hidden.
+# Per page: every box that could scroll sideways inside <main>, with where it is (the section's id, the table's
+# class), its content's width against its own, and whether its table is shown as cards (its head hidden); and every
+# body cell of a table with a one-row head, with that head's heading, the cell's data-label, the computed content of
+# its ::before and whether its table is cards.
 _SCROLL_BOXES_JS = """() => Array.from(document.querySelectorAll('main .scroll')).map(s => {
     const section = s.closest('section'), table = s.querySelector('table');
-    return [(section && section.id) || '', (table && table.className) || '', s.scrollWidth, s.clientWidth];
+    const headed = !!(table && table.tHead), cards = headed && getComputedStyle(table.tHead).display === 'none';
+    return [(section && section.id) || '', (table && table.className) || '', s.scrollWidth, s.clientWidth, cards,
+            headed];
 })"""
 _STACKED_CELLS_JS = """() => Array.from(document.querySelectorAll('main table')).flatMap(t => {
     const heads = t.tHead && t.tHead.rows.length === 1 ? Array.from(t.tHead.rows[0].cells) : [];
     if (!heads.length || heads.some(h => h.colSpan > 1)) return [];
-    const headHidden = getComputedStyle(t.tHead).display === 'none';
+    const cards = getComputedStyle(t.tHead).display === 'none';
     return Array.from(t.tBodies).flatMap(b => Array.from(b.rows)).filter(r => r.cells.length === heads.length)
         .flatMap(r => Array.from(r.cells).map((c, i) => [c, heads[i].textContent.trim()]))
         .filter(([c]) => c.tagName === 'TD')
         .map(([c, heading]) => [heading, c.getAttribute('data-label'), getComputedStyle(c, '::before').content,
-                                headHidden]);
+                                cards]);
 })"""
+TABLET = {"width": 768, "height": 1024}
+
+
+def _tables_fit(page: Any, paths: list[str], scripts: bool = True) -> tuple[list[Any], list[Any], set[str], int]:
+    """Every page at the page's width: (boxes whose table overflows, cells whose label is wrong, the headings seen,
+    how many boxes show a table with a head as it is, not as cards)."""
+    too_wide: list[Any] = []
+    unlabelled: list[Any] = []
+    headings: set[str] = set()
+    as_is = 0
+    for path in paths:
+        if scripts:
+            open_page(page, path)
+        else:
+            page.goto(path)
+        for details in page.locator("main details").all():      # headers, raw JSON, captured page
+            details.evaluate("d => { d.open = true; }")
+        page.wait_for_timeout(50)                                  # explorer.js fits the tables again on a toggle
+        boxes = page.evaluate(_SCROLL_BOXES_JS)
+        too_wide += [(path, *box) for box in boxes if box[2] > box[3] + 1]
+        as_is += sum(1 for box in boxes if box[5] and not box[4])
+        for heading, label, before, cards in page.evaluate(_STACKED_CELLS_JS):
+            headings.add(heading)
+            # Every cell under a heading carries it as its label; shown before the value when the table is cards.
+            wanted = (heading or None, f'"{heading}"' if heading and cards else "none")
+            if (label, before) != wanted:
+                unlabelled.append((path, heading, label, before, cards))
+    return too_wide, unlabelled, headings, as_is
 
 
 def test_phone_screen_stacks_tables_into_labelled_rows(browser: Any, explorer: Explorer) -> None:
@@ -172,19 +203,9 @@ def test_phone_screen_stacks_tables_into_labelled_rows(browser: Any, explorer: E
     heading (the template's data-label: our own words, never measurement content)."""
     context, page, guard = guard_page(browser, explorer.url, viewport=PHONE)
     try:
-        too_wide, unlabelled, headings = [], [], set()
         # and the measurement pages of the tables of blocking rules and of an app's services
-        for path in [*all_pages(explorer), f"/m/{explorer.rules_uid}", f"/m/{explorer.apps_uid}"]:
-            open_page(page, path)
-            for details in page.locator("main details").all():      # headers, raw JSON, captured page
-                details.evaluate("d => { d.open = true; }")
-            too_wide += [(path, *box) for box in page.evaluate(_SCROLL_BOXES_JS) if box[2] > box[3] + 1]
-            for heading, label, before, head_hidden in page.evaluate(_STACKED_CELLS_JS):
-                headings.add(heading)
-                # A cell under a blank heading has no label; any other shows its heading, and the head is hidden.
-                wanted = (heading, f'"{heading}"', True) if heading else (None, "none", True)
-                if (label, before, head_hidden) != wanted:
-                    unlabelled.append((path, heading, label, before, head_hidden))
+        paths = [*all_pages(explorer), f"/m/{explorer.rules_uid}", f"/m/{explorer.apps_uid}"]
+        too_wide, unlabelled, headings, _ = _tables_fit(page, paths)
         assert too_wide == [], too_wide
         assert unlabelled == [], unlabelled[:20]
         # The check saw the listings: measurements, sites, networks, counts, and the measurement page's tables.
@@ -201,5 +222,45 @@ def test_phone_screen_stacks_tables_into_labelled_rows(browser: Any, explorer: E
                                        for a, b in zip(boxes, boxes[1:])), boxes
         guard.sandboxed.clear()
         guard.check()
+    finally:
+        context.close()
+
+
+def test_a_tablet_shows_as_cards_only_the_tables_that_would_not_fit(browser: Any, explorer: Explorer) -> None:
+    """At 768 px the phone's rule (under 40rem) no longer applies, and tables of 926 px scrolled in boxes of 744:
+    explorer.js makes cards of those, and leaves every table that fits as it is. Widening the window to a desktop's
+    turns the cards back into tables."""
+    context, page, guard = guard_page(browser, explorer.url, viewport=TABLET)
+    try:
+        too_wide, unlabelled, _, as_is = _tables_fit(page, all_pages(explorer))
+        assert too_wide == [], too_wide
+        assert unlabelled == [], unlabelled[:20]
+        assert as_is >= 10, as_is  # tables that fit stay tables
+        open_page(page, "/country/RU")
+        cards = page.evaluate(_SCROLL_BOXES_JS)
+        assert any(box[4] for box in cards) and not all(box[4] for box in cards), cards
+        page.set_viewport_size({"width": 1300, "height": 900})
+        page.wait_for_function("() => Array.from(document.querySelectorAll('main .scroll'))"
+                               ".every(s => s.classList.contains('fits'))", timeout=5000)
+        assert not any(box[4] for box in page.evaluate(_SCROLL_BOXES_JS))
+        guard.sandboxed.clear()
+        guard.check()
+    finally:
+        context.close()
+
+
+def test_without_scripts_a_phone_still_gets_cards(browser: Any, explorer: Explorer) -> None:
+    """Tor Browser at its safest runs no script: the phone's rule alone (cards.css under 40rem) makes every table
+    cards, and none scrolls sideways."""
+    context = browser.new_context(base_url=explorer.url, viewport=PHONE, java_script_enabled=False)
+    context.route("**/*", lambda r: r.continue_() if r.request.url.startswith(explorer.url) else r.abort())
+    try:
+        page = context.new_page()
+        too_wide, unlabelled, headings, as_is = _tables_fit(page, ["/", "/country/RU", "/search",
+                                                                   f"/m/{explorer.apps_uid}"], scripts=False)
+        assert too_wide == [] and unlabelled == [], (too_wide, unlabelled[:20])
+        assert {"When (UTC)", "Domain", "Measured", "Service"} <= headings, headings
+        assert as_is == 0  # every table with a head is cards (a key/value table, without one, keeps two columns)
+        assert page.evaluate("() => document.getElementById('cards').media") == "(max-width: 40rem)"
     finally:
         context.close()

@@ -163,10 +163,62 @@ def test_headings_stand_over_their_columns(page: tuple[Any, dict[str, list[str]]
     assert {"site", "network", "main technique"} <= {heading for heading, _, numbers in columns if not numbers}
 
 
+_BOXES_JS = """() => Array.from(document.querySelectorAll('div.scroll')).map(d => {
+    const t = d.querySelector('table'), cards = getComputedStyle(t.tHead).display === 'none';
+    const heads = Array.from(t.tHead.rows[0].cells).map(h => h.textContent);
+    const cells = Array.from(t.tBodies[0].rows).flatMap(r => Array.from(r.cells).map((c, i) =>
+        [heads[i], c.getAttribute('data-label'), getComputedStyle(c, '::before').content]));
+    return [d.closest('section').id, d.clientWidth, d.scrollWidth, cards, cells];
+})"""
+
+
+@pytest.mark.parametrize("width,scripts", [(375, True), (375, False), (768, True), (1024, True)])
+def test_no_table_scrolls_sideways_on_a_phone_or_a_tablet(browser: Any, report: Path, width: int,
+                                                          scripts: bool) -> None:
+    """Tables scrolled sideways in their boxes on a phone (1,060 px in 335) and a tablet (in 728), their headings
+    lost off-screen. A table too wide for its box is cards instead: each row a card, each cell on a line of its own
+    led by its column's heading (data-label: our words, never field data). On a phone the media query alone does it,
+    so without scripts too (every table is cards there); with them, any table that would not fit, at any width, and
+    only those."""
+    context = browser.new_context(viewport={"width": width, "height": 800}, java_script_enabled=scripts)
+    context.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file://") else r.abort())
+    try:
+        p = context.new_page()
+        if scripts:
+            _open(p, report)
+        else:
+            p.goto(report.as_uri(), wait_until="load")
+        view, scroll_width = p.evaluate("() => [innerWidth, document.documentElement.scrollWidth]")
+        assert scroll_width <= view + 1, (scroll_width, view)
+        boxes = p.evaluate(_BOXES_JS)
+        assert len(boxes) >= 7 and [b[:4] for b in boxes if b[2] > b[1] + 1] == [], [b[:4] for b in boxes]
+        cells = [(cell, cards) for *_, cards, cells in boxes for cell in cells]
+        assert len(cells) > 100 and all(label == heading for (heading, label, _), _ in cells)
+        # a table shown as cards shows each cell's heading before its value; a table as it is, none
+        shown = [c for c in cells if c[0][2] != (f'"{c[0][0]}"' if c[1] else "none")]
+        assert shown == [], shown[:5]
+        cards = {b[0]: b[3] for b in boxes}
+        if width < 640 and not scripts:
+            assert all(cards.values()), cards
+        elif width >= 640:
+            assert not all(cards.values()), cards  # the tables that fit stay tables
+            assert any(cards.values()), cards      # and these tables of 700-1,060 px did not
+        if width == 375 and scripts:
+            # a card's cells stand one under the other: the first row of the most blocked sites
+            row = p.locator("section#sites tbody tr").first.locator("td")
+            tops = [b["y"] for b in (c.bounding_box() for c in row.all()) if b]
+            assert len(tops) >= 5 and tops == sorted(tops) and len(set(tops)) == len(tops), tops
+        if width == 1024:
+            # a desktop's width turns the cards back into tables
+            p.set_viewport_size({"width": 1300, "height": 900})
+            p.wait_for_function("() => Array.from(document.querySelectorAll('div.scroll'))"
+                                ".every(d => d.classList.contains('fits'))", timeout=5000)
+            assert not any(b[3] for b in p.evaluate(_BOXES_JS))
+    finally:
+        context.close()
+
+
 def test_the_report_fits_a_phone(browser: Any, report: Path) -> None:
-    """Neither the page nor a table scrolls sideways on a phone: a table of 1,060 px in its box of 335 had to be
-    swiped, its headings lost off-screen. A table's rows stack into cards there, each cell on a line of its own led
-    by its column's heading (data-label: our words, never measurement content)."""
     context = browser.new_context(viewport={"width": 375, "height": 667})
     try:
         p = context.new_page()
@@ -176,21 +228,6 @@ def test_the_report_fits_a_phone(browser: Any, report: Path) -> None:
         for chart_id in CHARTS:
             box = p.locator(f"#{chart_id}").bounding_box()
             assert box and box["x"] >= 0 and box["x"] + box["width"] <= width + 1, (chart_id, box)
-        boxes = p.locator("div.scroll").evaluate_all("ds => ds.map(d => [d.closest('section').id, d.clientWidth,"
-                                                     " d.scrollWidth])")
-        assert len(boxes) >= 7 and [b for b in boxes if b[2] > b[1] + 1] == [], boxes
-        # every body cell shows its column's heading before its value, and the heads are hidden
-        cells = p.locator("div.scroll table").evaluate_all(
-            "ts => ts.flatMap(t => { const heads = Array.from(t.tHead.rows[0].cells).map(h => h.textContent);"
-            " const hidden = getComputedStyle(t.tHead).display === 'none';"
-            " return Array.from(t.tBodies[0].rows).flatMap(r => Array.from(r.cells).map((c, i) =>"
-            " [heads[i], getComputedStyle(c, '::before').content, hidden])); })")
-        assert len(cells) > 100 and [c for c in cells if (c[1], c[2]) != (f'"{c[0]}"', True)] == [], cells[:5]
-        assert {"site", "measured", "main technique", "network"} <= {c[0] for c in cells}
-        # and a card's cells stand one under the other: the first row of the most blocked sites
-        row = p.locator("section#sites tbody tr").first.locator("td")
-        tops = [b["y"] for b in (c.bounding_box() for c in row.all()) if b]
-        assert len(tops) >= 5 and tops == sorted(tops) and len(set(tops)) == len(tops), tops
     finally:
         context.close()
 

@@ -200,6 +200,11 @@ def test_pages_are_built_for_small_screens(client: SyncClient) -> None:
     assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
     css = client.get("/static/explorer.css").text
     assert ".scroll { overflow-x: auto" in css and "@media" in css
+    # tables as cards: on a phone by the sheet's media query (explorer.js widens it to the tables that overflow)
+    assert '<link rel="stylesheet" href="/static/cards.css" media="(max-width: 40rem)" id="cards">' in html
+    cards = client.get("/static/cards.css")
+    assert cards.status_code == 200 and cards.headers["content-type"].startswith("text/css")
+    assert ".scroll:not(.fits) thead { display: none; }" in cards.text
 
 
 def test_search_filters(client: SyncClient) -> None:

@@ -35,7 +35,31 @@
     });
   }
 
-  function start() { drawCharts(); lazyFrames(); autoSubmit(); }
+  /* A table too wide for its box becomes cards (cards.css) on any screen, not only on a phone: every box is
+     marked as fitting, the sheet applied everywhere, and the boxes whose table overflows unmarked. Again when the
+     window changes width or a <details> opens (a closed one's table has no width). */
+  var pending = false;
+  function fitTables() {
+    pending = false;
+    var boxes = Array.prototype.slice.call(document.querySelectorAll(".scroll"));
+    boxes.forEach(function (box) { box.classList.add("fits"); });
+    var cards = document.getElementById("cards");
+    if (cards) { cards.media = "all"; }
+    boxes.filter(function (box) { return box.scrollWidth > box.clientWidth + 1; })
+      .forEach(function (box) { box.classList.remove("fits"); });
+  }
+  function refit() {
+    if (!pending) { pending = true; window.requestAnimationFrame(fitTables); }
+  }
+
+  function start() {
+    fitTables(); drawCharts(); lazyFrames(); autoSubmit();
+    var width = window.innerWidth;
+    window.addEventListener("resize", function () {
+      if (window.innerWidth !== width) { width = window.innerWidth; refit(); }
+    });
+    document.addEventListener("toggle", refit, true);
+  }
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", start);
   } else {
