@@ -239,6 +239,9 @@ def test_a_tablet_shows_as_cards_only_the_tables_that_would_not_fit(browser: Any
         open_page(page, "/country/RU")
         cards = page.evaluate(_SCROLL_BOXES_JS)
         assert any(box[4] for box in cards) and not all(box[4] for box in cards), cards
+        # two cards side by side in a box of 744 px: the first two rows of the recent measurements share a line
+        rows = [page.locator("table.measurements tbody tr").nth(i).bounding_box() for i in (0, 1)]
+        assert rows[0] and rows[1] and rows[0]["y"] == rows[1]["y"] and rows[0]["x"] < rows[1]["x"], rows
         page.set_viewport_size({"width": 1300, "height": 900})
         page.wait_for_function("() => Array.from(document.querySelectorAll('main .scroll'))"
                                ".every(s => s.classList.contains('fits'))", timeout=5000)

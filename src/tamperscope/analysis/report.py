@@ -616,11 +616,13 @@ footer{color:#777;font-size:.85rem;margin-top:2rem}
 nav.contents{line-height:1.8;margin:.75rem 0}nav.contents a{color:#2166ac}nav.contents span{display:inline-block;max-width:100%}
 """
 
-# Tables too wide for their box as cards: each row a card, each cell a line led by its column's heading (data-label,
-# our words). Alone, for phones (media max-width 40rem); with `_FIT`, on any screen for each table that overflows.
+# Tables too wide for their box as cards: each row a card (side by side where more than one fits), each cell a line
+# led by its column's heading (data-label, our words). Alone, for phones (media max-width 40rem); with `_FIT`, on any
+# screen for each table that overflows.
 _CARDS = """
 .scroll:not(.fits) :is(table,tbody,tr,td){display:block}.scroll:not(.fits) thead{display:none}
-.scroll:not(.fits) tr{border:1px solid #ddd;border-radius:.4rem;margin:0 0 .4rem;padding:.2rem 0;background:#fff}
+.scroll:not(.fits) tbody{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,20rem),1fr));gap:.4rem}
+.scroll:not(.fits) tr{border:1px solid #ddd;border-radius:.4rem;padding:.2rem 0;background:#fff}
 .scroll:not(.fits) td{display:flow-root;border:0;padding:.1rem .5rem .1rem 8rem;min-width:0;text-align:left;
 overflow-wrap:anywhere}.scroll:not(.fits) :is(td.num,td.date){white-space:normal}.scroll:not(.fits) td.prose{min-width:0}
 .scroll:not(.fits) td::before{content:attr(data-label);float:left;width:7rem;margin-left:-7.5rem;color:#666}
