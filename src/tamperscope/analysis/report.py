@@ -562,7 +562,8 @@ def _html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, 
     # a column of numbers (and blanks) gets its heading over them, on the right
     numbers = [0] * len(columns)
     others = [0] * len(columns)
-    # each cell names its column (our words, escaped): on a phone a row is a card, its cells led by these labels
+    # each cell names its column (our words, escaped): where the table is too wide for its box a row is a card,
+    # its cells led by these labels
     labels = [f" data-label='{_e(heading)}'" for _, heading in columns]
     for r in rows:
         cells = []
@@ -638,7 +639,9 @@ _FIT = """
     width = window.innerWidth;
     boxes.forEach(function (b) { b.classList.add('fits'); });
     cards.media = 'all';
-    boxes.forEach(function (b) { if (b.scrollWidth > b.clientWidth + 1) b.classList.remove('fits'); });
+    // read every width first, then unmark: one layout, not one per box
+    Array.prototype.filter.call(boxes, function (b) { return b.scrollWidth > b.clientWidth + 1; })
+      .forEach(function (b) { b.classList.remove('fits'); });
   }
   fit();
   window.addEventListener('resize', function () { if (window.innerWidth !== width) fit(); });
