@@ -17,6 +17,7 @@ from tests.browser.harness import (
     misaligned_headings,
     open_page,
     overlap,
+    pwned,
     table_columns,
 )
 
@@ -267,3 +268,50 @@ def test_without_scripts_a_phone_still_gets_cards(browser: Any, explorer: Explor
         assert page.evaluate("() => document.getElementById('cards').media") == "(max-width: 40rem)"
     finally:
         context.close()
+
+
+def test_the_report_link_downloads_a_report_that_opens_offline(browser: Any, explorer: Explorer, tmp_path: Any) -> None:
+    """Home and a country page link the HTML report of what they show: clicked, it downloads;
+    opened from disk, its charts draw with nothing fetched, no error, and the hostile measurements inert."""
+    context, page, guard = guard_page(browser, explorer.url, accept_downloads=True)
+    files = {}
+    try:
+        for path, name in (("/", "tamperscope-report.html"), ("/country/RU", "tamperscope-report-RU.html")):
+            open_page(page, path)
+            with page.expect_download(timeout=30000) as info:
+                page.get_by_role("link", name="Report (one HTML file)").click()
+            download = info.value
+            assert download.suggested_filename == name, (path, download.suggested_filename)
+            files[path] = tmp_path / name
+            download.save_as(files[path])
+            assert files[path].stat().st_size > 4_000_000  # plotly inside
+        guard.check()
+    finally:
+        context.close()
+    offline = browser.new_context(viewport={"width": 1300, "height": 900})
+    fetched: list[str] = []
+
+    def only_the_file(r: Any) -> None:
+        fetched.append(r.request.url)
+        r.continue_() if r.request.url.startswith("file://") else r.abort()
+
+    offline.route("**/*", only_the_file)
+    try:
+        report = offline.new_page()
+        errors: list[str] = []
+        report.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        report.on("pageerror", lambda exc: errors.append(str(exc)))
+        for path, file in files.items():
+            report.goto(file.as_uri(), wait_until="load")
+            report.wait_for_function("() => ['chart-timeline', 'chart-heatmap', 'chart-mechanisms']"
+                                     ".every(id => document.querySelector('#' + id + ' svg.main-svg'))", timeout=20000)
+            selection = report.locator("p.selection")
+            if path == "/":
+                assert selection.count() == 0
+            else:
+                assert selection.inner_text() == "Only country RU."
+            assert report.locator("table").count() >= 3, path
+            assert pwned(report) == {f"0:{file.as_uri()}": "undefined"}
+        assert errors == [] and all(u.startswith("file://") for u in fetched), (errors, fetched)
+    finally:
+        offline.close()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -470,3 +472,30 @@ def test_a_full_disk_under_the_store_is_one_line_and_leaves_no_stray_raw_bytes(
     # the file was not marked as read: the lines of the failed transaction come back
     assert (again.files_known, again.new, again.duplicates) == (0, 100, 100), again
     assert raw_is_all_pointed_at() == 200
+
+
+def test_a_store_held_by_another_process_names_it_and_what_to_do(tmp_path: Path) -> None:
+    """DuckDB lets one process open a store; the message names the holder (PID and command, as `ps` would)
+    so the user knows which to stop: a `tamperscope serve` left running is the usual one. (A short directory: the
+    CLI shortens a message past 300 characters, and pytest's paths under xdist are long.)"""
+    short = Path(tempfile.mkdtemp(prefix="ts-held-"))
+    db = short / "s.duckdb"
+    assert _run("analyze", str(SAMPLES), "--db", str(db)).returncode == 0
+    holder = tmp_path / "bin" / "tamperscope"  # a program of that name, as the console script is
+    holder.parent.mkdir()
+    holder.write_text("import sys, duckdb\ncon = duckdb.connect(sys.argv[2])\nprint('open', flush=True)\n"
+                      "sys.stdin.read()\n")
+    with subprocess.Popen([sys.executable, str(holder), "serve", str(db)], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None and proc.stdout.readline() == "open\n"
+            for command in (["report", "--db", str(db)], ["analyze", str(SAMPLES), "--db", str(db)]):
+                done = _run(*command)
+                assert done.returncode == 2, command
+                assert done.stderr == (f"tamperscope: the store {db} is in use by another process (PID {proc.pid}: "
+                                       f"tamperscope serve {db}); a store opens in one process at a time: stop that "
+                                       "one, or use another --db\n"), command
+        finally:
+            proc.kill()
+    assert _run("report", "--db", str(db)).returncode == 0  # and once it stops, the store is whole
+    shutil.rmtree(short)

@@ -147,13 +147,40 @@ def test_exports_csv_json_jsonl_raw(client: SyncClient) -> None:
     assert len(client.get("/api/v1/export/raw.jsonl", params={"limit": 3}).content.splitlines()) == 3
 
 
+def test_the_html_report_of_a_selection_downloads_as_one_file(client: SyncClient) -> None:
+    """`report --html` from a running server (whose store no other process can open while it runs)."""
+    ru = client.get("/api/v1/measurements", params={"probe_cc": "RU"}).json()["metadata"]["count"]
+    everything = client.get("/api/v1/measurements").json()["metadata"]["count"]
+    assert 0 < ru < everything
+    r = client.get("/api/v1/export/report.html", params={"probe_cc": "RU", "probe_asn": "12389"},
+                   headers={"Accept-Encoding": "identity"})
+    assert r.status_code == 200 and r.headers["content-type"] == "text/html; charset=utf-8"
+    assert r.headers["content-disposition"] == 'attachment; filename="tamperscope-report-RU-AS12389.html"'
+    assert "content-encoding" not in r.headers
+    assert "script-src 'self'" in r.headers["content-security-policy"]  # shown in place, its inline scripts won't run
+    page = r.text
+    assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
+    assert "<p class='selection'>Only country RU, network AS12389.</p>" in page
+    assert "<script src" not in page and "Plotly.newPlot" in page  # self-contained: plotly inside, no link
+    rows = client.get("/api/v1/measurements", params={"probe_cc": "RU", "probe_asn": "AS12389"}).json()
+    assert f" {rows['metadata']['count']:,} measurement" in page.split("<p class='summary'>", 1)[1][:200]
+    whole = client.get("/api/v1/export/report.html", headers={"Accept-Encoding": "gzip"})
+    assert whole.headers["content-encoding"] == "gzip" and whole.headers["vary"] == "Accept-Encoding"
+    assert int(whole.headers["content-length"]) < len(whole.content) / 2  # sent compressed, read whole
+    assert "class='selection'" not in whole.text and f" {everything:,} measurements" in whole.text
+    assert 'filename="tamperscope-report.html"' in whole.headers["content-disposition"]
+    bad = client.get("/api/v1/export/report.html", params={"since": "yesterday"})
+    assert bad.status_code == 400 and bad.json()["error"] == "invalid_parameter"
+
+
 def test_openapi_describes_every_endpoint(client: SyncClient) -> None:
     spec = client.get("/openapi.json").json()
     assert spec["openapi"].startswith("3.")
     paths = spec["paths"]
     for path in ("/report", "/report/{report_id}", "/report/{report_id}/close", "/api/v1/submit",
                  "/api/v1/measurements", "/api/v1/measurement/{measurement_uid}", "/api/v1/aggregation/{name}",
-                 "/api/v1/export/measurements.{kind}", "/api/v1/export/raw.jsonl", "/api/v1/health",
+                 "/api/v1/export/measurements.{kind}", "/api/v1/export/raw.jsonl", "/api/v1/export/report.html",
+                 "/api/v1/health",
                  "/api/v1/admin/delete/{measurement_uid}", "/api/v1/admin/reanalyse"):
         assert path in paths, path
     names = {p["name"] for p in paths["/api/v1/measurements"]["get"]["parameters"]}

@@ -234,6 +234,23 @@ def test_evidence_is_three_clicks_from_home(client: SyncClient) -> None:
     assert urlsplit(first).path.startswith("/domain/")
 
 
+def test_home_and_each_area_link_a_report_of_what_they_show(client: SyncClient) -> None:
+    """The HTML report, narrowed as the page is: the same measurement count as the page's lead line."""
+    home = parse(client.get("/").text)
+    assert "/api/v1/export/report.html" in home.hrefs
+    for kind, word in (("country", "country"), ("network", "network"), ("domain", "site")):
+        page_path = next(p for p in pages(client) if p.startswith(f"/{kind}/"))
+        page = parse(client.get(page_path).text)
+        links = [h for h in page.hrefs if h.startswith("/api/v1/export/report.html?")]
+        assert len(links) == 1, (page_path, links)
+        count = client.get(page_path + ".json").json()["totals"]["measurement_count"]
+        report = client.get(links[0])
+        assert report.status_code == 200 and report.headers["content-disposition"].startswith("attachment")
+        assert re.search(rf"<p class='selection'>Only {word} ", report.text), links[0]
+        summary = report.text.split("<p class='summary'>", 1)[1][:300]
+        assert f" {count:,} measurement" in summary, (page_path, summary)
+
+
 def _one_page(tmp_path_factory: pytest.TempPathFactory, m: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """``m`` submitted to a collector of its own: its measurement page, and the page's JSON twin."""
     db = tmp_path_factory.mktemp("one") / "s.duckdb"

@@ -135,6 +135,31 @@ def _whole(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 _DUCKDB_MAGIC = b"DUCK"  # a DuckDB file's main header: an 8-byte checksum, then these four bytes
 
 
+def _holder(message: str) -> str:
+    """" (PID 123: tamperscope serve --db x.duckdb)" from DuckDB's lock error, which names the holding
+    process's PID; its command line from /proc when it can be read (else the PID alone, or nothing)."""
+    match = re.search(r"\(PID (\d+)\)", message)
+    if not match:
+        return ""
+    pid = match.group(1)
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace").split("\0")
+    except OSError:
+        return f" (PID {pid})"
+    argv = [a for a in argv if a]
+    # `python -m tamperscope …` and `.venv/bin/tamperscope …` both read as `tamperscope …`
+    for i, arg in enumerate(argv):
+        if os.path.basename(arg) == "tamperscope" or (arg == "tamperscope" and i and argv[i - 1] == "-m"):
+            argv = ["tamperscope", *argv[i + 1:]]
+            break
+    else:
+        argv[:1] = [os.path.basename(argv[0])] if argv else []
+    command = " ".join(argv)
+    command = command if len(command) <= 200 else command[:199] + "…"
+    command = "".join(c if c.isprintable() else "?" for c in command)
+    return f" (PID {pid}: {command})" if command else f" (PID {pid})"
+
+
 def _a_database_or_nothing(path: Path) -> None:
     """Refuse an existing file that is not a DuckDB database before DuckDB opens it. DuckDB opens a ``.jsonl``,
     ``.csv`` or ``.parquet`` file as an in-memory database with a view over it, so ``--db measurements.jsonl``
@@ -256,7 +281,8 @@ class Store:
         except duckdb.IOException as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if "lock" in first.lower():
-                raise StoreError(f"the store {self.path} is in use by another process") from exc
+                raise StoreError(f"the store {self.path} is in use by another process{_holder(first)}; a store opens"
+                                 " in one process at a time: stop that one, or use another --db") from exc
             raise StoreError(f"cannot open the store {self.path}: {first}") from exc
         except duckdb.Error as exc:
             raise StoreError(f"cannot open the store {self.path}: {str(exc).splitlines()[0]}") from exc

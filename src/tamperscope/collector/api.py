@@ -9,6 +9,8 @@
   mechanism_country, blocking_rules) and ``hops``, as JSON or ``format=csv``.
 * ``GET /api/v1/export/measurements.{csv,json,jsonl}`` and ``/api/v1/export/raw.jsonl``:
   everything matching the filters, streamed.
+* ``GET /api/v1/export/report.html``: the HTML report of what matches (``tamperscope report
+  --html``), one self-contained file sent as an attachment, gzip'd when the client takes it.
 * ``GET /api/v1/health``: counts and the writer's state.
 * ``POST /api/v1/admin/delete/{uid}``, ``POST /api/v1/admin/reanalyse``: behind the
   admin token (`admin.check_token`).
@@ -20,8 +22,11 @@ or a tab/CR) are prefixed with ``'``: measurement content is hostile input.
 from __future__ import annotations
 
 import csv
+import functools
+import gzip
 import io
 import math
+import re
 import time
 import weakref
 from collections.abc import Iterator, Sequence
@@ -33,6 +38,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from tamperscope.analysis import aggregates
 from tamperscope.analysis.aggregates import Filters
+from tamperscope.analysis.report import html_report
 from tamperscope.analysis.verdicts import ANALYSIS_VERSION
 from tamperscope.collector import admin
 from tamperscope.collector.config import Collector
@@ -306,6 +312,47 @@ def export_raw(request: Request, query: QueryDep) -> Response:
         return slot
     lines = _raw_lines(collector_of(request), query, "limit" in request.query_params)
     return _stream(slot, lines, "application/x-ndjson", "measurements.jsonl")
+
+
+@functools.cache
+def _plotly_js() -> str:
+    from plotly.offline import get_plotlyjs
+
+    return str(get_plotlyjs())
+
+
+def report_filename(filters: Filters) -> str:
+    """"tamperscope-report-RU-AS12389.html": what the report is of, in the name it is saved under (only
+    letters, digits, dots and hyphens: the values come from the query string)."""
+    parts = [re.sub(r"[^A-Za-z0-9.-]+", "_", str(v))[:64] for v in (
+        filters.probe_cc, filters.probe_asn, filters.domain, filters.test_name, filters.mechanism,
+        filters.fingerprint, filters.since, filters.until) if v]
+    return "-".join(["tamperscope-report", *parts]) + ".html"
+
+
+@router.get("/export/report.html", summary="The HTML report of the matching measurements, as `tamperscope report "
+            "--html` writes it: one self-contained file (plotly inside), to keep or send",
+            responses={200: {"content": {"text/html": {}}},
+                       429: {"description": "this address runs an export already"},
+                       503: {"description": "the server runs as many exports as it allows, or the report's "
+                                            "queries ran out of time"}})
+def export_report(request: Request, query: QueryDep) -> Response:
+    filters = _filters(query)  # the aggregates' narrowing: country, network, site, test, technique, days
+    slot = _exporting(request)
+    if isinstance(slot, JSONResponse):
+        return slot
+    try:
+        reader: Any = collector_of(request).reader
+        with reader.bounded():
+            page = html_report(reader, filters, plotly_js=_plotly_js()).encode()
+    finally:
+        slot.release()
+    headers = {"Content-Disposition": f'attachment; filename="{report_filename(filters)}"',
+               "Vary": "Accept-Encoding"}
+    if "gzip" in request.headers.get("accept-encoding", "").lower():  # 4.9 MB of it is plotly: 1.5 MB gzip'd
+        page = gzip.compress(page, 5)
+        headers["Content-Encoding"] = "gzip"
+    return Response(page, media_type="text/html; charset=utf-8", headers=headers)
 
 
 @router.get("/health", summary="Is the collector up, and how much does it hold")
