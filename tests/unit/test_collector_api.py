@@ -171,6 +171,12 @@ def test_the_html_report_of_a_selection_downloads_as_one_file(client: SyncClient
     assert 'filename="tamperscope-report.html"' in whole.headers["content-disposition"]
     bad = client.get("/api/v1/export/report.html", params={"since": "yesterday"})
     assert bad.status_code == 400 and bad.json()["error"] == "invalid_parameter"
+    for unused in ({"anomaly": "true"}, {"limit": "10"}, {"probe_cc": "RU", "report_id": "r1", "order": "asc"}):
+        refused = client.get("/api/v1/export/report.html", params=unused)  # it would not be what it says
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_parameter", unused
+    assert refused.json()["detail"].startswith("a report cannot be narrowed by report_id, order; only by probe_cc, ")
+    fingerprint = client.get("/api/v1/export/report.html", params={"fingerprint": "cp/none_such"}).text
+    assert "<p class='selection'>Only fingerprint cp/none_such.</p>" in fingerprint
 
 
 def test_openapi_describes_every_endpoint(client: SyncClient) -> None:

@@ -220,7 +220,8 @@ def _share(part: int, whole: int) -> str:
 
 
 _SELECTION_WORDS = (("probe_cc", "country"), ("probe_asn", "network"), ("test_name", "test"), ("domain", "site"),
-                    ("input", "input"), ("mechanism", "technique"), ("since", "from"), ("until", "until"))
+                    ("input", "input"), ("mechanism", "technique"), ("fingerprint", "fingerprint"), ("since", "from"),
+                    ("until", "until"))
 
 
 def _chosen(filters: Filters | None) -> list[str]:

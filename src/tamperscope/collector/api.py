@@ -330,6 +330,10 @@ def report_filename(filters: Filters) -> str:
     return "-".join(["tamperscope-report", *parts]) + ".html"
 
 
+_REPORT_FILTERS = ("probe_cc", "probe_asn", "test_name", "input", "domain", "mechanism", "fingerprint", "since",
+                   "until")
+
+
 @router.get("/export/report.html", summary="The HTML report of the matching measurements, as `tamperscope report "
             "--html` writes it: one self-contained file (plotly inside), to keep or send",
             responses={200: {"content": {"text/html": {}}},
@@ -338,6 +342,10 @@ def report_filename(filters: Filters) -> str:
                                             "queries ran out of time"}})
 def export_report(request: Request, query: QueryDep) -> Response:
     filters = _filters(query)  # the aggregates' narrowing: country, network, site, test, technique, days
+    if unused := [name for name in request.query_params if name not in _REPORT_FILTERS]:
+        # a report is not made of anomalies only, a page or one report_id: saying nothing would mislead
+        raise SubmissionError(400, "invalid_parameter", f"a report cannot be narrowed by {', '.join(unused)}; only "
+                              f"by {', '.join(_REPORT_FILTERS)}")
     slot = _exporting(request)
     if isinstance(slot, JSONResponse):
         return slot
