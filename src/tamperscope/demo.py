@@ -74,7 +74,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--output", type=Path, default=None, help="keep the measurements here (JSONL)")
     p.add_argument("--parallel", type=int, default=32, help="measurements in flight (default 32)")
     p.add_argument("--serve", action="store_true",
-                   help="then submit the measurements (the web ones, the apps' and the tools', each with the hop "
+                   help="then submit the measurements (the web ones, the censor's rules, ECH, the apps' and the "
+                        "tools', each with the hop "
                         "located for it) to a local collector (`tamperscope serve`, OONI's report protocol) and keep "
                         "its explorer running; prints the explorer's URL")
     p.add_argument("--port", type=int, default=8080, help="--serve: port on 127.0.0.1 (default 8080)")
@@ -169,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
         tools = [m for m, _ in (*apps, onion, booted, *((bridged,) if bridged else ()), vpn, wg, *rewritten,
                                 *((frozen,) if frozen else ()))
                  if m is not None]  # the other nettests' measurements too
+        # and the censor's rules and ECH, as the analysis had them: the explorer then shows what the demo's report does
+        tools += [m for m in (ruled, ech) if m is not None]
         served = serve(with_hops(measurements + tools, located), args.db or work / "demo.duckdb", args.port,
                        args.serve_seconds, say)
         return served or status

@@ -127,7 +127,7 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         every = json.loads(get("/api/v1/measurements?limit=100"))["results"]
         assert sorted(r["test_name"] for r in every) == sorted(["web_connectivity"] * len(URLS) + [
             "telegram", "whatsapp", "facebook_messenger", "signal", "tor", "vanilla_tor", "vanilla_tor", "riseupvpn", "wireguard",
-            "http_header_field_manipulation", "http_invalid_request_line"])
+            "http_header_field_manipulation", "http_invalid_request_line", "blocking_rules", "echcheck"])
         # tor stuck at 5%, then through the lab's obfs4 bridge at 100%
         assert "through the lab's obfs4 bridge: bootstrapped in" in text, text
         boot_uid = next(r["measurement_uid"] for r in every if r["test_name"] == "vanilla_tor"
@@ -148,6 +148,10 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         page_html = get(f"/m/{uid}")
         assert "198.18.1.1" in page_html and "http.rst" in page_html
         assert "facebook.com" in get("/")
+        # the server's report (its explorer's link) tells what the demo's own report file tells
+        served = get("/api/v1/export/report.html")
+        summary = [h.split("<p class='summary'>", 1)[1].split("</p>", 1)[0] for h in (html, served)]
+        assert summary[0] == summary[1] and "measurements" in summary[0], summary
         # the submissions' spool went with them; the work directory (measurements, store, report) stays
         assert not list(tmp_path.glob("tamperscope-demo-outbox-*"))
         work = list(tmp_path.glob("tamperscope-demo-*"))
