@@ -275,7 +275,7 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
         x["share"] = _share(x["anomaly_count"], x["measurement_count"])
     lines += ["Tests with interference (apps and tools as well as sites)", table(tests, [
         ("test_name", "test"), ("measurement_count", "measured"), ("anomaly_count", "anomalies"),
-        ("confirmed_count", "confirmed"), ("share", "share"), ("network_count", "networks"),
+        ("confirmed_count", "confirmed"), ("share", "share"), ("network_count", "networks with anomalies"),
         ("top_mechanism", "mechanism"), ("checks", "what it checks")]) if tests else "  (none)", ""]
     apps = apps_in_words(store, filters, limit)
     if apps:
@@ -721,7 +721,8 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
     tests = _tests(store, filters, limit, anomalous=True)
     sections.append(("tests", "Apps, tools and sites, by test",
                      "<p>Each test checks one thing: websites, a messaging app, a circumvention tool. Apps and "
-                     "tools have no website of their own, so they show here rather than under the sites.</p>"
+                     "tools have no website of their own, so they show here rather than under the sites. Its "
+                     "networks and countries are those where the test showed interference.</p>"
                      + _html_table(tests, [
                          ("test_name", "test"), ("checks", "what it checks"), ("measurement_count", "measured"),
                          ("anomaly_count", "anomalous"), ("confirmed_count", "confirmed"),
