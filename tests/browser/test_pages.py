@@ -318,3 +318,25 @@ def test_the_report_link_downloads_a_report_that_opens_offline(browser: Any, exp
         assert errors == [] and all(u.startswith("file://") for u in fetched), (errors, fetched)
     finally:
         offline.close()
+
+
+_WRAPPED_DATES_JS = """() => Array.from(document.querySelectorAll('main td')).filter(td => {
+  const text = td.innerText.trim();
+  if (!/^\\d{4}-\\d\\d-\\d\\d( \\d\\d:\\d\\d(:\\d\\d)?)?$/.test(text)) return false;
+  const range = document.createRange(); range.selectNodeContents(td);
+  const tops = new Set(Array.from(range.getClientRects()).filter(r => r.width > 0).map(r => Math.round(r.top)));
+  return tops.size > 1;
+}).map(td => [td.dataset.label, td.innerText])"""
+
+
+@pytest.mark.parametrize("width", [1300, 1100, 1024, 900])
+def test_dates_stay_on_one_line(browser: Any, explorer: Explorer, width: int) -> None:
+    """A date broke at its hyphen ("2026-" over "12-04") in the apps' table, beside a network's long name."""
+    context, page, guard = guard_page(browser, explorer.url, viewport={"width": width, "height": 900})
+    try:
+        for path in ("/", "/country/RU", "/network/AS12389", "/domain/www.example.com", "/search"):
+            open_page(page, path)
+            assert page.evaluate(_WRAPPED_DATES_JS) == [], (width, path)
+        guard.check()
+    finally:
+        context.close()
