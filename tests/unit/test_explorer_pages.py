@@ -479,6 +479,24 @@ def test_a_blocking_rules_measurement_says_each_layers_rule(tmp_path: Path) -> N
     assert section.count("<h3>") == 4  # a layer we do not know is not shown
 
 
+def test_a_listed_measurement_of_another_test_than_web_connectivity_names_its_test(tmp_path: Path) -> None:
+    """A site's row in a list (recent anomalies, search) reads as a web_connectivity measurement of it; one made by
+    another test (blocking_rules here: "tiktok.com, dns.injection" in the demo) names that test after its input."""
+    from tests.unit.test_blocking_rules import HOST, measurement_with_path
+
+    base, web = samples.corpus(2, seed="named")
+    rules = {**base, **measurement_with_path(), "test_version": "0.1.0"}
+    with running_app(Settings(db_path=tmp_path / "n.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
+        out = c.post("/api/v1/submit", content=orjson.dumps(rules) + b"\n" + orjson.dumps(web)).json()
+        assert out["stored"] == 2, out
+        listed = c.get("/search").text
+    rows = re.findall(r"<tr>.*?</tr>", listed, re.S)
+    rules_row = next(r for r in rows if f">{HOST}</a>" in r and "blocking_rules" in r)
+    assert re.search(rf'<span class="muted">[^<]*{re.escape(HOST)}[^<]* · blocking_rules</span>', rules_row)
+    web_rows = [r for r in rows if "evidence-link" in r and "blocking_rules" not in r]
+    assert len(web_rows) == 1 and "web_connectivity" not in web_rows[0]  # the default goes unsaid
+
+
 def test_echo_exchanges_and_ech_handshakes_are_shown_in_our_words(tmp_path: Path) -> None:
     """remote_web's echo exchanges (Quack) list what was sent, read from the bytes (a GET or a ClientHello and
     the name it carried) and what came back; hostile bytes back are escaped text, binary ones a length.
