@@ -721,8 +721,8 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
     tests = _tests(store, filters, limit, anomalous=True)
     sections.append(("tests", "Apps, tools and sites, by test",
                      "<p>Each test checks one thing: websites, a messaging app, a circumvention tool. Apps and "
-                     "tools have no website of their own, so they show here rather than under the sites. Its "
-                     "networks and countries are those where the test showed interference.</p>"
+                     "tools have no website of their own, so they show here rather than under the sites. A "
+                     "test's networks and countries are those where it showed interference.</p>"
                      + _html_table(tests, [
                          ("test_name", "test"), ("checks", "what it checks"), ("measurement_count", "measured"),
                          ("anomaly_count", "anomalous"), ("confirmed_count", "confirmed"),
