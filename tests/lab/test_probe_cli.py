@@ -96,3 +96,26 @@ def test_killed_run_resumes_without_duplicates(lab_factory, tmp_path) -> None:  
     assert f"({first} already in" in res.stderr
     inputs = [m["input"] for m in read(out)]
     assert sorted(inputs) == sorted(urls)  # every input exactly once, the torn line gone
+
+
+def test_category_measures_only_those_entries_of_a_test_list(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """OONI Probe's website categories: `--category` keeps the list entries of those Citizen Lab codes (in any
+    case); an --input URL is measured all the same; a code the list does not hold names the ones it does."""
+    lab_factory("none")
+    lst = tmp_path / "cl.csv"
+    lst.write_text("url,category_code,category_description,date_added,source,notes\n"
+                   "http://www.bbc.com/,NEWS,News Media,2014-04-15,citizenlab,\n"
+                   "https://x.com/,COMM,,2014-04-15,citizenlab,\n"
+                   "https://www.amnesty.org/,HUMR,,2014-04-15,citizenlab,\n"
+                   "https://facebook.com/,GRP,,2014-04-15,citizenlab,\n")
+    out = tmp_path / "m.jsonl"
+    res = probe("web_connectivity", "--list", str(lst), "--category", "news,humr", "-i", "https://signal.org/",
+                "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    assert sorted(m["input"] for m in read(out)) == ["http://www.bbc.com/", "https://signal.org/",
+                                                     "https://www.amnesty.org/"]
+    assert "web_connectivity on 3 input(s)" in res.stderr
+    wrong = probe("web_connectivity", "--list", str(lst), "--category", "NEWS,LGBT", "-o", str(tmp_path / "w.jsonl"))
+    assert wrong.returncode == 2 and not (tmp_path / "w.jsonl").exists()
+    assert wrong.stderr == ("tamperscope: --category LGBT: no entry of the list is of this category; the list holds: "
+                            "COMM 1, GRP 1, HUMR 1, NEWS 1\n")

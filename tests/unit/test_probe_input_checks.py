@@ -211,3 +211,59 @@ def test_locate_triggers_an_idn_name_in_its_ascii_form(layer: str, name: str) ->
         assert b"xn--d1acpjx3f" in payload and "яндекс".encode() not in payload
     if layer == "http":
         assert b"\r\nHost: xn--d1acpjx3f.xn--p1ai\r\n" in payload
+
+
+# ---- --category: a test list's websites by their Citizen Lab category
+
+_CL_LIST = ("url,category_code,category_description,date_added,source,notes\n"
+            "http://news.example/,NEWS,News Media,2014-04-15,citizenlab,\n"
+            "https://rights.example/,humr,Human Rights Issues,2014-04-15,citizenlab,\n"
+            "https://chat.example/,COMM,,2014-04-15,citizenlab,\n"
+            "http://more-news.example/,NEWS,News Media,2014-04-15,citizenlab,\n")
+
+
+def test_category_keeps_the_entries_of_those_codes_and_every_input(probe: Probe) -> None:
+    (probe.dir / "cl.csv").write_text(_CL_LIST)
+    res = probe.main("run", "web_connectivity", "--yes", "-l", "cl.csv", "--category", "news", "--category", "HUMR",
+                     "-i", "https://own.example/", "-o", "out.jsonl")
+    assert res.code == 0, res.err
+    assert sorted(probe.measured) == ["http://more-news.example/", "http://news.example/", "https://own.example/",
+                                      "https://rights.example/"]
+    assert sorted(probe.inputs()) == sorted(probe.measured)  # type: ignore[type-var]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--category", "NEWS,LGBT"], "tamperscope: --category LGBT: no entry of the list is of this category; the list "
+                                  "holds: NEWS 2, COMM 1, HUMR 1"),
+    (["--category", "XXX,YYY", "-l", "cl2.csv"], "tamperscope: --category XXX,YYY: no entry of the lists is of these "
+                                                 "categories; the lists hold: NEWS 3, COMM 1, HUMR 1"),
+    (["--category", "NEWS", "-l", "plain.txt"], "tamperscope: --category: plain.txt has no categories (a Citizen Lab "
+                                                "test-list CSV has a category_code column)"),
+])
+def test_category_refuses_what_it_cannot_pick_from(probe: Probe, args: list[str], message: str) -> None:
+    (probe.dir / "cl.csv").write_text(_CL_LIST)
+    (probe.dir / "cl2.csv").write_text("url,category_code\nhttp://third.example/,NEWS\n")
+    (probe.dir / "plain.txt").write_text("http://a.example/\n")
+    res = probe.main("run", "web_connectivity", "--yes", "-l", "cl.csv", *args, "-o", "out.jsonl")
+    assert res.code == 2 and res.line == message, res.err
+    assert probe.measured == [] and not (probe.dir / "out.jsonl").exists()
+
+
+def test_category_is_for_a_list_of_websites(probe: Probe) -> None:
+    (probe.dir / "cl.csv").write_text(_CL_LIST)
+    res = probe.main("run", "web_connectivity", "--yes", "-i", "https://a.example/", "--category", "NEWS")
+    assert res.code == 2 and res.line == ("tamperscope: --category picks entries of a --list (a Citizen Lab test-list "
+                                          "CSV, with a category_code column)")
+    res = probe.main("run", "dnscheck", "--yes", "-l", "cl.csv", "--category", "NEWS")
+    assert res.code == 2 and res.line == ("tamperscope: --category picks a test list's websites by their category: it "
+                                          "is for web_connectivity")
+    assert probe.measured == []
+
+
+def test_category_codes_are_a_few_capitals(probe: Probe) -> None:
+    with pytest.raises(SystemExit) as exited:
+        probe.main("run", "web_connectivity", "--yes", "-l", "cl.csv", "--category", "NEWS!")
+    assert exited.value.code == 2
+    assert probe.capfd.readouterr().err.strip().splitlines()[-1] == (
+        "tamperscope run: argument --category: 'NEWS!' is not a list of category codes (NEWS,HUMR,…) (see "
+        "tamperscope run --help)")

@@ -9,6 +9,7 @@ import os
 import re
 import ssl
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,7 +20,16 @@ from urllib.parse import urlsplit
 from .. import nettests
 from ..cli import UsageError
 from ..model.asn import EMPTY, MAX_TABLE, AsnTable
-from ..model.inputs import MAX_LIST, BadInput, list_entries, normal_url, parse_url, read_bounded, read_url_list
+from ..model.inputs import (
+    MAX_LIST,
+    BadInput,
+    ListEntry,
+    list_entries,
+    normal_url,
+    parse_url,
+    read_bounded,
+    read_url_list,
+)
 from ..model.measurement import ProbeInfo
 from ..nettests.base import Context, NettestError, Timeouts
 from ..nettests.tor import Target as TorTarget
@@ -59,6 +69,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--input", "-i", action="append", default=[], metavar="INPUT", help="a URL (or a domain for dnscheck and blocking_rules); repeatable")
     p.add_argument("--list", "-l", type=Path, action="append", default=[], metavar="FILE",
                    help="Citizen Lab test-list CSV or one input per line; repeatable")
+    p.add_argument("--category", type=_categories, action="extend", default=[], metavar="CODE[,CODE…]",
+                   help="web_connectivity: only the --list entries of these Citizen Lab categories (their "
+                        "category_code: NEWS, HUMR, POLR, LGBT…; repeatable); --input URLs are measured all the same")
     p.add_argument("--output", "-o", type=Path, default=None, help="JSONL file to append to (default: tamperscope-NETTEST.jsonl)")
     p.add_argument("--parallel", "-p", type=int, default=16, help="measurements in flight (default 16; at most 2 per server address; lowered to what the "
                         "open-file limit, ulimit -n, leaves room for)")
@@ -484,6 +497,29 @@ def _asn_table(path: str) -> AsnTable:
         raise UsageError(f"cannot read ASN table {path}: {e}") from None
 
 
+_CATEGORY = re.compile(r"[A-Z0-9_]{2,12}")
+
+
+def _categories(value: str) -> list[str]:
+    """``news,HUMR`` -> ["NEWS", "HUMR"]: Citizen Lab's category codes are a few capitals."""
+    codes = [part.strip().upper() for part in value.split(",") if part.strip()]
+    for code in codes or [value]:
+        if not _CATEGORY.fullmatch(code):
+            raise argparse.ArgumentTypeError(f"{value[:100]!r} is not a list of category codes (NEWS,HUMR,…)")
+    return codes
+
+
+def _by_category(entries: Sequence[ListEntry], wanted: Sequence[str], path: Path, seen: Counter[str]) -> list[ListEntry]:
+    """The entries of ``wanted`` categories; ``seen`` counts every category the list holds. A list without
+    categories (one URL per line, or a CSV without category_code) cannot be narrowed: refused."""
+    codes = [(e.category_code or "").upper() for e in entries]
+    if not any(codes):
+        raise UsageError(f"--category: {path} has no categories (a Citizen Lab test-list CSV has a category_code "
+                         "column)")
+    seen.update(c for c in codes if c)
+    return [e for e, c in zip(entries, codes) if c in wanted]
+
+
 def _inputs(args: argparse.Namespace, nettest: Any, backend: str | None,
             defaults: Sequence[str] = ()) -> list[str | None]:
     """Every input from --input and --list, each checked as the nettest will read it; the first bad one is
@@ -499,6 +535,13 @@ def _inputs(args: argparse.Namespace, nettest: Any, backend: str | None,
             raise UsageError(f"{where}{e}") from None
         items.append(value)
 
+    wanted: list[str] = list(dict.fromkeys(getattr(args, "category", None) or []))
+    if wanted and nettest.NAME != "web_connectivity":
+        raise UsageError("--category picks a test list's websites by their category: it is for web_connectivity")
+    if wanted and not args.list:
+        raise UsageError("--category picks entries of a --list (a Citizen Lab test-list CSV, with a category_code "
+                         "column)")
+    seen: Counter[str] = Counter()
     for i in args.input:
         check(i, "")
     for path in args.list:
@@ -508,8 +551,10 @@ def _inputs(args: argparse.Namespace, nettest: Any, backend: str | None,
                 entries = read_url_list(text, str(path))
             except BadInput as e:
                 raise UsageError(str(e)) from None
-            for n, entry in enumerate(entries, 1):
-                check(entry.url, f"{path}: entry {n}: ")
+            kept = set(_by_category(entries, wanted, path, seen)) if wanted else None
+            for n, entry in enumerate(entries, 1):  # numbered as in the whole list, whatever --category keeps
+                if kept is None or entry in kept:
+                    check(entry.url, f"{path}: entry {n}: ")
             continue
         try:
             values = list_entries(text, str(path))  # a Citizen Lab CSV's first column, or the whole line
@@ -517,6 +562,12 @@ def _inputs(args: argparse.Namespace, nettest: Any, backend: str | None,
             raise UsageError(str(e)) from None
         for n, value in values:
             check(value, f"{path}: line {n}: ")
+    if missing := [code for code in wanted if code not in seen]:
+        held = ", ".join(f"{code} {n:,}" for code, n in sorted(seen.items(), key=lambda kv: (-kv[1], kv[0])))
+        lists = "the lists" if len(args.list) > 1 else "the list"
+        raise UsageError(f"--category {','.join(missing)}: no entry of {lists} is of "
+                         f"{'this category' if len(missing) == 1 else 'these categories'}; {lists} "
+                         f"{'hold' if len(args.list) > 1 else 'holds'}: {held}")
     if items:
         return list(dict.fromkeys(items))
     defaults = tuple(defaults) or getattr(nettest, "DEFAULT_INPUTS", ())
