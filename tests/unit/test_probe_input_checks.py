@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from tamperscope import cli, nettests
-from tamperscope.model.inputs import BadInput, first_column, parse_url
+from tamperscope.model.inputs import BadInput, categories_by_line, first_column, parse_url
 from tamperscope.nettests import evasion, remote_dns
 from tamperscope.nettests.base import NettestError
 from tamperscope.probe import command, privacy
@@ -267,3 +267,34 @@ def test_category_codes_are_a_few_capitals(probe: Probe) -> None:
     assert probe.capfd.readouterr().err.strip().splitlines()[-1] == (
         "tamperscope run: argument --category: 'NEWS!' is not a list of category codes (NEWS,HUMR,…) (see "
         "tamperscope run --help)")
+
+
+def test_remote_category_keeps_the_domains_of_those_codes(probe: Probe) -> None:
+    """Censored Planet's measurements from outside, narrowed as `run` is: by the test list's categories."""
+    (probe.dir / "v.txt").write_text("198.18.1.53\n")
+    (probe.dir / "cl.csv").write_text(f"{BOM}# a comment\n" + _CL_LIST.replace("https://rights.example/",
+                                                                                 '"https://rights.example/"'),
+                                      encoding="utf-8")
+    res = probe.main("remote", "dns", "--yes", "--no-progress", "--vantages", "v.txt", "-l", "cl.csv",
+                     "--category", "humr,NEWS", "-i", "own.example", "-o", "out.jsonl")
+    assert res.code == 0, res.err
+    assert sorted(probe.measured) == ["more-news.example", "news.example", "own.example",  # type: ignore[type-var]
+                                      "rights.example"]
+    res = probe.main("remote", "web", "--yes", "--vantages", "v.txt", "-l", "cl.csv", "--category", "LGBT",
+                     "-o", "w.jsonl")
+    assert res.code == 2 and res.line == ("tamperscope: --category LGBT: no entry of the list is of this category; "
+                                          "the list holds: NEWS 2, COMM 1, HUMR 1")
+    (probe.dir / "plain.txt").write_text("a.example\n")
+    res = probe.main("remote", "dns", "--yes", "--vantages", "v.txt", "-l", "plain.txt", "--category", "NEWS",
+                     "-o", "p.jsonl")
+    assert res.code == 2 and res.line == ("tamperscope: --category: plain.txt has no categories (a Citizen Lab "
+                                          "test-list CSV has a category_code column)")
+    res = probe.main("remote", "dns", "--yes", "--vantages", "v.txt", "-i", "a.example", "--category", "NEWS")
+    assert res.code == 2 and "--category picks entries of a --list" in res.line
+    assert len(probe.measured) == 4
+
+
+def test_categories_by_line() -> None:
+    text = f'{BOM}# mine\nurl,category_code,notes\nhttp://a.example/,news,"two\nlines"\nhttp://b.example/,,x\nc.example,HUMR\n'
+    assert categories_by_line(text) == {3: "NEWS", 6: "HUMR"}
+    assert categories_by_line("a.example\nb.example\n") == {} and categories_by_line("url,notes\na.example,x\n") == {}

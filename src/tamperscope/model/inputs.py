@@ -227,6 +227,79 @@ def list_entries(text: str, source: str = "list", headers: tuple[str, ...] = ("u
     return entries
 
 
+def _csv_rows(lines: list[tuple[int, str]], source: str) -> list[tuple[int, list[str]]]:
+    """(line where the record starts, its cells) of each record of a CSV given as (line number, text) pairs;
+    BadInput, naming the line, for a record that is not valid CSV (a quote never closed)."""
+    reader = csv.reader((ln for _, ln in lines), strict=True)
+    rows: list[tuple[int, list[str]]] = []
+    while True:
+        line = lines[min(reader.line_num, len(lines) - 1)][0]  # where the next record starts
+        try:
+            rows.append((line, next(reader)))
+        except StopIteration:
+            return rows
+        except csv.Error as e:
+            why = "a quote opened here is never closed" if "end of data" in str(e) else str(e)
+            raise BadInput(f"{source}: line {line}: not valid CSV: {why}") from None
+
+
+def categories_by_line(text: str, source: str = "list") -> dict[int, str]:
+    """The Citizen Lab category (``category_code``, upper-cased) of each record of a test-list CSV, by the line
+    its record starts on; empty for a list without that column (one entry per line, or another CSV)."""
+    lines = [(n, ln) for n, ln in enumerate(lines_of(text.removeprefix("\ufeff")), 1)
+             if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines or "," not in lines[0][1]:
+        return {}
+    rows = _csv_rows(lines, source)
+    header = [h.strip().lower() for h in rows[0][1]]
+    if "category_code" not in header:
+        return {}
+    col = header.index("category_code")
+    return {line: row[col].strip().upper() for line, row in rows[1:] if col < len(row) and row[col].strip()}
+
+
+CATEGORY_CODE = re.compile(r"[A-Z0-9_]{2,12}")  # Citizen Lab's codes: NEWS, HUMR, CULTR...
+
+
+class CategoryPick:
+    """`--category`: which list entries to measure by their Citizen Lab category. `keep` takes one list's entries'
+    codes and says which to keep, refusing a list without categories; `check`, after every list, refuses a code
+    none of them holds (a typo, most often), naming the categories they hold with their counts."""
+
+    def __init__(self, wanted: list[str]) -> None:
+        self.wanted = list(dict.fromkeys(code.upper() for code in wanted))
+        self.seen: dict[str, int] = {}
+        self.lists = 0
+
+    def keep(self, codes: list[str | None], source: str) -> list[bool]:
+        self.lists += 1
+        upper = [(c or "").upper() for c in codes]
+        if not any(upper):
+            raise BadInput(f"--category: {source} has no categories (a Citizen Lab test-list CSV has a category_code "
+                           "column)")
+        for c in upper:
+            if c:
+                self.seen[c] = self.seen.get(c, 0) + 1
+        return [c in self.wanted for c in upper]
+
+    def check(self) -> None:
+        if missing := [code for code in self.wanted if code not in self.seen]:
+            held = ", ".join(f"{c} {n:,}" for c, n in sorted(self.seen.items(), key=lambda kv: (-kv[1], kv[0])))
+            lists = "the lists" if self.lists > 1 else "the list"
+            raise BadInput(f"--category {','.join(missing)}: no entry of {lists} is of "
+                           f"{'this category' if len(missing) == 1 else 'these categories'}; {lists} "
+                           f"{'hold' if self.lists > 1 else 'holds'}: {held}")
+
+
+def category_codes(value: str) -> list[str]:
+    """``news,HUMR`` -> ["NEWS", "HUMR"]; ValueError for anything but a few capitals, digits or underscores."""
+    codes = [part.strip().upper() for part in value.split(",") if part.strip()]
+    for code in codes or [value]:
+        if not CATEGORY_CODE.fullmatch(code):
+            raise ValueError(f"{value[:100]!r} is not a list of category codes (NEWS,HUMR,…)")
+    return codes
+
+
 def read_url_list(text: str, source: str = "list") -> list[ListEntry]:
     """Entries of a Citizen Lab test-list CSV (a header whose first column is `url`, in any case) or of a
     one-URL-per-line file; blank lines and ``#`` comments are skipped, a UTF-8 byte-order mark too. URLs
@@ -237,17 +310,7 @@ def read_url_list(text: str, source: str = "list") -> list[ListEntry]:
         raise BadInput(f"{source}: no URLs in it")
     found: list[tuple[int, str, str | None]] = []  # (line, url, category_code)
     if lines[0][1].split(",")[0].strip().strip('"').strip().lower() == "url":
-        reader = csv.reader((ln for _, ln in lines), strict=True)
-        rows: list[tuple[int, list[str]]] = []
-        while True:
-            line = lines[min(reader.line_num, len(lines) - 1)][0]  # where the next record starts
-            try:
-                rows.append((line, next(reader)))
-            except StopIteration:
-                break
-            except csv.Error as e:
-                why = "a quote opened here is never closed" if "end of data" in str(e) else str(e)
-                raise BadInput(f"{source}: line {line}: not valid CSV: {why}") from None
+        rows = _csv_rows(lines, source)
         header = [h.strip().lower() for h in rows[0][1]]
         col = header.index("url") if "url" in header else 0
         cat = header.index("category_code") if "category_code" in header else None

@@ -9,7 +9,6 @@ import os
 import re
 import ssl
 import sys
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,7 +22,8 @@ from ..model.asn import EMPTY, MAX_TABLE, AsnTable
 from ..model.inputs import (
     MAX_LIST,
     BadInput,
-    ListEntry,
+    CategoryPick,
+    category_codes,
     list_entries,
     normal_url,
     parse_url,
@@ -497,27 +497,11 @@ def _asn_table(path: str) -> AsnTable:
         raise UsageError(f"cannot read ASN table {path}: {e}") from None
 
 
-_CATEGORY = re.compile(r"[A-Z0-9_]{2,12}")
-
-
 def _categories(value: str) -> list[str]:
-    """``news,HUMR`` -> ["NEWS", "HUMR"]: Citizen Lab's category codes are a few capitals."""
-    codes = [part.strip().upper() for part in value.split(",") if part.strip()]
-    for code in codes or [value]:
-        if not _CATEGORY.fullmatch(code):
-            raise argparse.ArgumentTypeError(f"{value[:100]!r} is not a list of category codes (NEWS,HUMR,…)")
-    return codes
-
-
-def _by_category(entries: Sequence[ListEntry], wanted: Sequence[str], path: Path, seen: Counter[str]) -> list[ListEntry]:
-    """The entries of ``wanted`` categories; ``seen`` counts every category the list holds. A list without
-    categories (one URL per line, or a CSV without category_code) cannot be narrowed: refused."""
-    codes = [(e.category_code or "").upper() for e in entries]
-    if not any(codes):
-        raise UsageError(f"--category: {path} has no categories (a Citizen Lab test-list CSV has a category_code "
-                         "column)")
-    seen.update(c for c in codes if c)
-    return [e for e, c in zip(entries, codes) if c in wanted]
+    try:
+        return category_codes(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _inputs(args: argparse.Namespace, nettest: Any, backend: str | None,
@@ -535,13 +519,12 @@ def _inputs(args: argparse.Namespace, nettest: Any, backend: str | None,
             raise UsageError(f"{where}{e}") from None
         items.append(value)
 
-    wanted: list[str] = list(dict.fromkeys(getattr(args, "category", None) or []))
-    if wanted and nettest.NAME != "web_connectivity":
+    pick = CategoryPick(args.category) if args.category else None
+    if pick and nettest.NAME != "web_connectivity":
         raise UsageError("--category picks a test list's websites by their category: it is for web_connectivity")
-    if wanted and not args.list:
+    if pick and not args.list:
         raise UsageError("--category picks entries of a --list (a Citizen Lab test-list CSV, with a category_code "
                          "column)")
-    seen: Counter[str] = Counter()
     for i in args.input:
         check(i, "")
     for path in args.list:
@@ -551,9 +534,12 @@ def _inputs(args: argparse.Namespace, nettest: Any, backend: str | None,
                 entries = read_url_list(text, str(path))
             except BadInput as e:
                 raise UsageError(str(e)) from None
-            kept = set(_by_category(entries, wanted, path, seen)) if wanted else None
-            for n, entry in enumerate(entries, 1):  # numbered as in the whole list, whatever --category keeps
-                if kept is None or entry in kept:
+            try:
+                keep = pick.keep([e.category_code for e in entries], str(path)) if pick else [True] * len(entries)
+            except BadInput as e:
+                raise UsageError(str(e)) from None
+            for n, (entry, kept) in enumerate(zip(entries, keep), 1):  # numbered as in the whole list
+                if kept:
                     check(entry.url, f"{path}: entry {n}: ")
             continue
         try:
@@ -562,12 +548,11 @@ def _inputs(args: argparse.Namespace, nettest: Any, backend: str | None,
             raise UsageError(str(e)) from None
         for n, value in values:
             check(value, f"{path}: line {n}: ")
-    if missing := [code for code in wanted if code not in seen]:
-        held = ", ".join(f"{code} {n:,}" for code, n in sorted(seen.items(), key=lambda kv: (-kv[1], kv[0])))
-        lists = "the lists" if len(args.list) > 1 else "the list"
-        raise UsageError(f"--category {','.join(missing)}: no entry of {lists} is of "
-                         f"{'this category' if len(missing) == 1 else 'these categories'}; {lists} "
-                         f"{'hold' if len(args.list) > 1 else 'holds'}: {held}")
+    try:
+        if pick:
+            pick.check()
+    except BadInput as e:
+        raise UsageError(str(e)) from None
     if items:
         return list(dict.fromkeys(items))
     defaults = tuple(defaults) or getattr(nettest, "DEFAULT_INPUTS", ())

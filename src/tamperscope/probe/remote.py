@@ -26,7 +26,7 @@ from typing import Any
 
 from ..cli import UsageError
 from ..model.asn import EMPTY, AsnTable
-from ..model.inputs import MAX_LIST, BadInput, first_column, list_entries
+from ..model.inputs import MAX_LIST, BadInput, CategoryPick, categories_by_line, first_column, list_entries
 from ..model.measurement import ProbeInfo
 from ..nettests import remote_dns, remote_web
 from ..nettests.base import Context, NettestError, Timeouts
@@ -34,6 +34,7 @@ from ..nettests.vantage import DEFAULT_CONTROL_DOMAIN, domain_name
 from .command import (
     MAX_TIMEOUT,
     _asn_table,
+    _categories,
     _cc,
     _check_ca_bundle,
     _check_capture,
@@ -82,6 +83,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="a domain (or a URL: its host); repeatable")
     p.add_argument("--list", "-l", type=Path, action="append", default=[], metavar="FILE",
                    help="Citizen Lab test-list CSV or one domain per line; repeatable")
+    p.add_argument("--category", type=_categories, action="extend", default=[], metavar="CODE[,CODE…]",
+                   help="only the --list entries of these Citizen Lab categories (their category_code: NEWS, HUMR, "
+                        "POLR, LGBT…; repeatable); --input domains are measured all the same")
     p.add_argument("--output", "-o", type=Path, default=None,
                    help="JSONL file to append to (default: tamperscope-remote_KIND.jsonl; - for standard output)")
     p.add_argument("--parallel", "-p", type=int, default=16, help="measurements in flight in all (default 16)")
@@ -256,12 +260,29 @@ def _inputs(args: argparse.Namespace, nettest: ModuleType) -> list[str]:
         except NettestError as e:
             raise UsageError(f"{where}{e}") from None
 
+    pick = CategoryPick(args.category) if args.category else None
+    if pick and not args.list:
+        raise UsageError("--category picks entries of a --list (a Citizen Lab test-list CSV, with a category_code "
+                         "column)")
     for i in args.input:
         check(i, "")
     for path in args.list:
         text = _read_bounded(path, MAX_LIST, "list")
-        for n, value in _list_entries(text, path):
+        entries = _list_entries(text, path)
+        try:
+            if pick:
+                codes = categories_by_line(text, str(path))
+                entries = [e for e, kept in zip(entries, pick.keep([codes.get(n) for n, _ in entries], str(path)))
+                           if kept]
+        except BadInput as e:
+            raise UsageError(str(e)) from None
+        for n, value in entries:
             check(value, f"{path}: line {n}: ")
+    try:
+        if pick:
+            pick.check()
+    except BadInput as e:
+        raise UsageError(str(e)) from None
     if not items:
         raise UsageError(f"remote {args.kind} needs --input or --list")
     return list(dict.fromkeys(items))
