@@ -322,3 +322,15 @@ def test_remote_web_over_echo_ech_finds_ech_blocked_by_its_public_name(lab, tmp_
     log = [e for e in lab.logged("in-ech") if e["client"].startswith(A.OUTSIDE + ":") and e["server"].endswith(":7")]
     assert log and {e["name"] for e in log} == {"cloudflare-ech.com"}
     assert A.OUTSIDE not in out.read_text()
+
+
+def test_remote_category_measures_only_those_list_entries(lab, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A Citizen Lab test list narrowed by --category: only its NEWS entry is measured through the resolver."""
+    lst = tmp_path / "cl.csv"
+    lst.write_text("url,category_code,category_description\nhttp://inject.example/,NEWS,News Media\n"
+                   "http://example.org/,COMM,\nhttps://poison.example/,HUMR,\n")
+    out = tmp_path / "dns.jsonl"
+    res = remote("dns", "-V", A.ISP_RESOLVER, "-l", str(lst), "--category", "news", "-o", str(out), timeout=120)
+    assert res.returncode == 0, res.stderr
+    (m,) = read(out)
+    assert m["input"] == "inject.example" and m["test_keys"]["x_mechanism"] == "dns.injection"
