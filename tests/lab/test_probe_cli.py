@@ -119,3 +119,24 @@ def test_category_measures_only_those_entries_of_a_test_list(lab_factory, tmp_pa
     assert wrong.returncode == 2 and not (tmp_path / "w.jsonl").exists()
     assert wrong.stderr == ("tamperscope: --category LGBT: no entry of the list is of this category; the list holds: "
                             "COMM 1, GRP 1, HUMR 1, NEWS 1\n")
+
+
+def test_max_runtime_stops_starting_and_the_same_command_makes_the_rest(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """OONI Probe's max runtime: one measurement at a time, 0.2 s allowed; real lab measurements take longer than
+    that each (the control helper's fetch alone), so some are left, said, and made by the same command again."""
+    lab_factory("none")
+    urls = ["http://www.bbc.com/", "https://x.com/", "https://signal.org/", "https://facebook.com/",
+            "https://www.amnesty.org/", "https://www.torproject.org/"]
+    args = [a for u in urls for a in ("-i", u)]
+    out = tmp_path / "m.jsonl"
+    first = probe("web_connectivity", *args, "--parallel", "1", "--max-runtime", "0.2", "-o", str(out))
+    assert first.returncode == 0, first.stderr
+    made = len(read(out))
+    assert 1 <= made < len(urls), first.stderr
+    assert first.stderr.strip().splitlines()[-1] == (
+        f"tamperscope: --max-runtime 0.2 s reached: {len(urls) - made} measurement(s) not started; the same command "
+        f"makes them next (what is in {out} is skipped)")
+    rest = probe("web_connectivity", *args, "-o", str(out))
+    assert rest.returncode == 0, rest.stderr
+    assert f"({made} already in {out})" in rest.stderr
+    assert sorted(m["input"] for m in read(out)) == sorted(urls)

@@ -298,3 +298,40 @@ def test_categories_by_line() -> None:
     text = f'{BOM}# mine\nurl,category_code,notes\nhttp://a.example/,news,"two\nlines"\nhttp://b.example/,,x\nc.example,HUMR\n'
     assert categories_by_line(text) == {3: "NEWS", 6: "HUMR"}
     assert categories_by_line("a.example\nb.example\n") == {} and categories_by_line("url,notes\na.example,x\n") == {}
+
+
+# ---- --max-runtime: OONI Probe's max runtime; what is left is made by the next run
+
+
+def test_max_runtime_starts_nothing_after_it_and_the_next_run_makes_the_rest(probe: Probe,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from tamperscope.nettests import web_connectivity
+
+    async def slow(input: str | None, ctx: Any) -> dict[str, Any]:
+        probe.measured.append(input)
+        await asyncio.sleep(0.2)  # one at a time (--parallel 1): five take a second, past the 0.3 s allowed
+        return {"x_fake": True}
+
+    monkeypatch.setattr(web_connectivity, "run", slow)
+    urls = [arg for i in range(5) for arg in ("-i", f"https://s{i}.example/")]
+    res = probe.main("run", "web_connectivity", "--yes", "--no-progress", "--parallel", "1", "--max-runtime", "0.3",
+                     *urls, "-o", "out.jsonl")
+    assert res.code == 0, res.err
+    made = len(probe.inputs())
+    assert made < 5 and made == len(probe.measured)  # what was started was finished and written
+    assert res.err.splitlines()[-1] == (f"tamperscope: --max-runtime 0.3 s reached: {5 - made} measurement(s) not "
+                                        "started; the same command makes them next (what is in out.jsonl is skipped)")
+    assert made >= 1  # the time counts from the first measurement, not from loading the fingerprints
+    res = probe.main("run", "web_connectivity", "--yes", "--no-progress", *urls, "-o", "out.jsonl")
+    assert res.code == 0 and "max-runtime" not in res.err
+    assert sorted(probe.inputs()) == [f"https://s{i}.example/" for i in range(5)]  # each once
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "604801"])
+def test_max_runtime_is_a_time_a_run_can_take(probe: Probe, value: str) -> None:
+    for command in (["run", "web_connectivity", "-i", "https://a.example/"],
+                    ["remote", "dns", "-V", "198.18.1.53", "-i", "a.example"]):
+        res = probe.main(*command, "--yes", "--max-runtime", value, "-o", "out.jsonl")
+        assert res.code == 2 and res.line == ("tamperscope: --max-runtime must be more than 0 and at most 604800 "
+                                              f"seconds (a week), not {float(value)}"), (command, res.err)
+    assert probe.measured == []

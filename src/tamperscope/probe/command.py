@@ -9,6 +9,7 @@ import os
 import re
 import ssl
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -132,6 +133,10 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--yes", "-y", action="store_true", help="give informed consent without the prompt (automation)")
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.add_argument("--summary", action="store_true", help="print a table by mechanism at the end")
+    p.add_argument("--max-runtime", type=float, default=None, metavar="S",
+                   help="start no measurement after S seconds (as OONI Probe's max runtime), finishing those under "
+                        "way; what is left is said, and the same command measures it next (the output resumes); "
+                        "per nettest of a group")
     p.add_argument("--submit", default=None, metavar="URL",
                    help="upload each measurement to this collector (OONI's report protocol, e.g. `tamperscope serve`) "
                         "through a durable local outbox; what cannot be sent now is sent by the next --submit run")
@@ -144,6 +149,20 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                         "measurements past it are not queued for submission, they are only in the output file")
 
 
+def check_max_runtime(args: argparse.Namespace) -> None:
+    value = args.max_runtime
+    if value is not None and not 0 < value <= MAX_RUNTIME:  # also refuses nan and inf
+        raise UsageError(f"--max-runtime must be more than 0 and at most {MAX_RUNTIME:.0f} seconds (a week), not "
+                         f"{value}")
+
+
+def deadline(args: argparse.Namespace) -> float | None:
+    """When a run that starts measuring now stops starting measurements (time.monotonic()), from --max-runtime;
+    None: never. Taken as the measuring starts: loading the fingerprints before it costs none of it."""
+    return time.monotonic() + args.max_runtime if args.max_runtime is not None else None
+
+
+MAX_RUNTIME = 7 * 86400.0  # seconds: --max-runtime
 MAX_CA_BUNDLE = 16 << 20  # bytes of a CA bundle: the system's is ~250 KB
 MAX_TIMEOUT = 86400.0  # seconds
 MAX_ASN = 4294967295  # AS numbers are 32 bits; 0 means unknown and is not given by hand
@@ -203,6 +222,7 @@ def settings(args: argparse.Namespace) -> Settings:
         _check_capture()
     if not 0 < args.timeout <= MAX_TIMEOUT:  # also refuses nan and inf
         raise UsageError(f"--timeout must be more than 0 and at most {MAX_TIMEOUT:.0f} seconds, not {args.timeout}")
+    check_max_runtime(args)
     cc, asn = _cc(args.cc), _asn(args.asn)
     env = os.environ
     helper, label = _pick(args.helper, "--helper", "TAMPERSCOPE_HELPER")
@@ -796,17 +816,26 @@ def _measure(args: argparse.Namespace, s: Settings, engine: Engine, out: Any, la
         warm()
     _tune_gc()
     progress = Progress(stats, enabled=not args.no_progress)
-    work: Any = engine.run(todo, out if submit is None else _Tee(out, submit.box), stats, progress)
+    work: Any = engine.run(todo, out if submit is None else _Tee(out, submit.box), stats, progress,
+                           max_runtime=args.max_runtime)
     if not drive(work, submit, ctx.ca_bundle, out, label, s.resume.regular, progress):
         return 1
-    return conclude(stats, args.summary, s.output is not None, label, "input(s) could not be measured")
+    return conclude(stats, args.summary, s.output is not None, label, "input(s) could not be measured",
+                    max_runtime=args.max_runtime, resumes=s.resume.regular)
 
 
-def conclude(stats: RunStats, summary: bool, to_file: bool, label: str, missing: str) -> int:
+def conclude(stats: RunStats, summary: bool, to_file: bool, label: str, missing: str, *,
+             max_runtime: float | None = None, resumes: bool = True) -> int:
     """The end of a measuring command: the summary table if asked (on stdout unless the measurements went
-    there), and 1 with one line when some measurements could not be made (they are tried again next run)."""
+    there), what --max-runtime left unmeasured, and 1 with one line when some measurements could not be made
+    (they are tried again next run)."""
     if summary:
         print(summary_table(stats), file=sys.stdout if to_file else sys.stderr)
+    left = stats.total - stats.skipped - stats.done - stats.errors
+    if max_runtime is not None and left > 0:
+        print(f"tamperscope: --max-runtime {max_runtime:g} s reached: {left} measurement(s) not started"
+              + ("; the same command makes them next (what is in " + label + " is skipped)" if resumes
+                 else "; they were not made"), file=sys.stderr)
     if stats.errors:
         print(f"tamperscope: {stats.errors} {missing} (said above); they are not in {label}, "
               "so the same command tries them again", file=sys.stderr)

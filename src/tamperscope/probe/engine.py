@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import errno
+import math
 import os
 import resource
 import stat
@@ -391,10 +392,15 @@ class Engine:
         return scrubbed
 
     async def run(self, inputs: Sequence[str | None], out: Output | None, stats: RunStats, progress: Progress,
-                  on_error: Callable[[str | None, str], None] | None = None) -> None:
+                  on_error: Callable[[str | None, str], None] | None = None, *, deadline: float | None = None,
+                  max_runtime: float | None = None) -> None:
         """Measure every input, writing each measurement as it is done. An input whose measurement raises is
         passed to `on_error` (default: a line on stderr) and not written, so a resume tries it again; it
-        stops nothing else. Only an output that cannot be written ends the run (with that error, not a group)."""
+        stops nothing else. Only an output that cannot be written ends the run (with that error, not a group).
+        Past ``deadline`` (time.monotonic()), or ``max_runtime`` seconds from now (--max-runtime), no measurement
+        starts; those under way finish."""
+        if max_runtime is not None:
+            deadline = min(deadline or math.inf, time.monotonic() + max_runtime)
         queue: asyncio.Queue[str | None] = asyncio.Queue()
         for i in inputs:
             queue.put_nowait(i)
@@ -404,6 +410,8 @@ class Engine:
 
         async def worker() -> None:
             while True:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
                 try:
                     item = queue.get_nowait()
                 except asyncio.QueueEmpty:

@@ -19,6 +19,7 @@ import asyncio
 import ipaddress
 import os
 import sys
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -49,7 +50,9 @@ from .command import (
     _Tee,
     _tune_gc,
     add_run_options,
+    check_max_runtime,
     conclude,
+    deadline,
     drive,
 )
 from .engine import Engine, OutputError, Progress, Resume, RunStats, descriptor_room, open_output, scan_output
@@ -174,6 +177,7 @@ def settings(args: argparse.Namespace) -> Settings:
         raise UsageError("--tries must be between 1 and 10")
     if not 0 < args.timeout <= MAX_TIMEOUT:
         raise UsageError(f"--timeout must be more than 0 and at most {MAX_TIMEOUT:.0f} seconds, not {args.timeout}")
+    check_max_runtime(args)
     try:
         control = domain_name(args.control_domain, "--control-domain")
     except NettestError:
@@ -393,15 +397,21 @@ def run(args: argparse.Namespace) -> int:
     async def worker() -> None:
         """One vantage at a time, each through an Engine of its own (its network, its report)."""
         for v in vantages:
+            if stop is not None and time.monotonic() >= stop:
+                return
             todo = [d for d in s.inputs if resume_key(v, d) not in s.resume.seen]
             if not todo:
                 continue
             engine = Engine(_adapted(s.nettest, v), ctx, vantage_probe(v, s.asn_table, s.cc, s.nettest), scrub,
                             parallel=per_vantage, annotations={"vantage": v, "measured_from": "outside"},
                             sniffer=sniffer)
-            await engine.run(todo, sink, stats, progress)
+            await engine.run(todo, sink, stats, progress, deadline=stop)
+
+    stop: float | None = None
 
     async def measure_all() -> None:
+        nonlocal stop
+        stop = deadline(args)  # as the measuring starts
         try:
             async with asyncio.TaskGroup() as tg:
                 for _ in range(min(len(s.vantages), max(1, parallel // per_vantage))):
@@ -415,4 +425,5 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if sniffer is not None:
             sniffer.close()
-    return conclude(stats, args.summary, s.output is not None, label, "measurement(s) could not be made")
+    return conclude(stats, args.summary, s.output is not None, label, "measurement(s) could not be made",
+                    max_runtime=args.max_runtime, resumes=s.resume.regular)
