@@ -335,3 +335,26 @@ def test_max_runtime_is_a_time_a_run_can_take(probe: Probe, value: str) -> None:
         assert res.code == 2 and res.line == ("tamperscope: --max-runtime must be more than 0 and at most 604800 "
                                               f"seconds (a week), not {float(value)}"), (command, res.err)
     assert probe.measured == []
+
+
+def test_remote_max_runtime_counts_over_every_vantage(probe: Probe, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def slow(input: str | None, ctx: Any) -> dict[str, Any]:
+        probe.measured.append(input)
+        await asyncio.sleep(0.2)
+        return {"x_fake": True, "vantage": ctx.options.get("vantage")}
+
+    monkeypatch.setattr(remote_dns, "run", slow)
+    (probe.dir / "v.txt").write_text("198.18.1.53\n198.18.1.54\n")
+    args = ["remote", "dns", "--yes", "--no-progress", "--vantages", "v.txt", "-i", "a.example", "-i", "b.example",
+            "-i", "c.example", "--parallel", "1", "--per-vantage", "1", "-o", "out.jsonl"]
+    res = probe.main(*args, "--max-runtime", "0.3")
+    assert res.code == 0, res.err
+    made = len(probe.inputs())
+    assert 1 <= made < 6 and made == len(probe.measured)
+    assert res.err.splitlines()[-1] == (f"tamperscope: --max-runtime 0.3 s reached: {6 - made} measurement(s) not "
+                                        "started; the same command makes them next (what is in out.jsonl is skipped)")
+    res = probe.main(*args)
+    assert res.code == 0, res.err
+    pairs = [(m["test_keys"]["vantage"], m["input"])
+             for m in map(orjson.loads, (probe.dir / "out.jsonl").read_bytes().splitlines())]
+    assert len(pairs) == 6 and len(set(pairs)) == 6
