@@ -329,11 +329,11 @@ def test_max_runtime_starts_nothing_after_it_and_the_next_run_makes_the_rest(pro
 
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "604801"])
 def test_max_runtime_is_a_time_a_run_can_take(probe: Probe, value: str) -> None:
-    for command in (["run", "web_connectivity", "-i", "https://a.example/"],
-                    ["remote", "dns", "-V", "198.18.1.53", "-i", "a.example"]):
-        res = probe.main(*command, "--yes", "--max-runtime", value, "-o", "out.jsonl")
+    for argv in (["run", "web_connectivity", "-i", "https://a.example/"],
+                 ["remote", "dns", "-V", "198.18.1.53", "-i", "a.example"]):
+        res = probe.main(*argv, "--yes", "--max-runtime", value, "-o", "out.jsonl")
         assert res.code == 2 and res.line == ("tamperscope: --max-runtime must be more than 0 and at most 604800 "
-                                              f"seconds (a week), not {float(value)}"), (command, res.err)
+                                              f"seconds (a week), not {float(value)}"), (argv, res.err)
     assert probe.measured == []
 
 
