@@ -212,3 +212,42 @@ def test_area_pages_parse_each_anomaly_once_for_its_hop(tmp_path: Path, monkeypa
 
         monkeypatch.setattr(reader, "raw_many", no_raw)
         assert queries.hops(reader, Filters(probe_cc="RU")) == first and len(parsed) == 3
+
+
+def test_a_snapshot_sees_one_moment_while_submissions_are_written(tmp_path: Path) -> None:
+    """A page's or the report's queries in `bounded(snapshot=True)` read the store as it was at their first: a
+    flush committed between them (the collector writes while pages are read) shows only after, so a total and
+    the table under it cannot disagree. Without the snapshot each query saw its own moment."""
+    import threading
+
+    from tamperscope.analysis import aggregates, pipeline
+    from tamperscope.analysis.store import Store
+    from tamperscope.collector import queries
+
+    def batch(start: int) -> list[bytes]:
+        return [orjson.dumps(samples.measurement("dns.poison", url=f"https://s{i}.example/", probe_cc="RU",
+                                                 probe_asn="AS12389", start="2026-05-20 00:00:00"))
+                for i in range(start, start + 3)]
+
+    with Store(tmp_path / "s.duckdb") as store:
+        pipeline.ingest(store, batch(0))
+        store.flush()
+        reader = queries.Reader(store)
+
+        def write_more() -> None:  # from another thread, as the collector's writer does
+            pipeline.ingest(store, batch(3))
+            store.flush()
+
+        with reader.bounded(snapshot=True):
+            before = aggregates.totals(reader)["measurement_count"]  # type: ignore[arg-type]
+            writer = threading.Thread(target=write_more)
+            writer.start()
+            writer.join()
+            assert store.con.cursor().execute("SELECT count(*) FROM verdicts").fetchone() == (6,)  # committed
+            during = aggregates.totals(reader)["measurement_count"]  # type: ignore[arg-type]
+            listed = sum(d["measurement_count"] for d in aggregates.per_domain(reader))  # type: ignore[arg-type]
+        after = aggregates.totals(reader)["measurement_count"]  # type: ignore[arg-type]
+        assert (before, during, listed, after) == (3, 3, 3, 6)
+        with reader.bounded():  # the cursor is out of its transaction: a plain read sees the latest
+            assert aggregates.totals(reader)["measurement_count"] == 6  # type: ignore[arg-type]
+        reader.close()

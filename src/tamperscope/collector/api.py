@@ -128,7 +128,7 @@ def measurements_page(collector: Collector, query: MeasurementQuery, url_base: s
 @router.get("/measurements", summary="List measurements (OONI's parameters and shape)")
 def get_measurements(request: Request, query: QueryDep) -> Response:
     collector = collector_of(request)
-    with collector.reader.bounded():
+    with collector.reader.bounded(snapshot=True):  # its count and its rows agree
         page = measurements_page(collector, query, base_url(request), "/api/v1/measurements")
     return JSONResponse(page)
 
@@ -351,7 +351,7 @@ def export_report(request: Request, query: QueryDep) -> Response:
         return slot
     try:
         reader: Any = collector_of(request).reader
-        with reader.bounded():
+        with reader.bounded(snapshot=True):  # one moment of the store: its totals and tables agree
             page = html_report(reader, filters, plotly_js=_plotly_js()).encode()
     finally:
         slot.release()

@@ -125,10 +125,15 @@ class Reader:
         return cast(duckdb.DuckDBPyConnection, cur)
 
     @contextmanager
-    def bounded(self, seconds: float | None = None) -> Iterator[None]:
+    def bounded(self, seconds: float | None = None, *, snapshot: bool = False) -> Iterator[None]:
         """Run a request's queries on this thread's cursor, interrupted past ``seconds`` (`QUERY_SECONDS`):
-        DuckDB has no statement timeout, so a timer interrupts the statement then running."""
-        deadline = _Deadline(self.cursor(), QUERY_SECONDS if seconds is None else seconds)
+        DuckDB has no statement timeout, so a timer interrupts the statement then running. With ``snapshot``,
+        in one read transaction: every query sees the store as it was at the first, so a page's or a report's
+        totals and tables agree while submissions are written (each query would otherwise see its own moment)."""
+        cursor = self.cursor()
+        deadline = _Deadline(cursor, QUERY_SECONDS if seconds is None else seconds)
+        if snapshot:
+            cursor.execute("BEGIN TRANSACTION")
         try:
             yield
         except duckdb.InterruptException:
@@ -138,6 +143,11 @@ class Reader:
                                "(probe_cc, probe_asn, domain, since, until)") from None
         finally:
             deadline.disarm()
+            if snapshot:
+                try:
+                    cursor.execute("ROLLBACK")  # it wrote nothing; an interrupted one is over already
+                except duckdb.Error:
+                    pass
 
     def private_cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor of one's own, for a result read over time (a streamed export); close it after."""

@@ -178,13 +178,13 @@ def _page(request: Request, data: dict[str, Any] | None, template: str, path: st
 
 def _home(request: Request) -> dict[str, Any]:
     reader = collector_of(request).reader
-    with reader.bounded():
+    with reader.bounded(snapshot=True):  # its totals and tables from one moment of the store
         return pages.home(reader)
 
 
 def _area(request: Request, kind: str, key: str) -> dict[str, Any] | None:
     reader = collector_of(request).reader
-    with reader.bounded():  # a country can be the whole store: its queries are interrupted past a bound
+    with reader.bounded(snapshot=True):  # a country can be the whole store: interrupted past a bound; one moment
         return pages.area(reader, kind, key)
 
 
@@ -258,7 +258,7 @@ def _search(request: Request, as_json: bool) -> Response:
     params = {k: v.strip() for k, v in request.query_params.items() if k in SEARCH_FIELDS and len(v) <= 8192}
     query = pages.search_query(params)
     try:
-        with collector.reader.bounded():
+        with collector.reader.bounded(snapshot=True):
             result = measurements_page(collector, query, "", "/api/v1/measurements")
         problem = None
     except QueryError as exc:
