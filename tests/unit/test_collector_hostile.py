@@ -250,4 +250,10 @@ def test_a_snapshot_sees_one_moment_while_submissions_are_written(tmp_path: Path
         assert (before, during, listed, after) == (3, 3, 3, 6)
         with reader.bounded():  # the cursor is out of its transaction: a plain read sees the latest
             assert aggregates.totals(reader)["measurement_count"] == 6  # type: ignore[arg-type]
+        # a snapshot whose query ran out of time leaves the cursor fit for the next request on its thread
+        with pytest.raises(queries.QueryTimeout), reader.bounded(0.2, snapshot=True):
+            reader.cursor().execute("SELECT count(*) FROM range(100000000000) a, range(10) b").fetchall()
+        reader.cursor().execute("BEGIN TRANSACTION")  # and one left open (never, but) is closed, not fatal
+        with reader.bounded(snapshot=True):
+            assert aggregates.totals(reader)["measurement_count"] == 6  # type: ignore[arg-type]
         reader.close()

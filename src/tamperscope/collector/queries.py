@@ -133,7 +133,11 @@ class Reader:
         cursor = self.cursor()
         deadline = _Deadline(cursor, QUERY_SECONDS if seconds is None else seconds)
         if snapshot:
-            cursor.execute("BEGIN TRANSACTION")
+            try:
+                cursor.execute("BEGIN TRANSACTION")
+            except duckdb.TransactionException:  # one left open on this thread's cursor: never read from it
+                cursor.execute("ROLLBACK")
+                cursor.execute("BEGIN TRANSACTION")
         try:
             yield
         except duckdb.InterruptException:
