@@ -131,13 +131,13 @@ class Reader:
         in one read transaction: every query sees the store as it was at the first, so a page's or a report's
         totals and tables agree while submissions are written (each query would otherwise see its own moment)."""
         cursor = self.cursor()
-        deadline = _Deadline(cursor, QUERY_SECONDS if seconds is None else seconds)
-        if snapshot:
+        if snapshot:  # before the timer is armed: a BEGIN that fails leaves no timer to interrupt a later request
             try:
                 cursor.execute("BEGIN TRANSACTION")
             except duckdb.TransactionException:  # one left open on this thread's cursor: never read from it
                 cursor.execute("ROLLBACK")
                 cursor.execute("BEGIN TRANSACTION")
+        deadline = _Deadline(cursor, QUERY_SECONDS if seconds is None else seconds)
         try:
             yield
         except duckdb.InterruptException:
