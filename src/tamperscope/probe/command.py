@@ -517,6 +517,25 @@ def _asn_table(path: str) -> AsnTable:
         raise UsageError(f"cannot read ASN table {path}: {e}") from None
 
 
+def category_pick(args: argparse.Namespace) -> CategoryPick | None:
+    """--category's picker (None without it); refused without a --list to pick from."""
+    if not args.category:
+        return None
+    if not args.list:
+        raise UsageError("--category picks entries of a --list (a Citizen Lab test-list CSV, with a category_code "
+                         "column)")
+    return CategoryPick(args.category)
+
+
+def checked(pick: CategoryPick | None) -> None:
+    """After every list: a --category code none of them holds is one line (`CategoryPick.check`)."""
+    try:
+        if pick:
+            pick.check()
+    except BadInput as e:
+        raise UsageError(str(e)) from None
+
+
 def _categories(value: str) -> list[str]:
     try:
         return category_codes(value)
@@ -539,12 +558,9 @@ def _inputs(args: argparse.Namespace, nettest: Any, backend: str | None,
             raise UsageError(f"{where}{e}") from None
         items.append(value)
 
-    pick = CategoryPick(args.category) if args.category else None
-    if pick and nettest.NAME != "web_connectivity":
+    if args.category and nettest.NAME != "web_connectivity":
         raise UsageError("--category picks a test list's websites by their category: it is for web_connectivity")
-    if pick and not args.list:
-        raise UsageError("--category picks entries of a --list (a Citizen Lab test-list CSV, with a category_code "
-                         "column)")
+    pick = category_pick(args)
     for i in args.input:
         check(i, "")
     for path in args.list:
@@ -568,11 +584,7 @@ def _inputs(args: argparse.Namespace, nettest: Any, backend: str | None,
             raise UsageError(str(e)) from None
         for n, value in values:
             check(value, f"{path}: line {n}: ")
-    try:
-        if pick:
-            pick.check()
-    except BadInput as e:
-        raise UsageError(str(e)) from None
+    checked(pick)
     if items:
         return list(dict.fromkeys(items))
     defaults = tuple(defaults) or getattr(nettest, "DEFAULT_INPUTS", ())
@@ -817,7 +829,7 @@ def _measure(args: argparse.Namespace, s: Settings, engine: Engine, out: Any, la
     _tune_gc()
     progress = Progress(stats, enabled=not args.no_progress)
     work: Any = engine.run(todo, out if submit is None else _Tee(out, submit.box), stats, progress,
-                           max_runtime=args.max_runtime)
+                           deadline=deadline(args))  # taken here, after the fingerprints were loaded
     if not drive(work, submit, ctx.ca_bundle, out, label, s.resume.regular, progress):
         return 1
     return conclude(stats, args.summary, s.output is not None, label, "input(s) could not be measured",

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import errno
-import math
 import os
 import resource
 import stat
@@ -392,15 +391,11 @@ class Engine:
         return scrubbed
 
     async def run(self, inputs: Sequence[str | None], out: Output | None, stats: RunStats, progress: Progress,
-                  on_error: Callable[[str | None, str], None] | None = None, *, deadline: float | None = None,
-                  max_runtime: float | None = None) -> None:
+                  on_error: Callable[[str | None, str], None] | None = None, *, deadline: float | None = None) -> None:
         """Measure every input, writing each measurement as it is done. An input whose measurement raises is
         passed to `on_error` (default: a line on stderr) and not written, so a resume tries it again; it
         stops nothing else. Only an output that cannot be written ends the run (with that error, not a group).
-        Past ``deadline`` (time.monotonic()), or ``max_runtime`` seconds from now (--max-runtime), no measurement
-        starts; those under way finish."""
-        if max_runtime is not None:
-            deadline = min(deadline or math.inf, time.monotonic() + max_runtime)
+        Past ``deadline`` (time.monotonic(), from --max-runtime) no measurement starts; those under way finish."""
         queue: asyncio.Queue[str | None] = asyncio.Queue()
         for i in inputs:
             queue.put_nowait(i)

@@ -27,7 +27,7 @@ from typing import Any
 
 from ..cli import UsageError
 from ..model.asn import EMPTY, AsnTable
-from ..model.inputs import MAX_LIST, BadInput, CategoryPick, categories_by_line, first_column, list_entries
+from ..model.inputs import MAX_LIST, BadInput, categories_by_line, first_column, list_entries
 from ..model.measurement import ProbeInfo
 from ..nettests import remote_dns, remote_web
 from ..nettests.base import Context, NettestError, Timeouts
@@ -50,7 +50,9 @@ from .command import (
     _Tee,
     _tune_gc,
     add_run_options,
+    category_pick,
     check_max_runtime,
+    checked,
     conclude,
     deadline,
     drive,
@@ -264,10 +266,7 @@ def _inputs(args: argparse.Namespace, nettest: ModuleType) -> list[str]:
         except NettestError as e:
             raise UsageError(f"{where}{e}") from None
 
-    pick = CategoryPick(args.category) if args.category else None
-    if pick and not args.list:
-        raise UsageError("--category picks entries of a --list (a Citizen Lab test-list CSV, with a category_code "
-                         "column)")
+    pick = category_pick(args)
     for i in args.input:
         check(i, "")
     for path in args.list:
@@ -282,11 +281,7 @@ def _inputs(args: argparse.Namespace, nettest: ModuleType) -> list[str]:
             raise UsageError(str(e)) from None
         for n, value in entries:
             check(value, f"{path}: line {n}: ")
-    try:
-        if pick:
-            pick.check()
-    except BadInput as e:
-        raise UsageError(str(e)) from None
+    checked(pick)
     if not items:
         raise UsageError(f"remote {args.kind} needs --input or --list")
     return list(dict.fromkeys(items))
