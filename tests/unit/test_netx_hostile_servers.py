@@ -578,6 +578,7 @@ def test_doh_garbage_bodies_are_server_misbehaving(tmp_path: Path, name: str, bo
 
 # --- nettests -----------------------------------------------------------------------------------------
 
+@pytest.mark.wallclock  # bounds wall-clock time: not among the low-priority tests (scripts/test.sh)
 def test_throttling_against_a_dripping_server_keeps_what_it_measured() -> None:
     """Each timed fetch may take 60 s: against a server that drips, the engine's deadline
     cut the nettest and the measurement kept nothing (not even its DNS query)."""
@@ -600,6 +601,7 @@ def test_throttling_against_a_dripping_server_keeps_what_it_measured() -> None:
     srv.run(main())
 
 
+@pytest.mark.wallclock  # bounds wall-clock time: not among the low-priority tests (scripts/test.sh)
 def test_throttling_measures_a_throttled_target_by_what_arrived_in_its_window() -> None:
     """A resource too big to finish in time under a throttle: each fetch transfers for its share of the
     measurement and is rated by what arrived. Before, a fetch that timed out had no rate, so a throttled
