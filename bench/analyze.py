@@ -410,6 +410,18 @@ def aggregate_latency(rows: int, db: Path, repeats: int = 30) -> list[tuple[str,
                'site' AS keyword, 'q1' || v.domain AS overblocks
         FROM verdicts v, (VALUES ('dns'), ('dns_path'), ('tls'), ('http')) l(layer)
         WHERE v.test_name = 'blocking_rules'""")
+    # Citizen Lab-style test lists: a global one naming 1,500 of the 2,000 sites (a third of them as pages, not
+    # the whole site) and a country one filing 200 of them otherwise for RU
+    from tamperscope.analysis.categories import TestList, store_lists
+    from tamperscope.model.categories import NAMES
+    from tamperscope.model.inputs import ListEntry
+
+    codes = sorted(NAMES)
+    store_lists(s.con, [
+        TestList("global.csv", "ZZ", [ListEntry(f"https://site{n}.example/" + ("page/" if n % 3 == 0 else ""),
+                                                codes[n % len(codes)]) for n in range(1500)]),
+        TestList("ru.csv", "RU", [ListEntry(f"https://site{n}.example/", codes[(n + 1) % len(codes)])
+                                  for n in range(0, 2000, 10)])])
     s.con.execute("CHECKPOINT")
     filtered = aggregates.Filters(probe_cc="RU", since="2024-03-01", until="2024-06-30")
     queries: list[tuple[str, Callable[[], object]]] = [
@@ -436,6 +448,12 @@ def aggregate_latency(rows: int, db: Path, repeats: int = 30) -> list[tuple[str,
         ("changes (one network)", lambda: aggregates.changes(s, aggregates.Filters(probe_asn="AS1042"))),
         ("apps (the report's: 4 apps x 300 networks)", lambda: aggregates.apps(s)),
         ("apps (one country: the explorer's)", lambda: aggregates.apps(s, aggregates.Filters(probe_cc="RU"))),
+        ("per_category (the home page's; 2 lists)", lambda: aggregates.per_category(s)),
+        ("per_category (one country: the explorer's)",
+         lambda: aggregates.per_category(s, aggregates.Filters(probe_cc="RU"))),
+        ("per_domain (one category)", lambda: aggregates.per_domain(s, aggregates.Filters(category_code="NEWS"))),
+        ("timeline (one category, one country)",
+         lambda: aggregates.timeline(s, aggregates.Filters(category_code="NEWS", probe_cc="RU"))),
     ]
     # the whole HTML report, as `report --html` and serve's /api/v1/export/report.html make it (plotly read once)
     from plotly.offline import get_plotlyjs

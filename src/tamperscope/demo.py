@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="tamperscope-demo-"))
     lst = work / "urls.csv"
     write_list(lst, urls)
+    categories = category_list(args.list, work)
     out = args.output or work / "measurements.jsonl"
 
     def say(msg: str) -> None:
@@ -162,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     print(vanilla_tor_summary(booted, bridged), flush=True)
     print(riseupvpn_summary(*vpn), flush=True)
     print(wireguard_summary(*wg), flush=True)
-    analysed = analysis(measurements, Path(out), work, say)
+    analysed = analysis(measurements, Path(out), work, say, categories)
     print(analysed, flush=True)
     if not analysed.startswith("\n  analysis:"):
         status = status or 1
@@ -173,9 +174,27 @@ def run(args: argparse.Namespace) -> int:
         # and the censor's rules and ECH, as the analysis had them: the explorer then shows what the demo's report does
         tools += [m for m in (ruled, ech) if m is not None]
         served = serve(with_hops(measurements + tools, located), args.db or work / "demo.duckdb", args.port,
-                       args.serve_seconds, say)
+                       args.serve_seconds, say, categories)
         return served or status
     return status
+
+
+def category_list(path: Path | None, work: Path) -> Path | None:
+    """The test list whose categories the demo's stores keep (`tamperscope analyze --test-list`): the bundled
+    list, written out as ``demo-urls.csv``, or the user's ``--list`` when it is a Citizen Lab CSV with
+    categories (None when it is not: a one-URL-per-line list says nothing of categories)."""
+    from .analysis.categories import read_test_list
+    from .model.inputs import BadInput
+
+    if path is None:
+        bundled = work / "demo-urls.csv"
+        bundled.write_text(bundled_list())
+        return bundled
+    try:
+        read_test_list(path)
+    except BadInput:
+        return None
+    return path
 
 
 def demo_urls(path: Path | None) -> list[str]:
@@ -310,7 +329,7 @@ def with_hops(measurements: list[dict[str, Any]], located: dict[str, dict[str, A
 
 
 def serve(measurements: list[dict[str, Any]], db: Path, port: int, seconds: float | None,
-          say: Callable[[str], None]) -> int:
+          say: Callable[[str], None], categories: Path | None = None) -> int:
     """Start `tamperscope serve` on 127.0.0.1, submit the measurements through the probe's outbox
     (OONI's report protocol over loopback), print the explorer's URL, and serve until Ctrl-C."""
     import asyncio
@@ -320,7 +339,8 @@ def serve(measurements: list[dict[str, Any]], db: Path, port: int, seconds: floa
 
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([sys.executable, "-m", "tamperscope", "serve", "--db", str(db), "--host", "127.0.0.1",
-                               "--port", str(port), "--rate", "0", "--read-rate", "0", "--quiet"])
+                               "--port", str(port), "--rate", "0", "--read-rate", "0", "--quiet",
+                               *(["--test-list", str(categories)] if categories is not None else [])])
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -1074,7 +1094,8 @@ def equipment(measurements: list[dict[str, Any]], located: dict[str, dict[str, A
     return "\n".join(lines)
 
 
-def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Callable[[str], None]) -> str:
+def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Callable[[str], None],
+             categories: Path | None = None) -> str:
     """`tamperscope analyze` over what the probe wrote, into a store of its own, and `tamperscope report --html`:
     the analysis pipeline re-derives each verdict from the raw records, and says whether it reaches the probe's."""
     db, verdicts, html = work / "analysis.duckdb", work / "verdicts.jsonl", work / "report.html"
@@ -1088,7 +1109,8 @@ def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Cal
             if (path := work / f"{name}.jsonl").is_file()]
     app_verdicts = work / "apps-verdicts.jsonl"
     say("demo: re-deriving the verdicts with tamperscope analyze, and writing the HTML report")
-    for argv in (["analyze", str(out), "--db", str(db), "--jsonl", str(verdicts), "--quiet"],
+    listed = ["--test-list", str(categories)] if categories is not None else []
+    for argv in (["analyze", str(out), "--db", str(db), "--jsonl", str(verdicts), "--quiet", *listed],
                  *([["analyze", str(ruled), "--db", str(db), "--quiet"]] if ruled.is_file() else []),
                  *([["analyze", str(ech), "--db", str(db), "--jsonl", str(ech_verdicts), "--quiet"]]
                    if ech.is_file() else []),
@@ -1157,6 +1179,14 @@ def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Cal
 
         lines.append("  the messaging apps, Tor, RiseupVPN and WireGuard, judged again from the records: "
                      + (", ".join(map(judged_line, judged)) or "none"))
+    if categories is not None:
+        from tamperscope.analysis import store as st
+        from tamperscope.analysis.report import categories_in_words
+
+        with st.Store(db, create=False) as store:
+            kinds = [c for c in categories_in_words(store, None) if c["blocked_domain_count"]]
+        lines.append("  blocked sites by category (Citizen Lab's, from the list): " + (", ".join(
+            f"{c['category']} {c['blocked_domain_count']}/{c['domain_count']}" for c in kinds[:6]) or "none"))
     lines += [f"  store: {db}", f"  HTML report: {html}"]
     return "\n".join(lines)
 

@@ -107,12 +107,25 @@ class Explorer:
     by_country: dict[str, int] = field(default_factory=dict)
 
 
+# A Citizen Lab-style list naming most of the corpus's sites, so that the pages show their sites by category
+TEST_LIST = """url,category_code,category_description,date_added,source,notes
+https://chat.example.io/,COMT,Communication Tools,2024-01-01,tests,
+https://social.example.net/,GRP,Social Networking,2024-01-01,tests,
+https://news.example.org/,NEWS,News Media,2024-01-01,tests,
+https://blog.example.info/,HOST,Hosting and Blogging Platforms,2024-01-01,tests,
+https://video.example.com/,MMED,Media sharing,2024-01-01,tests,
+"""
+
+
 def start_server(db: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "TAMPERSCOPE_ADMIN_TOKEN": ""}
+    listed = db.with_name("global.csv")
+    listed.write_text(TEST_LIST)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "tamperscope", "serve", "--db", str(db), "--port", str(port),
-             "--rate", "0", "--read-rate", "0", "--quiet"], stdout=out, stderr=out, env=env)
+             "--rate", "0", "--read-rate", "0", "--quiet", "--test-list", str(listed)], stdout=out, stderr=out,
+            env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.lab
 
 PORT = 18190
 URLS = ["https://facebook.com/", "https://signal.org/", "http://www.bbc.com/", "https://x.com/"]
+CATEGORIES = ["GRP", "COMT", "NEWS", "GRP"]  # a Citizen Lab list: the demo's stores keep its categories
 
 
 def get(path: str) -> str:
@@ -26,7 +27,7 @@ def get(path: str) -> str:
 
 def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
     lst = tmp_path / "urls.csv"
-    lst.write_text("url\n" + "\n".join(URLS) + "\n")
+    lst.write_text("url,category_code\n" + "".join(f"{u},{c}\n" for u, c in zip(URLS, CATEGORIES, strict=True)))
     proc = subprocess.Popen([sys.executable, "-m", "tamperscope", "demo", "--list", str(lst), "--serve", "--port", str(PORT),
                              "--db", str(tmp_path / "demo.duckdb"), "--serve-seconds", "300"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
@@ -148,6 +149,16 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         page_html = get(f"/m/{uid}")
         assert "198.18.1.1" in page_html and "http.rst" in page_html
         assert "facebook.com" in get("/")
+        # the list's categories reached both stores: the sites by category, blocked ones first, on the home page
+        # and in the demo's own report (tm-like blocks bbc.com, facebook.com and, by its SNI list, signal.org; not
+        # x.com)
+        by_category = {c["category_code"]: (c["domain_count"], c["blocked_domain_count"])
+                       for c in json.loads(get("/index.json"))["categories"]}
+        kinds = next(line for line in out if "blocked sites by category" in line)
+        assert "Social Networking (GRP) 1/2" in kinds and "News Media (NEWS) 1/1" in kinds, kinds
+        # (and echcheck's site, crypto.cloudflare.com, is in no list: not blocked here)
+        assert by_category == {"GRP": (2, 1), "NEWS": (1, 1), "COMT": (1, 1), None: (1, 0)}, by_category
+        assert "<section id='categories'>" in html and "Social Networking (GRP)" in html
         # the server's report (its explorer's link) tells what the demo's own report file tells
         served = get("/api/v1/export/report.html")
         summary = [h.split("<p class='summary'>", 1)[1].split("</p>", 1)[0] for h in (html, served)]

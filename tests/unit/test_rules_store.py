@@ -149,6 +149,8 @@ def test_a_store_from_before_the_rules_table_gets_them_from_its_raw_lines(ingest
     con.execute("DROP TABLE rules")
     con.execute("DROP TABLE rules_backfill")
     con.execute("DROP TABLE transport_backfill")  # and v8's, which came after
+    con.execute("DROP TABLE test_lists")  # and v11's
+    con.execute("DROP TABLE categories")
     con.execute("ALTER TABLE verdicts DROP COLUMN transport")
     con.execute("DELETE FROM migrations WHERE version >= 7")
     ingested.close()
@@ -157,7 +159,7 @@ def test_a_store_from_before_the_rules_table_gets_them_from_its_raw_lines(ingest
     old.close()
 
     store = Store(path)
-    assert store.migrated == [7, 8, 9, 10] and store.backfilled == 3
+    assert store.migrated == [7, 8, 9, 10, 11] and store.backfilled == 3
     assert _rows(store) == _expected()
     assert store.cursor().execute("SELECT count(*) FROM rules_backfill").fetchone() == (0,)
     store.close()

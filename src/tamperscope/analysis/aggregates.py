@@ -1,7 +1,7 @@
 """Aggregates over the store's verdicts: what the explorer, the report and the collector's API show.
 
 Each function (`timeline`, `per_domain`, `per_network`, `per_test`, `apps`, `per_mechanism`,
-`per_country`, and the report's `domain_network`, `mechanism_country`, `signatures`,
+`per_country`, `per_category`, and the report's `domain_network`, `mechanism_country`, `signatures`,
 `blockpages`, `blocking_rules`, `changes`, `totals`) returns plain rows (lists of dicts of str, int,
 float; dates as ISO strings) from one SQL query over the store's tables, narrowed by one
 set of filters (`Filters`). They take anything with a ``cursor()`` (a `Store`, or the
@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tamperscope.analysis.categories import category_sql
 from tamperscope.analysis.confidence import CONFIRM_MIN
 from tamperscope.analysis.store import query_rows
 from tamperscope.model.inputs import host_forms
@@ -38,6 +39,7 @@ class Filters:
     test_name: str | None = None
     mechanism: str | None = None
     fingerprint: str | None = None        # a blockpage or DNS fingerprint id the verdict matched
+    category_code: str | None = None      # the site's Citizen Lab category (NEWS, HUMR...), from the store's lists
     since: dt.date | str | None = None    # inclusive, by measurement day
     until: dt.date | str | None = None    # inclusive
 
@@ -57,6 +59,9 @@ class Filters:
         if self.fingerprint is not None:
             clauses.append("list_contains(fingerprints, ?)")
             params.append(self.fingerprint)
+        if self.category_code is not None:
+            clauses.append(f"{category_sql()} = ?")
+            params.append(self.category_code)
         if self.since is not None:
             clauses.append("day >= ?::DATE")
             params.append(str(self.since))
@@ -387,6 +392,28 @@ def changes(store: Store, filters: Filters | None = None, limit: int | None = 10
     return _plain(query_rows(store.cursor(), sql, params))
 
 
+def categorised(store: Store) -> bool:
+    """Whether the store holds a test list that files a site under a category."""
+    return bool(query_rows(store.cursor(), "SELECT 1 AS one FROM categories LIMIT 1"))
+
+
+def per_category(store: Store, filters: Filters | None = None) -> list[dict[str, Any]]:
+    """Per Citizen Lab category of the sites measured (``category_code``; None, last, for the sites no list of
+    the store names), most blocked sites first: the sites measured and those with anomalies, and the
+    measurement counts. Empty when the store holds no test list (`analysis.categories`)."""
+    if not categorised(store):
+        return []
+    where, params = (filters or Filters()).where()
+    sql = f"""
+        WITH f AS (SELECT domain, outcome, {category_sql()} AS category_code FROM verdicts
+                   WHERE ({where}) AND domain IS NOT NULL)
+        SELECT category_code, count(DISTINCT domain) AS domain_count,
+               count(DISTINCT domain) FILTER (WHERE {_ANOMALOUS}) AS blocked_domain_count, {_COUNTS}
+        FROM f GROUP BY category_code
+        ORDER BY category_code IS NULL, blocked_domain_count DESC, anomaly_count DESC, category_code"""
+    return _plain(query_rows(store.cursor(), sql, params))
+
+
 def totals(store: Store, filters: Filters | None = None) -> dict[str, Any]:
     """Whole-store counts, and the span of days."""
     where, params = (filters or Filters()).where()
@@ -403,11 +430,12 @@ AGGREGATES: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "per_mechanism": per_mechanism, "per_country": per_country, "domain_network": domain_network,
     "mechanism_country": mechanism_country, "signatures": signatures, "blockpages": blockpages,
     "blocking_rules": blocking_rules,
-    "apps": apps,
+    "apps": apps, "per_category": per_category,
 }
 
 
 __all__ = [
-    "AGGREGATES", "Filters", "blocking_rules", "blockpages", "changes", "domain_network", "mechanism_country",
-    "per_country", "per_domain", "per_mechanism", "per_network", "per_test", "signatures", "timeline", "totals",
+    "AGGREGATES", "Filters", "blocking_rules", "blockpages", "categorised", "changes", "domain_network",
+    "mechanism_country", "per_category", "per_country", "per_domain", "per_mechanism", "per_network", "per_test",
+    "signatures", "timeline", "totals",
 ]

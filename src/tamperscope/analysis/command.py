@@ -20,10 +20,12 @@ from typing import Any
 
 import duckdb
 
+from tamperscope.analysis.categories import TestList, read_test_lists, store_lists
 from tamperscope.analysis.reader import REASONS
 from tamperscope.analysis.store import Store, StoreError, WriteStats, default_db_path, error_line, raw_root_for
 from tamperscope.cli import UsageError, quiet_stdout
-from tamperscope.model.inputs import unicode_host
+from tamperscope.model.categories import GLOBAL, normal_code
+from tamperscope.model.inputs import BadInput, unicode_host
 
 JSONL_KEYS = ("measurement_uid", "report_id", "input", "test_name", "probe_cc", "probe_asn", "blocking",
               "accessible", "x_mechanism", "x_confidence", "fingerprints")
@@ -68,6 +70,13 @@ def _domain(value: str) -> str:
     return unicode_host(name)  # xn--d1acpjx3f.xn--p1ai and яндекс.рф are one site
 
 
+def _category(value: str) -> str:
+    try:
+        return normal_code(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _check_days(args: argparse.Namespace) -> None:
     if args.since is not None and args.until is not None and args.since > args.until:
         raise UsageError(f"--since {args.since} is after --until {args.until}")
@@ -92,9 +101,14 @@ def add_parser(subparsers: Any) -> None:
                     "the raw records, and write the store: raw measurements (verbatim, append-only), "
                     "measurements, observations and verdicts. Bad input is skipped, counted and reported. "
                     "Ingesting the same measurement twice leaves one row.")
-    p.add_argument("paths", nargs="+", metavar="PATH",
+    p.add_argument("paths", nargs="*", metavar="PATH",
                    help="measurement files or directories; '-' reads standard input (plain, gzip, zstd or lz4: "
-                        "zcat *.jsonl.gz | tamperscope analyze -)")
+                        "zcat *.jsonl.gz | tamperscope analyze -); none with --test-list alone")
+    p.add_argument("--test-list", type=Path, action="append", metavar="FILE", dest="test_lists",
+                   help="a Citizen Lab test list (url,category_code,...) whose categories the store keeps, to count "
+                        "blocked sites by category (news, human rights...); repeat it for several. tm.csv is for "
+                        "TM's measurements, global.csv and any other name for every country; a list given again "
+                        "replaces the one of the same file name. It categorises what the store holds already too")
     p.add_argument("--db", type=Path, help=db_help)
     p.add_argument("--jsonl", metavar="OUT",
                    help="also write one JSON line per measurement (uid, report_id, input, test_name, probe_cc, "
@@ -140,6 +154,9 @@ def add_parser(subparsers: Any) -> None:
     r.add_argument("--asn", type=_asn, help="only this network (probe_asn: AS12345, or 12345)")
     r.add_argument("--test", type=_test_name, help="only this nettest (test_name: web_connectivity, telegram, tor...)")
     r.add_argument("--domain", type=_domain, help="only this site (the input's host name: example.com)")
+    r.add_argument("--category", type=_category, metavar="CODE",
+                   help="only sites of this Citizen Lab category (NEWS, HUMR, ANON...), as the store's test lists "
+                        "file them (tamperscope analyze --test-list)")
     r.add_argument("--since", type=_day, metavar="YYYY-MM-DD", help="only measurements of this day or later")
     r.add_argument("--until", type=_day, metavar="YYYY-MM-DD", help="only measurements of this day or earlier")
     r.add_argument("--limit", type=int, default=15, help=f"rows per table (default 15, at most {MAX_LIMIT:,})")
@@ -175,6 +192,11 @@ def analyze_command(args: argparse.Namespace) -> int:
                          "workers help")
     if args.scheduler is not None and args.engine != "dask":
         raise UsageError("--scheduler needs --engine dask")
+    lists = _test_lists(args.test_lists or [])
+    if not args.paths:
+        if not lists:
+            raise UsageError("give the measurement files or directories to analyse (PATH), or --test-list FILE")
+        return _store_lists(args.db, lists)
     if args.scheduler is not None:
         _check_scheduler(args.scheduler)
     _check_days(args)
@@ -208,6 +230,8 @@ def analyze_command(args: argparse.Namespace) -> int:
         out_tmp = _temporary(target)
 
     store = _open(args.db, create=True)
+    if lists:
+        _keep_lists(store, lists)
     show = not args.quiet and sys.stderr.isatty()
     last = [0.0]
 
@@ -323,6 +347,34 @@ def _blocking(value: str | None) -> str | bool | None:
     if value == "true":
         return True
     return value
+
+
+def _test_lists(paths: list[Path]) -> list[TestList]:
+    """Every --test-list read and checked before the store is touched (BadInput is a usage error)."""
+    try:
+        return read_test_lists(paths)
+    except BadInput as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _keep_lists(store: Store, lists: list[TestList]) -> None:
+    from tamperscope.analysis.report import counted
+
+    store_lists(store.con, lists)
+    for tl in lists:
+        where = "every country" if tl.cc == GLOBAL else tl.cc
+        entries = counted(len(tl.entries), "entry", "entries")
+        print(f"test list {tl.name}: {entries}, {tl.categorised:,} with a category, for {where}")
+
+
+def _store_lists(db: Path | None, lists: list[TestList]) -> int:
+    store = _open(db, create=True)
+    try:
+        _keep_lists(store, lists)
+    finally:
+        store.close()
+    print(f"store: {store.path}")
+    return 0
 
 
 def summary(stats: WriteStats, elapsed: float, db: Path, selection: str | None = None) -> str:
@@ -466,7 +518,7 @@ def report_command(args: argparse.Namespace) -> int:
         raise UsageError(f"--limit must be between 1 and {MAX_LIMIT:,}")
     _check_days(args)
     filters = Filters(probe_cc=args.cc, probe_asn=args.asn, test_name=args.test, domain=args.domain,
-                      since=args.since, until=args.until)
+                      category_code=args.category, since=args.since, until=args.until)
     store = _open(args.db, create=False)
     # With --json - or --html -, standard output is the document alone; what would be printed goes to stderr.
     to_stdout = args.json == "-" or (args.html is not None and html_out is None)

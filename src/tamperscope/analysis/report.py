@@ -30,6 +30,7 @@ from tamperscope.analysis import aggregates
 from tamperscope.analysis.aggregates import Filters
 from tamperscope.analysis.confidence import CONFIRM_MIN
 from tamperscope.analysis.store import Store
+from tamperscope.model.categories import NAMES, category_name
 from tamperscope.model.location import signature_words
 from tamperscope.model.rules import describe as describe_rule
 from tamperscope.model.services import APPS, TOOLS
@@ -215,13 +216,28 @@ def rules_in_words(store: Any, filters: Filters | None, limit: int | None) -> li
     return rows
 
 
+def categories_in_words(store: Any, filters: Filters | None) -> list[dict[str, Any]]:
+    """`aggregates.per_category`, each row with its category in words (``category``: "News Media (NEWS)") and the
+    share of its sites with anomalies (``share``); empty when the store holds no test list."""
+    rows = aggregates.per_category(store, filters)
+    for row in rows:
+        code = row["category_code"]
+        row["category"] = category_name(code) + (f" ({code})" if code is not None and code in NAMES else "")
+        row["share"] = _share(row["blocked_domain_count"], row["domain_count"])
+    return rows
+
+
+CATEGORY_NOTE = ("A site's category is Citizen Lab's, from the test lists the store was given (tamperscope analyze "
+                 "--test-list): the list of the measurement's country first, then the global list.")
+
+
 def _share(part: int, whole: int) -> str:
     return f"{100 * part / whole:.0f}%" if whole else "-"
 
 
 _SELECTION_WORDS = (("probe_cc", "country"), ("probe_asn", "network"), ("test_name", "test"), ("domain", "site"),
-                    ("input", "input"), ("mechanism", "technique"), ("fingerprint", "fingerprint"), ("since", "from"),
-                    ("until", "until"))
+                    ("input", "input"), ("mechanism", "technique"), ("fingerprint", "fingerprint"),
+                    ("category_code", "category"), ("since", "from"), ("until", "until"))
 
 
 def _chosen(filters: Filters | None) -> list[str]:
@@ -238,6 +254,10 @@ def _selection(filters: Filters | None) -> str | None:
 def _nothing(store: Store, filters: Filters | None) -> tuple[str, str]:
     """Why a report is empty (an empty store, or filters that match none of it), and what to know next."""
     chosen = _chosen(filters)
+    if filters is not None and filters.category_code is not None and not aggregates.categorised(store):
+        return (f"No measurements match {', '.join(chosen)}",
+                "the store holds no test list to say what a site's category is: give it one with "
+                "`tamperscope analyze --test-list FILE`.")
     if chosen and (everything := int(aggregates.totals(store).get("measurement_count") or 0)):
         return (f"No measurements match {', '.join(chosen)}",
                 f"the store has {everything:,}, from other places, times or tests.")
@@ -273,6 +293,12 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
     tests = _tests(store, filters, limit, anomalous=True)
     for x in tests:
         x["share"] = _share(x["anomaly_count"], x["measurement_count"])
+    categories = categories_in_words(store, filters)
+    if categories:
+        lines += ["Sites by category (Citizen Lab's categories, from the store's test lists)", table(categories, [
+            ("category", "category"), ("domain_count", "sites"), ("blocked_domain_count", "with anomalies"),
+            ("share", "share"), ("measurement_count", "measured"), ("anomaly_count", "anomalies"),
+            ("confirmed_count", "confirmed")]), ""]
     lines += ["Tests with interference (apps and tools as well as sites)", table(tests, [
         ("test_name", "test"), ("measurement_count", "measured"), ("anomaly_count", "anomalies"),
         ("confirmed_count", "confirmed"), ("share", "share"), ("network_count", "networks with anomalies"),
@@ -713,6 +739,15 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
         ("domain", "site"), ("measurement_count", "measured"), ("anomaly_count", "anomalous"),
         ("confirmed_count", "confirmed"), ("network_count", "networks"), ("country_count", "countries"),
         ("top_mechanism", "main technique")])))
+    categories = categories_in_words(store, filters)
+    if categories:
+        sections.append(("categories", "Sites by category",
+                         f"<p>What kind of sites are blocked. {_e(CATEGORY_NOTE)} A site no list names is counted "
+                         "as not in a test list.</p>" + _html_table(categories, [
+                             ("category", "category"), ("domain_count", "sites measured"),
+                             ("blocked_domain_count", "sites with anomalies"), ("share", "share"),
+                             ("measurement_count", "measured"), ("anomaly_count", "anomalous"),
+                             ("confirmed_count", "confirmed")])))
     networks = [x for x in aggregates.per_network(store, filters, limit) if x["anomaly_count"]]
     sections.append(("networks", "Networks with the most interference", _html_table(networks, [
         ("probe_asn", "network"), ("probe_network_name", "name"), ("probe_cc", "country"),
@@ -840,6 +875,7 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
         "totals": aggregates.totals(store, filters),
         "outcomes": OUTCOME_WORDS,
         "domains": aggregates.per_domain(store, filters, limit),
+        "categories": aggregates.per_category(store, filters),
         "tests": _tests(store, filters, limit, anomalous=False),
         "apps": aggregates.apps(store, filters, limit),
         "networks": aggregates.per_network(store, filters, limit),
@@ -855,5 +891,5 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
 
 
 __all__ = ["APP_NAMES", "FINGERPRINT_SCOPES", "FINGERPRINT_SOURCES", "JSON_FORMAT", "MECHANISM_WORDS", "OUTCOME_WORDS",
-           "TEST_WORDS", "app_name", "apps_in_words", "blockpages_in_words", "count_axis", "counted", "day_axis",
-           "html_report", "json_report", "rules_in_words", "table", "terminal_report"]
+           "TEST_WORDS", "app_name", "apps_in_words", "blockpages_in_words", "categories_in_words", "count_axis",
+           "counted", "day_axis", "html_report", "json_report", "rules_in_words", "table", "terminal_report"]

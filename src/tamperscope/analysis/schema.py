@@ -19,9 +19,10 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from tamperscope.analysis.categories import CATEGORIES_DDL, TEST_LISTS_DDL
 from tamperscope.analysis.confidence import COUNT_ALL_SQL, GROUPS_DDL, OUTCOME_SQL, PROMOTE_SQL, PROMOTIONS_DDL
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 
 class StoreError(Exception):
@@ -249,6 +250,10 @@ _V10 = [
 ]
 
 
+# v11: the test lists a store was given, and the categories of the sites they name (analysis/categories.py)
+_V11 = [TEST_LISTS_DDL, CATEGORIES_DDL]
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -278,6 +283,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(9, "anomaly groups split by transport: Tor through a bridge confirms only Tor through a bridge", _v9),
     Migration(10, "rejection reasons truncated_gzip and corrupt_gzip renamed truncated and damaged: they name any "
                   "format", _statements(_V10)),
+    Migration(11, "test_lists and categories: Citizen Lab's category of each measured site", _statements(_V11)),
 )
 
 

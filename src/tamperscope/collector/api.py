@@ -2,10 +2,10 @@
 
 * ``GET /api/v1/measurements``: OONI's parameters (probe_cc, probe_asn, test_name,
   input, domain, since, until, report_id, anomaly, confirmed, failure, limit,
-  offset, order) plus ``mechanism`` and ``fingerprint``; OONI's shape ``{"metadata", "results"}``.
+  offset, order, category_code) plus ``mechanism`` and ``fingerprint``; OONI's shape ``{"metadata", "results"}``.
 * ``GET /api/v1/measurement/{uid}``: the measurement's JSON, byte for byte as stored.
 * ``GET /api/v1/aggregation/{name}``: the store's aggregates (timeline, per_domain,
-  per_network, per_mechanism, per_country, signatures, blockpages, domain_network,
+  per_network, per_mechanism, per_country, per_category, signatures, blockpages, domain_network,
   mechanism_country, blocking_rules) and ``hops``, as JSON or ``format=csv``.
 * ``GET /api/v1/export/measurements.{csv,json,jsonl}`` and ``/api/v1/export/raw.jsonl``:
   everything matching the filters, streamed.
@@ -88,6 +88,8 @@ def measurement_query(
                                            max_length=40)] = None,
     fingerprint: Annotated[str | None, Query(description="a blockpage or DNS fingerprint the verdict matched, "
                                              "e.g. cp/a_prod_fortinet_1", max_length=200)] = None,
+    category_code: Annotated[str | None, Query(description="the site's Citizen Lab category (NEWS, HUMR, ANON...), "
+                                               "from the test lists the store was given", max_length=16)] = None,
     order: Annotated[str, Query(pattern="^(asc|desc)$", description="by measurement_start_time")] = "desc",
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
@@ -96,7 +98,7 @@ def measurement_query(
         return MeasurementQuery(probe_cc=probe_cc, probe_asn=probe_asn, test_name=test_name, input=input,
                                 domain=domain, since=since, until=until, report_id=report_id, anomaly=anomaly,
                                 confirmed=confirmed, failure=failure, mechanism=mechanism, fingerprint=fingerprint,
-                                order=order,
+                                category_code=category_code, order=order,
                                 limit=limit, offset=offset).checked()
     except QueryError as exc:
         raise SubmissionError(400, "invalid_parameter", str(exc)) from None
@@ -326,12 +328,12 @@ def report_filename(filters: Filters) -> str:
     letters, digits, dots and hyphens: the values come from the query string)."""
     parts = [re.sub(r"[^A-Za-z0-9.-]+", "_", str(v))[:64] for v in (
         filters.probe_cc, filters.probe_asn, filters.domain, filters.test_name, filters.mechanism,
-        filters.fingerprint, filters.since, filters.until) if v]
+        filters.fingerprint, filters.category_code, filters.since, filters.until) if v]
     return "-".join(["tamperscope-report", *parts]) + ".html"
 
 
-_REPORT_FILTERS = ("probe_cc", "probe_asn", "test_name", "input", "domain", "mechanism", "fingerprint", "since",
-                   "until")
+_REPORT_FILTERS = ("probe_cc", "probe_asn", "test_name", "input", "domain", "mechanism", "fingerprint",
+                   "category_code", "since", "until")
 
 
 @router.get("/export/report.html", summary="The HTML report of the matching measurements, as `tamperscope report "
@@ -425,7 +427,7 @@ async def admin_delete(request: Request, measurement_uid: Annotated[str, Path(pa
                      "stale": {"type": "boolean", "description": "those analysed by an older analysis version"},
                      "all": {"type": "boolean"},
                      "filters": {"type": "object", "description": "probe_cc, probe_asn, domain, input, "
-                                 "test_name, mechanism, fingerprint, since, until"}}}}}}})
+                                 "test_name, mechanism, fingerprint, category_code, since, until"}}}}}}})
 async def admin_reanalyse(request: Request) -> Response:
     collector = _authorise(request)
     body = await request.body()
@@ -440,7 +442,8 @@ async def admin_reanalyse(request: Request) -> Response:
     raw_filters = payload.get("filters") or {}
     if not isinstance(raw_filters, dict):
         raise SubmissionError(400, "invalid_parameter", "filters must be an object")
-    allowed = {"probe_cc", "probe_asn", "domain", "input", "test_name", "mechanism", "fingerprint", "since", "until"}
+    allowed = {"probe_cc", "probe_asn", "domain", "input", "test_name", "mechanism", "fingerprint", "category_code",
+               "since", "until"}
     unknown = set(raw_filters) - allowed
     if unknown or not all(isinstance(v, str) for v in raw_filters.values()):
         raise SubmissionError(400, "invalid_parameter", f"filters take string values for {', '.join(sorted(allowed))}")

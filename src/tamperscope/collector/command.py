@@ -40,6 +40,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="a reverse proxy (address or network) whose X-Forwarded-For names the client, so that "
                         "rate limits and export slots are per client (repeatable; default: this machine only, "
                         "127.0.0.1 and ::1)")
+    p.add_argument("--test-list", type=Path, action="append", default=[], metavar="FILE", dest="test_lists",
+                   help="a Citizen Lab test list (url,category_code,...) whose categories the store keeps before "
+                        "serving, so that the explorer and API count blocked sites by category (repeatable; as "
+                        "tamperscope analyze --test-list: tm.csv is for TM, any other name for every country)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=run)
 
@@ -67,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     proxies = _networks(args.trusted_proxy) if args.trusted_proxy else None
     token = _admin_token(args.admin_token_file) if args.admin_token_file is not None else None
     db = args.db or default_db_path()
+    if args.test_lists:
+        _keep_lists(db, args.test_lists, quiet=args.quiet)
     try:
         settings = settings_from_env(
             db, host, args.port, admin_token=token,
@@ -85,6 +91,26 @@ def run(args: argparse.Namespace) -> int:
         return exc.exit_code
     except ServeError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _keep_lists(db: Path, paths: list[Path], quiet: bool) -> None:
+    """``--test-list``: the lists read and checked, then kept in the store (which the server opens next)."""
+    from tamperscope.analysis.categories import read_test_lists, store_lists
+    from tamperscope.analysis.store import Store, StoreError
+    from tamperscope.cli import UsageError
+    from tamperscope.model.inputs import BadInput
+
+    try:
+        lists = read_test_lists(paths)
+    except BadInput as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        with Store(db, create=True, background=False) as store:
+            store_lists(store.con, lists)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+    if not quiet:
+        print(f"test lists kept in {db}: {', '.join(f'{tl.name} ({len(tl.entries):,})' for tl in lists)}")
 
 
 def _admin_token(path: Path) -> str:

@@ -33,7 +33,9 @@ import orjson
 import pyarrow as pa
 
 from tamperscope.analysis.aggregates import Filters
+from tamperscope.analysis.categories import category_sql
 from tamperscope.analysis.store import Store
+from tamperscope.model.categories import normal_code
 
 MAX_LIMIT = 1000          # rows per page of /api/v1/measurements
 QUERY_SECONDS = 10.0      # a request's queries are interrupted past this (`Reader.bounded`); 1M rows take < 1 s
@@ -292,6 +294,14 @@ def _time(value: str, name: str) -> dt.datetime:
     return when
 
 
+def _category(value: str) -> str:
+    """A category code as the lists write it (NEWS), or QueryError."""
+    try:
+        return normal_code(value)
+    except ValueError:
+        raise QueryError("category_code must be a Citizen Lab category code (NEWS, HUMR, ANON...)") from None
+
+
 def normal_asn(value: str | None) -> str | None:
     """"AS1234", "as1234" or "1234" → "AS1234"."""
     if value is None or value == "":
@@ -304,7 +314,8 @@ def normal_asn(value: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class MeasurementQuery:
-    """OONI's ``/api/v1/measurements`` parameters (and ``mechanism`` and ``fingerprint``, ours). None = any."""
+    """OONI's ``/api/v1/measurements`` parameters (and ``mechanism`` and ``fingerprint``, ours). None = any.
+    ``category_code`` is OONI's too: the site's Citizen Lab category, from the test lists the store holds."""
 
     probe_cc: str | None = None
     probe_asn: str | None = None
@@ -319,6 +330,7 @@ class MeasurementQuery:
     failure: bool | None = None
     mechanism: str | None = None
     fingerprint: str | None = None    # a blockpage or DNS fingerprint id the verdict matched (ours)
+    category_code: str | None = None  # NEWS, HUMR...: the site's category in the store's test lists
     measurement_uid: str | None = None
     order: str = "desc"               # by measurement_start_time
     limit: int = 100
@@ -337,6 +349,9 @@ class MeasurementQuery:
         if self.fingerprint:
             clauses.append("list_contains(v.fingerprints, ?)")
             params.append(self.fingerprint)
+        if self.category_code:
+            clauses.append(f"{category_sql('v.domain', 'v.probe_cc')} = ?")
+            params.append(_category(self.category_code))
         asn = normal_asn(self.probe_asn)
         if asn is not None:
             clauses.append("v.probe_asn = ?")
@@ -379,6 +394,7 @@ class MeasurementQuery:
         return Filters(probe_cc=self.probe_cc or None, probe_asn=normal_asn(self.probe_asn),
                        domain=self.domain or None, input=self.input or None, test_name=self.test_name or None,
                        mechanism=self.mechanism or None, fingerprint=self.fingerprint or None,
+                       category_code=_category(self.category_code) if self.category_code else None,
                        since=_time(self.since, "since").date() if self.since else None,
                        until=_time(self.until, "until").date() if self.until else None)
 

@@ -7,8 +7,8 @@ to show (an unknown country, network, domain or measurement: 404).
 
 Pages:
 
-* `home`: totals, recent anomalies, countries, networks, most blocked domains,
-  tests (apps and circumvention tools too), the messaging apps network by network, mechanisms, the timeline;
+* `home`: totals, recent anomalies, countries, networks, most blocked domains, sites by category (from
+  the store's test lists), tests (apps and circumvention tools too), the messaging apps network by network, mechanisms, the timeline;
 * `area` (country, network, domain): the same, narrowed, plus what changed
   (sites blocked or unblocked on a network), equipment signatures and located hops;
 * `measurement`: the envelope, the verdict and the evidence (`evidence.py`);
@@ -24,7 +24,13 @@ import orjson
 
 from tamperscope.analysis import aggregates
 from tamperscope.analysis.aggregates import Filters
-from tamperscope.analysis.report import TEST_WORDS, apps_in_words, blockpages_in_words, rules_in_words
+from tamperscope.analysis.report import (
+    TEST_WORDS,
+    apps_in_words,
+    blockpages_in_words,
+    categories_in_words,
+    rules_in_words,
+)
 from tamperscope.collector.queries import MeasurementQuery, Reader, hops, known_values, list_measurements, ooni_row
 from tamperscope.explorer import charts
 from tamperscope.explorer.evidence import captured_body, evidence
@@ -51,6 +57,16 @@ def _tests(reader: Reader, filters: Filters, where: dict[str, str] | None = None
     for row in rows:
         row["checks"] = TEST_WORDS.get(str(row["test_name"]), "")
         row["search"] = "/search?" + urlencode({**(where or {}), "test_name": row["test_name"], "outcome": "anomaly"})
+    return rows
+
+
+def _categories(reader: Reader, filters: Filters, where: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Per Citizen Lab category of the sites measured (`report.categories_in_words`; empty when the store holds no
+    test list), each category with a link to its anomalies."""
+    rows = categories_in_words(reader, filters)
+    for row in rows:  # the sites no list names cannot be searched for
+        row["search"] = None if row["category_code"] is None else "/search?" + urlencode(
+            {**(where or {}), "category_code": row["category_code"], "outcome": "anomaly"})
     return rows
 
 
@@ -86,6 +102,7 @@ def home(reader: Reader) -> dict[str, Any]:
         "networks": _agg(reader, "per_network", f, limit=TOP),
         # "Most blocked sites": a site measured and never found blocked is no such site (its own page says so)
         "domains": [d for d in _agg(reader, "per_domain", f, limit=TOP) if d["anomaly_count"]],
+        "categories": _categories(reader, f),
         "tests": _tests(reader, f),
         "apps": _apps(reader, f),
         "mechanisms": mechanisms,
@@ -128,8 +145,11 @@ def area(reader: Reader, kind: str, key: str) -> dict[str, Any] | None:
         first = page["recent"][0] if page["recent"] else {}
         page["network_name"] = first.get("probe_network_name")
         page["probe_cc"] = first.get("probe_cc")
-    if kind != "domain":
+    if kind == "domain":  # the site's category, as each country's list has it (most often one for all)
+        page["categories"] = [c for c in _categories(reader, f) if c["category_code"] is not None]
+    else:
         page["domains"] = _agg(reader, "per_domain", f, limit=TOP)
+        page["categories"] = _categories(reader, f, {column: key})
         page["tests"] = _tests(reader, f, {column: key})
         page["apps"] = _apps(reader, f)
     if kind != "network":
@@ -200,8 +220,8 @@ def search_query(params: dict[str, str]) -> MeasurementQuery:
         flags["failure"] = True
     elif outcome == "ok":
         flags.update(anomaly=False, failure=False)
-    names = ("probe_cc", "probe_asn", "test_name", "domain", "input", "mechanism", "fingerprint", "since", "until",
-             "report_id")
+    names = ("probe_cc", "probe_asn", "test_name", "domain", "input", "mechanism", "fingerprint", "category_code",
+             "since", "until", "report_id")
     fields: dict[str, Any] = {k: (params.get(k) or None) for k in names}
     limit = _int(params.get("limit"), 50, 1, 1000)
     page = _int(params.get("page"), 1, 1, 100_000)
@@ -217,7 +237,11 @@ def _int(text: str | None, default: int, low: int, high: int) -> int:
 
 
 def search_choices(reader: Reader) -> dict[str, list[str]]:
-    return {name: known_values(reader, name, 300) for name in ("probe_cc", "probe_asn", "test_name", "mechanism")}
+    """The search form's choices: the values the store holds (categories: those of its test lists)."""
+    choices = {name: known_values(reader, name, 300) for name in ("probe_cc", "probe_asn", "test_name", "mechanism")}
+    choices["category_code"] = [r[0] for r in reader.cursor().execute(
+        "SELECT DISTINCT c_code FROM categories ORDER BY 1 LIMIT 300").fetchall()]
+    return choices
 
 
 __all__ = ["AREAS", "OUTCOMES", "area", "body", "home", "measurement", "search_choices", "search_query"]

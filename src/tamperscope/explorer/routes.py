@@ -246,8 +246,8 @@ def captured_body(request: Request, uid: str, index: int) -> Response:
         "Cache-Control": "no-store"})
 
 
-SEARCH_FIELDS = ("probe_cc", "probe_asn", "test_name", "domain", "input", "mechanism", "fingerprint", "outcome",
-                 "since", "until", "report_id", "limit", "page")
+SEARCH_FIELDS = ("probe_cc", "probe_asn", "test_name", "domain", "input", "mechanism", "fingerprint", "category_code",
+                 "outcome", "since", "until", "report_id", "limit", "page")
 
 
 def _search(request: Request, as_json: bool) -> Response:
