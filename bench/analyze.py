@@ -454,6 +454,12 @@ def aggregate_latency(rows: int, db: Path, repeats: int = 30) -> list[tuple[str,
         ("per_domain (one category)", lambda: aggregates.per_domain(s, aggregates.Filters(category_code="NEWS"))),
         ("timeline (one category, one country)",
          lambda: aggregates.timeline(s, aggregates.Filters(category_code="NEWS", probe_cc="RU"))),
+        ("OONI's aggregation: by day and country",
+         lambda: aggregates.counts_by(s, aggregates.Slice(), ["measurement_start_day", "probe_cc"])),
+        ("OONI's aggregation: by category and country",
+         lambda: aggregates.counts_by(s, aggregates.Slice(), ["category_code", "probe_cc"])),
+        ("OONI's aggregation: one country by week",
+         lambda: aggregates.counts_by(s, aggregates.Slice(probe_cc=("RU",)), ["measurement_start_day"], "week")),
     ]
     # the whole HTML report, as `report --html` and serve's /api/v1/export/report.html make it (plotly read once)
     from plotly.offline import get_plotlyjs

@@ -14,7 +14,7 @@ explorer asks them for one country, network or domain.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -414,6 +414,101 @@ def per_category(store: Store, filters: Filters | None = None) -> list[dict[str,
     return _plain(query_rows(store.cursor(), sql, params))
 
 
+# --------------------------------------------------------------------------- OONI's aggregation
+
+AXES: dict[str, str] = {  # an axis of OONI's /api/v1/aggregation -> its value, as SQL over verdicts
+    "probe_cc": "probe_cc", "probe_asn": "probe_asn", "test_name": "test_name", "domain": "domain", "input": "input",
+    "category_code": category_sql(), "blocking_type": "blocking",
+    "mechanism": "mechanism",  # ours: the technique, where OONI's blocking_type says only the layer
+}
+TIME_AXIS = "measurement_start_day"
+TIME_GRAINS = ("hour", "day", "week", "month", "year")
+HOUR_SPAN = dt.timedelta(days=7)  # the longest span counted by the hour, as OONI allows
+
+
+class SliceError(ValueError):
+    """A selection or axis that OONI's aggregation does not take, in words."""
+
+
+@dataclass(frozen=True)
+class Slice:
+    """OONI's ``/api/v1/aggregation`` selection: each field any of its values (empty: any), ``since`` inclusive and
+    ``until`` exclusive, by ``measurement_start_time`` (UTC)."""
+
+    probe_cc: tuple[str, ...] = ()
+    probe_asn: tuple[str, ...] = ()
+    test_name: tuple[str, ...] = ()
+    domain: tuple[str, ...] = ()
+    input: str | None = None
+    category_code: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        domains = [form for name in self.domain for form in host_forms(name)]
+        for column, values in (("probe_cc", self.probe_cc), ("probe_asn", self.probe_asn),
+                               ("test_name", self.test_name), ("domain", domains)):
+            if values:
+                clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+                params.extend(values)
+        for expr, value in (("input = ?", self.input), (f"{category_sql()} = ?", self.category_code),
+                            ("measurement_start_time >= ?", self.since), ("measurement_start_time < ?", self.until)):
+            if value is not None:
+                clauses.append(expr)
+                params.append(value)
+        return (" AND ".join(clauses) or "TRUE"), params
+
+
+def time_grain(selection: Slice, asked: str) -> str:
+    """The time grain of a count by day: ``auto`` is by the hour over at most 7 days, else by the day, as OONI's;
+    by the hour only over at most 7 days (SliceError), which OONI refuses too."""
+    short = (selection.since is not None and selection.until is not None
+             and dt.timedelta(0) < selection.until - selection.since <= HOUR_SPAN)
+    if asked == "auto":
+        return "hour" if short else "day"
+    if asked not in TIME_GRAINS:
+        raise SliceError(f"time_grain must be one of {', '.join(TIME_GRAINS)} or auto")
+    if asked == "hour" and not short:
+        raise SliceError("time_grain hour needs since and until at most 7 days apart")
+    return asked
+
+
+def counts_by(store: Store, selection: Slice, axes: Sequence[str] = (), grain: str = "day",
+              most: int = 100_000) -> list[dict[str, Any]]:
+    """OONI's aggregation: the measurements of ``selection`` counted by up to two ``axes`` (keys of AXES, or
+    ``measurement_start_day`` by ``grain``), in axis order. The counts are OONI's, which split the measurements
+    (unlike the explorer's, whose ``anomaly_count`` holds the confirmed ones): ``anomaly_count`` (not confirmed),
+    ``confirmed_count``, ``failure_count``, ``ok_count``, ``measurement_count``. SliceError for an unknown axis,
+    the same axis twice, or more than ``most`` rows."""
+    if len(axes) > 2 or len(set(axes)) < len(axes):
+        raise SliceError("axis_x and axis_y must be two different axes")
+    columns = []
+    for axis in axes:
+        if axis == TIME_AXIS:
+            shape = "%Y-%m-%dT%H:00:00Z" if grain == "hour" else "%Y-%m-%d"
+            columns.append(f"strftime(date_trunc('{grain}', measurement_start_time), '{shape}') AS {axis}")
+        elif axis in AXES:
+            columns.append(f"{AXES[axis]} AS {axis}")
+        else:
+            raise SliceError(f"no axis {axis[:40]!r}; the axes are {', '.join([TIME_AXIS, *AXES])}")
+    where, params = selection.where()
+    counts = """count(*) FILTER (WHERE outcome = 'anomaly') AS anomaly_count,
+        count(*) FILTER (WHERE outcome = 'confirmed') AS confirmed_count,
+        count(*) FILTER (WHERE outcome = 'failure') AS failure_count,
+        count(*) FILTER (WHERE outcome = 'ok') AS ok_count, count(*) AS measurement_count"""
+    sql = f"SELECT {', '.join([*columns, counts])} FROM verdicts WHERE {where}"
+    if axes:
+        order = ", ".join(f"{axis} NULLS LAST" for axis in axes)
+        sql += f" GROUP BY ALL ORDER BY {order} LIMIT {int(most) + 1}"
+    rows = _plain(query_rows(store.cursor(), sql, params))
+    if len(rows) > most:
+        raise SliceError(f"more than {most:,} rows: narrow the selection (fewer days, a coarser time_grain, a "
+                         "country or a test)")
+    return rows
+
+
 def totals(store: Store, filters: Filters | None = None) -> dict[str, Any]:
     """Whole-store counts, and the span of days."""
     where, params = (filters or Filters()).where()
@@ -435,7 +530,7 @@ AGGREGATES: dict[str, Callable[..., list[dict[str, Any]]]] = {
 
 
 __all__ = [
-    "AGGREGATES", "Filters", "blocking_rules", "blockpages", "categorised", "changes", "domain_network",
+    "AGGREGATES", "AXES", "TIME_AXIS", "TIME_GRAINS", "Filters", "Slice", "SliceError", "blocking_rules", "blockpages", "categorised", "changes", "domain_network",
     "mechanism_country", "per_category", "per_country", "per_domain", "per_mechanism", "per_network", "per_test",
-    "signatures", "timeline", "totals",
+    "counts_by", "signatures", "time_grain", "timeline", "totals",
 ]

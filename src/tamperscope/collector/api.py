@@ -4,6 +4,8 @@
   input, domain, since, until, report_id, anomaly, confirmed, failure, limit,
   offset, order, category_code) plus ``mechanism`` and ``fingerprint``; OONI's shape ``{"metadata", "results"}``.
 * ``GET /api/v1/measurement/{uid}``: the measurement's JSON, byte for byte as stored.
+* ``GET /api/v1/aggregation``: OONI's aggregation (``axis_x``, ``axis_y``, ``time_grain``; its filters, several
+  values each; its shape), counts by up to two axes.
 * ``GET /api/v1/aggregation/{name}``: the store's aggregates (timeline, per_domain,
   per_network, per_mechanism, per_country, per_category, signatures, blockpages, domain_network,
   mechanism_country, blocking_rules) and ``hops``, as JSON or ``format=csv``.
@@ -51,6 +53,7 @@ from tamperscope.collector.queries import (
     iter_raw,
     list_measurements,
     ooni_row,
+    ooni_slice,
 )
 from tamperscope.collector.ratelimit import Slot, Slots
 from tamperscope.collector.schema import SubmissionError, parse_json
@@ -166,6 +169,52 @@ def aggregate(collector: Collector, name: str, filters: Filters, limit: int | No
         return fn(reader, filters, limit=limit)
     rows = fn(reader, filters)
     return rows[:limit] if limit is not None else rows
+
+
+@router.get("/aggregation", summary="OONI's aggregation: measurements counted by up to two axes (axis_x, axis_y)")
+def get_ooni_aggregation(
+    request: Request,
+    probe_cc: Annotated[str | None, Query(description="countries, comma-separated: IR,RU", max_length=800)] = None,
+    probe_asn: Annotated[str | None, Query(description="networks, comma-separated: AS12389,AS8359",
+                                           max_length=800)] = None,
+    test_name: Annotated[str | None, Query(description="tests, comma-separated", max_length=800)] = None,
+    domain: Annotated[str | None, Query(description="sites, comma-separated", max_length=4000)] = None,
+    input: Annotated[str | None, Query(description="the exact input (URL)", max_length=8192)] = None,
+    category_code: Annotated[str | None, Query(description="the site's Citizen Lab category (NEWS...), from the "
+                                               "store's test lists", max_length=16)] = None,
+    since: Annotated[str | None, Query(description="from this date or UTC time, inclusive", max_length=40)] = None,
+    until: Annotated[str | None, Query(description="until this date or UTC time, exclusive", max_length=40)] = None,
+    axis_x: Annotated[str | None, Query(description="measurement_start_day, probe_cc, probe_asn, test_name, domain, "
+                                        "input, category_code, blocking_type, or (ours) mechanism",
+                                        max_length=40)] = None,
+    axis_y: Annotated[str | None, Query(description="a second axis, as axis_x", max_length=40)] = None,
+    time_grain: Annotated[str, Query(description="hour (over 7 days at most), day, week, month, year, or auto "
+                                     "(by the hour over 7 days at most, else by the day)", max_length=10)] = "auto",
+    format: Annotated[str, Query(pattern="^(json|csv|JSON|CSV)$")] = "JSON",
+    download: Annotated[bool, Query(description="sent as an attachment")] = False,
+) -> Response:
+    """OONI's ``/api/v1/aggregation``, with its parameters and shape (``{"v", "dimension_count", "result"}``: one
+    row without an axis, a list of rows with one or two), so that what reads OONI's reads ours. Its counts split
+    the measurements: ``anomaly_count`` does not hold the confirmed ones, as on OONI's (and unlike
+    ``/aggregation/{name}``'s)."""
+    try:
+        selection = ooni_slice(probe_cc, probe_asn, test_name, domain, input, category_code, since, until)
+        axes = [a.strip().lower() for a in (axis_x, axis_y) if a and a.strip()]
+        grain = aggregates.time_grain(selection, time_grain.strip().lower())
+        reader: Any = collector_of(request).reader
+        with reader.bounded():
+            rows = aggregates.counts_by(reader, selection, axes, grain)
+    except (QueryError, aggregates.SliceError) as exc:
+        raise SubmissionError(400, "invalid_parameter", str(exc)) from None
+    headers = {}
+    if format.lower() == "csv":
+        if download:
+            headers["Content-Disposition"] = 'attachment; filename="tamperscope-aggregation.csv"'
+        return Response(_csv(rows), media_type="text/csv; charset=utf-8", headers=headers)
+    if download:
+        headers["Content-Disposition"] = 'attachment; filename="tamperscope-aggregation.json"'
+    return JSONResponse({"v": 0, "dimension_count": len(axes), "result": rows if axes else rows[0]},
+                        headers=headers)
 
 
 @router.get("/aggregation/{name}",

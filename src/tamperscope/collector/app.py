@@ -70,7 +70,7 @@ tamperscope's collector, API and explorer.
 # more than a page of rows or one measurement, so a client's burst cannot be spent on it alone.
 EXPORT_COST = 20.0        # /api/v1/export/...: a stream over everything that matches
 AGGREGATE_COST = 5.0      # aggregations, the home, country, network and domain pages, search
-_AGGREGATE_PREFIXES = ("/api/v1/aggregation/", "/api/v1/measurements", "/search", "/country/", "/network/",
+_AGGREGATE_PREFIXES = ("/api/v1/aggregation", "/api/v1/measurements", "/search", "/country/", "/network/",
                        "/domain/")
 
 

@@ -32,7 +32,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from tamperscope.analysis.aggregates import Filters
+from tamperscope.analysis.aggregates import Filters, Slice
 from tamperscope.analysis.categories import category_sql
 from tamperscope.analysis.store import Store
 from tamperscope.model.categories import normal_code
@@ -300,6 +300,50 @@ def _category(value: str) -> str:
         return normal_code(value)
     except ValueError:
         raise QueryError("category_code must be a Citizen Lab category code (NEWS, HUMR, ANON...)") from None
+
+
+def _several(value: str | None, name: str, check: Any) -> tuple[str, ...]:
+    """A comma-separated parameter (OONI's ``probe_cc=IR,RU``), each value normalised by ``check`` (None: refused,
+    QueryError naming it)."""
+    out = []
+    for part in (value or "").split(","):
+        if not part.strip():
+            continue
+        normal = check(part.strip())
+        if normal is None:
+            raise QueryError(f"{name}: {part.strip()[:64]!r} is not one")
+        out.append(normal)
+    return tuple(dict.fromkeys(out))
+
+
+def _cc(value: str) -> str | None:
+    return value.upper() if len(value) == 2 and value.isascii() and value.isalpha() else None
+
+
+def _asn(value: str) -> str | None:
+    asn = normal_asn(value)
+    return asn if asn and asn[2:].isdigit() and len(asn) <= 12 else None
+
+
+def _test(value: str) -> str | None:
+    return value.lower() if len(value) <= 64 and all(c.isascii() and (c.isalnum() or c == "_") for c in value) \
+        else None
+
+
+def _host(value: str) -> str | None:
+    host = value.lower().rstrip(".")
+    return host if 0 < len(host) <= 253 and all(c.isalnum() or c in "-._" for c in host) else None
+
+
+def ooni_slice(probe_cc: str | None = None, probe_asn: str | None = None, test_name: str | None = None,
+               domain: str | None = None, input: str | None = None, category_code: str | None = None,
+               since: str | None = None, until: str | None = None) -> Slice:
+    """OONI's ``/api/v1/aggregation`` parameters as a `Slice`: countries, networks, tests and domains
+    comma-separated; QueryError, in words, for a value that is none of them."""
+    return Slice(probe_cc=_several(probe_cc, "probe_cc", _cc), probe_asn=_several(probe_asn, "probe_asn", _asn),
+                 test_name=_several(test_name, "test_name", _test), domain=_several(domain, "domain", _host),
+                 input=input or None, category_code=_category(category_code) if category_code else None,
+                 since=_time(since, "since") if since else None, until=_time(until, "until") if until else None)
 
 
 def normal_asn(value: str | None) -> str | None:
@@ -640,5 +684,5 @@ __all__ = [
     "LIST_COLUMNS", "MAX_LIMIT", "QUERY_SECONDS", "MeasurementQuery", "QueryError", "QueryTimeout", "RawUnreadable",
     "Reader",
     "hop_fields", "hops", "iter_raw",
-    "iter_measurements", "known_values", "list_measurements", "normal_asn", "ooni_row",
+    "iter_measurements", "known_values", "list_measurements", "normal_asn", "ooni_row", "ooni_slice",
 ]
