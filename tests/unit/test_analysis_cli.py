@@ -485,16 +485,29 @@ def test_a_store_held_by_another_process_names_it_and_what_to_do(tmp_path: Path)
     holder.parent.mkdir()
     holder.write_text("import sys, duckdb\ncon = duckdb.connect(sys.argv[2])\nprint('open', flush=True)\n"
                       "sys.stdin.read()\n")
-    with subprocess.Popen([sys.executable, str(holder), "serve", str(db)], stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen([sys.executable, str(holder), "serve", str(db), "--host", "0.0.0.0", "--port", "18555"],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as proc:
         try:
             assert proc.stdout is not None and proc.stdout.readline() == "open\n"
-            for command in (["report", "--db", str(db)], ["analyze", str(SAMPLES), "--db", str(db)]):
-                done = _run(*command)
-                assert done.returncode == 2, command
-                assert done.stderr == (f"tamperscope: the store {db} is in use by another process (PID {proc.pid}: "
-                                       f"tamperscope serve {db}); a store opens in one process at a time: stop that "
-                                       "one, or use another --db\n"), command
+            done = _run("analyze", str(SAMPLES), "--db", str(db))
+            assert done.returncode == 2
+            assert done.stderr == (f"tamperscope: the store {db} is in use by another process (PID {proc.pid}: "
+                                   f"tamperscope serve {db} --host 0.0.0.0 --port 18555); a store opens in one "
+                                   "process at a time: stop that one, or use another --db\n")
+            # a report is what the server gives too: where, narrowed as asked (a wildcard host is this machine)
+            done = _run("report", "--db", str(db), "--cc", "ru", "--since", "2024-01-01")
+            assert done.returncode == 2
+            assert done.stderr == (f"tamperscope: the store {db} is in use by `tamperscope serve`, which gives this "
+                                   "report at http://127.0.0.1:18555/api/v1/export/report.html?probe_cc=RU&since="
+                                   "2024-01-01 (or stop it and run report again)\n")
+        finally:
+            proc.kill()
+    with subprocess.Popen([sys.executable, str(holder), "export", str(db)], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True) as proc:  # not a server: no address to give
+        try:
+            assert proc.stdout is not None and proc.stdout.readline() == "open\n"
+            done = _run("report", "--db", str(db))
+            assert done.returncode == 2 and f"(PID {proc.pid}: tamperscope export {db})" in done.stderr
         finally:
             proc.kill()
     assert _run("report", "--db", str(db)).returncode == 0  # and once it stops, the store is whole

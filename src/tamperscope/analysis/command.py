@@ -16,7 +16,8 @@ import stat
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import duckdb
 
@@ -26,6 +27,9 @@ from tamperscope.analysis.store import Store, StoreError, WriteStats, default_db
 from tamperscope.cli import UsageError, quiet_stdout
 from tamperscope.model.categories import GLOBAL, normal_code
 from tamperscope.model.inputs import BadInput, unicode_host
+
+if TYPE_CHECKING:
+    from tamperscope.analysis.aggregates import Filters
 
 JSONL_KEYS = ("measurement_uid", "report_id", "input", "test_name", "probe_cc", "probe_asn", "blocking",
               "accessible", "x_mechanism", "x_confidence", "fingerprints")
@@ -349,6 +353,21 @@ def _blocking(value: str | None) -> str | bool | None:
     return value
 
 
+def _open_for_report(db: Path | None, filters: Filters) -> Store:
+    """The store, or a usage error; when `tamperscope serve` holds it, the address of the same report there (a
+    store opens in one process at a time, and a report is what a running server gives too)."""
+    path = db or default_db_path()
+    try:
+        return Store(path, create=False)
+    except StoreError as exc:
+        if exc.serving is None:
+            raise UsageError(str(exc)) from None
+        narrowed = {k: str(v) for k, v in vars(filters).items() if v is not None}
+        url = f"{exc.serving}/api/v1/export/report.html" + (f"?{urlencode(narrowed)}" if narrowed else "")
+        raise UsageError(f"the store {path} is in use by `tamperscope serve`, which gives this report at {url} (or "
+                         "stop it and run report again)") from None
+
+
 def _test_lists(paths: list[Path]) -> list[TestList]:
     """Every --test-list read and checked before the store is touched (BadInput is a usage error)."""
     try:
@@ -519,7 +538,7 @@ def report_command(args: argparse.Namespace) -> int:
     _check_days(args)
     filters = Filters(probe_cc=args.cc, probe_asn=args.asn, test_name=args.test, domain=args.domain,
                       category_code=args.category, since=args.since, until=args.until)
-    store = _open(args.db, create=False)
+    store = _open_for_report(args.db, filters)
     # With --json - or --html -, standard output is the document alone; what would be printed goes to stderr.
     to_stdout = args.json == "-" or (args.html is not None and html_out is None)
     say = sys.stderr if to_stdout else sys.stdout

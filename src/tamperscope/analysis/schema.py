@@ -26,7 +26,12 @@ SCHEMA_VERSION = 11
 
 
 class StoreError(Exception):
-    """The store cannot be used as asked (missing, locked, newer than this code)."""
+    """The store cannot be used as asked (missing, locked, newer than this code). ``serving``: when another
+    process holds it and that process is `tamperscope serve`, the address it serves on (its report is there)."""
+
+    def __init__(self, message: str, serving: str | None = None) -> None:
+        super().__init__(message)
+        self.serving = serving
 
 
 MEASUREMENT_SCHEMA = pa.schema([

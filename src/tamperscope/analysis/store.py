@@ -135,6 +135,40 @@ def _whole(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 _DUCKDB_MAGIC = b"DUCK"  # a DuckDB file's main header: an 8-byte checksum, then these four bytes
 
 
+def _argv(pid: str) -> list[str] | None:
+    """A process's command line, from /proc; None when it cannot be read."""
+    try:
+        return [a for a in Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace").split("\0") if a]
+    except OSError:
+        return None
+
+
+def _as_ours(argv: list[str]) -> list[str]:
+    """``python -m tamperscope …`` and ``.venv/bin/tamperscope …`` both as ``tamperscope …`` (else as given)."""
+    for i, arg in enumerate(argv):
+        if os.path.basename(arg) == "tamperscope" or (arg == "tamperscope" and i and argv[i - 1] == "-m"):
+            return ["tamperscope", *argv[i + 1:]]
+    return argv
+
+
+def _serving(message: str) -> str | None:
+    """"http://127.0.0.1:8080" when the process DuckDB's lock error names is `tamperscope serve` (from its
+    --host and --port, or their defaults; a wildcard host read as this machine); else None."""
+    match = re.search(r"\(PID (\d+)\)", message)
+    argv = _as_ours(_argv(match.group(1)) or []) if match else []
+    if argv[:2] != ["tamperscope", "serve"]:
+        return None
+    given = {"--host": "127.0.0.1", "--port": "8080"}
+    for i, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        if name in given:
+            given[name] = value if eq else (argv[i + 1] if i + 1 < len(argv) else given[name])
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(given["--host"], given["--host"])
+    if not given["--port"].isdigit() or not all(c.isalnum() or c in ".:-" for c in host):
+        return None
+    return f"http://{f'[{host}]' if ':' in host else host}:{given['--port']}"
+
+
 def _holder(message: str) -> str:
     """" (PID 123: tamperscope serve --db x.duckdb)" from DuckDB's lock error, which names the holding
     process's PID; its command line from /proc when it can be read (else the PID alone, or nothing)."""
@@ -142,19 +176,13 @@ def _holder(message: str) -> str:
     if not match:
         return ""
     pid = match.group(1)
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace").split("\0")
-    except OSError:
+    argv = _argv(pid)
+    if argv is None:
         return f" (PID {pid})"
-    argv = [a for a in argv if a]
-    # `python -m tamperscope …` and `.venv/bin/tamperscope …` both read as `tamperscope …`
-    for i, arg in enumerate(argv):
-        if os.path.basename(arg) == "tamperscope" or (arg == "tamperscope" and i and argv[i - 1] == "-m"):
-            argv = ["tamperscope", *argv[i + 1:]]
-            break
-    else:
-        argv[:1] = [os.path.basename(argv[0])] if argv else []
-    command = " ".join(argv)
+    named = _as_ours(argv)
+    if named is argv and argv:  # not ours: the program's name without its directory
+        named = [os.path.basename(argv[0]), *argv[1:]]
+    command = " ".join(named)
     command = command if len(command) <= 200 else command[:199] + "…"
     command = "".join(c if c.isprintable() else "?" for c in command)
     return f" (PID {pid}: {command})" if command else f" (PID {pid})"
@@ -282,7 +310,8 @@ class Store:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if "lock" in first.lower():
                 raise StoreError(f"the store {self.path} is in use by another process{_holder(first)}; a store opens"
-                                 " in one process at a time: stop that one, or use another --db") from exc
+                                 " in one process at a time: stop that one, or use another --db",
+                                 serving=_serving(first)) from exc
             raise StoreError(f"cannot open the store {self.path}: {first}") from exc
         except duckdb.Error as exc:
             raise StoreError(f"cannot open the store {self.path}: {str(exc).splitlines()[0]}") from exc
