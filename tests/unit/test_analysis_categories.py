@@ -140,6 +140,21 @@ def test_a_list_given_again_replaces_the_one_of_its_name(tmp_path: Path) -> None
         s.close()
 
 
+def test_the_parquet_export_carries_each_verdicts_category_and_the_lists(store: Store, tmp_path: Path) -> None:
+    import duckdb
+
+    counts = store.export_parquet(tmp_path / "out")
+    assert counts["verdicts"] == len(MEASURED) and counts["test_lists"] == 7
+    con = duckdb.connect()
+    got = dict(((d, cc), code) for d, cc, code in con.execute(
+        f"SELECT DISTINCT domain, probe_cc, category_code FROM read_parquet('{tmp_path}/out/verdicts/*/*/*.parquet', "
+        "hive_partitioning = true)").fetchall())
+    assert got == EXPECTED
+    lists = con.execute(f"SELECT list, cc, count(*) FROM '{tmp_path}/out/test_lists.parquet' GROUP BY ALL "
+                        "ORDER BY 1").fetchall()
+    assert lists == [("global.csv", "ZZ", 5), ("tm.csv", "TM", 2)]
+
+
 def test_a_store_without_lists_has_no_categories_and_says_why_a_category_matches_nothing(tmp_path: Path) -> None:
     s = Store(tmp_path / "s.duckdb")
     try:

@@ -417,7 +417,8 @@ def test_a_re_export_replaces_the_old_one_and_keeps_other_files(tmp_path: Path) 
         assert rows == [("2024-03-01", "DE", 10)], (table, rows)  # nothing left of the first export
     assert (out / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in out.iterdir()) == ["measurements", "notes.txt", "observations",
-                                                     "rejections.parquet", "rules", "runs.parquet", "verdicts"]
+                                                     "rejections.parquet", "rules", "runs.parquet", "test_lists.parquet",
+                                                     "verdicts"]
 
 
 # --------------------------------------------------------------------------- aggregates

@@ -51,6 +51,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tamperscope.analysis.categories import category_sql
 from tamperscope.analysis.confidence import insert_verdicts, promote
 from tamperscope.analysis.observations import SCHEMA as OBSERVATION_SCHEMA
 from tamperscope.analysis.reader import FileDone, Rejection
@@ -850,7 +851,8 @@ class Store:
         out.mkdir(parents=True, exist_ok=True)
         queries = {
             "measurements": "SELECT * FROM measurements",
-            "verdicts": "SELECT * FROM verdicts",
+            # each verdict with its site's category as the store's test lists file it (NULL: in no list)
+            "verdicts": f"SELECT *, {category_sql()} AS category_code FROM verdicts",
             "observations": """SELECT o.*, m.day, m.probe_cc FROM observations o
                                JOIN measurements m USING (measurement_uid)""",
             "rules": """SELECT r.*, m.day, m.probe_cc FROM rules r JOIN measurements m USING (measurement_uid)""",
@@ -870,7 +872,7 @@ class Store:
                 else:
                     (staging / name).mkdir()  # an empty table replaces an old export's rows too
                 made.append(name)
-            for name in ("rejections", "runs"):  # no day or country of their own
+            for name in ("rejections", "runs", "test_lists"):  # no day or country of their own
                 row = cur.execute(f"SELECT count(*) FROM {name}").fetchone()
                 counts[name] = int(row[0]) if row else 0
                 cur.execute(f"COPY {name} TO '{_sql_path(staging / (name + '.parquet'))}' (FORMAT parquet)")
@@ -887,7 +889,7 @@ class Store:
 
 
 EXPORT_TABLES = ("measurements", "verdicts", "observations", "rules")  # DIR/<table>/day=.../probe_cc=.../
-EXPORT_FILES = ("rejections.parquet", "runs.parquet")
+EXPORT_FILES = ("rejections.parquet", "runs.parquet", "test_lists.parquet")
 
 
 def _not_an_export(out: Path) -> Path | None:
