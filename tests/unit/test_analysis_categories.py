@@ -209,6 +209,8 @@ def test_the_cli_keeps_lists_and_refuses_bad_ones_in_one_line(tmp_path: Path) ->
         r = _run("analyze", "--db", db, "--test-list", str(path))
         assert r.returncode == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, (name, r.stderr)
     for args, says in ((["analyze", "--db", db], "or --test-list FILE"),
+                       (["analyze", "--db", db, "--test-list", str(tm_csv), "--jsonl", str(tmp_path / "v.jsonl")],
+                        "--jsonl writes the verdicts of the measurements analysed"),
                        (["analyze", "--db", db, "--test-list", str(tmp_path / "none.csv")], "cannot read"),
                        (["analyze", "--db", db, "--test-list", str(global_csv), "--test-list", str(global_csv)],
                         "two lists named global.csv"),

@@ -200,6 +200,8 @@ def analyze_command(args: argparse.Namespace) -> int:
     if not args.paths:
         if not lists:
             raise UsageError("give the measurement files or directories to analyse (PATH), or --test-list FILE")
+        if args.jsonl:
+            raise UsageError("--jsonl writes the verdicts of the measurements analysed: give them (PATH)")
         return _store_lists(args.db, lists)
     if args.scheduler is not None:
         _check_scheduler(args.scheduler)
