@@ -148,6 +148,7 @@ def _mixed(p: dict[str, int]) -> dict[str, dict[str, Any]]:
     }
 
 
+@pytest.mark.wallclock  # obfs4 handshakes within FAST's 1 s: not among the low-priority tests (scripts/test.sh)
 def test_each_protocol_is_measured_as_ooni_says(tmp_path: Path) -> None:
     m = _run(tmp_path, _mixed)
     tk = m["test_keys"]
@@ -351,6 +352,7 @@ async def _hangs_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) 
     await writer.drain()
 
 
+@pytest.mark.wallclock  # obfs4 handshakes within FAST's 1 s: not among the low-priority tests (scripts/test.sh)
 def test_a_hostile_obfs4_server_is_a_bounded_failure(tmp_path: Path) -> None:
     """Noise without end stops at obfs4's 8 KiB cap (a failure of its own, not the timeout's), and a server that
     hangs up half-way is an EOF."""
@@ -384,6 +386,7 @@ obfs4 [2001:db8::9]:8443 cert={CERT} iat-mode=1
 
 
 
+@pytest.mark.wallclock  # obfs4 handshakes within FAST's 1 s: not among the low-priority tests (scripts/test.sh)
 def test_bridges_given_as_lines_are_measured_and_scrubbed(tmp_path: Path) -> None:
     ca = TestCA(tmp_path, "a bridge's self-signed certificate")
 
