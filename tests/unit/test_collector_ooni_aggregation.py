@@ -156,3 +156,5 @@ def test_more_rows_than_allowed_is_refused_not_cut(client: SyncClient) -> None:
     with pytest.raises(aggregates.SliceError, match="more than 3 rows: narrow the selection"):
         aggregates.counts_by(reader, aggregates.Slice(), ["domain", "probe_asn"], most=3)
     assert aggregates.counts_by(reader, aggregates.Slice(), ["domain", "probe_asn"], most=len(full)) == full
+    with pytest.raises(aggregates.SliceError, match="time_grain must be one of"):  # it is written into the SQL
+        aggregates.counts_by(reader, aggregates.Slice(), ["measurement_start_day"], "day'); DROP TABLE verdicts; --")

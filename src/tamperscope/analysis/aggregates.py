@@ -484,6 +484,8 @@ def counts_by(store: Store, selection: Slice, axes: Sequence[str] = (), grain: s
     the same axis twice, or more than ``most`` rows."""
     if len(axes) > 2 or len(set(axes)) < len(axes):
         raise SliceError("axis_x and axis_y must be two different axes")
+    if grain not in TIME_GRAINS:  # it is written into the SQL
+        raise SliceError(f"time_grain must be one of {', '.join(TIME_GRAINS)}")
     columns = []
     for axis in axes:
         if axis == TIME_AXIS:
@@ -530,7 +532,7 @@ AGGREGATES: dict[str, Callable[..., list[dict[str, Any]]]] = {
 
 
 __all__ = [
-    "AGGREGATES", "AXES", "TIME_AXIS", "TIME_GRAINS", "Filters", "Slice", "SliceError", "blocking_rules", "blockpages", "categorised", "changes", "domain_network",
-    "mechanism_country", "per_category", "per_country", "per_domain", "per_mechanism", "per_network", "per_test",
-    "counts_by", "signatures", "time_grain", "timeline", "totals",
+    "AGGREGATES", "AXES", "TIME_AXIS", "TIME_GRAINS", "Filters", "Slice", "SliceError", "blocking_rules", "blockpages",
+    "categorised", "changes", "counts_by", "domain_network", "mechanism_country", "per_category", "per_country",
+    "per_domain", "per_mechanism", "per_network", "per_test", "signatures", "time_grain", "timeline", "totals",
 ]

@@ -8,7 +8,8 @@ to show (an unknown country, network, domain or measurement: 404).
 Pages:
 
 * `home`: totals, recent anomalies, countries, networks, most blocked domains, sites by category (from
-  the store's test lists), tests (apps and circumvention tools too), the messaging apps network by network, mechanisms, the timeline;
+  the store's test lists), tests (apps and circumvention tools too), the messaging apps network by network,
+  mechanisms, the timeline;
 * `area` (country, network, domain): the same, narrowed, plus what changed
   (sites blocked or unblocked on a network), equipment signatures and located hops;
 * `measurement`: the envelope, the verdict and the evidence (`evidence.py`);
