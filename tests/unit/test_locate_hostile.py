@@ -371,6 +371,8 @@ def _scenario_reset_before_trigger() -> dict[str, Any]:
     return out
 
 
+@pytest.mark.wallclock  # the server's reset must land within locate's settle window (a few ms): not among the
+# low-priority tests (scripts/test.sh)
 @needs_netns
 def test_a_connection_reset_before_its_trigger_answers_nothing_about_the_ttl() -> None:
     out = _in_netns("reset_before_trigger")
