@@ -110,11 +110,15 @@ def test_category_measures_only_those_entries_of_a_test_list(lab_factory, tmp_pa
                    "https://facebook.com/,GRP,,2014-04-15,citizenlab,\n")
     out = tmp_path / "m.jsonl"
     res = probe("web_connectivity", "--list", str(lst), "--category", "news,humr", "-i", "https://signal.org/",
-                "-o", str(out))
+                "-o", str(out), "--summary")
     assert res.returncode == 0, res.stderr
     assert sorted(m["input"] for m in read(out)) == ["http://www.bbc.com/", "https://signal.org/",
                                                      "https://www.amnesty.org/"]
     assert "web_connectivity on 3 input(s)" in res.stderr
+    # --summary sums them up by category too (nothing is blocked in the `none` lab): the --input URL in no list
+    table = res.stdout.split("\n\n", 1)[1].splitlines()
+    assert [line.rsplit(None, 2) for line in table[2:]] == [
+        ["Human Rights Issues (HUMR)", "1", "0"], ["News Media (NEWS)", "1", "0"], ["Not in a test list", "1", "0"]]
     wrong = probe("web_connectivity", "--list", str(lst), "--category", "NEWS,LGBT", "-o", str(tmp_path / "w.jsonl"))
     assert wrong.returncode == 2 and not (tmp_path / "w.jsonl").exists()
     assert wrong.stderr == ("tamperscope: --category LGBT: no entry of the list is of this category; the list holds: "

@@ -11,7 +11,7 @@ import ssl
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from .. import nettests
 from ..cli import UsageError
 from ..model.asn import EMPTY, MAX_TABLE, AsnTable
+from ..model.categories import NAMES, category_name
 from ..model.inputs import (
     MAX_LIST,
     BadInput,
@@ -132,7 +133,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     """The options every measuring command ends with (run, remote): consent, progress, summary, submission."""
     p.add_argument("--yes", "-y", action="store_true", help="give informed consent without the prompt (automation)")
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
-    p.add_argument("--summary", action="store_true", help="print a table by mechanism at the end")
+    p.add_argument("--summary", action="store_true",
+                   help="print a table by mechanism at the end (and, for a --list with categories, by Citizen Lab "
+                        "category: sites measured and blocked)")
     p.add_argument("--max-runtime", type=float, default=None, metavar="S",
                    help="start no measurement after S seconds (as OONI Probe's max runtime), finishing those under "
                         "way; what is left is said, and the same command measures it next (the output resumes); "
@@ -202,6 +205,7 @@ class Settings:
     tor_network: TorNetwork | None = None  # vanilla_tor's network, when not Tor's own
     tor_bridges: TorBridges | None = None  # vanilla_tor's bridges (secrets: never recorded)
     wireguard: WgConfig | None = None  # the wireguard nettest's client configuration (keys: never recorded)
+    categories: dict[str, str] = field(default_factory=dict)  # a --list entry's Citizen Lab category, by URL
 
 
 def settings(args: argparse.Namespace) -> Settings:
@@ -260,7 +264,8 @@ def settings(args: argparse.Namespace) -> Settings:
     tor_network = _tor_network(args, nettest)
     tor_bridges = _tor_bridges(args, nettest)
     wg = _wireguard(args, nettest)
-    inputs = _inputs(args, nettest, backend, [wg.input_of(p) for p in wg.peers] if wg else ())
+    categories: dict[str, str] = {}
+    inputs = _inputs(args, nettest, backend, [wg.input_of(p) for p in wg.peers] if wg else (), categories)
     if wg is not None:
         for i in inputs:  # each -i must be a peer's endpoint: the keys to use are that peer's
             try:
@@ -274,7 +279,7 @@ def settings(args: argparse.Namespace) -> Settings:
                     network_events=not args.no_network_events, quic=not args.no_quic,
                     strategies=_strategies(args.strategies, nettest), stun=stun, telegram_dcs=telegram_dcs,
                     tor_targets=tor_targets, tor_network=tor_network, tor_bridges=tor_bridges,
-                    wireguard=wg)
+                    wireguard=wg, categories=categories)
 
 
 @dataclass(frozen=True)
@@ -544,12 +549,13 @@ def _categories(value: str) -> list[str]:
 
 
 def _inputs(args: argparse.Namespace, nettest: Any, backend: str | None,
-            defaults: Sequence[str] = ()) -> list[str | None]:
+            defaults: Sequence[str] = (), categories: dict[str, str] | None = None) -> list[str | None]:
     """Every input from --input and --list, each checked as the nettest will read it; the first bad one is
-    named (with its file and line) before anything runs: a bad line 201 must not stop a run at 188."""
+    named (with its file and line) before anything runs: a bad line 201 must not stop a run at 188.
+    ``categories`` gets each list entry's Citizen Lab category (the first list to name a URL says)."""
     items: list[str] = []
 
-    def check(value: str, where: str) -> None:
+    def check(value: str, where: str, category: str | None = None) -> None:
         try:
             check_input(nettest, value, backend=backend)
             if nettest.NAME == "web_connectivity":  # recorded as a list entry is: a rerun and a resume agree
@@ -557,6 +563,8 @@ def _inputs(args: argparse.Namespace, nettest: Any, backend: str | None,
         except (NettestError, BadInput) as e:
             raise UsageError(f"{where}{e}") from None
         items.append(value)
+        if category and categories is not None:
+            categories.setdefault(value, category.upper())
 
     if args.category and nettest.NAME != "web_connectivity":
         raise UsageError("--category picks a test list's websites by their category: it is for web_connectivity")
@@ -576,7 +584,7 @@ def _inputs(args: argparse.Namespace, nettest: Any, backend: str | None,
                 raise UsageError(str(e)) from None
             for n, (entry, kept) in enumerate(zip(entries, keep), 1):  # numbered as in the whole list
                 if kept:
-                    check(entry.url, f"{path}: entry {n}: ")
+                    check(entry.url, f"{path}: entry {n}: ", entry.category_code)
             continue
         try:
             values = list_entries(text, str(path))  # a Citizen Lab CSV's first column, or the whole line
@@ -833,16 +841,16 @@ def _measure(args: argparse.Namespace, s: Settings, engine: Engine, out: Any, la
     if not drive(work, submit, ctx.ca_bundle, out, label, s.resume.regular, progress):
         return 1
     return conclude(stats, args.summary, s.output is not None, label, "input(s) could not be measured",
-                    max_runtime=args.max_runtime, resumes=s.resume.regular)
+                    max_runtime=args.max_runtime, resumes=s.resume.regular, categories=s.categories)
 
 
 def conclude(stats: RunStats, summary: bool, to_file: bool, label: str, missing: str, *,
-             max_runtime: float | None = None, resumes: bool = True) -> int:
+             max_runtime: float | None = None, resumes: bool = True, categories: dict[str, str] | None = None) -> int:
     """The end of a measuring command: the summary table if asked (on stdout unless the measurements went
     there), what --max-runtime left unmeasured, and 1 with one line when some measurements could not be made
     (they are tried again next run)."""
     if summary:
-        print(summary_table(stats), file=sys.stdout if to_file else sys.stderr)
+        print(summary_table(stats, categories), file=sys.stdout if to_file else sys.stderr)
     left = stats.total - stats.skipped - stats.done - stats.errors
     if max_runtime is not None and left > 0:
         print(f"tamperscope: --max-runtime {max_runtime:g} s reached: {left} measurement(s) not started"
@@ -1051,10 +1059,23 @@ def _loop_run(coro: Any) -> None:
     uvloop.run(coro)
 
 
-def summary_table(stats: Any) -> str:
+def summary_table(stats: Any, categories: dict[str, str] | None = None) -> str:
+    """By mechanism, with examples; then, when the inputs came from a test list with categories, by Citizen Lab
+    category: the sites measured and those found blocked (most blocked first; the inputs no list filed last)."""
     rows = sorted(stats.by_mechanism.items(), key=lambda kv: (kv[0] == "none", -kv[1], kv[0]))
     lines = [f"{'mechanism':16} {'count':>6}  examples", f"{'-' * 16} {'-' * 6}  {'-' * 40}"]
     for mech, n in rows:
         lines.append(f"{mech:16} {n:6d}  {', '.join(stats.examples.get(mech, [])[:3])}")
     lines.append(f"{'total':16} {sum(stats.by_mechanism.values()):6d}  blocked {stats.blocked}")
+    if categories and any(i in categories for i in stats.blocked_by_input):
+        by: dict[str | None, list[int]] = {}
+        for value, blocked in stats.blocked_by_input.items():
+            counts = by.setdefault(categories.get(value), [0, 0])
+            counts[0] += 1
+            counts[1] += blocked
+        names = [(code, category_name(code) + (f" ({code})" if code in NAMES else "")) for code in by]
+        width = max(len("category"), *(len(name) for _, name in names))
+        lines += ["", f"{'category':{width}} {'measured':>8} {'blocked':>7}", f"{'-' * width} {'-' * 8} {'-' * 7}"]
+        for code, name in sorted(names, key=lambda cn: (cn[0] is None, -by[cn[0]][1], -by[cn[0]][0], cn[1])):
+            lines.append(f"{name:{width}} {by[code][0]:8d} {by[code][1]:7d}")
     return "\n".join(lines)

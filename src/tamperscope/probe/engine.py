@@ -53,6 +53,7 @@ class RunStats:
     blocked: int = 0
     failures: int = 0
     errors: int = 0  # inputs that could not be measured at all: reported, not written
+    blocked_by_input: dict[str, bool] = field(default_factory=dict)  # each input measured: was it blocked?
 
     def add(self, m: dict[str, Any]) -> None:
         tk = m.get("test_keys") or {}
@@ -65,8 +66,10 @@ class RunStats:
             if mech != "none" and tk.get("x_evidence") else str(m.get("test_name") or ""))
         if len(ex) < 3 and example:
             ex.append(example)
-        if tk.get("blocking") not in (False, None):
-            self.blocked += 1
+        blocked = tk.get("blocking") not in (False, None)
+        self.blocked += blocked
+        if m.get("input"):
+            self.blocked_by_input[str(m["input"])] = blocked
         if tk.get("x_status") == "failure" or tk.get("blocking") is None and tk.get("accessible") is None:
             self.failures += 1
 

@@ -1,0 +1,48 @@
+"""`--summary`: the table by mechanism, then, for a run over a test list with categories, by Citizen Lab category."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tamperscope.probe.command import summary_table
+from tamperscope.probe.engine import RunStats
+
+
+def _m(url: str, mechanism: str | None, blocking: Any) -> dict[str, Any]:
+    return {"input": url, "test_name": "web_connectivity",
+            "test_keys": {"x_mechanism": mechanism, "blocking": blocking, "accessible": blocking is False}}
+
+
+MEASURED = [
+    _m("https://a.example/", "dns.poison", "dns"),
+    _m("https://b.example/", "tcp.rst", "tcp_ip"),
+    _m("https://c.example/", None, False),
+    _m("https://d.example/", "http.blockpage", "http-diff"),
+    _m("https://e.example/", None, False),
+    _m("https://f.example/", None, None),        # failed: not blocked
+]
+CATEGORIES = {"https://a.example/": "NEWS", "https://b.example/": "NEWS", "https://c.example/": "NEWS",
+              "https://d.example/": "HUMR", "https://e.example/": "XYZ"}  # f: given with -i, in no list
+
+
+def _stats() -> RunStats:
+    stats = RunStats(total=len(MEASURED))
+    for m in MEASURED:
+        stats.add(m)
+    return stats
+
+
+def test_a_run_over_a_categorised_list_is_summed_up_by_category_too() -> None:
+    text = summary_table(_stats(), CATEGORIES)
+    mechanisms, categories = text.split("\n\n")
+    assert mechanisms.splitlines()[-1].split() == ["total", "6", "blocked", "3"]
+    rows = [line.rsplit(None, 2) for line in categories.splitlines()[2:]]
+    # most blocked first; a code Citizen Lab does not name is shown as it is; the inputs in no list last
+    assert rows == [["News Media (NEWS)", "3", "2"], ["Human Rights Issues (HUMR)", "1", "1"], ["XYZ", "1", "0"],
+                    ["Not in a test list", "1", "0"]]
+    assert categories.splitlines()[0].split() == ["category", "measured", "blocked"]
+
+
+def test_no_category_table_without_categories() -> None:
+    assert "category" not in summary_table(_stats())
+    assert "category" not in summary_table(_stats(), {"https://elsewhere.example/": "NEWS"})
