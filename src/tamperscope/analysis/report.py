@@ -30,7 +30,7 @@ from tamperscope.analysis import aggregates
 from tamperscope.analysis.aggregates import Filters
 from tamperscope.analysis.confidence import CONFIRM_MIN
 from tamperscope.analysis.store import Store
-from tamperscope.model.categories import NAMES, category_name
+from tamperscope.model.categories import category_label
 from tamperscope.model.location import signature_words
 from tamperscope.model.rules import describe as describe_rule
 from tamperscope.model.services import APPS, TOOLS
@@ -221,8 +221,7 @@ def categories_in_words(store: Any, filters: Filters | None) -> list[dict[str, A
     share of its sites with anomalies (``share``); empty when the store holds no test list."""
     rows = aggregates.per_category(store, filters)
     for row in rows:
-        code = row["category_code"]
-        row["category"] = category_name(code) + (f" ({code})" if code is not None and code in NAMES else "")
+        row["category"] = category_label(row["category_code"])
         row["share"] = _share(row["blocked_domain_count"], row["domain_count"])
     return rows
 

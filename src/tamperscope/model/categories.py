@@ -56,6 +56,12 @@ def category_name(code: str | None, named: dict[str, str] | None = None) -> str:
     return (named or {}).get(code) or NAMES.get(code) or code
 
 
+def category_label(code: str | None) -> str:
+    """A category as the tables show it: "News Media (NEWS)" for Citizen Lab's codes, another code as it is,
+    "Not in a test list" for None."""
+    return category_name(code) + (f" ({code})" if code is not None and code in NAMES else "")
+
+
 def normal_code(value: str) -> str:
     """``news`` -> "NEWS"; ValueError, in words, for anything but a few capitals, digits and underscores."""
     code = value.strip().upper()
@@ -71,4 +77,4 @@ def list_country(stem: str) -> str:
     return stem.upper() if len(stem) == 2 and stem.isascii() and stem.isalpha() else GLOBAL
 
 
-__all__ = ["GLOBAL", "NAMES", "category_name", "list_country", "normal_code"]
+__all__ = ["GLOBAL", "NAMES", "category_label", "category_name", "list_country", "normal_code"]

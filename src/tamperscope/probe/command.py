@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from .. import nettests
 from ..cli import UsageError
 from ..model.asn import EMPTY, MAX_TABLE, AsnTable
-from ..model.categories import NAMES, category_name
+from ..model.categories import category_label
 from ..model.inputs import (
     MAX_LIST,
     BadInput,
@@ -1073,7 +1073,7 @@ def summary_table(stats: Any, categories: dict[str, str] | None = None) -> str:
             counts = by.setdefault(categories.get(value), [0, 0])
             counts[0] += 1
             counts[1] += blocked
-        names = [(code, category_name(code) + (f" ({code})" if code in NAMES else "")) for code in by]
+        names = [(code, category_label(code)) for code in by]
         width = max(len("category"), *(len(name) for _, name in names))
         lines += ["", f"{'category':{width}} {'measured':>8} {'blocked':>7}", f"{'-' * width} {'-' * 8} {'-' * 7}"]
         for code, name in sorted(names, key=lambda cn: (cn[0] is None, -by[cn[0]][1], -by[cn[0]][0], cn[1])):
