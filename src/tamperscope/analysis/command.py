@@ -196,13 +196,14 @@ def analyze_command(args: argparse.Namespace) -> int:
                          "workers help")
     if args.scheduler is not None and args.engine != "dask":
         raise UsageError("--scheduler needs --engine dask")
-    lists = _test_lists(args.test_lists or [])
     if not args.paths:
-        if not lists:
+        if not args.test_lists:
             raise UsageError("give the measurement files or directories to analyse (PATH), or --test-list FILE")
         if args.jsonl:
             raise UsageError("--jsonl writes the verdicts of the measurements analysed: give them (PATH)")
-        return _store_lists(args.db, lists)
+        print(f"store: {keep_test_lists(args.db, args.test_lists)}")
+        return 0
+    lists = _test_lists(args.test_lists or [])
     if args.scheduler is not None:
         _check_scheduler(args.scheduler)
     _check_days(args)
@@ -378,24 +379,27 @@ def _test_lists(paths: list[Path]) -> list[TestList]:
         raise UsageError(str(exc)) from None
 
 
-def _keep_lists(store: Store, lists: list[TestList]) -> None:
+def _keep_lists(store: Store, lists: list[TestList], quiet: bool = False) -> None:
     from tamperscope.analysis.report import counted
 
     store_lists(store.con, lists)
-    for tl in lists:
+    for tl in [] if quiet else lists:
         where = "every country" if tl.cc == GLOBAL else tl.cc
         entries = counted(len(tl.entries), "entry", "entries")
         print(f"test list {tl.name}: {entries}, {tl.categorised:,} with a category, for {where}")
 
 
-def _store_lists(db: Path | None, lists: list[TestList]) -> int:
+def keep_test_lists(db: Path | None, paths: list[Path], quiet: bool = False) -> Path:
+    """``--test-list`` without measurements (`analyze`, and `serve` before it starts): the lists read and checked,
+    then kept in the store, each said in a line unless ``quiet``; a usage error for a bad list or a store that
+    cannot be opened. Returns the store's path."""
+    lists = _test_lists(paths)
     store = _open(db, create=True)
     try:
-        _keep_lists(store, lists)
+        _keep_lists(store, lists, quiet)
     finally:
         store.close()
-    print(f"store: {store.path}")
-    return 0
+    return store.path
 
 
 def summary(stats: WriteStats, elapsed: float, db: Path, selection: str | None = None) -> str:

@@ -71,8 +71,10 @@ def run(args: argparse.Namespace) -> int:
     proxies = _networks(args.trusted_proxy) if args.trusted_proxy else None
     token = _admin_token(args.admin_token_file) if args.admin_token_file is not None else None
     db = args.db or default_db_path()
-    if args.test_lists:
-        _keep_lists(db, args.test_lists, quiet=args.quiet)
+    if args.test_lists:  # kept in the store before the server opens it
+        from tamperscope.analysis.command import keep_test_lists
+
+        keep_test_lists(db, args.test_lists, quiet=args.quiet)
     try:
         settings = settings_from_env(
             db, host, args.port, admin_token=token,
@@ -91,26 +93,6 @@ def run(args: argparse.Namespace) -> int:
         return exc.exit_code
     except ServeError as exc:
         raise UsageError(str(exc)) from None
-
-
-def _keep_lists(db: Path, paths: list[Path], quiet: bool) -> None:
-    """``--test-list``: the lists read and checked, then kept in the store (which the server opens next)."""
-    from tamperscope.analysis.categories import read_test_lists, store_lists
-    from tamperscope.analysis.store import Store, StoreError
-    from tamperscope.cli import UsageError
-    from tamperscope.model.inputs import BadInput
-
-    try:
-        lists = read_test_lists(paths)
-    except BadInput as exc:
-        raise UsageError(str(exc)) from None
-    try:
-        with Store(db, create=True, background=False) as store:
-            store_lists(store.con, lists)
-    except StoreError as exc:
-        raise UsageError(str(exc)) from None
-    if not quiet:
-        print(f"test lists kept in {db}: {', '.join(f'{tl.name} ({len(tl.entries):,})' for tl in lists)}")
 
 
 def _admin_token(path: Path) -> str:
