@@ -334,3 +334,14 @@ def test_remote_category_measures_only_those_list_entries(lab, tmp_path) -> None
     assert res.returncode == 0, res.stderr
     (m,) = read(out)
     assert m["input"] == "inject.example" and m["test_keys"]["x_mechanism"] == "dns.injection"
+    # --summary sums the sites up by their category too; each domain by the list's entry for it, through two
+    # vantages (the ISP's resolver and the lab's public one: only the first is inside the censored country)
+    out = tmp_path / "dns-all.jsonl"
+    res = remote("dns", "-V", A.ISP_RESOLVER, "-V", A.PUBLIC_RESOLVER, "-l", str(lst), "--category", "news,comm",
+                 "--summary", "-o", str(out), timeout=120)
+    assert res.returncode == 0, res.stderr
+    measured = {(m["test_keys"]["vantage"], m["input"]): m["test_keys"]["x_mechanism"] for m in read(out)}
+    assert measured == {(A.ISP_RESOLVER, "inject.example"): "dns.injection", (A.ISP_RESOLVER, "example.org"): "none",
+                        (A.PUBLIC_RESOLVER, "inject.example"): "none", (A.PUBLIC_RESOLVER, "example.org"): "none"}
+    table = res.stdout.split("\n\n")[1].splitlines()
+    assert [line.rsplit(None, 2) for line in table[2:]] == [["News Media (NEWS)", "1", "1"], ["E-commerce (COMM)", "1", "0"]]

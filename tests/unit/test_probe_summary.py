@@ -46,3 +46,16 @@ def test_a_run_over_a_categorised_list_is_summed_up_by_category_too() -> None:
 def test_no_category_table_without_categories() -> None:
     assert "category" not in summary_table(_stats())
     assert "category" not in summary_table(_stats(), {"https://elsewhere.example/": "NEWS"})
+
+
+def test_a_domain_measured_through_several_vantages_is_one_site_blocked_if_any_found_it_blocked() -> None:
+    """remote measures each domain through each vantage: the category table counts sites, not measurements, and a
+    site is blocked when any vantage's measurement says so, whichever came last."""
+    stats = RunStats(total=5)
+    for m in [_m("a.example", "dns.injection", "dns"), _m("a.example", None, False),
+              _m("b.example", None, False), _m("b.example", None, False), _m("c.example", None, None)]:
+        stats.add(m)
+    assert stats.blocked_by_input == {"a.example": True, "b.example": False, "c.example": False}
+    rows = [line.rsplit(None, 2) for line in summary_table(stats, {"a.example": "NEWS", "b.example": "NEWS",
+                                                                   "c.example": "HUMR"}).split("\n\n")[1].splitlines()[2:]]
+    assert rows == [["News Media (NEWS)", "2", "1"], ["Human Rights Issues (HUMR)", "1", "0"]]

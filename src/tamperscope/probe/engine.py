@@ -53,7 +53,8 @@ class RunStats:
     blocked: int = 0
     failures: int = 0
     errors: int = 0  # inputs that could not be measured at all: reported, not written
-    blocked_by_input: dict[str, bool] = field(default_factory=dict)  # each input measured: was it blocked?
+    # each input measured: was it found blocked (by any of its measurements: remote measures one through many vantages)
+    blocked_by_input: dict[str, bool] = field(default_factory=dict)
 
     def add(self, m: dict[str, Any]) -> None:
         tk = m.get("test_keys") or {}
@@ -69,7 +70,8 @@ class RunStats:
         blocked = tk.get("blocking") not in (False, None)
         self.blocked += blocked
         if m.get("input"):
-            self.blocked_by_input[str(m["input"])] = blocked
+            key = str(m["input"])
+            self.blocked_by_input[key] = self.blocked_by_input.get(key, False) or blocked
         if tk.get("x_status") == "failure" or tk.get("blocking") is None and tk.get("accessible") is None:
             self.failures += 1
 

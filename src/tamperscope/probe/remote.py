@@ -20,7 +20,7 @@ import ipaddress
 import os
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -154,6 +154,7 @@ class Settings:
     options: dict[str, Any]
     timeout: float
     submit: str | None
+    categories: dict[str, str] = field(default_factory=dict)  # a --list entry's Citizen Lab category, by domain
 
 
 def resume_key(vantage: str, domain: str) -> str:
@@ -199,7 +200,8 @@ def settings(args: argparse.Namespace) -> Settings:
         allow.append(LAB_NET)
     submit = _submit_url(args)
     vantages = _vantages(args)
-    inputs = _inputs(args, nettest)
+    categories: dict[str, str] = {}
+    inputs = _inputs(args, nettest, categories)
     output, resume = _output(args, nettest)
     options: dict[str, Any] = {"control_domain": control, "allow": tuple(allow),
                                "network_events": not args.no_network_events}
@@ -216,7 +218,7 @@ def settings(args: argparse.Namespace) -> Settings:
         options["protocols"] = tuple(dict.fromkeys(args.protocol))
     return Settings(nettest=nettest, vantages=vantages, inputs=inputs, output=output, resume=resume,
                     trusted=trusted, ca_bundle=ca, asn_table=table, cc=cc, options=options, timeout=args.timeout,
-                    submit=submit)
+                    submit=submit, categories=categories)
 
 
 def _network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -257,14 +259,18 @@ def _first_column(text: str, path: Path, headers: tuple[str, ...]) -> list[tuple
         raise UsageError(str(e)) from None
 
 
-def _inputs(args: argparse.Namespace, nettest: ModuleType) -> list[str]:
+def _inputs(args: argparse.Namespace, nettest: ModuleType, categories: dict[str, str] | None = None) -> list[str]:
+    """The domains to measure, each once. ``categories`` gets each list entry's Citizen Lab category, by domain (the
+    first list entry to name a domain says), for --summary."""
     items: list[str] = []
 
-    def check(value: str, where: str) -> None:
+    def check(value: str, where: str, category: str | None = None) -> None:
         try:
             items.append(domain_name(value, nettest.NAME))
         except NettestError as e:
             raise UsageError(f"{where}{e}") from None
+        if category and categories is not None:
+            categories.setdefault(items[-1], category)
 
     pick = category_pick(args)
     for i in args.input:
@@ -273,14 +279,14 @@ def _inputs(args: argparse.Namespace, nettest: ModuleType) -> list[str]:
         text = _read_bounded(path, MAX_LIST, "list")
         entries = _list_entries(text, path)
         try:
+            codes = categories_by_line(text, str(path)) if pick or categories is not None else {}
             if pick:
-                codes = categories_by_line(text, str(path))
                 entries = [e for e, kept in zip(entries, pick.keep([codes.get(n) for n, _ in entries], str(path)))
                            if kept]
         except BadInput as e:
             raise UsageError(str(e)) from None
         for n, value in entries:
-            check(value, f"{path}: line {n}: ")
+            check(value, f"{path}: line {n}: ", codes.get(n))
     checked(pick)
     if not items:
         raise UsageError(f"remote {args.kind} needs --input or --list")
@@ -421,4 +427,4 @@ def run(args: argparse.Namespace) -> int:
         if sniffer is not None:
             sniffer.close()
     return conclude(stats, args.summary, s.output is not None, label, "measurement(s) could not be made",
-                    max_runtime=args.max_runtime, resumes=s.resume.regular)
+                    max_runtime=args.max_runtime, resumes=s.resume.regular, categories=s.categories)
