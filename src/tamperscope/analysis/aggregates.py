@@ -414,6 +414,24 @@ def per_category(store: Store, filters: Filters | None = None) -> list[dict[str,
     return _plain(query_rows(store.cursor(), sql, params))
 
 
+def category_countries(store: Store, filters: Filters | None = None) -> list[dict[str, Any]]:
+    """The Citizen Lab categories the measurements selected are filed under (a site's page: most often one), each
+    with the countries whose measurements it files (``countries``, sorted) and their count, most measurements
+    first. A country's own list may file a site otherwise than the global list does (`analysis.categories`).
+    Empty when the store holds no test list; the measurements no list files are left out."""
+    if not categorised(store):
+        return []
+    where, params = (filters or Filters()).where()
+    sql = f"""
+        WITH f AS (SELECT probe_cc, {category_sql()} AS category_code FROM verdicts
+                   WHERE ({where}) AND domain IS NOT NULL)
+        SELECT category_code, list(DISTINCT probe_cc ORDER BY probe_cc) AS countries,
+               count(*) AS measurement_count
+        FROM f WHERE category_code IS NOT NULL GROUP BY category_code
+        ORDER BY measurement_count DESC, category_code"""
+    return _plain(query_rows(store.cursor(), sql, params))
+
+
 # --------------------------------------------------------------------------- OONI's aggregation
 
 AXES: dict[str, str] = {  # an axis of OONI's /api/v1/aggregation -> its value, as SQL over verdicts
@@ -533,6 +551,6 @@ AGGREGATES: dict[str, Callable[..., list[dict[str, Any]]]] = {
 
 __all__ = [
     "AGGREGATES", "AXES", "TIME_AXIS", "TIME_GRAINS", "Filters", "Slice", "SliceError", "blocking_rules", "blockpages",
-    "categorised", "changes", "counts_by", "domain_network", "mechanism_country", "per_category", "per_country",
+    "categorised", "category_countries", "changes", "counts_by", "domain_network", "mechanism_country", "per_category", "per_country",
     "per_domain", "per_mechanism", "per_network", "per_test", "signatures", "time_grain", "timeline", "totals",
 ]

@@ -226,6 +226,15 @@ def categories_in_words(store: Any, filters: Filters | None) -> list[dict[str, A
     return rows
 
 
+def category_countries_in_words(store: Any, filters: Filters | None) -> list[dict[str, Any]]:
+    """`aggregates.category_countries` (a site's categories, each with the countries whose lists file it so), each
+    row with its category in words (``category``)."""
+    rows = aggregates.category_countries(store, filters)
+    for row in rows:
+        row["category"] = category_label(row["category_code"])
+    return rows
+
+
 CATEGORY_NOTE = ("A site's category is Citizen Lab's, from the test lists the store was given (tamperscope analyze "
                  "--test-list): the list of the measurement's country first, then the global list.")
 

@@ -30,6 +30,7 @@ from tamperscope.analysis.report import (
     apps_in_words,
     blockpages_in_words,
     categories_in_words,
+    category_countries_in_words,
     rules_in_words,
 )
 from tamperscope.collector.queries import MeasurementQuery, Reader, hops, known_values, list_measurements, ooni_row
@@ -147,7 +148,7 @@ def area(reader: Reader, kind: str, key: str) -> dict[str, Any] | None:
         page["network_name"] = first.get("probe_network_name")
         page["probe_cc"] = first.get("probe_cc")
     if kind == "domain":  # the site's category, as each country's list has it (most often one for all)
-        page["categories"] = [c for c in _categories(reader, f) if c["category_code"] is not None]
+        page["categories"] = category_countries_in_words(reader, f)
     else:
         page["domains"] = _agg(reader, "per_domain", f, limit=TOP)
         page["categories"] = _categories(reader, f, {column: key})
