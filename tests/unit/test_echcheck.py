@@ -114,6 +114,7 @@ def measure(port: int, input: str | None = None) -> tuple[dict[str, Any], float]
     return tk, time.monotonic() - t0
 
 
+@pytest.mark.wallclock  # bounds the time a hostile server may take, within its timeout
 @pytest.mark.parametrize("on_ech,mechanism,status,failure", [
     (None, "none", "ok", None),
     (reset, "tls.rst", "anomaly", "connection_reset"),

@@ -556,6 +556,7 @@ def test_a_reply_from_another_port_is_never_taken() -> None:
         forger.close()
 
 
+@pytest.mark.wallclock  # bounds the time a hostile server may take, within its timeout
 @pytest.mark.parametrize(("name", "body"), [("html", b"<html>blocked</html>"), ("50 MB", b"\x00" * 65536)])
 def test_doh_garbage_bodies_are_server_misbehaving(tmp_path: Path, name: str, body: bytes) -> None:
     """Already handled: an HTML blockpage, or a body of 50 MB (read up to the cap, then dropped)."""
@@ -663,6 +664,7 @@ def test_a_control_helper_answering_deep_json_cannot_make_the_measurement_unwrit
     srv.run(main())
 
 
+@pytest.mark.wallclock  # bounds the time a hostile server may take, within its timeout
 @pytest.mark.parametrize("mode", ["endless", "dripping"])
 def test_middlebox_nettests_read_a_hostile_echo_boundedly(mode: str) -> None:
     """Already handled: an echo backend that answers without end (fast, or a byte at a time)
