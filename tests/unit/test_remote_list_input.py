@@ -5,12 +5,16 @@ Run without --yes and without consent on record: a list let through would stop a
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tamperscope.nettests import remote_dns
+from tamperscope.probe import remote as remote_cmd
 
 
 def remote(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -58,3 +62,26 @@ def test_good_lists_still_pass_to_the_consent(tmp_path: Path) -> None:
     res = remote(tmp_path, "dns", "-l", "l.csv", "-l", "d.txt")
     assert res.returncode == 2 and "needs your informed consent" in res.stderr, res.stderr
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_record_whose_notes_hold_a_line_break_is_one_entry(tmp_path: Path) -> None:
+    """Citizen Lab's `notes` is free text, quoted when it holds a comma or a line break: the record is one entry,
+    numbered by the line it starts on, and --category picks it by that record's code (the continuation line was read
+    as a domain of its own, "second line", and refused)."""
+    (tmp_path / "l.csv").write_text(
+        "url,category_code,category_description,date_added,source,notes\n"
+        'https://a.example/,NEWS,News Media,2017-04-12,citizenlab,"first line\nsecond line, with a comma"\n'
+        "https://b.example/,HUMR,Human Rights Issues,2017-04-12,citizenlab,\n")
+    def inputs(*category: str) -> tuple[list[str], dict[str, str]]:
+        categories: dict[str, str] = {}
+        args = argparse.Namespace(input=[], list=[tmp_path / "l.csv"], category=list(category))
+        return remote_cmd._inputs(args, remote_dns, categories), categories
+
+    assert inputs() == (["a.example", "b.example"], {"a.example": "NEWS", "b.example": "HUMR"})
+    assert inputs("HUMR") == (["b.example"], {"b.example": "HUMR"})
+    res = remote(tmp_path, "dns", "-l", "l.csv")
+    assert res.returncode == 2 and "needs your informed consent" in res.stderr, res.stderr
+    (tmp_path / "bad.csv").write_text('url,notes\nhttps://a.example/,"never closed\nb.example,\n')
+    res = remote(tmp_path, "dns", "-l", "bad.csv")
+    assert res.returncode == 2 and "bad.csv: line 2: not valid CSV: a quote opened here is never closed" \
+        in res.stderr and res.stderr.count("\n") == 1, res.stderr

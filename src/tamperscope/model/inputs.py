@@ -185,21 +185,15 @@ def first_column(text: str, source: str = "list", headers: tuple[str, ...] = ("u
     """(line number, value) of each entry of a one-per-line list, or the first column of a CSV (a Citizen Lab
     test list): a UTF-8 byte-order mark, blank lines, ``#`` comments, a header row (its first cell one of
     `headers`, in any case) and rows with an empty first cell are skipped; a quoted cell is unquoted
-    (``"a.com","NEWS"``). The byte-order mark (Windows' Notepad writes one) was part of the first entry: a
-    name measured and recorded with it, a URL refused. BadInput, naming the line, for a quote never closed."""
+    (``"a.com","NEWS"``), and a record whose quoted cell holds a line break (Citizen Lab's ``notes``) is one
+    entry, numbered by the line it starts on, as `categories_by_line` numbers it. The byte-order mark (Windows'
+    Notepad writes one) was part of the first entry: a name measured and recorded with it, a URL refused.
+    BadInput, naming the line, for a quote never closed."""
+    lines = [(n, line.strip()) for n, line in enumerate(lines_of(text.removeprefix("\ufeff")), 1)
+             if line.strip() and not line.lstrip().startswith("#")]
     found: list[tuple[int, str]] = []
-    for n, line in enumerate(lines_of(text.removeprefix("\ufeff")), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        value = line.split(",", 1)[0]
-        if value.lstrip().startswith('"'):
-            try:
-                value = next(csv.reader([line], strict=True))[0]
-            except csv.Error as e:
-                why = "a quote opened here is never closed" if "end of data" in str(e) else str(e)
-                raise BadInput(f"{source}: line {n}: not valid CSV: {why}") from None
-        value = value.strip()
+    for n, row in _csv_rows(lines, source) if lines else ():
+        value = row[0].strip() if row else ""
         if value and value.lower() not in headers:
             found.append((n, value))
     return found
