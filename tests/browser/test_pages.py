@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.browser.harness import (
@@ -28,7 +29,8 @@ CHART_PAGES = ["/", "/country/RU", "/network/AS12389", "/domain/www.example.com"
 
 def all_pages(explorer: Explorer) -> list[str]:
     return [*CHART_PAGES, "/country/IT", f"/m/{explorer.xss_uid}", *(f"/m/{u}" for u in explorer.hostile_uids),
-            "/search", "/search?probe_cc=RU&outcome=anomaly", f"/search?domain={XSS_DOMAIN}", "/api"]
+            "/search", "/search?probe_cc=RU&outcome=anomaly", f"/search?domain={XSS_DOMAIN}", "/api",
+            "/chart", "/chart?axis_x=probe_asn&axis_y=mechanism", f"/chart?axis_x=input&domain={XSS_DOMAIN}"]
 
 
 def test_pages_render_without_errors_or_foreign_requests(guarded: tuple[Any, Guard], explorer: Explorer) -> None:
@@ -57,6 +59,37 @@ def test_pages_render_without_errors_or_foreign_requests(guarded: tuple[Any, Gua
     assert any(u.endswith("/static/plotly.css") for u in guard.requests)
     assert any("/body/" in u for u in guard.requests)
     guard.sandboxed.clear()
+
+
+def test_the_chart_page_draws_one_row_of_bars_per_value(guarded: tuple[Any, Guard], explorer: Explorer) -> None:
+    """OONI's MAT by day and country: a row of stacked bars per country, each labelled, under one legend; its
+    counts are the table's, and a cell's link finds as many measurements as it counts."""
+    page, guard = guarded
+    twin = httpx.get(f"{explorer.url}/chart.json?axis_y=probe_cc", timeout=30).json()
+    countries = {r["probe_cc"] for r in twin["rows"]}
+    assert len(countries) >= 2, countries
+    open_page(page, "/chart?axis_y=probe_cc")
+    chart = page.locator("#chart-counts")
+    assert chart.get_attribute("data-drawn") == "true"
+    labels = chart.locator("g.annotation-text-g text").all_text_contents()
+    assert sorted(labels) == sorted(countries), labels
+    assert chart.locator(".trace.bars .point path").count() >= len(countries)
+    assert sorted(chart.locator("g.legend g.traces text").all_text_contents()) == [
+        "anomaly", "confirmed", "failure", "ok"]
+    box = chart.bounding_box()
+    assert box and box["height"] >= 100 * len(countries), box
+    ticks = chart.locator("g.ytick text").all_text_contents()
+    assert ticks and not [t for t in ticks if re.fullmatch(r"[\d,]*\.\d+", t)], ticks
+    rows = page.locator("#chart-rows tbody tr")
+    assert rows.count() == len(twin["rows"])
+    link = rows.first.locator("td[data-label='Measured'] a")
+    counted = int(link.inner_text().replace(",", "").replace("\u202f", "").replace(" ", ""))
+    link.click()
+    page.wait_for_load_state("load")
+    assert page.url.startswith(explorer.url + "/search?")
+    shown = page.locator("#result-count").inner_text()
+    assert shown.startswith(f"{counted} measurement"), (counted, shown)
+    guard.check()
 
 
 def test_error_page_renders_too(guarded: tuple[Any, Guard]) -> None:

@@ -107,6 +107,7 @@ LISTS = [  # (page, where on it, payload text shown there)
     ("/domain/evil.example", "#hops", samples.PAYLOAD),                  # a located hop
     (f"/search?domain={XSS_DOMAIN}", "table.measurements", XSS_INPUT),
     ("/search?probe_cc=RU&outcome=anomaly", "table.measurements", XSS_INPUT),
+    (f"/chart?axis_x=input&domain={XSS_DOMAIN}", "#chart-rows", XSS_INPUT),  # the table of OONI's MAT
     ("/m/{hostile1}", "main h1", "https://<svg onload=window.__pwned=1>.example/"),
 ]
 
@@ -118,6 +119,21 @@ def test_every_list_shows_the_payloads_as_text(guarded: tuple[Any, Guard], explo
         if page.url != explorer.url + path:
             open_page(page, path)
         visible_text(page, where, text)
+        assert_inert(page, path)
+
+
+def test_a_chart_by_input_draws_the_hostile_input_as_typed(guarded: tuple[Any, Guard]) -> None:
+    """plotly draws a subset of HTML in its labels (<a href>, <b>) and decodes entities: the MAT chart's tick and
+    row labels show a measurement's input as typed, with no link and nothing run."""
+    page, _ = guarded
+    for path, labels in ((f"/chart?axis_x=input&domain={XSS_DOMAIN}", "g.xtick text"),
+                         (f"/chart?axis_y=input&domain={XSS_DOMAIN}", "g.annotation-text-g text")):
+        open_page(page, path)
+        chart = page.locator("#chart-counts")
+        assert chart.get_attribute("data-drawn") == "true", path
+        assert XSS_INPUT in chart.locator(labels).all_text_contents(), (path, chart.locator(labels)
+                                                                       .all_text_contents())
+        assert chart.locator("a").count() == 0, path
         assert_inert(page, path)
 
 

@@ -551,6 +551,7 @@ AGGREGATES: dict[str, Callable[..., list[dict[str, Any]]]] = {
 
 __all__ = [
     "AGGREGATES", "AXES", "TIME_AXIS", "TIME_GRAINS", "Filters", "Slice", "SliceError", "blocking_rules", "blockpages",
-    "categorised", "category_countries", "changes", "counts_by", "domain_network", "mechanism_country", "per_category", "per_country",
-    "per_domain", "per_mechanism", "per_network", "per_test", "signatures", "time_grain", "timeline", "totals",
+    "categorised", "category_countries", "changes", "counts_by", "domain_network", "mechanism_country",
+    "per_category", "per_country", "per_domain", "per_mechanism", "per_network", "per_test", "signatures",
+    "time_grain", "timeline", "totals",
 ]

@@ -446,7 +446,7 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def _plot(value: Any) -> str:
+def plot_text(value: Any) -> str:
     """Text for a chart: plotly draws a subset of HTML in labels (<a href>, <b>, <br>...) and decodes
     entities, so markup a measurement carried would become a live link; escaped, it is drawn as typed."""
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -508,7 +508,7 @@ def _heatmap_figure(cells: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None
         return sorted(totals, key=lambda k: (-totals[k], k))
 
     domains, networks = ranked("domain"), ranked("probe_asn")
-    label = {c["probe_asn"]: _plot(f"{c['probe_asn']} ({c['probe_cc']})") for c in cells}
+    label = {c["probe_asn"]: plot_text(f"{c['probe_asn']} ({c['probe_cc']})") for c in cells}
     index = {(c["domain"], c["probe_asn"]): c for c in cells}
     z, text = [], []
     for d in domains:
@@ -525,7 +525,7 @@ def _heatmap_figure(cells: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None
                           f"{c['confirmed_count']} confirmed")
         z.append(zr)
         text.append(tr)
-    data = [{"type": "heatmap", "z": z, "x": [label[n] for n in networks], "y": [_plot(d) for d in domains],
+    data = [{"type": "heatmap", "z": z, "x": [label[n] for n in networks], "y": [plot_text(d) for d in domains],
              "text": text,
              "hovertemplate": "%{y} on %{x}<br>%{z}% anomalous<br>%{text}<extra></extra>",
              "colorscale": "Reds", "zmin": 0, "zmax": 100, "colorbar": {"title": {"text": "% anomalous"}}}]
@@ -545,9 +545,9 @@ def _mechanisms_figure(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | No
     series = {m: [counts.get((c, m), 0) for c in countries] for m in mechanisms}
     spare = itertools.cycle(_SPARE_COLOURS)  # for mechanisms of a newer analysis version
     colour = {m: MECHANISM_COLOURS.get(m) or next(spare) for m in mechanisms}
-    data = [{"type": "bar", "name": _plot(technique(m)), "x": [_plot(c) for c in countries],
+    data = [{"type": "bar", "name": plot_text(technique(m)), "x": [plot_text(c) for c in countries],
              "y": series[m], "marker": {"color": colour[m]},
-             "hovertemplate": f"{_plot(technique(m))}: %{{y}} anomalies in %{{x}}<extra></extra>"}
+             "hovertemplate": f"{plot_text(technique(m))}: %{{y}} anomalies in %{{x}}<extra></extra>"}
             for m in mechanisms]
     layout = {"barmode": "stack", "title": {"text": "How sites are blocked, by country"},
               # no x-axis title: the ticks are country codes, and a title sat under the legend
@@ -899,5 +899,6 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
 
 
 __all__ = ["APP_NAMES", "FINGERPRINT_SCOPES", "FINGERPRINT_SOURCES", "JSON_FORMAT", "MECHANISM_WORDS", "OUTCOME_WORDS",
-           "TEST_WORDS", "app_name", "apps_in_words", "blockpages_in_words", "categories_in_words", "count_axis",
-           "counted", "day_axis", "html_report", "json_report", "rules_in_words", "table", "terminal_report"]
+           "TEST_WORDS", "app_name", "apps_in_words", "blockpages_in_words", "categories_in_words",
+           "category_countries_in_words", "count_axis", "counted", "day_axis", "html_report", "json_report",
+           "plot_text", "rules_in_words", "stack_axis", "table", "terminal_report"]

@@ -62,7 +62,7 @@ tamperscope's collector, API and explorer.
   `/api/v1/measurement/{uid}`, aggregate with `/api/v1/aggregation/{name}`, export with
   `/api/v1/export/...`.
 * Every explorer page (`/`, `/country/{cc}`, `/network/{asn}`, `/domain/{domain}`, `/m/{uid}`,
-  `/search`) has a JSON twin: the same path with `.json` appended.
+  `/search`, `/chart`) has a JSON twin: the same path with `.json` appended.
 """
 
 
@@ -70,8 +70,8 @@ tamperscope's collector, API and explorer.
 # more than a page of rows or one measurement, so a client's burst cannot be spent on it alone.
 EXPORT_COST = 20.0        # /api/v1/export/...: a stream over everything that matches
 AGGREGATE_COST = 5.0      # aggregations, the home, country, network and domain pages, search
-_AGGREGATE_PREFIXES = ("/api/v1/aggregation", "/api/v1/measurements", "/search", "/country/", "/network/",
-                       "/domain/")
+_AGGREGATE_PREFIXES = ("/api/v1/aggregation", "/api/v1/measurements", "/search", "/chart", "/country/",
+                       "/network/", "/domain/")
 
 
 def read_cost(path: str) -> float:

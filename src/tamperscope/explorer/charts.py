@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tamperscope.analysis.report import count_axis, day_axis, stack_axis, technique
+from tamperscope.analysis.report import count_axis, day_axis, plot_text, stack_axis, technique
 
 COLOURS = {"ok": "#8fbf8f", "anomaly": "#e0a040", "confirmed": "#c0392b", "failure": "#9a9a9a"}
 
@@ -61,4 +61,66 @@ def mechanisms(rows: Sequence[dict[str, Any]], title: str = "Anomalies by mechan
                                             xaxis=count_axis(max(counts, default=0)))}
 
 
-__all__ = ["COLOURS", "mechanisms", "timeline"]
+# OONI's counts split the measurements (`aggregates.counts_by`): stacked, confirmed at the bottom, as the report
+STACK = (("confirmed", "confirmed_count"), ("anomaly", "anomaly_count"), ("failure", "failure_count"),
+         ("ok", "ok_count"))
+ROW_HEIGHT = 110  # px of one row of a chart by two axes
+
+
+def _x_value(value: Any, dated: bool) -> str:
+    """An x value as plotly reads it: a time as plotly's date string (no "T", no "Z"), anything else as text drawn
+    as typed (`plot_text`; a measurement's input may carry markup), an empty value as "(none)"."""
+    if value is None or value == "":
+        return "(none)"
+    return str(value).replace("T", " ").removesuffix("Z") if dated else plot_text(value)
+
+
+def counts(rows: Sequence[dict[str, Any]], x_axis: str, y_axis: str | None, *, dated: bool, x_title: str,
+           y_title: str | None = None) -> dict[str, Any] | None:
+    """OONI's MAT chart of `aggregates.counts_by` rows: bars of the measurements by ``x_axis``, stacked by outcome;
+    with ``y_axis``, one row of bars per value of it, in the order of ``rows``' first appearance, sharing the x
+    axis. ``dated``: the x values are times (a date axis)."""
+    if not rows:
+        return None
+    ys: list[Any] = list(dict.fromkeys(r[y_axis] for r in rows)) if y_axis else [None]
+    xs = list(dict.fromkeys(_x_value(r[x_axis], dated) for r in rows))
+    n = len(ys)
+    gap = 0.35 / n if n > 1 else 0.0  # room for each row's label above its bars
+    height = 300 if n == 1 else 120 + ROW_HEIGHT * n
+    layout: dict[str, Any] = {
+        "title": {"text": plot_text(x_title if not y_title else f"{x_title}, one row per {y_title.lower()}"),
+                  "font": {"size": 14}},
+        "barmode": "stack", "autosize": True, "height": height,
+        "margin": {"l": 50, "r": 10, "t": 36, "b": 60}, "legend": {"orientation": "h", "y": -70 / height},
+        "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)", "annotations": [],
+    }
+    if not dated:
+        x_axis_layout: dict[str, Any] = {"type": "category", "automargin": True}
+    elif any(len(x) > 10 for x in xs):  # by the hour: plotly's own ticks, which show the hours
+        x_axis_layout = {"type": "date"}
+    else:
+        x_axis_layout = day_axis(xs)
+    layout["xaxis"] = {**x_axis_layout, "anchor": "y"}
+    data: list[dict[str, Any]] = []
+    for i, y in enumerate(ys):  # the first value on top: row i from the top is axis n - i from the bottom
+        mine = [r for r in rows if not y_axis or r[y_axis] == y]
+        series = {name: [int(r.get(key) or 0) for r in mine] for name, key in STACK}
+        at = n - i
+        axis = "y" if at == 1 else f"y{at}"
+        low, high = (at - 1) / n, at / n - gap
+        layout["yaxis" if at == 1 else f"yaxis{at}"] = {**stack_axis(series), "domain": [low, high], "anchor": "x"}
+        if y_axis:
+            layout["annotations"].append({
+                "text": plot_text("(none)" if y is None or y == "" else y), "xref": "paper", "yref": "paper",
+                "x": 0, "y": high, "xanchor": "left", "yanchor": "bottom", "showarrow": False,
+                "font": {"size": 12}})
+        xs_here = [_x_value(r[x_axis], dated) for r in mine]
+        for name, ys_here in series.items():
+            data.append({"type": "bar", "name": name, "x": xs_here, "y": ys_here, "yaxis": axis, "xaxis": "x",
+                         "legendgroup": name, "showlegend": i == 0, "marker": {"color": COLOURS[name]}})
+    if not dated:  # every row's bars in one order: the rows' first appearance
+        layout["xaxis"].update(categoryorder="array", categoryarray=xs)
+    return {"data": data, "layout": layout}
+
+
+__all__ = ["COLOURS", "counts", "mechanisms", "timeline"]

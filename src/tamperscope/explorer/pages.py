@@ -13,11 +13,15 @@ Pages:
 * `area` (country, network, domain): the same, narrowed, plus what changed
   (sites blocked or unblocked on a network), equipment signatures and located hops;
 * `measurement`: the envelope, the verdict and the evidence (`evidence.py`);
-* `search`: filters in, one page of OONI-shaped results out.
+* `search`: filters in, one page of OONI-shaped results out;
+* `chart`: OONI Explorer's Measurement Aggregation Toolkit (MAT): the measurements of a selection counted by one
+  or two axes (`aggregates.counts_by`, as ``/api/v1/aggregation``), drawn as bars stacked by outcome, one row of
+  bars per value of the second axis, and tabled, each row linking its measurements.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 from urllib.parse import urlencode
 
@@ -33,7 +37,16 @@ from tamperscope.analysis.report import (
     category_countries_in_words,
     rules_in_words,
 )
-from tamperscope.collector.queries import MeasurementQuery, Reader, hops, known_values, list_measurements, ooni_row
+from tamperscope.collector.queries import (
+    MeasurementQuery,
+    QueryError,
+    Reader,
+    hops,
+    known_values,
+    list_measurements,
+    ooni_row,
+    ooni_slice,
+)
 from tamperscope.explorer import charts
 from tamperscope.explorer.evidence import captured_body, evidence
 
@@ -246,4 +259,134 @@ def search_choices(reader: Reader) -> dict[str, list[str]]:
     return choices
 
 
-__all__ = ["AREAS", "OUTCOMES", "area", "body", "home", "measurement", "search_choices", "search_query"]
+# --------------------------------------------------------------------------- the chart (OONI's MAT)
+
+CHART_AXES = {  # an axis of OONI's aggregation -> its name on the page
+    aggregates.TIME_AXIS: "Day", "probe_cc": "Country", "probe_asn": "Network", "test_name": "Test",
+    "domain": "Site", "input": "Input", "category_code": "Category", "blocking_type": "Blocking type",
+    "mechanism": "Mechanism",
+}
+GRAIN_WORDS = {"hour": "Hour", "day": "Day", "week": "Week", "month": "Month", "year": "Year"}
+CHART_GRAINS = ("auto", *aggregates.TIME_GRAINS)
+CHART_FIELDS = ("probe_cc", "probe_asn", "test_name", "domain", "input", "category_code", "since", "until",
+                "axis_x", "axis_y", "time_grain")
+CHART_MOST = 20_000  # rows a chart counts at most: more is refused in words (narrow the selection)
+CHART_X = 100        # values of an axis other than time drawn on the x axis at most (the most anomalous)
+CHART_Y = 30         # rows of bars at most (the values of axis_y with the most anomalies)
+CHART_TABLE = 500    # rows of the table at most; the data links have them all
+_SEARCHABLE = ("probe_cc", "probe_asn", "test_name", "domain", "input", "category_code", "mechanism")
+_STEP = {"hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1), "week": dt.timedelta(weeks=1)}
+
+
+def _anomalous(row: dict[str, Any]) -> tuple[int, int]:
+    return (-(int(row["anomaly_count"]) + int(row["confirmed_count"])), -int(row["measurement_count"]))
+
+
+def _most(rows: list[dict[str, Any]], axis: str, most: int) -> list[Any]:
+    """The ``most`` values of ``axis`` with the most anomalies, then measurements, over ``rows``, in that order."""
+    totals: dict[Any, list[int]] = {}
+    for row in rows:
+        t = totals.setdefault(row[axis], [0, 0])
+        t[0] += int(row["anomaly_count"]) + int(row["confirmed_count"])
+        t[1] += int(row["measurement_count"])
+    return sorted(totals, key=lambda v: (-totals[v][0], -totals[v][1], str(v)))[:most]
+
+
+def _bucket_end(start: dt.datetime, grain: str) -> dt.datetime:
+    if grain in _STEP:
+        return start + _STEP[grain]
+    if grain == "month":
+        return start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+    return start.replace(year=start.year + 1)
+
+
+def _chart_search(row: dict[str, Any], base: dict[str, str], axes: list[str], grain: str,
+                  since: dt.datetime | None, until: dt.datetime | None) -> str | None:
+    """The search for one row's measurements: the selection's single values and the row's axis values; None when
+    the search cannot say it (several values of a field, a row without a value, the blocking type)."""
+    params = dict(base)
+    for axis in axes:
+        value = row[axis]
+        if value is None or value == "":
+            return None
+        if axis == aggregates.TIME_AXIS:
+            start = dt.datetime.fromisoformat(str(value).removesuffix("Z"))
+            end = _bucket_end(start, grain)
+            start, end = max(start, since) if since else start, min(end, until) if until else end
+            short = grain != "hour" and start.time() == end.time() == dt.time()
+            params["since"] = start.date().isoformat() if short else start.isoformat() + "Z"
+            params["until"] = end.date().isoformat() if short else end.isoformat() + "Z"
+        elif axis in _SEARCHABLE:
+            params[axis] = str(value)
+        else:
+            return None
+    return "/search?" + urlencode(params)
+
+
+def chart(reader: Reader, params: dict[str, str]) -> dict[str, Any]:
+    """OONI's MAT: the measurements of a selection (the aggregation's filters, several countries, networks, tests
+    or sites comma-separated) counted by ``axis_x`` (by default the day) and ``axis_y`` (none by default), by
+    ``time_grain``. A selection the aggregation refuses is ``problem``, in its words, with nothing counted."""
+    wanted = {k: params.get(k, "").strip() for k in CHART_FIELDS}
+    axis_x = wanted["axis_x"].lower() or aggregates.TIME_AXIS
+    axis_y = wanted["axis_y"].lower()
+    axes = [axis_x, *([axis_y] if axis_y else [])]
+    form = {**wanted, "axis_x": axis_x, "axis_y": axis_y, "time_grain": wanted["time_grain"].lower() or "auto"}
+    page: dict[str, Any] = {
+        "page": "chart", "title": "Charts", "params": form, "problem": None, "axes": CHART_AXES,
+        "grains": CHART_GRAINS, "choices": search_choices(reader), "rows": [], "row_count": 0, "notes": [],
+        "charts": {"counts": None},
+        "data_params": {k: v for k, v in form.items() if v and not (k == "time_grain" and v == "auto")},
+    }
+    page["csv_params"] = {**page["data_params"], "format": "CSV", "download": "true"}
+    try:
+        selection = ooni_slice(*(wanted[k] or None for k in CHART_FIELDS[:8]))
+        grain = aggregates.time_grain(selection, form["time_grain"])
+        store: Any = reader  # the aggregates take anything with a cursor()
+        rows = aggregates.counts_by(store, selection, axes, grain, most=CHART_MOST)
+    except (QueryError, aggregates.SliceError) as exc:
+        page["problem"] = str(exc)
+        return page
+    words = {**CHART_AXES, aggregates.TIME_AXIS: GRAIN_WORDS[grain]}
+    x_title, y_title = words[axis_x], (words[axis_y] if axis_y else "")
+    page.update(grain=grain, x_label=x_title, y_label=y_title or None, row_count=len(rows),
+                measurement_count=sum(int(r["measurement_count"]) for r in rows))
+    drawn = rows
+    if axis_y:
+        keep = _most(rows, axis_y, CHART_Y)
+        if len(keep) < len({r[axis_y] for r in rows}):
+            page["notes"].append(f"The chart draws the {CHART_Y} {y_title.lower()} values with the most anomalies "
+                                 f"of {len({r[axis_y] for r in rows}):,}; the table and the data have them all.")
+        order = {v: i for i, v in enumerate(keep)}
+        drawn = sorted((r for r in drawn if r[axis_y] in order), key=lambda r: order[r[axis_y]])
+    if axis_x != aggregates.TIME_AXIS:
+        keep = _most(drawn, axis_x, CHART_X)
+        if len(keep) < len({r[axis_x] for r in drawn}):
+            page["notes"].append(f"The chart draws the {CHART_X} {x_title.lower()} values with the most anomalies "
+                                 f"of {len({r[axis_x] for r in drawn}):,}; the table and the data have them all.")
+        rank = {v: i for i, v in enumerate(keep)}
+        drawn = sorted((r for r in drawn if r[axis_x] in rank), key=lambda r: rank[r[axis_x]])
+        if axis_y:  # the rows stay in their order, each row's bars in the x values'
+            order = {v: i for i, v in enumerate(_most(rows, axis_y, CHART_Y))}
+            drawn = sorted(drawn, key=lambda r: (order[r[axis_y]], rank[r[axis_x]]))
+    page["charts"]["counts"] = charts.counts(drawn, axis_x, axis_y or None, dated=axis_x == aggregates.TIME_AXIS,
+                                             x_title=f"Measurements by {x_title.lower()}", y_title=y_title or None)
+    # the search takes one value of each field: no link rather than one to more measurements than the row counts
+    several = any("," in wanted[k] for k in ("probe_cc", "probe_asn", "test_name", "domain"))
+    base = {k: wanted[k] for k in ("probe_cc", "probe_asn", "test_name", "domain", "input", "category_code",
+                                   "since", "until") if wanted[k]}
+    tabled = rows
+    if axis_y:  # grouped as the chart's rows are: the values of axis_y with the most anomalies first
+        order = {v: i for i, v in enumerate(_most(rows, axis_y, len(rows)))}
+        tabled = sorted(rows, key=lambda r: order[r[axis_y]])
+    for row in tabled[:CHART_TABLE]:
+        search = None if several else _chart_search(row, base, axes, grain, selection.since, selection.until)
+        page["rows"].append({**row, "search": search, "anomalies_search": search and search + "&outcome=anomaly"})
+    if len(rows) > CHART_TABLE:
+        page["notes"].append(f"The table shows the first {CHART_TABLE} rows of {len(rows):,}; the data have them "
+                             "all.")
+    return page
+
+
+__all__ = ["AREAS", "CHART_AXES", "OUTCOMES", "area", "body", "chart", "home", "measurement", "search_choices",
+           "search_query"]

@@ -294,6 +294,31 @@ def search_json(request: Request) -> Response:
     return _search(request, True)
 
 
+def _chart(request: Request, as_json: bool) -> Response:
+    params = {k: v for k, v in request.query_params.items() if k in pages.CHART_FIELDS and len(v) <= 8192}
+    reader = collector_of(request).reader
+    with reader.bounded(snapshot=True):
+        data = pages.chart(reader, params)
+    if as_json:
+        if data["problem"]:
+            return _json({"error": "invalid_parameter", "detail": data["problem"]}, 400)
+        return _json({k: v for k, v in data.items() if k not in ("choices", "axes", "grains")})
+    query_text = request.url.query
+    return render(request, "chart.html", data, "/chart.json" + (f"?{query_text}" if query_text else ""),
+                  400 if data["problem"] else 200)
+
+
+@router.get("/chart")
+def chart(request: Request) -> Response:
+    """OONI Explorer's MAT: a selection counted by one or two axes, as bars stacked by outcome, and tabled."""
+    return _chart(request, False)
+
+
+@router.get("/chart.json")
+def chart_json(request: Request) -> Response:
+    return _chart(request, True)
+
+
 @router.get("/api")
 def api_page(request: Request) -> Response:
     spec = request.app.openapi()
