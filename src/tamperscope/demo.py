@@ -370,6 +370,7 @@ def serve(measurements: list[dict[str, Any]], db: Path, port: int, seconds: floa
         print(f"\n  explorer: {url}/  ({result.sent} measurements submitted; store {db})")
         if blocked is not None:
             print(f"  e.g. the evidence for {blocked['input']}: {url}/domain/{_host(blocked['input'])}")
+        print(f"  what was blocked, by technique and test: {url}/chart?axis_x=mechanism&axis_y=test_name")
         print("  Ctrl-C to stop." if seconds is None else f"  serving for {seconds:g} s.", flush=True)
         try:
             server.wait(timeout=seconds)

@@ -159,6 +159,13 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         # (and echcheck's site, crypto.cloudflare.com, is in no list: not blocked here)
         assert by_category == {"GRP": (2, 1), "NEWS": (1, 1), "COMT": (1, 1), None: (1, 0)}, by_category
         assert "<section id='categories'>" in html and "Social Networking (GRP)" in html
+        # the chart the demo points at (OONI's MAT): every technique it found, by test, its rows linking the search
+        chart_url = next(line.split(": ", 1)[1].strip() for line in out if "what was blocked, by technique" in line)
+        assert chart_url.startswith(f"http://127.0.0.1:{PORT}/chart?"), chart_url
+        chart = json.loads(get(chart_url.split(str(PORT), 1)[1].replace("/chart?", "/chart.json?", 1)))
+        cells = {(r["mechanism"], r["test_name"]): r["measurement_count"] for r in chart["rows"]}
+        assert cells[("dns.injection", "web_connectivity")] >= 1 and cells[("udp.drop", "wireguard")] == 1, cells
+        assert sum(cells.values()) == len(every) and chart["charts"]["counts"]["data"], cells
         # the server's report (its explorer's link) tells what the demo's own report file tells
         served = get("/api/v1/export/report.html")
         summary = [h.split("<p class='summary'>", 1)[1].split("</p>", 1)[0] for h in (html, served)]
