@@ -356,6 +356,7 @@ def aggregate_latency(rows: int, db: Path, repeats: int = 30) -> list[tuple[str,
     """p50/p95 milliseconds of each explorer aggregate over ``rows`` synthetic verdict rows."""
     from tamperscope.analysis import aggregates
     from tamperscope.analysis import store as st
+    from tamperscope.explorer import pages
 
     for stale in (db, db.with_name(db.name + ".wal")):
         stale.unlink(missing_ok=True)
@@ -460,6 +461,10 @@ def aggregate_latency(rows: int, db: Path, repeats: int = 30) -> list[tuple[str,
          lambda: aggregates.counts_by(s, aggregates.Slice(), ["category_code", "probe_cc"])),
         ("OONI's aggregation: one country by week",
          lambda: aggregates.counts_by(s, aggregates.Slice(probe_cc=("RU",)), ["measurement_start_day"], "week")),
+        # the explorer's /chart (OONI's MAT): the counts, the form's choices, the chart and the table's links
+        ("chart page (MAT): by day, a row of bars per country", lambda: pages.chart(s, {"axis_y": "probe_cc"})),
+        ("chart page (MAT): one country by network and technique",
+         lambda: pages.chart(s, {"probe_cc": "RU", "axis_x": "probe_asn", "axis_y": "mechanism"})),
     ]
     # the whole HTML report, as `report --html` and serve's /api/v1/export/report.html make it (plotly read once)
     from plotly.offline import get_plotlyjs
