@@ -117,14 +117,37 @@ https://video.example.com/,MMED,Media sharing,2024-01-01,tests,
 """
 
 
+# A researcher's finding about the XSS measurement's country and site, whose every text carries the payloads
+XSS_FINDING_ID = "xss-finding"
+XSS_FINDING_TEXT = f"Evidence {XSS_SCRIPT}{XSS_IMG} and {XSS_SVG}"
+XSS_FINDING = f"""+++
+title = {orjson.dumps(XSS_TITLE).decode()}
+summary = {orjson.dumps(XSS_FINDING_TEXT).decode()}
+published = 2026-05-12
+reported_by = {orjson.dumps(XSS_IMG).decode()}
+
+[evidence]
+probe_cc = "RU"
+domain = "{XSS_DOMAIN}"
++++
+{XSS_FINDING_TEXT}
+
+{XSS_BODY}
+"""
+
+
 def start_server(db: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "TAMPERSCOPE_ADMIN_TOKEN": ""}
     listed = db.with_name("global.csv")
     listed.write_text(TEST_LIST)
+    findings = db.with_name("findings")
+    findings.mkdir(exist_ok=True)
+    (findings / f"{XSS_FINDING_ID}.md").write_text(XSS_FINDING, encoding="utf-8")
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "tamperscope", "serve", "--db", str(db), "--port", str(port),
-             "--rate", "0", "--read-rate", "0", "--quiet", "--test-list", str(listed)], stdout=out, stderr=out,
+             "--rate", "0", "--read-rate", "0", "--quiet", "--test-list", str(listed), "--findings",
+             str(findings)], stdout=out, stderr=out,
             env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

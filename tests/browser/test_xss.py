@@ -11,13 +11,17 @@ import pytest
 
 from tamperscope.collector import samples
 from tests.browser.harness import (
+    XSS_BODY,
     XSS_DOMAIN,
+    XSS_FINDING_ID,
+    XSS_FINDING_TEXT,
     XSS_HEADER,
     XSS_IMG,
     XSS_INPUT,
     XSS_RULE_NAME,
     XSS_SCRIPT,
     XSS_SVG,
+    XSS_TITLE,
     Explorer,
     Guard,
     open_page,
@@ -108,6 +112,13 @@ LISTS = [  # (page, where on it, payload text shown there)
     (f"/search?domain={XSS_DOMAIN}", "table.measurements", XSS_INPUT),
     ("/search?probe_cc=RU&outcome=anomaly", "table.measurements", XSS_INPUT),
     (f"/chart?axis_x=input&domain={XSS_DOMAIN}", "#chart-rows", XSS_INPUT),  # the table of OONI's MAT
+    (f"/findings/{XSS_FINDING_ID}", "main h1", XSS_TITLE),                    # a finding: its title, summary,
+    (f"/findings/{XSS_FINDING_ID}", "#summary", XSS_FINDING_TEXT),           # author and text (the blockpage's
+    (f"/findings/{XSS_FINDING_ID}", "#byline", XSS_IMG),                     # HTML pasted in it, as text)
+    (f"/findings/{XSS_FINDING_ID}", "#text", XSS_BODY[:60]),
+    (f"/findings/{XSS_FINDING_ID}", "#recent-evidence", XSS_INPUT),          # its evidence's anomalies
+    ("/findings", "ul.findings", XSS_TITLE),
+    ("/country/RU", "#findings", XSS_TITLE),
     ("/m/{hostile1}", "main h1", "https://<svg onload=window.__pwned=1>.example/"),
 ]
 

@@ -14,6 +14,8 @@
 * ``GET /api/v1/export/report.html``: the HTML report of what matches (``tamperscope report
   --html``), one self-contained file sent as an attachment, gzip'd when the client takes it.
 * ``GET /api/v1/health``: counts and the writer's state.
+* ``GET /api/v1/findings``, ``GET /api/v1/findings/{id}``: researchers' findings (``serve --findings``), each
+  with its evidence counted now.
 * ``POST /api/v1/admin/delete/{uid}``, ``POST /api/v1/admin/reanalyse``: behind the
   admin token (`admin.check_token`).
 
@@ -240,6 +242,29 @@ def get_aggregation(request: Request, query: QueryDep,
 
 def _filter_dict(filters: Filters) -> dict[str, Any]:
     return {k: (str(v) if v is not None else None) for k, v in vars(filters).items() if v is not None}
+
+
+# --------------------------------------------------------------------------- findings
+
+
+@router.get("/findings", summary="Researchers' findings (serve --findings DIR), newest first")
+def get_findings(request: Request) -> Response:
+    return JSONResponse({"v": 0, "results": [f.public() for f in collector_of(request).findings.all()]})
+
+
+@router.get("/findings/{finding_id}", summary="One finding: its text, and its evidence counted now",
+            responses={404: {"description": "unknown"}})
+def get_finding(request: Request, finding_id: Annotated[str, Path(max_length=80)]) -> Response:
+    """A finding with ``text`` and ``counts``: its evidence's measurements counted by result now, as OONI's
+    aggregation counts them (``anomaly_count`` without the confirmed ones)."""
+    collector = collector_of(request)
+    found = collector.findings.get(finding_id)
+    if found is None:
+        return JSONResponse({"error": "not_found", "detail": "no such finding"}, status_code=404)
+    reader: Any = collector.reader
+    with reader.bounded():
+        counts = aggregates.counts_by(reader, found.selection)[0]
+    return JSONResponse({"v": 0, **found.public(), "text": found.text, "counts": counts})
 
 
 # --------------------------------------------------------------------------- CSV

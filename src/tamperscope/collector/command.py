@@ -44,6 +44,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="a Citizen Lab test list (url,category_code,...) whose categories the store keeps before "
                         "serving, so that the explorer and API count blocked sites by category (repeatable; as "
                         "tamperscope analyze --test-list: tm.csv is for TM, any other name for every country)")
+    p.add_argument("--findings", type=Path, default=None, metavar="DIR",
+                   help="a directory of findings, one NAME.md file each (a TOML header with a title, a date and "
+                        "the measurements it is about, then the text; docs/findings.md): the explorer publishes "
+                        "them with their evidence counted live, and reads the directory again when a file changes")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=run)
 
@@ -71,13 +75,22 @@ def run(args: argparse.Namespace) -> int:
     proxies = _networks(args.trusted_proxy) if args.trusted_proxy else None
     token = _admin_token(args.admin_token_file) if args.admin_token_file is not None else None
     db = args.db or default_db_path()
+    if args.findings is not None:  # a typo in a finding stops the server here, in one line naming the file
+        from tamperscope.collector.findings import FindingError, Findings
+
+        try:
+            count = Findings(args.findings).check()
+        except FindingError as exc:
+            raise UsageError(str(exc)) from None
+        if not args.quiet:
+            print(f"tamperscope: {count} finding(s) in {args.findings}", file=sys.stderr)
     if args.test_lists:  # kept in the store before the server opens it
         from tamperscope.analysis.command import keep_test_lists
 
         keep_test_lists(db, args.test_lists, quiet=args.quiet)
     try:
         settings = settings_from_env(
-            db, host, args.port, admin_token=token,
+            db, host, args.port, admin_token=token, findings_dir=args.findings,
             limits=Limits(measurement=int(args.max_body_mib * MiB)),
             submit_rate=args.rate, submit_burst=args.burst, read_rate=args.read_rate,
             accept_submissions=not args.read_only, announce=not args.quiet,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tamperscope.analysis.store import Store
+from tamperscope.collector.findings import Findings
 from tamperscope.collector.ingestor import Ingestor, to_the_end
 from tamperscope.collector.queries import Reader
 from tamperscope.collector.ratelimit import RateLimiter
@@ -44,6 +45,7 @@ class Settings:
     # reverse proxies whose X-Forwarded-For names the client (rate limits and export slots are per client);
     # set here, never from uvicorn's $FORWARDED_ALLOW_IPS, which could trust everyone ("*")
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    findings_dir: Path | None = None     # researchers' findings, one text file each (collector/findings.py)
 
 
 def open_store(settings: Settings) -> Store:
@@ -62,6 +64,7 @@ class Collector:
     ingestor: Ingestor
     submit_limiter: RateLimiter
     read_limiter: RateLimiter
+    findings: Findings
     started: float = field(default_factory=time.time)
     _stopping: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
 
@@ -76,6 +79,7 @@ class Collector:
             ingestor=Ingestor(store, rawlog, announce=announce),
             submit_limiter=RateLimiter(settings.submit_rate, settings.submit_burst),
             read_limiter=RateLimiter(settings.read_rate, settings.read_burst),
+            findings=Findings(settings.findings_dir, warn=None if settings.announce else (lambda line: None)),
         )
 
     async def start(self) -> None:

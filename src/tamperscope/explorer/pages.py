@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import orjson
 
@@ -37,6 +37,7 @@ from tamperscope.analysis.report import (
     category_countries_in_words,
     rules_in_words,
 )
+from tamperscope.collector.findings import EVIDENCE_KEYS, Finding, Findings
 from tamperscope.collector.queries import (
     MeasurementQuery,
     QueryError,
@@ -49,6 +50,7 @@ from tamperscope.collector.queries import (
 )
 from tamperscope.explorer import charts
 from tamperscope.explorer.evidence import captured_body, evidence
+from tamperscope.model.categories import category_label
 
 RECENT = 15
 TOP = 25
@@ -388,5 +390,68 @@ def chart(reader: Reader, params: dict[str, str]) -> dict[str, Any]:
     return page
 
 
+# --------------------------------------------------------------------------- findings
+
+_ABOUT_WORDS = (("probe_cc", "Country", "/country/"), ("probe_asn", "Network", "/network/"),
+                ("domain", "Site", "/domain/"), ("test_name", "Test", None), ("input", "Input", None),
+                ("category_code", "Category", None), ("since", "From", None), ("until", "Until", None))
+RECENT_EVIDENCE = 10
+
+
+def finding_list(findings: Findings) -> dict[str, Any]:
+    """The findings, newest first (no counts: each finding's page counts its evidence)."""
+    return {"page": "findings", "title": "Findings", "configured": findings.folder is not None,
+            "findings": [f.public() for f in findings.all()]}
+
+
+def _about(f: Finding) -> list[dict[str, Any]]:
+    """The evidence in words: each field with its values, those with a page of their own linked."""
+    rows = []
+    for key, word, link in _ABOUT_WORDS:
+        given = f.evidence.get(key)
+        if given is None:
+            continue
+        values = [v.strip() for v in given.split(",")] if key in ("probe_cc", "probe_asn", "test_name", "domain") \
+            else [given]
+        if key == "category_code":
+            values = [category_label(v.upper()) for v in values]
+        rows.append({"field": key, "word": word,
+                     "values": [{"text": v, "href": link + quote(v.upper() if key != "domain" else v.lower(), safe="")
+                                 if link else None} for v in values]})
+    return rows
+
+
+def finding(reader: Reader, f: Finding) -> dict[str, Any]:
+    """One finding with its evidence counted now: the measurements it points at by result, by day (the chart),
+    and, when it names one value of each field, the latest anomalies among them."""
+    store: Any = reader
+    total = aggregates.counts_by(store, f.selection)[0]
+    grain = aggregates.time_grain(f.selection, "auto")
+    by_time = aggregates.counts_by(store, f.selection, [aggregates.TIME_AXIS], grain)
+    single = not any("," in f.evidence.get(k, "") for k in ("probe_cc", "probe_asn", "test_name", "domain"))
+    techniques = []  # how: the anomalies by technique, most first, each linking its measurements
+    for row in aggregates.counts_by(store, f.selection, ["mechanism"]):
+        n = int(row["anomaly_count"] or 0) + int(row["confirmed_count"] or 0)
+        if n and row["mechanism"] not in (None, "", "none"):
+            techniques.append({"mechanism": row["mechanism"], "count": n, "search": "/search?" + urlencode(
+                {**f.evidence, "mechanism": row["mechanism"], "outcome": "anomaly"}) if single else None})
+    techniques.sort(key=lambda t: (-t["count"], t["mechanism"]))
+    recent: list[dict[str, Any]] = []
+    if single:
+        fields: dict[str, Any] = {k: f.evidence.get(k) for k in EVIDENCE_KEYS}
+        recent = _recent(reader, MeasurementQuery(**fields, anomaly=True, limit=RECENT_EVIDENCE))
+    return {
+        "page": "finding", "title": f.title, "finding": f.public(), "paragraphs": f.paragraphs(),
+        "about": _about(f), "counts": total, "grain": grain,
+        "anomalies": int(total["anomaly_count"] or 0) + int(total["confirmed_count"] or 0),
+        "recent_anomalies": recent, "techniques": techniques,
+        "links": {"chart": "/chart?" + urlencode(f.evidence),
+                  "search": "/search?" + urlencode({**f.evidence, "outcome": "anomaly"}) if single else None,
+                  "data": "/api/v1/aggregation?" + urlencode({**f.evidence, "axis_x": aggregates.TIME_AXIS})},
+        "charts": {"evidence": charts.counts(by_time, aggregates.TIME_AXIS, None, dated=True,
+                                             x_title=f"Its measurements by {GRAIN_WORDS[grain].lower()}")},
+    }
+
+
 __all__ = ["AREAS", "CHART_AXES", "OUTCOMES", "area", "body", "chart", "home", "measurement", "search_choices",
-           "search_query"]
+           "search_query", "finding", "finding_list"]

@@ -176,16 +176,26 @@ def _page(request: Request, data: dict[str, Any] | None, template: str, path: st
 # --------------------------------------------------------------------------- pages
 
 
+FINDINGS_ON_HOME = 5
+
+
 def _home(request: Request) -> dict[str, Any]:
-    reader = collector_of(request).reader
+    collector = collector_of(request)
+    reader = collector.reader
     with reader.bounded(snapshot=True):  # its totals and tables from one moment of the store
-        return pages.home(reader)
+        data = pages.home(reader)
+    data["findings"] = [f.public() for f in collector.findings.all()[:FINDINGS_ON_HOME]]
+    return data
 
 
 def _area(request: Request, kind: str, key: str) -> dict[str, Any] | None:
-    reader = collector_of(request).reader
+    collector = collector_of(request)
+    reader = collector.reader
     with reader.bounded(snapshot=True):  # a country can be the whole store: interrupted past a bound; one moment
-        return pages.area(reader, kind, key)
+        data = pages.area(reader, kind, key)
+    if data is not None:  # the findings about this country, network or site
+        data["findings"] = [f.public() for f in collector.findings.about(pages.AREAS[kind], key)]
+    return data
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -317,6 +327,31 @@ def chart(request: Request) -> Response:
 @router.get("/chart.json")
 def chart_json(request: Request) -> Response:
     return _chart(request, True)
+
+
+@router.get("/findings")
+def findings(request: Request) -> Response:
+    """Researchers' findings (``serve --findings DIR``), newest first."""
+    return _page(request, pages.finding_list(collector_of(request).findings), "findings.html", "/findings", False,
+                 "")
+
+
+@router.get("/findings.json")
+def findings_json(request: Request) -> Response:
+    return _json(pages.finding_list(collector_of(request).findings))
+
+
+@router.get("/findings/{finding_id}")
+def finding(request: Request, finding_id: str) -> Response:
+    """One finding, its evidence counted now."""
+    key, as_json = _twin(finding_id)
+    collector = collector_of(request)
+    found = collector.findings.get(key) if len(key) <= 80 else None
+    data = None
+    if found is not None:
+        with collector.reader.bounded(snapshot=True):
+            data = pages.finding(collector.reader, found)
+    return _page(request, data, "finding.html", f"/findings/{_seg(key)}", as_json, "no such finding")
 
 
 @router.get("/api")
