@@ -185,3 +185,20 @@ def test_a_chart_costs_a_reader_what_an_aggregation_does() -> None:
     from tamperscope.collector.app import AGGREGATE_COST, read_cost
 
     assert read_cost("/chart") == read_cost("/chart.json") == read_cost("/api/v1/aggregation") == AGGREGATE_COST
+
+
+def test_the_chart_draws_the_most_anomalous_values_and_says_so(client: SyncClient,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from tamperscope.explorer import pages
+
+    monkeypatch.setattr(pages, "CHART_Y", 2)
+    monkeypatch.setattr(pages, "CHART_X", 1)
+    page = client.get("/chart.json", params={"axis_x": "domain", "axis_y": "probe_cc"}).json()
+    assert page["notes"][:2] == [
+        "The chart draws the 2 country values with the most anomalies of 3; the table and the data have them all.",
+        "The chart draws the 1 site values with the most anomalies of 3; the table and the data have them all."]
+    spec = page["charts"]["counts"]
+    # TM (3 anomalies) on top, then RU (2); IR's one anomaly is left out; of their sites, the most anomalous only
+    assert [a["text"] for a in spec["layout"]["annotations"]] == ["TM", "RU"]
+    assert {x for t in spec["data"] for x in t["x"]} == {"meduza.io"}  # 3 anomalies there, 2 for facebook
+    assert len(page["rows"]) == page["row_count"] == 6  # the table has them all

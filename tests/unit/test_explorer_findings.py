@@ -120,10 +120,10 @@ def test_a_bad_finding_is_named_in_one_line(tmp_path: Path, name: str, content: 
 
 def test_a_file_not_utf8_or_too_large_is_refused(tmp_path: Path) -> None:
     (tmp_path / "bin.md").write_bytes(b"+++\ntitle = \"\xff\"\n+++\n")
-    with pytest.raises(FindingError, match=r"bin\.md: not UTF-8 \(byte 13\)"):
+    with pytest.raises(FindingError, match=r"bin\.md: not UTF-8 text \(byte 13 is 0xff, line 2\)"):
         read(tmp_path / "bin.md")
-    _write(tmp_path, "big", HEAD + "+++\n" + "x" * (300 * 1024))
-    with pytest.raises(FindingError, match=r"big\.md: larger than 256 KiB"):
+    _write(tmp_path, "big", HEAD + "+++\n" + "x" * (1 << 20))
+    with pytest.raises(FindingError, match=r"big\.md is larger than 1 MiB"):
         read(tmp_path / "big.md")
 
 

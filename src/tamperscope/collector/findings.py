@@ -41,10 +41,11 @@ from typing import Any
 
 from tamperscope.analysis.aggregates import Slice
 from tamperscope.collector.queries import QueryError, ooni_slice
+from tamperscope.model.inputs import BadInput, read_bounded
 
 SUFFIX = ".md"
 MAX_FILES = 1000
-MAX_BYTES = 256 * 1024
+MAX_BYTES = 1 << 20
 NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,79}")
 EVIDENCE_KEYS = ("probe_cc", "probe_asn", "test_name", "domain", "input", "category_code", "since", "until")
 TOP_KEYS = ("title", "summary", "published", "updated", "reported_by", "evidence")
@@ -192,16 +193,9 @@ def parse(name: str, content: str, where: str) -> Finding:
 def read(path: Path) -> Finding:
     """One finding file; FindingError naming it."""
     try:
-        with path.open("rb") as f:
-            data = f.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise FindingError(f"{path}: cannot be read: {exc.strerror or exc}") from None
-    if len(data) > MAX_BYTES:
-        raise FindingError(f"{path}: larger than {MAX_BYTES // 1024} KiB")
-    try:
-        content = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise FindingError(f"{path}: not UTF-8 (byte {exc.start})") from None
+        content = read_bounded(path, MAX_BYTES, "finding")
+    except BadInput as exc:
+        raise FindingError(str(exc)) from None
     return parse(path.name.removesuffix(SUFFIX), content, str(path))
 
 

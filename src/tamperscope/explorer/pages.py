@@ -294,6 +294,16 @@ def _most(rows: list[dict[str, Any]], axis: str, most: int) -> list[Any]:
     return sorted(totals, key=lambda v: (-totals[v][0], -totals[v][1], str(v)))[:most]
 
 
+def _ranked(rows: list[dict[str, Any]], axis: str, most: int, word: str, notes: list[str]) -> dict[Any, int]:
+    """The rank of each of the ``most`` values of ``axis`` the chart draws (`_most`); a note when there are more."""
+    keep = _most(rows, axis, most)
+    total = len({r[axis] for r in rows})
+    if len(keep) < total:
+        notes.append(f"The chart draws the {most} {word.lower()} values with the most anomalies of {total:,}; the "
+                     "table and the data have them all.")
+    return {v: i for i, v in enumerate(keep)}
+
+
 def _bucket_end(start: dt.datetime, grain: str) -> dt.datetime:
     if grain in _STEP:
         return start + _STEP[grain]
@@ -353,24 +363,12 @@ def chart(reader: Reader, params: dict[str, str]) -> dict[str, Any]:
     x_title, y_title = words[axis_x], (words[axis_y] if axis_y else "")
     page.update(grain=grain, x_label=x_title, y_label=y_title or None, row_count=len(rows),
                 measurement_count=sum(int(r["measurement_count"]) for r in rows))
-    drawn = rows
-    if axis_y:
-        keep = _most(rows, axis_y, CHART_Y)
-        if len(keep) < len({r[axis_y] for r in rows}):
-            page["notes"].append(f"The chart draws the {CHART_Y} {y_title.lower()} values with the most anomalies "
-                                 f"of {len({r[axis_y] for r in rows}):,}; the table and the data have them all.")
-        order = {v: i for i, v in enumerate(keep)}
-        drawn = sorted((r for r in drawn if r[axis_y] in order), key=lambda r: order[r[axis_y]])
-    if axis_x != aggregates.TIME_AXIS:
-        keep = _most(drawn, axis_x, CHART_X)
-        if len(keep) < len({r[axis_x] for r in drawn}):
-            page["notes"].append(f"The chart draws the {CHART_X} {x_title.lower()} values with the most anomalies "
-                                 f"of {len({r[axis_x] for r in drawn}):,}; the table and the data have them all.")
-        rank = {v: i for i, v in enumerate(keep)}
-        drawn = sorted((r for r in drawn if r[axis_x] in rank), key=lambda r: rank[r[axis_x]])
-        if axis_y:  # the rows stay in their order, each row's bars in the x values'
-            order = {v: i for i, v in enumerate(_most(rows, axis_y, CHART_Y))}
-            drawn = sorted(drawn, key=lambda r: (order[r[axis_y]], rank[r[axis_x]]))
+    y_rank = _ranked(rows, axis_y, CHART_Y, y_title, page["notes"]) if axis_y else {}
+    drawn = [r for r in rows if not axis_y or r[axis_y] in y_rank]
+    x_rank = _ranked(drawn, axis_x, CHART_X, x_title, page["notes"]) if axis_x != aggregates.TIME_AXIS else {}
+    drawn = [r for r in drawn if not x_rank or r[axis_x] in x_rank]
+    # a row of bars per value of axis_y, the most anomalous first; in each, the x values' rank (time: in order)
+    drawn.sort(key=lambda r: (y_rank[r[axis_y]] if axis_y else 0, x_rank[r[axis_x]] if x_rank else 0))
     page["charts"]["counts"] = charts.counts(drawn, axis_x, axis_y or None, dated=axis_x == aggregates.TIME_AXIS,
                                              x_title=f"Measurements by {x_title.lower()}", y_title=y_title or None)
     # the search takes one value of each field: no link rather than one to more measurements than the row counts
