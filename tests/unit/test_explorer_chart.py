@@ -202,3 +202,15 @@ def test_the_chart_draws_the_most_anomalous_values_and_says_so(client: SyncClien
     assert [a["text"] for a in spec["layout"]["annotations"]] == ["TM", "RU"]
     assert {x for t in spec["data"] for x in t["x"]} == {"meduza.io"}  # 3 anomalies there, 2 for facebook
     assert len(page["rows"]) == page["row_count"] == 6  # the table has them all
+
+
+def test_a_bucket_at_the_end_of_time_gets_no_link_rather_than_an_error() -> None:
+    """A measurement may say it was made in December 9999: its week, month or year ends past the last date."""
+    from tamperscope.explorer.pages import _chart_search
+
+    for grain, start in (("hour", "9999-12-31T23:00:00Z"), ("day", "9999-12-31"), ("week", "9999-12-27"),
+                         ("month", "9999-12-01"), ("year", "9999-01-01")):
+        assert _chart_search({"measurement_start_day": start}, {}, ["measurement_start_day"], grain, None,
+                             None) is None, grain
+    link = _chart_search({"measurement_start_day": "9999-11-01"}, {}, ["measurement_start_day"], "month", None, None)
+    assert link is not None and parse_qs(urlsplit(link).query) == {"since": ["9999-11-01"], "until": ["9999-12-01"]}

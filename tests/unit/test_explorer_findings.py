@@ -241,6 +241,15 @@ def test_the_directory_is_read_again_when_a_file_changes(served: tuple[SyncClien
     finally:
         new.unlink()
     assert [f["id"] for f in client.get("/findings.json").json()["findings"]] == ["ru-meduza", "hostile"]
+    # the directory gone (moved away, unmounted): the findings last read stay, and that is said once
+    away = folder.with_name("moved")
+    folder.rename(away)
+    try:
+        for _ in range(2):
+            assert [f["id"] for f in client.get("/findings.json").json()["findings"]] == ["ru-meduza", "hostile"]
+        assert len(warned) == 2 and warned[1] == f"{folder}: cannot be read: No such file or directory", warned
+    finally:
+        away.rename(folder)
 
 
 def test_without_a_directory_the_page_says_how_to_publish() -> None:

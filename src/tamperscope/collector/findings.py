@@ -209,6 +209,14 @@ def _files(folder: Path) -> list[Path]:
     return files
 
 
+def _stamp(path: Path) -> tuple[str, int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (path.name, -1, -1)
+    return (path.name, st.st_size, st.st_mtime_ns)
+
+
 class Findings:
     """The findings of a directory, read again when a file in it changes (by name, size and modification time):
     a file that became bad is skipped and said once (``warn``), the others kept."""
@@ -237,10 +245,10 @@ class Findings:
         with self._lock:
             try:
                 files = _files(self.folder)
-                seen = tuple((p.name, (st := p.stat()).st_size, st.st_mtime_ns) for p in files)
-            except (FindingError, OSError) as exc:
+            except FindingError as exc:  # the directory itself gone or unreadable: the last findings stay
                 self._say(str(exc))
                 return list(self._all)
+            seen = tuple(_stamp(p) for p in files)  # a file removed meanwhile is read (and skipped) below
             if seen != self._seen:
                 found = []
                 for path in files:

@@ -280,10 +280,6 @@ _SEARCHABLE = ("probe_cc", "probe_asn", "test_name", "domain", "input", "categor
 _STEP = {"hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1), "week": dt.timedelta(weeks=1)}
 
 
-def _anomalous(row: dict[str, Any]) -> tuple[int, int]:
-    return (-(int(row["anomaly_count"]) + int(row["confirmed_count"])), -int(row["measurement_count"]))
-
-
 def _most(rows: list[dict[str, Any]], axis: str, most: int) -> list[Any]:
     """The ``most`` values of ``axis`` with the most anomalies, then measurements, over ``rows``, in that order."""
     totals: dict[Any, list[int]] = {}
@@ -323,7 +319,10 @@ def _chart_search(row: dict[str, Any], base: dict[str, str], axes: list[str], gr
             return None
         if axis == aggregates.TIME_AXIS:
             start = dt.datetime.fromisoformat(str(value).removesuffix("Z"))
-            end = _bucket_end(start, grain)
+            try:
+                end = _bucket_end(start, grain)
+            except (OverflowError, ValueError):  # the last bucket of year 9999 ends past any date the search takes
+                return None
             start, end = max(start, since) if since else start, min(end, until) if until else end
             short = grain != "hour" and start.time() == end.time() == dt.time()
             params["since"] = start.date().isoformat() if short else start.isoformat() + "Z"
