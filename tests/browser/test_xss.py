@@ -10,6 +10,7 @@ from urllib.parse import quote
 import pytest
 
 from tamperscope.collector import samples
+from tamperscope.explorer import feeds
 from tests.browser.harness import (
     XSS_BODY,
     XSS_DOMAIN,
@@ -199,3 +200,20 @@ def test_typed_payloads_in_the_search_form_stay_text(guarded: tuple[Any, Guard])
         page.locator("#filters button[type=submit]").click()
     assert page.locator("#filters input[name=domain]").input_value() == payload
     assert_inert(page, page.url)
+
+
+@pytest.mark.parametrize("path, text", [
+    ("/feed.atom?probe_cc=RU&outcome=anomaly", XSS_INPUT),
+    (f"/feed.atom?domain={XSS_DOMAIN}", XSS_INPUT),
+    ("/findings.atom", XSS_FINDING_TEXT),
+])
+def test_a_feed_opened_in_the_browser_is_text(guarded: tuple[Any, Guard], path: str, text: str) -> None:
+    """An Atom feed opened in chromium (which shows its source): the payloads are its escaped text, nothing runs,
+    nothing reaches another origin, and no payload became an element."""
+    page, guard = guarded
+    response = page.goto(path, wait_until="load")
+    assert response is not None and response.status == 200 and "atom+xml" in response.headers["content-type"]
+    shown = page.evaluate("() => document.documentElement.textContent")
+    assert feeds.xml_text(text) in shown, shown[:500]
+    assert_inert(page, path)
+    assert not guard.foreign, guard.foreign

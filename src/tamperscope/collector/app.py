@@ -69,9 +69,9 @@ tamperscope's collector, API and explorer.
 # Tokens a read costs (`--read-rate` per second, `read_burst` at once): what reads the whole store costs
 # more than a page of rows or one measurement, so a client's burst cannot be spent on it alone.
 EXPORT_COST = 20.0        # /api/v1/export/...: a stream over everything that matches
-AGGREGATE_COST = 5.0      # aggregations, the home, country, network and domain pages, search
-_AGGREGATE_PREFIXES = ("/api/v1/aggregation", "/api/v1/measurements", "/search", "/chart", "/country/",
-                       "/network/", "/domain/")
+AGGREGATE_COST = 5.0      # aggregations, the home, country, network and domain pages, search, feeds
+_AGGREGATE_PREFIXES = ("/api/v1/aggregation", "/api/v1/measurements", "/search", "/chart", "/feed.atom",
+                       "/changes.atom", "/country/", "/network/", "/domain/")
 
 
 def read_cost(path: str) -> float:

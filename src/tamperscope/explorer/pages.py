@@ -240,12 +240,12 @@ def search_query(params: dict[str, str]) -> MeasurementQuery:
     names = ("probe_cc", "probe_asn", "test_name", "domain", "input", "mechanism", "fingerprint", "category_code",
              "since", "until", "report_id")
     fields: dict[str, Any] = {k: (params.get(k) or None) for k in names}
-    limit = _int(params.get("limit"), 50, 1, 1000)
-    page = _int(params.get("page"), 1, 1, 100_000)
+    limit = clamped_int(params.get("limit"), 50, 1, 1000)
+    page = clamped_int(params.get("page"), 1, 1, 100_000)
     return MeasurementQuery(**fields, **flags, limit=limit, offset=(page - 1) * limit)
 
 
-def _int(text: str | None, default: int, low: int, high: int) -> int:
+def clamped_int(text: str | None, default: int, low: int, high: int) -> int:
     try:
         value = int(text) if text not in (None, "") else default
     except ValueError:
@@ -450,5 +450,5 @@ def finding(reader: Reader, f: Finding) -> dict[str, Any]:
     }
 
 
-__all__ = ["AREAS", "CHART_AXES", "OUTCOMES", "area", "body", "chart", "home", "measurement", "search_choices",
+__all__ = ["AREAS", "CHART_AXES", "OUTCOMES", "area", "body", "chart", "clamped_int", "home", "measurement", "search_choices",
            "search_query", "finding", "finding_list"]

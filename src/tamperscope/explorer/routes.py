@@ -3,7 +3,8 @@
 Every page is ``GET <path>`` for HTML and ``GET <path>.json`` for the same data
 as JSON (`pages.py` builds the data once): ``/`` (twin ``/index.json``),
 ``/country/{cc}``, ``/network/{asn}``, ``/domain/{domain}``, ``/m/{uid}``,
-``/search?…``, ``/api`` (twin: the OpenAPI description).
+``/search?…``, ``/api`` (twin: the OpenAPI description). Atom feeds (`feeds.py`): ``/feed.atom?…`` (any
+search), ``/changes.atom?…`` (sites blocked and unblocked), ``/findings.atom``.
 
 Templates are Jinja2 with autoescaping on for everything; URLs built from data
 go through `seg` (one path segment, percent-encoded, ``/`` included) or `qs`.
@@ -23,6 +24,7 @@ import datetime as dt
 import gzip
 import hashlib
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -35,7 +37,7 @@ from fastapi.responses import HTMLResponse, Response
 from tamperscope import __version__
 from tamperscope.analysis.report import APP_NAMES, MECHANISM_WORDS, TEST_WORDS, technique
 from tamperscope.collector.config import Collector
-from tamperscope.explorer import pages, plotlyjs
+from tamperscope.explorer import feeds, pages, plotlyjs
 from tamperscope.explorer.headers import SANDBOX_CSP
 from tamperscope.model.location import signature_words
 
@@ -135,7 +137,7 @@ def collector_of(request: Request) -> Collector:
 
 def wants_html(request: Request) -> bool:
     path = request.url.path
-    if path.endswith(".json") or path.startswith(("/api/", "/report", "/openapi")):
+    if path.endswith((".json", ".atom")) or path.startswith(("/api/", "/report", "/openapi")):
         return False
     return True
 
@@ -148,6 +150,7 @@ def _json(data: Any, status: int = 200) -> Response:
 def render(request: Request, template: str, data: dict[str, Any], json_url: str, status: int = 200) -> HTMLResponse:
     context = {**data, "json_url": json_url, "path": request.url.path}
     context.setdefault("charts", {})
+    context.setdefault("feeds", [])
     return HTMLResponse(_env.get_template(template).render(**context), status_code=status)
 
 
@@ -185,7 +188,23 @@ def _home(request: Request) -> dict[str, Any]:
     with reader.bounded(snapshot=True):  # its totals and tables from one moment of the store
         data = pages.home(reader)
     data["findings"] = [f.public() for f in collector.findings.all()[:FINDINGS_ON_HOME]]
+    data["feeds"] = [_feed("anomalies", "/feed.atom", {"outcome": "anomaly"}),
+                     _feed("confirmed blocking", "/feed.atom", {"outcome": "confirmed"}),
+                     _feed("sites blocked and unblocked", "/changes.atom", {}),
+                     _feed("findings", "/findings.atom", {})]
     return data
+
+
+def _feed(label: str, path: str, params: dict[str, Any]) -> dict[str, str]:
+    """A feed the page links (in its head, for readers to discover, and at its foot)."""
+    if path == "/changes.atom":
+        title = "Sites blocked and unblocked " + feeds.selection_words(params, outcome=False)
+    elif path == "/findings.atom":
+        title = "Findings"
+    else:
+        title = feeds.selection_words(params)
+    query = _qs(params)
+    return {"label": label, "title": title.strip(), "href": path + (f"?{query}" if query else "")}
 
 
 def _area(request: Request, kind: str, key: str) -> dict[str, Any] | None:
@@ -195,6 +214,8 @@ def _area(request: Request, kind: str, key: str) -> dict[str, Any] | None:
         data = pages.area(reader, kind, key)
     if data is not None:  # the findings about this country, network or site
         data["findings"] = [f.public() for f in collector.findings.about(pages.AREAS[kind], key)]
+        data["feeds"] = [_feed("anomalies", "/feed.atom", {**data["filter"], "outcome": "anomaly"}),
+                         _feed("sites blocked and unblocked", "/changes.atom", data["filter"])]
     return data
 
 
@@ -288,6 +309,8 @@ def _search(request: Request, as_json: bool) -> Response:
         "export_params": {k: v for k, v in query.params().items() if k not in ("limit", "offset")},
         "prev_params": {**params, "page": page_no - 1} if page_no > 1 else None,
         "next_params": {**params, "page": page_no + 1} if result["metadata"].get("next_url") else None,
+        "feeds": [] if problem else [_feed("this search", "/feed.atom",
+                                           {k: v for k, v in params.items() if k not in ("page", "limit")})],
     }
     query_text = request.url.query
     return render(request, "search.html", data, "/search.json" + (f"?{query_text}" if query_text else ""),
@@ -332,13 +355,18 @@ def chart_json(request: Request) -> Response:
 @router.get("/findings")
 def findings(request: Request) -> Response:
     """Researchers' findings (``serve --findings DIR``), newest first."""
-    return _page(request, pages.finding_list(collector_of(request).findings), "findings.html", "/findings", False,
-                 "")
+    return _page(request, _finding_list(request), "findings.html", "/findings", False, "")
+
+
+def _finding_list(request: Request) -> dict[str, Any]:
+    data = pages.finding_list(collector_of(request).findings)
+    data["feeds"] = [_feed("findings", "/findings.atom", {})]
+    return data
 
 
 @router.get("/findings.json")
 def findings_json(request: Request) -> Response:
-    return _json(pages.finding_list(collector_of(request).findings))
+    return _json(_finding_list(request))
 
 
 @router.get("/findings/{finding_id}")
@@ -352,6 +380,110 @@ def finding(request: Request, finding_id: str) -> Response:
         with collector.reader.bounded(snapshot=True):
             data = pages.finding(collector.reader, found)
     return _page(request, data, "finding.html", f"/findings/{_seg(key)}", as_json, "no such finding")
+
+
+# --------------------------------------------------------------------------- feeds
+
+
+FEED_FIELDS = tuple(f for f in SEARCH_FIELDS if f != "page")
+CHANGE_FIELDS = ("probe_cc", "probe_asn", "domain", "test_name", "category_code", "limit")
+
+
+def _feed_params(request: Request, names: tuple[str, ...]) -> dict[str, str]:
+    return {k: v.strip() for k, v in sorted(request.query_params.items()) if k in names and len(v) <= 8192
+            and v.strip()}
+
+
+def _entries(params: dict[str, str]) -> int:
+    return pages.clamped_int(params.get("limit"), feeds.DEFAULT_ENTRIES, 1, feeds.MAX_ENTRIES)
+
+
+def _atom(request: Request, feed: feeds.Feed) -> Response:
+    """The feed, with an ETag: a reader that polls gets 304 while nothing changed."""
+    body = feeds.atom(feed)
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Cache-Control": "public, max-age=300"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=feeds.MEDIA_TYPE, headers=headers)
+
+
+def _area_url(base: str, params: dict[str, str]) -> str:
+    """The explorer's page of a selection: a country's, a network's or a site's when it names one alone."""
+    named = [k for k in ("probe_cc", "probe_asn", "domain") if params.get(k)]
+    rest = [k for k in params if k not in ("limit", "outcome") and k not in named]
+    if len(named) == 1 and not rest:
+        kind = {"probe_cc": "country", "probe_asn": "network", "domain": "domain"}[named[0]]
+        return f"{base}/{kind}/{_seg(params[named[0]])}"
+    query = _qs({k: v for k, v in params.items() if k != "limit"})
+    return f"{base}/search" + (f"?{query}" if query else "")
+
+
+@router.get("/feed.atom")
+def measurement_feed(request: Request) -> Response:
+    """Any search, to follow: its newest measurements (the search page's fields; ``limit`` entries, at most 200)."""
+    from tamperscope.collector.api import base_url
+    from tamperscope.collector.queries import QueryError, list_measurements
+
+    params = _feed_params(request, FEED_FIELDS)
+    query = replace(pages.search_query(params), limit=_entries(params), offset=0)
+    reader = collector_of(request).reader
+    try:
+        with reader.bounded(snapshot=True):
+            rows, _ = list_measurements(reader, query, count=False)
+    except QueryError as exc:
+        return _json({"error": "invalid_parameter", "detail": str(exc)}, 400)
+    base = base_url(request)
+    words = feeds.selection_words(params)
+    feed = feeds.Feed(id=f"{base}/feed.atom?{_qs(params)}".rstrip("?"), title=f"{words} · tamperscope",
+                      subtitle=f"{words}: the newest {query.limit}, newest first.",
+                      self_url=f"{base}/feed.atom?{_qs(params)}".rstrip("?"),
+                      page_url=f"{base}/search?{_qs({k: v for k, v in params.items() if k != 'limit'})}".rstrip("?"),
+                      entries=feeds.measurement_entries(rows, base))
+    return _atom(request, feed)
+
+
+@router.get("/changes.atom")
+def change_feed(request: Request) -> Response:
+    """When a site became blocked, or unblocked, on a network: the latest first (``limit`` entries, at most 200)."""
+    from tamperscope.analysis import aggregates
+    from tamperscope.collector.api import base_url
+    from tamperscope.collector.queries import MeasurementQuery, QueryError
+
+    params = _feed_params(request, CHANGE_FIELDS)
+    reader = collector_of(request).reader
+    try:
+        filters = MeasurementQuery(probe_cc=params.get("probe_cc"), probe_asn=params.get("probe_asn"),
+                                   domain=params.get("domain"), test_name=params.get("test_name"),
+                                   category_code=params.get("category_code")).filters()
+        with reader.bounded(snapshot=True):
+            rows = aggregates.changes(reader, filters, limit=_entries(params))  # type: ignore[arg-type]
+    except QueryError as exc:
+        return _json({"error": "invalid_parameter", "detail": str(exc)}, 400)
+    base = base_url(request)
+    words = feeds.selection_words(params, outcome=False)
+    title = "Sites blocked and unblocked" + (f" {words}" if words else "")
+    feed = feeds.Feed(id=f"{base}/changes.atom?{_qs(params)}".rstrip("?"), title=f"{title} · tamperscope",
+                      subtitle=("When a site became blocked on a network (two anomalies or more in a row after a "
+                                "measurement that was fine), or unblocked (two fine measurements or more after "
+                                "such a run), the latest first."),
+                      self_url=f"{base}/changes.atom?{_qs(params)}".rstrip("?"), page_url=_area_url(base, params),
+                      entries=feeds.change_entries(rows, base))
+    return _atom(request, feed)
+
+
+@router.get("/findings.atom")
+def finding_feed(request: Request) -> Response:
+    """The researchers' findings, newest first."""
+    from tamperscope.collector.api import base_url
+
+    base = base_url(request)
+    found = collector_of(request).findings.all()[:feeds.MAX_ENTRIES]
+    feed = feeds.Feed(id=f"{base}/findings.atom", title="Findings · tamperscope",
+                      subtitle="What researchers concluded from the measurements, newest first.",
+                      self_url=f"{base}/findings.atom", page_url=f"{base}/findings",
+                      entries=feeds.finding_entries(found, base))
+    return _atom(request, feed)
 
 
 @router.get("/api")
