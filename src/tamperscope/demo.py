@@ -371,6 +371,7 @@ def serve(measurements: list[dict[str, Any]], db: Path, port: int, seconds: floa
         if blocked is not None:
             print(f"  e.g. the evidence for {blocked['input']}: {url}/domain/{_host(blocked['input'])}")
         print(f"  what was blocked, by technique and test: {url}/chart?axis_x=mechanism&axis_y=test_name")
+        print(f"  to follow in a feed reader (Atom): {url}/feed.atom?outcome=anomaly")
         print("  Ctrl-C to stop." if seconds is None else f"  serving for {seconds:g} s.", flush=True)
         try:
             server.wait(timeout=seconds)

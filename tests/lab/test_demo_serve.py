@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -166,6 +167,17 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         cells = {(r["mechanism"], r["test_name"]): r["measurement_count"] for r in chart["rows"]}
         assert cells[("dns.injection", "web_connectivity")] >= 1 and cells[("udp.drop", "wireguard")] == 1, cells
         assert sum(cells.values()) == len(every) and chart["charts"]["counts"]["data"], cells
+        # the feed it points at (Atom): every anomaly, newest first, each entry the measurement's page
+        feed_url = next(line.split(": ", 1)[1].strip() for line in out if "to follow in a feed reader" in line)
+        assert feed_url == f"http://127.0.0.1:{PORT}/feed.atom?outcome=anomaly", feed_url
+        atom = "{http://www.w3.org/2005/Atom}"
+        entries = ET.fromstring(get("/feed.atom?outcome=anomaly")).findall(f"{atom}entry")
+        anomalies = [r for r in every if r["anomaly"]]
+        assert len(entries) == len(anomalies) >= 10, (len(entries), len(anomalies))
+        facebook = by["https://facebook.com/"]["measurement_uid"]
+        entry = next(e for e in entries if e.findtext(f"{atom}id", "").endswith(f"/m/{facebook}"))
+        assert "facebook.com" in entry.findtext(f"{atom}title", "") and "dns.injection" in entry.findtext(
+            f"{atom}title", ""), entry.findtext(f"{atom}title")
         # the server's report (its explorer's link) tells what the demo's own report file tells
         served = get("/api/v1/export/report.html")
         summary = [h.split("<p class='summary'>", 1)[1].split("</p>", 1)[0] for h in (html, served)]
