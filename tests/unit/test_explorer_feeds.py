@@ -280,6 +280,9 @@ def test_pages_name_their_feeds_and_each_one_answers(client: SyncClient) -> None
                                                             foot)] == expected
         for href in found:
             _feed(client, href)
+    # an area page says them in its lead too, where a reader looks first
+    follow = client.get("/domain/meduza.io").text.split('<span id="follow">', 1)[1].split("</span>", 1)[0]
+    assert [h.replace("&amp;", "&") for h in re.findall(r'href="([^"]+)"', follow)] == pages["/domain/meduza.io"]
     # a search the store refuses names no feed
     assert "application/atom+xml" not in client.get("/search?since=nonsense").text
     assert client.get("/country/RU.json").json()["feeds"][1]["href"] == "/changes.atom?probe_cc=RU"
