@@ -214,3 +214,23 @@ def test_a_bucket_at_the_end_of_time_gets_no_link_rather_than_an_error() -> None
                              None) is None, grain
     link = _chart_search({"measurement_start_day": "9999-11-01"}, {}, ["measurement_start_day"], "month", None, None)
     assert link is not None and parse_qs(urlsplit(link).query) == {"since": ["9999-11-01"], "until": ["9999-12-01"]}
+
+
+
+def test_every_row_of_bars_orders_its_categories_by_their_rank_over_all_rows(tmp_path: Path) -> None:
+    """By site, one row per country: TM (5 anomalies) comes first and never measured b.example, yet b.example (4
+    anomalies, in RU) is the first category of every row, as its rank over all rows says (not TM's own order)."""
+    measured = [("https://c.example/", "TM")] * 3 + [("https://d.example/", "TM")] * 2 + \
+        [("https://b.example/", "RU")] * 4
+    body = b"\n".join(orjson.dumps(samples.measurement("dns.poison", url=url, probe_cc=cc, probe_asn="AS1",
+                                                       start=f"2026-05-01 10:00:0{i}", report_id=f"r{i}"))
+                      for i, (url, cc) in enumerate(measured))
+    with running_app(Settings(db_path=tmp_path / "a.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
+        assert c.post("/api/v1/submit", content=body).json()["stored"] == len(measured)
+        c.run(c.collector.ingestor.settled)
+        spec = c.get("/chart.json", params={"axis_x": "domain", "axis_y": "probe_cc"}).json()["charts"]["counts"]
+    assert [a["text"] for a in spec["layout"]["annotations"]] == ["TM", "RU"]
+    assert spec["layout"]["xaxis"]["categoryorder"] == "array"
+    assert spec["layout"]["xaxis"]["categoryarray"] == ["b.example", "c.example", "d.example"]
+    tm = {t["name"]: t["x"] for t in spec["data"] if t["yaxis"] == "y2"}  # the top row's own bars
+    assert tm["anomaly"] == ["c.example", "d.example"]

@@ -76,14 +76,17 @@ def _x_value(value: Any, dated: bool) -> str:
 
 
 def counts(rows: Sequence[dict[str, Any]], x_axis: str, y_axis: str | None, *, dated: bool, x_title: str,
-           y_title: str | None = None) -> dict[str, Any] | None:
+           y_title: str | None = None, x_order: Sequence[Any] | None = None) -> dict[str, Any] | None:
     """OONI's MAT chart of `aggregates.counts_by` rows: bars of the measurements by ``x_axis``, stacked by outcome;
     with ``y_axis``, one row of bars per value of it, in the order of ``rows``' first appearance, sharing the x
-    axis. ``dated``: the x values are times (a date axis)."""
+    axis. ``dated``: the x values are times (a date axis). ``x_order``: the order of the x values on a category
+    axis, in every row of bars (by default their first appearance in ``rows``)."""
     if not rows:
         return None
     ys: list[Any] = list(dict.fromkeys(r[y_axis] for r in rows)) if y_axis else [None]
     xs = list(dict.fromkeys(_x_value(r[x_axis], dated) for r in rows))
+    if x_order is not None and not dated:  # the values ranked over all rows, not as the first row of bars has them
+        xs = list(dict.fromkeys([*(_x_value(v, dated) for v in x_order), *xs]))
     n = len(ys)
     gap = 0.35 / n if n > 1 else 0.0  # room for each row's label above its bars
     height = 300 if n == 1 else 120 + ROW_HEIGHT * n
@@ -118,7 +121,7 @@ def counts(rows: Sequence[dict[str, Any]], x_axis: str, y_axis: str | None, *, d
         for name, ys_here in series.items():
             data.append({"type": "bar", "name": name, "x": xs_here, "y": ys_here, "yaxis": axis, "xaxis": "x",
                          "legendgroup": name, "showlegend": i == 0, "marker": {"color": COLOURS[name]}})
-    if not dated:  # every row's bars in one order: the rows' first appearance
+    if not dated:  # every row's bars in one order
         layout["xaxis"].update(categoryorder="array", categoryarray=xs)
     return {"data": data, "layout": layout}
 

@@ -369,7 +369,8 @@ def chart(reader: Reader, params: dict[str, str]) -> dict[str, Any]:
     # a row of bars per value of axis_y, the most anomalous first; in each, the x values' rank (time: in order)
     drawn.sort(key=lambda r: (y_rank[r[axis_y]] if axis_y else 0, x_rank[r[axis_x]] if x_rank else 0))
     page["charts"]["counts"] = charts.counts(drawn, axis_x, axis_y or None, dated=axis_x == aggregates.TIME_AXIS,
-                                             x_title=f"Measurements by {x_title.lower()}", y_title=y_title or None)
+                                             x_title=f"Measurements by {x_title.lower()}", y_title=y_title or None,
+                                             x_order=sorted(x_rank, key=x_rank.__getitem__) if x_rank else None)
     # the search takes one value of each field: no link rather than one to more measurements than the row counts
     several = any("," in wanted[k] for k in ("probe_cc", "probe_asn", "test_name", "domain"))
     base = {k: wanted[k] for k in ("probe_cc", "probe_asn", "test_name", "domain", "input", "category_code",
