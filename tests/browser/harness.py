@@ -61,6 +61,24 @@ def xss_measurement() -> dict[str, Any]:
     return m
 
 
+# A blockpage no fingerprint knows (in France, its own country in the corpus), its text and headers payloads
+XSS_NEW_PAGE_TEXT = f"Avis {XSS_SCRIPT}{XSS_IMG}{XSS_SVG} Accès interdit par décision du tribunal"
+XSS_NEW_PAGE = (f"<html><head><title>Avis</title>{XSS_ESCAPES}<script>window.__pwned=1</script></head>"
+                f"<body><p>{XSS_NEW_PAGE_TEXT}</p></body></html>")
+
+
+def new_blockpage_xss_measurement() -> dict[str, Any]:
+    m = samples.measurement("http.blockpage", url="http://unknown-page.example/", probe_cc="FR", probe_asn="AS3215",
+                            network_name="Orange", start="2026-05-10 12:00:00", body=XSS_NEW_PAGE)
+    response = m["test_keys"]["requests"][0]["response"]
+    response["headers_list"] = [[k, v] for k, v in response["headers_list"] if k != "Server"] + [
+        ["Server", XSS_HEADER]]
+    response["headers"]["Server"] = XSS_HEADER
+    response["headers_list"].append(["X-Filter", "on"])  # a header the site's page has not: OONI's diff fires
+    response["headers"]["X-Filter"] = "on"
+    return m
+
+
 XSS_RULE_NAME = f"q{XSS_IMG}{XSS_SCRIPT}blocked.example"  # a name the censor's rule caught too
 
 
@@ -167,7 +185,8 @@ def feed(client: httpx.Client, ex: Explorer) -> None:
     """Everything through the submission endpoints, as probes would send it."""
     uids: list[str] = []
     corpus = list(samples.corpus(60, seed="browser"))
-    ms = [*corpus, xss_measurement(), rules_xss_measurement(), *samples.hostile(), apps_xss_measurement()]
+    ms = [*corpus, xss_measurement(), rules_xss_measurement(), *samples.hostile(), apps_xss_measurement(),
+          new_blockpage_xss_measurement()]
     for m in ms:
         ex.by_country[m["probe_cc"]] = ex.by_country.get(m["probe_cc"], 0) + 1
     # OONI's report protocol: open a report per network, submit, close.
@@ -188,8 +207,8 @@ def feed(client: httpx.Client, ex: Explorer) -> None:
         assert client.post(f"/report/{report_id}/close", json={}).status_code == 200
     ex.xss_uid = uids[len(corpus)]
     ex.rules_uid = uids[len(corpus) + 1]
-    ex.hostile_uids = uids[len(corpus) + 2:-1]
-    ex.apps_uid = uids[-1]
+    ex.hostile_uids = uids[len(corpus) + 2:-2]
+    ex.apps_uid = uids[-2]
     # Real OONI-format measurements, as one JSON-lines upload.
     ooni = [orjson.loads(p.read_bytes()) for p in sorted(OONI_SAMPLES.glob("*/measurement.json"))]
     if ooni:

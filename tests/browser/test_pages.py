@@ -32,7 +32,7 @@ def all_pages(explorer: Explorer) -> list[str]:
     return [*CHART_PAGES, "/country/IT", f"/m/{explorer.xss_uid}", *(f"/m/{u}" for u in explorer.hostile_uids),
             "/search", "/search?probe_cc=RU&outcome=anomaly", f"/search?domain={XSS_DOMAIN}", "/api",
             "/chart", "/chart?axis_x=probe_asn&axis_y=mechanism", f"/chart?axis_x=input&domain={XSS_DOMAIN}",
-            "/findings", f"/findings/{XSS_FINDING_ID}"]
+            "/findings", f"/findings/{XSS_FINDING_ID}", "/new-blockpages", "/new-blockpages?probe_cc=FR"]
 
 
 def test_pages_render_without_errors_or_foreign_requests(guarded: tuple[Any, Guard], explorer: Explorer) -> None:

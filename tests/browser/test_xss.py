@@ -19,6 +19,7 @@ from tests.browser.harness import (
     XSS_HEADER,
     XSS_IMG,
     XSS_INPUT,
+    XSS_NEW_PAGE_TEXT,
     XSS_RULE_NAME,
     XSS_SCRIPT,
     XSS_SVG,
@@ -121,6 +122,9 @@ LISTS = [  # (page, where on it, payload text shown there)
     ("/findings", "ul.findings", XSS_TITLE),
     ("/country/RU", "#findings", XSS_TITLE),
     ("/m/{hostile1}", "main h1", "https://<svg onload=window.__pwned=1>.example/"),
+    ("/new-blockpages?probe_cc=FR", "section.new-blockpage code", XSS_HEADER),   # a page no fingerprint knows:
+    ("/new-blockpages?probe_cc=FR", "section.new-blockpage pre.body", XSS_NEW_PAGE_TEXT),  # its Server, text
+    ("/new-blockpages?probe_cc=FR", "section.new-blockpage code.pattern", "Accès interdit par décision"),
 ]
 
 

@@ -212,7 +212,7 @@ def get_ooni_aggregation(
     if format.lower() == "csv":
         if download:
             headers["Content-Disposition"] = 'attachment; filename="tamperscope-aggregation.csv"'
-        return Response(_csv(rows), media_type="text/csv; charset=utf-8", headers=headers)
+        return Response(csv_text(rows), media_type="text/csv; charset=utf-8", headers=headers)
     if download:
         headers["Content-Disposition"] = 'attachment; filename="tamperscope-aggregation.json"'
     return JSONResponse({"v": 0, "dimension_count": len(axes), "result": rows if axes else rows[0]},
@@ -234,7 +234,7 @@ def get_aggregation(request: Request, query: QueryDep,
     with collector.reader.bounded():
         result = aggregate(collector, name, filters, rows)
     if format.lower() == "csv":
-        return Response(_csv(result), media_type="text/csv; charset=utf-8",
+        return Response(csv_text(result), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
     return JSONResponse({"v": 0, "aggregation": name, "filters": _filter_dict(filters), "result": result},
                         headers={})
@@ -279,7 +279,7 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _csv(rows: Sequence[dict[str, Any]], header: Sequence[str] | None = None) -> str:
+def csv_text(rows: Sequence[dict[str, Any]], header: Sequence[str] | None = None) -> str:
     out = io.StringIO()
     names = list(header or (rows[0].keys() if rows else []))
     writer = csv.writer(out)
@@ -331,9 +331,9 @@ def _stream(slot: Slot, chunks: Iterator[bytes], media: str, filename: str) -> S
 
 
 def _csv_chunks(batches: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
-    yield _csv([], EXPORT_FIELDS).encode()
+    yield csv_text([], EXPORT_FIELDS).encode()
     for batch in batches:  # one chunk per batch: each chunk is a hop to a worker thread and back
-        yield _csv(batch, EXPORT_FIELDS).split("\r\n", 1)[1].encode()
+        yield csv_text(batch, EXPORT_FIELDS).split("\r\n", 1)[1].encode()
 
 
 def _jsonl_chunks(batches: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
@@ -544,5 +544,5 @@ async def admin_reanalyse(request: Request) -> Response:
     return JSONResponse({**totals, "analysis_version": ANALYSIS_VERSION})
 
 
-__all__ = ["AGGREGATIONS", "EXPORTS_PER_CLIENT", "EXPORTS_TOTAL", "aggregate", "measurement_query",
+__all__ = ["AGGREGATIONS", "EXPORTS_PER_CLIENT", "EXPORTS_TOTAL", "aggregate", "csv_text", "measurement_query",
            "measurements_page", "router"]

@@ -71,7 +71,7 @@ tamperscope's collector, API and explorer.
 EXPORT_COST = 20.0        # /api/v1/export/...: a stream over everything that matches
 AGGREGATE_COST = 5.0      # aggregations, the home, country, network and domain pages, search, feeds
 _AGGREGATE_PREFIXES = ("/api/v1/aggregation", "/api/v1/measurements", "/search", "/chart", "/feed.atom",
-                       "/changes.atom", "/country/", "/network/", "/domain/")
+                       "/changes.atom", "/new-blockpages", "/country/", "/network/", "/domain/")
 
 
 def read_cost(path: str) -> float:

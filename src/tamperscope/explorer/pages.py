@@ -27,7 +27,7 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
-from tamperscope.analysis import aggregates
+from tamperscope.analysis import aggregates, unrecognised
 from tamperscope.analysis.aggregates import Filters
 from tamperscope.analysis.report import (
     TEST_WORDS,
@@ -388,6 +388,45 @@ def chart(reader: Reader, params: dict[str, str]) -> dict[str, Any]:
     return page
 
 
+# --------------------------------------------------------------------------- new blockpages
+
+NEW_BLOCKPAGE_FIELDS = ("probe_cc", "probe_asn", "domain", "since", "until")
+NEW_BLOCKPAGES_READ = 1000      # the newest candidates whose pages are read
+
+
+def new_blockpages(reader: Reader, params: dict[str, str], explorer: str = "") -> dict[str, Any]:
+    """Blockpages no fingerprint recognises (`analysis.unrecognised`): the newest `NEW_BLOCKPAGES_READ`
+    anomalies of web_connectivity where a page came back instead of the site and no fingerprint matched, their
+    pages grouped by template, each group with a proposed fingerprint (a row of Citizen Lab's http.csv, its
+    example the measurement's page under ``explorer``). A bad parameter is ``problem``."""
+    wanted = {k: params.get(k, "").strip() for k in NEW_BLOCKPAGE_FIELDS}
+    page: dict[str, Any] = {"page": "new-blockpages", "title": "Blockpages no fingerprint knows", "params": wanted,
+                            "problem": None, "groups": [], "candidates": 0, "read": 0, "with_page": 0,
+                            "limit": NEW_BLOCKPAGES_READ, "choices": search_choices(reader),
+                            "data_params": {k: v for k, v in wanted.items() if v}}
+    try:
+        query = MeasurementQuery(probe_cc=wanted["probe_cc"] or None, probe_asn=wanted["probe_asn"] or None,
+                                 domain=wanted["domain"] or None, since=wanted["since"] or None,
+                                 until=wanted["until"] or None, test_name="web_connectivity", anomaly=True)
+        where, args = query.where()
+    except QueryError as exc:
+        page["problem"] = str(exc)
+        return page
+    where += (f" AND v.mechanism IN ({', '.join('?' * len(unrecognised.MECHANISMS))})"
+              " AND len(coalesce(v.fingerprints, []::VARCHAR[])) = 0")
+    args += list(unrecognised.MECHANISMS)
+    found = reader.cursor().execute(f"SELECT count(*) FROM verdicts v WHERE {where}", args).fetchone()
+    page["candidates"] = int(found[0]) if found else 0
+    rows = reader.rows(
+        f"""SELECT v.measurement_uid, v.probe_cc, v.probe_asn, v.domain, v.measurement_start_time, v.mechanism
+            FROM verdicts v WHERE {where} ORDER BY v.measurement_start_time DESC, v.measurement_uid DESC
+            LIMIT {NEW_BLOCKPAGES_READ}""", args)
+    groups, with_page = unrecognised.groups(rows, reader.raw_many([r["measurement_uid"] for r in rows]))
+    page.update(read=len(rows), with_page=with_page,
+                groups=[{**g.public(), "fingerprint": g.fingerprint(explorer) if g.pattern else None} for g in groups])
+    return page
+
+
 # --------------------------------------------------------------------------- findings
 
 _ABOUT_WORDS = (("probe_cc", "Country", "/country/"), ("probe_asn", "Network", "/network/"),
@@ -451,5 +490,5 @@ def finding(reader: Reader, f: Finding) -> dict[str, Any]:
     }
 
 
-__all__ = ["AREAS", "CHART_AXES", "OUTCOMES", "area", "body", "chart", "clamped_int", "home", "measurement", "search_choices",
-           "search_query", "finding", "finding_list"]
+__all__ = ["AREAS", "CHART_AXES", "OUTCOMES", "area", "body", "chart", "clamped_int", "finding", "finding_list", "home",
+           "measurement", "new_blockpages", "search_choices", "search_query"]

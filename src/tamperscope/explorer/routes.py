@@ -137,7 +137,7 @@ def collector_of(request: Request) -> Collector:
 
 def wants_html(request: Request) -> bool:
     path = request.url.path
-    if path.endswith((".json", ".atom")) or path.startswith(("/api/", "/report", "/openapi")):
+    if path.endswith((".json", ".atom", ".csv")) or path.startswith(("/api/", "/report", "/openapi")):
         return False
     return True
 
@@ -350,6 +350,44 @@ def chart(request: Request) -> Response:
 @router.get("/chart.json")
 def chart_json(request: Request) -> Response:
     return _chart(request, True)
+
+
+def _new_blockpages(request: Request, kind: str) -> Response:
+    from tamperscope.analysis.unrecognised import CSV_HEADER
+    from tamperscope.collector.api import base_url, csv_text
+
+    params = {k: v for k, v in request.query_params.items() if k in pages.NEW_BLOCKPAGE_FIELDS and len(v) <= 8192}
+    reader = collector_of(request).reader
+    with reader.bounded(snapshot=True):
+        data = pages.new_blockpages(reader, params, base_url(request))
+    if data["problem"] and kind != "html":
+        return _json({"error": "invalid_parameter", "detail": data["problem"]}, 400)
+    if kind == "json":
+        return _json({k: v for k, v in data.items() if k != "choices"})
+    if kind == "csv":
+        rows = [g["fingerprint"] for g in data["groups"] if g["fingerprint"]]
+        return Response(csv_text(rows, CSV_HEADER), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="new-blockpages.csv"'})
+    query_text = request.url.query
+    return render(request, "new_blockpages.html", data,
+                  "/new-blockpages.json" + (f"?{query_text}" if query_text else ""), 400 if data["problem"] else 200)
+
+
+@router.get("/new-blockpages")
+def new_blockpages(request: Request) -> Response:
+    """Blockpages no fingerprint recognises, grouped by template, each with a proposed fingerprint."""
+    return _new_blockpages(request, "html")
+
+
+@router.get("/new-blockpages.json")
+def new_blockpages_json(request: Request) -> Response:
+    return _new_blockpages(request, "json")
+
+
+@router.get("/new-blockpages.csv")
+def new_blockpages_csv(request: Request) -> Response:
+    """The proposed fingerprints, as rows of Citizen Lab's http.csv."""
+    return _new_blockpages(request, "csv")
 
 
 @router.get("/findings")

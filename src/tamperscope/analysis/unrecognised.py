@@ -1,0 +1,265 @@
+"""Blockpages no fingerprint recognises: the pages censors served instead of sites, grouped by template, each
+group with a fingerprint proposed for it.
+
+Fingerprint databases (Censored Planet's, Citizen Lab's) grow by hand: someone notices a new page in the data,
+writes a pattern for it and sends it upstream. Until then a new ISP's blockpage is an "anomaly" at best. This
+module does the noticing. It takes the anomalies of web_connectivity whose technique says a page came back
+instead of the site (`MECHANISMS`: the HTTP diff fired, or DNS pointed the probe somewhere else and that place
+answered) and that no fingerprint matched, reads the page each one got, and:
+
+* drops a page that is the site's own (its title is the control's: a DNS answer that led to a mirror);
+* groups the rest by **template** (`shape`): the page's text with what varies between deliveries of one
+  blockpage masked, namely the blocked site's name, URLs, long hexadecimal tokens and digits, so that one
+  ISP's page for a thousand sites is one group;
+* proposes a **pattern** (`propose`) for each group: a line or tag-delimited piece of the page that every page
+  of the group contains, with letters in it, without the sites' names or the control's title, preferring the
+  words blockpages use ("blocked", "access denied", "запрещён", ...) and then the longest. Citizen Lab's
+  fingerprints are such substrings of the body; `CSV_HEADER` is their file's header, so a group can be
+  reviewed and sent upstream as it is.
+
+Everything here is pure: rows and raw lines in, `Group` records out (`groups`). Reading them from a store is
+the caller's (the explorer's ``/new-blockpages``). The pages are hostile: only their text is kept, cut
+(`MAX_TEXT`), and the caller shows it as text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from tamperscope.model.webparts import body_bytes, header_pairs, page_title
+from tamperscope.wire.fingerprints import decode_body
+
+MECHANISMS = ("http.blockpage", "dns.poison", "dns.injection")
+MAX_TEXT = 32 * 1024          # of a page's text, read and kept
+PROPOSE_FROM = 20             # pages of a group a pattern is chosen over (the latest); then counted over all
+MAX_PIECES = 400              # candidate pieces of the first page
+SAMPLE_CHARS = 1500           # of the text shown for a group
+MIN_PATTERN, MAX_PATTERN = 10, 120
+CSV_HEADER = ("name", "common_name", "pattern", "location_found", "exp_url", "confidence_no_fp", "source",
+              "scope", "expected_countries", "notes")  # Citizen Lab's filtering-annotations http.csv
+
+# Words of blockpages, in the languages of the pages in the shared collection and the test lists' countries:
+# a piece with one of them is preferred as the pattern.
+_BLOCK_WORDS = re.compile(
+    r"(?i)block|forbid|denied|restrict|filter|censor|prohibit|court|law|unavailable|not allowed|access|"
+    r"запрещ|ограничен|заблокирован|доступ|роскомнадзор|"
+    r"مسدود|فیلتر|دسترسی|محجوب|ممنوع|"
+    r"engellen|erişim|yasak|"
+    r"diblokir|internet positif|bloqueado|bloqué|interdit|gesperrt|zablokowan")
+_URL = re.compile(r"(?i)\b(?:https?|ftp)://[^\s\"'<>]*")
+_HEX = re.compile(r"(?i)\b[0-9a-f]{8,}\b")
+_DIGITS = re.compile(r"\d+")
+_SPACE = re.compile(r"\s+")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # what a hostile charset (utf-7) can decode to; unencodable
+_PIECES = re.compile(r"[\r\n]+|(?=<[^/])")  # lines, and minified HTML at each opening tag
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One measurement's page."""
+
+    uid: str
+    probe_cc: str
+    probe_asn: str
+    domain: str
+    when: dt.datetime | None
+    mechanism: str
+    status: int | None
+    server: str
+    title: str
+    control_title: str
+    text: str
+
+
+@dataclass
+class Group:
+    """The pages of one template."""
+
+    key: str
+    title: str
+    status: int | None
+    server: str
+    measurements: int = 0
+    domains: Counter[str] = field(default_factory=Counter)
+    networks: Counter[tuple[str, str]] = field(default_factory=Counter)   # (probe_asn, probe_cc)
+    countries: Counter[str] = field(default_factory=Counter)
+    mechanisms: Counter[str] = field(default_factory=Counter)
+    first: dt.datetime | None = None
+    last: dt.datetime | None = None
+    sample_uid: str = ""
+    sample: str = ""
+    pattern: str | None = None
+    pattern_matches: int = 0      # pages of the group that contain it
+
+    def public(self) -> dict[str, Any]:
+        return {"key": self.key, "title": self.title, "status_code": self.status, "server": self.server,
+                "measurements": self.measurements,
+                "domains": [{"domain": d, "measurements": n} for d, n in self.domains.most_common()],
+                "networks": [{"probe_asn": a, "probe_cc": c, "measurements": n}
+                             for (a, c), n in self.networks.most_common()],
+                "countries": [{"probe_cc": c, "measurements": n} for c, n in self.countries.most_common()],
+                "mechanisms": dict(self.mechanisms.most_common()),
+                "first_seen": self.first.strftime("%Y-%m-%dT%H:%M:%SZ") if self.first else None,
+                "last_seen": self.last.strftime("%Y-%m-%dT%H:%M:%SZ") if self.last else None,
+                "sample_uid": self.sample_uid, "sample": self.sample, "pattern": self.pattern,
+                "pattern_matches": self.pattern_matches}
+
+    def fingerprint(self, explorer: str = "") -> dict[str, str]:
+        """The group as a row of Citizen Lab's http.csv (`CSV_HEADER`), to review and send upstream."""
+        countries = ", ".join(f"'{c}'" for c in sorted(self.countries))
+        asns = ", ".join(asn for (asn, _), _n in self.networks.most_common(5))
+        return {"name": f"new_{'_'.join(sorted(self.countries)).lower() or 'zz'}_{self.key[:8]}",
+                "common_name": self.title, "pattern": self.pattern or "", "location_found": "body",
+                "exp_url": f"{explorer}/m/{self.sample_uid}" if self.sample_uid else "", "confidence_no_fp": "",
+                "source": "[]", "scope": "", "expected_countries": f"[{countries}]",
+                "notes": (f"proposed by tamperscope from {self.measurements} measurement"
+                          f"{'s' if self.measurements != 1 else ''} of {len(self.domains)} site"
+                          f"{'s' if len(self.domains) != 1 else ''} on {asns}; review before use")}
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _time(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else -1.0
+
+
+def page_of(raw: bytes, row: Mapping[str, Any]) -> Seen | None:
+    """The page a measurement got instead of its site (the final response with a body), or None: no such page,
+    the site's own page (its title is the control's), or a line that is not a measurement."""
+    try:
+        m = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    tk = m.get("test_keys") if isinstance(m, dict) else None
+    requests = tk.get("requests") if isinstance(tk, dict) else None
+    if not isinstance(requests, list):
+        return None
+    best: tuple[float, int, Mapping[str, Any]] | None = None
+    for i, request in enumerate(requests):
+        response = request.get("response") if isinstance(request, dict) else None
+        if not isinstance(response, dict) or not body_bytes(response.get("body")):
+            continue
+        code = _int(response.get("code"))
+        if code is not None and 300 <= code < 400:
+            continue
+        # the final page: the latest by time; else OONI's order, newest first
+        candidate = (_time(request.get("t")), -i, response)
+        if best is None or candidate[:2] > best[:2]:
+            best = candidate
+    if best is None:
+        return None
+    response = best[2]
+    headers = header_pairs(response)
+    try:
+        text = _SURROGATE.sub("\ufffd", decode_body(body_bytes(response.get("body"))[:MAX_TEXT], headers))
+    except (LookupError, ValueError):  # a charset label Python knows but cannot use here
+        text = body_bytes(response.get("body"))[:MAX_TEXT].decode("utf-8", "replace")
+    control = tk.get("control") if isinstance(tk, dict) else None
+    http = control.get("http_request") if isinstance(control, dict) else None
+    control_title = str(http.get("title") or "") if isinstance(http, dict) else ""
+    title = page_title(text).strip()
+    if title and control_title and title.lower() == control_title.strip().lower():
+        return None
+    server = next((v for k, v in headers if k.lower() == "server"), "")
+    when = row.get("measurement_start_time")
+    return Seen(uid=str(row["measurement_uid"]), probe_cc=str(row.get("probe_cc") or ""),
+                probe_asn=str(row.get("probe_asn") or ""), domain=str(row.get("domain") or ""),
+                when=when if isinstance(when, dt.datetime) else None, mechanism=str(row.get("mechanism") or ""),
+                status=_int(response.get("code")), server=server[:200], title=title[:300],
+                control_title=control_title.strip(), text=text)
+
+
+def shape(text: str, domain: str = "") -> str:
+    """The template a page was made from, as a key: its text with what varies between deliveries masked (the
+    blocked site's name, URLs, long hex tokens, digits, spacing), lower case, hashed."""
+    masked = text.lower()
+    if domain:
+        masked = masked.replace(domain.lower(), "\x00")
+    masked = _SPACE.sub(" ", _HEX.sub("\x01", _DIGITS.sub("0", _URL.sub("\x02", masked)))).strip()
+    return hashlib.sha256(masked.encode("utf-8", "replace")).hexdigest()[:16]
+
+
+def _pieces(text: str) -> list[str]:
+    return [p.strip() for p in _PIECES.split(text) if p.strip()]
+
+
+def _parts(piece: str, cut: re.Pattern[str] | None) -> set[str]:
+    """A piece, its parts between tags' ends, and those cut where a site's name or a number is (what varies)."""
+    parts = {piece, *(p.strip() for p in piece.split(">"))}
+    if cut is not None:
+        parts |= {q.strip() for p in list(parts) for q in cut.split(p)}
+    return {p[:MAX_PATTERN].lstrip("> ").strip() for p in parts if p}  # not from the end of a tag cut
+
+
+def propose(texts: list[str], avoid: Iterable[str] = ()) -> str | None:
+    """A substring every text contains (a line, or a tag-delimited piece of minified HTML, or a part of one
+    between tags' ends or between what varies: the sites' names and numbers), `MIN_PATTERN`..`MAX_PATTERN`
+    characters with letters in it, that holds none of ``avoid`` (the sites' names, the control's title) and
+    starts with no character a spreadsheet would run (``= + - @``). Blockpage words first, then a piece
+    without digits, then the longest; None when no piece qualifies."""
+    if not texts:
+        return None
+    avoided = sorted({a.lower() for a in avoid if a}, key=len, reverse=True)
+    cut = re.compile("|".join([*(re.escape(a) for a in avoided), r"\d+"]), re.IGNORECASE)
+    found: set[str] = set()
+    for piece in _pieces(texts[0])[:MAX_PIECES]:
+        for part in _parts(piece, cut):
+            if len(part) < MIN_PATTERN or part[0] in "=+-@" or not any(c.isalpha() for c in part):
+                continue
+            low = part.lower()
+            if any(a in low for a in avoided):
+                continue
+            found.add(part)
+    common = [p for p in found if all(p in t for t in texts[1:])]
+    if not common:
+        return None
+    return max(common, key=lambda p: (bool(_BLOCK_WORDS.search(p)), not any(c.isdigit() for c in p), len(p), p))
+
+
+def groups(rows: Iterable[Mapping[str, Any]], raws: Mapping[str, bytes]) -> tuple[list[Group], int]:
+    """The templates of the pages of ``rows`` (verdict rows: ``measurement_uid``, ``probe_cc``, ``probe_asn``,
+    ``domain``, ``measurement_start_time``, ``mechanism``), read from ``raws`` (uid → raw line), the group with
+    the most measurements first; and how many rows had a page (the others: no body, or the site's own page)."""
+    pages: dict[str, list[Seen]] = {}
+    read = 0
+    for row in rows:
+        raw = raws.get(str(row["measurement_uid"]))
+        seen = page_of(raw, row) if raw is not None else None
+        if seen is None:
+            continue
+        read += 1
+        pages.setdefault(shape(seen.text, seen.domain), []).append(seen)
+    out = []
+    for key, members in pages.items():
+        latest = max(members, key=lambda s: (s.when or dt.datetime.min, s.uid))
+        g = Group(key=key, title=latest.title, status=latest.status, server=latest.server,
+                  measurements=len(members), sample_uid=latest.uid, sample=latest.text[:SAMPLE_CHARS])
+        for s in members:
+            g.domains[s.domain] += 1
+            g.networks[(s.probe_asn, s.probe_cc)] += 1
+            g.countries[s.probe_cc] += 1
+            g.mechanisms[s.mechanism] += 1
+            if s.when is not None:
+                g.first = s.when if g.first is None else min(g.first, s.when)
+                g.last = s.when if g.last is None else max(g.last, s.when)
+        avoid = {*(s.domain for s in members), *(s.domain.removeprefix("www.") for s in members),
+                 *(s.control_title for s in members)}
+        newest = sorted(members, key=lambda s: (s.when or dt.datetime.min, s.uid), reverse=True)
+        g.pattern = propose([s.text for s in newest[:PROPOSE_FROM]], avoid)
+        g.pattern_matches = sum(g.pattern in s.text for s in members) if g.pattern else 0
+        out.append(g)
+    out.sort(key=lambda g: (-g.measurements, -len(g.domains), g.key))
+    return out, read
+
+
+__all__ = ["CSV_HEADER", "MECHANISMS", "Group", "Seen", "groups", "page_of", "propose", "shape"]

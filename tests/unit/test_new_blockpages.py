@@ -1,0 +1,214 @@
+"""Blockpages no fingerprint recognises (`analysis.unrecognised`, the explorer's ``/new-blockpages``): the pages
+censors served instead of sites, grouped by template, each group with a proposed fingerprint in Citizen Lab's
+format. Over a real collector and DuckDB store, fed through the submission endpoint; and the pure parts alone."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tamperscope.analysis import unrecognised
+from tamperscope.collector import samples
+from tamperscope.collector.config import Settings
+from tamperscope.collector.testing import SyncClient, running_app
+from tamperscope.explorer import pages
+from tamperscope.wire.fingerprints import match_response
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+# A Russian ISP's page: it names the site, its URL and a request number, which change with every delivery
+ISP_RU = """<html><head><title>Сайт заблокирован</title></head><body>
+<h1>Доступ к ресурсу {d} ограничен</h1>
+<p>Ресурс http://{d}/ внесён в реестр. Запрос 8123{i}.</p>
+<p>Operator: Example Telecom filtering service</p>
+</body></html>"""
+# A Turkish ISP's page, minified, in one line
+ISP_TR = ('<html><head><title>Notice</title></head><body><div class="x">The address {d} is unavailable under '
+          'decision 55{i} of the Communications Board</div><iframe src="http://10.1.2.3/notice"></iframe></body>'
+          '</html>')
+HOSTILE = ('<html><head><title>Notice <script>alert(1)</script></title></head><body><p>Ceci est <b>interdit</b> '
+           '<img src=x onerror=alert(2)> par décision {i}</p></body></html>')
+
+
+def _page(url: str, cc: str, asn: str, when: str, body: str | None, scenario: str = "http.blockpage",
+          rid: str = "") -> dict[str, Any]:
+    """A measurement whose response carries a header the site's does not (as real blockpages' do): OONI's HTTP
+    diff fires on it, so no fingerprint is needed to call it a blockpage."""
+    m = samples.measurement(scenario, url=url, probe_cc=cc, probe_asn=asn, start=when, body=body,
+                            report_id=rid or f"{cc}{when}{url}")
+    for request in m["test_keys"]["requests"]:
+        request["response"]["headers"]["X-Filter"] = "on"
+        request["response"]["headers_list"].append(["X-Filter", "on"])
+    return m
+
+
+def _poisoned_to_blockpage(url: str, when: str, body: str) -> dict[str, Any]:
+    """DNS sent the probe to the ISP's server, which answered with its page."""
+    m = samples.measurement("dns.poison", url=url, probe_cc="RU", probe_asn="AS2", start=when,
+                            report_id=f"p{when}")
+    page = _page(url, "RU", "AS2", when, body)
+    m["test_keys"]["requests"] = page["test_keys"]["requests"]
+    m["test_keys"]["tcp_connect"] = page["test_keys"]["tcp_connect"]
+    return m
+
+
+MEASURED = [
+    *(_page(f"http://{d}/", "RU", "AS1", f"2026-05-0{i + 1} 10:00:00", ISP_RU.format(d=d, i=i))
+      for i, d in enumerate(["a.example", "b.example", "c.example"])),
+    _poisoned_to_blockpage("http://f.example/", "2026-05-04 10:00:00", ISP_RU.format(d="f.example", i=9)),
+    *(_page(f"http://{d}/", "TR", "AS9", f"2026-05-0{i + 1} 11:00:00", ISP_TR.format(d=d, i=i))
+      for i, d in enumerate(["a.example", "d.example"])),
+    _page("http://h.example/", "FR", "AS5", "2026-05-02 12:00:00", HOSTILE.format(i=1)),
+    # a blockpage a fingerprint knows, a page that is fine, and a DNS answer that led to the site's own page
+    _page("http://e.example/", "RU", "AS1", "2026-05-05 10:00:00", None),
+    samples.measurement("ok", url="http://e.example/", probe_cc="RU", probe_asn="AS1", start="2026-05-06 10:00:00"),
+    _poisoned_to_blockpage("http://g.example/", "2026-05-07 10:00:00",
+                           samples.SITE_PAGE.format(host="g.example")),
+]
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyncClient]:
+    db = tmp_path_factory.mktemp("newpages") / "a.duckdb"
+    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as c:
+        out = c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(m) for m in MEASURED)).json()
+        assert out["stored"] == len(MEASURED)
+        verdicts = [r["verdict"] for r in out["results"]]
+        # what the store holds: eight anomalies of the kind with no fingerprint, one with
+        assert [v["mechanism"] for v in verdicts[:7]] == ["http.blockpage"] * 3 + ["dns.poison"] + \
+            ["http.blockpage"] * 3
+        assert all(not v["fingerprints"] for v in verdicts[:7]) and verdicts[7]["fingerprints"]
+        assert verdicts[9]["mechanism"] == "dns.poison" and not verdicts[9]["fingerprints"]
+        c.run(c.collector.ingestor.settled)
+        yield c
+
+
+def test_pages_are_grouped_by_template_and_each_template_gets_a_fingerprint(client: SyncClient) -> None:
+    data = client.get("/new-blockpages.json").json()
+    assert data["candidates"] == 8 and data["read"] == 8
+    assert data["with_page"] == 7  # the site's own page, reached through a forged DNS answer, is none
+    groups = {g["title"]: g for g in data["groups"]}
+    assert list(groups) == ["Сайт заблокирован", "Notice", ""]  # markup in a title is no title
+    ru = groups["Сайт заблокирован"]
+    assert ru["measurements"] == 4
+    assert sorted(d["domain"] for d in ru["domains"]) == ["a.example", "b.example", "c.example", "f.example"]
+    assert {(n["probe_asn"], n["probe_cc"]) for n in ru["networks"]} == {("AS1", "RU"), ("AS2", "RU")}
+    assert ru["mechanisms"] == {"http.blockpage": 3, "dns.poison": 1}
+    assert ru["first_seen"] == "2026-05-01T10:00:00Z" and ru["last_seen"] == "2026-05-04T10:00:00Z"
+    assert ru["status_code"] == 200 and ru["server"] == "block-appliance"
+    tr = groups["Notice"]
+    assert tr["measurements"] == 2 and {n["probe_cc"] for n in tr["networks"]} == {"TR"}
+    # the proposed pattern is in every page of its group, and in no other page measured, nor the site's
+    bodies = [m["test_keys"]["requests"][0]["response"]["body"] for m in MEASURED if m["test_keys"]["requests"]]
+    for g in (ru, tr):
+        pattern = g["pattern"]
+        assert pattern and g["pattern_matches"] == g["measurements"]
+        assert sum(pattern in body for body in bodies if body) == g["measurements"], pattern
+        assert pattern not in samples.SITE_PAGE.format(host="a.example")
+        assert not any(d["domain"] in pattern for d in g["domains"])
+    assert ru["pattern"] == "<p>Operator: Example Telecom filtering service</p>"  # it has a blockpage word
+    assert tr["pattern"] == "is unavailable under decision"  # cut where the site's name and the number were
+    # the latest measurement is the sample, its text shown (cut)
+    assert ru["sample"].startswith("<html><head><title>Сайт заблокирован") and "f.example" in ru["sample"]
+
+
+def test_a_proposed_fingerprint_is_a_row_of_citizen_labs_file(client: SyncClient) -> None:
+    res = client.get("/new-blockpages.csv")
+    assert res.status_code == 200 and res.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(res.text)))
+    with (SHARED / "fingerprints" / "citizenlab" / "http.csv").open(newline="") as f:
+        assert rows[0] == next(csv.reader(f))  # the same columns as the file upstream
+    proposed = [dict(zip(rows[0], r)) for r in rows[1:]]
+    assert len(proposed) == 3
+    ru = next(r for r in proposed if r["common_name"] == "Сайт заблокирован")
+    assert ru["location_found"] == "body" and ru["expected_countries"] == "['RU']"
+    assert ru["name"].startswith("new_ru_") and "review before use" in ru["notes"]
+    assert ru["exp_url"].startswith("http://testserver/m/")
+    assert client.get(ru["exp_url"].removeprefix("http://testserver")).status_code == 200
+    # as a body substring the matcher's own way, it recognises the group's pages, and the known DB still does not
+    page = ISP_RU.format(d="z.example", i=7)
+    assert ru["pattern"] in page and not match_response(page, [("X-Filter", "on")], 200)
+
+
+def test_the_selection_narrows_and_a_bad_one_is_refused(client: SyncClient) -> None:
+    tr = client.get("/new-blockpages.json", params={"probe_cc": "TR"}).json()
+    assert [g["title"] for g in tr["groups"]] == ["Notice"] and tr["candidates"] == 2
+    one = client.get("/new-blockpages.json", params={"domain": "a.example"}).json()
+    assert sorted(g["title"] for g in one["groups"]) == ["Notice", "Сайт заблокирован"]
+    assert client.get("/new-blockpages.json", params={"since": "2026-05-03"}).json()["candidates"] == 3
+    bad = client.get("/new-blockpages.json", params={"since": "soon"})
+    assert bad.status_code == 400 and bad.json()["error"] == "invalid_parameter"
+    page = client.get("/new-blockpages", params={"since": "soon"})
+    assert page.status_code == 400 and "since must be a date" in page.text and 'id="filters"' in page.text
+
+
+def test_only_the_newest_are_read_and_the_page_says_so(client: SyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pages, "NEW_BLOCKPAGES_READ", 3)
+    data = client.get("/new-blockpages.json").json()
+    assert data["candidates"] == 8 and data["read"] == 3
+    # the newest three: g.example (the site's own page, so none), f.example and c.example
+    assert data["with_page"] == sum(g["measurements"] for g in data["groups"]) == 2
+    assert "the newest 3 read" in client.get("/new-blockpages").text
+
+
+def test_the_page_shows_hostile_pages_as_text(client: SyncClient) -> None:
+    text = client.get("/new-blockpages").text
+    assert "<script>alert(1)" not in text and "<img src=x" not in text
+    assert "Notice &lt;script&gt;alert(1)&lt;/script&gt;" in text  # in the page's text
+    assert "(a page with no title)" in text
+    assert "&lt;img src=x onerror=alert(2)&gt;" in text
+    assert '<a href="/new-blockpages.csv" download>' in text  # no empty query string
+
+
+def test_area_pages_link_their_new_blockpages(client: SyncClient) -> None:
+    assert '<a href="/new-blockpages?probe_cc=RU">' in client.get("/country/RU").text
+    assert '<a href="/new-blockpages?probe_asn=AS1">' in client.get("/network/AS1").text
+    assert '<a href="/new-blockpages">' in client.get("/").text
+
+
+# --------------------------------------------------------------------------- the pure parts
+
+
+def test_a_template_is_one_key_whatever_the_site_urls_and_numbers() -> None:
+    a = unrecognised.shape(ISP_RU.format(d="a.example", i=1), "a.example")
+    b = unrecognised.shape(ISP_RU.format(d="bb.example.org", i=12345), "bb.example.org")
+    assert a == b
+    assert a != unrecognised.shape(ISP_TR.format(d="a.example", i=1), "a.example")
+    assert unrecognised.shape("Request id 0a1b2c3d4e5f in    the   page") == \
+        unrecognised.shape("request id 99ffee00aa11 in the page")
+
+
+def test_no_pattern_when_the_pages_share_nothing_that_qualifies() -> None:
+    assert unrecognised.propose(["<p>a.example</p>", "<p>b.example</p>"], ["a.example", "b.example"]) is None
+    assert unrecognised.propose([]) is None
+    # a pattern never begins as a spreadsheet formula would, nor is it made of digits alone
+    assert unrecognised.propose(["=SUM(A:A) or more", "=SUM(A:A) or more"]) is None
+    assert unrecognised.propose(["1234567890123", "1234567890123"]) is None
+
+
+@pytest.mark.parametrize("raw", [b"not json", b"[]", b'{"test_keys": {"requests": "no"}}',
+                                 b'{"test_keys": {"requests": [{"response": {"body": ""}}]}}',
+                                 b'{"test_keys": {"requests": [{"response": {"code": 302, "body": "x"}}]}}'])
+def test_a_line_with_no_page_is_no_page(raw: bytes) -> None:
+    assert unrecognised.page_of(raw, {"measurement_uid": "u"}) is None
+
+
+def test_the_final_page_is_the_latest_and_a_hostile_charset_is_text() -> None:
+    raw = orjson.dumps({"test_keys": {"requests": [
+        {"t": 2.0, "response": {"code": 200, "body": "final page", "headers": {"Server": "x"}}},
+        {"t": 1.0, "response": {"code": 200, "body": "first page"}},
+        {"t": 3.0, "response": {"code": 301, "body": "a redirect"}},
+    ]}})
+    seen = unrecognised.page_of(raw, {"measurement_uid": "u"})
+    assert seen is not None and seen.text == "final page" and seen.server == "x"
+    utf7 = orjson.dumps({"test_keys": {"requests": [{"response": {
+        "code": 200, "body": {"format": "base64", "data": "K2RnQS0gKzJEOC0gdGV4dA=="},
+        "headers": {"Content-Type": "text/html; charset=utf-7"}}}]}})
+    seen = unrecognised.page_of(utf7, {"measurement_uid": "u"})
+    assert seen is not None and seen.text.encode("utf-8")  # no lone surrogate left to break the page
