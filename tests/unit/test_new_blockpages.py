@@ -70,6 +70,12 @@ MEASURED = [
     samples.measurement("ok", url="http://e.example/", probe_cc="RU", probe_asn="AS1", start="2026-05-06 10:00:00"),
     _poisoned_to_blockpage("http://g.example/", "2026-05-07 10:00:00",
                            samples.SITE_PAGE.format(host="g.example")),
+    # the ISP's page sent with only common headers: OONI's diff calls it accessible, its length and title say not
+    samples.measurement("http.blockpage", url="http://k.example/", probe_cc="RU", probe_asn="AS1",
+                        start="2026-05-08 10:00:00", body=ISP_RU.format(d="k.example", i=5)),
+    # judged accessible and rightly: another title but the site's length (a redesign), and the site's own page
+    samples.measurement("ok", url="http://m.example/", probe_cc="RU", probe_asn="AS1", start="2026-05-08 11:00:00",
+                        body=samples.SITE_PAGE.format(host="m.example").replace("<title>m.example", "<title>New")),
 ]
 
 
@@ -85,22 +91,26 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyncClient]:
             ["http.blockpage"] * 3
         assert all(not v["fingerprints"] for v in verdicts[:7]) and verdicts[7]["fingerprints"]
         assert verdicts[9]["mechanism"] == "dns.poison" and not verdicts[9]["fingerprints"]
+        assert [v["mechanism"] for v in verdicts[10:]] == ["none", "none"]
         c.run(c.collector.ingestor.settled)
         yield c
 
 
 def test_pages_are_grouped_by_template_and_each_template_gets_a_fingerprint(client: SyncClient) -> None:
     data = client.get("/new-blockpages.json").json()
-    assert data["candidates"] == 8 and data["read"] == 8
-    assert data["with_page"] == 7  # the site's own page, reached through a forged DNS answer, is none
+    assert data["candidates"] == 8 and data["read"] == 8 and data["accessible_read"] == 3
+    # the site's own page (reached through a forged DNS answer), and the two pages rightly judged accessible, are
+    # none: seven anomalies' pages and one that OONI's diff let through
+    assert data["with_page"] == 8
     groups = {g["title"]: g for g in data["groups"]}
     assert list(groups) == ["Сайт заблокирован", "Notice", ""]  # markup in a title is no title
     ru = groups["Сайт заблокирован"]
-    assert ru["measurements"] == 4
-    assert sorted(d["domain"] for d in ru["domains"]) == ["a.example", "b.example", "c.example", "f.example"]
+    assert ru["measurements"] == 5
+    assert sorted(d["domain"] for d in ru["domains"]) == ["a.example", "b.example", "c.example", "f.example",
+                                                          "k.example"]
     assert {(n["probe_asn"], n["probe_cc"]) for n in ru["networks"]} == {("AS1", "RU"), ("AS2", "RU")}
-    assert ru["mechanisms"] == {"http.blockpage": 3, "dns.poison": 1}
-    assert ru["first_seen"] == "2026-05-01T10:00:00Z" and ru["last_seen"] == "2026-05-04T10:00:00Z"
+    assert ru["mechanisms"] == {"http.blockpage": 3, "dns.poison": 1, "accessible by OONI's rules": 1}
+    assert ru["first_seen"] == "2026-05-01T10:00:00Z" and ru["last_seen"] == "2026-05-08T10:00:00Z"
     assert ru["status_code"] == 200 and ru["server"] == "block-appliance"
     tr = groups["Notice"]
     assert tr["measurements"] == 2 and {n["probe_cc"] for n in tr["networks"]} == {"TR"}
@@ -115,7 +125,7 @@ def test_pages_are_grouped_by_template_and_each_template_gets_a_fingerprint(clie
     assert ru["pattern"] == "<p>Operator: Example Telecom filtering service</p>"  # it has a blockpage word
     assert tr["pattern"] == "is unavailable under decision"  # cut where the site's name and the number were
     # the latest measurement is the sample, its text shown (cut)
-    assert ru["sample"].startswith("<html><head><title>Сайт заблокирован") and "f.example" in ru["sample"]
+    assert ru["sample"].startswith("<html><head><title>Сайт заблокирован") and "k.example" in ru["sample"]
 
 
 def test_a_proposed_fingerprint_is_a_row_of_citizen_labs_file(client: SyncClient) -> None:
@@ -151,9 +161,10 @@ def test_the_selection_narrows_and_a_bad_one_is_refused(client: SyncClient) -> N
 def test_only_the_newest_are_read_and_the_page_says_so(client: SyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pages, "NEW_BLOCKPAGES_READ", 3)
     data = client.get("/new-blockpages.json").json()
-    assert data["candidates"] == 8 and data["read"] == 3
-    # the newest three: g.example (the site's own page, so none), f.example and c.example
-    assert data["with_page"] == sum(g["measurements"] for g in data["groups"]) == 2
+    assert data["candidates"] == 8 and data["read"] == 3 and data["accessible_read"] == 3
+    # the newest three anomalies: g.example (the site's own page, so none), f.example and c.example; the newest
+    # three judged accessible: k.example's is the ISP's page
+    assert data["with_page"] == sum(g["measurements"] for g in data["groups"]) == 3
     assert "the newest 3 read" in client.get("/new-blockpages").text
 
 
@@ -205,10 +216,10 @@ def test_the_final_page_is_the_latest_and_a_hostile_charset_is_text() -> None:
         {"t": 1.0, "response": {"code": 200, "body": "first page"}},
         {"t": 3.0, "response": {"code": 301, "body": "a redirect"}},
     ]}})
-    seen = unrecognised.page_of(raw, {"measurement_uid": "u"})
+    seen = unrecognised.page_of(raw, {"measurement_uid": "u", "mechanism": "http.blockpage"})
     assert seen is not None and seen.text == "final page" and seen.server == "x"
     utf7 = orjson.dumps({"test_keys": {"requests": [{"response": {
         "code": 200, "body": {"format": "base64", "data": "K2RnQS0gKzJEOC0gdGV4dA=="},
         "headers": {"Content-Type": "text/html; charset=utf-7"}}}]}})
-    seen = unrecognised.page_of(utf7, {"measurement_uid": "u"})
+    seen = unrecognised.page_of(utf7, {"measurement_uid": "u", "mechanism": "http.blockpage"})
     assert seen is not None and seen.text.encode("utf-8")  # no lone surrogate left to break the page

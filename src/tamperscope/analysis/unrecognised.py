@@ -5,7 +5,9 @@ Fingerprint databases (Censored Planet's, Citizen Lab's) grow by hand: someone n
 writes a pattern for it and sends it upstream. Until then a new ISP's blockpage is an "anomaly" at best. This
 module does the noticing. It takes the anomalies of web_connectivity whose technique says a page came back
 instead of the site (`MECHANISMS`: the HTTP diff fired, or DNS pointed the probe somewhere else and that place
-answered) and that no fingerprint matched, reads the page each one got, and:
+answered) and that no fingerprint matched, and the measurements judged accessible whose page failed OONI's
+length and title checks both (OONI's HTTP diff calls a page accessible when its headers match the control's,
+and a blockpage sent with only common headers does: `ACCESSIBLE`), reads the page each one got, and:
 
 * drops a page that is the site's own (its title is the control's: a DNS answer that led to a mirror);
 * groups the rest by **template** (`shape`): the page's text with what varies between deliveries of one
@@ -38,6 +40,8 @@ from tamperscope.model.webparts import body_bytes, header_pairs, page_title
 from tamperscope.wire.fingerprints import decode_body
 
 MECHANISMS = ("http.blockpage", "dns.poison", "dns.injection")
+ACCESSIBLE = "accessible by OONI's rules"  # what a page that passed the HTTP diff on its headers alone is labelled
+SHORTER = 0.7                 # OONI's body length check: the smaller body over 70% of the larger matches
 MAX_TEXT = 32 * 1024          # of a page's text, read and kept
 PROPOSE_FROM = 20             # pages of a group a pattern is chosen over (the latest); then counted over all
 MAX_PIECES = 400              # candidate pieces of the first page
@@ -135,7 +139,10 @@ def _time(value: Any) -> float:
 
 def page_of(raw: bytes, row: Mapping[str, Any]) -> Seen | None:
     """The page a measurement got instead of its site (the final response with a body), or None: no such page,
-    the site's own page (its title is the control's), or a line that is not a measurement."""
+    the site's own page (its title is the control's), or a line that is not a measurement. For a measurement
+    judged accessible (``mechanism`` ``none``), only a page whose length and title both differ from the control's
+    (OONI's diff let it through on its headers: a blockpage with only common headers does), labelled
+    `ACCESSIBLE`."""
     try:
         m = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -170,11 +177,20 @@ def page_of(raw: bytes, row: Mapping[str, Any]) -> Seen | None:
     title = page_title(text).strip()
     if title and control_title and title.lower() == control_title.strip().lower():
         return None
+    mechanism = str(row.get("mechanism") or "")
+    if mechanism in ("", "none"):
+        # judged accessible: a suspect only where OONI's length and title checks both failed, so that the
+        # headers alone let the page through (a blockpage sent with only common headers does)
+        size = len(body_bytes(response.get("body")))
+        control_size = _int(http.get("body_length")) if isinstance(http, dict) else None
+        if not control_title or not control_size or size > SHORTER * control_size:
+            return None
+        mechanism = ACCESSIBLE
     server = next((v for k, v in headers if k.lower() == "server"), "")
     when = row.get("measurement_start_time")
     return Seen(uid=str(row["measurement_uid"]), probe_cc=str(row.get("probe_cc") or ""),
                 probe_asn=str(row.get("probe_asn") or ""), domain=str(row.get("domain") or ""),
-                when=when if isinstance(when, dt.datetime) else None, mechanism=str(row.get("mechanism") or ""),
+                when=when if isinstance(when, dt.datetime) else None, mechanism=mechanism,
                 status=_int(response.get("code")), server=server[:200], title=title[:300],
                 control_title=control_title.strip(), text=text)
 

@@ -22,6 +22,7 @@ Pages:
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -396,33 +397,42 @@ NEW_BLOCKPAGES_READ = 1000      # the newest candidates whose pages are read
 
 def new_blockpages(reader: Reader, params: dict[str, str], explorer: str = "") -> dict[str, Any]:
     """Blockpages no fingerprint recognises (`analysis.unrecognised`): the newest `NEW_BLOCKPAGES_READ`
-    anomalies of web_connectivity where a page came back instead of the site and no fingerprint matched, their
-    pages grouped by template, each group with a proposed fingerprint (a row of Citizen Lab's http.csv, its
+    anomalies of web_connectivity where a page came back instead of the site and no fingerprint matched, and
+    the newest as many judged accessible whose page failed OONI's length and title checks, their pages grouped
+    by template, each group with a proposed fingerprint (a row of Citizen Lab's http.csv, its
     example the measurement's page under ``explorer``). A bad parameter is ``problem``."""
     wanted = {k: params.get(k, "").strip() for k in NEW_BLOCKPAGE_FIELDS}
     page: dict[str, Any] = {"page": "new-blockpages", "title": "Blockpages no fingerprint knows", "params": wanted,
-                            "problem": None, "groups": [], "candidates": 0, "read": 0, "with_page": 0,
+                            "problem": None, "groups": [], "candidates": 0, "read": 0, "accessible_read": 0,
+                            "with_page": 0,
                             "limit": NEW_BLOCKPAGES_READ, "choices": search_choices(reader),
                             "data_params": {k: v for k, v in wanted.items() if v}}
     try:
-        query = MeasurementQuery(probe_cc=wanted["probe_cc"] or None, probe_asn=wanted["probe_asn"] or None,
-                                 domain=wanted["domain"] or None, since=wanted["since"] or None,
-                                 until=wanted["until"] or None, test_name="web_connectivity", anomaly=True)
-        where, args = query.where()
+        narrowed = MeasurementQuery(probe_cc=wanted["probe_cc"] or None, probe_asn=wanted["probe_asn"] or None,
+                                    domain=wanted["domain"] or None, since=wanted["since"] or None,
+                                    until=wanted["until"] or None, test_name="web_connectivity")
+        where, args = replace(narrowed, anomaly=True).where()
+        passed, passed_args = replace(narrowed, anomaly=False, failure=False).where()
     except QueryError as exc:
         page["problem"] = str(exc)
         return page
+    # a page came back: a DNS answer that led nowhere fetched none, and reading it would spend the budget
     where += (f" AND v.mechanism IN ({', '.join('?' * len(unrecognised.MECHANISMS))})"
-              " AND len(coalesce(v.fingerprints, []::VARCHAR[])) = 0")
+              " AND len(coalesce(v.fingerprints, []::VARCHAR[])) = 0"
+              " AND v.measurement_uid IN (SELECT measurement_uid FROM observations WHERE step = 'http'"
+              " AND body_length > 0)")
     args += list(unrecognised.MECHANISMS)
     found = reader.cursor().execute(f"SELECT count(*) FROM verdicts v WHERE {where}", args).fetchone()
     page["candidates"] = int(found[0]) if found else 0
-    rows = reader.rows(
-        f"""SELECT v.measurement_uid, v.probe_cc, v.probe_asn, v.domain, v.measurement_start_time, v.mechanism
-            FROM verdicts v WHERE {where} ORDER BY v.measurement_start_time DESC, v.measurement_uid DESC
-            LIMIT {NEW_BLOCKPAGES_READ}""", args)
+    columns = "v.measurement_uid, v.probe_cc, v.probe_asn, v.domain, v.measurement_start_time, v.mechanism"
+    newest = f"ORDER BY v.measurement_start_time DESC, v.measurement_uid DESC LIMIT {NEW_BLOCKPAGES_READ}"
+    rows = reader.rows(f"SELECT {columns} FROM verdicts v WHERE {where} {newest}", args)
+    # and the newest judged accessible: OONI's diff lets a page through on its headers alone
+    accessible = reader.rows(f"SELECT {columns} FROM verdicts v WHERE {passed} {newest}", passed_args)
+    page["accessible_read"] = len(accessible)
+    rows += accessible
     groups, with_page = unrecognised.groups(rows, reader.raw_many([r["measurement_uid"] for r in rows]))
-    page.update(read=len(rows), with_page=with_page,
+    page.update(read=len(rows) - len(accessible), with_page=with_page,
                 groups=[{**g.public(), "fingerprint": g.fingerprint(explorer) if g.pattern else None} for g in groups])
     return page
 
