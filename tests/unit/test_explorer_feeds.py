@@ -263,10 +263,13 @@ def test_a_bad_parameter_is_refused_in_words(client: SyncClient, path: str, word
 def test_pages_name_their_feeds_and_each_one_answers(client: SyncClient) -> None:
     pages = {"/": ["/feed.atom?outcome=anomaly", "/feed.atom?outcome=confirmed", "/changes.atom",
                    "/findings.atom"],
-             "/country/RU": ["/feed.atom?probe_cc=RU&outcome=anomaly", "/changes.atom?probe_cc=RU"],
+             "/country/RU": ["/feed.atom?probe_cc=RU&outcome=anomaly", "/changes.atom?probe_cc=RU",
+                             "/new-blockpages.atom?probe_cc=RU"],
              "/network/AS12389": ["/feed.atom?probe_asn=AS12389&outcome=anomaly",
-                                  "/changes.atom?probe_asn=AS12389"],
-             "/domain/meduza.io": ["/feed.atom?domain=meduza.io&outcome=anomaly", "/changes.atom?domain=meduza.io"],
+                                  "/changes.atom?probe_asn=AS12389", "/new-blockpages.atom?probe_asn=AS12389"],
+             "/domain/meduza.io": ["/feed.atom?domain=meduza.io&outcome=anomaly", "/changes.atom?domain=meduza.io",
+                                   "/new-blockpages.atom?domain=meduza.io"],
+             "/new-blockpages?probe_cc=RU": ["/new-blockpages.atom?probe_cc=RU"],
              "/search?probe_cc=RU&outcome=anomaly&page=1": ["/feed.atom?probe_cc=RU&outcome=anomaly"],
              "/findings": ["/findings.atom"]}
     for page, expected in pages.items():

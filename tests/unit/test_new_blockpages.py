@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,32 @@ def test_a_proposed_fingerprint_is_a_row_of_citizen_labs_file(client: SyncClient
     # as a body substring the matcher's own way, it recognises the group's pages, and the known DB still does not
     page = ISP_RU.format(d="z.example", i=7)
     assert ru["pattern"] in page and not match_response(page, [("X-Filter", "on")], 200)
+
+
+def test_a_feed_has_an_entry_per_template_the_latest_seen_first(client: SyncClient) -> None:
+    res = client.get("/new-blockpages.atom")
+    assert res.status_code == 200 and res.headers["content-type"].startswith("application/atom+xml")
+    a = "{http://www.w3.org/2005/Atom}"
+    root = ET.fromstring(res.content)
+    entries = root.findall(f"{a}entry")
+    data = client.get("/new-blockpages.json").json()
+    assert len(entries) == len(data["groups"]) == 3
+    by_id = {e.findtext(f"{a}id"): e for e in entries}
+    ru = next(g for g in data["groups"] if g["title"] == "Сайт заблокирован")
+    entry = by_id[f"http://testserver/new-blockpages#template-{ru['key']}"]
+    assert entry.findtext(f"{a}title") == "A blockpage no fingerprint knows, in RU: Сайт заблокирован"
+    assert entry.findtext(f"{a}updated") == ru["last_seen"] and entry.findtext(f"{a}published") == ru["first_seen"]
+    assert ru["pattern"] in str(entry.findtext(f"{a}summary")) and "k.example" in str(entry.findtext(f"{a}summary"))
+    assert str(entry.findtext(f"{a}content")).startswith("<html><head><title>Сайт заблокирован")
+    updated = [e.findtext(f"{a}updated") for e in entries]
+    assert updated == sorted(updated, reverse=True)
+    # the hostile page is text in a well-formed feed
+    assert b"<script>alert" not in res.content
+    # narrowed as the page is; the same template keeps its id
+    tr = ET.fromstring(client.get("/new-blockpages.atom", params={"probe_cc": "TR"}).content).findall(f"{a}entry")
+    assert [e.findtext(f"{a}title") for e in tr] == ["A blockpage no fingerprint knows, in TR: Notice"]
+    assert tr[0].findtext(f"{a}id") in by_id
+    assert client.get("/new-blockpages.atom", params={"until": "x"}).status_code == 400
 
 
 def test_the_selection_narrows_and_a_bad_one_is_refused(client: SyncClient) -> None:

@@ -234,5 +234,32 @@ def finding_entries(findings: Iterable[Any], base: str) -> list[Entry]:
     return entries
 
 
+def template_entries(groups: Iterable[Mapping[str, Any]], base: str, page: str) -> list[Entry]:
+    """One entry per template of blockpage no fingerprint knows (``/new-blockpages``' groups): its id is its
+    template key, so a template is one entry however many pages it gathers; updated when it was last seen."""
+    entries = []
+    for g in groups:
+        link = f"{page}#template-{g['key']}"
+        countries = ", ".join(c["probe_cc"] for c in g.get("countries") or [] if c.get("probe_cc"))
+        n = int(g.get("measurements") or 0)
+        sites = [d["domain"] for d in g.get("domains") or []]
+        networks = [n_["probe_asn"] for n_ in g.get("networks") or []]
+        summary = (f"{n} measurement{'s' if n != 1 else ''} of {len(sites)} site{'s' if len(sites) != 1 else ''} "
+                   f"({', '.join(sites[:10])}{', …' if len(sites) > 10 else ''}) on {', '.join(networks[:10])}"
+                   f"{', …' if len(networks) > 10 else ''}, from {g.get('first_seen')} to {g.get('last_seen')}; "
+                   f"status {g.get('status_code')}" + (f", Server: {g['server']}" if g.get("server") else "") + ". "
+                   + (f"Proposed fingerprint: {g['pattern']}" if g.get("pattern") else "No fingerprint proposed."))
+        title = f"A blockpage no fingerprint knows, in {countries or 'an unknown country'}: " + (
+            g.get("title") or "(no title)")
+        entries.append(Entry(
+            id=f"{base}/new-blockpages#template-{g['key']}", title=title,
+            updated=atom_time(g.get("last_seen")), published=atom_time(g.get("first_seen")), link=link,
+            summary=summary, content=g.get("sample") or None,
+            categories=tuple(c["probe_cc"] for c in g.get("countries") or [] if c.get("probe_cc")),
+            related=((f"{base}/m/{quote(str(g['sample_uid']), safe='')}", "text/html"),) if g.get("sample_uid")
+            else ()))
+    return entries
+
+
 __all__ = ["DEFAULT_ENTRIES", "MAX_ENTRIES", "MEDIA_TYPE", "Entry", "Feed", "atom", "atom_time", "change_entries",
-           "finding_entries", "measurement_entries", "selection_words", "xml_text"]
+           "finding_entries", "measurement_entries", "selection_words", "template_entries", "xml_text"]

@@ -201,6 +201,8 @@ def _feed(label: str, path: str, params: dict[str, Any]) -> dict[str, str]:
         title = "Sites blocked and unblocked " + feeds.selection_words(params, outcome=False)
     elif path == "/findings.atom":
         title = "Findings"
+    elif path == "/new-blockpages.atom":
+        title = "Blockpages no fingerprint knows " + feeds.selection_words(params, outcome=False)
     else:
         title = feeds.selection_words(params)
     query = _qs(params)
@@ -215,7 +217,8 @@ def _area(request: Request, kind: str, key: str) -> dict[str, Any] | None:
     if data is not None:  # the findings about this country, network or site
         data["findings"] = [f.public() for f in collector.findings.about(pages.AREAS[kind], key)]
         data["feeds"] = [_feed("anomalies", "/feed.atom", {**data["filter"], "outcome": "anomaly"}),
-                         _feed("sites blocked and unblocked", "/changes.atom", data["filter"])]
+                         _feed("sites blocked and unblocked", "/changes.atom", data["filter"]),
+                         _feed("new blockpages", "/new-blockpages.atom", data["filter"])]
     return data
 
 
@@ -364,10 +367,25 @@ def _new_blockpages(request: Request, kind: str) -> Response:
         return _json({"error": "invalid_parameter", "detail": data["problem"]}, 400)
     if kind == "json":
         return _json({k: v for k, v in data.items() if k != "choices"})
+    if kind == "atom":
+        base = base_url(request)
+        query = _qs(data["data_params"])
+        words = feeds.selection_words(data["data_params"], outcome=False)
+        page_url = f"{base}/new-blockpages" + (f"?{query}" if query else "")
+        groups = sorted(data["groups"], key=lambda g: (g["last_seen"] or "", g["key"]), reverse=True)
+        return _atom(request, feeds.Feed(
+            id=f"{base}/new-blockpages.atom" + (f"?{query}" if query else ""),
+            title="Blockpages no fingerprint knows" + (f" {words}" if words else "") + " · tamperscope",
+            subtitle="Pages served instead of sites that no fingerprint recognises, one entry per template, the "
+                     "latest seen first, each with a proposed fingerprint.",
+            self_url=f"{base}/new-blockpages.atom" + (f"?{query}" if query else ""), page_url=page_url,
+            entries=feeds.template_entries(groups[:feeds.MAX_ENTRIES], base, page_url)))
     if kind == "csv":
         rows = [g["fingerprint"] for g in data["groups"] if g["fingerprint"]]
         return Response(csv_text(rows, CSV_HEADER), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": 'attachment; filename="new-blockpages.csv"'})
+    data["feeds"] = [] if data["problem"] else [_feed("new blockpages", "/new-blockpages.atom",
+                                                      data["data_params"])]
     query_text = request.url.query
     return render(request, "new_blockpages.html", data,
                   "/new-blockpages.json" + (f"?{query_text}" if query_text else ""), 400 if data["problem"] else 200)
@@ -382,6 +400,12 @@ def new_blockpages(request: Request) -> Response:
 @router.get("/new-blockpages.json")
 def new_blockpages_json(request: Request) -> Response:
     return _new_blockpages(request, "json")
+
+
+@router.get("/new-blockpages.atom")
+def new_blockpages_atom(request: Request) -> Response:
+    """The templates, as an Atom feed: a new one is a new entry."""
+    return _new_blockpages(request, "atom")
 
 
 @router.get("/new-blockpages.csv")
