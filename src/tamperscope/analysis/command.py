@@ -135,6 +135,12 @@ def add_parser(subparsers: Any) -> None:
                    help="only measurements started on this day (UTC) or later")
     p.add_argument("--until", type=_day, metavar="YYYY-MM-DD",
                    help="only measurements started on this day (UTC) or earlier")
+    p.add_argument("--fingerprints", type=Path, metavar="FILE",
+                   help="blockpage fingerprints of your own, beside the shipped ones: a CSV in the columns of "
+                        "Citizen Lab's http.csv (name, pattern, location_found body or header, ...), as the "
+                        "explorer's /new-blockpages.csv proposes them; a page they match is a blockpage, with id "
+                        "local/NAME. The verdicts record them (analysis_version 17+local.DIGEST); measurements "
+                        "stored before are judged again by a server's reanalyse, not here")
     p.add_argument("--reread", action="store_true",
                    help="read again the files an earlier run analysed in full (by default they are skipped "
                         "while their size and modification time are unchanged)")
@@ -196,6 +202,16 @@ def analyze_command(args: argparse.Namespace) -> int:
                          "workers help")
     if args.scheduler is not None and args.engine != "dask":
         raise UsageError("--scheduler needs --engine dask")
+    if args.fingerprints is not None:
+        if args.scheduler is not None:
+            raise UsageError("--fingerprints and --scheduler: the workers of a scheduler of yours do not have the "
+                             "file; use the LocalCluster (no --scheduler) or the local engine")
+        from tamperscope.analysis.verdicts import use_fingerprints
+
+        try:  # named in the environment: the worker processes match with it too
+            use_fingerprints(args.fingerprints)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if not args.paths:
         if not args.test_lists:
             raise UsageError("give the measurement files or directories to analyse (PATH), or --test-list FILE")

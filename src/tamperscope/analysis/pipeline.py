@@ -60,8 +60,8 @@ from tamperscope.analysis.store import (
 )
 from tamperscope.analysis.transport import transport_of
 from tamperscope.analysis.verdicts import (
-    ANALYSIS_VERSION,
     Matcher,
+    analysis_version,
     blocking_rules_judged,
     default_matcher,
     verdict_for,
@@ -328,6 +328,7 @@ def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
     if matcher is None and fingerprints:
         matcher = default_matcher()
     calls0, hits0 = (matcher.calls, matcher.hits) if matcher else (0, 0)
+    version = analysis_version()  # with the fingerprints of one's own it matched with, if any
     mrows: list[tuple[Any, ...]] = []
     vrows: list[tuple[Any, ...]] = []
     raw: list[bytes] = []
@@ -392,7 +393,7 @@ def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
         vrows.append((uid, test, inp, domain, cc, asn, network_name, day, start, _blocking(verdict.blocking),
                       verdict.accessible, verdict.mechanism, verdict.confidence, verdict.status,
                       list(verdict.evidence), list(verdict.fingerprints), _label(tk.get("x_signature")),
-                      _label(tk.get("x_equipment")), ANALYSIS_VERSION, _local_outcome(verdict), transport_of(tk)))
+                      _label(tk.get("x_equipment")), version, _local_outcome(verdict), transport_of(tk)))
         obs.add(uid, tk)
         raw.append(item.data)
     return BatchResult(

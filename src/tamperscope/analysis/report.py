@@ -380,7 +380,8 @@ FINGERPRINT_SCOPES: dict[str, str] = {
     "e_unk": "someone not identified", "f_gen": "no one (generic wording)", "vbw": "no one (vague wording)",
     "injb": "a benign injection (a router's or ISP's notice)",
 }
-FINGERPRINT_SOURCES = {"censoredplanet": "Censored Planet", "citizenlab": "Citizen Lab"}
+FINGERPRINT_SOURCES = {"censoredplanet": "Censored Planet", "citizenlab": "Citizen Lab",
+                       "local": "this collector's own (--fingerprints)"}
 
 
 def blockpages_in_words(store: Any, filters: Filters | None, limit: int | None) -> list[dict[str, Any]]:
@@ -391,10 +392,11 @@ def blockpages_in_words(store: Any, filters: Filters | None, limit: int | None) 
     rows = aggregates.blockpages(store, filters, limit)
     if not rows:
         return rows
+    from tamperscope.analysis.verdicts import default_matcher
     from tamperscope.wire.fingerprints import FingerprintDB
 
-    try:
-        db: FingerprintDB | None = FingerprintDB.load()
+    try:  # the shipped database, and the fingerprints of one's own if any (their ids are local/...)
+        db: FingerprintDB | None = default_matcher().db
     except Exception:  # an unreadable package: the ids are still worth showing
         db = None
     for r in rows:

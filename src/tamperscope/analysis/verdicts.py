@@ -27,7 +27,12 @@ error pages and redirects recur across thousands of measurements.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tamperscope.model.dnsverdict import dnscheck_verdict
@@ -354,15 +359,81 @@ class Matcher:
         return int(getattr(self.db, "pattern_count", 0))
 
 
-_MATCHER: Matcher | None = None
+# Fingerprints of one's own (`analyze --fingerprints FILE`, `serve --fingerprints FILE`): the file is named in
+# the environment, so that worker processes (spawned, or a Dask LocalCluster's) match with the same database.
+FINGERPRINTS_ENV = "TAMPERSCOPE_FINGERPRINTS"
+FINGERPRINTS_MAX_BYTES = 4 << 20
+
+
+@dataclass(frozen=True)
+class LocalFingerprints:
+    """A file of one's own blockpage fingerprints, read and checked (`wire.fingerprints.local_entries`)."""
+
+    path: str
+    entries: tuple[dict[str, Any], ...]
+    digest: str  # of the entries: part of `analysis_version`, so a store knows which verdicts saw them
+
+
+def read_fingerprints(path: str | os.PathLike[str]) -> LocalFingerprints:
+    """Read and check a fingerprint file (Citizen Lab's http.csv columns); ValueError in one line if unusable."""
+    from tamperscope.model.inputs import BadInput, read_bounded
+    from tamperscope.wire.fingerprints import local_entries
+
+    try:
+        text = read_bounded(path, FINGERPRINTS_MAX_BYTES, "the fingerprint file")
+    except BadInput as exc:
+        raise ValueError(str(exc)) from None
+    except OSError as exc:
+        raise ValueError(f"cannot read the fingerprint file {path}: {exc.strerror or exc}") from None
+    entries = tuple(local_entries(text, str(path)))
+    digest = hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()[:12]
+    return LocalFingerprints(str(path), entries, digest)
+
+
+def use_fingerprints(path: str | os.PathLike[str]) -> LocalFingerprints:
+    """Check ``path`` and make it this process's fingerprints of its own, and its future workers'."""
+    local = read_fingerprints(path)
+    resolved = str(Path(path).resolve())
+    os.environ[FINGERPRINTS_ENV] = resolved
+    _LOCAL[resolved] = local
+    return local
+
+
+_LOCAL: dict[str, LocalFingerprints] = {}
+
+
+def local_fingerprints() -> LocalFingerprints | None:
+    """The fingerprints of one's own this process matches with (read once per process), or None."""
+    path = os.environ.get(FINGERPRINTS_ENV)
+    if not path:
+        return None
+    found = _LOCAL.get(path)
+    if found is None:
+        found = _LOCAL[path] = read_fingerprints(path)
+    return found
+
+
+def analysis_version() -> str:
+    """`ANALYSIS_VERSION`, and the fingerprints of one's own the verdicts saw (``17+local.<digest>``): a verdict
+    from another database is stale to ``reanalyse``."""
+    local = local_fingerprints()
+    return ANALYSIS_VERSION if local is None else f"{ANALYSIS_VERSION}+local.{local.digest}"
+
+
+_MATCHER: tuple[str, Matcher] | None = None
 
 
 def default_matcher() -> Matcher:
-    """One matcher per process (the database compiles once, in about a second)."""
+    """One matcher per process (the database compiles once, in about a second; cached on disk after): the
+    shipped fingerprints, and one's own when `FINGERPRINTS_ENV` names a file."""
     global _MATCHER
-    if _MATCHER is None:
-        _MATCHER = Matcher()
-    return _MATCHER
+    local = local_fingerprints()
+    key = local.digest if local is not None else ""
+    if _MATCHER is None or _MATCHER[0] != key:
+        from tamperscope.wire.fingerprints import FingerprintDB
+
+        _MATCHER = (key, Matcher(FingerprintDB.load_with(local.entries) if local is not None else None))
+    return _MATCHER[1]
 
 
 # The verdicts of OONI's circumvention and legacy tests live in their own modules, which import
@@ -370,6 +441,7 @@ def default_matcher() -> Matcher:
 from tamperscope.analysis import circumvention, legacy  # noqa: E402,F401
 
 __all__ = [
-    "ANALYSIS_VERSION", "Matcher", "VERDICTS", "VerdictFunction", "default_matcher", "generic_verdict",
-    "register", "verdict_for",
+    "ANALYSIS_VERSION", "FINGERPRINTS_ENV", "LocalFingerprints", "Matcher", "VERDICTS", "VerdictFunction",
+    "analysis_version", "default_matcher", "generic_verdict", "local_fingerprints", "read_fingerprints",
+    "register", "use_fingerprints", "verdict_for",
 ]

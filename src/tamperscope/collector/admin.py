@@ -28,7 +28,7 @@ from tamperscope.analysis.confidence import relabel, touch
 from tamperscope.analysis.pipeline import analyse_batch
 from tamperscope.analysis.reader import Line
 from tamperscope.analysis.store import Store
-from tamperscope.analysis.verdicts import ANALYSIS_VERSION, default_matcher
+from tamperscope.analysis.verdicts import analysis_version, default_matcher
 from tamperscope.collector.queries import Reader
 from tamperscope.collector.rawlog import RawLog
 
@@ -115,7 +115,7 @@ def select_for_reanalysis(store: Store, *, uids: Sequence[str] = (), filters: Fi
     where, params = (filters or Filters()).where()
     if stale_only:
         where = f"({where}) AND analysis_version IS DISTINCT FROM ?"
-        params.append(ANALYSIS_VERSION)
+        params.append(analysis_version())
     elif not everything and where == "TRUE":
         return []
     return [r[0] for r in con.execute(

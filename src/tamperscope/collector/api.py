@@ -43,7 +43,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from tamperscope.analysis import aggregates
 from tamperscope.analysis.aggregates import Filters
 from tamperscope.analysis.report import html_report
-from tamperscope.analysis.verdicts import ANALYSIS_VERSION
+from tamperscope.analysis.verdicts import analysis_version
 from tamperscope.collector import admin
 from tamperscope.collector.config import Collector
 from tamperscope.collector.queries import (
@@ -452,7 +452,7 @@ def health(request: Request) -> dict[str, Any]:
         "stored": s.stored, "duplicates": s.duplicates, "refused": s.rejected, "replayed": s.replayed,
         "unsettled": c.ingestor.unsettled, "commits": s.commits, "largest_commit": s.largest_commit,
         "transactions": s.transactions, "largest_transaction": s.largest_transaction,
-        "raw_log_bytes": c.rawlog.size, "analysis_version": ANALYSIS_VERSION,
+        "raw_log_bytes": c.rawlog.size, "analysis_version": analysis_version(),
         "uptime_seconds": round(time.time() - c.started, 1),
     }
 
@@ -541,7 +541,7 @@ async def admin_reanalyse(request: Request) -> Response:
         done = await collector.ingestor.call(reanalyse_chunk)
         for key in ("reanalysed", "changed", "missing"):
             totals[key] += done[key]
-    return JSONResponse({**totals, "analysis_version": ANALYSIS_VERSION})
+    return JSONResponse({**totals, "analysis_version": analysis_version()})
 
 
 __all__ = ["AGGREGATIONS", "EXPORTS_PER_CLIENT", "EXPORTS_TOTAL", "aggregate", "csv_text", "measurement_query",

@@ -48,6 +48,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="a directory of findings, one NAME.md file each (a TOML header with a title, a date and "
                         "the measurements it is about, then the text; docs/findings.md): the explorer publishes "
                         "them with their evidence counted live, and reads the directory again when a file changes")
+    p.add_argument("--fingerprints", type=Path, default=None, metavar="FILE",
+                   help="blockpage fingerprints of your own, beside the shipped ones (as tamperscope analyze "
+                        "--fingerprints: Citizen Lab's http.csv columns, as /new-blockpages.csv proposes them): "
+                        "submissions are judged with them, and POST /api/v1/admin/reanalyse with "
+                        '{"stale": true} judges again those stored before')
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=run)
 
@@ -84,6 +89,16 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
         if not args.quiet:
             print(f"tamperscope: {count} finding(s) in {args.findings}", file=sys.stderr)
+    if args.fingerprints is not None:  # a bad file stops the server here, in one line
+        from tamperscope.analysis.verdicts import use_fingerprints
+
+        try:
+            local = use_fingerprints(args.fingerprints)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if not args.quiet:
+            print(f"tamperscope: {len(local.entries)} fingerprint(s) of your own in {args.fingerprints}",
+                  file=sys.stderr)
     if args.test_lists:  # kept in the store before the server opens it
         from tamperscope.analysis.command import keep_test_lists
 

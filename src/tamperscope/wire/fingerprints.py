@@ -57,6 +57,11 @@ ANCHOR_LENGTH = 12  # longest anchor the scanner looks for
 GENERIC_LABELS = frozenset({"f_gen", "e_unk"})  # CP labels that name nobody
 DATA_FORMAT = "tamperscope-fingerprints/1"
 CENSOREDPLANET, CITIZENLAB = "censoredplanet", "citizenlab"
+LOCAL = "local"  # fingerprints of one's own (`local_entries`), beside the shipped ones
+LOCAL_MAX = 10_000
+LOCAL_PATTERN_MAX = 500
+_LOCAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.~-]{0,99}")
+_COUNTRY = re.compile(r"[A-Za-z]{2}")
 
 Headers: TypeAlias = Mapping[str, str] | Sequence[tuple[str, str]] | None
 
@@ -498,6 +503,15 @@ class FingerprintDB:
         return cls.from_entries(doc["entries"])
 
     @staticmethod
+    def load_with(local: Sequence[Mapping[str, Any]]) -> FingerprintDB:
+        """The shipped database and ``local`` entries (`local_entries`), compiled once (cached as `load` is)."""
+        if not local:
+            return FingerprintDB.load()
+        doc = json.loads(resources.files("tamperscope.wire").joinpath("data", "fingerprints.json").read_bytes())
+        doc["entries"] = [*doc["entries"], *local]
+        return _cached(json.dumps(doc, sort_keys=True).encode())
+
+    @staticmethod
     @functools.cache
     def load() -> FingerprintDB:
         """The database shipped with the package, compiled once per process.
@@ -628,6 +642,80 @@ def _precedence(
         return tuple(blockpages), (), ()
     stand = tuple(m for m in blockpages if not by_id[m.id].generic)
     return stand, false_positives, tuple(m for m in blockpages if by_id[m.id].generic)
+
+
+# --------------------------------------------------------------------------- fingerprints of one's own
+
+
+def _countries(value: str) -> list[str]:
+    """Citizen Lab's ``['RU', 'TR']``, or ``RU,TR``: the codes, upper case."""
+    codes = [c.strip().strip("'\"").upper() for c in value.strip().strip("[]").split(",")]
+    return [c for c in codes if c]
+
+
+def local_entries(text: str, where: str) -> list[dict[str, Any]]:
+    """Blockpage fingerprints of one's own, in the columns of Citizen Lab's ``http.csv`` (what the explorer's
+    ``/new-blockpages.csv`` proposes): ``name`` and ``pattern`` required, ``location_found`` ``body`` or
+    ``header`` (default ``body``), and ``common_name``, ``expected_countries``, ``confidence_no_fp``,
+    ``scope`` if given. A pattern is a substring, as Citizen Lab's are. Each becomes an entry of the
+    database with id ``local/<name>``. A file that is not such a table raises ValueError, one line naming
+    ``where`` and the line."""
+    import csv
+    import io
+
+    rows = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
+    try:
+        header = [h.strip().lower() for h in next(rows)]
+    except StopIteration:
+        raise ValueError(f"{where}: empty: give Citizen Lab's http.csv columns (name, pattern, "
+                         "location_found...)") from None
+    except csv.Error as exc:
+        raise ValueError(f"{where}: line 1: not CSV ({exc})") from None
+    missing = [c for c in ("name", "pattern") if c not in header]
+    if missing:
+        raise ValueError(f"{where}: line 1: no {' or '.join(missing)} column (Citizen Lab's http.csv columns: "
+                         "name, common_name, pattern, location_found, ...)")
+    entries: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    try:
+        for row in rows:
+            line = rows.line_num
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                raise ValueError(f"{where}: line {line}: {len(row)} fields where the header has {len(header)}")
+            cells = dict(zip(header, row, strict=True))
+            name = cells["name"].strip()
+            if not _LOCAL_NAME.fullmatch(name):
+                raise ValueError(f"{where}: line {line}: name {name[:40]!r} is not 1-100 of a-z, 0-9, _ . ~ -")
+            if name in seen:
+                raise ValueError(f"{where}: line {line}: name {name!r} is given twice")
+            seen.add(name)
+            pattern = cells["pattern"]
+            if not pattern.strip() or len(pattern) > LOCAL_PATTERN_MAX:
+                raise ValueError(f"{where}: line {line}: the pattern must be 1-{LOCAL_PATTERN_MAX} characters")
+            location = (cells.get("location_found") or "body").strip().lower()
+            if location not in ("body", "header"):
+                raise ValueError(f"{where}: line {line}: location_found {location[:20]!r} is not body or header")
+            countries = _countries(cells.get("expected_countries") or "")
+            if any(not _COUNTRY.fullmatch(c) for c in countries):
+                raise ValueError(f"{where}: line {line}: expected_countries holds no two-letter country codes")
+            confidence_text = (cells.get("confidence_no_fp") or "").strip()
+            if confidence_text and not (confidence_text.isdigit() and int(confidence_text) <= 10):
+                raise ValueError(f"{where}: line {line}: confidence_no_fp must be 0 to 10")
+            if len(entries) >= LOCAL_MAX:
+                raise ValueError(f"{where}: more than {LOCAL_MAX:,} fingerprints")
+            entries.append({"id": f"{LOCAL}/{name}", "name": name, "source": LOCAL, "kind": "blockpage",
+                            "syntax": "substring", "pattern": pattern, "flags": "", "where": location,
+                            "label": (cells.get("scope") or "").strip()[:40] or LOCAL,
+                            "expected_countries": countries,
+                            "confidence": int(confidence_text) if confidence_text else None,
+                            "title": (cells.get("common_name") or "").strip()[:200]})
+    except csv.Error as exc:
+        raise ValueError(f"{where}: line {rows.line_num}: not CSV ({exc})") from None
+    if not entries:
+        raise ValueError(f"{where}: no fingerprint in it")
+    return entries
 
 
 # --------------------------------------------------------------------------- module API
