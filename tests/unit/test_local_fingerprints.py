@@ -100,14 +100,15 @@ def _analyze(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=300, env=env)
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_analyze_matches_with_them_in_every_worker(tmp_path: Path, workers: str) -> None:
+@pytest.mark.parametrize("engine, workers", [("local", "1"), ("local", "2"), ("dask", "2")])
+def test_analyze_matches_with_them_in_every_worker(tmp_path: Path, engine: str, workers: str) -> None:
     data = tmp_path / "m.jsonl"
     data.write_bytes(b"\n".join(orjson.dumps(m) for m in _measurements()))
     mine = tmp_path / "mine.csv"
     mine.write_text(HEADER + "isp_ru_example,Example Telecom,Example Telecom filtering service,body,,8,[],isp,"
                              "['RU'],ours\n")
-    res = _analyze("--db", str(tmp_path / "a.duckdb"), "--workers", workers, "--fingerprints", str(mine),
+    res = _analyze("--db", str(tmp_path / "a.duckdb"), "--engine", engine, "--workers", workers,
+                   "--fingerprints", str(mine),
                    "--jsonl", str(tmp_path / "v.jsonl"), str(data))
     assert res.returncode == 0, res.stderr
     lines = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()]
