@@ -149,6 +149,27 @@ def test_a_bad_file_is_refused_in_one_line(tmp_path: Path, content: str, words: 
         assert words in res.stderr and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
 
 
+def test_the_environment_can_name_the_file_and_is_checked_as_the_option_is(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text(HEADER)
+    env = {**os.environ, FINGERPRINTS_ENV: str(bad)}
+    for command in (["analyze", "--db", str(tmp_path / "x.duckdb"), str(tmp_path)],
+                    ["serve", "--db", str(tmp_path / "y.duckdb"), "--port", "1"]):
+        res = subprocess.run([sys.executable, "-m", "tamperscope", *command], capture_output=True, text=True,
+                             timeout=60, env=env)
+        assert res.returncode == 2 and res.stderr.startswith(f"tamperscope: ${FINGERPRINTS_ENV}: "), res.stderr
+        assert "no fingerprint in it" in res.stderr and "Traceback" not in res.stderr
+    good = tmp_path / "good.csv"
+    good.write_text(HEADER + "isp_ru_example,Example Telecom,Example Telecom filtering service,body,,,,,,\n")
+    data = tmp_path / "m.jsonl"
+    data.write_bytes(b"\n".join(orjson.dumps(m) for m in _measurements()))
+    res = subprocess.run([sys.executable, "-m", "tamperscope", "analyze", "--quiet", "--db", str(tmp_path / "a.duckdb"),
+                          "--jsonl", "-", str(data)], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, FINGERPRINTS_ENV: str(good)})
+    assert res.returncode == 0, res.stderr
+    assert [json.loads(line)["fingerprints"] for line in res.stdout.splitlines()] == [["local/isp_ru_example"]] * 4
+
+
 def test_a_file_that_cannot_be_read_is_refused(tmp_path: Path) -> None:
     for path, words in ((tmp_path / "nowhere.csv", "cannot read the fingerprint file"),
                         (tmp_path, "cannot read the fingerprint file")):

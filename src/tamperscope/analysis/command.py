@@ -140,7 +140,8 @@ def add_parser(subparsers: Any) -> None:
                         "Citizen Lab's http.csv (name, pattern, location_found body or header, ...), as the "
                         "explorer's /new-blockpages.csv proposes them; a page they match is a blockpage, with id "
                         "local/NAME. The verdicts record them (analysis_version 17+local.DIGEST); measurements "
-                        "stored before are judged again by a server's reanalyse, not here")
+                        "stored before are judged again by a server's reanalyse, not here; default "
+                        "$TAMPERSCOPE_FINGERPRINTS")
     p.add_argument("--reread", action="store_true",
                    help="read again the files an earlier run analysed in full (by default they are skipped "
                         "while their size and modification time are unchanged)")
@@ -202,16 +203,17 @@ def analyze_command(args: argparse.Namespace) -> int:
                          "workers help")
     if args.scheduler is not None and args.engine != "dask":
         raise UsageError("--scheduler needs --engine dask")
-    if args.fingerprints is not None:
+    from tamperscope.analysis.verdicts import FINGERPRINTS_ENV, use_fingerprints
+
+    mine = args.fingerprints or os.environ.get(FINGERPRINTS_ENV) or None
+    if mine is not None:
         if args.scheduler is not None:
             raise UsageError("--fingerprints and --scheduler: the workers of a scheduler of yours do not have the "
                              "file; use the LocalCluster (no --scheduler) or the local engine")
-        from tamperscope.analysis.verdicts import use_fingerprints
-
         try:  # named in the environment: the worker processes match with it too
-            use_fingerprints(args.fingerprints)
+            use_fingerprints(mine)
         except ValueError as exc:
-            raise UsageError(str(exc)) from None
+            raise UsageError(str(exc) if args.fingerprints else f"${FINGERPRINTS_ENV}: {exc}") from None
     if not args.paths:
         if not args.test_lists:
             raise UsageError("give the measurement files or directories to analyse (PATH), or --test-list FILE")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="blockpage fingerprints of your own, beside the shipped ones (as tamperscope analyze "
                         "--fingerprints: Citizen Lab's http.csv columns, as /new-blockpages.csv proposes them): "
                         "submissions are judged with them, and POST /api/v1/admin/reanalyse with "
-                        '{"stale": true} judges again those stored before')
+                        '{"stale": true} judges again those stored before; default $TAMPERSCOPE_FINGERPRINTS')
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=run)
 
@@ -89,16 +90,16 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
         if not args.quiet:
             print(f"tamperscope: {count} finding(s) in {args.findings}", file=sys.stderr)
-    if args.fingerprints is not None:  # a bad file stops the server here, in one line
-        from tamperscope.analysis.verdicts import use_fingerprints
+    from tamperscope.analysis.verdicts import FINGERPRINTS_ENV, use_fingerprints
 
+    mine = args.fingerprints or os.environ.get(FINGERPRINTS_ENV) or None
+    if mine is not None:  # a bad file stops the server here, in one line
         try:
-            local = use_fingerprints(args.fingerprints)
+            local = use_fingerprints(mine)
         except ValueError as exc:
-            raise UsageError(str(exc)) from None
+            raise UsageError(str(exc) if args.fingerprints else f"${FINGERPRINTS_ENV}: {exc}") from None
         if not args.quiet:
-            print(f"tamperscope: {len(local.entries)} fingerprint(s) of your own in {args.fingerprints}",
-                  file=sys.stderr)
+            print(f"tamperscope: {len(local.entries)} fingerprint(s) of your own in {mine}", file=sys.stderr)
     if args.test_lists:  # kept in the store before the server opens it
         from tamperscope.analysis.command import keep_test_lists
 
