@@ -183,6 +183,21 @@ def test_a_file_that_cannot_be_read_is_refused(tmp_path: Path) -> None:
     assert res.returncode == 2 and "--fingerprints and --scheduler" in res.stderr
 
 
+def test_only_the_latest_few_compiled_databases_are_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tamperscope.wire import fingerprints
+
+    monkeypatch.setenv("TAMPERSCOPE_CACHE_DIR", str(tmp_path))
+    for i in range(6):  # a file edited six times
+        db = fingerprints.FingerprintDB.load_with(local_entries(HEADER + f"v{i},t,pattern {i},body,,,,,,\n", "f"))
+        assert db.get(f"local/v{i}").pattern == f"pattern {i}"
+    kept = sorted(tmp_path.glob("fingerprints-local-*.pickle"))
+    assert len(kept) == fingerprints.LOCAL_CACHES_KEPT
+    # and the latest loads from its cache
+    again = fingerprints.FingerprintDB.load_with(local_entries(HEADER + "v5,t,pattern 5,body,,,,,,\n", "f"))
+    assert again.get("local/v5").pattern == "pattern 5"
+    assert len(sorted(tmp_path.glob("fingerprints-local-*.pickle"))) == fingerprints.LOCAL_CACHES_KEPT
+
+
 def test_entries_are_substrings_in_the_body_or_the_headers() -> None:
     entries = local_entries(HEADER + "in_body,Page,Example Telecom,body,,,,,\"['RU', 'tr']\",\n"
                                      "in_header,Box,X-Filter: on,header,,,,,RU,\n", "f.csv")

@@ -509,7 +509,7 @@ class FingerprintDB:
             return FingerprintDB.load()
         doc = json.loads(resources.files("tamperscope.wire").joinpath("data", "fingerprints.json").read_bytes())
         doc["entries"] = [*doc["entries"], *local]
-        return _cached(json.dumps(doc, sort_keys=True).encode())
+        return _cached(json.dumps(doc, sort_keys=True).encode(), family="local-")
 
     @staticmethod
     @functools.cache
@@ -741,7 +741,7 @@ def match_dns(ips: Iterable[str]) -> list[Match]:
 _CACHE_MAGIC = b"tamperscope-fingerprints-1\n"
 
 
-def _cache_path(data: bytes) -> Path | None:
+def _cache_path(data: bytes, family: str = "") -> Path | None:
     base = os.environ.get("TAMPERSCOPE_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "tamperscope")
     try:
@@ -749,11 +749,14 @@ def _cache_path(data: bytes) -> Path | None:
     except OSError:
         return None
     key = hashlib.sha256(data + b"\0" + code + sys.version.encode()).hexdigest()[:24]
-    return Path(base) / f"fingerprints-{key}.pickle"
+    return Path(base) / f"fingerprints-{family}{key}.pickle"
 
 
-def _cached(data: bytes) -> FingerprintDB:
-    path = _cache_path(data)
+LOCAL_CACHES_KEPT = 4  # compiled databases with fingerprints of one's own: one per version of the file
+
+
+def _cached(data: bytes, family: str = "") -> FingerprintDB:
+    path = _cache_path(data, family)
     if path is not None:
         try:
             blob = path.read_bytes()
@@ -772,6 +775,11 @@ def _cached(data: bytes) -> FingerprintDB:
             with os.fdopen(fd, "wb") as f:
                 f.write(_CACHE_MAGIC + pickle.dumps(db, protocol=pickle.HIGHEST_PROTOCOL))
             os.replace(tmp, path)
+            if family:  # a file of one's own edited many times leaves only its latest few compiled
+                others = sorted((p for p in path.parent.glob(f"fingerprints-{family}*.pickle") if p != path),
+                                key=lambda p: p.stat().st_mtime_ns)
+                for stale in others[:max(0, len(others) - (LOCAL_CACHES_KEPT - 1))]:
+                    stale.unlink(missing_ok=True)
         except Exception:  # a read-only home: fine, compile every time
             pass
     return db
