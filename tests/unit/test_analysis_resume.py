@@ -208,7 +208,8 @@ def test_dask_does_not_record_a_file_one_of_whose_ranges_was_unreadable(tmp_path
         return original(part, *args)
 
     monkeypatch.setattr(reader, "read_partition", fails)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0",
+                      scheduler_kwargs={"dashboard": False}) as cluster, \
              Store(tmp_path / "s.duckdb") as store:
         options = Options(engine="dask", scheduler=cluster.scheduler_address, split_bytes=60_000)
         stats = pipeline.run([str(tmp_path / "raw")], store, options)

@@ -683,9 +683,12 @@ def _run_dask(paths: Sequence[str | os.PathLike[str]], options: Options,
                 raise EngineError(f"cannot use {options.scheduler} as a Dask scheduler: it answered, but not as "
                                   f"one ({type(exc).__name__})") from exc
         else:
+            # Its scheduler's HTTP server (there is no dashboard without bokeh) on a free port of this machine
+            # only: with dashboard_address=None it takes 0.0.0.0:8787, open to the network, and two analyses at
+            # once collide there.
             cluster = stack.enter_context(LocalCluster(  # type: ignore[no-untyped-call]  # Dask: no annotations
                 n_workers=options.workers, threads_per_worker=1, processes=True,
-                dashboard_address=None, host="127.0.0.1"))
+                dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False}, host="127.0.0.1"))
             client = stack.enter_context(Client(cluster))  # type: ignore[no-untyped-call]
         client.run(_warm, options.fingerprints)
         workers = max(1, len(client.scheduler_info().get("workers", {})))
