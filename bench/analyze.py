@@ -356,7 +356,8 @@ def aggregate_latency(rows: int, db: Path, repeats: int = 30) -> list[tuple[str,
     """p50/p95 milliseconds of each explorer aggregate over ``rows`` synthetic verdict rows."""
     from tamperscope.analysis import aggregates
     from tamperscope.analysis import store as st
-    from tamperscope.explorer import pages
+    from tamperscope.collector.queries import MeasurementQuery, Reader, list_measurements
+    from tamperscope.explorer import feeds, pages
 
     for stale in (db, db.with_name(db.name + ".wal")):
         stale.unlink(missing_ok=True)
@@ -424,6 +425,7 @@ def aggregate_latency(rows: int, db: Path, repeats: int = 30) -> list[tuple[str,
         TestList("ru.csv", "RU", [ListEntry(f"https://site{n}.example/", codes[(n + 1) % len(codes)])
                                   for n in range(0, 2000, 10)])])
     s.con.execute("CHECKPOINT")
+    reader = Reader(s)
     filtered = aggregates.Filters(probe_cc="RU", since="2024-03-01", until="2024-06-30")
     queries: list[tuple[str, Callable[[], object]]] = [
         ("timeline", lambda: aggregates.timeline(s)),
@@ -465,6 +467,16 @@ def aggregate_latency(rows: int, db: Path, repeats: int = 30) -> list[tuple[str,
         ("chart page (MAT): by day, a row of bars per country", lambda: pages.chart(s, {"axis_y": "probe_cc"})),
         ("chart page (MAT): one country by network and technique",
          lambda: pages.chart(s, {"probe_cc": "RU", "axis_x": "probe_asn", "axis_y": "mechanism"})),
+        # the Atom feeds (the rows, the entries and the document): the newest anomalies, one country's changes
+        ("feed: the newest 50 anomalies (/feed.atom?outcome=anomaly)",
+         lambda: feeds.atom(feeds.Feed(id="x", title="x", self_url="x", page_url="x", entries=feeds.measurement_entries(
+             list_measurements(reader, MeasurementQuery(anomaly=True, limit=50), count=False)[0], "http://x")))),
+        ("feed: one country's changes (/changes.atom?probe_cc=RU)",
+         lambda: feeds.atom(feeds.Feed(id="x", title="x", self_url="x", page_url="x", entries=feeds.change_entries(
+             aggregates.changes(s, aggregates.Filters(probe_cc="RU"), limit=50), "http://x")))),
+        # /new-blockpages' queries (its count, and the newest 1,000 of each kind): this store has no raw lines,
+        # so no page is read; reading 2,000 pages costs 0.1-0.3 s more (docs/analysis.md)
+        ("new blockpages page: its queries (no raw lines here)", lambda: pages.new_blockpages(reader, {})),
     ]
     # the whole HTML report, as `report --html` and serve's /api/v1/export/report.html make it (plotly read once)
     from plotly.offline import get_plotlyjs
