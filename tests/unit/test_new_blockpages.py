@@ -204,6 +204,26 @@ def test_the_page_shows_hostile_pages_as_text(client: SyncClient) -> None:
     assert '<a href="/new-blockpages.csv" download>' in text  # no empty query string
 
 
+def test_a_measurement_page_links_its_template(client: SyncClient) -> None:
+    rows = client.get("/api/v1/measurements", params={"limit": 100}).json()["results"]
+    groups = {g["title"]: g for g in client.get("/new-blockpages.json").json()["groups"]}
+    for url, words in (("http://k.example/", "whose HTTP diff calls this page accessible"),
+                       ("http://a.example/", "No fingerprint of Censored Planet's or Citizen Lab's")):
+        uid = next(r["measurement_uid"] for r in rows if r["input"] == url and r["probe_cc"] == "RU")
+        text = client.get(f"/m/{uid}").text
+        assert '<section id="unknown-page">' in text and words in text, url
+        href = text.split('<section id="unknown-page">', 1)[1].split('<a href="', 1)[1].split('"', 1)[0]
+        path, _, anchor = href.replace("&amp;", "&").partition("#")
+        assert anchor == f"template-{groups['Сайт заблокирован']['key']}"
+        # the link's page holds that template
+        listed = client.get(path.replace("/new-blockpages?", "/new-blockpages.json?")).json()["groups"]
+        assert anchor.removeprefix("template-") in [g["key"] for g in listed]
+    # a known blockpage, a page that is fine and a site's own page reached through a forged answer: no such section
+    for url in ("http://e.example/", "http://m.example/", "http://g.example/"):
+        for r in (r for r in rows if r["input"] == url):
+            assert '<section id="unknown-page">' not in client.get(f"/m/{r['measurement_uid']}").text, url
+
+
 def test_area_pages_link_their_new_blockpages(client: SyncClient) -> None:
     assert '<a href="/new-blockpages?probe_cc=RU">' in client.get("/country/RU").text
     assert '<a href="/new-blockpages?probe_asn=AS1">' in client.get("/network/AS1").text

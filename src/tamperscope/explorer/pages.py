@@ -213,7 +213,23 @@ def measurement(reader: Reader, uid: str) -> dict[str, Any] | None:
         "raw_size": len(raw),
         "raw_pretty": pretty[:MAX_RAW_SHOWN].decode("utf-8", "replace"),
         "raw_cut": len(pretty) > MAX_RAW_SHOWN,
+        "unknown_page": _unknown_page(raw, verdict),
     }
+
+
+def _unknown_page(raw: bytes, verdict: dict[str, Any]) -> dict[str, Any] | None:
+    """The page a web_connectivity measurement got instead of its site when no fingerprint knows it (as
+    ``/new-blockpages`` reads it): its template's key, for the link to its group and proposed fingerprint."""
+    if verdict.get("test_name") != "web_connectivity" or verdict.get("fingerprints") or not (
+            verdict.get("mechanism") in unrecognised.MECHANISMS and verdict.get("outcome") in ("anomaly", "confirmed")
+            or verdict.get("outcome") == "ok"):
+        return None
+    seen = unrecognised.page_of(raw, verdict)
+    if seen is None:
+        return None
+    return {"key": unrecognised.shape(seen.text, seen.domain), "title": seen.title,
+            "accessible": seen.mechanism == unrecognised.ACCESSIBLE,
+            "href": "/new-blockpages?" + urlencode({"domain": seen.domain}) if seen.domain else "/new-blockpages"}
 
 
 def body(reader: Reader, uid: str, index: int) -> str | None:
