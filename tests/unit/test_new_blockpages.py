@@ -195,6 +195,28 @@ def test_only_the_newest_are_read_and_the_page_says_so(client: SyncClient, monke
     assert "the newest 3 read" in client.get("/new-blockpages").text
 
 
+def test_only_the_largest_templates_are_shown_and_the_page_says_so(client: SyncClient,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pages, "NEW_BLOCKPAGES_SHOWN", 1)
+    data = client.get("/new-blockpages.json").json()
+    assert [g["title"] for g in data["groups"]] == ["Сайт заблокирован"] and data["more_groups"] == 2
+    assert "And 2 more templates of fewer pages" in client.get("/new-blockpages").text
+    assert client.get("/new-blockpages.csv").text.count("\n") == 2  # the header and the one shown
+
+
+def test_a_hostile_store_of_pages_that_share_nothing_is_bounded() -> None:
+    """Every page its own template (what a hostile submitter can make): only the largest `most` are proposed
+    for, the rest counted."""
+    rows, raws = [], {}
+    for i in range(30):
+        body = f"<html><head><title>T{i}</title></head><body>" + "".join(
+            f"<p>{i} line {j} {'x' * (i + j)}</p>\n" for j in range(50)) + "</body></html>"
+        rows.append({"measurement_uid": f"u{i}", "domain": f"d{i}.example", "mechanism": "http.blockpage"})
+        raws[f"u{i}"] = orjson.dumps({"test_keys": {"requests": [{"response": {"code": 200, "body": body}}]}})
+    found, read, more = unrecognised.groups(rows, raws, most=5)
+    assert read == 30 and len(found) == 5 and more == 25 and all(g.pattern for g in found)
+
+
 def test_the_page_shows_hostile_pages_as_text(client: SyncClient) -> None:
     text = client.get("/new-blockpages").text
     assert "<script>alert(1)" not in text and "<img src=x" not in text

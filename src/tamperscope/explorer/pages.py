@@ -409,6 +409,7 @@ def chart(reader: Reader, params: dict[str, str]) -> dict[str, Any]:
 
 NEW_BLOCKPAGE_FIELDS = ("probe_cc", "probe_asn", "domain", "since", "until")
 NEW_BLOCKPAGES_READ = 1000      # the newest candidates whose pages are read
+NEW_BLOCKPAGES_SHOWN = unrecognised.MOST_GROUPS  # templates shown (and proposed for), the largest first
 
 
 def new_blockpages(reader: Reader, params: dict[str, str], explorer: str = "") -> dict[str, Any]:
@@ -420,7 +421,7 @@ def new_blockpages(reader: Reader, params: dict[str, str], explorer: str = "") -
     wanted = {k: params.get(k, "").strip() for k in NEW_BLOCKPAGE_FIELDS}
     page: dict[str, Any] = {"page": "new-blockpages", "title": "Blockpages no fingerprint knows", "params": wanted,
                             "problem": None, "groups": [], "candidates": 0, "read": 0, "accessible_read": 0,
-                            "with_page": 0,
+                            "with_page": 0, "more_groups": 0,
                             "limit": NEW_BLOCKPAGES_READ, "choices": search_choices(reader),
                             "data_params": {k: v for k, v in wanted.items() if v}}
     try:
@@ -447,7 +448,9 @@ def new_blockpages(reader: Reader, params: dict[str, str], explorer: str = "") -
     accessible = reader.rows(f"SELECT {columns} FROM verdicts v WHERE {passed} {newest}", passed_args)
     page["accessible_read"] = len(accessible)
     rows += accessible
-    groups, with_page = unrecognised.groups(rows, reader.raw_many([r["measurement_uid"] for r in rows]))
+    groups, with_page, more = unrecognised.groups(rows, reader.raw_many([r["measurement_uid"] for r in rows]),
+                                                  most=NEW_BLOCKPAGES_SHOWN)
+    page["more_groups"] = more
     page.update(read=len(rows) - len(accessible), with_page=with_page,
                 groups=[{**g.public(), "fingerprint": g.fingerprint(explorer) if g.pattern else None} for g in groups])
     return page
