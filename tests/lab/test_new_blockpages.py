@@ -17,6 +17,7 @@ import pytest
 
 from tamperscope.collector.config import Settings
 from tamperscope.collector.testing import running_app
+from tamperscope.lab import manager
 from tamperscope.wire.fingerprints import match_response
 from tests.lab.conftest import run_nettest
 
@@ -60,3 +61,28 @@ def test_the_isps_page_is_one_new_template_with_a_fingerprint(lab, tmp_path: Pat
         assert site_page and pattern not in site_page
         rows = list(csv.DictReader(io.StringIO(client.get("/new-blockpages.csv").text)))
         assert [r["pattern"] for r in rows] == [pattern] and rows[0]["location_found"] == "body"
+
+
+def test_the_probe_recognises_the_page_with_a_fingerprint_of_ones_own(lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The same ISP, measured again with the fingerprint /new-blockpages would propose, given to `run
+    --fingerprints`: the pages OONI's diff let through are blockpages now, in the probe's own verdict."""
+    mine = tmp_path / "mine.csv"
+    mine.write_text("name,common_name,pattern,location_found,exp_url,confidence_no_fp,source,scope,"
+                    "expected_countries,notes\n"
+                    "lab_notice,Notice from your provider,This content was closed under a decision of the National "
+                    "Board,body,,,[],isp,[],\n")
+    measured = run_nettest(tmp_path / "wc.jsonl", "web_connectivity", (*BLOCKED, FINE),
+                           ("--fingerprints", str(mine)))
+    found = {url: (m["test_keys"]["x_mechanism"], m["test_keys"]["x_fingerprints"]) for url, m in measured.items()}
+    assert found[BLOCKED[0]] == found[BLOCKED[1]] == ("http.blockpage", ["local/lab_notice"]), found
+    assert found[BLOCKED[2]][0] == "dns.poison" and found[BLOCKED[2]][1] == ["local/lab_notice"], found
+    assert found[FINE] == ("none", []), found
+    # a bad file stops the run before anything is measured, in one line
+    (tmp_path / "bad.csv").write_text("name,pattern\n")
+    out = tmp_path / "none.jsonl"
+    run = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "run", "web_connectivity", "--yes",
+                                            "--no-progress", "-o", str(out), "-i", FINE, "--fingerprints",
+                                            str(tmp_path / "bad.csv")]),  # in the lab, should it measure after all
+                         env=manager.client_env(), capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "no fingerprint in it" in run.stderr and run.stderr.count("\n") == 1
+    assert not out.exists()

@@ -50,6 +50,7 @@ from tamperscope.model.services import ok as _ok
 from tamperscope.model.services import services as _services
 from tamperscope.model.services import test_keys as _tk
 from tamperscope.model.verdict import BlockpageMatcher, Verdict, web_connectivity_verdict
+from tamperscope.wire.fingerprints import LOCAL_ENV
 
 VerdictFunction = Callable[[Mapping[str, Any], BlockpageMatcher | None], Verdict]
 
@@ -361,7 +362,7 @@ class Matcher:
 
 # Fingerprints of one's own (`analyze --fingerprints FILE`, `serve --fingerprints FILE`): the file is named in
 # the environment, so that worker processes (spawned, or a Dask LocalCluster's) match with the same database.
-FINGERPRINTS_ENV = "TAMPERSCOPE_FINGERPRINTS"
+FINGERPRINTS_ENV = LOCAL_ENV
 FINGERPRINTS_MAX_BYTES = 4 << 20
 
 

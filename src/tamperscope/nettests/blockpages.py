@@ -1,18 +1,29 @@
-"""The blockpage matcher the verdicts take: the shipped fingerprint database, as ids."""
+"""The blockpage matcher the verdicts take: the shipped fingerprint database, and fingerprints of one's own
+(`use`: ``run --fingerprints FILE``), as ids."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from typing import Any
 
 from .base import BlockpageMatcher
+
+_LOCAL: tuple[dict[str, Any], ...] = ()
 
 
 @lru_cache(maxsize=1)
 def _db() -> object:
     from ..wire.fingerprints import FingerprintDB
 
-    return FingerprintDB.load()
+    return FingerprintDB.load_with(_LOCAL) if _LOCAL else FingerprintDB.load()
+
+
+def use(entries: Sequence[Mapping[str, Any]]) -> None:
+    """Match with these fingerprints of one's own too (`wire.fingerprints.local_entries`), from now on."""
+    global _LOCAL
+    _LOCAL = tuple(dict(e) for e in entries)
+    _db.cache_clear()
 
 
 def matcher() -> BlockpageMatcher:

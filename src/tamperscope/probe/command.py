@@ -122,6 +122,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--no-quic", action="store_true",
                    help="web_connectivity: no HTTP/3 handshakes (made by default for https sites that advertise "
                         "HTTP/3): OONI's work only, about 0.5 ms less CPU per URL, and a dropped QUIC goes unseen")
+    p.add_argument("--fingerprints", type=Path, default=None, metavar="FILE",
+                   help="web_connectivity: blockpage fingerprints of your own beside the shipped ones (Citizen Lab's "
+                        "http.csv columns, as the explorer's /new-blockpages.csv proposes them; docs/fingerprints.md): "
+                        "a page they match is a blockpage, its id local/NAME in x_fingerprints; default "
+                        "$TAMPERSCOPE_FINGERPRINTS")
     p.add_argument("--strategies", default=None, metavar="NAMES",
                    help="evasion: the strategies to try, in this order, comma-separated (default: every one that applies to the "
                         "URL's scheme; `docs/nettests.md` lists them)")
@@ -746,6 +751,24 @@ def _public_address(endpoint: tuple[str, int], resolver: str) -> str | None:
     return address
 
 
+def _use_fingerprints(given: Path | None) -> None:
+    """Fingerprints of one's own (--fingerprints FILE, else $TAMPERSCOPE_FINGERPRINTS), checked before anything
+    is measured: a bad file stops the run in one line."""
+    from ..model.inputs import BadInput, read_bounded
+    from ..nettests.blockpages import use
+    from ..wire.fingerprints import LOCAL_ENV, local_entries
+
+    path = given or os.environ.get(LOCAL_ENV) or None
+    if path is None:
+        return
+    try:
+        use(local_entries(read_bounded(path, 4 << 20, "the fingerprint file"), str(path)))
+    except (BadInput, ValueError) as exc:
+        raise UsageError(str(exc) if given else f"${LOCAL_ENV}: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read the fingerprint file {path}: {exc.strerror or exc}") from None
+
+
 def _matcher() -> Any:
     from ..nettests.blockpages import matcher
 
@@ -758,6 +781,7 @@ def run(args: argparse.Namespace) -> int:
     group = nettests.GROUPS.get(args.nettest)
     if group is not None and (args.input or args.list):
         raise UsageError(f"the {args.nettest} group takes no input (its nettests measure their own servers)")
+    _use_fingerprints(getattr(args, "fingerprints", None))
     # every nettest's settings checked before anything happens: a mistake stops the group before its first;
     # --tor-targets given to a group that holds tor is tor's alone
     if group is not None and "tor" not in group and getattr(args, "tor_targets", None) is not None:

@@ -58,6 +58,7 @@ GENERIC_LABELS = frozenset({"f_gen", "e_unk"})  # CP labels that name nobody
 DATA_FORMAT = "tamperscope-fingerprints/1"
 CENSOREDPLANET, CITIZENLAB = "censoredplanet", "citizenlab"
 LOCAL = "local"  # fingerprints of one's own (`local_entries`), beside the shipped ones
+LOCAL_ENV = "TAMPERSCOPE_FINGERPRINTS"  # the file of them the commands read when not given --fingerprints
 LOCAL_MAX = 10_000
 LOCAL_PATTERN_MAX = 500
 _LOCAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.~-]{0,99}")
