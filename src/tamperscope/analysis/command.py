@@ -203,17 +203,15 @@ def analyze_command(args: argparse.Namespace) -> int:
                          "workers help")
     if args.scheduler is not None and args.engine != "dask":
         raise UsageError("--scheduler needs --engine dask")
-    from tamperscope.analysis.verdicts import FINGERPRINTS_ENV, use_fingerprints
+    from tamperscope.analysis.verdicts import FINGERPRINTS_ENV, use_fingerprints_given
 
-    mine = args.fingerprints or os.environ.get(FINGERPRINTS_ENV) or None
-    if mine is not None:
-        if args.scheduler is not None:
-            raise UsageError("--fingerprints and --scheduler: the workers of a scheduler of yours do not have the "
-                             "file; use the LocalCluster (no --scheduler) or the local engine")
-        try:  # named in the environment: the worker processes match with it too
-            use_fingerprints(mine)
-        except ValueError as exc:
-            raise UsageError(str(exc) if args.fingerprints else f"${FINGERPRINTS_ENV}: {exc}") from None
+    if args.scheduler is not None and (args.fingerprints or os.environ.get(FINGERPRINTS_ENV)):
+        raise UsageError("--fingerprints and --scheduler: the workers of a scheduler of yours do not have the "
+                         "file; use the LocalCluster (no --scheduler) or the local engine")
+    try:  # named in the environment: the worker processes match with it too
+        use_fingerprints_given(args.fingerprints)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if not args.paths:
         if not args.test_lists:
             raise UsageError("give the measurement files or directories to analyse (PATH), or --test-list FILE")

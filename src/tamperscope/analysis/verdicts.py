@@ -363,7 +363,6 @@ class Matcher:
 # Fingerprints of one's own (`analyze --fingerprints FILE`, `serve --fingerprints FILE`): the file is named in
 # the environment, so that worker processes (spawned, or a Dask LocalCluster's) match with the same database.
 FINGERPRINTS_ENV = LOCAL_ENV
-FINGERPRINTS_MAX_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -377,16 +376,9 @@ class LocalFingerprints:
 
 def read_fingerprints(path: str | os.PathLike[str]) -> LocalFingerprints:
     """Read and check a fingerprint file (Citizen Lab's http.csv columns); ValueError in one line if unusable."""
-    from tamperscope.model.inputs import BadInput, read_bounded
-    from tamperscope.wire.fingerprints import local_entries
+    from tamperscope.wire.fingerprints import read_local
 
-    try:
-        text = read_bounded(path, FINGERPRINTS_MAX_BYTES, "the fingerprint file")
-    except BadInput as exc:
-        raise ValueError(str(exc)) from None
-    except OSError as exc:
-        raise ValueError(f"cannot read the fingerprint file {path}: {exc.strerror or exc}") from None
-    entries = tuple(local_entries(text, str(path)))
+    entries = tuple(read_local(path))
     digest = hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()[:12]
     return LocalFingerprints(str(path), entries, digest)
 
@@ -398,6 +390,18 @@ def use_fingerprints(path: str | os.PathLike[str]) -> LocalFingerprints:
     os.environ[FINGERPRINTS_ENV] = resolved
     _LOCAL[resolved] = local
     return local
+
+
+def use_fingerprints_given(given: str | os.PathLike[str] | None) -> LocalFingerprints | None:
+    """The commands' ``--fingerprints FILE``, else `FINGERPRINTS_ENV`: checked and used (`use_fingerprints`), or
+    None when neither names a file; ValueError in one line (naming the variable when it was the one)."""
+    path = given or os.environ.get(FINGERPRINTS_ENV) or None
+    if path is None:
+        return None
+    try:
+        return use_fingerprints(path)
+    except ValueError as exc:
+        raise ValueError(str(exc) if given else f"${FINGERPRINTS_ENV}: {exc}") from None
 
 
 _LOCAL: dict[str, LocalFingerprints] = {}
@@ -444,5 +448,5 @@ from tamperscope.analysis import circumvention, legacy  # noqa: E402,F401
 __all__ = [
     "ANALYSIS_VERSION", "FINGERPRINTS_ENV", "LocalFingerprints", "Matcher", "VERDICTS", "VerdictFunction",
     "analysis_version", "default_matcher", "generic_verdict", "local_fingerprints", "read_fingerprints",
-    "register", "use_fingerprints", "verdict_for",
+    "register", "use_fingerprints", "use_fingerprints_given", "verdict_for",
 ]

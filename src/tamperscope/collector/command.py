@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -90,16 +89,14 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
         if not args.quiet:
             print(f"tamperscope: {count} finding(s) in {args.findings}", file=sys.stderr)
-    from tamperscope.analysis.verdicts import FINGERPRINTS_ENV, use_fingerprints
+    from tamperscope.analysis.verdicts import use_fingerprints_given
 
-    mine = args.fingerprints or os.environ.get(FINGERPRINTS_ENV) or None
-    if mine is not None:  # a bad file stops the server here, in one line
-        try:
-            local = use_fingerprints(mine)
-        except ValueError as exc:
-            raise UsageError(str(exc) if args.fingerprints else f"${FINGERPRINTS_ENV}: {exc}") from None
-        if not args.quiet:
-            print(f"tamperscope: {len(local.entries)} fingerprint(s) of your own in {mine}", file=sys.stderr)
+    try:  # a bad file stops the server here, in one line
+        local = use_fingerprints_given(args.fingerprints)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if local is not None and not args.quiet:
+        print(f"tamperscope: {len(local.entries)} fingerprint(s) of your own in {local.path}", file=sys.stderr)
     if args.test_lists:  # kept in the store before the server opens it
         from tamperscope.analysis.command import keep_test_lists
 

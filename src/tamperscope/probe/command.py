@@ -754,19 +754,16 @@ def _public_address(endpoint: tuple[str, int], resolver: str) -> str | None:
 def _use_fingerprints(given: Path | None) -> None:
     """Fingerprints of one's own (--fingerprints FILE, else $TAMPERSCOPE_FINGERPRINTS), checked before anything
     is measured: a bad file stops the run in one line."""
-    from ..model.inputs import BadInput, read_bounded
     from ..nettests.blockpages import use
-    from ..wire.fingerprints import LOCAL_ENV, local_entries
+    from ..wire.fingerprints import LOCAL_ENV, read_local
 
     path = given or os.environ.get(LOCAL_ENV) or None
     if path is None:
         return
     try:
-        use(local_entries(read_bounded(path, 4 << 20, "the fingerprint file"), str(path)))
-    except (BadInput, ValueError) as exc:
+        use(read_local(path))
+    except ValueError as exc:
         raise UsageError(str(exc) if given else f"${LOCAL_ENV}: {exc}") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read the fingerprint file {path}: {exc.strerror or exc}") from None
 
 
 def _matcher() -> Any:

@@ -719,6 +719,23 @@ def local_entries(text: str, where: str) -> list[dict[str, Any]]:
     return entries
 
 
+LOCAL_MAX_BYTES = 4 << 20
+
+
+def read_local(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """`local_entries` of a file (at most `LOCAL_MAX_BYTES`, UTF-8): ValueError in one line naming it when it
+    cannot be read or is not such a table. What ``analyze``, ``serve`` and ``run`` take as ``--fingerprints``."""
+    from ..model.inputs import BadInput, read_bounded
+
+    try:
+        text = read_bounded(path, LOCAL_MAX_BYTES, "the fingerprint file")
+    except BadInput as exc:
+        raise ValueError(str(exc)) from None
+    except OSError as exc:
+        raise ValueError(f"cannot read the fingerprint file {path}: {exc.strerror or exc}") from None
+    return local_entries(text, str(path))
+
+
 # --------------------------------------------------------------------------- module API
 
 
