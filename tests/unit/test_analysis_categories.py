@@ -209,7 +209,7 @@ def test_the_cli_keeps_lists_and_refuses_bad_ones_in_one_line(tmp_path: Path) ->
         path.write_bytes(text.encode("utf-8", "surrogateescape"))
         r = _run("analyze", "--db", db, "--test-list", str(path))
         assert r.returncode == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, (name, r.stderr)
-    for args, says in ((["analyze", "--db", db], "or --test-list FILE"),
+    for args, says in ((["analyze", "--db", db], "--test-list FILE or --reanalyse stale"),
                        (["analyze", "--db", db, "--test-list", str(tm_csv), "--jsonl", str(tmp_path / "v.jsonl")],
                         "--jsonl writes the verdicts of the measurements analysed"),
                        (["analyze", "--db", db, "--test-list", str(tmp_path / "none.csv")], "cannot read"),

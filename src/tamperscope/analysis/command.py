@@ -140,8 +140,13 @@ def add_parser(subparsers: Any) -> None:
                         "Citizen Lab's http.csv (name, pattern, location_found body or header, ...), as the "
                         "explorer's /new-blockpages.csv proposes them; a page they match is a blockpage, with id "
                         "local/NAME. The verdicts record them (analysis_version 17+local.DIGEST); measurements "
-                        "stored before are judged again by a server's reanalyse, not here; default "
-                        "$TAMPERSCOPE_FINGERPRINTS")
+                        "stored before are judged with them by --reanalyse stale; default $TAMPERSCOPE_FINGERPRINTS")
+    p.add_argument("--reanalyse", "--reanalyze", choices=("stale", "all"), metavar="stale|all",
+                   help="derive again the verdicts, observations and rules the store holds, from the raw "
+                        "measurements it keeps: 'stale' those another analysis derived (an older release's rules, "
+                        "or other fingerprints of your own), 'all' every one. --cc, --test, --since and --until "
+                        "narrow it. Runs in this process, after the PATHs given (if any) are analysed; a "
+                        "measurement whose raw bytes cannot be read keeps its verdict and is counted")
     p.add_argument("--reread", action="store_true",
                    help="read again the files an earlier run analysed in full (by default they are skipped "
                         "while their size and modification time are unchanged)")
@@ -213,12 +218,26 @@ def analyze_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if not args.paths:
-        if not args.test_lists:
-            raise UsageError("give the measurement files or directories to analyse (PATH), or --test-list FILE")
+        if not args.test_lists and not args.reanalyse:
+            raise UsageError("give the measurement files or directories to analyse (PATH), --test-list FILE or "
+                             "--reanalyse stale")
         if args.jsonl:
             raise UsageError("--jsonl writes the verdicts of the measurements analysed: give them (PATH)")
-        print(f"store: {keep_test_lists(args.db, args.test_lists)}")
-        return 0
+        if not args.reanalyse:
+            print(f"store: {keep_test_lists(args.db, args.test_lists)}")
+            return 0
+        _check_days(args)
+        lists = _test_lists(args.test_lists or [])
+        store = _open(args.db, create=False)
+        try:
+            if lists:
+                _keep_lists(store, lists)
+            return _reanalyse(store, args, show=not args.quiet and sys.stderr.isatty())
+        except duckdb.Error as exc:
+            print(f"tamperscope: the store {store.path} cannot be read: {error_line(exc)}", file=sys.stderr)
+            return 1
+        finally:
+            store.close()
     lists = _test_lists(args.test_lists or [])
     if args.scheduler is not None:
         _check_scheduler(args.scheduler)
@@ -288,6 +307,11 @@ def analyze_command(args: argparse.Namespace) -> int:
             return 1
         if show:
             print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
+        told = sys.stderr if args.jsonl == "-" else sys.stdout
+        print(summary(stats, time.monotonic() - started, store.path, _selection_words(args)), file=told)
+        reanalysed = _reanalyse(store, args, show, told) if args.reanalyse else 0
+        if not args.reanalyse:
+            _tell_older(store, told)
         if args.jsonl and args.jsonl != "-" and not stats.accepted:
             # nothing analysed (bad input, all outside the selection, or known files skipped): an earlier run's
             # verdicts in that file are worth more than an empty file
@@ -307,9 +331,8 @@ def analyze_command(args: argparse.Namespace) -> int:
                 quiet_stdout()
     finally:
         store.close()
-    elapsed = time.monotonic() - started
-    print(summary(stats, elapsed, store.path, _selection_words(args)),
-          file=sys.stderr if args.jsonl == "-" else sys.stdout)
+    if reanalysed:
+        return reanalysed
     if not stats.accepted and (stats.records or stats.files_skipped) and not stats.files_known:
         if stats.outside or stats.files_skipped:
             print("tamperscope: no measurement in the input matches the selection", file=sys.stderr)
@@ -317,6 +340,72 @@ def analyze_command(args: argparse.Namespace) -> int:
             print("tamperscope: no usable measurement in the input", file=sys.stderr)
         return 1
     return 0
+
+
+def _reanalyse(store: Store, args: argparse.Namespace, show: bool, told: Any = None) -> int:
+    """``--reanalyse stale|all``: the stored verdicts selected derived again, a chunk per transaction. Exit code: 0,
+    or 1 when some raw measurements could not be read (their verdicts stay as they were)."""
+    from tamperscope.analysis import reanalysis
+    from tamperscope.analysis.report import counted
+    from tamperscope.analysis.verdicts import analysis_version
+
+    told = told or sys.stdout
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, values in (("probe_cc", args.cc), ("test_name", args.test)):
+        if values:
+            clauses.append(f"{column} IN (SELECT unnest(?::VARCHAR[]))")
+            params.append(sorted(set(values)))
+    for clause, day in (("day >= ?::DATE", args.since), ("day <= ?::DATE", args.until)):
+        if day is not None:
+            clauses.append(clause)
+            params.append(str(day))
+    stale = args.reanalyse == "stale"
+    started = time.monotonic()
+    store.flush()
+    where = " AND ".join(clauses) or "TRUE"
+    total = reanalysis.count(store.con, where=where, params=params, stale_only=stale)
+    narrowed = f" ({words})" if (words := _selection_words(args)) else ""
+    version = analysis_version()
+    if not total:
+        what = f"no stored verdict{narrowed} was derived by another analysis than {version}" if stale else \
+            f"the store holds no verdict{narrowed}"
+        print(f"reanalyse: {what}: nothing to do", file=told)
+        return 0
+    totals = reanalysis.Totals()
+    done = 0
+    for page in reanalysis.pages(store.con, where=where, params=params, stale_only=stale, size=reanalysis.CLI_CHUNK):
+        totals.add(reanalysis.reanalyse(store, store.raw_many, page))
+        done += len(page)
+        if show:
+            print(f"\rreanalyse: {done:,} of {total:,} measurements", end="", file=sys.stderr, flush=True)
+    if show:
+        print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
+    elapsed = time.monotonic() - started
+    which = "stale " if stale else ""
+    print(f"reanalysed {counted(totals.reanalysed, which + 'measurement')}{narrowed} with analysis {version} in "
+          f"{elapsed:.1f} s: {counted(totals.changed, 'verdict')} changed", file=told)
+    if totals.missing:
+        why = "; ".join(sorted(set(store.unreadable.values()))) or "their raw bytes are not in the store"
+        print(f"tamperscope: {counted(totals.missing, 'measurement')} kept {'its' if totals.missing == 1 else 'their'}"
+              f" older verdict: {why}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _tell_older(store: Store, told: Any) -> None:
+    """A line when the store holds verdicts an older release's rules derived (after an upgrade), and how to
+    derive them again."""
+    from tamperscope.analysis import reanalysis
+    from tamperscope.analysis.report import counted
+
+    store.flush()
+    older = reanalysis.older(store.con)
+    if older:
+        versions = ", ".join(f"version {version}: {count:,}" for version, count in older.items())
+        print(f"note: the store holds {counted(sum(older.values()), 'verdict')} from an older analysis "
+              f"({versions}): `tamperscope analyze --reanalyse stale` derives them again from the raw "
+              "measurements", file=told)
 
 
 def _selection_words(args: argparse.Namespace) -> str | None:
@@ -567,6 +656,7 @@ def report_command(args: argparse.Namespace) -> int:
     try:
         if not to_stdout:
             print(terminal_report(store, filters, args.limit))
+        _tell_older(store, say)
         if args.json is not None:
             document = orjson.dumps(json_report(store, filters, args.limit), option=orjson.OPT_INDENT_2) + b"\n"
             if json_out is None:

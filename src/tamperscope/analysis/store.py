@@ -90,6 +90,26 @@ def error_line(exc: BaseException) -> str:
 # --------------------------------------------------------------------------- paths
 
 
+class RawUnreadable(Exception):
+    """A measurement's raw bytes cannot be read: its segment is missing (a store copied without its ``.raw``
+    directory) or damaged. Its rows are still in the tables; only the bytes are gone."""
+
+
+def read_frame(raw_root: Path, segment: str, offset: int, length: int, size: int) -> bytes:
+    """One zstd frame of a raw segment, decompressed and checked against the size written."""
+    try:
+        with open(raw_root / segment, "rb") as f:
+            f.seek(offset)
+            compressed = f.read(length)
+        data = bytes(pa.Codec("zstd").decompress(compressed, decompressed_size=size, asbytes=True))
+        if len(data) != size:
+            raise ValueError(f"{len(data)} bytes where {size} were written")
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise RawUnreadable(f"the raw segment {segment} of the store cannot be read "
+                            f"({exc.strerror if isinstance(exc, OSError) and exc.strerror else exc})") from None
+    return data
+
+
 def _make_parent(path: Path) -> None:
     """The store's directory, made if missing; a `StoreError` when it cannot be (a file in the way, a place
     this user cannot write), rather than an OSError from deep inside opening the store."""
@@ -356,6 +376,7 @@ class Store:
         # committed after it, or a file's marker could say "read in full" over the lines that were lost.
         self._failed = False
         self.stats = WriteStats()
+        self.unreadable: dict[str, str] = {}  # raw segment -> why `raw_many` could not read it
         try:  # the rules of blocking_rules measurements analysed before the store kept them (schema v7), and
             # the transports of circumvention tools' measurements (schema v8)
             self.backfilled = backfill_rules(self.con, self.raw, default_matcher)
@@ -788,18 +809,44 @@ class Store:
     # ---- reading one measurement
 
     def raw(self, uid: str) -> bytes | None:
-        """The measurement's bytes exactly as they were read (None if unknown)."""
+        """The measurement's bytes exactly as they were read (None if unknown; `RawUnreadable` if its
+        segment is missing or damaged)."""
         row = self.cursor().execute(
             """SELECT raw_segment, raw_frame_offset, raw_frame_length, raw_frame_size, raw_line_offset,
                raw_line_length FROM measurements WHERE measurement_uid = ?""", [uid]).fetchone()
         if row is None or row[0] is None:
             return None
         segment, offset, length, size, line_offset, line_length = row
-        with open(self.raw_root / segment, "rb") as f:
-            f.seek(offset)
-            frame = f.read(length)
-        data = pa.Codec("zstd").decompress(frame, decompressed_size=size, asbytes=True)
+        data = read_frame(self.raw_root, segment, offset, length, size)
         return bytes(data[line_offset:line_offset + line_length])
+
+    def raw_many(self, uids: Sequence[str]) -> dict[str, bytes]:
+        """The raw bytes of ``uids`` that can be read, each zstd frame read and decompressed once.
+
+        A uid the store does not hold, or whose segment is missing or damaged, is left out: the
+        caller counts it (`unreadable` says why)."""
+        if not uids:
+            return {}
+        pointers = self.cursor().execute(
+            """SELECT measurement_uid, raw_segment, raw_frame_offset, raw_frame_length, raw_frame_size,
+                      raw_line_offset, raw_line_length
+               FROM measurements WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""",
+            [list(uids)]).fetchall()
+        out: dict[str, bytes] = {}
+        frame_key: tuple[str, int] | None = None
+        frame = b""
+        for uid, segment, offset, length, size, line_offset, line_length in sorted(
+                (r for r in pointers if r[1] is not None), key=lambda r: (r[1], r[2], r[5])):
+            if frame_key != (segment, offset):
+                frame_key = (segment, offset)
+                try:
+                    frame = read_frame(self.raw_root, segment, offset, length, size)
+                except RawUnreadable as exc:
+                    self.unreadable.setdefault(segment, str(exc))
+                    frame = b""
+            if frame:
+                out[uid] = bytes(frame[line_offset:line_offset + line_length])
+        return out
 
     def verdict(self, uid: str) -> dict[str, Any] | None:
         rows = query_rows(self.cursor(), "SELECT * FROM verdicts WHERE measurement_uid = ?", [uid])
@@ -933,6 +980,8 @@ def query_rows(cur: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] =
 
 __all__ = [
     "BatchResult",
+    "RawUnreadable",
+    "read_frame",
     "default_db_path",
     "error_line",
     "FLUSH_ROWS",

@@ -10,7 +10,8 @@ Both run on the ingestor's writer thread (`Ingestor.call`), between batches:
   resubmission of it is answered 410.
 * `reanalyse()` re-derives verdicts and observations from the stored raw bytes
   (after a verdict rule changed: see ``ANALYSIS_VERSION``), a chunk per
-  transaction, so submissions keep flowing in between.
+  transaction, so submissions keep flowing in between (`analysis.reanalysis`,
+  which ``tamperscope analyze --reanalyse`` uses too).
 
 The token: `TAMPERSCOPE_ADMIN_TOKEN` (or a file given to ``serve
 --admin-token-file``). Without one, admin actions are disabled. Requests carry
@@ -23,16 +24,14 @@ import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tamperscope.analysis import reanalysis
 from tamperscope.analysis.aggregates import Filters
 from tamperscope.analysis.confidence import relabel, touch
-from tamperscope.analysis.pipeline import analyse_batch
-from tamperscope.analysis.reader import Line
 from tamperscope.analysis.store import Store
-from tamperscope.analysis.verdicts import analysis_version, default_matcher
 from tamperscope.collector.queries import Reader
 from tamperscope.collector.rawlog import RawLog
 
-REANALYSE_CHUNK = 512
+REANALYSE_CHUNK = reanalysis.CHUNK
 TOKEN_ENV = "TAMPERSCOPE_ADMIN_TOKEN"
 MIN_TOKEN_LENGTH = 16
 
@@ -107,64 +106,16 @@ def delete(store: Store, rawlog: RawLog, uid: str, reason: str) -> Deletion:
 def select_for_reanalysis(store: Store, *, uids: Sequence[str] = (), filters: Filters | None = None,
                           stale_only: bool = False, everything: bool = False) -> list[str]:
     """The uids a re-analysis request names (explicit uids, or filters, or stale, or all)."""
-    con = store.con
-    if uids:
-        return [r[0] for r in con.execute(
-            "SELECT measurement_uid FROM verdicts WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))",
-            [list(uids)]).fetchall()]
     where, params = (filters or Filters()).where()
-    if stale_only:
-        where = f"({where}) AND analysis_version IS DISTINCT FROM ?"
-        params.append(analysis_version())
-    elif not everything and where == "TRUE":
+    if not uids and not stale_only and not everything and where == "TRUE":
         return []
-    return [r[0] for r in con.execute(
-        f"SELECT measurement_uid FROM verdicts WHERE {where} ORDER BY measurement_uid", params).fetchall()]
+    return reanalysis.select(store.con, uids=uids, where=where, params=params, stale_only=stale_only)
 
 
 def reanalyse(store: Store, reader: Reader, uids: Sequence[str]) -> dict[str, int]:
-    """Re-derive verdicts, observations and rules of ``uids`` (one chunk) from their raw bytes."""
-    con = store.con
-    store.flush()
-    raw = reader.raw_many(list(uids))
-    items = [Line("reanalyse", i + 1, data) for i, data in enumerate(raw.values())]
-    if not items:
-        return {"reanalysed": 0, "changed": 0, "missing": len(uids)}
-    result = analyse_batch(items, default_matcher())
-    new_uids = result.verdicts.column("measurement_uid").to_pylist()
-    wanted = [u for u in new_uids if u in raw]  # the content hash must give the same uid back
-    before = {r[0]: r[1:] for r in con.execute(
-        """SELECT measurement_uid, blocking, accessible, mechanism, status FROM verdicts
-           WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [wanted]).fetchall()}
-    verdicts = result.verdicts.filter([u in raw for u in new_uids])
-    observations = result.observations
-    con.execute("BEGIN TRANSACTION")
-    try:
-        for table in ("observations", "rules", "verdicts"):
-            con.execute(f"DELETE FROM {table} WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))", [wanted])
-        con.register("_rv", verdicts)
-        con.execute("INSERT INTO verdicts BY NAME SELECT * FROM _rv")
-        con.unregister("_rv")
-        if observations.num_rows:
-            con.register("_ro", observations)
-            con.execute("""INSERT INTO observations BY NAME SELECT * FROM _ro
-                           WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [wanted])
-            con.unregister("_ro")
-        if result.rules is not None:
-            _rr = result.rules  # read by DuckDB
-            con.execute("""INSERT INTO rules BY NAME SELECT * FROM _rr
-                           WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [wanted])
-        touch(con, wanted)
-        relabel(con)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    after = {r[0]: r[1:] for r in con.execute(
-        """SELECT measurement_uid, blocking, accessible, mechanism, status FROM verdicts
-           WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [wanted]).fetchall()}
-    changed = sum(1 for u in wanted if before.get(u) != after.get(u))
-    return {"reanalysed": len(wanted), "changed": changed, "missing": len(uids) - len(wanted)}
+    """Re-derive verdicts, observations and rules of ``uids`` (one chunk) from their raw bytes (through the
+    reader's frame cache)."""
+    return reanalysis.reanalyse(store, reader.raw_many, uids).as_dict()
 
 
 __all__ = ["Deletion", "MIN_TOKEN_LENGTH", "REANALYSE_CHUNK", "TOKEN_ENV", "TokenError", "check_token", "delete",

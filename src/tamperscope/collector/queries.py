@@ -30,11 +30,10 @@ from typing import Any, cast
 
 import duckdb
 import orjson
-import pyarrow as pa
 
 from tamperscope.analysis.aggregates import Filters, Slice
 from tamperscope.analysis.categories import category_sql
-from tamperscope.analysis.store import Store
+from tamperscope.analysis.store import RawUnreadable, Store, read_frame
 from tamperscope.model.categories import normal_code
 
 MAX_LIMIT = 1000          # rows per page of /api/v1/measurements
@@ -47,11 +46,6 @@ class QueryError(ValueError):
 
 
 log = logging.getLogger("tamperscope.collector")
-
-
-class RawUnreadable(Exception):
-    """A measurement's raw bytes cannot be read: its segment is missing (a store copied without its ``.raw``
-    directory) or damaged. Its rows are still in the tables; only the bytes are gone."""
 
 
 class QueryTimeout(Exception):
@@ -237,18 +231,12 @@ class Reader:
                 self._frames.move_to_end(key)
                 return cached
         try:
-            with open(self.raw_root / segment, "rb") as f:
-                f.seek(offset)
-                compressed = f.read(length)
-            data = bytes(pa.Codec("zstd").decompress(compressed, decompressed_size=size, asbytes=True))
-            if len(data) != size:
-                raise ValueError(f"{len(data)} bytes where {size} were written")
-        except (OSError, ValueError, pa.ArrowException) as exc:
-            why = (f"the raw segment {segment} of the store cannot be read "
-                   f"({exc.strerror if isinstance(exc, OSError) and exc.strerror else exc})")
+            data = read_frame(self.raw_root, segment, offset, length, size)
+        except RawUnreadable as exc:
+            why = str(exc)
             if self._unreadable.setdefault(segment, why) is why:
                 log.warning("%s; its measurements are listed, but their raw bytes cannot be shown", why)
-            raise RawUnreadable(why) from None
+            raise
         with self._frame_lock:
             if key not in self._frames and len(data) <= FRAME_CACHE_BYTES // 4:
                 self._frames[key] = data

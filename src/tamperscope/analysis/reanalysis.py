@@ -1,0 +1,152 @@
+"""Re-deriving stored verdicts from the raw measurements the store keeps.
+
+A verdict rule changed (`verdicts.ANALYSIS_VERSION` went up with an upgrade), or one's own
+fingerprints were added (``17+local.<digest>``): the verdicts already stored say what the
+older analysis said. `reanalyse` reads the kept raw bytes of a chunk of measurements,
+derives their verdicts, observations and rules again, and replaces the old rows in one
+transaction, with the confidence labels of their groups recounted. The raw bytes and the
+measurement rows are not touched: the uid is the hash of the content, so the re-derived
+rows must come back under the same uid, and a measurement whose bytes cannot be read
+keeps the rows it had.
+
+Two callers: ``tamperscope analyze --reanalyse`` (this store, this process) and the
+server's ``POST /api/v1/admin/reanalyse`` (a chunk at a time on its writer thread, so
+submissions keep flowing in between). Each passes its own way of reading raw bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+
+from tamperscope.analysis.confidence import relabel, touch
+from tamperscope.analysis.pipeline import analyse_batch
+from tamperscope.analysis.reader import Line
+from tamperscope.analysis.store import Store
+from tamperscope.analysis.verdicts import ANALYSIS_VERSION, analysis_version, default_matcher
+
+CHUNK = 512  # measurements per transaction, on a server (submissions wait for it)
+CLI_CHUNK = 2048  # in `analyze`, where nothing else waits: fewer recounts of the groups
+
+RawMany = Callable[[list[str]], dict[str, bytes]]
+
+_BEFORE = """SELECT measurement_uid, blocking, accessible, mechanism, status FROM verdicts
+             WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))"""
+
+
+@dataclass
+class Totals:
+    """What a re-analysis did: measurements re-derived, those whose verdict changed (blocking, accessible,
+    mechanism or status), and those left as they were because their raw bytes could not be read."""
+
+    reanalysed: int = 0
+    changed: int = 0
+    missing: int = 0
+
+    def add(self, other: Totals) -> None:
+        self.reanalysed += other.reanalysed
+        self.changed += other.changed
+        self.missing += other.missing
+
+    def as_dict(self) -> dict[str, int]:
+        return {"reanalysed": self.reanalysed, "changed": self.changed, "missing": self.missing}
+
+
+def _condition(where: str, params: Sequence[Any], stale_only: bool) -> tuple[str, list[Any]]:
+    values = list(params)
+    if stale_only:
+        where = f"({where}) AND analysis_version IS DISTINCT FROM ?"
+        values.append(analysis_version())
+    return where, values
+
+
+def select(con: duckdb.DuckDBPyConnection, *, uids: Sequence[str] = (), where: str = "TRUE",
+           params: Sequence[Any] = (), stale_only: bool = False) -> list[str]:
+    """The stored uids to re-derive: ``uids`` that the store holds, or the verdicts ``where`` selects (an SQL
+    condition on the verdicts table), only those another analysis derived with ``stale_only``."""
+    if uids:
+        return [r[0] for r in con.execute(
+            "SELECT measurement_uid FROM verdicts WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))"
+            " ORDER BY measurement_uid", [list(uids)]).fetchall()]
+    condition, values = _condition(where, params, stale_only)
+    return [r[0] for r in con.execute(
+        f"SELECT measurement_uid FROM verdicts WHERE {condition} ORDER BY measurement_uid", values).fetchall()]
+
+
+def count(con: duckdb.DuckDBPyConnection, *, where: str = "TRUE", params: Sequence[Any] = (),
+          stale_only: bool = False) -> int:
+    condition, values = _condition(where, params, stale_only)
+    row = con.execute(f"SELECT count(*) FROM verdicts WHERE {condition}", values).fetchone()
+    return int(row[0]) if row else 0
+
+
+def pages(con: duckdb.DuckDBPyConnection, *, where: str = "TRUE", params: Sequence[Any] = (),
+          stale_only: bool = False, size: int = CHUNK) -> Iterator[list[str]]:
+    """What `select` gives, ``size`` uids at a time in uid order: the memory of a re-analysis of the whole store
+    stays that of a page. Each page is asked for when the one before was re-derived (keyset, from the last uid)."""
+    last = ""
+    while True:
+        condition, values = _condition(where, params, stale_only)
+        page = [r[0] for r in con.execute(
+            f"SELECT measurement_uid FROM verdicts WHERE ({condition}) AND measurement_uid > ?"
+            " ORDER BY measurement_uid LIMIT ?", [*values, last, size]).fetchall()]
+        if not page:
+            return
+        yield page
+        last = page[-1]
+
+
+def older(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Verdicts derived by an older release's rules, counted by their analysis version (fingerprints of one's
+    own aside: ``17+local.<digest>`` is this release's rules)."""
+    return {str(r[0]): int(r[1]) for r in con.execute(
+        """SELECT analysis_version, count(*) FROM verdicts
+           WHERE coalesce(split_part(analysis_version, '+', 1), '') <> ?
+           GROUP BY ALL ORDER BY 1""", [ANALYSIS_VERSION]).fetchall()}
+
+
+def reanalyse(store: Store, raw_many: RawMany, uids: Sequence[str]) -> Totals:
+    """Re-derive the verdicts, observations and rules of ``uids`` (one chunk) from their raw bytes."""
+    con = store.con
+    store.flush()
+    raw = raw_many(list(uids))
+    items = [Line("reanalyse", i + 1, data) for i, data in enumerate(raw.values())]
+    if not items:
+        return Totals(missing=len(uids))
+    result = analyse_batch(items, default_matcher())
+    new_uids = result.verdicts.column("measurement_uid").to_pylist()
+    wanted = [u for u in new_uids if u in raw]  # the content hash must give the same uid back
+    before = {r[0]: r[1:] for r in con.execute(_BEFORE, [wanted]).fetchall()}
+    verdicts = result.verdicts.filter([u in raw for u in new_uids])
+    observations = result.observations
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table in ("observations", "rules", "verdicts"):
+            con.execute(f"DELETE FROM {table} WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))", [wanted])
+        con.register("_rv", verdicts)
+        con.execute("INSERT INTO verdicts BY NAME SELECT * FROM _rv")
+        con.unregister("_rv")
+        if observations.num_rows:
+            con.register("_ro", observations)
+            con.execute("""INSERT INTO observations BY NAME SELECT * FROM _ro
+                           WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [wanted])
+            con.unregister("_ro")
+        if result.rules is not None:
+            _rr = result.rules  # read by DuckDB
+            con.execute("""INSERT INTO rules BY NAME SELECT * FROM _rr
+                           WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [wanted])
+        touch(con, wanted)
+        relabel(con)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    after = {r[0]: r[1:] for r in con.execute(_BEFORE, [wanted]).fetchall()}
+    changed = sum(1 for u in wanted if before.get(u) != after.get(u))
+    return Totals(reanalysed=len(wanted), changed=changed, missing=len(uids) - len(wanted))
+
+
+__all__ = ["CHUNK", "CLI_CHUNK", "RawMany", "Totals", "count", "older", "pages", "reanalyse", "select"]

@@ -1,0 +1,193 @@
+"""`tamperscope analyze --reanalyse stale|all`: verdicts the store holds derived again from the raw measurements it
+keeps, after an upgrade changed a rule or with fingerprints of one's own; and the note `analyze` and `report` print
+while the store holds verdicts of an older release. Over real DuckDB stores and `tamperscope` processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from tamperscope.analysis.store import Store
+from tamperscope.analysis.verdicts import ANALYSIS_VERSION, FINGERPRINTS_ENV
+from tests.unit.test_local_fingerprints import HEADER, _measurements
+
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-samples" / "generated"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != FINGERPRINTS_ENV}
+    return subprocess.run([sys.executable, "-m", "tamperscope", *args], capture_output=True, text=True, timeout=300,
+                          env=env)
+
+
+def _verdicts(db: Path) -> dict[str, tuple]:
+    with Store(db, create=False) as store:
+        return {r[0]: r[1:] for r in store.con.execute(
+            """SELECT measurement_uid, blocking, accessible, mechanism, outcome, fingerprints, analysis_version
+               FROM verdicts""").fetchall()}
+
+
+def _observations(db: Path) -> int:
+    with Store(db, create=False) as store:
+        return store.count("observations")
+
+
+def test_an_upgrade_leaves_older_verdicts_until_reanalyse_stale_derives_them_again(tmp_path: Path) -> None:
+    db = tmp_path / "s.duckdb"
+    res = _run("analyze", "--quiet", "--db", str(db), str(SAMPLES))
+    assert res.returncode == 0, res.stderr
+    assert "older analysis" not in res.stdout
+    right = _verdicts(db)
+    observed = _observations(db)
+    assert len(right) == 50 and observed > 50
+    # what an older release would have left: other verdicts, and no observations for them
+    with Store(db) as store:
+        older = [r[0] for r in store.con.execute(
+            "SELECT measurement_uid FROM verdicts WHERE blocking = 'false' ORDER BY 1 LIMIT 7").fetchall()]
+        assert len(older) == 7
+        store.con.execute("""UPDATE verdicts SET analysis_version = '15', blocking = 'tcp_ip', mechanism = 'tcp.rst',
+                             accessible = false WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [older])
+        store.con.execute("UPDATE verdicts SET analysis_version = '16' WHERE measurement_uid = ?", [sorted(right)[-1]])
+        store.con.execute("DELETE FROM observations WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))", [older])
+        # one frame read for many: the bytes are those `raw` gives one at a time
+        assert store.raw_many(list(right)) == {u: store.raw(u) for u in right}
+    assert _observations(db) < observed
+
+    # told, by report and by a run of analyze
+    report = _run("report", "--db", str(db))
+    assert report.returncode == 0, report.stderr
+    note = [line for line in report.stdout.splitlines() if line.startswith("note:")]
+    assert note == ["note: the store holds 8 verdicts from an older analysis (version 15: 7, version 16: 1): "
+                    "`tamperscope analyze --reanalyse stale` derives them again from the raw measurements"]
+    again = _run("analyze", "--quiet", "--reread", "--db", str(db), str(SAMPLES))
+    assert again.returncode == 0 and "50 already in the store" in again.stdout and note[0] in again.stdout
+    assert _verdicts(db)[older[0]][0] == "tcp_ip"  # a measurement read again is not judged again
+
+    res = _run("analyze", "--reanalyse", "stale", "--db", str(db))
+    assert res.returncode == 0, res.stderr
+    assert f"reanalysed 8 stale measurements with analysis {ANALYSIS_VERSION} in " in res.stdout
+    assert ": 7 verdicts changed" in res.stdout  # the one of version 16 was right already
+    assert _verdicts(db) == right
+    assert _observations(db) == observed
+    assert "note:" not in _run("report", "--db", str(db)).stdout
+
+    res = _run("analyze", "--reanalyse", "stale", "--db", str(db))
+    assert res.returncode == 0 and res.stdout == (
+        f"reanalyse: no stored verdict was derived by another analysis than {ANALYSIS_VERSION}: nothing to do\n")
+    res = _run("analyze", "--reanalyze", "all", "--db", str(db))
+    assert res.returncode == 0 and "reanalysed 50 measurements" in res.stdout and ": 0 verdicts changed" in res.stdout
+    assert _verdicts(db) == right
+
+
+def _ru_store(tmp_path: Path) -> Path:
+    data = tmp_path / "m.jsonl"
+    data.write_bytes(b"\n".join(orjson.dumps(m) for m in _measurements()))
+    db = tmp_path / "ru.duckdb"
+    res = _run("analyze", "--quiet", "--db", str(db), str(data))
+    assert res.returncode == 0, res.stderr
+    return db
+
+
+def test_fingerprints_of_ones_own_judge_what_was_stored_before(tmp_path: Path) -> None:
+    db = _ru_store(tmp_path)
+    assert sorted((v[2], v[4]) for v in _verdicts(db).values()) == [("http.blockpage", [])] + [("none", [])] * 3
+    mine = tmp_path / "mine.csv"
+    mine.write_text(HEADER + "isp_ru_example,Example Telecom,Example Telecom filtering service,body,,8,[],isp,"
+                             "['RU'],ours\n")
+    res = _run("analyze", "--fingerprints", str(mine), "--reanalyse", "stale", "--db", str(db))
+    assert res.returncode == 0, res.stderr
+    # three were judged accessible and are blockpages now; the fourth was a blockpage and gains its fingerprint
+    assert "reanalysed 4 stale measurements" in res.stdout and ": 3 verdicts changed" in res.stdout
+    rows = _verdicts(db).values()
+    assert {(v[2], v[3], tuple(v[4])) for v in rows} == {("http.blockpage", "confirmed", ("local/isp_ru_example",))}
+    assert all(v[5].startswith(f"{ANALYSIS_VERSION}+local.") for v in rows)
+    # fingerprints of one's own are not an older release: no note
+    assert "note:" not in _run("report", "--db", str(db)).stdout
+    # without the file, those verdicts are the stale ones
+    res = _run("analyze", "--reanalyse", "stale", "--db", str(db))
+    assert res.returncode == 0 and "reanalysed 4 stale measurements" in res.stdout
+    assert sorted((v[2], v[4], v[5]) for v in _verdicts(db).values()) == (
+        [("http.blockpage", [], ANALYSIS_VERSION)] + [("none", [], ANALYSIS_VERSION)] * 3)
+
+
+def test_the_selection_options_narrow_it(tmp_path: Path) -> None:
+    db = _ru_store(tmp_path)  # RU, AS1, web_connectivity, 2026-05-01 to 2026-05-04
+    for args, count in ((["--since", "2026-05-03"], 2), (["--until", "2026-05-01"], 1),
+                        (["--cc", "IT,RU", "--test", "web_connectivity"], 4), (["--cc", "IT"], 0),
+                        (["--test", "telegram"], 0)):
+        res = _run("analyze", "--reanalyse", "all", "--db", str(db), *args)
+        assert res.returncode == 0, (args, res.stderr)
+        if count:
+            assert f"reanalysed {count} measurement" in res.stdout, (args, res.stdout)
+        else:
+            assert "nothing to do" in res.stdout and "store holds no verdict (" in res.stdout, (args, res.stdout)
+
+
+def test_paths_and_reanalyse_together_and_jsonl_shows_what_the_store_now_says(tmp_path: Path) -> None:
+    db = _ru_store(tmp_path)
+    with Store(db) as store:
+        store.con.execute("UPDATE verdicts SET analysis_version = '14', mechanism = 'dns.poison', blocking = 'dns'")
+    out = tmp_path / "v.jsonl"
+    res = _run("analyze", "--quiet", "--reread", "--reanalyse", "stale", "--jsonl", str(out), "--db", str(db),
+               str(tmp_path / "m.jsonl"))
+    assert res.returncode == 0, res.stderr
+    assert "4 already in the store" in res.stdout and "reanalysed 4 stale measurements" in res.stdout
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(v["x_mechanism"] for v in lines) == ["http.blockpage", "none", "none", "none"]
+
+
+def test_raw_bytes_that_cannot_be_read_keep_their_verdicts_and_say_why(tmp_path: Path) -> None:
+    db = _ru_store(tmp_path)
+    with Store(db) as store:
+        store.con.execute("UPDATE verdicts SET analysis_version = '14', mechanism = 'dns.poison'")
+    before = _verdicts(db)
+    shutil.move(tmp_path / "ru.raw", tmp_path / "elsewhere")
+    res = _run("analyze", "--reanalyse", "stale", "--db", str(db))
+    assert res.returncode == 1
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    assert res.stderr.startswith("tamperscope: 4 measurements kept their older verdict: the raw segment ")
+    assert "cannot be read (No such file or directory)" in res.stderr
+    assert _verdicts(db) == before
+    shutil.move(tmp_path / "elsewhere", tmp_path / "ru.raw")
+    res = _run("analyze", "--reanalyse", "stale", "--db", str(db))
+    assert res.returncode == 0 and ": 4 verdicts changed" in res.stdout
+
+
+def test_usage_errors_are_one_line(tmp_path: Path) -> None:
+    db = _ru_store(tmp_path)
+    for args, words in (
+            (["--reanalyse", "stale", "--jsonl", str(tmp_path / "x.jsonl")], "--jsonl writes the verdicts"),
+            (["--reanalyse", "often"], "invalid choice: 'often'"),
+            (["--reanalyse", "all", "--since", "2026-05-04", "--until", "2026-05-01"], "is after --until"),
+            ([], "--reanalyse stale"),
+    ):
+        res = _run("analyze", "--db", str(db), *args)
+        assert res.returncode == 2, (args, res.stderr)
+        assert words in res.stderr and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, args
+    res = _run("analyze", "--reanalyse", "stale", "--db", str(tmp_path / "none.duckdb"))
+    assert res.returncode == 2 and "no store at" in res.stderr
+    assert not (tmp_path / "none.duckdb").exists()
+
+
+def test_pages_visit_each_stale_uid_once_while_the_stale_set_shrinks(tmp_path: Path) -> None:
+    from tamperscope.analysis import reanalysis
+
+    db = tmp_path / "s.duckdb"
+    assert _run("analyze", "--quiet", "--db", str(db), str(SAMPLES)).returncode == 0
+    with Store(db) as store:
+        store.con.execute("UPDATE verdicts SET analysis_version = '9'")
+        seen: list[str] = []
+        totals = reanalysis.Totals()
+        for page in reanalysis.pages(store.con, stale_only=True, size=7):
+            assert len(page) <= 7
+            seen += page
+            totals.add(reanalysis.reanalyse(store, store.raw_many, page))
+        assert sorted(seen) == seen and len(set(seen)) == 50
+        assert totals.as_dict() == {"reanalysed": 50, "changed": 0, "missing": 0}
+        assert reanalysis.count(store.con, stale_only=True) == 0 and reanalysis.older(store.con) == {}
