@@ -221,3 +221,24 @@ def test_a_feed_opened_in_the_browser_is_text(guarded: tuple[Any, Guard], path: 
     assert feeds.xml_text(text) in shown, shown[:500]
     assert_inert(page, path)
     assert not guard.foreign, guard.foreign
+
+
+def test_the_report_shows_a_blockpage_no_fingerprint_knows_as_text(guarded: tuple[Any, Guard],
+                                                                     explorer: Explorer) -> None:
+    """The HTML report of France (its own country in the corpus), as downloaded from the explorer and opened, has
+    the page no fingerprint knows: its words and the pattern proposed from its markup are text, and nothing of it
+    runs or reaches another origin."""
+    page, guard = guarded
+    path = "/api/v1/export/report.html?probe_cc=FR"
+    response = page.request.get(explorer.url + path)
+    assert response.status == 200 and "attachment" in response.headers["content-disposition"]
+    page.set_content(response.text(), wait_until="load")
+    # the title, then the body's words: its markup gone, the '">' of a payload that stood in text kept as text
+    visible_text(page, "section#new-blockpages td[data-label='its text begins']",
+                 'Avis Avis "> Accès interdit par décision du tribunal')
+    visible_text(page, "section#new-blockpages td[data-label='pattern proposed']", "Accès interdit par décision")
+    page.wait_for_timeout(100)  # an onerror/onload handler would have fired by now
+    assert set(pwned(page).values()) == {"undefined"}
+    # the report's own scripts (plotly, its drawing) are inline: every other element a payload would make is absent
+    assert page.locator("section#new-blockpages :is(script, img, svg, iframe), [onerror], [onload]").count() == 0
+    assert not guard.foreign, guard.foreign

@@ -156,8 +156,9 @@ def add_parser(subparsers: Any) -> None:
     r = subparsers.add_parser(
         "report", help="summarise the store: terminal tables, optionally a self-contained HTML report",
         description="Print the top blocked domains, the tests with interference (apps and circumvention tools "
-                    "too), networks and mechanisms, and what the censors' rules match (from blocking_rules "
-                    "measurements). With --html, also write one self-contained HTML file (plotly embedded, works "
+                    "too), networks and mechanisms, what the censors' rules match (from blocking_rules "
+                    "measurements), and the blockpages no fingerprint knows, grouped by template, each with a "
+                    "fingerprint proposed. With --html, also write one self-contained HTML file (plotly embedded, works "
                     "offline): timeline, domain x network heatmap, mechanisms by country, equipment signatures, "
                     "rules, tests. The filters combine: --cc IR --test telegram --since 2024-01-01.")
     r.add_argument("--db", type=Path, help=db_help)

@@ -355,6 +355,14 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
             ("fingerprint", "fingerprint"), ("names", "whose"), ("measurement_count", "measurements"),
             ("confirmed_count", "confirmed"), ("mechanisms", "mechanisms"), ("countries", "countries"),
             ("network_count", "networks"), ("domain_count", "domains")])]
+    unknown = unknown_blockpages_in_words(store, filters, min(limit, UNKNOWN_SHOWN))
+    if unknown:
+        lines += ["", "Blockpages no fingerprint knows (pages served instead of sites, by template; the pattern "
+                      "proposed for each is a fingerprint to review: the explorer's /new-blockpages.csv)",
+                  table(unknown, [("title", "title"), ("measurement_count", "measurements"),
+                                  ("domain_count", "domains"), ("countries", "countries"),
+                                  ("network_count", "networks"), ("pattern", "pattern proposed"),
+                                  ("pattern_found", "found")])]
     return "\n".join(lines)
 
 
@@ -413,6 +421,51 @@ def blockpages_in_words(store: Any, filters: Filters | None, limit: int | None) 
         r["expected"] = ", ".join(fp.expected_countries) if fp is not None else ""
         first, last = r["first_seen"], r["last_seen"]
         r["seen"] = str(first) if first == last else f"{first} to {last}"
+    return rows
+
+
+UNKNOWN_READ = 1000   # the newest candidate pages a report reads for `unknown_blockpages_in_words`
+UNKNOWN_SHOWN = 10    # templates a report shows (its JSON: up to its limit)
+EXCERPT_CHARS = 240   # of a template's latest page, shown beside it
+
+
+# an element whose content is no text, a comment, or a tag (a '>' in a quoted attribute does not end it); run over
+# a group's sample (`unrecognised.SAMPLE_CHARS`) and title only, so an unclosed quote costs little
+_MARKUP = re.compile(r"""(?is)<(script|style)\b.*?</\1\s*>|<!--.*?-->|<(?:[^>"']|"[^"]*"|'[^']*')*>""")
+
+
+def _visible(page: str) -> str:
+    """A page's words as a reader sees them: no markup, entities decoded, control characters and white space
+    folded into single spaces."""
+    words = html.unescape(_MARKUP.sub(" ", page))
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in words).split())
+
+
+def unknown_blockpages_in_words(store: Any, filters: Filters | None, limit: int) -> list[dict[str, Any]]:
+    """Blockpages no fingerprint knows (`unrecognised.from_store`, the explorer's /new-blockpages): the
+    ``limit`` largest templates among the newest `UNKNOWN_READ` candidate pages, each with who saw it and the
+    fingerprint proposed for it (``pattern``, ``pattern_found``, and ``fingerprint``, a row of Citizen Lab's
+    http.csv). ``store`` has ``cursor()`` and ``raw_many()``. The pages' words are the censor's: hostile."""
+    from tamperscope.analysis import unrecognised
+
+    where, params = (filters or Filters()).where()
+    found = unrecognised.from_store(store, where, params, read=UNKNOWN_READ, most=limit)
+    rows = []
+    for g in found.groups:
+        domains = [d for d, _ in g.domains.most_common(3)]
+        first, last = (g.first.date().isoformat() if g.first else ""), (g.last.date().isoformat() if g.last else "")
+        rows.append({
+            "title": _visible(g.title) or "(no title)", "status_code": g.status, "server": g.server,
+            "measurement_count": g.measurements, "domain_count": len(g.domains),
+            "domains": ", ".join(domains) + (", …" if len(g.domains) > len(domains) else ""),
+            "countries": ", ".join(sorted(g.countries)), "network_count": len(g.networks),
+            "mechanisms": ", ".join(m for m, _ in g.mechanisms.most_common()),
+            "seen": first if first == last else f"{first} to {last}",
+            "excerpt": _visible(g.sample)[:EXCERPT_CHARS],
+            "pattern": g.pattern or "", "sample_uid": g.sample_uid,
+            "pattern_found": f"in {g.pattern_matches:,} of {g.measurements:,} pages" if g.pattern else "none found",
+            "fingerprint": g.fingerprint() if g.pattern else None,
+        })
     return rows
 
 
@@ -823,6 +876,21 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
                          ("measurement_count", "measurements"), ("confirmed_count", "confirmed"),
                          ("mechanisms", "techniques"), ("countries", "countries"), ("network_count", "networks"),
                          ("domain_count", "sites"), ("seen", "seen")])))
+    unknown = unknown_blockpages_in_words(store, filters, UNKNOWN_SHOWN)
+    if unknown:
+        sections.append(("new-blockpages", "Blockpages no fingerprint knows",
+                         "<p>Pages that came back instead of the sites, or that OONI's rules let through on their "
+                         "headers alone while their length and title are not the site's, and that no fingerprint "
+                         "above recognises: a new ISP's blockpage, a new filtering product, or a site that changed. "
+                         "They are grouped by template (the blocked site's name, numbers and links masked), the "
+                         f"largest first, from the newest {UNKNOWN_READ:,} such measurements. The pattern is a "
+                         "piece of text the pages share, proposed as a fingerprint: review it before use (with "
+                         "<code>--fingerprints FILE</code>, a match confirms the blockpage). The words quoted are "
+                         "the censor's.</p>" + _html_table(unknown, [
+                             ("title", "page title"), ("excerpt", "its text begins"),
+                             ("measurement_count", "measurements"), ("domain_count", "sites"),
+                             ("countries", "countries"), ("seen", "seen"), ("pattern", "pattern proposed"),
+                             ("pattern_found", "found")])))
     rules = rules_in_words(store, filters, limit)
     if rules:
         sections.append(("rules", "What the censors' rules match",
@@ -894,6 +962,7 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
         "mechanisms_by_country": aggregates.mechanism_country(store, filters),
         "signatures": aggregates.signatures(store, filters, limit),
         "blockpages": aggregates.blockpages(store, filters, limit),
+        "new_blockpages": unknown_blockpages_in_words(store, filters, limit),
         "rules": aggregates.blocking_rules(store, filters, limit, blocked_only=False),
         "changes": aggregates.changes(store, filters, limit),
         "timeline": aggregates.timeline(store, filters),
@@ -903,4 +972,4 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
 __all__ = ["APP_NAMES", "FINGERPRINT_SCOPES", "FINGERPRINT_SOURCES", "JSON_FORMAT", "MECHANISM_WORDS", "OUTCOME_WORDS",
            "TEST_WORDS", "app_name", "apps_in_words", "blockpages_in_words", "categories_in_words",
            "category_countries_in_words", "count_axis", "counted", "day_axis", "html_report", "json_report",
-           "plot_text", "rules_in_words", "stack_axis", "table", "terminal_report"]
+           "plot_text", "rules_in_words", "stack_axis", "table", "terminal_report", "unknown_blockpages_in_words"]

@@ -19,8 +19,9 @@ and a blockpage sent with only common headers does: `ACCESSIBLE`), reads the pag
   fingerprints are such substrings of the body; `CSV_HEADER` is their file's header, so a group can be
   reviewed and sent upstream as it is.
 
-Everything here is pure: rows and raw lines in, `Group` records out (`groups`). Reading them from a store is
-the caller's (the explorer's ``/new-blockpages``). The pages are hostile: only their text is kept, cut
+`groups` is pure: rows and raw lines in, `Group` records out. `from_store` reads those rows and lines from a
+store (an analysis `Store` or a collector's reader: anything with ``cursor()`` and ``raw_many()``), for the
+explorer's ``/new-blockpages`` and the HTML report. The pages are hostile: only their text is kept, cut
 (`MAX_TEXT`), and the caller shows it as text.
 """
 
@@ -30,7 +31,7 @@ import datetime as dt
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -285,4 +286,53 @@ def groups(rows: Iterable[Mapping[str, Any]], raws: Mapping[str, bytes],
     return out, read, max(0, len(ranked) - most)
 
 
-__all__ = ["CSV_HEADER", "MECHANISMS", "Group", "Seen", "groups", "page_of", "propose", "shape"]
+@dataclass
+class Found:
+    """What `from_store` read: the anomalies that could be an unknown blockpage (``candidates``), how many of
+    them were read (the newest ``read``) and how many judged accessible beside them, how many of those had a page
+    of their own (``with_page``), the largest templates, and how many smaller ones were left out."""
+
+    candidates: int
+    read: int
+    accessible_read: int
+    with_page: int
+    groups: list[Group]
+    more_groups: int
+
+
+def from_store(source: Any, narrowed: str = "TRUE", params: Sequence[Any] = (), *, read: int = 1000,
+               most: int = MOST_GROUPS) -> Found:
+    """The templates of the pages no fingerprint knows among the web_connectivity verdicts ``narrowed`` selects
+    (an SQL condition on ``verdicts v``, with ``params``): the newest ``read`` anomalies whose technique says a
+    page came back (`MECHANISMS`), with no fingerprint and a body, and the newest ``read`` judged accessible.
+    ``source`` has ``cursor()`` and ``raw_many(uids)``."""
+    where = f"({narrowed}) AND v.test_name = 'web_connectivity'"
+    # a page came back: a DNS answer that led nowhere fetched none, and reading it would spend the budget
+    anomalies = (f"{where} AND v.outcome IN ('anomaly', 'confirmed')"
+                 f" AND v.mechanism IN ({', '.join('?' * len(MECHANISMS))})"
+                 " AND len(coalesce(v.fingerprints, []::VARCHAR[])) = 0"
+                 " AND v.measurement_uid IN (SELECT measurement_uid FROM observations WHERE step = 'http'"
+                 " AND body_length > 0)")
+    anomaly_params = [*params, *MECHANISMS]
+    cur = source.cursor()
+    found = cur.execute(f"SELECT count(*) FROM verdicts v WHERE {anomalies}", anomaly_params).fetchone()
+    columns = "v.measurement_uid, v.probe_cc, v.probe_asn, v.domain, v.measurement_start_time, v.mechanism"
+    newest = f"ORDER BY v.measurement_start_time DESC, v.measurement_uid DESC LIMIT {int(read)}"
+
+    def rows(condition: str, values: Sequence[Any]) -> list[dict[str, Any]]:
+        result = cur.execute(f"SELECT {columns} FROM verdicts v WHERE {condition} {newest}", list(values))
+        names = [d[0] for d in result.description or []]
+        return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+
+    candidates = rows(anomalies, anomaly_params)
+    # and the newest judged accessible: OONI's diff lets a page through on its headers alone
+    accessible = rows(f"{where} AND v.outcome = 'ok'", params)
+    everything = candidates + accessible
+    kept, with_page, more = groups(everything, source.raw_many([r["measurement_uid"] for r in everything]),
+                                   most=most)
+    return Found(candidates=int(found[0]) if found else 0, read=len(candidates), accessible_read=len(accessible),
+                 with_page=with_page, groups=kept, more_groups=more)
+
+
+__all__ = ["CSV_HEADER", "MECHANISMS", "Found", "Group", "Seen", "from_store", "groups", "page_of", "propose",
+           "shape"]

@@ -22,7 +22,6 @@ Pages:
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import replace
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -425,34 +424,17 @@ def new_blockpages(reader: Reader, params: dict[str, str], explorer: str = "") -
                             "limit": NEW_BLOCKPAGES_READ, "choices": search_choices(reader),
                             "data_params": {k: v for k, v in wanted.items() if v}}
     try:
-        narrowed = MeasurementQuery(probe_cc=wanted["probe_cc"] or None, probe_asn=wanted["probe_asn"] or None,
-                                    domain=wanted["domain"] or None, since=wanted["since"] or None,
-                                    until=wanted["until"] or None, test_name="web_connectivity")
-        where, args = replace(narrowed, anomaly=True).where()
-        passed, passed_args = replace(narrowed, anomaly=False, failure=False).where()
+        where, args = MeasurementQuery(probe_cc=wanted["probe_cc"] or None, probe_asn=wanted["probe_asn"] or None,
+                                       domain=wanted["domain"] or None, since=wanted["since"] or None,
+                                       until=wanted["until"] or None).where()
     except QueryError as exc:
         page["problem"] = str(exc)
         return page
-    # a page came back: a DNS answer that led nowhere fetched none, and reading it would spend the budget
-    where += (f" AND v.mechanism IN ({', '.join('?' * len(unrecognised.MECHANISMS))})"
-              " AND len(coalesce(v.fingerprints, []::VARCHAR[])) = 0"
-              " AND v.measurement_uid IN (SELECT measurement_uid FROM observations WHERE step = 'http'"
-              " AND body_length > 0)")
-    args += list(unrecognised.MECHANISMS)
-    found = reader.cursor().execute(f"SELECT count(*) FROM verdicts v WHERE {where}", args).fetchone()
-    page["candidates"] = int(found[0]) if found else 0
-    columns = "v.measurement_uid, v.probe_cc, v.probe_asn, v.domain, v.measurement_start_time, v.mechanism"
-    newest = f"ORDER BY v.measurement_start_time DESC, v.measurement_uid DESC LIMIT {NEW_BLOCKPAGES_READ}"
-    rows = reader.rows(f"SELECT {columns} FROM verdicts v WHERE {where} {newest}", args)
-    # and the newest judged accessible: OONI's diff lets a page through on its headers alone
-    accessible = reader.rows(f"SELECT {columns} FROM verdicts v WHERE {passed} {newest}", passed_args)
-    page["accessible_read"] = len(accessible)
-    rows += accessible
-    groups, with_page, more = unrecognised.groups(rows, reader.raw_many([r["measurement_uid"] for r in rows]),
-                                                  most=NEW_BLOCKPAGES_SHOWN)
-    page["more_groups"] = more
-    page.update(read=len(rows) - len(accessible), with_page=with_page,
-                groups=[{**g.public(), "fingerprint": g.fingerprint(explorer) if g.pattern else None} for g in groups])
+    found = unrecognised.from_store(reader, where, args, read=NEW_BLOCKPAGES_READ, most=NEW_BLOCKPAGES_SHOWN)
+    page.update(candidates=found.candidates, read=found.read, accessible_read=found.accessible_read,
+                with_page=found.with_page, more_groups=found.more_groups,
+                groups=[{**g.public(), "fingerprint": g.fingerprint(explorer) if g.pattern else None}
+                        for g in found.groups])
     return page
 
 

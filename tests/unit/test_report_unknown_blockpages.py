@@ -1,0 +1,106 @@
+"""The report's "Blockpages no fingerprint knows" (terminal, JSON, HTML): the templates of the pages censors served
+that no fingerprint recognises, each with the fingerprint proposed for it, as the explorer's /new-blockpages finds
+them; gone once a fingerprint of one's own knows them; the censor's words shown as text. Over real DuckDB stores
+and `tamperscope` processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from tamperscope.analysis.verdicts import FINGERPRINTS_ENV
+from tamperscope.collector import samples
+from tests.unit.test_local_fingerprints import HEADER, _measurements
+
+TITLE = "Сайт заблокирован"
+PATTERN = "<p>Operator: Example Telecom filtering service</p>"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != FINGERPRINTS_ENV}
+    return subprocess.run([sys.executable, "-m", "tamperscope", *args], capture_output=True, text=True, timeout=300,
+                          env=env)
+
+
+def _store(tmp_path: Path, measurements: list[dict]) -> Path:
+    data = tmp_path / "m.jsonl"
+    data.write_bytes(b"\n".join(orjson.dumps(m) for m in measurements))
+    db = tmp_path / "s.duckdb"
+    res = _run("analyze", "--quiet", "--db", str(db), str(data))
+    assert res.returncode == 0, res.stderr
+    return db
+
+
+def _json(db: Path, *args: str) -> dict:
+    res = _run("report", "--db", str(db), "--json", "-", *args)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def test_the_report_names_the_template_and_proposes_its_fingerprint(tmp_path: Path) -> None:
+    db = _store(tmp_path, _measurements())
+    (row,) = _json(db)["new_blockpages"]
+    assert (row["title"], row["measurement_count"], row["domain_count"], row["countries"], row["network_count"]) == (
+        TITLE, 4, 4, "RU", 1)
+    assert row["seen"] == "2026-05-01 to 2026-05-04"
+    assert row["pattern"] == PATTERN and row["pattern_found"] == "in 4 of 4 pages"
+    assert row["fingerprint"]["pattern"] == PATTERN and row["fingerprint"]["expected_countries"] == "['RU']"
+    # the page's words as a reader sees them, not its markup
+    assert row["excerpt"].startswith(f"{TITLE} Доступ к ресурсу ") and "<" not in row["excerpt"]
+    assert "http.blockpage" in row["mechanisms"] and "accessible by OONI's rules" in row["mechanisms"]
+
+    text = _run("report", "--db", str(db)).stdout
+    section = text[text.index("Blockpages no fingerprint knows"):]
+    assert TITLE in section and PATTERN in section and "in 4 of 4 pages" in section
+
+    out = tmp_path / "r.html"
+    assert _run("report", "--db", str(db), "--html", str(out)).returncode == 0
+    page = out.read_text()
+    assert "<section id='new-blockpages'><h2>Blockpages no fingerprint knows</h2>" in page
+    assert "href='#new-blockpages'" in page  # in the contents line
+    assert "&lt;p&gt;Operator: Example Telecom filtering service&lt;/p&gt;" in page
+
+    # narrowed away: no section
+    assert _json(db, "--cc", "IT")["new_blockpages"] == []
+    assert "Blockpages no fingerprint knows" not in _run("report", "--db", str(db), "--cc", "IT").stdout
+
+
+def test_a_fingerprint_of_ones_own_makes_it_a_known_blockpage(tmp_path: Path) -> None:
+    db = _store(tmp_path, _measurements())
+    mine = tmp_path / "mine.csv"
+    mine.write_text(HEADER + "isp_ru_example,Example Telecom,Example Telecom filtering service,body,,8,[],isp,"
+                             "['RU'],ours\n")
+    res = _run("analyze", "--fingerprints", str(mine), "--reanalyse", "stale", "--db", str(db))
+    assert res.returncode == 0, res.stderr
+    document = _json(db)
+    assert document["new_blockpages"] == []
+    assert [b["fingerprint"] for b in document["blockpages"]] == ["local/isp_ru_example"]
+
+
+def test_the_censors_words_are_text_everywhere(tmp_path: Path) -> None:
+    payload = "&lt;img src=x onerror=alert(1)&gt;"  # markup once the entities are read: shown, never parsed
+    body = (f"<html><head><title>Blocked {payload}</title></head><body><h1>Blocked {payload}</h1>"
+            f"<p>\x1b[31mNotice {{d}}: access denied by order {{i}}</p></body></html>")
+    ms = []
+    for i, d in enumerate(["a.example", "b.example"]):
+        m = samples.measurement("http.blockpage", url=f"http://{d}/", probe_cc="FR", probe_asn="AS3215",
+                                start=f"2026-05-0{i + 1} 10:00:00", body=body.format(d=d, i=i), report_id=f"r{i}")
+        response = m["test_keys"]["requests"][0]["response"]
+        response["headers"]["X-Filter"] = "on"  # a header the site's page has not: OONI's diff fires
+        response["headers_list"].append(["X-Filter", "on"])
+        ms.append(m)
+    db = _store(tmp_path, ms)
+    (row,) = _json(db)["new_blockpages"]
+    assert row["measurement_count"] == 2 and "<img src=x onerror=alert(1)>" in row["title"]
+    out = tmp_path / "r.html"
+    assert _run("report", "--db", str(db), "--html", str(out)).returncode == 0
+    section = out.read_text().split("<section id='new-blockpages'>")[1].split("</section>")[0]
+    assert "<img" not in section and "&lt;img src=x onerror=alert(1)&gt;" in section
+    assert "\x1b" not in section
+    text = _run("report", "--db", str(db)).stdout
+    assert "Blockpages no fingerprint knows" in text and "\x1b" not in text
