@@ -65,6 +65,7 @@ def test_an_upgrade_leaves_older_verdicts_until_reanalyse_stale_derives_them_aga
     note = [line for line in report.stdout.splitlines() if line.startswith("note:")]
     assert note == ["note: the store holds 8 verdicts from an older analysis (version 15: 7, version 16: 1): "
                     "`tamperscope analyze --reanalyse stale` derives them again from the raw measurements"]
+    assert json.loads(_run("report", "--db", str(db), "--json", "-").stdout)["older_verdicts"] == {"15": 7, "16": 1}
     again = _run("analyze", "--quiet", "--reread", "--db", str(db), str(SAMPLES))
     assert again.returncode == 0 and "50 already in the store" in again.stdout and note[0] in again.stdout
     assert _verdicts(db)[older[0]][0] == "tcp_ip"  # a measurement read again is not judged again
@@ -76,6 +77,7 @@ def test_an_upgrade_leaves_older_verdicts_until_reanalyse_stale_derives_them_aga
     assert _verdicts(db) == right
     assert _observations(db) == observed
     assert "note:" not in _run("report", "--db", str(db)).stdout
+    assert json.loads(_run("report", "--db", str(db), "--json", "-").stdout)["older_verdicts"] == {}
 
     res = _run("analyze", "--reanalyse", "stale", "--db", str(db))
     assert res.returncode == 0 and res.stdout == (

@@ -104,3 +104,61 @@ def test_the_censors_words_are_text_everywhere(tmp_path: Path) -> None:
     assert "\x1b" not in section
     text = _run("report", "--db", str(db)).stdout
     assert "Blockpages no fingerprint knows" in text and "\x1b" not in text
+
+
+def test_proposed_fingerprints_go_from_the_report_to_a_file_and_back(tmp_path: Path) -> None:
+    """The loop without a server: report --propose-fingerprints FILE, review, analyze --fingerprints FILE
+    --reanalyse stale; the page is then a blockpage recognised, and nothing is left to propose."""
+    from urllib.parse import unquote
+
+    from tamperscope.wire.fingerprints import local_entries
+
+    db = _store(tmp_path, _measurements())
+    mine = tmp_path / "mine.csv"
+    res = _run("report", "--db", str(db), "--propose-fingerprints", str(mine))
+    assert res.returncode == 0, res.stderr
+    assert f"proposed fingerprints: {mine} (1 to review; then analyze --fingerprints {mine} --reanalyse stale)" \
+        in res.stdout
+    (entry,) = local_entries(mine.read_text(), str(mine))
+    assert entry["pattern"] == PATTERN and entry["title"] == TITLE and entry["expected_countries"] == ["RU"]
+    row = mine.read_text().splitlines()[1]
+    assert "example: measurement 20260504100000_RU_webconnectivity_" in row and ",/m/" not in row
+    # to standard output, alone
+    res = _run("report", "--db", str(db), "--propose-fingerprints", "-")
+    assert res.returncode == 0 and res.stdout.replace("\r\n", "\n") == mine.read_text().replace("\r\n", "\n")
+    # and from inside the HTML report, the same file
+    out = tmp_path / "r.html"
+    assert _run("report", "--db", str(db), "--html", str(out)).returncode == 0
+    page = out.read_text()
+    link = page.split("<a download='proposed-fingerprints.csv' href='data:text/csv;charset=utf-8,")[1].split("'")[0]
+    assert unquote(link) == mine.read_bytes().decode()
+
+    res = _run("analyze", "--fingerprints", str(mine), "--reanalyse", "stale", "--db", str(db))
+    assert res.returncode == 0 and ": 3 verdicts changed" in res.stdout, res.stdout + res.stderr
+    again = tmp_path / "again.csv"
+    res = _run("report", "--db", str(db), "--propose-fingerprints", str(again))
+    assert res.returncode == 0 and res.stderr == ""
+    assert f"no blockpage without a fingerprint has a pattern to propose: {again} not written" in res.stdout
+    assert not again.exists()
+
+
+def test_propose_fingerprints_usage_errors_are_one_line(tmp_path: Path) -> None:
+    db = _store(tmp_path, _measurements())
+    for args, words in ((["--propose-fingerprints", "-", "--json", "-"], "both name standard output"),
+                        (["--propose-fingerprints", "-", "--json", "-", "--html", "-"], "all name standard output"),
+                        (["--propose-fingerprints", str(tmp_path / "x"), "--html", str(tmp_path / "x")],
+                         "give each its own file"),
+                        (["--propose-fingerprints", str(db)], "is the store"),
+                        (["--propose-fingerprints", str(tmp_path)], "is a directory"),
+                        (["--propose-fingerprints", str(tmp_path / "no" / "x.csv")], "no such directory")):
+        res = _run("report", "--db", str(db), *args)
+        assert res.returncode == 2, (args, res.stderr)
+        assert words in res.stderr and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, args
+
+
+def test_a_would_be_formula_is_text_in_a_spreadsheet() -> None:
+    from tamperscope.analysis.sheets import cell, csv_text
+
+    assert cell('=HYPERLINK("http://evil.example")') == '\'=HYPERLINK("http://evil.example")'
+    assert [cell(v) for v in ("+1", "-x", "@a", "\tx", "ok", 3)] == ["'+1", "'-x", "'@a", "'\tx", "ok", 3]
+    assert csv_text([{"a": "=1", "b": ["x", "y"]}]) == "a,b\r\n'=1,x y\r\n"

@@ -167,6 +167,11 @@ def add_parser(subparsers: Any) -> None:
     r.add_argument("--json", metavar="OUT",
                    help="write the report's numbers as one JSON document to OUT ('-': standard output, "
                         "instead of the tables); format in docs/analysis.md")
+    r.add_argument("--propose-fingerprints", metavar="OUT", type=Path, dest="propose",
+                   help="write the fingerprints proposed for the blockpages no fingerprint knows (up to "
+                        "100 templates, the largest first) as a CSV in the columns of Citizen Lab's http.csv, to "
+                        "review and then give to analyze --fingerprints FILE --reanalyse stale ('-': standard "
+                        "output, instead of the tables)")
     r.add_argument("--cc", type=_country, help="only this country (probe_cc, two letters: IR, ru)")
     r.add_argument("--asn", type=_asn, help="only this network (probe_asn: AS12345, or 12345)")
     r.add_argument("--test", type=_test_name, help="only this nettest (test_name: web_connectivity, telegram, tor...)")
@@ -634,8 +639,20 @@ def report_command(args: argparse.Namespace) -> int:
     from tamperscope.analysis.report import html_report, json_report, terminal_report
 
     html_out = None if args.html is None or str(args.html) == "-" else args.html
-    if args.json == "-" and args.html is not None and html_out is None:
-        raise UsageError("--json - and --html - both name standard output: send one of them to a file")
+    propose_out = None if args.propose is None or str(args.propose) == "-" else args.propose
+    to_stdout_options = [name for name, given, out in (("--json", args.json, args.json), ("--html", args.html, html_out),
+                                                       ("--propose-fingerprints", args.propose, propose_out))
+                         if given is not None and (out is None or str(out) == "-")]
+    if len(to_stdout_options) > 1:
+        raise UsageError(f"{' and '.join(o + ' -' for o in to_stdout_options)} "
+                         f"{'both' if len(to_stdout_options) == 2 else 'all'} name standard output: send "
+                         f"{'one' if len(to_stdout_options) == 2 else 'all but one'} of them to a file")
+    if propose_out is not None:
+        _writable("--propose-fingerprints", propose_out)
+        _not_the_store("--propose-fingerprints", propose_out, args.db)
+        for option, other in (("--html", html_out), ("--json", None if args.json in (None, "-") else Path(args.json))):
+            if other is not None and propose_out.resolve() == other.resolve() and not _special(other):
+                raise UsageError(f"--propose-fingerprints and {option} both name {other}: give each its own file")
     if html_out is not None:
         _writable("--html", html_out)
         _not_the_store("--html", html_out, args.db)
@@ -652,7 +669,7 @@ def report_command(args: argparse.Namespace) -> int:
                       category_code=args.category, since=args.since, until=args.until)
     store = _open_for_report(args.db, filters)
     # With --json - or --html -, standard output is the document alone; what would be printed goes to stderr.
-    to_stdout = args.json == "-" or (args.html is not None and html_out is None)
+    to_stdout = bool(to_stdout_options)
     say = sys.stderr if to_stdout else sys.stdout
     try:
         if not to_stdout:
@@ -676,11 +693,38 @@ def report_command(args: argparse.Namespace) -> int:
                 return 1
             else:
                 print(f"\nHTML report: {html_out} ({len(page) / 1e6:.1f} MB, works offline)", file=say)
+        if args.propose is not None:
+            code = _propose(store, filters, propose_out, say)
+            if code:
+                return code
     except duckdb.Error as exc:  # a damaged file (cut short, overwritten): the store opened, its tables do not read
         print(f"tamperscope: the store {store.path} cannot be read: {error_line(exc)}", file=sys.stderr)
         return 1
     finally:
         store.close()
+    return 0
+
+
+def _propose(store: Store, filters: Filters, out: Path | None, say: Any) -> int:
+    """``--propose-fingerprints``: the CSV to ``out`` (None: standard output), or a line saying there is nothing
+    to propose (no file is written then: one without a fingerprint is not one --fingerprints takes)."""
+    from tamperscope.analysis.report import proposed_fingerprints_csv, unknown_blockpages_in_words
+    from tamperscope.analysis.unrecognised import MOST_GROUPS
+
+    rows = [r for r in unknown_blockpages_in_words(store, filters, MOST_GROUPS) if r["fingerprint"]]
+    if not rows:
+        print("\nno blockpage without a fingerprint has a pattern to propose"
+              + ("" if out is None else f": {out} not written"), file=say)
+        return 0
+    document = proposed_fingerprints_csv(rows).encode()
+    if out is None:
+        _to_stdout(document)
+    elif (why := _write_atomically(out, document)) is not None:
+        print(f"tamperscope: cannot write {out}: {why}", file=sys.stderr)
+        return 1
+    else:
+        print(f"\nproposed fingerprints: {out} ({len(rows):,} to review; then analyze --fingerprints {out} "
+              "--reanalyse stale)", file=say)
     return 0
 
 

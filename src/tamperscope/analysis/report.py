@@ -358,7 +358,7 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
     unknown = unknown_blockpages_in_words(store, filters, min(limit, UNKNOWN_SHOWN))
     if unknown:
         lines += ["", "Blockpages no fingerprint knows (pages served instead of sites, by template; the pattern "
-                      "proposed for each is a fingerprint to review: the explorer's /new-blockpages.csv)",
+                      "proposed for each is a fingerprint to review: report --propose-fingerprints FILE writes them)",
                   table(unknown, [("title", "title"), ("measurement_count", "measurements"),
                                   ("domain_count", "domains"), ("countries", "countries"),
                                   ("network_count", "networks"), ("pattern", "pattern proposed"),
@@ -441,6 +441,28 @@ def _visible(page: str) -> str:
     return " ".join("".join(ch if ch.isprintable() else " " for ch in words).split())
 
 
+def _csv_link(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A link that saves the proposed fingerprints as a CSV file, from inside the report (a data: URL: the report
+    stays one file that works offline)."""
+    from urllib.parse import quote
+
+    if not any(r.get("fingerprint") for r in rows):
+        return ""
+    data = quote(proposed_fingerprints_csv(rows), safe="")
+    return (f"<p><a download='proposed-fingerprints.csv' href='data:text/csv;charset=utf-8,{data}'>Save the "
+            "proposed fingerprints as a CSV file</a> (Citizen Lab's http.csv columns), to review and then give to "
+            "<code>tamperscope analyze --fingerprints FILE --reanalyse stale</code>.</p>")
+
+
+def proposed_fingerprints_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The fingerprints proposed in `unknown_blockpages_in_words` rows, as a CSV in Citizen Lab's http.csv
+    columns: what ``--fingerprints FILE`` reads back once reviewed."""
+    from tamperscope.analysis.sheets import csv_text
+    from tamperscope.analysis.unrecognised import CSV_HEADER
+
+    return csv_text([r["fingerprint"] for r in rows if r.get("fingerprint")], CSV_HEADER)
+
+
 def unknown_blockpages_in_words(store: Any, filters: Filters | None, limit: int) -> list[dict[str, Any]]:
     """Blockpages no fingerprint knows (`unrecognised.from_store`, the explorer's /new-blockpages): the
     ``limit`` largest templates among the newest `UNKNOWN_READ` candidate pages, each with who saw it and the
@@ -464,7 +486,7 @@ def unknown_blockpages_in_words(store: Any, filters: Filters | None, limit: int)
             "excerpt": _visible(g.sample)[:EXCERPT_CHARS],
             "pattern": g.pattern or "", "sample_uid": g.sample_uid,
             "pattern_found": f"in {g.pattern_matches:,} of {g.measurements:,} pages" if g.pattern else "none found",
-            "fingerprint": g.fingerprint() if g.pattern else None,
+            "fingerprint": g.fingerprint(None) if g.pattern else None,
         })
     return rows
 
@@ -886,7 +908,7 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
                          f"largest first, from the newest {UNKNOWN_READ:,} such measurements. The pattern is a "
                          "piece of text the pages share, proposed as a fingerprint: review it before use (with "
                          "<code>--fingerprints FILE</code>, a match confirms the blockpage). The words quoted are "
-                         "the censor's.</p>" + _html_table(unknown, [
+                         "the censor's.</p>" + _csv_link(unknown) + _html_table(unknown, [
                              ("title", "page title"), ("excerpt", "its text begins"),
                              ("measurement_count", "measurements"), ("domain_count", "sites"),
                              ("countries", "countries"), ("seen", "seen"), ("pattern", "pattern proposed"),
@@ -945,9 +967,12 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
 
     chosen = {key: str(getattr(filters, key)) for key, _ in _SELECTION_WORDS
               if filters is not None and getattr(filters, key) is not None}
+    from tamperscope.analysis.reanalysis import older
+
     return {
         "format": JSON_FORMAT,
         "analysis_version": ANALYSIS_VERSION,
+        "older_verdicts": older(store.cursor()),
         "selection": chosen,
         "limit": limit,
         "totals": aggregates.totals(store, filters),
@@ -972,4 +997,5 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
 __all__ = ["APP_NAMES", "FINGERPRINT_SCOPES", "FINGERPRINT_SOURCES", "JSON_FORMAT", "MECHANISM_WORDS", "OUTCOME_WORDS",
            "TEST_WORDS", "app_name", "apps_in_words", "blockpages_in_words", "categories_in_words",
            "category_countries_in_words", "count_axis", "counted", "day_axis", "html_report", "json_report",
-           "plot_text", "rules_in_words", "stack_axis", "table", "terminal_report", "unknown_blockpages_in_words"]
+           "plot_text", "proposed_fingerprints_csv", "rules_in_words", "stack_axis", "table", "terminal_report",
+           "unknown_blockpages_in_words"]

@@ -121,17 +121,19 @@ class Group:
                 "sample_uid": self.sample_uid, "sample": self.sample, "pattern": self.pattern,
                 "pattern_matches": self.pattern_matches}
 
-    def fingerprint(self, explorer: str = "") -> dict[str, str]:
-        """The group as a row of Citizen Lab's http.csv (`CSV_HEADER`), to review and send upstream."""
+    def fingerprint(self, explorer: str | None = "") -> dict[str, str]:
+        """The group as a row of Citizen Lab's http.csv (`CSV_HEADER`), to review and send upstream; its example
+        (``exp_url``) the latest page's measurement under ``explorer``, or named in the notes without one (None)."""
         countries = ", ".join(f"'{c}'" for c in sorted(self.countries))
         asns = ", ".join(asn for (asn, _), _n in self.networks.most_common(5))
+        example = f"; example: measurement {self.sample_uid}" if explorer is None and self.sample_uid else ""
         return {"name": f"new_{'_'.join(sorted(self.countries)).lower() or 'zz'}_{self.key[:8]}",
                 "common_name": self.title, "pattern": self.pattern or "", "location_found": "body",
-                "exp_url": f"{explorer}/m/{self.sample_uid}" if self.sample_uid else "", "confidence_no_fp": "",
-                "source": "[]", "scope": "", "expected_countries": f"[{countries}]",
+                "exp_url": f"{explorer}/m/{self.sample_uid}" if self.sample_uid and explorer is not None else "",
+                "confidence_no_fp": "", "source": "[]", "scope": "", "expected_countries": f"[{countries}]",
                 "notes": (f"proposed by tamperscope from {self.measurements} measurement"
                           f"{'s' if self.measurements != 1 else ''} of {len(self.domains)} site"
-                          f"{'s' if len(self.domains) != 1 else ''} on {asns}; review before use")}
+                          f"{'s' if len(self.domains) != 1 else ''} on {asns}; review before use{example}")}
 
 
 def _int(value: Any) -> int | None:

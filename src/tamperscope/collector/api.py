@@ -25,15 +25,13 @@ or a tab/CR) are prefixed with ``'``: measurement content is hostile input.
 
 from __future__ import annotations
 
-import csv
 import functools
 import gzip
-import io
 import math
 import re
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import orjson
@@ -43,6 +41,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from tamperscope.analysis import aggregates
 from tamperscope.analysis.aggregates import Filters
 from tamperscope.analysis.report import html_report
+from tamperscope.analysis.sheets import csv_text
 from tamperscope.analysis.verdicts import analysis_version
 from tamperscope.collector import admin
 from tamperscope.collector.config import Collector
@@ -268,26 +267,6 @@ def get_finding(request: Request, finding_id: Annotated[str, Path(max_length=80)
 
 
 # --------------------------------------------------------------------------- CSV
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        value = " ".join(str(v) for v in value)
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
-
-
-def csv_text(rows: Sequence[dict[str, Any]], header: Sequence[str] | None = None) -> str:
-    out = io.StringIO()
-    names = list(header or (rows[0].keys() if rows else []))
-    writer = csv.writer(out)
-    writer.writerow(names)
-    for row in rows:
-        writer.writerow([_cell(row.get(n)) for n in names])
-    return out.getvalue()
-
 
 EXPORT_FIELDS = ("measurement_uid", "report_id", "test_name", "input", "domain", "probe_cc", "probe_asn",
                  "probe_network_name", "measurement_start_time", "anomaly", "confirmed", "failure", "blocking",

@@ -356,8 +356,9 @@ def chart_json(request: Request) -> Response:
 
 
 def _new_blockpages(request: Request, kind: str) -> Response:
+    from tamperscope.analysis.sheets import csv_text
     from tamperscope.analysis.unrecognised import CSV_HEADER
-    from tamperscope.collector.api import base_url, csv_text
+    from tamperscope.collector.api import base_url
 
     params = {k: v for k, v in request.query_params.items() if k in pages.NEW_BLOCKPAGE_FIELDS and len(v) <= 8192}
     reader = collector_of(request).reader
