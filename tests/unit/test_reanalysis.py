@@ -193,3 +193,35 @@ def test_pages_visit_each_stale_uid_once_while_the_stale_set_shrinks(tmp_path: P
         assert sorted(seen) == seen and len(set(seen)) == 50
         assert totals.as_dict() == {"reanalysed": 50, "changed": 0, "missing": 0}
         assert reanalysis.count(store.con, stale_only=True) == 0 and reanalysis.older(store.con) == {}
+
+
+def test_a_server_on_a_store_with_older_verdicts_says_so_at_start(tmp_path: Path) -> None:
+    import signal
+    import time
+    import urllib.request
+
+    from tamperscope.collector.testing import free_port
+    from tests.unit.test_serve_interrupted_catch_up import said, start
+
+    db = _ru_store(tmp_path)
+    db.rename(tmp_path / "c.duckdb")
+    (tmp_path / "ru.raw").rename(tmp_path / "c.raw")
+    with Store(tmp_path / "c.duckdb") as store:
+        store.con.execute("UPDATE verdicts SET analysis_version = '12'")
+    port = free_port()
+    proc = start(tmp_path, port)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=5) as r:
+                assert r.status == 200
+                break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    code, text = said(proc)
+    assert code == 0, text
+    assert ('tamperscope: note: the store holds 4 verdicts from an older analysis (version 12: 4): POST '
+            '/api/v1/admin/reanalyse {"stale": true} (admin token) derives them again from the raw measurements'
+            ) in text.splitlines()

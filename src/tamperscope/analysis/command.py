@@ -403,15 +403,12 @@ def _tell_older(store: Store, told: Any) -> None:
     """A line when the store holds verdicts an older release's rules derived (after an upgrade), and how to
     derive them again."""
     from tamperscope.analysis import reanalysis
-    from tamperscope.analysis.report import counted
 
     store.flush()
     older = reanalysis.older(store.con)
     if older:
-        versions = ", ".join(f"version {version}: {count:,}" for version, count in older.items())
-        print(f"note: the store holds {counted(sum(older.values()), 'verdict')} from an older analysis "
-              f"({versions}): `tamperscope analyze --reanalyse stale` derives them again from the raw "
-              "measurements", file=told)
+        print(f"note: the store holds {reanalysis.older_words(older)}: `tamperscope analyze --reanalyse stale` "
+              "derives them again from the raw measurements", file=told)
 
 
 def _selection_words(args: argparse.Namespace) -> str | None:

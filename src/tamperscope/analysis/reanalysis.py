@@ -16,7 +16,7 @@ submissions keep flowing in between). Each passes its own way of reading raw byt
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,6 +108,13 @@ def older(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
            GROUP BY ALL ORDER BY 1""", [ANALYSIS_VERSION]).fetchall()}
 
 
+def older_words(counts: Mapping[str, int]) -> str:
+    """`older` in words: ``8 verdicts from an older analysis (version 15: 7, version 16: 1)``."""
+    total = sum(counts.values())
+    versions = ", ".join(f"version {version}: {count:,}" for version, count in counts.items())
+    return f"{total:,} verdict{'' if total == 1 else 's'} from an older analysis ({versions})"
+
+
 def reanalyse(store: Store, raw_many: RawMany, uids: Sequence[str]) -> Totals:
     """Re-derive the verdicts, observations and rules of ``uids`` (one chunk) from their raw bytes."""
     con = store.con
@@ -149,4 +156,4 @@ def reanalyse(store: Store, raw_many: RawMany, uids: Sequence[str]) -> Totals:
     return Totals(reanalysed=len(wanted), changed=changed, missing=len(uids) - len(wanted))
 
 
-__all__ = ["CHUNK", "CLI_CHUNK", "RawMany", "Totals", "count", "older", "pages", "reanalyse", "select"]
+__all__ = ["CHUNK", "CLI_CHUNK", "RawMany", "Totals", "count", "older", "older_words", "pages", "reanalyse", "select"]

@@ -414,6 +414,7 @@ async def _serve(settings: Settings, store: Store, socks: list[socket.socket], s
                         else "explorer and API (read-only)")
                 print(f"tamperscope: {mode} at {where} ({also}store {settings.db_path}; Ctrl-C to stop)",
                       file=sys.stderr, flush=True)
+                _tell_older(store)
             try:
                 await server.serve(sockets=socks)
             except SystemExit:  # uvicorn exits when the app cannot start; it has logged why
@@ -431,6 +432,21 @@ async def _serve(settings: Settings, store: Store, socks: list[socket.socket], s
             await collector.stop()
     finally:
         sigterm.unwatch()
+
+
+def _tell_older(store: Store) -> None:
+    """A line at start when the store holds verdicts an older release's rules derived (after an upgrade): how
+    to derive them again."""
+    from tamperscope.analysis import reanalysis
+
+    try:
+        older = reanalysis.older(store.cursor())
+    except duckdb.Error:  # a count the operator can do without: never a reason not to serve
+        return
+    if older:
+        print(f"tamperscope: note: the store holds {reanalysis.older_words(older)}: POST /api/v1/admin/reanalyse "
+              '{"stale": true} (admin token) derives them again from the raw measurements', file=sys.stderr,
+              flush=True)
 
 
 def _url_host(host: str) -> str:
