@@ -352,6 +352,21 @@ def cli_time(path: Path, db: Path) -> float:
     return time.perf_counter() - t
 
 
+def reanalyse_time(db: Path, workers: int) -> float:
+    """Seconds to derive again every verdict of ``db`` from its raw bytes (`reanalysis.reanalyse_all`, as
+    ``analyze --reanalyse all`` does), pool start included."""
+    from tamperscope.analysis import reanalysis
+    from tamperscope.analysis.store import Store
+
+    with Store(db, create=False) as store:
+        started = time.perf_counter()
+        pages = reanalysis.pages(store.con, size=reanalysis.CLI_CHUNK)
+        totals = reanalysis.reanalyse_all(store, pages, workers=workers)
+        elapsed = time.perf_counter() - started
+    assert totals.missing == 0 and totals.changed == 0, totals
+    return elapsed
+
+
 def aggregate_latency(rows: int, db: Path, repeats: int = 30) -> list[tuple[str, float, float]]:
     """p50/p95 milliseconds of each explorer aggregate over ``rows`` synthetic verdict rows."""
     from tamperscope.analysis import aggregates
@@ -649,6 +664,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                          f"{one['run'] / dask['run']:.2f}x", f"{dask['tree_peak_mb']:.0f} MB"])
         print_table("3. scaling (library time incl. pool/cluster start; 2 cores)",
                     ["engine", "seconds", "measurements/s", "speed-up", "peak RSS, all processes"], rows)
+
+        again = [(w, reanalyse_time(work / "w1-0.duckdb", w)) for w in (1, 2)]
+        print_table(f"3b. re-analysis of the {n_small:,} stored measurements from their raw bytes (analyze "
+                    "--reanalyse all: read, derive, replace a page of 2,048 per transaction)",
+                    ["workers", "seconds", "measurements/s", "vs analyze --workers 1 from the file"],
+                    [[str(w), f"{t:.2f}", f"{n_small / t:,.0f}", f"{t / one['run']:.2f}x"] for w, t in again])
 
         latencies = aggregate_latency(args.rows, work / "agg.duckdb")
         print_table(f"4. explorer aggregates over {args.rows:,} verdict rows (30 runs each, the HTML reports 5)",

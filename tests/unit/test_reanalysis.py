@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -85,6 +86,12 @@ def test_an_upgrade_leaves_older_verdicts_until_reanalyse_stale_derives_them_aga
     res = _run("analyze", "--reanalyze", "all", "--db", str(db))
     assert res.returncode == 0 and "reanalysed 50 measurements" in res.stdout and ": 0 verdicts changed" in res.stdout
     assert _verdicts(db) == right
+    # in worker processes, the same
+    with Store(db) as store:
+        store.con.execute("UPDATE verdicts SET analysis_version = '15', mechanism = 'tcp.rst'")
+    res = _run("analyze", "--reanalyse", "stale", "--workers", "2", "--db", str(db))
+    assert res.returncode == 0 and "reanalysed 50 stale measurements" in res.stdout, res.stdout + res.stderr
+    assert _verdicts(db) == right and _observations(db) == observed
 
 
 def _ru_store(tmp_path: Path) -> Path:
@@ -102,7 +109,8 @@ def test_fingerprints_of_ones_own_judge_what_was_stored_before(tmp_path: Path) -
     mine = tmp_path / "mine.csv"
     mine.write_text(HEADER + "isp_ru_example,Example Telecom,Example Telecom filtering service,body,,8,[],isp,"
                              "['RU'],ours\n")
-    res = _run("analyze", "--fingerprints", str(mine), "--reanalyse", "stale", "--db", str(db))
+    # the file reaches the worker processes too
+    res = _run("analyze", "--fingerprints", str(mine), "--reanalyse", "stale", "--workers", "2", "--db", str(db))
     assert res.returncode == 0, res.stderr
     # three were judged accessible and are blockpages now; the fourth was a blockpage and gains its fingerprint
     assert "reanalysed 4 stale measurements" in res.stdout and ": 3 verdicts changed" in res.stdout
@@ -185,12 +193,17 @@ def test_pages_visit_each_stale_uid_once_while_the_stale_set_shrinks(tmp_path: P
     with Store(db) as store:
         store.con.execute("UPDATE verdicts SET analysis_version = '9'")
         seen: list[str] = []
-        totals = reanalysis.Totals()
-        for page in reanalysis.pages(store.con, stale_only=True, size=7):
-            assert len(page) <= 7
-            seen += page
-            totals.add(reanalysis.reanalyse(store, store.raw_many, page))
-        assert sorted(seen) == seen and len(set(seen)) == 50
+
+        def pages() -> Iterator[list[str]]:
+            for page in reanalysis.pages(store.con, stale_only=True, size=7):
+                assert len(page) <= 7
+                seen.extend(page)
+                yield page
+
+        told: list[int] = []
+        totals = reanalysis.reanalyse_all(store, pages(), progress=told.append)
+        assert sorted(seen) == seen and len(set(seen)) == len(seen) == 50
+        assert told == [*range(7, 50, 7), 50]
         assert totals.as_dict() == {"reanalysed": 50, "changed": 0, "missing": 0}
         assert reanalysis.count(store.con, stale_only=True) == 0 and reanalysis.older(store.con) == {}
 

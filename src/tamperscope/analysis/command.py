@@ -145,8 +145,9 @@ def add_parser(subparsers: Any) -> None:
                    help="derive again the verdicts, observations and rules the store holds, from the raw "
                         "measurements it keeps: 'stale' those another analysis derived (an older release's rules, "
                         "or other fingerprints of your own), 'all' every one. --cc, --test, --since and --until "
-                        "narrow it. Runs in this process, after the PATHs given (if any) are analysed; a "
-                        "measurement whose raw bytes cannot be read keeps its verdict and is counted")
+                        "narrow it. Runs on this machine, in --workers processes (whatever the engine), after the "
+                        "PATHs given (if any) are analysed; a measurement whose raw bytes cannot be read keeps its "
+                        "verdict and is counted")
     p.add_argument("--reread", action="store_true",
                    help="read again the files an earlier run analysed in full (by default they are skipped "
                         "while their size and modification time are unchanged)")
@@ -378,13 +379,13 @@ def _reanalyse(store: Store, args: argparse.Namespace, show: bool, told: Any = N
             f"the store holds no verdict{narrowed}"
         print(f"reanalyse: {what}: nothing to do", file=told)
         return 0
-    totals = reanalysis.Totals()
-    done = 0
-    for page in reanalysis.pages(store.con, where=where, params=params, stale_only=stale, size=reanalysis.CLI_CHUNK):
-        totals.add(reanalysis.reanalyse(store, store.raw_many, page))
-        done += len(page)
+
+    def progress(done: int) -> None:
         if show:
             print(f"\rreanalyse: {done:,} of {total:,} measurements", end="", file=sys.stderr, flush=True)
+
+    pages = reanalysis.pages(store.con, where=where, params=params, stale_only=stale, size=reanalysis.CLI_CHUNK)
+    totals = reanalysis.reanalyse_all(store, pages, workers=args.workers, progress=progress)
     if show:
         print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
     elapsed = time.monotonic() - started
@@ -674,26 +675,15 @@ def report_command(args: argparse.Namespace) -> int:
         _tell_older(store, say)
         if args.json is not None:
             document = orjson.dumps(json_report(store, filters, args.limit), option=orjson.OPT_INDENT_2) + b"\n"
-            if json_out is None:
-                _to_stdout(document)
-            elif (why := _write_atomically(json_out, document)) is not None:
-                print(f"tamperscope: cannot write {json_out}: {why}", file=sys.stderr)
-                return 1
-            else:
-                print(f"\nJSON report: {json_out}", file=say)
+            if code := _deliver(document, json_out, f"\nJSON report: {json_out}", say):
+                return code
         if args.html is not None:
             page = html_report(store, filters, limit=max(args.limit, 30)).encode()
-            if html_out is None:
-                _to_stdout(page)
-            elif (why := _write_atomically(html_out, page)) is not None:
-                print(f"tamperscope: cannot write {html_out}: {why}", file=sys.stderr)
-                return 1
-            else:
-                print(f"\nHTML report: {html_out} ({len(page) / 1e6:.1f} MB, works offline)", file=say)
-        if args.propose is not None:
-            code = _propose(store, filters, propose_out, say)
-            if code:
+            if code := _deliver(page, html_out, f"\nHTML report: {html_out} ({len(page) / 1e6:.1f} MB, works offline)",
+                                say):
                 return code
+        if args.propose is not None and (code := _propose(store, filters, propose_out, say)):
+            return code
     except duckdb.Error as exc:  # a damaged file (cut short, overwritten): the store opened, its tables do not read
         print(f"tamperscope: the store {store.path} cannot be read: {error_line(exc)}", file=sys.stderr)
         return 1
@@ -713,15 +703,20 @@ def _propose(store: Store, filters: Filters, out: Path | None, say: Any) -> int:
         print("\nno blockpage without a fingerprint has a pattern to propose"
               + ("" if out is None else f": {out} not written"), file=say)
         return 0
-    document = proposed_fingerprints_csv(rows).encode()
+    return _deliver(proposed_fingerprints_csv(rows).encode(), out, f"\nproposed fingerprints: {out} ({len(rows):,} "
+                    f"to review; then analyze --fingerprints {out} --reanalyse stale)", say)
+
+
+def _deliver(document: bytes, out: Path | None, done: str, say: Any) -> int:
+    """``document`` to standard output (``out`` None), or to ``out`` whole and then ``done`` said; the exit code
+    (1: it could not be written, said in one line)."""
     if out is None:
         _to_stdout(document)
     elif (why := _write_atomically(out, document)) is not None:
         print(f"tamperscope: cannot write {out}: {why}", file=sys.stderr)
         return 1
     else:
-        print(f"\nproposed fingerprints: {out} ({len(rows):,} to review; then analyze --fingerprints {out} "
-              "--reanalyse stale)", file=say)
+        print(done, file=say)
     return 0
 
 

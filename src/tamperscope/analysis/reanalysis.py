@@ -16,7 +16,7 @@ submissions keep flowing in between). Each passes its own way of reading raw byt
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ import duckdb
 from tamperscope.analysis.confidence import relabel, touch
 from tamperscope.analysis.pipeline import analyse_batch
 from tamperscope.analysis.reader import Line
-from tamperscope.analysis.store import Store
+from tamperscope.analysis.store import BatchResult, Store
 from tamperscope.analysis.verdicts import ANALYSIS_VERSION, analysis_version, default_matcher
 
 CHUNK = 512  # measurements per transaction, on a server (submissions wait for it)
@@ -115,15 +115,19 @@ def older_words(counts: Mapping[str, int]) -> str:
     return f"{total:,} verdict{'' if total == 1 else 's'} from an older analysis ({versions})"
 
 
-def reanalyse(store: Store, raw_many: RawMany, uids: Sequence[str]) -> Totals:
-    """Re-derive the verdicts, observations and rules of ``uids`` (one chunk) from their raw bytes."""
+def derive(raw: Mapping[str, bytes]) -> BatchResult:
+    """The verdicts, observations and rules of raw measurements (uid → bytes), as an analysis derives them: the
+    part of a re-analysis that may run in another process."""
+    return analyse_batch([Line("reanalyse", i + 1, data) for i, data in enumerate(raw.values())], default_matcher())
+
+
+def replace(store: Store, result: BatchResult | None, raw: Mapping[str, bytes], uids: Sequence[str]) -> Totals:
+    """Put ``result`` (`derive` of ``raw``, the readable part of ``uids``) in the place of the rows it re-derives,
+    in one transaction, and recount the confidence of their groups."""
     con = store.con
     store.flush()
-    raw = raw_many(list(uids))
-    items = [Line("reanalyse", i + 1, data) for i, data in enumerate(raw.values())]
-    if not items:
+    if result is None or not raw:
         return Totals(missing=len(uids))
-    result = analyse_batch(items, default_matcher())
     new_uids = result.verdicts.column("measurement_uid").to_pylist()
     wanted = [u for u in new_uids if u in raw]  # the content hash must give the same uid back
     before = {r[0]: r[1:] for r in con.execute(_BEFORE, [wanted]).fetchall()}
@@ -156,4 +160,52 @@ def reanalyse(store: Store, raw_many: RawMany, uids: Sequence[str]) -> Totals:
     return Totals(reanalysed=len(wanted), changed=changed, missing=len(uids) - len(wanted))
 
 
-__all__ = ["CHUNK", "CLI_CHUNK", "RawMany", "Totals", "count", "older", "older_words", "pages", "reanalyse", "select"]
+def reanalyse(store: Store, raw_many: RawMany, uids: Sequence[str]) -> Totals:
+    """Re-derive the verdicts, observations and rules of ``uids`` (one chunk) from their raw bytes, here."""
+    store.flush()
+    raw = raw_many(list(uids))
+    return replace(store, derive(raw) if raw else None, raw, uids)
+
+
+def reanalyse_all(store: Store, pages: Iterable[list[str]], *, workers: int = 1,
+                  progress: Callable[[int], None] | None = None) -> Totals:
+    """Every page of uids re-derived from the store's raw bytes (`Store.raw_many`), in ``workers`` processes
+    beside this one when more than one (each derives a page while this one writes the one before), the rows
+    replaced a page per transaction, in page order. ``progress`` is told how many are done."""
+    totals = Totals()
+    done = 0
+
+    def write(uids: list[str], raw: Mapping[str, bytes], result: BatchResult | None) -> None:
+        nonlocal done
+        totals.add(replace(store, result, raw, uids))
+        done += len(uids)
+        if progress is not None:
+            progress(done)
+
+    if workers <= 1:
+        for uids in pages:
+            raw = store.raw_many(uids)
+            write(uids, raw, derive(raw) if raw else None)
+        return totals
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+    # "spawn": this process holds a DuckDB connection and its threads; forking that is unsafe. The fingerprints
+    # of one's own reach the workers in the environment (`verdicts.use_fingerprints_given`).
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending: deque[tuple[list[str], Mapping[str, bytes], Future[BatchResult] | None]] = deque()
+        for uids in pages:
+            raw = store.raw_many(uids)
+            pending.append((uids, raw, pool.submit(derive, raw) if raw else None))
+            while len(pending) >= 2 * workers:
+                first, first_raw, future = pending.popleft()
+                write(first, first_raw, future.result() if future is not None else None)
+        while pending:
+            first, first_raw, future = pending.popleft()
+            write(first, first_raw, future.result() if future is not None else None)
+    return totals
+
+
+__all__ = ["CHUNK", "CLI_CHUNK", "RawMany", "Totals", "count", "derive", "older", "older_words", "pages", "reanalyse",
+           "reanalyse_all", "replace", "select"]

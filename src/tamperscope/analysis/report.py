@@ -963,12 +963,11 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
     anomalies, so that a script sees what was measured as well as what was blocked.
     Field values are the store's, unescaped: whoever displays them must escape them.
     """
+    from tamperscope.analysis.reanalysis import older
     from tamperscope.analysis.verdicts import ANALYSIS_VERSION
 
     chosen = {key: str(getattr(filters, key)) for key, _ in _SELECTION_WORDS
               if filters is not None and getattr(filters, key) is not None}
-    from tamperscope.analysis.reanalysis import older
-
     return {
         "format": JSON_FORMAT,
         "analysis_version": ANALYSIS_VERSION,

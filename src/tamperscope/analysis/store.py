@@ -95,6 +95,15 @@ class RawUnreadable(Exception):
     directory) or damaged. Its rows are still in the tables; only the bytes are gone."""
 
 
+def raw_pointers(cur: duckdb.DuckDBPyConnection, uids: Sequence[str]) -> list[tuple[Any, ...]]:
+    """Where the raw bytes of ``uids`` are: (uid, segment, frame offset, frame length, frame size, line offset,
+    line length) for each the store holds (segment None: no raw bytes kept)."""
+    return cur.execute(
+        """SELECT measurement_uid, raw_segment, raw_frame_offset, raw_frame_length, raw_frame_size,
+                  raw_line_offset, raw_line_length
+           FROM measurements WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [list(uids)]).fetchall()
+
+
 def read_frame(raw_root: Path, segment: str, offset: int, length: int, size: int) -> bytes:
     """One zstd frame of a raw segment, decompressed and checked against the size written."""
     try:
@@ -827,11 +836,7 @@ class Store:
         caller counts it (`unreadable` says why)."""
         if not uids:
             return {}
-        pointers = self.cursor().execute(
-            """SELECT measurement_uid, raw_segment, raw_frame_offset, raw_frame_length, raw_frame_size,
-                      raw_line_offset, raw_line_length
-               FROM measurements WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""",
-            [list(uids)]).fetchall()
+        pointers = raw_pointers(self.cursor(), uids)
         out: dict[str, bytes] = {}
         frame_key: tuple[str, int] | None = None
         frame = b""
@@ -981,6 +986,7 @@ def query_rows(cur: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] =
 __all__ = [
     "BatchResult",
     "RawUnreadable",
+    "raw_pointers",
     "read_frame",
     "default_db_path",
     "error_line",

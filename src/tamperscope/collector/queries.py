@@ -33,7 +33,7 @@ import orjson
 
 from tamperscope.analysis.aggregates import Filters, Slice
 from tamperscope.analysis.categories import category_sql
-from tamperscope.analysis.store import RawUnreadable, Store, read_frame
+from tamperscope.analysis.store import RawUnreadable, Store, raw_pointers, read_frame
 from tamperscope.model.categories import normal_code
 
 MAX_LIMIT = 1000          # rows per page of /api/v1/measurements
@@ -193,11 +193,7 @@ class Reader:
     def raw_many(self, uids: Sequence[str]) -> dict[str, bytes]:
         if not uids:
             return {}
-        pointers = self.cursor().execute(
-            """SELECT measurement_uid, raw_segment, raw_frame_offset, raw_frame_length, raw_frame_size,
-                      raw_line_offset, raw_line_length
-               FROM measurements WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""",
-            [list(uids)]).fetchall()
+        pointers = raw_pointers(self.cursor(), uids)
         out: dict[str, bytes] = {}
         in_file_order = sorted(pointers, key=lambda r: (r[1] or "", r[2] or 0))
         for uid, segment, offset, length, size, line_offset, line_length in in_file_order:
