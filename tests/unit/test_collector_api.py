@@ -242,6 +242,29 @@ def test_admin_reanalyse(client: SyncClient) -> None:
     assert client.post("/api/v1/admin/reanalyse", headers=auth, json={"filters": {"bogus": "x"}}).status_code == 400
 
 
+def test_admin_reanalyse_takes_its_selection_a_page_at_a_time(client: SyncClient,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page of uids per transaction, each asked for after the one before: a server's memory does not hold the
+    whole selection (a store of millions)."""
+    from tamperscope.analysis import reanalysis
+    from tamperscope.collector import admin
+
+    monkeypatch.setattr(admin, "REANALYSE_CHUNK", 7)
+    pages: list[int] = []
+    real = reanalysis.reanalyse
+
+    def counting(store: object, raw_many: object, uids: list[str]) -> reanalysis.Totals:
+        pages.append(len(uids))
+        return real(store, raw_many, uids)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reanalysis, "reanalyse", counting)
+    stored = client.collector.reader.cursor().execute("SELECT count(*) FROM verdicts").fetchone()[0]
+    r = client.post("/api/v1/admin/reanalyse", headers={"Authorization": f"Bearer {TOKEN}"}, json={"all": True})
+    assert r.status_code == 200
+    assert r.json()["selected"] == r.json()["reanalysed"] == stored and r.json()["changed"] == 0
+    assert pages == [7] * (stored // 7) + ([stored % 7] if stored % 7 else [])
+
+
 def test_admin_disabled_without_a_token(tmp_path_factory: pytest.TempPathFactory) -> None:
     db = tmp_path_factory.mktemp("noadmin") / "n.duckdb"
     with running_app(Settings(db_path=db, announce=False)) as c:

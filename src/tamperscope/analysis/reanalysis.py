@@ -83,18 +83,22 @@ def count(con: duckdb.DuckDBPyConnection, *, where: str = "TRUE", params: Sequen
     return int(row[0]) if row else 0
 
 
+def page_after(con: duckdb.DuckDBPyConnection, after: str, *, where: str = "TRUE", params: Sequence[Any] = (),
+               stale_only: bool = False, size: int = CHUNK) -> list[str]:
+    """The next ``size`` uids of `select`'s, in uid order, after ``after`` ("" for the first): a re-analysis
+    takes its selection a page at a time (keyset), so its memory is a page's however large the store, and a
+    page re-derived meanwhile (no longer stale) cannot shift the next one."""
+    condition, values = _condition(where, params, stale_only)
+    return [r[0] for r in con.execute(
+        f"SELECT measurement_uid FROM verdicts WHERE ({condition}) AND measurement_uid > ?"
+        " ORDER BY measurement_uid LIMIT ?", [*values, after, size]).fetchall()]
+
+
 def pages(con: duckdb.DuckDBPyConnection, *, where: str = "TRUE", params: Sequence[Any] = (),
           stale_only: bool = False, size: int = CHUNK) -> Iterator[list[str]]:
-    """What `select` gives, ``size`` uids at a time in uid order: the memory of a re-analysis of the whole store
-    stays that of a page. Each page is asked for when the one before was re-derived (keyset, from the last uid)."""
+    """`page_after` from the first page to the last, each asked for when the one before was taken."""
     last = ""
-    while True:
-        condition, values = _condition(where, params, stale_only)
-        page = [r[0] for r in con.execute(
-            f"SELECT measurement_uid FROM verdicts WHERE ({condition}) AND measurement_uid > ?"
-            " ORDER BY measurement_uid LIMIT ?", [*values, last, size]).fetchall()]
-        if not page:
-            return
+    while page := page_after(con, last, where=where, params=params, stale_only=stale_only, size=size):
         yield page
         last = page[-1]
 
@@ -207,5 +211,5 @@ def reanalyse_all(store: Store, pages: Iterable[list[str]], *, workers: int = 1,
     return totals
 
 
-__all__ = ["CHUNK", "CLI_CHUNK", "RawMany", "Totals", "count", "derive", "older", "older_words", "pages", "reanalyse",
+__all__ = ["CHUNK", "CLI_CHUNK", "RawMany", "Totals", "count", "derive", "older", "older_words", "page_after", "pages", "reanalyse",
            "reanalyse_all", "replace", "select"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from tamperscope.analysis import reanalysis
 from tamperscope.analysis.aggregates import Filters
@@ -103,20 +104,40 @@ def delete(store: Store, rawlog: RawLog, uid: str, reason: str) -> Deletion:
     return Deletion(uid, existed, tombstoned)
 
 
-def select_for_reanalysis(store: Store, *, uids: Sequence[str] = (), filters: Filters | None = None,
-                          stale_only: bool = False, everything: bool = False) -> list[str]:
-    """The uids a re-analysis request names (explicit uids, or filters, or stale, or all)."""
+@dataclass(frozen=True)
+class Selection:
+    """What a re-analysis request names, as a condition on the verdicts (`reanalysis.page_after`)."""
+
+    where: str
+    params: tuple[Any, ...]
+    stale_only: bool
+
+
+def selection(*, uids: Sequence[str] = (), filters: Filters | None = None, stale_only: bool = False,
+              everything: bool = False) -> Selection | None:
+    """Explicit uids, or filters, or stale, or all (None: nothing named)."""
+    if uids:
+        return Selection("measurement_uid IN (SELECT unnest(?::VARCHAR[]))", (list(uids),), False)
     where, params = (filters or Filters()).where()
-    if not uids and not stale_only and not everything and where == "TRUE":
-        return []
-    return reanalysis.select(store.con, uids=uids, where=where, params=params, stale_only=stale_only)
+    if not stale_only and not everything and where == "TRUE":
+        return None
+    return Selection(where, tuple(params), stale_only)
 
 
-def reanalyse(store: Store, reader: Reader, uids: Sequence[str]) -> dict[str, int]:
-    """Re-derive verdicts, observations and rules of ``uids`` (one chunk) from their raw bytes (through the
-    reader's frame cache)."""
-    return reanalysis.reanalyse(store, reader.raw_many, uids).as_dict()
+def selected(store: Store, chosen: Selection) -> int:
+    """How many stored verdicts ``chosen`` names."""
+    return reanalysis.count(store.con, where=chosen.where, params=chosen.params, stale_only=chosen.stale_only)
 
 
-__all__ = ["Deletion", "MIN_TOKEN_LENGTH", "REANALYSE_CHUNK", "TOKEN_ENV", "TokenError", "check_token", "delete",
-           "reanalyse", "select_for_reanalysis", "usable_token"]
+def reanalyse_after(store: Store, reader: Reader, chosen: Selection, after: str) -> tuple[str | None, dict[str, int]]:
+    """The next page of ``chosen`` after the uid ``after`` re-derived from its raw bytes (through the reader's
+    frame cache), in one transaction: the page's last uid (None: there was none left) and its counts."""
+    page = reanalysis.page_after(store.con, after, where=chosen.where, params=chosen.params,
+                                 stale_only=chosen.stale_only, size=REANALYSE_CHUNK)
+    if not page:
+        return None, {}
+    return page[-1], reanalysis.reanalyse(store, reader.raw_many, page).as_dict()
+
+
+__all__ = ["Deletion", "MIN_TOKEN_LENGTH", "REANALYSE_CHUNK", "Selection", "TOKEN_ENV", "TokenError", "check_token",
+           "delete", "reanalyse_after", "selected", "selection", "usable_token"]

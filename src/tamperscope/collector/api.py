@@ -508,18 +508,20 @@ async def admin_reanalyse(request: Request) -> Response:
     if not (uids or raw_filters or stale or everything):
         raise SubmissionError(400, "invalid_parameter", "say what to re-analyse: measurement_uid, filters, "
                               "stale or all")
-    selected = await collector.ingestor.call(lambda: admin.select_for_reanalysis(
-        collector.store, uids=uids, filters=filters, stale_only=stale, everything=everything))
-    totals = {"selected": len(selected), "reanalysed": 0, "changed": 0, "missing": 0}
-    for at in range(0, len(selected), admin.REANALYSE_CHUNK):
-        chunk = selected[at:at + admin.REANALYSE_CHUNK]
+    chosen = admin.selection(uids=uids, filters=filters, stale_only=stale, everything=everything)
+    totals = {"selected": 0, "reanalysed": 0, "changed": 0, "missing": 0}
+    if chosen is not None:
+        # A page of uids per call on the writer thread (submissions are written in between), each page asked for
+        # after the one before: memory stays a page's however many are selected.
+        totals["selected"] = await collector.ingestor.call(lambda: admin.selected(collector.store, chosen))
+        after: str | None = ""
+        while after is not None:
+            def step(after: str = after) -> tuple[str | None, dict[str, int]]:
+                return admin.reanalyse_after(collector.store, collector.reader, chosen, after)
 
-        def reanalyse_chunk(chunk: list[str] = chunk) -> dict[str, int]:
-            return admin.reanalyse(collector.store, collector.reader, chunk)
-
-        done = await collector.ingestor.call(reanalyse_chunk)
-        for key in ("reanalysed", "changed", "missing"):
-            totals[key] += done[key]
+            after, done = await collector.ingestor.call(step)
+            for key, count in done.items():
+                totals[key] += count
     return JSONResponse({**totals, "analysis_version": analysis_version()})
 
 
