@@ -159,8 +159,8 @@ def add_parser(subparsers: Any) -> None:
         description="Print the top blocked domains, the tests with interference (apps and circumvention tools "
                     "too), networks and mechanisms, what the censors' rules match (from blocking_rules "
                     "measurements), and the blockpages no fingerprint knows, grouped by template, each with a "
-                    "fingerprint proposed. With --html, also write one self-contained HTML file (plotly embedded, works "
-                    "offline): timeline, domain x network heatmap, mechanisms by country, equipment signatures, "
+                    "fingerprint proposed. With --html, also write one self-contained HTML file (plotly embedded, "
+                    "works offline): timeline, domain x network heatmap, mechanisms by country, equipment signatures, "
                     "rules, tests. The filters combine: --cc IR --test telegram --since 2024-01-01.")
     r.add_argument("--db", type=Path, help=db_help)
     r.add_argument("--html", metavar="OUT", type=Path,
@@ -638,9 +638,9 @@ def report_command(args: argparse.Namespace) -> int:
 
     html_out = None if args.html is None or str(args.html) == "-" else args.html
     propose_out = None if args.propose is None or str(args.propose) == "-" else args.propose
-    to_stdout_options = [name for name, given, out in (("--json", args.json, args.json), ("--html", args.html, html_out),
-                                                       ("--propose-fingerprints", args.propose, propose_out))
-                         if given is not None and (out is None or str(out) == "-")]
+    outputs = (("--json", args.json, args.json), ("--html", args.html, html_out),
+               ("--propose-fingerprints", args.propose, propose_out))
+    to_stdout_options = [name for name, given, out in outputs if given is not None and (out is None or str(out) == "-")]
     if len(to_stdout_options) > 1:
         raise UsageError(f"{' and '.join(o + ' -' for o in to_stdout_options)} "
                          f"{'both' if len(to_stdout_options) == 2 else 'all'} name standard output: send "

@@ -9,9 +9,11 @@ measurement rows are not touched: the uid is the hash of the content, so the re-
 rows must come back under the same uid, and a measurement whose bytes cannot be read
 keeps the rows it had.
 
-Two callers: ``tamperscope analyze --reanalyse`` (this store, this process) and the
-server's ``POST /api/v1/admin/reanalyse`` (a chunk at a time on its writer thread, so
-submissions keep flowing in between). Each passes its own way of reading raw bytes.
+Two callers: ``tamperscope analyze --reanalyse`` (`reanalyse_all`: this store, pages of
+`CLI_CHUNK` derived in ``--workers`` processes) and the server's ``POST
+/api/v1/admin/reanalyse`` (a page of `CHUNK` at a time on its writer thread, so
+submissions keep flowing in between, its raw bytes read through its reader's frame cache).
+Both take their selection a page at a time (`page_after`).
 """
 
 from __future__ import annotations
@@ -63,21 +65,9 @@ def _condition(where: str, params: Sequence[Any], stale_only: bool) -> tuple[str
     return where, values
 
 
-def select(con: duckdb.DuckDBPyConnection, *, uids: Sequence[str] = (), where: str = "TRUE",
-           params: Sequence[Any] = (), stale_only: bool = False) -> list[str]:
-    """The stored uids to re-derive: ``uids`` that the store holds, or the verdicts ``where`` selects (an SQL
-    condition on the verdicts table), only those another analysis derived with ``stale_only``."""
-    if uids:
-        return [r[0] for r in con.execute(
-            "SELECT measurement_uid FROM verdicts WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))"
-            " ORDER BY measurement_uid", [list(uids)]).fetchall()]
-    condition, values = _condition(where, params, stale_only)
-    return [r[0] for r in con.execute(
-        f"SELECT measurement_uid FROM verdicts WHERE {condition} ORDER BY measurement_uid", values).fetchall()]
-
-
 def count(con: duckdb.DuckDBPyConnection, *, where: str = "TRUE", params: Sequence[Any] = (),
           stale_only: bool = False) -> int:
+    """How many uids `page_after` will give, page after page."""
     condition, values = _condition(where, params, stale_only)
     row = con.execute(f"SELECT count(*) FROM verdicts WHERE {condition}", values).fetchone()
     return int(row[0]) if row else 0
@@ -85,7 +75,8 @@ def count(con: duckdb.DuckDBPyConnection, *, where: str = "TRUE", params: Sequen
 
 def page_after(con: duckdb.DuckDBPyConnection, after: str, *, where: str = "TRUE", params: Sequence[Any] = (),
                stale_only: bool = False, size: int = CHUNK) -> list[str]:
-    """The next ``size`` uids of `select`'s, in uid order, after ``after`` ("" for the first): a re-analysis
+    """The next ``size`` uids, in uid order, after ``after`` ("" for the first), of the verdicts ``where`` selects
+    (an SQL condition on the verdicts table), only those another analysis derived with ``stale_only``. A re-analysis
     takes its selection a page at a time (keyset), so its memory is a page's however large the store, and a
     page re-derived meanwhile (no longer stale) cannot shift the next one."""
     condition, values = _condition(where, params, stale_only)
@@ -211,5 +202,5 @@ def reanalyse_all(store: Store, pages: Iterable[list[str]], *, workers: int = 1,
     return totals
 
 
-__all__ = ["CHUNK", "CLI_CHUNK", "RawMany", "Totals", "count", "derive", "older", "older_words", "page_after", "pages", "reanalyse",
-           "reanalyse_all", "replace", "select"]
+__all__ = ["CHUNK", "CLI_CHUNK", "RawMany", "Totals", "count", "derive", "older", "older_words", "page_after", "pages",
+           "reanalyse", "reanalyse_all", "replace"]
