@@ -8,10 +8,10 @@ Both run on the ingestor's writer thread (`Ingestor.call`), between batches:
   group. The raw log itself is never rewritten (append-only): the tombstone keeps
   the measurement out of the tables on every replay or rebuild, and a
   resubmission of it is answered 410.
-* `reanalyse()` re-derives verdicts and observations from the stored raw bytes
-  (after a verdict rule changed: see ``ANALYSIS_VERSION``), a chunk per
-  transaction, so submissions keep flowing in between (`analysis.reanalysis`,
-  which ``tamperscope analyze --reanalyse`` uses too).
+* `reanalyse_after()` re-derives verdicts and observations from the stored raw
+  bytes (after a verdict rule changed: see ``ANALYSIS_VERSION``), a page of the
+  `selection` per call and transaction, so submissions keep flowing in between
+  (`analysis.reanalysis`, which ``tamperscope analyze --reanalyse`` uses too).
 
 The token: `TAMPERSCOPE_ADMIN_TOKEN` (or a file given to ``serve
 --admin-token-file``). Without one, admin actions are disabled. Requests carry
