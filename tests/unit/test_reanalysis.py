@@ -14,6 +14,7 @@ from pathlib import Path
 
 import orjson
 
+from tamperscope.analysis import reanalysis
 from tamperscope.analysis.store import Store
 from tamperscope.analysis.verdicts import ANALYSIS_VERSION, FINGERPRINTS_ENV
 from tests.unit.test_local_fingerprints import HEADER, _measurements
@@ -92,6 +93,33 @@ def test_an_upgrade_leaves_older_verdicts_until_reanalyse_stale_derives_them_aga
     res = _run("analyze", "--reanalyse", "stale", "--workers", "2", "--db", str(db))
     assert res.returncode == 0 and "reanalysed 50 stale measurements" in res.stdout, res.stdout + res.stderr
     assert _verdicts(db) == right and _observations(db) == observed
+
+
+def test_older_versions_come_in_the_order_of_releases_and_a_newer_release_is_told_apart(tmp_path: Path) -> None:
+    db = tmp_path / "s.duckdb"
+    assert _run("analyze", "--quiet", "--db", str(db), str(SAMPLES)).returncode == 0
+    current = int(ANALYSIS_VERSION)
+    with Store(db) as store:
+        uids = [r[0] for r in store.con.execute("SELECT measurement_uid FROM verdicts ORDER BY 1").fetchall()]
+        for version, chosen in ((str(current - 1), uids[:3]), ("9", uids[3:5]), (f"{current + 1}", uids[5:6]),
+                                (f"{current + 1}+local.ab12", uids[6:7]), (f"{current}+local.cd34", uids[7:8])):
+            store.con.execute("UPDATE verdicts SET analysis_version = ? WHERE measurement_uid IN "
+                              "(SELECT unnest(?::VARCHAR[]))", [version, chosen])
+        # by release, not as text ("9" before "16"); fingerprints of one's own belong to their release
+        assert list(reanalysis.older(store.con).items()) == [("9", 2), (str(current - 1), 3)]
+        assert reanalysis.newer(store.con) == {str(current + 1): 1, f"{current + 1}+local.ab12": 1}
+    report = _run("report", "--db", str(db))
+    assert report.returncode == 0, report.stderr
+    notes = [line for line in report.stdout.splitlines() if line.startswith("note:")]
+    assert notes == [
+        f"note: the store holds 5 verdicts from an older analysis (version 9: 2, version {current - 1}: 3): "
+        "`tamperscope analyze --reanalyse stale` derives them again from the raw measurements",
+        f"note: the store holds 2 verdicts from a newer analysis (version {current + 1}: 1, version "
+        f"{current + 1}+local.ab12: 1), written by a later tamperscope than this one (version {current}); "
+        "`--reanalyse stale` would derive them by these older rules"]
+    document = json.loads(_run("report", "--db", str(db), "--json", "-").stdout)
+    assert document["older_verdicts"] == {"9": 2, str(current - 1): 3}
+    assert document["newer_verdicts"] == {str(current + 1): 1, f"{current + 1}+local.ab12": 1}
 
 
 def _ru_store(tmp_path: Path) -> Path:
@@ -186,8 +214,6 @@ def test_usage_errors_are_one_line(tmp_path: Path) -> None:
 
 
 def test_pages_visit_each_stale_uid_once_while_the_stale_set_shrinks(tmp_path: Path) -> None:
-    from tamperscope.analysis import reanalysis
-
     db = tmp_path / "s.duckdb"
     assert _run("analyze", "--quiet", "--db", str(db), str(SAMPLES)).returncode == 0
     with Store(db) as store:

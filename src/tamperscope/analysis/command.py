@@ -100,7 +100,8 @@ def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "analyze", help="turn OONI-format measurements into verdicts and aggregates",
         description="Read measurements (ours or OONI's: .json, .jsonl, .jsonl.gz, .jsonl.zst, .post, OONI's raw "
-                    "archive layout with .tar.gz postcans, and its historical .json.lz4 and .tar.lz4 files; files "
+                    "archive layout with .tar.gz postcans, and its historical .json.lz4 and .tar.lz4 files; "
+                    "Censored Planet's Hyperquack scans, read as remote_web measurements; files "
                     "or directories), re-derive every verdict from "
                     "the raw records, and write the store: raw measurements (verbatim, append-only), "
                     "measurements, observations and verdicts. Bad input is skipped, counted and reported. "
@@ -141,6 +142,10 @@ def add_parser(subparsers: Any) -> None:
                         "explorer's /new-blockpages.csv proposes them; a page they match is a blockpage, with id "
                         "local/NAME. The verdicts record them (analysis_version 17+local.DIGEST); measurements "
                         "stored before are judged with them by --reanalyse stale; default $TAMPERSCOPE_FINGERPRINTS")
+    p.add_argument("--asn-table", type=Path, metavar="FILE",
+                   help="prefix-to-ASN table (iptoasn.com TSV), for Censored Planet's Hyperquack lines, which name "
+                        "no network: each vantage's AS and name from it (AS0 without); default "
+                        "$TAMPERSCOPE_ASN_TABLE")
     p.add_argument("--reanalyse", "--reanalyze", choices=("stale", "all"), metavar="stale|all",
                    help="derive again the verdicts, observations and rules the store holds, from the raw "
                         "measurements it keeps: 'stale' those another analysis derived (an older release's rules, "
@@ -220,8 +225,17 @@ def analyze_command(args: argparse.Namespace) -> int:
     if args.scheduler is not None and (args.fingerprints or os.environ.get(FINGERPRINTS_ENV)):
         raise UsageError("--fingerprints and --scheduler: the workers of a scheduler of yours do not have the "
                          "file; use the LocalCluster (no --scheduler) or the local engine")
+    if args.scheduler is not None and args.asn_table:
+        raise UsageError("--asn-table and --scheduler: the workers of a scheduler of yours do not have the file; "
+                         "use the LocalCluster (no --scheduler) or the local engine")
     try:  # named in the environment: the worker processes match with it too
         use_fingerprints_given(args.fingerprints)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    from tamperscope.analysis.censoredplanet import use_asn_table
+
+    try:  # likewise
+        use_asn_table(args.asn_table)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if not args.paths:
@@ -404,12 +418,18 @@ def _tell_older(store: Store, told: Any) -> None:
     """A line when the store holds verdicts an older release's rules derived (after an upgrade), and how to
     derive them again."""
     from tamperscope.analysis import reanalysis
+    from tamperscope.analysis.verdicts import ANALYSIS_VERSION
 
     store.flush()
     older = reanalysis.older(store.con)
     if older:
         print(f"note: the store holds {reanalysis.older_words(older)}: `tamperscope analyze --reanalyse stale` "
               "derives them again from the raw measurements", file=told)
+    newer = reanalysis.newer(store.con)
+    if newer:
+        print(f"note: the store holds {reanalysis.older_words(newer, 'a newer')}, written by a later tamperscope "
+              f"than this one (version {ANALYSIS_VERSION}); `--reanalyse stale` would derive them by these older "
+              "rules", file=told)
 
 
 def _selection_words(args: argparse.Namespace) -> str | None:

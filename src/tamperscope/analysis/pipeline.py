@@ -45,7 +45,7 @@ from urllib.parse import urlsplit
 import orjson
 import pyarrow as pa
 
-from tamperscope.analysis import reader
+from tamperscope.analysis import censoredplanet, reader
 from tamperscope.analysis.observations import ObservationColumns
 from tamperscope.analysis.reader import FileDone, Line, Partition, Rejection
 from tamperscope.analysis.records import TOO_DEEP
@@ -354,16 +354,26 @@ def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
         except orjson.JSONDecodeError as exc:
             rejections.append(Rejection(item.source, item.line, "corrupt_json", str(exc).splitlines()[0][:160]))
             continue
+        kept = m  # the record as it came: its content names it
         try:
             env = envelope(m)
         except Invalid as exc:
-            rejections.append(Rejection(item.source, item.line, exc.reason, exc.detail))
-            continue
+            try:  # not OONI's: a line of Censored Planet's Hyperquack is read as a remote_web measurement
+                if not censoredplanet.looks_like(m):
+                    raise exc
+                m = censoredplanet.convert(m)
+                env = envelope(m)
+            except censoredplanet.NotHyperquack as why:
+                rejections.append(Rejection(item.source, item.line, "invalid_value", f"censoredplanet: {why}"))
+                continue
+            except Invalid as final:
+                rejections.append(Rejection(item.source, item.line, final.reason, final.detail))
+                continue
         if selection is not None and not selection.admits(env):
             outside += 1
             continue
         try:
-            uid, key = content_uid(m, env)
+            uid, key = content_uid(kept, env)
         except orjson.JSONEncodeError:  # parsed, but too deep to write back: no canonical form, no uid
             rejections.append(Rejection(item.source, item.line, "invalid_value", TOO_DEEP))
             continue

@@ -94,20 +94,43 @@ def pages(con: duckdb.DuckDBPyConnection, *, where: str = "TRUE", params: Sequen
         last = page[-1]
 
 
-def older(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Verdicts derived by an older release's rules, counted by their analysis version (fingerprints of one's
-    own aside: ``17+local.<digest>`` is this release's rules)."""
-    return {str(r[0]): int(r[1]) for r in con.execute(
+def _other_releases(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, int | None]]:
+    """(analysis version, verdicts, its release as a number or None) of every version but this release's, in the
+    order of the releases (versions that are no number first)."""
+    rows = con.execute(
         """SELECT analysis_version, count(*) FROM verdicts
            WHERE coalesce(split_part(analysis_version, '+', 1), '') <> ?
-           GROUP BY ALL ORDER BY 1""", [ANALYSIS_VERSION]).fetchall()}
+           GROUP BY ALL""", [ANALYSIS_VERSION]).fetchall()
+    found = [(str(r[0]), int(r[1]), _release(r[0])) for r in rows]
+    return sorted(found, key=lambda f: (f[2] is not None, f[2] or 0, f[0]))
 
 
-def older_words(counts: Mapping[str, int]) -> str:
-    """`older` in words: ``8 verdicts from an older analysis (version 15: 7, version 16: 1)``."""
+def _release(version: Any) -> int | None:
+    base = str(version).split("+", 1)[0]
+    return int(base) if base.isascii() and base.isdigit() and len(base) < 10 else None
+
+
+def older(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Verdicts derived by an older release's rules, counted by their analysis version, oldest first (fingerprints
+    of one's own aside: ``17+local.<digest>`` is this release's rules). A version that is no number counts as
+    older: no release wrote it."""
+    current = _release(ANALYSIS_VERSION) or 0
+    return {v: n for v, n, release in _other_releases(con) if release is None or release < current}
+
+
+def newer(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Verdicts a newer release derived (the store was analysed by a later tamperscope than this one), by
+    version: ``--reanalyse stale`` would derive them by this release's older rules."""
+    current = _release(ANALYSIS_VERSION) or 0
+    return {v: n for v, n, release in _other_releases(con) if release is not None and release > current}
+
+
+def older_words(counts: Mapping[str, int], which: str = "an older") -> str:
+    """`older` (or `newer`, with ``which="a newer"``) in words: ``8 verdicts from an older analysis (version 15: 7,
+    version 16: 1)``."""
     total = sum(counts.values())
     versions = ", ".join(f"version {version}: {count:,}" for version, count in counts.items())
-    return f"{total:,} verdict{'' if total == 1 else 's'} from an older analysis ({versions})"
+    return f"{total:,} verdict{'' if total == 1 else 's'} from {which} analysis ({versions})"
 
 
 def derive(raw: Mapping[str, bytes]) -> BatchResult:
@@ -202,5 +225,5 @@ def reanalyse_all(store: Store, pages: Iterable[list[str]], *, workers: int = 1,
     return totals
 
 
-__all__ = ["CHUNK", "CLI_CHUNK", "RawMany", "Totals", "count", "derive", "older", "older_words", "page_after", "pages",
-           "reanalyse", "reanalyse_all", "replace"]
+__all__ = ["CHUNK", "CLI_CHUNK", "RawMany", "Totals", "count", "derive", "newer", "older", "older_words", "page_after",
+           "pages", "reanalyse", "reanalyse_all", "replace"]

@@ -963,7 +963,7 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
     anomalies, so that a script sees what was measured as well as what was blocked.
     Field values are the store's, unescaped: whoever displays them must escape them.
     """
-    from tamperscope.analysis.reanalysis import older
+    from tamperscope.analysis.reanalysis import newer, older
     from tamperscope.analysis.verdicts import ANALYSIS_VERSION
 
     chosen = {key: str(getattr(filters, key)) for key, _ in _SELECTION_WORDS
@@ -972,6 +972,7 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
         "format": JSON_FORMAT,
         "analysis_version": ANALYSIS_VERSION,
         "older_verdicts": older(store.cursor()),
+        "newer_verdicts": newer(store.cursor()),
         "selection": chosen,
         "limit": limit,
         "totals": aggregates.totals(store, filters),

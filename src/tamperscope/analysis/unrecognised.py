@@ -37,6 +37,7 @@ from typing import Any
 
 import orjson
 
+from tamperscope.analysis import censoredplanet
 from tamperscope.model.webparts import body_bytes, header_pairs, page_title
 from tamperscope.wire.fingerprints import decode_body
 
@@ -151,7 +152,7 @@ def page_of(raw: bytes, row: Mapping[str, Any]) -> Seen | None:
     (OONI's diff let it through on its headers: a blockpage with only common headers does), labelled
     `ACCESSIBLE`."""
     try:
-        m = orjson.loads(raw)
+        m = censoredplanet.as_measurement(orjson.loads(raw))
     except orjson.JSONDecodeError:
         return None
     tk = m.get("test_keys") if isinstance(m, dict) else None
@@ -304,13 +305,16 @@ class Found:
 
 def from_store(source: Any, narrowed: str = "TRUE", params: Sequence[Any] = (), *, read: int = 1000,
                most: int = MOST_GROUPS) -> Found:
-    """The templates of the pages no fingerprint knows among the web_connectivity verdicts ``narrowed`` selects
-    (an SQL condition on ``verdicts v``, with ``params``): the newest ``read`` anomalies whose technique says a
-    page came back (`MECHANISMS`), with no fingerprint and a body, and the newest ``read`` judged accessible.
+    """The templates of the pages no fingerprint knows among the web_connectivity and remote_web verdicts
+    ``narrowed`` selects (an SQL condition on ``verdicts v``, with ``params``): the newest ``read`` anomalies
+    whose technique says a page came back (`MECHANISMS`), with no fingerprint and a body, and the newest ``read``
+    web_connectivity measurements judged accessible.
     ``source`` has ``cursor()`` and ``raw_many(uids)``."""
     where = f"({narrowed}) AND v.test_name = 'web_connectivity'"
-    # a page came back: a DNS answer that led nowhere fetched none, and reading it would spend the budget
-    anomalies = (f"{where} AND v.outcome IN ('anomaly', 'confirmed')"
+    # a page came back: a DNS answer that led nowhere fetched none, and reading it would spend the budget; and
+    # the pages remote_web got instead of a vantage's own (Censored Planet's template mismatches)
+    anomalies = (f"({narrowed}) AND v.test_name IN ('web_connectivity', 'remote_web')"
+                 " AND v.outcome IN ('anomaly', 'confirmed')"
                  f" AND v.mechanism IN ({', '.join('?' * len(MECHANISMS))})"
                  " AND len(coalesce(v.fingerprints, []::VARCHAR[])) = 0"
                  " AND v.measurement_uid IN (SELECT measurement_uid FROM observations WHERE step = 'http'"

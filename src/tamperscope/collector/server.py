@@ -438,15 +438,19 @@ def _tell_older(store: Store) -> None:
     """A line at start when the store holds verdicts an older release's rules derived (after an upgrade): how
     to derive them again."""
     from tamperscope.analysis import reanalysis
+    from tamperscope.analysis.verdicts import ANALYSIS_VERSION
 
     try:
-        older = reanalysis.older(store.cursor())
+        older, newer = reanalysis.older(store.cursor()), reanalysis.newer(store.cursor())
     except duckdb.Error:  # a count the operator can do without: never a reason not to serve
         return
     if older:
         print(f"tamperscope: note: the store holds {reanalysis.older_words(older)}: POST /api/v1/admin/reanalyse "
               '{"stale": true} (admin token) derives them again from the raw measurements', file=sys.stderr,
               flush=True)
+    if newer:
+        print(f"tamperscope: note: the store holds {reanalysis.older_words(newer, 'a newer')}, written by a later "
+              f"tamperscope than this one (version {ANALYSIS_VERSION})", file=sys.stderr, flush=True)
 
 
 def _url_host(host: str) -> str:

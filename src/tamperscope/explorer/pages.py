@@ -27,7 +27,7 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
-from tamperscope.analysis import aggregates, unrecognised
+from tamperscope.analysis import aggregates, censoredplanet, unrecognised
 from tamperscope.analysis.aggregates import Filters
 from tamperscope.analysis.report import (
     TEST_WORDS,
@@ -175,12 +175,13 @@ def area(reader: Reader, kind: str, key: str) -> dict[str, Any] | None:
 
 
 def _stored(reader: Reader, uid: str) -> tuple[bytes, dict[str, Any]] | None:
-    """A stored measurement's raw bytes and its parsed object; None if there is none (or it is no object)."""
+    """A stored measurement's raw bytes and its parsed object (a line of Censored Planet's read as the measurement
+    the analysis judged: analysis/censoredplanet.py); None if there is none (or it is no object)."""
     raw = reader.raw(uid)
     if raw is None:
         return None
     try:
-        m = orjson.loads(raw)
+        m = censoredplanet.as_measurement(orjson.loads(raw))
     except orjson.JSONDecodeError:
         return None
     return (raw, m) if isinstance(m, dict) else None
@@ -195,7 +196,9 @@ def measurement(reader: Reader, uid: str) -> dict[str, Any] | None:
         """SELECT v.*, m.report_id FROM verdicts v JOIN measurements m USING (measurement_uid)
            WHERE v.measurement_uid = ?""", [uid])
     verdict = rows[0] if rows else {}
-    pretty = orjson.dumps(m, option=orjson.OPT_INDENT_2)
+    published = orjson.loads(raw)  # shown as it came, not as the analysis read it
+    converted = published is not m and censoredplanet.looks_like(published)
+    pretty = orjson.dumps(published, option=orjson.OPT_INDENT_2)
     env_keys = ("test_name", "test_version", "input", "probe_cc", "probe_asn", "probe_network_name",
                 "measurement_start_time", "report_id", "software_name", "software_version", "resolver_ip",
                 "test_runtime")
@@ -210,6 +213,7 @@ def measurement(reader: Reader, uid: str) -> dict[str, Any] | None:
                                                              "status", "outcome", "evidence", "fingerprints")}
                              if verdict else None),
         "raw_size": len(raw),
+        "converted": converted,
         "raw_pretty": pretty[:MAX_RAW_SHOWN].decode("utf-8", "replace"),
         "raw_cut": len(pretty) > MAX_RAW_SHOWN,
         "unknown_page": _unknown_page(raw, verdict),
@@ -219,7 +223,7 @@ def measurement(reader: Reader, uid: str) -> dict[str, Any] | None:
 def _unknown_page(raw: bytes, verdict: dict[str, Any]) -> dict[str, Any] | None:
     """The page a web_connectivity measurement got instead of its site when no fingerprint knows it (as
     ``/new-blockpages`` reads it): its template's key, for the link to its group and proposed fingerprint."""
-    if verdict.get("test_name") != "web_connectivity" or verdict.get("fingerprints") or not (
+    if verdict.get("test_name") not in ("web_connectivity", "remote_web") or verdict.get("fingerprints") or not (
             verdict.get("mechanism") in unrecognised.MECHANISMS and verdict.get("outcome") in ("anomaly", "confirmed")
             or verdict.get("outcome") == "ok"):
         return None

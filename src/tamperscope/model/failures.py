@@ -161,6 +161,33 @@ def is_known(failure: str | None) -> bool:
         or failure.startswith(f"{HTTP_REQUEST_FAILED}: ")
 
 
+# Go's error texts (Censored Planet's measurements, written by Go's net and crypto/tls), most specific first:
+# OONI's probe, also in Go, maps the same errors to the same strings (netxlite).
+_GO_ERRORS: Final = (
+    ("connection reset by peer", CONNECTION_RESET), ("broken pipe", CONNECTION_RESET),
+    ("connection refused", CONNECTION_REFUSED), ("no route to host", HOST_UNREACHABLE),
+    ("network is unreachable", NETWORK_UNREACHABLE), ("address already in use", ADDRESS_IN_USE),
+    ("i/o timeout", GENERIC_TIMEOUT_ERROR), ("deadline exceeded", GENERIC_TIMEOUT_ERROR),
+    ("timeout exceeded", GENERIC_TIMEOUT_ERROR), ("timed out", GENERIC_TIMEOUT_ERROR),
+    ("x509: certificate signed by unknown authority", SSL_UNKNOWN_AUTHORITY),
+    ("x509: certificate is valid for", SSL_INVALID_HOSTNAME), ("x509:", SSL_INVALID_CERTIFICATE),
+    ("tls:", SSL_FAILED_HANDSHAKE),
+)
+
+
+def from_go(text: str) -> str:
+    """The OONI failure string of an error as Go writes it (``read tcp 10.0.0.1:1->10.0.0.2:80: read: connection
+    reset by peer`` is ``connection_reset``); a text it does not know is ``unknown_failure: <text>``, scrubbed."""
+    lowered = text.lower()
+    for needle, failure in _GO_ERRORS:
+        if needle in lowered:
+            return failure
+    stripped = text.strip()
+    if stripped == "EOF" or stripped.endswith((": EOF", "unexpected EOF", ': EOF"')):
+        return EOF_ERROR
+    return unknown(text)
+
+
 def failure_class(failure: str | None) -> str:
     """Coarse class of an OONI failure string (also the legacy test helper's ones)."""
     if not failure:

@@ -42,7 +42,12 @@ remote_web, for each protocol, then the strongest:
 1. The vantage did not serve the control domain before the test: failure for that protocol.
 2. An attempt that completed: a blockpage fingerprint on its response is ``http.blockpage``
    (0.95); otherwise not blocked (0.85). The server need not host the domain: a different
-   page is not interference, only a failure or a known blockpage is.
+   page is not interference, only a failure or a known blockpage is. Censored Planet's data
+   says more (analysis/censoredplanet.py): each answer was compared with the page the vantage
+   serves any name, its template; when every completed attempt's record says it did not match
+   (``x_matches_template`` false) and no fingerprint knows the page, ``http.blockpage`` at 0.5,
+   as web_connectivity's page that differs from the control's. An HTTPS attempt's page is the
+   ``requests`` record with its transaction id (our nettest fetches none).
 3. No attempt completed, and one failed after the domain was sent (in the HTTP round
    trip, or the TLS handshake carrying the SNI): reset or EOF is ``http.rst``/``tls.rst``
    (0.9 when the vantage served the control domain again afterwards, else 0.85: residual
@@ -57,6 +62,8 @@ remote_web, for each protocol, then the strongest:
    domain's request back intact). ``echo_tls`` is the same with a ClientHello naming the
    domain as its SNI, and ``echo_ech`` with the ClientHello with Encrypted Client Hello a
    browser sends the domain: a reset or a close is ``tls.rst``, silence ``tls.drop``.
+   ``discard`` (Censored Planet's Quack only) is ``echo`` where nothing back is the service's
+   answer: other bytes, a reset or a close are judged as for ``echo``.
 """
 
 from __future__ import annotations
@@ -75,7 +82,10 @@ from .webparts import body_bytes, header_pairs, is_bogon
 BEFORE, AFTER, TEST, CONTROL, VALIDATE = "vantage_before", "vantage_after", "test", "control", "validate"
 CONTROL_DOMAIN = "control_domain"  # the trusted resolver's answer for the control domain
 PROTOCOLS = ("http", "https", "quic", "echo", "echo_tls", "echo_ech")
-_ECHOES = ("echo", "echo_tls", "echo_ech")  # steps whose record is in x_echo
+# judged, and "discard" too: Quack's other service, which sends nothing back (read from Censored Planet's data,
+# analysis/censoredplanet.py; the nettest does not measure it)
+JUDGED = (*PROTOCOLS, "discard")
+_ECHOES = ("echo", "echo_tls", "echo_ech", "discard")  # steps whose record is in x_echo
 ECHO_MISMATCH = F.ECHO_MISMATCH  # an echo service's answer that is not the bytes sent
 NEGATIVE = frozenset({"dns_nxdomain", "dns_no_answer", "dns_error"})  # failure classes of a negative answer
 
@@ -278,7 +288,7 @@ def _tx(record: Mapping[str, Any]) -> int | None:
 class _Attempt:
     """One connection of remote_web: its connect, handshake and request records (by transaction id)."""
 
-    __slots__ = ("role", "step", "failure", "pointer", "response", "order")
+    __slots__ = ("role", "step", "failure", "pointer", "response", "order", "mismatch")
 
     def __init__(self, role: str, order: float) -> None:
         self.role = role
@@ -287,6 +297,7 @@ class _Attempt:
         self.failure: str | None = None
         self.pointer = ""
         self.response: Mapping[str, Any] = {}
+        self.mismatch = False  # the record says its answer did not match the vantage's template (Censored Planet's)
 
 
 def _started(by_tx: dict[Any, _Attempt], record: Mapping[str, Any], i: int, key: str,
@@ -327,8 +338,14 @@ def _attempts(tk: Mapping[str, Any], protocol: str) -> list[_Attempt]:
     for key, steps in (("tls_handshakes", ("tls",)), ("requests", ("http",)), ("x_echo", _ECHOES)):  # after connect
         for i, r in _records(tk.get(key)):
             a = by_tx.get(_tx(r))
+            if a is not None and protocol == "https" and key == "requests" and a.step == "done" and not a.response:
+                # the page fetched over the completed handshake (Censored Planet's HTTPS probes fetch one)
+                a.response, a.pointer = _mapping(r.get("response")), f"test_keys.{key}[{i}]"
+                a.mismatch = r.get("x_matches_template") is False
+                continue
             if a is None or a.step not in steps:
                 continue
+            a.mismatch = r.get("x_matches_template") is False
             step = a.step
             a.pointer = f"test_keys.{key}[{i}]"
             a.failure = _text(r.get("failure"))
@@ -343,6 +360,7 @@ def _attempts(tk: Mapping[str, Any], protocol: str) -> list[_Attempt]:
 
 _STEP_MECHANISMS = {("http", "reset"): "http.rst", ("http", "eof"): "http.rst", ("http", "timeout"): "http.drop",
                     ("echo", "reset"): "http.rst", ("echo", "eof"): "http.rst", ("echo", "timeout"): "http.drop",
+                    ("discard", "reset"): "http.rst", ("discard", "eof"): "http.rst",
                     ("echo_tls", "reset"): "tls.rst", ("echo_tls", "eof"): "tls.rst",
                     ("echo_tls", "timeout"): "tls.drop", ("echo_ech", "reset"): "tls.rst",
                     ("echo_ech", "eof"): "tls.rst", ("echo_ech", "timeout"): "tls.drop",
@@ -365,6 +383,9 @@ def _web_protocol(tk: Mapping[str, Any], protocol: str, matcher: BlockpageMatche
             matched = _matches(matcher, a.response)
             if matched:
                 return _blocked("http.blockpage", 0.95, [a.pointer], matched)
+        if all(a.mismatch for a in done):  # another page than the vantage serves every name (Censored Planet's
+            # template), and no fingerprint knows it: a blockpage, not yet confirmed (web_connectivity's 0.5)
+            return _blocked("http.blockpage", 0.5, [a.pointer for a in done])
         return _verdict(False, True, "none", 0.85, "ok", [a.pointer for a in done])
     # failed after the domain was sent (a connection with no record past its connect decides nothing)
     decisive = [a for a in tests if a.step in ("http", "tls", "quic", *_ECHOES) and a.failure]
@@ -391,7 +412,7 @@ def _web_protocol(tk: Mapping[str, Any], protocol: str, matcher: BlockpageMatche
 
 def remote_web_verdict(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None = None) -> Verdict:
     tk = _mapping(measurement.get("test_keys"))
-    verdicts = [v for v in (_web_protocol(tk, p, matcher) for p in PROTOCOLS) if v is not None]
+    verdicts = [v for v in (_web_protocol(tk, p, matcher) for p in JUDGED) if v is not None]
     if not verdicts:
         return _failure(["test_keys.tcp_connect"])
     anomalies = [v for v in verdicts if v.status == "anomaly"]

@@ -1,0 +1,217 @@
+"""Censored Planet's Hyperquack lines read by `tamperscope analyze` as remote_web measurements: each probe's
+records, the verdicts the remote_web rules reach from them, a tarball as Censored Planet publishes it, what the
+store keeps, the report's blockpages no fingerprint knows, and the explorer's page of one. Real DuckDB stores,
+`tamperscope` processes and the explorer app in-process."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tamperscope.analysis import censoredplanet
+from tamperscope.analysis.store import Store
+from tamperscope.analysis.verdicts import default_matcher, verdict_for
+from tamperscope.collector.config import Settings
+from tamperscope.collector.testing import running_app
+from tamperscope.model.failures import from_go
+
+BLOCKPAGES = Path(__file__).resolve().parents[3] / "shared" / "data" / "blockpages" / "citizenlab"
+BELTELECOM = (BLOCKPAGES / "blockpage_meta_isp_by_beltelecom_block.html").read_text(errors="replace")
+RESET = "read tcp 10.0.0.1:40000->198.18.9.7:443: read: connection reset by peer"
+UNKNOWN_PAGE = ("<html><head><title>Access restricted by order</title></head><body><h1>Access restricted</h1>"
+                "<p>This resource is restricted by the decision of an authority of the Republic.</p></body></html>")
+
+
+def _control(second: int) -> dict[str, Any]:
+    return {"matches_template": True, "control_url": "control-a459b35b8d53c7eb.com",
+            "start_time": f"2021-05-30T01:02:{second:02d}.620124638-04:00",
+            "end_time": f"2021-05-30T01:02:{second:02d}.990201235-04:00"}
+
+
+def _probe(second: int, **fields: Any) -> dict[str, Any]:
+    return {"matches_template": False, "start_time": f"2021-05-30T01:02:{second:02d}.100000001-04:00",
+            "end_time": f"2021-05-30T01:02:{second:02d}.900000001-04:00", **fields}
+
+
+def _line(service: str, probes: list[dict[str, Any]], domain: str = "example.org", vp: str = "198.18.9.7",
+          cc: str = "BY", **fields: Any) -> dict[str, Any]:
+    return {"vp": vp, "location": {"country_name": "Belarus", "country_code": cc}, "service": service,
+            "test_url": domain, "response": probes, "anomaly": True, "controls_failed": False,
+            "stateful_block": False, "tag": "2021-05-30T01:01:01", **fields}
+
+
+def _page(status: str, body: str) -> dict[str, Any]:
+    return {"status_line": status, "headers": {"Content-Type": ["text/html"], "Server": ["nginx"]}, "body": body}
+
+
+CASES: dict[str, tuple[dict[str, Any], tuple[str, str, float]]] = {
+    "a known blockpage": (_line("http", [_control(1), _probe(2, response=_page("200 OK", BELTELECOM)), _control(3)]),
+                          ("anomaly", "http.blockpage", 0.95)),
+    "another page than the template": (
+        _line("http", [_control(1), _probe(2, response=_page("403 Forbidden", UNKNOWN_PAGE)), _control(3)]),
+        ("anomaly", "http.blockpage", 0.5)),
+    "the template": (_line("https", [_control(1), {**_probe(2), "matches_template": True}, _control(3)]),
+                     ("ok", "none", 0.85)),
+    "a reset in the handshake": (_line("https", [_control(1), _probe(2, error=RESET), _probe(3, error=RESET),
+                                                 _control(4)]), ("anomaly", "tls.rst", 0.9)),
+    "silence after the request": (
+        _line("http", [_control(1), _probe(2, error="net/http: request canceled (Client.Timeout exceeded while "
+                                                    "awaiting headers)"), _control(4)]), ("anomaly", "http.drop", 0.75)),
+    "the measurer's own failure at the connect": (
+        _line("http", [_control(1), _probe(2, error="dial tcp 0.0.0.0:0->198.18.9.7:80: bind: address already in use"),
+                       _control(4)]), ("failure", "none", 0.0)),
+    "an echo altered on the way": (_line("echo", [_control(1), _probe(2, response="HTTP/1.1 403 Forbidden"),
+                                                  _control(3)]), ("anomaly", "middlebox", 0.6)),
+    "a discard reset": (_line("discard", [_control(1), _probe(2, response="", error=RESET.replace(":443", ":9")),
+                                          _control(3)]), ("anomaly", "http.rst", 0.9)),
+    "the controls failed": (_line("http", [{**_control(1), "matches_template": False, "error": "i/o timeout"},
+                                           _probe(2, error="i/o timeout")], controls_failed=True),
+                            ("failure", "none", 0.0)),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_each_kind_of_probe_reaches_the_remote_web_verdict(case: str) -> None:
+    line, (status, mechanism, confidence) = CASES[case]
+    m = censoredplanet.convert(line)
+    assert (m["test_name"], m["input"], m["probe_cc"], m["measurement_start_time"]) == (
+        "remote_web", "example.org", "BY", "2021-05-30 05:02:01")  # UTC
+    verdict = verdict_for(m, default_matcher())
+    assert (verdict.status, verdict.mechanism, verdict.confidence) == (status, mechanism, confidence), verdict
+    assert ("cl/isp_by_beltelecom_block" in verdict.fingerprints) == (case == "a known blockpage")
+
+
+def test_the_records_of_one_line() -> None:
+    line, _ = CASES["a reset in the handshake"]
+    tk = censoredplanet.convert(line)["test_keys"]
+    assert (tk["vantage"], tk["domain"], tk["control_domain"], tk["protocols"]) == (
+        "198.18.9.7", "example.org", "control-a459b35b8d53c7eb.com", ["https"])
+    assert [r["tags"] for r in tk["tcp_connect"]] == [
+        ["https", "vantage_before"], ["https", "test"], ["https", "test"], ["https", "vantage_after"]]
+    assert [r["transaction_id"] for r in tk["tcp_connect"]] == [1, 2, 3, 4]
+    assert [(h["server_name"], h["failure"]) for h in tk["tls_handshakes"]] == [
+        ("control-a459b35b8d53c7eb.com", None), ("example.org", "connection_reset"),
+        ("example.org", "connection_reset"), ("control-a459b35b8d53c7eb.com", None)]
+    assert tk["tls_handshakes"][1]["t0"] == pytest.approx(0.479876)  # seconds after the first probe
+    assert tk["x_censoredplanet"] == {"format": "hyperquack-v2", "service": "https", "anomaly": True,
+                                      "controls_failed": False, "stateful_block": False,
+                                      "tag": "2021-05-30T01:01:01", "country_name": "Belarus"}
+
+
+def test_asn_table_usage_errors_are_one_line(tmp_path: Path) -> None:
+    scan, _ = _corpus(tmp_path)
+    junk = tmp_path / "junk.tsv"
+    junk.write_text("not a table\n")
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("# nothing\n")
+    for table, said in ((tmp_path / "none.tsv", "none.tsv: cannot read it: No such file or directory"),
+                        (junk, "junk.tsv: line 1: expected range_start, range_end, AS number, country, description"),
+                        (empty, "empty.tsv: no IPv4 range in it")):
+        res = _run("analyze", "--db", str(tmp_path / "x.duckdb"), "--asn-table", str(table), str(scan))
+        assert res.returncode == 2 and said in res.stderr and len(res.stderr.splitlines()) == 1, res.stderr
+    res = _run("analyze", "--db", str(tmp_path / "x.duckdb"), "--asn-table", str(empty), "--engine", "dask",
+               "--scheduler", "tcp://198.18.0.1:8786", str(scan))
+    assert res.returncode == 2 and "--asn-table and --scheduler" in res.stderr, res.stderr
+    res = _run("analyze", "--db", str(tmp_path / "x.duckdb"), str(scan), env={"TAMPERSCOPE_ASN_TABLE": str(junk)})
+    assert res.returncode == 2 and res.stderr.startswith("tamperscope: $TAMPERSCOPE_ASN_TABLE ("), res.stderr
+    assert not (tmp_path / "x.duckdb").exists()
+
+
+def test_go_errors_become_oonis_failure_strings() -> None:
+    assert [from_go(t) for t in (RESET, "EOF", 'Get "http://example.org/": EOF', "i/o timeout",
+                                 "dial tcp 198.18.9.7:80: connect: connection refused",
+                                 "remote error: tls: handshake failure",
+                                 "x509: certificate is valid for a.example, not example.org",
+                                 "Incorrect echo response")] == [
+        "connection_reset", "eof_error", "eof_error", "generic_timeout_error", "connection_refused",
+        "ssl_failed_handshake", "ssl_invalid_hostname", "unknown_failure: Incorrect echo response"]
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tamperscope", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
+
+
+def _tarball(path: Path, lines: list[bytes]) -> Path:
+    """A scan as Censored Planet publishes it: a tar.gz holding the scan's results.json, one line per measurement."""
+    data = b"\n".join(lines) + b"\n"
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo("CP_Quack-http-2021-05-30-01-01-01/results.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _corpus(tmp_path: Path) -> tuple[Path, list[bytes]]:
+    good = [orjson.dumps(line) for line, _ in CASES.values()]
+    # the same page from a second vantage and for another domain: one template, two measurements
+    good.append(orjson.dumps(_line("http", [_control(1), _probe(2, response=_page("403 Forbidden", UNKNOWN_PAGE)),
+                                            _control(3)], domain="news.example", vp="198.18.9.8")))
+    bad = [orjson.dumps(_line("http", [_control(1)], vp="not-an-address")),  # no vantage
+           orjson.dumps({"Server": "198.18.9.7", "Keyword": "example.org", "Retries": 0, "Results": [],
+                         "Blocked": False, "FailSanity": False, "StatefulBlock": False}),  # Hyperquack v1
+           orjson.dumps(_line("ftp", [_control(1)]))]
+    return _tarball(tmp_path / "CP_Quack-http-2021-05-30-01-01-01.tar.gz", good[:4] + bad + good[4:]), good
+
+
+def test_analyze_reads_a_published_scan_keeps_its_lines_and_judges_them_again(tmp_path: Path) -> None:
+    scan, good = _corpus(tmp_path)
+    db, jsonl = tmp_path / "cp.duckdb", tmp_path / "v.jsonl"
+    table = tmp_path / "asn.tsv"
+    table.write_text("198.18.9.0\t198.18.9.255\t64500\tBY\tEXAMPLE-NET\n")
+    res = _run("analyze", "--db", str(db), "--jsonl", str(jsonl), "--asn-table", str(table), str(scan))
+    assert res.returncode == 0, res.stderr
+    assert "analyzed 10 measurements" in res.stdout and "10 new" in res.stdout, res.stdout
+    assert "3 records skipped as bad input" in res.stdout
+    assert "results.json:5: censoredplanet: vp is not an IP address" in res.stdout
+    assert "results.json:6: censoredplanet: a Hyperquack v1 line (Server, Keyword, Results: 2018-2021), which is " \
+        "not read" in res.stdout
+    assert "results.json:7: censoredplanet: service 'ftp' is none of http, https, echo, discard" in res.stdout
+    rows = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    by_input = {}
+    for r in rows:
+        by_input.setdefault(r["input"], []).append(r)
+    assert {r["test_name"] for r in rows} == {"remote_web"} and len(rows) == 10
+    assert {r["probe_asn"] for r in rows} == {"AS64500"}  # the vantage's network, from the table
+    assert sorted(r["x_mechanism"] for r in by_input["example.org"]) == sorted(
+        mechanism for _, (_, mechanism, _) in CASES.values())
+    with Store(db, create=False) as store:
+        uids = [r[0] for r in store.con.execute("SELECT measurement_uid FROM measurements ORDER BY 1").fetchall()]
+        kept = {store.raw(u) for u in uids}
+        assert kept == set(good)  # the lines as published, byte for byte
+        network = store.con.execute("SELECT DISTINCT probe_network_name FROM verdicts").fetchall()
+        assert network == [("EXAMPLE-NET",)]
+    # read again: the same uids, nothing new; derived again from the kept lines: the same verdicts
+    again = _run("analyze", "--reread", "--db", str(db), str(scan), env={"TAMPERSCOPE_ASN_TABLE": str(table)})
+    assert "0 new" in again.stdout and "10 already in the store" in again.stdout, again.stdout
+    redo = _run("analyze", "--reanalyse", "all", "--workers", "2", "--db", str(db),
+                env={"TAMPERSCOPE_ASN_TABLE": str(table)})
+    assert redo.returncode == 0 and "reanalysed 10 measurements" in redo.stdout, redo.stdout + redo.stderr
+    assert ": 0 verdicts changed" in redo.stdout
+
+    # the page no fingerprint knows, from two vantages: one template in the report, a fingerprint proposed
+    report = json.loads(_run("report", "--db", str(db), "--json", "-").stdout)
+    (group,) = report["new_blockpages"]
+    assert group["title"] == "Access restricted by order" and group["measurement_count"] == 2
+    assert group["domain_count"] == 2 and group["countries"] == "BY"
+
+    # the explorer's page of one: the evidence read from the converted records, the line shown as published
+    uid = next(r["measurement_uid"] for r in by_input["example.org"] if r["x_mechanism"] == "tls.rst")
+    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as client:
+        page = client.get(f"/m/{uid}")
+        assert page.status_code == 200
+        html = page.text
+        assert "tls.rst" in html and "connection_reset" in html
+        assert "Hyperquack data, shown as it was published" in html
+        assert "vp&#34;: &#34;198.18.9.7" in html  # the line itself, escaped
+        twin = client.get(f"/m/{uid}.json").json()
+        assert twin["envelope"]["test_name"] == "remote_web" and twin["converted"] is True
