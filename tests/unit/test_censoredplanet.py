@@ -197,6 +197,12 @@ def test_analyze_reads_a_published_scan_keeps_its_lines_and_judges_them_again(tm
                 env={"TAMPERSCOPE_ASN_TABLE": str(table)})
     assert redo.returncode == 0 and "reanalysed 10 measurements" in redo.stdout, redo.stdout + redo.stderr
     assert ": 0 verdicts changed" in redo.stdout
+    # and without the table: the networks the lines were stored with stay
+    redo = _run("analyze", "--reanalyse", "all", "--db", str(db), env={"TAMPERSCOPE_ASN_TABLE": ""})
+    assert redo.returncode == 0 and ": 0 verdicts changed" in redo.stdout, redo.stdout + redo.stderr
+    with Store(db, create=False) as store:
+        assert store.con.execute("SELECT DISTINCT probe_asn, probe_network_name FROM verdicts").fetchall() == [
+            ("AS64500", "EXAMPLE-NET")]
 
     # the page no fingerprint knows, from two vantages: one template in the report, a fingerprint proposed
     report = json.loads(_run("report", "--db", str(db), "--json", "-").stdout)
@@ -211,7 +217,9 @@ def test_analyze_reads_a_published_scan_keeps_its_lines_and_judges_them_again(tm
         assert page.status_code == 200
         html = page.text
         assert "tls.rst" in html and "connection_reset" in html
+        assert "AS64500" in html and "EXAMPLE-NET" in html  # the network analyze found, not the line's none
         assert "Hyperquack data, shown as it was published" in html
         assert "vp&#34;: &#34;198.18.9.7" in html  # the line itself, escaped
         twin = client.get(f"/m/{uid}.json").json()
         assert twin["envelope"]["test_name"] == "remote_web" and twin["converted"] is True
+        assert twin["envelope"]["probe_asn"] == "AS64500"

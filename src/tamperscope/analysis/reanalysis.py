@@ -158,6 +158,13 @@ def replace(store: Store, result: BatchResult | None, raw: Mapping[str, bytes], 
         con.register("_rv", verdicts)
         con.execute("INSERT INTO verdicts BY NAME SELECT * FROM _rv")
         con.unregister("_rv")
+        # the network stays the one the measurement was stored with: a line that names none (Censored Planet's)
+        # got it from the ASN table of its first analysis, which this run may not have
+        con.execute("""UPDATE verdicts SET probe_asn = m.probe_asn, probe_network_name = m.probe_network_name
+                       FROM measurements m WHERE verdicts.measurement_uid = m.measurement_uid
+                       AND verdicts.measurement_uid IN (SELECT unnest(?::VARCHAR[]))
+                       AND (verdicts.probe_asn IS DISTINCT FROM m.probe_asn
+                            OR verdicts.probe_network_name IS DISTINCT FROM m.probe_network_name)""", [wanted])
         if observations.num_rows:
             con.register("_ro", observations)
             con.execute("""INSERT INTO observations BY NAME SELECT * FROM _ro

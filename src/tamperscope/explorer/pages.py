@@ -203,6 +203,8 @@ def measurement(reader: Reader, uid: str) -> dict[str, Any] | None:
                 "measurement_start_time", "report_id", "software_name", "software_version", "resolver_ip",
                 "test_runtime")
     envelope = {k: m.get(k) for k in env_keys}
+    if converted:  # the line names no network: the one the analysis found for its vantage (analyze --asn-table)
+        envelope.update({k: verdict[k] for k in ("probe_asn", "probe_network_name") if verdict.get(k)})
     return {
         "page": "measurement",
         "title": f"{m.get('test_name')} · {m.get('input') or m.get('probe_asn')}",
