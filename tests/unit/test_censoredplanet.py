@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -218,8 +219,112 @@ def test_analyze_reads_a_published_scan_keeps_its_lines_and_judges_them_again(tm
         html = page.text
         assert "tls.rst" in html and "connection_reset" in html
         assert "AS64500" in html and "EXAMPLE-NET" in html  # the network analyze found, not the line's none
-        assert "Hyperquack data, shown as it was published" in html
+        assert "A line of Censored Planet's data, shown as it was published" in html
+        assert "records of the <code>remote_web</code> measurement" in html
         assert "vp&#34;: &#34;198.18.9.7" in html  # the line itself, escaped
         twin = client.get(f"/m/{uid}.json").json()
         assert twin["envelope"]["test_name"] == "remote_web" and twin["converted"] is True
         assert twin["envelope"]["probe_asn"] == "AS64500"
+
+
+# --------------------------------------------------------------------------- Satellite v2.2 (DNS)
+
+
+def _trial(second: int, url: str, answers: dict[str, list[str]] | None = None, rcode: int = 0,
+           error: str | None = None) -> dict[str, Any]:
+    return {"url": url, "has_type_a": bool(answers), "rcode": rcode, "error": error,
+            "response": {ip: {"http": "ab12", "cert": "", "asname": "EXAMPLE", "asnum": 64511, "matched": tags}
+                         for ip, tags in (answers or {}).items()},
+            "start_time": f"2022-03-01T10:00:{second:02d}.5-05:00", "end_time": f"2022-03-01T10:00:{second:02d}.6-05:00"}
+
+
+CONTROL = "control-1e0a3d04a0f6.com"
+
+
+def _satellite(trials: list[dict[str, Any]], in_control_group: bool = True, **fields: Any) -> dict[str, Any]:
+    return {"vp": "198.18.8.53", "location": {"country_name": "Iran", "country_code": "IR"}, "test_url": "example.org",
+            "response": trials, "passed_liveness": True, "connect_error": False, "in_control_group": in_control_group,
+            "anomaly": False, "confidence": {"average": 0, "matches": [], "untagged_controls": False,
+                                             "untagged_response": False},
+            "start_time": "2022-03-01T10:00:01.5-05:00", "end_time": "2022-03-01T10:00:09.6-05:00",
+            "excluded": False, "exclude_reason": [], **fields}
+
+
+def _before(answer: bool = True) -> dict[str, Any]:
+    return _trial(1, CONTROL, {"198.18.0.10": ["ip"]} if answer else None, rcode=0 if answer else -1,
+                  error=None if answer else "read udp 10.0.0.1:5->198.18.8.53:53: i/o timeout")
+
+
+TIMEOUT = "read udp 10.0.0.1:5->198.18.8.53:53: i/o timeout"
+SATELLITE_CASES: dict[str, tuple[dict[str, Any], tuple[str, str, float]]] = {
+    "an answer the controls give too": (
+        _satellite([_before(), _trial(2, "example.org", {"198.18.0.20": ["ip", "http", "asnum"]}),
+                    _trial(3, CONTROL, {"198.18.0.10": ["ip"]})]), ("ok", "none", 0.9)),
+    "an answer nothing of the controls' matches": (
+        _satellite([_before(), _trial(2, "example.org", {"198.18.7.7": []}), _trial(3, CONTROL, {"198.18.0.10": []})],
+                   anomaly=True), ("anomaly", "dns.poison", 0.8)),
+    "no such domain, where the controls answer": (
+        _satellite([_before(), _trial(2, "example.org", rcode=3), _trial(3, CONTROL, {"198.18.0.10": []})]),
+        ("anomaly", "dns.nxdomain", 0.7)),
+    "silence, where the controls answer": (
+        _satellite([_before(), *(_trial(2 + k, "example.org", rcode=-1, error=TIMEOUT) for k in range(4)),
+                    _trial(7, CONTROL, {"198.18.0.10": []})]), ("anomaly", "dns.drop", 0.6)),
+    "the resolver did not answer the control domain": (
+        _satellite([_before(answer=False)], passed_liveness=False, connect_error=True), ("failure", "none", 0.0)),
+    "an odd answer no control resolver can judge": (
+        _satellite([_before(), _trial(2, "example.org", {"198.18.7.7": []})], in_control_group=False),
+        ("failure", "none", 0.0)),
+}
+
+
+@pytest.mark.parametrize("case", list(SATELLITE_CASES))
+def test_each_kind_of_satellite_answer_reaches_the_remote_dns_verdict(case: str) -> None:
+    line, (status, mechanism, confidence) = SATELLITE_CASES[case]
+    m = censoredplanet.convert(line)
+    assert (m["test_name"], m["test_version"], m["input"], m["probe_cc"], m["measurement_start_time"]) == (
+        "remote_dns", "satellite-v2.2", "example.org", "IR", "2022-03-01 15:00:01")
+    verdict = verdict_for(m, default_matcher())
+    assert (verdict.status, verdict.mechanism, verdict.confidence) == (status, mechanism, confidence), verdict
+
+
+def test_the_queries_of_a_satellite_line() -> None:
+    line, _ = SATELLITE_CASES["silence, where the controls answer"]
+    tk = censoredplanet.convert(line)["test_keys"]
+    assert [(q["hostname"], q["tags"], q["failure"]) for q in tk["queries"]] == [
+        (CONTROL, ["vantage_before"], None), *[("example.org", ["test"], "generic_timeout_error")] * 4,
+        (CONTROL, ["vantage_after"], None)]
+    assert tk["queries"][0]["answers"] == [{"answer_type": "A", "ipv4": "198.18.0.10"}]
+    assert tk["queries"][0]["resolver_address"] == "198.18.8.53:53" and tk["control_domain"] == CONTROL
+    line, _ = SATELLITE_CASES["an answer the controls give too"]
+    tk = censoredplanet.convert(line)["test_keys"]
+    assert tk["x_consistent"] == ["198.18.0.20"] and tk["x_control_answered"] is True
+    assert tk["x_censoredplanet"]["format"] == "satellite-v2.2"
+    # v2.1's response was one object of addresses, not a list of trials
+    with pytest.raises(censoredplanet.NotHyperquack, match="Satellite v2.1 and older lines are not read"):
+        censoredplanet.convert(_satellite({"198.18.0.20": ["ip"], "rcode": ["0"]}))  # type: ignore[arg-type]
+
+
+def test_analyze_reads_a_satellite_scan_beside_a_hyperquack_one(tmp_path: Path) -> None:
+    scan, _ = _corpus(tmp_path)
+    lines = [orjson.dumps(line) for line, _ in SATELLITE_CASES.values()]
+    lines.append(orjson.dumps({"ip": "198.18.7.7", "keyword": "example.org", "http": "", "https": "",
+                               "fetched": False, "start_time": "2022-03-01T10:00:01-05:00"}))
+    data = b"\n".join(lines) + b"\n"
+    satellite = tmp_path / "CP_Satellite-2022-03-01-10-00-00.tar.gz"
+    with tarfile.open(satellite, "w:gz") as tar:
+        info = tarfile.TarInfo("CP_Satellite-2022-03-01-10-00-00/results.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    db, jsonl = tmp_path / "cp.duckdb", tmp_path / "v.jsonl"
+    res = _run("analyze", "--db", str(db), "--jsonl", str(jsonl), str(scan), str(satellite))
+    assert res.returncode == 0, res.stderr
+    assert "analyzed 16 measurements" in res.stdout and "4 records skipped as bad input" in res.stdout, res.stdout
+    assert re.search(r"invalid_value +4 ", res.stdout), res.stdout  # the three of the Hyperquack scan, and:
+    with pytest.raises(censoredplanet.NotHyperquack, match="a line of Satellite's blockpages.json"):
+        censoredplanet.convert(orjson.loads(lines[-1]))
+    rows = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    dns = sorted((r["x_mechanism"], r["probe_cc"]) for r in rows if r["test_name"] == "remote_dns")
+    assert dns == sorted((mechanism, "IR") for _, (_, mechanism, _) in SATELLITE_CASES.values())
+    report = json.loads(_run("report", "--db", str(db), "--json", "-").stdout)
+    mechanisms = {m["mechanism"] for m in report["mechanisms"]}
+    assert {"dns.poison", "dns.nxdomain", "dns.drop", "tls.rst", "http.blockpage"} <= mechanisms

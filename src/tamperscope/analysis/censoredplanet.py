@@ -1,15 +1,16 @@
-"""Censored Planet's Hyperquack measurements, read as `remote_web` measurements.
+"""Censored Planet's Hyperquack and Satellite measurements, read as `remote_web` and `remote_dns` ones.
 
-Censored Planet publishes what its Hyperquack scans saw (``CP_Quack-<service>-<date>.tar.gz``, one
-``results.json`` of JSON lines inside): a domain sent to an in-country web, echo or discard server
-from outside, between two probes of an innocuous control domain. That is what our `remote_web`
-nettest does, so a line of it is read as one of our measurements and judged by the same rules
-(model/remote.py), with the fingerprints every other measurement meets. The raw line is kept as it
-was; this conversion is run again wherever the store's raw bytes are read (the explorer, a
-re-analysis), so the verdict's evidence pointers (``test_keys.requests[1]``) name records of the
-converted measurement, which the explorer shows.
+Censored Planet publishes what its scans saw: ``CP_Quack-<service>-<date>.tar.gz`` and
+``CP_Satellite-<date>.tar.gz``, each with a ``results.json`` of JSON lines inside. Hyperquack sends
+a domain to an in-country web, echo or discard server from outside, between two probes of an
+innocuous control domain; Satellite asks in-country open resolvers for it, between two queries for
+a control domain. That is what our `remote_web` and `remote_dns` nettests do, so a line is read as
+one of our measurements and judged by the same rules (model/remote.py), with the fingerprints every
+other measurement meets. The raw line is kept as it was; this conversion is run again wherever the
+store's raw bytes are read (the explorer, a re-analysis), so the verdict's evidence pointers
+(``test_keys.requests[1]``) name records of the converted measurement, which the explorer shows.
 
-The format read is Hyperquack v2's (2021 on; docs/hyperquackv2.rst of censoredplanet/censoredplanet):
+Hyperquack v2 (2021 on; docs/hyperquackv2.rst of censoredplanet/censoredplanet):
 
     {"vp": "203.0.113.7", "location": {"country_name": "…", "country_code": "TR"}, "service": "http",
      "test_url": "example.org", "response": [
@@ -31,13 +32,22 @@ the first probe of the domain is the ``vantage_before`` one, after it ``vantage_
   back from echo is what the template says (``matches_template``); other bytes are ``echo_mismatch``,
   their text kept as ``received``.
 
-Censored Planet's own flags (``anomaly``, ``controls_failed``, ``stateful_block``) and the scan's
-``tag`` are kept in ``test_keys.x_censoredplanet``. The line names no network: ``probe_asn`` is AS0
-unless the vantage's AS is found in the table ``$TAMPERSCOPE_ASN_TABLE`` names (iptoasn.com's TSV,
-as `run` and `remote` read it); the country is the line's own ``location.country_code``.
-Hyperquack v1 lines (``Server``, ``Keyword``, ``Results``: 2018-2021) and the flattened rows of the
-later ``Hyperquack-v2-raw`` files are not read: such a line is rejected (``missing_field``), counted,
-as any other.
+Satellite v2.2 (2021 on; docs/satellitev2.rst): ``{"vp", "location", "test_url", "response": [{"url",
+"has_type_a", "response": {"<address>": {"http", "cert", "asnum", "asname", "matched": [...]}}, "error",
+"rcode", "start_time", "end_time"}, …], "passed_liveness", "connect_error", "in_control_group",
+"anomaly", "confidence", "excluded", "exclude_reason"}``: one ``queries`` record per trial (the control
+domain before and after, the domain up to four times; rcode 3 is ``dns_nxdomain_error``, -1 a
+connection error as Go wrote it), the addresses whose tags matched the control resolvers' in
+``x_consistent`` and ``in_control_group`` as ``x_control_answered``, which the remote_dns rules read
+where our nettest has its trusted resolver's answer. The pages Satellite fetched from the answers
+(``blockpages.json``, another file) are not joined: its verdicts are not fingerprinted.
+
+Censored Planet's own flags are kept in ``test_keys.x_censoredplanet``. The lines name no network:
+``probe_asn`` is AS0 unless the vantage's AS is found in the table ``$TAMPERSCOPE_ASN_TABLE`` names
+(``analyze --asn-table``; iptoasn.com's TSV, as `run` and `remote` read it); the country is the line's
+own ``location.country_code``. Not read, each rejected with its reason and counted as any bad line:
+Hyperquack v1 lines (``Server``, ``Keyword``, ``Results``: 2018-2021), the flattened rows of the later
+``Hyperquack-v2-raw`` files, Satellite v2.1 and older lines, and Satellite's other files.
 """
 
 from __future__ import annotations
@@ -75,6 +85,8 @@ def _unread(m: dict[str, Any]) -> str | None:
         return "a Hyperquack v1 line (Server, Keyword, Results: 2018-2021), which is not read"
     if "server_ip" in m and "domain" in m and "domain_is_control" in m:
         return "a flattened Hyperquack-v2-raw row (one probe, not a measurement), which is not read"
+    if "keyword" in m and "ip" in m and "fetched" in m:
+        return "a line of Satellite's blockpages.json (pages fetched from answers), which is not read"
     return None
 
 
@@ -163,8 +175,9 @@ def _failure(error: Any) -> tuple[bool, str | None]:
 
 
 def convert(m: Mapping[str, Any]) -> dict[str, Any]:
-    """The `remote_web` measurement a Hyperquack v2 line is; `NotHyperquack` (its reason) for one that is not
-    usable: no vantage address, an unknown service, no probes, a probe without a time; a format not read."""
+    """The measurement a line of Censored Planet's is: `remote_web` for Hyperquack v2, `remote_dns` for Satellite
+    v2.2; `NotHyperquack` (its reason) for one that is not usable: no vantage address, an unknown service, no
+    probes, a probe without a time; a format not read."""
     if (why := _unread(dict(m))) is not None:
         raise NotHyperquack(why)
     vantage = m.get("vp")
@@ -174,6 +187,24 @@ def convert(m: Mapping[str, Any]) -> dict[str, Any]:
         vantage = None
     if vantage is None:
         raise NotHyperquack("vp is not an IP address")
+    if "service" not in m and any(k in m for k in _SATELLITE_KEYS):
+        return _satellite(m, vantage)
+    return _hyperquack(m, vantage)
+
+
+def _envelope(m: Mapping[str, Any], vantage: str, start: dt.datetime, test_name: str, version: str,
+              software: str, report_id: str | None, tk: dict[str, Any]) -> dict[str, Any]:
+    where = m.get("location")
+    location: Mapping[str, Any] = where if isinstance(where, Mapping) else {}
+    asn, network = _network(vantage)
+    when = start.strftime("%Y-%m-%d %H:%M:%S")
+    return {"test_name": test_name, "test_version": version, "software_name": software, "software_version": "2",
+            "input": _text(m.get("test_url")), "probe_cc": _text(location.get("country_code")) or "ZZ",
+            "probe_asn": asn, "probe_network_name": network, "measurement_start_time": when, "test_start_time": when,
+            "report_id": report_id, "test_keys": tk}
+
+
+def _hyperquack(m: Mapping[str, Any], vantage: str) -> dict[str, Any]:
     service = m.get("service")
     if service not in SERVICES:
         raise NotHyperquack(f"service {str(service)[:20]!r} is none of {', '.join(SERVICES)}")
@@ -243,14 +274,89 @@ def convert(m: Mapping[str, Any]) -> dict[str, Any]:
     tk["x_censoredplanet"] = {"format": FORMAT, "service": service, "anomaly": m.get("anomaly"),
                               "controls_failed": m.get("controls_failed"), "stateful_block": m.get("stateful_block"),
                               "tag": m.get("tag"), "country_name": location.get("country_name")}
-    asn, network = _network(vantage)
-    when = start.strftime("%Y-%m-%d %H:%M:%S")
     tag = _text(m.get("tag"))
-    return {"test_name": "remote_web", "test_version": FORMAT, "software_name": "censoredplanet-hyperquack",
-            "software_version": "2", "input": domain, "probe_cc": _text(location.get("country_code")) or "ZZ",
-            "probe_asn": asn, "probe_network_name": network, "measurement_start_time": when,
-            "test_start_time": when, "report_id": f"censoredplanet-{service}-{tag}" if tag else None,
-            "test_keys": tk}
+    return _envelope(m, vantage, start, "remote_web", FORMAT, "censoredplanet-hyperquack",
+                     f"censoredplanet-{service}-{tag}" if tag else None, tk)
+
+
+SATELLITE = "satellite-v2.2"
+_SATELLITE_KEYS = ("passed_liveness", "in_control_group", "connect_error")
+_RCODES = {2: F.DNS_SERVFAIL_ERROR, 3: F.DNS_NXDOMAIN_ERROR, 5: F.DNS_REFUSED_ERROR}
+
+
+def _rcode_failure(rcode: Any, error: Any, answered: bool) -> str | None:
+    """The OONI failure string of one Satellite trial: its DNS rcode, or (rcode -1) its connection error."""
+    if rcode == 0 or (rcode is None and not _text(error)):
+        return None if answered else F.DNS_NO_ANSWER
+    if rcode == -1 or rcode is None:
+        text = _text(error)
+        return F.from_go(text) if text and text != "null" else F.unknown("no answer")
+    return _RCODES.get(rcode, F.DNS_SERVER_MISBEHAVING) if type(rcode) is int else F.DNS_SERVER_MISBEHAVING
+
+
+def _satellite(m: Mapping[str, Any], vantage: str) -> dict[str, Any]:
+    """The `remote_dns` measurement a Satellite v2.2 line (``results.json``) is: one ``queries`` record per trial
+    (the control domain before and after, the domain up to four times), with the answers' addresses; the addresses
+    Censored Planet found consistent with its control resolvers' answers (a tag matched: the address itself, its
+    page's or certificate's hash, its AS) in ``x_consistent``, and whether a control resolver answered the domain
+    in ``x_control_answered``: what the remote_dns rules read where our nettest has its trusted resolver's answer."""
+    domain = _text(m.get("test_url"))
+    if domain is None:
+        raise NotHyperquack("no test_url")
+    trials = m.get("response")
+    if not isinstance(trials, list):
+        raise NotHyperquack("response is not a list of trials (Satellite v2.1 and older lines are not read)")
+    trials = [t for t in trials if isinstance(t, Mapping)]
+    if not trials:
+        raise NotHyperquack("no trial in response")
+    start = _time(trials[0].get("start_time") or m.get("start_time"), "response[0].start_time")
+    queries: list[dict[str, Any]] = []
+    consistent: list[str] = []
+    asns: dict[str, int] = {}
+    tested = False
+    for i, trial in enumerate(trials):
+        url = _text(trial.get("url")) or ""
+        if url == domain:
+            role, tested = TEST, True
+        else:
+            role = AFTER if tested else BEFORE
+        t0 = (_time(trial.get("start_time"), f"response[{i}].start_time") - start).total_seconds()
+        try:
+            t = (_time(trial.get("end_time"), f"response[{i}].end_time") - start).total_seconds()
+        except NotHyperquack:
+            t = t0
+        answers: list[dict[str, Any]] = []
+        found = trial.get("response")
+        for ip, tags in (found.items() if isinstance(found, Mapping) else ()):
+            try:
+                address = ipaddress.ip_address(ip)
+            except ValueError:
+                continue
+            v4 = address.version == 4
+            answers.append({"answer_type": "A" if v4 else "AAAA", "ipv4" if v4 else "ipv6": str(address)})
+            tags = tags if isinstance(tags, Mapping) else {}
+            if role == TEST and tags.get("matched"):
+                consistent.append(str(address))
+            if type(tags.get("asnum")) is int and tags["asnum"] > 0:
+                asns[str(address)] = tags["asnum"]
+        queries.append({"transaction_id": i + 1, "tags": [role], "t0": t0, "t": t, "hostname": url,
+                        "query_type": "A", "engine": "udp", "resolver_address": f"{vantage}:53",
+                        "answers": answers or None,
+                        "failure": _rcode_failure(trial.get("rcode"), trial.get("error"), bool(answers))})
+    where = m.get("location")
+    location: Mapping[str, Any] = where if isinstance(where, Mapping) else {}
+    tk: dict[str, Any] = {"vantage": vantage, "domain": domain, "queries": queries,
+                          "x_consistent": sorted(set(consistent)), "x_control_answered": m.get("in_control_group")
+                          is True, "x_asn": asns}
+    control = next((q["hostname"] for q in queries if BEFORE in q["tags"] and q["hostname"]), None)
+    if control:
+        tk["control_domain"] = control
+    tk["x_censoredplanet"] = {
+        "format": SATELLITE, "anomaly": m.get("anomaly"), "passed_liveness": m.get("passed_liveness"),
+        "connect_error": m.get("connect_error"), "in_control_group": m.get("in_control_group"),
+        "confidence": m.get("confidence"), "excluded": m.get("excluded"), "exclude_reason": m.get("exclude_reason"),
+        "country_name": location.get("country_name")}
+    return _envelope(m, vantage, start, "remote_dns", SATELLITE, "censoredplanet-satellite", None, tk)
 
 
 def as_measurement(m: Any) -> Any:

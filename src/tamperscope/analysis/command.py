@@ -101,7 +101,7 @@ def add_parser(subparsers: Any) -> None:
         "analyze", help="turn OONI-format measurements into verdicts and aggregates",
         description="Read measurements (ours or OONI's: .json, .jsonl, .jsonl.gz, .jsonl.zst, .post, OONI's raw "
                     "archive layout with .tar.gz postcans, and its historical .json.lz4 and .tar.lz4 files; "
-                    "Censored Planet's Hyperquack scans, read as remote_web measurements; files "
+                    "Censored Planet's Hyperquack and Satellite scans, read as remote_web and remote_dns measurements; files "
                     "or directories), re-derive every verdict from "
                     "the raw records, and write the store: raw measurements (verbatim, append-only), "
                     "measurements, observations and verdicts. Bad input is skipped, counted and reported. "
@@ -143,7 +143,7 @@ def add_parser(subparsers: Any) -> None:
                         "local/NAME. The verdicts record them (analysis_version 17+local.DIGEST); measurements "
                         "stored before are judged with them by --reanalyse stale; default $TAMPERSCOPE_FINGERPRINTS")
     p.add_argument("--asn-table", type=Path, metavar="FILE",
-                   help="prefix-to-ASN table (iptoasn.com TSV), for Censored Planet's Hyperquack lines, which name "
+                   help="prefix-to-ASN table (iptoasn.com TSV), for Censored Planet's lines, which name "
                         "no network: each vantage's AS and name from it (AS0 without); default "
                         "$TAMPERSCOPE_ASN_TABLE")
     p.add_argument("--reanalyse", "--reanalyze", choices=("stale", "all"), metavar="stale|all",

@@ -38,6 +38,12 @@ remote_dns, in order:
    (0.6 when the vantage answered the control domain again afterwards, else 0.4).
 4. Without a control answer nothing but an injection can be told: failure.
 
+Censored Planet's Satellite lines (analysis/censoredplanet.py) carry no trusted resolver's
+answer: Satellite compared each answer with those of its own control resolvers, and the
+addresses it found consistent (``x_consistent``: the address, its page's or certificate's
+hash, or its AS matched) count as the control's would, while ``x_control_answered`` (a
+control resolver answered the domain) stands for a control answer in rules 2-4.
+
 remote_web, for each protocol, then the strongest:
 1. The vantage did not serve the control domain before the test: failure for that protocol.
 2. An attempt that completed: a blockpage fingerprint on its response is ``http.blockpage``
@@ -183,9 +189,14 @@ def remote_dns_verdict(measurement: Mapping[str, Any], matcher: BlockpageMatcher
     if liar:
         return _failure(liar)
     validated, fingerprints, fp_evidence = _validation(tk, matcher)
+    # Censored Planet's Satellite compared the answers with its own control resolvers' (analysis/censoredplanet.py):
+    # the addresses it found consistent, and whether a control resolver answered the domain at all
+    given = tk.get("x_consistent")
+    agreed = {ip for ip in given if isinstance(ip, str)} if isinstance(given, list) else set()
+    cp_control = tk.get("x_control_answered") is True
 
     def consistent(ip: str) -> bool:
-        if ip in good or ip in validated:
+        if ip in good or ip in validated or ip in agreed:
             return True
         return not is_bogon(ip) and asn_of.get(ip) in good_asns
 
@@ -196,7 +207,7 @@ def remote_dns_verdict(measurement: Mapping[str, Any], matcher: BlockpageMatcher
             continue
         late = [(j, d) for j, d in duplicates if d.get("transaction_id") == q.get("transaction_id")]
         ev = [f"test_keys.queries[{i}]", *(f"test_keys.x_dns_duplicate_responses[{j}]" for j, _ in late)]
-        if not good and not validated:
+        if not good and not validated and not cp_control:
             if any(set(_answers(d)) != set(first) for _, d in late):
                 # two different answers to one question: one of them is forged, whatever the control
                 return _blocked("dns.injection", 0.8, ev)
@@ -212,7 +223,7 @@ def remote_dns_verdict(measurement: Mapping[str, Any], matcher: BlockpageMatcher
     tests = [(i, q) for i, q in tests if not truncated(q)]  # no answer at all: neither negative nor silent
     if not tests:
         return _failure(ev or ["test_keys.queries"])
-    if not good:
+    if not good and not cp_control:
         negative = all(failure_class(_text(q.get("failure"))) in NEGATIVE for _, q in tests) and any(
             failure_class(_text(q.get("failure"))) == "dns_nxdomain" for _, q in control)
         if negative:  # the domain does not exist, in the country or out of it
