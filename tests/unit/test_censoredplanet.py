@@ -8,10 +8,12 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import re
 import subprocess
 import sys
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -328,3 +330,37 @@ def test_analyze_reads_a_satellite_scan_beside_a_hyperquack_one(tmp_path: Path) 
     report = json.loads(_run("report", "--db", str(db), "--json", "-").stdout)
     mechanisms = {m["mechanism"] for m in report["mechanisms"]}
     assert {"dns.poison", "dns.nxdomain", "dns.drop", "tls.rst", "http.blockpage"} <= mechanisms
+
+
+def _mutations(value: Any, rng: random.Random) -> Iterator[Any]:
+    """``value`` with one part, chosen at random, replaced by a value of another type (hostile lines)."""
+    # (orjson reads an integer beyond 64 bits as a float)
+    odd = [None, 0, -1, 2.0**70, 1.5, True, "", "x" * 5000, "not-a-time", [], {}, [1, "a"], {"a": [None]},
+           "2021-13-45T99:99:99Z"]
+    for _ in range(400):
+        copy = orjson.loads(orjson.dumps(value))
+        node, path = copy, []
+        while isinstance(node, (dict, list)) and node and rng.random() < 0.75:
+            key = rng.choice(list(node)) if isinstance(node, dict) else rng.randrange(len(node))
+            path.append((node, key))
+            node = node[key]
+        if path:
+            parent, key = path[-1]
+            parent[key] = rng.choice(odd)
+        yield copy
+
+
+def test_hostile_lines_are_rejected_or_read_never_a_crash() -> None:
+    rng = random.Random(7)
+    read = rejected = 0
+    for line, _ in [*CASES.values(), *SATELLITE_CASES.values()]:
+        for hostile in _mutations(line, rng):
+            try:
+                m = censoredplanet.convert(hostile)
+            except censoredplanet.NotHyperquack:
+                rejected += 1
+                continue
+            read += 1
+            verdict_for(m, default_matcher())  # whatever the records hold: a verdict, not an exception
+            orjson.dumps(m)  # and a measurement that can be written
+    assert read > 1000 and rejected > 100, (read, rejected)

@@ -206,7 +206,7 @@ def _envelope(m: Mapping[str, Any], vantage: str, start: dt.datetime, test_name:
 
 def _hyperquack(m: Mapping[str, Any], vantage: str) -> dict[str, Any]:
     service = m.get("service")
-    if service not in SERVICES:
+    if not isinstance(service, str) or service not in SERVICES:
         raise NotHyperquack(f"service {str(service)[:20]!r} is none of {', '.join(SERVICES)}")
     protocol, port = SERVICES[service]
     domain = _text(m.get("test_url"))

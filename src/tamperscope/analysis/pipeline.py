@@ -369,6 +369,10 @@ def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
             except Invalid as final:
                 rejections.append(Rejection(item.source, item.line, final.reason, final.detail))
                 continue
+            except Exception as bug:  # a bug in the conversion must not stop the run either
+                rejections.append(Rejection(item.source, item.line, "invalid_value",
+                                            f"censoredplanet: {type(bug).__name__}: {str(bug)[:120]}"))
+                continue
         if selection is not None and not selection.admits(env):
             outside += 1
             continue
