@@ -68,7 +68,8 @@ CASES: dict[str, tuple[dict[str, Any], tuple[str, str, float]]] = {
                                                  _control(4)]), ("anomaly", "tls.rst", 0.9)),
     "silence after the request": (
         _line("http", [_control(1), _probe(2, error="net/http: request canceled (Client.Timeout exceeded while "
-                                                    "awaiting headers)"), _control(4)]), ("anomaly", "http.drop", 0.75)),
+                                                    "awaiting headers)"), _control(4)]),
+        ("anomaly", "http.drop", 0.75)),
     "the measurer's own failure at the connect": (
         _line("http", [_control(1), _probe(2, error="dial tcp 0.0.0.0:0->198.18.9.7:80: bind: address already in use"),
                        _control(4)]), ("failure", "none", 0.0)),
@@ -237,7 +238,8 @@ def _trial(second: int, url: str, answers: dict[str, list[str]] | None = None, r
     return {"url": url, "has_type_a": bool(answers), "rcode": rcode, "error": error,
             "response": {ip: {"http": "ab12", "cert": "", "asname": "EXAMPLE", "asnum": 64511, "matched": tags}
                          for ip, tags in (answers or {}).items()},
-            "start_time": f"2022-03-01T10:00:{second:02d}.5-05:00", "end_time": f"2022-03-01T10:00:{second:02d}.6-05:00"}
+            "start_time": f"2022-03-01T10:00:{second:02d}.5-05:00",
+            "end_time": f"2022-03-01T10:00:{second:02d}.6-05:00"}
 
 
 CONTROL = "control-1e0a3d04a0f6.com"
@@ -364,3 +366,19 @@ def test_hostile_lines_are_rejected_or_read_never_a_crash() -> None:
             verdict_for(m, default_matcher())  # whatever the records hold: a verdict, not an exception
             orjson.dumps(m)  # and a measurement that can be written
     assert read > 1000 and rejected > 100, (read, rejected)
+
+
+def test_a_bug_in_the_conversion_is_a_counted_rejection(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tamperscope.analysis.pipeline import analyse_batch
+    from tamperscope.analysis.reader import Line
+
+    def broken(m: Any) -> dict[str, Any]:
+        raise RuntimeError("a bug")
+
+    good, _ = CASES["a known blockpage"]
+    monkeypatch.setattr(censoredplanet, "convert", broken)
+    result = analyse_batch([Line("scan", 1, orjson.dumps(good)), Line("scan", 2, orjson.dumps(good))])
+    said = "censoredplanet: RuntimeError: a bug"
+    assert [(r.line, r.reason, r.detail) for r in result.rejections] == [
+        (1, "invalid_value", said), (2, "invalid_value", said)]
+    assert result.verdicts.num_rows == 0
