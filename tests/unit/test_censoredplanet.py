@@ -304,7 +304,7 @@ def test_the_queries_of_a_satellite_line() -> None:
     assert tk["x_consistent"] == ["198.18.0.20"] and tk["x_control_answered"] is True
     assert tk["x_censoredplanet"]["format"] == "satellite-v2.2"
     # v2.1's response was one object of addresses, not a list of trials
-    with pytest.raises(censoredplanet.NotHyperquack, match="Satellite v2.1 and older lines are not read"):
+    with pytest.raises(censoredplanet.Unreadable, match="Satellite v2.1 and older lines are not read"):
         censoredplanet.convert(_satellite({"198.18.0.20": ["ip"], "rcode": ["0"]}))  # type: ignore[arg-type]
 
 
@@ -324,7 +324,7 @@ def test_analyze_reads_a_satellite_scan_beside_a_hyperquack_one(tmp_path: Path) 
     assert res.returncode == 0, res.stderr
     assert "analyzed 16 measurements" in res.stdout and "4 records skipped as bad input" in res.stdout, res.stdout
     assert re.search(r"invalid_value +4 ", res.stdout), res.stdout  # the three of the Hyperquack scan, and:
-    with pytest.raises(censoredplanet.NotHyperquack, match="a line of Satellite's blockpages.json"):
+    with pytest.raises(censoredplanet.Unreadable, match="a line of Satellite's blockpages.json"):
         censoredplanet.convert(orjson.loads(lines[-1]))
     rows = [json.loads(x) for x in jsonl.read_text().splitlines()]
     dns = sorted((r["x_mechanism"], r["probe_cc"]) for r in rows if r["test_name"] == "remote_dns")
@@ -359,7 +359,7 @@ def test_hostile_lines_are_rejected_or_read_never_a_crash() -> None:
         for hostile in _mutations(line, rng):
             try:
                 m = censoredplanet.convert(hostile)
-            except censoredplanet.NotHyperquack:
+            except censoredplanet.Unreadable:
                 rejected += 1
                 continue
             read += 1
@@ -382,3 +382,15 @@ def test_a_bug_in_the_conversion_is_a_counted_rejection(monkeypatch: pytest.Monk
     assert [(r.line, r.reason, r.detail) for r in result.rejections] == [
         (1, "invalid_value", said), (2, "invalid_value", said)]
     assert result.verdicts.num_rows == 0
+
+
+def test_a_line_without_a_location_takes_the_tables_country(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    line, _ = CASES["a reset in the handshake"]
+    bare = {k: v for k, v in line.items() if k != "location"}
+    assert censoredplanet.convert(bare)["probe_cc"] == "ZZ"
+    table = tmp_path / "asn.tsv"
+    table.write_text("198.18.9.0\t198.18.9.255\t64500\tTM\tEXAMPLE-NET\n")
+    monkeypatch.setenv(censoredplanet.ASN_TABLE_ENV, str(table))
+    m = censoredplanet.convert(bare)
+    assert (m["probe_cc"], m["probe_asn"], m["probe_network_name"]) == ("TM", "AS64500", "EXAMPLE-NET")
+    assert censoredplanet.convert(line)["probe_cc"] == "BY"  # the line's own country first

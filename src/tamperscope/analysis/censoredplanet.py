@@ -45,9 +45,9 @@ where our nettest has its trusted resolver's answer. The pages Satellite fetched
 Censored Planet's own flags are kept in ``test_keys.x_censoredplanet``. The lines name no network:
 ``probe_asn`` is AS0 unless the vantage's AS is found in the table ``$TAMPERSCOPE_ASN_TABLE`` names
 (``analyze --asn-table``; iptoasn.com's TSV, as `run` and `remote` read it); the country is the line's
-own ``location.country_code``. Not read, each rejected with its reason and counted as any bad line:
-Hyperquack v1 lines (``Server``, ``Keyword``, ``Results``: 2018-2021), the flattened rows of the later
-``Hyperquack-v2-raw`` files, Satellite v2.1 and older lines, and Satellite's other files.
+own ``location.country_code`` (else the table's). Not read, each rejected with its reason and counted as
+any bad line: Hyperquack v1 lines (``Server``, ``Keyword``, ``Results``: 2018-2021), the flattened rows of
+the later ``Hyperquack-v2-raw`` files, Satellite v2.1 and older lines, and Satellite's other files.
 """
 
 from __future__ import annotations
@@ -69,13 +69,13 @@ ASN_TABLE_ENV = "TAMPERSCOPE_ASN_TABLE"
 MAX_ASN_TABLE = 256 << 20
 
 
-class NotHyperquack(ValueError):
+class Unreadable(ValueError):
     """A line that looks like Censored Planet's but cannot be read as a measurement (the reason, one line)."""
 
 
 def looks_like(m: Any) -> bool:
-    """A line of Censored Planet's Hyperquack (what no OONI measurement is: ``vp`` and ``test_url``, no
-    ``test_keys``), or of a format of theirs this module names but does not read (v1, flattened rows)."""
+    """A line of Censored Planet's Hyperquack or Satellite (what no OONI measurement is: ``vp`` and ``test_url``,
+    no ``test_keys``), or of a format of theirs this module names but does not read (v1, flattened rows...)."""
     return isinstance(m, dict) and "test_keys" not in m and (
         "vp" in m and "test_url" in m or _unread(m) is not None)
 
@@ -92,11 +92,11 @@ def _unread(m: dict[str, Any]) -> str | None:
 
 def _time(value: Any, what: str) -> dt.datetime:
     if not isinstance(value, str):
-        raise NotHyperquack(f"{what} is not a time")
+        raise Unreadable(f"{what} is not a time")
     try:
         when = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise NotHyperquack(f"{what} {value[:40]!r} is not a time") from None
+        raise Unreadable(f"{what} {value[:40]!r} is not a time") from None
     if when.tzinfo is not None:
         when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
     return when
@@ -139,15 +139,15 @@ def use_asn_table(given: str | os.PathLike[str] | None) -> int | None:
     return table.size
 
 
-def _network(vantage: str) -> tuple[str, str | None]:
-    """(probe_asn, probe_network_name) of the vantage, from the table $TAMPERSCOPE_ASN_TABLE names (AS0, None
-    without one, or for an address it does not hold)."""
+def _network(vantage: str) -> tuple[str, str | None, str | None]:
+    """(probe_asn, probe_network_name, country) of the vantage, from the table $TAMPERSCOPE_ASN_TABLE names (AS0,
+    None, None without one, or for an address it does not hold)."""
     path = os.environ.get(ASN_TABLE_ENV)
     table = _table(path) if path else None
     info = table.lookup(vantage) if table is not None else None
     if info is None or not info.asn:
-        return "AS0", None
-    return f"AS{info.asn}", info.name or None
+        return "AS0", None, None
+    return f"AS{info.asn}", info.name or None, info.cc if info.cc != "ZZ" else None
 
 
 def _response(value: Mapping[str, Any]) -> dict[str, Any]:
@@ -176,17 +176,17 @@ def _failure(error: Any) -> tuple[bool, str | None]:
 
 def convert(m: Mapping[str, Any]) -> dict[str, Any]:
     """The measurement a line of Censored Planet's is: `remote_web` for Hyperquack v2, `remote_dns` for Satellite
-    v2.2; `NotHyperquack` (its reason) for one that is not usable: no vantage address, an unknown service, no
+    v2.2; `Unreadable` (its reason) for one that is not usable: no vantage address, an unknown service, no
     probes, a probe without a time; a format not read."""
     if (why := _unread(dict(m))) is not None:
-        raise NotHyperquack(why)
+        raise Unreadable(why)
     vantage = m.get("vp")
     try:
         vantage = str(ipaddress.ip_address(vantage)) if isinstance(vantage, str) else None
     except ValueError:
         vantage = None
     if vantage is None:
-        raise NotHyperquack("vp is not an IP address")
+        raise Unreadable("vp is not an IP address")
     if "service" not in m and any(k in m for k in _SATELLITE_KEYS):
         return _satellite(m, vantage)
     return _hyperquack(m, vantage)
@@ -196,10 +196,10 @@ def _envelope(m: Mapping[str, Any], vantage: str, start: dt.datetime, test_name:
               software: str, report_id: str | None, tk: dict[str, Any]) -> dict[str, Any]:
     where = m.get("location")
     location: Mapping[str, Any] = where if isinstance(where, Mapping) else {}
-    asn, network = _network(vantage)
+    asn, network, cc = _network(vantage)
     when = start.strftime("%Y-%m-%d %H:%M:%S")
     return {"test_name": test_name, "test_version": version, "software_name": software, "software_version": "2",
-            "input": _text(m.get("test_url")), "probe_cc": _text(location.get("country_code")) or "ZZ",
+            "input": _text(m.get("test_url")), "probe_cc": _text(location.get("country_code")) or cc or "ZZ",
             "probe_asn": asn, "probe_network_name": network, "measurement_start_time": when, "test_start_time": when,
             "report_id": report_id, "test_keys": tk}
 
@@ -207,16 +207,16 @@ def _envelope(m: Mapping[str, Any], vantage: str, start: dt.datetime, test_name:
 def _hyperquack(m: Mapping[str, Any], vantage: str) -> dict[str, Any]:
     service = m.get("service")
     if not isinstance(service, str) or service not in SERVICES:
-        raise NotHyperquack(f"service {str(service)[:20]!r} is none of {', '.join(SERVICES)}")
+        raise Unreadable(f"service {str(service)[:20]!r} is none of {', '.join(SERVICES)}")
     protocol, port = SERVICES[service]
     domain = _text(m.get("test_url"))
     if domain is None:
-        raise NotHyperquack("no test_url")
+        raise Unreadable("no test_url")
     host = domain.split("/", 1)[0]
     probes = [p for p in m.get("response") or () if isinstance(p, Mapping)] if isinstance(
         m.get("response"), list) else []
     if not probes:
-        raise NotHyperquack("no probe in response")
+        raise Unreadable("no probe in response")
     start = _time(probes[0].get("start_time"), "response[0].start_time")
     where = m.get("location")
     location: Mapping[str, Any] = where if isinstance(where, Mapping) else {}
@@ -235,7 +235,7 @@ def _hyperquack(m: Mapping[str, Any], vantage: str) -> dict[str, Any]:
         t0 = (_time(probe.get("start_time"), f"response[{i}].start_time") - start).total_seconds()
         try:
             t = (_time(probe.get("end_time"), f"response[{i}].end_time") - start).total_seconds()
-        except NotHyperquack:
+        except Unreadable:
             t = t0
         base = {"transaction_id": i + 1, "tags": [protocol, role], "t0": t0, "t": t}
         matches = probe.get("matches_template") is True
@@ -302,13 +302,13 @@ def _satellite(m: Mapping[str, Any], vantage: str) -> dict[str, Any]:
     in ``x_control_answered``: what the remote_dns rules read where our nettest has its trusted resolver's answer."""
     domain = _text(m.get("test_url"))
     if domain is None:
-        raise NotHyperquack("no test_url")
+        raise Unreadable("no test_url")
     trials = m.get("response")
     if not isinstance(trials, list):
-        raise NotHyperquack("response is not a list of trials (Satellite v2.1 and older lines are not read)")
+        raise Unreadable("response is not a list of trials (Satellite v2.1 and older lines are not read)")
     trials = [t for t in trials if isinstance(t, Mapping)]
     if not trials:
-        raise NotHyperquack("no trial in response")
+        raise Unreadable("no trial in response")
     start = _time(trials[0].get("start_time") or m.get("start_time"), "response[0].start_time")
     queries: list[dict[str, Any]] = []
     consistent: list[str] = []
@@ -323,7 +323,7 @@ def _satellite(m: Mapping[str, Any], vantage: str) -> dict[str, Any]:
         t0 = (_time(trial.get("start_time"), f"response[{i}].start_time") - start).total_seconds()
         try:
             t = (_time(trial.get("end_time"), f"response[{i}].end_time") - start).total_seconds()
-        except NotHyperquack:
+        except Unreadable:
             t = t0
         answers: list[dict[str, Any]] = []
         found = trial.get("response")
@@ -366,9 +366,9 @@ def as_measurement(m: Any) -> Any:
         return m
     try:
         return convert(m)
-    except NotHyperquack:
+    except Unreadable:
         return m
 
 
-__all__ = ["ASN_TABLE_ENV", "FORMAT", "NotHyperquack", "SERVICES", "as_measurement", "convert", "looks_like",
-           "use_asn_table"]
+__all__ = ["ASN_TABLE_ENV", "FORMAT", "SATELLITE", "SERVICES", "Unreadable", "as_measurement", "convert",
+           "looks_like", "use_asn_table"]

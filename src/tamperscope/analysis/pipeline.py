@@ -363,7 +363,7 @@ def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
                     raise exc
                 m = censoredplanet.convert(m)
                 env = envelope(m)
-            except censoredplanet.NotHyperquack as why:
+            except censoredplanet.Unreadable as why:
                 rejections.append(Rejection(item.source, item.line, "invalid_value", f"censoredplanet: {why}"))
                 continue
             except Invalid as final:
