@@ -222,6 +222,9 @@ def test_analyze_reads_a_published_scan_keeps_its_lines_and_judges_them_again(tm
         html = page.text
         assert "tls.rst" in html and "connection_reset" in html
         assert "AS64500" in html and "EXAMPLE-NET" in html  # the network analyze found, not the line's none
+        said = html[html.index('<dd id="censoredplanet">'):]
+        assert said.startswith('<dd id="censoredplanet">anomaly: yes; controls failed: no; stateful block: no ')
+        assert "(its own judgement, in the line: hyperquack-v2;" in said
         assert "A line of Censored Planet's data, shown as it was published" in html
         assert "records of the <code>remote_web</code> measurement" in html
         assert "vp&#34;: &#34;198.18.9.7" in html  # the line itself, escaped
@@ -263,7 +266,8 @@ TIMEOUT = "read udp 10.0.0.1:5->198.18.8.53:53: i/o timeout"
 SATELLITE_CASES: dict[str, tuple[dict[str, Any], tuple[str, str, float]]] = {
     "an answer the controls give too": (
         _satellite([_before(), _trial(2, "example.org", {"198.18.0.20": ["ip", "http", "asnum"]}),
-                    _trial(3, CONTROL, {"198.18.0.10": ["ip"]})]), ("ok", "none", 0.9)),
+                    _trial(3, CONTROL, {"198.18.0.10": ["ip"]})], excluded=True,
+                   exclude_reason=["<script>alert(1)</script>", "is_CDN"]), ("ok", "none", 0.9)),
     "an answer nothing of the controls' matches": (
         _satellite([_before(), _trial(2, "example.org", {"198.18.7.7": []}), _trial(3, CONTROL, {"198.18.0.10": []})],
                    anomaly=True), ("anomaly", "dns.poison", 0.8)),
@@ -332,6 +336,16 @@ def test_analyze_reads_a_satellite_scan_beside_a_hyperquack_one(tmp_path: Path) 
     report = json.loads(_run("report", "--db", str(db), "--json", "-").stdout)
     mechanisms = {m["mechanism"] for m in report["mechanisms"]}
     assert {"dns.poison", "dns.nxdomain", "dns.drop", "tls.rst", "http.blockpage"} <= mechanisms
+    # Satellite's own judgement beside ours, its words as text
+    uid = next(r["measurement_uid"] for r in rows if r["test_name"] == "remote_dns" and r["x_mechanism"] == "none"
+               and r["x_confidence"] == "ok")
+    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as client:
+        html = client.get(f"/m/{uid}").text
+    said = html[html.index('<dd id="censoredplanet">'):]
+    assert said.startswith('<dd id="censoredplanet">anomaly: no; resolver answered the control domain: yes; a control '
+                           'resolver answered: yes; excluded by its verification: yes; excluded because: '
+                           '&lt;script&gt;alert(1)&lt;/script&gt;, is_CDN ')
+    assert "<script>alert" not in html
 
 
 def _mutations(value: Any, rng: random.Random) -> Iterator[Any]:

@@ -219,6 +219,23 @@ def remote(m: Mapping[str, Any]) -> dict[str, str] | None:
     return {"vantage": vantage[:64], "kind": "a resolver" if name == "remote_dns" else "a web server"}
 
 
+_CP_FLAGS = (("anomaly", "anomaly"), ("controls_failed", "controls failed"), ("stateful_block", "stateful block"),
+             ("passed_liveness", "resolver answered the control domain"),
+             ("in_control_group", "a control resolver answered"), ("excluded", "excluded by its verification"))
+
+
+def censoredplanet(tk: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What Censored Planet itself said of a line of its data (``x_censoredplanet``, analysis/censoredplanet.py):
+    its flags that are true or false, in words, and the reasons it excluded the line, beside our own verdict."""
+    cp = tk.get("x_censoredplanet")
+    if not isinstance(cp, Mapping):
+        return None
+    flags = [{"name": words, "value": "yes" if cp[key] else "no"} for key, words in _CP_FLAGS
+             if isinstance(cp.get(key), bool)]
+    reasons = [r[:80] for r in _list(cp.get("exclude_reason")) if isinstance(r, str)][:8]
+    return {"format": (_str(cp.get("format")) or "")[:40], "flags": flags, "exclude_reason": reasons}
+
+
 MAX_TARGETS = 200               # tor targets listed on the page (real measurements have a few dozen)
 
 
@@ -481,6 +498,7 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
         "signature_view": signature_view(tk.get("x_signature")),
         "equipment": tk.get("x_equipment"),
         "remote": remote(m),
+        "censoredplanet": censoredplanet(tk),
         "throttle": tk.get("x_throttle"),
         "quic_trigger": quic_trigger(tk),
         "ech_config": ech_config(tk) if m.get("test_name") == "echcheck" else None,
@@ -1042,5 +1060,5 @@ def quic_trigger(tk: Mapping[str, Any]) -> dict[str, str | None] | None:
 
 
 __all__ = ["MAX_BODIES", "MAX_BODY_TEXT", "MAX_REQUESTS", "MAX_TARGETS", "body_bytes", "body_text", "captured_body",
-           "certificate", "dns", "evasion", "evidence", "fingerprints", "headers_of", "http", "remote",
-           "ports", "signature_view", "targets", "tcp", "title_of", "tls", "wireguard"]
+           "censoredplanet", "certificate", "dns", "evasion", "evidence", "fingerprints", "headers_of", "http",
+           "remote", "ports", "signature_view", "targets", "tcp", "title_of", "tls", "wireguard"]
