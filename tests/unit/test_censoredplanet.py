@@ -327,6 +327,10 @@ def test_analyze_reads_a_satellite_scan_beside_a_hyperquack_one(tmp_path: Path) 
     res = _run("analyze", "--db", str(db), "--jsonl", str(jsonl), str(scan), str(satellite))
     assert res.returncode == 0, res.stderr
     assert "analyzed 16 measurements" in res.stdout and "4 records skipped as bad input" in res.stdout, res.stdout
+    # Censored Planet's own flag against our verdicts: Satellite flags only answers unlike its controls' (the
+    # poisoned one), not the NXDOMAIN or the silence that our rules call interference
+    assert ("Censored Planet's lines: 16 read as remote_web or remote_dns measurements; where it flagged an anomaly "
+            "we found interference in 8 of 9, where it did not in 2 of 3") in res.stdout, res.stdout
     assert re.search(r"invalid_value +4 ", res.stdout), res.stdout  # the three of the Hyperquack scan, and:
     with pytest.raises(censoredplanet.Unreadable, match="a line of Satellite's blockpages.json"):
         censoredplanet.convert(orjson.loads(lines[-1]))

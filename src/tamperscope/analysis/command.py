@@ -547,6 +547,12 @@ def summary(stats: WriteStats, elapsed: float, db: Path, selection: str | None =
                     "or test)") if stats.files_skipped else ""
         lines.append(f"selection: {selection}: {counted(stats.outside, 'other measurement')} read and left "
                      f"out{unopened}")
+    read, flagged_found, flagged_not, unflagged_found, neither = stats.censoredplanet
+    if read:
+        lines.append(f"Censored Planet's lines: {read:,} read as remote_web or remote_dns measurements; where it "
+                     f"flagged an anomaly we found interference in {flagged_found:,} of {flagged_found + flagged_not:,}"
+                     f", where it did not in {unflagged_found:,} of {unflagged_found + neither:,} (our failures, "
+                     "and lines without its flag, in neither)")
     if stats.matcher_calls:
         lines.append(f"fingerprints: {counted(stats.matcher_calls, 'response')} matched against the database "
                      f"({counted(stats.matcher_hits, 'repeat')} answered from memory)")

@@ -340,6 +340,7 @@ def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
     seen: set[str] = set()
     done: list[FileDone] = []
     records = outside = 0
+    cp = [0] * 5  # BatchResult.censoredplanet
     loads = orjson.loads
     for item in items:
         if isinstance(item, FileDone):
@@ -395,6 +396,12 @@ def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
             verdict = _analysis_failure(exc)
             errors.append(Rejection(item.source, item.line, "analysis_error",
                                     f"{type(exc).__name__}: {str(exc)[:120]}"))
+        if m is not kept:  # a line of Censored Planet's: its own judgement against ours
+            cp[0] += 1
+            flagged = kept.get("anomaly")
+            if isinstance(flagged, bool) and verdict.status != "failure":
+                found = verdict.status == "anomaly"
+                cp[(1 if found else 2) if flagged else (3 if found else 4)] += 1
         tk = m["test_keys"]
         day = env.start.date()
         inp, test, cc, asn, start = env.input, env.test_name, env.probe_cc, env.probe_asn, env.start
@@ -424,6 +431,7 @@ def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
         matcher_hits=(matcher.hits - hits0) if matcher else 0,
         outside=outside,
         files_done=tuple(done),
+        censoredplanet=(cp[0], cp[1], cp[2], cp[3], cp[4]),
     )
 
 

@@ -277,6 +277,9 @@ class BatchResult:
     outside: int = 0                   # good records outside the run's selection (--cc, --test...): not stored
     files_done: tuple[FileDone, ...] = ()  # input files whose last record is in this batch (or before)
     rules: pa.Table | None = None      # RULE_SCHEMA: the blocking_rules measurements' rules, if any
+    # Censored Planet's lines read (analysis/censoredplanet.py): how many, and its anomaly flag against our verdict:
+    # (read, it flagged and we found interference, it flagged and we did not, it did not and we did, neither)
+    censoredplanet: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
 
 
 @dataclass
@@ -296,6 +299,7 @@ class WriteStats:
     outside: int = 0                    # records outside the selection, skipped (not bad input)
     files_skipped: int = 0              # files not opened: their OONI path names another country or test
     files_known: int = 0                # files not opened: an earlier run analysed them, unchanged, in full
+    censoredplanet: list[int] = field(default_factory=lambda: [0] * 5)  # BatchResult.censoredplanet, summed
 
     def add_rejections(self, rejections: Sequence[Rejection]) -> None:
         for r in rejections:
@@ -642,6 +646,8 @@ class Store:
             stats.outside += b.outside
             stats.matcher_calls += b.matcher_calls
             stats.matcher_hits += b.matcher_hits
+            if b.censoredplanet[0]:
+                stats.censoredplanet = [a + c for a, c in zip(stats.censoredplanet, b.censoredplanet, strict=True)]
         done = [d for b in batches for d in b.files_done]
         if done:
             con.executemany("INSERT INTO ingested_files VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
