@@ -32,7 +32,7 @@ the first probe of the domain is the ``vantage_before`` one, after it ``vantage_
   back from echo is what the template says (``matches_template``); other bytes are ``echo_mismatch``,
   their text kept as ``received``.
 
-Satellite v2.2 (2021 on; docs/satellitev2.rst): ``{"vp", "location", "test_url", "response": [{"url",
+Satellite v2.2 (docs/satellitev2.rst; v2.1's lines held one object of answers, not a list of trials): ``{"vp", "location", "test_url", "response": [{"url",
 "has_type_a", "response": {"<address>": {"http", "cert", "asnum", "asname", "matched": [...]}}, "error",
 "rcode", "start_time", "end_time"}, …], "passed_liveness", "connect_error", "in_control_group",
 "anomaly", "confidence", "excluded", "exclude_reason"}``: one ``queries`` record per trial (the control
