@@ -32,10 +32,11 @@ the first probe of the domain is the ``vantage_before`` one, after it ``vantage_
   back from echo is what the template says (``matches_template``); other bytes are ``echo_mismatch``,
   their text kept as ``received``.
 
-Satellite v2.2 (docs/satellitev2.rst; v2.1's lines held one object of answers, not a list of trials): ``{"vp", "location", "test_url", "response": [{"url",
-"has_type_a", "response": {"<address>": {"http", "cert", "asnum", "asname", "matched": [...]}}, "error",
-"rcode", "start_time", "end_time"}, …], "passed_liveness", "connect_error", "in_control_group",
-"anomaly", "confidence", "excluded", "exclude_reason"}``: one ``queries`` record per trial (the control
+Satellite v2.2 (docs/satellitev2.rst; v2.1's lines held one object of answers, not a list of trials):
+``{"vp", "location", "test_url", "response": [{"url", "has_type_a", "response": {"<address>": {"http",
+"cert", "asnum", "asname", "matched": [...]}}, "error", "rcode", "start_time", "end_time"}, …],
+"passed_liveness", "connect_error", "in_control_group", "anomaly", "confidence", "excluded",
+"exclude_reason"}``: one ``queries`` record per trial (the control
 domain before and after, the domain up to four times; rcode 3 is ``dns_nxdomain_error``, -1 a
 connection error as Go wrote it), the addresses whose tags matched the control resolvers' in
 ``x_consistent`` and ``in_control_group`` as ``x_control_answered``, which the remote_dns rules read
