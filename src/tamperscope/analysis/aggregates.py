@@ -540,6 +540,25 @@ def totals(store: Store, filters: Filters | None = None) -> dict[str, Any]:
     return rows[0] if rows else {}
 
 
+SOURCE_VERSIONS = 5  # software versions named per source
+
+
+def sources(store: Store, filters: Filters | None = None, limit: int | None = 20) -> list[dict[str, Any]]:
+    """Where the measurements come from, by the software that made them (``software_name``: ooniprobe-cli,
+    tamperscope, censoredplanet-hyperquack...), most measurements first: counts, the span of days, and the versions
+    (the newest `SOURCE_VERSIONS`, as text ordering them)."""
+    where, params = (filters or Filters()).where()
+    top = f"LIMIT {int(limit)}" if limit is not None else ""
+    sql = f"""
+        WITH f AS NOT MATERIALIZED (SELECT measurement_uid, outcome, day FROM verdicts WHERE {where})
+        SELECT coalesce(m.software_name, '') AS software, {_COUNTS}, min(f.day) AS first_day,
+               max(f.day) AS last_day, count(DISTINCT m.software_version) AS version_count,
+               list_sort(list(DISTINCT m.software_version), 'DESC')[1:{SOURCE_VERSIONS}] AS versions
+        FROM f JOIN measurements m USING (measurement_uid)
+        GROUP BY ALL ORDER BY measurement_count DESC, software {top}"""
+    return _plain(query_rows(store.cursor(), sql, params))
+
+
 AGGREGATES: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "timeline": timeline, "per_domain": per_domain, "per_network": per_network, "per_test": per_test,
     "per_mechanism": per_mechanism, "per_country": per_country, "domain_network": domain_network,
@@ -553,5 +572,5 @@ __all__ = [
     "AGGREGATES", "AXES", "TIME_AXIS", "TIME_GRAINS", "Filters", "Slice", "SliceError", "blocking_rules", "blockpages",
     "categorised", "category_countries", "changes", "counts_by", "domain_network", "mechanism_country",
     "per_category", "per_country", "per_domain", "per_mechanism", "per_network", "per_test", "signatures",
-    "time_grain", "timeline", "totals",
+    "sources", "time_grain", "timeline", "totals",
 ]

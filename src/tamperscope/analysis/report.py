@@ -272,6 +272,29 @@ def _nothing(store: Store, filters: Filters | None) -> tuple[str, str]:
     return "The store has no measurements yet", "run `tamperscope analyze PATH…` first."
 
 
+# Who made the measurements, by their software_name (others are shown as they are named)
+SOURCE_WORDS = {
+    "ooniprobe": "OONI Probe", "ooniprobe-cli": "OONI Probe (command line)", "ooniprobe-android": "OONI Probe (Android)",
+    "ooniprobe-ios": "OONI Probe (iOS)", "ooniprobe-desktop-unattended": "OONI Probe (desktop)",
+    "ooniprobe-desktop": "OONI Probe (desktop)", "miniooni": "OONI's miniooni", "tamperscope": "tamperscope",
+    "censoredplanet-hyperquack": "Censored Planet, Hyperquack (read from its published data)",
+    "censoredplanet-satellite": "Censored Planet, Satellite (read from its published data)",
+}
+
+
+def sources_in_words(store: Any, filters: Filters | None) -> list[dict[str, Any]]:
+    """`aggregates.sources` with each software's name in words and its versions as one line."""
+    rows = aggregates.sources(store, filters)
+    for r in rows:
+        name = str(r["software"] or "")
+        r["source"] = SOURCE_WORDS.get(name, name or "(not named)")
+        shown = ", ".join(str(v) for v in r["versions"] or () if v)
+        more = int(r["version_count"] or 0) - len([v for v in r["versions"] or () if v])
+        r["versions_text"] = shown + (f" and {more} more" if more > 0 else "")
+        r["span"] = r["first_day"] if r["first_day"] == r["last_day"] else f"{r['first_day']} to {r['last_day']}"
+    return rows
+
+
 def terminal_report(store: Store, filters: Filters | None = None, limit: int = 15) -> str:
     """The top blocked domains, networks and mechanisms, as text."""
     t = aggregates.totals(store, filters)
@@ -363,6 +386,10 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
                                   ("domain_count", "domains"), ("countries", "countries"),
                                   ("network_count", "networks"), ("pattern", "pattern proposed"),
                                   ("pattern_found", "found")])]
+    lines += ["", "Where the measurements come from (the software that made them)", table(
+        sources_in_words(store, filters), [("source", "source"), ("measurement_count", "measurements"),
+                                           ("anomaly_count", "anomalies"), ("span", "days"),
+                                           ("versions_text", "versions")])]
     return "\n".join(lines)
 
 
@@ -926,6 +953,12 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
                              ("rule", "rule"), ("says", "what it means"), ("overblocks", "also caught (not listed)"),
                              ("measurement_count", "measured"), ("readings", "other readings"),
                              ("last_day", "last measured")])))
+    sections.append(("sources", "Where the measurements come from",
+                     "<p>The software that made the measurements, as each one names it: OONI Probe's, ours, and "
+                     "Censored Planet's published data, each verdict re-derived here from its records.</p>"
+                     + _html_table(sources_in_words(store, filters), [
+                         ("source", "source"), ("measurement_count", "measurements"), ("anomaly_count", "anomalies"),
+                         ("span", "days"), ("versions_text", "versions")])))
     moves = _changes(store, filters, limit)
     for c in moves:
         c["since_text"], c["before_text"] = _when(c["since"]), _when(c["before"])
@@ -991,11 +1024,12 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
         "rules": aggregates.blocking_rules(store, filters, limit, blocked_only=False),
         "changes": aggregates.changes(store, filters, limit),
         "timeline": aggregates.timeline(store, filters),
+        "sources": aggregates.sources(store, filters),
     }
 
 
 __all__ = ["APP_NAMES", "FINGERPRINT_SCOPES", "FINGERPRINT_SOURCES", "JSON_FORMAT", "MECHANISM_WORDS", "OUTCOME_WORDS",
-           "TEST_WORDS", "app_name", "apps_in_words", "blockpages_in_words", "categories_in_words",
+           "SOURCE_WORDS", "TEST_WORDS", "app_name", "apps_in_words", "blockpages_in_words", "categories_in_words",
            "category_countries_in_words", "count_axis", "counted", "day_axis", "html_report", "json_report",
            "plot_text", "proposed_fingerprints_csv", "rules_in_words", "stack_axis", "table", "terminal_report",
            "unknown_blockpages_in_words"]
