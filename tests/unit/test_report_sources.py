@@ -11,6 +11,8 @@ from pathlib import Path
 
 import orjson
 
+from tamperscope.analysis import aggregates
+from tamperscope.analysis.store import Store
 from tests.unit.test_censoredplanet import CASES, SATELLITE_CASES
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-samples" / "generated"
@@ -42,6 +44,15 @@ def test_the_report_says_where_its_measurements_come_from(tmp_path: Path) -> Non
     # the --cc narrowing narrows it too
     narrowed = json.loads(_run("report", "--db", str(db), "--json", "-", "--cc", "IR").stdout)["sources"]
     assert [(r["software"], r["measurement_count"]) for r in narrowed] == [("censoredplanet-satellite", 6)]
+
+    # narrowed by what only a verdict says (its technique): the measurements the verdicts select
+    with Store(db, create=False) as store:
+        for mechanism in ("dns.poison", "http.blockpage"):
+            expected = store.con.execute(
+                """SELECT m.software_name, count(*) FROM verdicts v JOIN measurements m USING (measurement_uid)
+                   WHERE v.mechanism = ? GROUP BY 1 ORDER BY 2 DESC, 1""", [mechanism]).fetchall()
+            got_rows = aggregates.sources(store, aggregates.Filters(mechanism=mechanism))
+            assert [(r["software"], r["measurement_count"]) for r in got_rows] == expected and expected
 
     text = _run("report", "--db", str(db)).stdout
     section = text[text.index("Where the measurements come from"):]

@@ -388,8 +388,7 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
                                   ("pattern_found", "found")])]
     lines += ["", "Where the measurements come from (the software that made them)", table(
         sources_in_words(store, filters), [("source", "source"), ("measurement_count", "measurements"),
-                                           ("anomaly_count", "anomalies"), ("span", "days"),
-                                           ("versions_text", "versions")])]
+                                           ("span", "days"), ("versions_text", "versions")])]
     return "\n".join(lines)
 
 
@@ -957,8 +956,8 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
                      "<p>The software that made the measurements, as each one names it: OONI Probe's, ours, and "
                      "Censored Planet's published data, each verdict re-derived here from its records.</p>"
                      + _html_table(sources_in_words(store, filters), [
-                         ("source", "source"), ("measurement_count", "measurements"), ("anomaly_count", "anomalies"),
-                         ("span", "days"), ("versions_text", "versions")])))
+                         ("source", "source"), ("measurement_count", "measurements"), ("span", "days"),
+                         ("versions_text", "versions")])))
     moves = _changes(store, filters, limit)
     for c in moves:
         c["since_text"], c["before_text"] = _when(c["since"]), _when(c["before"])
