@@ -38,7 +38,7 @@ def test_the_report_says_where_its_measurements_come_from(tmp_path: Path) -> Non
     assert len(names) == 1  # OONI's QA suite's miniooni
     (ooni,) = names
     assert got == [(ooni, 50, sorted({s["software_version"] for s in samples}, reverse=True)),
-                   ("censoredplanet-hyperquack", 9, ["2"]), ("censoredplanet-satellite", 6, ["2"]),
+                   ("censoredplanet-hyperquack", 9, ["2"]), ("censoredplanet-satellite", 6, ["2.2"]),
                    ("<script>alert(1)</script>", 1, ["\x1b[31m9.9"])]
     assert document["sources"][1]["first_day"] == document["sources"][1]["last_day"] == "2021-05-30"
     # the --cc narrowing narrows it too

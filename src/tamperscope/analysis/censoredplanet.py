@@ -199,7 +199,8 @@ def _envelope(m: Mapping[str, Any], vantage: str, start: dt.datetime, test_name:
     location: Mapping[str, Any] = where if isinstance(where, Mapping) else {}
     asn, network, cc = _network(vantage)
     when = start.strftime("%Y-%m-%d %H:%M:%S")
-    return {"test_name": test_name, "test_version": version, "software_name": software, "software_version": "2",
+    return {"test_name": test_name, "test_version": version, "software_name": software,
+            "software_version": version.rsplit("-v", 1)[-1],  # "2" (Hyperquack v2), "2.2" (Satellite v2.2)
             "input": _text(m.get("test_url")), "probe_cc": _text(location.get("country_code")) or cc or "ZZ",
             "probe_asn": asn, "probe_network_name": network, "measurement_start_time": when, "test_start_time": when,
             "report_id": report_id, "test_keys": tk}
