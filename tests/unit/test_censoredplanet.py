@@ -412,3 +412,224 @@ def test_a_line_without_a_location_takes_the_tables_country(tmp_path: Path, monk
     m = censoredplanet.convert(bare)
     assert (m["probe_cc"], m["probe_asn"], m["probe_network_name"]) == ("TM", "AS64500", "EXAMPLE-NET")
     assert censoredplanet.convert(line)["probe_cc"] == "BY"  # the line's own country first
+
+
+# --------------------------------------------------------------------------- Satellite v2.2 as published, and its pages
+
+def _published(domain: str, trials: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
+    """A line of Satellite v2.2's results.json in the shape of 2021's (censoredplanet-analysis's tests of it): Go's
+    times, only on the line; trials without times; ``error`` the text "null"; a.root-servers.net as control."""
+    return {"confidence": {"average": 0, "matches": None, "untagged_controls": False, "untagged_response": False},
+            "passed_liveness": True, "connect_error": False, "in_control_group": True, "anomaly": False,
+            "excluded": False, "vp": "198.18.8.54", "test_url": domain,
+            "start_time": "2021-10-20 14:51:41.295287198 -0400 EDT",
+            "end_time": "2021-10-20 14:51:41.397573385 -0400 EDT", "exclude_reason": [],
+            "location": {"country_name": "Iran", "country_code": "IR"}, "response": trials, **fields}
+
+
+def _go_trial(url: str, answers: dict[str, list[str]] | None = None, rcode: int = 0,
+              error: str = "null") -> dict[str, Any]:
+    return {"url": url, "has_type_a": bool(answers), "error": error, "rcode": rcode,
+            "response": {ip: {"http": "db2f9c", "cert": "6908c7", "asnum": 64512, "asname": "EXAMPLE-AS",
+                              "matched": tags} for ip, tags in (answers or {}).items()}}
+
+
+ROOT = "a.root-servers.net"
+
+
+def _poisoned(domain: str = "news.example", answer: str = "198.18.7.7") -> dict[str, Any]:
+    return _published(domain, [_go_trial(ROOT, {"198.18.0.4": ["ip"]}), _go_trial(domain, {answer: []}),
+                               _go_trial(ROOT, {"198.18.0.4": ["ip"]})], anomaly=True)
+
+
+def _fetched(domain: str, ip: str, http: Any, https: Any, **fields: Any) -> dict[str, Any]:
+    """A line of Satellite's blockpages.json (its shape in censoredplanet-analysis's tests)."""
+    return {"ip": ip, "keyword": domain, "http": http, "https": https, "fetched": True,
+            "start_time": "2021-10-20 21:07:55.814062725 -0400 EDT m=+8.070381531",
+            "end_time": "2021-10-20 21:07:56.317107472 -0400 EDT m=+8.573426410", **fields}
+
+
+OVERSIZED = 'Get "https://198.18.7.7:443/": tls: oversized record received with length 20527'
+
+
+def test_satellite_lines_as_published_in_2021_are_read() -> None:
+    ok = _published("shop.example", [_go_trial(ROOT, {"198.18.0.4": ["ip"]}),
+                                      _go_trial("shop.example", {"198.18.0.30": ["ip", "http", "cert", "asnum"]})])
+    refused = _published("wear.example", [_go_trial(ROOT, rcode=5), _go_trial("wear.example", rcode=5),
+                                          _go_trial(ROOT, rcode=5)], passed_liveness=False)
+    unreachable = _published("pay.example", [
+        _go_trial(u, rcode=-1, error=f"read udp 198.18.0.2:{6280 + k}->198.18.8.54:53: read: connection refused")
+        for k, u in enumerate([ROOT, *["pay.example"] * 4, ROOT])], passed_liveness=False, connect_error=True)
+    m = censoredplanet.convert(ok)
+    assert m["measurement_start_time"] == "2021-10-20 18:51:41"  # Go's time, in UTC
+    assert [(q["hostname"], q["tags"], q["failure"]) for q in m["test_keys"]["queries"]] == [
+        (ROOT, ["vantage_before"], None), ("shop.example", ["test"], None)]
+    assert "t0" not in m["test_keys"]["queries"][0]  # a trial of 2021's has no time: none is made up
+    verdicts = [verdict_for(censoredplanet.convert(x), default_matcher()) for x in (ok, refused, unreachable)]
+    assert [(v.status, v.mechanism) for v in verdicts] == [("ok", "none"), ("failure", "none"), ("failure", "none")]
+    q = censoredplanet.convert(unreachable)["test_keys"]["queries"]
+    assert {x["failure"] for x in q} == {"connection_refused"}
+
+
+def _index(*pages: dict[str, Any]) -> censoredplanet.PageIndex:
+    index = censoredplanet.PageIndex()
+    for page in pages:
+        index.add(orjson.dumps(page))
+    return index
+
+
+def test_a_page_satellite_fetched_from_the_answer_confirms_or_clears_it() -> None:
+    line = _poisoned()
+    data = orjson.dumps(line)
+    alone = verdict_for(censoredplanet.convert(line), default_matcher())
+    assert (alone.mechanism, alone.confidence, alone.fingerprints) == ("dns.poison", 0.8, ())
+    # the address served a blockpage the fingerprints know: the same verdict, now with its proof
+    blockpage = _fetched("news.example", "198.18.7.7", _page("200 OK", BELTELECOM), OVERSIZED)
+    others = [_fetched("other.example", "198.18.7.7", _page("200 OK", BELTELECOM), ""),  # another domain
+              _fetched("news.example", "198.18.7.8", _page("200 OK", BELTELECOM), "")]  # an address not answered
+    joined = censoredplanet.join(data, line, _index(blockpage, *others))
+    assert joined is not None
+    raw, m = joined
+    assert raw.startswith(data[:-1]) and raw.endswith(b"]}") and orjson.loads(raw) == m
+    assert censoredplanet.published(orjson.loads(raw)) == line  # the line as published, and its pages
+    assert m[censoredplanet.PAGES] == [blockpage]
+    tk = censoredplanet.convert(m)["test_keys"]
+    assert [(r["tags"], r["request"]["url"], r["failure"]) for r in tk["requests"]] == [
+        (["validate"], "http://news.example/", None)]
+    assert [(h["address"], h["failure"], h["x_verified"]) for h in tk["tls_handshakes"]] == [
+        ("198.18.7.7:443", "ssl_failed_handshake", False)]  # Go's words for a TLS failure
+    assert [r["transaction_id"] for r in (*tk["requests"], *tk["tls_handshakes"])] == [4, 5]
+    assert tk["x_censoredplanet"]["pages"] == 1
+    confirmed = verdict_for(censoredplanet.convert(m), default_matcher())
+    assert (confirmed.mechanism, confirmed.confidence) == ("dns.poison", 0.95)
+    assert "cl/isp_by_beltelecom_block" in confirmed.fingerprints
+    assert "test_keys.requests[0]" in confirmed.evidence
+    # the address served the domain with a certificate trusted and naming it: the answer was the site's
+    genuine = _fetched("news.example", "198.18.7.7", _page("200 OK", "<html>news</html>"),
+                       {**_page("200 OK", "<html>news</html>"), "tls": {"cert": "MIIB"}}, trusted_cert=True,
+                       cert_hostname_match=True)
+    joined = censoredplanet.join(data, line, _index(genuine))
+    assert joined is not None
+    cleared = verdict_for(censoredplanet.convert(joined[1]), default_matcher())
+    assert (cleared.status, cleared.mechanism) == ("ok", "none"), cleared
+    # a certificate that names the domain but no trusted authority signed: no proof either way
+    untrusted = {**genuine, "trusted_cert": False}
+    joined = censoredplanet.join(data, line, _index(untrusted))
+    assert joined is not None
+    assert verdict_for(censoredplanet.convert(joined[1]), default_matcher()).mechanism == "dns.poison"
+    # nothing to join: no page for its answers
+    assert censoredplanet.join(data, line, _index(*others)) is None
+
+
+def _scan_dir(tmp_path: Path, lines: list[bytes], pages: list[bytes]) -> Path:
+    scan = tmp_path / "CP_Satellite-2021-10-20-12-00-01"
+    scan.mkdir()
+    (scan / "results.json").write_bytes(b"\n".join(lines) + b"\n")
+    (scan / "blockpages.json").write_bytes(b"\n".join(pages) + b"\n")
+    return scan
+
+
+def test_analyze_joins_a_scans_pages_to_its_answers_and_keeps_them(tmp_path: Path) -> None:
+    poisoned, clean = _poisoned(), _poisoned("shop.example", "198.18.7.9")
+    lines = [orjson.dumps(poisoned), orjson.dumps(clean)]
+    pages = [orjson.dumps(_fetched("news.example", "198.18.7.7", _page("200 OK", BELTELECOM), OVERSIZED)),
+             orjson.dumps(_fetched("lost.example", "198.18.7.1", "", ""))]  # no measurement answered it
+    scan = _scan_dir(tmp_path, lines, pages)
+    db, jsonl = tmp_path / "cp.duckdb", tmp_path / "v.jsonl"
+    res = _run("analyze", "--db", str(db), "--jsonl", str(jsonl), str(scan))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "analyzed 2 measurements" in res.stdout and "0 records skipped as bad input" in res.stdout, res.stdout
+    assert ("Satellite's pages (blockpages.json, fetched from the answers): joined to 1 measurement and kept with "
+            "them; 2 pages of the input read that way, not as measurements") in res.stdout, res.stdout
+    rows = {r["input"]: r for r in map(json.loads, jsonl.read_text().splitlines())}
+    assert rows["news.example"]["fingerprints"] == ["cl/isp_by_beltelecom_block"]
+    assert rows["shop.example"]["fingerprints"] == [] and rows["shop.example"]["x_mechanism"] == "dns.poison"
+    # the uid is the line's, pages or none: results.json read alone (no blockpages.json beside it) gives it too
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "results.json").write_bytes(lines[0] + b"\n")
+    db2, jsonl2 = tmp_path / "alone.duckdb", tmp_path / "alone.jsonl"
+    assert _run("analyze", "--db", str(db2), "--jsonl", str(jsonl2), str(alone / "results.json")).returncode == 0
+    (bare,) = map(json.loads, jsonl2.read_text().splitlines())
+    uid = rows["news.example"]["measurement_uid"]
+    assert bare["measurement_uid"] == uid and bare["fingerprints"] == []
+    with Store(db, create=False) as store:
+        raw = store.raw(uid)
+        assert raw is not None and raw.startswith(lines[0][:-1])  # the line as published, then its page
+        assert orjson.loads(raw)[censoredplanet.PAGES] == [orjson.loads(pages[0])]
+        outcome = store.con.execute("SELECT outcome, confidence FROM verdicts WHERE measurement_uid = ?",
+                                    [uid]).fetchone()
+        assert outcome == ("confirmed", 0.95)
+    # derived again from what the store kept: the same verdicts, the page included
+    redo = _run("analyze", "--reanalyse", "all", "--db", str(db))
+    assert redo.returncode == 0 and "reanalysed 2 measurements" in redo.stdout, redo.stdout + redo.stderr
+    assert ": 0 verdicts changed" in redo.stdout, redo.stdout
+    # the explorer: the page is evidence; the line is shown with it, said so
+    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as client:
+        html = client.get(f"/m/{uid}").text
+    assert "with the 1 page Satellite fetched from its answers" in html
+    assert "cl/isp_by_beltelecom_block" in html and "x_satellite_pages" in html
+    # a blockpages.json with no results.json beside it: its lines are bad input, with their reason
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / "blockpages.json").write_bytes(pages[0] + b"\n")
+    res = _run("analyze", "--db", str(tmp_path / "lone.duckdb"), str(lone))
+    assert res.returncode == 1 and "no results.json beside it" in res.stdout, res.stdout + res.stderr
+
+
+def test_a_published_satellite_tarball_has_its_pages_joined(tmp_path: Path) -> None:
+    poisoned = orjson.dumps(_poisoned())
+    page = orjson.dumps(_fetched("news.example", "198.18.7.7", _page("200 OK", BELTELECOM), OVERSIZED))
+    archive = tmp_path / "CP_Satellite-2021-10-20-12-00-01.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, data in (("results.json", poisoned + b"\n"), ("blockpages.json", page + b"\n")):
+            info = tarfile.TarInfo(f"CP_Satellite-2021-10-20-12-00-01/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    jsonl = tmp_path / "v.jsonl"
+    res = _run("analyze", "--db", str(tmp_path / "t.duckdb"), "--jsonl", str(jsonl), str(archive))
+    assert res.returncode == 0 and "0 records skipped as bad input" in res.stdout, res.stdout + res.stderr
+    (row,) = map(json.loads, jsonl.read_text().splitlines())  # the page came after its line, and was joined
+    assert row["fingerprints"] == ["cl/isp_by_beltelecom_block"] and row["x_mechanism"] == "dns.poison"
+
+
+def test_pages_beyond_what_a_scan_holds_are_counted_not_joined(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from tamperscope.analysis.pipeline import analyse_batch
+    from tamperscope.analysis.reader import Line
+
+    lines = [orjson.dumps(_poisoned()), orjson.dumps(_poisoned("shop.example", "198.18.7.9"))]
+    pages = [orjson.dumps(_fetched("news.example", "198.18.7.7", _page("200 OK", BELTELECOM), "")),
+             orjson.dumps(_fetched("shop.example", "198.18.7.9", _page("200 OK", BELTELECOM), ""))]
+    scan = _scan_dir(tmp_path, lines, pages)
+    monkeypatch.setattr(censoredplanet, "MAX_PAGES_BYTES", len(pages[0]) + 1)
+    censoredplanet._index.cache_clear()
+    try:
+        items = [Line(str(scan / "results.json"), i + 1, x) for i, x in enumerate(lines)]
+        items += [Line(str(scan / "blockpages.json"), i + 1, x) for i, x in enumerate(pages)]
+        result = analyse_batch(items)
+    finally:
+        censoredplanet._index.cache_clear()
+    assert result.censoredplanet[5:] == (1, 1)
+    assert [(r.source.rsplit("/", 1)[-1], r.line, r.reason) for r in result.rejections] == [
+        ("blockpages.json", 2, "invalid_value")]
+    assert "beyond the 0 MB of pages held per scan" in result.rejections[0].detail
+    fingerprints = dict(zip(result.verdicts.column("input").to_pylist(),
+                            result.verdicts.column("fingerprints").to_pylist(), strict=True))
+    assert fingerprints == {"news.example": ["cl/isp_by_beltelecom_block"], "shop.example": []}
+
+
+def test_hostile_pages_are_left_out_or_read_never_a_crash() -> None:
+    rng = random.Random(7)
+    line = _poisoned()
+    page = _fetched("news.example", "198.18.7.7", _page("200 OK", BELTELECOM), {**_page("200 OK", "x"),
+                    "tls": {"cert": "MIIB"}}, trusted_cert=True, cert_hostname_match=True)
+    read = 0
+    for hostile in _mutations(page, rng):
+        m = {**line, censoredplanet.PAGES: [hostile, "not a page", None]}
+        converted = censoredplanet.convert(m)
+        verdict = verdict_for(converted, default_matcher())
+        assert verdict.status in ("ok", "anomaly", "failure")
+        read += bool(converted["test_keys"].get("requests"))
+        orjson.dumps(converted)
+    assert read > 100, read

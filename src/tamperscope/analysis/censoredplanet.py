@@ -40,15 +40,19 @@ Satellite v2.2 (docs/satellitev2.rst; v2.1's lines held one object of answers, n
 domain before and after, the domain up to four times; rcode 3 is ``dns_nxdomain_error``, -1 a
 connection error as Go wrote it), the addresses whose tags matched the control resolvers' in
 ``x_consistent`` and ``in_control_group`` as ``x_control_answered``, which the remote_dns rules read
-where our nettest has its trusted resolver's answer. The pages Satellite fetched from the answers
-(``blockpages.json``, another file) are not joined: its verdicts are not fingerprinted.
+where our nettest has its trusted resolver's answer. The times are Go's (``2021-10-20 14:51:41.295287198 -0400
+EDT``), on the line only. The pages Satellite fetched from the answers' addresses (``blockpages.json``, beside
+``results.json``) are joined to the line they belong to (`pages_beside`, `join`): kept with it under `PAGES`,
+and read as ``validate`` records (a known blockpage confirms the poisoning; a trusted certificate for the domain
+clears the address), as our own remote_dns's validation is.
 
 Censored Planet's own flags are kept in ``test_keys.x_censoredplanet``. The lines name no network:
 ``probe_asn`` is AS0 unless the vantage's AS is found in the table ``$TAMPERSCOPE_ASN_TABLE`` names
 (``analyze --asn-table``; iptoasn.com's TSV, as `run` and `remote` read it); the country is the line's
 own ``location.country_code`` (else the table's). Not read, each rejected with its reason and counted as
 any bad line: Hyperquack v1 lines (``Server``, ``Keyword``, ``Results``: 2018-2021), the flattened rows of
-the later ``Hyperquack-v2-raw`` files, Satellite v2.1 and older lines, and Satellite's other files.
+the later ``Hyperquack-v2-raw`` files, Satellite v2.1 and older lines, Satellite's other files, and the lines of
+a ``blockpages.json`` with no ``results.json`` beside it.
 """
 
 from __future__ import annotations
@@ -56,13 +60,22 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import posixpath
+import re
+import tarfile
+import zlib
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
+import orjson
+
+from tamperscope.analysis.documents import read_json
+from tamperscope.analysis.reader import read
+from tamperscope.analysis.records import MAX_MEASUREMENT_BYTES, Line
 from tamperscope.model import failures as F
 from tamperscope.model.asn import AsnTable
-from tamperscope.model.remote import AFTER, BEFORE, TEST
+from tamperscope.model.remote import AFTER, BEFORE, TEST, VALIDATE
 
 FORMAT = "hyperquack-v2"
 SERVICES = {"http": ("http", 80), "https": ("https", 443), "echo": ("echo", 7), "discard": ("discard", 9)}
@@ -87,15 +100,26 @@ def _unread(m: dict[str, Any]) -> str | None:
     if "server_ip" in m and "domain" in m and "domain_is_control" in m:
         return "a flattened Hyperquack-v2-raw row (one probe, not a measurement), which is not read"
     if "keyword" in m and "ip" in m and "fetched" in m:
-        return "a line of Satellite's blockpages.json (pages fetched from answers), which is not read"
+        return ("a line of Satellite's blockpages.json with no results.json beside it: a page is read with the "
+                "measurement whose answer it was fetched from")
     return None
 
 
+_GO_TIME = re.compile(r"(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d(?:\.\d+)?) ([+-]\d\d)(\d\d)(?: \S+)*")
+
+
 def _time(value: Any, what: str) -> dt.datetime:
+    """A time as Censored Planet writes it: RFC 3339 (Hyperquack v2: ``2021-05-30T01:02:03.620124638-04:00``), or
+    Go's ``time.String()`` (Satellite v2.2 and its blockpages: ``2021-10-20 14:51:41.295287198 -0400 EDT``, with a
+    monotonic-clock ``m=+8.07`` at times); in UTC, without a zone."""
     if not isinstance(value, str):
         raise Unreadable(f"{what} is not a time")
+    text = value.strip()
+    go = _GO_TIME.fullmatch(text)
+    if go is not None:
+        text = f"{go[1]}T{go[2]}{go[3]}:{go[4]}"
     try:
-        when = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise Unreadable(f"{what} {value[:40]!r} is not a time") from None
     if when.tzinfo is not None:
@@ -311,10 +335,12 @@ def _satellite(m: Mapping[str, Any], vantage: str) -> dict[str, Any]:
     trials = [t for t in trials if isinstance(t, Mapping)]
     if not trials:
         raise Unreadable("no trial in response")
-    start = _time(trials[0].get("start_time") or m.get("start_time"), "response[0].start_time")
+    # the line's start (a trial of v2.2's results.json has no time of its own; the test data of 2021 had one)
+    start = _time(m.get("start_time") or trials[0].get("start_time"), "start_time")
     queries: list[dict[str, Any]] = []
     consistent: list[str] = []
     asns: dict[str, int] = {}
+    answered: set[str] = set()  # the addresses of the domain's answers: the pages fetched from them are joined
     tested = False
     for i, trial in enumerate(trials):
         url = _text(trial.get("url")) or ""
@@ -322,11 +348,7 @@ def _satellite(m: Mapping[str, Any], vantage: str) -> dict[str, Any]:
             role, tested = TEST, True
         else:
             role = AFTER if tested else BEFORE
-        t0 = (_time(trial.get("start_time"), f"response[{i}].start_time") - start).total_seconds()
-        try:
-            t = (_time(trial.get("end_time"), f"response[{i}].end_time") - start).total_seconds()
-        except Unreadable:
-            t = t0
+        times = _times(trial, start, f"response[{i}]")
         answers: list[dict[str, Any]] = []
         found = trial.get("response")
         for ip, tags in (found.items() if isinstance(found, Mapping) else ()):
@@ -337,11 +359,13 @@ def _satellite(m: Mapping[str, Any], vantage: str) -> dict[str, Any]:
             v4 = address.version == 4
             answers.append({"answer_type": "A" if v4 else "AAAA", "ipv4" if v4 else "ipv6": str(address)})
             tags = tags if isinstance(tags, Mapping) else {}
-            if role == TEST and tags.get("matched"):
-                consistent.append(str(address))
+            if role == TEST:
+                answered.add(str(address))
+                if tags.get("matched"):
+                    consistent.append(str(address))
             if type(tags.get("asnum")) is int and tags["asnum"] > 0:
                 asns[str(address)] = tags["asnum"]
-        queries.append({"transaction_id": i + 1, "tags": [role], "t0": t0, "t": t, "hostname": url,
+        queries.append({"transaction_id": i + 1, "tags": [role], **times, "hostname": url,
                         "query_type": "A", "engine": "udp", "resolver_address": f"{vantage}:53",
                         "answers": answers or None,
                         "failure": _rcode_failure(trial.get("rcode"), trial.get("error"), bool(answers))})
@@ -350,15 +374,200 @@ def _satellite(m: Mapping[str, Any], vantage: str) -> dict[str, Any]:
     tk: dict[str, Any] = {"vantage": vantage, "domain": domain, "queries": queries,
                           "x_consistent": sorted(set(consistent)), "x_control_answered": m.get("in_control_group")
                           is True, "x_asn": asns}
+    pages = _page_records(m.get(PAGES), domain, answered, start, len(queries) + 1)
+    tk.update({key: value for key, value in pages.items() if value})
     control = next((q["hostname"] for q in queries if BEFORE in q["tags"] and q["hostname"]), None)
     if control:
         tk["control_domain"] = control
     tk["x_censoredplanet"] = {
-        "format": SATELLITE, "anomaly": m.get("anomaly"), "passed_liveness": m.get("passed_liveness"),
+        "format": SATELLITE, "pages": len(m[PAGES]) if isinstance(m.get(PAGES), list) else 0, "anomaly": m.get("anomaly"), "passed_liveness": m.get("passed_liveness"),
         "connect_error": m.get("connect_error"), "in_control_group": m.get("in_control_group"),
         "confidence": m.get("confidence"), "excluded": m.get("excluded"), "exclude_reason": m.get("exclude_reason"),
         "country_name": location.get("country_name")}
     return _envelope(m, vantage, start, "remote_dns", SATELLITE, "censoredplanet-satellite", None, tk)
+
+
+def _times(record: Mapping[str, Any], start: dt.datetime, where: str) -> dict[str, float]:
+    """``t0`` and ``t`` (seconds since the line's start) of a trial or a page, or nothing: a trial of Satellite v2.2
+    has no time of its own."""
+    if record.get("start_time") is None:
+        return {}
+    t0 = (_time(record.get("start_time"), f"{where}.start_time") - start).total_seconds()
+    try:
+        t = (_time(record.get("end_time"), f"{where}.end_time") - start).total_seconds()
+    except Unreadable:
+        t = t0
+    return {"t0": t0, "t": t}
+
+
+# --------------------------------------------------------------------------- Satellite's pages (blockpages.json)
+
+PAGES = "x_satellite_pages"  # the key under which a results.json line's pages are joined to it
+PAGE_FILES = ("blockpages.json", "blockpages.json.gz")
+RESULT_FILES = ("results.json", "results.json.gz")
+MAX_PAGES_BYTES = 64 << 20  # held per scan; pages beyond it are counted and not joined
+MAX_PAGES_PER_LINE = 16
+
+
+def is_page(m: Any) -> bool:
+    """A line of Satellite's ``blockpages.json``: the page an answer's address served for the domain."""
+    return isinstance(m, dict) and "keyword" in m and "ip" in m and "fetched" in m and "test_keys" not in m
+
+
+def _page_records(pages: Any, domain: str, answered: set[str], start: dt.datetime,
+                  first_tx: int) -> dict[str, list[dict[str, Any]]]:
+    """The ``validate`` records of the pages Satellite fetched from the addresses the vantage answered for the
+    domain (``blockpages.json``, joined under `PAGES`): for each, a ``requests`` record of the HTTP fetch, and
+    a ``tls_handshakes`` record (``x_verified``: a certificate that is trusted and names the domain) with a
+    ``requests`` record of the HTTPS one. Pages of another domain, or of an address the vantage did not give,
+    are not the line's and are left out."""
+    out: dict[str, list[dict[str, Any]]] = {"tls_handshakes": [], "requests": []}
+    if not isinstance(pages, list):
+        return out
+    tx = first_tx
+    for k, page in enumerate(pages[:MAX_PAGES_PER_LINE]):
+        if not isinstance(page, Mapping) or page.get("keyword") != domain:
+            continue
+        ip = page.get("ip")
+        if not isinstance(ip, str) or ip not in answered:
+            continue
+        try:
+            times = _times(page, start, f"{PAGES}[{k}]")
+        except Unreadable:
+            times = {}
+        for scheme, port in (("http", 80), ("https", 443)):
+            fetched = page.get(scheme)
+            got = _response(fetched) if isinstance(fetched, Mapping) and fetched.get("status_line") else None
+            error = _text(fetched) if isinstance(fetched, str) else None
+            if got is None and error is None:
+                continue
+            failure = None if got is not None else F.from_go(error or "")
+            address = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+            base = {"transaction_id": tx, "tags": [VALIDATE], **times}
+            tx += 1
+            if scheme == "https":
+                tls = fetched.get("tls") if isinstance(fetched, Mapping) else None
+                cert = tls.get("cert") if isinstance(tls, Mapping) else None
+                out["tls_handshakes"].append({
+                    **base, "address": address, "server_name": domain, "failure": failure,
+                    "x_verified": got is not None and page.get("trusted_cert") is True
+                    and page.get("cert_hostname_match") is True,
+                    "peer_certificates": [{"format": "base64", "data": cert}] if isinstance(cert, str) and cert
+                    else []})
+                if got is None:
+                    continue
+            out["requests"].append({
+                **base, "request": {"url": f"{scheme}://{domain}/", "method": "GET", "headers_list": [["Host", domain]],
+                                    "body": "", "tor": {"is_tor": False}, "x_address": address},
+                "response": got or {}, "failure": failure})
+    return out
+
+
+class PageIndex:
+    """The pages of one scan's ``blockpages.json``, by (domain, address): each page's line as it was published."""
+
+    def __init__(self) -> None:
+        self.pages: dict[tuple[str, str], list[bytes]] = {}
+        self.read = 0  # pages held
+        self.over = 0  # pages beyond MAX_PAGES_BYTES, not held
+        self.held = 0  # their bytes
+        self.results = False  # whether a results.json is beside them
+
+    def add(self, data: bytes) -> None:
+        try:
+            page = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        if not is_page(page) or not isinstance(page["keyword"], str) or not isinstance(page["ip"], str):
+            return
+        if self.held + len(data) > MAX_PAGES_BYTES:
+            self.over += 1
+            return
+        self.pages.setdefault((page["keyword"], page["ip"]), []).append(data)
+        self.read += 1
+        self.held += len(data)
+
+
+def _scan_of(source: str) -> tuple[str, str | None]:
+    """Where a line came from: (the file's directory, None), or for a member of a tar archive (the archive, the
+    member's directory inside it)."""
+    if "!" in source and not os.path.isfile(source):
+        for i, ch in enumerate(source):
+            if ch == "!" and os.path.isfile(source[:i]):
+                return source[:i], posixpath.dirname(source[i + 1:])
+    return os.path.dirname(os.path.abspath(source)), None
+
+
+@lru_cache(maxsize=2)  # a scan's pages are read once per process; two scans at most held
+def _index(where: str, member_dir: str | None) -> PageIndex | None:
+    index = PageIndex()
+    if member_dir is None:
+        found = next((os.path.join(where, n) for n in PAGE_FILES if os.path.isfile(os.path.join(where, n))), None)
+        if found is None:
+            return None
+        index.results = any(os.path.isfile(os.path.join(where, n)) for n in RESULT_FILES)
+        for record in read([found]):
+            if isinstance(record, Line):
+                index.add(record.data)
+        return index
+    wanted = {posixpath.join(member_dir, n) for n in PAGE_FILES[:1]}  # a tar's members are read as .json only
+    results = {posixpath.join(member_dir, n) for n in RESULT_FILES[:1]}
+    seen = False
+    try:
+        with tarfile.open(where, "r|*") as archive:
+            for member in archive:
+                if not member.isfile():
+                    continue
+                index.results |= member.name in results
+                if member.name in wanted and not seen:
+                    f = archive.extractfile(member)
+                    if f is not None:
+                        seen = True
+                        for record in read_json(f"{where}!{member.name}", f, MAX_MEASUREMENT_BYTES):
+                            if isinstance(record, Line):
+                                index.add(record.data)
+    except (OSError, EOFError, tarfile.TarError, zlib.error):
+        pass  # a damaged archive: the pages read before the damage are kept; the reader reports the damage
+    return index if seen else None
+
+
+def pages_beside(source: str) -> PageIndex | None:
+    """The pages of the ``blockpages.json`` beside the file (or archive member) ``source`` names, read once per
+    process and scan; None when there is none."""
+    if not source or source in ("-", "api", "reanalyse"):
+        return None
+    return _index(*_scan_of(source))
+
+
+def join(data: bytes, m: Mapping[str, Any], index: PageIndex) -> tuple[bytes, dict[str, Any]] | None:
+    """A Satellite line with the pages fetched from its answers for its domain: its bytes as published, the pages'
+    lines as published added as a last key (`PAGES`), and the object; None when there is no page to join."""
+    domain = m.get("test_url")
+    trials = m.get("response")
+    if not isinstance(domain, str) or not isinstance(trials, list) or PAGES in m:
+        return None
+    addresses: list[str] = []
+    for trial in trials:
+        if isinstance(trial, Mapping) and trial.get("url") == domain and isinstance(trial.get("response"), Mapping):
+            addresses.extend(ip for ip in trial["response"] if isinstance(ip, str) and ip not in addresses)
+    found: list[bytes] = []
+    size = len(data)
+    for line in (line for ip in addresses for line in index.pages.get((domain, ip), ())):
+        if len(found) == MAX_PAGES_PER_LINE or size + len(line) > MAX_MEASUREMENT_BYTES:
+            break  # a measurement stays within what the reader holds of one
+        found.append(line)
+        size += len(line) + 1
+    body = data.rstrip()
+    if not found or not body.endswith(b"}"):
+        return None
+    head = body[:-1].rstrip()
+    joined = head + (b"" if head.endswith(b"{") else b",") + b'"' + PAGES.encode() + b'":[' + b",".join(found) + b"]}"
+    return joined, {**m, PAGES: [orjson.loads(line) for line in found]}
+
+
+def published(m: Mapping[str, Any]) -> dict[str, Any]:
+    """A line as Censored Planet published it: without the pages joined to it."""
+    return {k: v for k, v in m.items() if k != PAGES}
 
 
 def as_measurement(m: Any) -> Any:
@@ -372,5 +581,5 @@ def as_measurement(m: Any) -> Any:
         return m
 
 
-__all__ = ["ASN_TABLE_ENV", "FORMAT", "SATELLITE", "SERVICES", "Unreadable", "as_measurement", "convert",
-           "looks_like", "use_asn_table"]
+__all__ = ["ASN_TABLE_ENV", "FORMAT", "PAGES", "SATELLITE", "SERVICES", "PageIndex", "Unreadable", "as_measurement",
+           "convert", "is_page", "join", "looks_like", "pages_beside", "published", "use_asn_table"]

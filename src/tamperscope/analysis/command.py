@@ -102,7 +102,8 @@ def add_parser(subparsers: Any) -> None:
         description="Read measurements (ours or OONI's: .json, .jsonl, .jsonl.gz, .jsonl.zst, .post, OONI's raw "
                     "archive layout with .tar.gz postcans, and its historical .json.lz4 and .tar.lz4 files; "
                     "Censored Planet's Hyperquack and Satellite scans, read as remote_web and remote_dns "
-                    "measurements; files or directories), re-derive every verdict from "
+                    "measurements, with the pages a Satellite scan fetched from its answers (blockpages.json) "
+                    "joined to them; files or directories), re-derive every verdict from "
                     "the raw records, and write the store: raw measurements (verbatim, append-only), "
                     "measurements, observations and verdicts. Bad input is skipped, counted and reported. "
                     "Ingesting the same measurement twice leaves one row.")
@@ -547,12 +548,16 @@ def summary(stats: WriteStats, elapsed: float, db: Path, selection: str | None =
                     "or test)") if stats.files_skipped else ""
         lines.append(f"selection: {selection}: {counted(stats.outside, 'other measurement')} read and left "
                      f"out{unopened}")
-    read, flagged_found, flagged_not, unflagged_found, neither = stats.censoredplanet
+    read, flagged_found, flagged_not, unflagged_found, neither, pages, with_pages = stats.censoredplanet
     if read:
         lines.append(f"Censored Planet's lines: {read:,} read as remote_web or remote_dns measurements; where it "
                      f"flagged an anomaly we found interference in {flagged_found:,} of {flagged_found + flagged_not:,}"
                      f", where it did not in {unflagged_found:,} of {unflagged_found + neither:,} (our failures, "
                      "and lines without its flag, in neither)")
+    if with_pages or pages:
+        lines.append(f"Satellite's pages (blockpages.json, fetched from the answers): joined to "
+                     f"{counted(with_pages, 'measurement')} and kept with them; {counted(pages, 'page')} of the "
+                     "input read that way, not as measurements")
     if stats.matcher_calls:
         lines.append(f"fingerprints: {counted(stats.matcher_calls, 'response')} matched against the database "
                      f"({counted(stats.matcher_hits, 'repeat')} answered from memory)")

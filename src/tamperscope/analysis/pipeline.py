@@ -340,7 +340,7 @@ def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
     seen: set[str] = set()
     done: list[FileDone] = []
     records = outside = 0
-    cp = [0] * 5  # BatchResult.censoredplanet
+    cp = [0] * 7  # BatchResult.censoredplanet
     loads = orjson.loads
     for item in items:
         if isinstance(item, FileDone):
@@ -356,13 +356,26 @@ def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
             rejections.append(Rejection(item.source, item.line, "corrupt_json", str(exc).splitlines()[0][:160]))
             continue
         kept = m  # the record as it came: its content names it
+        data = item.data
         try:
             env = envelope(m)
         except Invalid as exc:
             try:  # not OONI's: a line of Censored Planet's Hyperquack is read as a remote_web measurement
                 if not censoredplanet.looks_like(m):
                     raise exc
+                if censoredplanet.is_page(m):  # a page of Satellite's blockpages.json: read with its measurement
+                    if _page_joined(item, m):
+                        cp[5] += 1
+                        continue
+                elif censoredplanet.PAGES in m:  # a Satellite line kept with its pages (a re-analysis)
+                    kept = censoredplanet.published(m)
+                elif "service" not in m and (index := censoredplanet.pages_beside(item.source)) is not None:
+                    joined = censoredplanet.join(data, m, index)
+                    if joined is not None:  # kept as published, the pages fetched from its answers last
+                        data, m = joined
                 m = censoredplanet.convert(m)
+                if m["test_keys"]["x_censoredplanet"].get("pages"):
+                    cp[6] += 1
                 env = envelope(m)
             except censoredplanet.Unreadable as why:
                 rejections.append(Rejection(item.source, item.line, "invalid_value", f"censoredplanet: {why}"))
@@ -416,7 +429,7 @@ def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
                       list(verdict.evidence), list(verdict.fingerprints), _label(tk.get("x_signature")),
                       _label(tk.get("x_equipment")), version, _local_outcome(verdict), transport_of(tk)))
         obs.add(uid, tk)
-        raw.append(item.data)
+        raw.append(data)
     return BatchResult(
         measurements=rows_to_table(mrows, MEASUREMENT_SCHEMA),
         verdicts=rows_to_table(vrows, VERDICT_SCHEMA),
@@ -431,8 +444,24 @@ def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
         matcher_hits=(matcher.hits - hits0) if matcher else 0,
         outside=outside,
         files_done=tuple(done),
-        censoredplanet=(cp[0], cp[1], cp[2], cp[3], cp[4]),
+        censoredplanet=(cp[0], cp[1], cp[2], cp[3], cp[4], cp[5], cp[6]),
     )
+
+
+def _page_joined(item: Line, page: dict[str, Any]) -> bool:
+    """Whether this page of Satellite's blockpages.json is among those joined to the measurements of the
+    results.json beside it (and needs no row of its own); `censoredplanet.Unreadable` for one that is beyond
+    the pages held per scan. False when no results.json is beside it: a rejection, with its reason."""
+    index = censoredplanet.pages_beside(item.source)
+    if index is None or not index.results:
+        return False
+    key, ip = page.get("keyword"), page.get("ip")
+    if isinstance(key, str) and isinstance(ip, str) and item.data in index.pages.get((key, ip), ()):
+        return True
+    if index.over:
+        raise censoredplanet.Unreadable(f"a page of blockpages.json beyond the {censoredplanet.MAX_PAGES_BYTES >> 20} "
+                                        "MB of pages held per scan: not joined to its measurement")
+    return False
 
 
 def _opt_str(value: Any) -> str | None:

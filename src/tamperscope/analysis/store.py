@@ -278,8 +278,9 @@ class BatchResult:
     files_done: tuple[FileDone, ...] = ()  # input files whose last record is in this batch (or before)
     rules: pa.Table | None = None      # RULE_SCHEMA: the blocking_rules measurements' rules, if any
     # Censored Planet's lines read (analysis/censoredplanet.py): how many, and its anomaly flag against our verdict:
-    # (read, it flagged and we found interference, it flagged and we did not, it did not and we did, neither)
-    censoredplanet: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
+    # (read, it flagged and we found interference, it flagged and we did not, it did not and we did, neither,
+    # pages of Satellite's blockpages.json read with their measurements, Satellite lines those pages were joined to)
+    censoredplanet: tuple[int, int, int, int, int, int, int] = (0, 0, 0, 0, 0, 0, 0)
 
 
 @dataclass
@@ -299,7 +300,7 @@ class WriteStats:
     outside: int = 0                    # records outside the selection, skipped (not bad input)
     files_skipped: int = 0              # files not opened: their OONI path names another country or test
     files_known: int = 0                # files not opened: an earlier run analysed them, unchanged, in full
-    censoredplanet: list[int] = field(default_factory=lambda: [0] * 5)  # BatchResult.censoredplanet, summed
+    censoredplanet: list[int] = field(default_factory=lambda: [0] * 7)  # BatchResult.censoredplanet, summed
 
     def add_rejections(self, rejections: Sequence[Rejection]) -> None:
         for r in rejections:
@@ -646,7 +647,7 @@ class Store:
             stats.outside += b.outside
             stats.matcher_calls += b.matcher_calls
             stats.matcher_hits += b.matcher_hits
-            if b.censoredplanet[0]:
+            if any(b.censoredplanet):
                 stats.censoredplanet = [a + c for a, c in zip(stats.censoredplanet, b.censoredplanet, strict=True)]
         done = [d for b in batches for d in b.files_done]
         if done:

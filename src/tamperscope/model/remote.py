@@ -42,7 +42,10 @@ Censored Planet's Satellite lines (analysis/censoredplanet.py) carry no trusted 
 answer: Satellite compared each answer with those of its own control resolvers, and the
 addresses it found consistent (``x_consistent``: the address, its page's or certificate's
 hash, or its AS matched) count as the control's would, while ``x_control_answered`` (a
-control resolver answered the domain) stands for a control answer in rules 2-4.
+control resolver answered the domain) stands for a control answer in rules 2-4. The pages
+Satellite fetched from the answers' addresses (its ``blockpages.json``) are ``validate``
+records, as our nettest's validation: a fingerprint on one confirms rule 2's poisoning, and a
+trusted certificate naming the domain makes its address consistent.
 
 remote_web, for each protocol, then the strongest:
 1. The vantage did not serve the control domain before the test: failure for that protocol.
