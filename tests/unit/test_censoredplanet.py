@@ -569,6 +569,12 @@ def test_analyze_joins_a_scans_pages_to_its_answers_and_keeps_them(tmp_path: Pat
         html = client.get(f"/m/{uid}").text
     assert "with the 1 page Satellite fetched from its answers" in html
     assert "cl/isp_by_beltelecom_block" in html and "x_satellite_pages" in html
+    # a stream names no directory: nothing is joined to it, whatever the directory it was run in holds
+    piped = subprocess.run([sys.executable, "-m", "tamperscope", "analyze", "--db", str(tmp_path / "p.duckdb"),
+                            "--jsonl", str(tmp_path / "p.jsonl"), "-"], input=lines[0] + b"\n", cwd=scan,
+                           capture_output=True, timeout=300)
+    assert piped.returncode == 0, piped.stderr
+    assert json.loads((tmp_path / "p.jsonl").read_text())["fingerprints"] == []
     # a blockpages.json with no results.json beside it: its lines are bad input, with their reason
     lone = tmp_path / "lone"
     lone.mkdir()

@@ -488,14 +488,15 @@ class PageIndex:
         self.held += len(data)
 
 
-def _scan_of(source: str) -> tuple[str, str | None]:
-    """Where a line came from: (the file's directory, None), or for a member of a tar archive (the archive, the
-    member's directory inside it)."""
-    if "!" in source and not os.path.isfile(source):
-        for i, ch in enumerate(source):
-            if ch == "!" and os.path.isfile(source[:i]):
-                return source[:i], posixpath.dirname(source[i + 1:])
-    return os.path.dirname(os.path.abspath(source)), None
+def _scan_of(source: str) -> tuple[str, str | None] | None:
+    """Where a line came from: (a regular file's directory, None), or for a member of a tar archive (the archive,
+    the member's directory inside it); None for a stream (standard input, a pipe) or a record sent to the API."""
+    if os.path.isfile(source):
+        return os.path.dirname(os.path.abspath(source)), None
+    for i, ch in enumerate(source):
+        if ch == "!" and os.path.isfile(source[:i]):
+            return source[:i], posixpath.dirname(source[i + 1:])
+    return None
 
 
 @lru_cache(maxsize=2)  # a scan's pages are read once per process; two scans at most held
@@ -534,9 +535,8 @@ def _index(where: str, member_dir: str | None) -> PageIndex | None:
 def pages_beside(source: str) -> PageIndex | None:
     """The pages of the ``blockpages.json`` beside the file (or archive member) ``source`` names, read once per
     process and scan; None when there is none."""
-    if not source or source in ("-", "api", "reanalyse"):
-        return None
-    return _index(*_scan_of(source))
+    where = _scan_of(source) if source else None
+    return _index(*where) if where is not None else None
 
 
 def join(data: bytes, m: Mapping[str, Any], index: PageIndex) -> tuple[bytes, dict[str, Any]] | None:
