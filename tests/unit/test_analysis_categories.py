@@ -235,7 +235,7 @@ def test_a_version_10_store_gains_the_tables_and_takes_lists(tmp_path: Path) -> 
     con.close()
     s = Store(tmp_path / "old.duckdb")
     try:
-        assert s.migrated == [11] and aggregates.per_category(s) == []
+        assert s.migrated == [11, 12] and aggregates.per_category(s) == []
         pipeline.run([str(_measurements(tmp_path))], s)
         store_lists(s.con, read_test_lists(_lists(tmp_path)))
         assert {r["category_code"] for r in aggregates.per_category(s)} == {"GRP", "POLR", "NEWS", "SRCH", None}

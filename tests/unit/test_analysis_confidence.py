@@ -60,6 +60,53 @@ def test_same_anomaly_twice_on_same_input_and_network_confirms(tmp_path: Path) -
     store.close()
 
 
+def test_no_network_known_confirms_nothing(tmp_path: Path) -> None:
+    """AS0 is no network: two measurements from unknown networks (anywhere) showing the same anomaly do not confirm
+    each other; a fingerprint still confirms."""
+    tcp = _sample("tcpBlockingConnectTimeout")  # tcp.drop, no fingerprint
+    blockpage = _sample("httpDiffWithConsistentDNS")  # a fingerprinted blockpage
+    lines = [_copy(tcp, report_id=r, probe_asn="AS0", probe_cc=cc) for r, cc in (("a", "IR"), ("b", "IR"), ("c", "CN"))]
+    lines += [_copy(blockpage, report_id="d", probe_asn="AS0"), _copy(tcp, report_id="e", probe_asn="AS7"),
+              _copy(tcp, report_id="f", probe_asn="AS7")]
+    (tmp_path / "one.jsonl").write_bytes(b"\n".join(lines))
+    store = Store(tmp_path / "s.duckdb")
+    pipeline.run([str(tmp_path / "one.jsonl")], store)
+    labels = _labels(store)
+    assert labels[("AS0", "tcp.drop")] == ["anomaly"] * 3
+    assert labels[("AS0", "http.blockpage")] == ["confirmed"]
+    assert labels[("AS7", "tcp.drop")] == ["confirmed"] * 2
+    groups = store.cursor().execute("SELECT DISTINCT probe_asn FROM anomaly_groups").fetchall()
+    store.close()
+    assert groups == [("AS7",)]
+
+
+def test_a_version_11_store_stops_confirming_by_repeats_on_no_network(tmp_path: Path) -> None:
+    """Migration 12: verdicts of AS0 that a repeat alone confirmed go back to anomaly, their groups are dropped;
+    others keep their labels."""
+    import duckdb
+
+    from tamperscope.analysis import schema
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    assert schema.migrate(con, target=11)[-1] == 11
+    for uid, asn, fps in (("1", "AS0", []), ("2", "AS0", []), ("3", "AS0", ["cp/x"]), ("4", "AS5", []),
+                          ("5", "AS5", [])):
+        con.execute("""INSERT INTO verdicts (measurement_uid, test_name, input, probe_cc, probe_asn, day,
+                       measurement_start_time, mechanism, status, fingerprints, outcome)
+                       VALUES (?, 't', 'http://a/', 'IR', ?, DATE '2024-01-01', TIMESTAMP '2024-01-01', 'tcp.drop',
+                       'anomaly', ?, 'confirmed')""", [uid, asn, fps])  # as version 11 labelled them
+    con.execute("DELETE FROM anomaly_groups")
+    con.execute(schema.COUNT_ALL_SQL.replace("AND probe_asn <> 'AS0'", ""))  # version 11's groups
+    con.close()
+    with Store(path) as store:
+        assert store.migrated == [12]
+        got = dict(store.cursor().execute("SELECT measurement_uid, outcome FROM verdicts").fetchall())
+        groups = store.cursor().execute("SELECT probe_asn, anomalies FROM anomaly_groups").fetchall()
+    assert got == {"1": "anomaly", "2": "anomaly", "3": "confirmed", "4": "confirmed", "5": "confirmed"}
+    assert groups == [("AS5", 2)]
+
+
 def test_fingerprint_confirms_and_failure_is_failure(tmp_path: Path) -> None:
     lines = [orjson.dumps(_sample(n)) for n in ("httpDiffWithConsistentDNS", "controlFailureWithSuccessfulHTTPWebsite")]
     (tmp_path / "x.jsonl").write_bytes(b"\n".join(lines))
@@ -78,8 +125,9 @@ def _labels(store: Store) -> dict[tuple[str, str], list[str]]:
     return out
 
 
-# (input, network, status, mechanism, fingerprint?, transport): Tor through a bridge is a group of its own
-_rows = s.lists(s.tuples(s.sampled_from(["http://a/", "http://b/", None]), s.sampled_from(["AS1", "AS2"]),
+# (input, network, status, mechanism, fingerprint?, transport): Tor through a bridge is a group of its own, and AS0
+# (no network known) none at all
+_rows = s.lists(s.tuples(s.sampled_from(["http://a/", "http://b/", None]), s.sampled_from(["AS1", "AS2", "AS0"]),
                          s.sampled_from(["ok", "anomaly", "failure"]), s.sampled_from(["dns.poison", "tcp.rst"]),
                          s.booleans(), s.sampled_from([None, "obfs4"])), min_size=1, max_size=30)
 Row = tuple[str | None, str, str, str, bool, str | None]
@@ -168,7 +216,7 @@ def _lone_uids_wrong(con: Any) -> list[tuple[Any, ...]]:
 
 
 def _counts(plain: list[dict[str, Any]]) -> Counter[tuple[Any, ...]]:
-    return Counter(group_key(r) for r in plain if r["status"] == "anomaly")
+    return Counter(group_key(r) for r in plain if r["status"] == "anomaly" and r["probe_asn"] != "AS0")
 
 
 @settings(max_examples=80, deadline=None)

@@ -243,12 +243,12 @@ def test_migrations_from_version_one(tmp_path: Path) -> None:
                        TIMESTAMP '2024-01-01', ?, ?, ?)""", [uid, asn, mechanism, status, fps])
     con.close()
     store = Store(path)
-    assert store.migrated == [2, 3, 4, 5, 6, 7, 8, 9, 10, 11] and store.version == st.SCHEMA_VERSION
+    assert store.migrated == [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12] and store.version == st.SCHEMA_VERSION
     got = dict(store.cursor().execute("SELECT measurement_uid, outcome FROM verdicts").fetchall())
     assert got == {"u1": "confirmed", "u2": "confirmed", "u3": "anomaly", "u4": "confirmed", "u5": "ok",
                    "u6": "failure"}
     history = store.cursor().execute("SELECT version FROM migrations ORDER BY version").fetchall()
-    assert history == [(1,), (2,), (3,), (4,), (5,), (6,), (7,), (8,), (9,), (10,), (11,)]
+    assert history == [(1,), (2,), (3,), (4,), (5,), (6,), (7,), (8,), (9,), (10,), (11,), (12,)]
     # version 3 counted the anomalies per group, so the next ingest labels from the counts;
     # version 5 keyed each group (the ingest below finds AS2's by that key)
     groups = store.cursor().execute("SELECT probe_asn, mechanism, anomalies FROM anomaly_groups ORDER BY ALL")
@@ -286,7 +286,7 @@ def test_a_version_4_store_keeps_its_counts_and_notes_through_version_5(tmp_path
     con.execute("INSERT INTO promotions VALUES ('web_connectivity', '', 'AS1', 'tcp.rst')")  # a run stopped
     con.close()
     store = Store(path)
-    assert store.migrated == [5, 6, 7, 8, 9, 10, 11]
+    assert store.migrated == [5, 6, 7, 8, 9, 10, 11, 12]
     got = dict(store.cursor().execute("SELECT measurement_uid, outcome FROM verdicts").fetchall())
     assert got == {"u1": "confirmed", "u2": "confirmed"}  # the note a stopped run left, applied by v5
     assert store.cursor().execute("SELECT count(*) FROM promotions").fetchone() == (0,)
@@ -314,7 +314,7 @@ def test_version_10_renames_the_reasons_that_named_gzip_for_every_format(tmp_pat
     con.executemany("INSERT INTO rejections VALUES (?, ?, ?, ?, ?)", old)
     con.close()
     store = Store(path)
-    assert store.migrated == [10, 11]
+    assert store.migrated == [10, 11, 12]
     rows = store.cursor().execute("SELECT source, line, reason, detail FROM rejections ORDER BY source").fetchall()
     assert rows == [("a.jsonl.zst", 7, "truncated", "ends early"), ("b.tar", 0, "damaged", "bad header"),
                     ("c.jsonl", 3, "corrupt_json", "unexpected character")]

@@ -159,7 +159,7 @@ def test_a_store_from_before_the_rules_table_gets_them_from_its_raw_lines(ingest
     old.close()
 
     store = Store(path)
-    assert store.migrated == [7, 8, 9, 10, 11] and store.backfilled == 3
+    assert store.migrated == [7, 8, 9, 10, 11, 12] and store.backfilled == 3
     assert _rows(store) == _expected()
     assert store.cursor().execute("SELECT count(*) FROM rules_backfill").fetchone() == (0,)
     store.close()

@@ -133,7 +133,7 @@ def test_a_store_from_before_the_column_gets_it_from_its_raw_lines(tmp_path: Pat
     old.close()
 
     again = Store(path)
-    assert again.migrated == [8, 9, 10, 11] and again.backfilled_transports == 3
+    assert again.migrated == [8, 9, 10, 11, 12] and again.backfilled_transports == 3
     assert _apps(again) == EXPECTED
     assert again.cursor().execute("SELECT count(*) FROM transport_backfill").fetchone() == (0,)
     again.close()
@@ -214,7 +214,7 @@ def test_version_9_splits_the_groups_of_a_store_that_confirmed_them_together(tmp
     assert old.execute("SELECT count(*) FROM anomaly_groups").fetchone() == (1,)
     old.close()
     again = Store(path)
-    assert again.migrated == [9, 10, 11]
+    assert again.migrated == [9, 10, 11, 12]
     assert _outcomes(again) == [(None, "tcp.drop", "anomaly"), ("obfs4", "tcp.drop", "anomaly")]
     keys = again.cursor().execute(f"SELECT count(*) FILTER (gkey = {GROUP_KEY_SQL}), count(*) "
                                   "FROM anomaly_groups").fetchone()
@@ -232,7 +232,7 @@ def test_a_store_from_before_the_column_regroups_as_its_backfill_fills_it(tmp_pa
     con.execute("DELETE FROM migrations WHERE version = 8")
     store.close()
     again = Store(path)
-    assert again.migrated == [8, 9, 10, 11] and again.backfilled_transports == 2
+    assert again.migrated == [8, 9, 10, 11, 12] and again.backfilled_transports == 2
     assert _outcomes(again) == [(None, "tcp.drop", "anomaly"), ("obfs4", "tcp.drop", "anomaly")]
     groups = again.cursor().execute("SELECT transport, anomalies FROM anomaly_groups ORDER BY ALL").fetchall()
     assert groups == [("obfs4", 1), (None, 1)]
@@ -256,7 +256,7 @@ def test_version_9_applies_the_notes_a_stopped_run_left_before_it_regroups(tmp_p
     con.execute("INSERT INTO promotions SELECT gkey, ? FROM anomaly_groups WHERE probe_asn = ?", [first[0], other])
     store.close()
     again = Store(path)
-    assert again.migrated == [9, 10, 11]
+    assert again.migrated == [9, 10, 11, 12]
     assert _outcomes(again) == [(None, "tcp.drop", "anomaly"), ("obfs4", "tcp.drop", "anomaly"),
                                 (None, "tcp.drop", "confirmed"), (None, "tcp.drop", "confirmed")]
     assert again.cursor().execute("SELECT count(*) FROM promotions").fetchone() == (0,)

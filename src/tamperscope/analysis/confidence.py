@@ -9,7 +9,9 @@ censorship depends on the others, as in OONI's explorer:
   anomaly (same mechanism) seen on at least `CONFIRM_MIN` measurements of the
   same input from the same network (test name, input, probe_asn), made the same
   way (``transport``: Tor started through an obfs4 bridge is not Tor started
-  directly, so one failure of each does not confirm either);
+  directly, so one failure of each does not confirm either). ``AS0`` names no
+  network (a probe that could not find its own, a line of Censored Planet's read
+  without an ASN table): its anomalies are in no group and confirm nothing;
 * ``anomaly``: any other anomaly;
 * ``ok``: nothing suspicious.
 
@@ -56,6 +58,7 @@ import pyarrow.compute as pc
 
 OUTCOMES = ("ok", "anomaly", "confirmed", "failure")
 CONFIRM_MIN = 2  # measurements of the same input and network showing the same anomaly
+NO_NETWORK = "AS0"  # the probe_asn of a measurement whose network is unknown: it shares a network with none
 # A group's count reaches CONFIRM_MIN from one anomaly, its `lone_uid` (the SQL below relies on it).
 assert CONFIRM_MIN == 2
 
@@ -80,8 +83,10 @@ def group_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
 def outcomes(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     """`outcome()` for every row, counting groups among ``rows`` themselves."""
     materialised = list(rows)
-    counts = Counter(group_key(r) for r in materialised if r.get("status") == "anomaly")
-    return [outcome(str(r.get("status")), r.get("fingerprints") or (), counts[group_key(r)]) for r in materialised]
+    counts = Counter(group_key(r) for r in materialised if r.get("status") == "anomaly"
+                     and r.get("probe_asn") != NO_NETWORK)
+    return [outcome(str(r.get("status")), r.get("fingerprints") or (),
+                    counts[group_key(r)] if r.get("probe_asn") != NO_NETWORK else 1) for r in materialised]
 
 
 # The same rule in SQL, for every verdict whose (test_name, input, probe_asn) is in
@@ -94,6 +99,7 @@ FROM (
         WHEN x.status = 'failure' THEN 'failure'
         WHEN x.status <> 'anomaly' THEN 'ok'
         WHEN len(x.fingerprints) > 0 THEN 'confirmed'
+        WHEN x.probe_asn = '{NO_NETWORK}' THEN 'anomaly'
         WHEN sum(CASE WHEN x.status = 'anomaly' THEN 1 ELSE 0 END) OVER (
             PARTITION BY x.test_name, coalesce(x.input, ''), x.probe_asn, x.transport, x.mechanism) >= {CONFIRM_MIN}
             THEN 'confirmed'
@@ -145,7 +151,7 @@ REGROUP_SQL = (
                   {_LONE} AS lone_uid
            FROM verdicts x SEMI JOIN touched t ON x.test_name = t.test_name
                AND coalesce(x.input, '') = t.input_key AND x.probe_asn = t.probe_asn
-           WHERE x.status = 'anomaly' GROUP BY ALL)""",
+           WHERE x.status = 'anomaly' AND x.probe_asn <> '{NO_NETWORK}' GROUP BY ALL)""",
 )
 
 # Every group, from scratch (a migration, or a store whose counts are suspect).
@@ -153,7 +159,7 @@ COUNT_ALL_SQL = f"""INSERT INTO anomaly_groups ({_GROUP_COLUMNS})
     SELECT test_name, input_key, probe_asn, transport, mechanism, anomalies, {GROUP_KEY_SQL}, lone_uid FROM (
         SELECT test_name, coalesce(input, '') AS input_key, probe_asn, transport, mechanism, count(*) AS anomalies,
                {_LONE} AS lone_uid
-        FROM verdicts WHERE status = 'anomaly' GROUP BY ALL)"""
+        FROM verdicts WHERE status = 'anomaly' AND probe_asn <> '{NO_NETWORK}' GROUP BY ALL)"""
 
 
 PROMOTIONS_DDL = "CREATE TABLE promotions (gkey UHUGEINT NOT NULL, lone_uid VARCHAR NOT NULL)"
@@ -176,7 +182,8 @@ DELETE FROM promotions;
 # row ids, by which they are updated); the flush's rows are matched to their groups by key too.
 _INSERT_SQL = f"""
 CREATE OR REPLACE TEMP TABLE _flush_verdicts AS
-    SELECT *, CASE WHEN status = 'anomaly' THEN {group_key_sql(input_key="coalesce(input, '')")} END AS _gkey
+    SELECT *, CASE WHEN status = 'anomaly' AND probe_asn <> '{NO_NETWORK}'
+                   THEN {group_key_sql(input_key="coalesce(input, '')")} END AS _gkey
     FROM _new;
 CREATE OR REPLACE TEMP TABLE _flush_groups AS
     SELECT f.*, coalesce(g.anomalies, 0) AS before, g.rowid AS _row
@@ -255,7 +262,7 @@ def promote(con: duckdb.DuckDBPyConnection) -> int:
 
 
 __all__ = [
-    "CONFIRM_MIN", "COUNT_ALL_SQL", "GROUPS_DDL", "GROUP_KEY_SQL", "OUTCOMES", "OUTCOME_SQL", "PROMOTE_SQL",
+    "CONFIRM_MIN", "COUNT_ALL_SQL", "GROUPS_DDL", "GROUP_KEY_SQL", "NO_NETWORK", "OUTCOMES", "OUTCOME_SQL", "PROMOTE_SQL",
     "PROMOTIONS_DDL", "REGROUP_SQL", "group_key", "group_key_sql", "insert_verdicts", "outcome", "outcomes", "promote",
     "relabel", "touch",
 ]

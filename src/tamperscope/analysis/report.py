@@ -109,7 +109,7 @@ _SPARE_COLOURS = ("#000000", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#1f78b
 OUTCOME_WORDS: dict[str, str] = {
     "confirmed": f"interference shown by a known blockpage, or the same anomaly on at least {CONFIRM_MIN} "
                  "measurements of the same site from the same network (for an app or tool, reached the same way: "
-                 "Tor through a bridge counts apart from Tor)",
+                 "Tor through a bridge counts apart from Tor; a network not known, AS0, is none)",
     "anomaly": "this measurement differs from the uncensored control in a way that suggests interference; "
                "one anomaly alone can be a glitch",
     "failure": "the measurement itself failed (for example the control could not be reached): no conclusion",

@@ -20,9 +20,16 @@ import duckdb
 import pyarrow as pa
 
 from tamperscope.analysis.categories import CATEGORIES_DDL, TEST_LISTS_DDL
-from tamperscope.analysis.confidence import COUNT_ALL_SQL, GROUPS_DDL, OUTCOME_SQL, PROMOTE_SQL, PROMOTIONS_DDL
+from tamperscope.analysis.confidence import (
+    COUNT_ALL_SQL,
+    GROUPS_DDL,
+    NO_NETWORK,
+    OUTCOME_SQL,
+    PROMOTE_SQL,
+    PROMOTIONS_DDL,
+)
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 
 class StoreError(Exception):
@@ -259,6 +266,21 @@ _V10 = [
 _V11 = [TEST_LISTS_DDL, CATEGORIES_DDL]
 
 
+def _v12(con: duckdb.DuckDBPyConnection) -> None:
+    """AS0 names no network: anomalies of measurements whose network is unknown (a probe that could not find
+    its own; Censored Planet's lines read without an ASN table, from vantages anywhere) confirm none another.
+    The notes a stopped run left are applied first; the groups are counted again without AS0, and the verdicts
+    of AS0 relabelled (those confirmed by a repeat alone go back to anomaly; a fingerprint still confirms)."""
+    con.execute(PROMOTE_SQL)
+    con.execute("DELETE FROM anomaly_groups")
+    con.execute(COUNT_ALL_SQL)
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE touched AS
+                    SELECT DISTINCT test_name, coalesce(input, '') AS input_key, probe_asn FROM verdicts
+                    WHERE probe_asn = '{NO_NETWORK}' AND status = 'anomaly'""")
+    con.execute(OUTCOME_SQL)
+    con.execute("DROP TABLE touched")
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -289,6 +311,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(10, "rejection reasons truncated_gzip and corrupt_gzip renamed truncated and damaged: they name any "
                   "format", _statements(_V10)),
     Migration(11, "test_lists and categories: Citizen Lab's category of each measured site", _statements(_V11)),
+    Migration(12, "AS0 names no network: its anomalies are in no group and confirm none another", _v12),
 )
 
 
