@@ -135,9 +135,10 @@ def test_go_errors_become_oonis_failure_strings() -> None:
                                  "dial tcp 198.18.9.7:80: connect: connection refused",
                                  "remote error: tls: handshake failure",
                                  "x509: certificate is valid for a.example, not example.org",
-                                 "Incorrect echo response")] == [
+                                 "Incorrect echo response", "net/http: TLS handshake timeout")] == [
         "connection_reset", "eof_error", "eof_error", "generic_timeout_error", "connection_refused",
-        "ssl_failed_handshake", "ssl_invalid_hostname", "unknown_failure: Incorrect echo response"]
+        "ssl_failed_handshake", "ssl_invalid_hostname", "unknown_failure: Incorrect echo response",
+        "generic_timeout_error"]
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -177,8 +178,7 @@ def test_analyze_reads_a_published_scan_keeps_its_lines_and_judges_them_again(tm
     assert "analyzed 10 measurements" in res.stdout and "10 new" in res.stdout, res.stdout
     assert "3 records skipped as bad input" in res.stdout
     assert "results.json:5: censoredplanet: vp is not an IP address" in res.stdout
-    assert "results.json:6: censoredplanet: a Hyperquack v1 line (Server, Keyword, Results: 2018-2021), which is " \
-        "not read" in res.stdout
+    assert "results.json:6: censoredplanet: no probe in Results" in res.stdout  # a Hyperquack v1 line, empty
     assert "results.json:7: censoredplanet: service 'ftp' is none of http, https, echo, discard" in res.stdout
     rows = [json.loads(x) for x in jsonl.read_text().splitlines()]
     by_input = {}
@@ -639,3 +639,141 @@ def test_hostile_pages_are_left_out_or_read_never_a_crash() -> None:
         read += bool(converted["test_keys"].get("requests"))
         orjson.dumps(converted)
     assert read > 100, read
+
+
+# --------------------------------------------------------------------------- Hyperquack v1 (2018-2021)
+
+def _v1(keyword: str, results: list[dict[str, Any]], retries: int = 0, **fields: Any) -> dict[str, Any]:
+    """A line of Hyperquack v1's results.json (docs/hyperquackv1.rst; censoredplanet-analysis's tests of it)."""
+    return {"Server": "198.18.9.7", "Keyword": keyword, "Retries": retries, "Results": results,
+            "Blocked": True, "FailSanity": False, "StatefulBlock": False, **fields}
+
+
+def _v1_trial(second: int, sent: str, **fields: Any) -> dict[str, Any]:
+    return {"Sent": sent, "Success": False, "StartTime": f"2020-11-06T15:24:{second:02d}.124508839-05:00",
+            "EndTime": f"2020-11-06T15:24:{second:02d}.812075476-05:00", **fields}
+
+
+MISMATCH = "Incorrect web response: status lines don't match"
+HANDSHAKE_TIMEOUT = "net/http: TLS handshake timeout"
+V1_CASES: dict[str, tuple[str, dict[str, Any], tuple[str, str, float]]] = {
+    "a known blockpage": ("http", _v1("example.org", [_v1_trial(1, "example.org", Error=MISMATCH,
+                                                                Received=_page("200 OK", BELTELECOM))]),
+                          ("anomaly", "http.blockpage", 0.95)),
+    "another page than the template": ("https", _v1("example.org", [_v1_trial(1, "example.org", Error=MISMATCH,
+                                                    Received={**_page("403 Forbidden", UNKNOWN_PAGE),
+                                                              "tls": {"version": 771, "cert": "MIIB"}})]),
+                                       ("anomaly", "http.blockpage", 0.5)),
+    "the template": ("http", _v1("example.org", [{**_v1_trial(1, "example.org"), "Success": True}], Blocked=False),
+                     ("ok", "none", 0.85)),
+    "silence in the handshake, the control served after": (
+        "https", _v1("example.org", [_v1_trial(1, "", Error=HANDSHAKE_TIMEOUT), _v1_trial(2, "", Error=HANDSHAKE_TIMEOUT),
+                                     {**_v1_trial(3, "example5718349450314.com"), "Success": True}], retries=1),
+        ("anomaly", "tls.drop", 0.75)),
+    "a reset, the control not served after either": (
+        "https", _v1("example.org", [_v1_trial(1, "", Error=RESET), _v1_trial(2, "", Error=RESET)], retries=0,
+                     FailSanity=True),
+        ("failure", "none", 0.0)),
+    "an echo altered, the controls too": (
+        "echo", _v1("example.org", [
+            _v1_trial(1, "GET / HTTP/1.1\r\nHost: example.org\r\n\r\n", Received="HTTP/1.1 503 Service Unavailable",
+                      Error="Incorrect echo response"),
+            _v1_trial(2, "", Error="i/o timeout"), _v1_trial(3, "", Error="i/o timeout"),
+            _v1_trial(4, "GET / HTTP/1.1\r\nHost: example5718349450314.com\r\n\r\n",
+                      Received="HTTP/1.1 403 Forbidden", Error="Incorrect echo response")], retries=1, FailSanity=True),
+        ("failure", "none", 0.0)),
+    "an echo altered, the control's intact after": (
+        "echo", _v1("example.org", [
+            _v1_trial(1, "GET / HTTP/1.1\r\nHost: example.org\r\n\r\n", Received="HTTP/1.1 403 Forbidden",
+                      Error="Incorrect echo response"),
+            {**_v1_trial(2, "GET / HTTP/1.1\r\nHost: example5718349450314.com\r\n\r\n"), "Success": True}]),
+        ("anomaly", "middlebox", 0.6)),
+}
+
+
+@pytest.mark.parametrize("case", list(V1_CASES))
+def test_each_kind_of_hyperquack_v1_probe_reaches_the_remote_web_verdict(case: str) -> None:
+    service, line, (status, mechanism, confidence) = V1_CASES[case]
+    with pytest.raises(censoredplanet.Unreadable, match="whose protocol only its scan's name says"):
+        censoredplanet.convert(line)
+    m = censoredplanet.convert({**line, censoredplanet.SERVICE: service})
+    assert (m["test_name"], m["test_version"], m["software_version"], m["input"], m["measurement_start_time"]) == (
+        "remote_web", "hyperquack-v1", "1", "example.org", "2020-11-06 20:24:01")
+    assert m["test_keys"]["protocols"] == [service]
+    verdict = verdict_for(m, default_matcher())
+    assert (verdict.status, verdict.mechanism, verdict.confidence) == (status, mechanism, confidence), verdict
+    # the same records without v1's mark need a control probe before the test, as v2's rules do
+    tk = m["test_keys"]
+    if status != "failure":
+        bare = {**m, "test_keys": {k: v for k, v in tk.items() if k != "x_control_after_only"}}
+        assert verdict_for(bare, default_matcher()).status == "failure"
+
+
+def test_the_records_of_a_v1_line() -> None:
+    service, line, _ = V1_CASES["silence in the handshake, the control served after"]
+    tk = censoredplanet.convert({**line, censoredplanet.SERVICE: service})["test_keys"]
+    assert [(h["server_name"], h["tags"], h["failure"]) for h in tk["tls_handshakes"]] == [
+        ("example.org", ["https", "test"], "generic_timeout_error"),
+        ("example.org", ["https", "test"], "generic_timeout_error"),
+        ("example5718349450314.com", ["https", "vantage_after"], None)]
+    assert tk["x_censoredplanet"]["format"] == "hyperquack-v1" and tk["x_censoredplanet"]["retries"] == 1
+    assert tk["x_censoredplanet"]["anomaly"] is True and tk["x_censoredplanet"]["controls_failed"] is False
+    assert censoredplanet.service_of("/d/CP_Quack-https-2020-11-06-15-15-31.tar.gz!CP_Quack-https-2020-11-06-"
+                                     "15-15-31/results.json") == "https"
+    assert censoredplanet.service_of("/d/results.json") is None
+
+
+def test_analyze_reads_a_v1_scan_and_keeps_its_protocol_with_each_line(tmp_path: Path) -> None:
+    lines = {case: orjson.dumps(line) for case, (service, line, _) in V1_CASES.items() if service == "https"}
+    scan = tmp_path / "CP_Quack-https-2020-11-06-15-15-31.tar.gz"
+    data = b"\n".join(lines.values()) + b"\n"
+    with tarfile.open(scan, "w:gz") as tar:
+        info = tarfile.TarInfo("CP_Quack-https-2020-11-06-15-15-31/results.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    db, jsonl = tmp_path / "v1.duckdb", tmp_path / "v.jsonl"
+    res = _run("analyze", "--db", str(db), "--jsonl", str(jsonl), str(scan))
+    assert res.returncode == 0 and "0 records skipped as bad input" in res.stdout, res.stdout + res.stderr
+    # v1's Blocked is its anomaly flag (our failure, where its controls failed too, is in neither count)
+    assert ("Censored Planet's lines: 3 read as remote_web or remote_dns measurements; where it flagged an anomaly "
+            "we found interference in 2 of 2, where it did not in 0 of 0") in res.stdout, res.stdout
+    rows = {r["x_mechanism"]: r for r in map(json.loads, jsonl.read_text().splitlines())}
+    assert set(rows) == {"http.blockpage", "tls.drop", "none"}
+    assert rows["tls.drop"]["x_confidence"] == "anomaly" and rows["tls.drop"]["test_name"] == "remote_web"
+    assert rows["none"]["x_confidence"] == "failure"  # the controls failed too (FailSanity)
+    with Store(db, create=False) as store:
+        for case, line in lines.items():
+            uid = next(r["measurement_uid"] for r in rows.values() if r["input"] == "example.org"
+                       and store.raw(r["measurement_uid"]) is not None
+                       and store.raw(r["measurement_uid"]).startswith(line[:-1]))  # type: ignore[union-attr]
+            raw = store.raw(uid)
+            assert raw == line[:-1] + b',"x_service":"https"}', case  # as published, its protocol added last
+    redo = _run("analyze", "--reanalyse", "all", "--db", str(db))
+    assert redo.returncode == 0 and ": 0 verdicts changed" in redo.stdout, redo.stdout + redo.stderr
+    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as client:
+        html = client.get(f"/m/{rows['tls.drop']['measurement_uid']}").text
+    assert "with the protocol only its scan's name gave (<code>https</code>) added last" in html
+    assert "tls.drop" in html and "generic_timeout_error" in html
+    # read again from a copy whose name says no protocol: the same uids (nothing new), its lines not judged
+    again = _run("analyze", "--reread", "--db", str(db), str(scan))
+    assert "0 new" in again.stdout and "3 already in the store" in again.stdout, again.stdout
+    plain = tmp_path / "results.json"
+    plain.write_bytes(data)
+    res = _run("analyze", "--db", str(tmp_path / "plain.duckdb"), str(plain))
+    assert res.returncode == 1 and "whose protocol only its scan's name says" in res.stdout, res.stdout
+
+
+def test_hostile_v1_lines_are_rejected_or_read_never_a_crash() -> None:
+    rng = random.Random(11)
+    read = rejected = 0
+    for service, line, _ in V1_CASES.values():
+        for hostile in _mutations({**line, censoredplanet.SERVICE: service}, rng):
+            try:
+                m = censoredplanet.convert(hostile)
+            except censoredplanet.Unreadable:
+                rejected += 1
+                continue
+            read += 1
+            assert verdict_for(m, default_matcher()).status in ("ok", "anomaly", "failure")
+            orjson.dumps(m)
+    assert read > 1000 and rejected > 50, (read, rejected)

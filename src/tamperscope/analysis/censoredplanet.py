@@ -50,8 +50,8 @@ Censored Planet's own flags are kept in ``test_keys.x_censoredplanet``. The line
 ``probe_asn`` is AS0 unless the vantage's AS is found in the table ``$TAMPERSCOPE_ASN_TABLE`` names
 (``analyze --asn-table``; iptoasn.com's TSV, as `run` and `remote` read it); the country is the line's
 own ``location.country_code`` (else the table's). Not read, each rejected with its reason and counted as
-any bad line: Hyperquack v1 lines (``Server``, ``Keyword``, ``Results``: 2018-2021), the flattened rows of
-the later ``Hyperquack-v2-raw`` files, Satellite v2.1 and older lines, Satellite's other files, and the lines of
+any bad line: Hyperquack v1 lines (``Server``, ``Keyword``, ``Results``: 2018-2021; read as v2's, `_v1`) from a
+file whose name does not give their protocol, the flattened rows of the later ``Hyperquack-v2-raw`` files, Satellite v2.1 and older lines, Satellite's other files, and the lines of
 a ``blockpages.json`` with no ``results.json`` beside it.
 """
 
@@ -91,12 +91,15 @@ def looks_like(m: Any) -> bool:
     """A line of Censored Planet's Hyperquack or Satellite (what no OONI measurement is: ``vp`` and ``test_url``,
     no ``test_keys``), or of a format of theirs this module names but does not read (v1, flattened rows...)."""
     return isinstance(m, dict) and "test_keys" not in m and (
-        "vp" in m and "test_url" in m or _unread(m) is not None)
+        "vp" in m and "test_url" in m or is_v1(m) or _unread(m) is not None)
+
+
+def is_v1(m: Any) -> bool:
+    """A line of Hyperquack v1 (``Server``, ``Keyword``, ``Results``: July 2018 to February 2021)."""
+    return isinstance(m, dict) and "Server" in m and "Keyword" in m and "Results" in m and "test_keys" not in m
 
 
 def _unread(m: dict[str, Any]) -> str | None:
-    if "Server" in m and "Keyword" in m and "Results" in m:
-        return "a Hyperquack v1 line (Server, Keyword, Results: 2018-2021), which is not read"
     if "server_ip" in m and "domain" in m and "domain_is_control" in m:
         return "a flattened Hyperquack-v2-raw row (one probe, not a measurement), which is not read"
     if "keyword" in m and "ip" in m and "fetched" in m:
@@ -205,6 +208,8 @@ def convert(m: Mapping[str, Any]) -> dict[str, Any]:
     probes, a probe without a time; a format not read."""
     if (why := _unread(dict(m))) is not None:
         raise Unreadable(why)
+    if is_v1(m):
+        return _v1(m)
     vantage = m.get("vp")
     try:
         vantage = str(ipaddress.ip_address(vantage)) if isinstance(vantage, str) else None
@@ -230,7 +235,7 @@ def _envelope(m: Mapping[str, Any], vantage: str, start: dt.datetime, test_name:
             "report_id": report_id, "test_keys": tk}
 
 
-def _hyperquack(m: Mapping[str, Any], vantage: str) -> dict[str, Any]:
+def _hyperquack(m: Mapping[str, Any], vantage: str, fmt: str = FORMAT) -> dict[str, Any]:
     service = m.get("service")
     if not isinstance(service, str) or service not in SERVICES:
         raise Unreadable(f"service {str(service)[:20]!r} is none of {', '.join(SERVICES)}")
@@ -297,12 +302,102 @@ def _hyperquack(m: Mapping[str, Any], vantage: str) -> dict[str, Any]:
                 "the answer did not match the template"),
             "x_matches_template": matches})
     tk.update({key: value for key, value in records.items() if value})
-    tk["x_censoredplanet"] = {"format": FORMAT, "service": service, "anomaly": m.get("anomaly"),
+    tk["x_censoredplanet"] = {"format": fmt, "service": service, "anomaly": m.get("anomaly"),
                               "controls_failed": m.get("controls_failed"), "stateful_block": m.get("stateful_block"),
                               "tag": m.get("tag"), "country_name": location.get("country_name")}
     tag = _text(m.get("tag"))
-    return _envelope(m, vantage, start, "remote_web", FORMAT, "censoredplanet-hyperquack",
+    return _envelope(m, vantage, start, "remote_web", fmt, "censoredplanet-hyperquack",
                      f"censoredplanet-{service}-{tag}" if tag else None, tk)
+
+
+# --------------------------------------------------------------------------- Hyperquack v1 (2018-2021)
+
+V1 = "hyperquack-v1"
+SERVICE = "x_service"  # the protocol of a Hyperquack v1 line, which only its scan's name says, kept with it
+V1_CONTROL = "example5718349450314.com"  # v1's control domain, named where a control probe's Sent is empty
+_QUACK_SCAN = re.compile(r"CP_Quack-(echo|discard|http|https)-\d{4}-\d\d-\d\d")
+_HOST = re.compile(r"(?im)^host:[ \t]*([^\r\n]*)")
+
+
+def service_of(source: str) -> str | None:
+    """The protocol a scan's name gives (``CP_Quack-https-2020-11-06-15-15-31/results.json``), or None."""
+    found = _QUACK_SCAN.findall(source or "")
+    return found[-1] if found else None
+
+
+def _sent_domain(sent: Any, service: str) -> str | None:
+    """The domain a v1 probe sent: the bytes' Host for echo and discard, the name itself for http and https."""
+    if not isinstance(sent, str) or not sent.strip():
+        return None
+    if service in ("echo", "discard"):
+        host = _HOST.search(sent)
+        return host[1].strip() or None if host else None
+    return sent.strip()
+
+
+def _v1(m: Mapping[str, Any]) -> dict[str, Any]:
+    """The `remote_web` measurement a Hyperquack v1 line is: its ``Results`` read as v2's probes. The first
+    ``Retries`` + 1 are the domain's; the rest are the control domain's, which v1 probed only after the domain's
+    had failed (``x_control_after_only``: the remote_web rules take a completed probe, of the domain or of the
+    control after it, as the vantage's proof of life). ``Success`` is v2's ``matches_template``; an ``Error`` that
+    says so ("Incorrect web response: …", "Incorrect echo response") is the template's mismatch, not a failure."""
+    service = m.get(SERVICE)
+    if not isinstance(service, str) or service not in SERVICES:
+        raise Unreadable("a Hyperquack v1 line, whose protocol only its scan's name says (CP_Quack-<protocol>-<date>):"
+                         " analyze its scan's directory or tarball, or a results.json inside one")
+    vantage = m.get("Server")
+    try:
+        vantage = str(ipaddress.ip_address(vantage)) if isinstance(vantage, str) else None
+    except ValueError:
+        vantage = None
+    if vantage is None:
+        raise Unreadable("Server is not an IP address")
+    domain = _text(m.get("Keyword"))
+    if domain is None:
+        raise Unreadable("no Keyword")
+    results = m.get("Results")
+    trials = [r for r in results if isinstance(r, Mapping)] if isinstance(results, list) else []
+    if not trials:
+        raise Unreadable("no probe in Results")
+    retries = m.get("Retries")
+    tests = retries + 1 if type(retries) is int and retries >= 0 else len(trials)
+    probes: list[dict[str, Any]] = []
+    for i, trial in enumerate(trials):
+        sent = _sent_domain(trial.get("Sent"), service)
+        control = i >= tests if sent is None else sent != domain
+        error = _text(trial.get("Error"))
+        mismatch = error is not None and error.startswith("Incorrect ")
+        probe = {"matches_template": trial.get("Success") is True, "response": trial.get("Received"),
+                 "error": None if mismatch else error, "start_time": trial.get("StartTime"),
+                 "end_time": trial.get("EndTime")}
+        if control:
+            probe["control_url"] = sent or V1_CONTROL
+        probes.append(probe)
+    line = {"vp": vantage, "service": service, "test_url": domain, "response": probes, "anomaly": m.get("Blocked"),
+            "controls_failed": m.get("FailSanity"), "stateful_block": m.get("StatefulBlock")}
+    out = _hyperquack(line, vantage, V1)
+    out["test_keys"]["x_control_after_only"] = True
+    out["test_keys"]["x_censoredplanet"]["retries"] = retries
+    return out
+
+
+def with_service(data: bytes, m: Mapping[str, Any], source: str) -> tuple[bytes, dict[str, Any]] | None:
+    """A Hyperquack v1 line with the protocol its scan's name gives, added as a last key (`SERVICE`), so that
+    what the store keeps says it; None when the name gives none."""
+    service = service_of(source)
+    if service is None or SERVICE in m:
+        return None
+    joined = _append(data, SERVICE, orjson.dumps(service))
+    return (joined, {**m, SERVICE: service}) if joined is not None else None
+
+
+def _append(data: bytes, key: str, value: bytes) -> bytes | None:
+    """A JSON object's bytes with ``key``: ``value`` added last, the rest byte for byte; None if not an object."""
+    body = data.rstrip()
+    if not body.endswith(b"}"):
+        return None
+    head = body[:-1].rstrip()
+    return head + (b"" if head.endswith(b"{") else b",") + orjson.dumps(key) + b":" + value + b"}"
 
 
 SATELLITE = "satellite-v2.2"
@@ -557,17 +652,18 @@ def join(data: bytes, m: Mapping[str, Any], index: PageIndex) -> tuple[bytes, di
             break  # a measurement stays within what the reader holds of one
         found.append(line)
         size += len(line) + 1
-    body = data.rstrip()
-    if not found or not body.endswith(b"}"):
+    joined = _append(data, PAGES, b"[" + b",".join(found) + b"]") if found else None
+    if joined is None:
         return None
-    head = body[:-1].rstrip()
-    joined = head + (b"" if head.endswith(b"{") else b",") + b'"' + PAGES.encode() + b'":[' + b",".join(found) + b"]}"
     return joined, {**m, PAGES: [orjson.loads(line) for line in found]}
 
 
+ADDED = frozenset((PAGES, SERVICE))  # what analyze adds to a line it keeps: Satellite's pages, v1's protocol
+
+
 def published(m: Mapping[str, Any]) -> dict[str, Any]:
-    """A line as Censored Planet published it: without the pages joined to it."""
-    return {k: v for k, v in m.items() if k != PAGES}
+    """A line as Censored Planet published it: without what analyze added to it (`ADDED`)."""
+    return {k: v for k, v in m.items() if k not in ADDED}
 
 
 def as_measurement(m: Any) -> Any:
@@ -581,5 +677,6 @@ def as_measurement(m: Any) -> Any:
         return m
 
 
-__all__ = ["ASN_TABLE_ENV", "FORMAT", "PAGES", "SATELLITE", "SERVICES", "PageIndex", "Unreadable", "as_measurement",
-           "convert", "is_page", "join", "looks_like", "pages_beside", "published", "use_asn_table"]
+__all__ = ["ADDED", "ASN_TABLE_ENV", "FORMAT", "PAGES", "SATELLITE", "SERVICE", "SERVICES", "V1", "PageIndex",
+           "Unreadable", "as_measurement", "convert", "is_page", "is_v1", "join", "looks_like", "pages_beside",
+           "published", "service_of", "use_asn_table", "with_service"]

@@ -367,8 +367,12 @@ def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
                     if _page_joined(item, m):
                         cp[5] += 1
                         continue
-                elif censoredplanet.PAGES in m:  # a Satellite line kept with its pages (a re-analysis)
+                elif not censoredplanet.ADDED.isdisjoint(m):  # a line kept with what analyze added (re-analysis)
                     kept = censoredplanet.published(m)
+                elif censoredplanet.is_v1(m):  # Hyperquack v1: the protocol is in the scan's name only
+                    named = censoredplanet.with_service(data, m, item.source)
+                    if named is not None:
+                        data, m = named
                 elif "service" not in m and (index := censoredplanet.pages_beside(item.source)) is not None:
                     joined = censoredplanet.join(data, m, index)
                     if joined is not None:  # kept as published, the pages fetched from its answers last
@@ -411,7 +415,7 @@ def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
                                     f"{type(exc).__name__}: {str(exc)[:120]}"))
         if m is not kept:  # a line of Censored Planet's: its own judgement against ours
             cp[0] += 1
-            flagged = kept.get("anomaly")
+            flagged = m["test_keys"]["x_censoredplanet"].get("anomaly")  # v1 calls it Blocked
             if isinstance(flagged, bool) and verdict.status != "failure":
                 found = verdict.status == "anomaly"
                 cp[(1 if found else 2) if flagged else (3 if found else 4)] += 1

@@ -219,6 +219,9 @@ def measurement(reader: Reader, uid: str) -> dict[str, Any] | None:
         # the pages Satellite fetched from the line's answers (its blockpages.json), joined to the line by analyze
         "joined_pages": len(published[censoredplanet.PAGES]) if converted and isinstance(
             published, dict) and isinstance(published.get(censoredplanet.PAGES), list) else 0,
+        # a Hyperquack v1 line's protocol, which only its scan's name gave (added by analyze)
+        "added_service": published.get(censoredplanet.SERVICE) if converted and isinstance(published, dict)
+        and isinstance(published.get(censoredplanet.SERVICE), str) else None,
         "raw_pretty": pretty[:MAX_RAW_SHOWN].decode("utf-8", "replace"),
         "raw_cut": len(pretty) > MAX_RAW_SHOWN,
         "unknown_page": _unknown_page(raw, verdict),

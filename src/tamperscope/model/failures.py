@@ -169,6 +169,7 @@ _GO_ERRORS: Final = (
     ("network is unreachable", NETWORK_UNREACHABLE), ("address already in use", ADDRESS_IN_USE),
     ("i/o timeout", GENERIC_TIMEOUT_ERROR), ("deadline exceeded", GENERIC_TIMEOUT_ERROR),
     ("timeout exceeded", GENERIC_TIMEOUT_ERROR), ("timed out", GENERIC_TIMEOUT_ERROR),
+    ("handshake timeout", GENERIC_TIMEOUT_ERROR),  # net/http: TLS handshake timeout
     ("x509: certificate signed by unknown authority", SSL_UNKNOWN_AUTHORITY),
     ("x509: certificate is valid for", SSL_INVALID_HOSTNAME), ("x509:", SSL_INVALID_CERTIFICATE),
     ("tls:", SSL_FAILED_HANDSHAKE),

@@ -49,6 +49,9 @@ trusted certificate naming the domain makes its address consistent.
 
 remote_web, for each protocol, then the strongest:
 1. The vantage did not serve the control domain before the test: failure for that protocol.
+   Censored Planet's Hyperquack v1 probed the control domain only after the domain's probes
+   failed (``x_control_after_only``): there a completed probe, of the domain or of the
+   control after it, stands for the one before.
 2. An attempt that completed: a blockpage fingerprint on its response is ``http.blockpage``
    (0.95); otherwise not blocked (0.85). The server need not host the domain: a different
    page is not interference, only a failure or a known blockpage is. Censored Planet's data
@@ -387,7 +390,11 @@ def _web_protocol(tk: Mapping[str, Any], protocol: str, matcher: BlockpageMatche
     if not attempts:
         return None  # not measured over this protocol
     before = [a for a in attempts if a.role == BEFORE]
-    if not any(a.step == "done" for a in before):
+    if not any(a.step == "done" for a in before) and not (
+            # Hyperquack v1 (analysis/censoredplanet.py) probed the control domain only after the domain's probes
+            # failed: a completed probe, of the domain or of the control after it, shows the vantage alive
+            not before and tk.get("x_control_after_only") is True
+            and any(a.step == "done" for a in attempts if a.role in (TEST, AFTER))):
         return _failure([a.pointer for a in before])
     tests = [a for a in attempts if a.role == TEST]
     after_alive = any(a.step == "done" for a in attempts if a.role == AFTER)
