@@ -667,7 +667,8 @@ V1_CASES: dict[str, tuple[str, dict[str, Any], tuple[str, str, float]]] = {
     "the template": ("http", _v1("example.org", [{**_v1_trial(1, "example.org"), "Success": True}], Blocked=False),
                      ("ok", "none", 0.85)),
     "silence in the handshake, the control served after": (
-        "https", _v1("example.org", [_v1_trial(1, "", Error=HANDSHAKE_TIMEOUT), _v1_trial(2, "", Error=HANDSHAKE_TIMEOUT),
+        "https", _v1("example.org", [_v1_trial(1, "", Error=HANDSHAKE_TIMEOUT),
+                                     _v1_trial(2, "", Error=HANDSHAKE_TIMEOUT),
                                      {**_v1_trial(3, "example5718349450314.com"), "Success": True}], retries=1),
         ("anomaly", "tls.drop", 0.75)),
     "a reset, the control not served after either": (

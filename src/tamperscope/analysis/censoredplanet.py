@@ -51,8 +51,9 @@ Censored Planet's own flags are kept in ``test_keys.x_censoredplanet``. The line
 (``analyze --asn-table``; iptoasn.com's TSV, as `run` and `remote` read it); the country is the line's
 own ``location.country_code`` (else the table's). Not read, each rejected with its reason and counted as
 any bad line: Hyperquack v1 lines (``Server``, ``Keyword``, ``Results``: 2018-2021; read as v2's, `_v1`) from a
-file whose name does not give their protocol, the flattened rows of the later ``Hyperquack-v2-raw`` files, Satellite v2.1 and older lines, Satellite's other files, and the lines of
-a ``blockpages.json`` with no ``results.json`` beside it.
+file whose name does not give their protocol, the flattened rows of the later ``Hyperquack-v2-raw`` files,
+Satellite v2.1 and older lines, Satellite's other files, and the lines of a ``blockpages.json`` with no
+``results.json`` beside it.
 """
 
 from __future__ import annotations
@@ -475,7 +476,8 @@ def _satellite(m: Mapping[str, Any], vantage: str) -> dict[str, Any]:
     if control:
         tk["control_domain"] = control
     tk["x_censoredplanet"] = {
-        "format": SATELLITE, "pages": len(m[PAGES]) if isinstance(m.get(PAGES), list) else 0, "anomaly": m.get("anomaly"), "passed_liveness": m.get("passed_liveness"),
+        "format": SATELLITE, "pages": len(m[PAGES]) if isinstance(m.get(PAGES), list) else 0,
+        "anomaly": m.get("anomaly"), "passed_liveness": m.get("passed_liveness"),
         "connect_error": m.get("connect_error"), "in_control_group": m.get("in_control_group"),
         "confidence": m.get("confidence"), "excluded": m.get("excluded"), "exclude_reason": m.get("exclude_reason"),
         "country_name": location.get("country_name")}

@@ -262,7 +262,7 @@ def promote(con: duckdb.DuckDBPyConnection) -> int:
 
 
 __all__ = [
-    "CONFIRM_MIN", "COUNT_ALL_SQL", "GROUPS_DDL", "GROUP_KEY_SQL", "NO_NETWORK", "OUTCOMES", "OUTCOME_SQL", "PROMOTE_SQL",
-    "PROMOTIONS_DDL", "REGROUP_SQL", "group_key", "group_key_sql", "insert_verdicts", "outcome", "outcomes", "promote",
-    "relabel", "touch",
+    "CONFIRM_MIN", "COUNT_ALL_SQL", "GROUPS_DDL", "GROUP_KEY_SQL", "NO_NETWORK", "OUTCOMES", "OUTCOME_SQL",
+    "PROMOTE_SQL", "PROMOTIONS_DDL", "REGROUP_SQL", "group_key", "group_key_sql", "insert_verdicts", "outcome",
+    "outcomes", "promote", "relabel", "touch",
 ]
