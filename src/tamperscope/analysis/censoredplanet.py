@@ -67,7 +67,7 @@ import tarfile
 import zlib
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
@@ -211,16 +211,23 @@ def convert(m: Mapping[str, Any]) -> dict[str, Any]:
         raise Unreadable(why)
     if is_v1(m):
         return _v1(m)
-    vantage = m.get("vp")
-    try:
-        vantage = str(ipaddress.ip_address(vantage)) if isinstance(vantage, str) else None
-    except ValueError:
-        vantage = None
-    if vantage is None:
-        raise Unreadable("vp is not an IP address")
+    vantage = _vantage(m, "vp")
     if "service" not in m and any(k in m for k in _SATELLITE_KEYS):
         return _satellite(m, vantage)
     return _hyperquack(m, vantage)
+
+
+def _vantage(m: Mapping[str, Any], key: str) -> str:
+    """The vantage's address, ``m[key]``, written as Python writes it; `Unreadable` when it is none."""
+    value = m.get(key)
+    try:
+        return str(ipaddress.ip_address(value)) if isinstance(value, str) else _no_address(key)
+    except ValueError:
+        return _no_address(key)
+
+
+def _no_address(key: str) -> NoReturn:
+    raise Unreadable(f"{key} is not an IP address")
 
 
 def _envelope(m: Mapping[str, Any], vantage: str, start: dt.datetime, test_name: str, version: str,
@@ -346,13 +353,7 @@ def _v1(m: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(service, str) or service not in SERVICES:
         raise Unreadable("a Hyperquack v1 line, whose protocol only its scan's name says (CP_Quack-<protocol>-<date>):"
                          " analyze its scan's directory or tarball, or a results.json inside one")
-    vantage = m.get("Server")
-    try:
-        vantage = str(ipaddress.ip_address(vantage)) if isinstance(vantage, str) else None
-    except ValueError:
-        vantage = None
-    if vantage is None:
-        raise Unreadable("Server is not an IP address")
+    vantage = _vantage(m, "Server")
     domain = _text(m.get("Keyword"))
     if domain is None:
         raise Unreadable("no Keyword")
