@@ -302,6 +302,8 @@ def test_changes_find_when_sites_were_blocked_and_unblocked(tmp_path: Path) -> N
         ("a.example", "AS9", 1, bad), ("a.example", "AS9", 2, ok), ("a.example", "AS9", 3, bad),
         # given out of order: the series is in time order
         ("e.example", "AS1", 9, bad), ("e.example", "AS1", 7, ok), ("e.example", "AS1", 8, bad),
+        # no network known (AS0: anywhere): no series, though these would make a change on one network
+        ("f.example", "AS0", 1, ok), ("f.example", "AS0", 2, bad), ("f.example", "AS0", 3, bad),
     ])
     got = [(c["change"], c["domain"], c["probe_asn"], c["since"][11:16], c["before"][11:16], c["latest"][11:16],
             c["measurements"], c["mechanism"], c["ongoing"]) for c in aggregates.changes(s)]

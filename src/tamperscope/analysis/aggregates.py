@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tamperscope.analysis.categories import category_sql
-from tamperscope.analysis.confidence import CONFIRM_MIN
+from tamperscope.analysis.confidence import CONFIRM_MIN, NO_NETWORK
 from tamperscope.analysis.store import query_rows
 from tamperscope.model.inputs import host_forms
 from tamperscope.model.services import APPS, TOOLS
@@ -354,7 +354,8 @@ def changes(store: Store, filters: Filters | None = None, limit: int | None = 10
     ``change``, ``domain``, ``probe_asn``, ``probe_cc``, ``before`` (the last measurement
     of the previous run), ``since`` and ``latest`` (the first and last of this run),
     ``measurements`` (in this run), ``mechanism`` (of a blocked run's first anomaly) and
-    ``ongoing`` (no later run: it is still so).
+    ``ongoing`` (no later run: it is still so). Measurements of no known network (``AS0``) are in no series:
+    they may come from anywhere (confidence.NO_NETWORK).
 
     Two sorts: the series of the (domain, network) pairs that can hold a change (two
     anomalies and an ok at least) by time, then the first measurement of each run. Over
@@ -369,7 +370,8 @@ def changes(store: Store, filters: Filters | None = None, limit: int | None = 10
         WITH f AS NOT MATERIALIZED (
             SELECT domain, probe_asn, probe_cc, measurement_start_time AS t, measurement_uid AS uid, mechanism,
                    outcome <> 'ok' AS bad
-            FROM verdicts WHERE ({where}) AND domain IS NOT NULL AND outcome IN ('ok', 'anomaly', 'confirmed')),
+            FROM verdicts WHERE ({where}) AND domain IS NOT NULL AND outcome IN ('ok', 'anomaly', 'confirmed')
+                AND probe_asn <> '{NO_NETWORK}'),
         pairs AS (SELECT domain, probe_asn FROM f GROUP BY domain, probe_asn
                   HAVING count(*) FILTER (WHERE bad) >= {CONFIRM_MIN} AND count(*) FILTER (WHERE NOT bad) >= 1),
         marked AS (
