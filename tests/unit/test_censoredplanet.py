@@ -307,9 +307,8 @@ def test_the_queries_of_a_satellite_line() -> None:
     tk = censoredplanet.convert(line)["test_keys"]
     assert tk["x_consistent"] == ["198.18.0.20"] and tk["x_control_answered"] is True
     assert tk["x_censoredplanet"]["format"] == "satellite-v2.2"
-    # v2.1's response was one object of addresses, not a list of trials
-    with pytest.raises(censoredplanet.Unreadable, match="Satellite v2.1 and older lines are not read"):
-        censoredplanet.convert(_satellite({"198.18.0.20": ["ip"], "rcode": ["0"]}))  # type: ignore[arg-type]
+    with pytest.raises(censoredplanet.Unreadable, match="neither a list of trials .* nor an object of answers"):
+        censoredplanet.convert(_satellite("198.18.0.20"))  # type: ignore[arg-type]
 
 
 def test_analyze_reads_a_satellite_scan_beside_a_hyperquack_one(tmp_path: Path) -> None:
@@ -374,7 +373,7 @@ def test_hostile_lines_are_rejected_or_read_never_a_crash() -> None:
     rng = random.Random(7)
     read = rejected = 0
     v1 = [({**line, censoredplanet.SERVICE: service}, None) for service, line, _ in V1_CASES.values()]
-    for line, _ in [*CASES.values(), *SATELLITE_CASES.values(), *v1]:
+    for line, _ in [*CASES.values(), *SATELLITE_CASES.values(), *V21_CASES.values(), *v1]:
         for hostile in _mutations(line, rng):
             try:
                 m = censoredplanet.convert(hostile)
@@ -470,6 +469,126 @@ def test_satellite_lines_as_published_in_2021_are_read() -> None:
     assert [(v.status, v.mechanism) for v in verdicts] == [("ok", "none"), ("failure", "none"), ("failure", "none")]
     q = censoredplanet.convert(unreachable)["test_keys"]["queries"]
     assert {x["failure"] for x in q} == {"connection_refused"}
+
+
+def _v21(domain: str, answers: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """A line of Satellite v2.1's results.json (March to June 2021; its shape in censoredplanet-analysis's tests and
+    docs/satellitev2.rst): one object of the answered addresses and their tags, ``rcode`` (text) for each of the
+    domain's trials and ``error`` for each failed one; ``passed_control`` for both control queries."""
+    return {"vp": "198.18.8.55", "location": {"country_name": "China", "country_code": "CN"}, "test_url": domain,
+            "response": answers, "passed_control": True, "connect_error": False, "in_control_group": True,
+            "anomaly": False, "confidence": {"average": 0, "matches": [0], "untagged_controls": False,
+                                             "untagged_response": False},
+            "start_time": "2021-03-05 15:32:05.324807502 -0500 EST m=+6.810936646",
+            "end_time": "2021-03-05 15:32:05.366104911 -0500 EST m=+6.852233636", **fields}
+
+
+V21_TIMEOUT = "read udp 198.18.0.2:6280->198.18.8.55:53: i/o timeout"
+V21_CASES: dict[str, tuple[dict[str, Any], tuple[str, str, float]]] = {
+    "addresses none of whose tags match the controls'": (
+        _v21("abs-cbn.example", {"198.18.7.35": [], "198.18.7.34": ["no_tags"], "rcode": ["0"]}, anomaly=True),
+        ("anomaly", "dns.poison", 0.8)),
+    "an address whose page and certificate match, answered at the second try": (
+        _v21("shop.example", {"198.18.0.30": ["http", "cert"], "rcode": ["-1", "0"], "error": [V21_TIMEOUT]}),
+        ("ok", "none", 0.9)),
+    "four trials, no answer": (
+        _v21("news.example", {"rcode": ["-1"] * 4, "error": [V21_TIMEOUT] * 4}, connect_error=True),
+        ("anomaly", "dns.drop", 0.6)),
+    "no such domain": (_v21("wear.example", {"rcode": ["3"]}, anomaly=True), ("anomaly", "dns.nxdomain", 0.7)),
+    "the resolver failed a control query": (
+        _v21("pay.example", {"198.18.7.35": [], "rcode": ["0"]}, passed_control=False, anomaly=True),
+        ("failure", "none", 0.0)),
+    "no control resolver answered the domain": (
+        _v21("odd.example", {"198.18.7.35": [], "rcode": ["0"]}, in_control_group=False), ("failure", "none", 0.0)),
+}
+
+
+@pytest.mark.parametrize("case", list(V21_CASES))
+def test_each_kind_of_satellite_v21_answer_reaches_the_remote_dns_verdict(case: str) -> None:
+    line, (status, mechanism, confidence) = V21_CASES[case]
+    m = censoredplanet.convert(line)
+    assert (m["test_name"], m["test_version"], m["software_version"], m["probe_cc"], m["measurement_start_time"]) == (
+        "remote_dns", "satellite-v2.1", "2.1", "CN", "2021-03-05 20:32:05")
+    verdict = verdict_for(m, default_matcher())
+    assert (verdict.status, verdict.mechanism, verdict.confidence) == (status, mechanism, confidence), verdict
+
+
+def test_the_queries_of_a_satellite_v21_line() -> None:
+    line, _ = V21_CASES["an address whose page and certificate match, answered at the second try"]
+    tk = censoredplanet.convert(line)["test_keys"]
+    assert [(q["hostname"], q["tags"], q["failure"], q["answers"]) for q in tk["queries"]] == [
+        ("shop.example", ["test"], "generic_timeout_error", None),
+        ("shop.example", ["test"], None, [{"answer_type": "A", "ipv4": "198.18.0.30"}])]
+    assert (tk["x_consistent"], tk["x_vantage_alive"], tk["x_control_answered"]) == (["198.18.0.30"], True, True)
+    assert tk["x_censoredplanet"]["passed_control"] is True and "t0" not in tk["queries"][0]
+    # errors whose -1 rcodes the line does not hold are trials too (censoredplanet-analysis met such lines)
+    tk = censoredplanet.convert(_v21("x.example", {"rcode": ["5"], "error": ["read: connection refused"]}))["test_keys"]
+    assert [q["failure"] for q in tk["queries"]] == ["dns_refused_error", "connection_refused"]
+    # the errors go, in order, to the trials whose rcode is -1
+    tk = censoredplanet.convert(_v21("x.example", {"rcode": ["2", "-1", "-1"], "error": [
+        "read: connection refused", V21_TIMEOUT]}))["test_keys"]
+    assert [q["failure"] for q in tk["queries"]] == ["dns_servfail_error", "connection_refused",
+                                                     "generic_timeout_error"]
+    # the first scans (interference.json, March 2021) wrote one rcode per trial, all answered: the addresses
+    # are the last one's; the earlier ones were answered too, their answers not kept apart
+    tk = censoredplanet.convert(_v21("x.example", {"198.18.7.35": [], "rcode": ["0", "0", "0"]}))["test_keys"]
+    assert [(q["failure"], bool(q["answers"])) for q in tk["queries"]] == [(None, False), (None, False), (None, True)]
+    # addresses but no trial that got them: censoredplanet-analysis drops these lines; we say why
+    with pytest.raises(censoredplanet.Unreadable, match="no rcode 0"):
+        censoredplanet.convert(_v21("x.example", {"198.18.7.35": [], "rcode": ["-1"]}))
+    # without its controls' proof, no verdict on the domain: x_vantage_alive is what stands for it
+    line, _ = V21_CASES["addresses none of whose tags match the controls'"]
+    m = censoredplanet.convert(line)
+    del m["test_keys"]["x_vantage_alive"]
+    assert verdict_for(m, default_matcher()).status == "failure"
+
+
+def test_satellites_other_lines_are_rejected_with_their_reason() -> None:
+    v1 = {"resolver": "198.18.8.56", "query": "asana.example", "passed": True,
+          "answers": {"198.18.0.40": ["ip", "http", "cert", "asnum", "asname"]}}
+    responses = {"vp": "198.18.8.57", "test_url": "login.example", "passed_control": True, "connect_error": False,
+                 "response": [{"url": "www.example.com", "has_type_a": True, "response": ["198.18.0.41"],
+                               "error": "null", "rcode": 0, "start_time": "2021-03-15 20:02:06.996014164 -0400 EDT"}]}
+    for line, reason in ((v1, "a line of Satellite v1"), ({**v1, "answers": ["198.18.0.40"]}, "Satellite v1"),
+                         ({"resolver": "198.18.8.56", "query": "a.example", "error": "no_answer"}, "Satellite v1"),
+                         (responses, "Satellite's responses files")):
+        assert censoredplanet.looks_like(line)
+        with pytest.raises(censoredplanet.Unreadable, match=reason):
+            censoredplanet.convert(line)
+
+
+def test_analyze_reads_a_satellite_v21_scan_and_joins_its_pages(tmp_path: Path) -> None:
+    poisoned, _ = V21_CASES["addresses none of whose tags match the controls'"]
+    lines = [orjson.dumps(line) for line, _ in V21_CASES.values()]
+    lines.append(orjson.dumps({"resolver": "198.18.8.56", "query": "asana.example", "answers": ["198.18.0.40"]}))
+    page = orjson.dumps(_fetched("abs-cbn.example", "198.18.7.35", _page("200 OK", BELTELECOM), OVERSIZED))
+    scan = tmp_path / "CP_Satellite-2021-03-05-12-00-01"
+    scan.mkdir()
+    (scan / "results.json").write_bytes(b"\n".join(lines) + b"\n")
+    (scan / "blockpages.json").write_bytes(page + b"\n")
+    db, jsonl = tmp_path / "v21.duckdb", tmp_path / "v.jsonl"
+    res = _run("analyze", "--db", str(db), "--jsonl", str(jsonl), str(scan))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"analyzed {len(V21_CASES)} measurements" in res.stdout, res.stdout
+    assert "1 record skipped as bad input" in res.stdout and "joined to 1 measurement" in res.stdout, res.stdout
+    assert "censoredplanet: a line of Satellite v1" in res.stdout, res.stdout
+    rows = {r["input"]: r for r in map(json.loads, jsonl.read_text().splitlines())}
+    assert {d: (r["x_mechanism"], r["probe_cc"]) for d, r in rows.items()} == {
+        line["test_url"]: (mechanism, "CN") for line, (_, mechanism, _) in V21_CASES.values()}
+    assert rows["abs-cbn.example"]["fingerprints"] == ["cl/isp_by_beltelecom_block"]  # the page proves the poison
+    # Satellite's own judgement, counted against ours: it flagged the poison and the NXDOMAIN, as we do; of the
+    # two it did not flag, we call the silence (four timeouts) interference (the failures are in neither count)
+    assert ("where it flagged an anomaly we found interference in 2 of 2, where it did not in 1 of 2"
+            in res.stdout), res.stdout
+    with Store(db, create=False) as store:
+        raw = store.raw(rows["abs-cbn.example"]["measurement_uid"])
+        assert raw is not None and censoredplanet.published(orjson.loads(raw)) == poisoned
+    redo = _run("analyze", "--reanalyse", "all", "--db", str(db))
+    assert redo.returncode == 0 and ": 0 verdicts changed" in redo.stdout, redo.stdout + redo.stderr
+    uid = rows["shop.example"]["measurement_uid"]
+    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as client:
+        html = client.get(f"/m/{uid}").text
+    assert "resolver answered the control domain before and after: yes" in html, html
 
 
 def _index(*pages: dict[str, Any]) -> censoredplanet.PageIndex:

@@ -32,7 +32,7 @@ the first probe of the domain is the ``vantage_before`` one, after it ``vantage_
   back from echo is what the template says (``matches_template``); other bytes are ``echo_mismatch``,
   their text kept as ``received``.
 
-Satellite v2.2 (docs/satellitev2.rst; v2.1's lines held one object of answers, not a list of trials):
+Satellite v2.2 (docs/satellitev2.rst; v2.1's lines hold one object of answers, not a list of trials: `_satellite_v21`):
 ``{"vp", "location", "test_url", "response": [{"url", "has_type_a", "response": {"<address>": {"http",
 "cert", "asnum", "asname", "matched": [...]}}, "error", "rcode", "start_time", "end_time"}, …],
 "passed_liveness", "connect_error", "in_control_group", "anomaly", "confidence", "excluded",
@@ -52,8 +52,8 @@ Censored Planet's own flags are kept in ``test_keys.x_censoredplanet``. The line
 own ``location.country_code`` (else the table's). Not read, each rejected with its reason and counted as
 any bad line: Hyperquack v1 lines (``Server``, ``Keyword``, ``Results``: 2018-2021; read as v2's, `_v1`) from a
 file whose name does not give their protocol, the flattened rows of the later ``Hyperquack-v2-raw`` files,
-Satellite v2.1 and older lines, Satellite's other files, and the lines of a ``blockpages.json`` with no
-``results.json`` beside it.
+Satellite v1 lines (``resolver``, ``query``, ``answers``), Satellite's other files (its ``responses`` files), and
+the lines of a ``blockpages.json`` with no ``results.json`` beside it.
 """
 
 from __future__ import annotations
@@ -106,7 +106,19 @@ def _unread(m: dict[str, Any]) -> str | None:
     if "keyword" in m and "ip" in m and "fetched" in m:
         return ("a line of Satellite's blockpages.json with no results.json beside it: a page is read with the "
                 "measurement whose answer it was fetched from")
+    if "resolver" in m and "query" in m and ("answers" in m or "error" in m):
+        return ("a line of Satellite v1 (2018 to February 2021: resolver, query, answers), which is not read: it "
+                "keeps no time, and no record of the resolver's answer for a control domain")
+    if "vp" in m and "test_url" in m and "service" not in m and "anomaly" not in m and _trials_of(m):
+        return ("a line of Satellite's responses files (one resolver's answers, not yet compared with the control "
+                "resolvers'): results.json holds the measurement")
     return None
+
+
+def _trials_of(m: Mapping[str, Any]) -> bool:
+    """Whether ``response`` is Satellite's list of trials (each names the ``url`` it asked for)."""
+    trials = m.get("response")
+    return isinstance(trials, list) and bool(trials) and isinstance(trials[0], Mapping) and "url" in trials[0]
 
 
 _GO_TIME = re.compile(r"(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d(?:\.\d+)?) ([+-]\d\d)(\d\d)(?: \S+)*")
@@ -204,8 +216,8 @@ def _failure(error: Any) -> tuple[bool, str | None]:
 
 
 def convert(m: Mapping[str, Any]) -> dict[str, Any]:
-    """The measurement a line of Censored Planet's is: `remote_web` for Hyperquack v2, `remote_dns` for Satellite
-    v2.2; `Unreadable` (its reason) for one that is not usable: no vantage address, an unknown service, no
+    """The measurement a line of Censored Planet's is: `remote_web` for Hyperquack (v1, v2), `remote_dns` for Satellite
+    (v2.1, v2.2); `Unreadable` (its reason) for one that is not usable: no vantage address, an unknown service, no
     probes, a probe without a time; a format not read."""
     if (why := _unread(dict(m))) is not None:
         raise Unreadable(why)
@@ -427,8 +439,10 @@ def _satellite(m: Mapping[str, Any], vantage: str) -> dict[str, Any]:
     if domain is None:
         raise Unreadable("no test_url")
     trials = m.get("response")
+    if isinstance(trials, Mapping):
+        return _satellite_v21(m, vantage, domain, trials)
     if not isinstance(trials, list):
-        raise Unreadable("response is not a list of trials (Satellite v2.1 and older lines are not read)")
+        raise Unreadable("response is neither a list of trials (Satellite v2.2) nor an object of answers (v2.1)")
     trials = [t for t in trials if isinstance(t, Mapping)]
     if not trials:
         raise Unreadable("no trial in response")
@@ -483,6 +497,76 @@ def _satellite(m: Mapping[str, Any], vantage: str) -> dict[str, Any]:
         "confidence": m.get("confidence"), "excluded": m.get("excluded"), "exclude_reason": m.get("exclude_reason"),
         "country_name": location.get("country_name")}
     return _envelope(m, vantage, start, "remote_dns", SATELLITE, "censoredplanet-satellite", None, tk)
+
+
+SATELLITE_V21 = "satellite-v2.1"
+_MATCHED = frozenset(("ip", "http", "cert", "asnum", "asname"))  # v2.1's tags of an answer like the controls'
+_NOT_ADDRESSES = ("rcode", "error")  # the keys of v2.1's response object that are not answers
+
+
+def _rcode(value: Any) -> int | None:
+    """A DNS rcode as Satellite wrote it: an integer (v2.2) or its decimal text (v2.1, ``"-1"``)."""
+    if type(value) is int:
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 8:
+        return int(value)
+    return None
+
+
+def _satellite_v21(m: Mapping[str, Any], vantage: str, domain: str, found: Mapping[str, Any]) -> dict[str, Any]:
+    """The `remote_dns` measurement a Satellite v2.1 line is (March to June 2021: ``results.json``, and the
+    ``interference.json`` of its first scans). Its ``response`` is one object: each answered address with the
+    tags it shared with the control resolvers' answers (``ip``, ``http``, ``cert``, ``asnum``, ``asname``; or
+    ``no_tags``), ``rcode`` the rcodes of the domain's trials (Satellite asked up to four times, until one was
+    answered) and ``error`` the connection errors of the trials whose rcode is -1, in order. One ``queries``
+    record per trial; the addresses are the answer of the trial answered last (rcode 0); the control domain's
+    queries were not kept, only whether both were answered (``passed_control``, ``x_vantage_alive``)."""
+    rcodes = found.get("rcode")
+    codes = [_rcode(r) for r in rcodes] if isinstance(rcodes, list) else []
+    errors = found.get("error")
+    texts = iter([e for e in errors if isinstance(e, str)] if isinstance(errors, list) else [])
+    trials: list[tuple[int | None, str | None]] = [(c, next(texts, None) if c == -1 else None) for c in codes]
+    trials += [(-1, text) for text in texts]  # some lines hold errors whose -1 rcodes were not written
+    answered = max((k for k, (code, _) in enumerate(trials) if code == 0), default=None)
+    addresses: list[str] = []
+    consistent: list[str] = []
+    for ip, tags in found.items():
+        if ip in _NOT_ADDRESSES:
+            continue
+        try:
+            address = str(ipaddress.ip_address(ip))
+        except ValueError:
+            continue
+        if address not in addresses:
+            addresses.append(address)
+        if isinstance(tags, list) and not _MATCHED.isdisjoint(t for t in tags if isinstance(t, str)):
+            consistent.append(address)
+    if addresses and answered is None:
+        raise Unreadable("answers but no trial that got them (no rcode 0): Satellite v2.1 wrote some such lines")
+    start = _time(m.get("start_time"), "start_time")
+    answers = [{"answer_type": "A", "ipv4": ip} if ":" not in ip else {"answer_type": "AAAA", "ipv6": ip}
+               for ip in addresses]
+    queries = [{"transaction_id": k + 1, "tags": [TEST], "hostname": domain, "query_type": "A", "engine": "udp",
+                "resolver_address": f"{vantage}:53", "answers": (answers or None) if k == answered else None,
+                # another trial answered (rcode 0) before the last: its answer was not kept apart
+                "failure": F.unknown("no rcode") if code is None else _rcode_failure(code, error, bool(answers))
+                if k == answered or code != 0 else None}
+               for k, (code, error) in enumerate(trials)]
+    where = m.get("location")
+    location: Mapping[str, Any] = where if isinstance(where, Mapping) else {}
+    tk: dict[str, Any] = {"vantage": vantage, "domain": domain, "queries": queries,
+                          "x_consistent": sorted(set(consistent)),
+                          "x_control_answered": m.get("in_control_group") is True,
+                          "x_vantage_alive": m.get("passed_control") is True}
+    pages = _page_records(m.get(PAGES), domain, set(addresses), start, len(queries) + 1)
+    tk.update({key: value for key, value in pages.items() if value})
+    tk["x_censoredplanet"] = {
+        "format": SATELLITE_V21, "pages": len(m[PAGES]) if isinstance(m.get(PAGES), list) else 0,
+        "anomaly": m.get("anomaly"), "passed_control": m.get("passed_control"),
+        "connect_error": m.get("connect_error"), "in_control_group": m.get("in_control_group"),
+        "confidence": m.get("confidence"), "excluded": m.get("excluded"), "exclude_reason": m.get("exclude_reason"),
+        "country_name": location.get("country_name")}
+    return _envelope(m, vantage, start, "remote_dns", SATELLITE_V21, "censoredplanet-satellite", None, tk)
 
 
 def _times(record: Mapping[str, Any], start: dt.datetime, where: str) -> dict[str, float]:
@@ -642,10 +726,12 @@ def join(data: bytes, m: Mapping[str, Any], index: PageIndex) -> tuple[bytes, di
     lines as published added as a last key (`PAGES`), and the object; None when there is no page to join."""
     domain = m.get("test_url")
     trials = m.get("response")
-    if not isinstance(domain, str) or not isinstance(trials, list) or PAGES in m:
+    if not isinstance(domain, str) or not isinstance(trials, (list, Mapping)) or PAGES in m:
         return None
     addresses: list[str] = []
-    for trial in trials:
+    if isinstance(trials, Mapping):  # Satellite v2.1: one object of the domain's answers
+        addresses.extend(ip for ip in trials if isinstance(ip, str) and ip not in _NOT_ADDRESSES)
+    for trial in trials if isinstance(trials, list) else ():
         if isinstance(trial, Mapping) and trial.get("url") == domain and isinstance(trial.get("response"), Mapping):
             addresses.extend(ip for ip in trial["response"] if isinstance(ip, str) and ip not in addresses)
     found: list[bytes] = []
@@ -680,6 +766,6 @@ def as_measurement(m: Any) -> Any:
         return m
 
 
-__all__ = ["ADDED", "ASN_TABLE_ENV", "FORMAT", "PAGES", "SATELLITE", "SERVICE", "SERVICES", "V1", "PageIndex",
-           "Unreadable", "as_measurement", "convert", "is_page", "is_v1", "join", "looks_like", "pages_beside",
-           "published", "service_of", "use_asn_table", "with_service"]
+__all__ = ["ADDED", "ASN_TABLE_ENV", "FORMAT", "PAGES", "SATELLITE", "SATELLITE_V21", "SERVICE", "SERVICES", "V1",
+           "PageIndex", "Unreadable", "as_measurement", "convert", "is_page", "is_v1", "join", "looks_like",
+           "pages_beside", "published", "service_of", "use_asn_table", "with_service"]

@@ -221,6 +221,7 @@ def remote(m: Mapping[str, Any]) -> dict[str, str] | None:
 
 _CP_FLAGS = (("anomaly", "anomaly"), ("controls_failed", "controls failed"), ("stateful_block", "stateful block"),
              ("passed_liveness", "resolver answered the control domain"),
+             ("passed_control", "resolver answered the control domain before and after"),
              ("in_control_group", "a control resolver answered"), ("excluded", "excluded by its verification"))
 
 

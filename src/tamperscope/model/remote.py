@@ -45,7 +45,9 @@ hash, or its AS matched) count as the control's would, while ``x_control_answere
 control resolver answered the domain) stands for a control answer in rules 2-4. The pages
 Satellite fetched from the answers' addresses (its ``blockpages.json``) are ``validate``
 records, as our nettest's validation: a fingerprint on one confirms rule 2's poisoning, and a
-trusted certificate naming the domain makes its address consistent.
+trusted certificate naming the domain makes its address consistent. Satellite v2.1 kept no record of
+its control-domain queries, only whether both were answered (``passed_control``): that flag,
+``x_vantage_alive``, stands for the answers before and after in rules 1 and 3.
 
 remote_web, for each protocol, then the strongest:
 1. The vantage did not serve the control domain before the test: failure for that protocol.
@@ -182,11 +184,12 @@ def remote_dns_verdict(measurement: Mapping[str, Any], matcher: BlockpageMatcher
     queries = _records(tk.get("queries"))
     role = {i: _tags(q) for i, q in queries}
     before = [(i, q) for i, q in queries if BEFORE in role[i]]
-    if not any(_answers(q) for _, q in before):
+    alive = tk.get("x_vantage_alive") is True  # Satellite v2.1: both control queries answered, neither kept
+    if not alive and not any(_answers(q) for _, q in before):
         return _failure([f"test_keys.queries[{i}]" for i, _ in before] or ["test_keys.queries"])
     control = [(i, q) for i, q in queries if CONTROL in role[i]]
     tests = [(i, q) for i, q in queries if TEST in role[i]]
-    after_alive = any(_answers(q) for i, q in queries if AFTER in role[i])
+    after_alive = alive or any(_answers(q) for i, q in queries if AFTER in role[i])
     good = {ip for _, q in control if not _text(q.get("failure")) for ip in _answers(q)}
     asn_of = {ip: n for ip, n in _mapping(tk.get("x_asn")).items()
               if isinstance(n, int) and not isinstance(n, bool) and n > 0}
