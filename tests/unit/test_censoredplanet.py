@@ -111,6 +111,22 @@ def test_the_records_of_one_line() -> None:
                                       "tag": "2021-05-30T01:01:01", "country_name": "Belarus"}
 
 
+def test_a_service_on_another_port_is_read_with_its_port() -> None:
+    line, (status, mechanism, _) = CASES["an echo altered on the way"]
+    m = censoredplanet.convert({**line, "service": "echo:8080"})
+    tk = m["test_keys"]
+    assert {r["port"] for r in tk["tcp_connect"]} == {8080} and tk["protocols"] == ["echo"]
+    assert tk["x_censoredplanet"]["service"] == "echo:8080"  # as Censored Planet wrote it
+    verdict = verdict_for(m, default_matcher())
+    assert (verdict.status, verdict.mechanism) == (status, mechanism)
+    line, _ = CASES["a reset in the handshake"]
+    tk = censoredplanet.convert({**line, "service": "https:8443"})["test_keys"]
+    assert {h["address"] for h in tk["tls_handshakes"]} == {"198.18.9.7:8443"}
+    for odd in ("echo:", "echo:0", "echo:65536", "echo:123456", "echo:８０", "echo:-1", "gopher:70", ":80"):
+        with pytest.raises(censoredplanet.Unreadable, match="is none of http, https, echo, discard"):
+            censoredplanet.convert({**line, "service": odd})
+
+
 def test_asn_table_usage_errors_are_one_line(tmp_path: Path) -> None:
     scan, _ = _corpus(tmp_path)
     junk = tmp_path / "junk.tsv"

@@ -255,11 +255,20 @@ def _envelope(m: Mapping[str, Any], vantage: str, start: dt.datetime, test_name:
             "report_id": report_id, "test_keys": tk}
 
 
+def _service(service: Any) -> tuple[str, int]:
+    """(protocol, port) of a Hyperquack ``service``: its name, with the port after a colon when the vantage's
+    service listened on another than the usual one (``echo:8080``); `Unreadable` for anything else."""
+    name, colon, port = service.partition(":") if isinstance(service, str) else ("", "", "")
+    if name in SERVICES and not colon:
+        return SERVICES[name]
+    if name in SERVICES and port.isascii() and port.isdigit() and len(port) <= 5 and 0 < int(port) < 65536:
+        return SERVICES[name][0], int(port)
+    raise Unreadable(f"service {str(service)[:20]!r} is none of {', '.join(SERVICES)} (with a :port or not)")
+
+
 def _hyperquack(m: Mapping[str, Any], vantage: str, fmt: str = FORMAT) -> dict[str, Any]:
     service = m.get("service")
-    if not isinstance(service, str) or service not in SERVICES:
-        raise Unreadable(f"service {str(service)[:20]!r} is none of {', '.join(SERVICES)}")
-    protocol, port = SERVICES[service]
+    protocol, port = _service(service)
     domain = _text(m.get("test_url"))
     if domain is None:
         raise Unreadable("no test_url")
