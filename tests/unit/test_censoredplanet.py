@@ -389,7 +389,7 @@ def test_hostile_lines_are_rejected_or_read_never_a_crash() -> None:
     rng = random.Random(7)
     read = rejected = 0
     v1 = [({**line, censoredplanet.SERVICE: service}, None) for service, line, _ in V1_CASES.values()]
-    for line, _ in [*CASES.values(), *SATELLITE_CASES.values(), *V21_CASES.values(), *v1]:
+    for line, _ in [*CASES.values(), *SATELLITE_CASES.values(), *V21_CASES.values(), *SV1_CASES.values(), *v1]:
         for hostile in _mutations(line, rng):
             try:
                 m = censoredplanet.convert(hostile)
@@ -560,17 +560,113 @@ def test_the_queries_of_a_satellite_v21_line() -> None:
 
 
 def test_satellites_other_lines_are_rejected_with_their_reason() -> None:
-    v1 = {"resolver": "198.18.8.56", "query": "asana.example", "passed": True,
-          "answers": {"198.18.0.40": ["ip", "http", "cert", "asnum", "asname"]}}
+    unjudged = {"resolver": "198.18.8.56", "query": "asana.example", "answers": ["198.18.0.40"]}
     responses = {"vp": "198.18.8.57", "test_url": "login.example", "passed_control": True, "connect_error": False,
                  "response": [{"url": "www.example.com", "has_type_a": True, "response": ["198.18.0.41"],
                                "error": "null", "rcode": 0, "start_time": "2021-03-15 20:02:06.996014164 -0400 EDT"}]}
-    for line, reason in ((v1, "a line of Satellite v1"), ({**v1, "answers": ["198.18.0.40"]}, "Satellite v1"),
-                         ({"resolver": "198.18.8.56", "query": "a.example", "error": "no_answer"}, "Satellite v1"),
+    for line, reason in ((unjudged, "interference_err.json"), ({**unjudged, SCAN_KEY: V1_SCAN}, "answers_control"),
                          (responses, "Satellite's responses files")):
         assert censoredplanet.looks_like(line)
         with pytest.raises(censoredplanet.Unreadable, match=reason):
             censoredplanet.convert(line)
+
+
+SCAN_KEY, V1_SCAN = censoredplanet.SCAN, "CP_Satellite-2020-09-02-12-00-01"
+
+
+def _sv1(domain: str, answers: Any = None, **fields: Any) -> dict[str, Any]:
+    """A line of Satellite v1's interference.json (its shape in censoredplanet-analysis's tests and
+    docs/satellite.rst), as analyze keeps it: the scan's name added last."""
+    line = {"resolver": "198.18.8.56", "query": domain, **({"answers": answers} if answers is not None else {}),
+            **fields}
+    return {**line, SCAN_KEY: V1_SCAN}
+
+
+SV1_CASES: dict[str, tuple[dict[str, Any], tuple[str, str, float]]] = {
+    "an answer the controls give too": (
+        _sv1("asana.example", {"198.18.0.40": ["ip", "http", "cert", "asnum", "asname"],
+                               "198.18.0.41": ["cert", "asnum"]}, passed=True), ("ok", "none", 0.9)),
+    "an answer sharing no tag with the controls'": (
+        _sv1("equality.example", {"198.18.7.36": []}, passed=False,
+             confidence={"average": 0, "matches": [0], "untaggedControls": False, "untaggedAnswers": True}),
+        ("anomaly", "dns.poison", 0.8)),
+    "no answer": (_sv1("casino.example", error="no_answer"), ("failure", "none", 0.0)),
+}
+
+
+@pytest.mark.parametrize("case", list(SV1_CASES))
+def test_each_kind_of_satellite_v1_line_reaches_the_remote_dns_verdict(case: str) -> None:
+    line, (status, mechanism, confidence) = SV1_CASES[case]
+    m = censoredplanet.convert(line)
+    assert (m["test_name"], m["test_version"], m["input"], m["probe_cc"], m["measurement_start_time"]) == (
+        "remote_dns", "satellite-v1", line["query"], "ZZ", "2020-09-02 12:00:01")  # the scan's start, its name's
+    verdict = verdict_for(m, default_matcher())
+    assert (verdict.status, verdict.mechanism, verdict.confidence) == (status, mechanism, confidence), verdict
+
+
+def test_the_records_of_a_satellite_v1_line() -> None:
+    line, _ = SV1_CASES["an answer the controls give too"]
+    tk = censoredplanet.convert(line)["test_keys"]
+    assert [(q["hostname"], q["tags"], q["failure"], len(q["answers"])) for q in tk["queries"]] == [
+        ("asana.example", ["test"], None, 2)]
+    assert (tk["x_consistent"], tk["x_control_answered"], tk["x_vantage_vetted"]) == (
+        ["198.18.0.40", "198.18.0.41"], True, True)
+    assert tk["x_censoredplanet"]["anomaly"] is False and tk["x_censoredplanet"]["scan"] == V1_SCAN
+    line, _ = SV1_CASES["no answer"]
+    assert censoredplanet.convert(line)["test_keys"]["queries"][0]["failure"] == "unknown_failure: no_answer"
+    # the resolver's choice at the scan's start is what stands for a control answer before: without it, nothing
+    line, _ = SV1_CASES["an answer sharing no tag with the controls'"]
+    m = censoredplanet.convert(line)
+    del m["test_keys"]["x_vantage_vetted"]
+    assert verdict_for(m, default_matcher()).status == "failure"
+    # the line alone says no time: without its scan's name it is not read
+    bare = censoredplanet.published(line)
+    assert censoredplanet.looks_like(bare) and censoredplanet.is_satellite_v1(bare)
+    with pytest.raises(censoredplanet.Unreadable, match="whose time only its scan's name says"):
+        censoredplanet.convert(bare)
+    for odd in ("CP_Satellite-2020-13-45-12-00-01", "CP_Quack-echo-2020-09-02-12-00-01", 7):
+        with pytest.raises(censoredplanet.Unreadable):
+            censoredplanet.convert({**bare, SCAN_KEY: odd})
+    assert censoredplanet.scan_of("/data/CP-Satellite-2020-09-02/interference.json") == "CP-Satellite-2020-09-02"
+    assert censoredplanet.convert({**bare, SCAN_KEY: "CP-Satellite-2020-09-02"})["measurement_start_time"] == (
+        "2020-09-02 00:00:00")
+
+
+def test_analyze_reads_satellite_v1_scans_and_keeps_each_lines_scan(tmp_path: Path) -> None:
+    lines = [orjson.dumps(censoredplanet.published(line)) for line, _ in SV1_CASES.values()]
+    unjudged = orjson.dumps({"resolver": "198.18.8.56", "query": "lost.example", "answers": ["198.18.0.42"]})
+    scans = [tmp_path / V1_SCAN, tmp_path / "CP_Satellite-2020-09-09-12-00-01"]
+    for scan in scans:  # the same lines, a week apart: two measurements each, not one
+        scan.mkdir()
+        (scan / "interference.json").write_bytes(b"\n".join(lines) + b"\n")
+        (scan / "interference_err.json").write_bytes(unjudged + b"\n")
+    db, jsonl = tmp_path / "sv1.duckdb", tmp_path / "v.jsonl"
+    res = _run("analyze", "--db", str(db), "--jsonl", str(jsonl), *map(str, scans))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "analyzed 6 measurements" in res.stdout and "6 new" in res.stdout, res.stdout
+    assert "2 records skipped as bad input" in res.stdout and "interference_err.json" in res.stdout, res.stdout
+    rows = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    assert len({r["measurement_uid"] for r in rows}) == 6
+    assert sorted(r["measurement_uid"][:8] for r in rows) == ["20200902"] * 3 + ["20200909"] * 3
+    assert sorted((r["input"], r["x_mechanism"]) for r in rows) == sorted(
+        [(line["query"], mechanism) for line, (_, mechanism, _) in SV1_CASES.values()] * 2)
+    uid = next(r["measurement_uid"] for r in rows if r["input"] == "equality.example")
+    with Store(db, create=False) as store:
+        raw = store.raw(uid)
+    assert raw is not None and raw.startswith(lines[1][:-1]) and orjson.loads(raw)[SCAN_KEY] == V1_SCAN
+    redo = _run("analyze", "--reanalyse", "all", "--db", str(db))
+    assert redo.returncode == 0 and "reanalysed 6 measurements" in redo.stdout, redo.stdout + redo.stderr
+    assert ": 0 verdicts changed" in redo.stdout, redo.stdout
+    again = _run("analyze", "--reread", "--db", str(db), str(scans[0]))
+    assert again.returncode == 0 and "0 new, 3 already in the store" in again.stdout, again.stdout + again.stderr
+    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as client:
+        html = client.get(f"/m/{uid}").text
+    assert f"with the scan whose name alone gave its time (<code>{V1_SCAN}</code>)" in html, html
+    # a file whose name gives no scan: its lines say no time, and are rejected with that reason
+    loose = tmp_path / "interference.json"
+    loose.write_bytes(lines[0] + b"\n")
+    res = _run("analyze", "--db", str(tmp_path / "loose.duckdb"), str(loose))
+    assert res.returncode == 1 and "whose time only its scan's name says" in res.stdout, res.stdout + res.stderr
 
 
 def test_analyze_reads_a_satellite_v21_scan_and_joins_its_pages(tmp_path: Path) -> None:
@@ -587,7 +683,7 @@ def test_analyze_reads_a_satellite_v21_scan_and_joins_its_pages(tmp_path: Path) 
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"analyzed {len(V21_CASES)} measurements" in res.stdout, res.stdout
     assert "1 record skipped as bad input" in res.stdout and "joined to 1 measurement" in res.stdout, res.stdout
-    assert "censoredplanet: a line of Satellite v1" in res.stdout, res.stdout
+    assert "censoredplanet: a line of Satellite v1's answers that were not judged" in res.stdout, res.stdout
     rows = {r["input"]: r for r in map(json.loads, jsonl.read_text().splitlines())}
     assert {d: (r["x_mechanism"], r["probe_cc"]) for d, r in rows.items()} == {
         line["test_url"]: (mechanism, "CN") for line, (_, mechanism, _) in V21_CASES.values()}

@@ -50,10 +50,11 @@ Censored Planet's own flags are kept in ``test_keys.x_censoredplanet``. The line
 ``probe_asn`` is AS0 unless the vantage's AS is found in the table ``$TAMPERSCOPE_ASN_TABLE`` names
 (``analyze --asn-table``; iptoasn.com's TSV, as `run` and `remote` read it); the country is the line's
 own ``location.country_code`` (else the table's). Not read, each rejected with its reason and counted as
-any bad line: Hyperquack v1 lines (``Server``, ``Keyword``, ``Results``: 2018-2021; read as v2's, `_v1`) from a
-file whose name does not give their protocol, the flattened rows of the later ``Hyperquack-v2-raw`` files,
-Satellite v1 lines (``resolver``, ``query``, ``answers``), Satellite's other files (its ``responses`` files), and
-the lines of a ``blockpages.json`` with no ``results.json`` beside it.
+any bad line: Hyperquack v1 lines (``Server``, ``Keyword``, ``Results``: 2018-2021; read as v2's, `_v1`) and
+Satellite v1 lines (``resolver``, ``query``, ``answers``: 2018-2021; `_satellite_v1`) from a file whose name does
+not give their protocol or their scan, the flattened rows of the later ``Hyperquack-v2-raw`` files, Satellite's
+other files (its ``responses`` files, v1's ``interference_err.json`` and ``answers_control.json``), and the lines
+of a ``blockpages.json`` with no ``results.json`` beside it.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def looks_like(m: Any) -> bool:
     """A line of Censored Planet's Hyperquack or Satellite (what no OONI measurement is: ``vp`` and ``test_url``,
     no ``test_keys``), or of a format of theirs this module names but does not read (v1, flattened rows...)."""
     return isinstance(m, dict) and "test_keys" not in m and (
-        "vp" in m and "test_url" in m or is_v1(m) or _unread(m) is not None)
+        "vp" in m and "test_url" in m or is_v1(m) or is_satellite_v1(m) or _unread(m) is not None)
 
 
 def is_v1(m: Any) -> bool:
@@ -106,9 +107,9 @@ def _unread(m: dict[str, Any]) -> str | None:
     if "keyword" in m and "ip" in m and "fetched" in m:
         return ("a line of Satellite's blockpages.json with no results.json beside it: a page is read with the "
                 "measurement whose answer it was fetched from")
-    if "resolver" in m and "query" in m and ("answers" in m or "error" in m):
-        return ("a line of Satellite v1 (2018 to February 2021: resolver, query, answers), which is not read: it "
-                "keeps no time, and no record of the resolver's answer for a control domain")
+    if "resolver" in m and "query" in m and isinstance(m.get("answers"), list):
+        return ("a line of Satellite v1's answers that were not judged (interference_err.json: no control resolver "
+                "answered the domain) or of a control resolver's own (answers_control.json)")
     if "vp" in m and "test_url" in m and "service" not in m and "anomaly" not in m and _trials_of(m):
         return ("a line of Satellite's responses files (one resolver's answers, not yet compared with the control "
                 "resolvers'): results.json holds the measurement")
@@ -217,12 +218,14 @@ def _failure(error: Any) -> tuple[bool, str | None]:
 
 def convert(m: Mapping[str, Any]) -> dict[str, Any]:
     """The measurement a line of Censored Planet's is: `remote_web` for Hyperquack (v1, v2), `remote_dns` for Satellite
-    (v2.1, v2.2); `Unreadable` (its reason) for one that is not usable: no vantage address, an unknown service, no
+    (v1, v2.1, v2.2); `Unreadable` (its reason) for one that is not usable: no vantage address, an unknown service, no
     probes, a probe without a time; a format not read."""
     if (why := _unread(dict(m))) is not None:
         raise Unreadable(why)
     if is_v1(m):
         return _v1(m)
+    if is_satellite_v1(m):
+        return _satellite_v1(m)
     vantage = _vantage(m, "vp")
     if "service" not in m and any(k in m for k in _SATELLITE_KEYS):
         return _satellite(m, vantage)
@@ -578,6 +581,91 @@ def _satellite_v21(m: Mapping[str, Any], vantage: str, domain: str, found: Mappi
     return _envelope(m, vantage, start, "remote_dns", SATELLITE_V21, "censoredplanet-satellite", None, tk)
 
 
+# --------------------------------------------------------------------------- Satellite v1 (2018 to February 2021)
+
+SATELLITE_V1 = "satellite-v1"
+SCAN = "x_scan"  # the name of the scan a Satellite v1 line came from, which alone says when it was measured
+_SATELLITE_SCAN = re.compile(r"CP[_-]Satellite-(\d{4}-\d\d-\d\d)(?:-(\d\d)-(\d\d)-(\d\d))?")
+
+
+def is_satellite_v1(m: Any) -> bool:
+    """A judged line of Satellite v1's ``interference.json`` (``resolver``, ``query``, ``answers`` an object of the
+    answered addresses and their tags, or ``error``), with or without the scan's name analyze adds (`SCAN`)."""
+    return isinstance(m, dict) and "resolver" in m and "query" in m and "test_keys" not in m and (
+        isinstance(m.get("answers"), Mapping) or "error" in m)
+
+
+def scan_of(source: str) -> str | None:
+    """The name of the Satellite scan a file belongs to (``CP_Satellite-2020-09-02-12-00-01``), or None."""
+    found = list(_SATELLITE_SCAN.finditer(source or ""))
+    return found[-1][0] if found else None
+
+
+def with_scan(data: bytes, m: Mapping[str, Any], source: str) -> tuple[bytes, dict[str, Any]] | None:
+    """A Satellite v1 line with the name of its scan, added as a last key (`SCAN`), so that what the store keeps
+    says when it was measured; None when the source's name gives none."""
+    scan = scan_of(source)
+    if scan is None or SCAN in m:
+        return None
+    joined = _append(data, SCAN, orjson.dumps(scan))
+    return (joined, {**m, SCAN: scan}) if joined is not None else None
+
+
+def _scan_time(scan: Any) -> dt.datetime:
+    found = _SATELLITE_SCAN.fullmatch(scan) if isinstance(scan, str) else None
+    if found is None:
+        raise Unreadable("a line of Satellite v1, whose time only its scan's name says (CP_Satellite-<date>): "
+                         "analyze its scan's directory or tarball, or a file inside one")
+    try:
+        return dt.datetime.fromisoformat(found[1] + (f"T{found[2]}:{found[3]}:{found[4]}" if found[2] else ""))
+    except ValueError:
+        raise Unreadable(f"{scan[:40]!r} does not name a time") from None
+
+
+def _satellite_v1(m: Mapping[str, Any]) -> dict[str, Any]:
+    """The `remote_dns` measurement a line of Satellite v1's ``interference.json`` is: one ``queries`` record, the
+    resolver's answer (``answers``: each address with the tags it shared with the control resolvers' answers) or
+    its error, judged as v2's by Satellite itself (``passed``). v1 queried no control domain beside each domain: it
+    chose, at the scan's start, the resolvers that answered its probe domain rightly (``x_vantage_vetted``, which
+    stands for rule 1's answer before). Its file held only the domains a control resolver answered
+    (``x_control_answered``; those no control answered are in ``interference_err.json``), so an answer with no
+    tag in common with the controls' is poisoned, as in v2. No time on the line: the scan's start, which its name
+    gives (`SCAN`, added by analyze); no location: the country is the ASN table's."""
+    vantage = _vantage(m, "resolver")
+    domain = _text(m.get("query"))
+    if domain is None:
+        raise Unreadable("no query")
+    start = _scan_time(m.get(SCAN))
+    found = m.get("answers")
+    addresses: list[str] = []
+    consistent: list[str] = []
+    for ip, tags in (found.items() if isinstance(found, Mapping) else ()):
+        try:
+            address = str(ipaddress.ip_address(ip))
+        except ValueError:
+            continue
+        if address not in addresses:
+            addresses.append(address)
+        if isinstance(tags, list) and not _MATCHED.isdisjoint(t for t in tags if isinstance(t, str)):
+            consistent.append(address)
+    error = m.get("error")
+    text = error if isinstance(error, str) else orjson.dumps(error).decode() if error is not None else None
+    answers = [{"answer_type": "A", "ipv4": ip} if ":" not in ip else {"answer_type": "AAAA", "ipv6": ip}
+               for ip in addresses]
+    failure = F.from_go(text) if text else None if answers else F.DNS_NO_ANSWER
+    passed = m.get("passed")
+    tk: dict[str, Any] = {
+        "vantage": vantage, "domain": domain, "queries": [{
+            "transaction_id": 1, "tags": [TEST], "hostname": domain, "query_type": "A", "engine": "udp",
+            "resolver_address": f"{vantage}:53", "answers": answers or None, "failure": failure}],
+        "x_consistent": sorted(set(consistent)), "x_control_answered": isinstance(passed, bool),
+        "x_vantage_vetted": True}
+    tk["x_censoredplanet"] = {"format": SATELLITE_V1, "anomaly": not passed if isinstance(passed, bool) else None,
+                              "confidence": m.get("confidence"), "scan": m.get(SCAN)}
+    return _envelope({"test_url": domain}, vantage, start, "remote_dns", SATELLITE_V1, "censoredplanet-satellite",
+                     None, tk)
+
+
 def _times(record: Mapping[str, Any], start: dt.datetime, where: str) -> dict[str, float]:
     """``t0`` and ``t`` (seconds since the line's start) of a trial or a page, or nothing: a trial of Satellite v2.2
     has no time of its own."""
@@ -756,7 +844,8 @@ def join(data: bytes, m: Mapping[str, Any], index: PageIndex) -> tuple[bytes, di
     return joined, {**m, PAGES: [orjson.loads(line) for line in found]}
 
 
-ADDED = frozenset((PAGES, SERVICE))  # what analyze adds to a line it keeps: Satellite's pages, v1's protocol
+ADDED = frozenset((PAGES, SERVICE, SCAN))  # what analyze adds to a line it keeps: Satellite's pages, the protocol
+# of a Hyperquack v1 line, the scan of a Satellite v1 line
 
 
 def published(m: Mapping[str, Any]) -> dict[str, Any]:
@@ -775,6 +864,7 @@ def as_measurement(m: Any) -> Any:
         return m
 
 
-__all__ = ["ADDED", "ASN_TABLE_ENV", "FORMAT", "PAGES", "SATELLITE", "SATELLITE_V21", "SERVICE", "SERVICES", "V1",
-           "PageIndex", "Unreadable", "as_measurement", "convert", "is_page", "is_v1", "join", "looks_like",
-           "pages_beside", "published", "service_of", "use_asn_table", "with_service"]
+__all__ = ["ADDED", "ASN_TABLE_ENV", "FORMAT", "PAGES", "SATELLITE", "SATELLITE_V1", "SATELLITE_V21", "SCAN",
+           "SERVICE", "SERVICES", "V1", "PageIndex", "Unreadable", "as_measurement", "convert", "is_page",
+           "is_satellite_v1", "is_v1", "join", "looks_like", "pages_beside", "published", "scan_of",
+           "service_of", "use_asn_table", "with_scan", "with_service"]

@@ -373,6 +373,10 @@ def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
                     named = censoredplanet.with_service(data, m, item.source)
                     if named is not None:
                         data, m = named
+                elif censoredplanet.is_satellite_v1(m):  # Satellite v1: the time is in the scan's name only
+                    named = censoredplanet.with_scan(data, m, item.source)
+                    if named is not None:
+                        data, m = named
                 elif "service" not in m and (index := censoredplanet.pages_beside(item.source)) is not None:
                     joined = censoredplanet.join(data, m, index)
                     if joined is not None:  # kept as published, the pages fetched from its answers last

@@ -222,6 +222,9 @@ def measurement(reader: Reader, uid: str) -> dict[str, Any] | None:
         # a Hyperquack v1 line's protocol, which only its scan's name gave (added by analyze)
         "added_service": published.get(censoredplanet.SERVICE) if converted and isinstance(published, dict)
         and isinstance(published.get(censoredplanet.SERVICE), str) else None,
+        # a Satellite v1 line's scan, whose name alone gave its time (added by analyze)
+        "added_scan": published.get(censoredplanet.SCAN) if converted and isinstance(published, dict)
+        and isinstance(published.get(censoredplanet.SCAN), str) else None,
         "raw_pretty": pretty[:MAX_RAW_SHOWN].decode("utf-8", "replace"),
         "raw_cut": len(pretty) > MAX_RAW_SHOWN,
         "unknown_page": _unknown_page(raw, verdict),

@@ -47,7 +47,9 @@ Satellite fetched from the answers' addresses (its ``blockpages.json``) are ``va
 records, as our nettest's validation: a fingerprint on one confirms rule 2's poisoning, and a
 trusted certificate naming the domain makes its address consistent. Satellite v2.1 kept no record of
 its control-domain queries, only whether both were answered (``passed_control``): that flag,
-``x_vantage_alive``, stands for the answers before and after in rules 1 and 3.
+``x_vantage_alive``, stands for the answers before and after in rules 1 and 3. Satellite v1 queried
+no control domain beside each domain: it chose, at the scan's start, the resolvers that answered
+its probe domain rightly; that choice, ``x_vantage_vetted``, stands for rule 1's answer before.
 
 remote_web, for each protocol, then the strongest:
 1. The vantage did not serve the control domain before the test: failure for that protocol.
@@ -185,7 +187,8 @@ def remote_dns_verdict(measurement: Mapping[str, Any], matcher: BlockpageMatcher
     role = {i: _tags(q) for i, q in queries}
     before = [(i, q) for i, q in queries if BEFORE in role[i]]
     alive = tk.get("x_vantage_alive") is True  # Satellite v2.1: both control queries answered, neither kept
-    if not alive and not any(_answers(q) for _, q in before):
+    vetted = tk.get("x_vantage_vetted") is True  # Satellite v1: chosen at the scan's start for a right answer
+    if not alive and not vetted and not any(_answers(q) for _, q in before):
         return _failure([f"test_keys.queries[{i}]" for i, _ in before] or ["test_keys.queries"])
     control = [(i, q) for i, q in queries if CONTROL in role[i]]
     tests = [(i, q) for i, q in queries if TEST in role[i]]
