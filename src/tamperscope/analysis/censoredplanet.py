@@ -492,23 +492,31 @@ def _satellite(m: Mapping[str, Any], vantage: str) -> dict[str, Any]:
                         "query_type": "A", "engine": "udp", "resolver_address": f"{vantage}:53",
                         "answers": answers or None,
                         "failure": _rcode_failure(trial.get("rcode"), trial.get("error"), bool(answers))})
-    where = m.get("location")
-    location: Mapping[str, Any] = where if isinstance(where, Mapping) else {}
     tk: dict[str, Any] = {"vantage": vantage, "domain": domain, "queries": queries,
                           "x_consistent": sorted(set(consistent)), "x_control_answered": m.get("in_control_group")
                           is True, "x_asn": asns}
-    pages = _page_records(m.get(PAGES), domain, answered, start, len(queries) + 1)
-    tk.update({key: value for key, value in pages.items() if value})
     control = next((q["hostname"] for q in queries if BEFORE in q["tags"] and q["hostname"]), None)
     if control:
         tk["control_domain"] = control
+    return _judged(m, tk, answered, start, SATELLITE, "passed_liveness")
+
+
+def _judged(m: Mapping[str, Any], tk: dict[str, Any], answered: set[str], start: dt.datetime, fmt: str,
+            liveness: str) -> dict[str, Any]:
+    """The `remote_dns` measurement of a line of Satellite v2 (``results.json``) with its records ``tk``: the pages
+    fetched from the addresses it answered for the domain (`PAGES`) added as ``validate`` records, and Censored
+    Planet's own flags (``liveness`` names the one that says the resolver answered the control domain)."""
+    where = m.get("location")
+    location: Mapping[str, Any] = where if isinstance(where, Mapping) else {}
+    pages = _page_records(m.get(PAGES), tk["domain"], answered, start, len(tk["queries"]) + 1)
+    tk.update({key: value for key, value in pages.items() if value})
     tk["x_censoredplanet"] = {
-        "format": SATELLITE, "pages": len(m[PAGES]) if isinstance(m.get(PAGES), list) else 0,
-        "anomaly": m.get("anomaly"), "passed_liveness": m.get("passed_liveness"),
+        "format": fmt, "pages": len(m[PAGES]) if isinstance(m.get(PAGES), list) else 0,
+        "anomaly": m.get("anomaly"), liveness: m.get(liveness),
         "connect_error": m.get("connect_error"), "in_control_group": m.get("in_control_group"),
         "confidence": m.get("confidence"), "excluded": m.get("excluded"), "exclude_reason": m.get("exclude_reason"),
         "country_name": location.get("country_name")}
-    return _envelope(m, vantage, start, "remote_dns", SATELLITE, "censoredplanet-satellite", None, tk)
+    return _envelope(m, tk["vantage"], start, "remote_dns", fmt, "censoredplanet-satellite", None, tk)
 
 
 SATELLITE_V21 = "satellite-v2.1"
@@ -523,6 +531,27 @@ def _rcode(value: Any) -> int | None:
     if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 8:
         return int(value)
     return None
+
+
+def _tagged(found: Mapping[str, Any]) -> tuple[list[str], list[str], list[dict[str, str]]]:
+    """(the addresses, those whose tags matched the control resolvers', the answer records) of an object of answered
+    addresses and their tags (v1's ``answers``, v2.1's ``response``: ``{"<address>": ["ip", "cert", ...]}``)."""
+    addresses: list[str] = []
+    consistent: list[str] = []
+    for ip, tags in found.items():
+        if ip in _NOT_ADDRESSES:
+            continue
+        try:
+            address = str(ipaddress.ip_address(ip))
+        except ValueError:
+            continue
+        if address not in addresses:
+            addresses.append(address)
+        if isinstance(tags, list) and not _MATCHED.isdisjoint(t for t in tags if isinstance(t, str)):
+            consistent.append(address)
+    answers = [{"answer_type": "A", "ipv4": ip} if ":" not in ip else {"answer_type": "AAAA", "ipv6": ip}
+               for ip in addresses]
+    return addresses, consistent, answers
 
 
 def _satellite_v21(m: Mapping[str, Any], vantage: str, domain: str, found: Mapping[str, Any]) -> dict[str, Any]:
@@ -540,45 +569,21 @@ def _satellite_v21(m: Mapping[str, Any], vantage: str, domain: str, found: Mappi
     trials: list[tuple[int | None, str | None]] = [(c, next(texts, None) if c == -1 else None) for c in codes]
     trials += [(-1, text) for text in texts]  # some lines hold errors whose -1 rcodes were not written
     answered = max((k for k, (code, _) in enumerate(trials) if code == 0), default=None)
-    addresses: list[str] = []
-    consistent: list[str] = []
-    for ip, tags in found.items():
-        if ip in _NOT_ADDRESSES:
-            continue
-        try:
-            address = str(ipaddress.ip_address(ip))
-        except ValueError:
-            continue
-        if address not in addresses:
-            addresses.append(address)
-        if isinstance(tags, list) and not _MATCHED.isdisjoint(t for t in tags if isinstance(t, str)):
-            consistent.append(address)
+    addresses, consistent, answers = _tagged(found)
     if addresses and answered is None:
         raise Unreadable("answers but no trial that got them (no rcode 0): Satellite v2.1 wrote some such lines")
     start = _time(m.get("start_time"), "start_time")
-    answers = [{"answer_type": "A", "ipv4": ip} if ":" not in ip else {"answer_type": "AAAA", "ipv6": ip}
-               for ip in addresses]
     queries = [{"transaction_id": k + 1, "tags": [TEST], "hostname": domain, "query_type": "A", "engine": "udp",
                 "resolver_address": f"{vantage}:53", "answers": (answers or None) if k == answered else None,
                 # another trial answered (rcode 0) before the last: its answer was not kept apart
                 "failure": F.unknown("no rcode") if code is None else _rcode_failure(code, error, bool(answers))
                 if k == answered or code != 0 else None}
                for k, (code, error) in enumerate(trials)]
-    where = m.get("location")
-    location: Mapping[str, Any] = where if isinstance(where, Mapping) else {}
     tk: dict[str, Any] = {"vantage": vantage, "domain": domain, "queries": queries,
                           "x_consistent": sorted(set(consistent)),
                           "x_control_answered": m.get("in_control_group") is True,
                           "x_vantage_alive": m.get("passed_control") is True}
-    pages = _page_records(m.get(PAGES), domain, set(addresses), start, len(queries) + 1)
-    tk.update({key: value for key, value in pages.items() if value})
-    tk["x_censoredplanet"] = {
-        "format": SATELLITE_V21, "pages": len(m[PAGES]) if isinstance(m.get(PAGES), list) else 0,
-        "anomaly": m.get("anomaly"), "passed_control": m.get("passed_control"),
-        "connect_error": m.get("connect_error"), "in_control_group": m.get("in_control_group"),
-        "confidence": m.get("confidence"), "excluded": m.get("excluded"), "exclude_reason": m.get("exclude_reason"),
-        "country_name": location.get("country_name")}
-    return _envelope(m, vantage, start, "remote_dns", SATELLITE_V21, "censoredplanet-satellite", None, tk)
+    return _judged(m, tk, set(addresses), start, SATELLITE_V21, "passed_control")
 
 
 # --------------------------------------------------------------------------- Satellite v1 (2018 to February 2021)
@@ -637,21 +642,9 @@ def _satellite_v1(m: Mapping[str, Any]) -> dict[str, Any]:
         raise Unreadable("no query")
     start = _scan_time(m.get(SCAN))
     found = m.get("answers")
-    addresses: list[str] = []
-    consistent: list[str] = []
-    for ip, tags in (found.items() if isinstance(found, Mapping) else ()):
-        try:
-            address = str(ipaddress.ip_address(ip))
-        except ValueError:
-            continue
-        if address not in addresses:
-            addresses.append(address)
-        if isinstance(tags, list) and not _MATCHED.isdisjoint(t for t in tags if isinstance(t, str)):
-            consistent.append(address)
+    _, consistent, answers = _tagged(found if isinstance(found, Mapping) else {})
     error = m.get("error")
     text = error if isinstance(error, str) else orjson.dumps(error).decode() if error is not None else None
-    answers = [{"answer_type": "A", "ipv4": ip} if ":" not in ip else {"answer_type": "AAAA", "ipv6": ip}
-               for ip in addresses]
     failure = F.from_go(text) if text else None if answers else F.DNS_NO_ANSWER
     passed = m.get("passed")
     tk: dict[str, Any] = {
