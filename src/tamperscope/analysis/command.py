@@ -101,8 +101,9 @@ def add_parser(subparsers: Any) -> None:
         "analyze", help="turn OONI-format measurements into verdicts and aggregates",
         description="Read measurements (ours or OONI's: .json, .jsonl, .jsonl.gz, .jsonl.zst, .post, OONI's raw "
                     "archive layout with .tar.gz postcans, and its historical .json.lz4 and .tar.lz4 files; "
-                    "Censored Planet's Hyperquack and Satellite scans, read as remote_web and remote_dns "
-                    "measurements, with the pages a Satellite scan fetched from its answers (blockpages.json) "
+                    "Censored Planet's Hyperquack (v1, v2) and Satellite (v1, v2.1, v2.2) scans, read as "
+                    "remote_web and remote_dns measurements (a v1 line's protocol or time from its scan's name), "
+                    "with the pages a Satellite scan fetched from its answers (blockpages.json) "
                     "joined to them; files or directories), re-derive every verdict from "
                     "the raw records, and write the store: raw measurements (verbatim, append-only), "
                     "measurements, observations and verdicts. Bad input is skipped, counted and reported. "
