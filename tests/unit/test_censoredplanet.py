@@ -111,6 +111,13 @@ def test_the_records_of_one_line() -> None:
                                       "tag": "2021-05-30T01:01:01", "country_name": "Belarus"}
 
 
+def test_a_status_line_in_other_digits_has_no_code() -> None:
+    for status in ("²²² OK", "٣٠٠ Moved", "HTTP/1.1 ٢٠٠ OK"):
+        line = _line("http", [_control(1), _probe(2, response=_page(status, UNKNOWN_PAGE)), _control(3)])
+        (request,) = [r for r in censoredplanet.convert(line)["test_keys"]["requests"] if "test" in r["tags"]]
+        assert request["response"]["code"] is None and request["response"]["x_status_line"] == status
+
+
 def test_a_service_on_another_port_is_read_with_its_port() -> None:
     line, (status, mechanism, _) = CASES["an echo altered on the way"]
     m = censoredplanet.convert({**line, "service": "echo:8080"})
@@ -360,7 +367,8 @@ def test_analyze_reads_a_satellite_scan_beside_a_hyperquack_one(tmp_path: Path) 
 def _mutations(value: Any, rng: random.Random) -> Iterator[Any]:
     """``value`` with one part, chosen at random, replaced by a value of another type (hostile lines)."""
     # (orjson reads an integer beyond 64 bits as a float)
-    odd = [None, 0, -1, 2.0**70, 1.5, True, "", "x" * 5000, "not-a-time", [], {}, [1, "a"], {"a": [None]},
+    odd = [None, 0, -1, 2.0**70, 1.5, True, "", "x" * 5000, "not-a-time", [], {}, [1, "a"], {"a": [None]}, "²²²",
+           "--3", "٣٠٠ OK", "echo:٨٠",
            "2021-13-45T99:99:99Z"]
     for _ in range(400):
         copy = orjson.loads(orjson.dumps(value))
@@ -529,6 +537,9 @@ def test_the_queries_of_a_satellite_v21_line() -> None:
     # are the last one's; the earlier ones were answered too, their answers not kept apart
     tk = censoredplanet.convert(_v21("x.example", {"198.18.7.35": [], "rcode": ["0", "0", "0"]}))["test_keys"]
     assert [(q["failure"], bool(q["answers"])) for q in tk["queries"]] == [(None, False), (None, False), (None, True)]
+    # rcodes that are no decimal number (Unicode digits among them) are trials whose failure is unknown
+    tk = censoredplanet.convert(_v21("x.example", {"rcode": ["²", "--3", "٣"]}))["test_keys"]
+    assert [q["failure"] for q in tk["queries"]] == ["unknown_failure: no rcode"] * 3
     # addresses but no trial that got them: censoredplanet-analysis drops these lines; we say why
     with pytest.raises(censoredplanet.Unreadable, match="no rcode 0"):
         censoredplanet.convert(_v21("x.example", {"198.18.7.35": [], "rcode": ["-1"]}))

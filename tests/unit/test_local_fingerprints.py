@@ -129,6 +129,7 @@ def test_analyze_matches_with_them_in_every_worker(tmp_path: Path, engine: str, 
     (HEADER + "a,t,,body,,,,,,\n", "the pattern must be"),
     (HEADER + "a,t,p,cookie,,,,,,\n", "location_found 'cookie' is not body or header"),
     (HEADER + "a,t,p,body,,11,,,,\n", "confidence_no_fp must be 0 to 10"),
+    (HEADER + "a,t,p,body,,٣,,,,\n", "confidence_no_fp must be 0 to 10"),  # a digit, not an ASCII one
     (HEADER + "a,t,p,body,,,,,['Russia'],\n", "expected_countries"),
     (HEADER + "a,t,p,body,,,,,,\na,t,q,body,,,,,,\n", "name 'a' is given twice"),
     (HEADER + "a,t,p\n", "3 fields where the header has 10"),

@@ -231,7 +231,7 @@ def test_hostile_gateways_are_skipped_and_counted() -> None:
         {"ip_address": "198.18.9.3", "capabilities": {"transport": [
             {"type": "obfs4", "protocols": ["tcp"], "ports": ["1"], "options": {"cert": 5}}]}},
         {"ip_address": "198.18.9.1", "capabilities": {"transport": [
-            {"type": "openvpn", "protocols": ["tcp"], "ports": ["0", "65536", "x", True, 443, "1194"]},
+            {"type": "openvpn", "protocols": ["tcp"], "ports": ["0", "65536", "x", True, "٤٤٣", 443, "1194"]},
             {"type": "openvpn", "protocols": ["udp"], "ports": ["53"]},
             {"type": "obfs4", "protocols": ["tcp"], "ports": ["23042"], "options": {"cert": "AAAA"}},
             {"type": "obfs4", "protocols": ["tcp"], "ports": ["23042"]},
@@ -248,7 +248,7 @@ def test_hostile_gateways_are_skipped_and_counted() -> None:
     udp_obfs4 = {"type": "obfs4", "protocols": ["udp"], "ports": ["1"], "options": {"cert": CERT}}
     assert riseupvpn.read_gateways({"gateways": [{"ip_address": "1.2.3.4",
                                                   "capabilities": {"transport": [udp_obfs4]}}]}) == ([], {})
-    assert skipped == {"not an object": 1, "no ip address": 2, "an address no server has": 2, "a port out of range": 4,
+    assert skipped == {"not an object": 1, "no ip address": 2, "an address no server has": 2, "a port out of range": 5,
                        "obfs4 without a valid cert": 3, "more than 64 gateways": 13}
     assert riseupvpn.read_gateways({"gateways": [{"ip_address": "1.2.3.4", "capabilities": []}]}) == ([], {})
     assert riseupvpn.read_gateways([1, 2]) == ([], {})

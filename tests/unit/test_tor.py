@@ -259,6 +259,8 @@ def test_default_targets_are_the_directory_authorities() -> None:
     ("\nBridge obfs4", "line 2: a bridge line needs HOST:PORT"),
     ("1.2.3.4:443 nothex", "line 1: after HOST:PORT, a fingerprint"),
     ("1.2.3.4:99999", "line 1: its port must be 1-65535"),
+    ("1.2.3.4:٤٤٣", "line 1: its port must be 1-65535"),  # digits, but not ASCII ones
+    ('{"a": {"address": "1.2.3.4:²", "protocol": "or_port"}}', "its port must be 1-65535"),
 ])
 def test_a_bad_targets_file_is_refused_in_one_line(spec: str, message: str) -> None:
     with pytest.raises(NettestError) as e:

@@ -195,7 +195,8 @@ def _network(vantage: str) -> tuple[str, str | None, str | None]:
 def _response(value: Mapping[str, Any]) -> dict[str, Any]:
     """Censored Planet's HTTP response object in OONI's shape (``code``, ``headers_list``, ``headers``, ``body``)."""
     status = _text(value.get("status_line")) or ""
-    code = next((int(part) for part in status.split()[:2] if part.isdigit() and len(part) == 3), None)
+    code = next((int(part) for part in status.split()[:2] if part.isascii() and part.isdigit() and len(part) == 3),
+                None)
     pairs: list[list[str]] = []
     headers = value.get("headers")
     if isinstance(headers, Mapping):
@@ -524,11 +525,14 @@ _MATCHED = frozenset(("ip", "http", "cert", "asnum", "asname"))  # v2.1's tags o
 _NOT_ADDRESSES = ("rcode", "error")  # the keys of v2.1's response object that are not answers
 
 
+_RCODE = re.compile(r"-?[0-9]{1,7}")
+
+
 def _rcode(value: Any) -> int | None:
     """A DNS rcode as Satellite wrote it: an integer (v2.2) or its decimal text (v2.1, ``"-1"``)."""
     if type(value) is int:
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 8:
+    if isinstance(value, str) and _RCODE.fullmatch(value):
         return int(value)
     return None
 

@@ -150,7 +150,8 @@ def read_gateways(document: Any) -> tuple[list[Gateway], Counter[str]]:
                     continue
             ports = transport.get("ports")
             for port in ports[:MAX_PORTS] if isinstance(ports, list) else ():
-                number = int(port) if isinstance(port, str) and port.isdigit() and len(port) <= 5 else \
+                text = port if isinstance(port, str) and port.isascii() and len(port) <= 5 else ""
+                number = int(text) if text.isdigit() else \
                     port if isinstance(port, int) and not isinstance(port, bool) else 0
                 if not 1 <= number <= 65535:
                     skipped["a port out of range"] += 1

@@ -126,7 +126,7 @@ def _address(value: Any, where: str) -> str:
     except ValueError:
         if bracketed or not re.fullmatch(r"(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?)+", bare):
             raise NettestError(f"{where}: address must be HOST:PORT") from None
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise NettestError(f"{where}: its port must be 1-65535")
     return value
 

@@ -702,7 +702,8 @@ def local_entries(text: str, where: str) -> list[dict[str, Any]]:
             if any(not _COUNTRY.fullmatch(c) for c in countries):
                 raise ValueError(f"{where}: line {line}: expected_countries holds no two-letter country codes")
             confidence_text = (cells.get("confidence_no_fp") or "").strip()
-            if confidence_text and not (confidence_text.isdigit() and int(confidence_text) <= 10):
+            if confidence_text and not (confidence_text.isascii() and confidence_text.isdigit()
+                                        and int(confidence_text) <= 10):
                 raise ValueError(f"{where}: line {line}: confidence_no_fp must be 0 to 10")
             if len(entries) >= LOCAL_MAX:
                 raise ValueError(f"{where}: more than {LOCAL_MAX:,} fingerprints")
