@@ -521,7 +521,8 @@ def _judged(m: Mapping[str, Any], tk: dict[str, Any], answered: set[str], start:
 
 
 SATELLITE_V21 = "satellite-v2.1"
-_MATCHED = frozenset(("ip", "http", "cert", "asnum", "asname"))  # v2.1's tags of an answer like the controls'
+_MATCHED = frozenset(("ip", "http", "cert", "asnum", "asname"))  # v1 and v2.1: the tags an answer shared with the
+# control resolvers' (an address with none of them, or only "no_tags", is unlike theirs)
 _NOT_ADDRESSES = ("rcode", "error")  # the keys of v2.1's response object that are not answers
 
 
