@@ -851,6 +851,23 @@ def published(m: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in m.items() if k not in ADDED}
 
 
+def with_source(data: bytes, m: dict[str, Any], source: str) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
+    """A line of Censored Planet's with what where it came from adds to it: (the bytes to keep, the line to convert,
+    the line as published, whose content names it). A Hyperquack v1 line gains its protocol and a Satellite v1 line
+    its scan, from the scan's name; a Satellite v2 line the pages fetched from its answers, from the
+    blockpages.json beside it. A line kept before with what analyze added (a re-analysis) is taken as it is."""
+    if not ADDED.isdisjoint(m):
+        return data, m, published(m)
+    added: tuple[bytes, dict[str, Any]] | None = None
+    if is_v1(m):
+        added = with_service(data, m, source)
+    elif is_satellite_v1(m):
+        added = with_scan(data, m, source)
+    elif "service" not in m and (index := pages_beside(source)) is not None:
+        added = join(data, m, index)
+    return (added[0], added[1], m) if added is not None else (data, m, m)
+
+
 def as_measurement(m: Any) -> Any:
     """``m`` itself, or the measurement a Hyperquack line is (for those who read the store's raw bytes: the
     explorer, the report's blockpages); ``m`` when it cannot be converted."""
@@ -865,4 +882,4 @@ def as_measurement(m: Any) -> Any:
 __all__ = ["ADDED", "ASN_TABLE_ENV", "FORMAT", "PAGES", "SATELLITE", "SATELLITE_V1", "SATELLITE_V21", "SCAN",
            "SERVICE", "SERVICES", "V1", "PageIndex", "Unreadable", "as_measurement", "convert", "is_page",
            "is_satellite_v1", "is_v1", "join", "looks_like", "pages_beside", "published", "scan_of",
-           "service_of", "use_asn_table", "with_scan", "with_service"]
+           "service_of", "use_asn_table", "with_scan", "with_service", "with_source"]

@@ -360,27 +360,15 @@ def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
         try:
             env = envelope(m)
         except Invalid as exc:
-            try:  # not OONI's: a line of Censored Planet's Hyperquack is read as a remote_web measurement
+            try:  # not OONI's: a line of Censored Planet's, read as a remote_web or remote_dns measurement
                 if not censoredplanet.looks_like(m):
                     raise exc
                 if censoredplanet.is_page(m):  # a page of Satellite's blockpages.json: read with its measurement
                     if _page_joined(item, m):
                         cp[5] += 1
                         continue
-                elif not censoredplanet.ADDED.isdisjoint(m):  # a line kept with what analyze added (re-analysis)
-                    kept = censoredplanet.published(m)
-                elif censoredplanet.is_v1(m):  # Hyperquack v1: the protocol is in the scan's name only
-                    named = censoredplanet.with_service(data, m, item.source)
-                    if named is not None:
-                        data, m = named
-                elif censoredplanet.is_satellite_v1(m):  # Satellite v1: the time is in the scan's name only
-                    named = censoredplanet.with_scan(data, m, item.source)
-                    if named is not None:
-                        data, m = named
-                elif "service" not in m and (index := censoredplanet.pages_beside(item.source)) is not None:
-                    joined = censoredplanet.join(data, m, index)
-                    if joined is not None:  # kept as published, the pages fetched from its answers last
-                        data, m = joined
+                else:  # with what its source adds: a v1 line's protocol or scan, a Satellite line's pages
+                    data, m, kept = censoredplanet.with_source(data, m, item.source)
                 m = censoredplanet.convert(m)
                 if m["test_keys"]["x_censoredplanet"].get("pages"):
                     cp[6] += 1
