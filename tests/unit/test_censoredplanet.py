@@ -669,6 +669,72 @@ def test_analyze_reads_satellite_v1_scans_and_keeps_each_lines_scan(tmp_path: Pa
     assert res.returncode == 1 and "whose time only its scan's name says" in res.stdout, res.stdout + res.stderr
 
 
+def test_where_a_satellite_v1_resolver_is_comes_from_its_scans_tags() -> None:
+    index = censoredplanet.ResolverIndex()
+    for line in (b'{"resolver": "198.18.8.56", "country": "Russia"}',  # v1: the country's name
+                 b'{"vp": "2001:DB8::1", "location": {"country_name": "Iran", "country_code": "IR"}}',  # v2
+                 rb'{"resolver": "198.18.8.57", "country": "C\u00f4te d\u2019Ivoire"}',
+                 b'{"resolver": "198.18.8.58", "country": "Atlantis"}',  # a name no table holds: kept, no code
+                 b'{"resolver": "198.18.8.59"}', b'{"resolver": "not an address", "country": "Russia"}',
+                 b'{"resolver": "198.18.8.60", "country": ["Russia"]}', b"[1, 2]", b"{not json", b"7"):
+        index.add(line)
+    assert index.of("198.18.8.56") == {"country_name": "Russia", "country_code": "RU"}
+    assert index.of("2001:db8:0::1") == {"country_name": "Iran", "country_code": "IR"}  # as Python writes it
+    assert index.of("198.18.8.57") == {"country_name": "C\u00f4te d\u2019Ivoire", "country_code": "CI"}
+    assert index.of("198.18.8.58") == {"country_name": "Atlantis", "country_code": None}
+    assert [index.of(a) for a in ("198.18.8.59", "198.18.8.60", "198.18.8.61", None, 7)] == [None] * 5
+    assert len(index.places) == 4
+    # read as a v1 line's location: the code is the country; without one, the ASN table's, else ZZ
+    line, _ = SV1_CASES["an answer sharing no tag with the controls'"]
+    for place, cc in ((index.of("198.18.8.56"), "RU"), (index.of("198.18.8.58"), "ZZ")):
+        m = censoredplanet.convert({**line, censoredplanet.LOCATION: place})
+        assert m["probe_cc"] == cc and m["test_keys"]["x_censoredplanet"]["country_name"] == place["country_name"]
+    assert censoredplanet.published({**line, censoredplanet.LOCATION: place}) == censoredplanet.published(line)
+
+
+def test_analyze_gives_a_satellite_v1_line_its_resolvers_country(tmp_path: Path) -> None:
+    lines = [orjson.dumps(censoredplanet.published(line)) for line, _ in SV1_CASES.values()]
+    elsewhere = orjson.dumps({**censoredplanet.published(SV1_CASES["no answer"][0]), "resolver": "198.18.8.99"})
+    tags = b"\n".join([b'{"resolver": "198.18.8.56", "country": "Turkmenistan"}', b"{damaged",
+                        b'{"resolver": "198.18.8.99", "country": "<i>Atlantis</i>"}']) + b"\n"
+    raw = tmp_path / V1_SCAN / "raw"  # as Censored Planet published v1 scans
+    raw.mkdir(parents=True)
+    (raw / "interference.json").write_bytes(b"\n".join([*lines, elsewhere]) + b"\n")
+    (raw / "tagged_resolvers.json").write_bytes(tags)
+    db, jsonl = tmp_path / "sv1.duckdb", tmp_path / "v.jsonl"
+    res = _run("analyze", "--db", str(db), "--jsonl", str(jsonl), str(tmp_path / V1_SCAN))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "analyzed 4 measurements" in res.stdout and "3 records skipped as bad input" in res.stdout, res.stdout
+    assert "lists of resolvers" in res.stdout, res.stdout  # the tags' own lines: not measurements, said so
+    rows = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    assert sorted((r["input"], r["probe_cc"]) for r in rows) == [
+        ("asana.example", "TM"), ("casino.example", "TM"), ("casino.example", "ZZ"), ("equality.example", "TM")]
+    uid = next(r["measurement_uid"] for r in rows if r["input"] == "equality.example")
+    assert "_TM_" in uid
+    with Store(db, create=False) as store:
+        kept = store.raw(uid)
+    assert kept is not None and kept.startswith(lines[1][:-1])
+    assert orjson.loads(kept)[censoredplanet.LOCATION] == {"country_name": "Turkmenistan", "country_code": "TM"}
+    redo = _run("analyze", "--reanalyse", "all", "--db", str(db))
+    assert redo.returncode == 0 and ": 0 verdicts changed" in redo.stdout, redo.stdout + redo.stderr
+    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as client:
+        html = client.get(f"/m/{uid}").text
+        hostile = client.get(f"/m/{next(r['measurement_uid'] for r in rows if r['probe_cc'] == 'ZZ')}").text
+    assert "with where its resolver is, as its scan's <code>tagged_resolvers.json</code> says (Turkmenistan)" in html
+    assert "says (&lt;i&gt;Atlantis&lt;/i&gt;)" in hostile and "<i>Atlantis" not in hostile  # a name is text
+    # the same scan as Censored Planet's tarball, its tags after the lines they place
+    archive = tmp_path / f"{V1_SCAN}.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, data in (("interference.json", b"\n".join(lines) + b"\n"), ("tagged_resolvers.json", tags)):
+            info = tarfile.TarInfo(f"{V1_SCAN}/raw/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    jsonl = tmp_path / "t.jsonl"
+    res = _run("analyze", "--db", str(tmp_path / "t.duckdb"), "--jsonl", str(jsonl), str(archive))
+    assert res.returncode == 0 and "analyzed 3 measurements" in res.stdout, res.stdout + res.stderr
+    assert {json.loads(x)["probe_cc"] for x in jsonl.read_text().splitlines()} == {"TM"}
+
+
 def test_analyze_reads_a_satellite_v21_scan_and_joins_its_pages(tmp_path: Path) -> None:
     poisoned, _ = V21_CASES["addresses none of whose tags match the controls'"]
     lines = [orjson.dumps(line) for line, _ in V21_CASES.values()]

@@ -49,12 +49,14 @@ clears the address), as our own remote_dns's validation is.
 Censored Planet's own flags are kept in ``test_keys.x_censoredplanet``. The lines name no network:
 ``probe_asn`` is AS0 unless the vantage's AS is found in the table ``$TAMPERSCOPE_ASN_TABLE`` names
 (``analyze --asn-table``; iptoasn.com's TSV, as `run` and `remote` read it); the country is the line's
-own ``location.country_code`` (else the table's). Not read, each rejected with its reason and counted as
-any bad line: Hyperquack v1 lines (``Server``, ``Keyword``, ``Results``: 2018-2021; read as v2's, `_v1`) and
-Satellite v1 lines (``resolver``, ``query``, ``answers``: 2018-2021; `_satellite_v1`) from a file whose name does
-not give their protocol or their scan, the flattened rows of the later ``Hyperquack-v2-raw`` files, Satellite's
-other files (its ``responses`` files, v1's ``interference_err.json`` and ``answers_control.json``), and the lines
-of a ``blockpages.json`` with no ``results.json`` beside it.
+own ``location.country_code``, for a Satellite v1 line (which has no location) the one its scan's
+``tagged_resolvers.json`` names for its resolver (`with_country`), else the table's. Not read, each rejected
+with its reason and counted as any bad line: Hyperquack v1 lines (``Server``, ``Keyword``, ``Results``:
+2018-2021; read as v2's, `_v1`) and Satellite v1 lines (``resolver``, ``query``, ``answers``: 2018-2021;
+`_satellite_v1`) from a file whose name does not give their protocol or their scan, the flattened rows of the
+later ``Hyperquack-v2-raw`` files, Satellite's other files (its ``responses`` files, its lists of resolvers,
+v1's ``interference_err.json`` and ``answers_control.json``), and the lines of a ``blockpages.json`` with no
+``results.json`` beside it.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ import posixpath
 import re
 import tarfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any, NoReturn
 
@@ -77,6 +79,7 @@ from tamperscope.analysis.reader import read
 from tamperscope.analysis.records import MAX_MEASUREMENT_BYTES, Line
 from tamperscope.model import failures as F
 from tamperscope.model.asn import AsnTable
+from tamperscope.model.countries import MAX_NAME, code_of
 from tamperscope.model.remote import AFTER, BEFORE, TEST, VALIDATE
 
 FORMAT = "hyperquack-v2"
@@ -110,6 +113,10 @@ def _unread(m: dict[str, Any]) -> str | None:
     if "resolver" in m and "query" in m and isinstance(m.get("answers"), list):
         return ("a line of Satellite v1's answers that were not judged (interference_err.json: no control resolver "
                 "answered the domain) or of a control resolver's own (answers_control.json)")
+    if ("resolver" in m or "vp" in m) and "query" not in m and "test_url" not in m and (
+            "country" in m or "location" in m or "name" in m):
+        return ("a line of Satellite's lists of resolvers (resolvers.json, tagged_resolvers.json: where a resolver is "
+                "or its name, not a measurement): a v1 line's country is read from its scan's tagged_resolvers.json")
     if "vp" in m and "test_url" in m and "service" not in m and "anomaly" not in m and _trials_of(m):
         return ("a line of Satellite's responses files (one resolver's answers, not yet compared with the control "
                 "resolvers'): results.json holds the measurement")
@@ -595,6 +602,7 @@ def _satellite_v21(m: Mapping[str, Any], vantage: str, domain: str, found: Mappi
 
 SATELLITE_V1 = "satellite-v1"
 SCAN = "x_scan"  # the name of the scan a Satellite v1 line came from, which alone says when it was measured
+LOCATION = "x_location"  # a Satellite v1 line's resolver's country, from its scan's tagged_resolvers.json
 _SATELLITE_SCAN = re.compile(r"CP[_-]Satellite-(\d{4}-\d\d-\d\d)(?:-(\d\d)-(\d\d)-(\d\d))?")
 
 
@@ -640,7 +648,8 @@ def _satellite_v1(m: Mapping[str, Any]) -> dict[str, Any]:
     stands for rule 1's answer before). Its file held only the domains a control resolver answered
     (``x_control_answered``; those no control answered are in ``interference_err.json``), so an answer with no
     tag in common with the controls' is poisoned, as in v2. No time on the line: the scan's start, which its name
-    gives (`SCAN`, added by analyze); no location: the country is the ASN table's."""
+    gives (`SCAN`, added by analyze); no location: the country is the one its scan's ``tagged_resolvers.json`` gives
+    the resolver (`LOCATION`, added by analyze), else the ASN table's."""
     vantage = _vantage(m, "resolver")
     domain = _text(m.get("query"))
     if domain is None:
@@ -658,10 +667,13 @@ def _satellite_v1(m: Mapping[str, Any]) -> dict[str, Any]:
             "resolver_address": f"{vantage}:53", "answers": answers or None, "failure": failure}],
         "x_consistent": sorted(set(consistent)), "x_control_answered": isinstance(passed, bool),
         "x_vantage_vetted": True}
+    where = m.get(LOCATION)
+    location: Mapping[str, Any] = where if isinstance(where, Mapping) else {}
     tk["x_censoredplanet"] = {"format": SATELLITE_V1, "anomaly": not passed if isinstance(passed, bool) else None,
-                              "confidence": m.get("confidence"), "scan": m.get(SCAN)}
-    return _envelope({"test_url": domain}, vantage, start, "remote_dns", SATELLITE_V1, "censoredplanet-satellite",
-                     None, tk)
+                              "confidence": m.get("confidence"), "scan": m.get(SCAN),
+                              "country_name": location.get("country_name")}
+    return _envelope({"test_url": domain, "location": location}, vantage, start, "remote_dns", SATELLITE_V1,
+                     "censoredplanet-satellite", None, tk)
 
 
 def _times(record: Mapping[str, Any], start: dt.datetime, where: str) -> dict[str, float]:
@@ -776,37 +788,46 @@ def _scan_of(source: str) -> tuple[str, str | None] | None:
     return None
 
 
-@lru_cache(maxsize=2)  # a scan's pages are read once per process; two scans at most held
-def _index(where: str, member_dir: str | None) -> PageIndex | None:
-    index = PageIndex()
+def _each_line_beside(where: str, member_dir: str | None, names: tuple[str, ...], take: Callable[[bytes], None],
+                      sought: tuple[str, ...] = ()) -> tuple[bool, bool]:
+    """Give ``take`` each line of the first file of ``names`` beside a line's file: in the directory ``where``, or
+    among the members under ``member_dir`` of the archive ``where`` (read as ``.json`` only). (Whether such a file
+    was found, whether one of ``sought`` is there too.) A damaged archive gives the lines read before the damage;
+    the reader reports the damage."""
     if member_dir is None:
-        found = next((os.path.join(where, n) for n in PAGE_FILES if os.path.isfile(os.path.join(where, n))), None)
+        found = next((os.path.join(where, n) for n in names if os.path.isfile(os.path.join(where, n))), None)
         if found is None:
-            return None
-        index.results = any(os.path.isfile(os.path.join(where, n)) for n in RESULT_FILES)
+            return False, False
         for record in read([found]):
             if isinstance(record, Line):
-                index.add(record.data)
-        return index
-    wanted = {posixpath.join(member_dir, n) for n in PAGE_FILES[:1]}  # a tar's members are read as .json only
-    results = {posixpath.join(member_dir, n) for n in RESULT_FILES[:1]}
-    seen = False
+                take(record.data)
+        return True, any(os.path.isfile(os.path.join(where, n)) for n in sought)
+    wanted = posixpath.join(member_dir, names[0])
+    also = posixpath.join(member_dir, sought[0]) if sought else None
+    seen = present = False
     try:
         with tarfile.open(where, "r|*") as archive:
             for member in archive:
                 if not member.isfile():
                     continue
-                index.results |= member.name in results
-                if member.name in wanted and not seen:
-                    f = archive.extractfile(member)
-                    if f is not None:
-                        seen = True
-                        for record in read_json(f"{where}!{member.name}", f, MAX_MEASUREMENT_BYTES):
-                            if isinstance(record, Line):
-                                index.add(record.data)
+                present |= member.name == also
+                if member.name == wanted and not seen and (f := archive.extractfile(member)) is not None:
+                    seen = True
+                    for record in read_json(f"{where}!{member.name}", f, MAX_MEASUREMENT_BYTES):
+                        if isinstance(record, Line):
+                            take(record.data)
+                if seen and (present or also is None):
+                    break
     except (OSError, EOFError, tarfile.TarError, zlib.error):
-        pass  # a damaged archive: the pages read before the damage are kept; the reader reports the damage
-    return index if seen else None
+        pass
+    return seen, present
+
+
+@lru_cache(maxsize=2)  # a scan's pages are read once per process; two scans at most held
+def _index(where: str, member_dir: str | None) -> PageIndex | None:
+    index = PageIndex()
+    found, index.results = _each_line_beside(where, member_dir, PAGE_FILES, index.add, RESULT_FILES)
+    return index if found else None
 
 
 def pages_beside(source: str) -> PageIndex | None:
@@ -842,8 +863,74 @@ def join(data: bytes, m: Mapping[str, Any], index: PageIndex) -> tuple[bytes, di
     return joined, {**m, PAGES: [orjson.loads(line) for line in found]}
 
 
-ADDED = frozenset((PAGES, SERVICE, SCAN))  # what analyze adds to a line it keeps: Satellite's pages, the protocol
-# of a Hyperquack v1 line, the scan of a Satellite v1 line
+# ------------------------------------------------------------------------ Satellite v1's resolvers (tagged_resolvers.json)
+
+RESOLVER_FILES = ("tagged_resolvers.json", "tagged_resolvers.json.gz")
+MAX_RESOLVERS = 1 << 18  # resolvers held per scan (a v1 scan tagged some tens of thousands); beyond, not held
+
+
+class ResolverIndex:
+    """Where one scan's resolvers are, as its ``tagged_resolvers.json`` says: a line of v1's
+    (``{"resolver", "country": "<the country's name>"}``) or of v2's (``{"vp", "location": {"country_name",
+    "country_code"}}``), by the resolver's address as Python writes it."""
+
+    def __init__(self) -> None:
+        self.places: dict[str, dict[str, str | None]] = {}
+        self._shared: dict[tuple[str | None, str | None], dict[str, str | None]] = {}  # one object per country
+
+    def add(self, data: bytes) -> None:
+        if len(self.places) >= MAX_RESOLVERS:
+            return
+        try:
+            line = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(line, dict):
+            return
+        address = _address(line.get("resolver", line.get("vp")))
+        where = line.get("location")
+        name, code = (where.get("country_name"), where.get("country_code")) if isinstance(where, Mapping) else (
+            line.get("country"), None)
+        name = name[:MAX_NAME] if isinstance(name, str) and name.strip() else None
+        code = code_of(code) or code_of(name)
+        if address is None or (name is None and code is None):
+            return
+        self.places[address] = self._shared.setdefault((name, code), {"country_name": name, "country_code": code})
+
+    def of(self, address: Any) -> dict[str, str | None] | None:
+        found = _address(address)
+        return self.places.get(found) if found is not None else None
+
+
+def _address(value: Any) -> str | None:
+    try:
+        return str(ipaddress.ip_address(value)) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+@lru_cache(maxsize=2)  # a scan's resolvers are read once per process; two scans at most held
+def _resolvers(where: str, member_dir: str | None) -> ResolverIndex | None:
+    index = ResolverIndex()
+    found, _ = _each_line_beside(where, member_dir, RESOLVER_FILES, index.add)
+    return index if found else None
+
+
+def with_country(data: bytes, m: Mapping[str, Any], source: str) -> tuple[bytes, dict[str, Any]] | None:
+    """A Satellite v1 line with where its resolver is, as the ``tagged_resolvers.json`` beside the line's file says
+    (``{"country_name", "country_code"}``, the code None for a name no table holds), added as a last key
+    (`LOCATION`); None when there is no such file or it does not name the resolver."""
+    where = _scan_of(source) if source else None
+    index = _resolvers(*where) if where is not None else None
+    place = index.of(m.get("resolver")) if index is not None else None
+    if place is None or LOCATION in m:
+        return None
+    joined = _append(data, LOCATION, orjson.dumps(place))
+    return (joined, {**m, LOCATION: place}) if joined is not None else None
+
+
+ADDED = frozenset((PAGES, SERVICE, SCAN, LOCATION))  # what analyze adds to a line it keeps: Satellite's pages, the
+# protocol of a Hyperquack v1 line, the scan of a Satellite v1 line and its resolver's country
 
 
 def published(m: Mapping[str, Any]) -> dict[str, Any]:
@@ -854,8 +941,9 @@ def published(m: Mapping[str, Any]) -> dict[str, Any]:
 def with_source(data: bytes, m: dict[str, Any], source: str) -> tuple[bytes, dict[str, Any], dict[str, Any]]:
     """A line of Censored Planet's with what where it came from adds to it: (the bytes to keep, the line to convert,
     the line as published, whose content names it). A Hyperquack v1 line gains its protocol and a Satellite v1 line
-    its scan, from the scan's name; a Satellite v2 line the pages fetched from its answers, from the
-    blockpages.json beside it. A line kept before with what analyze added (a re-analysis) is taken as it is."""
+    its scan, from the scan's name, and its resolver's country, from the tagged_resolvers.json beside it; a Satellite
+    v2 line the pages fetched from its answers, from the blockpages.json beside it. A line kept before with what
+    analyze added (a re-analysis) is taken as it is."""
     if not ADDED.isdisjoint(m):
         return data, m, published(m)
     added: tuple[bytes, dict[str, Any]] | None = None
@@ -863,6 +951,8 @@ def with_source(data: bytes, m: dict[str, Any], source: str) -> tuple[bytes, dic
         added = with_service(data, m, source)
     elif is_satellite_v1(m):
         added = with_scan(data, m, source)
+        if added is not None:
+            added = with_country(*added, source) or added
     elif "service" not in m and (index := pages_beside(source)) is not None:
         added = join(data, m, index)
     return (added[0], added[1], m) if added is not None else (data, m, m)
@@ -879,7 +969,7 @@ def as_measurement(m: Any) -> Any:
         return m
 
 
-__all__ = ["ADDED", "ASN_TABLE_ENV", "FORMAT", "PAGES", "SATELLITE", "SATELLITE_V1", "SATELLITE_V21", "SCAN",
-           "SERVICE", "SERVICES", "V1", "PageIndex", "Unreadable", "as_measurement", "convert", "is_page",
-           "is_satellite_v1", "is_v1", "join", "looks_like", "pages_beside", "published", "scan_of",
-           "service_of", "use_asn_table", "with_scan", "with_service", "with_source"]
+__all__ = ["ADDED", "ASN_TABLE_ENV", "FORMAT", "LOCATION", "PAGES", "SATELLITE", "SATELLITE_V1", "SATELLITE_V21",
+           "SCAN", "SERVICE", "SERVICES", "V1", "PageIndex", "ResolverIndex", "Unreadable", "as_measurement", "convert",
+           "is_page", "is_satellite_v1", "is_v1", "join", "looks_like", "pages_beside", "published", "scan_of",
+           "service_of", "use_asn_table", "with_country", "with_scan", "with_service", "with_source"]

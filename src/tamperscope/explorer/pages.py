@@ -225,10 +225,21 @@ def measurement(reader: Reader, uid: str) -> dict[str, Any] | None:
         # a Satellite v1 line's scan, whose name alone gave its time (added by analyze)
         "added_scan": published.get(censoredplanet.SCAN) if converted and isinstance(published, dict)
         and isinstance(published.get(censoredplanet.SCAN), str) else None,
+        # where a Satellite v1 line's resolver is, from its scan's tagged_resolvers.json (added by analyze)
+        "added_place": _added_place(published) if converted else None,
         "raw_pretty": pretty[:MAX_RAW_SHOWN].decode("utf-8", "replace"),
         "raw_cut": len(pretty) > MAX_RAW_SHOWN,
         "unknown_page": _unknown_page(raw, verdict),
     }
+
+
+def _added_place(line: Any) -> str | None:
+    """The country name (else code) analyze added to a Satellite v1 line (`censoredplanet.LOCATION`), or None."""
+    place = line.get(censoredplanet.LOCATION) if isinstance(line, dict) else None
+    if not isinstance(place, dict):
+        return None
+    named = place.get("country_name") or place.get("country_code")
+    return named if isinstance(named, str) else None
 
 
 def _unknown_page(raw: bytes, verdict: dict[str, Any]) -> dict[str, Any] | None:
