@@ -863,7 +863,7 @@ def join(data: bytes, m: Mapping[str, Any], index: PageIndex) -> tuple[bytes, di
     return joined, {**m, PAGES: [orjson.loads(line) for line in found]}
 
 
-# ------------------------------------------------------------------------ Satellite v1's resolvers (tagged_resolvers.json)
+# --------------------------------------------------------------------------- Satellite v1's countries
 
 RESOLVER_FILES = ("tagged_resolvers.json", "tagged_resolvers.json.gz")
 MAX_RESOLVERS = 1 << 18  # resolvers held per scan (a v1 scan tagged some tens of thousands); beyond, not held
