@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tamperscope.analysis import censoredplanet
+from tamperscope.analysis import censoredplanet, scans
 from tamperscope.analysis.store import Store
 from tamperscope.analysis.verdicts import default_matcher, verdict_for
 from tamperscope.collector.config import Settings
@@ -669,6 +669,40 @@ def test_analyze_reads_satellite_v1_scans_and_keeps_each_lines_scan(tmp_path: Pa
     assert res.returncode == 1 and "whose time only its scan's name says" in res.stdout, res.stdout + res.stderr
 
 
+# the files a Satellite v1 scan holds beside its measurements (docs/satellitev1.rst), a line of each
+SCAN_FILES_V1 = {
+    "raw/answers.json": b'{"resolver": "198.18.8.56", "query": "b.example", "answers": ["198.18.0.40"]}',
+    "raw/answers_raw.json": b'{"resolver": "198.18.8.56", "query": "c.example", "data": "AAAA"}',
+    "raw/answers_ip.json": b'{"answer": "198.18.0.40"}',
+    "raw/resolvers.json": b'{"resolver": "198.18.8.56", "name": "ns.example"}',
+    "raw/resolvers_err.json": b'{"resolver": "198.18.8.56", "error": {"code": 1}}',
+    "raw/resolvers_ip.json": b'{"resolver": "198.18.8.56", "answer": "198.18.0.9"}',
+    "raw/resolvers_ptr.json": b'{"resolver": "198.18.8.56", "names": ["ns.example"]}',
+    "raw/resolvers_raw.json": b'{"saddr": "198.18.8.56", "data": "AAAA"}',
+    "raw/tagged_answers.json": b'{"ip": "198.18.0.40", "http": "ab", "cert": "cd", "asname": "X", "asnum": 1}',
+    "raw/dns.pkt": b"\x00\x01\x02",
+    "log.json": b'{"start": "2020-09-02"}',
+    "stat/stat_interference_country.json": b'{"BY": 3}',
+}
+
+
+@pytest.mark.parametrize(("path", "skipped"), [
+    *((f"/d/{V1_SCAN}/{name}", True) for name in SCAN_FILES_V1),
+    (f"/d/{V1_SCAN}/raw/tagged_resolvers.json.gz", True), (f"/d/{V1_SCAN}.tar.gz!{V1_SCAN}/servers.txt", True),
+    ("/d/CP_Quack-echo-2021-04-01-12-00-01.tar.gz!domains.txt", True),
+    ("/d/CP_Satellite-2021-10-20-12-00-01/responses_control.json.gz", True),
+    (f"/d/{V1_SCAN}/raw/interference.json", False), (f"/d/{V1_SCAN}/raw/answers_err.json", False),
+    (f"/d/{V1_SCAN}/raw/interference_err.json", False), (f"/d/{V1_SCAN}.tar.gz!{V1_SCAN}/raw/answers_control.json",
+                                                          False),
+    ("/d/CP_Satellite-2021-10-20-12-00-01/results.json.gz", False),
+    ("/d/CP_Satellite-2021-10-20-12-00-01/blockpages.json", False),
+    ("/d/CP_Quack-https-2020-11-06-15-15-31/results.json", False),
+    ("/mirror/raw/20240101/00/IT/webconnectivity/resolvers.json", False),  # not a scan's: read as any file
+    ("/mirror/log.json", False), ("CP_Satellite-notes.json", False)])
+def test_a_scans_files_that_hold_no_measurement(path: str, skipped: bool) -> None:
+    assert scans.not_measurements(path) is skipped
+
+
 def test_where_a_satellite_v1_resolver_is_comes_from_its_scans_tags() -> None:
     index = censoredplanet.ResolverIndex()
     for line in (b'{"resolver": "198.18.8.56", "country": "Russia"}',  # v1: the country's name
@@ -697,15 +731,21 @@ def test_analyze_gives_a_satellite_v1_line_its_resolvers_country(tmp_path: Path)
     elsewhere = orjson.dumps({**censoredplanet.published(SV1_CASES["no answer"][0]), "resolver": "198.18.8.99"})
     tags = b"\n".join([b'{"resolver": "198.18.8.56", "country": "Turkmenistan"}', b"{damaged",
                         b'{"resolver": "198.18.8.99", "country": "<i>Atlantis</i>"}']) + b"\n"
-    raw = tmp_path / V1_SCAN / "raw"  # as Censored Planet published v1 scans
+    raw = tmp_path / V1_SCAN / "raw"  # as Censored Planet published v1 scans, with the files beside the measurements
     raw.mkdir(parents=True)
     (raw / "interference.json").write_bytes(b"\n".join([*lines, elsewhere]) + b"\n")
     (raw / "tagged_resolvers.json").write_bytes(tags)
+    for name, line in SCAN_FILES_V1.items():  # read line by line, every one of them would be bad input
+        (tmp_path / V1_SCAN / name).parent.mkdir(exist_ok=True)
+        (tmp_path / V1_SCAN / name).write_bytes(line + b"\n")
     db, jsonl = tmp_path / "sv1.duckdb", tmp_path / "v.jsonl"
     res = _run("analyze", "--db", str(db), "--jsonl", str(jsonl), str(tmp_path / V1_SCAN))
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "analyzed 4 measurements" in res.stdout and "3 records skipped as bad input" in res.stdout, res.stdout
-    assert "lists of resolvers" in res.stdout, res.stdout  # the tags' own lines: not measurements, said so
+    assert "analyzed 4 measurements" in res.stdout and "0 records skipped as bad input" in res.stdout, res.stdout
+    # named on the command line, a file is read whatever its name: the tags' lines are not measurements, said so
+    named = _run("analyze", "--db", str(tmp_path / "named.duckdb"), str(raw / "tagged_resolvers.json"))
+    assert named.returncode == 1 and "3 records skipped" in named.stdout, named.stdout + named.stderr
+    assert "lists of resolvers" in named.stdout, named.stdout
     rows = [json.loads(x) for x in jsonl.read_text().splitlines()]
     assert sorted((r["input"], r["probe_cc"]) for r in rows) == [
         ("asana.example", "TM"), ("casino.example", "TM"), ("casino.example", "ZZ"), ("equality.example", "TM")]
@@ -1026,10 +1066,11 @@ def test_analyze_reads_a_v1_scan_and_keeps_its_protocol_with_each_line(tmp_path:
     lines = {case: orjson.dumps(line) for case, (service, line, _) in V1_CASES.items() if service == "https"}
     scan = tmp_path / "CP_Quack-https-2020-11-06-15-15-31.tar.gz"
     data = b"\n".join(lines.values()) + b"\n"
-    with tarfile.open(scan, "w:gz") as tar:
-        info = tarfile.TarInfo("CP_Quack-https-2020-11-06-15-15-31/results.json")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
+    with tarfile.open(scan, "w:gz") as tar:  # as published: the vantages and domains beside the results
+        for name, content in (("servers.txt", b"198.18.9.7\n"), ("results.json", data), ("domains.txt", b"x.org\n")):
+            info = tarfile.TarInfo(f"CP_Quack-https-2020-11-06-15-15-31/{name}")
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
     db, jsonl = tmp_path / "v1.duckdb", tmp_path / "v.jsonl"
     res = _run("analyze", "--db", str(db), "--jsonl", str(jsonl), str(scan))
     assert res.returncode == 0 and "0 records skipped as bad input" in res.stdout, res.stdout + res.stderr

@@ -22,6 +22,7 @@ import orjson
 
 from tamperscope.analysis.framing import Lz4File, Replay, decompress_error, one_line, read_lines
 from tamperscope.analysis.records import BOM, CHUNK, JSON_WS, TOO_DEEP, Line, Rejection
+from tamperscope.analysis.scans import not_measurements
 
 # --------------------------------------------------------------------------- JSON documents and arrays
 
@@ -569,7 +570,7 @@ def read_tar(path: str, max_bytes: int, fileobj: IO[bytes] | None = None) -> Ite
     with archive:
         try:
             for member in archive:
-                if not member.isfile():
+                if not member.isfile() or not_measurements(f"{path}!{member.name}"):
                     continue
                 f = _member_file(archive, member)
                 if f is None:  # pragma: no cover - a regular file always has one

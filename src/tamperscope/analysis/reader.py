@@ -28,7 +28,9 @@ Formats, by file name (anything else is sniffed: gzip magic, else text):
   JSON lines;
 * OONI's S3 layout (``raw/<day>/<hour>/<cc>/<test>/*.jsonl.gz``,
   ``jsonl/<test>/<cc>/<day>/<hour>/*.jsonl.gz``) is just directories of the above;
-  ``index.json.gz`` files there are indexes, not measurements, and are skipped;
+  ``index.json.gz`` files there are indexes, not measurements, and are skipped; so are the
+  files of a Censored Planet scan that hold no measurement (`scans.not_measurements`:
+  its resolvers, the answers before their comparison, logs), in its directory or tarball;
 * ``-`` (standard input) and pipes (``<(zcat ...)``, a FIFO): a *stream*, read once,
   front to back. Its first bytes say what it is: gzip, zstd or LZ4 (decompressed on
   the fly), a tar archive inside (a postcan), a JSON array or pretty-printed
@@ -90,6 +92,7 @@ from tamperscope.analysis.records import (  # the records, re-exported: importer
     Rejection,
     file_identity,
 )
+from tamperscope.analysis.scans import not_measurements
 
 # --------------------------------------------------------------------------- discovery
 
@@ -162,7 +165,7 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, st
                 for name in sorted(files):
                     child = Path(root, name)
                     kind = _kind(child)
-                    if kind is not None and _regular(child):
+                    if kind is not None and _regular(child) and not not_measurements(str(child)):
                         yield child, kind
         elif path.exists():
             yield path, _kind(path) or _sniff(path)
