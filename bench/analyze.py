@@ -12,9 +12,11 @@ prints tables for:
    ``tamperscope analyze --workers 1`` on the same file in the same run
    (re-deriving every verdict, matching the whole fingerprint database and
    writing the store), as a ratio and as measurements/s against OONI's fastpath
-   (~180/s on one core, as measured in issue 5); and two floors: parse plus a mere
+   (~180/s on one core, as measured in issue 5); and three floors: parse plus a mere
    visit of every value the verdict reads (what any Python verdict function costs
-   before it tests anything), and parse plus the probe's verdict function alone;
+   before it tests anything), parse plus the probe's verdict function alone, and
+   parse plus the store's own work alone (the content uid's hash of the canonical
+   JSON and the raw line's zstd: what no faster verdict function lowers);
    analyze runs three times, and the median is the figure (the machine is noisy);
 1b. like for like: a scorer in the manner of OONI's fastpath (stored verdict
    trusted, one substring search per fingerprint) on the same files as analyze,
@@ -283,6 +285,31 @@ def visit_floor(path: Path) -> tuple[float, float]:
             test_keys = loads(line)["test_keys"]
             for name in _VERDICT_RECORDS:
                 _visit(test_keys.get(name))
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def store_floor(path: Path) -> tuple[float, float]:
+    """(wall, cpu) seconds to parse every line and do only what the store must for each, whatever the verdict: the
+    content uid's hash (SHA-256 of the canonical JSON, as `pipeline.content_uid`) and the raw line's compression
+    (zstd, in the store's frames). A floor under analyze that no faster verdict function lowers."""
+    import hashlib
+
+    from tamperscope.analysis.store import _ZSTD, FRAME_BYTES
+
+    loads, dumps, sha256, sort = orjson.loads, orjson.dumps, hashlib.sha256, orjson.OPT_SORT_KEYS
+    t, c = time.perf_counter(), time.process_time()
+    frame: list[bytes] = []
+    held = 0
+    with path.open("rb", buffering=1 << 20) as f:
+        for line in f:
+            sha256(dumps(loads(line), option=sort)).digest()
+            frame.append(line)
+            held += len(line)
+            if held >= FRAME_BYTES:
+                _ZSTD.compress(b"".join(frame), asbytes=True)
+                frame, held = [], 0
+    if frame:
+        _ZSTD.compress(b"".join(frame), asbytes=True)
     return time.perf_counter() - t, time.process_time() - c
 
 
@@ -569,6 +596,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parse_s, parse_cpu, _ = parse_time(small)
         visit_s, visit_cpu = visit_floor(small)
         floor_s, floor_cpu = verdict_floor(small)
+        store_s, store_cpu = store_floor(small)
         nomemo_s, nomemo_cpu = verdict_floor(small, memo=False)
         # Three runs (section 2 reads their memory too): the median is the figure, the spread is the machine's.
         repeats = [analyze([small], work / f"w1-{i}.duckdb", workers=1, window=args.small) for i in range(3)]
@@ -585,6 +613,8 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"{visit_s / parse_s:.1f}x"],
             ["parse + verdict function only", f"{floor_s:.2f} ({floor_cpu:.2f})", us(floor_s),
              f"{floor_s / parse_s:.1f}x"],
+            ["parse + the store's own work only (uid hash, zstd)", f"{store_s:.2f} ({store_cpu:.2f})", us(store_s),
+             f"{store_s / parse_s:.1f}x"],
             ["parse + verdict function, fingerprint memo off", f"{nomemo_s:.2f} ({nomemo_cpu:.2f})", us(nomemo_s),
              f"{nomemo_s / parse_s:.1f}x"],
             ["analyze, library (pipeline.run), median of 3", f"{one['run']:.2f}", us(one["run"]),
