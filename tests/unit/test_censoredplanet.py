@@ -687,7 +687,8 @@ SCAN_FILES_V1 = {
 
 
 @pytest.mark.parametrize(("path", "skipped"), [
-    *((f"/d/{V1_SCAN}/{name}", True) for name in SCAN_FILES_V1),
+    *((f"/d/{V1_SCAN}/{name}", True) for name in SCAN_FILES_V1 if name.endswith(".json")),
+    (f"/d/{V1_SCAN}.tar.gz!{V1_SCAN}/raw/dns.pkt", True),  # (in a directory, analyze reads no .pkt anyway)
     (f"/d/{V1_SCAN}/raw/tagged_resolvers.json.gz", True), (f"/d/{V1_SCAN}.tar.gz!{V1_SCAN}/servers.txt", True),
     ("/d/CP_Quack-echo-2021-04-01-12-00-01.tar.gz!domains.txt", True),
     ("/d/CP_Satellite-2021-10-20-12-00-01/responses_control.json.gz", True),
@@ -698,7 +699,8 @@ SCAN_FILES_V1 = {
     ("/d/CP_Satellite-2021-10-20-12-00-01/blockpages.json", False),
     ("/d/CP_Quack-https-2020-11-06-15-15-31/results.json", False),
     ("/mirror/raw/20240101/00/IT/webconnectivity/resolvers.json", False),  # not a scan's: read as any file
-    ("/mirror/log.json", False), ("CP_Satellite-notes.json", False)])
+    ("/mirror/log.json", False), ("CP_Satellite-notes.json", False),
+    ("/d/CP_Quack-echo-2021-04-01-12-00-01/more.jsonl.zst", False)])  # a directory's files: as their suffix says
 def test_a_scans_files_that_hold_no_measurement(path: str, skipped: bool) -> None:
     assert scans.not_measurements(path) is skipped
 

@@ -42,13 +42,13 @@ def in_scan(path: str) -> bool:
 
 def not_measurements(path: str) -> bool:
     """Whether ``path`` (a file's, or ``archive!member``) is a file of a Censored Planet scan that holds no
-    measurement (`OTHER_FILES`, a statistics file ``stat_*.json``, a member that is not JSON: ``dns.pkt``,
+    measurement (`OTHER_FILES`, a statistics file ``stat_*.json``, an archive member that is not JSON: ``dns.pkt``,
     ``servers.txt``), and is not read when found in a directory or an archive."""
     if not in_scan(path):
         return False
-    name = path.replace("!", "/").rsplit("/", 1)[-1].lower()
-    name = name.removesuffix(".gz")
-    return name in OTHER_FILES or name.startswith("stat_") or not name.endswith(_READ)
+    name = path.replace("!", "/").rsplit("/", 1)[-1].lower().removesuffix(".gz")
+    member = "!" in path  # in a directory, only the suffixes analyze reads are looked at (reader._kind)
+    return name in OTHER_FILES or name.startswith("stat_") or (member and not name.endswith(_READ))
 
 
 __all__ = ["OTHER_FILES", "in_scan", "not_measurements"]
