@@ -239,7 +239,7 @@ def _added_place(line: Any) -> str | None:
     if not isinstance(place, dict):
         return None
     named = place.get("country_name") or place.get("country_code")
-    return named if isinstance(named, str) else None
+    return named[:100] if isinstance(named, str) else None  # as analyze keeps it (countries.MAX_NAME): a line may lie
 
 
 def _unknown_page(raw: bytes, verdict: dict[str, Any]) -> dict[str, Any] | None:
