@@ -164,6 +164,17 @@ def test_go_errors_become_oonis_failure_strings() -> None:
         "generic_timeout_error"]
 
 
+def _archive(path: Path, members: dict[str, bytes]) -> Path:
+    """A gzipped tar archive at ``path`` holding ``members`` (name: content) in that order, as Censored Planet
+    publishes its scans."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return path
+
+
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "tamperscope", *args], capture_output=True, text=True, timeout=300,
                           env={**os.environ, **(env or {})})
@@ -171,12 +182,7 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 
 def _tarball(path: Path, lines: list[bytes]) -> Path:
     """A scan as Censored Planet publishes it: a tar.gz holding the scan's results.json, one line per measurement."""
-    data = b"\n".join(lines) + b"\n"
-    with tarfile.open(path, "w:gz") as tar:
-        info = tarfile.TarInfo("CP_Quack-http-2021-05-30-01-01-01/results.json")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    return path
+    return _archive(path, {"CP_Quack-http-2021-05-30-01-01-01/results.json": b"\n".join(lines) + b"\n"})
 
 
 def _corpus(tmp_path: Path) -> tuple[Path, list[bytes]]:
@@ -329,12 +335,8 @@ def test_analyze_reads_a_satellite_scan_beside_a_hyperquack_one(tmp_path: Path) 
     lines = [orjson.dumps(line) for line, _ in SATELLITE_CASES.values()]
     lines.append(orjson.dumps({"ip": "198.18.7.7", "keyword": "example.org", "http": "", "https": "",
                                "fetched": False, "start_time": "2022-03-01T10:00:01-05:00"}))
-    data = b"\n".join(lines) + b"\n"
-    satellite = tmp_path / "CP_Satellite-2022-03-01-10-00-00.tar.gz"
-    with tarfile.open(satellite, "w:gz") as tar:
-        info = tarfile.TarInfo("CP_Satellite-2022-03-01-10-00-00/results.json")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
+    satellite = _archive(tmp_path / "CP_Satellite-2022-03-01-10-00-00.tar.gz",
+                         {"CP_Satellite-2022-03-01-10-00-00/results.json": b"\n".join(lines) + b"\n"})
     db, jsonl = tmp_path / "cp.duckdb", tmp_path / "v.jsonl"
     res = _run("analyze", "--db", str(db), "--jsonl", str(jsonl), str(scan), str(satellite))
     assert res.returncode == 0, res.stderr
@@ -765,12 +767,8 @@ def test_analyze_gives_a_satellite_v1_line_its_resolvers_country(tmp_path: Path)
     assert "with where its resolver is, as its scan's <code>tagged_resolvers.json</code> says (Turkmenistan)" in html
     assert "says (&lt;i&gt;Atlantis&lt;/i&gt;)" in hostile and "<i>Atlantis" not in hostile  # a name is text
     # the same scan as Censored Planet's tarball, its tags after the lines they place
-    archive = tmp_path / f"{V1_SCAN}.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        for name, data in (("interference.json", b"\n".join(lines) + b"\n"), ("tagged_resolvers.json", tags)):
-            info = tarfile.TarInfo(f"{V1_SCAN}/raw/{name}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+    archive = _archive(tmp_path / f"{V1_SCAN}.tar.gz", {f"{V1_SCAN}/raw/interference.json": b"\n".join(lines) + b"\n",
+                                                        f"{V1_SCAN}/raw/tagged_resolvers.json": tags})
     jsonl = tmp_path / "t.jsonl"
     res = _run("analyze", "--db", str(tmp_path / "t.duckdb"), "--jsonl", str(jsonl), str(archive))
     assert res.returncode == 0 and "analyzed 3 measurements" in res.stdout, res.stdout + res.stderr
@@ -926,12 +924,9 @@ def test_analyze_joins_a_scans_pages_to_its_answers_and_keeps_them(tmp_path: Pat
 def test_a_published_satellite_tarball_has_its_pages_joined(tmp_path: Path) -> None:
     poisoned = orjson.dumps(_poisoned())
     page = orjson.dumps(_fetched("news.example", "198.18.7.7", _page("200 OK", BELTELECOM), OVERSIZED))
-    archive = tmp_path / "CP_Satellite-2021-10-20-12-00-01.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        for name, data in (("results.json", poisoned + b"\n"), ("blockpages.json", page + b"\n")):
-            info = tarfile.TarInfo(f"CP_Satellite-2021-10-20-12-00-01/{name}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+    archive = _archive(tmp_path / "CP_Satellite-2021-10-20-12-00-01.tar.gz", {
+        "CP_Satellite-2021-10-20-12-00-01/results.json": poisoned + b"\n",
+        "CP_Satellite-2021-10-20-12-00-01/blockpages.json": page + b"\n"})
     jsonl = tmp_path / "v.jsonl"
     res = _run("analyze", "--db", str(tmp_path / "t.duckdb"), "--jsonl", str(jsonl), str(archive))
     assert res.returncode == 0 and "0 records skipped as bad input" in res.stdout, res.stdout + res.stderr
@@ -1066,13 +1061,10 @@ def test_the_records_of_a_v1_line() -> None:
 
 def test_analyze_reads_a_v1_scan_and_keeps_its_protocol_with_each_line(tmp_path: Path) -> None:
     lines = {case: orjson.dumps(line) for case, (service, line, _) in V1_CASES.items() if service == "https"}
-    scan = tmp_path / "CP_Quack-https-2020-11-06-15-15-31.tar.gz"
     data = b"\n".join(lines.values()) + b"\n"
-    with tarfile.open(scan, "w:gz") as tar:  # as published: the vantages and domains beside the results
-        for name, content in (("servers.txt", b"198.18.9.7\n"), ("results.json", data), ("domains.txt", b"x.org\n")):
-            info = tarfile.TarInfo(f"CP_Quack-https-2020-11-06-15-15-31/{name}")
-            info.size = len(content)
-            tar.addfile(info, io.BytesIO(content))
+    name = "CP_Quack-https-2020-11-06-15-15-31"
+    scan = _archive(tmp_path / f"{name}.tar.gz", {  # as published: the vantages and domains beside the results
+        f"{name}/servers.txt": b"198.18.9.7\n", f"{name}/results.json": data, f"{name}/domains.txt": b"x.org\n"})
     db, jsonl = tmp_path / "v1.duckdb", tmp_path / "v.jsonl"
     res = _run("analyze", "--db", str(db), "--jsonl", str(jsonl), str(scan))
     assert res.returncode == 0 and "0 records skipped as bad input" in res.stdout, res.stdout + res.stderr
