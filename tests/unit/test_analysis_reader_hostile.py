@@ -251,6 +251,40 @@ def test_a_truncated_tar_keeps_everything_before_the_cut_with_one_rejection(tmp_
         assert all(orjson.loads(line.data) for line in lines)
 
 
+def test_a_tar_of_gzipped_files_is_read_like_the_files_and_a_damaged_member_ends_only_itself(
+        tmp_path: Path, fifo: Any) -> None:
+    """``tar cf day.tar raw/20240101/``: OONI's ``.jsonl.gz`` files (and a ``.json.gz``), tarred as they were."""
+    ms = _many(60)
+    jsonl = [orjson.dumps(m) for m in ms]
+    whole = gzip.compress(b"\n".join(jsonl[6:56]) + b"\n", compresslevel=1)
+    members = [("raw/a.jsonl.gz", gzip.compress(b"\n".join(jsonl[:4]) + b"\n")),
+               ("raw/b.json.gz", gzip.compress(json.dumps(ms[4], indent=2).encode())),  # pretty-printed
+               ("raw/c.jsonl.gz", whole[:len(whole) // 2]),  # its gzip stream cut short: the archive is whole
+               ("raw/d.jsonl.gz", b"not gzip at all\n"),
+               ("raw/e.jsonl", jsonl[56] + b"\n"),
+               ("raw/f.JSONL.GZ", gzip.compress(jsonl[57] + b"\n"))]
+    plain = _tar(members)
+    path = tmp_path / "day.tar"
+    path.write_bytes(plain)
+    for source in (path, fifo(plain)):
+        lines, rejections = _split(reader.read([source]))
+        kept = [orjson.loads(line.data) for line in lines]
+        cut = [m for m in kept if m in ms[6:56]]  # the complete lines before c's cut
+        assert kept == [*ms[:4], ms[4], *cut, ms[56], ms[57]] and cut == ms[6:6 + len(cut)], source
+        assert 0 < len(cut) < 50, len(cut)
+        assert [(r.source.rsplit("/", 1)[-1], r.reason) for r in rejections] == [
+            ("c.jsonl.gz", "truncated"), ("d.jsonl.gz", "damaged")], rejections
+    # the archive cut inside a gzipped member: its complete lines, then one rejection, and nothing after
+    big = [orjson.dumps(m) for m in _many(400)]
+    members = [("raw/a.jsonl.gz", gzip.compress(b"\n".join(big) + b"\n", compresslevel=1)), ("raw/e.jsonl", jsonl[0])]
+    plain = _tar(members)
+    start = next(iter(tarfile.open(fileobj=io.BytesIO(plain)))).offset_data
+    path.write_bytes(plain[:start + len(members[0][1]) // 2])
+    lines, rejections = _split(reader.read([path]))
+    assert 0 < len(lines) < len(big) and [line.data for line in lines] == big[:len(lines)]
+    assert [r.reason for r in rejections] == ["truncated"]
+
+
 # --------------------------------------------------------------------------- 3. a truncated .zst
 
 

@@ -509,6 +509,11 @@ class _Member(io.RawIOBase):
         self._left = size
         self._cut = False
 
+    @property
+    def cut(self) -> bool:
+        """Whether the archive ended inside this member."""
+        return self._cut
+
     def readable(self) -> bool:
         return True
 
@@ -545,8 +550,24 @@ def _read_member(source: str, name: str, size: int, f: IO[bytes], max_bytes: int
         yield from read_json(source, f, max_bytes)
     elif name.endswith(".jsonl"):
         yield from read_lines(source, f, max_bytes)
+    elif name.endswith(_GZIPPED):  # OONI's .jsonl.gz files, tarred: decompressed as they are read
+        gz: Any = gzip.GzipFile(fileobj=f, mode="rb")
+        yield from (read_json if name.endswith(".json.gz") else read_lines)(source, gz, max_bytes)
     else:
-        yield Rejection(source, 0, "unsupported_format", "archive member is not .post, .json or .jsonl")
+        yield Rejection(source, 0, "unsupported_format",
+                        "archive member is not .post, .json, .jsonl, .json.gz or .jsonl.gz")
+
+
+_GZIPPED = (".json.gz", ".jsonl.gz")
+
+
+def _archive_cut(f: IO[bytes], name: str) -> bool:
+    """Whether the damage a member's reader met is the archive's (cut inside the member) rather than the member's
+    own: a gzipped member can be damaged in an archive that is whole, and the members after it are read."""
+    if not name.endswith(_GZIPPED):
+        return True  # the member's bytes are read as they are: only the archive can cut them
+    member = getattr(f, "raw", None)
+    return not isinstance(member, _Member) or member.cut
 
 
 def read_tar(path: str, max_bytes: int, fileobj: IO[bytes] | None = None) -> Iterator[Line | Rejection]:
@@ -575,9 +596,10 @@ def read_tar(path: str, max_bytes: int, fileobj: IO[bytes] | None = None) -> Ite
                 f = _member_file(archive, member)
                 if f is None:  # pragma: no cover - a regular file always has one
                     continue
-                for record in _read_member(f"{path}!{member.name}", member.name.lower(), member.size, f, max_bytes):
+                name = member.name.lower()
+                for record in _read_member(f"{path}!{member.name}", name, member.size, f, max_bytes):
                     yield record
-                    if isinstance(record, Rejection) and record.reason in _DAMAGE:
+                    if isinstance(record, Rejection) and record.reason in _DAMAGE and _archive_cut(f, name):
                         return  # the member's reader met the archive's damage: nothing after it can be read
             if isinstance(archive.damage, (tarfile.TruncatedHeaderError,  # type: ignore[attr-defined]  # no stubs
                                            tarfile.EmptyHeaderError)):  # type: ignore[attr-defined]

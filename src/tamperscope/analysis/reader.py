@@ -25,7 +25,8 @@ Formats, by file name (anything else is sniffed: gzip magic, else text):
   (``raw/YYYYMMDD/HH/CC/test/*.tar.gz`` holding ``.post`` files) and legacy cans
   holding ``.json`` (JSON lines) files (the historical ``*.tar.lz4``, one LZ4 frame
   per member); a ``.json`` member is read as a ``.json`` file, a ``.jsonl`` one as
-  JSON lines;
+  JSON lines, a ``.json.gz`` or ``.jsonl.gz`` one the same once decompressed (a
+  damaged one is rejected alone: the members after it are read);
 * OONI's S3 layout (``raw/<day>/<hour>/<cc>/<test>/*.jsonl.gz``,
   ``jsonl/<test>/<cc>/<day>/<hour>/*.jsonl.gz``) is just directories of the above;
   ``index.json.gz`` files there are indexes, not measurements, and are skipped; so are the
