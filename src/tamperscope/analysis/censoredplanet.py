@@ -242,11 +242,8 @@ def convert(m: Mapping[str, Any]) -> dict[str, Any]:
 
 def _vantage(m: Mapping[str, Any], key: str) -> str:
     """The vantage's address, ``m[key]``, written as Python writes it; `Unreadable` when it is none."""
-    value = m.get(key)
-    try:
-        return str(ipaddress.ip_address(value)) if isinstance(value, str) else _no_address(key)
-    except ValueError:
-        return _no_address(key)
+    found = _address(m.get(key))
+    return found if found is not None else _no_address(key)
 
 
 def _no_address(key: str) -> NoReturn:
@@ -903,6 +900,7 @@ class ResolverIndex:
 
 
 def _address(value: Any) -> str | None:
+    """An IP address as Python writes it, or None for anything else."""
     try:
         return str(ipaddress.ip_address(value)) if isinstance(value, str) else None
     except ValueError:

@@ -16,7 +16,7 @@ import re
 import tarfile
 import zlib
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import orjson
 
@@ -551,7 +551,7 @@ def _read_member(source: str, name: str, size: int, f: IO[bytes], max_bytes: int
     elif name.endswith(".jsonl"):
         yield from read_lines(source, f, max_bytes)
     elif name.endswith(_GZIPPED):  # OONI's .jsonl.gz files, tarred: decompressed as they are read
-        gz: Any = gzip.GzipFile(fileobj=f, mode="rb")
+        gz = cast(IO[bytes], gzip.GzipFile(fileobj=f, mode="rb"))  # a GzipFile reads as one
         yield from (read_json if name.endswith(".json.gz") else read_lines)(source, gz, max_bytes)
     else:
         yield Rejection(source, 0, "unsupported_format",
