@@ -480,19 +480,18 @@ def _satellite(m: Mapping[str, Any], vantage: str) -> dict[str, Any]:
         answers: list[dict[str, Any]] = []
         found = trial.get("response")
         for ip, tags in (found.items() if isinstance(found, Mapping) else ()):
-            try:
-                address = ipaddress.ip_address(ip)
-            except ValueError:
+            address = _address(ip)
+            if address is None:
                 continue
-            v4 = address.version == 4
-            answers.append({"answer_type": "A" if v4 else "AAAA", "ipv4" if v4 else "ipv6": str(address)})
+            v4 = ":" not in address
+            answers.append({"answer_type": "A" if v4 else "AAAA", "ipv4" if v4 else "ipv6": address})
             tags = tags if isinstance(tags, Mapping) else {}
             if role == TEST:
-                answered.add(str(address))
+                answered.add(address)
                 if tags.get("matched"):
-                    consistent.append(str(address))
+                    consistent.append(address)
             if type(tags.get("asnum")) is int and tags["asnum"] > 0:
-                asns[str(address)] = tags["asnum"]
+                asns[address] = tags["asnum"]
         queries.append({"transaction_id": i + 1, "tags": [role], **times, "hostname": url,
                         "query_type": "A", "engine": "udp", "resolver_address": f"{vantage}:53",
                         "answers": answers or None,
@@ -548,11 +547,8 @@ def _tagged(found: Mapping[str, Any]) -> tuple[list[str], list[str], list[dict[s
     addresses: list[str] = []
     consistent: list[str] = []
     for ip, tags in found.items():
-        if ip in _NOT_ADDRESSES:
-            continue
-        try:
-            address = str(ipaddress.ip_address(ip))
-        except ValueError:
+        address = _address(ip) if ip not in _NOT_ADDRESSES else None
+        if address is None:
             continue
         if address not in addresses:
             addresses.append(address)
