@@ -746,6 +746,10 @@ def test_analyze_gives_a_satellite_v1_line_its_resolvers_country(tmp_path: Path)
     res = _run("analyze", "--db", str(db), "--jsonl", str(jsonl), str(tmp_path / V1_SCAN))
     assert res.returncode == 0, res.stdout + res.stderr
     assert "analyzed 4 measurements" in res.stdout and "0 records skipped as bad input" in res.stdout, res.stdout
+    # the scan's other files are not read, and said: those a directory's reading would open (.json), and its tags
+    unread = sum(name.endswith(".json") for name in SCAN_FILES_V1) + 1
+    assert (f"{unread} files of Censored Planet's scans not read: they hold no measurement" in res.stdout
+            ), res.stdout
     # named on the command line, a file is read whatever its name: the tags' lines are not measurements, said so
     named = _run("analyze", "--db", str(tmp_path / "named.duckdb"), str(raw / "tagged_resolvers.json"))
     assert named.returncode == 1 and "3 records skipped" in named.stdout, named.stdout + named.stderr
@@ -768,11 +772,31 @@ def test_analyze_gives_a_satellite_v1_line_its_resolvers_country(tmp_path: Path)
     assert "says (&lt;i&gt;Atlantis&lt;/i&gt;)" in hostile and "<i>Atlantis" not in hostile  # a name is text
     # the same scan as Censored Planet's tarball, its tags after the lines they place
     archive = _archive(tmp_path / f"{V1_SCAN}.tar.gz", {f"{V1_SCAN}/raw/interference.json": b"\n".join(lines) + b"\n",
-                                                        f"{V1_SCAN}/raw/tagged_resolvers.json": tags})
+                                                        f"{V1_SCAN}/raw/tagged_resolvers.json": tags,
+                                                        **{f"{V1_SCAN}/{n}": x + b"\n" for n, x in SCAN_FILES_V1.items()}})
     jsonl = tmp_path / "t.jsonl"
-    res = _run("analyze", "--db", str(tmp_path / "t.duckdb"), "--jsonl", str(jsonl), str(archive))
-    assert res.returncode == 0 and "analyzed 3 measurements" in res.stdout, res.stdout + res.stderr
-    assert {json.loads(x)["probe_cc"] for x in jsonl.read_text().splitlines()} == {"TM"}
+    for workers in ("1", "2"):  # counted where the archive is read: here, or in the worker processes
+        res = _run("analyze", "--db", str(tmp_path / f"t{workers}.duckdb"), "--jsonl", str(jsonl),
+                   "--workers", workers, str(archive))
+        assert res.returncode == 0 and "analyzed 3 measurements" in res.stdout, res.stdout + res.stderr
+        assert "0 records skipped as bad input" in res.stdout, res.stdout
+        assert f"{len(SCAN_FILES_V1) + 1} files of Censored Planet's scans not read" in res.stdout, res.stdout
+        assert {json.loads(x)["probe_cc"] for x in jsonl.read_text().splitlines()} == {"TM"}
+    # a scan of nothing but its other files holds no measurement: said, and the exit code says it too (a usage
+    # error for a directory with no measurement file, as for any; 1 for an archive, as for a file of bad lines)
+    bare = tmp_path / "bare" / V1_SCAN
+    for name, line in SCAN_FILES_V1.items():
+        (bare / name).parent.mkdir(parents=True, exist_ok=True)
+        (bare / name).write_bytes(line + b"\n")
+    res = _run("analyze", "--db", str(tmp_path / "bare.duckdb"), str(bare))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stdout + res.stderr
+    assert f"the {unread - 1} files of Censored Planet's scans under" in res.stderr, res.stderr
+    bare_archive = _archive(tmp_path / "bare" / f"{V1_SCAN}.tar.gz",
+                            {f"{V1_SCAN}/{n}": x + b"\n" for n, x in SCAN_FILES_V1.items()})
+    res = _run("analyze", "--db", str(tmp_path / "bare.duckdb"), str(bare_archive))
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert f"{len(SCAN_FILES_V1)} files of Censored Planet's scans not read" in res.stdout, res.stdout
+    assert "no measurement in the input, only the other files of Censored Planet's scans" in res.stderr, res.stderr
 
 
 def test_analyze_reads_a_satellite_v21_scan_and_joins_its_pages(tmp_path: Path) -> None:

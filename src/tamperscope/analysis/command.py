@@ -274,10 +274,15 @@ def analyze_command(args: argparse.Namespace) -> int:
     if args.engine == "dask" and any(reader.is_stream(p) for p in args.paths):
         raise UsageError("standard input and pipes can only be read by this process: use --engine local "
                          "(--workers N still analyses in parallel)")
+    unread: list[Path] = []  # files of Censored Planet's scans that hold no measurement
     try:
-        files = list(reader.discover(args.paths))
+        files = list(reader.discover(args.paths, unread=unread.append))
     except reader.InputError as exc:
         raise UsageError(str(exc)) from None
+    if not files and unread:  # said first: a long path would push it out of the one line shown
+        raise UsageError(f"the {len(unread):,} files of Censored Planet's scans under " + ", ".join(args.paths)
+                         + " hold no measurement: they are the scans' resolvers, answers before their comparison, "
+                         "logs and statistics")
     if not files:
         raise UsageError("no measurement files (.json, .jsonl, .jsonl.gz, .jsonl.zst, .json.lz4, .post, .tar.gz, "
                          ".tar.lz4) under "
@@ -357,9 +362,12 @@ def analyze_command(args: argparse.Namespace) -> int:
         store.close()
     if reanalysed:
         return reanalysed
-    if not stats.accepted and (stats.records or stats.files_skipped) and not stats.files_known:
+    if not stats.accepted and (stats.records or stats.files_skipped or stats.files_unread) and not stats.files_known:
         if stats.outside or stats.files_skipped:
             print("tamperscope: no measurement in the input matches the selection", file=sys.stderr)
+        elif not stats.records:
+            print("tamperscope: no measurement in the input, only the other files of Censored Planet's scans",
+                  file=sys.stderr)
         else:
             print("tamperscope: no usable measurement in the input", file=sys.stderr)
         return 1
@@ -545,6 +553,10 @@ def summary(stats: WriteStats, elapsed: float, db: Path, selection: str | None =
     if stats.files_known:
         lines.append(f"{counted(stats.files_known, 'file')} skipped: analysed in full by an earlier run and "
                      f"unchanged since (--reread reads {'it' if stats.files_known == 1 else 'them'} again)")
+    if stats.files_unread:
+        lines.append(f"{counted(stats.files_unread, 'file')} of Censored Planet's scans not read: "
+                     f"{'it holds' if stats.files_unread == 1 else 'they hold'} no measurement (the resolvers, the "
+                     "answers before their comparison, logs and statistics; docs/analysis.md)")
     if selection is not None:
         unopened = (f"; {counted(stats.files_skipped, 'file')} of OONI's archive not opened (another country "
                     "or test)") if stats.files_skipped else ""

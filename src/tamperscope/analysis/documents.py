@@ -21,7 +21,7 @@ from typing import IO, Any, cast
 import orjson
 
 from tamperscope.analysis.framing import Lz4File, Replay, decompress_error, one_line, read_lines
-from tamperscope.analysis.records import BOM, CHUNK, JSON_WS, TOO_DEEP, Line, Rejection
+from tamperscope.analysis.records import BOM, CHUNK, JSON_WS, TOO_DEEP, Line, Rejection, Unread
 from tamperscope.analysis.scans import not_measurements
 
 # --------------------------------------------------------------------------- JSON documents and arrays
@@ -570,9 +570,10 @@ def _archive_cut(f: IO[bytes], name: str) -> bool:
     return not isinstance(member, _Member) or member.cut
 
 
-def read_tar(path: str, max_bytes: int, fileobj: IO[bytes] | None = None) -> Iterator[Line | Rejection]:
+def read_tar(path: str, max_bytes: int, fileobj: IO[bytes] | None = None) -> Iterator[Line | Rejection | Unread]:
     """A tar archive: a file (compressed as its name and magic say), or ``fileobj``, an already
-    decompressed stream. Damage ends it with one rejection; what came before is kept."""
+    decompressed stream. Damage ends it with one rejection; what came before is kept. A member of a Censored
+    Planet scan that holds no measurement is not read, and said (`Unread`)."""
     lz4 = Lz4File(path) if fileobj is None and path.lower().endswith(".lz4") else None
     damaged: tuple[type[BaseException], ...] = (tarfile.TarError, EOFError, zlib.error)
     try:
@@ -591,7 +592,10 @@ def read_tar(path: str, max_bytes: int, fileobj: IO[bytes] | None = None) -> Ite
     with archive:
         try:
             for member in archive:
-                if not member.isfile() or not_measurements(f"{path}!{member.name}"):
+                if not member.isfile():
+                    continue
+                if not_measurements(f"{path}!{member.name}"):
+                    yield Unread(f"{path}!{member.name}")
                     continue
                 f = _member_file(archive, member)
                 if f is None:  # pragma: no cover - a regular file always has one

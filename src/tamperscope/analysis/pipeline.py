@@ -47,7 +47,7 @@ import pyarrow as pa
 
 from tamperscope.analysis import censoredplanet, reader
 from tamperscope.analysis.observations import ObservationColumns
-from tamperscope.analysis.reader import FileDone, Line, Partition, Rejection
+from tamperscope.analysis.reader import FileDone, Line, Partition, Rejection, Unread
 from tamperscope.analysis.records import TOO_DEEP
 from tamperscope.analysis.rules import rows_of, rule_table
 from tamperscope.analysis.schema import path_text, rows_to_table
@@ -319,7 +319,7 @@ def _analysis_failure(exc: BaseException) -> Verdict:
 # --------------------------------------------------------------------------- one batch
 
 
-Item = Line | Rejection | FileDone
+Item = Line | Rejection | FileDone | Unread
 
 
 def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
@@ -339,12 +339,15 @@ def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
     order: list[str] = []
     seen: set[str] = set()
     done: list[FileDone] = []
-    records = outside = 0
+    records = outside = unread = 0
     cp = [0] * 7  # BatchResult.censoredplanet
     loads = orjson.loads
     for item in items:
         if isinstance(item, FileDone):
             done.append(item)
+            continue
+        if isinstance(item, Unread):
+            unread += 1
             continue
         records += 1
         if isinstance(item, Rejection):
@@ -439,6 +442,7 @@ def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
         matcher_calls=(matcher.calls - calls0) if matcher else 0,
         matcher_hits=(matcher.hits - hits0) if matcher else 0,
         outside=outside,
+        unread=unread,
         files_done=tuple(done),
         censoredplanet=(cp[0], cp[1], cp[2], cp[3], cp[4], cp[5], cp[6]),
     )
@@ -501,7 +505,7 @@ def _file_marker(done: FileDone) -> BatchResult:
                        files_done=(done,))
 
 
-def _marked(items: Iterator[Line | Rejection], done: FileDone | None) -> Iterator[Item]:
+def _marked(items: Iterator[Line | Rejection | Unread], done: FileDone | None) -> Iterator[Item]:
     """The records of one file, then ``done`` unless the file could not be read in full ("unreadable")."""
     whole = True
     for item in items:
@@ -556,6 +560,7 @@ def run(paths: Sequence[str | os.PathLike[str]], store: Store, options: Options 
         stats = store.finish_run()
         stats.files_skipped += skipped.elsewhere
         stats.files_known += skipped.known
+        stats.files_unread += skipped.unread
         return stats
 
 
@@ -563,6 +568,10 @@ def run(paths: Sequence[str | os.PathLike[str]], store: Store, options: Options 
 class _Skipped:
     elsewhere: int = 0   # files whose OONI path names another country or test than the selection's
     known: int = 0       # files an earlier run analysed in full
+    unread: int = 0      # files of Censored Planet's scans that hold no measurement (scans.not_measurements)
+
+    def count_unread(self, path: Path) -> None:
+        self.unread += 1
 
 
 _LOOKUP = 1024  # files looked up in the store at once
@@ -578,7 +587,7 @@ def _files(paths: Sequence[str | os.PathLike[str]], options: Options, store: Sto
     """
     def chunks() -> Iterator[list[tuple[Path, str, FileDone | None]]]:
         chunk: list[tuple[Path, str, FileDone | None]] = []
-        for path, kind in reader.discover(paths):
+        for path, kind in reader.discover(paths, unread=skipped.count_unread):
             if options.selection is not None and not options.selection.opens(path):
                 skipped.elsewhere += 1
                 continue

@@ -31,7 +31,8 @@ Formats, by file name (anything else is sniffed: gzip magic, else text):
   ``jsonl/<test>/<cc>/<day>/<hour>/*.jsonl.gz``) is just directories of the above;
   ``index.json.gz`` files there are indexes, not measurements, and are skipped; so are the
   files of a Censored Planet scan that hold no measurement (`scans.not_measurements`:
-  its resolvers, the answers before their comparison, logs), in its directory or tarball;
+  its resolvers, the answers before their comparison, logs), in its directory or tarball,
+  and counted (`discover`'s ``unread``, and an `Unread` record for an archive's member);
 * ``-`` (standard input) and pipes (``<(zcat ...)``, a FIFO): a *stream*, read once,
   front to back. Its first bytes say what it is: gzip, zstd or LZ4 (decompressed on
   the fly), a tar archive inside (a postcan), a JSON array or pretty-printed
@@ -62,7 +63,7 @@ import re
 import stat
 import sys
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -91,6 +92,7 @@ from tamperscope.analysis.records import (  # the records, re-exported: importer
     Line,
     Partition,
     Rejection,
+    Unread,
     file_identity,
 )
 from tamperscope.analysis.scans import not_measurements
@@ -145,11 +147,14 @@ def is_stream(path: str | os.PathLike[str]) -> bool:
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
-def discover(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, str]]:
+def discover(paths: Iterable[str | os.PathLike[str]],
+             unread: Callable[[Path], None] | None = None) -> Iterator[tuple[Path, str]]:
     """(file, kind) for every measurement file under ``paths``, in a stable order.
 
     Files named explicitly are read whatever their name (sniffed); inside
-    directories only known suffixes count, so READMEs and indexes are ignored.
+    directories only known suffixes count, so READMEs and indexes are ignored, and
+    so are the files of a Censored Planet scan that hold no measurement, each given
+    to ``unread`` (to be counted).
     ``-`` and pipes are streams (kind ``"stream"``), sniffed as they are read.
     Raises `InputError` for a path that does not exist.
     """
@@ -166,8 +171,13 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, st
                 for name in sorted(files):
                     child = Path(root, name)
                     kind = _kind(child)
-                    if kind is not None and _regular(child) and not not_measurements(str(child)):
-                        yield child, kind
+                    if kind is None or not _regular(child):
+                        continue
+                    if not_measurements(str(child)):
+                        if unread is not None:
+                            unread(child)
+                        continue
+                    yield child, kind
         elif path.exists():
             yield path, _kind(path) or _sniff(path)
         else:
@@ -279,13 +289,13 @@ def layout(path: str | os.PathLike[str]) -> tuple[str | None, str | None]:
 # --------------------------------------------------------------------------- lines
 
 
-def read(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Line | Rejection]:
+def read(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Line | Rejection | Unread]:
     """Every measurement record (and every rejection) under ``paths``, streamed."""
     for path, kind in discover(paths):
         yield from read_partition(Partition(str(path), kind))
 
 
-def read_partition(part: Partition, max_bytes: int = MAX_MEASUREMENT_BYTES) -> Iterator[Line | Rejection]:
+def read_partition(part: Partition, max_bytes: int = MAX_MEASUREMENT_BYTES) -> Iterator[Line | Rejection | Unread]:
     """The records of one partition; I/O and compression problems become rejections."""
     try:
         if part.kind == "tar":
@@ -316,7 +326,7 @@ def read_partition(part: Partition, max_bytes: int = MAX_MEASUREMENT_BYTES) -> I
 # --------------------------------------------------------------------------- streams
 
 
-def _read_stream(path: str, max_bytes: int) -> Iterator[Line | Rejection]:
+def _read_stream(path: str, max_bytes: int) -> Iterator[Line | Rejection | Unread]:
     """Standard input or a pipe, read once: sniffed by its first bytes, decompressed on the fly."""
     source = "<stdin>" if path == STDIN else path
     owned = None if path == STDIN else open(path, "rb", buffering=CHUNK)  # noqa: SIM115 - closed below
@@ -363,6 +373,6 @@ def _read_stream(path: str, max_bytes: int) -> Iterator[Line | Rejection]:
 
 __all__ = [
     "MAX_MEASUREMENT_BYTES", "REASONS", "SPLIT_BYTES", "STDIN", "FileDone", "InputError", "Line", "Partition",
-    "Rejection", "archive_test_name", "discover", "file_identity", "is_stream", "layout", "partitions", "read",
+    "Rejection", "Unread", "archive_test_name", "discover", "file_identity", "is_stream", "layout", "partitions", "read",
     "read_partition",
 ]

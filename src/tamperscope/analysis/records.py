@@ -69,6 +69,15 @@ class Rejection:
 
 
 @dataclass(frozen=True)
+class Unread:
+    """A file, or an archive's member, of a Censored Planet scan that holds no measurement (its resolvers, the
+    answers before their comparison, a log, statistics: `scans.not_measurements`), left unread. Not bad input:
+    counted, so that the summary says why a scan's other files were not read."""
+
+    source: str   # file path (plus "!member" inside archives)
+
+
+@dataclass(frozen=True)
 class FileDone:
     """Marks the end of an input file read in full, in the stream of records: the store records it
     (`Store.ingested`) in the transaction that commits the file's last measurements."""

@@ -275,6 +275,7 @@ class BatchResult:
     matcher_calls: int = 0
     matcher_hits: int = 0
     outside: int = 0                   # good records outside the run's selection (--cc, --test...): not stored
+    unread: int = 0                    # archive members of Censored Planet's scans that hold no measurement
     files_done: tuple[FileDone, ...] = ()  # input files whose last record is in this batch (or before)
     rules: pa.Table | None = None      # RULE_SCHEMA: the blocking_rules measurements' rules, if any
     # Censored Planet's lines read (analysis/censoredplanet.py): how many, and its anomaly flag against our verdict:
@@ -300,6 +301,7 @@ class WriteStats:
     outside: int = 0                    # records outside the selection, skipped (not bad input)
     files_skipped: int = 0              # files not opened: their OONI path names another country or test
     files_known: int = 0                # files not opened: an earlier run analysed them, unchanged, in full
+    files_unread: int = 0               # files and archive members of Censored Planet's scans that hold no measurement
     censoredplanet: list[int] = field(default_factory=lambda: [0] * 7)  # BatchResult.censoredplanet, summed
 
     def add_rejections(self, rejections: Sequence[Rejection]) -> None:
@@ -645,6 +647,7 @@ class Store:
         for b in batches:
             stats.records += b.records
             stats.outside += b.outside
+            stats.files_unread += b.unread
             stats.matcher_calls += b.matcher_calls
             stats.matcher_hits += b.matcher_hits
             if any(b.censoredplanet):
