@@ -290,7 +290,8 @@ def layout(path: str | os.PathLike[str]) -> tuple[str | None, str | None]:
 
 
 def read(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Line | Rejection | Unread]:
-    """Every measurement record (and every rejection) under ``paths``, streamed."""
+    """Every measurement record (and every rejection, and every archive member left `Unread`) under ``paths``,
+    streamed."""
     for path, kind in discover(paths):
         yield from read_partition(Partition(str(path), kind))
 
