@@ -400,3 +400,38 @@ def test_a_tools_server_is_no_site(tmp_path: Path) -> None:
     sites = page[page.index("<section id='sites'>"):page.index("<section id='networks'>")]
     assert site in sites and "198.19.3.40" not in sites
     assert "tested 1 site and 2 tests" in page
+
+
+def test_a_network_in_several_countries_is_shown_by_its_commonest_and_the_others_counted(tmp_path: Path) -> None:
+    """AS0 (a network not known: Censored Planet's lines without an ASN table) gathers every country's measurements;
+    the network's row names the country most of them do, and says how many more there are, in the reports and in
+    the explorer, where the country was any one of them before, and could change from one query to the next."""
+    from tamperscope.analysis import aggregates
+    from tamperscope.collector.config import Settings
+    from tamperscope.collector.testing import running_app
+
+    db = tmp_path / "s.duckdb"
+    s = Store(db)
+    rows = [("a.example", "AS0", cc) for cc in ("TM", "IR", "TM", "BY", "TM")]
+    rows += [("b.example", "AS5", "RU"), ("b.example", "AS5", "BY")]  # a tie: the first alphabetically
+    rows += [("c.example", "AS7", "IR")] * 2
+    _series(s, [(domain, asn, i, "anomaly") for i, (domain, asn, _) in enumerate(rows)])
+    cur = s.cursor()
+    cur.executemany("UPDATE verdicts SET probe_cc = ? WHERE measurement_uid = ?",
+                    [[cc, f"u{i:03d}"] for i, (_, _, cc) in enumerate(rows)])
+    cur.close()
+    found = {n["probe_asn"]: (n["probe_cc"], n["country_count"]) for n in aggregates.per_network(s)}
+    assert found == {"AS0": ("TM", 3), "AS5": ("BY", 2), "AS7": ("IR", 1)}
+    # one country's view holds that country's measurements only: there, AS0 is in one
+    assert [(n["probe_cc"], n["country_count"], n["measurement_count"])
+            for n in aggregates.per_network(s, aggregates.Filters(probe_cc="IR")) if n["probe_asn"] == "AS0"] == [
+        ("IR", 1, 1)]
+    text = terminal_report(s)
+    assert re.search(r"^AS0\s+TM \+2\s", text, re.M) and re.search(r"^AS7\s+IR\s", text, re.M), text
+    assert ">TM +2</td>" in html_report(s)
+    s.close()
+    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as client:
+        home = client.get("/").text
+        assert client.get("/index.json").json()["networks"][0]["country_count"] == 3
+    assert re.search(r'href="/network/AS0">AS0</a>.*?href="/country/TM">TM</a> <span class="muted"[^>]*>\+2</span>',
+                     home, re.S), home

@@ -134,18 +134,28 @@ def per_domain(store: Store, filters: Filters | None = None, limit: int | None =
 
 
 def per_network(store: Store, filters: Filters | None = None, limit: int | None = 100) -> list[dict[str, Any]]:
-    """Per network (probe_asn, with its country and name), most anomalous first."""
+    """Per network (probe_asn, with its name and country), most anomalous first.
+
+    A network's ``probe_cc`` is the country most of its measurements name (the first in
+    alphabetical order on a tie), and ``country_count`` how many countries they name: a network
+    is seldom in two, but AS0 (a network not known, as Censored Planet's lines are without an
+    ASN table) gathers every country's, and one country standing for all of them must be told.
+    """
     where, params = (filters or Filters()).where()
     top = f"LIMIT {int(limit)}" if limit is not None else ""
     sql = f"""
         WITH f AS NOT MATERIALIZED (SELECT probe_asn, probe_cc, probe_network_name, domain, outcome FROM verdicts WHERE {where}),
-        top AS (SELECT probe_asn, any_value(probe_cc) AS probe_cc, max(probe_network_name) AS probe_network_name,
-                       {_COUNTS} FROM f GROUP BY probe_asn
+        top AS (SELECT probe_asn, max(probe_network_name) AS probe_network_name, {_COUNTS} FROM f GROUP BY probe_asn
                 ORDER BY anomaly_count DESC, confirmed_count DESC, measurement_count DESC, probe_asn {top}),
         blocked AS (SELECT probe_asn, count(DISTINCT domain) AS blocked_domain_count
-                    FROM f SEMI JOIN top USING (probe_asn) WHERE {_ANOMALOUS} GROUP BY probe_asn)
-        SELECT top.*, coalesce(blocked.blocked_domain_count, 0) AS blocked_domain_count
-        FROM top LEFT JOIN blocked USING (probe_asn)
+                    FROM f SEMI JOIN top USING (probe_asn) WHERE {_ANOMALOUS} GROUP BY probe_asn),
+        countries AS (SELECT probe_asn, probe_cc, count(*) AS n FROM f SEMI JOIN top USING (probe_asn)
+                      GROUP BY probe_asn, probe_cc),
+        place AS (SELECT probe_asn, first(probe_cc ORDER BY n DESC, probe_cc) AS probe_cc,
+                         count(*) AS country_count FROM countries GROUP BY probe_asn)
+        SELECT top.probe_asn, place.probe_cc, top.probe_network_name, top.* EXCLUDE (probe_asn, probe_network_name),
+               coalesce(blocked.blocked_domain_count, 0) AS blocked_domain_count, place.country_count
+        FROM top LEFT JOIN blocked USING (probe_asn) LEFT JOIN place USING (probe_asn)
         ORDER BY anomaly_count DESC, confirmed_count DESC, measurement_count DESC, probe_asn"""
     return _plain(query_rows(store.cursor(), sql, params))
 
@@ -182,11 +192,12 @@ def apps(store: Store, filters: Filters | None = None, limit: int | None = 100) 
     """Per messaging app or circumvention tool (its test), the way it went (``transport``: NULL for directly, or
     obfs4, snowflake, a bridge: Tor through a bridge is not Tor) and network: counts, and what the latest
     measurement said (``last_outcome``, ``last_mechanism``, ``last_measured``; ``last_ok``: the latest time it was
-    reachable). Where an app is blocked now first, then the most anomalous."""
+    reachable; ``probe_cc``, the country the latest measurement names). Where an app is blocked now first, then the
+    most anomalous."""
     where, params = (filters or Filters()).where()
     top = f"LIMIT {int(limit)}" if limit is not None else ""
     sql = f"""
-        SELECT test_name, transport, probe_asn, any_value(probe_cc) AS probe_cc,
+        SELECT test_name, transport, probe_asn, arg_max(probe_cc, measurement_start_time) AS probe_cc,
                max(probe_network_name) AS probe_network_name,
                {_COUNTS}, max(measurement_start_time) AS last_measured,
                arg_max(outcome, measurement_start_time) AS last_outcome,

@@ -137,6 +137,15 @@ def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]],
     return "\n".join(out)
 
 
+def _placed(networks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`aggregates.per_network`'s rows with ``where``: the network's country, and how many others its measurements
+    name (``TM +2``), so that AS0 (a network not known) is not shown as one country's."""
+    for n in networks:
+        others = (n.get("country_count") or 1) - 1
+        n["where"] = f"{n['probe_cc']} +{others}" if others > 0 else n["probe_cc"]
+    return networks
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
@@ -341,9 +350,9 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
                   table(apps, [("app", "app"), ("probe_asn", "network"), ("probe_cc", "cc"),
                                ("now", "latest"), ("how", "how"), ("last_day", "on"), ("last_ok_day", "last reached"),
                                ("measurement_count", "measured"), ("anomaly_count", "anomalies")]), ""]
-    networks = [x for x in aggregates.per_network(store, filters, limit) if x["anomaly_count"]]
+    networks = _placed([x for x in aggregates.per_network(store, filters, limit) if x["anomaly_count"]])
     lines += ["Top networks with interference", table(networks, [
-        ("probe_asn", "network"), ("probe_cc", "cc"), ("probe_network_name", "name"),
+        ("probe_asn", "network"), ("where", "cc"), ("probe_network_name", "name"),
         ("measurement_count", "measured"), ("anomaly_count", "anomalies"), ("confirmed_count", "confirmed"),
         ("blocked_domain_count", "domains")]) if networks else "  (none)", ""]
     moves = _changes(store, filters, limit)
@@ -859,9 +868,9 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
                              ("blocked_domain_count", "sites with anomalies"), ("share", "share"),
                              ("measurement_count", "measured"), ("anomaly_count", "anomalous"),
                              ("confirmed_count", "confirmed")])))
-    networks = [x for x in aggregates.per_network(store, filters, limit) if x["anomaly_count"]]
+    networks = _placed([x for x in aggregates.per_network(store, filters, limit) if x["anomaly_count"]])
     sections.append(("networks", "Networks with the most interference", _html_table(networks, [
-        ("probe_asn", "network"), ("probe_network_name", "name"), ("probe_cc", "country"),
+        ("probe_asn", "network"), ("probe_network_name", "name"), ("where", "country"),
         ("measurement_count", "measured"), ("anomaly_count", "anomalous"), ("confirmed_count", "confirmed"),
         ("blocked_domain_count", "sites affected")])))
     tests = _tests(store, filters, limit, anomalous=True)
