@@ -433,5 +433,11 @@ def test_a_network_in_several_countries_is_shown_by_its_commonest_and_the_others
     with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as client:
         home = client.get("/").text
         assert client.get("/index.json").json()["networks"][0]["country_count"] == 3
+        network = client.get("/network/AS0").text
+        single = client.get("/network/AS7").text
+    # the network's own page says so too
+    assert re.search(r'<a href="/country/TM">TM</a> <span class="muted" id="countries">\(its measurements name 3 '
+                     r'countries, this one most often\)', network), network
+    assert 'id="countries"' not in single
     assert re.search(r'href="/network/AS0">AS0</a>.*?href="/country/TM">TM</a> <span class="muted"[^>]*>\+2</span>',
                      home, re.S), home

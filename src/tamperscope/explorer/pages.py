@@ -158,10 +158,11 @@ def area(reader: Reader, kind: str, key: str) -> dict[str, Any] | None:
         "changes": _changes(reader, f),
         "charts": {"timeline": charts.timeline(timeline), "mechanisms": charts.mechanisms(mechanisms)},
     }
-    if kind == "network":
+    if kind == "network":  # its name as the latest measurement gives it; its country as the networks' tables do
         first = page["recent"][0] if page["recent"] else {}
-        page["network_name"] = first.get("probe_network_name")
-        page["probe_cc"] = first.get("probe_cc")
+        row = next(iter(_agg(reader, "per_network", f, limit=1)), {})
+        page["network_name"] = first.get("probe_network_name") or row.get("probe_network_name")
+        page["probe_cc"] = row.get("probe_cc") or first.get("probe_cc")
     if kind == "domain":  # the site's category, as each country's list has it (most often one for all)
         page["categories"] = category_countries_in_words(reader, f)
     else:
