@@ -428,7 +428,10 @@ def test_a_network_in_several_countries_is_shown_by_its_commonest_and_the_others
         ("IR", 1, 1)]
     text = terminal_report(s)
     assert re.search(r"^AS0\s+TM \+2\s", text, re.M) and re.search(r"^AS7\s+IR\s", text, re.M), text
-    assert ">TM +2</td>" in html_report(s)
+    assert {(c["probe_asn"], c["probe_cc"], c["country_count"]) for c in aggregates.domain_network(s)} == {
+        ("AS0", "TM", 3), ("AS5", "BY", 2), ("AS7", "IR", 1)}
+    page = html_report(s)
+    assert ">TM +2</td>" in page and '"AS0 (TM +2)"' in page and '"AS7 (IR)"' in page  # the table; the heatmap
     s.close()
     with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as client:
         home = client.get("/").text

@@ -229,7 +229,8 @@ def per_country(store: Store, filters: Filters | None = None) -> list[dict[str, 
 
 def domain_network(store: Store, filters: Filters | None = None, domains: int = 30,
                    networks: int = 20) -> list[dict[str, Any]]:
-    """The heatmap's cells: the most anomalous domains × networks, with counts."""
+    """The heatmap's cells: the most anomalous domains × networks, with counts, and each network's country as
+    `per_network` gives it (``probe_cc``, the one most of the network's measurements name, and ``country_count``)."""
     where, params = (filters or Filters()).where()
     sql = f"""
         WITH f AS NOT MATERIALIZED (SELECT * FROM verdicts WHERE {where} AND domain IS NOT NULL),
@@ -238,10 +239,15 @@ def domain_network(store: Store, filters: Filters | None = None, domains: int = 
               LIMIT {int(domains)}),
         n AS (SELECT probe_asn FROM f GROUP BY probe_asn
               ORDER BY count(*) FILTER (WHERE outcome IN ('anomaly', 'confirmed')) DESC, count(*) DESC, probe_asn
-              LIMIT {int(networks)})
-        SELECT domain, probe_asn, any_value(probe_cc) AS probe_cc, {_COUNTS}
-        FROM f SEMI JOIN d USING (domain) SEMI JOIN n USING (probe_asn)
-        GROUP BY domain, probe_asn ORDER BY domain, probe_asn"""
+              LIMIT {int(networks)}),
+        countries AS (SELECT probe_asn, probe_cc, count(*) AS n FROM f SEMI JOIN n USING (probe_asn)
+                      GROUP BY probe_asn, probe_cc),
+        place AS (SELECT probe_asn, first(probe_cc ORDER BY n DESC, probe_cc) AS probe_cc,
+                         count(*) AS country_count FROM countries GROUP BY probe_asn),
+        cells AS (SELECT domain, probe_asn, {_COUNTS}
+                  FROM f SEMI JOIN d USING (domain) SEMI JOIN n USING (probe_asn) GROUP BY domain, probe_asn)
+        SELECT cells.domain, cells.probe_asn, place.probe_cc, cells.* EXCLUDE (domain, probe_asn), place.country_count
+        FROM cells JOIN place USING (probe_asn) ORDER BY domain, probe_asn"""
     return _plain(query_rows(store.cursor(), sql, params))
 
 

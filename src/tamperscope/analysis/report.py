@@ -620,7 +620,7 @@ def _heatmap_figure(cells: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None
         return sorted(totals, key=lambda k: (-totals[k], k))
 
     domains, networks = ranked("domain"), ranked("probe_asn")
-    label = {c["probe_asn"]: plot_text(f"{c['probe_asn']} ({c['probe_cc']})") for c in cells}
+    label = {c["probe_asn"]: plot_text(f"{c['probe_asn']} ({_placed([dict(c)])[0]['where']})") for c in cells}
     index = {(c["domain"], c["probe_asn"]): c for c in cells}
     z, text = [], []
     for d in domains:
