@@ -137,12 +137,17 @@ def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]],
     return "\n".join(out)
 
 
+def _where(network: Mapping[str, Any]) -> str:
+    """A network's country (`aggregates.per_network`'s ``probe_cc``) and how many others its measurements name
+    (``TM +2``), so that AS0 (a network not known) is not shown as one country's."""
+    others = (network.get("country_count") or 1) - 1
+    return f"{network['probe_cc']} +{others}" if others > 0 else str(network["probe_cc"])
+
+
 def _placed(networks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`aggregates.per_network`'s rows with ``where``: the network's country, and how many others its measurements
-    name (``TM +2``), so that AS0 (a network not known) is not shown as one country's."""
+    """`aggregates.per_network`'s rows with ``where`` (`_where`)."""
     for n in networks:
-        others = (n.get("country_count") or 1) - 1
-        n["where"] = f"{n['probe_cc']} +{others}" if others > 0 else n["probe_cc"]
+        n["where"] = _where(n)
     return networks
 
 
@@ -620,7 +625,7 @@ def _heatmap_figure(cells: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None
         return sorted(totals, key=lambda k: (-totals[k], k))
 
     domains, networks = ranked("domain"), ranked("probe_asn")
-    label = {c["probe_asn"]: plot_text(f"{c['probe_asn']} ({_placed([dict(c)])[0]['where']})") for c in cells}
+    label = {c["probe_asn"]: plot_text(f"{c['probe_asn']} ({_where(c)})") for c in cells}
     index = {(c["domain"], c["probe_asn"]): c for c in cells}
     z, text = [], []
     for d in domains:
