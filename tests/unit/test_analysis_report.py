@@ -405,7 +405,7 @@ def test_a_tools_server_is_no_site(tmp_path: Path) -> None:
 def test_a_network_in_several_countries_is_shown_by_its_commonest_and_the_others_counted(tmp_path: Path) -> None:
     """AS0 (a network not known: Censored Planet's lines without an ASN table) gathers every country's measurements;
     the network's row names the country most of them do, and says how many more there are, in the reports and in
-    the explorer, where the country was any one of them before, and could change from one query to the next."""
+    the explorer; the same query gives the same country every time."""
     from tamperscope.analysis import aggregates
     from tamperscope.collector.config import Settings
     from tamperscope.collector.testing import running_app
@@ -444,3 +444,18 @@ def test_a_network_in_several_countries_is_shown_by_its_commonest_and_the_others
     assert 'id="countries"' not in single
     assert re.search(r'href="/network/AS0">AS0</a>.*?href="/country/TM">TM</a> <span class="muted"[^>]*>\+2</span>',
                      home, re.S), home
+
+
+def test_an_apps_row_names_the_country_of_its_latest_measurement(tmp_path: Path) -> None:
+    from tamperscope.analysis import aggregates
+
+    s = Store(tmp_path / "s.duckdb")
+    _series(s, [("telegram.example", "AS9", minute, outcome)
+                for minute, outcome in ((1, "ok"), (9, "anomaly"), (5, "ok"))])
+    cur = s.cursor()
+    cur.executemany("UPDATE verdicts SET test_name = 'telegram', input = NULL, domain = NULL, probe_cc = ? "
+                    "WHERE measurement_uid = ?", [["RU", "u000"], ["BY", "u001"], ["RU", "u002"]])
+    cur.close()
+    [row] = aggregates.apps(s)
+    assert (row["test_name"], row["probe_cc"], row["last_outcome"]) == ("telegram", "BY", "anomaly")
+    s.close()
