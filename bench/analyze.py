@@ -1,7 +1,7 @@
 """Benchmark: ``tamperscope analyze`` against plain JSON parsing, memory, scaling, Dask, aggregates.
 
     .venv/bin/python -m bench.analyze [--small 20000] [--large 100000] [--huge 200000] [--heavy 3000]
-                                      [--heavy-kb 32] [--rows 1000000] [--skip-dask]
+                                      [--heavy-kb 32] [--cp 20000] [--rows 1000000] [--skip-dask]
 
 Builds a corpus of OONI-format web_connectivity measurements by replicating the
 50 shared OONI samples (../shared/data/ooni-samples), varying report_id, input,
@@ -21,6 +21,8 @@ prints tables for:
 1b. like for like: a scorer in the manner of OONI's fastpath (stored verdict
    trusted, one substring search per fingerprint) on the same files as analyze,
    the replicated corpus and one whose bodies are 32 KiB and never repeat;
+1c. Censored Planet's published lines (Hyperquack v2 and Satellite v2.2, generated as its scans
+   write them, real blockpages among their pages): analyze's rate and its ratio to the parse;
 2. peak RSS of analyze at the small (three runs), the large and the huge corpus
    (growth should be none): exact, from the kernel's high-water mark, per run and per
    window of as many measurements as the small corpus;
@@ -200,6 +202,92 @@ def build_heavy_corpus(path: Path, n: int, body_kb: int) -> int:
                 if isinstance(body, str) and body:
                     response["body"] = f"<!-- copy {i} -->{body}{pad[:max(0, body_kb * 1024 - len(body))]}"
             f.write(orjson.dumps(m) + b"\n")
+    return n
+
+
+BLOCKPAGES = ROOT.parent / "shared" / "data" / "blockpages" / "citizenlab"
+_RESET = "read tcp 198.18.0.2:40000->{vp}:443: read: connection reset by peer"
+_TIMEOUT = "read udp 198.18.0.2:6280->{vp}:53: i/o timeout"
+
+
+def build_cp_corpus(path: Path, n: int, seed: int = 11) -> int:
+    """``n`` lines of Censored Planet's published data, as its scans write them (docs/hyperquack.rst and
+    satellitev2.rst of censoredplanet/censoredplanet): half Hyperquack v2 (http, https, echo and discard, each
+    line a domain's trials between two of the vantage's control probes), half Satellite v2.2 (a resolver asked
+    for a domain between two queries for the control domain, the answers tagged as the control resolvers' were).
+    What the lines show is drawn at random: the template, a real blockpage from Citizen Lab's collection, another
+    page, a reset, silence; an answer the controls share, a forged one, NXDOMAIN, silence. Every line its own
+    vantage, domain and time, so that every uid differs."""
+    rng = random.Random(seed)
+    pages = [q.read_text(errors="replace") for q in sorted(BLOCKPAGES.glob("*.html"))[:40]]
+    countries = [("Belarus", "BY"), ("Iran", "IR"), ("Russia", "RU"), ("Turkmenistan", "TM"), ("China", "CN"),
+                 ("Myanmar", "MM"), ("Kazakhstan", "KZ"), ("Turkey", "TR")]
+    base = dt.datetime(2022, 3, 1, 10)
+
+    def at(when: dt.datetime, offset: float, go: bool = False) -> str:
+        t = when + dt.timedelta(seconds=offset)
+        return t.strftime("%Y-%m-%d %H:%M:%S.%f") + " -0500 EST" if go else t.strftime("%Y-%m-%dT%H:%M:%S.%f-05:00")
+
+    def quack(i: int, vp: str, place: dict[str, str], domain: str, when: dt.datetime) -> dict[str, Any]:
+        service = ("http", "https", "echo", "discard")[i % 4]
+        control = {"matches_template": True, "control_url": "control-a459b35b8d53c7eb.com"}
+        shown = rng.random()
+        if shown < 0.5:
+            trial: dict[str, Any] = {"matches_template": True}
+        elif shown < 0.7 and service == "http":
+            trial = {"matches_template": False, "response": {"status_line": "200 OK", "headers": {
+                "Content-Type": ["text/html"], "Server": ["nginx"]}, "body": rng.choice(pages)}}
+        elif shown < 0.8 and service in ("http", "echo"):
+            trial = {"matches_template": False, "response": {"status_line": "403 Forbidden", "headers": {},
+                                                             "body": f"<html><p>{domain} is not allowed</p></html>"}
+                     if service == "http" else "HTTP/1.1 403 Forbidden"}
+        elif shown < 0.9:
+            trial = {"matches_template": False, "error": _RESET.format(vp=vp)}
+        else:
+            trial = {"matches_template": False, "error": "net/http: request canceled (Client.Timeout exceeded while "
+                                                         "awaiting headers)"}
+        probes = [control, *([trial] * (1 if trial["matches_template"] else 4)), control]
+        return {"vp": vp, "location": place, "service": service, "test_url": domain,
+                "response": [{**r, "start_time": at(when, 2 * k), "end_time": at(when, 2 * k + 0.4)}
+                             for k, r in enumerate(probes)],
+                "anomaly": not trial["matches_template"], "controls_failed": False, "stateful_block": False,
+                "tag": when.strftime("%Y-%m-%dT%H:%M:%S")}
+
+    def satellite(i: int, vp: str, place: dict[str, str], domain: str, when: dt.datetime) -> dict[str, Any]:
+        control = "control-1e0a3d04a0f6.com"
+
+        def trial(k: int, url: str, answers: dict[str, list[str]] | None = None, rcode: int = 0,
+                  error: str | None = None) -> dict[str, Any]:
+            return {"url": url, "has_type_a": bool(answers), "rcode": rcode, "error": error,
+                    "response": {ip: {"http": "ab12", "cert": "", "asname": "EXAMPLE", "asnum": 64511,
+                                      "matched": tags} for ip, tags in (answers or {}).items()},
+                    "start_time": at(when, k, go=True), "end_time": at(when, k + 0.1, go=True)}
+
+        shown = rng.random()
+        if shown < 0.6:
+            middle = [trial(2, domain, {f"198.18.0.{i % 200 + 20}": ["ip", "http", "asnum", "asname"]})]
+        elif shown < 0.8:
+            middle = [trial(2, domain, {"198.18.7.7": []})]
+        elif shown < 0.9:
+            middle = [trial(2, domain, rcode=3)]
+        else:
+            middle = [trial(2 + k, domain, rcode=-1, error=_TIMEOUT.format(vp=vp)) for k in range(4)]
+        trials = [trial(1, control, {"198.18.0.10": ["ip"]}), *middle, trial(7, control, {"198.18.0.10": ["ip"]})]
+        return {"vp": vp, "location": place, "test_url": domain, "response": trials, "passed_liveness": True,
+                "connect_error": False, "in_control_group": True, "anomaly": 0.6 <= shown,
+                "confidence": {"average": 0 if shown < 0.6 else 100, "matches": [],
+                               "untagged_controls": False, "untagged_response": False},
+                "start_time": at(when, 0, go=True), "end_time": at(when, 8, go=True),
+                "excluded": False, "exclude_reason": []}
+
+    with path.open("wb") as f:
+        for i in range(n):
+            name, code = countries[rng.randrange(len(countries))]
+            vp = f"198.{18 + i % 2}.{i // 256 % 256}.{i % 256}"
+            when = base + dt.timedelta(seconds=i)
+            line = (quack if i % 2 else satellite)(i // 2, vp, {"country_name": name, "country_code": code},
+                                                   f"site{i // 40}.example", when)
+            f.write(orjson.dumps(line) + b"\n")
     return n
 
 
@@ -577,6 +665,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--heavy", type=int, default=3_000, help="measurements in the corpus with heavier bodies")
     ap.add_argument("--heavy-kb", type=int, default=32, help="KiB per HTTP body in that corpus")
     ap.add_argument("--rows", type=int, default=1_000_000, help="verdict rows for the aggregate queries")
+    ap.add_argument("--cp", type=int, default=20_000,
+                    help="lines of Censored Planet's published data in their own corpus (0: skip)")
     ap.add_argument("--skip-dask", action="store_true")
     ap.add_argument("--keep", type=Path, help="work in this directory and keep it")
     args = ap.parse_args(argv)
@@ -652,6 +742,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "analyze vs fastpath-style", "analyze vs parse"], like)
         print("(OONI's own fastpath, with its 1,729 fingerprints, measured ~180/s on real OONI measurements: "
               "the 'x OONI fastpath' figure above divides by that constant)")
+
+        if args.cp:
+            cp = work / f"censoredplanet-{args.cp}.jsonl"
+            n_cp = build_cp_corpus(cp, args.cp)
+            cp_parse, _, _ = parse_time(cp)
+            cp_run = analyze([cp], work / "cp.duckdb", workers=1)
+            print_table("1c. Censored Planet's published lines (half Hyperquack v2, half Satellite v2.2), read as "
+                        "remote_web and remote_dns measurements, --workers 1",
+                        ["corpus", "per line", "parse s", "analyze s (library)", "lines/s", "analyze vs parse"],
+                        [[cp.name, f"{cp.stat().st_size / n_cp / 1e3:.1f} kB", f"{cp_parse:.2f}",
+                          f"{cp_run['run']:.2f}", f"{n_cp / cp_run['run']:,.0f}", f"{cp_run['run'] / cp_parse:.1f}x"]])
+            print(f"({cp_run['accepted']:,} of {n_cp:,} lines stored, each converted to OONI's format and judged by "
+                  "the remote verdict functions; CP's scans hold millions of lines, so this rate is what a scan costs)")
+            cp.unlink()
 
         n_large = build_corpus(large, args.large, seed=7)
         big = analyze([large], work / "w1-large.duckdb", workers=1, window=args.small)

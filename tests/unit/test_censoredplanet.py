@@ -20,7 +20,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tamperscope.analysis import censoredplanet, scans
+from tamperscope.analysis import censoredplanet, pipeline, scans
+from tamperscope.analysis.reader import Line
 from tamperscope.analysis.store import Store
 from tamperscope.analysis.verdicts import default_matcher, verdict_for
 from tamperscope.collector.config import Settings
@@ -1120,3 +1121,21 @@ def test_analyze_reads_a_v1_scan_and_keeps_its_protocol_with_each_line(tmp_path:
     res = _run("analyze", "--db", str(tmp_path / "plain.duckdb"), str(plain))
     assert res.returncode == 1 and "whose protocol only its scan's name says" in res.stdout, res.stdout
 
+
+
+def test_the_benchmarks_lines_of_censored_planet_are_read_whole(tmp_path: Path) -> None:
+    """bench/analyze's section 1c times lines built as Censored Planet's scans write them: each must be read as a
+    measurement, none rejected, or the rate it prints would be a rate of rejections."""
+    from bench.analyze import build_cp_corpus
+
+    corpus = tmp_path / "cp.jsonl"
+    build_cp_corpus(corpus, 400)
+    lines = corpus.read_bytes().splitlines()
+    result = pipeline.analyse_batch([Line(str(corpus), i + 1, data) for i, data in enumerate(lines)])
+    assert result.records == 400 and not result.rejections and not result.errors
+    verdicts = result.verdicts.to_pylist()
+    assert {v["test_name"] for v in verdicts} == {"remote_web", "remote_dns"} and len(verdicts) == 400
+    mechanisms = {v["mechanism"] for v in verdicts}
+    assert {"none", "dns.poison", "dns.nxdomain", "http.blockpage", "http.rst", "tls.rst"} <= mechanisms, mechanisms
+    assert any(v["fingerprints"] for v in verdicts)  # Citizen Lab's real blockpages among the pages
+    assert result.censoredplanet[0] == 400
