@@ -211,7 +211,7 @@ _TIMEOUT = "read udp 198.18.0.2:6280->{vp}:53: i/o timeout"
 
 
 def build_cp_corpus(path: Path, n: int, seed: int = 11) -> int:
-    """``n`` lines of Censored Planet's published data, as its scans write them (docs/hyperquack.rst and
+    """``n`` lines of Censored Planet's published data, as its scans write them (docs/hyperquackv2.rst and
     satellitev2.rst of censoredplanet/censoredplanet): half Hyperquack v2 (http, https, echo and discard, each
     line a domain's trials between two of the vantage's control probes), half Satellite v2.2 (a resolver asked
     for a domain between two queries for the control domain, the answers tagged as the control resolvers' were).
