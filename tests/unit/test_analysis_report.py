@@ -427,7 +427,8 @@ def test_a_network_in_several_countries_is_shown_by_its_commonest_and_the_others
             for n in aggregates.per_network(s, aggregates.Filters(probe_cc="IR")) if n["probe_asn"] == "AS0"] == [
         ("IR", 1, 1)]
     text = terminal_report(s)
-    assert re.search(r"^AS0\s+TM \+2\s", text, re.M) and re.search(r"^AS7\s+IR\s", text, re.M), text
+    assert re.search(r"^AS0\s+TM \+2\s+\(network not known\)\s", text, re.M), text
+    assert re.search(r"^AS7\s+IR\s", text, re.M), text
     assert {(c["probe_asn"], c["probe_cc"], c["country_count"]) for c in aggregates.domain_network(s)} == {
         ("AS0", "TM", 3), ("AS5", "BY", 2), ("AS7", "IR", 1)}
     page = html_report(s)
@@ -442,6 +443,8 @@ def test_a_network_in_several_countries_is_shown_by_its_commonest_and_the_others
     assert re.search(r'<a href="/country/TM">TM</a> <span class="muted" id="countries">\(its measurements name 3 '
                      r'countries, this one most often\)', network), network
     assert 'id="countries"' not in single
+    assert 'id="unknown-network"' in network and 'id="unknown-network"' not in single  # AS0 is said to be none
+    assert re.search(r'href="/network/AS0">AS0</a><br><span class="muted">network not known</span>', home), home
     assert re.search(r'href="/network/AS0">AS0</a>.*?href="/country/TM">TM</a> <span class="muted"[^>]*>\+2</span>',
                      home, re.S), home
 

@@ -28,7 +28,7 @@ import orjson
 
 from tamperscope.analysis import aggregates
 from tamperscope.analysis.aggregates import Filters
-from tamperscope.analysis.confidence import CONFIRM_MIN
+from tamperscope.analysis.confidence import CONFIRM_MIN, NO_NETWORK
 from tamperscope.analysis.store import Store
 from tamperscope.model.categories import category_label
 from tamperscope.model.location import signature_words
@@ -145,9 +145,13 @@ def _where(network: Mapping[str, Any]) -> str:
 
 
 def _placed(networks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`aggregates.per_network`'s rows with ``where`` (`_where`)."""
+    """`aggregates.per_network`'s rows with ``where`` (`_where`), and AS0 named for what it is: no network, but the
+    measurements whose network nobody said (a probe that could not find its own, Censored Planet's lines read
+    without an ASN table)."""
     for n in networks:
         n["where"] = _where(n)
+        if n["probe_asn"] == NO_NETWORK and not n.get("probe_network_name"):
+            n["probe_network_name"] = "(network not known)"
     return networks
 
 
