@@ -427,12 +427,15 @@ def test_a_network_in_several_countries_is_shown_by_its_commonest_and_the_others
             for n in aggregates.per_network(s, aggregates.Filters(probe_cc="IR")) if n["probe_asn"] == "AS0"] == [
         ("IR", 1, 1)]
     text = terminal_report(s)
+    # AS0 is no network: the headline counts the two others, and says how many measurements no network holds
+    assert "4 countries, 2 networks (and networks not known for 5 measurements), 3 domains." in text, text
     assert re.search(r"^AS0\s+TM \+2\s+\(network not known\)\s", text, re.M), text
     assert re.search(r"^AS7\s+IR\s", text, re.M), text
     assert {(c["probe_asn"], c["probe_cc"], c["country_count"]) for c in aggregates.domain_network(s)} == {
         ("AS0", "TM", 3), ("AS5", "BY", 2), ("AS7", "IR", 1)}
     page = html_report(s)
     assert ">TM +2</td>" in page and '"AS0 (TM +2)"' in page and '"AS7 (IR)"' in page  # the table; the heatmap
+    assert "9 measurements from 2 networks (and networks not known for 5 measurements) in 4 countries" in page
     s.close()
     with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as client:
         home = client.get("/").text
@@ -445,6 +448,12 @@ def test_a_network_in_several_countries_is_shown_by_its_commonest_and_the_others
     assert 'id="countries"' not in single
     assert 'id="unknown-network"' in network and 'id="unknown-network"' not in single  # AS0 is said to be none
     assert re.search(r'href="/network/AS0">AS0</a><br><span class="muted">network not known</span>', home), home
+    assert re.search(r"4 countries and\s+2 networks \(and networks not known for 5 measurements\), of", home), home
+    # a store of AS0 alone: no network is counted
+    only = Store(tmp_path / "only.duckdb")
+    _series(only, [("a.example", "AS0", 1, "anomaly")])
+    assert "1 country, networks not known, 1 domain." in terminal_report(only)
+    only.close()
     assert re.search(r'href="/network/AS0">AS0</a>.*?href="/country/TM">TM</a> <span class="muted"[^>]*>\+2</span>',
                      home, re.S), home
 

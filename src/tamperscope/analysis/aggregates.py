@@ -549,11 +549,13 @@ def counts_by(store: Store, selection: Slice, axes: Sequence[str] = (), grain: s
 
 
 def totals(store: Store, filters: Filters | None = None) -> dict[str, Any]:
-    """Whole-store counts, and the span of days."""
+    """Whole-store counts, and the span of days. ``network_count`` counts AS0 (`NO_NETWORK`: measurements whose
+    network nobody said) as one; ``unknown_network_count`` is how many measurements it holds."""
     where, params = (filters or Filters()).where()
     rows = _plain(query_rows(store.cursor(), f"""
         SELECT {_COUNTS}, min(day) AS first_day, max(day) AS last_day,
                count(DISTINCT probe_cc) AS country_count, count(DISTINCT probe_asn) AS network_count,
+               count(*) FILTER (WHERE probe_asn = '{NO_NETWORK}') AS unknown_network_count,
                count(DISTINCT domain) AS domain_count, count(DISTINCT test_name) AS test_count
         FROM verdicts WHERE {where}""", params))
     return rows[0] if rows else {}

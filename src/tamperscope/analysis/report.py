@@ -144,6 +144,19 @@ def _where(network: Mapping[str, Any]) -> str:
     return f"{network['probe_cc']} +{others}" if others > 0 else str(network["probe_cc"])
 
 
+def networks_in_words(totals: Mapping[str, Any]) -> str:
+    """`aggregates.totals`' networks in words, AS0 not counted as one: ``3 networks``, ``networks not known`` (every
+    measurement's network is AS0, as Censored Planet's lines read without an ASN table), or ``3 networks (and
+    networks not known for 120 measurements)``."""
+    unknown = int(totals.get("unknown_network_count") or 0)
+    known = int(totals.get("network_count") or 0) - (1 if unknown else 0)
+    if not unknown:
+        return counted(known, "network")
+    if not known:
+        return "networks not known"
+    return f"{counted(known, 'network')} (and networks not known for {counted(unknown, 'measurement')})"
+
+
 def _placed(networks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """`aggregates.per_network`'s rows with ``where`` (`_where`), and AS0 named for what it is: no network, but the
     measurements whose network nobody said (a probe that could not find its own, Censored Planet's lines read
@@ -321,7 +334,7 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
         return ": ".join(_nothing(store, filters))
     lines = [
         f"{counted(n, 'measurement')} from {t['first_day']} to {t['last_day']}: "
-        f"{counted(t['country_count'], 'country', 'countries')}, {counted(t['network_count'], 'network')}, "
+        f"{counted(t['country_count'], 'country', 'countries')}, {networks_in_words(t)}, "
         f"{counted(t['domain_count'], 'domain')}.",
         f"Outcomes: {t['confirmed_count']} confirmed, {t['anomaly_count'] - t['confirmed_count']} anomaly "
         f"(unconfirmed), {t['failure_count']} failure, {t['ok_count']} ok "
@@ -846,7 +859,7 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
         anomalous = int(t["anomaly_count"])
         parts.append(
             f"<p class='summary'>From {_e(t['first_day'])} to {_e(t['last_day'])}, {counted(n, 'measurement')} "
-            f"from {counted(t['network_count'], 'network')} in {counted(t['country_count'], 'country', 'countries')} "
+            f"from {networks_in_words(t)} in {counted(t['country_count'], 'country', 'countries')} "
             f"tested {counted(t['domain_count'], 'site')} and {counted(t['test_count'], 'test')}. "
             f"{anomalous:,} ({_share(anomalous, n)}) showed signs of interference; "
             f"<strong>{t['confirmed_count']:,} are confirmed</strong>. {counted(t['failure_count'], 'measurement')} "

@@ -35,6 +35,7 @@ from tamperscope.analysis.report import (
     blockpages_in_words,
     categories_in_words,
     category_countries_in_words,
+    networks_in_words,
     rules_in_words,
 )
 from tamperscope.collector.findings import EVIDENCE_KEYS, Finding, Findings
@@ -110,10 +111,12 @@ def home(reader: Reader) -> dict[str, Any]:
     f = Filters()
     timeline = _agg(reader, "timeline", f)
     mechanisms = _agg(reader, "per_mechanism", f)
+    totals = aggregates.totals(reader, f)  # type: ignore[arg-type]
     return {
         "page": "home",
         "title": "Network interference, measured",
-        "totals": aggregates.totals(reader, f),  # type: ignore[arg-type]
+        "totals": totals,
+        "networks_words": networks_in_words(totals),
         "recent_anomalies": _recent(reader, MeasurementQuery(anomaly=True, limit=RECENT)),
         "countries": _agg(reader, "per_country", f),
         "networks": _agg(reader, "per_network", f, limit=TOP),
