@@ -471,3 +471,50 @@ def test_an_apps_row_names_the_country_of_its_latest_measurement(tmp_path: Path)
     [row] = aggregates.apps(s)
     assert (row["test_name"], row["probe_cc"], row["last_outcome"]) == ("telegram", "BY", "anomaly")
     s.close()
+
+
+def test_a_count_of_networks_leaves_out_as0_and_says_when_some_are_not_known(tmp_path: Path) -> None:
+    """AS0 is no network (measurements whose network nobody said, from anywhere): every count of networks leaves it
+    out, and says "not known" where some of the measurements are on it, in the reports, their JSON and the explorer."""
+    from tamperscope.analysis import aggregates
+    from tamperscope.analysis.report import json_report
+    from tamperscope.collector.config import Settings
+    from tamperscope.collector.testing import running_app
+
+    db = tmp_path / "s.duckdb"
+    s = Store(db)
+    _series(s, [("mixed.example", "AS0", 1, "anomaly"), ("mixed.example", "AS0", 2, "anomaly"),
+                ("mixed.example", "AS5", 3, "anomaly"), ("mixed.example", "AS7", 4, "anomaly"),
+                ("unknown.example", "AS0", 5, "anomaly"), ("named.example", "AS5", 6, "anomaly")])
+    cur = s.cursor()
+    cur.execute("UPDATE verdicts SET fingerprints = ['cl/isp_by_beltelecom_block'], signature = 'tcp/RA/ttl64/win0/ipid0'")
+    cur.close()
+    expected = {"mixed.example": (2, True), "unknown.example": (0, True), "named.example": (1, False)}
+    assert {d["domain"]: (d["network_count"], d["unknown_network"]) for d in aggregates.per_domain(s)} == expected
+    everywhere = (2, True)  # AS5 and AS7, and AS0
+    for rows in (aggregates.per_test(s), aggregates.per_mechanism(s), aggregates.per_country(s),
+                 aggregates.signatures(s), aggregates.blockpages(s)):
+        assert [(r["network_count"], r["unknown_network"]) for r in rows] == [everywhere], rows
+    t = aggregates.totals(s)
+    assert (t["network_count"], t["unknown_network_count"]) == (2, 3)
+    named = aggregates.Filters(probe_asn="AS5")
+    assert [(r["network_count"], r["unknown_network"]) for r in aggregates.per_country(s, named)] == [(1, False)]
+
+    text = terminal_report(s)
+    assert re.search(r"^mixed\.example\s+4\s+4\s+0\s+100%\s+2 \+ not known\s+dns\.poison$", text, re.M), text
+    assert re.search(r"^unknown\.example\s+1\s+1\s+0\s+100%\s+not known\s+dns\.poison$", text, re.M), text
+    assert re.search(r"^named\.example\s+1\s+1\s+0\s+100%\s+1\s+dns\.poison$", text, re.M), text
+    assert re.search(r"^dns\.poison\s+6\s+0\s+3\s+2 \+ not known\s", text, re.M), text  # the mechanisms
+    assert "2 networks (and networks not known for 3 measurements)" in text
+    page = html_report(s)
+    assert "<td data-label='networks'>2 + not known</td>" in page, page
+    assert "<td data-label='networks'>not known</td>" in page
+    document = json_report(s)
+    assert {d["domain"]: (d["network_count"], d["unknown_network"]) for d in document["domains"]} == expected
+    s.close()
+    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as client:
+        home = client.get("/").text
+        country = client.get("/country/IR").text
+    cells = re.findall(r'<td class="num" data-label="Networks">([^<]*)</td>', home)
+    assert "2 + not known" in cells and "1" in cells, cells  # the mechanisms' and a named site's
+    assert re.search(r'href="/domain/unknown\.example".*?data-label="Networks">not known</td>', country, re.S)

@@ -70,6 +70,21 @@ def test_the_report_names_the_template_and_proposes_its_fingerprint(tmp_path: Pa
     assert "Blockpages no fingerprint knows" not in _run("report", "--db", str(db), "--cc", "IT").stdout
 
 
+def test_a_templates_networks_leave_out_as0(tmp_path: Path) -> None:
+    """AS0 is no network: a template seen on AS0 and on one network (in two countries) is on 1 network, and on
+    networks not known as well."""
+    measurements = _measurements()
+    measurements[0]["probe_asn"] = measurements[1]["probe_asn"] = "AS0"
+    measurements[2]["probe_cc"] = "BY"  # AS1 in two countries is still one network
+    db = _store(tmp_path, measurements)
+    (row,) = _json(db)["new_blockpages"]
+    assert (row["measurement_count"], row["countries"], row["network_count"], row["unknown_network"]) == (
+        4, "BY, RU", 1, True)
+    text = _run("report", "--db", str(db)).stdout
+    section = text[text.index("Blockpages no fingerprint knows"):]
+    assert f"{TITLE}  " in section and "  1 + not known  " in section, section
+
+
 def test_a_fingerprint_of_ones_own_makes_it_a_known_blockpage(tmp_path: Path) -> None:
     db = _store(tmp_path, _measurements())
     mine = tmp_path / "mine.csv"

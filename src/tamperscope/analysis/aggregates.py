@@ -77,6 +77,11 @@ _COUNTS = """count(*) AS measurement_count,
     count(*) FILTER (WHERE outcome = 'failure') AS failure_count,
     count(*) FILTER (WHERE outcome = 'ok') AS ok_count"""
 
+# The networks a group's measurements name, not counting AS0 (`NO_NETWORK`: measurements whose network nobody said,
+# from anywhere: not one network), and whether some of them are on AS0 (the reports and the explorer say "not known")
+_NETWORKS = f"""count(DISTINCT probe_asn) FILTER (WHERE probe_asn <> '{NO_NETWORK}') AS network_count,
+    coalesce(bool_or(probe_asn = '{NO_NETWORK}'), false) AS unknown_network"""
+
 
 def _plain(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
@@ -120,13 +125,13 @@ def per_domain(store: Store, filters: Filters | None = None, limit: int | None =
                    WHERE ({where}) AND domain IS NOT NULL),
         top AS (SELECT domain, {_COUNTS} FROM f GROUP BY domain
                 ORDER BY anomaly_count DESC, confirmed_count DESC, measurement_count DESC, domain {top}),
-        seen AS (SELECT domain, count(DISTINCT probe_asn) AS network_count, count(DISTINCT probe_cc) AS country_count
+        seen AS (SELECT domain, {_NETWORKS}, count(DISTINCT probe_cc) AS country_count
                  FROM f SEMI JOIN top USING (domain) GROUP BY domain),
         mech AS (SELECT domain, mechanism, count(*) AS n, bool_and(test_name = 'echcheck') AS ech_only
                  FROM f SEMI JOIN top USING (domain) WHERE {_ANOMALOUS} GROUP BY domain, mechanism),
         best AS (SELECT domain, first(mechanism ORDER BY n DESC, mechanism) AS top_mechanism,
                         first(ech_only ORDER BY n DESC, mechanism) AS top_mechanism_ech_only FROM mech GROUP BY domain)
-        SELECT top.*, seen.network_count, seen.country_count, best.top_mechanism,
+        SELECT top.*, seen.network_count, seen.unknown_network, seen.country_count, best.top_mechanism,
                coalesce(best.top_mechanism_ech_only, false) AS top_mechanism_ech_only
         FROM top JOIN seen USING (domain) LEFT JOIN best USING (domain)
         ORDER BY anomaly_count DESC, confirmed_count DESC, measurement_count DESC, domain"""
@@ -171,13 +176,14 @@ def per_test(store: Store, filters: Filters | None = None, limit: int | None = 1
                    WHERE {where}),
         top AS (SELECT test_name, {_COUNTS} FROM f GROUP BY test_name
                 ORDER BY anomaly_count DESC, confirmed_count DESC, measurement_count DESC, test_name {top}),
-        seen AS (SELECT test_name, count(DISTINCT probe_asn) AS network_count, count(DISTINCT probe_cc) AS country_count
+        seen AS (SELECT test_name, {_NETWORKS}, count(DISTINCT probe_cc) AS country_count
                  FROM f SEMI JOIN top USING (test_name) WHERE {_ANOMALOUS} GROUP BY test_name),
         mech AS (SELECT test_name, mechanism, count(*) AS n FROM f SEMI JOIN top USING (test_name)
                  WHERE {_ANOMALOUS} GROUP BY test_name, mechanism),
         best AS (SELECT test_name, first(mechanism ORDER BY n DESC, mechanism) AS top_mechanism FROM mech
                  GROUP BY test_name)
         SELECT top.*, coalesce(seen.network_count, 0) AS network_count,
+               coalesce(seen.unknown_network, false) AS unknown_network,
                coalesce(seen.country_count, 0) AS country_count, best.top_mechanism
         FROM top LEFT JOIN seen USING (test_name) LEFT JOIN best USING (test_name)
         ORDER BY anomaly_count DESC, confirmed_count DESC, measurement_count DESC, test_name"""
@@ -215,7 +221,7 @@ def per_mechanism(store: Store, filters: Filters | None = None) -> list[dict[str
     return _aggregate(
         store,
         f"""mechanism, {_COUNTS}, count(DISTINCT domain) AS domain_count,
-            count(DISTINCT probe_asn) AS network_count, count(DISTINCT probe_cc) AS country_count""",
+            {_NETWORKS}, count(DISTINCT probe_cc) AS country_count""",
         "mechanism", "measurement_count DESC, mechanism", filters, None,
         "outcome IN ('anomaly', 'confirmed')")
 
@@ -223,7 +229,7 @@ def per_mechanism(store: Store, filters: Filters | None = None) -> list[dict[str
 def per_country(store: Store, filters: Filters | None = None) -> list[dict[str, Any]]:
     """Per country: counts and networks."""
     return _aggregate(
-        store, f"probe_cc, {_COUNTS}, count(DISTINCT probe_asn) AS network_count",
+        store, f"probe_cc, {_COUNTS}, {_NETWORKS}",
         "probe_cc", "anomaly_count DESC, measurement_count DESC, probe_cc", filters, None)
 
 
@@ -279,7 +285,7 @@ def signatures(store: Store, filters: Filters | None = None, limit: int | None =
                coalesce(equipment, '') AS equipment,
                count(*) AS measurement_count, string_agg(DISTINCT mechanism, ', ' ORDER BY mechanism) AS mechanisms,
                string_agg(DISTINCT probe_cc, ', ' ORDER BY probe_cc) AS countries,
-               count(DISTINCT probe_asn) AS network_count, count(DISTINCT domain) AS domain_count,
+               {_NETWORKS}, count(DISTINCT domain) AS domain_count,
                min(day) AS first_seen, max(day) AS last_seen, count(DISTINCT signature) AS variants
         FROM n GROUP BY ALL ORDER BY measurement_count DESC, signature {top}"""
     return _plain(query_rows(store.cursor(), sql, params))
@@ -303,7 +309,7 @@ def blockpages(store: Store, filters: Filters | None = None, limit: int | None =
                count(*) FILTER (WHERE outcome = 'confirmed') AS confirmed_count,
                string_agg(DISTINCT mechanism, ', ' ORDER BY mechanism) AS mechanisms,
                string_agg(DISTINCT probe_cc, ', ' ORDER BY probe_cc) AS countries,
-               count(DISTINCT probe_asn) AS network_count, count(DISTINCT domain) AS domain_count,
+               {_NETWORKS}, count(DISTINCT domain) AS domain_count,
                min(day) AS first_seen, max(day) AS last_seen
         FROM f WHERE fingerprint IS NOT NULL GROUP BY fingerprint
         ORDER BY measurement_count DESC, fingerprint {top}"""
@@ -549,12 +555,13 @@ def counts_by(store: Store, selection: Slice, axes: Sequence[str] = (), grain: s
 
 
 def totals(store: Store, filters: Filters | None = None) -> dict[str, Any]:
-    """Whole-store counts, and the span of days. ``network_count`` counts AS0 (`NO_NETWORK`: measurements whose
-    network nobody said) as one; ``unknown_network_count`` is how many measurements it holds."""
+    """Whole-store counts, and the span of days. ``network_count`` counts the networks named, not AS0
+    (`NO_NETWORK`: measurements whose network nobody said); ``unknown_network_count`` is how many measurements
+    are on AS0."""
     where, params = (filters or Filters()).where()
     rows = _plain(query_rows(store.cursor(), f"""
         SELECT {_COUNTS}, min(day) AS first_day, max(day) AS last_day,
-               count(DISTINCT probe_cc) AS country_count, count(DISTINCT probe_asn) AS network_count,
+               count(DISTINCT probe_cc) AS country_count, {_NETWORKS},
                count(*) FILTER (WHERE probe_asn = '{NO_NETWORK}') AS unknown_network_count,
                count(DISTINCT domain) AS domain_count, count(DISTINCT test_name) AS test_count
         FROM verdicts WHERE {where}""", params))

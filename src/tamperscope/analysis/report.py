@@ -149,12 +149,29 @@ def networks_in_words(totals: Mapping[str, Any]) -> str:
     measurement's network is AS0, as Censored Planet's lines read without an ASN table), or ``3 networks (and
     networks not known for 120 measurements)``."""
     unknown = int(totals.get("unknown_network_count") or 0)
-    known = int(totals.get("network_count") or 0) - (1 if unknown else 0)
+    known = int(totals.get("network_count") or 0)
     if not unknown:
         return counted(known, "network")
     if not known:
         return "networks not known"
     return f"{counted(known, 'network')} (and networks not known for {counted(unknown, 'measurement')})"
+
+
+def networks_shown(row: Mapping[str, Any]) -> int | str:
+    """A row's networks as the reports show them: its ``network_count`` (the networks named), and "not known" where
+    some of its measurements are on AS0 (``unknown_network``: their network nobody said, which is not one network):
+    ``3``, ``not known``, ``3 + not known``."""
+    named = int(row.get("network_count") or 0)
+    if not row.get("unknown_network"):
+        return named
+    return f"{named:,} + not known" if named else "not known"
+
+
+def _shown(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with ``networks`` (`networks_shown`), the column the reports' tables print."""
+    for r in rows:
+        r["networks"] = networks_shown(r)
+    return rows
 
 
 def _placed(networks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -343,16 +360,16 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
     ]
     if (selection := _selection(filters)) is not None:
         lines.insert(0, selection)
-    domains = [d for d in aggregates.per_domain(store, filters, limit) if d["anomaly_count"]]
+    domains = _shown([d for d in aggregates.per_domain(store, filters, limit) if d["anomaly_count"]])
     for d in domains:
         d["share"] = _share(d["anomaly_count"], d["measurement_count"])
         if d.get("top_mechanism_ech_only"):  # echcheck alone: ECH to the site was blocked, not the site
             d["top_mechanism"] = f"{d['top_mechanism']}, {ECH_ONLY}"
     lines += ["Top blocked domains", table(domains, [
         ("domain", "domain"), ("measurement_count", "measured"), ("anomaly_count", "anomalies"),
-        ("confirmed_count", "confirmed"), ("share", "share"), ("network_count", "networks"),
+        ("confirmed_count", "confirmed"), ("share", "share"), ("networks", "networks"),
         ("top_mechanism", "mechanism")]) if domains else "  (none)", ""]
-    tests = _tests(store, filters, limit, anomalous=True)
+    tests = _shown(_tests(store, filters, limit, anomalous=True))
     for x in tests:
         x["share"] = _share(x["anomaly_count"], x["measurement_count"])
     categories = categories_in_words(store, filters)
@@ -363,7 +380,7 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
             ("confirmed_count", "confirmed")]), ""]
     lines += ["Tests with interference (apps and tools as well as sites)", table(tests, [
         ("test_name", "test"), ("measurement_count", "measured"), ("anomaly_count", "anomalies"),
-        ("confirmed_count", "confirmed"), ("share", "share"), ("network_count", "networks with anomalies"),
+        ("confirmed_count", "confirmed"), ("share", "share"), ("networks", "networks with anomalies"),
         ("top_mechanism", "mechanism"), ("checks", "what it checks")]) if tests else "  (none)", ""]
     apps = apps_in_words(store, filters, limit)
     if apps:
@@ -385,10 +402,10 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
         ("change", "change"), ("since_day", "since"), ("before_day", "last before"), ("domain", "domain"),
         ("probe_asn", "network"), ("probe_cc", "cc"), ("measurements", "measurements"),
         ("mechanism", "mechanism"), ("still", "still so")]) if moves else "  (none)", ""]
-    mechanisms = _mechanisms(store, filters)
+    mechanisms = _shown(_mechanisms(store, filters))
     lines += ["Mechanisms", table(mechanisms, [
         ("mechanism", "mechanism"), ("measurement_count", "anomalies"), ("confirmed_count", "confirmed"),
-        ("domain_count", "domains"), ("network_count", "networks"), ("meaning", "what it means")])
+        ("domain_count", "domains"), ("networks", "networks"), ("meaning", "what it means")])
         if mechanisms else "  (none)"]
     rules = rules_in_words(store, filters, limit)
     if rules:
@@ -397,25 +414,25 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
                                 ("layer", "layer"), ("rule", "rule"), ("keyword", "keyword"),
                                 ("overblocks", "also caught"), ("measurement_count", "measured"),
                                 ("readings", "other readings"), ("last_day", "last")])]
-    sigs = signatures_in_words(store, filters, limit)
+    sigs = _shown(signatures_in_words(store, filters, limit))
     if sigs:
         lines += ["", "Equipment signatures", table(sigs, [
             ("signature", "signature"), ("in_words", "the packet"), *_equipment_column(sigs),
             ("measurement_count", "measurements"), ("mechanisms", "mechanisms"), ("countries", "countries"),
-            ("network_count", "networks")])]
-    pages = blockpages_in_words(store, filters, limit)
+            ("networks", "networks")])]
+    pages = _shown(blockpages_in_words(store, filters, limit))
     if pages:
         lines += ["", "Blockpages recognised (pages and DNS answers matching a known fingerprint)", table(pages, [
             ("fingerprint", "fingerprint"), ("names", "whose"), ("measurement_count", "measurements"),
             ("confirmed_count", "confirmed"), ("mechanisms", "mechanisms"), ("countries", "countries"),
-            ("network_count", "networks"), ("domain_count", "domains")])]
-    unknown = unknown_blockpages_in_words(store, filters, min(limit, UNKNOWN_SHOWN))
+            ("networks", "networks"), ("domain_count", "domains")])]
+    unknown = _shown(unknown_blockpages_in_words(store, filters, min(limit, UNKNOWN_SHOWN)))
     if unknown:
         lines += ["", "Blockpages no fingerprint knows (pages served instead of sites, by template; the pattern "
                       "proposed for each is a fingerprint to review: report --propose-fingerprints FILE writes them)",
                   table(unknown, [("title", "title"), ("measurement_count", "measurements"),
                                   ("domain_count", "domains"), ("countries", "countries"),
-                                  ("network_count", "networks"), ("pattern", "pattern proposed"),
+                                  ("networks", "networks"), ("pattern", "pattern proposed"),
                                   ("pattern_found", "found")])]
     lines += ["", "Where the measurements come from (the software that made them)", table(
         sources_in_words(store, filters), [("source", "source"), ("measurement_count", "measurements"),
@@ -537,7 +554,9 @@ def unknown_blockpages_in_words(store: Any, filters: Filters | None, limit: int)
             "title": _visible(g.title) or "(no title)", "status_code": g.status, "server": g.server,
             "measurement_count": g.measurements, "domain_count": len(g.domains),
             "domains": ", ".join(domains) + (", …" if len(g.domains) > len(domains) else ""),
-            "countries": ", ".join(sorted(g.countries)), "network_count": len(g.networks),
+            "countries": ", ".join(sorted(g.countries)),
+            "network_count": len({asn for asn, _ in g.networks} - {NO_NETWORK}),
+            "unknown_network": any(asn == NO_NETWORK for asn, _ in g.networks),
             "mechanisms": ", ".join(m for m, _ in g.mechanisms.most_common()),
             "seen": first if first == last else f"{first} to {last}",
             "excerpt": _visible(g.sample)[:EXCERPT_CHARS],
@@ -873,13 +892,13 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
     # The answers first (what is blocked, where), then the charts, then how and by what, and the long list of
     # changes last; the contents line at the top links each section.
     sections: list[tuple[str, str, str]] = []  # (id, heading, the section's body)
-    domains = [d for d in aggregates.per_domain(store, filters, limit) if d["anomaly_count"]]
+    domains = _shown([d for d in aggregates.per_domain(store, filters, limit) if d["anomaly_count"]])
     ech_note = ("<p>A technique “" + _e(ECH_ONLY) + "” was seen by the test that checks Encrypted Client Hello "
                 "(echcheck) alone: hellos that hide the site's name were blocked, not the site itself.</p>"
                 if any(d.get("top_mechanism_ech_only") for d in domains) else "")
     sections.append(("sites", "Most blocked sites", ech_note + _html_table(domains, [
         ("domain", "site"), ("measurement_count", "measured"), ("anomaly_count", "anomalous"),
-        ("confirmed_count", "confirmed"), ("network_count", "networks"), ("country_count", "countries"),
+        ("confirmed_count", "confirmed"), ("networks", "networks"), ("country_count", "countries"),
         ("top_mechanism", "main technique")])))
     categories = categories_in_words(store, filters)
     if categories:
@@ -895,7 +914,7 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
         ("probe_asn", "network"), ("probe_network_name", "name"), ("where", "country"),
         ("measurement_count", "measured"), ("anomaly_count", "anomalous"), ("confirmed_count", "confirmed"),
         ("blocked_domain_count", "sites affected")])))
-    tests = _tests(store, filters, limit, anomalous=True)
+    tests = _shown(_tests(store, filters, limit, anomalous=True))
     sections.append(("tests", "Apps, tools and sites, by test",
                      "<p>Each test checks one thing: websites, a messaging app, a circumvention tool. Apps and "
                      "tools have no website of their own, so they show here rather than under the sites. A "
@@ -903,7 +922,7 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
                      + _html_table(tests, [
                          ("test_name", "test"), ("checks", "what it checks"), ("measurement_count", "measured"),
                          ("anomaly_count", "anomalous"), ("confirmed_count", "confirmed"),
-                         ("network_count", "networks"), ("country_count", "countries"),
+                         ("networks", "networks"), ("country_count", "countries"),
                          ("top_mechanism", "main technique")])))
     apps = apps_in_words(store, filters, limit)
     if apps:
@@ -926,11 +945,11 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
             body += (f"<div class='chart' id='chart-{key}'></div><script type='application/json' "
                      f"data-chart='chart-{key}'>{_json_for_script(figure)}</script>")
         sections.append((key, heading, body))
-    mechanisms = _mechanisms(store, filters)
+    mechanisms = _shown(_mechanisms(store, filters))
     sections.append(("techniques", "Techniques seen", _html_table(mechanisms, [
         ("mechanism", "technique"), ("meaning", "what it means"), ("measurement_count", "anomalies"),
-        ("confirmed_count", "confirmed"), ("domain_count", "sites"), ("network_count", "networks")])))
-    signatures = signatures_in_words(store, filters, limit)
+        ("confirmed_count", "confirmed"), ("domain_count", "sites"), ("networks", "networks")])))
+    signatures = _shown(signatures_in_words(store, filters, limit))
     sections.append(("equipment", "Equipment signatures seen",
                      "<p>Packet signatures of the devices doing the interfering, where the probe could capture "
                      "them: the forged packet's kind and flags, its initial TTL, TCP window and IP-ID (the "
@@ -941,9 +960,9 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
                          ("signature", "signature"), ("in_words", "the packet, in words"),
                          *_equipment_column(signatures),
                          ("measurement_count", "measurements"), ("mechanisms", "techniques"),
-                         ("countries", "countries"), ("network_count", "networks"), ("domain_count", "sites"),
+                         ("countries", "countries"), ("networks", "networks"), ("domain_count", "sites"),
                          ("seen", "seen")])))
-    pages = blockpages_in_words(store, filters, limit)
+    pages = _shown(blockpages_in_words(store, filters, limit))
     sections.append(("blockpages", "Blockpages recognised",
                      "<p>Pages and DNS answers that match a known blockpage fingerprint, from Censored Planet's and "
                      "Citizen Lab's lists: whose page it is (a filtering product, a national system, an ISP, an "
@@ -953,9 +972,9 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
                      "ones Citizen Lab's.</p>" + _html_table(pages, [
                          ("fingerprint", "fingerprint"), *_fingerprint_columns(pages),
                          ("measurement_count", "measurements"), ("confirmed_count", "confirmed"),
-                         ("mechanisms", "techniques"), ("countries", "countries"), ("network_count", "networks"),
+                         ("mechanisms", "techniques"), ("countries", "countries"), ("networks", "networks"),
                          ("domain_count", "sites"), ("seen", "seen")])))
-    unknown = unknown_blockpages_in_words(store, filters, UNKNOWN_SHOWN)
+    unknown = _shown(unknown_blockpages_in_words(store, filters, UNKNOWN_SHOWN))
     if unknown:
         sections.append(("new-blockpages", "Blockpages no fingerprint knows",
                          "<p>Pages that came back instead of the sites, or that OONI's rules let through on their "
@@ -1061,5 +1080,5 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
 __all__ = ["APP_NAMES", "FINGERPRINT_SCOPES", "FINGERPRINT_SOURCES", "JSON_FORMAT", "MECHANISM_WORDS", "OUTCOME_WORDS",
            "SOURCE_WORDS", "TEST_WORDS", "app_name", "apps_in_words", "blockpages_in_words", "categories_in_words",
            "category_countries_in_words", "count_axis", "counted", "day_axis", "html_report", "json_report",
-           "plot_text", "proposed_fingerprints_csv", "rules_in_words", "stack_axis", "table", "terminal_report",
+           "networks_in_words", "networks_shown", "plot_text", "proposed_fingerprints_csv", "rules_in_words", "stack_axis", "table", "terminal_report",
            "unknown_blockpages_in_words"]

@@ -24,6 +24,7 @@ import datetime as dt
 import gzip
 import hashlib
 import threading
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from tamperscope import __version__
-from tamperscope.analysis.report import APP_NAMES, MECHANISM_WORDS, TEST_WORDS, technique
+from tamperscope.analysis.report import APP_NAMES, MECHANISM_WORDS, TEST_WORDS, networks_shown, technique
 from tamperscope.collector.config import Collector
 from tamperscope.explorer import feeds, pages, plotlyjs
 from tamperscope.explorer.headers import SANDBOX_CSP
@@ -75,6 +76,12 @@ def _num(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.2f}"
     return str(value)
+
+
+def _networks(row: Any) -> str:
+    """A row's networks (`report.networks_shown`), its count written as `_num` writes numbers."""
+    shown = networks_shown(row) if isinstance(row, Mapping) else ""
+    return _num(shown) if isinstance(shown, int) else shown.replace(",", "\u202f")
 
 
 def _attrjson(value: Any) -> str:
@@ -122,7 +129,7 @@ def _signature_words(value: Any) -> str:
     return signature_words(value) if isinstance(value, str) else ""
 
 
-_env.filters.update(seg=_seg, qs=_qs, num=_num, plural=_plural, attrjson=_attrjson, when=_when, technique=_technique,
+_env.filters.update(seg=_seg, qs=_qs, num=_num, networks=_networks, plural=_plural, attrjson=_attrjson, when=_when, technique=_technique,
                     meaning=_meaning, signature_words=_signature_words,
                     app_name=_app_name, test_words=_test_words)
 _env.tests.update(app=_is_app)
