@@ -105,6 +105,16 @@ def test_the_aggregate_gives_the_latest_rule_per_domain_network_and_layer(ingest
     assert aggregates.AGGREGATES["blocking_rules"] is aggregates.blocking_rules
 
 
+def test_a_network_with_two_names_is_named_as_per_network_names_it(ingested: Store) -> None:
+    cur = ingested.cursor()
+    cur.execute("UPDATE verdicts SET probe_network_name = CASE WHEN day = DATE '2026-11-10' THEN 'Alpha Telecom' "
+                "ELSE 'Zeta Telecom' END WHERE probe_asn = 'AS20661'")
+    cur.close()
+    [network] = [n for n in aggregates.per_network(ingested) if n["probe_asn"] == "AS20661"]
+    names = {r["probe_network_name"] for r in aggregates.blocking_rules(ingested) if r["probe_asn"] == "AS20661"}
+    assert names == {network["probe_network_name"]} == {"Zeta Telecom"}
+
+
 READ_RULES = [rule for rule, _, _ in READ.values()]
 
 

@@ -353,7 +353,7 @@ def blocking_rules(store: Store, filters: Filters | None = None, limit: int | No
         SELECT domain, probe_asn, probe_cc, probe_network_name, layer, latest.rule AS rule,
                latest.keyword AS keyword, latest.overblocks AS overblocks, measurement_count, determined_count,
                rules_seen, first_day, last_day
-        FROM (SELECT {keys}, any_value(probe_network_name) AS probe_network_name,
+        FROM (SELECT {keys}, max(probe_network_name) AS probe_network_name,  -- as per_network names it
                      arg_max({{'rule': rule, 'keyword': keyword, 'overblocks': overblocks}},
                              measurement_start_time) {_DETERMINED} AS latest,
                      count(*) AS measurement_count, count(*) {_DETERMINED} AS determined_count,
