@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from tamperscope.analysis import pipeline
-from tamperscope.analysis.report import MECHANISM_WORDS, html_report, table, terminal_report
+from tamperscope.analysis.report import MECHANISM_WORDS, _html_table, html_report, table, terminal_report
 from tamperscope.analysis.store import Store
 from tamperscope.model.verdict import MECHANISMS
 
@@ -149,7 +149,9 @@ def test_every_mechanism_has_a_colour_of_its_own() -> None:
 def test_table_alignment() -> None:
     rows: list[dict[str, Any]] = [{"a": "x", "n": 5}, {"a": "longer", "n": 12345}]
     lines = table(rows, [("a", "name"), ("n", "count")]).splitlines()
-    assert lines[0].startswith("name") and lines[2].endswith("    5") and lines[3].endswith("12345")
+    assert lines[0].startswith("name") and lines[2].endswith("     5") and lines[3].endswith("12,345")
+    # counts are written with thousands' separators, in the HTML report as in the terminal
+    assert "<td class='num' data-label='count'>12,345</td>" in _html_table(rows, [("a", "name"), ("n", "count")])
 
 
 def test_apps_and_tools_show_by_test(tmp_path: Path) -> None:

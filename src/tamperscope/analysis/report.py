@@ -190,6 +190,8 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.2f}"
+    if isinstance(value, int) and not isinstance(value, bool):  # the tables' numbers are counts: 13,334
+        return f"{value:,}"
     text = str(value)
     text = "".join(ch if ch.isprintable() else "?" for ch in text)  # no terminal escapes from the field
     return text if len(text) <= 60 else text[:59] + "…"
@@ -353,8 +355,8 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
         f"{counted(n, 'measurement')} from {t['first_day']} to {t['last_day']}: "
         f"{counted(t['country_count'], 'country', 'countries')}, {networks_in_words(t)}, "
         f"{counted(t['domain_count'], 'domain')}.",
-        f"Outcomes: {t['confirmed_count']} confirmed, {t['anomaly_count'] - t['confirmed_count']} anomaly "
-        f"(unconfirmed), {t['failure_count']} failure, {t['ok_count']} ok "
+        f"Outcomes: {t['confirmed_count']:,} confirmed, {t['anomaly_count'] - t['confirmed_count']:,} anomaly "
+        f"(unconfirmed), {t['failure_count']:,} failure, {t['ok_count']:,} ok "
         f"({_share(t['anomaly_count'], n)} anomalous).",
         "",
     ]
