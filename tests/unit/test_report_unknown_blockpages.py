@@ -15,6 +15,8 @@ import orjson
 
 from tamperscope.analysis.verdicts import FINGERPRINTS_ENV
 from tamperscope.collector import samples
+from tamperscope.collector.config import Settings
+from tamperscope.collector.testing import running_app
 from tests.unit.test_local_fingerprints import HEADER, _measurements
 
 TITLE = "Сайт заблокирован"
@@ -83,6 +85,11 @@ def test_a_templates_networks_leave_out_as0(tmp_path: Path) -> None:
     text = _run("report", "--db", str(db)).stdout
     section = text[text.index("Blockpages no fingerprint knows"):]
     assert f"{TITLE}  " in section and "  1 + not known  " in section, section
+    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as client:
+        (group,) = client.get("/new-blockpages.json").json()["groups"]
+        page = client.get("/new-blockpages").text
+    assert (group["network_count"], group["unknown_network"]) == (1, True)
+    assert "4 measurements of 4 sites on 1 network (and networks not known)," in " ".join(page.split()), page
 
 
 def test_a_fingerprint_of_ones_own_makes_it_a_known_blockpage(tmp_path: Path) -> None:

@@ -557,8 +557,7 @@ def unknown_blockpages_in_words(store: Any, filters: Filters | None, limit: int)
             "measurement_count": g.measurements, "domain_count": len(g.domains),
             "domains": ", ".join(domains) + (", …" if len(g.domains) > len(domains) else ""),
             "countries": ", ".join(sorted(g.countries)),
-            "network_count": len({asn for asn, _ in g.networks} - {NO_NETWORK}),
-            "unknown_network": any(asn == NO_NETWORK for asn, _ in g.networks),
+            "network_count": g.network_count, "unknown_network": g.unknown_network,
             "mechanisms": ", ".join(m for m, _ in g.mechanisms.most_common()),
             "seen": first if first == last else f"{first} to {last}",
             "excerpt": _visible(g.sample)[:EXCERPT_CHARS],
@@ -1082,5 +1081,5 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
 __all__ = ["APP_NAMES", "FINGERPRINT_SCOPES", "FINGERPRINT_SOURCES", "JSON_FORMAT", "MECHANISM_WORDS", "OUTCOME_WORDS",
            "SOURCE_WORDS", "TEST_WORDS", "app_name", "apps_in_words", "blockpages_in_words", "categories_in_words",
            "category_countries_in_words", "count_axis", "counted", "day_axis", "html_report", "json_report",
-           "networks_in_words", "networks_shown", "plot_text", "proposed_fingerprints_csv", "rules_in_words", "stack_axis", "table", "terminal_report",
-           "unknown_blockpages_in_words"]
+           "networks_in_words", "networks_shown", "plot_text", "proposed_fingerprints_csv", "rules_in_words",
+           "stack_axis", "table", "terminal_report", "unknown_blockpages_in_words"]

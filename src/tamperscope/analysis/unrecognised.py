@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 
 from tamperscope.analysis import censoredplanet
+from tamperscope.analysis.confidence import NO_NETWORK
 from tamperscope.model.webparts import body_bytes, header_pairs, page_title
 from tamperscope.wire.fingerprints import decode_body
 
@@ -109,12 +110,23 @@ class Group:
     pattern: str | None = None
     pattern_matches: int = 0      # pages of the group that contain it
 
+    @property
+    def network_count(self) -> int:
+        """The networks its pages came from, AS0 (`NO_NETWORK`: measurements whose network nobody said) not one."""
+        return len({asn for asn, _ in self.networks} - {NO_NETWORK})
+
+    @property
+    def unknown_network(self) -> bool:
+        """Whether some of its pages came from AS0."""
+        return any(asn == NO_NETWORK for asn, _ in self.networks)
+
     def public(self) -> dict[str, Any]:
         return {"key": self.key, "title": self.title, "status_code": self.status, "server": self.server,
                 "measurements": self.measurements,
                 "domains": [{"domain": d, "measurements": n} for d, n in self.domains.most_common()],
                 "networks": [{"probe_asn": a, "probe_cc": c, "measurements": n}
                              for (a, c), n in self.networks.most_common()],
+                "network_count": self.network_count, "unknown_network": self.unknown_network,
                 "countries": [{"probe_cc": c, "measurements": n} for c, n in self.countries.most_common()],
                 "mechanisms": dict(self.mechanisms.most_common()),
                 "first_seen": self.first.strftime("%Y-%m-%dT%H:%M:%SZ") if self.first else None,

@@ -129,8 +129,8 @@ def _signature_words(value: Any) -> str:
     return signature_words(value) if isinstance(value, str) else ""
 
 
-_env.filters.update(seg=_seg, qs=_qs, num=_num, networks=_networks, plural=_plural, attrjson=_attrjson, when=_when, technique=_technique,
-                    meaning=_meaning, signature_words=_signature_words,
+_env.filters.update(seg=_seg, qs=_qs, num=_num, networks=_networks, plural=_plural, attrjson=_attrjson, when=_when,
+                    technique=_technique, meaning=_meaning, signature_words=_signature_words,
                     app_name=_app_name, test_words=_test_words)
 _env.tests.update(app=_is_app)
 _env.globals.update(pct=_pct, version=__version__, plotly_style_ids=plotlyjs.style_ids,
