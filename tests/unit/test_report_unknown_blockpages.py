@@ -82,6 +82,7 @@ def test_a_templates_networks_leave_out_as0(tmp_path: Path) -> None:
     (row,) = _json(db)["new_blockpages"]
     assert (row["measurement_count"], row["countries"], row["network_count"], row["unknown_network"]) == (
         4, "BY, RU", 1, True)
+    assert "from 4 measurements of 4 sites on AS1 and networks not known; review" in row["fingerprint"]["notes"]
     text = _run("report", "--db", str(db)).stdout
     section = text[text.index("Blockpages no fingerprint knows"):]
     assert f"{TITLE}  " in section and "  1 + not known  " in section, section

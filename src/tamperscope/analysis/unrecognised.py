@@ -138,7 +138,13 @@ class Group:
         """The group as a row of Citizen Lab's http.csv (`CSV_HEADER`), to review and send upstream; its example
         (``exp_url``) the latest page's measurement under ``explorer``, or named in the notes without one (None)."""
         countries = ", ".join(f"'{c}'" for c in sorted(self.countries))
-        asns = ", ".join(asn for (asn, _), _n in self.networks.most_common(5))
+        named: Counter[str] = Counter()  # a network in two countries is one; AS0 is none
+        for (asn, _), n in self.networks.items():
+            if asn != NO_NETWORK:
+                named[asn] += n
+        asns = ", ".join(asn for asn, _n in named.most_common(5))
+        if self.unknown_network:
+            asns = f"{asns} and networks not known" if asns else "networks not known"
         example = f"; example: measurement {self.sample_uid}" if explorer is None and self.sample_uid else ""
         return {"name": f"new_{'_'.join(sorted(self.countries)).lower() or 'zz'}_{self.key[:8]}",
                 "common_name": self.title, "pattern": self.pattern or "", "location_found": "body",
