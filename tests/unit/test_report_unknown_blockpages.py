@@ -89,6 +89,10 @@ def test_a_templates_networks_leave_out_as0(tmp_path: Path) -> None:
     with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as client:
         (group,) = client.get("/new-blockpages.json").json()["groups"]
         page = client.get("/new-blockpages").text
+        feed = client.get("/new-blockpages.atom").text
+        anomalies = client.get("/feed.atom", params={"probe_asn": "AS0"}).text
+    assert ".example) on AS1 and networks not known, from " in feed, feed  # AS1 once, though in two countries
+    assert "in RU on a network not known" in anomalies and "on AS0" not in anomalies.split("<entry>", 1)[1], anomalies
     assert (group["network_count"], group["unknown_network"]) == (1, True)
     assert "4 measurements of 4 sites on 1 network (and networks not known)," in " ".join(page.split()), page
 

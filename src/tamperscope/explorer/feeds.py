@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from tamperscope.analysis.confidence import NO_NETWORK
 from tamperscope.analysis.report import APP_NAMES, MECHANISM_WORDS, technique
 
 MEDIA_TYPE = "application/atom+xml; charset=utf-8"
@@ -150,7 +151,9 @@ def _subject(row: Mapping[str, Any]) -> str:
 
 
 def _where(cc: Any, asn: Any) -> str:
-    return " ".join(str(x) for x in (f"in {cc}" if cc else "", f"on {asn}" if asn else "") if x)
+    """``in RU on AS12389``; AS0 (`NO_NETWORK`: nobody said which network) is ``on a network not known``."""
+    on = "on a network not known" if asn == NO_NETWORK else f"on {asn}" if asn else ""
+    return " ".join(str(x) for x in (f"in {cc}" if cc else "", on) if x)
 
 
 # --------------------------------------------------------------------------- entries
@@ -243,10 +246,14 @@ def template_entries(groups: Iterable[Mapping[str, Any]], base: str, page: str) 
         countries = ", ".join(c["probe_cc"] for c in g.get("countries") or [] if c.get("probe_cc"))
         n = int(g.get("measurements") or 0)
         sites = [d["domain"] for d in g.get("domains") or []]
-        networks = [n_["probe_asn"] for n_ in g.get("networks") or []]
+        asns = [str(n_.get("probe_asn")) for n_ in g.get("networks") or []]  # (network, country) pairs
+        named = list(dict.fromkeys(a for a in asns if a != NO_NETWORK))  # a network in two countries is one
+        on = ", ".join(named[:10]) + (", …" if len(named) > 10 else "")
+        if NO_NETWORK in asns:
+            on = f"{on} and networks not known" if on else "networks not known"
         summary = (f"{n} measurement{'s' if n != 1 else ''} of {len(sites)} site{'s' if len(sites) != 1 else ''} "
-                   f"({', '.join(sites[:10])}{', …' if len(sites) > 10 else ''}) on {', '.join(networks[:10])}"
-                   f"{', …' if len(networks) > 10 else ''}, from {g.get('first_seen')} to {g.get('last_seen')}; "
+                   f"({', '.join(sites[:10])}{', …' if len(sites) > 10 else ''}) on {on}, "
+                   f"from {g.get('first_seen')} to {g.get('last_seen')}; "
                    f"status {g.get('status_code')}" + (f", Server: {g['server']}" if g.get("server") else "") + ". "
                    + (f"Proposed fingerprint: {g['pattern']}" if g.get("pattern") else "No fingerprint proposed."))
         title = f"A blockpage no fingerprint knows, in {countries or 'an unknown country'}: " + (
