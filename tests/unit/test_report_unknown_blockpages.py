@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,11 +73,14 @@ def test_the_report_names_the_template_and_proposes_its_fingerprint(tmp_path: Pa
     assert "Blockpages no fingerprint knows" not in _run("report", "--db", str(db), "--cc", "IT").stdout
 
 
-def test_a_templates_networks_leave_out_as0(tmp_path: Path) -> None:
+def test_as0_is_no_network_in_templates_feeds_and_pages(tmp_path: Path) -> None:
     """AS0 is no network: a template seen on AS0 and on one network (in two countries) is on 1 network, and on
-    networks not known as well."""
+    networks not known as well (report, JSON, proposed fingerprint, explorer page and feed); a measurement on AS0 is
+    "on a network not known" in the feeds, and says so where it is listed and on its own page."""
     measurements = _measurements()
-    measurements[0]["probe_asn"] = measurements[1]["probe_asn"] = "AS0"
+    for m in measurements[:2]:  # whose network nobody said
+        m["probe_asn"] = "AS0"
+        m.pop("probe_network_name", None)
     measurements[2]["probe_cc"] = "BY"  # AS1 in two countries is still one network
     db = _store(tmp_path, measurements)
     (row,) = _json(db)["new_blockpages"]
@@ -91,6 +95,14 @@ def test_a_templates_networks_leave_out_as0(tmp_path: Path) -> None:
         page = client.get("/new-blockpages").text
         feed = client.get("/new-blockpages.atom").text
         anomalies = client.get("/feed.atom", params={"probe_asn": "AS0"}).text
+        found = client.get("/search", params={"domain": "a.example"}).text  # measurements[0], on AS0
+        uid = client.get("/api/v1/measurements", params={"probe_asn": "AS0"}).json()["results"][0]["measurement_uid"]
+        measurement = client.get(f"/m/{uid}").text
+    # a measurement on AS0, listed and on its own page
+    assert re.search(r'href="/network/AS0">AS0</a> <a href="/country/RU">RU</a><br><span class="muted">network not '
+                     r'known</span>', found), found
+    assert re.search(r'<dt>Network</dt><dd>AS0 <span class="muted">\(network not known\)</span> \(RU\)</dd>',
+                     measurement), measurement
     assert ".example) on AS1 and networks not known, from " in feed, feed  # AS1 once, though in two countries
     assert "in RU on a network not known" in anomalies and "on AS0" not in anomalies.split("<entry>", 1)[1], anomalies
     assert (group["network_count"], group["unknown_network"]) == (1, True)
