@@ -475,6 +475,21 @@ def test_an_apps_row_names_the_country_of_its_latest_measurement(tmp_path: Path)
     s.close()
 
 
+def test_an_app_on_as0_is_on_a_network_not_known(tmp_path: Path) -> None:
+    from tamperscope.analysis.report import apps_in_words
+
+    s = Store(tmp_path / "s.duckdb")
+    _series(s, [("telegram.example", "AS0", 1, "anomaly"), ("telegram.example", "AS9", 2, "anomaly")])
+    cur = s.cursor()
+    cur.execute("UPDATE verdicts SET test_name = 'telegram', input = NULL, domain = NULL")
+    cur.execute("UPDATE verdicts SET probe_network_name = 'Nine Telecom' WHERE probe_asn = 'AS9'")
+    cur.close()
+    names = {r["probe_asn"]: r["probe_network_name"] for r in apps_in_words(s, None, 10)}
+    assert names == {"AS0": "(network not known)", "AS9": "Nine Telecom"}
+    assert "<td class='name' data-label='name'>(network not known)</td>" in html_report(s)
+    s.close()
+
+
 def test_a_count_of_networks_leaves_out_as0_and_says_when_some_are_not_known(tmp_path: Path) -> None:
     """AS0 is no network (measurements whose network nobody said, from anywhere): every count of networks leaves it
     out, and says "not known" where some of the measurements are on it, in the reports, their JSON and the explorer."""

@@ -244,6 +244,8 @@ def apps_in_words(store: Any, filters: Filters | None, limit: int) -> list[dict[
         r["now"] = {"anomaly": "blocked", "confirmed": "blocked", "ok": "reachable"}.get(str(r["last_outcome"]),
                                                                                        "failed")
         r["how"] = r["last_mechanism"] if r["now"] == "blocked" else ""
+        if r["probe_asn"] == NO_NETWORK and not r.get("probe_network_name"):  # as `_placed` names it
+            r["probe_network_name"] = "(network not known)"
     return rows
 
 
