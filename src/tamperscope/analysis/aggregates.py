@@ -138,6 +138,16 @@ def per_domain(store: Store, filters: Filters | None = None, limit: int | None =
     return _plain(query_rows(store.cursor(), sql, params))
 
 
+def _place(networks: str) -> str:
+    """Two CTEs over ``f``: ``countries`` (each network of the CTE ``networks`` by country) and ``place``: its
+    ``probe_cc``, the country most of its measurements name (the first alphabetically on a tie), and
+    ``country_count``, how many they name."""
+    return f"""countries AS (SELECT probe_asn, probe_cc, count(*) AS n FROM f SEMI JOIN {networks} USING (probe_asn)
+                      GROUP BY probe_asn, probe_cc),
+        place AS (SELECT probe_asn, first(probe_cc ORDER BY n DESC, probe_cc) AS probe_cc,
+                         count(*) AS country_count FROM countries GROUP BY probe_asn)"""
+
+
 def per_network(store: Store, filters: Filters | None = None, limit: int | None = 100) -> list[dict[str, Any]]:
     """Per network (probe_asn, with its name and country), most anomalous first.
 
@@ -154,10 +164,7 @@ def per_network(store: Store, filters: Filters | None = None, limit: int | None 
                 ORDER BY anomaly_count DESC, confirmed_count DESC, measurement_count DESC, probe_asn {top}),
         blocked AS (SELECT probe_asn, count(DISTINCT domain) AS blocked_domain_count
                     FROM f SEMI JOIN top USING (probe_asn) WHERE {_ANOMALOUS} GROUP BY probe_asn),
-        countries AS (SELECT probe_asn, probe_cc, count(*) AS n FROM f SEMI JOIN top USING (probe_asn)
-                      GROUP BY probe_asn, probe_cc),
-        place AS (SELECT probe_asn, first(probe_cc ORDER BY n DESC, probe_cc) AS probe_cc,
-                         count(*) AS country_count FROM countries GROUP BY probe_asn)
+        {_place('top')}
         SELECT top.probe_asn, place.probe_cc, top.probe_network_name, top.* EXCLUDE (probe_asn, probe_network_name),
                coalesce(blocked.blocked_domain_count, 0) AS blocked_domain_count, place.country_count
         FROM top LEFT JOIN blocked USING (probe_asn) LEFT JOIN place USING (probe_asn)
@@ -246,10 +253,7 @@ def domain_network(store: Store, filters: Filters | None = None, domains: int = 
         n AS (SELECT probe_asn FROM f GROUP BY probe_asn
               ORDER BY count(*) FILTER (WHERE outcome IN ('anomaly', 'confirmed')) DESC, count(*) DESC, probe_asn
               LIMIT {int(networks)}),
-        countries AS (SELECT probe_asn, probe_cc, count(*) AS n FROM f SEMI JOIN n USING (probe_asn)
-                      GROUP BY probe_asn, probe_cc),
-        place AS (SELECT probe_asn, first(probe_cc ORDER BY n DESC, probe_cc) AS probe_cc,
-                         count(*) AS country_count FROM countries GROUP BY probe_asn),
+        {_place('n')},
         cells AS (SELECT domain, probe_asn, {_COUNTS}
                   FROM f SEMI JOIN d USING (domain) SEMI JOIN n USING (probe_asn) GROUP BY domain, probe_asn)
         SELECT cells.domain, cells.probe_asn, place.probe_cc, cells.* EXCLUDE (domain, probe_asn), place.country_count

@@ -374,6 +374,6 @@ def _read_stream(path: str, max_bytes: int) -> Iterator[Line | Rejection | Unrea
 
 __all__ = [
     "MAX_MEASUREMENT_BYTES", "REASONS", "SPLIT_BYTES", "STDIN", "FileDone", "InputError", "Line", "Partition",
-    "Rejection", "Unread", "archive_test_name", "discover", "file_identity", "is_stream", "layout", "partitions", "read",
-    "read_partition",
+    "Rejection", "Unread", "archive_test_name", "discover", "file_identity", "is_stream", "layout", "partitions",
+    "read", "read_partition",
 ]

@@ -8,8 +8,8 @@ the resolvers found and tagged, the answers before they were compared with the c
 same queries again), the query packet, logs and statistics. Read line by line, those are many times
 the measurements and every line of them is "bad input"; inside a scan's directory or tarball they are
 not read, as a README beside OONI's files is not, but counted in analyze's summary. Named on the command
-line, a file is read whatever its name. A scan's ``tagged_resolvers.json`` is read with its Satellite v1 lines, for their resolvers'
-countries (`censoredplanet.with_country`). Lines no control resolver answered (v1's
+line, a file is read whatever its name. A scan's ``tagged_resolvers.json`` is read with its Satellite v1
+lines, for their resolvers' countries (`censoredplanet.with_country`). Lines no control resolver answered (v1's
 ``interference_err.json``) and a control resolver's own (``answers_control.json``) are still read and
 counted as rejected with their reason: they say how much of the scan could not be judged.
 """

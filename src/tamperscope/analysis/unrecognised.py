@@ -90,6 +90,17 @@ class Seen:
     text: str
 
 
+def networks_named(asns: Sequence[str], most: int) -> str:
+    """The networks a template's pages came from, commonest first (``asns``, one per (network, country) pair), in
+    words: each network once, the first ``most`` of them, and AS0 (`NO_NETWORK`) not as one: ``AS1, AS2``, ``AS1,
+    AS2, … and networks not known``, ``networks not known``."""
+    named = list(dict.fromkeys(a for a in asns if a != NO_NETWORK))
+    text = ", ".join(named[:most]) + (", …" if len(named) > most else "")
+    if NO_NETWORK in asns:
+        return f"{text} and networks not known" if text else "networks not known"
+    return text
+
+
 @dataclass
 class Group:
     """The pages of one template."""
@@ -138,13 +149,7 @@ class Group:
         """The group as a row of Citizen Lab's http.csv (`CSV_HEADER`), to review and send upstream; its example
         (``exp_url``) the latest page's measurement under ``explorer``, or named in the notes without one (None)."""
         countries = ", ".join(f"'{c}'" for c in sorted(self.countries))
-        named: Counter[str] = Counter()  # a network in two countries is one; AS0 is none
-        for (asn, _), n in self.networks.items():
-            if asn != NO_NETWORK:
-                named[asn] += n
-        asns = ", ".join(asn for asn, _n in named.most_common(5))
-        if self.unknown_network:
-            asns = f"{asns} and networks not known" if asns else "networks not known"
+        asns = networks_named([asn for (asn, _), _n in self.networks.most_common()], 5)
         example = f"; example: measurement {self.sample_uid}" if explorer is None and self.sample_uid else ""
         return {"name": f"new_{'_'.join(sorted(self.countries)).lower() or 'zz'}_{self.key[:8]}",
                 "common_name": self.title, "pattern": self.pattern or "", "location_found": "body",
@@ -358,5 +363,5 @@ def from_store(source: Any, narrowed: str = "TRUE", params: Sequence[Any] = (), 
                  with_page=with_page, groups=kept, more_groups=more)
 
 
-__all__ = ["CSV_HEADER", "MECHANISMS", "Found", "Group", "Seen", "from_store", "groups", "page_of", "propose",
-           "shape"]
+__all__ = ["CSV_HEADER", "MECHANISMS", "Found", "Group", "Seen", "from_store", "groups", "networks_named", "page_of",
+           "propose", "shape"]

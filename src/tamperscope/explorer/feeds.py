@@ -24,6 +24,7 @@ from urllib.parse import quote, urlencode
 
 from tamperscope.analysis.confidence import NO_NETWORK
 from tamperscope.analysis.report import APP_NAMES, MECHANISM_WORDS, technique
+from tamperscope.analysis.unrecognised import networks_named
 
 MEDIA_TYPE = "application/atom+xml; charset=utf-8"
 DEFAULT_ENTRIES = 50
@@ -246,11 +247,7 @@ def template_entries(groups: Iterable[Mapping[str, Any]], base: str, page: str) 
         countries = ", ".join(c["probe_cc"] for c in g.get("countries") or [] if c.get("probe_cc"))
         n = int(g.get("measurements") or 0)
         sites = [d["domain"] for d in g.get("domains") or []]
-        asns = [str(n_.get("probe_asn")) for n_ in g.get("networks") or []]  # (network, country) pairs
-        named = list(dict.fromkeys(a for a in asns if a != NO_NETWORK))  # a network in two countries is one
-        on = ", ".join(named[:10]) + (", …" if len(named) > 10 else "")
-        if NO_NETWORK in asns:
-            on = f"{on} and networks not known" if on else "networks not known"
+        on = networks_named([str(n_.get("probe_asn")) for n_ in g.get("networks") or []], 10)
         summary = (f"{n} measurement{'s' if n != 1 else ''} of {len(sites)} site{'s' if len(sites) != 1 else ''} "
                    f"({', '.join(sites[:10])}{', …' if len(sites) > 10 else ''}) on {on}, "
                    f"from {g.get('first_seen')} to {g.get('last_seen')}; "

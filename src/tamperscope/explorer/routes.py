@@ -36,6 +36,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from tamperscope import __version__
+from tamperscope.analysis.confidence import NO_NETWORK
 from tamperscope.analysis.report import APP_NAMES, MECHANISM_WORDS, TEST_WORDS, networks_shown, technique
 from tamperscope.collector.config import Collector
 from tamperscope.explorer import feeds, pages, plotlyjs
@@ -133,7 +134,7 @@ _env.filters.update(seg=_seg, qs=_qs, num=_num, networks=_networks, plural=_plur
                     technique=_technique, meaning=_meaning, signature_words=_signature_words,
                     app_name=_app_name, test_words=_test_words)
 _env.tests.update(app=_is_app)
-_env.globals.update(pct=_pct, version=__version__, plotly_style_ids=plotlyjs.style_ids,
+_env.globals.update(pct=_pct, version=__version__, no_network=NO_NETWORK, plotly_style_ids=plotlyjs.style_ids,
                     plotly_css=lambda: plotlyjs.stylesheet() is not None)
 
 
