@@ -1139,3 +1139,38 @@ def test_the_benchmarks_lines_of_censored_planet_are_read_whole(tmp_path: Path) 
     assert {"none", "dns.poison", "dns.nxdomain", "http.blockpage", "http.rst", "tls.rst"} <= mechanisms, mechanisms
     assert any(v["fingerprints"] for v in verdicts)  # Citizen Lab's real blockpages among the pages
     assert result.censoredplanet[0] == 400
+
+
+def test_a_satellite_v1_line_read_with_and_without_its_scans_tags_is_one_measurement(tmp_path: Path) -> None:
+    # Its country comes from the tagged_resolvers.json beside it, and the uid names the country: read once
+    # without the tags (ZZ) and once with them (TM), the same line had two uids and two rows.
+    lines = [orjson.dumps(censoredplanet.published(line)) for line, _ in SV1_CASES.values()]
+    tags = b'{"resolver": "198.18.8.56", "country": "Turkmenistan"}\n'
+    plain, tagged = tmp_path / "plain" / V1_SCAN / "raw", tmp_path / "tagged" / V1_SCAN / "raw"
+    for raw in (plain, tagged):
+        raw.mkdir(parents=True)
+        (raw / "interference.json").write_bytes(b"\n".join(lines) + b"\n")
+    (tagged / "tagged_resolvers.json").write_bytes(tags)
+
+    def analyze(db: Path, jsonl: Path, *paths: Path) -> list[tuple[str, str]]:
+        res = _run("analyze", "--db", str(db), "--jsonl", str(jsonl), *map(str, paths))
+        assert res.returncode == 0, res.stdout + res.stderr
+        return [(r["measurement_uid"], r["probe_cc"]) for r in map(json.loads, jsonl.read_text().splitlines())]
+
+    n = len(lines)
+    for first, then in ((plain, tagged), (tagged, plain)):
+        db = tmp_path / f"{first.parent.parent.name}-first.duckdb"
+        kept = analyze(db, tmp_path / "1.jsonl", first)
+        again = analyze(db, tmp_path / "2.jsonl", then)
+        assert len(kept) == n and again == kept  # the lines as the store holds them, from the first reading
+        assert any(cc == "TM" for _, cc in kept) == (first is tagged)
+        with Store(db, create=False) as store:
+            assert store.count("measurements") == store.count("verdicts") == n
+            assert store.count("observations") > 0
+            obs = store.con.execute("SELECT count(DISTINCT measurement_uid) FROM observations").fetchone()
+            assert obs is not None and obs[0] == n
+    # both in one run, in one flush: the first copy is kept, the other names it
+    both = analyze(tmp_path / "both.duckdb", tmp_path / "3.jsonl", tagged, plain)
+    assert both[:n] == both[n:] and any(cc == "TM" for _, cc in both)
+    with Store(tmp_path / "both.duckdb", create=False) as store:
+        assert store.count("measurements") == n

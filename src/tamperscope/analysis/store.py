@@ -18,7 +18,10 @@ test name, OONI-style. Ingesting the same measurement twice, from any file,
 in any formatting, leaves one row. Deduplication happens per flush (thousands of
 measurements at once) with one semi-join on a 64-bit ``uid_key`` column and the
 start time (a copy has the same start, and time-ordered input lets DuckDB skip
-the row groups of other days), then on the full uid; no per-row DB calls.
+the row groups of other days); no per-row DB calls. Content and start, not the
+whole uid, say that two are one: the uid's country can come from beside the line
+(a Satellite v1 line's, from its scan's tagged_resolvers.json), and a copy read
+without it is still the measurement stored, under the stored uid (--jsonl too).
 
 Schema versions (`schema.py`, re-exported here): `MIGRATIONS` is an ordered
 list; opening a store applies the missing ones in one transaction each and
@@ -680,10 +683,23 @@ class Store:
         # The Arrow tables below reach DuckDB as local variables (its replacement scan finds `_m`, `_o`
         # in this frame, and _known and confidence.insert_verdicts their own): no register/unregister round trips.
         known = self._known(measurements)
-        fresh: dict[str, int] = {}
-        for i, uid in enumerate(measurements.column("measurement_uid").to_pylist()):
-            if uid not in known and uid not in fresh:
-                fresh[uid] = i
+        uids = measurements.column("measurement_uid").to_pylist()
+        fresh: dict[tuple[int, str], int] = {}  # a measurement's identity: its content and its start
+        renamed: dict[str, str] = {}             # a copy's uid -> the uid of the copy stored
+        for i, (uid, key) in enumerate(zip(uids, measurements.column("uid_key").to_pylist(), strict=True)):
+            identity = (key, uid[:14])
+            stored = known.get(identity)
+            if stored is None:
+                first = fresh.setdefault(identity, i)
+                if first == i:
+                    continue
+                stored = uids[first]
+            if stored != uid:
+                renamed[uid] = stored
+        if renamed and self._track_order:  # --jsonl: a copy is the measurement the store holds
+            _renamed = pa.table({"copy": list(renamed), "stored": list(renamed.values())})  # read by DuckDB
+            con.execute("UPDATE run_order SET measurement_uid = r.stored FROM _renamed r"
+                        " WHERE run_order.measurement_uid = r.copy")
         stats.new += len(fresh)
         stats.duplicates += len(order) - len(fresh)
         if not fresh:
@@ -749,18 +765,22 @@ class Store:
             _r = pa.concat_tables(owned_rules)  # read by DuckDB
             con.execute("INSERT INTO rules BY NAME SELECT * FROM _r")
 
-    def _known(self, measurements: pa.Table) -> set[str]:
-        """The uids of ``measurements`` (in MEASUREMENT_SCHEMA) that the store already holds.
+    def _known(self, measurements: pa.Table) -> dict[tuple[int, str], str]:
+        """The measurements of ``measurements`` (in MEASUREMENT_SCHEMA) that the store already holds:
+        {(uid_key, start as the uid writes it): the stored uid}.
 
-        A copy of a measurement has its start time too (the time is part of the content
-        the uid hashes), so the join matches on it as well as on the 64-bit key: DuckDB
-        pushes the flush's earliest and latest start into its scan of ``measurements``, and
-        zone maps skip every row group outside them. OONI's archive comes a day at a time,
-        so a flush reads the rows of its own days, not the whole store (bench/flush.py).
+        A measurement is its content (the hash, of which ``uid_key`` is 64 bits) and its start
+        (also part of that content, and the uid's first 14 characters); not its uid, whose
+        country may come from outside the line: a Satellite v1 line's, from the
+        tagged_resolvers.json beside it, is ZZ when read without one. A copy has the same start,
+        so the join matches on it as well as on the key: DuckDB pushes the flush's earliest
+        and latest start into its scan of ``measurements``, and zone maps skip every row group
+        outside them. OONI's archive comes a day at a time, so a flush reads the rows of its
+        own days, not the whole store (bench/flush.py).
         """
         _keys = measurements.select(["uid_key", "measurement_start_time"])  # read by DuckDB
-        return {row[0] for row in self.con.execute(
-            "SELECT m.measurement_uid FROM measurements m SEMI JOIN _keys k ON m.uid_key = k.uid_key"
+        return {(key, uid[:14]): uid for key, uid in self.con.execute(
+            "SELECT m.uid_key, m.measurement_uid FROM measurements m SEMI JOIN _keys k ON m.uid_key = k.uid_key"
             " AND m.measurement_start_time = k.measurement_start_time").fetchall()}
 
     def _write_raw(self, rows: pa.Table, lines: Sequence[bytes]) -> dict[str, pa.Array]:
