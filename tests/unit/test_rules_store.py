@@ -115,6 +115,31 @@ def test_a_network_with_two_names_is_named_as_per_network_names_it(ingested: Sto
     assert names == {network["probe_network_name"]} == {"Zeta Telecom"}
 
 
+def test_a_rule_on_as0_is_on_a_network_not_known_and_a_named_network_is_named(ingested: Store) -> None:
+    from tamperscope.analysis.report import rules_in_words
+    from tamperscope.collector.config import Settings
+    from tamperscope.collector.testing import running_app
+
+    cur = ingested.cursor()
+    cur.execute("UPDATE verdicts SET probe_asn = 'AS0' WHERE probe_asn = 'AS12389'")
+    cur.execute("UPDATE verdicts SET probe_network_name = 'Turkmentelecom' WHERE probe_asn = 'AS20661'")
+    cur.close()
+    assert {(r["probe_asn"], r["probe_network_name"]) for r in rules_in_words(ingested, None, 20)} == {
+        ("AS0", "(network not known)"), ("AS20661", "Turkmentelecom")}
+    page = html_report(ingested, plotly_js="")
+    part = page[page.index("<section id='rules'>"):page.index("<section id='changes'>")]
+    assert part.count("<td class='name' data-label='network'>AS0 (network not known) (RU)</td>") == len(READ)
+    assert part.count("<td class='name' data-label='network'>AS20661 Turkmentelecom (TM)</td>") == len(READ)
+    assert "<th>other readings</th>" not in part  # every reading agrees: the column would be empty
+    db = ingested.path
+    ingested.close()
+    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as c:
+        page = c.get(f"/domain/{HOST}").text
+    part = page[page.index("What the censors' rules match"):page.index('id="hops"')]
+    assert part.count('<span class="muted">(network not known)</span>') == len(READ)
+    assert part.count('<span class="muted">Turkmentelecom</span>') == len(READ)
+
+
 READ_RULES = [rule for rule, _, _ in READ.values()]
 
 
@@ -131,6 +156,9 @@ def test_a_changed_rule_shows_the_latest_and_every_reading(tmp_path: Path) -> No
     dns = [r for r in aggregates.blocking_rules(store) if r["layer"] == "dns"]
     assert [(r["rule"], r["measurement_count"], r["determined_count"], r["rules_seen"], r["last_day"])
             for r in dns] == [("exact", 3, 2, "domain_and_subdomains, exact", "2026-11-09")]
+    page = html_report(store, plotly_js="")
+    part = page[page.index("<section id='rules'>"):page.index("<section id='changes'>")]
+    assert "<th>other readings</th>" in part and ">domain_and_subdomains, exact</td>" in part, part
     # a layer whose latest reading is "not_blocked" is left out unless asked for
     passed = measurement()
     passed["test_keys"]["tls_handshakes"] = [dict(h, failure=None) for h in passed["test_keys"]["tls_handshakes"]]

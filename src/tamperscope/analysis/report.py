@@ -180,9 +180,27 @@ def _placed(networks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     without an ASN table)."""
     for n in networks:
         n["where"] = _where(n)
-        if n["probe_asn"] == NO_NETWORK and not n.get("probe_network_name"):
-            n["probe_network_name"] = "(network not known)"
-    return networks
+    return _named(networks)
+
+
+def _named(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with a ``probe_asn`` and ``probe_network_name``, AS0's name "(network not known)" where none is given."""
+    for r in rows:
+        if r["probe_asn"] == NO_NETWORK and not r.get("probe_network_name"):
+            r["probe_network_name"] = "(network not known)"
+    return rows
+
+
+def _any(rows: Sequence[Mapping[str, Any]], key: str) -> bool:
+    """Whether some row has a value under ``key``: a column empty in every row is left out of a wide table."""
+    return any(r.get(key) for r in rows)
+
+
+def _network_in_words(row: Mapping[str, Any]) -> str:
+    """A row's network in one cell (`_named` first): ``AS20661 Turkmentelecom (TM)``, ``AS0 (network not known)
+    (TM)``, ``AS9 (TM)``."""
+    name = row.get("probe_network_name")
+    return f"{row['probe_asn']} {name} ({row['probe_cc']})" if name else f"{row['probe_asn']} ({row['probe_cc']})"
 
 
 def _cell(value: Any) -> str:
@@ -244,9 +262,7 @@ def apps_in_words(store: Any, filters: Filters | None, limit: int) -> list[dict[
         r["now"] = {"anomaly": "blocked", "confirmed": "blocked", "ok": "reachable"}.get(str(r["last_outcome"]),
                                                                                        "failed")
         r["how"] = r["last_mechanism"] if r["now"] == "blocked" else ""
-        if r["probe_asn"] == NO_NETWORK and not r.get("probe_network_name"):  # as `_placed` names it
-            r["probe_network_name"] = "(network not known)"
-    return rows
+    return _named(rows)
 
 
 def _changes(store: Store, filters: Filters | None, limit: int) -> list[dict[str, Any]]:
@@ -265,7 +281,7 @@ def rules_in_words(store: Any, filters: Filters | None, limit: int | None) -> li
     for r in rows:
         r["says"] = describe_rule(r["domain"] or "the name", r["layer"], r)
         r["readings"] = r["rules_seen"] if r["rules_seen"] != r["rule"] else ""
-    return rows
+    return _named(rows)
 
 
 def categories_in_words(store: Any, filters: Filters | None) -> list[dict[str, Any]]:
@@ -743,7 +759,7 @@ def _prose(value: object) -> bool:
 # Columns of names, never sentences however long: "Tor (its own bootstrap) through a bridge (obfs4)", a network's
 # "Turkmentelecom State Joint Stock Company of Communications". They wrap as they need to; held at a reading
 # width, they pushed the apps' table 139 px past its box.
-_NAME_KEYS = frozenset({"app", "probe_network_name", "name", "domain", "equipment"})
+_NAME_KEYS = frozenset({"app", "probe_network_name", "network", "name", "domain", "equipment"})
 
 
 def _html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
@@ -999,11 +1015,14 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
                          "one (the name, a subdomain, the name with text before or after it, parts of it) on each "
                          "layer: the DNS lookup, the TLS handshake's server name and the HTTP Host. Which of them "
                          "are blocked tells what the rule matches. A rule that catches names nobody listed blocks "
-                         "unrelated sites too; one such name is shown.</p>"
-                         + _html_table([{**r, "where": f"{r['probe_asn']} ({r['probe_cc']})"} for r in rules], [
-                             ("domain", "site"), ("where", "network"), ("layer", "layer"),
-                             ("rule", "rule"), ("says", "what it means"), ("overblocks", "also caught (not listed)"),
-                             ("measurement_count", "measured"), ("readings", "other readings"),
+                         "unrelated sites too; one such name is shown. Where a layer's measurements read "
+                         "different rules, the latest is shown, and the others under other readings.</p>"
+                         + _html_table([{**r, "network": _network_in_words(r)} for r in rules], [
+                             ("domain", "site"), ("network", "network"), ("layer", "layer"),
+                             ("rule", "rule"), ("says", "what it means"),
+                             *[c for c in (("overblocks", "also caught (not listed)"),) if _any(rules, c[0])],
+                             ("measurement_count", "measured"),
+                             *[c for c in (("readings", "other readings"),) if _any(rules, c[0])],
                              ("last_day", "last measured")])))
     sections.append(("sources", "Where the measurements come from",
                      "<p>The software that made the measurements, as each one names it: OONI Probe's, ours, and "
