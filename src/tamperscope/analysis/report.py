@@ -1056,7 +1056,7 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
 
 # --------------------------------------------------------------------------- JSON
 
-JSON_FORMAT = "tamperscope-report/1"
+JSON_FORMAT = "tamperscope-report/2"  # /1 counted AS0 as a network in network_count (docs/analysis.md)
 
 
 def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -> dict[str, Any]:
