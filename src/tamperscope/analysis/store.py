@@ -690,10 +690,10 @@ class Store:
             identity = (key, uid[:14])
             stored = known.get(identity)
             if stored is None:
-                first = fresh.setdefault(identity, i)
-                if first == i:
+                earlier = fresh.setdefault(identity, i)
+                if earlier == i:
                     continue
-                stored = uids[first]
+                stored = uids[earlier]
             if stored != uid:
                 renamed[uid] = stored
         if renamed and self._track_order:  # --jsonl: a copy is the measurement the store holds
