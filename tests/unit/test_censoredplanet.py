@@ -1152,9 +1152,12 @@ def test_a_satellite_v1_line_read_with_and_without_its_scans_tags_is_one_measure
         (raw / "interference.json").write_bytes(b"\n".join(lines) + b"\n")
     (tagged / "tagged_resolvers.json").write_bytes(tags)
 
+    said: list[str] = []
+
     def analyze(db: Path, jsonl: Path, *paths: Path) -> list[tuple[str, str]]:
         res = _run("analyze", "--db", str(db), "--jsonl", str(jsonl), *map(str, paths))
         assert res.returncode == 0, res.stdout + res.stderr
+        said.append(res.stdout)
         return [(r["measurement_uid"], r["probe_cc"]) for r in map(json.loads, jsonl.read_text().splitlines())]
 
     n = len(lines)
@@ -1163,7 +1166,11 @@ def test_a_satellite_v1_line_read_with_and_without_its_scans_tags_is_one_measure
         kept = analyze(db, tmp_path / "1.jsonl", first)
         again = analyze(db, tmp_path / "2.jsonl", then)
         assert len(kept) == n and again == kept  # the lines as the store holds them, from the first reading
-        assert any(cc == "TM" for _, cc in kept) == (first is tagged)
+        assert "already read under another uid" not in said[-2]
+        assert f"0 new, {n} already in the store" in said[-1], said[-1]
+        # the tags place every line's resolver (TM): each is a copy under another uid, and said so
+        assert all(cc == "TM" for _, cc in kept) == (first is tagged) != all(cc == "ZZ" for _, cc in kept)
+        assert f"\n{n} measurements already read under another uid" in said[-1], said[-1]
         with Store(db, create=False) as store:
             assert store.count("measurements") == store.count("verdicts") == n
             assert store.count("observations") > 0
@@ -1172,5 +1179,6 @@ def test_a_satellite_v1_line_read_with_and_without_its_scans_tags_is_one_measure
     # both in one run, in one flush: the first copy is kept, the other names it
     both = analyze(tmp_path / "both.duckdb", tmp_path / "3.jsonl", tagged, plain)
     assert both[:n] == both[n:] and any(cc == "TM" for _, cc in both)
+    assert f"{n} new, {n} already in the store" in said[-1] and f"\n{n} measurements already read under" in said[-1]
     with Store(tmp_path / "both.duckdb", create=False) as store:
         assert store.count("measurements") == n

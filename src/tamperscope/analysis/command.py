@@ -572,6 +572,10 @@ def summary(stats: WriteStats, elapsed: float, db: Path, selection: str | None =
         lines.append(f"Satellite's pages (blockpages.json, fetched from the answers): joined to "
                      f"{counted(with_pages, 'measurement')} and kept with them; {counted(pages, 'page')} of the "
                      "input read that way, not as measurements")
+    if stats.renamed:
+        lines.append(f"{counted(stats.renamed, 'measurement')} already read under another uid: the country in "
+                     "a uid can come from beside the line (a Satellite v1 scan's tagged_resolvers.json), and the "
+                     "first reading is the one kept (read the scan into a new store to keep this one)")
     if stats.matcher_calls:
         lines.append(f"fingerprints: {counted(stats.matcher_calls, 'response')} matched against the database "
                      f"({counted(stats.matcher_hits, 'repeat')} answered from memory)")

@@ -306,6 +306,7 @@ class WriteStats:
     files_known: int = 0                # files not opened: an earlier run analysed them, unchanged, in full
     files_unread: int = 0               # files and archive members of Censored Planet's scans that hold no measurement
     censoredplanet: list[int] = field(default_factory=lambda: [0] * 7)  # BatchResult.censoredplanet, summed
+    renamed: int = 0                    # duplicates read under another uid than the copy stored (`Store._known`)
 
     def add_rejections(self, rejections: Sequence[Rejection]) -> None:
         for r in rejections:
@@ -696,6 +697,7 @@ class Store:
                 stored = uids[earlier]
             if stored != uid:
                 renamed[uid] = stored
+        stats.renamed += len(renamed)
         if renamed and self._track_order:  # --jsonl: a copy is the measurement the store holds
             _renamed = pa.table({"copy": list(renamed), "stored": list(renamed.values())})  # read by DuckDB
             con.execute("UPDATE run_order SET measurement_uid = r.stored FROM _renamed r"
