@@ -1176,6 +1176,20 @@ def test_a_satellite_v1_line_read_with_and_without_its_scans_tags_is_one_measure
             assert store.count("observations") > 0
             obs = store.con.execute("SELECT count(DISTINCT measurement_uid) FROM observations").fetchone()
             assert obs is not None and obs[0] == n
+        # the uid of the other reading finds the measurement: the explorer and the API send it to the stored uid
+        other = next(u for u, _ in analyze(tmp_path / f"{then.parent.parent.name}.duckdb", tmp_path / "o.jsonl", then))
+        stored = next(u for u, _ in kept if u[-32:] == other[-32:])
+        with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as c:
+            for path, to in ((f"/m/{other}", f"/m/{stored}"), (f"/m/{other}.json", f"/m/{stored}.json"),
+                             (f"/api/v1/measurement/{other}", f"/api/v1/measurement/{stored}")):
+                r = c.get(path, follow_redirects=False)
+                assert (r.status_code, r.headers.get("location")) == (307, to), (path, r.status_code, r.text[:200])
+                assert c.get(path, follow_redirects=True).status_code == 200
+            assert c.get(f"/m/{stored}", follow_redirects=False).status_code == 200
+            for unknown in (other[:-1] + ("0" if other[-1] != "0" else "1"), other.replace(other[:4], "1999", 1),
+                            "20200902120001_TM_remotedns_" + "f" * 32, "not-a-uid"):
+                assert c.get(f"/m/{unknown}", follow_redirects=False).status_code in (404,)
+                assert c.get(f"/api/v1/measurement/{unknown}", follow_redirects=False).status_code == 404
     # both in one run, in one flush: the first copy is kept, the other names it
     both = analyze(tmp_path / "both.duckdb", tmp_path / "3.jsonl", tagged, plain)
     assert both[:n] == both[n:] and any(cc == "TM" for _, cc in both)

@@ -107,6 +107,29 @@ def raw_pointers(cur: duckdb.DuckDBPyConnection, uids: Sequence[str]) -> list[tu
            FROM measurements WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [list(uids)]).fetchall()
 
 
+_UID = re.compile(r"(\d{14})_[^_]*_[a-z0-9]*_([0-9a-f]{32})", re.ASCII)
+
+
+def stored_as(cur: duckdb.DuckDBPyConnection, uid: str) -> str | None:
+    """The uid under which the store holds the measurement ``uid`` names, where it holds it under another: the
+    same content hash and start with another country (`Store._known`: a Satellite v1 line read with its scan's
+    tagged_resolvers.json and without it). None when ``uid`` is stored itself, is no uid, or nothing matches."""
+    found = _UID.fullmatch(uid)
+    if found is None:
+        return None
+    try:
+        start = dt.datetime.strptime(found[1], "%Y%m%d%H%M%S")
+    except ValueError:
+        return None
+    key = int.from_bytes(bytes.fromhex(found[2][:16]), "big", signed=True)
+    rows = cur.execute(
+        """SELECT measurement_uid FROM measurements WHERE uid_key = ? AND measurement_start_time >= ?
+           AND measurement_start_time < ? AND left(measurement_uid, 14) = ? AND right(measurement_uid, 32) = ?
+           LIMIT 2""",
+        [key, start, start + dt.timedelta(seconds=1), found[1], found[2]]).fetchall()
+    return str(rows[0][0]) if len(rows) == 1 and rows[0][0] != uid else None
+
+
 def read_frame(raw_root: Path, segment: str, offset: int, length: int, size: int) -> bytes:
     """One zstd frame of a raw segment, decompressed and checked against the size written."""
     try:
@@ -1020,6 +1043,7 @@ __all__ = [
     "RawUnreadable",
     "raw_pointers",
     "read_frame",
+    "stored_as",
     "default_db_path",
     "error_line",
     "FLUSH_ROWS",

@@ -33,10 +33,11 @@ import time
 import weakref
 from collections.abc import Iterator
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from tamperscope.analysis import aggregates
 from tamperscope.analysis.aggregates import Filters
@@ -141,6 +142,7 @@ def get_measurements(request: Request, query: QueryDep) -> Response:
 
 @router.get("/measurement/{measurement_uid}", summary="One measurement's raw JSON, as stored",
             responses={200: {"content": {"application/json": {}}}, 404: {"description": "unknown"},
+                       307: {"description": "the same measurement (content and start), stored under another uid"},
                        500: {"description": "in the store, but its raw bytes cannot be read"}})
 def get_measurement(request: Request,
                     measurement_uid: Annotated[str, Path(pattern=UID_PATTERN)]) -> Response:
@@ -148,6 +150,9 @@ def get_measurement(request: Request,
     data = collector.reader.raw(measurement_uid) or collector.ingestor.unsettled_raw(measurement_uid)
     if data is None and (why := collector.reader.unreadable(measurement_uid)) is not None:
         return JSONResponse({"error": "raw_unreadable", "detail": why}, status_code=500)
+    if data is None and (other := collector.reader.stored_as(measurement_uid)) is not None:
+        # the same measurement, stored under the uid of its first reading (another country: Store._known)
+        return RedirectResponse(f"{request.url.path.rsplit('/', 1)[0]}/{quote(other, safe='')}", status_code=307)
     if data is None:
         return JSONResponse({"error": "not_found", "detail": "no measurement with this uid"}, status_code=404)
     return Response(data, media_type="application/json")

@@ -33,7 +33,7 @@ import orjson
 
 from tamperscope.analysis.aggregates import Filters, Slice
 from tamperscope.analysis.categories import category_sql
-from tamperscope.analysis.store import RawUnreadable, Store, raw_pointers, read_frame
+from tamperscope.analysis.store import RawUnreadable, Store, raw_pointers, read_frame, stored_as
 from tamperscope.model.categories import normal_code
 
 MAX_LIMIT = 1000          # rows per page of /api/v1/measurements
@@ -184,6 +184,10 @@ class Reader:
         return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
 
     # ---- raw bytes
+
+    def stored_as(self, uid: str) -> str | None:
+        """The uid the store holds the measurement ``uid`` names under, where that is another (`store.stored_as`)."""
+        return stored_as(self.cursor(), uid)
 
     def raw(self, uid: str) -> bytes | None:
         """The measurement exactly as stored (None if unknown)."""

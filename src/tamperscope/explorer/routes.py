@@ -33,7 +33,7 @@ from urllib.parse import quote, urlencode
 import jinja2
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from tamperscope import __version__
 from tamperscope.analysis.confidence import NO_NETWORK
@@ -274,6 +274,9 @@ def measurement(request: Request, uid: str) -> Response:
     if data is None and len(key) <= 200 and (why := reader.unreadable(key)) is not None:
         # in the store, its raw bytes gone: say so, not "no such measurement"
         return _json({"error": "raw_unreadable", "detail": why}, 500) if as_json else error_page(request, 500, why)
+    if data is None and len(key) <= 200 and (other := reader.stored_as(key)) is not None:
+        # the same measurement, stored under the uid of its first reading (another country)
+        return RedirectResponse(f"/m/{_seg(other)}{'.json' if as_json else ''}", status_code=307)
     return _page(request, data, "measurement.html", f"/m/{_seg(key)}", as_json, "no measurement with this uid")
 
 
