@@ -198,6 +198,101 @@ def _corpus(tmp_path: Path) -> tuple[Path, list[bytes]]:
     return _tarball(tmp_path / "CP_Quack-http-2021-05-30-01-01-01.tar.gz", good[:4] + bad + good[4:]), good
 
 
+def test_a_scan_read_without_an_asn_table_gets_its_networks_from_a_reanalysis_with_one(tmp_path: Path) -> None:
+    scan, good = _corpus(tmp_path)
+    db = tmp_path / "cp.duckdb"
+    res = _run("analyze", "--db", str(db), str(scan), env={"TAMPERSCOPE_ASN_TABLE": ""})
+    assert "analyzed 10 measurements" in res.stdout, res.stdout + res.stderr
+
+    def networks() -> tuple[set[tuple[Any, ...]], ...]:
+        with Store(db, create=False) as store:
+            return tuple(set(store.con.execute(f"SELECT DISTINCT probe_asn, probe_network_name FROM {t}").fetchall())
+                         for t in ("measurements", "verdicts")) + (
+                set(store.con.execute("SELECT DISTINCT probe_asn FROM anomaly_groups").fetchall()),)
+
+    assert networks() == ({("AS0", None)}, {("AS0", None)}, set())  # AS0 makes no group: it is no network
+    before = json.loads(_run("report", "--db", str(db), "--json", "-").stdout)
+    table = tmp_path / "asn.tsv"
+    table.write_text("198.18.9.0\t198.18.9.255\t64500\tBY\tEXAMPLE-NET\n")
+    redo = _run("analyze", "--reanalyse", "all", "--db", str(db), "--asn-table", str(table))
+    assert redo.returncode == 0 and "reanalysed 10 measurements" in redo.stdout, redo.stdout + redo.stderr
+    assert ": 0 verdicts changed" in redo.stdout
+    assert "networks: 10 measurements stored without one (AS0: read without an ASN table) now on the network the " \
+           "ASN table names" in redo.stdout, redo.stdout
+    # the measurement rows, the verdicts and the groups of repeats: AS0's left, the network's made
+    assert networks() == ({("AS64500", "EXAMPLE-NET")}, {("AS64500", "EXAMPLE-NET")}, {("AS64500",)})
+    after = json.loads(_run("report", "--db", str(db), "--json", "-").stdout)
+    assert (before["totals"]["network_count"], before["totals"]["unknown_network_count"]) == (0, 10)
+    assert (after["totals"]["network_count"], after["totals"]["unknown_network_count"]) == (1, 0)
+    assert [n["probe_asn"] for n in after["networks"]] == ["AS64500"]
+    # the same measurements, the same verdicts, now confirmable by a repeat on a network (AS0 confirms nothing):
+    # the two blockpages on example.org; the store is the one a first reading with the table makes
+    assert after["totals"]["measurement_count"] == before["totals"]["measurement_count"] == 10
+    assert after["totals"]["anomaly_count"] == before["totals"]["anomaly_count"]
+    assert (before["totals"]["confirmed_count"], after["totals"]["confirmed_count"]) == (1, 2)
+    first = tmp_path / "first.duckdb"
+    assert _run("analyze", "--db", str(first), "--asn-table", str(table), str(scan)).returncode == 0
+
+    def rows(path: Path) -> tuple[list[tuple[Any, ...]], ...]:
+        with Store(path, create=False) as store:
+            return tuple(sorted(store.con.execute(q).fetchall()) for q in (
+                "SELECT measurement_uid, probe_asn, probe_network_name, mechanism, outcome, confidence FROM verdicts",
+                "SELECT measurement_uid, probe_cc, probe_asn, probe_network_name FROM measurements",
+                "SELECT * FROM anomaly_groups"))
+
+    assert rows(db) == rows(first)
+    # a network named stays, with or without a table; another table does not rename it
+    other = tmp_path / "other.tsv"
+    other.write_text("198.18.9.0\t198.18.9.255\t64511\tBY\tOTHER-NET\n")
+    for env in ({"TAMPERSCOPE_ASN_TABLE": ""}, {"TAMPERSCOPE_ASN_TABLE": str(other)}):
+        redo = _run("analyze", "--reanalyse", "all", "--db", str(db), env=env)
+        assert redo.returncode == 0 and "networks:" not in redo.stdout, redo.stdout + redo.stderr
+        assert networks() == ({("AS64500", "EXAMPLE-NET")}, {("AS64500", "EXAMPLE-NET")}, {("AS64500",)})
+
+
+def test_a_satellite_v1_line_stored_as_zz_gets_its_country_and_network_from_a_reanalysis(tmp_path: Path) -> None:
+    # Without its scan's tagged_resolvers.json or a table, a v1 line is ZZ and AS0, and its uid says ZZ. With a
+    # table, the re-derived uid said RU: it matched no stored uid, and the re-analysis said the raw bytes were
+    # missing (exit 1). Its rows keep the stored uid now, and take the table's country and network.
+    lines = [orjson.dumps(censoredplanet.published(line)) for line, _ in SV1_CASES.values()]
+    raw = tmp_path / V1_SCAN / "raw"
+    raw.mkdir(parents=True)
+    (raw / "interference.json").write_bytes(b"\n".join(lines) + b"\n")
+    db, jsonl = tmp_path / "s.duckdb", tmp_path / "v.jsonl"
+    res = _run("analyze", "--db", str(db), "--jsonl", str(jsonl), str(tmp_path / V1_SCAN),
+               env={"TAMPERSCOPE_ASN_TABLE": ""})
+    assert res.returncode == 0, res.stdout + res.stderr
+    uids = sorted(json.loads(x)["measurement_uid"] for x in jsonl.read_text().splitlines())
+    assert len(uids) == len(lines) and all("_ZZ_" in u for u in uids)
+    table = tmp_path / "asn.tsv"
+    table.write_text("198.18.8.0\t198.18.8.255\t64500\tRU\tEXAMPLE-NET\n")
+    redo = _run("analyze", "--reanalyse", "all", "--db", str(db), "--asn-table", str(table))
+    assert redo.returncode == 0 and redo.stderr == "", redo.stdout + redo.stderr
+    assert f"reanalysed {len(lines)} measurements" in redo.stdout and ": 0 verdicts changed" in redo.stdout
+    assert f"networks: {len(lines)} measurements stored without one" in redo.stdout, redo.stdout
+    with Store(db, create=False) as store:
+        for t in ("measurements", "verdicts"):
+            assert sorted(store.con.execute(f"SELECT measurement_uid, probe_cc, probe_asn, probe_network_name "
+                                            f"FROM {t}").fetchall()) == [
+                (u, "RU", "AS64500", "EXAMPLE-NET") for u in uids], t
+        obs = store.con.execute("SELECT count(DISTINCT measurement_uid), count(*) FILTER (WHERE measurement_uid "
+                                "NOT IN (SELECT measurement_uid FROM measurements)) FROM observations").fetchone()
+        assert obs == (len(lines), 0)
+    # again without the table (the re-derived uid says ZZ once more): they keep what they were given
+    redo = _run("analyze", "--reanalyse", "all", "--db", str(db), env={"TAMPERSCOPE_ASN_TABLE": ""})
+    assert redo.returncode == 0 and "networks:" not in redo.stdout, redo.stdout + redo.stderr
+    with Store(db, create=False) as store:
+        for t in ("measurements", "verdicts"):
+            assert set(store.con.execute(f"SELECT probe_cc, probe_asn FROM {t}").fetchall()) == {("RU", "AS64500")}
+    # read again with the table: the same measurements, under the uids they were stored with
+    again = _run("analyze", "--reread", "--db", str(db), "--jsonl", str(jsonl), "--asn-table", str(table),
+                 str(tmp_path / V1_SCAN))
+    assert f"0 new, {len(lines)} already in the store" in again.stdout, again.stdout + again.stderr
+    assert f"{len(lines)} measurements already read under another uid" in again.stdout
+    assert sorted((r["measurement_uid"], r["probe_cc"]) for r in map(json.loads, jsonl.read_text().splitlines())) \
+        == [(u, "RU") for u in uids]
+
+
 def test_analyze_reads_a_published_scan_keeps_its_lines_and_judges_them_again(tmp_path: Path) -> None:
     scan, good = _corpus(tmp_path)
     db, jsonl = tmp_path / "cp.duckdb", tmp_path / "v.jsonl"

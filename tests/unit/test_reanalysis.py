@@ -230,7 +230,7 @@ def test_pages_visit_each_stale_uid_once_while_the_stale_set_shrinks(tmp_path: P
         totals = reanalysis.reanalyse_all(store, pages(), progress=told.append)
         assert sorted(seen) == seen and len(set(seen)) == len(seen) == 50
         assert told == [*range(7, 50, 7), 50]
-        assert totals.as_dict() == {"reanalysed": 50, "changed": 0, "missing": 0}
+        assert totals.as_dict() == {"reanalysed": 50, "changed": 0, "missing": 0, "networks_named": 0}
         assert reanalysis.count(store.con, stale_only=True) == 0 and reanalysis.older(store.con) == {}
 
 

@@ -417,6 +417,9 @@ def _reanalyse(store: Store, args: argparse.Namespace, show: bool, told: Any = N
     which = "stale " if stale else ""
     print(f"reanalysed {counted(totals.reanalysed, which + 'measurement')}{narrowed} with analysis {version} in "
           f"{elapsed:.1f} s: {counted(totals.changed, 'verdict')} changed", file=told)
+    if totals.networks_named:
+        print(f"networks: {counted(totals.networks_named, 'measurement')} stored without one (AS0: read without an "
+              "ASN table) now on the network the ASN table names", file=told)
     if totals.missing:
         why = "; ".join(sorted(set(store.unreadable.values()))) or "their raw bytes are not in the store"
         print(f"tamperscope: {counted(totals.missing, 'measurement')} kept {'its' if totals.missing == 1 else 'their'}"

@@ -209,12 +209,17 @@ INSERT INTO verdicts BY NAME
 """
 
 
-def touch(con: duckdb.DuckDBPyConnection, uids: Sequence[str]) -> None:
+def touch(con: duckdb.DuckDBPyConnection, uids: Sequence[str], *, also: bool = False) -> None:
     """Make the temporary table ``touched``: the (test name, input, network) of these verdicts, whose
-    groups `relabel` recounts once they were removed, re-derived or given another transport."""
-    con.execute("""CREATE OR REPLACE TEMP TABLE touched AS
-                   SELECT DISTINCT test_name, coalesce(input, '') AS input_key, probe_asn FROM verdicts
-                   WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [list(uids)])
+    groups `relabel` recounts once they were removed, re-derived or given another transport. With ``also``,
+    add them to the groups ``touched`` holds already (a re-analysis that moved a verdict to another network:
+    the group it left and the one it joined)."""
+    select = """SELECT DISTINCT test_name, coalesce(input, '') AS input_key, probe_asn FROM verdicts
+                WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))"""
+    if also:
+        con.execute(f"INSERT INTO touched {select}", [list(uids)])
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE touched AS {select}", [list(uids)])
 
 
 def relabel(con: duckdb.DuckDBPyConnection) -> None:

@@ -7,7 +7,9 @@ derives their verdicts, observations and rules again, and replaces the old rows 
 transaction, with the confidence labels of their groups recounted. The raw bytes and the
 measurement rows are not touched: the uid is the hash of the content, so the re-derived
 rows must come back under the same uid, and a measurement whose bytes cannot be read
-keeps the rows it had.
+keeps the rows it had. One exception: a measurement stored on AS0 (a line of Censored
+Planet's read without an ASN table) takes the network this run's table names, in its
+measurement row too (`Totals.networks_named`); any other keeps the network it was stored with.
 
 Two callers: ``tamperscope analyze --reanalyse`` (`reanalyse_all`: this store, pages of
 `CLI_CHUNK` derived in ``--workers`` processes) and the server's ``POST
@@ -23,8 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
-from tamperscope.analysis.confidence import relabel, touch
+from tamperscope.analysis.confidence import NO_NETWORK, relabel, touch
 from tamperscope.analysis.pipeline import analyse_batch
 from tamperscope.analysis.reader import Line
 from tamperscope.analysis.store import BatchResult, Store
@@ -47,14 +50,17 @@ class Totals:
     reanalysed: int = 0
     changed: int = 0
     missing: int = 0
+    networks_named: int = 0  # stored on AS0 (no network), now on the one this run's ASN table names
 
     def add(self, other: Totals) -> None:
         self.reanalysed += other.reanalysed
         self.changed += other.changed
         self.missing += other.missing
+        self.networks_named += other.networks_named
 
     def as_dict(self) -> dict[str, int]:
-        return {"reanalysed": self.reanalysed, "changed": self.changed, "missing": self.missing}
+        return {"reanalysed": self.reanalysed, "changed": self.changed, "missing": self.missing,
+                "networks_named": self.networks_named}
 
 
 def _condition(where: str, params: Sequence[Any], stale_only: bool) -> tuple[str, list[Any]]:
@@ -146,35 +152,57 @@ def replace(store: Store, result: BatchResult | None, raw: Mapping[str, bytes], 
     store.flush()
     if result is None or not raw:
         return Totals(missing=len(uids))
-    new_uids = result.verdicts.column("measurement_uid").to_pylist()
-    wanted = [u for u in new_uids if u in raw]  # the content hash must give the same uid back
+    verdicts, observations, rules = result.verdicts, result.observations, result.rules
+    new_uids = verdicts.column("measurement_uid").to_pylist()
+    # The content hash gives the same uid back, but for its country where that came from outside the line: a
+    # Satellite v1 line stored as ZZ, read now with an ASN table that places its resolver. Its rows take the
+    # stored uid (the same start and hash: `Store._known`).
+    stored = {(u[:14], u[-32:]): u for u in raw}
+    names = {u: s for u in new_uids if u not in raw and (s := stored.get((u[:14], u[-32:]))) is not None}
+    if names:
+        verdicts, observations, rules = (_named(t, names) for t in (verdicts, observations, rules))
+        new_uids = [names.get(u, u) for u in new_uids]
+    wanted = [u for u in new_uids if u in raw]
     before = {r[0]: r[1:] for r in con.execute(_BEFORE, [wanted]).fetchall()}
-    verdicts = result.verdicts.filter([u in raw for u in new_uids])
-    observations = result.observations
+    verdicts = verdicts.filter([u in raw for u in new_uids])
     con.execute("BEGIN TRANSACTION")
     try:
+        touch(con, wanted)  # their groups as they were
         for table in ("observations", "rules", "verdicts"):
             con.execute(f"DELETE FROM {table} WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))", [wanted])
         con.register("_rv", verdicts)
         con.execute("INSERT INTO verdicts BY NAME SELECT * FROM _rv")
         con.unregister("_rv")
-        # the network stays the one the measurement was stored with: a line that names none (Censored Planet's)
-        # got it from the ASN table of its first analysis, which this run may not have
-        con.execute("""UPDATE verdicts SET probe_asn = m.probe_asn, probe_network_name = m.probe_network_name
+        # A line that names no network (Censored Planet's) got one from the ASN table of its first analysis,
+        # which this run may not have: the network stays the one the measurement was stored with, unless that
+        # was none (AS0: read without a table) and this run's table names one; with it, the country the table
+        # gives where the measurement had none (ZZ).
+        named = con.execute("""UPDATE measurements SET probe_asn = v.probe_asn,
+                                      probe_network_name = v.probe_network_name,
+                                      probe_cc = CASE WHEN measurements.probe_cc = 'ZZ' THEN v.probe_cc
+                                                      ELSE measurements.probe_cc END
+                               FROM verdicts v WHERE measurements.measurement_uid = v.measurement_uid
+                               AND measurements.measurement_uid IN (SELECT unnest(?::VARCHAR[]))
+                               AND measurements.probe_asn = ? AND v.probe_asn <> ?""",
+                            [wanted, NO_NETWORK, NO_NETWORK]).fetchone()
+        con.execute("""UPDATE verdicts SET probe_asn = m.probe_asn, probe_network_name = m.probe_network_name,
+                                           probe_cc = m.probe_cc
                        FROM measurements m WHERE verdicts.measurement_uid = m.measurement_uid
                        AND verdicts.measurement_uid IN (SELECT unnest(?::VARCHAR[]))
                        AND (verdicts.probe_asn IS DISTINCT FROM m.probe_asn
-                            OR verdicts.probe_network_name IS DISTINCT FROM m.probe_network_name)""", [wanted])
+                            OR verdicts.probe_network_name IS DISTINCT FROM m.probe_network_name
+                            OR verdicts.probe_cc IS DISTINCT FROM m.probe_cc)""", [wanted])
         if observations.num_rows:
             con.register("_ro", observations)
             con.execute("""INSERT INTO observations BY NAME SELECT * FROM _ro
                            WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [wanted])
             con.unregister("_ro")
-        if result.rules is not None:
-            _rr = result.rules  # read by DuckDB
+        if rules is not None:
+            _rr = rules  # read by DuckDB
             con.execute("""INSERT INTO rules BY NAME SELECT * FROM _rr
                            WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [wanted])
-        touch(con, wanted)
+        if named and named[0]:  # and the groups they joined (a network is part of a group)
+            touch(con, wanted, also=True)
         relabel(con)
         con.execute("COMMIT")
     except BaseException:
@@ -182,7 +210,17 @@ def replace(store: Store, result: BatchResult | None, raw: Mapping[str, bytes], 
         raise
     after = {r[0]: r[1:] for r in con.execute(_BEFORE, [wanted]).fetchall()}
     changed = sum(1 for u in wanted if before.get(u) != after.get(u))
-    return Totals(reanalysed=len(wanted), changed=changed, missing=len(uids) - len(wanted))
+    return Totals(reanalysed=len(wanted), changed=changed, missing=len(uids) - len(wanted),
+                  networks_named=int(named[0]) if named else 0)
+
+
+def _named(table: pa.Table | None, names: Mapping[str, str]) -> pa.Table | None:
+    """``table`` with each ``measurement_uid`` in ``names`` replaced by the uid it maps to."""
+    if table is None or not table.num_rows:
+        return table
+    i = table.schema.get_field_index("measurement_uid")
+    uids = [names.get(u, u) for u in table.column(i).to_pylist()]
+    return table.set_column(i, table.schema.field(i), pa.array(uids, pa.string()))
 
 
 def reanalyse(store: Store, raw_many: RawMany, uids: Sequence[str]) -> Totals:
