@@ -576,9 +576,10 @@ def summary(stats: WriteStats, elapsed: float, db: Path, selection: str | None =
                      f"{counted(with_pages, 'measurement')} and kept with them; {counted(pages, 'page')} of the "
                      "input read that way, not as measurements")
     if stats.renamed:
-        lines.append(f"{counted(stats.renamed, 'measurement')} already read under another uid: the country in "
-                     "a uid can come from beside the line (a Satellite v1 scan's tagged_resolvers.json), and the "
-                     "first reading is the one kept (read the scan into a new store to keep this one)")
+        lines.append(f"{counted(stats.renamed, 'measurement')} already read under another uid: a uid's country "
+                     "can come from beside the line (a Satellite v1 scan's tagged_resolvers.json, or the ASN table), "
+                     "and the store keeps the first reading's (a table's countries and networks reach the stored "
+                     "lines by --reanalyse all --asn-table FILE; the tags' only a new store)")
     if stats.matcher_calls:
         lines.append(f"fingerprints: {counted(stats.matcher_calls, 'response')} matched against the database "
                      f"({counted(stats.matcher_hits, 'repeat')} answered from memory)")
