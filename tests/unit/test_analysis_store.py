@@ -124,7 +124,7 @@ def test_dedup_reads_only_the_row_groups_of_the_flushs_times(tmp_path: Path) -> 
     store.con.execute(f"SET profiling_output = '{profile}'")
     known = store._known(flush)
     store.con.execute("SET enable_profiling = 'no_output'")
-    assert list(known.values()) == ["u300000"]
+    assert list(known.values()) == [("u300000", "AS137")]
 
     def scans(node: dict) -> list[dict]:
         here = [node] if node.get("extra_info", {}).get("Table", "").endswith(".measurements") else []

@@ -214,6 +214,11 @@ def test_a_scan_read_without_an_asn_table_gets_its_networks_from_a_reanalysis_wi
     before = json.loads(_run("report", "--db", str(db), "--json", "-").stdout)
     table = tmp_path / "asn.tsv"
     table.write_text("198.18.9.0\t198.18.9.255\t64500\tBY\tEXAMPLE-NET\n")
+    # read again with the table: copies, said to name networks the store does not take
+    again = _run("analyze", "--reread", "--db", str(db), "--asn-table", str(table), str(scan))
+    assert "0 new, 10 already in the store" in again.stdout, again.stdout + again.stderr
+    assert "networks: 10 measurements already stored without one (AS0), read now with one" in again.stdout
+    assert networks() == ({("AS0", None)}, {("AS0", None)}, set())
     redo = _run("analyze", "--reanalyse", "all", "--db", str(db), "--asn-table", str(table))
     assert redo.returncode == 0 and "reanalysed 10 measurements" in redo.stdout, redo.stdout + redo.stderr
     assert ": 0 verdicts changed" in redo.stdout
@@ -248,6 +253,8 @@ def test_a_scan_read_without_an_asn_table_gets_its_networks_from_a_reanalysis_wi
         redo = _run("analyze", "--reanalyse", "all", "--db", str(db), env=env)
         assert redo.returncode == 0 and "networks:" not in redo.stdout, redo.stdout + redo.stderr
         assert networks() == ({("AS64500", "EXAMPLE-NET")}, {("AS64500", "EXAMPLE-NET")}, {("AS64500",)})
+    again = _run("analyze", "--reread", "--db", str(db), "--asn-table", str(other), str(scan))
+    assert "10 already in the store" in again.stdout and "networks:" not in again.stdout, again.stdout
 
 
 def test_a_satellite_v1_line_stored_as_zz_gets_its_country_and_network_from_a_reanalysis(tmp_path: Path) -> None:

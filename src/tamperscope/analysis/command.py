@@ -580,6 +580,10 @@ def summary(stats: WriteStats, elapsed: float, db: Path, selection: str | None =
                      "can come from beside the line (a Satellite v1 scan's tagged_resolvers.json, or the ASN table), "
                      "and the store keeps the first reading's (a table's countries and networks reach the stored "
                      "lines by --reanalyse all --asn-table FILE; the tags' only a new store)")
+    if stats.networks_unused:
+        lines.append(f"networks: {counted(stats.networks_unused, 'measurement')} already stored without one (AS0), "
+                     "read now with one: the store keeps what it holds (--reanalyse all --asn-table FILE gives them "
+                     "the table's networks)")
     if stats.matcher_calls:
         lines.append(f"fingerprints: {counted(stats.matcher_calls, 'response')} matched against the database "
                      f"({counted(stats.matcher_hits, 'repeat')} answered from memory)")

@@ -55,7 +55,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tamperscope.analysis.categories import category_sql
-from tamperscope.analysis.confidence import insert_verdicts, promote
+from tamperscope.analysis.confidence import NO_NETWORK, insert_verdicts, promote
 from tamperscope.analysis.observations import SCHEMA as OBSERVATION_SCHEMA
 from tamperscope.analysis.reader import FileDone, Rejection
 from tamperscope.analysis.rules import backfill as backfill_rules
@@ -330,6 +330,7 @@ class WriteStats:
     files_unread: int = 0               # files and archive members of Censored Planet's scans that hold no measurement
     censoredplanet: list[int] = field(default_factory=lambda: [0] * 7)  # BatchResult.censoredplanet, summed
     renamed: int = 0                    # duplicates read under another uid than the copy stored (`Store._known`)
+    networks_unused: int = 0            # duplicates naming a network, of measurements stored on AS0 (none)
 
     def add_rejections(self, rejections: Sequence[Rejection]) -> None:
         for r in rejections:
@@ -708,16 +709,21 @@ class Store:
         # in this frame, and _known and confidence.insert_verdicts their own): no register/unregister round trips.
         known = self._known(measurements)
         uids = measurements.column("measurement_uid").to_pylist()
+        asns = measurements.column("probe_asn").to_pylist() if known else []
         fresh: dict[tuple[int, str], int] = {}  # a measurement's identity: its content and its start
         renamed: dict[str, str] = {}             # a copy's uid -> the uid of the copy stored
         for i, (uid, key) in enumerate(zip(uids, measurements.column("uid_key").to_pylist(), strict=True)):
             identity = (key, uid[:14])
-            stored = known.get(identity)
-            if stored is None:
+            found = known.get(identity)
+            if found is None:
                 earlier = fresh.setdefault(identity, i)
                 if earlier == i:
                     continue
                 stored = uids[earlier]
+            else:
+                stored = found[0]
+                if found[1] == NO_NETWORK and asns[i] != NO_NETWORK:  # stored without the network this copy names
+                    stats.networks_unused += 1
             if stored != uid:
                 renamed[uid] = stored
         stats.renamed += len(renamed)
@@ -790,9 +796,9 @@ class Store:
             _r = pa.concat_tables(owned_rules)  # read by DuckDB
             con.execute("INSERT INTO rules BY NAME SELECT * FROM _r")
 
-    def _known(self, measurements: pa.Table) -> dict[tuple[int, str], str]:
+    def _known(self, measurements: pa.Table) -> dict[tuple[int, str], tuple[str, str]]:
         """The measurements of ``measurements`` (in MEASUREMENT_SCHEMA) that the store already holds:
-        {(uid_key, start as the uid writes it): the stored uid}.
+        {(uid_key, start as the uid writes it): (the stored uid, its probe_asn)}.
 
         A measurement is its content (the hash, of which ``uid_key`` is 64 bits) and its start
         (also part of that content, and the uid's first 14 characters); not its uid, whose
@@ -804,9 +810,9 @@ class Store:
         own days, not the whole store (bench/flush.py).
         """
         _keys = measurements.select(["uid_key", "measurement_start_time"])  # read by DuckDB
-        return {(key, uid[:14]): uid for key, uid in self.con.execute(
-            "SELECT m.uid_key, m.measurement_uid FROM measurements m SEMI JOIN _keys k ON m.uid_key = k.uid_key"
-            " AND m.measurement_start_time = k.measurement_start_time").fetchall()}
+        return {(key, uid[:14]): (uid, asn) for key, uid, asn in self.con.execute(
+            "SELECT m.uid_key, m.measurement_uid, m.probe_asn FROM measurements m SEMI JOIN _keys k"
+            " ON m.uid_key = k.uid_key AND m.measurement_start_time = k.measurement_start_time").fetchall()}
 
     def _write_raw(self, rows: pa.Table, lines: Sequence[bytes]) -> dict[str, pa.Array]:
         """Append the new measurements' raw lines to the run's current segment; returns the pointer columns.
