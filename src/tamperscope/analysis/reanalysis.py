@@ -30,7 +30,7 @@ import pyarrow as pa
 from tamperscope.analysis.confidence import NO_NETWORK, relabel, touch
 from tamperscope.analysis.pipeline import analyse_batch
 from tamperscope.analysis.reader import Line
-from tamperscope.analysis.store import BatchResult, Store
+from tamperscope.analysis.store import BatchResult, Store, identity
 from tamperscope.analysis.verdicts import ANALYSIS_VERSION, analysis_version, default_matcher
 
 CHUNK = 512  # measurements per transaction, on a server (submissions wait for it)
@@ -157,8 +157,8 @@ def replace(store: Store, result: BatchResult | None, raw: Mapping[str, bytes], 
     # The content hash gives the same uid back, but for its country where that came from outside the line: a
     # Satellite v1 line stored as ZZ, read now with an ASN table that places its resolver. Its rows take the
     # stored uid (the same start and hash: `Store._known`).
-    stored = {(u[:14], u[-32:]): u for u in raw}
-    names = {u: s for u in new_uids if u not in raw and (s := stored.get((u[:14], u[-32:]))) is not None}
+    stored = {identity(u): u for u in raw}
+    names = {u: s for u in new_uids if u not in raw and (s := stored.get(identity(u))) is not None}
     if names:
         verdicts, observations, rules = (_named(t, names) for t in (verdicts, observations, rules))
         new_uids = [names.get(u, u) for u in new_uids]

@@ -1018,12 +1018,12 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
                          "unrelated sites too; one such name is shown. Where a layer's measurements read "
                          "different rules, the latest is shown, and the others under other readings.</p>"
                          + _html_table([{**r, "network": _network_in_words(r)} for r in rules], [
-                             ("domain", "site"), ("network", "network"), ("layer", "layer"),
-                             ("rule", "rule"), ("says", "what it means"),
-                             *[c for c in (("overblocks", "also caught (not listed)"),) if _any(rules, c[0])],
-                             ("measurement_count", "measured"),
-                             *[c for c in (("readings", "other readings"),) if _any(rules, c[0])],
-                             ("last_day", "last measured")])))
+                             (key, heading) for key, heading in (
+                                 ("domain", "site"), ("network", "network"), ("layer", "layer"), ("rule", "rule"),
+                                 ("says", "what it means"), ("overblocks", "also caught (not listed)"),
+                                 ("measurement_count", "measured"), ("readings", "other readings"),
+                                 ("last_day", "last measured"))
+                             if key not in ("overblocks", "readings") or _any(rules, key)])))
     sections.append(("sources", "Where the measurements come from",
                      "<p>The software that made the measurements, as each one names it: OONI Probe's, ours, and "
                      "Censored Planet's published data, each verdict re-derived here from its records.</p>"

@@ -107,6 +107,13 @@ def raw_pointers(cur: duckdb.DuckDBPyConnection, uids: Sequence[str]) -> list[tu
            FROM measurements WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [list(uids)]).fetchall()
 
 
+def identity(uid: str) -> tuple[str, str]:
+    """What makes two rows one measurement (`Store._known`): the start the uid writes (its first 14 characters)
+    and the content's 128-bit hash (its last 32), not the country between them, which can come from outside
+    the line (a Satellite v1 scan's tagged_resolvers.json, an ASN table)."""
+    return uid[:14], uid[-32:]
+
+
 _UID = re.compile(r"(\d{14})_[^_]*_[a-z0-9]*_([0-9a-f]{32})", re.ASCII)
 
 
@@ -710,13 +717,13 @@ class Store:
         known = self._known(measurements)
         uids = measurements.column("measurement_uid").to_pylist()
         asns = measurements.column("probe_asn").to_pylist() if known else []
-        fresh: dict[tuple[int, str], int] = {}  # a measurement's identity: its content and its start
+        fresh: dict[tuple[str, str], int] = {}  # a measurement's identity: its start and its content
         renamed: dict[str, str] = {}             # a copy's uid -> the uid of the copy stored
-        for i, (uid, key) in enumerate(zip(uids, measurements.column("uid_key").to_pylist(), strict=True)):
-            identity = (key, uid[:14])
-            found = known.get(identity)
+        for i, uid in enumerate(uids):
+            same = identity(uid)
+            found = known.get(same)
             if found is None:
-                earlier = fresh.setdefault(identity, i)
+                earlier = fresh.setdefault(same, i)
                 if earlier == i:
                     continue
                 stored = uids[earlier]
@@ -796,9 +803,9 @@ class Store:
             _r = pa.concat_tables(owned_rules)  # read by DuckDB
             con.execute("INSERT INTO rules BY NAME SELECT * FROM _r")
 
-    def _known(self, measurements: pa.Table) -> dict[tuple[int, str], tuple[str, str]]:
+    def _known(self, measurements: pa.Table) -> dict[tuple[str, str], tuple[str, str]]:
         """The measurements of ``measurements`` (in MEASUREMENT_SCHEMA) that the store already holds:
-        {(uid_key, start as the uid writes it): (the stored uid, its probe_asn)}.
+        {`identity` of the stored uid: (the stored uid, its probe_asn)}.
 
         A measurement is its content (the hash, of which ``uid_key`` is 64 bits) and its start
         (also part of that content, and the uid's first 14 characters); not its uid, whose
@@ -810,8 +817,8 @@ class Store:
         own days, not the whole store (bench/flush.py).
         """
         _keys = measurements.select(["uid_key", "measurement_start_time"])  # read by DuckDB
-        return {(key, uid[:14]): (uid, asn) for key, uid, asn in self.con.execute(
-            "SELECT m.uid_key, m.measurement_uid, m.probe_asn FROM measurements m SEMI JOIN _keys k"
+        return {identity(uid): (uid, asn) for uid, asn in self.con.execute(
+            "SELECT m.measurement_uid, m.probe_asn FROM measurements m SEMI JOIN _keys k"
             " ON m.uid_key = k.uid_key AND m.measurement_start_time = k.measurement_start_time").fetchall()}
 
     def _write_raw(self, rows: pa.Table, lines: Sequence[bytes]) -> dict[str, pa.Array]:
@@ -1049,6 +1056,7 @@ __all__ = [
     "RawUnreadable",
     "raw_pointers",
     "read_frame",
+    "identity",
     "stored_as",
     "default_db_path",
     "error_line",
