@@ -154,12 +154,13 @@ def test_a_name_that_does_not_resolve_is_said_so(tmp_path: Path) -> None:
 @needs_netns
 def test_every_interface_only_when_asked_and_said(tmp_path: Path) -> None:
     ts = " ".join(TS)
-    res = _in_netns(f"{ts} helper --host :: --port 18941 & h=$!; "
-                    f"{ts} serve --db {tmp_path / 's.duckdb'} --host 0.0.0.0 --port 18942 & s=$!; "
-                    # until both listen (a loaded machine takes more than the 5 s once slept here), then a moment
-                    # for the line each prints after it binds
-                    "for i in $(seq 240); do [ $(ss -ltnH | wc -l) -ge 2 ] && break; sleep 0.25; done; sleep 1; "
-                    "ss -ltnH; kill $h $s; wait")
+    err = tmp_path / "err"
+    res = _in_netns(f"{ts} helper --host :: --port 18941 2>>{err} & h=$!; "
+                    f"{ts} serve --db {tmp_path / 's.duckdb'} --host 0.0.0.0 --port 18942 2>>{err} & s=$!; "
+                    # until each has said where it listens: `serve` binds, then opens its store and says so, which
+                    # on a loaded machine took more than the second once waited here after both sockets listened
+                    f"for i in $(seq 400); do [ $(grep -c listening {err}) -ge 2 ] && break; sleep 0.25; done; "
+                    f"ss -ltnH; kill $h $s; wait; cat {err} >&2")
     assert "listening on http://[::]:18941/ (every IPv6 interface)" in res.stderr, res.stderr
     assert "at http://127.0.0.1:18942/ (listening on 0.0.0.0:18942 (every IPv4 interface)" in res.stderr
     listening = {line.split()[3] for line in res.stdout.splitlines()}
