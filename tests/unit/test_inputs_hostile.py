@@ -127,7 +127,9 @@ def _locate(tmp_path: Path, *args: str, web: int | None = None, prefix: str = ""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAMPERSCOPE_")}
     env.update(HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "config"), PYTHONPATH=os.pathsep.join(sys.path))
     argv = " ".join(f"'{a}'" for a in [*TS, "locate", *args])
-    server = (f"{sys.executable} -m http.server -b 127.0.0.1 {web} >/dev/null 2>&1 & web=$!; sleep 1;" if web
+    # until the web server listens (its backlog takes the connection from then on), not a fixed second
+    server = (f"{sys.executable} -m http.server -b 127.0.0.1 {web} >/dev/null 2>&1 & web=$!; "
+              f"for i in $(seq 400); do ss -ltnH | grep -q ':{web} ' && break; sleep 0.25; done;" if web
               else "web=;")
     script = f"ip link set lo up; {server} {prefix} {argv} < /dev/null; rc=$?; [ -n \"$web\" ] && kill $web; exit $rc"
     return subprocess.run(["unshare", "-n", "sh", "-c", script], capture_output=True, text=True, env=env,
