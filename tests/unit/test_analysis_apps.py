@@ -4,7 +4,9 @@ the HTML."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +133,43 @@ def test_the_explorer_shows_them_on_home_and_network_pages_and_serves_the_aggreg
     rows = served["result"]
     assert {(r["test_name"], r["last_outcome"]) for r in rows} == {("whatsapp", "anomaly"), ("signal", "anomaly"),
                                                                    ("tor", "anomaly")}
+
+
+def test_a_technique_seen_against_apps_counts_them_beside_the_sites(store: Store, tmp_path: Path) -> None:
+    # an app's measurement names no site: without the apps' own count, tcp.drop against Tor read "0 sites"
+    rows = {r["mechanism"]: r for r in aggregates.per_mechanism(store)}
+    assert {m: (r["domain_count"], r["app_count"]) for m, r in rows.items()} == {
+        "tls.drop": (0, 1), "tls.rst": (0, 1), "tcp.rst": (0, 1), "tcp.drop": (0, 1), "dns.nxdomain": (1, 0)}
+    assert aggregates.per_mechanism(store, Filters(probe_asn="AS2"))[0]["app_count"] == 1  # whatsapp there
+    text = terminal_report(store)
+    section = text.split("\nMechanisms\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert "apps and tools" in section[0]
+    assert {ln.split()[0]: ln.split()[1:6] for ln in section[2:]}["tcp.drop"] == ["1", "0", "0", "1", "1"]
+    page = html_report(store, plotly_js="")
+    part = page.split("<h2>Techniques seen</h2>", 1)[1].split("<h2>", 1)[0]
+    assert "<th class='num'>apps and tools</th>" in part and part.count("data-label='apps and tools'") == len(rows)
+    with running_explorer(tmp_path, [_m("tor", "AS3", "2024-03-02 11:00:00", TOR_BLOCKED, 1)]) as c:
+        home = c.get("/").text
+    assert '<th class="num">Apps and tools</th>' in home and 'data-label="Apps and tools">1</td>' in home
+    # a store of sites only: no such column anywhere
+    (tmp_path / "in.jsonl").write_bytes(SAMPLE.read_bytes().replace(b"\n", b" "))
+    with Store(tmp_path / "sites.duckdb") as s:
+        pipeline.run([str(tmp_path / "in.jsonl")], s)
+        assert [r["app_count"] for r in aggregates.per_mechanism(s)] == [0]
+        mechanisms = terminal_report(s).split("\nMechanisms\n", 1)[1].split("\n\n", 1)[0]
+        techniques = html_report(s, plotly_js="").split("<h2>Techniques seen</h2>", 1)[1].split("<h2>", 1)[0]
+        assert "dns.nxdomain" in mechanisms and "apps and tools" not in mechanisms
+        assert "dns.nxdomain" in techniques and "apps and tools" not in techniques
+    with running_explorer(tmp_path / "e2", [SAMPLE.read_bytes().replace(b"\n", b" ")]) as c:
+        assert "Apps and tools" not in c.get("/").text
+
+
+@contextlib.contextmanager
+def running_explorer(tmp_path: Path, lines: list[bytes]) -> Iterator[Any]:
+    from tamperscope.collector.config import Settings
+    from tamperscope.collector.testing import running_app
+
+    tmp_path.mkdir(exist_ok=True)
+    with running_app(Settings(db_path=tmp_path / "e.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
+        assert c.post("/api/v1/submit", content=b"\n".join(lines)).status_code == 200
+        yield c

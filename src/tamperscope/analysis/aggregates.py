@@ -223,11 +223,18 @@ def apps(store: Store, filters: Filters | None = None, limit: int | None = 100) 
     return _plain(query_rows(store.cursor(), sql, [*params, *APP_TESTS]))
 
 
+# APP_TESTS as SQL: the names are this module's constants, never input
+_APP_TESTS_SQL = ", ".join(f"'{t}'" for t in APP_TESTS)
+
+
 def per_mechanism(store: Store, filters: Filters | None = None) -> list[dict[str, Any]]:
-    """Per mechanism among anomalies: how often, how many confirmed, where."""
+    """Per mechanism among anomalies: how often, how many confirmed, where: the sites (``domain_count``) and
+    the messaging apps and circumvention tools (``app_count``, their tests: an app's measurement names no
+    site, so a mechanism seen only against apps would otherwise read "0 sites")."""
     return _aggregate(
         store,
         f"""mechanism, {_COUNTS}, count(DISTINCT domain) AS domain_count,
+            count(DISTINCT test_name) FILTER (WHERE test_name IN ({_APP_TESTS_SQL})) AS app_count,
             {_NETWORKS}, count(DISTINCT probe_cc) AS country_count""",
         "mechanism", "measurement_count DESC, mechanism", filters, None,
         "outcome IN ('anomaly', 'confirmed')")

@@ -229,6 +229,12 @@ def _mechanisms(store: Store, filters: Filters | None) -> list[dict[str, Any]]:
     return rows
 
 
+def _apps_column(mechanisms: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """The mechanisms' column of apps and tools, where one was seen against some: an app's measurement names no
+    site, and without it a mechanism seen only against apps reads "0 sites"."""
+    return [("app_count", "apps and tools")] if any(m.get("app_count") for m in mechanisms) else []
+
+
 def _tests(store: Store, filters: Filters | None, limit: int, *, anomalous: bool) -> list[dict[str, Any]]:
     """`aggregates.per_test`, each row with what the test checks (``checks``); with ``anomalous``, only
     the tests that showed some anomaly."""
@@ -425,7 +431,8 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
     mechanisms = _shown(_mechanisms(store, filters))
     lines += ["Mechanisms", table(mechanisms, [
         ("mechanism", "mechanism"), ("measurement_count", "anomalies"), ("confirmed_count", "confirmed"),
-        ("domain_count", "domains"), ("networks", "networks"), ("meaning", "what it means")])
+        ("domain_count", "domains"), *_apps_column(mechanisms), ("networks", "networks"),
+        ("meaning", "what it means")])
         if mechanisms else "  (none)"]
     rules = rules_in_words(store, filters, limit)
     if rules:
@@ -967,7 +974,8 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
     mechanisms = _shown(_mechanisms(store, filters))
     sections.append(("techniques", "Techniques seen", _html_table(mechanisms, [
         ("mechanism", "technique"), ("meaning", "what it means"), ("measurement_count", "anomalies"),
-        ("confirmed_count", "confirmed"), ("domain_count", "sites"), ("networks", "networks")])))
+        ("confirmed_count", "confirmed"), ("domain_count", "sites"), *_apps_column(mechanisms),
+        ("networks", "networks")])))
     signatures = _shown(signatures_in_words(store, filters, limit))
     sections.append(("equipment", "Equipment signatures seen",
                      "<p>Packet signatures of the devices doing the interfering, where the probe could capture "
