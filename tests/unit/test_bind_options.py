@@ -155,6 +155,7 @@ def test_a_name_that_does_not_resolve_is_said_so(tmp_path: Path) -> None:
 def test_every_interface_only_when_asked_and_said(tmp_path: Path) -> None:
     ts = " ".join(TS)
     err = tmp_path / "err"
+    err.touch()  # before the loop reads it, which may be before either server has started
     res = _in_netns(f"{ts} helper --host :: --port 18941 2>>{err} & h=$!; "
                     f"{ts} serve --db {tmp_path / 's.duckdb'} --host 0.0.0.0 --port 18942 2>>{err} & s=$!; "
                     # until each has said where it listens: `serve` binds, then opens its store and says so, which
