@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     print(vanilla_tor_summary(booted, bridged), flush=True)
     print(riseupvpn_summary(*vpn), flush=True)
     print(wireguard_summary(*wg), flush=True)
-    analysed = analysis(measurements, Path(out), work, say, categories)
+    analysed = analysis(measurements, Path(out), work, say, categories, located)
     print(analysed, flush=True)
     if not analysed.startswith("\n  analysis:"):
         status = status or 1
@@ -1097,10 +1097,18 @@ def equipment(measurements: list[dict[str, Any]], located: dict[str, dict[str, A
 
 
 def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Callable[[str], None],
-             categories: Path | None = None) -> str:
+             categories: Path | None = None, located: dict[str, dict[str, Any]] | None = None) -> str:
     """`tamperscope analyze` over what the probe wrote, into a store of its own, and `tamperscope report --html`:
-    the analysis pipeline re-derives each verdict from the raw records, and says whether it reaches the probe's."""
+    the analysis pipeline re-derives each verdict from the raw records, and says whether it reaches the probe's.
+    The URLs `tamperscope locate` placed carry their hop (``test_keys.x_hop``, `with_hops`: the measurements then go
+    to the analysis from ``measurements-located.jsonl``), so the report says where on the path, as the explorer
+    does."""
     db, verdicts, html = work / "analysis.duckdb", work / "verdicts.jsonl", work / "report.html"
+    hopped = with_hops(measurements, located or {})
+    if any("x_hop" in m["test_keys"] for m in hopped):
+        out = work / "measurements-located.jsonl"
+        with out.open("w", encoding="utf-8") as w:
+            w.writelines(json.dumps(m) + "\n" for m in hopped)
     ruled = work / "rules.jsonl"  # rules_example's measurement, if it ran: the report shows its rules too
     ech, ech_verdicts = work / "echcheck.jsonl", work / "echcheck-verdicts.jsonl"  # ech_example's, likewise
     frozen, frozen_verdicts = work / "tcp_freeze.jsonl", work / "tcp_freeze-verdicts.jsonl"  # freeze_example's
@@ -1189,6 +1197,13 @@ def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Cal
             kinds = [c for c in categories_in_words(store, None) if c["blocked_domain_count"]]
         lines.append("  blocked sites by category (Citizen Lab's, from the list): " + (", ".join(
             f"{c['category']} {c['blocked_domain_count']}/{c['domain_count']}" for c in kinds[:6]) or "none"))
+    from tamperscope.analysis import hops
+    from tamperscope.analysis import store as st
+
+    with st.Store(db, create=False) as store:
+        where = hops.located(store)
+    lines.append("  where on the path, from the records (the located URLs' hops): " + ("; ".join(
+        f"{h['label']}{f', {p}' if (p := h['placement']) else ''}: {h['mechanisms']}" for h in where) or "none"))
     lines += [f"  store: {db}", f"  HTML report: {html}"]
     return "\n".join(lines)
 

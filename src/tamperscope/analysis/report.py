@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from tamperscope.analysis import aggregates
+from tamperscope.analysis import aggregates, hops
 from tamperscope.analysis.aggregates import Filters
 from tamperscope.analysis.confidence import CONFIRM_MIN, NO_NETWORK
 from tamperscope.analysis.store import Store
@@ -226,6 +226,19 @@ def _mechanisms(store: Store, filters: Filters | None) -> list[dict[str, Any]]:
     rows = aggregates.per_mechanism(store, filters)
     for m in rows:
         m["meaning"] = MECHANISM_WORDS.get(str(m["mechanism"]), "")
+    return rows
+
+
+SCAN_WORDS = f"{hops.SCAN:,}"
+
+
+def hops_in_words(store: Store, filters: Filters | None, limit: int) -> list[dict[str, Any]]:
+    """`analysis.hops.located`, at most ``limit`` rows, the sites cut to the first three (then "…")."""
+    rows = hops.located(store, filters)[:limit]
+    for r in rows:
+        sites = r["domains"].split(", ") if r["domains"] else []
+        r["domains"] = ", ".join(sites[:3]) + (", …" if len(sites) > 3 else "")
+        r["domain_count"] = len(sites)
     return rows
 
 
@@ -447,6 +460,12 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
             ("signature", "signature"), ("in_words", "the packet"), *_equipment_column(sigs),
             ("measurement_count", "measurements"), ("mechanisms", "mechanisms"), ("countries", "countries"),
             ("networks", "networks")])]
+    located = hops_in_words(store, filters, limit)
+    if located:
+        lines += ["", f"Where on the path (located with tamperscope locate; the router the device sits just after, "
+                      f"from the latest {SCAN_WORDS} anomalies)", table(located, [
+                          ("label", "hop"), ("placement", "placement"), ("measurement_count", "measurements"),
+                          ("mechanisms", "mechanisms"), ("networks", "measured from"), ("domains", "sites")])]
     pages = _shown(blockpages_in_words(store, filters, limit))
     if pages:
         lines += ["", "Blockpages recognised (pages and DNS answers matching a known fingerprint)", table(pages, [
@@ -989,6 +1008,18 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
                          ("measurement_count", "measurements"), ("mechanisms", "techniques"),
                          ("countries", "countries"), ("networks", "networks"), ("domain_count", "sites"),
                          ("seen", "seen")])))
+    located = hops_in_words(store, filters, limit)
+    if located:
+        sections.append(("where", "Where on the path",
+                         "<p>Where the interference sits, for the measurements that were located (<code>tamperscope "
+                         "locate</code>, Censored Planet's CenTrace method: the request that triggers the censor sent "
+                         "again with a time-to-live of 1, 2, 3… hops, and the hop at which the censor answers or the "
+                         "path goes silent). The router named is the last one that answered before it: the device "
+                         "sits just after it. <em>In-path</em>: it is in the traffic's way and can drop it; "
+                         f"<em>on-path</em>: it sees a copy and injects its answer. Read from the latest {SCAN_WORDS} "
+                         "anomalies.</p>" + _html_table(located, [
+                             ("label", "hop"), ("placement", "placement"), ("measurement_count", "measurements"),
+                             ("mechanisms", "techniques"), ("networks", "measured from"), ("domains", "sites")])))
     pages = _shown(blockpages_in_words(store, filters, limit))
     sections.append(("blockpages", "Blockpages recognised",
                      "<p>Pages and DNS answers that match a known blockpage fingerprint, from Censored Planet's and "
@@ -1098,6 +1129,7 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
         "countries": aggregates.per_country(store, filters),
         "mechanisms_by_country": aggregates.mechanism_country(store, filters),
         "signatures": aggregates.signatures(store, filters, limit),
+        "hops": hops_in_words(store, filters, limit),
         "blockpages": aggregates.blockpages(store, filters, limit),
         "new_blockpages": unknown_blockpages_in_words(store, filters, limit),
         "rules": aggregates.blocking_rules(store, filters, limit, blocked_only=False),

@@ -31,8 +31,10 @@ from typing import Any, cast
 import duckdb
 import orjson
 
+from tamperscope.analysis import hops as hop_scan
 from tamperscope.analysis.aggregates import Filters, Slice
 from tamperscope.analysis.categories import category_sql
+from tamperscope.analysis.hops import hop_fields, hop_in
 from tamperscope.analysis.store import RawUnreadable, Store, raw_pointers, read_frame, stored_as
 from tamperscope.model.categories import normal_code
 
@@ -100,7 +102,7 @@ class Reader:
         """The located hop of each measurement (None: it has none), parsing only what is not known yet."""
         with self._hops_lock:
             known = {uid: self._hops[uid] for uid in uids if uid in self._hops}
-        fresh = {uid: _hop_in(data) for uid, data in self.raw_many([u for u in uids if u not in known]).items()}
+        fresh = {uid: hop_in(data) for uid, data in self.raw_many([u for u in uids if u not in known]).items()}
         with self._hops_lock:
             for uid, hop in fresh.items():
                 self._hops[uid] = hop
@@ -590,82 +592,13 @@ def known_values(reader: Reader, column: str, limit: int = 500) -> list[str]:
 # --------------------------------------------------------------------------- located hops
 
 
-def hop_fields(value: Any) -> dict[str, Any] | None:
-    """``x_hop`` in whatever shape the probe wrote it → {ttl, ip, asn, name, cc, label}."""
-    if value is None or value == {} or value == []:
-        return None
-    if isinstance(value, list):
-        value = value[-1] if value else None
-        if value is None:
-            return None
-    if isinstance(value, str):
-        return {"ttl": None, "ip": value[:100], "asn": None, "name": None, "cc": None, "label": value[:200]}
-    if not isinstance(value, dict):
-        return {"ttl": None, "ip": None, "asn": None, "name": None, "cc": None, "label": str(value)[:200]}
-
-    def pick(*names: str) -> Any:
-        for n in names:
-            v = value.get(n)
-            if v not in (None, ""):
-                return v if isinstance(v, (int, float, str)) and not isinstance(v, bool) else str(v)[:100]
-        return None
-
-    ttl = pick("ttl", "hop", "distance", "index")
-    ip = pick("ip", "address", "addr", "router")
-    asn = pick("asn", "probe_asn", "as")
-    if isinstance(asn, int):
-        asn = f"AS{asn}"
-    name = pick("name", "network", "as_name", "as_org_name", "org")
-    cc = pick("cc", "country")
-    parts = [f"hop {ttl}" if ttl is not None else "hop ?", str(ip) if ip is not None else "?"]
-    if asn or name:
-        parts.append(f"({' '.join(str(x) for x in (asn, name) if x)})")
-    return {"ttl": ttl, "ip": ip, "asn": asn, "name": name, "cc": cc, "label": " ".join(parts)[:200]}
-
-
 HOP_MEMO = 100_000  # hops remembered per reader (a few hundred bytes each at most)
 
 
-def _hop_in(data: bytes) -> dict[str, Any] | None:
-    """``test_keys.x_hop`` of one raw measurement; most have none, and need no parse to say so."""
-    if b'"x_hop"' not in data:
-        return None
-    try:
-        m = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
-    tk = m.get("test_keys") if isinstance(m, dict) else None
-    return hop_fields(tk.get("x_hop")) if isinstance(tk, dict) else None
-
-
-def hops(reader: Reader, filters: Filters | None = None, *, scan: int = 300) -> list[dict[str, Any]]:
-    """Located hops among the ``scan`` most recent anomalies matching ``filters``, commonest first."""
-    where, params = (filters or Filters()).where()
-    uids = [r[0] for r in reader.cursor().execute(
-        f"""SELECT measurement_uid FROM verdicts WHERE ({where}) AND outcome IN ('anomaly', 'confirmed')
-            ORDER BY measurement_start_time DESC LIMIT {int(scan)}""", params).fetchall()]
-    meta = {r["measurement_uid"]: r for r in reader.rows(
-        """SELECT measurement_uid, mechanism, probe_asn, domain FROM verdicts
-           WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))""", [uids])} if uids else {}
-    groups: dict[str, dict[str, Any]] = {}
-    located = reader.hops_of(uids)
-    for uid in uids:  # most recent first: the example is the latest evidence
-        hop = located.get(uid)
-        if hop is None:
-            continue
-        g = groups.setdefault(hop["label"], {**hop, "measurement_count": 0, "mechanisms": set(),
-                                             "networks": set(), "domains": set(), "example_uid": uid})
-        g["measurement_count"] += 1
-        info = meta.get(uid, {})
-        for key, column in (("mechanisms", "mechanism"), ("networks", "probe_asn"), ("domains", "domain")):
-            if info.get(column):
-                g[key].add(info[column])
-    out = []
-    for g in sorted(groups.values(), key=lambda g: (-g["measurement_count"], g["label"])):
-        for key in ("mechanisms", "networks", "domains"):
-            g[key] = ", ".join(sorted(g[key]))
-        out.append(g)
-    return out
+def hops(reader: Reader, filters: Filters | None = None, *, scan: int = hop_scan.SCAN) -> list[dict[str, Any]]:
+    """Located hops among the ``scan`` most recent anomalies matching ``filters``, commonest first
+    (`analysis.hops.located`, each anomaly's hop parsed once per process: `Reader.hops_of`)."""
+    return hop_scan.located(reader, filters, scan=scan, hops_of=reader.hops_of)
 
 
 __all__ = [
