@@ -163,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
     print(vanilla_tor_summary(booted, bridged), flush=True)
     print(riseupvpn_summary(*vpn), flush=True)
     print(wireguard_summary(*wg), flush=True)
-    analysed = analysis(measurements, Path(out), work, say, categories, located)
+    placed = {name: m for name, (m, _) in (("tor", onion), ("riseupvpn", vpn), ("wireguard", wg)) if m is not None}
+    analysed = analysis(measurements, Path(out), work, say, categories, located, placed)
     print(analysed, flush=True)
     if not analysed.startswith("\n  analysis:"):
         status = status or 1
@@ -1096,13 +1097,26 @@ def equipment(measurements: list[dict[str, Any]], located: dict[str, dict[str, A
     return "\n".join(lines)
 
 
+def _with_hop(path: Path, m: dict[str, Any] | None, work: Path) -> Path:
+    """``path``, the file `run_once` wrote, or when its first measurement ``m`` was located (``m["located"]``), a
+    copy whose first line carries the hop (`with_hops`), the other lines as they were."""
+    if m is None or not (m.get("located") or {}).get("hop"):
+        return path
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    copy = work / f"{path.stem}-located.jsonl"
+    copy.write_text(json.dumps(with_hops([m], {})[0]) + "\n" + "".join(lines[1:]), encoding="utf-8")
+    return copy
+
+
 def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Callable[[str], None],
-             categories: Path | None = None, located: dict[str, dict[str, Any]] | None = None) -> str:
+             categories: Path | None = None, located: dict[str, dict[str, Any]] | None = None,
+             placed: dict[str, dict[str, Any]] | None = None) -> str:
     """`tamperscope analyze` over what the probe wrote, into a store of its own, and `tamperscope report --html`:
     the analysis pipeline re-derives each verdict from the raw records, and says whether it reaches the probe's.
     The URLs `tamperscope locate` placed carry their hop (``test_keys.x_hop``, `with_hops`: the measurements then go
-    to the analysis from ``measurements-located.jsonl``), so the report says where on the path, as the explorer
-    does."""
+    to the analysis from ``measurements-located.jsonl``), and so do the tools' measurements it placed (``placed``,
+    by test name, each with its ``located``: from ``NAME-located.jsonl``), so the report says where on the path, as
+    the explorer does."""
     db, verdicts, html = work / "analysis.duckdb", work / "verdicts.jsonl", work / "report.html"
     hopped = with_hops(measurements, located or {})
     if any("x_hop" in m["test_keys"] for m in hopped):
@@ -1114,8 +1128,9 @@ def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Cal
     frozen, frozen_verdicts = work / "tcp_freeze.jsonl", work / "tcp_freeze-verdicts.jsonl"  # freeze_example's
     boxes = [path for name, _ in MIDDLEBOX_TESTS if (path := work / f"{name}.jsonl").is_file()]
     box_verdicts = work / "middlebox-verdicts.jsonl"
-    apps = [path for name in (*(n for n, _, _ in APPS), "tor", "vanilla_tor", "vanilla_tor-bridge", "riseupvpn",
-                              "wireguard")  # and the tools'
+    apps = [_with_hop(path, (placed or {}).get(name), work)
+            for name in (*(n for n, _, _ in APPS), "tor", "vanilla_tor", "vanilla_tor-bridge", "riseupvpn",
+                         "wireguard")  # and the tools'
             if (path := work / f"{name}.jsonl").is_file()]
     app_verdicts = work / "apps-verdicts.jsonl"
     say("demo: re-deriving the verdicts with tamperscope analyze, and writing the HTML report")
@@ -1202,7 +1217,7 @@ def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Cal
 
     with st.Store(db, create=False) as store:
         where = hops.located(store)
-    lines.append("  where on the path, from the records (the located URLs' hops): " + ("; ".join(
+    lines.append("  where on the path, from the records (the hops located): " + ("; ".join(
         f"{h['label']}{f', {p}' if (p := h['placement']) else ''}: {h['mechanisms']}" for h in where) or "none"))
     lines += [f"  store: {db}", f"  HTML report: {html}"]
     return "\n".join(lines)

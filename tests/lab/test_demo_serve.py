@@ -113,14 +113,16 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         report = next(line.split("HTML report: ", 1)[1].strip() for line in out if "HTML report: " in line)
         html = Path(report).read_text(encoding="utf-8")
         assert "facebook.com" in html and "dns.injection" in html
-        # where on the path, from the analysed records: the hop `tamperscope locate` found for each located URL,
-        # the resets' device in the traffic's way and the DNS injector beside it, both just after the access router
+        # where on the path, from the analysed records: the hop `tamperscope locate` found for each located URL and
+        # tool (Tor's OR port, RiseupVPN's OpenVPN, WireGuard), the device in the traffic's way (resets, drops) and
+        # the DNS injector beside it, both just after the access router
         where = next(line for line in out if "where on the path, from the records" in line)
-        assert "hop 2 198.18.1.1" in where and ", in-path: http.rst" in where, where
+        assert "hop 2 198.18.1.1" in where, where
+        assert ", in-path: http.rst, tcp.drop, tcp.rst, tls.rst, udp.drop;" in where, where
         assert ", on-path: dns.injection" in where, where
         hops = html.split("<h2>Where on the path</h2>", 1)[1].split("</section>", 1)[0]
         assert hops.count("<tr>") == 3 and "in-path" in hops and "on-path" in hops and "198.18.1.1" in hops, hops
-        assert "bbc.com" in hops and "facebook.com" in hops, hops
+        assert "bbc.com" in hops and "facebook.com" in hops and "WireGuard" in hops and "RiseupVPN" in hops, hops
         # Tor blocked on the lab's network, and reachable through the obfs4 bridge: two rows of the report's apps
         # table (the bridge's bootstrap, measured last, is not the latest word on Tor)
         apps = html.split("<section id='apps'>", 1)[1].split("</section>", 1)[0]

@@ -131,3 +131,29 @@ def test_the_explorer_shows_the_same_rows_on_a_network_page(tmp_path: Path) -> N
     assert EVIL not in page and "&lt;img src=x" in rows[2]
     assert [(h["ttl"], h["placement"], h["measurement_count"]) for h in served] == [
         (2, "in-path", 1), (2, "on-path", 1), (3, EVIL, 1)]
+
+
+def test_an_app_located_is_named_beside_the_sites(tmp_path: Path) -> None:
+    # our tor nettest's keys: every directory authority's OR port dropped; an app's measurement names no site
+    tor_keys = {"targets": {f"192.0.2.{i}:443": {
+        "failure": "generic_timeout_error", "target_protocol": "or_port_dirauth",
+        "summary": {"connect": {"failure": "generic_timeout_error"}}} for i in range(1, 4)}, "x_hop": BORDER}
+    web = samples.measurement("http.rst", url="http://a.example/", probe_asn="AS64500", start="2026-05-20 10:00:00",
+                              hop=BORDER)
+    tor = {**web, "test_name": "tor", "input": None, "measurement_start_time": "2026-05-20 11:00:00",
+           "test_keys": tor_keys}
+    (tmp_path / "in.jsonl").write_bytes(b"\n".join(orjson.dumps(m) for m in (web, tor)))
+    with Store(tmp_path / "s.duckdb") as s:
+        pipeline.run([str(tmp_path / "in.jsonl")], s)
+        [row] = hops.located(s)
+        assert (row["measurement_count"], row["mechanisms"], row["domains"], row["apps"]) == (
+            2, "http.rst, tcp.drop", "a.example", "tor")
+        part = html_report(s, plotly_js="").split("<h2>Where on the path</h2>", 1)[1].split("</section>", 1)[0]
+        assert "data-label='apps and tools'>Tor</td>" in part, part
+        text = terminal_report(s).split("\nWhere on the path", 1)[1].split("\n\n", 1)[0]
+        assert "apps and tools" in text and text.rstrip().endswith("Tor"), text
+
+
+def test_no_app_located_no_apps_column(store: Store) -> None:
+    part = html_report(store, plotly_js="").split("<h2>Where on the path</h2>", 1)[1].split("</section>", 1)[0]
+    assert "apps and tools" not in part and all(not r["apps"] for r in hops.located(store))

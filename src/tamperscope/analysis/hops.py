@@ -87,16 +87,17 @@ def located(source: RawSource, filters: Filters | None = None, *, scan: int = SC
             hops_of: Callable[[Sequence[str]], Mapping[str, dict[str, Any] | None]] | None = None
             ) -> list[dict[str, Any]]:
     """Located hops among the ``scan`` most recent anomalies matching ``filters``, by hop and placement, commonest
-    first: each hop's fields (`hop_fields`), ``measurement_count``, the ``mechanisms``, ``networks`` and
-    ``domains`` seen there (each a sorted, comma-separated string) and ``example_uid``, the latest measurement
-    located there. ``hops_of`` reads the hops of some uids (the explorer's reader remembers them); by default,
-    from ``source``'s raw bytes."""
-    from tamperscope.analysis.aggregates import Filters
+    first: each hop's fields (`hop_fields`), ``measurement_count``, the ``mechanisms``, ``networks``, ``domains``
+    and ``apps`` (the messaging apps' and circumvention tools' tests, whose measurements name no site) seen there
+    (each a sorted, comma-separated string) and ``example_uid``, the latest measurement located there.
+    ``hops_of`` reads the hops of some uids (the explorer's reader remembers them); by default, from ``source``'s
+    raw bytes."""
+    from tamperscope.analysis.aggregates import APP_TESTS, Filters
 
     where, params = (filters or Filters()).where()
     cur = source.cursor()
     rows = cur.execute(
-        f"""SELECT measurement_uid, mechanism, probe_asn, domain FROM verdicts
+        f"""SELECT measurement_uid, mechanism, probe_asn, domain, test_name FROM verdicts
             WHERE ({where}) AND outcome IN ('anomaly', 'confirmed')
             ORDER BY measurement_start_time DESC, measurement_uid LIMIT {int(scan)}""", params).fetchall()
     if not rows:
@@ -105,21 +106,22 @@ def located(source: RawSource, filters: Filters | None = None, *, scan: int = SC
     found = hops_of(uids) if hops_of is not None else {
         uid: hop_in(data) for uid, data in source.raw_many(uids).items()}
     groups: dict[str, dict[str, Any]] = {}
-    for uid, mechanism, asn, domain in rows:  # most recent first: the example is the latest evidence
+    for uid, mechanism, asn, domain, test in rows:  # most recent first: the example is the latest evidence
         hop = found.get(uid)
         if hop is None:
             continue
         # a hop may hold two devices: one in the traffic's way (resets, drops) and one injecting beside it
         g = groups.setdefault(f"{hop['label']}\0{hop.get('placement') or ''}", {
             **hop, "measurement_count": 0, "mechanisms": set(), "networks": set(), "domains": set(),
-            "example_uid": uid})
+            "apps": set(), "example_uid": uid})
         g["measurement_count"] += 1
-        for key, value in (("mechanisms", mechanism), ("networks", asn), ("domains", domain)):
+        app = test if test in APP_TESTS else None
+        for key, value in (("mechanisms", mechanism), ("networks", asn), ("domains", domain), ("apps", app)):
             if value:
                 g[key].add(value)
     out = []
     for g in sorted(groups.values(), key=lambda g: (-g["measurement_count"], g["label"], g["placement"] or "")):
-        for key in ("mechanisms", "networks", "domains"):
+        for key in ("mechanisms", "networks", "domains", "apps"):
             g[key] = ", ".join(sorted(g[key]))
         out.append(g)
     return out

@@ -233,13 +233,22 @@ SCAN_WORDS = f"{hops.SCAN:,}"
 
 
 def hops_in_words(store: Store, filters: Filters | None, limit: int) -> list[dict[str, Any]]:
-    """`analysis.hops.located`, at most ``limit`` rows, the sites cut to the first three (then "…")."""
+    """`analysis.hops.located`, at most ``limit`` rows, the sites cut to the first three (then "…"), and the apps
+    and tools by name (``app_names``)."""
     rows = hops.located(store, filters)[:limit]
     for r in rows:
         sites = r["domains"].split(", ") if r["domains"] else []
         r["domains"] = ", ".join(sites[:3]) + (", …" if len(sites) > 3 else "")
         r["domain_count"] = len(sites)
+        r["app_names"] = ", ".join(sorted(app_name(t) for t in r["apps"].split(", ") if t)) or None
     return rows
+
+
+def _hop_columns(rows: Sequence[Mapping[str, Any]], techniques: str) -> list[tuple[str, str]]:
+    """Where on the path's columns; the apps and tools only where some row has one."""
+    return [("label", "hop"), ("placement", "placement"), ("measurement_count", "measurements"),
+            ("mechanisms", techniques), ("networks", "measured from"), ("domains", "sites"),
+            *([("app_names", "apps and tools")] if any(r["app_names"] for r in rows) else [])]
 
 
 def _apps_column(mechanisms: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
@@ -463,9 +472,7 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
     located = hops_in_words(store, filters, limit)
     if located:
         lines += ["", f"Where on the path (located with tamperscope locate; the router the device sits just after, "
-                      f"from the latest {SCAN_WORDS} anomalies)", table(located, [
-                          ("label", "hop"), ("placement", "placement"), ("measurement_count", "measurements"),
-                          ("mechanisms", "mechanisms"), ("networks", "measured from"), ("domains", "sites")])]
+                      f"from the latest {SCAN_WORDS} anomalies)", table(located, _hop_columns(located, "mechanisms"))]
     pages = _shown(blockpages_in_words(store, filters, limit))
     if pages:
         lines += ["", "Blockpages recognised (pages and DNS answers matching a known fingerprint)", table(pages, [
@@ -1017,9 +1024,7 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
                          "path goes silent). The router named is the last one that answered before it: the device "
                          "sits just after it. <em>In-path</em>: it is in the traffic's way and can drop it; "
                          f"<em>on-path</em>: it sees a copy and injects its answer. Read from the latest {SCAN_WORDS} "
-                         "anomalies.</p>" + _html_table(located, [
-                             ("label", "hop"), ("placement", "placement"), ("measurement_count", "measurements"),
-                             ("mechanisms", "techniques"), ("networks", "measured from"), ("domains", "sites")])))
+                         "anomalies.</p>" + _html_table(located, _hop_columns(located, "techniques"))))
     pages = _shown(blockpages_in_words(store, filters, limit))
     sections.append(("blockpages", "Blockpages recognised",
                      "<p>Pages and DNS answers that match a known blockpage fingerprint, from Censored Planet's and "
