@@ -117,7 +117,7 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         # tool (Tor's OR port, RiseupVPN's OpenVPN, WireGuard), the device in the traffic's way (resets, drops) and
         # the DNS injector beside it, both just after the access router
         where = next(line for line in out if "where on the path, from the records" in line)
-        assert "hop 2 198.18.1.1" in where, where
+        assert "hop 2, after router 198.18.1.1" in where, where
         assert ", in-path: http.rst, tcp.drop, tcp.rst, tls.rst, udp.drop;" in where, where
         assert ", on-path: dns.injection" in where, where
         hops = html.split("<h2>Where on the path</h2>", 1)[1].split("</section>", 1)[0]

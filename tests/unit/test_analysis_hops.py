@@ -60,9 +60,9 @@ def test_the_located_anomalies_are_grouped_by_hop_commonest_first(store: Store) 
     rows = hops.located(store)
     assert [(r["label"], r["placement"], r["measurement_count"], r["mechanisms"], r["networks"], r["domains"])
             for r in rows] == [
-        ("hop 2 198.18.1.1 (AS64500 LABTELECOM)", "in-path", 3, "http.rst, tls.rst", "AS64500, AS64501",
+        ("hop 2, after router 198.18.1.1 (AS64500 LABTELECOM)", "in-path", 3, "http.rst, tls.rst", "AS64500, AS64501",
          "a.example, b.example, c.example"),
-        ("hop 2 198.18.1.1 (AS64500 LABTELECOM)", "on-path", 1, "dns.poison", "AS64500", "h.example"),
+        ("hop 2, after router 198.18.1.1 (AS64500 LABTELECOM)", "on-path", 1, "dns.poison", "AS64500", "h.example"),
         (f"hop 3 {EVIL}", EVIL, 1, "http.rst", "AS64500", "e.example"),
         ("hop 5 198.18.9.1", "on-path", 1, "dns.poison", "AS12389", "d.example"),
     ]
@@ -75,7 +75,8 @@ def test_the_located_anomalies_are_grouped_by_hop_commonest_first(store: Store) 
 def test_the_reports_say_where(store: Store) -> None:
     text = terminal_report(store)
     section = text.split("\nWhere on the path", 1)[1].split("\n\n", 1)[0].splitlines()
-    assert section[3].split()[:7] == ["hop", "2", "198.18.1.1", "(AS64500", "LABTELECOM)", "in-path", "3"], section
+    assert section[3].split()[:9] == ["hop", "2,", "after", "router", "198.18.1.1", "(AS64500", "LABTELECOM)",
+                                      "in-path", "3"], section
     assert any("hop 5 198.18.9.1" in line and "on-path" in line for line in section)
     page = html_report(store, plotly_js="")
     part = page.split("<h2>Where on the path</h2>", 1)[1].split("</section>", 1)[0]
@@ -126,8 +127,10 @@ def test_the_explorer_shows_the_same_rows_on_a_network_page(tmp_path: Path) -> N
     part = page.split('id="hops"', 1)[1].split("</section>", 1)[0]
     rows = part.split("<tr>")[2:]
     assert len(rows) == 3, part
-    assert ">hop 2 198.18.1.1 (AS64500 LABTELECOM)</td><td data-label=\"Placement\">in-path</td>" in rows[0]
-    assert ">hop 2 198.18.1.1 (AS64500 LABTELECOM)</td><td data-label=\"Placement\">on-path</td>" in rows[1]
+    assert ">hop 2, after router 198.18.1.1 (AS64500 LABTELECOM)</td><td data-label=\"Placement\">in-path</td>" \
+        in rows[0]
+    assert ">hop 2, after router 198.18.1.1 (AS64500 LABTELECOM)</td><td data-label=\"Placement\">on-path</td>" \
+        in rows[1]
     assert EVIL not in page and "&lt;img src=x" in rows[2]
     assert [(h["ttl"], h["placement"], h["measurement_count"]) for h in served] == [
         (2, "in-path", 1), (2, "on-path", 1), (3, EVIL, 1)]

@@ -92,6 +92,10 @@ def test_base64_bodies_and_charsets() -> None:
     ("198.18.0.9", "198.18.0.9"),
     ([{"ttl": 1, "ip": "a"}, {"ttl": 2, "ip": "b"}], "hop 2 b"),
     ({"hop": 3, "address": "x"}, "hop 3 x"),
+    # where our locate placed it, the address is the router before the device
+    ({"ttl": 2, "ip": "198.18.1.1", "asn": "AS64500", "method": "tamperscope locate --layer tls: TTL-limited trigger "
+      "packets"}, "hop 2, after router 198.18.1.1 (AS64500)"),
+    ({"ttl": 2, "ip": "198.18.1.1", "method": "someone else's traceroute"}, "hop 2 198.18.1.1"),
 ])
 def test_hops_in_any_shape(value: object, label: str) -> None:
     found = hop_fields(value)

@@ -33,7 +33,9 @@ class RawSource(Protocol):
 
 
 def hop_fields(value: Any) -> dict[str, Any] | None:
-    """``x_hop`` in whatever shape the probe wrote it → {ttl, ip, asn, name, cc, placement, label}."""
+    """``x_hop`` in whatever shape the probe wrote it → {ttl, ip, asn, name, cc, placement, label}: "hop 4
+    198.18.0.1 (AS64500 LAB)", or where `tamperscope locate` placed it (its ``method``), "hop 2, after router
+    198.18.1.1 (…)": the address is then the router before the device."""
     if value is None or value == {} or value == []:
         return None
     if isinstance(value, list):
@@ -64,7 +66,13 @@ def hop_fields(value: Any) -> dict[str, Any] | None:
     placement = pick("placement")
     if placement is not None:
         placement = str(placement)[:40]
-    parts = [f"hop {ttl}" if ttl is not None else "hop ?", str(ip) if ip is not None else "?"]
+    # `tamperscope locate` names the router that answered last, before the device: said so, not read as the device's
+    method = value.get("method")
+    after = isinstance(method, str) and method.startswith("tamperscope locate") and ip is not None
+    parts = [f"hop {ttl}" if ttl is not None else "hop ?",
+             f"after router {ip}" if after else str(ip) if ip is not None else "?"]
+    if after:
+        parts[0] += ","
     if asn or name:
         parts.append(f"({' '.join(str(x) for x in (asn, name) if x)})")
     return {"ttl": ttl, "ip": ip, "asn": asn, "name": name, "cc": cc, "placement": placement,
