@@ -53,7 +53,9 @@ def hop_fields(value: Any) -> dict[str, Any] | None:
         for n in names:
             v = value.get(n)
             if v not in (None, ""):
-                return v if isinstance(v, (int, float, str)) and not isinstance(v, bool) else str(v)[:100]
+                if isinstance(v, str):
+                    return v[:100]  # measurement content: bounded wherever it goes (the JSON report, a page)
+                return v if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)[:100]
         return None
 
     ttl = pick("ttl", "hop", "distance", "index")
