@@ -54,7 +54,7 @@ def hop_fields(value: Any) -> dict[str, Any] | None:
             v = value.get(n)
             if v not in (None, ""):
                 if isinstance(v, str):
-                    return v[:100]  # measurement content: bounded wherever it goes (the JSON report, a page)
+                    return v[:200]  # measurement content: bounded wherever it goes (the JSON report, a page)
                 return v if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)[:100]
         return None
 
