@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tamperscope.analysis.hops import hop_fields
 from tamperscope.collector import samples
-from tamperscope.collector.queries import hop_fields
 from tamperscope.explorer import charts
 from tamperscope.explorer.evidence import body_text, certificate, evidence, title_of
 

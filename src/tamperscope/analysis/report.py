@@ -248,13 +248,14 @@ def _hop_columns(rows: Sequence[Mapping[str, Any]], techniques: str) -> list[tup
     """Where on the path's columns; the apps and tools only where some row has one."""
     return [("label", "hop"), ("placement", "placement"), ("measurement_count", "measurements"),
             ("mechanisms", techniques), ("networks", "measured from"), ("domains", "sites"),
-            *([("app_names", "apps and tools")] if any(r["app_names"] for r in rows) else [])]
+            *_column_if_any(rows, "app_names", "apps and tools")]
 
 
-def _apps_column(mechanisms: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
-    """The mechanisms' column of apps and tools, where one was seen against some: an app's measurement names no
-    site, and without it a mechanism seen only against apps reads "0 sites"."""
-    return [("app_count", "apps and tools")] if any(m.get("app_count") for m in mechanisms) else []
+def _column_if_any(rows: Sequence[Mapping[str, Any]], key: str, heading: str) -> list[tuple[str, str]]:
+    """The column ``key`` of a table, where some row has a value under it; no column of blanks where none does
+    (the equipment a measurement named; the apps and tools a technique was seen against, whose measurements name
+    no site, so that a technique seen only against apps does not read "0 sites" alone)."""
+    return [(key, heading)] if _any(rows, key) else []
 
 
 def _tests(store: Store, filters: Filters | None, limit: int, *, anomalous: bool) -> list[dict[str, Any]]:
@@ -453,7 +454,8 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
     mechanisms = _shown(_mechanisms(store, filters))
     lines += ["Mechanisms", table(mechanisms, [
         ("mechanism", "mechanism"), ("measurement_count", "anomalies"), ("confirmed_count", "confirmed"),
-        ("domain_count", "domains"), *_apps_column(mechanisms), ("networks", "networks"),
+        ("domain_count", "domains"), *_column_if_any(mechanisms, "app_count", "apps and tools"),
+        ("networks", "networks"),
         ("meaning", "what it means")])
         if mechanisms else "  (none)"]
     rules = rules_in_words(store, filters, limit)
@@ -466,7 +468,7 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
     sigs = _shown(signatures_in_words(store, filters, limit))
     if sigs:
         lines += ["", "Equipment signatures", table(sigs, [
-            ("signature", "signature"), ("in_words", "the packet"), *_equipment_column(sigs),
+            ("signature", "signature"), ("in_words", "the packet"), *_column_if_any(sigs, "equipment", "equipment"),
             ("measurement_count", "measurements"), ("mechanisms", "mechanisms"), ("countries", "countries"),
             ("networks", "networks")])]
     located = hops_in_words(store, filters, limit)
@@ -630,12 +632,6 @@ def _fingerprint_columns(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, s
     if any(r["expected"] for r in rows):
         columns.append(("expected", "known from"))
     return columns
-
-
-def _equipment_column(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
-    """The equipment's name where a measurement gave one (the issuer of an intercepting certificate, a DPI box's
-    traits), and no column of blanks where none did."""
-    return [("equipment", "equipment")] if any(r["equipment"] for r in rows) else []
 
 
 # --------------------------------------------------------------------------- HTML
@@ -1000,7 +996,8 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
     mechanisms = _shown(_mechanisms(store, filters))
     sections.append(("techniques", "Techniques seen", _html_table(mechanisms, [
         ("mechanism", "technique"), ("meaning", "what it means"), ("measurement_count", "anomalies"),
-        ("confirmed_count", "confirmed"), ("domain_count", "sites"), *_apps_column(mechanisms),
+        ("confirmed_count", "confirmed"), ("domain_count", "sites"),
+        *_column_if_any(mechanisms, "app_count", "apps and tools"),
         ("networks", "networks")])))
     signatures = _shown(signatures_in_words(store, filters, limit))
     sections.append(("equipment", "Equipment signatures seen",
@@ -1011,7 +1008,7 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
                      "(a counter, or random), folded into one row (the words say how many IP-IDs).</p>" +
                      _html_table(signatures, [
                          ("signature", "signature"), ("in_words", "the packet, in words"),
-                         *_equipment_column(signatures),
+                         *_column_if_any(signatures, "equipment", "equipment"),
                          ("measurement_count", "measurements"), ("mechanisms", "techniques"),
                          ("countries", "countries"), ("networks", "networks"), ("domain_count", "sites"),
                          ("seen", "seen")])))

@@ -34,7 +34,6 @@ import orjson
 from tamperscope.analysis import hops as hop_scan
 from tamperscope.analysis.aggregates import Filters, Slice
 from tamperscope.analysis.categories import category_sql
-from tamperscope.analysis.hops import hop_fields, hop_in
 from tamperscope.analysis.store import RawUnreadable, Store, raw_pointers, read_frame, stored_as
 from tamperscope.model.categories import normal_code
 
@@ -102,7 +101,7 @@ class Reader:
         """The located hop of each measurement (None: it has none), parsing only what is not known yet."""
         with self._hops_lock:
             known = {uid: self._hops[uid] for uid in uids if uid in self._hops}
-        fresh = {uid: hop_in(data) for uid, data in self.raw_many([u for u in uids if u not in known]).items()}
+        fresh = {uid: hop_scan.hop_in(data) for uid, data in self.raw_many([u for u in uids if u not in known]).items()}
         with self._hops_lock:
             for uid, hop in fresh.items():
                 self._hops[uid] = hop
@@ -604,6 +603,6 @@ def hops(reader: Reader, filters: Filters | None = None, *, scan: int = hop_scan
 __all__ = [
     "LIST_COLUMNS", "MAX_LIMIT", "QUERY_SECONDS", "MeasurementQuery", "QueryError", "QueryTimeout", "RawUnreadable",
     "Reader",
-    "hop_fields", "hops", "iter_raw",
+    "hops", "iter_raw",
     "iter_measurements", "known_values", "list_measurements", "normal_asn", "ooni_row", "ooni_slice",
 ]

@@ -33,8 +33,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tamperscope.analysis.hops import hop_fields
 from tamperscope.analysis.report import MECHANISM_WORDS, OUTCOME_WORDS
-from tamperscope.collector.queries import hop_fields
 from tamperscope.model.freeze import stalls
 from tamperscope.model.location import FLAG_NAMES
 from tamperscope.model.services import APPS, FACEBOOK_ENDPOINTS, blocked, facebook_key
