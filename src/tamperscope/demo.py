@@ -13,7 +13,8 @@ OONI's instant-messaging tests (`telegram`,
 `whatsapp`, `facebook_messenger`, `signal`) → `tor`, `vanilla_tor` (tor itself bootstrapping against the lab's
 own Tor network; when it does not, again through the network's obfs4 bridge), `riseupvpn` and `wireguard`, each
 blocked one located
-→ lab down → a
+→ the URLs found blocked measured a second time (the probe's command again with `--recheck`: it resumes, and
+measures only those; two alike confirm an anomaly) → lab down → a
 summary by mechanism, checked against the lab's own ground truth, the equipment
 seen, and the outside view against the inside one (the censor bracketed between
 the routers each side sees last) → `tamperscope
@@ -63,8 +64,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                                    "bootstraps (tamperscope run vanilla_tor; when it does not, again through "
                                    "the lab's obfs4 bridge), RiseupVPN "
                                    "can be used (tamperscope run riseupvpn) and a WireGuard server answers "
-                                   "(tamperscope run wireguard), and take the "
-                                   "lab down. "
+                                   "(tamperscope run wireguard), measure the URLs found blocked a second time "
+                                   "(tamperscope run web_connectivity --recheck: two alike confirm an anomaly), and "
+                                   "take the lab down. "
                                    "Then print a per-mechanism summary checked against the lab's ground truth, the "
                                    "equipment seen, and the measurements analysed again from their raw records "
                                    "(tamperscope analyze, into a store of their own, and an HTML report; both in the "
@@ -123,10 +125,11 @@ def run(args: argparse.Namespace) -> int:
     manager.up(args.profile)
     try:
         say(f"demo: probing {len(urls)} URLs with web_connectivity from the lab's client ({A.CLIENT})")
-        res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "run", "web_connectivity",
-                                                "--list", str(lst), "--yes", "--parallel", str(args.parallel),
-                                                "--capture", "-o", str(out)]), env=manager.client_env())
+        probe = [sys.executable, "-m", "tamperscope", "run", "web_connectivity", "--list", str(lst), "--yes",
+                 "--parallel", str(args.parallel), "--capture", "-o", str(out)]
+        res = subprocess.run(manager.exec_argv(probe), env=manager.client_env())
         measurements, status = probe_results(res.returncode, Path(out), say)
+        measurements, _ = first_and_again(measurements)
         if not measurements:
             return status or 1
         located = locate_examples(measurements, say)
@@ -145,10 +148,13 @@ def run(args: argparse.Namespace) -> int:
         booted, bridged = vanilla_tor_example(say, work)
         vpn = riseupvpn_example(say, work)
         wg = wireguard_example(say, work)
+        repeats, recheck_status, recheck_truth = recheck_blocked(measurements, probe, Path(out), say, profile)
+        status = status or recheck_status
     finally:
         manager.down()
         say("demo: lab down")
     print(summary(measurements, profile, truth, time.monotonic() - t0, out))
+    print(recheck_summary(measurements, repeats, profile, recheck_truth), flush=True)
     print(equipment(measurements, located), flush=True)
     print(outside_summary(outside, measurements, outside_truth), flush=True)
     print(bracket(located, located_outside), flush=True)
@@ -164,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     print(riseupvpn_summary(*vpn), flush=True)
     print(wireguard_summary(*wg), flush=True)
     placed = {name: m for name, (m, _) in (("tor", onion), ("riseupvpn", vpn), ("wireguard", wg)) if m is not None}
-    analysed = analysis(measurements, Path(out), work, say, categories, located, placed)
+    analysed = analysis(measurements, Path(out), work, say, categories, located, placed, repeats)
     print(analysed, flush=True)
     if not analysed.startswith("\n  analysis:"):
         status = status or 1
@@ -174,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
                  if m is not None]  # the other nettests' measurements too
         # and the censor's rules and ECH, as the analysis had them: the explorer then shows what the demo's report does
         tools += [m for m in (ruled, ech) if m is not None]
-        served = serve(with_hops(measurements + tools, located), args.db or work / "demo.duckdb", args.port,
+        served = serve(with_hops(measurements + repeats + tools, located), args.db or work / "demo.duckdb", args.port,
                        args.serve_seconds, say, categories)
         return served or status
     return status
@@ -300,6 +306,67 @@ def probe_results(returncode: int, out: Path, say: Callable[[str], None]) -> tup
         say(f"demo: the probe could not measure every input (it said why above); the summary covers the "
             f"{len(measurements)} it measured" if measurements else "demo: the probe failed and measured nothing")
     return measurements, returncode
+
+
+def first_and_again(measurements: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The measurements split in the order they were written: each input's first, and the later ones (the
+    probe's --recheck of those found blocked)."""
+    first: list[dict[str, Any]] = []
+    again: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for m in measurements:
+        (again if m["input"] in seen else first).append(m)
+        seen.add(m["input"])
+    return first, again
+
+
+def recheck_blocked(measurements: list[dict[str, Any]], probe: list[str], out: Path, say: Callable[[str], None],
+                    profile: Profile) -> tuple[list[dict[str, Any]], int, list[dict[str, Any]]]:
+    """The probe's command again, with --recheck, on the same output: it resumes, so it measures only the URLs
+    found blocked or failing, a second time. The wait after a first measurement (--recheck-after) is twice the
+    profile's residual blocking (tm-like: 30 s), at least 30 s, instead of the probe's default, which is made for
+    censors the user does not know (the GFW's 90 s): the lab's profile says how long its censor holds an address.
+    The second measurements, the demo's exit status for this step, and the ground-truth lines the censor logged
+    meanwhile. Two alike make the analysis call an anomaly confirmed."""
+    from .probe.engine import needs_recheck
+
+    again = [m for m in measurements if needs_recheck(m)]
+    if not again:
+        return [], 0, []
+    residual = profile.network.residual_s
+    after = max(30.0, 2 * residual)
+    say(f"demo: measuring again the {len(again)} URLs found blocked or failing (tamperscope run web_connectivity "
+        f"--recheck --recheck-after {after:g}, on the same output: it resumes, so it measures those alone, a second "
+        f"time, no sooner than {after:g} s after the first" + (f"; the censor holds an address {residual:g} s after "
+                                                            "it acts" if residual else "") + ")")
+    before = len(manager.PATHS.log.read_text().splitlines())
+    res = subprocess.run(manager.exec_argv([*probe, "--recheck", "--recheck-after", f"{after:g}", "--no-progress"]),
+                         env=manager.client_env(),
+                         capture_output=True, text=True, timeout=900)
+    truth = [json.loads(line) for line in manager.PATHS.log.read_text().splitlines()[before:] if line.strip()]
+    said = [line for line in res.stderr.splitlines() if line.startswith("tamperscope: --recheck: of ")]
+    if said:
+        say("demo: " + said[-1].removeprefix("tamperscope: "))
+    lines, status = probe_results(res.returncode, out, say)
+    return first_and_again(lines)[1], status, truth
+
+
+def recheck_summary(measurements: list[dict[str, Any]], repeats: list[dict[str, Any]], profile: Profile,
+                    truth: list[dict[str, Any]]) -> str:
+    """One line on the second measurements: how many came out as the first did, and as the lab's ground truth
+    says they should."""
+    first = {m["input"]: m["test_keys"].get("x_mechanism") or "none" for m in measurements}
+    second = [(m["input"], m["test_keys"].get("x_mechanism") or "none") for m in repeats]
+    if not second:
+        return "  measured again (--recheck): nothing"
+    same = sum(first.get(url) == mech for url, mech in second)
+    agree = sum(expect_url(profile, url).mechanism == mech for url, mech in second)
+    differ = [f"{url} ({first.get(url)}, then {mech})" for url, mech in second if first.get(url) != mech]
+    return (f"  measured again (tamperscope run web_connectivity --recheck, later): {len(second)} URLs found blocked "
+            "or failing, "
+            f"the same mechanism for {same}/{len(second)}; agreement with the lab's ground truth: "
+            f"{agree}/{len(second)}; censor actions logged: {len(truth)}"
+            + (f"; different: {', '.join(differ[:5])}" if differ else ""))
 
 
 def with_hops(measurements: list[dict[str, Any]], located: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -1110,14 +1177,16 @@ def _with_hop(path: Path, m: dict[str, Any] | None, work: Path) -> Path:
 
 def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Callable[[str], None],
              categories: Path | None = None, located: dict[str, dict[str, Any]] | None = None,
-             placed: dict[str, dict[str, Any]] | None = None) -> str:
+             placed: dict[str, dict[str, Any]] | None = None, repeats: list[dict[str, Any]] | None = None) -> str:
     """`tamperscope analyze` over what the probe wrote, into a store of its own, and `tamperscope report --html`:
     the analysis pipeline re-derives each verdict from the raw records, and says whether it reaches the probe's.
     The URLs `tamperscope locate` placed carry their hop (``test_keys.x_hop``, `with_hops`: the measurements then go
     to the analysis from ``measurements-located.jsonl``), and so do the tools' measurements it placed (``placed``,
     by test name, each with its ``located``: from ``NAME-located.jsonl``), so the report says where on the path, as
-    the explorer does."""
+    the explorer does. ``repeats``: the URLs found blocked measured a second time (--recheck), after
+    ``measurements`` in the probe's file: two measurements alike confirm an anomaly."""
     db, verdicts, html = work / "analysis.duckdb", work / "verdicts.jsonl", work / "report.html"
+    measurements = [*measurements, *(repeats or ())]  # in the file's order
     hopped = with_hops(measurements, located or {})
     if any("x_hop" in m["test_keys"] for m in hopped):
         out = work / "measurements-located.jsonl"
@@ -1167,11 +1236,19 @@ def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Cal
         else:
             differ.append(f"{row['input']} (probe {probe}, analysis {mine})")
         i += 1
-    labels = Counter(row.get("x_confidence") for row in rows)
+    # by URL: a URL measured twice (--recheck) is one anomaly, confirmed when its two measurements agree
+    outcome: dict[str, str] = {}
+    rank = {"confirmed": 3, "anomaly": 2, "failure": 1}
+    for row in rows:
+        label, url = str(row.get("x_confidence")), str(row.get("input"))
+        if rank.get(label, 0) > rank.get(outcome.get(url, ""), 0):
+            outcome[url] = label
+    labels = Counter(outcome.values())
     lines = ["", "  analysis: tamperscope analyze, every verdict re-derived from the raw records",
-             f"  {len(rows)} measurements; the probe's mechanism reached again for {same}/{len(measurements)}; "
-             f"{labels['confirmed'] + labels['anomaly']} anomalies ({labels['confirmed']} confirmed by a blockpage "
-             f"fingerprint or a repeat), {labels['failure']} failures"]
+             f"  {len(rows)} measurements" + (f" ({len(repeats)} of them second measurements)" if repeats else "")
+             + f"; the probe's mechanism reached again for {same}/{len(measurements)}; "
+             f"{labels['confirmed'] + labels['anomaly']} URLs with an anomaly ({labels['confirmed']} confirmed by a "
+             f"blockpage fingerprint or a repeat), {labels['failure']} failures"]
     lines += [f"  differs: {d}" for d in differ[:5]]
     if ruled.is_file():
         from tamperscope.analysis import aggregates

@@ -532,3 +532,56 @@ def test_the_demo_waits_for_the_tor_networks_full_consensus_and_says_how_long(
     said.clear()
     demo.await_tor_network(said.append)  # already complete: nothing to wait for, nothing said
     assert said == []
+
+
+def test_the_demo_counts_a_url_measured_twice_once_and_confirms_it_by_the_repeat(tmp_path: Path) -> None:
+    """The demo's --recheck: the second measurements follow the first in the probe's file; the analysis's line
+    counts URLs, and a URL whose two measurements show the same anomaly is confirmed (a real `tamperscope analyze`
+    into a real DuckDB file)."""
+    from tamperscope.analysis.verdicts import verdict_for
+    from tamperscope.demo import analysis, first_and_again
+
+    names = ["httpBlockingConnectionReset", "badSSLWithExpiredCertificate", "dnsBlockingAndroidDNSCacheNoData"]
+    written = []
+    for name in names:
+        m = json.loads((SAMPLES / name / "measurement.json").read_text())
+        m["test_keys"]["x_mechanism"] = verdict_for(m).mechanism
+        written.append(m)
+    assert written[0]["test_keys"]["x_mechanism"] not in ("none", None)
+    assert written[1]["test_keys"]["x_mechanism"] == "none"
+    again = json.loads(json.dumps(written[0]))
+    again["measurement_start_time"] = "2030-01-01 00:00:00"  # later: another measurement, another uid
+    again["annotations"] = {**again.get("annotations", {}), "recheck": "true"}
+    written.append(again)
+    first, repeats = first_and_again(written)
+    assert first == written[:3] and repeats == [again]
+    out = tmp_path / "measurements.jsonl"
+    out.write_text("".join(json.dumps(m) + "\n" for m in written))
+    text = analysis(first, out, tmp_path, lambda _: None, repeats=repeats)
+    assert "4 measurements (1 of them second measurements); the probe's mechanism reached again for 4/4" in text, text
+    # the reset URL twice, alike: confirmed; the DNS one once: an anomaly only
+    assert "2 URLs with an anomaly (1 confirmed by a blockpage fingerprint or a repeat), 0 failures" in text, text
+    # without its second measurement, nothing is confirmed
+    (tmp_path / "once").mkdir()
+    once = tmp_path / "once" / "measurements.jsonl"
+    once.write_text("".join(json.dumps(m) + "\n" for m in first))
+    text = analysis(first, once, tmp_path / "once", lambda _: None)
+    assert "3 measurements; the probe's mechanism reached again for 3/3" in text, text
+    assert "2 URLs with an anomaly (0 confirmed by a blockpage fingerprint or a repeat)" in text, text
+
+
+def test_the_recheck_line_checks_the_second_measurements_against_the_first_and_the_ground_truth() -> None:
+    from tamperscope.demo import recheck_summary
+    from tamperscope.lab import manager
+
+    profile = manager.resolve_profile("tm-like")
+
+    def m(url: str, mech: str) -> dict:
+        return {"input": url, "test_keys": {"x_mechanism": mech}}
+
+    first = [m("http://www.bbc.com/", "http.rst"), m("https://signal.org/", "tls.rst"), m("https://x.com/", "none")]
+    text = recheck_summary(first, [m("http://www.bbc.com/", "http.rst"), m("https://signal.org/", "tcp.drop")],
+                           profile, [{"rule": "tm-http"}])
+    assert ("2 URLs found blocked or failing, the same mechanism for 1/2; agreement with the lab's ground truth: 1/2; "
+            "censor actions logged: 1; different: https://signal.org/ (tls.rst, then tcp.drop)") in text, text
+    assert recheck_summary(first, [], profile, []) == "  measured again (--recheck): nothing"

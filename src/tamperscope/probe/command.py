@@ -10,7 +10,7 @@ import re
 import ssl
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
@@ -53,6 +53,8 @@ from .engine import (
 
 DESCRIPTION = """Run a nettest from this vantage point and append one OONI-format JSON line per
 measurement to --output. A killed run resumes: inputs already in the output are skipped.
+With --recheck, each input found blocked or failing is measured once more, a while later: two
+measurements with the same anomaly confirm it, and a transient failure shows as one.
 
 Nettests: {names}. Groups (their nettests one after another, as OONI Probe's cards run them):
 {groups}.
@@ -130,6 +132,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--strategies", default=None, metavar="NAMES",
                    help="evasion: the strategies to try, in this order, comma-separated (default: every one that applies to the "
                         "URL's scheme; `docs/nettests.md` lists them)")
+    p.add_argument("--recheck", action="store_true",
+                   help="measure again, once, each input found blocked or failing, --recheck-after seconds after "
+                        "its measurement: two measurements with the same anomaly confirm it in `tamperscope analyze`, "
+                        "a transient failure shows as one; on an output that holds measurements already, the inputs "
+                        "it holds once, found blocked or failing, are rechecked")
+    p.add_argument("--recheck-after", type=float, default=None, metavar="S",
+                   help=f"with --recheck: seconds to wait after an input's measurement ended before measuring it "
+                        f"again (default {RECHECK_AFTER:g}): a censor may go on blocking an address for a while after "
+                        "it acted (its residual blocking), which would decide the second measurement instead")
     add_run_options(p)
     p.set_defaults(func=run)
 
@@ -211,6 +222,7 @@ class Settings:
     tor_bridges: TorBridges | None = None  # vanilla_tor's bridges (secrets: never recorded)
     wireguard: WgConfig | None = None  # the wireguard nettest's client configuration (keys: never recorded)
     categories: dict[str, str] = field(default_factory=dict)  # a --list entry's Citizen Lab category, by URL
+    recheck: float | None = None  # --recheck: seconds to wait after an input's measurement before its second; None: no
 
 
 def settings(args: argparse.Namespace) -> Settings:
@@ -232,6 +244,7 @@ def settings(args: argparse.Namespace) -> Settings:
     if not 0 < args.timeout <= MAX_TIMEOUT:  # also refuses nan and inf
         raise UsageError(f"--timeout must be more than 0 and at most {MAX_TIMEOUT:.0f} seconds, not {args.timeout}")
     check_max_runtime(args)
+    recheck = _recheck(args)
     cc, asn = _cc(args.cc), _asn(args.asn)
     env = os.environ
     helper, label = _pick(args.helper, "--helper", "TAMPERSCOPE_HELPER")
@@ -277,6 +290,8 @@ def settings(args: argparse.Namespace) -> Settings:
                 wg.peer(i or "")
             except NettestError as e:
                 raise UsageError(str(e)) from None
+    if recheck is not None and inputs == [None]:
+        raise UsageError(f"--recheck measures again the inputs found blocked, and {nettest.NAME} takes no input")
     output, resume = _output(args, nettest)
     return Settings(nettest=nettest, inputs=inputs, output=output, resume=resume, helper=helper, public=public,
                     isp=isp, ca_bundle=ca, asn_table=table, cc=cc, asn=asn, backend=backend,
@@ -284,7 +299,7 @@ def settings(args: argparse.Namespace) -> Settings:
                     network_events=not args.no_network_events, quic=not args.no_quic,
                     strategies=_strategies(args.strategies, nettest), stun=stun, telegram_dcs=telegram_dcs,
                     tor_targets=tor_targets, tor_network=tor_network, tor_bridges=tor_bridges,
-                    wireguard=wg, categories=categories)
+                    wireguard=wg, categories=categories, recheck=recheck)
 
 
 @dataclass(frozen=True)
@@ -610,6 +625,26 @@ def _inputs(args: argparse.Namespace, nettest: Any, backend: str | None,
     return [None]
 
 
+# seconds: longer than the residual blocking measured of the GFW (its "penalty box": 90 s for the same client,
+# server and port, Rambert et al. 2021) and the lab's tm-like (30 s); a censor that holds longer needs more
+RECHECK_AFTER = 120.0
+MAX_RECHECK_AFTER = 86400.0
+
+
+def _recheck(args: argparse.Namespace) -> float | None:
+    """--recheck's wait (seconds), None without it; one line for a wait out of range or given alone."""
+    after = getattr(args, "recheck_after", None)
+    if not getattr(args, "recheck", False):
+        if after is not None:
+            raise UsageError("--recheck-after goes with --recheck")
+        return None
+    if after is None:
+        return RECHECK_AFTER
+    if not 0 <= after <= MAX_RECHECK_AFTER:  # also refuses nan and inf
+        raise UsageError(f"--recheck-after must be from 0 to {MAX_RECHECK_AFTER:.0f} seconds (a day), not {after}")
+    return float(after)
+
+
 def _output(args: argparse.Namespace, nettest: Any) -> tuple[Path | None, Resume]:
     """The output and what a resume skips. `-o -` is standard output: written, never read back."""
     if args.output is not None and str(args.output) == "-":
@@ -619,7 +654,7 @@ def _output(args: argparse.Namespace, nettest: Any) -> tuple[Path | None, Resume
         if _same_file(lst, path):
             raise UsageError(f"--output {path} is also a --list: refusing to append measurements to it")
     try:
-        return path, scan_output(path, nettest.NAME)
+        return path, scan_output(path, nettest.NAME, recheck=bool(getattr(args, "recheck", False)))
     except OutputError as e:
         raise UsageError(str(e)) from None
 
@@ -857,12 +892,100 @@ def _measure(args: argparse.Namespace, s: Settings, engine: Engine, out: Any, la
         warm()
     _tune_gc()
     progress = Progress(stats, enabled=not args.no_progress)
-    work: Any = engine.run(todo, out if submit is None else _Tee(out, submit.box), stats, progress,
-                           deadline=deadline(args))  # taken here, after the fingerprints were loaded
+    sink = out if submit is None else _Tee(out, submit.box)
+    until = deadline(args)  # taken here, after the fingerprints were loaded
+    again: RunStats | None = None
+    if s.recheck is None:
+        work: Any = engine.run(todo, sink, stats, progress, deadline=until)
+    else:
+        stats.found = {}
+        again = RunStats(found={})
+        work = _and_recheck(engine, s, todo, sink, stats, again, progress, until, not args.no_progress)
     if not drive(work, submit, ctx.ca_bundle, out, label, s.resume.regular, progress):
         return 1
-    return conclude(stats, args.summary, s.output is not None, label, "input(s) could not be measured",
-                    max_runtime=args.max_runtime, resumes=s.resume.regular, categories=s.categories)
+    status = conclude(stats, args.summary, s.output is not None, label, "input(s) could not be measured",
+                      max_runtime=args.max_runtime, resumes=s.resume.regular, categories=s.categories)
+    if again is not None:
+        print(rechecked_line(again, s.resume.lone, stats), file=sys.stderr)
+        if again.errors:
+            print(f"tamperscope: {again.errors} recheck(s) could not be made (said above); the same command with "
+                  "--recheck tries them again", file=sys.stderr)
+            status = 1
+    return status
+
+
+def due_rechecks(s: Settings, stats: RunStats) -> dict[str, tuple[str, float]]:
+    """The inputs --recheck measures again, in the order of the inputs: those this run found blocked or failing,
+    and those the output held once with an anomaly or a failure (a run that stopped before its rechecks); each
+    with its first mechanism and when that measurement ended."""
+    found = stats.found or {}
+    due: dict[str, tuple[str, float]] = {}
+    for i in s.inputs:
+        if i is None:
+            continue
+        if i in found:
+            mech, ended, needs = found[i]
+            if needs:
+                due[i] = (mech, ended)
+        elif i in s.resume.lone:
+            due[i] = s.resume.lone[i]
+    return due
+
+
+async def _and_recheck(engine: Engine, s: Settings, todo: list[str | None], sink: Any, stats: RunStats,
+                       again: RunStats, progress: Progress, until: float | None, shown: bool) -> None:
+    """The run, then --recheck: the inputs found blocked or failing measured once more, each no sooner than
+    ``s.recheck`` seconds after its measurement ended, with the annotation ``recheck`` "true"."""
+    await engine.run(todo, sink, stats, progress, deadline=until)
+    left = stats.total - stats.skipped - stats.done - stats.errors
+    due = due_rechecks(s, stats)
+    if not due:
+        return
+    if left > 0:  # --max-runtime stopped the run: its rechecks come with the rest, next time
+        again.total = len(due)
+        return
+    assert s.recheck is not None
+    wait = max(0.0, max(ended for _, ended in due.values()) + s.recheck - time.time())
+    if until is not None and time.monotonic() + wait >= until:
+        again.total = len(due)  # none made: said by `rechecked_line`, and made by the next run with --recheck
+        return
+    progress.close()
+    print(f"tamperscope: --recheck: {len(due)} input(s) found blocked or failing, measured again "
+          + (f"in {wait:.0f} s ({s.recheck:g} s after each one's measurement ended: a censor may go on blocking an "
+             "address for a while after it acted)" if wait >= 0.5 else "now"), file=sys.stderr, flush=True)
+    await asyncio.sleep(wait)
+    again.total, again.started = len(due), time.monotonic()
+    second = Progress(again, enabled=shown)
+    engine.annotations = {**engine.annotations, "recheck": "true"}
+    try:
+        await engine.run(list(due), sink, again, second, deadline=until)
+    finally:
+        second.close()
+
+
+def _outcome(mechanism: str, needs: bool) -> str:
+    """A measurement's outcome in a word, for --recheck's line: its mechanism, "failure" or "not blocked"."""
+    if not needs:
+        return "not blocked"
+    return mechanism if mechanism != "none" else "failure"
+
+
+def rechecked_line(again: RunStats, lone: Mapping[str, tuple[str, float]], stats: RunStats) -> str:
+    """One line on what --recheck found: how many inputs came out the same, how many differently (the first
+    few named, with both outcomes), and how many were not rechecked (a later run with --recheck does them)."""
+    if not again.total:
+        return "tamperscope: --recheck: no input found blocked or failing is left to measure again"
+    first = {i: _outcome(mech, True) for i, (mech, _) in lone.items()}
+    first.update({i: _outcome(mech, True) for i, (mech, _, needs) in (stats.found or {}).items() if needs})
+    second = {i: _outcome(mech, needs) for i, (mech, _, needs) in (again.found or {}).items()}
+    same = [i for i in second if first.get(i) == second[i]]
+    differ = [f"{i} ({first.get(i, '?')}, then {second[i]})" for i in second if first.get(i) != second[i]]
+    not_made = again.total - len(second)
+    return (f"tamperscope: --recheck: of {again.total} input(s) found blocked or failing, {len(same)} the same again"
+            f" (`tamperscope analyze` takes two alike as confirmed), {len(differ)} different"
+            + (f": {', '.join(differ[:5])}{', …' if len(differ) > 5 else ''}" if differ else "")
+            + (f"; {not_made} not measured again (--max-runtime, or said above): the same command with --recheck "
+               "does them" if not_made > 0 else ""))
 
 
 def conclude(stats: RunStats, summary: bool, to_file: bool, label: str, missing: str, *,

@@ -12,6 +12,11 @@
   still fails while measuring is reported and left out of the output (a
   resume tries it again): it never stops the other measurements.
 - A progress line on stderr with counts, rate and ETA.
+- ``--recheck`` (`Recheck`): each input found blocked or failing is measured once
+  more, no sooner than a wait after its first measurement (a censor's residual
+  blocking of the address must not decide the second one). Two measurements with
+  the same anomaly confirm it in `tamperscope analyze`. A resume with it rechecks
+  the inputs of the output measured once, with an anomaly or a failure.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import stat
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -55,6 +60,9 @@ class RunStats:
     errors: int = 0  # inputs that could not be measured at all: reported, not written
     # each input measured: was it found blocked (by any of its measurements: remote measures one through many vantages)
     blocked_by_input: dict[str, bool] = field(default_factory=dict)
+    # for --recheck (None: not kept): each input measured, by the last of its measurements: its mechanism, when that
+    # measurement ended (seconds since the epoch), and whether it was an anomaly or a failure (`needs_recheck`)
+    found: dict[str, tuple[str, float, bool]] | None = None
 
     def add(self, m: dict[str, Any]) -> None:
         tk = m.get("test_keys") or {}
@@ -74,6 +82,8 @@ class RunStats:
             self.blocked_by_input[key] = self.blocked_by_input.get(key, False) or blocked
         if tk.get("x_status") == "failure" or tk.get("blocking") is None and tk.get("accessible") is None:
             self.failures += 1
+        if self.found is not None and isinstance(m.get("input"), str):
+            self.found[m["input"]] = (mechanism_of(m), ended_at(m), needs_recheck(m))
 
 
 class Progress:
@@ -178,9 +188,13 @@ class Resume:
     cut: int | None = None  # where a torn last measurement starts: cut off before appending
     newline: bool = False  # the last line is complete but has no newline: one is added before appending
     regular: bool = True  # False: a pipe or a device, written to but never read, cut or fsync'd
+    # read only for --recheck: the inputs measured once, whose measurement found an anomaly or failed: their
+    # mechanism ("none" for a failure) and when that measurement ended (seconds since the epoch, `ended_at`)
+    lone: Mapping[str, tuple[str, float]] = field(default_factory=dict)
 
 
-def scan_output(path: Path, test_name: str, key: Callable[[dict[str, Any]], str | None] | None = None) -> Resume:
+def scan_output(path: Path, test_name: str, key: Callable[[dict[str, Any]], str | None] | None = None, *,
+                recheck: bool = False) -> Resume:
     """Read the output `path` line by line (never whole: outputs reach gigabytes) and say what a resume skips
     and what must be mended before appending. Changes nothing: `open_output` does, once the run may start.
 
@@ -188,7 +202,8 @@ def scan_output(path: Path, test_name: str, key: Callable[[dict[str, Any]], str 
     appending to it, or cutting its last line, would damage what the user had.
 
     `key` names what a measurement of `test_name` stands for, when its input alone does not (a remote
-    nettest measures each input through several vantages); None from it: not counted."""
+    nettest measures each input through several vantages); None from it: not counted. ``recheck``: also
+    say which inputs were measured once and found blocked or failing (`Resume.lone`), for --recheck."""
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -203,6 +218,8 @@ def scan_output(path: Path, test_name: str, key: Callable[[dict[str, Any]], str 
         # /dev/stdout into a pipe, /dev/null, a FIFO: reading it to resume would block or never end
         return Resume(regular=False)
     seen: set[str] = set()
+    lone: dict[str, tuple[str, float]] = {}
+    twice: set[str] = set()
     offset = 0
     newline = False
     try:
@@ -212,19 +229,25 @@ def scan_output(path: Path, test_name: str, key: Callable[[dict[str, Any]], str 
                 if not complete and len(line) == MAX_LINE and f.peek(1):  # type: ignore[attr-defined]  # buffered
                     raise OutputError(f"{path}: line {n} is longer than {MAX_LINE >> 20} MiB, not a measurement; "
                                       "refusing to append to it (choose another --output)")
-                verdict = _line_kind(line.strip(), test_name, key)
+                verdict, m = _line_kind(line.strip(), test_name, key)
                 if verdict is _NOT_OURS:
                     raise OutputError(f"{path}: line {n} is not a JSON measurement; refusing to append to a file "
                                       "that holds anything else (choose another --output)")
                 if verdict is _TORN and not complete:
-                    return Resume(frozenset(seen), offset + len(line), cut=offset)  # a kill in mid-write
+                    return Resume(frozenset(seen), offset + len(line), cut=offset, lone=lone)  # a kill in mid-write
                 if isinstance(verdict, str):
+                    if recheck and verdict not in twice:
+                        if verdict in seen:  # measured again already (a recheck, or the same input twice)
+                            lone.pop(verdict, None)
+                            twice.add(verdict)
+                        elif m is not None and needs_recheck(m):
+                            lone[verdict] = (mechanism_of(m), ended_at(m))
                     seen.add(verdict)
                 offset += len(line)
                 newline = not complete
     except OSError as e:
         raise OutputError(f"cannot read {path} to resume: {e.strerror or e}") from None
-    return Resume(frozenset(seen), offset, newline=newline)
+    return Resume(frozenset(seen), offset, newline=newline, lone=lone)
 
 
 _TORN = object()  # starts like a measurement but does not parse: a write cut short
@@ -232,24 +255,57 @@ _NOT_OURS = object()  # anything else that is not a measurement
 _OTHER = object()  # a measurement of another nettest, or blank: kept, not counted
 
 
-def _line_kind(body: bytes, test_name: str, key: Callable[[dict[str, Any]], str | None] | None = None) -> object:
-    """One output line (stripped): the input it measured, or one of _TORN, _NOT_OURS, _OTHER."""
+def _line_kind(body: bytes, test_name: str, key: Callable[[dict[str, Any]], str | None] | None = None
+               ) -> tuple[object, dict[str, Any] | None]:
+    """One output line (stripped): the input it measured and the measurement, or one of _TORN, _NOT_OURS,
+    _OTHER and None."""
     if not body:
-        return _OTHER
+        return _OTHER, None
     if not body.startswith(b"{"):
-        return _NOT_OURS
+        return _NOT_OURS, None
     try:
         m = orjson.loads(body)
     except orjson.JSONDecodeError:
         # a torn line in the middle (an older crash) stays where it is, and is measured again
-        return _TORN
+        return _TORN, None
     if not isinstance(m, dict) or not isinstance(m.get("test_name"), str):
-        return _NOT_OURS
+        return _NOT_OURS, None
     if m["test_name"] == test_name and isinstance(m.get("input"), str):
         if key is None:
-            return m["input"]
-        return key(m) or _OTHER
-    return _OTHER
+            return m["input"], m
+        return key(m) or _OTHER, m
+    return _OTHER, None
+
+
+def needs_recheck(m: dict[str, Any]) -> bool:
+    """Whether --recheck measures this measurement's input again: it found the input blocked, or could not
+    tell (a failure), as `RunStats.add` counts them."""
+    tk = m.get("test_keys")
+    if not isinstance(tk, dict):
+        return False
+    return (tk.get("blocking") not in (False, None) or tk.get("x_status") == "failure"
+            or tk.get("blocking") is None and tk.get("accessible") is None)
+
+
+def mechanism_of(m: dict[str, Any]) -> str:
+    """The measurement's mechanism (``test_keys.x_mechanism``), "none" when it names none."""
+    tk = m.get("test_keys")
+    mech = tk.get("x_mechanism") if isinstance(tk, dict) else None
+    return mech if isinstance(mech, str) and mech else "none"
+
+
+def ended_at(m: dict[str, Any]) -> float:
+    """When the measurement ended, at the latest, in seconds since the epoch: its ``measurement_start_time``
+    (OONI's "YYYY-MM-DD HH:MM:SS" in UTC, cut to the second: plus 1) plus its ``test_runtime``; 0.0 when it
+    has no start time that reads (a wait counted from it is over)."""
+    value = m.get("measurement_start_time")
+    try:
+        when = dt.datetime.strptime(str(value), "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return 0.0
+    runtime = m.get("test_runtime")
+    took = float(runtime) if isinstance(runtime, (int, float)) and 0 <= runtime < 86400 else 0.0
+    return when.replace(tzinfo=dt.timezone.utc).timestamp() + 1.0 + took
 
 
 def open_output(path: Path, resume: Resume) -> IO[bytes]:
