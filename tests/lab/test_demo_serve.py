@@ -169,6 +169,8 @@ def test_demo_serve_prints_the_explorer_url_with_the_data_in_it(tmp_path) -> Non
         assert m["test_keys"]["x_hop"]["ttl"] == 2 and m["test_keys"]["x_hop"]["ip"] == "198.18.1.1"
         page_html = get(f"/m/{uid}")
         assert "198.18.1.1" in page_html and "http.rst" in page_html
+        # and why it is confirmed: the recheck found the same reset, from the same network
+        assert "The same anomaly (http.rst) on 2 measurements of this input from AS64500" in page_html, page_html
         assert "facebook.com" in get("/")
         # the list's categories reached both stores: the sites by category, blocked ones first, on the home page
         # and in the demo's own report (tm-like blocks bbc.com, facebook.com and, by its SNI list, signal.org; not

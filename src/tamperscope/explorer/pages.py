@@ -29,6 +29,7 @@ import orjson
 
 from tamperscope.analysis import aggregates, censoredplanet, unrecognised
 from tamperscope.analysis.aggregates import Filters
+from tamperscope.analysis.confidence import CONFIRM_MIN, NO_NETWORK, group_key_sql
 from tamperscope.analysis.report import (
     TEST_WORDS,
     apps_in_words,
@@ -209,11 +210,15 @@ def measurement(reader: Reader, uid: str) -> dict[str, Any] | None:
     envelope = {k: m.get(k) for k in env_keys}
     if converted:  # the line names no network: the one the analysis found for its vantage (analyze --asn-table)
         envelope.update({k: verdict[k] for k in ("probe_asn", "probe_network_name") if verdict.get(k)})
+    annotations = m.get("annotations")
     return {
         "page": "measurement",
         "title": f"{m.get('test_name')} · {m.get('input') or m.get('probe_asn')}",
         "measurement_uid": uid,
         "envelope": envelope,
+        # made by `tamperscope run --recheck`: a second measurement of an input the first found blocked or failing
+        "recheck": isinstance(annotations, dict) and annotations.get("recheck") == "true",
+        "support": support(reader, uid, verdict),
         "domain": verdict.get("domain"),
         "evidence": evidence(m, {k: verdict.get(k) for k in ("blocking", "accessible", "mechanism", "confidence",
                                                              "status", "outcome", "evidence", "fingerprints")}
@@ -235,6 +240,24 @@ def measurement(reader: Reader, uid: str) -> dict[str, Any] | None:
         "raw_cut": len(pretty) > MAX_RAW_SHOWN,
         "unknown_page": _unknown_page(raw, verdict),
     }
+
+
+def support(reader: Reader, uid: str, verdict: dict[str, Any]) -> dict[str, Any] | None:
+    """Why an anomaly is, or is not yet, confirmed (`analysis.confidence`): a blockpage fingerprint, and the
+    anomalies of its group (the same test, input, network, transport and mechanism) with the search that lists
+    them. None for a verdict that is no anomaly."""
+    if verdict.get("outcome") not in ("anomaly", "confirmed"):
+        return None
+    asn = verdict.get("probe_asn")
+    key = group_key_sql("v.test_name", "coalesce(v.input, '')", "v.probe_asn", "v.transport", "v.mechanism")
+    rows = [] if asn == NO_NETWORK else reader.rows(
+        f"SELECT g.anomalies FROM verdicts v JOIN anomaly_groups g ON g.gkey = {key} WHERE v.measurement_uid = ?",
+        [uid])
+    count = int(rows[0]["anomalies"]) if rows else None
+    query = {k: verdict.get(k) for k in ("test_name", "input", "probe_asn", "mechanism") if verdict.get(k)}
+    return {"fingerprint": bool(verdict.get("fingerprints")), "count": count, "min": CONFIRM_MIN,
+            "no_network": asn == NO_NETWORK, "network": asn, "mechanism": verdict.get("mechanism"),
+            "href": "/search?" + urlencode({**query, "outcome": "anomaly"}) if count and count > 1 else None}
 
 
 def _added_place(line: Any) -> str | None:
