@@ -344,6 +344,9 @@ def recheck_blocked(measurements: list[dict[str, Any]], probe: list[str], out: P
                          env=manager.client_env(),
                          capture_output=True, text=True, timeout=900)
     truth = [json.loads(line) for line in manager.PATHS.log.read_text().splitlines()[before:] if line.strip()]
+    if res.returncode:  # what went wrong, as the probe said it (the first run's stderr is the terminal's)
+        for line in res.stderr.splitlines()[-20:]:
+            say(line)
     said = [line for line in res.stderr.splitlines() if line.startswith("tamperscope: --recheck: of ")]
     if said:
         say("demo: " + said[-1].removeprefix("tamperscope: "))

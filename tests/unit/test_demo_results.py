@@ -585,3 +585,42 @@ def test_the_recheck_line_checks_the_second_measurements_against_the_first_and_t
     assert ("2 URLs found blocked or failing, the same mechanism for 1/2; agreement with the lab's ground truth: 1/2; "
             "censor actions logged: 1; different: https://signal.org/ (tls.rst, then tcp.drop)") in text, text
     assert recheck_summary(first, [], profile, []) == "  measured again (--recheck): nothing"
+
+
+def test_a_recheck_that_could_not_measure_everything_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo's second run captures the probe's stderr (for its --recheck line): when that run could not measure
+    an input, the probe's reason is passed on, not lost, and what it wrote is still read (a unit test's fakes for
+    the lab: its log file and the command in the client)."""
+    from types import SimpleNamespace
+
+    from tamperscope import demo
+    from tamperscope.lab import manager
+
+    log = tmp_path / "censor.jsonl"
+    log.write_text('{"rule": "tm-http"}\n')
+    out = tmp_path / "measurements.jsonl"
+    first = {"input": "http://www.bbc.com/", "test_keys": {"x_mechanism": "http.rst", "blocking": "http-failure",
+                                                           "accessible": False}}
+    out.write_text(json.dumps(first) + "\n" + json.dumps(first) + "\n")  # the second: the probe's recheck
+    ran: list[list[str]] = []
+
+    def fake_run(argv: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        ran.append(argv)
+        with log.open("a") as f:
+            f.write('{"rule": "tm-http"}\n')
+        return subprocess.CompletedProcess(argv, 1, "", "tamperscope: not measured: 'http://x.org/': boom\n"
+                                           "tamperscope: --recheck: of 2 input(s) found blocked or failing, 1 the "
+                                           "same again (`tamperscope analyze` takes two alike as confirmed), 0 "
+                                           "different; 1 not measured again\n")
+
+    monkeypatch.setattr(manager, "PATHS", SimpleNamespace(log=log))
+    monkeypatch.setattr(manager, "exec_argv", lambda argv, *_: argv)
+    monkeypatch.setattr(manager, "client_env", lambda: {})
+    monkeypatch.setattr(demo.subprocess, "run", fake_run)
+    said: list[str] = []
+    again, status, truth = demo.recheck_blocked([first], ["probe"], out, said.append,
+                                                manager.resolve_profile("tm-like"))
+    assert ran == [["probe", "--recheck", "--recheck-after", "60", "--no-progress"]]  # twice tm-like's 30 s
+    assert "tamperscope: not measured: 'http://x.org/': boom" in said, said
+    assert any(s.startswith("demo: --recheck: of 2 input(s)") for s in said), said
+    assert again == [first] and status == 1 and truth == [{"rule": "tm-http"}]

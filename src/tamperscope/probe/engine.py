@@ -12,11 +12,12 @@
   still fails while measuring is reported and left out of the output (a
   resume tries it again): it never stops the other measurements.
 - A progress line on stderr with counts, rate and ETA.
-- ``--recheck`` (`Recheck`): each input found blocked or failing is measured once
-  more, no sooner than a wait after its first measurement (a censor's residual
-  blocking of the address must not decide the second one). Two measurements with
-  the same anomaly confirm it in `tamperscope analyze`. A resume with it rechecks
-  the inputs of the output measured once, with an anomaly or a failure.
+- ``--recheck`` (run by `probe.command`; here `needs_recheck`, `RunStats.found`
+  and `Resume.lone`): each input found blocked or failing is measured once more,
+  no sooner than a wait after its first measurement (a censor's residual blocking
+  of the address must not decide the second one). Two measurements with the same
+  anomaly confirm it in `tamperscope analyze`. A resume with it rechecks the
+  inputs of the output measured once, with an anomaly or a failure.
 """
 
 from __future__ import annotations
