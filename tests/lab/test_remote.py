@@ -132,6 +132,35 @@ def test_a_vantage_that_is_no_resolver_is_a_failure_and_a_rerun_resumes(runs) ->
         assert tk["vantage"] == A.ISP_WEB and tk["x_status"] == "failure" and tk["blocking"] is None
 
 
+def test_recheck_measures_each_blocked_pair_again_through_its_vantage(lab, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`remote --recheck`: each (vantage, domain) found blocked is measured again through the same vantage, and the
+    analysis confirms it from the two; a pair that went through is not measured again."""
+    out = tmp_path / "dns.jsonl"
+    res = remote("dns", "-V", A.ISP_RESOLVER, "-i", "inject.example", "-i", "poison.example", "-i", "example.org",
+                 "--recheck", "--recheck-after", "1", "-o", str(out), timeout=200)
+    assert res.returncode == 0, res.stderr
+    got = read(out)
+    assert len(got) == 5, [(m["input"], m["annotations"]) for m in got]
+    again = got[3:]
+    assert sorted((m["input"], m["test_keys"]["x_mechanism"]) for m in again) == [
+        ("inject.example", "dns.injection"), ("poison.example", "dns.poison")]
+    assert all(m["annotations"]["recheck"] == "true" and m["annotations"]["vantage"] == A.ISP_RESOLVER
+               and m["test_keys"]["vantage"] == A.ISP_RESOLVER for m in again)
+    assert "of 2 vantage and domain(s) found blocked or failing, 2 the same again" in res.stderr, res.stderr
+    verdicts = tmp_path / "verdicts.jsonl"
+    done = subprocess.run([sys.executable, "-m", "tamperscope", "analyze", str(out), "--db", str(tmp_path / "a.duckdb"),
+                           "--jsonl", str(verdicts), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    judged = sorted((v["input"], v["x_confidence"]) for v in read(verdicts))
+    assert judged == [("example.org", "ok"), ("inject.example", "confirmed"), ("inject.example", "confirmed"),
+                      ("poison.example", "confirmed"), ("poison.example", "confirmed")], judged
+    # the same command again: nothing to measure, nothing to recheck
+    res = remote("dns", "-V", A.ISP_RESOLVER, "-i", "inject.example", "-i", "poison.example", "-i", "example.org",
+                 "--recheck", "--recheck-after", "1", "-o", str(out), timeout=120)
+    assert res.returncode == 0 and len(read(out)) == 5, res.stderr
+    assert "no vantage and domain found blocked or failing is left to measure again" in res.stderr, res.stderr
+
+
 def in_outside(code: str) -> str:
     res = subprocess.run(manager.exec_argv([sys.executable, "-c", code], A.NS_OUTSIDE), capture_output=True,
                          text=True, timeout=60)

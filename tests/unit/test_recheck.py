@@ -155,3 +155,15 @@ def test_nothing_is_measured_again_past_max_runtime_and_the_next_run_is_told() -
                                      stats, RunStats(found={}), Progress(stats, enabled=False), None, False))
     assert len(engine.calls) == 1
     assert "no input found blocked or failing is left" in command.rechecked_line(RunStats(found={}), {}, stats)
+
+
+def test_remote_takes_recheck_and_checks_it_first(tmp_path: Path) -> None:
+    res = cli("remote", "dns", "-V", "198.18.1.53", "-i", "x.org", "--recheck-after", "5", "-o", "out.jsonl", "--yes",
+              cwd=tmp_path)
+    assert res.returncode == 2 and "--recheck-after goes with --recheck" in res.stderr, res.stderr
+    res = cli("remote", "dns", "-V", "198.18.1.53", "-i", "x.org", "--recheck", "--recheck-after", "inf", "-o",
+              "out.jsonl", "--yes", cwd=tmp_path)
+    assert res.returncode == 2 and "--recheck-after must be from 0 to 86400 seconds" in res.stderr, res.stderr
+    assert not (tmp_path / "out.jsonl").exists()
+    help_text = cli("remote", "--help", cwd=tmp_path).stdout
+    assert "--recheck" in help_text and "each vantage and domain found blocked or failing" in " ".join(help_text.split())

@@ -10,7 +10,7 @@ import re
 import ssl
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
@@ -132,17 +132,22 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--strategies", default=None, metavar="NAMES",
                    help="evasion: the strategies to try, in this order, comma-separated (default: every one that applies to the "
                         "URL's scheme; `docs/nettests.md` lists them)")
-    p.add_argument("--recheck", action="store_true",
-                   help="measure again, once, each input found blocked or failing, --recheck-after seconds after "
-                        "its measurement: two measurements with the same anomaly confirm it in `tamperscope analyze`, "
-                        "a transient failure shows as one; on an output that holds measurements already, the inputs "
-                        "it holds once, found blocked or failing, are rechecked")
-    p.add_argument("--recheck-after", type=float, default=None, metavar="S",
-                   help=f"with --recheck: seconds to wait after an input's measurement ended before measuring it "
-                        f"again (default {RECHECK_AFTER:g}): a censor may go on blocking an address for a while after "
-                        "it acted (its residual blocking), which would decide the second measurement instead")
+    add_recheck_options(p, "input")
     add_run_options(p)
     p.set_defaults(func=run)
+
+
+def add_recheck_options(p: argparse.ArgumentParser, what: str) -> None:
+    """--recheck and --recheck-after, for a command whose measurements are each of one ``what``."""
+    p.add_argument("--recheck", action="store_true",
+                   help=f"measure again, once, each {what} found blocked or failing, --recheck-after seconds after "
+                        "its measurement: two measurements with the same anomaly confirm it in `tamperscope analyze`, "
+                        f"a transient failure shows as one; on an output that holds measurements already, each {what} "
+                        "it holds once, found blocked or failing, is rechecked")
+    p.add_argument("--recheck-after", type=float, default=None, metavar="S",
+                   help=f"with --recheck: seconds to wait after a measurement ended before measuring its {what} "
+                        f"again (default {RECHECK_AFTER:g}): a censor may go on blocking an address for a while after "
+                        "it acted (its residual blocking), which would decide the second measurement instead")
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -906,30 +911,69 @@ def _measure(args: argparse.Namespace, s: Settings, engine: Engine, out: Any, la
     status = conclude(stats, args.summary, s.output is not None, label, "input(s) could not be measured",
                       max_runtime=args.max_runtime, resumes=s.resume.regular, categories=s.categories)
     if again is not None:
-        print(rechecked_line(again, s.resume.lone, stats), file=sys.stderr)
-        if again.errors:
-            print(f"tamperscope: {again.errors} recheck(s) could not be made (said above); the same command with "
-                  "--recheck tries them again", file=sys.stderr)
-            status = 1
+        status = max(status, said_rechecks(again, s.resume.lone, stats))
     return status
 
 
-def due_rechecks(s: Settings, stats: RunStats) -> dict[str, tuple[str, float]]:
-    """The inputs --recheck measures again, in the order of the inputs: those this run found blocked or failing,
-    and those the output held once with an anomaly or a failure (a run that stopped before its rechecks); each
-    with its first mechanism and when that measurement ended."""
-    found = stats.found or {}
+def said_rechecks(again: RunStats, lone: Mapping[str, tuple[str, float]], stats: RunStats, what: str = "input") -> int:
+    """The line on what --recheck found (`rechecked_line`), and one more when some rechecks could not be made:
+    1 then, else 0."""
+    print(rechecked_line(again, lone, stats, what), file=sys.stderr)
+    if again.errors:
+        print(f"tamperscope: {again.errors} recheck(s) could not be made (said above); the same command with "
+              "--recheck tries them again", file=sys.stderr)
+        return 1
+    return 0
+
+
+def due_rechecks(keys: Iterable[str | None], found: Mapping[str, tuple[str, float, bool]] | None,
+                 lone: Mapping[str, tuple[str, float]]) -> dict[str, tuple[str, float]]:
+    """What --recheck measures again, in the order of ``keys`` (a run's inputs, or remote's vantage and domain
+    pairs): what this run found blocked or failing (``found``, `RunStats.found`), and what the output held once
+    with an anomaly or a failure (``lone``: a run that stopped before its rechecks); each with its first
+    mechanism and when that measurement ended."""
+    found = found or {}
     due: dict[str, tuple[str, float]] = {}
-    for i in s.inputs:
-        if i is None:
+    for key in keys:
+        if key is None:
             continue
-        if i in found:
-            mech, ended, needs = found[i]
+        if key in found:
+            mech, ended, needs = found[key]
             if needs:
-                due[i] = (mech, ended)
-        elif i in s.resume.lone:
-            due[i] = s.resume.lone[i]
+                due[key] = (mech, ended)
+        elif key in lone:
+            due[key] = lone[key]
     return due
+
+
+Measure = Callable[[list[str], RunStats, Progress], Awaitable[None]]
+
+
+async def recheck_stage(due: dict[str, tuple[str, float]], after: float, stats: RunStats, again: RunStats,
+                        progress: Progress, until: float | None, shown: bool, measure: Measure,
+                        what: str = "input") -> None:
+    """--recheck, once a run has measured what it had to: ``due`` measured again by ``measure`` (counted in
+    ``again``, with a progress line of its own), no sooner than ``after`` seconds after the last of them ended.
+    Nothing when --max-runtime stopped the run, or would stop the rechecks before they start: said by
+    `rechecked_line`, and left to the next run with --recheck."""
+    if not due:
+        return
+    left = stats.total - stats.skipped - stats.done - stats.errors
+    wait = max(0.0, max(ended for _, ended in due.values()) + after - time.time())
+    if left > 0 or until is not None and time.monotonic() + wait >= until:
+        again.total = len(due)
+        return
+    progress.close()
+    print(f"tamperscope: --recheck: {len(due)} {what}(s) found blocked or failing, measured again "
+          + (f"in {wait:.0f} s ({after:g} s after each one's measurement ended: a censor may go on blocking an "
+             "address for a while after it acted)" if wait >= 0.5 else "now"), file=sys.stderr, flush=True)
+    await asyncio.sleep(wait)
+    again.total, again.started = len(due), time.monotonic()
+    second = Progress(again, enabled=shown)
+    try:
+        await measure(list(due), again, second)
+    finally:
+        second.close()
 
 
 async def _and_recheck(engine: Engine, s: Settings, todo: list[str | None], sink: Any, stats: RunStats,
@@ -937,30 +981,14 @@ async def _and_recheck(engine: Engine, s: Settings, todo: list[str | None], sink
     """The run, then --recheck: the inputs found blocked or failing measured once more, each no sooner than
     ``s.recheck`` seconds after its measurement ended, with the annotation ``recheck`` "true"."""
     await engine.run(todo, sink, stats, progress, deadline=until)
-    left = stats.total - stats.skipped - stats.done - stats.errors
-    due = due_rechecks(s, stats)
-    if not due:
-        return
-    if left > 0:  # --max-runtime stopped the run: its rechecks come with the rest, next time
-        again.total = len(due)
-        return
     assert s.recheck is not None
-    wait = max(0.0, max(ended for _, ended in due.values()) + s.recheck - time.time())
-    if until is not None and time.monotonic() + wait >= until:
-        again.total = len(due)  # none made: said by `rechecked_line`, and made by the next run with --recheck
-        return
-    progress.close()
-    print(f"tamperscope: --recheck: {len(due)} input(s) found blocked or failing, measured again "
-          + (f"in {wait:.0f} s ({s.recheck:g} s after each one's measurement ended: a censor may go on blocking an "
-             "address for a while after it acted)" if wait >= 0.5 else "now"), file=sys.stderr, flush=True)
-    await asyncio.sleep(wait)
-    again.total, again.started = len(due), time.monotonic()
-    second = Progress(again, enabled=shown)
-    engine.annotations = {**engine.annotations, "recheck": "true"}
-    try:
-        await engine.run(list(due), sink, again, second, deadline=until)
-    finally:
-        second.close()
+
+    async def measure(inputs: list[str], counts: RunStats, shown_as: Progress) -> None:
+        engine.annotations = {**engine.annotations, "recheck": "true"}
+        await engine.run(list(inputs), sink, counts, shown_as, deadline=until)
+
+    await recheck_stage(due_rechecks(s.inputs, stats.found, s.resume.lone), s.recheck, stats, again, progress,
+                        until, shown, measure)
 
 
 def _outcome(mechanism: str, needs: bool) -> str:
@@ -970,18 +998,19 @@ def _outcome(mechanism: str, needs: bool) -> str:
     return mechanism if mechanism != "none" else "failure"
 
 
-def rechecked_line(again: RunStats, lone: Mapping[str, tuple[str, float]], stats: RunStats) -> str:
-    """One line on what --recheck found: how many inputs came out the same, how many differently (the first
-    few named, with both outcomes), and how many were not rechecked (a later run with --recheck does them)."""
+def rechecked_line(again: RunStats, lone: Mapping[str, tuple[str, float]], stats: RunStats, what: str = "input"
+                   ) -> str:
+    """One line on what --recheck found: how many came out the same, how many differently (the first few named,
+    with both outcomes), and how many were not rechecked (a later run with --recheck does them)."""
     if not again.total:
-        return "tamperscope: --recheck: no input found blocked or failing is left to measure again"
+        return f"tamperscope: --recheck: no {what} found blocked or failing is left to measure again"
     first = {i: _outcome(mech, True) for i, (mech, _) in lone.items()}
     first.update({i: _outcome(mech, True) for i, (mech, _, needs) in (stats.found or {}).items() if needs})
     second = {i: _outcome(mech, needs) for i, (mech, _, needs) in (again.found or {}).items()}
     same = [i for i in second if first.get(i) == second[i]]
     differ = [f"{i} ({first.get(i, '?')}, then {second[i]})" for i in second if first.get(i) != second[i]]
     not_made = again.total - len(second)
-    return (f"tamperscope: --recheck: of {again.total} input(s) found blocked or failing, {len(same)} the same again"
+    return (f"tamperscope: --recheck: of {again.total} {what}(s) found blocked or failing, {len(same)} the same again"
             f" (`tamperscope analyze` takes two alike as confirmed), {len(differ)} different"
             + (f": {', '.join(differ[:5])}{', …' if len(differ) > 5 else ''}" if differ else "")
             + (f"; {not_made} not measured again (--max-runtime, or said above): the same command with --recheck "

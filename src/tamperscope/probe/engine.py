@@ -64,6 +64,8 @@ class RunStats:
     # for --recheck (None: not kept): each input measured, by the last of its measurements: its mechanism, when that
     # measurement ended (seconds since the epoch), and whether it was an anomaly or a failure (`needs_recheck`)
     found: dict[str, tuple[str, float, bool]] | None = None
+    # what ``found`` keys a measurement by (None: its input); remote's: its vantage and input
+    key: Callable[[dict[str, Any]], str | None] | None = None
 
     def add(self, m: dict[str, Any]) -> None:
         tk = m.get("test_keys") or {}
@@ -83,8 +85,10 @@ class RunStats:
             self.blocked_by_input[key] = self.blocked_by_input.get(key, False) or blocked
         if tk.get("x_status") == "failure" or tk.get("blocking") is None and tk.get("accessible") is None:
             self.failures += 1
-        if self.found is not None and isinstance(m.get("input"), str):
-            self.found[m["input"]] = (mechanism_of(m), ended_at(m), needs_recheck(m))
+        if self.found is not None:
+            found = self.key(m) if self.key is not None else m.get("input")
+            if isinstance(found, str):
+                self.found[found] = (mechanism_of(m), ended_at(m), needs_recheck(m))
 
 
 class Progress:

@@ -20,6 +20,7 @@ import ipaddress
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -43,12 +44,14 @@ from .command import (
     _matcher,
     _pick,
     _read_bounded,
+    _recheck,
     _same_file,
     _sniffer,
     _submission,
     _submit_url,
     _Tee,
     _tune_gc,
+    add_recheck_options,
     add_run_options,
     category_pick,
     check_max_runtime,
@@ -56,6 +59,9 @@ from .command import (
     conclude,
     deadline,
     drive,
+    due_rechecks,
+    recheck_stage,
+    said_rechecks,
 )
 from .engine import Engine, OutputError, Progress, Resume, RunStats, descriptor_room, open_output, scan_output
 
@@ -136,6 +142,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="(root) capture the packets censors forge (RSTs, injected pages, DNS answers), seen from "
                         "outside, for the equipment's signature: x_packets, x_signature")
     p.add_argument("--no-network-events", action="store_true", help="leave out network_events: smaller output")
+    add_recheck_options(p, "vantage and domain")
     add_run_options(p)
     p.set_defaults(func=run)
 
@@ -155,6 +162,7 @@ class Settings:
     timeout: float
     submit: str | None
     categories: dict[str, str] = field(default_factory=dict)  # a --list entry's Citizen Lab category, by domain
+    recheck: float | None = None  # --recheck: seconds to wait after a measurement before its second; None: no
 
 
 def resume_key(vantage: str, domain: str) -> str:
@@ -181,6 +189,7 @@ def settings(args: argparse.Namespace) -> Settings:
     if not 0 < args.timeout <= MAX_TIMEOUT:
         raise UsageError(f"--timeout must be more than 0 and at most {MAX_TIMEOUT:.0f} seconds, not {args.timeout}")
     check_max_runtime(args)
+    recheck = _recheck(args)
     try:
         control = domain_name(args.control_domain, "--control-domain")
     except NettestError:
@@ -218,7 +227,7 @@ def settings(args: argparse.Namespace) -> Settings:
         options["protocols"] = tuple(dict.fromkeys(args.protocol))
     return Settings(nettest=nettest, vantages=vantages, inputs=inputs, output=output, resume=resume,
                     trusted=trusted, ca_bundle=ca, asn_table=table, cc=cc, options=options, timeout=args.timeout,
-                    submit=submit, categories=categories)
+                    submit=submit, categories=categories, recheck=recheck)
 
 
 def _network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -314,7 +323,7 @@ def _output(args: argparse.Namespace, nettest: ModuleType) -> tuple[Path | None,
         if _same_file(lst, path):
             raise UsageError(f"--output {path} is also a list: refusing to append measurements to it")
     try:
-        return path, scan_output(path, nettest.NAME, key=_key)
+        return path, scan_output(path, nettest.NAME, key=_key, recheck=bool(args.recheck))
     except OutputError as e:
         raise UsageError(str(e)) from None
 
@@ -383,7 +392,9 @@ def run(args: argparse.Namespace) -> int:
     per_vantage = min(args.per_vantage or DEFAULT_PER_VANTAGE[args.kind], parallel)
     scrub = Scrubber(mine)
     total = len(s.vantages) * len(s.inputs)  # (vantage, domain) pairs: each vantage's list is made when its turn comes
-    stats = RunStats(total=total, skipped=_already(s.resume.seen, s.vantages, s.inputs))
+    stats = RunStats(total=total, skipped=_already(s.resume.seen, s.vantages, s.inputs),
+                     found={} if s.recheck is not None else None, key=_key)
+    again = RunStats(found={}, key=_key)
     print(f"tamperscope: {s.nettest.NAME} on {len(s.inputs)} domain(s) through {len(s.vantages)} vantage(s)"
           + (f" ({stats.skipped} measurement(s) already in {label})" if stats.skipped else "")
           + f"; at most {per_vantage} at once per vantage, {parallel} in all; writing {label}"
@@ -393,32 +404,48 @@ def run(args: argparse.Namespace) -> int:
     _tune_gc()
     progress = Progress(stats, enabled=not args.no_progress)
     sniffer = _sniffer() if args.capture else None
-    vantages = iter(s.vantages)
 
-    async def worker() -> None:
-        """One vantage at a time, each through an Engine of its own (its network, its report)."""
-        for v in vantages:
-            if stop is not None and time.monotonic() >= stop:
-                return
-            todo = [d for d in s.inputs if resume_key(v, d) not in s.resume.seen]
-            if not todo:
-                continue
-            engine = Engine(_adapted(s.nettest, v), ctx, vantage_probe(v, s.asn_table, s.cc, s.nettest), scrub,
-                            parallel=per_vantage, annotations={"vantage": v, "measured_from": "outside"},
-                            sniffer=sniffer)
-            await engine.run(todo, sink, stats, progress, deadline=stop)
+    async def through_each(plan: Iterator[tuple[str, list[str]]], vantages: int, counts: RunStats,
+                           shown_as: Progress, extra: dict[str, str]) -> None:
+        """Each vantage's domains (``plan``, for at most ``vantages`` vantages) through an Engine of its own (its
+        network, its report), a vantage at a time per worker; ``extra``: more annotations (--recheck's)."""
+
+        async def worker() -> None:
+            for v, todo in plan:
+                if stop is not None and time.monotonic() >= stop:
+                    return
+                engine = Engine(_adapted(s.nettest, v), ctx, vantage_probe(v, s.asn_table, s.cc, s.nettest), scrub,
+                                parallel=per_vantage,
+                                annotations={"vantage": v, "measured_from": "outside", **extra}, sniffer=sniffer)
+                await engine.run(todo, sink, counts, shown_as, deadline=stop)
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(min(vantages, max(1, parallel // per_vantage))):
+                    tg.create_task(worker())
+        except BaseExceptionGroup as group:  # an engine stops only when the output cannot be written
+            raise group.exceptions[0] from None
 
     stop: float | None = None
 
     async def measure_all() -> None:
         nonlocal stop
         stop = deadline(args)  # as the measuring starts
-        try:
-            async with asyncio.TaskGroup() as tg:
-                for _ in range(min(len(s.vantages), max(1, parallel // per_vantage))):
-                    tg.create_task(worker())
-        except BaseExceptionGroup as group:  # an engine stops only when the output cannot be written
-            raise group.exceptions[0] from None
+        # each vantage's list is made when its turn comes (a generator): what a resume skips is read then
+        await through_each(_todo(s.vantages, s.inputs, s.resume.seen), len(s.vantages), stats, progress, {})
+        if s.recheck is None:
+            return
+        keys = (resume_key(v, d) for v in s.vantages for d in s.inputs)
+
+        async def measure(due: list[str], counts: RunStats, shown_as: Progress) -> None:
+            by: dict[str, list[str]] = {}
+            for key in due:
+                v, d = key.split(" ", 1)
+                by.setdefault(v, []).append(d)
+            await through_each(iter(by.items()), len(by), counts, shown_as, {"recheck": "true"})
+
+        await recheck_stage(due_rechecks(keys, stats.found, s.resume.lone), s.recheck, stats, again, progress, stop,
+                            not args.no_progress, measure, "vantage and domain")
 
     try:
         if not drive(measure_all(), submit, s.ca_bundle, out, label, s.resume.regular, progress):
@@ -426,5 +453,17 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if sniffer is not None:
             sniffer.close()
-    return conclude(stats, args.summary, s.output is not None, label, "measurement(s) could not be made",
-                    max_runtime=args.max_runtime, resumes=s.resume.regular, categories=s.categories)
+    status = conclude(stats, args.summary, s.output is not None, label, "measurement(s) could not be made",
+                      max_runtime=args.max_runtime, resumes=s.resume.regular, categories=s.categories)
+    if s.recheck is not None:
+        status = max(status, said_rechecks(again, s.resume.lone, stats, "vantage and domain"))
+    return status
+
+
+def _todo(vantages: list[str], inputs: list[str], seen: frozenset[str]) -> Iterator[tuple[str, list[str]]]:
+    """Each vantage with the domains it has yet to measure (those its output does not hold), made as it is
+    asked for; vantages with none are passed over."""
+    for v in vantages:
+        todo = [d for d in inputs if resume_key(v, d) not in seen]
+        if todo:
+            yield v, todo
