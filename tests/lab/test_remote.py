@@ -146,7 +146,7 @@ def test_recheck_measures_each_blocked_pair_again_through_its_vantage(lab, tmp_p
         ("inject.example", "dns.injection"), ("poison.example", "dns.poison")]
     assert all(m["annotations"]["recheck"] == "true" and m["annotations"]["vantage"] == A.ISP_RESOLVER
                and m["test_keys"]["vantage"] == A.ISP_RESOLVER for m in again)
-    assert "of 2 vantage and domain(s) found blocked or failing, 2 the same again" in res.stderr, res.stderr
+    assert "of 2 vantage and domain pair(s) found blocked or failing, 2 the same again" in res.stderr, res.stderr
     verdicts = tmp_path / "verdicts.jsonl"
     done = subprocess.run([sys.executable, "-m", "tamperscope", "analyze", str(out), "--db", str(tmp_path / "a.duckdb"),
                            "--jsonl", str(verdicts), "--quiet"], capture_output=True, text=True, timeout=300)
@@ -158,7 +158,7 @@ def test_recheck_measures_each_blocked_pair_again_through_its_vantage(lab, tmp_p
     res = remote("dns", "-V", A.ISP_RESOLVER, "-i", "inject.example", "-i", "poison.example", "-i", "example.org",
                  "--recheck", "--recheck-after", "1", "-o", str(out), timeout=120)
     assert res.returncode == 0 and len(read(out)) == 5, res.stderr
-    assert "no vantage and domain found blocked or failing is left to measure again" in res.stderr, res.stderr
+    assert "no vantage and domain pair found blocked or failing is left to measure again" in res.stderr, res.stderr
 
 
 def in_outside(code: str) -> str:

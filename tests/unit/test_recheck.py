@@ -166,4 +166,4 @@ def test_remote_takes_recheck_and_checks_it_first(tmp_path: Path) -> None:
     assert res.returncode == 2 and "--recheck-after must be from 0 to 86400 seconds" in res.stderr, res.stderr
     assert not (tmp_path / "out.jsonl").exists()
     help_text = cli("remote", "--help", cwd=tmp_path).stdout
-    assert "--recheck" in help_text and "each vantage and domain found blocked or failing" in " ".join(help_text.split())
+    assert "--recheck" in help_text and "each vantage and domain pair found blocked or failing" in " ".join(help_text.split())

@@ -142,7 +142,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="(root) capture the packets censors forge (RSTs, injected pages, DNS answers), seen from "
                         "outside, for the equipment's signature: x_packets, x_signature")
     p.add_argument("--no-network-events", action="store_true", help="leave out network_events: smaller output")
-    add_recheck_options(p, "vantage and domain")
+    add_recheck_options(p, "vantage and domain pair")
     add_run_options(p)
     p.set_defaults(func=run)
 
@@ -445,7 +445,7 @@ def run(args: argparse.Namespace) -> int:
             await through_each(iter(by.items()), len(by), counts, shown_as, {"recheck": "true"})
 
         await recheck_stage(due_rechecks(keys, stats.found, s.resume.lone), s.recheck, stats, again, progress, stop,
-                            not args.no_progress, measure, "vantage and domain")
+                            not args.no_progress, measure, "vantage and domain pair")
 
     try:
         if not drive(measure_all(), submit, s.ca_bundle, out, label, s.resume.regular, progress):
@@ -456,7 +456,7 @@ def run(args: argparse.Namespace) -> int:
     status = conclude(stats, args.summary, s.output is not None, label, "measurement(s) could not be made",
                       max_runtime=args.max_runtime, resumes=s.resume.regular, categories=s.categories)
     if s.recheck is not None:
-        status = max(status, said_rechecks(again, s.resume.lone, stats, "vantage and domain"))
+        status = max(status, said_rechecks(again, s.resume.lone, stats, "vantage and domain pair"))
     return status
 
 
