@@ -568,10 +568,13 @@ def counts_by(store: Store, selection: Slice, axes: Sequence[str] = (), grain: s
 def totals(store: Store, filters: Filters | None = None) -> dict[str, Any]:
     """Whole-store counts, and the span of days. ``network_count`` counts the networks named, not AS0
     (`NO_NETWORK`: measurements whose network nobody said); ``unknown_network_count`` is how many measurements
-    are on AS0."""
+    are on AS0. ``fingerprint_confirmed_count``: the confirmed whose own page a blockpage fingerprint matched (the
+    others are confirmed by a repeat: the same anomaly again from the same network)."""
     where, params = (filters or Filters()).where()
     rows = _plain(query_rows(store.cursor(), f"""
-        SELECT {_COUNTS}, min(day) AS first_day, max(day) AS last_day,
+        SELECT {_COUNTS},
+               count(*) FILTER (WHERE outcome = 'confirmed' AND len(fingerprints) > 0) AS fingerprint_confirmed_count,
+               min(day) AS first_day, max(day) AS last_day,
                count(DISTINCT probe_cc) AS country_count, {_NETWORKS},
                count(*) FILTER (WHERE probe_asn = '{NO_NETWORK}') AS unknown_network_count,
                count(DISTINCT domain) AS domain_count, count(DISTINCT test_name) AS test_count

@@ -221,6 +221,16 @@ def counted(count: Any, one: str, many: str | None = None) -> str:
     return f"{n:,} {one if n == 1 else (many or one + 's')}"
 
 
+def confirmed_how(t: dict[str, Any]) -> str:
+    """`` (3 by a blockpage fingerprint, 47 by a repeat)`` for the totals' confirmed measurements; "" for none."""
+    confirmed = int(t.get("confirmed_count") or 0)
+    if not confirmed:
+        return ""
+    by_page = int(t.get("fingerprint_confirmed_count") or 0)
+    return (f" ({by_page:,} by a blockpage fingerprint, {confirmed - by_page:,} by a repeat: the same anomaly "
+            "again from the same network)")
+
+
 def _mechanisms(store: Store, filters: Filters | None) -> list[dict[str, Any]]:
     """`aggregates.per_mechanism`, each row with what it means in words (``meaning``)."""
     rows = aggregates.per_mechanism(store, filters)
@@ -402,7 +412,8 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
         f"{counted(n, 'measurement')} from {t['first_day']} to {t['last_day']}: "
         f"{counted(t['country_count'], 'country', 'countries')}, {networks_in_words(t)}, "
         f"{counted(t['domain_count'], 'domain')}.",
-        f"Outcomes: {t['confirmed_count']:,} confirmed, {t['anomaly_count'] - t['confirmed_count']:,} anomaly "
+        f"Outcomes: {t['confirmed_count']:,} confirmed{confirmed_how(t)}, "
+        f"{t['anomaly_count'] - t['confirmed_count']:,} anomaly "
         f"(unconfirmed), {t['failure_count']:,} failure, {t['ok_count']:,} ok "
         f"({_share(t['anomaly_count'], n)} anomalous).",
         "",
@@ -929,7 +940,8 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
             f"from {networks_in_words(t)} in {counted(t['country_count'], 'country', 'countries')} "
             f"tested {counted(t['domain_count'], 'site')} and {counted(t['test_count'], 'test')}. "
             f"{anomalous:,} ({_share(anomalous, n)}) showed signs of interference; "
-            f"<strong>{t['confirmed_count']:,} are confirmed</strong>. {counted(t['failure_count'], 'measurement')} "
+            f"<strong>{t['confirmed_count']:,} are confirmed</strong>{_e(confirmed_how(t))}. "
+            f"{counted(t['failure_count'], 'measurement')} "
             f"failed (a failed measurement says nothing either way).</p>")
     contents_at = len(parts)  # the contents line goes under the summary
     parts.append("<h2 id='how-to-read'>How to read this</h2><dl>")
