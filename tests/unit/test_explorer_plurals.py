@@ -22,7 +22,9 @@ def test_one_of_each_is_singular_and_two_are_plural(tmp_path: Path) -> None:
         assert c.post("/api/v1/submit", content=orjson.dumps(one)).json()["stored"] == 1
         home = _lead(c.get("/").text)
         assert "1 measurement from 1 country and 1 network, of 1 domain; 1 anomaly, 1 confirmed" in home, home
-        assert "1 measurement, 1 anomaly (1 confirmed)" in _lead(c.get("/domain/one.example").text)
+        # (and how it was confirmed: its blockpage is one a fingerprint knows)
+        assert ("1 measurement, 1 anomaly (1 confirmed: 1 by a blockpage fingerprint, 0 by a repeat)"
+                in _lead(c.get("/domain/one.example").text))
         assert "1 measurement." in c.get("/search").text
         two = samples.measurement("http.blockpage", url="http://two.example/", start="2026-05-27 00:00:01",
                                   probe_cc="RU", probe_asn="AS12389")

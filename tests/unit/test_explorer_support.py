@@ -57,3 +57,9 @@ def test_the_page_says_why_an_anomaly_is_confirmed_or_what_would_confirm_it(tmp_
         assert "Its network is not known (AS0): no other measurement can confirm it." in pages[3]
         # no anomaly: no such line
         assert 'id="support"' not in pages[4] and twins[4]["support"] is None
+        # the home page and the network's say how the confirmed were confirmed (both by a repeat here)
+        home = " ".join(c.get("/").text.split())
+        assert "2 confirmed (0 by a blockpage fingerprint, 2 by a repeat)" in home, home
+        area = " ".join(c.get("/network/AS137").text.split())
+        assert "(2 confirmed: 0 by a blockpage fingerprint, 2 by a repeat)" in area, area
+        assert c.get("/index.json").json()["totals"]["fingerprint_confirmed_count"] == 0

@@ -221,14 +221,20 @@ def counted(count: Any, one: str, many: str | None = None) -> str:
     return f"{n:,} {one if n == 1 else (many or one + 's')}"
 
 
-def confirmed_how(t: dict[str, Any]) -> str:
-    """`` (3 by a blockpage fingerprint, 47 by a repeat)`` for the totals' confirmed measurements; "" for none."""
+def confirmed_split(t: Mapping[str, Any]) -> str:
+    """``3 by a blockpage fingerprint, 47 by a repeat`` for the totals' confirmed measurements; "" for none."""
     confirmed = int(t.get("confirmed_count") or 0)
     if not confirmed:
         return ""
     by_page = int(t.get("fingerprint_confirmed_count") or 0)
-    return (f" ({by_page:,} by a blockpage fingerprint, {confirmed - by_page:,} by a repeat: the same anomaly "
-            "again from the same network)")
+    return f"{by_page:,} by a blockpage fingerprint, {confirmed - by_page:,} by a repeat"
+
+
+def confirmed_how(t: Mapping[str, Any]) -> str:
+    """`` (3 by a blockpage fingerprint, 47 by a repeat: …)``, what a repeat is said, for the reports' headlines;
+    "" when nothing is confirmed."""
+    split = confirmed_split(t)
+    return f" ({split}: the same anomaly again from the same network)" if split else ""
 
 
 def _mechanisms(store: Store, filters: Filters | None) -> list[dict[str, Any]]:

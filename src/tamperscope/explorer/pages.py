@@ -36,6 +36,7 @@ from tamperscope.analysis.report import (
     blockpages_in_words,
     categories_in_words,
     category_countries_in_words,
+    confirmed_split,
     networks_in_words,
     rules_in_words,
 )
@@ -117,6 +118,7 @@ def home(reader: Reader) -> dict[str, Any]:
         "page": "home",
         "title": "Network interference, measured",
         "totals": totals,
+        "confirmed_split": confirmed_split(totals),
         "networks_words": networks_in_words(totals),
         "recent_anomalies": _recent(reader, MeasurementQuery(anomaly=True, limit=RECENT)),
         "countries": _agg(reader, "per_country", f),
@@ -152,6 +154,7 @@ def area(reader: Reader, kind: str, key: str) -> dict[str, Any] | None:
         "title": names[kind],
         "filter": {column: key},
         "totals": totals,
+        "confirmed_split": confirmed_split(totals),
         "mechanisms": mechanisms,
         "signatures": _agg(reader, "signatures", f, limit=TOP),
         "blockpages": blockpages_in_words(reader, f, TOP),
