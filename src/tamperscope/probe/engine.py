@@ -78,17 +78,16 @@ class RunStats:
             if mech != "none" and tk.get("x_evidence") else str(m.get("test_name") or ""))
         if len(ex) < 3 and example:
             ex.append(example)
-        blocked = tk.get("blocking") not in (False, None)
+        blocked, failed = _blocked(tk), _failed(tk)
         self.blocked += blocked
         if m.get("input"):
             key = str(m["input"])
             self.blocked_by_input[key] = self.blocked_by_input.get(key, False) or blocked
-        if tk.get("x_status") == "failure" or tk.get("blocking") is None and tk.get("accessible") is None:
-            self.failures += 1
+        self.failures += failed
         if self.found is not None:
             found = self.key(m) if self.key is not None else m.get("input")
             if isinstance(found, str):
-                self.found[found] = (mechanism_of(m), ended_at(m), needs_recheck(m))
+                self.found[found] = (mechanism_of(m), ended_at(m), blocked or failed)
 
 
 class Progress:
@@ -282,14 +281,21 @@ def _line_kind(body: bytes, test_name: str, key: Callable[[dict[str, Any]], str 
     return _OTHER, None
 
 
+def _blocked(tk: Mapping[str, Any]) -> bool:
+    """The measurement's test keys say its input was found blocked (``blocking`` names how)."""
+    return tk.get("blocking") not in (False, None)
+
+
+def _failed(tk: Mapping[str, Any]) -> bool:
+    """The measurement could not tell: a failure, or neither ``blocking`` nor ``accessible`` said."""
+    return tk.get("x_status") == "failure" or tk.get("blocking") is None and tk.get("accessible") is None
+
+
 def needs_recheck(m: dict[str, Any]) -> bool:
     """Whether --recheck measures this measurement's input again: it found the input blocked, or could not
     tell (a failure), as `RunStats.add` counts them."""
     tk = m.get("test_keys")
-    if not isinstance(tk, dict):
-        return False
-    return (tk.get("blocking") not in (False, None) or tk.get("x_status") == "failure"
-            or tk.get("blocking") is None and tk.get("accessible") is None)
+    return isinstance(tk, dict) and (_blocked(tk) or _failed(tk))
 
 
 def mechanism_of(m: dict[str, Any]) -> str:
