@@ -177,6 +177,29 @@ def test_bulk_retry_after_is_the_real_wait(tmp_path: Path) -> None:
         assert c.post("/api/v1/submit", content=body).status_code == 200
 
 
+
+def test_bulk_bigger_than_the_burst_passes_once_the_bucket_is_full(tmp_path: Path) -> None:
+    """The middleware takes a request's first token; the bulk endpoint asked the whole burst on top, which a
+    bucket holding burst - 1 never had: any bulk of more lines than the burst was 429 forever (the
+    default burst is 400, and the outbox retries a 429 until it gives up)."""
+    settings = Settings(db_path=tmp_path / "r.duckdb", announce=False, submit_rate=1, submit_burst=3, read_rate=0)
+    with running_app(settings) as c:
+        clock = [1000.0]
+        c.collector.submit_limiter.now = lambda: clock[0]
+        body = b"\n".join(orjson.dumps(samples.measurement("ok", url=f"https://big{i}.example/",
+                                                           start="2026-05-25 00:00:00")) for i in range(10))
+        r = c.post("/api/v1/submit", content=body)
+        assert r.status_code == 200 and r.json()["stored"] == 10
+        clock[0] += 1.0  # one token back, which the middleware takes: the other two are missing
+        r = c.post("/api/v1/submit", content=body)
+        assert r.status_code == 429 and "retry in 2.0 s" in r.json()["detail"]
+        clock[0] += 3.0  # full again
+        r = c.post("/api/v1/submit", content=body)
+        assert r.status_code == 200 and r.json()["duplicates"] == 10
+    settings = Settings(db_path=tmp_path / "one.duckdb", announce=False, submit_rate=1, submit_burst=1, read_rate=0)
+    with running_app(settings) as c:
+        assert c.post("/api/v1/submit", content=body).status_code == 200  # a burst of one: one request at a time
+
 def test_area_pages_parse_each_anomaly_once_for_its_hop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Country, network and domain pages list the hops of up to 300 recent anomalies; each view used to
     parse every one of their raw measurements again (5 MiB each, at worst). A measurement with no

@@ -2,7 +2,7 @@
 
 Each client address gets ``burst`` tokens, refilled at ``rate`` per second; a
 request costs one token (a bulk submission costs one per measurement, at least
-one). When the bucket is empty the request is answered 429 with a
+one and at most the burst: one bigger than the burst passes once the bucket is full). When the bucket is empty the request is answered 429 with a
 ``Retry-After`` header saying when one token will be there. ``rate <= 0``
 disables the limit. Buckets of clients not seen for a while are forgotten, so
 memory stays bounded however many addresses appear (`max_clients`).
@@ -49,7 +49,18 @@ class RateLimiter:
         """0.0 if allowed (tokens taken), else the seconds to wait before retrying."""
         if not self.enabled:
             return 0.0
-        cost = min(max(cost, 1.0), self.burst)  # a request bigger than the burst must still pass once full
+        return self._take(key, min(max(cost, 1.0), self.burst))  # bigger than the burst: passes once full
+
+    def take_rest(self, key: str, count: float) -> float:
+        """As `take`, for the ``count`` further items of a request whose first token `take` has taken (a bulk
+        submission's other lines): at most ``burst - 1`` more, so a request bigger than the burst still passes
+        once the bucket was full, and nothing more when the burst is one."""
+        if not self.enabled:
+            return 0.0
+        cost = min(max(count, 0.0), self.burst - 1.0)
+        return self._take(key, cost) if cost > 0 else 0.0
+
+    def _take(self, key: str, cost: float) -> float:
         t = self.now()
         with self._lock:
             bucket = self._buckets.get(key)

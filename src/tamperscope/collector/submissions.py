@@ -172,7 +172,7 @@ async def submit_bulk(request: Request) -> Response:
     if len(raw_lines) > limits.bulk_lines:
         raise SubmissionError(413, "too_many", f"{len(raw_lines)} lines; at most {limits.bulk_lines} per request")
     client = request.client.host if request.client else "unknown"
-    wait = collector.submit_limiter.take(client, len(raw_lines) - 1) if len(raw_lines) > 1 else 0.0
+    wait = collector.submit_limiter.take_rest(client, len(raw_lines) - 1)  # the middleware took the first
     if wait:
         raise SubmissionError(429, "rate_limited", f"too many measurements; retry in {wait:.1f} s", retry_after=wait)
     results: list[dict[str, Any] | None] = [None] * len(raw_lines)
