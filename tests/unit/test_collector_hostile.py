@@ -280,3 +280,75 @@ def test_a_snapshot_sees_one_moment_while_submissions_are_written(tmp_path: Path
         with reader.bounded(snapshot=True):
             assert aggregates.totals(reader)["measurement_count"] == 6  # type: ignore[arg-type]
         reader.close()
+
+
+# --------------------------------------------------------------------------- what a careless probe sends
+
+
+def _measurement(url: str, start: str = "2026-05-25 00:00:00") -> dict[str, object]:
+    return samples.measurement("ok", url=url, start=start)
+
+
+def _utc(hours: float) -> str:
+    import datetime as dt
+    now = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=hours)
+    return now.strftime("%Y-%m-%d %H:%M:%S")
+
+
+@pytest.mark.parametrize("start", ["2024-02-12 20:33:47\n", " 2024-02-12 20:33:47", "2099-01-01 00:00:00", "+25 h"])
+def test_a_start_time_with_spaces_around_or_in_the_future_is_refused(client: SyncClient, start: str) -> None:
+    """A start a day after the collector's clock sat first in every listing and feed until its time came; one
+    with a newline was stored as sent."""
+    start = _utc(25) if start == "+25 h" else start
+    r = client.post("/report/r1", json={"format": "json", "content": _measurement("https://when.example/", start)})
+    assert r.status_code == 422 and r.json()["error"] == "invalid_measurement", r.text
+    assert "measurement_start_time" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("start", ["+2 h", "2024-02-12T20:33:47Z", "2024-02-12T20:33:47.5+05:00"])
+def test_a_start_time_a_wrong_clock_or_iso_8601_gives_is_taken(client: SyncClient, start: str) -> None:
+    start = _utc(2) if start == "+2 h" else start
+    _submit(client, _measurement(f"https://when{''.join(ch for ch in start if ch.isalnum())}.example/", start))
+
+
+@pytest.mark.parametrize("headers", [{"Content-Encoding": "gzip"}, {"Content-Encoding": "br"},
+                                     {"Content-Type": "application/json; charset=iso-8859-1"},
+                                     {"Content-Type": "application/json; charset=\"UTF-16\""}])
+def test_a_body_declared_compressed_or_in_another_charset_is_refused(client: SyncClient,
+                                                                     headers: dict[str, str]) -> None:
+    """Such a body was stored as if it were plain UTF-8 whenever its bytes happened to parse."""
+    body = orjson.dumps({"format": "json", "content": _measurement("https://caf\u00e9.example/")})
+    for path in ("/report/r1", "/api/v1/submit"):
+        r = client.post(path, content=body, headers=headers)
+        assert r.status_code == 400 and r.json()["error"] == "invalid_json", (path, r.text)
+        assert ("Content-Encoding" in r.json()["detail"]) == ("Content-Encoding" in headers)
+    ok = client.post("/report/r1", content=body, headers={"Content-Type": "application/json; charset=utf-8",
+                                                          "Content-Encoding": "identity"})
+    assert ok.status_code == 200, ok.text
+
+
+def test_an_integer_of_hundreds_of_digits_is_refused_as_the_docs_say(client: SyncClient) -> None:
+    m = orjson.dumps(_measurement("https://digits.example/"))[:-1] + b',"x_big":1' + b"0" * 400 + b"}"
+    r = client.post("/report/r1", content=b'{"format":"json","content":' + m + b"}")
+    assert r.status_code == 422 and r.json()["error"] == "invalid_measurement"
+    assert "send it as a string" in r.json()["detail"]
+
+
+def test_nesting_too_deep_to_store_says_so(client: SyncClient) -> None:
+    m = _measurement("https://deep.example/")
+    m["test_keys"] = {"x": orjson.loads(b"[" * 300 + b"]" * 300)}
+    r = client.post("/report/r1", json={"format": "json", "content": m})
+    assert r.status_code == 422 and r.json()["detail"].endswith("nested more than 254 levels deep"), r.text
+
+
+def test_wrong_types_are_named_with_their_article(client: SyncClient) -> None:
+    m = _measurement("https://types.example/")
+    m["input"] = ["https://types.example/"]
+    r = client.post("/report/r1", json={"format": "json", "content": m})
+    assert r.status_code == 422 and "input is an array, not a string" in r.json()["detail"]
+
+
+def test_a_bulk_line_without_content_is_refused_as_the_report_endpoint_refuses_it(client: SyncClient) -> None:
+    r = client.post("/api/v1/submit", content=b'{"format": "json"}')
+    assert r.json()["results"][0]["error"] == "missing_content"
+    assert client.post("/report/r1", content=b'{"format": "json"}').json()["error"] == "missing_content"

@@ -22,10 +22,10 @@ def sample(name: str, **changes: object) -> dict:
 
 def test_the_page_says_why_an_anomaly_is_confirmed_or_what_would_confirm_it(tmp_path: Path) -> None:
     reset = sample("httpBlockingConnectionReset")  # http://www.example.com/ on AS137: an anomaly
-    again = sample("httpBlockingConnectionReset", measurement_start_time="2030-01-01 00:00:00",
+    again = sample("httpBlockingConnectionReset", measurement_start_time="2026-01-01 00:00:00",
                    annotations={"recheck": "true"})
     once = sample("dnsBlockingAndroidDNSCacheNoData")  # https://www.example.com/ on AS137, measured once
-    nowhere = sample("dnsBlockingAndroidDNSCacheNoData", probe_asn="AS0", measurement_start_time="2030-01-02 00:00:00")
+    nowhere = sample("dnsBlockingAndroidDNSCacheNoData", probe_asn="AS0", measurement_start_time="2026-01-02 00:00:00")
     fine = sample("badSSLWithExpiredCertificate")  # no anomaly: nothing to say
     with running_app(Settings(db_path=tmp_path / "s.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
         out = c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(m) for m in (reset, again, once, nowhere, fine)

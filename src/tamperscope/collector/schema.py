@@ -9,7 +9,8 @@ when it is not what OONI's collector protocol and data format say:
   the wrong type or shape (422 ``invalid_measurement``), e.g. ``probe_cc`` must be
   two capital letters, ``probe_asn`` ``"AS"`` and digits, ``test_name`` lowercase
   letters, digits and ``_``, ``measurement_start_time`` ``"YYYY-MM-DD HH:MM:SS"``
-  (UTC; ISO 8601 with an offset is taken too), ``test_keys`` an object;
+  (UTC; ISO 8601 with ``T``, a fraction and ``Z`` or an offset is taken too, no
+  surrounding space; from 2000 to a day after the collector's clock), ``test_keys`` an object;
 * it is too large (413 ``too_large``), see `Limits`;
 * it holds an integer beyond 64 bits (422 ``invalid_measurement``): the stored
   measurement is the parsed JSON re-encoded, and such a number would change (`check_numbers`).
@@ -20,8 +21,9 @@ The same rules are written out as JSON Schema (`MEASUREMENT`, `SUBMISSION`,
 
 from __future__ import annotations
 
+import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +64,9 @@ CC = re.compile(r"[A-Z]{2}")
 ASN = re.compile(r"AS[0-9]{1,10}")
 TEST_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 REPORT_ID = re.compile(r"[A-Za-z0-9_.-]{1,200}")
+# A start this far after the collector's clock is a probe's wrong clock, not a measurement: kept, it would sit at
+# the head of every listing and feed until that time came.
+FUTURE = dt.timedelta(days=1)
 START_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:?[0-9]{2})?")
 _STRINGS = ("probe_network_name", "software_name", "software_version", "test_version", "data_format_version",
             "resolver_ip", "probe_ip", "test_start_time", "report_id")
@@ -80,6 +85,8 @@ def parse_json(body: bytes, what: str = "the body") -> Any:
     except orjson.JSONDecodeError as exc:
         if not _is_utf8(body):  # orjson's own words for this ("surrogates not allowed") mislead
             raise SubmissionError(400, "invalid_json", f"{what} is not UTF-8 JSON{_not_utf8_hint(body)}") from None
+        if str(exc).startswith("number is infinity"):  # an integer of over 300 digits, read as a float
+            raise _invalid(f"{what} holds a number too large to be stored exactly (send it as a string)") from None
         first = str(exc).splitlines()[0] if str(exc) else "not JSON"
         raise SubmissionError(400, "invalid_json", f"{what} is not valid JSON: {first[:160]}") from None
 
@@ -120,8 +127,13 @@ def check_numbers(body: bytes, what: str = "the measurement") -> None:
                            "(send it as a string)")
 
 
-def check_measurement(m: Any, limits: Limits = Limits()) -> None:
-    """Raise `SubmissionError` unless ``m`` is a measurement the collector stores."""
+def utc_now() -> dt.datetime:
+    """Now, in UTC, naive: as `envelope` gives a measurement's start."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def check_measurement(m: Any, limits: Limits = Limits(), clock: Callable[[], dt.datetime] = utc_now) -> None:
+    """Raise `SubmissionError` unless ``m`` is a measurement the collector stores (``clock``: now, UTC)."""
     if not isinstance(m, dict):
         raise _invalid(f"the measurement must be a JSON object, not {_kind(m)}")
     try:
@@ -134,10 +146,13 @@ def check_measurement(m: Any, limits: Limits = Limits()) -> None:
         raise _invalid("probe_asn must be a string like \"AS1234\" (AS0 if unknown)")
     if not TEST_NAME.fullmatch(env.test_name):
         raise _invalid("test_name must be lowercase letters, digits and _ (at most 64)")
-    if not START_TIME.fullmatch(m["measurement_start_time"].strip()):
+    if not START_TIME.fullmatch(m["measurement_start_time"]):
         raise _invalid("measurement_start_time must look like \"2024-01-31 12:00:00\" (UTC)")
-    if not 2000 <= env.start.year <= 2100:
+    if env.start.year < 2000:
         raise _invalid("measurement_start_time is not a plausible time")
+    if env.start > clock() + FUTURE:
+        raise _invalid(f"measurement_start_time is more than {FUTURE.days * 24} hours after the collector's clock "
+                       "(is the probe's clock right?)")
     inp = m.get("input")
     if inp is not None and len(inp) > limits.input:
         raise _invalid(f"input is longer than {limits.input} characters")

@@ -65,7 +65,15 @@ def collector_of(request: Request) -> Collector:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) more than ``limit`` bytes without reading them all."""
+    """The request body, refusing (413) more than ``limit`` bytes without reading them all, and (400) one
+    declared compressed or in a charset other than UTF-8, which would be stored as if it were neither."""
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        raise SubmissionError(400, "invalid_json", f"Content-Encoding {encoding[:40]!r} is not supported; "
+                              "send the body uncompressed")
+    charset = _charset(request.headers.get("content-type", ""))
+    if charset not in (None, "utf-8", "utf8", "us-ascii", "ascii"):
+        raise SubmissionError(400, "invalid_json", f"the charset {charset[:40]!r} is not supported; send UTF-8")
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -84,6 +92,15 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _charset(content_type: str) -> str | None:
+    """The ``charset`` parameter of a Content-Type, lowercased and unquoted, or None."""
+    for param in content_type.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower()
+    return None
+
+
 def without_address(measurement: dict[str, Any]) -> dict[str, Any]:
     """The measurement with ``probe_ip`` set to 127.0.0.1: a client that sent its address (OONI Probe
     and ours never do) has it dropped before anything is stored, logged or hashed into the uid."""
@@ -92,12 +109,16 @@ def without_address(measurement: dict[str, Any]) -> dict[str, Any]:
     return measurement
 
 
+SERIALISE_DEPTH = 254  # orjson.dumps refuses deeper nesting ("Recursion limit reached")
+
+
 def serialise(measurement: dict[str, Any], limit: int) -> bytes:
     """The line stored for an accepted measurement: re-encoded compactly, without the probe's address."""
     try:
         line = orjson.dumps(without_address(measurement))
     except (orjson.JSONEncodeError, TypeError) as exc:
-        raise SubmissionError(422, "invalid_measurement", f"the measurement cannot be stored: {exc}") from None
+        why = f"it is nested more than {SERIALISE_DEPTH} levels deep" if "Recursion" in str(exc) else str(exc)
+        raise SubmissionError(422, "invalid_measurement", f"the measurement cannot be stored: {why}") from None
     if len(line) > limit:
         raise SubmissionError(413, "too_large", f"the measurement is {len(line)} bytes; the limit is {limit}")
     return line
@@ -182,7 +203,7 @@ async def submit_bulk(request: Request) -> Response:
             if len(raw) > limits.measurement:
                 raise SubmissionError(413, "too_large", f"the line is {len(raw)} bytes; the limit is {limits.measurement}")
             value = parse_json(raw, "the line")
-            if isinstance(value, dict) and "content" in value and "format" in value:
+            if isinstance(value, dict) and "format" in value and ("content" in value or "test_name" not in value):
                 value = check_submission(value, limits)
             else:
                 check_measurement(value, limits)
