@@ -150,10 +150,12 @@ def test_any_search_can_be_followed_with_its_own_fields(client: SyncClient) -> N
     assert len(entries) == 2 and all("meduza.io: blocked (confirmed)" in str(e.findtext(f"{A}title"))
                                      for e in entries)
     assert root.findtext(f"{A}title") == "Confirmed blocking of meduza.io in RU · tamperscope"
-    # every measurement when the search names no outcome; limit caps the entries (at least 1, at most 200)
+    # every measurement when the search names no outcome; limit caps the entries (a whole number from 1, at most
+    # 200: more is taken as 200); limit=0 was taken as 1, and is refused as the search refuses it
     assert len(_entries(_feed(client, "/feed.atom"))) == len(MEASURED)
     assert len(_entries(_feed(client, "/feed.atom?limit=3"))) == 3
-    assert len(_entries(_feed(client, "/feed.atom?limit=0"))) == 1
+    refused = client.get("/feed.atom?limit=0")
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_parameter"
     assert len(_entries(_feed(client, "/feed.atom?limit=99999"))) == len(MEASURED)
     assert len(_entries(_feed(client, "/feed.atom?probe_asn=12389"))) == 5  # "12389" is AS12389, as in the search
     empty = _feed(client, "/feed.atom?probe_cc=ZZ")

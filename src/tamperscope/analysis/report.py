@@ -31,6 +31,7 @@ from tamperscope.analysis.aggregates import Filters
 from tamperscope.analysis.confidence import CONFIRM_MIN, NO_NETWORK
 from tamperscope.analysis.store import Store
 from tamperscope.model.categories import category_label
+from tamperscope.model.inputs import unicode_host
 from tamperscope.model.location import signature_words
 from tamperscope.model.rules import describe as describe_rule
 from tamperscope.model.services import APPS, TOOLS
@@ -361,9 +362,14 @@ _SELECTION_WORDS = (("probe_cc", "country"), ("probe_asn", "network"), ("test_na
                     ("category_code", "category"), ("since", "from"), ("until", "until"))
 
 
+def _chosen_values(filters: Filters | None) -> list[tuple[str, str]]:
+    """The filters given, each as (our word, its value as shown: a site's name `host_shown`)."""
+    return [(word, host_shown(value) if key == "domain" else str(value)) for key, word in _SELECTION_WORDS
+            if filters is not None and (value := getattr(filters, key)) is not None]
+
+
 def _chosen(filters: Filters | None) -> list[str]:
-    return [f"{word} {getattr(filters, key)}" for key, word in _SELECTION_WORDS
-            if filters is not None and getattr(filters, key) is not None]
+    return [f"{word} {value}" for word, value in _chosen_values(filters)]
 
 
 def _selection(filters: Filters | None) -> str | None:
@@ -660,14 +666,70 @@ def _json_for_script(value: Any) -> str:
     return data.replace(b"<", b"\\u003c").replace(b">", b"\\u003e").replace(b"&", b"\\u0026").decode()
 
 
+# Characters of measurement content a page must not pass on as they are. Controls (C0 but tab and newlines, DEL,
+# C1), lone surrogates and noncharacters render as nothing, or as nothing a reader can tell apart: U+FFFD.
+_UNSHOWN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]")
+# Bidi controls (embeddings, overrides, isolates, marks): a right-to-left override in a network's name would
+# reverse the page's own text after it. Shown as the escape that names them (``\u202e``), so a reader sees them.
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def shown_text(value: Any) -> str:
+    """``value`` as text a page can show as it is, whatever a measurement put in it: a control character (but tab,
+    newline and carriage return) is U+FFFD, a bidi control the escape that names it (``\\u202e``), so measurement
+    content can neither hide in a page nor reorder the page's own text around it. One helper for the HTML report,
+    the explorer's templates (`explorer.display`) and its feeds."""
+    text = "" if value is None else str(value)
+    if text.isascii() and text.isprintable():
+        return text
+    return _BIDI.sub(lambda m: f"\\u{ord(m[0]):04x}", _UNSHOWN.sub("\ufffd", text))
+
+
+def host_shown(host: Any) -> str:
+    """A host name as a page shows it: a name with a label beyond ASCII also in its ASCII (IDNA) form, as browsers
+    show names that could be confused with others (``аррӏе.com (xn--80ak6aa92e.com)``, all Cyrillic, is not
+    ``apple.com``), whichever spelling it is given in (``xn--80ak6aa92e.com`` too); any other name as it is.
+    `shown_text` either way."""
+    text = unicode_host("" if host is None else str(host))
+    if text.isascii():
+        return shown_text(text)
+    labels = []
+    for label in text.split("."):
+        if label.isascii():
+            labels.append(label)
+            continue
+        try:
+            labels.append(label.encode("idna").decode("ascii"))
+        except (UnicodeError, ValueError):  # no IDNA label (too long, a forbidden character): its Punycode still
+            try:
+                labels.append("xn--" + label.encode("punycode").decode("ascii"))
+            except (UnicodeError, ValueError):
+                labels.append("?")
+    return shown_text(f"{text} ({'.'.join(labels)})")
+
+
 def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+    return html.escape(shown_text(value), quote=True)
+
+
+# Right-to-left scripts (Hebrew, Arabic, Syriac, Thaana, N'Ko..., their presentation forms, and the historic ones of
+# the supplementary planes): text that holds none of them cannot reorder the text around it.
+RIGHT_TO_LEFT = re.compile(
+    "[\u0590-\u08ff\ufb1d-\ufdcf\ufdf0-\ufdff\ufe70-\ufefe\U00010800-\U00010fff\U0001e800-\U0001efff]")
+
+
+def _bdi(value: Any) -> str:
+    """Measurement content inside a sentence of ours, escaped, and isolated (``<bdi>``) when it holds right-to-left
+    text, which would otherwise move the words and numbers around it."""
+    text = _e(value)
+    return f"<bdi>{text}</bdi>" if RIGHT_TO_LEFT.search(text) else text
 
 
 def plot_text(value: Any) -> str:
     """Text for a chart: plotly draws a subset of HTML in labels (<a href>, <b>, <br>...) and decodes
-    entities, so markup a measurement carried would become a live link; escaped, it is drawn as typed."""
-    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    entities, so markup a measurement carried would become a live link; escaped, it is drawn as typed
+    (`shown_text`: no control character)."""
+    return shown_text(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def day_axis(days: Sequence[Any]) -> dict[str, Any]:
@@ -743,7 +805,7 @@ def _heatmap_figure(cells: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None
                           f"{c['confirmed_count']} confirmed")
         z.append(zr)
         text.append(tr)
-    data = [{"type": "heatmap", "z": z, "x": [label[n] for n in networks], "y": [plot_text(d) for d in domains],
+    data = [{"type": "heatmap", "z": z, "x": [label[n] for n in networks], "y": [plot_text(host_shown(d)) for d in domains],
              "text": text,
              "hovertemplate": "%{y} on %{x}<br>%{z}% anomalous<br>%{text}<extra></extra>",
              "colorscale": "Reds", "zmin": 0, "zmax": 100, "colorbar": {"title": {"text": "% anomalous"}}}]
@@ -822,6 +884,8 @@ def _html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, 
         cells = []
         for i, (key, _) in enumerate(columns):
             value = technique(r.get(key), r.get(f"{key}_ech_only")) if key in _TECHNIQUE_KEYS else r.get(key)
+            if key == "domain" and isinstance(value, str):
+                value = host_shown(value)
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
             numbers[i] += number
             others[i] += not number and value is not None
@@ -935,8 +999,8 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
              f"<style id='cards' media='(max-width:40rem)'>{_CARDS}</style>"
              f"<script>{script}</script></head><body><main>",
              f"<h1>{_e(title)}</h1>"]
-    if (selection := _selection(filters)) is not None:
-        parts.append(f"<p class='selection'>{_e(selection)}</p>")
+    if chosen := _chosen_values(filters):  # "Only country IR, site …": each value isolated from our words
+        parts.append(f"<p class='selection'>Only {', '.join(f'{_e(word)} {_bdi(value)}' for word, value in chosen)}.</p>")
     if not n:
         parts.append(f"<p class='summary'>{_e(_nothing(store, filters)[0])}.</p>")
     else:

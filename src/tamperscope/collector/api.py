@@ -307,11 +307,22 @@ def _held(slot: Slot, chunks: Iterator[bytes]) -> Iterator[bytes]:
         slot.release()
 
 
-def _stream(slot: Slot, chunks: Iterator[bytes], media: str, filename: str) -> StreamingResponse:
+HEAD_SCOPE_KEY = "tamperscope.head"  # set in a request's scope by `app.Head`: a HEAD, answered as the GET
+
+
+def _head(request: Request) -> bool:
+    return bool(request.scope.get(HEAD_SCOPE_KEY))
+
+
+def _stream(slot: Slot, chunks: Iterator[bytes], media: str, filename: str, *, head: bool = False) -> StreamingResponse:
+    """The export's answer; for a HEAD (``head``), its headers only: nothing is read from the store."""
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if head:
+        slot.release()
+        return StreamingResponse(iter(()), media_type=media, headers=headers)
     body = _held(slot, chunks)
     weakref.finalize(body, slot.release)  # a stream never started never runs its `finally`
-    return StreamingResponse(body, media_type=media,
-                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return StreamingResponse(body, media_type=media, headers=headers)
 
 
 def _csv_chunks(batches: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
@@ -352,7 +363,7 @@ def export_measurements(request: Request, query: QueryDep,
         return slot
     batches = _export_batches(collector_of(request), query, base_url(request), "limit" in request.query_params)
     media, chunks = _EXPORT_KINDS[kind]
-    return _stream(slot, chunks(batches), media, f"measurements.{kind}")
+    return _stream(slot, chunks(batches), media, f"measurements.{kind}", head=_head(request))
 
 
 def _raw_lines(collector: Collector, query: MeasurementQuery, limited: bool) -> Iterator[bytes]:
@@ -371,7 +382,7 @@ def export_raw(request: Request, query: QueryDep) -> Response:
     if isinstance(slot, JSONResponse):
         return slot
     lines = _raw_lines(collector_of(request), query, "limit" in request.query_params)
-    return _stream(slot, lines, "application/x-ndjson", "measurements.jsonl")
+    return _stream(slot, lines, "application/x-ndjson", "measurements.jsonl", head=_head(request))
 
 
 @functools.cache
@@ -530,5 +541,5 @@ async def admin_reanalyse(request: Request) -> Response:
     return JSONResponse({**totals, "analysis_version": analysis_version()})
 
 
-__all__ = ["AGGREGATIONS", "EXPORTS_PER_CLIENT", "EXPORTS_TOTAL", "aggregate", "csv_text", "measurement_query",
+__all__ = ["AGGREGATIONS", "EXPORTS_PER_CLIENT", "HEAD_SCOPE_KEY", "EXPORTS_TOTAL", "aggregate", "csv_text", "measurement_query",
            "measurements_page", "router"]

@@ -4,13 +4,14 @@
 raw log and the writer (`config.Collector`), catches the store up with the raw
 log, and closes everything on shutdown (answering what is queued first).
 
-Around every request, three pure-ASGI layers (no per-request tasks):
+Around every request, four pure-ASGI layers (no per-request tasks):
 
 * `RateLimit`: a token bucket per client address (`ratelimit.RateLimiter`), one
   for submissions (``POST /report...``, ``POST /api/v1/submit``) and one for
   everything else but static files, where a read over the whole store costs more
   (`read_cost`); over the limit: 429 with ``Retry-After``;
 * `InternalErrors`: an unhandled error becomes a plain 500 (no traceback);
+* `Head`, innermost: ``HEAD`` is answered wherever ``GET`` is, with the same status and headers and no body;
 * `explorer.headers.SecurityHeaders`, outermost: the Content-Security-Policy (no
   inline script, no third-party origin), ``nosniff``, no framing, no referrer.
 
@@ -29,6 +30,7 @@ traceback), and stops it on shutdown either way.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -155,6 +157,44 @@ class InternalErrors:
             raise
 
 
+class Head:
+    """``HEAD`` wherever ``GET`` works (RFC 9110 §9.3.2): the request runs as a ``GET`` and its answer goes out with
+    the same status and headers (``Content-Length`` included) but no body. A streamed answer (an export) is stopped
+    after its first chunk, as a client that hangs up stops it; the exports, told by `api.HEAD_SCOPE_KEY`, read
+    nothing from the store at all and free their slot at once."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        answered = asyncio.Event()
+        asked = False
+
+        async def hang_up() -> Message:
+            # the (empty) request first; then, once the answer's head is out, the client "leaves": Starlette's
+            # streamed answers listen for that (an ASGI spec before 2.4, set below) and stop
+            nonlocal asked
+            if not asked:
+                asked = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await answered.wait()
+            return {"type": "http.disconnect"}
+
+        async def head_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if answered.is_set():
+                    return
+                answered.set()
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        asgi = {**scope.get("asgi", {}), "spec_version": "2.3"}
+        await self.app({**scope, "method": "GET", "asgi": asgi, api.HEAD_SCOPE_KEY: True}, hang_up, head_only)
+
+
 class _LateRateLimit:
     """Binds `RateLimit` to the collector's limiters once the lifespan has created them."""
 
@@ -228,6 +268,7 @@ def create_app(settings: Settings, *, store: Store | None = None, collector: Col
     app.include_router(submissions.router)
     app.include_router(api.router)
     app.include_router(explorer_routes.router)
+    app.add_middleware(Head)  # innermost: the routes see a HEAD as the GET it is answered as
     app.add_middleware(_LateRateLimit, fastapi_app=app)
     app.add_middleware(InternalErrors)
     app.add_middleware(SecurityHeaders)  # outermost: on every answer, the 500 of `InternalErrors` included
@@ -238,4 +279,4 @@ def announce(text: str) -> None:
     print(f"tamperscope: {text}", file=sys.stderr, flush=True)
 
 
-__all__ = ["InternalErrors", "RateLimit", "create_app", "read_cost"]
+__all__ = ["Head", "InternalErrors", "RateLimit", "create_app", "read_cost"]

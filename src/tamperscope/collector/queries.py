@@ -36,6 +36,7 @@ from tamperscope.analysis.aggregates import Filters, Slice
 from tamperscope.analysis.categories import category_sql
 from tamperscope.analysis.store import RawUnreadable, Store, raw_pointers, read_frame, stored_as
 from tamperscope.model.categories import normal_code
+from tamperscope.model.inputs import host_forms
 
 MAX_LIMIT = 1000          # rows per page of /api/v1/measurements
 QUERY_SECONDS = 10.0      # a request's queries are interrupted past this (`Reader.bounded`); 1M rows take < 1 s
@@ -293,16 +294,27 @@ def _category(value: str) -> str:
 
 def _several(value: str | None, name: str, check: Any) -> tuple[str, ...]:
     """A comma-separated parameter (OONI's ``probe_cc=IR,RU``), each value normalised by ``check`` (None: refused,
-    QueryError naming it)."""
+    QueryError naming it and saying what it should be)."""
     out = []
     for part in (value or "").split(","):
         if not part.strip():
             continue
-        normal = check(part.strip())
-        if normal is None:
-            raise QueryError(f"{name}: {part.strip()[:64]!r} is not one")
-        out.append(normal)
+        out.append(_one(part.strip(), name, check))
     return tuple(dict.fromkeys(out))
+
+
+# What each checked field should be, in the words of a refusal ("probe_cc: 'Italy' is not one of ...")
+_SHOULD_BE = {"probe_cc": "the two-letter country codes (IR, RU...)",
+              "probe_asn": "the network numbers (AS12389, or 12389)",
+              "test_name": "the test names (lowercase letters, digits and _: web_connectivity)",
+              "domain": "the host names a site can have (example.com, яндекс.рф, xn--d1acpjx3f.xn--p1ai)"}
+
+
+def _one(value: str, name: str, check: Any) -> str:
+    normal: str | None = check(value)
+    if normal is None:
+        raise QueryError(f"{name}: {value[:64]!r} is not one of {_SHOULD_BE[name]}")
+    return normal
 
 
 def _cc(value: str) -> str | None:
@@ -311,7 +323,8 @@ def _cc(value: str) -> str | None:
 
 def _asn(value: str) -> str | None:
     asn = normal_asn(value)
-    return asn if asn and asn[2:].isdigit() and len(asn) <= 12 else None
+    return asn if asn and asn.startswith("AS") and asn[2:].isdigit() and asn[2:].isascii() and len(asn) <= 12 \
+        else None
 
 
 def _test(value: str) -> str | None:
@@ -319,9 +332,16 @@ def _test(value: str) -> str | None:
         else None
 
 
+# What a site's name the store keeps cannot hold (`analysis.pipeline._host`, which made it from the input's URL):
+# markup, spaces, controls (a comma it can hold separates several in OONI's aggregation's parameters).
+_NOT_IN_HOSTS = frozenset('<>"\'`{}|\\^%/?#@ ')
+
+
 def _host(value: str) -> str | None:
     host = value.lower().rstrip(".")
-    return host if 0 < len(host) <= 253 and all(c.isalnum() or c in "-._" for c in host) else None
+    if not host or len(host) > 253 or any(ch in _NOT_IN_HOSTS or ch < "!" or "\x7f" <= ch <= "\x9f" for ch in host):
+        return None
+    return host
 
 
 def ooni_slice(probe_cc: str | None = None, probe_asn: str | None = None, test_name: str | None = None,
@@ -369,26 +389,39 @@ class MeasurementQuery:
     limit: int = 100
     offset: int = 0
 
+    def checked_values(self) -> dict[str, str | None]:
+        """``probe_cc``, ``probe_asn``, ``test_name`` and ``domain`` as the store writes them (``it`` is ``IT``,
+        ``12389`` is ``AS12389``), None where not given; QueryError, saying what it should be, for a value none of
+        them can be (``probe_cc=<x>``, ``domain=%00``): every listing, export, aggregate, search and feed refuses
+        it alike, rather than answering that nothing matches."""
+        checks = {"probe_cc": _cc, "probe_asn": _asn, "test_name": _test, "domain": _host}
+        out: dict[str, str | None] = {}
+        for name, check in checks.items():
+            value = getattr(self, name)
+            out[name] = _one(value.strip(), name, check) if value is not None and value.strip() != "" else None
+        return out
+
     def where(self) -> tuple[str, list[Any]]:
         clauses: list[str] = []
         params: list[Any] = []
-        for name, column in (("probe_cc", "v.probe_cc"), ("test_name", "v.test_name"), ("input", "v.input"),
-                             ("domain", "v.domain"), ("report_id", "m.report_id"), ("mechanism", "v.mechanism"),
+        given = self.checked_values()
+        for name, column in (("probe_cc", "v.probe_cc"), ("probe_asn", "v.probe_asn"), ("test_name", "v.test_name"),
+                             ("input", "v.input"), ("report_id", "m.report_id"), ("mechanism", "v.mechanism"),
                              ("measurement_uid", "v.measurement_uid")):
-            value = getattr(self, name)
+            value = given.get(name, getattr(self, name))
             if value is not None and value != "":
                 clauses.append(f"{column} = ?")
                 params.append(value)
+        if given["domain"] is not None:  # either spelling finds the site: яндекс.рф or xn--d1acpjx3f.xn--p1ai
+            forms = host_forms(given["domain"])
+            clauses.append(f"v.domain IN ({', '.join('?' * len(forms))})")
+            params.extend(forms)
         if self.fingerprint:
             clauses.append("list_contains(v.fingerprints, ?)")
             params.append(self.fingerprint)
         if self.category_code:
             clauses.append(f"{category_sql('v.domain', 'v.probe_cc')} = ?")
             params.append(_category(self.category_code))
-        asn = normal_asn(self.probe_asn)
-        if asn is not None:
-            clauses.append("v.probe_asn = ?")
-            params.append(asn)
         if self.since:
             clauses.append("v.measurement_start_time >= ?")
             params.append(_time(self.since, "since"))
@@ -424,8 +457,9 @@ class MeasurementQuery:
 
     def filters(self) -> Filters:
         """The same narrowing for the store's aggregates (by day, not by time)."""
-        return Filters(probe_cc=self.probe_cc or None, probe_asn=normal_asn(self.probe_asn),
-                       domain=self.domain or None, input=self.input or None, test_name=self.test_name or None,
+        given = self.checked_values()
+        return Filters(probe_cc=given["probe_cc"], probe_asn=given["probe_asn"],
+                       domain=given["domain"], input=self.input or None, test_name=given["test_name"],
                        mechanism=self.mechanism or None, fingerprint=self.fingerprint or None,
                        category_code=_category(self.category_code) if self.category_code else None,
                        since=_time(self.since, "since").date() if self.since else None,

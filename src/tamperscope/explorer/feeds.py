@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from tamperscope.analysis.confidence import NO_NETWORK
-from tamperscope.analysis.report import APP_NAMES, MECHANISM_WORDS, technique
+from tamperscope.analysis.report import APP_NAMES, MECHANISM_WORDS, host_shown, shown_text, technique
 from tamperscope.analysis.unrecognised import networks_named
 
 MEDIA_TYPE = "application/atom+xml; charset=utf-8"
@@ -37,8 +37,10 @@ _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}
 
 
 def xml_text(value: Any) -> str:
-    """``value`` as XML character data or attribute value: escaped, and never ill-formed."""
-    return _NOT_XML.sub("\ufffd", str(value)).translate(_ESCAPES)
+    """``value`` as XML character data or attribute value: escaped, and never ill-formed; its controls shown as the
+    explorer's pages show them (`report.shown_text`: a bidi control as ``\\u202e``, which a feed reader cannot
+    isolate from the text around it)."""
+    return _NOT_XML.sub("\ufffd", shown_text(value)).translate(_ESCAPES)
 
 
 def atom_time(value: Any) -> str:
@@ -129,7 +131,8 @@ def selection_words(params: Mapping[str, str], outcome: bool = True) -> str:
     """A search in words: "Anomalies of meduza.io in RU on AS12389"."""
     head = _OUTCOME_WORDS.get(params.get("outcome") or "", "Measurements") if outcome else ""
     parts = [head] if head else []
-    parts += [form.format(params[key]) for key, form in _SELECTION if params.get(key)]
+    parts += [form.format(host_shown(params[key]) if key == "domain" else params[key]) for key, form in _SELECTION
+              if params.get(key)]
     return " ".join(parts)
 
 
@@ -148,7 +151,9 @@ def _outcome_words(outcome: Any) -> str:
 def _subject(row: Mapping[str, Any]) -> str:
     """What was measured: the site, the input, or the app."""
     test = row.get("test_name")
-    return str(row.get("domain") or row.get("input") or APP_NAMES.get(str(test), str(test or "")))
+    if row.get("domain"):  # a name beyond ASCII also in IDNA: аррӏе.com (xn--80ak6aa92e.com) is not apple.com
+        return host_shown(row["domain"])
+    return str(row.get("input") or APP_NAMES.get(str(test), str(test or "")))
 
 
 def _where(cc: Any, asn: Any) -> str:
@@ -203,7 +208,7 @@ def change_entries(rows: Iterable[Mapping[str, Any]], base: str) -> list[Entry]:
         blocked = row.get("change") == "blocked"
         how = technique(row.get("mechanism")) if blocked and row.get("mechanism") else None
         where = _where(row.get("probe_cc"), row.get("probe_asn"))
-        title = f"{row.get('domain')} {'became blocked' if blocked else 'was unblocked'} {where}"
+        title = f"{host_shown(row.get('domain'))} {'became blocked' if blocked else 'was unblocked'} {where}"
         if how:
             title += f": {how}"
         n = int(row.get("measurements") or 0)

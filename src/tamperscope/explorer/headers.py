@@ -11,9 +11,13 @@ directive (a unique origin, no scripts, no forms, no popups) and no fetches at
 all except inline images and styles, so a blockpage cannot even call home.
 
 A response that already carries a Content-Security-Policy keeps it.
+
+`not_modified` is the one reading of ``If-None-Match`` (the feeds, the static files): RFC 9110's weak comparison.
 """
 
 from __future__ import annotations
+
+import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -59,4 +63,29 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-__all__ = ["CSP", "SANDBOX_CSP", "SecurityHeaders"]
+# One member of If-None-Match's list: empty members and whitespace before it, the tag (weak or not), then a comma or
+# the end. A tag's characters (etagc) include the comma, so the list cannot be split on commas.
+_MEMBER = re.compile(r'[ \t,]*((?:W/)?"[\x21\x23-\x7e\x80-\xff]*")[ \t]*(?:,|\Z)')
+
+
+def not_modified(if_none_match: str | None, etag: str) -> bool:
+    """Whether a GET with this ``If-None-Match`` is answered 304 for a representation whose ETag is ``etag``
+    (RFC 9110 §13.1.2): ``*`` matches any; otherwise the header is a comma-separated list of entity tags, any of
+    which matches by the weak comparison (``W/"x"`` and ``"x"`` are the same tag). A header that is no such list
+    matches nothing (the full answer is sent: never a wrong 304)."""
+    value = (if_none_match or "").strip()
+    if value == "*":
+        return True
+    opaque = etag.removeprefix("W/")
+    found = False
+    at = 0
+    while value[at:].strip(" \t,"):
+        member = _MEMBER.match(value, at)
+        if member is None:
+            return False
+        found = found or member[1].removeprefix("W/") == opaque
+        at = member.end()
+    return found
+
+
+__all__ = ["CSP", "SANDBOX_CSP", "SecurityHeaders", "not_modified"]

@@ -37,6 +37,7 @@ from tamperscope.analysis.report import (
     categories_in_words,
     category_countries_in_words,
     confirmed_split,
+    host_shown,
     networks_in_words,
     rules_in_words,
 )
@@ -147,7 +148,8 @@ def area(reader: Reader, kind: str, key: str) -> dict[str, Any] | None:
     mechanisms = _agg(reader, "per_mechanism", f)
     area: dict[str, Any] = {column: key}  # a column named at run time
     query = MeasurementQuery(**area, limit=RECENT)
-    names = {"country": f"Country {key}", "network": f"Network {key}", "domain": key}
+    # a site's name beyond ASCII also in IDNA: аррӏе.com (xn--80ak6aa92e.com) is not apple.com
+    names = {"country": f"Country {key}", "network": f"Network {key}", "domain": host_shown(key)}
     page: dict[str, Any] = {
         "page": kind,
         "key": key,
@@ -297,9 +299,17 @@ def body(reader: Reader, uid: str, index: int) -> str | None:
 OUTCOMES = ("", "anomaly", "confirmed", "failure", "ok")
 
 
+SEARCH_LIMIT = (50, 1000)   # the search's rows per page: by default, at most (more is taken as the most)
+SEARCH_PAGES = 100_000      # pages at most
+
+
 def search_query(params: dict[str, str]) -> MeasurementQuery:
-    """The search form's fields → a query (``outcome`` is the form's one choice among the flags)."""
+    """The search form's fields → a query (``outcome`` is the form's one choice among the flags). QueryError, in
+    words, for an outcome that is none of `OUTCOMES`, a ``limit`` or ``page`` that is no whole number from 1 (a
+    ``limit`` over the most is taken as the most, as the docs say)."""
     outcome = params.get("outcome", "")
+    if outcome not in OUTCOMES:
+        raise QueryError(f"outcome must be one of {', '.join(o for o in OUTCOMES if o)} (or none: every outcome)")
     flags: dict[str, Any] = {}
     if outcome == "anomaly":
         flags["anomaly"] = True
@@ -312,17 +322,23 @@ def search_query(params: dict[str, str]) -> MeasurementQuery:
     names = ("probe_cc", "probe_asn", "test_name", "domain", "input", "mechanism", "fingerprint", "category_code",
              "since", "until", "report_id")
     fields: dict[str, Any] = {k: (params.get(k) or None) for k in names}
-    limit = clamped_int(params.get("limit"), 50, 1, 1000)
-    page = clamped_int(params.get("page"), 1, 1, 100_000)
+    limit = min(whole_number(params.get("limit"), "limit", SEARCH_LIMIT[0]), SEARCH_LIMIT[1])
+    page = whole_number(params.get("page"), "page", 1)
+    if page > SEARCH_PAGES:
+        raise QueryError(f"page must be at most {SEARCH_PAGES:,}")
     return MeasurementQuery(**fields, **flags, limit=limit, offset=(page - 1) * limit)
 
 
-def clamped_int(text: str | None, default: int, low: int, high: int) -> int:
-    try:
-        value = int(text) if text not in (None, "") else default
-    except ValueError:
+def whole_number(text: str | None, name: str, default: int) -> int:
+    """A parameter that counts something (``limit``, ``page``): ``default`` when not given, else a whole number from
+    1, or QueryError saying so (``limit=-1``, ``limit=abc`` were taken as 1 and as the default)."""
+    if text is None or text.strip() == "":
         return default
-    return min(max(value, low), high)
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or not text.strip("0"):  # a sign, a fraction, a word, or 0
+        raise QueryError(f"{name} must be a whole number from 1, not {text[:20]!r}")
+    text = text.lstrip("0")
+    return int(text) if len(text) <= 18 else 10**18  # more than any maximum, without reading 8,000 digits
 
 
 def search_choices(reader: Reader) -> dict[str, list[str]]:
@@ -557,5 +573,5 @@ def finding(reader: Reader, f: Finding) -> dict[str, Any]:
     }
 
 
-__all__ = ["AREAS", "CHART_AXES", "OUTCOMES", "area", "body", "chart", "clamped_int", "finding", "finding_list", "home",
-           "measurement", "new_blockpages", "search_choices", "search_query"]
+__all__ = ["AREAS", "CHART_AXES", "OUTCOMES", "area", "body", "chart", "finding", "finding_list", "home",
+           "measurement", "new_blockpages", "search_choices", "search_query", "whole_number"]

@@ -39,8 +39,8 @@ from tamperscope import __version__
 from tamperscope.analysis.confidence import NO_NETWORK
 from tamperscope.analysis.report import APP_NAMES, MECHANISM_WORDS, TEST_WORDS, networks_shown, technique
 from tamperscope.collector.config import Collector
-from tamperscope.explorer import feeds, pages, plotlyjs
-from tamperscope.explorer.headers import SANDBOX_CSP
+from tamperscope.explorer import display, feeds, pages, plotlyjs
+from tamperscope.explorer.headers import SANDBOX_CSP, not_modified
 from tamperscope.model.location import signature_words
 
 HERE = Path(__file__).parent
@@ -52,6 +52,7 @@ _env = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
+    finalize=display.finalize,  # every {{ value }}: no control character, right-to-left text marked to isolate
 )
 
 
@@ -132,7 +133,7 @@ def _signature_words(value: Any) -> str:
 
 _env.filters.update(seg=_seg, qs=_qs, num=_num, networks=_networks, plural=_plural, attrjson=_attrjson, when=_when,
                     technique=_technique, meaning=_meaning, signature_words=_signature_words,
-                    app_name=_app_name, test_words=_test_words)
+                    app_name=_app_name, test_words=_test_words, host=display.host)
 _env.tests.update(app=_is_app)
 _env.globals.update(pct=_pct, version=__version__, no_network=NO_NETWORK, plotly_style_ids=plotlyjs.style_ids,
                     plotly_css=lambda: plotlyjs.stylesheet() is not None)
@@ -156,10 +157,11 @@ def _json(data: Any, status: int = 200) -> Response:
 
 
 def render(request: Request, template: str, data: dict[str, Any], json_url: str, status: int = 200) -> HTMLResponse:
-    context = {**data, "json_url": json_url, "path": request.url.path}
+    """The page: its data's strings shown as `display.shown` shows them, its right-to-left text isolated."""
+    context = {**display.shown(data), "json_url": json_url, "path": request.url.path}
     context.setdefault("charts", {})
     context.setdefault("feeds", [])
-    return HTMLResponse(_env.get_template(template).render(**context), status_code=status)
+    return HTMLResponse(display.isolated(_env.get_template(template).render(**context)), status_code=status)
 
 
 def error_page(request: Request, status: int, detail: str) -> Response:
@@ -297,12 +299,13 @@ SEARCH_FIELDS = ("probe_cc", "probe_asn", "test_name", "domain", "input", "mecha
 
 def _search(request: Request, as_json: bool) -> Response:
     from tamperscope.collector.api import measurements_page
-    from tamperscope.collector.queries import QueryError
+    from tamperscope.collector.queries import MeasurementQuery, QueryError
 
     collector = collector_of(request)
     params = {k: v.strip() for k, v in request.query_params.items() if k in SEARCH_FIELDS and len(v) <= 8192}
-    query = pages.search_query(params)
+    query = MeasurementQuery(limit=pages.SEARCH_LIMIT[0])  # the empty page's, for a search refused
     try:
+        query = pages.search_query(params)
         with collector.reader.bounded(snapshot=True):
             result = measurements_page(collector, query, "", "/api/v1/measurements")
         problem = None
@@ -469,7 +472,9 @@ def _feed_params(request: Request, names: tuple[str, ...]) -> dict[str, str]:
 
 
 def _entries(params: dict[str, str]) -> int:
-    return pages.clamped_int(params.get("limit"), feeds.DEFAULT_ENTRIES, 1, feeds.MAX_ENTRIES)
+    """A feed's ``limit``: `feeds.DEFAULT_ENTRIES` when not given, at most `feeds.MAX_ENTRIES` (more is taken as
+    that); QueryError for one that is no whole number from 1."""
+    return min(pages.whole_number(params.get("limit"), "limit", feeds.DEFAULT_ENTRIES), feeds.MAX_ENTRIES)
 
 
 def _atom(request: Request, feed: feeds.Feed) -> Response:
@@ -477,7 +482,7 @@ def _atom(request: Request, feed: feeds.Feed) -> Response:
     body = feeds.atom(feed)
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
     headers = {"ETag": etag, "Cache-Control": "public, max-age=300"}
-    if request.headers.get("if-none-match") == etag:
+    if not_modified(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     return Response(body, media_type=feeds.MEDIA_TYPE, headers=headers)
 
@@ -500,9 +505,9 @@ def measurement_feed(request: Request) -> Response:
     from tamperscope.collector.queries import QueryError, list_measurements
 
     params = _feed_params(request, FEED_FIELDS)
-    query = replace(pages.search_query(params), limit=_entries(params), offset=0)
     reader = collector_of(request).reader
     try:
+        query = replace(pages.search_query(params), limit=_entries(params), offset=0)
         with reader.bounded(snapshot=True):
             rows, _ = list_measurements(reader, query, count=False)
     except QueryError as exc:
@@ -592,7 +597,7 @@ class _Static:
 
     def response(self, request: Request) -> Response:
         headers = {"ETag": self.etag, "Cache-Control": f"public, max-age={self.max_age}", "Vary": "Accept-Encoding"}
-        if request.headers.get("if-none-match") == self.etag:
+        if not_modified(request.headers.get("if-none-match"), self.etag):
             return Response(status_code=304, headers=headers)
         if self.gzipped is not None and "gzip" in request.headers.get("accept-encoding", ""):
             return Response(self.gzipped, media_type=self.media_type, headers={**headers, "Content-Encoding": "gzip"})
