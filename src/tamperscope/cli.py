@@ -12,6 +12,7 @@ import errno
 import importlib
 import os
 import sys
+from pathlib import Path
 
 from . import __version__
 
@@ -46,6 +47,48 @@ ROUTES = {
 
 class UsageError(Exception):
     """The user asked for something that cannot be done as asked (exit 2)."""
+
+
+def path_arg(value: str) -> Path:
+    """argparse ``type`` of an option naming a file or directory: an empty one is refused. ``Path("")`` is ``.``,
+    the current directory, which no one means by it (a ``--findings "$DIR"`` whose variable is unset)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("expected a path, not ''")
+    return Path(value)
+
+
+def path_text_arg(value: str) -> str:
+    """`path_arg` for an option kept as text (one that also takes ``-``, standard output, or is read by a library
+    that wants a string)."""
+    path_arg(value)
+    return value
+
+
+def utf8_path_arg(value: str) -> Path:
+    """`path_arg`, refusing too a path whose bytes are not UTF-8 (`check_utf8_path`): for a path a store keeps,
+    or that DuckDB opens."""
+    from .model.inputs import BadInput, check_utf8
+
+    path = path_arg(value)
+    try:
+        check_utf8(value, "")
+    except BadInput as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return path
+
+
+def check_utf8_path(what: str, value: str | os.PathLike[str] | None) -> None:
+    """UsageError, one line, for a path given (``what``: the option or variable that named it) whose bytes are
+    not UTF-8: DuckDB cannot open one (``std::bad_cast``), nor a store keep its name. The check for a path that
+    did not come through `utf8_path_arg` ($TAMPERSCOPE_DB)."""
+    if value is None:
+        return
+    from .model.inputs import BadInput, check_utf8
+
+    try:
+        check_utf8(value, what)
+    except BadInput as e:
+        raise UsageError(str(e)) from None
 
 
 class _Parser(argparse.ArgumentParser):

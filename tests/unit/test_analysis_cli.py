@@ -242,7 +242,7 @@ def test_an_idn_is_one_site_however_it_was_written(tmp_path: Path, capsys: pytes
     capsys.readouterr()
     for spelling in ("xn--d1acpjx3f.xn--p1ai", "ЯНДЕКС.рф"):
         assert main(["report", "--db", db, "--domain", spelling]) == 0
-        assert capsys.readouterr().out.startswith("Only site яндекс.рф.\n3 measurements"), spelling
+        assert capsys.readouterr().out.startswith("Only site яндекс.рф (xn--d1acpjx3f.xn--p1ai).\n3 measurements"), spelling
 
 
 def test_nothing_usable_exits_1(tmp_path: Path) -> None:

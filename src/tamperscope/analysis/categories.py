@@ -28,10 +28,12 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 
 from tamperscope.model.categories import GLOBAL, list_country, normal_code
+from tamperscope.model.countries import code_of
 from tamperscope.model.inputs import (
     MAX_LIST,
     BadInput,
     ListEntry,
+    check_utf8,
     host_forms,
     read_bounded,
     read_url_list,
@@ -62,7 +64,7 @@ class TestList:
 
     __test__ = False  # not a pytest class
     name: str          # the file's name: a list given again under the same name replaces it
-    cc: str            # the country it is for (GLOBAL for global.csv and any list not named xx.csv)
+    cc: str            # the country it is for (GLOBAL for global.csv and any list not named by a country code)
     entries: list[ListEntry]
 
     @property
@@ -74,6 +76,7 @@ def read_test_list(path: str | Path) -> TestList:
     """A Citizen Lab test-list CSV (``url,category_code,...``) from a file; BadInput, one line naming the file
     and the line, for anything else: a list without a ``category_code`` column says nothing of categories."""
     path = Path(path)
+    check_utf8(path, "test list", "give a path whose name is UTF-8 (the store keeps a list by its file name)")
     text = read_bounded(path, MAX_LIST, "test list")
     entries = read_url_list(text, str(path))
     if not any(e.category_code for e in entries):
@@ -85,7 +88,14 @@ def read_test_list(path: str | Path) -> TestList:
                 normal_code(e.category_code)
         except ValueError as exc:
             raise BadInput(f"{path}: the entry {e.url[:100]!r}: {exc}") from None
-    return TestList(path.name, list_country(path.stem), entries)
+    return TestList(path.name, _country(path.stem), entries)
+
+
+def _country(stem: str) -> str:
+    """`list_country`, for a two-letter name that is a country's ISO 3166-1 code (``tm.csv``); any other name,
+    ``ok.csv`` or ``xx.csv`` too, is a global list (GLOBAL), which no measurement's country could match."""
+    cc = list_country(stem)
+    return cc if cc != GLOBAL and code_of(cc) == cc else GLOBAL
 
 
 def read_test_lists(paths: list[Path]) -> list[TestList]:

@@ -24,7 +24,7 @@ import duckdb
 from tamperscope.analysis.categories import TestList, read_test_lists, store_lists
 from tamperscope.analysis.reader import REASONS
 from tamperscope.analysis.store import Store, StoreError, WriteStats, default_db_path, error_line, raw_root_for
-from tamperscope.cli import UsageError, quiet_stdout
+from tamperscope.cli import UsageError, check_utf8_path, path_arg, path_text_arg, quiet_stdout, utf8_path_arg
 from tamperscope.model.categories import GLOBAL, normal_code
 from tamperscope.model.inputs import BadInput, unicode_host
 
@@ -112,13 +112,13 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("paths", nargs="*", metavar="PATH",
                    help="measurement files or directories; '-' reads standard input (plain, gzip, zstd or lz4: "
                         "zcat *.jsonl.gz | tamperscope analyze -); none with --test-list alone")
-    p.add_argument("--test-list", type=Path, action="append", metavar="FILE", dest="test_lists",
+    p.add_argument("--test-list", type=utf8_path_arg, action="append", metavar="FILE", dest="test_lists",
                    help="a Citizen Lab test list (url,category_code,...) whose categories the store keeps, to count "
                         "blocked sites by category (news, human rights...); repeat it for several. tm.csv is for "
                         "TM's measurements, global.csv and any other name for every country; a list given again "
                         "replaces the one of the same file name. It categorises what the store holds already too")
-    p.add_argument("--db", type=Path, help=db_help)
-    p.add_argument("--jsonl", metavar="OUT",
+    p.add_argument("--db", type=utf8_path_arg, help=db_help)
+    p.add_argument("--jsonl", metavar="OUT", type=path_text_arg,
                    help="also write one JSON line per measurement (uid, report_id, input, test_name, probe_cc, "
                         "probe_asn, blocking, accessible, x_mechanism, x_confidence, fingerprints); '-' for stdout. "
                         "Written whole when the run ends (a run that analyses nothing leaves the file as it was); "
@@ -139,13 +139,13 @@ def add_parser(subparsers: Any) -> None:
                    help="only measurements started on this day (UTC) or later")
     p.add_argument("--until", type=_day, metavar="YYYY-MM-DD",
                    help="only measurements started on this day (UTC) or earlier")
-    p.add_argument("--fingerprints", type=Path, metavar="FILE",
+    p.add_argument("--fingerprints", type=path_arg, metavar="FILE",
                    help="blockpage fingerprints of your own, beside the shipped ones: a CSV in the columns of "
                         "Citizen Lab's http.csv (name, pattern, location_found body or header, ...), as the "
                         "explorer's /new-blockpages.csv proposes them; a page they match is a blockpage, with id "
                         "local/NAME. The verdicts record them (analysis_version 17+local.DIGEST); measurements "
                         "stored before are judged with them by --reanalyse stale; default $TAMPERSCOPE_FINGERPRINTS")
-    p.add_argument("--asn-table", type=Path, metavar="FILE",
+    p.add_argument("--asn-table", type=path_arg, metavar="FILE",
                    help="prefix-to-ASN table (iptoasn.com TSV), for Censored Planet's lines, which name "
                         "no network: each vantage's AS and name from it (AS0 without); default "
                         "$TAMPERSCOPE_ASN_TABLE")
@@ -170,13 +170,13 @@ def add_parser(subparsers: Any) -> None:
                     "fingerprint proposed. With --html, also write one self-contained HTML file (plotly embedded, "
                     "works offline): timeline, domain x network heatmap, mechanisms by country, equipment signatures, "
                     "rules, tests. The filters combine: --cc IR --test telegram --since 2024-01-01.")
-    r.add_argument("--db", type=Path, help=db_help)
-    r.add_argument("--html", metavar="OUT", type=Path,
+    r.add_argument("--db", type=utf8_path_arg, help=db_help)
+    r.add_argument("--html", metavar="OUT", type=path_arg,
                    help="write the HTML report to OUT ('-': standard output, instead of the tables)")
-    r.add_argument("--json", metavar="OUT",
+    r.add_argument("--json", metavar="OUT", type=path_text_arg,
                    help="write the report's numbers as one JSON document to OUT ('-': standard output, "
                         "instead of the tables); format in docs/analysis.md")
-    r.add_argument("--propose-fingerprints", metavar="OUT", type=Path, dest="propose",
+    r.add_argument("--propose-fingerprints", metavar="OUT", type=path_arg, dest="propose",
                    help="write the fingerprints proposed for the blockpages no fingerprint knows (up to "
                         "100 templates, the largest first) as a CSV in the columns of Citizen Lab's http.csv, to "
                         "review and then give to analyze --fingerprints FILE --reanalyse stale ('-': standard "
@@ -198,12 +198,20 @@ def add_parser(subparsers: Any) -> None:
         description="Write measurements, verdicts and observations as Parquet under DIR/<table>/day=.../"
                     "probe_cc=.../, plus rejections.parquet and runs.parquet.")
     e.add_argument("--parquet", metavar="DIR", type=Path, required=True, help="output directory")
-    e.add_argument("--db", type=Path, help=db_help)
+    e.add_argument("--db", type=utf8_path_arg, help=db_help)
     e.set_defaults(func=export_command)
 
 
-def _open(db: Path | None, *, create: bool) -> Store:
+def store_path(db: Path | None) -> Path:
+    """The store's path: ``--db``, else ``$TAMPERSCOPE_DB``, else the default; a usage error, naming where it came
+    from, for one whose bytes are not UTF-8 (DuckDB cannot open it)."""
     path = db or default_db_path()
+    check_utf8_path("--db" if db else "$TAMPERSCOPE_DB" if os.environ.get("TAMPERSCOPE_DB") else "the store", path)
+    return path
+
+
+def _open(db: Path | None, *, create: bool) -> Store:
+    path = store_path(db)
     try:
         return Store(path, create=create)
     except StoreError as exc:
@@ -502,7 +510,7 @@ def _blocking(value: str | None) -> str | bool | None:
 def _open_for_report(db: Path | None, filters: Filters) -> Store:
     """The store, or a usage error; when `tamperscope serve` holds it, the address of the same report there (a
     store opens in one process at a time, and a report is what a running server gives too)."""
-    path = db or default_db_path()
+    path = store_path(db)
     try:
         return Store(path, create=False)
     except StoreError as exc:
@@ -621,7 +629,7 @@ def _same(a: Path, b: Path) -> bool:
 def _not_the_store(option: str, target: Path, db: Path | None) -> None:
     """Refuse an output that is the store, its write-ahead log or one of its raw segments: writing a report
     there would replace the measurements."""
-    path = db or default_db_path()
+    path = store_path(db)
     raw = os.path.realpath(raw_root_for(path))
     if (_same(target, path) or _same(target, path.with_name(path.name + ".wal"))
             or os.path.realpath(target).startswith(raw + os.sep)):
@@ -788,6 +796,7 @@ def _to_stdout(document: bytes) -> None:
 def export_command(args: argparse.Namespace) -> int:
     if not str(args.parquet).strip() or args.parquet == Path("."):
         raise UsageError("--parquet needs the name of a directory to write into")
+    check_utf8_path("--parquet", args.parquet)  # before the directory is made: DuckDB cannot write under it
     if args.parquet.exists() and not args.parquet.is_dir():
         raise UsageError(f"--parquet {args.parquet} exists and is not a directory")
     if not args.parquet.parent.is_dir():

@@ -72,6 +72,7 @@ from tamperscope.analysis.schema import (
 )
 from tamperscope.analysis.transport import backfill as backfill_transports
 from tamperscope.analysis.verdicts import default_matcher
+from tamperscope.model.inputs import BadInput, check_utf8
 
 FLUSH_ROWS = 4096  # measurements buffered before one transaction writes them ...
 FLUSH_BYTES = 48 * 1024 * 1024  # ... or this many bytes of raw measurements, whichever comes first
@@ -372,6 +373,10 @@ class Store:
                  create: bool = True, memory_limit: str | None = "256MB", sync: bool = False,
                  background: bool = True) -> None:
         self.path = Path(path)
+        try:  # DuckDB cannot open such a name: `RuntimeError: std::bad_cast`
+            check_utf8(self.path, "the store")
+        except BadInput as exc:
+            raise StoreError(str(exc)) from None
         if not create and not self.path.exists():
             raise StoreError(f"no store at {self.path}: run `tamperscope analyze` first")
         _make_parent(self.path)
@@ -965,10 +970,24 @@ class Store:
         """
         self.flush()
         out = Path(directory)
+        try:  # DuckDB's COPY cannot write under such a name
+            check_utf8(out, "the export's directory")
+        except BadInput as exc:
+            raise StoreError(str(exc)) from None
         if (theirs := _not_an_export(out)) is not None:
             raise StoreError(f"{theirs} is not an earlier export, and the export would replace it: "
                              "move it away or export to another directory")
+        made_dir = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._export_into(out)
+        except BaseException:
+            if made_dir:  # an export that failed leaves nothing behind, not an empty directory
+                with contextlib.suppress(OSError):
+                    out.rmdir()
+            raise
+
+    def _export_into(self, out: Path) -> dict[str, int]:
         queries = {
             "measurements": "SELECT * FROM measurements",
             # each verdict with its site's category as the store's test lists file it (NULL: in no list)

@@ -7,6 +7,8 @@ import math
 import sys
 from pathlib import Path
 
+from tamperscope.cli import path_arg, utf8_path_arg
+
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
@@ -17,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                     "measurements to <db>.collector/incoming/*.jsonl (fsync'd, append-only) and their "
                     "verdicts into the store. See docs/collector-api.md.",
     )
-    p.add_argument("--db", type=Path, default=None, metavar="FILE",
+    p.add_argument("--db", type=utf8_path_arg, default=None, metavar="FILE",
                    help="the analysis store (default: $TAMPERSCOPE_DB or ~/.local/share/tamperscope/"
                         "tamperscope.duckdb); created if missing")
     p.add_argument("--host", default="127.0.0.1",
@@ -33,22 +35,22 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="submissions a client may send at once before --rate applies (default 400)")
     p.add_argument("--read-rate", type=float, default=50.0, metavar="N",
                    help="page and API requests per second per client address; 0 disables (default 50)")
-    p.add_argument("--admin-token-file", type=Path, default=None, metavar="FILE",
+    p.add_argument("--admin-token-file", type=path_arg, default=None, metavar="FILE",
                    help="file holding the admin token (else $TAMPERSCOPE_ADMIN_TOKEN; without either, "
                         "admin actions are disabled)")
     p.add_argument("--trusted-proxy", action="append", default=[], metavar="CIDR",
                    help="a reverse proxy (address or network) whose X-Forwarded-For names the client, so that "
                         "rate limits and export slots are per client (repeatable; default: this machine only, "
                         "127.0.0.1 and ::1)")
-    p.add_argument("--test-list", type=Path, action="append", default=[], metavar="FILE", dest="test_lists",
+    p.add_argument("--test-list", type=utf8_path_arg, action="append", default=[], metavar="FILE", dest="test_lists",
                    help="a Citizen Lab test list (url,category_code,...) whose categories the store keeps before "
                         "serving, so that the explorer and API count blocked sites by category (repeatable; as "
                         "tamperscope analyze --test-list: tm.csv is for TM, any other name for every country)")
-    p.add_argument("--findings", type=Path, default=None, metavar="DIR",
+    p.add_argument("--findings", type=path_arg, default=None, metavar="DIR",
                    help="a directory of findings, one NAME.md file each (a TOML header with a title, a date and "
                         "the measurements it is about, then the text; docs/findings.md): the explorer publishes "
                         "them with their evidence counted live, and reads the directory again when a file changes")
-    p.add_argument("--fingerprints", type=Path, default=None, metavar="FILE",
+    p.add_argument("--fingerprints", type=path_arg, default=None, metavar="FILE",
                    help="blockpage fingerprints of your own, beside the shipped ones (as tamperscope analyze "
                         "--fingerprints: Citizen Lab's http.csv columns, as /new-blockpages.csv proposes them): "
                         "submissions are judged with them, and POST /api/v1/admin/reanalyse with "
@@ -58,7 +60,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    from tamperscope.analysis.store import default_db_path
+    from tamperscope.analysis.command import store_path
     from tamperscope.cli import UsageError
     from tamperscope.collector.admin import TokenError
     from tamperscope.collector.schema import Limits, MiB
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--rate and --read-rate must not be negative, --burst at least 1")
     proxies = _networks(args.trusted_proxy) if args.trusted_proxy else None
     token = _admin_token(args.admin_token_file) if args.admin_token_file is not None else None
-    db = args.db or default_db_path()
+    db = store_path(args.db)  # $TAMPERSCOPE_DB's bytes checked too: DuckDB cannot open a name not in UTF-8
     if args.findings is not None:  # a typo in a finding stops the server here, in one line naming the file
         from tamperscope.collector.findings import FindingError, Findings
 

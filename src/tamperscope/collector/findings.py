@@ -104,7 +104,11 @@ def _date(value: Any, key: str, where: str) -> dt.date:
 def _evidence_value(value: Any, key: str, where: str) -> str:
     if key in ("since", "until"):
         if isinstance(value, dt.datetime):
-            when = value.astimezone(dt.timezone.utc).replace(tzinfo=None) if value.tzinfo is not None else value
+            try:
+                when = value.astimezone(dt.timezone.utc).replace(tzinfo=None) if value.tzinfo is not None else value
+            except (OverflowError, ValueError):  # 9999-12-31T23:59:59-23:59 is in the year 10000 in UTC
+                raise FindingError(f"{where}: evidence.{key} {value.isoformat()} is out of range: in UTC it is "
+                                   "before year 1 or after year 9999") from None
             return when.isoformat() + "Z"
         return _date(value, f"evidence.{key}", where).isoformat()
     if isinstance(value, list) and key in _SEVERAL:
@@ -196,7 +200,12 @@ def read(path: Path) -> Finding:
         content = read_bounded(path, MAX_BYTES, "finding")
     except BadInput as exc:
         raise FindingError(str(exc)) from None
-    return parse(path.name.removesuffix(SUFFIX), content, str(path))
+    try:
+        return parse(path.name.removesuffix(SUFFIX), content, str(path))
+    except FindingError:
+        raise
+    except (ValueError, OverflowError, TypeError) as exc:  # what no check foresaw: still a bad file, skipped
+        raise FindingError(f"{path}: cannot be read: {exc}") from None
 
 
 def _files(folder: Path) -> list[Path]:

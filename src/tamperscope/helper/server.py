@@ -51,6 +51,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from ..cli import path_text_arg
 from ..model.altsvc import h3_port
 from ..model.asn import EMPTY, MAX_TABLE, AsnTable
 from ..model.inputs import BadInput, listen_host, read_bounded
@@ -691,10 +692,12 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="address or name to listen on (default 127.0.0.1; 0.0.0.0 for every IPv4 interface, "
                          ":: for every IPv6 one)")
     ap.add_argument("--port", type=int, default=8080, help="port to listen on, 1-65535 (default 8080)")
-    ap.add_argument("--resolver", default="",
+    ap.add_argument("--resolver", default=None,
                     help="IP of a DNS server to resolve with over UDP (default: the system resolver)")
-    ap.add_argument("--ca-bundle", default=None, help="CA bundle (PEM) to verify TLS with (default: the system's)")
-    ap.add_argument("--asn-table", default=None, help="prefix-to-ASN table in iptoasn.com TSV format, for ip_info")
+    ap.add_argument("--ca-bundle", type=path_text_arg, default=None,
+                    help="CA bundle (PEM) to verify TLS with (default: the system's)")
+    ap.add_argument("--asn-table", type=path_text_arg, default=None,
+                    help="prefix-to-ASN table in iptoasn.com TSV format, for ip_info")
     ap.add_argument("--max-inflight", type=int, default=64,
                     help=f"answer 503 above this many requests in flight, 1-{MAX_INFLIGHT:,} (default 64)")
     ap.add_argument("--max-connections", type=int, default=1024,
@@ -720,7 +723,7 @@ def check_options(args: argparse.Namespace) -> None:
         raise BadOption(f"--host: {e}") from None
     if not 0 < args.port < 65536:
         raise BadOption(f"--port must be between 1 and 65535, not {args.port}")
-    if args.resolver:
+    if args.resolver is not None:  # empty too: an empty --resolver is a mistake, not "the system's"
         try:
             args.resolver = str(ipaddress.ip_address(args.resolver))
         except ValueError:

@@ -8,8 +8,8 @@ import os
 import shutil
 import sys
 import time
-from pathlib import Path
 
+from ..cli import path_arg
 from . import addresses as A
 from .manager import LabError
 
@@ -61,7 +61,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                       description="Print CSV url,blocking,mechanism: what a correct probe concludes for each URL "
                                   "under PROFILE. Needs no root and no running lab.")
     x.add_argument("--profile", required=True, help="built-in profile name or TOML file")
-    x.add_argument("--list", required=True, type=Path, help="Citizen Lab CSV test list or one URL per line")
+    x.add_argument("--list", required=True, type=path_arg, help="Citizen Lab CSV test list or one URL per line")
     p.set_defaults(func=run)
 
 

@@ -18,6 +18,50 @@ class BadInput(ValueError):
     """A URL or list the user gave cannot be used; the message is one line."""
 
 
+def not_utf8(value: str | os.PathLike[str]) -> str | None:
+    """Why ``value`` (a path, URL or name the user gave) cannot be written as UTF-8 (``byte 0xff``), or None
+    when it can. Bytes that are not UTF-8 in a command line or the environment reach Python as lone surrogates
+    (``\\udcff``, PEP 383): a file may be named so, but no store, JSON document or HTTP request can hold one."""
+    text = os.fspath(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        char = ord(text[e.start])
+        return f"byte {char - 0xDC00:#04x}" if 0xDC80 <= char <= 0xDCFF else f"character U+{char:04X}"
+    return None
+
+
+def shown_bytes(value: str | os.PathLike[str]) -> str:
+    """``value`` as its bytes were given, those that are not UTF-8 written ``\\xff``: what the user typed."""
+    text = os.fspath(value)
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no byte stands for (not from a command line)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def check_utf8(value: str | os.PathLike[str], what: str, advice: str = "give a path whose name is UTF-8") -> None:
+    """BadInput, one line, when ``value`` cannot be written as UTF-8 (`not_utf8`): ``{what} {value}: not UTF-8
+    (byte 0xff): {advice}`` (``what`` may be empty: argparse names the option). The one check for every path, URL
+    and name that a store, a measurement or a request must hold, made where the command takes it, before anything
+    is written."""
+    why = not_utf8(value)
+    if why is not None:
+        raise BadInput(f"{what} {shown_bytes(value)}".lstrip() + f": not UTF-8 ({why}): {advice}")
+
+
+def check_utf8_url(url: str, what: str = "malformed URL") -> None:
+    """`check_utf8` for a URL or a measurement's input (a URL, a domain, host:port): in a URL, a byte that is
+    not UTF-8 goes percent-encoded; a name is written in UTF-8 (or IDNA)."""
+    why = not_utf8(url)
+    if why is None:
+        return
+    if "://" not in url:
+        check_utf8(url, what, "write the name in UTF-8")
+    check_utf8(url, what, f"write such a byte percent-encoded (%{why[-2:].upper()})" if why.startswith("byte")
+               else "write it percent-encoded")
+
+
 @dataclass(frozen=True)
 class URLParts:
     scheme: str
@@ -98,6 +142,9 @@ def listen_host(value: str) -> str:
     if not host:
         raise BadInput("empty address: say 127.0.0.1 for this machine only, 0.0.0.0 for every IPv4 interface, "
                        ":: for every IPv6 one")
+    name = value.strip().rpartition(":")[0]
+    if value.count(":") == 1 or name.startswith("[") and name.endswith("]"):  # host:port, [v6]:port
+        raise BadInput(f"{value.strip()[:100]!r} is not an address: give the host alone, and the port with --port")
     return check_host(host)
 
 
@@ -106,6 +153,7 @@ def parse_url(url: str) -> URLParts:
     if not isinstance(url, str) or not url.strip():
         raise BadInput("empty URL")
     url = url.strip()
+    check_utf8_url(url)  # from a command line: every measurement of it would fail
     if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
         raise BadInput(f"malformed URL {url!r}: control characters or spaces")
     try:

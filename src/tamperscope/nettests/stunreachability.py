@@ -53,12 +53,14 @@ def endpoint_of(input: str) -> tuple[str, int]:
         raise NettestError(f"not a STUN endpoint (stun://HOST[:PORT]): {input!r}")
     try:
         parts = urlsplit(spec if "://" in spec else f"stun://{spec}")
-        port = parts.port or DEFAULT_PORT
+        port = DEFAULT_PORT if parts.port is None else parts.port
         host = (parts.hostname or "").rstrip(".")
     except ValueError:
         raise NettestError(f"not a STUN endpoint (stun://HOST[:PORT]): {input!r}") from None
-    if not host or parts.path not in ("", "/") or parts.query or parts.fragment or parts.username \
-            or any(c.isspace() for c in host) or len(host) > 253 or ".." in host:
+    if port == 0:  # was taken as "no port", and 3478 asked: port 0 names no server
+        raise NettestError(f"not a STUN endpoint (stun://HOST[:PORT]): {input!r}: port 0")
+    if not host or not host.isprintable() or parts.path not in ("", "/") or parts.query or parts.fragment \
+            or parts.username or any(c.isspace() for c in host) or len(host) > 253 or ".." in host:
         raise NettestError(f"not a STUN endpoint (stun://HOST[:PORT]): {input!r}")
     return host, port
 

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .. import nettests
-from ..cli import UsageError
+from ..cli import UsageError, path_arg, path_text_arg
 from ..model.asn import EMPTY, MAX_TABLE, AsnTable
 from ..model.categories import category_label
 from ..model.inputs import (
@@ -26,8 +26,10 @@ from ..model.inputs import (
     BadInput,
     CategoryPick,
     category_codes,
+    check_utf8_url,
     list_entries,
     normal_url,
+    not_utf8,
     parse_url,
     read_bounded,
     read_url_list,
@@ -71,18 +73,21 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("nettest", help="the nettest to run, or a group of them (im, circumvention)")
     p.add_argument("--input", "-i", action="append", default=[], metavar="INPUT", help="a URL (or a domain for dnscheck and blocking_rules); repeatable")
-    p.add_argument("--list", "-l", type=Path, action="append", default=[], metavar="FILE",
+    p.add_argument("--list", "-l", type=path_arg, action="append", default=[], metavar="FILE",
                    help="Citizen Lab test-list CSV or one input per line; repeatable")
     p.add_argument("--category", type=_categories, action="extend", default=[], metavar="CODE[,CODE…]",
                    help="web_connectivity: only the --list entries of these Citizen Lab categories (their "
                         "category_code: NEWS, HUMR, POLR, LGBT…; repeatable); --input URLs are measured all the same")
-    p.add_argument("--output", "-o", type=Path, default=None, help="JSONL file to append to (default: tamperscope-NETTEST.jsonl)")
+    p.add_argument("--output", "-o", type=path_arg, default=None,
+                   help="JSONL file to append to (default: tamperscope-NETTEST.jsonl)")
     p.add_argument("--parallel", "-p", type=int, default=16, help="measurements in flight (default 16; at most 2 per server address; lowered to what the "
                         "open-file limit, ulimit -n, leaves room for)")
     p.add_argument("--helper", default=None, help="control helper URL (OONI TH protocol); default $TAMPERSCOPE_HELPER")
     p.add_argument("--resolver", default=None, help="public DNS resolver IP used over UDP; default $TAMPERSCOPE_PUBLIC_RESOLVER or 8.8.8.8")
-    p.add_argument("--ca-bundle", default=None, help="CA bundle for TLS; default $TAMPERSCOPE_CA_BUNDLE or the system's")
-    p.add_argument("--asn-table", default=None, help="prefix-to-ASN table (iptoasn.com TSV); default $TAMPERSCOPE_ASN_TABLE")
+    p.add_argument("--ca-bundle", type=path_text_arg, default=None,
+                   help="CA bundle for TLS; default $TAMPERSCOPE_CA_BUNDLE or the system's")
+    p.add_argument("--asn-table", type=path_text_arg, default=None,
+                   help="prefix-to-ASN table (iptoasn.com TSV); default $TAMPERSCOPE_ASN_TABLE")
     p.add_argument("--cc", default=None, help="your country code, if you want it recorded and it cannot be looked up")
     p.add_argument("--asn", default=None, help="your network's AS number, likewise")
     p.add_argument("--backend", default=None, help="echo/middlebox backend host for middlebox nettests; default $TAMPERSCOPE_ECHO")
@@ -98,21 +103,21 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--telegram-dcs", default=None, metavar="IP[,IP...]",
                    help="telegram: the access points to try instead of Telegram's data centres; "
                         "default $TAMPERSCOPE_TELEGRAM_DCS (the lab sets its stand-ins)")
-    p.add_argument("--tor-targets", default=None, metavar="FILE",
+    p.add_argument("--tor-targets", type=path_text_arg, default=None, metavar="FILE",
                    help="tor: the directory authorities and bridges to try instead of Tor's directory authorities, "
                         "a JSON map as OONI's API serves them, or bridge lines as Tor Browser takes them "
                         "(`docs/nettests.md`); bridge lines, and a bridge whose source is bridgedb or marked private, "
                         "are scrubbed from the measurement; default $TAMPERSCOPE_TOR_TARGETS (the lab sets its "
                         "stand-ins)")
-    p.add_argument("--tor-network", default=None, metavar="FILE",
+    p.add_argument("--tor-network", type=path_text_arg, default=None, metavar="FILE",
                    help="vanilla_tor: bootstrap against another Tor network than Tor's own: torrc lines, only "
                         "DirAuthority, FallbackDir and TestingTorNetwork; default $TAMPERSCOPE_TOR_NETWORK (the lab "
                         "sets its own)")
-    p.add_argument("--tor-bridges", default=None, metavar="FILE",
+    p.add_argument("--tor-bridges", type=path_text_arg, default=None, metavar="FILE",
                    help="vanilla_tor: bootstrap through these bridges: obfs4 bridge lines as Tor Browser takes them "
                         "(through obfs4proxy), or plain ones; their addresses, fingerprints and certs are scrubbed "
                         "from the measurement")
-    p.add_argument("--wg-config", default=None, metavar="FILE",
+    p.add_argument("--wg-config", type=path_text_arg, default=None, metavar="FILE",
                    help="wireguard: your WireGuard client configuration (wg-quick's format: [Interface] PrivateKey, "
                         "[Peer] PublicKey, Endpoint, PresharedKey); its keys are never recorded, the peers' endpoints "
                         "are the inputs; default $TAMPERSCOPE_WG_CONFIG (the lab sets its own)")
@@ -124,7 +129,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--no-quic", action="store_true",
                    help="web_connectivity: no HTTP/3 handshakes (made by default for https sites that advertise "
                         "HTTP/3): OONI's work only, about 0.5 ms less CPU per URL, and a dropped QUIC goes unseen")
-    p.add_argument("--fingerprints", type=Path, default=None, metavar="FILE",
+    p.add_argument("--fingerprints", type=path_arg, default=None, metavar="FILE",
                    help="web_connectivity: blockpage fingerprints of your own beside the shipped ones (Citizen Lab's "
                         "http.csv columns, as the explorer's /new-blockpages.csv proposes them; docs/fingerprints.md): "
                         "a page they match is a blockpage, its id local/NAME in x_fingerprints; default "
@@ -164,10 +169,10 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--submit", default=None, metavar="URL",
                    help="upload each measurement to this collector (OONI's report protocol, e.g. `tamperscope serve`) "
                         "through a durable local outbox; what cannot be sent now is sent by the next --submit run")
-    p.add_argument("--outbox", type=Path, default=None, metavar="DIR",
+    p.add_argument("--outbox", type=path_arg, default=None, metavar="DIR",
                    help="the outbox directory (default $XDG_DATA_HOME/tamperscope/outbox, else ~/.local/share/...)")
-    p.add_argument("--submit-timeout", type=float, default=120.0, metavar="S",
-                   help="seconds to keep retrying the upload after the last measurement (default 120)")
+    p.add_argument("--submit-timeout", type=float, default=None, metavar="S",
+                   help=f"seconds to keep retrying the upload after the last measurement (default {SUBMIT_TIMEOUT:g})")
     p.add_argument("--outbox-max", default=None, metavar="SIZE",
                    help="the most the outbox may hold, e.g. 500M or 2G (K, M, G, T: powers of 1024; default 1G); "
                         "measurements past it are not queued for submission, they are only in the output file")
@@ -191,9 +196,25 @@ MAX_CA_BUNDLE = 16 << 20  # bytes of a CA bundle: the system's is ~250 KB
 MAX_TIMEOUT = 86400.0  # seconds
 MAX_ASN = 4294967295  # AS numbers are 32 bits; 0 means unknown and is not given by hand
 MAX_OUTBOX = 1 << 50  # bytes: --outbox-max at most 1024T
+SUBMIT_TIMEOUT = 120.0  # seconds: --submit-timeout's default
+MAX_SUBMIT_TIMEOUT = 86400.0
 SIZE = re.compile(r"([0-9]{1,16}(?:\.[0-9]{1,6})?) ?(?:([KMGT])(?:i?B)?|B)?", re.IGNORECASE)
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 ECHO_HELP = "HOST[:PORT]"
+
+
+def unknown_nettest(name: str) -> str:
+    """The line refusing an unknown nettest: whole, as short as one line shows (20 names were cut in the middle),
+    with the likeliest meant and where the list of them is."""
+    import difflib
+
+    known = nettests.names()
+    close = difflib.get_close_matches(name, [*known, *nettests.GROUPS], n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}? " if close else ""
+    shown = name if len(name) <= 60 else name[:60] + "…"
+    return (f"unknown nettest {shown!r}: {hint}`tamperscope run --help` lists the {len(known)} nettests "
+            f"({', '.join(sorted(known, key=lambda n: n != 'web_connectivity')[:3])}, …) and the groups "
+            f"({', '.join(nettests.GROUPS)})")
 
 
 @dataclass(frozen=True)
@@ -235,7 +256,7 @@ def settings(args: argparse.Namespace) -> Settings:
     try:
         nettest = nettests.load(args.nettest)
     except KeyError:
-        raise UsageError(f"unknown nettest {args.nettest!r} (known: {', '.join(nettests.names())})") from None
+        raise UsageError(unknown_nettest(args.nettest)) from None
     ready = getattr(nettest, "check_environment", None)  # a program the nettest runs, e.g. vanilla_tor's tor
     if ready is not None:
         try:
@@ -429,9 +450,13 @@ def _stun(value: str, label: str) -> tuple[str, int]:
     from ..nettests.stunreachability import endpoint_of
 
     try:
+        check_utf8_url(value, label)
         return endpoint_of(value)
+    except BadInput as e:
+        raise UsageError(str(e)) from None
     except NettestError:
-        raise UsageError(f"{label} must be a STUN server, stun://HOST[:PORT], not {value!r}") from None
+        raise UsageError(f"{label} must be a STUN server, stun://HOST[:PORT] (a port from 1 to 65535), not "
+                         f"{value!r}") from None
 
 
 def _strategies(given: str | None, nettest: ModuleType) -> tuple[str, ...] | None:
@@ -460,8 +485,10 @@ def _pick(given: str | None, flag: str, env_name: str) -> tuple[str | None, str]
 
 def _http_url(value: str, label: str, what: str = "an http(s) URL") -> str:
     try:
-        parse_url(value)  # scheme, host, port (not 0) and no credentials
-    except BadInput:
+        parse_url(value)  # scheme, host, port (not 0), no credentials, and UTF-8
+    except BadInput as e:
+        if not_utf8(value) is not None:  # say why: the repr of its bytes would not
+            raise UsageError(f"{label}: {e}") from None
         raise UsageError(f"{label} must be {what}, not {value!r}") from None
     return value.strip()
 
@@ -1092,10 +1119,13 @@ def _submit_url(args: argparse.Namespace) -> str | None:
             raise UsageError("--outbox goes with --submit URL")
         if args.outbox_max is not None:
             raise UsageError("--outbox-max goes with --submit URL")
+        if args.submit_timeout is not None:
+            raise UsageError("--submit-timeout goes with --submit URL")
         return None
     url = _http_url(args.submit, "--submit", "a collector's http(s) URL")
-    if not 0 < args.submit_timeout <= 86400:
-        raise UsageError("--submit-timeout must be more than 0 and at most 86400 seconds")
+    if args.submit_timeout is not None and not 0 < args.submit_timeout <= MAX_SUBMIT_TIMEOUT:  # nan and inf too
+        raise UsageError(f"--submit-timeout must be more than 0 and at most {MAX_SUBMIT_TIMEOUT:.0f} seconds, not "
+                         f"{args.submit_timeout}")
     _outbox_max(args.outbox_max)
     return url
 
@@ -1131,7 +1161,7 @@ def _submission(args: argparse.Namespace, url: str | None) -> _Submission | None
         box = Outbox(directory, collector=url, max_bytes=cap if cap is not None else DEFAULT_MAX_BYTES)
     except OutboxError as e:
         raise UsageError(str(e)) from None
-    return _Submission(url, box, args.submit_timeout)
+    return _Submission(url, box, SUBMIT_TIMEOUT if args.submit_timeout is None else args.submit_timeout)
 
 
 class _Tee:

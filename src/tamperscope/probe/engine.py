@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from ..model import failures as F
-from ..model.inputs import BadInput, check_host, parse_url
+from ..model.inputs import BadInput, check_host, check_utf8_url, parse_url
 from ..model.measurement import ProbeInfo, envelope, new_report_id
 from ..nettests.base import Context, NettestError
 from ..netx.listening import open_files
@@ -608,6 +608,10 @@ def check_input(nettest: ModuleType, input: str | None, *, backend: str | None =
         if nettest.NAME in _NEEDS_BACKEND and not backend:
             raise NettestError("needs an echo backend: --backend HOST[:PORT] (in the lab, TAMPERSCOPE_ECHO)")
         return
+    try:  # from a command line: no measurement, JSON line or request can hold it, every one would fail
+        check_utf8_url(input, "input")
+    except BadInput as e:
+        raise NettestError(str(e)) from None
     no_credentials(input)
     check = getattr(nettest, "check_input", None) or _INPUT_CHECKS.get(nettest.NAME)
     if check is not None:

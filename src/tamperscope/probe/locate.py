@@ -391,7 +391,10 @@ def _check(args: argparse.Namespace) -> tuple[str, str, list[str], str | None]:
     if args.server is not None and args.layer == "dns":
         raise UsageError("--server goes with --layer http, tls or quic: a DNS trigger goes to the resolver")
     server = _ipv4(args.server, "--server") if args.server is not None else None
-    resolver = _ipv4(args.resolver or os.environ.get("TAMPERSCOPE_PUBLIC_RESOLVER") or "8.8.8.8", "--resolver")
+    # given empty, a mistake (as run and remote take it), not "the default": that would ask a public resolver
+    env = os.environ.get("TAMPERSCOPE_PUBLIC_RESOLVER") or None
+    resolver = (_ipv4(args.resolver, "--resolver") if args.resolver is not None
+                else _ipv4(env, "$TAMPERSCOPE_PUBLIC_RESOLVER") if env is not None else "8.8.8.8")
     return url, resolver, [_ipv4(a, "--spread") for a in args.spread], server
 
 

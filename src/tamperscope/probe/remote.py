@@ -26,9 +26,9 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-from ..cli import UsageError
+from ..cli import UsageError, path_arg, path_text_arg
 from ..model.asn import EMPTY, AsnTable
-from ..model.inputs import MAX_LIST, BadInput, categories_by_line, first_column, list_entries
+from ..model.inputs import MAX_LIST, BadInput, categories_by_line, check_utf8_url, first_column, list_entries
 from ..model.measurement import ProbeInfo
 from ..nettests import remote_dns, remote_web
 from ..nettests.base import Context, NettestError, Timeouts
@@ -88,16 +88,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("kind", choices=sorted(KINDS), help="dns: through open resolvers; web: through web servers")
     p.add_argument("--vantage", "-V", action="append", default=[], metavar="IP",
                    help="an in-country resolver (dns) or web server (web); repeatable")
-    p.add_argument("--vantages", type=Path, action="append", default=[], metavar="FILE",
+    p.add_argument("--vantages", type=path_arg, action="append", default=[], metavar="FILE",
                    help="vantage addresses, one per line (or a CSV's first column); repeatable")
     p.add_argument("--input", "-i", action="append", default=[], metavar="DOMAIN",
                    help="a domain (or a URL: its host); repeatable")
-    p.add_argument("--list", "-l", type=Path, action="append", default=[], metavar="FILE",
+    p.add_argument("--list", "-l", type=path_arg, action="append", default=[], metavar="FILE",
                    help="Citizen Lab test-list CSV or one domain per line; repeatable")
     p.add_argument("--category", type=_categories, action="extend", default=[], metavar="CODE[,CODE…]",
                    help="only the --list entries of these Citizen Lab categories (their category_code: NEWS, HUMR, "
                         "POLR, LGBT…; repeatable); --input domains are measured all the same")
-    p.add_argument("--output", "-o", type=Path, default=None,
+    p.add_argument("--output", "-o", type=path_arg, default=None,
                    help="JSONL file to append to (default: tamperscope-remote_KIND.jsonl; - for standard output)")
     p.add_argument("--parallel", "-p", type=int, default=16, help="measurements in flight in all (default 16)")
     p.add_argument("--per-vantage", type=int, default=None, metavar="N",
@@ -128,9 +128,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="web: the vantages' HTTPS port (default 443)")
     p.add_argument("--echo-port", type=int, default=7, metavar="PORT",
                    help="web: the vantages' echo port, for --protocol echo, echo_tls and echo_ech (default 7)")
-    p.add_argument("--ca-bundle", default=None, help="dns: CA bundle to validate answers with; default "
+    p.add_argument("--ca-bundle", type=path_text_arg, default=None,
+                   help="dns: CA bundle to validate answers with; default "
                    "$TAMPERSCOPE_CA_BUNDLE or the system's")
-    p.add_argument("--asn-table", default=None,
+    p.add_argument("--asn-table", type=path_text_arg, default=None,
                    help="prefix-to-ASN table (iptoasn.com TSV): the vantages' networks and countries; "
                         "default $TAMPERSCOPE_ASN_TABLE")
     p.add_argument("--cc", default=None, help="the vantages' country, when the ASN table does not say")
@@ -275,8 +276,9 @@ def _inputs(args: argparse.Namespace, nettest: ModuleType, categories: dict[str,
 
     def check(value: str, where: str, category: str | None = None) -> None:
         try:
+            check_utf8_url(value, "input")  # a name from a command line that no measurement can hold
             items.append(domain_name(value, nettest.NAME))
-        except NettestError as e:
+        except (NettestError, BadInput) as e:
             raise UsageError(f"{where}{e}") from None
         if category and categories is not None:
             categories.setdefault(items[-1], category)
