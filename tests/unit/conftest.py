@@ -35,3 +35,16 @@ def fifo(tmp_path: Path) -> Iterator[Any]:
     for thread in threads:
         thread.join(timeout=10)
         assert not thread.is_alive(), "the pipe was never read to its end"
+
+
+@pytest.fixture(scope="module")
+def three_sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A collector without rate limits (in-process, a real store) holding three dns.poison measurements, of
+    https://site0.example/ to site2, on 2026-05-01 to 05-03; one per test module that asks for it."""
+    from tamperscope.collector import samples
+    from tamperscope.collector.testing import unlimited_app
+
+    sites = [samples.measurement("dns.poison", url=f"https://site{i}.example/", start=f"2026-05-0{i + 1} 00:00:00")
+             for i in range(3)]
+    with unlimited_app(tmp_path_factory.mktemp("three-sites") / "s.duckdb", sites) as client:
+        yield client

@@ -6,13 +6,9 @@ refused when wrong, where they were clamped or ignored."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from tamperscope.collector import samples
-from tamperscope.collector.config import Settings
-from tamperscope.collector.testing import SyncClient, running_app
+from tamperscope.collector.testing import SyncClient
 
 BAD = [("probe_cc", "<x>", "is not one of the two-letter country codes"),
        ("probe_cc", "Italy", "is not one of the two-letter country codes"),
@@ -26,15 +22,9 @@ JSON_PATHS = ["/api/v1/measurements", "/api/v1/aggregation", "/api/v1/aggregatio
               "/api/v1/export/report.html", "/search.json", "/feed.atom", "/new-blockpages.json", "/chart.json"]
 HTML_PATHS = ["/search", "/new-blockpages", "/chart"]
 
-
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyncClient]:
-    db = tmp_path_factory.mktemp("api-strict") / "s.duckdb"
-    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as c:
-        for i in range(3):
-            m = samples.measurement("dns.poison", url=f"https://site{i}.example/", start=f"2026-05-0{i + 1} 00:00:00")
-            assert c.post("/report/r1", json={"format": "json", "content": m}).status_code == 200
-        yield c
+def client(three_sites: SyncClient) -> SyncClient:
+    return three_sites
 
 
 # every path with every bad value, but /new-blockpages.json's test_name: it takes none

@@ -14,8 +14,7 @@ import pytest
 
 from tamperscope.analysis.report import host_shown, shown_text
 from tamperscope.collector import samples
-from tamperscope.collector.config import Settings
-from tamperscope.collector.testing import SyncClient, running_app
+from tamperscope.collector.testing import SyncClient, unlimited_app
 from tamperscope.explorer import display
 
 BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
@@ -28,15 +27,12 @@ SHOWN_HOMOGRAPH = "аррӏе.com (xn--80ak6aa92e.com)"
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyncClient]:
-    db = tmp_path_factory.mktemp("explorer-bidi") / "b.duckdb"
-    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as c:
+    with unlimited_app(tmp_path_factory.mktemp("explorer-bidi") / "b.duckdb") as c:
         yield c
 
 
 def _submit(client: SyncClient, m: dict[str, Any]) -> str:
-    r = client.post("/report/r1", json={"format": "json", "content": m})
-    assert r.status_code == 200, r.text
-    return str(r.json()["measurement_uid"])
+    return client.submit(m)
 
 
 @pytest.fixture(scope="module")

@@ -4,24 +4,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from tamperscope.collector import samples
-from tamperscope.collector.config import Settings
-from tamperscope.collector.testing import SyncClient, running_app
+from tamperscope.collector.testing import SyncClient
 from tamperscope.explorer.headers import not_modified
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyncClient]:
-    db = tmp_path_factory.mktemp("http-semantics") / "h.duckdb"
-    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as c:
-        for i in range(3):
-            m = samples.measurement("dns.poison", url=f"https://site{i}.example/", start=f"2026-05-0{i + 1} 00:00:00")
-            assert c.post("/report/r1", json={"format": "json", "content": m}).status_code == 200
-        yield c
+def client(three_sites: SyncClient) -> SyncClient:
+    return three_sites
 
 
 @pytest.mark.parametrize(("header", "matches"), [

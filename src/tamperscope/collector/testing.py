@@ -4,6 +4,7 @@
   ``httpx.AsyncClient`` talking to it in-process (no socket);
 * `SyncClient` / `running_app(settings)`: the same from synchronous code
   (a pytest test, a hypothesis example), through an anyio blocking portal;
+  `unlimited_app(db, measurements)` one without rate limits holding those measurements;
 * `uvicorn_server(app)`: the app served on 127.0.0.1 on a free port in the
   current event loop, stopped on exit;
 * `free_port()`.
@@ -15,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 from tamperscope.collector.app import create_app
@@ -78,6 +80,13 @@ class SyncClient:
     def collector(self) -> Any:
         return self.app.state.collector
 
+    def submit(self, measurement: dict[str, Any]) -> str:
+        """Submit one measurement through OONI's report protocol; its uid (RuntimeError if it is refused)."""
+        r = self.post("/report/r1", json={"format": "json", "content": measurement})
+        if r.status_code != 200:
+            raise RuntimeError(f"refused, {r.status_code}: {r.text[:300]}")
+        return str(r.json()["measurement_uid"])
+
 
 @contextmanager
 def running_app(settings: Settings) -> Iterator[SyncClient]:
@@ -86,6 +95,15 @@ def running_app(settings: Settings) -> Iterator[SyncClient]:
     with start_blocking_portal() as portal:
         with portal.wrap_async_context_manager(asgi_client(settings)) as client:
             yield SyncClient(portal, client)
+
+
+@contextmanager
+def unlimited_app(db: Path, measurements: Iterable[dict[str, Any]] = ()) -> Iterator[SyncClient]:
+    """`running_app` on the store ``db`` with no rate limits, holding ``measurements`` (submitted one by one)."""
+    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as client:
+        for m in measurements:
+            client.submit(m)
+        yield client
 
 
 @asynccontextmanager
