@@ -109,6 +109,12 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     (["--burst", "inf"], "must be numbers"),
     (["--read-rate", "nan"], "must be numbers"),
     (["--max-body-mib", "nan"], "must be numbers"),
+    (["--public-url", "ftp://explorer.example.org"], "--public-url: "),
+    (["--public-url", ""], "--public-url: empty URL"),
+    (["--public-url", "https://explorer.example.org/explorer/"], "--public-url must be an origin"),
+    (["--public-url", "https://explorer.example.org/?x=1"], "--public-url must be an origin"),
+    (["--public-url", "https://explorer.example.org/#top"], "--public-url must be an origin"),
+    (["--public-url", "https://me:secret@explorer.example.org"], "--public-url: "),
 ])
 def test_serve_options_are_checked_before_starting(tmp_path: Path, argv: list[str], needle: str) -> None:
     res = _cli("serve", "--db", str(tmp_path / "s.duckdb"), *argv, cwd=tmp_path)

@@ -74,7 +74,10 @@ def collector_of(request: Request) -> Collector:
 
 
 def base_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
+    """The origin absolute links are made with: ``serve --public-url``, else the request's own (its Host header,
+    which any client sets: behind a shared cache, give --public-url)."""
+    public: str | None = request.app.state.collector.settings.public_url
+    return public if public else str(request.base_url).rstrip("/")
 
 
 def measurement_query(

@@ -6,6 +6,7 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from tamperscope.cli import path_arg, utf8_path_arg
 
@@ -38,6 +39,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--admin-token-file", type=path_arg, default=None, metavar="FILE",
                    help="file holding the admin token (else $TAMPERSCOPE_ADMIN_TOKEN; without either, "
                         "admin actions are disabled)")
+    p.add_argument("--public-url", default=None, metavar="URL",
+                   help="the server's address as its users reach it (https://explorer.example.org), for the absolute "
+                        "links of the API and the feeds (next_url, measurement_url, Atom ids); default: the address "
+                        "each request names in its Host header, which the client chooses")
     p.add_argument("--trusted-proxy", action="append", default=[], metavar="CIDR",
                    help="a reverse proxy (address or network) whose X-Forwarded-For names the client, so that "
                         "rate limits and export slots are per client (repeatable; default: this machine only, "
@@ -80,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if args.rate < 0 or args.read_rate < 0 or args.burst < 1:
         raise UsageError("--rate and --read-rate must not be negative, --burst at least 1")
     proxies = _networks(args.trusted_proxy) if args.trusted_proxy else None
+    public = _public_url(args.public_url)
     token = _admin_token(args.admin_token_file) if args.admin_token_file is not None else None
     db = store_path(args.db)  # $TAMPERSCOPE_DB's bytes checked too: DuckDB cannot open a name not in UTF-8
     if args.findings is not None:  # a typo in a finding stops the server here, in one line naming the file
@@ -108,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
             db, host, args.port, admin_token=token, findings_dir=args.findings,
             limits=Limits(measurement=int(args.max_body_mib * MiB)),
             submit_rate=args.rate, submit_burst=args.burst, read_rate=args.read_rate,
-            accept_submissions=not args.read_only, announce=not args.quiet,
+            accept_submissions=not args.read_only, announce=not args.quiet, public_url=public,
             **({"trusted_proxies": proxies} if proxies else {}))
     except TokenError as exc:
         raise UsageError(str(exc)) from None
@@ -121,6 +127,25 @@ def run(args: argparse.Namespace) -> int:
         return exc.exit_code
     except ServeError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _public_url(value: str | None) -> str | None:
+    """``--public-url`` as links are made with it: an http(s) origin, no trailing ``/``; the explorer's links are
+    from its root, so a path, a query or a fragment is refused, as a URL with credentials is."""
+    from tamperscope.cli import UsageError
+    from tamperscope.model.inputs import BadInput, parse_url
+
+    if value is None:
+        return None
+    try:
+        parse_url(value)
+    except BadInput as exc:
+        raise UsageError(f"--public-url: {exc}") from None
+    parts = urlsplit(value.strip())
+    if parts.path not in ("", "/") or parts.query or parts.fragment or value.strip().endswith(("?", "#")):
+        raise UsageError(f"--public-url must be an origin, scheme://host[:port], not {value.strip()[:200]!r}: the "
+                         "explorer is served from the root of it")
+    return f"{parts.scheme.lower()}://{parts.netloc}"
 
 
 def _admin_token(path: Path) -> str:

@@ -46,6 +46,9 @@ class Settings:
     # set here, never from uvicorn's $FORWARDED_ALLOW_IPS, which could trust everyone ("*")
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     findings_dir: Path | None = None     # researchers' findings, one text file each (collector/findings.py)
+    # the server's own address in absolute links (the API's next_url, measurement_url, the feeds' ids and links),
+    # "https://explorer.example.org"; None: the request's Host, which a client chooses
+    public_url: str | None = None
 
 
 def open_store(settings: Settings) -> Store:
