@@ -21,14 +21,18 @@ from tamperscope.netx.resolver import Resolver
     "127.0.0.1", "127.8.8.8", "::1", "::", "0.0.0.0", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "169.254.169.254",
     "10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.0.1", "224.0.0.1", "239.1.1.1", "255.255.255.255",
     "fe80::1%eth0", "fc00::1", "198.18.0.1", "198.19.255.255", "2001:db8::1", "not an address",
+    "168.63.129.16",  # Azure's WireServer, every Azure VM's configuration: was taken for the internet's
+    "64:ff9b::7f00:1", "2002:7f00:1::1", "fec0::1", "192.0.2.1",
 ])
 def test_internal_addresses(ip: str) -> None:
     assert helper.internal(ip)
+    if ip != "not an address":  # ip_info's bogon flag says so of each address the helper refuses
+        assert helper.is_bogon(ip), ip
 
 
 @pytest.mark.parametrize("ip", ["8.8.8.8", "1.1.1.1", "2001:4860:4860::8888", "::ffff:8.8.8.8", "193.0.14.129"])
 def test_internet_addresses(ip: str) -> None:
-    assert not helper.internal(ip)
+    assert not helper.internal(ip) and not helper.is_bogon(ip)
 
 
 @pytest.fixture

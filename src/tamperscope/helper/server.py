@@ -17,7 +17,7 @@ The front end is public, so each client costs bounded time, memory and file
 descriptors (`Limits`): a request must arrive within 10 s of its first byte
 (else 408), a connection waits 30 s for its next request, an answer the client
 does not take within 30 s drops the connection; at most `--max-connections`
-are open (the longest idle one makes room, else 503) and 64 MiB of bodies are
+are open (the longest idle one makes room if it has waited a second, else 503) and 64 MiB of bodies are
 held at once (else 503). A head above 16 KiB or 100 fields is refused with 431;
 Transfer-Encoding with 411 (chunked) or 501 (Content-Length is required);
 anything two servers could read differently (two Content-Lengths, one with
@@ -85,18 +85,19 @@ class BadOption(ValueError):
 
 
 def is_bogon(ip: str) -> bool:
+    """ip_info's bogon flag: an address the helper refuses to connect to as `internal` (OONI's bogons, and the
+    others no internet host has, however written); False for what is no address."""
     try:
-        a = ipaddress.ip_address(ip)
+        ipaddress.ip_address(ip.split("%", 1)[0])
     except ValueError:
         return False
-    if a.version == 6 and a.ipv4_mapped is not None:  # ::ffff:127.0.0.1 is 127.0.0.1
-        a = a.ipv4_mapped
-    return any(a in n for n in BOGONS if n.version == a.version)
+    return internal(ip)
 
 
 # Internal to a network though `ipaddress` calls them global: IPv6 site-local (deprecated by RFC 3879, still
-# routed inside some networks).
-INTERNAL = [ipaddress.ip_network(n) for n in ("fec0::/10",)]
+# routed inside some networks), and Azure's WireServer (168.63.129.16: every Azure VM's platform endpoint, which
+# serves its configuration, as 169.254.169.254 does on other clouds).
+INTERNAL = [ipaddress.ip_network(n) for n in ("fec0::/10", "168.63.129.16/32")]
 NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052's well-known prefix: the last 32 bits are IPv4
 
 
@@ -398,10 +399,14 @@ class Limits:
     each of them must cost bounded time, memory and file descriptors, and never stop the others."""
 
     connections: int = 1024  # client connections open at once; beyond, the longest idle one is closed, else 503
+    # (idle: waiting for a request for `evict_after` at least)
     idle: float = 30.0  # s a connection may wait for the first byte of its next request (keep-alive)
     request: float = 10.0  # s from a request's first byte to the end of its body, else 408
     write: float = 30.0  # s a client gets to take in an answer, else the connection is dropped
     linger: float = 1.0  # s spent reading what a refused client still sends, so that it gets to read the refusal
+    # s a connection must have waited for a request before a new one may close it to make room: one just
+    # accepted, whose request is in flight or already in its buffer, is answered (at worst 503), not dropped
+    evict_after: float = 1.0
     bodies: int = 64 << 20  # bytes of request bodies held at once over all connections; beyond, 503
 
 
@@ -427,6 +432,7 @@ class Head:
 
 TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 TARGET = re.compile(r"[!-~]+")  # visible ASCII
+BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # a field value holds visible characters, spaces and tabs
 VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
 DIGITS = re.compile(r"[0-9]{1,16}")
 
@@ -451,6 +457,8 @@ def parse_head(head: bytes) -> Head:
         name, colon, value = line.partition(":")
         if not colon or not TOKEN.fullmatch(name):
             raise Refusal(400, "bad header field")
+        if BAD_VALUE.search(value):  # a bare CR, a NUL, a control: RFC 9112 says refuse, and others may not
+            raise Refusal(400, "bad header field value")
         fields.setdefault(name.lower(), []).append(value.strip(" \t"))
     if "transfer-encoding" in fields:
         if "content-length" in fields:
@@ -552,10 +560,13 @@ class HelperServer:
                 self.refusing -= 1
 
     def _close_longest_idle(self) -> bool:
-        """Make room for a new connection by closing the one that has waited longest for a request, if any."""
+        """Make room for a new connection by closing the one that has waited longest for a request, if it has
+        waited `Limits.evict_after` at least."""
         if not self.idle:
             return False
         oldest = min(self.idle, key=self.idle.__getitem__)
+        if asyncio.get_running_loop().time() - self.idle[oldest] < self.limits.evict_after:
+            return False
         del self.idle[oldest]
         self.conns.discard(oldest)
         oldest.close()  # its reader sees the end of the stream
