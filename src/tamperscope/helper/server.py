@@ -713,7 +713,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help=f"answer 503 above this many requests in flight, 1-{MAX_INFLIGHT:,} (default 64)")
     ap.add_argument("--max-connections", type=int, default=1024,
                     help=f"client connections open at once, 1-{MAX_INFLIGHT:,} and at most half the open-file limit; "
-                         "beyond, the longest idle one is closed, else the new one is answered 503 (default 1024)")
+                         "beyond, the longest idle one (waiting a second at least) is closed, else the new one is answered "
+                         "503 (default 1024)")
     ap.add_argument("--timeout", type=float, default=10.0,
                     help=f"seconds per measurement step, at most {MAX_TIMEOUT:g} (default 10)")
     ap.add_argument("--allow-net", action="append", default=[], metavar="CIDR",
