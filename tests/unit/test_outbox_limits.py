@@ -220,6 +220,28 @@ def test_a_full_outbox_is_said_once_and_the_output_keeps_everything(probe: Probe
 # ---- a collector whose certificate does not verify
 
 
+def test_the_outbox_filling_while_the_collector_is_down_is_said_while_measuring(probe: Probe,
+                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The uploader's look at the outbox came before each of its uploads, and an upload to a collector that is down
+    retries for up to 30 s: an outbox that filled after the first look was said only at the end (in CI, under
+    load, the test above saw so). The watch is on its own now."""
+    fake = nettests.load("dnscheck").run
+
+    async def slow(input: str | None, ctx: Any) -> Any:
+        await asyncio.sleep(0.5)  # the outbox fills after its fifth or sixth, past the uploader's first look (2 s)
+        return await fake(input, ctx)
+
+    monkeypatch.setattr(nettests.load("dnscheck"), "run", slow)
+    names = [f"late{i}.example" for i in range(10)]
+    res = probe.main("dnscheck", "--yes", "--no-progress", "-p", "1", "-o", "out.jsonl", "--outbox", "box",
+                     "--outbox-max", "3K", "--submit", f"http://127.0.0.1:{free_port()}/", "--submit-timeout", "0.5",
+                     *[a for n in names for a in ("-i", n)])
+    assert res.code == 0 and "Traceback" not in res.err, res.err
+    during = [line for line in res.err.splitlines() if "is full (" in line]
+    assert len(during) == 1 and during[0].startswith("tamperscope: the outbox box is full ("), res.err
+    assert res.err.index(during[0]) < res.err.index("tamperscope: submitted 0 measurement(s)"), res.err
+
+
 def issue_ip(ca: Any, ip: str, *, expired: bool = False) -> ssl.SSLContext:
     """A server context with a leaf for an IP address signed by ``ca`` (a `TestCA`, which issues DNS names
     only): the collector's URL is https://127.0.0.1:PORT, so nothing is resolved."""

@@ -1205,21 +1205,28 @@ async def _run_and_submit(measuring: Any, submit: _Submission, ca_bundle: str | 
     async def uploader() -> None:
         while True:
             await asyncio.sleep(2.0)
-            if not submit.warned_full and (line := submit.full(label, now=True)):
-                submit.warned_full = True
-                progress.note(line)
             if submit.box.waiting():  # not for what waits for another collector: it would never go
                 await flush(30.0)
 
-    task = asyncio.create_task(uploader())
+    async def watch_full() -> None:
+        # on its own: the uploader may spend its 30 s retrying a collector that is down
+        while not submit.warned_full:
+            await asyncio.sleep(0.5)
+            if line := submit.full(label, now=True):
+                submit.warned_full = True
+                progress.note(line)
+
+    tasks = [asyncio.create_task(uploader()), asyncio.create_task(watch_full())]
     try:
         await measuring
     finally:
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
     await flush(submit.timeout)
     progress.close()
     last = submit.last
