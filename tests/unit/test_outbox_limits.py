@@ -190,18 +190,8 @@ def test_a_full_outbox_is_said_once_and_the_output_keeps_everything(probe: Probe
     """`tamperscope run --submit` with a small --outbox-max and a collector that is down: the measurements that
     do not fit are not queued, the output file holds every one, and the run says so once while measuring (it
     lasts past the uploader's first look) and once at the end."""
-    fake = nettests.load("dnscheck").run
-
-    async def slow(input: str | None, ctx: Any) -> Any:
-        await asyncio.sleep(0.15)
-        return await fake(input, ctx)
-
-    monkeypatch.setattr(nettests.load("dnscheck"), "run", slow)
     names = [f"site{i}.example" for i in range(25)]
-    res = probe.main("dnscheck", "--yes", "--no-progress", "-p", "1", "-o", "out.jsonl", "--outbox", "box",
-                     "--outbox-max", "3K", "--submit", f"http://127.0.0.1:{free_port()}/", "--submit-timeout", "0.5",
-                     *[a for n in names for a in ("-i", n)])
-    assert res.code == 0 and "Traceback" not in res.err, res.err
+    res = _to_a_collector_that_is_down(probe, monkeypatch, names, 0.15)
     written = offline.lines(probe.dir / "out.jsonl")
     assert sorted(m["input"] for m in written) == sorted(names)
     box = Outbox(probe.dir / "box", durable=False)
@@ -217,29 +207,37 @@ def test_a_full_outbox_is_said_once_and_the_output_keeps_everything(probe: Probe
     assert "connection_refused" in res.err  # the collector is down: what was queued waits for the next run
 
 
-# ---- a collector whose certificate does not verify
-
-
 def test_the_outbox_filling_while_the_collector_is_down_is_said_while_measuring(probe: Probe,
                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """The uploader's look at the outbox came before each of its uploads, and an upload to a collector that is down
     retries for up to 30 s: an outbox that filled after the first look was said only at the end (in CI, under
     load, the test above saw so). The watch is on its own now."""
+    # 0.5 s each: the outbox fills after the fifth or sixth, past the uploader's first look (2 s)
+    res = _to_a_collector_that_is_down(probe, monkeypatch, [f"late{i}.example" for i in range(10)], 0.5)
+    during = [line for line in res.err.splitlines() if "is full (" in line]
+    assert len(during) == 1 and during[0].startswith("tamperscope: the outbox box is full ("), res.err
+    assert res.err.index(during[0]) < res.err.index("tamperscope: submitted 0 measurement(s)"), res.err
+
+
+def _to_a_collector_that_is_down(probe: Probe, monkeypatch: pytest.MonkeyPatch, names: list[str],
+                                 seconds: float) -> Any:
+    """`tamperscope run dnscheck` on ``names``, one at a time, each taking ``seconds`` at least, submitted through
+    an outbox capped at 3 KiB (about five measurements) to a collector that is down; the run's result."""
     fake = nettests.load("dnscheck").run
 
     async def slow(input: str | None, ctx: Any) -> Any:
-        await asyncio.sleep(0.5)  # the outbox fills after its fifth or sixth, past the uploader's first look (2 s)
+        await asyncio.sleep(seconds)
         return await fake(input, ctx)
 
     monkeypatch.setattr(nettests.load("dnscheck"), "run", slow)
-    names = [f"late{i}.example" for i in range(10)]
     res = probe.main("dnscheck", "--yes", "--no-progress", "-p", "1", "-o", "out.jsonl", "--outbox", "box",
                      "--outbox-max", "3K", "--submit", f"http://127.0.0.1:{free_port()}/", "--submit-timeout", "0.5",
                      *[a for n in names for a in ("-i", n)])
     assert res.code == 0 and "Traceback" not in res.err, res.err
-    during = [line for line in res.err.splitlines() if "is full (" in line]
-    assert len(during) == 1 and during[0].startswith("tamperscope: the outbox box is full ("), res.err
-    assert res.err.index(during[0]) < res.err.index("tamperscope: submitted 0 measurement(s)"), res.err
+    return res
+
+
+# ---- a collector whose certificate does not verify
 
 
 def issue_ip(ca: Any, ip: str, *, expired: bool = False) -> ssl.SSLContext:
