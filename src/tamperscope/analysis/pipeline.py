@@ -169,8 +169,8 @@ def _type(value: object) -> str:
             float: "number", type(None): "null"}.get(type(value), type(value).__name__)
 
 
-def _a_type(value: object) -> str:
-    """``value``'s JSON type with its article: "an array", "a string", null."""
+def json_kind(value: object) -> str:
+    """``value``'s JSON type with its article, for a refusal: "an array", "a string", "null" (the collector's too)."""
     name = _type(value)
     return name if name == "null" else f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
@@ -184,14 +184,14 @@ def envelope(m: Any) -> Envelope:
             raise Invalid("missing_field", f"no {name}")
     test_name, start, cc, asn = m["test_name"], m["measurement_start_time"], m["probe_cc"], m["probe_asn"]
     if not isinstance(m["test_keys"], dict):
-        raise Invalid("wrong_type", f"test_keys is {_a_type(m['test_keys'])}, not an object")
+        raise Invalid("wrong_type", f"test_keys is {json_kind(m['test_keys'])}, not an object")
     for name, value in (("test_name", test_name), ("measurement_start_time", start), ("probe_cc", cc)):
         if not isinstance(value, str):
-            raise Invalid("wrong_type", f"{name} is {_a_type(value)}, not a string")
+            raise Invalid("wrong_type", f"{name} is {json_kind(value)}, not a string")
     if isinstance(asn, int) and not isinstance(asn, bool):
         asn = f"AS{asn}"
     elif not isinstance(asn, str):
-        raise Invalid("wrong_type", f"probe_asn is {_a_type(asn)}, not a string")
+        raise Invalid("wrong_type", f"probe_asn is {json_kind(asn)}, not a string")
     if not test_name or len(test_name) > 100:
         raise Invalid("invalid_value", "empty or overlong test_name")
     try:
@@ -202,7 +202,7 @@ def envelope(m: Any) -> Envelope:
         raise Invalid("invalid_value", f"measurement_start_time {start[:40]!r} is not a time") from None
     inp = m.get("input")
     if inp is not None and not isinstance(inp, str):
-        raise Invalid("wrong_type", f"input is {_a_type(inp)}, not a string")
+        raise Invalid("wrong_type", f"input is {json_kind(inp)}, not a string")
     report_id = m.get("report_id")
     return Envelope(test_name, when, _cc(cc), _asn(asn), inp or None,
                     report_id if isinstance(report_id, str) else None)
@@ -800,5 +800,5 @@ def ingest(store: Store, records: Sequence[bytes], source: str = "api") -> list[
 __all__ = [
     "BATCH_SIZE", "ENGINES", "EngineError", "Envelope", "Invalid", "Options", "Progress", "Selection",
     "analyse_batch",
-    "analyse_partition", "content_uid", "domain_of", "envelope", "ingest", "run",
+    "analyse_partition", "content_uid", "domain_of", "envelope", "ingest", "json_kind", "run",
 ]

@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from tamperscope.analysis.pipeline import Invalid, envelope
+from tamperscope.analysis.pipeline import Invalid, envelope, json_kind
 
 MiB = 1024 * 1024
 
@@ -135,7 +135,7 @@ def utc_now() -> dt.datetime:
 def check_measurement(m: Any, limits: Limits = Limits(), clock: Callable[[], dt.datetime] = utc_now) -> None:
     """Raise `SubmissionError` unless ``m`` is a measurement the collector stores (``clock``: now, UTC)."""
     if not isinstance(m, dict):
-        raise _invalid(f"the measurement must be a JSON object, not {_kind(m)}")
+        raise _invalid(f"the measurement must be a JSON object, not {json_kind(m)}")
     try:
         env = envelope(m)
     except Invalid as exc:
@@ -172,10 +172,10 @@ def check_measurement(m: Any, limits: Limits = Limits(), clock: Callable[[], dt.
 def check_submission(payload: Any, limits: Limits = Limits()) -> dict[str, Any]:
     """OONI's ``{"format": "json", "content": measurement}`` → the measurement, checked."""
     if not isinstance(payload, dict):
-        raise SubmissionError(400, "invalid_json", f"the body must be a JSON object, not {_kind(payload)}")
+        raise SubmissionError(400, "invalid_json", f"the body must be a JSON object, not {json_kind(payload)}")
     fmt = payload.get("format")
     if fmt != "json":
-        shown = fmt if isinstance(fmt, str) else _kind(fmt)
+        shown = fmt if isinstance(fmt, str) else json_kind(fmt)
         raise SubmissionError(400, "unsupported_format",
                               f"format must be \"json\" (got {str(shown)[:40]!r}); YAML reports are not accepted")
     if "content" not in payload:
@@ -188,7 +188,7 @@ def check_submission(payload: Any, limits: Limits = Limits()) -> dict[str, Any]:
 def check_report_open(payload: Any) -> dict[str, str]:
     """POST /report's body → the few fields the report id is made of."""
     if not isinstance(payload, dict):
-        raise SubmissionError(400, "invalid_json", f"the body must be a JSON object, not {_kind(payload)}")
+        raise SubmissionError(400, "invalid_json", f"the body must be a JSON object, not {json_kind(payload)}")
     fmt = payload.get("format", "json")
     if fmt != "json":
         raise SubmissionError(400, "unsupported_format", "format must be \"json\"")
@@ -205,12 +205,6 @@ def check_report_id(report_id: str) -> None:
     if not REPORT_ID.fullmatch(report_id):
         raise SubmissionError(400, "invalid_report_id",
                               "report_id must be 1-200 characters of letters, digits, '_', '-' and '.'")
-
-
-def _kind(value: Any) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
-             float: "a number", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
 
 
 # --------------------------------------------------------------------------- JSON Schema (OpenAPI)
