@@ -183,4 +183,4 @@ def test_locate_uses_an_ip_literal_as_the_server(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["address"] == "127.0.0.1" and out["url"] == "http://127.0.0.1:18931/"
-    assert (tmp_path / "config" / "tamperscope" / "consent.json").exists()
+    assert not (tmp_path / "config" / "tamperscope" / "consent.json").exists()  # --yes is for this run only

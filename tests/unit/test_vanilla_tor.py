@@ -6,6 +6,7 @@ the lab's real Tor network, is tests/lab/test_vanilla_tor.py."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import re
@@ -53,6 +54,10 @@ if scenario == "garbage":
     say("Our IP address is " + os.environ["FAKE_TOR_ME"])
     say("Bootstrapped 10% (conn_done): Connected to a relay")
     time.sleep(60)
+if scenario == "private":
+    sys.stdout.write(time.strftime("%b %d %H:%M:%S.000") + " [notice] local time, as tor writes it\n")
+    say("Read configuration file \"" + os.path.dirname(torrc) + "/defaults\".")
+    say("You are running Tor as root. You don't need to, and you probably shouldn't.")
 if scenario == "bridge":
     say("Bootstrapped 1% (conn_pt): Connecting to pluggable transport")
     say("Received http status code 404 from server 198.51.100.9:443 while fetching consensus directory.")
@@ -306,3 +311,18 @@ def test_tor_network_is_for_vanilla_tor_only(probe: Probe) -> None:  # noqa: F81
     (probe.dir / "net.torrc").write_text("DirAuthority a 198.19.3.11:9030 CD\n")
     r = probe.main("run", "tor", "--yes", "--tor-network", "net.torrc")
     assert (r.code, r.err.strip()) == (2, "tamperscope: --tor-network is for the vanilla_tor nettest")
+
+
+def test_the_log_says_nothing_of_the_users_time_zone_home_or_account(fake_tor: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Tehran")  # UTC+3:30: its local time would give the user's zone away
+    m = _measure("private", monkeypatch)
+    logs = m["test_keys"]["tor_logs"]
+    stamp = next(line for line in logs if "local time" in line).split(" [")[0]
+    h, mi, sec = (int(float(x)) for x in stamp.split()[-1].split(":"))
+    now = dt.datetime.now(dt.timezone.utc)
+    apart = abs(h * 3600 + mi * 60 + sec - (now.hour * 3600 + now.minute * 60 + now.second))
+    assert min(apart, 86400 - apart) < 300, stamp  # UTC's time of day, not Tehran's (3 h 30 min ahead)
+    text = "\n".join(logs)
+    assert str(fake_tor) not in text and 'Read configuration file "[tmp]/defaults".' in text
+    assert "as root" not in text and m["test_keys"]["success"] is True

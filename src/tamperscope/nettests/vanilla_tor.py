@@ -20,7 +20,8 @@ leaves tor at 5%.
 get there), ``error`` (null, ``timeout-reached`` or ``unknown-error``), ``failure`` (null, or the failure
 string: ``generic_timeout_error`` for the timeout), ``success`` (true at 100%, false when the timeout came
 first, null when tor exited by itself), ``timeout`` (seconds), ``tor_logs`` (tor's log lines, the last
-`MAX_LOG_LINES`), ``tor_progress``, ``tor_progress_tag`` and ``tor_progress_summary`` (the last bootstrap line's
+`MAX_LOG_LINES`, timed in UTC whatever the user's time zone, with the temporary directory's path as ``[tmp]`` and
+without tor's warning that it runs as root), ``tor_progress``, ``tor_progress_tag`` and ``tor_progress_summary`` (the last bootstrap line's
 percentage, tag and words), ``tor_version`` and ``transport_name`` ("vanilla", or "obfs4" through obfs4
 bridges); and ours: ``x_tor_network`` ("tor" for Tor's own, "custom" for ``--tor-network``) with ``x_dirauths``,
 the number of its authorities, and ``x_bridges``, the number of bridges (never which).
@@ -32,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 import re
 import shutil
 import tempfile
@@ -212,6 +214,9 @@ async def _version(binary: str) -> str | None:
     return None
 
 
+_AS_ROOT = "You are running Tor as root"
+
+
 def torrc(data: Path, network: tuple[str, ...], bridges: tuple[Bridge, ...] = (), obfs4proxy: str | None = None) -> str:
     """The client's configuration: a fresh data directory, a SOCKS port on loopback that nothing uses (tor
     builds circuits only for something), the log on stdout, addresses scrubbed from it, the network, and the
@@ -293,13 +298,15 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
         proc = await asyncio.create_subprocess_exec(
             binary, "-f", str(Path(tmp) / "torrc"), "--defaults-torrc", str(Path(tmp) / "defaults"),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            limit=4 * MAX_LINE)
+            limit=4 * MAX_LINE, env={**os.environ, "TZ": "UTC"})  # its log's times: not the user's time zone
         assert proc.stdout is not None
         try:
             async with asyncio.timeout(timeout):
                 async for line in _lines(proc.stdout):
                     line = scrub_bridges(line, bridges) if bridges else line
-                    logs.append(line)
+                    if _AS_ROOT in line:
+                        continue  # how this user runs tor is none of the measurement's business
+                    logs.append(line.replace(tmp, "[tmp]"))  # the path names the user's home or account
                     found = _BOOTSTRAP.search(line)
                     if found is None:
                         continue

@@ -157,7 +157,7 @@ def add_recheck_options(p: argparse.ArgumentParser, what: str) -> None:
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """The options every measuring command ends with (run, remote): consent, progress, summary, submission."""
-    p.add_argument("--yes", "-y", action="store_true", help="give informed consent without the prompt (automation)")
+    p.add_argument("--yes", "-y", action="store_true", help="consent for this run only, without the prompt (automation; not kept)")
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.add_argument("--summary", action="store_true",
                    help="print a table by mechanism at the end (and, for a --list with categories, by Citizen Lab "

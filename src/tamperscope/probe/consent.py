@@ -3,8 +3,12 @@
 Running a probe can be risky where it matters most: measurements are public,
 and a network operator can see that a device tests blocked sites. The probe
 says so, and what it will and will not record, and waits for an explicit
-"yes". `--yes` records consent for automation. Consent is kept in the user's
-config directory.
+"yes", which is kept in the user's config directory. `--yes` gives consent for
+that run only, for automation, and is not kept: a run in the lab
+(`lab exec -- tamperscope run … --yes`, and the demo) or a script leaves no
+consent behind for a later run on a real network. Only a record written by
+the prompt counts (`{"informed_consent": true, …}`), not anything that merely
+looks true.
 
 It is asked before the probe contacts anything (not even a DNS lookup of the
 helper's name), so the notice names what this run would contact from the
@@ -33,6 +37,8 @@ Before you start, please know:
     sent to the collector you name. Published measurements are public.
   * tamperscope never records your IP address: it writes probe_ip 127.0.0.1 and
     replaces your address with [scrubbed] wherever a server echoes it back.
+    Behind NAT it knows your public address only if the control helper or a
+    STUN server (--stun) tells it.
     It records your country and network (AS number) when it can tell them.
   * Nothing is sent anywhere but the sites under test, the resolvers and the
     control helper, until you ask it to submit.
@@ -53,11 +59,14 @@ def consent_path() -> Path:
 
 
 def has_consent() -> bool:
+    """Whether consent given at the prompt is on record: ``informed_consent`` exactly true ("no", "false" or
+    [false] is not consent, nor is a record saying it was revoked)."""
     try:
         with open(consent_path(), "rb") as f:
-            return bool(json.loads(f.read(MAX_RECORD)).get("informed_consent"))
-    except (OSError, ValueError, AttributeError, RuntimeError):
+            record = json.loads(f.read(MAX_RECORD))
+    except (OSError, ValueError, RuntimeError):
         return False
+    return isinstance(record, dict) and record.get("informed_consent") is True and not record.get("revoked")
 
 
 def record_consent(how: str) -> None:
@@ -89,11 +98,8 @@ def ensure_consent(yes: bool, stdin: TextIO | None = None, stderr: TextIO | None
     obtained. `plan` says what this run would contact; it is shown with the notice."""
     stdin = sys.stdin if stdin is None else stdin  # looked up now: the caller (or a test) may have replaced it
     stderr = sys.stderr if stderr is None else stderr
-    if has_consent():
-        return
-    if yes:
-        _record_or_say("--yes", stderr)
-        return
+    if yes or has_consent():
+        return  # --yes is consent for this run only: nothing is recorded
     if stdin is None or not stdin.isatty():
         raise ConsentRequired("the probe needs your informed consent: run it once interactively, or pass --yes")
     if plan:  # wrapped like the notice; URLs are never broken

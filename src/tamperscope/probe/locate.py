@@ -104,7 +104,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--resolver", default=None,
                    help="public resolver IP; default $TAMPERSCOPE_PUBLIC_RESOLVER or 8.8.8.8")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--yes", "-y", action="store_true", help="give informed consent without the prompt (automation)")
+    p.add_argument("--yes", "-y", action="store_true", help="consent for this run only, without the prompt (automation; not kept)")
     p.set_defaults(func=run)
 
 
