@@ -237,3 +237,28 @@ def test_waiting_counts_only_what_goes_to_this_outbox_s_collector(tmp_path: Path
     assert for_b.waiting() == 1 and len(for_b) == 3
     assert Outbox(tmp_path / "box", durable=False, collector="HTTPS://A.example").waiting() == 2
     assert Outbox(tmp_path / "box", durable=False).waiting() == 3  # made for no collector: everything
+
+
+def test_an_entry_that_is_a_fifo_a_device_or_huge_is_left_in_place_and_the_rest_sent(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A FIFO in pending/ blocked the uploads (and the run) for ever; a symlink to /dev/zero was read until memory
+    ran out. Neither is an entry the outbox wrote: said, left in place, and the others are sent."""
+    from tamperscope.probe import outbox
+
+    box = filled(tmp_path / "box", 2)
+    pending = tmp_path / "box" / "pending"
+    os.mkfifo(pending / "00-fifo.json")
+    os.symlink("/dev/zero", pending / "00-zero.json")
+    monkeypatch.setattr(outbox, "MAX_ENTRY", 1 << 20)  # the samples are far smaller
+    (pending / "00-huge.json").write_bytes(b'{"x": "' + b"a" * (1 << 20) + b'"}')
+    ok = http(200, b'{"measurement_uid": "u"}')
+
+    async def go() -> None:
+        async with server(collector(ok)) as (url, _):
+            result = await flush(box, url, timeout=3)
+        assert result.sent == 2 and result.rejected == 0 and result.unreadable == 3
+        assert one_line(result.damage)
+        assert (pending / "00-fifo.json").exists() and (pending / "00-zero.json").is_symlink()
+        assert (pending / "00-huge.json").stat().st_size > 1 << 20 and box.rejected() == []
+
+    run(go)

@@ -66,6 +66,12 @@ def test_every_command_has_help(tmp_path: Path) -> None:
     (["demo", "--serve", "--serve-seconds", "0"], "--serve-seconds must be more than 0"),
     (["demo", "--serve", "--port", "70000"], "--port must be between"),
     (["run", "web_connectivity", "-i", "http://x.org/", "--outbox", "o"], "--outbox goes with --submit"),
+    (["run", "web_connectivity", "-i", "http://x.org/", "--submit", "http://127.0.0.1:1/?x=1"],
+     "without a query or fragment"),
+    (["run", "web_connectivity", "-i", "http://x.org/", "--submit", "http://127.0.0.1:1/#f"],
+     "without a query or fragment"),
+    (["run", "web_connectivity", "-i", "http://x.org/", "--submit", "http://127.0.0.1:1/?"],
+     "without a query or fragment"),
     (["run", "web_connectivity", "-i", "http://x.org/", "--submit", "http://127.0.0.1:1/", "--submit-timeout", "0"],
      "--submit-timeout"),
 ])
@@ -86,3 +92,13 @@ def test_demo_serve_refuses_a_taken_port_before_measuring(tmp_path: Path) -> Non
         port = s.getsockname()[1]
         res = cli("demo", "--serve", "--port", str(port), cwd=tmp_path)
     assert res.returncode == 2 and f"port {port} on 127.0.0.1 is taken" in res.stderr
+
+
+def test_a_collector_url_in_capitals_is_taken_as_written_in_lower_case() -> None:
+    """HTTP://… passed the check, then every upload refused it ("must start with http://"): kept for ever."""
+    from tamperscope.cli import build_parser
+    from tamperscope.probe import command
+
+    args = build_parser().parse_args(["run", "web_connectivity", "-i", "http://x.org/",
+                                              "--submit", "HTTPS://Collector.example:8443/base"])
+    assert command._submit_url(args) == "https://Collector.example:8443/base"

@@ -82,6 +82,35 @@ def test_without_the_helper_saying_it_the_public_address_stays() -> None:
     assert PUBLIC in m["test_keys"]["requests"][0]["response"]["body"]
 
 
+def test_a_helper_naming_the_sites_address_cannot_scrub_it_from_the_evidence() -> None:
+    """A hostile helper says our address is the site's: the site's address, in the input and in every record,
+    stays (it is what was measured), in this measurement and in the next one of the same run."""
+    other = "127.0.0.2"  # the site's address (loopback, but not one the scrubber keeps for itself)
+
+    async def site(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    _, control = _site_and_helper({**CONTROL, "dns": {"addrs": [other], "failure": None},
+                                   "x_client_address": other})
+
+    async def main() -> list[dict[str, Any]]:
+        s = await asyncio.start_server(site, other, 0)
+        c = await asyncio.start_server(control, LO, 0)
+        ctx = Context(helper_url=f"http://{LO}:{c.sockets[0].getsockname()[1]}/", timeouts=FAST)
+        engine = Engine(web_connectivity, ctx, ProbeInfo(), Scrubber([], interfaces=False))
+        url = f"http://{other}:{s.sockets[0].getsockname()[1]}/"
+        async with s, c:
+            return [await engine.measure(url), await engine.measure(url + "again")]
+
+    for m in asyncio.run(asyncio.wait_for(main(), 30)):
+        assert m["input"].startswith(f"http://{other}:") and SCRUBBED not in orjson.dumps(m).decode()
+        assert m["test_keys"]["tcp_connect"][0]["ip"] == other
+        assert m["test_keys"]["requests"][0]["request"]["url"] == m["input"]
+
+
 def test_a_helper_cannot_have_the_whole_internet_scrubbed() -> None:
     """A lying helper naming a new address in every answer: at most MAX_OWN_ADDRESSES are learnt; junk none."""
     answers = iter([f"198.51.100.{i}" for i in range(40)] + ["not an address", "1.2.3.4.5"])

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from .. import nettests
 from ..cli import UsageError, path_arg, path_text_arg
@@ -1123,6 +1123,10 @@ def _submit_url(args: argparse.Namespace) -> str | None:
             raise UsageError("--submit-timeout goes with --submit URL")
         return None
     url = _http_url(args.submit, "--submit", "a collector's http(s) URL")
+    parts = urlsplit(url)
+    if parts.query or parts.fragment or url.endswith(("?", "#")):  # the API's paths are appended to it
+        raise UsageError(f"--submit must be a collector's URL without a query or fragment, not {args.submit!r}")
+    url = urlunsplit(parts._replace(scheme=parts.scheme.lower()))  # HTTP://… is http://…
     if args.submit_timeout is not None and not 0 < args.submit_timeout <= MAX_SUBMIT_TIMEOUT:  # nan and inf too
         raise UsageError(f"--submit-timeout must be more than 0 and at most {MAX_SUBMIT_TIMEOUT:.0f} seconds, not "
                          f"{args.submit_timeout}")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import errno
+import ipaddress
 import os
 import resource
 import stat
@@ -45,7 +46,7 @@ from ..model.inputs import BadInput, check_host, check_utf8_url, parse_url
 from ..model.measurement import ProbeInfo, envelope, new_report_id
 from ..nettests.base import Context, NettestError
 from ..netx.listening import open_files
-from .privacy import Scrubber
+from .privacy import Scrubber, interface_addresses
 
 
 @dataclass
@@ -421,6 +422,70 @@ def why_not_measured(e: Exception) -> str:
     return f"internal error ({type(e).__name__}: {text}); please report it"
 
 
+def _address(value: Any) -> str | None:
+    """An IP address as `ipaddress` writes it, from an address, "ip:port" or "[ip]:port"; None otherwise."""
+    if not isinstance(value, str) or not value:
+        return None
+    host = value
+    if host.startswith("["):
+        host = host[1:host.find("]")] if "]" in host else host[1:]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+
+
+def _host_of(url: Any) -> str | None:
+    try:
+        return _address(urlsplit(url).hostname) if isinstance(url, str) else None
+    except ValueError:
+        return None
+
+
+def measured_addresses(m: Mapping[str, Any]) -> set[str]:
+    """The addresses a measurement measured: its input's, its DNS answers, what it connected to, what the
+    control resolved and connected to (each read defensively: a nettest's keys, or a hostile helper's)."""
+    out: set[str] = set()
+
+    def add(value: Any) -> None:
+        a = _address(value)
+        if a is not None:
+            out.add(a)
+
+    def items(value: Any) -> list[Any]:
+        return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+    add(_host_of(m.get("input")) or m.get("input"))
+    tk = m.get("test_keys")
+    if not isinstance(tk, dict):
+        return out
+    for q in items(tk.get("queries")):
+        for a in items(q.get("answers")):
+            add(a.get("ipv4"))
+            add(a.get("ipv6"))
+    for key in ("tcp_connect", "tls_handshakes", "quic_handshakes"):
+        for c in items(tk.get(key)):
+            add(c.get("ip"))
+            add(c.get("address"))
+    for r in items(tk.get("requests")):
+        request = r.get("request")
+        if isinstance(request, dict):
+            add(_host_of(request.get("url")))
+    control = tk.get("control")
+    if isinstance(control, dict):
+        dns = control.get("dns")
+        if isinstance(dns, dict) and isinstance(dns.get("addrs"), list):
+            for a in dns["addrs"]:
+                add(a)
+        for key in ("tcp_connect", "tls_handshake"):
+            if isinstance(control.get(key), dict):
+                for endpoint in control[key]:
+                    add(endpoint)
+    return out
+
+
 class Engine:
     def __init__(self, nettest: ModuleType, ctx: Context, probe: ProbeInfo, scrubber: Scrubber, *,
                  parallel: int = 16, annotations: dict[str, str] | None = None,
@@ -436,6 +501,7 @@ class Engine:
         now = dt.datetime.now(dt.timezone.utc)
         self.test_start = now
         self.report_id = new_report_id(nettest.NAME, probe, now)
+        self._own = set(scrubber.addresses)  # ours for sure: interfaces, sources, STUN (not what a helper says)
 
     async def measure(self, input: str | None) -> dict[str, Any]:
         start = dt.datetime.now(dt.timezone.utc)
@@ -454,9 +520,17 @@ class Engine:
                      measurement_start_time=start, runtime=time.monotonic() - t0, test_keys=tk,
                      annotations=self.annotations,
                      test_helpers={"backend": {"address": self.ctx.helper_url, "type": "https"}} if self.ctx.helper_url else {})
+        scrub = self.scrub
         if self.ctx.own_addresses:  # the public address the helper saw, behind NAT
             self.scrub.learn(self.ctx.own_addresses)
-        scrubbed: dict[str, Any] = self.scrub(m)
+            # A helper's word is taken for our address, never for what this measurement measured: a hostile
+            # helper naming the site's address would have it (and the input) scrubbed from the evidence.
+            spare = (self.ctx.own_addresses & measured_addresses(m)) - self._own
+            if spare:
+                spare -= interface_addresses()
+            if spare:
+                scrub = Scrubber([a for a in self.scrub.addresses if a not in spare], interfaces=False)
+        scrubbed: dict[str, Any] = scrub(m)
         finish = getattr(self.nettest, "finish", None)
         if finish is not None:
             finish(scrubbed, self.ctx)

@@ -64,11 +64,13 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import hashlib
 import os
 import random
 import re
+import stat
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -91,6 +93,7 @@ MAX_ANSWER = 1024 * 1024  # bytes of a collector's answer
 MAX_SHOWN = 300  # characters of the collector's text in a message
 REPORT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")  # the collector's, without "." and ".."
 DEFAULT_MAX_BYTES = 1 << 30  # bytes pending at most, unless told otherwise
+MAX_ENTRY = 64 << 20  # bytes of one pending entry: a measurement is bounded far below (a collector takes 5 MiB)
 # the collector's certificate did not verify: retrying until the deadline changes nothing
 CERTIFICATE_FAILURES = frozenset({F.SSL_UNKNOWN_AUTHORITY, F.SSL_INVALID_HOSTNAME, F.SSL_INVALID_CERTIFICATE})
 
@@ -171,6 +174,20 @@ class _Refused(Exception):
         super().__init__(f"HTTP {status}")
         self.status = status
         self.body = body
+
+
+def _read_entry(path: Path) -> bytes:
+    """A pending entry's bytes: a regular file of at most MAX_ENTRY bytes, never followed through a symlink (one to
+    /dev/zero would be read without end) nor waited on (a FIFO would block the uploads, and the run, for ever)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        data = f.read(MAX_ENTRY + 1)
+    if len(data) > MAX_ENTRY:
+        raise OSError(errno.EFBIG, f"more than {MAX_ENTRY} bytes, which no measurement is")
+    return data
 
 
 def one_line(text: str, limit: int = MAX_SHOWN) -> str:
@@ -336,7 +353,7 @@ class Outbox:
                     ca_bundle: str | None = None,
                     on_sent: Callable[[str, Path], None] | None = None) -> FlushResult:
         """Upload everything pending for ``collector_url``, until done or ``timeout`` seconds have passed."""
-        if not collector_url.startswith(("http://", "https://")):
+        if not collector_url.lower().startswith(("http://", "https://")):
             raise OutboxError(f"the collector URL must start with http:// or https://: {collector_url!r}")
         lock = self._lock()
         try:
@@ -391,10 +408,10 @@ class Outbox:
 
     def _load(self, path: Path, result: FlushResult) -> _Entry | None:
         try:
-            data = path.read_bytes()
+            data = _read_entry(path)
         except FileNotFoundError:
             return None
-        except OSError as exc:  # a directory, a symlink loop, no permission: not ours to move
+        except OSError as exc:  # a directory, a FIFO, a symlink, no permission, too big: not ours to move
             _damaged(result, f"cannot read {path}: {exc.strerror or exc}; left in place", kept=True)
             return None
         try:
