@@ -38,15 +38,19 @@ JSONL_KEYS = ("measurement_uid", "report_id", "input", "test_name", "probe_cc", 
 MAX_LIMIT = 10_000  # rows per table of a report: more is not a report any more (and DuckDB wants an int64)
 
 
+# ASCII is checked before changing case: upper() makes "ır" "IR" and "aſ1" "AS1", lower() makes a Kelvin sign "k"
+
+
 def _country(value: str) -> str:
-    cc = value.strip().upper()
+    cc = value.strip()
     if len(cc) != 2 or not cc.isascii() or not cc.isalpha():
         raise argparse.ArgumentTypeError(f"{value!r} is not a two-letter country code")
-    return cc
+    return cc.upper()
 
 
 def _asn(value: str) -> str:
-    number = value.strip().upper().removeprefix("AS")
+    text = value.strip()
+    number = text.upper().removeprefix("AS") if text.isascii() else text
     if not number.isascii() or not number.isdigit() or not 0 < int(number) < 2**32:
         raise argparse.ArgumentTypeError(f"{value!r} is not an AS number (AS12345, or 12345)")
     return f"AS{int(number)}"
@@ -60,7 +64,8 @@ def _day(value: str) -> dt.date:
 
 
 def _test_name(value: str) -> str:
-    name = value.strip().lower()
+    name = value.strip()
+    name = name.lower() if name.isascii() else name
     if not 0 < len(name) <= 64 or not name.isascii() or not all(c.isalnum() or c == "_" for c in name):
         raise argparse.ArgumentTypeError(f"{value!r} is not a test name (web_connectivity, telegram, tor...)")
     return name
@@ -473,6 +478,8 @@ def _write_jsonl(store: Store, target: str, tmp: Path | None) -> None:
     """To standard output (``-``), in place (a device or a pipe: ``tmp`` is None), or to ``tmp`` renamed."""
     import orjson
 
+    from tamperscope.analysis.sheets import escaped_json
+
     out = sys.stdout.buffer if target == "-" else open(target if tmp is None else tmp, "wb")
     try:
         for row in store.run_lines():
@@ -483,7 +490,7 @@ def _write_jsonl(store: Store, target: str, tmp: Path | None) -> None:
                 "accessible": row["accessible"], "x_mechanism": row["mechanism"],
                 "x_confidence": row["outcome"], "fingerprints": list(row["fingerprints"] or []),
             }
-            out.write(orjson.dumps(line) + b"\n")
+            out.write(escaped_json(orjson.dumps(line)) + b"\n")  # no C1 or bidi control raw: `escaped_json`
         if target == "-":
             out.flush()
         else:
@@ -603,9 +610,14 @@ def summary(stats: WriteStats, elapsed: float, db: Path, selection: str | None =
         for reason, count in sorted(stats.by_reason.items(), key=lambda kv: (-kv[1], kv[0])):
             lines.append(f"  {reason:<19} {count:>9,}  {REASONS.get(reason, '')}")
             for example in stats.examples.get(reason, []):
-                # file and member names come from the input: no terminal escapes, no line breaks
-                lines.append("      e.g. " + "".join(ch if ch.isprintable() else "?" for ch in example))
+                lines.append("      e.g. " + _example(example))
     return "\n".join(lines)
+
+
+def _example(text: str) -> str:
+    """A skipped record's ``file:line: detail`` as the summary shows it (`WriteStats.add_rejections` cut it):
+    file and member names come from the input, so no terminal escapes and no line breaks (``?``)."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
 # --------------------------------------------------------------------------- report, export
@@ -627,12 +639,12 @@ def _same(a: Path, b: Path) -> bool:
 
 
 def _not_the_store(option: str, target: Path, db: Path | None) -> None:
-    """Refuse an output that is the store, its write-ahead log or one of its raw segments: writing a report
-    there would replace the measurements."""
+    """Refuse an output that is the store, its write-ahead log, its raw folder or anything in it: writing a
+    report or an export there would replace the measurements, or mix with them."""
     path = store_path(db)
     raw = os.path.realpath(raw_root_for(path))
     if (_same(target, path) or _same(target, path.with_name(path.name + ".wal"))
-            or os.path.realpath(target).startswith(raw + os.sep)):
+            or os.path.realpath(target) == raw or os.path.realpath(target).startswith(raw + os.sep)):
         raise UsageError(f"{option} {target} is the store {path}: give the output a file of its own")
 
 
@@ -700,6 +712,7 @@ def report_command(args: argparse.Namespace) -> int:
 
     from tamperscope.analysis.aggregates import Filters
     from tamperscope.analysis.report import html_report, json_report, terminal_report
+    from tamperscope.analysis.sheets import escaped_json
 
     html_out = None if args.html is None or str(args.html) == "-" else args.html
     propose_out = None if args.propose is None or str(args.propose) == "-" else args.propose
@@ -739,7 +752,8 @@ def report_command(args: argparse.Namespace) -> int:
             print(terminal_report(store, filters, args.limit))
         _tell_older(store, say)
         if args.json is not None:
-            document = orjson.dumps(json_report(store, filters, args.limit), option=orjson.OPT_INDENT_2) + b"\n"
+            document = escaped_json(orjson.dumps(json_report(store, filters, args.limit),
+                                                 option=orjson.OPT_INDENT_2)) + b"\n"
             if code := _deliver(document, json_out, f"\nJSON report: {json_out}", say):
                 return code
         if args.html is not None:
@@ -801,6 +815,7 @@ def export_command(args: argparse.Namespace) -> int:
         raise UsageError(f"--parquet {args.parquet} exists and is not a directory")
     if not args.parquet.parent.is_dir():
         raise UsageError(f"cannot write {args.parquet}: no such directory {args.parquet.parent}")
+    _not_the_store("--parquet", args.parquet, args.db)  # its raw folder: as report and --jsonl refuse it
     store = _open(args.db, create=False)
     try:
         counts = store.export_parquet(args.parquet)

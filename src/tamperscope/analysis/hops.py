@@ -103,6 +103,7 @@ def located(source: RawSource, filters: Filters | None = None, *, scan: int = SC
     ``hops_of`` reads the hops of some uids (the explorer's reader remembers them); by default, from ``source``'s
     raw bytes."""
     from tamperscope.analysis.aggregates import APP_TESTS, Filters
+    from tamperscope.analysis.store import raw_each
 
     where, params = (filters or Filters()).where()
     cur = source.cursor()
@@ -113,8 +114,8 @@ def located(source: RawSource, filters: Filters | None = None, *, scan: int = SC
     if not rows:
         return []
     uids = [r[0] for r in rows]
-    found = hops_of(uids) if hops_of is not None else {
-        uid: hop_in(data) for uid, data in source.raw_many(uids).items()}
+    # the raw bytes a few at a time (`store.raw_each`): a measurement can be 16 MiB, and only its hop is kept
+    found = hops_of(uids) if hops_of is not None else {uid: hop_in(data) for uid, data in raw_each(source, uids)}
     groups: dict[str, dict[str, Any]] = {}
     for uid, mechanism, asn, domain, test in rows:  # most recent first: the example is the latest evidence
         hop = found.get(uid)

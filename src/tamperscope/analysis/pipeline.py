@@ -92,7 +92,8 @@ class Selection:
     def admits(self, env: Envelope) -> bool:
         if self.probe_cc is not None and env.probe_cc.upper() not in self.probe_cc:
             return False
-        if self.test_name is not None and env.test_name.lower() not in self.test_name:
+        if self.test_name is not None and (not env.test_name.isascii()  # "faceboo\u212a" lower-cases to "facebook"
+                                           or env.test_name.lower() not in self.test_name):
             return False
         if self.since is not None or self.until is not None:
             day = env.start.date()
@@ -218,22 +219,24 @@ _UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 @lru_cache(maxsize=1024)
 def _uid_test(test_name: str) -> str:
-    return _compact(test_name.lower(), _ALNUM)[:40] or "unknown"
+    # ASCII letters kept before lower-casing: a Kelvin sign (U+212A) lower-cases to "k", "İ" to "i" and a dot
+    return _compact(test_name, _ALNUM + _UPPER).lower()[:40] or "unknown"
 
 
 @lru_cache(maxsize=4096)
 def _cc(probe_cc: str) -> str:
     """A country code as the store keeps it: two ASCII capitals, or OONI's "ZZ" (unknown) for anything else
-    (a path, markup, a name): it names Parquet partitions and is shown everywhere."""
-    cc = probe_cc.strip().upper()
-    return cc if len(cc) == 2 and cc.isascii() and cc.isalpha() else "ZZ"
+    (a path, markup, a name): it names Parquet partitions and is shown everywhere. ASCII is checked before
+    upper-casing, which turns some letters into ASCII ones ("ır" into "IR", "ß" into "SS", "ﬆ" into "ST")."""
+    cc = probe_cc.strip()
+    return cc.upper() if len(cc) == 2 and cc.isascii() and cc.isalpha() else "ZZ"
 
 
 @lru_cache(maxsize=4096)
 def _asn(probe_asn: str) -> str:
     """A network as the store keeps it: "AS" and the number (OONI writes "AS0" when it is unknown)."""
     text = probe_asn.strip()
-    if text[:2].upper() == "AS":
+    if text[:2] in ("AS", "as", "As", "aS"):  # not by upper(): "aſ" ("ſ", long s) upper-cases to "AS"
         text = text[2:]
     if text.isascii() and text.isdigit() and len(text) <= 10 and int(text) < 2**32:
         return f"AS{int(text)}"
@@ -278,13 +281,25 @@ _NOT_IN_HOSTS = frozenset('<>"\'`{}|\\^%/?#@ ')
 
 
 def _host(host: str | None) -> str | None:
-    """A host name as the store keeps it, or None if it cannot be one (markup, spaces, controls)."""
+    """A host name as the store keeps it, or None if it cannot be one (markup, spaces, controls).
+
+    Controls are what `str.isprintable` refuses: C0 and C1 controls, DEL, format characters (bidi overrides
+    and isolates, zero-width spaces and joiners, the BOM, soft hyphens), line and paragraph separators, spaces
+    other than ASCII's, surrogates, private use and unassigned code points. IDNA allows none of them in a
+    name but the zero-width joiner and non-joiner, which IDNA 2008 allows in some scripts' names (CONTEXTJ:
+    Persian writes with the non-joiner): those two are kept."""
     if not host:
         return None
     host = host.rstrip(".").lower()
-    if not host or len(host) > 253 or any(ch in _NOT_IN_HOSTS or ch < "!" or ch == "\x7f" for ch in host):
+    if not host or len(host) > 253 or not _printable(host) or any(ch in _NOT_IN_HOSTS for ch in host):
         return None
-    return unicode_host(host)  # one spelling per site: yandex's page is not split by how a list wrote it
+    host = unicode_host(host)  # one spelling per site: yandex's page is not split by how a list wrote it
+    return host if _printable(host) else None  # an xn-- label decodes to no control (IDNA), but checked
+
+
+def _printable(host: str) -> bool:
+    """`str.isprintable`, but for the joiners IDNA 2008 allows in names (U+200C and U+200D)."""
+    return host.isprintable() or host.replace("\u200c", "").replace("\u200d", "").isprintable()
 
 
 def _label(value: Any) -> str | None:

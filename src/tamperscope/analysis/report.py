@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from tamperscope.analysis import aggregates, hops
+from tamperscope.analysis import aggregates, hops, unrecognised
 from tamperscope.analysis.aggregates import Filters
 from tamperscope.analysis.confidence import CONFIRM_MIN, NO_NETWORK
 from tamperscope.analysis.store import Store
@@ -580,17 +580,7 @@ UNKNOWN_READ = 1000   # the newest candidate pages a report reads for `unknown_b
 UNKNOWN_SHOWN = 10    # templates a report shows (its JSON: up to its limit)
 EXCERPT_CHARS = 240   # of a template's latest page, shown beside it
 
-
-# an element whose content is no text, a comment, or a tag (a '>' in a quoted attribute does not end it); run over
-# a group's sample (`unrecognised.SAMPLE_CHARS`) and title only, so an unclosed quote costs little
-_MARKUP = re.compile(r"""(?is)<(script|style)\b.*?</\1\s*>|<!--.*?-->|<(?:[^>"']|"[^"]*"|'[^']*')*>""")
-
-
-def _visible(page: str) -> str:
-    """A page's words as a reader sees them: no markup, entities decoded, control characters and white space
-    folded into single spaces."""
-    words = html.unescape(_MARKUP.sub(" ", page))
-    return " ".join("".join(ch if ch.isprintable() else " " for ch in words).split())
+_visible = unrecognised.visible  # a page's words as a reader sees them: one rule for the tables and the CSV
 
 
 def _csv_link(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -620,8 +610,6 @@ def unknown_blockpages_in_words(store: Any, filters: Filters | None, limit: int)
     ``limit`` largest templates among the newest `UNKNOWN_READ` candidate pages, each with who saw it and the
     fingerprint proposed for it (``pattern``, ``pattern_found``, and ``fingerprint``, a row of Citizen Lab's
     http.csv). ``store`` has ``cursor()`` and ``raw_many()``. The pages' words are the censor's: hostile."""
-    from tamperscope.analysis import unrecognised
-
     where, params = (filters or Filters()).where()
     found = unrecognised.from_store(store, where, params, read=UNKNOWN_READ, most=limit)
     rows = []

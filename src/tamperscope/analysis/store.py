@@ -153,6 +153,22 @@ def read_frame(raw_root: Path, segment: str, offset: int, length: int, size: int
     return data
 
 
+RAW_CHUNK = 16  # measurements a source without `Store.raw_each` is asked for at once (`raw_each`)
+
+
+def raw_each(source: Any, uids: Sequence[str]) -> Iterator[tuple[str, bytes]]:
+    """(uid, raw bytes) of the ``uids`` ``source`` can read, a few at a time whatever their size: its own
+    ``raw_each`` (a `Store`: one at a time), else its ``raw_many`` (the explorer's reader) asked for `RAW_CHUNK`
+    uids at once. For a reader of many measurements (the unrecognised blockpages, the hops): what it holds is
+    bounded by their number, never by their size."""
+    each = getattr(source, "raw_each", None)
+    if each is not None:
+        yield from each(uids)
+        return
+    for start in range(0, len(uids), RAW_CHUNK):
+        yield from source.raw_many(uids[start:start + RAW_CHUNK]).items()
+
+
 def _make_parent(path: Path) -> None:
     """The store's directory, made if missing; a `StoreError` when it cannot be (a file in the way, a place
     this user cannot write), rather than an OSError from deep inside opening the store."""
@@ -318,6 +334,19 @@ class BatchResult:
     censoredplanet: tuple[int, int, int, int, int, int, int] = (0, 0, 0, 0, 0, 0, 0)
 
 
+EXAMPLE_WHERE = 200   # characters of a skipped record's place (file!member:line) in the summary's examples ...
+EXAMPLE_DETAIL = 400  # ... and of what was wrong with it: a name in an archive can be 100 KB long
+
+
+def _cut(text: str, most: int) -> str:
+    """``text`` in at most ``most`` characters, cut in the middle (``…``): a file's start and, at its end, the
+    member and the line number are both kept."""
+    if len(text) <= most:
+        return text
+    half = (most - 1) // 2
+    return text[:half] + "…" + text[-(most - 1 - half):]
+
+
 @dataclass
 class WriteStats:
     """Running totals for one run."""
@@ -349,7 +378,7 @@ class WriteStats:
             self.by_reason[r.reason] = self.by_reason.get(r.reason, 0) + 1
             shown = self.examples.setdefault(r.reason, [])
             if len(shown) < 3:
-                shown.append(f"{r.where}: {r.detail}")
+                shown.append(f"{_cut(r.where, EXAMPLE_WHERE)}: {_cut(r.detail, EXAMPLE_DETAIL)}")
 
 
 # --------------------------------------------------------------------------- the store
@@ -906,25 +935,29 @@ class Store:
         """The raw bytes of ``uids`` that can be read, each zstd frame read and decompressed once.
 
         A uid the store does not hold, or whose segment is missing or damaged, is left out: the
-        caller counts it (`unreadable` says why)."""
+        caller counts it (`unreadable` says why). All of them at once: a caller that reads many, of
+        any size, reads them one at a time (`raw_each`)."""
+        return dict(self.raw_each(uids))
+
+    def raw_each(self, uids: Sequence[str]) -> Iterator[tuple[str, bytes]]:
+        """(uid, raw bytes) of each of ``uids`` that can be read, in the order they are stored, each zstd frame
+        read and decompressed once, and one frame held at a time: reading a thousand measurements of 16 MiB
+        (pages that compress to almost nothing) holds one of them, not 16 GB. Left out as by `raw_many`."""
         if not uids:
-            return {}
+            return
         pointers = raw_pointers(self.cursor(), uids)
-        out: dict[str, bytes] = {}
         frame_key: tuple[str, int] | None = None
         frame = b""
         for uid, segment, offset, length, size, line_offset, line_length in sorted(
                 (r for r in pointers if r[1] is not None), key=lambda r: (r[1], r[2], r[5])):
             if frame_key != (segment, offset):
-                frame_key = (segment, offset)
+                frame_key, frame = (segment, offset), b""  # the previous frame let go before the next is read
                 try:
                     frame = read_frame(self.raw_root, segment, offset, length, size)
                 except RawUnreadable as exc:
                     self.unreadable.setdefault(segment, str(exc))
-                    frame = b""
             if frame:
-                out[uid] = bytes(frame[line_offset:line_offset + line_length])
-        return out
+                yield uid, bytes(frame[line_offset:line_offset + line_length])
 
     def verdict(self, uid: str) -> dict[str, Any] | None:
         rows = query_rows(self.cursor(), "SELECT * FROM verdicts WHERE measurement_uid = ?", [uid])
@@ -965,8 +998,13 @@ class Store:
         earlier one left (a day or a country the store no longer has, a partition that
         had more files), and the files of ``DIR`` that are not the export's are left alone.
         An export that fails while writing (a full disk) leaves the previous one as it was.
-        A ``DIR/<table>`` or ``DIR/<name>.parquet`` that is not an earlier export (a folder of
-        one's own called ``rules``) is never replaced: `StoreError`, before anything is written.
+        It loses nothing of one's own, and refuses (`StoreError`, before anything is written):
+        a ``DIR/<table>`` or ``DIR/<name>.parquet`` that is not an earlier export (a folder of
+        one's own called ``rules``), anything inside an earlier export's table that the export
+        did not write (a README in a ``day=…`` folder), and a ``DIR`` that is not empty and holds
+        no earlier export (``/``, one's home: the export would mix with what is there). A name
+        starting with a dot right inside a table's folder (a file manager's ``.DS_Store``, a
+        ``.git``) is carried over into the new one as it is.
         """
         self.flush()
         out = Path(directory)
@@ -975,8 +1013,11 @@ class Store:
         except BadInput as exc:
             raise StoreError(str(exc)) from None
         if (theirs := _not_an_export(out)) is not None:
-            raise StoreError(f"{theirs} is not an earlier export, and the export would replace it: "
+            raise StoreError(f"{theirs} is not an earlier export's own, and the export would delete it: "
                              "move it away or export to another directory")
+        if (first := _not_empty(out)) is not None:
+            raise StoreError(f"{out} is not empty ({first} is there) and holds no earlier export: "
+                             "export to a new or empty directory")
         made_dir = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
         try:
@@ -998,8 +1039,9 @@ class Store:
         }
         counts = {}
         cur = self.cursor()
-        staging = out / f".export-{os.getpid()}-{secrets.token_hex(4)}"
+        staging = out / f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
         staging.mkdir()
+        waiting: list[Path] = []  # dot-names of one's own moved aside with an old table, not yet carried over
         try:
             made = []
             for name, query in queries.items():
@@ -1020,10 +1062,16 @@ class Store:
             old.mkdir()
             for name in made:
                 if (out / name).exists():
+                    # one's own dot-names in the old table's folder (`_not_an_export` allowed nothing else)
+                    waiting = [old / name / e for e in _dot_names(out / name)] if (out / name).is_dir() else []
                     os.replace(out / name, old / name)
                 os.replace(staging / name, out / name)
+                while waiting:
+                    os.replace(waiting[0], out / name / waiting[0].name)
+                    waiting.pop(0)
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            if not waiting:  # else one's own entry is still in DIR/.export-*/.old: kept, not deleted
+                shutil.rmtree(staging, ignore_errors=True)
         return counts
 
 
@@ -1031,21 +1079,24 @@ EXPORT_TABLES = ("measurements", "verdicts", "observations", "rules")  # DIR/<ta
 EXPORT_FILES = ("rejections.parquet", "runs.parquet", "test_lists.parquet")
 
 
+STAGING_PREFIX = ".export-"  # DIR/.export-*: where an export is written before it is swapped in
+_EXPORT_FILE = re.compile(r"data_[0-9a-f_-]+\.parquet")  # what DuckDB's COPY writes in a partition
+
+
 def _not_an_export(out: Path) -> Path | None:
     """The first entry of ``out`` an export would replace that an export did not write, or None.
 
-    An export's table is a directory of ``day=…`` partitions (or nothing, for an empty table), and its
-    other files are Parquet (``PAR1``); names starting with a dot (a file manager's ``.DS_Store``) are
-    allowed. Anything else there is someone's own, which replacing it would delete."""
+    An export's table is a directory of ``day=…`` directories of ``probe_cc=…`` directories of DuckDB's
+    ``data_N.parquet`` files (or nothing, for an empty table), and its other files are Parquet (``PAR1``);
+    names starting with a dot right inside a table's directory (a file manager's ``.DS_Store``) are
+    allowed: `Store._export_into` carries them over. Anything else there is someone's own, which replacing
+    it would delete."""
     for name in EXPORT_TABLES:
         path = out / name
         if path.is_symlink() or (path.exists() and not path.is_dir()):
             return path
-        if path.is_dir():
-            with os.scandir(path) as entries:
-                if any(not (e.name.startswith("day=") and e.is_dir(follow_symlinks=False))
-                       and not e.name.startswith(".") for e in entries):
-                    return path
+        if path.is_dir() and (theirs := _not_a_table(path)) is not None:
+            return theirs
     for name in EXPORT_FILES:
         path = out / name
         if path.is_symlink() or path.is_dir():
@@ -1058,6 +1109,41 @@ def _not_an_export(out: Path) -> Path | None:
             except OSError:
                 return path
     return None
+
+
+def _not_a_table(table: Path) -> Path | None:
+    """The first entry under an exported table's directory that the export did not write, or None: the
+    directory itself when it holds something else than ``day=…`` folders (a folder of one's own by that name)."""
+    with os.scandir(table) as days:
+        for day in days:
+            if day.name.startswith("."):
+                continue  # carried over
+            if not (day.name.startswith("day=") and day.is_dir(follow_symlinks=False)):
+                return table
+            with os.scandir(day.path) as countries:
+                for country in countries:
+                    if not (country.name.startswith("probe_cc=") and country.is_dir(follow_symlinks=False)):
+                        return Path(country.path)
+                    with os.scandir(country.path) as files:
+                        for f in files:
+                            if not (_EXPORT_FILE.fullmatch(f.name) and f.is_file(follow_symlinks=False)):
+                                return Path(f.path)
+    return None
+
+
+def _dot_names(table: Path) -> list[str]:
+    with os.scandir(table) as entries:
+        return sorted(e.name for e in entries if e.name.startswith("."))
+
+
+def _not_empty(out: Path) -> str | None:
+    """An entry of ``out`` when it holds something and no earlier export (no table or file of one), else None:
+    an export into ``/`` or one's home would mix with what is there. An export's leftover staging directory
+    (`STAGING_PREFIX`, from an export killed while writing) is not something."""
+    if not out.is_dir() or any(os.path.lexists(out / name) for name in (*EXPORT_TABLES, *EXPORT_FILES)):
+        return None
+    with os.scandir(out) as entries:
+        return next((e.name for e in entries if not e.name.startswith(STAGING_PREFIX)), None)
 
 
 def _sql_path(path: Path) -> str:
@@ -1073,6 +1159,8 @@ def query_rows(cur: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] =
 __all__ = [
     "BatchResult",
     "RawUnreadable",
+    "RAW_CHUNK",
+    "raw_each",
     "raw_pointers",
     "read_frame",
     "identity",

@@ -37,7 +37,10 @@ def transport_of(test_keys: Mapping[str, Any]) -> str | None:
     anything that is no such token (markup, a long string, another type): it is shown on every page."""
     name = test_keys.get("transport_name")
     if isinstance(name, str):
-        token = name.strip().lower()
+        token = name.strip()
+        if not token.isascii():  # no token; checked before lower(), which makes a Kelvin sign (U+212A) "k"
+            return None
+        token = token.lower()
         if token not in DIRECT:
             return token if _TOKEN.fullmatch(token) else None
     bridges = test_keys.get("x_bridges")

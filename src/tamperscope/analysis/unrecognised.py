@@ -20,15 +20,18 @@ and a blockpage sent with only common headers does: `ACCESSIBLE`), reads the pag
   reviewed and sent upstream as it is.
 
 `groups` is pure: rows and raw lines in, `Group` records out. `from_store` reads those rows and lines from a
-store (an analysis `Store` or a collector's reader: anything with ``cursor()`` and ``raw_many()``), for the
-explorer's ``/new-blockpages`` and the HTML report. The pages are hostile: only their text is kept, cut
-(`MAX_TEXT`), and the caller shows it as text.
+store (an analysis `Store` or a collector's reader: anything with ``cursor()`` and ``raw_many()``, or
+``raw_each()``), for the explorer's ``/new-blockpages`` and the HTML report, one measurement at a time: a page
+can be 16 MiB, and only its first `MAX_TEXT` characters are kept. The pages are hostile: the caller shows their
+text as text, a proposed pattern holds no character no one sees (`sheets.UNSEEN`: it is cut there, as at a line
+end), and a fingerprint's ``common_name`` is the title as a reader sees it (`visible`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import html
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -39,6 +42,8 @@ import orjson
 
 from tamperscope.analysis import censoredplanet
 from tamperscope.analysis.confidence import NO_NETWORK
+from tamperscope.analysis.sheets import UNSEEN
+from tamperscope.analysis.store import raw_each
 from tamperscope.model.webparts import body_bytes, header_pairs, page_title
 from tamperscope.wire.fingerprints import decode_body
 
@@ -70,7 +75,21 @@ _DIGITS = re.compile(r"\d+")
 _DIGIT = re.compile(r"\d")
 _SPACE = re.compile(r"\s+")
 _SURROGATE = re.compile("[\ud800-\udfff]")  # what a hostile charset (utf-7) can decode to; unencodable
-_PIECES = re.compile(r"[\r\n]+|(?=<[^/])")  # lines, and minified HTML at each opening tag
+# lines, and minified HTML at each opening tag; and a character no one sees ends a piece as a line end does, so
+# that no pattern carries one into a CSV file or a terminal (and each piece is still a substring of the page)
+_PIECES = re.compile(f"[\\r\\n{UNSEEN}]+|(?=<[^/])")
+# an element whose content is no text, a comment, or a tag (a '>' in a quoted attribute does not end it); run over
+# a group's sample (`SAMPLE_CHARS`) and title only, so an unclosed quote costs little
+_MARKUP = re.compile(r"""(?is)<(script|style)\b.*?</\1\s*>|<!--.*?-->|<(?:[^>"']|"[^"]*"|'[^']*')*>""")
+
+
+def visible(page: str) -> str:
+    """A page's words as a reader sees them: no markup, entities decoded, control characters and white space
+    folded into single spaces (`str.isprintable`: controls, bidi controls, zero-width characters, separators).
+    The one rule for a page's title and excerpt wherever they are written as text: the report's tables, a
+    proposed fingerprint's ``common_name``."""
+    words = html.unescape(_MARKUP.sub(" ", page))
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in words).split())
 
 
 @dataclass(frozen=True)
@@ -152,7 +171,7 @@ class Group:
         asns = networks_named([asn for (asn, _), _n in self.networks.most_common()], 5)
         example = f"; example: measurement {self.sample_uid}" if explorer is None and self.sample_uid else ""
         return {"name": f"new_{'_'.join(sorted(self.countries)).lower() or 'zz'}_{self.key[:8]}",
-                "common_name": self.title, "pattern": self.pattern or "", "location_found": "body",
+                "common_name": visible(self.title), "pattern": self.pattern or "", "location_found": "body",
                 "exp_url": f"{explorer}/m/{self.sample_uid}" if self.sample_uid and explorer is not None else "",
                 "confidence_no_fp": "", "source": "[]", "scope": "", "expected_countries": f"[{countries}]",
                 "notes": (f"proposed by tamperscope from {self.measurements} measurement"
@@ -273,18 +292,28 @@ def propose(texts: list[str], avoid: Iterable[str] = ()) -> str | None:
     return max(common, key=lambda p: (bool(_BLOCK_WORDS.search(p)), not _DIGIT.search(p), len(p), p))
 
 
-def groups(rows: Iterable[Mapping[str, Any]], raws: Mapping[str, bytes],
+def groups(rows: Iterable[Mapping[str, Any]], raws: Mapping[str, bytes] | Iterable[tuple[str, bytes]],
            most: int = MOST_GROUPS) -> tuple[list[Group], int, int]:
     """The templates of the pages of ``rows`` (verdict rows: ``measurement_uid``, ``probe_cc``, ``probe_asn``,
-    ``domain``, ``measurement_start_time``, ``mechanism``), read from ``raws`` (uid → raw line): the ``most``
-    groups with the most measurements, first, each with its proposed pattern; how many rows had a page (the
-    others: no body, or the site's own page); and how many groups were left out. Proposing costs about 10 ms
-    for a group of pages that share nothing, which a hostile store can make every page: ``most`` bounds it."""
+    ``domain``, ``measurement_start_time``, ``mechanism``), read from ``raws`` (uid → raw line, or (uid, raw
+    line) pairs in any order, read one at a time: only each page's `Seen` is kept): the ``most`` groups with the
+    most measurements, first, each with its proposed pattern; how many rows had a page (the others: no body, or
+    the site's own page); and how many groups were left out. Proposing costs about 10 ms for a group of pages
+    that share nothing, which a hostile store can make every page: ``most`` bounds it."""
+    rows = list(rows)
+    at: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        at.setdefault(str(row["measurement_uid"]), []).append(i)
+    pairs = ((uid, raws[uid]) for uid in at if uid in raws) if isinstance(raws, Mapping) else raws
+    seen_at: dict[int, Seen] = {}
+    for uid, raw in pairs:
+        for i in at.get(uid, ()):
+            if i not in seen_at and (seen := page_of(raw, rows[i])) is not None:
+                seen_at[i] = seen
     pages: dict[str, list[Seen]] = {}
     read = 0
-    for row in rows:
-        raw = raws.get(str(row["measurement_uid"]))
-        seen = page_of(raw, row) if raw is not None else None
+    for i in range(len(rows)):  # in the rows' order, whatever order the pages were read in
+        seen = seen_at.get(i)
         if seen is None:
             continue
         read += 1
@@ -332,7 +361,7 @@ def from_store(source: Any, narrowed: str = "TRUE", params: Sequence[Any] = (), 
     ``narrowed`` selects (an SQL condition on ``verdicts v``, with ``params``): the newest ``read`` anomalies
     whose technique says a page came back (`MECHANISMS`), with no fingerprint and a body, and the newest ``read``
     web_connectivity measurements judged accessible.
-    ``source`` has ``cursor()`` and ``raw_many(uids)``."""
+    ``source`` has ``cursor()`` and ``raw_many(uids)`` or ``raw_each(uids)``, read a few at a time (`raw_each`)."""
     where = f"({narrowed}) AND v.test_name = 'web_connectivity'"
     # a page came back: a DNS answer that led nowhere fetched none, and reading it would spend the budget; and
     # the pages remote_web got instead of a vantage's own (Censored Planet's template mismatches)
@@ -357,7 +386,7 @@ def from_store(source: Any, narrowed: str = "TRUE", params: Sequence[Any] = (), 
     # and the newest judged accessible: OONI's diff lets a page through on its headers alone
     accessible = rows(f"{where} AND v.outcome = 'ok'", params)
     everything = candidates + accessible
-    kept, with_page, more = groups(everything, source.raw_many([r["measurement_uid"] for r in everything]),
+    kept, with_page, more = groups(everything, raw_each(source, [r["measurement_uid"] for r in everything]),
                                    most=most)
     return Found(candidates=int(found[0]) if found else 0, read=len(candidates), accessible_read=len(accessible),
                  with_page=with_page, groups=kept, more_groups=more)
