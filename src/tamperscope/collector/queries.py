@@ -34,7 +34,7 @@ import orjson
 from tamperscope.analysis import hops as hop_scan
 from tamperscope.analysis.aggregates import Filters, Slice
 from tamperscope.analysis.categories import category_sql
-from tamperscope.analysis.store import RawUnreadable, Store, raw_pointers, read_frame, stored_as
+from tamperscope.analysis.store import RawUnreadable, Store, raw_each, raw_pointers, read_frame, stored_as
 from tamperscope.model.categories import normal_code
 from tamperscope.model.inputs import host_forms
 
@@ -102,7 +102,8 @@ class Reader:
         """The located hop of each measurement (None: it has none), parsing only what is not known yet."""
         with self._hops_lock:
             known = {uid: self._hops[uid] for uid in uids if uid in self._hops}
-        fresh = {uid: hop_scan.hop_in(data) for uid, data in self.raw_many([u for u in uids if u not in known]).items()}
+        # a few raw measurements at a time (`store.raw_each`): one can be 16 MiB, and only its hop is kept
+        fresh = {uid: hop_scan.hop_in(data) for uid, data in raw_each(self, [u for u in uids if u not in known])}
         with self._hops_lock:
             for uid, hop in fresh.items():
                 self._hops[uid] = hop

@@ -15,13 +15,19 @@ measurement (or one OONI submission object) per line, and answers per line.
 
 What is stored (and its uid derived from) is the parsed measurement re-encoded
 compactly (`serialise`), not the submitted bytes, with ``probe_ip`` set to
-127.0.0.1 whatever was sent (`without_address`). A number that re-encoding would
-change (an integer beyond 64 bits) is refused instead (`schema.check_numbers`).
+127.0.0.1 whatever was sent (`without_address`), and the address the submission
+came from scrubbed wherever it appears, as the probe scrubs its own
+(`probe.privacy.Scrubber`): a second line of defence for a probe behind NAT that
+could not know its public address, which is the address a collector sees (or, from
+a trusted proxy, the one it forwards). A number that re-encoding would change (an
+integer beyond 64 bits) is refused instead (`schema.check_numbers`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import ipaddress
 import secrets
 from typing import Any
 
@@ -46,6 +52,7 @@ from tamperscope.collector.schema import (
     parse_json,
 )
 from tamperscope.model.measurement import SCRUBBED_IP
+from tamperscope.probe.privacy import Scrubber
 
 router = APIRouter(tags=["collector"])
 
@@ -101,21 +108,41 @@ def _charset(content_type: str) -> str | None:
     return None
 
 
-def without_address(measurement: dict[str, Any]) -> dict[str, Any]:
+def without_address(measurement: dict[str, Any], submitter: str | None = None) -> dict[str, Any]:
     """The measurement with ``probe_ip`` set to 127.0.0.1: a client that sent its address (OONI Probe
-    and ours never do) has it dropped before anything is stored, logged or hashed into the uid."""
+    and ours never do) has it dropped before anything is stored, logged or hashed into the uid; and with
+    ``submitter``, the address the submission came from, scrubbed wherever it appears."""
     if isinstance(measurement.get("probe_ip"), str) and measurement["probe_ip"] != SCRUBBED_IP:
-        return {**measurement, "probe_ip": SCRUBBED_IP}  # same key order
-    return measurement
+        measurement = {**measurement, "probe_ip": SCRUBBED_IP}  # same key order
+    scrub = _scrubber(submitter) if submitter else None
+    return scrub(measurement) if scrub is not None else measurement
+
+
+@functools.lru_cache(maxsize=256)
+def _scrubber(address: str) -> Scrubber | None:
+    """A scrubber of one submitter's address (None for what is no address, or one never scrubbed: loopback)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:  # "testclient", a Unix socket
+        return None
+    if ip.is_loopback or ip.is_unspecified:
+        return None
+    return Scrubber([str(ip)], interfaces=False)
+
+
+def submitter_of(request: Request) -> str | None:
+    """The address the submission came from (from a trusted proxy, the one it forwards)."""
+    return request.client.host if request.client else None
 
 
 SERIALISE_DEPTH = 254  # orjson.dumps refuses deeper nesting ("Recursion limit reached")
 
 
-def serialise(measurement: dict[str, Any], limit: int) -> bytes:
-    """The line stored for an accepted measurement: re-encoded compactly, without the probe's address."""
+def serialise(measurement: dict[str, Any], limit: int, submitter: str | None = None) -> bytes:
+    """The line stored for an accepted measurement: re-encoded compactly, without the probe's address (and
+    without the submitter's, when given)."""
     try:
-        line = orjson.dumps(without_address(measurement))
+        line = orjson.dumps(without_address(measurement, submitter))
     except (orjson.JSONEncodeError, TypeError) as exc:
         why = f"it is nested more than {SERIALISE_DEPTH} levels deep" if "Recursion" in str(exc) else str(exc)
         raise SubmissionError(422, "invalid_measurement", f"the measurement cannot be stored: {why}") from None
@@ -166,7 +193,7 @@ async def submit_measurement(report_id: str, request: Request) -> Response:
     body = await read_body(request, limits.measurement)
     measurement = check_submission(parse_json(body), limits)
     check_numbers(body)
-    line = serialise(measurement, limits.measurement)
+    line = serialise(measurement, limits.measurement, submitter_of(request))
     (receipt,) = await collector.ingestor.submit([line])
     return receipt_response(receipt)
 
@@ -192,7 +219,8 @@ async def submit_bulk(request: Request) -> Response:
         raise SubmissionError(400, "empty", "the body holds no measurement (one JSON object per line)")
     if len(raw_lines) > limits.bulk_lines:
         raise SubmissionError(413, "too_many", f"{len(raw_lines)} lines; at most {limits.bulk_lines} per request")
-    client = request.client.host if request.client else "unknown"
+    submitter = submitter_of(request)
+    client = submitter or "unknown"
     wait = collector.submit_limiter.take_rest(client, len(raw_lines) - 1)  # the middleware took the first
     if wait:
         raise SubmissionError(429, "rate_limited", f"too many measurements; retry in {wait:.1f} s", retry_after=wait)
@@ -208,7 +236,7 @@ async def submit_bulk(request: Request) -> Response:
             else:
                 check_measurement(value, limits)
             check_numbers(raw, "the line")
-            accepted.append((i, serialise(value, limits.measurement)))
+            accepted.append((i, serialise(value, limits.measurement, submitter)))
         except SubmissionError as exc:
             results[i] = {"line": number, **exc.body()}
     receipts = await collector.ingestor.submit([line for _, line in accepted]) if accepted else []
