@@ -262,3 +262,29 @@ def test_an_entry_that_is_a_fifo_a_device_or_huge_is_left_in_place_and_the_rest_
         assert (pending / "00-huge.json").stat().st_size > 1 << 20 and box.rejected() == []
 
     run(go)
+
+
+@pytest.mark.parametrize("path", ["/api/v1", "/no/such/path"])
+def test_a_wrong_path_to_a_real_collector_sets_nothing_aside(tmp_path: Path, path: str) -> None:
+    """`--submit http://host:port/api/v1`: opening a report there is a 404 from `tamperscope serve` itself (its
+    JSON), which set every measurement aside as refused for good; it is no collector, and they stay pending until
+    the right URL takes them."""
+    from tamperscope.collector.app import create_app
+    from tamperscope.collector.config import Settings
+    from tamperscope.collector.testing import uvicorn_server
+
+    box = filled(tmp_path / "box", 3)
+
+    async def go() -> None:
+        app = create_app(Settings(db_path=tmp_path / "c.duckdb", announce=False, submit_rate=0, read_rate=0))
+        async with uvicorn_server(app) as url:
+            wrong = await box.flush(url + path, timeout=3, request_timeout=3, backoff=FAST)
+            assert wrong.sent == 0 and wrong.rejected == 0 and not box.rejected() and len(box) == 3
+            assert "HTTP 404" in (wrong.last_error or "")
+            if path.startswith("/api/"):  # the API's JSON 404: said at once (elsewhere the explorer's page, retried)
+                assert wrong.untrusted and "no collector at this URL" in (wrong.last_error or "")
+                assert one_line(wrong.last_error)
+            right = await box.flush(url, timeout=10, request_timeout=5, backoff=FAST)
+        assert right.sent == 3 and len(box) == 0
+
+    asyncio.run(asyncio.wait_for(go(), 30))

@@ -133,7 +133,7 @@ class FlushResult:
     unreadable: int = 0              # entries that cannot be read, moved or deleted: left in place
     damage: str | None = None        # the first of either, one line
     elsewhere: dict[str, int] = field(default_factory=dict)  # collector URL -> entries queued for it, not sent
-    untrusted: bool = False          # the collector's certificate did not verify: the flush stopped at once
+    untrusted: bool = False          # the flush stopped at once: an unverified certificate, no collector at the URL
 
     @property
     def done(self) -> bool:
@@ -162,11 +162,24 @@ def _note(result: FlushResult, exc: _Retry) -> None:
         result.last_error = exc.reason
 
 
-class _Untrusted(Exception):
-    """The collector's certificate did not verify: the flush stops (one printable line)."""
+class _Stop(Exception):
+    """What no retry changes: the flush stops at once, and every measurement stays pending (one printable line)."""
+
+
+class _Untrusted(_Stop):
+    """The collector's certificate did not verify."""
 
     def __init__(self, url: str, failure: str) -> None:
         super().__init__(f"{url}: {failure}: the collector's certificate did not verify (TLS interception?)")
+
+
+class _NoCollector(_Stop):
+    """Opening a report answered 404 or 405: no collector at that URL (a wrong path), not a refusal of the
+    measurements; setting them aside as refused would lose them to a typo."""
+
+    def __init__(self, url: str, status: int, body: bytes) -> None:
+        super().__init__(f"{url}/report: HTTP {status} ({_shown(body)}): no collector at this URL (a wrong path?); "
+                         "nothing was set aside")
 
 
 class _Refused(Exception):
@@ -364,7 +377,7 @@ class Outbox:
             try:
                 for key, entries in self._groups(_tag(collector_url), result).items():
                     await self._flush_group(client, key, entries, result, deadline, parallel, backoff, on_sent)
-            except* _Untrusted as stopped:
+            except* _Stop as stopped:
                 result.untrusted = True
                 result.last_error = str(stopped.exceptions[0])
             finally:
@@ -466,6 +479,8 @@ class Outbox:
         try:
             report_id = await self._open_report(client, report, result, deadline, backoff)
         except _Refused as exc:
+            if exc.status in (404, 405):
+                raise _NoCollector(client.base, exc.status, exc.body) from None
             # The collector will not take measurements with this envelope (e.g. a malformed probe_cc).
             reason = f"the collector refused to open a report for it: HTTP {exc.status}: {_shown(exc.body)}"
             for entry in entries:
