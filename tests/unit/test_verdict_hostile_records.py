@@ -181,3 +181,17 @@ def test_only_a_json_true_marks_a_body_truncated(flag: Any, truncated: bool) -> 
     diff = http_diff(exchange, obs.control.http, (0, 5))
     assert (diff.body_proportion is None) is truncated
     assert (diff.title_match is None) is truncated
+
+
+@pytest.mark.parametrize("http_request", [
+    {}, {"status_code": "200"}, {"status_code": None}, {"status_code": []}, {"status_code": True},
+    {"status_code": 10**30}, {"status_code": -200}, {"status_code": 0, "body_length": 1533},
+], ids=["empty", "string", "null", "list", "bool", "huge", "negative", "zero"])
+def test_a_control_success_without_an_http_status_is_no_blockpage(http_request: dict[str, Any]) -> None:
+    """A broken or hostile helper answering a success with no usable status compared as status 0 and body 0:
+    every page it was asked about became a blockpage (http-diff). There is nothing to compare with instead."""
+    m = sample("successWithHTTP")
+    assert verdict_for(m).mechanism == "none"  # the same measurement with the helper's real answer
+    m["test_keys"]["control"]["http_request"] = http_request
+    v = verdict_for(m)
+    assert v.mechanism != "http.blockpage" and v.blocking != "http-diff" and v.status != "anomaly", v

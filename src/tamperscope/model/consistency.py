@@ -593,11 +593,18 @@ def _normal_endpoint_of(key: str) -> str:
 
 
 def _control_http(raw: Any) -> ControlHTTP | None:
+    """The control's fetch, or None when there is none to compare with: missing, or a success without an HTTP
+    status (``{}``, a status that is a string, null or 10**30: a broken or hostile helper), which compared as
+    status 0 and body length 0 made any page a blockpage ("http-diff")."""
     if not _is_map(raw):
+        return None
+    failure = _failure(raw.get("failure"))
+    status = _int(raw.get("status_code"))
+    if failure is None and not 100 <= status <= 599:
         return None
     headers = raw.get("headers")
     return ControlHTTP(
-        _failure(raw.get("failure")), _int(raw.get("status_code")), _int(raw.get("body_length")),
+        failure, status, _int(raw.get("body_length")),
         _str(raw.get("title")),
         tuple([(str(k), _str(v)) for k, v in headers.items()]) if _is_map(headers) else (),
     )
