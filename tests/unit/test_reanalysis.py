@@ -141,7 +141,8 @@ def test_fingerprints_of_ones_own_judge_what_was_stored_before(tmp_path: Path) -
     res = _run("analyze", "--fingerprints", str(mine), "--reanalyse", "stale", "--workers", "2", "--db", str(db))
     assert res.returncode == 0, res.stderr
     # three were judged accessible and are blockpages now; the fourth was a blockpage and gains its fingerprint
-    assert "reanalysed 4 stale measurements" in res.stdout and ": 3 verdicts changed" in res.stdout
+    # (and is confirmed by it): all four changed
+    assert "reanalysed 4 stale measurements" in res.stdout and ": 4 verdicts changed" in res.stdout
     rows = _verdicts(db).values()
     assert {(v[2], v[3], tuple(v[4])) for v in rows} == {("http.blockpage", "confirmed", ("local/isp_ru_example",))}
     assert all(v[5].startswith(f"{ANALYSIS_VERSION}+local.") for v in rows)

@@ -38,14 +38,15 @@ CLI_CHUNK = 2048  # in `analyze`, where nothing else waits: fewer recounts of th
 
 RawMany = Callable[[list[str]], dict[str, bytes]]
 
-_BEFORE = """SELECT measurement_uid, blocking, accessible, mechanism, status FROM verdicts
+_BEFORE = """SELECT measurement_uid, blocking, accessible, mechanism, status, outcome, fingerprints FROM verdicts
              WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))"""
 
 
 @dataclass
 class Totals:
     """What a re-analysis did: measurements re-derived, those whose verdict changed (blocking, accessible,
-    mechanism or status), and those left as they were because their raw bytes could not be read."""
+    mechanism, status, the label of `confidence`: a new fingerprint confirms an anomaly, or the fingerprints
+    matched), and those left as they were because their raw bytes could not be read."""
 
     reanalysed: int = 0
     changed: int = 0
