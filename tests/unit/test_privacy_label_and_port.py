@@ -48,9 +48,9 @@ def test_other_addresses_glued_the_same_way_are_left_alone(text: str) -> None:
     assert s.text(text) == text and s(m) is m
 
 
-def test_a_rewriting_proxy_naming_the_client_in_the_echo_is_scrubbed_in_the_written_measurement() -> None:
-    added = f"X-Client: peer:{ME}:54321\r\n".encode()
-
+def through_a_rewriting_proxy(added: bytes, scrubber: Scrubber) -> dict[str, Any]:
+    """An http_header_field_manipulation measurement, through the engine, of an echo on 127.0.0.1 that a
+    rewriting proxy answers with the request plus the header lines ``added``."""
     async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
         writer.write(head[:-2] + added + b"\r\n")  # the request, with a header naming the client
@@ -61,11 +61,15 @@ def test_a_rewriting_proxy_naming_the_client_in_the_echo_is_scrubbed_in_the_writ
         server = await asyncio.start_server(proxy, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         ctx = Context(timeouts=Timeouts(connect=1, measurement=5))
-        engine = Engine(http_header_field_manipulation, ctx, ProbeInfo(), Scrubber([ME], interfaces=False))
+        engine = Engine(http_header_field_manipulation, ctx, ProbeInfo(), scrubber)
         async with server:
             return await engine.measure(f"127.0.0.1:{port}")
 
-    m = asyncio.run(asyncio.wait_for(main(), 10))
+    return asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_a_rewriting_proxy_naming_the_client_in_the_echo_is_scrubbed_in_the_written_measurement() -> None:
+    m = through_a_rewriting_proxy(f"X-Client: peer:{ME}:54321\r\n".encode(), Scrubber([ME], interfaces=False))
     line = orjson.dumps(m)
     assert b"8a2e:370:7334" not in line
     assert f"X-Client: peer:{SCRUBBED}\\r\\n".encode() in line  # the port (ours) with it

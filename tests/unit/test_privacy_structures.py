@@ -7,7 +7,6 @@ Binary structures must still parse once scrubbed: they are the evidence.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as dt
 import gzip
@@ -21,14 +20,16 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from tamperscope.model.measurement import ProbeInfo
-from tamperscope.nettests import http_header_field_manipulation
-from tamperscope.nettests.base import Context, Timeouts
 from tamperscope.probe import privacy
-from tamperscope.probe.engine import Engine
 from tamperscope.probe.privacy import SCRUBBED, Scrubber
+
+try:
+    from . import test_privacy_label_and_port as proxied
+except ImportError:
+    import test_privacy_label_and_port as proxied  # type: ignore[no-redef]
 
 ME = "198.18.1.2"
 NAT = "198.18.2.1"  # the address a site sees behind NAT, which the probe was never told
@@ -84,12 +85,7 @@ def _certificate(subject_ip: str) -> bytes:
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(12345).not_valid_before(now).not_valid_after(now + dt.timedelta(days=30))
             .sign(key, hashes.SHA256()))
-    return cert.public_bytes(serialization_der())
-
-
-def serialization_der() -> Any:
-    from cryptography.hazmat.primitives.serialization import Encoding
-    return Encoding.DER
+    return cert.public_bytes(Encoding.DER)
 
 
 def test_an_address_at_the_end_of_a_certificate_string_is_scrubbed_and_the_certificate_still_parses() -> None:
@@ -178,21 +174,7 @@ def test_client_naming_headers_lose_every_address_in_every_form() -> None:
 def test_a_proxy_adding_the_nat_address_is_scrubbed_in_the_written_measurement() -> None:
     """http_header_field_manipulation behind NAT, with neither a STUN server nor a helper to say the public
     address: the rewriting proxy's X-Forwarded-For names it, and it is not written."""
-    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        writer.write(head[:-2] + f"X-Forwarded-For: {NAT}\r\n\r\n".encode())
-        await writer.drain()
-        writer.close()
-
-    async def main() -> dict[str, Any]:
-        server = await asyncio.start_server(proxy, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        ctx = Context(timeouts=Timeouts(connect=1, measurement=5))
-        engine = Engine(http_header_field_manipulation, ctx, ProbeInfo(), scrubber())
-        async with server:
-            return await engine.measure(f"127.0.0.1:{port}")
-
-    m = asyncio.run(asyncio.wait_for(main(), 10))
+    m = proxied.through_a_rewriting_proxy(f"X-Forwarded-For: {NAT}\r\n".encode(), scrubber())
     line = orjson.dumps(m)
     assert NAT.encode() not in line and f"X-Forwarded-For: {SCRUBBED}".encode() in line
     assert m["test_keys"]["tampering"]["header_name_diff"] == ["x-forwarded-for"]  # the evidence stays
