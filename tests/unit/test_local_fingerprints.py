@@ -74,6 +74,7 @@ def test_a_proposed_fingerprint_given_back_confirms_the_blockpage(tmp_path: Path
         done = c.post("/api/v1/admin/reanalyse", json={"stale": True}, headers=AUTH).json()
         # changed: the three judged accessible; the fourth was a blockpage already (it gains its fingerprint)
         assert done["selected"] == 4 and done["reanalysed"] == 4 and done["changed"] == 3, done
+        assert done["fingerprinted"] == 1, done  # ... and is counted apart
         c.run(c.collector.ingestor.settled)
         rows = c.get("/api/v1/measurements", params={"limit": 10}).json()["results"]
         assert {r["input"]: (r["mechanism"], r["outcome"], r["fingerprints"]) for r in rows} == {

@@ -429,7 +429,9 @@ def _reanalyse(store: Store, args: argparse.Namespace, show: bool, told: Any = N
     elapsed = time.monotonic() - started
     which = "stale " if stale else ""
     print(f"reanalysed {counted(totals.reanalysed, which + 'measurement')}{narrowed} with analysis {version} in "
-          f"{elapsed:.1f} s: {counted(totals.changed, 'verdict')} changed", file=told)
+          f"{elapsed:.1f} s: {counted(totals.changed, 'verdict')} changed"
+          + (f"; {totals.fingerprinted} more kept {'its' if totals.fingerprinted == 1 else 'their'} verdict with "
+             "other fingerprints (a blockpage a fingerprint now names)" if totals.fingerprinted else ""), file=told)
     if totals.networks_named:
         print(f"networks: {counted(totals.networks_named, 'measurement')} stored without one (AS0: read without an "
               "ASN table) now on the network the ASN table names", file=told)

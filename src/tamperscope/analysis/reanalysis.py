@@ -38,30 +38,32 @@ CLI_CHUNK = 2048  # in `analyze`, where nothing else waits: fewer recounts of th
 
 RawMany = Callable[[list[str]], dict[str, bytes]]
 
-_BEFORE = """SELECT measurement_uid, blocking, accessible, mechanism, status, outcome, fingerprints FROM verdicts
+_BEFORE = """SELECT measurement_uid, blocking, accessible, mechanism, status, fingerprints FROM verdicts
              WHERE measurement_uid IN (SELECT unnest(?::VARCHAR[]))"""
 
 
 @dataclass
 class Totals:
     """What a re-analysis did: measurements re-derived, those whose verdict changed (blocking, accessible,
-    mechanism, status, the label of `confidence`: a new fingerprint confirms an anomaly, or the fingerprints
-    matched), and those left as they were because their raw bytes could not be read."""
+    mechanism or status), those whose verdict stayed but whose fingerprints changed (a blockpage a new
+    fingerprint names, and confirms), and those left as they were because their raw bytes could not be read."""
 
     reanalysed: int = 0
     changed: int = 0
     missing: int = 0
+    fingerprinted: int = 0  # the same verdict, other fingerprints
     networks_named: int = 0  # stored on AS0 (no network), now on the one this run's ASN table names
 
     def add(self, other: Totals) -> None:
         self.reanalysed += other.reanalysed
         self.changed += other.changed
+        self.fingerprinted += other.fingerprinted
         self.missing += other.missing
         self.networks_named += other.networks_named
 
     def as_dict(self) -> dict[str, int]:
         return {"reanalysed": self.reanalysed, "changed": self.changed, "missing": self.missing,
-                "networks_named": self.networks_named}
+                "networks_named": self.networks_named, "fingerprinted": self.fingerprinted}
 
 
 def _condition(where: str, params: Sequence[Any], stale_only: bool) -> tuple[str, list[Any]]:
@@ -210,8 +212,10 @@ def replace(store: Store, result: BatchResult | None, raw: Mapping[str, bytes], 
         con.execute("ROLLBACK")
         raise
     after = {r[0]: r[1:] for r in con.execute(_BEFORE, [wanted]).fetchall()}
-    changed = sum(1 for u in wanted if before.get(u) != after.get(u))
+    changed = sum(1 for u in wanted if (before.get(u) or ())[:4] != (after.get(u) or ())[:4])
+    fingerprinted = sum(1 for u in wanted if before.get(u) != after.get(u)) - changed
     return Totals(reanalysed=len(wanted), changed=changed, missing=len(uids) - len(wanted),
+                  fingerprinted=fingerprinted,
                   networks_named=int(named[0]) if named else 0)
 
 

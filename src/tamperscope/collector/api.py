@@ -528,7 +528,7 @@ async def admin_reanalyse(request: Request) -> Response:
         raise SubmissionError(400, "invalid_parameter", "say what to re-analyse: measurement_uid, filters, "
                               "stale or all")
     chosen = admin.selection(uids=uids, filters=filters, stale_only=stale, everything=everything)
-    totals = {"selected": 0, "reanalysed": 0, "changed": 0, "missing": 0, "networks_named": 0}
+    totals = {"selected": 0, "reanalysed": 0, "changed": 0, "missing": 0, "networks_named": 0, "fingerprinted": 0}
     if chosen is not None:
         # A page of uids per call on the writer thread (submissions are written in between), each page asked for
         # after the one before: memory stays a page's however many are selected.
