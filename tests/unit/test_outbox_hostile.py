@@ -288,3 +288,52 @@ def test_a_wrong_path_to_a_real_collector_sets_nothing_aside(tmp_path: Path, pat
         assert right.sent == 3 and len(box) == 0
 
     asyncio.run(asyncio.wait_for(go(), 30))
+
+
+def _flush_peak(directory: Path, entries: int, reads: list[Path]) -> int:
+    """The traced memory peak of two flushes of ``entries`` measurements of 1 MiB each, to a collector that is
+    gone (its port refuses), every entry read listed in ``reads``."""
+    import tracemalloc
+
+    from tamperscope.probe import outbox
+
+    box = Outbox(directory, durable=False)
+    for i, m in enumerate(samples.corpus(entries, seed=str(directory))):
+        m["test_keys"]["x_padding"] = f"{i:04d}" + "p" * (1 << 20)
+        box.add(m)
+    real_read = outbox._read_entry
+    peak = 0
+
+    def counting(path: Path) -> bytes:
+        reads.append(path)
+        return real_read(path)
+
+    async def go() -> None:
+        nonlocal peak
+        async with server(collector(http(503, b'{"error": "busy"}'))) as (url, _):
+            pass  # a collector that was here: its port now refuses (no server's buffers in this process's peak)
+        tracemalloc.start()
+        try:
+            for _ in range(2):
+                result = await box.flush(url, timeout=1.0, request_timeout=1.0, backoff=FAST, parallel=2)
+                assert result.sent == 0 and result.remaining == entries
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    outbox._read_entry = counting  # type: ignore[assignment]
+    try:
+        run(go)
+    finally:
+        outbox._read_entry = real_read  # type: ignore[assignment]
+    assert len(box) == entries
+    return peak
+
+
+def test_a_flush_holds_a_few_entries_at_a_time_not_the_whole_outbox(tmp_path: Path) -> None:
+    """Every flush loaded every pending entry into memory at once: 750 MB pending made the probe 825 MB, read again
+    on every upload cycle (about every 2 s while measuring) when the collector was down; and each read allocated
+    64 MiB first. Now an entry's bytes are read when it is sent, and its report key is read once per outbox."""
+    few, many = _flush_peak(tmp_path / "few", 6, []), _flush_peak(tmp_path / "many", 30, reads := [])
+    assert many - few < 4 << 20, (few, many)  # 24 MiB more pending, not 24 MiB more held
+    assert len(set(reads)) == 30 and len(reads) - 30 <= 2 * 2  # keys read once; then only what was sent (2 x 2)

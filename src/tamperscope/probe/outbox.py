@@ -93,6 +93,7 @@ MAX_ANSWER = 1024 * 1024  # bytes of a collector's answer
 MAX_SHOWN = 300  # characters of the collector's text in a message
 REPORT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")  # the collector's, without "." and ".."
 DEFAULT_MAX_BYTES = 1 << 30  # bytes pending at most, unless told otherwise
+MAX_KEYS_KNOWN = 1 << 18  # pending entries whose report key is remembered (~200 bytes each); more are read again
 MAX_ENTRY = 64 << 20  # bytes of one pending entry: a measurement is bounded far below (a collector takes 5 MiB)
 # the collector's certificate did not verify: retrying until the deadline changes nothing
 CERTIFICATE_FAILURES = frozenset({F.SSL_UNKNOWN_AUTHORITY, F.SSL_INVALID_HOSTNAME, F.SSL_INVALID_CERTIFICATE})
@@ -140,11 +141,17 @@ class FlushResult:
         return self.remaining == 0
 
 
+Key = tuple[str, str, str, str, str, str]  # what a report groups by
+
+
 @dataclass(frozen=True)
 class _Entry:
+    """A pending entry: where it is, its size, and its report's key. Its bytes are read when it is sent, one
+    entry at a time: a flush never holds the whole outbox (up to its cap, 1 GiB by default) in memory."""
+
     path: Path
-    data: bytes                      # the measurement's JSON, as stored
-    key: tuple[str, str, str, str, str, str]  # what a report groups by
+    size: int
+    key: Key
 
 
 class _Retry(Exception):
@@ -197,7 +204,8 @@ def _read_entry(path: Path) -> bytes:
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, "not a regular file")
-        data = f.read(MAX_ENTRY + 1)
+        # its size, not the limit: read(n) allocates n bytes first (64 MiB per entry); an entry never grows
+        data = f.read(min(st.st_size, MAX_ENTRY) + 1)
     if len(data) > MAX_ENTRY:
         raise OSError(errno.EFBIG, f"more than {MAX_ENTRY} bytes, which no measurement is")
     return data
@@ -264,6 +272,8 @@ class Outbox:
         self._seq = 0
         self._clean_temporaries()
         self._bytes = self._measure()  # what pending/ holds, in bytes
+        self._keys: dict[str, tuple[int, Key]] = {}  # entry name -> its size and report key, once read
+        self._interned: dict[Key, Key] = {}
 
     def _name_collector(self, url: str) -> None:
         """Write collectors/<tag> (the URL), once, so that entries queued for it can be said to be."""
@@ -408,7 +418,10 @@ class Outbox:
     def _groups(self, tag: str, result: FlushResult) -> dict[tuple[str, ...], list[_Entry]]:
         """The entries to send to this collector, by report; the others are counted in ``result.elsewhere``."""
         groups: dict[tuple[str, ...], list[_Entry]] = {}
-        for path in self.pending():
+        pending = self.pending()
+        names = {path.name for path in pending}
+        self._keys = {name: known for name, known in self._keys.items() if name in names}  # sent or set aside: gone
+        for path in pending:
             other = _tag_of(path)
             if other not in ("", tag):
                 url = self._collector_named(other)
@@ -420,6 +433,9 @@ class Outbox:
         return groups
 
     def _load(self, path: Path, result: FlushResult) -> _Entry | None:
+        known = self._keys.get(path.name)
+        if known is not None:  # read by an earlier flush: an entry never changes once it is in pending/
+            return _Entry(path, *known)
         try:
             data = _read_entry(path)
         except FileNotFoundError:
@@ -443,11 +459,14 @@ class Outbox:
 
         key = (text("test_name", "unknown"), text("probe_cc", "ZZ"), text("probe_asn", "AS0"),
                text("software_name", "tamperscope"), text("software_version", "0"), text("test_version", "0"))
-        return _Entry(path, data, key)
+        key = self._interned.setdefault(key, key)  # a few keys for many entries
+        if len(self._keys) < MAX_KEYS_KNOWN and len(self._interned) < MAX_KEYS_KNOWN:
+            self._keys[path.name] = (len(data), key)
+        return _Entry(path, len(data), key)
 
     def _reject(self, entry: _Entry, reason: str, result: FlushResult) -> None:
         """Set the entry aside as refused by the collector."""
-        if self._set_aside(entry.path, len(entry.data), reason, result):
+        if self._set_aside(entry.path, entry.size, reason, result):
             result.rejected += 1
             result.last_error = reason
 
@@ -528,7 +547,15 @@ class Outbox:
     async def _send(self, client: _Client, entry: _Entry, current: dict[str, str], report: bytes,
                     result: FlushResult, deadline: float, backoff: Backoff,
                     on_sent: Callable[[str, Path], None] | None) -> None:
-        body = b'{"format":"json","content":' + entry.data + b"}"
+        try:
+            data = _read_entry(entry.path)
+        except FileNotFoundError:  # another process sent it meanwhile
+            return
+        except OSError as exc:
+            _damaged(result, f"cannot read {entry.path}: {exc.strerror or exc}; left in place", kept=True)
+            return
+        body = b'{"format":"json","content":' + data + b"}"
+        del data
         attempt = 0
         reopened = False
         while time.monotonic() < deadline:
@@ -571,9 +598,9 @@ class Outbox:
             raise _Retry("HTTP 200 without a measurement_uid")
         try:
             entry.path.unlink()
-            self._forget(len(entry.data))
+            self._forget(entry.size)
         except FileNotFoundError:
-            self._forget(len(entry.data))  # another process sent it meanwhile
+            self._forget(entry.size)  # another process sent it meanwhile
         except OSError as exc:  # acknowledged all the same: a later flush resends it, as a duplicate
             _damaged(result, f"cannot delete {entry.path} once sent: {exc.strerror or exc}", kept=True)
         if isinstance(found, dict) and found.get("duplicate") is True:
