@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import errno
-import ipaddress
 import os
 import resource
 import stat
@@ -46,7 +45,7 @@ from ..model.inputs import BadInput, check_host, check_utf8_url, parse_url
 from ..model.measurement import ProbeInfo, envelope, new_report_id
 from ..nettests.base import Context, NettestError
 from ..netx.listening import open_files
-from .privacy import Scrubber, interface_addresses
+from .privacy import Scrubber, address_in, interface_addresses
 
 
 @dataclass
@@ -424,17 +423,8 @@ def why_not_measured(e: Exception) -> str:
 
 def _address(value: Any) -> str | None:
     """An IP address as `ipaddress` writes it, from an address, "ip:port" or "[ip]:port"; None otherwise."""
-    if not isinstance(value, str) or not value:
-        return None
-    host = value
-    if host.startswith("["):
-        host = host[1:host.find("]")] if "]" in host else host[1:]
-    elif host.count(":") == 1:
-        host = host.partition(":")[0]
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        return None
+    ip = address_in(value) if isinstance(value, str) else None
+    return None if ip is None else str(ip)
 
 
 def _host_of(url: Any) -> str | None:

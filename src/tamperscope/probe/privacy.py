@@ -259,19 +259,26 @@ def _last(token: str) -> str:
     return token if "." in token else token.lstrip("0").lower()
 
 
-def _is_address(run: str) -> bool:
-    """Whether a run of address characters is one address, perhaps in brackets and with a port."""
-    core = run.rstrip(".")
+def address_in(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The one address ``text`` spells, perhaps in brackets and with a port ("[2001:db8::2]:443",
+    "198.18.1.2:80"), or None."""
+    core = text
     if core.startswith("["):
         core = core[1:core.find("]")] if "]" in core else core[1:]
     elif core.count(":") == 1:  # an IPv4 address and its port
         core = core.partition(":")[0]
     if "." not in core and core.count(":") < 2:
-        return False  # "cafe", "12": no address
+        return None  # "cafe", "12": no address
     try:
-        return ipaddress.ip_address(core) not in _KEEP
+        return ipaddress.ip_address(core)
     except ValueError:
-        return False
+        return None
+
+
+def _is_address(run: str) -> bool:
+    """Whether a run of address characters (a sentence's full stop after it allowed) is one address to scrub."""
+    ip = address_in(run.rstrip("."))
+    return ip is not None and ip not in _KEEP
 
 
 def _any_address(value: Any, text: bool) -> Any:
