@@ -63,3 +63,15 @@ def test_head_of_a_streamed_export_sends_its_headers_and_frees_its_slot(client: 
 def test_head_is_no_way_around_a_post_only_route(client: SyncClient) -> None:
     head = client.request("HEAD", "/report")
     assert head.status_code == client.get("/report").status_code == 405
+
+
+def test_an_empty_feed_keeps_its_tag_as_time_passes(client: SyncClient) -> None:
+    """An empty feed's <updated> is the time it is asked for: its tag changed every second, so a poller never got
+    a 304 (and the test above failed when its requests spanned a second)."""
+    import time
+
+    first = client.get("/changes.atom?domain=nothing-here.example")
+    assert first.status_code == 200 and b"<entry>" not in first.content
+    time.sleep(1.1)
+    again = client.get("/changes.atom?domain=nothing-here.example", headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304

@@ -477,10 +477,15 @@ def _entries(params: dict[str, str]) -> int:
     return min(pages.whole_number(params.get("limit"), "limit", feeds.DEFAULT_ENTRIES), feeds.MAX_ENTRIES)
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
 def _atom(request: Request, feed: feeds.Feed) -> Response:
-    """The feed, with an ETag: a reader that polls gets 304 while nothing changed."""
+    """The feed, with an ETag: a reader that polls gets 304 while nothing changed. An empty feed's ``updated`` is
+    the time it is asked for, so its tag is that of the feed at a fixed time: else every second changed it."""
     body = feeds.atom(feed)
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    tagged = body if feed.entries else feeds.atom(feed, now=_EPOCH)
+    etag = '"' + hashlib.sha256(tagged).hexdigest()[:32] + '"'
     headers = {"ETag": etag, "Cache-Control": "public, max-age=300"}
     if not_modified(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
