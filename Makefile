@@ -19,6 +19,7 @@ bench: setup
 	.venv/bin/python -m bench.verdict
 	.venv/bin/python -m bench.analyze
 	.venv/bin/python -m bench.flush
+	.venv/bin/python -m bench.lists
 
 lab-down:
 	-.venv/bin/tamperscope lab down

@@ -34,7 +34,7 @@ def remote(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     ("url,category_code\n,NEWS\n", "list.csv: line 2: no domain (its first column is empty)"),
     ('"url","category_code"\r\n"",NEWS\r\n', "list.csv: line 2: no domain"),
     ("urls,category_code\na.example,NEWS\n", "list.csv: line 1: 'urls' is not a domain"),
-    ("# a list\ncategory_code,url\nNEWS,a.example\n", "list.csv: line 2: 'category_code' is not a domain"),
+    ("# a list\ncategory_code,urls\nNEWS,a.example\n", "list.csv: line 2: 'category_code' is not a domain"),
 ])
 def test_a_list_without_domains_is_named_in_one_line(tmp_path: Path, kind: str, content: str, needle: str) -> None:
     (tmp_path / "list.csv").write_bytes(content.encode())

@@ -10,8 +10,11 @@ import csv
 import ipaddress
 import os
 import re
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import BinaryIO
+from urllib.parse import SplitResult, urlsplit
 
 
 class BadInput(ValueError):
@@ -99,7 +102,8 @@ def host_forms(host: str) -> tuple[str, ...]:
     return tuple(forms)
 
 
-_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_NAME = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}")  # labels joined by dots: one match for the whole name
 
 
 def check_host(host: str) -> str:
@@ -127,7 +131,7 @@ def check_host(host: str) -> str:
             name = name.encode("idna").decode("ascii")
         except UnicodeError:
             raise BadInput(f"bad host name {host!r}") from None
-    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
+    if len(name) > 253 or not _NAME.fullmatch(name):
         raise BadInput(f"bad host name {host!r}")
     return host.lower().rstrip(".")
 
@@ -148,13 +152,21 @@ def listen_host(value: str) -> str:
     return check_host(host)
 
 
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
+
+
 def parse_url(url: str) -> URLParts:
     """Split an http(s) URL, or raise BadInput. Whitespace around it is ignored."""
+    return _split_url(url)[0]
+
+
+def _split_url(url: str) -> tuple[URLParts, SplitResult]:
+    """`parse_url`'s parts, with urlsplit's."""
     if not isinstance(url, str) or not url.strip():
         raise BadInput("empty URL")
     url = url.strip()
     check_utf8_url(url)  # from a command line: every measurement of it would fail
-    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+    if _CONTROL_OR_SPACE.search(url):
         raise BadInput(f"malformed URL {url!r}: control characters or spaces")
     try:
         parts = urlsplit(url)
@@ -177,23 +189,23 @@ def parse_url(url: str) -> URLParts:
     except BadInput as e:
         raise BadInput(f"malformed URL {url!r}: {e}") from None
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return URLParts(parts.scheme, host, port or (443 if parts.scheme == "https" else 80), path)
+    return URLParts(parts.scheme, host, port or (443 if parts.scheme == "https" else 80), path), parts
 
 
 def normal_url(url: str) -> str:
     """``url`` as an input is recorded and compared (so that a list, a resumed run and a rerun agree):
     validated by `parse_url`, without surrounding whitespace, and with an empty path written ``/``
     (``http://a.com`` is ``http://a.com/``, ``http://a.com?q`` is ``http://a.com/?q``)."""
-    parse_url(url)
+    _, parts = _split_url(url)
     url = url.strip()
-    if urlsplit(url).path:
+    if parts.path:
         return url
     start = url.index("//") + 2
     end = min((i for i in (url.find("?", start), url.find("#", start)) if i >= 0), default=len(url))
     return url[:end] + "/" + url[end:]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ListEntry:
     url: str
     category_code: str | None = None
@@ -202,12 +214,28 @@ class ListEntry:
 MAX_LIST = 64 << 20  # bytes of a test list: Citizen Lab's global list is ~300 KB
 
 
+def _read_upto(f: BinaryIO, most: int) -> bytes:
+    """At most `most` bytes of a file: a regular file in one read of its size, anything else (a device, a FIFO)
+    64 KiB at a time. ``f.read(most)`` first took a buffer of `most` bytes (512 MiB for a list of a few kB)."""
+    info = os.fstat(f.fileno())
+    regular = stat.S_ISREG(info.st_mode)
+    chunks: list[bytes] = []
+    got, want = 0, info.st_size + 1 if regular else 1 << 16
+    while got < most and (chunk := f.read(min(want, most - got))):
+        chunks.append(chunk)
+        got += len(chunk)
+        if regular and len(chunk) < want:
+            break  # its end (a file that grew while read is read on)
+        want = 1 << 16
+    return b"".join(chunks)
+
+
 def read_bounded(path: str | os.PathLike[str], limit: int, what: str) -> str:
     """A text file's content, reading at most `limit` bytes (a device like /dev/zero never ends); BadInput,
     one line naming `what` and the file, when it is larger, unreadable or not UTF-8."""
     try:
         with open(path, "rb") as f:
-            data = f.read(limit + 1)
+            data = _read_upto(f, limit + 1)
         if len(data) > limit:
             raise BadInput(f"{what} {path} is larger than {limit >> 20} MiB: is it the right file?")
         return data.decode("utf-8")
@@ -220,6 +248,7 @@ def read_bounded(path: str | os.PathLike[str], limit: int, what: str) -> str:
 
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")
+LINES_AT_ONCE = 1 << 20  # characters of a list split into lines at a time
 
 
 def lines_of(text: str) -> list[str]:
@@ -229,75 +258,143 @@ def lines_of(text: str) -> list[str]:
     return _NEWLINE.split(text)
 
 
-def first_column(text: str, source: str = "list", headers: tuple[str, ...] = ("url",)) -> list[tuple[int, str]]:
-    """(line number, value) of each entry of a one-per-line list, or the first column of a CSV (a Citizen Lab
-    test list): a UTF-8 byte-order mark, blank lines, ``#`` comments, a header row (its first cell one of
-    `headers`, in any case) and rows with an empty first cell are skipped; a quoted cell is unquoted
-    (``"a.com","NEWS"``), and a record whose quoted cell holds a line break (Citizen Lab's ``notes``) is one
-    entry, numbered by the line it starts on, as `categories_by_line` numbers it. The byte-order mark (Windows'
-    Notepad writes one) was part of the first entry: a name measured and recorded with it, a URL refused.
-    BadInput, naming the line, for a quote never closed."""
-    lines = [(n, line.strip()) for n, line in enumerate(lines_of(text.removeprefix("\ufeff")), 1)
-             if line.strip() and not line.lstrip().startswith("#")]
-    found: list[tuple[int, str]] = []
-    for n, row in _csv_rows(lines, source) if lines else ():
-        value = row[0].strip() if row else ""
+def numbered_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(number, line) of each line as `lines_of` splits and numbers them, split `LINES_AT_ONCE` characters at a
+    time: a list of millions of entries is not held a second time as a list of its lines."""
+    n, start, size = 0, 0, len(text)
+    while True:
+        cut = text.find("\n", start + LINES_AT_ONCE) if size - start > LINES_AT_ONCE else -1
+        lines = _NEWLINE.split(text[start:] if cut < 0 else text[start:cut + 1])
+        if cut >= 0:
+            lines.pop()  # what follows the part's last LF is the next part's first line
+        for line in lines:
+            n += 1
+            yield n, line
+        if cut < 0:
+            return
+        start = cut + 1
+
+
+def _records(text: str) -> Iterator[tuple[int, str]]:
+    """(line number, line stripped) of each line of a list that is neither blank nor a ``#`` comment; a UTF-8
+    byte-order mark (Windows' Notepad writes one) is not part of the first line."""
+    for n, line in numbered_lines(text.removeprefix("\ufeff")):
+        if (line := line.strip()) and line[0] != "#":
+            yield n, line
+
+
+def _rows(text: str, source: str) -> Iterator[tuple[int, list[str]]]:
+    """(line where the record starts, its cells) of each record of a list read as CSV: a quoted cell is unquoted
+    (``"a.com","NEWS"``) and a record whose quoted cell holds a line break (Citizen Lab's ``notes``) is one
+    record, numbered by the line it starts on. Without a quote anywhere a record is its line cut at commas,
+    as the csv module cuts it, at a tenth of the cost. BadInput, naming the line, for a quote never closed."""
+    if '"' not in text:
+        for n, line in _records(text):
+            yield n, line.split(",")
+        return
+    numbers: list[int] = []  # the lines the reader took for the record it is reading
+
+    def lines() -> Iterator[str]:
+        for n, line in _records(text):
+            numbers.append(n)
+            yield line
+
+    reader = csv.reader(lines(), strict=True)
+    while True:
+        numbers.clear()
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            why = "a quote opened here is never closed" if "end of data" in str(e) else str(e)
+            raise BadInput(f"{source}: line {numbers[0] if numbers else '?'}: not valid CSV: {why}") from None
+        yield numbers[0], row
+
+
+def _is_rank(cell: str) -> bool:
+    return cell.strip().isdecimal() and cell.strip().isascii()
+
+
+def _column(row: list[str], headers: tuple[str, ...], ranked: bool) -> tuple[int, bool]:
+    """Which column of a list holds its entries, from its first record, and whether that record is a header:
+    the first cell unless a header names another column (``rank,domain``), or unless `ranked` and the record
+    is a rank and a name (``1,example.com``: Tranco, Umbrella and Alexa write their lists so)."""
+    names = [cell.strip().lower() for cell in row]
+    if names and names[0] in headers:
+        return 0, True
+    if (named := next((i for i, name in enumerate(names) if name in headers), None)) is not None:
+        return named, True
+    if ranked and len(row) > 1 and _is_rank(row[0]) and row[1].strip():
+        return 1, False
+    return 0, False
+
+
+def column_entries(text: str, source: str = "list", headers: tuple[str, ...] = ("url",),
+                   ranked: bool = False) -> Iterator[tuple[int, str]]:
+    """(line number, value) of each entry of a one-per-line list, or of a CSV's column (a Citizen Lab test list),
+    one at a time: the first column, or the one a header row names by one of `headers` (in any case), or with
+    `ranked` the second of a list of ranks and names (Tranco's ``1,example.com``). A UTF-8 byte-order mark,
+    blank lines, ``#`` comments, header rows and rows with an empty cell there are skipped; a quoted cell is
+    unquoted, and a record whose quoted cell holds a line break is one entry, numbered by the line it starts on,
+    as `categories_by_line` numbers it. BadInput, naming the line, for a quote never closed."""
+    col: int | None = None
+    for n, row in _rows(text, source):
+        if col is None:
+            col, header = _column(row, headers, ranked)
+            if header:
+                continue
+        value = row[col].strip() if col < len(row) else ""
         if value and value.lower() not in headers:
-            found.append((n, value))
-    return found
+            yield n, value
+
+
+def first_column(text: str, source: str = "list", headers: tuple[str, ...] = ("url",),
+                 ranked: bool = False) -> list[tuple[int, str]]:
+    """`column_entries`, all at once."""
+    return list(column_entries(text, source, headers, ranked))
+
+
+def checked_entries(text: str, source: str = "list", headers: tuple[str, ...] = ("url",),
+                    noun: tuple[str, str] = ("input", "inputs"), ranked: bool = False) -> Iterator[tuple[int, str]]:
+    """`column_entries`, refusing (BadInput, naming the list and the line) a header row whose columns have other
+    names (``urls,category_code``), whose first would be measured as an input, before its first entry; and, after
+    the last, a list that held none, rather than let it read as no list at all (naming a row whose first cell is
+    empty when nothing else is there). ``noun``: what an entry is, one and many ("domain", "domains")."""
+    first: tuple[int, str] | None = None
+    for n, value in column_entries(text, source, headers, ranked):
+        if first is None:
+            first = next(_records(text))
+            if n == first[0] and "," in first[1] and value.replace("_", "").isalpha():
+                article = "an" if noun[0][:1] in ("a", "e", "i", "o", "u") else "a"
+                raise BadInput(f"{source}: line {n}: {value[:100]!r} is not {article} {noun[0]} (a list's header "
+                               f"names its column of {noun[1]} {' or '.join(headers)})")
+        yield n, value
+    if first is None:
+        empty = next((n for n, line in _records(text) if not line.split(",", 1)[0].strip().strip('"').strip()), None)
+        if empty is not None:  # rows whose first cell is empty, which `column_entries` skips
+            raise BadInput(f"{source}: line {empty}: no {noun[0]} (its first column is empty)")
+        raise BadInput(f"{source}: no {noun[1]} in it")
 
 
 def list_entries(text: str, source: str = "list", headers: tuple[str, ...] = ("url",),
-                 noun: tuple[str, str] = ("input", "inputs")) -> list[tuple[int, str]]:
-    """`first_column`, refusing (BadInput, naming the list and the line) a list that holds no entry, rather than
-    let it read as no list at all; a row whose first cell is empty when nothing else is there; and a header row
-    whose first column has another name (``urls,category_code``), whose name would be measured as an input.
-    ``noun``: what an entry is, one and many ("domain", "domains")."""
-    entries = first_column(text, source, headers)
-    rows = [(n, line.strip()) for n, line in enumerate(lines_of(text.removeprefix("\ufeff")), 1)
-            if line.strip() and not line.strip().startswith("#")]
-    if not entries:
-        empty = next((n for n, line in rows if not line.split(",", 1)[0].strip().strip('"').strip()), None)
-        if empty is not None:  # rows whose first cell is empty, which `first_column` skips
-            raise BadInput(f"{source}: line {empty}: no {noun[0]} (its first column is empty)")
-        raise BadInput(f"{source}: no {noun[1]} in it")
-    n, value = entries[0]
-    if n == rows[0][0] and "," in rows[0][1] and value.replace("_", "").isalpha():
-        article = "an" if noun[0][:1] in ("a", "e", "i", "o", "u") else "a"
-        raise BadInput(f"{source}: line {n}: {value[:100]!r} is not {article} {noun[0]} (a list's header names its "
-                       f"first column {' or '.join(headers)})")
-    return entries
-
-
-def _csv_rows(lines: list[tuple[int, str]], source: str) -> list[tuple[int, list[str]]]:
-    """(line where the record starts, its cells) of each record of a CSV given as (line number, text) pairs;
-    BadInput, naming the line, for a record that is not valid CSV (a quote never closed)."""
-    reader = csv.reader((ln for _, ln in lines), strict=True)
-    rows: list[tuple[int, list[str]]] = []
-    while True:
-        line = lines[min(reader.line_num, len(lines) - 1)][0]  # where the next record starts
-        try:
-            rows.append((line, next(reader)))
-        except StopIteration:
-            return rows
-        except csv.Error as e:
-            why = "a quote opened here is never closed" if "end of data" in str(e) else str(e)
-            raise BadInput(f"{source}: line {line}: not valid CSV: {why}") from None
+                 noun: tuple[str, str] = ("input", "inputs"), ranked: bool = False) -> list[tuple[int, str]]:
+    """`checked_entries`, all at once."""
+    return list(checked_entries(text, source, headers, noun, ranked))
 
 
 def categories_by_line(text: str, source: str = "list") -> dict[int, str]:
     """The Citizen Lab category (``category_code``, upper-cased) of each record of a test-list CSV, by the line
     its record starts on; empty for a list without that column (one entry per line, or another CSV)."""
-    lines = [(n, ln) for n, ln in enumerate(lines_of(text.removeprefix("\ufeff")), 1)
-             if ln.strip() and not ln.lstrip().startswith("#")]
-    if not lines or "," not in lines[0][1]:
+    first = next(_records(text), None)
+    if first is None or "," not in first[1]:
         return {}
-    rows = _csv_rows(lines, source)
-    header = [h.strip().lower() for h in rows[0][1]]
+    rows = _rows(text, source)
+    header = [h.strip().lower() for h in next(rows)[1]]
     if "category_code" not in header:
         return {}
     col = header.index("category_code")
-    return {line: row[col].strip().upper() for line, row in rows[1:] if col < len(row) and row[col].strip()}
+    return {line: code for line, row in rows if col < len(row) and (code := row[col].strip().upper())}
 
 
 CATEGORY_CODE = re.compile(r"[A-Z0-9_]{2,12}")  # Citizen Lab's codes: NEWS, HUMR, CULTR...
@@ -342,28 +439,33 @@ def category_codes(value: str) -> list[str]:
     return codes
 
 
+def _citizen_lab_rows(text: str, source: str) -> Iterator[tuple[int, str, str | None]]:
+    """(line, url, category code or None) of each record of a test-list CSV after its header."""
+    rows = _rows(text, source)
+    header = [h.strip().lower() for h in next(rows)[1]]
+    col = header.index("url") if "url" in header else 0
+    cat = header.index("category_code") if "category_code" in header else None
+    for line, row in rows:
+        url = row[col].strip() if col < len(row) else ""
+        if not url:
+            raise BadInput(f"{source}: line {line}: no url")
+        code = row[cat].strip() if cat is not None and cat < len(row) else ""
+        yield line, url, code or None
+
+
 def read_url_list(text: str, source: str = "list") -> list[ListEntry]:
-    """Entries of a Citizen Lab test-list CSV (a header whose first column is `url`, in any case) or of a
+    """Entries of a Citizen Lab test-list CSV (a header naming a column `url`, in any case) or of a
     one-URL-per-line file; blank lines and ``#`` comments are skipped, a UTF-8 byte-order mark too. URLs
     are written as `normal_url` writes them, each once (the first entry wins)."""
-    text = text.removeprefix("\ufeff")
-    lines = [(n, ln) for n, ln in enumerate(lines_of(text), 1) if ln.strip() and not ln.lstrip().startswith("#")]
-    if not lines:
+    first = next(_records(text), None)
+    if first is None:
         raise BadInput(f"{source}: no URLs in it")
-    found: list[tuple[int, str, str | None]] = []  # (line, url, category_code)
-    if lines[0][1].split(",")[0].strip().strip('"').strip().lower() == "url":
-        rows = _csv_rows(lines, source)
-        header = [h.strip().lower() for h in rows[0][1]]
-        col = header.index("url") if "url" in header else 0
-        cat = header.index("category_code") if "category_code" in header else None
-        for line, row in rows[1:]:
-            url = row[col].strip() if col < len(row) else ""
-            if not url:
-                raise BadInput(f"{source}: line {line}: no url")
-            code = row[cat].strip() if cat is not None and cat < len(row) else ""
-            found.append((line, url, code or None))
-    else:
-        found = [(n, ln.strip(), None) for n, ln in lines]
+    found: Iterator[tuple[int, str, str | None]]  # (line, url, category_code)
+    cells = [cell.strip().strip('"').strip().lower() for cell in first[1].split(",")]
+    if cells[0] == "url" or ("://" not in first[1] and "url" in cells):  # a header naming the column of URLs
+        found = _citizen_lab_rows(text, source)
+    else:  # a whole line is one URL: a comma is one of a URL's characters
+        found = ((n, line, None) for n, line in _records(text))
     entries: dict[str, ListEntry] = {}
     for i, (line, url, category) in enumerate(found, 1):
         try:

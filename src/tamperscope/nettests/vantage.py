@@ -30,7 +30,9 @@ def domain_name(input: str | None, nettest: str) -> str:
     """The input as the domain a query or a Host header carries; NettestError (one line) if it is none."""
     if not input:
         raise NettestError(f"{nettest} needs an input domain")
-    name = input.strip().lower()
+    name = input.strip()
+    if not name.islower():  # most names of a long list are lower-case already: not copied
+        name = name.lower()
     if "://" in name:
         from urllib.parse import urlsplit
 
@@ -40,7 +42,7 @@ def domain_name(input: str | None, nettest: str) -> str:
             name = ""
     name = name.rstrip(".")
     try:
-        if not name or ".." in name or ipaddress_or_none(name) is not None:
+        if not name or ".." in name or (_address_like(name) and ipaddress_or_none(name) is not None):
             raise BadInput("")
         name = check_host(name)
     except BadInput:
@@ -53,6 +55,12 @@ def domain_name(input: str | None, nettest: str) -> str:
         if ipaddress_or_none(name) is not None or name.rsplit(".", 1)[-1].isdigit():
             raise NettestError(f"not a domain name: {_shown(input)}")  # "１２７．０．０．１" is 127.0.0.1
     return name
+
+
+def _address_like(name: str) -> bool:
+    """Whether a name may be an IP address at all (IPv4's digits and dots, or IPv6's colons): the few that may are
+    parsed, not the millions of names of a long list."""
+    return ":" in name or name.replace(".", "").isdigit()
 
 
 def _shown(value: str) -> str:

@@ -74,7 +74,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("nettest", help="the nettest to run, or a group of them (im, circumvention)")
     p.add_argument("--input", "-i", action="append", default=[], metavar="INPUT", help="a URL (or a domain for dnscheck and blocking_rules); repeatable")
     p.add_argument("--list", "-l", type=path_arg, action="append", default=[], metavar="FILE",
-                   help="Citizen Lab test-list CSV or one input per line; repeatable")
+                   help="Citizen Lab test-list CSV (or a CSV whose header names its url column) or one input per line; "
+                        "repeatable")
     p.add_argument("--category", type=_categories, action="extend", default=[], metavar="CODE[,CODE…]",
                    help="web_connectivity: only the --list entries of these Citizen Lab categories (their "
                         "category_code: NEWS, HUMR, POLR, LGBT…; repeatable); --input URLs are measured all the same")
@@ -607,11 +608,11 @@ def _inputs(args: argparse.Namespace, nettest: Any, backend: str | None,
     ``categories`` gets each list entry's Citizen Lab category (the first list to name a URL says)."""
     items: list[str] = []
 
-    def check(value: str, where: str, category: str | None = None) -> None:
+    def check(value: str, where: str, category: str | None = None, normal: bool = False) -> None:
         try:
             check_input(nettest, value, backend=backend)
-            if nettest.NAME == "web_connectivity":  # recorded as a list entry is: a rerun and a resume agree
-                value = normal_url(value)
+            if nettest.NAME == "web_connectivity" and not normal:  # recorded as a list entry is: a rerun and a
+                value = normal_url(value)  # resume agree (`read_url_list` wrote its entries so)
         except (NettestError, BadInput) as e:
             raise UsageError(f"{where}{e}") from None
         items.append(value)
@@ -636,7 +637,7 @@ def _inputs(args: argparse.Namespace, nettest: Any, backend: str | None,
                 raise UsageError(str(e)) from None
             for n, (entry, kept) in enumerate(zip(entries, keep), 1):  # numbered as in the whole list
                 if kept:
-                    check(entry.url, f"{path}: entry {n}: ", entry.category_code)
+                    check(entry.url, f"{path}: entry {n}: ", entry.category_code, normal=True)
             continue
         try:
             values = list_entries(text, str(path))  # a Citizen Lab CSV's first column, or the whole line

@@ -20,7 +20,7 @@ import ipaddress
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -28,7 +28,7 @@ from typing import Any
 
 from ..cli import UsageError, path_arg, path_text_arg
 from ..model.asn import EMPTY, AsnTable
-from ..model.inputs import MAX_LIST, BadInput, categories_by_line, check_utf8_url, first_column, list_entries
+from ..model.inputs import MAX_LIST, BadInput, categories_by_line, check_utf8_url, checked_entries, first_column
 from ..model.measurement import ProbeInfo
 from ..nettests import remote_dns, remote_web
 from ..nettests.base import Context, NettestError, Timeouts
@@ -93,7 +93,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--input", "-i", action="append", default=[], metavar="DOMAIN",
                    help="a domain (or a URL: its host); repeatable")
     p.add_argument("--list", "-l", type=path_arg, action="append", default=[], metavar="FILE",
-                   help="Citizen Lab test-list CSV or one domain per line; repeatable")
+                   help="one domain per line, a Citizen Lab test-list CSV, a ranked list (Tranco's 1,example.com) or "
+                        "a CSV whose header names its column of domains (url or domain); up to 512 MiB; repeatable")
     p.add_argument("--category", type=_categories, action="extend", default=[], metavar="CODE[,CODE…]",
                    help="only the --list entries of these Citizen Lab categories (their category_code: NEWS, HUMR, "
                         "POLR, LGBT…; repeatable); --input domains are measured all the same")
@@ -271,27 +272,30 @@ def _first_column(text: str, path: Path, headers: tuple[str, ...]) -> list[tuple
 
 def _inputs(args: argparse.Namespace, nettest: ModuleType, categories: dict[str, str] | None = None) -> list[str]:
     """The domains to measure, each once. ``categories`` gets each list entry's Citizen Lab category, by domain (the
-    first list entry to name a domain says), for --summary."""
-    items: list[str] = []
+    first list entry to name a domain says), for --summary. A list is read an entry at a time: millions of
+    domains (a TMC-sized list) are held once, as the domains measured."""
+    items: dict[str, None] = {}
 
     def check(value: str, where: str, category: str | None = None) -> None:
         try:
             check_utf8_url(value, "input")  # a name from a command line that no measurement can hold
-            items.append(domain_name(value, nettest.NAME))
+            name = domain_name(value, nettest.NAME)
         except (NettestError, BadInput) as e:
             raise UsageError(f"{where}{e}") from None
+        items[name] = None
         if category and categories is not None:
-            categories.setdefault(items[-1], category)
+            categories.setdefault(name, category)
 
     pick = category_pick(args)
     for i in args.input:
         check(i, "")
     for path in args.list:
-        text = _read_bounded(path, MAX_LIST, "list")
-        entries = _list_entries(text, path)
+        text = _read_bounded(path, MAX_DOMAIN_LIST, "list")
+        entries: Iterable[tuple[int, str]] = _list_entries(text, path)
         try:
             codes = categories_by_line(text, str(path)) if pick or categories is not None else {}
             if pick:
+                entries = list(entries)
                 entries = [e for e, kept in zip(entries, pick.keep([codes.get(n) for n, _ in entries], str(path)))
                            if kept]
         except BadInput as e:
@@ -301,18 +305,21 @@ def _inputs(args: argparse.Namespace, nettest: ModuleType, categories: dict[str,
     checked(pick)
     if not items:
         raise UsageError(f"remote {args.kind} needs --input or --list")
-    return list(dict.fromkeys(items))
+    return list(items)
 
 
-LIST_HEADERS = ("url", "domain")  # a list's header row: its first column's name
+# bytes of a domain list: TMC's 15.5M domains are ~210 MB (read in about a minute and 2 GB here; bench/lists.py)
+MAX_DOMAIN_LIST = 512 << 20
+LIST_HEADERS = ("url", "domain")  # a list's header row: the name of its column of domains
 
 
-def _list_entries(text: str, path: Path) -> list[tuple[int, str]]:
-    """(line, value) of each entry of a domain list: a Citizen Lab CSV's first column, or the line. A list that
-    holds none, or whose header names its first column otherwise (``urls,category_code``), is refused, as `run`
-    refuses it, rather than taken for no list at all or measured as a domain."""
+def _list_entries(text: str, path: Path) -> Iterator[tuple[int, str]]:
+    """(line, value) of each entry of a domain list, one at a time: a Citizen Lab CSV's first column, a column a
+    header names (``rank,domain``), the names of a ranked list (Tranco's ``1,example.com``), or the line. A
+    list that holds none, or whose header names its columns otherwise (``urls,category_code``), is refused, as
+    `run` refuses it, rather than taken for no list at all or measured as a domain."""
     try:
-        return list_entries(text, str(path), LIST_HEADERS, ("domain", "domains"))
+        yield from checked_entries(text, str(path), LIST_HEADERS, ("domain", "domains"), ranked=True)
     except BadInput as e:
         raise UsageError(str(e)) from None
 
