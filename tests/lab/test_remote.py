@@ -374,3 +374,31 @@ def test_remote_category_measures_only_those_list_entries(lab, tmp_path) -> None
                         (A.PUBLIC_RESOLVER, "inject.example"): "none", (A.PUBLIC_RESOLVER, "example.org"): "none"}
     table = res.stdout.split("\n\n")[1].splitlines()
     assert [line.rsplit(None, 2) for line in table[2:]] == [["News Media (NEWS)", "1", "1"], ["E-commerce (COMM)", "1", "0"]]
+
+
+def test_remote_reads_a_ranked_list_and_measures_its_names(lab, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A list as Tranco writes it (``rank,domain``, CRLF), long enough to be read in parts: its names are measured,
+    each once, and no rank becomes a domain; the censored names among them are found as the other tests find them."""
+    names = [f"site{i}.bench.example" for i in range(90_000)]  # ~2 MB: split into lines a part at a time
+    names[40_000:40_000] = ["inject.example", "poison.example", "example.org", "Inject.Example"]
+    lst = tmp_path / "top-1m.csv"
+    lst.write_bytes("".join(f"{rank},{name}\r\n" for rank, name in enumerate(names, 1)).encode())
+    # measure the list's stretch around the censored names: --max-runtime would stop anywhere, so a list of
+    # its middle, sliced from the same file as a user would with sed, keeps the ranks as they were
+    middle = tmp_path / "middle.csv"
+    middle.write_bytes(b"".join(lst.read_bytes().splitlines(keepends=True)[39_800:40_204]))
+    out = tmp_path / "dns.jsonl"
+    res = remote("dns", "-V", A.ISP_RESOLVER, "-l", str(middle), "--per-vantage", "32", "-o", str(out), timeout=240)
+    assert res.returncode == 0, res.stderr
+    measured = {m["input"]: m["test_keys"]["x_mechanism"] for m in read(out)}
+    assert len(measured) == len(read(out)) == 403  # 404 lines, "Inject.Example" the same name as "inject.example"
+    assert not any(name.isdigit() for name in measured)
+    assert {k: measured[k] for k in ("inject.example", "poison.example", "example.org")} == {
+        "inject.example": "dns.injection", "poison.example": "dns.poison", "example.org": "none"}
+    assert set(measured) - {"inject.example", "poison.example", "example.org"} == set(names[39_800:40_000]) | set(
+        names[40_004:40_204])
+    # the whole list is read and checked before anything is measured: a bad name near its end is named by its line
+    lst.write_bytes(lst.read_bytes() + b"90005,bad..name\r\n")
+    res = remote("dns", "-V", A.ISP_RESOLVER, "-l", str(lst), "-o", str(tmp_path / "none.jsonl"), timeout=120)
+    assert res.returncode == 2 and "top-1m.csv: line 90005: not a domain name: 'bad..name'" in res.stderr, res.stderr
+    assert not (tmp_path / "none.jsonl").exists()
