@@ -339,6 +339,8 @@ def _output(args: argparse.Namespace, nettest: ModuleType) -> tuple[Path | None,
 
 def _already(seen: frozenset[str], vantages: list[str], inputs: list[str]) -> int:
     """How many of this run's (vantage, domain) pairs the output holds already."""
+    if not seen:  # a first run: no table of millions of domains to look nothing up in
+        return 0
     vs, ds = set(vantages), set(inputs)
     return sum(1 for key in seen if (parts := key.split(" ", 1)) and parts[0] in vs and parts[-1] in ds)
 
