@@ -80,6 +80,7 @@ from tamperscope.analysis.records import MAX_MEASUREMENT_BYTES, Line
 from tamperscope.model import failures as F
 from tamperscope.model.asn import AsnTable
 from tamperscope.model.countries import MAX_NAME, code_of
+from tamperscope.model.inputs import Damaged, inflated, read_upto
 from tamperscope.model.remote import AFTER, BEFORE, TEST, VALIDATE
 
 FORMAT = "hyperquack-v2"
@@ -158,11 +159,25 @@ def _text(value: Any) -> str | None:
 @lru_cache(maxsize=1)
 def _table(path: str) -> AsnTable | None:
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            text = f.read(MAX_ASN_TABLE + 1)
-        return AsnTable.from_text(text[:MAX_ASN_TABLE], path)
-    except (OSError, ValueError):
+        return AsnTable.from_text(_table_text(path), path)
+    except (OSError, ValueError):  # Damaged and _TooLarge are ValueErrors
         return None
+
+
+class _TooLarge(ValueError):
+    pass
+
+
+def _table_text(path: str) -> str:
+    """An ASN table file's text (a byte that is not UTF-8 replaced), inflated when it is compressed (iptoasn.com
+    publishes ``ip2asn-v4.tsv.gz``); _TooLarge past `MAX_ASN_TABLE` bytes, compressed or not."""
+    with open(path, "rb") as f:
+        data = read_upto(f, MAX_ASN_TABLE + 1)
+    if len(data) <= MAX_ASN_TABLE:
+        data = inflated(data, MAX_ASN_TABLE + 1)
+    if len(data) > MAX_ASN_TABLE:
+        raise _TooLarge(f"larger than {MAX_ASN_TABLE >> 20} MB: not an ASN table")
+    return data.decode("utf-8", errors="replace")
 
 
 def use_asn_table(given: str | os.PathLike[str] | None) -> int | None:
@@ -174,12 +189,13 @@ def use_asn_table(given: str | os.PathLike[str] | None) -> int | None:
         return None
     where = path if given else f"${ASN_TABLE_ENV} ({path})"
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            text = f.read(MAX_ASN_TABLE + 1)
+        text = _table_text(path)
     except OSError as exc:
         raise ValueError(f"{where}: cannot read it: {exc.strerror or exc}") from None
-    if len(text) > MAX_ASN_TABLE:
-        raise ValueError(f"{where}: larger than {MAX_ASN_TABLE >> 20} MB: not an ASN table")
+    except Damaged as exc:
+        raise ValueError(f"{where}: cannot read it: {exc}") from None
+    except _TooLarge as exc:
+        raise ValueError(f"{where}: {exc}") from None
     table = AsnTable.from_text(text, where)  # ValueError naming the line
     if not table.size:
         raise ValueError(f"{where}: no IPv4 range in it (iptoasn.com's TSV: range_start, range_end, AS number, "

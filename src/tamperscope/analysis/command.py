@@ -151,8 +151,8 @@ def add_parser(subparsers: Any) -> None:
                         "local/NAME. The verdicts record them (analysis_version 17+local.DIGEST); measurements "
                         "stored before are judged with them by --reanalyse stale; default $TAMPERSCOPE_FINGERPRINTS")
     p.add_argument("--asn-table", type=path_arg, metavar="FILE",
-                   help="prefix-to-ASN table (iptoasn.com TSV), for Censored Planet's lines, which name "
-                        "no network: each vantage's AS and name from it (AS0 without); default "
+                   help="prefix-to-ASN table (iptoasn.com TSV, or its .tsv.gz), for Censored Planet's lines, which "
+                        "name no network: each vantage's AS and name from it (AS0 without); default "
                         "$TAMPERSCOPE_ASN_TABLE")
     p.add_argument("--reanalyse", "--reanalyze", choices=("stale", "all"), metavar="stale|all",
                    help="derive again the verdicts, observations and rules the store holds, from the raw "

@@ -708,7 +708,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--ca-bundle", type=path_text_arg, default=None,
                     help="CA bundle (PEM) to verify TLS with (default: the system's)")
     ap.add_argument("--asn-table", type=path_text_arg, default=None,
-                    help="prefix-to-ASN table in iptoasn.com TSV format, for ip_info")
+                    help="prefix-to-ASN table in iptoasn.com TSV format (or its .tsv.gz), for ip_info")
     ap.add_argument("--max-inflight", type=int, default=64,
                     help=f"answer 503 above this many requests in flight, 1-{MAX_INFLIGHT:,} (default 64)")
     ap.add_argument("--max-connections", type=int, default=1024,

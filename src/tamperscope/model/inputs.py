@@ -7,10 +7,13 @@ raises `BadInput` with a one-line message naming the source and the entry.
 from __future__ import annotations
 
 import csv
+import io
 import ipaddress
 import os
 import re
 import stat
+import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -214,7 +217,7 @@ class ListEntry:
 MAX_LIST = 64 << 20  # bytes of a test list: Citizen Lab's global list is ~300 KB
 
 
-def _read_upto(f: BinaryIO, most: int) -> bytes:
+def read_upto(f: BinaryIO, most: int) -> bytes:
     """At most `most` bytes of a file: a regular file in one read of its size, anything else (a device, a FIFO)
     64 KiB at a time. ``f.read(most)`` first took a buffer of `most` bytes (512 MiB for a list of a few kB)."""
     info = os.fstat(f.fileno())
@@ -230,15 +233,77 @@ def _read_upto(f: BinaryIO, most: int) -> bytes:
     return b"".join(chunks)
 
 
+class Damaged(ValueError):
+    """A compressed file that does not inflate: its words say why."""
+
+
+def _gunzip(data: bytes, most: int) -> bytes:
+    """At most `most` bytes of a gzip file's content, every member of it (``cat a.gz b.gz`` is one gzip file),
+    inflated `most` bytes at most at a time: a bomb costs what it is allowed to give. Damaged when it is not
+    gzip past its first member, or ends before its last member does."""
+    out: list[bytes] = []
+    got, rest = 0, data
+    while rest.strip(b"\0") and got < most:  # NULs after the last member: padding some tools write
+        inflater = zlib.decompressobj(wbits=31)
+        pending = rest
+        try:
+            while pending and got < most and not inflater.eof:
+                piece = inflater.decompress(pending, most - got)
+                out.append(piece)
+                got += len(piece)
+                pending = inflater.unconsumed_tail
+        except zlib.error as e:
+            raise Damaged(f"damaged gzip ({e})") from None
+        if got >= most:
+            break
+        if not inflater.eof:
+            raise Damaged("truncated gzip (it ends before its content does)")
+        rest = inflater.unused_data
+    return b"".join(out)
+
+
+def _unzip(data: bytes, most: int) -> bytes:
+    """At most `most` bytes of the one file a zip archive holds (Tranco's top-1m.csv.zip); Damaged for an archive
+    that holds none or several, is encrypted or damaged."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            files = [member for member in archive.infolist() if not member.is_dir()]
+            if len(files) != 1:
+                raise Damaged(f"a zip archive of {len(files)} files: give the one to read, unpacked or alone in "
+                               "its archive")
+            with archive.open(files[0]) as member:
+                return member.read(most)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+        raise Damaged(f"damaged zip archive ({e})") from None
+    except (NotImplementedError, RuntimeError) as e:  # another compression method; a password
+        raise Damaged(f"a zip archive it cannot read ({e})") from None
+
+
+def inflated(data: bytes, most: int) -> bytes:
+    """A file's bytes as they are, or at most `most` bytes of its content when it is compressed with gzip or is a zip
+    archive of one file (by their first bytes, whatever the file's name); Damaged when that does not inflate."""
+    if data[:2] == b"\x1f\x8b":
+        return _gunzip(data, most)
+    if data[:4] == b"PK\x03\x04":
+        return _unzip(data, most)
+    return data
+
+
 def read_bounded(path: str | os.PathLike[str], limit: int, what: str) -> str:
-    """A text file's content, reading at most `limit` bytes (a device like /dev/zero never ends); BadInput,
-    one line naming `what` and the file, when it is larger, unreadable or not UTF-8."""
+    """A text file's content, reading at most `limit` bytes (a device like /dev/zero never ends); a file compressed
+    with gzip (``ip2asn-v4.tsv.gz``), or a zip archive of one file (``top-1m.csv.zip``), is read inflated, at most
+    `limit` bytes of it. BadInput, one line naming `what` and the file, when it is larger, unreadable, damaged or
+    not UTF-8."""
     try:
         with open(path, "rb") as f:
-            data = _read_upto(f, limit + 1)
+            data = read_upto(f, limit + 1)
         if len(data) > limit:
             raise BadInput(f"{what} {path} is larger than {limit >> 20} MiB: is it the right file?")
+        if (data := inflated(data, limit + 1)) and len(data) > limit:
+            raise BadInput(f"{what} {path} is larger than {limit >> 20} MiB uncompressed: is it the right file?")
         return data.decode("utf-8")
+    except Damaged as e:
+        raise BadInput(f"cannot read {what} {path}: {e}") from None
     except UnicodeDecodeError as e:  # where, so that the one bad byte of a long list can be found
         line = e.object.count(b"\n", 0, e.start) + 1
         at = f"byte {e.start} is {e.object[e.start]:#04x}, line {line}"

@@ -88,7 +88,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--ca-bundle", type=path_text_arg, default=None,
                    help="CA bundle for TLS; default $TAMPERSCOPE_CA_BUNDLE or the system's")
     p.add_argument("--asn-table", type=path_text_arg, default=None,
-                   help="prefix-to-ASN table (iptoasn.com TSV); default $TAMPERSCOPE_ASN_TABLE")
+                   help="prefix-to-ASN table (iptoasn.com TSV, or its .tsv.gz); default $TAMPERSCOPE_ASN_TABLE")
     p.add_argument("--cc", default=None, help="your country code, if you want it recorded and it cannot be looked up")
     p.add_argument("--asn", default=None, help="your network's AS number, likewise")
     p.add_argument("--backend", default=None, help="echo/middlebox backend host for middlebox nettests; default $TAMPERSCOPE_ECHO")

@@ -94,7 +94,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="a domain (or a URL: its host); repeatable")
     p.add_argument("--list", "-l", type=path_arg, action="append", default=[], metavar="FILE",
                    help="one domain per line, a Citizen Lab test-list CSV, a ranked list (Tranco's 1,example.com) or "
-                        "a CSV whose header names its column of domains (url or domain); up to 512 MiB; repeatable")
+                        "a CSV whose header names its column of domains (url or domain); up to 512 MiB; gzip or a zip "
+                        "of one file too; repeatable")
     p.add_argument("--category", type=_categories, action="extend", default=[], metavar="CODE[,CODE…]",
                    help="only the --list entries of these Citizen Lab categories (their category_code: NEWS, HUMR, "
                         "POLR, LGBT…; repeatable); --input domains are measured all the same")
@@ -133,7 +134,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="dns: CA bundle to validate answers with; default "
                    "$TAMPERSCOPE_CA_BUNDLE or the system's")
     p.add_argument("--asn-table", type=path_text_arg, default=None,
-                   help="prefix-to-ASN table (iptoasn.com TSV): the vantages' networks and countries; "
+                   help="prefix-to-ASN table (iptoasn.com TSV, or its .tsv.gz): the vantages' networks and countries; "
                         "default $TAMPERSCOPE_ASN_TABLE")
     p.add_argument("--cc", default=None, help="the vantages' country, when the ASN table does not say")
     p.add_argument("--allow-net", action="append", default=[], metavar="CIDR",
