@@ -19,7 +19,14 @@ from tamperscope.collector.app import create_app
 from tamperscope.collector.config import Settings
 from tamperscope.collector.testing import SyncClient, running_app
 from tamperscope.explorer import pages
-from tamperscope.explorer.evidence import MAX_BODIES, MAX_REQUESTS, title_of
+from tamperscope.explorer.evidence import (
+    MAX_BODIES,
+    MAX_HEADERS,
+    MAX_QUERY_ANSWERS,
+    MAX_RECORDS,
+    MAX_REQUESTS,
+    title_of,
+)
 from tamperscope.explorer.headers import CSP
 
 QUADRATIC = "<title>" * 9362  # 64 KiB; a lazy <title>(.*?)</title retried from each <title: ~7 s
@@ -197,3 +204,32 @@ def test_an_unhandled_error_is_a_plain_500_with_the_security_headers(tmp_path: P
     for r in (twin, api):
         assert r.headers["content-type"] == "application/json" and r.json()["error"] == "internal_error"
     assert orjson.loads(api.content)["detail"].count("\n") == 0
+
+
+def test_the_records_a_page_lists_are_bounded(client: SyncClient) -> None:
+    """A measurement of 5 MiB can carry tens of thousands of lookups, connections, handshakes and headers: a page
+    listing them all cost a second of CPU per view (1 read token) and weighed more than the measurement. The page
+    lists the first `MAX_RECORDS` of each, `MAX_HEADERS` headers a response, and says how many more there are."""
+    n = MAX_RECORDS + 800
+    answers = [{"answer_type": "A", "ipv4": f"198.18.{i // 250}.{i % 250}"} for i in range(MAX_QUERY_ANSWERS + 8)]
+    m = _measurement(
+        queries=[{"engine": "system", "resolver_address": "", "hostname": f"q{i}.example", "query_type": "A",
+                  "answers": answers, "failure": None} for i in range(n)],
+        x_dns_duplicate_responses=[{"hostname": "late.example", "answers": answers[:1]}] * n,
+        tcp_connect=[{"ip": "198.18.0.1", "port": 443, "status": {"success": True}}] * n,
+        tls_handshakes=[{"address": "198.18.0.1:443", "server_name": "a.example"}] * n,
+        quic_handshakes=[{"address": "198.18.0.1:443", "server_name": "a.example"}] * 10)
+    m["test_keys"]["requests"][0]["response"]["headers_list"] = [[f"X-H{i}", "v"] for i in range(5000)]
+    uid = _submit(client, m)
+    e = client.get(f"/m/{uid}.json").json()["evidence"]
+    assert len(e["dns"]["queries"]) == len(e["dns"]["late_answers"]) == MAX_RECORDS
+    assert e["dns"]["not_listed"] == e["dns"]["late_not_listed"] == 800
+    assert {len(q["answers"]) for q in e["dns"]["queries"]} == {MAX_QUERY_ANSWERS}
+    assert len(e["tcp"]) == MAX_RECORDS and e["tcp_not_listed"] == 800
+    assert len(e["tls"]) == MAX_RECORDS + 10 and e["tls_not_listed"] == 800  # QUIC's 10 are all listed
+    assert len(e["http"]["requests"][0]["headers"]) == MAX_HEADERS
+    page = client.get(f"/m/{uid}")
+    assert page.status_code == 200
+    for said in ("800 more DNS lookups", "800 more late answers", "800 more connections", "800 more handshakes"):
+        assert said in page.text, said
+    assert len(page.content) < 2_000_000  # the measurement submitted is ~2.6 MB; unbounded, the page was ~5 MB

@@ -187,14 +187,14 @@ def _time(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else -1.0
 
 
-def page_of(raw: bytes, row: Mapping[str, Any]) -> Seen | None:
+def page_of(raw: bytes, row: Mapping[str, Any], parsed: Any = None) -> Seen | None:
     """The page a measurement got instead of its site (the final response with a body), or None: no such page,
     the site's own page (its title is the control's), or a line that is not a measurement. For a measurement
     judged accessible (``mechanism`` ``none``), only a page whose length and title both differ from the control's
     (OONI's diff let it through on its headers: a blockpage with only common headers does), labelled
-    `ACCESSIBLE`."""
+    `ACCESSIBLE`. ``parsed``: the measurement already parsed, as `censoredplanet.as_measurement` gives it."""
     try:
-        m = censoredplanet.as_measurement(orjson.loads(raw))
+        m = parsed if parsed is not None else censoredplanet.as_measurement(orjson.loads(raw))
     except orjson.JSONDecodeError:
         return None
     tk = m.get("test_keys") if isinstance(m, dict) else None

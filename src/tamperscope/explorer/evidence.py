@@ -31,6 +31,7 @@ import binascii
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
+from itertools import islice
 from typing import Any
 
 from tamperscope.analysis.hops import hop_fields
@@ -43,6 +44,10 @@ MAX_BODY_TEXT = 64 * 1024       # characters of a body shown on the page
 MAX_TITLE_SCAN = 64 * 1024      # characters of a body searched for its <title>
 MAX_BODIES = 20                 # bodies decoded per measurement view (redirect chains are a handful)
 MAX_REQUESTS = 200              # HTTP requests listed on the page
+MAX_RECORDS = 200               # DNS lookups, connections and handshakes each listed on the page
+MAX_QUERY_ANSWERS = 32          # answers listed per DNS lookup
+MAX_HEADERS = 100               # headers listed per response
+MAX_EVIDENCE = 50               # lines of the verdict's evidence listed
 MAX_CHARSET_LABEL = 200         # characters of a Content-Type header read for the charset
 # Only the two tags are searched for, each with one linear scan: a lazy ``<title[^>]*>(.*?)</title``
 # retried from every ``<title`` of a body that never closes it is quadratic (seconds per body).
@@ -83,18 +88,21 @@ def body_bytes(value: Any) -> bytes:
     return b""
 
 
-def headers_of(response: Mapping[str, Any]) -> list[tuple[str, str]]:
+def headers_of(response: Mapping[str, Any], most: int = MAX_HEADERS) -> list[tuple[str, str]]:
+    """The first `most` headers of a response, as (name, value): a hostile one may carry 150,000."""
     pairs = response.get("headers_list")
     if isinstance(pairs, list) and pairs:
-        return [(str(p[0]), str(p[1])) for p in pairs if isinstance(p, list) and len(p) == 2]
+        return [(str(p[0]), str(p[1])) for p in islice((p for p in pairs if isinstance(p, list) and len(p) == 2),
+                                                       most)]
     headers = response.get("headers")
+    out: list[tuple[str, str]] = []
     if isinstance(headers, dict):
-        out: list[tuple[str, str]] = []
         for k, v in headers.items():
             for item in v if isinstance(v, list) else [v]:
+                if len(out) >= most:
+                    return out
                 out.append((str(k), str(item)))
-        return out
-    return []
+    return out
 
 
 def _content_type(headers: Sequence[tuple[str, str]]) -> dict[str, str]:
@@ -142,7 +150,7 @@ def title_of(text: str) -> str | None:
 
 def _answers(query: Mapping[str, Any]) -> list[str]:
     out = []
-    for a in _list(query.get("answers")):
+    for a in _list(query.get("answers"))[:MAX_QUERY_ANSWERS]:
         if not isinstance(a, dict):
             continue
         for key in ("ipv4", "ipv6", "hostname", "cname", "ns", "txt"):
@@ -154,8 +162,8 @@ def _answers(query: Mapping[str, Any]) -> list[str]:
 
 def dns(tk: Mapping[str, Any]) -> dict[str, Any]:
     control = _dict(_dict(tk.get("control")).get("dns"))
-    control_addrs = [str(a) for a in _list(control.get("addrs"))]
-    known = set(control_addrs)
+    known = {str(a) for a in _list(control.get("addrs"))}
+    control_addrs = [str(a) for a in _list(control.get("addrs"))[:MAX_QUERY_ANSWERS]]
 
     def row(q: Any) -> dict[str, Any] | None:
         if not isinstance(q, dict):
@@ -169,9 +177,11 @@ def dns(tk: Mapping[str, Any]) -> dict[str, Any]:
             "t": q.get("t"),
         }
 
-    queries = [r for r in (row(q) for q in _list(tk.get("queries"))) if r]
-    duplicates = [r for r in (row(q) for q in _list(tk.get("x_dns_duplicate_responses"))) if r]
-    return {"queries": queries, "late_answers": duplicates,
+    listed, late = _list(tk.get("queries")), _list(tk.get("x_dns_duplicate_responses"))
+    queries = [r for r in (row(q) for q in listed[:MAX_RECORDS]) if r]
+    duplicates = [r for r in (row(q) for q in late[:MAX_RECORDS]) if r]
+    return {"queries": queries, "late_answers": duplicates, "not_listed": max(0, len(listed) - MAX_RECORDS),
+            "late_not_listed": max(0, len(late) - MAX_RECORDS),
             "control": {"addrs": control_addrs, "failure": _str(control.get("failure"))} if control else None,
             "consistency": _str(tk.get("dns_consistency")), "failure": _str(tk.get("dns_experiment_failure"))}
 
@@ -186,7 +196,7 @@ def _looks_ip(text: str) -> bool:
 def tcp(tk: Mapping[str, Any]) -> list[dict[str, Any]]:
     control = _dict(_dict(tk.get("control")).get("tcp_connect"))
     out = []
-    for c in _list(tk.get("tcp_connect")):
+    for c in _list(tk.get("tcp_connect"))[:MAX_RECORDS]:
         if not isinstance(c, dict):
             continue
         endpoint = f"{c.get('ip')}:{c.get('port')}"
@@ -331,8 +341,13 @@ def tls(tk: Mapping[str, Any]) -> list[dict[str, Any]]:
     out = []
     for records, key, transport in (("tls_handshakes", "tls_handshake", "TCP"),
                                     ("quic_handshakes", "quic_handshake", "QUIC")):
-        out += _handshakes(_list(tk.get(records)), _dict(_dict(tk.get("control")).get(key)), transport)
+        out += _handshakes(_list(tk.get(records))[:MAX_RECORDS], _dict(_dict(tk.get("control")).get(key)), transport)
     return out
+
+
+def _not_listed(tk: Mapping[str, Any], *keys: str) -> int:
+    """How many records under `keys` the page leaves out, each list past its first `MAX_RECORDS`."""
+    return sum(max(0, len(_list(tk.get(key))) - MAX_RECORDS) for key in keys)
 
 
 # A record's role among its tags (remote measurement, echcheck), named in our words, never the measurement's.
@@ -391,7 +406,7 @@ def http(tk: Mapping[str, Any]) -> dict[str, Any]:
             "index": i, "url": _str(request.get("url")), "method": _str(request.get("method")),
             "address": _str(r.get("address")), "failure": _str(r.get("failure")),
             "status_code": response.get("code") if isinstance(response.get("code"), int) else None,
-            "headers": headers[:100], "body_length": len(body_bytes(response.get("body"))),
+            "headers": headers, "body_length": len(body_bytes(response.get("body"))),
             "body_truncated": response.get("body_is_truncated") is True,
             "body_text": text[:MAX_BODY_TEXT], "body_text_cut": len(text) > MAX_BODY_TEXT,
             "body_skipped": not shown and response.get("body") is not None,
@@ -404,7 +419,7 @@ def http(tk: Mapping[str, Any]) -> dict[str, Any]:
         ctrl_headers = _dict(control.get("headers"))
         ctrl = {"status_code": control.get("status_code"), "body_length": control.get("body_length"),
                 "title": _str(control.get("title")), "failure": _str(control.get("failure")),
-                "headers": [(str(k), str(v)) for k, v in ctrl_headers.items()][:100]}
+                "headers": [(str(k), str(v)) for k, v in islice(ctrl_headers.items(), MAX_HEADERS)]}
     diff = None
     final = next((r for r in reversed(requests) if r["status_code"]), None)
     if final is not None and ctrl is not None and ctrl.get("status_code"):
@@ -483,15 +498,18 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
             "outcome_meaning": OUTCOME_WORDS.get(outcome) if isinstance(outcome, str) else None,
             "mechanism_meaning": (MECHANISM_WORDS.get(mechanism) if isinstance(mechanism, str)
                                   and outcome in ("anomaly", "confirmed") else None),
-            "evidence": _items(v.get("evidence")) or _items(tk.get("x_evidence")),
+            "evidence": (said := _items(v.get("evidence")) or _items(tk.get("x_evidence")))[:MAX_EVIDENCE],
+            "evidence_not_listed": max(0, len(said) - MAX_EVIDENCE),
             "probe_said": {"x_mechanism": _str(tk.get("x_mechanism")), "x_confidence": tk.get("x_confidence"),
                            "blocking": _str(tk.get("blocking"))},
         },
         "dns": dns(tk),
         "tcp": tcp(tk),
+        "tcp_not_listed": _not_listed(tk, "tcp_connect"),
         "targets": targets(tk),
         "vpn": vpn(m.get("test_name"), tk),
         "tls": tls(tk),
+        "tls_not_listed": _not_listed(tk, "tls_handshakes", "quic_handshakes"),
         "http": http(tk),
         "fingerprints": fingerprints([str(f) for f in fps][:20]),
         "hop": {**hop, "raw": hop_raw} if hop is not None else None,

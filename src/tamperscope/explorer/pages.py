@@ -184,30 +184,32 @@ def area(reader: Reader, kind: str, key: str) -> dict[str, Any] | None:
     return page
 
 
-def _stored(reader: Reader, uid: str) -> tuple[bytes, dict[str, Any]] | None:
-    """A stored measurement's raw bytes and its parsed object (a line of Censored Planet's read as the measurement
-    the analysis judged: analysis/censoredplanet.py); None if there is none (or it is no object)."""
+def _stored(reader: Reader, uid: str) -> tuple[bytes, Any, dict[str, Any]] | None:
+    """A stored measurement's raw bytes, as it was published (parsed), and as the analysis judged it (a line of
+    Censored Planet's read as a measurement: analysis/censoredplanet.py, the published line itself otherwise);
+    None if there is none (or it is no object). Parsed once but for those lines: 5 MiB of small objects take
+    a third of a second to parse, and a page view parsed them three times."""
     raw = reader.raw(uid)
     if raw is None:
         return None
     try:
-        m = censoredplanet.as_measurement(orjson.loads(raw))
+        published = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    return (raw, m) if isinstance(m, dict) else None
+    m = censoredplanet.as_measurement(orjson.loads(raw)) if censoredplanet.looks_like(published) else published
+    return (raw, published, m) if isinstance(m, dict) else None
 
 
 def measurement(reader: Reader, uid: str) -> dict[str, Any] | None:
     stored = _stored(reader, uid)
     if stored is None:
         return None
-    raw, m = stored
+    raw, published, m = stored
     rows = reader.rows(
         """SELECT v.*, m.report_id FROM verdicts v JOIN measurements m USING (measurement_uid)
            WHERE v.measurement_uid = ?""", [uid])
     verdict = rows[0] if rows else {}
-    published = orjson.loads(raw)  # shown as it came, not as the analysis read it
-    converted = published is not m and censoredplanet.looks_like(published)
+    converted = published is not m  # shown as it came, not as the analysis read it
     pretty = orjson.dumps(published, option=orjson.OPT_INDENT_2)
     env_keys = ("test_name", "test_version", "input", "probe_cc", "probe_asn", "probe_network_name",
                 "measurement_start_time", "report_id", "software_name", "software_version", "resolver_ip",
@@ -243,7 +245,7 @@ def measurement(reader: Reader, uid: str) -> dict[str, Any] | None:
         "added_place": _added_place(published) if converted else None,
         "raw_pretty": pretty[:MAX_RAW_SHOWN].decode("utf-8", "replace"),
         "raw_cut": len(pretty) > MAX_RAW_SHOWN,
-        "unknown_page": _unknown_page(raw, verdict),
+        "unknown_page": _unknown_page(raw, verdict, m),
     }
 
 
@@ -274,14 +276,14 @@ def _added_place(line: Any) -> str | None:
     return named[:100] if isinstance(named, str) else None  # as analyze keeps it (countries.MAX_NAME): a line may lie
 
 
-def _unknown_page(raw: bytes, verdict: dict[str, Any]) -> dict[str, Any] | None:
+def _unknown_page(raw: bytes, verdict: dict[str, Any], m: dict[str, Any]) -> dict[str, Any] | None:
     """The page a web_connectivity measurement got instead of its site when no fingerprint knows it (as
     ``/new-blockpages`` reads it): its template's key, for the link to its group and proposed fingerprint."""
     if verdict.get("test_name") not in ("web_connectivity", "remote_web") or verdict.get("fingerprints") or not (
             verdict.get("mechanism") in unrecognised.MECHANISMS and verdict.get("outcome") in ("anomaly", "confirmed")
             or verdict.get("outcome") == "ok"):
         return None
-    seen = unrecognised.page_of(raw, verdict)
+    seen = unrecognised.page_of(raw, verdict, m)
     if seen is None:
         return None
     return {"key": unrecognised.shape(seen.text, seen.domain), "title": seen.title,
@@ -293,7 +295,7 @@ def body(reader: Reader, uid: str, index: int) -> str | None:
     """The text of one captured response body (for the sandboxed view): that body alone is decoded,
     not the whole page's evidence."""
     stored = _stored(reader, uid)
-    return None if stored is None else captured_body(stored[1], index)
+    return None if stored is None else captured_body(stored[2], index)
 
 
 OUTCOMES = ("", "anomaly", "confirmed", "failure", "ok")
