@@ -35,6 +35,7 @@ from tamperscope.analysis import hops as hop_scan
 from tamperscope.analysis.aggregates import Filters, Slice
 from tamperscope.analysis.categories import category_sql
 from tamperscope.analysis.store import RawUnreadable, Store, raw_each, raw_pointers, read_frame, stored_as
+from tamperscope.analysis.unrecognised import PageMemo
 from tamperscope.model.categories import normal_code
 from tamperscope.model.inputs import host_forms
 
@@ -95,6 +96,8 @@ class Reader:
         # page parses each anomaly's JSON once per process, not on every view (`hops`)
         self._hops: OrderedDict[str, dict[str, Any] | None] = OrderedDict()
         self._hops_lock = threading.Lock()
+        # uid (and its verdict's fields) -> the page no fingerprint knows: /new-blockpages reads only the new ones
+        self.pages = PageMemo()
         self._unreadable: dict[str, str] = {}  # segment -> why (each said once in the log)
         self.closed = False
 
