@@ -352,3 +352,21 @@ def test_a_bulk_line_without_content_is_refused_as_the_report_endpoint_refuses_i
     r = client.post("/api/v1/submit", content=b'{"format": "json"}')
     assert r.json()["results"][0]["error"] == "missing_content"
     assert client.post("/report/r1", content=b'{"format": "json"}').json()["error"] == "missing_content"
+
+
+def test_an_as_number_beyond_32_bits_is_refused_and_a_country_only_in_ascii(client: SyncClient) -> None:
+    """AS9999999999 matched the pattern, was stored under AS0 and titled a page no link reached; "ır" upper-cased
+    is "IR": Iran's page at an address the API refuses."""
+    m = samples.measurement("ok", url="https://asn.example/", start="2026-05-26 00:00:00", probe_asn="AS9999999999")
+    r = client.post("/report/r1", json={"format": "json", "content": m})
+    assert r.status_code == 422 and "at most AS4294967295" in r.text, r.text
+    r = client.post("/report", json={"format": "json", "test_name": "web_connectivity", "probe_cc": "IR",
+                                     "probe_asn": "AS4294967296", "software_name": "t", "software_version": "1"})
+    assert r.status_code == 400 and "probe_asn is missing or malformed" in r.text, r.text
+    m["probe_asn"], m["probe_cc"] = "AS4294967295", "IR"  # the last AS number there is
+    assert _submit(client, m)
+    client.run(client.collector.ingestor.settled)
+    assert client.get("/country/IR").status_code == client.get("/country/ir").status_code == 200
+    for odd in ("%C4%B1r", "%C4%B1r.json", "\u0131r"):  # ı: a dotless i, upper-cased to I
+        assert client.get(f"/country/{odd}").status_code == 404, odd
+    assert client.get("/network/%D9%A1%D9%A2").status_code == 404  # Arabic-Indic digits are no AS number

@@ -62,6 +62,11 @@ class SubmissionError(Exception):
 
 CC = re.compile(r"[A-Z]{2}")
 ASN = re.compile(r"AS[0-9]{1,10}")
+MAX_ASN = 2**32 - 1  # AS numbers are 32 bits: AS9999999999 matches ASN, names no network, and was stored as AS0
+
+
+def _asn_ok(value: Any) -> bool:
+    return isinstance(value, str) and ASN.fullmatch(value) is not None and int(value[2:]) <= MAX_ASN
 TEST_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 REPORT_ID = re.compile(r"[A-Za-z0-9_.-]{1,200}")
 # A start this far after the collector's clock is a probe's wrong clock, not a measurement: kept, it would sit at
@@ -142,8 +147,8 @@ def check_measurement(m: Any, limits: Limits = Limits(), clock: Callable[[], dt.
         raise _invalid(exc.detail) from None
     if not CC.fullmatch(m["probe_cc"]):
         raise _invalid("probe_cc must be two capital letters (ISO 3166-1 alpha-2, ZZ if unknown)")
-    if not isinstance(m["probe_asn"], str) or not ASN.fullmatch(m["probe_asn"]):
-        raise _invalid("probe_asn must be a string like \"AS1234\" (AS0 if unknown)")
+    if not _asn_ok(m["probe_asn"]):
+        raise _invalid(f"probe_asn must be a string like \"AS1234\" (AS0 if unknown), at most AS{MAX_ASN}")
     if not TEST_NAME.fullmatch(env.test_name):
         raise _invalid("test_name must be lowercase letters, digits and _ (at most 64)")
     if not START_TIME.fullmatch(m["measurement_start_time"]):
@@ -195,7 +200,7 @@ def check_report_open(payload: Any) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, pattern, default in (("test_name", TEST_NAME, None), ("probe_cc", CC, "ZZ"), ("probe_asn", ASN, "AS0")):
         value = payload.get(name, default)
-        if not isinstance(value, str) or not pattern.fullmatch(value):
+        if not isinstance(value, str) or not pattern.fullmatch(value) or (name == "probe_asn" and not _asn_ok(value)):
             raise SubmissionError(400, "invalid_report", f"{name} is missing or malformed")
         out[name] = value
     return out

@@ -245,16 +245,17 @@ def home_json(request: Request) -> Response:
 @router.get("/country/{cc}")
 def country(request: Request, cc: str) -> Response:
     key, as_json = _twin(cc)
-    data = _area(request, "country", key.upper())
-    return _page(request, data, "area.html", f"/country/{_seg(key.upper())}", as_json,
+    key = key.upper() if key.isascii() else key  # "ır" upper-cased is "IR": a page of Iran at another address
+    data = _area(request, "country", key)
+    return _page(request, data, "area.html", f"/country/{_seg(key)}", as_json,
                  "no measurements from this country")
 
 
 @router.get("/network/{asn}")
 def network(request: Request, asn: str) -> Response:
     key, as_json = _twin(asn)
-    key = key.upper()
-    if key.isdigit():
+    key = key.upper() if key.isascii() else key
+    if key.isdigit() and key.isascii():
         key = "AS" + key
     data = _area(request, "network", key)
     return _page(request, data, "area.html", f"/network/{_seg(key)}", as_json, "no measurements from this network")
