@@ -122,9 +122,9 @@ def test_a_title_that_is_a_formula_behind_a_control_is_text_in_a_spreadsheet() -
     assert row["common_name"] == '=HYPERLINK("http://evil.example")'
     line = csv_text([row], unrecognised.CSV_HEADER).splitlines()[1]
     assert line.split(",")[1] == '"\'=HYPERLINK(""http://evil.example"")"'
-    # a cell that starts so, written by any export, is text as well
+    # a cell that starts so, written by any export, is text as well, and its controls are shown, not carried
     assert [cell(v) for v in ("\x00=1", "\x1b+1", " -1", "\u202e@a", "\x00x", "a=1")] == [
-        "'\x00=1", "'\x1b+1", "' -1", "'\u202e@a", "\x00x", "a=1"]
+        "'\ufffd=1", "'\ufffd+1", "' -1", "'\\u202e@a", "\ufffdx", "a=1"]
 
 
 # --------------------------------------------------------------------------- 2. memory for pages of many MiB

@@ -370,3 +370,19 @@ def test_an_as_number_beyond_32_bits_is_refused_and_a_country_only_in_ascii(clie
     for odd in ("%C4%B1r", "%C4%B1r.json", "\u0131r"):  # ı: a dotless i, upper-cased to I
         assert client.get(f"/country/{odd}").status_code == 404, odd
     assert client.get("/network/%D9%A1%D9%A2").status_code == 404  # Arabic-Indic digits are no AS number
+
+
+def test_a_csv_export_carries_no_control_or_bidi_character_as_it_is(client: SyncClient) -> None:
+    """NUL, ESC and bidi controls went raw into the CSV exports (a terminal ran the ESC, a sheet reordered the
+    row around the RLO); they are shown as the HTML pages show them: U+FFFD, and the escape that names a bidi
+    control. The raw JSONL export keeps the measurement as it came."""
+    m = samples.measurement("ok", url="https://csv-\u202etxt.exe.example/", start="2026-05-26 00:00:01",
+                            probe_cc="BY")
+    m["probe_network_name"] = "Net\x00work \x1b[31mred\u2066"
+    _submit(client, m)
+    client.run(client.collector.ingestor.settled)
+    text = client.get("/api/v1/export/measurements.csv", params={"probe_cc": "BY"}).text
+    assert "csv-\\u202etxt.exe.example" in text and "Net\ufffdwork \ufffd[31mred\\u2066" in text, text
+    assert not any(c in text for c in "\x00\x1b\u202e\u2066")
+    raw = client.get("/api/v1/export/raw.jsonl", params={"probe_cc": "BY"}).content
+    assert orjson.loads(raw.splitlines()[0])["probe_network_name"] == "Net\x00work \x1b[31mred\u2066"

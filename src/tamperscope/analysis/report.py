@@ -29,6 +29,7 @@ import orjson
 from tamperscope.analysis import aggregates, hops, unrecognised
 from tamperscope.analysis.aggregates import Filters
 from tamperscope.analysis.confidence import CONFIRM_MIN, NO_NETWORK
+from tamperscope.analysis.sheets import shown
 from tamperscope.analysis.store import Store
 from tamperscope.model.categories import category_label
 from tamperscope.model.inputs import unicode_host
@@ -654,23 +655,12 @@ def _json_for_script(value: Any) -> str:
     return data.replace(b"<", b"\\u003c").replace(b">", b"\\u003e").replace(b"&", b"\\u0026").decode()
 
 
-# Characters of measurement content a page must not pass on as they are. Controls (C0 but tab and newlines, DEL,
-# C1), lone surrogates and noncharacters render as nothing, or as nothing a reader can tell apart: U+FFFD.
-_UNSHOWN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]")
-# Bidi controls (embeddings, overrides, isolates, marks): a right-to-left override in a network's name would
-# reverse the page's own text after it. Shown as the escape that names them (``\u202e``), so a reader sees them.
-_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
 def shown_text(value: Any) -> str:
     """``value`` as text a page can show as it is, whatever a measurement put in it: a control character (but tab,
     newline and carriage return) is U+FFFD, a bidi control the escape that names it (``\\u202e``), so measurement
     content can neither hide in a page nor reorder the page's own text around it. One helper for the HTML report,
     the explorer's templates (`explorer.display`) and its feeds."""
-    text = "" if value is None else str(value)
-    if text.isascii() and text.isprintable():
-        return text
-    return _BIDI.sub(lambda m: f"\\u{ord(m[0]):04x}", _UNSHOWN.sub("\ufffd", text))
+    return shown("" if value is None else str(value))
 
 
 def host_shown(host: Any) -> str:

@@ -6,7 +6,8 @@ Measurement content is hostile. A cell that begins with ``=``, ``+``, ``-``, ``@
 is a formula to a spreadsheet (CSV injection): such a cell is written with a leading ``'``, which spreadsheets
 show as text; so is one that begins so after white space and characters no one sees (`UNSEEN`: a NUL or an ESC
 before the ``=``), which a spreadsheet may drop. A proposed pattern never begins so (`unrecognised.propose`), so
-it reads back exactly.
+it reads back exactly. A cell's text is `shown` as the pages show it: a control character is U+FFFD, a bidi
+control its escape, so that a NUL, an ESC or an RLO in a measurement neither reaches a terminal nor reorders a row.
 
 `UNSEEN` is the one list of the characters measurement content must not carry as they are into a file, a
 terminal or a page: a proposed fingerprint holds none (`unrecognised`), and the JSON the commands write has them
@@ -53,6 +54,24 @@ def escaped_json(data: bytes) -> bytes:
     return _UNSEEN_UTF8.sub(_escape, data)
 
 
+# Characters of measurement content a page or a sheet must not pass on as they are. Controls (C0 but tab and
+# newlines, DEL, C1), lone surrogates and noncharacters render as nothing, or as nothing a reader can tell apart:
+# U+FFFD.
+_UNSHOWN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]")
+# Bidi controls (embeddings, overrides, isolates, marks): a right-to-left override in a network's name would
+# reverse the page's own text after it. Shown as the escape that names them (``\u202e``), so a reader sees them.
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def shown(text: str) -> str:
+    """Text as a page or a spreadsheet can show it, whatever a measurement put in it: a control character (but tab,
+    newline and carriage return) is U+FFFD, a bidi control the escape that names it (``\\u202e``), so measurement
+    content can neither hide nor reorder the text around it (`report.shown_text` for pages, `cell` for sheets)."""
+    if text.isascii() and text.isprintable():
+        return text
+    return _BIDI.sub(lambda m: f"\\u{ord(m[0]):04x}", _UNSHOWN.sub("\ufffd", text))
+
+
 def _formula(text: str) -> bool:
     if text[:1] in FORMULA_STARTS:
         return True
@@ -61,11 +80,13 @@ def _formula(text: str) -> bool:
 
 
 def cell(value: Any) -> Any:
-    """A value as a CSV cell: a list joined by spaces, a date in ISO form, a would-be formula made text."""
+    """A value as a CSV cell: a list joined by spaces, a date in ISO form, text `shown` (a NUL or an ESC is U+FFFD,
+    a bidi control its escape: the export of a hostile measurement's fields reaches a terminal or a sheet), a
+    would-be formula made text."""
     if isinstance(value, (list, tuple)):
         value = " ".join(str(v) for v in value)
-    if isinstance(value, str) and _formula(value):
-        return "'" + value
+    if isinstance(value, str):
+        return ("'" if _formula(value) else "") + shown(value)  # a formula behind a NUL stays text once shown
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return value
@@ -82,4 +103,4 @@ def csv_text(rows: Sequence[dict[str, Any]], header: Sequence[str] | None = None
     return out.getvalue()
 
 
-__all__ = ["FORMULA_STARTS", "UNSEEN", "cell", "csv_text", "escaped_json"]
+__all__ = ["FORMULA_STARTS", "UNSEEN", "cell", "csv_text", "escaped_json", "shown"]
