@@ -25,8 +25,11 @@ or a tab/CR) are prefixed with ``'``: measurement content is hostile input.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import gzip
+import logging
 import math
 import re
 import time
@@ -317,6 +320,57 @@ def _head(request: Request) -> bool:
     return bool(request.scope.get(HEAD_SCOPE_KEY))
 
 
+log = logging.getLogger("tamperscope.collector")
+SEND_GRACE = 60.0   # s an export's piece may wait for its reader to make room for it, and...
+SEND_PACE = 1024    # ...a second per this many bytes of a piece: a reader slower than 1 KiB/s, or none, loses it
+SEND_PIECE = 64 << 10  # bytes sent at once: a chunk of an export can be many MB, written to the socket at once
+
+
+class _Stalled(Exception):
+    """An export's reader stopped reading (`_PacedStream`)."""
+
+
+class _PacedStream(StreamingResponse):
+    """An export's stream, ended when its reader stops reading: the body goes out in pieces of `SEND_PIECE`
+    bytes, and each must be taken within `SEND_GRACE` seconds and one more per `SEND_PACE` bytes. Four clients
+    that opened exports and then read nothing held every export slot for as long as they kept their sockets;
+    now the stream is dropped, its slot released and the connection closed (the answer cut short, as a lost
+    connection cuts it)."""
+
+    def __init__(self, body: Iterator[bytes], **kwargs: Any) -> None:
+        super().__init__(body, **kwargs)
+        self._body = body
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def timed(message: Any) -> None:
+            try:
+                await asyncio.wait_for(send(message), SEND_GRACE + SEND_PIECE / SEND_PACE)
+            except TimeoutError:
+                raise _Stalled() from None
+
+        async def paced(message: Any) -> None:
+            body = message.get("body", b"") if message.get("type") == "http.response.body" else b""
+            if len(body) <= SEND_PIECE:
+                return await timed(message)
+            view, more = memoryview(body), message.get("more_body", False)
+            for start in range(0, len(body), SEND_PIECE):
+                last = start + SEND_PIECE >= len(body)
+                await timed({"type": "http.response.body", "body": bytes(view[start:start + SEND_PIECE]),
+                             "more_body": more or not last})
+
+        try:
+            await super().__call__(scope, receive, paced)
+        except _Stalled:
+            client = scope.get("client")
+            log.warning("an export to %s was dropped: its reader took nothing for %.0f s (uvicorn then says the "
+                        "answer was not completed)", client[0] if client else "a client",
+                        SEND_GRACE + SEND_PIECE / SEND_PACE)
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                with contextlib.suppress(ValueError):  # running in its thread: its finalizer releases the slot
+                    close()  # its `finally`: the slot released
+
+
 def _stream(slot: Slot, chunks: Iterator[bytes], media: str, filename: str, *, head: bool = False) -> StreamingResponse:
     """The export's answer; for a HEAD (``head``), its headers only: nothing is read from the store."""
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
@@ -325,7 +379,7 @@ def _stream(slot: Slot, chunks: Iterator[bytes], media: str, filename: str, *, h
         return StreamingResponse(iter(()), media_type=media, headers=headers)
     body = _held(slot, chunks)
     weakref.finalize(body, slot.release)  # a stream never started never runs its `finally`
-    return StreamingResponse(body, media_type=media, headers=headers)
+    return _PacedStream(body, media_type=media, headers=headers)
 
 
 def _csv_chunks(batches: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:
