@@ -386,3 +386,30 @@ def test_a_csv_export_carries_no_control_or_bidi_character_as_it_is(client: Sync
     assert not any(c in text for c in "\x00\x1b\u202e\u2066")
     raw = client.get("/api/v1/export/raw.jsonl", params={"probe_cc": "BY"}).content
     assert orjson.loads(raw.splitlines()[0])["probe_network_name"] == "Net\x00work \x1b[31mred\u2066"
+
+
+def test_submissions_are_parsed_checked_and_scrubbed_off_the_event_loop(client: SyncClient,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """10 submissions of 4.8 MB full of the submitter's address's first octets took 1.2 s each to scrub, on the
+    event loop: every other request waited 6 s. The work runs on worker threads, where no event loop runs."""
+    import asyncio
+
+    from tamperscope.collector import submissions
+
+    where: list[bool] = []
+    real = submissions.serialise
+
+    def serialise(*args: object) -> bytes:
+        try:
+            asyncio.get_running_loop()
+            where.append(True)  # on the event loop
+        except RuntimeError:
+            where.append(False)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(submissions, "serialise", serialise)
+    _submit(client, samples.measurement("ok", url="https://loop1.example/", start="2026-05-26 00:00:02"))
+    bulk = b"\n".join(orjson.dumps(samples.measurement("ok", url=f"https://loop{i}.example/",
+                                                       start="2026-05-26 00:00:03")) for i in (2, 3))
+    assert client.post("/api/v1/submit", content=bulk).json()["stored"] == 2
+    assert where == [False, False, False]
