@@ -29,6 +29,7 @@ def scrubber(*addresses: str) -> Scrubber:
     "2001:db8:0:0::2", "2001:db8::0:0:2", "2001:db8:0:0:0:0:0.0.0.2",
     "::ffff:198.18.1.2", "::FFFF:C612:0102", "::ffff:c612:102", "0:0:0:0:0:ffff:198.18.1.2",
     "198.18.1.2", "198.018.001.002",
+    "3323068674",  # one number, as ifconfig.co's JSON gives it ("ip_decimal")
 ])
 def test_every_spelling_of_our_addresses_is_scrubbed(spelling: str) -> None:
     s = scrubber()
@@ -44,6 +45,7 @@ def test_every_spelling_of_our_addresses_is_scrubbed(spelling: str) -> None:
     "2001:db8::20", "2001:db8::1:2", "2001:db8::3:2", "12001:db8::3", "2001:db8::12", "2001:db8:1::2",
     "198.18.1.20", "1198.18.1.2", "98.18.1.2", "198.18.10.2", "198.18.1.255",
     "at 12:30:45 GMT", "de:ad:be:ef:00:02", "TLSv1.2", "v1.18.1.2x",
+    "33230686741", "13323068674", "3323068674.5", "0.3323068674", "a3323068674", "3323068674b",
 ])
 def test_other_addresses_and_lookalikes_are_left_alone(text: str) -> None:
     s = scrubber()

@@ -14,7 +14,8 @@ which is parsed and compared by value, so every spelling is found:
 `2001:DB8::2`, `2001:0db8:0000:0000:0000:0000:0000:0002`, `::ffff:198.18.1.2`,
 `198.018.001.002`, and in a URL `2001%3Adb8%3A%3A2`. An IPv4 address is also found written with
 dashes in either order, as hostnames embed it (`198-18-1-2.dsl.example`, `ip-2-1-18-198.example`),
-reversed under `in-addr.arpa`, in a UTF-16 body (its usual spelling), inside an IPv6 address that
+reversed under `in-addr.arpa`, as one decimal number (`3323068674`: ifconfig.co's ``ip_decimal``, not
+inside a longer number or word), in a UTF-16 body (its usual spelling), inside an IPv6 address that
 embeds it (6to4 `2002:c612:102::1`, NAT64 `64:ff9b::c612:102`), and in a body the server compressed
 (`Content-Encoding: gzip` or `deflate`, which the probe never asks for): such a body is inflated, and
 written again compressed the same way when something had to be scrubbed (cut where inflating stops,
@@ -44,7 +45,7 @@ import socket
 import struct
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 SCRUBBED = "[scrubbed]"
@@ -307,6 +308,24 @@ def _client_fields(s: Any, text: bool) -> Any:
     return _CLIENT_FIELD[text].sub(field, s)
 
 
+def _numbers(s: Any, decimals: Sequence[Any]) -> list[tuple[int, int]]:
+    """Where in ``s`` (text, or bytes) one of ``decimals`` is a number of its own: no letter or digit just before
+    or after it, nor a decimal point with a digit beyond (``3323068674``, also ending a sentence; not
+    ``33230686741``, ``3323068674.5`` or ``0.3323068674``)."""
+    found = []
+    dot = "." if isinstance(s, str) else b"."
+    for decimal in decimals:
+        at = s.find(decimal)
+        while at >= 0:
+            end = at + len(decimal)
+            before, after = s[max(0, at - 2):at], s[end:end + 2]
+            if not (before[-1:].isalnum() or before[-1:] == dot and before[:1].isdigit()
+                    or after[:1].isalnum() or after[:1] == dot and after[1:].isdigit()):
+                found.append((at, end))
+            at = s.find(decimal, end)
+    return found
+
+
 def _inflate(data: bytes, encoding: str) -> tuple[bytes, bool, int]:
     """A compressed body inflated: (content, whether it was read to its end, the wbits it was read with).
     Stops at MAX_INFLATE bytes of content, or where the data stops making sense (then not to its end)."""
@@ -360,6 +379,9 @@ class Scrubber:
         self._wide: list[tuple[bytes, bytes]] = []  # UTF-16 spellings, and what replaces them
         self._wide_fixed: list[tuple[bytes, bytes]] = []  # the same, replaced in place (as long)
         self._forms: list[bytes] = []  # plain spellings, found in a binary structure whatever touches them
+        # each IPv4 address as one decimal number ("ip_decimal": 3323068674, as ifconfig.co's JSON says it), in
+        # text and in bytes
+        self._decimals: tuple[list[bytes], list[str]] = ([], [])
         self._seen6: dict[str, tuple[int, int] | None] = {}  # runs already looked at (times recur)
         # base64 blobs already decoded and found clean: certificates recur (a site's chain over TLS and QUIC, the
         # same CAs in every measurement), bodies rarely; bounded, and forgotten when an address is learnt
@@ -411,6 +433,7 @@ class Scrubber:
             octets = [str(v >> shift & 0xFF) for shift in (24, 16, 8, 0)]
             forms |= {"-".join(octets), "-".join(octets[::-1])}
         self._forms = sorted((f.encode() for f in forms), key=len, reverse=True)
+        self._decimals = ([str(v).encode() for v in sorted(v4)], [str(v) for v in sorted(v4)])
         self._last, self._packed = frozenset(last), sorted(packed, key=len, reverse=True)  # a mapped form first
         self._seen6 = {}
         self._clean_blobs = set()  # what was clean may hold a newly learnt address
@@ -560,6 +583,7 @@ class Scrubber:
                 found += [(lo + a, lo + b) for a, b in self._spans4(run, "-", True)]  # type: ignore[arg-type]
             if _ARPA_SEEN[text].search(s):
                 found += self._arpa(s, text)
+        found += _numbers(s, self._decimals[text])
         if not found:
             return found
         found.sort()
@@ -581,7 +605,8 @@ class Scrubber:
     # -- replacing ----------------------------------------------------------------------------------
 
     def text(self, s: str) -> str:
-        if ":" not in s and "." not in s and "%" not in s and "-" not in s:
+        if ":" not in s and "." not in s and "%" not in s and "-" not in s and not any(
+                d in s for d in self._decimals[1]):
             return s
         s = _client_fields(s, True)
         spans = self._spans(s)
