@@ -323,16 +323,19 @@ class PageMemo:
 
 
 def groups(rows: Iterable[Mapping[str, Any]], raws: Mapping[str, bytes] | Iterable[tuple[str, bytes]],
-           most: int = MOST_GROUPS, memo: PageMemo | None = None) -> tuple[list[Group], int, int]:
+           most: int = MOST_GROUPS, memo: PageMemo | None = None,
+           known: Mapping[int, Seen | None] | None = None) -> tuple[list[Group], int, int]:
     """The templates of the pages of ``rows`` (verdict rows: ``measurement_uid``, ``probe_cc``, ``probe_asn``,
     ``domain``, ``measurement_start_time``, ``mechanism``), read from ``raws`` (uid → raw line, or (uid, raw
     line) pairs in any order, read one at a time: only each page's `Seen` is kept): the ``most`` groups with the
     most measurements, first, each with its proposed pattern; how many rows had a page (the others: no body, or
     the site's own page); and how many groups were left out. Proposing costs about 10 ms for a group of pages
     that share nothing, which a hostile store can make every page: ``most`` bounds it. With ``memo``, the rows
-    it knows are not read again (``raws`` need not hold them), and those read are remembered."""
+    it knows (``known``, as its `PageMemo.known` said when ``raws`` was chosen) are not read again (``raws``
+    need not hold them), and those read are remembered."""
     rows = list(rows)
-    known = memo.known(rows) if memo is not None else {}
+    if known is None:
+        known = memo.known(rows) if memo is not None else {}
     at: dict[str, list[int]] = {}
     for i, row in enumerate(rows):
         at.setdefault(str(row["measurement_uid"]), []).append(i)
@@ -426,10 +429,10 @@ def from_store(source: Any, narrowed: str = "TRUE", params: Sequence[Any] = (), 
     memo: PageMemo | None = getattr(source, "pages", None)
     known = memo.known(everything) if memo is not None else {}
     wanted = [r["measurement_uid"] for i, r in enumerate(everything) if i not in known]
-    kept, with_page, more = groups(everything, raw_each(source, wanted), most=most, memo=memo)
+    kept, with_page, more = groups(everything, raw_each(source, wanted), most=most, memo=memo, known=known)
     return Found(candidates=int(found[0]) if found else 0, read=len(candidates), accessible_read=len(accessible),
                  with_page=with_page, groups=kept, more_groups=more)
 
 
-__all__ = ["CSV_HEADER", "MECHANISMS", "Found", "Group", "PageMemo", "Seen", "from_store", "groups", "networks_named", "page_of",
-           "propose", "shape"]
+__all__ = ["CSV_HEADER", "MECHANISMS", "Found", "Group", "PageMemo", "Seen", "from_store", "groups", "networks_named",
+           "page_of", "propose", "shape"]

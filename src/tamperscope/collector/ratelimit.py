@@ -3,8 +3,9 @@
 Each client address gets ``burst`` tokens, refilled at ``rate`` per second; a
 request costs one token (a bulk submission costs one per measurement: one bigger
 than the burst passes once the bucket is full, and leaves the bucket owing the
-rest, which the client's next requests wait for). When the bucket is empty the request is answered 429 with a
-``Retry-After`` header saying when one token will be there. ``rate <= 0``
+rest, which the client's next requests wait for). When the bucket is empty the
+request is answered 429 with a ``Retry-After`` header saying when one token will
+be there. ``rate <= 0``
 disables the limit. Buckets of clients not seen for a while are forgotten, so
 memory stays bounded however many addresses appear (`max_clients`).
 

@@ -63,10 +63,6 @@ class SubmissionError(Exception):
 CC = re.compile(r"[A-Z]{2}")
 ASN = re.compile(r"AS[0-9]{1,10}")
 MAX_ASN = 2**32 - 1  # AS numbers are 32 bits: AS9999999999 matches ASN, names no network, and was stored as AS0
-
-
-def _asn_ok(value: Any) -> bool:
-    return isinstance(value, str) and ASN.fullmatch(value) is not None and int(value[2:]) <= MAX_ASN
 TEST_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 REPORT_ID = re.compile(r"[A-Za-z0-9_.-]{1,200}")
 # A start this far after the collector's clock is a probe's wrong clock, not a measurement: kept, it would sit at
@@ -204,6 +200,10 @@ def check_report_open(payload: Any) -> dict[str, str]:
             raise SubmissionError(400, "invalid_report", f"{name} is missing or malformed")
         out[name] = value
     return out
+
+
+def _asn_ok(value: Any) -> bool:
+    return isinstance(value, str) and ASN.fullmatch(value) is not None and int(value[2:]) <= MAX_ASN
 
 
 def check_report_id(report_id: str) -> None:
