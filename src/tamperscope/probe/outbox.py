@@ -81,6 +81,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from tamperscope.model import failures as F
+from tamperscope.model.inputs import read_upto
 from tamperscope.netx import Connection, DirectConnector, NetxError, Trace, round_trip
 from tamperscope.netx.http import HTTPResponse, Limits
 
@@ -204,8 +205,7 @@ def _read_entry(path: Path) -> bytes:
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, "not a regular file")
-        # its size, not the limit: read(n) allocates n bytes first (64 MiB per entry); an entry never grows
-        data = f.read(min(st.st_size, MAX_ENTRY) + 1)
+        data = read_upto(f, MAX_ENTRY + 1)  # by its size: read(n) allocates n bytes first (64 MiB per entry)
     if len(data) > MAX_ENTRY:
         raise OSError(errno.EFBIG, f"more than {MAX_ENTRY} bytes, which no measurement is")
     return data
