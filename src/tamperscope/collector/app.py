@@ -4,14 +4,15 @@
 raw log and the writer (`config.Collector`), catches the store up with the raw
 log, and closes everything on shutdown (answering what is queued first).
 
-Around every request, four pure-ASGI layers (no per-request tasks):
+Around every request, five pure-ASGI layers (no per-request tasks):
 
 * `RateLimit`: a token bucket per client address (`ratelimit.RateLimiter`), one
   for submissions (``POST /report...``, ``POST /api/v1/submit``) and one for
   everything else but static files, where a read over the whole store costs more
   (`read_cost`); over the limit: 429 with ``Retry-After``;
 * `InternalErrors`: an unhandled error becomes a plain 500 (no traceback);
-* `Head`, innermost: ``HEAD`` is answered wherever ``GET`` is, with the same status and headers and no body;
+* `Head`: ``HEAD`` is answered wherever ``GET`` is, with the same status and headers and no body;
+* `Utf8Target`, innermost: a path or query that is not UTF-8 once its %-escapes are undone is a 400;
 * `explorer.headers.SecurityHeaders`, outermost: the Content-Security-Policy (no
   inline script, no third-party origin), ``nosniff``, no framing, no referrer.
 
@@ -35,6 +36,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import orjson
 from fastapi import FastAPI, Request
@@ -195,6 +197,46 @@ class Head:
         await self.app({**scope, "method": "GET", "asgi": asgi, api.HEAD_SCOPE_KEY: True}, hang_up, head_only)
 
 
+def _not_utf8(scope: Scope) -> str | None:
+    """What of the request's target is not UTF-8 once its %-escapes are undone (its path or its query), if any.
+    Starlette would read such bytes as U+FFFD and a search for them would answer nothing, as if it had matched
+    nothing; the client is told instead."""
+    raw_path = scope.get("raw_path")
+    if isinstance(raw_path, bytes) and not _utf8(raw_path):
+        return "the path"
+    query = scope.get("query_string")
+    if isinstance(query, bytes) and query and not _utf8(query.replace(b"+", b" ")):
+        return "the query string"
+    return None
+
+
+def _utf8(target: bytes) -> bool:
+    try:
+        unquote_to_bytes(target).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class Utf8Target:
+    """A request whose path or query is not UTF-8 (``?input=%ff``) is answered 400, in the API's shape or as the
+    explorer's error page, rather than searched for as U+FFFD."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        which = _not_utf8(scope) if scope["type"] == "http" else None
+        if which is None:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        detail = f"{which} is not UTF-8 once its %-escapes are decoded"
+        answer = explorer_routes.error_page(request, 400, detail) if explorer_routes.wants_html(request) else \
+            JSONResponse({"error": "invalid_parameter", "detail": detail}, status_code=400)
+        await answer(scope, receive, send)
+
+
 class _LateRateLimit:
     """Binds `RateLimit` to the collector's limiters once the lifespan has created them."""
 
@@ -268,7 +310,8 @@ def create_app(settings: Settings, *, store: Store | None = None, collector: Col
     app.include_router(submissions.router)
     app.include_router(api.router)
     app.include_router(explorer_routes.router)
-    app.add_middleware(Head)  # innermost: the routes see a HEAD as the GET it is answered as
+    app.add_middleware(Utf8Target)  # inside `Head`, whose HEAD answers carry no body
+    app.add_middleware(Head)  # innermost of the rest: the routes see a HEAD as the GET it is answered as
     app.add_middleware(_LateRateLimit, fastapi_app=app)
     app.add_middleware(InternalErrors)
     app.add_middleware(SecurityHeaders)  # outermost: on every answer, the 500 of `InternalErrors` included
@@ -279,4 +322,4 @@ def announce(text: str) -> None:
     print(f"tamperscope: {text}", file=sys.stderr, flush=True)
 
 
-__all__ = ["Head", "InternalErrors", "RateLimit", "create_app", "read_cost"]
+__all__ = ["Head", "InternalErrors", "RateLimit", "Utf8Target", "create_app", "read_cost"]
