@@ -15,8 +15,10 @@ which is parsed and compared by value, so every spelling is found:
 `198.018.001.002`, and in a URL `2001%3Adb8%3A%3A2`. An IPv4 address is also found written with
 dashes in either order, as hostnames embed it (`198-18-1-2.dsl.example`, `ip-2-1-18-198.example`),
 reversed under `in-addr.arpa`, as one decimal number (`3323068674`: ifconfig.co's ``ip_decimal``, not
-inside a longer number or word), in a UTF-16 body (its usual spelling), inside an IPv6 address that
-embeds it (6to4 `2002:c612:102::1`, NAT64 `64:ff9b::c612:102`), and in a body the server compressed
+inside a longer number or word) or eight hex digits (``c6120102``, ``0xC6120102``), in a UTF-16 body (its
+usual spelling), inside an IPv6 address that embeds it (6to4 `2002:c612:102::1`, NAT64
+`64:ff9b::c612:102`); an IPv6 address nibble-reversed under ``ip6.arpa``; either written with escaped characters (``198&#46;18&#46;1&#46;2``, ``198\\u002e18…``,
+``198%2E18%2E1%2E2``: `_escaped`); and in a body the server compressed
 (`Content-Encoding: gzip` or `deflate`, which the probe never asks for): such a body is inflated, and
 written again compressed the same way when something had to be scrubbed (cut where inflating stops,
 as `body_is_truncated`, past `MAX_INFLATE`). The port after one of our addresses goes with it
@@ -42,6 +44,7 @@ import binascii
 import ipaddress
 import re
 import socket
+import string
 import struct
 import time
 import zlib
@@ -119,6 +122,35 @@ _DASHED: dict[bool, tuple[re.Pattern[Any], Any]] = {True: (re.compile(r"[0-9-]*+
 # (any case, but a case-insensitive pattern has no literal to skip to: ten times slower than this)
 _ARPA_SEEN: dict[bool, re.Pattern[Any]] = {True: re.compile(r"-[aA][dD][dD][rR]\.[aA][rR][pP][aA]"),
                                            False: re.compile(rb"-[aA][dD][dD][rR]\.[aA][rR][pP][aA]")}
+# A nibble-reversed IPv6 address under ip6.arpa (a PTR name): 32 hex digits, each followed by a dot.
+_IP6_ARPA_SEEN: dict[bool, re.Pattern[Any]] = {True: re.compile(r"\.[iI][pP]6\.[aA][rR][pP][aA]"),
+                                               False: re.compile(rb"\.[iI][pP]6\.[aA][rR][pP][aA]")}
+_IP6_ARPA: dict[bool, re.Pattern[Any]] = {True: re.compile(r"((?:[0-9a-fA-F]\.){32})(?=[iI][pP]6\.[aA][rR][pP][aA])"),
+                                          False: re.compile(rb"((?:[0-9a-fA-F]\.){32})(?=[iI][pP]6\.[aA][rR][pP][aA])")}
+# An address's characters written as escapes, as a page hides them from scrapers or a script embeds them:
+# HTML character references (``198&#46;18&#46;1&#46;2``, ``&#x2e;``, ``&period;``, ``&colon;``), JavaScript and
+# JSON escapes (``\u002e``, ``\x2e``) and %-escapes of a dot or a digit (``198%2E18%2E1%2E2``). Only characters
+# an address is written with are undone; the text is searched again with them undone, the spans found mapped back.
+# (only escapes of those characters are matched: "%20", "%3D" and "&amp;" are passed over at C speed; a "%3A" is
+# `_PCT_TEXT`'s, as URLs hold many). Three patterns, each led by its literal, which the regex engine skips to.
+_HEX_CODE = r"(2[eE]|3[0-9aA]|4[1-6]|6[1-6])"  # . 0-9 : A-F a-f
+_ENTITY = (r"&(?:#(?:[xX]0*+" + _HEX_CODE + r"(?![0-9a-fA-F])|0*+(46|4[89]|5[0-8]|6[5-9]|70|9[7-9]|10[0-2])(?![0-9]));?"
+           r"|(period|colon);)")
+_SCRIPT = r"\\(?:u00|x)" + _HEX_CODE
+_PERCENT = r"%(2[eE]|3[0-9]|4[1-6]|6[1-6])"
+_ESCAPE = f"{_ENTITY}|{_SCRIPT}|{_PERCENT}"
+_ESCAPED: dict[bool, re.Pattern[Any]] = {True: re.compile(_ESCAPE), False: re.compile(_ESCAPE.encode())}
+# each pattern, and what text must hold for it to find anything (`in` is much faster than an alternation)
+_ESCAPE_KINDS: dict[bool, list[tuple[tuple[Any, ...], re.Pattern[Any]]]] = {
+    True: [(("&#", "&period;", "&colon;"), re.compile(_ENTITY)), (("\\u00", "\\x"), re.compile(_SCRIPT)),
+           (("%",), re.compile(_PERCENT))],
+    False: [((b"&#", b"&period;", b"&colon;"), re.compile(_ENTITY.encode())),
+            ((b"\\u00", b"\\x"), re.compile(_SCRIPT.encode())), ((b"%",), re.compile(_PERCENT.encode()))]}
+_NAMED = {"period": ".", "colon": ":"}
+# the characters an address and its escapes are written with, to widen a stretch of escapes to their edges
+_EDGE_CHARS = string.ascii_letters + string.digits + ".:&#;%\\"
+_ESCAPE_EDGE: dict[bool, frozenset[Any]] = {True: frozenset(_EDGE_CHARS),
+                                            False: frozenset(bytes([c]) for c in _EDGE_CHARS.encode())}
 # whether a "%3" is there at all: the regex engine finds a literal three times faster than `in` on 35 KB
 _PCT_SEEN: dict[bool, re.Pattern[Any]] = {False: re.compile(rb"%3"), True: re.compile(r"%3")}
 # The longest spelling of one IPv6 address is 45 characters; in a longer run of address
@@ -213,6 +245,32 @@ def _decode_colons(run: str) -> tuple[str, list[int]]:
     out.append(run[i:])
     at.extend(range(i, len(run) + 1))
     return "".join(out), at
+
+
+def _unescaped(s: Any) -> tuple[Any, list[int]] | None:
+    """``s`` (text or bytes) with the escapes of an address's characters undone (`_ESCAPE`), and where in ``s``
+    each character of the result (and its end) sits; None when there are none."""
+    text = isinstance(s, str)
+    out: list[Any] = []
+    at: list[int] = []
+    i = 0
+    for m in _ESCAPED[text].finditer(s):
+        hexa, deci, named, js, pct = m.groups()
+        if named is not None:
+            char = _NAMED.get(named if text else named.decode("ascii"), "")
+        else:
+            code = int(deci, 10) if deci is not None else int(hexa or js or pct, 16)
+            char = chr(code)
+        out.append(s[i:m.start()])
+        at.extend(range(i, m.start()))
+        out.append(char if text else char.encode("ascii"))
+        at.append(m.start())
+        i = m.end()
+    if not at:
+        return None
+    out.append(s[i:])
+    at.extend(range(i, len(s) + 1))
+    return ("" if text else b"").join(out), at
 
 
 def _quad(parts: list[str]) -> int:
@@ -433,7 +491,12 @@ class Scrubber:
             octets = [str(v >> shift & 0xFF) for shift in (24, 16, 8, 0)]
             forms |= {"-".join(octets), "-".join(octets[::-1])}
         self._forms = sorted((f.encode() for f in forms), key=len, reverse=True)
-        self._decimals = ([str(v).encode() for v in sorted(v4)], [str(v) for v in sorted(v4)])
+        # and as eight hex digits ("c6120102", "0xC6120102"), as some servers and logs write it
+        numbers = [str(v) for v in sorted(v4)]
+        numbers += [f"{x}{v:08{case}}" for v in sorted(v4) for x in ("", "0x", "0X") for case in "xX"
+                    if x or not f"{v:08x}".isdigit()]  # not bare when it reads as a decimal number
+        numbers = list(dict.fromkeys(numbers))
+        self._decimals = ([n.encode() for n in numbers], numbers)
         self._last, self._packed = frozenset(last), sorted(packed, key=len, reverse=True)  # a mapped form first
         self._seen6 = {}
         self._clean_blobs = set()  # what was clean may hold a newly learnt address
@@ -553,8 +616,47 @@ class Scrubber:
                 found.append((lo + len(dotted) - len(".".join(parts[-4:])), lo + len(dotted)))
         return found
 
-    def _spans(self, s: str | bytes) -> list[tuple[int, int]]:
-        """Every span of `s` that spells one of our addresses, sorted, overlapping ones merged."""
+    def _ip6_arpa(self, s: str | bytes, text: bool) -> list[tuple[int, int]]:
+        """Our IPv6 addresses nibble-reversed under ip6.arpa ("2.0.0.0.…8.b.d.0.1.0.0.2.ip6.arpa")."""
+        found = []
+        for m in _IP6_ARPA[text].finditer(s):
+            nibbles = m.group(1)
+            digits = (nibbles if text else nibbles.decode("ascii"))[::-1].replace(".", "")
+            if int(digits, 16) in self._v6:
+                found.append((m.start(1), m.end(1) - 1))
+        return found
+
+    def _escaped(self, s: str | bytes, text: bool) -> list[tuple[int, int]]:
+        """Our addresses spelled with escaped characters (`_ESCAPE`): each stretch of escapes, widened by the
+        length of an address on either side (and to the edges of the address characters there), is searched
+        with its escapes undone, and what is found mapped back. Only the stretches: a page's rare "%3A" does not
+        cost a copy of the whole page."""
+        found: list[tuple[int, int]] = []
+        stretches: list[list[int]] = []
+        spans = [m.span() for hints, pattern in _ESCAPE_KINDS[text] if any(h in s for h in hints)
+                 for m in pattern.finditer(s)]
+        for a, b in sorted(spans):
+            if stretches and a - stretches[-1][1] <= _MAX_RUN:
+                stretches[-1][1] = max(b, stretches[-1][1])
+            else:
+                stretches.append([a, b])
+        chars = _ESCAPE_EDGE[text]
+        for a, b in stretches:
+            lo, hi = max(0, a - _MAX_RUN), min(len(s), b + _MAX_RUN)
+            floor, ceiling = max(0, lo - _MAX_RUN), min(len(s), hi + _MAX_RUN)
+            while floor < lo and s[lo - 1:lo] in chars:  # not from inside a number or a name
+                lo -= 1
+            while hi < ceiling and s[hi:hi + 1] in chars:
+                hi += 1
+            undone = _unescaped(s[lo:hi])
+            if undone is not None:
+                plain, at = undone
+                found += [(lo + at[x], lo + at[y]) for x, y in self._spans(plain, escaped=False)]
+        return found
+
+    def _spans(self, s: str | bytes, escaped: bool = True) -> list[tuple[int, int]]:
+        """Every span of `s` that spells one of our addresses, sorted, overlapping ones merged; with `escaped`, also
+        where it is spelled with escaped characters (``198&#46;18&#46;1&#46;2``)."""
         text = isinstance(s, str)
         v6_anchor, v6_tail, v6_head, v4_tail, v4_head = _TEXT if text else _BYTES
         found: list[tuple[int, int]] = []
@@ -583,7 +685,11 @@ class Scrubber:
                 found += [(lo + a, lo + b) for a, b in self._spans4(run, "-", True)]  # type: ignore[arg-type]
             if _ARPA_SEEN[text].search(s):
                 found += self._arpa(s, text)
+        if self._v6 and _IP6_ARPA_SEEN[text].search(s):
+            found += self._ip6_arpa(s, text)
         found += _numbers(s, self._decimals[text])
+        if escaped:
+            found += self._escaped(s, text)
         if not found:
             return found
         found.sort()
@@ -605,8 +711,8 @@ class Scrubber:
     # -- replacing ----------------------------------------------------------------------------------
 
     def text(self, s: str) -> str:
-        if ":" not in s and "." not in s and "%" not in s and "-" not in s and not any(
-                d in s for d in self._decimals[1]):
+        if ":" not in s and "." not in s and "%" not in s and "-" not in s and "&" not in s and "\\" not in s \
+                and not any(d in s for d in self._decimals[1]):
             return s
         s = _client_fields(s, True)
         spans = self._spans(s)
@@ -670,7 +776,8 @@ class Scrubber:
         blob = orjson.dumps(obj)
         if b"\\" in blob and _GLUING_ESCAPE.search(blob):
             return True  # a JSON escape (\u0001, \b) glues hex digits to what follows: let the walk see the strings
-        if self._spans(blob) or _client_seen(blob) or _COMPRESSED.search(blob):
+        if self._spans(blob) or _client_seen(blob) or _COMPRESSED.search(blob) \
+                or b"\\\\" in blob and self._spans(blob.replace(b"\\\\", b"\\")):  # "\u002e" in a string
             return True  # (a compressed body is inflated by the walk: no cheaper way to look inside it)
         blobs: list[tuple[bytes, bool]] = []  # and whether each may be a binary structure
         if b'"base64"' in blob:
