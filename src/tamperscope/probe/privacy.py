@@ -18,7 +18,8 @@ reversed under `in-addr.arpa`, as one decimal number (`3323068674`: ifconfig.co'
 inside a longer number or word) or eight hex digits (``c6120102``, ``0xC6120102``), in a UTF-16 body (its
 usual spelling), inside an IPv6 address that embeds it (6to4 `2002:c612:102::1`, NAT64
 `64:ff9b::c612:102`); an IPv6 address nibble-reversed under ``ip6.arpa``; either written with escaped
-characters (``198&#46;18&#46;1&#46;2``, ``198\\u002e18…``, ``198%2E18%2E1%2E2``: `_escaped`); and in a body the server compressed
+characters (``198&#46;18&#46;1&#46;2``, ``198\\u002e18…``, ``198%2E18%2E1%2E2``: `_escaped`); and in a
+body the server compressed
 (`Content-Encoding: gzip` or `deflate`, which the probe never asks for): such a body is inflated, and
 written again compressed the same way when something had to be scrubbed (cut where inflating stops,
 as `body_is_truncated`, past `MAX_INFLATE`). The port after one of our addresses goes with it
