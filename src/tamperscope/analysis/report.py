@@ -435,6 +435,7 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
         lines.insert(0, selection)
     domains = _shown([d for d in aggregates.per_domain(store, filters, limit) if d["anomaly_count"]])
     for d in domains:
+        d["domain"] = host_shown(d["domain"])  # "аррӏе.com (xn--80ak6aa92e.com)": not apple.com
         d["share"] = _share(d["anomaly_count"], d["measurement_count"])
         if d.get("top_mechanism_ech_only"):  # echcheck alone: ECH to the site was blocked, not the site
             d["top_mechanism"] = f"{d['top_mechanism']}, {ECH_ONLY}"
@@ -470,6 +471,7 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
     moves = _changes(store, filters, limit)
     for c in moves:
         c["since_day"], c["before_day"] = str(c["since"])[:10], str(c["before"])[:10]
+        c["domain"] = host_shown(c["domain"])
     lines += [f"Changes, latest first (blocked: {CONFIRM_MIN}+ anomalies after an ok measurement; unblocked: "
               f"{CONFIRM_MIN}+ ok after {CONFIRM_MIN}+ anomalies)", table(moves, [
         ("change", "change"), ("since_day", "since"), ("before_day", "last before"), ("domain", "domain"),
@@ -482,7 +484,7 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
         ("networks", "networks"),
         ("meaning", "what it means")])
         if mechanisms else "  (none)"]
-    rules = rules_in_words(store, filters, limit)
+    rules = [{**r, "domain": host_shown(r["domain"])} for r in rules_in_words(store, filters, limit)]
     if rules:
         lines += ["", "Blocking rules (what the censor's rule matches, read back by blocking_rules; latest first)",
                   table(rules, [("domain", "domain"), ("probe_asn", "network"), ("probe_cc", "cc"),
@@ -663,6 +665,17 @@ def shown_text(value: Any) -> str:
     return shown("" if value is None else str(value))
 
 
+MAX_SHOWN = 4096  # characters of one value a page shows as text (a 1 MB network name made pages of megabytes)
+MAX_PLOTTED = 1000  # characters of one label or hover text in a chart
+
+
+def clipped(value: Any, limit: int = MAX_SHOWN) -> str:
+    """``value`` as text, cut after ``limit`` characters with how many more there were said: "… (1,044,480 more
+    characters)". For what a page shows as text; links, form fields and data keep the whole value."""
+    text = "" if value is None else str(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit:,} more characters)"
+
+
 def host_shown(host: Any) -> str:
     """A host name as a page shows it: a name with a label beyond ASCII also in its ASCII (IDNA) form, as browsers
     show names that could be confused with others (``аррӏе.com (xn--80ak6aa92e.com)``, all Cyrillic, is not
@@ -677,7 +690,12 @@ def host_shown(host: Any) -> str:
             labels.append(label)
             continue
         try:
-            labels.append(label.encode("idna").decode("ascii"))
+            ascii_label = label.encode("idna").decode("ascii")
+            # IDNA 2003 maps some characters away (a zero-width joiner, a soft hyphen: "paypa\u200dl" would be
+            # shown beside "paypal"): a label that does not read back as it was written gets its raw Punycode
+            if ascii_label.encode("ascii").decode("idna") != label.lower():
+                raise ValueError(label)
+            labels.append(ascii_label)
         except (UnicodeError, ValueError):  # no IDNA label (too long, a forbidden character): its Punycode still
             try:
                 labels.append("xn--" + label.encode("punycode").decode("ascii"))
@@ -687,7 +705,7 @@ def host_shown(host: Any) -> str:
 
 
 def _e(value: Any) -> str:
-    return html.escape(shown_text(value), quote=True)
+    return html.escape(shown_text(clipped(value)), quote=True)
 
 
 # Right-to-left scripts (Hebrew, Arabic, Syriac, Thaana, N'Ko..., their presentation forms, and the historic ones of
@@ -707,7 +725,7 @@ def plot_text(value: Any) -> str:
     """Text for a chart: plotly draws a subset of HTML in labels (<a href>, <b>, <br>...) and decodes
     entities, so markup a measurement carried would become a live link; escaped, it is drawn as typed
     (`shown_text`: no control character)."""
-    return shown_text(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return shown_text(clipped(value, MAX_PLOTTED)).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def day_axis(days: Sequence[Any]) -> dict[str, Any]:
@@ -890,8 +908,8 @@ def _breakable(text: str) -> str:
     ``tcp/RA/ttl128/win0/ipid30000``, with a line-break opportunity after each underscore and slash (and after each
     dot of a name longer than most), which would otherwise hold its column as wide as the whole word (copied, the
     text is the same). Anything else, markup a measurement carried included, is only escaped."""
-    if not _WORD.fullmatch(text):
-        return _e(text)
+    if len(text) > MAX_SHOWN or not _WORD.fullmatch(text):
+        return _e(text)  # (cut where it is longer than a page shows)
     broken = text.replace("_", "_<wbr>").replace("/", "/<wbr>")
     return broken.replace(".", ".<wbr>") if len(text) > 20 else broken
 

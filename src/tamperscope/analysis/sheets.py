@@ -59,17 +59,36 @@ def escaped_json(data: bytes) -> bytes:
 # U+FFFD.
 _UNSHOWN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]")
 # Bidi controls (embeddings, overrides, isolates, marks): a right-to-left override in a network's name would
-# reverse the page's own text after it. Shown as the escape that names them (``\u202e``), so a reader sees them.
-_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# reverse the page's own text after it. And characters no one sees that no script needs: invisible operators,
+# deprecated format controls, the byte order mark, interlinear annotations, line and paragraph separators, tag
+# characters, Hangul fillers. Shown as the escape that names them (``\u202e``, ``\U000e0041``), so a reader sees
+# them.
+_INVISIBLE = ("\u061c\u115f\u1160\u200e\u200f\u2028-\u202e\u2061-\u2064\u2066-\u206f\u3164\ufeff\uffa0"
+              "\ufff9-\ufffb\U000e0000-\U000e007f")
+# Joiners and other characters that show nothing but that scripts need between their letters: Persian writes the
+# zero-width non-joiner inside words (می‌شود), Burmese and Thai a zero-width space between words, Indic scripts
+# and emoji sequences the zero-width joiner, emoji the variation selectors. Escaped where a letter of theirs is not
+# on both sides, as in ``exa<U+200B>mple.com`` or ``paypa<U+00AD>l``, which read as another name; a variation
+# selector where it follows no such letter (it changes the one before it: ``❤️`` keeps its own).
+_JOINERS = "\u00ad\u034f\u180e\u200b-\u200d\u2060"
+_SELECTORS = "\ufe00-\ufe0f\U000e0100-\U000e01ef"
+_ESCAPED = re.compile(f"[{_INVISIBLE}]|(?<![^\\x00-\\x7f])[{_JOINERS}{_SELECTORS}]|[{_JOINERS}](?![^\\x00-\\x7f])")
+
+
+def _named(m: re.Match[str]) -> str:
+    code = ord(m[0])
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def shown(text: str) -> str:
     """Text as a page or a spreadsheet can show it, whatever a measurement put in it: a control character (but tab,
-    newline and carriage return) is U+FFFD, a bidi control the escape that names it (``\\u202e``), so measurement
-    content can neither hide nor reorder the text around it (`report.shown_text` for pages, `cell` for sheets)."""
-    if text.isascii() and text.isprintable():
-        return text
-    return _BIDI.sub(lambda m: f"\\u{ord(m[0]):04x}", _UNSHOWN.sub("\ufffd", text))
+    newline and carriage return) is U+FFFD; a bidi control, an invisible character (`_INVISIBLE`), and a joiner
+    (`_JOINERS`) without a non-ASCII letter on both sides the escape that names it (``\\u202e``, ``\\u200b``), so
+    measurement content can neither hide nor reorder the text around it, nor pass for another name
+    (`report.shown_text` for pages, `cell` for sheets)."""
+    if text.isascii():
+        return text if text.isprintable() else _UNSHOWN.sub("\ufffd", text)
+    return _ESCAPED.sub(_named, _UNSHOWN.sub("\ufffd", text))
 
 
 def _formula(text: str) -> bool:

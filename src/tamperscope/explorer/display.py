@@ -24,47 +24,77 @@ from typing import Any
 
 from markupsafe import Markup
 
-from tamperscope.analysis.report import RIGHT_TO_LEFT, host_shown, shown_text
+from tamperscope.analysis.report import MAX_SHOWN, RIGHT_TO_LEFT, host_shown, shown_text
 
 OPEN = "\ufdd0"    # noncharacters: never in text `shown_text` made
 CLOSE = "\ufdd1"
+CUT = "\ufdd2"     # where a long value's shown part ends, and (`CUT_END`) where the value ends
+CUT_END = "\ufdd3"
+_CUT = re.compile(f"{CUT}([^{CUT_END}]*){CUT_END}")
+_MARKS = str.maketrans({OPEN: None, CLOSE: None, CUT: None, CUT_END: None})
+# elements whose text is shown, cut as the page's text is (a <textarea>, a <script>'s data: whole)
+_SHOWN_TEXT_ONLY = frozenset({"title", "option"})
 _RTL = RIGHT_TO_LEFT
 _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)?[^>]*>")
 _TEXT_ONLY = frozenset({"title", "option", "textarea", "script", "style"})
 
 
+class Whole(str):
+    """Text a page shows whole however long (a captured body, already cut to `evidence.MAX_BODY_TEXT`)."""
+
+    __slots__ = ()
+
+
 def finalize(value: Any) -> Any:
     """What a template's ``{{ value }}`` shows (the Jinja environment's ``finalize``): text as `shown_text` makes
-    it, marked for isolation when it holds right-to-left letters. Markup (a macro's output) is left as it is: its
-    parts were finalized, and its tags cannot go in a ``<bdi>``."""
+    it, marked for isolation when it holds right-to-left letters, and past `MAX_SHOWN` characters marked where
+    the page's text cuts it (`isolated`). Markup (a macro's output) is left as it is: its parts were finalized,
+    and its tags cannot go in a ``<bdi>``."""
     if isinstance(value, Markup) or not isinstance(value, str):
         return value
     text = shown_text(value)
+    if len(text) > MAX_SHOWN and not isinstance(value, Whole):
+        text = text[:MAX_SHOWN] + CUT + text[MAX_SHOWN:] + CUT_END
     return OPEN + text + CLOSE if _RTL.search(text) else text
 
 
 def _unmarked(text: str) -> str:
-    return text.replace(OPEN, "").replace(CLOSE, "")
+    return text.translate(_MARKS)
+
+
+def _said(m: re.Match[str]) -> str:
+    return f"… ({len(m[1]):,} more characters)"
+
+
+def _cut(text: str) -> str:
+    return _CUT.sub(_said, text) if CUT in text else text
 
 
 def isolated(page: str) -> str:
-    """A rendered page with `finalize`'s marks made ``<bdi>`` elements in its text, and dropped elsewhere."""
-    if OPEN not in page:
+    """A rendered page with `finalize`'s marks made ``<bdi>`` elements in its text, and dropped elsewhere; and a
+    long value cut in the page's text (the rest said: "… (1,044,480 more characters)"), whole where it is data:
+    inside a tag (a link, a form field's value) and in a ``<textarea>`` or a ``<script>``."""
+    if OPEN not in page and CUT not in page:
         return page
     out: list[str] = []
     at = 0
-    text_only = False
+    text_only = ""
     for tag in _TAG.finditer(page):
-        text = page[at:tag.start()]
-        out.append(_unmarked(text) if text_only else text.replace(OPEN, "<bdi>").replace(CLOSE, "</bdi>"))
+        out.append(_part(page[at:tag.start()], text_only))
         out.append(_unmarked(tag[0]))
         # the text up to the next tag is an element's that holds text only: no tag is inside one (escaped content
         # holds no "<"), so any tag ends it, its end tag or (an <option> left open) the next
-        text_only = not tag[1] and (tag[2] or "").lower() in _TEXT_ONLY
+        name = (tag[2] or "").lower()
+        text_only = name if not tag[1] and name in _TEXT_ONLY else ""
         at = tag.end()
-    rest = page[at:]
-    out.append(_unmarked(rest) if text_only else rest.replace(OPEN, "<bdi>").replace(CLOSE, "</bdi>"))
+    out.append(_part(page[at:], text_only))
     return "".join(out)
+
+
+def _part(text: str, text_only: str) -> str:
+    if not text_only:
+        return _cut(text).replace(OPEN, "<bdi>").replace(CLOSE, "</bdi>")
+    return _unmarked(_cut(text) if text_only in _SHOWN_TEXT_ONLY else text)
 
 
 def host(value: Any) -> str:
@@ -77,6 +107,8 @@ def shown(value: Any) -> Any:
     data a page is rendered from, so that no filter (``join``, ``replace``, ``attrjson``...) passes on what a
     measurement put in it."""
     if isinstance(value, str):
+        if isinstance(value, Whole):
+            return Whole(shown_text(value))
         return value if isinstance(value, Markup) else shown_text(value)
     if isinstance(value, dict):
         return {shown_text(k) if isinstance(k, str) else k: shown(v) for k, v in value.items()}
@@ -87,4 +119,4 @@ def shown(value: Any) -> Any:
     return value
 
 
-__all__ = ["CLOSE", "OPEN", "finalize", "host", "isolated", "shown"]
+__all__ = ["CLOSE", "CUT", "CUT_END", "OPEN", "Whole", "finalize", "host", "isolated", "shown"]

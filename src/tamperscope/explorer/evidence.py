@@ -36,6 +36,7 @@ from typing import Any
 
 from tamperscope.analysis.hops import hop_fields
 from tamperscope.analysis.report import MECHANISM_WORDS, OUTCOME_WORDS
+from tamperscope.explorer.display import Whole
 from tamperscope.model.freeze import stalls
 from tamperscope.model.location import FLAG_NAMES
 from tamperscope.model.services import APPS, FACEBOOK_ENDPOINTS, blocked, facebook_key
@@ -408,7 +409,7 @@ def http(tk: Mapping[str, Any]) -> dict[str, Any]:
             "status_code": response.get("code") if isinstance(response.get("code"), int) else None,
             "headers": headers, "body_length": len(body_bytes(response.get("body"))),
             "body_truncated": response.get("body_is_truncated") is True,
-            "body_text": text[:MAX_BODY_TEXT], "body_text_cut": len(text) > MAX_BODY_TEXT,
+            "body_text": Whole(text[:MAX_BODY_TEXT]), "body_text_cut": len(text) > MAX_BODY_TEXT,
             "body_skipped": not shown and response.get("body") is not None,
             "title": title_of(text),
             "stall": ({"received": st.received, "reads": st.reads, "silence_s": st.silence_s, "frozen": st.frozen}

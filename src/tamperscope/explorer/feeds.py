@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from tamperscope.analysis.confidence import NO_NETWORK
-from tamperscope.analysis.report import APP_NAMES, MECHANISM_WORDS, host_shown, shown_text, technique
+from tamperscope.analysis.report import APP_NAMES, MECHANISM_WORDS, clipped, host_shown, shown_text, technique
 from tamperscope.analysis.unrecognised import networks_named
 
 MEDIA_TYPE = "application/atom+xml; charset=utf-8"
@@ -87,9 +87,9 @@ def atom(feed: Feed, now: dt.datetime | None = None) -> bytes:
     updated = max((e.updated for e in feed.entries), default=None) or atom_time(
         now or dt.datetime.now(dt.timezone.utc))
     out = ['<?xml version="1.0" encoding="utf-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">',
-           f"<id>{xml_text(feed.id)}</id>", f'<title type="text">{xml_text(feed.title)}</title>']
+           f"<id>{xml_text(feed.id)}</id>", f'<title type="text">{xml_text(clipped(feed.title))}</title>']
     if feed.subtitle:
-        out.append(f'<subtitle type="text">{xml_text(feed.subtitle)}</subtitle>')
+        out.append(f'<subtitle type="text">{xml_text(clipped(feed.subtitle))}</subtitle>')
     out += [f"<updated>{updated}</updated>",
             f'<link rel="self" type="application/atom+xml" href="{xml_text(feed.self_url)}"/>',
             f'<link rel="alternate" type="text/html" href="{xml_text(feed.page_url)}"/>',
@@ -97,18 +97,18 @@ def atom(feed: Feed, now: dt.datetime | None = None) -> bytes:
             "</generator>"]
     for e in feed.entries:
         out.append("<entry>")
-        out += [f"<id>{xml_text(e.id)}</id>", f'<title type="text">{xml_text(e.title)}</title>',
+        out += [f"<id>{xml_text(e.id)}</id>", f'<title type="text">{xml_text(clipped(e.title))}</title>',
                 f"<updated>{e.updated}</updated>"]
         if e.published:
             out.append(f"<published>{e.published}</published>")
         if e.author:
-            out.append(f"<author><name>{xml_text(e.author)}</name></author>")
+            out.append(f"<author><name>{xml_text(clipped(e.author))}</name></author>")
         out.append(f'<link rel="alternate" type="text/html" href="{xml_text(e.link)}"/>')
         for href, kind in e.related:
             out.append(f'<link rel="related" type="{xml_text(kind)}" href="{xml_text(href)}"/>')
         for term in e.categories:
             out.append(f'<category term="{xml_text(term)}"/>')
-        out.append(f'<summary type="text">{xml_text(e.summary)}</summary>')
+        out.append(f'<summary type="text">{xml_text(clipped(e.summary))}</summary>')
         if e.content:
             out.append(f'<content type="text">{xml_text(e.content)}</content>')
         out.append("</entry>")

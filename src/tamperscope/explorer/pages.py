@@ -53,6 +53,7 @@ from tamperscope.collector.queries import (
     ooni_slice,
 )
 from tamperscope.explorer import charts
+from tamperscope.explorer.display import Whole
 from tamperscope.explorer.evidence import captured_body, evidence
 from tamperscope.model.categories import category_label
 
@@ -243,7 +244,7 @@ def measurement(reader: Reader, uid: str) -> dict[str, Any] | None:
         and isinstance(published.get(censoredplanet.SCAN), str) else None,
         # where a Satellite v1 line's resolver is, from its scan's tagged_resolvers.json (added by analyze)
         "added_place": _added_place(published) if converted else None,
-        "raw_pretty": pretty[:MAX_RAW_SHOWN].decode("utf-8", "replace"),
+        "raw_pretty": Whole(pretty[:MAX_RAW_SHOWN].decode("utf-8", "replace")),
         "raw_cut": len(pretty) > MAX_RAW_SHOWN,
         "unknown_page": _unknown_page(raw, verdict, m),
     }
@@ -507,8 +508,8 @@ def new_blockpages(reader: Reader, params: dict[str, str], explorer: str = "") -
     found = unrecognised.from_store(reader, where, args, read=NEW_BLOCKPAGES_READ, most=NEW_BLOCKPAGES_SHOWN)
     page.update(candidates=found.candidates, read=found.read, accessible_read=found.accessible_read,
                 with_page=found.with_page, more_groups=found.more_groups,
-                groups=[{**g.public(), "fingerprint": g.fingerprint(explorer) if g.pattern else None}
-                        for g in found.groups])
+                groups=[{**g.public(), "sample": Whole(g.sample),
+                         "fingerprint": g.fingerprint(explorer) if g.pattern else None} for g in found.groups])
     return page
 
 
@@ -563,7 +564,7 @@ def finding(reader: Reader, f: Finding) -> dict[str, Any]:
         fields: dict[str, Any] = {k: f.evidence.get(k) for k in EVIDENCE_KEYS}
         recent = _recent(reader, MeasurementQuery(**fields, anomaly=True, limit=RECENT_EVIDENCE))
     return {
-        "page": "finding", "title": f.title, "finding": f.public(), "paragraphs": f.paragraphs(),
+        "page": "finding", "title": f.title, "finding": f.public(), "paragraphs": [Whole(p) for p in f.paragraphs()],
         "about": _about(f), "counts": total, "grain": grain,
         "anomalies": int(total["anomaly_count"] or 0) + int(total["confirmed_count"] or 0),
         "recent_anomalies": recent, "techniques": techniques,
