@@ -42,6 +42,7 @@ class Limits:
     bulk: int = 64 * MiB           # one bulk JSONL body
     bulk_lines: int = 20000        # measurements in one bulk body
     input: int = 8192              # the ``input`` field
+    envelope: int = 1024           # each other string of the envelope (a network's name, report_id, software_name…)
     small: int = 64 * 1024         # POST /report and admin bodies
 
 
@@ -161,6 +162,8 @@ def check_measurement(m: Any, limits: Limits = Limits(), clock: Callable[[], dt.
         value = m.get(name)
         if value is not None and not isinstance(value, str):
             raise _invalid(f"{name} must be a string")
+        if value is not None and len(value) > limits.envelope:  # a network's longest name is under 100
+            raise _invalid(f"{name} is longer than {limits.envelope} characters")
     for name in ("annotations", "test_helpers"):
         value = m.get(name)
         if value is not None and not isinstance(value, dict):
@@ -222,20 +225,20 @@ MEASUREMENT: dict[str, Any] = {
     "required": ["test_name", "measurement_start_time", "probe_cc", "probe_asn", "test_keys"],
     "properties": {
         "test_name": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,63}$", "example": "web_connectivity"},
-        "test_version": {"type": "string"},
+        "test_version": {"type": "string", "maxLength": 1024},
         "measurement_start_time": {"type": "string", "example": "2024-01-31 12:00:00",
                                    "description": "UTC, YYYY-MM-DD HH:MM:SS"},
-        "test_start_time": {"type": "string"},
+        "test_start_time": {"type": "string", "maxLength": 1024},
         "probe_cc": {"type": "string", "pattern": "^[A-Z]{2}$", "example": "IT"},
         "probe_asn": {"type": "string", "pattern": "^AS[0-9]{1,10}$", "example": "AS30722"},
-        "probe_network_name": {"type": "string"},
+        "probe_network_name": {"type": "string", "maxLength": 1024},
         "probe_ip": {"type": "string", "description": "always 127.0.0.1: the probe never sends its address, "
                      "and the collector stores any other value as 127.0.0.1"},
         "input": {"type": ["string", "null"], "maxLength": 8192},
-        "report_id": {"type": "string"},
-        "software_name": {"type": "string"},
-        "software_version": {"type": "string"},
-        "data_format_version": {"type": "string", "example": "0.2.0"},
+        "report_id": {"type": "string", "maxLength": 1024},
+        "software_name": {"type": "string", "maxLength": 1024},
+        "software_version": {"type": "string", "maxLength": 1024},
+        "data_format_version": {"type": "string", "maxLength": 1024, "example": "0.2.0"},
         "annotations": {"type": "object"},
         "test_helpers": {"type": "object"},
         "test_runtime": {"type": "number"},
