@@ -102,3 +102,27 @@ def test_a_finding_that_fails_in_a_way_no_check_foresaw_is_skipped_too(tmp_path:
     assert warned == [f"finding skipped: {folder / 'odd.md'}: cannot be read: date value out of range"]
     with pytest.raises(FindingError, match="odd.md: cannot be read"):
         found.check()
+
+
+DEEP = "+++\ntitle = \"T\"\npublished = 2026-05-20\nx = " + "[" * 1500 + "]" * 1500 + "\n+++\nText.\n"
+
+
+def test_a_header_nested_too_deeply_is_a_bad_finding_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(FindingError) as e:  # was tomllib's RecursionError
+        parse("deep", DEEP, "deep.md")
+    assert str(e.value) == "deep.md: not TOML: arrays or tables nested too deeply"
+    folder = tmp_path / "findings"
+    folder.mkdir()
+    (folder / "deep.md").write_text(DEEP, encoding="utf-8")
+    res = _serve(tmp_path, folder)
+    assert res.returncode == 2 and "Traceback" not in res.stderr and res.stderr.count("\n") == 1, res.stderr[-500:]
+    warned: list[str] = []
+    (folder / "deep.md").unlink()
+    (folder / "good.md").write_text(_finding("since", "2026-05-01"), encoding="utf-8")
+    with running_app(Settings(db_path=tmp_path / "a.duckdb", announce=False, submit_rate=0, read_rate=0,
+                              findings_dir=folder)) as client:
+        client.collector.findings.warn = warned.append
+        (folder / "deep.md").write_text(DEEP, encoding="utf-8")  # while serving: every page was a 500
+        for path in ("/findings", "/", "/api/v1/findings", "/findings/good"):
+            assert client.get(path).status_code == 200, path
+    assert any("deep.md" in w for w in warned), warned

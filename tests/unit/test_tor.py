@@ -261,6 +261,7 @@ def test_default_targets_are_the_directory_authorities() -> None:
     ("1.2.3.4:99999", "line 1: its port must be 1-65535"),
     ("1.2.3.4:٤٤٣", "line 1: its port must be 1-65535"),  # digits, but not ASCII ones
     ('{"a": {"address": "1.2.3.4:²", "protocol": "or_port"}}', "its port must be 1-65535"),
+    ('{"a": ' + "[" * 1500 + "]" * 1500 + "}", "nested too deeply"),  # was a RecursionError's traceback
 ])
 def test_a_bad_targets_file_is_refused_in_one_line(spec: str, message: str) -> None:
     with pytest.raises(NettestError) as e:
@@ -301,6 +302,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     (None, "cannot read"),
     (b"\xff\xfe", "is not UTF-8 text"),
     (b'{"a": {"address": "1.2.3.4:443", "protocol": "vpn"}}', "protocol must be one of"),
+    (b'{"a": ' + b"[" * 1500 + b"]" * 1500 + b"}", "nested too deeply"),
 ])
 def test_the_cli_refuses_a_bad_targets_file_before_contacting_anything(
         tmp_path: Path, content: bytes | None, message: str) -> None:

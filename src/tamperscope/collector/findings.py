@@ -153,6 +153,8 @@ def parse(name: str, content: str, where: str) -> Finding:
     except tomllib.TOMLDecodeError as exc:
         why = str(exc).split(" (at ")[0]
         raise FindingError(f"{where}: line {_toml_line(lines[1:end], exc) + 1}: not TOML: {why}") from None
+    except RecursionError:  # tomllib recurses into nested arrays and inline tables
+        raise FindingError(f"{where}: not TOML: arrays or tables nested too deeply") from None
     unknown = sorted(set(head) - set(TOP_KEYS))
     if unknown:
         raise FindingError(f"{where}: unknown key {unknown[0]!r}; a finding has {', '.join(TOP_KEYS)}")

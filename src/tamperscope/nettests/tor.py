@@ -150,6 +150,8 @@ def load_targets(text: str) -> tuple[Target, ...]:
         data = json.loads(text)
     except ValueError as e:
         raise NettestError(f"not JSON: {e}") from None
+    except RecursionError:  # json recurses into nested arrays and objects
+        raise NettestError("not JSON: arrays or objects nested too deeply") from None
     if not isinstance(data, dict) or not data:
         raise NettestError("expected a JSON object of targets, {\"id\": {\"address\": ..., \"protocol\": ...}}")
     if len(data) > MAX_TARGETS:
