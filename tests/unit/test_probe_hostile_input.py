@@ -476,3 +476,26 @@ def test_capture_without_root_is_refused_before_output_and_consent(probe: Probe,
     res = probe.main("dnscheck", "--yes", "-i", "a.com", "--capture", "-o", "out.jsonl")
     assert res.code == 2 and "--capture needs root" in res.line
     assert not (probe.dir / "out.jsonl").exists() and not probe.consent_file.exists()
+
+
+@pytest.mark.parametrize("content", [
+    b'{"my": "notes", "todo": [1,2',       # the user's JSON, one line without a newline: was cut and replaced
+    b'{"x":"' + b"a" * 100_000,             # a long one
+    b'\n\n{"test_name": "dnscheck", "inp',  # blank lines are no measurement
+])
+def test_one_unparsable_line_with_no_measurement_before_it_is_refused_untouched(probe: Probe, content: bytes) -> None:
+    out = probe.dir / "notes.json"
+    out.write_bytes(content)
+    res = probe.main("dnscheck", "--yes", "-i", "a.com", "-o", str(out))
+    assert res.code == 2 and str(out) in res.line and "not a JSON measurement" in res.line, res.err
+    assert out.read_bytes() == content
+    assert probe.measured == []
+
+
+@pytest.mark.parametrize("torn", [b"{", b'{"annotations":{"engi', b'{"annotations":{"engine_name":"tamperscope","pl'])
+def test_a_first_measurement_torn_as_the_probe_writes_it_is_cut(probe: Probe, torn: bytes) -> None:
+    out = probe.dir / "m.jsonl"
+    out.write_bytes(torn)  # a kill in the middle of the first write
+    res = probe.main("dnscheck", "--yes", "--no-progress", "-i", "a.com", "-o", str(out))
+    assert res.code == 0, res.err
+    assert [m["input"] for m in lines(out)] == ["a.com"] and probe.measured == ["a.com"]

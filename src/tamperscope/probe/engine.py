@@ -226,6 +226,7 @@ def scan_output(path: Path, test_name: str, key: Callable[[dict[str, Any]], str 
     twice: set[str] = set()
     offset = 0
     newline = False
+    measured = False  # a measurement (of any nettest) seen before the line at hand
     try:
         with open(path, "rb", buffering=1 << 20) as f:
             for n, line in enumerate(iter(lambda: f.readline(MAX_LINE), b""), 1):
@@ -238,7 +239,13 @@ def scan_output(path: Path, test_name: str, key: Callable[[dict[str, Any]], str 
                     raise OutputError(f"{path}: line {n} is not a JSON measurement; refusing to append to a file "
                                       "that holds anything else (choose another --output)")
                 if verdict is _TORN and not complete:
+                    if not measured and not _begun_as_ours(line):
+                        # one line that does not parse, with no measurement before it: the user's own JSON, not
+                        # a write of ours cut short; cutting it would lose it
+                        raise OutputError(f"{path}: line {n} is not a JSON measurement; refusing to append to a "
+                                          "file that holds anything else (choose another --output)")
                     return Resume(frozenset(seen), offset + len(line), cut=offset, lone=lone)  # a kill in mid-write
+                measured = measured or isinstance(verdict, str) or verdict is _OTHER and bool(line.strip())
                 if isinstance(verdict, str):
                     if recheck and verdict not in twice:
                         if verdict in seen:  # measured again already (a recheck, or the same input twice)
@@ -252,6 +259,15 @@ def scan_output(path: Path, test_name: str, key: Callable[[dict[str, Any]], str 
     except OSError as e:
         raise OutputError(f"cannot read {path} to resume: {e.strerror or e}") from None
     return Resume(frozenset(seen), offset, newline=newline, lone=lone)
+
+
+# How every measurement the probe writes begins (`model.measurement.envelope`, written by orjson)
+_OUR_START = b'{"annotations":{"engine_name":"'
+
+
+def _begun_as_ours(line: bytes) -> bool:
+    """Whether a line that does not parse is the start of a measurement as the probe writes one."""
+    return line.startswith(_OUR_START) or _OUR_START.startswith(line)
 
 
 _TORN = object()  # starts like a measurement but does not parse: a write cut short
