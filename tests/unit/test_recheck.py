@@ -138,6 +138,25 @@ def test_the_blocked_and_the_failed_are_measured_again_after_the_wait_and_said(c
     assert "measured again in" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("start", ["9999-12-31 23:59:59", "future"])
+def test_a_measurement_from_the_future_is_measured_again_now(tmp_path: Path, start: str) -> None:
+    # a probe's clock a day ahead, or a year 9999: --recheck slept until then (251,605,760,676 s)
+    if start == "future":
+        start = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S")
+    before = time.time()
+    assert before <= ended_at({"measurement_start_time": start, "test_runtime": 3}) <= time.time()
+    out = tmp_path / "o.jsonl"
+    out.write_text(line("http://a.org/", "http.rst", "http-failure", False, start=start))
+    lone = scan_output(out, "web_connectivity", recheck=True).lone
+    engine = FakeEngine({"http://a.org/": [("http.rst", "http-failure", False)]})
+    s = settings(["http://a.org/"], after=0.5, lone=lone)
+    stats, again = RunStats(total=1, skipped=1, found={}), RunStats(found={})
+    asyncio.run(asyncio.wait_for(command._and_recheck(engine, s, [], [], stats, again,  # type: ignore[arg-type]
+                                                      Progress(stats, enabled=False), None, False), 20))
+    assert [call[0] for call in engine.calls][-1] == ["http://a.org/"]
+    assert time.time() - before < 15
+
+
 def test_nothing_is_measured_again_past_max_runtime_and_the_next_run_is_told() -> None:
     engine = FakeEngine({"http://a.org/": [("http.rst", "http-failure", False)]})
     s = settings(["http://a.org/"], after=30)
