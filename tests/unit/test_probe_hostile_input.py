@@ -208,6 +208,7 @@ def test_resume_reads_the_output_line_by_line(tmp_path: Path) -> None:
     (["http_invalid_request_line", "--backend", "[::1"], "--backend must be"),
     (["http_header_field_manipulation", "--backend", "1.2.3.4:99999"], "--backend must be"),
     (["http_invalid_request_line", "-i", "1.2.3.4:99999"], "bad backend '1.2.3.4:99999'"),
+    (["web_connectivity", "-i", "http://x.example/" + "a" * 9000], "a URL of 9,017 characters"),
 ])
 def test_bad_input_is_one_line_before_anything_runs(probe: Probe, args: list[str], needle: str) -> None:
     res = probe.main(*args, "--yes", "-o", "out.jsonl")
@@ -222,6 +223,19 @@ def test_a_bad_line_in_a_long_list_is_named_and_nothing_runs(probe: Probe) -> No
     res = probe.main("dnscheck", "--yes", "-l", "l.txt", "-o", "out.jsonl")
     assert res.code == 2 and "l.txt: line 201: not a domain name: 'bad..name'" in res.line
     assert probe.measured == [] and not (probe.dir / "out.jsonl").exists()
+
+
+def test_a_url_longer_than_a_collector_takes_in_a_list_is_named_and_nothing_runs(probe: Probe) -> None:
+    # a 50 MiB URL was measured: its line passed 64 MiB, and the output could no longer be resumed nor analysed
+    urls = [f"http://site{i}.example/" for i in range(10)]
+    urls[4] = "http://x.example/" + "a" * (50 << 20)
+    (probe.dir / "l.txt").write_text("\n".join(urls) + "\n")
+    res = probe.main("web_connectivity", "--yes", "-l", "l.txt", "-o", "out.jsonl")
+    assert res.code == 2 and "l.txt: entry 5 (line 5): a URL of 52,428,817 characters" in res.line, res.err[:300]
+    assert len(res.line) < 300 and probe.measured == [] and not (probe.dir / "out.jsonl").exists()
+    urls[4] = "http://x.example/" + "a" * (8192 - 17)  # at the limit: taken
+    (probe.dir / "l.txt").write_text("\n".join(urls) + "\n")
+    assert probe.main("web_connectivity", "--yes", "--no-progress", "-l", "l.txt", "-o", "out.jsonl").code == 0
 
 
 def test_an_input_failing_while_measuring_stops_nothing_and_is_tried_again(probe: Probe) -> None:

@@ -156,6 +156,7 @@ def listen_host(value: str) -> str:
 
 
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
+MAX_URL = 8192  # characters of a URL (OONI's and our collector's limit on a measurement's input)
 
 
 def parse_url(url: str) -> URLParts:
@@ -168,6 +169,9 @@ def _split_url(url: str) -> tuple[URLParts, SplitResult]:
     if not isinstance(url, str) or not url.strip():
         raise BadInput("empty URL")
     url = url.strip()
+    if len(url) > MAX_URL:  # its measurement would be refused by a collector, and a line past 64 MiB unreadable
+        raise BadInput(f"a URL of {len(url):,} characters ({url[:40]!r}…): at most {MAX_URL:,}, as a collector "
+                       "takes an input")
     check_utf8_url(url)  # from a command line: every measurement of it would fail
     if _CONTROL_OR_SPACE.search(url):
         raise BadInput(f"malformed URL {url!r}: control characters or spaces")
