@@ -183,14 +183,36 @@ def _make_parent(path: Path) -> None:
 def _ours(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     """Refuse another program's DuckDB database before migrating writes our tables into it: a store with no
     migration recorded holds no table of its own (an interrupted first migration can leave ``migrations``)."""
-    if schema_version(con):
+    try:
+        version = schema_version(con)
+    except duckdb.Error:  # a table named migrations without our columns
+        raise StoreError(f"{path} is not a tamperscope store: it is a DuckDB database whose table migrations is "
+                         "another program's") from None
+    if version:
         return
-    tables = sorted(row[0] for row in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall())
-    others = ["".join(ch if ch.isprintable() else "?" for ch in name) for name in tables if name != "migrations"]
+    tables = sorted((schema, name) for schema, name in con.execute(  # in any schema, not only main
+        "SELECT table_schema, table_name FROM information_schema.tables").fetchall())
+    others = ["".join(ch if ch.isprintable() else "?" for ch in (name if schema == "main" else f"{schema}.{name}"))
+              for schema, name in tables if (schema, name) != ("main", "migrations")]
     if others:
         shown = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
         raise StoreError(f"{path} is not a tamperscope store: it is a DuckDB database with other tables ({shown})")
+
+
+# The tables every store holds once migrated (backfill lists come and go): one missing is a damaged store, which
+# would fail half-way through a command
+_TABLES = frozenset({"measurements", "verdicts", "observations", "rejections", "runs", "meta", "anomaly_groups",
+                     "ingested_files", "categories", "test_lists", "rules", "promotions", "migrations"})
+
+
+def _complete(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    have = {row[0] for row in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+    missing = sorted(_TABLES - have)
+    if missing:
+        raise StoreError(f"the store {path} is damaged: its table{'s' if len(missing) > 1 else ''} "
+                         f"{', '.join(missing)} {'are' if len(missing) > 1 else 'is'} missing; analyse the "
+                         "measurements into a new --db")
 
 
 def _whole(con: duckdb.DuckDBPyConnection, path: Path) -> None:
@@ -436,6 +458,7 @@ class Store:
         try:
             _ours(self.con, self.path)
             self.migrated = migrate(self.con)
+            _complete(self.con, self.path)
             promote(self.con)  # what a streaming ingest that did not finish left to confirm
         except (duckdb.Error, ValueError) as exc:  # tables of our names but not our shape
             self.con.close()
