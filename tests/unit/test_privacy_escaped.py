@@ -82,6 +82,7 @@ def test_a_decimal_looking_hex_form_is_not_taken_for_a_number() -> None:
     assert s.text("addr 0x12345678") == f"addr {SCRUBBED}"
 
 
+@pytest.mark.wallclock
 def test_pages_of_escapes_cost_linear_time() -> None:
     s = scrubber()
     size = 512 * 1024

@@ -27,6 +27,7 @@ def read_lines(source: str, f: IO[bytes], max_bytes: int, start: int = 0,
     """JSON lines from a binary stream: bounded, tolerant of damaged compression."""
     number = 0
     pos = start
+    peek = getattr(f, "peek", None)
     if start:
         f.seek(start - 1)
         pos = start - 1 + len(f.readline())  # the line straddling `start` belongs to the previous partition
@@ -50,6 +51,10 @@ def read_lines(source: str, f: IO[bytes], max_bytes: int, start: int = 0,
             data = chunk.strip()
             if data:
                 yield Line(source, number, data)
+            elif peek is not None:  # a run of blank lines, passed over at C speed (a small gzip held 200 MiB of them)
+                skipped, lines = _blank_run(f, peek, end - pos if end is not None else None)
+                number += lines
+                pos += skipped
     except EOFError:
         yield Rejection(source, number + 1, "truncated",
                         f"the compressed file ends early after {number} complete lines")
@@ -61,6 +66,29 @@ def read_lines(source: str, f: IO[bytes], max_bytes: int, start: int = 0,
             yield Rejection(source, number + 1, "damaged", one_line(exc))
         else:
             yield Rejection(source, number + 1, "unreadable", one_line(exc))
+
+
+_BLANK = b" \t\r\n\x0b\x0c"  # what bytes.strip() takes away
+
+
+def _blank_run(f: IO[bytes], peek: Callable[[int], bytes], room: int | None) -> tuple[int, int]:
+    """Read the blank lines that come next in ``f`` (whole lines only, and at most ``room`` bytes): the bytes
+    read and the lines they ended."""
+    read = lines = 0
+    while room is None or read < room:
+        ahead = peek(CHUNK)[:CHUNK]
+        if room is not None:
+            ahead = ahead[:room - read]
+        blank = len(ahead) - len(ahead.lstrip(_BLANK))
+        k = ahead.rfind(b"\n", 0, blank) + 1  # up to the end of the last whole blank line
+        if k == 0:
+            break
+        f.read(k)
+        read += k
+        lines += ahead.count(b"\n", 0, k)
+        if k < len(ahead):
+            break
+    return read, lines
 
 
 def read_zstd(path: str, max_bytes: int) -> Iterator[Line | Rejection]:
