@@ -372,6 +372,20 @@ def test_a_listening_address_with_a_port_says_so(capfd: pytest.CaptureFixture[st
     assert listen_host("::1") == "::1" and listen_host("[::1]") == "::1" and listen_host("localhost") == "localhost"
 
 
+@pytest.mark.parametrize("value, words", [("224.0.0.1", "is a multicast group"), ("ff02::1", "is a multicast group"),
+                                          ("255.255.255.255", "is the broadcast address")])
+@pytest.mark.parametrize("command", ["serve", "helper"])
+def test_a_server_is_not_told_to_listen_on_a_group(capfd: pytest.CaptureFixture[str], value: str, words: str,
+                                                   command: str) -> None:
+    # `helper --host 224.0.0.1` said it was "listening on http://224.0.0.1:18080/"
+    with pytest.raises(BadInput, match=words):
+        listen_host(value)
+    capfd.readouterr()
+    assert _main([command, "--host", value, "--port", "1"]) == 2
+    assert words in _one_line(capfd)
+    assert listen_host("0.0.0.0") == "0.0.0.0" and listen_host("::") == "::"
+
+
 @pytest.mark.parametrize("name,cc", [("tm.csv", "TM"), ("RU.csv", "RU"), ("xk.csv", "XK"), ("ok.csv", "ZZ"),
                                      ("xx.csv", "ZZ"), ("uk.csv", "ZZ"), ("global.csv", "ZZ")])
 def test_a_test_list_is_for_a_country_only_when_its_name_is_a_country_code(tmp_path: Path, name: str,

@@ -430,6 +430,14 @@ def test_capture_as_root_without_the_capability(tmp_path: Path) -> None:
     (["--submit", "http://a b/"], "--submit must be"),
     (["--submit", "http://x:abc/"], "--submit must be"),
     (["--resolver", ""], "--resolver must be an IP address, not ''"),
+    # a query sent nowhere was published as the resolver's NXDOMAIN
+    (["--resolver", "fe80::1%nosuchif0"], "names an interface this machine does not have ('nosuchif0')"),
+    (["--resolver", "2001:db8::1%lo"], "a zone (%lo) goes only with a link-local address"),
+    (["--resolver", "0.0.0.0"], "it is no host's (unspecified)"),
+    (["--resolver", "::"], "it is no host's (unspecified)"),
+    (["--resolver", "224.0.0.1"], "it is a multicast group's"),
+    (["--silent-resolver", "ff02::1"], "it is a multicast group's"),
+    (["--resolver", "255.255.255.255"], "it is the broadcast address"),
 ])
 def test_bad_settings_are_refused_at_start(probe: Probe, args: list[str], needle: str) -> None:
     res = probe.main("dnscheck", "--yes", "-i", "a.com", "-o", "out.jsonl", *args)

@@ -152,7 +152,15 @@ def listen_host(value: str) -> str:
     name = value.strip().rpartition(":")[0]
     if value.count(":") == 1 or name.startswith("[") and name.endswith("]"):  # host:port, [v6]:port
         raise BadInput(f"{value.strip()[:100]!r} is not an address: give the host alone, and the port with --port")
-    return check_host(host)
+    checked = check_host(host)
+    try:
+        ip = ipaddress.ip_address(checked)
+    except ValueError:
+        return checked  # a name, resolved when the server binds
+    if ip.is_multicast or ip == ipaddress.IPv4Address("255.255.255.255"):  # no server listens for TCP there
+        raise BadInput(f"{checked!r} is {'a multicast group' if ip.is_multicast else 'the broadcast address'}: "
+                       "a server listens on one of this machine's addresses, 0.0.0.0 or ::")
+    return checked
 
 
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")

@@ -8,6 +8,7 @@ import ipaddress
 import os
 import re
 import ssl
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -495,10 +496,26 @@ def _http_url(value: str, label: str, what: str = "an http(s) URL") -> str:
 
 
 def _ip(value: str, label: str) -> str:
+    """A resolver's address: one host's (not 0.0.0.0, a multicast group or the broadcast address, which no
+    resolver answers from), and a zone (``fe80::1%eth0``) only on a link-local address and naming an interface
+    this machine has: a query sent nowhere was recorded as the resolver's NXDOMAIN."""
     try:
-        ipaddress.ip_address(value)
+        ip = ipaddress.ip_address(value)
     except ValueError:
         raise UsageError(f"{label} must be an IP address, not {value!r}") from None
+    why = ("no host's (unspecified)" if ip.is_unspecified else "a multicast group's" if ip.is_multicast
+           else "the broadcast address" if ip == ipaddress.IPv4Address("255.255.255.255") else None)
+    if why:
+        raise UsageError(f"{label} must be a resolver's address, not {value!r}: it is {why}")
+    zone = getattr(ip, "scope_id", None)
+    if zone is not None:
+        if not ip.is_link_local:
+            raise UsageError(f"{label}: a zone (%{zone}) goes only with a link-local address (fe80::/10), "
+                             f"not {value!r}")
+        try:
+            socket.if_nametoindex(zone) if not zone.isdigit() else socket.if_indextoname(int(zone))
+        except OSError:
+            raise UsageError(f"{label}: {value!r} names an interface this machine does not have ({zone!r})") from None
     return value
 
 
