@@ -223,6 +223,17 @@ def test_the_network_file_takes_only_a_networks_lines() -> None:
         ("DirAuthority a 1.2.3.4:80 " + "A" * 600 + "\n", "longer than 512"),
         ("DirAuthority a 1.2.3.4:80 AB\n" * 70, "more than 64 lines"),
         ("", "no DirAuthority or FallbackDir line"),
+        # what tor itself refuses, exiting 1: it was recorded as a failure to bootstrap
+        ("FallbackDir 1.2.3.4:99999 orport=9001 id=ZZ\n", "its port must be 1-65535, not '99999'"),
+        ("FallbackDir 1.2.3.4:9030 orport=0 id=EF\n", "orport must be 1-65535, not '0'"),
+        ("FallbackDir 1.2.3.4:9030 orport=9001 id=ZZ\n", "id= must be a fingerprint in hex, not 'ZZ'"),
+        ("FallbackDir 1.2.3.4:9030 orport=9001\n", "FallbackDir needs id=FINGERPRINT"),
+        ("FallbackDir 1.2.3.999:9030 id=EF\n", "'1.2.3.999' is not an IPv4 address"),
+        ("DirAuthority a orport=9001 v3ident=AB example.org:9030 CD\n", "needs one IPv4 address and port"),
+        ("DirAuthority a orport=9001 v3ident=AB 1.2.3.4:9030 1.2.3.5:9030 CD\n", "needs one IPv4 address and port"),
+        ("DirAuthority a orport=9001 v3ident=XY 1.2.3.4:9030 CD\n", "v3ident= must be a fingerprint in hex"),
+        ("DirAuthority a orport=9001 v3ident=AB 1.2.3.4:9030 nothex\n", "ends with the authority's fingerprint"),
+        ("DirAuthority a orport=9001 v3ident=AB 1.2.3.4:9030\n", "ends with the authority's fingerprint"),
     ]:
         with pytest.raises(NettestError, match=said):
             vanilla_tor.load_network(text)
@@ -264,12 +275,14 @@ def command_args(*argv: str) -> Any:
     (("--tor-network", "missing.torrc"), "missing.torrc"),
     (("--tor-network", "bad.torrc"), "bad.torrc: line 1: 'ControlPort' is not one of DirAuthority"),
     (("--tor-network", "binary.torrc"), "not UTF-8 text"),
+    (("--tor-network", "big.torrc"), "is larger than 64 KiB"),  # was "larger than 0 MiB"
     (("-i", "https://torproject.org/"), "vanilla_tor takes no input"),
 ])
 def test_the_cli_refuses_in_one_line_before_running_tor(probe: Probe, args: tuple[str, ...],  # noqa: F811
                                                         message: str) -> None:
     (probe.dir / "bad.torrc").write_text("ControlPort 9051\n")
     (probe.dir / "binary.torrc").write_bytes(b"\x00\xff\n")
+    (probe.dir / "big.torrc").write_bytes(b"# padding\n" * 7000)
     r = probe.main("run", "vanilla_tor", "--yes", "--no-progress", "-o", "out.jsonl", *args)
     assert r.code == 2 and message in r.err and len(r.err.strip().splitlines()) == 1, r.err
     assert probe.measured == [] and not (probe.dir / "out.jsonl").exists()

@@ -139,6 +139,13 @@ def check_host(host: str) -> str:
     return host.lower().rstrip(".")
 
 
+def byte_size(n: int) -> str:
+    """A size limit in words: "64 MiB", "64 KiB" (a limit under a MiB was said as "0 MiB"), "1.5 MiB"."""
+    if n >= 1 << 20:
+        return f"{n >> 20} MiB" if n % (1 << 20) == 0 else f"{n / (1 << 20):.1f} MiB"
+    return f"{n >> 10} KiB" if n % 1024 == 0 else f"{n:,} bytes"
+
+
 def listen_host(value: str) -> str:
     """The address a server is told to listen on (``--host``), checked as `check_host` checks a URL's host;
     brackets around an IPv6 address are allowed. Empty is refused rather than taken to mean every
@@ -310,9 +317,9 @@ def read_bounded(path: str | os.PathLike[str], limit: int, what: str) -> str:
         with open(path, "rb") as f:
             data = read_upto(f, limit + 1)
         if len(data) > limit:
-            raise BadInput(f"{what} {path} is larger than {limit >> 20} MiB: is it the right file?")
+            raise BadInput(f"{what} {path} is larger than {byte_size(limit)}: is it the right file?")
         if (data := inflated(data, limit + 1)) and len(data) > limit:
-            raise BadInput(f"{what} {path} is larger than {limit >> 20} MiB uncompressed: is it the right file?")
+            raise BadInput(f"{what} {path} is larger than {byte_size(limit)} uncompressed: is it the right file?")
         return data.decode("utf-8")
     except Damaged as e:
         raise BadInput(f"cannot read {what} {path}: {e}") from None

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .inputs import BadInput, check_host
+from .inputs import BadInput, byte_size, check_host
 
 LAYERS = ("dns", "ip", "http", "tls", "quic", "openvpn", "wireguard")
 ACTIONS: dict[str, tuple[str, ...]] = {
@@ -462,7 +462,7 @@ def load_profile(path: Path, builtin_pages: set[str]) -> Profile:
     if not stat.S_ISREG(mode):
         raise ProfileError(f"{path}: is not a regular file (a FIFO, a device?): give the profile as a file")
     if len(data) > MAX_PROFILE:
-        raise ProfileError(f"{path}: is larger than {MAX_PROFILE >> 20} MiB: not a profile")
+        raise ProfileError(f"{path}: is larger than {byte_size(MAX_PROFILE)}: not a profile")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

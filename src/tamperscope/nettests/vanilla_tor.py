@@ -156,6 +156,37 @@ def check_input(input: str) -> None:
     raise NettestError("vanilla_tor takes no input (it bootstraps tor; --tor-network FILE gives another Tor network)")
 
 
+_HEX = re.compile(r"[0-9A-Fa-f]+")
+_ENDPOINT = re.compile(r"(\d{1,3}(?:\.\d{1,3}){3}):(\d+)")
+
+
+def _check_directory(n: int, key: str, words: list[str]) -> None:
+    """A DirAuthority or FallbackDir line's parts, as far as tor would refuse them (and exit 1, recorded as a
+    failure to bootstrap): its IPv4 address and port, its ``orport=``/``dirport=``, its fingerprints in hex."""
+    endpoints = [m for m in map(_ENDPOINT.fullmatch, words) if m]
+    if len(endpoints) != 1:
+        raise NettestError(f"line {n}: {key} needs one IPv4 address and port (198.51.100.7:9030)")
+    try:
+        ipaddress.IPv4Address(endpoints[0].group(1))
+    except ValueError:
+        raise NettestError(f"line {n}: {endpoints[0].group(1)!r} is not an IPv4 address") from None
+    ports = [("its port", endpoints[0].group(2))]
+    ports += [(w.split("=", 1)[0], w.split("=", 1)[1]) for w in words if w.lower().startswith(("orport=", "dirport="))]
+    for what, port in ports:
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise NettestError(f"line {n}: {what} must be 1-65535, not {port[:12]!r}")
+    for w in words:
+        name, eq, ident = w.partition("=")
+        if eq and name.lower() in ("id", "v3ident") and not _HEX.fullmatch(ident):
+            raise NettestError(f"line {n}: {name}= must be a fingerprint in hex, not {ident[:12]!r}")
+    if key == "DirAuthority":
+        after = words[words.index(endpoints[0].group(0)) + 1:]
+        if not after or not all(_HEX.fullmatch(w) for w in after):
+            raise NettestError(f"line {n}: DirAuthority ends with the authority's fingerprint in hex")
+    elif not any(w.lower().startswith("id=") for w in words):
+        raise NettestError(f"line {n}: FallbackDir needs id=FINGERPRINT")
+
+
 def load_network(text: str) -> tuple[str, ...]:
     """A ``--tor-network`` file: torrc lines that name a Tor network, nothing else (no option that could make
     tor listen, write files or run programs). Comments and blank lines are skipped."""
@@ -177,6 +208,8 @@ def load_network(text: str) -> tuple[str, ...]:
             raise NettestError(f"line {n}: TestingTorNetwork is 0 or 1")
         if known != "TestingTorNetwork" and len(value.split()) < 2:
             raise NettestError(f"line {n}: {known} needs an address and a fingerprint")
+        if known != "TestingTorNetwork":
+            _check_directory(n, known, value.split())
         out.append(f"{known} {value}")
         if len(out) > MAX_NETWORK_LINES:
             raise NettestError(f"more than {MAX_NETWORK_LINES} lines")

@@ -7,8 +7,8 @@ import asyncio
 import ipaddress
 import os
 import re
-import ssl
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -26,6 +26,7 @@ from ..model.inputs import (
     MAX_LIST,
     BadInput,
     CategoryPick,
+    byte_size,
     category_codes,
     check_utf8_url,
     list_entries,
@@ -438,7 +439,7 @@ def _tor_targets(path: str, label: str) -> TorTargets:
     except OSError as e:
         raise UsageError(f"{label}: cannot read {path}: {e.strerror or e}") from None
     if len(data) > MAX_TOR_TARGETS_FILE:
-        raise UsageError(f"{label}: {path} is larger than {MAX_TOR_TARGETS_FILE >> 20} MiB")
+        raise UsageError(f"{label}: {path} is larger than {byte_size(MAX_TOR_TARGETS_FILE)}")
     try:
         targets = load_tor_targets(data.decode("utf-8"))
     except UnicodeDecodeError:
@@ -569,7 +570,7 @@ def _check_ca_bundle(ca: str) -> None:
         raise UsageError(f"CA bundle {ca} is not a file")
     try:
         if path.stat().st_size > MAX_CA_BUNDLE:
-            raise UsageError(f"CA bundle {ca} is larger than {MAX_CA_BUNDLE >> 20} MiB: is it the right file?")
+            raise UsageError(f"CA bundle {ca} is larger than {byte_size(MAX_CA_BUNDLE)}: is it the right file?")
         ssl.create_default_context(cafile=ca)
     except ssl.SSLError as e:  # before OSError: SSLError is one
         raise UsageError(f"CA bundle {ca} holds no usable certificate ({e.reason or e})") from None
