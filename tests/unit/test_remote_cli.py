@@ -34,6 +34,19 @@ from .test_probe_cli import cli  # the CLI in a process of its own, without the 
     (["remote", "ftp", "-V", "192.0.2.1", "-i", "x.org"], "invalid choice"),
     (["remote", "web", "-V", "192.0.2.1", "-i", "x.org", "--https-port", "0"], "--https-port must be between"),
     (["remote", "web", "-V", "192.0.2.1", "-i", "x.org", "--http-port", "70000"], "--http-port must be between"),
+    # options of the other kind were accepted and did nothing
+    (["remote", "dns", "-V", "192.0.2.1", "-i", "x.org", "--residual-wait", "5"],
+     "--residual-wait is for `remote web`"),
+    (["remote", "dns", "-V", "192.0.2.1", "-i", "x.org", "--protocol", "echo"], "--protocol is for `remote web`"),
+    (["remote", "dns", "-V", "192.0.2.1", "-i", "x.org", "--http-port", "80"], "--http-port is for `remote web`"),
+    (["remote", "dns", "-V", "192.0.2.1", "-i", "x.org", "--echo-port", "7"], "--echo-port is for `remote web`"),
+    (["remote", "web", "-V", "192.0.2.1", "-i", "x.org", "--resolver", "9.9.9.9"], "--resolver is for `remote dns`"),
+    (["remote", "web", "-V", "192.0.2.1", "-i", "x.org", "--allow-net", "10.0.0.0/8"],
+     "--allow-net is for `remote dns`"),
+    # the help says loopback never
+    (["remote", "dns", "-V", "192.0.2.1", "-i", "x.org", "--allow-net", "127.0.0.0/8"], "loopback is never allowed"),
+    (["remote", "dns", "-V", "192.0.2.1", "-i", "x.org", "--allow-net", "0.0.0.0/0"], "loopback is never allowed"),
+    (["remote", "dns", "-V", "192.0.2.1", "-i", "x.org", "--allow-net", "::1/128"], "loopback is never allowed"),
 ])
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path: Path, args: list[str], needle: str) -> None:
     res = cli(*args, "-o", "out.jsonl", "--yes", cwd=tmp_path)

@@ -124,11 +124,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                         "domain as its SNI), echo_ech (the same with the ClientHello with Encrypted Client Hello "
                         "a browser sends the domain: sealed with the config its HTTPS record publishes, whose "
                         "public name is all a censor reads); default http and https")
-    p.add_argument("--http-port", type=int, default=80, metavar="PORT",
+    p.add_argument("--http-port", type=int, default=None, metavar="PORT",
                    help="web: the vantages' HTTP port (default 80)")
-    p.add_argument("--https-port", type=int, default=443, metavar="PORT",
+    p.add_argument("--https-port", type=int, default=None, metavar="PORT",
                    help="web: the vantages' HTTPS port (default 443)")
-    p.add_argument("--echo-port", type=int, default=7, metavar="PORT",
+    p.add_argument("--echo-port", type=int, default=None, metavar="PORT",
                    help="web: the vantages' echo port, for --protocol echo, echo_tls and echo_ech (default 7)")
     p.add_argument("--ca-bundle", type=path_text_arg, default=None,
                    help="dns: CA bundle to validate answers with; default "
@@ -179,8 +179,22 @@ def _key(m: dict[str, Any]) -> str | None:
     return resume_key(vantage, m["input"]) if isinstance(vantage, str) else None
 
 
+# Options of one kind only: given to the other, they were accepted and did nothing
+_WEB_ONLY = (("--residual-wait", "residual_wait"), ("--protocol", "protocol"), ("--http-port", "http_port"),
+             ("--https-port", "https_port"), ("--echo-port", "echo_port"))
+_DNS_ONLY = (("--resolver", "resolver"), ("--ca-bundle", "ca_bundle"), ("--allow-net", "allow_net"))
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
 def settings(args: argparse.Namespace) -> Settings:
     nettest = KINDS[args.kind]
+    for flag, name in _WEB_ONLY if args.kind == "dns" else _DNS_ONLY:
+        if getattr(args, name, None) not in (None, []):
+            raise UsageError(f"{flag} is for `remote {'web' if args.kind == 'dns' else 'dns'}`, not "
+                             f"`remote {args.kind}`")
+    ports = {"http": 80 if args.http_port is None else args.http_port,
+             "https": 443 if args.https_port is None else args.https_port,
+             "echo": 7 if args.echo_port is None else args.echo_port}
     if not 1 <= args.parallel <= 1024:
         raise UsageError("--parallel must be between 1 and 1024")
     if args.per_vantage is not None and not 1 <= args.per_vantage <= 64:
@@ -221,11 +235,11 @@ def settings(args: argparse.Namespace) -> Settings:
         options["tries"] = args.tries
     if args.residual_wait is not None:
         options["residual_wait"] = args.residual_wait
-    for flag, port in (("--http-port", args.http_port), ("--https-port", args.https_port),
-                       ("--echo-port", args.echo_port)):
+    for flag, port in (("--http-port", ports["http"]), ("--https-port", ports["https"]),
+                       ("--echo-port", ports["echo"])):
         if not 0 < port < 65536:
             raise UsageError(f"{flag} must be between 1 and 65535, not {port}")
-    options["ports"] = {"http": args.http_port, "https": args.https_port, "echo": args.echo_port}
+    options["ports"] = ports
     if args.protocol:
         options["protocols"] = tuple(dict.fromkeys(args.protocol))
     return Settings(nettest=nettest, vantages=vantages, inputs=inputs, output=output, resume=resume,
@@ -235,9 +249,13 @@ def settings(args: argparse.Namespace) -> Settings:
 
 def _network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     try:
-        return ipaddress.ip_network(value, strict=False)
+        net = ipaddress.ip_network(value, strict=False)
     except ValueError:
         raise UsageError(f"--allow-net must be a network (198.51.100.0/24), not {value!r}") from None
+    if any(net.version == lo.version and net.overlaps(lo) for lo in LOOPBACK):
+        raise UsageError(f"--allow-net {value}: loopback is never allowed (an answer pointing at this machine is "
+                         "no site's)")
+    return net
 
 
 def _vantage(value: str, where: str) -> str:
