@@ -136,6 +136,7 @@ def test_bad_input_is_reported_with_reasons(tmp_path: Path) -> None:
     (["analyze", "{samples}", "--engine", "foo"], "invalid choice: 'foo'"),
     (["export", "--parquet", "{tmp}/out", "--db", "{tmp}/absent.duckdb"], "no store at"),
     (["export", "--parquet", "", "--db", "{tmp}/absent.duckdb"], "--parquet needs the name of a directory"),
+    (["export", "--parquet", ".", "--db", "{tmp}/absent.duckdb"], "not the current one"),
     (["export", "--parquet", "{tmp}/no/such/dir", "--db", "{tmp}/absent.duckdb"], "no such directory"),
     (["analyze", "{samples}", "--workers", "100000"], "at most"),
     (["report", "--db", "{tmp}/absent.duckdb", "--json", "-", "--html", "-"], "both name standard output"),

@@ -246,7 +246,8 @@ def test_an_export_into_a_directory_of_ones_own_or_the_stores_raw_folder_is_refu
     for target in (raw, raw / "pq"):
         before = sorted(str(p) for p in raw.rglob("*"))
         assert main(["export", "--parquet", str(target), "--db", str(db)]) == 2
-        assert f"--parquet {target} is the store" in _one_line_error(capsys)
+        assert f"--parquet {target} is the store's raw measurements ({db}): give the output a directory of its own" \
+            in _one_line_error(capsys)
         assert sorted(str(p) for p in raw.rglob("*")) == before
     # an empty directory, and one an export left, are fine
     (tmp_path / "empty").mkdir()

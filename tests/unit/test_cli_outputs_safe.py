@@ -73,6 +73,13 @@ def test_a_run_that_analyses_nothing_leaves_the_earlier_verdicts(store: Path, tm
     garbage.write_bytes(b"not json\n")
     failed = _run("analyze", str(garbage), "--db", str(store), "--jsonl", str(verdicts))
     assert failed.returncode == 1 and "left as it was" in failed.stderr
+    # one failure, one line (it was two: the --jsonl note, then why)
+    assert failed.stderr.strip() == (f"tamperscope: no usable measurement in the input; --jsonl {verdicts} left as "
+                                     "it was"), failed.stderr
+    fresh = tmp_path / "fresh.jsonl"
+    failed = _run("analyze", str(garbage), "--db", str(store), "--jsonl", str(fresh), "--reread")
+    assert failed.stderr.strip() == f"tamperscope: no usable measurement in the input; --jsonl {fresh} not written"
+    assert not fresh.exists()
     assert verdicts.read_bytes() == kept
     # the same file again: skipped as known, nothing analysed, the verdicts stay
     again = _run("analyze", str(ONE), "--db", str(store), "--jsonl", str(verdicts))

@@ -354,11 +354,16 @@ def analyze_command(args: argparse.Namespace) -> int:
         reanalysed = _reanalyse(store, args, show, told) if args.reanalyse else 0
         if not args.reanalyse:
             _tell_older(store, told)
+        failing = not stats.accepted and bool(stats.records or stats.files_skipped or stats.files_unread) \
+            and not stats.files_known
+        jsonl_note = ""
         if args.jsonl and args.jsonl != "-" and not stats.accepted:
             # nothing analysed (bad input, all outside the selection, or known files skipped): an earlier run's
             # verdicts in that file are worth more than an empty file
             what = "left as it was" if os.path.lexists(args.jsonl) else "not written"
-            print(f"tamperscope: --jsonl {args.jsonl} {what}: this run analysed no measurement", file=sys.stderr)
+            jsonl_note = f"; --jsonl {args.jsonl} {what}"  # on the line that says why (one failure, one line)
+            if not failing:
+                print(f"tamperscope: --jsonl {args.jsonl} {what}: this run analysed no measurement", file=sys.stderr)
         elif args.jsonl:
             try:
                 _write_jsonl(store, args.jsonl, out_tmp)
@@ -375,14 +380,14 @@ def analyze_command(args: argparse.Namespace) -> int:
         store.close()
     if reanalysed:
         return reanalysed
-    if not stats.accepted and (stats.records or stats.files_skipped or stats.files_unread) and not stats.files_known:
+    if failing:
         if stats.outside or stats.files_skipped:
-            print("tamperscope: no measurement in the input matches the selection", file=sys.stderr)
+            why = "no measurement in the input matches the selection"
         elif not stats.records:
-            print("tamperscope: no measurement in the input, only the other files of Censored Planet's scans",
-                  file=sys.stderr)
+            why = "no measurement in the input, only the other files of Censored Planet's scans"
         else:
-            print("tamperscope: no usable measurement in the input", file=sys.stderr)
+            why = "no usable measurement in the input"
+        print(f"tamperscope: {why}{jsonl_note}", file=sys.stderr)
         return 1
     return 0
 
@@ -647,7 +652,10 @@ def _not_the_store(option: str, target: Path, db: Path | None) -> None:
     raw = os.path.realpath(raw_root_for(path))
     if (_same(target, path) or _same(target, path.with_name(path.name + ".wal"))
             or os.path.realpath(target) == raw or os.path.realpath(target).startswith(raw + os.sep)):
-        raise UsageError(f"{option} {target} is the store {path}: give the output a file of its own")
+        what = "the store" if _same(target, path) else "the store's write-ahead log" if _same(
+            target, path.with_name(path.name + ".wal")) else "the store's raw measurements"
+        kind = "directory" if option == "--parquet" else "file"
+        raise UsageError(f"{option} {target} is {what} ({path}): give the output a {kind} of its own")
 
 
 def _check_scheduler(address: str) -> None:
@@ -811,7 +819,8 @@ def _to_stdout(document: bytes) -> None:
 
 def export_command(args: argparse.Namespace) -> int:
     if not str(args.parquet).strip() or args.parquet == Path("."):
-        raise UsageError("--parquet needs the name of a directory to write into")
+        raise UsageError("--parquet needs the name of a directory to make and write into (not the current one: "
+                         "the export replaces the partitions it writes)")
     check_utf8_path("--parquet", args.parquet)  # before the directory is made: DuckDB cannot write under it
     if args.parquet.exists() and not args.parquet.is_dir():
         raise UsageError(f"--parquet {args.parquet} exists and is not a directory")
