@@ -226,6 +226,8 @@ def test_the_network_file_takes_only_a_networks_lines() -> None:
         # what tor itself refuses, exiting 1: it was recorded as a failure to bootstrap
         ("FallbackDir 1.2.3.4:99999 orport=9001 id=ZZ\n", "its port must be 1-65535, not '99999'"),
         ("FallbackDir 1.2.3.4:9030 orport=0 id=EF\n", "orport must be 1-65535, not '0'"),
+        ("FallbackDir 1.2.3.4:9030 orport=\u00b2 id=EF\n", "characters a torrc line cannot"),  # not int("²")
+        ("FallbackDir 1.2.3.4:\u0664\u0664\u0663 id=EF\n", "characters a torrc line cannot"),
         ("FallbackDir 1.2.3.4:9030 orport=9001 id=ZZ\n", "id= must be a fingerprint in hex, not 'ZZ'"),
         ("FallbackDir 1.2.3.4:9030 orport=9001\n", "FallbackDir needs id=FINGERPRINT"),
         ("FallbackDir 1.2.3.999:9030 id=EF\n", "'1.2.3.999' is not an IPv4 address"),

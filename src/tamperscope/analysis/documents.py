@@ -622,7 +622,7 @@ def read_tar(path: str, max_bytes: int, fileobj: IO[bytes] | None = None) -> Ite
     gz = None
     if fileobj is None and lz4 is None and _gzipped(path):
         # tarfile's own gzip stream inflates each 10 KiB it reads whole (up to 10 MB of zeros) and copies what is
-        # left at every read: skipping a 300 MiB member of zeros took a minute. GzipFile inflates as it is read.
+        # left at every read: skipping a 300 MiB member of zeros took a minute. `_Gunzip` inflates what is asked.
         gz = _Gunzip(path)
         fileobj = cast(IO[bytes], gz)
     damaged: tuple[type[BaseException], ...] = (tarfile.TarError, EOFError, zlib.error)

@@ -157,7 +157,7 @@ def check_input(input: str) -> None:
 
 
 _HEX = re.compile(r"[0-9A-Fa-f]+")
-_ENDPOINT = re.compile(r"(\d{1,3}(?:\.\d{1,3}){3}):(\d+)")
+_ENDPOINT = re.compile(r"([0-9]{1,3}(?:\.[0-9]{1,3}){3}):([0-9]+)")
 
 
 def _check_directory(n: int, key: str, words: list[str]) -> None:
@@ -173,7 +173,7 @@ def _check_directory(n: int, key: str, words: list[str]) -> None:
     ports = [("its port", endpoints[0].group(2))]
     ports += [(w.split("=", 1)[0], w.split("=", 1)[1]) for w in words if w.lower().startswith(("orport=", "dirport="))]
     for what, port in ports:
-        if not port.isdigit() or not 1 <= int(port) <= 65535:
+        if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:  # (int("²") raises)
             raise NettestError(f"line {n}: {what} must be 1-65535, not {port[:12]!r}")
     for w in words:
         name, eq, ident = w.partition("=")
