@@ -8,21 +8,17 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
 import pytest
 
 from tamperscope.collector import samples
 from tamperscope.collector.app import create_app
 from tamperscope.collector.config import Settings
-from tamperscope.collector.testing import SyncClient, running_app, uvicorn_server
+from tamperscope.collector.testing import SyncClient, unlimited_app, uvicorn_server
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyncClient]:
-    db = tmp_path_factory.mktemp("utf8") / "u.duckdb"
-    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as c:
-        out = c.post("/api/v1/submit", content=b"\n".join(orjson.dumps(m) for m in samples.corpus(5, seed="u")))
-        assert out.json()["stored"] == 5
+    with unlimited_app(tmp_path_factory.mktemp("utf8") / "u.duckdb", samples.corpus(5, seed="u")) as c:
         yield c
 
 
