@@ -324,8 +324,9 @@ def mechanism_of(m: dict[str, Any]) -> str:
 def ended_at(m: dict[str, Any]) -> float:
     """When the measurement ended, at the latest, in seconds since the epoch: its ``measurement_start_time``
     (OONI's "YYYY-MM-DD HH:MM:SS" in UTC, cut to the second: plus 1) plus its ``test_runtime``; 0.0 when it
-    has no start time that reads (a wait counted from it is over). Never later than now: a start in the future is
-    a clock that was wrong (skew, a file from elsewhere), and --recheck waited for it (9999-12-31: for ever)."""
+    has no start time that reads (a wait counted from it is over). Now when it started later than now: a start in
+    the future is a clock that was wrong (skew, a file from elsewhere), and --recheck waited for it (9999-12-31:
+    for ever)."""
     value = m.get("measurement_start_time")
     try:
         when = dt.datetime.strptime(str(value), "%Y-%m-%d %H:%M:%S")
@@ -333,7 +334,8 @@ def ended_at(m: dict[str, Any]) -> float:
         return 0.0
     runtime = m.get("test_runtime")
     took = float(runtime) if isinstance(runtime, (int, float)) and 0 <= runtime < 86400 else 0.0
-    return min(when.replace(tzinfo=dt.timezone.utc).timestamp() + 1.0 + took, time.time())
+    start, now = when.replace(tzinfo=dt.timezone.utc).timestamp(), time.time()
+    return now if start > now else start + 1.0 + took
 
 
 def open_output(path: Path, resume: Resume) -> IO[bytes]:
