@@ -14,6 +14,7 @@ from tamperscope.analysis.report import MAX_SHOWN, clipped, host_shown, plot_tex
 from tamperscope.analysis.sheets import cell, shown
 from tamperscope.collector import samples
 from tamperscope.collector.config import Settings
+from tamperscope.collector.schema import Limits
 from tamperscope.collector.testing import SyncClient, running_app
 from tamperscope.explorer import feeds
 from tamperscope.explorer.display import Whole, finalize, isolated
@@ -92,7 +93,10 @@ NAME = "Hostile Net " + "W" * 1_000_000
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SyncClient, str, str]]:
     db = tmp_path_factory.mktemp("clip") / "c.duckdb"
-    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as c:
+    # the collector refuses such a name (Limits.envelope); `analyze` stores what a file holds, as OONI's data
+    # comes, and `serve` shows that store: the limit is raised here to put the name where analyze would
+    limits = Limits(envelope=2 << 20)
+    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0, limits=limits)) as c:
         uid = c.submit(samples.measurement("http.blockpage", network_name=NAME,
                                            url="https://exa\u200bmple.com/"))
         long_input = "https://www.example.org/" + "q" * 6000
