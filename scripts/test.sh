@@ -54,7 +54,7 @@ else
   # time, the browser and the end-to-end runs, which keep the CPU busy, after it.
   dirs=(tests/lab tests/unit)
   for d in tests/*/; do d=${d%/}; case " ${dirs[*]} " in *" $d "*) ;; *) dirs+=("$d") ;; esac; done
-  run -m serial --durations=15 "${dirs[@]}"  # the slowest, so the run's time (under 20 minutes in CI) can be kept
+  run -m serial --durations=30 "${dirs[@]}"  # the slowest, so the run's time (under 20 minutes in CI) can be kept
   rc=$?
   wait "${groups[@]}"
   trap - EXIT
