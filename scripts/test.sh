@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs the whole suite. Lab tests need root; in CI (CI=true) they must run, never skip.
 #
-# With no arguments it runs three streams at once, each a pytest of its own:
-# - the `serial` tests one at a time (the lab, then the unit tests that measure time or memory, the browser and the
-#   end-to-end runs; see tests/conftest.py), at normal priority: the lab waits on timeouts most of the time;
+# With no arguments it runs three streams at once:
+# - the `serial` tests one at a time (the lab, then the unit tests that measure time or memory and the end-to-end
+#   runs; see tests/conftest.py), at normal priority: the lab waits on timeouts most of the time;
 # - the `wallclock` tests one at a time (unit tests that assert a wall-clock bound), at normal priority;
-# - the rest side by side (pytest-xdist, two processes per core, at most four), at lower priority (nice 10), in the
-#   CPU the others leave idle.
-# One after the other, the passes took 26 minutes in CI. The two background streams' output is printed at the end.
+# - at lower priority (nice 10), in the CPU the others leave idle: the rest side by side (pytest-xdist, two processes
+#   per core, at most four), then the browser tests one at a time (they bound no time, and the lab was still running
+#   when the parallel pass ended: after the lab, they had the run's last 3 minutes to themselves).
+# One after the other, the passes took 26 minutes in CI. The background streams' output is printed at the end.
 # With arguments (`make test TEST_ARGS=...`) it runs one plain pytest with them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -33,33 +34,45 @@ else
   logs=$(mktemp -d "${TMPDIR:-/tmp}/tamperscope-test.XXXXXX")
   start=$SECONDS
   groups=()
-  # beside NAME NICE PYTEST-ARGS...: a pytest in the background, in a session of its own (so that an interrupted run
+  # beside NICE NAME COMMAND... [-- NAME COMMAND...]...: commands one after the other in the background, each
+  # writing $logs/NAME and its exit code to $logs/NAME.rc, in a session of their own (so that an interrupted run
   # takes it whole). A session is also a scheduling group of its own (autogroup): `nice` only orders the processes
   # within it, and a plain `nice` pass shared the CPU half and half with the serial one (whose collector load test
   # went from 15 s to 52). So the group is niced too.
   beside() {
-    local name=$1 niceness=$2
-    shift 2
-    setsid bash -c 'n=$1 rc=$2; shift 2; echo "$n" >/proc/self/autogroup 2>/dev/null; nice -n "$n" "$@"; echo $? >"$rc"' \
-      beside "$niceness" "$logs/$name.rc" "${PYTEST[@]}" "$@" >"$logs/$name" 2>&1 &
+    local niceness=$1
+    shift
+    setsid bash -c '
+      n=$1 logs=$2
+      shift 2
+      echo "$n" >/proc/self/autogroup 2>/dev/null
+      while [ $# -gt 0 ]; do
+        name=$1 cmd=()
+        shift
+        while [ $# -gt 0 ] && [ "$1" != -- ]; do cmd+=("$1"); shift; done
+        [ $# -gt 0 ] && shift
+        nice -n "$n" "${cmd[@]}" >"$logs/$name" 2>&1
+        echo $? >"$logs/$name.rc"
+      done' beside "$niceness" "$logs" "$@" &
     groups+=("$!")
   }
-  beside parallel 10 -n "$workers" -m "not serial and not wallclock"
-  beside wallclock 0 -m "wallclock and not serial"
+  beside 10 parallel "${PYTEST[@]}" -n "$workers" -m "not serial and not wallclock" \
+    -- browser "${PYTEST[@]}" -m serial --durations=10 tests/browser
+  beside 0 wallclock "${PYTEST[@]}" -m "wallclock and not serial"
   # interrupted: the background streams go too, and their logs (nothing left behind in $TMPDIR)
   trap 'for g in "${groups[@]}"; do kill -- -"$g" 2>/dev/null; done; rm -rf "$logs"' EXIT
   echo "test: beside this pass: the parallel tests (-m 'not serial and not wallclock', $workers processes, nice 10)" \
-    "and the wallclock ones (-m wallclock); their output follows"
-  # The lab first: it waits on timeouts most of the time, while the parallel tests run; the unit tests that measure
-  # time, the browser and the end-to-end runs, which keep the CPU busy, after it.
+    "then the browser tests (nice 10), and the wallclock ones (-m wallclock); their output follows"
+  # The lab first: it waits on timeouts most of the time, while the background tests run; the unit tests that
+  # measure time and the end-to-end runs, which keep the CPU busy, after it. (tests/browser is the background's.)
   dirs=(tests/lab tests/unit)
-  for d in tests/*/; do d=${d%/}; case " ${dirs[*]} " in *" $d "*) ;; *) dirs+=("$d") ;; esac; done
+  for d in tests/*/; do d=${d%/}; case " ${dirs[*]} tests/browser " in *" $d "*) ;; *) dirs+=("$d") ;; esac; done
   run -m serial --durations=30 "${dirs[@]}"  # the slowest, so the run's time (under 20 minutes in CI) can be kept
   rc=$?
   wait "${groups[@]}"
   trap - EXIT
   echo "test: the three streams took $((SECONDS - start)) s"
-  for name in parallel wallclock; do
+  for name in parallel browser wallclock; do
     echo
     echo "==== $name ===="
     cat "$logs/$name"
