@@ -177,6 +177,12 @@ def test_raw_each_gives_what_raw_many_gives(tmp_path: Path) -> None:
     try:
         uids = [r[0] for r in store.con.execute("SELECT measurement_uid FROM measurements").fetchall()]
         assert dict(store.raw_each([*uids, "nope"])) == store.raw_many(uids) and len(store.raw_many(uids)) == 5
+        # and the explorer's reader, its frames through its cache, gives the same bytes, in the order stored
+        from tamperscope.collector.queries import Reader
+
+        reader = Reader(store)
+        assert list(reader.raw_each([*uids[::-1], "nope"])) == list(store.raw_each(uids))
+        assert reader.raw_many(uids) == store.raw_many(uids)
     finally:
         store.close()
 

@@ -248,11 +248,11 @@ def test_area_pages_parse_each_anomaly_once_for_its_hop(tmp_path: Path, monkeypa
         assert first[0]["example_uid"] == reader.cursor().execute(
             "SELECT measurement_uid FROM measurements WHERE input = 'https://h5.example/'").fetchone()[0]
 
-        def no_raw(uids: object) -> dict[str, bytes]:
+        def no_raw(uids: object) -> Iterator[tuple[str, bytes]]:
             assert list(uids) == []  # type: ignore[call-overload]
-            return {}
+            return iter(())
 
-        monkeypatch.setattr(reader, "raw_many", no_raw)
+        monkeypatch.setattr(reader, "raw_each", no_raw)
         assert queries.hops(reader, Filters(probe_cc="RU")) == first and len(parsed) == 3
 
 

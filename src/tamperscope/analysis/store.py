@@ -158,7 +158,7 @@ RAW_CHUNK = 16  # measurements a source without `Store.raw_each` is asked for at
 
 def raw_each(source: Any, uids: Sequence[str]) -> Iterator[tuple[str, bytes]]:
     """(uid, raw bytes) of the ``uids`` ``source`` can read, a few at a time whatever their size: its own
-    ``raw_each`` (a `Store`: one at a time), else its ``raw_many`` (the explorer's reader) asked for `RAW_CHUNK`
+    ``raw_each`` (a `Store`, the explorer's reader: one at a time), else its ``raw_many`` asked for `RAW_CHUNK`
     uids at once. For a reader of many measurements (the unrecognised blockpages, the hops): what it holds is
     bounded by their number, never by their size."""
     each = getattr(source, "raw_each", None)

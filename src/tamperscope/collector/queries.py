@@ -201,20 +201,23 @@ class Reader:
         return found.get(uid)
 
     def raw_many(self, uids: Sequence[str]) -> dict[str, bytes]:
+        return dict(self.raw_each(uids))
+
+    def raw_each(self, uids: Sequence[str]) -> Iterator[tuple[str, bytes]]:
+        """(uid, raw bytes) of each of ``uids`` that can be read, in the order they are stored, one at a time
+        (`store.raw_each`): where they are is asked once for all of them (asked 16 at a time, the thousand pages
+        /new-blockpages reads took 1.7 s over a million measurements, each ask a scan), the bytes read one
+        measurement at a time, frames through the reader's cache."""
         if not uids:
-            return {}
+            return
         pointers = raw_pointers(self.cursor(), uids)
-        out: dict[str, bytes] = {}
-        in_file_order = sorted(pointers, key=lambda r: (r[1] or "", r[2] or 0))
+        in_file_order = sorted((r for r in pointers if r[1] is not None), key=lambda r: (r[1], r[2], r[5]))
         for uid, segment, offset, length, size, line_offset, line_length in in_file_order:
-            if segment is None:
-                continue
             try:
                 frame = self._frame(segment, offset, length, size)
             except RawUnreadable:  # a page of many measurements still shows what can be read
                 continue
-            out[uid] = bytes(frame[line_offset:line_offset + line_length])
-        return out
+            yield uid, bytes(frame[line_offset:line_offset + line_length])
 
     def unreadable(self, uid: str) -> str | None:
         """Why a measurement the store holds has no raw bytes to show (None: it reads, or it is unknown)."""
