@@ -5,8 +5,9 @@ lab, the browser, the end-to-end runs, which share one lab or bound their time),
 measure time or memory, hold global state or print what CI's log must show. `scripts/test.sh` runs three
 streams at once: the serial tests one at a time (but the browser's); the ``wallclock`` ones (a unit test that
 asserts a wall-clock bound, as "a hostile server is cut off within 2 s") one at a time; and at lower
-priority the rest on pytest-xdist, then the browser tests one at a time (a browser test bounds no time). A unit test that bounds wall-clock time must be marked ``wallclock`` (or
-``serial``): among the low-priority tests, the lab's busy moments can starve it.
+priority the rest on pytest-xdist, then the browser tests one at a time (a browser test bounds no time).
+A unit test that bounds wall-clock time must be marked ``wallclock`` (or ``serial``): among the
+low-priority tests, the lab's busy moments can starve it.
 """
 
 from __future__ import annotations
