@@ -16,7 +16,9 @@ prints tables for:
    visit of every value the verdict reads (what any Python verdict function costs
    before it tests anything), parse plus the probe's verdict function alone, and
    parse plus the store's own work alone (the content uid's hash of the canonical
-   JSON and the raw line's zstd: what no faster verdict function lowers);
+   JSON and the raw line's zstd: what no faster verdict function lowers); and analyze
+   itself with its verdict function replaced by a constant (every other step as it is,
+   the store included): what the 3x target leaves for the verdict function;
    analyze runs three times, and the median is the figure (the machine is noisy);
 1b. like for like: a scorer in the manner of OONI's fastpath (stored verdict
    trusted, one substring search per fingerprint) on the same files as analyze,
@@ -72,6 +74,13 @@ from tamperscope.analysis.verdicts import default_matcher
 opts = json.loads(sys.argv[1])
 paths, db, window = opts.pop("paths"), opts.pop("db"), opts.pop("window", 0)
 t_import = time.monotonic()
+if opts.pop("null_verdict", False):
+    # The floor under analyze that no verdict function lowers: every other step as it is (read, parse,
+    # envelope, content uid, observation and verdict rows, the store), the verdict a constant.
+    from tamperscope.model.verdict import Verdict
+    constant = Verdict(False, True, "none", 0.9, "ok")
+    pipeline.verdict_for = lambda m, matcher=None: constant
+    opts["fingerprints"] = False
 if opts.get("engine", "local") == "local" and opts.get("fingerprints", True):
     default_matcher()
 t_ready = time.monotonic()
@@ -691,6 +700,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Three runs (section 2 reads their memory too): the median is the figure, the spread is the machine's.
         repeats = [analyze([small], work / f"w1-{i}.duckdb", workers=1, window=args.small) for i in range(3)]
         one = sorted(repeats, key=lambda r: r["run"])[1]
+        # analyze with its verdict a constant, twice (the faster is the figure): what the rest of analyze costs
+        null = min((analyze([small], work / f"null-{i}.duckdb", workers=1, null_verdict=True) for i in range(2)),
+                   key=lambda r: r["run"])
         cli = cli_time(small, work / "cli.duckdb")
         parse_again, _, _ = parse_time(small)
         parse_s = min(parse_s, parse_again)
@@ -707,6 +719,8 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"{store_s / parse_s:.1f}x"],
             ["parse + verdict function, fingerprint memo off", f"{nomemo_s:.2f} ({nomemo_cpu:.2f})", us(nomemo_s),
              f"{nomemo_s / parse_s:.1f}x"],
+            ["analyze, library, verdict a constant (all the rest)", f"{null['run']:.2f}", us(null["run"]),
+             f"{null['run'] / parse_s:.1f}x"],
             ["analyze, library (pipeline.run), median of 3", f"{one['run']:.2f}", us(one["run"]),
              f"{one['run'] / parse_s:.1f}x"],
             ["analyze, whole process (that run)", f"{one['wall']:.2f} ({one['cpu']:.2f})", us(one["wall"]),
@@ -719,6 +733,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{100 * (floor_s - parse_s) / max(1e-9, one['run']):.0f}% of analyze")
         print(f"fingerprints: {calls:,} responses looked up, {hits:,} ({100 * hits / max(1, calls):.0f}%) answered "
               "from the exact memo (replicated bodies repeat)")
+        print(f"without its verdict function, analyze still takes {null['run'] / parse_s:.1f}x the parse (reading, "
+              "envelope, content uid, observation and verdict rows, the store): the 3x target leaves "
+              f"{max(0.0, 3 * parse_s - null['run']) / n_small * 1e6:.0f} us per measurement for the verdict "
+              f"function, which takes {(floor_s - parse_s) / n_small * 1e6:.0f} us")
         print("analyze, library, the three runs: " + ", ".join(f"{r['run']:.2f} s ({r['run'] / parse_s:.1f}x)"
                                                               for r in repeats))
         print(f"load average at start: {load:.2f}, after: {os.getloadavg()[0]:.2f} (2 cores, shared: other jobs "

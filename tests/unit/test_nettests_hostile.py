@@ -239,6 +239,35 @@ def test_the_same_resource_at_the_same_pace_is_still_rated() -> None:
     assert tk["failure"] is None and tk["x_throttle"]["throttled"] is False
 
 
+def test_a_few_milliseconds_slower_is_not_a_throttle() -> None:
+    """A 30 KB resource answered 80 ms later for the target's name than for the innocent one: its rate is a
+    tenth of the control's, but that is latency (on a busy machine, jitter), not a cap on the transfer. Before,
+    the ratio alone flagged it: in the lab, under load, example.com came out "throttled" at 33 Mbit/s."""
+    small = b"HTTP/1.1 200 OK\r\nContent-Length: 30000\r\n\r\n" + b"x" * 30_000
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if throttling.INNOCENT.encode() not in head:
+            await asyncio.sleep(0.08)
+        writer.write(small)
+        await writer.drain()
+        writer.close()
+
+    async def main() -> dict[str, Any]:
+        server = await serve(handle)
+        async with server:
+            return await throttling.run(f"http://{LO}:{port_of(server)}/blob",
+                                        Context(timeouts=FAST, options={"rounds": 3}))
+
+    tk = srv.run(main())
+    th = tk["x_throttle"]
+    assert th["ratio"] < 0.25, th  # what used to be called a throttle
+    assert 0 < th["delay_s"] < 0.2 and th["throttled"] is False and th["cap_kbps"] is None, th
+    m: dict[str, Any] = {"test_keys": tk}
+    throttling.finish(m, Context())
+    assert (tk["x_mechanism"], tk["x_status"]) == ("none", "ok")
+
+
 # --- the analysis re-derives our own tls_mitm measurements ------------------------------------------------
 
 @pytest.mark.parametrize("case", ["intercepted", "trusted", "unreachable"])

@@ -49,6 +49,7 @@ from tamperscope.model.services import failed as _failure
 from tamperscope.model.services import ok as _ok
 from tamperscope.model.services import services as _services
 from tamperscope.model.services import test_keys as _tk
+from tamperscope.model.throttle import judge as judge_rounds
 from tamperscope.model.verdict import BlockpageMatcher, Verdict, web_connectivity_verdict
 from tamperscope.wire.fingerprints import LOCAL_ENV
 
@@ -92,7 +93,11 @@ VERDICTS: dict[str, VerdictFunction] = {}
 #    the sites' lists and counts leave it out (it showed among "Most blocked sites"). The verdicts are unchanged.
 # 17: the verdicts say how a circumvention tool got through (``transport``: obfs4, snowflake, a bridge; schema v8),
 #    so Tor through a bridge is not counted as Tor. The verdicts are unchanged.
-ANALYSIS_VERSION = "17"
+# 18: throttling is re-judged from its recorded rounds (`model.throttle.judge`, as the probe now judges them): a
+#    target four times slower is throttled only when that costs at least 0.2 s over the resource. A fetch of a few
+#    milliseconds is mostly jitter, and 7 ms against 2 ms was called a 33 Mbit/s throttle. Without usable rounds,
+#    ``x_throttle.throttled`` is read as before.
+ANALYSIS_VERSION = "18"
 
 
 def register(test_name: str) -> Callable[[VerdictFunction], VerdictFunction]:
@@ -187,14 +192,23 @@ def portfiltering(measurement: Mapping[str, Any], matcher: BlockpageMatcher | No
 
 @register("throttling")
 def throttling(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None) -> Verdict:
-    throttle = _tk(measurement).get("x_throttle")
-    if not isinstance(throttle, Mapping) or not isinstance(throttle.get("throttled"), bool):
+    """Re-judged from the recorded rounds (the probe's rule, `model.throttle`) when they give rates; else the
+    ``x_throttle.throttled`` the measurement carries (one without rounds)."""
+    tk = _tk(measurement)
+    throttle = tk.get("x_throttle")
+    judged = judge_rounds(tk.get("rounds"))
+    evidence = ["test_keys.rounds", "test_keys.x_throttle"] if judged else ["test_keys.x_throttle"]
+    if judged is not None:
+        throttled = judged["throttled"]
+    elif isinstance(throttle, Mapping) and isinstance(throttle.get("throttled"), bool):
+        throttled = throttle["throttled"]
+    else:
         return _failure()
-    if throttle["throttled"]:
-        given = throttle.get("confidence")
+    if throttled:
+        given = throttle.get("confidence") if isinstance(throttle, Mapping) else None
         confidence = float(given) if isinstance(given, (int, float)) and 0 <= given <= 1 else 0.8
-        return _anomaly("http-failure", "throttle", confidence, ["test_keys.x_throttle"])
-    return _ok(["test_keys.x_throttle"])
+        return _anomaly("http-failure", "throttle", confidence, evidence)
+    return _ok(evidence)
 
 
 @register("evasion")

@@ -6,17 +6,19 @@ rounds, one fetch at a time. A throttler keyed on the name caps only the
 target; a slow line slows both. `x_throttle = {target_kbps, control_kbps,
 ratio, cap_kbps, throttled}`, medians over rounds; `cap_kbps` is the target's
 rate when throttled. Use a URL that serves at least ~50 KB (in the lab:
-`https://NAME/blob?size=60000`).
+`https://NAME/blob?size=60000`). The rule (`model.throttle.judge`, which the analysis
+re-applies to the recorded rounds): the target four times slower, and slower by at
+least 0.2 s over the resource (`delay_s`): a fast fetch's rate is mostly jitter.
 """
 
 from __future__ import annotations
 
 import asyncio
-import statistics
 from typing import Any
 
 from ..model import failures as F
 from ..model.inputs import BadInput, parse_url
+from ..model.throttle import judge
 from ..netx import SYSTEM, Trace, lookup_addresses
 from .base import Context, NettestError
 from .throughput import INNOCENT, Timed, swap_host, timed_fetch
@@ -25,7 +27,6 @@ NAME = "throttling"
 VERSION = "0.1.0"
 NEEDS_INPUT = True
 ROUNDS = 3
-RATIO = 0.25  # target four times slower than the control: throttled (fast transfers are noisy)
 
 
 class Config:
@@ -42,8 +43,6 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
         raise NettestError(str(e)) from None
     trace = Trace(record_io=False)
     tk: dict[str, Any] = {"rounds": [], "queries": trace.queries}
-    targets: list[float] = []
-    controls: list[float] = []
     try:
         # Our own deadline, inside the engine's: a server that drips (each fetch may take a
         # minute) must not cost the rounds already measured.
@@ -62,23 +61,13 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
             for _ in range(rounds):
                 t = await timed_fetch(ip, u.port, u.scheme, input, u.host, ctx, window=window)
                 c = await timed_fetch(ip, u.port, u.scheme, other, INNOCENT, ctx, window=window)
-                same = same_resource(t, c)
-                tk["rounds"].append({"target": _round(t), "control": _round(c), "same_resource": same})
-                if t.kbps is not None and same:
-                    targets.append(t.kbps)
-                if c.kbps is not None and same:
-                    controls.append(c.kbps)
+                tk["rounds"].append({"target": _round(t), "control": _round(c), "same_resource": same_resource(t, c)})
     except TimeoutError:
         tk["x_measurement_failure"] = "generic_timeout_error"
-    tk["failure"] = None if targets and controls else F.THROTTLING_INCONCLUSIVE
-    if targets and controls:
-        tkbps, ckbps = statistics.median(targets), statistics.median(controls)
-        ratio = tkbps / ckbps if ckbps > 0 else None
-        throttled = ratio is not None and ratio < RATIO
-        tk["x_throttle"] = {"target_kbps": round(tkbps, 1), "control_kbps": round(ckbps, 1),
-                            "ratio": None if ratio is None else round(ratio, 4),
-                            "cap_kbps": round(tkbps, 1) if throttled else None, "throttled": throttled,
-                            "innocent_name": INNOCENT}
+    verdict = judge(tk["rounds"])
+    tk["failure"] = None if verdict else F.THROTTLING_INCONCLUSIVE
+    if verdict:
+        tk["x_throttle"] = {**verdict, "innocent_name": INNOCENT}
     return tk
 
 
