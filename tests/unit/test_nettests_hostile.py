@@ -263,9 +263,11 @@ def test_a_few_milliseconds_slower_is_not_a_throttle() -> None:
     th = tk["x_throttle"]
     assert th["ratio"] < 0.25, th  # what used to be called a throttle
     assert 0 < th["delay_s"] < 0.2 and th["throttled"] is False and th["cap_kbps"] is None, th
-    m: dict[str, Any] = {"test_keys": tk}
+    m: dict[str, Any] = {"test_name": "throttling", "test_keys": tk}
     throttling.finish(m, Context())
     assert (tk["x_mechanism"], tk["x_status"]) == ("none", "ok")
+    from tamperscope.analysis.verdicts import verdict_for
+    assert verdict_for(m).status == "ok"  # the analysis, from the rounds, agrees
 
 
 # --- the analysis re-derives our own tls_mitm measurements ------------------------------------------------

@@ -24,7 +24,7 @@ from .base import Context, NettestError
 from .throughput import INNOCENT, Timed, swap_host, timed_fetch
 
 NAME = "throttling"
-VERSION = "0.1.0"
+VERSION = "0.2.0"  # 0.2.0: throttled needs delay_s >= 0.2 as well as the ratio (model.throttle)
 NEEDS_INPUT = True
 ROUNDS = 3
 
