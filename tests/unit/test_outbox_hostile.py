@@ -81,7 +81,11 @@ def filled(directory: Path, n: int = 3, collector: str | None = None) -> Outbox:
     return box
 
 
-async def flush(box: Outbox, url: str, timeout: float = 0.5) -> FlushResult:
+async def flush(box: Outbox, url: str, timeout: float = 2.0) -> FlushResult:
+    """A flush against a server that answers (the test of a silent one sets its own bounds). A flush retries a
+    5xx or a page that is not the collector's until its deadline, so the deadline is also how long such a test
+    takes: 2 s, not 0.5, because in the parallel pass, under load, a loopback request once took longer than
+    0.5 s and the flush reported a timeout instead of the server's answer."""
     return await box.flush(url, timeout=timeout, request_timeout=timeout, backoff=FAST, parallel=2)
 
 
