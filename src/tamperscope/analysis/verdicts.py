@@ -197,7 +197,7 @@ def throttling(measurement: Mapping[str, Any], matcher: BlockpageMatcher | None)
     tk = _tk(measurement)
     throttle = tk.get("x_throttle")
     judged = judge_rounds(tk.get("rounds"))
-    evidence = ["test_keys.rounds", "test_keys.x_throttle"] if judged else ["test_keys.x_throttle"]
+    evidence = ["test_keys.x_throttle"] if judged is None else ["test_keys.rounds", "test_keys.x_throttle"]
     if judged is not None:
         throttled = judged["throttled"]
     elif isinstance(throttle, Mapping) and isinstance(throttle.get("throttled"), bool):

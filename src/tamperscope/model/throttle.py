@@ -11,11 +11,11 @@ Throttled means both:
   least `MIN_DELAY_S` longer than at the control's.
 
 The second condition is the one a rate alone cannot give. A small resource over a fast path is fetched in a few
-milliseconds, so its rate is mostly latency and scheduling: on a busy machine a 30 KB fetch took 7 ms instead of
-2 ms (2 of 3 rounds), a "ratio" of 0.25, and the rate rule alone called it a 33 Mbit/s throttle. A throttle is a
-cap that holds for the length of a transfer; under a fifth of a second of difference, none can be told from jitter.
-The price: a cap is seen only when the resource is big enough for it (50 KB shows caps up to about 2 Mbit/s; a
-bigger resource shows higher ones).
+milliseconds, so its rate is mostly latency and scheduling: on a busy machine a 30 KB fetch took 7 ms instead of 2
+ms (2 of 3 rounds), a median "ratio" of 0.2454, and the rate rule alone called it a 33 Mbit/s throttle. A throttle
+is a cap that holds for the length of a transfer; under a fifth of a second of difference, none can be told from
+jitter. The price: a cap is seen only when the resource is big enough for it (50 KB shows caps up to about 2 Mbit/s;
+a bigger resource shows higher ones).
 
 Rounds are measurement content, hostile when read back: anything that is not a finite positive number is no rate.
 """
@@ -36,8 +36,11 @@ def _number(value: Any) -> float | None:
     """A finite positive number (not a bool), else None."""
     if type(value) is bool or not isinstance(value, (int, float)):
         return None
-    number = float(value) if not isinstance(value, int) or abs(value) < 2**63 else None
-    return number if number is not None and math.isfinite(number) and number > 0 else None
+    try:
+        number = float(value)
+    except OverflowError:  # an int past a float's range
+        return None
+    return number if math.isfinite(number) and number > 0 else None
 
 
 def _fetch(round_: Mapping[str, Any], which: str) -> tuple[float | None, float | None]:

@@ -4,7 +4,7 @@ Downloads the same resource from the same server address, alternately with
 the target's SNI/Host and with an innocent one (`www.example.com`), several
 rounds, one fetch at a time. A throttler keyed on the name caps only the
 target; a slow line slows both. `x_throttle = {target_kbps, control_kbps,
-ratio, cap_kbps, throttled}`, medians over rounds; `cap_kbps` is the target's
+ratio, delay_s, cap_kbps, throttled}`, medians over rounds; `cap_kbps` is the target's
 rate when throttled. Use a URL that serves at least ~50 KB (in the lab:
 `https://NAME/blob?size=60000`). The rule (`model.throttle.judge`, which the analysis
 re-applies to the recorded rounds): the target four times slower, and slower by at
