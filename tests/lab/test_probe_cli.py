@@ -43,10 +43,13 @@ def test_own_address_is_scrubbed_everywhere(lab_factory, tmp_path) -> None:  # t
     assert res.returncode == 0, res.stderr
     text = out.read_text()
     assert A.CLIENT not in text
+    # the page also styles it in parts and lets it wrap: "<span>198</span>.<span>18</span>…", "198.<wbr>18.<wbr>…"
+    assert "<span>" + "</span>.<span>".join(A.CLIENT.split(".")) + "</span>" not in text
+    assert A.CLIENT.replace(".", ".<wbr>") not in text
     ms = read(out)
     assert all(m["probe_ip"] == "127.0.0.1" for m in ms)
     bodies = [r["response"]["body"] for m in ms for r in m["test_keys"]["requests"] if r["response"]["body"]]
-    assert bodies and all("You are [scrubbed]" in b for b in bodies)
+    assert bodies and all("You are [scrubbed]<p><span>[scrubbed]</span></p><p>[scrubbed]</p>" in b for b in bodies)
     hdrs = [r["response"]["headers"].get("X-Client-IP") for m in ms for r in m["test_keys"]["requests"]]
     assert "[scrubbed]" in hdrs
     assert ms[0]["probe_asn"] == "AS64500" and ms[0]["resolver_ip"] == A.ISP_RESOLVER

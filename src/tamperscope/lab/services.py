@@ -88,8 +88,13 @@ async def _inet(state_dir: Path, state: dict[str, Any]) -> None:
         if req.local_ip == A.PUBLIC_RESOLVER and req.target.startswith("/dns-query"):
             return _doh(req, profile)
         if req.target.startswith("/whoami"):
-            # like "what is my IP" pages and blockpages that print it: the probe must scrub it
-            body = f"<html><head><title>Your address</title></head><body>You are {req.peer_ip}</body></html>".encode()
+            # like "what is my IP" pages and blockpages that print it: the probe must scrub it, also where the
+            # page styles it in parts or lets it wrap (tags inside it, a zero-width space)
+            parts = req.peer_ip.split(".") if "." in req.peer_ip else req.peer_ip.split(":")
+            styled = ("." if "." in req.peer_ip else ":").join(f"<span>{p}</span>" for p in parts)
+            wrapping = req.peer_ip.replace(".", ".<wbr>").replace(":", ":&#8203;")
+            body = (f"<html><head><title>Your address</title></head><body>You are {req.peer_ip}"
+                    f"<p>{styled}</p><p>{wrapping}</p></body></html>").encode()
             return Response(200, (("Content-Type", "text/html"), ("X-Client-IP", req.peer_ip)), body)
         riseup_api = _riseup(req, riseup_ca)
         if riseup_api is not None:
