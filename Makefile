@@ -20,6 +20,7 @@ bench: setup
 	.venv/bin/python -m bench.analyze
 	.venv/bin/python -m bench.flush
 	.venv/bin/python -m bench.lists
+	.venv/bin/python -m bench.scrub
 
 lab-down:
 	-.venv/bin/tamperscope lab down
