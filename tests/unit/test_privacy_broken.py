@@ -6,6 +6,8 @@ the address is kept; lookalikes are left alone, and a page full of tags between 
 from __future__ import annotations
 
 import base64
+import random
+import re
 import time
 
 import pytest
@@ -98,3 +100,49 @@ def test_pages_of_tags_between_digits_cost_linear_time() -> None:
         s.needed({"body": junk})
         # idle, each takes well under a second; quadratic would be hours
         assert time.perf_counter() - t < 15, junk[:30]
+
+
+NOISE = ("x", "y", "<b>", "</b>", "<wbr>", "&#8203;", "&shy;", "\u200b", "\u00ad", "\\u200b", "<p>", "</td><td>",
+         "Привет", "\u00e9", "\u201c", "&amp;", '"', "'", " ", "\n", '<a href="/q?x=y">', "</a>", "<!-- z -->")
+BREAKS = ("<b>", "</b>", "<wbr>", '<span class="x">', "</span>", "<!-- c -->", "&#8203;", "&#x200b;", "&shy;",
+          "&#173;", "&ZeroWidthSpace;", "\u200b", "\u00ad", "\ufeff", "\u2060", "\\u200b", "<wbr/>", "<SPAN>")
+# what a reader does not see, as the test writes it: taken out, what is left is what the reader reads
+UNSEEN = re.compile(r"</?(?:b|wbr|span|SPAN|a)(?![a-z])[^<>]*>|<!--.*?-->|[\u00ad\u200b-\u200d\u2060\ufeff]"
+                    r"|&(?:shy|ZeroWidthSpace);|&#(?:8203|173|x200b);|\\u200b")
+
+
+def _broken_spelling(address: str, rng: random.Random) -> str:
+    """`address` with breaks at random where a digit, a dot or a colon touches them (what `_broken` looks at)."""
+    out = []
+    for i, c in enumerate(address):
+        out.append(c)
+        after = address[i + 1:i + 2]
+        if after and (c in "0123456789.:" or after in "0123456789.:") and rng.random() < 0.3:
+            out.append("".join(rng.choice(BREAKS) for _ in range(rng.randrange(1, 3))))
+    return "".join(out)
+
+
+def test_seeded_pages_of_broken_addresses_in_whole_measurements() -> None:
+    """A seeded random walk (1,500 pages): ours broken at random is never left for a reader to read, another
+    address broken the same way is never touched, and the body and its base64 copy come out alike."""
+    s = scrubber()
+    rng = random.Random(20261206)
+    others = ("198.18.1.3", "2001:db8:85a3::8a2e:370:7335")
+    for _ in range(1500):
+        mine = rng.random() < 0.5
+        parts = []
+        for _ in range(rng.randrange(1, 4)):
+            parts.append("".join(rng.choice(NOISE) for _ in range(rng.randrange(0, 10))))
+            address = rng.choice((V4, V6) if mine else others)
+            parts.append(" " + _broken_spelling(address, rng) + rng.choice((" ", "<br>", "</p>", ". ", ", ")))
+        page = "".join(parts)
+        m = {"test_keys": {"requests": [{"response": {
+            "body": page, "raw": {"format": "base64", "data": base64.b64encode(page.encode()).decode()}}}]}}
+        response = s(m)["test_keys"]["requests"][0]["response"]
+        body = response["body"]
+        assert base64.b64decode(response["raw"]["data"]).decode() == body, page
+        if mine:
+            read = UNSEEN.sub("", body)
+            assert V4 not in read and V6 not in read and SCRUBBED in body, (page, body)
+        else:
+            assert body == page, page
