@@ -334,6 +334,28 @@ def _unescaped(s: Any) -> tuple[Any, list[int]] | None:
     return ("" if text else b"").join(out), at
 
 
+def _windows(s: Any, spans: Iterable[tuple[int, int]], edge: frozenset[Any]) -> list[tuple[int, int]]:
+    """Where in ``s`` to search again around `spans` (escapes, breaks): the spans that lie within an address's length
+    of each other as one stretch, widened by that length on either side, then on to the edges of the characters of
+    `edge` there (at most as far again)."""
+    stretches: list[list[int]] = []
+    for a, b in sorted(spans):
+        if stretches and a - stretches[-1][1] <= _MAX_RUN:
+            stretches[-1][1] = max(b, stretches[-1][1])
+        else:
+            stretches.append([a, b])
+    out = []
+    for a, b in stretches:
+        lo, hi = max(0, a - _MAX_RUN), min(len(s), b + _MAX_RUN)
+        floor, ceiling = max(0, lo - _MAX_RUN), min(len(s), hi + _MAX_RUN)
+        while floor < lo and s[lo - 1:lo] in edge:
+            lo -= 1
+        while hi < ceiling and s[hi:hi + 1] in edge:
+            hi += 1
+        out.append((lo, hi))
+    return out
+
+
 def _quad(parts: list[str]) -> int:
     """The value of four dotted decimal octets (zero padding allowed), or -1."""
     try:
@@ -693,22 +715,9 @@ class Scrubber:
         with its escapes undone, and what is found mapped back. Only the stretches: a page's rare "%3A" does not
         cost a copy of the whole page."""
         found: list[tuple[int, int]] = []
-        stretches: list[list[int]] = []
         spans = [m.span() for hints, pattern in _ESCAPE_KINDS[text] if any(h in s for h in hints)
                  for m in pattern.finditer(s)]
-        for a, b in sorted(spans):
-            if stretches and a - stretches[-1][1] <= _MAX_RUN:
-                stretches[-1][1] = max(b, stretches[-1][1])
-            else:
-                stretches.append([a, b])
-        chars = _ESCAPE_EDGE[text]
-        for a, b in stretches:
-            lo, hi = max(0, a - _MAX_RUN), min(len(s), b + _MAX_RUN)
-            floor, ceiling = max(0, lo - _MAX_RUN), min(len(s), hi + _MAX_RUN)
-            while floor < lo and s[lo - 1:lo] in chars:  # not from inside a number or a name
-                lo -= 1
-            while hi < ceiling and s[hi:hi + 1] in chars:
-                hi += 1
+        for lo, hi in _windows(s, spans, _ESCAPE_EDGE[text]):  # not from inside a number or a name
             undone = _unescaped(s[lo:hi])
             if undone is not None:
                 plain, at = undone
@@ -721,27 +730,12 @@ class Scrubber:
         address on either side (and to the edges of the address characters there), is searched with every break in
         it taken out (and, with `escaped`, its escapes undone), and what is found mapped back, the breaks inside it
         with it."""
-        seeds = sorted(m.span() for hints, pattern in _BREAK_SEEDS[text] if any(h in s for h in hints)
-                       for m in pattern.finditer(s))
         sure = _SURE[text]
-        stretches: list[list[int]] = []
-        for a, b in seeds:
-            if s[a - 1:a] not in sure and s[b:b + 1] not in sure:
-                continue
-            if stretches and a - stretches[-1][1] <= _MAX_RUN:
-                stretches[-1][1] = max(b, stretches[-1][1])
-            else:
-                stretches.append([a, b])
+        seeds = [(a, b) for hints, pattern in _BREAK_SEEDS[text] if any(h in s for h in hints)
+                 for a, b in (m.span() for m in pattern.finditer(s)) if s[a - 1:a] in sure or s[b:b + 1] in sure]
         found: list[tuple[int, int]] = []
-        edge = _ADDRESS_EDGE[text]
         breaks = _BREAKS[text]
-        for a, b in stretches:
-            lo, hi = max(0, a - _MAX_RUN), min(len(s), b + _MAX_RUN)
-            floor, ceiling = max(0, lo - _MAX_RUN), min(len(s), hi + _MAX_RUN)
-            while floor < lo and s[lo - 1:lo] in edge:  # not from inside an address
-                lo -= 1
-            while hi < ceiling and s[hi:hi + 1] in edge:
-                hi += 1
+        for lo, hi in _windows(s, seeds, _ADDRESS_EDGE[text]):  # not from inside an address
             window = s[lo:hi]
             parts: list[Any] = []
             at: list[int] = []  # where in the window each character of `plain` sits
