@@ -21,6 +21,7 @@ bench: setup
 	.venv/bin/python -m bench.flush
 	.venv/bin/python -m bench.lists
 	.venv/bin/python -m bench.scrub
+	.venv/bin/python -m bench.resume
 
 lab-down:
 	-.venv/bin/tamperscope lab down

@@ -38,7 +38,9 @@ def test_a_resume_with_recheck_finds_the_inputs_measured_once_with_an_anomaly_or
         + line("http://e.org/", "tcp.drop", "tcp_ip", False, test_name="dnscheck")  # another nettest's: not
         + '{"test_name": "web_connectivity", "input": "http://f.org/", "test_ke')  # a torn last line: not
     resume = scan_output(out, "web_connectivity", recheck=True)
-    assert resume.seen == {"http://a.org/", "http://b.org/", "http://c.org/", "http://d.org/"}
+    held = ["http://a.org/", "http://b.org/", "http://c.org/", "http://d.org/"]
+    assert len(resume.seen) == 4 and resume.seen.holds(held) == b"\x01" * 4  # these four, and nothing else
+    assert "http://e.org/" not in resume.seen and "http://f.org/" not in resume.seen
     # each with its mechanism and when its measurement ended: the start (cut to the second, so 1 s more) + runtime
     assert dict(resume.lone) == {"http://a.org/": ("http.rst", EPOCH_10H + 3.5),
                                  "http://d.org/": ("none", EPOCH_10H + 8.0)}

@@ -925,8 +925,7 @@ def _measure(args: argparse.Namespace, s: Settings, engine: Engine, out: Any, la
              submit: _Submission | None) -> int:
     """Run the engine over what is left to measure; 1 when some input could not be measured or the
     output could not be written (both said in one line), else 0."""
-    seen = s.resume.seen
-    todo = [i for i in s.inputs if i not in seen]
+    todo = s.resume.seen.missing(s.inputs)
     stats = RunStats(total=len(s.inputs), skipped=len(s.inputs) - len(todo))
     ctx = engine.ctx
     print(f"tamperscope: {s.nettest.NAME} on {len(todo)} input(s)"

@@ -46,6 +46,7 @@ from ..model.measurement import ProbeInfo, envelope, new_report_id
 from ..nettests.base import Context, NettestError
 from ..netx.listening import open_files
 from .privacy import Scrubber, address_in, interface_addresses
+from .seen import Seen
 
 
 @dataclass
@@ -187,7 +188,7 @@ class OutputError(ValueError):
 class Resume:
     """What an existing output holds, read before anything is written to it."""
 
-    seen: frozenset[str] = frozenset()  # inputs of this nettest measured already: a resume skips them
+    seen: Seen = field(default_factory=Seen)  # inputs of this nettest measured already: a resume skips them
     size: int = 0  # bytes read; the file must still have exactly these when it is opened
     cut: int | None = None  # where a torn last measurement starts: cut off before appending
     newline: bool = False  # the last line is complete but has no newline: one is added before appending
@@ -221,9 +222,9 @@ def scan_output(path: Path, test_name: str, key: Callable[[dict[str, Any]], str 
     if not stat.S_ISREG(mode):
         # /dev/stdout into a pipe, /dev/null, a FIFO: reading it to resume would block or never end
         return Resume(regular=False)
-    seen: set[str] = set()
-    lone: dict[str, tuple[str, float]] = {}
-    twice: set[str] = set()
+    seen = Seen()
+    # for --recheck: the first measurement of each input found blocked or failing; those measured once are `lone`
+    anomalous: dict[str, tuple[str, float]] = {}
     offset = 0
     newline = False
     measured = False  # a measurement (of any nettest) seen before the line at hand
@@ -244,21 +245,25 @@ def scan_output(path: Path, test_name: str, key: Callable[[dict[str, Any]], str 
                         # a write of ours cut short; cutting it would lose it
                         raise OutputError(f"{path}: line {n} is not a JSON measurement; refusing to append to a "
                                           "file that holds anything else (choose another --output)")
-                    return Resume(frozenset(seen), offset + len(line), cut=offset, lone=lone)  # a kill in mid-write
+                    # a kill in mid-write
+                    return Resume(seen.freeze(), offset + len(line), cut=offset, lone=_lone(seen, anomalous))
                 measured = measured or isinstance(verdict, str) or verdict is _OTHER and bool(line.strip())
                 if isinstance(verdict, str):
-                    if recheck and verdict not in twice:
-                        if verdict in seen:  # measured again already (a recheck, or the same input twice)
-                            lone.pop(verdict, None)
-                            twice.add(verdict)
-                        elif m is not None and needs_recheck(m):
-                            lone[verdict] = (mechanism_of(m), ended_at(m))
+                    if recheck and m is not None and verdict not in anomalous and needs_recheck(m):
+                        anomalous[verdict] = (mechanism_of(m), ended_at(m))
                     seen.add(verdict)
                 offset += len(line)
                 newline = not complete
     except OSError as e:
         raise OutputError(f"cannot read {path} to resume: {e.strerror or e}") from None
-    return Resume(frozenset(seen), offset, newline=newline, lone=lone)
+    return Resume(seen.freeze(), offset, newline=newline, lone=_lone(seen, anomalous))
+
+
+def _lone(seen: Seen, anomalous: dict[str, tuple[str, float]]) -> dict[str, tuple[str, float]]:
+    """Of the inputs whose first measurement found them blocked or failing, those measured once (none again: no
+    recheck yet, and not the same input twice)."""
+    keys = list(anomalous)
+    return {k: anomalous[k] for k, once in zip(keys, seen.once(keys), strict=True) if once}
 
 
 # How every measurement the probe writes begins (`model.measurement.envelope`, written by orjson)

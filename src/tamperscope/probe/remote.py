@@ -64,6 +64,7 @@ from .command import (
     said_rechecks,
 )
 from .engine import Engine, OutputError, Progress, Resume, RunStats, descriptor_room, open_output, scan_output
+from .seen import Seen
 
 KINDS: dict[str, ModuleType] = {"dns": remote_dns, "web": remote_web}
 DEFAULT_PER_VANTAGE = {"dns": 2, "web": 1}
@@ -356,12 +357,13 @@ def _output(args: argparse.Namespace, nettest: ModuleType) -> tuple[Path | None,
         raise UsageError(str(e)) from None
 
 
-def _already(seen: frozenset[str], vantages: list[str], inputs: list[str]) -> int:
-    """How many of this run's (vantage, domain) pairs the output holds already."""
+def _held(seen: Seen, vantages: list[str], inputs: list[str]) -> dict[str, bytes]:
+    """For each vantage of which the output holds something, a byte per domain of this run's (in order): 1 where
+    the output holds that vantage and domain pair (`Seen.holds`); {} on a first run."""
     if not seen:  # a first run: no table of millions of domains to look nothing up in
-        return 0
-    vs, ds = set(vantages), set(inputs)
-    return sum(1 for key in seen if (parts := key.split(" ", 1)) and parts[0] in vs and parts[-1] in ds)
+        return {}
+    held = {v: seen.holds(resume_key(v, d) for d in inputs) for v in vantages}
+    return {v: mask for v, mask in held.items() if any(mask)}
 
 
 def plan(s: Settings) -> str:
@@ -422,7 +424,8 @@ def run(args: argparse.Namespace) -> int:
     per_vantage = min(args.per_vantage or DEFAULT_PER_VANTAGE[args.kind], parallel)
     scrub = Scrubber(mine)
     total = len(s.vantages) * len(s.inputs)  # (vantage, domain) pairs: each vantage's list is made when its turn comes
-    stats = RunStats(total=total, skipped=_already(s.resume.seen, s.vantages, s.inputs),
+    held = _held(s.resume.seen, s.vantages, s.inputs)
+    stats = RunStats(total=total, skipped=sum(mask.count(1) for mask in held.values()),
                      found={} if s.recheck is not None else None, key=_key)
     again = RunStats(found={}, key=_key)
     print(f"tamperscope: {s.nettest.NAME} on {len(s.inputs)} domain(s) through {len(s.vantages)} vantage(s)"
@@ -462,7 +465,7 @@ def run(args: argparse.Namespace) -> int:
         nonlocal stop
         stop = deadline(args)  # as the measuring starts
         # each vantage's list is made when its turn comes (a generator): what a resume skips is read then
-        await through_each(_todo(s.vantages, s.inputs, s.resume.seen), len(s.vantages), stats, progress, {})
+        await through_each(_todo(s.vantages, s.inputs, held), len(s.vantages), stats, progress, {})
         if s.recheck is None:
             return
         keys = (resume_key(v, d) for v in s.vantages for d in s.inputs)
@@ -490,10 +493,11 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
-def _todo(vantages: list[str], inputs: list[str], seen: frozenset[str]) -> Iterator[tuple[str, list[str]]]:
-    """Each vantage with the domains it has yet to measure (those its output does not hold), made as it is
-    asked for; vantages with none are passed over."""
+def _todo(vantages: list[str], inputs: list[str], held: dict[str, bytes]) -> Iterator[tuple[str, list[str]]]:
+    """Each vantage with the domains it has yet to measure (those its output does not hold: `_held`), made as it
+    is asked for; vantages with none are passed over."""
     for v in vantages:
-        todo = [d for d in inputs if resume_key(v, d) not in seen]
+        mask = held.get(v)
+        todo = [d for d, there in zip(inputs, mask, strict=True) if not there] if mask is not None else inputs
         if todo:
             yield v, todo
