@@ -46,6 +46,14 @@ def test_repeats_are_counted_once_in_its_length_and_make_a_key_not_once() -> Non
     assert s.holds(["a", "b", "c", "d"]) == b"\1\1\1\0"
 
 
+def test_an_output_holding_everything_twice_keeps_each_key_once() -> None:
+    """Two runs' outputs joined (``cat a b``): every key twice. Each is kept once and none is "once"."""
+    keys = [f"http://site{i}.example/" for i in range(5000)]
+    s = Seen(keys + keys[::-1])
+    assert len(s) == 5000 and len(s._hi) == 5000  # kept once each
+    assert s.holds(keys) == b"\1" * 5000 and s.once(keys) == b"\0" * 5000 and s.missing(keys) == []
+
+
 def test_keys_sharing_the_first_half_of_their_digest_are_told_apart_by_the_second(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A 64-bit collision (one pair in 2^64) must not make one key stand for another: the second half decides."""

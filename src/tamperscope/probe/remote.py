@@ -363,7 +363,7 @@ def _held(seen: Seen, vantages: list[str], inputs: list[str]) -> dict[str, bytes
     if not seen:  # a first run: no table of millions of domains to look nothing up in
         return {}
     held = {v: seen.holds(resume_key(v, d) for d in inputs) for v in vantages}
-    return {v: mask for v, mask in held.items() if any(mask)}
+    return {v: mask for v, mask in held.items() if 1 in mask}
 
 
 def plan(s: Settings) -> str:

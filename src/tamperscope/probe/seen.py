@@ -43,9 +43,9 @@ class Seen:
 
     def __init__(self, keys: Iterable[str] = ()) -> None:
         self._buf: bytearray | None = bytearray()
-        self._hi: Any = None  # numpy uint64 arrays, sorted as pairs (hi, lo), once frozen; None while empty
-        self._lo: Any = None
-        self._distinct = 0
+        self._hi: Any = None  # numpy uint64 arrays, sorted as pairs (hi, lo), each key once, once frozen; None
+        self._lo: Any = None  # while empty
+        self._more: Any = None  # a numpy bool a key: added more than once; None: every key was added once
         for key in keys:
             self.add(key)
 
@@ -55,7 +55,7 @@ class Seen:
         self._buf += _digest(key)
 
     def freeze(self) -> Seen:
-        """Sort what was added (idempotent). The digests' buffer is released."""
+        """Sort what was added, each key once (idempotent). The digests' buffer is released."""
         buf, self._buf = self._buf, None
         if not buf:
             return self
@@ -63,15 +63,19 @@ class Seen:
 
         pairs = np.frombuffer(buf, dtype=_PAIR)
         order = np.lexsort((pairs["lo"], pairs["hi"]))
-        self._hi, self._lo = pairs["hi"][order], pairs["lo"][order]
+        hi, lo = pairs["hi"][order], pairs["lo"][order]
         del order, pairs, buf
-        same = (self._hi[1:] == self._hi[:-1]) & (self._lo[1:] == self._lo[:-1])
-        self._distinct = int(len(self._hi) - np.count_nonzero(same))
+        same = (hi[1:] == hi[:-1]) & (lo[1:] == lo[:-1])
+        if same.any():  # keys added more than once (rechecks): each kept once, and marked
+            starts = np.flatnonzero(np.concatenate(([True], ~same)))
+            self._more = np.diff(np.append(starts, len(hi))) > 1
+            hi, lo = hi[starts], lo[starts]
+        self._hi, self._lo = hi, lo
         return self
 
     def __len__(self) -> int:
         self.freeze()
-        return self._distinct
+        return 0 if self._hi is None else len(self._hi)
 
     def __bool__(self) -> bool:
         return len(self) > 0
@@ -82,7 +86,7 @@ class Seen:
     def holds(self, keys: Iterable[str]) -> bytes:
         """One byte per key, in order: 1 where the set holds it, else 0. ``keys`` may be a generator: it is read a
         chunk at a time, so that asking about 15.5M keys made on the fly never holds them all."""
-        return self._mask(keys, lambda counts: counts > 0)
+        return self._mask(keys, lambda times: times > 0)
 
     def missing(self, keys: Sequence[K]) -> list[K]:
         """The keys (in order, repeats kept) the set does not hold; None (a nettest's lack of input) is never
@@ -94,21 +98,22 @@ class Seen:
 
     def once(self, keys: Iterable[str]) -> bytes:
         """One byte per key, in order: 1 where the key was added exactly once, else 0."""
-        return self._mask(keys, lambda counts: counts == 1)
+        return self._mask(keys, lambda times: times == 1)
 
     def _mask(self, keys: Iterable[str], test: Callable[[Any], Any]) -> bytes:
-        """``test`` of each key's count, one byte a key, asked a chunk at a time: asking about 15.5M keys costs
-        a few MB more, not a gigabyte."""
+        """``test`` of how many times each key was added (`_times`), one byte a key, asked a chunk at a time:
+        asking about 15.5M keys costs a few MB more, not a gigabyte."""
         if not len(self):
             return bytes(sum(1 for _ in keys))
         out = bytearray()
         it = iter(keys)
         while chunk := list(itertools.islice(it, _CHUNK)):
-            out += test(self._counts(chunk)).astype("u1").tobytes()
+            out += test(self._times(chunk)).astype("u1").tobytes()
         return bytes(out)
 
-    def _counts(self, keys: Sequence[str]) -> Any:
-        """How many times each key was added (a numpy array of counts, in order); the set is not empty."""
+    def _times(self, keys: Sequence[str]) -> Any:
+        """How many times each key was added: 0, 1 or 2 (for two or more); a numpy array, in order. The set is
+        not empty."""
         import numpy as np
 
         asked = np.frombuffer(_digests(keys), dtype=_PAIR)
@@ -117,9 +122,12 @@ class Seen:
         right = np.searchsorted(hi, asked["hi"], "right")
         width = right - left
         at = np.minimum(left, len(hi) - 1)
-        counts = np.where(width == 1, (lo[at] == asked["lo"]).astype(np.int64), 0)
-        # the same first half more than once: the same key added again (a recheck), or, rarely, two keys whose
-        # first 64 bits agree: the second halves say which
+        found = np.where((width == 1) & (lo[at] == asked["lo"]), at, -1)
+        # two different keys whose first 64 bits agree (about one pair in 2^64): the second halves say which
         for i in np.flatnonzero(width > 1):
-            counts[i] = int(np.count_nonzero(lo[left[i]:right[i]] == asked["lo"][i]))
-        return counts
+            match = np.flatnonzero(lo[left[i]:right[i]] == asked["lo"][i])
+            found[i] = left[i] + match[0] if len(match) else -1
+        times = (found >= 0).astype(np.int8)
+        if self._more is not None:
+            times += (found >= 0) & self._more[found]
+        return times
