@@ -11,9 +11,9 @@ each a small remote_dns measurement). Each way runs in a process of its own, wit
 as it was), then says which pairs are left (`remote._held` and `remote._todo`; for the strings, the
 comprehension the probe ran). Printed: the seconds of each step, the peak resident memory above what the process
 held before reading the output (the kernel's VmHWM, reset first) and what is still resident after. The lines are
-small (about 150 bytes), so that the keys' cost is not hidden in the parsing: a measurement as the lab writes one is
-about 4.8 KB, and its parse time is printed beside. ``--tmc`` adds
-15.5M domains (TMC's count): a 2.2 GB output and about 8 GB of memory at once; minutes.
+small (about 160 bytes), so that the keys' cost is not hidden in the parsing: a measurement as the lab writes one is
+about 4.8 KB, and its parse time is printed beside. ``--tmc`` adds 15.5M domains (TMC's count): a 3.7 GB output,
+about 6 GB of memory at once, and ten minutes.
 """
 
 from __future__ import annotations
