@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import tracemalloc
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +35,21 @@ def test_an_empty_set_holds_nothing_and_asks_no_numpy() -> None:
     s = Seen()
     assert len(s) == 0 and not s and "x" not in s
     assert s.holds(["a", "b"]) == b"\0\0" and s.once(["a"]) == b"\0" and s.missing(["a", "a"]) == ["a", "a"]
+
+
+def test_a_first_run_never_imports_numpy(tmp_path: Path) -> None:
+    """numpy is for an output that holds something: a first run (no output yet, or an empty one) asks without it."""
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    code = ("import sys\nfrom pathlib import Path\nfrom tamperscope.probe import engine, remote\n"
+            "for name in sys.argv[1:]:\n"
+            "    r = engine.scan_output(Path(name), 'remote_dns', key=remote._key, recheck=True)\n"
+            "    assert r.seen.missing(['a', None]) == ['a', None] and not r.seen and not r.lone\n"
+            "    assert remote._held(r.seen, ['198.18.2.7'], ['x.org']) == {}\n"
+            "print('numpy' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "none.jsonl"), str(tmp_path / "empty.jsonl")],
+                         capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "False"
 
 
 def test_none_is_never_held_and_keeps_its_place() -> None:
