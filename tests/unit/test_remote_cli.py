@@ -130,3 +130,33 @@ def test_already_counts_only_this_runs_pairs() -> None:
     assert _held(seen, ["192.0.2.3"], ["x.org"]) == {} and _held(Seen(), ["192.0.2.1"], ["x.org"]) == {}
     everything = Seen(resume_key(v, d) for v in vantages for d in domains)
     assert list(_todo(vantages, domains, _held(everything, vantages, domains))) == []  # all measured: none left
+
+
+def test_a_large_output_is_said_before_it_is_read(tmp_path: Path) -> None:
+    """At TMC's scale a resume reads tens of gigabytes first: the run says so, rather than print nothing for
+    minutes. Here the output holds the one pair asked for, then 256 MiB of blank lines (kept, as any blank line):
+    nothing is left to measure, so nothing is contacted."""
+    from tamperscope.probe import engine
+
+    out = tmp_path / "big.jsonl"
+    m = {"annotations": {"engine_name": "tamperscope"}, "test_name": "remote_dns", "input": "x.org",
+         "test_keys": {"vantage": "198.18.2.7"}}
+    with out.open("w") as f:
+        f.write(json.dumps(m) + "\n")
+        for _ in range(engine.SAID_READING >> 20):
+            f.write(" " * ((1 << 20) - 1) + "\n")
+    size = out.stat().st_size
+    res = cli("remote", "dns", "-V", "198.18.2.7", "-i", "x.org", "-o", "big.jsonl", "--yes", "--no-progress",
+              cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    lines = res.stderr.splitlines()
+    assert lines[0] == ("tamperscope: reading big.jsonl (256 MiB) to resume: the measurements it holds are not "
+                        "made again"), res.stderr
+    assert "on 1 domain(s) through 1 vantage(s) (1 measurement(s) already in big.jsonl)" in lines[1]
+    assert out.stat().st_size == size  # nothing measured, nothing appended
+    said: list[str] = []
+    engine.scan_output(tmp_path / "big.jsonl", "remote_dns", key=_key, say=said.append)
+    assert len(said) == 1
+    out.write_text(json.dumps(m) + "\n")  # a small output is read without a word
+    engine.scan_output(out, "remote_dns", key=_key, say=said.append)
+    assert len(said) == 1

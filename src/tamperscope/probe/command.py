@@ -52,6 +52,7 @@ from .engine import (
     check_input,
     descriptor_room,
     open_output,
+    said,
     scan_output,
 )
 
@@ -705,7 +706,7 @@ def _output(args: argparse.Namespace, nettest: Any) -> tuple[Path | None, Resume
         if _same_file(lst, path):
             raise UsageError(f"--output {path} is also a --list: refusing to append measurements to it")
     try:
-        return path, scan_output(path, nettest.NAME, recheck=bool(getattr(args, "recheck", False)))
+        return path, scan_output(path, nettest.NAME, recheck=bool(getattr(args, "recheck", False)), say=said)
     except OutputError as e:
         raise UsageError(str(e)) from None
 

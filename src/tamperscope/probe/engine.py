@@ -198,8 +198,18 @@ class Resume:
     lone: Mapping[str, tuple[str, float]] = field(default_factory=dict)
 
 
+def said(line: str) -> None:
+    """One line of the run's own on stderr, begun as its others are."""
+    print(f"tamperscope: {line}", file=sys.stderr, flush=True)
+
+
+# bytes of an output past which its reading is said first: at TMC's scale a resume reads tens of gigabytes (a
+# measurement is 2-5 KB), minutes in which the run would otherwise print nothing
+SAID_READING = 256 << 20
+
+
 def scan_output(path: Path, test_name: str, key: Callable[[dict[str, Any]], str | None] | None = None, *,
-                recheck: bool = False) -> Resume:
+                recheck: bool = False, say: Callable[[str], None] | None = None) -> Resume:
     """Read the output `path` line by line (never whole: outputs reach gigabytes) and say what a resume skips
     and what must be mended before appending. Changes nothing: `open_output` does, once the run may start.
 
@@ -208,20 +218,24 @@ def scan_output(path: Path, test_name: str, key: Callable[[dict[str, Any]], str 
 
     `key` names what a measurement of `test_name` stands for, when its input alone does not (a remote
     nettest measures each input through several vantages); None from it: not counted. ``recheck``: also
-    say which inputs were measured once and found blocked or failing (`Resume.lone`), for --recheck."""
+    say which inputs were measured once and found blocked or failing (`Resume.lone`), for --recheck. ``say``
+    is told, in a line, that an output of `SAID_READING` bytes or more is being read."""
     try:
-        mode = os.stat(path).st_mode
+        st = os.stat(path)
     except FileNotFoundError:
         if not path.parent.is_dir():
             raise OutputError(f"cannot write {path}: no directory {path.parent}") from None
         return Resume()
     except OSError as e:
         raise OutputError(f"cannot use {path} as the output: {e.strerror or e}") from None
-    if stat.S_ISDIR(mode):
+    if stat.S_ISDIR(st.st_mode):
         raise OutputError(f"the output {path} is a directory")
-    if not stat.S_ISREG(mode):
+    if not stat.S_ISREG(st.st_mode):
         # /dev/stdout into a pipe, /dev/null, a FIFO: reading it to resume would block or never end
         return Resume(regular=False)
+    if say is not None and st.st_size >= SAID_READING:
+        size = f"{st.st_size / (1 << 30):,.1f} GiB" if st.st_size >= 1 << 30 else f"{st.st_size >> 20:,} MiB"
+        say(f"reading {path} ({size}) to resume: the measurements it holds are not made again")
     seen = Seen()
     # for --recheck: the first measurement of each input found blocked or failing; those measured once are `lone`
     anomalous: dict[str, tuple[str, float]] = {}

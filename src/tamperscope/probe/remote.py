@@ -63,7 +63,17 @@ from .command import (
     recheck_stage,
     said_rechecks,
 )
-from .engine import Engine, OutputError, Progress, Resume, RunStats, descriptor_room, open_output, scan_output
+from .engine import (
+    Engine,
+    OutputError,
+    Progress,
+    Resume,
+    RunStats,
+    descriptor_room,
+    open_output,
+    said,
+    scan_output,
+)
 from .seen import Seen
 
 KINDS: dict[str, ModuleType] = {"dns": remote_dns, "web": remote_web}
@@ -352,7 +362,7 @@ def _output(args: argparse.Namespace, nettest: ModuleType) -> tuple[Path | None,
         if _same_file(lst, path):
             raise UsageError(f"--output {path} is also a list: refusing to append measurements to it")
     try:
-        return path, scan_output(path, nettest.NAME, key=_key, recheck=bool(args.recheck))
+        return path, scan_output(path, nettest.NAME, key=_key, recheck=bool(args.recheck), say=said)
     except OutputError as e:
         raise UsageError(str(e)) from None
 
