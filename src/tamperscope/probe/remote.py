@@ -474,7 +474,7 @@ def run(args: argparse.Namespace) -> int:
     async def measure_all() -> None:
         nonlocal stop
         stop = deadline(args)  # as the measuring starts
-        # each vantage's list is made when its turn comes (a generator): what a resume skips is read then
+        # each vantage's list is made when its turn comes (a generator), from the byte mask `_held` made of it
         await through_each(_todo(s.vantages, s.inputs, held), len(s.vantages), stats, progress, {})
         if s.recheck is None:
             return
