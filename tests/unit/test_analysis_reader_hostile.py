@@ -140,6 +140,142 @@ def test_pretty_printed_documents_one_after_another_are_each_kept(tmp_path: Path
     assert [line.line for line in lines] == starts  # the line each document starts on
 
 
+def _indented(text: str, by: int) -> str:
+    return "\n".join(" " * by + line for line in text.splitlines())
+
+
+def _flush_left(text: str) -> str:
+    """Indented JSON with its indentation taken away: every nested object in an array starts a line at column
+    0, as an item or a document does (a layout no resync may cut)."""
+    return "\n".join(line.lstrip() for line in text.splitlines())
+
+
+def _array(layout: str, items: list[str]) -> bytes:
+    if layout == "one a line":
+        return ("[\n" + ",\n".join(items) + "\n]\n").encode()
+    if layout == "indent 2":
+        return ("[\n" + ",\n".join(_indented(i, 2) for i in items) + "\n]\n").encode()
+    return ("[\n" + ",\n".join(items) + "\n]\n").encode()  # "flush left": the items are already
+
+
+_DAMAGES = {  # an item whose brackets or string do not close, in each layout
+    "bracket": '{"test_name": "x", "a": [1}',
+    "string": '{"test_name": "x", "a": "no end}',
+    "pretty bracket": '{\n  "a": [\n    1\n  }\n}',
+}
+
+
+@pytest.mark.parametrize("chunk", [None, 61])
+@pytest.mark.parametrize("layout", ["one a line", "indent 2", "flush left"])
+@pytest.mark.parametrize("damage", sorted(_DAMAGES))
+def test_a_damaged_array_item_loses_only_itself(tmp_path: Path, fifo: Any, monkeypatch: pytest.MonkeyPatch,
+                                                damage: str, layout: str, chunk: int | None) -> None:
+    # An item whose bracket or string does not close took every item after it, uncounted, and the file was
+    # said to "end early" (QA): the items after it are kept, and the damaged one is one rejection.
+    from tamperscope.analysis import documents
+    if chunk:
+        monkeypatch.setattr(documents, "CHUNK", chunk)  # chunk boundaries everywhere, in strings and brackets
+    ms = _many(5)
+    form = {"one a line": lambda m: json.dumps(m), "indent 2": lambda m: json.dumps(m, indent=2),
+            "flush left": lambda m: _flush_left(json.dumps(m, indent=2))}[layout]
+    bad = _DAMAGES[damage] if layout != "flush left" else _flush_left(_DAMAGES[damage])
+    data = _array(layout, [form(ms[0]), form(ms[1]), bad, form(ms[2]), form(ms[3]), form(ms[4])])
+    path = tmp_path / "damaged.json"
+    path.write_bytes(data)
+    for lines, rejections in (_split(reader.read([path])), _split(reader.read_partition(
+            Partition(str(fifo(data)), "stream")))):
+        assert [orjson.loads(line.data) for line in lines] == ms
+        assert [line.line for line in lines] == [1, 2, 4, 5, 6]
+        assert [(r.line, r.reason) for r in rejections] == [(3, "corrupt_json")]
+        assert "array item 3 is not valid JSON" in rejections[0].detail and "ends early" not in rejections[0].detail
+
+
+@pytest.mark.parametrize("chunk", [None, 61])
+def test_a_stray_brace_or_a_second_array_loses_no_item(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       chunk: int | None) -> None:
+    from tamperscope.analysis import documents
+    if chunk:
+        monkeypatch.setattr(documents, "CHUNK", chunk)
+    ms = _many(4)
+    one = [json.dumps(m) for m in ms]
+    path = tmp_path / "stray.json"
+    # a "}" that closes nothing, and the comma after it starting the next line
+    path.write_bytes(f"[\n{one[0]}}}\n,{one[1]},\n{one[2]},\n{one[3]}\n]\n".encode())
+    lines, rejections = _split(reader.read([path]))
+    assert [orjson.loads(line.data) for line in lines] == ms
+    assert [(r.line, r.reason) for r in rejections] == [(1, "corrupt_json")]
+    assert "closes nothing" in rejections[0].detail
+
+    path.write_bytes(f"[\n{one[0]},\n{one[1]}\n]\n[\n{one[2]},\n{one[3]}\n]\n".encode())  # two arrays, one file
+    lines, rejections = _split(reader.read([path]))
+    assert [orjson.loads(line.data) for line in lines] == ms
+    assert [r.reason for r in rejections] == ["corrupt_json"] and "data after the end" in rejections[0].detail
+
+
+@pytest.mark.parametrize("chunk", [None, 61])
+def test_a_damaged_document_or_data_between_documents_loses_only_itself(
+        tmp_path: Path, fifo: Any, monkeypatch: pytest.MonkeyPatch, chunk: int | None) -> None:
+    from tamperscope.analysis import documents
+    if chunk:
+        monkeypatch.setattr(documents, "CHUNK", chunk)
+    ms = _samples(4)
+    texts = [json.dumps(m, indent=2) for m in ms]
+    damaged = "{\n  \"a\": [\n    1,\n}"  # its bracket never closes
+    parts = [texts[0], damaged, texts[1], "}", "garbage", texts[2], '{"a": "no end', texts[3]]
+    data = "\n".join(parts).encode() + b"\n"
+    path = tmp_path / "docs.json"
+    path.write_bytes(data)
+    starts, line = [], 1
+    for part in parts:
+        starts.append(line)
+        line += part.count("\n") + 1
+    for lines, rejections in (_split(reader.read([path])), _split(reader.read_partition(
+            Partition(str(fifo(data)), "stream")))):
+        assert [orjson.loads(x.data) for x in lines] == ms
+        assert [x.line for x in lines] == [starts[0], starts[2], starts[5], starts[7]]
+        assert [(r.line, r.reason) for r in rejections] == [
+            (starts[1], "corrupt_json"), (starts[3], "corrupt_json"), (starts[6], "corrupt_json")]
+        assert "does not close" in rejections[0].detail and "data after the end" in rejections[1].detail
+
+
+def test_nested_objects_that_start_lines_where_items_do_are_not_cut(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # Valid JSON whose nested objects start lines at the items' column: every such line is checked against
+    # the bytes held, which stay a prefix of valid JSON, so nothing is cut; and the checks are few (the
+    # bytes held are parsed again only once they have doubled), not one a line.
+    from tamperscope.analysis import documents
+    parses = []
+    real = documents.orjson
+
+    class Counting:
+        JSONDecodeError = real.JSONDecodeError
+        JSONEncodeError = real.JSONEncodeError
+
+        @staticmethod
+        def loads(data: bytes) -> Any:
+            parses.append(len(data))
+            return real.loads(data)
+
+        dumps = staticmethod(real.dumps)
+
+    m = dict(_samples(1)[0], x_many=[{"n": i, "deep": {"k": [i]}} for i in range(4000)])
+    item = _flush_left(json.dumps(m, indent=2))
+    assert item.count("\n{") > 4000
+    path = tmp_path / "flush.json"
+    path.write_bytes(("[\n" + ",\n".join([item, item]) + "\n]\n").encode())
+    monkeypatch.setattr(documents, "orjson", Counting)
+    monkeypatch.setattr(documents, "CHUNK", 4096)
+    lines, rejections = _split(reader.read([path]))
+    assert rejections == [] and [orjson.loads(x.data) for x in lines] == [m, m]
+    checks = len(parses) - 2  # one parse an item is the item's own
+    assert 0 < checks <= 2 * 20, checks  # a few per item, doubling; not one per line (8,000)
+    path.write_bytes((item + "\n" + item + "\n").encode())  # the same as documents
+    parses.clear()
+    lines, rejections = _split(reader.read([path]))
+    assert rejections == [] and [orjson.loads(x.data) for x in lines] == [m, m]
+    assert len(parses) <= 2 * 20 + 4
+
+
 # --------------------------------------------------------------------------- 2. tar archives
 
 

@@ -204,7 +204,7 @@ _INSIDE = re.compile(rb"(?:" + _PLAIN + b"|" + _STRING + b"|" + _nested(_NESTING
 _ITEM = re.compile(rb'(?:[^"\[\]{},]++|' + _STRING + b"|" + _nested(_NESTING) + rb")*+")  # an array item's top level
 _STRING_REST = re.compile(rb'(?:[^"\\]++|\\[\s\S])*+')
 _SPACE = re.compile(rb"[ \t\r\n]*+")
-_QUOTE, _BACKSLASH, _COMMA, _OPEN_BRACE = b'"'[0], b"\\"[0], b","[0], b"{"[0]
+_QUOTE, _BACKSLASH, _COMMA, _OPEN_BRACE, _CLOSE_BRACKET = b'"'[0], b"\\"[0], b","[0], b"{"[0], b"]"[0]
 
 
 class _Scanner:
@@ -224,21 +224,22 @@ class _Scanner:
         """Not inside a string or a bracket: a document that was started is complete."""
         return not self.depth and not self.in_string
 
-    def scan(self, chunk: bytes, pos: int, items: bool) -> int:
-        """Scan ``chunk`` from ``pos``; return where the value being scanned ends, or ``len(chunk)``.
+    def scan(self, chunk: bytes, pos: int, items: bool, stop: int | None = None) -> int:
+        """Scan ``chunk`` from ``pos`` up to ``stop`` (its end if None); return where the value being scanned
+        ends, or ``stop``, which is to the scanner what the end of a chunk is.
 
         ``items``: the value is an array item, and ends before a comma or a closing bracket that is not its own
         (the array's). Otherwise it is a document that starts with a bracket at ``pos`` and ends after the
         bracket that closes it.
         """
-        n = len(chunk)
+        n = len(chunk) if stop is None else stop
         while pos < n:
             if self.in_string:
                 if self.escaped:
                     self.escaped = False
                     pos += 1
                     continue
-                pos = _STRING_REST.match(chunk, pos).end()  # type: ignore[union-attr] # (it matches "")
+                pos = _STRING_REST.match(chunk, pos, n).end()  # type: ignore[union-attr] # (it matches "")
                 if pos == n:
                     break
                 if chunk[pos] == _BACKSLASH:  # the chunk's last byte: what it escapes is in the next chunk
@@ -248,7 +249,7 @@ class _Scanner:
                 pos += 1
                 continue
             if self.depth or items:
-                pos = (_INSIDE if self.depth else _ITEM).match(chunk, pos).end()  # type: ignore[union-attr]
+                pos = (_INSIDE if self.depth else _ITEM).match(chunk, pos, n).end()  # type: ignore[union-attr]
                 if pos == n:
                     break
             byte = chunk[pos]
@@ -270,13 +271,14 @@ class _Held:
     """The bytes of one array item or document: held while within the limit, only counted past it, so memory
     is bounded by the limit, not by the input. The whitespace around the value is not part of it."""
 
-    __slots__ = ("limit", "parts", "size", "trimmed")
+    __slots__ = ("checked", "limit", "parts", "size", "trimmed")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.parts: list[bytes] | None = []  # None: over the limit
         self.size = 0  # bytes from the value's first one
         self.trimmed = False  # past the limit by trailing whitespace only (which was dropped)
+        self.checked = 0  # `size` when `broken` last parsed the bytes held
 
     def add(self, piece: bytes) -> None:
         if not self.size:
@@ -300,6 +302,60 @@ class _Held:
         """The value's bytes; None when it is over the limit."""
         return None if self.parts is None else b"".join(self.parts).rstrip(JSON_WS)
 
+    def broken(self, scanner: _Scanner) -> bool:
+        """Whether the value held, met by a line that starts as a new value would, is over there.
+
+        It is when it is complete (a comma is missing before the line), when the scanner is inside a string (a
+        JSON string holds no line break), or when the bytes held are not the start of any valid JSON: orjson
+        stops before their end (a mere prefix of valid JSON fails only at its end). They are parsed again only
+        once they have doubled since the last time, so that a long value whose nested objects start lines at
+        the items' column costs linear time; a value over the limit is not held and is not cut.
+        """
+        if scanner.in_string or not scanner.depth:
+            return True
+        if self.parts is None or self.size < 2 * self.checked:
+            return False
+        self.checked = self.size
+        data = b"".join(self.parts).rstrip(JSON_WS)
+        try:
+            orjson.loads(data)
+        except orjson.JSONDecodeError as exc:  # pos counts characters, as in exc.doc ("" when not UTF-8)
+            return not exc.doc or exc.pos < len(exc.doc)
+        return True
+
+
+_LINE_OPEN = re.compile(rb"\n([ \t]*+)\{")
+_INDENT = re.compile(rb"[ \t]*+")
+
+
+class _LineOpens:
+    """Where the lines that start with ``{`` (after their indentation) are, in a stream read chunk after chunk:
+    where a damaged array item or document is left behind and reading starts again (`_read_array`)."""
+
+    __slots__ = ("indent",)
+
+    def __init__(self) -> None:
+        self.indent: int | None = 0  # the current line's indentation, while it has nothing else yet
+
+    def find(self, chunk: bytes) -> list[tuple[int, int]]:
+        """The ``(position of the "{", its column)`` of each line of ``chunk`` that starts with one."""
+        found = []
+        if self.indent is not None:  # a line that started in an earlier chunk
+            k = _INDENT.match(chunk).end()  # type: ignore[union-attr] # (it matches "")
+            if k < len(chunk) and chunk[k] == _OPEN_BRACE:
+                found.append((k, self.indent + k))
+        found += [(m.end() - 1, m.end(1) - m.start(1)) for m in _LINE_OPEN.finditer(chunk)]
+        cut = chunk.rfind(b"\n")
+        blank = _INDENT.match(chunk, cut + 1).end() == len(chunk)  # type: ignore[union-attr]
+        if cut >= 0:
+            self.indent = len(chunk) - cut - 1 if blank else None
+        elif self.indent is not None:
+            self.indent = self.indent + len(chunk) if blank else None
+        return found
+
+
+_MISSING = "it does not close before a line that starts the next one"
+
 
 def _read_array(source: str, f: IO[bytes], max_bytes: int) -> Iterator[Line | Rejection]:
     """A JSON array, item by item: each item is one record, with its number (from 1) as its line, and is bounded
@@ -308,33 +364,72 @@ def _read_array(source: str, f: IO[bytes], max_bytes: int) -> Iterator[Line | Re
     As the whole array was before: an object item is kept re-serialised (``orjson.dumps``); any other item is
     "wrong_type". An item that is not valid JSON is "corrupt_json" and the items around it are kept; an array
     cut short keeps its complete items.
+
+    An item whose brackets or string do not close would take every item after it, to the end of the input.
+    Where items start lines (one a line, or indented as ``json.dumps`` and ``jq`` write them), a line that
+    starts with ``{`` at the items' column, met inside an item shown damaged (`_Held.broken`), starts the next
+    item: the damaged one is one "corrupt_json" and the items after it are kept. A ``}`` that closes nothing
+    is one "corrupt_json" and passed over; data after the array's ``]`` (a second array) is one "corrupt_json",
+    and reading goes on at the next line that starts like an item.
     """
     scanner = _Scanner()
     held = _Held(max_bytes)
+    opens = _LineOpens()
+    column: int | None = None  # where the items that start a line start (None: none has, any line will do)
     number = 0
-    state = "before"  # the "[", then "items", then "after" the "]"
+    stray = False  # a "}" that closed nothing was passed over, and no item has started since
+    state = "before"  # the "[", then "items", then "after" the "]", then "skipping" data after it
     for chunk in _chunks(f):
+        lines = opens.find(chunk)
+        k = 0
         pos = 0
         if state == "before":
             pos = _SPACE.match(chunk).end()  # type: ignore[union-attr]
             if pos == len(chunk):
                 continue
             pos, state = pos + 1, "items"  # the "[" (`_start` saw it)
-        while state == "items":
-            end = scanner.scan(chunk, pos, items=True)
-            held.add(chunk[pos:end])
-            if end == len(chunk):
+        while True:
+            while k < len(lines) and lines[k][0] <= pos:
+                k += 1
+            if state == "items":
+                stop = lines[k][0] if k < len(lines) else len(chunk)
+                end = scanner.scan(chunk, pos, items=True, stop=stop)
+                held.add(chunk[pos:end])
+                if end == stop < len(chunk):  # a line that starts with "{"
+                    pos, indent = lines[k]
+                    if not held.size:
+                        column = indent  # an item starts it
+                    elif (column is None or indent == column) and held.broken(scanner):
+                        number += 1
+                        yield _array_item(source, number, held, _MISSING)
+                        held, scanner, column = _Held(max_bytes), _Scanner(), indent
+                    continue
+                if end == len(chunk):
+                    break
+                closing = chunk[end] != _COMMA
+                # "[]" has no items; nor has the comma after a stray "}"
+                if held.size or not (stray or (closing and not number)):
+                    number += 1
+                    yield _array_item(source, number, held)
+                held, pos, stray = _Held(max_bytes), end + 1, False
+                if closing and chunk[end] != _CLOSE_BRACKET:  # not the array's end: passed over
+                    yield Rejection(source, number, "corrupt_json", f"a '}}' after array item {number} closes nothing")
+                    stray = True
+                elif closing:
+                    state = "after"
+                continue
+            if state == "after":
+                if _SPACE.match(chunk, pos).end() == len(chunk):  # type: ignore[union-attr]
+                    break
+                yield Rejection(source, 0, "corrupt_json", f"data after the end of the JSON array ({number} items)")
+                state = "skipping"
+            while k < len(lines) and column is not None and lines[k][1] != column:
+                k += 1
+            if k == len(lines):
                 break
-            closing = chunk[end] != _COMMA
-            if not (closing and not number and not held.size):  # "[]" has no items
-                number += 1
-                yield _array_item(source, number, held)
-            held, pos = _Held(max_bytes), end + 1
-            if closing:
-                state = "after"
-        if state == "after" and _SPACE.match(chunk, pos).end() < len(chunk):  # type: ignore[union-attr]
-            yield Rejection(source, 0, "corrupt_json", f"data after the end of the JSON array ({number} items)")
-            return
+            pos, state, scanner = lines[k][0], "items", _Scanner()
+            k += 1
+            column = lines[k - 1][1]
     if state == "items":
         if held.size and scanner.closed and (held.data or b"").endswith(b"}"):
             number += 1  # an object complete before the cut
@@ -342,14 +437,15 @@ def _read_array(source: str, f: IO[bytes], max_bytes: int) -> Iterator[Line | Re
         yield Rejection(source, number + 1, "corrupt_json", f"the JSON array ends early, after {number} items")
 
 
-def _array_item(source: str, number: int, held: _Held) -> Line | Rejection:
+def _array_item(source: str, number: int, held: _Held, why: str = "") -> Line | Rejection:
     data = held.data
     if data is None:
         return Rejection(source, number, "too_large", f"{held.size} bytes in array item {number} (limit {held.limit})")
     try:
         item = orjson.loads(data)
     except orjson.JSONDecodeError:
-        return Rejection(source, number, "corrupt_json", f"array item {number} is not valid JSON")
+        return Rejection(source, number, "corrupt_json",
+                         f"array item {number} is not valid JSON{': ' if why else ''}{why}")
     if not isinstance(item, dict):
         return Rejection(source, number, "wrong_type", f"array item {number} is a {_json_type(item)}, not an object")
     try:
@@ -360,16 +456,34 @@ def _array_item(source: str, number: int, held: _Held) -> Line | Rejection:
 
 def _read_documents(source: str, f: IO[bytes], max_bytes: int) -> Iterator[Line | Rejection]:
     """Pretty-printed JSON documents, usually one, each on the line it starts on and bounded by ``max_bytes``
-    on its own: one over the limit is one "too_large", however many lines it has, and is skipped unheld."""
+    on its own: one over the limit is one "too_large", however many lines it has, and is skipped unheld.
+
+    As in an array (`_read_array`), a document shown damaged when a line starts with ``{`` at column 0 ends
+    there, one "corrupt_json", and the next starts; data between documents is one "corrupt_json", and reading
+    goes on at the next such line.
+    """
     scanner = _Scanner()
     held: _Held | None = None
+    opens = _LineOpens()
+    skipping = False  # data between documents, up to a line that starts with "{"
     line = first = 1  # the line the scan is on; the one the current document started on
     chunks = _chunks(f)
     chunk = next(chunks, b"")
     while chunk:
         following = next(chunks, b"")
+        lines = [at for at, indent in opens.find(chunk) if not indent]
+        k = 0
         pos = 0
         while pos < len(chunk):
+            while k < len(lines) and lines[k] <= pos:
+                k += 1
+            if skipping:
+                stop = lines[k] if k < len(lines) else len(chunk)
+                line += chunk.count(b"\n", pos, stop)
+                pos = stop
+                if stop == len(chunk):
+                    break
+                skipping = False
             if held is None:
                 end = _SPACE.match(chunk, pos).end()  # type: ignore[union-attr]
                 line += chunk.count(b"\n", pos, end)
@@ -378,7 +492,8 @@ def _read_documents(source: str, f: IO[bytes], max_bytes: int) -> Iterator[Line 
                     break
                 if chunk[pos] != _OPEN_BRACE:
                     yield Rejection(source, line, "corrupt_json", "data after the end of a JSON document")
-                    return
+                    skipping = True
+                    continue
                 rest = chunk[pos:].rstrip(JSON_WS)
                 if not following and len(rest) <= max_bytes and _is_json(rest):
                     # The usual case, one document in one chunk: parsed whole (orjson is many times faster
@@ -386,13 +501,19 @@ def _read_documents(source: str, f: IO[bytes], max_bytes: int) -> Iterator[Line 
                     yield Line(source, line, _one_line_json(rest))
                     return
                 held, first = _Held(max_bytes), line
-            end = scanner.scan(chunk, pos, items=False)
+                while k < len(lines) and lines[k] <= pos:
+                    k += 1
+            stop = lines[k] if k < len(lines) else len(chunk)
+            end = scanner.scan(chunk, pos, items=False, stop=stop)
             held.add(chunk[pos:end])
             line += chunk.count(b"\n", pos, end)
             pos = end
             if scanner.closed:
                 yield _document(source, first, held)
                 held = None
+            elif end == stop < len(chunk) and held.broken(scanner):
+                yield _document(source, first, held, f"{_MISSING} (line {line})")
+                held, scanner = None, _Scanner()
         chunk = following
     if held is not None:  # the input ends inside a document
         too_large = held.parts is None
@@ -400,12 +521,12 @@ def _read_documents(source: str, f: IO[bytes], max_bytes: int) -> Iterator[Line 
             Rejection(source, first, "corrupt_json", "the JSON document ends early")
 
 
-def _document(source: str, line: int, held: _Held) -> Line | Rejection:
+def _document(source: str, line: int, held: _Held, why: str = "") -> Line | Rejection:
     data = held.data
     if data is None:
         return Rejection(source, line, "too_large", f"{held.size} bytes in one JSON document (limit {held.limit})")
     if not _is_json(data):
-        return Rejection(source, line, "corrupt_json", "not a JSON document")
+        return Rejection(source, line, "corrupt_json", f"not a JSON document{': ' if why else ''}{why}")
     return Line(source, line, _one_line_json(data))
 
 
