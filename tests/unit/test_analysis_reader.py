@@ -187,6 +187,8 @@ def test_corrupt_line_is_skipped_and_neighbours_kept(tmp_path: Path) -> None:
     assert stats.accepted == stats.new == 3
     assert store.count("measurements") == 3
     assert {r["line"] for r in _rejections(store)} == {2, 4}
+    # a byte that is not UTF-8 is named as such, not in orjson's words ("surrogates not allowed") (QA)
+    assert {r["line"]: r["detail"] for r in _rejections(store)}[4] == "not UTF-8: byte 0xff at offset 0"
     store.close()
 
 

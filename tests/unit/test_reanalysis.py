@@ -11,8 +11,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
+import pyarrow as pa
+import pytest
 
 from tamperscope.analysis import reanalysis
 from tamperscope.analysis.store import Store
@@ -179,6 +182,49 @@ def test_paths_and_reanalyse_together_and_jsonl_shows_what_the_store_now_says(tm
     assert "4 already in the store" in res.stdout and "reanalysed 4 stale measurements" in res.stdout
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(v["x_mechanism"] for v in lines) == ["http.blockpage", "none", "none", "none"]
+
+
+def test_raw_bytes_damaged_in_place_are_said_to_be_so(tmp_path: Path) -> None:
+    # A zstd frame holds no checksum: bytes changed in place can decompress to the size written and read as
+    # another measurement. The summary said "their raw bytes are not in the store" (QA); it names the segment.
+    db = _ru_store(tmp_path)
+    with Store(db) as store:
+        store.con.execute("UPDATE verdicts SET analysis_version = '14', mechanism = 'dns.poison'")
+        frames = store.con.execute("SELECT DISTINCT raw_segment, raw_frame_offset, raw_frame_length, raw_frame_size "
+                                   "FROM measurements").fetchall()
+    assert len(frames) == 1 and frames[0][1] == 0  # one frame, the segment's whole
+    segment, _, length, size = frames[0]
+    path = tmp_path / "ru.raw" / segment
+    assert path.stat().st_size == length
+    data = bytes(pa.Codec("zstd").decompress(path.read_bytes(), decompressed_size=size, asbytes=True))
+    assert data.count(b'"probe_cc":"RU"') == 4
+    damaged = pa.Codec("zstd").compress(data.replace(b'"probe_cc":"RU"', b'"probe_cc":"UR"', 1), asbytes=True)
+    path.write_bytes(damaged)  # what a damaged disk gives back, as the frame's pointers still say
+    with Store(db) as store:
+        store.con.execute("UPDATE measurements SET raw_frame_length = ?", [len(damaged)])
+    before = _verdicts(db)
+    res = _run("analyze", "--reanalyse", "stale", "--db", str(db))
+    assert res.returncode == 1 and "reanalysed 3 stale measurements" in res.stdout, (res.stdout, res.stderr)
+    assert res.stderr == (f"tamperscope: 1 measurement kept its older verdict: the raw segment {segment} of the "
+                          "store is damaged: what it gives back no longer matches the measurements' uids\n")
+    kept = [uid for uid, v in _verdicts(db).items() if v == before[uid]]
+    assert len(kept) == 1
+
+
+def test_raw_bytes_the_analysis_now_refuses_say_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tamperscope.analysis import pipeline
+    db = _ru_store(tmp_path)
+
+    def refuse(m: Any) -> Any:
+        raise pipeline.Invalid("invalid_value", "a rule this version added")
+
+    monkeypatch.setattr(pipeline, "envelope", refuse)
+    with Store(db) as store:
+        store.con.execute("UPDATE verdicts SET analysis_version = '14'")
+        totals = reanalysis.reanalyse_all(store, reanalysis.pages(store.con, stale_only=True))
+        assert totals.missing == 4 and totals.reanalysed == 0
+        assert store.unreadable == {"refused": "the analysis now refuses what was stored (invalid_value: "
+                                               "a rule this version added)"}
 
 
 def test_raw_bytes_that_cannot_be_read_keep_their_verdicts_and_say_why(tmp_path: Path) -> None:

@@ -441,7 +441,7 @@ def _reanalyse(store: Store, args: argparse.Namespace, show: bool, told: Any = N
         print(f"networks: {counted(totals.networks_named, 'measurement')} stored without one (AS0: read without an "
               "ASN table) now on the network the ASN table names", file=told)
     if totals.missing:
-        why = "; ".join(sorted(set(store.unreadable.values()))) or "their raw bytes are not in the store"
+        why = _example("; ".join(sorted(set(store.unreadable.values()))) or "their raw bytes are not in the store")
         print(f"tamperscope: {counted(totals.missing, 'measurement')} kept {'its' if totals.missing == 1 else 'their'}"
               f" older verdict: {why}", file=sys.stderr)
         return 1

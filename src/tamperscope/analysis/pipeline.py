@@ -333,6 +333,16 @@ def _local_outcome(v: Verdict) -> str:
     return "confirmed" if v.fingerprints else "anomaly"  # the store upgrades repeated anomalies
 
 
+def _not_json(data: bytes, exc: orjson.JSONDecodeError) -> str:
+    """Why a record is not JSON, in one line: orjson's words, or, for bytes that are not UTF-8 (for which orjson
+    says "surrogates not allowed", whatever the byte), the first such byte and where it is."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return f"not UTF-8: byte {data[bad.start]:#04x} at offset {bad.start}"
+    return str(exc).splitlines()[0][:160] if str(exc) else "not valid JSON"
+
+
 def _analysis_failure(exc: BaseException) -> Verdict:
     return Verdict(None, None, "none", 0.0, "failure", (f"analysis_error: {type(exc).__name__}",))
 
@@ -377,7 +387,7 @@ def analyse_batch(items: Sequence[Item], matcher: Matcher | None = None,
         try:
             m = loads(item.data)
         except orjson.JSONDecodeError as exc:
-            rejections.append(Rejection(item.source, item.line, "corrupt_json", str(exc).splitlines()[0][:160]))
+            rejections.append(Rejection(item.source, item.line, "corrupt_json", _not_json(item.data, exc)))
             continue
         kept = m  # the record as it came: its content names it
         data = item.data

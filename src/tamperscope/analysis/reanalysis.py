@@ -148,6 +148,24 @@ def derive(raw: Mapping[str, bytes]) -> BatchResult:
     return analyse_batch([Line("reanalyse", i + 1, data) for i, data in enumerate(raw.values())], default_matcher())
 
 
+def _lost(store: Store, result: BatchResult, raw: Mapping[str, bytes], got: set[str]) -> None:
+    """Say why measurements read back did not come back as themselves (`derive` numbers its lines from 1 in
+    ``raw``'s order): bytes that are no JSON, or give another uid, are a damaged segment (`Store.damaged`);
+    bytes the analysis now refuses are its reason."""
+    refused = {r.line: r for r in result.rejections}
+    damaged = []
+    for number, uid in enumerate(raw, 1):
+        if uid in got:
+            continue
+        why = refused.get(number)
+        if why is None or why.reason == "corrupt_json":
+            damaged.append(uid)
+        else:
+            store.unreadable.setdefault("refused", f"the analysis now refuses what was stored ({why.reason}: "
+                                                   f"{why.detail})")
+    store.damaged(damaged)
+
+
 def replace(store: Store, result: BatchResult | None, raw: Mapping[str, bytes], uids: Sequence[str]) -> Totals:
     """Put ``result`` (`derive` of ``raw``, the readable part of ``uids``) in the place of the rows it re-derives,
     in one transaction, and recount the confidence of their groups."""
@@ -167,7 +185,7 @@ def replace(store: Store, result: BatchResult | None, raw: Mapping[str, bytes], 
         new_uids = [names.get(u, u) for u in new_uids]
     wanted = [u for u in new_uids if u in raw]
     before = {r[0]: r[1:] for r in con.execute(_BEFORE, [wanted]).fetchall()}
-    verdicts = verdicts.filter([u in raw for u in new_uids])
+    verdicts = verdicts.filter(pa.array([u in raw for u in new_uids], type=pa.bool_()))  # ([] is no bool array)
     con.execute("BEGIN TRANSACTION")
     try:
         touch(con, wanted)  # their groups as they were
@@ -211,6 +229,8 @@ def replace(store: Store, result: BatchResult | None, raw: Mapping[str, bytes], 
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    if len(wanted) < len(raw):
+        _lost(store, result, raw, set(wanted))
     after = {r[0]: r[1:] for r in con.execute(_BEFORE, [wanted]).fetchall()}
     changed = sum(1 for u in wanted if (before.get(u) or ())[:4] != (after.get(u) or ())[:4])
     fingerprinted = sum(1 for u in wanted if before.get(u) != after.get(u)) - changed

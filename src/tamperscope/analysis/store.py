@@ -982,6 +982,15 @@ class Store:
             if frame:
                 yield uid, bytes(frame[line_offset:line_offset + line_length])
 
+    def damaged(self, uids: Sequence[str]) -> None:
+        """Note, in `unreadable`, the segments of ``uids``: measurements whose raw bytes were read back (their
+        frame decompressed to the size written) but no longer give their uid, a segment damaged in place. A
+        zstd frame carries no checksum of its content, so the content hash in the uid is what tells."""
+        for _uid, segment, *_ in raw_pointers(self.cursor(), uids):
+            if segment is not None:
+                self.unreadable.setdefault(segment, f"the raw segment {segment} of the store is damaged: what it "
+                                                    "gives back no longer matches the measurements' uids")
+
     def verdict(self, uid: str) -> dict[str, Any] | None:
         rows = query_rows(self.cursor(), "SELECT * FROM verdicts WHERE measurement_uid = ?", [uid])
         return rows[0] if rows else None
