@@ -69,3 +69,40 @@ def test_readers_that_stop_reading_lose_their_exports_and_free_the_slots(tmp_pat
                     s.close()
 
     assert asyncio.run(asyncio.wait_for(main(), 120)) == [503, 200]
+
+
+def _hung_up_export(port: int, address: str, path: str) -> None:
+    """A client that asks for an export, reads the start of its answer, and hangs up."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {address}\r\n\r\n".encode())
+        assert s.recv(12) == b"HTTP/1.1 200"
+
+
+def test_readers_that_hang_up_free_their_slots_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Four clients that opened exports and closed their sockets held every slot until the garbage collector
+    # closed their streams, minutes later: everyone else got 503 (QA). The grace for stalled readers is made
+    # long here, so that only the hang-up can free them.
+    monkeypatch.setattr(api, "SEND_GRACE", 600.0)
+
+    async def main() -> list[int]:
+        app = create_app(Settings(db_path=tmp_path / "c.duckdb", announce=False, submit_rate=0, read_rate=0))
+        async with uvicorn_server(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+            bulk = b"\n".join(orjson.dumps(_measurement(n)) for n in range(300))
+            assert (await client.post("/api/v1/submit", content=bulk)).json()["stored"] == 300
+            await app.state.collector.ingestor.settled()
+            port = int(url.rsplit(":", 1)[1])
+            slots = app.state.export_slots
+            for i in range(1, 5):
+                await asyncio.to_thread(_hung_up_export, port, f"198.51.100.{i}", "/api/v1/export/raw.jsonl")
+            for _ in range(100):  # the server sees each hang-up at its next write
+                if not slots.in_use:
+                    break
+                await asyncio.sleep(0.05)
+            codes = []
+            for address in ("203.0.113.99", "198.51.100.1"):  # another client, and one that hung up
+                answer = await client.get("/api/v1/export/measurements.csv", headers={"X-Forwarded-For": address})
+                codes.append(answer.status_code)
+                assert answer.status_code != 200 or answer.text.count("\n") == 301
+            return [slots.in_use, *codes]
+
+    assert asyncio.run(asyncio.wait_for(main(), 120)) == [0, 200, 200]

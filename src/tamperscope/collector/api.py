@@ -26,12 +26,12 @@ or a tab/CR) are prefixed with ``'``: measurement content is hostile input.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import gzip
 import logging
 import math
 import re
+import threading
 import time
 import weakref
 from collections.abc import Iterator
@@ -305,12 +305,52 @@ def _exporting(request: Request) -> Slot | JSONResponse:
     return JSONResponse({"error": error, "detail": detail}, status_code=status, headers={"Retry-After": "10"})
 
 
-def _held(slot: Slot, chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """``chunks``, then the slot released: at the stream's end, or when it is dropped unread or cut short."""
-    try:
-        yield from chunks
-    finally:
-        slot.release()
+class _Held:
+    """``chunks`` under an export slot, released at the stream's end, or as soon as the stream is closed (its
+    client gone, or reading nothing: `_PacedStream`), not when the garbage collector gets to it: four clients
+    that opened exports and hung up held every slot for minutes (QA).
+
+    Chunks are made in a worker thread while the response is closed from the event loop: a close that finds
+    a chunk being made releases the slot at once and leaves the chunks' own closing (their cursor) to the
+    thread, when that chunk is done.
+    """
+
+    def __init__(self, slot: Slot, chunks: Iterator[bytes]) -> None:
+        self._slot = slot
+        self._chunks = chunks
+        self._lock = threading.Lock()  # held while a chunk is made
+        self._closing = False
+
+    def __iter__(self) -> _Held:
+        return self
+
+    def __next__(self) -> bytes:
+        with self._lock:
+            if self._closing:
+                raise StopIteration
+            try:
+                chunk = next(self._chunks)
+            except BaseException:
+                self._end()
+                raise
+            if self._closing:  # closed while it was made: no one reads it
+                self._end()
+            return chunk
+
+    def close(self) -> None:
+        self._closing = True
+        self._slot.release()
+        if self._lock.acquire(blocking=False):  # else the thread making a chunk ends the chunks after it
+            try:
+                self._end()
+            finally:
+                self._lock.release()
+
+    def _end(self) -> None:
+        self._slot.release()
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
 
 
 HEAD_SCOPE_KEY = "tamperscope.head"  # set in a request's scope by `app.Head`: a HEAD, answered as the GET
@@ -365,10 +405,10 @@ class _PacedStream(StreamingResponse):
             log.warning("an export to %s was dropped: its reader took nothing for %.0f s (uvicorn then says the "
                         "answer was not completed)", client[0] if client else "a client",
                         SEND_GRACE + SEND_PIECE / SEND_PACE)
+        finally:  # the end, a reader that stopped reading, or one that hung up: the slot released now
             close = getattr(self._body, "close", None)
             if close is not None:
-                with contextlib.suppress(ValueError):  # running in its thread: its finalizer releases the slot
-                    close()  # its `finally`: the slot released
+                close()
 
 
 def _stream(slot: Slot, chunks: Iterator[bytes], media: str, filename: str, *, head: bool = False) -> StreamingResponse:
@@ -377,8 +417,8 @@ def _stream(slot: Slot, chunks: Iterator[bytes], media: str, filename: str, *, h
     if head:
         slot.release()
         return StreamingResponse(iter(()), media_type=media, headers=headers)
-    body = _held(slot, chunks)
-    weakref.finalize(body, slot.release)  # a stream never started never runs its `finally`
+    body = _Held(slot, chunks)
+    weakref.finalize(body, slot.release)  # a response never sent is never closed
     return _PacedStream(body, media_type=media, headers=headers)
 
 
