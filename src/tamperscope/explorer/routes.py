@@ -294,6 +294,30 @@ def captured_body(request: Request, uid: str, index: int) -> Response:
         "Cache-Control": "no-store"})
 
 
+MAX_VALUE = 8192  # characters in one filter's value, as the API's (an input, a URL, is the longest)
+
+
+class _TooLong(Exception):
+    """A filter's value over `MAX_VALUE`: the page or feed answers 400, never the whole store unfiltered."""
+
+
+def _given(request: Request, names: tuple[str, ...], *, strip: bool = True) -> dict[str, str]:
+    """The query's values of ``names`` (stripped unless told not to); `_TooLong` for one over `MAX_VALUE`."""
+    params = {}
+    for k, v in request.query_params.items():
+        if k in names:
+            if len(v) > MAX_VALUE:
+                raise _TooLong(f"{k}: at most {MAX_VALUE} characters")
+            params[k] = v.strip() if strip else v
+    return params
+
+
+def _too_long(request: Request, exc: _TooLong, as_json: bool) -> Response:
+    if as_json:
+        return _json({"error": "invalid_parameter", "detail": str(exc)}, 400)
+    return error_page(request, 400, str(exc))
+
+
 SEARCH_FIELDS = ("probe_cc", "probe_asn", "test_name", "domain", "input", "mechanism", "fingerprint", "category_code",
                  "outcome", "since", "until", "report_id", "limit", "page")
 
@@ -303,7 +327,10 @@ def _search(request: Request, as_json: bool) -> Response:
     from tamperscope.collector.queries import MeasurementQuery, QueryError
 
     collector = collector_of(request)
-    params = {k: v.strip() for k, v in request.query_params.items() if k in SEARCH_FIELDS and len(v) <= 8192}
+    try:
+        params = _given(request, SEARCH_FIELDS)
+    except _TooLong as exc:
+        return _too_long(request, exc, as_json)
     query = MeasurementQuery(limit=pages.SEARCH_LIMIT[0])  # the empty page's, for a search refused
     try:
         query = pages.search_query(params)
@@ -346,7 +373,10 @@ def search_json(request: Request) -> Response:
 
 
 def _chart(request: Request, as_json: bool) -> Response:
-    params = {k: v for k, v in request.query_params.items() if k in pages.CHART_FIELDS and len(v) <= 8192}
+    try:
+        params = _given(request, pages.CHART_FIELDS, strip=False)
+    except _TooLong as exc:
+        return _too_long(request, exc, as_json)
     reader = collector_of(request).reader
     with reader.bounded(snapshot=True):
         data = pages.chart(reader, params)
@@ -375,7 +405,10 @@ def _new_blockpages(request: Request, kind: str) -> Response:
     from tamperscope.analysis.unrecognised import CSV_HEADER
     from tamperscope.collector.api import base_url
 
-    params = {k: v for k, v in request.query_params.items() if k in pages.NEW_BLOCKPAGE_FIELDS and len(v) <= 8192}
+    try:
+        params = _given(request, pages.NEW_BLOCKPAGE_FIELDS, strip=False)
+    except _TooLong as exc:
+        return _too_long(request, exc, kind != "html")
     reader = collector_of(request).reader
     with reader.bounded(snapshot=True):
         data = pages.new_blockpages(reader, params, base_url(request))
@@ -468,8 +501,8 @@ CHANGE_FIELDS = ("probe_cc", "probe_asn", "domain", "test_name", "category_code"
 
 
 def _feed_params(request: Request, names: tuple[str, ...]) -> dict[str, str]:
-    return {k: v.strip() for k, v in sorted(request.query_params.items()) if k in names and len(v) <= 8192
-            and v.strip()}
+    """A feed's filters, in a fixed order (its id); `_TooLong` for a value over `MAX_VALUE`."""
+    return {k: v for k, v in sorted(_given(request, names).items()) if v}
 
 
 def _entries(params: dict[str, str]) -> int:
@@ -510,13 +543,13 @@ def measurement_feed(request: Request) -> Response:
     from tamperscope.collector.api import base_url
     from tamperscope.collector.queries import QueryError, list_measurements
 
-    params = _feed_params(request, FEED_FIELDS)
     reader = collector_of(request).reader
     try:
+        params = _feed_params(request, FEED_FIELDS)
         query = replace(pages.search_query(params), limit=_entries(params), offset=0)
         with reader.bounded(snapshot=True):
             rows, _ = list_measurements(reader, query, count=False)
-    except QueryError as exc:
+    except (QueryError, _TooLong) as exc:
         return _json({"error": "invalid_parameter", "detail": str(exc)}, 400)
     base = base_url(request)
     words = feeds.selection_words(params)
@@ -535,15 +568,15 @@ def change_feed(request: Request) -> Response:
     from tamperscope.collector.api import base_url
     from tamperscope.collector.queries import MeasurementQuery, QueryError
 
-    params = _feed_params(request, CHANGE_FIELDS)
     reader = collector_of(request).reader
     try:
+        params = _feed_params(request, CHANGE_FIELDS)
         filters = MeasurementQuery(probe_cc=params.get("probe_cc"), probe_asn=params.get("probe_asn"),
                                    domain=params.get("domain"), test_name=params.get("test_name"),
                                    category_code=params.get("category_code")).filters()
         with reader.bounded(snapshot=True):
             rows = aggregates.changes(reader, filters, limit=_entries(params))  # type: ignore[arg-type]
-    except QueryError as exc:
+    except (QueryError, _TooLong) as exc:
         return _json({"error": "invalid_parameter", "detail": str(exc)}, 400)
     base = base_url(request)
     words = feeds.selection_words(params, outcome=False)
