@@ -432,3 +432,36 @@ def test_submissions_are_parsed_checked_and_scrubbed_off_the_event_loop(client: 
                                                        start="2026-05-26 00:00:03")) for i in (2, 3))
     assert client.post("/api/v1/submit", content=bulk).json()["stored"] == 2
     assert where == [False, False, False]
+
+
+# --------------------------------------------------------------------------- submissions a web page forges
+
+CROSS_SITE = [{"Origin": "http://evil.example", "Content-Type": "text/plain"},  # a form posted as text/plain
+              {"Origin": "null"},  # a sandboxed page, a data: URL
+              {"Origin": "http://testserver.evil.example"},
+              {"Sec-Fetch-Site": "cross-site"},
+              {"Sec-Fetch-Site": "same-site", "Origin": "http://testserver"}]
+
+
+@pytest.mark.parametrize("headers", CROSS_SITE)
+@pytest.mark.parametrize("path", ["/report/r1", "/api/v1/submit", "/report"])
+def test_a_submission_a_web_page_of_another_site_makes_is_refused(client: SyncClient, headers: dict[str, str],
+                                                                 path: str) -> None:
+    # Any web page could have its visitors' browsers submit forged measurements, from as many addresses as it
+    # has visitors: a text/plain form or a no-cors fetch needs no preflight (QA). Browsers say where from.
+    m = _measurement("https://forged.example/")
+    body = orjson.dumps(m if path == "/api/v1/submit" else {"format": "json", "content": m})
+    before = client.get("/api/v1/measurements", params={"domain": "forged.example"}).json()["metadata"]["count"]
+    r = client.post(path, content=body, headers=headers)
+    assert r.status_code == 403, r.text
+    assert r.json()["error"] == "cross_origin" and "another site" in r.json()["detail"]
+    assert client.get("/api/v1/measurements", params={"domain": "forged.example"}).json()["metadata"]["count"] == before
+
+
+@pytest.mark.parametrize("headers", [{}, {"Content-Type": "application/json"}, {"Origin": "http://testserver"},
+                                     {"Sec-Fetch-Site": "same-origin"}, {"Sec-Fetch-Site": "none"}])
+def test_probes_and_pages_of_this_site_still_submit(client: SyncClient, headers: dict[str, str]) -> None:
+    n = len(headers) + 7 * sum(map(len, headers.values()))
+    r = client.post("/report/r1", content=orjson.dumps({"format": "json", "content": _measurement(
+        f"https://same{n}.example/")}), headers=headers)
+    assert r.status_code == 200, r.text

@@ -19,6 +19,7 @@ from tamperscope.collector.testing import uvicorn_server
 from tamperscope.probe.privacy import SCRUBBED
 
 PUBLIC = "203.0.113.7"
+SCRUBBED_PAGE = f"<p>Your IP is {SCRUBBED} (port {SCRUBBED})</p>"
 
 
 def _measurement(n: int) -> dict[str, Any]:
@@ -27,12 +28,14 @@ def _measurement(n: int) -> dict[str, Any]:
     return m
 
 
-def _submit_and_read(db: Path, forwarded: str | None) -> dict[str, Any]:
+def _submit_and_read(db: Path, forwarded: str | None, probe_ip: str | None = None) -> dict[str, Any]:
     async def main() -> dict[str, Any]:
         app = create_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0))
         async with uvicorn_server(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
             headers = {"X-Forwarded-For": forwarded} if forwarded else {}
             m = _measurement(1 if forwarded else 2)
+            if probe_ip is not None:
+                m["probe_ip"] = probe_ip
             opened = await client.post("/report", json={k: m[k] for k in (
                 "test_name", "probe_cc", "probe_asn", "software_name", "software_version", "test_version",
                 "data_format_version", "format") if k in m} | {"format": "json"}, headers=headers)
@@ -41,8 +44,11 @@ def _submit_and_read(db: Path, forwarded: str | None) -> dict[str, Any]:
                                      json={"format": "json", "content": m})
             assert sent.status_code == 200, sent.text
             uid = sent.json()["measurement_uid"]
+            m = _measurement(3 if forwarded else 4)
+            if probe_ip is not None:
+                m["probe_ip"] = probe_ip
             bulk = await client.post("/api/v1/submit", headers={**headers, "Content-Type": "application/x-ndjson"},
-                                     content=orjson.dumps(_measurement(3 if forwarded else 4)) + b"\n")
+                                     content=orjson.dumps(m) + b"\n")
             assert bulk.status_code == 200, bulk.text
             await app.state.collector.ingestor.settled()
             one = await client.get(f"/api/v1/measurement/{uid}")
@@ -66,3 +72,20 @@ def test_from_another_address_the_measurement_is_stored_as_sent(tmp_path: Path) 
     got = _submit_and_read(tmp_path / "c.duckdb", None)
     for how, m in got.items():
         assert m["test_keys"]["requests"][0]["response"]["body"] == f"<p>Your IP is {PUBLIC} (port {PUBLIC}:52282)</p>", how
+
+
+def test_an_address_forwarded_in_its_ipv4_mapped_form_is_scrubbed_in_every_spelling(tmp_path: Path) -> None:
+    # A dual-stack proxy forwards ::ffff:203.0.113.7: only that spelling was scrubbed, the plain address kept (QA)
+    got = _submit_and_read(tmp_path / "c.duckdb", f"::ffff:{PUBLIC}")
+    for how, m in got.items():
+        assert m["test_keys"]["requests"][0]["response"]["body"] == SCRUBBED_PAGE, how
+        assert PUBLIC not in orjson.dumps(m).decode()
+
+
+def test_an_address_the_probe_sent_as_probe_ip_is_scrubbed_everywhere_else_too(tmp_path: Path) -> None:
+    # probe_ip was replaced by 127.0.0.1, but the address it gave stayed in the page that echoed it (QA); here
+    # submitted from 127.0.0.1 itself, so that only probe_ip names it
+    got = _submit_and_read(tmp_path / "c.duckdb", None, probe_ip=PUBLIC)
+    for how, m in got.items():
+        assert m["test_keys"]["requests"][0]["response"]["body"] == SCRUBBED_PAGE, how
+        assert PUBLIC not in orjson.dumps(m).decode() and m["probe_ip"] == "127.0.0.1"

@@ -31,6 +31,7 @@ import ipaddress
 import secrets
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import anyio
 import orjson
@@ -62,7 +63,9 @@ router = APIRouter(tags=["collector"])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"description": text, "content": {"application/json": {"schema": ERROR}}}
-    for code, text in ((400, "not JSON, or not a submission"), (410, "deleted by an administrator"),
+    for code, text in ((400, "not JSON, or not a submission"),
+                       (403, "a read-only server, or a submission a web page of another site had a browser send"),
+                       (410, "deleted by an administrator"),
                        (413, "too large"), (422, "not a valid measurement"), (429, "rate limited"),
                        (503, "busy, retry later"))
 }
@@ -75,9 +78,35 @@ def collector_of(request: Request) -> Collector:
     return collector
 
 
+def _cross_site(request: Request) -> bool:
+    """Whether a browser sent this request for a page of another site: a submission forged by any web page its
+    visitors open (a form posted as text/plain, a fetch in no-cors mode), from as many addresses as it has
+    visitors. Probes (OONI Probe, ours, curl) send neither header; a browser sends ``Origin`` with every POST
+    and, today, ``Sec-Fetch-Site``. Same origin: the request's Host, or ``serve --public-url``'s."""
+    site = request.headers.get("sec-fetch-site", "").strip().lower()
+    if site and site not in ("same-origin", "none"):
+        return True
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    ours = {request.headers.get("host", "").strip().lower()}
+    public: str | None = request.app.state.collector.settings.public_url
+    if public:
+        ours.add(urlsplit(public).netloc.lower())
+    try:
+        theirs = urlsplit(origin.strip()).netloc.lower()
+    except ValueError:
+        return True
+    return not theirs or theirs not in ours  # "null": a sandboxed page, a file, a redirect across sites
+
+
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) more than ``limit`` bytes without reading them all, and (400) one
-    declared compressed or in a charset other than UTF-8, which would be stored as if it were neither."""
+    """The request body, refusing (403) one a web page of another site had a browser send, (413) more than
+    ``limit`` bytes without reading them all, and (400) one declared compressed or in a charset other than
+    UTF-8, which would be stored as if it were neither."""
+    if _cross_site(request):
+        raise SubmissionError(403, "cross_origin", "a submission that a web page of another site had a browser "
+                              "send is refused (its Origin or Sec-Fetch-Site says so); probes send neither")
     encoding = request.headers.get("content-encoding", "").strip().lower()
     if encoding not in ("", "identity"):
         raise SubmissionError(400, "invalid_json", f"Content-Encoding {encoding[:40]!r} is not supported; "
@@ -114,24 +143,32 @@ def _charset(content_type: str) -> str | None:
 
 def without_address(measurement: dict[str, Any], submitter: str | None = None) -> dict[str, Any]:
     """The measurement with ``probe_ip`` set to 127.0.0.1: a client that sent its address (OONI Probe
-    and ours never do) has it dropped before anything is stored, logged or hashed into the uid; and with
-    ``submitter``, the address the submission came from, scrubbed wherever it appears."""
-    if isinstance(measurement.get("probe_ip"), str) and measurement["probe_ip"] != SCRUBBED_IP:
+    and ours never do) has it dropped before anything is stored, logged or hashed into the uid, and scrubbed
+    wherever else it appears (a page that echoed it, a resolver's answer); and with ``submitter``, the address
+    the submission came from, scrubbed too."""
+    given = measurement.get("probe_ip")
+    given = given if isinstance(given, str) and given != SCRUBBED_IP else None
+    if given is not None:
         measurement = {**measurement, "probe_ip": SCRUBBED_IP}  # same key order
-    scrub = _scrubber(submitter) if submitter else None
+    addresses = tuple(a for a in (submitter, given) if a)
+    scrub = _scrubber(addresses) if addresses else None
     return scrub(measurement) if scrub is not None else measurement
 
 
 @functools.lru_cache(maxsize=256)
-def _scrubber(address: str) -> Scrubber | None:
-    """A scrubber of one submitter's address (None for what is no address, or one never scrubbed: loopback)."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:  # "testclient", a Unix socket
-        return None
-    if ip.is_loopback or ip.is_unspecified:
-        return None
-    return Scrubber([str(ip)], interfaces=False)
+def _scrubber(addresses: tuple[str, ...]) -> Scrubber | None:
+    """A scrubber of a submitter's address and the one its probe sent (None when neither is an address, or
+    only ones never scrubbed: loopback, unspecified)."""
+    ips = []
+    for address in addresses:
+        try:
+            ip = ipaddress.ip_address(address.strip())
+        except ValueError:  # "testclient", a Unix socket, a probe_ip that is no address
+            continue
+        plain = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped else ip
+        if not (plain.is_loopback or plain.is_unspecified):  # ::ffff:127.0.0.1 is loopback too
+            ips.append(str(ip))  # a mapped one's IPv4 address is scrubbed with it (`Scrubber`)
+    return Scrubber(ips, interfaces=False) if ips else None
 
 
 def submitter_of(request: Request) -> str | None:
@@ -186,7 +223,7 @@ async def off_the_loop(work: Callable[[], T]) -> T:
 
 
 @router.post("/report", summary="Open a report (OONI collector protocol)",
-             openapi_extra=json_body(REPORT_OPEN), responses={400: _ERRORS[400], 413: _ERRORS[413]})
+             openapi_extra=json_body(REPORT_OPEN), responses={c: _ERRORS[c] for c in (400, 403, 413)})
 async def open_report(request: Request) -> dict[str, Any]:
     collector = collector_of(request)
     payload = parse_json(await read_body(request, collector.settings.limits.small))
@@ -197,7 +234,7 @@ async def open_report(request: Request) -> dict[str, Any]:
 
 @router.post("/report/{report_id}", summary="Submit one measurement to a report (OONI collector protocol)",
              openapi_extra=json_body(SUBMISSION),
-             responses={code: _ERRORS[code] for code in (400, 410, 413, 422, 429, 503)})
+             responses={code: _ERRORS[code] for code in (400, 403, 410, 413, 422, 429, 503)})
 async def submit_measurement(report_id: str, request: Request) -> Response:
     collector = collector_of(request)
     check_report_id(report_id)
@@ -226,7 +263,7 @@ async def close_report(report_id: str, request: Request) -> dict[str, Any]:
              openapi_extra=json_body({"type": "string", "description": "one measurement (or one "
                                       "{\"format\": \"json\", \"content\": ...} object) per line"},
                                      "application/x-ndjson"),
-             responses={code: _ERRORS[code] for code in (400, 413, 422, 429, 503)})
+             responses={code: _ERRORS[code] for code in (400, 403, 413, 422, 429, 503)})
 async def submit_bulk(request: Request) -> Response:
     collector = collector_of(request)
     limits = collector.settings.limits

@@ -550,6 +550,9 @@ class Scrubber:
                 continue
             if ip not in _KEEP and int(ip) not in (self._v4 if ip.version == 4 else self._v6):
                 new.add(ip)
+            mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+            if mapped is not None and mapped not in _KEEP and int(mapped) not in self._v4:
+                new.add(mapped)  # ::ffff:198.51.100.11, as a dual-stack proxy forwards it: the IPv4 address too
         if not new:
             return
         v4 = self._v4 | {int(ip) for ip in new if ip.version == 4}
