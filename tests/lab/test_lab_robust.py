@@ -81,6 +81,22 @@ def test_stale_namespaces_are_cleared_by_up() -> None:
     assert _leftovers()["namespaces"] == []
 
 
+def test_a_file_where_the_labs_directory_goes_is_cleared_by_down_and_by_up() -> None:
+    # `lab down` said it removed it and left it (rmtree ignores a file); every `lab up` then said it cleared a
+    # stale lab and stopped in a traceback, until the file was removed by hand (QA)
+    manager.down()
+    root = manager.PATHS.root
+    root.write_text("x")
+    res = _cli("lab", "down")
+    assert res.returncode == 0 and not os.path.lexists(root), res.stderr
+    root.symlink_to("/nonexistent-ts-lab")  # a dangling link: exists() says no
+    res = _cli("lab", "up", "--profile", "none")
+    assert res.returncode == 0 and "stale" in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert manager.is_up() and root.is_dir() and not root.is_symlink()
+    manager.down()
+    assert _leftovers() == {"namespaces": [], "links": [], "processes": [], "files": []}
+
+
 def test_exec_sets_the_client_environment() -> None:
     manager.down()
     assert _cli("lab", "up", "--profile", "none").returncode == 0

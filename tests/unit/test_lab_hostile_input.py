@@ -172,6 +172,33 @@ def test_a_redos_profile_on_the_command_line_does_not_hang(tmp_path: Path) -> No
     _one_line(_expect(tmp_path, str(p), "http://" + "a" * 40 + "_x.org/\n"), 2, "regex: may backtrack exponentially")
 
 
+@pytest.mark.parametrize("regex", [".*a.*a.*a.*a.*c", ".*a.*a.*c", "[a-z]+x[a-z]+y[a-z]+z"])
+def test_a_regex_that_backtracks_polynomially_is_refused(tmp_path: Path, regex: str) -> None:
+    """`.*a.*a.*a.*a.*c` passed: on a Host of 130 a's the censor searched for seconds per packet, and every
+    connection of the lab timed out behind it (QA)."""
+    p = tmp_path / "slow.toml"
+    p.write_text(RULE + f"regex = '{regex}'\n")
+    with pytest.raises(LabError) as e:
+        manager.resolve_profile(str(p))
+    msg = str(e.value)
+    assert e.value.exit_code == 2 and "\n" not in msg
+    assert msg.startswith(f"{p}: rule[0] (r).regex: may backtrack for minutes on a crafted name ("), msg
+    assert "unbounded quantifiers, like .*a.*a.*c); use two at most" in msg
+    p.write_text(RULE + "regex = '.*x.*'\n")  # two: n**2 at most over a name of 253 characters
+    assert manager.resolve_profile(str(p)).rules[0].regex == ".*x.*"
+
+
+@pytest.mark.wallclock  # bounds a search's time
+def test_a_regex_is_run_over_the_first_253_characters_of_a_name(tmp_path: Path) -> None:
+    p = tmp_path / "two.toml"
+    p.write_text(RULE + "regex = '.*a.*c'\n")
+    rule = manager.resolve_profile(str(p)).rules[0]
+    assert rule.matches_name("a" * 250 + "c") and not rule.matches_name("a" * 253 + "c")
+    started = time.perf_counter()
+    assert not rule.matches_name("a" * 5_000)  # 4 ms over the first 253; over all 5,000, about 30 s
+    assert time.perf_counter() - started < 5
+
+
 def test_safe_regexes_still_load() -> None:
     for name in ("tm-like", "gfw-like"):
         assert any(r.regex for r in manager.resolve_profile(name).rules)

@@ -126,18 +126,24 @@ def resolve_profile(spec: str) -> Profile:
 
 def _check_regexes(profile: Profile) -> None:
     """The censor runs each rule's regex over names from hostile traffic (Host headers, SNIs, DNS queries):
-    one that can backtrack exponentially, like (a+)+$, would stall it on a crafted name. Refused, as the
-    fingerprint matcher refuses them."""
+    one that can backtrack exponentially, like (a+)+$, would stall it on a crafted name, and so would one with
+    three unbounded quantifiers or more, like .*a.*a.*c (polynomially: every packet of the lab waited while a
+    Host of 130 a's was searched). Refused, as the fingerprint matcher refuses them; the names themselves are
+    cut at `model.profile.MAX_NAME`."""
     if not any(r.regex for r in profile.rules):
         return
-    from ..wire.patterns import backtracking_risk
+    from ..wire.patterns import backtracking_risk, polynomial_risk
 
     for i, r in enumerate(profile.rules):
-        why = backtracking_risk(r.regex) if r.regex else None
-        if why is not None:
+        if not r.regex:
+            continue
+        if (why := backtracking_risk(r.regex)) is not None:
             raise LabError(f"{profile.source}: rule[{i}] ({r.id}).regex: may backtrack exponentially on a crafted "
                            f"name ({why}); write it without nested or overlapping repeats, or use domains "
                            "with suffix = true", 2)
+        if (why := polynomial_risk(r.regex)) is not None:
+            raise LabError(f"{profile.source}: rule[{i}] ({r.id}).regex: may backtrack for minutes on a crafted "
+                           f"name ({why}); use two at most, or domains with suffix = true", 2)
 
 
 def _run(*cmd: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -232,18 +238,25 @@ def down(quiet: bool = False) -> list[str]:
         if name.startswith(A.PREFIX):
             _run("ip", "link", "del", "dev", name, check=False)
             removed.append(f"link {name}")
-    for ns in A.NAMESPACES:
-        d = NETNS_ETC / ns
-        if d.exists():
-            shutil.rmtree(d, ignore_errors=True)
-            removed.append(str(d))
-    if PATHS.root.exists():
-        shutil.rmtree(PATHS.root, ignore_errors=True)
-        removed.append(str(PATHS.root))
+    for path in [*(NETNS_ETC / ns for ns in A.NAMESPACES), PATHS.root]:
+        if _remove(path):
+            removed.append(str(path))
     for sock in Path("/var/run/wireguard").glob(f"{A.WIREGUARD_DEVICE}*.sock"):  # wireguard-go's, left if killed
         sock.unlink(missing_ok=True)
         removed.append(str(sock))
     return removed
+
+
+def _remove(path: Path) -> bool:
+    """Remove ``path`` whatever it is (a directory, a file or a link left in its place, which rmtree leaves);
+    whether there was something to remove."""
+    if not os.path.lexists(path):
+        return False
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+    return True
 
 
 def _stop(pids: list[int], sig: signal.Signals = signal.SIGTERM) -> None:
@@ -364,11 +377,14 @@ def up(spec: str, switch: bool = False) -> dict[str, Any]:
             return _switch(profile, old)
         raise LabError(f"the lab is already up (profile {old.get('profile')!r}, since {old.get('started')}); "
                        "run `tamperscope lab down` first, or `lab up --switch`", 2)
-    stale = lab_namespaces() or PATHS.root.exists()
+    stale = lab_namespaces() or os.path.lexists(PATHS.root)
     if stale:
         down()
         print("lab: cleared a stale lab left by an earlier run", file=sys.stderr)
-    PATHS.root.mkdir(parents=True, exist_ok=True)
+    try:
+        PATHS.root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way that could not be removed, a read-only /run
+        raise LabError(f"cannot make the lab's directory {PATHS.root}: {exc.strerror or exc}") from None
     os.chmod(PATHS.root, 0o755)
     st: dict[str, Any] = {"status": "starting", "profile": profile.name, "profile_path": profile.source,
                           "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "log_path": str(PATHS.log),

@@ -94,7 +94,7 @@ class Rule:
         for d in self.domains:
             if name == d or (self.suffix and name.endswith("." + d)):
                 return True
-        if self.regex is not None and _compiled(self.regex).search(name):
+        if self.regex is not None and _compiled(self.regex).search(name[:MAX_NAME]):
             return True
         return False
 
@@ -158,6 +158,10 @@ class Profile:
 # re's own cache holds 512 patterns: past that, a profile with more regex rules than that would
 # recompile every one of them for every name the censor sees.
 _compiled = functools.lru_cache(maxsize=None)(re.compile)
+# A name is at most 253 characters; a Host header has no such limit. A regex is run over the first 253 of what
+# traffic names, so that its work is bounded whatever a client sends (`lab.manager._check_regexes` refuses the
+# regexes that would still be slow).
+MAX_NAME = 253
 
 
 def _fail(src: str, key: str, msg: str) -> ProfileError:
