@@ -325,17 +325,20 @@ class _Held:
 
 
 _LINE_OPEN = re.compile(rb"\n([ \t]*+)\{")
+_LINE_OPEN_AT_0 = re.compile(rb"\n()\{")
 _INDENT = re.compile(rb"[ \t]*+")
 
 
 class _LineOpens:
     """Where the lines that start with ``{`` (after their indentation) are, in a stream read chunk after chunk:
-    where a damaged array item or document is left behind and reading starts again (`_read_array`)."""
+    where a damaged array item or document is left behind and reading starts again (`_read_array`).
+    ``only``: at that column alone (documents start at 0; an array's items where its first that did)."""
 
-    __slots__ = ("indent",)
+    __slots__ = ("indent", "only")
 
-    def __init__(self) -> None:
+    def __init__(self, only: int | None = None) -> None:
         self.indent: int | None = 0  # the current line's indentation, while it has nothing else yet
+        self.only = only
 
     def find(self, chunk: bytes) -> list[tuple[int, int]]:
         """The ``(position of the "{", its column)`` of each line of ``chunk`` that starts with one."""
@@ -344,7 +347,10 @@ class _LineOpens:
             k = _INDENT.match(chunk).end()  # type: ignore[union-attr] # (it matches "")
             if k < len(chunk) and chunk[k] == _OPEN_BRACE:
                 found.append((k, self.indent + k))
-        found += [(m.end() - 1, m.end(1) - m.start(1)) for m in _LINE_OPEN.finditer(chunk)]
+        pattern = _LINE_OPEN_AT_0 if self.only == 0 else _LINE_OPEN
+        found += [(m.end() - 1, m.end(1) - m.start(1)) for m in pattern.finditer(chunk)]
+        if self.only:
+            found = [(at, indent) for at, indent in found if indent == self.only]
         cut = chunk.rfind(b"\n")
         blank = _INDENT.match(chunk, cut + 1).end() == len(chunk)  # type: ignore[union-attr]
         if cut >= 0:
@@ -398,11 +404,12 @@ def _read_array(source: str, f: IO[bytes], max_bytes: int) -> Iterator[Line | Re
                 if end == stop < len(chunk):  # a line that starts with "{"
                     pos, indent = lines[k]
                     if not held.size:
-                        column = indent  # an item starts it
+                        column = opens.only = indent  # an item starts it: only that column counts now
                     elif (column is None or indent == column) and held.broken(scanner):
                         number += 1
                         yield _array_item(source, number, held, _MISSING)
                         held, scanner, column = _Held(max_bytes), _Scanner(), indent
+                        opens.only = column
                     continue
                 if end == len(chunk):
                     break
@@ -429,7 +436,7 @@ def _read_array(source: str, f: IO[bytes], max_bytes: int) -> Iterator[Line | Re
                 break
             pos, state, scanner = lines[k][0], "items", _Scanner()
             k += 1
-            column = lines[k - 1][1]
+            column = opens.only = lines[k - 1][1]
     if state == "items":
         if held.size and scanner.closed and (held.data or b"").endswith(b"}"):
             number += 1  # an object complete before the cut
@@ -464,14 +471,14 @@ def _read_documents(source: str, f: IO[bytes], max_bytes: int) -> Iterator[Line 
     """
     scanner = _Scanner()
     held: _Held | None = None
-    opens = _LineOpens()
+    opens = _LineOpens(only=0)
     skipping = False  # data between documents, up to a line that starts with "{"
     line = first = 1  # the line the scan is on; the one the current document started on
     chunks = _chunks(f)
     chunk = next(chunks, b"")
     while chunk:
         following = next(chunks, b"")
-        lines = [at for at, indent in opens.find(chunk) if not indent]
+        lines = [at for at, indent in opens.find(chunk) if not indent]  # (a line that began in the last chunk)
         k = 0
         pos = 0
         while pos < len(chunk):
