@@ -16,6 +16,7 @@ import re
 import tarfile
 import zlib
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import IO, Any, cast
 
 import orjson
@@ -325,8 +326,12 @@ class _Held:
 
 
 _LINE_OPEN = re.compile(rb"\n([ \t]*+)\{")
-_LINE_OPEN_AT_0 = re.compile(rb"\n()\{")
 _INDENT = re.compile(rb"[ \t]*+")
+
+
+@lru_cache(maxsize=16)
+def _line_open_at(column: int) -> re.Pattern[bytes]:
+    return re.compile(rb"\n[ \t]{%d}\{" % column)
 
 
 class _LineOpens:
@@ -347,10 +352,11 @@ class _LineOpens:
             k = _INDENT.match(chunk).end()  # type: ignore[union-attr] # (it matches "")
             if k < len(chunk) and chunk[k] == _OPEN_BRACE:
                 found.append((k, self.indent + k))
-        pattern = _LINE_OPEN_AT_0 if self.only == 0 else _LINE_OPEN
-        found += [(m.end() - 1, m.end(1) - m.start(1)) for m in pattern.finditer(chunk)]
-        if self.only:
+        if self.only is None:
+            found += [(m.end() - 1, m.end(1) - m.start(1)) for m in _LINE_OPEN.finditer(chunk)]
+        else:  # nested objects that start lines deeper (an indented array's) are not even looked at
             found = [(at, indent) for at, indent in found if indent == self.only]
+            found += [(m.end() - 1, self.only) for m in _line_open_at(self.only).finditer(chunk)]
         cut = chunk.rfind(b"\n")
         blank = _INDENT.match(chunk, cut + 1).end() == len(chunk)  # type: ignore[union-attr]
         if cut >= 0:
@@ -501,8 +507,8 @@ def _read_documents(source: str, f: IO[bytes], max_bytes: int) -> Iterator[Line 
                     yield Rejection(source, line, "corrupt_json", "data after the end of a JSON document")
                     skipping = True
                     continue
-                rest = chunk[pos:].rstrip(JSON_WS)
-                if not following and len(rest) <= max_bytes and _is_json(rest):
+                rest = chunk[pos:].rstrip(JSON_WS) if not following else b""  # (a copy of the chunk's rest)
+                if rest and len(rest) <= max_bytes and _is_json(rest):
                     # The usual case, one document in one chunk: parsed whole (orjson is many times faster
                     # than the scanner), and read as the scanner would have.
                     yield Line(source, line, _one_line_json(rest))
