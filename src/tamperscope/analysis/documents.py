@@ -386,8 +386,7 @@ def _read_array(source: str, f: IO[bytes], max_bytes: int) -> Iterator[Line | Re
     """
     scanner = _Scanner()
     held = _Held(max_bytes)
-    opens = _LineOpens()
-    column: int | None = None  # where the items that start a line start (None: none has, any line will do)
+    opens = _LineOpens()  # its `only`: the items' column, once an item started a line (None: any line will do)
     number = 0
     stray = False  # a "}" that closed nothing was passed over, and no item has started since
     state = "before"  # the "[", then "items", then "after" the "]", then "skipping" data after it
@@ -410,12 +409,11 @@ def _read_array(source: str, f: IO[bytes], max_bytes: int) -> Iterator[Line | Re
                 if end == stop < len(chunk):  # a line that starts with "{"
                     pos, indent = lines[k]
                     if not held.size:
-                        column = opens.only = indent  # an item starts it: only that column counts now
-                    elif (column is None or indent == column) and held.broken(scanner):
+                        opens.only = indent  # an item starts it: only that column counts now
+                    elif (opens.only is None or indent == opens.only) and held.broken(scanner):
                         number += 1
                         yield _array_item(source, number, held, _MISSING)
-                        held, scanner, column = _Held(max_bytes), _Scanner(), indent
-                        opens.only = column
+                        held, scanner, opens.only = _Held(max_bytes), _Scanner(), indent
                     continue
                 if end == len(chunk):
                     break
@@ -436,13 +434,13 @@ def _read_array(source: str, f: IO[bytes], max_bytes: int) -> Iterator[Line | Re
                     break
                 yield Rejection(source, 0, "corrupt_json", f"data after the end of the JSON array ({number} items)")
                 state = "skipping"
-            while k < len(lines) and column is not None and lines[k][1] != column:
+            while k < len(lines) and opens.only is not None and lines[k][1] != opens.only:
                 k += 1
             if k == len(lines):
                 break
             pos, state, scanner = lines[k][0], "items", _Scanner()
             k += 1
-            column = opens.only = lines[k - 1][1]
+            opens.only = lines[k - 1][1]
     if state == "items":
         if held.size and scanner.closed and (held.data or b"").endswith(b"}"):
             number += 1  # an object complete before the cut
