@@ -8,9 +8,10 @@ import shutil
 from pathlib import Path
 
 import orjson
+import pyarrow as pa
 import pytest
 
-from tamperscope.analysis.store import raw_root_for
+from tamperscope.analysis.store import Store, raw_root_for
 from tamperscope.collector import samples
 from tamperscope.collector.config import Settings
 from tamperscope.collector.testing import running_app
@@ -61,3 +62,43 @@ def test_pages_work_and_a_measurement_without_its_bytes_says_why(tmp_path: Path,
     assert unknown.status_code == 404
     said = [r.getMessage() for r in caplog.records if "cannot be read" in r.getMessage()]
     assert 1 <= len(said) <= len(segments)  # once per segment, however many requests met it
+
+
+def test_bytes_changed_in_place_are_not_shown_as_the_measurement(tmp_path: Path) -> None:
+    # A zstd frame holds no checksum: a frame changed in place decompresses to the size written, and its bytes were
+    # served as the measurement, evidence that no longer gives its uid. One measurement is checked against the hash
+    # its uid ends with; the others of the same frame are still shown.
+    db = tmp_path / "e.duckdb"
+    uids, _ = _fill(db)
+    with Store(db, create=False) as store:
+        rows = store.con.execute("SELECT measurement_uid, raw_segment, raw_frame_offset, raw_frame_length, "
+                                 "raw_frame_size, raw_line_offset, raw_line_length FROM measurements").fetchall()
+    pointers = {r[0]: r[1:] for r in rows}
+    segment, offset, length, size, line_offset, line_length = pointers[uids[0]]
+    path = raw_root_for(db) / segment
+    data = path.read_bytes()
+    frame = bytearray(pa.Codec("zstd").decompress(data[offset:offset + length], decompressed_size=size, asbytes=True))
+    line = bytes(frame[line_offset:line_offset + line_length])
+    changed = line.replace(b'"probe_asn":"AS', b'"probe_asn":"XS', 1)
+    assert changed != line and len(changed) == len(line)
+    frame[line_offset:line_offset + line_length] = changed
+    packed = pa.Codec("zstd").compress(bytes(frame), asbytes=True)
+    path.write_bytes(data[:offset] + packed + data[offset + length:])
+    with Store(db, create=False) as store:  # the frame's pointers, as a damaged disk leaves them, but its length
+        store.con.execute("UPDATE measurements SET raw_frame_length = ? WHERE raw_segment = ? AND "
+                          "raw_frame_offset = ?", [len(packed), segment, offset])
+        store.con.execute("UPDATE measurements SET raw_frame_offset = raw_frame_offset + ? WHERE raw_segment = ? "
+                          "AND raw_frame_offset > ?", [len(packed) - length, segment, offset])
+    neighbour = next(u for u in uids[1:] if pointers[u][:2] == (segment, offset))
+    with running_app(_settings(db)) as c:
+        api = c.get(f"/api/v1/measurement/{uids[0]}")
+        page = c.get(f"/m/{uids[0]}")
+        twin = c.get(f"/m/{uids[0]}.json")
+        other = c.get(f"/api/v1/measurement/{neighbour}")
+        other_page = c.get(f"/m/{neighbour}")
+    why = f"the raw segment {segment} of the store is damaged"
+    assert api.status_code == 500 and api.json()["error"] == "raw_unreadable" and why in api.json()["detail"]
+    assert page.status_code == 500 and why in page.text and "XS" not in page.text
+    assert twin.status_code == 500 and why in twin.json()["detail"]
+    assert other.status_code == 200 and orjson.loads(other.content)["probe_asn"].startswith("AS")
+    assert other_page.status_code == 200

@@ -256,6 +256,23 @@ def content_uid(m: Mapping[str, Any], env: Envelope) -> tuple[str, int]:
     return uid, int.from_bytes(digest[:8], "big", signed=True)
 
 
+def gives_uid(data: bytes, uid: str) -> bool:
+    """Whether a measurement's stored bytes still give the content hash its uid ends with (`content_uid`): a zstd
+    frame carries no checksum, and a segment damaged in place decompresses to the size written. A line of Censored
+    Planet's is hashed as published, without what analyze added to it (`censoredplanet.with_source`)."""
+    try:
+        m = orjson.loads(data)
+        digest = hashlib.sha256(orjson.dumps(m, option=orjson.OPT_SORT_KEYS)).digest()
+        if digest[:16].hex() == uid[-32:]:
+            return True
+        if not isinstance(m, dict) or censoredplanet.ADDED.isdisjoint(m):
+            return False
+        digest = hashlib.sha256(orjson.dumps(censoredplanet.published(m), option=orjson.OPT_SORT_KEYS)).digest()
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        return False
+    return digest[:16].hex() == uid[-32:]
+
+
 SITELESS_TESTS = frozenset((*APPS, *TOOLS))  # OONI's instant-messaging and circumvention tests, and our wireguard
 
 
@@ -825,5 +842,5 @@ def ingest(store: Store, records: Sequence[bytes], source: str = "api") -> list[
 __all__ = [
     "BATCH_SIZE", "ENGINES", "EngineError", "Envelope", "Invalid", "Options", "Progress", "Selection",
     "analyse_batch",
-    "analyse_partition", "content_uid", "domain_of", "envelope", "ingest", "json_kind", "run",
+    "analyse_partition", "content_uid", "domain_of", "envelope", "gives_uid", "ingest", "json_kind", "run",
 ]

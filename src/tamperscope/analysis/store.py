@@ -153,6 +153,13 @@ def read_frame(raw_root: Path, segment: str, offset: int, length: int, size: int
     return data
 
 
+def damaged(segment: str) -> str:
+    """What is said of a raw segment whose bytes no longer give the uids of the measurements they are read for
+    (`pipeline.gives_uid`)."""
+    return (f"the raw segment {segment} of the store is damaged: what it gives back no longer matches the "
+            "measurements' uids")
+
+
 RAW_CHUNK = 16  # measurements a source without `Store.raw_each` is asked for at once (`raw_each`)
 
 
@@ -988,8 +995,7 @@ class Store:
         zstd frame carries no checksum of its content, so the content hash in the uid is what tells."""
         for _uid, segment, *_ in raw_pointers(self.cursor(), uids):
             if segment is not None:
-                self.unreadable.setdefault(segment, f"the raw segment {segment} of the store is damaged: what it "
-                                                    "gives back no longer matches the measurements' uids")
+                self.unreadable.setdefault(segment, damaged(segment))
 
     def verdict(self, uid: str) -> dict[str, Any] | None:
         rows = query_rows(self.cursor(), "SELECT * FROM verdicts WHERE measurement_uid = ?", [uid])
@@ -1191,6 +1197,7 @@ def query_rows(cur: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] =
 __all__ = [
     "BatchResult",
     "RawUnreadable",
+    "damaged",
     "RAW_CHUNK",
     "raw_each",
     "raw_pointers",

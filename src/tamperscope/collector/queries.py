@@ -34,7 +34,8 @@ import orjson
 from tamperscope.analysis import hops as hop_scan
 from tamperscope.analysis.aggregates import Filters, Slice
 from tamperscope.analysis.categories import category_sql
-from tamperscope.analysis.store import RawUnreadable, Store, raw_each, raw_pointers, read_frame, stored_as
+from tamperscope.analysis.pipeline import gives_uid
+from tamperscope.analysis.store import RawUnreadable, Store, damaged, raw_each, raw_pointers, read_frame, stored_as
 from tamperscope.analysis.unrecognised import PageMemo
 from tamperscope.model.categories import normal_code
 from tamperscope.model.inputs import host_forms
@@ -196,9 +197,11 @@ class Reader:
         return stored_as(self.cursor(), uid)
 
     def raw(self, uid: str) -> bytes | None:
-        """The measurement exactly as stored (None if unknown)."""
-        found = self.raw_many([uid])
-        return found.get(uid)
+        """The measurement exactly as stored (None if unknown, or if its bytes no longer give its uid: `unreadable`
+        says why). One measurement is shown as evidence, so its bytes are checked against the content hash its
+        uid ends with (`pipeline.gives_uid`); a page of many (`raw_each`) is not."""
+        found = self.raw_many([uid]).get(uid)
+        return found if found is None or gives_uid(found, uid) else None
 
     def raw_many(self, uids: Sequence[str]) -> dict[str, bytes]:
         return dict(self.raw_each(uids))
@@ -222,14 +225,16 @@ class Reader:
     def unreadable(self, uid: str) -> str | None:
         """Why a measurement the store holds has no raw bytes to show (None: it reads, or it is unknown)."""
         row = self.cursor().execute(
-            """SELECT raw_segment, raw_frame_offset, raw_frame_length, raw_frame_size FROM measurements
-               WHERE measurement_uid = ?""", [uid]).fetchone()
+            """SELECT raw_segment, raw_frame_offset, raw_frame_length, raw_frame_size, raw_line_offset,
+               raw_line_length FROM measurements WHERE measurement_uid = ?""", [uid]).fetchone()
         if row is None or row[0] is None:
             return None
         try:
-            self._frame(*row)
+            data = self.raw_line(*row)
         except RawUnreadable as exc:
             return str(exc)
+        if not gives_uid(data, uid):
+            return damaged(row[0])
         return None
 
     def _frame(self, segment: str, offset: int, length: int, size: int) -> bytes:
