@@ -3,9 +3,12 @@ and the listing still work from the tables, and a measurement whose bytes cannot
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
+import threading
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -14,7 +17,7 @@ import pytest
 from tamperscope.analysis.store import Store, raw_root_for
 from tamperscope.collector import samples
 from tamperscope.collector.config import Settings
-from tamperscope.collector.testing import running_app
+from tamperscope.collector.testing import asgi_client, running_app
 
 
 def _settings(db: Path) -> Settings:
@@ -102,3 +105,35 @@ def test_bytes_changed_in_place_are_not_shown_as_the_measurement(tmp_path: Path)
     assert twin.status_code == 500 and why in twin.json()["detail"]
     assert other.status_code == 200 and orjson.loads(other.content)["probe_asn"].startswith("AS")
     assert other_page.status_code == 200
+
+
+def test_a_measurement_received_but_not_yet_stored_says_so_not_unknown(tmp_path: Path) -> None:
+    # The receipt names /m/{uid}; the API answered it at once from what the ingestor holds, the page said "no
+    # measurement with this uid" until the store took it. Held here by keeping the store's thread busy.
+    m = next(iter(samples.corpus(1, seed="being-stored")))
+
+    async def main() -> tuple[list[Any], list[int]]:
+        async with asgi_client(_settings(tmp_path / "s.duckdb")) as client:
+            ingestor = client.app.state.collector.ingestor
+            go = threading.Event()
+            busy = asyncio.create_task(ingestor.call(lambda: go.wait(60)))
+            await asyncio.sleep(0)
+            receipt = (await client.post("/api/v1/submit", content=orjson.dumps(m))).json()
+            uid = receipt["results"][0]["measurement_uid"]
+            held = [await client.get(path) for path in (f"/m/{uid}", f"/m/{uid}.json", f"/api/v1/measurement/{uid}")]
+            go.set()
+            await busy
+            await ingestor.settled()
+            after = [(await client.get(path)).status_code for path in (f"/m/{uid}", f"/m/{uid}.json")]
+            return held, after
+
+    held, after = asyncio.run(asyncio.wait_for(main(), 120))
+    page, twin, api = held
+    said = "this measurement was received and is being stored: it shows here in a moment"
+    assert page.status_code == 503 and said in page.text and page.headers["retry-after"] == "1"
+    assert twin.status_code == 503 and twin.json() == {"error": "being_stored", "detail": said}
+    assert api.status_code == 200 and orjson.loads(api.content) == m
+    assert after == [200, 200]
+    unknown = "20240101000000_XX_webconnectivity_" + "0" * 32
+    with running_app(_settings(tmp_path / "s.duckdb")) as c:
+        assert c.get(f"/m/{unknown}").status_code == 404

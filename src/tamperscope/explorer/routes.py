@@ -165,7 +165,8 @@ def render(request: Request, template: str, data: dict[str, Any], json_url: str,
 
 
 def error_page(request: Request, status: int, detail: str) -> Response:
-    titles = {404: "Not found", 422: "Invalid request", 400: "Invalid request", 429: "Too many requests"}
+    titles = {404: "Not found", 422: "Invalid request", 400: "Invalid request", 429: "Too many requests",
+              503: "Not yet"}
     data = {"page": "error", "title": titles.get(status, "Error"), "status": status, "detail": detail}
     return render(request, "error.html", data, "/index.json", status)
 
@@ -280,6 +281,12 @@ def measurement(request: Request, uid: str) -> Response:
     if data is None and len(key) <= 200 and (other := reader.stored_as(key)) is not None:
         # the same measurement, stored under the uid of its first reading (another country)
         return RedirectResponse(f"/m/{_seg(other)}{'.json' if as_json else ''}", status_code=307)
+    if data is None and len(key) <= 200 and collector_of(request).ingestor.unsettled_raw(key) is not None:
+        # acknowledged (its receipt names this page), its rows not yet in the tables: a moment, not "unknown"
+        why = "this measurement was received and is being stored: it shows here in a moment"
+        answer = _json({"error": "being_stored", "detail": why}, 503) if as_json else error_page(request, 503, why)
+        answer.headers["Retry-After"] = "1"
+        return answer
     return _page(request, data, "measurement.html", f"/m/{_seg(key)}", as_json, "no measurement with this uid")
 
 
