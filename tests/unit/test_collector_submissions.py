@@ -177,6 +177,10 @@ def test_malformed_report_id_is_400(client: SyncClient) -> None:
     m = _with()
     r = client.post("/report/bad%20id%3Cscript%3E", json={"format": "json", "content": m})
     assert r.status_code == 400 and r.json()["error"] == "invalid_report_id"
+    for rid in ("%2E%2E", "%2E", "_x", "-x", "x" * 201):  # the outbox refuses them too: they were 200
+        r = client.post(f"/report/{rid}", json={"format": "json", "content": m})
+        assert r.status_code == 400 and r.json()["error"] == "invalid_report_id", rid
+    assert client.post("/report/x.y_z-1", json={"format": "json", "content": m}).status_code == 200
     r = client.post("/report", json={"probe_cc": "IT"})
     assert r.status_code == 400 and r.json()["error"] == "invalid_report"
 

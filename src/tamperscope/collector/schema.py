@@ -65,7 +65,7 @@ CC = re.compile(r"[A-Z]{2}")
 ASN = re.compile(r"AS[0-9]{1,10}")
 MAX_ASN = 2**32 - 1  # AS numbers are 32 bits: AS9999999999 matches ASN, names no network, and was stored as AS0
 TEST_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
-REPORT_ID = re.compile(r"[A-Za-z0-9_.-]{1,200}")
+REPORT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")  # as the outbox's (probe/outbox.py): no "." nor ".."
 # A start this far after the collector's clock is a probe's wrong clock, not a measurement: kept, it would sit at
 # the head of every listing and feed until that time came.
 FUTURE = dt.timedelta(days=1)
@@ -212,7 +212,8 @@ def _asn_ok(value: Any) -> bool:
 def check_report_id(report_id: str) -> None:
     if not REPORT_ID.fullmatch(report_id):
         raise SubmissionError(400, "invalid_report_id",
-                              "report_id must be 1-200 characters of letters, digits, '_', '-' and '.'")
+                              "report_id must be 1-200 characters of letters, digits, '_', '-' and '.', the first a "
+                              "letter or digit")
 
 
 # --------------------------------------------------------------------------- JSON Schema (OpenAPI)
