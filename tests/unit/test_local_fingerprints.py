@@ -93,6 +93,15 @@ def test_a_proposed_fingerprint_given_back_confirms_the_blockpage(tmp_path: Path
     with Store(db) as store:
         versions = {r[0] for r in store.con.execute("SELECT DISTINCT analysis_version FROM verdicts").fetchall()}
     assert versions == {version}
+    # the reports name the source too, given the file or not (`report` takes no --fingerprints): its cell was empty
+    env = {k: v for k, v in os.environ.items() if k != FINGERPRINTS_ENV}
+    report = subprocess.run([sys.executable, "-m", "tamperscope", "report", "--db", str(db), "--html",
+                             str(tmp_path / "r.html")], capture_output=True, text=True, timeout=300, env=env)
+    assert report.returncode == 0, report.stderr
+    table = report.stdout[report.stdout.index("Blockpages recognised"):]
+    assert f"local/{name}" in table and "this collector's own (--fingerprints)" in table, table
+    html = (tmp_path / "r.html").read_text()
+    assert "<th>from</th>" in html and "this collector&#x27;s own (--fingerprints)" in html
 
 
 def _analyze(*args: str) -> subprocess.CompletedProcess[str]:

@@ -504,9 +504,9 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
     pages = _shown(blockpages_in_words(store, filters, limit))
     if pages:
         lines += ["", "Blockpages recognised (pages and DNS answers matching a known fingerprint)", table(pages, [
-            ("fingerprint", "fingerprint"), ("names", "whose"), ("measurement_count", "measurements"),
-            ("confirmed_count", "confirmed"), ("mechanisms", "mechanisms"), ("countries", "countries"),
-            ("networks", "networks"), ("domain_count", "domains")])]
+            ("fingerprint", "fingerprint"), ("names", "whose"), *_own_column(pages),
+            ("measurement_count", "measurements"), ("confirmed_count", "confirmed"), ("mechanisms", "mechanisms"),
+            ("countries", "countries"), ("networks", "networks"), ("domain_count", "domains")])]
     unknown = _shown(unknown_blockpages_in_words(store, filters, min(limit, UNKNOWN_SHOWN)))
     if unknown:
         lines += ["", "Blockpages no fingerprint knows (pages served instead of sites, by template; the pattern "
@@ -571,7 +571,9 @@ def blockpages_in_words(store: Any, filters: Filters | None, limit: int | None) 
                 fp = None
         r["name"] = (fp.title or fp.name) if fp is not None else ""
         r["names"] = FINGERPRINT_SCOPES.get(fp.label, fp.label) if fp is not None else ""
-        r["source"] = FINGERPRINT_SOURCES.get(fp.source, fp.source) if fp is not None else ""
+        source = fp.source if fp is not None else str(r["fingerprint"]).partition("/")[0]
+        # a fingerprint of one's own is named as such by its id, whether or not this process was given the file
+        r["source"] = FINGERPRINT_SOURCES.get(source, source) if fp is not None or source == "local" else ""
         r["kind"] = ("DNS answer" if fp.kind == "dns" else "page") if fp is not None else ""
         r["expected"] = ", ".join(fp.expected_countries) if fp is not None else ""
         first, last = r["first_seen"], r["last_seen"]
@@ -635,10 +637,16 @@ def unknown_blockpages_in_words(store: Any, filters: Filters | None, limit: int)
     return rows
 
 
+def _own_column(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """The source of each fingerprint, where one is of one's own (``local/``): the shipped ones' prefixes (cp/,
+    cl/) say theirs."""
+    return [("source", "from")] if any(r["source"] == FINGERPRINT_SOURCES["local"] for r in rows) else []
+
+
 def _fingerprint_columns(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
     """Whose page each fingerprint is; and its name, kind and home countries only where a row has them (a
     Censored Planet fingerprint's name is its id, and most match pages, not DNS answers)."""
-    columns = [("names", "whose page")]
+    columns = [("names", "whose page"), *_own_column(rows)]
     if any(r["name"] and not str(r["fingerprint"]).endswith(f"/{r['name']}") for r in rows):
         columns.insert(0, ("name", "name"))
     if any(r["kind"] == "DNS answer" for r in rows):
@@ -1107,7 +1115,7 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
                      "institution) and where it was seen. Many blockpages name their maker, so this is equipment "
                      "seen without any packet capture. A generic fingerprint names no one: it only shows that the "
                      "page is a blockpage. <code>cp/</code> fingerprints are Censored Planet's, <code>cl/</code> "
-                     "ones Citizen Lab's.</p>" + _html_table(pages, [
+                     "ones Citizen Lab's, <code>local/</code> ones this collector's own.</p>" + _html_table(pages, [
                          ("fingerprint", "fingerprint"), *_fingerprint_columns(pages),
                          ("measurement_count", "measurements"), ("confirmed_count", "confirmed"),
                          ("mechanisms", "techniques"), ("countries", "countries"), ("networks", "networks"),
