@@ -100,6 +100,8 @@ def _test_names(value: str) -> list[str]:
 
 
 def add_parser(subparsers: Any) -> None:
+    from tamperscope.analysis.verdicts import ANALYSIS_VERSION
+
     db_help = f"the analysis store (default: {default_db_path()}; env TAMPERSCOPE_DB)"
 
     p = subparsers.add_parser(
@@ -124,8 +126,9 @@ def add_parser(subparsers: Any) -> None:
                         "replaces the one of the same file name. It categorises what the store holds already too")
     p.add_argument("--db", type=utf8_path_arg, help=db_help)
     p.add_argument("--jsonl", metavar="OUT", type=path_text_arg,
-                   help="also write one JSON line per measurement (uid, report_id, input, test_name, probe_cc, "
-                        "probe_asn, blocking, accessible, x_mechanism, x_confidence, fingerprints); '-' for stdout. "
+                   help="also write one JSON line per measurement (measurement_uid, report_id, input, test_name, "
+                        "probe_cc, probe_asn, blocking, accessible, x_mechanism, x_confidence: the outcome, confirmed, "
+                        "anomaly, failure or ok, fingerprints); '-' for stdout. "
                         "Written whole when the run ends (a run that analyses nothing leaves the file as it was); "
                         "never the store or an input")
     p.add_argument("--workers", type=int, default=1, metavar="N",
@@ -148,8 +151,9 @@ def add_parser(subparsers: Any) -> None:
                    help="blockpage fingerprints of your own, beside the shipped ones: a CSV in the columns of "
                         "Citizen Lab's http.csv (name, pattern, location_found body or header, ...), as the "
                         "explorer's /new-blockpages.csv proposes them; a page they match is a blockpage, with id "
-                        "local/NAME. The verdicts record them (analysis_version 17+local.DIGEST); measurements "
-                        "stored before are judged with them by --reanalyse stale; default $TAMPERSCOPE_FINGERPRINTS")
+                        f"local/NAME. The verdicts record them (analysis_version {ANALYSIS_VERSION}+local.DIGEST); "
+                        "measurements stored before are judged with them by --reanalyse stale; default "
+                        "$TAMPERSCOPE_FINGERPRINTS")
     p.add_argument("--asn-table", type=path_arg, metavar="FILE",
                    help="prefix-to-ASN table (iptoasn.com TSV, or its .tsv.gz), for Censored Planet's lines, which "
                         "name no network: each vantage's AS and name from it (AS0 without); default "
@@ -200,8 +204,8 @@ def add_parser(subparsers: Any) -> None:
 
     e = subparsers.add_parser(
         "export", help="write the store's tables as Parquet, partitioned by day and country",
-        description="Write measurements, verdicts and observations as Parquet under DIR/<table>/day=.../"
-                    "probe_cc=.../, plus rejections.parquet and runs.parquet.")
+        description="Write measurements, verdicts, observations and rules as Parquet under DIR/<table>/day=.../"
+                    "probe_cc=.../, plus rejections.parquet, runs.parquet and test_lists.parquet.")
     e.add_argument("--parquet", metavar="DIR", type=Path, required=True, help="output directory")
     e.add_argument("--db", type=utf8_path_arg, help=db_help)
     e.set_defaults(func=export_command)

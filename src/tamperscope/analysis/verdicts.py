@@ -433,7 +433,7 @@ def local_fingerprints() -> LocalFingerprints | None:
 
 
 def analysis_version() -> str:
-    """`ANALYSIS_VERSION`, and the fingerprints of one's own the verdicts saw (``17+local.<digest>``): a verdict
+    """`ANALYSIS_VERSION`, and the fingerprints of one's own the verdicts saw (``18+local.<digest>``): a verdict
     from another database is stale to ``reanalyse``."""
     local = local_fingerprints()
     return ANALYSIS_VERSION if local is None else f"{ANALYSIS_VERSION}+local.{local.digest}"

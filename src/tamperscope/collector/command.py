@@ -17,8 +17,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="accept measurements, serve the API and the web explorer",
         description="Serve the collector (OONI's report protocol and a bulk JSONL upload), the JSON API "
                     "(OpenAPI at /openapi.json) and the web explorer from one store. Writes acknowledged "
-                    "measurements to <db>.collector/incoming/*.jsonl (fsync'd, append-only) and their "
-                    "verdicts into the store. See docs/collector-api.md.",
+                    "measurements to NAME.collector/incoming/*.jsonl beside the store NAME.duckdb (fsync'd, "
+                    "append-only) and their verdicts into the store. See docs/collector-api.md.",
     )
     p.add_argument("--db", type=utf8_path_arg, default=None, metavar="FILE",
                    help="the analysis store (default: $TAMPERSCOPE_DB or ~/.local/share/tamperscope/"
@@ -37,8 +37,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--read-rate", type=float, default=50.0, metavar="N",
                    help="page and API requests per second per client address; 0 disables (default 50)")
     p.add_argument("--admin-token-file", type=path_arg, default=None, metavar="FILE",
-                   help="file holding the admin token (else $TAMPERSCOPE_ADMIN_TOKEN; without either, "
-                        "admin actions are disabled)")
+                   help="file holding the admin token, at least 16 characters on one line (else "
+                        "$TAMPERSCOPE_ADMIN_TOKEN; without either, admin actions are disabled)")
     p.add_argument("--public-url", default=None, metavar="URL",
                    help="the server's address as its users reach it (https://explorer.example.org), for the absolute "
                         "links of the API and the feeds (next_url, measurement_url, Atom ids); default: the address "

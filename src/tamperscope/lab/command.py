@@ -11,7 +11,7 @@ import time
 
 from ..cli import path_arg
 from . import addresses as A
-from .manager import LabError
+from .manager import LabError, client_env
 
 HELP = """A censoring ISP emulated in Linux network namespaces, with ground truth.
 
@@ -43,14 +43,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     s = ls.add_parser("status", help="is the lab up, with which profile; every address",
                       description="Print whether the lab is up, its profile, processes and every address.")
     s.add_argument("--json", action="store_true", help="machine-readable output (addresses, censor_after_hop)")
+    names = list(client_env({}))  # what the client's commands are given: the help names each
     e = ls.add_parser("exec", help="run a command in the client namespace",
                       description="Run CMD in the client namespace, with /etc/resolv.conf pointing at the ISP "
-                                  "resolver and TAMPERSCOPE_LAB, TAMPERSCOPE_RESOLVER, TAMPERSCOPE_PUBLIC_RESOLVER, "
-                                  "TAMPERSCOPE_HELPER, TAMPERSCOPE_ECHO, TAMPERSCOPE_STUN, TAMPERSCOPE_TELEGRAM_DCS, "
-                                  "TAMPERSCOPE_TOR_TARGETS, "
-                                  "TAMPERSCOPE_DOH, "
-                                  "TAMPERSCOPE_SILENT_RESOLVER, TAMPERSCOPE_ASN_TABLE, TAMPERSCOPE_CA_BUNDLE and "
-                                  "SSL_CERT_FILE set.")
+                                  f"resolver and {', '.join(names[:-1])} and {names[-1]} set.")
     e.add_argument("--ns", default="client", choices=["client", "outside", "inet", "access", "border", "censor"],
                    help="namespace to run in (default: client)")
     e.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS…]")
