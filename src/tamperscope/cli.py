@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .model import interrupts
 
 # Modules that add subcommands (each has add_parser(subparsers)).
 COMMANDS = [
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     from .lab.manager import LabError
     from .model.profile import ProfileError
 
+    if args_list and args_list[0] in _DUCKDB_COMMANDS:
+        interrupts.install()
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # here, not at exit: a full disk under `> file` is then one line, not a traceback
@@ -154,7 +157,16 @@ def main(argv: list[str] | None = None) -> int:
         where = f" ({_short(name)})" if e.filename else ""
         print(f"tamperscope: {e.strerror or e}{where}", file=sys.stderr)
         return 2 if user else 1
+    except Exception as e:
+        if not interrupts.interrupted(e):  # DuckDB's 'Query interrupted': Ctrl-C met inside a statement
+            raise
+        print("tamperscope: interrupted", file=sys.stderr)
+        return 130
 
+
+# The commands whose work is DuckDB's statements, where a Ctrl-C is noted (`interrupts`); not the others, whose
+# asyncio.run cancels its main task on Ctrl-C only where Python's own handler is in place.
+_DUCKDB_COMMANDS = frozenset({"analyze", "report", "export"})
 
 # The machine's fault, not the program's nor the user's: said in one line, exit 1.
 _ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG})

@@ -25,6 +25,7 @@ from tamperscope.analysis.categories import TestList, read_test_lists, store_lis
 from tamperscope.analysis.reader import REASONS
 from tamperscope.analysis.store import Store, StoreError, WriteStats, default_db_path, error_line, raw_root_for
 from tamperscope.cli import UsageError, check_utf8_path, path_arg, path_text_arg, quiet_stdout, utf8_path_arg
+from tamperscope.model import interrupts
 from tamperscope.model.categories import GLOBAL, normal_code
 from tamperscope.model.inputs import BadInput, unicode_host
 
@@ -97,6 +98,15 @@ def _countries(value: str) -> list[str]:
 
 def _test_names(value: str) -> list[str]:
     return [_test_name(part) for part in value.split(",") if part.strip()] or [_test_name(value)]
+
+
+def _unreadable(store: Store, exc: duckdb.Error) -> int:
+    """A store whose tables do not read: one line, exit 1; unless Ctrl-C came, which DuckDB can turn into any
+    error of its own ('Table with name _m does not exist!' where it was looking up a table of ours)."""
+    if interrupts.interrupted(exc):
+        raise KeyboardInterrupt from None
+    print(f"tamperscope: the store {store.path} cannot be read: {error_line(exc)}", file=sys.stderr)
+    return 1
 
 
 def add_parser(subparsers: Any) -> None:
@@ -275,8 +285,7 @@ def analyze_command(args: argparse.Namespace) -> int:
                 _keep_lists(store, lists)
             return _reanalyse(store, args, show=not args.quiet and sys.stderr.isatty())
         except duckdb.Error as exc:
-            print(f"tamperscope: the store {store.path} cannot be read: {error_line(exc)}", file=sys.stderr)
-            return 1
+            return _unreadable(store, exc)
         finally:
             store.close()
     lists = _test_lists(args.test_lists or [])
@@ -349,8 +358,7 @@ def analyze_command(args: argparse.Namespace) -> int:
             print(f"tamperscope: {exc}", file=sys.stderr)
             return 1
         except duckdb.Error as exc:  # a damaged file (cut short): it opened, its tables do not read
-            print(f"tamperscope: the store {store.path} cannot be read: {error_line(exc)}", file=sys.stderr)
-            return 1
+            return _unreadable(store, exc)
         if show:
             print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
         told = sys.stderr if args.jsonl == "-" else sys.stdout
@@ -778,8 +786,7 @@ def report_command(args: argparse.Namespace) -> int:
         if args.propose is not None and (code := _propose(store, filters, propose_out, say)):
             return code
     except duckdb.Error as exc:  # a damaged file (cut short, overwritten): the store opened, its tables do not read
-        print(f"tamperscope: the store {store.path} cannot be read: {error_line(exc)}", file=sys.stderr)
-        return 1
+        return _unreadable(store, exc)
     finally:
         store.close()
     return 0

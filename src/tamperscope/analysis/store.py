@@ -688,9 +688,11 @@ class Store:
         while True:
             stats, order_seq = copy.deepcopy(self.stats), self._order_seq
             con.execute("BEGIN TRANSACTION")
+            committing = False
             try:
                 self._flush(batches, written)
-                con.execute("COMMIT")
+                committing = True
+                self._commit_now(con)
                 return
             except duckdb.OutOfMemoryException as exc:
                 con.execute("ROLLBACK")
@@ -699,11 +701,33 @@ class Store:
             except BaseException as exc:
                 with contextlib.suppress(duckdb.Error):  # a failed write may have ended it already
                     con.execute("ROLLBACK")
+                if committing and self._landed(written):
+                    # Ctrl-C met inside the COMMIT, which DuckDB reports as 'Query interrupted' once the commit
+                    # has gone through: the rows point at the raw bytes, which stay (cut, they were lost for good,
+                    # and the file counted as read)
+                    raise
                 self._unwrite_raw(written)
                 if isinstance(exc, (OSError, duckdb.IOException, duckdb.TransactionException)):  # a full disk
                     raise StoreError(f"the store could not be written: {error_line(exc)}; what earlier "
                                      "transactions committed stays") from exc
                 raise
+
+    def _commit_now(self, con: duckdb.DuckDBPyConnection) -> None:
+        """COMMIT (a method of its own: a test interrupts it once it went through, as Ctrl-C can)."""
+        con.execute("COMMIT")
+
+    def _landed(self, written: dict[str, Any]) -> bool:
+        """Whether the transaction that wrote ``written`` committed after all (asked after its ROLLBACK): its first
+        measurement is in the table. True where that cannot be told: raw bytes no row points at cost room,
+        bytes cut from under committed rows lose their measurements."""
+        uid = written.get("uid")
+        if uid is None:
+            return False  # no raw lines written: nothing to keep or cut
+        try:
+            row = self.con.execute("SELECT count(*) FROM measurements WHERE measurement_uid = ?", [uid]).fetchone()
+        except BaseException:
+            return True
+        return row is not None and row[0] > 0
 
     def _unwrite_raw(self, written: dict[str, Any]) -> None:
         """Cut this transaction's raw lines off the segment again: nothing will point at them."""
@@ -830,6 +854,8 @@ class Store:
             rows = rows.append_column(name, values)
         _m = rows  # read by DuckDB
         con.execute("INSERT INTO measurements BY NAME SELECT * FROM _m")
+        if written is not None:
+            written["uid"] = rows.column("measurement_uid")[0].as_py()  # to tell whether an interrupted COMMIT landed
 
         verdicts = pa.concat_tables([b.verdicts for b in batches])
         if not everything:
