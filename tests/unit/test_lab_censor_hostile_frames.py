@@ -312,3 +312,54 @@ def test_openvpn_s_first_packet_is_reset_where_the_rule_says_and_nothing_else_is
         frame = _openvpn_segment(framed, 53)
         assert _decide(box, frame) == _forwarded(frame)
     assert len(_truth(box)) == 1
+
+
+def test_an_on_path_ip_rst_answers_the_syn_and_lets_it_through(tmp_path: Path) -> None:
+    # A tap holds nothing back; the ip branch returned the forged RST alone, so the SYN never reached the server,
+    # and locate called the device in-path (QA in the lab). In path, the SYN is still held back.
+    def box_of(placement: str) -> censor.Censor:
+        text = (f'name = "{placement}"\n[network]\nplacement = "{placement}"\n'
+                '[[rule]]\nid = "ip-rst"\nlayer = "ip"\naction = "rst"\ncidrs = ["198.19.8.0/24"]\n')
+        return censor.Censor(parse_profile(text, source="p.toml", base=tmp_path, builtin_pages=blockpages.names()),
+                             censor.GroundTruth(tmp_path / f"{placement}.jsonl"))
+
+    syn = MACS + packet.tcp_packet(CLIENT, RST_NET_SERVER, 40000, 443, seq=1000, ack=0, flags=packet.SYN,
+                                   window=64240)
+    data = MACS + packet.tcp_packet(CLIENT, RST_NET_SERVER, 40000, 443, seq=1001, ack=5, flags=packet.ACK,
+                                    window=64240, payload=b"x")
+    for placement, passed in (("in-path", False), ("on-path", True)):
+        c = box_of(placement)
+        out = _decide(c, syn)
+        forged = [packet.parse_tcp(f[14 + 20:]) for f, to_client, _ in out if f != syn]
+        assert len(forged) == 1 and forged[0] is not None and forged[0].flags & packet.RST, placement
+        assert ((syn, False, 0.0) in out) is passed, placement
+        assert (_decide(c, data) == _forwarded(data)) is passed, placement
+        c.truth._f.close()
+
+
+def test_an_http_rule_without_ports_reads_port_80_only_where_another_names_8080(tmp_path: Path) -> None:
+    # The censor inspects the ports its http rules name (80 without any); a rule without ports then acted on 8080
+    # too once another rule named it, and `lab expect` said every port for it.
+    from tamperscope.lab.expect import expect_url
+
+    text = ('name = "ports"\n[[rule]]\nid = "plain"\nlayer = "http"\naction = "rst"\ndomains = ["a.example"]\n'
+            '[[rule]]\nid = "alt"\nlayer = "http"\naction = "rst"\ndomains = ["b.example"]\nports = [8080]\n')
+    profile = parse_profile(text, source="p.toml", base=tmp_path, builtin_pages=blockpages.names())
+    c = censor.Censor(profile, censor.GroundTruth(tmp_path / "t.jsonl"))
+
+    def request(host: str, port: int) -> bytes:
+        return MACS + packet.tcp_packet(CLIENT, SERVER, 40000, port, seq=1000, ack=2000,
+                                        flags=packet.ACK | packet.PSH, window=64240,
+                                        payload=f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+
+    for host, port, acted in (("a.example", 80, True), ("a.example", 8080, False), ("b.example", 8080, True),
+                              ("b.example", 80, False)):
+        frame = request(host, port)
+        assert (_decide(c, frame) != _forwarded(frame)) is acted, (host, port)
+        assert (expect_url(profile, f"http://{host}:{port}/").mechanism == "http.rst") is acted, (host, port)
+    c.truth._f.close()
+    nx = parse_profile('name = "nx"\n[[rule]]\nid = "nx"\nlayer = "dns"\naction = "nxdomain"\ndomains = '
+                       '["nx.nxr.example", "real.example"]\n', source="nx.toml", base=tmp_path,
+                       builtin_pages=blockpages.names())
+    assert expect_url(nx, "http://nx.nxr.example/").mechanism == "none"  # NXDOMAIN anyway: the control's answer
+    assert expect_url(nx, "http://real.example/").mechanism == "dns.nxdomain"

@@ -46,6 +46,14 @@ BAD = [
     ("[[rule]]\nid='a'\nlayer='openvpn'\naction='blockpage'\n", "action: for layer openvpn must be one of rst, drop"),
     ("[network]\nplacement='on-path'\n[[rule]]\nid='a'\nlayer='openvpn'\naction='drop'\n", "needs an in-path censor"),
     ("this is [not toml", "not valid TOML"),
+    # accepted, and then never acted as written (QA in the lab): refused in one line instead
+    ("[network]\nplacement='on-path'\nresidual_s=20\n", "network.residual_s: residual blocking drops"),
+    ("[[rule]]\nid='a'\nlayer='ip'\naction='drop'\ndomains=['vpn.example']\nsuffix=true\n",
+     "suffix: ip drop rules match the addresses of the domains named"),
+    ("[[rule]]\nid='a'\nlayer='http'\naction='rst'\nregex='Falun'\n", "names are matched in lower case"),
+    ("[[rule]]\nid='a'\nlayer='tls'\naction='rst'\nregex='[A-Z]+\\.example'\n", "names are matched in lower case"),
+    ("[[rule]]\nid='a'\nlayer='dns'\naction='drop'\ndomains=['bücher.example']\n",
+     "write it as the DNS does, 'xn--bcher-kva.example'"),
 ]
 
 
@@ -57,6 +65,13 @@ def test_bad_profiles_name_file_and_key(tmp_path: Path, text: str, needle: str) 
         load_profile(p, blockpages.names())
     msg = str(e.value)
     assert msg.startswith(str(p)) and needle in msg and "\n" not in msg
+
+
+def test_regexes_with_escapes_or_the_ignorecase_flag_still_load(tmp_path: Path) -> None:
+    for regex in ("\\S*falun", "(?i)Falun", "^x\\.example$"):
+        p = tmp_path / "ok.toml"
+        p.write_text(f"[[rule]]\nid='a'\nlayer='http'\naction='rst'\nregex='{regex}'\n")
+        assert load_profile(p, blockpages.names()).rules[0].regex == regex
 
 
 def test_a_blockpage_file_must_live_beside_the_profile(tmp_path: Path) -> None:

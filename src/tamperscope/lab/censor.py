@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..model.profile import Profile, Rule, load_profile
+from ..model.profile import DEFAULT_PORTS, Profile, Rule, load_profile
 from ..wire import dnswire, httphead, packet
 from ..wire.quicinitial import initial_hello
 from ..wire.tlshello import ClientHello, ClientHelloBuffer
@@ -118,8 +118,8 @@ class Censor:
         self.dns_rules = [r for r in profile.rules_for("dns") if r.action != "poison"]
         self.http_rules = profile.rules_for("http")
         self.tls_rules = [r for r in profile.rules_for("tls") if r.action != "mitm"]
-        self.http_ports = {p for r in self.http_rules for p in (r.ports or (80,))}
-        self.tls_ports = {p for r in self.tls_rules for p in (r.ports or (443,))}
+        self.http_ports = {p for r in self.http_rules for p in (r.ports or DEFAULT_PORTS["http"])}
+        self.tls_ports = {p for r in self.tls_rules for p in (r.ports or DEFAULT_PORTS["tls"])}
         # ip rules: address -> rules; CIDR rules checked by network
         self.ip_addr_rules: dict[str, list[Rule]] = {}
         self.ip_net_rules: list[tuple[ipaddress.IPv4Network, Rule]] = []
@@ -166,7 +166,7 @@ class Censor:
         """The first rule for ``name``; a rule for ECH (tls ``ech = true``) only when the hello carried it, a dns
         rule with ``qtypes`` only for a query of one of them."""
         for r in rules:
-            if r.applies_to(direction) and r.matches_name(name) and (port is None or not r.ports or port in r.ports) \
+            if r.applies_to(direction) and r.matches_name(name) and (port is None or r.on_port(port)) \
                     and (ech or not r.ech) and (qtype is None or r.asks(qtype)):
                 return r
         return None
@@ -384,8 +384,9 @@ class Censor:
                         pkt = packet.tcp_packet(server, client, port, cport, seq=0, ack=seq + 1,
                                                 flags=packet.RST | packet.ACK, window=0,
                                                 ttl=r.inject.ttl, ip_id=self._ip_id(r))
-                        return [(frame[6:12] + frame[0:6] + b"\x08\x00" + pkt, from_client, 0.0)]
-                return []
+                        forged = (frame[6:12] + frame[0:6] + b"\x08\x00" + pkt, from_client, 0.0)
+                        return [forged] if self.in_path else [forged, *fwd]  # a tap holds nothing back
+                return [] if self.in_path else fwd
         if self.throttled:
             buckets = self.throttled.get(flow)
             if buckets is not None:

@@ -56,7 +56,7 @@ def _ip_rule(profile: Profile, host: str, addr: str, port: int) -> Rule | None:
 
 def _named(profile: Profile, layer: str, host: str, port: int) -> Rule | None:
     for r in profile.rules_for(layer):
-        if r.applies_to("egress") and r.matches_name(host) and (not r.ports or port in r.ports) and not r.ech \
+        if r.applies_to("egress") and r.matches_name(host) and r.on_port(port) and not r.ech \
                 and r.asks(1):  # web_connectivity asks A
             return r
     return None
@@ -71,7 +71,7 @@ def expect_url(profile: Profile, url: str) -> Expectation:
             addr = host
         else:
             r = _named(profile, "dns", host, 53)
-            if r is not None:
+            if r is not None and not (r.action == "nxdomain" and farm.is_nxdomain(host)):  # the control's answer too
                 return Expectation(url, "dns", f"dns.{'injection' if r.action == 'inject' else r.action}", r.id, host)
             if farm.is_nxdomain(host):
                 return Expectation(url, "false", "none", None, host)

@@ -35,6 +35,7 @@ IN_PATH_ONLY = {("dns", "drop"), ("ip", "drop"), ("ip", "freeze"), ("http", "dro
                 ("tls", "throttle"),
                 ("tls", "mitm"), ("quic", "drop"), ("quic", "sni-drop"), ("openvpn", "drop"),
                 ("wireguard", "drop")}
+DEFAULT_PORTS = {"http": (80,), "tls": (443,)}  # the ports a rule of the layer reads without ``ports``
 FREEZE_KB = 16  # Russia's TSPU froze connections to foreign hosting after about 16-20 KB (2025)
 MAX_FREEZE_KB = 1024
 DIRECTIONS = ("egress", "ingress", "both")
@@ -101,6 +102,12 @@ class Rule:
     @property
     def has_name_match(self) -> bool:
         return bool(self.domains) or self.regex is not None
+
+    def on_port(self, port: int) -> bool:
+        """Whether traffic to ``port`` falls under this rule: its ``ports``, else its layer's (`DEFAULT_PORTS`: an
+        http rule reads port 80, a tls rule 443), else every port."""
+        ports = self.ports or DEFAULT_PORTS.get(self.layer, ())
+        return not ports or port in ports
 
     def asks(self, qtype: int) -> bool:
         """Whether a DNS query of type ``qtype`` (a code: 1 for A) falls under this rule."""
@@ -187,8 +194,14 @@ def _domain(src: str, key: str, value: Any) -> str:
     d = d.strip().lower().rstrip(".")
     if "*" in d:  # names match exactly (or by suffix): "*.x.org" would silently match nothing
         raise _fail(src, key, f"not a domain name: {d!r}: no wildcards; use suffix = true for subdomains")
+    if not d.isascii():  # names reach the censor as the DNS writes them
+        try:
+            hint = f": write it as the DNS does, {d.encode('idna').decode()!r}"
+        except UnicodeError:
+            hint = ""
+        raise _fail(src, key, f"not a domain name: {d!r}{hint}")
     try:
-        if not d.isascii() or check_host(d) != d or ":" in d:
+        if check_host(d) != d or ":" in d:
             raise BadInput(d)
     except BadInput:
         raise _fail(src, key, f"not a domain name: {d!r}") from None
@@ -209,6 +222,9 @@ def _parse_network(src: str, t: Any) -> Network:
         raise _fail(src, "network.residual_s", "must be between 0 and 3600")
     if placement not in PLACEMENTS:
         raise _fail(src, "network.placement", f"must be one of {', '.join(PLACEMENTS)}")
+    if placement == "on-path" and residual:
+        raise _fail(src, "network.residual_s", "residual blocking drops the flows that follow a trigger: it needs "
+                    "an in-path censor; placement is on-path")
     reassembly = _typed(src, "network.tls_reassembly", t.get("tls_reassembly", "full"), str, "a string")
     if reassembly not in TLS_REASSEMBLY:
         raise _fail(src, "network.tls_reassembly", f"must be one of {', '.join(TLS_REASSEMBLY)}")
@@ -299,6 +315,12 @@ def _parse_rule(src: str, i: int, t: Any, base: Path, builtin_pages: set[str], p
         raise _fail(src, where, "an ip rule needs domains or cidrs")
     if (layer == "ip" or (layer, action) == ("quic", "drop")) and regex is not None:
         raise _fail(src, f"{where}.regex", f"{layer} {action} rules match addresses: give domains, not a regex")
+    if (layer == "ip" or (layer, action) == ("quic", "drop")) and suffix:
+        raise _fail(src, f"{where}.suffix", f"{layer} {action} rules match the addresses of the domains named, not "
+                    "their subdomains': no suffix")
+    if regex is not None and "(?i" not in regex and any(c.isupper() for c in re.sub(r"\\.", "", regex)):
+        # names reach the censor in lower case: a capital letter would never match (\S, \W, \D, \A are escapes)
+        raise _fail(src, f"{where}.regex", f"names are matched in lower case: {regex!r} would never match")
     if layer == "quic" and not (domains or regex):
         raise _fail(src, where, "a quic rule needs domains" + (" or a regex" if action == "sni-drop" else ""))
     if layer != "ip" and cidrs:
