@@ -167,6 +167,15 @@ def test_byte_range_partitions_cover_every_line_once(tmp_path: Path) -> None:
         parts = reader.partitions([path], split_bytes=split)
         seen = [orjson.loads(i.data)["n"] for p in parts for i in reader.read_partition(p) if isinstance(i, Line)]
         assert seen == list(range(300)), split
+    # each line is named by its number in the file, whatever range read it (the dask engine's rejections named
+    # line 464 for line 5,002: each range counted from 1); blank lines and lines over the limit count too
+    lines[150:150] = [b"", b"", b"x" * 900, b"   "]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    for split in (1000, 4096, 7919, 10**9):
+        items = [i for p in reader.partitions([path], split_bytes=split) for i in reader.read_partition(p, 800)]
+        numbered = {i.line: i.data for i in items if isinstance(i, Line)}
+        assert numbered == {n: line for n, line in enumerate(lines, 1) if line.strip() and n != 153}, split
+        assert [(i.line, i.reason) for i in items if isinstance(i, Rejection)] == [(153, "too_large")], split
 
 
 def test_missing_path_is_an_input_error(tmp_path: Path) -> None:

@@ -23,9 +23,10 @@ def one_line(exc: BaseException) -> str:
 
 
 def read_lines(source: str, f: IO[bytes], max_bytes: int, start: int = 0,
-           end: int | None = None) -> Iterator[Line | Rejection]:
-    """JSON lines from a binary stream: bounded, tolerant of damaged compression."""
-    number = 0
+               end: int | None = None, lines_before: int = 0) -> Iterator[Line | Rejection]:
+    """JSON lines from a binary stream: bounded, tolerant of damaged compression; numbered on from
+    ``lines_before``."""
+    number = lines_before
     pos = start
     peek = getattr(f, "peek", None)
     if start:

@@ -63,7 +63,7 @@ import re
 import stat
 import sys
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -235,11 +235,37 @@ def partitions(paths: Iterable[str | os.PathLike[str]], split_bytes: int = SPLIT
         except OSError:
             size = 0
         if kind == "jsonl" and size > split_bytes > 0:
-            for start in range(0, size, split_bytes):
+            starts = range(0, size, split_bytes)
+            for start, before in zip(starts, _lines_before(path, starts), strict=True):
                 end = min(size, start + split_bytes)
-                out.append(Partition(str(path), kind, start, None if end >= size else end, end - start))
+                out.append(Partition(str(path), kind, start, None if end >= size else end, end - start, before))
         else:
             out.append(Partition(str(path), kind, size=size))
+    return out
+
+
+def _lines_before(path: Path, starts: Sequence[int]) -> list[int]:
+    """For each byte offset of ``starts`` (ascending), the lines of the file before the first line a range starting
+    there reads (`framing.read_lines` leaves the line through ``start - 1`` to the range before): the newlines in
+    ``[0, start - 1)``, plus that one. One pass at C speed (1.6 GB/s here), so that the rejections of a file cut
+    into ranges name their lines as one that is read whole does (each range counted from 1)."""
+    out: list[int] = []
+    counted = seen = 0
+    try:
+        with open(path, "rb") as f:
+            for start in starts:
+                if start == 0:
+                    out.append(0)
+                    continue
+                while seen < start - 1:
+                    block = f.read(min(CHUNK, start - 1 - seen))
+                    if not block:
+                        break
+                    counted += block.count(b"\n")
+                    seen += len(block)
+                out.append(counted + 1)
+    except OSError:  # unreadable: the range's reader says so, its lines numbered from 1
+        out += [0] * (len(starts) - len(out))
     return out
 
 
@@ -319,7 +345,7 @@ def read_partition(part: Partition, max_bytes: int = MAX_MEASUREMENT_BYTES) -> I
             yield from _read_stream(part.path, max_bytes)
         else:
             with open(part.path, "rb", buffering=CHUNK) as f:
-                yield from read_lines(part.path, f, max_bytes, part.start, part.end)
+                yield from read_lines(part.path, f, max_bytes, part.start, part.end, part.lines_before)
     except OSError as exc:
         yield Rejection(part.path, 0, "unreadable", one_line(exc))
 

@@ -113,6 +113,7 @@ class Partition:
     start: int = 0       # byte range, only for "jsonl": lines that *start* in [start, end)
     end: int | None = None
     size: int = 0        # bytes on disk of the range (for scheduling and progress)
+    lines_before: int = 0  # lines of the file before the range's first one: its lines are numbered on from there
 
     @property
     def label(self) -> str:
