@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 
+from tamperscope.analysis import pipeline
+from tamperscope.analysis.store import Store
 from tamperscope.cli import main
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-samples" / "generated"
@@ -154,11 +156,30 @@ def test_usage_errors_exit_2_with_one_line(tmp_path: Path, args: list[str], mess
 
 
 def test_unreachable_scheduler_exit_2(tmp_path: Path) -> None:
-    r = _run("analyze", str(SAMPLES / "successWithHTTP"), "--db", str(tmp_path / "s.duckdb"), "--engine", "dask",
-             "--scheduler", "tcp://127.0.0.1:9")
-    assert r.returncode == 2, r.stderr
-    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in r.stderr
-    assert "Traceback" not in r.stderr
+    db = tmp_path / "s.duckdb"
+    assert _run("analyze", str(SAMPLES / "successWithHTTP"), "--db", str(db)).returncode == 0
+    for _ in range(2):
+        r = _run("analyze", str(SAMPLES / "successWithHTTP"), "--db", str(db), "--engine", "dask",
+                 "--scheduler", "tcp://127.0.0.1:9")
+        assert r.returncode == 2, r.stderr
+        assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in r.stderr
+        assert "Traceback" not in r.stderr
+    # a run that could not start leaves no row saying it began and never ended (QA: one a refused attempt)
+    with Store(db, create=False) as store:
+        assert store.con.execute("SELECT count(*), count(finished_at) FROM runs").fetchone() == (1, 1)
+
+
+def test_a_scheduler_without_workers_is_one_line_not_a_silent_wait(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every task waited for a worker that never came, and the run printed nothing (QA: killed after 60 s).
+    from distributed import LocalCluster
+
+    monkeypatch.setattr(pipeline, "WORKER_WAIT", 1.0)
+    with LocalCluster(n_workers=0, processes=False, dashboard_address="127.0.0.1:0",
+                      scheduler_kwargs={"dashboard": False}) as cluster, Store(tmp_path / "s.duckdb") as store:
+        options = pipeline.Options(engine="dask", scheduler=cluster.scheduler_address)
+        with pytest.raises(pipeline.EngineError, match="has no workers \\(waited 1 s\\): start one with `dask worker"):
+            pipeline.run([str(SAMPLES / "successWithHTTP")], store, options)
 
 
 def test_a_scheduler_address_that_is_not_dask_exits_2(tmp_path: Path) -> None:

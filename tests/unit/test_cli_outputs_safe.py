@@ -144,7 +144,10 @@ def test_a_closed_stdout_an_unknown_option_and_an_overlong_value(store: Path) ->
 def test_a_scheduler_address_is_checked_before_anything_is_sent(tmp_path: Path) -> None:
     for address, words in (("tcp://[::1", "not an address"), ("tcp://198.18.0.1:99999", "not an address"),
                            ("", "needs an address"), ("http://198.18.0.1:8786", "scheme"),
-                           ("tcp://198.18.0.1", "a host and a port")):
+                           ("tcp://198.18.0.1", "a host and a port"),
+                           # said to have answered 'but not as one' where nothing answered (QA)
+                           ("inproc://x", "scheme"), ("tcp://198.18.0.1:0", "a host and a port"),
+                           ("tcp://198.18.0.1:8786/path", "without a path")):
         t = time.monotonic()
         line = _one_line(_run("analyze", str(ONE), "--db", str(tmp_path / "s.duckdb"), "--engine", "dask",
                               "--scheduler", address), 2)

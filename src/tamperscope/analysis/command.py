@@ -353,6 +353,7 @@ def analyze_command(args: argparse.Namespace) -> int:
                             track_order=bool(args.jsonl))
             stats = pipeline.run(args.paths, store, options, progress)
         except pipeline.EngineError as exc:
+            store.abandon_run()
             raise UsageError(str(exc)) from None
         except StoreError as exc:  # e.g. out of memory at the store's limit: what was committed stays
             print(f"tamperscope: {exc}", file=sys.stderr)
@@ -683,10 +684,12 @@ def _check_scheduler(address: str) -> None:
         port = parts.port
     except ValueError as exc:
         raise UsageError(f"--scheduler {shown!r} is not an address: {exc}") from None
-    if parts.scheme not in ("tcp", "tls", "ws", "wss", "inproc"):
+    if parts.scheme not in ("tcp", "tls", "ws", "wss"):  # inproc:// names a scheduler in another process's memory
         raise UsageError(f"--scheduler {shown!r}: the scheme must be tcp://, tls://, ws:// or wss://")
-    if parts.scheme != "inproc" and (not parts.hostname or port is None):
+    if not parts.hostname or port is None or port == 0:
         raise UsageError(f"--scheduler {shown!r} needs a host and a port (tcp://host:8786)")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise UsageError(f"--scheduler {shown!r}: an address is a host and a port, without a path")
 
 
 def _special(target: Path) -> bool:

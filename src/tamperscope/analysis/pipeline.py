@@ -763,6 +763,9 @@ def _run_processes(paths: Sequence[str | os.PathLike[str]], options: Options,
             write(pending.popleft().result())
 
 
+WORKER_WAIT = 30.0  # seconds an external Dask scheduler with no worker is given to get one
+
+
 def _run_dask(paths: Sequence[str | os.PathLike[str]], options: Options,
               write: Callable[[BatchResult], None], store: Store, skipped: _Skipped) -> None:
     from contextlib import ExitStack
@@ -782,10 +785,21 @@ def _run_dask(paths: Sequence[str | os.PathLike[str]], options: Options,
             except (OSError, TimeoutError) as exc:
                 raise EngineError(f"cannot reach the Dask scheduler at {options.scheduler}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+            except (ValueError, TypeError) as exc:  # Dask refused the address or its scheme before connecting
+                raise EngineError(f"cannot connect to {options.scheduler} as a Dask scheduler: "
+                                  f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+                                  ) from exc
             except Exception as exc:  # noqa: BLE001 - whatever answered there does not speak Dask's protocol
                 # (an HTTP server's reply read as a frame length made Dask allocate exabytes: MemoryError)
                 raise EngineError(f"cannot use {options.scheduler} as a Dask scheduler: it answered, but not as "
                                   f"one ({type(exc).__name__})") from exc
+            if not client.scheduler_info().get("workers"):  # every task would wait, and the run say nothing
+                try:
+                    client.wait_for_workers(1, timeout=WORKER_WAIT)
+                except TimeoutError:
+                    raise EngineError(f"the Dask scheduler at {options.scheduler} has no workers (waited "
+                                      f"{WORKER_WAIT:g} s): start one with `dask worker {options.scheduler}`") \
+                        from None
         else:
             # Its scheduler's HTTP server (there is no dashboard without bokeh) on a free port of this machine
             # only: with dashboard_address=None it takes 0.0.0.0:8787, open to the network, and two analyses at

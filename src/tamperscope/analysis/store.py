@@ -611,6 +611,12 @@ class Store:
             self.con.execute("CREATE OR REPLACE TEMP TABLE run_order (seq BIGINT, measurement_uid VARCHAR)")
         return self._run_id
 
+    def abandon_run(self) -> None:
+        """Forget a run that could not start (its engine refused), where it wrote nothing: no row is left in
+        ``runs`` that says it began and never ended."""
+        if not self._pending and not self.stats.records and self._run_id is not None:
+            self.con.execute("DELETE FROM runs WHERE run_id = ?", [self._run_id])
+
     def finish_run(self) -> WriteStats:
         self.flush()
         self._close_segment()
