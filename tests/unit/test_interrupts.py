@@ -69,3 +69,46 @@ def test_a_store_error_after_ctrl_c_is_the_interrupt_and_one_without_is_the_stor
                 command._unreadable(store, exc)
         finally:
             interrupts.forget()
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        out += [int(c) for c in children]
+    return out
+
+
+def test_ctrl_c_with_worker_processes_is_one_line_from_the_parent_alone(tmp_path: Path) -> None:
+    # The terminal sends SIGINT to the whole process group: each `--workers` process printed its own
+    # KeyboardInterrupt traceback under the parent's 'interrupted' (QA). The input is a pipe, so the run is
+    # still going when the signal comes, whatever the machine's speed.
+    import os
+    import signal
+    import time
+
+    import orjson
+
+    samples = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-samples" / "generated"
+    line = orjson.dumps(orjson.loads((samples / "successWithHTTP" / "measurement.json").read_bytes()))
+    fifo = tmp_path / "in.jsonl"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([sys.executable, "-m", "tamperscope", "analyze", "--workers", "2", "--db",
+                             str(tmp_path / "s.duckdb"), str(fifo)], stderr=subprocess.PIPE, stdout=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        with open(fifo, "wb") as w:
+            w.write(line + b"\n")
+            w.flush()
+            deadline = time.monotonic() + 120
+            while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert len(_children(proc.pid)) >= 2, "the worker processes did not start"
+            time.sleep(3)  # past their start (an initializer runs first): a run under way, waiting for input
+            os.killpg(proc.pid, signal.SIGINT)
+            out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert (proc.returncode, err.decode()) == (130, "tamperscope: interrupted\n"), err.decode()[-3000:]

@@ -66,6 +66,7 @@ from tamperscope.analysis.verdicts import (
     default_matcher,
     verdict_for,
 )
+from tamperscope.model import interrupts
 from tamperscope.model.inputs import unicode_host
 from tamperscope.model.services import APPS, TOOLS
 from tamperscope.model.verdict import Verdict
@@ -750,17 +751,22 @@ def _run_processes(paths: Sequence[str | os.PathLike[str]], options: Options,
     # "spawn": this process holds a DuckDB connection and its threads; forking that is unsafe.
     context = multiprocessing.get_context("spawn")
     window = 2 * options.workers
-    with ProcessPoolExecutor(max_workers=options.workers, mp_context=context) as pool:
-        warm = [pool.submit(_warm, options.fingerprints) for _ in range(options.workers)]
-        for f in warm:
-            f.result()
-        pending: deque[Future[BatchResult]] = deque()
-        for batch in _batches(_read(paths, options, store, skipped), options.batch_size):
-            pending.append(pool.submit(_worker_batch, batch, options.fingerprints, options.selection))
-            while len(pending) >= window:
+    with ProcessPoolExecutor(max_workers=options.workers, mp_context=context,
+                             initializer=interrupts.ignored_here) as pool:
+        try:
+            warm = [pool.submit(_warm, options.fingerprints) for _ in range(options.workers)]
+            for f in warm:
+                f.result()
+            pending: deque[Future[BatchResult]] = deque()
+            for batch in _batches(_read(paths, options, store, skipped), options.batch_size):
+                pending.append(pool.submit(_worker_batch, batch, options.fingerprints, options.selection))
+                while len(pending) >= window:
+                    write(pending.popleft().result())
+            while pending:
                 write(pending.popleft().result())
-        while pending:
-            write(pending.popleft().result())
+        except BaseException:  # Ctrl-C (the workers leave it to us), a full disk: what is queued is not begun
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 WORKER_WAIT = 30.0  # seconds an external Dask scheduler with no worker is given to get one

@@ -32,6 +32,7 @@ from tamperscope.analysis.pipeline import analyse_batch
 from tamperscope.analysis.reader import Line
 from tamperscope.analysis.store import BatchResult, Store, identity
 from tamperscope.analysis.verdicts import ANALYSIS_VERSION, analysis_version, default_matcher
+from tamperscope.model import interrupts
 
 CHUNK = 512  # measurements per transaction, on a server (submissions wait for it)
 CLI_CHUNK = 2048  # in `analyze`, where nothing else waits: fewer recounts of the groups
@@ -281,17 +282,22 @@ def reanalyse_all(store: Store, pages: Iterable[list[str]], *, workers: int = 1,
 
     # "spawn": this process holds a DuckDB connection and its threads; forking that is unsafe. The fingerprints
     # of one's own reach the workers in the environment (`verdicts.use_fingerprints_given`).
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending: deque[tuple[list[str], Mapping[str, bytes], Future[BatchResult] | None]] = deque()
-        for uids in pages:
-            raw = store.raw_many(uids)
-            pending.append((uids, raw, pool.submit(derive, raw) if raw else None))
-            while len(pending) >= 2 * workers:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=interrupts.ignored_here) as pool:
+        try:
+            pending: deque[tuple[list[str], Mapping[str, bytes], Future[BatchResult] | None]] = deque()
+            for uids in pages:
+                raw = store.raw_many(uids)
+                pending.append((uids, raw, pool.submit(derive, raw) if raw else None))
+                while len(pending) >= 2 * workers:
+                    first, first_raw, future = pending.popleft()
+                    write(first, first_raw, future.result() if future is not None else None)
+            while pending:
                 first, first_raw, future = pending.popleft()
                 write(first, first_raw, future.result() if future is not None else None)
-        while pending:
-            first, first_raw, future = pending.popleft()
-            write(first, first_raw, future.result() if future is not None else None)
+        except BaseException:  # Ctrl-C (the workers leave it to us): what is queued is not begun
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     return totals
 
 

@@ -31,6 +31,12 @@ def install() -> None:
         signal.signal(signal.SIGINT, handler)
 
 
+def ignored_here() -> None:
+    """In a worker process (an initializer): Ctrl-C is the parent's to handle. The terminal sends it to the
+    whole process group, and each worker printed its own KeyboardInterrupt traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def seen() -> bool:
     """Whether SIGINT came since `install` (or the last `forget`)."""
     return _seen.is_set()
@@ -46,4 +52,4 @@ def interrupted(exc: BaseException) -> bool:
         isinstance(exc, RuntimeError) and str(exc) == "Query interrupted")
 
 
-__all__ = ["forget", "handler", "install", "interrupted", "seen"]
+__all__ = ["forget", "handler", "ignored_here", "install", "interrupted", "seen"]
