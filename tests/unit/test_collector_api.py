@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -52,6 +53,25 @@ def test_measurements_shape_and_metadata(client: SyncClient) -> None:
     assert times == sorted(times, reverse=True)
     nxt = client.get(meta["next_url"].removeprefix("http://testserver")).json()
     assert not {r["measurement_uid"] for r in nxt["results"]} & {r["measurement_uid"] for r in page["results"]}
+
+
+def test_blocking_is_written_as_ooni_writes_it(client: SyncClient) -> None:
+    # OONI's blocking is the boolean false or a string ("dns", "tcp_ip", ...); the API wrote the string "false"
+    # (QA), in the listing, its export and the submission's receipt
+    rows = client.get("/api/v1/measurements", params={"limit": 1000}).json()["results"]
+    values = {r["blocking"] for r in rows} | {r["scores"]["blocking"] for r in rows}
+    assert False in values and "false" not in values and values - {False, None} <= {
+        "dns", "tcp_ip", "http-failure", "http-diff"}, values
+    exported = [orjson.loads(line) for line in client.get("/api/v1/export/measurements.jsonl").content.splitlines()]
+    assert {e["blocking"] for e in exported} == {r["blocking"] for r in rows}
+
+
+
+def test_a_receipt_writes_blocking_as_ooni_writes_it(tmp_path: Path) -> None:
+    m = samples.measurement("ok", url="https://fine.example/", start="2026-05-21 00:00:00")
+    with running_app(Settings(db_path=tmp_path / "r.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
+        receipt = c.post("/api/v1/submit", content=orjson.dumps(m)).json()["results"][0]
+    assert receipt["verdict"]["blocking"] is False, receipt
 
 
 @pytest.mark.parametrize("params", [

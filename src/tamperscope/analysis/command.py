@@ -23,6 +23,7 @@ import duckdb
 
 from tamperscope.analysis.categories import TestList, read_test_lists, store_lists
 from tamperscope.analysis.reader import REASONS
+from tamperscope.analysis.schema import blocking_json
 from tamperscope.analysis.store import Store, StoreError, WriteStats, default_db_path, error_line, raw_root_for
 from tamperscope.cli import UsageError, check_utf8_path, path_arg, path_text_arg, quiet_stdout, utf8_path_arg
 from tamperscope.model import interrupts
@@ -506,7 +507,7 @@ def _write_jsonl(store: Store, target: str, tmp: Path | None) -> None:
             line = {
                 "measurement_uid": row["measurement_uid"], "report_id": row["report_id"],
                 "input": row["input"], "test_name": row["test_name"], "probe_cc": row["probe_cc"],
-                "probe_asn": row["probe_asn"], "blocking": _blocking(row["blocking"]),
+                "probe_asn": row["probe_asn"], "blocking": blocking_json(row["blocking"]),
                 "accessible": row["accessible"], "x_mechanism": row["mechanism"],
                 "x_confidence": row["outcome"], "fingerprints": list(row["fingerprints"] or []),
             }
@@ -524,14 +525,6 @@ def _write_jsonl(store: Store, target: str, tmp: Path | None) -> None:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
         raise
-
-
-def _blocking(value: str | None) -> str | bool | None:
-    if value == "false":
-        return False
-    if value == "true":
-        return True
-    return value
 
 
 def _open_for_report(db: Path | None, filters: Filters) -> Store:

@@ -101,6 +101,16 @@ def rows_to_table(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_batches([pa.RecordBatch.from_struct_array(structs)]).cast(schema)
 
 
+def blocking_json(value: str | None) -> str | bool | None:
+    """A verdict's ``blocking`` as OONI writes it in JSON: ``false`` (and ``true``) a boolean, the others a
+    string (``"dns"``, ``"tcp_ip"``, ...). The store keeps them all as text."""
+    if value == "false":
+        return False
+    if value == "true":
+        return True
+    return value
+
+
 @lru_cache(maxsize=4096)  # a few sources per run, named once per measurement
 def path_text(path: str) -> str:
     """A file name as text the store can hold. DuckDB and Arrow take UTF-8 only, and a name that is not

@@ -44,6 +44,7 @@ import pyarrow as pa
 
 from tamperscope.analysis.pipeline import analyse_batch
 from tamperscope.analysis.reader import REASONS, Line
+from tamperscope.analysis.schema import blocking_json
 from tamperscope.analysis.store import BatchResult, Store
 from tamperscope.analysis.verdicts import Matcher, default_matcher
 from tamperscope.collector.rawlog import Position, RawLog
@@ -143,7 +144,7 @@ async def to_the_end(work: asyncio.Future[T]) -> T:
 def _verdict_of(table: pa.Table) -> dict[str, dict[str, Any]]:
     rows = table.select(["measurement_uid", "blocking", "accessible", "mechanism", "confidence", "status",
                          "outcome", "fingerprints"]).to_pylist()
-    return {r.pop("measurement_uid"): r for r in rows}
+    return {r.pop("measurement_uid"): {**r, "blocking": blocking_json(r["blocking"])} for r in rows}
 
 
 class Ingestor:

@@ -35,6 +35,7 @@ from tamperscope.analysis import hops as hop_scan
 from tamperscope.analysis.aggregates import Filters, Slice
 from tamperscope.analysis.categories import category_sql
 from tamperscope.analysis.pipeline import gives_uid
+from tamperscope.analysis.schema import blocking_json
 from tamperscope.analysis.store import RawUnreadable, Store, damaged, raw_each, raw_pointers, read_frame, stored_as
 from tamperscope.analysis.unrecognised import PageMemo
 from tamperscope.model.categories import normal_code
@@ -506,12 +507,12 @@ def ooni_row(row: dict[str, Any], base_url: str = "") -> dict[str, Any]:
         "anomaly": outcome in ("anomaly", "confirmed"),
         "confirmed": outcome == "confirmed",
         "failure": outcome == "failure",
-        "scores": {"blocking": row.get("blocking"), "accessible": row.get("accessible"),
+        "scores": {"blocking": blocking_json(row.get("blocking")), "accessible": row.get("accessible"),
                    "mechanism": row.get("mechanism"), "confidence": row.get("confidence")},
         "measurement_url": f"{base_url}/api/v1/measurement/{uid}",
         "domain": row.get("domain"),
         "probe_network_name": row.get("probe_network_name"),
-        "blocking": row.get("blocking"),
+        "blocking": blocking_json(row.get("blocking")),
         "accessible": row.get("accessible"),
         "mechanism": row.get("mechanism"),
         "confidence": row.get("confidence"),
