@@ -5,6 +5,7 @@ process."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -47,12 +48,18 @@ WORK = {
 }
 
 
+def _as_from_a_terminal() -> None:
+    """SIGINT as a shell at a terminal leaves it to a command: a CI job run in the background (nohup, &) ignores
+    it, and its commands inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("case", sorted(WORK))
 def test_ctrl_c_inside_a_duckdb_statement_is_one_line_and_130(tmp_path: Path, case: str) -> None:
     script = tmp_path / "slow.py"
     script.write_text(SCRIPT.format(work=WORK[case]))
     res = subprocess.run([sys.executable, str(script), str(tmp_path / "out")], capture_output=True, text=True,
-                         timeout=120)
+                         timeout=120, preexec_fn=_as_from_a_terminal)
     assert (res.returncode, res.stderr) == (130, "tamperscope: interrupted\n"), res.stderr
 
 
@@ -84,7 +91,6 @@ def test_ctrl_c_with_worker_processes_is_one_line_from_the_parent_alone(tmp_path
     # KeyboardInterrupt traceback under the parent's 'interrupted' (QA). The input is a pipe, so the run is
     # still going when the signal comes, whatever the machine's speed.
     import os
-    import signal
     import time
 
     import orjson
@@ -95,7 +101,7 @@ def test_ctrl_c_with_worker_processes_is_one_line_from_the_parent_alone(tmp_path
     os.mkfifo(fifo)
     proc = subprocess.Popen([sys.executable, "-m", "tamperscope", "analyze", "--workers", "2", "--db",
                              str(tmp_path / "s.duckdb"), str(fifo)], stderr=subprocess.PIPE, stdout=subprocess.PIPE,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_as_from_a_terminal)
     try:
         with open(fifo, "wb") as w:
             w.write(line + b"\n")
