@@ -147,3 +147,25 @@ def test_locate_ech(labs, url, layer, located) -> None:  # type: ignore[no-untyp
         return
     assert (out["hop"], out["router"], out["placement"], out["scope"]) == (HOP, A.ACCESS_LAN, "in-path", "name"), out
     assert "dropped" in out["reason"] and len(out["runs"]) >= 3 and out["agreement"] > 0.5
+
+
+LONG_PATH = str(__import__("pathlib").Path(__file__).parent / "profiles" / "long-path.toml")
+
+
+def test_a_long_path_is_seen_whole_with_the_wait_it_is_given(labs, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """2.4 s of round trip past the ISP (QA: every site was dns.drop, the ISP resolver waiting 2 s for its upstream;
+    and locate saw no hop past the first, its traceroute waiting 0.5 s whatever --wait said)."""
+    labs(LONG_PATH)
+    from tests.lab.conftest import run_nettest
+
+    plain = run_nettest(tmp_path / "m.jsonl", "web_connectivity", ("http://example.com/",))["http://example.com/"]
+    assert plain["test_keys"]["x_mechanism"] == "none", plain["test_keys"].get("x_mechanism")
+    assert not plain["test_keys"]["queries"][0].get("failure"), plain["test_keys"]["queries"][0]
+    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", "http://far.example/",
+                                            "--yes", "--json", "--runs", "1", "--wait", "3"]),
+                         env=manager.client_env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["hop"] == HOP and out["router"] == A.ACCESS_LAN, out
+    assert out["path"][: A.CENSOR_AFTER_HOP + 1] == [A.ACCESS_LAN, A.BORDER_DOWN], out["path"]
+    assert out["server_ttl"] is not None, out

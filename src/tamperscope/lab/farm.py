@@ -53,6 +53,12 @@ def _h(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
 
 
+def upstream_wait(profile: Profile) -> float:
+    """Seconds the ISP resolver waits for the answers it asks the internet for: 2, plus three times the profile's
+    ``delay_ms``, which the censor adds to each frame each way (at 1,200 ms every lookup failed at 2 s)."""
+    return 2.0 + 3 * profile.network.delay_ms / 1000
+
+
 def is_nxdomain(name: str) -> bool:
     name = name.lower().rstrip(".")
     return name.endswith(".invalid") or name == "invalid" or name.split(".", 1)[0] == "nx"

@@ -15,6 +15,7 @@ services that read it (`PROFILED`).
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -414,10 +415,12 @@ def up(spec: str, switch: bool = False) -> dict[str, Any]:
             print("lab: tor is not installed (run `make setup`): the lab has no Tor network", file=sys.stderr)
         PATHS.wg_config.write_text(farm.wireguard_client_config())
         PATHS.wg_config.chmod(0o600)
+        # the stub's wait: beyond the ISP resolver's own upstream wait, which a long delay_ms lengthens
+        stub_wait = math.ceil(farm.upstream_wait(profile))
         for ns, server in ((A.NS_CLIENT, A.ISP_RESOLVER), (A.NS_OUTSIDE, A.PUBLIC_RESOLVER)):
             d = NETNS_ETC / ns
             d.mkdir(parents=True, exist_ok=True)
-            (d / "resolv.conf").write_text(f"nameserver {server}\noptions timeout:2 attempts:1\n")
+            (d / "resolv.conf").write_text(f"nameserver {server}\noptions timeout:{stub_wait} attempts:1\n")
         _nft_inet()
         border = _nft_border(profile)
         _write_state(st)

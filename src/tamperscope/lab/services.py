@@ -195,9 +195,8 @@ async def _isp(state_dir: Path, state: dict[str, Any]) -> None:
     profile = _profile(state)
     truth = GroundTruth(Path(state["log_path"]))
     issuer = Issuer(state_dir / "ca", "lab-ca", state_dir / "certs" / "isp")
-    # its upstream crosses the censor, which holds each frame delay_ms each way: waited for beyond that round trip
-    upstream_wait = 2.0 + 3 * profile.network.delay_ms / 1000
-    resolver = DNSServer(A.ISP_RESOLVER, isp_answerer(profile, A.AUTHORITATIVE, truth.write, timeout=upstream_wait))
+    resolver = DNSServer(A.ISP_RESOLVER, isp_answerer(profile, A.AUTHORITATIVE, truth.write,
+                                                      timeout=farm.upstream_wait(profile)))
     keep: list[object] = list(await resolver.start())
     poison = [r for r in profile.rules_for("dns") if r.action == "poison"]
 

@@ -94,7 +94,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--runs", type=int, default=3, help="runs to make (more if they disagree; default 3)")
     p.add_argument("--max-ttl", type=int, default=12, help="highest TTL to try (default 12)")
     p.add_argument("--wait", type=float, default=0.6,
-                   help="seconds to listen after each trigger (default 0.6; a long path needs more)")
+                   help="seconds to listen after each trigger, and for the traceroute's answers (default 0.6; a long "
+                        "path needs more: its own DNS lookups then wait twice this plus 2 s, at least 4)")
     p.add_argument("--server", default=None, metavar="IP",
                    help="send the triggers to this address, not the name's: an in-country server measured from "
                         "outside (CenTrace's own setting; the URL's name still goes in the Host header or SNI)")
@@ -185,16 +186,22 @@ def silent_after(path: Sequence[str | None]) -> int:
     return max((i + 1 for i, h in enumerate(path) if h), default=0) + 1
 
 
-async def _ech_config(host: str, resolver: str) -> ECHConfig | None:
+def dns_timeout(wait: float) -> float:
+    """Seconds a lookup of locate's own is given: 4, or more where ``--wait`` says the path is long (DNS over TCP
+    takes two round trips: at 2.4 s of round trip, 4 s never resolved a name)."""
+    return max(4.0, 2 * wait + 2)
+
+
+async def _ech_config(host: str, resolver: str, timeout: float = 4) -> ECHConfig | None:
     """The ECH config ``host`` publishes in its HTTPS record (asked of ``resolver`` over UDP) that this client
     can use, as echcheck takes it; None without one."""
     trace = Trace(record_io=False)
-    res = await lookup_udp(host, "HTTPS", server=resolver, trace=trace, timeout=4, duplicate_window=0)
+    res = await lookup_udp(host, "HTTPS", server=resolver, trace=trace, timeout=timeout, duplicate_window=0)
     published = next((a["x_ech"] for a in (res.record or {}).get("answers") or () if a.get("x_ech")), "")
     return usable_config(published)[0] if published else None
 
 
-async def _real_address(host: str, resolver: str) -> tuple[str | None, bool]:
+async def _real_address(host: str, resolver: str, timeout: float = 4) -> tuple[str | None, bool]:
     """(address from DNS over TCP, whether UDP's answer shares none of its addresses: DNS tampering).
 
     The first usable address is the server; an answer with none (0.0.0.0, loopback: a resolver's lie) is a
@@ -202,8 +209,8 @@ async def _real_address(host: str, resolver: str) -> tuple[str | None, bool]:
     from ..netx import lookup_tcp
 
     trace = Trace(record_io=False)
-    tcp = await lookup_tcp(host, "A", server=resolver, trace=trace, timeout=4)
-    udp = await lookup_udp(host, "A", server=resolver, trace=trace, timeout=4, duplicate_window=0)
+    tcp = await lookup_tcp(host, "A", server=resolver, trace=trace, timeout=timeout)
+    udp = await lookup_udp(host, "A", server=resolver, trace=trace, timeout=timeout, duplicate_window=0)
     usable = [a for a in tcp.addresses if _unusable(a, dns_answer=True) is None]
     if tcp.addresses and not usable:
         raise UsageError(f"{host} resolves to {tcp.addresses[0]} (DNS over TCP to {resolver}): "
@@ -223,7 +230,7 @@ def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait:
     elif is_ip(u.host):  # an address needs no DNS: it is the server
         real, tampered = u.host, False
     else:
-        real, tampered = asyncio.run(_real_address(u.host, resolver))
+        real, tampered = asyncio.run(_real_address(u.host, resolver, dns_timeout(wait)))
     if layer == "auto":
         layer = "dns" if tampered else ("tls" if u.scheme == "https" else "http")
     if layer == "dns":
@@ -232,7 +239,7 @@ def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait:
         if real is None:
             raise UsageError(f"cannot resolve {u.host} (DNS over TCP to {resolver})")
         servers = [real, *spread]
-    config = asyncio.run(_ech_config(u.host, resolver)) if layer == "ech" else None
+    config = asyncio.run(_ech_config(u.host, resolver, dns_timeout(wait))) if layer == "ech" else None
     cap = ttlprobe.Capture()
     results: list[RunResult] = []
     detail: dict[str, Any] = {"layer": layer, "address": servers[0], "runs": []}
@@ -249,7 +256,7 @@ def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait:
         i = 0
         while i < max(runs, 1) * 2:
             server = servers[i % len(servers)]
-            path, dist = ttlprobe.traceroute(server, max_ttl=max_ttl, wait=min(wait, 0.5))
+            path, dist = ttlprobe.traceroute(server, max_ttl=max_ttl, wait=wait)  # --wait: a long path needs more
             top = (dist or max_ttl)
             ctl_port = control_port(u.port) if layer == "tcp" else u.port
             ctl_layer = {"openvpn": NOISE, "wireguard": WG_NOISE}.get(layer, layer)
