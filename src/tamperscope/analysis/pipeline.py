@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import hashlib
+import logging
 import os
 import sys
 import time
@@ -810,8 +811,11 @@ def _run_dask(paths: Sequence[str | os.PathLike[str]], options: Options,
             # Its scheduler's HTTP server (there is no dashboard without bokeh) on a free port of this machine
             # only: with dashboard_address=None it takes 0.0.0.0:8787, open to the network, and two analyses at
             # once collide there.
+            # Its workers leave Ctrl-C to this process (analysis/daskworker.py), and Dask's own logs are not said:
+            # after a Ctrl-C each worker printed its traceback and Dask its errors about the tasks it dropped.
             cluster = stack.enter_context(LocalCluster(  # type: ignore[no-untyped-call]  # Dask: no annotations
-                n_workers=options.workers, threads_per_worker=1, processes=True,
+                n_workers=options.workers, threads_per_worker=1, processes=True, silence_logs=logging.CRITICAL,
+                preload=["tamperscope.analysis.daskworker"],
                 dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False}, host="127.0.0.1"))
             client = stack.enter_context(Client(cluster))  # type: ignore[no-untyped-call]
         client.run(_warm, options.fingerprints)
