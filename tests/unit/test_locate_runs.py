@@ -68,7 +68,7 @@ def _locate(monkeypatch: pytest.MonkeyPatch, net: Network, url: str, layer: str,
     monkeypatch.setattr(ttlprobe, "traceroute", lambda ip, max_ttl, wait: ([*ROUTERS, ip], 3))
     monkeypatch.setattr(ttlprobe, "tcp_trigger", net.trigger)
     monkeypatch.setattr(ttlprobe, "syn_trigger", net.syn)
-    monkeypatch.setattr(L, "_real_address", lambda host, resolver: _done((NAMED, False)))
+    monkeypatch.setattr(L, "_real_address", lambda host, resolver, timeout: _done((NAMED, False)))
     return L.locate(url, layer=layer, control="www.example.com", runs=3, max_ttl=8, wait=0.1,
                     spread=spread or [], resolver="198.19.0.8")
 

@@ -415,12 +415,7 @@ def up(spec: str, switch: bool = False) -> dict[str, Any]:
             print("lab: tor is not installed (run `make setup`): the lab has no Tor network", file=sys.stderr)
         PATHS.wg_config.write_text(farm.wireguard_client_config())
         PATHS.wg_config.chmod(0o600)
-        # the stub's wait: beyond the ISP resolver's own upstream wait, which a long delay_ms lengthens
-        stub_wait = math.ceil(farm.upstream_wait(profile))
-        for ns, server in ((A.NS_CLIENT, A.ISP_RESOLVER), (A.NS_OUTSIDE, A.PUBLIC_RESOLVER)):
-            d = NETNS_ETC / ns
-            d.mkdir(parents=True, exist_ok=True)
-            (d / "resolv.conf").write_text(f"nameserver {server}\noptions timeout:{stub_wait} attempts:1\n")
+        _write_resolv_conf(profile)
         _nft_inet()
         border = _nft_border(profile)
         _write_state(st)
@@ -478,6 +473,16 @@ sys.exit(0 if kind == 2 and err == 0 else f"conntrack flush: netlink answered ty
 """
 
 
+def _write_resolv_conf(profile: Profile) -> None:
+    """The namespaces' stub resolvers: the ISP's for the client, the public one outside, each waited for beyond
+    the ISP resolver's own upstream wait, which a long ``delay_ms`` lengthens (`farm.upstream_wait`)."""
+    stub_wait = math.ceil(farm.upstream_wait(profile))
+    for ns, server in ((A.NS_CLIENT, A.ISP_RESOLVER), (A.NS_OUTSIDE, A.PUBLIC_RESOLVER)):
+        d = NETNS_ETC / ns
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "resolv.conf").write_text(f"nameserver {server}\noptions timeout:{stub_wait} attempts:1\n")
+
+
 def _switch(profile: Profile, st: dict[str, Any]) -> dict[str, Any]:
     """Give a lab that is up another profile: stop the censor and the servers that read the profile, replace the
     border's interception rules, empty the ground-truth log, and start them again with ``profile``. A lab up
@@ -498,6 +503,7 @@ def _switch(profile: Profile, st: dict[str, Any]) -> dict[str, Any]:
         # still reach the old profile's proxy
         _run("ip", "netns", "exec", A.NS_BORDER, sys.executable, "-I", "-c", _FLUSH_CONNTRACK)
         border = _nft_border(profile)
+        _write_resolv_conf(profile)  # its wait follows the profile's delay_ms
         PATHS.log.write_text("")
         st.update({"profile": profile.name, "profile_path": profile.source,
                    "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
