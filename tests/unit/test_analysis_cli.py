@@ -534,3 +534,25 @@ def test_a_store_held_by_another_process_names_it_and_what_to_do(tmp_path: Path)
             proc.kill()
     assert _run("report", "--db", str(db)).returncode == 0  # and once it stops, the store is whole
     shutil.rmtree(short)
+
+
+def test_paths_sent_to_a_scheduler_are_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A worker started in another directory read a relative path from there (QA: 'No such file or directory:
+    # in/a.jsonl', exit 0, 4 of 9 files stored). Here the worker is a thread of this process, in its directory;
+    # what the store names is what the workers were sent.
+    from distributed import LocalCluster
+
+    (tmp_path / "in").mkdir()
+    shutil.copy(SAMPLES / "successWithHTTP" / "measurement.json", tmp_path / "in" / "m.json")
+    monkeypatch.chdir(tmp_path)
+    with LocalCluster(n_workers=1, processes=False, protocol="tcp", dashboard_address="127.0.0.1:0",
+                      scheduler_kwargs={"dashboard": False}) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://")
+        code = main(["analyze", "in", "--db", "s.duckdb", "--engine", "dask", "--scheduler", cluster.scheduler_address,
+                     "--quiet"])
+    assert code == 0
+    with Store(tmp_path / "s.duckdb", create=False) as store:
+        sources = {r[0] for r in store.con.execute("SELECT DISTINCT source FROM measurements").fetchall()}
+        paths = store.con.execute("SELECT paths FROM runs").fetchone()
+    assert sources == {str(tmp_path / "in" / "m.json")}, sources
+    assert paths == ([str(tmp_path / "in")],)

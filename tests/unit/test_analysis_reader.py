@@ -368,3 +368,21 @@ def test_hostile_measurements_never_crash_the_pipeline(tmp_path_factory: pytest.
         store.flush()
         assert store.count("verdicts") == 1
         store.close()
+
+
+def test_links_to_directories_are_followed_once_and_a_loop_ends(tmp_path: Path) -> None:
+    # A directory linked into the input was passed over without a word (QA: 100 measurements missed).
+    lines = _lines(_samples(3))
+    top, real = tmp_path / "top", tmp_path / "real"
+    (top / "sub").mkdir(parents=True)
+    real.mkdir()
+    (top / "a.jsonl").write_bytes(lines[0] + b"\n")
+    (real / "b.jsonl").write_bytes(lines[1] + b"\n")
+    (top / "sub" / "c.jsonl").write_bytes(lines[2] + b"\n")
+    (top / "linked").symlink_to(real, target_is_directory=True)
+    (top / "linked-again").symlink_to(real, target_is_directory=True)  # the same directory by another name
+    (top / "sub" / "up").symlink_to(top, target_is_directory=True)  # a loop
+    found = [p.relative_to(top).as_posix() for p, _ in reader.discover([top])]
+    assert found == ["a.jsonl", "linked/b.jsonl", "sub/c.jsonl"], found
+    good, bad = _records(top)
+    assert len(good) == 3 and not bad

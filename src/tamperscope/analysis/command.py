@@ -347,12 +347,15 @@ def analyze_command(args: argparse.Namespace) -> int:
             since=args.since, until=args.until)
     options = pipeline.Options(engine=args.engine, workers=args.workers, scheduler=args.scheduler,
                                selection=selection, reread=args.reread)
+    # the workers of a cluster started elsewhere (another directory, another machine sharing the files) read
+    # the paths from where they run: a relative one named another file, or none
+    paths = [os.path.abspath(p) for p in args.paths] if args.scheduler is not None else args.paths
     started = time.monotonic()
     try:
         try:
-            store.begin_run(engine=args.engine, workers=args.workers, paths=[str(p) for p in args.paths],
+            store.begin_run(engine=args.engine, workers=args.workers, paths=[str(p) for p in paths],
                             track_order=bool(args.jsonl))
-            stats = pipeline.run(args.paths, store, options, progress)
+            stats = pipeline.run(paths, store, options, progress)
         except pipeline.EngineError as exc:
             store.abandon_run()
             raise UsageError(str(exc)) from None

@@ -166,8 +166,11 @@ def discover(paths: Iterable[str | os.PathLike[str]],
                                  "or - (standard input)")
             yield path, "stream"
         elif path.is_dir():
-            for root, dirs, files in os.walk(path):
-                dirs.sort()
+            # Links to directories are followed, as a user who linked a dataset in expects (they were passed over
+            # without a word); each directory is read once however many links reach it, so a loop ends.
+            walked = {_identity(path)}
+            for root, dirs, files in os.walk(path, followlinks=True):
+                dirs[:] = [d for d in sorted(dirs) if _first_visit(Path(root, d), walked)]
                 for name in sorted(files):
                     child = Path(root, name)
                     kind = _kind(child)
@@ -182,6 +185,24 @@ def discover(paths: Iterable[str | os.PathLike[str]],
             yield path, _kind(path) or _sniff(path)
         else:
             raise InputError(_missing(raw))
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _first_visit(path: Path, walked: set[tuple[int, int] | None]) -> bool:
+    """Whether a directory found while walking is entered: not one already walked (reached by another link, or
+    a link back up the tree)."""
+    key = _identity(path)
+    if key is None or key in walked:
+        return False
+    walked.add(key)
+    return True
 
 
 def _device(path: str | os.PathLike[str]) -> bool:
