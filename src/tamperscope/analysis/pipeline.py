@@ -252,7 +252,7 @@ def content_uid(m: Mapping[str, Any], env: Envelope) -> tuple[str, int]:
     measurement, however formatted, always gets the same uid. Raises ``orjson.JSONEncodeError``
     for a measurement nested too deep to write back (`TOO_DEEP`).
     """
-    digest = hashlib.sha256(orjson.dumps(m, option=orjson.OPT_SORT_KEYS)).digest()
+    digest = _content_hash(m)
     # the year padded by hand: strftime's %Y writes year 1 as "1", not "0001"
     uid = f"{env.start.year:04d}{env.start:%m%d%H%M%S}_{env.probe_cc}_{_uid_test(env.test_name)}_{digest[:16].hex()}"
     return uid, int.from_bytes(digest[:8], "big", signed=True)
@@ -264,15 +264,16 @@ def gives_uid(data: bytes, uid: str) -> bool:
     Planet's is hashed as published, without what analyze added to it (`censoredplanet.with_source`)."""
     try:
         m = orjson.loads(data)
-        digest = hashlib.sha256(orjson.dumps(m, option=orjson.OPT_SORT_KEYS)).digest()
-        if digest[:16].hex() == uid[-32:]:
-            return True
-        if not isinstance(m, dict) or censoredplanet.ADDED.isdisjoint(m):
-            return False
-        digest = hashlib.sha256(orjson.dumps(censoredplanet.published(m), option=orjson.OPT_SORT_KEYS)).digest()
+        added = isinstance(m, dict) and not censoredplanet.ADDED.isdisjoint(m)
+        return any(_content_hash(kept)[:16].hex() == uid[-32:]
+                   for kept in ((m, censoredplanet.published(m)) if added else (m,)))
     except (orjson.JSONDecodeError, orjson.JSONEncodeError):
         return False
-    return digest[:16].hex() == uid[-32:]
+
+
+def _content_hash(m: Any) -> bytes:
+    """SHA-256 of the canonical JSON (orjson, keys sorted): what a uid's hash is the first 128 bits of."""
+    return hashlib.sha256(orjson.dumps(m, option=orjson.OPT_SORT_KEYS)).digest()
 
 
 SITELESS_TESTS = frozenset((*APPS, *TOOLS))  # OONI's instant-messaging and circumvention tests, and our wireguard
