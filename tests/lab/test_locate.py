@@ -169,3 +169,17 @@ def test_a_long_path_is_seen_whole_with_the_wait_it_is_given(labs, tmp_path) -> 
     assert out["hop"] == HOP and out["router"] == A.ACCESS_LAN, out
     assert out["path"][: A.CENSOR_AFTER_HOP + 1] == [A.ACCESS_LAN, A.BORDER_DOWN], out["path"]
     assert out["server_ttl"] is not None, out
+
+
+def test_an_injection_behind_a_long_path_is_heard_whole(labs, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The injector at the border answers at once, the public resolver 2.4 s later: the probe hears both and says
+    injection (QA: past 0.3 s of round trip the real answer went unheard, and it read as dns.poison)."""
+    labs(LONG_PATH)
+    from tests.lab.conftest import run_nettest
+
+    m = run_nettest(tmp_path / "m.jsonl", "web_connectivity", ("http://far-inject.example/",))
+    tk = m["http://far-inject.example/"]["test_keys"]
+    assert tk["x_mechanism"] == "dns.injection", (tk.get("x_mechanism"), tk["x_dns_duplicate_responses"])
+    late = [d for d in tk["x_dns_duplicate_responses"] if d["query_type"] == "A" and d.get("answers")]
+    assert late and late[0]["t"] - late[0]["t0"] > 2.4, late
+    assert {a["ipv4"] for a in late[0]["answers"]} != {"127.0.0.1"}, late

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from tamperscope.model import failures as F
 from tamperscope.netx import Resolver, Trace, lookup_addresses
+from tamperscope.netx import dns as dns_mod
 from tamperscope.netx.dns import (
     interpret,
     lookup_dot,
@@ -83,6 +84,94 @@ def test_udp_duplicate_and_late_answers_are_recorded() -> None:
             assert dup["t"] > first["t"] and dup["engine"] == "udp"
 
     srv.run(main())
+
+
+def _racing(forged_at: float, real_at: float) -> srv.UDPDNSServer:
+    """A resolver whose answers an injector races: a forged one after ``forged_at`` s (none when negative), the
+    real one after ``real_at`` s."""
+    def handler(q: dns.message.Message | None, _: bytes) -> list[srv.Reply]:
+        assert q is not None
+        real = [(real_at, srv.answer(q, "198.18.0.10"))]
+        return real if forged_at < 0 else [(forged_at, srv.answer(q, "10.10.34.35")), *real]
+
+    return srv.UDPDNSServer(handler)
+
+
+# Timed against the loop (0.6 s against 1.5 s, 0.2 against 5): at normal priority.
+@pytest.mark.wallclock
+def test_a_late_answer_is_kept_while_the_measurement_goes_on() -> None:
+    """The real answer 0.6 s after the injector's, past the window of 0.1 s, while the measurement still runs
+    (QA: behind more than 0.3 s of round trip, injection read as poisoning, the real answer unheard)."""
+    async def main() -> None:
+        async with _racing(0, 0.6) as server:
+            async with Trace() as trace:
+                result = await lookup_udp("blocked.example", "A", server=LO, port=server.port, trace=trace,
+                                          duplicate_window=0.1)
+                assert result.addresses == ("10.10.34.35",)
+                await asyncio.sleep(1.5)  # the measurement's other steps
+        assert [d["answers"][0]["ipv4"] for d in trace.x_dns_duplicate_responses] == ["198.18.0.10"]
+
+    srv.run(main())
+
+
+@pytest.mark.wallclock
+def test_draining_ends_the_wait_at_the_floor_not_the_timeout() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        async with _racing(-1, 0) as server:
+            trace = Trace()
+            await lookup_udp("ok.example", "A", server=LO, port=server.port, trace=trace, timeout=5,
+                             duplicate_window=0.2)
+            start = loop.time()
+            await trace.drain()
+            waited = loop.time() - start
+            assert 0.15 < waited < 2, waited  # the floor after the reply, not the 5 s the lookup may take
+            late = Trace()  # a lookup made once draining has begun listens for its floor alone
+            late.draining = True
+            await lookup_udp("ok.example", "A", server=LO, port=server.port, trace=late, timeout=5,
+                             duplicate_window=0.2)
+            start = loop.time()
+            await late.drain()
+            assert loop.time() - start < 2
+
+    srv.run(main())
+
+
+@pytest.mark.wallclock
+def test_the_floor_follows_a_slow_resolver() -> None:
+    """A resolver 0.4 s away: after a few lookups the floor is 1.5 times that, and an injection is heard whole
+    even when the measurement ends at the first answer."""
+    async def main() -> None:
+        async with _racing(-1, 0.4) as slow, _racing(0, 0.4) as raced:
+            address = f"{LO}:{slow.port}"
+            assert dns_mod.duplicate_floor(address, 0.3) == 0.3  # nothing known yet
+            for name in ("a.example", "b.example", "c.example"):
+                async with Trace() as trace:
+                    await lookup_udp(name, "A", server=LO, port=slow.port, trace=trace, duplicate_window=0.3)
+            assert 0.55 < dns_mod.duplicate_floor(address, 0.3) < 1.5
+            dns_mod._REPLY_TIMES[f"{LO}:{raced.port}"] = dns_mod._REPLY_TIMES[address]  # the same resolver, raced
+            async with Trace() as trace:
+                result = await lookup_udp("blocked.example", "A", server=LO, port=raced.port, trace=trace,
+                                          duplicate_window=0.3)
+            assert result.addresses == ("10.10.34.35",)
+            assert [d["answers"][0]["ipv4"] for d in trace.x_dns_duplicate_responses] == ["198.18.0.10"]
+
+    srv.run(main())
+
+
+def test_the_floor_is_the_median_of_recent_lookups() -> None:
+    address = "198.18.99.1:53"
+    dns_mod._REPLY_TIMES.pop(address, None)
+    for seconds in (0.8, 0.8, 0.81, 0.01, 0.02, 4.0):  # two injected names answered first, a slow recursion
+        dns_mod._note_reply_time(address, seconds)
+    assert dns_mod.duplicate_floor(address, 0.3) == pytest.approx(1.5 * 0.8)
+    assert dns_mod.duplicate_floor(address, 2.0) == 2.0  # never below the window asked for
+    for _ in range(dns_mod.RECENT_LOOKUPS):  # the resolver moved closer: only recent lookups count
+        dns_mod._note_reply_time(address, 0.02)
+    assert dns_mod.duplicate_floor(address, 0.3) == 0.3
+    for i in range(dns_mod.MAX_RESOLVERS):  # bounded: the oldest resolvers are forgotten
+        dns_mod._note_reply_time(f"198.18.100.{i % 250}:{i}", 0.1)
+    assert len(dns_mod._REPLY_TIMES) <= dns_mod.MAX_RESOLVERS and address not in dns_mod._REPLY_TIMES
 
 
 def test_udp_garbage_and_wrong_id_are_ignored() -> None:

@@ -9,9 +9,13 @@ UDP keeps listening after the first reply: on-path injectors race the real
 resolver, so the first answer may be forged and the real one arrives later.
 The first reply goes to ``queries``; every further reply to the same query
 (duplicates, late answers) is appended to ``x_dns_duplicate_responses`` by a
-collector the trace owns, for ``duplicate_window`` seconds. Datagrams that do
-not parse or do not match the query are noted in ``network_events`` and
-otherwise ignored.
+collector the trace owns. It listens while the measurement goes on, up to the
+lookup's timeout, and once the measurement has otherwise ended (the trace
+drains) for what is left of its floor: ``duplicate_window`` seconds after the
+first reply, or longer where this resolver's answers have been slower
+(`duplicate_floor`: behind a satellite hop the real answer comes a second after
+an injector's). Datagrams that do not parse or do not match the query are noted
+in ``network_events`` and otherwise ignored.
 """
 
 from __future__ import annotations
@@ -46,7 +50,12 @@ from tamperscope.wire import dnswire
 
 DEFAULT_DNS_TIMEOUT = 5.0
 ICMP_GRACE = 0.05  # seconds to keep reading after an ICMP error (see _UDPProtocol.get)
-DEFAULT_DUPLICATE_WINDOW = 0.3  # seconds to keep listening for injected/late UDP replies
+DEFAULT_DUPLICATE_WINDOW = 0.3  # seconds at least to keep listening for injected/late UDP replies
+# The floor grows with the resolver: this many times the median of its recent lookups' last replies' times
+# (RECENT_LOOKUPS of them, for at most MAX_RESOLVERS addresses).
+FLOOR_FACTOR = 1.5
+RECENT_LOOKUPS = 32
+MAX_RESOLVERS = 256
 # Per UDP lookup: later replies kept in x_dns_duplicate_responses, and datagrams that are
 # no reply noted in network_events. Injectors send a few; a flood would otherwise fill the
 # measurement (tens of thousands of records a second).
@@ -583,12 +592,43 @@ async def lookup_udp(hostname: str, query_type: str = "A", *, server: str, port:
     result = finish_lookup(trace, engine="udp", hostname=hostname, query_type=query_type,
                      resolver_address=address, t0=t0, tid=tid, tags=tags, reply=reply,
                      wire=wire, failure=None)
+    first = trace.now() - t0
     if duplicate_window > 0:
+        floor = min(duplicate_floor(address, duplicate_window), max(timeout, duplicate_window))
         trace.spawn(_collect_duplicates(trace, transport, proto, query, hostname, query_type,
-                                        address, t0, tid, tags, duplicate_window))
+                                        address, t0, tid, tags, floor, max(floor, timeout - first), first))
     else:
+        _note_reply_time(address, first)
         transport.close()
     return result
+
+
+_REPLY_TIMES: dict[str, collections.deque[float]] = {}  # resolver address: its recent lookups' last replies' times
+
+
+def _note_reply_time(address: str, seconds: float) -> None:
+    """How long the last reply to one lookup from ``address`` took, after the query was sent."""
+    times = _REPLY_TIMES.get(address)
+    if times is None:
+        if len(_REPLY_TIMES) >= MAX_RESOLVERS:
+            _REPLY_TIMES.pop(next(iter(_REPLY_TIMES)))
+        times = _REPLY_TIMES[address] = collections.deque(maxlen=RECENT_LOOKUPS)
+    times.append(seconds)
+
+
+def duplicate_floor(address: str, window: float) -> float:
+    """How long at least to listen after the first reply from ``address``: ``window``, or `FLOOR_FACTOR`
+    times the median time of its recent lookups' last replies when that is longer.
+
+    An injector near the probe answers at once and the resolver a round trip later: the last reply's time
+    is the round trip's, and so is most lookups' only reply (a censor injects for some names only), so
+    the median follows the resolver's round trip even where some names are forged, and a slow recursion
+    now and then does not move it."""
+    times = _REPLY_TIMES.get(address)
+    if not times:
+        return window
+    ordered = sorted(times)
+    return max(window, FLOOR_FACTOR * ordered[len(ordered) // 2])
 
 
 def _check(trace: Trace, proto: _UDPProtocol, query: Expected, wire: bytes, address: str,
@@ -609,9 +649,21 @@ def _check(trace: Trace, proto: _UDPProtocol, query: Expected, wire: bytes, addr
 async def _collect_duplicates(trace: Trace, transport: asyncio.DatagramTransport,
                               proto: _UDPProtocol, query: Expected, hostname: str,
                               query_type: str, address: str, t0: float, tid: int,
-                              tags: Sequence[str], window: float) -> None:
+                              tags: Sequence[str], floor: float, cap: float, first: float) -> None:
+    """Further replies, for ``cap`` seconds at most; once the trace drains, for what is left of ``floor``."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    last = first  # when the last reply came, after the query was sent
+    listening = True
+
     try:
-        async with asyncio.timeout(window):
+        async with asyncio.timeout(cap) as scope:
+            def wind_down() -> None:
+                when = scope.when()
+                if listening and when is not None:
+                    scope.reschedule(min(when, max(start + floor, loop.time())))
+
+            trace.on_drain(wind_down)
             kept = 0
             while kept < MAX_UDP_EXTRA:
                 wire = await proto.get()
@@ -619,6 +671,7 @@ async def _collect_duplicates(trace: Trace, transport: asyncio.DatagramTransport
                 if reply is None:
                     continue
                 kept += 1
+                last = trace.now() - t0
                 answers, _, rcode, failure, unrelated = interpret(query_type, reply, hostname)
                 trace.x_dns_duplicate_responses.append(_with_unrelated(dns_record(
                     engine="udp", hostname=hostname, query_type=query_type,
@@ -628,7 +681,9 @@ async def _collect_duplicates(trace: Trace, transport: asyncio.DatagramTransport
     except (TimeoutError, OSError):
         pass
     finally:
+        listening = False
         transport.close()
+    _note_reply_time(address, last)
 
 
 # --- TCP and DNS-over-TLS ----------------------------------------------------------------------

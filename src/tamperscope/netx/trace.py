@@ -13,7 +13,8 @@ as OONI's pipeline expects).
 A trace also owns short background collectors (the UDP DNS listener that keeps
 recording late and duplicate answers after the first one): ``await
 trace.drain()``, or leave ``async with Trace() as trace:``, before reading the
-lists.
+lists. A collector may run while the measurement does, and stop early once the
+trace drains (``on_drain``): what it waits for is then at most its own floor.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class Trace:
     """Everything one measurement observed on the network, as OONI archival records."""
 
     __slots__ = (
-        "zero", "record_io", "_clock", "_ids", "_tasks",
+        "zero", "record_io", "_clock", "_ids", "_tasks", "_on_drain", "draining",
         "queries", "x_dns_duplicate_responses", "tcp_connect", "tls_handshakes", "quic_handshakes",
         "requests", "network_events",
     )
@@ -78,6 +79,8 @@ class Trace:
         self.record_io = record_io  # also record every read/write in network_events
         self._ids = itertools.count(first_transaction_id)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._on_drain: list[Callable[[], None]] = []  # what collectors asked to be told when draining begins
+        self.draining = False  # the measurement has otherwise ended: collectors wind down
         self.queries: list[Record] = []
         self.x_dns_duplicate_responses: list[Record] = []
         self.tcp_connect: list[Record] = []
@@ -107,8 +110,21 @@ class Trace:
         """How many background collectors are still running."""
         return len(self._tasks)
 
+    def on_drain(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when draining begins (now, if it has): a collector that may run as long as the
+        measurement does shortens its wait there."""
+        if self.draining:
+            callback()
+        else:
+            self._on_drain.append(callback)
+
     async def drain(self) -> None:
-        """Wait until every background collector has finished (each bounds its own time)."""
+        """Wait until every background collector has finished (each bounds its own time); those that run
+        while the measurement does are told it has ended (`on_drain`)."""
+        self.draining = True
+        callbacks, self._on_drain = self._on_drain, []
+        for callback in callbacks:
+            callback()
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
