@@ -19,6 +19,7 @@ here is ever sent anywhere.
 from __future__ import annotations
 
 import argparse
+import base64
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -96,6 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "character references of them": "1&#8203;." * (size // 9),
         "escaped dots": "1&#46;18&#46;" * (size // 12),
         "one run of tags": "1" + "<b>" * (size // 3) + "2",
+        # base64 runs that each encode our address (`Scrubber._tokens` decodes, scrubs and encodes each again)
+        "base64 tokens of our address, each other": " ".join(
+            base64.b64encode(f"{i:06d} 198.18.1.2".encode()).decode() for i in range(size // 25)),
+        "base64 runs that almost do": "MTk4LjE4LjEuMx " * (size // 15),
     }
     for name, page in hostile.items():
         body = page.encode()

@@ -13,14 +13,18 @@ addresses change). Text is searched for anything shaped like an address,
 which is parsed and compared by value, so every spelling is found:
 `2001:DB8::2`, `2001:0db8:0000:0000:0000:0000:0000:0002`, `::ffff:198.18.1.2`,
 `198.018.001.002`, and in a URL `2001%3Adb8%3A%3A2`. An IPv4 address is also found written with
-dashes in either order, as hostnames embed it (`198-18-1-2.dsl.example`, `ip-2-1-18-198.example`),
+dashes or underscores in either order, as hostnames and identifiers embed it (`198-18-1-2.dsl.example`,
+`ip-2-1-18-198.example`, `client_198_18_1_2`), with other digits touching it where they and it cannot be
+one address (`5198.18.1.2`, `198.18.1.2198.18.1.2`; not `198.18.1.23`: `Scrubber._glued`),
 reversed under `in-addr.arpa`, as one decimal number (`3323068674`: ifconfig.co's ``ip_decimal``, not
 inside a longer number or word) or eight hex digits (``c6120102``, ``0xC6120102``), in a UTF-16 body (its
 usual spelling), inside an IPv6 address that embeds it (6to4 `2002:c612:102::1`, NAT64
 `64:ff9b::c612:102`); an IPv6 address nibble-reversed under ``ip6.arpa``; either written with escaped
 characters (``198&#46;18&#46;1&#46;2``, ``198\\u002e18…``, ``198%2E18%2E1%2E2``: `_escaped`) or broken by
 what a reader does not see (inline tags, zero-width and soft-hyphen characters, their references and escapes:
-``2001:db8:<wbr>85a3::2``, ``<span>198</span>.<span>18</span>.1.2``: `_broken`); and in a body the server
+``2001:db8:<wbr>85a3::2``, ``<span>198</span>.<span>18</span>.1.2``: `_broken`); inside a token written in
+base64 (a JWT's payload, ``?t=eyJpcCI6…``: `Scrubber._tokens`, decoded, scrubbed and encoded again as it was
+written); and in a body the server
 compressed (`Content-Encoding: gzip` or `deflate`, which the probe never asks for): such a body is inflated,
 and written again compressed the same way when something had to be scrubbed (cut where inflating stops, as
 `body_is_truncated`, past `MAX_INFLATE`). The port after one of our addresses goes with it
@@ -121,6 +125,9 @@ _ENCODED_COLON = re.compile(r"%3[Aa]")
 # An IPv4 address with dashes, as in hostnames: runs of digits and dashes; and a reversed one under in-addr.arpa.
 _DASHED: dict[bool, tuple[re.Pattern[Any], Any]] = {True: (re.compile(r"[0-9-]*+"), "0123456789"),
                                                     False: (re.compile(rb"[0-9-]*+"), b"0123456789")}
+# and with underscores, as identifiers and tokens embed it ("client_198_18_1_2", "ip_2_1_18_198")
+_UNDERSCORED: dict[bool, tuple[re.Pattern[Any], Any]] = {True: (re.compile(r"[0-9_]*+"), "0123456789"),
+                                                         False: (re.compile(rb"[0-9_]*+"), b"0123456789")}
 # (any case, but a case-insensitive pattern has no literal to skip to: ten times slower than this)
 _ARPA_SEEN: dict[bool, re.Pattern[Any]] = {True: re.compile(r"-[aA][dD][dD][rR]\.[aA][rR][pP][aA]"),
                                            False: re.compile(rb"-[aA][dD][dD][rR]\.[aA][rR][pP][aA]")}
@@ -219,6 +226,41 @@ _PCT_SEEN: dict[bool, re.Pattern[Any]] = {False: re.compile(rb"%3"), True: re.co
 _MAX_RUN = 64
 _NAT64 = 0x0064FF9B << 64  # 64:ff9b::/96 (RFC 6052), shifted as an address's top 96 bits are
 _GLUING_ESCAPE = re.compile(rb"\\[buf]")  # JSON escapes that end in a hex digit: \u0001, \b, \f
+
+# An address inside base64 text that is no {"format": "base64"} blob: a token's JSON (a JWT's payload, a blockpage's
+# "?t=eyJpcCI6…" parameter). Each spelling of ours is looked for as the base64 characters that spell it whatever bytes
+# come before and after it (`_b64_needles`); the run of base64 characters around one is decoded, scrubbed as bytes,
+# and encoded again as it was written (alphabet, padding).
+_B64_RUN: dict[bool, re.Pattern[Any]] = {True: re.compile(r"[A-Za-z0-9+/_-]{8,}+={0,2}"),
+                                          False: re.compile(rb"[A-Za-z0-9+/_-]{8,}+={0,2}")}
+# Runs decoded in one string; past that, a run that holds a needle is replaced whole by SCRUBBED (a page of tens of
+# thousands of tokens naming us is hostile: decoding each took 3 s of a 512 KiB page, bench/scrub section 3)
+MAX_TOKENS = 256
+_URL_SAFE = str.maketrans("+/", "-_")
+
+
+def _b64_needles(spellings: Iterable[str]) -> list[str]:
+    """For each spelling, the base64 characters that encode it whatever bytes come before and after it: one run of
+    them for each of the three alignments of its first byte, in the standard and the URL-safe alphabets."""
+    out: set[str] = set()
+    for spelling in spellings:
+        if len(spelling) < 7:
+            continue  # ("1::"): a few base64 characters would turn up in any long run of them
+        raw = spelling.encode()
+        for r in range(3):
+            encoded = base64.b64encode(b"\0" * r + raw + b"\0\0").decode("ascii")
+            needle = encoded[-(-8 * r // 6):8 * (r + len(raw)) // 6]  # the characters of its bits alone
+            out |= {needle, needle.translate(_URL_SAFE)}
+    return sorted(out)
+
+
+def _b64_decode(chunk: str, url: bool) -> bytes | None:
+    """``chunk`` (no padding) decoded, or None where it is no base64."""
+    try:
+        return base64.b64decode(chunk + "=" * (-len(chunk) % 4), altchars=b"-_" if url else None, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
 
 SIOCGIFCONF = 0x8912
 
@@ -362,6 +404,11 @@ def _quad(parts: list[str]) -> int:
         return int.from_bytes(bytes(map(int, parts)), "big") if all(len(p) <= 3 for p in parts) else -1
     except ValueError:  # empty, or above 255
         return -1
+
+
+def _octet(part: str) -> bool:
+    """Whether a run's part can be an octet by itself: one to three digits, at most 255."""
+    return 0 < len(part) <= 3 and int(part) <= 255
 
 
 def _v6_value(s: str) -> int | None:
@@ -515,6 +562,7 @@ class Scrubber:
         self._v4_anchor: tuple[re.Pattern[str], re.Pattern[bytes]] | None = None
         # dashes, either order: "198-18-1-2.dsl.example", "ip-2-1-18-198.example"; and ".1.18." for in-addr.arpa
         self._dash_anchor: tuple[re.Pattern[str], re.Pattern[bytes]] | None = None
+        self._underscore_anchor: tuple[re.Pattern[str], re.Pattern[bytes]] | None = None  # the same with "_"
         self._arpa_anchor: tuple[re.Pattern[str], re.Pattern[bytes]] | None = None
         self._middles: frozenset[tuple[str, str]] = frozenset()  # the middle octets of each, in either order
         self._wide: list[tuple[bytes, bytes]] = []  # UTF-16 spellings, and what replaces them
@@ -523,6 +571,8 @@ class Scrubber:
         # each IPv4 address as one decimal number ("ip_decimal": 3323068674, as ifconfig.co's JSON says it), in
         # text and in bytes
         self._decimals: tuple[list[bytes], list[str]] = ([], [])
+        self._b64: tuple[list[str], list[bytes]] = ([], [])  # each address's spellings in base64 (`_b64_needles`)
+        self._plain: list[bytes] = []  # those spellings as they are: what a run decoded must hold to be scrubbed
         self._seen6: dict[str, tuple[int, int] | None] = {}  # runs already looked at (times recur)
         # base64 blobs already decoded and found clean: certificates recur (a site's chain over TLS and QUIC, the
         # same CAs in every measurement), bodies rarely; bounded, and forgotten when an address is learnt
@@ -566,6 +616,7 @@ class Scrubber:
                                                                  (str((v >> 8) & 0xFF), str((v >> 16) & 0xFF))))
         self._v4_anchor = self._anchor(v4, ".", False)
         self._dash_anchor = self._anchor(v4, "-", True)
+        self._underscore_anchor = self._anchor(v4, "_", True)
         self._arpa_anchor = self._anchor(v4, ".", True, forward=False)
         wide = [str(ipaddress.IPv4Address(v)) for v in v4] + [str(ipaddress.IPv6Address(v)) for v in v6]
         self._wide = [(a.encode(codec), SCRUBBED.encode(codec)) for a in sorted(wide, key=len, reverse=True)
@@ -575,7 +626,7 @@ class Scrubber:
         forms = set(wide)
         for v in v4:
             octets = [str(v >> shift & 0xFF) for shift in (24, 16, 8, 0)]
-            forms |= {"-".join(octets), "-".join(octets[::-1])}
+            forms |= {sep.join(order) for sep in "-_" for order in (octets, octets[::-1])}
         self._forms = sorted((f.encode() for f in forms), key=len, reverse=True)
         # and as eight hex digits ("c6120102", "0xC6120102"), as some servers and logs write it
         numbers = [str(v) for v in sorted(v4)]
@@ -583,6 +634,10 @@ class Scrubber:
                     if x or not f"{v:08x}".isdigit()]  # not bare when it reads as a decimal number
         numbers = list(dict.fromkeys(numbers))
         self._decimals = ([n.encode() for n in numbers], numbers)
+        spellings = wide + [w.upper() for w in wide if ":" in w]  # an IPv6 address's hex digits in either case
+        needles = _b64_needles(spellings)
+        self._b64 = (needles, [n.encode("ascii") for n in needles])
+        self._plain = [w.encode() for w in spellings]
         self._last, self._packed = frozenset(last), sorted(packed, key=len, reverse=True)  # a mapped form first
         self._seen6 = {}
         self._clean_blobs = set()  # what was clean may hold a newly learnt address
@@ -667,9 +722,8 @@ class Scrubber:
         run = run.rstrip(sep)
         parts = run.split(sep)
         v4 = self._v4
-        if len(parts) == 4:  # the usual case: one address
-            mine = _quad(parts) in v4 or (reverse and _quad(parts[::-1]) in v4)
-            return [(0, len(run))] if mine else []
+        if len(parts) == 4 and (_quad(parts) in v4 or (reverse and _quad(parts[::-1]) in v4)):
+            return [(0, len(run))]  # the usual case: one address
         out = []
         at = [0]
         for p in parts:
@@ -682,7 +736,31 @@ class Scrubber:
             window = parts[i:i + 4]
             if _quad(window) in v4 or (reverse and _quad(window[::-1]) in v4):
                 out.append((at[i], at[i + 4] - 1))
+                continue
+            glued = self._glued(window, reverse)
+            if glued is not None:
+                out.append((at[i] + glued[0], at[i + 3] + glued[1]))
         return out
+
+    def _glued(self, window: list[str], reverse: bool) -> tuple[int, int] | None:
+        """One of our addresses with other digits touching it (``ip=198.18.1.2198.18.1.2``, ``5198.18.1.2``):
+        where an edge of ``window`` is no octet (over three digits, or over 255), the last digits of its first
+        part and the first of its last that make our address with the middle. (Where the edge is an octet,
+        ``198.18.1.23`` is someone else's address, not ours with a 3 after it.) Where it starts in the first
+        part, and ends in the last; None when nowhere."""
+        first, last = window[0], window[3]
+        if _octet(first) and _octet(last):
+            return None
+        heads = [first] if _octet(first) else [first[-k:] for k in (1, 2, 3) if k < len(first)]
+        tails = [last] if _octet(last) else [last[:k] for k in (1, 2, 3) if k < len(last)]
+        for head in heads:
+            if len(head) > 1 and head[0] == "0":
+                continue  # an octet glued on is written plainly: no zero padding to guess at
+            for tail in tails:
+                quad = [head, window[1], window[2], tail]
+                if _quad(quad) in self._v4 or (reverse and _quad(quad[::-1]) in self._v4):
+                    return len(first) - len(head), len(tail)
+        return None
 
     def _arpa(self, s: str | bytes, text: bool) -> list[tuple[int, int]]:
         """Our IPv4 addresses reversed under in-addr.arpa ("2.1.18.198.in-addr.arpa")."""
@@ -802,10 +880,12 @@ class Scrubber:
             for lo, hi in _runs(s, self._v4_anchor[0 if text else 1], v4_tail, v4_head, 4):
                 run = s[lo:hi] if text else s[lo:hi].decode("ascii")  # type: ignore[union-attr]
                 found += [(lo + a, lo + b) for a, b in self._spans4(run)]  # type: ignore[arg-type]
-            assert self._dash_anchor is not None
-            for lo, hi in _runs(s, self._dash_anchor[0 if text else 1], *_DASHED[text], 4):
-                run = s[lo:hi] if text else s[lo:hi].decode("ascii")  # type: ignore[union-attr]
-                found += [(lo + a, lo + b) for a, b in self._spans4(run, "-", True)]  # type: ignore[arg-type]
+            assert self._dash_anchor is not None and self._underscore_anchor is not None
+            for sep, joined, (tail, head) in (("-", self._dash_anchor, _DASHED[text]),
+                                              ("_", self._underscore_anchor, _UNDERSCORED[text])):
+                for lo, hi in _runs(s, joined[0 if text else 1], tail, head, 4):
+                    run = s[lo:hi] if text else s[lo:hi].decode("ascii")  # type: ignore[union-attr]
+                    found += [(lo + a, lo + b) for a, b in self._spans4(run, sep, True)]  # type: ignore[arg-type]
             if _ARPA_SEEN[text].search(s):
                 found += self._arpa(s, text)
         if self._v6 and _IP6_ARPA_SEEN[text].search(s):
@@ -819,9 +899,57 @@ class Scrubber:
 
     # -- replacing ----------------------------------------------------------------------------------
 
+    def _tokens(self, s: Any) -> Any:
+        """``s`` (text or bytes) with each run of base64 characters that encodes one of our addresses decoded,
+        scrubbed (`raw`) and encoded again as it was written; ``s`` itself when there is none."""
+        text = isinstance(s, str)
+        needles = self._b64[0] if text else self._b64[1]
+        if not any(n in s for n in needles):
+            return s
+        out, at = [], 0
+        decoded: dict[Any, str | None] = {}  # a token that recurs is decoded once
+        for m in _B64_RUN[text].finditer(s):  # at C speed; only where a needle is (an address's 8 characters at least)
+            token = m.group(0)
+            if not any(n in token for n in needles):
+                continue
+            if token in decoded:
+                clean = decoded[token]
+            elif len(decoded) < MAX_TOKENS:
+                clean = decoded[token] = self._clean_token(token if text else token.decode("ascii"))
+            else:
+                clean = SCRUBBED
+            if clean is not None:
+                out += [s[at:m.start()], clean if text else clean.encode("ascii")]
+                at = m.end()
+        if not out:
+            return s
+        out.append(s[at:])
+        return ("" if text else b"").join(out)
+
+    def _clean_token(self, token: str) -> str | None:
+        """A run of base64 characters with our addresses scrubbed from what it encodes, written as it was (the same
+        alphabet, padded or not, the characters before the data's first byte kept); None when it encodes none of
+        them. Where the data begins is not known (``t=eyJ…`` is one run): each of four starts is tried."""
+        body = token.rstrip("=")
+        padded = len(body) != len(token)
+        url = "-" in body or "_" in body
+        for k in range(4):
+            chunk = body[k:]
+            chunk = chunk[:len(chunk) - (1 if len(chunk) % 4 == 1 else 0)]  # one character alone holds no byte
+            data = _b64_decode(chunk, url)
+            if data is None or not any(p in data for p in self._plain):
+                continue  # (the spelling a needle was found for is in the data decoded from the right start)
+            clean = self.raw(data)
+            if clean == data:
+                continue
+            encoded = base64.b64encode(clean, altchars=b"-_" if url else None).decode("ascii")
+            return body[:k] + (encoded if padded else encoded.rstrip("=")) + body[k + len(chunk):]
+        return None
+
     def text(self, s: str) -> str:
-        if ":" not in s and "." not in s and "%" not in s and "-" not in s and "&" not in s and "\\" not in s \
-                and not any(d in s for d in self._decimals[1]):
+        s = self._tokens(s)
+        if ":" not in s and "." not in s and "%" not in s and "-" not in s and "_" not in s and "&" not in s \
+                and "\\" not in s and not any(d in s for d in self._decimals[1]):
             return s
         s = _client_fields(s, True)
         spans = self._spans(s)
@@ -835,6 +963,7 @@ class Scrubber:
         return "".join(out)
 
     def raw(self, b: bytes) -> bytes:
+        b = self._tokens(b)
         if b"\0" in b:  # a UTF-16 page: its usual spellings
             for wide, scrubbed in self._wide:
                 b = b.replace(wide, scrubbed)
@@ -875,7 +1004,7 @@ class Scrubber:
         return (any(p in raw for p in self._packed) or bool(self._spans(raw))
                 or (structure and any(f in raw for f in self._forms))
                 or (b"\0" in raw and any(wide in raw for wide, _ in self._wide))
-                or _client_seen(raw))
+                or _client_seen(raw) or self._tokens(raw) is not raw)
 
     def needed(self, obj: Any) -> bool:
         """Whether `obj` may hold an address: one C-speed search of its JSON for anything shaped like an
@@ -885,7 +1014,7 @@ class Scrubber:
         blob = orjson.dumps(obj)
         if b"\\" in blob and _GLUING_ESCAPE.search(blob):
             return True  # a JSON escape (\u0001, \b) glues hex digits to what follows: let the walk see the strings
-        if self._spans(blob) or _client_seen(blob) or _COMPRESSED.search(blob) \
+        if self._spans(blob) or _client_seen(blob) or _COMPRESSED.search(blob) or self._tokens(blob) is not blob \
                 or b"\\\\" in blob and self._spans(blob.replace(b"\\\\", b"\\")):  # "\u002e" in a string
             return True  # (a compressed body is inflated by the walk: no cheaper way to look inside it)
         blobs: list[tuple[bytes, bool]] = []  # and whether each may be a binary structure
