@@ -407,8 +407,22 @@ def test_http_blockpage_by_ooni_diff() -> None:
     assert ooni(v) == ("http-diff", False, "http.blockpage") and v.confidence == 0.6
 
 
-def test_fingerprint_match_forces_blockpage_even_without_a_diff() -> None:
-    page = PAGE.replace("Lorem", "blocked", 1)  # same length, title and headers: no OONI diff
+def test_a_fingerprint_in_the_controls_own_page_is_the_sites_text() -> None:
+    """Same status, length, title and headers as the control's page: no OONI diff, and the control fetched it from
+    outside: what a fingerprint finds in it is the site's own text. (It was a blockpage at 0.95, the fingerprint's
+    name its equipment: QA found product reviews and news pages named as vendors' blockpages.)"""
+    page = PAGE.replace("Lorem", "blocked", 1)
+    w = WC().dns().fetch_ok(body=page).control()
+    assert ooni(w.verdict()) == (False, True, "none")
+    v = w.verdict(fake_matcher)
+    assert ooni(v) == (False, True, "none") and v.fingerprints == ()
+
+
+def test_fingerprint_match_forces_blockpage_where_only_the_title_differs() -> None:
+    """As long as the site's page, under another title: no OONI diff (the length and headers match), but no
+    likeness to forgive it either: the fingerprint decides."""
+    page = PAGE.replace("Example Domain Landing Page", "Blocked Domain Landing Page").replace("Lorem", "Loren", 1)
+    assert len(page) == len(PAGE)
     w = WC().dns().fetch_ok(body=page).control()
     assert ooni(w.verdict()) == (False, True, "none")
     v = w.verdict(fake_matcher)

@@ -45,8 +45,8 @@ from tamperscope.analysis import censoredplanet
 from tamperscope.analysis.confidence import NO_NETWORK
 from tamperscope.analysis.sheets import UNSEEN
 from tamperscope.analysis.store import raw_each
+from tamperscope.model.charset import decode_body
 from tamperscope.model.webparts import body_bytes, header_pairs, page_title
-from tamperscope.wire.fingerprints import decode_body
 
 MECHANISMS = ("http.blockpage", "dns.poison", "dns.injection")
 ACCESSIBLE = "accessible by OONI's rules"  # what a page that passed the HTTP diff on its headers alone is labelled

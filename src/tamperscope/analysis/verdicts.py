@@ -97,7 +97,13 @@ VERDICTS: dict[str, VerdictFunction] = {}
 #    target four times slower is throttled only when that costs at least 0.2 s over the resource. A fetch of a few
 #    milliseconds is mostly jitter, and 7 ms against 2 ms was called a 33 Mbit/s throttle. Without usable rounds,
 #    ``x_throttle.throttled`` is read as before.
-ANALYSIS_VERSION = "18"
+# 19: fingerprints found in a cleartext page that is the control's (the same status, a body as long, the same title)
+#    are the site's own text, not a blockpage (QA: reviews of filtering products, news quoting blockpages and pages
+#    saying "blokeret" were confirmed blockpages named after vendors); a body not in UTF-8 is read in the charset
+#    it declares (a KOI8-R blockpage lost its fingerprints); Citizen Lab's DNS fingerprints are matched in the
+#    answers judged lies (a state's or an ISP's block address in its own country, a product's anywhere; not the
+#    generic 0.0.0.0 and 127.0.0.1), and decide a lie without a control, as OONI's fastpath does.
+ANALYSIS_VERSION = "19"
 
 
 def register(test_name: str) -> Callable[[VerdictFunction], VerdictFunction]:
@@ -369,6 +375,10 @@ class Matcher:
             self._memo[key] = result
         return result
 
+    def dns(self, answers: Sequence[str], country: str) -> Sequence[str]:
+        """The DNS fingerprints among ``answers`` that may be known from ``country`` (`FingerprintDB.match_dns`)."""
+        return tuple(dict.fromkeys(m.id for m in self.db.match_dns(answers, country)))
+
     @property
     def pattern_count(self) -> int:
         return int(getattr(self.db, "pattern_count", 0))
@@ -433,7 +443,7 @@ def local_fingerprints() -> LocalFingerprints | None:
 
 
 def analysis_version() -> str:
-    """`ANALYSIS_VERSION`, and the fingerprints of one's own the verdicts saw (``18+local.<digest>``): a verdict
+    """`ANALYSIS_VERSION`, and the fingerprints of one's own the verdicts saw (``19+local.<digest>``): a verdict
     from another database is stale to ``reanalyse``."""
     local = local_fingerprints()
     return ANALYSIS_VERSION if local is None else f"{ANALYSIS_VERSION}+local.{local.digest}"

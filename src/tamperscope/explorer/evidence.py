@@ -122,7 +122,7 @@ def body_text(value: Any, headers: Sequence[tuple[str, str]] = ()) -> str:
     a surrogate the charset decodes to is shown as U+FFFD, as an undecodable byte is."""
     data = body_bytes(value)
     try:
-        from tamperscope.wire.fingerprints import decode_body
+        from tamperscope.model.charset import decode_body
 
         text = decode_body(data, _content_type(headers))
     except Exception:  # a hostile charset label must not break the page

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeGuard
 
+from tamperscope.model.charset import decode_body
 from tamperscope.model.frozen import cached_property, quick_init
 from tamperscope.model.webparts import (
     MEMO_SIZE,
@@ -188,7 +189,7 @@ class Exchange:
 
     @cached_property
     def _text(self) -> str:  # decoded once: the fingerprint scan and the title both read it
-        return self.body.decode("utf-8", errors="replace")
+        return decode_body(self.body, self.headers)  # in the charset it declares when it is no UTF-8
 
     @cached_property
     def _title(self) -> str:

@@ -47,7 +47,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from tamperscope.model.consistency import (
     ENCRYPTED_ENGINES,
@@ -95,9 +95,17 @@ REDIRECT_PENALTY = 0.15  # less sure on hops the control only vouches for via it
 
 
 class BlockpageMatcher(Protocol):
-    """Returns the ids of the blockpage fingerprints matching one HTTP response."""
+    """Returns the ids of the blockpage fingerprints matching one HTTP response. One that also has a ``dns``
+    method (`DNSMatcher`) matches DNS answers too."""
 
     def __call__(self, body: str, headers: Mapping[str, str]) -> Sequence[str]: ...
+
+
+class DNSMatcher(Protocol):
+    """The ids of the DNS fingerprints (a filter's block address, a known lie) among answers, those that may be
+    known from ``country`` (the measurement's ISO code)."""
+
+    def dns(self, answers: Sequence[str], country: str) -> Sequence[str]: ...
 
 
 @quick_init
@@ -155,6 +163,7 @@ class Finding:
 class DNSOutcome:
     finding: Finding | None = None            # tampering of the input's host
     suspect: frozenset[str] = frozenset()     # addresses from inconsistent lookups
+    fingerprints: tuple[str, ...] = ()        # DNS fingerprints among the suspect addresses (`_dns_fingerprints`)
 
 
 @lru_cache(maxsize=4096)
@@ -470,25 +479,65 @@ def _scan_fingerprints(obs: Observations,
         if _authenticated_site_page(obs, e):
             continue
         matched = [str(i) for i in matcher(e.text(), e.header_map())]
-        if matched:
+        if matched and not _the_controls_page(obs, e):
             ids.update(dict.fromkeys(matched))
             pointers.append(e.pointer)
     return tuple(ids), tuple(pointers)
 
 
+def _the_controls_page(obs: Observations, e: Exchange) -> bool:
+    """A cleartext page that is the one the control fetched: the same status, a body as long (OONI's 0.7) and the
+    same title. What a fingerprint matched in it is the site's own text (a review of a filtering product, an
+    article quoting a blockpage, a forum's "Access denied"), not a blockpage: a censor's page is not the control's,
+    whose helper fetches the site from outside the censored network. (A fingerprint still decides where the control
+    failed or is absent.)"""
+    control = obs.control
+    if control is None or control.http is None or control.http.failure is not None:
+        return False
+    diff = http_diff(e, control.http, obs.version)
+    return diff.status_code_match is True and diff.body_length_match is True and diff.title_match is True
+
+
 def _authenticated_site_page(obs: Observations, e: Exchange) -> bool:
     """A response from the tested host itself over TLS that verified for it: the site's own
     page, not an injected one, so the fingerprint scan (the costliest step) is skipped.
-    Cleartext pages are always scanned, even when they equal the control's: the control may
-    sit behind the same censor."""
+    Cleartext pages are scanned; what matched in one that is the control's page does not count
+    (`_the_controls_page`)."""
     if e.scheme != "https" or e.host != obs.host or e.status_code // 100 != 2:
         return False
     h = _handshake_for(obs, e)
     return h is not None and h.failure is None and h.verified and h.server_name == obs.host
 
 
-def _dns_verdict(finding: Finding, fps: Sequence[str]) -> Verdict:
-    return _blocked("dns", finding.mechanism, finding.confidence, finding.evidence, fps)
+def _dns_verdict(dns: DNSOutcome, fps: Sequence[str]) -> Verdict:
+    finding = dns.finding
+    assert finding is not None
+    confidence = max(finding.confidence, 0.95) if dns.fingerprints else finding.confidence
+    return _blocked("dns", finding.mechanism, confidence, finding.evidence, (*fps, *dns.fingerprints))
+
+
+def _dns_fingerprints(obs: Observations, dns: DNSOutcome, matcher: BlockpageMatcher | None,
+                      country: str) -> DNSOutcome:
+    """``dns`` with the DNS fingerprints its suspect addresses match (Citizen Lab's: a filter's or an ISP's block
+    address, known from the measurement's country or from none in particular). Without a control, an answer that
+    is such an address is a finding of its own (dns.poison), as OONI's fastpath takes one; with a control, the
+    control's judgement of the answers stands."""
+    if matcher is None or not callable(getattr(matcher, "dns", None)):
+        return dns
+    match = cast(DNSMatcher, matcher)
+    if dns.finding is not None:
+        addrs = sorted(dns.suspect)
+        ids = tuple(match.dns(addrs, country)) if addrs else ()
+        return replace(dns, fingerprints=ids) if ids else dns
+    if obs.control is not None or not obs.host or is_ip(obs.host):
+        return dns
+    primary = _primary([q for q in obs.queries if q.depth == 0 and q.hostname == obs.host])
+    matched = {a for q in primary for a in q.addrs if match.dns([a], country)}
+    if not matched:
+        return dns
+    lied = [q for q in primary if matched.intersection(q.addrs)]
+    finding = Finding(STEP_DNS, "dns.poison", 0.9, tuple(q.pointer for q in lied), _index(lied[0].pointer))
+    return DNSOutcome(finding, dns.suspect | frozenset(matched), tuple(match.dns(sorted(matched), country)))
 
 
 def _suspect_page_matches(obs: Observations, dns: DNSOutcome) -> Exchange | None:
@@ -509,16 +558,16 @@ def _suspect_page_matches(obs: Observations, dns: DNSOutcome) -> Exchange | None
     return final
 
 
-def _decide_v05(obs: Observations, matcher: BlockpageMatcher | None) -> Verdict:
+def _decide_v05(obs: Observations, matcher: BlockpageMatcher | None, country: str) -> Verdict:
     judge = AddressJudge(obs, use_tls=True)
-    dns = _dns_step(obs, judge)
+    dns = _dns_fingerprints(obs, _dns_step(obs, judge), matcher, country)
     fps, fp_pointers = _scan_fingerprints(obs, matcher)
     if obs.control is None:
         return _without_control(obs, dns, fps, fp_pointers)
     if dns.finding is not None:
         page = None if fps else _suspect_page_matches(obs, dns)
         if page is None:
-            return _dns_verdict(dns.finding, fps)
+            return _dns_verdict(dns, fps)
         return _accessible(0.6, [page.pointer, "test_keys.control.http_request", *dns.finding.evidence])
     if fps:
         return _blocked("http-diff", "http.blockpage", 0.95, fp_pointers, fps)
@@ -538,7 +587,7 @@ def _without_control(obs: Observations, dns: DNSOutcome, fps: Sequence[str],
                      fp_pointers: Sequence[str]) -> Verdict:
     """OONI says None/None without a control, unless the probe's evidence is conclusive."""
     if dns.finding is not None:  # without a control, only bogons and duplicates are findings
-        return _dns_verdict(dns.finding, fps)
+        return _dns_verdict(dns, fps)
     if fps:
         return _blocked("http-diff", "http.blockpage", 0.95, fp_pointers, fps)
     final = _final(obs, obs.max_depth)
@@ -589,14 +638,14 @@ def _v04_request_failure(obs: Observations, final: Exchange, fps: Sequence[str])
     return _blocked("http-failure", mechanism, confidence - 0.1, evidence, fps)
 
 
-def _decide_v04(obs: Observations, matcher: BlockpageMatcher | None) -> Verdict:
+def _decide_v04(obs: Observations, matcher: BlockpageMatcher | None, country: str) -> Verdict:
     judge = AddressJudge(obs, use_tls=False)
-    dns = _dns_step(obs, judge)
+    dns = _dns_fingerprints(obs, _dns_step(obs, judge), matcher, country)
     fps, fp_pointers = _scan_fingerprints(obs, matcher)
     consistent = _v04_consistency(obs, judge)
     if fps:
         if consistent is False and dns.finding is not None:
-            return _dns_verdict(dns.finding, fps)
+            return _dns_verdict(dns, fps)
         return _blocked("http-diff", "http.blockpage", 0.95, fp_pointers, fps)
     final = obs.exchanges[-1] if obs.exchanges else None
     if final is not None and final.failure is None and final.scheme == "https":
@@ -611,7 +660,7 @@ def _decide_v04(obs: Observations, matcher: BlockpageMatcher | None) -> Verdict:
         # Without a finding, "inconsistent" may only mean the control resolved nothing either: a lookup failure
         # it shares says the site is down, not that DNS is blocked (OONI's v0.4 does not blame DNS for it).
         if dns.finding is not None:
-            return _dns_verdict(dns.finding, fps)
+            return _dns_verdict(dns, fps)
         failed = next((q for q in primary if q.failure), None)
         mechanism, confidence = _dns_mechanism(failed.failure or "") if failed else ("dns.poison", 0.8)
         evidence = [q.pointer for q in primary] + ["test_keys.control.dns"]
@@ -718,7 +767,8 @@ def verdict_from(obs: Observations, measurement: Mapping[str, Any],
                  match_blockpage: BlockpageMatcher | None = None) -> Verdict:
     """`web_connectivity_verdict` for observations already made (saves a second `observe`)."""
     decide = _decide_v04 if obs.version < (0, 5) else _decide_v05
-    verdict = decide(obs, match_blockpage)
+    country = measurement.get("probe_cc")
+    verdict = decide(obs, match_blockpage, country if isinstance(country, str) else "")
     tk = measurement.get("test_keys")
     return _overlays(verdict, tk if isinstance(tk, Mapping) else {})
 

@@ -26,13 +26,20 @@ def use(entries: Sequence[Mapping[str, Any]]) -> None:
     _db.cache_clear()
 
 
-def matcher() -> BlockpageMatcher:
-    """Fingerprint ids matching a response; the database is compiled on first use only."""
+class _Matcher:
+    """Fingerprint ids matching a response (a `BlockpageMatcher`), and DNS answers (`dns`); the database is
+    compiled on first use only."""
 
-    def match(body: str, headers: Mapping[str, str]) -> Sequence[str]:
+    def __call__(self, body: str, headers: Mapping[str, str]) -> Sequence[str]:
         return [m.id for m in _db().match_response(body, headers)]  # type: ignore[attr-defined]
 
-    return match
+    def dns(self, answers: Sequence[str], country: str) -> Sequence[str]:
+        return list(dict.fromkeys(m.id for m in _db().match_dns(answers, country)))  # type: ignore[attr-defined]
+
+
+def matcher() -> BlockpageMatcher:
+    """Fingerprint ids matching a response; the database is compiled on first use only."""
+    return _Matcher()
 
 
 def warm() -> None:

@@ -29,7 +29,6 @@ Why it looks like this:
 
 from __future__ import annotations
 
-import codecs
 import functools
 import hashlib
 import http
@@ -45,7 +44,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any
+
+from tamperscope.model.charset import Headers, _header_items, decode_body  # the text of a page, as the verdicts read it
 
 from . import patterns
 
@@ -64,7 +65,6 @@ LOCAL_PATTERN_MAX = 500
 _LOCAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.~-]{0,99}")
 _COUNTRY = re.compile(r"[A-Za-z]{2}")
 
-Headers: TypeAlias = Mapping[str, str] | Sequence[tuple[str, str]] | None
 
 
 # --------------------------------------------------------------------------- records
@@ -147,71 +147,7 @@ class ResponseMatches:
 
 
 # --------------------------------------------------------------------------- text
-
-# One run of spaces after "=", and a second only after a quote: `\s*["']?\s*` split one run of spaces
-# between two loops in every way there is, and "charset=" and 40,000 spaces took 20 s (a server says it).
-_META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*(?:["']\s*)?([A-Za-z0-9_.:-]{1,40})""", re.I)
-_HEADER_CHARSET = re.compile(r"""charset\s*=\s*(?:["']\s*)?([A-Za-z0-9_.:-]{1,40})""", re.I)
-_CHARSET_SNIFF = 4096  # bytes of body searched for <meta charset>
-
-
-# Python text codecs that are no charset a page can be in: escape and transfer formats (a "charset=
-# unicode_escape" body would be read as escape sequences, lone surrogates included), IDNA's, and ones that
-# cannot decode at all. Browsers know none of them (the WHATWG Encoding Standard), so neither do we.
-_NOT_CHARSETS = frozenset({"utf-7", "unicode-escape", "raw-unicode-escape", "idna", "punycode", "undefined",
-                           "charmap"})
-
-
-def _codec(label: str) -> str | None:
-    """Python codec for a charset label ("windows-874" style labels map to cpNNN), or None.
-
-    None too for a label a hostile server picks to break the decoding: a bytes-to-bytes codec
-    (``base64``, ``zlib``: ``bytes.decode`` raises for them) or one of `_NOT_CHARSETS`.
-    """
-    label = label.strip().lower()
-    if m := re.fullmatch(r"(?:windows|win|x-cp)-?(\d{3,4})", label):
-        label = "cp" + m.group(1)
-    try:
-        info = codecs.lookup(label)
-    except LookupError:
-        return None
-    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
-        return None
-    return info.name
-
-
-def _header_items(headers: Headers) -> list[tuple[str, str]]:
-    if headers is None:
-        return []
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
-    return [(str(k), str(v)) for k, v in pairs]
-
-
-def _declared_charset(body: bytes, headers: Headers) -> str | None:
-    for name, value in _header_items(headers):
-        if name.lower() == "content-type" and (m := _HEADER_CHARSET.search(value)):
-            if codec := _codec(m.group(1)):
-                return codec
-    if meta := _META_CHARSET.search(body, 0, _CHARSET_SNIFF):
-        return _codec(meta.group(1).decode("ascii", "replace"))
-    return None
-
-
-def decode_body(body: bytes | str, headers: Headers = None) -> str:
-    """Body to text: UTF-8 when valid, else the declared charset, else UTF-8 with U+FFFD.
-
-    UTF-8 with replacement comes last because that is how the Censored Planet
-    data (JSON strings) saw undecodable responses.
-    """
-    if isinstance(body, str):
-        return body
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if exc.reason == "unexpected end of data":  # a capped body cut inside a character
-            return body[: exc.start].decode("utf-8")
-    codec = _declared_charset(body, headers)
-    return body.decode(codec if codec else "utf-8", errors="replace")
+# (a body's text: `model.charset.decode_body`)
 
 
 def serialise_head(status: int | None, headers: Headers) -> str:
@@ -596,13 +532,25 @@ class FingerprintDB:
 
     # ---- DNS
 
-    def match_dns(self, answers: Iterable[str]) -> list[Match]:
-        """Citizen Lab DNS fingerprints (blockpage IPs, CNAME targets) among ``answers``."""
+    def match_dns(self, answers: Iterable[str], country: str | None = None) -> list[Match]:
+        """Citizen Lab DNS fingerprints (blockpage IPs, CNAME targets) among ``answers``.
+
+        With ``country`` (the measurement's ISO code), for a verdict: only those that name someone there, an ISP
+        or a state known from that country, or a filtering product known from none in particular (OpenDNS's block
+        address is OpenDNS's anywhere). Not a Belarusian ISP's block address answered in another country, which
+        says nothing of that ISP; nor Citizen Lab's generic lies (`GENERIC_DNS`: 0.0.0.0, 127.0.0.1, 1.2.3.4),
+        which any resolver or a home ad blocker answers: they are findings of their own, and name no one."""
+        wanted = country.upper() if country is not None else None
         return [
             Match(fp.id, fp.source, fp.kind, fp.label, "dns", (i, i + 1))
             for i, answer in enumerate(answers)
             for fp in self._dns.get(_dns_key(answer), ())
+            if wanted is None or (fp.label not in GENERIC_DNS
+                                  and (not fp.expected_countries or wanted in fp.expected_countries))
         ]
+
+
+GENERIC_DNS = frozenset({"br"})  # Citizen Lab's label for its DNS fingerprints of lies anyone tells
 
 
 def _dns_key(value: str) -> str:
