@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tamperscope.analysis.verdicts import default_matcher, verdict_for
 from tamperscope.analysis.confidence import outcome
+from tamperscope.analysis.verdicts import default_matcher, verdict_for
 
 GENERATED = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-samples" / "generated"
 OPENDNS_BLOCK = "146.112.61.106"  # cl/dns_prod_opendns_1
