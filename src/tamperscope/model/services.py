@@ -163,6 +163,40 @@ def lied(tk: Mapping[str, Any], about: Callable[[str], bool]) -> bool:
     return False
 
 
+def _addresses_of(tk: Mapping[str, Any], about: Callable[[str], bool]) -> set[str]:
+    """The addresses the lookups of names ``about`` accepts were answered with."""
+    out: set[str] = set()
+    queries = tk.get("queries")
+    for q in queries if isinstance(queries, list) else ():
+        if not isinstance(q, Mapping) or not isinstance(name := q.get("hostname"), str) or not about(name.lower()):
+            continue
+        answers = q.get("answers")
+        out |= {v for a in (answers if isinstance(answers, list) else ()) if isinstance(a, Mapping)
+                for k in ("ipv4", "ipv6") if isinstance(v := a.get(k), str)}
+    return out
+
+
+def connect_failed(tk: Mapping[str, Any], about: Callable[[str], bool]) -> bool:
+    """Whether every connection to the addresses of names ``about`` accepts failed (there was one at least): the
+    failure of an HTTPS check is then the connection's, a TCP block (``tcp.drop``, ``tcp.rst``), not a TLS one. A
+    failure string alone does not tell: a timeout is ``generic_timeout_error`` in the connect and the handshake
+    alike (QA: web.telegram.org dropped by address read as ``tls.drop``)."""
+    addrs = _addresses_of(tk, about)
+    connects = tk.get("tcp_connect")
+    results = [r["status"].get("success") is True for r in (connects if isinstance(connects, list) else ())
+               if isinstance(r, Mapping) and isinstance(ip := r.get("ip"), str) and ip in addrs
+               and isinstance(r.get("status"), Mapping)]
+    return bool(results) and not any(results)
+
+
+def https_layer(tk: Mapping[str, Any], about: Callable[[str], bool]) -> str:
+    """The layer an HTTPS check of names ``about`` failed at: "dns" when a lookup of one lied (`lied`), "tcp" when
+    no connection to them went through (`connect_failed`), else "https"."""
+    if lied(tk, about):
+        return "dns"
+    return "tcp" if connect_failed(tk, about) else "https"
+
+
 def _named(*names: str) -> Callable[[str], bool]:
     return lambda name: name.rstrip(".") in names
 
@@ -215,7 +249,7 @@ def telegram_verdict(measurement: Mapping[str, Any]) -> Verdict:
         ("telegram_tcp_blocking", flag(tk.get("telegram_tcp_blocking")), "tcp", tcp_failure(tk)),
         ("telegram_http_blocking", flag(tk.get("telegram_http_blocking")), "http", request_failure(tk)),
         ("telegram_web_status", status(tk.get("telegram_web_status")),
-         "dns" if lied(tk, _named("web.telegram.org")) else "https", tk.get("telegram_web_failure")),
+         https_layer(tk, _named("web.telegram.org")), tk.get("telegram_web_failure")),
     ])
 
 
@@ -226,9 +260,9 @@ def whatsapp_verdict(measurement: Mapping[str, Any]) -> Verdict:
         ("whatsapp_endpoints_status", status(tk.get("whatsapp_endpoints_status")),
          "dns" if lied(tk, _whatsapp_endpoint) else "tcp", tcp_failure(tk) or query_failure(tk)),
         ("registration_server_status", status(tk.get("registration_server_status")),
-         "dns" if lied(tk, _named("v.whatsapp.net")) else "https", tk.get("registration_server_failure")),
+         https_layer(tk, _named("v.whatsapp.net")), tk.get("registration_server_failure")),
         ("whatsapp_web_status", status(tk.get("whatsapp_web_status")),
-         "dns" if lied(tk, _named("web.whatsapp.com")) else "https", tk.get("whatsapp_web_failure")),
+         https_layer(tk, _named("web.whatsapp.com")), tk.get("whatsapp_web_failure")),
     ])
 
 
@@ -245,5 +279,5 @@ def signal_verdict(measurement: Mapping[str, Any]) -> Verdict:
     tk = test_keys(measurement)
     return services([
         ("signal_backend_status", status(tk.get("signal_backend_status")),
-         "dns" if lied(tk, _signal) else "https", tk.get("signal_backend_failure")),
+         https_layer(tk, _signal), tk.get("signal_backend_failure")),
     ])

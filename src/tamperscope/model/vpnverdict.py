@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .services import anomaly as _anomaly
+from .services import connect_failed
 from .services import failed as _failure
 from .services import ok as _ok
 from .services import request_failure as _request_failure
@@ -50,6 +51,12 @@ def _gateway_failure(tk: Mapping[str, Any], transports: list[str]) -> tuple[str 
     return udp_failure, udp_failure is not None
 
 
+def _riseup(name: str) -> bool:
+    """The API's names (api.black.riseup.net, black.riseup.net for the CA)."""
+    name = name.rstrip(".")
+    return name == "riseup.net" or name.endswith(".riseup.net")
+
+
 def riseupvpn_verdict(measurement: Mapping[str, Any]) -> Verdict:
     """ts-026, every layout: anomaly when ``api_status`` is "blocked", ``ca_cert_status`` false, or
     ``transport_status`` (since 2021-02) says "blocked" for openvpn or obfs4 (OONI fastpath's
@@ -66,7 +73,8 @@ def riseupvpn_verdict(measurement: Mapping[str, Any]) -> Verdict:
     flags = {t: _status(transports.get(t)) for t in TRANSPORTS} if isinstance(transports, Mapping) else {}
     if api or ca_bad:
         evidence = [f"test_keys.{k}" for k, flag in (("api_status", api), ("ca_cert_status", ca_bad)) if flag]
-        return anomaly_of(_api_failure(tk), "https", TARGET_CONFIDENCE, evidence)
+        layer = "tcp" if connect_failed(tk, _riseup) else "https"  # the API's address dropped: no TLS began
+        return anomaly_of(_api_failure(tk), layer, TARGET_CONFIDENCE, evidence)
     blocked = [t for t, flag in flags.items() if flag]
     if blocked:
         evidence = [f"test_keys.transport_status.{t}" for t in blocked]
