@@ -36,6 +36,25 @@ def test_the_rules_on_typical_records() -> None:
     assert dnscheck_verdict(silent).mechanism == "dns.injection"
 
 
+def test_a_tcp_timeout_where_the_same_server_answered_over_udp_is_no_drop() -> None:
+    """QA (delay_ms 1500): the public resolver answered over UDP, and its TCP lookup (two round trips) timed out:
+    dns.drop where the censor did nothing. A timeout from a server no other transport got an answer from still
+    is one."""
+    udp = {"engine": "udp", "resolver_address": "198.19.0.8:53", "addrs": ["93.184.216.34"]}
+    tcp = {"engine": "tcp", "resolver_address": "198.19.0.8:53", "failure": "generic_timeout_error"}
+    v = dnscheck_verdict(_record(udp=udp, tcp=tcp))
+    assert (v.status, v.mechanism) == ("ok", "none"), v
+    elsewhere = {**tcp, "resolver_address": "198.19.0.9:53"}
+    v = dnscheck_verdict(_record(udp=udp, tcp=elsewhere))
+    assert (v.mechanism, v.evidence) == ("dns.drop", ("test_keys.x_lookups.tcp",)), v
+    v = dnscheck_verdict(_record(udp={**udp, "resolver_address": "[2001:db8::8]:53"},
+                                 tcp={**tcp, "resolver_address": "[2001:db8::8]:53"}))
+    assert v.mechanism == "none", v
+    # the system resolver's timeout is its own: the public one answering says nothing of it
+    v = dnscheck_verdict(_record(udp=udp, system={"engine": "system", "failure": "dns_temporary_failure"}))
+    assert v.mechanism == "dns.drop", v
+
+
 ODD = [None, True, 7, 1.5, "x", [], {}, [None], [[1]], [{"a": [1]}], {"k": [1]}]
 
 

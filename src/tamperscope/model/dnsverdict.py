@@ -7,7 +7,9 @@ Pure, like the web_connectivity verdict, so `analyze` re-derives it. Rules, in o
    with what the encrypted transports (DoT/DoH) say, with a duplicate response
    to the same query: `dns.injection`; without: `dns.poison`.
 3. Cleartext NXDOMAIN while the control or an encrypted transport resolves:
-   `dns.nxdomain`; cleartext timeouts/SERVFAIL while they resolve: `dns.drop`.
+   `dns.nxdomain`; cleartext timeouts/SERVFAIL while they resolve: `dns.drop`,
+   unless the same server answered the name over another cleartext transport
+   (a TCP query timing out on a slow path where UDP got through).
 4. Otherwise not blocked. With no control and no encrypted answer: cannot tell.
 Consistency is by address or by AS number (CDNs), and bogons never count.
 """
@@ -56,6 +58,15 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _server(address: Any) -> str:
+    """The server of a ``resolver_address`` ("198.19.0.8:53", "[2001:db8::8]:53"), without its port; "" for the
+    system resolver's (and for what is no string)."""
+    text = _text(address) or ""
+    if text.startswith("["):
+        return text[1:].partition("]")[0]
+    return text.rpartition(":")[0] if text.count(":") == 1 else text
+
+
 def dnscheck_verdict(measurement: Mapping[str, Any]) -> Verdict:
     tk = _mapping(measurement.get("test_keys"))
     lookups = tk.get("x_lookups") or {}
@@ -86,6 +97,10 @@ def dnscheck_verdict(measurement: Mapping[str, Any]) -> Verdict:
     duplicates = tk.get("x_dns_duplicate_responses")
     dup_keys = {(_text(d.get("engine")), _text(d.get("resolver_address")), _text(d.get("query_type")))
                 for d in (duplicates if isinstance(duplicates, list) else []) if isinstance(d, Mapping)}
+    # the servers that answered the name over a cleartext transport: a timeout of another transport to one of them
+    # (TCP, two round trips where UDP takes one: on a slow path it timed out) is the transport's, not the name's
+    answered = {_server(lk.get("resolver_address")) for lk in lookups.values() if isinstance(lk, Mapping)
+                and _text(lk.get("engine")) in CLEARTEXT and not lk.get("failure") and _addresses(lk.get("addrs"))}
     for key, lk in lookups.items():
         if not isinstance(lk, Mapping) or _text(lk.get("engine")) not in CLEARTEXT:
             continue
@@ -94,7 +109,7 @@ def dnscheck_verdict(measurement: Mapping[str, Any]) -> Verdict:
         addrs = _strings(lk.get("addrs"))
         if failure == "dns_nxdomain_error":
             return _v("dns", False, "dns.nxdomain", 0.8, "anomaly", ev)
-        if failure in DROP_FAILURES:
+        if failure in DROP_FAILURES and _server(lk.get("resolver_address")) not in answered:
             return _v("dns", False, "dns.drop", 0.6, "anomaly", ev)
         if addrs and not any(a in good or (asn_of.get(a) in good_asn and not is_bogon(a)) for a in addrs):
             injected = (_text(lk.get("engine")), _text(lk.get("resolver_address")), "A") in dup_keys
