@@ -240,3 +240,56 @@ def test_the_learnt_address_is_scrubbed_from_later_measurements() -> None:
     first, later = asyncio.run(asyncio.wait_for(main(), 20))
     assert first["test_keys"]["failure"] is None
     assert later == {"body": f"Your IP is {SCRUBBED}", "headers": {"X-Client-IP": SCRUBBED}}
+
+
+try:
+    from . import test_netx_servers as srv
+except ImportError:
+    import test_netx_servers as srv  # type: ignore[no-redef]
+
+
+def _measure_name(answers: list[tuple[float, str]]) -> tuple[dict[str, Any], int]:
+    """stunreachability of stun.example.net, whose resolver (on 127.0.0.1) answers ``answers`` ((delay, address)
+    each); a STUN server listens on 127.0.0.2, where a forged answer points. What it measured, and how many
+    datagrams that server got."""
+    def handler(q: Any, _: bytes) -> list[srv.Reply]:
+        assert q is not None
+        return [(delay, srv.answer(q, address)) for delay, address in answers] if q.question[0].rdtype == 1 \
+            else [(0, srv.answer(q))]
+
+    async def main() -> tuple[dict[str, Any], int]:
+        from tamperscope.netx import Resolver
+
+        transport, proto = await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: _Server(lambda req: [stun.binding_response(req[8:20], (PUBLIC, 4242))]),
+            local_addr=("127.0.0.2", 0))
+        port = transport.get_extra_info("sockname")[1]
+        try:
+            async with srv.UDPDNSServer(handler) as dns_server:
+                ctx = Context(timeouts=FAST,
+                              udp_resolver=Resolver("udp", LO, port=dns_server.port, duplicate_window=0.5))
+                engine = Engine(stunreachability, ctx, ProbeInfo(), Scrubber([], interfaces=False))
+                m = await engine.measure(f"stun://stun.example.net:{port}")
+            return m, proto.requests
+        finally:
+            transport.close()
+
+    return asyncio.run(asyncio.wait_for(main(), 20))
+
+
+# the real answer 0.05 s after the forged one, heard within a window of 0.5 s: at normal priority
+@pytest.mark.wallclock
+@pytest.mark.parametrize(("answers", "mechanism"), [
+    ([(0, "127.0.0.2"), (0.05, "198.18.0.10")], "dns.injection"),  # an injector raced the resolver
+    ([(0, "127.0.0.2")], "dns.poison"),
+])
+def test_a_name_answered_with_a_bogon_is_a_lie_and_nothing_is_sent_there(answers: list[tuple[float, str]],
+                                                                        mechanism: str) -> None:
+    """QA: the forged 127.0.0.2 was taken, the binding request sent to this machine, and the verdict was "none"."""
+    m, received = _measure_name(answers)
+    tk = m["test_keys"]
+    assert received == 0
+    assert (tk["failure"], tk["x_mechanism"], tk["blocking"], tk["x_address"]) == \
+        ("dns_bogon_error", mechanism, "dns", None), tk
+    late = [a["ipv4"] for d in tk["x_dns_duplicate_responses"] for a in d["answers"] or [] if a.get("ipv4")]
+    assert late == [a for _, a in answers[1:]]

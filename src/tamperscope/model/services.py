@@ -138,7 +138,9 @@ def request_failure(tk: Mapping[str, Any]) -> str | None:
 _TESTBEDS = ipaddress.ip_network("198.18.0.0/15")  # benchmarking: a bogon, but test beds' internet (our lab's)
 
 
-def _lie(address: str) -> bool:
+def is_lie(address: str) -> bool:
+    """Whether a DNS answer for a public name is an address no public server has: a bogon (OONI's), the
+    benchmarking range 198.18.0.0/15 excepted (test beds' internet, our lab's)."""
     if not is_bogon(address):  # (also False for what is no address at all)
         return False
     addr = ipaddress.ip_address(address)
@@ -158,7 +160,7 @@ def lied(tk: Mapping[str, Any], about: Callable[[str], bool]) -> bool:
             continue
         answers = q.get("answers")
         for a in answers if isinstance(answers, list) else ():
-            if isinstance(a, Mapping) and any(isinstance(v := a.get(k), str) and _lie(v) for k in ("ipv4", "ipv6")):
+            if isinstance(a, Mapping) and any(isinstance(v := a.get(k), str) and is_lie(v) for k in ("ipv4", "ipv6")):
                 return True
     return False
 

@@ -13,11 +13,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from .services import anomaly as _anomaly
-from .services import connect_failed
+from .services import connect_failed, reset_first
 from .services import failed as _failure
 from .services import ok as _ok
 from .services import request_failure as _request_failure
-from .services import reset_first
 from .services import status as _status
 from .services import tcp_failure as _tcp_failure
 from .services import test_keys as _tk

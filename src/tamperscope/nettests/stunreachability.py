@@ -3,11 +3,13 @@
 Voice and video calls, WebRTC and Tor's Snowflake find their way through NAT with STUN servers, and
 censors block them by address or by name. The input is ``stun://HOST[:PORT]`` (port 3478 by default),
 or ``HOST[:PORT]``; without one, `DEFAULT_INPUTS`. A name is resolved first (its ``queries`` are
-recorded, and a DNS failure is the measurement's failure); then one binding request goes to the first
-address over UDP, retransmitted as RFC 5389 says until the connect timeout.
+recorded, and a DNS failure is the measurement's failure; a name answered with an address no public server
+has, 127.0.0.2 or a private network's, is ``dns_bogon_error`` and nothing is sent there); then one binding
+request goes to the first address over UDP, retransmitted as RFC 5389 says until the connect timeout.
 
 ``test_keys``: OONI's ``endpoint`` (``host:port`` as given), ``failure`` (null when the server
-answered), ``queries`` and ``network_events``; ours: ``x_address`` (the address asked, ``ip:port``),
+answered), ``queries``, ``x_dns_duplicate_responses`` (the answers that came after the first: an injector
+races the resolver) and ``network_events``; ours: ``x_address`` (the address asked, ``ip:port``),
 ``x_requests`` (how many were sent, retransmissions included) and ``x_ignored`` (datagrams that were
 no answer). The address the server saw, which behind NAT is this probe's public one, is not recorded:
 the probe learns it, and scrubs it from this and every later measurement.
@@ -18,6 +20,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..model import failures as F
+from ..model.services import is_lie
 from ..model.stunverdict import stun_verdict
 from ..netx import Trace
 from ..netx.stun import binding
@@ -79,6 +83,10 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
     tk: dict[str, Any] = {"endpoint": shown, "failure": None, "x_address": None, "x_requests": 0, "x_ignored": 0}
     async with trace:
         ip, tk["failure"] = await first_address(host, ctx, trace)
+        if ip is not None and ip != host and is_lie(ip):
+            # the name answered with an address no public server has (127.0.0.2, a private network): a resolver's
+            # or an injector's lie, and a binding request there would go to this machine or its LAN
+            ip, tk["failure"] = None, F.DNS_BOGON_ERROR
         if ip is not None:
             result = await binding(ip, port, trace=trace, timeout=t.connect)
             tk.update(failure=result.failure, x_address=result.address, x_requests=result.sent,
@@ -87,6 +95,7 @@ async def run(input: str | None, ctx: Context) -> dict[str, Any]:
                 learn_own_address(ctx, result.mapped[0])  # scrubbed by the engine; never recorded
     keys = trace.test_keys()
     tk["queries"] = keys["queries"]
+    tk["x_dns_duplicate_responses"] = keys["x_dns_duplicate_responses"]  # an injector's race: the real answer too
     tk["network_events"] = keys["network_events"]
     return tk
 
