@@ -56,9 +56,45 @@ def interception(measurement: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def _attributes(dn: str) -> list[tuple[str, str]]:
+    """(type, value) of each attribute of an RFC 4514 string, in its order, escapes undone: a comma, a plus or a
+    quote after a backslash is the value's (``O=Fortinet\\, Inc.``), as is a pair of hex digits (``\\2C``, one
+    byte of the value's UTF-8)."""
+    parts: list[bytes] = []
+    part = bytearray()
+    i = 0
+    while i < len(dn):
+        c = dn[i]
+        if c == "\\" and i + 1 < len(dn):
+            pair = dn[i + 1:i + 3]
+            if len(pair) == 2 and all(h in "0123456789abcdefABCDEF" for h in pair):
+                part.append(int(pair, 16))
+                i += 3
+            else:
+                part += dn[i + 1].encode("utf-8", "surrogatepass")
+                i += 2
+            continue
+        if c in ",+":
+            parts.append(bytes(part))
+            part = bytearray()
+        else:
+            part += c.encode("utf-8", "surrogatepass")
+        i += 1
+    parts.append(bytes(part))
+    out: list[tuple[str, str]] = []
+    for raw in parts:
+        kind, eq, value = raw.decode("utf-8", "replace").partition("=")
+        if eq:
+            out.append((kind.strip().upper(), value.strip()))
+    return out
+
+
 def issuer_name(issuer: str | None) -> str | None:
-    """The O= (else CN=) of an RFC 4514 issuer string: how the interceptor calls itself."""
+    """The O= (else CN=) of an RFC 4514 issuer string, the first one (the most specific: RFC 4514 writes the
+    name's last RDN first): how the interceptor calls itself. Escaped commas are the value's: ``O=Fortinet\\,
+    Inc.`` is "Fortinet, Inc." (it was "Fortinet\\")."""
     if not issuer:
         return None
-    parts = dict(p.split("=", 1) for p in issuer.split(",") if "=" in p)
-    return parts.get("O") or parts.get("CN") or issuer
+    attributes = _attributes(issuer)
+    return next((v for k, v in attributes if k == "O" and v), None) \
+        or next((v for k, v in attributes if k == "CN" and v), None) or issuer
