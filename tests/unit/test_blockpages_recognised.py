@@ -22,6 +22,7 @@ from tamperscope.collector.queries import MeasurementQuery
 from tamperscope.collector.testing import running_app
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-samples" / "generated"
+SHARED_BLOCKPAGES = Path(__file__).resolve().parents[3] / "shared" / "data" / "blockpages" / "citizenlab"
 FORTINET, JEFFCO, GENERIC = "cp/a_prod_fortinet_1", "cl/inst_edu_jeffco", "cp/f_gen_access_denied"
 EVIL = '<img src=x onerror="window.pwned=1">'
 
@@ -103,9 +104,18 @@ def test_the_report_says_whose_page_each_is(store: Store) -> None:
 
     text = terminal_report(store)
     table = text[text.index("Blockpages recognised"):].splitlines()
-    assert table[1].split()[:3] == ["fingerprint", "whose", "measurements"]
-    assert any(line.split()[:4] == [FORTINET, "a", "filtering", "product"] and line.split()[4] == "4"
-               for line in table[3:])
+    header = table[1]
+    columns = ["fingerprint", "name", "whose", "known from", "measurements", "confirmed"]
+    starts = [header.index(c) for c in columns]
+    assert starts == sorted(starts), header  # in this order, and the name and countries there (QA: only in HTML)
+
+    def cells(line: str) -> list[str]:
+        return [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None])]
+
+    rows = {cells(line)[0]: cells(line) for line in table[3:] if line.strip()}
+    assert rows[FORTINET][2:5] == ["a filtering product", "", "4"]
+    assert rows[JEFFCO][1:5] == ["Institutional Block - Jeffco School", "an institution (a school, an office)",
+                                 "US", "2"]
 
     page = html_report(store, plotly_js="")
     section = page[page.index("<section id='blockpages'>"):]
@@ -115,6 +125,9 @@ def test_the_report_says_whose_page_each_is(store: Store) -> None:
     assert "#blockpages" in page  # reached from the contents line
     doc = orjson.loads(orjson.dumps(json_report(store)))
     assert {r["fingerprint"]: r["measurement_count"] for r in doc["blockpages"]} == dict(_expected())
+    jeffco = next(r for r in doc["blockpages"] if r["fingerprint"] == JEFFCO)  # what the terminal and HTML say
+    assert (jeffco["name"], jeffco["names"], jeffco["expected"], jeffco["source"]) == (
+        "Institutional Block - Jeffco School", "an institution (a school, an office)", "US", "Citizen Lab")
 
 
 def test_an_id_this_version_does_not_ship_keeps_its_id_and_is_inert(tmp_path: Path) -> None:
@@ -155,3 +168,23 @@ def test_the_explorer_lists_them_and_links_to_their_measurements(tmp_path: Path)
     assert [(r["fingerprint"], r["measurement_count"]) for r in agg["result"]] == [(FORTINET, 3)]
     us = re.search(r'<section id="blockpages">(.*?)</section>', blank, re.S)
     assert us is not None and "Institutional Block - Jeffco School" in us.group(1) and "known from US" in us.group(1)
+
+
+def test_a_pattern_shipped_under_two_names_is_named_by_both(tmp_path: Path) -> None:
+    """QA: RM Education's real filter page matched Citizen Lab's RM fingerprint and VAS Experts' (the very same
+    pattern), and the report named the page VAS Experts SKAT DPI. It is one of them: both names are said."""
+    rm, vas = "cl/prod_rmedufilter_blockpage", "cl/prod_vasexperts_blockpage_1"
+    db = default_matcher().db
+    assert vas in {f.id for f in db.same_pattern(rm)} and rm in {f.id for f in db.same_pattern(vas)}
+    assert db.same_pattern(FORTINET) == ()
+    page = (SHARED_BLOCKPAGES / "blockpage_meta_prod_rmedufilter_blockpage.html").read_text(errors="replace")
+    s = Store(tmp_path / "s.duckdb")
+    (tmp_path / "in.jsonl").write_bytes(orjson.dumps(_page(page, "GB", "AS786", 0)))
+    pipeline.run([str(tmp_path / "in.jsonl")], s)
+    rows = {r["fingerprint"]: r for r in blockpages_in_words(s, None, 10)}
+    assert {rm, vas} <= set(rows)
+    for own, other in ((rm, vas), (vas, rm)):
+        assert rows[own]["same_pattern_as"] == [other]
+        assert " or " in rows[own]["name"] and {db.get(rm).title, db.get(vas).title} == set(
+            rows[own]["name"].split(" or ")), rows[own]["name"]
+    s.close()

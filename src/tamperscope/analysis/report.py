@@ -504,7 +504,8 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
     pages = _shown(blockpages_in_words(store, filters, limit))
     if pages:
         lines += ["", "Blockpages recognised (pages and DNS answers matching a known fingerprint)", table(pages, [
-            ("fingerprint", "fingerprint"), ("names", "whose"), *_own_column(pages),
+            ("fingerprint", "fingerprint"), ("name", "name"), ("names", "whose"), ("expected", "known from"),
+            *_own_column(pages),
             ("measurement_count", "measurements"), ("confirmed_count", "confirmed"), ("mechanisms", "mechanisms"),
             ("countries", "countries"), ("networks", "networks"), ("domain_count", "domains")])]
     unknown = _shown(unknown_blockpages_in_words(store, filters, min(limit, UNKNOWN_SHOWN)))
@@ -550,8 +551,9 @@ FINGERPRINT_SOURCES = {"censoredplanet": "Censored Planet", "citizenlab": "Citiz
 def blockpages_in_words(store: Any, filters: Filters | None, limit: int | None) -> list[dict[str, Any]]:
     """`aggregates.blockpages`, each row with what the shipped database says of its fingerprint: ``name`` (Citizen
     Lab's common name, else the source's own), ``names`` (who the page belongs to, in words), ``source``,
-    ``kind`` (blockpage or dns), ``expected`` (the countries the page is known from), and ``seen`` (the days).
-    A fingerprint this version does not ship keeps its id, with the rest empty."""
+    ``kind`` (blockpage or dns), ``expected`` (the countries the page is known from), ``same_pattern_as`` (the
+    ids of fingerprints with its very pattern under other names: then ``name`` gives them all, "A or B"), and
+    ``seen`` (the days). A fingerprint this version does not ship keeps its id, with the rest empty."""
     rows = aggregates.blockpages(store, filters, limit)
     if not rows:
         return rows
@@ -570,6 +572,10 @@ def blockpages_in_words(store: Any, filters: Filters | None, limit: int | None) 
             except KeyError:
                 fp = None
         r["name"] = (fp.title or fp.name) if fp is not None else ""
+        twins = db.same_pattern(fp.id) if fp is not None and db is not None else ()
+        r["same_pattern_as"] = [t.id for t in twins]
+        if twins:  # the same pattern shipped under other names: the page is one of theirs, not this one's for sure
+            r["name"] = " or ".join(dict.fromkeys([r["name"], *((t.title or t.name) for t in twins)]))
         r["names"] = FINGERPRINT_SCOPES.get(fp.label, fp.label) if fp is not None else ""
         source = fp.source if fp is not None else str(r["fingerprint"]).partition("/")[0]
         # a fingerprint of one's own is named as such by its id, whether or not this process was given the file
@@ -1218,7 +1224,7 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
         "mechanisms_by_country": aggregates.mechanism_country(store, filters),
         "signatures": aggregates.signatures(store, filters, limit),
         "hops": hops_in_words(store, filters, limit),
-        "blockpages": aggregates.blockpages(store, filters, limit),
+        "blockpages": blockpages_in_words(store, filters, limit),  # each with what the database says of it
         "new_blockpages": unknown_blockpages_in_words(store, filters, limit),
         "rules": aggregates.blocking_rules(store, filters, limit, blocked_only=False),
         "changes": aggregates.changes(store, filters, limit),

@@ -466,6 +466,20 @@ class FingerprintDB:
     def get(self, fingerprint_id: str) -> Fingerprint:
         return self._by_id[fingerprint_id]
 
+    def same_pattern(self, fingerprint_id: str) -> tuple[Fingerprint, ...]:
+        """The other fingerprints with the very pattern of ``fingerprint_id`` (its syntax, flags and region too):
+        whatever one matches, they match, and the sources name the page differently (Citizen Lab ships RM
+        Education's filter page's pattern as VAS Experts' too), so neither name alone is the page's maker."""
+        groups = self.__dict__.get("_same")
+        if groups is None:
+            found: dict[tuple[str, str, str, str, str], list[Fingerprint]] = {}
+            for fp in self.fingerprints:
+                if fp.kind != "false_positive":
+                    found.setdefault((fp.kind, fp.syntax, fp.flags, fp.where, fp.pattern), []).append(fp)
+            groups = self.__dict__["_same"] = {fp.id: tuple(g) for g in found.values() if len(g) > 1 for fp in g}
+        fp = self._by_id[fingerprint_id]
+        return tuple(other for other in groups.get(fp.id, ()) if other.id != fp.id)
+
     @property
     def pattern_count(self) -> int:
         """Compiled HTTP fingerprints (regexes and substrings)."""
