@@ -33,7 +33,9 @@ ISP_RU = """<html><head><title>Сайт заблокирован</title></head><
 ISP_TR = ('<html><head><title>Notice</title></head><body><div class="x">The address {d} is unavailable under '
           'decision 55{i} of the Communications Board</div><iframe src="http://10.1.2.3/notice"></iframe></body>'
           '</html>')
-HOSTILE = ('<html><head><title>Notice <script>alert(1)</script></title></head><body><p>Ceci est <b>interdit</b> '
+# (its proposal, "<b>interdit par la loi</b>": a single word in bold was one, before MIN_WORDS)
+HOSTILE = ('<html><head><title>Notice <script>alert(1)</script></title></head><body><p>Ceci est '
+           '<b>interdit par la loi</b> '
            '<img src=x onerror=alert(2)> par décision {i}</p></body></html>')
 
 
@@ -210,7 +212,7 @@ def test_a_hostile_store_of_pages_that_share_nothing_is_bounded() -> None:
     rows, raws = [], {}
     for i in range(30):
         body = f"<html><head><title>T{i}</title></head><body>" + "".join(
-            f"<p>{i} line {j} {'x' * (i + j)}</p>\n" for j in range(50)) + "</body></html>"
+            f"<p>{i} line {j} of the page {'x' * (i + j)}</p>\n" for j in range(50)) + "</body></html>"
         rows.append({"measurement_uid": f"u{i}", "domain": f"d{i}.example", "mechanism": "http.blockpage"})
         raws[f"u{i}"] = orjson.dumps({"test_keys": {"requests": [{"response": {"code": 200, "body": body}}]}})
     found, read, more = unrecognised.groups(rows, raws, most=5)
@@ -310,3 +312,42 @@ def test_a_page_read_once_is_not_parsed_again(client: SyncClient, monkeypatch: p
     monkeypatch.setattr(client.collector.reader, "pages", unrecognised.PageMemo())  # nothing remembered
     assert client.get("/new-blockpages.json").json() == first
     assert len(parsed) == first["read"] + first["accessible_read"] == 11  # every page parsed again
+
+
+# --------------------------------------------------------------------------- what a proposal must not be (QA)
+
+
+@pytest.mark.parametrize("page", [
+    '<html><head><meta name="viewport" content="width=device-width, initial-scale=1"></head>'
+    '<body><img src="/blocked.png"></body></html>',  # markup every page has: it matched most of the web
+    "<html><body><h1>Access denied</h1></body></html>",  # every forum's login page says it too
+    '<html><head><script src="/static/app.js"></script></head><body></body></html>',
+])
+def test_no_proposal_from_markup_or_a_phrase_too_short(page: str) -> None:
+    assert unrecognised.propose([page] * 3) is None
+
+
+@pytest.mark.parametrize(("page", "personal", "kept"), [
+    ("<p>Access blocked for user jdoe.smith on host LAPTOP-JDOE (category: Gambling)</p>",
+     ("jdoe", "LAPTOP"), "Access blocked for user"),
+    ("<p>Subscriber jane@example.net</p><p>Your service provider restricted this page</p>",
+     ("jane", "@"), "Your service provider restricted this page"),
+    ("<p>Blocked. Client address: fe80::1a2b</p>", ("fe80", "fe", "::"), "Blocked. Client address:"),
+    ("<p>Login=jdoe blocked by the court order of the city</p>", ("jdoe",), "blocked by the court order"),
+])
+def test_a_proposal_holds_no_persons_name_address_or_machine(page: str, personal: tuple[str, ...], kept: str) -> None:
+    """The same user's pages make one group, all alike: what names them is cut as a site's name is."""
+    pattern = unrecognised.propose([page] * 3)
+    assert pattern is not None and kept in pattern and pattern in page, pattern
+    assert not any(p.lower() in pattern.lower() for p in personal), pattern
+
+
+def test_a_proposal_does_not_name_the_site_as_its_page_spells_it() -> None:
+    pages = [f"<h1>{name} is blocked on this network</h1>" for name in ("Facebook", "Facebook", "Facebook")]
+    avoid = ["www.facebook.com", "facebook.com", *unrecognised.site_names("www.facebook.com")]
+    assert unrecognised.propose(pages, avoid) == "is blocked on this network"
+    assert unrecognised.site_names("www.facebook.com") == ["www%2efacebook%2ecom", "facebook"]
+    assert unrecognised.site_names("x.co") == ["x%2eco"] and unrecognised.site_names("") == []
+    encoded = ['<a href="/review?site=www%2Efacebook%2Ecom">Request review of this blocked site</a>'] * 2
+    found = unrecognised.propose(encoded, avoid)
+    assert found is not None and "facebook" not in found.lower(), found

@@ -59,6 +59,7 @@ MOST_GROUPS = 100             # templates returned (and proposed for), the large
 MAX_PIECES = 400              # candidate pieces of the first page
 SAMPLE_CHARS = 1500           # of the text shown for a group
 MIN_PATTERN, MAX_PATTERN = 10, 120
+MIN_WORDS = 3  # words a reader sees in a proposed pattern: "Access denied" alone is every forum's login page too
 CSV_HEADER = ("name", "common_name", "pattern", "location_found", "exp_url", "confidence_no_fp", "source",
               "scope", "expected_countries", "notes")  # Citizen Lab's filtering-annotations http.csv
 
@@ -75,6 +76,18 @@ _HEX = re.compile(r"(?i)\b[0-9a-f]{8,}\b")
 _DIGITS = re.compile(r"\d+")
 _DIGIT = re.compile(r"\d")
 _SPACE = re.compile(r"\s+")
+# what a proposal is cut at as it is at a site's name: a person's e-mail address, and what may be an IPv6 address
+# (digits are cut already, so an IPv4 address never stays whole; "fe80::1" kept its "fe")
+_PERSONAL = (r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\b[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,}"
+             # and the word after one that names a person or a machine ("user jdoe.smith", "host LAPTOP-JDOE")
+             r"|(?:" + "|".join(f"(?<=\\b{w} )|(?<=\\b{w}: )|(?<=\\b{w}=)" for w in
+                                ("user", "username", "login", "account", "subscriber", "host", "hostname",
+                                 "computer", "device", "customer")) + r")[^\s<>\"']+")
+_PERSONAL_SEEN = re.compile(_PERSONAL, re.IGNORECASE)
+# markup every page has, which no fingerprint can be made of (a viewport meta tag matched most of the web)
+_BOILERPLATE = re.compile(r"(?i)<(?:meta|link|script|style|!doctype|html|head|body|base|noscript|!--)\b")
+_CUT_TAG = re.compile(r"<[^>]*$")  # a tag a part ends inside of ("Access denied</h")
+_WORD = re.compile(r"[^\W\d_]{2,}")
 _SURROGATE = re.compile("[\ud800-\udfff]")  # what a hostile charset (utf-7) can decode to; unencodable
 # lines, and minified HTML at each opening tag; and a character no one sees ends a piece as a line end does, so
 # that no pattern carries one into a CSV file or a terminal (and each piece is still a substring of the page)
@@ -268,24 +281,38 @@ def _parts(piece: str, cut: re.Pattern[str] | None) -> set[str]:
     return {p[:MAX_PATTERN].lstrip("> ").strip() for p in parts if p}  # not from the end of a tag cut
 
 
+def site_names(domain: str) -> list[str]:
+    """How a page may name the site besides its domain: the domain percent-encoded (``www%2Efacebook%2Ecom``) and
+    its labels of four characters or more but the last ("facebook" of www.facebook.com: "Facebook is blocked")."""
+    if not domain:
+        return []
+    labels = domain.lower().rstrip(".").split(".")
+    return [domain.replace(".", "%2e"), *(label for label in labels[:-1] if len(label) >= 4 and label != "www")]
+
+
 def propose(texts: list[str], avoid: Iterable[str] = ()) -> str | None:
     """A substring every text contains (a line, or a tag-delimited piece of minified HTML, or a part of one
     between tags' ends or between what varies: the sites' names and numbers), `MIN_PATTERN`..`MAX_PATTERN`
-    characters with letters in it, that holds none of ``avoid`` (the sites' names, the control's title) and
+    characters with letters in it, that holds none of ``avoid`` (the sites' names, the control's title), no
+    e-mail address nor what may be an IPv6 address (cut there as at a site's name), no markup every page has
+    (``<meta``, ``<script``…), at least `MIN_WORDS` words a reader sees, does not end inside a tag, and
     starts with no character a spreadsheet would run (``= + - @``). Blockpage words first, then a piece
     without digits, then the longest; None when no piece qualifies."""
     if not texts:
         return None
     avoided = sorted({a.lower() for a in avoid if a}, key=len, reverse=True)
-    cut = re.compile("|".join([*(re.escape(a) for a in avoided), r"\d+"]), re.IGNORECASE)
+    cut = re.compile("|".join([*(re.escape(a) for a in avoided), _PERSONAL, r"\d+"]), re.IGNORECASE)
     found: set[str] = set()
     for piece in _pieces(texts[0])[:MAX_PIECES]:
         for part in _parts(piece, cut):
+            part = _CUT_TAG.sub("", part).rstrip()
             if len(part) < MIN_PATTERN or part[0] in "=+-@" or not any(c.isalpha() for c in part):
                 continue
             low = part.lower()
-            if any(a in low for a in avoided):
-                continue
+            if any(a in low for a in avoided) or _PERSONAL_SEEN.search(part) or _BOILERPLATE.search(part):
+                continue  # (the piece whole, beside its parts cut there)
+            if len(_WORD.findall(visible(part))) < MIN_WORDS:
+                continue  # markup, or a phrase too short to be one template's
             found.add(part)
     common = [p for p in found if all(p in t for t in texts[1:])]
     if not common:
@@ -373,7 +400,7 @@ def groups(rows: Iterable[Mapping[str, Any]], raws: Mapping[str, bytes] | Iterab
                 g.first = s.when if g.first is None else min(g.first, s.when)
                 g.last = s.when if g.last is None else max(g.last, s.when)
         avoid = {*(s.domain for s in members), *(s.domain.removeprefix("www.") for s in members),
-                 *(s.control_title for s in members)}
+                 *(s.control_title for s in members), *(name for s in members for name in site_names(s.domain))}
         newest = sorted(members, key=lambda s: (s.when or dt.datetime.min, s.uid), reverse=True)
         g.pattern = propose([s.text[:PROPOSE_CHARS] for s in newest[:PROPOSE_FROM]], avoid)
         g.pattern_matches = sum(g.pattern in s.text for s in members) if g.pattern else 0
