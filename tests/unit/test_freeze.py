@@ -277,6 +277,14 @@ WHOLE = {"mode": "range", "connections": 4, "completed": 4, "received": 24170, "
     (_freeze_m(SINGLE, None), ("anomaly", "tcp.freeze", 0.6, "http-failure")),
     (_freeze_m(SINGLE, {**WHOLE, "connections": 0, "completed": 0}), ("anomaly", "tcp.freeze", 0.6, "http-failure")),
     (_freeze_m({**SINGLE, "frozen": False, "silence_s": 0.2}), ("anomaly", "throttle", 0.5, "http-failure")),
+    # QA (after_kb 2): stopped dead under MIN_BYTES, nothing for 10 s, was "throttle" ("bytes still coming")
+    (_freeze_m({**SINGLE, "frozen": False, "received": 1579, "silence_s": 9.993}),
+     ("anomaly", "tcp.freeze", 0.6, "http-failure")),
+    (_freeze_m({**SINGLE, "frozen": False, "received": 1579, "silence_s": 9.993}, control=_control()),
+     ("anomaly", "tcp.freeze", 0.75, "http-failure")),
+    # and over TLS, the handshake's 1,857 bytes and no read after the request: unanswered, not slowed down
+    (_freeze_m({**SINGLE, "frozen": False, "received": 1857, "silence_s": None}),
+     ("anomaly", "http.drop", 0.5, "http-failure")),
     (_freeze_m({**SINGLE, "frozen": False, "failure": None, "received": 81811}), ("ok", "none", 0.8, None)),
     (_freeze_m({**SINGLE, "frozen": False, "failure": None, "received": 9000, "closed": True}),
      ("failure", "none", 0.0, None)),

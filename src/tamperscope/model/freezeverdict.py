@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .failures import failure_class
+from .freeze import SILENCE_S
 from .services import anomaly, failed, how, ok
 from .services import test_keys as _tk
 from .verdict import Verdict
@@ -111,8 +112,14 @@ def tcp_freeze_verdict(measurement: Mapping[str, Any]) -> Verdict:
         return failed()
     stage = single.get("stage")
     if stage == "http" and failure_class(failure) == "timeout" and _int(single.get("received")) > 0:
-        return anomaly("http-failure", "throttle", round(STALLED + bonus, 2),
-                       (*EVIDENCE, *(("test_keys.control",) if page else ())))
+        silence = single.get("silence_s")
+        evidence = (*EVIDENCE, *(("test_keys.control",) if page else ()))
+        if isinstance(silence, (int, float)) and not isinstance(silence, bool) and silence >= SILENCE_S:
+            # nothing at all came for that long: stopped dead, under `MIN_BYTES` (a cap of 1-3 KiB), not slowed
+            return anomaly("http-failure", "tcp.freeze", round(UNCONFIRMED + bonus, 2), evidence)
+        if isinstance(silence, (int, float)) and not isinstance(silence, bool):
+            return anomaly("http-failure", "throttle", round(STALLED + bonus, 2), evidence)  # bytes still coming
+        # no read after the request began (the bytes were the TLS handshake's): the request went unanswered
     stage = stage if stage in ("connect", "tls") else "http"
     layer = {"connect": "tcp", "tls": "https"}.get(stage, "http")
     mechanism = how(failure, layer)
