@@ -129,8 +129,9 @@ def test_an_ech_reset_is_found_and_its_equipment_named(lab, tmp_path) -> None:  
 
 def test_an_https_record_stripped_on_plain_dns_is_seen_against_doh(lab, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """https-strip drops HTTPS queries for strip.cloudflare.com (its A queries pass): echcheck gets the site's ECH
-    config over DoH, seals its target with it (nothing blocks that, so not blocked), and says the record did not
-    come over plain DNS to the public resolver; the ground truth logs the dropped query."""
+    config over DoH, seals its target with it (nothing blocks that at TLS), and says the record did not come over
+    plain DNS to the public resolver: ECH blocked by DNS, dns.drop (QA: the verdict said "ok"); the ground truth
+    logs the dropped query."""
     import json
     import subprocess
     import sys
@@ -146,10 +147,12 @@ def test_an_https_record_stripped_on_plain_dns_is_seen_against_doh(lab, tmp_path
     assert res.returncode == 0, res.stderr
     by = {m["input"]: m["test_keys"] for m in map(json.loads, out.read_text().splitlines())}
     tk = by["strip.cloudflare.com"]
-    assert (tk["x_mechanism"], tk["x_status"]) == ("none", "ok") and tk["control"]["failure"] is None
+    assert (tk["x_mechanism"], tk["x_status"], tk["blocking"]) == ("dns.drop", "anomaly", "dns")
+    assert tk["control"]["failure"] is None and tk["target"]["failure"] is None
     assert tk["target"]["outer_server_name"] == "cloudflare-ech.com" and tk["target"]["echconfig"] != "GREASE"
     assert tk["x_ech_config_stripped"] == {"resolver": f"{A.PUBLIC_RESOLVER}:53", "failure": "generic_timeout_error"}
     engines = {q["tags"][0]: q["engine"] for q in tk["queries"] if q["query_type"] == "HTTPS"}
     assert engines == {"ech_config": "doh", "ech_config_plain": "udp"}
     assert "x_ech_config_stripped" not in by["crypto.cloudflare.com"]  # its record came both ways
+    assert (by["crypto.cloudflare.com"]["x_mechanism"], by["crypto.cloudflare.com"]["x_status"]) == ("none", "ok")
     assert lab.logged("https-strip", "strip.cloudflare.com")

@@ -187,7 +187,16 @@ def _hs(failure: str | None, **extra: Any) -> dict[str, Any]:
     ({"control": "x", "target": [1]}, ("failure", "none", None)),
     ({"control": _hs(None), "target": {"no": "failure key"}}, ("failure", "none", None)),
     ({}, ("failure", "none", None)),
-], ids=["ok", "drop", "rst", "control-blocked", "no-target", "wrong-types", "no-failure-key", "empty"])
+    # QA: the config stripped from plain DNS (the HTTPS query dropped) while TLS let ECH through was "ok"
+    ({"control": _hs(None), "target": _hs(None), "x_ech_config_stripped": {
+        "resolver": "198.19.0.8:53", "failure": "generic_timeout_error"}}, ("anomaly", "dns.drop", "dns")),
+    ({"control": _hs(None), "target": _hs(None), "x_ech_config_stripped": {
+        "resolver": "198.19.0.8:53", "failure": "dns_no_answer"}}, ("anomaly", "dns.drop", "dns")),
+    ({"control": _hs(None), "target": _hs("connection_reset"), "x_ech_config_stripped": {
+        "resolver": "198.19.0.8:53", "failure": "dns_no_answer"}}, ("anomaly", "tls.rst", "http-failure")),
+    ({"control": _hs(None), "target": _hs(None), "x_ech_config_stripped": "x"}, ("ok", "none", False)),
+], ids=["ok", "drop", "rst", "control-blocked", "no-target", "wrong-types", "no-failure-key", "empty",
+        "stripped-dropped", "stripped-no-answer", "stripped-and-reset", "stripped-hostile"])
 def test_verdict_from_records_alone(tk: dict[str, Any], want: tuple[Any, ...]) -> None:
     """OONI's echcheck records (control, target) and hostile ones: the same function, never an exception."""
     v = echcheck_verdict({"test_name": "echcheck", "test_keys": tk})

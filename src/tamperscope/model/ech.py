@@ -11,7 +11,10 @@ decide, so `analyze` re-derives the probe's verdict:
 
 1. No target record, or the control failed: failure. Nothing can be said of ECH when
    the plain handshake fails too (web_connectivity tells whether the name is blocked).
-2. The target reached the server's ServerHello: not blocked (0.85).
+2. The target reached the server's ServerHello: not blocked (0.85), unless the site's ECH config came over
+   DoH and not over plain DNS (``x_ech_config_stripped``): ECH blocked by DNS, ``dns.drop`` (0.6 where the
+   plain query failed, 0.5 where its answer held no config: a resolver may serve no HTTPS records at all),
+   whoever asks their resolver in plain never gets the config to encrypt with.
 3. The target failed where the control passed: its failure's mechanism, as for any TLS
    step (a reset or a close ``tls.rst``, silence ``tls.drop``; model/verdict.py's
    `step_mechanism`), with the target and the control as evidence.
@@ -22,9 +25,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .verdict import OONI_BLOCKING, Verdict, step_mechanism
+from .verdict import OONI_BLOCKING, Verdict, failure_class, step_mechanism
 
-CONTROL, TARGET = "test_keys.control", "test_keys.target"
+CONTROL, TARGET, STRIPPED = "test_keys.control", "test_keys.target", "test_keys.x_ech_config_stripped"
 
 
 def _record(tk: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
@@ -47,6 +50,11 @@ def echcheck_verdict(measurement: Mapping[str, Any], matcher: Any = None) -> Ver
         return Verdict(None, None, "none", 0.0, "failure", (CONTROL,))
     failure = _failure(target.get("failure"))
     if failure is None:
+        stripped = _record(tk, "x_ech_config_stripped")
+        if stripped is not None:  # TLS lets ECH through; DNS keeps its config from whoever asks in plain
+            dropped = failure_class(_failure(stripped.get("failure"))) in ("timeout", "dns_error")
+            return Verdict("dns", False, "dns.drop", 0.6 if dropped else 0.5, "anomaly",
+                           (STRIPPED, TARGET, CONTROL))
         return Verdict(False, True, "none", 0.85, "ok", (TARGET, CONTROL))
     mechanism, confidence = step_mechanism("tls", failure)
     return Verdict(OONI_BLOCKING[mechanism], False, mechanism, confidence, "anomaly", (TARGET, CONTROL))
