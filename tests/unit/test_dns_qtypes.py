@@ -72,3 +72,12 @@ def test_expect_never_predicts_a_rule_for_other_query_types(tmp_path: Path) -> N
     assert expect_url(profile, "https://crypto.cloudflare.com/").mechanism == "none"
     every = parse(PROFILE.replace('qtypes = ["HTTPS", "svcb"]\n', ""), tmp_path)
     assert expect_url(every, "https://crypto.cloudflare.com/").mechanism == "dns.drop"
+
+
+def test_expect_predicts_a_drop_of_aaaa_as_the_users_failed_lookup(tmp_path: Path) -> None:
+    """QA: a rule dropping only AAAA made web_connectivity see dns.drop (glibc's lookup asks A and AAAA, and fails
+    whole when one goes unanswered), where `lab expect` said none. An injection reads A, so only a drop counts."""
+    aaaa = parse(PROFILE.replace('qtypes = ["HTTPS", "svcb"]', 'qtypes = ["AAAA"]'), tmp_path)
+    got = expect_url(aaaa, "https://crypto.cloudflare.com/")
+    assert (got.mechanism, got.blocking, got.rule) == ("dns.drop", "dns", "https-strip")
+    assert expect_url(aaaa, "https://example.com/").mechanism == "none"  # another name

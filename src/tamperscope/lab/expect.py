@@ -62,6 +62,14 @@ def _named(profile: Profile, layer: str, host: str, port: int) -> Rule | None:
     return None
 
 
+def _aaaa_dropped(profile: Profile, host: str) -> Rule | None:
+    """A dns drop rule for ``host`` that reads AAAA queries (and not A ones: `_named` finds those)."""
+    for r in profile.rules_for("dns"):
+        if r.action == "drop" and r.applies_to("egress") and r.matches_name(host) and not r.ech and r.asks(28):
+            return r
+    return None
+
+
 def expect_url(profile: Profile, url: str) -> Expectation:
     scheme, host, port, path = parse_url(url)
     throttled: Rule | None = None
@@ -73,6 +81,11 @@ def expect_url(profile: Profile, url: str) -> Expectation:
             r = _named(profile, "dns", host, 53)
             if r is not None and not (r.action == "nxdomain" and farm.is_nxdomain(host)):  # the control's answer too
                 return Expectation(url, "dns", f"dns.{'injection' if r.action == 'inject' else r.action}", r.id, host)
+            r = _aaaa_dropped(profile, host)
+            if r is not None and not farm.is_nxdomain(host):
+                # the system resolver asks AAAA beside A, and glibc fails the whole lookup when one goes unanswered
+                # (the ISP resolver answers SERVFAIL once its upstream query timed out): the name does not resolve
+                return Expectation(url, "dns", "dns.drop", r.id, host)
             if farm.is_nxdomain(host):
                 return Expectation(url, "false", "none", None, host)
             addr = farm.address_for(host, profile)
