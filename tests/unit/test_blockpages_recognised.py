@@ -188,3 +188,14 @@ def test_a_pattern_shipped_under_two_names_is_named_by_both(tmp_path: Path) -> N
         assert " or " in rows[own]["name"] and {db.get(rm).title, db.get(vas).title} == set(
             rows[own]["name"].split(" or ")), rows[own]["name"]
     s.close()
+
+
+def test_an_empty_page_fingerprint_names_no_isp(tmp_path: Path) -> None:
+    """Citizen Lab files its 'Blank or No-Render HTML - Suspected Block' fingerprints under the scope "isp": the
+    report said an ISP's page (QA). An empty page names no one."""
+    s = Store(tmp_path / "s.duckdb")
+    (tmp_path / "in.jsonl").write_bytes(orjson.dumps(_page("<html><body></body></html>", "RU", "AS12389", 0)))
+    pipeline.run([str(tmp_path / "in.jsonl")], s)
+    rows = {r["fingerprint"]: r for r in blockpages_in_words(s, None, 10)}
+    assert rows["cl/susp_blankhtml_2"]["names"] == "no one (a suspected block: an empty page)", rows
+    s.close()

@@ -544,6 +544,7 @@ FINGERPRINT_SCOPES: dict[str, str] = {
     "e_unk": "someone not identified", "f_gen": "no one (generic wording)", "vbw": "no one (vague wording)",
     "injb": "a benign injection (a router's or ISP's notice)",
 }
+SUSPECTED = "no one (a suspected block: an empty page)"
 FINGERPRINT_SOURCES = {"censoredplanet": "Censored Planet", "citizenlab": "Citizen Lab",
                        "local": "this collector's own (--fingerprints)"}
 
@@ -577,6 +578,8 @@ def blockpages_in_words(store: Any, filters: Filters | None, limit: int | None) 
         if twins:  # the same pattern shipped under other names: the page is one of theirs, not this one's for sure
             r["name"] = " or ".join(dict.fromkeys([r["name"], *((t.title or t.name) for t in twins)]))
         r["names"] = FINGERPRINT_SCOPES.get(fp.label, fp.label) if fp is not None else ""
+        if fp is not None and fp.source == "citizenlab" and fp.name.startswith("susp_"):
+            r["names"] = SUSPECTED  # Citizen Lab files its empty pages under "isp": they name no one
         source = fp.source if fp is not None else str(r["fingerprint"]).partition("/")[0]
         # a fingerprint of one's own is named as such by its id, whether or not this process was given the file
         r["source"] = FINGERPRINT_SOURCES.get(source, source) if fp is not None or source == "local" else ""
