@@ -92,3 +92,16 @@ def test_a_blockpage_in_the_charset_it_declares_keeps_its_fingerprints(page: str
     v = verdict_for(_with_page(body, control_like=False, content_type=f"text/html; charset={charset}"), matcher)
     assert v.mechanism == "http.blockpage" and v.confidence >= 0.9, v
     assert set(v.fingerprints) == alone, (v.fingerprints, alone)  # what the matcher alone finds, no more, no less
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_a_blockpage_in_utf16_after_its_byte_order_mark_keeps_its_fingerprints(codec: str) -> None:
+    """QA: UTF-16 copies of the recognised real blockpages matched nothing, and all matched the fingerprint that
+    knows only U+FFFD. A browser reads UTF-16 after its byte-order mark, whatever the headers say."""
+    text = (CITIZENLAB / "blockpage_meta_isp_ru_dialog_block.html").read_bytes().decode("cp1251")
+    body = ("\ufeff" + text).encode(codec)
+    found = FingerprintDB.load().classify_response(body, {"Content-Type": "text/html"})
+    ids = {str(f.id) for f in found.blockpages}
+    assert "cl/isp_ru_dialog_block" in ids and not any("fffd" in i for i in ids), ids
+    v = verdict_for(_with_page(body, control_like=False, content_type="text/html"), default_matcher())
+    assert v.mechanism == "http.blockpage" and set(v.fingerprints) == ids, v
