@@ -105,3 +105,13 @@ def test_a_blockpage_in_utf16_after_its_byte_order_mark_keeps_its_fingerprints(c
     assert "cl/isp_ru_dialog_block" in ids and not any("fffd" in i for i in ids), ids
     v = verdict_for(_with_page(body, control_like=False, content_type="text/html"), default_matcher())
     assert v.mechanism == "http.blockpage" and set(v.fingerprints) == ids, v
+
+
+def test_an_empty_page_that_is_the_controls_is_the_sites() -> None:
+    """Neither page has a title: the same status and length are the whole likeness there is (QA: '<HTML></HTML>'
+    equal to the control's page was a confirmed 'Blank or No-Render HTML' blockpage)."""
+    page = b"<HTML></HTML>"
+    v = verdict_for(_with_page(page, control_like=True), default_matcher())
+    assert (v.mechanism, v.fingerprints) == ("none", ()), v
+    v = verdict_for(_with_page(page, control_like=False), default_matcher())  # where the site has a page
+    assert v.mechanism == "http.blockpage" and "cl/susp_blankhtml_1" in v.fingerprints, v

@@ -487,7 +487,7 @@ def _scan_fingerprints(obs: Observations,
 
 def _the_controls_page(obs: Observations, e: Exchange) -> bool:
     """A cleartext page that is the one the control fetched: the same status, a body as long (OONI's 0.7) and the
-    same title. What a fingerprint matched in it is the site's own text (a review of a filtering product, an
+    same title (or neither has one). What a fingerprint matched in it is the site's own text (a review of a filtering product, an
     article quoting a blockpage, a forum's "Access denied"), not a blockpage: a censor's page is not the control's,
     whose helper fetches the site from outside the censored network. (A fingerprint still decides where the control
     failed or is absent.)"""
@@ -495,7 +495,9 @@ def _the_controls_page(obs: Observations, e: Exchange) -> bool:
     if control is None or control.http is None or control.http.failure is not None:
         return False
     diff = http_diff(e, control.http, obs.version)
-    return diff.status_code_match is True and diff.body_length_match is True and diff.title_match is True
+    untitled = not e._title.strip() and not (control.http.title or "").strip()  # both without one: alike there
+    return diff.status_code_match is True and diff.body_length_match is True and (
+        diff.title_match is True or untitled)
 
 
 def _authenticated_site_page(obs: Observations, e: Exchange) -> bool:
