@@ -44,6 +44,7 @@ where the control did not measure the endpoint (redirect hops); 0.0 cannot tell.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -91,6 +92,7 @@ OONI_BLOCKING: Mapping[str, str | bool] = {
 }
 
 STEP_DNS, STEP_TCP, STEP_TLS, STEP_HTTP = 0, 1, 2, 3
+_TAGS = re.compile(r"<[^>]*>")
 REDIRECT_PENALTY = 0.15  # less sure on hops the control only vouches for via its HTTP fetch
 
 
@@ -487,7 +489,7 @@ def _scan_fingerprints(obs: Observations,
 
 def _the_controls_page(obs: Observations, e: Exchange) -> bool:
     """A cleartext page that is the one the control fetched: the same status, a body as long (OONI's 0.7) and the
-    same title (or neither has one). What a fingerprint matched in it is the site's own text (a review of a filtering product, an
+    same title, one with words to compare (or both pages empty, with no title and nothing to read). What a fingerprint matched in it is the site's own text (a review of a filtering product, an
     article quoting a blockpage, a forum's "Access denied"), not a blockpage: a censor's page is not the control's,
     whose helper fetches the site from outside the censored network. (A fingerprint still decides where the control
     failed or is absent.)"""
@@ -495,9 +497,27 @@ def _the_controls_page(obs: Observations, e: Exchange) -> bool:
     if control is None or control.http is None or control.http.failure is not None:
         return False
     diff = http_diff(e, control.http, obs.version)
-    untitled = not e._title.strip() and not (control.http.title or "").strip()  # both without one: alike there
-    return diff.status_code_match is True and diff.body_length_match is True and (
-        diff.title_match is True or untitled)
+    if diff.status_code_match is not True or diff.body_length_match is not True:
+        return False
+    if diff.title_match is True and _title_words(e._title):
+        return True  # the same words of five bytes or more, and there are some (OONI's rule holds for none: "MTC")
+    # neither has a title, and this one is empty (no more than a few bare tags): what else would tell them apart
+    return not e._title.strip() and not (control.http.title or "").strip() and _empty(e.text())
+
+
+def _title_words(title: str) -> bool:
+    """Whether a title has a word of five bytes or more, the words OONI's title match compares."""
+    return any(len(word.encode("utf-8")) >= 5 for word in title.split(" "))
+
+
+EMPTY_PAGE = 64  # characters, white space aside: Citizen Lab's empty pages are 13-52 ("<HTML></HTML>")
+
+
+def _empty(page: str) -> bool:
+    """Whether a page is empty: a few bare tags (`EMPTY_PAGE` characters at most, white space aside) and nothing to
+    read between them. (A page of one image and a link is no empty page: Myanmar's blockpage is that.)"""
+    bare = "".join(page[:4096].split())
+    return len(bare) <= EMPTY_PAGE and not any(c.isalnum() for c in _TAGS.sub("", bare))
 
 
 def _authenticated_site_page(obs: Observations, e: Exchange) -> bool:
