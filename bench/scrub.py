@@ -101,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "base64 tokens of our address, each other": " ".join(
             base64.b64encode(f"{i:06d} 198.18.1.2".encode()).decode() for i in range(size // 25)),
         "base64 runs that almost do": "MTk4LjE4LjEuMx " * (size // 15),
+        # digits glued to our address, over and over (`Scrubber._glued`, then `_spelled` past MAX_GLUED windows)
+        "our address glued to itself": "198.18.1.2" * (size // 10),
+        "reversed, underscored, glued": "2_1_18_1989" * (size // 11),
     }
     for name, page in hostile.items():
         body = page.encode()

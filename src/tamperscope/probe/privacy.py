@@ -224,6 +224,8 @@ _PCT_SEEN: dict[bool, re.Pattern[Any]] = {False: re.compile(rb"%3"), True: re.co
 # The longest spelling of one IPv6 address is 45 characters; in a longer run of address
 # characters only its ends are tried.
 _MAX_RUN = 64
+MAX_GLUED = 32  # windows of one run tried for an address with digits glued to it (`Scrubber._glued`); then found
+# plainly (`Scrubber._spelled`): 512 KiB of our address glued to itself took 2-3 s, against 0.2 s unglued
 _NAT64 = 0x0064FF9B << 64  # 64:ff9b::/96 (RFC 6052), shifted as an address's top 96 bits are
 _GLUING_ESCAPE = re.compile(rb"\\[buf]")  # JSON escapes that end in a hex digit: \u0001, \b, \f
 
@@ -634,7 +636,13 @@ class Scrubber:
                     if x or not f"{v:08x}".isdigit()]  # not bare when it reads as a decimal number
         numbers = list(dict.fromkeys(numbers))
         self._decimals = ([n.encode() for n in numbers], numbers)
-        spellings = wide + [w.upper() for w in wide if ":" in w]  # an IPv6 address's hex digits in either case
+        # in tokens: the usual spellings, an IPv6 address's hex digits in either case and written out whole, and an
+        # IPv4 address mapped in hex (``::ffff:c612:102``, as dual-stack servers write it); not every spelling the
+        # text search finds: each costs six searches of every measurement's JSON (`needed`)
+        spellings = wide + [w.upper() for w in wide if ":" in w]
+        spellings += [ipaddress.IPv6Address(v).exploded for v in sorted(v6)]
+        spellings += [f"::ffff:{v >> 16:x}:{v & 0xFFFF:x}" for v in sorted(v4)]
+        spellings = list(dict.fromkeys(spellings))
         needles = _b64_needles(spellings)
         self._b64 = (needles, [n.encode("ascii") for n in needles])
         self._plain = [w.encode() for w in spellings]
@@ -730,6 +738,7 @@ class Scrubber:
             at.append(at[-1] + len(p) + 1)
         middles = self._middles
         bare = [p.lstrip("0") or p[:1] for p in parts]  # a window is parsed only if its middle is one of ours
+        tried = 0
         for i in range(len(parts) - 3):
             if (bare[i + 1], bare[i + 2]) not in middles or not (bare[i] and bare[i + 3]):
                 continue
@@ -737,9 +746,25 @@ class Scrubber:
             if _quad(window) in v4 or (reverse and _quad(window[::-1]) in v4):
                 out.append((at[i], at[i + 4] - 1))
                 continue
+            tried += 1
+            if tried > MAX_GLUED:  # a run of our address glued to itself, over and over (hostile): at C speed
+                return out + self._spelled(run, sep, reverse, at[i])
             glued = self._glued(window, reverse)
             if glued is not None:
                 out.append((at[i] + glued[0], at[i + 3] + glued[1]))
+        return out
+
+    def _spelled(self, run: str, sep: str, reverse: bool, start: int) -> list[tuple[int, int]]:
+        """Where in ``run`` from ``start`` one of our IPv4 addresses is written plainly with ``sep`` (either order
+        with `reverse`), whatever touches it: what `_glued` finds, found with ``str.find``."""
+        out = []
+        for v in self._v4:
+            octets = [str(v >> shift & 0xFF) for shift in (24, 16, 8, 0)]
+            for spelling in {sep.join(octets), *((sep.join(octets[::-1]),) if reverse else ())}:
+                at = run.find(spelling, start)
+                while at >= 0:
+                    out.append((at, at + len(spelling)))
+                    at = run.find(spelling, at + len(spelling))
         return out
 
     def _glued(self, window: list[str], reverse: bool) -> tuple[int, int] | None:
@@ -915,7 +940,7 @@ class Scrubber:
             if token in decoded:
                 clean = decoded[token]
             elif len(decoded) < MAX_TOKENS:
-                clean = decoded[token] = self._clean_token(token if text else token.decode("ascii"))
+                clean = decoded[token] = self._clean_run(token if text else token.decode("ascii"))
             else:
                 clean = SCRUBBED
             if clean is not None:
@@ -926,13 +951,27 @@ class Scrubber:
         out.append(s[at:])
         return ("" if text else b"").join(out)
 
+    def _clean_run(self, run: str) -> str | None:
+        """`_clean_token` for a run of base64 characters, which may be a URL's path (``t/eyJ…/next/page``): its
+        segments between slashes first, each that holds a needle on its own, the others kept as they are; the run
+        whole only when no segment encodes our address (a standard token has slashes of its own)."""
+        if "/" in run:
+            parts = run.split("/")
+            needles = self._b64[0]
+            cleaned = [self._clean_token(p) if len(p) >= 8 and any(n in p for n in needles) else None for p in parts]
+            if any(c is not None for c in cleaned):
+                return "/".join(p if c is None else c for p, c in zip(parts, cleaned))
+        return self._clean_token(run)
+
     def _clean_token(self, token: str) -> str | None:
         """A run of base64 characters with our addresses scrubbed from what it encodes, written as it was (the same
         alphabet, padded or not, the characters before the data's first byte kept); None when it encodes none of
         them. Where the data begins is not known (``t=eyJ…`` is one run): each of four starts is tried."""
         body = token.rstrip("=")
         padded = len(body) != len(token)
-        url = "-" in body or "_" in body
+        # the URL-safe alphabet where it shows, or where nothing says otherwise and there is no padding (a JWT's
+        # parts are unpadded base64url; re-encoded in the standard alphabet, '+' and '/' would break them)
+        url = "-" in body or "_" in body or not ("+" in body or "/" in body or padded)
         for k in range(4):
             chunk = body[k:]
             chunk = chunk[:len(chunk) - (1 if len(chunk) % 4 == 1 else 0)]  # one character alone holds no byte
