@@ -78,11 +78,13 @@ _DIGIT = re.compile(r"\d")
 _SPACE = re.compile(r"\s+")
 # what a proposal is cut at as it is at a site's name: a person's e-mail address, and what may be an IPv6 address
 # (digits are cut already, so an IPv4 address never stays whole; "fe80::1" kept its "fe")
-_PERSONAL = (r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\b[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,}"
-             # and the word after one that names a person or a machine ("user jdoe.smith", "host LAPTOP-JDOE")
-             r"|(?:" + "|".join(f"(?<=\\b{w} )|(?<=\\b{w}: )|(?<=\\b{w}=)" for w in
-                                ("user", "username", "login", "account", "subscriber", "host", "hostname",
-                                 "computer", "device", "customer")) + r")[^\s<>\"']+")
+_NAMING = ("user", "username", "login", "account", "subscriber", "member", "host", "hostname", "computer", "device",
+           "customer", "dear", "mr", "mrs", "ms")  # words a person's or a machine's name follows
+_PERSONAL = (r"(?<![\w.+-])[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}"  # (bounded: linear on a long word)
+             r"|\b[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,8}"
+             # the naming word, what separates it (spaces, "&nbsp;", ":", "=", quotes) and the name: one token, and
+             # up to three more capitalised words ("Dear Mr John Smith", "user 'jdoe'", "host\tLAPTOP-JDOE")
+             r"|\b(?:" + "|".join(_NAMING) + r")\b\.?(?:\s|&nbsp;|[:='\"])+[^\s<>\"'&]+(?-i:\s+[A-Z][\w.'-]*){0,3}")
 _PERSONAL_SEEN = re.compile(_PERSONAL, re.IGNORECASE)
 # markup every page has, which no fingerprint can be made of (a viewport meta tag matched most of the web)
 _BOILERPLATE = re.compile(r"(?i)<(?:meta|link|script|style|!doctype|html|head|body|base|noscript|!--)\b")
