@@ -66,3 +66,9 @@ def test_without_a_control_a_known_block_address_is_a_finding_of_its_own() -> No
     # a routable answer no fingerprint knows, without a control: nothing can be said (OONI: None/None)
     v = verdict_for(_answering(m, "93.184.216.99"), default_matcher())
     assert (v.mechanism, v.fingerprints) == ("none", ()), v
+
+
+def test_an_ipv4_block_address_answered_mapped_in_ipv6_is_the_same_fingerprint() -> None:
+    m = default_matcher()
+    assert m.dns(["::ffff:10.10.34.35"], "IR") == m.dns(["10.10.34.35"], "IR") == ("cl/dns_nat_ir_inject_2",)
+    assert m.dns([f"::FFFF:{OPENDNS_BLOCK}"], "IT") == ("cl/dns_prod_opendns_1",)

@@ -570,9 +570,11 @@ GENERIC_DNS = frozenset({"br"})  # Citizen Lab's label for its DNS fingerprints 
 def _dns_key(value: str) -> str:
     value = value.strip()
     try:
-        return str(ipaddress.ip_address(value))
+        ip = ipaddress.ip_address(value)
     except ValueError:
         return value.lower().rstrip(".")
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return str(mapped if mapped is not None else ip)  # ::ffff:10.10.34.35 is the IPv4 fingerprint's address
 
 
 def _region(where: str, split: int, total: int) -> tuple[int, int]:
