@@ -55,6 +55,25 @@ def test_a_tcp_timeout_where_the_same_server_answered_over_udp_is_no_drop() -> N
     assert v.mechanism == "dns.drop", v
 
 
+def test_a_name_that_does_not_exist_anywhere_is_not_blocked() -> None:
+    """QA: `dnscheck -i nx.example.com` under the none profile was a failure, the control and every transport
+    agreeing on NXDOMAIN. A lookup answered with an address, or a control that resolved, says otherwise."""
+    nx = {"failure": "dns_nxdomain_error", "addrs": []}
+    m = {"test_name": "dnscheck", "test_keys": {
+        "control": {"dns": {"failure": "dns_nxdomain_error", "addrs": []}},
+        "x_lookups": {"system": {"engine": "system", **nx}, "udp": {"engine": "udp", **nx},
+                      "dot": {"engine": "dot", **nx}, "doh": {"engine": "doh", "failure": "generic_timeout_error"}}}}
+    v = dnscheck_verdict(m)
+    assert (v.status, v.mechanism, v.blocking, v.accessible) == ("ok", "none", False, True), v
+    lying = copy.deepcopy(m)
+    lying["test_keys"]["x_lookups"]["udp"] = {"engine": "udp", "failure": None, "addrs": ["10.0.0.1"]}
+    assert dnscheck_verdict(lying).status == "failure"  # an address where the control has none: cannot tell
+    silent = copy.deepcopy(m)
+    for lk in silent["test_keys"]["x_lookups"].values():
+        lk.update(failure="generic_timeout_error")
+    assert dnscheck_verdict(silent).status == "failure"  # nothing answered here
+
+
 ODD = [None, True, 7, 1.5, "x", [], {}, [None], [[1]], [{"a": [1]}], {"k": [1]}]
 
 

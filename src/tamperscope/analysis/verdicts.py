@@ -105,9 +105,10 @@ VERDICTS: dict[str, VerdictFunction] = {}
 #    generic 0.0.0.0 and 127.0.0.1), and decide a lie without a control, as OONI's fastpath does. From a QA pass
 #    against the lab's truth: an app's HTTPS check (telegram web, whatsapp, signal, riseupvpn's API) whose every
 #    connection failed is tcp.*, not tls.*; a dnscheck timeout where the same server answered over another
-#    cleartext transport is no dns.drop; stunreachability's dns_bogon_error is dns.poison (dns.injection when
-#    raced); a tcp_freeze response stopped dead under 4 KiB is tcp.freeze, no byte after the handshake http.drop;
-#    echcheck's config stripped from plain DNS is dns.drop.
+#    cleartext transport is no dns.drop, and a name NXDOMAIN for the control and every transport is not blocked;
+#    stunreachability's dns_bogon_error is dns.poison (dns.injection when raced); a tcp_freeze response stopped
+#    dead under 4 KiB is tcp.freeze, no byte after the handshake http.drop; echcheck's config stripped from plain
+#    DNS is dns.drop.
 ANALYSIS_VERSION = "19"
 
 

@@ -10,7 +10,8 @@ Pure, like the web_connectivity verdict, so `analyze` re-derives it. Rules, in o
    `dns.nxdomain`; cleartext timeouts/SERVFAIL while they resolve: `dns.drop`,
    unless the same server answered the name over another cleartext transport
    (a TCP query timing out on a slow path where UDP got through).
-4. Otherwise not blocked. With no control and no encrypted answer: cannot tell.
+4. Otherwise not blocked. With no control and no encrypted answer: cannot tell; but where the control
+   says NXDOMAIN and every transport answered that too, the name does not exist: not blocked (0.7).
 Consistency is by address or by AS number (CDNs), and bogons never count.
 """
 
@@ -67,6 +68,17 @@ def _server(address: Any) -> str:
     return text.rpartition(":")[0] if text.count(":") == 1 else text
 
 
+def _no_such_name(ctrl_dns: Any, lookups: Mapping[Any, Any]) -> bool:
+    """Whether the control's lookup said NXDOMAIN and every lookup here that was answered said so too (one at
+    least; a timeout answers nothing, an address contradicts it)."""
+    if not isinstance(ctrl_dns, Mapping) or ctrl_dns.get("failure") != "dns_nxdomain_error":
+        return False
+    answered = [lk for lk in lookups.values() if isinstance(lk, Mapping)
+                and (_addresses(lk.get("addrs")) or _text(lk.get("failure")) not in DROP_FAILURES)]
+    return bool(answered) and all(_text(lk.get("failure")) == "dns_nxdomain_error" and not _addresses(lk.get("addrs"))
+                                  for lk in answered)
+
+
 def dnscheck_verdict(measurement: Mapping[str, Any]) -> Verdict:
     tk = _mapping(measurement.get("test_keys"))
     lookups = tk.get("x_lookups") or {}
@@ -92,6 +104,10 @@ def dnscheck_verdict(measurement: Mapping[str, Any]) -> Verdict:
             good |= set(_addresses(lk.get("addrs")))
             encrypted_ok = True
     good_asn = {asn_of[a] for a in good if asn_of.get(a)}
+    if not good and _no_such_name(ctrl_dns, lookups):
+        # the control says the name does not exist, and every lookup here that got an answer says so too: nothing
+        # is blocked (QA: a failure, where the lab's truth and every transport agreed)
+        return _v(False, True, "none", 0.7, "ok", ["test_keys.control.dns", "test_keys.x_lookups"])
     if not good:
         return _v(None, None, "none", 0.0, "failure" if not encrypted_ok else "ok", ["test_keys.control"])
     duplicates = tk.get("x_dns_duplicate_responses")
