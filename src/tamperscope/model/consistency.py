@@ -738,9 +738,9 @@ def _title_match(response: Exchange, control: ControlHTTP, version: tuple[int, i
     if not measured or (version >= (0, 5) and not control.title):
         return None
     # Words of 5+ bytes, order ignored: all of them must appear in both titles.
-    words: dict[str, int] = {}
-    for bit, title in ((1, measured), (2, control.title)):
-        for word in title.split(" "):
-            if len(word.encode("utf-8")) >= 5:
-                words[word.lower()] = words.get(word.lower(), 0) | bit
-    return all(flags == 3 for flags in words.values())
+    return title_words(measured) == title_words(control.title)
+
+
+def title_words(title: str) -> set[str]:
+    """The words OONI's title match compares: those of five bytes or more, lower-cased."""
+    return {word.lower() for word in title.split(" ") if len(word.encode("utf-8")) >= 5}

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .verdict import Verdict
-from .webparts import is_bogon
+from .webparts import is_bogon, split_endpoint
 
 CLEARTEXT = ("system", "getaddrinfo", "udp", "tcp")
 ENCRYPTED = ("dot", "doh")
@@ -62,10 +62,7 @@ def _text(value: Any) -> str | None:
 def _server(address: Any) -> str:
     """The server of a ``resolver_address`` ("198.19.0.8:53", "[2001:db8::8]:53"), without its port; "" for the
     system resolver's (and for what is no string)."""
-    text = _text(address) or ""
-    if text.startswith("["):
-        return text[1:].partition("]")[0]
-    return text.rpartition(":")[0] if text.count(":") == 1 else text
+    return split_endpoint(address)[0] if isinstance(address, str) and address else ""
 
 
 def _no_such_name(ctrl_dns: Any, lookups: Mapping[Any, Any]) -> bool:

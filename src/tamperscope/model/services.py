@@ -154,15 +154,7 @@ def lied(tk: Mapping[str, Any], about: Callable[[str], bool]) -> bool:
     (127.0.0.1, a private network: OONI's bogons, except the benchmarking range 198.18.0.0/15, which test
     beds such as our lab use as their internet). That is a resolver's lie, whatever failed after it: the
     connection went where the lie pointed."""
-    queries = tk.get("queries")
-    for q in queries if isinstance(queries, list) else ():
-        if not isinstance(q, Mapping) or not isinstance(name := q.get("hostname"), str) or not about(name.lower()):
-            continue
-        answers = q.get("answers")
-        for a in answers if isinstance(answers, list) else ():
-            if isinstance(a, Mapping) and any(isinstance(v := a.get(k), str) and is_lie(v) for k in ("ipv4", "ipv6")):
-                return True
-    return False
+    return any(is_lie(a) for a in _addresses_of(tk, about))
 
 
 def _addresses_of(tk: Mapping[str, Any], about: Callable[[str], bool]) -> set[str]:

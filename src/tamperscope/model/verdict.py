@@ -65,6 +65,7 @@ from tamperscope.model.consistency import (
     _str,
     http_diff,
     observe,
+    title_words,
 )
 from tamperscope.model.failures import failure_class
 from tamperscope.model.freeze import Stall
@@ -499,15 +500,10 @@ def _the_controls_page(obs: Observations, e: Exchange) -> bool:
     diff = http_diff(e, control.http, obs.version)
     if diff.status_code_match is not True or diff.body_length_match is not True:
         return False
-    if diff.title_match is True and _title_words(e._title):
+    if diff.title_match is True and title_words(e._title):
         return True  # the same words of five bytes or more, and there are some (OONI's rule holds for none: "MTC")
     # neither has a title, and this one is empty (no more than a few bare tags): what else would tell them apart
     return not e._title.strip() and not (control.http.title or "").strip() and _empty(e.text())
-
-
-def _title_words(title: str) -> bool:
-    """Whether a title has a word of five bytes or more, the words OONI's title match compares."""
-    return any(len(word.encode("utf-8")) >= 5 for word in title.split(" "))
 
 
 EMPTY_PAGE = 64  # characters, white space aside: Citizen Lab's empty pages are 13-52 ("<HTML></HTML>")
