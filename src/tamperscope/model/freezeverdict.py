@@ -114,10 +114,9 @@ def tcp_freeze_verdict(measurement: Mapping[str, Any]) -> Verdict:
     if stage == "http" and failure_class(failure) == "timeout" and _int(single.get("received")) > 0:
         silence = single.get("silence_s")
         evidence = (*EVIDENCE, *(("test_keys.control",) if page else ()))
-        if isinstance(silence, (int, float)) and not isinstance(silence, bool) and silence >= SILENCE_S:
-            # nothing at all came for that long: stopped dead, under `MIN_BYTES` (a cap of 1-3 KiB), not slowed
-            return anomaly("http-failure", "tcp.freeze", round(UNCONFIRMED + bonus, 2), evidence)
         if isinstance(silence, (int, float)) and not isinstance(silence, bool):
+            if silence >= SILENCE_S:  # nothing at all came for that long: stopped dead under `MIN_BYTES`
+                return anomaly("http-failure", "tcp.freeze", round(UNCONFIRMED + bonus, 2), evidence)
             return anomaly("http-failure", "throttle", round(STALLED + bonus, 2), evidence)  # bytes still coming
         # no read after the request began (the bytes were the TLS handshake's): the request went unanswered
     stage = stage if stage in ("connect", "tls") else "http"
