@@ -2,7 +2,10 @@
 """Build the shipped blockpage fingerprint database from the third-party sources.
 
 Reads the Censored Planet signatures and the Citizen Lab filtering annotations
-(read-only copies under ../shared/data/fingerprints, see its README) and writes
+(read-only copies under ../shared/data/fingerprints, see its README), and the
+blockpages Citizen Lab captured in the field (../shared/data/blockpages/citizenlab,
+each file named for whose page it is) to find the fingerprints named for someone
+that match someone else's real page too (``also_on``), and writes
 
 * ``src/tamperscope/wire/data/fingerprints.json``: every fingerprint in one
   compact JSON file (one entry per line, so diffs stay readable), plus the list
@@ -40,6 +43,8 @@ from tamperscope.wire.fingerprints import (  # noqa: E402  (needs the src path a
     CENSOREDPLANET,
     CITIZENLAB,
     DATA_FORMAT,
+    FingerprintDB,
+    owner_of,
 )
 from tamperscope.wire.patterns import guard_pattern  # noqa: E402
 
@@ -422,6 +427,32 @@ def _verify_provenance(source_root: Path) -> None:
             raise SystemExit(f"build_fingerprints: {readme} no longer says {src.repository} @ {src.commit}")
 
 
+def _pages_of(pages: Path) -> list[tuple[str, bytes]]:
+    return [(p.stem, p.read_bytes()) for p in sorted(pages.glob("*.html"))]
+
+
+def sightings(build: Build, pages: Path) -> None:
+    """Give each fingerprint that names someone (an ISP, a product, an institution, a company) the real captured
+    pages of someone else it matches (``also_on``): Citizen Lab's own captures, filed by whose they are. A
+    product's fingerprint on an ISP's or a school's page is that product at work there, so a product's counts
+    only other products' pages; a national system's, a generic or an unknown one's names no one to doubt."""
+    db = FingerprintDB.from_entries(build.entries)
+    by_id = {e["id"]: e for e in build.entries}
+    for stem, body in _pages_of(pages):
+        page = owner_of(stem)
+        for match in db.match_response(body):
+            fp = db.get(match.id)
+            mine = fp.owner
+            if not mine.named or mine.same_as(page) or (mine.scope == "prod" and page.scope != "prod"):
+                continue
+            also = by_id[fp.id].setdefault("also_on", [])
+            if stem not in also:
+                also.append(stem)
+    for entry in build.entries:
+        if "also_on" in entry:
+            entry["also_on"] = sorted(entry["also_on"])
+
+
 def render_json(build: Build) -> str:
     counts = Counter(f"{e['source']}/{e['kind']}" for e in build.entries)
     head = {
@@ -483,10 +514,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="fingerprints folder of the shared data")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="package data folder to write")
+    parser.add_argument("--pages", type=Path, default=None,
+                        help="Citizen Lab's captured blockpages (default: blockpages/citizenlab beside --source)")
     parser.add_argument("--check", action="store_true", help="fail if the committed files are out of date")
     args = parser.parse_args(argv)
     _verify_provenance(args.source)
     build = build_all(args.source)
+    pages = args.pages or args.source.parent / "blockpages" / CITIZENLAB
+    if not any(pages.glob("*.html")):
+        raise SystemExit(f"build_fingerprints: no captured pages (*.html) in {pages}")
+    sightings(build, pages)
     outputs = {
         "fingerprints.json": render_json(build),
         "FINGERPRINTS-LICENSES.md": render_licences(args.source),
@@ -498,6 +535,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'dropped':32} {len(build.dropped):5}")
     for d in build.dropped:
         print(f"  dropped {d['id']}: {d['reason']}")
+    for e in build.entries:
+        if e.get("also_on"):
+            print(f"  {e['id']} names {owner_of(e['name']).in_words()}, matches pages of "
+                  + ", ".join(dict.fromkeys(owner_of(p).in_words() for p in e["also_on"])))
     stale = []
     for filename, content in outputs.items():
         path = args.out / filename

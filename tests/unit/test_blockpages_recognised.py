@@ -199,3 +199,38 @@ def test_an_empty_page_fingerprint_names_no_isp(tmp_path: Path) -> None:
     rows = {r["fingerprint"]: r for r in blockpages_in_words(s, None, 10)}
     assert rows["cl/susp_blankhtml_2"]["names"] == "no one (a suspected block: an empty page)", rows
     s.close()
+
+
+def test_a_fingerprint_named_for_one_isp_on_anothers_real_page_is_not_taken_at_its_word(tmp_path: Path) -> None:
+    """Citizen Lab's 'RU ISP Megamax Block' is RKN's standard sentence: it matches the real pages Citizen Lab
+    captured at Convex, Rostelecom and UCAnet, and the report said a Convex page was Megamax's. The name is now
+    given with what it is worth, in the terminal, HTML and JSON reports and on the measurement's page."""
+    megamax = "cl/isp_ru_megamax_rkn_block"
+    page = (SHARED_BLOCKPAGES / "blockpage_meta_isp_ru_convex_rkn_blockpage.html").read_text(errors="replace")
+    m = _page(page, "RU", "AS41704", 0)
+    s = Store(tmp_path / "s.duckdb")
+    (tmp_path / "in.jsonl").write_bytes(orjson.dumps(m))
+    pipeline.run([str(tmp_path / "in.jsonl")], s)
+    rows = {r["fingerprint"]: r for r in blockpages_in_words(s, None, 20)}
+    assert megamax in rows, sorted(rows)
+    row = rows[megamax]
+    assert row["name"] == "RU ISP Megamax Block"
+    assert row["also_on"] == ["convex (RU)", "rostelcom (RU)", "ucanet (RU)"], row["also_on"]
+    assert row["names"].startswith("an ISP, not certainly the one its name says") and "convex (RU)" in row["names"]
+    national = [r for fid, r in rows.items() if fid != megamax]
+    assert national and all(not r["also_on"] and "not certainly" not in r["names"] for r in national)
+    assert "not certainly the one its name says" in terminal_report(s)
+    html = html_report(s, plotly_js="")
+    assert "not certainly the one its name says: the same words are on real pages of convex (RU)" in html
+    doc = orjson.loads(orjson.dumps(json_report(s)))
+    assert next(r for r in doc["blockpages"] if r["fingerprint"] == megamax)["also_on"] == row["also_on"]
+    s.close()
+    with running_app(Settings(db_path=tmp_path / "e.duckdb", announce=False, submit_rate=0, read_rate=0)) as c:
+        out = c.post("/api/v1/submit", content=orjson.dumps(m)).json()
+        assert out["stored"] == 1, out
+        uid = c.get("/api/v1/measurements").json()["results"][0]["measurement_uid"]
+        shown = c.get(f"/m/{uid}").text
+    section = re.search(r'<section id="fingerprints">(.*?)</section>', shown, re.S)
+    assert section is not None, shown[:500]
+    assert "Whose page this is is not certain: the same words are on real pages of convex (RU), rostelcom (RU), " \
+           "ucanet (RU)" in section.group(1)

@@ -841,3 +841,55 @@ def test_backtracking_risk_names_a_reason_and_never_raises(pattern: str, why: st
 def test_backtracking_risk_passes_safe_patterns() -> None:
     for pattern in (r"^x\.org$", r"block(ed)?", r"[a-z0-9-]{1,63}\.example$", r"a{3}"):
         assert patterns.backtracking_risk(pattern) is None, pattern
+
+
+# --------------------------------------------------------------------------- whose page a name says it is
+
+
+def test_whose_page_a_name_says_it_is() -> None:
+    from tamperscope.wire.fingerprints import owner_of
+
+    assert owner_of("isp_ru_megamax_rkn_block") == fpmod.Owner("isp", "RU", ("megamax",))
+    assert owner_of("c_isp_ru_akado") == fpmod.Owner("isp", "RU", ("akado",))
+    assert owner_of("d_corp_kz_ps") == fpmod.Owner("corp", "KZ", ("ps",))  # the country first, then a short owner
+    assert owner_of("isp_gb_o2_18plusoptin_block").words == ("o2", "18plusoptin")  # o2 keeps its digit
+    assert owner_of("c_isp_ru_generalbp4").words == () and not owner_of("c_isp_id_31_satellite").named
+    assert owner_of("blockpage_meta_inst_edu_id_telkomuniversity_block") == fpmod.Owner(
+        "inst", "ID", ("telkomuniversity",))
+    assert owner_of("dns_meta_dns_isp_ru_rkn_zencom").in_words() == "zencom (RU)"
+    assert owner_of("blockpage_meta_isp_ru_ucanet_block-dest").in_words() == "ucanet (RU)"
+    assert owner_of("blockpage_meta_nat_sa").in_words() == "the national system (SA)"
+    assert owner_of("a_prod_fortinet_1").named and not owner_of("b_nat_ru_rkn").named
+    assert not owner_of("f_gen_ru_3").named and not owner_of("e_unk_ru_blocked_4").named
+    same = [("c_isp_ru_pjscrostelekom", "blockpage_meta_isp_ru_rostelcom_warning_block"),  # two spellings
+            ("isp_gb_o2_18plusoptin_block", "blockpage_meta_isp_gb_o218plusoptin_block"),
+            ("a_prod_fortinet_1", "blockpage_meta_prod_fortiguard_webfilter_blocktext"),
+            ("isp_ca_rogers_tva_telus_block", "blockpage_meta_isp_ca_rogers_courtblock")]
+    for a, b in same:
+        assert owner_of(a).same_as(owner_of(b)) and owner_of(b).same_as(owner_of(a)), (a, b)
+    other = [("isp_ru_megamax_rkn_block", "blockpage_meta_isp_ru_convex_rkn_blockpage"),
+             ("d_corp_kz_ps", "blockpage_meta_isp_ru_tinkoff_block"),
+             ("prod_vasexperts_blockpage_1", "blockpage_meta_prod_rmedufilter_blockpage")]
+    for a, b in other:
+        assert not owner_of(a).same_as(owner_of(b)), (a, b)
+
+
+def test_fingerprints_named_for_someone_on_others_real_pages_say_so() -> None:
+    """The shipped database records, for a fingerprint named for someone, the real captured pages of others it
+    matches (the build works it out from Citizen Lab's captures; the test above keeps the shipped file current).
+    Checked here against the captures themselves: each page listed is matched, and is someone else's."""
+    from tamperscope.wire.fingerprints import FingerprintDB, owner_of
+
+    db = FingerprintDB.load()
+    doubted = {fp.id: fp for fp in db.fingerprints if fp.also_on}
+    assert {"cl/isp_ru_megamax_rkn_block", "cp/d_corp_kz_ps", "cl/prod_vasexperts_blockpage_1"} <= set(doubted)
+    assert doubted["cl/isp_ru_megamax_rkn_block"].also_on_words() == ["convex (RU)", "rostelcom (RU)", "ucanet (RU)"]
+    assert "cp/a_prod_fortinet_1" not in doubted  # FortiGuard's own pages, and an ISP's page it serves (Gilat)
+    assert "cl/prod_netsweeper_inject_2" not in doubted  # a product on an ISP's page is the product at work there
+    for fp in doubted.values():
+        assert fp.owner.named
+        for stem in fp.also_on:
+            body = (SHARED / "blockpages" / "citizenlab" / f"{stem}.html").read_bytes()
+            assert fp.id in {m.id for m in db.match_response(body)}, (fp.id, stem)
+            assert not fp.owner.same_as(owner_of(stem)), (fp.id, stem)
+    assert len(doubted) <= 10  # a handful: a rule that doubted every name would say nothing

@@ -549,12 +549,20 @@ FINGERPRINT_SOURCES = {"censoredplanet": "Censored Planet", "citizenlab": "Citiz
                        "local": "this collector's own (--fingerprints)"}
 
 
+def not_certainly(also_on: Sequence[str]) -> str:
+    """What a fingerprint named for someone is worth when its words are on others' real pages too
+    (`Fingerprint.also_on_words`)."""
+    return ("not certainly the one its name says: the same words are on real pages of " + ", ".join(also_on)
+            + " (Citizen Lab's captures)")
+
+
 def blockpages_in_words(store: Any, filters: Filters | None, limit: int | None) -> list[dict[str, Any]]:
     """`aggregates.blockpages`, each row with what the shipped database says of its fingerprint: ``name`` (Citizen
     Lab's common name, else the source's own), ``names`` (who the page belongs to, in words), ``source``,
     ``kind`` (blockpage or dns), ``expected`` (the countries the page is known from), ``same_pattern_as`` (the
-    ids of fingerprints with its very pattern under other names: then ``name`` gives them all, "A or B"), and
-    ``seen`` (the days). A fingerprint this version does not ship keeps its id, with the rest empty."""
+    ids of fingerprints with its very pattern under other names: then ``name`` gives them all, "A or B"),
+    ``also_on`` (whose real pages, captured by Citizen Lab, the fingerprint matches too, when it is named for
+    someone else: then ``names`` says its name is not certainly the page's maker), and ``seen`` (the days). A fingerprint this version does not ship keeps its id, with the rest empty."""
     rows = aggregates.blockpages(store, filters, limit)
     if not rows:
         return rows
@@ -580,6 +588,9 @@ def blockpages_in_words(store: Any, filters: Filters | None, limit: int | None) 
         r["names"] = FINGERPRINT_SCOPES.get(fp.label, fp.label) if fp is not None else ""
         if fp is not None and fp.source == "citizenlab" and fp.name.startswith("susp_"):
             r["names"] = SUSPECTED  # Citizen Lab files its empty pages under "isp": they name no one
+        r["also_on"] = fp.also_on_words() if fp is not None else []
+        if r["also_on"]:  # its words are on someone else's real page: its name is not certainly the page's maker
+            r["names"] += f", {not_certainly(r['also_on'])}"
         source = fp.source if fp is not None else str(r["fingerprint"]).partition("/")[0]
         # a fingerprint of one's own is named as such by its id, whether or not this process was given the file
         r["source"] = FINGERPRINT_SOURCES.get(source, source) if fp is not None or source == "local" else ""
@@ -1239,5 +1250,5 @@ def json_report(store: Store, filters: Filters | None = None, limit: int = 15) -
 __all__ = ["APP_NAMES", "FINGERPRINT_SCOPES", "FINGERPRINT_SOURCES", "JSON_FORMAT", "MECHANISM_WORDS", "OUTCOME_WORDS",
            "SOURCE_WORDS", "TEST_WORDS", "app_name", "apps_in_words", "blockpages_in_words", "categories_in_words",
            "category_countries_in_words", "count_axis", "counted", "day_axis", "html_report", "json_report",
-           "networks_in_words", "networks_shown", "plot_text", "proposed_fingerprints_csv", "rules_in_words",
+           "networks_in_words", "networks_shown", "not_certainly", "plot_text", "proposed_fingerprints_csv", "rules_in_words",
            "stack_axis", "table", "terminal_report", "unknown_blockpages_in_words"]

@@ -476,7 +476,7 @@ def fingerprints(ids: Sequence[str]) -> list[dict[str, Any]]:
         if fp is not None:
             entry.update({"name": fp.name, "source": fp.source, "kind": fp.kind, "label": fp.label,
                           "countries": list(fp.expected_countries), "title": fp.title, "where": fp.where,
-                          "pattern": fp.pattern[:300]})
+                          "pattern": fp.pattern[:300], "also_on": fp.also_on_words()})
         out.append(entry)
     return out
 

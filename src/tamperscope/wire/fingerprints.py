@@ -86,6 +86,17 @@ class Fingerprint:
     expected_countries: tuple[str, ...] = ()  # ISO 3166 codes; optional
     confidence: int | None = None  # CL confidence_no_fp, 0-10; None for CP
     title: str = ""  # CL common_name; optional
+    # real captured pages (Citizen Lab's file names) of someone else that the pattern matches too: its name's
+    # owner is then not certainly the page's (`owner_of`; worked out by scripts/build_fingerprints.py)
+    also_on: tuple[str, ...] = ()
+
+    @property
+    def owner(self) -> Owner:
+        return owner_of(self.name, self.label)
+
+    def also_on_words(self) -> list[str]:
+        """Whose pages ``also_on`` are, in words, each once ("convex (RU)")."""
+        return list(dict.fromkeys(owner_of(page).in_words() for page in self.also_on))
 
     @property
     def generic(self) -> bool:
@@ -101,7 +112,91 @@ class Fingerprint:
             expected_countries=tuple(obj.get("expected_countries", ())),
             confidence=obj.get("confidence"),
             title=obj.get("title", ""),
+            also_on=tuple(obj.get("also_on", ())),
         )
+
+
+# --------------------------------------------------------------------------- whose page a name says it is
+
+# The scopes of Citizen Lab's names and Censored Planet's prefixes, as one word each
+_SCOPE_WORDS = {"isp": "isp", "c_isp": "isp", "nat": "nat", "b_nat": "nat", "prod": "prod", "a_prod": "prod",
+                "inst": "inst", "corp": "corp", "d_corp": "corp", "e_unk": "unk", "f_gen": "gen"}
+NAMING_SCOPES = frozenset({"isp", "prod", "inst", "corp"})  # the names that say whose page it is
+# Words of the sources' names that say what a page is, not whose: never an owner
+_WHAT_WORDS = frozenset("""
+    block blocked blocking blockpage blockpages page pages forward forwarded redirect warning notice rkn fz inject
+    injected injection optin optinporn porn pornblock adult sehat baik negatifkonten positif filter filtering
+    webfilter urlfilter familyfilter national satellite generalbp blackhole courtblock dest illegal access denied
+    iframe ipv4 ipv6 site web url blockurl blocktext poweredby edu gov govt net dns meta http https isp nat prod
+    inst corp unk gen
+""".split())
+_CAPTURE_PREFIXES = ("blockpage_meta_", "dns_meta_dns_", "dns_meta_")  # Citizen Lab's captured pages' file names
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose page a fingerprint's name, or a captured page's file name, says it is: ``isp_ru_megamax_rkn_block``
+    is an ISP's (``isp``), in Russia (``RU``), Megamax (``("megamax",)``)."""
+
+    scope: str  # isp, nat, prod, inst, corp, unk, gen, or the name's own first word
+    country: str  # the name's country code, upper case, or ""
+    words: tuple[str, ...]  # what names the owner, lower case; none for a name that says only what the page is
+
+    @property
+    def named(self) -> bool:
+        """The name says who: an ISP, a product, an institution or a company, by name."""
+        return self.scope in NAMING_SCOPES and bool(self.words)
+
+    def in_words(self) -> str:
+        who = " ".join(self.words) or {"nat": "the national system"}.get(self.scope, self.scope)
+        return f"{who} ({self.country})" if self.country else who
+
+    def same_as(self, other: Owner) -> bool:
+        """Whether two names may be one owner's: a word of one found in the other's (three letters at least, else
+        the same word), or five letters in a row in common ("pjscrostelekom" and "rostelcom"). Names that say no
+        owner are taken as one, so that no page is called someone else's on a guess."""
+        if not self.words or not other.words:
+            return self.scope == other.scope and self.country == other.country
+        return any(_alike(a, b) for a in self.words for b in other.words)
+
+
+def _alike(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    if min(len(a), len(b)) >= 3 and (a in b or b in a):
+        return True
+    short, long_ = sorted((a, b), key=len)
+    return any(short[i:i + 5] in long_ for i in range(len(short) - 4))
+
+
+def owner_of(name: str, label: str = "") -> Owner:
+    """`Owner` of a Censored Planet or Citizen Lab fingerprint's name (``c_isp_ru_akado``, ``prod_netsweeper_inject_2``)
+    or of a Citizen Lab captured page's file name (``blockpage_meta_isp_ru_convex_rkn_blockpage``)."""
+    low = name.lower().split("~")[0]
+    for prefix in _CAPTURE_PREFIXES:
+        if low.startswith(prefix):
+            low = low[len(prefix):]
+            break
+    tokens = [t for t in re.split(r"[_\-\s.]+", low) if t]
+    if len(tokens) >= 2 and f"{tokens[0]}_{tokens[1]}" in _SCOPE_WORDS:
+        scope, rest = _SCOPE_WORDS[f"{tokens[0]}_{tokens[1]}"], tokens[2:]
+    elif tokens:
+        scope, rest = _SCOPE_WORDS.get(tokens[0], tokens[0]), tokens[1:]
+    else:
+        scope, rest = _SCOPE_WORDS.get(label, label), []
+    country = ""
+    for i, t in enumerate(rest[:2]):
+        if len(t) == 2 and t.isalpha() and (i == 0 or rest[0] == "edu"):
+            country = t.upper()
+            del rest[i]
+            break
+    words = []
+    for t in rest:
+        if len(t.rstrip("0123456789")) >= 3:
+            t = t.rstrip("0123456789")  # generalbp4, not o2
+        if len(t) >= 2 and not t.isdigit() and t not in _WHAT_WORDS and t not in words:
+            words.append(t)
+    return Owner(scope, country, tuple(words))
 
 
 @dataclass(frozen=True)
