@@ -233,3 +233,48 @@ def test_the_records_a_page_lists_are_bounded(client: SyncClient) -> None:
     for said in ("800 more DNS lookups", "800 more late answers", "800 more connections", "800 more handshakes"):
         assert said in page.text, said
     assert len(page.content) < 2_000_000  # the measurement submitted is ~2.6 MB; unbounded, the page was ~5 MB
+
+
+# --------------------------------------------------------------------------- what the store holds, as the store holds it
+
+
+def test_a_measurement_page_names_the_country_and_network_as_stored_and_blocking_as_ooni_writes_it(
+        tmp_path: Path) -> None:
+    """QA: a line saying probe_cc "<s" and probe_asn "AS<script>" is stored as ZZ and AS0 (its uid says ZZ), but its
+    page linked /country/%3Cs and /network/AS%3Cscript%3E (both 404), and its JSON said "<s". And ``blocking`` came
+    out as the string "false" (the store's text) and "False" (Python's), where OONI writes the boolean."""
+    from tamperscope.analysis import pipeline
+    from tamperscope.analysis.store import Store
+
+    samples_dir = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-samples" / "generated"
+    m = orjson.loads((samples_dir / "successWithHTTPS" / "measurement.json").read_bytes())
+    m.update(probe_cc="<s", probe_asn="AS<script>")
+    (tmp_path / "in.jsonl").write_bytes(orjson.dumps(m))
+    db = tmp_path / "x.duckdb"
+    store = Store(db)
+    pipeline.run([str(tmp_path / "in.jsonl")], store)
+    uid, cc, asn = store.con.execute("SELECT measurement_uid, probe_cc, probe_asn FROM verdicts").fetchone()
+    store.close()
+    assert (cc, asn) == ("ZZ", "AS0")
+    with running_app(Settings(db_path=db, announce=False, submit_rate=0, read_rate=0)) as c:
+        page = c.get(f"/m/{uid}").text
+        doc = c.get(f"/m/{uid}.json").json()
+    assert 'href="/country/ZZ"' in page and 'href="/network/AS0"' in page
+    assert "/country/%3Cs" not in page and "%3Cscript" not in page and "<script>" not in page
+    assert "as stored; the measurement wrote probe_cc “&lt;s”, probe_asn “AS&lt;script&gt;”" in page
+    assert (doc["envelope"]["probe_cc"], doc["envelope"]["probe_asn"]) == ("ZZ", "AS0")
+    assert doc["envelope"]["as_written"] == {"probe_cc": "<s", "probe_asn": "AS<script>"}
+    verdict = doc["evidence"]["verdict"]
+    assert verdict["blocking"] is False and verdict["probe_said"]["blocking"] is False, verdict
+
+
+def test_templates_are_read_once_as_the_server_starts() -> None:
+    """QA: a template upgraded under a running server (a new field, before the code that fills it) made every such
+    page a 500 until a restart: the templates are the running code's, all read at start and never again."""
+    from tamperscope.explorer import routes
+
+    env = routes._env
+    assert env.auto_reload is False
+    names = env.list_templates(extensions=["html", "xml"])
+    assert "measurement.html" in names
+    assert env.cache is not None and {key[1] for key in env.cache.keys()} >= set(names)

@@ -371,3 +371,33 @@ def test_a_long_word_costs_a_proposal_no_more_than_a_page_does() -> None:
         started = time.perf_counter()
         unrecognised.propose([page] * 3)
         assert time.perf_counter() - started < 0.5, page[:10]
+
+
+def test_pages_a_known_false_positive_recognises_get_no_proposal() -> None:
+    """QA: OONI's sample of Cloudflare's browser check ("Just a moment...", an HTTP diff by OONI's rules) was
+    proposed as a new blockpage, with Censored Planet's own false-positive text as its pattern; given back, the
+    proposal turned the HTTPS sample of the same check into a confirmed blockpage. Its group is still shown, with
+    the false positive named, and nothing is proposed for it. A false positive of the status line alone ("503
+    Service Unavailable") says nothing of the page: a page that holds no such text is proposed as before."""
+    samples = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-samples" / "generated"
+    raw = (samples / "cloudflareCAPTCHAWithHTTP" / "measurement.json").read_bytes()
+    m = orjson.loads(raw)
+    rows, raws = [], {}
+    for i in range(3):
+        m.update(report_id=f"cf-{i}", input=f"http://site{i}.example/")
+        rows.append({"measurement_uid": f"u{i}", "probe_cc": "IT", "probe_asn": "AS1", "domain": f"site{i}.example",
+                     "measurement_start_time": None, "mechanism": "http.blockpage"})
+        raws[f"u{i}"] = orjson.dumps(m)
+    seen = unrecognised.page_of(raws["u0"], rows[0])
+    assert seen is not None and "cp/x_cloudflare_check" in seen.false_positives
+    assert "cp/x_generic_503_4" not in seen.false_positives  # its status line: not the page's text
+    (group,), read, _ = unrecognised.groups(rows, raws)
+    assert read == 3 and group.pattern is None and "cp/x_cloudflare_check" in group.false_positives
+    assert group.public()["false_positives"] == list(group.false_positives)
+    # the same 503 from Cloudflare with a page of its own: a candidate with a proposal, as any other
+    other = "<html><title>Blocked</title><p>This site is blocked by order of the regulator</p></html>"
+    m["test_keys"]["requests"][0]["response"]["body"] = other
+    raws = {uid: orjson.dumps(m) for uid in raws}
+    (group,), _, _ = unrecognised.groups(rows, raws)
+    assert group.false_positives == () and group.pattern is not None
+    assert "This site is blocked by order of the regulator" in group.pattern

@@ -651,7 +651,10 @@ def unknown_blockpages_in_words(store: Any, filters: Filters | None, limit: int)
             "seen": first if first == last else f"{first} to {last}",
             "excerpt": _visible(g.sample)[:EXCERPT_CHARS],
             "pattern": g.pattern or "", "sample_uid": g.sample_uid,
-            "pattern_found": f"in {g.pattern_matches:,} of {g.measurements:,} pages" if g.pattern else "none found",
+            "pattern_found": f"in {g.pattern_matches:,} of {g.measurements:,} pages" if g.pattern else (
+                f"none: a known false positive ({', '.join(g.false_positives)}), likely no blockpage"
+                if g.false_positives else "none found"),
+            "false_positives": list(g.false_positives),
             "fingerprint": g.fingerprint(None) if g.pattern else None,
         })
     return rows

@@ -17,7 +17,8 @@ and a blockpage sent with only common headers does: `ACCESSIBLE`), reads the pag
   of the group contains, with letters in it, without the sites' names or the control's title, preferring the
   words blockpages use ("blocked", "access denied", "запрещён", ...) and then the longest. Citizen Lab's
   fingerprints are such substrings of the body; `CSV_HEADER` is their file's header, so a group can be
-  reviewed and sent upstream as it is.
+  reviewed and sent upstream as it is. A group whose pages mostly hold a known false positive of Censored
+  Planet's list in their text (Cloudflare's browser check) is shown with it, and gets no proposal.
 
 `groups` is pure: rows and raw lines in, `Group` records out. `from_store` reads those rows and lines from a
 store (an analysis `Store` or a collector's reader: anything with ``cursor()`` and ``raw_many()``, or
@@ -47,6 +48,7 @@ from tamperscope.analysis.sheets import UNSEEN
 from tamperscope.analysis.store import raw_each
 from tamperscope.model.charset import decode_body
 from tamperscope.model.webparts import body_bytes, header_pairs, page_title
+from tamperscope.wire.fingerprints import classify_response
 
 MECHANISMS = ("http.blockpage", "dns.poison", "dns.injection")
 ACCESSIBLE = "accessible by OONI's rules"  # what a page that passed the HTTP diff on its headers alone is labelled
@@ -123,6 +125,7 @@ class Seen:
     title: str
     control_title: str
     text: str
+    false_positives: tuple[str, ...] = ()  # Censored Planet's false-positive signatures found in its text
 
 
 def networks_named(asns: Sequence[str], most: int) -> str:
@@ -155,6 +158,10 @@ class Group:
     sample: str = ""
     pattern: str | None = None
     pattern_matches: int = 0      # pages of the group that contain it
+    # Censored Planet's known false positives found in most of its pages (Cloudflare's browser check): likely no
+    # blockpage, so nothing is proposed (QA: given back, such a proposal made OONI's sample of the check a
+    # confirmed blockpage)
+    false_positives: tuple[str, ...] = ()
 
     @property
     def network_count(self) -> int:
@@ -178,7 +185,7 @@ class Group:
                 "first_seen": self.first.strftime("%Y-%m-%dT%H:%M:%SZ") if self.first else None,
                 "last_seen": self.last.strftime("%Y-%m-%dT%H:%M:%SZ") if self.last else None,
                 "sample_uid": self.sample_uid, "sample": self.sample, "pattern": self.pattern,
-                "pattern_matches": self.pattern_matches}
+                "pattern_matches": self.pattern_matches, "false_positives": list(self.false_positives)}
 
     def fingerprint(self, explorer: str | None = "") -> dict[str, str]:
         """The group as a row of Citizen Lab's http.csv (`CSV_HEADER`), to review and send upstream; its example
@@ -252,13 +259,18 @@ def page_of(raw: bytes, row: Mapping[str, Any], parsed: Any = None) -> Seen | No
         if not control_title or not control_size or size > SHORTER * control_size:
             return None
         mechanism = ACCESSIBLE
+    # what Censored Planet's list of known false positives recognises in the page's text (Cloudflare's browser
+    # check, a host's parking page); its matches in the status line alone ("503 Service Unavailable") say nothing
+    # of the page, and the list is broad ("Coming soon" is on EE's real blockpage): the page stays, unproposed
+    false = tuple(m.id for m in classify_response(body_bytes(response.get("body")), headers,
+                                                  _int(response.get("code"))).false_positives if m.where == "body")
     server = next((v for k, v in headers if k.lower() == "server"), "")
     when = row.get("measurement_start_time")
     return Seen(uid=str(row["measurement_uid"]), probe_cc=str(row.get("probe_cc") or ""),
                 probe_asn=str(row.get("probe_asn") or ""), domain=str(row.get("domain") or ""),
                 when=when if isinstance(when, dt.datetime) else None, mechanism=mechanism,
                 status=_int(response.get("code")), server=server[:200], title=title[:300],
-                control_title=control_title.strip(), text=text)
+                control_title=control_title.strip(), text=text, false_positives=false)
 
 
 def shape(text: str, domain: str = "") -> str:
@@ -404,6 +416,11 @@ def groups(rows: Iterable[Mapping[str, Any]], raws: Mapping[str, bytes] | Iterab
         avoid = {*(s.domain for s in members), *(s.domain.removeprefix("www.") for s in members),
                  *(s.control_title for s in members), *(name for s in members for name in site_names(s.domain))}
         newest = sorted(members, key=lambda s: (s.when or dt.datetime.min, s.uid), reverse=True)
+        false = Counter(f for s in members for f in dict.fromkeys(s.false_positives))
+        g.false_positives = tuple(f for f, n in false.most_common() if 2 * n > len(members))
+        if g.false_positives:
+            out.append(g)
+            continue
         g.pattern = propose([s.text[:PROPOSE_CHARS] for s in newest[:PROPOSE_FROM]], avoid)
         g.pattern_matches = sum(g.pattern in s.text for s in members) if g.pattern else 0
         out.append(g)

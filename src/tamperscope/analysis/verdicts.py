@@ -109,7 +109,10 @@ VERDICTS: dict[str, VerdictFunction] = {}
 #    stunreachability's dns_bogon_error is dns.poison (dns.injection when raced); a tcp_freeze response stopped
 #    dead under 4 KiB is tcp.freeze, no byte after the handshake http.drop; echcheck's config stripped from plain
 #    DNS is dns.drop.
-ANALYSIS_VERSION = "19"
+# 20: a web_connectivity step blocked where the run's censor had just acted on another measurement's connection to
+#    the same address and port (``x_residual``: residual blocking, recorded by the probe) is a failure, not a block
+#    of this URL.
+ANALYSIS_VERSION = "20"
 
 
 def register(test_name: str) -> Callable[[VerdictFunction], VerdictFunction]:
@@ -449,7 +452,7 @@ def local_fingerprints() -> LocalFingerprints | None:
 
 
 def analysis_version() -> str:
-    """`ANALYSIS_VERSION`, and the fingerprints of one's own the verdicts saw (``19+local.<digest>``): a verdict
+    """`ANALYSIS_VERSION`, and the fingerprints of one's own the verdicts saw (``20+local.<digest>``): a verdict
     from another database is stale to ``reanalyse``."""
     local = local_fingerprints()
     return ANALYSIS_VERSION if local is None else f"{ANALYSIS_VERSION}+local.{local.digest}"

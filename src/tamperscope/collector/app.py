@@ -111,7 +111,8 @@ class RateLimit:
         wait = limiter.take(key, 1.0 if submission else read_cost(scope.get("path", "")))
         if wait:
             body = orjson.dumps({"error": "rate_limited",
-                                 "detail": f"too many requests from this address; retry in {wait:.1f} s"})
+                                 "detail": "too many requests from this address; retry in "
+                                           f"{RateLimiter.retry_after(wait)} s"})
             await send({"type": "http.response.start", "status": 429, "headers": [
                 (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                 (b"retry-after", RateLimiter.retry_after(wait).encode())]})

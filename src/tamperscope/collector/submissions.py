@@ -41,6 +41,7 @@ from fastapi.responses import JSONResponse, Response
 from tamperscope import __version__
 from tamperscope.collector.config import Collector
 from tamperscope.collector.ingestor import Receipt
+from tamperscope.collector.ratelimit import RateLimiter
 from tamperscope.collector.schema import (
     ERROR,
     REPORT_OPEN,
@@ -277,7 +278,8 @@ async def submit_bulk(request: Request) -> Response:
     client = submitter or "unknown"
     wait = collector.submit_limiter.take_rest(client, len(raw_lines) - 1)  # the middleware took the first
     if wait:
-        raise SubmissionError(429, "rate_limited", f"too many measurements; retry in {wait:.1f} s", retry_after=wait)
+        raise SubmissionError(429, "rate_limited",
+                              f"too many measurements; retry in {RateLimiter.retry_after(wait)} s", retry_after=wait)
     results: list[dict[str, Any] | None] = [None] * len(raw_lines)
     accepted: list[tuple[int, bytes]] = []
 

@@ -36,6 +36,7 @@ from typing import Any
 
 from tamperscope.analysis.hops import hop_fields
 from tamperscope.analysis.report import MECHANISM_WORDS, OUTCOME_WORDS
+from tamperscope.analysis.schema import blocking_json
 from tamperscope.explorer.display import Whole
 from tamperscope.model.freeze import stalls
 from tamperscope.model.location import FLAG_NAMES
@@ -69,6 +70,11 @@ def _items(value: Any) -> list[Any]:
     if isinstance(value, list):
         return value
     return [value] if isinstance(value, str) and value else []
+
+
+def _blocking(value: Any) -> str | bool | None:
+    """OONI's ``blocking`` as written (``false``, ``"dns"``...): a boolean stays one; anything else is text."""
+    return value if value is None or isinstance(value, bool) else _str(value)
 
 
 def _str(value: Any) -> str | None:
@@ -492,7 +498,8 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
     mechanism, outcome = v.get("mechanism", _str(tk.get("x_mechanism"))), v.get("outcome")
     return {
         "verdict": {
-            "blocking": v.get("blocking", _str(tk.get("blocking"))), "accessible": v.get("accessible", tk.get("accessible")),
+            "blocking": blocking_json(v["blocking"]) if isinstance(v.get("blocking"), str) else v.get(
+                "blocking", _blocking(tk.get("blocking"))), "accessible": v.get("accessible", tk.get("accessible")),
             "mechanism": mechanism, "confidence": v.get("confidence"),
             "status": v.get("status"), "outcome": outcome,
             # in words, as the report says them: what the outcome means, and the technique, where one was seen
@@ -502,7 +509,7 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
             "evidence": (said := _items(v.get("evidence")) or _items(tk.get("x_evidence")))[:MAX_EVIDENCE],
             "evidence_not_listed": max(0, len(said) - MAX_EVIDENCE),
             "probe_said": {"x_mechanism": _str(tk.get("x_mechanism")), "x_confidence": tk.get("x_confidence"),
-                           "blocking": _str(tk.get("blocking"))},
+                           "blocking": _blocking(tk.get("blocking"))},
         },
         "dns": dns(tk),
         "tcp": tcp(tk),

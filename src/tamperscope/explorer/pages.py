@@ -218,6 +218,12 @@ def measurement(reader: Reader, uid: str) -> dict[str, Any] | None:
     envelope = {k: m.get(k) for k in env_keys}
     if converted:  # the line names no network: the one the analysis found for its vantage (analyze --asn-table)
         envelope.update({k: verdict[k] for k in ("probe_asn", "probe_network_name") if verdict.get(k)})
+    # the country and network as the store has them (and the uid, the listings and the links): a value the
+    # measurement wrote that is none ("<s", "AS<script>") was stored as ZZ or AS0; what it wrote is kept beside
+    written = {k: envelope[k] for k in ("probe_cc", "probe_asn")
+               if isinstance(verdict.get(k), str) and verdict[k] and envelope.get(k) != verdict[k]}
+    if written:
+        envelope.update({k: verdict[k] for k in written}, as_written=written)
     annotations = m.get("annotations")
     return {
         "page": "measurement",

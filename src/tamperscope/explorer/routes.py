@@ -53,6 +53,11 @@ _env = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
     finalize=display.finalize,  # every {{ value }}: no control character, right-to-left text marked to isolate
+    # The templates go with the code that fills them: all read once, as the server starts, and never again. A
+    # template upgraded under a running server (QA: a new field in measurement.html before the code that fills it)
+    # made every such page a 500 until a restart.
+    auto_reload=False,
+    cache_size=-1,
 )
 
 
@@ -137,6 +142,8 @@ _env.filters.update(seg=_seg, qs=_qs, num=_num, networks=_networks, plural=_plur
 _env.tests.update(app=_is_app)
 _env.globals.update(pct=_pct, version=__version__, no_network=NO_NETWORK, plotly_style_ids=plotlyjs.style_ids,
                     plotly_css=lambda: plotlyjs.stylesheet() is not None)
+for _name in _env.list_templates(extensions=["html", "xml"]):  # read now, with the code that fills them
+    _env.get_template(_name)
 
 
 def collector_of(request: Request) -> Collector:

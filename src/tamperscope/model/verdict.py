@@ -71,7 +71,7 @@ from tamperscope.model.failures import failure_class
 from tamperscope.model.freeze import Stall
 from tamperscope.model.freeze import frozen as frozen_connection
 from tamperscope.model.frozen import quick_init
-from tamperscope.model.webparts import is_bogon, is_ip
+from tamperscope.model.webparts import endpoint, is_bogon, is_ip, url_port
 
 MECHANISMS = (
     "none", "dns.injection", "dns.poison", "dns.nxdomain", "dns.drop", "tcp.drop", "tcp.rst",
@@ -788,7 +788,42 @@ def verdict_from(obs: Observations, measurement: Mapping[str, Any],
     country = measurement.get("probe_cc")
     verdict = decide(obs, match_blockpage, country if isinstance(country, str) else "")
     tk = measurement.get("test_keys")
-    return _overlays(verdict, tk if isinstance(tk, Mapping) else {})
+    tk = tk if isinstance(tk, Mapping) else {}
+    return _overlays(_residual(verdict, obs, tk), tk)
+
+
+def _residual(verdict: Verdict, obs: Observations, tk: Mapping[str, Any]) -> Verdict:
+    """A step blocked where the same run's censor had just acted on another measurement's connection to the same
+    address and port (``x_residual``, the probe's record of it) says nothing of this URL: a censor with residual
+    blocking drops or resets every packet there for a while, whatever it carries. When every failed step that
+    decided the verdict is one of those, the measurement could not tell (a failure), and the probe measures it
+    again once the hold is over."""
+    layer = _RESIDUAL_LAYERS.get(verdict.mechanism)
+    held = tk.get("x_residual") if layer is not None else None
+    if not held or not isinstance(held, list):
+        return verdict
+    endpoints = {_str(h.get("endpoint")) for h in held if isinstance(h, Mapping) and h.get("step") == layer}
+    steps: Sequence[Connect | Handshake | Exchange]
+    if layer == "tcp_connect":
+        steps = obs.connects
+    elif layer == "tls_handshake":
+        steps = obs.handshakes
+    else:
+        steps = obs.exchanges
+    failed = [x for x in steps if x.depth == 0 and x.failure is not None]
+    if not failed or any(_step_endpoint(x) not in endpoints for x in failed):
+        return verdict
+    return _cannot_tell((*verdict.evidence, "test_keys.x_residual"), verdict.fingerprints)
+
+
+_RESIDUAL_LAYERS = {"tcp.drop": "tcp_connect", "tcp.rst": "tcp_connect", "tls.rst": "tls_handshake",
+                    "tls.drop": "tls_handshake", "http.rst": "http_request", "http.drop": "http_request"}
+
+
+def _step_endpoint(step: Connect | Handshake | Exchange) -> str | None:
+    if isinstance(step, Exchange):
+        return endpoint(step.ip, url_port(step.url)) if step.ip else None
+    return step.endpoint
 
 
 __all__ = [

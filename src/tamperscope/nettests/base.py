@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import itertools
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -48,6 +50,46 @@ class IPLimiter:
                 sem.release()
 
 
+RESIDUAL_WINDOW = 180.0  # seconds: the longest residual blocking reported (the GFW's of QUIC, per client and port)
+
+
+class Residual:
+    """Where this run met a censor after connecting, and when: a censor with residual blocking (the GFW's 90 s,
+    Turkmenistan's 30 s) then drops or resets this client's every packet to that address and port for a while, so
+    another measurement there meets the first one's block, not its own.
+
+    Each measurement takes a `token`. A nettest calls `trigger` as the censor acts on one of its connections (a
+    reset, a stall or a blockpage after the connect), and `met` for a step that failed (a connect, a handshake, a
+    request): whether another measurement's trigger at that endpoint came less than `RESIDUAL_WINDOW` seconds
+    before the step began, or while it ran. Times are `time.monotonic()`."""
+
+    KEPT = 8  # triggers remembered per endpoint (the latest)
+
+    def __init__(self) -> None:
+        self._at: dict[tuple[str, int], list[tuple[float, int]]] = {}
+        self._tokens = itertools.count(1)
+
+    def token(self) -> int:
+        return next(self._tokens)
+
+    def trigger(self, ip: str, port: int, token: int, at: float | None = None) -> None:
+        kept = self._at.setdefault((ip, port), [])
+        kept.append((time.monotonic() if at is None else at, token))
+        del kept[:-self.KEPT]
+
+    def met(self, ip: str, port: int, token: int, began: float, failed: float) -> float | None:
+        """Seconds from another measurement's latest trigger at ``ip``:``port`` to a step of ``token``'s that began
+        at ``began`` and failed at ``failed``, when that trigger came within the window before it or during it."""
+        times = [at for at, who in self._at.get((ip, port), ()) if who != token
+                 and began - RESIDUAL_WINDOW <= at <= failed]
+        return failed - max(times) if times else None
+
+    def last(self, ip: str, port: int) -> float | None:
+        """When the censor last acted at the endpoint (monotonic), if it did in this run."""
+        kept = self._at.get((ip, port))
+        return max(at for at, _ in kept) if kept else None
+
+
 class NettestError(ValueError):
     """A nettest cannot run as asked (bad input or configuration); one-line message."""
 
@@ -75,6 +117,7 @@ class Context:
     backend: str | None = None  # echo / middlebox backend (host or URL)
     timeouts: Timeouts = field(default_factory=Timeouts)
     limiter: IPLimiter = field(default_factory=IPLimiter)
+    residual: Residual = field(default_factory=Residual)  # where the censor acted in this run (residual blocking)
     options: Mapping[str, Any] = field(default_factory=dict)
     # This probe's own addresses as the control helper saw them (its public one, behind NAT or CGNAT, which no
     # interface has): the engine scrubs them from every measurement; never recorded. Filled by `ask_helper`.

@@ -18,10 +18,13 @@ the same function `tamperscope analyze` applies to anyone's measurements.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from ..model.altsvc import h3_port
+from ..model.charset import decode_body
 from ..model.consistency import observe
+from ..model.failures import failure_class
 from ..model.inputs import BadInput, parse_url
 from ..model.interception import interception, issuer_name
 from ..model.signature import signature_from
@@ -147,12 +150,26 @@ async def _direct(input: str, scheme: str, host: str, port: int, addrs: list[str
     redirects, and the throughput check, with at most ``ctx.limiter.per_ip`` measurements at each address."""
     t = ctx.timeouts
     conns: dict[str, Connection | None] = {}
+    began: dict[str, float] = {}  # when each address's connect began (monotonic)
+    token = ctx.residual.token()
+    held: list[dict[str, Any]] = []  # `x_residual`
+
+    def failed(step: str, ip: str, failure: str | None) -> None:
+        """A step at ``ip`` failed: residual blocking from another measurement met (`Residual.met`)? Then a
+        trigger of this measurement's own when the censor acted after the connect."""
+        seconds = ctx.residual.met(ip, port, token, began[ip], time.monotonic())
+        if seconds is not None:
+            held.append({"endpoint": endpoint(ip, port), "step": step, "seconds_after": round(seconds, 1)})
+        if step != "tcp_connect" and failure_class(failure) in ("reset", "eof", "timeout"):
+            ctx.residual.trigger(ip, port, token)
 
     async def connect(ip: str) -> None:
+        began[ip] = time.monotonic()
         try:
             stream = await tcp_connect(ip, port, trace=trace, timeout=t.connect, tags=("depth=0",))
-        except NetxError:
+        except NetxError as e:
             conns[ip] = None
+            failed("tcp_connect", ip, e.failure)
             return
         if scheme != "https":
             conns[ip] = stream
@@ -160,26 +177,38 @@ async def _direct(input: str, scheme: str, host: str, port: int, addrs: list[str
         try:
             conns[ip] = await tls_handshake(stream, server_name=host, ca_bundle=ctx.ca_bundle, timeout=t.tls,
                                             tags=("depth=0",))
-        except NetxError:
+        except NetxError as e:
             conns[ip] = None
+            failed("tls_handshake", ip, e.failure)
 
-    async with ctx.limiter.hold(addrs):
-        async with asyncio.TaskGroup() as tg:
+    try:
+        async with ctx.limiter.hold(addrs):
+            async with asyncio.TaskGroup() as tg:
+                for ip in addrs:
+                    tg.create_task(connect(ip))
+            chosen_ip = next((ip for ip in addrs if conns.get(ip) is not None), None)
+            chosen = conns[chosen_ip] if chosen_ip is not None else None
             for ip in addrs:
-                tg.create_task(connect(ip))
-        chosen = next((conns[ip] for ip in addrs if conns.get(ip) is not None), None)
-        for ip in addrs:
-            c = conns.get(ip)
-            if c is not None and c is not chosen:
-                await c.aclose()
-        if chosen is None:
-            return
-        try:
-            resp = await round_trip(chosen, input, headers=HEADERS, timeout=t.http, tags=("depth=0", "fetch_body=true"))
-        except NetxError:
-            return
-        finally:
-            await chosen.aclose()
+                c = conns.get(ip)
+                if c is not None and c is not chosen:
+                    await c.aclose()
+            if chosen is None or chosen_ip is None:
+                return
+            try:
+                resp = await round_trip(chosen, input, headers=HEADERS, timeout=t.http,
+                                        tags=("depth=0", "fetch_body=true"))
+            except NetxError as e:
+                failed("http_request", chosen_ip, e.failure)
+                return
+            finally:
+                await chosen.aclose()
+            if ctx.matcher is not None and resp.body:
+                headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in resp.headers}  # as in its record
+                if ctx.matcher(decode_body(resp.body, headers), headers):
+                    ctx.residual.trigger(chosen_ip, port, token)  # a blockpage: the censor acted, and may go on
+    finally:
+        if held:
+            tk["x_residual"] = held
     location = resp.header("Location") if resp.status in (301, 302, 303, 307, 308) else None
     if location is not None:
         following, failure = redirect_target(input, location)

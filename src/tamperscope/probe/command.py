@@ -43,6 +43,7 @@ from ..nettests.tor import load_targets as load_tor_targets
 from ..nettests.wireguard import WgConfig
 from ..nettests.wireguard import load_config as load_wg_config
 from .engine import (
+    RESIDUAL_WAIT,
     Engine,
     OutputError,
     Progress,
@@ -142,6 +143,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="evasion: the strategies to try, in this order, comma-separated (default: every one that applies to the "
                         "URL's scheme; `docs/nettests.md` lists them)")
     add_recheck_options(p, "input")
+    p.add_argument("--residual-wait", type=float, default=RESIDUAL_WAIT, metavar="S",
+                   help="web_connectivity: a URL whose connects were dropped at an address and port where the censor "
+                        "had just acted on another of the run's connections (its residual blocking holds them for a "
+                        "while: the GFW's 90 s, Turkmenistan's 30 s) is a failure, not a block (x_residual), and is "
+                        f"measured again S seconds after the censor acted there (default {RESIDUAL_WAIT:g}; 0: never)")
     add_run_options(p)
     p.set_defaults(func=run)
 
@@ -275,6 +281,7 @@ def settings(args: argparse.Namespace) -> Settings:
         raise UsageError(f"--timeout must be more than 0 and at most {MAX_TIMEOUT:.0f} seconds, not {args.timeout}")
     check_max_runtime(args)
     recheck = _recheck(args)
+    _residual_wait(args)  # checked before anything runs
     cc, asn = _cc(args.cc), _asn(args.asn)
     env = os.environ
     helper, label = _pick(args.helper, "--helper", "TAMPERSCOPE_HELPER")
@@ -906,7 +913,8 @@ def _run_one(args: argparse.Namespace, s: Settings, public: str | None) -> int:
         except OSError as e:
             raise UsageError(f"cannot write {label}: {e.strerror or e}") from None
         parallel = descriptor_room(args.parallel, lambda line: print(line, file=sys.stderr, flush=True))
-        engine = Engine(nettest, ctx, probe, Scrubber(mine), parallel=parallel, sniffer=sniffer)
+        engine = Engine(nettest, ctx, probe, Scrubber(mine), parallel=parallel, sniffer=sniffer,
+                        residual_wait=_residual_wait(args))
         return _measure(args, s, engine, out, label, submit)
     finally:
         if sniffer is not None:
@@ -958,7 +966,33 @@ def _measure(args: argparse.Namespace, s: Settings, engine: Engine, out: Any, la
                       max_runtime=args.max_runtime, resumes=s.resume.regular, categories=s.categories)
     if again is not None:
         status = max(status, said_rechecks(again, s.resume.lone, stats))
+    said_residual(stats, again, engine.residual_wait)
     return status
+
+
+def said_residual(stats: RunStats, again: RunStats | None, wait: float) -> None:
+    """A line on the inputs whose connects met residual blocking (the censor holding an address after another
+    measurement there), measured again once it was over, and one on those --max-runtime left no time for."""
+    met = [*stats.residual, *(again.residual if again is not None else ())]
+    left = [*stats.residual_left, *(again.residual_left if again is not None else ())]
+    if met:
+        shown = ", ".join(met[:5]) + (", …" if len(met) > 5 else "")
+        print(f"tamperscope: {len(met)} input(s) met residual blocking (their connects dropped at an address where the "
+              f"censor had just acted on another of this run's measurements): each is written as a failure, then "
+              f"measured again {wait:g} s after the censor acted there: {shown}", file=sys.stderr)
+    if left:
+        print(f"tamperscope: {len(left)} of them not measured again (--max-runtime stopped the run first): the same "
+              "command with --recheck measures them again", file=sys.stderr)
+
+
+MAX_RESIDUAL_WAIT = 3600.0
+
+
+def _residual_wait(args: argparse.Namespace) -> float:
+    wait = getattr(args, "residual_wait", RESIDUAL_WAIT)
+    if not 0 <= wait <= MAX_RESIDUAL_WAIT:  # also refuses nan and inf
+        raise UsageError(f"--residual-wait must be from 0 to {MAX_RESIDUAL_WAIT:.0f} seconds, not {wait}")
+    return float(wait)
 
 
 def said_rechecks(again: RunStats, lone: Mapping[str, tuple[str, float]], stats: RunStats, what: str = "input") -> int:

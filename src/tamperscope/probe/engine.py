@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import errno
+import heapq
 import os
 import resource
 import stat
@@ -67,6 +68,10 @@ class RunStats:
     found: dict[str, tuple[str, float, bool]] | None = None
     # what ``found`` keys a measurement by (None: its input); remote's: its vantage and input
     key: Callable[[dict[str, Any]], str | None] | None = None
+    # inputs whose connects met residual blocking (`Engine.residual_due`): measured again once the hold was over;
+    # and those the run's --max-runtime left no time for
+    residual: list[str] = field(default_factory=list)
+    residual_left: list[str] = field(default_factory=list)
 
     def add(self, m: dict[str, Any]) -> None:
         tk = m.get("test_keys") or {}
@@ -514,11 +519,18 @@ def measured_addresses(m: Mapping[str, Any]) -> set[str]:
     return out
 
 
+# seconds an input whose connects met residual blocking waits, after the censor last acted at that address and
+# port, before it is measured again: longer than the GFW's 90 s for HTTP (Turkmenistan's is 30 s)
+RESIDUAL_WAIT = 120.0
+
+
 class Engine:
     def __init__(self, nettest: ModuleType, ctx: Context, probe: ProbeInfo, scrubber: Scrubber, *,
                  parallel: int = 16, annotations: dict[str, str] | None = None,
-                 sink: Callable[[dict[str, Any]], None] | None = None, sniffer: Any = None) -> None:
+                 sink: Callable[[dict[str, Any]], None] | None = None, sniffer: Any = None,
+                 residual_wait: float = RESIDUAL_WAIT) -> None:
         self.nettest = nettest
+        self.residual_wait = residual_wait  # seconds after residual blocking was met before measuring again
         self.ctx = ctx
         self.probe = probe
         self.scrub = scrubber
@@ -531,7 +543,7 @@ class Engine:
         self.report_id = new_report_id(nettest.NAME, probe, now)
         self._own = set(scrubber.addresses)  # ours for sure: interfaces, sources, STUN (not what a helper says)
 
-    async def measure(self, input: str | None) -> dict[str, Any]:
+    async def measure(self, input: str | None, annotations: Mapping[str, str] | None = None) -> dict[str, Any]:
         start = dt.datetime.now(dt.timezone.utc)
         t0 = time.monotonic()
         wall0 = time.time()
@@ -546,7 +558,7 @@ class Engine:
         m = envelope(test_name=self.nettest.NAME, test_version=self.nettest.VERSION, input=input,
                      report_id=self.report_id, probe=self.probe, test_start_time=self.test_start,
                      measurement_start_time=start, runtime=time.monotonic() - t0, test_keys=tk,
-                     annotations=self.annotations,
+                     annotations={**self.annotations, **annotations} if annotations else self.annotations,
                      test_helpers={"backend": {"address": self.ctx.helper_url, "type": "https"}} if self.ctx.helper_url else {})
         scrub = self.scrub
         if self.ctx.own_addresses:  # the public address the helper saw, behind NAT
@@ -573,6 +585,7 @@ class Engine:
         queue: asyncio.Queue[str | None] = asyncio.Queue()
         for i in inputs:
             queue.put_nowait(i)
+        later: list[tuple[float, int, str]] = []  # residual blocking met: (when to measure again, order, input)
 
         def report(item: str | None, reason: str) -> None:
             progress.note(f"tamperscope: not measured: {item!r}: {reason}")
@@ -581,12 +594,20 @@ class Engine:
             while True:
                 if deadline is not None and time.monotonic() >= deadline:
                     return
+                again: Mapping[str, str] | None = None
                 try:
                     item = queue.get_nowait()
                 except asyncio.QueueEmpty:
-                    return
+                    if not later:
+                        return
+                    due, _, item = heapq.heappop(later)
+                    if deadline is not None and due >= deadline:
+                        stats.residual_left.append(item)
+                        continue
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+                    again = {"residual_retry": "true"}
                 try:
-                    m = await self.measure(item)
+                    m = await self.measure(item, again)
                     line = orjson.dumps(m) + b"\n"
                     if _NO_DESCRIPTORS in line and _failed_here(m):
                         raise OutOfDescriptors()
@@ -602,6 +623,10 @@ class Engine:
                     self.sink(m)
                 stats.done += 1
                 stats.add(m)
+                if item is not None and again is None and (retry_at := self.residual_due(m)) is not None:
+                    heapq.heappush(later, (retry_at, len(later), item))  # measured again once the hold is over
+                    stats.total += 1
+                    stats.residual.append(item)
                 progress.update()
 
         try:
@@ -614,6 +639,29 @@ class Engine:
             raise _first(group) from None
         if out is not None:
             sync(out)
+
+    def residual_due(self, m: Mapping[str, Any]) -> float | None:
+        """When to measure again an input whose measurement could not tell because its connects met residual
+        blocking (``x_residual``, and a failure): `residual_wait` seconds after the censor last acted at those
+        endpoints (time.monotonic()). None for any other measurement, or with no wait."""
+        tk = m.get("test_keys")
+        if not isinstance(tk, dict):
+            return None
+        held = tk.get("x_residual")
+        if not held or not isinstance(held, list) or tk.get("x_status") != "failure" or self.residual_wait <= 0:
+            return None
+        last = [self.ctx.residual.last(*ep) for h in held if isinstance(h, dict)
+                if (ep := _ip_port(h.get("endpoint"))) is not None]
+        when = max((t for t in last if t is not None), default=time.monotonic())
+        return when + self.residual_wait
+
+
+def _ip_port(value: Any) -> tuple[str, int] | None:
+    """("ip", port) of "ip:port" or "[ip]:port"."""
+    if not isinstance(value, str) or ":" not in value:
+        return None
+    host, _, port = value.rpartition(":")
+    return (host.strip("[]"), int(port)) if port.isdigit() else None
 
 
 def host_ok(host: str) -> bool:

@@ -1,0 +1,59 @@
+"""Residual blocking in the lab: the censor resets one name's HTTP and then drops every packet between the client
+and that address:port for a while. A second URL at the same address (its own IP, which no rule names) measured right
+after meets the hold: the probe records it (``x_residual``), the verdict says it could not tell instead of calling it
+blocked by address, and the run measures it again once the hold is over, when it is reached."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tamperscope.lab import farm, manager
+from tamperscope.model.profile import load_profile
+
+pytestmark = pytest.mark.lab
+
+PROFILE = Path(__file__).parent / "profiles" / "residual-shared.toml"
+
+
+def run(out: Path, urls: list[str], *extra: str) -> subprocess.CompletedProcess[str]:
+    # one at a time, so that the second URL is measured after the censor acted on the first
+    args = [sys.executable, "-m", "tamperscope", "run", "web_connectivity", "--yes", "--no-progress", "--parallel", "1",
+            "-o", str(out), *extra]
+    for url in urls:
+        args += ["-i", url]
+    res = subprocess.run(manager.exec_argv(args), env=manager.client_env(), capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res
+
+
+def test_a_url_meeting_another_ones_residual_blocking_is_no_block_and_is_measured_again(lab_factory, tmp_path
+                                                                                         ) -> None:  # type: ignore[no-untyped-def]
+    lab_factory(str(PROFILE))
+    held = farm.address_for("held.example", load_profile(PROFILE, set()))
+    urls = ["http://held.example/", f"http://{held}/"]
+    out = tmp_path / "wc.jsonl"
+    res = run(out, urls, "--residual-wait", "10")
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [m["input"] for m in got] == [*urls, urls[1]], [m["input"] for m in got]
+    first, second, again = got
+    assert first["test_keys"]["x_mechanism"] == "http.rst"
+    tk = second["test_keys"]
+    # the censor's own log: only the first URL's request was acted on; the second's connect met the hold
+    assert tk["x_status"] == "failure" and tk["blocking"] is None, (tk["x_mechanism"], tk.get("x_residual"))
+    assert [(h["endpoint"], h["step"]) for h in tk["x_residual"]] == [(f"{held}:80", "tcp_connect")]
+    assert 0 <= tk["x_residual"][0]["seconds_after"] < 8
+    assert tk["x_evidence"][-1] == "test_keys.x_residual"
+    assert again["annotations"].get("residual_retry") == "true"
+    assert again["test_keys"]["x_mechanism"] == "none" and again["test_keys"]["accessible"] is True, again["test_keys"]
+    assert "1 input(s) met residual blocking" in res.stderr, res.stderr[-2000:]
+    # without the probe's record, the same failure reads as the address blocked: what the record prevents
+    bare = dict(second, test_keys={k: v for k, v in tk.items() if k != "x_residual"})
+    from tamperscope.model.verdict import web_connectivity_verdict
+
+    assert web_connectivity_verdict(bare).mechanism == "tcp.drop"
