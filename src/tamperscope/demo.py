@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -1139,6 +1140,24 @@ def outside_summary(remote: list[dict[str, Any]], measurements: list[dict[str, A
     return "\n".join(lines)
 
 
+def _fold_ip_ids(groups: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Keys alike but for an IP-ID seen once each are one box whose IP-ID varies (``ipid*``), as the report
+    folds them (`aggregates.signatures`): QA, the demo's table gave the GFW's injector a row per URL. A key seen
+    twice or more keeps its row: a fixed IP-ID is part of the signature."""
+    singles: dict[str, list[str]] = {}
+    for key, g in groups.items():
+        if g["n"] == 1:
+            singles.setdefault(re.sub(r"/ipid[0-9]+", "/ipid*", key), []).append(key)
+    out = {k: g for k, g in groups.items() if not any(k in keys for keys in singles.values() if len(keys) > 1)}
+    for base, keys in singles.items():
+        if len(keys) > 1:
+            folded = out.setdefault(base, {"n": 0, "mechs": Counter(), "sig": groups[keys[0]]["sig"]})
+            for k in keys:
+                folded["n"] += groups[k]["n"]
+                folded["mechs"].update(groups[k]["mechs"])
+    return out
+
+
 def equipment(measurements: list[dict[str, Any]], located: dict[str, dict[str, Any]]) -> str:
     """Which equipment, where, doing what: signature groups and located hops."""
     groups: dict[str, dict[str, Any]] = {}
@@ -1157,6 +1176,7 @@ def equipment(measurements: list[dict[str, Any]], located: dict[str, dict[str, A
                      f"{str(loc.get('placement') or '-'):10} {loc.get('signature')}")
     seen = {m["test_keys"].get("x_mechanism") for m in measurements}
     lines += [f"  {mech:15} not located: {why}" for mech, why in UNLOCATABLE.items() if mech in seen]
+    groups = _fold_ip_ids(groups)
     lines += ["", "  equipment signatures in the measurements (forged packets, --capture):",
               f"  {'signature':44} {'URLs':>5}  mechanisms"]
     for key, g in sorted(groups.items(), key=lambda kv: -kv[1]["n"]):

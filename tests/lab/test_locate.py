@@ -29,8 +29,12 @@ SCENARIOS = [
     # the trigger, against port 80 of the same address), their directory ports answered with the MTS page
     ("ru-like", "https://198.19.3.1/", "tcp", "in-path", "port", None),
     ("ru-like", "http://198.19.3.1/", "http", "in-path", "name", {"ip_id": 12345, "window": 65535, "flags": "PA"}),
-    ("ru-like", "https://www.linkedin.com/", "tls", "in-path", "name", {"ip_id": 0, "initial_ttl": 64, "window": 0}),
-    ("ru-like", "http://rutracker.org/", "http", "in-path", "name", {"ip_id": 12345, "window": 65535, "flags": "PA"}),
+    # what the censor sent is said where its hop is known: ru-sni sends with TTL 62, the blockpage with 61 (QA: both
+    # were said to send 64, the class their TTLs fit under)
+    ("ru-like", "https://www.linkedin.com/", "tls", "in-path", "name",
+     {"ip_id": 0, "initial_ttl": 64, "window": 0, "sent_ttl": 62}),
+    ("ru-like", "http://rutracker.org/", "http", "in-path", "name",
+     {"ip_id": 12345, "window": 65535, "flags": "PA", "sent_ttl": 61}),
     ("gfw-like", "http://www.falundafa.org/", "http", "on-path", "name", {"window": 2050, "initial_ttl": 64, "flags": "RA"}),
     ("gfw-like", "https://www.bbc.com/", "tls", "on-path", "name", {"window": 2050}),
     ("middlebox", "http://example.com/", "http", "in-path", "all", {}),
@@ -167,8 +171,42 @@ def test_a_long_path_is_seen_whole_with_the_wait_it_is_given(labs, tmp_path) -> 
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["hop"] == HOP and out["router"] == A.ACCESS_LAN, out
+    # the censor drops the request in-path: the routers' time-exceeded for the kernel's own ACKs (to the server's
+    # SYN-ACK sent again, the path slower than its timer) are not the trigger's (QA: it said on-path)
+    assert out["placement"] == "in-path", out
     assert out["path"][: A.CENSOR_AFTER_HOP + 1] == [A.ACCESS_LAN, A.BORDER_DOWN], out["path"]
     assert out["server_ttl"] is not None, out
+
+
+def test_a_path_slower_than_the_wait_is_said_so_not_taken_for_a_censor(labs) -> None:  # type: ignore[no-untyped-def]
+    """QA: on 2.4 s of round trip with the default --wait, an address no rule touches was located "at hop 1,
+    on-path": the server's SYN-ACK, sent again before the client's ACK could reach it, came back after the
+    trigger and was taken for a forged answer."""
+    labs(LONG_PATH)
+    farm = A.FARM[5]
+    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", f"http://{farm}/",
+                                            "--yes", "--json", "--runs", "1", "--max-ttl", "3"]),
+                         env=manager.client_env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["hop"] is None, out
+    assert "locate again with a longer --wait" in out["reason"], out["reason"]
+
+
+@pytest.mark.parametrize("url,layer", [("https://198.19.3.1/", "tcp"), ("https://nordvpn.com/", "quic")])
+def test_an_address_dropped_outright_is_located_by_a_bare_syn_or_datagram(labs, url, layer) -> None:  # type: ignore[no-untyped-def]
+    """QA: tm-like drops Tor's directory authorities (198.19.3.0/28) and nordvpn.com's address outright, and the
+    path goes silent past hop 1; --layer tcp and --layer quic said "no interference", where the default layer,
+    whose connect fails, located it. No connection to fail: silence at every TTL, for the control too, and at full
+    TTL when listened to longer, is the drop."""
+    labs("tm-like")
+    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--layer", layer,
+                                            "--yes", "--json", "--wait", "0.25", "--max-ttl", "4"]),
+                         env=manager.client_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert (out["hop"], out["router"], out["placement"], out["scope"]) == (HOP, A.ACCESS_LAN, "in-path", "address"), out
+    assert "nor in 4 s at full TTL" in out["reason"], out["reason"]
 
 
 def test_an_injection_behind_a_long_path_is_heard_whole(labs, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -624,3 +624,19 @@ def test_a_recheck_that_could_not_measure_everything_says_why(tmp_path: Path, mo
     assert "tamperscope: not measured: 'http://x.org/': boom" in said, said
     assert any(s.startswith("demo: --recheck: of 2 input(s)") for s in said), said
     assert again == [first] and status == 1 and truth == [{"rule": "tm-http"}]
+
+
+def test_the_demos_equipment_table_folds_ip_ids_seen_once_as_the_report_does() -> None:
+    """QA: under gfw-like each injected answer's IP-ID differs, and the demo's table gave the one box a row per URL.
+    Keys alike but for an IP-ID seen once each are one row (ipid*); a fixed IP-ID seen twice keeps its own."""
+    from tamperscope import demo
+
+    def m(key: str, mech: str) -> dict[str, object]:
+        return {"input": "x", "test_keys": {"x_mechanism": mech, "x_signature": {"key": key}}}
+
+    measured = [m(f"udp/ttl64/ipid{i}", "dns.injection") for i in (11, 12, 13)]
+    measured += [m("tcp/RA/ttl128/win0/ipid30000", "http.rst")] * 2 + [m("tcp/RA/ttl128/win0/ipid7", "tls.rst")]
+    table = demo.equipment(measured, {})
+    rows = {line.split()[0]: line.split()[1] for line in table.splitlines()
+            if line.startswith("  udp/") or line.startswith("  tcp/")}
+    assert rows == {"udp/ttl64/ipid*": "3", "tcp/RA/ttl128/win0/ipid30000": "2", "tcp/RA/ttl128/win0/ipid7": "1"}

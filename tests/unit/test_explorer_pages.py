@@ -1045,7 +1045,7 @@ def test_a_signature_is_said_in_words_on_its_countrys_page(tmp_path: Path) -> No
     assert section is not None
     rows = re.findall(r'<tr><td class="input" data-label="Signature">(.*?)</td>', section.group(1), re.S)
     said = {r.split("<br>")[0]: r for r in rows}
-    assert ('<span class="muted sig-words">TCP RST+ACK, sent with TTL 128, window 0, IP-ID 30000</span>'
+    assert ('<span class="muted sig-words">TCP RST+ACK, sent with TTL ≤ 128, window 0, IP-ID 30000</span>'
             in said["tcp/RA/ttl128/win0/ipid30000"])
     assert "<br>" not in said["&lt;b&gt;box-7&lt;/b&gt;"]  # another probe's id: no words made up for it
     assert "<th>Equipment</th>" not in section.group(1)  # none named: no column of blanks

@@ -20,9 +20,25 @@ def test_a_reset_signature_reads_field_by_field() -> None:
     view = signature_view(RST)
     assert view is not None and view["key"] == "tcp/RA/ttl128/win0/ipid30000"
     assert dict(view["rows"]) == {"packet": "TCP, flags RA (RST+ACK)",
-                                  "TTL": "127 as received, sent with 128 (1 router on the way)", "TCP window": "0",
+                                  "TTL": "127 as received, sent with 128 or less", "TCP window": "0",
                                   "IP-ID": "30000 in every packet", "packets seen": "2",
                                   "as if from": "198.19.175.123:443"}
+
+
+def test_what_was_sent_is_said_only_where_the_hop_says_it() -> None:
+    """QA: a box sending with TTL 61 arrived with 60 and was said "sent with 64 (4 routers on the way)": the class a
+    TTL fits under is no value sent. Where locate placed the censor, its ``sent_ttl`` is (received + routers)."""
+    rows = dict(signature_view({**RST, "ttl": 60, "initial_ttl": 64})["rows"])  # type: ignore[index]
+    assert rows["TTL"] == "60 as received, sent with 64 or less"
+    rows = dict(signature_view({**RST, "ttl": 61, "initial_ttl": 64, "sent_ttl": 62})["rows"])  # type: ignore[index]
+    assert rows["TTL"] == "61 as received, sent with 62 (1 router on the way)"
+    from tamperscope.model.location import signature
+
+    forged = [{"kind": "tcp", "flags": "RA", "ip_id": 1, "ttl": 61, "initial_ttl": 64, "window": 0},
+              {"kind": "tcp", "flags": "RA", "ip_id": 2, "ttl": 61, "initial_ttl": 64, "window": 0}]
+    sig = signature(forged, hop=2)
+    assert sig is not None and sig["sent_ttl"] == 62 and sig["ip_id"] is None and sig["ip_ids"] == [1, 2]
+    assert "sent_ttl" not in (signature(forged) or {})  # no hop: not known
 
 
 def test_a_counter_ip_id_and_hostile_values() -> None:
@@ -45,7 +61,7 @@ def test_the_page_shows_it_in_words(tmp_path: Path) -> None:
         twin = c.get(f"/m/{uid}.json").json()
     section = page.split('id="hop"', 1)[1].split("</section>", 1)[0]
     assert "<code>tcp/RA/ttl128/win0/ipid30000</code>" in section
-    assert "<dt>TTL</dt><dd>127 as received, sent with 128 (1 router on the way)</dd>" in section
+    assert "<dt>TTL</dt><dd>127 as received, sent with 128 or less</dd>" in section
     assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in section and "<script>window" not in section
     assert twin["evidence"]["signature"]["key"] == RST["key"]  # the twin keeps the record as it is
 

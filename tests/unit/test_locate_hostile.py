@@ -105,6 +105,30 @@ def test_only_ttl_exceeded_in_transit_names_a_router() -> None:
     assert seen is None or seen.kind == "echo-reply"
 
 
+def test_after_a_tcp_trigger_only_what_can_answer_it_counts() -> None:
+    """QA, on a path of 2.4 s of round trip: the server sent its SYN-ACK again (its timer is shorter than the path),
+    which came back after the trigger and was taken for a censor's answer at hop 1; and the kernel's ACK to it,
+    sent with the trigger's low TTL, drew a router's time-exceeded that was counted for the trigger."""
+    def seen(pkt: bytes, trigger: bool) -> ttlprobe.Seen | None:
+        return ttlprobe._classify(pkt, 0.0, server=SERVER, sport=40000, dport=80, proto=P.PROTO_TCP, local=US,
+                                  trigger=trigger)
+
+    synack = P.tcp_packet(SERVER, US, 80, 40000, seq=1, ack=2, flags=P.SYN | P.ACK)
+    assert seen(synack, False) is not None and seen(synack, True) is None
+    rst = P.tcp_packet(SERVER, US, 80, 40000, seq=2, ack=2, flags=P.RST | P.ACK, ttl=60)
+    assert seen(rst, True) is not None and seen(rst, True).kind == "tcp"  # type: ignore[union-attr]
+    ack = P.tcp_packet(US, SERVER, 40000, 80, seq=2, ack=2, flags=P.ACK, ttl=1)  # the kernel's own, no data
+    data = P.tcp_packet(US, SERVER, 40000, 80, seq=2, ack=2, flags=P.PSH | P.ACK, ttl=1, payload=b"GET / HTTP/1.1")
+    for quoted, counts in ((ack, False), (data, True), (ack[:28], False), (data[:28], True)):
+        # a quote of 8 bytes of the segment (RFC 792's least) does not hold its header's length: the packet's
+        # length then says it, against a bare ACK's with timestamps; a longer quote (Linux quotes up to 576 bytes)
+        # holds it
+        icmp = P.ipv4_header(ROUTER, US, P.PROTO_ICMP, 8 + len(quoted)) + _icmp(11, 0, quoted)
+        found = seen(icmp, True)
+        assert (found is not None and found.kind == "icmp-time-exceeded") == counts, (len(quoted), counts)
+        assert seen(icmp, False) is not None  # before the trigger (a connect's own), any of the flow's
+
+
 # -- the locator's decisions, with fake probes ------------------------------------------------------------
 
 class _FakeCapture:
@@ -148,6 +172,7 @@ def test_a_silent_router_does_not_end_the_target_sweep(monkeypatch: pytest.Monke
 @dataclass
 class _Answer:
     addresses: tuple[str, ...]
+    failure: str | None = None
 
 
 def _resolver(monkeypatch: pytest.MonkeyPatch, tcp: tuple[str, ...], udp: tuple[str, ...]) -> None:
@@ -170,6 +195,20 @@ def test_round_robin_dns_is_not_dns_tampering(monkeypatch: pytest.MonkeyPatch) -
     assert asyncio.run(L._real_address("rr.example", "198.18.0.53")) == ("198.18.1.10", True)
 
 
+def test_a_lookup_that_timed_out_says_so_and_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA: on 2.4 s of round trip, "cannot resolve example.com (DNS over TCP…)": it had timed out, which a longer
+    --wait (the lookups' time grows with it) or --server gets past."""
+    async def timed_out(*a: Any, **k: Any) -> _Answer:
+        return _Answer((), "generic_timeout_error")
+
+    import tamperscope.netx
+
+    monkeypatch.setattr(tamperscope.netx, "lookup_tcp", timed_out)
+    monkeypatch.setattr(L, "lookup_udp", timed_out)
+    with pytest.raises(UsageError, match=r"timed out after 4 s \(a slow path: a longer --wait .*--server IP\)"):
+        asyncio.run(L._real_address("example.com", "198.18.0.53", 4))
+
+
 @pytest.mark.parametrize("answer", ["0.0.0.0", "127.0.0.1", "255.255.255.255", "224.0.0.1"])
 def test_a_resolver_answering_a_non_address_stops_locate_in_one_line(monkeypatch: pytest.MonkeyPatch,
                                                                       answer: str) -> None:
@@ -189,7 +228,7 @@ def test_a_resolver_answering_a_non_address_stops_locate_in_one_line(monkeypatch
     (["http://a.example/", "--resolver", "255.255.255.255"], "--resolver 255.255.255.255"),
     (["http://a.example/", "--server", "0.0.0.0"], "--server 0.0.0.0"),
     (["http://a.example/", "--server", "2001:db8::1"], "--server must be an IPv4 address"),
-    (["http://a.example/", "--server", "198.18.1.80", "--layer", "dns"], "--server goes with --layer http, tls or quic"),
+    (["http://a.example/", "--server", "198.18.1.80", "--layer", "dns"], "--server goes with every layer but dns"),
 ])
 def test_an_address_no_server_can_have_is_refused_before_anything_is_sent(argv: list[str], needle: str) -> None:
     p = argparse.ArgumentParser()

@@ -1130,3 +1130,15 @@ def test_the_dns_signature_is_the_answer_to_the_query_the_verdict_names() -> Non
     assert sig is not None and sig["key"] == "udp/ttl64/ipid0", sig
     m["test_keys"]["x_evidence"] = []  # no pointer: the earliest answer, as before
     assert signature_from(m)["key"] == "udp/ttl64/ipid4242"  # type: ignore[index]
+
+
+def test_a_resolvers_own_lie_has_no_equipment_signature() -> None:
+    """QA: under ru-like, dns.poison (the ISP resolver's own lie) was given the resolver's answer as an equipment
+    signature (udp/ttl64/ipid45289). No packet was forged on the way: only an injection has one."""
+    from tamperscope.model.signature import signature_from
+
+    answer = {"proto": "udp", "remote": "198.18.1.53:53", "ip_id": 45289, "ttl": 64, "initial_ttl": 64, "flags": "",
+              "window": None, "payload_len": 40, "t": 0.01, "matches": "test_keys.queries[0]"}
+    for mech, signed in (("dns.poison", False), ("dns.nxdomain", False), ("dns.injection", True)):
+        m = {"test_keys": {"x_mechanism": mech, "x_evidence": ["test_keys.queries[0]"], "x_packets": [answer]}}
+        assert (signature_from(m) is not None) == signed, mech

@@ -17,11 +17,16 @@ SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-sample
 
 
 @pytest.mark.parametrize("key, words", [
-    ("tcp/RA/ttl128/win0/ipid30000", "TCP RST+ACK, sent with TTL 128, window 0, IP-ID 30000"),
-    ("udp/ttl64/ipid0", "UDP, sent with TTL 64, IP-ID 0"),
+    ("tcp/RA/ttl128/win0/ipid30000", "TCP RST+ACK, sent with TTL ≤ 128, window 0, IP-ID 30000"),
+    ("udp/ttl64/ipid0", "UDP, sent with TTL ≤ 64, IP-ID 0"),
     ("tcp/FA/ttl64/win502/ipid*/fp:ru.rkn+tr.btk",
-     "TCP FIN+ACK, sent with TTL 64, window 502, IP-ID varies, blockpage ru.rkn, tr.btk"),
+     "TCP FIN+ACK, sent with TTL ≤ 64, window 502, IP-ID varies, blockpage ru.rkn, tr.btk"),
     ("tcp/R/ttlNone/ipid*", "TCP RST, IP-ID varies"),  # no initial TTL known: not said
+    # Citizen Lab's and Censored Planet's ids hold "/": QA, the words said "blockpage cp" and "blockpage cl"
+    ("udp/ttl64/ipid45289/fp:cp/f_gen_ru_3~2", "UDP, sent with TTL ≤ 64, IP-ID 45289, blockpage cp/f_gen_ru_3~2"),
+    ("tcp/PA/ttl64/win0/ipid*/fp:cl/isp_ru_mts_block+cp/f_gen_ru_20_satellite",
+     "TCP PSH+ACK, sent with TTL ≤ 64, window 0, IP-ID varies, blockpage cl/isp_ru_mts_block, "
+     "cp/f_gen_ru_20_satellite"),
 ])
 def test_a_key_is_said_part_by_part(key: str, words: str) -> None:
     assert signature_words(key) == words
@@ -29,7 +34,7 @@ def test_a_key_is_said_part_by_part(key: str, words: str) -> None:
 
 def test_the_words_say_what_signature_key_wrote() -> None:
     forged = [{"kind": "tcp", "flags": "RA", "ip_id": 7, "ttl": 60, "initial_ttl": 64, "window": 0}] * 2
-    assert signature_words(signature_key(signature(forged))) == "TCP RST+ACK, sent with TTL 64, window 0, IP-ID 7"
+    assert signature_words(signature_key(signature(forged))) == "TCP RST+ACK, sent with TTL ≤ 64, window 0, IP-ID 7"
 
 
 @pytest.mark.parametrize("key", ["none", "", "<script>alert(1)</script>", "evil/RA/ttl1", "tcp/" + "x" * 500,
@@ -39,7 +44,7 @@ def test_what_is_no_key_of_ours_says_nothing(key: str) -> None:
 
 
 def test_unknown_parts_are_left_out() -> None:
-    assert signature_words("tcp/RA/ttl64/<b>/win9999999999999/ipid1") == "TCP RST+ACK, sent with TTL 64, IP-ID 1"
+    assert signature_words("tcp/RA/ttl64/<b>/win9999999999999/ipid1") == "TCP RST+ACK, sent with TTL ≤ 64, IP-ID 1"
 
 
 def _store(tmp_path: Path, tks: list[dict[str, object]]) -> Store:
@@ -71,13 +76,13 @@ def test_the_report_says_each_signature_in_words_and_shows_no_column_of_blanks(t
     assert "equipment" not in heads  # no measurement named one
     table = text[text.index("Equipment signatures"):].splitlines()
     assert table[1].split() == ["signature", "the", "packet", "measurements", "mechanisms", "countries", "networks"]
-    assert "tcp/RA/ttl128/win0/ipid30000  TCP RST+ACK, sent with TTL 128, window 0, IP-ID 30000" in text
-    assert "UDP, sent with TTL 64, IP-ID varies (2 IP-IDs)" in text
+    assert "tcp/RA/ttl128/win0/ipid30000  TCP RST+ACK, sent with TTL ≤ 128, window 0, IP-ID 30000" in text
+    assert "UDP, sent with TTL ≤ 64, IP-ID varies (2 IP-IDs)" in text
     assert heads[:2] == ["signature", "the packet, in words"] and heads[-1] == "seen"
     said = {r[0]: r[1] for r in rows}
-    assert said["tcp/RA/ttl128/win0/ipid30000"] == "TCP RST+ACK, sent with TTL 128, window 0, IP-ID 30000"
+    assert said["tcp/RA/ttl128/win0/ipid30000"] == "TCP RST+ACK, sent with TTL ≤ 128, window 0, IP-ID 30000"
     # two injectors' answers whose IP-ID differs: one row, the words say how many IP-IDs it folds
-    assert said["udp/ttl64/ipid*"] == "UDP, sent with TTL 64, IP-ID varies (2 IP-IDs)"
+    assert said["udp/ttl64/ipid*"] == "UDP, sent with TTL ≤ 64, IP-ID varies (2 IP-IDs)"
     assert all(r[-1] == "2024-02-12" for r in rows), rows  # first and last seen the same day: said once
 
 

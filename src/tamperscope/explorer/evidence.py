@@ -1051,12 +1051,14 @@ def signature_view(value: Any) -> dict[str, Any] | None:
         rows.append(("packet", kind.upper()[:16] + (f", flags {flags[:16]}" if flags else "")
                      + (f" ({'+'.join(FLAG_NAMES[f] for f in flags if f in FLAG_NAMES)})"
                         if flags and set(flags) <= set(FLAG_NAMES) else "")))
-    ttl, initial = _number(sig.get("ttl")), _number(sig.get("initial_ttl"))
+    ttl, initial, sent = _number(sig.get("ttl")), _number(sig.get("initial_ttl")), _number(sig.get("sent_ttl"))
     if ttl is not None:
-        routers = initial - ttl if initial is not None and initial >= ttl else None
-        rows.append(("TTL", f"{ttl} as received" + (f", sent with {initial} ({routers} router"
-                                                   f"{'' if routers == 1 else 's'} on the way)"
-                                                   if routers is not None else "")))
+        # what was sent is known only where the censor's hop is (locate's ``sent_ttl``); otherwise the class the
+        # received TTL fits under says at most (QA: "sent with 64 (3 routers on the way)" of a box sending 61)
+        routers = sent - ttl if sent is not None and sent >= ttl else None
+        rows.append(("TTL", f"{ttl} as received" + (
+            f", sent with {sent} ({routers} router{'' if routers == 1 else 's'} on the way)" if routers is not None
+            else f", sent with {initial} or less" if initial is not None and initial >= ttl else "")))
     if (window := _number(sig.get("window"))) is not None:
         rows.append(("TCP window", str(window)))
     ids = [i for i in _list(sig.get("ip_ids")) if _number(i) is not None][:10]

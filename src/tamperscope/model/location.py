@@ -115,15 +115,23 @@ def _rst(o: Observation) -> bool:
     return any(_rst_packet(r) for r in o.responses)
 
 
-def signature(forged: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
-    """The equipment's packet signature: header values of the forged packets."""
+def signature(forged: Sequence[Mapping[str, Any]], hop: int | None = None) -> dict[str, Any] | None:
+    """The equipment's packet signature: header values of the forged packets (of every run that placed it: an
+    IP-ID that differs from run to run is no fixed value, QA). ``initial_ttl`` is the smallest usual initial TTL
+    (32, 64, 128, 255) the received one fits under: the equipment's class, not what it sent. Where the censor's
+    hop is known (`locate`), ``sent_ttl`` is what it sent: the received TTL plus the routers on the way back (one
+    fewer than the hop: QA, a censor sending 62 at hop 2 was said to send 64)."""
     if not forged:
         return None
     first = forged[0]
     ids = sorted({int(r["ip_id"]) for r in forged})
-    return {"kind": first.get("kind"), "flags": first.get("flags"), "ip_id": ids[0] if len(ids) == 1 else None,
-            "ip_ids": ids[:8], "ttl": first.get("ttl"), "initial_ttl": first.get("initial_ttl"),
-            "window": first.get("window"), "packets": len(forged)}
+    sig = {"kind": first.get("kind"), "flags": first.get("flags"), "ip_id": ids[0] if len(ids) == 1 else None,
+           "ip_ids": ids[:8], "ttl": first.get("ttl"), "initial_ttl": first.get("initial_ttl"),
+           "window": first.get("window"), "packets": len(forged)}
+    received = first.get("ttl")
+    if hop is not None and hop >= 1 and isinstance(received, int) and not isinstance(received, bool):
+        sig["sent_ttl"] = min(255, received + hop - 1)
+    return sig
 
 
 def signature_key(sig: Mapping[str, Any] | None, fingerprints: Sequence[str] = ()) -> str:
@@ -148,7 +156,8 @@ def signature_words(key: str) -> str:
     RST+ACK, sent with TTL 128, window 0, IP-ID 30000". A part it does not know (the key is read back from
     measurements: hostile input) is left out, and a key with no part it knows is ""."""
     said: list[str] = []
-    parts = key.split("/") if 0 < len(key) <= 400 else []
+    head, has_fp, fps = key.partition("/fp:")  # fingerprint ids hold "/" themselves (cp/f_gen_ru_3~2): last
+    parts = head.split("/") if 0 < len(key) <= 400 else []
     if parts and parts[0] in ("tcp", "udp", "icmp"):
         said.append(parts.pop(0).upper())
     else:
@@ -158,12 +167,13 @@ def signature_words(key: str) -> str:
             said[0] += " " + "+".join(FLAG_NAMES[f] for f in part)
         elif m := _KEY_NUMBER.fullmatch(part):
             name, number = m.groups()
-            said.append({"ttl": f"sent with TTL {number}", "win": f"window {number}",
+            # the key holds the TTL's class (`signature`), not what was sent: a TTL up to it
+            said.append({"ttl": f"sent with TTL ≤ {number}", "win": f"window {number}",
                          "ipid": f"IP-ID {number}"}[name])
         elif part == "ipid*":
             said.append("IP-ID varies")
-        elif part.startswith("fp:") and len(part) > 3:
-            said.append("blockpage " + ", ".join(part[3:].split("+")[:5]))
+    if said and has_fp and fps:
+        said.append("blockpage " + ", ".join(fps.split("+")[:5]))
     return ", ".join(said)
 
 

@@ -61,6 +61,10 @@ def signature_from(measurement: Mapping[str, Any]) -> dict[str, Any] | None:
         return None
     evidence = [str(e) for e in tk.get("x_evidence") or []]
     chosen: list[Mapping[str, Any]] = []
+    if mech.startswith("dns.") and mech != "dns.injection":
+        # a poisoning resolver's lie, an NXDOMAIN or a timeout: no packet was forged on the way, and the
+        # resolver's own answer is no equipment's signature (QA: dns.poison got one, udp/ttl64/ipid45289)
+        return None
     if mech.startswith("dns."):
         first = [p for p in packets if p.get("proto") == "udp" and str(p.get("matches", "")).startswith("test_keys.queries[")]
         # the answer to the query the verdict names, when it names one: a measurement may ask other names too

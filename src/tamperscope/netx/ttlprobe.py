@@ -45,6 +45,9 @@ SETTLE_MIN = 0.02  # seconds to watch a new connection before its trigger, beyon
 # time exceeded, parameter problem.
 ICMP_ERRORS = frozenset({3, 4, 5, 11, 12})
 PARSE_ERRORS = (struct.error, IndexError, ValueError, OSError)  # what a damaged packet can raise
+# bytes of the TCP header of the kernel's bare ACK (timestamps on): a quote too short to hold the segment's own
+# header length (RFC 792's 8 bytes) is taken to have carried data when its packet was longer than that
+ACK_TCP_HEADER = 32
 
 
 @dataclass(frozen=True)
@@ -159,21 +162,34 @@ def _icmp_kind(itype: int, code: int) -> str:
     return "icmp-unreachable" if itype == 3 else f"icmp-{itype}.{code}"
 
 
-def _quotes_flow(quote: bytes, *, local: str | None, server: str, sport: int, dport: int, proto: int) -> bool:
-    """Whether an ICMP error's quote starts a packet of our flow (RFC 792 quotes 8 bytes of its transport)."""
+def _quotes_flow(quote: bytes, *, local: str | None, server: str, sport: int, dport: int, proto: int,
+                 data: bool = False) -> bool:
+    """Whether an ICMP error's quote starts a packet of our flow (RFC 792 quotes 8 bytes of its transport).
+    ``data``: a TCP segment that carried data, as a trigger does; not the kernel's own ACK on the flow (it
+    answers a server's retransmitted SYN-ACK with the socket's TTL, set low for the trigger: QA, on a path of
+    2.4 s, a router's time-exceeded for such an ACK was taken for the trigger's)."""
     inner = packet.parse_ipv4(quote)
     if inner is None or inner.frag_offset or inner.proto != proto or inner.dst != server:
         return False
     if local is not None and inner.src != local:
         return False
     ports = quote[inner.header_len : inner.header_len + 4]
-    return len(ports) == 4 and struct.unpack("!HH", ports) == (sport, dport)
+    if len(ports) != 4 or struct.unpack("!HH", ports) != (sport, dport):
+        return False
+    if data and proto == packet.PROTO_TCP:
+        offset = quote[inner.header_len + 12 : inner.header_len + 13]  # quoted beyond RFC 792's 8 bytes (RFC 1812)
+        headers = inner.header_len + ((offset[0] >> 4) * 4 if offset else ACK_TCP_HEADER)
+        return inner.total_len > headers
+    return True
 
 
 def _classify(data: bytes, t: float, *, server: str, sport: int, dport: int, proto: int,
-              local: str | None = None) -> Seen | None:
+              local: str | None = None, trigger: bool = False) -> Seen | None:
     """What `data` (an IPv4 packet from the packet socket) is for the flow local:sport -> server:dport, or
-    None when it is not about that flow (`local` None: any local address)."""
+    None when it is not about that flow (`local` None: any local address). ``trigger``: after a trigger sent on
+    an open TCP connection, only what can be about it: an ICMP error for a segment with data, and no SYN (the
+    server's SYN-ACK sent again, on a path slower than its retransmission timer, is the handshake's, not an
+    answer: QA, locate placed a censor at hop 1 on a path no rule touched)."""
     ip = packet.parse_ipv4(data)
     if ip is None or ip.frag_offset or (local is not None and ip.dst != local):
         return None  # a later fragment has no transport header: its first bytes are not ports
@@ -181,7 +197,7 @@ def _classify(data: bytes, t: float, *, server: str, sport: int, dport: int, pro
     if ip.proto == packet.PROTO_ICMP and len(body) >= 8:
         itype, code = body[0], body[1]
         if itype in ICMP_ERRORS and _quotes_flow(body[8:], local=local, server=server, sport=sport, dport=dport,
-                                                 proto=proto):
+                                                 proto=proto, data=trigger):
             return Seen(_icmp_kind(itype, code), ip.src, ip.ttl, ip.ip_id, t=t)
         if itype == 0 and ip.src == server:
             return Seen("echo-reply", ip.src, ip.ttl, ip.ip_id, t=t)
@@ -190,7 +206,7 @@ def _classify(data: bytes, t: float, *, server: str, sport: int, dport: int, pro
         return None
     if ip.proto == packet.PROTO_TCP and proto == packet.PROTO_TCP:
         seg = packet.parse_tcp(body)
-        if seg is None or (seg.sport, seg.dport) != (dport, sport):
+        if seg is None or (seg.sport, seg.dport) != (dport, sport) or (trigger and seg.flags & packet.SYN):
             return None
         return Seen("tcp", ip.src, ip.ttl, ip.ip_id, seg.flags, seg.window, seg.payload, t)
     if ip.proto == packet.PROTO_UDP and proto == packet.PROTO_UDP:
@@ -250,17 +266,17 @@ def tcp_trigger(cap: Capture, ip: str, port: int, payload: bytes, ttl: int, *, w
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
 
-        def ours(t0: float) -> Callable[[bytes, float], Seen | None]:
+        def ours(t0: float, trigger: bool) -> Callable[[bytes, float], Seen | None]:
             return lambda data, now: _classify(data, now - t0, server=ip, sport=sport, dport=port,
-                                               proto=packet.PROTO_TCP, local=local)
+                                               proto=packet.PROTO_TCP, local=local, trigger=trigger)
 
         cap.drain()
-        failure = _before_trigger(s, cap.collect(settle, ours(0.0)))
+        failure = _before_trigger(s, cap.collect(settle, ours(0.0, False)))
         t0 = cap.now()
         failure = failure or _send(s, payload)
         if failure is not None:
             return Step(ttl, False, failure)
-        return Step(ttl, True, None, cap.collect(wait, ours(t0)))
+        return Step(ttl, True, None, cap.collect(wait, ours(t0, True)))
     finally:
         _abort(s)
 

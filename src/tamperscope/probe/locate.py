@@ -48,10 +48,11 @@ import math
 import os
 import secrets
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ..cli import UsageError
+from ..model.failures import failure_class
 from ..model.inputs import BadInput, check_host, normal_url, parse_url
 from ..model.location import Location, Observation, RunResult, decide_run, majority, signature, signature_key
 from ..model.webparts import idna_host, is_ip
@@ -147,6 +148,28 @@ def _observation(step: ttlprobe.Step) -> Observation:
                        b"".join(s.payload for s in resp))
 
 
+def _trigger(cap: ttlprobe.Capture, layer: str, ip: str, port: int, payload: bytes, ttl: int,
+             wait: float) -> ttlprobe.Step:
+    if layer == "dns":
+        return ttlprobe.udp_trigger(cap, ip, 53, payload, ttl, wait=wait)
+    if layer == "quic":
+        return ttlprobe.udp_trigger(cap, ip, QUIC_PORT, payload, ttl, wait=wait)
+    if layer in ("wireguard", WG_NOISE):  # each from a new socket: the first datagram of its own flow
+        return ttlprobe.udp_trigger(cap, ip, port, payload, ttl, wait=wait)
+    if layer == "tcp":
+        return ttlprobe.syn_trigger(cap, ip, port, ttl, wait=wait)
+    return ttlprobe.tcp_trigger(cap, ip, port, payload, ttl, wait=wait)
+
+
+LATE_WAIT = 4.0  # seconds a last trigger, at full TTL, is listened to before silence is taken for a drop
+
+
+def answers_late(cap: ttlprobe.Capture, layer: str, ip: str, port: int, payload: bytes, wait: float) -> bool:
+    """Whether the trigger, sent once more at full TTL and listened to for longer than ``--wait`` (`LATE_WAIT`, or
+    four times the wait), gets anything back: then silence at every TTL was the path's slowness, not a drop."""
+    return bool(_trigger(cap, layer, ip, port, payload, 64, max(LATE_WAIT, 4 * wait)).seen)
+
+
 def sweep(cap: ttlprobe.Capture, layer: str, ip: str, port: int, name: str, path: str, max_ttl: int, wait: float,
           stop: Callable[[list[Observation]], bool] | None = None, dist: int | None = None,
           ech_config: ECHConfig | None = None) -> list[Observation]:
@@ -154,16 +177,7 @@ def sweep(cap: ttlprobe.Capture, layer: str, ip: str, port: int, name: str, path
     out: list[Observation] = []
     payload = trigger_payload(layer, name, path, ech_config)
     for ttl in range(1, max_ttl + 1):
-        if layer == "dns":
-            step = ttlprobe.udp_trigger(cap, ip, 53, payload, ttl, wait=wait)
-        elif layer == "quic":
-            step = ttlprobe.udp_trigger(cap, ip, QUIC_PORT, payload, ttl, wait=wait)
-        elif layer in ("wireguard", WG_NOISE):  # each from a new socket: the first datagram of its own flow
-            step = ttlprobe.udp_trigger(cap, ip, port, payload, ttl, wait=wait)
-        elif layer == "tcp":
-            step = ttlprobe.syn_trigger(cap, ip, port, ttl, wait=wait)
-        else:
-            step = ttlprobe.tcp_trigger(cap, ip, port, payload, ttl, wait=wait)
+        step = _trigger(cap, layer, ip, port, payload, ttl, wait)
         out.append(_observation(step))
         if not step.connected and ttl == 1:
             break
@@ -179,6 +193,14 @@ def located(path: Sequence[str | None], dist: int | None,
     """Stop a target sweep once the observations so far decide a hop. A TTL where the plain path had no
     router is silent either way (a router that never sends time-exceeded): it decides nothing."""
     return lambda target: decide_run(path, dist, target, control).hop is not None
+
+
+def _silent_beyond(target: Sequence[Observation], control: Iterable[Observation], k: int) -> bool:
+    """Whether no observation from TTL ``k`` on, of the target's or the control's, got anything back (no ICMP, no
+    answer), and both went beyond ``k``."""
+    control = list(control)
+    return all(any(o.ttl >= k for o in side) and all(o.icmp_from is None and not o.responses
+                                                    for o in side if o.ttl >= k) for side in (target, control))
 
 
 def silent_after(path: Sequence[str | None]) -> int:
@@ -211,6 +233,9 @@ async def _real_address(host: str, resolver: str, timeout: float = 4) -> tuple[s
     trace = Trace(record_io=False)
     tcp = await lookup_tcp(host, "A", server=resolver, trace=trace, timeout=timeout)
     udp = await lookup_udp(host, "A", server=resolver, trace=trace, timeout=timeout, duplicate_window=0)
+    if tcp.failure is not None and not tcp.addresses and failure_class(tcp.failure) == "timeout":
+        raise UsageError(f"cannot resolve {host}: DNS over TCP to {resolver} timed out after {timeout:g} s (a slow "
+                         "path: a longer --wait gives locate's lookups more time; or give --server IP)")
     usable = [a for a in tcp.addresses if _unusable(a, dns_answer=True) is None]
     if tcp.addresses and not usable:
         raise UsageError(f"{host} resolves to {tcp.addresses[0]} (DNS over TCP to {resolver}): "
@@ -249,6 +274,7 @@ def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait:
     ignored = dropped = 0
     triggered: set[str] = set()  # servers whose run met the censor after connecting (residual blocking may follow)
     unreachable: set[str] = set()  # servers that could not be connected to, while others were still to try
+    dropped_at: set[str] = set()  # servers silent at every TTL and to a last, longer listened trigger
     by_name = not is_ip(u.host) and server is None  # other addresses serve the same name (an address serves itself)
     path: list[str | None] = []
     dist: int | None = None
@@ -310,6 +336,27 @@ def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait:
                     continue
             else:
                 r = decide_run(path, dist, tgt, ctl)
+                if r.hop is None and path and dist is None and _silent_beyond(tgt, ctl.values(), silent_after(path)):
+                    k = silent_after(path)
+                    if layer in UDP_OR_SYN and (server in dropped_at or not answers_late(
+                            cap, layer, server, u.port, trigger_payload(layer, u.host, u.path, config), wait)):
+                        # a bare SYN or a datagram (no connection to fail) into a path that goes silent, for the
+                        # control too, and still nothing when listened to for longer: packets to the address are
+                        # dropped past the last router that answered (QA: --layer tcp and quic said "no
+                        # interference" of an address dropped outright, where the default layer located it)
+                        dropped_at.add(server)
+                        r = RunResult(k, path[k - 2] if k >= 2 else None, "in-path", "address",
+                                      f"the path goes silent after hop {k - 1}, and nothing sent to {server} came back "
+                                      f"at any TTL, for the control too, nor in {max(LATE_WAIT, 4 * wait):g} s at full "
+                                      "TTL: packets to it are dropped")
+                        servers = [server]  # the address is the target: other addresses would not tell
+                    else:
+                        # nothing at any TTL past hop k - 1, though the address answers (a connection was made, or
+                        # a late answer came): the path is slower than --wait (QA: on 2.4 s of round trip, the
+                        # server's SYN-ACK sent again was taken for a censor's answer at hop 1)
+                        r = dataclasses.replace(r, reason=f"nothing came back past hop {k - 1} within --wait "
+                                                f"{wait:g} s, for the control too, though {server} answers: the path "
+                                                "may be slower than that; locate again with a longer --wait")
                 if layer in SCOPE_OF_LAYER and r.scope == "name":  # no name in the trigger: what differed is the
                     # port (a SYN to another one) or the protocol (random bytes to the same one)
                     r = dataclasses.replace(r, scope=SCOPE_OF_LAYER[layer],
@@ -336,7 +383,8 @@ def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait:
     best, share = majority(results)
     if best is None:
         return Location(None, None, None, None, (), 0.0, "no run completed", path=tuple(path), server_ttl=dist), detail
-    sig = signature(best.forged)
+    # the forged packets of every run that placed the censor where the best did: one run's IP-ID alone looked fixed
+    sig = signature([f for r in results if r.hop == best.hop for f in r.forged] or best.forged, best.hop)
     fps: tuple[str, ...] = ()
     if best.payload and matcher is not None:
         body = best.payload.decode("latin-1")
@@ -396,7 +444,7 @@ def _check(args: argparse.Namespace) -> tuple[str, str, list[str], str | None]:
     except BadInput as e:
         raise UsageError(f"--control: {e}") from None
     if args.server is not None and args.layer == "dns":
-        raise UsageError("--server goes with --layer http, tls or quic: a DNS trigger goes to the resolver")
+        raise UsageError("--server goes with every layer but dns: a DNS trigger goes to the resolver")
     server = _ipv4(args.server, "--server") if args.server is not None else None
     # given empty, a mistake (as run and remote take it), not "the default": that would ask a public resolver
     env = os.environ.get("TAMPERSCOPE_PUBLIC_RESOLVER") or None
@@ -476,8 +524,14 @@ def run(args: argparse.Namespace) -> int:
     if trigger:
         print(trigger)
     if fp:
-        print(f"  signature {loc.signature}: {fp.get('kind')} {fp.get('flags') or ''} IP-ID {fp.get('ip_id')} "
-              f"TTL {fp.get('ttl')} (initial {fp.get('initial_ttl')}) window {fp.get('window')}")
+        ids = fp.get("ip_ids") or []
+        ip_id = fp.get("ip_id") if fp.get("ip_id") is not None else (
+            f"varies ({', '.join(map(str, ids))})" if ids else "-")
+        sent = (f"sent with {fp['sent_ttl']}" if fp.get("sent_ttl") is not None
+                else f"sent with {fp.get('initial_ttl')} or less")
+        window = f", window {fp.get('window')}" if fp.get("window") is not None else ""
+        print(f"  signature {loc.signature}: {fp.get('kind')} {fp.get('flags') or ''} IP-ID {ip_id}, "
+              f"TTL {fp.get('ttl')} on arrival ({sent}){window}")
     if loc.blockpage:
         print(f"  blockpage fingerprint: {', '.join(loc.blockpage)}")
     return 0
