@@ -435,16 +435,21 @@ def sightings(build: Build, pages: Path) -> None:
     """Give each fingerprint that names someone (an ISP, a product, an institution, a company) the real captured
     pages of someone else it matches (``also_on``): Citizen Lab's own captures, filed by whose they are. A
     product's fingerprint on an ISP's or a school's page is that product at work there, so a product's counts
-    only other products' pages; a national system's, a generic or an unknown one's names no one to doubt."""
+    only other products' pages; a national system's, a generic or an unknown one's names no one to doubt; and a
+    page that names the fingerprint's owner in its text (a word of four letters or more: IdOLA, on Lintasarta's
+    page, is Lintasarta's own service) may be theirs."""
     db = FingerprintDB.from_entries(build.entries)
     by_id = {e["id"]: e for e in build.entries}
     for stem, body in _pages_of(pages):
         page = owner_of(stem)
+        text = body.decode("utf-8", "replace").lower()
         for match in db.match_response(body):
             fp = db.get(match.id)
             mine = fp.owner
             if not mine.named or mine.same_as(page) or (mine.scope == "prod" and page.scope != "prod"):
                 continue
+            if any(len(w) >= 4 and w in text for w in mine.words):
+                continue  # the page names the fingerprint's owner (IdOLA on Lintasarta's, its own service): QA
             also = by_id[fp.id].setdefault("also_on", [])
             if stem not in also:
                 also.append(stem)

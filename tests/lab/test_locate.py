@@ -193,6 +193,30 @@ def test_a_path_slower_than_the_wait_is_said_so_not_taken_for_a_censor(labs) -> 
     assert "locate again with a longer --wait" in out["reason"], out["reason"]
 
 
+def test_a_wireguard_server_silent_on_a_slow_path_is_no_drop(labs) -> None:  # type: ignore[no-untyped-def]
+    """QA: on the long path, --layer wireguard "located" a drop where no rule was: a WireGuard server answers no
+    initiation it cannot authenticate, so silence at full TTL says nothing of a drop."""
+    labs(LONG_PATH)
+    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", "http://198.19.3.40:51820/",
+                                            "--layer", "wireguard", "--yes", "--json", "--runs", "1", "--max-ttl", "3"]),
+                         env=manager.client_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["hop"] is None and "no answer is expected" in out["reason"], out
+
+
+def test_a_closed_port_is_no_block(labs) -> None:  # type: ignore[no-untyped-def]
+    """QA: --layer tcp on a closed port, under the none profile, said "interference at hop 3 (the server's): RST
+    that the control did not get". It is the server's own reset, with the TTL of its SYN-ACK to the control port."""
+    labs("none")
+    res = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", f"http://{A.FARM[24]}:9999/",
+                                            "--layer", "tcp", "--yes", "--json", "--runs", "1", "--wait", "0.25"]),
+                         env=manager.client_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["hop"] is None and "the port is closed there" in out["reason"], out
+
+
 @pytest.mark.parametrize("url,layer", [("https://198.19.3.1/", "tcp"), ("https://nordvpn.com/", "quic")])
 def test_an_address_dropped_outright_is_located_by_a_bare_syn_or_datagram(labs, url, layer) -> None:  # type: ignore[no-untyped-def]
     """QA: tm-like drops Tor's directory authorities (198.19.3.0/28) and nordvpn.com's address outright, and the

@@ -57,3 +57,20 @@ def test_a_url_meeting_another_ones_residual_blocking_is_no_block_and_is_measure
     from tamperscope.model.verdict import web_connectivity_verdict
 
     assert web_connectivity_verdict(bare).mechanism == "tcp.drop"
+
+
+def test_sites_blocked_by_their_own_name_at_one_address_are_each_blocked(lab_factory, tmp_path
+                                                                        ) -> None:  # type: ignore[no-untyped-def]
+    """Many sites blocked by name behind one CDN address: each one's reset is its own block. A handshake reset
+    after a connect that worked is never taken for another measurement's residue (the first cut of this feature
+    made the second URL a failure, measured again and a failure again: a block hidden)."""
+    lab_factory(str(Path(__file__).parent / "profiles" / "sni-no-residual.toml"))
+    urls = ["https://named.example/", "https://named.example/other"]
+    out = tmp_path / "wc.jsonl"
+    res = run(out, urls, "--residual-wait", "5")
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [m["input"] for m in got] == urls, [m["input"] for m in got]
+    assert [m["test_keys"]["x_mechanism"] for m in got] == ["tls.rst", "tls.rst"], [
+        (m["test_keys"]["x_mechanism"], m["test_keys"].get("x_residual")) for m in got]
+    assert not any("x_residual" in m["test_keys"] for m in got)
+    assert "met residual blocking" not in res.stderr

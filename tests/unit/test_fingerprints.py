@@ -886,6 +886,8 @@ def test_fingerprints_named_for_someone_on_others_real_pages_say_so() -> None:
     assert doubted["cl/isp_ru_megamax_rkn_block"].also_on_words() == ["convex (RU)", "rostelcom (RU)", "ucanet (RU)"]
     assert "cp/a_prod_fortinet_1" not in doubted  # FortiGuard's own pages, and an ISP's page it serves (Gilat)
     assert "cl/prod_netsweeper_inject_2" not in doubted  # a product on an ISP's page is the product at work there
+    # Lintasarta's page is titled "IdOLA Lintasarta": IdOLA is its own service, and its fingerprints name it (QA)
+    assert "cp/c_isp_id_idola_net_satellite" not in doubted and "cp/c_isp_id_idola_3_satellite" not in doubted
     for fp in doubted.values():
         assert fp.owner.named
         for stem in fp.also_on:
@@ -893,3 +895,7 @@ def test_fingerprints_named_for_someone_on_others_real_pages_say_so() -> None:
             assert fp.id in {m.id for m in db.match_response(body)}, (fp.id, stem)
             assert not fp.owner.same_as(owner_of(stem)), (fp.id, stem)
     assert len(doubted) <= 10  # a handful: a rule that doubted every name would say nothing
+    for fp in doubted.values():  # no page doubted names the fingerprint's owner in its text
+        for stem in fp.also_on:
+            text = (SHARED / "blockpages" / "citizenlab" / f"{stem}.html").read_bytes().decode("utf-8", "replace")
+            assert not any(len(w) >= 4 and w in text.lower() for w in fp.owner.words), (fp.id, stem)

@@ -169,6 +169,52 @@ def test_a_silent_router_does_not_end_the_target_sweep(monkeypatch: pytest.Monke
     assert (loc.hop, loc.router, loc.placement) == (4, "198.18.0.3", "in-path"), (loc.reason, detail)
 
 
+def _locate_layer(monkeypatch: pytest.MonkeyPatch, layer: str, path: list[str | None], dist: int | None,
+                  url: str) -> tuple[Any, dict[str, Any]]:
+    monkeypatch.setattr(ttlprobe, "Capture", _FakeCapture)
+    monkeypatch.setattr(ttlprobe, "traceroute", lambda ip, max_ttl, wait: (list(path), dist))
+    return L.locate(url, layer=layer, control="www.example.com", runs=1, max_ttl=4, wait=0.1, spread=[],
+                    resolver="198.18.0.53")
+
+
+def test_a_closed_ports_own_reset_is_no_censor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA: --layer tcp on a closed port of a server no rule touches said "interference at hop 3 (the server's),
+    RST that the control did not get": the server's own RST, its TTL the one its SYN-ACK to the control port has."""
+    path: list[str | None] = ["198.18.0.1", "198.18.0.2"]
+
+    def syn(cap: Any, ip: str, port: int, ttl: int, *, wait: float = 1.0) -> ttlprobe.Step:
+        if ttl < 3:
+            return ttlprobe.Step(ttl, True, None, [ttlprobe.Seen("icmp-time-exceeded", path[ttl - 1], 63, 0)])
+        flags = P.RST | P.ACK if port == 9999 else P.SYN | P.ACK
+        return ttlprobe.Step(ttl, True, None, [ttlprobe.Seen("tcp", ip, ttl_seen, 0, flags)])
+
+    ttl_seen = 62
+    monkeypatch.setattr(ttlprobe, "syn_trigger", syn)
+    loc, _ = _locate_layer(monkeypatch, "tcp", path, 3, f"http://{SERVER}:9999/")
+    assert loc.hop is None and "the port is closed there" in loc.reason, loc.reason
+    ttl_seen = 0  # a reset arriving with another TTL than the server's packets: forged, located as before
+    monkeypatch.setattr(ttlprobe, "syn_trigger", lambda cap, ip, port, ttl, *, wait=1.0: (
+        ttlprobe.Step(ttl, True, None, [ttlprobe.Seen("icmp-time-exceeded", path[ttl - 1], 63, 0)]) if ttl < 3 else
+        ttlprobe.Step(ttl, True, None, [ttlprobe.Seen("tcp", ip, 50 if port == 9999 else 62, 0,
+                                                      P.RST | P.ACK if port == 9999 else P.SYN | P.ACK)])))
+    loc, _ = _locate_layer(monkeypatch, "tcp", path, 3, f"http://{SERVER}:9999/")
+    assert loc.hop == 3, loc.reason
+
+
+@pytest.mark.parametrize("layer,located", [("wireguard", False), ("quic", True)])
+def test_silence_at_full_ttl_names_a_drop_only_where_a_live_server_answers(monkeypatch: pytest.MonkeyPatch,
+                                                                          layer: str, located: bool) -> None:
+    """Into a path that goes silent past hop 1, a QUIC Initial that nothing answers, even listened to longer, is a
+    drop; a WireGuard initiation a server cannot authenticate is never answered, so its silence says nothing (QA:
+    a drop was "located" on a slow path with no rule)."""
+    monkeypatch.setattr(ttlprobe, "udp_trigger", lambda cap, ip, port, payload, ttl, *, wait=1.0: ttlprobe.Step(
+        ttl, True, None, [ttlprobe.Seen("icmp-time-exceeded", "198.18.0.1", 63, 0)] if ttl == 1 else []))
+    loc, _ = _locate_layer(monkeypatch, layer, ["198.18.0.1", None, None, None], None, f"https://{SERVER}:443/")
+    assert (loc.hop is not None) == located, loc.reason
+    if located:
+        assert (loc.hop, loc.scope) == (2, "address")
+
+
 @dataclass
 class _Answer:
     addresses: tuple[str, ...]

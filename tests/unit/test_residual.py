@@ -70,6 +70,11 @@ def test_a_step_blocked_by_residual_blocking_is_a_failure_not_a_block(sample: st
     wrong_step = "http_request" if step != "http_request" else "tcp_connect"
     for kept in (_held(m, (other, step)), _held(m, (endpoint, wrong_step))):
         assert web_connectivity_verdict(kept).mechanism == mechanism
+    # a hold no probe waits for (10,000 s), or no number, hides nothing (a crafted record, or another tool's)
+    for seconds in (10000, -1, "2", True, None, float("nan")):
+        h = _held(m, (endpoint, step))
+        h["test_keys"]["x_residual"][0]["seconds_after"] = seconds
+        assert web_connectivity_verdict(h).mechanism == mechanism, seconds
     for hostile in ({"endpoint": endpoint}, [endpoint], "x", [None, 3, {"endpoint": [endpoint], "step": step}]):
         h = copy.deepcopy(m)
         h["test_keys"]["x_residual"] = hostile
@@ -98,12 +103,19 @@ class _Nettest:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, float]] = []
+        self.triggers: list[float] = []
 
     async def run(self, input: str | None, ctx: Context) -> dict[str, Any]:
         assert input is not None
         self.calls.append((input, time.monotonic()))
         token = ctx.residual.token()
+        if input.endswith("/slow-blocked"):  # blocked by its own name, a moment later
+            await asyncio.sleep(0.2)
+            self.triggers.append(time.monotonic())
+            ctx.residual.trigger("198.19.1.5", 80, token)
+            return {"x_status": "anomaly", "x_mechanism": "http.rst"}
         if input.endswith("/blocked"):
+            self.triggers.append(time.monotonic())
             ctx.residual.trigger("198.19.1.5", 80, token)
             return {"x_status": "anomaly", "x_mechanism": "http.rst"}
         began = time.monotonic()
@@ -131,7 +143,23 @@ def test_the_engine_measures_a_residual_failure_again_once_the_hold_is_over() ->
     assert all(t - first >= 0.4 for _, t in nettest.calls[3:])
     assert [m["test_keys"]["x_status"] for m in written] == ["anomaly", "failure", "failure", "ok", "ok"]
     assert [m["annotations"].get("residual_retry") for m in written] == [None, None, None, "true", "true"]
-    assert stats.residual == ["http://b.example/", "http://c.example/"] and stats.total == 5 and stats.done == 5
+    # a measurement made again is no more input: the progress line and --recheck's counts stay the run's inputs'
+    assert stats.residual == ["http://b.example/", "http://c.example/"] and stats.total == 3 and stats.done == 3
+
+
+def test_a_hold_renewed_while_an_input_waits_is_waited_for_too() -> None:
+    """Another input blocked by its own name at the same address while the held one waits renews the hold: the
+    one measured again goes no sooner than the wait after the latest trigger."""
+    nettest = _Nettest()
+    engine = Engine(nettest, Context(), ProbeInfo(), Scrubber([], interfaces=False),  # type: ignore[arg-type]
+                    parallel=2, residual_wait=0.4)
+    stats = RunStats(total=3)
+    inputs = ["http://a.example/blocked", "http://b.example/", "http://d.example/slow-blocked"]
+    asyncio.run(engine.run(inputs, None, stats, Progress(stats, enabled=False)))
+    again = [t for i, t in nettest.calls[3:] if i == "http://b.example/"]
+    assert len(again) == 1 and len(nettest.triggers) == 2
+    assert again[0] - max(nettest.triggers) >= 0.4 - 0.01, (again, nettest.triggers)
+    assert engine.ctx.residual.window == 0.4  # a hold lasts as long as the wait: an older trigger is over
 
 
 def test_no_wait_means_no_second_measurement_and_a_deadline_is_kept() -> None:

@@ -802,7 +802,8 @@ def _residual(verdict: Verdict, obs: Observations, tk: Mapping[str, Any]) -> Ver
     held = tk.get("x_residual") if layer is not None else None
     if not held or not isinstance(held, list):
         return verdict
-    endpoints = {_str(h.get("endpoint")) for h in held if isinstance(h, Mapping) and h.get("step") == layer}
+    endpoints = {_str(h.get("endpoint")) for h in held if isinstance(h, Mapping) and h.get("step") == layer
+                 and _held_seconds(h.get("seconds_after"))}
     steps: Sequence[Connect | Handshake | Exchange]
     if layer == "tcp_connect":
         steps = obs.connects
@@ -816,6 +817,13 @@ def _residual(verdict: Verdict, obs: Observations, tk: Mapping[str, Any]) -> Ver
     return _cannot_tell((*verdict.evidence, "test_keys.x_residual"), verdict.fingerprints)
 
 
+def _held_seconds(value: Any) -> bool:
+    """A ``seconds_after`` a hold can have lasted: a number from 0 to `RESIDUAL_MAX` (a record saying 10,000 s,
+    crafted or another tool's, hides nothing)."""
+    return type(value) in (int, float) and 0 <= value <= RESIDUAL_MAX
+
+
+RESIDUAL_MAX = 3600.0  # seconds: the longest hold a probe waits for (`run --residual-wait`'s bound)
 _RESIDUAL_LAYERS = {"tcp.drop": "tcp_connect", "tcp.rst": "tcp_connect", "tls.rst": "tls_handshake",
                     "tls.drop": "tls_handshake", "http.rst": "http_request", "http.drop": "http_request"}
 

@@ -58,30 +58,46 @@ class Residual:
     Turkmenistan's 30 s) then drops or resets this client's every packet to that address and port for a while, so
     another measurement there meets the first one's block, not its own.
 
-    Each measurement takes a `token`. A nettest calls `trigger` as the censor acts on one of its connections (a
-    reset, a stall or a blockpage after the connect), and `met` for a step that failed (a connect, a handshake, a
-    request): whether another measurement's trigger at that endpoint came less than `RESIDUAL_WINDOW` seconds
-    before the step began, or while it ran. Times are `time.monotonic()`."""
+    Each measurement takes a `token`. A nettest calls `connected` for each connection it makes, `trigger` as the
+    censor acts on one (a reset, a stall or a recognised blockpage after the connect), and `met` for a connect
+    that failed: whether another measurement connected to that endpoint, or met the censor there, less than
+    `window` seconds before the connect began or while it ran. A connection made there is enough: what came back
+    on it may be a blockpage no fingerprint knows (QA: a residual hold after one was taken for an IP block), and a
+    connect that fails where another succeeded a moment ago is worth measuring again, whatever the cause. `window`
+    is how long a hold is taken to last: the run's wait before measuring such an input again
+    (`Engine.residual_wait`), else `RESIDUAL_WINDOW`; an event older than that is over, so the input measured
+    again stands on its own result. Times are `time.monotonic()`."""
 
     KEPT = 8  # triggers remembered per endpoint (the latest)
 
-    def __init__(self) -> None:
-        self._at: dict[tuple[str, int], list[tuple[float, int]]] = {}
+    def __init__(self, window: float = RESIDUAL_WINDOW) -> None:
+        self.window = window
+        self._at: dict[tuple[str, int], list[tuple[float, int]]] = {}  # triggers
+        self._touched: dict[tuple[str, int], list[tuple[float, int]]] = {}  # connections made, and triggers
         self._tokens = itertools.count(1)
 
     def token(self) -> int:
         return next(self._tokens)
 
     def trigger(self, ip: str, port: int, token: int, at: float | None = None) -> None:
-        kept = self._at.setdefault((ip, port), [])
+        self._note(self._at, ip, port, token, at)
+        self._note(self._touched, ip, port, token, at)
+
+    def connected(self, ip: str, port: int, token: int, at: float | None = None) -> None:
+        self._note(self._touched, ip, port, token, at)
+
+    def _note(self, book: dict[tuple[str, int], list[tuple[float, int]]], ip: str, port: int, token: int,
+              at: float | None) -> None:
+        kept = book.setdefault((ip, port), [])
         kept.append((time.monotonic() if at is None else at, token))
         del kept[:-self.KEPT]
 
     def met(self, ip: str, port: int, token: int, began: float, failed: float) -> float | None:
-        """Seconds from another measurement's latest trigger at ``ip``:``port`` to a step of ``token``'s that began
-        at ``began`` and failed at ``failed``, when that trigger came within the window before it or during it."""
-        times = [at for at, who in self._at.get((ip, port), ()) if who != token
-                 and began - RESIDUAL_WINDOW <= at <= failed]
+        """Seconds from another measurement's latest connection or trigger at ``ip``:``port`` to a connect of
+        ``token``'s that began at ``began`` and failed at ``failed``, when it came within the window before it or
+        during it."""
+        times = [at for at, who in self._touched.get((ip, port), ()) if who != token
+                 and began - self.window <= at <= failed]
         return failed - max(times) if times else None
 
     def last(self, ip: str, port: int) -> float | None:

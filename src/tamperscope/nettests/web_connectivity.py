@@ -155,12 +155,16 @@ async def _direct(input: str, scheme: str, host: str, port: int, addrs: list[str
     held: list[dict[str, Any]] = []  # `x_residual`
 
     def failed(step: str, ip: str, failure: str | None) -> None:
-        """A step at ``ip`` failed: residual blocking from another measurement met (`Residual.met`)? Then a
-        trigger of this measurement's own when the censor acted after the connect."""
-        seconds = ctx.residual.met(ip, port, token, began[ip], time.monotonic())
-        if seconds is not None:
-            held.append({"endpoint": endpoint(ip, port), "step": step, "seconds_after": round(seconds, 1)})
-        if step != "tcp_connect" and failure_class(failure) in ("reset", "eof", "timeout"):
+        """A step at ``ip`` failed. A connect: did it meet residual blocking from another measurement there
+        (`Residual.met`)? A handshake or a request after a connect that worked: no hold was on when the
+        connection was made, so the failure is this URL's own (many sites blocked by name behind one CDN
+        address each meet their own block, which must not be taken for another's residue), and the censor may
+        now hold the endpoint: a trigger."""
+        if step == "tcp_connect":
+            seconds = ctx.residual.met(ip, port, token, began[ip], time.monotonic())
+            if seconds is not None:
+                held.append({"endpoint": endpoint(ip, port), "step": step, "seconds_after": round(seconds, 1)})
+        elif failure_class(failure) in ("reset", "eof", "timeout"):
             ctx.residual.trigger(ip, port, token)
 
     async def connect(ip: str) -> None:
@@ -171,6 +175,7 @@ async def _direct(input: str, scheme: str, host: str, port: int, addrs: list[str
             conns[ip] = None
             failed("tcp_connect", ip, e.failure)
             return
+        ctx.residual.connected(ip, port, token)
         if scheme != "https":
             conns[ip] = stream
             return

@@ -531,6 +531,8 @@ class Engine:
                  residual_wait: float = RESIDUAL_WAIT) -> None:
         self.nettest = nettest
         self.residual_wait = residual_wait  # seconds after residual blocking was met before measuring again
+        if residual_wait > 0:  # a hold is taken to last as long as the wait: a trigger older is over
+            ctx.residual.window = residual_wait
         self.ctx = ctx
         self.probe = probe
         self.scrub = scrubber
@@ -585,7 +587,8 @@ class Engine:
         queue: asyncio.Queue[str | None] = asyncio.Queue()
         for i in inputs:
             queue.put_nowait(i)
-        later: list[tuple[float, int, str]] = []  # residual blocking met: (when to measure again, order, input)
+        # residual blocking met: (when to measure again, order, input, the endpoints it met it at)
+        later: list[tuple[float, int, str, tuple[tuple[str, int], ...]]] = []
 
         def report(item: str | None, reason: str) -> None:
             progress.note(f"tamperscope: not measured: {item!r}: {reason}")
@@ -600,11 +603,18 @@ class Engine:
                 except asyncio.QueueEmpty:
                     if not later:
                         return
-                    due, _, item = heapq.heappop(later)
+                    due, order, item, held = heapq.heappop(later)
+                    # the censor may have acted there again since (another input measured meanwhile, blocked by
+                    # its own name at the same address): its hold too must be over first
+                    due = max(due, self.free_at(held))
                     if deadline is not None and due >= deadline:
                         stats.residual_left.append(item)
                         continue
-                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+                    if due > time.monotonic() + 0.05:
+                        await asyncio.sleep(due - time.monotonic())
+                        if self.free_at(held) > due:  # a trigger while waiting: wait for that one too
+                            heapq.heappush(later, (self.free_at(held), order, item, held))
+                            continue
                     again = {"residual_retry": "true"}
                 try:
                     m = await self.measure(item, again)
@@ -621,11 +631,14 @@ class Engine:
                     out.flush()
                 if self.sink is not None:
                     self.sink(m)
-                stats.done += 1
+                stats.done += again is None  # a measurement made again is no more done of the run's inputs
                 stats.add(m)
-                if item is not None and again is None and (retry_at := self.residual_due(m)) is not None:
-                    heapq.heappush(later, (retry_at, len(later), item))  # measured again once the hold is over
-                    stats.total += 1
+                if item is not None and again is None and (held := self.residual_held(m)):
+                    # measured again once the hold is over: it began before the connects failed, so a wait from
+                    # now is enough, unless the censor acts there again meanwhile (`free_at`). Not one more input
+                    # (the progress line, --recheck's counts)
+                    heapq.heappush(later, (max(time.monotonic() + self.residual_wait, self.free_at(held)),
+                                           len(stats.residual), item, held))
                     stats.residual.append(item)
                 progress.update()
 
@@ -637,23 +650,27 @@ class Engine:
             # a worker stops early only when the output cannot be written: raise that error itself, which
             # the CLI turns into one line (a group would be a traceback)
             raise _first(group) from None
+        stats.residual_left += [item for _, _, item, _ in sorted(later)]  # the deadline came first
         if out is not None:
             sync(out)
 
-    def residual_due(self, m: Mapping[str, Any]) -> float | None:
-        """When to measure again an input whose measurement could not tell because its connects met residual
-        blocking (``x_residual``, and a failure): `residual_wait` seconds after the censor last acted at those
-        endpoints (time.monotonic()). None for any other measurement, or with no wait."""
+    def residual_held(self, m: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
+        """The endpoints where a measurement that could not tell met residual blocking (``x_residual``, and a
+        failure): its input is measured again once they are free (`free_at`). None with no wait."""
         tk = m.get("test_keys")
-        if not isinstance(tk, dict):
-            return None
+        if not isinstance(tk, dict) or self.residual_wait <= 0 or tk.get("x_status") != "failure":
+            return ()
         held = tk.get("x_residual")
-        if not held or not isinstance(held, list) or tk.get("x_status") != "failure" or self.residual_wait <= 0:
-            return None
-        last = [self.ctx.residual.last(*ep) for h in held if isinstance(h, dict)
-                if (ep := _ip_port(h.get("endpoint"))) is not None]
-        when = max((t for t in last if t is not None), default=time.monotonic())
-        return when + self.residual_wait
+        if not isinstance(held, list):
+            return ()
+        return tuple(dict.fromkeys(ep for h in held if isinstance(h, dict)
+                                   if (ep := _ip_port(h.get("endpoint"))) is not None))
+
+    def free_at(self, held: Sequence[tuple[str, int]]) -> float:
+        """When the endpoints' holds are over (time.monotonic()): `residual_wait` after the censor last acted at
+        any of them, as far as the run knows (0.0: it saw it act at none)."""
+        last = [t for ep in held if (t := self.ctx.residual.last(*ep)) is not None]
+        return max(last) + self.residual_wait if last else 0.0
 
 
 def _ip_port(value: Any) -> tuple[str, int] | None:

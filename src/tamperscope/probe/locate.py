@@ -74,6 +74,10 @@ RESIDUAL = "could not connect after an earlier run triggered the censor"
 SCOPE_OF_LAYER = {"tcp": "port", "openvpn": "protocol", "wireguard": "protocol"}  # what "the control did not see it" means, by trigger
 QUIC_PORT = 443  # HTTP/3's, whatever the URL's scheme
 UDP_OR_SYN = ("tcp", "dns", "quic", "wireguard")  # triggers sent without a connection first
+# of those, the ones a live server answers (a SYN-ACK or RST, a DNS or QUIC reply): silence at full TTL says
+# something. A WireGuard server never answers an initiation it cannot authenticate (QA: a drop was "located" on a
+# path slower than --wait, where no rule was)
+ANSWERING = ("tcp", "dns", "quic")
 THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")  # "this host on this network": never a destination
 
 
@@ -193,6 +197,14 @@ def located(path: Sequence[str | None], dist: int | None,
     """Stop a target sweep once the observations so far decide a hop. A TTL where the plain path had no
     router is silent either way (a router that never sends time-exceeded): it decides nothing."""
     return lambda target: decide_run(path, dist, target, control).hop is not None
+
+
+def _servers_own_reset(r: RunResult, ctl: Observation | None) -> bool:
+    """Whether every RST of ``r`` arrived with a TTL the control's answers at that TTL arrived with (the server's
+    own packets, sent from as far as the control's)."""
+    own = {x.get("ttl") for x in ctl.responses} if ctl is not None else set()
+    rsts = [x for x in r.forged if "R" in str(x.get("flags") or "")]
+    return bool(rsts) and bool(own) and all(x.get("ttl") in own for x in rsts)
 
 
 def _silent_beyond(target: Sequence[Observation], control: Iterable[Observation], k: int) -> bool:
@@ -338,7 +350,7 @@ def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait:
                 r = decide_run(path, dist, tgt, ctl)
                 if r.hop is None and path and dist is None and _silent_beyond(tgt, ctl.values(), silent_after(path)):
                     k = silent_after(path)
-                    if layer in UDP_OR_SYN and (server in dropped_at or not answers_late(
+                    if layer in ANSWERING and (server in dropped_at or not answers_late(
                             cap, layer, server, u.port, trigger_payload(layer, u.host, u.path, config), wait)):
                         # a bare SYN or a datagram (no connection to fail) into a path that goes silent, for the
                         # control too, and still nothing when listened to for longer: packets to the address are
@@ -354,9 +366,21 @@ def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait:
                         # nothing at any TTL past hop k - 1, though the address answers (a connection was made, or
                         # a late answer came): the path is slower than --wait (QA: on 2.4 s of round trip, the
                         # server's SYN-ACK sent again was taken for a censor's answer at hop 1)
+                        why = ("a connection to it was made" if layer not in UDP_OR_SYN else
+                               "it answered when listened to longer" if layer in ANSWERING else
+                               "no answer is expected: a WireGuard server answers no initiation it cannot "
+                               "authenticate, so silence says nothing here")
                         r = dataclasses.replace(r, reason=f"nothing came back past hop {k - 1} within --wait "
-                                                f"{wait:g} s, for the control too, though {server} answers: the path "
-                                                "may be slower than that; locate again with a longer --wait")
+                                                f"{wait:g} s, for the control too ({why}): the path may be slower "
+                                                "than that; locate again with a longer --wait")
+                if layer == "tcp" and r.hop is not None and dist is not None and r.hop >= dist and \
+                        _servers_own_reset(r, ctl.get(r.hop)):
+                    # a SYN's RST at the server's own distance, with the TTL the server's SYN-ACK to the control
+                    # port arrives with: the server's answer for a closed port, not a censor's (QA: a closed port
+                    # of the none profile was "located" at the server's hop)
+                    r = RunResult(None, None, None, None, f"{server} answers the SYN to port {u.port} with a reset "
+                                  "itself (its TTL is the server's): the port is closed there, not blocked on the "
+                                  "way")
                 if layer in SCOPE_OF_LAYER and r.scope == "name":  # no name in the trigger: what differed is the
                     # port (a SYN to another one) or the protocol (random bytes to the same one)
                     r = dataclasses.replace(r, scope=SCOPE_OF_LAYER[layer],
