@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +27,22 @@ def in_client(code: str, timeout: float = 60) -> str:
     return res.stdout
 
 
-def run_nettest(out: Path, nettest: str, inputs: tuple[str, ...], extra: tuple[str, ...] = ()) -> dict[str, dict]:
-    """`tamperscope run NETTEST -i ...` in the client namespace, into ``out`` (replaced): measurements by input."""
-    out.unlink(missing_ok=True)
+def run_client(out: Path, nettest: str, inputs: Sequence[str], extra: Sequence[str] = ()
+               ) -> subprocess.CompletedProcess[str]:
+    """`tamperscope run NETTEST -i ...` in the client namespace, appending to ``out``: the run, which must exit 0."""
     args = [sys.executable, "-m", "tamperscope", "run", nettest, "--yes", "--no-progress", "-o", str(out), *extra]
     for i in inputs:
         args += ["-i", i]
     run = subprocess.run(manager.exec_argv(args), env=manager.client_env(), capture_output=True, text=True,
                          timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
+    return run
+
+
+def run_nettest(out: Path, nettest: str, inputs: tuple[str, ...], extra: tuple[str, ...] = ()) -> dict[str, dict]:
+    """`tamperscope run NETTEST -i ...` in the client namespace, into ``out`` (replaced): measurements by input."""
+    out.unlink(missing_ok=True)
+    run_client(out, nettest, inputs, extra)
     return {m["input"]: m for m in map(json.loads, out.read_text().splitlines())}
 
 

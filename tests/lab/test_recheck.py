@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tamperscope.lab import manager
 from tamperscope.probe.engine import ended_at
+from tests.lab.conftest import run_client
 
 pytestmark = pytest.mark.lab
 
@@ -20,14 +20,7 @@ BLOCKED = {"https://facebook.com/": "dns.injection", "http://www.bbc.com/": "htt
 
 
 def run(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    args = [sys.executable, "-m", "tamperscope", "run", "web_connectivity", "--yes", "--no-progress", "-o", str(out),
-            *extra]
-    for url in URLS:
-        args += ["-i", url]
-    res = subprocess.run(manager.exec_argv(args), env=manager.client_env(), capture_output=True, text=True,
-                         timeout=600)
-    assert res.returncode == 0, res.stderr[-2000:]
-    return res
+    return run_client(out, "web_connectivity", URLS, extra)
 
 
 def lines(out: Path) -> list[dict]:

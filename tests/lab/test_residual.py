@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tamperscope.lab import farm, manager
+from tamperscope.lab import farm
 from tamperscope.model.profile import load_profile
+from tests.lab.conftest import run_client
 
 pytestmark = pytest.mark.lab
 
@@ -22,14 +22,7 @@ PROFILE = Path(__file__).parent / "profiles" / "residual-shared.toml"
 
 def run(out: Path, urls: list[str], *extra: str) -> subprocess.CompletedProcess[str]:
     # one at a time, so that the second URL is measured after the censor acted on the first
-    args = [sys.executable, "-m", "tamperscope", "run", "web_connectivity", "--yes", "--no-progress", "--parallel", "1",
-            "-o", str(out), *extra]
-    for url in urls:
-        args += ["-i", url]
-    res = subprocess.run(manager.exec_argv(args), env=manager.client_env(), capture_output=True, text=True,
-                         timeout=600)
-    assert res.returncode == 0, res.stderr[-2000:]
-    return res
+    return run_client(out, "web_connectivity", urls, ("--parallel", "1", *extra))
 
 
 def test_a_url_meeting_another_ones_residual_blocking_is_no_block_and_is_measured_again(lab_factory, tmp_path
