@@ -44,6 +44,7 @@ import orjson
 from ..model import failures as F
 from ..model.inputs import BadInput, check_host, check_utf8_url, parse_url
 from ..model.measurement import ProbeInfo, envelope, new_report_id
+from ..model.webparts import split_endpoint
 from ..nettests.base import Context, NettestError
 from ..netx.listening import open_files
 from .privacy import Scrubber, address_in, interface_addresses
@@ -68,7 +69,7 @@ class RunStats:
     found: dict[str, tuple[str, float, bool]] | None = None
     # what ``found`` keys a measurement by (None: its input); remote's: its vantage and input
     key: Callable[[dict[str, Any]], str | None] | None = None
-    # inputs whose connects met residual blocking (`Engine.residual_due`): measured again once the hold was over;
+    # inputs whose connects met residual blocking (`Engine.residual_held`): measured again once the hold was over;
     # and those the run's --max-runtime left no time for
     residual: list[str] = field(default_factory=list)
     residual_left: list[str] = field(default_factory=list)
@@ -656,29 +657,21 @@ class Engine:
 
     def residual_held(self, m: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
         """The endpoints where a measurement that could not tell met residual blocking (``x_residual``, and a
-        failure): its input is measured again once they are free (`free_at`). None with no wait."""
+        failure): its input is measured again once they are free (`free_at`). None with no wait: ()."""
         tk = m.get("test_keys")
         if not isinstance(tk, dict) or self.residual_wait <= 0 or tk.get("x_status") != "failure":
             return ()
         held = tk.get("x_residual")
         if not isinstance(held, list):
             return ()
-        return tuple(dict.fromkeys(ep for h in held if isinstance(h, dict)
-                                   if (ep := _ip_port(h.get("endpoint"))) is not None))
+        return tuple(dict.fromkeys(ep for h in held if isinstance(h, dict) and isinstance(h.get("endpoint"), str)
+                                   if (ep := split_endpoint(h["endpoint"]))[1]))
 
     def free_at(self, held: Sequence[tuple[str, int]]) -> float:
         """When the endpoints' holds are over (time.monotonic()): `residual_wait` after the censor last acted at
         any of them, as far as the run knows (0.0: it saw it act at none)."""
         last = [t for ep in held if (t := self.ctx.residual.last(*ep)) is not None]
         return max(last) + self.residual_wait if last else 0.0
-
-
-def _ip_port(value: Any) -> tuple[str, int] | None:
-    """("ip", port) of "ip:port" or "[ip]:port"."""
-    if not isinstance(value, str) or ":" not in value:
-        return None
-    host, _, port = value.rpartition(":")
-    return (host.strip("[]"), int(port)) if port.isdigit() else None
 
 
 def host_ok(host: str) -> bool:
