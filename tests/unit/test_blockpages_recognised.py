@@ -232,5 +232,5 @@ def test_a_fingerprint_named_for_one_isp_on_anothers_real_page_is_not_taken_at_i
         shown = c.get(f"/m/{uid}").text
     section = re.search(r'<section id="fingerprints">(.*?)</section>', shown, re.S)
     assert section is not None, shown[:500]
-    assert "Whose page this is is not certain: the same words are on real pages of convex (RU), rostelcom (RU), " \
-           "ucanet (RU)" in section.group(1)
+    assert "Whose page: not certainly the one its name says: the same words are on real pages of convex (RU), " \
+           "rostelcom (RU), ucanet (RU) (Citizen Lab&#39;s captures)." in section.group(1)

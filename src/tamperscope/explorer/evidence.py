@@ -35,7 +35,7 @@ from itertools import islice
 from typing import Any
 
 from tamperscope.analysis.hops import hop_fields
-from tamperscope.analysis.report import MECHANISM_WORDS, OUTCOME_WORDS
+from tamperscope.analysis.report import MECHANISM_WORDS, OUTCOME_WORDS, not_certainly
 from tamperscope.analysis.schema import blocking_json
 from tamperscope.explorer.display import Whole
 from tamperscope.model.freeze import stalls
@@ -483,6 +483,8 @@ def fingerprints(ids: Sequence[str]) -> list[dict[str, Any]]:
             entry.update({"name": fp.name, "source": fp.source, "kind": fp.kind, "label": fp.label,
                           "countries": list(fp.expected_countries), "title": fp.title, "where": fp.where,
                           "pattern": fp.pattern[:300], "also_on": fp.also_on_words()})
+            if entry["also_on"]:  # said as the report says it
+                entry["doubt"] = not_certainly(entry["also_on"])
         out.append(entry)
     return out
 
