@@ -337,6 +337,9 @@ def test_the_analysis_calls_an_unreachable_echo_a_failure_as_the_probe_does(nett
      "unknown_failure: control helper answered garbage"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\n{x}",
      "unknown_failure: control helper answered garbage"),
+    # busy every time it is asked: three 503s (QA: the third was written "answered 503", and "busy" never)
+    (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+     "http_request_failed: control helper busy"),
     (None, "control_disabled"),
 ])
 def test_what_a_broken_helper_did_is_said_in_the_vocabulary(answer: bytes | None, expected: str) -> None:

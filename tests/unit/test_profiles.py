@@ -141,3 +141,51 @@ def test_quic_sni_drop_takes_names_and_regexes_and_expect_follows_them(tmp_path:
     assert (got.mechanism, got.blocking, got.rule) == ("quic.drop", "false", "q")
     assert expect_url(p, "http://h3-block.example/").mechanism == "none"
     assert expect_url(p, "https://example.org/").mechanism == "none"
+
+
+@pytest.mark.parametrize("rule, key, why", [
+    # keys the censor would not read on that rule were taken in silence (QA): each is refused, naming the key
+    ("layer='tls'\naction='rst'\nblockpage='generic'\ndomains=['a.example']", ".blockpage", "only http blockpage"),
+    ("layer='dns'\naction='nxdomain'\nblockpage='generic'\ndomains=['a.example']", ".blockpage", "only http blockpage"),
+    ("layer='tls'\naction='rst'\nrate_kbps=100\ndomains=['a.example']", ".rate_kbps", "only tls throttle"),
+    ("layer='dns'\naction='drop'\nrate_kbps=100\ndomains=['a.example']", ".rate_kbps", "only tls throttle"),
+    ("layer='tls'\naction='throttle'\nrate_kbps=100\ninject={ttl=9}\ndomains=['a.example']", ".inject",
+     "only rules that forge"),
+    ("layer='ip'\naction='drop'\ninject={ttl=9}\ncidrs=['198.18.1.80/32']", ".inject", "only rules that forge"),
+    ("layer='dns'\naction='drop'\nports=[53]\ndomains=['a.example']", ".ports", "read no ports"),
+    ("layer='quic'\naction='sni-drop'\nports=[443]\ndomains=['a.example']", ".ports", "read no ports"),
+    ("layer='wireguard'\naction='drop'\nsuffix=true", ".suffix", "matches no names"),
+])
+def test_a_key_the_rule_does_not_read_is_refused(tmp_path: Path, rule: str, key: str, why: str) -> None:
+    from tamperscope.model.profile import parse_profile
+
+    with pytest.raises(ProfileError, match=why) as info:
+        parse_profile(f"[[rule]]\nid='x'\n{rule}\n", source="t.toml", base=tmp_path, builtin_pages=blockpages.names())
+    assert "\n" not in str(info.value) and key in str(info.value)
+
+
+@pytest.mark.parametrize("rule", [
+    # ...and where the censor reads them, they stay allowed
+    "layer='http'\naction='blockpage'\nblockpage='generic'\ninject={ip_id=1}\nports=[8080]\ndomains=['a.example']",
+    "layer='dns'\naction='poison'\nanswer='198.18.1.81'\nblockpage='generic'\ndomains=['a.example']",
+    "layer='dns'\naction='nxdomain'\ninject={ttl=60}\ndomains=['a.example']",
+    "layer='ip'\naction='rst'\ninject={ttl=60}\nports=[443]\ncidrs=['198.18.1.80/32']",
+    "layer='openvpn'\naction='rst'\ninject={window=0}\nports=[1194]",
+    "layer='tls'\naction='throttle'\nrate_kbps=100\nports=[8443]\ndomains=['a.example']",
+])
+def test_a_key_the_rule_reads_is_kept(tmp_path: Path, rule: str) -> None:
+    from tamperscope.model.profile import parse_profile
+
+    p = parse_profile(f"[[rule]]\nid='x'\n{rule}\n", source="t.toml", base=tmp_path, builtin_pages=blockpages.names())
+    assert len(p.rules) == 1
+
+
+@pytest.mark.parametrize("text", ['"a\\nb" = 1\n', '[proxy]\nadd_headers = {"X\\nY" = "v"}\n',
+                                  '[[rule]]\nid="x"\n"k\\r\\nl" = 2\n'])
+def test_an_error_naming_a_key_with_a_line_break_stays_on_one_line(tmp_path: Path, text: str) -> None:
+    from tamperscope.model.profile import parse_profile
+
+    with pytest.raises(ProfileError) as info:
+        parse_profile(text, source="t.toml", base=tmp_path, builtin_pages=blockpages.names())
+    message = str(info.value)
+    assert "\n" not in message and "\r" not in message and "\\n" in message, message

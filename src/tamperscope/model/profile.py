@@ -35,6 +35,10 @@ IN_PATH_ONLY = {("dns", "drop"), ("ip", "drop"), ("ip", "freeze"), ("http", "dro
                 ("tls", "throttle"),
                 ("tls", "mitm"), ("quic", "drop"), ("quic", "sni-drop"), ("openvpn", "drop"),
                 ("wireguard", "drop")}
+# The rules that forge packets, whose header values `inject` sets; on any other rule it would set nothing.
+FORGING = {("dns", "inject"), ("dns", "nxdomain"), ("ip", "rst"), ("http", "rst"), ("tls", "rst"),
+           ("http", "blockpage"), ("openvpn", "rst")}
+PAGED = {("http", "blockpage"), ("dns", "poison")}  # the rules that take a `blockpage`
 DEFAULT_PORTS = {"http": (80,), "tls": (443,)}  # the ports a rule of the layer reads without ``ports``
 FREEZE_KB = 16  # Russia's TSPU froze connections to foreign hosting after about 16-20 KB (2025)
 MAX_FREEZE_KB = 1024
@@ -172,7 +176,9 @@ MAX_NAME = 253
 
 
 def _fail(src: str, key: str, msg: str) -> ProfileError:
-    return ProfileError(f"{src}: {key}: {msg}")
+    # a key is the profile's own text: one with a line break (TOML's "a\nb" = 1) is quoted, so that the error stays
+    # on one line (QA: it ran over two)
+    return ProfileError(f"{src}: {key if key.isprintable() else repr(key)}: {msg}")
 
 
 def _check_keys(src: str, where: str, table: dict[str, Any], allowed: set[str]) -> None:
@@ -372,6 +378,20 @@ def _parse_rule(src: str, i: int, t: Any, base: Path, builtin_pages: set[str], p
             raise _fail(src, f"{where}.rate_kbps", "must be between 8 and 1000000")
     if action == "throttle" and rate is None:
         raise _fail(src, f"{where}.rate_kbps", "throttle needs rate_kbps")
+    # a key the rule would not read is refused, as a misplaced answer or after_kb is (QA: these were taken in
+    # silence, and a profile's author believed the censor honoured them)
+    if blockpage is not None and (layer, action) not in PAGED:
+        raise _fail(src, f"{where}.blockpage", "only http blockpage and dns poison rules take a blockpage")
+    if rate is not None and (layer, action) != ("tls", "throttle"):
+        raise _fail(src, f"{where}.rate_kbps", "only tls throttle rules take rate_kbps")
+    if "inject" in t and (layer, action) not in FORGING:
+        raise _fail(src, f"{where}.inject", "only rules that forge packets take inject (dns inject and nxdomain; "
+                    "ip, http, tls and openvpn rst; http blockpage)")
+    if ports and layer in ("dns", "quic"):
+        raise _fail(src, f"{where}.ports", "dns and quic rules read no ports: a dns rule reads every query to port "
+                    "53, a quic rule every datagram to port 443")
+    if suffix and layer in ("openvpn", "wireguard"):
+        raise _fail(src, f"{where}.suffix", f"an {layer} rule matches no names: no suffix")
     after_kb = t.get("after_kb", FREEZE_KB)
     _typed(src, f"{where}.after_kb", after_kb, int, "an integer (KiB)")
     if "after_kb" in t and (layer, action) != ("ip", "freeze"):

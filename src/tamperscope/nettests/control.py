@@ -144,8 +144,10 @@ async def ask_helper(ctx: Context, request: dict[str, Any]) -> tuple[dict[str, A
             status, data_bytes = await _exchange(ctx, body, trace)
         except NetxError as e:
             return None, e.failure
-        if status == 503 and attempt < 2:
-            await asyncio.sleep(0.2 * (attempt + 1))
+        if status == 503:  # busy: asked again twice, then "control helper busy" (QA: the third 503 was written as
+            # "answered 503", and the string the docs promise was never reached)
+            if attempt < 2:
+                await asyncio.sleep(0.2 * (attempt + 1))
             continue
         if status != 200:
             return None, F.request_failed(f"control helper answered {status}")
