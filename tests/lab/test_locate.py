@@ -15,6 +15,8 @@ import pytest
 from tamperscope.lab import addresses as A
 from tamperscope.lab import manager
 
+from .conftest import run_nettest
+
 pytestmark = pytest.mark.lab
 HOP = A.CENSOR_AFTER_HOP + 1
 SPREAD = list(A.FARM[:4])
@@ -28,13 +30,14 @@ SCENARIOS = [
     # Tor as ru-like blocks it: its directory authorities' OR ports dropped by address (no connection: the SYN is
     # the trigger, against port 80 of the same address), their directory ports answered with the MTS page
     ("ru-like", "https://198.19.3.1/", "tcp", "in-path", "port", None),
-    ("ru-like", "http://198.19.3.1/", "http", "in-path", "name", {"ip_id": 12345, "window": 65535, "flags": "PA"}),
+    # a page is keyed by its data with the FIN, as a measurement keys it (the lab's MTS page is three segments)
+    ("ru-like", "http://198.19.3.1/", "http", "in-path", "name", {"ip_id": 12345, "window": 65535, "flags": "FPA"}),
     # what the censor sent is said where its hop is known: ru-sni sends with TTL 62, the blockpage with 61 (QA: both
     # were said to send 64, the class their TTLs fit under)
     ("ru-like", "https://www.linkedin.com/", "tls", "in-path", "name",
      {"ip_id": 0, "initial_ttl": 64, "window": 0, "sent_ttl": 62}),
     ("ru-like", "http://rutracker.org/", "http", "in-path", "name",
-     {"ip_id": 12345, "window": 65535, "flags": "PA", "sent_ttl": 61}),
+     {"ip_id": 12345, "window": 65535, "flags": "FPA", "sent_ttl": 61}),
     ("gfw-like", "http://www.falundafa.org/", "http", "on-path", "name", {"window": 2050, "initial_ttl": 64, "flags": "RA"}),
     ("gfw-like", "https://www.bbc.com/", "tls", "on-path", "name", {"window": 2050}),
     ("middlebox", "http://example.com/", "http", "in-path", "all", {}),
@@ -79,7 +82,22 @@ def test_locate(labs, profile, url, layer, placement, scope, sig) -> None:  # ty
         assert out["address"] == "198.19.3.1" and "the SYN was dropped" in out["reason"]
     if url in ("http://rutracker.org/", "http://198.19.3.1/"):
         assert out["blockpage"], "the forged page must match a blockpage fingerprint"
-        assert out["signature"].endswith("fp:" + "+".join(out["blockpage"]))
+        assert out["signature"].endswith("fp:" + "+".join(sorted(out["blockpage"])))  # a key sorts them
+
+
+def test_locate_and_a_measurement_key_one_box_alike(labs, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The same MTS box, seen by `locate` and by web_connectivity --capture, gets one key: a reader joins the two by
+    it (they differed, "tcp/PA/..." against "tcp/FPA/...")."""
+    labs("ru-like")
+    for url in ("http://rutracker.org/", "https://www.linkedin.com/"):
+        located = subprocess.run(manager.exec_argv([sys.executable, "-m", "tamperscope", "locate", url, "--yes",
+                                                    "--json", "--runs", "1", "--wait", "0.25"]),
+                                 env=manager.client_env(), capture_output=True, text=True, timeout=180)
+        assert located.returncode == 0, located.stderr
+        measured = run_nettest(tmp_path / "m.jsonl", "web_connectivity", (url,), ("--capture",))[url]
+        key = measured["test_keys"]["x_signature"]["key"]
+        assert json.loads(located.stdout)["signature"] == key, url
+        assert key.startswith("tcp/FPA/" if url.startswith("http:") else "tcp/RA/"), key
 
 
 def test_two_rules_with_different_headers_have_different_signatures(labs) -> None:  # type: ignore[no-untyped-def]

@@ -134,6 +134,16 @@ def signature(forged: Sequence[Mapping[str, Any]], hop: int | None = None) -> di
     return sig
 
 
+def carriers(forged: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The forged packets that carried the page, where they carried one: its data with the FIN, as a measurement's
+    signature picks them (`model.signature.signature_from`). A page cut into several segments is one packet with
+    the FIN for a measurement and all of them at one TTL for `locate`: the lab's MTS page was keyed "PA" by locate
+    and "FPA" by web_connectivity, and the same box's two keys could not be joined (left alone in an earlier note).
+    Without such a packet (resets, a DNS answer), every forged packet."""
+    page = [r for r in forged if r.get("kind") == "tcp" and r.get("payload_len") and "F" in str(r.get("flags") or "")]
+    return page or list(forged)
+
+
 def signature_key(sig: Mapping[str, Any] | None, fingerprints: Sequence[str] = ()) -> str:
     """A stable name for grouping: two rules forging with different header values differ."""
     if not sig:

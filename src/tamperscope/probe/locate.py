@@ -54,7 +54,7 @@ from typing import Any
 from ..cli import UsageError
 from ..model.failures import failure_class
 from ..model.inputs import BadInput, check_host, normal_url, parse_url
-from ..model.location import Location, Observation, RunResult, decide_run, majority, signature, signature_key
+from ..model.location import Location, Observation, RunResult, carriers, decide_run, majority, signature, signature_key
 from ..model.webparts import idna_host, is_ip
 from ..nettests.echconfig import usable_config
 from ..netx import Trace, lookup_udp, openvpn, ttlprobe
@@ -408,12 +408,19 @@ def locate(url: str, *, layer: str, control: str, runs: int, max_ttl: int, wait:
     if best is None:
         return Location(None, None, None, None, (), 0.0, "no run completed", path=tuple(path), server_ttl=dist), detail
     # the forged packets of every run that placed the censor where the best did: one run's IP-ID alone looked fixed
-    sig = signature([f for r in results if r.hop == best.hop for f in r.forged] or best.forged, best.hop)
+    sig = signature(carriers([f for r in results if r.hop == best.hop for f in r.forged] or best.forged), best.hop)
     fps: tuple[str, ...] = ()
     if best.payload and matcher is not None:
-        body = best.payload.decode("latin-1")
-        head, _, rest = body.partition("\r\n\r\n")
-        fps = tuple(matcher(rest or body, dict(h.split(": ", 1) for h in head.split("\r\n")[1:] if ": " in h)))
+        head_bytes, _, rest_bytes = best.payload.partition(b"\r\n\r\n")
+        head = head_bytes.decode("latin-1")
+        # the page in UTF-8 where it is (as a measurement keeps a body): read as latin-1, the MTS page's Russian
+        # matched no fingerprint written in Cyrillic, and locate named fewer blockpages than web_connectivity
+        body = rest_bytes or best.payload
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            text = body.decode("latin-1")
+        fps = tuple(matcher(text, dict(h.split(": ", 1) for h in head.split("\r\n")[1:] if ": " in h)))
     loc = Location(best.hop, best.router, best.placement, best.scope, tuple(r.hop for r in results), share,
                    best.reason, sig, fps, signature_key(sig, fps), tuple(path), dist)
     return loc, detail
