@@ -36,7 +36,9 @@ Before you start, please know:
   * Measurements are written to files you choose and, only if you pass --submit,
     sent to the collector you name. Published measurements are public.
   * tamperscope never records your IP address: it writes probe_ip 127.0.0.1 and
-    replaces your address with [scrubbed] wherever a server echoes it back.
+    replaces your address with [scrubbed] where a server echoes it back, in
+    every spelling it knows (docs/measurement-format.md lists them). A server
+    set on hiding it in a form of its own could still get it into a page.
     Behind NAT it knows your public address only if the control helper or a
     STUN server (--stun) tells it.
     It records your country and network (AS number) when it can tell them.

@@ -24,8 +24,10 @@ characters (``198&#46;18&#46;1&#46;2``, ``198\\u002e18…``, ``198%2E18%2E1%2E2`
 what a reader does not see (inline tags, zero-width and soft-hyphen characters, their references and escapes:
 ``2001:db8:<wbr>85a3::2``, ``<span>198</span>.<span>18</span>.1.2``: `_broken`); inside a token written in
 base64 (a JWT's payload, ``?t=eyJpcCI6…``: `Scrubber._tokens`, decoded, scrubbed and encoded again as it was
-written); and in a body the server
-compressed (`Content-Encoding: gzip` or `deflate`, which the probe never asks for): such a body is inflated,
+written; a token inside a token; base64 broken over lines, `Scrubber._wrapped`; gzip in base64, ``H4sI…``); as a
+JSON number; as packed bytes in a text body, where they are no printable text; and in a body the server
+compressed (`Content-Encoding: gzip` or `deflate`, which the probe never asks for, or gzip's or zlib's first bytes
+whatever the headers say; `_compression`): such a body is inflated,
 and written again compressed the same way when something had to be scrubbed (cut where inflating stops, as
 `body_is_truncated`, past `MAX_INFLATE`). The port after one of our addresses goes with it
 (`[scrubbed]`, not `[scrubbed]:52282`): it is our socket's, and with the time it can name a user behind
@@ -238,7 +240,24 @@ _B64_RUN: dict[bool, re.Pattern[Any]] = {True: re.compile(r"[A-Za-z0-9+/_-]{8,}+
 # Runs decoded in one string; past that, a run that holds a needle is replaced whole by SCRUBBED (a page of tens of
 # thousands of tokens naming us is hostile: decoding each took 3 s of a 512 KiB page, bench/scrub section 3)
 MAX_TOKENS = 256
+_GZIP_B64: dict[bool, Any] = {True: "H4sI", False: b"H4sI"}  # gzip's magic and method (1f 8b 08) in base64, at a token's start
+# base64 broken over lines of 16 characters or more, the breaks as they are or escaped (a JSON string's "\n")
+_WRAPPED: dict[bool, re.Pattern[Any]] = {
+    True: re.compile(r"(?<![A-Za-z0-9+/])(?:[A-Za-z0-9+/]{16,}+(?:\r?\n|(?:\\r)?\\n))++[A-Za-z0-9+/]*+={0,2}"),
+    False: re.compile(rb"(?<![A-Za-z0-9+/])(?:[A-Za-z0-9+/]{16,}+(?:\r?\n|(?:\\r)?\\n))++[A-Za-z0-9+/]*+={0,2}")}
+# (a block begins after no base64 character, and no repeat gives back what it took: one pass over a long run)
+_LINE_BREAK = re.compile(r"(\r?\n|(?:\\r)?\\n)")
 _URL_SAFE = str.maketrans("+/", "-_")
+
+
+def _flat(s: Any, text: bool) -> Any:
+    """``s`` without its line breaks, as they are or escaped (``\\n`` in JSON); ``s`` itself when it has none."""
+    breaks = ("\r", "\n", "\\r", "\\n") if text else (b"\r", b"\n", b"\\r", b"\\n")
+    if breaks[1] not in s and breaks[3] not in s:
+        return s
+    for b in breaks[2:] + breaks[:2]:
+        s = s.replace(b, s[:0])
+    return s
 
 
 def _b64_needles(spellings: Iterable[str]) -> list[str]:
@@ -538,8 +557,20 @@ def _inflate(data: bytes, encoding: str) -> tuple[bytes, bool, int]:
             return b"".join(out)[:MAX_INFLATE], False, wbits
         if not d.eof:
             return b"".join(out), False, wbits  # cut short (a truncated body)
-        rest = d.unused_data if wbits == 31 else b""  # gzip may hold several members
+        rest = d.unused_data  # gzip may hold several members
+        if rest and wbits != 31:  # bytes after a deflate stream were not read by inflating it (QA: they could
+            return b"".join(out), False, wbits  # carry an address in plain text past a clean stream)
     return b"".join(out), True, wbits
+
+
+def _compression(data: bytes, encoding: str) -> str | None:
+    """How ``data`` is compressed, if it may be: by its own first bytes (gzip's magic, a zlib header), or by what
+    the server said (``encoding``: every Content-Encoding it sent), which a server may leave out or get wrong."""
+    if data[:2] == b"\x1f\x8b":
+        return "gzip"
+    if len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0 or "deflate" in encoding:
+        return "deflate"
+    return "gzip" if "gzip" in encoding else None
 
 
 def _deflate(content: bytes, wbits: int) -> bytes:
@@ -561,6 +592,7 @@ class Scrubber:
         self.addresses: list[str] = []
         self._last: frozenset[str] = frozenset()
         self._packed: list[bytes] = []
+        self._packed_text: list[str] = []
         self._v4_anchor: tuple[re.Pattern[str], re.Pattern[bytes]] | None = None
         # dashes, either order: "198-18-1-2.dsl.example", "ip-2-1-18-198.example"; and ".1.18." for in-addr.arpa
         self._dash_anchor: tuple[re.Pattern[str], re.Pattern[bytes]] | None = None
@@ -644,9 +676,17 @@ class Scrubber:
         spellings += [f"::ffff:{v >> 16:x}:{v & 0xFFFF:x}" for v in sorted(v4)]
         spellings = list(dict.fromkeys(spellings))
         needles = _b64_needles(spellings)
+        # and base64 inside base64 (a token whose JSON holds a token: QA), for the usual spellings: what encodes
+        # the characters that encode them
+        needles += _b64_needles(n for n in _b64_needles(wide[:len(v4)]) if "-" not in n and "_" not in n)
+        needles = sorted(set(needles))
         self._b64 = (needles, [n.encode("ascii") for n in needles])
         self._plain = [w.encode() for w in spellings]
         self._last, self._packed = frozenset(last), sorted(packed, key=len, reverse=True)  # a mapped form first
+        # the packed bytes that a text body (every byte under 0x80) can hold as they are: 100.64.1.2 is "d@\x01\x02"
+        # (QA: only binary bodies were searched for them); not those that read as text, which would be words
+        # ("http" is 104.116.116.112)
+        self._packed_text = [p.decode("ascii") for p in self._packed if p.isascii() and not p.decode().isprintable()]
         self._seen6 = {}
         self._clean_blobs = set()  # what was clean may hold a newly learnt address
         self._v4, self._v6 = v4, v6
@@ -929,13 +969,17 @@ class Scrubber:
         scrubbed (`raw`) and encoded again as it was written; ``s`` itself when there is none."""
         text = isinstance(s, str)
         needles = self._b64[0] if text else self._b64[1]
-        if not any(n in s for n in needles):
+        gz = _GZIP_B64[text]
+        flat = _flat(s, text)  # a needle cut by a line break is whole here
+        if not any(n in flat for n in needles) and gz not in flat:
             return s
+        if flat is not s:
+            s = self._wrapped(s, text)
         out, at = [], 0
         decoded: dict[Any, str | None] = {}  # a token that recurs is decoded once
         for m in _B64_RUN[text].finditer(s):  # at C speed; only where a needle is (an address's 8 characters at least)
             token = m.group(0)
-            if not any(n in token for n in needles):
+            if not any(n in token for n in needles) and gz not in token:
                 continue
             if token in decoded:
                 clean = decoded[token]
@@ -955,6 +999,8 @@ class Scrubber:
         """`_clean_token` for a run of base64 characters, which may be a URL's path (``t/eyJ…/next/page``): its
         segments between slashes first, each that holds a needle on its own, the others kept as they are; the run
         whole only when no segment encodes our address (a standard token has slashes of its own)."""
+        if _GZIP_B64[True] in run and (clean := self._clean_gzip(run)) is not None:
+            return clean
         if "/" in run:
             parts = run.split("/")
             needles = self._b64[0]
@@ -962,6 +1008,49 @@ class Scrubber:
             if any(c is not None for c in cleaned):
                 return "/".join(p if c is None else c for p, c in zip(parts, cleaned))
         return self._clean_token(run)
+
+    def _wrapped(self, s: Any, text: bool) -> Any:
+        """``s`` with each block of base64 broken over lines (MIME's 76 characters, PEM's 64; the line breaks
+        written as they are or escaped, as in JSON) whose data holds our address scrubbed, and wrapped again as it
+        was: a needle cut by a line break was not found (QA)."""
+        out, at = [], 0
+        for m in _WRAPPED[text].finditer(s):
+            block = m.group(0) if text else m.group(0).decode("ascii")
+            parts = _LINE_BREAK.split(block)  # line, break, line, break, …, line (maybe empty)
+            lines, breaks = parts[::2], parts[1::2]
+            joined = "".join(lines)
+            if not any(n in joined for n in self._b64[0]) and _GZIP_B64[True] not in joined:
+                continue
+            clean = self._clean_run(joined)
+            if clean is None:
+                continue
+            first, width = len(lines[0]), max(len(line) for line in lines)  # a block may begin inside a line
+            cut = [clean[:first]] + [clean[i:i + width] for i in range(first, len(clean), width)]
+            again = breaks[0].join(cut) + (breaks[0] if not lines[-1] else "")
+            out += [s[at:m.start()], again if text else again.encode("ascii")]
+            at = m.end()
+        if not out:
+            return s
+        out.append(s[at:])
+        return ("" if text else b"").join(out)
+
+    def _clean_gzip(self, run: str) -> str | None:
+        """A run holding gzip data in base64 (``H4sI…``, its magic and method: a compressed token or cookie) with
+        our addresses scrubbed from what it inflates to, compressed and encoded again as it was; None when there
+        is none of them (QA: the token was not inflated)."""
+        at = run.index(_GZIP_B64[True])
+        body = run[at:].rstrip("=")
+        url = "-" in body or "_" in body
+        chunk = body[:len(body) - (1 if len(body) % 4 == 1 else 0)]
+        data = _b64_decode(chunk, url)
+        if data is None:
+            return None
+        content, whole, wbits = _inflate(data, "gzip")
+        clean = self.raw(content) if content else content
+        if clean == content and (whole or len(content) < MAX_INFLATE):
+            return None
+        encoded = base64.b64encode(_deflate(clean, wbits), altchars=b"-_" if url else None).decode("ascii")
+        return run[:at] + (encoded if run.endswith("=") else encoded.rstrip("="))
 
     def _clean_token(self, token: str) -> str | None:
         """A run of base64 characters with our addresses scrubbed from what it encodes, written as it was (the same
@@ -976,8 +1065,9 @@ class Scrubber:
             chunk = body[k:]
             chunk = chunk[:len(chunk) - (1 if len(chunk) % 4 == 1 else 0)]  # one character alone holds no byte
             data = _b64_decode(chunk, url)
-            if data is None or not any(p in data for p in self._plain):
-                continue  # (the spelling a needle was found for is in the data decoded from the right start)
+            if data is None or not (any(p in data for p in self._plain) or any(n in data for n in self._b64[1])):
+                continue  # (the spelling a needle was found for is in the data decoded from the right start; or
+                # the base64 of it, a token inside a token, which `raw` decodes in turn)
             clean = self.raw(data)
             if clean == data:
                 continue
@@ -987,6 +1077,9 @@ class Scrubber:
 
     def text(self, s: str) -> str:
         s = self._tokens(s)
+        for p in self._packed_text:
+            if p in s:
+                s = s.replace(p, SCRUBBED)
         if ":" not in s and "." not in s and "%" not in s and "-" not in s and "_" not in s and "&" not in s \
                 and "\\" not in s and not any(d in s for d in self._decimals[1]):
             return s
@@ -1043,7 +1136,8 @@ class Scrubber:
         return (any(p in raw for p in self._packed) or bool(self._spans(raw))
                 or (structure and any(f in raw for f in self._forms))
                 or (b"\0" in raw and any(wide in raw for wide, _ in self._wide))
-                or _client_seen(raw) or self._tokens(raw) is not raw)
+                or _client_seen(raw) or self._tokens(raw) is not raw
+                or _compression(raw, "") is not None)  # compressed, said so or not: inflated by the walk
 
     def needed(self, obj: Any) -> bool:
         """Whether `obj` may hold an address: one C-speed search of its JSON for anything shaped like an
@@ -1089,6 +1183,8 @@ class Scrubber:
             return obj
         if isinstance(obj, str):
             return self.text(obj)
+        if type(obj) is int and obj in self._v4:  # our IPv4 address as a JSON number (a helper's or a site's
+            return SCRUBBED  # "ip_decimal": 3323068674, kept as the control answer came: QA)
         if isinstance(obj, (list, tuple)):  # a tuple is written as a JSON array too: it was passed over unread
             if len(obj) == 2 and isinstance(obj[0], str) and isinstance(obj[1], str) \
                     and obj[0].lower() in _CLIENT_KEY:  # a [name, value] pair of headers_list
@@ -1130,23 +1226,32 @@ class Scrubber:
     def _compressed_body(self, obj: dict[Any, Any], out: dict[Any, Any]) -> None:
         """When ``obj`` is a response whose base64 body the server compressed: inflate it, scrub the content, and
         when something was scrubbed (or inflating stopped at MAX_INFLATE) write it compressed again the same way."""
-        body, headers = obj.get("body"), obj.get("headers")
-        if not isinstance(body, dict) or not isinstance(headers, dict) or body.get("format") != "base64" \
-                or not isinstance(body.get("data"), str):
+        body, headers, pairs = obj.get("body"), obj.get("headers"), obj.get("headers_list")
+        if not isinstance(body, dict) or body.get("format") != "base64" or not isinstance(body.get("data"), str):
             return
-        encoding = next((str(v).strip().lower() for k, v in headers.items()
-                         if isinstance(k, str) and k.lower() == "content-encoding"), "")
-        if encoding.removeprefix("x-") not in ("gzip", "deflate"):
-            return
+        # every Content-Encoding the server sent, from headers (its first) and headers_list (all); the body's own
+        # first bytes count too: a body said "identity, gzip", "x-gzip, identity" or nothing was kept unread (QA)
+        said = [str(v) for k, v in (headers.items() if isinstance(headers, dict) else ())
+                if isinstance(k, str) and k.lower() == "content-encoding"]
+        said += [str(p[1]) for p in pairs if isinstance(p, list) and len(p) == 2 and isinstance(p[0], str)
+                 and p[0].lower() == "content-encoding"] if isinstance(pairs, list) else []
         try:
             data = base64.b64decode(body["data"], validate=True)
         except (binascii.Error, ValueError):
             return
-        content, whole, wbits = _inflate(data, encoding)
+        kind = _compression(data, ", ".join(said).lower())
+        if kind is None:
+            return
+        content, whole, wbits = _inflate(data, kind)
+        if not content and not whole:
+            return  # not compressed after all (QA: a plain body said gzip was then kept as it came, unscrubbed)
         scrubbed = self.raw(content)
         capped = len(content) >= MAX_INFLATE and not whole
         if scrubbed == content and not capped:
-            out["body"] = body  # nothing of ours in it: the bytes as they came (not searched as text)
+            if whole:  # every byte inflated, and nothing of ours in it: the bytes as they came (not searched as
+                out["body"] = body  # text, where compressed bytes could look like a packed address by chance)
+            # else the bytes past where inflating stopped were not inflated: they stay as the walk left them,
+            # searched as they are (QA: plain text after a gzip member kept an address)
             return
         out["body"] = {"format": "base64", "data": base64.b64encode(_deflate(scrubbed, wbits)).decode("ascii")}
         if capped:
