@@ -33,6 +33,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -520,6 +521,16 @@ def measured_addresses(m: Mapping[str, Any]) -> set[str]:
     return out
 
 
+_SCRUB_THREAD: list[ThreadPoolExecutor] = []
+
+
+def _scrubbing() -> ThreadPoolExecutor:
+    """The one thread measurements are scrubbed on (`Engine.measure`)."""
+    if not _SCRUB_THREAD:
+        _SCRUB_THREAD.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="tamperscope-scrub"))
+    return _SCRUB_THREAD[0]
+
+
 # seconds an input whose connects met residual blocking waits, after the censor last acted at that address and
 # port, before it is measured again: longer than the GFW's 90 s for HTTP (Turkmenistan's is 30 s)
 RESIDUAL_WAIT = 120.0
@@ -563,20 +574,30 @@ class Engine:
                      measurement_start_time=start, runtime=time.monotonic() - t0, test_keys=tk,
                      annotations={**self.annotations, **annotations} if annotations else self.annotations,
                      test_helpers={"backend": {"address": self.ctx.helper_url, "type": "https"}} if self.ctx.helper_url else {})
+        # Scrubbing is CPU work on what a server sent (QA: a hostile gzip body took 12 s), done on one thread
+        # of its own so that the event loop goes on: run there, it held every measurement under way, whose
+        # timeouts then fired and read as blocking. One thread for every engine (remote's share a scrubber):
+        # the scrubber's state changes on it alone.
+        scrubbed: dict[str, Any] = await asyncio.get_running_loop().run_in_executor(
+            _scrubbing(), self._scrubbed, m, frozenset(self.ctx.own_addresses))
+        finish = getattr(self.nettest, "finish", None)
+        if finish is not None:
+            finish(scrubbed, self.ctx)
+        return scrubbed
+
+    def _scrubbed(self, m: dict[str, Any], own: frozenset[str]) -> dict[str, Any]:
+        """``m`` scrubbed of our addresses, with ``own`` (the public address the helper saw, behind NAT) learnt."""
         scrub = self.scrub
-        if self.ctx.own_addresses:  # the public address the helper saw, behind NAT
-            self.scrub.learn(self.ctx.own_addresses)
+        if own:
+            self.scrub.learn(own)
             # A helper's word is taken for our address, never for what this measurement measured: a hostile
             # helper naming the site's address would have it (and the input) scrubbed from the evidence.
-            spare = (self.ctx.own_addresses & measured_addresses(m)) - self._own
+            spare = (own & measured_addresses(m)) - self._own
             if spare:
                 spare -= interface_addresses()
             if spare:
                 scrub = Scrubber([a for a in self.scrub.addresses if a not in spare], interfaces=False)
         scrubbed: dict[str, Any] = scrub(m)
-        finish = getattr(self.nettest, "finish", None)
-        if finish is not None:
-            finish(scrubbed, self.ctx)
         return scrubbed
 
     async def run(self, inputs: Sequence[str | None], out: Output | None, stats: RunStats, progress: Progress,
