@@ -153,3 +153,31 @@ def test_a_scheduler_address_is_checked_before_anything_is_sent(tmp_path: Path) 
                               "--scheduler", address), 2)
         assert words in line and time.monotonic() - t < 30
     assert not (tmp_path / "s.duckdb").exists()  # refused before the store was opened
+
+
+def test_an_output_aimed_at_a_file_of_measurements_is_refused(store: Path, tmp_path: Path) -> None:
+    """QA: `report --json FILE` overwrote a file of measurements that was not this run's input. A file whose
+    first line (or whole text) is a measurement, or that is compressed as measurements are kept, is refused by
+    every output; an earlier report or verdict file is overwritten as before."""
+    lines = tmp_path / "measurements.jsonl"
+    lines.write_bytes(ONE.read_bytes().replace(b"\n", b" ").strip() + b"\n")
+    pretty = tmp_path / "one.json"
+    shutil.copyfile(ONE, pretty)  # a measurement written over several lines
+    packed = tmp_path / "m.jsonl.gz"
+    packed.write_bytes(__import__("gzip").compress(lines.read_bytes()))
+    for target in (lines, pretty, packed):
+        before = target.read_bytes()
+        for option in ("--json", "--html", "--propose-fingerprints"):
+            line = _one_line(_run("report", "--db", str(store), option, str(target)), 2)
+            assert "which writing there would replace" in line, line
+        line = _one_line(_run("analyze", str(ONE), "--db", str(store), "--jsonl", str(target)), 2)
+        assert "which writing there would replace" in line, line
+        assert target.read_bytes() == before
+    report = tmp_path / "report.json"
+    for _ in range(2):  # the second run replaces the first's report: that is no measurement
+        assert _run("report", "--db", str(store), "--json", str(report)).returncode == 0
+    verdicts = tmp_path / "verdicts.jsonl"
+    for _ in range(2):
+        p = _run("analyze", str(ONE), "--db", str(tmp_path / "fresh.duckdb"), "--jsonl", str(verdicts))
+        assert p.returncode == 0, p.stderr
+        (tmp_path / "fresh.duckdb").unlink()

@@ -321,10 +321,10 @@ def analyze_command(args: argparse.Namespace) -> int:
             raise UsageError(f"--jsonl {args.jsonl} is a directory: give the name of the file to write")
         if not target.parent.is_dir():
             raise UsageError(f"cannot write {args.jsonl}: no such directory {target.parent}")
-        _not_the_store("--jsonl", target, args.db)
         for path, kind in files:
             if kind != "stream" and _same(target, path):
                 raise UsageError(f"--jsonl {args.jsonl} is also an input: give the verdicts a file of their own")
+        _not_the_store("--jsonl", target, args.db)
         out_tmp = _temporary(target)
 
     store = _open(args.db, create=True)
@@ -665,6 +665,41 @@ def _not_the_store(option: str, target: Path, db: Path | None) -> None:
             target, path.with_name(path.name + ".wal")) else "the store's raw measurements"
         kind = "directory" if option == "--parquet" else "file"
         raise UsageError(f"{option} {target} is {what} ({path}): give the output a {kind} of its own")
+    if option != "--parquet" and (held := _holds_data(target)):
+        raise UsageError(f"{option} {target} holds {held}, which writing there would replace: give the output a "
+                         "file of its own")
+
+
+_COMPRESSED_MAGIC = ((b"\x1f\x8b", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"\x04\x22\x4d\x18", "LZ4"))
+
+
+def _holds_data(target: Path) -> str | None:
+    """What an existing output file holds that no report or verdict file does: measurements (a line, or a whole
+    file, that is a JSON object with ``test_keys``), or compressed data (as measurements are kept). QA: `report
+    --json` overwrote a file of measurements, where `analyze --jsonl` refuses only the files it reads."""
+    import orjson
+
+    try:
+        if not target.is_file():
+            return None
+        with open(target, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return None
+    for magic, name in _COMPRESSED_MAGIC:
+        if head.startswith(magic):
+            return f"{name}-compressed data"
+    if head[257:262] == b"ustar":
+        return "a tar archive"
+    first = next((line for line in head.splitlines() if line.strip()), b"")
+    for text in (first, head):
+        try:
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(value, dict) and "test_keys" in value:
+            return "measurements"
+    return None
 
 
 def _check_scheduler(address: str) -> None:
