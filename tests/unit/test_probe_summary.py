@@ -10,7 +10,8 @@ from tamperscope.probe.engine import RunStats
 
 def _m(url: str, mechanism: str | None, blocking: Any) -> dict[str, Any]:
     return {"input": url, "test_name": "web_connectivity",
-            "test_keys": {"x_mechanism": mechanism, "blocking": blocking, "accessible": blocking is False}}
+            "test_keys": {"x_mechanism": mechanism, "blocking": blocking,
+                          "accessible": None if blocking is None else blocking is False}}
 
 
 MEASURED = [
@@ -35,7 +36,10 @@ def _stats() -> RunStats:
 def test_a_run_over_a_categorised_list_is_summed_up_by_category_too() -> None:
     text = summary_table(_stats(), CATEGORIES)
     mechanisms, categories = text.split("\n\n")
-    assert mechanisms.splitlines()[-1].split() == ["total", "6", "blocked", "3"]
+    assert mechanisms.splitlines()[-1].split() == ["total", "6", "blocked", "3,", "could", "not", "tell", "1"]
+    # the measurement that could not tell is its own row, not one of the "none" (QA: failures read "none 4")
+    assert [line.split()[:2] for line in mechanisms.splitlines()[2:-1]][-2:] == [["could", "not"], ["none", "2"]]
+    assert "could not tell        1  https://f.example/" in mechanisms
     rows = [line.rsplit(None, 2) for line in categories.splitlines()[2:]]
     # most blocked first; a code Citizen Lab does not name is shown as it is; the inputs in no list last
     assert rows == [["News Media (NEWS)", "3", "2"], ["Human Rights Issues (HUMR)", "1", "1"], ["XYZ", "1", "0"],

@@ -43,6 +43,7 @@ from ..nettests.tor import load_targets as load_tor_targets
 from ..nettests.wireguard import WgConfig
 from ..nettests.wireguard import load_config as load_wg_config
 from .engine import (
+    COULD_NOT_TELL,
     RESIDUAL_WAIT,
     Engine,
     OutputError,
@@ -1329,11 +1330,13 @@ def _loop_run(coro: Any) -> None:
 def summary_table(stats: Any, categories: dict[str, str] | None = None) -> str:
     """By mechanism, with examples; then, when the inputs came from a test list with categories, by Citizen Lab
     category: the sites measured and those found blocked (most blocked first; the inputs no list filed last)."""
-    rows = sorted(stats.by_mechanism.items(), key=lambda kv: (kv[0] == "none", -kv[1], kv[0]))
+    # the mechanisms found, then the measurements that could not tell, then those that found nothing
+    rows = sorted(stats.by_mechanism.items(), key=lambda kv: (kv[0] == "none", kv[0] == COULD_NOT_TELL, -kv[1], kv[0]))
     lines = [f"{'mechanism':16} {'count':>6}  examples", f"{'-' * 16} {'-' * 6}  {'-' * 40}"]
     for mech, n in rows:
         lines.append(f"{mech:16} {n:6d}  {', '.join(stats.examples.get(mech, [])[:3])}")
-    lines.append(f"{'total':16} {sum(stats.by_mechanism.values()):6d}  blocked {stats.blocked}")
+    lines.append(f"{'total':16} {sum(stats.by_mechanism.values()):6d}  blocked {stats.blocked}"
+                 + (f", could not tell {stats.failures}" if stats.failures else ""))
     if categories and any(i in categories for i in stats.blocked_by_input):
         by: dict[str | None, list[int]] = {}
         for value, blocked in stats.blocked_by_input.items():

@@ -51,6 +51,8 @@ from ..netx.listening import open_files
 from .privacy import Scrubber, address_in, interface_addresses
 from .seen import Seen
 
+COULD_NOT_TELL = "could not tell"  # `RunStats.by_mechanism`'s row for failed measurements
+
 
 @dataclass
 class RunStats:
@@ -77,16 +79,19 @@ class RunStats:
 
     def add(self, m: dict[str, Any]) -> None:
         tk = m.get("test_keys") or {}
+        blocked, failed = _blocked(tk), _failed(tk)
         mech = tk.get("x_mechanism") or "none"
-        self.by_mechanism[mech] += 1
-        ex = self.examples.setdefault(mech, [])
+        # a measurement that could not tell says "none" for its mechanism: summed up with the sites found
+        # accessible, an unreachable vantage's four failures read "none 4" (QA)
+        row = COULD_NOT_TELL if failed and mech == "none" else mech
+        self.by_mechanism[row] += 1
+        ex = self.examples.setdefault(row, [])
         # an example: the input, or for a nettest without one (telegram, signal...) its name and evidence keys
         example = str(m["input"]) if m.get("input") else (
             f"{m.get('test_name')} ({', '.join(str(e).removeprefix('test_keys.') for e in tk.get('x_evidence') or ())})"
             if mech != "none" and tk.get("x_evidence") else str(m.get("test_name") or ""))
         if len(ex) < 3 and example:
             ex.append(example)
-        blocked, failed = _blocked(tk), _failed(tk)
         self.blocked += blocked
         if m.get("input"):
             key = str(m["input"])
