@@ -21,6 +21,12 @@ from .test_probe_cli import cli  # the CLI in a process of its own, without the 
     (["remote", "dns", "-i", "x.org"], "needs at least one --vantage"),
     (["remote", "dns", "-V", "1.2.3", "-i", "x.org"], "a vantage must be an IP address, not '1.2.3'"),
     (["remote", "dns", "-V", "127.0.0.1", "-i", "x.org"], "cannot be a vantage"),
+    # QA: the broadcast address was taken (each record then failed with permission_denied), and a URL's port out
+    # of range was dropped in silence
+    (["remote", "web", "-V", "255.255.255.255", "-i", "x.org"], "cannot be a vantage"),
+    (["remote", "dns", "-V", "240.0.0.1", "-i", "x.org"], "cannot be a vantage"),
+    (["remote", "web", "-V", "169.254.1.1", "-i", "x.org"], "cannot be a vantage"),
+    (["remote", "web", "-V", "192.0.2.1", "-i", "http://example.org:99999/"], "not a domain name"),
     (["remote", "dns", "-V", "192.0.2.1"], "needs --input or --list"),
     (["remote", "web", "-V", "192.0.2.1", "-i", "exa mple.org"], "not a domain name"),
     (["remote", "web", "-V", "192.0.2.1", "-i", "192.0.2.7"], "not a domain name"),

@@ -525,6 +525,24 @@ def test_dns_both_nxdomain_means_the_domain_does_not_exist() -> None:
     assert v.confidence == 0.7
 
 
+@pytest.mark.parametrize("answer", [BOGON, ELSEWHERE])
+def test_dns_an_address_for_a_domain_the_control_says_does_not_exist_is_ghost_dns(answer: str) -> None:
+    """QA: the GFW's forged answer for nx.google.com, cached by the vantage and served once, while the trusted
+    resolver said NXDOMAIN, was a failure; web_connectivity calls it "ghost" DNS, dns.poison."""
+    d = DNS().before()
+    d.test(answer)
+    d.control(failure="dns_nxdomain_error", rcode=3).after()
+    m = d.build()
+    v = d.verdict()
+    assert (v.blocking, v.accessible, v.mechanism, v.status, v.confidence) == ("dns", False, "dns.poison",
+                                                                               "anomaly", 0.8)
+    assert set(pointers(m, "queries", tags=["control"])) <= set(v.evidence)
+    # a control that timed out says nothing of the domain: the same answer then tells nothing
+    d = DNS().before()
+    d.test(answer)
+    assert d.control(failure="generic_timeout_error").after().verdict().status == "failure"
+
+
 def test_dns_without_control_answer_a_bogon_alone_tells_nothing() -> None:
     d = DNS().before()
     d.test(BOGON)
@@ -778,6 +796,14 @@ def test_web_quic_drop_beside_https_ok_is_the_anomaly() -> None:
     w.quic("vantage_before").quic("test", "generic_timeout_error").quic("vantage_after")
     v = w.verdict()
     assert v.mechanism == "quic.drop" and v.status == "anomaly"
+    # the domain came through over TCP: HTTP/3 alone is dropped, not the site (QA: it said "blocked, not
+    # accessible"), as web_connectivity's quic.drop
+    assert (v.blocking, v.accessible) == (False, True)
+    # with HTTPS reset too, the site is blocked, and the reset is the verdict
+    w = Web().ok("https", "vantage_before").attempt("https", "test", failure="connection_reset")
+    w.ok("https", "vantage_after").quic("vantage_before").quic("test", "generic_timeout_error").quic("vantage_after")
+    v = w.verdict()
+    assert (v.mechanism, v.blocking, v.accessible) == ("tls.rst", "http-failure", False)
 
 
 @pytest.mark.parametrize("odd", [None, "quic", ["test"], [["quic"], "test"], 7])

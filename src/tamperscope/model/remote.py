@@ -36,7 +36,9 @@ remote_dns, in order:
    answer (NXDOMAIN, REFUSED, SERVFAIL, no data; a truncated reply is none of these, and
    attempts answered only that way are a failure), ``dns.drop`` when every attempt timed out
    (0.6 when the vantage answered the control domain again afterwards, else 0.4).
-4. Without a control answer nothing but an injection can be told: failure.
+4. Without a control answer nothing but an injection can be told: failure; except where the trusted
+   resolver said the domain does not exist (NXDOMAIN) and the vantage gave an address: ``dns.poison`` (0.8),
+   "ghost" DNS, as web_connectivity reads it.
 
 Censored Planet's Satellite lines (analysis/censoredplanet.py) carry no trusted resolver's
 answer: Satellite compared each answer with those of its own control resolvers, and the
@@ -76,7 +78,9 @@ remote_web, for each protocol, then the strongest:
    ``http.blockpage`` when a fingerprint matches them (0.95), else ``middlebox`` (0.6: the
    request was altered or answered on the way, and the same echo service sent the control
    domain's request back intact). ``echo_tls`` is the same with a ClientHello naming the
-   domain as its SNI, and ``echo_ech`` with the ClientHello with Encrypted Client Hello a
+   domain as its SNI (``middlebox`` here says ``blocking`` "http-diff": the request naming the domain did not
+   come back, where web_connectivity's middlebox is a proxy that let the site through, ``false``), and
+   ``echo_ech`` with the ClientHello with Encrypted Client Hello a
    browser sends the domain: a reset or a close is ``tls.rst``, silence ``tls.drop``.
    ``discard`` (Censored Planet's Quack only) is ``echo`` where nothing back is the service's
    answer: other bytes, a reset or a close are judged as for ``echo``.
@@ -223,6 +227,11 @@ def remote_dns_verdict(measurement: Mapping[str, Any], matcher: BlockpageMatcher
             if any(set(_answers(d)) != set(first) for _, d in late):
                 # two different answers to one question: one of them is forged, whatever the control
                 return _blocked("dns.injection", 0.8, ev)
+            if control and all(failure_class(_text(q.get("failure"))) == "dns_nxdomain" for _, q in control):
+                # an address for a name the trusted resolver says does not exist: "ghost" DNS, as web_connectivity
+                # reads it (QA: the GFW's forged answer for nx.google.com, cached by the vantage, was a failure)
+                return _blocked("dns.poison", 0.8, [*ev, *(f"test_keys.queries[{j}]" for j, _ in control),
+                                                     *fp_evidence], fingerprints)
             return _failure([*ev, *(f"test_keys.queries[{j}]" for j, _ in control)])
         if not any(consistent(ip) for ip in first):
             if late:  # a resolver answers once: the first of several answers, inconsistent, was forged
@@ -446,7 +455,12 @@ def remote_web_verdict(measurement: Mapping[str, Any], matcher: BlockpageMatcher
     if anomalies:
         best = max(anomalies, key=lambda v: (v.mechanism != "none", v.confidence))
         others = [e for v in anomalies if v is not best for e in v.evidence]  # the other protocol's, too
-        return _verdict(best.blocking, best.accessible, best.mechanism, best.confidence, best.status,
+        blocking, accessible = best.blocking, best.accessible
+        if best.mechanism == "quic.drop" and len(anomalies) == 1 and any(v.accessible for v in verdicts):
+            # HTTP/3 dropped while the domain came through over TCP: not blocked, as web_connectivity's quic.drop
+            # (QA: "blocked, not accessible" beside a 200 over HTTP and a handshake over HTTPS)
+            blocking, accessible = False, True
+        return _verdict(blocking, accessible, best.mechanism, best.confidence, best.status,
                         [*best.evidence, *others], [f for v in anomalies for f in v.fingerprints])
     oks = [v for v in verdicts if v.status == "ok"]
     if oks:

@@ -37,7 +37,9 @@ def domain_name(input: str | None, nettest: str) -> str:
         from urllib.parse import urlsplit
 
         try:
-            name = (urlsplit(name).hostname or "").lower()
+            parts = urlsplit(name)
+            name = (parts.hostname or "").lower()
+            _ = parts.port  # a port out of range raises (QA: http://example.org:99999/ was taken)
         except ValueError:
             name = ""
     name = name.rstrip(".")

@@ -274,8 +274,10 @@ def _vantage(value: str, where: str) -> str:
         addr = ipaddress.ip_address(value.strip())
     except ValueError:
         raise UsageError(f"{where}a vantage must be an IP address, not {value.strip()!r}") from None
-    if addr.is_loopback or addr.is_unspecified or addr.is_multicast:
-        raise UsageError(f"{where}{addr} cannot be a vantage (loopback, unspecified or multicast)")
+    if addr.is_loopback or addr.is_unspecified or addr.is_multicast or addr.is_reserved or addr.is_link_local:
+        # (reserved: 240.0.0.0/4 and the broadcast address, which QA's run took and failed with permission_denied)
+        raise UsageError(f"{where}{addr} cannot be a vantage (loopback, unspecified, multicast, broadcast, "
+                         "reserved or link-local)")
     return str(addr)
 
 
