@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     u.add_argument("--switch", action="store_true",
                    help="if a lab is up, give it PROFILE: restart only the censor and the servers that read the "
                         "profile (DNS, web farm, ISP, border box) and empty the ground-truth log; the helper, "
-                        "bridges, VPN servers and Tor network keep running (about 1 s instead of 3-5)")
+                        "bridges, VPN servers and Tor network keep running (under 1 s instead of 3-4)")
     u.add_argument("--json", action="store_true", help="print the state as JSON")
     d = ls.add_parser("down", help="remove every namespace, link, process and file of the lab",
                       description="Remove everything the lab made, even after a crash or kill -9.")
