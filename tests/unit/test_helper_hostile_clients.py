@@ -631,3 +631,23 @@ def test_a_connection_stopped_by_shutdown_logs_nothing(where: str) -> None:
             writer.transport.abort()
 
     run(main)
+
+
+@pytest.mark.parametrize("network, warned", [("0.0.0.0/0", True), ("8.0.0.0/8", True), ("::/0", True),
+                                             ("10.0.0.0/8", False), ("203.0.113.7", False), ("2001:db8::/48", False)])
+def test_serve_warns_of_a_trusted_proxy_that_is_half_the_internet(tmp_path: Any, network: str, warned: bool) -> None:
+    """QA: `--trusted-proxy 0.0.0.0/0` was taken without a word, letting any client forge X-Forwarded-For past the
+    rate limits. It is warned of (not refused: a test bed may want it); a proxy's own network is not. The server
+    stops at its port, taken here, after the warning."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        res = subprocess.run([sys.executable, "-m", "tamperscope", "serve", "--db", str(tmp_path / "s.duckdb"),
+                              "--port", str(taken.getsockname()[1]), "--trusted-proxy", network, "--quiet"],
+                             capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "the port is in use" in res.stderr, res.stderr
+    assert (f"warning: --trusted-proxy {network} trusts" in res.stderr) is warned, res.stderr

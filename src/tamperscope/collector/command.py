@@ -118,6 +118,10 @@ def run(args: argparse.Namespace) -> int:
             **({"trusted_proxies": proxies} if proxies else {}))
     except TokenError as exc:
         raise UsageError(str(exc)) from None
+    for wide in _too_wide(proxies or ()):  # QA: 0.0.0.0/0 was taken without a word
+        print(f"tamperscope: warning: --trusted-proxy {wide} trusts the X-Forwarded-For of a large part of the "
+              "internet: any client there can pass for another, and the rate limits and export slots stop holding "
+              "per client; name your reverse proxy's own address", file=sys.stderr)
     try:
         return serve(settings)
     except StartupError as exc:
@@ -169,6 +173,19 @@ def _admin_token(path: Path) -> str:
         raise UsageError(f"{path} holds {len(lines)} lines: the admin token is one line, as a request's "
                          "Authorization header carries it")
     return lines[0]
+
+
+def _too_wide(networks: tuple[str, ...]) -> list[str]:
+    """The trusted proxies that are no proxy: a network of public addresses wider than a /16 (IPv4) or a /32
+    (IPv6, a whole provider's allocation)."""
+    import ipaddress
+
+    out = []
+    for text in networks:
+        net = ipaddress.ip_network(text)
+        if net.prefixlen < (16 if net.version == 4 else 32) and not net.is_private:
+            out.append(text)
+    return out
 
 
 def _networks(values: list[str]) -> tuple[str, ...]:
