@@ -271,6 +271,11 @@ def test_tor_names_the_wholly_failed_protocol_and_prefers_a_reset() -> None:
     assert (v.status, v.mechanism, v.blocking, v.confidence) == ("anomaly", "tcp.rst", "tcp_ip", 0.8)
     assert v.evidence[1] == "test_keys.targets['auth2']"
     assert len(v.evidence) <= 5  # a few pointers, not the whole map
+    # the other failures cited are the same reset at the same layer, not the timeouts beside it (QA: ru-like's
+    # directory ports, answered with a blockpage, were cited for its OR ports' tcp.drop)
+    targets["auth3"] = _target("connection_reset", "or_port_dirauth", connect="connection_reset")
+    v = verdict_for(_m("tor", targets=targets))
+    assert v.evidence == ("test_keys.targets", "test_keys.targets['auth2']", "test_keys.targets['auth3']")
 
 
 def test_evidence_cites_the_keys_that_decided() -> None:

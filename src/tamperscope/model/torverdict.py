@@ -149,7 +149,10 @@ def tor_verdict(measurement: Mapping[str, Any]) -> Verdict:
         return _ok(["test_keys.targets"])
     pool = [f for f in failed if f[1].get("target_protocol") in whole] or failed
     key, target, failure = next((f for f in pool if failure_class(f[2]) in ("reset", "refused")), pool[0])
-    others = [k for k, _, _ in failed if k != key][:3]
+    # the other targets that failed the same way, at the same layer: those that failed otherwise (a directory port
+    # answered with a blockpage beside OR ports dropped) are no evidence of this mechanism (QA: cited for tcp.drop)
+    how = (failure_class(failure), _tor_layer(target))
+    others = [k for k, t, f in failed if k != key and (failure_class(f), _tor_layer(t)) == how][:3]
     evidence = ["test_keys.targets", *(f"test_keys.targets[{k!r}]" for k in (key, *others)),
                 *(f"test_keys.{p}_accessible" for p in counters)]
     return anomaly_of(failure, _tor_layer(target), TARGET_CONFIDENCE, evidence)
