@@ -87,9 +87,12 @@ def test_the_summary_names_a_nettest_without_input_and_what_it_found() -> None:
     stats.add({"test_name": "signal", "input": None, "test_keys": {
         "x_mechanism": "tls.rst", "x_evidence": ["test_keys.signal_backend_status"], "blocking": "http-failure"}})
     stats.add({"test_name": "telegram", "input": None, "test_keys": {"x_mechanism": "none", "blocking": False}})
-    stats.add({"test_name": "web_connectivity", "input": "https://x.example/", "test_keys": {"x_mechanism": "none"}})
+    stats.add({"test_name": "web_connectivity", "input": "https://x.example/",
+               "test_keys": {"x_mechanism": "none", "blocking": False, "accessible": True}})
+    # a measurement that said neither blocking nor accessible could not tell: its own row, not "none"
+    stats.add({"test_name": "web_connectivity", "input": "https://y.example/", "test_keys": {"x_mechanism": "none"}})
     assert stats.examples == {"tls.rst": ["signal (signal_backend_status)"],
-                              "none": ["telegram", "https://x.example/"]}
+                              "none": ["telegram", "https://x.example/"], "could not tell": ["https://y.example/"]}
     assert stats.blocked == 1
 
 

@@ -114,7 +114,7 @@ def test_the_analysis_re_judges_a_flag_set_on_jitter() -> None:
 
 def test_the_analysis_finds_the_throttle_in_the_rounds() -> None:
     v = verdict_for(_measurement(CAPPED, flagged=True), None)
-    assert (v.status, v.mechanism, v.blocking) == ("anomaly", "throttle", "http-failure")
+    assert (v.status, v.mechanism, v.blocking, v.accessible) == ("anomaly", "throttle", False, True)  # as the probe
     assert v.evidence == ("test_keys.rounds", "test_keys.x_throttle")
     assert verdict_for(_measurement(CAPPED, flagged=False), None).status == "anomaly"  # the rounds decide
 
