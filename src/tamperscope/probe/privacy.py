@@ -54,6 +54,7 @@ import re
 import socket
 import string
 import struct
+import threading
 import time
 import zlib
 from collections.abc import Iterable, Sequence
@@ -241,23 +242,36 @@ _B64_RUN: dict[bool, re.Pattern[Any]] = {True: re.compile(r"[A-Za-z0-9+/_-]{8,}+
 # thousands of tokens naming us is hostile: decoding each took 3 s of a 512 KiB page, bench/scrub section 3)
 MAX_TOKENS = 256
 _GZIP_B64: dict[bool, Any] = {True: "H4sI", False: b"H4sI"}  # gzip's magic and method (1f 8b 08) in base64, at a token's start
-# base64 broken over lines of 16 characters or more, the breaks as they are or escaped (a JSON string's "\n")
+# What gzip tokens may inflate to, each and together in one scrub: a token is a cookie or a parameter, kilobytes; one
+# past these is not kept (QA: ten tokens of 16 MiB each took two minutes to search, on a 435 KB page)
+MAX_TOKEN_INFLATE = 1 << 20
+TOKEN_INFLATE_BUDGET = 4 << 20
+MAX_NESTING = 4  # tokens inside tokens followed this deep; deeper, the token is not kept (QA: 259 deep raised)
+# A line break inside base64, as text has it or escaped (a JSON string's "\n"), with the spaces or tabs an indented
+# or padded block puts beside it (XML, YAML, a line's trailing space) and blank lines (QA: these leaked)
+_NEWLINE = r"(?:[ \t]|\\t)*+(?:(?:\r|\\r)*+(?:\n|\\n))++(?:[ \t]|\\t)*+"
+# base64 broken over lines of 8 characters or more; a block begins after no base64 character, and no repeat gives
+# back what it took: one pass over a long run
 _WRAPPED: dict[bool, re.Pattern[Any]] = {
-    True: re.compile(r"(?<![A-Za-z0-9+/])(?:[A-Za-z0-9+/]{16,}+(?:\r?\n|(?:\\r)?\\n))++[A-Za-z0-9+/]*+={0,2}"),
-    False: re.compile(rb"(?<![A-Za-z0-9+/])(?:[A-Za-z0-9+/]{16,}+(?:\r?\n|(?:\\r)?\\n))++[A-Za-z0-9+/]*+={0,2}")}
-# (a block begins after no base64 character, and no repeat gives back what it took: one pass over a long run)
-_LINE_BREAK = re.compile(r"(\r?\n|(?:\\r)?\\n)")
+    True: re.compile(r"(?<![A-Za-z0-9+/])(?:[A-Za-z0-9+/]{8,}+" + _NEWLINE + r")++[A-Za-z0-9+/]*+={0,2}"),
+    False: re.compile((r"(?<![A-Za-z0-9+/])(?:[A-Za-z0-9+/]{8,}+" + _NEWLINE + r")++[A-Za-z0-9+/]*+={0,2}").encode())}
+_LINE_BREAK = re.compile("(" + _NEWLINE + ")")
 _URL_SAFE = str.maketrans("+/", "-_")
 
 
 def _flat(s: Any, text: bool) -> Any:
-    """``s`` without its line breaks, as they are or escaped (``\\n`` in JSON); ``s`` itself when it has none."""
-    breaks = ("\r", "\n", "\\r", "\\n") if text else (b"\r", b"\n", b"\\r", b"\\n")
-    if breaks[1] not in s and breaks[3] not in s:
+    """``s`` without its line breaks and blank space (as they are or escaped, ``\\n`` in JSON), where it has a
+    line break; ``s`` itself when it has none. Only looked in for needles: a needle cut by a break (`_NEWLINE`) is
+    whole here, and blank space elsewhere gone joins nothing a needle could be by chance."""
+    if ("\n" not in s and "\\n" not in s) if text else (b"\n" not in s and b"\\n" not in s):
         return s
-    for b in breaks[2:] + breaks[:2]:
-        s = s.replace(b, s[:0])
+    for gap in (_GAPS_TEXT if text else _GAPS_BYTES):
+        s = s.replace(gap, s[:0])
     return s
+
+
+_GAPS_TEXT = ("\\r", "\\n", "\\t", "\r", "\n", "\t", " ")
+_GAPS_BYTES = tuple(g.encode() for g in _GAPS_TEXT)
 
 
 def _b64_needles(spellings: Iterable[str]) -> list[str]:
@@ -593,6 +607,8 @@ class Scrubber:
         self._last: frozenset[str] = frozenset()
         self._packed: list[bytes] = []
         self._packed_text: list[str] = []
+        self._packed_json: list[bytes] = []
+        self._state = threading.local()  # one scrub's nesting depth and what its gzip tokens may still inflate to
         self._v4_anchor: tuple[re.Pattern[str], re.Pattern[bytes]] | None = None
         # dashes, either order: "198-18-1-2.dsl.example", "ip-2-1-18-198.example"; and ".1.18." for in-addr.arpa
         self._dash_anchor: tuple[re.Pattern[str], re.Pattern[bytes]] | None = None
@@ -686,7 +702,12 @@ class Scrubber:
         # the packed bytes that a text body (every byte under 0x80) can hold as they are: 100.64.1.2 is "d@\x01\x02"
         # (QA: only binary bodies were searched for them); not those that read as text, which would be words
         # ("http" is 104.116.116.112)
-        self._packed_text = [p.decode("ascii") for p in self._packed if p.isascii() and not p.decode().isprintable()]
+        self._packed_text = [t for t in (p.decode("ascii") for p in self._packed if p.isascii())
+                             if not t.isprintable() and any(c.isprintable() and not c.isspace() for c in t)]
+        # (not one of blank space and control characters alone: 10.10.10.10 is four line feeds, QA)
+        import orjson
+
+        self._packed_json = [orjson.dumps(t)[1:-1] for t in self._packed_text]  # as `needed` sees them
         self._seen6 = {}
         self._clean_blobs = set()  # what was clean may hold a newly learnt address
         self._v4, self._v6 = v4, v6
@@ -983,7 +1004,9 @@ class Scrubber:
                 continue
             if token in decoded:
                 clean = decoded[token]
-            elif len(decoded) < MAX_TOKENS:
+            elif len(decoded) < MAX_TOKENS or not any(n in token for n in needles):
+                # (a gzip token is bounded by what it may inflate to, `TOKEN_INFLATE_BUDGET`, not by their number:
+                # innocent ones past MAX_TOKENS were replaced, QA)
                 clean = decoded[token] = self._clean_run(token if text else token.decode("ascii"))
             else:
                 clean = SCRUBBED
@@ -999,8 +1022,8 @@ class Scrubber:
         """`_clean_token` for a run of base64 characters, which may be a URL's path (``t/eyJ…/next/page``): its
         segments between slashes first, each that holds a needle on its own, the others kept as they are; the run
         whole only when no segment encodes our address (a standard token has slashes of its own)."""
-        if _GZIP_B64[True] in run and (clean := self._clean_gzip(run)) is not None:
-            return clean
+        if _GZIP_B64[True] in run:
+            return self._clean_gzip(run)
         if "/" in run:
             parts = run.split("/")
             needles = self._b64[0]
@@ -1014,19 +1037,37 @@ class Scrubber:
         written as they are or escaped, as in JSON) whose data holds our address scrubbed, and wrapped again as it
         was: a needle cut by a line break was not found (QA)."""
         out, at = [], 0
+        marks = [*self._b64[0], _GZIP_B64[True]]
         for m in _WRAPPED[text].finditer(s):
             block = m.group(0) if text else m.group(0).decode("ascii")
             parts = _LINE_BREAK.split(block)  # line, break, line, break, …, line (maybe empty)
             lines, breaks = parts[::2], parts[1::2]
             joined = "".join(lines)
-            if not any(n in joined for n in self._b64[0]) and _GZIP_B64[True] not in joined:
+            if not any(n in joined for n in marks):
+                continue
+            # MIME's and PEM's shape: full lines of one width (whole groups of four), then a shorter one; else the
+            # lines may be separate values, joined only where a break cuts a needle (one a line holds whole is
+            # the run's own, `_tokens`), lest they be re-cut across each other (QA)
+            width, full = len(lines[0]), lines[:-1] if len(lines) > 1 and not lines[-1] else lines  # (a block that
+            # ended with its break has an empty last line)
+            stream = width >= 16 and width % 4 == 0 and all(len(line) == width for line in full[1:-1]) \
+                and len(full[-1]) <= width and len(set(breaks)) == 1
+            if not stream and sum(joined.count(n) for n in marks) <= sum(line.count(n) for line in lines
+                                                                          for n in marks):
                 continue
             clean = self._clean_run(joined)
             if clean is None:
                 continue
-            first, width = len(lines[0]), max(len(line) for line in lines)  # a block may begin inside a line
-            cut = [clean[:first]] + [clean[i:i + width] for i in range(first, len(clean), width)]
-            again = breaks[0].join(cut) + (breaks[0] if not lines[-1] else "")
+            if stream:  # wrapped again at its width, with its break (and the block's last break, if it ended so)
+                again = breaks[0].join(clean[i:i + width] for i in range(0, len(clean), width)) \
+                    + (breaks[0] if not lines[-1] else "")
+            else:  # each line as long as it was, its break as it was; the last takes the rest
+                cut, i = [], 0
+                for line in lines[:-1]:
+                    cut.append(clean[i:i + len(line)])
+                    i += len(line)
+                cut.append(clean[i:])
+                again = "".join(c + b for c, b in zip(cut, [*breaks, ""]))
             out += [s[at:m.start()], again if text else again.encode("ascii")]
             at = m.end()
         if not out:
@@ -1036,21 +1077,61 @@ class Scrubber:
 
     def _clean_gzip(self, run: str) -> str | None:
         """A run holding gzip data in base64 (``H4sI…``, its magic and method: a compressed token or cookie) with
-        our addresses scrubbed from what it inflates to, compressed and encoded again as it was; None when there
-        is none of them (QA: the token was not inflated)."""
-        at = run.index(_GZIP_B64[True])
-        body = run[at:].rstrip("=")
-        url = "-" in body or "_" in body
-        chunk = body[:len(body) - (1 if len(body) % 4 == 1 else 0)]
-        data = _b64_decode(chunk, url)
-        if data is None:
-            return None
-        content, whole, wbits = _inflate(data, "gzip")
-        clean = self.raw(content) if content else content
-        if clean == content and (whole or len(content) < MAX_INFLATE):
-            return None
-        encoded = base64.b64encode(_deflate(clean, wbits), altchars=b"-_" if url else None).decode("ascii")
-        return run[:at] + (encoded if run.endswith("=") else encoded.rstrip("="))
+        our addresses scrubbed from what each such token inflates to, compressed and encoded again as it was, and
+        what follows a token in the run (a URL's path) kept; None when there is none of them. A token that would
+        inflate past `MAX_TOKEN_INFLATE`, or past what the scrub has left of `TOKEN_INFLATE_BUDGET`, or that lies
+        deeper than `MAX_NESTING` tokens, cannot be looked into: it is replaced by SCRUBBED."""
+        state = self._state
+        out: list[str] = []
+        rest, changed = run, False
+        while (at := rest.find(_GZIP_B64[True])) >= 0:
+            head, body = rest[:at], rest[at:]
+            if head:
+                cleaned = self._clean_run(head) if len(head) >= 8 and any(n in head for n in self._b64[0]) else None
+                out.append(head if cleaned is None else cleaned)
+                changed |= cleaned is not None
+            if getattr(state, "depth", 0) >= MAX_NESTING or getattr(state, "budget", TOKEN_INFLATE_BUDGET) <= 0:
+                return "".join(out) + SCRUBBED
+            stripped = body.rstrip("=")
+            url = "-" in body or "_" in body
+            chunk = stripped[:len(stripped) - (1 if len(stripped) % 4 == 1 else 0)]
+            data = _b64_decode(chunk, url)
+            d = zlib.decompressobj(31)
+            limit = min(MAX_TOKEN_INFLATE, getattr(state, "budget", TOKEN_INFLATE_BUDGET))
+            try:
+                content = d.decompress(data, limit + 1) if data is not None else b""
+            except zlib.error:
+                content, data = b"", None
+            if data is None or not content and not d.eof:  # no gzip after all: the characters as they are
+                out.append(body[:4])
+                rest = body[4:]
+                continue
+            state.budget = getattr(state, "budget", TOKEN_INFLATE_BUDGET) - len(content)
+            if len(content) > limit or d.unconsumed_tail:
+                return "".join(out) + SCRUBBED
+            # where the token ends: the characters of the bytes the gzip member took (a URL's path goes on after)
+            used = len(data) - len(d.unused_data) if d.eof else len(data)
+            end = min(len(stripped), -(-used * 4 // 3)) if d.eof else len(body)
+            token, rest = body[:end], body[end:]
+            padded = bool(rest) and not rest.strip("=")
+            if padded:
+                token, rest = body, ""
+            state.depth = getattr(state, "depth", 0) + 1
+            try:
+                clean = self.raw(content)
+            finally:
+                state.depth -= 1
+            if clean == content:
+                out.append(token)
+                continue
+            encoded = base64.b64encode(_deflate(clean, 31), altchars=b"-_" if url else None).decode("ascii")
+            out.append(encoded if padded else encoded.rstrip("="))
+            changed = True
+        if rest:
+            cleaned = self._clean_run(rest) if len(rest) >= 8 and any(n in rest for n in self._b64[0]) else None
+            out.append(rest if cleaned is None else cleaned)
+            changed |= cleaned is not None
+        return "".join(out) if changed else None
 
     def _clean_token(self, token: str) -> str | None:
         """A run of base64 characters with our addresses scrubbed from what it encodes, written as it was (the same
@@ -1068,7 +1149,14 @@ class Scrubber:
             if data is None or not (any(p in data for p in self._plain) or any(n in data for n in self._b64[1])):
                 continue  # (the spelling a needle was found for is in the data decoded from the right start; or
                 # the base64 of it, a token inside a token, which `raw` decodes in turn)
-            clean = self.raw(data)
+            state = self._state
+            if getattr(state, "depth", 0) >= MAX_NESTING:
+                return SCRUBBED  # a token this deep inside tokens is not looked into, nor kept
+            state.depth = getattr(state, "depth", 0) + 1
+            try:
+                clean = self.raw(data)
+            finally:
+                state.depth -= 1
             if clean == data:
                 continue
             encoded = base64.b64encode(clean, altchars=b"-_" if url else None).decode("ascii")
@@ -1147,6 +1235,8 @@ class Scrubber:
         blob = orjson.dumps(obj)
         if b"\\" in blob and _GLUING_ESCAPE.search(blob):
             return True  # a JSON escape (\u0001, \b) glues hex digits to what follows: let the walk see the strings
+        if any(p in blob for p in self._packed_json):
+            return True  # our packed bytes in a text body (QA: the walk was not reached for them alone)
         if self._spans(blob) or _client_seen(blob) or _COMPRESSED.search(blob) or self._tokens(blob) is not blob \
                 or b"\\\\" in blob and self._spans(blob.replace(b"\\\\", b"\\")):  # "\u002e" in a string
             return True  # (a compressed body is inflated by the walk: no cheaper way to look inside it)
@@ -1174,8 +1264,10 @@ class Scrubber:
         """A scrubbed copy of a JSON-like value (the value itself when nothing needs scrubbing)."""
         if self._interfaces and time.monotonic() >= self._next_look:
             self._look()
+        self._state.depth, self._state.budget = 0, TOKEN_INFLATE_BUDGET
         if not self.addresses or not self.needed(obj):
             return obj
+        self._state.budget = TOKEN_INFLATE_BUDGET  # (the quick search may have inflated some: the walk does again)
         return self._walk(obj)
 
     def _walk(self, obj: Any, structure: bool = False) -> Any:
