@@ -27,13 +27,15 @@ import datetime as dt
 import errno
 import heapq
 import os
+import queue
 import resource
 import stat
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -526,13 +528,39 @@ def measured_addresses(m: Mapping[str, Any]) -> set[str]:
     return out
 
 
-_SCRUB_THREAD: list[ThreadPoolExecutor] = []
+class _ScrubThread:
+    """The one thread measurements are scrubbed on (`Engine.measure`). A daemon: a run stopped (Ctrl-C,
+    --max-runtime) does not wait for a scrub under way, whose measurement is not written and is measured again by
+    the next run (QA: a thread pool's worker was joined at exit, 44 s after the interrupt)."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]] = queue.SimpleQueue()
+        threading.Thread(target=self._work, name="tamperscope-scrub", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            future, fn, args = self._jobs.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # handed to the awaiting measurement, which reports it
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._jobs.put((future, fn, args))
+        return future
 
 
-def _scrubbing() -> ThreadPoolExecutor:
-    """The one thread measurements are scrubbed on (`Engine.measure`)."""
+_SCRUB_THREAD: list[_ScrubThread] = []
+
+
+def _scrubbing() -> _ScrubThread:
     if not _SCRUB_THREAD:
-        _SCRUB_THREAD.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="tamperscope-scrub"))
+        _SCRUB_THREAD.append(_ScrubThread())
     return _SCRUB_THREAD[0]
 
 
@@ -583,8 +611,8 @@ class Engine:
         # of its own so that the event loop goes on: run there, it held every measurement under way, whose
         # timeouts then fired and read as blocking. One thread for every engine (remote's share a scrubber):
         # the scrubber's state changes on it alone.
-        scrubbed: dict[str, Any] = await asyncio.get_running_loop().run_in_executor(
-            _scrubbing(), self._scrubbed, m, frozenset(self.ctx.own_addresses))
+        scrubbed: dict[str, Any] = await asyncio.wrap_future(
+            _scrubbing().submit(self._scrubbed, m, frozenset(self.ctx.own_addresses)))
         finish = getattr(self.nettest, "finish", None)
         if finish is not None:
             finish(scrubbed, self.ctx)
