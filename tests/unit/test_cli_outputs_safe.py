@@ -165,7 +165,27 @@ def test_an_output_aimed_at_a_file_of_measurements_is_refused(store: Path, tmp_p
     shutil.copyfile(ONE, pretty)  # a measurement written over several lines
     packed = tmp_path / "m.jsonl.gz"
     packed.write_bytes(__import__("gzip").compress(lines.read_bytes()))
-    for target in (lines, pretty, packed):
+    # and, as the adversarial pass found the first cut missed them: measurements longer than what is read of the
+    # file (a 100 KB body each), a BOM, an array, OONI's .post, bzip2 and xz
+    import bz2
+    import json
+    import lzma
+
+    one = json.loads(ONE.read_bytes())
+    one["test_keys"]["requests"] = [{"response": {"body": "x" * 100_000}}]
+    big = tmp_path / "big.jsonl"
+    big.write_text((json.dumps(one) + "\n") * 2)
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + ONE.read_bytes())
+    array = tmp_path / "array.json"
+    array.write_text(json.dumps([json.loads(ONE.read_bytes())]))
+    post = tmp_path / "m.post"
+    post.write_text(json.dumps({"format": "json", "content": json.loads(ONE.read_bytes())}))
+    bz = tmp_path / "m.jsonl.bz2"
+    bz.write_bytes(bz2.compress(lines.read_bytes()))
+    xz = tmp_path / "m.jsonl.xz"
+    xz.write_bytes(lzma.compress(lines.read_bytes()))
+    for target in (lines, pretty, packed, big, bom, array, post, bz, xz):
         before = target.read_bytes()
         for option in ("--json", "--html", "--propose-fingerprints"):
             line = _one_line(_run("report", "--db", str(store), option, str(target)), 2)

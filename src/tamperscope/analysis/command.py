@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import datetime as dt
 import os
+import re
 import stat
 import sys
 import time
@@ -670,15 +671,17 @@ def _not_the_store(option: str, target: Path, db: Path | None) -> None:
                          "file of its own")
 
 
-_COMPRESSED_MAGIC = ((b"\x1f\x8b", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"\x04\x22\x4d\x18", "LZ4"))
+_COMPRESSED_MAGIC = ((b"\x1f\x8b", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"\x04\x22\x4d\x18", "LZ4"),
+                     (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"PK\x03\x04", "zip"))
+# a measurement's own keys, as OONI's format writes them (no report or verdict line has them)
+_MEASUREMENT_KEY = re.compile(rb'"(?:test_keys"\s*:\s*\{|measurement_start_time"\s*:|data_format_version"\s*:)')
 
 
 def _holds_data(target: Path) -> str | None:
-    """What an existing output file holds that no report or verdict file does: measurements (a line, or a whole
-    file, that is a JSON object with ``test_keys``), or compressed data (as measurements are kept). QA: `report
-    --json` overwrote a file of measurements, where `analyze --jsonl` refuses only the files it reads."""
-    import orjson
-
+    """What an existing output file holds that no report or verdict file does: measurements (OONI's
+    ``"test_keys": {``, ``measurement_start_time`` or ``data_format_version`` in its first 64 KiB, a line, a whole file, an array or a ``.post`` alike), or compressed
+    data (as measurements are kept). QA: `report --json` overwrote a file of measurements, where `analyze
+    --jsonl` refuses only the files it reads; then, the first fix missed measurements longer than 64 KiB."""
     try:
         if not target.is_file():
             return None
@@ -691,14 +694,9 @@ def _holds_data(target: Path) -> str | None:
             return f"{name}-compressed data"
     if head[257:262] == b"ustar":
         return "a tar archive"
-    first = next((line for line in head.splitlines() if line.strip()), b"")
-    for text in (first, head):
-        try:
-            value = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(value, dict) and "test_keys" in value:
-            return "measurements"
+    start = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if start[:1] in (b"{", b"[") and _MEASUREMENT_KEY.search(head):
+        return "measurements"
     return None
 
 
