@@ -37,8 +37,10 @@ remote_dns, in order:
    attempts answered only that way are a failure), ``dns.drop`` when every attempt timed out
    (0.6 when the vantage answered the control domain again afterwards, else 0.4).
 4. Without a control answer nothing but an injection can be told: failure; except where the trusted
-   resolver said the domain does not exist (NXDOMAIN) and the vantage gave an address: ``dns.poison`` (0.8),
-   "ghost" DNS, as web_connectivity reads it.
+   resolver said the domain does not exist (NXDOMAIN) and the vantage gave an address no public server has
+   (a bogon), or one whose page a blockpage fingerprint knows: ``dns.poison`` (0.8), "ghost" DNS, as
+   web_connectivity reads it. A public address alone stays a failure: many open resolvers answer every name
+   that does not exist with their own ad server's.
 
 Censored Planet's Satellite lines (analysis/censoredplanet.py) carry no trusted resolver's
 answer: Satellite compared each answer with those of its own control resolvers, and the
@@ -227,9 +229,12 @@ def remote_dns_verdict(measurement: Mapping[str, Any], matcher: BlockpageMatcher
             if any(set(_answers(d)) != set(first) for _, d in late):
                 # two different answers to one question: one of them is forged, whatever the control
                 return _blocked("dns.injection", 0.8, ev)
-            if control and all(failure_class(_text(q.get("failure"))) == "dns_nxdomain" for _, q in control):
-                # an address for a name the trusted resolver says does not exist: "ghost" DNS, as web_connectivity
-                # reads it (QA: the GFW's forged answer for nx.google.com, cached by the vantage, was a failure)
+            if control and all(failure_class(_text(q.get("failure"))) == "dns_nxdomain" for _, q in control) \
+                    and (fingerprints or any(is_bogon(ip) for ip in first)):
+                # an address no public server has, or a known blockpage's, for a name the trusted resolver says
+                # does not exist: "ghost" DNS, as web_connectivity reads it (QA: a forged answer for nx.google.com,
+                # cached by the vantage, was a failure). A public address alone is not: many open resolvers answer
+                # every name that does not exist with their own ad server's (adversarial QA)
                 return _blocked("dns.poison", 0.8, [*ev, *(f"test_keys.queries[{j}]" for j, _ in control),
                                                      *fp_evidence], fingerprints)
             return _failure([*ev, *(f"test_keys.queries[{j}]" for j, _ in control)])
