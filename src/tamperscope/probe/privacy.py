@@ -1116,6 +1116,9 @@ class Scrubber:
             padded = bool(rest) and not rest.strip("=")
             if padded:
                 token, rest = body, ""
+            # a standard-alphabet token as long as whole groups of four may be padded or not: padded, as base64 is
+            # written unless told otherwise (QA: one re-encoded unpadded no longer decoded)
+            padded = padded or not url and len(token) % 4 == 0
             state.depth = getattr(state, "depth", 0) + 1
             try:
                 clean = self.raw(content)
