@@ -259,6 +259,20 @@ _LINE_BREAK = re.compile("(" + _NEWLINE + ")")
 _URL_SAFE = str.maketrans("+/", "-_")
 
 
+def _spliced(s: Any, found: Sequence[tuple[int, int, str]]) -> Any:
+    """``s`` (text or bytes) with each span ``(start, end)`` of ``found`` replaced by its text (in order, apart);
+    ``s`` itself when there is none."""
+    if not found:
+        return s
+    text = isinstance(s, str)
+    out, at = [], 0
+    for start, end, new in found:
+        out += [s[at:start], new if text else new.encode("ascii")]
+        at = end
+    out.append(s[at:])
+    return ("" if text else b"").join(out)
+
+
 def _flat(s: Any, text: bool) -> Any:
     """``s`` without its line breaks and blank space (as they are or escaped, ``\\n`` in JSON), where it has a
     line break; ``s`` itself when it has none. Only looked in for needles: a needle cut by a break (`_NEWLINE`) is
@@ -996,7 +1010,7 @@ class Scrubber:
             return s
         if flat is not s:
             s = self._wrapped(s, text)
-        out, at = [], 0
+        found: list[tuple[int, int, str]] = []
         decoded: dict[Any, str | None] = {}  # a token that recurs is decoded once
         for m in _B64_RUN[text].finditer(s):  # at C speed; only where a needle is (an address's 8 characters at least)
             token = m.group(0)
@@ -1011,12 +1025,8 @@ class Scrubber:
             else:
                 clean = SCRUBBED
             if clean is not None:
-                out += [s[at:m.start()], clean if text else clean.encode("ascii")]
-                at = m.end()
-        if not out:
-            return s
-        out.append(s[at:])
-        return ("" if text else b"").join(out)
+                found.append((m.start(), m.end(), clean))
+        return _spliced(s, found)
 
     def _clean_run(self, run: str) -> str | None:
         """`_clean_token` for a run of base64 characters, which may be a URL's path (``t/eyJ…/next/page``): its
@@ -1036,7 +1046,7 @@ class Scrubber:
         """``s`` with each block of base64 broken over lines (MIME's 76 characters, PEM's 64; the line breaks
         written as they are or escaped, as in JSON) whose data holds our address scrubbed, and wrapped again as it
         was: a needle cut by a line break was not found (QA)."""
-        out, at = [], 0
+        found: list[tuple[int, int, str]] = []
         marks = [*self._b64[0], _GZIP_B64[True]]
         for m in _WRAPPED[text].finditer(s):
             block = m.group(0) if text else m.group(0).decode("ascii")
@@ -1068,12 +1078,8 @@ class Scrubber:
                     i += len(line)
                 cut.append(clean[i:])
                 again = "".join(c + b for c, b in zip(cut, [*breaks, ""]))
-            out += [s[at:m.start()], again if text else again.encode("ascii")]
-            at = m.end()
-        if not out:
-            return s
-        out.append(s[at:])
-        return ("" if text else b"").join(out)
+            found.append((m.start(), m.end(), again))
+        return _spliced(s, found)
 
     def _clean_gzip(self, run: str) -> str | None:
         """A run holding gzip data in base64 (``H4sI…``, its magic and method: a compressed token or cookie) with
@@ -1119,11 +1125,7 @@ class Scrubber:
             # a standard-alphabet token as long as whole groups of four may be padded or not: padded, as base64 is
             # written unless told otherwise (QA: one re-encoded unpadded no longer decoded)
             padded = padded or not url and len(token) % 4 == 0
-            state.depth = getattr(state, "depth", 0) + 1
-            try:
-                clean = self.raw(content)
-            finally:
-                state.depth -= 1
+            clean = self._raw_inside(content)
             if clean == content:
                 out.append(token)
                 continue
@@ -1135,6 +1137,15 @@ class Scrubber:
             out.append(rest if cleaned is None else cleaned)
             changed |= cleaned is not None
         return "".join(out) if changed else None
+
+    def _raw_inside(self, data: bytes) -> bytes:
+        """`raw` of what a token holds, one level deeper inside tokens (`MAX_NESTING`)."""
+        state = self._state
+        state.depth = getattr(state, "depth", 0) + 1
+        try:
+            return self.raw(data)
+        finally:
+            state.depth -= 1
 
     def _clean_token(self, token: str) -> str | None:
         """A run of base64 characters with our addresses scrubbed from what it encodes, written as it was (the same
@@ -1152,14 +1163,9 @@ class Scrubber:
             if data is None or not (any(p in data for p in self._plain) or any(n in data for n in self._b64[1])):
                 continue  # (the spelling a needle was found for is in the data decoded from the right start; or
                 # the base64 of it, a token inside a token, which `raw` decodes in turn)
-            state = self._state
-            if getattr(state, "depth", 0) >= MAX_NESTING:
+            if getattr(self._state, "depth", 0) >= MAX_NESTING:
                 return SCRUBBED  # a token this deep inside tokens is not looked into, nor kept
-            state.depth = getattr(state, "depth", 0) + 1
-            try:
-                clean = self.raw(data)
-            finally:
-                state.depth -= 1
+            clean = self._raw_inside(data)
             if clean == data:
                 continue
             encoded = base64.b64encode(clean, altchars=b"-_" if url else None).decode("ascii")
