@@ -377,3 +377,45 @@ def test_the_innocent_fetch_names_the_innocent_host_however_the_url_spells_the_t
     from tamperscope.nettests.throughput import swap_host
 
     assert swap_host(url, "innocent.example") == innocent_url
+
+
+def test_a_run_of_many_at_once_does_not_overload_its_control_helper() -> None:
+    """QA: `--parallel 1024` asked the helper 1024 requests at once; it answered most of them 503 (64 in flight at
+    most), and three tries over 0.6 s gave up: dozens of measurements had no control, and read as DNS poisoning.
+    The run now keeps CONTROL_SLOTS of them at the helper at once, and waits longer between tries when it is busy:
+    against a helper that takes 40 at once, 300 requests made together all get their answer."""
+    from tamperscope.nettests.base import CONTROL_SLOTS
+    from tamperscope.nettests.control import ask_helper
+
+    assert CONTROL_SLOTS < 40
+    state = {"inflight": 0, "peak": 0, "busy": 0}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+        await reader.readexactly(length)
+        if state["inflight"] >= 40:
+            state["busy"] += 1
+            writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        else:
+            state["inflight"] += 1
+            state["peak"] = max(state["peak"], state["inflight"])
+            await asyncio.sleep(0.05)  # the helper's own fetch
+            state["inflight"] -= 1
+            body = b'{"dns": {"addrs": [], "failure": null}}'
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                         + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+        await writer.drain()
+        writer.close()
+
+    async def main() -> list[str | None]:
+        helper = await serve(handle)
+        ctx = Context(helper_url=f"http://{LO}:{port_of(helper)}/", timeouts=FAST)
+        async with helper:
+            answers = await asyncio.gather(*(ask_helper(ctx, {"http_request": f"http://x{i}.example/"})
+                                             for i in range(300)))
+        return [failure for _, failure in answers]
+
+    failures = srv.run(main())
+    assert failures == [None] * 300, sorted({f for f in failures if f})
+    assert state["peak"] <= CONTROL_SLOTS and state["busy"] == 0, state

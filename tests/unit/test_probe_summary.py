@@ -63,3 +63,40 @@ def test_a_domain_measured_through_several_vantages_is_one_site_blocked_if_any_f
     rows = [line.rsplit(None, 2) for line in summary_table(stats, {"a.example": "NEWS", "b.example": "NEWS",
                                                                    "c.example": "HUMR"}).split("\n\n")[1].splitlines()[2:]]
     assert rows == [["News Media (NEWS)", "2", "1"], ["Human Rights Issues (HUMR)", "1", "0"]]
+
+
+def test_measurements_the_control_helper_did_not_answer_are_said(capsys: Any) -> None:
+    """QA: with the helper overloaded, dozens of a run's measurements had no control and nothing said so. Those the
+    helper did not answer are counted by failure and said in one line; a run without a helper (`--helper ''`,
+    control_disabled) is no such loss."""
+    from tamperscope.probe.command import said_no_control
+
+    stats = RunStats()
+    for i, failure in enumerate(["http_request_failed: control helper busy"] * 2 + ["connection_refused",
+                                                                                    "control_disabled", None]):
+        stats.add({"input": f"https://{i}.example/", "test_name": "web_connectivity",
+                   "test_keys": {"x_mechanism": "none", "blocking": False, "accessible": True,
+                                 "control_failure": failure}})
+    assert stats.no_control == {"http_request_failed: control helper busy": 2, "connection_refused": 1}
+    said_no_control(stats, None)
+    err = capsys.readouterr().err
+    assert err.startswith("tamperscope: 3 measurement(s) got no answer from the control helper "
+                          "(2 http_request_failed: control helper busy, 1 connection_refused)"), err
+    said_no_control(RunStats(), None)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_dns_finding_without_a_control_points_at_no_control() -> None:
+    """QA: a measurement whose control never came pointed its poisoning at test_keys.control.dns."""
+    import orjson
+
+    from tamperscope.analysis.verdicts import verdict_for
+
+    path = (__import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-samples"
+            / "generated" / "dnsBlockingBOGON" / "measurement.json")
+    m = orjson.loads(path.read_bytes())
+    m["test_keys"]["control"] = None
+    m["test_keys"]["control_failure"] = "http_request_failed: control helper busy"
+    v = verdict_for(m)
+    assert v.mechanism == "dns.poison" and v.evidence, v
+    assert not any(e.startswith("test_keys.control.") for e in v.evidence), v.evidence

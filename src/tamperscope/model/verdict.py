@@ -320,7 +320,8 @@ def _dns_step(obs: Observations, judge: AddressJudge) -> DNSOutcome:
         control = obs.control
         bogon = any(is_bogon(ip) for q in poisoned for ip in q.addrs)
         confidence = 0.95 if bogon else 0.9 if control is not None and control.resolved else 0.8
-        evidence = (*(q.pointer for q in poisoned), "test_keys.control.dns")
+        # the control's answer where there is one (QA: a measurement the helper never answered pointed at it)
+        evidence = (*(q.pointer for q in poisoned), *(["test_keys.control.dns"] if control is not None else []))
         return DNSOutcome(Finding(STEP_DNS, "dns.poison", confidence, evidence), suspect)
     if failed:
         return DNSOutcome(failed[0])

@@ -120,6 +120,9 @@ class Timeouts:
     measurement: float = 60.0
 
 
+CONTROL_SLOTS = 32  # half the control helper's own limit (`helper --max-inflight`, 64), for other probes' share
+
+
 @dataclass(frozen=True)
 class Context:
     """Where the probe is and what it may use, for every nettest of a run."""
@@ -134,6 +137,9 @@ class Context:
     timeouts: Timeouts = field(default_factory=Timeouts)
     limiter: IPLimiter = field(default_factory=IPLimiter)
     residual: Residual = field(default_factory=Residual)  # where the censor acted in this run (residual blocking)
+    # requests to the control helper in flight at once: a run of --parallel 1024 asked 1024 at once, the helper
+    # (64 by default) answered most of them 503, and measurements without a control read as blocking (QA)
+    control_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CONTROL_SLOTS))
     options: Mapping[str, Any] = field(default_factory=dict)
     # This probe's own addresses as the control helper saw them (its public one, behind NAT or CGNAT, which no
     # interface has): the engine scrubs them from every measurement; never recorded. Filled by `ask_helper`.

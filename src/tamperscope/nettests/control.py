@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -133,21 +134,26 @@ def learn_own_address(ctx: Context, value: Any) -> None:
         return
 
 
+BUSY_TRIES = 6  # asked at most this often while the helper answers 503: about 8 s of waits in all, jittered
+
+
 async def ask_helper(ctx: Context, request: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     """(control response, failure). Retries on 503 (busy)."""
     if not ctx.helper_url:
         return None, F.CONTROL_DISABLED
     body = orjson.dumps(request)
     trace = Trace(record_io=False)
-    for attempt in range(3):
+    for attempt in range(BUSY_TRIES):
         try:
-            status, data_bytes = await _exchange(ctx, body, trace)
+            async with ctx.control_slots:  # at most CONTROL_SLOTS of the run's requests at the helper at once
+                status, data_bytes = await _exchange(ctx, body, trace)
         except NetxError as e:
             return None, e.failure
-        if status == 503:  # busy: asked again twice, then "control helper busy" (QA: the third 503 was written as
-            # "answered 503", and the string the docs promise was never reached)
-            if attempt < 2:
-                await asyncio.sleep(0.2 * (attempt + 1))
+        if status == 503:  # busy (other probes' requests): asked again, waiting longer each time, then "control
+            # helper busy" (QA: the third 503 was written "answered 503", and the string the docs promise was never
+            # reached; then, three tries over 0.6 s left a loaded helper's measurements without a control)
+            if attempt < BUSY_TRIES - 1:
+                await asyncio.sleep(min(4.0, 0.25 * 2 ** attempt) * (0.5 + random.random()))
             continue
         if status != 200:
             return None, F.request_failed(f"control helper answered {status}")

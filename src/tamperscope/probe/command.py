@@ -11,6 +11,7 @@ import socket
 import ssl
 import sys
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -85,9 +86,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="web_connectivity: only the --list entries of these Citizen Lab categories (their "
                         "category_code: NEWS, HUMR, POLR, LGBT…; repeatable); --input URLs are measured all the same")
     p.add_argument("--output", "-o", type=path_arg, default=None,
-                   help="JSONL file to append to (default: tamperscope-NETTEST.jsonl)")
+                   help="JSONL file to append to (default: tamperscope-NETTEST.jsonl); one run writes it at a time")
     p.add_argument("--parallel", "-p", type=int, default=16, help="measurements in flight (default 16; at most 2 per server address; lowered to what the "
-                        "open-file limit, ulimit -n, leaves room for)")
+                        "open-file limit, ulimit -n, leaves room for; at most 32 of their requests at the control "
+                        "helper at once)")
     p.add_argument("--helper", default=None, help="control helper URL (OONI TH protocol); default $TAMPERSCOPE_HELPER")
     p.add_argument("--resolver", default=None, help="public DNS resolver IP used over UDP; default $TAMPERSCOPE_PUBLIC_RESOLVER or 8.8.8.8")
     p.add_argument("--ca-bundle", type=path_text_arg, default=None,
@@ -968,7 +970,19 @@ def _measure(args: argparse.Namespace, s: Settings, engine: Engine, out: Any, la
     if again is not None:
         status = max(status, said_rechecks(again, s.resume.lone, stats))
     said_residual(stats, again, engine.residual_wait)
+    said_no_control(stats, again)
     return status
+
+
+def said_no_control(stats: RunStats, again: RunStats | None) -> None:
+    """A line on the measurements the control helper did not answer: what they say rests on this side alone (QA: a
+    loaded helper's 503s made dozens of a run's verdicts without a word)."""
+    lost = stats.no_control + (again.no_control if again is not None else Counter())
+    if lost:
+        why = ", ".join(f"{n} {failure}" for failure, n in lost.most_common(3))
+        print(f"tamperscope: {sum(lost.values())} measurement(s) got no answer from the control helper ({why}): "
+              "their verdicts rest on what this side saw alone; measure them again (--recheck, or fewer at once "
+              "with --parallel)", file=sys.stderr)
 
 
 def said_residual(stats: RunStats, again: RunStats | None, wait: float) -> None:
