@@ -1311,7 +1311,9 @@ def analysis(measurements: list[dict[str, Any]], out: Path, work: Path, say: Cal
         with st.Store(db, create=False) as store:
             kinds = [c for c in categories_in_words(store, None) if c["blocked_domain_count"]]
         lines.append("  blocked sites by category (Citizen Lab's, from the list): " + (", ".join(
-            f"{c['category']} {c['blocked_domain_count']}/{c['domain_count']}" for c in kinds[:6]) or "none"))
+            f"{c['category']} {c['blocked_domain_count']}/{c['domain_count']}" for c in kinds[:6]) or "none")
+            + (f", and {len(kinds) - 6} more (tamperscope report --db {db})" if len(kinds) > 6 else ""))
+        # (QA: the line stopped at six with nothing to say there were more)
     from tamperscope.analysis import hops
     from tamperscope.analysis import store as st
 

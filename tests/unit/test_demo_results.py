@@ -640,3 +640,26 @@ def test_the_demos_equipment_table_folds_ip_ids_seen_once_as_the_report_does() -
     rows = {line.split()[0]: line.split()[1] for line in table.splitlines()
             if line.startswith("  udp/") or line.startswith("  tcp/")}
     assert rows == {"udp/ttl64/ipid*": "3", "tcp/RA/ttl128/win0/ipid30000": "2", "tcp/RA/ttl128/win0/ipid7": "1"}
+
+
+def test_the_demo_says_when_more_categories_were_blocked_than_it_lists(tmp_path: Path) -> None:
+    """QA: the line of blocked sites by category stopped at six, with nothing to say that COMM and HUMR were
+    blocked too."""
+    from tamperscope.demo import analysis
+
+    base = json.loads((SAMPLES / "httpBlockingConnectionReset" / "measurement.json").read_text())
+    codes = ["NEWS", "HUMR", "POLR", "COMM", "ANON", "GRP", "LGBT", "REL"]
+    measurements = []
+    for i, _ in enumerate(codes):
+        m = json.loads(json.dumps(base))
+        m["input"] = f"http://site{i}.example/"
+        m["report_id"] = f"{m['report_id']}{i}"
+        measurements.append(m)
+    out = tmp_path / "measurements.jsonl"
+    out.write_text("".join(json.dumps(m) + "\n" for m in measurements))
+    listed = tmp_path / "list.csv"
+    listed.write_text("url,category_code,category_description,date_added,source,notes\n"
+                      + "".join(f"http://site{i}.example/,{c},,2024-01-01,test,\n" for i, c in enumerate(codes)))
+    text = analysis(measurements, out, tmp_path, lambda _: None, categories=listed)
+    line = next(x for x in text.splitlines() if "blocked sites by category" in x)
+    assert line.count("/1") == 6 and line.endswith(f", and 2 more (tamperscope report --db {tmp_path / 'analysis.duckdb'})"), line
