@@ -143,7 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tamperscope: {_short(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("tamperscope: interrupted", file=sys.stderr)
+        # a run's measurements are written as they are made: what is in the output stays, and the same command
+        # measures the rest (QA: Ctrl-C said only "interrupted")
+        resumes = bool(args_list) and args_list[0] in ("run", "remote")
+        print("tamperscope: interrupted" + (": the measurements written are kept, and the same command measures "
+                                            "the rest" if resumes else ""), file=sys.stderr)
         return 130
     except BrokenPipeError:
         quiet_stdout()

@@ -541,3 +541,19 @@ def test_an_output_another_run_is_writing_is_refused_untouched(probe: Probe) -> 
     res = probe.main("dnscheck", "--yes", "--no-progress", "-i", "b.com", "-o", str(out))
     assert res.code == 0, res.err
     assert [m["input"] for m in lines(out)] == ["a.com", "b.com"]
+
+
+def test_an_interrupted_run_says_what_is_kept_and_how_to_go_on(probe: Probe) -> None:
+    """QA: Ctrl-C said only "interrupted". A run's measurements are written as they are made: it says they are
+    kept and that the same command measures the rest, which it does."""
+    out = probe.dir / "out.jsonl"
+    probe.raises["b.com"] = KeyboardInterrupt()
+    res = probe.main("dnscheck", "--yes", "--no-progress", "--parallel", "1", "-i", "a.com", "-i", "b.com",
+                     "-o", str(out))
+    assert res.code == 130, res.err
+    assert res.err.endswith("tamperscope: interrupted: the measurements written are kept, and the same command "
+                            "measures the rest\n"), res.err
+    assert [m["input"] for m in lines(out)] == ["a.com"]
+    del probe.raises["b.com"]
+    assert probe.main("dnscheck", "--yes", "--no-progress", "-i", "a.com", "-i", "b.com", "-o", str(out)).code == 0
+    assert [m["input"] for m in lines(out)] == ["a.com", "b.com"]
