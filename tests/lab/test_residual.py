@@ -67,3 +67,23 @@ def test_sites_blocked_by_their_own_name_at_one_address_are_each_blocked(lab_fac
         (m["test_keys"]["x_mechanism"], m["test_keys"].get("x_residual")) for m in got]
     assert not any("x_residual" in m["test_keys"] for m in got)
     assert "met residual blocking" not in res.stderr
+
+
+def test_a_run_started_inside_an_earlier_runs_hold_is_told_of_it(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """QA: a volunteer who measured again right after a run (tm-like's hold is 30 s) published "IP blocking": the
+    residual record knew only its own run. A run leaves the next where the censor acted (residual.json), so the
+    second run's connect into the hold is residual blocking, written as a failure, and measured again after it."""
+    lab_factory(str(PROFILE))
+    held = farm.address_for("held.example", load_profile(PROFILE, set()))
+    first = tmp_path / "first.jsonl"
+    run(first, ["http://held.example/"], "--residual-wait", "10")
+    assert json.loads(first.read_text())["test_keys"]["x_mechanism"] == "http.rst"
+    second = tmp_path / "second.jsonl"
+    res = run(second, [f"http://{held}/"], "--residual-wait", "10")
+    got = [json.loads(line) for line in second.read_text().splitlines()]
+    assert len(got) == 2, [(m["test_keys"]["x_mechanism"], m["test_keys"].get("x_residual")) for m in got]
+    met, again = got
+    assert met["test_keys"]["x_status"] == "failure", (met["test_keys"]["x_mechanism"], met["test_keys"].get("x_residual"))
+    assert [(h["endpoint"], h["step"]) for h in met["test_keys"]["x_residual"]] == [(f"{held}:80", "tcp_connect")]
+    assert again["annotations"].get("residual_retry") == "true" and again["test_keys"]["x_mechanism"] == "none"
+    assert "1 input(s) met residual blocking" in res.stderr, res.stderr[-2000:]

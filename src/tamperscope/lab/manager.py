@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ..model.profile import Profile, ProfileError, load_profile
+from ..nettests.base import residual_state_path
 from . import addresses as A
 from . import blockpages, farm, tornet
 from .ca import create_ca
@@ -214,9 +215,18 @@ def is_up() -> bool:
 
 # -- down ---------------------------------------------------------------
 
+def _forget_holds() -> None:
+    """The censor (re)starts or stops: what a probe run left the next about its residual holds is over."""
+    try:
+        residual_state_path().unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 def down(quiet: bool = False) -> list[str]:
     """Remove everything the lab made. Returns what it removed (for messages and tests)."""
     require_root()
+    _forget_holds()
     removed: list[str] = []
     st = read_state()
     pids = [pid for pid in (st or {}).get("pids", {}).values() if _ours(pid)]
@@ -372,6 +382,7 @@ def up(spec: str, switch: bool = False) -> dict[str, Any]:
     that is up changes its profile instead (`_switch`)."""
     require_root()
     profile = resolve_profile(spec)
+    _forget_holds()
     if is_up():
         old = read_state() or {}
         if switch:

@@ -12,9 +12,11 @@ import asyncio
 import contextlib
 import ipaddress
 import itertools
+import os
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from ..model import failures as F
@@ -50,6 +52,14 @@ class IPLimiter:
                 sem.release()
 
 
+MAX_KEPT_ENDPOINTS = 4096  # endpoints a run hands the next (`Residual.kept`)
+
+
+def residual_state_path() -> Path:
+    """Where a run leaves the next one the endpoints the censor acted at (`Residual.kept`):
+    ``$XDG_DATA_HOME/tamperscope/residual.json`` (``~/.local/share/…``). The lab removes it when its censor starts
+    or stops: holds do not outlive the censor that made them."""
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "tamperscope" / "residual.json"
 RESIDUAL_WINDOW = 180.0  # seconds: the longest residual blocking reported (the GFW's of QUIC, per client and port)
 
 
@@ -104,6 +114,29 @@ class Residual:
         """When the censor last acted at the endpoint (monotonic), if it did in this run."""
         kept = self._at.get((ip, port))
         return max(at for at, _ in kept) if kept else None
+
+    def kept(self) -> list[list[Any]]:
+        """Where the censor acted within the window, and how many seconds ago: ``[[ip, port, age], …]``, for the
+        next run (`restore`). A second run started inside the censor's hold met it at its connects and read an IP
+        block (QA)."""
+        now = time.monotonic()
+        ages = [(ip, port, round(now - max(at for at, _ in times), 3)) for (ip, port), times in self._at.items()]
+        return [[ip, port, age] for ip, port, age in ages if 0 <= age <= self.window][:MAX_KEPT_ENDPOINTS]
+
+    def restore(self, entries: Any, age: float) -> int:
+        """Take in what an earlier run `kept`, ``age`` seconds ago, as triggers of no measurement of this run (token
+        0): a connect failing there within the window is residual blocking. Hostile or damaged entries are skipped.
+        Returns how many were taken."""
+        now, taken = time.monotonic(), 0
+        for e in entries[:MAX_KEPT_ENDPOINTS] if isinstance(entries, list) else ():
+            if not (isinstance(e, list) and len(e) == 3 and isinstance(e[0], str) and len(e[0]) <= 64
+                    and type(e[1]) is int and 0 < e[1] < 65536 and type(e[2]) in (int, float)):
+                continue
+            ago = float(e[2]) + age
+            if 0 <= ago <= self.window:
+                self.trigger(e[0], e[1], 0, now - ago)
+                taken += 1
+        return taken
 
 
 class NettestError(ValueError):

@@ -38,7 +38,7 @@ from ..model.inputs import (
     read_url_list,
 )
 from ..model.measurement import ProbeInfo
-from ..nettests.base import Context, NettestError, Timeouts
+from ..nettests.base import Context, NettestError, Residual, Timeouts, residual_state_path
 from ..nettests.tor import Target as TorTarget
 from ..nettests.tor import load_targets as load_tor_targets
 from ..nettests.wireguard import WgConfig
@@ -955,6 +955,8 @@ def _measure(args: argparse.Namespace, s: Settings, engine: Engine, out: Any, la
     _tune_gc()
     progress = Progress(stats, enabled=not args.no_progress)
     sink = out if submit is None else _Tee(out, submit.box)
+    if engine.residual_wait > 0:
+        restore_residual(engine.ctx.residual)
     until = deadline(args)  # taken here, after the fingerprints were loaded
     again: RunStats | None = None
     if s.recheck is None:
@@ -963,8 +965,12 @@ def _measure(args: argparse.Namespace, s: Settings, engine: Engine, out: Any, la
         stats.found = {}
         again = RunStats(found={})
         work = _and_recheck(engine, s, todo, sink, stats, again, progress, until, not args.no_progress)
-    if not drive(work, submit, ctx.ca_bundle, out, label, s.resume.regular, progress):
-        return 1
+    try:
+        if not drive(work, submit, ctx.ca_bundle, out, label, s.resume.regular, progress):
+            return 1
+    finally:
+        if engine.residual_wait > 0:
+            keep_residual(engine.ctx.residual)
     status = conclude(stats, args.summary, s.output is not None, label, "input(s) could not be measured",
                       max_runtime=args.max_runtime, resumes=s.resume.regular, categories=s.categories)
     if again is not None:
@@ -972,6 +978,47 @@ def _measure(args: argparse.Namespace, s: Settings, engine: Engine, out: Any, la
     said_residual(stats, again, engine.residual_wait)
     said_no_control(stats, again)
     return status
+
+
+def restore_residual(residual: Residual) -> None:
+    """Where an earlier run met the censor, if it ended less than a hold ago (`Residual.restore`): a run started
+    inside the censor's hold met it at its connects and read an IP block (QA). A file that cannot be read, or is
+    not ours, is passed over: it only spares a wrong verdict, and is written again at the end."""
+    import orjson
+
+    try:
+        with open(residual_state_path(), "rb") as f:
+            state = orjson.loads(f.read(MAX_RESIDUAL_STATE))
+        written = state["written"]
+        age = time.time() - float(written)
+        if type(written) in (int, float) and 0 <= age <= MAX_RESIDUAL_WAIT:
+            residual.restore(state["endpoints"], age)
+    except (OSError, ValueError, TypeError, KeyError, orjson.JSONDecodeError):
+        return
+
+
+def keep_residual(residual: Residual) -> None:
+    """Leave the next run where this one met the censor, within the hold (`Residual.kept`): written whole, then
+    renamed, readable by this user alone. Only the endpoints and how long ago; nothing when there is none."""
+    import orjson
+
+    endpoints = residual.kept()
+    path = residual_state_path()
+    try:
+        if not endpoints:
+            path.unlink(missing_ok=True)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(orjson.dumps({"written": time.time(), "endpoints": endpoints}))
+        os.replace(tmp, path)
+    except OSError:
+        return  # (a read-only home: the next run goes without it)
+
+
+MAX_RESIDUAL_STATE = 1 << 20  # bytes of residual.json read: 4,096 endpoints take about 150 KiB
 
 
 def said_no_control(stats: RunStats, again: RunStats | None) -> None:
@@ -993,7 +1040,8 @@ def said_residual(stats: RunStats, again: RunStats | None, wait: float) -> None:
     if met:
         shown = ", ".join(met[:5]) + (", …" if len(met) > 5 else "")
         print(f"tamperscope: {len(met)} input(s) met residual blocking (their connects dropped at an address where the "
-              f"censor had just acted on another of this run's measurements): each is written as a failure, then "
+              f"censor had just acted on another measurement, of this run or one just before): each is written as a "
+              f"failure, then "
               f"measured again {wait:g} s after the censor acted there: {shown}", file=sys.stderr)
     if left:
         print(f"tamperscope: {len(left)} of them not measured again (--max-runtime stopped the run first): the same "
