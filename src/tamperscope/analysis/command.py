@@ -679,9 +679,10 @@ _MEASUREMENT_KEY = re.compile(rb'"(?:test_keys"\s*:\s*\{|measurement_start_time"
 
 def _holds_data(target: Path) -> str | None:
     """What an existing output file holds that no report or verdict file does: measurements (OONI's
-    ``"test_keys": {``, ``measurement_start_time`` or ``data_format_version`` in its first 64 KiB, a line, a whole file, an array or a ``.post`` alike), or compressed
-    data (as measurements are kept). QA: `report --json` overwrote a file of measurements, where `analyze
-    --jsonl` refuses only the files it reads; then, the first fix missed measurements longer than 64 KiB."""
+    ``"test_keys": {``, ``measurement_start_time`` or ``data_format_version`` in its first 64 KiB: a line, a whole
+    file, an array or a ``.post`` alike), or compressed data (as measurements are kept). QA: `report --json`
+    overwrote a file of measurements, where `analyze --jsonl` refuses only the files it reads; then, the first fix
+    missed measurements longer than 64 KiB."""
     try:
         if not target.is_file():
             return None

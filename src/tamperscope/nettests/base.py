@@ -60,6 +60,8 @@ def residual_state_path() -> Path:
     ``$XDG_DATA_HOME/tamperscope/residual.json`` (``~/.local/share/…``). The lab removes it when its censor starts
     or stops: holds do not outlive the censor that made them."""
     return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "tamperscope" / "residual.json"
+
+
 RESIDUAL_WINDOW = 180.0  # seconds: the longest residual blocking reported (the GFW's of QUIC, per client and port)
 
 
