@@ -73,6 +73,7 @@ from tamperscope.analysis.schema import (
 from tamperscope.analysis.transport import backfill as backfill_transports
 from tamperscope.analysis.verdicts import default_matcher
 from tamperscope.model.inputs import BadInput, check_utf8
+from tamperscope.model.paths import data_dir
 
 FLUSH_ROWS = 4096  # measurements buffered before one transaction writes them ...
 FLUSH_BYTES = 48 * 1024 * 1024  # ... or this many bytes of raw measurements, whichever comes first
@@ -329,8 +330,7 @@ def default_db_path() -> Path:
     explicit = os.environ.get("TAMPERSCOPE_DB")
     if explicit:
         return Path(explicit)
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "tamperscope" / DEFAULT_DB_NAME
+    return data_dir() / DEFAULT_DB_NAME
 
 
 def raw_root_for(db_path: Path) -> Path:

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import ipaddress
 import itertools
-import os
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any, Protocol
 
 from ..model import failures as F
 from ..model.asn import EMPTY, AsnTable
+from ..model.paths import data_dir
 from ..model.verdict import BlockpageMatcher as BlockpageMatcher  # re-exported: nettests take it from here
 from ..netx import Resolver, Trace, lookup_addresses, lookup_system
 
@@ -59,7 +59,7 @@ def residual_state_path() -> Path:
     """Where a run leaves the next one the endpoints the censor acted at (`Residual.kept`):
     ``$XDG_DATA_HOME/tamperscope/residual.json`` (``~/.local/share/…``). The lab removes it when its censor starts
     or stops: holds do not outlive the censor that made them."""
-    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "tamperscope" / "residual.json"
+    return data_dir() / "residual.json"
 
 
 RESIDUAL_WINDOW = 180.0  # seconds: the longest residual blocking reported (the GFW's of QUIC, per client and port)

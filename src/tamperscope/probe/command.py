@@ -38,6 +38,7 @@ from ..model.inputs import (
     read_url_list,
 )
 from ..model.measurement import ProbeInfo
+from ..model.paths import data_dir
 from ..nettests.base import Context, NettestError, Residual, Timeouts, residual_state_path
 from ..nettests.tor import Target as TorTarget
 from ..nettests.tor import load_targets as load_tor_targets
@@ -1275,7 +1276,7 @@ def _submission(args: argparse.Namespace, url: str | None) -> _Submission | None
         return None
     from .outbox import DEFAULT_MAX_BYTES, Outbox, OutboxError
 
-    directory = args.outbox or Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "tamperscope" / "outbox"
+    directory = args.outbox or data_dir() / "outbox"
     cap = _outbox_max(args.outbox_max)
     try:
         box = Outbox(directory, collector=url, max_bytes=cap if cap is not None else DEFAULT_MAX_BYTES)
