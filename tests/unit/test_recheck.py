@@ -173,7 +173,15 @@ def test_nothing_is_measured_again_past_max_runtime_and_the_next_run_is_told() -
                                      Progress(stats, enabled=False), time.monotonic() + 5, False))
     assert len(engine.calls) == 1 and again.total == 1
     said = command.rechecked_line(again, {}, stats)
-    assert "1 not measured again (--max-runtime, or said above): the same command with --recheck does them" in said
+    assert "1 not measured again (--max-runtime stopped the run first): the same command with --recheck does them" \
+        in said
+    # a recheck that could not be made is not put on --max-runtime (it was said as it failed, and is counted next)
+    failed = RunStats(total=3, errors=1, found={"http://b.org/": ("none", 0.9, False)})
+    said = command.rechecked_line(failed, {}, stats)
+    assert "2 not measured again (--max-runtime stopped 1): " in said and "said above" not in said
+    failed = RunStats(total=1, errors=1, found={})
+    assert "1 not measured again (they could not be made): " in command.rechecked_line(failed, {}, stats)
+    assert "--max-runtime" not in command.rechecked_line(failed, {}, stats)
     # with nothing blocked there is nothing to do, and that is said
     stats = RunStats(total=1, found={})
     engine = FakeEngine({"http://a.org/": [("none", False, True)]})

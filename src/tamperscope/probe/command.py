@@ -1153,11 +1153,17 @@ def rechecked_line(again: RunStats, lone: Mapping[str, tuple[str, float]], stats
     second = {i: _outcome(mech, needs) for i, (mech, _, needs) in (again.found or {}).items()}
     same = [i for i in second if first.get(i) == second[i]]
     differ = [f"{i} ({first.get(i, '?')}, then {second[i]})" for i in second if first.get(i) != second[i]]
+    # what was not measured again: the rechecks --max-runtime left unstarted, and those that could not be made
+    # (said_rechecks says how many on the next line, and each was said as it failed)
     not_made = again.total - len(second)
+    not_started = max(0, not_made - again.errors)
+    why = ("--max-runtime stopped the run first" if not_started == not_made
+           else f"--max-runtime stopped {not_started}" if not_started
+           else "they could not be made")
     return (f"tamperscope: --recheck: of {again.total} {what}(s) found blocked or failing, {len(same)} the same again"
             f" (`tamperscope analyze` takes two alike as confirmed), {len(differ)} different"
             + (f": {', '.join(differ[:5])}{', …' if len(differ) > 5 else ''}" if differ else "")
-            + (f"; {not_made} not measured again (--max-runtime, or said above): the same command with --recheck "
+            + (f"; {not_made} not measured again ({why}): the same command with --recheck "
                "does them" if not_made > 0 else ""))
 
 
