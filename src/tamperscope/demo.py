@@ -1124,8 +1124,18 @@ def outside_summary(remote: list[dict[str, Any]], measurements: list[dict[str, A
     if not remote:
         return "\n  from outside: not measured (see above)"
     seen_outside = {m["input"]: m["test_keys"].get("x_mechanism") or "none" for m in remote}
-    inside = {_host(m["input"]) for m in measurements if str(m["test_keys"].get("x_mechanism", "")).startswith("dns.")}
+    named_inside = {_host(m["input"]): str(m["test_keys"].get("x_mechanism", "")) for m in measurements
+                    if str(m["test_keys"].get("x_mechanism", "")).startswith("dns.")}
+    inside = set(named_inside)
     outside = {d for d, mech in seen_outside.items() if mech.startswith("dns.")}
+    # the two sides may name what they saw differently (an injection the probe sees race its resolver's answer
+    # is, through the ISP's resolver that took the forged answer, a poisoned one): said, not hidden in the count
+    both = sorted(inside & outside)
+    names_in = Counter(named_inside[d] for d in both)
+    names_out = Counter(seen_outside[d] for d in both)
+    named = ("" if names_in == names_out else
+             f" (named {', '.join(f'{k} {v}' for k, v in sorted(names_in.items()))} inside, "
+             f"{', '.join(f'{k} {v}' for k, v in sorted(names_out.items()))} outside)")
     failed = sum(m["test_keys"].get("x_status") == "failure" for m in remote)
     mechs = Counter(mech for mech in seen_outside.values() if mech != "none")
     dns_actions = [e for e in truth if e.get("layer") == "dns"]
@@ -1134,7 +1144,7 @@ def outside_summary(remote: list[dict[str, Any]], measurements: list[dict[str, A
              f"  DNS tampering seen from outside: {len(outside)} domains"
              + (f" ({', '.join(f'{k} {v}' for k, v in sorted(mechs.items()))})" if mechs else "")
              + f"; failures {failed}",
-             f"  the inside probe's DNS findings seen again from outside: {len(inside & outside)}/{len(inside)}"
+             f"  the inside probe's DNS findings seen again from outside: {len(inside & outside)}/{len(inside)}{named}"
              + (f"; seen only from outside: {', '.join(sorted(outside - inside)[:5])}" if outside - inside else ""),
              f"  censor DNS actions logged while measuring from outside: {len(dns_actions)}"]
     return "\n".join(lines)

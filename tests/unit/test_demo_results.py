@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tamperscope.demo import ech_summary, evasion_summary, probe_results, rules_summary
+from tamperscope.demo import ech_summary, evasion_summary, outside_summary, probe_results, rules_summary
 from tamperscope.lab import addresses as A
 from tamperscope.model.evasion import evasion_verdict
 from tamperscope.model.rules import conclude, rules_verdict
@@ -663,3 +663,23 @@ def test_the_demo_says_when_more_categories_were_blocked_than_it_lists(tmp_path:
     text = analysis(measurements, out, tmp_path, lambda _: None, categories=listed)
     line = next(x for x in text.splitlines() if "blocked sites by category" in x)
     assert line.count("/1") == 6 and line.endswith(f", and 2 more (tamperscope report --db {tmp_path / 'analysis.duckdb'})"), line
+
+
+def test_outside_view_says_when_the_two_sides_name_dns_tampering_differently() -> None:
+    """gfw-like: the inside probe sees injected answers race its resolver's (dns.injection); the outside one asks
+    the ISP's resolver, which took the forged answer (dns.poison). The count agrees; the names are said."""
+    def inside(url: str, mech: str) -> dict[str, object]:
+        return {"input": url, "test_keys": {"x_mechanism": mech}}
+
+    def outside(domain: str, mech: str) -> dict[str, object]:
+        return {"input": domain, "test_keys": {"x_mechanism": mech, "x_status": "anomaly"}}
+
+    measurements = [inside("http://a.org/", "dns.injection"), inside("https://b.org/x", "dns.injection"),
+                    inside("http://c.org/", "http.rst")]
+    said = outside_summary([outside("a.org", "dns.poison"), outside("b.org", "dns.poison"), outside("c.org", "none")],
+                           measurements, [])
+    assert ("the inside probe's DNS findings seen again from outside: 2/2 (named dns.injection 2 inside, "
+            "dns.poison 2 outside)") in said, said
+    # named alike: nothing more is said
+    said = outside_summary([outside("a.org", "dns.injection"), outside("b.org", "none")], measurements, [])
+    assert said.splitlines()[3].endswith("seen again from outside: 1/2"), said
