@@ -19,6 +19,11 @@ NEW_TESTS = ("tor", "vanilla_tor", "torsf", "psiphon", "riseupvpn", "stunreachab
              "http_requests", "dns_consistency", "bridge_reachability", "meek_fronted_requests_test", "http_host")
 
 
+# tor's warning while its bootstrap is stuck, as tor 0.4 writes it (control_bootstrap.c)
+TOR_PROBLEM = ("Dec 07 10:00:00.000 [warn] Problem bootstrapping. Stuck at {}% ({}): Connecting to a relay. ({}; {}; "
+               "count 3; recommendation warn; host 0123456789ABCDEF0123456789ABCDEF01234567 at [scrubbed])")
+
+
 def _m(test_name: str, **test_keys: Any) -> dict[str, Any]:
     return {"test_name": test_name, "test_keys": test_keys}
 
@@ -79,6 +84,20 @@ CASES = [
      ("anomaly", "tls.drop")),  # stuck in the handshake with a circuit's first hop
     (_m("vanilla_tor", success=False, failure="connection_reset", tor_progress=50), ("anomaly", "tcp.rst")),
     (_m("vanilla_tor", success=False, error="timeout-reached", tor_progress=45), ("anomaly", "none")),
+    # tor's warning says how the connection ended: a relay refused it (a RST to its SYN), or reset it in the
+    # handshake; a reason that says nothing more (TIMEOUT, IOERROR), or one at another percentage, is not read
+    (_m("vanilla_tor", success=False, error="timeout-reached", failure="generic_timeout_error", tor_progress=5,
+        tor_logs=[TOR_PROBLEM.format(5, "conn", "Connection refused", "CONNECTREFUSED")]), ("anomaly", "tcp.rst")),
+    (_m("vanilla_tor", success=False, error="timeout-reached", tor_progress=10,
+        tor_log="x\n" + TOR_PROBLEM.format(10, "conn_done", "Connection reset by peer", "CONNECTRESET") + "\ny"),
+     ("anomaly", "tls.rst")),
+    (_m("vanilla_tor", success=False, error="timeout-reached", tor_progress=5,
+        tor_logs=[TOR_PROBLEM.format(5, "conn", "Connection timed out", "TIMEOUT")]), ("anomaly", "tcp.drop")),
+    (_m("vanilla_tor", success=False, error="timeout-reached", tor_progress=85,
+        tor_logs=[TOR_PROBLEM.format(5, "conn", "Connection refused", "CONNECTREFUSED")]), ("anomaly", "tls.drop")),
+    (_m("vanilla_tor", success=False, error="timeout-reached", tor_progress=45,
+        tor_logs=[TOR_PROBLEM.format(45, "loading_descriptors", "Connection refused", "CONNECTREFUSED")]),
+     ("anomaly", "none")),
     (_m("vanilla_tor", success=False, error="timeout-reached", tor_progress="5"), ("anomaly", "tcp.drop")),
     (_m("vanilla_tor", success=None, error="unknown-error", tor_log="Bootstrapped 25%"), ("failure", "none")),
     (_m("vanilla_tor", success=None, tor_log="Bootstrapped 100%: Done"), ("ok", "none")),

@@ -941,6 +941,15 @@ def test_a_vanilla_tor_measurement_says_how_far_tor_got_and_shows_its_log(tmp_pa
     assert ("through 1 obfs4 bridge (which ones is not recorded: a bridge published is a bridge blocked)."
             in _words(bridged_page, "bootstrap"))
     assert evil not in done_page and "ran out" not in done_section
+    # tor's warning says the relay refused the connection: the page says so, and the verdict is a reset
+    refused = {**stuck, "report_id": base["report_id"] + "r",
+               "test_keys": {**stuck["test_keys"], "tor_logs": [*logs[:-1], (
+                   "Dec 02 19:00:42.000 [warn] Problem bootstrapping. Stuck at 5% (conn): Connecting to a relay. "
+                   "(Connection refused; CONNECTREFUSED; count 1; recommendation warn; host 0123 at [scrubbed])")]}}
+    ((refused_page, refused_twin),) = _pages(tmp_path / "r", [refused])
+    assert ("That step is connecting to a relay: tor says the relay refused the connection."
+            in _words(refused_page, "bootstrap"))
+    assert refused_twin["evidence"]["verdict"]["mechanism"] == "tcp.rst"
 
 
 def test_oonis_portfiltering_measurement_shows_its_connects_and_says_there_is_no_control(tmp_path: Path) -> None:

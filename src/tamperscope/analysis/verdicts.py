@@ -112,7 +112,7 @@ VERDICTS: dict[str, VerdictFunction] = {}
 # 20: a web_connectivity step blocked where the run's censor had just acted on another measurement's connection to
 #    the same address and port (``x_residual``: residual blocking, recorded by the probe) is a failure, not a block
 #    of this URL.
-ANALYSIS_VERSION = "21"
+ANALYSIS_VERSION = "22"
 
 
 def register(test_name: str) -> Callable[[VerdictFunction], VerdictFunction]:
@@ -454,7 +454,7 @@ def local_fingerprints() -> LocalFingerprints | None:
 
 
 def analysis_version() -> str:
-    """`ANALYSIS_VERSION`, and the fingerprints of one's own the verdicts saw (``21+local.<digest>``): a verdict
+    """`ANALYSIS_VERSION`, and the fingerprints of one's own the verdicts saw (``22+local.<digest>``): a verdict
     from another database is stale to ``reanalyse``."""
     local = local_fingerprints()
     return ANALYSIS_VERSION if local is None else f"{ANALYSIS_VERSION}+local.{local.digest}"

@@ -788,12 +788,17 @@ def bootstrap(tk: Mapping[str, Any]) -> dict[str, Any] | None:
     lines = [x for x in logs[-MAX_BOOT_LINES:] if isinstance(x, str)] if isinstance(logs, list) else \
         (tk["tor_log"].splitlines()[-MAX_BOOT_LINES:] if isinstance(tk.get("tor_log"), str) else [])
     success = tk.get("success")
-    from tamperscope.model.torverdict import progress_mechanism
+    from tamperscope.model.torverdict import problem_failure, progress_mechanism
 
     stuck = progress_mechanism(progress) if success is False else None
-    step = {"tcp.drop": "connecting to a relay: its address is not reached",
-            "tls.drop": "the TLS handshake with a relay: the connection is made, and the handshake does not "
-                        "finish"}.get(stuck or "")
+    # tor's own warning, when it says how the connection ended (a refusal, a reset), over what a timeout implies
+    said = {"connection_refused": "tor says the relay refused the connection",
+            "connection_reset": "tor says the connection to the relay was reset",
+            "host_unreachable": "tor says there is no route to the relay"}.get(
+        problem_failure(tk, progress) or "") if stuck in ("tcp.drop", "tls.drop") else None
+    step = {"tcp.drop": f"connecting to a relay: {said or 'its address is not reached'}",
+            "tls.drop": "the TLS handshake with a relay: the connection is made, and "
+                        f"{said or 'the handshake does not finish'}"}.get(stuck or "")
     network = _str(tk.get("x_tor_network"))
     bridges = _count(tk.get("x_bridges"))
     transport = _str(tk.get("transport_name"))

@@ -11,6 +11,7 @@ mechanism is named through the model's one classifier of failure strings (`failu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -176,11 +177,39 @@ def progress_mechanism(progress: Any) -> str | None:
     return next((m for low, high, m in _TOR_STUCK if low <= progress < high), "none")
 
 
-def _log_done(tk: Mapping[str, Any]) -> bool:
-    """The log (``tor_log``, a string, legacy; ``tor_logs``, a list, since 2022) reached 100%."""
+def _log_lines(tk: Mapping[str, Any]) -> list[Any]:
+    """The log's last lines (``tor_log``, a string, legacy, as one; ``tor_logs``, a list, since 2022)."""
     log, logs = tk.get("tor_log"), tk.get("tor_logs")
-    lines = [log] if isinstance(log, str) else logs[-SCAN:] if isinstance(logs, list) else []
-    return any(isinstance(line, str) and "Bootstrapped 100%" in line for line in lines)
+    return [log] if isinstance(log, str) else logs[-SCAN:] if isinstance(logs, list) else []
+
+
+def _log_done(tk: Mapping[str, Any]) -> bool:
+    """The log reached 100%."""
+    return any(isinstance(line, str) and "Bootstrapped 100%" in line for line in _log_lines(tk))
+
+
+# tor's warning while a bootstrap is stuck (control_bootstrap.c), its reason the connection's end (an OR
+# connection's reason code): "Problem bootstrapping. Stuck at 5% (conn): Connecting to a relay. (Connection
+# refused; CONNECTREFUSED; count 3; recommendation warn; host … at …)". Bounded: hostile logs are long.
+_PROBLEM = re.compile(r"Problem bootstrapping\. Stuck at (\d{1,3})% \([a-z_]{0,40}\): [^()\n]{0,300}"
+                      r"\(([^;()\n]{0,100}); ([A-Z_]{1,32}); count ")
+PROBLEM_TAIL = 64 * 1024  # of a legacy log (one string): the end, where a stuck bootstrap's warnings are
+# The reason codes that say how the connection ended, as a failure string; the others (DONE, IDENTITY,
+# IOERROR, RESOURCELIMIT, MISC, PT_MISSING, and TIMEOUT, which is what a stuck bootstrap says anyway) add nothing.
+_REASON_FAILURE = {"CONNECTREFUSED": "connection_refused", "CONNECTRESET": "connection_reset",
+                   "NOROUTE": "host_unreachable"}
+
+
+def problem_failure(tk: Mapping[str, Any], progress: Any) -> str | None:
+    """The failure string tor's last warning at the bootstrap's final percentage gives (a relay refused or
+    reset the connection), or None."""
+    found = None
+    for line in _log_lines(tk):
+        if isinstance(line, str) and "Problem bootstrapping" in line:
+            for match in _PROBLEM.finditer(line[-PROBLEM_TAIL:]):
+                if int(match.group(1)) == progress:
+                    found = _REASON_FAILURE.get(match.group(3))
+    return found
 
 
 def bootstrap_verdict(tk: Mapping[str, Any], confidence: float) -> Verdict:
@@ -198,6 +227,13 @@ def bootstrap_verdict(tk: Mapping[str, Any], confidence: float) -> Verdict:
         # a reset, a TLS or a DNS error says more than where the bootstrap stopped
         return anomaly_of(failure, "tcp", confidence,
                           ["test_keys.success", *([f"test_keys.{key}"] if key else [])])
+    problem = problem_failure(tk, tk.get("tor_progress")) if stuck != "none" else None
+    if problem is not None:
+        # tor said why it was stuck connecting or handshaking: a relay refused or reset it (a timeout only
+        # says where the bootstrap stopped)
+        return anomaly_of(problem, "tls" if stuck.startswith("tls.") else "tcp", confidence,
+                          ["test_keys.success", "test_keys.tor_progress",
+                           "test_keys.tor_logs" if "tor_logs" in tk else "test_keys.tor_log"])
     return _anomaly(_ooni_blocking(stuck), stuck, confidence, ["test_keys.success", "test_keys.tor_progress"])
 
 
