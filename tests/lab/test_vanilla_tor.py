@@ -8,6 +8,7 @@ line of the measurement."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -47,6 +48,20 @@ def test_tor_stays_at_5_percent_behind_a_censor_that_null_routes_its_authorities
     truth = [json.loads(line) for line in manager.PATHS.log.read_text().splitlines()]
     dropped = {t["server"] for t in truth if t["rule"] == "tm-tor"}
     assert dropped and dropped <= RELAYS, dropped
+
+
+def test_a_relay_that_refuses_is_a_reset_as_tor_says_not_a_drop(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The same 5%, but every connect to a relay answered with a RST: tor's warning names the refusal
+    (CONNECTREFUSED), and the verdict reads it (tcp.rst at 0.8; a timeout alone reads tcp.drop at 0.6)."""
+    lab_factory(str(Path(__file__).parent / "profiles" / "tor-refused.toml"))
+    tk = measure_once("vanilla_tor", tmp_path / "v.jsonl", "--timeout", "20")
+    assert (tk["success"], tk["tor_progress"], tk["tor_progress_tag"]) == (False, 5, "conn"), tk["tor_logs"][-5:]
+    assert any("CONNECTREFUSED" in line for line in tk["tor_logs"]), tk["tor_logs"][-5:]
+    assert (tk["x_status"], tk["x_mechanism"], tk["blocking"], tk["accessible"], tk["x_confidence"]) == (
+        "anomaly", "tcp.rst", "tcp_ip", False, 0.8)
+    truth = [json.loads(line) for line in manager.PATHS.log.read_text().splitlines()]
+    refused = {t["server"] for t in truth if t["rule"] == "tor-refused"}
+    assert refused and refused <= RELAYS, refused
 
 
 def test_through_the_labs_obfs4_bridge_tor_gets_past_that_censor(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
