@@ -151,3 +151,21 @@ def test_allow_net_is_checked_and_normalised() -> None:
     for bad in ("nonsense", "10.0.0.0/33", ""):
         with pytest.raises(helper.BadOption, match="--allow-net takes a network like 198.18.0.0/15"):
             helper.check_options(_args("--allow-net", bad))
+
+
+def test_only_net_keeps_every_connection_inside_it(loopback_site: tuple[int, list[int]]) -> None:
+    """The lab's helper runs with --only-net 198.18.0.0/15: whatever a client names outside it (1.1.1.1, 8.8.8.8)
+    is not connected to, so nothing it measures leaves the lab (QA: it connected to 1.1.1.1:80 from ts-inet)."""
+    port, seen = loopback_site
+    h = helper.ControlHelper(resolver=Resolver(), ca_bundle=None, timeout=4,
+                             allow_networks=helper.parse_networks(["127.0.0.0/8"]),
+                             only_networks=helper.parse_networks(["127.0.0.2/32"], "--only-net"))
+    out = _measure(h, f"http://127.0.0.1:{port}/", [f"127.0.0.1:{port}"])
+    assert out["tcp_connect"] == {} and out["http_request"]["failure"] == "dns_bogon_error"
+    assert seen[0] == 0
+    assert h.reachable("127.0.0.2") and not h.reachable("8.8.8.8") and not h.reachable("1.1.1.1")
+    assert not h.reachable("2001:4860:4860::8888")  # no IPv6 network named: none
+    args = argparse.Namespace(host="127.0.0.1", port=80, resolver=None, allow_net=[], only_net=["lab"],
+                              max_inflight=64, max_connections=64, timeout=5.0, ca_bundle=None)
+    with pytest.raises(helper.BadOption, match="--only-net takes a network like 198.18.0.0/15, not 'lab'"):
+        helper.check_options(args)

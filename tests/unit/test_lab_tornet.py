@@ -198,3 +198,19 @@ def test_the_network_is_ready_when_every_directory_cache_serves_every_relay_and_
                                                                  + b"\xff garbage \x00\n")
     (tmp_path / tornet.BRIDGE / tornet.MICRODESCS[1]).write_text(_microdescs(tornet.RELAY_COUNT))
     assert tornet.consensus_relays(tmp_path) == tornet.RELAY_COUNT
+
+
+def test_the_labs_helper_connects_to_nothing_outside_the_lab() -> None:
+    from tamperscope.lab import manager
+
+    argv = manager._helper_command()
+    assert argv is not None
+    assert argv[argv.index("--only-net") + 1] == A.LAB_NET == "198.18.0.0/15"
+
+
+def test_a_failed_command_says_why_before_command_failed() -> None:
+    from tamperscope.lab import manager
+
+    said = manager._why('Cannot create namespace file "/run/netns/ts-access": File exists\nCommand failed -:2\n')
+    assert said == 'Cannot create namespace file "/run/netns/ts-access": File exists / Command failed -:2'
+    assert manager._why("x" * 1000).startswith("…") and len(manager._why("x" * 1000)) == 401

@@ -141,14 +141,15 @@ def local(ip: str) -> bool:
         return False
 
 
-def parse_networks(values: Sequence[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    """``--allow-net`` values as networks; ValueError naming the one that is not a CIDR."""
+def parse_networks(values: Sequence[str], option: str = "--allow-net"
+                   ) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``--allow-net`` (or ``--only-net``) values as networks; ValueError naming the one that is not a CIDR."""
     out = []
     for v in values:
         try:
             out.append(ipaddress.ip_network(v, strict=False))
         except ValueError:
-            raise ValueError(f"--allow-net takes a network like 198.18.0.0/15, not {v[:64]!r}") from None
+            raise ValueError(f"{option} takes a network like 198.18.0.0/15, not {v[:64]!r}") from None
     return tuple(out)
 
 
@@ -257,7 +258,8 @@ class ControlHelper:
 
     def __init__(self, *, resolver: Resolver, ca_bundle: str | None, asn: AsnTable = EMPTY,
                  timeout: float = 10.0, max_inflight: int = 64,
-                 allow_networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = ()) -> None:
+                 allow_networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
+                 only_networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = ()) -> None:
         self.resolver = resolver
         self.ca_bundle = ca_bundle
         self.asn = asn
@@ -265,16 +267,21 @@ class ControlHelper:
         self.max_inflight = max_inflight
         self.inflight = 0
         self.allow_networks = tuple(allow_networks)
+        self.only_networks = tuple(only_networks)
 
     def reachable(self, ip: str) -> bool:
         """Whether the helper connects to `ip` on a client's behalf. Anyone may ask it to measure anything:
         an internal address (its own machine's services, on any of its addresses, its network's, a cloud's
         metadata service at 169.254.169.254) is not connected to unless its network was allowed
-        (`--allow-net`; the lab's 198.18.0.0/15). A client asking for one learns nothing from the answer: the
-        endpoint is left out of ``tcp_connect``, and a fetch that would reach one fails with dns_bogon_error."""
+        (`--allow-net`; the lab's 198.18.0.0/15). With `--only-net`, nothing outside those networks either (the
+        lab's helper: nothing it measures leaves the lab, whatever a client names). A client asking for one
+        learns nothing from the answer: the endpoint is left out of ``tcp_connect``, and a fetch that would
+        reach one fails with dns_bogon_error."""
         try:
             a = ipaddress.ip_address(ip.split("%", 1)[0])
         except ValueError:
+            return False
+        if self.only_networks and not any(a in n for n in self.only_networks if n.version == a.version):
             return False
         if any(a in n for n in self.allow_networks if n.version == a.version):
             return True
@@ -722,6 +729,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "it connects to no loopback, private, link-local or other bogon address, so that no client "
                          "can use it to reach this machine's services or its network's; a lab or a test bed on "
                          "private addresses names its network here (the lab: 198.18.0.0/15)")
+    ap.add_argument("--only-net", action="append", default=[], metavar="CIDR",
+                    help="connect for clients to no address outside this network (repeatable; with --allow-net for "
+                         "an internal one). The lab's helper runs with 198.18.0.0/15, so that nothing it measures "
+                         "leaves the lab")
     ap.add_argument("--ready", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--share-port", action="store_true", help=argparse.SUPPRESS)  # the lab's: see HelperServer.serve
 
@@ -742,6 +753,7 @@ def check_options(args: argparse.Namespace) -> None:
             raise BadOption(f"--resolver must be an IP address, not {args.resolver!r}") from None
     try:
         args.allow_net = [str(n) for n in parse_networks(args.allow_net)]
+        args.only_net = [str(n) for n in parse_networks(getattr(args, "only_net", []), "--only-net")]
     except ValueError as e:
         raise BadOption(str(e)) from None
     if not 1 <= args.max_inflight <= MAX_INFLIGHT:
@@ -775,7 +787,8 @@ async def serve_forever(args: argparse.Namespace) -> None:
     resolver = Resolver("udp", args.resolver, duplicate_window=0.0) if args.resolver else Resolver()
     helper = ControlHelper(resolver=resolver, ca_bundle=args.ca_bundle, asn=load_asn_table(args.asn_table),
                            timeout=args.timeout, max_inflight=args.max_inflight,
-                           allow_networks=parse_networks(args.allow_net))
+                           allow_networks=parse_networks(args.allow_net),
+                           only_networks=parse_networks(args.only_net, "--only-net"))
     where = shown((args.host, args.port))
     try:
         server = await HelperServer(helper, Limits(connections=connection_room(args.max_connections))).serve(

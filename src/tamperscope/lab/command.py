@@ -85,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(info, indent=1))
         else:
-            print(f"lab: {'up' if info['up'] else 'down'}" + (f", profile {info.get('profile')}" if info.get("profile") else ""))
+            print(f"lab: {'up' if info['up'] else 'down'}" + (f", profile {info.get('profile')}" if info.get("profile") else "")
+                  + ("; a stale lab's namespaces are left (`tamperscope lab down` removes them)"
+                     if not info["up"] and info["namespaces"] else ""))
             for k, v in info["addresses"].items():
                 print(f"  {k:16} {v}")
         return 0 if info["up"] else 1

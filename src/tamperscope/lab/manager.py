@@ -10,10 +10,17 @@ refuses to start over a healthy lab and silently clears a stale one (a
 session killed while its lab was up leaves namespaces behind). `up(...,
 switch=True)` gives a healthy lab another profile by restarting only the
 services that read it (`PROFILED`).
+
+The state directory is the lab's alone: `up` marks it (`MARK`), and neither command removes a directory that
+holds anything without that mark or a state.json (TAMPERSCOPE_LAB_STATE=$HOME must not lose $HOME). Two
+commands that change the lab (`up`, `up --switch`, `down`) take turns (`exclusive`, a lock beside the directory),
+and SIGTERM during `up` takes down what was made, as Ctrl-C does.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
@@ -21,7 +28,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -35,7 +44,10 @@ from .ca import create_ca
 
 STATE_DIR = Path(os.environ.get("TAMPERSCOPE_LAB_STATE", "/run/tamperscope-lab"))
 NETNS_ETC = Path("/etc/netns")
+RUN_NETNS = Path("/run/netns")
 READY_TIMEOUT = 20.0
+MARK = ".tamperscope-lab"  # in the state directory: it is the lab's, and down may remove it
+LOCK_WAIT = 120.0          # seconds a lab command waits for another to finish (an up takes 3-25 s)
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}  # started by this process: reaped on down()
 
 
@@ -151,8 +163,76 @@ def _check_regexes(profile: Profile) -> None:
 def _run(*cmd: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
     res = subprocess.run(cmd, capture_output=True, text=True, input=input)
     if check and res.returncode != 0:
-        raise LabError(f"`{' '.join(cmd[:6])}…` failed: {res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode}")
+        raise LabError(f"`{' '.join(cmd[:6])}…` failed: {_why(res.stderr) or res.returncode}")
     return res
+
+
+def _why(stderr: str) -> str:
+    """A failed command's words, on one line: ``ip -batch`` says why first ("Cannot create namespace file …:
+    File exists") and only then "Command failed -:2", which alone says nothing (QA)."""
+    said = " / ".join(line.strip() for line in stderr.splitlines() if line.strip())
+    return said if len(said) <= 400 else "…" + said[-400:]
+
+
+_HELD = threading.local()
+
+
+@contextlib.contextmanager
+def exclusive() -> Iterator[None]:
+    """One command changing the lab at a time (QA: two `lab up` at once left no lab, a traceback, or a
+    nameless namespace whose services outlived every `lab down`). The lock is a file beside the state directory
+    (which `down` removes); this process may take it again while it holds it (up calls down)."""
+    if getattr(_HELD, "depth", 0):
+        _HELD.depth += 1
+        try:
+            yield
+        finally:
+            _HELD.depth -= 1
+        return
+    lock = PATHS.root.parent / f"{PATHS.root.name}.lock"
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise LabError(f"cannot open the lab's lock {lock}: {exc.strerror or exc}") from None
+    try:
+        deadline = time.monotonic() + LOCK_WAIT
+        said = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LabError(f"another lab command has been running for {LOCK_WAIT:.0f} s (its lock is "
+                                   f"{lock}); try again when it is done", 2) from None
+                if not said:
+                    print("lab: waiting for another lab command to finish", file=sys.stderr)
+                    said = True
+                time.sleep(0.1)
+        _HELD.depth = 1
+        try:
+            yield
+        finally:
+            _HELD.depth = 0
+    finally:
+        os.close(fd)
+
+
+def _foreign(root: Path) -> bool:
+    """Whether ``root`` is a directory holding something, and neither the lab's mark nor a state.json: not the
+    lab's, so no command removes it (QA: TAMPERSCOPE_LAB_STATE=/tmp/v, and `lab down` removed /tmp/v)."""
+    if root.is_symlink() or not root.is_dir():
+        return False
+    try:
+        return any(True for _ in root.iterdir()) and not (root / MARK).exists() and not (root / "state.json").exists()
+    except OSError:
+        return True
+
+
+def _refuse_foreign() -> None:
+    if _foreign(PATHS.root):
+        raise LabError(f"{PATHS.root} holds files that are not the lab's (no {MARK} in it): the lab's directory "
+                       "(TAMPERSCOPE_LAB_STATE) must be a new or empty one; nothing was removed", 2)
 
 
 def lab_namespaces() -> list[str]:
@@ -226,6 +306,12 @@ def _forget_holds() -> None:
 def down(quiet: bool = False) -> list[str]:
     """Remove everything the lab made. Returns what it removed (for messages and tests)."""
     require_root()
+    _refuse_foreign()
+    with exclusive():
+        return _down()
+
+
+def _down() -> list[str]:
     _forget_holds()
     removed: list[str] = []
     st = read_state()
@@ -240,7 +326,14 @@ def down(quiet: bool = False) -> list[str]:
                 pass
     _stop(list(_CHILDREN))
     for ns in lab_namespaces():
-        _run("ip", "netns", "del", ns, check=False)
+        if _run("ip", "netns", "del", ns, check=False).returncode != 0:
+            # not a namespace ip can delete: a file or a directory left in /run/netns under a lab name, which
+            # made every later `lab up` fail (QA)
+            if not os.path.ismount(RUN_NETNS / ns):
+                with contextlib.suppress(OSError):
+                    _remove(RUN_NETNS / ns)
+            if os.path.lexists(RUN_NETNS / ns):
+                continue
         removed.append(f"netns {ns}")
     # links that somehow landed in the root namespace
     res = _run("ip", "-o", "link", "show", check=False)
@@ -249,13 +342,23 @@ def down(quiet: bool = False) -> list[str]:
         if name.startswith(A.PREFIX):
             _run("ip", "link", "del", "dev", name, check=False)
             removed.append(f"link {name}")
-    for path in [*(NETNS_ETC / ns for ns in A.NAMESPACES), PATHS.root]:
+    for path in [*_netns_etc(), PATHS.root]:
         if _remove(path):
             removed.append(str(path))
     for sock in Path("/var/run/wireguard").glob(f"{A.WIREGUARD_DEVICE}*.sock"):  # wireguard-go's, left if killed
         sock.unlink(missing_ok=True)
         removed.append(str(sock))
     return removed
+
+
+def _netns_etc() -> list[Path]:
+    """The lab's files for `ip netns exec` (/etc/netns/ts-*: what it mounts over /etc), its namespaces' and any
+    other ts- name's."""
+    try:
+        return sorted({*(NETNS_ETC / ns for ns in A.NAMESPACES),
+                       *(p for p in NETNS_ETC.iterdir() if p.name.startswith(A.PREFIX))})
+    except OSError:
+        return [NETNS_ETC / ns for ns in A.NAMESPACES]
 
 
 def _remove(path: Path) -> bool:
@@ -372,9 +475,31 @@ def _spawn(ns: str, name: str, args: list[str]) -> int:
 
 
 def _write_state(st: dict[str, Any]) -> None:
-    tmp = PATHS.state.with_suffix(".tmp")
+    tmp = PATHS.state.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(st, indent=1))
     tmp.replace(PATHS.state)
+
+
+class _Terminated(LabError):
+    """SIGTERM came while the lab was being changed (`timeout lab up`, a service manager's stop)."""
+
+
+@contextlib.contextmanager
+def _terminable() -> Iterator[None]:
+    """SIGTERM, while the lab is changed, as an exception: what was made is taken down (`_give_up`), as Ctrl-C
+    does (QA: `timeout 1.5 lab up` left six namespaces and 14 processes). Outside the main thread, as it was."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise _Terminated("stopped by SIGTERM: what the lab had made is removed", 128 + signum)
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def up(spec: str, switch: bool = False) -> dict[str, Any]:
@@ -382,6 +507,12 @@ def up(spec: str, switch: bool = False) -> dict[str, Any]:
     that is up changes its profile instead (`_switch`)."""
     require_root()
     profile = resolve_profile(spec)
+    _refuse_foreign()
+    with exclusive(), _terminable():
+        return _up(profile, switch)
+
+
+def _up(profile: Profile, switch: bool) -> dict[str, Any]:
     _forget_holds()
     if is_up():
         old = read_state() or {}
@@ -389,12 +520,15 @@ def up(spec: str, switch: bool = False) -> dict[str, Any]:
             return _switch(profile, old)
         raise LabError(f"the lab is already up (profile {old.get('profile')!r}, since {old.get('started')}); "
                        "run `tamperscope lab down` first, or `lab up --switch`", 2)
-    stale = lab_namespaces() or os.path.lexists(PATHS.root)
+    # a stale lab: namespaces, the state directory, or files for `ip netns exec` (a hosts or resolv.conf left
+    # there would be mounted over the new lab's /etc: QA)
+    stale = lab_namespaces() or os.path.lexists(PATHS.root) or any(os.path.lexists(p) for p in _netns_etc())
     if stale:
-        down()
+        _down()
         print("lab: cleared a stale lab left by an earlier run", file=sys.stderr)
     try:
         PATHS.root.mkdir(parents=True, exist_ok=True)
+        (PATHS.root / MARK).touch()
     except OSError as exc:  # a file in the way that could not be removed, a read-only /run
         raise LabError(f"cannot make the lab's directory {PATHS.root}: {exc.strerror or exc}") from None
     os.chmod(PATHS.root, 0o755)
@@ -485,13 +619,19 @@ sys.exit(0 if kind == 2 and err == 0 else f"conntrack flush: netlink answered ty
 
 
 def _write_resolv_conf(profile: Profile) -> None:
-    """The namespaces' stub resolvers: the ISP's for the client, the public one outside, each waited for beyond
-    the ISP resolver's own upstream wait, which a long ``delay_ms`` lengthens (`farm.upstream_wait`)."""
+    """Every namespace's stub resolver, a lab address: the ISP's for the client and the access router, the
+    public one elsewhere, each waited for beyond the ISP resolver's own upstream wait, which a long
+    ``delay_ms`` lengthens (`farm.upstream_wait`). None may read the host's: the lab's Tor relays checked their
+    exit DNS through it, a packet to an address outside the lab (QA). Replaced, not written through: a link
+    left there would send the text elsewhere."""
     stub_wait = math.ceil(farm.upstream_wait(profile))
-    for ns, server in ((A.NS_CLIENT, A.ISP_RESOLVER), (A.NS_OUTSIDE, A.PUBLIC_RESOLVER)):
+    for ns in A.NAMESPACES:
+        server = A.ISP_RESOLVER if ns in (A.NS_CLIENT, A.NS_ACCESS) else A.PUBLIC_RESOLVER
         d = NETNS_ETC / ns
         d.mkdir(parents=True, exist_ok=True)
-        (d / "resolv.conf").write_text(f"nameserver {server}\noptions timeout:{stub_wait} attempts:1\n")
+        tmp = d / f"resolv.conf.{os.getpid()}.tmp"
+        tmp.write_text(f"nameserver {server}\noptions timeout:{stub_wait} attempts:1\n")
+        tmp.replace(d / "resolv.conf")
 
 
 def _switch(profile: Profile, st: dict[str, Any]) -> dict[str, Any]:
@@ -531,9 +671,12 @@ def _switch(profile: Profile, st: dict[str, Any]) -> dict[str, Any]:
 
 def _give_up(e: BaseException, what: str) -> NoReturn:
     """Take a lab that failed to come up down again, and say why in one line, with each service's last words."""
-    logs = _log_tail()
     try:
-        down()
+        logs = _log_tail()
+    except OSError:  # a log removed meanwhile
+        logs = ""
+    try:
+        _down()
     except LabError:
         pass
     if isinstance(e, LabError):
@@ -560,6 +703,7 @@ def _helper_command() -> list[str] | None:
     return ["-m", "tamperscope.helper.server", "--host", A.HELPER, "--port", str(A.HELPER_PORT),
             "--ready", str(PATHS.root / "ready-helper"), "--asn-table", asn_table(),
             "--ca-bundle", str(PATHS.ca_bundle), "--resolver", A.PUBLIC_RESOLVER, "--allow-net", A.LAB_NET,
+            "--only-net", A.LAB_NET,  # nothing a client names outside the lab is connected to (QA: 1.1.1.1)
             "--share-port"]  # port 80 of the helper's address: the web farm listens on 0.0.0.0:80 too
 
 
