@@ -171,6 +171,21 @@ def test_client_naming_headers_lose_every_address_in_every_form() -> None:
     assert out["received"] == f"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {SCRUBBED}\r\nVia: 1.1 proxy\r\n\r\n"
 
 
+@pytest.mark.parametrize("raw", [
+    b"X-Forwarded-For: 203.0.113.9\r\n",  # whoever's address: a client-naming field loses it
+    b"\x00\x01X-Real-IP: 203.0.113.9.\r\n\xff",  # binary around it, a full stop after it
+])
+def test_a_binary_body_naming_a_client_loses_the_address_and_the_measurement_is_kept(raw: bytes) -> None:
+    """A body in base64 (not UTF-8, or a server echoing request headers as bytes) with a client-naming header:
+    the scrubber raised TypeError on it (bytes stripped with a str), and the measurement was lost (mutation QA)."""
+    m = {"test_keys": {"requests": [{"response": {"body": {"format": "base64",
+                                                          "data": base64.b64encode(raw).decode()}}}]}}
+    out = scrubber()(m)
+    got = base64.b64decode(out["test_keys"]["requests"][0]["response"]["body"]["data"])
+    assert b"203.0.113.9" not in got and SCRUBBED.encode() in got
+    assert got == raw.replace(b"203.0.113.9", SCRUBBED.encode())  # the rest byte for byte, the full stop too
+
+
 def test_a_proxy_adding_the_nat_address_is_scrubbed_in_the_written_measurement() -> None:
     """http_header_field_manipulation behind NAT, with neither a STUN server nor a helper to say the public
     address: the rewriting proxy's X-Forwarded-For names it, and it is not written."""

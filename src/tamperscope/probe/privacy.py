@@ -528,7 +528,7 @@ def _any_address(value: Any, text: bool) -> Any:
         shown = run if text else run.decode("ascii")
         if not _is_address(shown):
             return run
-        return mark + run[len(run.rstrip(".")):]  # a sentence's full stop stays
+        return mark + run[len(shown.rstrip(".")):]  # a sentence's full stop stays (shown: run, as text)
 
     return _ADDRESS_RUN[text].sub(one, value)
 
