@@ -191,6 +191,7 @@ def exclusive() -> Iterator[None]:
         return
     lock = PATHS.root.parent / f"{PATHS.root.name}.lock"
     try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
         raise LabError(f"cannot open the lab's lock {lock}: {exc.strerror or exc}") from None
