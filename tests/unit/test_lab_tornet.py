@@ -214,3 +214,17 @@ def test_a_failed_command_says_why_before_command_failed() -> None:
     said = manager._why('Cannot create namespace file "/run/netns/ts-access": File exists\nCommand failed -:2\n')
     assert said == 'Cannot create namespace file "/run/netns/ts-access": File exists / Command failed -:2'
     assert manager._why("x" * 1000).startswith("…") and len(manager._why("x" * 1000)) == 401
+
+
+def test_a_large_profile_gives_the_services_longer_to_start(tmp_path: Path) -> None:
+    """Each service parses the profile: a 4 MiB one took 23 s to come up, past the 20 s every lab had (QA)."""
+    from types import SimpleNamespace
+
+    from tamperscope.lab import manager
+
+    small, large = tmp_path / "small.toml", tmp_path / "large.toml"
+    small.write_text('name = "x"\n')
+    large.write_bytes(b"#" * (4 << 20))
+    assert manager.ready_timeout(SimpleNamespace(source=str(small))) == pytest.approx(20.0, abs=0.01)  # type: ignore[arg-type]
+    assert manager.ready_timeout(SimpleNamespace(source=str(large))) == pytest.approx(80.0)  # type: ignore[arg-type]
+    assert manager.ready_timeout(SimpleNamespace(source="")) == 20.0  # type: ignore[arg-type]

@@ -46,6 +46,7 @@ STATE_DIR = Path(os.environ.get("TAMPERSCOPE_LAB_STATE", "/run/tamperscope-lab")
 NETNS_ETC = Path("/etc/netns")
 RUN_NETNS = Path("/run/netns")
 READY_TIMEOUT = 20.0
+READY_PER_MIB = 15.0  # more seconds per MiB of profile: each service parses it (a 4 MiB one took 23 s to come up)
 MARK = ".tamperscope-lab"  # in the state directory: it is the lab's, and down may remove it
 LOCK_WAIT = 120.0          # seconds a lab command waits for another to finish (an up takes 3-25 s)
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}  # started by this process: reaped on down()
@@ -582,7 +583,7 @@ def _up(profile: Profile, switch: bool) -> dict[str, Any]:
             pids["tornet"] = _spawn(A.NS_INET, "tornet", ["-m", "tamperscope.lab.services", "tornet", *state_arg,
                                                           "--tor-network", str(PATHS.tor_network)])
         _write_state(st)
-        _wait_ready(list(pids))
+        _wait_ready(list(pids), ready_timeout(profile))
         st["status"] = "up"
         _write_state(st)
         return st
@@ -662,7 +663,7 @@ def _switch(profile: Profile, st: dict[str, Any]) -> dict[str, Any]:
         _write_state(st)
         pids.update(_spawn_profiled(profile, border))
         _write_state(st)
-        _wait_ready([name for name in PROFILED if name in pids])
+        _wait_ready([name for name in PROFILED if name in pids], ready_timeout(profile))
         st["status"] = "up"
         _write_state(st)
         return st
@@ -708,8 +709,17 @@ def _helper_command() -> list[str] | None:
             "--share-port"]  # port 80 of the helper's address: the web farm listens on 0.0.0.0:80 too
 
 
-def _wait_ready(names: list[str]) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
+def ready_timeout(profile: Profile) -> float:
+    """How long the services may take to start: `READY_TIMEOUT`, and `READY_PER_MIB` per MiB of the profile."""
+    try:
+        size = os.stat(profile.source).st_size if profile.source else 0
+    except OSError:
+        size = 0
+    return READY_TIMEOUT + READY_PER_MIB * size / (1 << 20)
+
+
+def _wait_ready(names: list[str], timeout: float = READY_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
     st = read_state() or {}
     while True:
         missing = [n for n in names if not (PATHS.root / f"ready-{n}").exists()]
@@ -719,7 +729,7 @@ def _wait_ready(names: list[str]) -> None:
         if dead:
             raise LabError(f"lab service {dead[0]} exited while starting")
         if time.monotonic() > deadline:
-            raise LabError(f"lab services did not start in {READY_TIMEOUT:.0f} s: {', '.join(missing)}")
+            raise LabError(f"lab services did not start in {timeout:.0f} s: {', '.join(missing)}")
         time.sleep(0.05)
 
 
