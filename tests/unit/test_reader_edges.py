@@ -9,7 +9,6 @@ rest.
 from __future__ import annotations
 
 import gzip
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +18,7 @@ import pytest
 from tamperscope.analysis import pipeline, reader
 from tamperscope.analysis.reader import REASONS, Line, Rejection
 from tamperscope.analysis.store import Store
-
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-samples" / "generated"
-
-
-def _samples(n: int) -> list[dict[str, Any]]:
-    paths = sorted(p / "measurement.json" for p in SAMPLES.iterdir() if (p / "measurement.json").is_file())
-    return [json.loads(p.read_text(encoding="utf-8")) for p in paths[:n]]
-
-
-def _jsonl(ms: list[dict[str, Any]]) -> bytes:
-    return b"".join(orjson.dumps(m) + b"\n" for m in ms)
+from tests.unit.test_analysis_streams import _jsonl, _samples
 
 
 def _split(items: list[Any]) -> tuple[list[Line], list[Rejection]]:
