@@ -38,6 +38,7 @@ from tamperscope.analysis.hops import hop_fields
 from tamperscope.analysis.report import MECHANISM_WORDS, OUTCOME_WORDS, not_certainly
 from tamperscope.analysis.schema import blocking_json
 from tamperscope.explorer.display import Whole
+from tamperscope.model.consistency import request_order
 from tamperscope.model.freeze import stalls
 from tamperscope.model.location import FLAG_NAMES
 from tamperscope.model.services import APPS, FACEBOOK_ENDPOINTS, blocked, facebook_key
@@ -393,7 +394,7 @@ def _handshakes(records: list[Any], control: dict[str, Any], transport: str) -> 
 # --------------------------------------------------------------------------- HTTP
 
 
-def http(tk: Mapping[str, Any]) -> dict[str, Any]:
+def http(tk: Mapping[str, Any], input_url: str = "") -> dict[str, Any]:
     control = _dict(_dict(tk.get("control")).get("http_request"))
     requests = []
     listed = _list(tk.get("requests"))
@@ -428,7 +429,12 @@ def http(tk: Mapping[str, Any]) -> dict[str, Any]:
                 "title": _str(control.get("title")), "failure": _str(control.get("failure")),
                 "headers": [(str(k), str(v)) for k, v in islice(ctrl_headers.items(), MAX_HEADERS)]}
     diff = None
-    final = next((r for r in reversed(requests) if r["status_code"]), None)
+    # the chain's newest response with a status, in the order the verdict reads it (OONI lists the newest first;
+    # taking the last listed compared a redirect's 301 with the control's page: QA)
+    shown_at: dict[Any, dict[str, Any]] = {r["index"]: r for r in requests}
+    objects = [i for i, r in enumerate(listed) if isinstance(r, dict)]
+    newest_first = reversed(request_order([listed[i] for i in objects], input_url))
+    final = next((r for k in newest_first if (r := shown_at.get(objects[k])) is not None and r["status_code"]), None)
     if final is not None and ctrl is not None and ctrl.get("status_code"):
         measured_names = {k.lower() for k, _ in final["headers"]}
         control_names = {k.lower() for k, _ in ctrl["headers"]}
@@ -520,7 +526,7 @@ def evidence(m: Mapping[str, Any], verdict: Mapping[str, Any] | None = None) -> 
         "vpn": vpn(m.get("test_name"), tk),
         "tls": tls(tk),
         "tls_not_listed": _not_listed(tk, "tls_handshakes", "quic_handshakes"),
-        "http": http(tk),
+        "http": http(tk, m["input"] if isinstance(m.get("input"), str) else ""),
         "fingerprints": fingerprints([str(f) for f in fps][:20]),
         "hop": {**hop, "raw": hop_raw} if hop is not None else None,
         "signature": tk.get("x_signature"),

@@ -373,17 +373,27 @@ def observe(measurement: Mapping[str, Any]) -> Observations:
     )
 
 
+def request_order(raw: Sequence[Mapping[str, Any]], input_url: str,
+                  tag_depths: Sequence[int | None] | None = None) -> list[int]:
+    """The positions of ``raw`` (a measurement's requests, its objects only) oldest first: by the depths their
+    tags give when each has one, else OONI's order (newest first) reversed, unless the list clearly starts at
+    the input. The verdict and the explorer's page both read a redirect chain in this order."""
+    depths = [_tag_depth(r) for r in raw] if tag_depths is None else tag_depths
+    order = list(range(len(raw)))
+    if raw and None not in depths:
+        # OONI lists the newest first; with equal depths keep that order reversed.
+        order.sort(key=lambda i: (depths[i] or 0, -i))
+    elif len(raw) > 1 and not (_same_url(_request_url(raw[0]), input_url)
+                               and not _same_url(_request_url(raw[-1]), input_url)):
+        order.reverse()  # OONI order (newest first) unless the list clearly starts at the input
+    return order
+
+
 def _exchanges(tk: Mapping[str, Any], input_url: str) -> tuple[Exchange, ...]:
     indexed = _records(tk.get("requests"))
     raw = [item for _, item in indexed]
     tag_depths = [_tag_depth(r) for r in raw]
-    order = list(range(len(raw)))
-    if raw and None not in tag_depths:
-        # OONI lists the newest first; with equal depths keep that order reversed.
-        order.sort(key=lambda i: (tag_depths[i] or 0, -i))
-    elif len(raw) > 1 and not (_same_url(_request_url(raw[0]), input_url)
-                               and not _same_url(_request_url(raw[-1]), input_url)):
-        order.reverse()  # OONI order (newest first) unless the list clearly starts at the input
+    order = request_order(raw, input_url, tag_depths)
     out = []
     for depth, index in enumerate(order):
         item = raw[index]
