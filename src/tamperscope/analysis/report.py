@@ -76,7 +76,7 @@ TEST_WORDS: dict[str, str] = {
 MECHANISM_WORDS: dict[str, str] = {
     "dns.injection": "forged DNS answers injected on the network path",
     "dns.poison": "the resolver answered with addresses that are not the site's",
-    "dns.nxdomain": "the resolver claimed the site does not exist",
+    "dns.nxdomain": "the resolver answered with an error (no such site, refused, failed) where the control resolved it",
     "dns.drop": "DNS questions about the site went unanswered",
     "tcp.drop": "connections to the server's address timed out",
     "tcp.rst": "connections to the server's address were refused or reset",
