@@ -432,7 +432,7 @@ def http(tk: Mapping[str, Any], input_url: str = "") -> dict[str, Any]:
     # the chain's newest response with a status, in the order the verdict reads it (OONI lists the newest first;
     # taking the last listed compared a redirect's 301 with the control's page: QA)
     shown_at: dict[Any, dict[str, Any]] = {r["index"]: r for r in requests}
-    objects = [i for i, r in enumerate(listed) if isinstance(r, dict)]
+    objects = [i for i, r in enumerate(listed[:MAX_REQUESTS]) if isinstance(r, dict)]  # (those shown: bounded)
     newest_first = reversed(request_order([listed[i] for i in objects], input_url))
     final = next((r for k in newest_first if (r := shown_at.get(objects[k])) is not None and r["status_code"]), None)
     if final is not None and ctrl is not None and ctrl.get("status_code"):
