@@ -19,8 +19,9 @@ leaves tor at 5%.
 ``test_keys`` are OONI's (probe-cli's vanilla_tor 0.2.0): ``bootstrap_time`` (seconds to 100%, 0 when it did not
 get there), ``error`` (null, ``timeout-reached`` or ``unknown-error``), ``failure`` (null, or the failure
 string: ``generic_timeout_error`` for the timeout), ``success`` (true at 100%, false when the timeout came
-first, null when tor exited by itself), ``timeout`` (seconds), ``tor_logs`` (tor's log lines, the last
-`MAX_LOG_LINES`, timed in UTC whatever the user's time zone, with the temporary directory's path as ``[tmp]`` and
+first, null when tor exited by itself), ``timeout`` (seconds), ``tor_logs`` (tor's log lines at notice level,
+and its info-level bootstrap problems, one per failed connection with tor's reason: tor warns only from the tenth;
+the last `MAX_LOG_LINES`, timed in UTC whatever the user's time zone, with the temporary directory's path as ``[tmp]`` and
 without tor's warning that it runs as root), ``tor_progress``, ``tor_progress_tag`` and ``tor_progress_summary`` (the last bootstrap line's
 percentage, tag and words), ``tor_version`` and ``transport_name`` ("vanilla", or "obfs4" through obfs4
 bridges); and ours: ``x_tor_network`` ("tor" for Tor's own, "custom" for ``--tor-network``) with ``x_dirauths``,
@@ -255,7 +256,8 @@ def torrc(data: Path, network: tuple[str, ...], bridges: tuple[Bridge, ...] = ()
     builds circuits only for something), the log on stdout, addresses scrubbed from it, the network, and the
     bridges (obfs4 ones through ``obfs4proxy``)."""
     text = (f"DataDirectory {data}\nSocksPort 127.0.0.1:auto\nClientOnly 1\nAvoidDiskWrites 1\n"
-            "Log notice stdout\nSafeLogging 1\nRunAsDaemon 0\n" + "".join(f"{line}\n" for line in network))
+            "Log notice stdout\nLog [control]info-info stdout\nSafeLogging 1\nRunAsDaemon 0\n"
+            + "".join(f"{line}\n" for line in network))
     if bridges:
         text += "UseBridges 1\n" + "".join(f"{b.line}\n" for b in bridges)
         if any(b.transport == "obfs4" for b in bridges):
