@@ -77,7 +77,7 @@ def parse_question(msg: bytes) -> Question | None:
             return None
         labels.append(label.decode("ascii", "replace").lower())
         pos += 1 + n
-        if pos > 255 + 12:
+        if pos > 254 + 12:  # 255 octets with the root's
             return None
     if pos + 4 > len(msg):
         return None
@@ -104,7 +104,7 @@ def forge_response(
 
 
 QTYPE_CNAME = 5
-_MAX_POINTERS = 32
+_MAX_POINTERS = 16  # dnspython follows no more (MAX_COMPRESSION_POINTER_CHAIN), and the two must agree
 
 
 @dataclass(frozen=True, slots=True)

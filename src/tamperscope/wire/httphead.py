@@ -46,11 +46,22 @@ def looks_like_request(data: bytes) -> bool:
     return data.startswith(METHODS)
 
 
+def _head_end(data: bytes) -> tuple[int, int]:
+    """Where the head in `data` ends and the length of the blank line that ends it (4 for CRLF CRLF, 2 for LF
+    LF), whichever comes first within MAX_HEAD; (the length looked at, 0) when no head ends there."""
+    crlf, lf = data.find(b"\r\n\r\n", 0, MAX_HEAD), data.find(b"\n\n", 0, MAX_HEAD)
+    if crlf >= 0 and (lf < 0 or crlf < lf):
+        return crlf, 4
+    return (lf, 2) if lf >= 0 else (min(len(data), MAX_HEAD), 0)
+
+
 def find_host(data: bytes) -> str | None:
     """The Host header of a request whose head starts in `data`, even if incomplete."""
     if not looks_like_request(data):
         return None
     low = data[:MAX_HEAD].lower()
+    end, sep = _head_end(low)
+    low = low[: end + sep // 2]  # the head's lines, each with its newline: not a body that follows it
     i = low.find(b"\nhost:")
     if i < 0:
         return None
@@ -65,13 +76,9 @@ def find_host(data: bytes) -> str | None:
 
 def parse_request_head(data: bytes) -> RequestHead | None:
     """Parse a complete request head (through CRLFCRLF), or None."""
-    end = data.find(b"\r\n\r\n", 0, MAX_HEAD)
-    sep = 4
-    if end < 0:
-        end = data.find(b"\n\n", 0, MAX_HEAD)
-        sep = 2
-        if end < 0:
-            return None
+    end, sep = _head_end(data)
+    if sep == 0:
+        return None
     lines = data[:end].decode("latin-1").replace("\r\n", "\n").split("\n")
     parts = lines[0].split(" ")
     if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1] or not _VERSION.fullmatch(parts[2]):

@@ -97,7 +97,9 @@ def _hello_in(payload: bytes) -> ClientHello | None | bool:
             _, pos = _varint(payload, pos)  # delay
             ranges, pos = _varint(payload, pos)
             _, pos = _varint(payload, pos)  # first range
-            for _ in range(min(ranges, 256) * 2):
+            if 2 * ranges > len(payload) - pos:  # each range is two varints of a byte or more: a lie
+                return None
+            for _ in range(2 * ranges):  # all of them: a frame half read would be read on from inside it
                 _, pos = _varint(payload, pos)
             if kind == 0x03:
                 for _ in range(3):
