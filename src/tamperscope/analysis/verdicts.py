@@ -112,7 +112,15 @@ VERDICTS: dict[str, VerdictFunction] = {}
 # 20: a web_connectivity step blocked where the run's censor had just acted on another measurement's connection to
 #    the same address and port (``x_residual``: residual blocking, recorded by the probe) is a failure, not a block
 #    of this URL.
-ANALYSIS_VERSION = "22"
+# 21: throttling and the middlebox tests give what the probe writes (not blocked, accessible); remote_dns's ghost DNS
+#    is dns.poison; remote_web's HTTP/3 dropped where TCP got through is quic.drop; tor cites the targets that failed
+#    alike.
+# 22: vanilla_tor reads tor's own warning at the percentage it stopped at: a relay that refused or reset the
+#    connection is tcp.rst (tls.rst in the handshake).
+# 23: dnscheck's lookups spell their server with its transport ("udp://198.19.0.8:53"), its queries and duplicate
+#    responses without: they are compared without it, so a TCP timeout where the same server answered over UDP is no
+#    dns.drop, and a lie raced by another answer from the same server is dns.injection (was dns.poison).
+ANALYSIS_VERSION = "23"
 
 
 def register(test_name: str) -> Callable[[VerdictFunction], VerdictFunction]:
@@ -454,7 +462,7 @@ def local_fingerprints() -> LocalFingerprints | None:
 
 
 def analysis_version() -> str:
-    """`ANALYSIS_VERSION`, and the fingerprints of one's own the verdicts saw (``22+local.<digest>``): a verdict
+    """`ANALYSIS_VERSION`, and the fingerprints of one's own the verdicts saw (``23+local.<digest>``): a verdict
     from another database is stale to ``reanalyse``."""
     local = local_fingerprints()
     return ANALYSIS_VERSION if local is None else f"{ANALYSIS_VERSION}+local.{local.digest}"

@@ -59,10 +59,21 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _endpoint(address: Any) -> str | None:
+    """A ``resolver_address`` as the records of a query spell it ("198.19.0.8:53"): dnscheck's lookups name their
+    transport too ("udp://198.19.0.8:53"), the queries and their duplicate responses do not; None for what is no
+    string."""
+    if not isinstance(address, str):
+        return None
+    scheme, sep, rest = address.partition("://")
+    return rest if sep and scheme.isalpha() else address
+
+
 def _server(address: Any) -> str:
-    """The server of a ``resolver_address`` ("198.19.0.8:53", "[2001:db8::8]:53"), without its port; "" for the
-    system resolver's (and for what is no string)."""
-    return split_endpoint(address)[0] if isinstance(address, str) and address else ""
+    """The server of a ``resolver_address`` ("198.19.0.8:53", "udp://198.19.0.8:53", "[2001:db8::8]:53"), without
+    its transport and port; "" for the system resolver's (and for what is no string)."""
+    endpoint = _endpoint(address)
+    return split_endpoint(endpoint)[0] if endpoint else ""
 
 
 def _no_such_name(ctrl_dns: Any, lookups: Mapping[Any, Any]) -> bool:
@@ -108,7 +119,7 @@ def dnscheck_verdict(measurement: Mapping[str, Any]) -> Verdict:
     if not good:
         return _v(None, None, "none", 0.0, "failure" if not encrypted_ok else "ok", ["test_keys.control"])
     duplicates = tk.get("x_dns_duplicate_responses")
-    dup_keys = {(_text(d.get("engine")), _text(d.get("resolver_address")), _text(d.get("query_type")))
+    dup_keys = {(_text(d.get("engine")), _endpoint(d.get("resolver_address")), _text(d.get("query_type")))
                 for d in (duplicates if isinstance(duplicates, list) else []) if isinstance(d, Mapping)}
     # the servers that answered the name over a cleartext transport: a timeout of another transport to one of them
     # (TCP, two round trips where UDP takes one: on a slow path it timed out) is the transport's, not the name's
@@ -125,7 +136,7 @@ def dnscheck_verdict(measurement: Mapping[str, Any]) -> Verdict:
         if failure in DROP_FAILURES and _server(lk.get("resolver_address")) not in answered:
             return _v("dns", False, "dns.drop", 0.6, "anomaly", ev)
         if addrs and not any(a in good or (asn_of.get(a) in good_asn and not is_bogon(a)) for a in addrs):
-            injected = (_text(lk.get("engine")), _text(lk.get("resolver_address")), "A") in dup_keys
+            injected = (_text(lk.get("engine")), _endpoint(lk.get("resolver_address")), "A") in dup_keys
             return _v("dns", False, "dns.injection" if injected else "dns.poison", 0.9 if injected else 0.8,
                       "anomaly", ev)
     return _v(False, True, "none", 0.8, "ok", ["test_keys.x_lookups"])
