@@ -704,7 +704,8 @@ def clipped(value: Any, limit: int = MAX_SHOWN) -> str:
     """``value`` as text, cut after ``limit`` characters with how many more there were said: "… (1,044,480 more
     characters)". For what a page shows as text; links, form fields and data keep the whole value."""
     text = "" if value is None else str(value)
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit:,} more characters)"
+    more = len(text) - limit
+    return text if more <= 0 else f"{text[:limit]}… ({more:,} more character{'s' if more != 1 else ''})"
 
 
 def host_shown(host: Any) -> str:

@@ -63,7 +63,8 @@ def _unmarked(text: str) -> str:
 
 
 def _said(m: re.Match[str]) -> str:
-    return f"… ({len(m[1]):,} more characters)"
+    n = len(m[1])
+    return f"… ({n:,} more character{'s' if n != 1 else ''})"
 
 
 def _cut(text: str) -> str:
