@@ -12,7 +12,8 @@ Each port is judged on its own (`port_results`):
 - ``unreached``: our connection failed and the helper's failed too: the server does not take that port; not
   blocking.
 - ``suspect``: our connection failed, the helper said nothing for the port, and another port of the same server
-  was open: filtering, at `UNCONTROLLED` (a server that listens on every port but this one looks the same).
+  connected (answered or not: the server is up and reached): filtering, at `UNCONTROLLED` (a server that listens
+  on every port but this one looks the same).
 - ``cut``: connected, but the request got no answer (a reset or the connection closed: ``http.rst``; a
   timeout or anything else: ``http.drop``) while another port's was answered, at `CUT`. A protocol whitelist
   (only HTTP on 80, only TLS on 443) cuts.
