@@ -119,7 +119,8 @@ VERDICTS: dict[str, VerdictFunction] = {}
 #    connection is tcp.rst (tls.rst in the handshake).
 # 23: dnscheck's lookups spell their server with its transport ("udp://198.19.0.8:53"), its queries and duplicate
 #    responses without: they are compared without it, so a TCP timeout where the same server answered over UDP is no
-#    dns.drop, and a lie raced by another answer from the same server is dns.injection (was dns.poison).
+#    dns.drop, and a lie raced by another answer from the same server is dns.injection (was dns.poison); an evasion
+#    attempt's body matches the control's when more than 70% of its length, as web_connectivity's (70% was a match).
 ANALYSIS_VERSION = "23"
 
 

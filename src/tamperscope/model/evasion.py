@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tamperscope.model.consistency import BODY_PROPORTION_FACTOR
 from tamperscope.model.records import by_transaction, failure_of
 from tamperscope.model.verdict import OONI_BLOCKING, BlockpageMatcher, step_mechanism
 from tamperscope.model.webparts import body_bytes, header_pairs, page_title
@@ -89,7 +90,7 @@ def matches_control(status: int, body: bytes, control: Any) -> bool | None:
     length = http.get("body_length")
     if isinstance(length, int) and not isinstance(length, bool) and length > 0 and body:
         small, big = sorted((len(body), length))
-        if small / big >= 0.7:
+        if small / big > BODY_PROPORTION_FACTOR:  # more than 70%, as web_connectivity's rule
             return True
     title = http.get("title")
     return isinstance(title, str) and bool(title) and page_title(body.decode("utf-8", "replace")) == title
