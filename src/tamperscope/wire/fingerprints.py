@@ -833,12 +833,23 @@ def _cache_path(data: bytes, family: str = "") -> Path | None:
 LOCAL_CACHES_KEPT = 4  # compiled databases with fingerprints of one's own: one per version of the file
 
 
+def _own_file(path: Path) -> bytes | None:
+    """The bytes of a file this user wrote and no other can write (owned by us, not writable by group or others:
+    checked on the file opened, so it cannot be swapped in between); None for any other. A pickle is code: one
+    planted in a cache directory others can write to must never be loaded."""
+    with open(path, "rb") as f:
+        st = os.fstat(f.fileno())
+        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            return None
+        return f.read()
+
+
 def _cached(data: bytes, family: str = "") -> FingerprintDB:
     path = _cache_path(data, family)
     if path is not None:
         try:
-            blob = path.read_bytes()
-            if blob.startswith(_CACHE_MAGIC):
+            blob = _own_file(path)
+            if blob is not None and blob.startswith(_CACHE_MAGIC):
                 db = pickle.loads(blob[len(_CACHE_MAGIC):])
                 if isinstance(db, FingerprintDB):
                     return db
