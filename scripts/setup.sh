@@ -32,8 +32,6 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x .venv/bin/tampersc
   exit 0
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
-# --no-compile: pip would byte-compile every installed module (26 of its 71 s here); Python compiles those it
-# imports, once, when first imported
-.venv/bin/pip install -q --disable-pip-version-check --no-compile -r requirements.lock
-.venv/bin/pip install -q --disable-pip-version-check --no-compile --no-deps --no-build-isolation -e .
+.venv/bin/pip install -q --disable-pip-version-check -r requirements.lock
+.venv/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 echo "$want" > "$stamp"
