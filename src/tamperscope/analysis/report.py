@@ -700,12 +700,16 @@ MAX_SHOWN = 4096  # characters of one value a page shows as text (a 1 MB network
 MAX_PLOTTED = 1000  # characters of one label or hover text in a chart
 
 
+def more_said(n: int) -> str:
+    """What is said in place of the ``n`` characters cut from a long value: "… (1,044,480 more characters)"."""
+    return f"… ({n:,} more character{'s' if n != 1 else ''})"
+
+
 def clipped(value: Any, limit: int = MAX_SHOWN) -> str:
     """``value`` as text, cut after ``limit`` characters with how many more there were said: "… (1,044,480 more
     characters)". For what a page shows as text; links, form fields and data keep the whole value."""
     text = "" if value is None else str(value)
-    more = len(text) - limit
-    return text if more <= 0 else f"{text[:limit]}… ({more:,} more character{'s' if more != 1 else ''})"
+    return text if len(text) <= limit else text[:limit] + more_said(len(text) - limit)
 
 
 def host_shown(host: Any) -> str:

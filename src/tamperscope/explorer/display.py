@@ -24,7 +24,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from tamperscope.analysis.report import MAX_SHOWN, RIGHT_TO_LEFT, host_shown, shown_text
+from tamperscope.analysis.report import MAX_SHOWN, RIGHT_TO_LEFT, host_shown, more_said, shown_text
 
 OPEN = "\ufdd0"    # noncharacters: never in text `shown_text` made
 CLOSE = "\ufdd1"
@@ -63,8 +63,7 @@ def _unmarked(text: str) -> str:
 
 
 def _said(m: re.Match[str]) -> str:
-    n = len(m[1])
-    return f"… ({n:,} more character{'s' if n != 1 else ''})"
+    return more_said(len(m[1]))
 
 
 def _cut(text: str) -> str:
