@@ -1228,12 +1228,17 @@ class Scrubber:
             b = b.replace(p, b"\0" * len(p))
         return b
 
-    def _leaks(self, raw: bytes, structure: bool) -> bool:
-        """Whether decoded bytes may hold an address to scrub (or a client-naming field)."""
-        return (any(p in raw for p in self._packed) or bool(self._spans(raw))
-                or (structure and any(f in raw for f in self._forms))
-                or (b"\0" in raw and any(wide in raw for wide, _ in self._wide))
-                or _client_seen(raw) or self._tokens(raw) is not raw
+    def _leaks(self, raw: bytes, structure: bool, bare: bool = False) -> bool:
+        """Whether decoded bytes may hold an address to scrub (or a client-naming field). A ``bare`` structure (a
+        DNS message's bare base64 string) is only overwritten in place by the walk (`fixed`): no tokens, header
+        fields or inflating in it, so only what `fixed` looks for counts (QA: a DNS message whose random ID read
+        as a zlib header, 0x18B4, was copied unchanged instead of left as it came)."""
+        found = (any(p in raw for p in self._packed) or bool(self._spans(raw))
+                 or (structure and any(f in raw for f in self._forms))
+                 or (b"\0" in raw and any(wide in raw for wide, _ in self._wide)))
+        if found or bare:
+            return found
+        return (_client_seen(raw) or self._tokens(raw) is not raw
                 or _compression(raw, "") is not None)  # compressed, said so or not: inflated by the walk
 
     def needed(self, obj: Any) -> bool:
@@ -1249,24 +1254,25 @@ class Scrubber:
         if self._spans(blob) or _client_seen(blob) or _COMPRESSED.search(blob) or self._tokens(blob) is not blob \
                 or b"\\\\" in blob and self._spans(blob.replace(b"\\\\", b"\\")):  # "\u002e" in a string
             return True  # (a compressed body is inflated by the walk: no cheaper way to look inside it)
-        blobs: list[tuple[bytes, bool]] = []  # and whether each may be a binary structure
+        blobs: list[tuple[bytes, bool]] = []  # and whether each is a bare structure (a DNS message)
         if b'"base64"' in blob:
             blobs += [(m.group(1) or m.group(2), False) for m in _BASE64_DATA.finditer(blob)]
         if b'"raw_response"' in blob or b'"x_ech"' in blob:
             blobs += [(data, True) for data in _BARE_DATA.findall(blob)]
-        for data, structure in blobs:
-            if data in self._clean_blobs:
+        for data, bare in blobs:
+            key = b"!" + data if bare else data  # (clean as a bare structure is not clean as a body: fewer looks)
+            if key in self._clean_blobs:
                 continue
             try:
                 raw = base64.b64decode(data, validate=True)
             except (binascii.Error, ValueError):
                 return True
-            if self._leaks(raw, structure or raw[:1] == b"0" and raw[1:2] in _DER_LONG):  # a certificate: DER
+            if self._leaks(raw, bare or raw[:1] == b"0" and raw[1:2] in _DER_LONG, bare):  # a certificate: DER
                 return True
             if len(data) <= MAX_CLEAN_BLOB:
                 if len(self._clean_blobs) >= MAX_CLEAN_BLOBS:
                     self._clean_blobs.clear()
-                self._clean_blobs.add(data)
+                self._clean_blobs.add(key)
         return False
 
     def __call__(self, obj: Any) -> Any:
