@@ -10,7 +10,6 @@ append crafted records to the trace.
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tamperscope.collector import testing
 from tamperscope.model.dnsverdict import dnscheck_verdict
 from tamperscope.nettests import (
     dnscheck,
@@ -54,10 +54,8 @@ def port_of(server: asyncio.Server) -> int:
 
 
 def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind((LO, 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing listens on (bound, never listening, and held: no other test can take it)."""
+    return testing.closed_port()
 
 
 def helper_answering(answer: dict[str, Any]) -> Handler:

@@ -23,6 +23,7 @@ from aioquic.quic.events import HandshakeCompleted
 from aioquic.quic.packet import QuicErrorCode, encode_quic_version_negotiation, pull_quic_header
 from cryptography import x509
 
+from tamperscope.collector.testing import closed_udp_port, free_port
 from tamperscope.lab import quicd
 from tamperscope.lab.ca import Issuer, create_ca
 from tamperscope.lab.farm import Response
@@ -63,10 +64,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> tuple[Issuer, str]:
 
 
 def _free_udp_port(host: str = LO) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-    return port
+    return free_port(udp=True, host=host)  # below the ephemeral range: no neighbour's socket lands there meanwhile
 
 
 def _handler(host: str, path: str, local: str) -> Response:
@@ -435,7 +433,7 @@ def test_closed_port_is_refused_quickly() -> None:
     async def main() -> None:
         async with Trace() as trace:
             start = time.monotonic()
-            rec = await handshake(LO, _free_udp_port(), server_name="x.example", trace=trace, timeout=2.0)
+            rec = await handshake(LO, closed_udp_port(), server_name="x.example", trace=trace, timeout=2.0)
         assert time.monotonic() - start < 1.0
         assert trace.quic_handshakes == [rec] and rec["failure"] == F.CONNECTION_REFUSED
         assert rec["peer_certificates"] is None and rec["tls_version"] == "" and rec["cipher_suite"] == ""

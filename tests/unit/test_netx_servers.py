@@ -198,11 +198,11 @@ class TCPServer:
     """A stream server (TLS when ``ssl`` is given) that runs ``handler`` per connection."""
 
     def __init__(self, handler: StreamHandler, *, ssl_context: ssl.SSLContext | None = None,
-                 backlog: int = 100) -> None:
+                 backlog: int = 100, port: int = 0) -> None:
         self.handler = handler
         self.ssl_context = ssl_context
         self.backlog = backlog
-        self.port = 0
+        self.port = port  # 0: an ephemeral one
         self.connections = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -225,7 +225,7 @@ class TCPServer:
             writer.close()
 
     async def __aenter__(self) -> TCPServer:
-        self._server = await asyncio.start_server(self._serve, LOOPBACK, 0, ssl=self.ssl_context,
+        self._server = await asyncio.start_server(self._serve, LOOPBACK, self.port, ssl=self.ssl_context,
                                                   backlog=self.backlog)
         self.port = self._server.sockets[0].getsockname()[1]
         return self

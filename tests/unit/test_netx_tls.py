@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import socket
 import ssl
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from tamperscope.collector.testing import closed_port
 from tamperscope.model import failures as F
 from tamperscope.netx import NetxError, TLSError, Trace, tcp_connect, tls_handshake
 from tamperscope.netx.tls import client_context
@@ -32,11 +32,8 @@ async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 def _free_port() -> int:
-    sock = socket.socket()
-    sock.bind((LO, 0))
-    port: int = sock.getsockname()[1]
-    sock.close()
-    return port
+    """A loopback port that refuses (bound, never listening, held: no other test can take it)."""
+    return closed_port()
 
 
 def test_tcp_connect_ok_and_io_events() -> None:

@@ -24,7 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tamperscope import nettests
 from tamperscope.collector import samples
-from tamperscope.collector.testing import free_port
+from tamperscope.collector.testing import closed_port
 from tamperscope.model import failures as F
 from tamperscope.probe import command
 from tamperscope.probe.outbox import CERTIFICATE_FAILURES, DEFAULT_MAX_BYTES, Outbox
@@ -231,7 +231,7 @@ def _to_a_collector_that_is_down(probe: Probe, monkeypatch: pytest.MonkeyPatch, 
 
     monkeypatch.setattr(nettests.load("dnscheck"), "run", slow)
     res = probe.main("dnscheck", "--yes", "--no-progress", "-p", "1", "-o", "out.jsonl", "--outbox", "box",
-                     "--outbox-max", "3K", "--submit", f"http://127.0.0.1:{free_port()}/", "--submit-timeout", "0.5",
+                     "--outbox-max", "3K", "--submit", f"http://127.0.0.1:{closed_port()}/", "--submit-timeout", "0.5",
                      *[a for n in names for a in ("-i", n)])
     assert res.code == 0 and "Traceback" not in res.err, res.err
     return res
@@ -333,7 +333,7 @@ def test_other_network_errors_are_retried_until_the_deadline(tmp_path: Path, wha
         if what == "connection refused":
             failure = F.CONNECTION_REFUSED
             t0 = time.monotonic()
-            result = await box.flush(f"http://127.0.0.1:{free_port()}", timeout=1.5, backoff=FAST)
+            result = await box.flush(f"http://127.0.0.1:{closed_port()}", timeout=1.5, backoff=FAST)
         else:  # an https URL answered in plain HTTP: a failed handshake, not a certificate
             failure = F.SSL_FAILED_HANDSHAKE
             async with srv.TCPServer(_plain_http) as server:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tamperscope.analysis.verdicts import verdict_for
+from tamperscope.collector.testing import free_port
 from tamperscope.model import failures as F
 from tamperscope.model.measurement import ProbeInfo
 from tamperscope.nettests import GROUPS, riseupvpn
@@ -90,7 +91,9 @@ def _run(tmp_path: Path, *, ca_body: bytes | None = None, api_ca: str = "provide
     other = TestCA(tmp_path, "an interceptor's CA")
 
     async def main() -> dict[str, Any]:
-        async with TCPServer(_openvpn(openvpn_kind)) as ovpn, TCPServer(_bridge()) as bridge:
+        # the gateway's TCP and UDP ports have one number: one from below the ephemeral range, which no other
+        # test's socket takes meanwhile (QA: an ephemeral TCP port's number may be some other test's UDP socket's)
+        async with TCPServer(_openvpn(openvpn_kind), port=free_port()) as ovpn, TCPServer(_bridge()) as bridge:
             ports = {"ovpn": ovpn.port, "bridge": bridge.port}
             loop = asyncio.get_running_loop()
             udp, _ = await loop.create_datagram_endpoint(lambda: _UdpOpenVPN(openvpn_kind),

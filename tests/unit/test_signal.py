@@ -14,6 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tamperscope.analysis.verdicts import verdict_for
+from tamperscope.collector import testing
 from tamperscope.model.measurement import ProbeInfo
 from tamperscope.nettests import signal
 from tamperscope.nettests.base import Context, NettestError
@@ -34,9 +35,7 @@ def _measure(tmp_path: Path, *, pinned: bool, closed_first: bool = False) -> dic
 
     async def main() -> dict[str, Any]:
         async with TCPServer(_not_found, ssl_context=ca.server_context("localhost")) as up:
-            closed = TCPServer(_not_found)
-            async with closed:
-                closed_port = closed.port
+            closed_port = testing.closed_port()  # held, never listening: no other test's server can take it
             urls = [f"https://localhost:{up.port}/", f"https://localhost:{up.port}/v1/"]
             if closed_first:
                 urls.insert(1, f"https://localhost:{closed_port}/")

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tamperscope.analysis.verdicts import verdict_for
+from tamperscope.collector import testing
 from tamperscope.model.measurement import ProbeInfo
 from tamperscope.nettests import telegram
 from tamperscope.nettests.base import Context, NettestError, Timeouts
@@ -51,10 +52,7 @@ def measure_on_loopback(nettest: ModuleType, answer: Handler,
     async def main() -> dict[str, Any]:
         up = await asyncio.start_server(answer, LO, 0)
         rst = await asyncio.start_server(reset, LO, 0)
-        closed = await asyncio.start_server(answer, LO, 0)
-        closed_port = closed.sockets[0].getsockname()[1]
-        closed.close()
-        await closed.wait_closed()
+        closed_port = testing.closed_port()  # held, never listening: no other test's server can take it
         ctx = Context(timeouts=FAST, options=options(up.sockets[0].getsockname()[1], rst.sockets[0].getsockname()[1],
                                                      closed_port))
         async with up, rst:

@@ -7,7 +7,7 @@
   `unlimited_app(db, measurements)` one without rate limits holding those measurements;
 * `uvicorn_server(app)`: the app served on 127.0.0.1 on a free port in the
   current event loop, stopped on exit;
-* `free_port()`.
+* `free_port()`, and `closed_port()` / `closed_udp_port()`: ports that refuse, held so no test takes them.
 
 httpx is a test dependency, imported only here.
 """
@@ -15,6 +15,7 @@ httpx is a test dependency, imported only here.
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -24,11 +25,57 @@ from typing import Any
 from tamperscope.collector.app import create_app
 from tamperscope.collector.config import Settings
 
+_HELD: list[socket.socket] = []  # the sockets that keep `closed_port`'s ports closed, for the process's life
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (where bind(0) and connect() pick theirs)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port(*, udp: bool = False, host: str = "127.0.0.1") -> int:
+    """A loopback TCP (or UDP) port free now, for a server started later (another process, uvicorn). It is picked at random
+    below the kernel's ephemeral range, where no bind(0) or connect() lands: a port from bind(0), released, could
+    be handed to the server or client of a test running beside this one before its own server bound it (QA: about
+    one CI run in a thousand)."""
+    kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
+    low = min(_ephemeral_low(), 32768)
+    rng = random.SystemRandom()
+    for _ in range(64 if low > 12000 else 0):
+        port = rng.randrange(10000, low)
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def closed_port() -> int:
+    """A loopback TCP port that refuses every connection as long as this process runs: bound, never listening, and
+    held, so that no other test's server can take it (QA: a port bound and released was, by chance, a neighbour's
+    server's, and a connection meant to be refused timed out)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    _HELD.append(s)
+    return int(s.getsockname()[1])
+
+
+def closed_udp_port() -> int:
+    """A loopback UDP port whose datagrams are answered by ICMP port unreachable as long as this process runs: held
+    by a socket connected to another port (so nothing from elsewhere is delivered to it); it sends nothing."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.connect(("127.0.0.1", 9))
+    _HELD.append(s)
+    return int(s.getsockname()[1])
 
 
 @asynccontextmanager
