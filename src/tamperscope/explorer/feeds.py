@@ -48,7 +48,7 @@ def atom_time(value: Any) -> str:
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
             value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-        return str(value.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        return f"{value.replace(microsecond=0).isoformat()}Z"  # (strftime's %Y writes the year 999 as "999")
     if isinstance(value, dt.date):
         return f"{value.isoformat()}T00:00:00Z"
     text = str(value or "")
