@@ -18,8 +18,10 @@ from tamperscope.analysis.records import BOM, CHUNK, Line, Rejection
 
 
 def one_line(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text.splitlines()[0][:200] if text else type(exc).__name__
+    """An error's first non-blank line (at most 200 characters), else its type's name (a message that began with a
+    line feed said nothing: a helper's remark)."""
+    line = next((t.strip() for t in str(exc).splitlines() if t.strip()), "")
+    return line[:200] or type(exc).__name__
 
 
 def read_lines(source: str, f: IO[bytes], max_bytes: int, start: int = 0,
