@@ -426,18 +426,14 @@ class Ingestor:
             if uid is None:
                 error, detail = analysed.refused.get(i, ("invalid_measurement", "not a measurement"))
                 per_line.append(Receipt("rejected", error=error, detail=detail))
-                self.stats.rejected += 1
             elif uid in deleted:
                 per_line.append(Receipt("deleted", uid))
-                self.stats.deleted += 1
             elif uid in known or uid in fresh:
                 per_line.append(Receipt("duplicate", uid, verdicts.get(uid)))
-                self.stats.duplicates += 1
             else:
                 fresh[uid] = len(lines[i])
                 fresh_lines.append(lines[i])
                 per_line.append(Receipt("stored", uid, verdicts.get(uid)))
-                self.stats.stored += 1
         handover = None
         if fresh_lines:
             position = self.rawlog.append(fresh_lines)  # durable from here on
@@ -448,6 +444,13 @@ class Ingestor:
                         self._unsettled_bytes += len(lines[i])
             self._keys.update(analysed.keys[u] for u in fresh)
             handover = _Handover(analysed.results, position, fresh)
+        # counted once the journal took the lines (QA: a failed append, a full disk, answered every request with
+        # the error, and the counts said its lines stored)
+        for receipt in per_line:
+            if receipt.status == "duplicate":
+                self.stats.duplicates += 1
+            else:
+                setattr(self.stats, receipt.status, getattr(self.stats, receipt.status) + 1)
         self.stats.commits += 1
         self.stats.largest_commit = max(self.stats.largest_commit, len(lines))
         out: list[list[Receipt]] = []
