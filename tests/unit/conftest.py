@@ -12,19 +12,13 @@ from typing import Any
 import pytest
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _own_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The unit tests' data directory (outbox, residual.json, the default store), for them and the CLIs they start,
-    is this session's own, never the user's ``~/.local/share/tamperscope``, which the lab tests running beside
-    them use (QA: a CLI run here that ends holding no endpoint deletes residual.json, which a lab test reads
-    between its two runs). A test that means another sets its own."""
-    before = os.environ.get("XDG_DATA_HOME")
-    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("xdg-data"))
-    yield
-    if before is None:
-        os.environ.pop("XDG_DATA_HOME", None)
-    else:
-        os.environ["XDG_DATA_HOME"] = before
+@pytest.fixture(autouse=True)
+def _own_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each unit test's data directory (outbox, residual.json, the default store), for it and the CLIs it starts, is
+    its own, never the user's ``~/.local/share/tamperscope``, which the lab tests running beside them use (QA: a CLI
+    run here that ends holding no endpoint deletes residual.json, which a lab test reads between its two runs). A
+    test that means another sets its own (or sets HOME with XDG_DATA_HOME removed)."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
 
 
 @pytest.fixture
