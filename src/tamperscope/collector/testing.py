@@ -15,6 +15,7 @@ httpx is a test dependency, imported only here.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import random
 import socket
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -26,6 +27,13 @@ from tamperscope.collector.app import create_app
 from tamperscope.collector.config import Settings
 
 _HELD: list[socket.socket] = []  # the sockets that keep `closed_port`'s ports closed, for the process's life
+
+
+@atexit.register
+def _release() -> None:
+    """Closed at exit (not left to the collector, which warns of each unclosed socket)."""
+    while _HELD:
+        _HELD.pop().close()
 
 
 def _ephemeral_low() -> int:
