@@ -173,6 +173,8 @@ def _split_endpoint(ep: str) -> tuple[str, int]:
         host, _, port = ep[1:].partition("]:")
     else:
         host, _, port = ep.rpartition(":")
+        if ":" in host:  # an IPv6 address goes in brackets, as Go's net.SplitHostPort wants ("too many colons"):
+            raise ValueError(ep)  # "2001:db8::1:443" is an address itself, or ::1 on port 443 (a helper's remark)
     ipaddress.ip_address(host)
     if not (port.isascii() and port.isdigit() and len(port) <= 5):  # int() would take " 80", "8_0", "+80"
         raise ValueError(ep)
