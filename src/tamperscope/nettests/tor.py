@@ -121,7 +121,7 @@ def _address(value: Any, where: str) -> str:
     bare = host[1:-1] if bracketed else host
     try:
         ip = ipaddress.ip_address(bare)
-        if ip.version == 6 and not bracketed:
+        if (ip.version == 6) != bracketed:  # IPv6 in brackets, and only IPv6 ("[198.51.100.7]:443" is no address)
             raise ValueError
     except ValueError:
         if bracketed or not re.fullmatch(r"(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?)+", bare):
@@ -276,7 +276,9 @@ async def _measure(target: Target, ctx: Context, trace: Trace) -> dict[str, Any]
                               timeout=t.dns + t.connect + t.http, tags=("dir_port",), limits=Limits(body=DIR_BODY))
             failure = res.failure
             final = res.final
-            if failure is None and final is not None:
+            # a redirect is not followed (max_redirects=0): it is an answer, and no consensus (a helper's remark: it
+            # was said "stopped after too many redirects", x_consensus missing)
+            if final is not None and failure in (None, F.HTTP_TOO_MANY_REDIRECTS):
                 consensus = final.status == 200 and _is_consensus(final.body)
                 failure = None if consensus else F.HTTP_REQUEST_FAILED
         else:
