@@ -93,6 +93,6 @@ def test_a_measurement_from_no_known_network_says_so_not_as0() -> None:
 
 
 def test_a_year_before_1000_is_written_with_four_digits() -> None:
-    """RFC 3339 wants four digits of year: strftime's %Y wrote 999 (a helper's remark), which a strict reader refuses."""
+    """RFC 3339 wants four digits of year: strftime's %Y wrote 999 (a helper's remark); a strict reader refuses it."""
     assert feeds.atom_time(dt.datetime(999, 1, 2, 3, 4, 5)) == "0999-01-02T03:04:05Z"
     assert feeds.atom_time(dt.datetime(2026, 5, 1, 0, 0, 0, 999_999)) == "2026-05-01T00:00:00Z"

@@ -194,7 +194,8 @@ async def _blockpage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
 
 @pytest.mark.parametrize("handler, matcher", [
     (_reset_after_request, None),  # a reset after the connect worked: the censor acted here
-    (_blockpage, lambda body, headers: ["test.blocked"] if "BLOCKED" in body else []),  # a recognised blockpage: so did it
+    # a recognised blockpage: so did it
+    (_blockpage, lambda body, headers: ["test.blocked"] if "BLOCKED" in body else []),
 ])
 def test_the_censor_acting_after_the_connect_is_noted_for_residual_blocking(handler: Any, matcher: Any) -> None:
     """Without the note, the next measurement at this address would take the censor's residual hold for its own."""

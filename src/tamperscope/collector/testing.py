@@ -46,10 +46,10 @@ def _ephemeral_low() -> int:
 
 
 def free_port(*, udp: bool = False, host: str = "127.0.0.1") -> int:
-    """A loopback TCP (or UDP) port free now, for a server started later (another process, uvicorn). It is picked at random
-    below the kernel's ephemeral range, where no bind(0) or connect() lands: a port from bind(0), released, could
-    be handed to the server or client of a test running beside this one before its own server bound it (QA: about
-    one CI run in a thousand)."""
+    """A loopback TCP (or UDP) port free now, for a server started later (another process, uvicorn). It is picked
+    at random below the kernel's ephemeral range, where no bind(0) or connect() lands: a port from bind(0),
+    released, could be handed to the server or client of a test running beside this one before its own server bound
+    it (QA: about one CI run in a thousand)."""
     kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
     low = min(_ephemeral_low(), 32768)
     rng = random.SystemRandom()
