@@ -81,7 +81,10 @@ def _bridge(impostor: bool = False) -> Any:
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         data = b""
         while True:
-            data += await reader.read(8192)
+            chunk = await reader.read(8192)
+            if not chunk:  # the client gave up (or sent no obfs4): not a loop without end (a helper's remark)
+                return
+            data += chunk
             at = data.find(_mac(data[:32]), 32 + obfs4.CLIENT_MIN_PAD)
             if at >= 0 and len(data) >= at + 32:
                 break
