@@ -206,6 +206,8 @@ def test_tls_eof_after_client_hello() -> None:
 
 
 def test_tls_to_plain_http_is_failed_handshake() -> None:
+    """A blockpage in plain HTTP where TLS was asked: ssl_failed_handshake; and the TCP stream is closed after it
+    (an alert sent): it must not leak."""
     async def blockpage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(5)
         writer.write(srv.http_response(403, b"<html>blocked</html>"))
@@ -214,9 +216,13 @@ def test_tls_to_plain_http_is_failed_handshake() -> None:
 
     async def main() -> None:
         async with srv.TCPServer(blockpage) as server, Trace() as trace:
+            conn = await tcp_connect(LO, server.port, trace=trace)
             with pytest.raises(TLSError) as info:
-                await _handshake(server.port, "blocked.test", None, trace)
-        assert info.value.failure == F.SSL_FAILED_HANDSHAKE
+                await tls_handshake(conn, server_name="blocked.test")
+            assert info.value.failure == F.SSL_FAILED_HANDSHAKE
+            with pytest.raises(ConnectionResetError):
+                await conn.write(b"after the failure")
+            await conn.aclose()
 
     srv.run(main())
 

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tamperscope.model import failures as F
-from tamperscope.netx import TLSError, Trace, tcp_connect, tls_handshake
+from tamperscope.netx import Trace, tcp_connect, tls_handshake
 from tamperscope.netx import tls as tls_mod
 from tamperscope.netx.tls import verify_offline
 
@@ -173,27 +173,6 @@ def test_a_checker_that_raises_on_the_chain_marks_it_invalid(tmp_path: Path, mon
         (rec,) = trace.tls_handshakes
         assert rec["failure"] is None and rec["x_verified"] is False
         assert rec["x_verify_failure"] == F.SSL_INVALID_CERTIFICATE
-
-    srv.run(main())
-
-
-def test_a_failed_handshake_closes_its_tcp_stream() -> None:
-    """After a failed handshake the TCP stream is closed (and an alert sent): it must not leak."""
-    async def blockpage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(5)
-        writer.write(srv.http_response(403, b"<html>blocked</html>"))
-        await writer.drain()
-        await asyncio.sleep(1)
-
-    async def main() -> None:
-        async with srv.TCPServer(blockpage) as server, Trace() as trace:
-            conn = await tcp_connect(LO, server.port, trace=trace)
-            with pytest.raises(TLSError) as info:
-                await tls_handshake(conn, server_name="blocked.test")
-            assert info.value.failure == F.SSL_FAILED_HANDSHAKE
-            with pytest.raises(ConnectionResetError):
-                await conn.write(b"after the failure")
-            await conn.aclose()
 
     srv.run(main())
 
