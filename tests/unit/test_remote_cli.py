@@ -53,6 +53,9 @@ from .test_probe_cli import cli  # the CLI in a process of its own, without the 
     (["remote", "dns", "-V", "192.0.2.1", "-i", "x.org", "--allow-net", "127.0.0.0/8"], "loopback is never allowed"),
     (["remote", "dns", "-V", "192.0.2.1", "-i", "x.org", "--allow-net", "0.0.0.0/0"], "loopback is never allowed"),
     (["remote", "dns", "-V", "192.0.2.1", "-i", "x.org", "--allow-net", "::1/128"], "loopback is never allowed"),
+    (["remote", "dns", "-V", "192.0.2.1", "-i", "x.org", "--allow-net", "::ffff:127.0.0.0/104"],
+     "loopback is never allowed"),
+    (["remote", "dns", "-V", "192.0.2.1", "-i", "x.org", "--allow-net", "::ffff:0:0/96"], "loopback is never allowed"),
 ])
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path: Path, args: list[str], needle: str) -> None:
     res = cli(*args, "-o", "out.jsonl", "--yes", cwd=tmp_path)

@@ -194,7 +194,9 @@ def _key(m: dict[str, Any]) -> str | None:
 _WEB_ONLY = (("--residual-wait", "residual_wait"), ("--protocol", "protocol"), ("--http-port", "http_port"),
              ("--https-port", "https_port"), ("--echo-port", "echo_port"))
 _DNS_ONLY = (("--resolver", "resolver"), ("--ca-bundle", "ca_bundle"), ("--allow-net", "allow_net"))
-LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+# ::ffff:127.0.0.0/104 is IPv4 loopback written as IPv6 (an IPv4-mapped address): as much this machine
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"),
+            ipaddress.ip_network("::ffff:127.0.0.0/104"))
 
 
 def settings(args: argparse.Namespace) -> Settings:
