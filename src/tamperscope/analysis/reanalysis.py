@@ -1,7 +1,7 @@
 """Re-deriving stored verdicts from the raw measurements the store keeps.
 
 A verdict rule changed (`verdicts.ANALYSIS_VERSION` went up with an upgrade), or one's own
-fingerprints were added (``23+local.<digest>``): the verdicts already stored say what the
+fingerprints were added (``24+local.<digest>``): the verdicts already stored say what the
 older analysis said. `reanalyse` reads the kept raw bytes of a chunk of measurements,
 derives their verdicts, observations and rules again, and replaces the old rows in one
 transaction, with the confidence labels of their groups recounted. The raw bytes and the
@@ -122,7 +122,7 @@ def _release(version: Any) -> int | None:
 
 def older(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Verdicts derived by an older release's rules, counted by their analysis version, oldest first (fingerprints
-    of one's own aside: ``23+local.<digest>`` is this release's rules). A version that is no number counts as
+    of one's own aside: ``24+local.<digest>`` is this release's rules). A version that is no number counts as
     older: no release wrote it."""
     current = _release(ANALYSIS_VERSION) or 0
     return {v: n for v, n, release in _other_releases(con) if release is None or release < current}

@@ -121,7 +121,9 @@ VERDICTS: dict[str, VerdictFunction] = {}
 #    responses without: they are compared without it, so a TCP timeout where the same server answered over UDP is no
 #    dns.drop, and a lie raced by another answer from the same server is dns.injection (was dns.poison); an evasion
 #    attempt's body matches the control's when more than 70% of its length, as web_connectivity's (70% was a match).
-ANALYSIS_VERSION = "23"
+# 24: a test_version that is no ASCII version (digits int() refuses past 4,300 of them, which failed the verdict;
+#    Arabic-Indic or fullwidth digits, read as a version) is the current one, as any unparsable version is.
+ANALYSIS_VERSION = "24"
 
 
 def register(test_name: str) -> Callable[[VerdictFunction], VerdictFunction]:
@@ -463,7 +465,7 @@ def local_fingerprints() -> LocalFingerprints | None:
 
 
 def analysis_version() -> str:
-    """`ANALYSIS_VERSION`, and the fingerprints of one's own the verdicts saw (``23+local.<digest>``): a verdict
+    """`ANALYSIS_VERSION`, and the fingerprints of one's own the verdicts saw (``24+local.<digest>``): a verdict
     from another database is stale to ``reanalyse``."""
     local = local_fingerprints()
     return ANALYSIS_VERSION if local is None else f"{ANALYSIS_VERSION}+local.{local.digest}"

@@ -28,7 +28,8 @@ _BOGON_NETWORKS = tuple(
     )
 )
 _TITLE_RE = re.compile(r"(?i)<title>([^<]{1,512})</title>")
-_VERSION_RE = re.compile(r"^(\d+)\.(\d+)")
+# ASCII digits, nine at most: "\u0661.\u0664" is no version, nor a number int() refuses (over 4,300 digits)
+_VERSION_RE = re.compile(r"^([0-9]{1,9})\.([0-9]{1,9})(?![0-9])")
 MEMO_SIZE = 16384  # entries of each string-keyed memo (IPs, hosts, URLs): bounded memory
 
 def endpoint(ip: str, port: int) -> str:
@@ -157,7 +158,8 @@ def header_pairs(response: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
 
 
 def parse_version(value: Any) -> tuple[int, int]:
-    """"0.4.3" -> (0, 4); anything unparsable is treated as the current (0, 5)."""
+    """"0.4.3" -> (0, 4); anything unparsable (not ASCII digits, a part over nine of them) is treated as the
+    current (0, 5)."""
     return _parse_version(_text(value))
 
 

@@ -296,7 +296,9 @@ def _advertised_h3(host: str, trace: Trace, tk: dict[str, Any]) -> int | None:
     found = req.get("discovered_h3_endpoint") if isinstance(req, dict) else None
     if isinstance(found, str) and found:
         name, _, digits = found.rpartition(":")
-        if name.lower() == host.lower() and digits.isascii() and digits.isdigit() and 0 < int(digits) < 65536:
+        # the helper's text: five digits at most (int() raises past 4,300 of them)
+        if (name.lower() == host.lower() and len(digits) <= 5 and digits.isascii() and digits.isdigit()
+                and 0 < int(digits) < 65536):
             return int(digits)
     return None
 
