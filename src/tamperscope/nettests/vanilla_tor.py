@@ -298,13 +298,19 @@ async def _lines(stream: asyncio.StreamReader) -> Any:
             return
         except asyncio.LimitOverrunError as e:
             head = await stream.readexactly(e.consumed)
+            ended = False
             while True:  # the rest of that line, dropped
                 try:
                     await stream.readuntil(b"\n")
                     break
                 except asyncio.LimitOverrunError as more:
                     await stream.readexactly(more.consumed)
+                except asyncio.IncompleteReadError:  # the output ended inside that line
+                    ended = True
+                    break
             yield head.decode("utf-8", "replace")[:MAX_LINE]
+            if ended:
+                return
             continue
         yield raw.decode("utf-8", "replace").rstrip()[:MAX_LINE]
 
