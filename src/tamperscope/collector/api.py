@@ -62,6 +62,7 @@ from tamperscope.collector.queries import (
 )
 from tamperscope.collector.ratelimit import Slot, Slots
 from tamperscope.collector.schema import SubmissionError, parse_json
+from tamperscope.collector.submissions import read_body
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
 
@@ -565,17 +566,20 @@ def _authorise(request: Request) -> Collector:
 
 
 _ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {401: {"description": "no token"},
-                                                  403: {"description": "wrong token, or admin disabled"}}
+                                                  403: {"description": "wrong token, or admin disabled"},
+                                                  413: {"description": "the body is too large"}}
+ADMIN_DELETE_BODY = 64 * 1024       # bytes of an admin deletion's body (a reason)
+ADMIN_REANALYSE_BODY = 1024 * 1024  # bytes of a re-analysis request (uids and filters)
 
 
 @router.post("/admin/delete/{measurement_uid}", summary="Delete a measurement (admin token)",
              responses=_ADMIN_ERRORS, tags=["admin"])
 async def admin_delete(request: Request, measurement_uid: Annotated[str, Path(pattern=UID_PATTERN)]) -> Response:
     collector = _authorise(request)
-    body = await request.body()
+    body = await read_body(request, ADMIN_DELETE_BODY)  # a body over it is 413: cut, it would read as invalid JSON
     reason = "deleted by an administrator"
     if body.strip():
-        payload = parse_json(body[:65536])
+        payload = parse_json(body)
         if isinstance(payload, dict) and isinstance(payload.get("reason"), str):
             reason = payload["reason"]
     result = await collector.ingestor.call(
@@ -596,8 +600,8 @@ async def admin_delete(request: Request, measurement_uid: Annotated[str, Path(pa
                                  "test_name, mechanism, fingerprint, category_code, since, until"}}}}}}})
 async def admin_reanalyse(request: Request) -> Response:
     collector = _authorise(request)
-    body = await request.body()
-    payload = parse_json(body[:1_048_576]) if body.strip() else {}
+    body = await read_body(request, ADMIN_REANALYSE_BODY)
+    payload = parse_json(body) if body.strip() else {}
     if not isinstance(payload, dict):
         raise SubmissionError(400, "invalid_json", "the body must be a JSON object")
     uids = payload.get("measurement_uid") or []

@@ -181,10 +181,26 @@ class RawLog:
         return self.root / "tombstones.jsonl"
 
     def _load_tombstones(self) -> set[str]:
+        """The uids deleted. A torn last line (a crash mid-`bury`: never acknowledged) is cut off the file and kept
+        in ``torn/``, as a segment's is: the next deletion appended to the fragment would share its line, unreadable,
+        and be lost at the next start although `bury` acknowledged it."""
         found: set[str] = set()
-        if not self.tombstone_path.exists():
+        path = self.tombstone_path
+        if not path.exists():
             return found
-        for raw in self.tombstone_path.read_bytes().splitlines():
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            keep = data.rfind(b"\n") + 1
+            torn_dir = self.root / "torn"
+            torn_dir.mkdir(exist_ok=True)
+            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+            (torn_dir / f"tombstones-{stamp}.bin").write_bytes(data[keep:])
+            with open(path, "r+b") as f:
+                f.truncate(keep)
+                f.flush()
+                os.fsync(f.fileno())
+            data = data[:keep]
+        for raw in data.splitlines():
             try:
                 entry = orjson.loads(raw)
             except orjson.JSONDecodeError:
