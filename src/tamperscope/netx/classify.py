@@ -222,13 +222,15 @@ def classify(exc: BaseException, *, operation: str) -> str:
         if isinstance(exc, BrokenPipeError):
             return F.CONNECTION_RESET
     if isinstance(exc, h11.RemoteProtocolError):
+        # h11's own words, at the start of its message: the rest may quote the server's bytes ("illegal header
+        # line: bytearray(b'... too')"), which must not choose the failure.
         text = str(exc)
-        if "buffer too long" in text or "header" in text.lower() and "too" in text.lower():
+        if text.startswith("Receive buffer too long"):
             return F.HTTP_HEADERS_TOO_LARGE
-        # h11's words for a FIN inside the body's framing: within a chunk ("peer closed connection without
-        # sending complete message body"), or within a chunk-size line or the trailers ("peer unexpectedly
-        # closed connection"); where a censor's FIN lands must not change the failure.
-        if "peer closed connection" in text or "unexpectedly closed" in text or "incomplete" in text:
+        # a FIN inside the body's framing: within a chunk or a body of known length ("peer closed connection
+        # without sending complete message body"), or within a chunk-size line or the trailers ("peer
+        # unexpectedly closed connection"); where a censor's FIN lands must not change the failure.
+        if text.startswith(("peer closed connection", "peer unexpectedly closed connection")):
             return F.EOF_ERROR
         return F.HTTP_PROTOCOL_ERROR
     if isinstance(exc, h2.exceptions.DenialOfServiceError):

@@ -91,7 +91,8 @@ async def exchange(conn: Connection, request: Request, partial: Partial, limits:
             elif isinstance(event, h2.events.DataReceived):
                 padding += (event.flow_controlled_length or 0) - len(event.data or b"")
                 if not partial.add_body(event.data or b"", limits.body):
-                    h2conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+                    if not event.stream_ended:  # ended in the same frame: h2 has closed it, nothing to cancel
+                        h2conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
                     done = True
                     break
             elif isinstance(event, h2.events.StreamEnded):
