@@ -8,6 +8,7 @@ both arbitrary JSON in every field and they must agree row for row.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -40,20 +41,25 @@ def _f(v: Any) -> float | None:
 
 
 def _port(v: Any) -> int | None:
+    if isinstance(v, str) and 0 < len(v) <= 5 and all("0" <= c <= "9" for c in v):
+        v = int(v)
     if isinstance(v, int) and not isinstance(v, bool):
         return v if 0 <= v < 65536 else None
-    if isinstance(v, str) and 0 < len(v) <= 5 and all("0" <= c <= "9" for c in v):
-        return int(v)
     return None
 
 
 def _split(address: Any) -> tuple[str | None, int | None]:
     if not isinstance(address, str) or not address:
         return None, None
-    host, sep, port = address.rpartition(":")
-    if not sep or not port or not all("0" <= c <= "9" for c in port):
+    m = re.fullmatch(r"\[([^\]]*)\](?::(.*))?|([^:]*):(.*)", address, re.DOTALL)
+    if m is None:  # no port, or a bare IPv6 address: whole
         return address, None
-    return host.strip("[]"), _port(port)
+    host, port = (m[1], m[2]) if m[1] is not None else (m[3], m[4])
+    if port is None:  # [IPv6] alone
+        return host, None
+    if not port or not all("0" <= c <= "9" for c in port):
+        return address, None
+    return host, _port(port)
 
 
 def _answers(v: Any) -> list[str] | None:
@@ -125,6 +131,7 @@ def fast_rows(uid: str, tk: dict[str, Any]) -> list[dict[str, Any]]:
 
 json_leaf = hst.one_of(hst.none(), hst.booleans(), hst.integers(-2**63, 2**64 - 1), hst.floats(allow_nan=False),
                        hst.text(max_size=8), hst.sampled_from(["1.2.3.4:443", "[::1]:80", "x:²", "h:99999", "h:",
+                                                                "2001:db8::1", "[::1]", "[::1]:x", "[]:80", ":80",
                                                                 "https://A.example:8/p?q", "", "0", "443"]))
 json_value = hst.recursive(json_leaf, lambda inner: hst.lists(inner, max_size=3)
                            | hst.dictionaries(hst.text(max_size=6), inner, max_size=3), max_leaves=6)

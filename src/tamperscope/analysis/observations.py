@@ -76,20 +76,31 @@ def _f(value: Any) -> float | None:
 
 
 def _port(value: Any) -> int | None:
+    """A port, 0-65535, as a JSON number or as decimal digits (``"443"``); else None ("99999" too)."""
+    if isinstance(value, str) and len(value) <= 5 and value.isascii() and value.isdigit():
+        value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 65536:
         return value
-    if isinstance(value, str) and len(value) <= 5 and value.isascii() and value.isdigit():
-        return int(value)
     return None
 
 
 def _split(address: Any) -> tuple[str | None, int | None]:
+    """(host, port) of ``host:port`` or ``[IPv6]:port``; an address without a port whole, without its brackets
+    (``[2001:db8::1]``), and a bare IPv6 address whole (``2001:db8::1``: its last group is no port)."""
     if not isinstance(address, str) or not address:
         return None, None
-    host, sep, port = address.rpartition(":")
-    if not sep or not (port.isascii() and port.isdigit()):
+    if address.startswith("["):
+        host, close, rest = address[1:].partition("]")
+        if close and not rest:
+            return host, None
+        port = rest[1:] if close and rest.startswith(":") else ""
+    elif address.count(":") == 1:
+        host, _, port = address.partition(":")
+    else:
         return address, None
-    return host.strip("[]"), _port(port)
+    if not (port.isascii() and port.isdigit()):
+        return address, None
+    return host, _port(port)
 
 
 def _host_of(url: str | None) -> str | None:
