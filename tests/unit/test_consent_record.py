@@ -26,6 +26,7 @@ class _Terminal(io.StringIO):
 @pytest.fixture
 def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # so that a broken consent_path never reaches the real one
     return tmp_path / "config" / "tamperscope" / "consent.json"
 
 

@@ -13,19 +13,7 @@ import pytest
 from tamperscope.probe import consent
 from tamperscope.probe import seen as seen_module
 from tamperscope.probe.seen import Seen
-
-
-class _Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-@pytest.fixture
-def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # so that a broken consent_path never reaches the real one
-    return tmp_path / "config" / "tamperscope" / "consent.json"
-
+from tests.unit.test_consent_record import _Terminal, config  # noqa: F401 (a fixture)
 
 # --------------------------------------------------------------------------- consent
 
@@ -51,7 +39,7 @@ def test_no_home_directory_means_no_consent_on_record(monkeypatch: pytest.Monkey
     assert consent.has_consent() is False
 
 
-def test_a_record_bigger_than_max_record_is_not_consent(config: Path) -> None:
+def test_a_record_bigger_than_max_record_is_not_consent(config: Path) -> None:  # noqa: F811
     """Only the first MAX_RECORD bytes are read: a huge file is not ours, and it is not parsed whole."""
     config.parent.mkdir(parents=True)
     config.write_text(json.dumps({"informed_consent": True, "padding": "x" * (consent.MAX_RECORD + 10)}))
@@ -59,14 +47,14 @@ def test_a_record_bigger_than_max_record_is_not_consent(config: Path) -> None:
 
 
 @pytest.mark.parametrize("typed", ["YES\n", "  Yes \n", "Y\n"])
-def test_yes_typed_in_any_case_is_consent(config: Path, typed: str) -> None:
+def test_yes_typed_in_any_case_is_consent(config: Path, typed: str) -> None:  # noqa: F811
     """The answer is compared case-insensitively: "YES" typed with caps lock on is a yes."""
     consent.ensure_consent(False, stdin=_Terminal(typed), stderr=io.StringIO())
     assert consent.has_consent() is True
 
 
 @pytest.mark.parametrize("typed", ["no\n", "\n", "yes please\n", "yess\n", ""])
-def test_anything_but_yes_at_the_prompt_is_refusal(config: Path, typed: str) -> None:
+def test_anything_but_yes_at_the_prompt_is_refusal(config: Path, typed: str) -> None:  # noqa: F811
     """Only "yes" or "y" is consent; nothing is recorded otherwise."""
     with pytest.raises(consent.ConsentRequired):
         consent.ensure_consent(False, stdin=_Terminal(typed), stderr=io.StringIO())
@@ -86,7 +74,7 @@ def test_consent_that_cannot_be_recorded_is_good_for_this_run(tmp_path: Path, mo
     assert consent.has_consent() is False
 
 
-def test_a_prompt_that_is_not_a_terminal_is_never_read(config: Path) -> None:
+def test_a_prompt_that_is_not_a_terminal_is_never_read(config: Path) -> None:  # noqa: F811
     """Piped input (a script) cannot give informed consent: it is refused without reading it."""
     piped = io.StringIO("yes\n")
     with pytest.raises(consent.ConsentRequired, match="interactively"):

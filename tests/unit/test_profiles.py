@@ -54,6 +54,39 @@ BAD = [
     ("[[rule]]\nid='a'\nlayer='tls'\naction='rst'\nregex='[A-Z]+\\.example'\n", "names are matched in lower case"),
     ("[[rule]]\nid='a'\nlayer='dns'\naction='drop'\ndomains=['bücher.example']\n",
      "write it as the DNS does, 'xn--bcher-kva.example'"),
+    # each of these checks was removable with every test above passing (a mutation pass)
+    ("[network]\nresidual_s = 3601\n", "network.residual_s: must be between 0 and 3600"),
+    ("[network]\nresidual_s = -1\n", "network.residual_s: must be between 0 and 3600"),
+    ("[network]\ntls_reassembly = 'some'\n", "network.tls_reassembly: must be one of full, segments, none"),
+    ("[proxy]\nheader_case = 'camel'\n", "proxy.header_case: must be one of keep, lower, upper, title"),
+    ("[[rule]]\nid='a'\nlayer='http'\naction='rst'\ndomains=['x.org']\ninject={ip_id=65536}\n",
+     "inject.ip_id: must be 0-65535"),
+    ("[[rule]]\nid='a'\nlayer='http'\naction='rst'\ndomains=['x.org']\ninject={ip_id=-1}\n",
+     "inject.ip_id: must be 0-65535"),
+    ("[[rule]]\nid='a'\nlayer='http'\naction='rst'\ndomains=['x.org']\ninject={window=65536}\n",
+     "inject.window: must be 0-65535"),
+    ("[[rule]]\nlayer='http'\naction='rst'\ndomains=['x.org']\n", "rule[0].id: is required"),
+    ("[[rule]]\nid='a'\naction='rst'\ndomains=['x.org']\n", "rule[0].layer: is required"),
+    ("[[rule]]\nid='a'\nlayer='http'\ndomains=['x.org']\n", "rule[0].action: is required"),
+    ("[[rule]]\nid='a'\nlayer='tls'\naction='rst'\ndomains=['x.org']\nports=[0]\n", "ports: 0 is not a port number"),
+    ("[[rule]]\nid='a'\nlayer='tls'\naction='rst'\ndomains=['x.org']\nports=[65536]\n",
+     "ports: 65536 is not a port number"),
+    ("[[rule]]\nid='a'\nlayer='ip'\naction='drop'\n", "an ip rule needs domains or cidrs"),
+    ("[[rule]]\nid='a'\nlayer='http'\naction='rst'\ndomains=['x.org']\ncidrs=['198.18.0.0/24']\n",
+     "cidrs: only ip rules match CIDRs"),
+    ("[[rule]]\nid='a'\nlayer='dns'\naction='drop'\n", "a dns rule needs domains or a regex"),
+    ("[[rule]]\nid='a'\nlayer='http'\naction='rst'\n", "a http rule needs domains or a regex"),
+    ("[[rule]]\nid='a'\nlayer='tls'\naction='rst'\n", "a tls rule needs domains or a regex"),
+    ("[[rule]]\nid='a'\nlayer='dns'\naction='inject'\ndomains=['x.org']\n",
+     "answer: dns inject needs an answer address"),
+    ("[[rule]]\nid='a'\nlayer='dns'\naction='poison'\ndomains=['x.org']\n",
+     "answer: dns poison needs an answer address"),
+    ("[[rule]]\nid='a'\nlayer='dns'\naction='drop'\ndomains=['x.org']\nanswer='127.0.0.1'\n",
+     "answer: only dns inject/poison rules take an answer"),
+    ("[[rule]]\nid='a'\nlayer='http'\naction='blockpage'\ndomains=['x.org']\n",
+     "blockpage: http blockpage needs a blockpage"),
+    ("[[rule]]\nid='a'\nlayer='http'\naction='rst'\ndomains=['x.org']\ndirection='sideways'\n",
+     "direction: must be one of egress, ingress, both"),
 ]
 
 
@@ -65,6 +98,20 @@ def test_bad_profiles_name_file_and_key(tmp_path: Path, text: str, needle: str) 
         load_profile(p, blockpages.names())
     msg = str(e.value)
     assert msg.startswith(str(p)) and needle in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("text", [
+    "[network]\nresidual_s = 3600\ntls_reassembly = 'segments'\n",
+    "[proxy]\nenabled = true\nheader_case = 'title'\n",
+    "[[rule]]\nid='a'\nlayer='tls'\naction='rst'\ndomains=['x.org']\nports=[1, 65535]\n"
+    "inject={ip_id=65535, window=0}\ndirection='both'\n",
+    "[[rule]]\nid='a'\nlayer='dns'\naction='inject'\ndomains=['x.org']\nanswer='127.0.0.1'\n",
+])
+def test_the_bounds_themselves_are_taken(tmp_path: Path, text: str) -> None:
+    """The edges of each range (3600 s, port 65535, IP-ID 65535, window 0) and each listed word load."""
+    p = tmp_path / "good.toml"
+    p.write_text(text)
+    load_profile(p, blockpages.names())
 
 
 def test_regexes_with_escapes_or_the_ignorecase_flag_still_load(tmp_path: Path) -> None:

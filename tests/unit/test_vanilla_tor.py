@@ -75,17 +75,23 @@ time.sleep(60)
 '''
 
 
-@pytest.fixture
-def fake_tor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def install_tor(script: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``script`` (Python, its first line ``#!PYTHON``) as the ``tor`` first on PATH; tor's data directory (TMPDIR)
+    in ``tmp_path``, to see it removed."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     tor = bin_dir / "tor"
-    tor.write_text(FAKE.replace("PYTHON", sys.executable))
+    tor.write_text(script.replace("PYTHON", sys.executable))
     tor.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+
+
+@pytest.fixture
+def fake_tor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    install_tor(FAKE, tmp_path, monkeypatch)
     monkeypatch.setenv("FAKE_TOR_SEEN", str(tmp_path / "torrc-seen"))
     monkeypatch.setenv("FAKE_TOR_ME", ME)
-    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the data directory, to see it removed
     return tmp_path
 
 

@@ -5,8 +5,6 @@ bootstrap has, a last line without its newline). tor is a stand-in script, as in
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,7 @@ import pytest
 
 from tamperscope.nettests import vanilla_tor
 from tamperscope.nettests.base import Context, NettestError, Timeouts
+from tests.unit.test_vanilla_tor import install_tor
 
 CERT = "UClU9hpNng1O3EHgqkNRHOF115KhuK+jyR8IYpj9nHjp7CV4jhbBKjh81RqNDdUfoDDaTg"
 FPR = "AB12" * 10
@@ -43,13 +42,7 @@ sys.exit(1)
 
 @pytest.fixture
 def edge_tor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    tor = bin_dir / "tor"
-    tor.write_text(FAKE.replace("PYTHON", sys.executable))
-    tor.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    install_tor(FAKE, tmp_path, monkeypatch)
     return tmp_path
 
 
