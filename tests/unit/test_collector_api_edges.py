@@ -409,3 +409,16 @@ def test_deleting_one_of_two_alike_anomalies_leaves_the_other_unconfirmed(admin_
     assert outcomes() == {uid: "confirmed" for uid in uids}
     assert admin_app.post(f"/api/v1/admin/delete/{uids[0]}", headers=AUTH).status_code == 200
     assert outcomes() == {uids[1]: "anomaly"}
+
+
+def test_an_admin_request_a_page_of_another_site_had_a_browser_send_is_refused_as_such(admin_app: SyncClient) -> None:
+    """The bounded reader refuses what a browser sent for another site's page, and names an admin request (not "a
+    submission"); nothing is deleted."""
+    uid = admin_app.submit(samples.measurement("ok", url="https://cross-site-admin.example/"))
+    admin_app.get("/api/v1/health")
+    r = admin_app.post(f"/api/v1/admin/delete/{uid}", content=b"{}",
+                       headers={**AUTH, "Sec-Fetch-Site": "cross-site"})
+    assert r.status_code == 403 and r.json()["error"] == "cross_origin", r.text
+    assert r.json()["detail"].startswith("an admin request that a web page of another site had a browser send")
+    assert "administrators' tools send neither" in r.json()["detail"]
+    assert not admin_app.collector.rawlog.is_deleted(uid)

@@ -570,13 +570,14 @@ _ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {401: {"description": "no token
                                                   413: {"description": "the body is too large"}}
 ADMIN_DELETE_BODY = 64 * 1024       # bytes of an admin deletion's body (a reason)
 ADMIN_REANALYSE_BODY = 1024 * 1024  # bytes of a re-analysis request (uids and filters)
+_ADMIN = ("an admin request", "administrators' tools")  # in a refusal of one a browser page of another site sent
 
 
 @router.post("/admin/delete/{measurement_uid}", summary="Delete a measurement (admin token)",
              responses=_ADMIN_ERRORS, tags=["admin"])
 async def admin_delete(request: Request, measurement_uid: Annotated[str, Path(pattern=UID_PATTERN)]) -> Response:
     collector = _authorise(request)
-    body = await read_body(request, ADMIN_DELETE_BODY)  # a body over it is 413: cut, it would read as invalid JSON
+    body = await read_body(request, ADMIN_DELETE_BODY, *_ADMIN)  # over it: 413 (cut, it would read as invalid JSON)
     reason = "deleted by an administrator"
     if body.strip():
         payload = parse_json(body)
@@ -600,7 +601,7 @@ async def admin_delete(request: Request, measurement_uid: Annotated[str, Path(pa
                                  "test_name, mechanism, fingerprint, category_code, since, until"}}}}}}})
 async def admin_reanalyse(request: Request) -> Response:
     collector = _authorise(request)
-    body = await read_body(request, ADMIN_REANALYSE_BODY)
+    body = await read_body(request, ADMIN_REANALYSE_BODY, *_ADMIN)
     payload = parse_json(body) if body.strip() else {}
     if not isinstance(payload, dict):
         raise SubmissionError(400, "invalid_json", "the body must be a JSON object")

@@ -101,13 +101,14 @@ def _cross_site(request: Request) -> bool:
     return not theirs or theirs not in ours  # "null": a sandboxed page, a file, a redirect across sites
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, what: str = "a submission", senders: str = "probes") -> bytes:
     """The request body, refusing (403) one a web page of another site had a browser send, (413) more than
     ``limit`` bytes without reading them all, and (400) one declared compressed or in a charset other than
-    UTF-8, which would be stored as if it were neither."""
+    UTF-8, which would be stored as if it were neither. ``what`` and ``senders`` name the request and those who
+    send it, in the refusal."""
     if _cross_site(request):
-        raise SubmissionError(403, "cross_origin", "a submission that a web page of another site had a browser "
-                              "send is refused (its Origin or Sec-Fetch-Site says so); probes send neither")
+        raise SubmissionError(403, "cross_origin", f"{what} that a web page of another site had a browser "
+                              f"send is refused (its Origin or Sec-Fetch-Site says so); {senders} send neither")
     encoding = request.headers.get("content-encoding", "").strip().lower()
     if encoding not in ("", "identity"):
         raise SubmissionError(400, "invalid_json", f"Content-Encoding {encoding[:40]!r} is not supported; "
