@@ -11,6 +11,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from .consistency import AddressJudge, Observations, http_diff, observe
+from .failures import failure_class
+
+
+def _same_failure(obs: Observations, failure: str) -> bool:
+    """Whether the control's lookup failed as the probe's did: the same error however each spells it (the control
+    says NXDOMAIN as ``dns_name_error``, the probe as ``dns_nxdomain_error``), or no address for both."""
+    control = obs.control
+    if control is None:
+        return False
+    kind = failure_class(failure)
+    if control.dns_failure is not None:
+        return failure_class(control.dns_failure) == kind
+    return kind == "dns_no_answer" and control.dns_addrs is not None and not control.dns_addrs
 
 
 def summary_keys(measurement: Mapping[str, Any], obs: Observations | None = None) -> dict[str, Any]:
@@ -20,7 +33,7 @@ def summary_keys(measurement: Mapping[str, Any], obs: Observations | None = None
     addrs = sorted({a for q in depth0 for a in q.addrs})
     consistent = judge.consistent(addrs, obs.host) if addrs else None
     failures = [q.failure for q in obs.queries if q.depth == 0 and q.failure]
-    if consistent is None and failures and obs.control is not None and obs.control.dns_failure == failures[0]:
+    if consistent is None and failures and _same_failure(obs, failures[0]):
         dns_consistency: str | None = "consistent"
     elif consistent is None:
         dns_consistency = None if not failures else "inconsistent"
