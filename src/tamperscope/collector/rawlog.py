@@ -97,15 +97,19 @@ class RawLog:
                     end = start
                 f.seek(keep)
                 torn = f.read()
-            torn_dir = self.root / "torn"
-            torn_dir.mkdir(exist_ok=True)
-            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-            (torn_dir / f"{path.stem}-{stamp}.bin").write_bytes(torn)
-            with open(path, "r+b") as f:
-                f.truncate(keep)
-                os.fsync(f.fileno())
+            self._cut_torn(path, keep, torn)
             cut_total += len(torn)
         return cut_total
+
+    def _cut_torn(self, path: Path, keep: int, torn: bytes) -> None:
+        """Cut ``path`` to its first ``keep`` bytes, durably, keeping what is cut (``torn``) in ``torn/``."""
+        torn_dir = self.root / "torn"
+        torn_dir.mkdir(exist_ok=True)
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        (torn_dir / f"{path.stem}-{stamp}.bin").write_bytes(torn)
+        with open(path, "r+b") as f:
+            f.truncate(keep)
+            os.fsync(f.fileno())
 
     def segments_paths(self) -> list[Path]:
         return sorted(p for p in self.incoming.iterdir() if p.name.endswith(SEGMENT_SUFFIX) and p.is_file())
@@ -191,14 +195,7 @@ class RawLog:
         data = path.read_bytes()
         if data and not data.endswith(b"\n"):
             keep = data.rfind(b"\n") + 1
-            torn_dir = self.root / "torn"
-            torn_dir.mkdir(exist_ok=True)
-            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-            (torn_dir / f"tombstones-{stamp}.bin").write_bytes(data[keep:])
-            with open(path, "r+b") as f:
-                f.truncate(keep)
-                f.flush()
-                os.fsync(f.fileno())
+            self._cut_torn(path, keep, data[keep:])
             data = data[:keep]
         for raw in data.splitlines():
             try:
