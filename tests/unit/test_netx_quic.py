@@ -256,15 +256,18 @@ def test_concurrent_handshakes(lab: tuple[Issuer, str]) -> None:
             async with Trace() as trace:
                 recs = await asyncio.gather(*(handshake(LO, server.port, server_name=n, trace=trace, ca_bundle=ca,
                                                         timeout=3.0) for n in names))
+            # each client's own account first: a handshake that failed (say, timed out) sends no NO_ERROR goodbye
+            assert [r["failure"] for r in recs] == [None] * len(names)
             await _until(lambda: server.handshakes >= len(names))
             assert server.handshakes == len(names)
             # every client said goodbye: the server's side of each connection got a CONNECTION_CLOSE with
             # NO_ERROR and drains, with a timer that frees it (the draining lasts 3 PTOs, which follow the
             # measured RTT: seconds on a loaded machine, so the test does not wait for the end)
             await _until(lambda: len(server.goodbyes) >= len(names))
-            assert len(server.goodbyes) == len(names)
+            silent = {p for p in server.peers} - {p for p, _ in server.goodbyes}
+            assert len(server.goodbyes) == len(names), {  # (QA once saw 19 of 20: which peer, after how much)
+                str(p): [server.peers.count(p), server.conns.get((p, LO)) is not None] for p in silent}
             assert set(server.conns) <= set(server.timers)
-        assert [r["failure"] for r in recs] == [None] * len(names)
         assert [_sans(_certs(r)[0]) for r in recs] == [[n] for n in names]
         assert len(trace.quic_handshakes) == len(names)
         assert len({r["transaction_id"] for r in recs}) == len(names)
