@@ -7,7 +7,9 @@
 # - the `wallclock` tests one at a time (unit tests that assert a wall-clock bound), at normal priority;
 # - at lower priority (nice 10), in the CPU the others leave idle: the rest side by side (pytest-xdist, two processes
 #   per core, at most four), then the browser tests one at a time (they bound no time, and the lab was still running
-#   when the parallel pass ended: after the lab, they had the run's last 3 minutes to themselves).
+#   when the parallel pass ended: after the lab, they had the run's last 3 minutes to themselves), then the
+#   end-to-end runs one at a time (tests/e2e: a collector under load and killed, the Dask engine; they use no lab and
+#   bound no time but generous ones: after the lab, in the serial pass, they added a minute to a run of 20).
 # One after the other, the passes took 26 minutes in CI. The background streams' output is printed at the end.
 # With arguments (`make test TEST_ARGS=...`) it runs one plain pytest with them.
 set -uo pipefail
@@ -57,22 +59,23 @@ else
     groups+=("$!")
   }
   beside 10 parallel "${PYTEST[@]}" -n "$workers" -m "not serial and not wallclock" \
-    -- browser "${PYTEST[@]}" -m serial --durations=10 tests/browser
+    -- browser "${PYTEST[@]}" -m serial --durations=10 tests/browser \
+    -- e2e "${PYTEST[@]}" -m serial --durations=10 tests/e2e
   beside 0 wallclock "${PYTEST[@]}" -m "wallclock and not serial"
   # interrupted: the background streams go too, and their logs (nothing left behind in $TMPDIR)
   trap 'for g in "${groups[@]}"; do kill -- -"$g" 2>/dev/null; done; rm -rf "$logs"' EXIT
   echo "test: beside this pass: the parallel tests (-m 'not serial and not wallclock', $workers processes, nice 10)" \
-    "then the browser tests (nice 10), and the wallclock ones (-m wallclock); their output follows"
+    "then the browser tests and the end-to-end runs (nice 10), and the wallclock ones (-m wallclock); their output follows"
   # The lab first: it waits on timeouts most of the time, while the background tests run; the unit tests that
-  # measure time and the end-to-end runs, which keep the CPU busy, after it. (tests/browser is the background's.)
+  # measure time, which keep the CPU busy, after it. (tests/browser and tests/e2e are the background's.)
   dirs=(tests/lab tests/unit)
-  for d in tests/*/; do d=${d%/}; case " ${dirs[*]} tests/browser " in *" $d "*) ;; *) dirs+=("$d") ;; esac; done
+  for d in tests/*/; do d=${d%/}; case " ${dirs[*]} tests/browser tests/e2e " in *" $d "*) ;; *) dirs+=("$d") ;; esac; done
   run -m serial --durations=30 "${dirs[@]}"  # the slowest, so the run's time (under 20 minutes in CI) can be kept
   rc=$?
   wait "${groups[@]}"
   trap - EXIT
   echo "test: the three streams took $((SECONDS - start)) s"
-  for name in parallel browser wallclock; do
+  for name in parallel browser e2e wallclock; do
     echo
     echo "==== $name ===="
     cat "$logs/$name"

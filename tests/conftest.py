@@ -3,10 +3,10 @@
 Tests marked ``serial`` never run beside another test of their kind: everything outside tests/unit (the
 lab, the browser, the end-to-end runs, which share one lab or bound their time), and the unit tests that
 measure time or memory, hold global state or print what CI's log must show. `scripts/test.sh` runs three
-streams at once: the serial tests one at a time (but the browser's); the ``wallclock`` ones (a unit test that
-asserts a wall-clock bound, as "a hostile server is cut off within 2 s") one at a time; and at lower
-priority the rest on pytest-xdist, then the browser tests one at a time (a browser test bounds no time).
-A unit test that bounds wall-clock time must be marked ``wallclock`` (or ``serial``): among the
+streams at once: the serial tests one at a time; the ``wallclock`` ones (a unit test that asserts a wall-clock
+bound, as "a hostile server is cut off within 2 s") one at a time; and at lower priority the rest on pytest-xdist,
+then the browser tests and the end-to-end runs one at a time (they use no lab and bound no time but generous
+ones). A unit test that bounds wall-clock time must be marked ``wallclock`` (or ``serial``): among the
 low-priority tests, the lab's busy moments can starve it.
 """
 
