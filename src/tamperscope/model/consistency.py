@@ -187,6 +187,10 @@ class Exchange:
     def text(self) -> str:
         return self._text
 
+    def title(self) -> str:
+        """The page's <title>, decoded as the body is (computed once)."""
+        return self._title
+
     @cached_property
     def _text(self) -> str:  # decoded once: the fingerprint scan and the title both read it
         return decode_body(self.body, self.headers)  # in the charset it declares when it is no UTF-8
