@@ -105,3 +105,59 @@ def test_hostile_records_around_the_tag() -> None:
     assert got is not None and got["queries"] == frozenset({i}) and got["tcp_connect"] == frozenset()
     assert summary_keys(m)["dns_consistency"] == "inconsistent"
     assert classic_records({"test_keys": "x"}) is None and classic_records({}) is None
+
+
+def _with_classic_request(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A blanked sample and its classic request (the one the keys compare)."""
+    m = _blanked(_sample(name))
+    request = next(r for r in m["test_keys"]["requests"] if "classic" in (r.get("tags") or []))
+    return m, request
+
+
+def test_a_failed_lookup_without_the_controls_dns_says_nothing() -> None:
+    """NXDOMAIN from the system resolver and no DNS answer from the control to compare it with: neither consistent
+    (an expected failure needs the control's) nor inconsistent (OONI counts it unexplained): null."""
+    m = _blanked(_sample("dnsBlockingNXDOMAIN"))
+    del m["test_keys"]["control"]["dns"]
+    assert summary_keys(m)["dns_consistency"] is None
+
+
+def test_a_second_classic_lookup_failing_unlike_the_control_is_inconsistent() -> None:
+    """The system resolver's addresses are the control's, but another of its lookups failed where the control
+    resolved: one unexpected failure makes the whole inconsistent, as OONI's classic rule has it."""
+    m = _blanked(_sample("successWithHTTP"))
+    queries = m["test_keys"]["queries"]
+    gai = next(q for q in queries if "classic" in (q.get("tags") or []))
+    assert summary_keys(m)["dns_consistency"] == "consistent"
+    queries.append({**copy.deepcopy(gai), "failure": "dns_server_failure", "answers": None})
+    assert summary_keys(m)["dns_consistency"] == "inconsistent"
+
+
+def test_a_control_page_without_a_status_compares_no_headers_or_title() -> None:
+    """The control fetched without failing yet gave no status: there is nothing to compare headers or titles
+    with (OONI's classic diff needs a status from the control)."""
+    m, _ = _with_classic_request("successWithHTTP")
+    m["test_keys"]["control"]["http_request"]["status_code"] = 0
+    got = summary_keys(m)
+    assert got["headers_match"] is None and got["title_match"] is None
+
+
+def test_only_common_headers_on_both_sides_do_not_match() -> None:
+    """Date and Content-Type alone on both sides: no uncommon header name in common, so headers_match is false
+    (v0.4 called the same set of names a match; OONI's classic rule does not)."""
+    m, request = _with_classic_request("successWithHTTP")
+    common = {"Date": "Thu, 24 Aug 2023 14:35:29 GMT", "Content-Type": "text/html"}
+    request["response"]["headers"] = dict(common)
+    request["response"]["headers_list"] = [[k, v] for k, v in common.items()]
+    m["test_keys"]["control"]["http_request"]["headers"] = dict(common)
+    assert summary_keys(m)["headers_match"] is False
+
+
+def test_a_status_against_a_controls_error_page_is_not_compared() -> None:
+    """200 here, 404 for the control: v0.5 compares a status only against a control's 2xx (v0.4 would say false)."""
+    m, request = _with_classic_request("successWithHTTP")
+    assert request["response"]["code"] == 200
+    m["test_keys"]["control"]["http_request"]["status_code"] = 404
+    assert summary_keys(m)["status_code_match"] is None
+    request["response"]["code"] = 404
+    assert summary_keys(m)["status_code_match"] is True

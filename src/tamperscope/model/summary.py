@@ -129,11 +129,9 @@ def _classic_diff(final: Exchange, control: ControlHTTP) -> dict[str, Any]:
     """OONI's classic HTTP diff of the final response with the control's: the headers are compared (their uncommon
     names' intersection) and the titles too (their long words), even when one side has none."""
     d = http_diff(final, control, (0, 5))
-    out: dict[str, Any] = {"body_length_match": d.body_length_match, "body_proportion": d.body_proportion or 0,
-                           "status_code_match": d.status_code_match}
-    if control.status_code > 0:
-        ours = {name.lower() for name, _ in final.headers} - COMMON_HEADERS
-        theirs = {name.lower() for name, _ in control.headers} - COMMON_HEADERS
-        out["headers_match"] = bool(ours & theirs)
-        out["title_match"] = title_words(final.title()) == title_words(control.title)
-    return out
+    # (a control fetch without failure has a status: `observe` keeps none without one, so both are compared here)
+    ours = {name.lower() for name, _ in final.headers} - COMMON_HEADERS
+    theirs = {name.lower() for name, _ in control.headers} - COMMON_HEADERS
+    return {"body_length_match": d.body_length_match, "body_proportion": d.body_proportion or 0,
+            "status_code_match": d.status_code_match, "headers_match": bool(ours & theirs),
+            "title_match": title_words(final.title()) == title_words(control.title)}
