@@ -129,7 +129,7 @@ def host_name_case(data: bytes) -> list[bytes]:
 
 
 def host_value_case(data: bytes) -> list[bytes]:
-    """The Host header's value in mixed case (``WwW.ExAmPlE.CoM``)."""
+    """The Host header's value in mixed case (``WwW.eXaMpLe.CoM``: every other letter, counted across the dots)."""
     m = _host(data)
     start, end = m.span(1)
     if not re.search(rb"[A-Za-z]", data[start:end]):
