@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from tamperscope.lab import blockpages, censor, dnsd, farm
 from tamperscope.model.profile import parse_profile
 from tamperscope.netx import openvpn
 from tamperscope.wire import dnswire, packet
+from tests.unit.test_lab_services_hostile import _client_hello
 
 MACS = b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x02\x08\x00"
 CLIENT, SERVER, NET_SERVER, RESOLVER = "198.18.1.2", "198.19.0.5", "198.19.8.9", "198.19.0.8"
@@ -81,15 +81,6 @@ def _tcp_of(frame: bytes) -> packet.TCP:
     t = packet.parse_tcp(frame[14 + 20:])
     assert t is not None
     return t
-
-
-def _client_hello(sni: str) -> bytes:
-    ctx = ssl.create_default_context()
-    out = ssl.MemoryBIO()
-    tls = ctx.wrap_bio(ssl.MemoryBIO(), out, server_hostname=sni)
-    with pytest.raises(ssl.SSLWantReadError):
-        tls.do_handshake()
-    return out.read()
 
 
 # -- ip rules ---------------------------------------------------------------------------------------------------

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import hmac
 import os
 import secrets
 import struct
@@ -17,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from tamperscope.collector.testing import free_port
 from tamperscope.model import failures as F
@@ -30,7 +27,7 @@ from tamperscope.netx.classify import NetxError
 from tamperscope.netx.trace import Trace
 from tamperscope.wire import wireguard as W
 from tests.unit.test_netx_servers import TCPServer
-from tests.unit.test_tor import BRIDGE_KEY, CERT, IDENTITY, NODE_ID
+from tests.unit.test_tor import CERT, IDENTITY, NODE_ID, _mac, bridge_reply
 
 # --------------------------------------------------------------------------- helpers
 
@@ -178,22 +175,6 @@ def test_a_late_reset_to_an_earlier_openvpn_session_still_counts(monkeypatch: py
     assert failure is None and len(proto.got) >= 2
 
 
-def test_cancelling_an_openvpn_udp_handshake_stays_a_cancellation() -> None:
-    """A cancelled exchange raises CancelledError, not a failure string (which would swallow a shutdown)."""
-
-    async def main() -> None:
-        async def client(port: int) -> None:
-            task = asyncio.ensure_future(openvpn.udp_handshake("127.0.0.1", port, trace=Trace(), timeout=5))
-            await asyncio.sleep(0.1)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-
-        await _with_udp(lambda data, got: [], client)
-
-    asyncio.run(asyncio.wait_for(main(), 10))
-
-
 # --------------------------------------------------------------------------- wireguard
 
 SERVER, CLIENT, PSK = (bytes([n]) * 32 for n in (7, 9, 11))
@@ -272,12 +253,16 @@ def test_an_answer_to_a_retransmission_counts(monkeypatch: pytest.MonkeyPatch) -
     assert (h.failure, h.answer) == (None, "response") and h.initiations >= 2
 
 
-def test_cancelling_a_wireguard_handshake_stays_a_cancellation() -> None:
-    """A cancelled handshake raises CancelledError, not a Handshake with a failure string."""
+@pytest.mark.parametrize("start", [
+    lambda port: openvpn.udp_handshake("127.0.0.1", port, trace=Trace(), timeout=5),
+    lambda port: wg.handshake("127.0.0.1", port, KEYS, trace=Trace(), timeout=5),
+], ids=["openvpn-udp", "wireguard"])
+def test_cancelling_a_udp_handshake_stays_a_cancellation(start: Callable[[int], Awaitable[Any]]) -> None:
+    """A cancelled exchange raises CancelledError, not a failure string (which would swallow a shutdown)."""
 
     async def main() -> None:
         async def client(port: int) -> None:
-            task = asyncio.ensure_future(wg.handshake("127.0.0.1", port, KEYS, trace=Trace(), timeout=5))
+            task = asyncio.ensure_future(start(port))
             await asyncio.sleep(0.1)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -307,10 +292,6 @@ def test_a_cert_copied_with_surrounding_whitespace_is_read() -> None:
     assert obfs4.parse_cert(f"  {CERT}\n") == (NODE_ID, IDENTITY)
 
 
-def _mac(data: bytes) -> bytes:
-    return hmac.new(IDENTITY + NODE_ID, data, hashlib.sha256).digest()[:16]
-
-
 def _bridge(kind: str) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
     """A fake obfs4 bridge at hour EPOCH. ``ok``: a right answer; ``split``: the same in two segments, cut inside
     its MAC; ``unreduced``: its representative the other root (bit 254 set, as an older bridge may send);
@@ -329,13 +310,7 @@ def _bridge(kind: str) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter],
                 break
         if data[at + 16:at + 32] != _mac(data[:at + 16] + EPOCH):
             return  # not this hour's MAC: the bridge hangs up
-        client = obfs4.forward(int.from_bytes(data[:32], "little") & ((1 << 254) - 1)).to_bytes(32, "little")
-        key, public, rep = obfs4._keypair()
-        xy = key.exchange(X25519PublicKey.from_public_bytes(client))
-        xb = BRIDGE_KEY.exchange(X25519PublicKey.from_public_bytes(client))
-        suffix = IDENTITY + IDENTITY + client + public + obfs4.PROTOID + NODE_ID
-        verify = hmac.new(obfs4.T_VERIFY, xy + xb + suffix, hashlib.sha256).digest()
-        auth = hmac.new(obfs4.T_MAC, verify + suffix + b"Server", hashlib.sha256).digest()
+        rep, auth = bridge_reply(data)
         if kind == "unreduced":
             rep = (obfs4.P - (int.from_bytes(rep, "little") & ((1 << 254) - 1))).to_bytes(32, "little")
             assert rep[31] & 0x40  # bit 254 set: the first reading (bits 0-253) is not the key

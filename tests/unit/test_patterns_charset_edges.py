@@ -26,6 +26,7 @@ from tamperscope.wire.patterns import (
     required_literals,
     word_edges,
 )
+from tests.unit.test_summary_classic import _untagged
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "ooni-samples" / "generated"
 
@@ -305,19 +306,10 @@ def test_http_match_keys_need_a_successful_control_fetch() -> None:
     assert got["body_proportion"] == 0 and got["body_length_match"] is None and got["status_code_match"] is True
 
 
-def _unclassic(m: dict[str, Any]) -> dict[str, Any]:
-    """The sample as a v0.5 probe before OONI's classic analysis wrote it: no record tagged ``classic``."""
-    m = copy.deepcopy(m)
-    for key in ("queries", "tcp_connect", "requests"):
-        for r in m["test_keys"].get(key) or []:
-            r["tags"] = [t for t in r.get("tags") or [] if t != "classic"]
-    return m
-
-
 def test_v04_does_not_make_a_tls_validated_address_consistent() -> None:
     """TLS validation of an address is (pre-classic) v0.5's rule; a v0.4 record is judged as v0.4 judged it. (With
     its ``classic`` tags, the sample is judged by the system resolver's answer alone, as OONI wrote: inconsistent.)"""
-    m = _unclassic(_sample("httpDiffWithInconsistentDNS"))
+    m = _untagged(_sample("httpDiffWithInconsistentDNS"))
     assert summary_keys(m)["dns_consistency"] == "consistent"
     m["test_version"] = "0.4.3"
     assert summary_keys(m)["dns_consistency"] == "inconsistent"

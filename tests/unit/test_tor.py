@@ -73,6 +73,17 @@ def _mac(data: bytes) -> bytes:
     return hmac.new(IDENTITY + NODE_ID, data, hashlib.sha256).digest()[:16]
 
 
+def bridge_reply(hello: bytes) -> tuple[bytes, bytes]:
+    """The bridge's side of obfs4's ntor handshake for a client's ``hello``: its representative and its AUTH."""
+    client = obfs4.forward(int.from_bytes(hello[:32], "little") & ((1 << 254) - 1)).to_bytes(32, "little")
+    key, public, rep = obfs4._keypair()
+    xy = key.exchange(X25519PublicKey.from_public_bytes(client))
+    xb = BRIDGE_KEY.exchange(X25519PublicKey.from_public_bytes(client))
+    suffix = IDENTITY + IDENTITY + client + public + obfs4.PROTOID + NODE_ID
+    verify = hmac.new(obfs4.T_VERIFY, xy + xb + suffix, hashlib.sha256).digest()
+    return rep, hmac.new(obfs4.T_MAC, verify + suffix + b"Server", hashlib.sha256).digest()
+
+
 def _bridge(impostor: bool = False) -> Any:
     """A fake obfs4 bridge: finds the client's mark, checks its MAC, answers with a representative, obfs4's ntor
     AUTH (garbage from an ``impostor``, who knows the bridge line but not the bridge's private key), padding, its
@@ -94,13 +105,7 @@ def _bridge(impostor: bool = False) -> Any:
         epoch = next((e for e in (str(h).encode() for h in (now, now - 1, now + 1))
                      if data[at + 16:at + 32] == _mac(data[:at + 16] + e)), None)
         assert epoch is not None, "the client's MAC matches no hour"
-        client = obfs4.forward(int.from_bytes(data[:32], "little") & ((1 << 254) - 1)).to_bytes(32, "little")
-        key, public, rep = obfs4._keypair()
-        xy = key.exchange(X25519PublicKey.from_public_bytes(client))
-        xb = BRIDGE_KEY.exchange(X25519PublicKey.from_public_bytes(client))
-        suffix = IDENTITY + IDENTITY + client + public + obfs4.PROTOID + NODE_ID
-        verify = hmac.new(obfs4.T_VERIFY, xy + xb + suffix, hashlib.sha256).digest()
-        auth = hmac.new(obfs4.T_MAC, verify + suffix + b"Server", hashlib.sha256).digest()
+        rep, auth = bridge_reply(data)
         answer = rep + (secrets.token_bytes(32) if impostor else auth) + secrets.token_bytes(secrets.randbelow(200))
         answer += _mac(rep)
         answer += _mac(answer + epoch)
