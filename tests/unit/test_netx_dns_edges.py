@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+import time
 from typing import Any
 
 import dns.message
@@ -110,6 +111,22 @@ def test_tcp_reply_cut_short_is_an_eof_error() -> None:
         async with _tcp_server(cut) as server, Trace() as trace:
             result = await lookup_tcp("cut.example", "A", server=LO, port=server.port, trace=trace, timeout=2)
         assert result.failure == F.EOF_ERROR and result.addresses == ()
+
+    srv.run(main())
+
+
+def test_an_answer_in_the_grace_is_read_even_when_the_loop_stalled_past_it() -> None:
+    """The loop blocked for longer than the grace (a loaded machine: CI saw it once): the datagram's arrival and
+    the grace's timeout run in the same turn, and the datagram, which came within the grace, is read, not lost."""
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        proto = dns_mod._UDPProtocol(loop)
+        proto.error_received(ConnectionRefusedError("port unreachable"))
+        loop.call_later(dns_mod.ICMP_GRACE / 5, proto.datagram_received, b"forged", (LO, 53))
+        loop.call_soon(time.sleep, dns_mod.ICMP_GRACE * 2)  # the stall, once get() waits
+        assert await proto.get() == b"forged"
+        with pytest.raises(ConnectionRefusedError):
+            await proto.get()
 
     srv.run(main())
 

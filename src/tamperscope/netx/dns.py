@@ -551,7 +551,10 @@ class _UDPProtocol(asyncio.DatagramProtocol):
                     async with asyncio.timeout(left):
                         await self.waiter
                 except TimeoutError:
-                    raise self.error from None
+                    # A loop that stalled past the grace runs the datagram's arrival and the timeout in one turn:
+                    # the datagram is in, and is read (the error comes at the next call)
+                    if not self.datagrams:
+                        raise self.error from None
                 continue
             self.waiter = self.loop.create_future()
             await self.waiter
