@@ -47,6 +47,12 @@ def _same_failure(obs: Observations, failure: str) -> bool:
     return kind == "dns_no_answer" and control.dns_addrs is not None and not control.dns_addrs
 
 
+def _unknown(dns_consistency: str | None) -> dict[str, Any]:
+    """The keys with nothing compared yet: OONI writes an unknown proportion as 0, the rest as null."""
+    return {"dns_consistency": dns_consistency, "body_length_match": None, "body_proportion": 0,
+            "status_code_match": None, "headers_match": None, "title_match": None}
+
+
 def classic_records(measurement: Mapping[str, Any]) -> dict[str, frozenset[int]] | None:
     """For each of queries, tcp_connect and requests, the indexes of the records tagged ``classic``; None when no
     record is (data from before OONI's classic analysis, or not OONI's)."""
@@ -89,8 +95,7 @@ def summary_keys(measurement: Mapping[str, Any], obs: Observations | None = None
         dns_consistency = None if not failures else "inconsistent"
     else:
         dns_consistency = "consistent" if consistent else "inconsistent"
-    out: dict[str, Any] = {"dns_consistency": dns_consistency, "body_length_match": None, "body_proportion": 0,
-                           "status_code_match": None, "headers_match": None, "title_match": None}
+    out = _unknown(dns_consistency)
     final = next((e for e in reversed(obs.exchanges) if e.is_final), None)
     if final is not None and obs.control is not None and obs.control.http is not None and obs.control.http.failure is None:
         d = http_diff(final, obs.control.http, obs.version)
@@ -116,8 +121,7 @@ def _classic_keys(obs: Observations, classic: dict[str, frozenset[int]]) -> dict
         dns_consistency = "consistent"
     elif valid is False or unexpected:
         dns_consistency = "inconsistent"
-    out: dict[str, Any] = {"dns_consistency": dns_consistency, "body_length_match": None, "body_proportion": 0,
-                           "status_code_match": None, "headers_match": None, "title_match": None}
+    out = _unknown(dns_consistency)
     final = next((e for e in obs.exchanges if e.is_final and _index(e.pointer, "requests") in classic["requests"]),
                  None)
     if final is not None and control is not None and control.http is not None and control.http.failure is None:
