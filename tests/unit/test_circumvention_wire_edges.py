@@ -119,11 +119,12 @@ def test_an_openvpn_frame_longer_than_a_reset_is_refused_before_it_is_read() -> 
         await reader.read(64)
         writer.write(b"\xff\xff" + os.urandom(64))  # 65535 bytes announced, a trickle sent
         await writer.drain()
-        await asyncio.sleep(10)
+        await asyncio.sleep(30)
 
+    # the deadline far above the bound: a loaded machine (this runs in the low-priority pass) does not reach it
     start = time.monotonic()
-    assert asyncio.run(asyncio.wait_for(_tcp_handshake(serve, timeout=3), 10)) == F.OPENVPN_HANDSHAKE_FAILED
-    assert time.monotonic() - start < 2.5
+    assert asyncio.run(asyncio.wait_for(_tcp_handshake(serve, timeout=20), 40)) == F.OPENVPN_HANDSHAKE_FAILED
+    assert time.monotonic() - start < 10
 
 
 def test_the_openvpn_answer_s_size_is_its_frame_not_what_came_after_it() -> None:
