@@ -224,14 +224,14 @@ def test_report_filters_are_normalised_and_an_empty_match_says_so(tmp_path: Path
     for args, only in ((["--cc", "it"], "country IT"), (["--asn", "137"], "network AS137"),
                        (["--asn", "as137"], "network AS137")):
         assert main(["report", "--db", db, *args]) == 0
-        assert capsys.readouterr().out.startswith(f"Only {only}.\n50 measurements from 2024-02-12"), args
+        assert capsys.readouterr().out.startswith(f"Only {only}.\n50 measurements on 2024-02-12"), args
     example = sum(urlsplit(json.loads(p.read_text()).get("input") or "").hostname == "www.example.com"
                   for p in SAMPLES.glob("*/measurement.json"))  # any scheme or port
     assert 0 < example < 50
     for args, first in ((["--test", "Web_Connectivity", "--since", "2024-02-12", "--until", "2024-02-12"],
                          "Only test web_connectivity, from 2024-02-12, until 2024-02-12.\n50 "),
                         (["--domain", "WWW.Example.com."], f"Only site www.example.com.\n{example} measurements "
-                                                           "from 2024-02-12 to 2024-02-12: 1 country, 1 network, "
+                                                           "on 2024-02-12: 1 country, 1 network, "
                                                            "1 domain."),
                         (["--since", "2024-02-13"], "No ")):
         assert main(["report", "--db", db, *args]) == 0

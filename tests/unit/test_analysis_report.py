@@ -117,7 +117,7 @@ def test_signatures_are_listed(store: Store) -> None:
 
 def test_terminal_report(store: Store) -> None:
     text = terminal_report(store)
-    assert text.splitlines()[0].startswith("52 measurements from 2024-02-12 to 2024-02-12")
+    assert text.splitlines()[0].startswith("52 measurements on 2024-02-12")
     for heading in ("Top blocked domains", "Top networks with interference", "Mechanisms"):
         assert heading in text
     assert "dns.nxdomain" in text
@@ -173,7 +173,7 @@ def test_apps_and_tools_show_by_test(tmp_path: Path) -> None:
     s = Store(tmp_path / "s.duckdb")
     pipeline.run([str(tmp_path / "in.jsonl")], s)
     text = terminal_report(s)
-    assert text.splitlines()[0] == ("9 measurements from 2024-03-01 to 2024-03-01: 1 country, 1 network, "
+    assert text.splitlines()[0] == ("9 measurements on 2024-03-01: 1 country, 1 network, "
                                     "0 domains.")
     section = text.split("Tests with interference")[1].split("\n\n")[0]
     rows = [line.split()[:4] for line in section.splitlines()[3:]]

@@ -197,3 +197,23 @@ def test_unknown_blockpage_excerpt_is_cut(monkeypatch: pytest.MonkeyPatch) -> No
     assert (rows[0]["network_count"], rows[0]["unknown_network"]) == (1, True)
     assert rows[0]["pattern_found"] == "none found"
 
+
+
+def test_the_reports_name_one_day_as_one_day_and_several_as_a_span(tmp_path: Path) -> None:
+    """The first line of both reports: "on D" when every measurement is of one day, "from A to B" otherwise (it
+    said "From 2026-12-08 to 2026-12-08" for the demo's one day)."""
+    from tamperscope.analysis.report import html_report
+
+    m = json.loads((SAMPLES / "dnsBlockingNXDOMAIN" / "measurement.json").read_text())
+    day = str(m["measurement_start_time"])[:10]
+    one = Store(tmp_path / "one.duckdb")
+    (tmp_path / "one.jsonl").write_bytes(orjson.dumps(m))
+    pipeline.run([str(tmp_path / "one.jsonl")], one)
+    assert terminal_report(one).splitlines()[0].startswith(f"1 measurement on {day}: ")
+    assert f"<p class='summary'>On {day}, 1 measurement from " in html_report(one)
+    later = dict(m, measurement_start_time="2030-01-02 03:04:05", report_id="later")
+    (tmp_path / "two.jsonl").write_bytes(orjson.dumps(m) + b"\n" + orjson.dumps(later))
+    two = Store(tmp_path / "two.duckdb")
+    pipeline.run([str(tmp_path / "two.jsonl")], two)
+    assert terminal_report(two).splitlines()[0].startswith(f"2 measurements from {day} to 2030-01-02: ")
+    assert f"<p class='summary'>From {day} to 2030-01-02, 2 measurements from " in html_report(two)

@@ -415,6 +415,11 @@ def sources_in_words(store: Any, filters: Filters | None) -> list[dict[str, Any]
     return rows
 
 
+def days_in_words(first: object, last: object) -> str:
+    """"on 2026-12-08" for one day, "from 2026-12-01 to 2026-12-08" for several."""
+    return f"on {first}" if first == last else f"from {first} to {last}"
+
+
 def terminal_report(store: Store, filters: Filters | None = None, limit: int = 15) -> str:
     """The top blocked domains, networks and mechanisms, as text."""
     t = aggregates.totals(store, filters)
@@ -422,7 +427,7 @@ def terminal_report(store: Store, filters: Filters | None = None, limit: int = 1
     if not n:
         return ": ".join(_nothing(store, filters))
     lines = [
-        f"{counted(n, 'measurement')} from {t['first_day']} to {t['last_day']}: "
+        f"{counted(n, 'measurement')} {days_in_words(t['first_day'], t['last_day'])}: "
         f"{counted(t['country_count'], 'country', 'countries')}, {networks_in_words(t)}, "
         f"{counted(t['domain_count'], 'domain')}.",
         f"Outcomes: {t['confirmed_count']:,} confirmed{confirmed_how(t)}, "
@@ -1038,7 +1043,8 @@ def html_report(store: Store, filters: Filters | None = None, *, title: str = "N
     else:
         anomalous = int(t["anomaly_count"])
         parts.append(
-            f"<p class='summary'>From {_e(t['first_day'])} to {_e(t['last_day'])}, {counted(n, 'measurement')} "
+            f"<p class='summary'>{_e(days_in_words(t['first_day'], t['last_day']).capitalize())}, "
+            f"{counted(n, 'measurement')} "
             f"from {networks_in_words(t)} in {counted(t['country_count'], 'country', 'countries')} "
             f"tested {counted(t['domain_count'], 'site')} and {counted(t['test_count'], 'test')}. "
             f"{anomalous:,} ({_share(anomalous, n)}) showed signs of interference; "
