@@ -52,10 +52,15 @@ class UsageError(Exception):
 
 def path_arg(value: str) -> Path:
     """argparse ``type`` of an option naming a file or directory: an empty one is refused. ``Path("")`` is ``.``,
-    the current directory, which no one means by it (a ``--findings "$DIR"`` whose variable is unset)."""
+    the current directory, which no one means by it (a ``--findings "$DIR"`` whose variable is unset). Where ``-``
+    means standard output, ``./-`` still names a file: it comes back absolute (a helper's mutation pass: ``-o ./-``
+    wrote to standard output, as ``Path("./-")`` is ``-``)."""
     if not value.strip():
         raise argparse.ArgumentTypeError("expected a path, not ''")
-    return Path(value)
+    path = Path(value)
+    if str(path) == "-" and value != "-":  # "./-": a file named "-" (Path drops the "./"), not standard output
+        return path.absolute()
+    return path
 
 
 def path_text_arg(value: str) -> str:

@@ -38,7 +38,7 @@ def store(tmp_path: Path) -> Path:
 
 def _still_a_store(db: Path) -> None:
     p = _run("report", "--db", str(db))
-    assert p.returncode == 0 and p.stdout.startswith("1 measurement from"), p.stderr
+    assert p.returncode == 0 and p.stdout.startswith("1 measurement on "), p.stderr
 
 
 def test_a_report_or_verdicts_aimed_at_the_store_are_refused(store: Path, tmp_path: Path) -> None:
