@@ -722,9 +722,9 @@ class Scrubber:
         spellings = list(dict.fromkeys(spellings))
         needles = _b64_needles(spellings)
         # and base64 inside base64 (a token whose JSON holds a token: QA), for the usual spellings: what encodes
-        # the characters that encode them, as deep as tokens are followed (MAX_NESTING: one layer was, and a token
-        # three layers deep was not looked into at all, a helper's mutation pass found). Three times as many
-        # needles each layer deeper, so the IPv4 addresses' dotted spellings only
+        # the characters that encode them, layer on layer as deep as tokens are followed (MAX_NESTING; needles for
+        # two layers only left a token three or four layers deep unsearched, a helper's mutation pass found). Three
+        # times as many needles each layer deeper: the IPv4 addresses' dotted spellings only
         inner = _b64_needles(wide[:len(v4)])
         for _ in range(MAX_NESTING - 1):
             inner = _b64_needles(n for n in inner if "-" not in n and "_" not in n)
